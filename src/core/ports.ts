@@ -1,0 +1,269 @@
+/**
+ * Ports: the interfaces core owns and the outer layers implement. The engine sees only these.
+ */
+import type {
+  RejectedRow,
+  SequenceRun,
+  SequenceRunStatus,
+  SyncRun,
+  SyncRunOptions,
+  SyncRunStatus,
+  Trigger,
+  OperationCounts,
+} from './runs.js';
+import type {
+  ConnectionRecord,
+  ModelRecord,
+  ResolvedConnection,
+  SequenceRecord,
+  SyncRecord,
+  WorkspaceChange,
+  WorkspaceDefinition,
+  WorkspaceState,
+} from './workspace.js';
+
+// ---------------------------------------------------------------------------------------------
+// Time, ids, logs
+
+/** The clock, injected everywhere so tests control time. */
+export interface Clock {
+  /** Epoch milliseconds, possibly fractional. */
+  now(): number;
+  /** Resolves after `ms` of this clock's time, or rejects with the signal's reason when aborted. */
+  sleep(ms: number, signal?: AbortSignal): Promise<void>;
+}
+
+export interface Logger {
+  debug(message: string, fields?: Record<string, unknown>): void;
+  info(message: string, fields?: Record<string, unknown>): void;
+  warn(message: string, fields?: Record<string, unknown>): void;
+  error(message: string, fields?: Record<string, unknown>): void;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Values and rows
+
+/** A cell value as Lockstep carries it: sources normalise to these (bigints beyond 2^53 and decimals as strings, times as ISO strings). */
+export type Value = string | number | boolean | null;
+
+/** A batch of rows read from a source; every row is aligned with `columns`. */
+export interface RowBatch {
+  columns: string[];
+  rows: Value[][];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sources
+
+export interface ReadOptions {
+  /** Rows per batch yielded (default chosen by the caller). */
+  batchSize: number;
+  signal?: AbortSignal;
+}
+
+/** A warehouse connection that models read from. */
+export interface Source {
+  /**
+   * Streams the rows of `query` in batches, never holding the whole result in memory. Throws a
+   * LockstepError (`query` for a bad query, `connection` when unreachable).
+   */
+  read(query: string, options: ReadOptions): AsyncIterable<RowBatch>;
+  close(): Promise<void>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Destinations
+
+export interface DestinationCapabilities {
+  /** Can delete rows (needed by `mirror` and `deleteBehavior: delete`). */
+  deletes: boolean;
+  /** Has a native insert-or-update. */
+  upsert: boolean;
+}
+
+/** Where a sync writes inside a destination. */
+export interface WriteTarget {
+  /** Table or API object. */
+  object: string;
+  /** Destination field names of the primary key, in order. */
+  keyColumns: string[];
+  /** Destination field names of every written value, in order (includes the key columns). */
+  columns: string[];
+}
+
+/**
+ * One row to write. `values` is aligned with `WriteTarget.columns` (empty for `delete`);
+ * `key` with `WriteTarget.keyColumns`.
+ */
+export interface WriteOperation {
+  kind: 'insert' | 'update' | 'upsert' | 'delete';
+  key: Value[];
+  values: Value[];
+}
+
+/** The destination's answer for one row. */
+export type RowOutcome = { ok: true } | { ok: false; reason: string };
+
+export interface DestinationWriter {
+  /**
+   * Writes a batch and answers per row, in order. A row the destination refuses (constraint,
+   * record not found, a 4xx for that record) is `{ ok: false, reason }` with the destination's
+   * message; the other rows are still written. Throws a LockstepError when the batch as a whole
+   * cannot be written: `retryable` for transient failures, otherwise fatal.
+   */
+  write(batch: WriteOperation[]): Promise<RowOutcome[]>;
+}
+
+/** A connection to a system that syncs write to. */
+export interface Destination {
+  readonly capabilities: DestinationCapabilities;
+  /** Checks that the object and its columns exist (fatal `schema` error if not) and returns a writer. */
+  prepare(target: WriteTarget): Promise<DestinationWriter>;
+  close(): Promise<void>;
+}
+
+/** Opens connections from resolved definitions; app.ts wires the concrete kinds. */
+export interface Connectors {
+  openSource(connection: ResolvedConnection): Promise<Source>;
+  openDestination(connection: ResolvedConnection): Promise<Destination>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Store
+
+export interface StoreCapabilities {
+  /** Work can be claimed by many processes at once (`FOR UPDATE SKIP LOCKED`). */
+  skipLocked: boolean;
+  /** The store pushes change notifications (LISTEN/NOTIFY). */
+  notifications: boolean;
+}
+
+export interface NewSyncRun {
+  syncId: number;
+  trigger: Trigger;
+  options: SyncRunOptions;
+}
+
+/** Fields of a sync run the runner updates as it goes; `status` moves along SyncRunStatus's machine. */
+export interface SyncRunPatch {
+  status?: SyncRunStatus;
+  querySize?: number;
+  plannedRows?: OperationCounts;
+  successfulRows?: OperationCounts;
+  failedRows?: OperationCounts;
+  completionRatio?: number;
+  error?: string | null;
+}
+
+export interface RunListQuery {
+  /** Only runs created at or after this time. */
+  after?: number;
+  /** Only runs created before this time. */
+  before?: number;
+  limit: number;
+  offset: number;
+  /** Newest first unless `asc`. */
+  order: 'asc' | 'desc';
+}
+
+export interface SyncRunListQuery extends RunListQuery {
+  syncId?: number;
+  runId?: number;
+  statuses?: SyncRunStatus[];
+}
+
+export interface SequenceRunListQuery extends RunListQuery {
+  sequenceId?: number;
+  statuses?: SequenceRunStatus[];
+}
+
+export interface MemberStart {
+  key: string;
+  syncId: number;
+}
+
+/**
+ * Everything Lockstep keeps: the workspace, run history, rejected rows, snapshots and schedule
+ * firings. Every method is atomic: it either happens whole or not at all.
+ */
+export interface Store {
+  readonly capabilities: StoreCapabilities;
+  close(): Promise<void>;
+
+  // --- workspace
+  loadWorkspace(): Promise<WorkspaceState>;
+  /** The changes `applyWorkspace` would make, without making them. */
+  planWorkspace(definition: WorkspaceDefinition): Promise<WorkspaceChange[]>;
+  /** Makes the store's workspace equal to `definition` (by slug; ids stay stable) and returns what changed. */
+  applyWorkspace(definition: WorkspaceDefinition, now: number): Promise<WorkspaceChange[]>;
+  /** By integer id or slug. */
+  getSync(ref: number | string): Promise<SyncRecord | null>;
+  getSequence(ref: number | string): Promise<SequenceRecord | null>;
+  getModel(slug: string): Promise<ModelRecord | null>;
+  getSource(slug: string): Promise<ConnectionRecord | null>;
+  getDestination(slug: string): Promise<ConnectionRecord | null>;
+  setEnabled(kind: 'sync' | 'sequence', id: number, enabled: boolean, now: number): Promise<void>;
+
+  // --- sync runs
+  /**
+   * Queues a standalone run. When the sync already has a queued standalone run, returns it
+   * instead (`created: false`): repeated triggers while a run is in progress share one follow-up.
+   */
+  enqueueSyncRun(input: NewSyncRun, now: number): Promise<{ run: SyncRun; created: boolean }>;
+  /** queued → querying, if no other run of the same sync is active; null if it must wait. */
+  claimSyncRun(id: number, now: number): Promise<SyncRun | null>;
+  /** Applies a patch; a terminal status sets `finishedAt`. A member's state follows its sync run's. */
+  updateSyncRun(id: number, patch: SyncRunPatch, now: number): Promise<SyncRun>;
+  getSyncRun(id: number): Promise<SyncRun | null>;
+  listSyncRuns(query: SyncRunListQuery): Promise<SyncRun[]>;
+  /** Queued runs, oldest first: the work waiting to be claimed. */
+  listQueuedSyncRuns(): Promise<SyncRun[]>;
+  requestSyncRunCancel(id: number): Promise<SyncRun>;
+  addRejectedRows(rows: RejectedRow[]): Promise<void>;
+  listRejectedRows(syncRunId: number, limit: number, offset: number): Promise<RejectedRow[]>;
+
+  // --- snapshots: per sync, primary key (JSON array) → hash of the delivered values
+  snapshotGet(syncId: number, keys: string[]): Promise<Map<string, string>>;
+  /** Records delivered rows and removes deleted ones, in one transaction. */
+  snapshotWrite(syncId: number, upserts: Array<[key: string, hash: string]>, deletes: string[]): Promise<void>;
+  /** Every key in the snapshot, in batches, in key order. */
+  snapshotKeys(syncId: number, batchSize: number): AsyncIterable<string[]>;
+  snapshotClear(syncId: number): Promise<void>;
+  snapshotCount(syncId: number): Promise<number>;
+
+  // --- sequence runs
+  /** Queues a run with every member pending; returns the queued run instead when one exists. */
+  enqueueSequenceRun(
+    sequence: SequenceRecord,
+    trigger: Trigger,
+    now: number,
+  ): Promise<{ run: SequenceRun; created: boolean }>;
+  /** pending → running, if no other run of the same sequence is running; null if it must wait. */
+  claimSequenceRun(id: string, now: number): Promise<SequenceRun | null>;
+  getSequenceRun(id: string): Promise<SequenceRun | null>;
+  listSequenceRuns(query: SequenceRunListQuery): Promise<SequenceRun[]>;
+  listSequenceRunsByStatus(statuses: SequenceRunStatus[]): Promise<SequenceRun[]>;
+  /**
+   * Creates a queued sync run for each member and links it, atomically. A member that already has
+   * a sync run that is not `interrupted` is left alone (so a replayed hand-off never runs a member twice).
+   */
+  startMembers(sequenceRunId: string, members: MemberStart[], now: number): Promise<SyncRun[]>;
+  /** Records which member terminated the run and why (the first call wins). */
+  setTermination(sequenceRunId: string, memberKey: string | null, reason: string): Promise<void>;
+  /** Marks still-pending members `skipped`. */
+  skipPendingMembers(sequenceRunId: string, now: number): Promise<void>;
+  finishSequenceRun(sequenceRunId: string, status: SequenceRunStatus, now: number): Promise<SequenceRun>;
+  requestSequenceRunCancel(id: string): Promise<SequenceRun>;
+
+  // --- recovery
+  /** Active sync runs → `interrupted` (after a crash); returns them. */
+  interruptActiveSyncRuns(now: number): Promise<SyncRun[]>;
+
+  // --- scheduler
+  /** Records a firing key (`scheduleId@dueTime`); false when it was already recorded. */
+  recordFiring(key: string, now: number): Promise<boolean>;
+  /** The due time up to which a schedule has been evaluated, or null. */
+  getScheduleCursor(scheduleId: string): Promise<number | null>;
+  setScheduleCursor(scheduleId: string, dueTime: number): Promise<void>;
+}
+

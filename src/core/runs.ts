@@ -1,0 +1,187 @@
+/**
+ * Run records: sync runs, sequence runs and their member runs, with their statuses (SPEC §2.3, §3.2).
+ * Times are epoch milliseconds (fractional when the clock gives sub-millisecond precision).
+ */
+
+/**
+ * Sync run states.
+ *
+ *   queued ──► querying ──► processing ──► reporting ──► success | warning | failed
+ *      │           │             │
+ *      └───────────┴─────────────┴──► cancelled        (any active state ──► interrupted when the process dies)
+ */
+export const SyncRunStatus = {
+  /** Waiting to start (its sync is busy, or no worker has taken it yet). */
+  Queued: 'queued',
+  /** Reading the model and planning. */
+  Querying: 'querying',
+  /** Delivering batches. */
+  Processing: 'processing',
+  /** Writing the final counts. */
+  Reporting: 'reporting',
+  /** Every planned row delivered. */
+  Success: 'success',
+  /** Finished, with rejected rows. */
+  Warning: 'warning',
+  /** Stopped by a fatal error; `error` says why. */
+  Failed: 'failed',
+  /** Stopped by a user at a batch boundary. */
+  Cancelled: 'cancelled',
+  /** The process died while it ran; it was run again as a new run. */
+  Interrupted: 'interrupted',
+} as const;
+export type SyncRunStatus = (typeof SyncRunStatus)[keyof typeof SyncRunStatus];
+
+/** States in which a sync run holds its sync: no other run of that sync may start. */
+export const ACTIVE_SYNC_RUN_STATUSES: readonly SyncRunStatus[] = ['querying', 'processing', 'reporting'];
+/** States a sync run never leaves. */
+export const TERMINAL_SYNC_RUN_STATUSES: readonly SyncRunStatus[] = [
+  'success',
+  'warning',
+  'failed',
+  'cancelled',
+  'interrupted',
+];
+
+export function isTerminalSyncRunStatus(status: SyncRunStatus): boolean {
+  return TERMINAL_SYNC_RUN_STATUSES.includes(status);
+}
+
+/** Sequence run states: pending ──► running ──► done | failed | cancelled (pending ──► cancelled too). */
+export const SequenceRunStatus = {
+  /** Queued; waits for the sequence's previous run to end. */
+  Pending: 'pending',
+  Running: 'running',
+  /** Ran to the end (even if a `never` member failed). */
+  Done: 'done',
+  /** Terminated by a member's policy, or a system error. */
+  Failed: 'failed',
+  /** Cancelled by a user. */
+  Cancelled: 'cancelled',
+} as const;
+export type SequenceRunStatus = (typeof SequenceRunStatus)[keyof typeof SequenceRunStatus];
+
+/** Sequence run states that are final: the run will not change any more. */
+export const TERMINAL_SEQUENCE_RUN_STATUSES: readonly SequenceRunStatus[] = ['done', 'failed', 'cancelled'];
+
+export const MemberRunStatus = {
+  /** Not started: waiting for dependencies, or for its busy sync. */
+  Pending: 'pending',
+  Running: 'running',
+  Success: 'success',
+  Warning: 'warning',
+  Failed: 'failed',
+  Cancelled: 'cancelled',
+  /** Never started because the sequence terminated or was cancelled. */
+  Skipped: 'skipped',
+} as const;
+export type MemberRunStatus = (typeof MemberRunStatus)[keyof typeof MemberRunStatus];
+
+/** Member states after which the member never runs again. */
+export const TERMINAL_MEMBER_RUN_STATUSES: readonly MemberRunStatus[] = [
+  'success',
+  'warning',
+  'failed',
+  'cancelled',
+  'skipped',
+];
+
+/** What started a run. */
+export const TriggerType = {
+  Manual: 'manual',
+  Api: 'api',
+  Schedule: 'schedule',
+  Webhook: 'webhook',
+  Upstream: 'upstream',
+  /** A sync run started by a sequence run for one of its members. */
+  Sequence: 'sequence',
+  /** A run started again after the process running the first attempt died. */
+  Retry: 'retry',
+} as const;
+export type TriggerType = (typeof TriggerType)[keyof typeof TriggerType];
+
+export interface Trigger {
+  type: TriggerType;
+  /** Free-form origin: the schedule's firing key, the user, the webhook event id, ... */
+  detail: string | null;
+}
+
+export interface SyncRunOptions {
+  /** Send every row, ignoring the snapshot. */
+  fullResync: boolean;
+  /** Rebuild the snapshot from the model without sending anything. */
+  resetCDC: boolean;
+}
+
+export interface OperationCounts {
+  addedCount: number;
+  changedCount: number;
+  removedCount: number;
+}
+
+export const ZERO_COUNTS: Readonly<OperationCounts> = Object.freeze({ addedCount: 0, changedCount: 0, removedCount: 0 });
+
+export function totalCount(c: OperationCounts): number {
+  return c.addedCount + c.changedCount + c.removedCount;
+}
+
+export interface SyncRun {
+  id: number;
+  syncId: number;
+  status: SyncRunStatus;
+  trigger: Trigger;
+  options: SyncRunOptions;
+  /** Set when the run belongs to a sequence run's member. */
+  sequenceRunId: string | null;
+  memberKey: string | null;
+  createdAt: number;
+  startedAt: number | null;
+  finishedAt: number | null;
+  /** Rows the model query returned. */
+  querySize: number;
+  plannedRows: OperationCounts;
+  successfulRows: OperationCounts;
+  failedRows: OperationCounts;
+  /** Share of planned rows processed, 0..1. */
+  completionRatio: number;
+  error: string | null;
+  cancelRequested: boolean;
+}
+
+/** A row the destination (or planning) refused, kept for inspection. */
+export interface RejectedRow {
+  syncRunId: number;
+  /** The primary key values, as a JSON array. */
+  key: string;
+  op: 'added' | 'changed' | 'removed';
+  reason: string;
+}
+
+export interface MemberRun {
+  key: string;
+  syncId: number;
+  /** Position in the sequence's member list. */
+  position: number;
+  status: MemberRunStatus;
+  /** The latest sync run of this member; earlier interrupted attempts are in `attempts`. */
+  syncRunId: number | null;
+  startedAt: number | null;
+  finishedAt: number | null;
+}
+
+export interface SequenceRun {
+  /** UUID. */
+  id: string;
+  sequenceId: number;
+  status: SequenceRunStatus;
+  trigger: Trigger;
+  createdAt: number;
+  startedAt: number | null;
+  finishedAt: number | null;
+  /** Key of the member whose outcome terminated the run. */
+  terminatedBy: string | null;
+  /** Why the run terminated, failed or was cancelled, in words. */
+  reason: string | null;
+  cancelRequested: boolean;
+  members: MemberRun[];
+}

@@ -1,0 +1,56 @@
+import type { WorkspaceChange, WorkspaceDefinition, WorkspaceState } from './workspace.js';
+
+type Kind = WorkspaceChange['kind'];
+
+const SECTIONS: ReadonlyArray<[Kind, keyof WorkspaceDefinition]> = [
+  ['source', 'sources'],
+  ['destination', 'destinations'],
+  ['model', 'models'],
+  ['sync', 'syncs'],
+  ['sequence', 'sequences'],
+];
+
+/** Fields the store adds; they never count as a change. */
+const STORED_FIELDS = new Set(['id', 'createdAt', 'updatedAt']);
+
+/**
+ * What it takes to turn the stored workspace into `next`, entity by entity (matched by slug), in the
+ * order `apply` performs it: creates and updates parents first, deletes children first.
+ */
+export function diffWorkspace(current: WorkspaceState, next: WorkspaceDefinition): WorkspaceChange[] {
+  const upserts: WorkspaceChange[] = [];
+  const deletes: WorkspaceChange[] = [];
+  for (const [kind, section] of SECTIONS) {
+    const before = new Map<string, object>(current[section].map((e) => [e.slug, e]));
+    const after = new Map<string, object>(next[section].map((e) => [e.slug, e]));
+    for (const [slug, entity] of after) {
+      const old = before.get(slug);
+      if (!old) {
+        upserts.push({ action: 'create', kind, slug, fields: [] });
+        continue;
+      }
+      const fields = changedFields(old, entity);
+      if (fields.length > 0) upserts.push({ action: 'update', kind, slug, fields });
+    }
+    for (const slug of before.keys()) {
+      if (!after.has(slug)) deletes.push({ action: 'delete', kind, slug, fields: [] });
+    }
+  }
+  return [...upserts, ...deletes.reverse()];
+}
+
+function changedFields(old: object, next: object): string[] {
+  const a = old as Record<string, unknown>;
+  const b = next as Record<string, unknown>;
+  const names = new Set([...Object.keys(a), ...Object.keys(b)].filter((k) => !STORED_FIELDS.has(k)));
+  return [...names].filter((k) => stableJson(a[k]) !== stableJson(b[k])).sort();
+}
+
+/** JSON with object keys sorted, so equal values compare equal whatever their key order. */
+export function stableJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([x], [y]) => x.localeCompare(y)))
+      : v,
+  ) ?? 'undefined';
+}

@@ -1,0 +1,221 @@
+/**
+ * The workspace: sources, models, destinations, syncs and sequences, as declared in YAML or through
+ * the API, fully resolved (every default filled in). Secrets stay as written (`${ENV}` templates);
+ * they are resolved only when a connection is opened.
+ */
+
+/** Kinds of database a source or destination connects to. */
+export const ConnectionType = {
+  /** PostgreSQL, reached with `url`. */
+  Postgres: 'postgres',
+  /** DuckDB file, at `path` (relative to the workspace folder). */
+  DuckDb: 'duckdb',
+  /** SQLite file, at `path` (relative to the workspace folder). */
+  Sqlite: 'sqlite',
+  /** MySQL / MariaDB, reached with `url`. */
+  Mysql: 'mysql',
+} as const;
+export type ConnectionType = (typeof ConnectionType)[keyof typeof ConnectionType];
+
+/** How a source or destination is reached, as declared (templates unresolved). */
+export interface ConnectionDef {
+  slug: string;
+  type: ConnectionType;
+  /** Connection URL for server databases; may hold `${ENV}` templates. */
+  url: string | null;
+  /** File path for embedded databases, relative to the workspace folder or absolute. */
+  path: string | null;
+}
+
+/** A connection ready to open: templates resolved, paths absolute. */
+export interface ResolvedConnection {
+  slug: string;
+  type: ConnectionType;
+  url: string | null;
+  path: string | null;
+}
+
+/** A SQL query on a source, with a primary key unique per row. */
+export interface ModelDef {
+  slug: string;
+  /** Slug of the source it reads from. */
+  source: string;
+  query: string;
+  /** Column(s) that identify a row; at least one. */
+  primaryKey: string[];
+}
+
+/** What a sync does with the rows it plans (SPEC §2.1). */
+export const SyncMode = {
+  /** Insert new rows, update changed rows. */
+  Upsert: 'upsert',
+  /** Send only rows whose primary key was never delivered. */
+  Insert: 'insert',
+  /** Send only changed rows; rows absent from the destination are rejected. */
+  Update: 'update',
+  /** Upsert, and delete the rows that left the model. */
+  Mirror: 'mirror',
+} as const;
+export type SyncMode = (typeof SyncMode)[keyof typeof SyncMode];
+
+/** What non-mirror modes do with rows that left the model. */
+export const DeleteBehavior = {
+  /** Leave them in the destination (default). */
+  Ignore: 'ignore',
+  /** Delete them from the destination. */
+  Delete: 'delete',
+} as const;
+export type DeleteBehavior = (typeof DeleteBehavior)[keyof typeof DeleteBehavior];
+
+/** Renames a model column to a destination field. Columns without a mapping keep their name. */
+export interface FieldMapping {
+  from: string;
+  to: string;
+}
+
+export interface SyncDef {
+  slug: string;
+  /** Slug of the model it reads. */
+  model: string;
+  /** Slug of the destination it writes to. */
+  destination: string;
+  /** Table (or API object) inside the destination. */
+  object: string;
+  mode: SyncMode;
+  deleteBehavior: DeleteBehavior;
+  mappings: FieldMapping[];
+  schedule: Schedule;
+  enabled: boolean;
+  /** Rows per delivered batch (default: 1000). */
+  batchSize: number;
+}
+
+/** What ends a sequence when a member's run turns out badly (SPEC §3.1). */
+export const TerminatePolicy = {
+  /** Terminate if the member's run fails (default). */
+  OnFatal: 'on_fatal',
+  /** Also terminate if its rejected rows exceed the threshold. */
+  OnFatalOrRejected: 'on_fatal_or_rejected',
+  /** Go on whatever the outcome. */
+  Never: 'never',
+} as const;
+export type TerminatePolicy = (typeof TerminatePolicy)[keyof typeof TerminatePolicy];
+
+/** Rejected rows allowed before `on_fatal_or_rejected` terminates: a share of planned rows, or a count. */
+export type RejectedThreshold = { percent: number } | { count: number };
+
+export interface MemberDef {
+  /** Unique within the sequence; the sync's slug unless given. `after` refers to these keys. */
+  key: string;
+  /** Slug of the sync it runs. */
+  sync: string;
+  terminate: TerminatePolicy;
+  /** Only used by `on_fatal_or_rejected` (default: `{ count: 0 }`, any rejected row). */
+  rejectedThreshold: RejectedThreshold;
+  /** Keys of the members it depends on; `null` when not given. */
+  after: string[] | null;
+}
+
+export interface SequenceDef {
+  slug: string;
+  name: string;
+  members: MemberDef[];
+  /** Members running at once in a graph sequence (default: 4). */
+  concurrency: number;
+  schedule: Schedule;
+  enabled: boolean;
+}
+
+/** Everything a workspace declares, resolved. */
+export interface WorkspaceDefinition {
+  sources: ConnectionDef[];
+  destinations: ConnectionDef[];
+  models: ModelDef[];
+  syncs: SyncDef[];
+  sequences: SequenceDef[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Schedules (SPEC §4)
+
+export const IntervalUnit = { Minute: 'minute', Hour: 'hour', Day: 'day', Week: 'week' } as const;
+export type IntervalUnit = (typeof IntervalUnit)[keyof typeof IntervalUnit];
+
+export const Weekday = {
+  Monday: 'monday',
+  Tuesday: 'tuesday',
+  Wednesday: 'wednesday',
+  Thursday: 'thursday',
+  Friday: 'friday',
+  Saturday: 'saturday',
+  Sunday: 'sunday',
+} as const;
+export type Weekday = (typeof Weekday)[keyof typeof Weekday];
+
+/** Default catch-up window: missed firings younger than this collapse into one run after downtime. */
+export const DEFAULT_CATCHUP_WINDOW_SECONDS = 3600;
+
+export type Schedule =
+  | { type: 'manual' }
+  | {
+      type: 'interval';
+      unit: IntervalUnit;
+      quantity: number;
+      /** ISO instant the intervals count from (default: the Unix epoch). */
+      startAt: string | null;
+      catchupWindowSeconds: number;
+    }
+  | { type: 'cron'; expression: string; timezone: string; catchupWindowSeconds: number }
+  | {
+      type: 'recurrence';
+      timezone: string;
+      days: Weekday[];
+      /** Times of day, `HH:MM`, 24-hour. */
+      times: string[];
+      catchupWindowSeconds: number;
+    }
+  | { type: 'dbt_cloud'; accountId: string; jobId: string }
+  | { type: 'fivetran'; connectorId: string }
+  | { type: 'after'; sync: string | null; sequence: string | null; on: 'success' | 'any' };
+
+export type ScheduleType = Schedule['type'];
+
+/** Schedules the scheduler fires by the clock. */
+export type TimedSchedule = Extract<Schedule, { type: 'interval' | 'cron' | 'recurrence' }>;
+
+export function isTimedSchedule(schedule: Schedule): schedule is TimedSchedule {
+  return schedule.type === 'interval' || schedule.type === 'cron' || schedule.type === 'recurrence';
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stored forms: the definitions plus the identity the store gives them.
+
+export interface Stored {
+  /** Integer id, stable across `apply` (Hightouch clients address syncs by it). */
+  id: number;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export type SyncRecord = SyncDef & Stored;
+export type SequenceRecord = SequenceDef & Stored;
+export type ModelRecord = ModelDef & Stored;
+export type ConnectionRecord = ConnectionDef & Stored;
+
+/** The workspace as the store holds it. */
+export interface WorkspaceState {
+  sources: ConnectionRecord[];
+  destinations: ConnectionRecord[];
+  models: ModelRecord[];
+  syncs: SyncRecord[];
+  sequences: SequenceRecord[];
+}
+
+/** One entity `apply` creates, changes or deletes. */
+export interface WorkspaceChange {
+  action: 'create' | 'update' | 'delete';
+  kind: 'source' | 'destination' | 'model' | 'sync' | 'sequence';
+  slug: string;
+  /** Top-level fields that differ, for `update`. */
+  fields: string[];
+}

