@@ -1,0 +1,327 @@
+/**
+ * When timed schedules are due (SPEC §4): pure functions from a schedule and a time range to due
+ * times, as epoch milliseconds.
+ *
+ * - `interval`: `startAt + k·period` for k ≥ 0, with minute/hour/day/week as fixed durations (a day
+ *   is always 24 h, whatever the calendar does); `startAt` defaults to the Unix epoch.
+ * - `cron`: a 5-field expression evaluated in its IANA timezone by croner.
+ * - `recurrence`: days of the week × `HH:MM` times in a timezone, turned into croner patterns (one per
+ *   distinct minute) and merged.
+ *
+ * Daylight saving time follows the schedule's timezone, as croner resolves wall-clock times:
+ * - spring forward (a local time that does not exist, e.g. 02:30 on 2026-03-29 in Europe/Berlin):
+ *   the time is shifted forward by the gap, so a daily 02:30 fires once, at 03:30 CEST (01:30Z).
+ * - fall back (a local time that happens twice, e.g. 02:30 on 2026-10-25 in Europe/Berlin): only the
+ *   second occurrence counts, 02:30 CET (01:30Z), so a daily 02:30 fires once. Croner converts a
+ *   wall-clock time with the offset in force after the change; we keep its choice rather than
+ *   second-guess it. A consequence for sub-hourly patterns: during the repeated hour only its second
+ *   pass fires (e.g. `*\/30 * * * *` skips 02:00 and 02:30 CEST and fires 02:00 and 02:30 CET).
+ * - times away from the change keep their local time: `0 9 * * *` is 09:00 local on both sides.
+ *
+ * Croner's timezone arithmetic goes through `Intl` and costs ~150 µs per call, so compiled rules are
+ * cached per (pattern, timezone) and remember their recent answers: thousands of schedules that share a
+ * pattern and a due time cost one computation. UTC schedules use croner's fixed-offset path (~3 µs).
+ */
+import { Cron } from 'croner';
+import type { Diagnostic } from '../core/errors.js';
+import { ValidationError, assertNever } from '../core/errors.js';
+import type { IntervalUnit, TimedSchedule, Weekday } from '../core/workspace.js';
+
+/** Most due times `dueTimesBetween` returns unless told otherwise, so a huge gap stays cheap. */
+export const DEFAULT_DUE_TIMES_LIMIT = 1000;
+
+const UNIT_MS: Record<IntervalUnit, number> = {
+  minute: 60_000,
+  hour: 3_600_000,
+  day: 86_400_000,
+  week: 604_800_000,
+};
+
+const WEEKDAY_CRON: Record<Weekday, number> = {
+  sunday: 0,
+  monday: 1,
+  tuesday: 2,
+  wednesday: 3,
+  thursday: 4,
+  friday: 5,
+  saturday: 6,
+};
+
+/** A schedule reduced to the questions the scheduler asks. */
+interface CompiledSchedule {
+  /** First due time strictly after `after`, or null when there is none. */
+  next(after: number): number | null;
+  /** Number of due times in (from, to], counted up to `cap`. */
+  count(from: number, to: number, cap: number): number;
+  /** Latest due time in (from, to], or null. */
+  latest(from: number, to: number): number | null;
+}
+
+/** Every due time in (fromExclusive, toInclusive], oldest first, at most `limit` of them. */
+export function dueTimesBetween(
+  schedule: TimedSchedule,
+  fromExclusive: number,
+  toInclusive: number,
+  limit: number = DEFAULT_DUE_TIMES_LIMIT,
+): number[] {
+  const compiled = compile(schedule);
+  const times: number[] = [];
+  let cursor = fromExclusive;
+  while (times.length < limit) {
+    const next = compiled.next(cursor);
+    if (next === null || next > toInclusive) break;
+    times.push(next);
+    cursor = next;
+  }
+  return times;
+}
+
+/** The first due time strictly after `afterExclusive`, or null when the schedule has no more. */
+export function nextDueTime(schedule: TimedSchedule, afterExclusive: number): number | null {
+  return compile(schedule).next(afterExclusive);
+}
+
+/**
+ * The latest due time in (fromExclusive, toInclusive], or null. Costs O(log(range)) evaluations for
+ * calendar schedules, so the scheduler can catch up after a long downtime without walking every
+ * missed due time.
+ */
+export function latestDueTimeBetween(
+  schedule: TimedSchedule,
+  fromExclusive: number,
+  toInclusive: number,
+): number | null {
+  return compile(schedule).latest(fromExclusive, toInclusive);
+}
+
+/**
+ * How many due times fall in (fromExclusive, toInclusive], counted up to `cap` (exact for intervals,
+ * which are counted arithmetically; calendar schedules stop walking at `cap`).
+ */
+export function countDueTimesBetween(
+  schedule: TimedSchedule,
+  fromExclusive: number,
+  toInclusive: number,
+  cap: number = DEFAULT_DUE_TIMES_LIMIT,
+): number {
+  return compile(schedule).count(fromExclusive, toInclusive, cap);
+}
+
+/** What is wrong with a timed schedule (bad cron, unknown timezone, bad time of day...), if anything. */
+export function validateTimedSchedule(schedule: TimedSchedule, path = 'schedule'): Diagnostic[] {
+  try {
+    compileUncached(schedule, path);
+    return [];
+  } catch (thrown) {
+    if (thrown instanceof ValidationError) return thrown.diagnostics;
+    throw thrown;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Compilation and caches
+
+const compiledBySchedule = new WeakMap<TimedSchedule, CompiledSchedule>();
+
+/** Compiles once per schedule object; throws a ValidationError naming what is wrong. */
+function compile(schedule: TimedSchedule): CompiledSchedule {
+  let compiled = compiledBySchedule.get(schedule);
+  if (!compiled) {
+    compiled = compileUncached(schedule, 'schedule');
+    compiledBySchedule.set(schedule, compiled);
+  }
+  return compiled;
+}
+
+function compileUncached(schedule: TimedSchedule, path: string): CompiledSchedule {
+  switch (schedule.type) {
+    case 'interval':
+      return compileInterval(schedule, path);
+    case 'cron': {
+      const timezone = checkTimezone(schedule.timezone, `${path}.timezone`);
+      const expression = schedule.expression.trim();
+      const fields = expression.split(/\s+/);
+      if (!(fields.length === 5 || (fields.length === 1 && expression.startsWith('@'))) || expression.includes('?')) {
+        throw invalid(
+          `${path}.expression`,
+          `cron expression "${schedule.expression}" must have 5 fields (minute hour day-of-month month day-of-week)`,
+          'e.g. "0 9 * * 1-5" for 09:00 on weekdays',
+        );
+      }
+      return calendarRule(expression, timezone, `${path}.expression`);
+    }
+    case 'recurrence':
+      return compileRecurrence(schedule, path);
+    default:
+      return assertNever(schedule);
+  }
+}
+
+function compileInterval(schedule: Extract<TimedSchedule, { type: 'interval' }>, path: string): CompiledSchedule {
+  const unitMs = UNIT_MS[schedule.unit];
+  if (unitMs === undefined) {
+    throw invalid(`${path}.unit`, `unknown interval unit "${String(schedule.unit)}"`, 'use minute, hour, day or week');
+  }
+  if (!Number.isInteger(schedule.quantity) || schedule.quantity < 1) {
+    throw invalid(`${path}.quantity`, `interval quantity ${schedule.quantity} must be a whole number of at least 1`);
+  }
+  const start = schedule.startAt === null ? 0 : Date.parse(schedule.startAt);
+  if (Number.isNaN(start)) {
+    throw invalid(`${path}.startAt`, `startAt "${schedule.startAt}" is not an ISO instant`, 'e.g. "2026-01-01T00:00:00Z"');
+  }
+  const period = unitMs * schedule.quantity;
+  // Index of the first due time strictly after `t`, and of the last one at or before it (k ≥ 0).
+  const firstAfter = (t: number) => (t < start ? 0 : Math.floor((t - start) / period) + 1);
+  const lastAtOrBefore = (t: number) => (t < start ? -1 : Math.floor((t - start) / period));
+  return {
+    next: (after) => start + firstAfter(after) * period,
+    count: (from, to, cap) => Math.min(cap, Math.max(0, lastAtOrBefore(to) - firstAfter(from) + 1)),
+    latest: (from, to) => {
+      const k = lastAtOrBefore(to);
+      if (k < 0) return null;
+      const t = start + k * period;
+      return t > from ? t : null;
+    },
+  };
+}
+
+const TIME_OF_DAY = /^(\d{1,2}):(\d{2})$/;
+
+function compileRecurrence(schedule: Extract<TimedSchedule, { type: 'recurrence' }>, path: string): CompiledSchedule {
+  const timezone = checkTimezone(schedule.timezone, `${path}.timezone`);
+  if (schedule.days.length === 0) {
+    throw invalid(`${path}.days`, 'a recurrence needs at least one day of the week', 'e.g. days: [monday, friday]');
+  }
+  if (schedule.times.length === 0) {
+    throw invalid(`${path}.times`, 'a recurrence needs at least one time of day', 'e.g. times: ["09:00"]');
+  }
+  const days = new Set<number>();
+  for (const day of schedule.days) {
+    const n = WEEKDAY_CRON[day];
+    if (n === undefined) {
+      throw invalid(`${path}.days`, `unknown day "${String(day)}"`, 'use monday ... sunday');
+    }
+    days.add(n);
+  }
+  // Croner patterns take a list of minutes and a list of hours; grouping the times by minute gives
+  // one pattern per distinct minute that matches exactly the requested times.
+  const hoursByMinute = new Map<number, Set<number>>();
+  for (const time of schedule.times) {
+    const match = TIME_OF_DAY.exec(time);
+    const hour = match ? Number(match[1]) : NaN;
+    const minute = match ? Number(match[2]) : NaN;
+    if (!(hour >= 0 && hour <= 23 && minute >= 0 && minute <= 59)) {
+      throw invalid(`${path}.times`, `time of day "${time}" is not HH:MM (24-hour)`, 'e.g. "09:00" or "17:30"');
+    }
+    let hours = hoursByMinute.get(minute);
+    if (!hours) hoursByMinute.set(minute, (hours = new Set()));
+    hours.add(hour);
+  }
+  const dayList = [...days].sort((a, b) => a - b).join(',');
+  const rules = [...hoursByMinute].map(([minute, hours]) =>
+    calendarRule(`${minute} ${[...hours].sort((a, b) => a - b).join(',')} * * ${dayList}`, timezone, `${path}.times`),
+  );
+  if (rules.length === 1) return rules[0]!;
+  return mergedRules(rules);
+}
+
+/** Several calendar rules as one: the union of their due times (equal instants count once). */
+function mergedRules(rules: CompiledSchedule[]): CompiledSchedule {
+  const next = (after: number) => {
+    let best: number | null = null;
+    for (const rule of rules) {
+      const t = rule.next(after);
+      if (t !== null && (best === null || t < best)) best = t;
+    }
+    return best;
+  };
+  return {
+    next,
+    count: (from, to, cap) => countByWalking(next, from, to, cap),
+    latest: (from, to) => latestBySearch(next, from, to),
+  };
+}
+
+/** Canonical IANA name, or a ValidationError naming the bad value. */
+function checkTimezone(timezone: string, path: string): string {
+  try {
+    return new Intl.DateTimeFormat('en-US', { timeZone: timezone }).resolvedOptions().timeZone;
+  } catch {
+    throw invalid(path, `unknown timezone "${timezone}"`, 'use an IANA name such as "UTC" or "Europe/Berlin"');
+  }
+}
+
+/** Distinct (pattern, timezone) pairs kept compiled; the cache is dropped whole when it grows past this. */
+const MAX_CACHED_RULES = 10_000;
+/** Answers each rule remembers (after → next). */
+const MAX_REMEMBERED_ANSWERS = 256;
+const rulesByPattern = new Map<string, CompiledSchedule>();
+
+function calendarRule(pattern: string, timezone: string, path: string): CompiledSchedule {
+  const cacheKey = `${timezone} ${pattern}`;
+  const cached = rulesByPattern.get(cacheKey);
+  if (cached) return cached;
+
+  let cron: Cron;
+  try {
+    cron = new Cron(pattern, timezone === 'UTC' ? { utcOffset: 0, paused: true } : { timezone, paused: true });
+  } catch (thrown) {
+    const reason = thrown instanceof Error ? thrown.message.replace(/^CronPattern: /, '') : String(thrown);
+    throw invalid(path, `invalid cron pattern "${pattern}": ${reason}`, 'see https://crontab.guru for the 5-field syntax');
+  }
+  const answers = new Map<number, number | null>();
+  const next = (after: number): number | null => {
+    const known = answers.get(after);
+    if (known !== undefined) return known;
+    const result = cron.nextRun(new Date(after))?.getTime() ?? null;
+    if (answers.size >= MAX_REMEMBERED_ANSWERS) answers.clear();
+    answers.set(after, result);
+    return result;
+  };
+  const rule: CompiledSchedule = {
+    next,
+    count: (from, to, cap) => countByWalking(next, from, to, cap),
+    latest: (from, to) => latestBySearch(next, from, to),
+  };
+  if (rulesByPattern.size >= MAX_CACHED_RULES) rulesByPattern.clear();
+  rulesByPattern.set(cacheKey, rule);
+  return rule;
+}
+
+function countByWalking(next: (after: number) => number | null, from: number, to: number, cap: number): number {
+  let count = 0;
+  let cursor = from;
+  while (count < cap) {
+    const t = next(cursor);
+    if (t === null || t > to) break;
+    count++;
+    cursor = t;
+  }
+  return count;
+}
+
+/**
+ * Latest due time in (from, to] by bisection, since croner only looks forward. Invariant: `found` is
+ * a due time ≤ to, and there is no due time in (bound, to].
+ */
+function latestBySearch(next: (after: number) => number | null, from: number, to: number): number | null {
+  const first = next(from);
+  if (first === null || first > to) return null;
+  // The usual case (one due time in the range) needs a single look-up, which the scheduler asks
+  // for anyway to plan the next due time.
+  const second = next(first);
+  if (second === null || second > to) return first;
+  let found = second;
+  let bound = to;
+  while (bound > found) {
+    const middle = Math.floor((found + bound) / 2);
+    const candidate = next(middle);
+    if (candidate !== null && candidate <= bound) found = candidate;
+    else bound = middle;
+  }
+  return found;
+}
+
+function invalid(path: string, message: string, hint?: string): ValidationError {
+  return new ValidationError([hint === undefined ? { path, message } : { path, message, hint }]);
+}
