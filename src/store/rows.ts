@@ -1,0 +1,181 @@
+/**
+ * Rows as the SQL stores keep them (snake_case columns) and their mapping to core's records.
+ * SQLite and PostgreSQL use the same column names; numbers may come back as strings from
+ * PostgreSQL's bigint and numeric types, so every number goes through `Number`.
+ */
+import type {
+  MemberRun,
+  MemberRunStatus,
+  OperationCounts,
+  RejectedRow,
+  SequenceRun,
+  SequenceRunStatus,
+  SyncRun,
+  SyncRunStatus,
+  TriggerType,
+} from '../core/runs.js';
+import type { Stored } from '../core/workspace.js';
+
+/** A number column that may be NULL. */
+type Num = number | string;
+
+export interface EntityRow {
+  id: Num;
+  slug: string;
+  /** Syncs and sequences only. */
+  enabled?: Num | boolean;
+  /** The definition as JSON, without `slug` and `enabled` (they have their own columns). */
+  definition: string;
+  created_at: Num;
+  updated_at: Num;
+}
+
+/** A workspace record from its row: the stored definition plus slug, enabled and identity. */
+export function toRecord<T extends { slug: string }>(row: EntityRow): T & Stored {
+  const definition = JSON.parse(row.definition) as Omit<T, 'slug'>;
+  const record = {
+    ...definition,
+    slug: row.slug,
+    id: Number(row.id),
+    createdAt: Number(row.created_at),
+    updatedAt: Number(row.updated_at),
+  } as unknown as T & Stored;
+  if (row.enabled !== undefined) (record as unknown as { enabled: boolean }).enabled = Boolean(Number(row.enabled));
+  return record;
+}
+
+/** The JSON kept in `definition`: the entity without the fields that have their own columns. */
+export function definitionJson(entity: object): string {
+  const { slug: _slug, enabled: _enabled, id: _id, createdAt: _c, updatedAt: _u, ...rest } = entity as Record<
+    string,
+    unknown
+  >;
+  return JSON.stringify(rest);
+}
+
+export interface SyncRunRow {
+  id: Num;
+  sync_id: Num;
+  status: string;
+  trigger_type: string;
+  trigger_detail: string | null;
+  full_resync: Num | boolean;
+  reset_cdc: Num | boolean;
+  sequence_run_id: string | null;
+  member_key: string | null;
+  created_at: Num;
+  started_at: Num | null;
+  finished_at: Num | null;
+  query_size: Num;
+  planned_added: Num;
+  planned_changed: Num;
+  planned_removed: Num;
+  successful_added: Num;
+  successful_changed: Num;
+  successful_removed: Num;
+  failed_added: Num;
+  failed_changed: Num;
+  failed_removed: Num;
+  completion_ratio: Num;
+  error: string | null;
+  cancel_requested: Num | boolean;
+}
+
+export function toSyncRun(row: SyncRunRow): SyncRun {
+  return {
+    id: Number(row.id),
+    syncId: Number(row.sync_id),
+    status: row.status as SyncRunStatus,
+    trigger: { type: row.trigger_type as TriggerType, detail: row.trigger_detail },
+    options: { fullResync: toBool(row.full_resync), resetCDC: toBool(row.reset_cdc) },
+    sequenceRunId: row.sequence_run_id,
+    memberKey: row.member_key,
+    createdAt: Number(row.created_at),
+    startedAt: toTime(row.started_at),
+    finishedAt: toTime(row.finished_at),
+    querySize: Number(row.query_size),
+    plannedRows: counts(row.planned_added, row.planned_changed, row.planned_removed),
+    successfulRows: counts(row.successful_added, row.successful_changed, row.successful_removed),
+    failedRows: counts(row.failed_added, row.failed_changed, row.failed_removed),
+    completionRatio: Number(row.completion_ratio),
+    error: row.error,
+    cancelRequested: toBool(row.cancel_requested),
+  };
+}
+
+export interface SequenceRunRow {
+  id: string;
+  sequence_id: Num;
+  status: string;
+  trigger_type: string;
+  trigger_detail: string | null;
+  created_at: Num;
+  started_at: Num | null;
+  finished_at: Num | null;
+  terminated_by: string | null;
+  reason: string | null;
+  cancel_requested: Num | boolean;
+}
+
+export interface MemberRunRow {
+  sequence_run_id: string;
+  key: string;
+  position: Num;
+  sync_id: Num;
+  status: string;
+  sync_run_id: Num | null;
+  started_at: Num | null;
+  finished_at: Num | null;
+}
+
+export function toMemberRun(row: MemberRunRow): MemberRun {
+  return {
+    key: row.key,
+    syncId: Number(row.sync_id),
+    position: Number(row.position),
+    status: row.status as MemberRunStatus,
+    syncRunId: row.sync_run_id === null ? null : Number(row.sync_run_id),
+    startedAt: toTime(row.started_at),
+    finishedAt: toTime(row.finished_at),
+  };
+}
+
+/** `members` must be ordered by position. */
+export function toSequenceRun(row: SequenceRunRow, members: MemberRunRow[]): SequenceRun {
+  return {
+    id: row.id,
+    sequenceId: Number(row.sequence_id),
+    status: row.status as SequenceRunStatus,
+    trigger: { type: row.trigger_type as TriggerType, detail: row.trigger_detail },
+    createdAt: Number(row.created_at),
+    startedAt: toTime(row.started_at),
+    finishedAt: toTime(row.finished_at),
+    terminatedBy: row.terminated_by,
+    reason: row.reason,
+    cancelRequested: toBool(row.cancel_requested),
+    members: members.map(toMemberRun),
+  };
+}
+
+export interface RejectedRowRow {
+  sync_run_id: Num;
+  key: string;
+  op: string;
+  reason: string;
+}
+
+export function toRejectedRow(row: RejectedRowRow): RejectedRow {
+  return { syncRunId: Number(row.sync_run_id), key: row.key, op: row.op as RejectedRow['op'], reason: row.reason };
+}
+
+function counts(added: Num, changed: Num, removed: Num): OperationCounts {
+  return { addedCount: Number(added), changedCount: Number(changed), removedCount: Number(removed) };
+}
+
+function toTime(value: Num | null): number | null {
+  return value === null ? null : Number(value);
+}
+
+function toBool(value: Num | boolean): boolean {
+  return typeof value === 'boolean' ? value : Number(value) !== 0;
+}

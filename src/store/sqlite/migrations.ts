@@ -1,0 +1,216 @@
+/**
+ * The SQLite store's schema, as numbered migrations. A migration is never edited once released:
+ * changes go into a new one. Each is applied in its own `BEGIN IMMEDIATE` transaction and recorded
+ * in `schema_migrations`, so a crash half-way leaves the file at the previous version and two
+ * processes opening the same new file apply each migration once.
+ */
+import { ErrorCode, LockstepError } from '../../core/errors.js';
+import type { SqliteDatabase } from './sqlite-database.js';
+
+export interface Migration {
+  /** 1, 2, 3, ... in order; the file's schema version after it ran. */
+  version: number;
+  /** A few words on what it does. */
+  name: string;
+  sql: string;
+}
+
+/**
+ * Workspace entities keep their whole definition as JSON (it is a document, declared in YAML and
+ * compared field by field); the columns are what queries filter on. Deleting an entity sets
+ * `deleted_at`, so run history keeps its ids; only one live row per slug.
+ * Times are epoch milliseconds as REAL: fractions of a millisecond matter for hand-off latency.
+ */
+const INITIAL_SCHEMA = `
+CREATE TABLE sources (
+  id          INTEGER PRIMARY KEY AUTOINCREMENT,
+  slug        TEXT NOT NULL,
+  definition  TEXT NOT NULL,
+  created_at  REAL NOT NULL,
+  updated_at  REAL NOT NULL,
+  deleted_at  REAL
+);
+CREATE UNIQUE INDEX sources_live_slug ON sources (slug) WHERE deleted_at IS NULL;
+
+CREATE TABLE destinations (
+  id          INTEGER PRIMARY KEY AUTOINCREMENT,
+  slug        TEXT NOT NULL,
+  definition  TEXT NOT NULL,
+  created_at  REAL NOT NULL,
+  updated_at  REAL NOT NULL,
+  deleted_at  REAL
+);
+CREATE UNIQUE INDEX destinations_live_slug ON destinations (slug) WHERE deleted_at IS NULL;
+
+CREATE TABLE models (
+  id          INTEGER PRIMARY KEY AUTOINCREMENT,
+  slug        TEXT NOT NULL,
+  definition  TEXT NOT NULL,
+  created_at  REAL NOT NULL,
+  updated_at  REAL NOT NULL,
+  deleted_at  REAL
+);
+CREATE UNIQUE INDEX models_live_slug ON models (slug) WHERE deleted_at IS NULL;
+
+CREATE TABLE syncs (
+  id          INTEGER PRIMARY KEY AUTOINCREMENT,
+  slug        TEXT NOT NULL,
+  enabled     INTEGER NOT NULL,
+  definition  TEXT NOT NULL,
+  created_at  REAL NOT NULL,
+  updated_at  REAL NOT NULL,
+  deleted_at  REAL
+);
+CREATE UNIQUE INDEX syncs_live_slug ON syncs (slug) WHERE deleted_at IS NULL;
+
+CREATE TABLE sequences (
+  id          INTEGER PRIMARY KEY AUTOINCREMENT,
+  slug        TEXT NOT NULL,
+  enabled     INTEGER NOT NULL,
+  definition  TEXT NOT NULL,
+  created_at  REAL NOT NULL,
+  updated_at  REAL NOT NULL,
+  deleted_at  REAL
+);
+CREATE UNIQUE INDEX sequences_live_slug ON sequences (slug) WHERE deleted_at IS NULL;
+
+-- seq orders runs (UUIDs do not); id is what everyone else uses.
+CREATE TABLE sequence_runs (
+  seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+  id               TEXT NOT NULL UNIQUE,
+  sequence_id      INTEGER NOT NULL REFERENCES sequences (id),
+  status           TEXT NOT NULL,
+  trigger_type     TEXT NOT NULL,
+  trigger_detail   TEXT,
+  created_at       REAL NOT NULL,
+  started_at       REAL,
+  finished_at      REAL,
+  terminated_by    TEXT,
+  reason           TEXT,
+  cancel_requested INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX sequence_runs_by_sequence ON sequence_runs (sequence_id, seq);
+CREATE INDEX sequence_runs_by_status ON sequence_runs (status, seq);
+-- A sequence has at most one queued follow-up and never runs concurrently with itself (SPEC 3.2).
+CREATE UNIQUE INDEX sequence_runs_one_pending ON sequence_runs (sequence_id) WHERE status = 'pending';
+CREATE UNIQUE INDEX sequence_runs_one_running ON sequence_runs (sequence_id) WHERE status = 'running';
+
+CREATE TABLE sync_runs (
+  id                 INTEGER PRIMARY KEY AUTOINCREMENT,
+  sync_id            INTEGER NOT NULL REFERENCES syncs (id),
+  status             TEXT NOT NULL,
+  trigger_type       TEXT NOT NULL,
+  trigger_detail     TEXT,
+  full_resync        INTEGER NOT NULL,
+  reset_cdc          INTEGER NOT NULL,
+  sequence_run_id    TEXT REFERENCES sequence_runs (id),
+  member_key         TEXT,
+  created_at         REAL NOT NULL,
+  started_at         REAL,
+  finished_at        REAL,
+  query_size         INTEGER NOT NULL DEFAULT 0,
+  planned_added      INTEGER NOT NULL DEFAULT 0,
+  planned_changed    INTEGER NOT NULL DEFAULT 0,
+  planned_removed    INTEGER NOT NULL DEFAULT 0,
+  successful_added   INTEGER NOT NULL DEFAULT 0,
+  successful_changed INTEGER NOT NULL DEFAULT 0,
+  successful_removed INTEGER NOT NULL DEFAULT 0,
+  failed_added       INTEGER NOT NULL DEFAULT 0,
+  failed_changed     INTEGER NOT NULL DEFAULT 0,
+  failed_removed     INTEGER NOT NULL DEFAULT 0,
+  completion_ratio   REAL NOT NULL DEFAULT 0,
+  error              TEXT,
+  cancel_requested   INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX sync_runs_by_sync ON sync_runs (sync_id, status);
+CREATE INDEX sync_runs_by_status ON sync_runs (status);
+CREATE INDEX sync_runs_by_sequence_run ON sync_runs (sequence_run_id) WHERE sequence_run_id IS NOT NULL;
+-- A sync has at most one queued standalone follow-up and never runs concurrently with itself (SPEC 2.2).
+CREATE UNIQUE INDEX sync_runs_one_queued ON sync_runs (sync_id)
+  WHERE status = 'queued' AND sequence_run_id IS NULL;
+CREATE UNIQUE INDEX sync_runs_one_active ON sync_runs (sync_id)
+  WHERE status IN ('querying', 'processing', 'reporting');
+
+CREATE TABLE member_runs (
+  sequence_run_id TEXT NOT NULL REFERENCES sequence_runs (id),
+  key             TEXT NOT NULL,
+  position        INTEGER NOT NULL,
+  sync_id         INTEGER NOT NULL,
+  status          TEXT NOT NULL,
+  sync_run_id     INTEGER REFERENCES sync_runs (id),
+  started_at      REAL,
+  finished_at     REAL,
+  PRIMARY KEY (sequence_run_id, key)
+) WITHOUT ROWID;
+
+CREATE TABLE rejected_rows (
+  id          INTEGER PRIMARY KEY AUTOINCREMENT,
+  sync_run_id INTEGER NOT NULL REFERENCES sync_runs (id),
+  key         TEXT NOT NULL,
+  op          TEXT NOT NULL,
+  reason      TEXT NOT NULL
+);
+CREATE INDEX rejected_rows_by_run ON rejected_rows (sync_run_id, id);
+
+-- No foreign key: snapshots are written in bulk and every check would cost a lookup per row.
+CREATE TABLE snapshots (
+  sync_id INTEGER NOT NULL,
+  key     TEXT NOT NULL,
+  hash    TEXT NOT NULL,
+  PRIMARY KEY (sync_id, key)
+) WITHOUT ROWID;
+
+CREATE TABLE schedule_firings (
+  key         TEXT PRIMARY KEY,
+  recorded_at REAL NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE schedule_cursors (
+  schedule_id TEXT PRIMARY KEY,
+  due_time    REAL NOT NULL
+) WITHOUT ROWID;
+`;
+
+export const MIGRATIONS: readonly Migration[] = [{ version: 1, name: 'initial schema', sql: INITIAL_SCHEMA }];
+
+/** The schema version this code writes and reads. */
+export const SCHEMA_VERSION = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);
+
+/**
+ * Brings the file at `path` to SCHEMA_VERSION and returns the versions it applied (empty when the
+ * file was up to date). Refuses a file written by a newer Lockstep, which this code cannot read.
+ */
+export function migrate(db: SqliteDatabase, path: string, now: number): number[] {
+  db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    applied_at REAL NOT NULL
+  )`);
+  const current = db.prepare('SELECT COALESCE(MAX(version), 0) AS version FROM schema_migrations');
+  const record = db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)');
+  const applied: number[] = [];
+  const onDisk = (current.get() as { version: number }).version;
+  if (onDisk > SCHEMA_VERSION) throw newerSchemaError(path, onDisk);
+  for (const migration of MIGRATIONS) {
+    if (migration.version <= onDisk) continue;
+    const apply = db.transaction(() => {
+      // Re-read under the write lock: another process may have applied it meanwhile.
+      const version = (current.get() as { version: number }).version;
+      if (version > SCHEMA_VERSION) throw newerSchemaError(path, version);
+      if (version >= migration.version) return;
+      db.exec(migration.sql);
+      record.run(migration.version, migration.name, now);
+      applied.push(migration.version);
+    });
+    apply.immediate();
+  }
+  return applied;
+}
+
+function newerSchemaError(path: string, version: number): LockstepError {
+  return new LockstepError(
+    ErrorCode.Store,
+    `store ${path} has schema version ${version}, newer than this Lockstep knows (${SCHEMA_VERSION}); ` +
+      'upgrade Lockstep or open another store file',
+  );
+}

@@ -1,0 +1,968 @@
+/**
+ * The embedded store: one SQLite file (SPEC §7), opened in WAL mode so readers never wait for the
+ * writer. Every method that writes runs in one `BEGIN IMMEDIATE` transaction (the write lock is
+ * taken at BEGIN, so two processes on the same file serialize instead of deadlocking on an upgrade),
+ * which makes each method whole or nothing. Methods are async to match the port; they finish
+ * their work synchronously.
+ *
+ * Status rules enforced here, beyond the port's comments:
+ * - a sync run or sequence run in a terminal status never changes status again (a late update is a
+ *   Conflict), so a stale result cannot overwrite a cancellation or an interruption;
+ * - at most one queued standalone run and one active run per sync, and one pending and one running
+ *   run per sequence, are also unique indexes: the file itself refuses a double claim.
+ */
+import { randomUUID } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { systemClock } from '../../core/clock.js';
+import {
+  ErrorCode,
+  LockstepError,
+  NotFoundError,
+  ValidationError,
+  formatDiagnostics,
+  toError,
+} from '../../core/errors.js';
+import type {
+  Clock,
+  MemberStart,
+  NewSyncRun,
+  SequenceRunListQuery,
+  Store,
+  StoreCapabilities,
+  SyncRunListQuery,
+  SyncRunPatch,
+} from '../../core/ports.js';
+import {
+  ACTIVE_SYNC_RUN_STATUSES,
+  TERMINAL_MEMBER_RUN_STATUSES,
+  TERMINAL_SEQUENCE_RUN_STATUSES,
+  TERMINAL_SYNC_RUN_STATUSES,
+  isTerminalSyncRunStatus,
+  type MemberRunStatus,
+  type RejectedRow,
+  type SequenceRun,
+  type SequenceRunStatus,
+  type SyncRun,
+  type SyncRunStatus,
+  type Trigger,
+} from '../../core/runs.js';
+import { diffWorkspace } from '../../core/workspace-diff.js';
+import type {
+  ConnectionRecord,
+  ModelRecord,
+  SequenceRecord,
+  SyncRecord,
+  WorkspaceChange,
+  WorkspaceDefinition,
+  WorkspaceState,
+} from '../../core/workspace.js';
+import { INTERRUPTED_RUN_ERROR, memberTransition } from '../member-state.js';
+import {
+  definitionJson,
+  toRecord,
+  toRejectedRow,
+  toSequenceRun,
+  toSyncRun,
+  type EntityRow,
+  type MemberRunRow,
+  type RejectedRowRow,
+  type SequenceRunRow,
+  type SyncRunRow,
+} from '../rows.js';
+import { checkWorkspaceReferences } from '../workspace-references.js';
+import { migrate } from './migrations.js';
+import {
+  isSqliteError,
+  openSqliteDatabase,
+  type SqliteDatabase,
+  type SqliteStatement,
+  type SqliteTransaction,
+  type SqliteValue,
+} from './sqlite-database.js';
+
+export interface SqliteStoreOptions {
+  /** The database file; it and its folder are created when missing. */
+  path: string;
+  /** Gives the time for the few changes the port passes no `now` to (cancel requests) (default: the system clock). */
+  clock?: Clock;
+  /** Milliseconds to wait for another process's write lock before failing (default: 5000). */
+  busyTimeoutMs?: number;
+}
+
+/** Most bound parameters in one statement; SQLite's own limit is far higher, this keeps statements small. */
+const MAX_PARAMS = 500;
+
+type Kind = WorkspaceChange['kind'];
+
+const TABLES: Record<Kind, { table: string; section: keyof WorkspaceDefinition; enabled: boolean }> = {
+  source: { table: 'sources', section: 'sources', enabled: false },
+  destination: { table: 'destinations', section: 'destinations', enabled: false },
+  model: { table: 'models', section: 'models', enabled: false },
+  sync: { table: 'syncs', section: 'syncs', enabled: true },
+  sequence: { table: 'sequences', section: 'sequences', enabled: true },
+};
+
+const KINDS = Object.keys(TABLES) as Kind[];
+
+/** SQL list of constant statuses, e.g. `('querying', 'processing')`. */
+function sqlList(values: readonly string[]): string {
+  return `(${values.map((v) => `'${v}'`).join(', ')})`;
+}
+
+const ACTIVE = sqlList(ACTIVE_SYNC_RUN_STATUSES);
+const TERMINAL_SYNC = sqlList(TERMINAL_SYNC_RUN_STATUSES);
+
+function entityStatements(db: SqliteDatabase, kind: Kind) {
+  const { table, enabled } = TABLES[kind];
+  return {
+    live: db.prepare(`SELECT * FROM ${table} WHERE deleted_at IS NULL ORDER BY id`),
+    bySlug: db.prepare(`SELECT * FROM ${table} WHERE slug = ? AND deleted_at IS NULL`),
+    byId: db.prepare(`SELECT * FROM ${table} WHERE id = ? AND deleted_at IS NULL`),
+    insert: db.prepare(
+      enabled
+        ? `INSERT INTO ${table} (slug, enabled, definition, created_at, updated_at)
+           VALUES (@slug, @enabled, @definition, @now, @now)`
+        : `INSERT INTO ${table} (slug, definition, created_at, updated_at) VALUES (@slug, @definition, @now, @now)`,
+    ),
+    update: db.prepare(
+      enabled
+        ? `UPDATE ${table} SET enabled = @enabled, definition = @definition, updated_at = @now
+           WHERE slug = @slug AND deleted_at IS NULL`
+        : `UPDATE ${table} SET definition = @definition, updated_at = @now WHERE slug = @slug AND deleted_at IS NULL`,
+    ),
+    softDelete: db.prepare(
+      `UPDATE ${table} SET deleted_at = @now, updated_at = @now WHERE slug = @slug AND deleted_at IS NULL RETURNING id`,
+    ),
+  };
+}
+
+function prepareStatements(db: SqliteDatabase) {
+  const entities = Object.fromEntries(KINDS.map((kind) => [kind, entityStatements(db, kind)])) as Record<
+    Kind,
+    ReturnType<typeof entityStatements>
+  >;
+  return {
+    entities,
+    setSyncEnabled: db.prepare('UPDATE syncs SET enabled = ?, updated_at = ? WHERE id = ? AND deleted_at IS NULL'),
+    setSequenceEnabled: db.prepare(
+      'UPDATE sequences SET enabled = ?, updated_at = ? WHERE id = ? AND deleted_at IS NULL',
+    ),
+
+    // --- sync runs
+    syncRun: db.prepare('SELECT * FROM sync_runs WHERE id = ?'),
+    queuedStandaloneRun: db.prepare(
+      "SELECT * FROM sync_runs WHERE sync_id = ? AND status = 'queued' AND sequence_run_id IS NULL",
+    ),
+    mergeRunOptions: db.prepare(
+      `UPDATE sync_runs SET full_resync = MAX(full_resync, @fullResync), reset_cdc = MAX(reset_cdc, @resetCdc)
+       WHERE id = @id RETURNING *`,
+    ),
+    insertSyncRun: db.prepare(
+      `INSERT INTO sync_runs (sync_id, status, trigger_type, trigger_detail, full_resync, reset_cdc,
+                              sequence_run_id, member_key, created_at)
+       VALUES (@syncId, 'queued', @triggerType, @triggerDetail, @fullResync, @resetCdc,
+               @sequenceRunId, @memberKey, @now)
+       RETURNING *`,
+    ),
+    claimSyncRun: db.prepare(
+      `UPDATE sync_runs SET status = 'querying', started_at = @now
+       WHERE id = @id AND status = 'queued'
+         AND NOT EXISTS (SELECT 1 FROM sync_runs AS other WHERE other.sync_id = sync_runs.sync_id AND other.status IN ${ACTIVE})
+       RETURNING *`,
+    ),
+    // Absent fields are NULL and keep their value; a terminal run refuses a new status (no row returned).
+    updateSyncRun: db.prepare(
+      `UPDATE sync_runs SET
+         status             = COALESCE(@status, status),
+         query_size         = COALESCE(@querySize, query_size),
+         planned_added      = COALESCE(@plannedAdded, planned_added),
+         planned_changed    = COALESCE(@plannedChanged, planned_changed),
+         planned_removed    = COALESCE(@plannedRemoved, planned_removed),
+         successful_added   = COALESCE(@successfulAdded, successful_added),
+         successful_changed = COALESCE(@successfulChanged, successful_changed),
+         successful_removed = COALESCE(@successfulRemoved, successful_removed),
+         failed_added       = COALESCE(@failedAdded, failed_added),
+         failed_changed     = COALESCE(@failedChanged, failed_changed),
+         failed_removed     = COALESCE(@failedRemoved, failed_removed),
+         completion_ratio   = COALESCE(@completionRatio, completion_ratio),
+         error              = CASE WHEN @setError THEN @error ELSE error END,
+         finished_at        = CASE WHEN @terminal AND status <> @status THEN @now ELSE finished_at END
+       WHERE id = @id AND (@status IS NULL OR status = @status OR status NOT IN ${TERMINAL_SYNC})
+       RETURNING *`,
+    ),
+    cancelQueuedSyncRun: db.prepare(
+      `UPDATE sync_runs SET status = 'cancelled', cancel_requested = 1, finished_at = ? WHERE id = ? RETURNING *`,
+    ),
+    flagSyncRunCancel: db.prepare('UPDATE sync_runs SET cancel_requested = 1 WHERE id = ? RETURNING *'),
+    queuedSyncRuns: db.prepare("SELECT * FROM sync_runs WHERE status = 'queued' ORDER BY id"),
+    interruptActive: db.prepare(
+      `UPDATE sync_runs SET status = 'interrupted', finished_at = ?, error = ? WHERE status IN ${ACTIVE} RETURNING *`,
+    ),
+    followRun: db.prepare(
+      `UPDATE member_runs SET
+         status      = @status,
+         started_at  = CASE WHEN @started THEN COALESCE(started_at, @now) ELSE started_at END,
+         finished_at = CASE WHEN @finished THEN @now ELSE NULL END
+       WHERE sequence_run_id = @sequenceRunId AND key = @memberKey AND sync_run_id = @syncRunId`,
+    ),
+    cancelQueuedRunsOfSync: db.prepare(
+      `UPDATE sync_runs SET status = 'cancelled', finished_at = ?, error = ?
+       WHERE sync_id = ? AND status = 'queued' AND sequence_run_id IS NULL`,
+    ),
+    insertRejectedRow: db.prepare('INSERT INTO rejected_rows (sync_run_id, key, op, reason) VALUES (?, ?, ?, ?)'),
+    rejectedRows: db.prepare('SELECT * FROM rejected_rows WHERE sync_run_id = ? ORDER BY id LIMIT ? OFFSET ?'),
+
+    // --- snapshots
+    snapshotUpsert: db.prepare(
+      `INSERT INTO snapshots (sync_id, key, hash) VALUES (?, ?, ?)
+       ON CONFLICT (sync_id, key) DO UPDATE SET hash = excluded.hash`,
+    ),
+    snapshotDelete: db.prepare('DELETE FROM snapshots WHERE sync_id = ? AND key = ?'),
+    snapshotFirstKeys: db.prepare('SELECT key FROM snapshots WHERE sync_id = ? ORDER BY key LIMIT ?'),
+    snapshotKeysAfter: db.prepare('SELECT key FROM snapshots WHERE sync_id = ? AND key > ? ORDER BY key LIMIT ?'),
+    snapshotClear: db.prepare('DELETE FROM snapshots WHERE sync_id = ?'),
+    snapshotCount: db.prepare('SELECT COUNT(*) AS count FROM snapshots WHERE sync_id = ?'),
+
+    // --- sequence runs
+    liveSequence: db.prepare('SELECT id FROM sequences WHERE id = ? AND deleted_at IS NULL'),
+    liveSyncIdBySlug: db.prepare('SELECT id FROM syncs WHERE slug = ? AND deleted_at IS NULL'),
+    liveSync: db.prepare('SELECT id FROM syncs WHERE id = ? AND deleted_at IS NULL'),
+    sequenceRun: db.prepare('SELECT * FROM sequence_runs WHERE id = ?'),
+    pendingSequenceRun: db.prepare("SELECT * FROM sequence_runs WHERE sequence_id = ? AND status = 'pending'"),
+    pendingRunsOfSequence: db.prepare("SELECT id FROM sequence_runs WHERE sequence_id = ? AND status = 'pending'"),
+    insertSequenceRun: db.prepare(
+      `INSERT INTO sequence_runs (id, sequence_id, status, trigger_type, trigger_detail, created_at)
+       VALUES (@id, @sequenceId, 'pending', @triggerType, @triggerDetail, @now)
+       RETURNING *`,
+    ),
+    insertMemberRun: db.prepare(
+      `INSERT INTO member_runs (sequence_run_id, key, position, sync_id, status)
+       VALUES (@sequenceRunId, @key, @position, @syncId, 'pending')`,
+    ),
+    members: db.prepare('SELECT * FROM member_runs WHERE sequence_run_id = ? ORDER BY position'),
+    memberWithRun: db.prepare(
+      `SELECT m.status AS member_status, m.sync_run_id, r.status AS run_status
+       FROM member_runs AS m LEFT JOIN sync_runs AS r ON r.id = m.sync_run_id
+       WHERE m.sequence_run_id = ? AND m.key = ?`,
+    ),
+    linkMember: db.prepare(
+      `UPDATE member_runs SET sync_run_id = @syncRunId, sync_id = @syncId, status = 'pending', finished_at = NULL
+       WHERE sequence_run_id = @sequenceRunId AND key = @key`,
+    ),
+    claimSequenceRun: db.prepare(
+      `UPDATE sequence_runs SET status = 'running', started_at = @now
+       WHERE id = @id AND status = 'pending'
+         AND NOT EXISTS (SELECT 1 FROM sequence_runs AS other
+                         WHERE other.sequence_id = sequence_runs.sequence_id AND other.status = 'running')
+       RETURNING *`,
+    ),
+    setTermination: db.prepare(
+      'UPDATE sequence_runs SET terminated_by = ?, reason = ? WHERE id = ? AND reason IS NULL',
+    ),
+    // Queued runs of members about to be skipped are cancelled directly: the member becomes
+    // `skipped`, not `cancelled`, because it never started.
+    cancelQueuedRunsOfPendingMembers: db.prepare(
+      `UPDATE sync_runs SET status = 'cancelled', finished_at = @now
+       WHERE status = 'queued' AND id IN (SELECT sync_run_id FROM member_runs
+                                          WHERE sequence_run_id = @sequenceRunId AND status = 'pending'
+                                            AND sync_run_id IS NOT NULL)`,
+    ),
+    skipPendingMembers: db.prepare(
+      `UPDATE member_runs SET status = 'skipped', finished_at = @now
+       WHERE sequence_run_id = @sequenceRunId AND status = 'pending'`,
+    ),
+    finishSequenceRun: db.prepare(
+      `UPDATE sequence_runs SET status = @status, finished_at = CASE WHEN @terminal THEN @now ELSE finished_at END
+       WHERE id = @id RETURNING *`,
+    ),
+    cancelPendingSequenceRun: db.prepare(
+      `UPDATE sequence_runs SET status = 'cancelled', cancel_requested = 1, finished_at = ?, reason = COALESCE(reason, ?)
+       WHERE id = ?`,
+    ),
+    flagSequenceRunCancel: db.prepare('UPDATE sequence_runs SET cancel_requested = 1 WHERE id = ?'),
+
+    // --- scheduler
+    recordFiring: db.prepare('INSERT INTO schedule_firings (key, recorded_at) VALUES (?, ?) ON CONFLICT DO NOTHING'),
+    scheduleCursor: db.prepare('SELECT due_time FROM schedule_cursors WHERE schedule_id = ?'),
+    setScheduleCursor: db.prepare(
+      `INSERT INTO schedule_cursors (schedule_id, due_time) VALUES (?, ?)
+       ON CONFLICT (schedule_id) DO UPDATE SET due_time = excluded.due_time`,
+    ),
+  };
+}
+
+type Statements = ReturnType<typeof prepareStatements>;
+
+export class SqliteStore implements Store, AsyncDisposable {
+  readonly capabilities: StoreCapabilities = { skipLocked: false, notifications: false };
+  /** Absolute path of the database file. */
+  readonly path: string;
+  /** Schema versions this open applied (empty when the file was already up to date). */
+  readonly migrationsApplied: readonly number[];
+
+  private readonly db: SqliteDatabase;
+  private readonly clock: Clock;
+  private readonly busyTimeoutMs: number;
+  private readonly s: Statements;
+  /** One transaction wrapper for every method: it runs the function it is given. */
+  private readonly tx: SqliteTransaction<[() => unknown], unknown>;
+  /** Statements whose SQL depends on the arguments (IN-lists, list filters), prepared once per shape. */
+  private readonly dynamic = new Map<string, SqliteStatement>();
+
+  private constructor(db: SqliteDatabase, path: string, clock: Clock, busyTimeoutMs: number, applied: number[]) {
+    this.db = db;
+    this.path = path;
+    this.clock = clock;
+    this.busyTimeoutMs = busyTimeoutMs;
+    this.migrationsApplied = applied;
+    this.s = prepareStatements(db);
+    this.tx = db.transaction((fn: () => unknown) => fn());
+  }
+
+  /** Opens the store at `path`, creating the file and bringing its schema up to date. */
+  static async open(options: SqliteStoreOptions): Promise<SqliteStore> {
+    const path = options.path === ':memory:' ? options.path : resolve(options.path);
+    const clock = options.clock ?? systemClock;
+    const busyTimeoutMs = options.busyTimeoutMs ?? 5000;
+    let db: SqliteDatabase | undefined;
+    try {
+      if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+      db = openSqliteDatabase(path, { timeout: busyTimeoutMs });
+      db.pragma('journal_mode = WAL');
+      // NORMAL in WAL mode: a commit survives a process crash; only an OS crash can lose the last commits.
+      db.pragma('synchronous = NORMAL');
+      db.pragma('foreign_keys = ON');
+      const applied = migrate(db, path, clock.now());
+      return new SqliteStore(db, path, clock, busyTimeoutMs, applied);
+    } catch (error) {
+      if (db?.open) db.close();
+      const wrapped = storeError(path, busyTimeoutMs, error);
+      if (wrapped instanceof LockstepError) throw wrapped;
+      throw new LockstepError(ErrorCode.Store, `store ${path} cannot be opened: ${toError(error).message}`, {
+        cause: error,
+      });
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Workspace
+
+  async loadWorkspace(): Promise<WorkspaceState> {
+    return this.read(() => this.workspaceState());
+  }
+
+  async planWorkspace(definition: WorkspaceDefinition): Promise<WorkspaceChange[]> {
+    return diffWorkspace(await this.loadWorkspace(), definition);
+  }
+
+  async applyWorkspace(definition: WorkspaceDefinition, now: number): Promise<WorkspaceChange[]> {
+    const problems = checkWorkspaceReferences(definition);
+    if (problems.length > 0) {
+      throw new ValidationError(problems, `the workspace cannot be applied:\n${formatDiagnostics(problems)}`);
+    }
+    return this.write(() => {
+      const changes = diffWorkspace(this.workspaceState(), definition);
+      for (const change of changes) this.applyChange(change, definition, now);
+      return changes;
+    });
+  }
+
+  async getSync(ref: number | string): Promise<SyncRecord | null> {
+    return this.read(() => this.entityByRef<SyncRecord>('sync', ref));
+  }
+
+  async getSequence(ref: number | string): Promise<SequenceRecord | null> {
+    return this.read(() => this.entityByRef<SequenceRecord>('sequence', ref));
+  }
+
+  async getModel(slug: string): Promise<ModelRecord | null> {
+    return this.read(() => this.entityBySlug<ModelRecord>('model', slug));
+  }
+
+  async getSource(slug: string): Promise<ConnectionRecord | null> {
+    return this.read(() => this.entityBySlug<ConnectionRecord>('source', slug));
+  }
+
+  async getDestination(slug: string): Promise<ConnectionRecord | null> {
+    return this.read(() => this.entityBySlug<ConnectionRecord>('destination', slug));
+  }
+
+  async setEnabled(kind: 'sync' | 'sequence', id: number, enabled: boolean, now: number): Promise<void> {
+    this.write(() => {
+      const statement = kind === 'sync' ? this.s.setSyncEnabled : this.s.setSequenceEnabled;
+      if (statement.run(enabled ? 1 : 0, now, id).changes === 0) throw new NotFoundError(`${kind} ${id} does not exist`);
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Sync runs
+
+  async enqueueSyncRun(input: NewSyncRun, now: number): Promise<{ run: SyncRun; created: boolean }> {
+    return this.write(() => {
+      if (!this.s.liveSync.get(input.syncId)) throw new NotFoundError(`sync ${input.syncId} does not exist`);
+      const queued = this.s.queuedStandaloneRun.get(input.syncId) as SyncRunRow | undefined;
+      if (queued) {
+        // The shared follow-up must honour every trigger's options: a full resync asked for is never lost.
+        const merged = this.s.mergeRunOptions.get({
+          id: queued.id,
+          fullResync: input.options.fullResync ? 1 : 0,
+          resetCdc: input.options.resetCDC ? 1 : 0,
+        }) as SyncRunRow;
+        return { run: toSyncRun(merged), created: false };
+      }
+      const row = this.insertSyncRun(input.syncId, input.trigger, input.options, null, null, now);
+      return { run: toSyncRun(row), created: true };
+    });
+  }
+
+  async claimSyncRun(id: number, now: number): Promise<SyncRun | null> {
+    return this.write(() => {
+      const row = this.s.claimSyncRun.get({ id, now }) as SyncRunRow | undefined;
+      if (!row) {
+        if (!this.s.syncRun.get(id)) throw new NotFoundError(`sync run ${id} does not exist`);
+        return null;
+      }
+      this.followRun(row, now);
+      return toSyncRun(row);
+    });
+  }
+
+  async updateSyncRun(id: number, patch: SyncRunPatch, now: number): Promise<SyncRun> {
+    return this.write(() => {
+      const status = patch.status ?? null;
+      const row = this.s.updateSyncRun.get({
+        id,
+        now,
+        status,
+        terminal: status !== null && isTerminalSyncRunStatus(status) ? 1 : 0,
+        querySize: patch.querySize ?? null,
+        plannedAdded: patch.plannedRows?.addedCount ?? null,
+        plannedChanged: patch.plannedRows?.changedCount ?? null,
+        plannedRemoved: patch.plannedRows?.removedCount ?? null,
+        successfulAdded: patch.successfulRows?.addedCount ?? null,
+        successfulChanged: patch.successfulRows?.changedCount ?? null,
+        successfulRemoved: patch.successfulRows?.removedCount ?? null,
+        failedAdded: patch.failedRows?.addedCount ?? null,
+        failedChanged: patch.failedRows?.changedCount ?? null,
+        failedRemoved: patch.failedRows?.removedCount ?? null,
+        completionRatio: patch.completionRatio ?? null,
+        setError: patch.error !== undefined ? 1 : 0,
+        error: patch.error ?? null,
+      }) as SyncRunRow | undefined;
+      if (!row) {
+        const current = this.s.syncRun.get(id) as SyncRunRow | undefined;
+        if (!current) throw new NotFoundError(`sync run ${id} does not exist`);
+        throw new LockstepError(
+          ErrorCode.Conflict,
+          `sync run ${id} is already ${current.status}; it cannot become ${status ?? 'anything else'}`,
+        );
+      }
+      if (status !== null) this.followRun(row, now);
+      return toSyncRun(row);
+    });
+  }
+
+  async getSyncRun(id: number): Promise<SyncRun | null> {
+    return this.read(() => {
+      const row = this.s.syncRun.get(id) as SyncRunRow | undefined;
+      return row ? toSyncRun(row) : null;
+    });
+  }
+
+  async listSyncRuns(query: SyncRunListQuery): Promise<SyncRun[]> {
+    return this.read(() => {
+      const where: string[] = [];
+      const params: SqliteValue[] = [];
+      if (query.syncId !== undefined) {
+        where.push('sync_id = ?');
+        params.push(query.syncId);
+      }
+      if (query.runId !== undefined) {
+        where.push('id = ?');
+        params.push(query.runId);
+      }
+      if (query.statuses !== undefined) {
+        where.push(query.statuses.length > 0 ? `status IN (${query.statuses.map(() => '?').join(', ')})` : '0');
+        params.push(...query.statuses);
+      }
+      addTimeFilters(query, where, params);
+      const sql =
+        `SELECT * FROM sync_runs ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ` +
+        `ORDER BY id ${query.order === 'asc' ? 'ASC' : 'DESC'} LIMIT ? OFFSET ?`;
+      const rows = this.statement(sql).all(...params, query.limit, query.offset) as SyncRunRow[];
+      return rows.map(toSyncRun);
+    });
+  }
+
+  async listQueuedSyncRuns(): Promise<SyncRun[]> {
+    return this.read(() => (this.s.queuedSyncRuns.all() as SyncRunRow[]).map(toSyncRun));
+  }
+
+  async requestSyncRunCancel(id: number, now: number = this.clock.now()): Promise<SyncRun> {
+    return this.write(() => {
+      const current = this.s.syncRun.get(id) as SyncRunRow | undefined;
+      if (!current) throw new NotFoundError(`sync run ${id} does not exist`);
+      const status = current.status as SyncRunStatus;
+      if (isTerminalSyncRunStatus(status)) {
+        throw new LockstepError(ErrorCode.Conflict, `sync run ${id} is already ${status}; there is nothing to cancel`);
+      }
+      if (status === 'queued') {
+        const row = this.s.cancelQueuedSyncRun.get(now, id) as SyncRunRow;
+        this.followRun(row, now);
+        return toSyncRun(row);
+      }
+      return toSyncRun(this.s.flagSyncRunCancel.get(id) as SyncRunRow);
+    });
+  }
+
+  async addRejectedRows(rows: RejectedRow[]): Promise<void> {
+    if (rows.length === 0) return;
+    this.write(() => {
+      for (const row of rows) this.s.insertRejectedRow.run(row.syncRunId, row.key, row.op, row.reason);
+    });
+  }
+
+  async listRejectedRows(syncRunId: number, limit: number, offset: number): Promise<RejectedRow[]> {
+    return this.read(() => (this.s.rejectedRows.all(syncRunId, limit, offset) as RejectedRowRow[]).map(toRejectedRow));
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Snapshots
+
+  async snapshotGet(syncId: number, keys: string[]): Promise<Map<string, string>> {
+    return this.read(() => {
+      const found = new Map<string, string>();
+      for (let start = 0; start < keys.length; start += MAX_PARAMS) {
+        const chunk = keys.slice(start, start + MAX_PARAMS);
+        const sql = `SELECT key, hash FROM snapshots WHERE sync_id = ? AND key IN (${chunk.map(() => '?').join(', ')})`;
+        for (const row of this.statement(sql).all(syncId, ...chunk) as Array<{ key: string; hash: string }>) {
+          found.set(row.key, row.hash);
+        }
+      }
+      return found;
+    });
+  }
+
+  async snapshotWrite(syncId: number, upserts: Array<[key: string, hash: string]>, deletes: string[]): Promise<void> {
+    if (upserts.length === 0 && deletes.length === 0) return;
+    this.write(() => {
+      for (const [key, hash] of upserts) this.s.snapshotUpsert.run(syncId, key, hash);
+      for (const key of deletes) this.s.snapshotDelete.run(syncId, key);
+    });
+  }
+
+  async *snapshotKeys(syncId: number, batchSize: number): AsyncIterable<string[]> {
+    const size = Math.max(1, Math.floor(batchSize));
+    let last: string | null = null;
+    for (;;) {
+      const keys: string[] = this.snapshotKeysAfter(syncId, last, size);
+      if (keys.length === 0) return;
+      last = keys[keys.length - 1] ?? null;
+      yield keys;
+      if (keys.length < size) return;
+    }
+  }
+
+  /** One page of keys after `after` (keyset pagination: stable while the snapshot changes between pages). */
+  private snapshotKeysAfter(syncId: number, after: string | null, size: number): string[] {
+    const rows = this.read(
+      () =>
+        (after === null
+          ? this.s.snapshotFirstKeys.all(syncId, size)
+          : this.s.snapshotKeysAfter.all(syncId, after, size)) as Array<{ key: string }>,
+    );
+    return rows.map((r) => r.key);
+  }
+
+  async snapshotClear(syncId: number): Promise<void> {
+    this.write(() => this.s.snapshotClear.run(syncId));
+  }
+
+  async snapshotCount(syncId: number): Promise<number> {
+    return this.read(() => (this.s.snapshotCount.get(syncId) as { count: number }).count);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Sequence runs
+
+  async enqueueSequenceRun(
+    sequence: SequenceRecord,
+    trigger: Trigger,
+    now: number,
+  ): Promise<{ run: SequenceRun; created: boolean }> {
+    return this.write(() => {
+      if (!this.s.liveSequence.get(sequence.id)) throw new NotFoundError(`sequence "${sequence.slug}" does not exist`);
+      const pending = this.s.pendingSequenceRun.get(sequence.id) as SequenceRunRow | undefined;
+      if (pending) return { run: this.withMembers(pending), created: false };
+      const syncIds = sequence.members.map((member) => {
+        const found = this.s.liveSyncIdBySlug.get(member.sync) as { id: number } | undefined;
+        if (!found) {
+          throw new NotFoundError(`sequence "${sequence.slug}": member "${member.key}" runs unknown sync "${member.sync}"`);
+        }
+        return found.id;
+      });
+      const id = randomUUID();
+      const row = this.s.insertSequenceRun.get({
+        id,
+        sequenceId: sequence.id,
+        triggerType: trigger.type,
+        triggerDetail: trigger.detail,
+        now,
+      }) as SequenceRunRow;
+      sequence.members.forEach((member, position) => {
+        this.s.insertMemberRun.run({ sequenceRunId: id, key: member.key, position, syncId: syncIds[position] ?? null });
+      });
+      return { run: this.withMembers(row), created: true };
+    });
+  }
+
+  async claimSequenceRun(id: string, now: number): Promise<SequenceRun | null> {
+    return this.write(() => {
+      const row = this.s.claimSequenceRun.get({ id, now }) as SequenceRunRow | undefined;
+      if (row) return this.withMembers(row);
+      if (!this.s.sequenceRun.get(id)) throw new NotFoundError(`sequence run ${id} does not exist`);
+      return null;
+    });
+  }
+
+  async getSequenceRun(id: string): Promise<SequenceRun | null> {
+    return this.read(() => {
+      const row = this.s.sequenceRun.get(id) as SequenceRunRow | undefined;
+      return row ? this.withMembers(row) : null;
+    });
+  }
+
+  async listSequenceRuns(query: SequenceRunListQuery): Promise<SequenceRun[]> {
+    return this.read(() => {
+      const where: string[] = [];
+      const params: SqliteValue[] = [];
+      if (query.sequenceId !== undefined) {
+        where.push('sequence_id = ?');
+        params.push(query.sequenceId);
+      }
+      if (query.statuses !== undefined) {
+        where.push(query.statuses.length > 0 ? `status IN (${query.statuses.map(() => '?').join(', ')})` : '0');
+        params.push(...query.statuses);
+      }
+      addTimeFilters(query, where, params);
+      const sql =
+        `SELECT * FROM sequence_runs ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ` +
+        `ORDER BY seq ${query.order === 'asc' ? 'ASC' : 'DESC'} LIMIT ? OFFSET ?`;
+      const rows = this.statement(sql).all(...params, query.limit, query.offset) as SequenceRunRow[];
+      return rows.map((row) => this.withMembers(row));
+    });
+  }
+
+  async listSequenceRunsByStatus(statuses: SequenceRunStatus[]): Promise<SequenceRun[]> {
+    if (statuses.length === 0) return [];
+    return this.read(() => {
+      const sql = `SELECT * FROM sequence_runs WHERE status IN (${statuses.map(() => '?').join(', ')}) ORDER BY seq`;
+      return (this.statement(sql).all(...statuses) as SequenceRunRow[]).map((row) => this.withMembers(row));
+    });
+  }
+
+  async startMembers(sequenceRunId: string, members: MemberStart[], now: number): Promise<SyncRun[]> {
+    return this.write(() => {
+      const run = this.s.sequenceRun.get(sequenceRunId) as SequenceRunRow | undefined;
+      if (!run) throw new NotFoundError(`sequence run ${sequenceRunId} does not exist`);
+      // A finished or cancelled sequence run starts nothing, even when a hand-off is replayed late.
+      if (TERMINAL_SEQUENCE_RUN_STATUSES.includes(run.status as SequenceRunStatus)) return [];
+      const created: SyncRun[] = [];
+      for (const member of members) {
+        const current = this.s.memberWithRun.get(sequenceRunId, member.key) as
+          | { member_status: string; sync_run_id: number | null; run_status: string | null }
+          | undefined;
+        if (!current) {
+          throw new NotFoundError(`sequence run ${sequenceRunId} has no member "${member.key}"`);
+        }
+        if (TERMINAL_MEMBER_RUN_STATUSES.includes(current.member_status as MemberRunStatus)) continue;
+        if (current.sync_run_id !== null && current.run_status !== 'interrupted') continue;
+        const row = this.insertSyncRun(
+          member.syncId,
+          { type: 'sequence', detail: sequenceRunId },
+          { fullResync: false, resetCDC: false },
+          sequenceRunId,
+          member.key,
+          now,
+        );
+        this.s.linkMember.run({ sequenceRunId, key: member.key, syncRunId: row.id, syncId: member.syncId });
+        created.push(toSyncRun(row));
+      }
+      return created;
+    });
+  }
+
+  async setTermination(sequenceRunId: string, memberKey: string | null, reason: string): Promise<void> {
+    this.write(() => {
+      if (this.s.setTermination.run(memberKey, reason, sequenceRunId).changes > 0) return;
+      if (!this.s.sequenceRun.get(sequenceRunId)) throw new NotFoundError(`sequence run ${sequenceRunId} does not exist`);
+    });
+  }
+
+  async skipPendingMembers(sequenceRunId: string, now: number): Promise<void> {
+    this.write(() => {
+      if (!this.s.sequenceRun.get(sequenceRunId)) throw new NotFoundError(`sequence run ${sequenceRunId} does not exist`);
+      this.skipPending(sequenceRunId, now);
+    });
+  }
+
+  async finishSequenceRun(sequenceRunId: string, status: SequenceRunStatus, now: number): Promise<SequenceRun> {
+    return this.write(() => {
+      const current = this.s.sequenceRun.get(sequenceRunId) as SequenceRunRow | undefined;
+      if (!current) throw new NotFoundError(`sequence run ${sequenceRunId} does not exist`);
+      if (isTerminalSequenceRunStatus(current.status)) {
+        if (current.status === status) return this.withMembers(current);
+        throw new LockstepError(
+          ErrorCode.Conflict,
+          `sequence run ${sequenceRunId} is already ${current.status}; it cannot become ${status}`,
+        );
+      }
+      const row = this.s.finishSequenceRun.get({
+        id: sequenceRunId,
+        status,
+        terminal: isTerminalSequenceRunStatus(status) ? 1 : 0,
+        now,
+      }) as SequenceRunRow;
+      return this.withMembers(row);
+    });
+  }
+
+  async requestSequenceRunCancel(id: string, now: number = this.clock.now()): Promise<SequenceRun> {
+    return this.write(() => {
+      const current = this.s.sequenceRun.get(id) as SequenceRunRow | undefined;
+      if (!current) throw new NotFoundError(`sequence run ${id} does not exist`);
+      if (isTerminalSequenceRunStatus(current.status)) {
+        throw new LockstepError(
+          ErrorCode.Conflict,
+          `sequence run ${id} is already ${current.status}; there is nothing to cancel`,
+        );
+      }
+      if (current.status === 'pending') {
+        this.s.cancelPendingSequenceRun.run(now, 'cancelled by a user before it started', id);
+        this.skipPending(id, now);
+      } else {
+        this.s.flagSequenceRunCancel.run(id);
+      }
+      return this.withMembers(this.s.sequenceRun.get(id) as SequenceRunRow);
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Recovery
+
+  async interruptActiveSyncRuns(now: number): Promise<SyncRun[]> {
+    return this.write(() => {
+      const rows = this.s.interruptActive.all(now, INTERRUPTED_RUN_ERROR) as SyncRunRow[];
+      for (const row of rows) this.followRun(row, now);
+      return rows.map(toSyncRun).sort((a, b) => a.id - b.id);
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Scheduler
+
+  async recordFiring(key: string, now: number): Promise<boolean> {
+    return this.write(() => this.s.recordFiring.run(key, now).changes > 0);
+  }
+
+  async getScheduleCursor(scheduleId: string): Promise<number | null> {
+    return this.read(() => {
+      const row = this.s.scheduleCursor.get(scheduleId) as { due_time: number } | undefined;
+      return row ? row.due_time : null;
+    });
+  }
+
+  async setScheduleCursor(scheduleId: string, dueTime: number): Promise<void> {
+    this.write(() => this.s.setScheduleCursor.run(scheduleId, dueTime));
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Internals (synchronous; callers hold a transaction)
+
+  private workspaceState(): WorkspaceState {
+    const all = <T>(kind: Kind) => (this.s.entities[kind].live.all() as EntityRow[]).map((row) => toRecord(row) as T);
+    return {
+      sources: all<ConnectionRecord>('source'),
+      destinations: all<ConnectionRecord>('destination'),
+      models: all<ModelRecord>('model'),
+      syncs: all<SyncRecord>('sync'),
+      sequences: all<SequenceRecord>('sequence'),
+    };
+  }
+
+  private applyChange(change: WorkspaceChange, definition: WorkspaceDefinition, now: number): void {
+    const statements = this.s.entities[change.kind];
+    if (change.action === 'delete') {
+      const deleted = statements.softDelete.get({ slug: change.slug, now }) as { id: number } | undefined;
+      if (deleted) this.afterDelete(change.kind, deleted.id, now);
+      return;
+    }
+    const entity = (definition[TABLES[change.kind].section] as Array<{ slug: string; enabled?: boolean }>).find(
+      (e) => e.slug === change.slug,
+    );
+    if (!entity) return;
+    const params: Record<string, SqliteValue> = { slug: entity.slug, definition: definitionJson(entity), now };
+    if (TABLES[change.kind].enabled) params.enabled = entity.enabled === false ? 0 : 1;
+    (change.action === 'create' ? statements.insert : statements.update).run(params);
+  }
+
+  /** Work that can never run once its sync or sequence is gone is cancelled with it. */
+  private afterDelete(kind: Kind, id: number, now: number): void {
+    if (kind === 'sync') {
+      this.s.cancelQueuedRunsOfSync.run(now, 'the sync was deleted', id);
+      // A deleted sync's id is never used again, so its snapshot can never be read.
+      this.s.snapshotClear.run(id);
+    } else if (kind === 'sequence') {
+      for (const { id: runId } of this.s.pendingRunsOfSequence.all(id) as Array<{ id: string }>) {
+        this.s.cancelPendingSequenceRun.run(now, 'the sequence was deleted', runId);
+        this.skipPending(runId, now);
+      }
+    }
+  }
+
+  private entityByRef<T>(kind: 'sync' | 'sequence', ref: number | string): T | null {
+    const statements = this.s.entities[kind];
+    if (typeof ref === 'number' || /^\d+$/.test(ref)) {
+      const row = statements.byId.get(Number(ref)) as EntityRow | undefined;
+      if (row) return toRecord(row) as T;
+      if (typeof ref === 'number') return null;
+    }
+    return this.entityBySlug<T>(kind, ref);
+  }
+
+  private entityBySlug<T>(kind: Kind, slug: string): T | null {
+    const row = this.s.entities[kind].bySlug.get(slug) as EntityRow | undefined;
+    return row ? (toRecord(row) as T) : null;
+  }
+
+  private insertSyncRun(
+    syncId: number,
+    trigger: Trigger,
+    options: { fullResync: boolean; resetCDC: boolean },
+    sequenceRunId: string | null,
+    memberKey: string | null,
+    now: number,
+  ): SyncRunRow {
+    return this.s.insertSyncRun.get({
+      syncId,
+      triggerType: trigger.type,
+      triggerDetail: trigger.detail,
+      fullResync: options.fullResync ? 1 : 0,
+      resetCdc: options.resetCDC ? 1 : 0,
+      sequenceRunId,
+      memberKey,
+      now,
+    }) as SyncRunRow;
+  }
+
+  /** Moves a member run to follow its sync run's status (see member-state.ts). */
+  private followRun(row: SyncRunRow, now: number): void {
+    if (row.sequence_run_id === null || row.member_key === null) return;
+    const next = memberTransition(row.status as SyncRunStatus);
+    this.s.followRun.run({
+      status: next.status,
+      started: next.started ? 1 : 0,
+      finished: next.finished ? 1 : 0,
+      now,
+      sequenceRunId: row.sequence_run_id,
+      memberKey: row.member_key,
+      syncRunId: row.id,
+    });
+  }
+
+  private skipPending(sequenceRunId: string, now: number): void {
+    this.s.cancelQueuedRunsOfPendingMembers.run({ sequenceRunId, now });
+    this.s.skipPendingMembers.run({ sequenceRunId, now });
+  }
+
+  private withMembers(row: SequenceRunRow): SequenceRun {
+    return toSequenceRun(row, this.s.members.all(row.id) as MemberRunRow[]);
+  }
+
+  private statement(sql: string): SqliteStatement {
+    let statement = this.dynamic.get(sql);
+    if (!statement) {
+      statement = this.db.prepare(sql);
+      this.dynamic.set(sql, statement);
+    }
+    return statement;
+  }
+
+  /** Runs `fn` in a write transaction (`BEGIN IMMEDIATE`). */
+  private write<R>(fn: () => R): R {
+    try {
+      return this.tx.immediate(fn) as R;
+    } catch (error) {
+      throw storeError(this.path, this.busyTimeoutMs, error);
+    }
+  }
+
+  /** Runs `fn` in a read transaction, so multi-statement reads see one state of the file. */
+  private read<R>(fn: () => R): R {
+    try {
+      return this.tx(fn) as R;
+    } catch (error) {
+      throw storeError(this.path, this.busyTimeoutMs, error);
+    }
+  }
+}
+
+function addTimeFilters(
+  query: { after?: number; before?: number },
+  where: string[],
+  params: SqliteValue[],
+): void {
+  if (query.after !== undefined) {
+    where.push('created_at >= ?');
+    params.push(query.after);
+  }
+  if (query.before !== undefined) {
+    where.push('created_at < ?');
+    params.push(query.before);
+  }
+}
+
+function isTerminalSequenceRunStatus(status: string): boolean {
+  return TERMINAL_SEQUENCE_RUN_STATUSES.includes(status as SequenceRunStatus);
+}
+
+/** Lockstep's own errors pass through; SQLite's become a `store` error naming the file. */
+function storeError(path: string, busyTimeoutMs: number, error: unknown): unknown {
+  if (error instanceof LockstepError) return error;
+  if (isSqliteError(error)) {
+    const code = error.code;
+    const busy = code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED');
+    return new LockstepError(ErrorCode.Store, `store ${path}: ${describeSqliteCode(code, busyTimeoutMs)} (${error.message})`, {
+      cause: error,
+      retryable: busy,
+    });
+  }
+  if (error instanceof TypeError && /database connection is not open/i.test(error.message)) {
+    return new LockstepError(ErrorCode.Store, `store ${path} is closed`, { cause: error });
+  }
+  return error;
+}
+
+function describeSqliteCode(code: string, busyTimeoutMs: number): string {
+  if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {
+    return `the file stayed locked by another process for more than ${busyTimeoutMs} ms`;
+  }
+  if (code.startsWith('SQLITE_FULL')) return 'the disk is full';
+  if (code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB') {
+    return 'the file is damaged or is not a Lockstep store; restore it from a backup or choose another path';
+  }
+  if (code.startsWith('SQLITE_READONLY') || code.startsWith('SQLITE_PERM') || code.startsWith('SQLITE_CANTOPEN')) {
+    return 'the file cannot be opened for writing; check its permissions and folder';
+  }
+  if (code.startsWith('SQLITE_IOERR')) return 'reading or writing the file failed';
+  return `SQLite failed with ${code}`;
+}

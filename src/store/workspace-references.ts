@@ -1,0 +1,73 @@
+/**
+ * The checks a store makes before applying a workspace definition: slugs unique per kind and
+ * every reference inside the definition resolving to an entity of the same definition. (The
+ * workspace loader validates more, with file positions; a store must not trust its caller.)
+ */
+import type { Diagnostic } from '../core/errors.js';
+import type { WorkspaceDefinition } from '../core/workspace.js';
+
+export function checkWorkspaceReferences(def: WorkspaceDefinition): Diagnostic[] {
+  const problems: Diagnostic[] = [];
+  const slugs = (section: keyof WorkspaceDefinition): Set<string> => {
+    const seen = new Set<string>();
+    def[section].forEach((entity, index) => {
+      if (seen.has(entity.slug)) {
+        problems.push({
+          path: `${section}[${index}].slug`,
+          message: `${section} declares "${entity.slug}" twice`,
+          hint: 'give each one its own slug',
+        });
+      }
+      seen.add(entity.slug);
+    });
+    return seen;
+  };
+  const sources = slugs('sources');
+  const destinations = slugs('destinations');
+  const models = slugs('models');
+  const syncs = slugs('syncs');
+  const sequences = slugs('sequences');
+
+  const expect = (known: Set<string>, kind: string, value: string, path: string) => {
+    if (known.has(value)) return;
+    const names = [...known].sort();
+    problems.push({
+      path,
+      message: `unknown ${kind} "${value}"`,
+      hint: names.length > 0 ? `declared ${kind}s: ${names.join(', ')}` : `declare the ${kind} first`,
+    });
+  };
+
+  for (const model of def.models) expect(sources, 'source', model.source, `models.${model.slug}.source`);
+  for (const sync of def.syncs) {
+    expect(models, 'model', sync.model, `syncs.${sync.slug}.model`);
+    expect(destinations, 'destination', sync.destination, `syncs.${sync.slug}.destination`);
+    if (sync.schedule.type === 'after') {
+      if (sync.schedule.sync !== null) expect(syncs, 'sync', sync.schedule.sync, `syncs.${sync.slug}.schedule.sync`);
+      if (sync.schedule.sequence !== null) {
+        expect(sequences, 'sequence', sync.schedule.sequence, `syncs.${sync.slug}.schedule.sequence`);
+      }
+    }
+  }
+  for (const sequence of def.sequences) {
+    const at = `sequences.${sequence.slug}`;
+    const keys = new Set<string>();
+    sequence.members.forEach((member, index) => {
+      if (keys.has(member.key)) {
+        problems.push({ path: `${at}.members[${index}].key`, message: `member key "${member.key}" is used twice` });
+      }
+      keys.add(member.key);
+      expect(syncs, 'sync', member.sync, `${at}.members[${index}].sync`);
+    });
+    sequence.members.forEach((member, index) => {
+      for (const key of member.after ?? []) expect(keys, 'member', key, `${at}.members[${index}].after`);
+    });
+    if (sequence.schedule.type === 'after') {
+      if (sequence.schedule.sync !== null) expect(syncs, 'sync', sequence.schedule.sync, `${at}.schedule.sync`);
+      if (sequence.schedule.sequence !== null) {
+        expect(sequences, 'sequence', sequence.schedule.sequence, `${at}.schedule.sequence`);
+      }
+    }
+  }
+  return problems;
+}
