@@ -1,0 +1,193 @@
+import pg from 'pg';
+import Cursor from 'pg-cursor';
+import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
+import type { ReadOptions, RowBatch, Source, Value } from '../../core/ports.js';
+import {
+  classifyPostgresError,
+  describePostgresUrl,
+  PostgresFailure,
+  postgresConnectionHint,
+} from '../sql.js';
+import {
+  canonicalJsonText,
+  checkBatchSize,
+  normalizeIntegerText,
+  normalizeValue,
+  timestampTextToIso,
+} from '../values.js';
+
+export interface PostgresSourceOptions {
+  /** `postgres://user:password@host:port/database`; may carry `?sslmode=...` and other libpq settings. */
+  url: string;
+}
+
+/** PostgreSQL type OIDs we parse ourselves rather than with pg's defaults. */
+const Oid = {
+  Int8: 20,
+  Json: 114,
+  Jsonb: 3802,
+  Date: 1082,
+  Timestamp: 1114,
+  TimestampTz: 1184,
+  Interval: 1186,
+  Int8Array: 1016,
+  TextArray: 1009,
+  DateArray: 1182,
+  TimestampArray: 1115,
+  TimestampTzArray: 1185,
+} as const;
+
+type TextParser = (text: string) => unknown;
+
+function mapNested(value: unknown, parse: (text: string) => unknown): unknown {
+  if (Array.isArray(value)) return value.map((v) => mapNested(v, parse));
+  return typeof value === 'string' ? parse(value) : value;
+}
+
+/**
+ * Type parsers that give the values of values.ts whatever the server's or the process's time zone:
+ * timestamps are read from their text (without-time-zone taken as UTC), never through `Date`.
+ */
+export const postgresTypes: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: string) => {
+    if (format === 'binary') return (pg.types.getTypeParser as (oid: number, format: string) => TextParser)(oid, 'binary');
+    const textArray = (pg.types.getTypeParser as (oid: number, format: string) => TextParser)(Oid.TextArray, 'text');
+    switch (oid) {
+      case Oid.Int8:
+        return normalizeIntegerText;
+      case Oid.Json:
+      case Oid.Jsonb:
+        return canonicalJsonText;
+      case Oid.Date:
+      case Oid.Interval:
+        return (text: string) => text;
+      case Oid.Timestamp:
+      case Oid.TimestampTz:
+        return timestampTextToIso;
+      case Oid.Int8Array:
+        return (text: string) => mapNested(textArray(text), normalizeIntegerText);
+      case Oid.DateArray:
+        return textArray;
+      case Oid.TimestampArray:
+      case Oid.TimestampTzArray:
+        return (text: string) => mapNested(textArray(text), timestampTextToIso);
+      default:
+        return (pg.types.getTypeParser as (oid: number, format: string) => TextParser)(oid, 'text');
+    }
+  }) as pg.CustomTypesConfig['getTypeParser'],
+};
+
+/**
+ * Reads models from PostgreSQL through a server-side cursor: each `read` opens its own connection,
+ * fetches `batchSize` rows at a time and closes the cursor and the connection when the consumer is
+ * done, stops early or fails.
+ */
+export class PostgresSource implements Source {
+  private readonly url: string;
+  private readonly where: string;
+  private readonly active = new Set<pg.Client>();
+
+  constructor(options: PostgresSourceOptions) {
+    this.url = options.url;
+    this.where = describePostgresUrl(options.url);
+  }
+
+  /** Creates the source and checks that the server answers with these credentials. */
+  static async connect(options: PostgresSourceOptions): Promise<PostgresSource> {
+    const source = new PostgresSource(options);
+    const client = await source.openClient();
+    await client.end().catch(() => undefined);
+    return source;
+  }
+
+  async *read(query: string, options: ReadOptions): AsyncGenerator<RowBatch> {
+    const batchSize = checkBatchSize(options.batchSize);
+    const { signal } = options;
+    signal?.throwIfAborted();
+    const client = await this.openClient();
+    this.active.add(client);
+    let cursor: Cursor<unknown[]> | null = null;
+    try {
+      cursor = client.query(new Cursor<unknown[]>(query, [], { rowMode: 'array', types: postgresTypes }));
+      let columns: string[] | null = null;
+      for (;;) {
+        signal?.throwIfAborted();
+        const { rows, fields } = await readCursor(cursor, batchSize).catch((error: unknown) => {
+          throw this.queryError(error);
+        });
+        const first = columns === null;
+        columns ??= fields;
+        if (rows.length === 0) {
+          // An empty result still tells the caller its columns.
+          if (first) yield { columns, rows: [] };
+          return;
+        }
+        yield { columns, rows: rows.map((row) => row.map(normalizeValue) as Value[]) };
+        if (rows.length < batchSize) return;
+      }
+    } finally {
+      this.active.delete(client);
+      if (cursor) await cursor.close().catch(() => undefined);
+      await client.end().catch(() => undefined);
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.active].map((client) => client.end().catch(() => undefined)));
+    this.active.clear();
+  }
+
+  private async openClient(): Promise<pg.Client> {
+    const client = new pg.Client({ connectionString: this.url, types: postgresTypes });
+    client.on('error', () => undefined); // a dropped idle connection surfaces on the next query instead
+    try {
+      await client.connect();
+      // Dates and timestamps are parsed from ISO text; make sure the session prints ISO.
+      await client.query("SET DateStyle = 'ISO, YMD'");
+      return client;
+    } catch (thrown) {
+      await client.end().catch(() => undefined);
+      const error = toError(thrown);
+      const failure = classifyPostgresError(error);
+      throw new LockstepError(
+        failure === PostgresFailure.Transient ? ErrorCode.Transient : ErrorCode.Connection,
+        `cannot connect to source ${this.where}: ${error.message} — ${postgresConnectionHint(error)}`,
+        { cause: error },
+      );
+    }
+  }
+
+  private queryError(thrown: unknown): LockstepError {
+    const error = toError(thrown);
+    switch (classifyPostgresError(error)) {
+      case PostgresFailure.Transient:
+        return new LockstepError(
+          ErrorCode.Transient,
+          `reading from source ${this.where} failed: ${error.message} — this is usually temporary; the read can be retried`,
+          { cause: error },
+        );
+      case PostgresFailure.Connection:
+        return new LockstepError(
+          ErrorCode.Connection,
+          `lost the connection to source ${this.where}: ${error.message} — ${postgresConnectionHint(error)}`,
+          { cause: error },
+        );
+      case PostgresFailure.Data:
+      case PostgresFailure.Statement:
+        return new LockstepError(
+          ErrorCode.Query,
+          `the model's query failed on source ${this.where}: ${error.message} — check the model's query (run it with psql to see the full error)`,
+          { cause: error },
+        );
+    }
+  }
+}
+
+function readCursor(cursor: Cursor<unknown[]>, count: number): Promise<{ rows: unknown[][]; fields: string[] }> {
+  return new Promise((resolve, reject) => {
+    cursor.read(count, (error, rows, result) => {
+      if (error) reject(error);
+      else resolve({ rows, fields: (result?.fields ?? []).map((f) => f.name) });
+    });
+  });
+}
