@@ -1,0 +1,160 @@
+/**
+ * The composition root: the only file that names concrete stores and connectors.
+ */
+import { ErrorCode, LockstepError } from './core/errors.js';
+import { systemClock } from './core/clock.js';
+import { createJsonLogger } from './core/logger.js';
+import type { Clock, Connectors, Destination, Logger, Source, Store } from './core/ports.js';
+import { isTimedSchedule, type ResolvedConnection, type WorkspaceState } from './core/workspace.js';
+import type { LockstepConfig } from './config.js';
+import { PostgresDestination } from './connectors/destinations/postgres-destination.js';
+import { SqliteDestination } from './connectors/destinations/sqlite-destination.js';
+import { DuckDbSource } from './connectors/sources/duckdb-source.js';
+import { PostgresSource } from './connectors/sources/postgres-source.js';
+import { SqliteSource } from './connectors/sources/sqlite-source.js';
+import { EngineEventEmitter } from './engine/events.js';
+import { Scheduler, type ScheduleEntry } from './engine/scheduler.js';
+import { SyncRunner } from './engine/sync-runner.js';
+import { Worker } from './engine/worker.js';
+import { SqliteStore } from './store/sqlite/sqlite-store.js';
+
+/** Opens the configured store (running its migrations). */
+export async function openStore(config: LockstepConfig): Promise<Store> {
+  switch (config.store.type) {
+    case 'sqlite':
+      return SqliteStore.open({ path: config.store.path });
+    case 'postgres':
+      throw new LockstepError(
+        ErrorCode.Validation,
+        'the PostgreSQL store is not available in this version — use the embedded SQLite store (remove `store` from lockstep.yaml and LOCKSTEP_STORE)',
+      );
+  }
+}
+
+function requirePath(c: ResolvedConnection): string {
+  if (!c.path) throw new LockstepError(ErrorCode.Validation, `${c.type} connection "${c.slug}" needs a path`);
+  return c.path;
+}
+
+function requireUrl(c: ResolvedConnection): string {
+  if (!c.url) throw new LockstepError(ErrorCode.Validation, `${c.type} connection "${c.slug}" needs a url`);
+  return c.url;
+}
+
+/** Every connector kind this build knows. */
+export const connectors: Connectors = {
+  async openSource(c): Promise<Source> {
+    switch (c.type) {
+      case 'postgres':
+        return PostgresSource.connect({ url: requireUrl(c) });
+      case 'duckdb':
+        return DuckDbSource.open({ path: requirePath(c) });
+      case 'sqlite':
+        return SqliteSource.open({ path: requirePath(c) });
+      case 'mysql':
+        throw new LockstepError(ErrorCode.Validation, `source "${c.slug}": mysql sources are not supported yet — use postgres, duckdb or sqlite`);
+    }
+  },
+  async openDestination(c): Promise<Destination> {
+    switch (c.type) {
+      case 'postgres':
+        return PostgresDestination.connect({ url: requireUrl(c) });
+      case 'sqlite':
+        return SqliteDestination.open({ path: requirePath(c) });
+      case 'duckdb':
+      case 'mysql':
+        throw new LockstepError(ErrorCode.Validation, `destination "${c.slug}": ${c.type} destinations are not supported yet — use postgres or sqlite`);
+    }
+  },
+};
+
+export interface App {
+  config: LockstepConfig;
+  store: Store;
+  worker: Worker;
+  scheduler: Scheduler;
+  events: EngineEventEmitter;
+  logger: Logger;
+  clock: Clock;
+  close(): Promise<void>;
+}
+
+export interface AppOverrides {
+  clock?: Clock;
+  logger?: Logger;
+  connectors?: Connectors;
+  store?: Store;
+}
+
+/** Wires store, connectors, runners, worker and scheduler. Nothing starts until `worker.start()` / `scheduler.start()`. */
+export async function createApp(config: LockstepConfig, overrides: AppOverrides = {}): Promise<App> {
+  const clock = overrides.clock ?? systemClock;
+  const logger = overrides.logger ?? createJsonLogger({ level: config.logLevel, write: (line) => process.stderr.write(line + '\n') });
+  const store = overrides.store ?? (await openStore(config));
+  const events = new EngineEventEmitter(logger);
+  const syncRunner = new SyncRunner({
+    store,
+    connectors: overrides.connectors ?? connectors,
+    clock,
+    logger,
+    baseDir: config.workspaceDir,
+    env: config.env,
+    retry: config.retry,
+    readBatchSize: config.readBatchSize,
+    spoolDir: config.spoolDir,
+  });
+  const worker = new Worker({
+    store,
+    syncRunner,
+    clock,
+    logger,
+    events,
+    maxConcurrentRuns: config.maxConcurrentRuns,
+    pollIntervalMs: config.pollIntervalMs,
+  });
+  const scheduler = new Scheduler({
+    store,
+    clock,
+    logger,
+    listSchedules: async () => scheduleEntries(await store.loadWorkspace()),
+    fire: async (entry, _dueTime, firingKey) => {
+      const trigger = { type: 'schedule' as const, detail: firingKey };
+      const [kind, slug] = splitScheduleId(entry.id);
+      if (kind === 'sync') await worker.triggerSync(slug, {}, trigger);
+      else await worker.triggerSequence(slug, trigger);
+    },
+  });
+  return {
+    config,
+    store,
+    worker,
+    scheduler,
+    events,
+    logger,
+    clock,
+    async close() {
+      await scheduler.stop();
+      await worker.stop();
+      await store.close();
+    },
+  };
+}
+
+/** The timed schedules of a workspace, as the scheduler sees them. */
+export function scheduleEntries(workspace: WorkspaceState): ScheduleEntry[] {
+  const entries: ScheduleEntry[] = [];
+  for (const sync of workspace.syncs) {
+    if (isTimedSchedule(sync.schedule)) entries.push({ id: `sync:${sync.slug}`, schedule: sync.schedule, enabled: sync.enabled });
+  }
+  for (const sequence of workspace.sequences) {
+    if (isTimedSchedule(sequence.schedule)) {
+      entries.push({ id: `sequence:${sequence.slug}`, schedule: sequence.schedule, enabled: sequence.enabled });
+    }
+  }
+  return entries;
+}
+
+function splitScheduleId(id: string): ['sync' | 'sequence', string] {
+  const at = id.indexOf(':');
+  return [id.slice(0, at) === 'sync' ? 'sync' : 'sequence', id.slice(at + 1)];
+}

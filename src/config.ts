@@ -1,0 +1,90 @@
+/**
+ * Environment + flags + the workspace's `store` setting → one resolved configuration, every default
+ * filled in. Inner code never sees an optional setting.
+ */
+import { tmpdir } from 'node:os';
+import { isAbsolute, join, resolve } from 'node:path';
+import { interpolate } from './core/connections.js';
+import { ErrorCode, LockstepError } from './core/errors.js';
+import type { LogLevel } from './core/logger.js';
+import { DEFAULT_RETRY_POLICY, type RetryPolicy } from './engine/sync-runner.js';
+
+export type StoreConfig = { type: 'sqlite'; path: string } | { type: 'postgres'; url: string };
+
+export interface LockstepConfig {
+  /** The folder holding lockstep.yaml; relative paths resolve against it. */
+  workspaceDir: string;
+  store: StoreConfig;
+  logLevel: LogLevel;
+  /** Sync runs executing at once in one process (default: 8, env LOCKSTEP_CONCURRENCY). */
+  maxConcurrentRuns: number;
+  /** How often a worker looks for work queued by other processes, ms (default: 1000). */
+  pollIntervalMs: number;
+  /** Rows read from a source per batch (default: 5000). */
+  readBatchSize: number;
+  retry: RetryPolicy;
+  /** Where a run spools its planned operations (default: the OS temp folder). */
+  spoolDir: string;
+  /** Environment `${VAR}` templates resolve from. */
+  env: Record<string, string | undefined>;
+}
+
+export interface ConfigInput {
+  workspaceDir?: string;
+  /** The workspace file's `store` section, if any. */
+  storeSetting?: StoreConfig | null;
+  /** `--store` flag: a file path or a postgres:// URL. */
+  storeFlag?: string;
+  logLevel?: string;
+  env?: Record<string, string | undefined>;
+}
+
+const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
+
+export function resolveConfig(input: ConfigInput = {}): LockstepConfig {
+  const env = input.env ?? process.env;
+  const workspaceDir = resolve(input.workspaceDir ?? env.LOCKSTEP_WORKSPACE ?? process.cwd());
+  const storeText = input.storeFlag ?? env.LOCKSTEP_STORE;
+  let store: StoreConfig;
+  if (storeText) store = parseStore(storeText, workspaceDir);
+  else if (input.storeSetting) {
+    store =
+      input.storeSetting.type === 'postgres'
+        ? { type: 'postgres', url: interpolate(input.storeSetting.url, env, 'store') }
+        : { type: 'sqlite', path: absolute(input.storeSetting.path, workspaceDir) };
+  } else store = { type: 'sqlite', path: join(workspaceDir, 'lockstep.db') };
+
+  const logLevel = (input.logLevel ?? env.LOCKSTEP_LOG_LEVEL ?? 'warn') as LogLevel;
+  if (!LOG_LEVELS.includes(logLevel)) {
+    throw new LockstepError(ErrorCode.Validation, `log level "${logLevel}" is not one of ${LOG_LEVELS.join(', ')}`);
+  }
+  return {
+    workspaceDir,
+    store,
+    logLevel,
+    maxConcurrentRuns: positiveInt(env.LOCKSTEP_CONCURRENCY, 8, 'LOCKSTEP_CONCURRENCY'),
+    pollIntervalMs: positiveInt(env.LOCKSTEP_POLL_MS, 1000, 'LOCKSTEP_POLL_MS'),
+    readBatchSize: positiveInt(env.LOCKSTEP_READ_BATCH, 5000, 'LOCKSTEP_READ_BATCH'),
+    retry: DEFAULT_RETRY_POLICY,
+    spoolDir: env.LOCKSTEP_SPOOL_DIR ?? tmpdir(),
+    env,
+  };
+}
+
+function parseStore(text: string, workspaceDir: string): StoreConfig {
+  if (/^postgres(ql)?:\/\//.test(text)) return { type: 'postgres', url: text };
+  return { type: 'sqlite', path: absolute(text, workspaceDir) };
+}
+
+function absolute(path: string, base: string): string {
+  return isAbsolute(path) ? path : resolve(base, path);
+}
+
+function positiveInt(text: string | undefined, fallback: number, name: string): number {
+  if (text === undefined || text === '') return fallback;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n <= 0) {
+    throw new LockstepError(ErrorCode.Validation, `${name}=${text} is not a positive integer — unset it or give a whole number like ${fallback}`);
+  }
+  return n;
+}

@@ -1,0 +1,130 @@
+/**
+ * Runs as the outside world sees them: the JSON shapes of the Hightouch-compatible API
+ * (SPEC §6.3), shared by the command line's `--json` output and the HTTP API. Times are ISO-8601.
+ */
+import type { OperationCounts, RejectedRow, SequenceRun, SyncRun } from './runs.js';
+
+export interface SyncRunView {
+  id: number;
+  syncId: number;
+  status: SyncRun['status'];
+  trigger: SyncRun['trigger']['type'];
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  querySize: number;
+  plannedRows: OperationCounts;
+  successfulRows: OperationCounts;
+  failedRows: OperationCounts;
+  completionRatio: number;
+  error: string | null;
+  sequenceRunId: string | null;
+}
+
+export interface MemberRunView {
+  key: string;
+  sync: string | null;
+  syncId: number;
+  status: SequenceRun['members'][number]['status'];
+  syncRunId: number | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+  durationMs: number | null;
+  syncRun: SyncRunView | null;
+}
+
+export interface SequenceRunView {
+  id: string;
+  sequenceId: number;
+  sequence: string | null;
+  status: SequenceRun['status'];
+  trigger: SequenceRun['trigger']['type'];
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  durationMs: number | null;
+  /** Hightouch's shape: only members that have a sync run. */
+  syncRuns: Array<{ syncId: number; syncRunId: number; status: SyncRun['status']; finishedAt: string | null }>;
+  members: MemberRunView[];
+  terminatedBy: string | null;
+  reason: string | null;
+}
+
+export const iso = (t: number | null): string | null => (t === null ? null : new Date(t).toISOString());
+
+export function syncRunView(run: SyncRun): SyncRunView {
+  return {
+    id: run.id,
+    syncId: run.syncId,
+    status: run.status,
+    trigger: run.trigger.type,
+    createdAt: new Date(run.createdAt).toISOString(),
+    startedAt: iso(run.startedAt),
+    finishedAt: iso(run.finishedAt),
+    querySize: run.querySize,
+    plannedRows: run.plannedRows,
+    successfulRows: run.successfulRows,
+    failedRows: run.failedRows,
+    completionRatio: run.completionRatio,
+    error: run.error,
+    sequenceRunId: run.sequenceRunId,
+  };
+}
+
+/**
+ * @param syncRuns the member sync runs by id (those not given appear without details)
+ * @param syncSlugs sync slugs by id
+ */
+export function sequenceRunView(
+  run: SequenceRun,
+  syncRuns: Map<number, SyncRun>,
+  syncSlugs: Map<number, string>,
+  sequenceSlug: string | null,
+): SequenceRunView {
+  const members = run.members.map((m): MemberRunView => {
+    const syncRun = m.syncRunId === null ? undefined : syncRuns.get(m.syncRunId);
+    return {
+      key: m.key,
+      sync: syncSlugs.get(m.syncId) ?? null,
+      syncId: m.syncId,
+      status: m.status,
+      syncRunId: m.syncRunId,
+      startedAt: iso(m.startedAt),
+      finishedAt: iso(m.finishedAt),
+      durationMs: m.startedAt !== null && m.finishedAt !== null ? Math.round(m.finishedAt - m.startedAt) : null,
+      syncRun: syncRun ? syncRunView(syncRun) : null,
+    };
+  });
+  return {
+    id: run.id,
+    sequenceId: run.sequenceId,
+    sequence: sequenceSlug,
+    status: run.status,
+    trigger: run.trigger.type,
+    createdAt: new Date(run.createdAt).toISOString(),
+    startedAt: iso(run.startedAt),
+    finishedAt: iso(run.finishedAt),
+    durationMs: run.startedAt !== null && run.finishedAt !== null ? Math.round(run.finishedAt - run.startedAt) : null,
+    syncRuns: members
+      .filter((m) => m.syncRunId !== null)
+      .map((m) => ({
+        syncId: m.syncId,
+        syncRunId: m.syncRunId as number,
+        status: m.syncRun?.status ?? 'queued',
+        finishedAt: m.syncRun?.finishedAt ?? null,
+      })),
+    members,
+    terminatedBy: run.terminatedBy,
+    reason: run.reason,
+  };
+}
+
+export interface RejectedRowView {
+  key: unknown;
+  op: RejectedRow['op'];
+  reason: string;
+}
+
+export function rejectedRowView(row: RejectedRow): RejectedRowView {
+  return { key: JSON.parse(row.key) as unknown, op: row.op, reason: row.reason };
+}

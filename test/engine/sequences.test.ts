@@ -1,0 +1,220 @@
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { MemberDef, SequenceDef } from '../../src/core/workspace.js';
+import { member, model, sequence, source, sync, workspace } from '../helpers/definitions.js';
+import { Gate, withWriteHook, type BeforeWrite } from '../helpers/fault-connectors.js';
+import { createHierarchyFixture, sqlite, sqliteRows, startHarness, tempDir } from '../helpers/harness.js';
+
+const SYNCS = ['accounts', 'workspaces', 'contacts'] as const;
+
+function hierarchy(members: MemberDef[], over: Partial<SequenceDef> = {}, extraSequences: SequenceDef[] = []) {
+  return workspace({
+    sources: [source('warehouse', { path: 'warehouse.db' })],
+    destinations: [source('crm', { path: 'crm.db' })],
+    models: [
+      model('accounts', 'warehouse', 'select id, name from accounts'),
+      model('workspaces', 'warehouse', 'select id, account_id, name from workspaces'),
+      model('contacts', 'warehouse', 'select id, workspace_id, email from contacts'),
+    ],
+    syncs: [
+      sync('accounts', { model: 'accounts', destination: 'crm', object: 'accounts', batchSize: 2 }),
+      sync('workspaces', { model: 'workspaces', destination: 'crm', object: 'workspaces', batchSize: 2 }),
+      sync('contacts', { model: 'contacts', destination: 'crm', object: 'contacts', mappings: [{ from: 'email', to: 'email_address' }], batchSize: 2 }),
+    ],
+    sequences: [sequence('crm', members, over), ...extraSequences],
+  });
+}
+
+async function setup(members: MemberDef[], over: Partial<SequenceDef> = {}, hook?: BeforeWrite, extra: SequenceDef[] = []) {
+  const dir = tempDir();
+  createHierarchyFixture(dir);
+  const h = await startHarness({
+    dir,
+    definition: hierarchy(members, over, extra),
+    connectors: hook ? (real) => withWriteHook(real, hook) : undefined,
+  });
+  const runSequence = async (slug = 'crm') => {
+    const { run } = await h.app.worker.triggerSequence(slug);
+    return h.app.worker.waitForSequenceRun(run.id);
+  };
+  return { dir, h, runSequence, crm: (sql: string) => sqliteRows(join(dir, 'crm.db'), sql) };
+}
+
+describe('sequences', () => {
+  it('runs members in list order, each starting after the previous one ended', async () => {
+    const { h, runSequence, crm } = await setup(SYNCS.map((s) => member(s)));
+    await using _ = h;
+    const run = await runSequence();
+    expect(run.status).toBe('done');
+    expect(run.members.map((m) => [m.key, m.status])).toEqual([
+      ['accounts', 'success'],
+      ['workspaces', 'success'],
+      ['contacts', 'success'],
+    ]);
+    for (let i = 1; i < run.members.length; i++) {
+      expect(run.members[i]!.startedAt!).toBeGreaterThanOrEqual(run.members[i - 1]!.finishedAt!);
+    }
+    expect(crm('select count(*) as n from contacts')).toEqual([{ n: 12 }]);
+    expect(run.terminatedBy).toBeNull();
+  });
+
+  it('runs a graph: members without unmet dependencies run in parallel, up to the concurrency', async () => {
+    const gate = new Gate();
+    let parallel = 0;
+    let maxParallel = 0;
+    const { h, runSequence } = await setup(
+      [member('accounts', { after: [] }), member('workspaces', { after: ['accounts'] }), member('contacts', { after: ['accounts'] })],
+      { concurrency: 4 },
+      async ({ object }) => {
+        if (object === 'accounts') return;
+        parallel++;
+        maxParallel = Math.max(maxParallel, parallel);
+        if (parallel === 2) gate.open();
+        await Promise.race([gate.wait(), new Promise((r) => setTimeout(r, 2000))]);
+        parallel--;
+      },
+    );
+    await using _ = h;
+    const run = await runSequence();
+    // contacts may reject rows when it overtakes workspaces; the default policy only stops on fatal errors
+    expect(run.status).toBe('done');
+    expect(maxParallel).toBe(2);
+    const byKey = new Map(run.members.map((m) => [m.key, m]));
+    expect(byKey.get('workspaces')!.startedAt!).toBeGreaterThanOrEqual(byKey.get('accounts')!.finishedAt!);
+    expect(byKey.get('contacts')!.startedAt!).toBeLessThan(byKey.get('workspaces')!.finishedAt!);
+  });
+
+  it('limits a graph to its concurrency', async () => {
+    let parallel = 0;
+    let maxParallel = 0;
+    const { h, runSequence } = await setup(SYNCS.map((s) => member(s, { after: [] })), { concurrency: 1 }, async () => {
+      parallel++;
+      maxParallel = Math.max(maxParallel, parallel);
+      await new Promise((r) => setTimeout(r, 20));
+      parallel--;
+    });
+    await using _ = h;
+    const run = await runSequence();
+    expect(maxParallel).toBe(1);
+    expect(run.members.every((m) => m.status === 'success' || m.status === 'warning')).toBe(true);
+  });
+
+  it('on_fatal: a failing member terminates the run, the rest are skipped, and the reason is recorded', async () => {
+    const { h, runSequence } = await setup(SYNCS.map((s) => member(s)));
+    await using _ = h;
+    sqlite(join(h.dir, 'crm.db'), 'drop table workspaces');
+    const run = await runSequence();
+    expect(run.status).toBe('failed');
+    expect(run.members.map((m) => m.status)).toEqual(['success', 'failed', 'skipped']);
+    expect(run.terminatedBy).toBe('workspaces');
+    expect(run.reason).toMatch(/member "workspaces" failed: .*workspaces/);
+  });
+
+  it('never: a failing member does not stop the run, which ends done', async () => {
+    const { h, runSequence } = await setup([member('accounts'), member('workspaces', { terminate: 'never' }), member('contacts', { terminate: 'never' })]);
+    await using _ = h;
+    sqlite(join(h.dir, 'crm.db'), 'drop table workspaces');
+    const run = await runSequence();
+    expect(run.status).toBe('done');
+    expect(run.members.map((m) => m.status)).toEqual(['success', 'failed', 'warning']);
+  });
+
+  it('on_fatal_or_rejected: rejected rows over the threshold terminate; under it the run goes on', async () => {
+    // contacts first: every row violates the foreign key to workspaces.
+    const order = (terminate: MemberDef['terminate'], threshold: MemberDef['rejectedThreshold']) => [
+      member('contacts', { terminate, rejectedThreshold: threshold }),
+      member('accounts'),
+      member('workspaces'),
+    ];
+    for (const [terminate, threshold, expected] of [
+      ['on_fatal_or_rejected', { count: 0 }, 'failed'],
+      ['on_fatal_or_rejected', { count: 12 }, 'done'],
+      ['on_fatal_or_rejected', { percent: 50 }, 'failed'],
+      ['on_fatal_or_rejected', { percent: 100 }, 'done'],
+      ['on_fatal', { count: 0 }, 'done'],
+    ] as const) {
+      const { h, runSequence } = await setup(order(terminate, threshold));
+      await using _ = h;
+      const run = await runSequence();
+      expect(run.status, `${terminate} ${JSON.stringify(threshold)}`).toBe(expected);
+      expect(run.members[0]!.status).toBe('warning');
+      if (expected === 'failed') {
+        expect(run.members.slice(1).map((m) => m.status)).toEqual(['skipped', 'skipped']);
+        expect(run.terminatedBy).toBe('contacts');
+        expect(run.reason).toMatch(/rejected 12 of 12 rows/);
+      }
+    }
+  });
+
+  it('queues one follow-up run on repeated triggers', async () => {
+    const gate = new Gate();
+    const reached = new Gate();
+    let held = false;
+    const { h } = await setup(SYNCS.map((s) => member(s)), {}, async () => {
+      if (!held) {
+        held = true;
+        reached.open();
+        await gate.wait();
+      }
+    });
+    await using _ = h;
+    const first = await h.app.worker.triggerSequence('crm');
+    await reached.wait();
+    const second = await h.app.worker.triggerSequence('crm');
+    const third = await h.app.worker.triggerSequence('crm');
+    expect(second.created).toBe(true);
+    expect(third.run.id).toBe(second.run.id);
+    expect((await h.app.store.getSequenceRun(second.run.id))?.status).toBe('pending');
+    gate.open();
+    const a = await h.app.worker.waitForSequenceRun(first.run.id);
+    const b = await h.app.worker.waitForSequenceRun(second.run.id);
+    expect([a.status, b.status]).toEqual(['done', 'done']);
+    expect(b.startedAt!).toBeGreaterThanOrEqual(a.finishedAt!);
+    expect(await h.app.store.listSequenceRuns({ limit: 10, offset: 0, order: 'asc' })).toHaveLength(2);
+  });
+
+  it('a member waits for its sync while that sync runs on its own, then runs', async () => {
+    const gate = new Gate();
+    const reached = new Gate();
+    let holdAccounts = true;
+    const { h } = await setup(SYNCS.map((s) => member(s)), {}, async ({ object }) => {
+      if (object === 'accounts' && holdAccounts) {
+        holdAccounts = false;
+        reached.open();
+        await gate.wait();
+      }
+    });
+    await using _ = h;
+    const standalone = await h.app.worker.triggerSync('accounts');
+    await reached.wait();
+    const { run } = await h.app.worker.triggerSequence('crm');
+    await new Promise((r) => setTimeout(r, 100));
+    const waiting = await h.app.store.getSequenceRun(run.id);
+    expect(waiting?.status).toBe('running');
+    expect(waiting?.members[0]?.status).toBe('pending');
+    gate.open();
+    const final = await h.app.worker.waitForSequenceRun(run.id);
+    const alone = await h.app.store.getSyncRun(standalone.run.id);
+    expect(final.status).toBe('done');
+    expect(final.members[0]!.startedAt!).toBeGreaterThanOrEqual(alone!.finishedAt!);
+  });
+
+  it('cancel stops the running member and skips the rest', async () => {
+    const gate = new Gate();
+    const reached = new Gate();
+    const { h } = await setup(SYNCS.map((s) => member(s)), {}, async ({ object }) => {
+      if (object === 'workspaces') {
+        reached.open();
+        await gate.wait();
+      }
+    });
+    await using _ = h;
+    const { run } = await h.app.worker.triggerSequence('crm');
+    await reached.wait();
+    await h.app.worker.cancelSequenceRun(run.id);
+    gate.open();
+    const final = await h.app.worker.waitForSequenceRun(run.id);
+    expect(final.status).toBe('cancelled');
+    expect(final.members.map((m) => m.status)).toEqual(['success', 'cancelled', 'skipped']);
+  });
+});

@@ -1,0 +1,275 @@
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { LockstepError, ErrorCode } from '../../src/core/errors.js';
+import type { SyncDef } from '../../src/core/workspace.js';
+import { model, source, sync, workspace } from '../helpers/definitions.js';
+import { Gate, withWriteHook, type BeforeWrite } from '../helpers/fault-connectors.js';
+import { createHierarchyFixture, sqlite, sqliteRows, startHarness, tempDir } from '../helpers/harness.js';
+
+function accountsWorkspace(over: Partial<SyncDef> = {}, query = 'select id, name from accounts') {
+  return workspace({
+    sources: [source('warehouse', { path: 'warehouse.db' })],
+    destinations: [source('crm', { path: 'crm.db' })],
+    models: [
+      model('accounts', 'warehouse', query),
+      model('contacts', 'warehouse', 'select id, workspace_id, email from contacts'),
+    ],
+    syncs: [
+      sync('accounts-to-crm', { model: 'accounts', destination: 'crm', object: 'accounts', ...over }),
+      sync('contacts-to-crm', {
+        model: 'contacts',
+        destination: 'crm',
+        object: 'contacts',
+        mappings: [{ from: 'email', to: 'email_address' }],
+      }),
+    ],
+  });
+}
+
+async function setup(over: Partial<SyncDef> = {}, hook?: BeforeWrite, query?: string) {
+  const dir = tempDir();
+  createHierarchyFixture(dir);
+  const h = await startHarness({
+    dir,
+    definition: accountsWorkspace(over, query),
+    connectors: hook ? (real) => withWriteHook(real, hook) : undefined,
+  });
+  const run = async (slug = 'accounts-to-crm', options = {}) => {
+    const { run } = await h.app.worker.triggerSync(slug, options);
+    return h.app.worker.waitForSyncRun(run.id);
+  };
+  const crm = (sql: string) => sqliteRows(join(dir, 'crm.db'), sql);
+  const warehouse = (sql: string) => sqlite(join(dir, 'warehouse.db'), sql);
+  return { dir, h, run, crm, warehouse };
+}
+
+describe('sync runs', () => {
+  it('sends only what changed: added, then nothing, then changed', async () => {
+    const { h, run, crm, warehouse } = await setup();
+    await using _ = h;
+    const first = await run();
+    expect(first.status).toBe('success');
+    expect(first.querySize).toBe(3);
+    expect(first.plannedRows).toEqual({ addedCount: 3, changedCount: 0, removedCount: 0 });
+    expect(first.successfulRows).toEqual({ addedCount: 3, changedCount: 0, removedCount: 0 });
+    expect(first.completionRatio).toBe(1);
+    expect(crm('select id, name from accounts order by id')).toEqual([
+      { id: 1, name: 'Account 1' },
+      { id: 2, name: 'Account 2' },
+      { id: 3, name: 'Account 3' },
+    ]);
+
+    const second = await run();
+    expect(second.plannedRows).toEqual({ addedCount: 0, changedCount: 0, removedCount: 0 });
+
+    warehouse("update accounts set name = 'Renamed' where id = 2; insert into accounts values (4, 'Account 4');");
+    const third = await run();
+    expect(third.plannedRows).toEqual({ addedCount: 1, changedCount: 1, removedCount: 0 });
+    expect(crm('select name from accounts where id = 2')).toEqual([{ name: 'Renamed' }]);
+  });
+
+  it('mirror deletes rows that left the model; ignore keeps them; delete behaviour deletes them', async () => {
+    for (const [over, expectedIds] of [
+      [{ mode: 'mirror' }, [1, 2]],
+      [{ mode: 'upsert', deleteBehavior: 'ignore' }, [1, 2, 3]],
+      [{ mode: 'upsert', deleteBehavior: 'delete' }, [1, 2]],
+    ] as const) {
+      const { h, run, crm, warehouse } = await setup(over);
+      await using _ = h;
+      await run();
+      warehouse('delete from accounts where id = 3');
+      const second = await run();
+      expect(second.plannedRows.removedCount, JSON.stringify(over)).toBe(over.mode === 'mirror' || 'deleteBehavior' in over && over.deleteBehavior === 'delete' ? 1 : 0);
+      expect(crm('select id from accounts order by id').map((r) => r.id)).toEqual(expectedIds);
+    }
+  });
+
+  it('insert mode never updates; update mode rejects rows missing from the destination', async () => {
+    const ins = await setup({ mode: 'insert' });
+    {
+      await using _ = ins.h;
+      await ins.run();
+      ins.warehouse("update accounts set name = 'Changed' where id = 1");
+      const second = await ins.run();
+      expect(second.plannedRows).toEqual({ addedCount: 0, changedCount: 0, removedCount: 0 });
+      expect(ins.crm('select name from accounts where id = 1')).toEqual([{ name: 'Account 1' }]);
+    }
+    const upd = await setup({ mode: 'update' });
+    {
+      await using _ = upd.h;
+      sqlite(join(upd.dir, 'crm.db'), "insert into accounts values (1, 'Old name')");
+      const first = await upd.run();
+      expect(first.status).toBe('warning');
+      expect(first.successfulRows.addedCount).toBe(1);
+      expect(first.failedRows.addedCount).toBe(2);
+      expect(upd.crm('select id, name from accounts')).toEqual([{ id: 1, name: 'Account 1' }]);
+      const rejected = await upd.h.app.store.listRejectedRows(first.id, 10, 0);
+      expect(rejected.map((r) => r.key).sort()).toEqual(['[2]', '[3]']);
+    }
+  });
+
+  it('rejects only the offending rows, stores them, and retries them on later runs', async () => {
+    const { h, run, crm } = await setup();
+    await using _ = h;
+    // Contacts before their workspaces exist: every contact violates the foreign key.
+    const early = await run('contacts-to-crm');
+    expect(early.status).toBe('warning');
+    expect(early.failedRows.addedCount).toBe(12);
+    const rejected = await h.app.store.listRejectedRows(early.id, 100, 0);
+    expect(rejected).toHaveLength(12);
+    expect(rejected[0]?.reason).toMatch(/FOREIGN KEY/i);
+
+    sqlite(join(h.dir, 'crm.db'), "insert into accounts values (1, 'a'); insert into workspaces values (1, 1, 'w');");
+    const later = await run('contacts-to-crm');
+    // The two contacts of workspace 1 now go through; the others are planned again and rejected again.
+    expect(later.plannedRows.addedCount).toBe(12);
+    expect(later.successfulRows.addedCount).toBe(2);
+    expect(later.failedRows.addedCount).toBe(10);
+    expect(crm('select id, email_address from contacts order by id')).toEqual([
+      { id: 1, email_address: 'person1@example.com' },
+      { id: 7, email_address: 'person7@example.com' },
+    ]);
+  });
+
+  it('rejects null and duplicate primary keys without sending them', async () => {
+    const { h, run, crm } = await setup({}, undefined, "select id, name from accounts union all select null, 'no key' union all select 1, 'dup'");
+    await using _ = h;
+    const result = await run();
+    expect(result.status).toBe('warning');
+    expect(result.failedRows.addedCount).toBe(2);
+    expect(result.successfulRows.addedCount).toBe(3);
+    const reasons = (await h.app.store.listRejectedRows(result.id, 10, 0)).map((r) => r.reason);
+    expect(reasons.some((r) => /primary key column "id" is null/.test(r))).toBe(true);
+    expect(reasons.some((r) => /duplicate primary key \[1\]/.test(r))).toBe(true);
+    expect(crm('select name from accounts where id = 1')).toEqual([{ name: 'Account 1' }]);
+  });
+
+  it('fails with the database message when the query or the destination object is wrong', async () => {
+    const bad = await setup({}, undefined, 'select id, name from acounts');
+    {
+      await using _ = bad.h;
+      const result = await bad.run();
+      expect(result.status).toBe('failed');
+      expect(result.error).toMatch(/acounts/);
+    }
+    const missing = await setup({ object: 'no_such_table' });
+    {
+      await using _ = missing.h;
+      const result = await missing.run();
+      expect(result.status).toBe('failed');
+      expect(result.error).toMatch(/no_such_table/);
+    }
+  });
+
+  it('retries transient errors with backoff, then delivers', async () => {
+    let failures = 2;
+    const { h, run, crm } = await setup({}, () => {
+      if (failures-- > 0) throw new LockstepError(ErrorCode.Transient, 'database is busy', { retryAfterSeconds: 0 });
+    });
+    await using _ = h;
+    const result = await run();
+    expect(result.status).toBe('success');
+    expect(crm('select count(*) as n from accounts')).toEqual([{ n: 3 }]);
+  });
+
+  it('keeps batches delivered before a fatal error, and does not send them again', async () => {
+    const dir = tempDir();
+    createHierarchyFixture(dir, { accounts: 10, workspaces: 1, contacts: 1 });
+    let failAt: number | null = 2;
+    const h = await startHarness({
+      dir,
+      definition: accountsWorkspace({ batchSize: 3 }),
+      connectors: (real) =>
+        withWriteHook(real, ({ batchIndex }) => {
+          if (batchIndex === failAt) throw new LockstepError(ErrorCode.Connection, 'connection refused');
+        }),
+    });
+    await using _ = h;
+    const { run: queued } = await h.app.worker.triggerSync('accounts-to-crm');
+    const failed = await h.app.worker.waitForSyncRun(queued.id);
+    expect(failed.status).toBe('failed');
+    expect(failed.error).toMatch(/connection refused/);
+    expect(failed.successfulRows.addedCount).toBe(6);
+    expect(sqliteRows(join(dir, 'crm.db'), 'select count(*) as n from accounts')).toEqual([{ n: 6 }]);
+
+    failAt = null;
+    const { run: again } = await h.app.worker.triggerSync('accounts-to-crm');
+    const next = await h.app.worker.waitForSyncRun(again.id);
+    expect(next.plannedRows.addedCount).toBe(4);
+    expect(next.status).toBe('success');
+  });
+
+  it('cancels at a batch boundary, keeping what was delivered', async () => {
+    const dir = tempDir();
+    createHierarchyFixture(dir, { accounts: 9, workspaces: 1, contacts: 1 });
+    const gate = new Gate();
+    const reached = new Gate();
+    const h = await startHarness({
+      dir,
+      definition: accountsWorkspace({ batchSize: 3 }),
+      connectors: (real) =>
+        withWriteHook(real, async ({ batchIndex }) => {
+          if (batchIndex === 1) {
+            reached.open();
+            await gate.wait();
+          }
+        }),
+    });
+    await using _ = h;
+    const { run } = await h.app.worker.triggerSync('accounts-to-crm');
+    await reached.wait();
+    await h.app.worker.cancelSyncRun(run.id);
+    gate.open();
+    const final = await h.app.worker.waitForSyncRun(run.id);
+    expect(final.status).toBe('cancelled');
+    expect(final.successfulRows.addedCount).toBe(6);
+    expect(sqliteRows(join(dir, 'crm.db'), 'select count(*) as n from accounts')).toEqual([{ n: 6 }]);
+  });
+
+  it('fullResync sends every row; resetCDC rebuilds the snapshot without sending', async () => {
+    const { h, run, crm } = await setup();
+    await using _ = h;
+    await run();
+    const full = await run('accounts-to-crm', { fullResync: true });
+    expect(full.plannedRows).toEqual({ addedCount: 0, changedCount: 3, removedCount: 0 });
+    expect(full.successfulRows.changedCount).toBe(3);
+
+    sqlite(join(h.dir, 'crm.db'), 'delete from accounts');
+    const sync = await h.app.store.getSync('accounts-to-crm');
+    await h.app.store.snapshotClear(sync!.id);
+    const reset = await run('accounts-to-crm', { resetCDC: true });
+    expect(reset.status).toBe('success');
+    expect(reset.plannedRows).toEqual({ addedCount: 0, changedCount: 0, removedCount: 0 });
+    expect(crm('select count(*) as n from accounts')).toEqual([{ n: 0 }]);
+    expect(await h.app.store.snapshotCount(sync!.id)).toBe(3);
+    const after = await run();
+    expect(after.plannedRows).toEqual({ addedCount: 0, changedCount: 0, removedCount: 0 });
+  });
+
+  it('never runs a sync twice at once: triggers while it runs share one follow-up run', async () => {
+    const gate = new Gate();
+    const reached = new Gate();
+    let first = true;
+    const { h } = await setup({}, async () => {
+      if (first) {
+        first = false;
+        reached.open();
+        await gate.wait();
+      }
+    });
+    await using _ = h;
+    const a = await h.app.worker.triggerSync('accounts-to-crm');
+    await reached.wait();
+    const b = await h.app.worker.triggerSync('accounts-to-crm');
+    const c = await h.app.worker.triggerSync('accounts-to-crm');
+    expect(b.created).toBe(true);
+    expect(c.created).toBe(false);
+    expect(c.run.id).toBe(b.run.id);
+    expect((await h.app.store.getSyncRun(b.run.id))?.status).toBe('queued');
+    gate.open();
+    const done = await h.app.worker.waitForSyncRun(b.run.id);
+    const firstRun = await h.app.store.getSyncRun(a.run.id);
+    expect(done.status).toBe('success');
+    expect(done.startedAt!).toBeGreaterThanOrEqual(firstRun!.finishedAt!);
+  });
+});

@@ -1,0 +1,63 @@
+import type {
+  ConnectionDef,
+  MemberDef,
+  ModelDef,
+  SequenceDef,
+  SyncDef,
+  WorkspaceDefinition,
+} from '../../src/core/workspace.js';
+
+/** Builders for resolved workspace definitions, with the same defaults the YAML loader fills. */
+export const source = (slug: string, over: Partial<ConnectionDef> = {}): ConnectionDef => ({
+  slug,
+  type: 'sqlite',
+  url: null,
+  path: `${slug}.db`,
+  ...over,
+});
+
+export const model = (slug: string, source: string, query: string, primaryKey: string[] = ['id']): ModelDef => ({
+  slug,
+  source,
+  query,
+  primaryKey,
+});
+
+export const sync = (slug: string, over: Partial<SyncDef> & Pick<SyncDef, 'model' | 'destination' | 'object'>): SyncDef => ({
+  slug,
+  mode: 'upsert',
+  deleteBehavior: 'ignore',
+  mappings: [],
+  schedule: { type: 'manual' },
+  enabled: true,
+  batchSize: 1000,
+  ...over,
+});
+
+export const member = (syncSlug: string, over: Partial<MemberDef> = {}): MemberDef => ({
+  key: syncSlug,
+  sync: syncSlug,
+  terminate: 'on_fatal',
+  rejectedThreshold: { count: 0 },
+  after: null,
+  ...over,
+});
+
+export const sequence = (slug: string, members: MemberDef[], over: Partial<SequenceDef> = {}): SequenceDef => ({
+  slug,
+  name: slug,
+  members,
+  concurrency: 4,
+  schedule: { type: 'manual' },
+  enabled: true,
+  ...over,
+});
+
+export const workspace = (over: Partial<WorkspaceDefinition>): WorkspaceDefinition => ({
+  sources: [],
+  destinations: [],
+  models: [],
+  syncs: [],
+  sequences: [],
+  ...over,
+});
