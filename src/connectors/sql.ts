@@ -20,6 +20,11 @@ export function listNames(names: readonly string[]): string {
   return names.length === 0 ? '(none)' : names.map((n) => JSON.stringify(n)).join(', ');
 }
 
+/** `id = 42`, `a = 1 and b = "x"`: a key for messages. */
+export function describeKey(columns: readonly string[], key: ReadonlyArray<string | number | boolean | null>): string {
+  return columns.map((c, i) => `${c} = ${typeof key[i] === 'string' ? JSON.stringify(key[i]) : String(key[i])}`).join(' and ');
+}
+
 /** `host:port/database as user`, for messages: never the password. */
 export function describePostgresUrl(url: string): string {
   try {

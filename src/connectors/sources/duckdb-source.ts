@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import type * as DuckDbApi from '@duckdb/node-api';
 import type { DuckDBConnection, DuckDBInstance, DuckDBResult } from '@duckdb/node-api';
 import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
 import type { ReadOptions, RowBatch, Source, Value } from '../../core/ports.js';
@@ -17,7 +18,7 @@ export interface DuckDbSourceOptions {
   path: string;
 }
 
-type DuckDbModule = typeof import('@duckdb/node-api');
+type DuckDbModule = typeof DuckDbApi;
 
 /** DuckDB type ids we convert specially (from DuckDBTypeId). */
 const FLOAT_TYPE_ID = 10;

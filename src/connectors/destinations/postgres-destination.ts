@@ -1,0 +1,347 @@
+import pg from 'pg';
+import { assertNever, ErrorCode, LockstepError, toError } from '../../core/errors.js';
+import type {
+  Destination,
+  DestinationCapabilities,
+  DestinationWriter,
+  RowOutcome,
+  Value,
+  WriteOperation,
+  WriteTarget,
+} from '../../core/ports.js';
+import {
+  classifyPostgresError,
+  describeKey,
+  describePostgresUrl,
+  listNames,
+  PostgresFailure,
+  postgresConnectionHint,
+  quoteIdent,
+  quoteQualified,
+} from '../sql.js';
+
+export interface PostgresDestinationOptions {
+  /** `postgres://user:password@host:port/database`. */
+  url: string;
+  /** Connections kept open to the destination (default: 4). */
+  maxConnections?: number;
+}
+
+/** A destination table as the catalog describes it. */
+interface TableInfo {
+  schema: string;
+  name: string;
+  /** Column name → its SQL type as `format_type` prints it (safe to use as a cast target). */
+  columnTypes: Map<string, string>;
+}
+
+/**
+ * Writes to PostgreSQL tables. A batch is one transaction: each kind of operation goes as one
+ * statement over arrays (`unnest`), which is fast; when a row breaks a rule (SQLSTATE classes 21,
+ * 22, 23) the transaction is rolled back and the batch replayed row by row under savepoints, so
+ * exactly the offending rows are rejected, with PostgreSQL's message, and the rest committed.
+ */
+export class PostgresDestination implements Destination {
+  readonly capabilities: DestinationCapabilities = { deletes: true, upsert: true };
+  private readonly pool: pg.Pool;
+  readonly where: string;
+
+  constructor(options: PostgresDestinationOptions) {
+    this.where = describePostgresUrl(options.url);
+    this.pool = new pg.Pool({ connectionString: options.url, max: options.maxConnections ?? 4 });
+    // An idle connection that drops is replaced by the pool; the next query reports any real problem.
+    this.pool.on('error', () => undefined);
+  }
+
+  /** Creates the destination and checks that the server answers with these credentials. */
+  static async connect(options: PostgresDestinationOptions): Promise<PostgresDestination> {
+    const destination = new PostgresDestination(options);
+    try {
+      const client = await destination.client();
+      client.release();
+    } catch (error) {
+      await destination.close();
+      throw error;
+    }
+    return destination;
+  }
+
+  async prepare(target: WriteTarget): Promise<DestinationWriter> {
+    const client = await this.client();
+    try {
+      const table = await this.findTable(client, target.object);
+      if (!table) {
+        const tables = await client.query<{ name: string }>(
+          `select case when table_schema = current_schema() then table_name else table_schema || '.' || table_name end as name
+             from information_schema.tables
+            where table_schema not in ('pg_catalog', 'information_schema')
+            order by table_schema <> current_schema(), table_schema, table_name limit 50`,
+        );
+        throw new LockstepError(
+          ErrorCode.Schema,
+          `table "${target.object}" does not exist in destination ${this.where} (tables there: ${listNames(tables.rows.map((r) => r.name))}) — create the table, or set the sync's object to an existing table (use schema.table outside the search path)`,
+        );
+      }
+      const wanted = [...new Set([...target.columns, ...target.keyColumns])];
+      const missing = wanted.filter((c) => !table.columnTypes.has(c));
+      if (missing.length > 0) {
+        throw new LockstepError(
+          ErrorCode.Schema,
+          `table "${target.object}" in destination ${this.where} has no column${missing.length > 1 ? 's' : ''} ${listNames(missing)} (it has: ${listNames([...table.columnTypes.keys()])}) — add the column${missing.length > 1 ? 's' : ''} to the table, or map the model's fields to existing columns`,
+        );
+      }
+      return new PostgresWriter(this, table, target);
+    } finally {
+      client.release();
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end().catch(() => undefined);
+  }
+
+  /** A pooled connection, or a LockstepError saying why there is none. */
+  async client(): Promise<pg.PoolClient> {
+    try {
+      return await this.pool.connect();
+    } catch (thrown) {
+      const error = toError(thrown);
+      const transient = classifyPostgresError(error) === PostgresFailure.Transient;
+      throw new LockstepError(
+        transient ? ErrorCode.Transient : ErrorCode.Connection,
+        `cannot connect to destination ${this.where}: ${error.message} — ${postgresConnectionHint(error)}`,
+        { cause: error },
+      );
+    }
+  }
+
+  private async findTable(client: pg.PoolClient, object: string): Promise<TableInfo | null> {
+    // The object as one name first (a table may have a dot in its name), then as schema.table.
+    const dot = object.indexOf('.');
+    const candidates: Array<[string | null, string]> = [[null, object]];
+    if (dot > 0) candidates.push([object.slice(0, dot), object.slice(dot + 1)]);
+    for (const [schema, name] of candidates) {
+      const found = await client.query<{ oid: number; schema: string }>(
+        `select c.oid, n.nspname as schema
+           from pg_class c join pg_namespace n on n.oid = c.relnamespace
+          where c.relkind in ('r', 'p', 'v', 'f') and c.relname = $1
+            and (($2::text is null and n.nspname = any (current_schemas(false))) or n.nspname = $2::text)
+          order by array_position(current_schemas(false), n.nspname::text) nulls last
+          limit 1`,
+        [name, schema],
+      );
+      const row = found.rows[0];
+      if (!row) continue;
+      const columns = await client.query<{ name: string; type: string }>(
+        `select attname as name, format_type(atttypid, atttypmod) as type
+           from pg_attribute where attrelid = $1 and attnum > 0 and not attisdropped order by attnum`,
+        [row.oid],
+      );
+      return { schema: row.schema, name, columnTypes: new Map(columns.rows.map((c) => [c.name, c.type])) };
+    }
+    return null;
+  }
+}
+
+/** Parameter text for a value: every parameter travels as text and is cast to its column's type. */
+function toText(value: Value): string | null {
+  if (value === null) return null;
+  return typeof value === 'string' ? value : String(value);
+}
+
+type Kind = WriteOperation['kind'];
+
+class PostgresWriter implements DestinationWriter {
+  private readonly table: string;
+  private readonly statements = new Map<Kind, string>();
+
+  constructor(
+    private readonly destination: PostgresDestination,
+    private readonly info: TableInfo,
+    private readonly target: WriteTarget,
+  ) {
+    this.table = quoteQualified(info.schema, info.name);
+  }
+
+  async write(batch: WriteOperation[]): Promise<RowOutcome[]> {
+    if (batch.length === 0) return [];
+    const client = await this.destination.client();
+    let broken: Error | undefined;
+    try {
+      try {
+        await client.query('begin');
+        const outcomes = await this.writeByKind(client, batch);
+        await client.query('commit');
+        return outcomes;
+      } catch (thrown) {
+        await client.query('rollback').catch(() => undefined);
+        if (classifyPostgresError(thrown) !== PostgresFailure.Data) throw thrown;
+      }
+      // Some row broke a rule: replay the batch row by row to find exactly which.
+      try {
+        await client.query('begin');
+        const outcomes = await this.writeRowByRow(client, batch);
+        await client.query('commit');
+        return outcomes;
+      } catch (thrown) {
+        await client.query('rollback').catch(() => undefined);
+        throw thrown;
+      }
+    } catch (thrown) {
+      const error = this.writeError(thrown);
+      if (error.code !== ErrorCode.Schema) broken = error;
+      throw error;
+    } finally {
+      // A connection that failed mid-transaction is not given back to the pool.
+      client.release(broken);
+    }
+  }
+
+  /** One statement per kind of operation, in order of first appearance. */
+  private async writeByKind(client: pg.PoolClient, batch: WriteOperation[]): Promise<RowOutcome[]> {
+    const outcomes: RowOutcome[] = batch.map(() => ({ ok: true }));
+    const byKind = new Map<Kind, number[]>();
+    batch.forEach((op, i) => {
+      const list = byKind.get(op.kind) ?? [];
+      list.push(i);
+      byKind.set(op.kind, list);
+    });
+    for (const [kind, indexes] of byKind) {
+      const ops = indexes.map((i) => batch[i] as WriteOperation);
+      const matched = await this.run(client, kind, ops);
+      if (matched) {
+        indexes.forEach((batchIndex, i) => {
+          if (!matched.has(i + 1)) outcomes[batchIndex] = this.notFound(batch[batchIndex] as WriteOperation);
+        });
+      }
+    }
+    return outcomes;
+  }
+
+  private async writeRowByRow(client: pg.PoolClient, batch: WriteOperation[]): Promise<RowOutcome[]> {
+    const outcomes: RowOutcome[] = [];
+    for (const op of batch) {
+      await client.query('savepoint lockstep_row');
+      try {
+        const matched = await this.run(client, op.kind, [op]);
+        await client.query('release savepoint lockstep_row');
+        outcomes.push(matched && !matched.has(1) ? this.notFound(op) : { ok: true });
+      } catch (thrown) {
+        if (classifyPostgresError(thrown) !== PostgresFailure.Data) throw thrown;
+        await client.query('rollback to savepoint lockstep_row');
+        await client.query('release savepoint lockstep_row');
+        outcomes.push({ ok: false, reason: databaseMessage(thrown) });
+      }
+    }
+    return outcomes;
+  }
+
+  /**
+   * Runs one statement for `ops`, all of one kind. For updates, returns the 1-based positions of
+   * the operations that found their row.
+   */
+  private async run(client: pg.PoolClient, kind: Kind, ops: WriteOperation[]): Promise<Set<number> | null> {
+    const { columns, keyColumns } = this.target;
+    const text = this.statement(kind);
+    const params: Array<Array<string | null>> =
+      kind === 'delete'
+        ? keyColumns.map((_, c) => ops.map((op) => toText(op.key[c] ?? null)))
+        : columns.map((_, c) => ops.map((op) => toText(op.values[c] ?? null)));
+    const result = await client.query<{ ord: string }>(text, params);
+    if (kind !== 'update') return null;
+    return new Set(result.rows.map((r) => Number(r.ord)));
+  }
+
+  private notFound(op: WriteOperation): RowOutcome {
+    return { ok: false, reason: `no row with ${describeKey(this.target.keyColumns, op.key)} in "${this.target.object}"` };
+  }
+
+  /** The SQL for one kind, built once: identifiers quoted, every value an array parameter. */
+  private statement(kind: Kind): string {
+    const cached = this.statements.get(kind);
+    if (cached) return cached;
+    const { columns, keyColumns } = this.target;
+    const typeOf = (column: string) => this.info.columnTypes.get(column) as string;
+    // `source` selects the parameters as rows, each cast to its column's type: a1, a2, ... (and ord).
+    const source = (cols: readonly string[]) => {
+      const aliases = cols.map((_, i) => `a${i + 1}`);
+      const casts = cols.map((c, i) => `u.a${i + 1}::${typeOf(c)} as a${i + 1}`).join(', ');
+      const arrays = cols.map((_, i) => `$${i + 1}::text[]`).join(', ');
+      return `select ${casts}, u.ord from unnest(${arrays}) with ordinality as u(${aliases.join(', ')}, ord)`;
+    };
+    const alias = (cols: readonly string[], column: string) => `v.a${cols.indexOf(column) + 1}`;
+    const keyMatch = (cols: readonly string[]) =>
+      keyColumns.map((k) => `t.${quoteIdent(k)} = ${alias(cols, k)}`).join(' and ');
+    const columnList = columns.map(quoteIdent).join(', ');
+    const valueList = columns.map((_, i) => `v.a${i + 1}`).join(', ');
+    const nonKey = columns.filter((c) => !keyColumns.includes(c));
+    let text: string;
+    switch (kind) {
+      case 'insert':
+        text = `insert into ${this.table} (${columnList}) select ${valueList} from (${source(columns)}) as v order by v.ord`;
+        break;
+      case 'upsert': {
+        const conflict = keyColumns.map(quoteIdent).join(', ');
+        const action =
+          nonKey.length === 0
+            ? 'do nothing'
+            : `do update set ${nonKey.map((c) => `${quoteIdent(c)} = excluded.${quoteIdent(c)}`).join(', ')}`;
+        text = `insert into ${this.table} (${columnList}) select ${valueList} from (${source(columns)}) as v order by v.ord on conflict (${conflict}) ${action}`;
+        break;
+      }
+      case 'update': {
+        const assigned = nonKey.length > 0 ? nonKey : keyColumns;
+        const sets = assigned.map((c) => `${quoteIdent(c)} = ${alias(columns, c)}`).join(', ');
+        text = `update ${this.table} as t set ${sets} from (${source(columns)}) as v where ${keyMatch(columns)} returning v.ord`;
+        break;
+      }
+      case 'delete':
+        text = `delete from ${this.table} as t using (${source(keyColumns)}) as v where ${keyMatch(keyColumns)}`;
+        break;
+      default:
+        return assertNever(kind);
+    }
+    this.statements.set(kind, text);
+    return text;
+  }
+
+  /** A failure of the batch as a whole, as a LockstepError the engine can act on. */
+  private writeError(thrown: unknown): LockstepError {
+    if (thrown instanceof LockstepError) return thrown;
+    const error = toError(thrown);
+    const where = `destination ${this.destination.where}`;
+    const code = (error as { code?: unknown }).code;
+    if (code === '42P10') {
+      const keys = this.target.keyColumns.map(quoteIdent).join(', ');
+      return new LockstepError(
+        ErrorCode.Schema,
+        `cannot upsert into "${this.target.object}" in ${where}: the key column${this.target.keyColumns.length > 1 ? 's' : ''} ${listNames(this.target.keyColumns)} ha${this.target.keyColumns.length > 1 ? 've' : 's'} no unique constraint — add a primary key or unique index on them, e.g. create unique index on ${this.table} (${keys})`,
+        { cause: error },
+      );
+    }
+    switch (classifyPostgresError(error)) {
+      case PostgresFailure.Transient:
+        return new LockstepError(ErrorCode.Transient, `writing to "${this.target.object}" in ${where} failed: ${error.message} — the batch can be retried`, {
+          cause: error,
+        });
+      case PostgresFailure.Connection:
+        return new LockstepError(ErrorCode.Connection, `cannot write to ${where}: ${error.message} — ${postgresConnectionHint(error)}`, {
+          cause: error,
+        });
+      case PostgresFailure.Data:
+      case PostgresFailure.Statement:
+        return new LockstepError(
+          ErrorCode.Schema,
+          `writing to "${this.target.object}" in ${where} failed: ${databaseMessage(error)} — check that the table's columns, types and permissions match what the sync writes`,
+          { cause: error },
+        );
+    }
+  }
+}
+
+/** PostgreSQL's message for a rejected row, with its detail (which key, which value) when given. */
+function databaseMessage(thrown: unknown): string {
+  const error = toError(thrown);
+  const detail = (error as { detail?: unknown }).detail;
+  return typeof detail === 'string' && detail ? `${error.message} (${detail})` : error.message;
+}

@@ -1,0 +1,270 @@
+import Database from 'better-sqlite3';
+import { assertNever, ErrorCode, LockstepError, toError } from '../../core/errors.js';
+import type {
+  Destination,
+  DestinationCapabilities,
+  DestinationWriter,
+  RowOutcome,
+  Value,
+  WriteOperation,
+  WriteTarget,
+} from '../../core/ports.js';
+import { describeKey, errorCode, listNames, quoteIdent } from '../sql.js';
+import type { SqliteConstructor, SqliteDatabase, SqliteStatement } from '../sql.js';
+
+export interface SqliteDestinationOptions {
+  /** Path of an existing SQLite file (it is not created: a new file would have no tables). */
+  path: string;
+  /** Milliseconds to wait for another writer's lock before giving up (default: 5000). */
+  busyTimeoutMs?: number;
+}
+
+const SqliteDatabaseClass = Database as unknown as SqliteConstructor;
+
+/**
+ * Writes to SQLite tables. A batch is one transaction with a savepoint per row, so a row that
+ * breaks a constraint is rejected with SQLite's message and the rest of the batch is committed.
+ * Foreign keys are enforced (`PRAGMA foreign_keys = ON`); the file is put in WAL mode.
+ */
+export class SqliteDestination implements Destination {
+  readonly capabilities: DestinationCapabilities = { deletes: true, upsert: true };
+  readonly path: string;
+  private readonly busyTimeoutMs: number;
+  private db: SqliteDatabase | null = null;
+
+  constructor(options: SqliteDestinationOptions) {
+    this.path = options.path;
+    this.busyTimeoutMs = options.busyTimeoutMs ?? 5000;
+  }
+
+  /** Creates the destination and opens the file, failing with a clear error when it is missing. */
+  static async open(options: SqliteDestinationOptions): Promise<SqliteDestination> {
+    const destination = new SqliteDestination(options);
+    destination.database();
+    return destination;
+  }
+
+  async prepare(target: WriteTarget): Promise<DestinationWriter> {
+    const db = this.database();
+    const existing = (db.prepare('select name from pragma_table_info(?)').all(target.object) as Array<{ name: string }>).map(
+      (r) => r.name,
+    );
+    if (existing.length === 0) {
+      const tables = (
+        db
+          .prepare("select name from sqlite_schema where type in ('table', 'view') and name not like 'sqlite\\_%' escape '\\' order by name")
+          .all() as Array<{ name: string }>
+      ).map((r) => r.name);
+      throw new LockstepError(
+        ErrorCode.Schema,
+        `table "${target.object}" does not exist in SQLite destination ${this.path} (tables there: ${listNames(tables)}) — create the table, or set the sync's object to an existing table`,
+      );
+    }
+    const wanted = [...new Set([...target.columns, ...target.keyColumns])];
+    const missing = wanted.filter((c) => !existing.includes(c));
+    if (missing.length > 0) {
+      throw new LockstepError(
+        ErrorCode.Schema,
+        `table "${target.object}" in SQLite destination ${this.path} has no column${missing.length > 1 ? 's' : ''} ${listNames(missing)} (it has: ${listNames(existing)}) — add the column${missing.length > 1 ? 's' : ''} to the table, or map the model's fields to existing columns`,
+      );
+    }
+    return new SqliteWriter(db, this.path, target);
+  }
+
+  async close(): Promise<void> {
+    this.db?.close();
+    this.db = null;
+  }
+
+  private database(): SqliteDatabase {
+    if (this.db) return this.db;
+    let db: SqliteDatabase;
+    try {
+      db = new SqliteDatabaseClass(this.path, { fileMustExist: true, timeout: this.busyTimeoutMs });
+    } catch (thrown) {
+      const error = toError(thrown);
+      throw new LockstepError(
+        ErrorCode.Connection,
+        /does not exist|unable to open/i.test(error.message)
+          ? `SQLite destination file not found at ${this.path} — check the destination's path (relative paths are resolved against the workspace folder) and create the database with its tables first`
+          : `cannot open SQLite destination file ${this.path}: ${error.message} — check that it is a SQLite database and writable`,
+        { cause: error },
+      );
+    }
+    try {
+      db.pragma('journal_mode = WAL');
+      db.pragma('foreign_keys = ON');
+      db.pragma(`busy_timeout = ${Math.max(0, Math.floor(this.busyTimeoutMs))}`);
+    } catch (thrown) {
+      db.close();
+      const error = toError(thrown);
+      throw new LockstepError(ErrorCode.Connection, `cannot use SQLite destination file ${this.path}: ${error.message} — check that it is a SQLite database and writable`, {
+        cause: error,
+      });
+    }
+    this.db = db;
+    return db;
+  }
+}
+
+/** SQLite binds no booleans: true/false become 1/0, as SQLite itself stores them. */
+function bindable(value: Value | undefined): string | number | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value === 'boolean') return value ? 1 : 0;
+  return value;
+}
+
+/** Error codes that mean "this row", not "this database". */
+function isRowError(code: string): boolean {
+  return code.startsWith('SQLITE_CONSTRAINT') || code === 'SQLITE_MISMATCH' || code === 'SQLITE_TOOBIG' || code === 'SQLITE_RANGE';
+}
+
+type Kind = WriteOperation['kind'];
+
+class SqliteWriter implements DestinationWriter {
+  private readonly statements = new Map<Kind, SqliteStatement>();
+  private readonly table: string;
+
+  constructor(
+    private readonly db: SqliteDatabase,
+    private readonly path: string,
+    private readonly target: WriteTarget,
+  ) {
+    this.table = quoteIdent(target.object);
+  }
+
+  async write(batch: WriteOperation[]): Promise<RowOutcome[]> {
+    if (batch.length === 0) return [];
+    const { db } = this;
+    // Prepared before the transaction: a statement SQLite refuses is a schema problem, not a row's.
+    for (const op of batch) this.statement(op.kind);
+    try {
+      db.exec('begin immediate');
+    } catch (thrown) {
+      throw this.batchError(thrown);
+    }
+    try {
+      const outcomes = batch.map((op) => this.writeRow(op));
+      db.exec('commit');
+      return outcomes;
+    } catch (thrown) {
+      if (db.inTransaction) db.exec('rollback');
+      throw this.batchError(thrown);
+    }
+  }
+
+  private writeRow(op: WriteOperation): RowOutcome {
+    const { db } = this;
+    const { keyColumns, columns } = this.target;
+    const statement = this.statement(op.kind);
+    db.exec('savepoint lockstep_row');
+    try {
+      let changes: number;
+      switch (op.kind) {
+        case 'insert':
+        case 'upsert':
+          changes = statement.run(...columns.map((_, i) => bindable(op.values[i]))).changes;
+          break;
+        case 'update': {
+          const nonKey = this.nonKeyIndexes();
+          const assigned = nonKey.length > 0 ? nonKey.map((i) => bindable(op.values[i])) : keyColumns.map((_, i) => bindable(op.key[i]));
+          changes = statement.run(...assigned, ...keyColumns.map((_, i) => bindable(op.key[i]))).changes;
+          break;
+        }
+        case 'delete':
+          changes = statement.run(...keyColumns.map((_, i) => bindable(op.key[i]))).changes;
+          break;
+        default:
+          return assertNever(op.kind);
+      }
+      db.exec('release lockstep_row');
+      if (op.kind === 'update' && changes === 0) {
+        return { ok: false, reason: `no row with ${describeKey(keyColumns, op.key)} in "${this.target.object}"` };
+      }
+      return { ok: true };
+    } catch (thrown) {
+      db.exec('rollback to lockstep_row');
+      db.exec('release lockstep_row');
+      if (isRowError(errorCode(thrown) ?? '')) return { ok: false, reason: toError(thrown).message };
+      throw thrown;
+    }
+  }
+
+  private nonKeyIndexes(): number[] {
+    const { columns, keyColumns } = this.target;
+    return columns.flatMap((c, i) => (keyColumns.includes(c) ? [] : [i]));
+  }
+
+  /** The statement for one kind, prepared once: identifiers quoted, every value a parameter. */
+  private statement(kind: Kind): SqliteStatement {
+    const cached = this.statements.get(kind);
+    if (cached) return cached;
+    const { columns, keyColumns } = this.target;
+    const columnList = columns.map(quoteIdent).join(', ');
+    const placeholders = columns.map(() => '?').join(', ');
+    const where = keyColumns.map((k) => `${quoteIdent(k)} = ?`).join(' and ');
+    const nonKey = columns.filter((c) => !keyColumns.includes(c));
+    let text: string;
+    switch (kind) {
+      case 'insert':
+        text = `insert into ${this.table} (${columnList}) values (${placeholders})`;
+        break;
+      case 'upsert': {
+        const action =
+          nonKey.length === 0
+            ? 'do nothing'
+            : `do update set ${nonKey.map((c) => `${quoteIdent(c)} = excluded.${quoteIdent(c)}`).join(', ')}`;
+        text = `insert into ${this.table} (${columnList}) values (${placeholders}) on conflict (${keyColumns.map(quoteIdent).join(', ')}) ${action}`;
+        break;
+      }
+      case 'update': {
+        const assigned = nonKey.length > 0 ? nonKey : keyColumns;
+        text = `update ${this.table} set ${assigned.map((c) => `${quoteIdent(c)} = ?`).join(', ')} where ${where}`;
+        break;
+      }
+      case 'delete':
+        text = `delete from ${this.table} where ${where}`;
+        break;
+      default:
+        return assertNever(kind);
+    }
+    let statement: SqliteStatement;
+    try {
+      statement = this.db.prepare(text);
+    } catch (thrown) {
+      const error = toError(thrown);
+      if (kind === 'upsert' && /ON CONFLICT clause does not match/i.test(error.message)) {
+        throw new LockstepError(
+          ErrorCode.Schema,
+          `cannot upsert into "${this.target.object}" in SQLite destination ${this.path}: the key column${keyColumns.length > 1 ? 's' : ''} ${listNames(keyColumns)} ha${keyColumns.length > 1 ? 've' : 's'} no unique constraint — add a primary key or unique index on them, e.g. create unique index ... on ${this.table} (${keyColumns.map(quoteIdent).join(', ')})`,
+          { cause: error },
+        );
+      }
+      throw new LockstepError(
+        ErrorCode.Schema,
+        `cannot write to "${this.target.object}" in SQLite destination ${this.path}: ${error.message} — check that the table matches what the sync writes`,
+        { cause: error },
+      );
+    }
+    this.statements.set(kind, statement);
+    return statement;
+  }
+
+  private batchError(thrown: unknown): LockstepError {
+    if (thrown instanceof LockstepError) return thrown;
+    const error = toError(thrown);
+    const code = errorCode(error) ?? '';
+    if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {
+      return new LockstepError(
+        ErrorCode.Transient,
+        `SQLite destination ${this.path} is locked by another writer: ${error.message} — the batch will be retried`,
+        { cause: error },
+      );
+    }
+    return new LockstepError(
+      ErrorCode.Connection,
+      `cannot write to SQLite destination ${this.path}: ${error.message} — check that the file is writable and not damaged`,
+      { cause: error },
+    );
+  }
+}
