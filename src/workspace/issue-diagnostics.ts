@@ -1,0 +1,138 @@
+/**
+ * Turns zod's issues into located diagnostics that name the offending value and say how to fix it.
+ * Schemas with their own wording (see workspace-schema.ts) pass message and hint through `hinted`.
+ */
+import type { z } from 'zod';
+import type { Diagnostic } from '../core/errors.js';
+import type { PathSegment, WorkspaceFile } from './workspace-file.js';
+import { didYouMean, listNames, show, splitHint } from './suggestions.js';
+
+/** Prefix of the message an error map gives unknown-key issues, followed by the allowed keys. */
+const ALLOWED_KEYS = 'allowed keys:';
+
+/**
+ * The error map to parse with: it records the keys a strict mapping allows, which the finished
+ * issue no longer carries.
+ */
+export const workspaceErrorMap: z.core.$ZodErrorMap = (issue) => {
+  if (issue.code === 'unrecognized_keys') {
+    const shape = (issue.inst as { _zod?: { def?: { shape?: Record<string, unknown> } } } | undefined)?._zod?.def?.shape;
+    return `${ALLOWED_KEYS}${Object.keys(shape ?? {}).join(',')}`;
+  }
+  return undefined;
+};
+
+const EXPECTED: Record<string, string> = {
+  string: 'a string',
+  number: 'a number',
+  int: 'a whole number',
+  boolean: 'true or false',
+  object: 'a mapping',
+  record: 'a mapping',
+  array: 'a list',
+};
+
+/** Field name for messages: the last key of the path (`times` for `times[2]`). */
+function fieldName(path: readonly PathSegment[]): string {
+  for (let i = path.length - 1; i >= 0; i--) {
+    const segment = path[i];
+    if (typeof segment === 'string') return segment;
+  }
+  return 'value';
+}
+
+/** Value at `path` in plain data, and whether the last key is present at all. */
+function lookup(data: unknown, path: readonly PathSegment[]): { present: boolean; value: unknown } {
+  let value: unknown = data;
+  for (const segment of path) {
+    if (value === null || typeof value !== 'object' || !(String(segment) in value)) return { present: false, value: undefined };
+    value = (value as Record<string, unknown>)[String(segment)];
+  }
+  return { present: true, value };
+}
+
+export function issueDiagnostics(issue: z.core.$ZodIssue, file: WorkspaceFile, data: unknown): Diagnostic[] {
+  const path = issue.path as PathSegment[];
+  const field = fieldName(path);
+  const { present, value } = lookup(data, path);
+  const custom = splitHint(issue.message);
+
+  switch (issue.code) {
+    case 'unrecognized_keys': {
+      const allowed = issue.message.startsWith(ALLOWED_KEYS) ? issue.message.slice(ALLOWED_KEYS.length).split(',').filter((k) => k !== '') : [];
+      return issue.keys.map((key) =>
+        file.diagnostic([...path, key], `unknown key "${key}"${didYouMean(key, allowed)}`, allowed.length > 0 ? `allowed here: ${listNames(allowed, 12)}` : 'remove it', 'key'),
+      );
+    }
+    case 'invalid_type': {
+      if (!present) {
+        return [file.diagnostic(path, `missing ${field}`, `add ${field}: <${EXPECTED[issue.expected] ?? issue.expected}>`)];
+      }
+      return [file.diagnostic(path, `${field} must be ${EXPECTED[issue.expected] ?? issue.expected}, got ${show(value)}`, hintForType(field, issue.expected))];
+    }
+    case 'invalid_value': {
+      const allowed = issue.values.map(String);
+      const suggestion = typeof value === 'string' ? didYouMean(value, allowed) : '';
+      return [file.diagnostic(path, `unknown ${field} ${show(value)}${suggestion}`, `use one of: ${allowed.join(', ')}`)];
+    }
+    case 'invalid_union': {
+      if ('note' in issue && issue.note === 'No matching discriminator') {
+        const options = ((issue as { options?: unknown[] }).options ?? []).map(String);
+        const what = path.length >= 2 && path[path.length - 2] === 'schedule' ? 'schedule type' : field;
+        if (value === undefined) return [file.diagnostic(path.slice(0, -1), `missing ${field}`, `add ${field}: one of ${options.join(', ')}`)];
+        const suggestion = typeof value === 'string' ? didYouMean(value, options) : '';
+        return [file.diagnostic(path, `unknown ${what} ${show(value)}${suggestion}`, `use one of: ${options.join(', ')}`)];
+      }
+      return [file.diagnostic(path, custom.hint ? custom.message : `${field} ${show(value)} is not valid`, custom.hint)];
+    }
+    case 'invalid_key': {
+      // A record key (a slug) failed its own check; its message is the slug rule's.
+      const inner = issue.issues[0];
+      const { message, hint } = splitHint(inner?.message ?? issue.message);
+      return [file.diagnostic(path, message, hint, 'key')];
+    }
+    case 'too_small':
+    case 'too_big': {
+      if (custom.hint) return [file.diagnostic(path, custom.message, custom.hint)];
+      const bound = issue.code === 'too_small' ? issue.minimum : issue.maximum;
+      if (issue.origin === 'string') return [file.diagnostic(path, `${field} is empty`, `write the ${field}`)];
+      if (issue.origin === 'array') return [file.diagnostic(path, `${field} has too ${issue.code === 'too_small' ? 'few' : 'many'} items`, `list ${issue.code === 'too_small' ? 'at least' : 'at most'} ${String(bound)}`)];
+      const range = rangeHint(path, issue);
+      return [file.diagnostic(path, `${field} ${show(value)} is ${issue.code === 'too_small' ? 'below the minimum' : 'above the maximum'} ${String(bound)}`, range)];
+    }
+    default:
+      return [file.diagnostic(path, custom.message, custom.hint ?? `check ${field}`)];
+  }
+}
+
+function hintForType(field: string, expected: string): string {
+  switch (field) {
+    case 'schedule':
+      return 'e.g. schedule: { type: cron, expression: "0 * * * *" } or schedule: { type: manual }';
+    case 'members':
+      return 'e.g. members: [accounts-to-crm, contacts-to-crm]';
+    case 'mappings':
+      return 'e.g. mappings: [ { from: email, to: email_address } ]';
+    case 'after':
+      return 'list member keys, e.g. after: [accounts]';
+    case 'enabled':
+      return 'write true or false';
+    default:
+      return `write ${EXPECTED[expected] ?? expected}`;
+  }
+}
+
+function rangeHint(path: readonly PathSegment[], issue: { code: 'too_small' | 'too_big' }): string {
+  switch (fieldName(path)) {
+    case 'batchSize':
+      return 'use a whole number from 1 to 100000';
+    case 'percent':
+      return 'use a percentage from 0 to 100';
+    case 'concurrency':
+      return 'use a whole number from 1 to 1000';
+    case 'quantity':
+      return 'use a whole number of 1 or more';
+    default:
+      return issue.code === 'too_small' ? 'use a larger value' : 'use a smaller value';
+  }
+}

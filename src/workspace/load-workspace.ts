@@ -1,0 +1,192 @@
+/**
+ * Loads a workspace from its folder: `lockstep.yaml` (or `.yml`) and every YAML file under
+ * `lockstep/`, merged. Validation reports every problem at once, each located in its file; the
+ * definition is produced (every default filled in) only when there is none.
+ */
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { isAbsolute, join, resolve, sep } from 'node:path';
+import type { Diagnostic } from '../core/errors.js';
+import { toError } from '../core/errors.js';
+import { interpolate } from '../core/connections.js';
+import type { ConnectionDef, ModelDef, SequenceDef, SyncDef, WorkspaceDefinition } from '../core/workspace.js';
+import { checkTemplates, checkWorkspace } from './check-workspace.js';
+import type { Catalog, Declaration } from './check-workspace.js';
+import { issueDiagnostics, workspaceErrorMap } from './issue-diagnostics.js';
+import { WorkspaceFile } from './workspace-file.js';
+import { SECTION_NAMES, storeSchema, workspaceFileSchema } from './workspace-schema.js';
+import type { WorkspaceFileContent } from './workspace-schema.js';
+
+/** Names of the main workspace file, looked for in the workspace folder. */
+export const WORKSPACE_FILE_NAMES = ['lockstep.yaml', 'lockstep.yml'] as const;
+/** Subfolder whose YAML files (recursively) are part of the workspace too. */
+export const WORKSPACE_FOLDER = 'lockstep';
+
+/** Where Lockstep keeps its state, as the workspace declares it. */
+export type StoreSetting =
+  | { type: 'sqlite'; /** Absolute path of the SQLite file. */ path: string }
+  | { type: 'postgres'; /** Connection URL, `${ENV}` templates unresolved. */ url: string };
+
+export interface LoadResult {
+  /** The resolved workspace; null when there is any error. */
+  definition: WorkspaceDefinition | null;
+  /** Every problem found, sorted by file, line and column. */
+  diagnostics: Diagnostic[];
+  /** The workspace files read, relative to the workspace folder. */
+  files: string[];
+  /** The store setting (default: SQLite `lockstep.db` in the folder); null when it is invalid or no workspace was found. */
+  store: StoreSetting | null;
+}
+
+type Env = Record<string, string | undefined>;
+
+/** The workspace files in `dir`, relative to it, with `/` separators: the main file(s) first, then `lockstep/**` sorted. */
+export async function findWorkspaceFiles(dir: string): Promise<string[]> {
+  const root = resolve(dir);
+  const found: string[] = [];
+  for (const name of WORKSPACE_FILE_NAMES) {
+    if (await isFile(join(root, name))) found.push(name);
+  }
+  const folder = join(root, WORKSPACE_FOLDER);
+  if (await isDirectory(folder)) {
+    const entries = await readdir(folder, { recursive: true });
+    const yamlFiles: string[] = [];
+    for (const entry of entries) {
+      if (/\.ya?ml$/i.test(entry) && (await isFile(join(folder, entry)))) yamlFiles.push(`${WORKSPACE_FOLDER}/${entry.split(sep).join('/')}`);
+    }
+    found.push(...yamlFiles.sort());
+  }
+  return found;
+}
+
+export async function loadWorkspace(dir: string, env: Env): Promise<LoadResult> {
+  const root = resolve(dir);
+  const names = await findWorkspaceFiles(root);
+  if (names.length === 0) {
+    return {
+      definition: null,
+      diagnostics: [
+        {
+          path: '',
+          message: `no workspace found in ${root}: looked for ${WORKSPACE_FILE_NAMES.join(' and ')} and YAML files under ${WORKSPACE_FOLDER}/`,
+          hint: 'run `lockstep init` to create a starter workspace, or run Lockstep in the folder that holds lockstep.yaml',
+        },
+      ],
+      files: [],
+      store: null,
+    };
+  }
+
+  const diagnostics: Diagnostic[] = [];
+  const files: WorkspaceFile[] = [];
+  for (const name of names) {
+    try {
+      files.push(WorkspaceFile.parse(name, await readFile(join(root, name), 'utf8')));
+    } catch (thrown) {
+      diagnostics.push({ file: name, path: '', message: `cannot read ${name}: ${toError(thrown).message}`, hint: 'check that the file exists and is readable' });
+    }
+  }
+
+  const catalog: Catalog = { sources: new Map(), destinations: new Map(), models: new Map(), syncs: new Map(), sequences: new Map() };
+  const contents: WorkspaceFileContent[] = [];
+  let store: { file: WorkspaceFile; data: unknown } | null = null;
+  for (const file of files) {
+    diagnostics.push(...file.syntaxDiagnostics);
+    if (!file.usable) continue;
+    const data = file.content();
+    const record = asRecord(data);
+    if (record === null) {
+      diagnostics.push(
+        file.diagnostic([], `${file.file} must be a mapping of sections, got ${Array.isArray(data) ? 'a list' : 'a single value'}`, `write sections at the top level: ${['store', ...SECTION_NAMES].join(', ')}`),
+      );
+      continue;
+    }
+    const parsed = workspaceFileSchema.safeParse(record, { error: workspaceErrorMap, reportInput: true });
+    if (parsed.success) contents.push(parsed.data);
+    else diagnostics.push(...parsed.error.issues.flatMap((issue) => issueDiagnostics(issue, file, record)));
+
+    for (const section of SECTION_NAMES) {
+      const entries = asRecord(record[section]);
+      for (const [slug, entry] of Object.entries(entries ?? {})) {
+        const declaration: Declaration = { file, slug, data: entry };
+        const first = catalog[section].get(slug);
+        if (first) diagnostics.push(duplicate(first, declaration, [section, slug], `${section.replace(/s$/, '')} "${slug}"`));
+        else catalog[section].set(slug, declaration);
+      }
+    }
+    if (record.store !== undefined) {
+      if (store) diagnostics.push(duplicate({ file: store.file, slug: 'store', data: store.data }, { file, slug: 'store', data: record.store }, ['store'], 'the store'));
+      else store = { file, data: record.store };
+    }
+  }
+
+  // Cross-file checks need every file; a file too broken to read would only make them noisy.
+  if (files.length === names.length && files.every((f) => f.usable)) diagnostics.push(...checkWorkspace(catalog, env));
+
+  const storeSetting = resolveStore(root, store, env, diagnostics);
+  const fileOrder = new Map(names.map((name, i) => [name, i]));
+  diagnostics.sort(
+    (a, b) =>
+      (a.file === undefined ? -1 : (fileOrder.get(a.file) ?? 0)) - (b.file === undefined ? -1 : (fileOrder.get(b.file) ?? 0)) ||
+      (a.line ?? 0) - (b.line ?? 0) ||
+      (a.column ?? 0) - (b.column ?? 0),
+  );
+  return {
+    definition: diagnostics.length === 0 ? buildDefinition(contents) : null,
+    diagnostics,
+    files: names,
+    store: storeSetting,
+  };
+}
+
+function duplicate(first: Declaration, second: Declaration, path: string[], what: string): Diagnostic {
+  const at = first.file.locate(path, 'key');
+  return second.file.diagnostic(
+    path,
+    `${what} is declared twice: ${first.file.file}:${at.line} and ${second.file.file}:${second.file.locate(path, 'key').line}`,
+    'slugs are unique per kind across all workspace files; rename or remove one',
+    'key',
+  );
+}
+
+function resolveStore(root: string, declared: { file: WorkspaceFile; data: unknown } | null, env: Env, diagnostics: Diagnostic[]): StoreSetting | null {
+  if (declared === null) return { type: 'sqlite', path: join(root, 'lockstep.db') };
+  const parsed = storeSchema.safeParse(declared.data);
+  if (!parsed.success) return null;
+  const setting = parsed.data;
+  if (setting.type === 'postgres') {
+    diagnostics.push(...checkTemplates(declared.file, ['store', 'url'], setting.url, 'the store', env));
+    return { type: 'postgres', url: setting.url };
+  }
+  const problems = checkTemplates(declared.file, ['store', 'path'], setting.path, 'the store', env);
+  diagnostics.push(...problems);
+  if (problems.length > 0) return null;
+  const path = interpolate(setting.path, env, 'the store');
+  return { type: 'sqlite', path: isAbsolute(path) ? path : resolve(root, path) };
+}
+
+function buildDefinition(contents: WorkspaceFileContent[]): WorkspaceDefinition {
+  const definition: WorkspaceDefinition = { sources: [], destinations: [], models: [], syncs: [], sequences: [] };
+  for (const content of contents) {
+    for (const [slug, c] of Object.entries(content.sources ?? {})) definition.sources.push({ slug, ...c } satisfies ConnectionDef);
+    for (const [slug, c] of Object.entries(content.destinations ?? {})) definition.destinations.push({ slug, ...c } satisfies ConnectionDef);
+    for (const [slug, m] of Object.entries(content.models ?? {})) definition.models.push({ slug, ...m } satisfies ModelDef);
+    for (const [slug, s] of Object.entries(content.syncs ?? {})) definition.syncs.push({ slug, ...s } satisfies SyncDef);
+    for (const [slug, s] of Object.entries(content.sequences ?? {})) {
+      definition.sequences.push({ slug, ...s, name: s.name ?? slug } satisfies SequenceDef);
+    }
+  }
+  return definition;
+}
+
+function asRecord(value: unknown): Record<string, unknown> | null {
+  return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
+}
+
+async function isFile(path: string): Promise<boolean> {
+  return stat(path).then((s) => s.isFile(), () => false);
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  return stat(path).then((s) => s.isDirectory(), () => false);
+}
+

@@ -1,0 +1,114 @@
+/**
+ * One parsed workspace file: its YAML document, kept so every diagnostic can point at the line and
+ * column of the value (or key) it is about.
+ */
+import { isAlias, isCollection, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument } from 'yaml';
+import type { Document, Node, ParsedNode } from 'yaml';
+import type { Diagnostic } from '../core/errors.js';
+import { splitHint } from './suggestions.js';
+
+export type PathSegment = string | number;
+
+/** `syncs.contacts.mappings[0].to`: keys joined with dots, list indexes in brackets. */
+export function formatPath(path: readonly PathSegment[]): string {
+  let out = '';
+  for (const segment of path) {
+    if (typeof segment === 'number') out += `[${segment}]`;
+    else out += out === '' ? segment : `.${segment}`;
+  }
+  return out;
+}
+
+/** Where a diagnostic points: at the key of an entry (unknown keys, slugs) or at its value. */
+export type Target = 'key' | 'value';
+
+export class WorkspaceFile {
+  /** Problems found while parsing the YAML itself. */
+  readonly syntaxDiagnostics: Diagnostic[];
+  /** False when the YAML is too broken to validate further (duplicate keys alone do not count). */
+  readonly usable: boolean;
+
+  private constructor(
+    /** Path relative to the workspace folder, with `/` separators. */
+    readonly file: string,
+    private readonly doc: Document.Parsed,
+    private readonly lines: LineCounter,
+  ) {
+    this.syntaxDiagnostics = doc.errors.map((error) => {
+      const { line, col } = lines.linePos(error.pos[0]);
+      if (error.code === 'DUPLICATE_KEY') {
+        const node = this.nodeAtOffset(error.pos[0]);
+        const key = node && isScalar(node) ? String(node.value) : '?';
+        return { file, line, column: col, path: '', message: `key "${key}" appears twice in the same mapping`, hint: 'each slug and setting may be declared once; rename or remove one' };
+      }
+      const { message } = splitHint(error.message);
+      return { file, line, column: col, path: '', message: `invalid YAML: ${message}`, hint: 'fix the YAML syntax here (indentation, quotes, brackets)' };
+    });
+    this.usable = doc.errors.every((e) => e.code === 'DUPLICATE_KEY');
+  }
+
+  static parse(file: string, source: string): WorkspaceFile {
+    const lines = new LineCounter();
+    const doc = parseDocument(source, { lineCounter: lines, prettyErrors: false, merge: true, uniqueKeys: true });
+    return new WorkspaceFile(file, doc, lines);
+  }
+
+  /** The file's content as plain data; an empty file is an empty mapping. */
+  content(): unknown {
+    if (this.doc.contents === null) return {};
+    const value: unknown = this.doc.toJS({ maxAliasCount: 1000 });
+    return value ?? {};
+  }
+
+  /**
+   * Line and column of the node at `path`. A key that is missing points at the mapping that lacks
+   * it; a block mapping or list points at the key that holds it.
+   */
+  locate(path: readonly PathSegment[], target: Target = 'value'): { line: number; column: number } {
+    let node: unknown = this.doc.contents;
+    let key: Node | null = null;
+    for (const segment of path) {
+      if (isAlias(node)) node = node.resolve(this.doc);
+      if (isMap(node)) {
+        const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(segment));
+        if (!pair) break;
+        key = isScalar(pair.key) ? pair.key : null;
+        node = pair.value;
+      } else if (isSeq(node) && typeof segment === 'number' && segment < node.items.length) {
+        key = null;
+        node = node.items[segment];
+      } else {
+        break;
+      }
+    }
+    const valueNode = isScalar(node) || isCollection(node) || isAlias(node) ? (node as Node) : null;
+    const pointAtKey = key !== null && (target === 'key' || valueNode === null || (isCollection(valueNode) && !valueNode.flow));
+    const chosen = pointAtKey ? key : (valueNode ?? key);
+    const offset = chosen?.range?.[0] ?? 0;
+    const { line, col } = this.lines.linePos(offset);
+    return { line, column: col };
+  }
+
+  /** A diagnostic located at `path` in this file. */
+  diagnostic(path: readonly PathSegment[], message: string, hint?: string, target: Target = 'value'): Diagnostic {
+    const { line, column } = this.locate(path, target);
+    const d: Diagnostic = { file: this.file, line, column, path: formatPath(path), message };
+    if (hint !== undefined) d.hint = hint;
+    return d;
+  }
+
+  private nodeAtOffset(offset: number): ParsedNode | null {
+    let found: ParsedNode | null = null;
+    const visit = (node: unknown): void => {
+      if (isPair(node)) {
+        visit(node.key);
+        visit(node.value);
+        return;
+      }
+      if (isScalar(node) && node.range?.[0] === offset) found = node as ParsedNode;
+      if (isCollection(node)) for (const item of node.items) visit(item);
+    };
+    visit(this.doc.contents);
+    return found;
+  }
+}

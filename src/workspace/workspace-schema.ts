@@ -1,0 +1,410 @@
+/**
+ * The shape of a workspace file, written once in zod. It validates YAML (every structural error at
+ * once), fills defaults while producing core's definitions, and generates the published JSON Schema.
+ * Checks that span entities (references, cycles, duplicates across files) live in
+ * check-workspace.ts, because a single file cannot see them.
+ */
+import { z } from 'zod';
+import {
+  ConnectionType,
+  DEFAULT_CATCHUP_WINDOW_SECONDS,
+  DeleteBehavior,
+  IntervalUnit,
+  SyncMode,
+  TerminatePolicy,
+  Weekday,
+} from '../core/workspace.js';
+import type { ConnectionDef, MemberDef, ModelDef, Schedule, SequenceDef, SyncDef } from '../core/workspace.js';
+import { assertNever } from '../core/errors.js';
+import { checkCron, checkTimezone, DURATION_PATTERN, durationSeconds, TIME_OF_DAY_PATTERN } from './schedule-rules.js';
+import { hinted, show } from './suggestions.js';
+
+/** What a slug may be: lowercase letters, digits, `-` and `_`, starting with a letter or digit. */
+export const SLUG_PATTERN = /^[a-z0-9][a-z0-9_-]*$/;
+export const SLUG_RULE = 'lowercase letters, digits, "-" and "_", starting with a letter or digit';
+
+/** A slug close to `text` that follows the rule, for hints. */
+export function suggestSlug(text: unknown): string {
+  const slug = String(text)
+    .toLowerCase()
+    .replace(/[^a-z0-9_-]+/g, '-')
+    .replace(/^[-_]+/, '')
+    .replace(/-+$/, '');
+  return slug === '' ? 'my-slug' : slug;
+}
+
+function slug(what: string) {
+  return z
+    .string()
+    .regex(SLUG_PATTERN, {
+      error: (issue) =>
+        hinted(`invalid ${what} ${show(issue.input)}`, `use ${SLUG_RULE}, e.g. "${suggestSlug(issue.input)}"`),
+    })
+    .meta({ description: `A ${what}: ${SLUG_RULE}.` });
+}
+
+/** A non-empty string; `what` names it in the message. */
+function text(what: string, description: string) {
+  return z.string().min(1, { error: hinted(`${what} is empty`, `write the ${what}`) }).meta({ description });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connections
+
+const url = text('url', 'Connection URL; may hold ${ENV} templates, e.g. "${WAREHOUSE_URL}".');
+const filePath = text('path', 'File path, relative to the workspace folder (or absolute); may hold ${ENV} templates.');
+
+const connectionSchema = z
+  .discriminatedUnion('type', [
+    z.strictObject({ type: z.literal(ConnectionType.Postgres), url }).meta({ description: 'A PostgreSQL database.' }),
+    z.strictObject({ type: z.literal(ConnectionType.Mysql), url }).meta({ description: 'A MySQL or MariaDB database.' }),
+    z.strictObject({ type: z.literal(ConnectionType.Sqlite), path: filePath }).meta({ description: 'A SQLite file.' }),
+    z.strictObject({ type: z.literal(ConnectionType.DuckDb), path: filePath }).meta({ description: 'A DuckDB file.' }),
+  ])
+  .transform((c): Omit<ConnectionDef, 'slug'> => ({
+    type: c.type,
+    url: 'url' in c ? c.url : null,
+    path: 'path' in c ? c.path : null,
+  }));
+
+// ---------------------------------------------------------------------------------------------
+// Models
+
+const column = text('column name', 'A column of the model’s query.');
+
+const modelSchema = z
+  .strictObject({
+    source: text('source', 'Slug of the source the query runs on.'),
+    query: text('query', 'The SQL query; its rows are what syncs send.'),
+    primaryKey: z
+      .union(
+        [
+          column,
+          z
+            .array(column)
+            .min(1, { error: hinted('primaryKey is an empty list', 'list at least one column, e.g. [id]') })
+            .superRefine((columns, ctx) => {
+              columns.forEach((name, i) => {
+                if (columns.indexOf(name) !== i) {
+                  ctx.addIssue({
+                    code: 'custom',
+                    path: [i],
+                    input: name,
+                    message: hinted(`primaryKey lists column "${name}" twice`, 'list each column once'),
+                  });
+                }
+              });
+            }),
+        ],
+        { error: (issue) => hinted(`primaryKey must be a column name or a list of column names, got ${show(issue.input)}`, 'e.g. primaryKey: id, or primaryKey: [account_id, email]') },
+      )
+      .meta({ description: 'Column(s) that identify a row, unique per row: a name or a list of names.' }),
+  })
+  .transform((m): Omit<ModelDef, 'slug'> => ({
+    source: m.source,
+    query: m.query,
+    primaryKey: typeof m.primaryKey === 'string' ? [m.primaryKey] : m.primaryKey,
+  }));
+
+// ---------------------------------------------------------------------------------------------
+// Schedules (SPEC §4)
+
+const timezone = z
+  .string()
+  .superRefine((name, ctx) => {
+    const problem = checkTimezone(name);
+    if (problem) ctx.addIssue({ code: 'custom', input: name, message: hinted(problem.message, problem.hint) });
+  })
+  .default('UTC')
+  .meta({ description: 'IANA timezone name, e.g. Europe/Berlin (default: UTC).' });
+
+const catchupWindow = z
+  .union(
+    [
+      z.number().int().min(0),
+      z.string().regex(DURATION_PATTERN, {
+        error: (issue) => hinted(`catchupWindow ${show(issue.input)} is not a duration`, 'write e.g. "30m", "1h", "2h30m", "90s", or a number of seconds'),
+      }),
+    ],
+    { error: (issue) => hinted(`catchupWindow must be a duration, got ${show(issue.input)}`, 'write e.g. "30m", "1h", "2h30m", "90s", or a number of seconds') },
+  )
+  .optional()
+  .meta({
+    description: `Missed firings younger than this collapse into one run after downtime; older ones are skipped. A duration ("30m", "1h", "2h30m", "90s") or seconds (default: ${DEFAULT_CATCHUP_WINDOW_SECONDS / 3600}h).`,
+  });
+
+const externalId = (what: string) =>
+  z
+    .union([z.number().int().min(0), z.string().min(1)], {
+      error: (issue) => hinted(`${what} must be an id, got ${show(issue.input)}`, `write the ${what} as a number or a string`),
+    })
+    .meta({ description: `The ${what}, a number or a string.` });
+
+const scheduleSchema = z
+  .discriminatedUnion('type', [
+    z.strictObject({ type: z.literal('manual') }).meta({ description: 'Runs only when triggered by hand, by the API or by an upstream run.' }),
+    z
+      .strictObject({
+        type: z.literal('interval'),
+        unit: z.enum(IntervalUnit),
+        quantity: z.number().int().min(1).meta({ description: 'How many units between runs.' }),
+        startAt: z.iso
+          .datetime({
+            offset: true,
+            error: (issue) => hinted(`startAt ${show(issue.input)} is not an ISO date and time`, 'write e.g. "2024-01-01T06:00:00Z" or "2024-01-01T06:00:00+01:00"'),
+          })
+          .optional()
+          .meta({ description: 'ISO instant the intervals count from (default: the Unix epoch).' }),
+        catchupWindow,
+      })
+      .meta({ description: 'Every `quantity` `unit`s.' }),
+    z
+      .strictObject({
+        type: z.literal('cron'),
+        expression: z
+          .string()
+          .superRefine((expression, ctx) => {
+            const problem = checkCron(expression);
+            if (problem) ctx.addIssue({ code: 'custom', input: expression, message: hinted(problem.message, problem.hint) });
+          })
+          .meta({ description: 'A 5-field cron expression: minute hour day-of-month month day-of-week.' }),
+        timezone,
+        catchupWindow,
+      })
+      .meta({ description: 'At the times a cron expression names, in a timezone.' }),
+    z
+      .strictObject({
+        type: z.literal('recurrence'),
+        timezone,
+        days: z
+          .array(z.enum(Weekday))
+          .min(1, { error: hinted('days is an empty list', 'list at least one day, e.g. [monday, wednesday, friday]') })
+          .meta({ description: 'Days of the week it runs on.' }),
+        times: z
+          .array(
+            z.string().regex(TIME_OF_DAY_PATTERN, {
+              error: (issue) => hinted(`time ${show(issue.input)} is not HH:MM`, 'write a 24-hour time with two digits each, e.g. "06:30" or "18:00"'),
+            }),
+            { error: (issue) => hinted(`times must be a list of "HH:MM" times, got ${show(issue.input)}`, 'e.g. times: ["06:30", "18:00"]') },
+          )
+          .min(1, { error: hinted('times is an empty list', 'list at least one time of day, e.g. ["06:30"]') })
+          .meta({ description: 'Times of day, "HH:MM", 24-hour, quoted.' }),
+        catchupWindow,
+      })
+      .meta({ description: 'On some days of the week at some times of day, in a timezone.' }),
+    z
+      .strictObject({ type: z.literal('dbt_cloud'), accountId: externalId('dbt Cloud account id'), jobId: externalId('dbt Cloud job id') })
+      .meta({ description: 'After a dbt Cloud job completes successfully (through the dbt Cloud webhook).' }),
+    z
+      .strictObject({ type: z.literal('fivetran'), connectorId: text('connectorId', 'The Fivetran connector id.') })
+      .meta({ description: 'After a Fivetran connector sync ends successfully (through the Fivetran webhook).' }),
+    z
+      .strictObject({
+        type: z.literal('after'),
+        sync: text('sync', 'Slug of the sync whose completion triggers this.').optional(),
+        sequence: text('sequence', 'Slug of the sequence whose completion triggers this.').optional(),
+        on: z.enum(['success', 'any']).default('success').meta({ description: 'Trigger on success only, or on any outcome (default: success).' }),
+      })
+      .superRefine((after, ctx) => {
+        if ((after.sync === undefined) === (after.sequence === undefined)) {
+          ctx.addIssue({
+            code: 'custom',
+            input: after,
+            message: hinted(
+              after.sync === undefined ? 'an after schedule names no sync or sequence' : 'an after schedule names both a sync and a sequence',
+              'give exactly one of sync: <slug> or sequence: <slug>',
+            ),
+          });
+        }
+      })
+      .meta({ description: 'After another sync or sequence completes.' }),
+  ])
+  .transform((s): Schedule => {
+    switch (s.type) {
+      case 'manual':
+        return { type: 'manual' };
+      case 'interval':
+        return { type: 'interval', unit: s.unit, quantity: s.quantity, startAt: s.startAt ?? null, catchupWindowSeconds: catchupSeconds(s.catchupWindow) };
+      case 'cron':
+        return { type: 'cron', expression: s.expression.trim(), timezone: s.timezone, catchupWindowSeconds: catchupSeconds(s.catchupWindow) };
+      case 'recurrence':
+        return { type: 'recurrence', timezone: s.timezone, days: s.days, times: s.times, catchupWindowSeconds: catchupSeconds(s.catchupWindow) };
+      case 'dbt_cloud':
+        return { type: 'dbt_cloud', accountId: String(s.accountId), jobId: String(s.jobId) };
+      case 'fivetran':
+        return { type: 'fivetran', connectorId: s.connectorId };
+      case 'after':
+        return { type: 'after', sync: s.sync ?? null, sequence: s.sequence ?? null, on: s.on };
+      default:
+        return assertNever(s);
+    }
+  })
+  .meta({ description: 'When it runs (default: { type: manual }).' });
+
+function catchupSeconds(value: string | number | undefined): number {
+  return value === undefined ? DEFAULT_CATCHUP_WINDOW_SECONDS : durationSeconds(value);
+}
+
+const manual: Schedule = { type: 'manual' };
+
+// ---------------------------------------------------------------------------------------------
+// Syncs
+
+const mappingSchema = z
+  .strictObject({
+    from: text('from', 'Column of the model.'),
+    to: text('to', 'Field of the destination object.'),
+  })
+  .meta({ description: 'Sends a model column under another name.' });
+
+const syncSchema = z
+  .strictObject({
+    model: text('model', 'Slug of the model it reads.'),
+    destination: text('destination', 'Slug of the destination it writes to.'),
+    object: text('object', 'Table (or API object) inside the destination.'),
+    mode: z.enum(SyncMode).meta({ description: 'upsert, insert, update or mirror (SPEC §2.1).' }),
+    deleteBehavior: z
+      .enum(DeleteBehavior)
+      .default(DeleteBehavior.Ignore)
+      .meta({ description: 'What non-mirror modes do with rows that left the model (default: ignore).' }),
+    mappings: z
+      .array(mappingSchema)
+      .superRefine((mappings, ctx) => {
+        const seen = new Map<string, number>();
+        mappings.forEach((m, i) => {
+          const first = seen.get(m.to);
+          if (first === undefined) {
+            seen.set(m.to, i);
+            return;
+          }
+          ctx.addIssue({
+            code: 'custom',
+            path: [i, 'to'],
+            input: m.to,
+            message: hinted(
+              `columns "${mappings[first]?.from}" and "${m.from}" both map to destination field "${m.to}"`,
+              'map each destination field from one column only',
+            ),
+          });
+        });
+      })
+      .default([])
+      .meta({ description: 'Column renames; columns without a mapping keep their name (default: none).' }),
+    schedule: scheduleSchema.default(manual),
+    enabled: z.boolean().default(true).meta({ description: 'A disabled sync does not run on schedules (default: true).' }),
+    batchSize: z.number().int().min(1).max(100_000).default(1000).meta({ description: 'Rows per delivered batch, 1..100000 (default: 1000).' }),
+  })
+  .transform((s): Omit<SyncDef, 'slug'> => s);
+
+// ---------------------------------------------------------------------------------------------
+// Sequences
+
+const rejectedThresholdSchema = z
+  .union(
+    [
+      z.strictObject({ percent: z.number().min(0).max(100).meta({ description: 'Share of planned rows, 0..100.' }) }),
+      z.strictObject({ count: z.number().int().min(0).meta({ description: 'Number of rows.' }) }),
+    ],
+    {
+      error: (issue) =>
+        hinted(`rejectedThreshold must be { percent: P } or { count: N }, got ${show(issue.input)}`, 'e.g. rejectedThreshold: { percent: 5 } or rejectedThreshold: { count: 10 }'),
+    },
+  )
+  .meta({ description: 'Rejected rows allowed before on_fatal_or_rejected terminates the sequence (default: { count: 0 }).' });
+
+const memberObjectSchema = z
+  .strictObject({
+    sync: text('sync', 'Slug of the sync this member runs.'),
+    key: slug('member key').optional().meta({ description: 'Name other members use in `after` (default: the sync slug).' }),
+    terminate: z
+      .enum(TerminatePolicy)
+      .default(TerminatePolicy.OnFatal)
+      .meta({ description: 'What outcome of this member ends the sequence (default: on_fatal).' }),
+    rejectedThreshold: rejectedThresholdSchema.optional(),
+    after: z
+      .array(text('member key', 'Key of a member this one waits for.'))
+      .optional()
+      .meta({ description: 'Keys of the members it waits for; [] starts at once. Without any after, members run in list order.' }),
+  })
+  .superRefine((member, ctx) => {
+    if (member.rejectedThreshold !== undefined && member.terminate !== TerminatePolicy.OnFatalOrRejected) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['rejectedThreshold'],
+        input: member.rejectedThreshold,
+        message: hinted(
+          `rejectedThreshold has no effect with terminate "${member.terminate}"`,
+          'set terminate: on_fatal_or_rejected, or remove rejectedThreshold',
+        ),
+      });
+    }
+  });
+
+const memberSchema = z
+  .union([text('sync', 'Slug of the sync this member runs.'), memberObjectSchema], {
+    error: (issue) => hinted(`a member must be a sync slug or a mapping, got ${show(issue.input)}`, 'write - accounts-to-crm, or - { sync: accounts-to-crm, terminate: never }'),
+  })
+  .transform(
+    (m): MemberDef =>
+      typeof m === 'string'
+        ? { key: m, sync: m, terminate: TerminatePolicy.OnFatal, rejectedThreshold: { count: 0 }, after: null }
+        : {
+            key: m.key ?? m.sync,
+            sync: m.sync,
+            terminate: m.terminate,
+            rejectedThreshold: m.rejectedThreshold ?? { count: 0 },
+            after: m.after ?? null,
+          },
+  )
+  .meta({ description: 'A sync slug, or a mapping with the sync and its policy.' });
+
+const sequenceSchema = z
+  .strictObject({
+    name: text('name', 'Display name (default: the slug).').optional(),
+    members: z
+      .array(memberSchema)
+      .min(1, { error: hinted('a sequence needs at least one member', 'list its syncs under members, e.g. members: [accounts-to-crm, contacts-to-crm]') })
+      .meta({ description: 'The syncs it runs, in order unless `after` says otherwise.' }),
+    concurrency: z.number().int().min(1).max(1000).default(4).meta({ description: 'Members running at once in a graph sequence (default: 4).' }),
+    schedule: scheduleSchema.default(manual),
+    enabled: z.boolean().default(true).meta({ description: 'A disabled sequence runs only by hand (default: true).' }),
+  })
+  .transform((s): Omit<SequenceDef, 'slug' | 'name'> & { name?: string } => s);
+
+// ---------------------------------------------------------------------------------------------
+// Store and file
+
+export const DEFAULT_SQLITE_STORE_PATH = 'lockstep.db';
+
+export const storeSchema = z
+  .discriminatedUnion('type', [
+    z
+      .strictObject({
+        type: z.literal('sqlite'),
+        path: filePath.default(DEFAULT_SQLITE_STORE_PATH).meta({ description: `SQLite file, relative to the workspace folder (default: ${DEFAULT_SQLITE_STORE_PATH}).` }),
+      })
+      .meta({ description: 'Embedded store in a SQLite file.' }),
+    z.strictObject({ type: z.literal('postgres'), url }).meta({ description: 'Store in a PostgreSQL database.' }),
+  ])
+  .meta({ description: `Where Lockstep keeps workspace state, run history and snapshots (default: SQLite in ${DEFAULT_SQLITE_STORE_PATH}).` });
+
+/** A section: entities by slug. An empty section (`syncs:` with nothing under it) is allowed. */
+function section<T extends z.ZodType>(what: string, entity: T, description: string) {
+  return z.record(slug(`${what} slug`), entity).nullable().optional().meta({ description });
+}
+
+/** One workspace file; every section is optional, since a workspace may be spread over many files. */
+export const workspaceFileSchema = z
+  .strictObject({
+    store: storeSchema.optional(),
+    sources: section('source', connectionSchema, 'Databases models read from, by slug.'),
+    destinations: section('destination', connectionSchema, 'Systems syncs write to, by slug.'),
+    models: section('model', modelSchema, 'SQL queries on sources, by slug.'),
+    syncs: section('sync', syncSchema, 'Model → destination object, by slug.'),
+    sequences: section('sequence', sequenceSchema, 'Syncs run in a dependable order, by slug.'),
+  })
+  .meta({ title: 'Lockstep workspace', description: 'A Lockstep workspace file (lockstep.yaml or a file under lockstep/).' });
+
+export type WorkspaceFileContent = z.output<typeof workspaceFileSchema>;
+export type SectionName = Exclude<keyof WorkspaceFileContent, 'store'>;
+export const SECTION_NAMES: readonly SectionName[] = ['sources', 'destinations', 'models', 'syncs', 'sequences'];
