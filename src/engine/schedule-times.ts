@@ -8,23 +8,28 @@
  * - `recurrence`: days of the week × `HH:MM` times in a timezone, turned into croner patterns (one per
  *   distinct minute) and merged.
  *
- * Daylight saving time follows the schedule's timezone, as croner resolves wall-clock times:
- * - spring forward (a local time that does not exist, e.g. 02:30 on 2026-03-29 in Europe/Berlin):
- *   the time is shifted forward by the gap, so a daily 02:30 fires once, at 03:30 CEST (01:30Z).
- * - fall back (a local time that happens twice, e.g. 02:30 on 2026-10-25 in Europe/Berlin): only the
- *   second occurrence counts, 02:30 CET (01:30Z), so a daily 02:30 fires once. Croner converts a
- *   wall-clock time with the offset in force after the change; we keep its choice rather than
- *   second-guess it. A consequence for sub-hourly patterns: during the repeated hour only its second
- *   pass fires (e.g. `*\/30 * * * *` skips 02:00 and 02:30 CEST and fires 02:00 and 02:30 CET).
- * - times away from the change keep their local time: `0 9 * * *` is 09:00 local on both sides.
+ * Daylight saving time follows the schedule's timezone. Patterns match wall-clock times; a wall-clock
+ * time maps to an instant by one rule in every zone (the rule of ISC/Vixie cron for fixed-time jobs):
+ * - a time that happens twice (clocks go back) fires at its **first** occurrence, still on summer
+ *   time: a daily 02:30 Europe/Berlin on 2026-10-25 fires at 02:30 CEST (00:30Z), and not again at
+ *   02:30 CET. Firing at the first occurrence keeps "once a day" and never makes a run wait an extra
+ *   hour; it is also what `java.time` and Temporal's "compatible" disambiguation choose.
+ * - a time the clock skips (clocks go forward) fires at the moment of the jump: a daily 02:30
+ *   Europe/Berlin on 2026-03-29 fires at 03:00 CEST (01:00Z). Several skipped times of one schedule
+ *   collapse into that one firing, so nothing fires twice and nothing is lost.
+ * - everything else keeps its local time: `0 9 * * *` is 09:00 local before and after each change.
+ * - consequence for sub-hourly patterns: in a repeated hour only the first pass fires (`*\/30 * * * *`
+ *   fires 02:00 and 02:30 CEST, then 03:00 CET, skipping the second 02:00 and 02:30).
+ * Due times always grow with the time asked about, which `latestDueTimeBetween`'s bisection needs.
  *
- * Croner's timezone arithmetic goes through `Intl` and costs ~150 µs per call, so compiled rules are
- * cached per (pattern, timezone) and remember their recent answers: thousands of schedules that share a
- * pattern and a due time cost one computation. UTC schedules use croner's fixed-offset path (~3 µs).
+ * Cost: croner evaluates patterns with a zero UTC offset on wall-clock time (~3 µs); the zone's offsets
+ * come from a cached `Intl.DateTimeFormat` (a few µs each). Compiled rules are cached per (pattern,
+ * timezone) and remember their recent answers, so thousands of schedules sharing a pattern and a due
+ * time cost one computation.
  */
 import { Cron } from 'croner';
 import type { Diagnostic } from '../core/errors.js';
-import { ValidationError, assertNever } from '../core/errors.js';
+import { ErrorCode, LockstepError, ValidationError, assertNever } from '../core/errors.js';
 import type { IntervalUnit, TimedSchedule, Weekday } from '../core/workspace.js';
 
 /** Most due times `dueTimesBetween` returns unless told otherwise, so a huge gap stays cheap. */
@@ -255,8 +260,17 @@ function checkTimezone(timezone: string, path: string): string {
 const MAX_CACHED_RULES = 10_000;
 /** Answers each rule remembers (after → next). */
 const MAX_REMEMBERED_ANSWERS = 256;
+/** Matching wall-clock times a look-up may pass over inside a repeated hour before giving up. */
+const MAX_WALL_STEPS = 10_000;
 const rulesByPattern = new Map<string, CompiledSchedule>();
 
+/**
+ * A croner pattern evaluated on the wall clock of `timezone`. Croner runs with a zero UTC offset on
+ * "wall time read as UTC", and `ZoneClock` maps wall times to instants with one rule for every zone
+ * (see the top of this file). Croner's own `timezone` option is not used: its conversion picks the later
+ * occurrence of a repeated time east of Greenwich and the earlier one west of it, and in a repeated
+ * hour west of Greenwich it can answer a time before the one asked for; it is also ~10× slower.
+ */
 function calendarRule(pattern: string, timezone: string, path: string): CompiledSchedule {
   const cacheKey = `${timezone} ${pattern}`;
   const cached = rulesByPattern.get(cacheKey);
@@ -264,16 +278,34 @@ function calendarRule(pattern: string, timezone: string, path: string): Compiled
 
   let cron: Cron;
   try {
-    cron = new Cron(pattern, timezone === 'UTC' ? { utcOffset: 0, paused: true } : { timezone, paused: true });
+    cron = new Cron(pattern, { utcOffset: 0, paused: true });
   } catch (thrown) {
     const reason = thrown instanceof Error ? thrown.message.replace(/^CronPattern: /, '') : String(thrown);
     throw invalid(path, `invalid cron pattern "${pattern}": ${reason}`, 'see https://crontab.guru for the 5-field syntax');
   }
+  const nextWall = (wall: number): number | null => cron.nextRun(new Date(wall))?.getTime() ?? null;
+  const zone = timezone === 'UTC' ? null : zoneClock(timezone);
+
+  const compute = (after: number): number | null => {
+    if (zone === null) return nextWall(after);
+    // Walk the matching wall times from the wall time at `after`. Instants grow with wall times, so
+    // the first one past `after` is the answer; inside a repeated hour, wall times already shown
+    // the first time round map before `after` and are passed over.
+    let wall = zone.toWall(after);
+    for (let step = 0; step < MAX_WALL_STEPS; step++) {
+      const candidate = nextWall(wall);
+      if (candidate === null) return null;
+      const instant = zone.toInstant(candidate);
+      if (instant > after) return instant;
+      wall = candidate;
+    }
+    throw new LockstepError(ErrorCode.Internal, `cron pattern "${pattern}" in ${timezone}: no due time found after ${new Date(after).toISOString()}`);
+  };
   const answers = new Map<number, number | null>();
   const next = (after: number): number | null => {
     const known = answers.get(after);
     if (known !== undefined) return known;
-    const result = cron.nextRun(new Date(after))?.getTime() ?? null;
+    const result = compute(after);
     if (answers.size >= MAX_REMEMBERED_ANSWERS) answers.clear();
     answers.set(after, result);
     return result;
@@ -286,6 +318,80 @@ function calendarRule(pattern: string, timezone: string, path: string): Compiled
   if (rulesByPattern.size >= MAX_CACHED_RULES) rulesByPattern.clear();
   rulesByPattern.set(cacheKey, rule);
   return rule;
+}
+
+const DAY_MS = 86_400_000;
+const zoneClocks = new Map<string, ZoneClock>();
+
+function zoneClock(timezone: string): ZoneClock {
+  let zone = zoneClocks.get(timezone);
+  if (!zone) zoneClocks.set(timezone, (zone = new ZoneClock(timezone)));
+  return zone;
+}
+
+/**
+ * Instants ↔ wall-clock times ("the local date and time read as if it were UTC", in ms) of one IANA
+ * timezone. A wall time shown twice maps to its first occurrence; a wall time skipped by the clock
+ * moving forward maps to the instant the jump happens.
+ */
+class ZoneClock {
+  private readonly format: Intl.DateTimeFormat;
+
+  constructor(timezone: string) {
+    this.format = new Intl.DateTimeFormat('en-US', {
+      timeZone: timezone,
+      hourCycle: 'h23',
+      year: 'numeric',
+      month: 'numeric',
+      day: 'numeric',
+      hour: 'numeric',
+      minute: 'numeric',
+      second: 'numeric',
+    });
+  }
+
+  /** The zone's offset from UTC at `instant`, in ms (whole seconds). */
+  offsetAt(instant: number): number {
+    let year = 0;
+    let month = 1;
+    let day = 1;
+    let hour = 0;
+    let minute = 0;
+    let second = 0;
+    for (const part of this.format.formatToParts(instant)) {
+      const value = Number(part.value);
+      if (part.type === 'year') year = value;
+      else if (part.type === 'month') month = value;
+      else if (part.type === 'day') day = value;
+      else if (part.type === 'hour') hour = value;
+      else if (part.type === 'minute') minute = value;
+      else if (part.type === 'second') second = value;
+    }
+    return Date.UTC(year, month - 1, day, hour, minute, second) - Math.floor(instant / 1000) * 1000;
+  }
+
+  toWall(instant: number): number {
+    return instant + this.offsetAt(instant);
+  }
+
+  toInstant(wall: number): number {
+    // Offsets a day either side bound the (at most one) change near this wall time.
+    const offsetBefore = this.offsetAt(wall - DAY_MS);
+    const offsetAfter = this.offsetAt(wall + DAY_MS);
+    const early = wall - offsetBefore;
+    if (this.offsetAt(early) === offsetBefore) return early; // also the first of two occurrences
+    const late = wall - offsetAfter;
+    if (this.offsetAt(late) === offsetAfter) return late;
+    // Skipped by the clock moving forward: the change happened in (late, early]; find it.
+    let low = late;
+    let high = early;
+    while (high - low > 1000) {
+      const middle = low + Math.floor((high - low) / 2000) * 1000;
+      if (this.offsetAt(middle) === offsetBefore) low = middle;
+      else high = middle;
+    }
+    return high;
+  }
 }
 
 function countByWalking(next: (after: number) => number | null, from: number, to: number, cap: number): number {
