@@ -74,6 +74,7 @@ export class DuckDbSource implements Source {
         for (const full of batcher.push(rows)) {
           yielded = true;
           yield { columns, rows: full };
+          signal?.throwIfAborted();
         }
       }
       const rest = batcher.flush();
