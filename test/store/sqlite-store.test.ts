@@ -1,0 +1,161 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ErrorCode, LockstepError } from '../../src/core/errors.js';
+import { SCHEMA_VERSION } from '../../src/store/sqlite/migrations.js';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+import { crmWorkspace, describeStoreContract } from './store-contract.js';
+
+const T0 = 1_767_225_600_000;
+const folders: string[] = [];
+
+function tempFolder(): string {
+  const folder = mkdtempSync(join(tmpdir(), 'lockstep-store-'));
+  folders.push(folder);
+  return folder;
+}
+
+afterEach(() => {
+  for (const folder of folders.splice(0)) rmSync(folder, { recursive: true, force: true });
+});
+
+describeStoreContract('sqlite', async () => {
+  const folder = mkdtempSync(join(tmpdir(), 'lockstep-store-'));
+  const store = await SqliteStore.open({ path: join(folder, 'lockstep.db') });
+  return {
+    store,
+    cleanup: async () => {
+      await store.close();
+      rmSync(folder, { recursive: true, force: true });
+    },
+  };
+});
+
+async function rejection(promise: Promise<unknown>): Promise<LockstepError> {
+  const error = await promise.then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(LockstepError);
+  return error as LockstepError;
+}
+
+describe('SqliteStore on its file', () => {
+  it('creates the file and its folder, in WAL mode', async () => {
+    const path = join(tempFolder(), 'nested', 'deeper', 'lockstep.db');
+    await using store = await SqliteStore.open({ path });
+    expect(store.path).toBe(path);
+    const raw = new Database(path, { readonly: true });
+    try {
+      expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
+    } finally {
+      raw.close();
+    }
+  });
+
+  it('keeps its data across a reopen and does not run migrations again', async () => {
+    const path = join(tempFolder(), 'lockstep.db');
+    const first = await SqliteStore.open({ path });
+    expect(first.migrationsApplied).toEqual(Array.from({ length: SCHEMA_VERSION }, (_, i) => i + 1));
+    await first.applyWorkspace(crmWorkspace(), T0);
+    const sync = await first.getSync('accounts-to-crm');
+    const { run } = await first.enqueueSyncRun({ syncId: sync!.id, trigger: { type: 'manual', detail: null }, options: { fullResync: false, resetCDC: false } }, T0);
+    await first.snapshotWrite(sync!.id, [['[1]', 'h1']], []);
+    await first.close();
+
+    await using second = await SqliteStore.open({ path });
+    expect(second.migrationsApplied).toEqual([]);
+    expect(await second.getSync('accounts-to-crm')).toEqual(sync);
+    expect(await second.getSyncRun(run.id)).toEqual(run);
+    expect(await second.snapshotCount(sync!.id)).toBe(1);
+
+    const raw = new Database(path, { readonly: true });
+    try {
+      expect(raw.prepare('SELECT version FROM schema_migrations ORDER BY version').pluck().all()).toEqual(
+        Array.from({ length: SCHEMA_VERSION }, (_, i) => i + 1),
+      );
+    } finally {
+      raw.close();
+    }
+  });
+
+  it('refuses a file written by a newer Lockstep, naming the file and both versions', async () => {
+    const path = join(tempFolder(), 'lockstep.db');
+    await (await SqliteStore.open({ path })).close();
+    const raw = new Database(path);
+    raw.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(SCHEMA_VERSION + 1, 'future', T0);
+    raw.close();
+
+    const error = await rejection(SqliteStore.open({ path }));
+    expect(error.code).toBe(ErrorCode.Store);
+    expect(error.message).toContain(path);
+    expect(error.message).toContain(`schema version ${SCHEMA_VERSION + 1}`);
+  });
+
+  it('reports a file that is not a database as a store error naming it', async () => {
+    const path = join(tempFolder(), 'lockstep.db');
+    writeFileSync(path, 'this is not a SQLite database, it is a text file that is long enough to have a header'.repeat(20));
+    const error = await rejection(SqliteStore.open({ path }));
+    expect(error.code).toBe(ErrorCode.Store);
+    expect(error.message).toContain(path);
+    expect(error.message).toMatch(/damaged or is not a Lockstep store/);
+  });
+
+  it('reports a file locked beyond the busy timeout as a retryable store error', async () => {
+    const path = join(tempFolder(), 'lockstep.db');
+    await using store = await SqliteStore.open({ path, busyTimeoutMs: 50 });
+    const other = new Database(path);
+    try {
+      other.exec('BEGIN IMMEDIATE');
+      const error = await rejection(store.recordFiring('sync:1@0', T0));
+      expect(error.code).toBe(ErrorCode.Store);
+      expect(error.retryable).toBe(true);
+      expect(error.message).toContain(path);
+      other.exec('ROLLBACK');
+    } finally {
+      other.close();
+    }
+    // Nothing was half-written, and the store works once the lock is gone.
+    expect(await store.recordFiring('sync:1@0', T0)).toBe(true);
+  });
+
+  it('reports use after close as a store error', async () => {
+    const store = await SqliteStore.open({ path: join(tempFolder(), 'lockstep.db') });
+    await store.close();
+    await store.close();
+    const error = await rejection(store.getSync(1));
+    expect(error.code).toBe(ErrorCode.Store);
+  });
+
+  it('shares one file between two stores, as two processes would, and claims exclusively across them', async () => {
+    const path = join(tempFolder(), 'lockstep.db');
+    await using a = await SqliteStore.open({ path });
+    await using b = await SqliteStore.open({ path });
+    expect(b.migrationsApplied).toEqual([]);
+    await a.applyWorkspace(crmWorkspace(), T0);
+    const sync = await b.getSync('accounts-to-crm');
+    expect(sync).not.toBeNull();
+
+    const options = { fullResync: false, resetCDC: false };
+    const { run: first } = await a.enqueueSyncRun({ syncId: sync!.id, trigger: { type: 'manual', detail: null }, options }, T0);
+    expect(await b.enqueueSyncRun({ syncId: sync!.id, trigger: { type: 'api', detail: null }, options }, T0 + 1)).toMatchObject({
+      created: false,
+      run: { id: first.id },
+    });
+    const claims = await Promise.all([a.claimSyncRun(first.id, T0 + 2), b.claimSyncRun(first.id, T0 + 2)]);
+    expect(claims.filter((c) => c !== null)).toHaveLength(1);
+
+    const { run: second } = await b.enqueueSyncRun({ syncId: sync!.id, trigger: { type: 'manual', detail: null }, options }, T0 + 3);
+    expect(await a.claimSyncRun(second.id, T0 + 4)).toBeNull();
+    expect(await b.claimSyncRun(second.id, T0 + 4)).toBeNull();
+    await b.updateSyncRun(first.id, { status: 'success' }, T0 + 5);
+    expect((await a.getSyncRun(first.id))?.status).toBe('success');
+    expect(await a.claimSyncRun(second.id, T0 + 6)).toMatchObject({ status: 'querying' });
+    expect(await b.claimSyncRun(second.id, T0 + 6)).toBeNull();
+
+    expect(await a.recordFiring('sync:1@0', T0)).toBe(true);
+    expect(await b.recordFiring('sync:1@0', T0)).toBe(false);
+  });
+});
