@@ -1,0 +1,181 @@
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { describe, expect, it } from 'vitest';
+import { PostgresDestination, SqliteDestination } from '../../src/connectors/index.js';
+import { ErrorCode } from '../../src/core/errors.js';
+import type { Value } from '../../src/core/ports.js';
+import { createTestDatabase, sql } from '../helpers/postgres.js';
+import { describeDestinationContract, type FixtureColumn, type FixtureTable } from './destination-contract.js';
+
+const q = (name: string) => `"${name.replace(/"/g, '""')}"`;
+
+function tableDdl(table: FixtureTable, types: Record<FixtureColumn['type'], string>): string {
+  const columns = table.columns.map((c) =>
+    [
+      q(c.name),
+      types[c.type],
+      c.notNull ? 'not null' : '',
+      c.unique ? 'unique' : '',
+      c.references ? `references ${q(c.references.table)} (${q(c.references.column)})` : '',
+      c.check ? `check (${c.check})` : '',
+    ]
+      .filter(Boolean)
+      .join(' '),
+  );
+  if (table.primaryKey.length > 0) columns.push(`primary key (${table.primaryKey.map(q).join(', ')})`);
+  return `create table ${q(table.name)} (${columns.join(', ')})`;
+}
+
+function tempPath(file: string): string {
+  return join(mkdtempSync(join(tmpdir(), 'lockstep-destination-')), file);
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL
+
+const PG_TYPES = { int: 'integer', text: 'text', float: 'double precision' } as const;
+
+describeDestinationContract('postgres', {
+  async create(fixture) {
+    const url = await createTestDatabase('destination');
+    for (const table of fixture.tables) {
+      await sql(url, tableDdl(table, PG_TYPES));
+      for (const row of table.rows ?? []) {
+        await sql(url, `insert into ${q(table.name)} values (${row.map((_, i) => `$${i + 1}`).join(', ')})`, row);
+      }
+    }
+    return {
+      destination: await PostgresDestination.connect({ url }),
+      rows: (table, orderBy) => sql<Record<string, Value>>(url, `select * from ${q(table)} order by ${q(orderBy)}`),
+    };
+  },
+  openUnreachable: () => PostgresDestination.connect({ url: 'postgres://crm:s3cret-pw@127.0.0.1:1/crm' }),
+  secret: 's3cret-pw',
+});
+
+describe('PostgresDestination', () => {
+  it('rejects a value that does not fit the column type and writes the rest', async () => {
+    const url = await createTestDatabase('destination');
+    await sql(url, 'create table scores (id integer primary key, score integer, seen_at timestamptz)');
+    const destination = await PostgresDestination.connect({ url });
+    try {
+      const writer = await destination.prepare({ object: 'scores', keyColumns: ['id'], columns: ['id', 'score', 'seen_at'] });
+      const outcomes = await writer.write([
+        { kind: 'upsert', key: [1], values: [1, 10, '2024-01-02T03:04:05.000Z'] },
+        { kind: 'upsert', key: [2], values: [2, 'abc', null] },
+        { kind: 'upsert', key: [3], values: [3, true, null] },
+        { kind: 'upsert', key: [4], values: [4, '40', null] },
+      ]);
+      expect(outcomes[0]).toEqual({ ok: true });
+      expect(outcomes[1]).toEqual({ ok: false, reason: 'invalid input syntax for type integer: "abc"' });
+      expect(outcomes[2]?.ok).toBe(false);
+      expect(outcomes[3]).toEqual({ ok: true });
+      const rows = await sql<{ id: number; score: number; t: string | null }>(
+        url,
+        `select id, score, to_char(seen_at at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS') as t from scores order by id`,
+      );
+      expect(rows).toEqual([
+        { id: 1, score: 10, t: '2024-01-02 03:04:05' },
+        { id: 4, score: 40, t: null },
+      ]);
+    } finally {
+      await destination.close();
+    }
+  });
+
+  it('writes to schema.table', async () => {
+    const url = await createTestDatabase('destination');
+    await sql(url, 'create schema crm; create table crm.accounts (id integer primary key, name text)');
+    const destination = await PostgresDestination.connect({ url });
+    try {
+      const writer = await destination.prepare({ object: 'crm.accounts', keyColumns: ['id'], columns: ['id', 'name'] });
+      expect(await writer.write([{ kind: 'upsert', key: [1], values: [1, 'Acme'] }])).toEqual([{ ok: true }]);
+      expect(await sql(url, 'select * from crm.accounts')).toEqual([{ id: 1, name: 'Acme' }]);
+    } finally {
+      await destination.close();
+    }
+  });
+
+  it('reports bad credentials as a fatal connection error without the password', async () => {
+    const url = new URL(await createTestDatabase('destination'));
+    url.password = 'wrong-password';
+    const error = await PostgresDestination.connect({ url: url.toString() }).then(
+      () => null,
+      (e: unknown) => e as { code: string; message: string },
+    );
+    expect(error?.code).toBe(ErrorCode.Connection);
+    expect(error?.message).toContain(`${url.hostname}:${url.port}`);
+    expect(error?.message).not.toContain('wrong-password');
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// SQLite
+
+const SQLITE_TYPES = { int: 'INTEGER', text: 'TEXT', float: 'REAL' } as const;
+
+describeDestinationContract('sqlite', {
+  async create(fixture) {
+    const path = tempPath('crm.sqlite');
+    const setup = new Database(path);
+    for (const table of fixture.tables) {
+      setup.exec(tableDdl(table, SQLITE_TYPES));
+      const insert = setup.prepare(`insert into ${q(table.name)} values (${table.columns.map(() => '?').join(', ')})`);
+      for (const row of table.rows ?? []) insert.run(...row);
+    }
+    setup.close();
+    const destination = await SqliteDestination.open({ path });
+    return {
+      destination,
+      rows: async (table, orderBy) => {
+        const reader = new Database(path, { readonly: true });
+        try {
+          return reader.prepare(`select * from ${q(table)} order by ${q(orderBy)}`).all() as Array<Record<string, Value>>;
+        } finally {
+          reader.close();
+        }
+      },
+    };
+  },
+  openUnreachable: () => SqliteDestination.open({ path: tempPath('missing.sqlite') }),
+});
+
+describe('SqliteDestination', () => {
+  it('never creates a missing file', async () => {
+    const path = tempPath('missing.sqlite');
+    await expect(SqliteDestination.open({ path })).rejects.toMatchObject({ code: ErrorCode.Connection });
+    expect(existsSync(path)).toBe(false);
+  });
+
+  it('stores booleans as 1/0 and reports a locked file as transient', async () => {
+    const path = tempPath('crm.sqlite');
+    const setup = new Database(path);
+    setup.exec('create table flags (id integer primary key, on_off integer)');
+    setup.close();
+    const destination = await SqliteDestination.open({ path, busyTimeoutMs: 50 });
+    try {
+      const writer = await destination.prepare({ object: 'flags', keyColumns: ['id'], columns: ['id', 'on_off'] });
+      expect(await writer.write([{ kind: 'upsert', key: [1], values: [1, true] }, { kind: 'upsert', key: [2], values: [2, false] }])).toEqual([
+        { ok: true },
+        { ok: true },
+      ]);
+      const other = new Database(path);
+      try {
+        expect(other.prepare('select on_off from flags order by id').all()).toEqual([{ on_off: 1 }, { on_off: 0 }]);
+        other.exec('begin immediate');
+        await expect(writer.write([{ kind: 'upsert', key: [3], values: [3, true] }])).rejects.toMatchObject({
+          code: ErrorCode.Transient,
+          retryable: true,
+        });
+        other.exec('rollback');
+      } finally {
+        other.close();
+      }
+      expect(await writer.write([{ kind: 'upsert', key: [3], values: [3, true] }])).toEqual([{ ok: true }]);
+    } finally {
+      await destination.close();
+    }
+  });
+});
