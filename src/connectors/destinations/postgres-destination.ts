@@ -38,8 +38,8 @@ interface TableInfo {
 /**
  * Writes to PostgreSQL tables. A batch is one transaction: each kind of operation goes as one
  * statement over arrays (`unnest`), which is fast; when a row breaks a rule (SQLSTATE classes 21,
- * 22, 23) the transaction is rolled back and the batch replayed row by row under savepoints, so
- * exactly the offending rows are rejected, with PostgreSQL's message, and the rest committed.
+ * 22, 23) the transaction is rolled back and the batch replayed under savepoints, halving the
+ * failing parts down to single rows, so exactly the offending rows are rejected, with PostgreSQL's message, and the rest committed.
  */
 export class PostgresDestination implements Destination {
   readonly capabilities: DestinationCapabilities = { deletes: true, upsert: true };
@@ -151,6 +151,9 @@ function toText(value: Value): string | null {
 
 type Kind = WriteOperation['kind'];
 
+/** Parts of a failing batch at most this long are replayed row by row rather than halved. */
+const ROW_BY_ROW_BELOW = 8;
+
 class PostgresWriter implements DestinationWriter {
   private readonly table: string;
   private readonly statements = new Map<Kind, string>();
@@ -177,10 +180,10 @@ class PostgresWriter implements DestinationWriter {
         await client.query('rollback').catch(() => undefined);
         if (classifyPostgresError(thrown) !== PostgresFailure.Data) throw thrown;
       }
-      // Some row broke a rule: replay the batch row by row to find exactly which.
+      // Some row broke a rule: replay the batch in a new transaction to find exactly which.
       try {
         await client.query('begin');
-        const outcomes = await this.writeRowByRow(client, batch);
+        const outcomes = await this.writeIsolating(client, batch);
         await client.query('commit');
         return outcomes;
       } catch (thrown) {
@@ -218,21 +221,30 @@ class PostgresWriter implements DestinationWriter {
     return outcomes;
   }
 
-  private async writeRowByRow(client: pg.PoolClient, batch: WriteOperation[]): Promise<RowOutcome[]> {
-    const outcomes: RowOutcome[] = [];
-    for (const op of batch) {
-      await client.query('savepoint lockstep_row');
-      try {
-        const matched = await this.run(client, op.kind, [op]);
-        await client.query('release savepoint lockstep_row');
-        outcomes.push(matched && !matched.has(1) ? this.notFound(op) : { ok: true });
-      } catch (thrown) {
-        if (classifyPostgresError(thrown) !== PostgresFailure.Data) throw thrown;
-        await client.query('rollback to savepoint lockstep_row');
-        await client.query('release savepoint lockstep_row');
-        outcomes.push({ ok: false, reason: databaseMessage(thrown) });
-      }
+  /**
+   * Finds the rows that break a rule, under savepoints: a part of the batch is tried whole; when it
+   * fails it is split in halves, down to single rows, which are then rejected with PostgreSQL's
+   * message. A few bad rows in a large batch cost a few dozen statements, not one per row.
+   */
+  private async writeIsolating(client: pg.PoolClient, batch: WriteOperation[]): Promise<RowOutcome[]> {
+    await client.query('savepoint lockstep_part');
+    try {
+      const outcomes = await this.writeByKind(client, batch);
+      await client.query('release savepoint lockstep_part');
+      return outcomes;
+    } catch (thrown) {
+      if (classifyPostgresError(thrown) !== PostgresFailure.Data) throw thrown;
+      await client.query('rollback to savepoint lockstep_part');
+      await client.query('release savepoint lockstep_part');
+      if (batch.length === 1) return [{ ok: false, reason: databaseMessage(thrown) }];
     }
+    // Small parts go row by row at once; larger ones are halved.
+    const parts =
+      batch.length <= ROW_BY_ROW_BELOW
+        ? batch.map((op) => [op])
+        : [batch.slice(0, Math.ceil(batch.length / 2)), batch.slice(Math.ceil(batch.length / 2))];
+    const outcomes: RowOutcome[] = [];
+    for (const part of parts) outcomes.push(...(await this.writeIsolating(client, part)));
     return outcomes;
   }
 
