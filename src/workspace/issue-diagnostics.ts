@@ -32,11 +32,11 @@ const EXPECTED: Record<string, string> = {
   array: 'a list',
 };
 
-/** Field name for messages: the last key of the path (`times` for `times[2]`). */
+/** Field name for messages: the last key of the path, singular for a list item (`day` for `days[1]`). */
 function fieldName(path: readonly PathSegment[]): string {
   for (let i = path.length - 1; i >= 0; i--) {
     const segment = path[i];
-    if (typeof segment === 'string') return segment;
+    if (typeof segment === 'string') return i < path.length - 1 && /[^s]s$/.test(segment) ? segment.slice(0, -1) : segment;
   }
   return 'value';
 }
@@ -57,6 +57,12 @@ export function issueDiagnostics(issue: z.core.$ZodIssue, file: WorkspaceFile, d
   const { present, value } = lookup(data, path);
   const custom = splitHint(issue.message);
 
+  const discriminator = issue.code === 'invalid_union' && 'note' in issue && issue.note === 'No matching discriminator';
+  if (!present && path.length > 0 && !discriminator && (issue.code === 'invalid_type' || issue.code === 'invalid_value' || issue.code === 'invalid_union')) {
+    const expected = issue.code === 'invalid_value' ? `one of ${issue.values.map(String).join(', ')}` : issue.code === 'invalid_type' ? `<${EXPECTED[issue.expected] ?? issue.expected}>` : '...';
+    return [file.diagnostic(path, `missing ${field}`, `add ${field}: ${expected}`)];
+  }
+
   switch (issue.code) {
     case 'unrecognized_keys': {
       const allowed = issue.message.startsWith(ALLOWED_KEYS) ? issue.message.slice(ALLOWED_KEYS.length).split(',').filter((k) => k !== '') : [];
@@ -65,10 +71,8 @@ export function issueDiagnostics(issue: z.core.$ZodIssue, file: WorkspaceFile, d
       );
     }
     case 'invalid_type': {
-      if (!present) {
-        return [file.diagnostic(path, `missing ${field}`, `add ${field}: <${EXPECTED[issue.expected] ?? issue.expected}>`)];
-      }
-      return [file.diagnostic(path, `${field} must be ${EXPECTED[issue.expected] ?? issue.expected}, got ${show(value)}`, hintForType(field, issue.expected))];
+      const hint = issue.expected === 'string' && (typeof value === 'number' || typeof value === 'boolean') ? `write it in quotes: "${String(value)}"` : hintForType(field, issue.expected);
+      return [file.diagnostic(path, `${field} must be ${EXPECTED[issue.expected] ?? issue.expected}, got ${show(value)}`, hint)];
     }
     case 'invalid_value': {
       const allowed = issue.values.map(String);
@@ -76,12 +80,17 @@ export function issueDiagnostics(issue: z.core.$ZodIssue, file: WorkspaceFile, d
       return [file.diagnostic(path, `unknown ${field} ${show(value)}${suggestion}`, `use one of: ${allowed.join(', ')}`)];
     }
     case 'invalid_union': {
-      if ('note' in issue && issue.note === 'No matching discriminator') {
+      if (discriminator) {
         const options = ((issue as { options?: unknown[] }).options ?? []).map(String);
         const what = path.length >= 2 && path[path.length - 2] === 'schedule' ? 'schedule type' : field;
         if (value === undefined) return [file.diagnostic(path.slice(0, -1), `missing ${field}`, `add ${field}: one of ${options.join(', ')}`)];
         const suggestion = typeof value === 'string' ? didYouMean(value, options) : '';
         return [file.diagnostic(path, `unknown ${what} ${show(value)}${suggestion}`, `use one of: ${options.join(', ')}`)];
+      }
+      // When the value's type picks one alternative (a list, not a string), its own problems say more.
+      const fitting = issue.errors.filter((branch) => !branch.every((inner) => inner.code === 'invalid_type' && inner.path.length === 0));
+      if (fitting.length === 1 && fitting[0] !== undefined) {
+        return fitting[0].flatMap((inner) => issueDiagnostics({ ...inner, path: [...path, ...inner.path] } as z.core.$ZodIssue, file, data));
       }
       return [file.diagnostic(path, custom.hint ? custom.message : `${field} ${show(value)} is not valid`, custom.hint)];
     }

@@ -33,7 +33,7 @@ export function checkTimezone(name: string): Problem | null {
   // "Berlin" for "Europe/Berlin": match the city part too, not only the whole name.
   const city = name.toLowerCase().replace(/\s+/g, '_');
   const byCity = names.filter((n) => n.toLowerCase().split('/').pop() === city);
-  const close = [...new Set([...byCity, ...closeMatches(name, names)])].slice(0, 3);
+  const close = [...new Set([...byCity, ...closeMatches(name, names, 1)])].slice(0, 2);
   return {
     message: `unknown timezone ${show(name)}${close.length > 0 ? ` (did you mean ${close.map((n) => `"${n}"`).join(' or ')}?)` : ''}`,
     hint: 'use an IANA timezone name such as "UTC", "Europe/Berlin" or "America/New_York"',

@@ -65,7 +65,8 @@ const connectionSchema = z
     type: c.type,
     url: 'url' in c ? c.url : null,
     path: 'path' in c ? c.path : null,
-  }));
+  }))
+  .meta({ id: 'Connection', description: 'How a source or destination is reached.' });
 
 // ---------------------------------------------------------------------------------------------
 // Models
@@ -239,7 +240,7 @@ const scheduleSchema = z
         return assertNever(s);
     }
   })
-  .meta({ description: 'When it runs (default: { type: manual }).' });
+  .meta({ id: 'Schedule', description: 'When it runs (default: { type: manual }).' });
 
 function catchupSeconds(value: string | number | undefined): number {
   return value === undefined ? DEFAULT_CATCHUP_WINDOW_SECONDS : durationSeconds(value);
@@ -255,7 +256,7 @@ const mappingSchema = z
     from: text('from', 'Column of the model.'),
     to: text('to', 'Field of the destination object.'),
   })
-  .meta({ description: 'Sends a model column under another name.' });
+  .meta({ id: 'FieldMapping', description: 'Sends a model column under another name.' });
 
 const syncSchema = z
   .strictObject({
@@ -310,7 +311,7 @@ const rejectedThresholdSchema = z
         hinted(`rejectedThreshold must be { percent: P } or { count: N }, got ${show(issue.input)}`, 'e.g. rejectedThreshold: { percent: 5 } or rejectedThreshold: { count: 10 }'),
     },
   )
-  .meta({ description: 'Rejected rows allowed before on_fatal_or_rejected terminates the sequence (default: { count: 0 }).' });
+  .meta({ id: 'RejectedThreshold', description: 'Rejected rows allowed before on_fatal_or_rejected terminates the sequence (default: { count: 0 }).' });
 
 const memberObjectSchema = z
   .strictObject({
@@ -356,7 +357,7 @@ const memberSchema = z
             after: m.after ?? null,
           },
   )
-  .meta({ description: 'A sync slug, or a mapping with the sync and its policy.' });
+  .meta({ id: 'Member', description: 'A sync slug, or a mapping with the sync and its policy.' });
 
 const sequenceSchema = z
   .strictObject({
