@@ -7,9 +7,10 @@
  *   idle ──start()──▶ running ──stop()──▶ stopping ──loop and in-flight tick ended──▶ stopped
  *   idle ──stop()───▶ stopped
  *
- *   running: loop { tick; sleep until the earliest wake-up, at most maxSleepMs }. `reload()` and
- *   `stop()` cut the sleep short. `tick()` and `reload()` may also be called by hand in `idle`
- *   (tests do); they run one at a time. `stopped` is final.
+ *   running: loop { tick; sleep until the earliest wake-up, at most maxSleepMs }. `stop()` cuts the
+ *   sleep short, and so does `reload()` when an entry became due before the planned wake-up.
+ *   `tick()` and `reload()` may also be called by hand in `idle` (tests do); they run one at a time.
+ *   `stopped` is final.
  *
  * Entry states, per schedule id:
  *
@@ -18,6 +19,8 @@
  *   armed ──disabled──▶ disabled ──enabled──▶ armed with cursor = now (no firings for the past)
  *   armed ──schedule changed──▶ armed with cursor = now
  *   armed ──tick at/after its next due time──▶ armed, cursor = the due time fired (or skipped)
+ *     (after downtime: one firing for the latest due time inside catchupWindowSeconds; older due
+ *     times are skipped and logged)
  *   any ──gone from listSchedules──▶ forgotten
  *
  * The cursor is the due time up to which an entry has been evaluated: due times at or before it never
@@ -117,6 +120,8 @@ export class Scheduler implements AsyncDisposable {
   private loopDone: Promise<void> = Promise.resolve();
   /** Aborts the current sleep: on stop, and when a reload may have moved the earliest wake-up. */
   private sleepController: AbortController | null = null;
+  /** When the sleeping loop will look again. */
+  private plannedWakeAt = Number.POSITIVE_INFINITY;
   /** A reload failed (or could not arm an entry); the loop tries again. */
   private reloadNeeded = true;
 
@@ -164,7 +169,9 @@ export class Scheduler implements AsyncDisposable {
   reload(): Promise<void> {
     return this.exclusive(async () => {
       await this.reloadNow();
-      this.sleepController?.abort(new Error('schedules reloaded'));
+      // Wake the loop only when an entry is now due before the loop planned to look again.
+      const top = this.heap.peek();
+      if (top && top.wakeAt < this.plannedWakeAt) this.sleepController?.abort(new Error('schedules reloaded'));
     });
   }
 
@@ -211,6 +218,7 @@ export class Scheduler implements AsyncDisposable {
           await new Promise<void>((resolve) => setImmediate(resolve));
           continue;
         }
+        this.plannedWakeAt = this.clock.now() + wait;
         this.sleepController = new AbortController();
         try {
           await this.clock.sleep(wait, this.sleepController.signal);

@@ -59,6 +59,11 @@ export class FakeClock implements Clock {
     await flush();
   }
 
+  /** When the earliest pending sleep ends, or null when nothing sleeps. */
+  get nextWakeAt(): number | null {
+    return this.sleepers.reduce<number | null>((min, s) => (min === null || s.at < min ? s.at : min), null);
+  }
+
   /** Number of pending sleeps (for tests asserting that everything stopped). */
   get pendingSleeps(): number {
     return this.sleepers.length;
