@@ -41,7 +41,8 @@ export class SequenceRunner {
   /** Moves a running sequence run forward as far as its state allows. */
   advance(sequenceRunId: string): Promise<void> {
     const previous = this.inFlight.get(sequenceRunId) ?? Promise.resolve();
-    const next = previous.then(() => this.advanceOnce(sequenceRunId));
+    // A failed advance must not block the next one: each starts from the store's state anyway.
+    const next = previous.catch(() => undefined).then(() => this.advanceOnce(sequenceRunId));
     const tracked = next.finally(() => {
       if (this.inFlight.get(sequenceRunId) === tracked) this.inFlight.delete(sequenceRunId);
     });

@@ -314,6 +314,12 @@ export class Worker {
       } catch {
         return;
       }
+      // Self-healing: a hand-off lost to an error (a locked store, say) is retried here.
+      try {
+        for (const run of await this.options.store.listSequenceRunsByStatus(['running'])) await this.sequences.advance(run.id);
+      } catch (thrown) {
+        this.options.logger.error('could not advance running sequence runs', { error: toError(thrown).message });
+      }
       await this.pump();
     }
   }

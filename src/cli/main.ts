@@ -1,0 +1,364 @@
+/**
+ * The `lockstep` command line.
+ *
+ * Exit codes: 0 success (a sequence run `done`, a sync run `success` or `warning`); 1 a run ended
+ * `failed` or `cancelled`; 2 invalid input (workspace errors, unknown slug, bad arguments);
+ * 3 anything else (store or connection trouble, a bug).
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { createApp, type App } from '../app.js';
+import { resolveConfig, type LockstepConfig } from '../config.js';
+import { ErrorCode, LockstepError, ValidationError, toError } from '../core/errors.js';
+import { createJsonLogger } from '../core/logger.js';
+import { rejectedRowView, syncRunView } from '../core/run-views.js';
+import type { SyncRun } from '../core/runs.js';
+import { sequenceRunDetails } from '../engine/run-details.js';
+import { formatValidationReport, initWorkspace, loadWorkspace } from '../workspace/index.js';
+import { runDemo } from './demo.js';
+import { formatSequenceReport, formatSyncReport, mark, type Terminal } from './output.js';
+import { followSequenceRun, followSyncRun, printRejectedSamples } from './progress.js';
+import { acquireWorkerLock } from './worker-lock.js';
+
+export const EXIT = { ok: 0, runFailed: 1, invalid: 2, error: 3 } as const;
+
+interface GlobalOptions {
+  workspace?: string;
+  store?: string;
+  logLevel?: string;
+}
+
+const processTerminal: Terminal = {
+  out: (text) => process.stdout.write(text.endsWith('\n') ? text : `${text}\n`),
+  err: (text) => process.stderr.write(text.endsWith('\n') ? text : `${text}\n`),
+  isTTY: Boolean(process.stdout.isTTY),
+};
+
+/** Resolves the configuration: the workspace folder, its `store` setting, env and flags. */
+async function configFor(global: GlobalOptions): Promise<LockstepConfig> {
+  const workspaceDir = global.workspace ?? process.env.LOCKSTEP_WORKSPACE ?? process.cwd();
+  const loaded = await loadWorkspace(workspaceDir, process.env);
+  return resolveConfig({ workspaceDir, storeSetting: loaded.store, storeFlag: global.store, logLevel: global.logLevel });
+}
+
+/** The app with a worker running here, or only enqueueing when another process holds the embedded store's worker lock. */
+async function openApp(global: GlobalOptions, term: Terminal, runWork: boolean): Promise<{ app: App; close: () => Promise<void>; local: boolean }> {
+  const config = await configFor(global);
+  const app = await createApp(config, {
+    logger: createJsonLogger({ level: config.logLevel, write: (line) => term.err(line) }),
+  });
+  let release = () => {};
+  let local = false;
+  if (runWork) {
+    const lock = config.store.type === 'sqlite' ? acquireWorkerLock(config.store.path) : null;
+    if (lock && 'heldBy' in lock) {
+      term.err(`Another Lockstep process (pid ${lock.heldBy}) is working on this store; it will run this and we wait for it.`);
+    } else {
+      release = lock ? () => lock.release() : release;
+      await app.worker.start();
+      local = true;
+    }
+  }
+  return {
+    app,
+    local,
+    close: async () => {
+      await app.close();
+      release();
+    },
+  };
+}
+
+export function buildProgram(term: Terminal = processTerminal, setExit: (code: number) => void = () => {}): Command {
+  const program = new Command('lockstep')
+    .description('Reverse ETL with sync sequences: move warehouse rows into operational systems, in a dependable order.')
+    .option('-w, --workspace <dir>', 'workspace folder holding lockstep.yaml (default: the current folder)')
+    .option('--store <path-or-url>', 'store: a SQLite file path (default: lockstep.db in the workspace)')
+    .addOption(new Option('--log-level <level>', 'JSON log level on stderr').choices(['debug', 'info', 'warn', 'error']))
+    .showHelpAfterError()
+    .configureOutput({ writeOut: (s) => term.out(s), writeErr: (s) => term.err(s) })
+    .exitOverride();
+  const global = () => program.opts<GlobalOptions>();
+
+  program
+    .command('init')
+    .description('write a starter lockstep.yaml into the workspace folder')
+    .action(async () => {
+      const dir = global().workspace ?? process.cwd();
+      const files = await initWorkspace(dir);
+      for (const f of files) term.out(`wrote ${f}`);
+      term.out('Next: edit it, then `lockstep validate` and `lockstep apply`.');
+    });
+
+  program
+    .command('validate')
+    .description('check the workspace files and report every error at once')
+    .option('--json', 'print the diagnostics as JSON')
+    .action(async (opts: { json?: boolean }) => {
+      const dir = global().workspace ?? process.cwd();
+      const result = await loadWorkspace(dir, process.env);
+      if (opts.json) term.out(JSON.stringify({ valid: result.diagnostics.length === 0, diagnostics: result.diagnostics }, null, 2));
+      else if (result.diagnostics.length > 0) term.err(formatValidationReport(result.diagnostics));
+      else term.out(`✔ workspace is valid (${result.files.join(', ')})`);
+      if (result.diagnostics.length > 0) setExit(EXIT.invalid);
+    });
+
+  program
+    .command('plan')
+    .description('show what `apply` would create, change or delete in the store')
+    .action(async () => {
+      const { app, definition } = await openValidated(global(), term);
+      try {
+        const changes = await app.store.planWorkspace(definition);
+        if (changes.length === 0) term.out('No changes: the store matches the workspace files.');
+        for (const c of changes) {
+          const sign = c.action === 'create' ? '+' : c.action === 'delete' ? '-' : '~';
+          term.out(`${sign} ${c.action} ${c.kind} ${c.slug}${c.fields.length ? ` (${c.fields.join(', ')})` : ''}`);
+        }
+      } finally {
+        await app.close();
+      }
+    });
+
+  program
+    .command('apply')
+    .description('make the store match the workspace files')
+    .action(async () => {
+      const { app, definition } = await openValidated(global(), term);
+      try {
+        const changes = await app.store.applyWorkspace(definition, app.clock.now());
+        term.out(changes.length === 0 ? 'Nothing to apply: the store already matches.' : `Applied ${changes.length} change(s):`);
+        for (const c of changes) term.out(`  ${c.action} ${c.kind} ${c.slug}`);
+      } finally {
+        await app.close();
+      }
+    });
+
+  const syncCommand = program.command('sync').description('run and inspect syncs');
+  syncCommand
+    .command('run <slug>')
+    .description('run a sync now and wait for it')
+    .option('--full-resync', 'send every row, ignoring what was delivered before')
+    .option('--reset-cdc', 'rebuild the snapshot from the model without sending anything')
+    .option('--json', 'print the finished run as JSON')
+    .action(async (slug: string, opts: { fullResync?: boolean; resetCdc?: boolean; json?: boolean }) => {
+      const { app, close } = await openApp(global(), term, true);
+      try {
+        const { run } = await app.worker.triggerSync(
+          slug,
+          { fullResync: Boolean(opts.fullResync), resetCDC: Boolean(opts.resetCdc) },
+          { type: 'manual', detail: 'cli' },
+        );
+        const stopProgress = opts.json ? () => {} : followSyncRun(app, run.id, slug, term);
+        const final = await app.worker.waitForSyncRun(run.id);
+        stopProgress();
+        const rejected = await app.store.listRejectedRows(final.id, 10, 0);
+        if (opts.json) {
+          const all = await app.store.listRejectedRows(final.id, 1000, 0);
+          term.out(JSON.stringify({ ...syncRunView(final), sync: slug, rejectedRows: all.map(rejectedRowView) }, null, 2));
+        } else {
+          term.out(formatSyncReport(slug, syncRunView(final), rejected, totalRejected(final)));
+        }
+        setExit(final.status === 'failed' || final.status === 'cancelled' ? EXIT.runFailed : EXIT.ok);
+      } finally {
+        await close();
+      }
+    });
+  syncCommand
+    .command('cancel <runId>')
+    .description('cancel a sync run (a running one stops at its next batch)')
+    .action(async (runId: string) => {
+      const { app, close } = await openApp(global(), term, false);
+      try {
+        const run = await app.worker.cancelSyncRun(parseRunId(runId));
+        term.out(`sync run ${run.id}: ${run.status === 'cancelled' ? 'cancelled' : 'cancel requested'}`);
+      } finally {
+        await close();
+      }
+    });
+
+  const sequenceCommand = program.command('sequence').description('run and inspect sequences');
+  sequenceCommand
+    .command('run <slug>')
+    .description('run a sequence now, show its progress, and wait for it')
+    .option('--json', 'print the finished run as JSON (the shape of GET /api/v1/sync-sequences/runs/{id})')
+    .action(async (slug: string, opts: { json?: boolean }) => {
+      const { app, close } = await openApp(global(), term, true);
+      try {
+        const { run } = await app.worker.triggerSequence(slug, { type: 'manual', detail: 'cli' });
+        const stopProgress = opts.json ? () => {} : followSequenceRun(app, run.id, term);
+        const final = await app.worker.waitForSequenceRun(run.id);
+        stopProgress();
+        const view = await sequenceRunDetails(app.store, final);
+        if (opts.json) term.out(JSON.stringify(view, null, 2));
+        else {
+          term.out(formatSequenceReport(view));
+          await printRejectedSamples(app, view, term);
+        }
+        setExit(final.status === 'done' ? EXIT.ok : EXIT.runFailed);
+      } finally {
+        await close();
+      }
+    });
+  sequenceCommand
+    .command('cancel <runId>')
+    .description('cancel a sequence run: running members stop, the rest are skipped')
+    .action(async (runId: string) => {
+      const { app, close } = await openApp(global(), term, false);
+      try {
+        const run = await app.worker.cancelSequenceRun(runId);
+        term.out(`sequence run ${run.id}: ${run.status === 'cancelled' ? 'cancelled' : 'cancel requested'}`);
+      } finally {
+        await close();
+      }
+    });
+
+  program
+    .command('runs')
+    .description('list recent sequence runs and sync runs')
+    .option('--sequence <slug>', 'only runs of this sequence')
+    .option('--sync <slug>', 'only runs of this sync')
+    .option('--limit <n>', 'how many runs', '20')
+    .option('--json', 'print JSON')
+    .action(async (opts: { sequence?: string; sync?: string; limit: string; json?: boolean }) => {
+      const { app, close } = await openApp(global(), term, false);
+      try {
+        const limit = Number(opts.limit);
+        if (!Number.isInteger(limit) || limit <= 0) throw new LockstepError(ErrorCode.Validation, `--limit ${opts.limit} is not a positive whole number`);
+        await printRuns(app, term, { ...opts, limit });
+      } finally {
+        await close();
+      }
+    });
+
+  for (const [name, description, withScheduler, withWorker] of [
+    ['serve', 'run the scheduler and the workers until stopped (Ctrl-C)', true, true],
+    ['worker', 'run queued work until stopped', false, true],
+    ['scheduler', 'fire schedules until stopped (another process runs the work)', true, false],
+  ] as const) {
+    const cmd = program.command(name).description(description);
+    if (withWorker) cmd.option('--drain', 'exit once nothing is queued or running');
+    cmd.action(async (opts: { drain?: boolean }) => {
+      const { app, close, local } = await openApp(global(), term, withWorker);
+      if (withWorker && !local) {
+        await close();
+        throw new LockstepError(ErrorCode.Conflict, 'another Lockstep process already works on this store — stop it first, or use the PostgreSQL store to run several');
+      }
+      if (withScheduler) await app.scheduler.start();
+      term.err(`lockstep ${name}: running on ${app.config.store.type === 'sqlite' ? app.config.store.path : 'postgres'} (Ctrl-C to stop)`);
+      await waitForStop(app, Boolean(opts.drain));
+      await close();
+    });
+  }
+
+  program
+    .command('demo')
+    .description('build a small warehouse and CRM, and show a sequence running (no setup needed)')
+    .option('--dir <dir>', 'where to build the demo', 'lockstep-demo')
+    .action(async (opts: { dir: string }) => {
+      await runDemo({ dir: opts.dir, term });
+    });
+
+  return program;
+}
+
+/** Parses a workspace and opens the store; exits with the validation report if the files are invalid. */
+async function openValidated(global: GlobalOptions, term: Terminal) {
+  const dir = global.workspace ?? process.env.LOCKSTEP_WORKSPACE ?? process.cwd();
+  const loaded = await loadWorkspace(dir, process.env);
+  if (!loaded.definition) throw new ValidationError(loaded.diagnostics, formatValidationReport(loaded.diagnostics));
+  const config = resolveConfig({ workspaceDir: dir, storeSetting: loaded.store, storeFlag: global.store, logLevel: global.logLevel });
+  const app = await createApp(config, { logger: createJsonLogger({ level: config.logLevel, write: (line) => term.err(line) }) });
+  return { app, definition: loaded.definition };
+}
+
+function totalRejected(run: SyncRun): number {
+  return run.failedRows.addedCount + run.failedRows.changedCount + run.failedRows.removedCount;
+}
+
+function parseRunId(text: string): number {
+  const id = Number(text);
+  if (!Number.isInteger(id) || id <= 0) throw new LockstepError(ErrorCode.Validation, `sync run id "${text}" is not a positive whole number`);
+  return id;
+}
+
+async function printRuns(app: App, term: Terminal, opts: { sequence?: string; sync?: string; limit: number; json?: boolean }) {
+  const page = { limit: opts.limit, offset: 0, order: 'desc' as const };
+  const out: { sequenceRuns: unknown[]; syncRuns: unknown[] } = { sequenceRuns: [], syncRuns: [] };
+  if (!opts.sync) {
+    const sequence = opts.sequence ? await app.store.getSequence(opts.sequence) : null;
+    if (opts.sequence && !sequence) throw new LockstepError(ErrorCode.NotFound, `no sequence "${opts.sequence}" in the store — run \`lockstep apply\``);
+    const runs = await app.store.listSequenceRuns({ ...page, sequenceId: sequence?.id });
+    for (const run of runs) out.sequenceRuns.push(await sequenceRunDetails(app.store, run));
+  }
+  if (!opts.sequence) {
+    const sync = opts.sync ? await app.store.getSync(opts.sync) : null;
+    if (opts.sync && !sync) throw new LockstepError(ErrorCode.NotFound, `no sync "${opts.sync}" in the store — run \`lockstep apply\``);
+    const runs = await app.store.listSyncRuns({ ...page, syncId: sync?.id });
+    const slugs = new Map<number, string>();
+    for (const run of runs) {
+      if (!slugs.has(run.syncId)) slugs.set(run.syncId, (await app.store.getSync(run.syncId))?.slug ?? String(run.syncId));
+      out.syncRuns.push({ ...syncRunView(run), sync: slugs.get(run.syncId) });
+    }
+  }
+  if (opts.json) {
+    term.out(JSON.stringify(out, null, 2));
+    return;
+  }
+  if (out.sequenceRuns.length > 0) {
+    term.out('Sequence runs');
+    for (const v of out.sequenceRuns as Awaited<ReturnType<typeof sequenceRunDetails>>[]) {
+      term.out(`  ${mark(v.status)} ${v.createdAt}  ${v.sequence ?? v.sequenceId}  ${v.status}  ${v.id}${v.reason ? `  — ${v.reason}` : ''}`);
+    }
+  }
+  if (out.syncRuns.length > 0) {
+    term.out('Sync runs');
+    for (const v of out.syncRuns as Array<ReturnType<typeof syncRunView> & { sync: string }>) {
+      term.out(
+        `  ${mark(v.status)} ${v.createdAt}  #${v.id}  ${v.sync}  ${v.status}  read ${v.querySize}, delivered +${v.successfulRows.addedCount} ~${v.successfulRows.changedCount} -${v.successfulRows.removedCount}, rejected ${v.failedRows.addedCount + v.failedRows.changedCount + v.failedRows.removedCount}${v.error ? `  — ${v.error}` : ''}`,
+      );
+    }
+  }
+  if (out.sequenceRuns.length === 0 && out.syncRuns.length === 0) term.out('No runs yet. Start one with `lockstep sequence run <slug>` or `lockstep sync run <slug>`.');
+}
+
+async function waitForStop(app: App, drain: boolean): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const stop = () => {
+      clearInterval(timer);
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      resolve();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+    const timer = setInterval(() => {
+      if (!drain) return;
+      void Promise.all([app.store.listQueuedSyncRuns(), app.store.listSequenceRunsByStatus(['pending', 'running'])]).then(
+        ([queued, sequences]) => {
+          if (queued.length === 0 && sequences.length === 0 && app.worker.idle) stop();
+        },
+      );
+    }, 100);
+  });
+}
+
+/** Runs the CLI; returns the exit code. Errors are printed with what to do, never as stack traces. */
+export async function main(argv: string[], term: Terminal = processTerminal): Promise<number> {
+  let exitCode: number = EXIT.ok;
+  const program = buildProgram(term, (code) => (exitCode = code));
+  try {
+    await program.parseAsync(argv);
+    return exitCode;
+  } catch (thrown) {
+    if (thrown instanceof CommanderError) {
+      return thrown.exitCode === 0 ? EXIT.ok : EXIT.invalid;
+    }
+    const error = toError(thrown);
+    term.err(error instanceof ValidationError ? error.message : `error: ${error.message}`);
+    if (error instanceof LockstepError) {
+      return error.code === ErrorCode.Validation || error.code === ErrorCode.NotFound ? EXIT.invalid : EXIT.error;
+    }
+    if (process.env.LOCKSTEP_DEBUG) term.err(error.stack ?? '');
+    return EXIT.error;
+  }
+}
