@@ -4,7 +4,6 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Logger } from '../../src/core/ports.js';
-import type { TimedSchedule } from '../../src/core/workspace.js';
 import type { ScheduleEntry, SchedulerStore } from '../../src/engine/scheduler.js';
 import { Scheduler } from '../../src/engine/scheduler.js';
 import { FakeClock, flush } from '../helpers/fake-clock.js';
