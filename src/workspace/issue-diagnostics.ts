@@ -83,7 +83,7 @@ export function issueDiagnostics(issue: z.core.$ZodIssue, file: WorkspaceFile, d
       if (discriminator) {
         const options = ((issue as { options?: unknown[] }).options ?? []).map(String);
         const what = path.length >= 2 && path[path.length - 2] === 'schedule' ? 'schedule type' : field;
-        if (value === undefined) return [file.diagnostic(path.slice(0, -1), `missing ${field}`, `add ${field}: one of ${options.join(', ')}`)];
+        if (value === undefined) return [file.diagnostic(path, `missing ${field}`, `add ${field}: one of ${options.join(', ')}`)];
         const suggestion = typeof value === 'string' ? didYouMean(value, options) : '';
         return [file.diagnostic(path, `unknown ${what} ${show(value)}${suggestion}`, `use one of: ${options.join(', ')}`)];
       }
@@ -126,6 +126,12 @@ function hintForType(field: string, expected: string): string {
       return 'list member keys, e.g. after: [accounts]';
     case 'enabled':
       return 'write true or false';
+    case 'sources':
+    case 'destinations':
+    case 'models':
+    case 'syncs':
+    case 'sequences':
+      return `declare each entry as <slug>: { ... } under ${field}:`;
     default:
       return `write ${EXPECTED[expected] ?? expected}`;
   }

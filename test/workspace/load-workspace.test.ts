@@ -488,6 +488,27 @@ describe('loadWorkspace: errors', () => {
     ]);
   });
 
+  it('reports wrong shapes: a list for a mapping, a string for a list, a schedule without type', async () => {
+    const result = await load({
+      'lockstep.yaml': yaml(
+        'sources: [warehouse]',
+        'syncs:',
+        '  s1: { model: m, destination: d, object: o, mode: upsert, schedule: { expression: "0 * * * *" } }',
+        '  s2: { model: m, destination: d, object: o, mode: upsert, schedule: hourly }',
+        'sequences:',
+        '  q: { members: s1 }',
+        '  r: { members: [s1], schedule: { type: after } }',
+      ),
+    });
+    expect(result.diagnostics.filter((d) => !d.message.startsWith('unknown ')).map((d) => `${brief(d)} — ${d.hint}`)).toEqual([
+      'lockstep.yaml:1: sources: sources must be a mapping, got a list — declare each entry as <slug>: { ... } under sources:',
+      'lockstep.yaml:3: syncs.s1.schedule.type: missing type — add type: one of manual, interval, cron, recurrence, dbt_cloud, fivetran, after',
+      'lockstep.yaml:4: syncs.s2.schedule: schedule must be a mapping, got "hourly" — e.g. schedule: { type: cron, expression: "0 * * * *" } or schedule: { type: manual }',
+      'lockstep.yaml:6: sequences.q.members: members must be a list, got "s1" — e.g. members: [accounts-to-crm, contacts-to-crm]',
+      'lockstep.yaml:7: sequences.r.schedule: an after schedule names no sync or sequence — give exactly one of sync: <slug> or sequence: <slug>',
+    ]);
+  });
+
   it('sorts diagnostics by file, then line, across files', async () => {
     const result = await load({
       'lockstep.yaml': yaml('models:', '  m: { source: nowhere, primaryKey: id, query: q }', 'syncs:', '  s: { model: m, destination: d, object: o, mode: upsert }'),
