@@ -375,6 +375,8 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
 
         const { run: second } = await store.enqueueSyncRun({ syncId: id, trigger: MANUAL, options: NO_OPTIONS }, T0 + 2);
         expect(await store.claimSyncRun(second.id, T0 + 3)).toBeNull();
+        // Not even a direct status change may make a second run of the sync active.
+        await expectError(store.updateSyncRun(second.id, { status: 'processing' }, T0 + 3), ErrorCode.Conflict);
         await store.updateSyncRun(first.id, { status: 'processing' }, T0 + 4);
         expect(await store.claimSyncRun(second.id, T0 + 5)).toBeNull();
         await store.updateSyncRun(first.id, { status: 'reporting' }, T0 + 6);
@@ -661,6 +663,10 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         const members = (await store.getSequenceRun(run.id))!.members;
         expect(members.map((m) => m.syncRunId)).toEqual([retried[0]!.id, fanOut[0]!.id, fanOut[1]!.id]);
         await expectError(store.startMembers('00000000-0000-4000-8000-000000000000', [], T0), ErrorCode.NotFound);
+        await expectError(store.startMembers(run.id, [{ key: 'nope', syncId: accounts }], T0), ErrorCode.NotFound);
+        const { run: other } = await store.enqueueSequenceRun(await sequence('crm-hierarchy'), MANUAL, T0);
+        await expectError(store.startMembers(other.id, [{ key: 'deals-to-crm', syncId: 9999 }], T0), ErrorCode.NotFound);
+        expect((await store.getSequenceRun(other.id))?.members.every((m) => m.syncRunId === null)).toBe(true);
       });
 
       const outcomes: Array<[SyncRunStatus, 'success' | 'warning' | 'failed' | 'cancelled']> = [

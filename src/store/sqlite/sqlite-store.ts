@@ -88,7 +88,22 @@ export interface SqliteStoreOptions {
   clock?: Clock;
   /** Milliseconds to wait for another process's write lock before failing (default: 5000). */
   busyTimeoutMs?: number;
+  /**
+   * Milliseconds between background WAL checkpoints; 0 leaves checkpoints to SQLite's automatic
+   * one only (default: 1000). See `WAL_AUTOCHECKPOINT_PAGES`.
+   */
+  checkpointIntervalMs?: number;
 }
+
+/**
+ * SQLite checkpoints the WAL inside whichever commit makes it exceed this many pages, and that
+ * commit pays for copying pages and an fsync: a hand-off landing there would take milliseconds.
+ * So checkpoints run on a timer between commits, and this high mark (about 40 MB of 4 KB pages)
+ * only bounds the WAL when the timer cannot keep up (a long bulk write).
+ */
+const WAL_AUTOCHECKPOINT_PAGES = 10_000;
+/** The WAL is truncated back to this size after a checkpoint, so one bulk write does not leave a huge file. */
+const WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024;
 
 /** Most bound parameters in one statement; SQLite's own limit is far higher, this keeps statements small. */
 const MAX_PARAMS = 500;
@@ -309,8 +324,16 @@ export class SqliteStore implements Store, AsyncDisposable {
   private readonly tx: SqliteTransaction<[() => unknown], unknown>;
   /** Statements whose SQL depends on the arguments (IN-lists, list filters), prepared once per shape. */
   private readonly dynamic = new Map<string, SqliteStatement>();
+  private readonly checkpointTimer: NodeJS.Timeout | null;
 
-  private constructor(db: SqliteDatabase, path: string, clock: Clock, busyTimeoutMs: number, applied: number[]) {
+  private constructor(
+    db: SqliteDatabase,
+    path: string,
+    clock: Clock,
+    busyTimeoutMs: number,
+    checkpointIntervalMs: number,
+    applied: number[],
+  ) {
     this.db = db;
     this.path = path;
     this.clock = clock;
@@ -318,6 +341,10 @@ export class SqliteStore implements Store, AsyncDisposable {
     this.migrationsApplied = applied;
     this.s = prepareStatements(db);
     this.tx = db.transaction((fn: () => unknown) => fn());
+    this.checkpointTimer =
+      checkpointIntervalMs > 0 && path !== ':memory:'
+        ? setInterval(() => this.checkpoint(), checkpointIntervalMs).unref()
+        : null;
   }
 
   /** Opens the store at `path`, creating the file and bringing its schema up to date. */
@@ -325,6 +352,7 @@ export class SqliteStore implements Store, AsyncDisposable {
     const path = options.path === ':memory:' ? options.path : resolve(options.path);
     const clock = options.clock ?? systemClock;
     const busyTimeoutMs = options.busyTimeoutMs ?? 5000;
+    const checkpointIntervalMs = options.checkpointIntervalMs ?? 1000;
     let db: SqliteDatabase | undefined;
     try {
       if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
@@ -333,8 +361,10 @@ export class SqliteStore implements Store, AsyncDisposable {
       // NORMAL in WAL mode: a commit survives a process crash; only an OS crash can lose the last commits.
       db.pragma('synchronous = NORMAL');
       db.pragma('foreign_keys = ON');
+      db.pragma(`wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
+      db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
       const applied = migrate(db, path, clock.now());
-      return new SqliteStore(db, path, clock, busyTimeoutMs, applied);
+      return new SqliteStore(db, path, clock, busyTimeoutMs, checkpointIntervalMs, applied);
     } catch (error) {
       if (db?.open) db.close();
       const wrapped = storeError(path, busyTimeoutMs, error);
@@ -346,6 +376,7 @@ export class SqliteStore implements Store, AsyncDisposable {
   }
 
   async close(): Promise<void> {
+    if (this.checkpointTimer) clearInterval(this.checkpointTimer);
     if (this.db.open) this.db.close();
   }
 
@@ -686,6 +717,9 @@ export class SqliteStore implements Store, AsyncDisposable {
         }
         if (TERMINAL_MEMBER_RUN_STATUSES.includes(current.member_status as MemberRunStatus)) continue;
         if (current.sync_run_id !== null && current.run_status !== 'interrupted') continue;
+        if (!this.s.liveSync.get(member.syncId)) {
+          throw new NotFoundError(`member "${member.key}" of sequence run ${sequenceRunId} runs sync ${member.syncId}, which does not exist`);
+        }
         const row = this.insertSyncRun(
           member.syncId,
           { type: 'sequence', detail: sequenceRunId },
@@ -888,6 +922,19 @@ export class SqliteStore implements Store, AsyncDisposable {
     return toSequenceRun(row, this.s.members.all(row.id) as MemberRunRow[]);
   }
 
+  /**
+   * Copies committed WAL pages into the database file without waiting for readers or writers
+   * (PASSIVE). A failure here is harmless: the next checkpoint, or SQLite's own, does the work.
+   */
+  private checkpoint(): void {
+    if (!this.db.open) return;
+    try {
+      this.db.pragma('wal_checkpoint(PASSIVE)');
+    } catch {
+      // Busy or closing; retried on the next tick.
+    }
+  }
+
   private statement(sql: string): SqliteStatement {
     let statement = this.dynamic.get(sql);
     if (!statement) {
@@ -940,6 +987,13 @@ function storeError(path: string, busyTimeoutMs: number, error: unknown): unknow
   if (error instanceof LockstepError) return error;
   if (isSqliteError(error)) {
     const code = error.code;
+    // The unique indexes are the last guard of the run rules (one active run per sync, ...):
+    // hitting one is a conflict with the current state, not a broken store.
+    if (code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
+      return new LockstepError(ErrorCode.Conflict, `store ${path}: the change conflicts with the current state (${error.message})`, {
+        cause: error,
+      });
+    }
     const busy = code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED');
     return new LockstepError(ErrorCode.Store, `store ${path}: ${describeSqliteCode(code, busyTimeoutMs)} (${error.message})`, {
       cause: error,
