@@ -102,8 +102,9 @@ export function checkWorkspace(catalog: Catalog, env: Env): Diagnostic[] {
       const data = asRecord(member);
       const sync = typeof member === 'string' ? asString(member) : asString(data?.sync);
       const key = asString(data?.key) ?? sync;
-      const after = Array.isArray(data?.after) ? data.after : [];
-      return { index, sync, key, explicitKey: asString(data?.key) !== null, after, syncPath: typeof member === 'string' ? [...base, index] : [...base, index, 'sync'] };
+      const hasAfter = Array.isArray(data?.after);
+      const after = hasAfter ? (data?.after as unknown[]) : [];
+      return { index, sync, key, explicitKey: asString(data?.key) !== null, after, hasAfter, syncPath: typeof member === 'string' ? [...base, index] : [...base, index, 'sync'] };
     });
     const keys = new Map<string, number>();
     const syncs = new Map<string, number>();
@@ -152,10 +153,16 @@ export function checkWorkspace(catalog: Catalog, env: Env): Diagnostic[] {
         );
       });
     }
-    // Cycles among `after` dependencies, each shown once from its earliest member.
+    // Cycles among dependencies, each shown once from its earliest member. A member without
+    // `after` waits for the member before it (core's memberDependencies), so that edge counts too.
     const dependsOn = (key: string): string[] => {
       const member = parsed[keys.get(key) ?? -1];
-      return member ? member.after.filter((k): k is string => typeof k === 'string' && keys.has(k)) : [];
+      if (!member) return [];
+      if (!member.hasAfter) {
+        const previous = parsed[member.index - 1]?.key;
+        return previous && keys.has(previous) ? [previous] : [];
+      }
+      return member.after.filter((k): k is string => typeof k === 'string' && keys.has(k));
     };
     for (const cycle of findCycles(known, dependsOn)) {
       const start = keys.get(cycle[0] as string) ?? 0;

@@ -370,12 +370,18 @@ describe('loadWorkspace: errors', () => {
         '    members:',
         '      - { sync: accounts-to-crm, key: first }',
         '      - { sync: contacts-to-crm, key: first }',
+        '  implicit:',
+        '    members:',
+        '      - { sync: accounts-to-crm, after: [contacts-to-crm] }',
+        '      - { sync: contacts-to-crm }',
       ),
     });
     expect(result.diagnostics.map(brief)).toEqual([
       'lockstep.yaml:11: sequences.crm.members[0].after: sequence "crm" has a cycle: accounts -> deals -> contacts -> accounts',
       'lockstep.yaml:16: sequences.self.members[0].after: sequence "self" has a cycle: accounts-to-crm -> accounts-to-crm',
       'lockstep.yaml:20: sequences.dup-keys.members[1].key: member key "first" is used twice in sequence "dup-keys" (members[0] and members[1])',
+      // A member without `after` waits for the one before it, which closes this loop.
+      'lockstep.yaml:23: sequences.implicit.members[0].after: sequence "implicit" has a cycle: accounts-to-crm -> contacts-to-crm -> accounts-to-crm',
     ]);
     expect(result.diagnostics[0]?.hint).toBe('members in a cycle would wait for each other forever; remove one of these after entries');
   });
