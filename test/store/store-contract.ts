@@ -216,8 +216,12 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         const { run } = await store.enqueueSyncRun({ syncId: dealsId, trigger: MANUAL, options: NO_OPTIONS }, T0);
         await store.claimSyncRun(run.id, T0 + 1);
         await store.updateSyncRun(run.id, { status: 'success' }, T0 + 2);
+        await store.snapshotWrite(dealsId, [['["eu",1]', 'h1']], []);
+        const { run: queued } = await store.enqueueSyncRun({ syncId: dealsId, trigger: MANUAL, options: NO_OPTIONS }, T0 + 3);
+        const { run: pendingGraph } = await store.enqueueSequenceRun(await sequence('crm-graph'), MANUAL, T0 + 3);
 
         const next = crmWorkspace();
+        next.sequences = next.sequences.filter((s) => s.slug !== 'crm-graph');
         next.syncs = next.syncs.filter((s) => s.slug !== 'deals-to-crm');
         next.models = next.models.filter((m) => m.slug !== 'deals');
         next.sequences = next.sequences.map((s) => ({ ...s, members: s.members.filter((m) => m.sync !== 'deals-to-crm') }));
@@ -231,8 +235,15 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         const state = await store.loadWorkspace();
         expect(state.syncs.map((s) => s.slug).sort()).toEqual(['accounts-to-crm', 'contacts-to-crm']);
         const history = await store.listSyncRuns({ syncId: dealsId, limit: 10, offset: 0, order: 'desc' });
-        expect(history.map((r) => r.id)).toEqual([run.id]);
+        expect(history.map((r) => r.id)).toEqual([queued.id, run.id]);
         expect(await store.getSyncRun(run.id)).toMatchObject({ syncId: dealsId, status: 'success' });
+        // Work that can no longer run goes with what was deleted.
+        expect(await store.getSyncRun(queued.id)).toMatchObject({ status: 'cancelled', finishedAt: T0 + 10 });
+        expect(await store.listQueuedSyncRuns()).toEqual([]);
+        const graphRun = await store.getSequenceRun(pendingGraph.id);
+        expect(graphRun).toMatchObject({ status: 'cancelled', finishedAt: T0 + 10 });
+        expect(graphRun?.members.every((m) => m.status === 'skipped')).toBe(true);
+        expect(await store.getSequence('crm-graph')).toBeNull();
 
         await store.applyWorkspace(crmWorkspace(), T0 + 20);
         const recreated = await store.getSync('deals-to-crm');
@@ -240,6 +251,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         expect(recreated!.id).not.toBe(dealsId);
         expect(recreated!.id).toBeGreaterThan(Math.max(...Object.values(syncs).map((s) => s.id)));
         expect(recreated!.createdAt).toBe(T0 + 20);
+        expect(await store.snapshotCount(dealsId)).toBe(0);
         expect((await store.getSync('accounts-to-crm'))?.id).toBe(syncs['accounts-to-crm']!.id);
       });
 
@@ -522,6 +534,8 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
           { syncRunId: b.id, key: '["eu",1]', op: 'added', reason: 'HTTP 422: bad email' },
         ]);
         expect(await store.listRejectedRows(9999, 10, 0)).toEqual([]);
+        await expectError(store.addRejectedRows([{ syncRunId: 9999, key: '[1]', op: 'added', reason: 'x' }]), ErrorCode.NotFound);
+        expect(await store.listRejectedRows(a.id, 100, 0)).toHaveLength(7);
       });
 
       it('interrupts every active run after a crash and leaves the others alone', async () => {

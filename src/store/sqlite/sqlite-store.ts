@@ -989,6 +989,9 @@ function storeError(path: string, busyTimeoutMs: number, error: unknown): unknow
     const code = error.code;
     // The unique indexes are the last guard of the run rules (one active run per sync, ...):
     // hitting one is a conflict with the current state, not a broken store.
+    if (code === 'SQLITE_CONSTRAINT_FOREIGNKEY') {
+      return new NotFoundError(`store ${path}: the change refers to a run or entity that does not exist`);
+    }
     if (code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
       return new LockstepError(ErrorCode.Conflict, `store ${path}: the change conflicts with the current state (${error.message})`, {
         cause: error,
