@@ -34,10 +34,8 @@ import type {
   SyncRunPatch,
 } from '../../core/ports.js';
 import {
-  ACTIVE_SYNC_RUN_STATUSES,
   TERMINAL_MEMBER_RUN_STATUSES,
   TERMINAL_SEQUENCE_RUN_STATUSES,
-  TERMINAL_SYNC_RUN_STATUSES,
   isTerminalSyncRunStatus,
   type MemberRunStatus,
   type RejectedRow,
@@ -72,6 +70,7 @@ import {
 } from '../rows.js';
 import { checkWorkspaceReferences } from '../workspace-references.js';
 import { migrate } from './migrations.js';
+import { TABLES, prepareStatements, type Kind, type Statements } from './sqlite-statements.js';
 import {
   isSqliteError,
   openSqliteDatabase,
@@ -107,207 +106,6 @@ const WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024;
 
 /** Most bound parameters in one statement; SQLite's own limit is far higher, this keeps statements small. */
 const MAX_PARAMS = 500;
-
-type Kind = WorkspaceChange['kind'];
-
-const TABLES: Record<Kind, { table: string; section: keyof WorkspaceDefinition; enabled: boolean }> = {
-  source: { table: 'sources', section: 'sources', enabled: false },
-  destination: { table: 'destinations', section: 'destinations', enabled: false },
-  model: { table: 'models', section: 'models', enabled: false },
-  sync: { table: 'syncs', section: 'syncs', enabled: true },
-  sequence: { table: 'sequences', section: 'sequences', enabled: true },
-};
-
-const KINDS = Object.keys(TABLES) as Kind[];
-
-/** SQL list of constant statuses, e.g. `('querying', 'processing')`. */
-function sqlList(values: readonly string[]): string {
-  return `(${values.map((v) => `'${v}'`).join(', ')})`;
-}
-
-const ACTIVE = sqlList(ACTIVE_SYNC_RUN_STATUSES);
-const TERMINAL_SYNC = sqlList(TERMINAL_SYNC_RUN_STATUSES);
-
-function entityStatements(db: SqliteDatabase, kind: Kind) {
-  const { table, enabled } = TABLES[kind];
-  return {
-    live: db.prepare(`SELECT * FROM ${table} WHERE deleted_at IS NULL ORDER BY id`),
-    bySlug: db.prepare(`SELECT * FROM ${table} WHERE slug = ? AND deleted_at IS NULL`),
-    byId: db.prepare(`SELECT * FROM ${table} WHERE id = ? AND deleted_at IS NULL`),
-    insert: db.prepare(
-      enabled
-        ? `INSERT INTO ${table} (slug, enabled, definition, created_at, updated_at)
-           VALUES (@slug, @enabled, @definition, @now, @now)`
-        : `INSERT INTO ${table} (slug, definition, created_at, updated_at) VALUES (@slug, @definition, @now, @now)`,
-    ),
-    update: db.prepare(
-      enabled
-        ? `UPDATE ${table} SET enabled = @enabled, definition = @definition, updated_at = @now
-           WHERE slug = @slug AND deleted_at IS NULL`
-        : `UPDATE ${table} SET definition = @definition, updated_at = @now WHERE slug = @slug AND deleted_at IS NULL`,
-    ),
-    softDelete: db.prepare(
-      `UPDATE ${table} SET deleted_at = @now, updated_at = @now WHERE slug = @slug AND deleted_at IS NULL RETURNING id`,
-    ),
-  };
-}
-
-function prepareStatements(db: SqliteDatabase) {
-  const entities = Object.fromEntries(KINDS.map((kind) => [kind, entityStatements(db, kind)])) as Record<
-    Kind,
-    ReturnType<typeof entityStatements>
-  >;
-  return {
-    entities,
-    setSyncEnabled: db.prepare('UPDATE syncs SET enabled = ?, updated_at = ? WHERE id = ? AND deleted_at IS NULL'),
-    setSequenceEnabled: db.prepare(
-      'UPDATE sequences SET enabled = ?, updated_at = ? WHERE id = ? AND deleted_at IS NULL',
-    ),
-
-    // --- sync runs
-    syncRun: db.prepare('SELECT * FROM sync_runs WHERE id = ?'),
-    queuedStandaloneRun: db.prepare(
-      "SELECT * FROM sync_runs WHERE sync_id = ? AND status = 'queued' AND sequence_run_id IS NULL",
-    ),
-    mergeRunOptions: db.prepare(
-      `UPDATE sync_runs SET full_resync = MAX(full_resync, @fullResync), reset_cdc = MAX(reset_cdc, @resetCdc)
-       WHERE id = @id RETURNING *`,
-    ),
-    insertSyncRun: db.prepare(
-      `INSERT INTO sync_runs (sync_id, status, trigger_type, trigger_detail, full_resync, reset_cdc,
-                              sequence_run_id, member_key, created_at)
-       VALUES (@syncId, 'queued', @triggerType, @triggerDetail, @fullResync, @resetCdc,
-               @sequenceRunId, @memberKey, @now)
-       RETURNING *`,
-    ),
-    claimSyncRun: db.prepare(
-      `UPDATE sync_runs SET status = 'querying', started_at = @now
-       WHERE id = @id AND status = 'queued'
-         AND NOT EXISTS (SELECT 1 FROM sync_runs AS other WHERE other.sync_id = sync_runs.sync_id AND other.status IN ${ACTIVE})
-       RETURNING *`,
-    ),
-    // Absent fields are NULL and keep their value; a terminal run refuses a new status (no row returned).
-    updateSyncRun: db.prepare(
-      `UPDATE sync_runs SET
-         status             = COALESCE(@status, status),
-         query_size         = COALESCE(@querySize, query_size),
-         planned_added      = COALESCE(@plannedAdded, planned_added),
-         planned_changed    = COALESCE(@plannedChanged, planned_changed),
-         planned_removed    = COALESCE(@plannedRemoved, planned_removed),
-         successful_added   = COALESCE(@successfulAdded, successful_added),
-         successful_changed = COALESCE(@successfulChanged, successful_changed),
-         successful_removed = COALESCE(@successfulRemoved, successful_removed),
-         failed_added       = COALESCE(@failedAdded, failed_added),
-         failed_changed     = COALESCE(@failedChanged, failed_changed),
-         failed_removed     = COALESCE(@failedRemoved, failed_removed),
-         completion_ratio   = COALESCE(@completionRatio, completion_ratio),
-         error              = CASE WHEN @setError THEN @error ELSE error END,
-         finished_at        = CASE WHEN @terminal AND status <> @status THEN @now ELSE finished_at END
-       WHERE id = @id AND (@status IS NULL OR status = @status OR status NOT IN ${TERMINAL_SYNC})
-       RETURNING *`,
-    ),
-    cancelQueuedSyncRun: db.prepare(
-      `UPDATE sync_runs SET status = 'cancelled', cancel_requested = 1, finished_at = ? WHERE id = ? RETURNING *`,
-    ),
-    flagSyncRunCancel: db.prepare('UPDATE sync_runs SET cancel_requested = 1 WHERE id = ? RETURNING *'),
-    queuedSyncRuns: db.prepare("SELECT * FROM sync_runs WHERE status = 'queued' ORDER BY id"),
-    interruptActive: db.prepare(
-      `UPDATE sync_runs SET status = 'interrupted', finished_at = ?, error = ? WHERE status IN ${ACTIVE} RETURNING *`,
-    ),
-    followRun: db.prepare(
-      `UPDATE member_runs SET
-         status      = @status,
-         started_at  = CASE WHEN @started THEN COALESCE(started_at, @now) ELSE started_at END,
-         finished_at = CASE WHEN @finished THEN @now ELSE NULL END
-       WHERE sequence_run_id = @sequenceRunId AND key = @memberKey AND sync_run_id = @syncRunId`,
-    ),
-    cancelQueuedRunsOfSync: db.prepare(
-      `UPDATE sync_runs SET status = 'cancelled', finished_at = ?, error = ?
-       WHERE sync_id = ? AND status = 'queued' AND sequence_run_id IS NULL`,
-    ),
-    insertRejectedRow: db.prepare('INSERT INTO rejected_rows (sync_run_id, key, op, reason) VALUES (?, ?, ?, ?)'),
-    rejectedRows: db.prepare('SELECT * FROM rejected_rows WHERE sync_run_id = ? ORDER BY id LIMIT ? OFFSET ?'),
-
-    // --- snapshots
-    snapshotUpsert: db.prepare(
-      `INSERT INTO snapshots (sync_id, key, hash) VALUES (?, ?, ?)
-       ON CONFLICT (sync_id, key) DO UPDATE SET hash = excluded.hash`,
-    ),
-    snapshotDelete: db.prepare('DELETE FROM snapshots WHERE sync_id = ? AND key = ?'),
-    snapshotFirstKeys: db.prepare('SELECT key FROM snapshots WHERE sync_id = ? ORDER BY key LIMIT ?'),
-    snapshotKeysAfter: db.prepare('SELECT key FROM snapshots WHERE sync_id = ? AND key > ? ORDER BY key LIMIT ?'),
-    snapshotClear: db.prepare('DELETE FROM snapshots WHERE sync_id = ?'),
-    snapshotCount: db.prepare('SELECT COUNT(*) AS count FROM snapshots WHERE sync_id = ?'),
-
-    // --- sequence runs
-    liveSequence: db.prepare('SELECT id FROM sequences WHERE id = ? AND deleted_at IS NULL'),
-    liveSyncIdBySlug: db.prepare('SELECT id FROM syncs WHERE slug = ? AND deleted_at IS NULL'),
-    liveSync: db.prepare('SELECT id FROM syncs WHERE id = ? AND deleted_at IS NULL'),
-    sequenceRun: db.prepare('SELECT * FROM sequence_runs WHERE id = ?'),
-    pendingSequenceRun: db.prepare("SELECT * FROM sequence_runs WHERE sequence_id = ? AND status = 'pending'"),
-    pendingRunsOfSequence: db.prepare("SELECT id FROM sequence_runs WHERE sequence_id = ? AND status = 'pending'"),
-    insertSequenceRun: db.prepare(
-      `INSERT INTO sequence_runs (id, sequence_id, status, trigger_type, trigger_detail, created_at)
-       VALUES (@id, @sequenceId, 'pending', @triggerType, @triggerDetail, @now)
-       RETURNING *`,
-    ),
-    insertMemberRun: db.prepare(
-      `INSERT INTO member_runs (sequence_run_id, key, position, sync_id, status)
-       VALUES (@sequenceRunId, @key, @position, @syncId, 'pending')`,
-    ),
-    members: db.prepare('SELECT * FROM member_runs WHERE sequence_run_id = ? ORDER BY position'),
-    memberWithRun: db.prepare(
-      `SELECT m.status AS member_status, m.sync_run_id, r.status AS run_status
-       FROM member_runs AS m LEFT JOIN sync_runs AS r ON r.id = m.sync_run_id
-       WHERE m.sequence_run_id = ? AND m.key = ?`,
-    ),
-    linkMember: db.prepare(
-      `UPDATE member_runs SET sync_run_id = @syncRunId, sync_id = @syncId, status = 'pending', finished_at = NULL
-       WHERE sequence_run_id = @sequenceRunId AND key = @key`,
-    ),
-    claimSequenceRun: db.prepare(
-      `UPDATE sequence_runs SET status = 'running', started_at = @now
-       WHERE id = @id AND status = 'pending'
-         AND NOT EXISTS (SELECT 1 FROM sequence_runs AS other
-                         WHERE other.sequence_id = sequence_runs.sequence_id AND other.status = 'running')
-       RETURNING *`,
-    ),
-    setTermination: db.prepare(
-      'UPDATE sequence_runs SET terminated_by = ?, reason = ? WHERE id = ? AND reason IS NULL',
-    ),
-    // Queued runs of members about to be skipped are cancelled directly: the member becomes
-    // `skipped`, not `cancelled`, because it never started.
-    cancelQueuedRunsOfPendingMembers: db.prepare(
-      `UPDATE sync_runs SET status = 'cancelled', finished_at = @now
-       WHERE status = 'queued' AND id IN (SELECT sync_run_id FROM member_runs
-                                          WHERE sequence_run_id = @sequenceRunId AND status = 'pending'
-                                            AND sync_run_id IS NOT NULL)`,
-    ),
-    skipPendingMembers: db.prepare(
-      `UPDATE member_runs SET status = 'skipped', finished_at = @now
-       WHERE sequence_run_id = @sequenceRunId AND status = 'pending'`,
-    ),
-    finishSequenceRun: db.prepare(
-      `UPDATE sequence_runs SET status = @status, finished_at = CASE WHEN @terminal THEN @now ELSE finished_at END
-       WHERE id = @id RETURNING *`,
-    ),
-    cancelPendingSequenceRun: db.prepare(
-      `UPDATE sequence_runs SET status = 'cancelled', cancel_requested = 1, finished_at = ?, reason = COALESCE(reason, ?)
-       WHERE id = ?`,
-    ),
-    flagSequenceRunCancel: db.prepare('UPDATE sequence_runs SET cancel_requested = 1 WHERE id = ?'),
-
-    // --- scheduler
-    recordFiring: db.prepare('INSERT INTO schedule_firings (key, recorded_at) VALUES (?, ?) ON CONFLICT DO NOTHING'),
-    scheduleCursor: db.prepare('SELECT due_time FROM schedule_cursors WHERE schedule_id = ?'),
-    setScheduleCursor: db.prepare(
-      `INSERT INTO schedule_cursors (schedule_id, due_time) VALUES (?, ?)
-       ON CONFLICT (schedule_id) DO UPDATE SET due_time = excluded.due_time`,
-    ),
-  };
-}
-
-type Statements = ReturnType<typeof prepareStatements>;
 
 export class SqliteStore implements Store, AsyncDisposable {
   readonly capabilities: StoreCapabilities = { skipLocked: false, notifications: false };
