@@ -51,7 +51,9 @@ function readFileSafe(path: string): string {
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
+    // A killed process whose parent has not reaped it yet still answers; it is gone all the same.
+    const stat = readFileSafe(`/proc/${pid}/stat`);
+    return !/^\d+ \(.*\) [ZX] /.test(stat);
   } catch (thrown) {
     return (thrown as NodeJS.ErrnoException).code === 'EPERM';
   }

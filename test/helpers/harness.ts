@@ -80,7 +80,7 @@ export function createHierarchyFixture(dir: string, sizes = { accounts: 3, works
     `create table accounts (id integer primary key, name text);
      create table workspaces (id integer primary key, account_id integer, name text);
      create table contacts (id integer primary key, workspace_id integer, email text);
-     ${rows.join('\n')}`,
+     begin; ${rows.join('\n')} commit;`,
   );
   sqlite(
     join(dir, 'crm.db'),
