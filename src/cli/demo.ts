@@ -113,9 +113,10 @@ export async function runDemo(options: { dir: string; term: Terminal }): Promise
   const { term } = options;
   const dir = resolve(options.dir);
   const say = (text = '') => term.out(text);
+  // Refuse a folder that is not ours before saying anything about building in it.
+  await prepareFolder(dir);
   say('Lockstep demo — sync sequences on the embedded store, nothing else to install.');
   say(`Building a DuckDB warehouse (20 accounts, 50 workspaces, 200 contacts) and a SQLite CRM with foreign keys in ${dir}`);
-  await prepareFolder(dir);
   await buildData(dir);
 
   const loaded = await loadWorkspace(dir, process.env);
@@ -168,7 +169,7 @@ async function runSync(app: App, slug: string, term: Terminal): Promise<void> {
   const { run } = await app.worker.triggerSync(slug, {}, { type: 'manual', detail: 'demo' });
   const stop = followSyncRun(app, run.id, slug, term);
   const final = await app.worker.waitForSyncRun(run.id);
-  stop();
+  await stop();
   const rejected = await app.store.listRejectedRows(final.id, 3, 0);
   const total = final.failedRows.addedCount + final.failedRows.changedCount + final.failedRows.removedCount;
   term.out(formatSyncReport(slug, syncRunView(final), rejected, total));
@@ -178,7 +179,7 @@ async function runSequence(app: App, slug: string, term: Terminal): Promise<stri
   const { run } = await app.worker.triggerSequence(slug, { type: 'manual', detail: 'demo' });
   const stop = followSequenceRun(app, run.id, term);
   const final = await app.worker.waitForSequenceRun(run.id);
-  stop();
+  await stop();
   const view = await sequenceRunDetails(app.store, final);
   term.out(formatSequenceReport(view));
   await printRejectedSamples(app, view, term);

@@ -2,8 +2,8 @@
  * The `lockstep` command line.
  *
  * Exit codes: 0 success (a sequence run `done`, a sync run `success` or `warning`); 1 a run ended
- * `failed` or `cancelled`; 2 invalid input (workspace errors, unknown slug, bad arguments);
- * 3 anything else (store or connection trouble, a bug).
+ * `failed`, `cancelled` or `interrupted` (a sync run whose retry never appeared); 2 invalid input
+ * (workspace errors, unknown slug, bad arguments); 3 anything else (store or connection trouble, a bug).
  */
 import { Command, CommanderError, Option } from 'commander';
 import { createApp, type App } from '../app.js';
@@ -35,25 +35,52 @@ const processTerminal: Terminal = {
 
 /** Resolves the configuration: the workspace folder, its `store` setting, env and flags. */
 async function configFor(global: GlobalOptions): Promise<LockstepConfig> {
-  const workspaceDir = global.workspace ?? process.env.LOCKSTEP_WORKSPACE ?? process.cwd();
+  const workspaceDir = workspaceDirFor(global);
   const loaded = await loadWorkspace(workspaceDir, process.env);
   return resolveConfig({ workspaceDir, storeSetting: loaded.store, storeFlag: global.store, logLevel: global.logLevel });
 }
 
-/** The app with a worker running here, or only enqueueing when another process holds the embedded store's worker lock. */
-async function openApp(global: GlobalOptions, term: Terminal, runWork: boolean): Promise<{ app: App; close: () => Promise<void>; local: boolean }> {
+/** The workspace folder: `--workspace`, else LOCKSTEP_WORKSPACE, else the current folder. */
+function workspaceDirFor(global: GlobalOptions): string {
+  return global.workspace ?? process.env.LOCKSTEP_WORKSPACE ?? process.cwd();
+}
+
+/** How often a process waiting on another one's worker lock checks whether it can take it over, ms. */
+const LOCK_RETRY_MS = 250;
+
+/**
+ * The app with a worker running here, or only enqueueing when another process holds the embedded
+ * store's worker lock. A waiting process takes the lock over when its holder exits, so work the holder
+ * left behind (queued or interrupted) still runs.
+ */
+async function openApp(
+  global: GlobalOptions,
+  term: Terminal,
+  runWork: boolean,
+): Promise<{ app: App; close: () => Promise<void>; local: boolean; heldBy: number | null }> {
   const config = await configFor(global);
   const app = await createApp(config, {
     logger: createJsonLogger({ level: config.logLevel, write: (line) => term.err(line) }),
   });
   let release = () => {};
   let local = false;
+  let heldBy: number | null = null;
+  let retry: NodeJS.Timeout | undefined;
+  let takingOver: Promise<void> = Promise.resolve();
   if (runWork) {
-    const lock = config.store.type === 'sqlite' ? acquireWorkerLock(config.store.path) : null;
-    if (lock && 'heldBy' in lock) {
-      term.err(`Another Lockstep process (pid ${lock.heldBy}) is working on this store; it will run this and we wait for it.`);
+    const storePath = config.store.type === 'sqlite' ? config.store.path : null;
+    const lock = storePath ? acquireWorkerLock(storePath) : null;
+    if (storePath && lock && 'heldBy' in lock) {
+      heldBy = lock.heldBy;
+      retry = setInterval(() => {
+        const next = acquireWorkerLock(storePath);
+        if ('heldBy' in next) return;
+        clearInterval(retry);
+        release = () => next.release();
+        takingOver = app.worker.start().catch((thrown: unknown) => term.err(`error: could not start working on the store: ${toError(thrown).message}`));
+      }, LOCK_RETRY_MS);
     } else {
-      release = lock ? () => lock.release() : release;
+      release = lock && !('heldBy' in lock) ? () => lock.release() : release;
       await app.worker.start();
       local = true;
     }
@@ -61,11 +88,23 @@ async function openApp(global: GlobalOptions, term: Terminal, runWork: boolean):
   return {
     app,
     local,
+    heldBy,
     close: async () => {
+      clearInterval(retry);
+      await takingOver.catch(() => undefined);
       await app.close();
       release();
     },
   };
+}
+
+/** Opens the app for a command that waits for its run, saying so when another process will run it. */
+async function openAppToRun(global: GlobalOptions, term: Terminal) {
+  const opened = await openApp(global, term, true);
+  if (opened.heldBy !== null) {
+    term.err(`Another Lockstep process (pid ${opened.heldBy}) is working on this store; it will run this and we wait for it.`);
+  }
+  return opened;
 }
 
 export function buildProgram(term: Terminal = processTerminal, setExit: (code: number) => void = () => {}): Command {
@@ -74,6 +113,15 @@ export function buildProgram(term: Terminal = processTerminal, setExit: (code: n
     .option('-w, --workspace <dir>', 'workspace folder holding lockstep.yaml (default: the current folder)')
     .option('--store <path-or-url>', 'store: a SQLite file path (default: lockstep.db in the workspace)')
     .addOption(new Option('--log-level <level>', 'JSON log level on stderr').choices(['debug', 'info', 'warn', 'error']))
+    .addHelpText(
+      'after',
+      `
+Exit codes:
+  ${EXIT.ok}  success (a sequence run ended done, a sync run success or warning)
+  ${EXIT.runFailed}  a run ended failed, cancelled or interrupted
+  ${EXIT.invalid}  invalid input: workspace errors, an unknown slug, bad arguments
+  ${EXIT.error}  anything else: store or connection trouble, another process on the store, a bug`,
+    )
     .showHelpAfterError()
     .configureOutput({ writeOut: (s) => term.out(s), writeErr: (s) => term.err(s) })
     .exitOverride();
@@ -83,7 +131,7 @@ export function buildProgram(term: Terminal = processTerminal, setExit: (code: n
     .command('init')
     .description('write a starter lockstep.yaml into the workspace folder')
     .action(async () => {
-      const dir = global().workspace ?? process.cwd();
+      const dir = workspaceDirFor(global());
       const files = await initWorkspace(dir);
       for (const f of files) term.out(`wrote ${f}`);
       term.out('Next: edit it, then `lockstep validate` and `lockstep apply`.');
@@ -94,7 +142,7 @@ export function buildProgram(term: Terminal = processTerminal, setExit: (code: n
     .description('check the workspace files and report every error at once')
     .option('--json', 'print the diagnostics as JSON')
     .action(async (opts: { json?: boolean }) => {
-      const dir = global().workspace ?? process.cwd();
+      const dir = workspaceDirFor(global());
       const result = await loadWorkspace(dir, process.env);
       if (opts.json) term.out(JSON.stringify({ valid: result.diagnostics.length === 0, diagnostics: result.diagnostics }, null, 2));
       else if (result.diagnostics.length > 0) term.err(formatValidationReport(result.diagnostics));
@@ -141,16 +189,24 @@ export function buildProgram(term: Terminal = processTerminal, setExit: (code: n
     .option('--reset-cdc', 'rebuild the snapshot from the model without sending anything')
     .option('--json', 'print the finished run as JSON')
     .action(async (slug: string, opts: { fullResync?: boolean; resetCdc?: boolean; json?: boolean }) => {
-      const { app, close } = await openApp(global(), term, true);
+      const { app, close } = await openAppToRun(global(), term);
       try {
         const { run } = await app.worker.triggerSync(
           slug,
           { fullResync: Boolean(opts.fullResync), resetCDC: Boolean(opts.resetCdc) },
           { type: 'manual', detail: 'cli' },
         );
-        const stopProgress = opts.json ? () => {} : followSyncRun(app, run.id, slug, term);
-        const final = await app.worker.waitForSyncRun(run.id);
-        stopProgress();
+        let final: SyncRun;
+        for (let current = run.id; ; ) {
+          const stopProgress = opts.json ? async () => {} : followSyncRun(app, current, slug, term);
+          final = await app.worker.waitForSyncRun(current);
+          await stopProgress();
+          // The process running it stopped; whoever works on the store next runs it again as a new run.
+          const retry = final.status === 'interrupted' ? await findRetryRun(app, final) : null;
+          if (!retry) break;
+          if (!opts.json) term.err(`  ↻ sync run ${final.id} was interrupted; following its retry, run ${retry.id}`);
+          current = retry.id;
+        }
         const rejected = await app.store.listRejectedRows(final.id, 10, 0);
         if (opts.json) {
           const all = await app.store.listRejectedRows(final.id, 1000, 0);
@@ -158,7 +214,7 @@ export function buildProgram(term: Terminal = processTerminal, setExit: (code: n
         } else {
           term.out(formatSyncReport(slug, syncRunView(final), rejected, totalRejected(final)));
         }
-        setExit(final.status === 'failed' || final.status === 'cancelled' ? EXIT.runFailed : EXIT.ok);
+        setExit(final.status === 'success' || final.status === 'warning' ? EXIT.ok : EXIT.runFailed);
       } finally {
         await close();
       }
@@ -182,12 +238,12 @@ export function buildProgram(term: Terminal = processTerminal, setExit: (code: n
     .description('run a sequence now, show its progress, and wait for it')
     .option('--json', 'print the finished run as JSON (the shape of GET /api/v1/sync-sequences/runs/{id})')
     .action(async (slug: string, opts: { json?: boolean }) => {
-      const { app, close } = await openApp(global(), term, true);
+      const { app, close } = await openAppToRun(global(), term);
       try {
         const { run } = await app.worker.triggerSequence(slug, { type: 'manual', detail: 'cli' });
-        const stopProgress = opts.json ? () => {} : followSequenceRun(app, run.id, term);
+        const stopProgress = opts.json ? async () => {} : followSequenceRun(app, run.id, term);
         const final = await app.worker.waitForSequenceRun(run.id);
-        stopProgress();
+        await stopProgress();
         const view = await sequenceRunDetails(app.store, final);
         if (opts.json) term.out(JSON.stringify(view, null, 2));
         else {
@@ -263,12 +319,27 @@ export function buildProgram(term: Terminal = processTerminal, setExit: (code: n
 
 /** Parses a workspace and opens the store; exits with the validation report if the files are invalid. */
 async function openValidated(global: GlobalOptions, term: Terminal) {
-  const dir = global.workspace ?? process.env.LOCKSTEP_WORKSPACE ?? process.cwd();
+  const dir = workspaceDirFor(global);
   const loaded = await loadWorkspace(dir, process.env);
   if (!loaded.definition) throw new ValidationError(loaded.diagnostics, formatValidationReport(loaded.diagnostics));
   const config = resolveConfig({ workspaceDir: dir, storeSetting: loaded.store, storeFlag: global.store, logLevel: global.logLevel });
   const app = await createApp(config, { logger: createJsonLogger({ level: config.logLevel, write: (line) => term.err(line) }) });
   return { app, definition: loaded.definition };
+}
+
+/** How long `sync run` looks for the run that retries an interrupted one, ms. */
+const RETRY_LOOKUP_MS = 10_000;
+
+/** The run of the same sync queued after an interrupted run (its retry, or a queued run it joined), if one appears. */
+async function findRetryRun(app: App, interrupted: SyncRun): Promise<SyncRun | null> {
+  const deadline = Date.now() + RETRY_LOOKUP_MS;
+  while (Date.now() < deadline) {
+    const later = await app.store.listSyncRuns({ syncId: interrupted.syncId, after: interrupted.createdAt, limit: 20, offset: 0, order: 'asc' });
+    const retry = later.find((r) => r.id > interrupted.id);
+    if (retry) return retry;
+    await new Promise((resolve) => setTimeout(resolve, LOCK_RETRY_MS));
+  }
+  return null;
 }
 
 function totalRejected(run: SyncRun): number {

@@ -4,31 +4,53 @@ import type { SequenceRunView } from '../core/run-views.js';
 import type { SequenceRun } from '../core/runs.js';
 import { mark, progressLine, type Terminal } from './output.js';
 
-/** Prints a line whenever the sync run's state moves (polling the store, so it works whoever runs it). */
-export function followSyncRun(app: App, id: number, label: string, term: Terminal): () => void {
-  let last = '';
-  const timer = setInterval(() => {
-    void app.store.getSyncRun(id).then((run) => {
-      if (!run) return;
-      const line = progressLine(label, run);
-      if (line !== last && run.status !== 'success' && run.status !== 'warning') term.err(line);
-      last = line;
-    });
-  }, 100);
-  return () => clearInterval(timer);
+/**
+ * Polls `tick` until the returned stop function is called; stopping waits for a tick in flight and runs
+ * a last one, so a run that finished between two polls still shows its final lines.
+ */
+function poll(tick: () => Promise<void>, intervalMs: number): () => Promise<void> {
+  let running: Promise<void> | null = null;
+  const once = () => {
+    running ??= tick()
+      .catch(() => undefined)
+      .finally(() => (running = null));
+    return running;
+  };
+  const timer = setInterval(() => void once(), intervalMs);
+  return async () => {
+    clearInterval(timer);
+    await running;
+    await once();
+  };
 }
 
-export function followSequenceRun(app: App, id: string, term: Terminal): () => void {
+/** Prints a line whenever the sync run's state moves (polling the store, so it works whoever runs it). */
+export function followSyncRun(app: App, id: number, label: string, term: Terminal): () => Promise<void> {
+  let last = '';
+  return poll(async () => {
+    const run = await app.store.getSyncRun(id);
+    if (!run) return;
+    const line = progressLine(label, run);
+    if (line !== last && run.status !== 'success' && run.status !== 'warning') term.err(line);
+    last = line;
+  }, 100);
+}
+
+/** Prints the sequence run's start and a line whenever a member's state moves. */
+export function followSequenceRun(app: App, id: string, term: Terminal): () => Promise<void> {
   const seen = new Map<string, string>();
-  let lastRunStatus = '';
-  let busy = false;
-  const tick = async () => {
+  let saidQueued = false;
+  let saidStarted = false;
+  return poll(async () => {
     const run: SequenceRun | null = await app.store.getSequenceRun(id);
     if (!run) return;
-    if (run.status !== lastRunStatus) {
-      if (run.status === 'pending') term.err(`… sequence run ${run.id} queued`);
-      if (run.status === 'running') term.err(`▶ sequence run ${run.id} started`);
-      lastRunStatus = run.status;
+    if (run.status === 'pending' && !saidQueued) {
+      term.err(`… sequence run ${run.id} queued`);
+      saidQueued = true;
+    }
+    if (run.startedAt !== null && !saidStarted) {
+      term.err(`▶ sequence run ${run.id} started`);
+      saidStarted = true;
     }
     for (const m of run.members) {
       let line: string;
@@ -42,15 +64,8 @@ export function followSequenceRun(app: App, id: string, term: Terminal): () => v
         seen.set(m.key, line);
       }
     }
-  };
-  const timer = setInterval(() => {
-    if (busy) return;
-    busy = true;
-    void tick().finally(() => (busy = false));
   }, 50);
-  return () => clearInterval(timer);
 }
-
 
 /** Prints a few rejected rows of every member that had some, so a report says why rows were refused. */
 export async function printRejectedSamples(app: App, view: SequenceRunView, term: Terminal, perMember = 3): Promise<void> {

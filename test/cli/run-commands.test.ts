@@ -1,0 +1,226 @@
+/**
+ * `lockstep sync run`, `sequence run` and `runs`, end to end on the hierarchy fixture: a SQLite
+ * warehouse and a SQLite CRM whose tables have foreign keys and a NOT NULL account name.
+ */
+import { join } from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { sqlite, sqliteRows, tempDir } from '../helpers/harness.js';
+import { UUID, hierarchyWorkspace, killChildren, runCli, runMain } from './cli-helpers.js';
+
+afterEach(killChildren);
+
+interface Counts {
+  addedCount: number;
+  changedCount: number;
+  removedCount: number;
+}
+
+const counts = (addedCount: number, changedCount = 0, removedCount = 0): Counts => ({ addedCount, changedCount, removedCount });
+
+async function appliedWorkspace(): Promise<string> {
+  const dir = hierarchyWorkspace();
+  const applied = await runMain(['--workspace', dir, 'apply']);
+  expect(applied.code, applied.stderr).toBe(0);
+  return dir;
+}
+
+describe('lockstep sync run', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await appliedWorkspace();
+  });
+
+  it('exits 0 on a warning and prints the report with the rejected rows', async () => {
+    // Contacts before their workspaces exist in the CRM: every row breaks a foreign key.
+    const result = await runCli(['sync', 'run', 'contacts-to-crm'], { cwd: dir });
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/^▲ Sync contacts-to-crm — run \d+ — WARNING in /);
+    expect(result.stdout).toContain('rows read 12   planned +12 ~0 -0   delivered +0 ~0 -0   rejected +12 ~0 -0');
+    expect(result.stdout).toContain('rejected rows (first 10 of 12):');
+    expect(result.stdout).toContain('key [1] (added): FOREIGN KEY constraint failed');
+    expect(sqliteRows(join(dir, 'crm.db'), 'select * from contacts')).toEqual([]);
+  });
+
+  it('--json prints the run with its counts and rejected rows', async () => {
+    sqlite(join(dir, 'warehouse.db'), `insert into accounts values (4, null);`);
+    const result = await runCli(['--workspace', dir, 'sync', 'run', 'accounts-to-crm', '--json'], { cwd: tempDir() });
+    expect(result.code, result.stderr).toBe(0);
+    const run = JSON.parse(result.stdout) as Record<string, unknown>;
+    expect(run).toMatchObject({
+      id: expect.any(Number),
+      syncId: expect.any(Number),
+      sync: 'accounts-to-crm',
+      status: 'warning',
+      trigger: 'manual',
+      querySize: 4,
+      plannedRows: counts(4),
+      successfulRows: counts(3),
+      failedRows: counts(1),
+      completionRatio: 1,
+      error: null,
+      rejectedRows: [{ key: [4], op: 'added', reason: expect.stringContaining('NOT NULL constraint failed: accounts.name') }],
+    });
+    for (const field of ['createdAt', 'startedAt', 'finishedAt']) expect(Date.parse(run[field] as string)).not.toBeNaN();
+    expect(sqliteRows(join(dir, 'crm.db'), 'select id from accounts order by id')).toEqual([{ id: 1 }, { id: 2 }, { id: 3 }]);
+    sqlite(join(dir, 'warehouse.db'), `delete from accounts where id = 4;`);
+  });
+
+  it('exits 1 and prints the error when the run fails', async () => {
+    const broken = await appliedWorkspace();
+    sqlite(join(broken, 'crm.db'), 'drop table contacts;');
+    const result = await runMain(['--workspace', broken, 'sync', 'run', 'contacts-to-crm']);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toMatch(/^✖ Sync contacts-to-crm — run \d+ — FAILED/);
+    expect(result.stdout).toMatch(/ {2}error: .*contacts/);
+  });
+
+  it('an unknown slug exits 2 naming the slug and `lockstep apply`', async () => {
+    const result = await runCli(['sync', 'run', 'contacts-to-hubspot'], { cwd: dir });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('"contacts-to-hubspot"');
+    expect(result.stderr).toContain('lockstep apply');
+    expect(result.stdout).toBe('');
+  });
+});
+
+describe('lockstep sequence run', () => {
+  it('runs a sequence to done with live progress and a report, exit 0', async () => {
+    const dir = await appliedWorkspace();
+    const result = await runCli(['sequence', 'run', 'crm'], { cwd: dir });
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stderr).toMatch(/^▶ sequence run [0-9a-f-]{36} started$/m);
+    // Every member's end shows up live, in the order the members ran.
+    const ends = ['  ✔ accounts-to-crm success', '  ✔ workspaces-to-crm success', '  ✔ contacts-to-crm success'].map((l) => result.stderr.indexOf(l));
+    expect(ends.every((i) => i >= 0), result.stderr).toBe(true);
+    expect([...ends].sort((a, b) => a - b)).toEqual(ends);
+
+    const lines = result.stdout.split('\n');
+    expect(lines[0]).toMatch(/^✔ Sequence crm — run [0-9a-f-]{36} — DONE in /);
+    expect(lines.find((l) => l.includes(' accounts-to-crm '))).toMatch(/✔\s+1\s+accounts-to-crm\s+success\s+3\s+\+3 ~0 -0\s+0\s/);
+    expect(lines.find((l) => l.includes(' workspaces-to-crm '))).toMatch(/✔\s+2\s+workspaces-to-crm\s+success\s+6\s+\+6 ~0 -0\s+0\s/);
+    expect(lines.find((l) => l.includes(' contacts-to-crm '))).toMatch(/✔\s+3\s+contacts-to-crm\s+success\s+12\s+\+12 ~0 -0\s+0\s/);
+    expect(sqliteRows(join(dir, 'crm.db'), 'select count(*) as n from contacts')).toEqual([{ n: 12 }]);
+  });
+
+  it('exits 1 when a terminate policy stops it; the members after it are skipped', async () => {
+    const dir = await appliedWorkspace();
+    // The CRM requires an account name; the first member terminates on any rejected row.
+    sqlite(join(dir, 'warehouse.db'), `insert into accounts values (4, null); insert into workspaces values (7, 4, 'Workspace 7');`);
+    const result = await runCli(['sequence', 'run', 'crm'], { cwd: dir });
+    expect(result.code, result.stderr).toBe(1);
+    expect(result.stdout).toMatch(/^✖ Sequence crm — run [0-9a-f-]{36} — FAILED in /);
+    expect(result.stdout).toMatch(/▲\s+1\s+accounts-to-crm\s+warning\s+4\s+\+3 ~0 -0\s+1\s/);
+    expect(result.stdout).toMatch(/·\s+2\s+workspaces-to-crm\s+skipped\s/);
+    expect(result.stdout).toMatch(/·\s+3\s+contacts-to-crm\s+skipped\s/);
+    expect(result.stdout).toContain('Terminated by accounts-to-crm: member "accounts-to-crm" rejected 1 of 4 rows');
+    expect(result.stdout).toContain('rejected by accounts-to-crm:\n    key [4] (added): NOT NULL constraint failed: accounts.name');
+    expect(result.stderr).toContain('  · workspaces-to-crm skipped');
+    expect(result.stderr).toContain('  · contacts-to-crm skipped');
+    expect(sqliteRows(join(dir, 'crm.db'), 'select count(*) as n from workspaces')).toEqual([{ n: 0 }]);
+
+    const json = await runCli(['sequence', 'run', 'crm', '--json'], { cwd: dir });
+    expect(json.code, json.stderr).toBe(1);
+    const view = JSON.parse(json.stdout) as {
+      id: string;
+      status: string;
+      syncRuns: Array<{ syncId: number; syncRunId: number; status: string; finishedAt: string | null }>;
+      members: Array<{ key: string; status: string; syncRunId: number | null; syncId: number }>;
+      terminatedBy: string | null;
+      reason: string | null;
+    };
+    expect(view.id).toMatch(UUID);
+    expect(view.status).toBe('failed');
+    expect(view.syncRuns).toEqual([{ syncId: view.members[0]!.syncId, syncRunId: expect.any(Number), status: 'warning', finishedAt: expect.any(String) }]);
+    expect(view.syncRuns[0]!.syncRunId).toBe(view.members[0]!.syncRunId);
+    expect(view.members.map((m) => [m.key, m.status])).toEqual([
+      ['accounts-to-crm', 'warning'],
+      ['workspaces-to-crm', 'skipped'],
+      ['contacts-to-crm', 'skipped'],
+    ]);
+    expect(view.members.slice(1).map((m) => m.syncRunId)).toEqual([null, null]);
+    expect(view.terminatedBy).toBe('accounts-to-crm');
+    expect(view.reason).toContain('rejected 1 of 1 rows');
+    // --json writes nothing but JSON on stdout, and no progress on stderr.
+    expect(json.stderr).not.toContain('sequence run');
+  });
+
+  it('an unknown slug exits 2 naming the slug and `lockstep apply`', async () => {
+    const dir = await appliedWorkspace();
+    const result = await runMain(['--workspace', dir, 'sequence', 'run', 'crm-hierarchy']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('"crm-hierarchy"');
+    expect(result.stderr).toContain('lockstep apply');
+  });
+});
+
+describe('lockstep runs', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await appliedWorkspace();
+    // One sync run alone, then a sequence run with its three member sync runs.
+    expect((await runMain(['--workspace', dir, 'sync', 'run', 'contacts-to-crm'])).code).toBe(0);
+    expect((await runMain(['--workspace', dir, 'sequence', 'run', 'crm'])).code).toBe(0);
+  });
+
+  it('lists sequence runs and sync runs, newest first', async () => {
+    const result = await runCli(['runs'], { cwd: dir });
+    expect(result.code, result.stderr).toBe(0);
+    const lines = result.stdout.trim().split('\n');
+    expect(lines[0]).toBe('Sequence runs');
+    expect(lines[1]).toMatch(/^ {2}✔ \S+ {2}crm {2}done {2}[0-9a-f-]{36}$/);
+    expect(lines[2]).toBe('Sync runs');
+    expect(lines.slice(3).map((l) => /#(\d+) {2}(\S+) {2}(\S+)/.exec(l)?.slice(1))).toEqual([
+      ['4', 'contacts-to-crm', 'success'],
+      ['3', 'workspaces-to-crm', 'success'],
+      ['2', 'accounts-to-crm', 'success'],
+      ['1', 'contacts-to-crm', 'warning'],
+    ]);
+    expect(lines.at(-1)).toContain('read 12, delivered +0 ~0 -0, rejected 12');
+  });
+
+  it('--json, --sequence and --sync', async () => {
+    type Listing = { sequenceRuns: Array<{ id: string; status: string; sequence: string }>; syncRuns: Array<{ id: number; sync: string; status: string }> };
+    const all = await runMain(['--workspace', dir, 'runs', '--json']);
+    expect(all.code, all.stderr).toBe(0);
+    const listing = JSON.parse(all.stdout) as Listing;
+    expect(listing.sequenceRuns).toHaveLength(1);
+    expect(listing.sequenceRuns[0]).toMatchObject({ id: expect.stringMatching(UUID), status: 'done', sequence: 'crm' });
+    expect(listing.syncRuns.map((r) => r.id)).toEqual([4, 3, 2, 1]);
+
+    const bySequence = JSON.parse((await runMain(['--workspace', dir, 'runs', '--sequence', 'crm', '--json'])).stdout) as Listing;
+    expect(bySequence.sequenceRuns).toHaveLength(1);
+    expect(bySequence.syncRuns).toEqual([]);
+
+    const bySync = await runMain(['--workspace', dir, 'runs', '--sync', 'contacts-to-crm', '--json']);
+    const syncListing = JSON.parse(bySync.stdout) as Listing;
+    expect(syncListing.sequenceRuns).toEqual([]);
+    expect(syncListing.syncRuns.map((r) => [r.id, r.sync, r.status])).toEqual([
+      [4, 'contacts-to-crm', 'success'],
+      [1, 'contacts-to-crm', 'warning'],
+    ]);
+
+    const limited = JSON.parse((await runMain(['--workspace', dir, 'runs', '--limit', '1', '--json'])).stdout) as Listing;
+    expect(limited.syncRuns.map((r) => r.id)).toEqual([4]);
+
+    const text = await runMain(['--workspace', dir, 'runs', '--sync', 'accounts-to-crm']);
+    expect(text.stdout).not.toContain('Sequence runs');
+    expect(text.stdout).toContain('#2  accounts-to-crm  success');
+    expect(text.stdout).not.toContain('contacts-to-crm');
+  });
+
+  it('an unknown slug exits 2', async () => {
+    const sequence = await runCli(['runs', '--sequence', 'nope'], { cwd: dir });
+    expect(sequence.code).toBe(2);
+    expect(sequence.stderr).toContain('no sequence "nope"');
+    expect(sequence.stderr).toContain('lockstep apply');
+    const sync = await runMain(['--workspace', dir, 'runs', '--sync', 'nope']);
+    expect(sync.code).toBe(2);
+    expect(sync.stderr).toContain('no sync "nope"');
+  });
+
+  it('says how to start when there are no runs', async () => {
+    const result = await runMain(['--workspace', await appliedWorkspace(), 'runs']);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain('No runs yet.');
+  });
+});

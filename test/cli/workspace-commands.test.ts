@@ -1,0 +1,243 @@
+/**
+ * `lockstep init`, `validate`, `plan`, `apply`, `--help` and argument errors, end to end: the built
+ * command line as a child process where the process boundary matters (exit codes, stdout/stderr,
+ * the environment), `main()` in-process elsewhere.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { tempDir } from '../helpers/harness.js';
+import { hierarchyWorkspace, hierarchyWorkspaceYaml, killChildren, runCli, runMain } from './cli-helpers.js';
+
+afterEach(killChildren);
+
+/** `line:column` (1-based) of the first occurrence of `token` in `text`. */
+function locate(text: string, token: string): string {
+  const lines = text.split('\n');
+  const line = lines.findIndex((l) => l.includes(token));
+  if (line < 0) throw new Error(`${token} not in the text`);
+  return `${line + 1}:${lines[line]!.indexOf(token) + 1}`;
+}
+
+describe('lockstep init', () => {
+  it('writes a starter workspace that validates and applies, and refuses to overwrite it', async () => {
+    const dir = tempDir('lockstep-cli-init-');
+    const first = await runCli(['init'], { cwd: dir });
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stdout).toContain(`wrote ${join(dir, 'lockstep.yaml')}`);
+    const written = readFileSync(join(dir, 'lockstep.yaml'), 'utf8');
+    expect(written).toContain('sequences:');
+
+    const validate = await runMain(['--workspace', dir, 'validate', '--json']);
+    expect(validate.code, validate.stdout).toBe(0);
+    expect(JSON.parse(validate.stdout)).toEqual({ valid: true, diagnostics: [] });
+    const plan = await runMain(['--workspace', dir, 'plan']);
+    expect(plan.code, plan.stderr).toBe(0);
+    expect(plan.stdout).toContain('+ create sequence crm-hierarchy');
+
+    writeFileSync(join(dir, 'lockstep.yaml'), `${written}\n# my edits\n`);
+    const again = await runCli(['init'], { cwd: dir });
+    expect(again.code).not.toBe(0);
+    expect(again.stderr).toMatch(/already exists .*lockstep\.yaml.*does not overwrite/);
+    expect(again.stdout).toBe('');
+    expect(readFileSync(join(dir, 'lockstep.yaml'), 'utf8')).toContain('# my edits');
+  });
+
+  it('uses LOCKSTEP_WORKSPACE like every other command', async () => {
+    const cwd = tempDir('lockstep-cli-cwd-');
+    const target = join(tempDir('lockstep-cli-env-'), 'ws');
+    const init = await runCli(['init'], { cwd, env: { LOCKSTEP_WORKSPACE: target } });
+    expect(init.code, init.stderr).toBe(0);
+    expect(readFileSync(join(target, 'lockstep.yaml'), 'utf8')).toContain('crm-hierarchy');
+    const validate = await runCli(['validate'], { cwd, env: { LOCKSTEP_WORKSPACE: target } });
+    expect(validate.code, validate.stderr).toBe(0);
+    expect(validate.stdout).toContain('workspace is valid');
+  });
+});
+
+describe('lockstep validate', () => {
+  const badYaml = [
+    'sources:',
+    '  warehouse: { type: sqlite, path: warehouse.db }',
+    'destinations:',
+    '  crm: { type: sqlite, path: crm.db }',
+    'models:',
+    '  accounts: { source: warehose, primaryKey: id, query: "select id, name from accounts" }',
+    'syncs:',
+    '  accounts-to-crm: { model: acounts, destination: crm, object: accounts, mode: upsrt }',
+    'sequences:',
+    '  crm:',
+    '    schedule: { type: cron, expression: "99 * * * *" }',
+    '    members:',
+    '      - { sync: accounts-to-crm, after: [contacts] }',
+    '',
+  ].join('\n');
+  const extraYaml = ['syncs:', '  extra-to-crm: { model: accounts, destination: crn, object: accounts, mode: upsert }', ''].join('\n');
+
+  function badWorkspace(): string {
+    const dir = tempDir('lockstep-cli-bad-');
+    writeFileSync(join(dir, 'lockstep.yaml'), badYaml);
+    mkdirSync(join(dir, 'lockstep'));
+    writeFileSync(join(dir, 'lockstep', 'extra.yaml'), extraYaml);
+    return dir;
+  }
+
+  const expected = [
+    { file: 'lockstep.yaml', at: locate(badYaml, 'warehose'), text: 'unknown source "warehose" (did you mean "warehouse"?)' },
+    { file: 'lockstep.yaml', at: locate(badYaml, 'acounts'), text: 'unknown model "acounts" (did you mean "accounts"?)' },
+    { file: 'lockstep.yaml', at: locate(badYaml, 'upsrt'), text: 'unknown mode "upsrt"' },
+    { file: 'lockstep.yaml', at: locate(badYaml, '"99 * * * *"'), text: 'invalid cron expression "99 * * * *"' },
+    { file: 'lockstep.yaml', at: locate(badYaml, 'contacts]'), text: 'unknown member "contacts"' },
+    { file: 'lockstep/extra.yaml', at: locate(extraYaml, 'crn'), text: 'unknown destination "crn"' },
+  ];
+
+  it('prints every error with file:line:column and exits 2', async () => {
+    const dir = badWorkspace();
+    const result = await runCli(['validate'], { cwd: dir });
+    expect(result.code).toBe(2);
+    const lines = result.stderr.trim().split('\n');
+    for (const e of expected) {
+      expect(lines.some((l) => l.startsWith(`${e.file}:${e.at}:`) && l.includes(e.text)), `${e.file}:${e.at} ${e.text}\n${result.stderr}`).toBe(true);
+    }
+    expect(lines.at(-1)).toMatch(/^6 errors in 2 files/);
+  });
+
+  it('--json prints the diagnostics, also exiting 2', async () => {
+    const dir = badWorkspace();
+    const result = await runMain(['--workspace', dir, 'validate', '--json']);
+    expect(result.code).toBe(2);
+    const report = JSON.parse(result.stdout) as {
+      valid: boolean;
+      diagnostics: Array<{ file: string; line: number; column: number; message: string; hint?: string }>;
+    };
+    expect(report.valid).toBe(false);
+    expect(report.diagnostics).toHaveLength(expected.length);
+    for (const e of expected) {
+      const [line, column] = e.at.split(':').map(Number);
+      expect(report.diagnostics).toContainEqual(expect.objectContaining({ file: e.file, line, column, message: expect.stringContaining(e.text) }));
+    }
+  });
+
+  it('exits 0 on a valid workspace and 2 when there is none', async () => {
+    const ok = await runMain(['--workspace', hierarchyWorkspace(), 'validate']);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout).toContain('✔ workspace is valid (lockstep.yaml)');
+
+    const empty = tempDir('lockstep-cli-empty-');
+    const none = await runMain(['--workspace', empty, 'validate']);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain('no workspace found');
+    expect(none.stderr).toContain('lockstep init');
+  });
+});
+
+describe('lockstep plan and apply', () => {
+  it('plans creates, applies once, then plans updates and deletes after an edit; an invalid workspace changes nothing', async () => {
+    const dir = hierarchyWorkspace();
+    const ws = ['--workspace', dir];
+
+    const created = await runMain([...ws, 'plan']);
+    expect(created.code, created.stderr).toBe(0);
+    expect(created.stdout.trim().split('\n').sort()).toEqual(
+      [
+        '+ create source warehouse',
+        '+ create destination crm',
+        '+ create model accounts',
+        '+ create model workspaces',
+        '+ create model contacts',
+        '+ create sync accounts-to-crm',
+        '+ create sync workspaces-to-crm',
+        '+ create sync contacts-to-crm',
+        '+ create sequence crm',
+      ].sort(),
+    );
+
+    const apply = await runMain([...ws, 'apply']);
+    expect(apply.code, apply.stderr).toBe(0);
+    expect(apply.stdout).toContain('Applied 9 change(s):');
+    expect(apply.stdout).toContain('  create sequence crm');
+
+    expect((await runMain([...ws, 'plan'])).stdout).toContain('No changes: the store matches the workspace files.');
+    const again = await runMain([...ws, 'apply']);
+    expect(again.code).toBe(0);
+    expect(again.stdout.trim()).toBe('Nothing to apply: the store already matches.');
+
+    // An edit that is invalid: apply refuses it with the report and exits 2.
+    const edited = hierarchyWorkspaceYaml({ accountsMode: 'mirror', withContacts: false });
+    writeFileSync(join(dir, 'lockstep.yaml'), edited.replace('model: workspaces,', 'model: workspaces, batchSize: -5,'));
+    const refused = await runCli(['apply'], { cwd: dir });
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/^lockstep\.yaml:\d+:\d+: syncs\.workspaces-to-crm\.batchSize/m);
+    expect(refused.stdout).not.toContain('Applied');
+
+    // The same edit, now valid: the store still holds what was applied before, so the plan shows the whole edit.
+    writeFileSync(join(dir, 'lockstep.yaml'), edited);
+    const plan = await runMain([...ws, 'plan']);
+    expect(plan.code, plan.stderr).toBe(0);
+    expect(plan.stdout.trim().split('\n').sort()).toEqual(
+      ['~ update sync accounts-to-crm (mode)', '~ update sequence crm (members)', '- delete sync contacts-to-crm'].sort(),
+    );
+
+    const applied = await runMain([...ws, 'apply']);
+    expect(applied.code, applied.stderr).toBe(0);
+    expect(applied.stdout).toContain('Applied 3 change(s):');
+    expect((await runMain([...ws, 'plan'])).stdout).toContain('No changes');
+  });
+
+  it('plan and apply exit 2 with the report on an invalid workspace', async () => {
+    const dir = tempDir('lockstep-cli-invalid-');
+    writeFileSync(join(dir, 'lockstep.yaml'), 'syncs:\n  a: { model: nothing, destination: nowhere, object: t, mode: upsert }\n');
+    for (const command of ['plan', 'apply']) {
+      const result = await runMain(['--workspace', dir, command]);
+      expect(result.code, command).toBe(2);
+      expect(result.stderr).toMatch(/^lockstep\.yaml:2:\d+: syncs\.a\.model: unknown model "nothing"/m);
+    }
+  });
+});
+
+describe('help and argument errors', () => {
+  it('--help prints usage and the exit codes, and exits 0', async () => {
+    const result = await runCli(['--help'], { cwd: tempDir() });
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain('Usage: lockstep');
+    for (const command of ['init', 'validate', 'plan', 'apply', 'sync', 'sequence', 'runs', 'serve', 'worker', 'scheduler', 'demo']) {
+      expect(result.stdout).toMatch(new RegExp(`^  ${command}\\b`, 'm'));
+    }
+    expect(result.stdout).toMatch(/Exit codes:\n\s+0 .*\n\s+1 .*failed.*\n\s+2 .*invalid.*\n\s+3 /);
+  });
+
+  it.each([
+    [['sequence', 'run', '--help'], '--json'],
+    [['sync', 'run', '--help'], '--full-resync'],
+    [['runs', '--help'], '--sequence <slug>'],
+    [['serve', '--help'], '--drain'],
+    [['help', 'demo'], '--dir <dir>'],
+  ])('%j prints its usage', async (args, option) => {
+    const result = await runMain(args);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain(`Usage: lockstep ${args[0] === 'help' ? args[1] : args.slice(0, -1).join(' ')}`);
+    expect(result.stdout).toContain(option);
+  });
+
+  it('an unknown command or option, or a missing argument, exits 2 with the reason', async () => {
+    const unknown = await runCli(['deploy'], { cwd: tempDir() });
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain("error: unknown command 'deploy'");
+
+    const option = await runMain(['sequence', 'run', 'crm', '--bogus']);
+    expect(option.code).toBe(2);
+    expect(option.stderr).toContain("error: unknown option '--bogus'");
+
+    const missing = await runMain(['sync', 'run']);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain("error: missing required argument 'slug'");
+
+    const level = await runMain(['--log-level', 'loud', 'runs']);
+    expect(level.code).toBe(2);
+    expect(level.stderr).toContain('loud');
+
+    const limit = await runMain(['--workspace', hierarchyWorkspace(), 'runs', '--limit', '0']);
+    expect(limit.code).toBe(2);
+    expect(limit.stderr).toContain('--limit 0 is not a positive whole number');
+  });
+});
