@@ -37,6 +37,10 @@ const processTerminal: Terminal = {
 async function configFor(global: GlobalOptions): Promise<LockstepConfig> {
   const workspaceDir = workspaceDirFor(global);
   const loaded = await loadWorkspace(workspaceDir, process.env);
+  // Without a workspace or a store named elsewhere, opening one would leave a stray lockstep.db here.
+  if (loaded.files.length === 0 && !global.store && !process.env.LOCKSTEP_STORE) {
+    throw new ValidationError(loaded.diagnostics, formatValidationReport(loaded.diagnostics));
+  }
   return resolveConfig({ workspaceDir, storeSetting: loaded.store, storeFlag: global.store, logLevel: global.logLevel });
 }
 

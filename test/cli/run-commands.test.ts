@@ -2,6 +2,7 @@
  * `lockstep sync run`, `sequence run` and `runs`, end to end on the hierarchy fixture: a SQLite
  * warehouse and a SQLite CRM whose tables have foreign keys and a NOT NULL account name.
  */
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { sqlite, sqliteRows, tempDir } from '../helpers/harness.js';
@@ -216,6 +217,16 @@ describe('lockstep runs', () => {
     const sync = await runMain(['--workspace', dir, 'runs', '--sync', 'nope']);
     expect(sync.code).toBe(2);
     expect(sync.stderr).toContain('no sync "nope"');
+  });
+
+  it('refuses to open a store where there is no workspace, instead of creating one', async () => {
+    const empty = tempDir('lockstep-cli-empty-');
+    for (const args of [['runs'], ['sync', 'run', 'accounts-to-crm'], ['sequence', 'run', 'crm']]) {
+      const result = await runMain(['--workspace', empty, ...args]);
+      expect(result.code, args.join(' ')).toBe(2);
+      expect(result.stderr).toContain('no workspace found');
+    }
+    expect(existsSync(join(empty, 'lockstep.db'))).toBe(false);
   });
 
   it('says how to start when there are no runs', async () => {
