@@ -522,7 +522,8 @@ describe('failures', () => {
   });
 });
 
-describe('stopping', () => {
+// A stop that hangs fails fast instead of waiting for the suite's 60 s timeout.
+describe('stopping', { timeout: 5_000 }, () => {
   it('stop() ends the loop promptly and leaves no pending sleep', async () => {
     const clock = new FakeClock('2026-01-01T00:00:30Z');
     const { scheduler, fired } = makeScheduler({ clock, store: new MemoryFiringStore(), entries: [everyMinutes('sync:a')] });
