@@ -247,13 +247,22 @@ function mergedRules(rules: CompiledSchedule[]): CompiledSchedule {
   };
 }
 
+/** Timezone names already checked → canonical name (building a formatter costs ~40 µs). */
+const canonicalZones = new Map<string, string>();
+
 /** Canonical IANA name, or a ValidationError naming the bad value. */
 function checkTimezone(timezone: string, path: string): string {
-  try {
-    return new Intl.DateTimeFormat('en-US', { timeZone: timezone }).resolvedOptions().timeZone;
-  } catch {
-    throw invalid(path, `unknown timezone "${timezone}"`, 'use an IANA name such as "UTC" or "Europe/Berlin"');
+  let canonical = canonicalZones.get(timezone);
+  if (canonical === undefined) {
+    try {
+      canonical = new Intl.DateTimeFormat('en-US', { timeZone: timezone }).resolvedOptions().timeZone;
+    } catch {
+      throw invalid(path, `unknown timezone "${timezone}"`, 'use an IANA name such as "UTC" or "Europe/Berlin"');
+    }
+    if (canonicalZones.size >= MAX_CACHED_RULES) canonicalZones.clear();
+    canonicalZones.set(timezone, canonical);
   }
+  return canonical;
 }
 
 /** Distinct (pattern, timezone) pairs kept compiled; the cache is dropped whole when it grows past this. */
