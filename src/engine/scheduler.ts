@@ -28,7 +28,7 @@
  * store before `fire`) make the same guarantee across processes. Armed entries sit in a min-heap by
  * wake-up time, so an idle tick looks at one entry whatever the number of schedules.
  */
-import { toError } from '../core/errors.js';
+import { ErrorCode, LockstepError, toError } from '../core/errors.js';
 import type { Clock, Logger, Store } from '../core/ports.js';
 import type { TimedSchedule } from '../core/workspace.js';
 import { countDueTimesBetween, latestDueTimeBetween, nextDueTime } from './schedule-times.js';
@@ -190,7 +190,8 @@ export class Scheduler implements AsyncDisposable {
 
   private moveTo(next: SchedulerState): void {
     if (!TRANSITIONS[this.state].includes(next)) {
-      throw new Error(`scheduler cannot go from ${this.state} to ${next}${next === 'running' ? ' (a stopped scheduler cannot restart; create a new one)' : ''}`);
+      const hint = this.state === SchedulerState.Idle ? '' : ' (a scheduler starts once; create a new one to start again)';
+      throw new LockstepError(ErrorCode.Conflict, `scheduler cannot go from ${this.state} to ${next}${hint}`);
     }
     this.state = next;
   }
@@ -207,8 +208,13 @@ export class Scheduler implements AsyncDisposable {
   private async loop(started: () => void): Promise<void> {
     try {
       while (this.state === SchedulerState.Running) {
-        if (this.reloadNeeded) await this.exclusive(() => this.reloadNow());
-        await this.tick();
+        try {
+          if (this.reloadNeeded) await this.exclusive(() => this.reloadNow());
+          await this.tick();
+        } catch (thrown) {
+          // Not expected (entries catch their own failures), and never a reason to stop firing.
+          this.logger.error('scheduler tick failed', { error: toError(thrown).message });
+        }
         started();
         if (this.state !== SchedulerState.Running) break;
         const top = this.heap.peek();
@@ -339,7 +345,14 @@ export class Scheduler implements AsyncDisposable {
       due.push(top);
     }
     if (due.length === 0) return;
-    await forEachLimited(due, this.concurrency, (state) => this.evaluate(state, now));
+    await forEachLimited(due, this.concurrency, (state) =>
+      this.evaluate(state, now).catch((thrown: unknown) => {
+        const { id } = state.entry;
+        this.logger.error(`schedule "${id}" failed and will not fire until the next reload: ${toError(thrown).message}`, {
+          scheduleId: id,
+        });
+      }),
+    );
   }
 
   /**
