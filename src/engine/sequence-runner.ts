@@ -31,6 +31,7 @@ export interface SequenceRunnerOptions {
 }
 
 const FINISHED = new Set(TERMINAL_MEMBER_RUN_STATUSES);
+const CAN_TERMINATE = new Set<MemberRun['status']>(['warning', 'failed', 'cancelled']);
 
 export class SequenceRunner {
   /** Per run, the advance in progress: advances of one run never interleave. */
@@ -64,8 +65,10 @@ export class SequenceRunner {
 
     // 1. Did a finished member terminate the run? The earliest finisher's reason is kept.
     if (!run.reason) {
+      // Only these outcomes can meet a terminate policy; a success never does (rejected rows make a
+      // run end `warning`), and skipping it keeps a long sequence's hand-off from reading every run.
       const finished = run.members
-        .filter((m) => m.syncRunId !== null && FINISHED.has(m.status) && m.status !== 'skipped')
+        .filter((m) => m.syncRunId !== null && CAN_TERMINATE.has(m.status))
         .sort((a, b) => (a.finishedAt ?? 0) - (b.finishedAt ?? 0));
       for (const member of finished) {
         const syncRun = await store.getSyncRun(member.syncRunId as number);

@@ -111,6 +111,15 @@ export class SyncRunner {
     const spoolPath = join(this.options.spoolDir, `lockstep-run-${claimed.id}-${randomBytes(4).toString('hex')}.jsonl`);
     let source: Source | null = null;
     let destination: Destination | null = null;
+    // Connections are closed and the spool removed before the final status is recorded: closing a
+    // connection can take a while (SQLite checkpoints its WAL), and the next member of a sequence
+    // must not wait for it.
+    const cleanup = async () => {
+      const open = [source, destination];
+      source = destination = null;
+      await rm(spoolPath, { force: true }).catch(() => undefined);
+      await Promise.all(open.map((c) => c?.close().catch(() => undefined)));
+    };
     const update = async (patch: SyncRunPatch): Promise<SyncRun> => {
       const run = await store.updateSyncRun(claimed.id, patch, clock.now());
       control.onProgress?.(run);
@@ -148,6 +157,7 @@ export class SyncRunner {
       );
       if (claimed.options.resetCDC) {
         await update({ status: 'reporting', querySize: plan.querySize, completionRatio: 1 });
+        await cleanup();
         return await update({ status: 'success' });
       }
       let run = await update({
@@ -178,11 +188,13 @@ export class SyncRunner {
         });
       }
       await update({ status: 'reporting', completionRatio: 1 });
+      await cleanup();
       const rejected = failed.addedCount + failed.changedCount + failed.removedCount;
       run = await update({ status: rejected > 0 ? 'warning' : 'success' });
       logger.info('sync run finished', { ...runLog, status: run.status, delivered: processed - rejected, rejected });
       return run;
     } catch (thrown) {
+      await cleanup();
       if (thrown instanceof RunStopped || control.signal.aborted) {
         const reason = thrown instanceof RunStopped ? thrown.reason : (control.signal.reason as StopReason);
         if (reason === 'shutdown') {
@@ -196,9 +208,7 @@ export class SyncRunner {
       logger.error('sync run failed', { ...runLog, error: error.message });
       return await update({ status: 'failed', error: error.message });
     } finally {
-      await rm(spoolPath, { force: true }).catch(() => undefined);
-      await source?.close().catch(() => undefined);
-      await destination?.close().catch(() => undefined);
+      await cleanup();
     }
   }
 

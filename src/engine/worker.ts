@@ -15,7 +15,7 @@ import { NotFoundError, toError } from '../core/errors.js';
 import type { Clock, Logger, Store } from '../core/ports.js';
 import type { SequenceRun, SyncRun, SyncRunOptions, Trigger } from '../core/runs.js';
 import { TERMINAL_SEQUENCE_RUN_STATUSES, isTerminalSyncRunStatus } from '../core/runs.js';
-import { EngineEventEmitter } from './events.js';
+import type { EngineEventEmitter } from './events.js';
 import { SequenceRunner } from './sequence-runner.js';
 import type { StopReason, SyncRunner } from './sync-runner.js';
 

@@ -1,6 +1,5 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { createJsonLogger } from '../../src/core/logger.js';
 import type { MemberDef, SequenceDef } from '../../src/core/workspace.js';
 import { member, model, sequence, source, sync, workspace } from '../helpers/definitions.js';
 import { Gate, withWriteHook, type BeforeWrite } from '../helpers/fault-connectors.js';
@@ -26,14 +25,13 @@ function hierarchy(members: MemberDef[], over: Partial<SequenceDef> = {}, extraS
   });
 }
 
-async function setup(members: MemberDef[], over: Partial<SequenceDef> = {}, hook?: BeforeWrite, extra: SequenceDef[] = [], debug = false) {
+async function setup(members: MemberDef[], over: Partial<SequenceDef> = {}, hook?: BeforeWrite, extra: SequenceDef[] = []) {
   const dir = tempDir();
   createHierarchyFixture(dir);
   const h = await startHarness({
     dir,
     definition: hierarchy(members, over, extra),
     connectors: hook ? (real) => withWriteHook(real, hook) : undefined,
-    logger: debug ? createJsonLogger({ level: 'debug', write: (l) => console.log(l) }) : undefined,
   });
   const runSequence = async (slug = 'crm') => {
     const { run } = await h.app.worker.triggerSequence(slug);
@@ -68,7 +66,6 @@ describe('sequences', () => {
       [member('accounts', { after: [] }), member('workspaces', { after: ['accounts'] }), member('contacts', { after: ['accounts'] })],
       { concurrency: 4 },
       async ({ object }) => {
-        console.log('write', object, parallel);
         if (object === 'accounts') return;
         parallel++;
         maxParallel = Math.max(maxParallel, parallel);
@@ -76,8 +73,6 @@ describe('sequences', () => {
         await Promise.race([gate.wait(), new Promise((r) => setTimeout(r, 2000))]);
         parallel--;
       },
-      [],
-      true,
     );
     await using _ = h;
     const run = await runSequence();
