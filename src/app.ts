@@ -76,6 +76,11 @@ export interface App {
   events: EngineEventEmitter;
   logger: Logger;
   clock: Clock;
+  /**
+   * Starts the scheduler, re-reading the schedules every `reloadMs` so changes applied by another
+   * process (`lockstep apply`) take effect without a restart (default: 5000).
+   */
+  startScheduler(reloadMs?: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -124,6 +129,7 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
       else await worker.triggerSequence(slug, trigger);
     },
   });
+  let reloadTimer: NodeJS.Timeout | null = null;
   return {
     config,
     store,
@@ -132,7 +138,15 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
     events,
     logger,
     clock,
+    async startScheduler(reloadMs = 5000) {
+      await scheduler.start();
+      reloadTimer = setInterval(() => {
+        scheduler.reload().catch((e: unknown) => logger.error('could not reload schedules', { error: String(e) }));
+      }, reloadMs);
+      reloadTimer.unref();
+    },
     async close() {
+      if (reloadTimer) clearInterval(reloadTimer);
       await scheduler.stop();
       await worker.stop();
       await store.close();

@@ -303,7 +303,7 @@ Exit codes:
         await close();
         throw new LockstepError(ErrorCode.Conflict, 'another Lockstep process already works on this store — stop it first, or use the PostgreSQL store to run several');
       }
-      if (withScheduler) await app.scheduler.start();
+      if (withScheduler) await app.startScheduler();
       term.err(`lockstep ${name}: running on ${app.config.store.type === 'sqlite' ? app.config.store.path : 'postgres'} (Ctrl-C to stop)`);
       await waitForStop(app, Boolean(opts.drain));
       await close();

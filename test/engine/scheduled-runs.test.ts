@@ -1,0 +1,103 @@
+/**
+ * The scheduler inside the app (as `lockstep serve` runs it), on the real SQLite store, with a fake
+ * clock: schedules start real runs, a due time fires once even with two schedulers on one store,
+ * and a disabled sequence does not run on its schedule.
+ */
+import { describe, expect, it } from 'vitest';
+import { member, model, sequence, source, sync, workspace } from '../helpers/definitions.js';
+import { FakeClock, flush } from '../helpers/fake-clock.js';
+import { createHierarchyFixture, startHarness, tempDir } from '../helpers/harness.js';
+
+const cron = (expression: string, timezone = 'UTC') => ({ type: 'cron' as const, expression, timezone, catchupWindowSeconds: 3600 });
+
+function definition() {
+  return workspace({
+    sources: [source('warehouse', { path: 'warehouse.db' })],
+    destinations: [source('crm', { path: 'crm.db' })],
+    models: [
+      model('accounts', 'warehouse', 'select id, name from accounts'),
+      model('workspaces', 'warehouse', 'select id, account_id, name from workspaces'),
+    ],
+    syncs: [
+      sync('accounts', { model: 'accounts', destination: 'crm', object: 'accounts' }),
+      sync('workspaces', {
+        model: 'workspaces',
+        destination: 'crm',
+        object: 'workspaces',
+        schedule: { type: 'interval', unit: 'hour', quantity: 1, startAt: null, catchupWindowSeconds: 3600 },
+      }),
+    ],
+    sequences: [
+      sequence('crm', [member('accounts'), member('workspaces')], { schedule: cron('*/15 * * * *') }),
+      sequence('paused', [member('accounts')], { schedule: cron('*/15 * * * *'), enabled: false }),
+    ],
+  });
+}
+
+/** The real worker waits on real timers for runs; give them a moment after each clock move. */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 20; i++) {
+    await flush();
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe('scheduled runs', () => {
+  it('fires cron and interval schedules into real runs, once per due time, and never for a disabled sequence', async () => {
+    const dir = tempDir();
+    createHierarchyFixture(dir);
+    const clock = new FakeClock('2026-03-01T10:05:00Z');
+    // Two apps on one store file, as two `lockstep serve` processes would be: each due time fires once.
+    const env = { LOCKSTEP_POLL_MS: '3600000' };
+    await using a = await startHarness({ dir, definition: definition(), clock, env });
+    await using b = await startHarness({ dir, definition: definition(), clock, env, startWorker: false });
+    await a.app.startScheduler(3_600_000);
+    await b.app.startScheduler(3_600_000);
+
+    await clock.set('2026-03-01T10:15:00Z');
+    await settle();
+    let runs = await a.app.store.listSequenceRuns({ limit: 10, offset: 0, order: 'asc' });
+    expect(runs).toHaveLength(1);
+    expect(runs[0]?.trigger).toEqual({ type: 'schedule', detail: 'sequence:crm@2026-03-01T10:15:00.000Z' });
+    const first = await a.app.worker.waitForSequenceRun(runs[0]!.id);
+    expect(first.status).toBe('done');
+
+    await clock.set('2026-03-01T11:00:00Z');
+    await settle();
+    runs = await a.app.store.listSequenceRuns({ limit: 10, offset: 0, order: 'asc' });
+    const crm = await a.app.store.getSequence('crm');
+    expect(runs.every((r) => r.sequenceId === crm!.id)).toBe(true);
+    expect(runs.map((r) => r.trigger.detail)).toEqual([
+      'sequence:crm@2026-03-01T10:15:00.000Z',
+      'sequence:crm@2026-03-01T10:30:00.000Z',
+      'sequence:crm@2026-03-01T10:45:00.000Z',
+      'sequence:crm@2026-03-01T11:00:00.000Z',
+    ]);
+    const workspacesSync = await a.app.store.getSync('workspaces');
+    const standalone = (await a.app.store.listSyncRuns({ limit: 50, offset: 0, order: 'asc', syncId: workspacesSync!.id })).filter(
+      (r) => r.sequenceRunId === null,
+    );
+    expect(standalone.map((r) => r.trigger.detail)).toEqual(['sync:workspaces@2026-03-01T11:00:00.000Z']);
+    for (const run of runs) await a.app.worker.waitForSequenceRun(run.id);
+  });
+
+  it('after downtime, missed firings inside the catch-up window collapse into one run', async () => {
+    const dir = tempDir();
+    createHierarchyFixture(dir);
+    const clock = new FakeClock('2026-03-01T10:05:00Z');
+    const env = { LOCKSTEP_POLL_MS: '3600000' };
+    {
+      await using first = await startHarness({ dir, definition: definition(), clock, env });
+      await first.app.startScheduler(3_600_000);
+      await settle();
+    }
+    // Down from 10:05 to 12:20: due times 10:15 … 12:15; those older than an hour are skipped.
+    await clock.set('2026-03-01T12:20:00Z');
+    await using second = await startHarness({ dir, definition: definition(), clock, env });
+    await second.app.startScheduler(3_600_000);
+    await settle();
+    const runs = await second.app.store.listSequenceRuns({ limit: 10, offset: 0, order: 'asc' });
+    expect(runs.map((r) => r.trigger.detail)).toEqual(['sequence:crm@2026-03-01T12:15:00.000Z']);
+    await second.app.worker.waitForSequenceRun(runs[0]!.id);
+  });
+});
