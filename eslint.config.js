@@ -9,6 +9,7 @@ const layers = {
   store: ['core'],
   connectors: ['core'],
   workspace: ['core'],
+  api: ['core', 'engine', 'workspace'],
   cli: ['core', 'engine', 'workspace', 'app', 'config'],
 };
 const all = ['core', 'engine', 'store', 'connectors', 'workspace', 'cli', 'api'];
