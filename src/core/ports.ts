@@ -21,6 +21,7 @@ import type {
   WorkspaceDefinition,
   WorkspaceState,
 } from './workspace.js';
+import type { WebhookEventStore } from './webhooks.js';
 
 // ---------------------------------------------------------------------------------------------
 // Time, ids, logs
@@ -188,6 +189,8 @@ export interface MemberStart {
  */
 export interface Store {
   readonly capabilities: StoreCapabilities;
+  /** The log of webhook deliveries (dbt Cloud, Fivetran). */
+  readonly webhooks: WebhookEventStore;
   close(): Promise<void>;
 
   // --- workspace

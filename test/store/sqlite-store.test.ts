@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ErrorCode, LockstepError } from '../../src/core/errors.js';
-import { SCHEMA_VERSION } from '../../src/store/sqlite/migrations.js';
+import { MIGRATIONS, SCHEMA_VERSION } from '../../src/store/sqlite/migrations.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { crmWorkspace, describeStoreContract } from './store-contract.js';
 
@@ -58,7 +58,7 @@ describe('SqliteStore on its file', () => {
   it('keeps its data across a reopen and does not run migrations again', async () => {
     const path = join(tempFolder(), 'lockstep.db');
     const first = await SqliteStore.open({ path });
-    expect(first.migrationsApplied).toEqual(Array.from({ length: SCHEMA_VERSION }, (_, i) => i + 1));
+    expect(first.migrationsApplied).toEqual(MIGRATIONS.map((m) => m.version).sort((a, b) => a - b));
     await first.applyWorkspace(crmWorkspace(), T0);
     const sync = await first.getSync('accounts-to-crm');
     const { run } = await first.enqueueSyncRun({ syncId: sync!.id, trigger: { type: 'manual', detail: null }, options: { fullResync: false, resetCDC: false } }, T0);
@@ -74,7 +74,7 @@ describe('SqliteStore on its file', () => {
     const raw = new Database(path, { readonly: true });
     try {
       expect(raw.prepare('SELECT version FROM schema_migrations ORDER BY version').pluck().all()).toEqual(
-        Array.from({ length: SCHEMA_VERSION }, (_, i) => i + 1),
+        MIGRATIONS.map((m) => m.version).sort((a, b) => a - b),
       );
     } finally {
       raw.close();

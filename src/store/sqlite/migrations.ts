@@ -6,6 +6,7 @@
  */
 import { ErrorCode, LockstepError } from '../../core/errors.js';
 import type { SqliteDatabase } from './sqlite-database.js';
+import { WEBHOOK_EVENTS_SCHEMA } from './sqlite-webhook-store.js';
 
 export interface Migration {
   /** 1, 2, 3, ... in order; the file's schema version after it ran. */
@@ -173,6 +174,7 @@ CREATE TABLE schedule_cursors (
 
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial schema', sql: INITIAL_SCHEMA },
+  { version: 5, name: 'webhook deliveries', sql: WEBHOOK_EVENTS_SCHEMA },
 ];
 
 /** The schema version this code writes and reads. */
@@ -189,17 +191,20 @@ export function migrate(db: SqliteDatabase, path: string, now: number): number[]
     applied_at REAL NOT NULL
   )`);
   const current = db.prepare('SELECT COALESCE(MAX(version), 0) AS version FROM schema_migrations');
+  const done = db.prepare('SELECT 1 FROM schema_migrations WHERE version = ?');
   const record = db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)');
   const applied: number[] = [];
   const onDisk = (current.get() as { version: number }).version;
   if (onDisk > SCHEMA_VERSION) throw newerSchemaError(path, onDisk);
-  for (const migration of MIGRATIONS) {
-    if (migration.version <= onDisk) continue;
+  // Each migration is applied unless recorded, in version order: a file may have a later
+  // migration and not an earlier one (versions are reserved per feature and land in any order).
+  for (const migration of [...MIGRATIONS].sort((a, b) => a.version - b.version)) {
+    if (done.get(migration.version)) continue;
     const apply = db.transaction(() => {
-      // Re-read under the write lock: another process may have applied it meanwhile.
+      // Re-check under the write lock: another process may have applied it meanwhile.
       const version = (current.get() as { version: number }).version;
       if (version > SCHEMA_VERSION) throw newerSchemaError(path, version);
-      if (version >= migration.version) return;
+      if (done.get(migration.version)) return;
       db.exec(migration.sql);
       record.run(migration.version, migration.name, now);
       applied.push(migration.version);

@@ -56,6 +56,7 @@ import type {
   WorkspaceState,
 } from '../../core/workspace.js';
 import { INTERRUPTED_RUN_ERROR, memberTransition } from '../member-state.js';
+import { SqliteWebhookStore } from './sqlite-webhook-store.js';
 import {
   definitionJson,
   toRecord,
@@ -123,6 +124,8 @@ export class SqliteStore implements Store, AsyncDisposable {
   /** Statements whose SQL depends on the arguments (IN-lists, list filters), prepared once per shape. */
   private readonly dynamic = new Map<string, SqliteStatement>();
   private readonly checkpointTimer: NodeJS.Timeout | null;
+  /** The log of webhook deliveries. */
+  readonly webhooks: SqliteWebhookStore;
 
   private constructor(
     db: SqliteDatabase,
@@ -139,6 +142,7 @@ export class SqliteStore implements Store, AsyncDisposable {
     this.migrationsApplied = applied;
     this.s = prepareStatements(db);
     this.tx = db.transaction((fn: () => unknown) => fn());
+    this.webhooks = new SqliteWebhookStore(db, (error) => toError(storeError(path, busyTimeoutMs, error)));
     this.checkpointTimer =
       checkpointIntervalMs > 0 && path !== ':memory:'
         ? setInterval(() => this.checkpoint(), checkpointIntervalMs).unref()

@@ -1,0 +1,142 @@
+/**
+ * The log of webhook deliveries in the embedded store. An accepted delivery's (source, event id)
+ * is unique, so the same dbt Cloud event delivered twice is recorded as a duplicate and starts
+ * nothing the second time, even when two deliveries race.
+ */
+import type {
+  NewWebhookEvent,
+  TriggeredRun,
+  WebhookEvent,
+  WebhookEventQuery,
+  WebhookEventStore,
+  WebhookOutcome,
+  WebhookSource,
+} from '../../core/webhooks.js';
+import type { SqliteDatabase, SqliteStatement } from './sqlite-database.js';
+
+export const WEBHOOK_EVENTS_SCHEMA = `
+CREATE TABLE webhook_events (
+  id             INTEGER PRIMARY KEY AUTOINCREMENT,
+  source         TEXT NOT NULL,
+  received_at    REAL NOT NULL,
+  event_id       TEXT,
+  event_type     TEXT,
+  outcome        TEXT NOT NULL,
+  reason         TEXT NOT NULL,
+  http_status    INTEGER NOT NULL,
+  triggered      TEXT NOT NULL,
+  payload        TEXT NOT NULL
+);
+CREATE UNIQUE INDEX webhook_events_accepted_once ON webhook_events (source, event_id)
+  WHERE outcome = 'accepted' AND event_id IS NOT NULL;
+CREATE INDEX webhook_events_by_time ON webhook_events (received_at);
+`;
+
+interface Row {
+  id: number;
+  source: string;
+  received_at: number;
+  event_id: string | null;
+  event_type: string | null;
+  outcome: string;
+  reason: string;
+  http_status: number;
+  triggered: string;
+  payload: string;
+}
+
+function toEvent(row: Row): WebhookEvent {
+  return {
+    id: Number(row.id),
+    source: row.source as WebhookSource,
+    receivedAt: row.received_at,
+    eventId: row.event_id,
+    eventType: row.event_type,
+    outcome: row.outcome as WebhookOutcome,
+    reason: row.reason,
+    httpStatus: Number(row.http_status),
+    triggered: JSON.parse(row.triggered) as TriggeredRun[],
+    payloadExcerpt: row.payload,
+  };
+}
+
+export class SqliteWebhookStore implements WebhookEventStore {
+  private readonly insert: SqliteStatement;
+  private readonly findAccepted: SqliteStatement;
+  private readonly update: SqliteStatement;
+  private readonly byId: SqliteStatement;
+
+  constructor(
+    private readonly db: SqliteDatabase,
+    /** Wraps a store failure into Lockstep's error, naming the file. */
+    private readonly wrap: (error: unknown) => Error,
+  ) {
+    this.insert = db.prepare(
+      `INSERT INTO webhook_events (source, received_at, event_id, event_type, outcome, reason, http_status, triggered, payload)
+       VALUES (@source, @receivedAt, @eventId, @eventType, @outcome, @reason, @httpStatus, @triggered, @payload) RETURNING *`,
+    );
+    this.findAccepted = db.prepare(
+      `SELECT id FROM webhook_events WHERE source = ? AND event_id = ? AND outcome = 'accepted'`,
+    );
+    this.update = db.prepare('UPDATE webhook_events SET triggered = ?, reason = ? WHERE id = ?');
+    this.byId = db.prepare('SELECT * FROM webhook_events WHERE id = ?');
+  }
+
+  async record(event: NewWebhookEvent): Promise<{ event: WebhookEvent; duplicate: boolean }> {
+    return this.immediate(() => {
+      let outcome = event.outcome;
+      let reason = event.reason;
+      let duplicate = false;
+      if (outcome === 'accepted' && event.eventId !== null) {
+        const first = this.findAccepted.get(event.source, event.eventId) as { id: number } | undefined;
+        if (first) {
+          duplicate = true;
+          outcome = 'duplicate';
+          reason = `event ${event.eventId} was already received (delivery ${first.id}); nothing started again`;
+        }
+      }
+      const row = this.insert.get({
+        source: event.source,
+        receivedAt: event.receivedAt,
+        eventId: event.eventId,
+        eventType: event.eventType,
+        outcome,
+        reason,
+        httpStatus: event.httpStatus,
+        triggered: JSON.stringify(event.triggered),
+        payload: event.payloadExcerpt.slice(0, 2000),
+      }) as Row;
+      return { event: toEvent(row), duplicate };
+    });
+  }
+
+  async setTriggered(id: number, triggered: TriggeredRun[], reason: string): Promise<void> {
+    this.immediate(() => this.update.run(JSON.stringify(triggered), reason, id));
+  }
+
+  async list(query: WebhookEventQuery): Promise<WebhookEvent[]> {
+    const where = query.source ? 'WHERE source = ?' : '';
+    const params = query.source ? [query.source, query.limit, query.offset] : [query.limit, query.offset];
+    try {
+      const rows = this.db
+        .prepare(`SELECT * FROM webhook_events ${where} ORDER BY id DESC LIMIT ? OFFSET ?`)
+        .all(...params) as Row[];
+      return rows.map(toEvent);
+    } catch (error) {
+      throw this.wrap(error);
+    }
+  }
+
+  async get(id: number): Promise<WebhookEvent | null> {
+    const row = this.byId.get(id) as Row | undefined;
+    return row ? toEvent(row) : null;
+  }
+
+  private immediate<R>(fn: () => R): R {
+    try {
+      return this.db.transaction(fn).immediate() as R;
+    } catch (error) {
+      throw this.wrap(error);
+    }
+  }
+}
