@@ -1,0 +1,248 @@
+/**
+ * Turns webhook deliveries from dbt Cloud and Fivetran into runs (SPEC §4). Every delivery is
+ * checked, recorded with its outcome and the reason, and answered quickly: runs are queued, not
+ * waited for.
+ *
+ * dbt Cloud: the `Authorization` header holds the hex HMAC-SHA256 of the raw body keyed with the
+ * webhook's secret; a `job.run.completed` event with `data.runStatusCode` 10 (success) starts every
+ * enabled sync and sequence whose schedule is `{type: dbt_cloud, accountId, jobId}` for that job.
+ * Fivetran: `X-Fivetran-Signature-256` holds the hex HMAC-SHA256 of the body; a `sync_end` event
+ * with `data.status` `SUCCESSFUL` starts what is scheduled on `{type: fivetran, connectorId}`.
+ * Anything else verified is recorded as ignored, with why.
+ */
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { toError } from '../core/errors.js';
+import type { Clock, Logger, Store } from '../core/ports.js';
+import type { Trigger } from '../core/runs.js';
+import type { TriggeredRun, WebhookEvent, WebhookOutcome, WebhookSource } from '../core/webhooks.js';
+import type { Schedule, WorkspaceState } from '../core/workspace.js';
+
+/** dbt Cloud's run status code for a successful run. */
+export const DBT_CLOUD_SUCCESS = 10;
+
+export interface WebhookSecrets {
+  dbtCloud: string | null;
+  fivetran: string | null;
+}
+
+/** The part of the worker the receiver needs: queueing runs. */
+export interface RunStarter {
+  triggerSync(ref: string, options: object, trigger: Trigger): Promise<{ run: { id: number } }>;
+  triggerSequence(ref: string, trigger: Trigger): Promise<{ run: { id: string } }>;
+}
+
+export interface WebhookReceiverOptions {
+  store: Store;
+  runs: RunStarter;
+  clock: Clock;
+  logger: Logger;
+  /** The configured secrets, read per delivery so a workspace change takes effect at once. */
+  secrets: () => Promise<WebhookSecrets>;
+}
+
+export interface WebhookAnswer {
+  status: number;
+  body: { outcome: WebhookOutcome; message: string; deliveryId: number; runs: TriggeredRun[] };
+}
+
+export interface IncomingWebhook {
+  rawBody: Buffer;
+  /** Header names in lower case. */
+  headers: Record<string, string | undefined>;
+}
+
+interface Decision {
+  outcome: WebhookOutcome;
+  reason: string;
+  status: number;
+  eventId: string | null;
+  eventType: string | null;
+  /** Schedules to start, when accepted. */
+  match?: (schedule: Schedule) => boolean;
+}
+
+/** Constant-time comparison of two hex signatures (case-insensitive). */
+export function signatureMatches(expectedHex: string, givenHex: string | undefined): boolean {
+  if (!givenHex) return false;
+  const given = givenHex.trim().replace(/^sha256=/i, '').toLowerCase();
+  const expected = Buffer.from(expectedHex.toLowerCase(), 'utf8');
+  const actual = Buffer.from(given, 'utf8');
+  return expected.length === actual.length && timingSafeEqual(expected, actual);
+}
+
+export function hmacHex(secret: string, body: Buffer | string): string {
+  return createHmac('sha256', secret).update(body).digest('hex');
+}
+
+function parseJson(raw: Buffer): Record<string, unknown> | null {
+  try {
+    const value: unknown = JSON.parse(raw.toString('utf8'));
+    return value && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
+  } catch {
+    return null;
+  }
+}
+
+const text = (v: unknown): string | null => (typeof v === 'string' ? v : typeof v === 'number' ? String(v) : null);
+
+export class WebhookReceiver {
+  constructor(private readonly options: WebhookReceiverOptions) {}
+
+  receiveDbtCloud(incoming: IncomingWebhook): Promise<WebhookAnswer> {
+    return this.receive('dbt_cloud', incoming, async () => {
+      const secret = (await this.options.secrets()).dbtCloud;
+      if (!secret) {
+        return reject(401, 'no dbt Cloud webhook secret is configured — set webhooks.dbtCloud.secret in lockstep.yaml');
+      }
+      if (!signatureMatches(hmacHex(secret, incoming.rawBody), incoming.headers.authorization)) {
+        return reject(401, 'the Authorization header is not the HMAC-SHA256 of the body with the configured dbt Cloud secret');
+      }
+      const body = parseJson(incoming.rawBody);
+      if (!body) return reject(400, 'the body is not a JSON object');
+      const data = (body.data ?? {}) as Record<string, unknown>;
+      const eventId = text(body.eventId);
+      const eventType = text(body.eventType);
+      const accountId = text(body.accountId);
+      const jobId = text(data.jobId);
+      const base = { eventId, eventType, status: 200 };
+      if (eventType !== 'job.run.completed') {
+        return { ...base, outcome: 'ignored', reason: `event type ${eventType ?? '(none)'} does not start runs; only job.run.completed does` };
+      }
+      const statusCode = Number(data.runStatusCode);
+      if (statusCode !== DBT_CLOUD_SUCCESS) {
+        return {
+          ...base,
+          outcome: 'ignored',
+          reason: `dbt Cloud job ${jobId ?? '?'} run ${text(data.runId) ?? '?'} ended with status ${text(data.runStatus) ?? statusCode} (code ${data.runStatusCode as string}), not success (10)`,
+        };
+      }
+      if (!jobId) return reject(400, 'data.jobId is missing');
+      return {
+        ...base,
+        outcome: 'accepted',
+        reason: `dbt Cloud job ${jobId} (account ${accountId ?? '?'}) completed successfully`,
+        match: (s) => s.type === 'dbt_cloud' && s.jobId === jobId && (accountId === null || s.accountId === accountId),
+      };
+    });
+  }
+
+  receiveFivetran(incoming: IncomingWebhook): Promise<WebhookAnswer> {
+    return this.receive('fivetran', incoming, async () => {
+      const secret = (await this.options.secrets()).fivetran;
+      if (!secret) {
+        return reject(401, 'no Fivetran webhook secret is configured — set webhooks.fivetran.secret in lockstep.yaml');
+      }
+      if (!signatureMatches(hmacHex(secret, incoming.rawBody), incoming.headers['x-fivetran-signature-256'])) {
+        return reject(401, 'the X-Fivetran-Signature-256 header is not the HMAC-SHA256 of the body with the configured Fivetran secret');
+      }
+      const body = parseJson(incoming.rawBody);
+      if (!body) return reject(400, 'the body is not a JSON object');
+      const data = (body.data ?? {}) as Record<string, unknown>;
+      const eventType = text(body.event);
+      const connectorId = text(body.connector_id);
+      // Fivetran sends no event id: a sync's end is identified by its sync id, else by the body itself.
+      const eventId = `${connectorId ?? '?'}:${eventType ?? '?'}:${text(body.sync_id) ?? createHash('sha256').update(incoming.rawBody).digest('hex').slice(0, 32)}`;
+      const base = { eventId, eventType, status: 200 };
+      if (eventType === 'test_event' || eventType === 'test') {
+        return { ...base, outcome: 'ignored', reason: 'Fivetran test event: the endpoint and the signature work' };
+      }
+      if (eventType !== 'sync_end') {
+        return { ...base, outcome: 'ignored', reason: `event ${eventType ?? '(none)'} does not start runs; only sync_end does` };
+      }
+      const status = text(data.status) ?? text(body.status);
+      if (status !== 'SUCCESSFUL') {
+        return { ...base, outcome: 'ignored', reason: `Fivetran connector ${connectorId ?? '?'} sync ended ${status ?? '(no status)'}, not SUCCESSFUL` };
+      }
+      if (!connectorId) return reject(400, 'connector_id is missing');
+      return {
+        ...base,
+        outcome: 'accepted',
+        reason: `Fivetran connector ${connectorId} synced successfully`,
+        match: (s) => s.type === 'fivetran' && s.connectorId === connectorId,
+      };
+    });
+  }
+
+  /** Decides, records, starts what matched, and answers. */
+  private async receive(source: WebhookSource, incoming: IncomingWebhook, decide: () => Promise<Decision>): Promise<WebhookAnswer> {
+    const { store, clock, logger } = this.options;
+    let decision: Decision;
+    try {
+      decision = await decide();
+    } catch (thrown) {
+      decision = reject(500, `the delivery could not be processed: ${toError(thrown).message}`);
+    }
+    let targets: Array<{ kind: 'sync' | 'sequence'; slug: string }> = [];
+    let skipped: string[] = [];
+    if (decision.outcome === 'accepted' && decision.match) {
+      ({ targets, skipped } = matchTargets(await store.loadWorkspace(), decision.match));
+      if (targets.length === 0) {
+        decision = {
+          ...decision,
+          outcome: 'ignored',
+          reason: `${decision.reason}, but ${skipped.length > 0 ? skipped.join('; ') : 'no sync or sequence is scheduled on it'}`,
+        };
+      }
+    }
+    const { event, duplicate } = await store.webhooks.record({
+      source,
+      receivedAt: clock.now(),
+      eventId: decision.eventId,
+      eventType: decision.eventType,
+      outcome: decision.outcome,
+      reason: decision.reason,
+      httpStatus: decision.status,
+      triggered: [],
+      payloadExcerpt: incoming.rawBody.subarray(0, 2000).toString('utf8'),
+    });
+    logger.info('webhook received', { source, deliveryId: event.id, outcome: event.outcome, reason: event.reason });
+    if (event.outcome !== 'accepted' || duplicate) return answer(event, []);
+
+    const trigger: Trigger = { type: 'webhook', detail: `${source} delivery ${event.id}${decision.eventId ? ` (${decision.eventId})` : ''}` };
+    const started: TriggeredRun[] = [];
+    for (const target of targets) {
+      try {
+        if (target.kind === 'sync') {
+          const { run } = await this.options.runs.triggerSync(target.slug, {}, trigger);
+          started.push({ kind: 'sync', slug: target.slug, runId: String(run.id) });
+        } else {
+          const { run } = await this.options.runs.triggerSequence(target.slug, trigger);
+          started.push({ kind: 'sequence', slug: target.slug, runId: run.id });
+        }
+      } catch (thrown) {
+        skipped.push(`${target.kind} "${target.slug}" could not start: ${toError(thrown).message}`);
+      }
+    }
+    const reason = [
+      `${decision.reason}: started ${started.map((r) => `${r.kind} "${r.slug}"`).join(', ') || 'nothing'}`,
+      ...skipped,
+    ].join('; ');
+    await store.webhooks.setTriggered(event.id, started, reason);
+    return answer({ ...event, reason, triggered: started }, started);
+  }
+}
+
+function reject(status: number, reason: string): Decision {
+  return { outcome: 'rejected', reason, status, eventId: null, eventType: null };
+}
+
+function answer(event: WebhookEvent, runs: TriggeredRun[]): WebhookAnswer {
+  return { status: event.httpStatus, body: { outcome: event.outcome, message: event.reason, deliveryId: event.id, runs } };
+}
+
+/** Enabled syncs and sequences whose schedule matches; disabled ones are named in `skipped`. */
+function matchTargets(workspace: WorkspaceState, match: (s: Schedule) => boolean) {
+  const targets: Array<{ kind: 'sync' | 'sequence'; slug: string }> = [];
+  const skipped: string[] = [];
+  for (const [kind, entities] of [
+    ['sync', workspace.syncs],
+    ['sequence', workspace.sequences],
+  ] as const) {
+    for (const entity of entities) {
+      if (!match(entity.schedule)) continue;
+      if (entity.enabled) targets.push({ kind, slug: entity.slug });
+      else skipped.push(`${kind} "${entity.slug}" is disabled`);
+    }
+  }
+  return { targets, skipped };
+}

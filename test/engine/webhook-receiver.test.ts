@@ -1,0 +1,156 @@
+import { describe, expect, it } from 'vitest';
+import { WebhookReceiver, hmacHex } from '../../src/engine/webhook-receiver.js';
+import { member, model, sequence, source, sync, workspace } from '../helpers/definitions.js';
+import { createHierarchyFixture, startHarness, tempDir } from '../helpers/harness.js';
+
+const DBT_SECRET = 'dbt-secret-123';
+const FIVETRAN_SECRET = 'fivetran-secret-456';
+
+/** dbt Cloud's documented `job.run.completed` payload. */
+function dbtCompleted(over: { eventId?: string; jobId?: string; code?: number; eventType?: string } = {}) {
+  return JSON.stringify({
+    accountId: 1,
+    webhookId: 'wsu_12345abcde',
+    eventId: over.eventId ?? 'wev_2L6Z3l8uPedXKPq9D2n5W8y4xP7',
+    timestamp: '2026-01-31T19:28:15.742843678Z',
+    eventType: over.eventType ?? 'job.run.completed',
+    webhookName: 'lockstep',
+    data: {
+      jobId: over.jobId ?? '123',
+      jobName: 'Daily Job (dbt build)',
+      runId: '12345',
+      environmentId: '1234',
+      environmentName: 'Production',
+      dbtVersion: '1.7.0',
+      projectName: 'Analytics',
+      projectId: '167194',
+      runStatus: over.code === 20 ? 'Errored' : 'Success',
+      runStatusCode: over.code ?? 10,
+      runStatusMessage: 'None',
+      runReason: 'Kicked off by schedule',
+      runStartedAt: '2026-01-31T19:28:07Z',
+      runFinishedAt: '2026-01-31T19:29:32Z',
+    },
+  });
+}
+
+function fivetranSyncEnd(status: string, syncId = 'sync-1') {
+  return JSON.stringify({
+    event: 'sync_end',
+    created: '2026-01-31T11:38:34.386Z',
+    connector_type: 'postgres',
+    connector_id: 'mystified_presiding',
+    connector_name: 'app_db',
+    sync_id: syncId,
+    destination_group_id: 'deck_enjoy',
+    data: { status },
+  });
+}
+
+async function setup() {
+  const dir = tempDir();
+  createHierarchyFixture(dir);
+  const h = await startHarness({
+    dir,
+    definition: workspace({
+      sources: [source('warehouse', { path: 'warehouse.db' })],
+      destinations: [source('crm', { path: 'crm.db' })],
+      models: [model('accounts', 'warehouse', 'select id, name from accounts')],
+      syncs: [
+        sync('accounts', { model: 'accounts', destination: 'crm', object: 'accounts', schedule: { type: 'fivetran', connectorId: 'mystified_presiding' } }),
+      ],
+      sequences: [
+        sequence('after-dbt', [member('accounts')], { schedule: { type: 'dbt_cloud', accountId: '1', jobId: '123' } }),
+        sequence('paused', [member('accounts')], { schedule: { type: 'dbt_cloud', accountId: '1', jobId: '999' }, enabled: false }),
+      ],
+    }),
+  });
+  const receiver = new WebhookReceiver({
+    store: h.app.store,
+    runs: h.app.worker,
+    clock: h.app.clock,
+    logger: h.app.logger,
+    secrets: async () => ({ dbtCloud: DBT_SECRET, fivetran: FIVETRAN_SECRET }),
+  });
+  const dbt = (body: string, signature = hmacHex(DBT_SECRET, body)) =>
+    receiver.receiveDbtCloud({ rawBody: Buffer.from(body), headers: { authorization: signature } });
+  const fivetran = (body: string, signature = hmacHex(FIVETRAN_SECRET, body).toUpperCase()) =>
+    receiver.receiveFivetran({ rawBody: Buffer.from(body), headers: { 'x-fivetran-signature-256': signature } });
+  return { h, dbt, fivetran };
+}
+
+describe('webhook triggers', () => {
+  it('a signed dbt Cloud job.run.completed with status 10 starts the sequence scheduled on that job, once per event id', async () => {
+    const { h, dbt } = await setup();
+    await using _ = h;
+    const first = await dbt(dbtCompleted());
+    expect(first.status).toBe(200);
+    expect(first.body.outcome).toBe('accepted');
+    expect(first.body.runs).toEqual([{ kind: 'sequence', slug: 'after-dbt', runId: expect.any(String) }]);
+    const run = await h.app.worker.waitForSequenceRun(first.body.runs[0]!.runId);
+    expect(run.status).toBe('done');
+    expect(run.trigger.type).toBe('webhook');
+
+    const again = await dbt(dbtCompleted());
+    expect(again.status).toBe(200);
+    expect(again.body.outcome).toBe('duplicate');
+    expect(await h.app.store.listSequenceRuns({ limit: 10, offset: 0, order: 'asc' })).toHaveLength(1);
+  });
+
+  it('rejects a missing or wrong signature with 401 and starts nothing, recording why', async () => {
+    const { h, dbt, fivetran } = await setup();
+    await using _ = h;
+    const body = dbtCompleted({ eventId: 'wev_forged' });
+    expect((await dbt(body, '')).status).toBe(401);
+    expect((await dbt(body, hmacHex('wrong-secret', body))).status).toBe(401);
+    expect((await dbt(body.replace('Daily', 'Nightly'), hmacHex(DBT_SECRET, body))).status).toBe(401);
+    expect((await fivetran(fivetranSyncEnd('SUCCESSFUL'), 'deadbeef')).status).toBe(401);
+    expect(await h.app.store.listSequenceRuns({ limit: 10, offset: 0, order: 'asc' })).toHaveLength(0);
+    const events = await h.app.store.webhooks.list({ limit: 10, offset: 0 });
+    expect(events).toHaveLength(4);
+    expect(events.every((e) => e.outcome === 'rejected' && e.httpStatus === 401)).toBe(true);
+    expect(events[3]?.reason).toMatch(/Authorization header/);
+  });
+
+  it('records and ignores other events, failed runs, unknown jobs and disabled sequences', async () => {
+    const { h, dbt } = await setup();
+    await using _ = h;
+    const started = await dbt(dbtCompleted({ eventId: 'e1', eventType: 'job.run.started' }));
+    const errored = await dbt(dbtCompleted({ eventId: 'e2', code: 20 }));
+    const unknown = await dbt(dbtCompleted({ eventId: 'e3', jobId: '555' }));
+    const disabled = await dbt(dbtCompleted({ eventId: 'e4', jobId: '999' }));
+    for (const answer of [started, errored, unknown, disabled]) {
+      expect(answer.status).toBe(200);
+      expect(answer.body.outcome).toBe('ignored');
+    }
+    expect(started.body.message).toMatch(/job\.run\.started does not start runs/);
+    expect(errored.body.message).toMatch(/not success/);
+    expect(unknown.body.message).toMatch(/no sync or sequence is scheduled/);
+    expect(disabled.body.message).toMatch(/sequence "paused" is disabled/);
+    expect(await h.app.store.listSequenceRuns({ limit: 10, offset: 0, order: 'asc' })).toHaveLength(0);
+  });
+
+  it('a malformed body with a valid signature is a 400 and recorded', async () => {
+    const { h, dbt } = await setup();
+    await using _ = h;
+    const answer = await dbt('{not json');
+    expect(answer.status).toBe(400);
+    expect((await h.app.store.webhooks.list({ limit: 1, offset: 0 }))[0]?.reason).toMatch(/not a JSON object/);
+  });
+
+  it('Fivetran: sync_end SUCCESSFUL starts the sync scheduled on the connector; FAILURE_WITH_TASK and the test event do not', async () => {
+    const { h, fivetran } = await setup();
+    await using _ = h;
+    const test = await fivetran(JSON.stringify({ event: 'test_event', created: 'now', connector_type: '_connector_type', connector_id: '_connector_1', group_id: '_destination_1' }));
+    expect(test.status).toBe(200);
+    expect(test.body.outcome).toBe('ignored');
+    const failed = await fivetran(fivetranSyncEnd('FAILURE_WITH_TASK', 'sync-0'));
+    expect(failed.body.outcome).toBe('ignored');
+    const ok = await fivetran(fivetranSyncEnd('SUCCESSFUL'));
+    expect(ok.body.outcome).toBe('accepted');
+    expect(ok.body.runs[0]).toMatchObject({ kind: 'sync', slug: 'accounts' });
+    const run = await h.app.worker.waitForSyncRun(Number(ok.body.runs[0]!.runId));
+    expect(run.status).toBe('success');
+    expect((await fivetran(fivetranSyncEnd('SUCCESSFUL'))).body.outcome).toBe('duplicate');
+  });
+});
