@@ -13,15 +13,20 @@ import type {
 } from './runs.js';
 import type {
   ConnectionRecord,
+  EntityDefs,
+  EntityKind,
+  EntityOrigin,
   ModelRecord,
   ResolvedConnection,
   SequenceRecord,
+  Stored,
   SyncRecord,
   WorkspaceChange,
   WorkspaceDefinition,
   WorkspaceState,
 } from './workspace.js';
 import type { WebhookEventStore } from './webhooks.js';
+import type { TokenStore } from './tokens.js';
 
 // ---------------------------------------------------------------------------------------------
 // Time, ids, logs
@@ -191,6 +196,8 @@ export interface Store {
   readonly capabilities: StoreCapabilities;
   /** The log of webhook deliveries (dbt Cloud, Fivetran). */
   readonly webhooks: WebhookEventStore;
+  /** API tokens (hashed). */
+  readonly tokens: TokenStore;
   close(): Promise<void>;
 
   // --- workspace
@@ -206,6 +213,21 @@ export interface Store {
   getSource(slug: string): Promise<ConnectionRecord | null>;
   getDestination(slug: string): Promise<ConnectionRecord | null>;
   setEnabled(kind: 'sync' | 'sequence', id: number, enabled: boolean, now: number): Promise<void>;
+  /**
+   * Creates or replaces one entity (by slug; the id stays) and records its origin. Throws a
+   * ValidationError when a reference would not resolve, changing nothing.
+   */
+  upsertEntity<K extends EntityKind>(
+    kind: K,
+    definition: EntityDefs[K],
+    origin: EntityOrigin,
+    now: number,
+  ): Promise<{ record: EntityDefs[K] & Stored; created: boolean }>;
+  /**
+   * Deletes one entity by slug (history keeps its id). NotFound when absent; Conflict, naming
+   * them, when other entities refer to it.
+   */
+  deleteEntity(kind: EntityKind, slug: string, now: number): Promise<void>;
 
   // --- sync runs
   /**

@@ -11,11 +11,13 @@ const SECTIONS: ReadonlyArray<[Kind, keyof WorkspaceDefinition]> = [
 ];
 
 /** Fields the store adds; they never count as a change. */
-const STORED_FIELDS = new Set(['id', 'createdAt', 'updatedAt']);
+const STORED_FIELDS = new Set(['id', 'createdAt', 'updatedAt', 'origin']);
 
 /**
  * What it takes to turn the stored workspace into `next`, entity by entity (matched by slug), in the
  * order `apply` performs it: creates and updates parents first, deletes children first.
+ * Entities created through the API are left alone unless `next` declares their slug: then the file
+ * takes them over (an update listing `origin`).
  */
 export function diffWorkspace(current: WorkspaceState, next: WorkspaceDefinition): WorkspaceChange[] {
   const upserts: WorkspaceChange[] = [];
@@ -30,13 +32,18 @@ export function diffWorkspace(current: WorkspaceState, next: WorkspaceDefinition
         continue;
       }
       const fields = changedFields(old, entity);
+      if (isFromApi(old)) fields.push('origin');
       if (fields.length > 0) upserts.push({ action: 'update', kind, slug, fields });
     }
-    for (const slug of before.keys()) {
-      if (!after.has(slug)) deletes.push({ action: 'delete', kind, slug, fields: [] });
+    for (const [slug, entity] of before) {
+      if (!after.has(slug) && !isFromApi(entity)) deletes.push({ action: 'delete', kind, slug, fields: [] });
     }
   }
   return [...upserts, ...deletes.reverse()];
+}
+
+function isFromApi(entity: object): boolean {
+  return (entity as { origin?: unknown }).origin === 'api';
 }
 
 function changedFields(old: object, next: object): string[] {

@@ -190,11 +190,21 @@ export function isTimedSchedule(schedule: Schedule): schedule is TimedSchedule {
 // ---------------------------------------------------------------------------------------------
 // Stored forms: the definitions plus the identity the store gives them.
 
+/** Where a stored entity was declared; `apply` manages only what came from files. */
+export const EntityOrigin = {
+  /** Written by `lockstep apply` from the workspace files; the next `apply` may change or delete it. */
+  File: 'file',
+  /** Created through the API; `apply` never deletes it (a file declaring its slug takes it over). */
+  Api: 'api',
+} as const;
+export type EntityOrigin = (typeof EntityOrigin)[keyof typeof EntityOrigin];
+
 export interface Stored {
   /** Integer id, stable across `apply` (Hightouch clients address syncs by it). */
   id: number;
   createdAt: number;
   updatedAt: number;
+  origin: EntityOrigin;
 }
 
 export type SyncRecord = SyncDef & Stored;
@@ -211,10 +221,31 @@ export interface WorkspaceState {
   sequences: SequenceRecord[];
 }
 
+/** The kinds of workspace entity. */
+export type EntityKind = 'source' | 'destination' | 'model' | 'sync' | 'sequence';
+
+/** The definition of each kind of entity. */
+export interface EntityDefs {
+  source: ConnectionDef;
+  destination: ConnectionDef;
+  model: ModelDef;
+  sync: SyncDef;
+  sequence: SequenceDef;
+}
+
+/** The section of a workspace each kind lives in. */
+export const ENTITY_SECTIONS = {
+  source: 'sources',
+  destination: 'destinations',
+  model: 'models',
+  sync: 'syncs',
+  sequence: 'sequences',
+} as const satisfies Record<EntityKind, keyof WorkspaceDefinition>;
+
 /** One entity `apply` creates, changes or deletes. */
 export interface WorkspaceChange {
   action: 'create' | 'update' | 'delete';
-  kind: 'source' | 'destination' | 'model' | 'sync' | 'sequence';
+  kind: EntityKind;
   slug: string;
   /** Top-level fields that differ, for `update`. */
   fields: string[];

@@ -28,6 +28,8 @@ export interface EntityRow {
   definition: string;
   created_at: Num;
   updated_at: Num;
+  /** `file` or `api`. */
+  origin: string;
 }
 
 /** A workspace record from its row: the stored definition plus slug, enabled and identity. */
@@ -39,6 +41,7 @@ export function toRecord<T extends { slug: string }>(row: EntityRow): T & Stored
     id: Number(row.id),
     createdAt: Number(row.created_at),
     updatedAt: Number(row.updated_at),
+    origin: row.origin === 'api' ? 'api' : 'file',
   } as unknown as T & Stored;
   if (row.enabled !== undefined) (record as unknown as { enabled: boolean }).enabled = Boolean(Number(row.enabled));
   return record;
@@ -46,7 +49,7 @@ export function toRecord<T extends { slug: string }>(row: EntityRow): T & Stored
 
 /** The JSON kept in `definition`: the entity without the fields that have their own columns. */
 export function definitionJson(entity: object): string {
-  const { slug: _slug, enabled: _enabled, id: _id, createdAt: _c, updatedAt: _u, ...rest } = entity as Record<
+  const { slug: _slug, enabled: _enabled, id: _id, createdAt: _c, updatedAt: _u, origin: _o, warning: _w, ...rest } = entity as Record<
     string,
     unknown
   >;

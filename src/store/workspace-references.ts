@@ -4,7 +4,7 @@
  * workspace loader validates more, with file positions; a store must not trust its caller.)
  */
 import type { Diagnostic } from '../core/errors.js';
-import type { WorkspaceDefinition } from '../core/workspace.js';
+import type { EntityKind, Schedule, WorkspaceDefinition } from '../core/workspace.js';
 
 export function checkWorkspaceReferences(def: WorkspaceDefinition): Diagnostic[] {
   const problems: Diagnostic[] = [];
@@ -70,4 +70,22 @@ export function checkWorkspaceReferences(def: WorkspaceDefinition): Diagnostic[]
     }
   }
   return problems;
+}
+
+/** The entities of `def` that refer to the `kind` entity `slug`, e.g. `sequence "crm"`; empty when none does. */
+export function referrersOf(def: WorkspaceDefinition, kind: EntityKind, slug: string): string[] {
+  const found: string[] = [];
+  const afterNames = (schedule: Schedule) =>
+    schedule.type === 'after' && ((kind === 'sync' && schedule.sync === slug) || (kind === 'sequence' && schedule.sequence === slug));
+  if (kind === 'source') for (const m of def.models) if (m.source === slug) found.push(`model "${m.slug}"`);
+  if (kind === 'model') for (const s of def.syncs) if (s.model === slug) found.push(`sync "${s.slug}"`);
+  if (kind === 'destination') for (const s of def.syncs) if (s.destination === slug) found.push(`sync "${s.slug}"`);
+  if (kind === 'sync' || kind === 'sequence') {
+    for (const s of def.syncs) if (afterNames(s.schedule) && !(kind === 'sync' && s.slug === slug)) found.push(`sync "${s.slug}"`);
+    for (const q of def.sequences) {
+      if (kind === 'sync' && q.members.some((m) => m.sync === slug)) found.push(`sequence "${q.slug}"`);
+      else if (afterNames(q.schedule) && !(kind === 'sequence' && q.slug === slug)) found.push(`sequence "${q.slug}"`);
+    }
+  }
+  return found;
 }

@@ -98,7 +98,12 @@ export function crmWorkspace(): WorkspaceDefinition {
 
 /** The stored fields removed, so a record compares with its definition. */
 function definitionOf<T extends object>(record: T): object {
-  const { id: _id, createdAt: _c, updatedAt: _u, ...rest } = record as T & { id: unknown; createdAt: unknown; updatedAt: unknown };
+  const { id: _id, createdAt: _c, updatedAt: _u, origin: _o, ...rest } = record as T & {
+    id: unknown;
+    createdAt: unknown;
+    updatedAt: unknown;
+    origin: unknown;
+  };
   return rest;
 }
 
@@ -317,6 +322,82 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
           ]),
         );
         await expectError(store.setEnabled('sync', 9999, true, T0), ErrorCode.NotFound);
+      });
+
+      it('upserts one entity with its origin, keeping its id, and refuses unknown references', async () => {
+        const { syncs } = await applyCrm();
+        expect((await store.getSync('accounts-to-crm'))?.origin).toBe('file');
+        const model = { slug: 'leads', source: 'warehouse', query: 'select id from leads', primaryKey: ['id'] };
+        const created = await store.upsertEntity('model', model, 'api', T0 + 1);
+        expect(created.created).toBe(true);
+        expect(created.record).toMatchObject({ ...model, origin: 'api', createdAt: T0 + 1, updatedAt: T0 + 1 });
+        expect(await store.getModel('leads')).toEqual(created.record);
+
+        const changed = syncDef('accounts-to-crm', 'leads', { enabled: false });
+        const updated = await store.upsertEntity('sync', changed, 'api', T0 + 2);
+        expect(updated.created).toBe(false);
+        expect(updated.record).toMatchObject({ id: syncs['accounts-to-crm']!.id, model: 'leads', enabled: false, origin: 'api', createdAt: T0, updatedAt: T0 + 2 });
+
+        const before = await store.loadWorkspace();
+        const error = await expectError(store.upsertEntity('sync', syncDef('x-to-crm', 'nope'), 'api', T0 + 3), ErrorCode.Validation);
+        expect(error.message).toContain('unknown model "nope"');
+        expect(await store.loadWorkspace()).toEqual(before);
+      });
+
+      it('deletes one entity, refusing while others refer to it', async () => {
+        await applyCrm();
+        const conflict = await expectError(store.deleteEntity('sync', 'deals-to-crm', T0 + 1), ErrorCode.Conflict);
+        expect(conflict.message).toContain('sequence "crm-hierarchy"');
+        expect(conflict.message).toContain('sequence "crm-graph"');
+        await expectError(store.deleteEntity('model', 'accounts', T0 + 1), ErrorCode.Conflict);
+        await expectError(store.deleteEntity('sync', 'nope', T0 + 1), ErrorCode.NotFound);
+        await store.deleteEntity('sequence', 'crm-graph', T0 + 1);
+        expect(await store.getSequence('crm-graph')).toBeNull();
+      });
+
+      it('apply never deletes what the API created, and takes over a slug a file declares', async () => {
+        await applyCrm();
+        await store.upsertEntity('model', { slug: 'leads', source: 'warehouse', query: 'select 1 as id', primaryKey: ['id'] }, 'api', T0 + 1);
+        const accounts = crmWorkspace().models[0]!;
+        await store.upsertEntity('model', { ...accounts, query: 'select 2 as id' }, 'api', T0 + 1);
+        const plan = await store.planWorkspace(crmWorkspace());
+        expect(plan).toEqual([{ action: 'update', kind: 'model', slug: 'accounts', fields: ['query', 'origin'] }]);
+        await store.applyWorkspace(crmWorkspace(), T0 + 2);
+        expect(await store.getModel('leads')).toMatchObject({ origin: 'api' });
+        expect(await store.getModel('accounts')).toMatchObject({ origin: 'file', query: accounts.query });
+        // A file-managed slug taken over with the same definition still changes hands.
+        await store.upsertEntity('model', accounts, 'api', T0 + 3);
+        expect(await store.planWorkspace(crmWorkspace())).toEqual([{ action: 'update', kind: 'model', slug: 'accounts', fields: ['origin'] }]);
+      });
+
+      it('refuses to apply files that drop an entity an API-created one refers to', async () => {
+        await applyCrm();
+        await store.upsertEntity('sync', syncDef('extra-to-crm', 'deals'), 'api', T0 + 1);
+        const without = crmWorkspace();
+        without.sequences = [];
+        without.syncs = without.syncs.filter((s) => s.slug !== 'deals-to-crm');
+        without.models = without.models.filter((m) => m.slug !== 'deals');
+        const error = await expectError(store.applyWorkspace(without, T0 + 2), ErrorCode.Validation);
+        expect(error.message).toContain('unknown model "deals"');
+        expect(await store.getModel('deals')).not.toBeNull();
+      });
+    });
+
+    // -----------------------------------------------------------------------------------------
+    describe('tokens', () => {
+      it('creates, lists, touches and revokes tokens by name; names are unique', async () => {
+        const token = await store.tokens.create('ci', 'a'.repeat(64), T0);
+        expect(token).toEqual({ id: token.id, name: 'ci', createdAt: T0, lastUsedAt: null });
+        await expectError(store.tokens.create('ci', 'b'.repeat(64), T0), ErrorCode.Conflict);
+        await store.tokens.create('airflow', 'c'.repeat(64), T0 + 1);
+        await store.tokens.touch(token.id, T0 + 5);
+        expect(await store.tokens.list()).toEqual([
+          { id: token.id, name: 'ci', hash: 'a'.repeat(64), createdAt: T0, lastUsedAt: T0 + 5 },
+          expect.objectContaining({ name: 'airflow', hash: 'c'.repeat(64), lastUsedAt: null }),
+        ]);
+        expect(await store.tokens.revoke('ci')).toBe(true);
+        expect(await store.tokens.revoke('ci')).toBe(false);
+        expect((await store.tokens.list()).map((t) => t.name)).toEqual(['airflow']);
       });
     });
 

@@ -7,6 +7,7 @@
 import { ErrorCode, LockstepError } from '../../core/errors.js';
 import type { SqliteDatabase } from './sqlite-database.js';
 import { WEBHOOK_EVENTS_SCHEMA } from './sqlite-webhook-store.js';
+import { API_TOKENS_SCHEMA } from './sqlite-token-store.js';
 
 export interface Migration {
   /** 1, 2, 3, ... in order; the file's schema version after it ran. */
@@ -172,8 +173,14 @@ CREATE TABLE schedule_cursors (
 ) WITHOUT ROWID;
 `;
 
+/** Where each workspace entity came from: `file` (apply) or `api`; rows before it came from files. */
+const ENTITY_ORIGIN_SCHEMA = ['sources', 'destinations', 'models', 'syncs', 'sequences']
+  .map((table) => `ALTER TABLE ${table} ADD COLUMN origin TEXT NOT NULL DEFAULT 'file';`)
+  .join('\n');
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial schema', sql: INITIAL_SCHEMA },
+  { version: 2, name: 'entity origin and API tokens', sql: ENTITY_ORIGIN_SCHEMA + API_TOKENS_SCHEMA },
   { version: 5, name: 'webhook deliveries', sql: WEBHOOK_EVENTS_SCHEMA },
 ];
 

@@ -34,15 +34,17 @@ function entityStatements(db: SqliteDatabase, kind: Kind) {
     byId: db.prepare(`SELECT * FROM ${table} WHERE id = ? AND deleted_at IS NULL`),
     insert: db.prepare(
       enabled
-        ? `INSERT INTO ${table} (slug, enabled, definition, created_at, updated_at)
-           VALUES (@slug, @enabled, @definition, @now, @now)`
-        : `INSERT INTO ${table} (slug, definition, created_at, updated_at) VALUES (@slug, @definition, @now, @now)`,
+        ? `INSERT INTO ${table} (slug, enabled, definition, created_at, updated_at, origin)
+           VALUES (@slug, @enabled, @definition, @now, @now, @origin)`
+        : `INSERT INTO ${table} (slug, definition, created_at, updated_at, origin)
+           VALUES (@slug, @definition, @now, @now, @origin)`,
     ),
     update: db.prepare(
       enabled
-        ? `UPDATE ${table} SET enabled = @enabled, definition = @definition, updated_at = @now
+        ? `UPDATE ${table} SET enabled = @enabled, definition = @definition, updated_at = @now, origin = @origin
            WHERE slug = @slug AND deleted_at IS NULL`
-        : `UPDATE ${table} SET definition = @definition, updated_at = @now WHERE slug = @slug AND deleted_at IS NULL`,
+        : `UPDATE ${table} SET definition = @definition, updated_at = @now, origin = @origin
+           WHERE slug = @slug AND deleted_at IS NULL`,
     ),
     softDelete: db.prepare(
       `UPDATE ${table} SET deleted_at = @now, updated_at = @now WHERE slug = @slug AND deleted_at IS NULL RETURNING id`,

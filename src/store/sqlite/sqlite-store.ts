@@ -46,9 +46,14 @@ import {
   type Trigger,
 } from '../../core/runs.js';
 import { diffWorkspace } from '../../core/workspace-diff.js';
+import { ENTITY_SECTIONS } from '../../core/workspace.js';
 import type {
   ConnectionRecord,
+  EntityDefs,
+  EntityKind,
+  EntityOrigin,
   ModelRecord,
+  Stored,
   SequenceRecord,
   SyncRecord,
   WorkspaceChange,
@@ -57,6 +62,7 @@ import type {
 } from '../../core/workspace.js';
 import { INTERRUPTED_RUN_ERROR, memberTransition } from '../member-state.js';
 import { SqliteWebhookStore } from './sqlite-webhook-store.js';
+import { SqliteTokenStore } from './sqlite-token-store.js';
 import {
   definitionJson,
   toRecord,
@@ -69,7 +75,7 @@ import {
   type SequenceRunRow,
   type SyncRunRow,
 } from '../rows.js';
-import { checkWorkspaceReferences } from '../workspace-references.js';
+import { checkWorkspaceReferences, referrersOf } from '../workspace-references.js';
 import { migrate } from './migrations.js';
 import { TABLES, prepareStatements, type Kind, type Statements } from './sqlite-statements.js';
 import {
@@ -126,6 +132,8 @@ export class SqliteStore implements Store, AsyncDisposable {
   private readonly checkpointTimer: NodeJS.Timeout | null;
   /** The log of webhook deliveries. */
   readonly webhooks: SqliteWebhookStore;
+  /** API tokens. */
+  readonly tokens: SqliteTokenStore;
 
   private constructor(
     db: SqliteDatabase,
@@ -143,6 +151,7 @@ export class SqliteStore implements Store, AsyncDisposable {
     this.s = prepareStatements(db);
     this.tx = db.transaction((fn: () => unknown) => fn());
     this.webhooks = new SqliteWebhookStore(db, (error) => toError(storeError(path, busyTimeoutMs, error)));
+    this.tokens = new SqliteTokenStore(db, (error) => toError(storeError(path, busyTimeoutMs, error)));
     this.checkpointTimer =
       checkpointIntervalMs > 0 && path !== ':memory:'
         ? setInterval(() => this.checkpoint(), checkpointIntervalMs).unref()
@@ -198,12 +207,14 @@ export class SqliteStore implements Store, AsyncDisposable {
   }
 
   async applyWorkspace(definition: WorkspaceDefinition, now: number): Promise<WorkspaceChange[]> {
-    const problems = checkWorkspaceReferences(definition);
-    if (problems.length > 0) {
-      throw new ValidationError(problems, `the workspace cannot be applied:\n${formatDiagnostics(problems)}`);
-    }
     return this.write(() => {
-      const changes = diffWorkspace(this.workspaceState(), definition);
+      const current = this.workspaceState();
+      // Entities created through the API stay, so references must resolve with them included.
+      const problems = checkWorkspaceReferences(withApiEntities(definition, current));
+      if (problems.length > 0) {
+        throw new ValidationError(problems, `the workspace cannot be applied:\n${formatDiagnostics(problems)}`);
+      }
+      const changes = diffWorkspace(current, definition);
       for (const change of changes) this.applyChange(change, definition, now);
       return changes;
     });
@@ -227,6 +238,47 @@ export class SqliteStore implements Store, AsyncDisposable {
 
   async getDestination(slug: string): Promise<ConnectionRecord | null> {
     return this.read(() => this.entityBySlug<ConnectionRecord>('destination', slug));
+  }
+
+  async upsertEntity<K extends EntityKind>(
+    kind: K,
+    definition: EntityDefs[K],
+    origin: EntityOrigin,
+    now: number,
+  ): Promise<{ record: EntityDefs[K] & Stored; created: boolean }> {
+    return this.write(() => {
+      const section = ENTITY_SECTIONS[kind];
+      const current = this.workspaceState();
+      const next: WorkspaceDefinition = { ...current };
+      const others = (current[section] as Array<{ slug: string }>).filter((e) => e.slug !== definition.slug);
+      (next as unknown as Record<string, unknown[]>)[section] = [...others, definition];
+      const problems = checkWorkspaceReferences(next);
+      if (problems.length > 0) {
+        throw new ValidationError(problems, `${kind} "${definition.slug}" cannot be stored:\n${formatDiagnostics(problems)}`);
+      }
+      const statements = this.s.entities[kind];
+      const created = !statements.bySlug.get(definition.slug);
+      const params: Record<string, SqliteValue> = { slug: definition.slug, definition: definitionJson(definition), now, origin };
+      if (TABLES[kind].enabled) params.enabled = (definition as { enabled?: boolean }).enabled === false ? 0 : 1;
+      (created ? statements.insert : statements.update).run(params);
+      const record = toRecord(statements.bySlug.get(definition.slug) as EntityRow) as EntityDefs[K] & Stored;
+      return { record, created };
+    });
+  }
+
+  async deleteEntity(kind: EntityKind, slug: string, now: number): Promise<void> {
+    this.write(() => {
+      const current = this.workspaceState();
+      if (!this.s.entities[kind].bySlug.get(slug)) throw new NotFoundError(`no ${kind} "${slug}" in the workspace`);
+      const referrers = referrersOf(current, kind, slug);
+      if (referrers.length > 0) {
+        throw new LockstepError(
+          ErrorCode.Conflict,
+          `${kind} "${slug}" is used by ${referrers.join(', ')} — change or delete ${referrers.length === 1 ? 'it' : 'them'} first`,
+        );
+      }
+      this.applyChange({ action: 'delete', kind, slug, fields: [] }, current, now);
+    });
   }
 
   async setEnabled(kind: 'sync' | 'sequence', id: number, enabled: boolean, now: number): Promise<void> {
@@ -646,7 +698,7 @@ export class SqliteStore implements Store, AsyncDisposable {
       (e) => e.slug === change.slug,
     );
     if (!entity) return;
-    const params: Record<string, SqliteValue> = { slug: entity.slug, definition: definitionJson(entity), now };
+    const params: Record<string, SqliteValue> = { slug: entity.slug, definition: definitionJson(entity), now, origin: 'file' };
     if (TABLES[change.kind].enabled) params.enabled = entity.enabled === false ? 0 : 1;
     (change.action === 'create' ? statements.insert : statements.update).run(params);
   }
@@ -763,6 +815,17 @@ export class SqliteStore implements Store, AsyncDisposable {
       throw storeError(this.path, this.busyTimeoutMs, error);
     }
   }
+}
+
+/** `definition` plus the stored entities created through the API that it does not declare (apply keeps them). */
+function withApiEntities(definition: WorkspaceDefinition, current: WorkspaceState): WorkspaceDefinition {
+  const merged = { ...definition };
+  for (const section of Object.values(ENTITY_SECTIONS)) {
+    const declared = new Set(definition[section].map((e) => e.slug));
+    const kept = (current[section] as Array<Stored & { slug: string }>).filter((e) => e.origin === 'api' && !declared.has(e.slug));
+    (merged as unknown as Record<string, unknown[]>)[section] = [...definition[section], ...kept];
+  }
+  return merged;
 }
 
 function addTimeFilters(
