@@ -15,6 +15,7 @@ import { SqliteSource } from './connectors/sources/sqlite-source.js';
 import { EngineEventEmitter } from './engine/events.js';
 import { Scheduler, type ScheduleEntry } from './engine/scheduler.js';
 import { SyncRunner } from './engine/sync-runner.js';
+import { UpstreamTriggers } from './engine/upstream-triggers.js';
 import { Worker } from './engine/worker.js';
 import { SqliteStore } from './store/sqlite/sqlite-store.js';
 
@@ -129,6 +130,16 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
       else await worker.triggerSequence(slug, trigger);
     },
   });
+  const upstream = new UpstreamTriggers({
+    store,
+    events,
+    clock,
+    logger,
+    trigger: async (target, trigger) => {
+      if (target.kind === 'sync') await worker.triggerSync(target.slug, {}, trigger);
+      else await worker.triggerSequence(target.slug, trigger);
+    },
+  });
   let reloadTimer: NodeJS.Timeout | null = null;
   return {
     config,
@@ -149,6 +160,7 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
       if (reloadTimer) clearInterval(reloadTimer);
       await scheduler.stop();
       await worker.stop();
+      await upstream.stop();
       await store.close();
     },
   };

@@ -1,0 +1,163 @@
+/**
+ * Upstream completion (SPEC §4, `after` schedules): when a sync run or a sequence run ends, the
+ * syncs and sequences scheduled `after` it start.
+ *
+ * What "completes" means:
+ * - `on: success` — a sync run that ended `success` or `warning` (it ran to the end; rejected rows
+ *   are row-level failures, the data moved), a sequence run that ended `done`.
+ * - `on: any` — also a sync run or sequence run that ended `failed`.
+ * - never: `cancelled` (a user stopped it on purpose) and `interrupted` (the process died; the retry's
+ *   completion triggers instead).
+ * A sync run counts whether it ran alone or as a member of a sequence. Disabled targets do not
+ * start. Each upstream run triggers each target at most once: the key `after:<target>@<run>` is
+ * recorded with the schedule firings before the target is queued.
+ *
+ * The work happens after the upstream run's final state is stored and announced, off the hand-off
+ * path: the event listener only queues it.
+ */
+import { toError } from '../core/errors.js';
+import type { Clock, Logger, Store } from '../core/ports.js';
+import type { SequenceRun, SequenceRunStatus, SyncRun, SyncRunStatus, Trigger } from '../core/runs.js';
+import type { Schedule, WorkspaceState } from '../core/workspace.js';
+import type { EngineEventEmitter } from './events.js';
+
+/** Sync run outcomes that count as `on: success`. */
+export const UPSTREAM_SUCCESS_SYNC_STATUSES: readonly SyncRunStatus[] = ['success', 'warning'];
+/** Sync run outcomes that count as `on: any`: every end of a run that ran to its end or failed. */
+export const UPSTREAM_ANY_SYNC_STATUSES: readonly SyncRunStatus[] = ['success', 'warning', 'failed'];
+/** Sequence run outcomes that count as `on: success`. */
+export const UPSTREAM_SUCCESS_SEQUENCE_STATUSES: readonly SequenceRunStatus[] = ['done'];
+/** Sequence run outcomes that count as `on: any`. */
+export const UPSTREAM_ANY_SEQUENCE_STATUSES: readonly SequenceRunStatus[] = ['done', 'failed'];
+
+/** What a finished upstream run is, as `after` schedules see it. */
+export interface UpstreamRun {
+  kind: 'sync' | 'sequence';
+  slug: string;
+  runId: string;
+  status: string;
+  success: boolean;
+  counts: boolean;
+}
+
+/** The targets an upstream run starts. */
+export interface UpstreamTarget {
+  kind: 'sync' | 'sequence';
+  slug: string;
+}
+
+export interface UpstreamTriggersOptions {
+  store: Pick<Store, 'loadWorkspace' | 'getSync' | 'getSequence' | 'recordFiring'>;
+  events: EngineEventEmitter;
+  clock: Clock;
+  logger: Logger;
+  /** Queues a run of the target (the worker's triggerSync / triggerSequence). */
+  trigger: (target: UpstreamTarget, trigger: Trigger) => Promise<void>;
+}
+
+export class UpstreamTriggers implements AsyncDisposable {
+  private readonly unsubscribe: Array<() => void> = [];
+  private pending = new Set<Promise<void>>();
+  private stopped = false;
+
+  constructor(private readonly options: UpstreamTriggersOptions) {
+    this.unsubscribe.push(
+      options.events.on('syncRun:finished', (run) => this.defer(() => this.syncRunFinished(run))),
+      options.events.on('sequenceRun:finished', (run) => this.defer(() => this.sequenceRunFinished(run))),
+    );
+  }
+
+  /** Stops listening and waits for triggers already under way. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const off of this.unsubscribe.splice(0)) off();
+    await this.idle();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+
+  /** Resolves when every finished run seen so far has triggered what it should. */
+  async idle(): Promise<void> {
+    while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
+  }
+
+  private defer(work: () => Promise<void>): void {
+    if (this.stopped) return;
+    // setImmediate: after the hand-off to the next member, which runs on promise continuations.
+    const done: Promise<void> = new Promise<void>((resolve) => setImmediate(resolve))
+      .then(work)
+      .catch((thrown: unknown) => this.options.logger.error('could not start runs scheduled after a finished run', { error: toError(thrown).message }))
+      .finally(() => this.pending.delete(done));
+    this.pending.add(done);
+  }
+
+  private async syncRunFinished(run: SyncRun): Promise<void> {
+    const sync = await this.options.store.getSync(run.syncId);
+    if (!sync) return;
+    await this.fire({
+      kind: 'sync',
+      slug: sync.slug,
+      runId: String(run.id),
+      status: run.status,
+      success: UPSTREAM_SUCCESS_SYNC_STATUSES.includes(run.status),
+      counts: UPSTREAM_ANY_SYNC_STATUSES.includes(run.status),
+    });
+  }
+
+  private async sequenceRunFinished(run: SequenceRun): Promise<void> {
+    const sequence = await this.options.store.getSequence(run.sequenceId);
+    if (!sequence) return;
+    await this.fire({
+      kind: 'sequence',
+      slug: sequence.slug,
+      runId: run.id,
+      status: run.status,
+      success: UPSTREAM_SUCCESS_SEQUENCE_STATUSES.includes(run.status),
+      counts: UPSTREAM_ANY_SEQUENCE_STATUSES.includes(run.status),
+    });
+  }
+
+  private async fire(upstream: UpstreamRun): Promise<void> {
+    if (!upstream.counts) return;
+    const { store, clock, logger } = this.options;
+    const targets = upstreamTargets(await store.loadWorkspace(), upstream);
+    for (const target of targets) {
+      const key = `after:${target.kind}:${target.slug}@${upstream.kind}-run-${upstream.runId}`;
+      if (!(await store.recordFiring(key, clock.now()))) continue;
+      const trigger: Trigger = {
+        type: 'upstream',
+        detail: `${upstream.kind} "${upstream.slug}" run ${upstream.runId} ended ${upstream.status}`,
+      };
+      try {
+        await this.options.trigger(target, trigger);
+        logger.info(`${target.kind} "${target.slug}" started after ${upstream.kind} "${upstream.slug}"`, {
+          upstreamRunId: upstream.runId,
+          upstreamStatus: upstream.status,
+        });
+      } catch (thrown) {
+        logger.error(`could not start ${target.kind} "${target.slug}" after ${upstream.kind} "${upstream.slug}"`, {
+          upstreamRunId: upstream.runId,
+          error: toError(thrown).message,
+        });
+      }
+    }
+  }
+}
+
+/** The enabled syncs and sequences whose `after` schedule this upstream run satisfies. */
+export function upstreamTargets(workspace: WorkspaceState, upstream: UpstreamRun): UpstreamTarget[] {
+  const matches = (schedule: Schedule): boolean => {
+    if (schedule.type !== 'after') return false;
+    const names = upstream.kind === 'sync' ? schedule.sync : schedule.sequence;
+    if (names !== upstream.slug) return false;
+    return schedule.on === 'any' ? upstream.counts : upstream.success;
+  };
+  const targets: UpstreamTarget[] = [];
+  for (const sync of workspace.syncs) if (sync.enabled && matches(sync.schedule)) targets.push({ kind: 'sync', slug: sync.slug });
+  for (const sequence of workspace.sequences) {
+    if (sequence.enabled && matches(sequence.schedule)) targets.push({ kind: 'sequence', slug: sequence.slug });
+  }
+  return targets;
+}
