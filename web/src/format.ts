@@ -1,0 +1,129 @@
+import type { RejectedThreshold, Schedule, TerminatePolicy, Weekday } from './api-types.js';
+
+function assertNever(value: never): never {
+  throw new Error(`unexpected value ${JSON.stringify(value)}`);
+}
+
+/** "minute" / "15 minutes": for "every …". */
+const plural = (n: number, word: string) => (n === 1 ? word : `${n} ${word}s`);
+/** "1 minute" / "15 minutes". */
+const count = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+
+const DAY_SHORT: Record<Weekday, string> = {
+  monday: 'Mon',
+  tuesday: 'Tue',
+  wednesday: 'Wed',
+  thursday: 'Thu',
+  friday: 'Fri',
+  saturday: 'Sat',
+  sunday: 'Sun',
+};
+
+function daysInWords(days: Weekday[]): string {
+  if (days.length === 7) return 'Every day';
+  const set = new Set(days);
+  if (set.size === 5 && !set.has('saturday') && !set.has('sunday')) return 'Weekdays';
+  if (set.size === 2 && set.has('saturday') && set.has('sunday')) return 'Weekends';
+  return days.map((d) => DAY_SHORT[d]).join(', ');
+}
+
+/** A schedule in a few words: "Every 15 minutes", "Cron 0 * * * * (Europe/Berlin)". */
+export function scheduleInWords(schedule: Schedule): string {
+  switch (schedule.type) {
+    case 'manual':
+      return 'Manual';
+    case 'interval':
+      return `Every ${plural(schedule.quantity, schedule.unit)}`;
+    case 'cron':
+      return `Cron ${schedule.expression} (${schedule.timezone})`;
+    case 'recurrence':
+      return `${daysInWords(schedule.days)} at ${schedule.times.join(', ')} (${schedule.timezone})`;
+    case 'dbt_cloud':
+      return `After dbt Cloud job ${schedule.jobId} (account ${schedule.accountId})`;
+    case 'fivetran':
+      return `After Fivetran connector ${schedule.connectorId}`;
+    case 'after': {
+      const what = schedule.sequence ? `sequence ${schedule.sequence}` : `sync ${schedule.sync ?? '?'}`;
+      return schedule.on === 'success' ? `After ${what} succeeds` : `After ${what} finishes`;
+    }
+    default:
+      return assertNever(schedule);
+  }
+}
+
+export const TERMINATE_LABELS: Record<TerminatePolicy, string> = {
+  on_fatal: 'On fatal error',
+  on_fatal_or_rejected: 'On fatal error or rejected rows',
+  never: 'Never',
+};
+
+export function terminateInWords(policy: TerminatePolicy, threshold: RejectedThreshold): string {
+  if (policy !== 'on_fatal_or_rejected') return TERMINATE_LABELS[policy];
+  if ('percent' in threshold) return `On fatal error or more than ${threshold.percent}% rejected`;
+  return threshold.count === 0 ? 'On fatal error or any rejected row' : `On fatal error or more than ${threshold.count} rejected rows`;
+}
+
+export function formatDuration(ms: number | null | undefined): string {
+  if (ms === null || ms === undefined || !Number.isFinite(ms)) return '—';
+  if (ms < 1000) return `${Math.max(0, Math.round(ms))} ms`;
+  const s = ms / 1000;
+  if (s < 60) return `${s < 10 ? s.toFixed(1) : Math.round(s)} s`;
+  const m = Math.floor(s / 60);
+  const rest = Math.round(s % 60);
+  if (m < 60) return `${m} min ${rest} s`;
+  return `${Math.floor(m / 60)} h ${m % 60} min`;
+}
+
+/** Duration between two ISO times; a running one counts to `now`. */
+export function durationBetween(start: string | null, end: string | null, now = Date.now()): number | null {
+  if (!start) return null;
+  const from = Date.parse(start);
+  const to = end ? Date.parse(end) : now;
+  return Number.isFinite(from) && Number.isFinite(to) ? to - from : null;
+}
+
+const dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+
+export function formatTime(iso: string | null | undefined): string {
+  if (!iso) return '—';
+  const t = Date.parse(iso);
+  return Number.isFinite(t) ? dateTime.format(t) : iso;
+}
+
+/** "3 minutes ago" for recent times, the date otherwise. */
+export function formatRelative(iso: string | null | undefined, now = Date.now()): string {
+  if (!iso) return '—';
+  const t = Date.parse(iso);
+  if (!Number.isFinite(t)) return iso;
+  const s = Math.round((now - t) / 1000);
+  if (s < 0) return formatTime(iso);
+  if (s < 10) return 'just now';
+  if (s < 60) return `${s} seconds ago`;
+  if (s < 3600) return `${count(Math.floor(s / 60), 'minute')} ago`;
+  if (s < 86_400) return `${count(Math.floor(s / 3600), 'hour')} ago`;
+  return formatTime(iso);
+}
+
+export const TRIGGER_LABELS: Record<string, string> = {
+  manual: 'Manual',
+  api: 'API',
+  schedule: 'Schedule',
+  webhook: 'Webhook',
+  upstream: 'Upstream',
+  sequence: 'Sequence',
+};
+
+export const triggerInWords = (trigger: string): string => TRIGGER_LABELS[trigger] ?? trigger;
+
+export const formatCount = (n: number | null | undefined): string => (n === null || n === undefined ? '—' : n.toLocaleString());
+
+/** A kebab-case slug from a name: "CRM hierarchy" → "crm-hierarchy". */
+export function slugify(name: string): string {
+  return name
+    .normalize('NFKD')
+    .replace(/[\u0300-\u036f]/g, '')
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 63);
+}

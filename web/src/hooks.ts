@@ -1,0 +1,68 @@
+import { useCallback, useEffect, useRef, useState } from 'react';
+import { api } from './api.js';
+import { useLive } from './live.js';
+
+export interface Resource<T> {
+  data: T | undefined;
+  error: unknown;
+  loading: boolean;
+  reload: () => void;
+}
+
+/**
+ * GETs `path` (nothing when null), again when `path` changes, when `reload()` is called and, with
+ * `live`, on every live update. Earlier data stays on screen while a reload is under way.
+ */
+export function useApi<T>(path: string | null, options: { live?: boolean } = {}): Resource<T> {
+  const live = useLive();
+  const liveVersion = options.live ? live.version : 0;
+  const [data, setData] = useState<T | undefined>(undefined);
+  const [error, setError] = useState<unknown>(undefined);
+  const [loading, setLoading] = useState(path !== null);
+  const [nonce, setNonce] = useState(0);
+  const lastPath = useRef<string | null>(null);
+
+  useEffect(() => {
+    if (path === null) {
+      setData(undefined);
+      setLoading(false);
+      return;
+    }
+    let stale = false;
+    if (lastPath.current !== path) {
+      lastPath.current = path;
+      setData(undefined);
+      setLoading(true);
+    }
+    api.get<T>(path).then(
+      (value) => {
+        if (stale) return;
+        setData(value);
+        setError(undefined);
+        setLoading(false);
+      },
+      (thrown: unknown) => {
+        if (stale) return;
+        setError(thrown);
+        setLoading(false);
+      },
+    );
+    return () => {
+      stale = true;
+    };
+  }, [path, nonce, liveVersion]);
+
+  const reload = useCallback(() => setNonce((n) => n + 1), []);
+  return { data, error, loading, reload };
+}
+
+/** Re-renders every `ms` while `active` (running durations tick). */
+export function useTicker(active: boolean, ms = 1000): number {
+  const [now, setNow] = useState(() => Date.now());
+  useEffect(() => {
+    if (!active) return;
+    const id = window.setInterval(() => setNow(Date.now()), ms);
+    return () => window.clearInterval(id);
+  }, [active, ms]);
+  return now;
+}

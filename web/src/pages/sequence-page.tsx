@@ -1,0 +1,380 @@
+/**
+ * One sequence: its members (a list, or a graph when any member has `after`), the enable switch,
+ * Run now, Edit, and its run history; a run opens in a dialog with each member's sync run.
+ */
+import { useEffect, useState } from 'react';
+import type { MemberRunView, Page, Sequence, SequenceRunView, Workspace } from '../api-types.js';
+import { api, seg } from '../api.js';
+import { SequenceGraph, dependencies, isGraph } from '../components/sequence-graph.js';
+import { Dialog, EmptyState, ErrorBanner, Loading, Pager, StatusBadge, Switch } from '../components/ui.js';
+import { durationBetween, formatCount, formatDuration, formatRelative, formatTime, scheduleInWords, terminateInWords, triggerInWords } from '../format.js';
+import { useApi, useTicker } from '../hooks.js';
+import { href, navigate } from '../router.js';
+
+const PAGE_SIZE = 20;
+const ACTIVE_SEQUENCE = ['pending', 'running'];
+
+const sum = (c: { addedCount: number; changedCount: number; removedCount: number } | undefined) => (c ? c.addedCount + c.changedCount + c.removedCount : 0);
+
+export function SequencePage({ slug }: { slug: string }) {
+  const workspace = useApi<Workspace>('/api/workspace');
+  const sequence = workspace.data?.sequences.find((s) => s.slug === slug);
+  const [offset, setOffset] = useState(0);
+  const [status, setStatus] = useState('');
+  const runs = useApi<Page<SequenceRunView>>(
+    `/api/sequences/${seg(slug)}/runs?limit=${PAGE_SIZE}&offset=${offset}${status ? `&status=${encodeURIComponent(status)}` : ''}`,
+    { live: true },
+  );
+  const [openRun, setOpenRun] = useState<string | null>(null);
+  const [actionError, setActionError] = useState<unknown>(undefined);
+  const [notice, setNotice] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+
+  useEffect(() => {
+    document.title = `${sequence?.name ?? slug} · Lockstep`;
+  }, [sequence, slug]);
+
+  if (workspace.loading && !workspace.data) return <Loading />;
+  if (!workspace.data) return <ErrorBanner error={workspace.error} title="Could not load the sequence" />;
+  if (!sequence) {
+    return (
+      <div className="page">
+        <EmptyState title={`There is no sequence “${slug}”`} action={<a className="button" href={href.sequences()}>Back to sequences</a>}>
+          <p>It may have been deleted, or removed from the workspace files by the last <code>lockstep apply</code>.</p>
+        </EmptyState>
+      </div>
+    );
+  }
+
+  const act = async (what: () => Promise<unknown>, done?: string) => {
+    setBusy(true);
+    setActionError(undefined);
+    setNotice(null);
+    try {
+      await what();
+      if (done) setNotice(done);
+      workspace.reload();
+      runs.reload();
+    } catch (thrown) {
+      setActionError(thrown);
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  const runNow = () =>
+    act(async () => {
+      const run = await api.post<SequenceRunView>(`/api/sequences/${seg(slug)}/runs`);
+      setOffset(0);
+      setStatus('');
+      if (run?.id) setOpenRun(run.id);
+    }, 'Run started.');
+
+  const remove = () => {
+    if (!window.confirm(`Delete the sequence “${sequence.name}”? Its syncs stay; its run history is kept.`)) return;
+    void act(async () => {
+      await api.delete(`/api/sequences/${seg(slug)}`);
+      navigate(href.sequences());
+    });
+  };
+
+  const latest = runs.data?.data[0];
+  const statuses = latest && offset === 0 && !status ? new Map(latest.members.map((m) => [m.key, m.status])) : undefined;
+
+  return (
+    <div className="page">
+      <header className="page-header">
+        <div>
+          <p className="crumbs">
+            <a href={href.sequences()}>Sequences</a> / {sequence.slug}
+          </p>
+          <h1>{sequence.name}</h1>
+          <p className="subtitle">
+            {scheduleInWords(sequence.schedule)}
+            {!sequence.enabled && sequence.schedule.type !== 'manual' && ' · paused while disabled'}
+            {sequence.origin && sequence.origin !== 'api' && <span className="tag">declared in {sequence.origin === 'file' ? 'workspace files' : sequence.origin}</span>}
+          </p>
+        </div>
+        <div className="header-actions">
+          <Switch label="Enabled" checked={sequence.enabled} disabled={busy} onChange={(enabled) => void act(() => api.patch(`/api/sequences/${seg(slug)}`, { enabled }), enabled ? 'Sequence enabled.' : 'Sequence disabled: its schedule no longer starts it.')} />
+          <a className="button" href={href.editSequence(slug)}>
+            Edit
+          </a>
+          <button type="button" className="button primary" onClick={() => void runNow()} disabled={busy}>
+            Run now
+          </button>
+        </div>
+      </header>
+      <ErrorBanner error={actionError} />
+      {notice && (
+        <div className="banner banner-info" role="status">
+          {notice}
+        </div>
+      )}
+
+      <section className="card" aria-labelledby="members-heading">
+        <h2 id="members-heading">
+          Members <span className="muted">({sequence.members.length})</span>
+        </h2>
+        <Members sequence={sequence} statuses={statuses} />
+      </section>
+
+      <section className="card" aria-labelledby="runs-heading">
+        <div className="section-header">
+          <h2 id="runs-heading">Run history</h2>
+          <label className="inline-field">
+            Status
+            <select
+              value={status}
+              onChange={(e) => {
+                setStatus(e.target.value);
+                setOffset(0);
+              }}
+            >
+              <option value="">All</option>
+              <option value="pending">Pending</option>
+              <option value="running">Running</option>
+              <option value="done">Done</option>
+              <option value="failed">Failed</option>
+              <option value="cancelled">Cancelled</option>
+            </select>
+          </label>
+        </div>
+        <ErrorBanner error={runs.error} title="Could not load the runs" />
+        {runs.loading && !runs.data && <Loading />}
+        {runs.data && runs.data.data.length === 0 && (
+          <p className="empty-inline">{status || offset > 0 ? 'No runs match.' : 'This sequence has not run yet. Use Run now, or wait for its schedule.'}</p>
+        )}
+        {runs.data && runs.data.data.length > 0 && <SequenceRunsTable runs={runs.data.data} onOpen={setOpenRun} />}
+        {runs.data && <Pager label="Run history pages" offset={offset} limit={PAGE_SIZE} hasMore={runs.data.hasMore} count={runs.data.data.length} onChange={setOffset} />}
+      </section>
+
+      <section className="danger-zone">
+        <button type="button" className="button danger" onClick={remove} disabled={busy}>
+          Delete sequence
+        </button>
+      </section>
+
+      {openRun && <SequenceRunDialog id={openRun} sequence={sequence} onClose={() => setOpenRun(null)} />}
+    </div>
+  );
+}
+
+function Members({ sequence, statuses }: { sequence: Sequence; statuses: Map<string, string> | undefined }) {
+  if (isGraph(sequence.members)) {
+    const deps = dependencies(sequence.members);
+    return (
+      <>
+        <SequenceGraph members={sequence.members} statuses={statuses} label={`Dependency graph of ${sequence.name}`} />
+        <table className="table compact">
+          <thead>
+            <tr>
+              <th scope="col">Member</th>
+              <th scope="col">Sync</th>
+              <th scope="col">Runs after</th>
+              <th scope="col">Terminate</th>
+            </tr>
+          </thead>
+          <tbody>
+            {sequence.members.map((m) => (
+              <tr key={m.key}>
+                <td>{m.key}</td>
+                <td>
+                  <a href={href.sync(m.sync)}>{m.sync}</a>
+                </td>
+                <td>{(deps.get(m.key) ?? []).join(', ') || 'starts at once'}</td>
+                <td>{terminateInWords(m.terminate, m.rejectedThreshold)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+        <p className="hint">Up to {sequence.concurrency} members run at once.</p>
+      </>
+    );
+  }
+  return (
+    <ol className="member-steps" aria-label="Members in order">
+      {sequence.members.map((m, i) => {
+        const status = statuses?.get(m.key);
+        return (
+          <li key={m.key} aria-label={m.key}>
+            <span className="member-index">{i + 1}</span>
+            <div className="member-main">
+              <a href={href.sync(m.sync)}>{m.sync}</a>
+              {m.key !== m.sync && <span className="tag">key {m.key}</span>}
+              <div className="muted small">Terminate: {terminateInWords(m.terminate, m.rejectedThreshold)}</div>
+            </div>
+            {status && <StatusBadge status={status} />}
+          </li>
+        );
+      })}
+    </ol>
+  );
+}
+
+function SequenceRunsTable({ runs, onOpen }: { runs: SequenceRunView[]; onOpen: (id: string) => void }) {
+  const now = useTicker(runs.some((r) => ACTIVE_SEQUENCE.includes(r.status)));
+  return (
+    <table className="table clickable" aria-label="Sequence runs">
+      <thead>
+        <tr>
+          <th scope="col">Status</th>
+          <th scope="col">Trigger</th>
+          <th scope="col">Started</th>
+          <th scope="col">Duration</th>
+          <th scope="col">Progress</th>
+          <th scope="col">Terminated by</th>
+        </tr>
+      </thead>
+      <tbody>
+        {runs.map((run) => {
+          const finished = run.members.filter((m) => !['pending', 'running'].includes(m.status)).length;
+          return (
+            <tr key={run.id} onClick={() => onOpen(run.id)} data-run={run.id}>
+              <td>
+                <StatusBadge status={run.status} />
+              </td>
+              <td>{triggerInWords(run.trigger)}</td>
+              <td>
+                <button type="button" className="link" onClick={(e) => (e.stopPropagation(), onOpen(run.id))} aria-label={`Open run ${run.id}`} title={formatTime(run.startedAt ?? run.createdAt)}>
+                  {run.startedAt ? formatRelative(run.startedAt, now) : `queued ${formatRelative(run.createdAt, now)}`}
+                </button>
+              </td>
+              <td>{formatDuration(run.durationMs ?? durationBetween(run.startedAt, run.finishedAt, now))}</td>
+              <td>
+                {finished}/{run.members.length} members
+              </td>
+              <td>{run.terminatedBy ? <span title={run.reason ?? undefined}>{run.terminatedBy}</span> : <span className="muted">—</span>}</td>
+            </tr>
+          );
+        })}
+      </tbody>
+    </table>
+  );
+}
+
+function SequenceRunDialog({ id, sequence, onClose }: { id: string; sequence: Sequence; onClose: () => void }) {
+  const run = useApi<SequenceRunView>(`/api/sequence-runs/${seg(id)}`, { live: true });
+  const [cancelError, setCancelError] = useState<unknown>(undefined);
+  const active = run.data ? ACTIVE_SEQUENCE.includes(run.data.status) : false;
+  const now = useTicker(active);
+  const data = run.data;
+
+  const cancel = async () => {
+    setCancelError(undefined);
+    try {
+      await api.post(`/api/sequence-runs/${seg(id)}/cancel`);
+      run.reload();
+    } catch (thrown) {
+      setCancelError(thrown);
+    }
+  };
+
+  return (
+    <Dialog title={`Run of ${sequence.name}`} onClose={onClose} wide>
+      {run.loading && !data && <Loading />}
+      <ErrorBanner error={run.error} title="Could not load the run" />
+      <ErrorBanner error={cancelError} title="Could not cancel" />
+      {data && (
+        <>
+          <dl className="facts">
+            <div>
+              <dt>Status</dt>
+              <dd>
+                <StatusBadge status={data.status} />
+              </dd>
+            </div>
+            <div>
+              <dt>Trigger</dt>
+              <dd>{triggerInWords(data.trigger)}</dd>
+            </div>
+            <div>
+              <dt>Started</dt>
+              <dd>{formatTime(data.startedAt ?? data.createdAt)}</dd>
+            </div>
+            <div>
+              <dt>Duration</dt>
+              <dd>{formatDuration(data.durationMs ?? durationBetween(data.startedAt, data.finishedAt, now))}</dd>
+            </div>
+            <div>
+              <dt>Run ID</dt>
+              <dd className="mono small">{data.id}</dd>
+            </div>
+          </dl>
+          {data.terminatedBy && (
+            <div className="banner banner-error" role="note">
+              Terminated by <strong>{data.terminatedBy}</strong>
+              {data.reason ? `: ${data.reason}` : ''}
+            </div>
+          )}
+          {!data.terminatedBy && data.reason && (
+            <div className="banner banner-warn" role="note">
+              {data.reason}
+            </div>
+          )}
+          <table className="table" aria-label="Member runs">
+            <thead>
+              <tr>
+                <th scope="col">Member</th>
+                <th scope="col">Final state</th>
+                <th scope="col">Started</th>
+                <th scope="col">Execution time</th>
+                <th scope="col" className="num">
+                  Rows delivered
+                </th>
+                <th scope="col" className="num">
+                  Rows rejected
+                </th>
+                <th scope="col">Details</th>
+              </tr>
+            </thead>
+            <tbody>
+              {data.members.map((m) => (
+                <MemberRunRow key={m.key} member={m} terminated={data.terminatedBy === m.key} reason={data.reason} now={now} />
+              ))}
+            </tbody>
+          </table>
+          {active && (
+            <div className="dialog-actions">
+              <button type="button" className="button danger" onClick={() => void cancel()}>
+                Cancel run
+              </button>
+            </div>
+          )}
+        </>
+      )}
+    </Dialog>
+  );
+}
+
+function MemberRunRow({ member, terminated, reason, now }: { member: MemberRunView; terminated: boolean; reason: string | null; now: number }) {
+  const syncRun = member.syncRun;
+  return (
+    <tr aria-label={member.key} data-member={member.key} className={terminated ? 'terminated' : undefined}>
+      <th scope="row">
+        {member.sync ? <a href={href.sync(member.sync)}>{member.key}</a> : member.key}
+        {member.sync && member.sync !== member.key && <div className="muted small">{member.sync}</div>}
+      </th>
+      <td>
+        <StatusBadge status={member.status} />
+      </td>
+      <td>{member.startedAt ? formatTime(member.startedAt) : <span className="muted">—</span>}</td>
+      <td>{formatDuration(member.durationMs ?? durationBetween(member.startedAt, member.finishedAt, now))}</td>
+      <td className="num">{syncRun ? formatCount(sum(syncRun.successfulRows)) : '—'}</td>
+      <td className="num">{syncRun ? formatCount(sum(syncRun.failedRows)) : '—'}</td>
+      <td>
+        {terminated && <div className="terminated-note">Terminated the sequence{reason ? `: ${reason}` : ''}</div>}
+        {syncRun?.error && <div className="error-text">{syncRun.error}</div>}
+        {syncRun && !syncRun.error && ['querying', 'processing', 'reporting'].includes(syncRun.status) && (
+          <progress max={1} value={syncRun.completionRatio} aria-label={`Progress of ${member.key}`} />
+        )}
+        {member.status === 'skipped' && <span className="muted">Not started: the sequence ended before it.</span>}
+        {syncRun && member.sync && (
+          <a className="small" href={href.syncRun(member.sync, syncRun.id)}>
+            Sync run #{syncRun.id}
+          </a>
+        )}
+      </td>
+    </tr>
+  );
+}

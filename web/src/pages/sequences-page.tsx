@@ -1,0 +1,93 @@
+import { useEffect } from 'react';
+import type { Page, Sequence, SequenceRunView, Workspace } from '../api-types.js';
+import { seg } from '../api.js';
+import { EmptyState, ErrorBanner, Loading, StatusBadge } from '../components/ui.js';
+import { formatRelative, formatTime, scheduleInWords } from '../format.js';
+import { useApi } from '../hooks.js';
+import { href, navigate } from '../router.js';
+
+export function SequencesPage() {
+  const workspace = useApi<Workspace>('/api/workspace');
+  useEffect(() => {
+    document.title = 'Sequences · Lockstep';
+  }, []);
+
+  const addButton = (
+    <a className="button primary" href={href.newSequence()}>
+      Add sequence
+    </a>
+  );
+
+  return (
+    <div className="page">
+      <header className="page-header">
+        <div>
+          <h1>Sequences</h1>
+          <p className="subtitle">Related syncs that run in a dependable order, each member starting when the ones before it finished well.</p>
+        </div>
+        {workspace.data && workspace.data.sequences.length > 0 && addButton}
+      </header>
+      <ErrorBanner error={workspace.error} title="Could not load the sequences" />
+      {workspace.loading && !workspace.data && <Loading />}
+      {workspace.data && workspace.data.sequences.length === 0 && (
+        <EmptyState title="No sequences yet" action={addButton}>
+          <p>
+            A sequence runs several syncs one after another — accounts, then workspaces, then contacts — so that each sync starts only when the syncs it
+            depends on have finished. For each member you choose what stops the sequence: a fatal error, too many rejected rows, or nothing.
+          </p>
+          <p>Schedule the whole sequence once (cron, interval, days and times, after a dbt Cloud job…) instead of guessing cron offsets.</p>
+        </EmptyState>
+      )}
+      {workspace.data && workspace.data.sequences.length > 0 && (
+        <table className="table clickable">
+          <thead>
+            <tr>
+              <th scope="col">Name</th>
+              <th scope="col">Syncs</th>
+              <th scope="col">Schedule</th>
+              <th scope="col">Enabled</th>
+              <th scope="col">Last run</th>
+            </tr>
+          </thead>
+          <tbody>
+            {workspace.data.sequences.map((sequence) => (
+              <SequenceRow key={sequence.slug} sequence={sequence} />
+            ))}
+          </tbody>
+        </table>
+      )}
+    </div>
+  );
+}
+
+function SequenceRow({ sequence }: { sequence: Sequence }) {
+  const runs = useApi<Page<SequenceRunView>>(`/api/sequences/${seg(sequence.slug)}/runs?limit=1`, { live: true });
+  const last = runs.data?.data[0];
+  return (
+    <tr onClick={() => navigate(href.sequence(sequence.slug))}>
+      <td>
+        <a href={href.sequence(sequence.slug)} onClick={(e) => e.stopPropagation()}>
+          {sequence.name}
+        </a>
+        {sequence.name !== sequence.slug && <div className="muted mono small">{sequence.slug}</div>}
+      </td>
+      <td>{sequence.members.length}</td>
+      <td>{scheduleInWords(sequence.schedule)}</td>
+      <td>{sequence.enabled ? <span className="badge badge-good">Enabled</span> : <span className="badge badge-muted">Disabled</span>}</td>
+      <td>
+        {last ? (
+          <span className="last-run">
+            <StatusBadge status={last.status} />
+            <time dateTime={last.createdAt} title={formatTime(last.createdAt)}>
+              {formatRelative(last.startedAt ?? last.createdAt)}
+            </time>
+          </span>
+        ) : runs.error ? (
+          <span className="muted">unavailable</span>
+        ) : (
+          <span className="muted">{runs.loading ? '…' : 'Never run'}</span>
+        )}
+      </td>
+    </tr>
+  );
+}
