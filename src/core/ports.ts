@@ -26,6 +26,7 @@ import type {
   WorkspaceState,
 } from './workspace.js';
 import type { WebhookEventStore } from './webhooks.js';
+import type { AlertStore } from './alerts.js';
 import type { TokenStore } from './tokens.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -196,6 +197,8 @@ export interface Store {
   readonly capabilities: StoreCapabilities;
   /** The log of webhook deliveries (dbt Cloud, Fivetran). */
   readonly webhooks: WebhookEventStore;
+  /** Alert definitions, alert state and the outbox of alert deliveries. */
+  readonly alerts: AlertStore;
   /** API tokens (hashed). */
   readonly tokens: TokenStore;
   close(): Promise<void>;

@@ -1,8 +1,7 @@
-import type { WorkspaceChange, WorkspaceDefinition, WorkspaceState } from './workspace.js';
+import { NO_ALERTS } from './alerts.js';
+import type { EntityKind, EntitySection, WorkspaceChange, WorkspaceDefinition, WorkspaceState } from './workspace.js';
 
-type Kind = WorkspaceChange['kind'];
-
-const SECTIONS: ReadonlyArray<[Kind, keyof WorkspaceDefinition]> = [
+const SECTIONS: ReadonlyArray<[EntityKind, EntitySection]> = [
   ['source', 'sources'],
   ['destination', 'destinations'],
   ['model', 'models'],
@@ -39,7 +38,32 @@ export function diffWorkspace(current: WorkspaceState, next: WorkspaceDefinition
       if (!after.has(slug) && !isFromApi(entity)) deletes.push({ action: 'delete', kind, slug, fields: [] });
     }
   }
-  return [...upserts, ...deletes.reverse()];
+  return [...upserts, ...diffAlerts(current, next), ...deletes.reverse()];
+}
+
+/** Alert channels and rules, matched by name. */
+function diffAlerts(current: WorkspaceState, next: WorkspaceDefinition): WorkspaceChange[] {
+  const changes: WorkspaceChange[] = [];
+  const nextAlerts = next.alerts ?? NO_ALERTS;
+  const pairs = [
+    ['alert-channel', current.alerts.channels, nextAlerts.channels],
+    ['alert-rule', current.alerts.rules, nextAlerts.rules],
+  ] as const;
+  for (const [kind, before, after] of pairs) {
+    const old = new Map<string, object>(before.map((e) => [e.name, e]));
+    const names = new Set<string>();
+    for (const entity of after) {
+      names.add(entity.name);
+      const previous = old.get(entity.name);
+      if (!previous) changes.push({ action: 'create', kind, slug: entity.name, fields: [] });
+      else {
+        const fields = changedFields(previous, entity);
+        if (fields.length > 0) changes.push({ action: 'update', kind, slug: entity.name, fields });
+      }
+    }
+    for (const name of old.keys()) if (!names.has(name)) changes.push({ action: 'delete', kind, slug: name, fields: [] });
+  }
+  return changes;
 }
 
 function isFromApi(entity: object): boolean {

@@ -4,6 +4,8 @@
  * they are resolved only when a connection is opened.
  */
 
+import type { AlertsDefinition } from './alerts.js';
+
 /** Kinds of database a source or destination connects to. */
 export const ConnectionType = {
   /** PostgreSQL, reached with `url`. */
@@ -133,6 +135,8 @@ export interface WorkspaceDefinition {
   models: ModelDef[];
   syncs: SyncDef[];
   sequences: SequenceDef[];
+  /** Alert channels and rules (default: none). */
+  alerts?: AlertsDefinition;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -219,6 +223,8 @@ export interface WorkspaceState {
   models: ModelRecord[];
   syncs: SyncRecord[];
   sequences: SequenceRecord[];
+  /** Alert channels and rules as last applied. */
+  alerts: AlertsDefinition;
 }
 
 /** The kinds of workspace entity. */
@@ -242,10 +248,16 @@ export const ENTITY_SECTIONS = {
   sequence: 'sequences',
 } as const satisfies Record<EntityKind, keyof WorkspaceDefinition>;
 
+/** The sections of a workspace that hold entities. */
+export type EntitySection = (typeof ENTITY_SECTIONS)[EntityKind];
+
+/** What `apply` changes besides entities: an alert channel or rule (by name). */
+export type AlertChangeKind = 'alert-channel' | 'alert-rule';
+
 /** One entity `apply` creates, changes or deletes. */
 export interface WorkspaceChange {
   action: 'create' | 'update' | 'delete';
-  kind: EntityKind;
+  kind: EntityKind | AlertChangeKind;
   slug: string;
   /** Top-level fields that differ, for `update`. */
   fields: string[];

@@ -3,12 +3,13 @@
  * every reference inside the definition resolving to an entity of the same definition. (The
  * workspace loader validates more, with file positions; a store must not trust its caller.)
  */
+import { NO_ALERTS } from '../core/alerts.js';
 import type { Diagnostic } from '../core/errors.js';
-import type { EntityKind, Schedule, WorkspaceDefinition } from '../core/workspace.js';
+import type { EntityKind, EntitySection, Schedule, WorkspaceDefinition } from '../core/workspace.js';
 
 export function checkWorkspaceReferences(def: WorkspaceDefinition): Diagnostic[] {
   const problems: Diagnostic[] = [];
-  const slugs = (section: keyof WorkspaceDefinition): Set<string> => {
+  const slugs = (section: EntitySection): Set<string> => {
     const seen = new Set<string>();
     def[section].forEach((entity, index) => {
       if (seen.has(entity.slug)) {
@@ -69,6 +70,21 @@ export function checkWorkspaceReferences(def: WorkspaceDefinition): Diagnostic[]
       }
     }
   }
+  const alerts = def.alerts ?? NO_ALERTS;
+  const channels = new Set<string>();
+  alerts.channels.forEach((channel, index) => {
+    if (channels.has(channel.name)) problems.push({ path: `alerts.channels[${index}]`, message: `alert channel "${channel.name}" is declared twice` });
+    channels.add(channel.name);
+  });
+  const rules = new Set<string>();
+  alerts.rules.forEach((rule, index) => {
+    const at = `alerts.rules[${index}]`;
+    if (rules.has(rule.name)) problems.push({ path: `${at}.name`, message: `alert rule "${rule.name}" is declared twice` });
+    rules.add(rule.name);
+    for (const name of rule.channels) expect(channels, 'alert channel', name, `${at}.channels`);
+    for (const slug of rule.syncs) expect(syncs, 'sync', slug, `${at}.syncs`);
+    for (const slug of rule.sequences) expect(sequences, 'sequence', slug, `${at}.sequences`);
+  });
   return problems;
 }
 
@@ -81,6 +97,9 @@ export function referrersOf(def: WorkspaceDefinition, kind: EntityKind, slug: st
   if (kind === 'model') for (const s of def.syncs) if (s.model === slug) found.push(`sync "${s.slug}"`);
   if (kind === 'destination') for (const s of def.syncs) if (s.destination === slug) found.push(`sync "${s.slug}"`);
   if (kind === 'sync' || kind === 'sequence') {
+    for (const rule of def.alerts?.rules ?? []) {
+      if ((kind === 'sync' ? rule.syncs : rule.sequences).includes(slug)) found.push(`alert rule "${rule.name}"`);
+    }
     for (const s of def.syncs) if (afterNames(s.schedule) && !(kind === 'sync' && s.slug === slug)) found.push(`sync "${s.slug}"`);
     for (const q of def.sequences) {
       if (kind === 'sync' && q.members.some((m) => m.sync === slug)) found.push(`sequence "${q.slug}"`);

@@ -10,10 +10,11 @@ import { toError } from '../core/errors.js';
 import { interpolate } from '../core/connections.js';
 import type { ConnectionDef, ModelDef, SequenceDef, SyncDef, WorkspaceDefinition } from '../core/workspace.js';
 import { checkTemplates, checkWorkspace } from './check-workspace.js';
+import { checkAlerts, type AlertsDeclaration } from './check-alerts.js';
 import type { Catalog, Declaration } from './check-workspace.js';
 import { issueDiagnostics, workspaceErrorMap } from './issue-diagnostics.js';
 import { WorkspaceFile } from './workspace-file.js';
-import { SECTION_NAMES, storeSchema, workspaceFileSchema } from './workspace-schema.js';
+import { SECTION_NAMES, buildAlerts, storeSchema, workspaceFileSchema } from './workspace-schema.js';
 import type { WorkspaceFileContent } from './workspace-schema.js';
 
 /** Names of the main workspace file, looked for in the workspace folder. */
@@ -89,6 +90,7 @@ export async function loadWorkspace(dir: string, env: Env): Promise<LoadResult> 
   const catalog: Catalog = { sources: new Map(), destinations: new Map(), models: new Map(), syncs: new Map(), sequences: new Map() };
   const contents: WorkspaceFileContent[] = [];
   let store: { file: WorkspaceFile; data: unknown } | null = null;
+  const alerts: AlertsDeclaration[] = [];
   for (const file of files) {
     diagnostics.push(...file.syntaxDiagnostics);
     if (!file.usable) continue;
@@ -113,6 +115,7 @@ export async function loadWorkspace(dir: string, env: Env): Promise<LoadResult> 
         else catalog[section].set(slug, declaration);
       }
     }
+    if (record.alerts !== undefined && record.alerts !== null) alerts.push({ file, data: record.alerts });
     if (record.store !== undefined) {
       if (store) diagnostics.push(duplicate({ file: store.file, slug: 'store', data: store.data }, { file, slug: 'store', data: record.store }, ['store'], 'the store'));
       else store = { file, data: record.store };
@@ -120,7 +123,9 @@ export async function loadWorkspace(dir: string, env: Env): Promise<LoadResult> 
   }
 
   // Cross-file checks need every file; a file too broken to read would only make them noisy.
-  if (files.length === names.length && files.every((f) => f.usable)) diagnostics.push(...checkWorkspace(catalog, env));
+  if (files.length === names.length && files.every((f) => f.usable)) {
+    diagnostics.push(...checkWorkspace(catalog, env), ...checkAlerts(alerts, catalog, env));
+  }
 
   const storeSetting = resolveStore(root, store, env, diagnostics);
   const fileOrder = new Map(names.map((name, i) => [name, i]));
@@ -175,6 +180,7 @@ function buildDefinition(contents: WorkspaceFileContent[]): WorkspaceDefinition 
       definition.sequences.push({ slug, ...s, name: s.name ?? slug } satisfies SequenceDef);
     }
   }
+  definition.alerts = buildAlerts(contents.map((content) => content.alerts ?? undefined));
   return definition;
 }
 

@@ -16,6 +16,8 @@ import {
 } from '../core/workspace.js';
 import type { ConnectionDef, MemberDef, ModelDef, Schedule, SequenceDef, SyncDef } from '../core/workspace.js';
 import { assertNever } from '../core/errors.js';
+import { AlertEvent, PAGERDUTY_EVENTS_URL } from '../core/alerts.js';
+import type { AlertChannelDef, AlertRuleDef, AlertsDefinition } from '../core/alerts.js';
 import { checkCron, checkTimezone, DURATION_PATTERN, durationSeconds, TIME_OF_DAY_PATTERN } from './schedule-rules.js';
 import { hinted, show } from './suggestions.js';
 
@@ -373,6 +375,133 @@ const sequenceSchema = z
   .transform((s): Omit<SequenceDef, 'slug' | 'name'> & { name?: string } => s);
 
 // ---------------------------------------------------------------------------------------------
+// Alerts (SPEC §5)
+
+/** A channel without its name (the key it is declared under). */
+type AlertChannelBody = AlertChannelDef extends infer C ? (C extends AlertChannelDef ? Omit<C, 'name'> : never) : never;
+
+const alertChannelSchema = z
+  .discriminatedUnion('type', [
+    z
+      .strictObject({ type: z.literal('slack'), url: text('url', 'The Slack incoming webhook URL; use a template, e.g. "${SLACK_WEBHOOK}".') })
+      .meta({ description: 'A Slack incoming webhook: a Block Kit message with a link to the run.' }),
+    z
+      .strictObject({
+        type: z.literal('webhook'),
+        url: text('url', 'Where notices are POSTed as JSON; may hold ${ENV} templates.'),
+        headers: z
+          .record(z.string().min(1), z.string())
+          .default({})
+          .meta({ description: 'Extra request headers; values may hold ${ENV} templates (default: none).' }),
+        secret: text('secret', 'Key of the X-Lockstep-Signature header (sha256=<hex HMAC-SHA256 of the body>); use a template, e.g. "${HOOK_SECRET}".').optional(),
+      })
+      .meta({ description: 'Any HTTP endpoint: a JSON body, custom headers, an HMAC-SHA256 signature.' }),
+    z
+      .strictObject({
+        type: z.literal('email'),
+        smtp: text('smtp', 'SMTP server URL, e.g. "smtp://user:pass@mail.example.com:587" or "smtps://..."; may hold ${ENV} templates.'),
+        from: text('from', 'Sender address.'),
+        to: z
+          .union([text('to', 'Recipient address.'), z.array(text('to', 'Recipient address.')).min(1, { error: hinted('to is an empty list', 'list at least one address') })], {
+            error: (issue) => hinted(`to must be an address or a list of addresses, got ${show(issue.input)}`, 'e.g. to: [oncall@example.com]'),
+          })
+          .meta({ description: 'Recipient address(es).' }),
+      })
+      .meta({ description: 'Email over SMTP.' }),
+    z
+      .strictObject({
+        type: z.literal('pagerduty'),
+        routingKey: text('routingKey', 'The integration routing key; use a template, e.g. "${PD_ROUTING_KEY}".'),
+        url: text('url', `Events API endpoint (default: ${PAGERDUTY_EVENTS_URL}).`).optional(),
+      })
+      .meta({ description: 'PagerDuty Events API v2: an incident per rule, subject and condition, resolved on recovery.' }),
+  ])
+  .transform((c): AlertChannelBody => {
+    switch (c.type) {
+      case 'slack':
+        return { type: 'slack', url: c.url };
+      case 'webhook':
+        return { type: 'webhook', url: c.url, headers: c.headers, secret: c.secret ?? null };
+      case 'email':
+        return { type: 'email', smtp: c.smtp, from: c.from, to: typeof c.to === 'string' ? [c.to] : c.to };
+      case 'pagerduty':
+        return { type: 'pagerduty', routingKey: c.routingKey, url: c.url ?? PAGERDUTY_EVENTS_URL };
+      default:
+        return assertNever(c);
+    }
+  })
+  .meta({ id: 'AlertChannel', description: 'Where alert notices go.' });
+
+const slugList = (what: string) =>
+  z
+    .array(text(what, `Slug of a ${what}.`))
+    .min(1, { error: hinted(`${what}s is an empty list`, `list at least one ${what}, or remove ${what}s to make the rule a workspace default`) });
+
+const alertRuleSchema = z
+  .strictObject({
+    name: slug('alert rule name').optional().meta({ description: 'Names the rule; alert state is kept under it (default: rule-<position>).' }),
+    on: z
+      .array(z.enum(AlertEvent))
+      .min(1, { error: hinted('on is an empty list', `list events, e.g. [sync_failed, sequence_failed, recovered]`) })
+      .optional()
+      .meta({ description: 'Events that notify (default: every event the rule has settings for).' }),
+    syncs: slugList('sync').optional().meta({ description: 'Syncs it watches.' }),
+    sequences: slugList('sequence').optional().meta({ description: 'Sequences it watches. Without syncs and sequences, the rule is the workspace default.' }),
+    rejectedPercent: z.number().min(0).max(100).optional().meta({ description: 'rejected_rows fires above this share of planned rows, 0..100 (default: 0, any rejected row).' }),
+    slowerThanMinutes: z.number().positive().optional().meta({ description: 'slow_run fires when a run takes longer than this many minutes.' }),
+    channels: z
+      .array(text('channel', 'Name of a channel under alerts.channels.'))
+      .min(1, { error: hinted('channels is an empty list', 'list at least one channel declared under alerts.channels') })
+      .meta({ description: 'Channels its notices go to.' }),
+  })
+  .superRefine((rule, ctx) => {
+    const on = rule.on ?? [];
+    if (on.includes('slow_run') && rule.slowerThanMinutes === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['on'], input: rule.on, message: hinted('on lists slow_run but the rule has no slowerThanMinutes', 'add e.g. slowerThanMinutes: 30') });
+    }
+    if (rule.on !== undefined && rule.slowerThanMinutes !== undefined && !on.includes('slow_run')) {
+      ctx.addIssue({ code: 'custom', path: ['slowerThanMinutes'], input: rule.slowerThanMinutes, message: hinted('slowerThanMinutes has no effect: on does not list slow_run', 'add slow_run to on, or remove slowerThanMinutes') });
+    }
+    if (rule.on !== undefined && rule.rejectedPercent !== undefined && !on.includes('rejected_rows')) {
+      ctx.addIssue({ code: 'custom', path: ['rejectedPercent'], input: rule.rejectedPercent, message: hinted('rejectedPercent has no effect: on does not list rejected_rows', 'add rejected_rows to on, or remove rejectedPercent') });
+    }
+  })
+  .meta({ id: 'AlertRule', description: 'Which events of which syncs and sequences go to which channels.' });
+
+const alertsSchema = z
+  .strictObject({
+    channels: z.record(slug('alert channel name'), alertChannelSchema).nullable().optional().meta({ description: 'Channels by name.' }),
+    rules: z.array(alertRuleSchema).nullable().optional().meta({ description: 'Alert rules; each notifies once per change of state.' }),
+  })
+  .meta({ description: 'Alert channels and rules (SPEC §5).' });
+
+/** The alert events a rule listens to when it gives no `on`. */
+function defaultEvents(rule: { slowerThanMinutes?: number }): AlertEvent[] {
+  const events: AlertEvent[] = ['sync_failed', 'sequence_failed', 'rejected_rows', 'recovered'];
+  return rule.slowerThanMinutes === undefined ? events : [...events, 'slow_run'];
+}
+
+/** The alert sections of several files as one definition; rules are named by position when unnamed. */
+export function buildAlerts(sections: ReadonlyArray<z.output<typeof alertsSchema> | undefined>): AlertsDefinition {
+  const alerts: AlertsDefinition = { channels: [], rules: [] };
+  for (const section of sections) {
+    for (const [name, channel] of Object.entries(section?.channels ?? {})) alerts.channels.push({ name, ...channel } as AlertChannelDef);
+    for (const rule of section?.rules ?? []) {
+      alerts.rules.push({
+        name: rule.name ?? `rule-${alerts.rules.length + 1}`,
+        on: rule.on ?? defaultEvents(rule),
+        syncs: rule.syncs ?? [],
+        sequences: rule.sequences ?? [],
+        rejectedPercent: rule.rejectedPercent ?? 0,
+        slowerThanMinutes: rule.slowerThanMinutes ?? null,
+        channels: rule.channels,
+      } satisfies AlertRuleDef);
+    }
+  }
+  return alerts;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Store and file
 
 export const DEFAULT_SQLITE_STORE_PATH = 'lockstep.db';
@@ -403,9 +532,10 @@ export const workspaceFileSchema = z
     models: section('model', modelSchema, 'SQL queries on sources, by slug.'),
     syncs: section('sync', syncSchema, 'Model → destination object, by slug.'),
     sequences: section('sequence', sequenceSchema, 'Syncs run in a dependable order, by slug.'),
+    alerts: alertsSchema.nullable().optional(),
   })
   .meta({ title: 'Lockstep workspace', description: 'A Lockstep workspace file (lockstep.yaml or a file under lockstep/).' });
 
 export type WorkspaceFileContent = z.output<typeof workspaceFileSchema>;
-export type SectionName = Exclude<keyof WorkspaceFileContent, 'store'>;
+export type SectionName = Exclude<keyof WorkspaceFileContent, 'store' | 'alerts'>;
 export const SECTION_NAMES: readonly SectionName[] = ['sources', 'destinations', 'models', 'syncs', 'sequences'];

@@ -92,6 +92,7 @@ describe('loadWorkspace: a valid workspace', () => {
           ],
         },
       ],
+      alerts: { channels: [], rules: [] },
     };
     expect(result.definition).toEqual(expected);
   });

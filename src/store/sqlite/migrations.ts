@@ -8,6 +8,7 @@ import { ErrorCode, LockstepError } from '../../core/errors.js';
 import type { SqliteDatabase } from './sqlite-database.js';
 import { WEBHOOK_EVENTS_SCHEMA } from './sqlite-webhook-store.js';
 import { API_TOKENS_SCHEMA } from './sqlite-token-store.js';
+import { ALERTS_SCHEMA } from './sqlite-alert-store.js';
 
 export interface Migration {
   /** 1, 2, 3, ... in order; the file's schema version after it ran. */
@@ -181,6 +182,7 @@ const ENTITY_ORIGIN_SCHEMA = ['sources', 'destinations', 'models', 'syncs', 'seq
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial schema', sql: INITIAL_SCHEMA },
   { version: 2, name: 'entity origin and API tokens', sql: ENTITY_ORIGIN_SCHEMA + API_TOKENS_SCHEMA },
+  { version: 3, name: 'alert definitions, state and deliveries', sql: ALERTS_SCHEMA },
   { version: 5, name: 'webhook deliveries', sql: WEBHOOK_EVENTS_SCHEMA },
 ];
 

@@ -2,13 +2,13 @@
  * Every statement the SQLite store runs more than once, prepared once when the store opens.
  */
 import { ACTIVE_SYNC_RUN_STATUSES, TERMINAL_SYNC_RUN_STATUSES } from '../../core/runs.js';
-import type { WorkspaceChange, WorkspaceDefinition } from '../../core/workspace.js';
+import type { EntityKind, EntitySection } from '../../core/workspace.js';
 import type { SqliteDatabase } from './sqlite-database.js';
 
-export type Kind = WorkspaceChange['kind'];
+export type Kind = EntityKind;
 
 /** Where each kind of workspace entity lives, and whether it has an `enabled` column. */
-export const TABLES: Record<Kind, { table: string; section: keyof WorkspaceDefinition; enabled: boolean }> = {
+export const TABLES: Record<Kind, { table: string; section: EntitySection; enabled: boolean }> = {
   source: { table: 'sources', section: 'sources', enabled: false },
   destination: { table: 'destinations', section: 'destinations', enabled: false },
   model: { table: 'models', section: 'models', enabled: false },

@@ -45,6 +45,7 @@ import {
   type SyncRunStatus,
   type Trigger,
 } from '../../core/runs.js';
+import { NO_ALERTS } from '../../core/alerts.js';
 import { diffWorkspace } from '../../core/workspace-diff.js';
 import { ENTITY_SECTIONS } from '../../core/workspace.js';
 import type {
@@ -62,6 +63,7 @@ import type {
 } from '../../core/workspace.js';
 import { INTERRUPTED_RUN_ERROR, memberTransition } from '../member-state.js';
 import { SqliteWebhookStore } from './sqlite-webhook-store.js';
+import { SqliteAlertStore } from './sqlite-alert-store.js';
 import { SqliteTokenStore } from './sqlite-token-store.js';
 import {
   definitionJson,
@@ -132,6 +134,8 @@ export class SqliteStore implements Store, AsyncDisposable {
   private readonly checkpointTimer: NodeJS.Timeout | null;
   /** The log of webhook deliveries. */
   readonly webhooks: SqliteWebhookStore;
+  /** Alert definitions, state and deliveries. */
+  readonly alerts: SqliteAlertStore;
   /** API tokens. */
   readonly tokens: SqliteTokenStore;
 
@@ -151,6 +155,7 @@ export class SqliteStore implements Store, AsyncDisposable {
     this.s = prepareStatements(db);
     this.tx = db.transaction((fn: () => unknown) => fn());
     this.webhooks = new SqliteWebhookStore(db, (error) => toError(storeError(path, busyTimeoutMs, error)));
+    this.alerts = new SqliteAlertStore(db, (error) => toError(storeError(path, busyTimeoutMs, error)));
     this.tokens = new SqliteTokenStore(db, (error) => toError(storeError(path, busyTimeoutMs, error)));
     this.checkpointTimer =
       checkpointIntervalMs > 0 && path !== ':memory:'
@@ -215,7 +220,8 @@ export class SqliteStore implements Store, AsyncDisposable {
         throw new ValidationError(problems, `the workspace cannot be applied:\n${formatDiagnostics(problems)}`);
       }
       const changes = diffWorkspace(current, definition);
-      for (const change of changes) this.applyChange(change, definition, now);
+      for (const change of changes) if (isEntityChange(change)) this.applyChange(change, definition, now);
+      if (changes.some((c) => !isEntityChange(c))) this.alerts.writeDefinition(definition.alerts ?? NO_ALERTS, now);
       return changes;
     });
   }
@@ -684,10 +690,11 @@ export class SqliteStore implements Store, AsyncDisposable {
       models: all<ModelRecord>('model'),
       syncs: all<SyncRecord>('sync'),
       sequences: all<SequenceRecord>('sequence'),
+      alerts: this.alerts.readDefinition(),
     };
   }
 
-  private applyChange(change: WorkspaceChange, definition: WorkspaceDefinition, now: number): void {
+  private applyChange(change: EntityChange, definition: WorkspaceDefinition, now: number): void {
     const statements = this.s.entities[change.kind];
     if (change.action === 'delete') {
       const deleted = statements.softDelete.get({ slug: change.slug, now }) as { id: number } | undefined;
@@ -818,6 +825,12 @@ export class SqliteStore implements Store, AsyncDisposable {
 }
 
 /** `definition` plus the stored entities created through the API that it does not declare (apply keeps them). */
+type EntityChange = WorkspaceChange & { kind: EntityKind };
+
+function isEntityChange(change: WorkspaceChange): change is EntityChange {
+  return change.kind !== 'alert-channel' && change.kind !== 'alert-rule';
+}
+
 function withApiEntities(definition: WorkspaceDefinition, current: WorkspaceState): WorkspaceDefinition {
   const merged = { ...definition };
   for (const section of Object.values(ENTITY_SECTIONS)) {

@@ -1,0 +1,264 @@
+/**
+ * Alert definitions, alert state and the outbox of deliveries in the embedded store. It shares the
+ * SqliteStore's database handle: `apply` writes the definition inside its own transaction through
+ * `writeDefinition`, so the alerts and the entities they name change together.
+ */
+import type {
+  AlertChange,
+  AlertCondition,
+  AlertDelivery,
+  AlertDeliveryQuery,
+  AlertDeliveryStatus,
+  AlertNotice,
+  AlertOutcome,
+  AlertState,
+  AlertStore,
+  AlertsDefinition,
+  NewAlertDelivery,
+} from '../../core/alerts.js';
+import { NO_ALERTS, alertChange, subjectKey } from '../../core/alerts.js';
+import type { SqliteDatabase, SqliteStatement, SqliteValue } from './sqlite-database.js';
+
+/** Schema version 3. */
+export const ALERTS_SCHEMA = `
+CREATE TABLE alert_definitions (
+  id         INTEGER PRIMARY KEY CHECK (id = 1),
+  definition TEXT NOT NULL,
+  updated_at REAL NOT NULL
+);
+
+-- One row per (rule, subject, condition): raised or clear, and since when.
+CREATE TABLE alert_states (
+  rule       TEXT NOT NULL,
+  subject    TEXT NOT NULL,
+  condition  TEXT NOT NULL,
+  raised     INTEGER NOT NULL,
+  since      REAL NOT NULL,
+  run_id     TEXT,
+  PRIMARY KEY (rule, subject, condition)
+) WITHOUT ROWID;
+
+-- The outbox: a notice for one channel, tried until sent or out of attempts.
+CREATE TABLE alert_deliveries (
+  id              INTEGER PRIMARY KEY AUTOINCREMENT,
+  channel         TEXT NOT NULL,
+  notice          TEXT NOT NULL,
+  status          TEXT NOT NULL,
+  attempts        INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at REAL,
+  last_error      TEXT,
+  created_at      REAL NOT NULL,
+  sent_at         REAL
+);
+CREATE INDEX alert_deliveries_due ON alert_deliveries (next_attempt_at) WHERE status = 'pending';
+`;
+
+interface DeliveryRow {
+  id: number;
+  channel: string;
+  notice: string;
+  status: string;
+  attempts: number;
+  next_attempt_at: number | null;
+  last_error: string | null;
+  created_at: number;
+  sent_at: number | null;
+}
+
+interface StateRow {
+  rule: string;
+  subject: string;
+  condition: string;
+  raised: number;
+  since: number;
+  run_id: string | null;
+}
+
+function toDelivery(row: DeliveryRow): AlertDelivery {
+  return {
+    id: Number(row.id),
+    channel: row.channel,
+    notice: JSON.parse(row.notice) as AlertNotice,
+    status: row.status as AlertDeliveryStatus,
+    attempts: Number(row.attempts),
+    nextAttemptAt: row.next_attempt_at,
+    lastError: row.last_error,
+    createdAt: row.created_at,
+    sentAt: row.sent_at,
+  };
+}
+
+function toState(row: StateRow): AlertState {
+  const at = row.subject.indexOf(':');
+  return {
+    rule: row.rule,
+    subject: { kind: row.subject.slice(0, at) === 'sync' ? 'sync' : 'sequence', slug: row.subject.slice(at + 1) },
+    condition: row.condition as AlertCondition,
+    raised: row.raised === 1,
+    since: row.since,
+    runId: row.run_id,
+  };
+}
+
+export class SqliteAlertStore implements AlertStore {
+  private readonly s: Record<
+    | 'definition'
+    | 'saveDefinition'
+    | 'state'
+    | 'saveState'
+    | 'states'
+    | 'insertDelivery'
+    | 'due'
+    | 'claim'
+    | 'nextDue'
+    | 'sent'
+    | 'failed',
+    SqliteStatement
+  >;
+
+  constructor(
+    private readonly db: SqliteDatabase,
+    /** Wraps a store failure into Lockstep's error, naming the file. */
+    private readonly wrap: (error: unknown) => Error,
+  ) {
+    this.s = {
+      definition: db.prepare('SELECT definition FROM alert_definitions WHERE id = 1'),
+      saveDefinition: db.prepare(
+        `INSERT INTO alert_definitions (id, definition, updated_at) VALUES (1, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET definition = excluded.definition, updated_at = excluded.updated_at`,
+      ),
+      state: db.prepare('SELECT raised FROM alert_states WHERE rule = ? AND subject = ? AND condition = ?'),
+      saveState: db.prepare(
+        `INSERT INTO alert_states (rule, subject, condition, raised, since, run_id) VALUES (@rule, @subject, @condition, @raised, @now, @runId)
+         ON CONFLICT (rule, subject, condition) DO UPDATE SET
+           raised = excluded.raised,
+           since = CASE WHEN alert_states.raised = excluded.raised THEN alert_states.since ELSE excluded.since END,
+           run_id = excluded.run_id`,
+      ),
+      states: db.prepare('SELECT * FROM alert_states ORDER BY rule, subject, condition'),
+      insertDelivery: db.prepare(
+        `INSERT INTO alert_deliveries (channel, notice, status, attempts, next_attempt_at, created_at)
+         VALUES (?, ?, 'pending', 0, ?, ?) RETURNING *`,
+      ),
+      due: db.prepare(
+        `SELECT id FROM alert_deliveries WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?`,
+      ),
+      claim: db.prepare(
+        `UPDATE alert_deliveries SET next_attempt_at = ?, attempts = attempts + 1
+         WHERE id = ? AND status = 'pending' RETURNING *`,
+      ),
+      nextDue: db.prepare(`SELECT MIN(next_attempt_at) AS at FROM alert_deliveries WHERE status = 'pending'`),
+      sent: db.prepare(
+        `UPDATE alert_deliveries SET status = 'sent', sent_at = ?, next_attempt_at = NULL, last_error = NULL WHERE id = ?`,
+      ),
+      failed: db.prepare(
+        `UPDATE alert_deliveries SET status = CASE WHEN @retryAt IS NULL THEN 'failed' ELSE 'pending' END,
+           next_attempt_at = @retryAt, last_error = @error WHERE id = @id`,
+      ),
+    };
+  }
+
+  // --- used by SqliteStore inside its own transactions
+
+  /** The stored definition (synchronous; the caller holds a transaction or reads one statement). */
+  readDefinition(): AlertsDefinition {
+    const row = this.s.definition.get() as { definition: string } | undefined;
+    return row ? (JSON.parse(row.definition) as AlertsDefinition) : { channels: [...NO_ALERTS.channels], rules: [...NO_ALERTS.rules] };
+  }
+
+  /** Replaces the stored definition (synchronous; the caller holds the write transaction). */
+  writeDefinition(definition: AlertsDefinition, now: number): void {
+    this.s.saveDefinition.run(JSON.stringify({ channels: definition.channels, rules: definition.rules }), now);
+  }
+
+  // --- the port
+
+  async getDefinition(): Promise<AlertsDefinition> {
+    return this.read(() => this.readDefinition());
+  }
+
+  async recordOutcome(
+    outcome: AlertOutcome,
+    deliveries: (change: AlertChange) => NewAlertDelivery[],
+  ): Promise<{ change: AlertChange; deliveries: AlertDelivery[] }> {
+    return this.immediate(() => {
+      const subject = subjectKey(outcome.subject);
+      const row = this.s.state.get(outcome.rule, subject, outcome.condition) as { raised: number } | undefined;
+      const change = alertChange(row ? row.raised === 1 : null, outcome.raised);
+      this.s.saveState.run({
+        rule: outcome.rule,
+        subject,
+        condition: outcome.condition,
+        raised: outcome.raised ? 1 : 0,
+        now: outcome.now,
+        runId: outcome.runId,
+      });
+      const queued = change === 'none' ? [] : deliveries(change).map((d) => this.insert(d, outcome.now));
+      return { change, deliveries: queued };
+    });
+  }
+
+  async listStates(): Promise<AlertState[]> {
+    return this.read(() => (this.s.states.all() as StateRow[]).map(toState));
+  }
+
+  async enqueueDeliveries(deliveries: NewAlertDelivery[], now: number): Promise<AlertDelivery[]> {
+    return this.immediate(() => deliveries.map((d) => this.insert(d, now)));
+  }
+
+  async claimDueDeliveries(now: number, limit: number, leaseMs: number): Promise<AlertDelivery[]> {
+    return this.immediate(() => {
+      const ids = this.s.due.all(now, limit) as Array<{ id: number }>;
+      return ids.map(({ id }) => toDelivery(this.s.claim.get(now + leaseMs, id) as DeliveryRow));
+    });
+  }
+
+  async nextDeliveryAt(): Promise<number | null> {
+    return this.read(() => (this.s.nextDue.get() as { at: number | null }).at);
+  }
+
+  async markDeliverySent(id: number, now: number): Promise<void> {
+    this.immediate(() => this.s.sent.run(now, id));
+  }
+
+  async markDeliveryFailed(id: number, error: string, retryAt: number | null): Promise<void> {
+    this.immediate(() => this.s.failed.run({ id, error: error.slice(0, 2000), retryAt }));
+  }
+
+  async listDeliveries(query: AlertDeliveryQuery): Promise<AlertDelivery[]> {
+    return this.read(() => {
+      const where: string[] = [];
+      const params: SqliteValue[] = [];
+      if (query.status !== undefined) {
+        where.push('status = ?');
+        params.push(query.status);
+      }
+      if (query.channel !== undefined) {
+        where.push('channel = ?');
+        params.push(query.channel);
+      }
+      const sql = `SELECT * FROM alert_deliveries ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ? OFFSET ?`;
+      return (this.db.prepare(sql).all(...params, query.limit, query.offset) as DeliveryRow[]).map(toDelivery);
+    });
+  }
+
+  private insert(delivery: NewAlertDelivery, now: number): AlertDelivery {
+    return toDelivery(this.s.insertDelivery.get(delivery.channel, JSON.stringify(delivery.notice), now, now) as DeliveryRow);
+  }
+
+  private immediate<R>(fn: () => R): R {
+    try {
+      return this.db.transaction(fn).immediate() as R;
+    } catch (error) {
+      throw this.wrap(error);
+    }
+  }
+
+  private read<R>(fn: () => R): R {
+    try {
+      return this.db.transaction(fn)() as R;
+    } catch (error) {
+      throw this.wrap(error);
+    }
+  }
+}

@@ -1,0 +1,110 @@
+/**
+ * Checks of the `alerts` sections that span files and entities: channel names declared once, rules
+ * naming declared channels, syncs and sequences (with did-you-mean), rule names unique, and `${VAR}`
+ * templates in channel settings whose variable is not set. Like check-workspace.ts, it reads the
+ * plain YAML data defensively.
+ */
+import type { Diagnostic } from '../core/errors.js';
+import type { Catalog } from './check-workspace.js';
+import { checkTemplates } from './check-workspace.js';
+import { didYouMean, listNames } from './suggestions.js';
+import type { PathSegment, WorkspaceFile } from './workspace-file.js';
+
+/** One file's `alerts` section, not yet validated. */
+export interface AlertsDeclaration {
+  file: WorkspaceFile;
+  data: unknown;
+}
+
+type Env = Record<string, string | undefined>;
+
+/** Channel settings that may hold `${VAR}` templates. */
+const TEMPLATED_FIELDS = ['url', 'secret', 'routingKey', 'smtp', 'from'] as const;
+
+function asRecord(value: unknown): Record<string, unknown> | null {
+  return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
+}
+
+export function checkAlerts(declarations: readonly AlertsDeclaration[], catalog: Catalog, env: Env): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  const channels = new Map<string, WorkspaceFile>();
+  for (const { file, data } of declarations) {
+    for (const [name, channel] of Object.entries(asRecord(asRecord(data)?.channels) ?? {})) {
+      const first = channels.get(name);
+      if (first) {
+        out.push(
+          file.diagnostic(
+            ['alerts', 'channels', name],
+            `alert channel "${name}" is declared twice: ${first.file}:${first.locate(['alerts', 'channels', name], 'key').line} and ${file.file}:${file.locate(['alerts', 'channels', name], 'key').line}`,
+            'channel names are unique across all workspace files; rename or remove one',
+            'key',
+          ),
+        );
+        continue;
+      }
+      channels.set(name, file);
+      const settings = asRecord(channel);
+      const where = `alert channel "${name}"`;
+      for (const field of TEMPLATED_FIELDS) {
+        const value = settings?.[field];
+        if (typeof value === 'string') out.push(...checkTemplates(file, ['alerts', 'channels', name, field], value, where, env));
+      }
+      for (const [header, value] of Object.entries(asRecord(settings?.headers) ?? {})) {
+        if (typeof value === 'string') out.push(...checkTemplates(file, ['alerts', 'channels', name, 'headers', header], value, where, env));
+      }
+    }
+  }
+
+  const channelNames = [...channels.keys()];
+  const ruleNames = new Map<string, string>();
+  let position = 0;
+  for (const { file, data } of declarations) {
+    const rules = asRecord(data)?.rules;
+    if (!Array.isArray(rules)) continue;
+    rules.forEach((rule, index) => {
+      position++;
+      const base: PathSegment[] = ['alerts', 'rules', index];
+      const settings = asRecord(rule);
+      const name = typeof settings?.name === 'string' ? settings.name : `rule-${position}`;
+      const at = `${file.file}:${file.locate(base).line}`;
+      const first = ruleNames.get(name);
+      if (first) {
+        out.push(
+          file.diagnostic(
+            typeof settings?.name === 'string' ? [...base, 'name'] : base,
+            `alert rule "${name}" is declared twice (${first} and ${at})`,
+            'give each rule its own name',
+          ),
+        );
+      } else ruleNames.set(name, at);
+      const list = (field: string) => (Array.isArray(settings?.[field]) ? (settings[field] as unknown[]) : []);
+      list('channels').forEach((value, i) => {
+        if (typeof value !== 'string' || channels.has(value)) return;
+        out.push(
+          file.diagnostic(
+            [...base, 'channels', i],
+            `unknown alert channel "${value}"${didYouMean(value, channelNames)}`,
+            channelNames.length > 0
+              ? `declare it under alerts.channels, or use one of: ${listNames(channelNames)}`
+              : 'declare it under alerts.channels, e.g. ops-slack: { type: slack, url: "${SLACK_WEBHOOK}" }',
+          ),
+        );
+      });
+      for (const section of ['syncs', 'sequences'] as const) {
+        const kind = section === 'syncs' ? 'sync' : 'sequence';
+        const declared = [...catalog[section].keys()];
+        list(section).forEach((value, i) => {
+          if (typeof value !== 'string' || catalog[section].has(value)) return;
+          out.push(
+            file.diagnostic(
+              [...base, section, i],
+              `unknown ${kind} "${value}"${didYouMean(value, declared)}`,
+              declared.length > 0 ? `alert rules watch declared ${section}: ${listNames(declared)}` : `declare ${kind} "${value}" under ${section}:`,
+            ),
+          );
+        });
+      }
+    });
+  }
+  return out;
+}

@@ -1,0 +1,162 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import type { Diagnostic } from '../../src/core/errors.js';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+import { loadWorkspace } from '../../src/workspace/index.js';
+import { workspaceFolder, yaml } from '../workspace/helpers.js';
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  await Promise.all(cleanups.splice(0).map((c) => c()));
+});
+
+async function load(files: Record<string, string>, env: Record<string, string | undefined> = {}) {
+  const folder = await workspaceFolder(files);
+  cleanups.push(folder.cleanup);
+  return { dir: folder.dir, ...(await loadWorkspace(folder.dir, env)) };
+}
+
+const brief = (d: Diagnostic) => `${d.file}:${d.line}: ${d.message}${d.hint ? ` — ${d.hint}` : ''}`;
+
+const BASE = [
+  'sources:',
+  '  warehouse: { type: sqlite, path: warehouse.db }',
+  'destinations:',
+  '  crm: { type: sqlite, path: crm.db }',
+  'models:',
+  '  accounts: { source: warehouse, primaryKey: id, query: "select id from accounts" }',
+  'syncs:',
+  '  accounts-to-crm: { model: accounts, destination: crm, object: accounts, mode: upsert }',
+  'sequences:',
+  '  crm: { members: [accounts-to-crm] }',
+];
+
+const ENV = { SLACK_WEBHOOK: 'https://hooks.slack.test/x', PD_KEY: 'k', HOOK_SECRET: 's', TOKEN: 't' };
+
+const ALERTS = [
+  'alerts:',
+  '  channels:',
+  '    ops-slack: { type: slack, url: "${SLACK_WEBHOOK}" }',
+  '    oncall: { type: pagerduty, routingKey: "${PD_KEY}" }',
+  '    hooks: { type: webhook, url: "https://example.test/hook", headers: { Authorization: "Bearer ${TOKEN}" }, secret: "${HOOK_SECRET}" }',
+  '    mail: { type: email, smtp: "smtp://127.0.0.1:2525", from: lockstep@example.test, to: ops@example.test }',
+  '  rules:',
+  '    - { on: [sync_failed, sequence_failed, recovered], channels: [ops-slack] }',
+  '    - name: crm-pager',
+  '      sequences: [crm]',
+  '      on: [sequence_failed, slow_run, recovered]',
+  '      slowerThanMinutes: 30',
+  '      channels: [oncall, hooks, mail]',
+  '    - { syncs: [accounts-to-crm], rejectedPercent: 5, channels: [mail] }',
+];
+
+describe('alerts in the workspace', () => {
+  it('loads channels and rules with every default filled, and apply stores them; plan shows changes by name', async () => {
+    const { dir, definition, diagnostics } = await load({ 'lockstep.yaml': yaml(...BASE, ...ALERTS) }, ENV);
+    expect(diagnostics).toEqual([]);
+    expect(definition?.alerts).toEqual({
+      channels: [
+        { name: 'ops-slack', type: 'slack', url: '${SLACK_WEBHOOK}' },
+        { name: 'oncall', type: 'pagerduty', routingKey: '${PD_KEY}', url: 'https://events.pagerduty.com/v2/enqueue' },
+        { name: 'hooks', type: 'webhook', url: 'https://example.test/hook', headers: { Authorization: 'Bearer ${TOKEN}' }, secret: '${HOOK_SECRET}' },
+        { name: 'mail', type: 'email', smtp: 'smtp://127.0.0.1:2525', from: 'lockstep@example.test', to: ['ops@example.test'] },
+      ],
+      rules: [
+        { name: 'rule-1', on: ['sync_failed', 'sequence_failed', 'recovered'], syncs: [], sequences: [], rejectedPercent: 0, slowerThanMinutes: null, channels: ['ops-slack'] },
+        { name: 'crm-pager', on: ['sequence_failed', 'slow_run', 'recovered'], syncs: [], sequences: ['crm'], rejectedPercent: 0, slowerThanMinutes: 30, channels: ['oncall', 'hooks', 'mail'] },
+        {
+          name: 'rule-3',
+          on: ['sync_failed', 'sequence_failed', 'rejected_rows', 'recovered'],
+          syncs: ['accounts-to-crm'],
+          sequences: [],
+          rejectedPercent: 5,
+          slowerThanMinutes: null,
+          channels: ['mail'],
+        },
+      ],
+    });
+
+    const store = await SqliteStore.open({ path: join(dir, 'lockstep.db') });
+    try {
+      const plan = await store.planWorkspace(definition!);
+      expect(plan.filter((c) => c.kind.startsWith('alert'))).toEqual([
+        { action: 'create', kind: 'alert-channel', slug: 'ops-slack', fields: [] },
+        { action: 'create', kind: 'alert-channel', slug: 'oncall', fields: [] },
+        { action: 'create', kind: 'alert-channel', slug: 'hooks', fields: [] },
+        { action: 'create', kind: 'alert-channel', slug: 'mail', fields: [] },
+        { action: 'create', kind: 'alert-rule', slug: 'rule-1', fields: [] },
+        { action: 'create', kind: 'alert-rule', slug: 'crm-pager', fields: [] },
+        { action: 'create', kind: 'alert-rule', slug: 'rule-3', fields: [] },
+      ]);
+      await store.applyWorkspace(definition!, 1);
+      expect(await store.alerts.getDefinition()).toEqual(definition!.alerts);
+      expect((await store.loadWorkspace()).alerts).toEqual(definition!.alerts);
+      expect(await store.planWorkspace(definition!)).toEqual([]);
+
+      const next = { ...definition!, alerts: { channels: definition!.alerts!.channels.slice(0, 3), rules: [{ ...definition!.alerts!.rules[0]!, channels: ['hooks'] }] } };
+      expect(await store.planWorkspace(next)).toEqual([
+        { action: 'delete', kind: 'alert-channel', slug: 'mail', fields: [] },
+        { action: 'update', kind: 'alert-rule', slug: 'rule-1', fields: ['channels'] },
+        { action: 'delete', kind: 'alert-rule', slug: 'crm-pager', fields: [] },
+        { action: 'delete', kind: 'alert-rule', slug: 'rule-3', fields: [] },
+      ]);
+      await store.applyWorkspace(next, 2);
+      expect(await store.alerts.getDefinition()).toEqual(next.alerts);
+      // A definition without alerts removes them.
+      const { alerts: _alerts, ...withoutAlerts } = definition!;
+      await store.applyWorkspace(withoutAlerts, 3);
+      expect(await store.alerts.getDefinition()).toEqual({ channels: [], rules: [] });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('reports unknown channels, syncs and sequences with did-you-mean, unset variables, and rule settings without effect', async () => {
+    const { diagnostics, definition } = await load(
+      {
+        'lockstep.yaml': yaml(
+          ...BASE,
+          'alerts:',
+          '  channels:',
+          '    ops-slack: { type: slack, url: "${SLACK_WEBHOOK}" }',
+          '    hooks: { type: webhook, url: "https://example.test", headers: { X-Key: "${HOOK_KEY}" } }',
+          '  rules:',
+          '    - { channels: [ops-slak] }',
+          '    - { syncs: [accounts-to-cr], sequences: [crn], channels: [hooks] }',
+          '    - { on: [slow_run], channels: [hooks] }',
+          '    - { on: [sync_failed], rejectedPercent: 5, channels: [hooks] }',
+          '    - { on: [], channels: [] }',
+          '    - { on: [sync_broke], channels: [pager] }',
+        ),
+      },
+      {},
+    );
+    expect(definition).toBeNull();
+    expect(diagnostics.map(brief)).toEqual([
+      'lockstep.yaml:13: environment variable SLACK_WEBHOOK is not set (alert channel "ops-slack" uses ${SLACK_WEBHOOK}) — export SLACK_WEBHOOK=... before running Lockstep',
+      'lockstep.yaml:14: environment variable HOOK_KEY is not set (alert channel "hooks" uses ${HOOK_KEY}) — export HOOK_KEY=... before running Lockstep',
+      'lockstep.yaml:16: unknown alert channel "ops-slak" (did you mean "ops-slack"?) — declare it under alerts.channels, or use one of: ops-slack, hooks',
+      'lockstep.yaml:17: unknown sync "accounts-to-cr" (did you mean "accounts-to-crm"?) — alert rules watch declared syncs: accounts-to-crm',
+      'lockstep.yaml:17: unknown sequence "crn" (did you mean "crm"?) — alert rules watch declared sequences: crm',
+      expect.stringContaining('lockstep.yaml:18: on lists slow_run but the rule has no slowerThanMinutes'),
+      expect.stringContaining('lockstep.yaml:19: rejectedPercent has no effect: on does not list rejected_rows'),
+      expect.stringContaining('lockstep.yaml:20: on is an empty list'),
+      expect.stringContaining('lockstep.yaml:20: channels is an empty list'),
+      expect.stringContaining('lockstep.yaml:21:'),
+      'lockstep.yaml:21: unknown alert channel "pager" — declare it under alerts.channels, or use one of: ops-slack, hooks',
+    ]);
+  });
+
+  it('merges alerts from several files and refuses a channel declared twice', async () => {
+    const { diagnostics } = await load(
+      {
+        'lockstep.yaml': yaml(...BASE, 'alerts:', '  channels:', '    ops: { type: slack, url: "https://hooks.slack.test/a" }'),
+        'lockstep/alerts.yaml': yaml('alerts:', '  channels:', '    ops: { type: slack, url: "https://hooks.slack.test/b" }', '  rules:', '    - { channels: [ops] }'),
+      },
+      {},
+    );
+    expect(diagnostics.map(brief)).toEqual([
+      'lockstep/alerts.yaml:3: alert channel "ops" is declared twice: lockstep.yaml:13 and lockstep/alerts.yaml:3 — channel names are unique across all workspace files; rename or remove one',
+    ]);
+  });
+});
