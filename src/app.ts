@@ -18,6 +18,7 @@ import { SyncRunner } from './engine/sync-runner.js';
 import { UpstreamTriggers } from './engine/upstream-triggers.js';
 import { Worker } from './engine/worker.js';
 import { SqliteStore } from './store/sqlite/sqlite-store.js';
+import { createApiServer, type ApiServer } from './api/server.js';
 
 /** Opens the configured store (running its migrations). */
 export async function openStore(config: LockstepConfig): Promise<Store> {
@@ -82,7 +83,18 @@ export interface App {
    * process (`lockstep apply`) take effect without a restart (default: 5000).
    */
   startScheduler(reloadMs?: number): Promise<void>;
+  /** Serves the API, the web UI, metrics and health checks; resolves with the URL. `close()` stops it. */
+  startServer(settings: ServerSettings): Promise<{ url: string }>;
   close(): Promise<void>;
+}
+
+export interface ServerSettings {
+  port: number;
+  host: string;
+  /** Whether the API needs a token; false is refused on a non-loopback host. */
+  authRequired: boolean;
+  /** The built web UI folder, or null to serve none. */
+  uiDir: string | null;
 }
 
 export interface AppOverrides {
@@ -141,6 +153,8 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
     },
   });
   let reloadTimer: NodeJS.Timeout | null = null;
+  let schedulerStarted = false;
+  let server: ApiServer | null = null;
   return {
     config,
     store,
@@ -151,12 +165,32 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
     clock,
     async startScheduler(reloadMs = 5000) {
       await scheduler.start();
+      schedulerStarted = true;
       reloadTimer = setInterval(() => {
         scheduler.reload().catch((e: unknown) => logger.error('could not reload schedules', { error: String(e) }));
       }, reloadMs);
       reloadTimer.unref();
     },
+    async startServer(settings) {
+      const api = createApiServer({
+        store,
+        runs: worker,
+        events,
+        logger,
+        clock,
+        env: config.env,
+        authRequired: settings.authRequired,
+        uiDir: settings.uiDir,
+        onWorkspaceChanged: async () => {
+          if (schedulerStarted) await scheduler.reload();
+        },
+      });
+      const { url } = await api.listen(settings.port, settings.host);
+      server = api;
+      return { url };
+    },
     async close() {
+      await server?.close();
       if (reloadTimer) clearInterval(reloadTimer);
       await scheduler.stop();
       await worker.stop();

@@ -5,12 +5,17 @@
  * `failed`, `cancelled` or `interrupted` (a sync run whose retry never appeared); 2 invalid input
  * (workspace errors, unknown slug, bad arguments); 3 anything else (store or connection trouble, a bug).
  */
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { createApp, type App } from '../app.js';
 import { resolveConfig, type LockstepConfig } from '../config.js';
 import { ErrorCode, LockstepError, ValidationError, toError } from '../core/errors.js';
 import { createJsonLogger } from '../core/logger.js';
-import { rejectedRowView, syncRunView } from '../core/run-views.js';
+import { iso, rejectedRowView, syncRunView } from '../core/run-views.js';
+import { generateToken, hashToken } from '../core/tokens.js';
+import { ENTITY_SECTIONS, type EntityKind, type Stored, type WorkspaceDefinition, type WorkspaceState } from '../core/workspace.js';
 import type { SyncRun } from '../core/runs.js';
 import { sequenceRunDetails } from '../engine/run-details.js';
 import { formatValidationReport, initWorkspace, loadWorkspace } from '../workspace/index.js';
@@ -164,7 +169,11 @@ Exit codes:
         if (changes.length === 0) term.out('No changes: the store matches the workspace files.');
         for (const c of changes) {
           const sign = c.action === 'create' ? '+' : c.action === 'delete' ? '-' : '~';
-          term.out(`${sign} ${c.action} ${c.kind} ${c.slug}${c.fields.length ? ` (${c.fields.join(', ')})` : ''}`);
+          const takeover = c.fields.includes('origin') ? ' — created through the API; the file takes it over' : '';
+          term.out(`${sign} ${c.action} ${c.kind} ${c.slug}${c.fields.length ? ` (${c.fields.join(', ')})` : ''}${takeover}`);
+        }
+        for (const kept of apiOnlyEntities(await app.store.loadWorkspace(), definition)) {
+          term.out(`= keep ${kept} (created through the API; apply leaves it alone)`);
         }
       } finally {
         await app.close();
@@ -297,28 +306,138 @@ Exit codes:
   ] as const) {
     const cmd = program.command(name).description(description);
     if (withWorker) cmd.option('--drain', 'exit once nothing is queued or running');
-    cmd.action(async (opts: { drain?: boolean }) => {
+    if (name === 'serve') addServerOptions(cmd);
+    cmd.action(async (opts: { drain?: boolean } & ServerFlags) => {
       const { app, close, local } = await openApp(global(), term, withWorker);
       if (withWorker && !local) {
         await close();
         throw new LockstepError(ErrorCode.Conflict, 'another Lockstep process already works on this store — stop it first, or use the PostgreSQL store to run several');
       }
-      if (withScheduler) await app.startScheduler();
-      term.err(`lockstep ${name}: running on ${app.config.store.type === 'sqlite' ? app.config.store.path : 'postgres'} (Ctrl-C to stop)`);
+      try {
+        if (withScheduler) await app.startScheduler();
+        term.err(`lockstep ${name}: running on ${app.config.store.type === 'sqlite' ? app.config.store.path : 'postgres'} (Ctrl-C to stop)`);
+        if (name === 'serve') await startServer(app, opts, term);
+      } catch (thrown) {
+        await close();
+        throw thrown;
+      }
       await waitForStop(app, Boolean(opts.drain));
       await close();
     });
   }
 
+  const tokenCommand = program.command('token').description('API tokens: create, list and revoke them');
+  tokenCommand
+    .command('create')
+    .description('create a token and print it (once: only its hash is kept)')
+    .requiredOption('--name <name>', 'a name to tell it by, e.g. airflow')
+    .action(async (opts: { name: string }) => {
+      const { app, close } = await openApp(global(), term, false);
+      try {
+        const token = generateToken();
+        await app.store.tokens.create(opts.name, hashToken(token), app.clock.now());
+        term.out(token);
+        term.err(`Token "${opts.name}" created. It is shown only now: send it as \`Authorization: Bearer <token>\`.`);
+      } finally {
+        await close();
+      }
+    });
+  tokenCommand
+    .command('list')
+    .description('list tokens: name, created, last used')
+    .option('--json', 'print JSON')
+    .action(async (opts: { json?: boolean }) => {
+      const { app, close } = await openApp(global(), term, false);
+      try {
+        const tokens = (await app.store.tokens.list()).map((t) => ({ name: t.name, createdAt: iso(t.createdAt), lastUsedAt: iso(t.lastUsedAt) }));
+        if (opts.json) term.out(JSON.stringify(tokens, null, 2));
+        else if (tokens.length === 0) term.out('No tokens. Create one with `lockstep token create --name NAME`.');
+        else for (const t of tokens) term.out(`${t.name}  created ${t.createdAt}  last used ${t.lastUsedAt ?? 'never'}`);
+      } finally {
+        await close();
+      }
+    });
+  tokenCommand
+    .command('revoke <name>')
+    .description('revoke a token: requests with it get 401 from now on')
+    .action(async (name: string) => {
+      const { app, close } = await openApp(global(), term, false);
+      try {
+        if (!(await app.store.tokens.revoke(name))) throw new LockstepError(ErrorCode.NotFound, `no token named "${name}" — \`lockstep token list\` shows them`);
+        term.out(`Token "${name}" revoked.`);
+      } finally {
+        await close();
+      }
+    });
+
   program
     .command('demo')
     .description('build a small warehouse and CRM, and show a sequence running (no setup needed)')
     .option('--dir <dir>', 'where to build the demo', 'lockstep-demo')
-    .action(async (opts: { dir: string }) => {
+    .option('--serve', 'afterwards, keep serving the demo workspace (API and web UI, no token on 127.0.0.1) until Ctrl-C')
+    .option('--port <port>', 'port for --serve (default: LOCKSTEP_PORT or 3000)')
+    .action(async (opts: { dir: string; serve?: boolean; port?: string }) => {
       await runDemo({ dir: opts.dir, term });
+      if (!opts.serve) return;
+      const { app, close } = await openApp({ ...global(), workspace: resolve(opts.dir) }, term, true);
+      try {
+        await app.startScheduler();
+        const url = await startServer(app, { port: opts.port, host: DEFAULT_HOST, auth: false }, term);
+        term.out('');
+        term.out(`The demo keeps running: open ${url} to see its runs in the web UI (Ctrl-C to stop).`);
+      } catch (thrown) {
+        await close();
+        throw thrown;
+      }
+      await waitForStop(app, false);
+      await close();
     });
 
   return program;
+}
+
+const DEFAULT_HOST = '127.0.0.1';
+const DEFAULT_PORT = 3000;
+/** The built web UI, next to the package's dist/ and src/. */
+const UI_DIR = fileURLToPath(new URL('../../web/dist', import.meta.url));
+
+interface ServerFlags {
+  port?: string;
+  host?: string;
+  /** False with --no-auth. */
+  auth?: boolean;
+}
+
+function addServerOptions(cmd: Command): void {
+  cmd
+    .option('--port <port>', `port for the API, UI and metrics (default: LOCKSTEP_PORT or ${DEFAULT_PORT})`)
+    .option('--host <host>', 'address to listen on', DEFAULT_HOST)
+    .option('--no-auth', 'serve the API without tokens (only on a loopback host)');
+}
+
+/** Starts the HTTP server on a running app and prints its URL; returns the URL. */
+async function startServer(app: App, flags: ServerFlags, term: Terminal): Promise<string> {
+  const portText = flags.port ?? process.env.LOCKSTEP_PORT ?? String(DEFAULT_PORT);
+  const port = Number(portText);
+  if (!/^\d+$/.test(portText) || port > 65535) throw new LockstepError(ErrorCode.Validation, `port "${portText}" is not a port number (0..65535)`);
+  const authRequired = flags.auth !== false;
+  const uiDir = existsSync(join(UI_DIR, 'index.html')) ? UI_DIR : null;
+  const { url } = await app.startServer({ port, host: flags.host ?? DEFAULT_HOST, authRequired, uiDir });
+  term.err(`lockstep serve: API${uiDir ? ', web UI' : ''} and /metrics at ${url}${authRequired ? '' : ' (no token needed)'}`);
+  if (authRequired && (await app.store.tokens.list()).length === 0) {
+    term.err('  No API tokens yet: create one with `lockstep token create --name NAME`.');
+  }
+  return url;
+}
+
+/** Entities created through the API that the files do not declare (apply keeps them), as `kind slug`. */
+function apiOnlyEntities(state: WorkspaceState, definition: WorkspaceDefinition): string[] {
+  const out: string[] = [];
+  for (const [kind, section] of Object.entries(ENTITY_SECTIONS) as Array<[EntityKind, keyof WorkspaceDefinition & keyof WorkspaceState]>) {
+    const declared = new Set((definition[section] as Array<{ slug: string }>).map((e) => e.slug));
+    for (const e of state[section] as Array<Stored & { slug: string }>) if (e.origin === 'api' && !declared.has(e.slug)) out.push(`${kind} ${e.slug}`);
+  }
+  return out;
 }
 
 /** Parses a workspace and opens the store; exits with the validation report if the files are invalid. */

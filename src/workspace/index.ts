@@ -6,3 +6,5 @@ export { workspaceJsonSchema, renderJsonSchema, JSON_SCHEMA_FILE } from './json-
 export { initWorkspace, starterWorkspace } from './init-workspace.js';
 export type { InitWorkspaceOptions } from './init-workspace.js';
 export { SLUG_PATTERN, SLUG_RULE } from './workspace-schema.js';
+export { validateEntity } from './validate-entity.js';
+export type { EntityValidation } from './validate-entity.js';

@@ -29,7 +29,8 @@ const children = new Set<ChildProcess>();
 function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [key, value] of Object.entries(process.env)) if (!key.startsWith('LOCKSTEP_')) env[key] = value;
-  return { ...env, LOCKSTEP_POLL_MS: '100', NO_COLOR: '1', ...extra };
+  // Port 0: a serving child takes a free port, so tests never collide on the default one.
+  return { ...env, LOCKSTEP_POLL_MS: '100', LOCKSTEP_PORT: '0', NO_COLOR: '1', ...extra };
 }
 
 /** A running `lockstep` child process. */

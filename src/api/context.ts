@@ -1,0 +1,24 @@
+/**
+ * What the routes need, given by the composition root through `createApiServer`'s options.
+ */
+import type { Clock, Logger, Store } from '../core/ports.js';
+import type { EngineEventEmitter } from '../engine/events.js';
+import type { Worker } from '../engine/worker.js';
+
+/** The part of the worker the API drives. */
+export type RunControl = Pick<Worker, 'triggerSync' | 'triggerSequence' | 'cancelSyncRun' | 'cancelSequenceRun'>;
+
+/** The part of the event emitter the API listens to. */
+export type RunEvents = Pick<EngineEventEmitter, 'on'>;
+
+export interface ApiDeps {
+  store: Store;
+  runs: RunControl;
+  events: RunEvents;
+  logger: Logger;
+  clock: Clock;
+  /** Environment `${VAR}` templates are checked against when entities are validated. */
+  env: Record<string, string | undefined>;
+  /** Called after every change to the workspace, so the scheduler picks up schedules and enabled flags. */
+  onWorkspaceChanged: () => void | Promise<void>;
+}

@@ -1,0 +1,373 @@
+/**
+ * Lockstep's own API (what the web UI uses): the workspace, CRUD of its entities with the same
+ * validation as `lockstep validate`, enable/disable, runs, cancel and rejected rows.
+ */
+import type { OpenAPIHono } from '@hono/zod-openapi';
+import { z } from '@hono/zod-openapi';
+import { NotFoundError } from '../core/errors.js';
+import { rejectedRowView, syncRunView } from '../core/run-views.js';
+import type { SequenceRunStatus, SyncRun, SyncRunStatus } from '../core/runs.js';
+import { ENTITY_SECTIONS, type EntityKind, type Stored, type WorkspaceState } from '../core/workspace.js';
+import { sequenceRunDetails } from '../engine/run-details.js';
+import { validateEntity } from '../workspace/index.js';
+import type { ApiDeps } from './context.js';
+import { HttpError, validationFailed } from './http-errors.js';
+import { defineRoute } from './route.js';
+import {
+  RejectedRowView,
+  SequenceRunView,
+  SyncRunView,
+  SyncTriggerBody,
+  errors,
+  intText,
+  isoText,
+  page,
+  sequenceRunStatuses,
+  syncRunStatuses,
+} from './schemas.js';
+import { entityView, fileManagedWarning, redactUrl } from './views.js';
+
+const KINDS: ReadonlyArray<{ kind: EntityKind; plural: string; tag: string }> = [
+  { kind: 'source', plural: 'sources', tag: 'Sources' },
+  { kind: 'destination', plural: 'destinations', tag: 'Destinations' },
+  { kind: 'model', plural: 'models', tag: 'Models' },
+  { kind: 'sync', plural: 'syncs', tag: 'Syncs' },
+  { kind: 'sequence', plural: 'sequences', tag: 'Sequences' },
+];
+
+const Entity = z
+  .object({
+    id: z.number().int(),
+    slug: z.string(),
+    origin: z.enum(['file', 'api']),
+    createdAt: z.number(),
+    updatedAt: z.number(),
+  })
+  .catchall(z.unknown())
+  .openapi('Entity', { description: 'A stored entity: its resolved definition (every default filled in) plus id, slug and origin. Connection urls are redacted.' });
+
+const EntityWithWarning = Entity.extend({ warning: z.string().optional() }).openapi('EntityWithWarning');
+
+const EntityBody = z
+  .object({ slug: z.string().optional().openapi({ description: 'Required when creating.' }) })
+  .catchall(z.unknown())
+  .openapi('EntityBody', {
+    description: 'One entry of a workspace file (the same fields as in lockstep.yaml) plus its slug; validated like `lockstep validate`.',
+  });
+
+const SlugParam = z.object({ slug: z.string().min(1) });
+const RunIdParam = z.object({ id: intText('id', 1) });
+const SequenceRunIdParam = z.object({ id: z.string().uuid('id must be a sequence run id (a UUID)') });
+
+const paging = {
+  limit: intText('limit', 1, 100).optional().openapi({ description: 'Items per page, 1..100 (default: 20).' }),
+  offset: intText('offset', 0).optional().openapi({ description: 'Items to skip (default: 0).' }),
+};
+
+const statusList = <S extends string>(allowed: readonly S[]) =>
+  z
+    .string()
+    .transform((text) => text.split(',').map((s) => s.trim()).filter((s) => s !== ''))
+    .refine((list) => list.every((s) => (allowed as readonly string[]).includes(s)), `status must be a comma-separated list of: ${allowed.join(', ')}`)
+    .transform((list) => list as S[])
+    .optional();
+
+const RunListQuery = <S extends string>(allowed: readonly S[]) =>
+  z.strictObject({
+    status: statusList(allowed),
+    after: isoText('after').optional().openapi({ description: 'Only runs created at or after this ISO time.' }),
+    before: isoText('before').optional().openapi({ description: 'Only runs created before this ISO time.' }),
+    ...paging,
+  });
+
+export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
+  const { store, runs, clock, env } = deps;
+
+  defineRoute(
+    app,
+    {
+      method: 'get',
+      path: '/api/session',
+      summary: 'Whether this server needs a token',
+      tag: 'Session',
+      auth: false,
+      responses: { 200: { description: 'The session', schema: z.object({ authRequired: z.boolean() }).openapi('Session') } },
+    },
+    (c) => c.json({ authRequired: c.get('authRequired' as never) as boolean }),
+  );
+
+  defineRoute(
+    app,
+    {
+      method: 'get',
+      path: '/api/workspace',
+      summary: 'The whole stored workspace',
+      tag: 'Workspace',
+      responses: {
+        200: {
+          description: 'Every entity by section',
+          schema: z.object(Object.fromEntries(KINDS.map((k) => [k.plural, z.array(Entity)]))).openapi('Workspace'),
+        },
+        401: errors[401],
+      },
+    },
+    async (c) => {
+      const state = await store.loadWorkspace();
+      return c.json(Object.fromEntries(KINDS.map(({ kind, plural }) => [plural, (state[ENTITY_SECTIONS[kind]] as object[]).map((e) => entityView(kind, e))])));
+    },
+  );
+
+  for (const { kind, plural, tag } of KINDS) {
+    const find = async (slug: string) => {
+      const state = await store.loadWorkspace();
+      const found = (state[ENTITY_SECTIONS[kind]] as Array<Stored & { slug: string }>).find((e) => e.slug === slug);
+      if (!found) throw new NotFoundError(`no ${kind} "${slug}" in the workspace`);
+      return { state, found };
+    };
+    const validate = (body: unknown, slug: string | null, state: WorkspaceState, previous: (Stored & { slug: string }) | null) => {
+      const result = validateEntity(kind, keepRedactedSecret(body, previous), slug, state, env);
+      if (!result.ok) throw validationFailed(result.details);
+      return result.definition;
+    };
+    const answer = (record: Stored & { slug: string }) => {
+      const warning = fileManagedWarning(kind, record);
+      return { ...entityView(kind, record), ...(warning ? { warning } : {}) };
+    };
+
+    defineRoute(
+      app,
+      { method: 'get', path: `/api/${plural}`, summary: `List ${plural}`, tag, responses: { 200: { description: `The ${plural}`, schema: z.array(Entity) }, 401: errors[401] } },
+      async (c) => {
+        const state = await store.loadWorkspace();
+        return c.json((state[ENTITY_SECTIONS[kind]] as object[]).map((e) => entityView(kind, e)));
+      },
+    );
+    defineRoute(
+      app,
+      {
+        method: 'post',
+        path: `/api/${plural}`,
+        summary: `Create a ${kind}`,
+        tag,
+        body: EntityBody,
+        responses: { 201: { description: 'Created', schema: Entity }, 401: errors[401], 409: { description: 'The slug exists', schema: errors[404].schema }, 422: errors[422] },
+      },
+      async (c, { body }) => {
+        const state = await store.loadWorkspace();
+        const definition = validate(body, null, state, null);
+        const existing = (state[ENTITY_SECTIONS[kind]] as Array<{ slug: string }>).some((e) => e.slug === definition.slug);
+        if (existing) throw new HttpError(409, `${kind} "${definition.slug}" exists already — update it with PUT /api/${plural}/${definition.slug}`);
+        const { record } = await store.upsertEntity(kind, definition, 'api', clock.now());
+        await deps.onWorkspaceChanged();
+        return c.json(answer(record), 201);
+      },
+    );
+    defineRoute(
+      app,
+      { method: 'get', path: `/api/${plural}/{slug}`, summary: `Get a ${kind}`, tag, params: SlugParam, responses: { 200: { description: `The ${kind}`, schema: Entity }, 401: errors[401], 404: errors[404] } },
+      async (c, { params }) => c.json(entityView(kind, (await find(params.slug)).found)),
+    );
+    defineRoute(
+      app,
+      {
+        method: 'put',
+        path: `/api/${plural}/{slug}`,
+        summary: `Replace a ${kind}`,
+        tag,
+        params: SlugParam,
+        body: EntityBody,
+        responses: { 200: { description: `The stored ${kind}; \`warning\` when the workspace files manage it`, schema: EntityWithWarning }, 401: errors[401], 404: errors[404], 422: errors[422] },
+      },
+      async (c, { params, body }) => {
+        const { state, found } = await find(params.slug);
+        const definition = validate(body, params.slug, state, found);
+        const { record } = await store.upsertEntity(kind, definition, found.origin, clock.now());
+        await deps.onWorkspaceChanged();
+        return c.json(answer(record));
+      },
+    );
+    defineRoute(
+      app,
+      {
+        method: 'delete',
+        path: `/api/${plural}/{slug}`,
+        summary: `Delete a ${kind}`,
+        tag,
+        params: SlugParam,
+        responses: { 204: { description: 'Deleted' }, 401: errors[401], 404: errors[404], 409: { description: 'Other entities use it; the message names them', schema: errors[404].schema } },
+      },
+      async (c, { params }) => {
+        await store.deleteEntity(kind, params.slug, clock.now());
+        await deps.onWorkspaceChanged();
+        return c.body(null, 204);
+      },
+    );
+    if (kind === 'sync' || kind === 'sequence') {
+      defineRoute(
+        app,
+        {
+          method: 'patch',
+          path: `/api/${plural}/{slug}`,
+          summary: `Enable or disable a ${kind}`,
+          tag,
+          params: SlugParam,
+          body: z.strictObject({ enabled: z.boolean() }),
+          responses: { 200: { description: `The stored ${kind}`, schema: EntityWithWarning }, 401: errors[401], 404: errors[404], 422: errors[422] },
+        },
+        async (c, { params, body }) => {
+          const { found } = await find(params.slug);
+          await store.setEnabled(kind, found.id, body.enabled, clock.now());
+          await deps.onWorkspaceChanged();
+          return c.json(answer((await find(params.slug)).found));
+        },
+      );
+    }
+  }
+
+  // --- runs
+  const syncSlugs = async (list: SyncRun[]) => {
+    const slugs = new Map<number, string | null>();
+    for (const run of list) if (!slugs.has(run.syncId)) slugs.set(run.syncId, (await store.getSync(run.syncId))?.slug ?? null);
+    return list.map((run) => ({ ...syncRunView(run), sync: slugs.get(run.syncId) ?? null }));
+  };
+  const requireSync = async (slug: string) => {
+    const sync = await store.getSync(slug);
+    if (!sync || sync.slug !== slug) throw new NotFoundError(`no sync "${slug}" in the workspace`);
+    return sync;
+  };
+  const requireSequence = async (slug: string) => {
+    const sequence = await store.getSequence(slug);
+    if (!sequence || sequence.slug !== slug) throw new NotFoundError(`no sequence "${slug}" in the workspace`);
+    return sequence;
+  };
+
+  defineRoute(
+    app,
+    {
+      method: 'post',
+      path: '/api/syncs/{slug}/runs',
+      summary: 'Run a sync',
+      tag: 'Sync runs',
+      params: SlugParam,
+      body: SyncTriggerBody,
+      responses: { 202: { description: 'The queued run (or the queued run it joined)', schema: SyncRunView }, 401: errors[401], 404: errors[404], 422: errors[422] },
+    },
+    async (c, { params, body }) => {
+      const sync = await requireSync(params.slug);
+      const { run } = await runs.triggerSync(sync.id, { fullResync: body?.fullResync ?? false, resetCDC: body?.resetCDC ?? false }, { type: 'api', detail: 'api' });
+      return c.json({ ...syncRunView(run), sync: sync.slug }, 202);
+    },
+  );
+  defineRoute(
+    app,
+    {
+      method: 'post',
+      path: '/api/sequences/{slug}/runs',
+      summary: 'Run a sequence',
+      tag: 'Sequence runs',
+      params: SlugParam,
+      responses: { 202: { description: 'The queued run (or the queued run it joined)', schema: SequenceRunView }, 401: errors[401], 404: errors[404] },
+    },
+    async (c, { params }) => {
+      const sequence = await requireSequence(params.slug);
+      const { run } = await runs.triggerSequence(sequence.id, { type: 'api', detail: 'api' });
+      return c.json(await sequenceRunDetails(store, run), 202);
+    },
+  );
+  defineRoute(
+    app,
+    {
+      method: 'get',
+      path: '/api/syncs/{slug}/runs',
+      summary: 'Runs of a sync, newest first',
+      tag: 'Sync runs',
+      params: SlugParam,
+      query: RunListQuery<SyncRunStatus>(syncRunStatuses),
+      responses: { 200: { description: 'A page of runs', schema: page(SyncRunView, 'SyncRunPage') }, 401: errors[401], 404: errors[404], 422: errors[422] },
+    },
+    async (c, { params, query }) => {
+      const sync = await requireSync(params.slug);
+      const limit = query.limit ?? 20;
+      const list = await store.listSyncRuns({ syncId: sync.id, statuses: query.status, after: query.after, before: query.before, limit: limit + 1, offset: query.offset ?? 0, order: 'desc' });
+      return c.json({ hasMore: list.length > limit, data: await syncSlugs(list.slice(0, limit)) });
+    },
+  );
+  defineRoute(
+    app,
+    {
+      method: 'get',
+      path: '/api/sequences/{slug}/runs',
+      summary: 'Runs of a sequence, newest first',
+      tag: 'Sequence runs',
+      params: SlugParam,
+      query: RunListQuery<SequenceRunStatus>(sequenceRunStatuses),
+      responses: { 200: { description: 'A page of runs', schema: page(SequenceRunView, 'SequenceRunPage') }, 401: errors[401], 404: errors[404], 422: errors[422] },
+    },
+    async (c, { params, query }) => {
+      const sequence = await requireSequence(params.slug);
+      const limit = query.limit ?? 20;
+      const list = await store.listSequenceRuns({ sequenceId: sequence.id, statuses: query.status, after: query.after, before: query.before, limit: limit + 1, offset: query.offset ?? 0, order: 'desc' });
+      const data = [];
+      for (const run of list.slice(0, limit)) data.push(await sequenceRunDetails(store, run));
+      return c.json({ hasMore: list.length > limit, data });
+    },
+  );
+  const requireSyncRun = async (id: number) => {
+    const run = await store.getSyncRun(id);
+    if (!run) throw new NotFoundError(`no sync run ${id}`);
+    return run;
+  };
+  defineRoute(
+    app,
+    { method: 'get', path: '/api/sync-runs/{id}', summary: 'A sync run', tag: 'Sync runs', params: RunIdParam, responses: { 200: { description: 'The run', schema: SyncRunView }, 401: errors[401], 404: errors[404], 422: errors[422] } },
+    async (c, { params }) => c.json((await syncSlugs([await requireSyncRun(params.id)]))[0]),
+  );
+  defineRoute(
+    app,
+    {
+      method: 'get',
+      path: '/api/sync-runs/{id}/rejected-rows',
+      summary: 'Rows a sync run rejected, with their reasons',
+      tag: 'Sync runs',
+      params: RunIdParam,
+      query: z.strictObject(paging),
+      responses: { 200: { description: 'A page of rejected rows', schema: page(RejectedRowView, 'RejectedRowPage') }, 401: errors[401], 404: errors[404], 422: errors[422] },
+    },
+    async (c, { params, query }) => {
+      await requireSyncRun(params.id);
+      const limit = query.limit ?? 20;
+      const rows = await store.listRejectedRows(params.id, limit + 1, query.offset ?? 0);
+      return c.json({ hasMore: rows.length > limit, data: rows.slice(0, limit).map(rejectedRowView) });
+    },
+  );
+  defineRoute(
+    app,
+    { method: 'post', path: '/api/sync-runs/{id}/cancel', summary: 'Cancel a sync run (a running one stops at its next batch)', tag: 'Sync runs', params: RunIdParam, responses: { 200: { description: 'The run', schema: SyncRunView }, 401: errors[401], 404: errors[404], 409: { description: 'Already finished', schema: errors[404].schema } } },
+    async (c, { params }) => c.json((await syncSlugs([await runs.cancelSyncRun(params.id)]))[0]),
+  );
+  defineRoute(
+    app,
+    { method: 'get', path: '/api/sequence-runs/{id}', summary: 'A sequence run with every member', tag: 'Sequence runs', params: SequenceRunIdParam, responses: { 200: { description: 'The run', schema: SequenceRunView }, 401: errors[401], 404: errors[404], 422: errors[422] } },
+    async (c, { params }) => {
+      const run = await store.getSequenceRun(params.id);
+      if (!run) throw new NotFoundError(`no sequence run ${params.id}`);
+      return c.json(await sequenceRunDetails(store, run));
+    },
+  );
+  defineRoute(
+    app,
+    { method: 'post', path: '/api/sequence-runs/{id}/cancel', summary: 'Cancel a sequence run: running members stop, the rest are skipped', tag: 'Sequence runs', params: SequenceRunIdParam, responses: { 200: { description: 'The run', schema: SequenceRunView }, 401: errors[401], 404: errors[404], 409: { description: 'Already finished', schema: errors[404].schema } } },
+    async (c, { params }) => c.json(await sequenceRunDetails(store, await runs.cancelSequenceRun(params.id))),
+  );
+}
+
+/**
+ * A body sent back as it was read carries the redacted url (`user:***@`); the stored secret is kept
+ * then, so reading an entity and writing it back never loses its password.
+ */
+function keepRedactedSecret(body: unknown, previous: (Stored & { slug: string }) | null): unknown {
+  const storedUrl = (previous as { url?: unknown } | null)?.url;
+  if (typeof storedUrl !== 'string' || body === null || typeof body !== 'object') return body;
+  const sent = (body as { url?: unknown }).url;
+  return sent === redactUrl(storedUrl) && sent !== storedUrl ? { ...body, url: storedUrl } : body;
+}

@@ -1,0 +1,88 @@
+/**
+ * Prometheus metrics (SPEC §6.5), in a registry of their own: runs by status, run durations, rows
+ * delivered and rejected, queue depth, and hand-off latency (a member's start minus the end of the
+ * member that finished last before it).
+ */
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { toError } from '../core/errors.js';
+import type { SyncRun } from '../core/runs.js';
+import { totalCount } from '../core/runs.js';
+import type { ApiDeps } from './context.js';
+
+export interface Metrics {
+  readonly registry: Registry;
+  /** Stops listening to the engine. */
+  stop(): void;
+}
+
+export function createMetrics(deps: Pick<ApiDeps, 'events' | 'store' | 'logger'>): Metrics {
+  const registry = new Registry();
+  const syncRuns = new Counter({ name: 'lockstep_sync_runs_total', help: 'Sync runs finished, by status', labelNames: ['status'], registers: [registry] });
+  const sequenceRuns = new Counter({ name: 'lockstep_sequence_runs_total', help: 'Sequence runs finished, by status', labelNames: ['status'], registers: [registry] });
+  const syncDuration = new Histogram({
+    name: 'lockstep_sync_run_duration_seconds',
+    help: 'Time from a sync run starting to finishing',
+    labelNames: ['status'],
+    buckets: [0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600],
+    registers: [registry],
+  });
+  const sequenceDuration = new Histogram({
+    name: 'lockstep_sequence_run_duration_seconds',
+    help: 'Time from a sequence run starting to finishing',
+    labelNames: ['status'],
+    buckets: [0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 14400],
+    registers: [registry],
+  });
+  const delivered = new Counter({ name: 'lockstep_rows_delivered_total', help: 'Rows the destinations accepted', registers: [registry] });
+  const rejected = new Counter({ name: 'lockstep_rows_rejected_total', help: 'Rows rejected (by the destination or while planning)', registers: [registry] });
+  const handOff = new Histogram({
+    name: 'lockstep_handoff_latency_seconds',
+    help: "Time from a sequence member's predecessor ending to the member starting",
+    buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5],
+    registers: [registry],
+  });
+  const { store } = deps;
+  new Gauge({
+    name: 'lockstep_queue_depth',
+    help: 'Queued sync runs plus pending sequence runs',
+    registers: [registry],
+    async collect() {
+      const [queued, pending] = await Promise.all([store.listQueuedSyncRuns(), store.listSequenceRunsByStatus(['pending'])]);
+      this.set(queued.length + pending.length);
+    },
+  });
+
+  const observedStarts = new Set<number>();
+  const onMemberStart = async (run: SyncRun) => {
+    if (run.sequenceRunId === null || run.startedAt === null || observedStarts.has(run.id)) return;
+    observedStarts.add(run.id);
+    const sequenceRun = await store.getSequenceRun(run.sequenceRunId);
+    const previousEnd = Math.max(
+      -Infinity,
+      ...(sequenceRun?.members ?? [])
+        .filter((m) => m.key !== run.memberKey && m.finishedAt !== null && m.finishedAt <= (run.startedAt as number))
+        .map((m) => m.finishedAt as number),
+    );
+    if (Number.isFinite(previousEnd)) handOff.observe(((run.startedAt as number) - previousEnd) / 1000);
+  };
+  const unsubscribe = [
+    deps.events.on('syncRun:updated', (run) => {
+      if (run.status === 'querying') onMemberStart(run).catch((e: unknown) => deps.logger.debug('hand-off metric failed', { error: toError(e).message }));
+    }),
+    deps.events.on('syncRun:finished', (run) => {
+      observedStarts.delete(run.id);
+      syncRuns.inc({ status: run.status });
+      if (run.startedAt !== null && run.finishedAt !== null) syncDuration.observe({ status: run.status }, (run.finishedAt - run.startedAt) / 1000);
+      delivered.inc(totalCount(run.successfulRows));
+      rejected.inc(totalCount(run.failedRows));
+    }),
+    deps.events.on('sequenceRun:finished', (run) => {
+      sequenceRuns.inc({ status: run.status });
+      if (run.startedAt !== null && run.finishedAt !== null) sequenceDuration.observe({ status: run.status }, (run.finishedAt - run.startedAt) / 1000);
+    }),
+  ];
+  return {
+    registry,
+    stop: () => unsubscribe.forEach((off) => off()),
+  };
+}

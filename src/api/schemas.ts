@@ -1,0 +1,120 @@
+/**
+ * The zod schemas of request parameters and JSON answers, shared by the routes. The OpenAPI
+ * document is generated from them.
+ */
+import { z } from '@hono/zod-openapi';
+import { SequenceRunStatus, SyncRunStatus, MemberRunStatus, TriggerType } from '../core/runs.js';
+
+export const ErrorBody = z.object({ message: z.string() }).openapi('Error');
+export const ValidationErrorBody = z
+  .object({ message: z.literal('Validation failed'), details: z.record(z.string(), z.string()) })
+  .openapi('ValidationError', { description: 'Each bad field with what is wrong and how to fix it.' });
+
+export const errors = {
+  401: { description: 'Missing or wrong token', schema: ErrorBody },
+  404: { description: 'Not found', schema: ErrorBody },
+  422: { description: 'Validation failed', schema: ValidationErrorBody },
+} as const;
+
+const isoTime = z.string().openapi({ format: 'date-time' });
+
+export const Counts = z
+  .object({ addedCount: z.number().int(), changedCount: z.number().int(), removedCount: z.number().int() })
+  .openapi('OperationCounts');
+
+const syncRunStatus = z.enum(Object.values(SyncRunStatus) as [SyncRunStatus, ...SyncRunStatus[]]);
+const sequenceRunStatus = z.enum(Object.values(SequenceRunStatus) as [SequenceRunStatus, ...SequenceRunStatus[]]);
+const memberRunStatus = z.enum(Object.values(MemberRunStatus) as [MemberRunStatus, ...MemberRunStatus[]]);
+const triggerType = z.enum(Object.values(TriggerType) as [TriggerType, ...TriggerType[]]);
+export const syncRunStatuses = Object.values(SyncRunStatus);
+export const sequenceRunStatuses = Object.values(SequenceRunStatus);
+
+export const SyncRunView = z
+  .object({
+    id: z.number().int(),
+    syncId: z.number().int(),
+    sync: z.string().nullable(),
+    status: syncRunStatus,
+    trigger: triggerType,
+    createdAt: isoTime,
+    startedAt: isoTime.nullable(),
+    finishedAt: isoTime.nullable(),
+    querySize: z.number().int(),
+    plannedRows: Counts,
+    successfulRows: Counts,
+    failedRows: Counts,
+    completionRatio: z.number(),
+    error: z.string().nullable(),
+    sequenceRunId: z.string().nullable(),
+  })
+  .openapi('SyncRunView');
+
+const MemberRunView = z
+  .object({
+    key: z.string(),
+    sync: z.string().nullable(),
+    syncId: z.number().int(),
+    status: memberRunStatus,
+    syncRunId: z.number().int().nullable(),
+    startedAt: isoTime.nullable(),
+    finishedAt: isoTime.nullable(),
+    durationMs: z.number().nullable(),
+    syncRun: SyncRunView.omit({ sync: true }).nullable(),
+  })
+  .openapi('MemberRunView');
+
+const HightouchSyncRunRef = z.object({
+  syncId: z.number().int(),
+  syncRunId: z.number().int(),
+  status: syncRunStatus,
+  finishedAt: isoTime.nullable(),
+});
+
+export const SequenceRunView = z
+  .object({
+    id: z.string().uuid(),
+    sequenceId: z.number().int(),
+    sequence: z.string().nullable(),
+    status: sequenceRunStatus,
+    trigger: triggerType,
+    createdAt: isoTime,
+    startedAt: isoTime.nullable(),
+    finishedAt: isoTime.nullable(),
+    durationMs: z.number().nullable(),
+    syncRuns: z.array(HightouchSyncRunRef),
+    members: z.array(MemberRunView),
+    terminatedBy: z.string().nullable(),
+    reason: z.string().nullable(),
+  })
+  .openapi('SequenceRunView');
+
+export const page = <T extends z.ZodType>(item: T, name: string) =>
+  z.object({ hasMore: z.boolean(), data: z.array(item) }).openapi(name);
+
+/** A whole number in a query string or path. */
+export const intText = (what: string, min = 0, max = Number.MAX_SAFE_INTEGER) =>
+  z
+    .string()
+    .regex(/^\d{1,15}$/, `${what} must be a whole number`)
+    .transform(Number)
+    .refine((n) => n >= min && n <= max, `${what} must be from ${min} to ${max}`);
+
+/** An ISO-8601 date and time in a query string, as epoch ms. */
+export const isoText = (what: string) =>
+  z
+    .string()
+    .refine((t) => /^\d{4}-\d{2}-\d{2}/.test(t) && !Number.isNaN(Date.parse(t)), `${what} must be an ISO date and time, e.g. 2026-01-01T00:00:00Z`)
+    .transform((t) => Date.parse(t));
+
+export const flag = z.boolean();
+
+export const SyncTriggerBody = z
+  .strictObject({
+    fullResync: flag.optional().openapi({ description: 'Send every row, ignoring the snapshot.' }),
+    resetCDC: flag.optional().openapi({ description: 'Rebuild the snapshot from the model without sending anything.' }),
+  })
+  .optional();
+
+export const RejectedRowView = z
+  .object({ key: z.unknown(), op: z.enum(['added', 'changed', 'removed']), reason: z.string() })
+  .openapi('RejectedRow');

@@ -1,0 +1,202 @@
+/**
+ * The HTTP server of `lockstep serve`: the Hightouch-compatible API v1, Lockstep's own API, live
+ * run events, the OpenAPI document, the web UI's static files, `/metrics`, `/healthz` and
+ * `/readyz`, on one port.
+ */
+import { readFile, stat } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { extname, join, resolve, sep } from 'node:path';
+import { serve, type ServerType } from '@hono/node-server';
+import { OpenAPIHono } from '@hono/zod-openapi';
+import type { Context, Next } from 'hono';
+import { ErrorCode, LockstepError, toError } from '../core/errors.js';
+import { findToken } from '../core/tokens.js';
+import type { ApiDeps } from './context.js';
+import { HttpError, errorResponse } from './http-errors.js';
+import { registerHightouchRoutes } from './hightouch-routes.js';
+import { registerLockstepRoutes } from './lockstep-routes.js';
+import { createMetrics } from './metrics.js';
+import { defineRoute } from './route.js';
+import { streamRunEvents } from './run-events.js';
+import { z } from '@hono/zod-openapi';
+
+export type { ApiDeps, RunControl, RunEvents } from './context.js';
+
+export interface ApiServerOptions extends ApiDeps {
+  /** Whether `/api/*` needs a bearer token (default: true). Turning it off is allowed only on a loopback host. */
+  authRequired: boolean;
+  /** The built web UI (`web/dist`), served with a fallback to its index.html; null serves none. */
+  uiDir: string | null;
+  /** Least time between two live updates of the same run, ms (default: 200). */
+  eventThrottleMs?: number;
+  /** Time between keep-alive pings on the event stream, ms (default: 15000). */
+  eventPingMs?: number;
+}
+
+export interface ApiServer {
+  /** Answers one request (what tests call in-process). */
+  fetch(request: Request): Promise<Response>;
+  /** Starts listening; resolves with the URL. Refuses `authRequired: false` on a non-loopback host. */
+  listen(port: number, host: string): Promise<{ url: string; port: number }>;
+  /** Stops listening, ends event streams and stops collecting metrics. */
+  close(): Promise<void>;
+}
+
+/** Minimum time between two "last used" updates of one token, ms: a busy client does not write on every request. */
+const TOKEN_TOUCH_MS = 60_000;
+
+const CONTENT_TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.ico': 'image/x-icon',
+  '.woff2': 'font/woff2',
+  '.map': 'application/json',
+  '.txt': 'text/plain; charset=utf-8',
+};
+
+export function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127(\.\d{1,3}){3}$/.test(host);
+}
+
+export function createApiServer(options: ApiServerOptions): ApiServer {
+  const { store, logger, clock } = options;
+  const closing = new AbortController();
+  const metrics = createMetrics(options);
+  const app = new OpenAPIHono();
+  app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', { type: 'http', scheme: 'bearer', description: 'A token from `lockstep token create`.' });
+
+  app.onError((thrown, c) => errorResponse(c, thrown, logger));
+  app.use('*', async (c, next) => {
+    const started = performance.now();
+    await next();
+    // Only the path: a query string may hold a token.
+    logger.debug('request', { method: c.req.method, path: c.req.path, status: c.res.status, durationMs: Math.round(performance.now() - started) });
+  });
+  app.use('/api/*', async (c, next) => {
+    c.set('authRequired' as never, options.authRequired as never);
+    if (!options.authRequired || c.req.path === '/api/session') return next();
+    await authenticate(c, next);
+  });
+
+  const lastTouched = new Map<number, number>();
+  async function authenticate(c: Context, next: Next): Promise<void> {
+    const header = c.req.header('authorization') ?? '';
+    let presented = /^Bearer\s+(\S+)$/i.exec(header)?.[1] ?? null;
+    // EventSource cannot set headers; the event stream alone takes the token in the query.
+    if (presented === null && c.req.path === '/api/events') presented = c.req.query('token') ?? null;
+    const token = presented === null ? null : findToken(await store.tokens.list(), presented);
+    if (!token) throw new HttpError(401, 'Unauthorized');
+    const now = clock.now();
+    if (now - (lastTouched.get(token.id) ?? -Infinity) > TOKEN_TOUCH_MS) {
+      lastTouched.set(token.id, now);
+      await store.tokens.touch(token.id, now).catch((e: unknown) => logger.warn('could not record a token use', { error: toError(e).message }));
+    }
+    await next();
+  }
+
+  registerHightouchRoutes(app, options);
+  registerLockstepRoutes(app, options);
+
+  defineRoute(
+    app,
+    {
+      method: 'get',
+      path: '/api/events',
+      summary: 'Live run updates (Server-Sent Events: `syncRun` and `sequenceRun` events with the run view as data); the token may be given as ?token=',
+      tag: 'Events',
+      query: z.object({ token: z.string().optional() }),
+      responses: { 200: { description: 'An event stream', schema: z.string(), contentType: 'text/event-stream' } },
+    },
+    (c) => streamRunEvents(c, options, { throttleMs: options.eventThrottleMs ?? 200, pingIntervalMs: options.eventPingMs ?? 15_000 }, closing.signal),
+  );
+
+  const document = () =>
+    app.getOpenAPI31Document({
+      openapi: '3.1.0',
+      info: {
+        title: 'Lockstep API',
+        version: '1',
+        description: 'Lockstep’s own API and the Hightouch-compatible API v1 (under /api/v1). Every route except /api/session needs `Authorization: Bearer <token>`.',
+      },
+    });
+  defineRoute(
+    app,
+    { method: 'get', path: '/api/openapi.json', summary: 'This document', tag: 'Session', responses: { 200: { description: 'The OpenAPI 3.1 document', schema: z.record(z.string(), z.unknown()) } } },
+    (c) => c.json(document()),
+  );
+  app.all('/api/*', (c) => c.json({ message: `no route ${c.req.method} ${c.req.path} — see /api/openapi.json` }, 404));
+
+  app.get('/metrics', async (c) => {
+    const text = await metrics.registry.metrics();
+    return c.body(text, 200, { 'content-type': metrics.registry.contentType });
+  });
+  app.get('/healthz', (c) => c.json({ status: 'ok' }));
+  app.get('/readyz', async (c) => {
+    try {
+      await store.listQueuedSyncRuns();
+      return c.json({ status: 'ready' });
+    } catch (thrown) {
+      logger.warn('not ready: the store does not answer', { error: toError(thrown).message });
+      return c.json({ status: 'unavailable', message: 'the store does not answer' }, 503);
+    }
+  });
+
+  if (options.uiDir !== null) {
+    const root = resolve(options.uiDir);
+    app.get('*', async (c) => {
+      const relative = decodeURIComponent(c.req.path).replace(/^\/+/, '');
+      const candidate = resolve(root, relative);
+      const inside = candidate === root || candidate.startsWith(root + sep);
+      const file = inside && (await isFile(candidate)) ? candidate : join(root, 'index.html');
+      if (!(await isFile(file))) return c.json({ message: 'the web UI is not built — run `npm run build` in web/' }, 404);
+      return c.body(await readFile(file), 200, {
+        'content-type': CONTENT_TYPES[extname(file)] ?? 'application/octet-stream',
+        'cache-control': file.endsWith('index.html') ? 'no-cache' : 'public, max-age=3600',
+      });
+    });
+  }
+  app.notFound((c) => c.json({ message: `no route ${c.req.method} ${c.req.path}` }, 404));
+
+  let server: ServerType | null = null;
+  return {
+    fetch: async (request) => app.fetch(request),
+    listen(port, host) {
+      if (!options.authRequired && !isLoopbackHost(host)) {
+        return Promise.reject(
+          new LockstepError(
+            ErrorCode.Validation,
+            `--no-auth is allowed only on a loopback host (127.0.0.1, ::1, localhost), not ${host} — create a token with \`lockstep token create --name NAME\` instead`,
+          ),
+        );
+      }
+      return new Promise((resolveListen, reject) => {
+        const started = serve({ fetch: app.fetch, port, hostname: host }, (info: AddressInfo) => {
+          const shown = info.family === 'IPv6' ? `[${info.address}]` : info.address;
+          resolveListen({ url: `http://${shown}:${info.port}`, port: info.port });
+        });
+        started.once('error', (e: unknown) => reject(new LockstepError(ErrorCode.Internal, `cannot listen on ${host}:${port}: ${toError(e).message}`)));
+        server = started;
+      });
+    },
+    async close() {
+      closing.abort();
+      metrics.stop();
+      const running = server;
+      server = null;
+      if (!running) return;
+      await new Promise<void>((done) => {
+        running.close(() => done());
+        (running as { closeAllConnections?: () => void }).closeAllConnections?.();
+      });
+    },
+  };
+}
+
+async function isFile(path: string): Promise<boolean> {
+  return stat(path).then((s) => s.isFile(), () => false);
+}

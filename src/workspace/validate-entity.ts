@@ -1,0 +1,136 @@
+/**
+ * Validates one entity sent to the API (the shape of one entry of a workspace file, plus `slug`)
+ * with the same rules as `lockstep validate`: the workspace file schema for its shape, and the
+ * cross-entity checks against the stored workspace with the change made. Problems come back keyed
+ * by field path inside the entity (`members[1].sync`), or by workspace path when the change breaks
+ * another entity (`sequences.crm.members[0].sync`).
+ */
+import type { Diagnostic } from '../core/errors.js';
+import {
+  ENTITY_SECTIONS,
+  type EntityDefs,
+  type EntityKind,
+  type SequenceDef,
+  type WorkspaceState,
+} from '../core/workspace.js';
+import { checkWorkspace, type Catalog, type Declaration } from './check-workspace.js';
+import { issueDiagnostics, workspaceErrorMap } from './issue-diagnostics.js';
+import { WorkspaceFile } from './workspace-file.js';
+import { SECTION_NAMES, SLUG_PATTERN, SLUG_RULE, suggestSlug, workspaceFileSchema } from './workspace-schema.js';
+
+type Env = Record<string, string | undefined>;
+
+export type EntityValidation<K extends EntityKind> =
+  | { ok: true; definition: EntityDefs[K] }
+  | { ok: false; details: Record<string, string> };
+
+/** Name of the document a request body is checked as; diagnostics in it are about the body. */
+const BODY = 'request body';
+const STORED = 'stored workspace';
+
+/** Stored fields the API returns; a body sent back as it was read may carry them, and they are ignored. */
+const READ_ONLY_FIELDS = ['id', 'createdAt', 'updatedAt', 'origin', 'warning'];
+
+/**
+ * @param slug the slug from the URL (PUT), or null when the body names it (POST)
+ * @param current the stored workspace the entity joins or replaces
+ */
+export function validateEntity<K extends EntityKind>(
+  kind: K,
+  body: unknown,
+  slug: string | null,
+  current: WorkspaceState,
+  env: Env,
+): EntityValidation<K> {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+    return { ok: false, details: { body: `must be a JSON object with the ${kind}'s fields, got ${describe(body)}` } };
+  }
+  const details: Record<string, string> = {};
+  const { slug: bodySlug, ...fields } = body as Record<string, unknown>;
+  for (const field of READ_ONLY_FIELDS) delete fields[field];
+  let entitySlug: string;
+  if (slug === null) {
+    if (bodySlug === undefined) details.slug = `missing slug — add "slug": "<${SLUG_RULE}>"`;
+    else if (typeof bodySlug !== 'string' || !SLUG_PATTERN.test(bodySlug)) {
+      details.slug = `invalid slug ${describe(bodySlug)} — use ${SLUG_RULE}, e.g. "${suggestSlug(bodySlug)}"`;
+    }
+    entitySlug = typeof bodySlug === 'string' && SLUG_PATTERN.test(bodySlug) ? bodySlug : 'entity';
+  } else {
+    if (bodySlug !== undefined && bodySlug !== slug) details.slug = `slug ${describe(bodySlug)} differs from "${slug}" in the path — slugs cannot be changed; create a new entity instead`;
+    entitySlug = slug;
+  }
+
+  const section = ENTITY_SECTIONS[kind];
+  const document = { [section]: { [entitySlug]: fields } };
+  const file = WorkspaceFile.parse(BODY, JSON.stringify(document));
+  const prefix = `${section}.${entitySlug}`;
+  const parsed = workspaceFileSchema.safeParse(document, { error: workspaceErrorMap, reportInput: true });
+  const diagnostics: Diagnostic[] = parsed.success ? [] : parsed.error.issues.flatMap((issue) => issueDiagnostics(issue, file, document));
+
+  // Cross-entity checks: what the change adds to the stored workspace's own problems.
+  const stored = storedDocument(current, section, entitySlug);
+  const storedFile = WorkspaceFile.parse(STORED, JSON.stringify(stored));
+  const catalog = catalogOf(stored, storedFile);
+  const baseline = new Set(checkWorkspace(catalogOf(storedDocument(current, section, null), storedFile), env).map(key));
+  catalog[section].set(entitySlug, { file, slug: entitySlug, data: fields });
+  for (const d of checkWorkspace(catalog, env)) {
+    if (d.file === BODY || !baseline.has(key(d))) diagnostics.push(d);
+  }
+
+  for (const d of diagnostics) {
+    const field = d.file === BODY ? relativePath(d.path, prefix) : d.path;
+    const text = d.hint ? `${d.message} — ${d.hint}` : d.message;
+    details[field] = details[field] ? `${details[field]}; ${text}` : text;
+  }
+  if (Object.keys(details).length > 0 || !parsed.success) {
+    if (Object.keys(details).length === 0) details.body = 'is not valid';
+    return { ok: false, details };
+  }
+  const entry = (parsed.data[section] as Record<string, object>)[entitySlug] as Record<string, unknown>;
+  const definition = { slug: entitySlug, ...entry } as unknown as EntityDefs[K];
+  if (kind === 'sequence') (definition as SequenceDef).name = (entry.name as string | undefined) ?? entitySlug;
+  return { ok: true, definition };
+}
+
+function key(d: Diagnostic): string {
+  return `${d.path}\u0000${d.message}`;
+}
+
+function relativePath(path: string, prefix: string): string {
+  if (path === prefix) return 'body';
+  if (path.startsWith(`${prefix}.`)) return path.slice(prefix.length + 1);
+  if (path.startsWith(`${prefix}[`)) return path.slice(prefix.length);
+  return path === '' ? 'body' : path;
+}
+
+/** The stored workspace as a workspace document (what the checks read), without `skip` in `skipSection`. */
+function storedDocument(current: WorkspaceState, skipSection: string, skip: string | null): Record<string, Record<string, unknown>> {
+  const document: Record<string, Record<string, unknown>> = {};
+  for (const section of SECTION_NAMES) {
+    document[section] = {};
+    for (const entity of (current[section] ?? []) as Array<{ slug: string }>) {
+      if (section === skipSection && entity.slug === skip) continue;
+      const { slug, id: _id, createdAt: _c, updatedAt: _u, origin: _o, ...rest } = entity as Record<string, unknown> & { slug: string };
+      (document[section] as Record<string, unknown>)[slug] = rest;
+    }
+  }
+  return document;
+}
+
+function catalogOf(document: Record<string, Record<string, unknown>>, file: WorkspaceFile): Catalog {
+  const catalog = {} as Catalog;
+  for (const section of SECTION_NAMES) {
+    catalog[section] = new Map<string, Declaration>(
+      Object.entries(document[section] ?? {}).map(([slug, data]) => [slug, { file, slug, data }]),
+    );
+  }
+  return catalog;
+}
+
+function describe(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'an object';
+  return JSON.stringify(value);
+}
