@@ -48,6 +48,8 @@ export function validateEntity<K extends EntityKind>(
   const details: Record<string, string> = {};
   const { slug: bodySlug, ...fields } = body as Record<string, unknown>;
   for (const field of READ_ONLY_FIELDS) delete fields[field];
+  Object.assign(fields, fromStoredShape(fields));
+  if (kind === 'sequence' && Array.isArray(fields.members)) fields.members = fields.members.map(withoutDefaultThreshold);
   let entitySlug: string;
   if (slug === null) {
     if (bodySlug === undefined) details.slug = `missing slug — add "slug": "<${SLUG_RULE}>"`;
@@ -90,6 +92,34 @@ export function validateEntity<K extends EntityKind>(
   const definition = { slug: entitySlug, ...entry } as unknown as EntityDefs[K];
   if (kind === 'sequence') (definition as SequenceDef).name = (entry.name as string | undefined) ?? entitySlug;
   return { ok: true, definition };
+}
+
+/**
+ * An entity as the API returned it, back in the file's shape: nulls (`url: null`, `after: null`,
+ * `startAt: null`) mean "not given", and a schedule's `catchupWindowSeconds` is its `catchupWindow`.
+ * So a body read from the API can be sent back with a change.
+ */
+function fromStoredShape(fields: Record<string, unknown>): Record<string, unknown> {
+  const clean = (value: unknown): unknown => {
+    if (Array.isArray(value)) return value.map(clean);
+    if (value === null || typeof value !== 'object') return value;
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) {
+      if (v === null) continue;
+      out[k === 'catchupWindowSeconds' ? 'catchupWindow' : k] = clean(v);
+    }
+    return out;
+  };
+  for (const k of Object.keys(fields)) if (fields[k] === null) delete fields[k];
+  return clean(fields) as Record<string, unknown>;
+}
+
+/** A stored member carries the default threshold `{count: 0}` whatever its policy; the file form leaves it out. */
+function withoutDefaultThreshold(member: unknown): unknown {
+  if (member === null || typeof member !== 'object' || Array.isArray(member)) return member;
+  const { rejectedThreshold, ...rest } = member as Record<string, unknown>;
+  const isDefault = JSON.stringify(rejectedThreshold) === '{"count":0}';
+  return isDefault && rest.terminate !== 'on_fatal_or_rejected' ? rest : member;
 }
 
 function key(d: Diagnostic): string {

@@ -1,0 +1,168 @@
+/**
+ * Conformance of the Hightouch-compatible API v1: paths, field names and types, integer ids,
+ * string run ids from triggers, UUID sequence run ids, statuses, `{hasMore, data}` pages, and the
+ * 401/404/422 shapes.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eventually, startApi, type ApiHarness } from './api-helpers.js';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+const SYNC_RUN_STATUSES = ['queued', 'querying', 'processing', 'reporting', 'success', 'warning', 'failed', 'cancelled', 'interrupted'];
+
+let api: ApiHarness;
+beforeAll(async () => {
+  api = await startApi();
+});
+afterAll(async () => {
+  await api[Symbol.asyncDispose]();
+});
+
+async function finishedRun(syncId: number, runId: string) {
+  return eventually(async () => {
+    const { body } = await api.call('GET', `/api/v1/syncs/${syncId}/runs?runId=${runId}`);
+    const run = body.data[0];
+    return run && ['success', 'warning', 'failed', 'cancelled'].includes(run.status) ? run : null;
+  });
+}
+
+function expectCounts(value: unknown) {
+  expect(value).toEqual({ addedCount: expect.any(Number), changedCount: expect.any(Number), removedCount: expect.any(Number) });
+}
+
+describe('Hightouch-compatible API v1', () => {
+  it('GET /api/v1/syncs lists syncs with Hightouch fields and types', async () => {
+    const { status, body } = await api.call('GET', '/api/v1/syncs');
+    expect(status).toBe(200);
+    expect(body.hasMore).toBe(false);
+    expect(body.data.map((s: { slug: string }) => s.slug)).toEqual(['accounts-to-crm', 'workspaces-to-crm', 'contacts-to-crm']);
+    const contacts = body.data[2];
+    expect(Object.keys(contacts).sort()).toEqual(
+      ['configuration', 'createdAt', 'destinationId', 'disabled', 'externalSegment', 'id', 'lastRunAt', 'modelId', 'primaryKey', 'referencedColumns', 'schedule', 'slug', 'status', 'tags', 'updatedAt', 'workspaceId'].sort(),
+    );
+    expect(Number.isInteger(contacts.id)).toBe(true);
+    expect(Number.isInteger(contacts.modelId)).toBe(true);
+    expect(Number.isInteger(contacts.destinationId)).toBe(true);
+    expect(contacts.workspaceId).toBe(1);
+    expect(contacts.createdAt).toMatch(ISO);
+    expect(contacts.configuration).toMatchObject({ mode: 'upsert', object: 'contacts', mappings: [{ from: 'email', to: 'email_address', type: 'standard' }] });
+    expect(contacts.schedule).toBeNull();
+    expect(contacts.disabled).toBe(false);
+    expect(typeof contacts.status).toBe('string');
+    expect(contacts.primaryKey).toBe('id');
+    expect(contacts.referencedColumns).toEqual(['id', 'email']);
+
+    const page = await api.call('GET', '/api/v1/syncs?limit=1&offset=1&orderBy=slug');
+    expect(page.body.hasMore).toBe(true);
+    expect(page.body.data.map((s: { slug: string }) => s.slug)).toEqual(['contacts-to-crm']);
+    expect((await api.call('GET', '/api/v1/syncs?slug=accounts-to-crm')).body.data).toHaveLength(1);
+  });
+
+  it('GET /api/v1/syncs/{id} answers one sync, 404 for an unknown id, 422 for a non-integer', async () => {
+    const { body } = await api.call('GET', '/api/v1/syncs/1');
+    expect(body).toMatchObject({ id: 1, slug: 'accounts-to-crm' });
+    const missing = await api.call('GET', '/api/v1/syncs/999');
+    expect(missing.status).toBe(404);
+    expect(missing.body).toEqual({ message: expect.stringContaining('999') });
+    const bad = await api.call('GET', '/api/v1/syncs/abc');
+    expect(bad.status).toBe(422);
+    expect(bad.body).toEqual({ message: 'Validation failed', details: { syncId: expect.any(String) } });
+  });
+
+  it('POST /api/v1/syncs/{id}/trigger answers {id} with the run id as a string; runs list it with Hightouch fields', async () => {
+    const trigger = await api.call('POST', '/api/v1/syncs/1/trigger', { fullResync: true });
+    expect(trigger.status).toBe(200);
+    expect(trigger.body).toEqual({ id: expect.stringMatching(/^\d+$/) });
+    const run = await finishedRun(1, trigger.body.id);
+    expect(Object.keys(run).sort()).toEqual(
+      ['completionRatio', 'createdAt', 'failedRows', 'finishedAt', 'id', 'plannedRows', 'querySize', 'startedAt', 'status', 'successfulRows'].sort(),
+    );
+    expect(run.id).toBe(Number(trigger.body.id));
+    expect(run.status).toBe('success');
+    expect(SYNC_RUN_STATUSES).toContain(run.status);
+    expect(run.querySize).toBe(3);
+    expect(run.completionRatio).toBe(1);
+    for (const field of ['plannedRows', 'successfulRows', 'failedRows']) expectCounts(run[field]);
+    for (const field of ['createdAt', 'startedAt', 'finishedAt']) expect(run[field]).toMatch(ISO);
+
+    const sync = (await api.call('GET', '/api/v1/syncs/1')).body;
+    expect(sync.status).toBe('success');
+    expect(sync.lastRunAt).toMatch(ISO);
+  });
+
+  it('POST /api/v1/syncs/trigger takes syncId (string or number) or syncSlug', async () => {
+    const bySlug = await api.call('POST', '/api/v1/syncs/trigger', { syncSlug: 'workspaces-to-crm' });
+    expect(bySlug.status).toBe(200);
+    expect(bySlug.body.id).toMatch(/^\d+$/);
+    await finishedRun(2, bySlug.body.id);
+    const byId = await api.call('POST', '/api/v1/syncs/trigger', { syncId: '2', resetCDC: false });
+    expect(byId.body.id).toMatch(/^\d+$/);
+    await finishedRun(2, byId.body.id);
+    const neither = await api.call('POST', '/api/v1/syncs/trigger', {});
+    expect(neither.status).toBe(422);
+    expect(neither.body).toEqual({ message: 'Validation failed', details: { syncId: expect.any(String) } });
+    const badType = await api.call('POST', '/api/v1/syncs/trigger', { syncSlug: 'x', fullResync: 'yes' });
+    expect(badType.status).toBe(422);
+    expect(Object.keys(badType.body.details)).toEqual(['fullResync']);
+    const unknown = await api.call('POST', '/api/v1/syncs/trigger', { syncSlug: 'nope' });
+    expect(unknown.status).toBe(404);
+    expect(unknown.body.message).toContain('nope');
+  });
+
+  it('GET /api/v1/syncs/{id}/runs pages newest first with hasMore, and filters', async () => {
+    for (let i = 0; i < 3; i++) await finishedRun(3, (await api.call('POST', '/api/v1/syncs/3/trigger')).body.id);
+    const all = (await api.call('GET', '/api/v1/syncs/3/runs')).body;
+    expect(all.hasMore).toBe(false);
+    expect(all.data.length).toBeGreaterThanOrEqual(3);
+    const ids = all.data.map((r: { id: number }) => r.id);
+    expect([...ids].sort((a, b) => b - a)).toEqual(ids);
+    const page = (await api.call('GET', '/api/v1/syncs/3/runs?limit=1&offset=1')).body;
+    expect(page).toEqual({ hasMore: true, data: [expect.objectContaining({ id: ids[1] })] });
+    for (const orderBy of ['createdAt', 'startedAt', 'finishedAt']) {
+      expect((await api.call('GET', `/api/v1/syncs/3/runs?orderBy=${orderBy}`)).body.data.map((r: { id: number }) => r.id)).toEqual(ids);
+    }
+    const future = new Date(Date.now() + 3_600_000).toISOString();
+    expect((await api.call('GET', `/api/v1/syncs/3/runs?after=${future}`)).body).toEqual({ hasMore: false, data: [] });
+    expect((await api.call('GET', `/api/v1/syncs/3/runs?before=${future}&within=60`)).body.data).toHaveLength(ids.length);
+    const bad = await api.call('GET', '/api/v1/syncs/3/runs?after=yesterday&orderBy=name');
+    expect(bad.status).toBe(422);
+    expect(Object.keys(bad.body.details).sort()).toEqual(['after', 'orderBy']);
+  });
+
+  it('POST /api/v1/sync-sequences/{id}/trigger answers a UUID; GET /sync-sequences/runs/{runId} shows its sync runs and members', async () => {
+    const trigger = await api.call('POST', '/api/v1/sync-sequences/crm-hierarchy/trigger');
+    expect(trigger.status).toBe(200);
+    expect(trigger.body).toEqual({ id: expect.stringMatching(UUID) });
+    const byId = await api.call('POST', '/api/v1/sync-sequences/1/trigger');
+    expect(byId.body.id).toMatch(UUID);
+    const done = await eventually(async () => {
+      const { body } = await api.call('GET', `/api/v1/sync-sequences/runs/${byId.body.id}`);
+      return body.status === 'done' ? body : null;
+    });
+    expect(Object.keys(done).sort()).toEqual(['id', 'members', 'reason', 'status', 'syncRuns', 'terminatedBy']);
+    expect(done.syncRuns).toHaveLength(3);
+    for (const r of done.syncRuns) {
+      expect(r).toEqual({ syncId: expect.any(Number), syncRunId: expect.any(Number), status: 'success', finishedAt: expect.stringMatching(ISO) });
+    }
+    expect(done.members.map((m: { key: string; status: string }) => `${m.key}:${m.status}`)).toEqual([
+      'accounts-to-crm:success',
+      'workspaces-to-crm:success',
+      'contacts-to-crm:success',
+    ]);
+    expect((await api.call('POST', '/api/v1/sync-sequences/nope/trigger')).status).toBe(404);
+    const unknown = await api.call('GET', '/api/v1/sync-sequences/runs/00000000-0000-4000-8000-000000000000');
+    expect(unknown.status).toBe(404);
+    expect(unknown.body).toEqual({ message: expect.any(String) });
+    const bad = await api.call('GET', '/api/v1/sync-sequences/runs/not-a-uuid');
+    expect(bad.body).toEqual({ message: 'Validation failed', details: { syncSequenceRunId: expect.any(String) } });
+  });
+
+  it('answers 401 {message} without detail for a missing or wrong token', async () => {
+    for (const auth of [false, 'lst_wrong', `${api.token}x`] as const) {
+      const { status, body } = await api.call('GET', '/api/v1/syncs', undefined, { auth });
+      expect(status).toBe(401);
+      expect(body).toEqual({ message: 'Unauthorized' });
+    }
+    expect((await api.call('POST', '/api/v1/syncs/1/trigger', undefined, { auth: false })).status).toBe(401);
+  });
+});

@@ -1,0 +1,355 @@
+/**
+ * Lockstep's own API, through a real server on a real store with real runs: CRUD round-trips and
+ * validation errors named by field, runs, cancel and rejected rows, API entities living next to
+ * `apply`, live events, the OpenAPI document, auth and secrets.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
+import { createApiServer } from '../../src/api/server.js';
+import { silentLogger } from '../../src/core/logger.js';
+import { eventually, hierarchyWorkspace, PG_PASSWORD, startApi, type ApiHarness } from './api-helpers.js';
+
+let api: ApiHarness;
+beforeAll(async () => {
+  api = await startApi();
+});
+afterAll(async () => {
+  await api[Symbol.asyncDispose]();
+});
+
+const sequenceBody = {
+  slug: 'accounts-then-contacts',
+  name: 'Accounts then contacts',
+  schedule: { type: 'interval', unit: 'hour', quantity: 2 },
+  members: [{ sync: 'accounts-to-crm' }, { sync: 'contacts-to-crm', terminate: 'never' }],
+};
+
+async function finishedSequence(id: string) {
+  return eventually(async () => {
+    const { body } = await api.call('GET', `/api/sequence-runs/${id}`);
+    return ['done', 'failed', 'cancelled'].includes(body.status) ? body : null;
+  });
+}
+
+describe('session and workspace', () => {
+  it('GET /api/session needs no token', async () => {
+    expect((await api.call('GET', '/api/session', undefined, { auth: false })).body).toEqual({ authRequired: true });
+  });
+
+  it('GET /api/workspace has every section, with ids, origins, and connection passwords redacted', async () => {
+    const { status, body, text } = await api.call('GET', '/api/workspace');
+    expect(status).toBe(200);
+    expect(Object.keys(body)).toEqual(['sources', 'destinations', 'models', 'syncs', 'sequences']);
+    expect(body.syncs[0]).toMatchObject({ id: 1, slug: 'accounts-to-crm', origin: 'file', mode: 'upsert' });
+    expect(body.destinations.find((d: { slug: string }) => d.slug === 'pg').url).toBe('postgres://lockstep:***@db.example.com:5432/crm');
+    expect(text).not.toContain(PG_PASSWORD);
+    expect((await api.call('GET', '/api/destinations/pg')).text).not.toContain(PG_PASSWORD);
+  });
+});
+
+describe('CRUD', () => {
+  it('creates, reads, replaces, enables and deletes a sequence; the scheduler sees it', async () => {
+    const created = await api.call('POST', '/api/sequences', sequenceBody);
+    expect(created.status).toBe(201);
+    expect(created.body).toMatchObject({
+      slug: 'accounts-then-contacts',
+      origin: 'api',
+      enabled: true,
+      concurrency: 4,
+      schedule: { type: 'interval', unit: 'hour', quantity: 2, startAt: null, catchupWindowSeconds: 3600 },
+      members: [
+        { key: 'accounts-to-crm', sync: 'accounts-to-crm', terminate: 'on_fatal', rejectedThreshold: { count: 0 }, after: null },
+        { key: 'contacts-to-crm', sync: 'contacts-to-crm', terminate: 'never', after: null },
+      ],
+    });
+    expect(created.body.warning).toBeUndefined();
+    expect((await api.call('GET', '/api/sequences/accounts-then-contacts')).body).toEqual(created.body);
+    expect((await api.call('POST', '/api/sequences', sequenceBody)).status).toBe(409);
+
+    const replaced = await api.call('PUT', '/api/sequences/accounts-then-contacts', { ...sequenceBody, slug: undefined, concurrency: 2 });
+    expect(replaced.status).toBe(200);
+    expect(replaced.body).toMatchObject({ id: created.body.id, concurrency: 2, origin: 'api' });
+
+    const disabled = await api.call('PATCH', '/api/sequences/accounts-then-contacts', { enabled: false });
+    expect(disabled.body.enabled).toBe(false);
+    expect(api.app.scheduler.nextWakeUp('sequence:accounts-then-contacts')).toBeNull();
+    await api.call('PATCH', '/api/sequences/accounts-then-contacts', { enabled: true });
+    await api.app.scheduler.reload();
+    expect((await api.call('GET', '/api/sequences')).body.map((s: { slug: string }) => s.slug)).toContain('accounts-then-contacts');
+
+    expect((await api.call('DELETE', '/api/sequences/accounts-then-contacts')).status).toBe(204);
+    expect((await api.call('GET', '/api/sequences/accounts-then-contacts')).status).toBe(404);
+  });
+
+  it('refuses bad bodies with 422 naming each field, the way lockstep validate words it', async () => {
+    const bad = await api.call('POST', '/api/sequences', {
+      slug: 'Bad Slug',
+      members: [{ sync: 'accounts-to-crm' }, { sync: 'contact-to-crm', terminate: 'sometimes' }],
+      schedule: { type: 'cron', expression: '99 * * * *' },
+      colour: 'blue',
+    });
+    expect(bad.status).toBe(422);
+    expect(bad.body.message).toBe('Validation failed');
+    expect(bad.body.details).toMatchObject({
+      slug: expect.stringContaining('invalid slug'),
+      'members[1].sync': expect.stringContaining('unknown sync "contact-to-crm" (did you mean "contacts-to-crm"?)'),
+      'members[1].terminate': expect.stringContaining('sometimes'),
+      'schedule.expression': expect.any(String),
+      colour: expect.stringContaining('unknown key "colour"'),
+    });
+    const cycle = await api.call('POST', '/api/sequences', {
+      slug: 'loop',
+      members: [
+        { sync: 'accounts-to-crm', key: 'a', after: ['b'] },
+        { sync: 'contacts-to-crm', key: 'b', after: ['a'] },
+      ],
+    });
+    expect(cycle.status).toBe(422);
+    expect(Object.values(cycle.body.details).join(' ')).toContain('cycle');
+    expect((await api.call('POST', '/api/syncs', 'not an object')).body.details).toEqual({ body: expect.any(String) });
+    expect((await api.call('POST', '/api/syncs', undefined, { raw: '{"slug": ' })).body.details).toEqual({ body: expect.stringContaining('JSON') });
+    expect((await api.call('PUT', '/api/syncs/accounts-to-crm', { slug: 'other', model: 'accounts', destination: 'crm', object: 'accounts', mode: 'upsert' })).body.details).toEqual({
+      slug: expect.stringContaining('cannot be changed'),
+    });
+  });
+
+  it('creates a source, model and sync through the API; a redacted url sent back keeps the password', async () => {
+    const source = await api.call('POST', '/api/sources', { slug: 'other-warehouse', type: 'postgres', url: 'postgres://me:hunter22@wh.example.com/db' });
+    expect(source.status).toBe(201);
+    expect(source.body.url).toBe('postgres://me:***@wh.example.com/db');
+    const back = await api.call('PUT', '/api/sources/other-warehouse', { ...source.body });
+    expect(back.status).toBe(200);
+    expect((await api.app.store.getSource('other-warehouse'))?.url).toBe('postgres://me:hunter22@wh.example.com/db');
+    await api.call('POST', '/api/models', { slug: 'leads', source: 'other-warehouse', query: 'select id from leads', primaryKey: 'id' });
+    const sync = await api.call('POST', '/api/syncs', { slug: 'leads-to-crm', model: 'leads', destination: 'crm', object: 'leads', mode: 'insert' });
+    expect(sync.body).toMatchObject({ model: 'leads', mode: 'insert', deleteBehavior: 'ignore', batchSize: 1000, mappings: [], schedule: { type: 'manual' } });
+    const inUse = await api.call('DELETE', '/api/models/leads');
+    expect(inUse.status).toBe(409);
+    expect(inUse.body.message).toContain('sync "leads-to-crm"');
+    for (const [kind, slug] of [['syncs', 'leads-to-crm'], ['models', 'leads'], ['sources', 'other-warehouse']]) {
+      expect((await api.call('DELETE', `/api/${kind}/${slug}`)).status).toBe(204);
+    }
+  });
+
+  it('takes back what it answered: every entity read from the API can be written back unchanged', async () => {
+    const { body } = await api.call('GET', '/api/workspace');
+    for (const [plural, entities] of Object.entries(body) as Array<[string, Array<{ slug: string; updatedAt: number }>]>) {
+      for (const entity of entities) {
+        const written = await api.call('PUT', `/api/${plural}/${entity.slug}`, entity);
+        expect(written.status, `${plural}/${entity.slug}: ${written.text}`).toBe(200);
+        expect({ ...written.body, updatedAt: entity.updatedAt, warning: undefined }).toEqual({ ...entity, warning: undefined });
+      }
+    }
+  });
+
+  it('deleting a sync that a sequence uses is a 409 naming the sequence', async () => {
+    const { status, body } = await api.call('DELETE', '/api/syncs/contacts-to-crm');
+    expect(status).toBe(409);
+    expect(body.message).toContain('sequence "crm-hierarchy"');
+    expect(await api.app.store.getSync('contacts-to-crm')).not.toBeNull();
+  });
+});
+
+describe('API entities and apply', () => {
+  it('apply keeps what the API created, takes over a slug a file declares, and editing a file entity warns', async () => {
+    await api.call('POST', '/api/models', { slug: 'api-model', source: 'warehouse', query: 'select 1 as id', primaryKey: 'id' });
+    const edited = await api.call('PUT', '/api/models/accounts', { source: 'warehouse', query: 'select id, name from accounts where id > 0', primaryKey: ['id'] });
+    expect(edited.body.origin).toBe('file');
+    expect(edited.body.warning).toContain('next `lockstep apply` will overwrite');
+    const toggled = await api.call('PATCH', '/api/syncs/accounts-to-crm', { enabled: false });
+    expect(toggled.body.warning).toContain('managed by the workspace files');
+
+    const definition = hierarchyWorkspace(api.dir);
+    const plan = await api.app.store.planWorkspace(definition);
+    expect(plan).toEqual(
+      expect.arrayContaining([
+        { action: 'update', kind: 'model', slug: 'accounts', fields: ['query'] },
+        { action: 'update', kind: 'sync', slug: 'accounts-to-crm', fields: ['enabled'] },
+      ]),
+    );
+    expect(plan.some((c) => c.slug === 'api-model')).toBe(false);
+    await api.app.store.applyWorkspace(definition, Date.now());
+    expect((await api.call('GET', '/api/models/api-model')).body.origin).toBe('api');
+    expect((await api.call('GET', '/api/models/accounts')).body.query).toBe('select id, name from accounts');
+
+    definition.models.push({ slug: 'api-model', source: 'warehouse', query: 'select 2 as id', primaryKey: ['id'] });
+    expect(await api.app.store.planWorkspace(definition)).toEqual([{ action: 'update', kind: 'model', slug: 'api-model', fields: ['query', 'origin'] }]);
+    await api.app.store.applyWorkspace(definition, Date.now());
+    expect((await api.call('GET', '/api/models/api-model')).body).toMatchObject({ origin: 'file', query: 'select 2 as id' });
+  });
+});
+
+describe('runs', () => {
+  it('runs a sync alone (rejected rows, with reasons and paging), then the sequence (done), and lists runs', async () => {
+    const first = await api.call('POST', '/api/syncs/contacts-to-crm/runs', {});
+    expect(first.status).toBe(202);
+    expect(first.body).toMatchObject({ sync: 'contacts-to-crm', trigger: 'api' });
+    const run = await eventually(async () => {
+      const { body } = await api.call('GET', `/api/sync-runs/${first.body.id}`);
+      return body.finishedAt ? body : null;
+    });
+    if (run.status === 'warning') {
+      const rejected = await api.call('GET', `/api/sync-runs/${run.id}/rejected-rows?limit=5`);
+      expect(rejected.body.hasMore).toBe(true);
+      expect(rejected.body.data).toHaveLength(5);
+      expect(rejected.body.data[0]).toEqual({ key: [expect.any(Number)], op: 'added', reason: expect.stringMatching(/FOREIGN KEY/i) });
+      expect((await api.call('GET', `/api/sync-runs/${run.id}/rejected-rows?offset=10&limit=100`)).body.hasMore).toBe(false);
+    } else {
+      expect(run.status).toBe('success'); // the CRM already had its parents from an earlier test
+    }
+
+    const started = await api.call('POST', '/api/sequences/crm-hierarchy/runs');
+    expect(started.status).toBe(202);
+    expect(started.body).toMatchObject({ sequence: 'crm-hierarchy', status: 'pending', members: expect.any(Array) });
+    const done = await finishedSequence(started.body.id);
+    expect(done.status).toBe('done');
+    expect(done.members.every((m: { syncRun: unknown }) => m.syncRun !== null)).toBe(true);
+
+    const list = await api.call('GET', '/api/sequences/crm-hierarchy/runs?status=done,failed&limit=1');
+    expect(list.body.data[0].id).toBe(started.body.id);
+    const syncRuns = await api.call('GET', `/api/syncs/contacts-to-crm/runs?status=success,warning&after=2000-01-01T00:00:00Z`);
+    expect(syncRuns.body.data.length).toBeGreaterThanOrEqual(2);
+    expect(syncRuns.body.data[0]).toMatchObject({ sync: 'contacts-to-crm', syncId: 3 });
+    const bad = await api.call('GET', '/api/syncs/contacts-to-crm/runs?status=done&limit=500');
+    expect(bad.status).toBe(422);
+    expect(Object.keys(bad.body.details).sort()).toEqual(['limit', 'status']);
+  });
+
+  it('cancels a queued sync run and a pending sequence run; cancelling again is a 409', async () => {
+    await api.app.worker.stop();
+    try {
+      const queued = await api.call('POST', '/api/syncs/accounts-to-crm/runs', { fullResync: true });
+      expect(queued.body.status).toBe('queued');
+      const cancelled = await api.call('POST', `/api/sync-runs/${queued.body.id}/cancel`);
+      expect(cancelled.body).toMatchObject({ id: queued.body.id, status: 'cancelled', sync: 'accounts-to-crm' });
+      expect((await api.call('POST', `/api/sync-runs/${queued.body.id}/cancel`)).status).toBe(409);
+
+      const pending = await api.call('POST', '/api/sequences/crm-hierarchy/runs');
+      const stopped = await api.call('POST', `/api/sequence-runs/${pending.body.id}/cancel`);
+      expect(stopped.body.status).toBe('cancelled');
+      expect(stopped.body.members.every((m: { status: string }) => m.status === 'skipped')).toBe(true);
+      expect((await api.call('POST', `/api/sequence-runs/${pending.body.id}/cancel`)).status).toBe(409);
+      expect((await api.call('POST', '/api/sync-runs/999999/cancel')).status).toBe(404);
+    } finally {
+      await api.app.worker.start();
+    }
+  });
+});
+
+describe('live events', () => {
+  it('streams sync run and sequence run updates while a run progresses', async () => {
+    const controller = new AbortController();
+    const response = await fetch(`${api.url}/api/events?token=${encodeURIComponent(api.token)}`, { signal: controller.signal });
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toContain('text/event-stream');
+    const reader = response.body!.getReader();
+    const decoder = new TextDecoder();
+    let text = '';
+    await reader.read();
+    const started = await api.call('POST', '/api/sequences/crm-hierarchy/runs');
+    const deadline = Date.now() + 10_000;
+    while (!text.includes('"status":"done"') && Date.now() < deadline) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value);
+    }
+    controller.abort();
+    expect(text).toContain('event: sequenceRun');
+    expect(text).toContain('event: syncRun');
+    const sequenceEvents = text
+      .split('\n\n')
+      .filter((e) => e.startsWith('event: sequenceRun'))
+      .map((e) => JSON.parse(e.split('\ndata: ')[1]!) as { id: string; status: string });
+    expect(sequenceEvents.some((e) => e.id === started.body.id && e.status === 'done')).toBe(true);
+    expect((await fetch(`${api.url}/api/events?token=wrong`)).status).toBe(401);
+  });
+});
+
+describe('OpenAPI, health and metrics', () => {
+  it('serves an OpenAPI 3.1 document covering every route', async () => {
+    const { body } = await api.call('GET', '/api/openapi.json');
+    expect(body.openapi).toBe('3.1.0');
+    const paths = Object.keys(body.paths);
+    for (const path of [
+      '/api/v1/syncs',
+      '/api/v1/syncs/{syncId}',
+      '/api/v1/syncs/{syncId}/trigger',
+      '/api/v1/syncs/trigger',
+      '/api/v1/syncs/{syncId}/runs',
+      '/api/v1/sync-sequences/{syncSequenceId}/trigger',
+      '/api/v1/sync-sequences/runs/{syncSequenceRunId}',
+      '/api/session',
+      '/api/workspace',
+      '/api/events',
+      '/api/sync-runs/{id}/rejected-rows',
+      '/api/sequence-runs/{id}/cancel',
+      ...['sources', 'destinations', 'models', 'syncs', 'sequences'].flatMap((k) => [`/api/${k}`, `/api/${k}/{slug}`]),
+    ]) {
+      expect(paths, path).toContain(path);
+    }
+    expect(Object.keys(body.paths['/api/sequences/{slug}']).sort()).toEqual(['delete', 'get', 'patch', 'put']);
+    expect(body.components.schemas).toHaveProperty('SequenceRunView');
+  });
+
+  it('answers /healthz, /readyz and /metrics without a token', async () => {
+    expect((await fetch(`${api.url}/healthz`)).status).toBe(200);
+    expect(await (await fetch(`${api.url}/readyz`)).json()).toEqual({ status: 'ready' });
+    const text = await (await fetch(`${api.url}/metrics`)).text();
+    for (const name of [
+      'lockstep_sync_runs_total{status="success"}',
+      'lockstep_sequence_runs_total{status="done"}',
+      'lockstep_sync_run_duration_seconds_bucket',
+      'lockstep_rows_delivered_total',
+      'lockstep_rows_rejected_total',
+      'lockstep_queue_depth 0',
+      'lockstep_handoff_latency_seconds_count',
+    ]) {
+      expect(text).toContain(name);
+    }
+    expect(/lockstep_handoff_latency_seconds_count (\d+)/.exec(text)?.[1]).not.toBe('0');
+  });
+});
+
+describe('auth', () => {
+  it('refuses --no-auth on a non-loopback host, and serves without a token on loopback', async () => {
+    const deps = { store: api.app.store, runs: api.app.worker, events: api.app.events, logger: silentLogger, clock: api.app.clock, env: {}, onWorkspaceChanged: () => {}, uiDir: null };
+    const open = createApiServer({ ...deps, authRequired: false });
+    await expect(open.listen(0, '0.0.0.0')).rejects.toThrow(/--no-auth is allowed only on a loopback host/);
+    const { url } = await open.listen(0, '127.0.0.1');
+    try {
+      expect(await (await fetch(`${url}/api/session`)).json()).toEqual({ authRequired: false });
+      expect((await fetch(`${url}/api/v1/syncs`)).status).toBe(200);
+    } finally {
+      await open.close();
+    }
+  });
+
+  it('serves the UI with a fallback to index.html for non-API paths', async () => {
+    const ui = join(api.dir, 'ui');
+    mkdirSync(join(ui, 'assets'), { recursive: true });
+    writeFileSync(join(ui, 'index.html'), '<!doctype html><title>Lockstep</title>');
+    writeFileSync(join(ui, 'assets', 'app.js'), 'console.log(1)');
+    const server = createApiServer({ store: api.app.store, runs: api.app.worker, events: api.app.events, logger: silentLogger, clock: api.app.clock, env: {}, onWorkspaceChanged: () => {}, uiDir: ui, authRequired: true });
+    const { url } = await server.listen(0, '127.0.0.1');
+    try {
+      const page = await fetch(`${url}/sequences/crm-hierarchy`);
+      expect(page.headers.get('content-type')).toContain('text/html');
+      expect(await page.text()).toContain('<title>Lockstep</title>');
+      expect((await fetch(`${url}/assets/app.js`)).headers.get('content-type')).toContain('javascript');
+      expect((await fetch(`${url}/..%2f..%2fetc/passwd`)).headers.get('content-type')).toContain('text/html');
+      expect((await fetch(`${url}/api/nope`)).status).toBe(401);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('never writes the token or a connection password to the log', () => {
+    const log = api.logs.join('\n');
+    expect(log).toContain('"m":"request"');
+    expect(log).not.toContain(api.token);
+    expect(log).not.toContain(PG_PASSWORD);
+    expect(log).not.toContain('hunter22');
+  });
+});
