@@ -235,7 +235,8 @@ export function registerHightouchRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       summary: 'Trigger a sync sequence run (by id or slug); a trigger while it runs queues one follow-up run',
       tag: TAG,
       params: z.object({ syncSequenceId: z.string().min(1) }),
-      responses: { 200: { description: 'The id of the sequence run (a UUID)', schema: TriggerOutput }, 401: errors[401], 404: errors[404] },
+      body: z.strictObject({}).optional(),
+      responses: { 200: { description: 'The id of the sequence run (a UUID)', schema: TriggerOutput }, 401: errors[401], 404: errors[404], 422: errors[422] },
     },
     async (c, { params }) => {
       const sequence = await store.getSequence(params.syncSequenceId);

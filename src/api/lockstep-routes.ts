@@ -266,7 +266,8 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       summary: 'Run a sequence',
       tag: 'Sequence runs',
       params: SlugParam,
-      responses: { 202: { description: 'The queued run (or the queued run it joined)', schema: SequenceRunView }, 401: errors[401], 404: errors[404] },
+      body: z.strictObject({}).optional().openapi({ description: 'No options: send no body, or {}.' }),
+      responses: { 202: { description: 'The queued run (or the queued run it joined)', schema: SequenceRunView }, 401: errors[401], 404: errors[404], 422: errors[422] },
     },
     async (c, { params }) => {
       const sequence = await requireSequence(params.slug);

@@ -95,7 +95,10 @@ function check(schema: z.ZodType, value: unknown, details: Record<string, string
   for (const issue of result.error.issues) {
     if (issue.code === 'unrecognized_keys') {
       const prefix = issue.path.map(String).join('.');
-      for (const key of issue.keys) details[prefix ? `${prefix}.${key}` : key] = 'unknown field — remove it';
+      for (const key of issue.keys) {
+        const name = key === '' ? '""' : key;
+        details[prefix ? `${prefix}.${name}` : name] = 'unknown field — remove it';
+      }
       continue;
     }
     const field = issue.path.length > 0 ? issue.path.map(String).join('.') : 'body';

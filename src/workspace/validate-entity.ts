@@ -80,7 +80,7 @@ export function validateEntity<K extends EntityKind>(
   }
 
   for (const d of diagnostics) {
-    const field = d.file === BODY ? relativePath(d.path, prefix) : d.path;
+    const field = (d.file === BODY ? relativePath(d.path, prefix) : d.path) || 'body';
     const text = d.hint ? `${d.message} — ${d.hint}` : d.message;
     details[field] = details[field] ? `${details[field]}; ${text}` : text;
   }
