@@ -16,6 +16,13 @@ import { EngineEventEmitter } from './engine/events.js';
 import { Scheduler, type ScheduleEntry } from './engine/scheduler.js';
 import { SyncRunner } from './engine/sync-runner.js';
 import { UpstreamTriggers } from './engine/upstream-triggers.js';
+import { AlertDispatcher } from './engine/alert-dispatcher.js';
+import { AlertMonitor } from './engine/alert-monitor.js';
+import { resolveAlertChannel, type AlertChannel, type AlertChannelDef } from './core/alerts.js';
+import { EmailChannel } from './connectors/alert-channels/email-channel.js';
+import { PagerDutyChannel } from './connectors/alert-channels/pagerduty-channel.js';
+import { SlackChannel } from './connectors/alert-channels/slack-channel.js';
+import { WebhookChannel } from './connectors/alert-channels/webhook-channel.js';
 import { Worker } from './engine/worker.js';
 import { SqliteStore } from './store/sqlite/sqlite-store.js';
 import { createApiServer, type ApiServer } from './api/server.js';
@@ -70,6 +77,21 @@ export const connectors: Connectors = {
   },
 };
 
+/** Opens an alert channel of any kind this build knows, its `${ENV}` templates resolved from `env`. */
+export function openAlertChannel(def: AlertChannelDef, env: Record<string, string | undefined>): AlertChannel {
+  const c = resolveAlertChannel(def, env);
+  switch (c.type) {
+    case 'slack':
+      return new SlackChannel({ name: c.name, url: c.url });
+    case 'webhook':
+      return new WebhookChannel({ name: c.name, url: c.url, headers: c.headers, secret: c.secret });
+    case 'email':
+      return new EmailChannel({ name: c.name, smtp: c.smtp, from: c.from, to: c.to });
+    case 'pagerduty':
+      return new PagerDutyChannel({ name: c.name, routingKey: c.routingKey, url: c.url });
+  }
+}
+
 export interface App {
   config: LockstepConfig;
   store: Store;
@@ -78,6 +100,13 @@ export interface App {
   events: EngineEventEmitter;
   logger: Logger;
   clock: Clock;
+  /**
+   * Sends alert notices from the outbox (`sendTestAlert` too). It starts with the first run this
+   * process works on (or by `alerts.start()`); notices queued here are sent once more on `close()`.
+   */
+  alerts: AlertDispatcher;
+  /** Checks finished runs against the alert rules. */
+  alertMonitor: AlertMonitor;
   /**
    * Starts the scheduler, re-reading the schedules every `reloadMs` so changes applied by another
    * process (`lockstep apply`) take effect without a restart (default: 5000).
@@ -152,6 +181,30 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
       else await worker.triggerSequence(target.slug, trigger);
     },
   });
+  const alerts = new AlertDispatcher({
+    store: store.alerts,
+    clock,
+    logger,
+    retry: config.alertRetry,
+    openChannel: (def) => openAlertChannel(def, config.env),
+  });
+  let alertsQueued = false;
+  const alertMonitor = new AlertMonitor({
+    store,
+    events,
+    clock,
+    logger,
+    publicUrl: config.publicUrl,
+    onQueued: () => {
+      alertsQueued = true;
+      alerts.kick();
+    },
+  });
+  // The outbox is worked on by processes that run work: from the first run they touch.
+  const stopWatchingRuns = events.on('syncRun:updated', () => {
+    stopWatchingRuns();
+    alerts.start();
+  });
   let reloadTimer: NodeJS.Timeout | null = null;
   let schedulerStarted = false;
   let server: ApiServer | null = null;
@@ -163,6 +216,8 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
     events,
     logger,
     clock,
+    alerts,
+    alertMonitor,
     async startScheduler(reloadMs = 5000) {
       await scheduler.start();
       schedulerStarted = true;
@@ -195,6 +250,11 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
       await scheduler.stop();
       await worker.stop();
       await upstream.stop();
+      stopWatchingRuns();
+      await alertMonitor.stop();
+      // Notices about runs of this process go out before it ends (a failing channel is retried later).
+      if (alertsQueued || alerts.running) await alerts.sendDue().catch((e: unknown) => logger.error('could not send alerts', { error: String(e) }));
+      await alerts.stop();
       await store.close();
     },
   };

@@ -8,6 +8,7 @@ import { interpolate } from './core/connections.js';
 import { ErrorCode, LockstepError } from './core/errors.js';
 import type { LogLevel } from './core/logger.js';
 import { DEFAULT_RETRY_POLICY, type RetryPolicy } from './engine/sync-runner.js';
+import { DEFAULT_ALERT_RETRY, type AlertRetryPolicy } from './engine/alert-dispatcher.js';
 
 export type StoreConfig = { type: 'sqlite'; path: string } | { type: 'postgres'; url: string };
 
@@ -25,6 +26,10 @@ export interface LockstepConfig {
   retry: RetryPolicy;
   /** Where a run spools its planned operations (default: the OS temp folder). */
   spoolDir: string;
+  /** Base URL of the web UI, for links in alerts (default: http://127.0.0.1:3000, env LOCKSTEP_PUBLIC_URL). */
+  publicUrl: string;
+  /** Retries of failed alert deliveries (first delay from env LOCKSTEP_ALERT_RETRY_MS, default: 5000). */
+  alertRetry: AlertRetryPolicy;
   /** Environment `${VAR}` templates resolve from. */
   env: Record<string, string | undefined>;
 }
@@ -67,6 +72,11 @@ export function resolveConfig(input: ConfigInput = {}): LockstepConfig {
     readBatchSize: positiveInt(env.LOCKSTEP_READ_BATCH, 5000, 'LOCKSTEP_READ_BATCH'),
     retry: DEFAULT_RETRY_POLICY,
     spoolDir: env.LOCKSTEP_SPOOL_DIR ?? tmpdir(),
+    publicUrl: publicUrl(env.LOCKSTEP_PUBLIC_URL),
+    alertRetry: {
+      ...DEFAULT_ALERT_RETRY,
+      initialDelayMs: positiveInt(env.LOCKSTEP_ALERT_RETRY_MS, DEFAULT_ALERT_RETRY.initialDelayMs, 'LOCKSTEP_ALERT_RETRY_MS'),
+    },
     env,
   };
 }
@@ -87,4 +97,13 @@ function positiveInt(text: string | undefined, fallback: number, name: string): 
     throw new LockstepError(ErrorCode.Validation, `${name}=${text} is not a positive integer — unset it or give a whole number like ${fallback}`);
   }
   return n;
+}
+
+/** The UI's base URL, checked once: alerts link to runs under it. */
+function publicUrl(text: string | undefined): string {
+  const value = text === undefined || text === '' ? 'http://127.0.0.1:3000' : text;
+  if (!/^https?:\/\/[^/]+/.test(value)) {
+    throw new LockstepError(ErrorCode.Validation, `LOCKSTEP_PUBLIC_URL=${value} is not an http(s) URL — set it to where users open Lockstep, e.g. https://lockstep.example.com`);
+  }
+  return value.replace(/\/+$/, '');
 }

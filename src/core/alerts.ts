@@ -12,6 +12,8 @@
  * outcomes of the same kind send nothing: one notification per change of state, not per run.
  * Outcomes that say nothing about health (a cancelled or interrupted run) leave the state alone.
  */
+import { interpolate } from './connections.js';
+import { assertNever } from './errors.js';
 
 /** What a rule can notify about. */
 export const AlertEvent = {
@@ -273,8 +275,8 @@ export interface AlertStore {
     deliveries: (change: AlertChange) => NewAlertDelivery[],
   ): Promise<{ change: AlertChange; deliveries: AlertDelivery[] }>;
   listStates(): Promise<AlertState[]>;
-  /** Queues deliveries outside any state change (test notices). */
-  enqueueDeliveries(deliveries: NewAlertDelivery[], now: number): Promise<AlertDelivery[]>;
+  /** Queues deliveries outside any state change (test notices), first tried at `firstAttemptAt` (default: now). */
+  enqueueDeliveries(deliveries: NewAlertDelivery[], now: number, firstAttemptAt?: number): Promise<AlertDelivery[]>;
   /**
    * Takes up to `limit` pending deliveries due at `now`: their next attempt moves to `now + leaseMs`
    * and their attempt count goes up, so no other process takes them meanwhile.
@@ -295,4 +297,27 @@ export interface AlertChannel {
    * (`retryable` when trying again may help).
    */
   send(notice: AlertNotice, delivery: { id: number }): Promise<void>;
+}
+
+/** A channel with its `${ENV}` templates resolved from `env`; throws a validation error naming an unset variable. */
+export function resolveAlertChannel(def: AlertChannelDef, env: Record<string, string | undefined>): AlertChannelDef {
+  const where = `alert channel "${def.name}"`;
+  const value = (text: string) => interpolate(text, env, where);
+  switch (def.type) {
+    case 'slack':
+      return { ...def, url: value(def.url) };
+    case 'webhook':
+      return {
+        ...def,
+        url: value(def.url),
+        headers: Object.fromEntries(Object.entries(def.headers).map(([k, v]) => [k, value(v)])),
+        secret: def.secret === null ? null : value(def.secret),
+      };
+    case 'email':
+      return { ...def, smtp: value(def.smtp), from: value(def.from), to: def.to.map(value) };
+    case 'pagerduty':
+      return { ...def, routingKey: value(def.routingKey), url: value(def.url) };
+    default:
+      return assertNever(def);
+  }
 }

@@ -149,7 +149,7 @@ export class SqliteAlertStore implements AlertStore {
       ),
       nextDue: db.prepare(`SELECT MIN(next_attempt_at) AS at FROM alert_deliveries WHERE status = 'pending'`),
       sent: db.prepare(
-        `UPDATE alert_deliveries SET status = 'sent', sent_at = ?, next_attempt_at = NULL, last_error = NULL WHERE id = ?`,
+        `UPDATE alert_deliveries SET status = 'sent', sent_at = ?, next_attempt_at = NULL WHERE id = ?`,
       ),
       failed: db.prepare(
         `UPDATE alert_deliveries SET status = CASE WHEN @retryAt IS NULL THEN 'failed' ELSE 'pending' END,
@@ -202,8 +202,8 @@ export class SqliteAlertStore implements AlertStore {
     return this.read(() => (this.s.states.all() as StateRow[]).map(toState));
   }
 
-  async enqueueDeliveries(deliveries: NewAlertDelivery[], now: number): Promise<AlertDelivery[]> {
-    return this.immediate(() => deliveries.map((d) => this.insert(d, now)));
+  async enqueueDeliveries(deliveries: NewAlertDelivery[], now: number, firstAttemptAt: number = now): Promise<AlertDelivery[]> {
+    return this.immediate(() => deliveries.map((d) => this.insert(d, now, firstAttemptAt)));
   }
 
   async claimDueDeliveries(now: number, limit: number, leaseMs: number): Promise<AlertDelivery[]> {
@@ -242,8 +242,8 @@ export class SqliteAlertStore implements AlertStore {
     });
   }
 
-  private insert(delivery: NewAlertDelivery, now: number): AlertDelivery {
-    return toDelivery(this.s.insertDelivery.get(delivery.channel, JSON.stringify(delivery.notice), now, now) as DeliveryRow);
+  private insert(delivery: NewAlertDelivery, now: number, firstAttemptAt: number = now): AlertDelivery {
+    return toDelivery(this.s.insertDelivery.get(delivery.channel, JSON.stringify(delivery.notice), firstAttemptAt, now) as DeliveryRow);
   }
 
   private immediate<R>(fn: () => R): R {

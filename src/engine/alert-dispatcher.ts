@@ -1,0 +1,212 @@
+/**
+ * The alert dispatcher: sends the outbox's deliveries to their channels, in the background.
+ *
+ *   stopped ──start()──► running ──stop()──► stopped
+ *
+ * running: loop { claim due deliveries (a lease keeps other processes off them); send each;
+ * sleep until the next due attempt, at most `pollMs`, or until `kick()` }. A failed attempt is
+ * logged and tried again after an exponential backoff with jitter (honouring `Retry-After`), until
+ * `maxAttempts`; an error that retrying cannot fix (a wrong URL, an unknown channel) ends it at
+ * once. Nothing here ever waits on a run, and no run ever waits on it.
+ */
+import type { AlertChannel, AlertChannelDef, AlertDelivery, AlertNotice, AlertStore } from '../core/alerts.js';
+import { ErrorCode, LockstepError, NotFoundError, toError } from '../core/errors.js';
+import type { Clock, Logger } from '../core/ports.js';
+
+export interface AlertRetryPolicy {
+  /** Delay before the second attempt, ms (default: 5000). */
+  initialDelayMs: number;
+  /** Longest delay between attempts, ms (default: 15 minutes). */
+  maxDelayMs: number;
+  /** Attempts before a delivery is given up (default: 10). */
+  maxAttempts: number;
+}
+
+export const DEFAULT_ALERT_RETRY: AlertRetryPolicy = { initialDelayMs: 5_000, maxDelayMs: 15 * 60_000, maxAttempts: 10 };
+
+export interface AlertDispatcherOptions {
+  store: AlertStore;
+  clock: Clock;
+  logger: Logger;
+  /** Opens a channel from its definition (templates still unresolved); throws when it cannot. */
+  openChannel: (definition: AlertChannelDef) => AlertChannel;
+  retry?: AlertRetryPolicy;
+  /** How long a claimed delivery is kept from other processes while it is being sent, ms (default: 60000). */
+  leaseMs?: number;
+  /** Longest sleep between looks at the outbox, ms (default: 5000). */
+  pollMs?: number;
+  /** Deliveries sent at once (default: 8). */
+  batchSize?: number;
+}
+
+export class AlertDispatcher implements AsyncDisposable {
+  private readonly retry: AlertRetryPolicy;
+  private readonly leaseMs: number;
+  private readonly pollMs: number;
+  private readonly batchSize: number;
+  private state: 'stopped' | 'running' = 'stopped';
+  private loop: Promise<void> = Promise.resolve();
+  private sleepController: AbortController | null = null;
+  private kicked = false;
+  /** Sends under way, from the loop or from `sendDue`. */
+  private readonly inFlight = new Set<Promise<void>>();
+
+  constructor(private readonly options: AlertDispatcherOptions) {
+    this.retry = options.retry ?? DEFAULT_ALERT_RETRY;
+    this.leaseMs = options.leaseMs ?? 60_000;
+    this.pollMs = options.pollMs ?? 5_000;
+    this.batchSize = options.batchSize ?? 8;
+  }
+
+  get running(): boolean {
+    return this.state === 'running';
+  }
+
+  start(): void {
+    if (this.state === 'running') return;
+    this.state = 'running';
+    this.loop = this.run();
+  }
+
+  /** Ends the loop after the sends under way. */
+  async stop(): Promise<void> {
+    if (this.state === 'stopped') return this.loop;
+    this.state = 'stopped';
+    this.sleepController?.abort(new Error('alert dispatcher stopped'));
+    await this.loop;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+
+  /** New deliveries were queued: look now. */
+  kick(): void {
+    this.kicked = true;
+    this.sleepController?.abort(new Error('deliveries queued'));
+  }
+
+  /**
+   * Sends what is due now and waits for sends under way (the loop does this; commands that exit
+   * soon call it too). Returns the number of deliveries it attempted.
+   */
+  async sendDue(): Promise<number> {
+    const { store, clock } = this.options;
+    let sent = 0;
+    for (;;) {
+      const claimed = await store.claimDueDeliveries(clock.now(), this.batchSize, this.leaseMs);
+      if (claimed.length === 0) break;
+      await Promise.all(claimed.map((delivery) => this.track(this.deliver(delivery))));
+      sent += claimed.length;
+    }
+    await Promise.allSettled([...this.inFlight]);
+    return sent;
+  }
+
+  private track(send: Promise<void>): Promise<void> {
+    this.inFlight.add(send);
+    return send.finally(() => this.inFlight.delete(send));
+  }
+
+  /**
+   * Sends a test notice to a channel now and records it among the deliveries. Throws when the
+   * channel does not exist or refused it, so the caller can tell the user.
+   */
+  async sendTestAlert(channelName: string): Promise<AlertDelivery> {
+    const { store, clock } = this.options;
+    const definition = await store.getDefinition();
+    const channel = definition.channels.find((c) => c.name === channelName);
+    if (!channel) {
+      const names = definition.channels.map((c) => c.name);
+      throw new NotFoundError(
+        `no alert channel "${channelName}" in the store — ${names.length > 0 ? `declared channels: ${names.join(', ')}` : 'declare one under alerts.channels'}, then run \`lockstep apply\``,
+      );
+    }
+    const now = clock.now();
+    const notice: AlertNotice = {
+      kind: 'test',
+      event: 'test',
+      condition: null,
+      rule: 'test',
+      subject: null,
+      run: null,
+      title: `Test alert from Lockstep`,
+      text: `channel "${channelName}" (${channel.type}) works: this is what a Lockstep alert looks like here`,
+      fields: [{ label: 'Channel', value: channelName }],
+      severity: 'info',
+      dedupKey: `lockstep:test:${channelName}`,
+      occurredAt: now,
+    };
+    // Recorded first, out of the loop's reach until it is marked, so the id is known when sending.
+    const [delivery] = await store.enqueueDeliveries([{ channel: channelName, notice }], now, now + this.leaseMs);
+    const recorded = delivery as AlertDelivery;
+    try {
+      await this.options.openChannel(channel).send(notice, { id: recorded.id });
+    } catch (thrown) {
+      await store.markDeliveryFailed(recorded.id, toError(thrown).message, null);
+      throw thrown;
+    }
+    await store.markDeliverySent(recorded.id, clock.now());
+    return { ...recorded, status: 'sent', attempts: 1, sentAt: clock.now() };
+  }
+
+  private async run(): Promise<void> {
+    const { store, clock, logger } = this.options;
+    while (this.state === 'running') {
+      this.kicked = false;
+      let wait = this.pollMs;
+      try {
+        await this.sendDue();
+        const next = await store.nextDeliveryAt();
+        if (next !== null) wait = Math.max(0, Math.min(this.pollMs, next - clock.now()));
+      } catch (thrown) {
+        logger.error('could not read or update alert deliveries', { error: toError(thrown).message });
+      }
+      if (this.state !== 'running' || this.kicked) continue;
+      this.sleepController = new AbortController();
+      try {
+        await clock.sleep(wait, this.sleepController.signal);
+      } catch {
+        // Kicked or stopped; the loop condition decides.
+      } finally {
+        this.sleepController = null;
+      }
+    }
+  }
+
+  private async deliver(delivery: AlertDelivery): Promise<void> {
+    const { store, clock, logger } = this.options;
+    try {
+      const definition = (await store.getDefinition()).channels.find((c) => c.name === delivery.channel);
+      if (!definition) throw new LockstepError(ErrorCode.Validation, `alert channel "${delivery.channel}" is no longer declared`);
+      await this.options.openChannel(definition).send(delivery.notice, { id: delivery.id });
+      await store.markDeliverySent(delivery.id, clock.now());
+      logger.info(`alert sent to channel "${delivery.channel}"`, { deliveryId: delivery.id, event: delivery.notice.event, attempts: delivery.attempts });
+    } catch (thrown) {
+      const error = toError(thrown);
+      const retryable = !(error instanceof LockstepError) || error.retryable;
+      const attempts = delivery.attempts;
+      if (!retryable || attempts >= this.retry.maxAttempts) {
+        await store.markDeliveryFailed(delivery.id, error.message, null);
+        logger.error(`alert to channel "${delivery.channel}" given up after ${attempts} attempt(s): ${error.message}`, {
+          deliveryId: delivery.id,
+          attempts,
+        });
+        return;
+      }
+      const delay = this.backoff(attempts, error instanceof LockstepError ? error.retryAfterSeconds : undefined);
+      await store.markDeliveryFailed(delivery.id, error.message, clock.now() + delay);
+      logger.warn(`alert to channel "${delivery.channel}" failed; trying again in ${Math.round(delay / 1000)} s: ${error.message}`, {
+        deliveryId: delivery.id,
+        attempts,
+      });
+    }
+  }
+
+  /** Exponential from `initialDelayMs`, capped, with ±20% jitter; at least what `Retry-After` asked. */
+  private backoff(attempts: number, retryAfterSeconds: number | undefined): number {
+    const exponential = Math.min(this.retry.maxDelayMs, this.retry.initialDelayMs * 2 ** Math.max(0, attempts - 1));
+    const jittered = exponential * (0.8 + Math.random() * 0.4);
+    return Math.max(jittered, (retryAfterSeconds ?? 0) * 1000);
+  }
+}

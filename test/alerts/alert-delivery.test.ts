@@ -1,0 +1,242 @@
+import { createHmac } from 'node:crypto';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { App } from '../../src/app.js';
+import type { AlertsDefinition } from '../../src/core/alerts.js';
+import { NotFoundError } from '../../src/core/errors.js';
+import { member, model, sequence, source, sync, workspace } from '../helpers/definitions.js';
+import { createHierarchyFixture, sqlite, startHarness, tempDir } from '../helpers/harness.js';
+import { HttpReceiver, SmtpReceiver, subjectOf, until, type Answer } from './receivers.js';
+
+const SECRET = 'hook-secret';
+
+function alertsFor(http: string, smtp: string, over: Partial<AlertsDefinition['rules'][number]> = {}): AlertsDefinition {
+  return {
+    channels: [
+      { name: 'ops-slack', type: 'slack', url: `${http}/slack` },
+      { name: 'hooks', type: 'webhook', url: `${http}/hook`, headers: { 'X-Team': '${TEAM}' }, secret: '${HOOK_SECRET}' },
+      { name: 'oncall', type: 'pagerduty', routingKey: '${PD_KEY}', url: `${http}/pd` },
+      { name: 'mail', type: 'email', smtp, from: 'lockstep@example.test', to: ['ops@example.test'] },
+    ],
+    rules: [
+      {
+        name: 'default',
+        on: ['sync_failed', 'sequence_failed', 'rejected_rows', 'recovered'],
+        syncs: [],
+        sequences: [],
+        rejectedPercent: 5,
+        slowerThanMinutes: null,
+        channels: ['ops-slack', 'hooks', 'oncall', 'mail'],
+        ...over,
+      },
+    ],
+  };
+}
+
+async function setup(answer?: (path: string, n: number) => Answer, env: Record<string, string> = {}) {
+  const http = await HttpReceiver.start(answer);
+  const smtp = await SmtpReceiver.start();
+  const dir = tempDir();
+  createHierarchyFixture(dir);
+  const h = await startHarness({
+    dir,
+    env: { HOOK_SECRET: SECRET, PD_KEY: 'routing-key-1', TEAM: 'data', LOCKSTEP_ALERT_RETRY_MS: '200', ...env },
+    definition: {
+      ...workspace({
+        sources: [source('warehouse', { path: 'warehouse.db' })],
+        destinations: [source('crm', { path: 'crm.db' })],
+        models: [
+          model('accounts', 'warehouse', 'select id, name from accounts'),
+          model('workspaces', 'warehouse', 'select id, account_id, name from workspaces'),
+          model('contacts', 'warehouse', 'select id, workspace_id, email from contacts'),
+        ],
+        syncs: [
+          sync('accounts', { model: 'accounts', destination: 'crm', object: 'accounts' }),
+          sync('workspaces', { model: 'workspaces', destination: 'crm', object: 'workspaces' }),
+          sync('contacts', { model: 'contacts', destination: 'crm', object: 'contacts', mappings: [{ from: 'email', to: 'email_address' }] }),
+        ],
+        sequences: [sequence('crm', [member('accounts'), member('workspaces'), member('contacts')])],
+      }),
+      alerts: alertsFor(http.url, smtp.url),
+    },
+  });
+  return {
+    h,
+    http,
+    smtp,
+    async [Symbol.asyncDispose]() {
+      await h.app.close();
+      await http[Symbol.asyncDispose]();
+      await smtp[Symbol.asyncDispose]();
+    },
+  };
+}
+
+async function runSync(app: App, slug: string) {
+  const { run } = await app.worker.triggerSync(slug);
+  return app.worker.waitForSyncRun(run.id);
+}
+
+/** Every run so far evaluated and every due notice sent. */
+async function settle(app: App): Promise<void> {
+  await app.alertMonitor.idle();
+  await app.alerts.sendDue();
+}
+
+describe('alerts', () => {
+  it('sends one notice per change of state on every channel: fail, fail, fail -> 1; success -> 1 recovery', async () => {
+    await using t = await setup();
+    const { h, http, smtp } = t;
+    sqlite(join(h.dir, 'crm.db'), 'alter table accounts rename to accounts_gone');
+    const failures = [];
+    for (let i = 0; i < 3; i++) {
+      const run = await runSync(h.app, 'accounts');
+      expect(run.status).toBe('failed');
+      failures.push(run);
+      await settle(h.app);
+    }
+    await until(() => smtp.messages.length >= 1, 'the email');
+    expect(http.at('/slack')).toHaveLength(1);
+    expect(http.at('/hook')).toHaveLength(1);
+    expect(http.at('/pd')).toHaveLength(1);
+    expect(smtp.messages).toHaveLength(1);
+
+    // Slack: Block Kit with a link to the first failed run in the UI.
+    const slack = http.at('/slack')[0]!.json as { text: string; blocks: Array<{ type: string; text?: { text: string }; elements?: Array<{ url?: string }> }> };
+    expect(slack.blocks.map((b) => b.type)).toEqual(['header', 'section', 'section', 'actions', 'context']);
+    expect(slack.blocks[0]!.text!.text).toBe('Sync "accounts" failed');
+    expect(slack.blocks[1]!.text!.text).toMatch(/accounts/);
+    expect(slack.blocks[3]!.elements![0]!.url).toBe(`http://127.0.0.1:3000/syncs/accounts?run=${failures[0]!.id}`);
+    expect(slack.text).toMatch(/^Sync "accounts" failed: /);
+
+    // Webhook: the JSON body, custom headers, and an HMAC-SHA256 signature of the raw body.
+    const hook = http.at('/hook')[0]!;
+    expect(hook.headers['x-team']).toBe('data');
+    expect(hook.headers['x-lockstep-event']).toBe('sync_failed');
+    expect(hook.headers['x-lockstep-signature']).toBe(`sha256=${createHmac('sha256', SECRET).update(hook.raw).digest('hex')}`);
+    expect(hook.json).toMatchObject({
+      kind: 'triggered',
+      event: 'sync_failed',
+      condition: 'failed',
+      rule: 'default',
+      subject: { kind: 'sync', slug: 'accounts' },
+      run: { kind: 'sync', id: String(failures[0]!.id), status: 'failed' },
+      dedupKey: 'lockstep:default:sync:accounts:failed',
+    });
+
+    // PagerDuty: a trigger with a dedup key per (rule, subject, condition).
+    expect(http.at('/pd')[0]!.json).toMatchObject({
+      routing_key: 'routing-key-1',
+      event_action: 'trigger',
+      dedup_key: 'lockstep:default:sync:accounts:failed',
+      payload: { source: 'lockstep', severity: 'error', component: 'sync:accounts', class: 'sync_failed' },
+    });
+
+    // Email over SMTP.
+    expect(smtp.messages[0]!.to).toEqual(['ops@example.test']);
+    expect(subjectOf(smtp.messages[0]!.raw)).toBe('[Lockstep] Sync "accounts" failed');
+
+    sqlite(join(h.dir, 'crm.db'), 'alter table accounts_gone rename to accounts');
+    expect((await runSync(h.app, 'accounts')).status).toBe('success');
+    await settle(h.app);
+    expect((await runSync(h.app, 'accounts')).status).toBe('success');
+    await settle(h.app);
+    await until(() => smtp.messages.length >= 2, 'the recovery email');
+    expect(http.at('/slack')).toHaveLength(2);
+    expect(http.at('/hook')).toHaveLength(2);
+    expect(http.at('/pd')).toHaveLength(2);
+    expect(smtp.messages).toHaveLength(2);
+    expect(http.at('/pd')[1]!.json).toEqual({ routing_key: 'routing-key-1', event_action: 'resolve', dedup_key: 'lockstep:default:sync:accounts:failed' });
+    expect(http.at('/hook')[1]!.json).toMatchObject({ kind: 'resolved', event: 'recovered', title: 'Sync "accounts" recovered' });
+    expect((http.at('/slack')[1]!.json as { blocks: Array<{ text?: { text: string } }> }).blocks[0]!.text!.text).toBe('Sync "accounts" recovered');
+
+    const states = await h.app.store.alerts.listStates();
+    expect(states).toContainEqual(expect.objectContaining({ rule: 'default', subject: { kind: 'sync', slug: 'accounts' }, condition: 'failed', raised: false }));
+    const deliveries = await h.app.store.alerts.listDeliveries({ limit: 20, offset: 0 });
+    expect(deliveries).toHaveLength(8);
+    expect(deliveries.every((d) => d.status === 'sent')).toBe(true);
+  });
+
+  it('a failed sequence names the member that terminated it and why; rejected rows over the percent notify once', async () => {
+    await using t = await setup();
+    const { h, http } = t;
+    // contacts before workspaces exist: every row rejected (foreign key) -> warning, 100% > 5%
+    const warning = await runSync(h.app, 'contacts');
+    expect(warning.status).toBe('warning');
+    await settle(h.app);
+    const rejected = http.at('/hook').map((r) => r.json as { event: string; title: string; text: string });
+    expect(rejected).toHaveLength(1);
+    expect(rejected[0]!.event).toBe('rejected_rows');
+    expect(rejected[0]!.title).toBe('Sync "contacts" rejected 12 of 12 rows (100%)');
+    expect(rejected[0]!.text).toMatch(/FOREIGN KEY/i);
+
+    sqlite(join(h.dir, 'crm.db'), 'drop table workspaces');
+    const { run } = await h.app.worker.triggerSequence('crm');
+    const final = await h.app.worker.waitForSequenceRun(run.id);
+    expect(final.status).toBe('failed');
+    await settle(h.app);
+    const sequenceNotice = http
+      .at('/hook')
+      .map((r) => r.json as { event: string; title: string; text: string; run: { url: string } })
+      .find((n) => n.event === 'sequence_failed');
+    expect(sequenceNotice?.title).toBe('Sequence "crm" failed');
+    expect(sequenceNotice?.text).toMatch(/^member "workspaces" terminated the run: member "workspaces" failed: .*workspaces/);
+    expect(sequenceNotice?.run.url).toBe(`http://127.0.0.1:3000/sequences/crm?run=${run.id}`);
+    // The member's own sync failure is a sync alert of its own.
+    expect(http.at('/hook').map((r) => (r.json as { title: string }).title)).toContain('Sync "workspaces" failed');
+  });
+
+  it('retries a failing channel in the background: a receiver answering 500 then 200 gets the notice; the run is not delayed', async () => {
+    // The webhook's first attempt hangs for a second, then fails.
+    await using t = await setup((path, n) => (path === '/hook' && n === 0 ? { status: 500, delayMs: 1000 } : { status: 200 }));
+    const { h, http } = t;
+    h.app.alerts.start();
+    sqlite(join(h.dir, 'crm.db'), 'drop table accounts');
+    const started = Date.now();
+    const run = await runSync(h.app, 'accounts');
+    const waited = Date.now() - started;
+    expect(run.status).toBe('failed');
+    expect(run.error).toMatch(/accounts/);
+    expect(waited).toBeLessThan(1000);
+    await until(() => http.at('/hook').length === 1, 'the retried webhook');
+    expect(http.attempts('/hook')).toBe(2);
+    expect(http.at('/slack')).toHaveLength(1);
+    const [delivery] = await h.app.store.alerts.listDeliveries({ channel: 'hooks', limit: 5, offset: 0 });
+    expect(delivery).toMatchObject({ status: 'sent', attempts: 2 });
+    expect(delivery!.lastError).toMatch(/answered 500/);
+    // The stored run is what the runner recorded, untouched by the alert.
+    expect(await h.app.store.getSyncRun(run.id)).toEqual(run);
+  });
+
+  it('gives up at once on an error retrying cannot fix, and records it', async () => {
+    await using t = await setup((path) => (path === '/slack' ? { status: 404 } : { status: 200 }));
+    const { h } = t;
+    sqlite(join(h.dir, 'crm.db'), 'drop table accounts');
+    await runSync(h.app, 'accounts');
+    await settle(h.app);
+    const [delivery] = await h.app.store.alerts.listDeliveries({ channel: 'ops-slack', limit: 5, offset: 0 });
+    expect(delivery).toMatchObject({ status: 'failed', attempts: 1, nextAttemptAt: null });
+    expect(delivery!.lastError).toMatch(/slack channel "ops-slack": http:\/\/127\.0\.0\.1:\d+ answered 404/);
+  });
+
+  it('sends a test alert to a channel now, and says so when the channel is unknown or refuses it', async () => {
+    await using t = await setup((path) => (path === '/pd' ? { status: 400 } : { status: 200 }));
+    const { h, http, smtp } = t;
+    for (const name of ['ops-slack', 'hooks', 'mail']) {
+      const delivery = await h.app.alerts.sendTestAlert(name);
+      expect(delivery).toMatchObject({ channel: name, status: 'sent' });
+    }
+    expect(http.at('/slack')).toHaveLength(1);
+    expect((http.at('/hook')[0]!.json as { event: string }).event).toBe('test');
+    expect(subjectOf(smtp.messages[0]!.raw)).toBe('[Lockstep] Test alert from Lockstep');
+    await expect(h.app.alerts.sendTestAlert('oncall')).rejects.toThrow(/pagerduty channel "oncall": .* answered 400/);
+    await expect(h.app.alerts.sendTestAlert('pager')).rejects.toBeInstanceOf(NotFoundError);
+    const deliveries = await h.app.store.alerts.listDeliveries({ limit: 10, offset: 0 });
+    expect(deliveries.map((d) => [d.channel, d.status])).toEqual([
+      ['oncall', 'failed'],
+      ['mail', 'sent'],
+      ['hooks', 'sent'],
+      ['ops-slack', 'sent'],
+    ]);
+  });
+});
