@@ -1,0 +1,70 @@
+/**
+ * The command line around the server: `token create|list|revoke`, `serve` printing its URL and
+ * answering with a token, `--no-auth` refused off loopback, and `plan` showing what the API created.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { createApp } from '../../src/app.js';
+import { resolveConfig } from '../../src/config.js';
+import { silentLogger } from '../../src/core/logger.js';
+import { CliProcess, hierarchyWorkspace, killChildren, runCli, runMain } from '../cli/cli-helpers.js';
+
+afterEach(async () => {
+  await killChildren();
+});
+
+describe('lockstep token', () => {
+  it('creates a token printed once, lists it, and revokes it', async () => {
+    const dir = hierarchyWorkspace();
+    const created = await runMain(['--workspace', dir, 'token', 'create', '--name', 'ci']);
+    expect(created.code).toBe(0);
+    expect(created.stdout.trim()).toMatch(/^lst_[A-Za-z0-9_-]{43}$/);
+    expect((await runMain(['--workspace', dir, 'token', 'create', '--name', 'ci'])).code).toBe(3);
+    const listed = await runMain(['--workspace', dir, 'token', 'list', '--json']);
+    const tokens = JSON.parse(listed.stdout) as Array<{ name: string; lastUsedAt: string | null }>;
+    expect(tokens).toEqual([{ name: 'ci', createdAt: expect.any(String), lastUsedAt: null }]);
+    expect(listed.stdout).not.toContain(created.stdout.trim());
+    expect((await runMain(['--workspace', dir, 'token', 'revoke', 'ci'])).stdout).toContain('revoked');
+    expect((await runMain(['--workspace', dir, 'token', 'revoke', 'ci'])).code).toBe(2);
+  });
+});
+
+describe('lockstep serve', () => {
+  it('prints its URL and answers the API with a token, 401 without', async () => {
+    const dir = hierarchyWorkspace();
+    expect((await runCli(['apply'], { cwd: dir })).code).toBe(0);
+    const token = (await runMain(['--workspace', dir, 'token', 'create', '--name', 'ci'])).stdout.trim();
+    const server = new CliProcess(['serve'], { cwd: dir });
+    await server.waitForStderr(/at http:\/\/127\.0\.0\.1:\d+/);
+    const url = /at (http:\/\/127\.0\.0\.1:\d+)/.exec(server.stderr)![1]!;
+    expect((await fetch(`${url}/healthz`)).status).toBe(200);
+    expect((await fetch(`${url}/api/v1/syncs`)).status).toBe(401);
+    const syncs = await fetch(`${url}/api/v1/syncs`, { headers: { authorization: `Bearer ${token}` } });
+    expect(((await syncs.json()) as { data: unknown[] }).data).toHaveLength(3);
+    const stopped = await server.stop();
+    expect(stopped.code).toBe(0);
+    expect(stopped.stderr).not.toContain(token);
+  });
+
+  it('refuses --no-auth on a host that is not loopback', async () => {
+    const dir = hierarchyWorkspace();
+    const result = await runCli(['serve', '--no-auth', '--host', '0.0.0.0'], { cwd: dir, timeoutMs: 15_000 });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('--no-auth is allowed only on a loopback host');
+  });
+});
+
+describe('lockstep plan', () => {
+  it('lists what the API created, which apply leaves alone', async () => {
+    const dir = hierarchyWorkspace();
+    expect((await runMain(['--workspace', dir, 'apply'])).code).toBe(0);
+    const app = await createApp(resolveConfig({ workspaceDir: dir, env: {} }), { logger: silentLogger });
+    try {
+      await app.store.upsertEntity('model', { slug: 'leads', source: 'warehouse', query: 'select 1 as id', primaryKey: ['id'] }, 'api', Date.now());
+    } finally {
+      await app.close();
+    }
+    const plan = await runMain(['--workspace', dir, 'plan']);
+    expect(plan.stdout).toContain('= keep model leads (created through the API; apply leaves it alone)');
+    expect((await runMain(['--workspace', dir, 'apply'])).stdout).toContain('Nothing to apply');
+  });
+});
