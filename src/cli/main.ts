@@ -299,6 +299,35 @@ Exit codes:
       }
     });
 
+  const alertsCommand = program.command('alerts').description('alert channels, rules and deliveries');
+  alertsCommand
+    .command('test <channel>')
+    .description('send a test alert to a channel now (exits 3 when the channel refuses it)')
+    .action(async (channel: string) => {
+      const { app, close } = await openApp(global(), term, false);
+      try {
+        const delivery = await app.alerts.sendTestAlert(channel);
+        term.out(`✔ test alert sent to channel "${channel}" (delivery ${delivery.id})`);
+      } finally {
+        await close();
+      }
+    });
+  alertsCommand
+    .command('list')
+    .description('show alert channels, rules, current alert states and recent deliveries')
+    .option('--limit <n>', 'how many deliveries', '20')
+    .option('--json', 'print JSON')
+    .action(async (opts: { limit: string; json?: boolean }) => {
+      const { app, close } = await openApp(global(), term, false);
+      try {
+        const limit = Number(opts.limit);
+        if (!Number.isInteger(limit) || limit <= 0) throw new LockstepError(ErrorCode.Validation, `--limit ${opts.limit} is not a positive whole number`);
+        await printAlerts(app, term, { limit, json: opts.json });
+      } finally {
+        await close();
+      }
+    });
+
   for (const [name, description, withScheduler, withWorker] of [
     ['serve', 'run the scheduler and the workers until stopped (Ctrl-C)', true, true],
     ['worker', 'run queued work until stopped', false, true],
@@ -315,6 +344,7 @@ Exit codes:
       }
       try {
         if (withScheduler) await app.startScheduler();
+        if (withWorker) app.alerts.start();
         term.err(`lockstep ${name}: running on ${app.config.store.type === 'sqlite' ? app.config.store.path : 'postgres'} (Ctrl-C to stop)`);
         if (name === 'serve') await startServer(app, opts, term);
       } catch (thrown) {
@@ -513,6 +543,41 @@ async function printRuns(app: App, term: Terminal, opts: { sequence?: string; sy
     }
   }
   if (out.sequenceRuns.length === 0 && out.syncRuns.length === 0) term.out('No runs yet. Start one with `lockstep sequence run <slug>` or `lockstep sync run <slug>`.');
+}
+
+async function printAlerts(app: App, term: Terminal, opts: { limit: number; json?: boolean }) {
+  const definition = await app.store.alerts.getDefinition();
+  const states = await app.store.alerts.listStates();
+  const deliveries = await app.store.alerts.listDeliveries({ limit: opts.limit, offset: 0 });
+  if (opts.json) {
+    // Channel settings may hold secrets once resolved; as stored they are templates, shown by type only.
+    const channels = definition.channels.map((c) => ({ name: c.name, type: c.type }));
+    term.out(JSON.stringify({ channels, rules: definition.rules, states, deliveries }, null, 2));
+    return;
+  }
+  if (definition.channels.length === 0 && definition.rules.length === 0) {
+    term.out('No alerts declared. Add an alerts: section to lockstep.yaml (channels and rules), then `lockstep apply`.');
+    return;
+  }
+  term.out('Channels');
+  for (const c of definition.channels) term.out(`  ${c.name}  ${c.type}`);
+  term.out('Rules');
+  for (const r of definition.rules) {
+    const scope = r.syncs.length + r.sequences.length === 0 ? 'workspace default' : [...r.syncs.map((s) => `sync ${s}`), ...r.sequences.map((s) => `sequence ${s}`)].join(', ');
+    const limits = [r.on.includes('rejected_rows') ? `rejected > ${r.rejectedPercent}%` : '', r.slowerThanMinutes !== null ? `slower than ${r.slowerThanMinutes} min` : ''].filter(Boolean);
+    term.out(`  ${r.name}  on ${r.on.join(', ')}  — ${scope}${limits.length ? `; ${limits.join(', ')}` : ''}  → ${r.channels.join(', ')}`);
+  }
+  const raised = states.filter((s) => s.raised);
+  term.out(raised.length === 0 ? 'Nothing raised.' : 'Raised');
+  for (const s of raised) term.out(`  ${s.subject.kind} ${s.subject.slug}  ${s.condition}  since ${new Date(s.since).toISOString()}  (rule ${s.rule})`);
+  term.out(deliveries.length === 0 ? 'No deliveries yet.' : 'Recent deliveries');
+  for (const d of deliveries) {
+    const when = new Date(d.sentAt ?? d.createdAt).toISOString();
+    const next = d.status === 'pending' && d.nextAttemptAt !== null ? `, next attempt ${new Date(d.nextAttemptAt).toISOString()}` : '';
+    term.out(
+      `  ${d.status === 'sent' ? '✔' : d.status === 'failed' ? '✖' : '…'} #${d.id} ${when}  ${d.channel}  ${d.notice.title}  ${d.status} after ${d.attempts} attempt(s)${next}${d.lastError ? `  — ${d.lastError}` : ''}`,
+    );
+  }
 }
 
 async function waitForStop(app: App, drain: boolean): Promise<void> {

@@ -1,0 +1,68 @@
+/** `lockstep alerts test` and `lockstep alerts list`, in-process, against a real HTTP receiver. */
+import { appendFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { hierarchyWorkspace, runMain } from '../cli/cli-helpers.js';
+import { sqlite } from '../helpers/harness.js';
+import { HttpReceiver } from './receivers.js';
+
+describe('lockstep alerts', () => {
+  it('sends a test alert, lists channels, rules, raised alerts and deliveries, and reports an unknown channel', async () => {
+    await using http = await HttpReceiver.start((path) => ({ status: path === '/broken' ? 403 : 200 }));
+    const dir = hierarchyWorkspace();
+    appendFileSync(
+      join(dir, 'lockstep.yaml'),
+      [
+        'alerts:',
+        '  channels:',
+        `    hooks: { type: webhook, url: "${http.url}/hook", secret: s3cret }`,
+        `    broken: { type: slack, url: "${http.url}/broken" }`,
+        '  rules:',
+        '    - { name: crm-failures, sequences: [crm], on: [sequence_failed, recovered], channels: [hooks] }',
+        '    - { on: [sync_failed], channels: [hooks] }',
+        '',
+      ].join('\n'),
+    );
+    const apply = await runMain(['--workspace', dir, 'apply']);
+    expect(apply.code, apply.stderr).toBe(0);
+    expect(apply.stdout).toContain('create alert-channel hooks');
+    expect(apply.stdout).toContain('create alert-rule crm-failures');
+
+    const test = await runMain(['--workspace', dir, 'alerts', 'test', 'hooks']);
+    expect(test.code, test.stderr).toBe(0);
+    expect(test.stdout).toMatch(/✔ test alert sent to channel "hooks" \(delivery \d+\)/);
+    expect(http.at('/hook')).toHaveLength(1);
+
+    const refused = await runMain(['--workspace', dir, 'alerts', 'test', 'broken']);
+    expect(refused.code).toBe(3);
+    expect(refused.stderr).toMatch(/slack channel "broken": .* answered 403/);
+
+    const unknown = await runMain(['--workspace', dir, 'alerts', 'test', 'hook']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain('no alert channel "hook" in the store — declared channels: hooks, broken');
+
+    // A failing sequence run through the CLI: its alert goes out before the command exits.
+    sqlite(join(dir, 'crm.db'), 'drop table workspaces');
+    const run = await runMain(['--workspace', dir, 'sequence', 'run', 'crm', '--json']);
+    expect(run.code).toBe(1);
+    const titles = http.at('/hook').map((r) => (r.json as { title: string }).title);
+    expect(titles.sort()).toEqual(['Sequence "crm" failed', 'Sync "workspaces-to-crm" failed', 'Test alert from Lockstep']);
+
+    const list = await runMain(['--workspace', dir, 'alerts', 'list']);
+    expect(list.code, list.stderr).toBe(0);
+    expect(list.stdout).toContain('  hooks  webhook');
+    expect(list.stdout).toContain('  crm-failures  on sequence_failed, recovered  — sequence crm  → hooks');
+    expect(list.stdout).toContain('  rule-2  on sync_failed  — workspace default  → hooks');
+    expect(list.stdout).toContain('  sequence crm  failed  since');
+    expect(list.stdout).toMatch(/✖ #\d+ .* broken {2}Test alert from Lockstep {2}failed after 0 attempt\(s\) {2}— slack channel "broken"/);
+    expect(list.stdout).toMatch(/✔ #\d+ .* hooks {2}Sequence "crm" failed {2}sent after 1 attempt\(s\)/);
+    expect(list.stdout).not.toContain('s3cret');
+
+    const json = JSON.parse((await runMain(['--workspace', dir, 'alerts', 'list', '--json'])).stdout) as { channels: unknown[]; deliveries: unknown[] };
+    expect(json.channels).toEqual([
+      { name: 'hooks', type: 'webhook' },
+      { name: 'broken', type: 'slack' },
+    ]);
+    expect(json.deliveries).toHaveLength(4);
+  });
+});
