@@ -26,6 +26,17 @@ export const WebhookOutcome = {
 } as const;
 export type WebhookOutcome = (typeof WebhookOutcome)[keyof typeof WebhookOutcome];
 
+/**
+ * Secrets of the webhook endpoints, as declared (`${ENV}` templates unresolved; resolved per
+ * delivery). An endpoint without a secret refuses every delivery.
+ */
+export interface WebhookSettings {
+  dbtCloud: { secret: string } | null;
+  fivetran: { secret: string } | null;
+}
+
+export const NO_WEBHOOKS: Readonly<WebhookSettings> = Object.freeze({ dbtCloud: null, fivetran: null });
+
 /** A run a delivery started. */
 export interface TriggeredRun {
   kind: 'sync' | 'sequence';

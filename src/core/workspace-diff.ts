@@ -1,4 +1,5 @@
 import { NO_ALERTS } from './alerts.js';
+import { NO_WEBHOOKS } from './webhooks.js';
 import type { EntityKind, EntitySection, WorkspaceChange, WorkspaceDefinition, WorkspaceState } from './workspace.js';
 
 const SECTIONS: ReadonlyArray<[EntityKind, EntitySection]> = [
@@ -38,7 +39,18 @@ export function diffWorkspace(current: WorkspaceState, next: WorkspaceDefinition
       if (!after.has(slug) && !isFromApi(entity)) deletes.push({ action: 'delete', kind, slug, fields: [] });
     }
   }
-  return [...upserts, ...diffAlerts(current, next), ...deletes.reverse()];
+  return [...upserts, ...diffAlerts(current, next), ...diffWebhooks(current, next), ...deletes.reverse()];
+}
+
+/** The webhook endpoints' settings, by endpoint (`dbtCloud`, `fivetran`). */
+function diffWebhooks(current: WorkspaceState, next: WorkspaceDefinition): WorkspaceChange[] {
+  const after = next.webhooks ?? NO_WEBHOOKS;
+  return (['dbtCloud', 'fivetran'] as const).flatMap((name): WorkspaceChange[] => {
+    const [a, b] = [current.webhooks[name], after[name]];
+    if (stableJson(a) === stableJson(b)) return [];
+    const action = a === null ? 'create' : b === null ? 'delete' : 'update';
+    return [{ action, kind: 'webhook', slug: name, fields: action === 'update' ? ['secret'] : [] }];
+  });
 }
 
 /** Alert channels and rules, matched by name. */

@@ -5,6 +5,7 @@
  */
 
 import type { AlertsDefinition } from './alerts.js';
+import type { WebhookSettings } from './webhooks.js';
 
 /** Kinds of database a source or destination connects to. */
 export const ConnectionType = {
@@ -137,6 +138,8 @@ export interface WorkspaceDefinition {
   sequences: SequenceDef[];
   /** Alert channels and rules (default: none). */
   alerts?: AlertsDefinition;
+  /** Secrets of the dbt Cloud and Fivetran webhook endpoints (default: none). */
+  webhooks?: WebhookSettings;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -225,6 +228,8 @@ export interface WorkspaceState {
   sequences: SequenceRecord[];
   /** Alert channels and rules as last applied. */
   alerts: AlertsDefinition;
+  /** Webhook endpoint settings as last applied. */
+  webhooks: WebhookSettings;
 }
 
 /** The kinds of workspace entity. */
@@ -251,8 +256,8 @@ export const ENTITY_SECTIONS = {
 /** The sections of a workspace that hold entities. */
 export type EntitySection = (typeof ENTITY_SECTIONS)[EntityKind];
 
-/** What `apply` changes besides entities: an alert channel or rule (by name). */
-export type AlertChangeKind = 'alert-channel' | 'alert-rule';
+/** What `apply` changes besides entities: an alert channel or rule (by name), a webhook endpoint's settings. */
+export type AlertChangeKind = 'alert-channel' | 'alert-rule' | 'webhook';
 
 /** One entity `apply` creates, changes or deletes. */
 export interface WorkspaceChange {

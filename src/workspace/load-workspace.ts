@@ -14,7 +14,7 @@ import { checkAlerts, type AlertsDeclaration } from './check-alerts.js';
 import type { Catalog, Declaration } from './check-workspace.js';
 import { issueDiagnostics, workspaceErrorMap } from './issue-diagnostics.js';
 import { WorkspaceFile } from './workspace-file.js';
-import { SECTION_NAMES, buildAlerts, storeSchema, workspaceFileSchema } from './workspace-schema.js';
+import { SECTION_NAMES, buildAlerts, buildWebhooks, storeSchema, workspaceFileSchema } from './workspace-schema.js';
 import type { WorkspaceFileContent } from './workspace-schema.js';
 
 /** Names of the main workspace file, looked for in the workspace folder. */
@@ -116,6 +116,7 @@ export async function loadWorkspace(dir: string, env: Env): Promise<LoadResult> 
       }
     }
     if (record.alerts !== undefined && record.alerts !== null) alerts.push({ file, data: record.alerts });
+    diagnostics.push(...checkWebhookSecrets(file, record.webhooks, env));
     if (record.store !== undefined) {
       if (store) diagnostics.push(duplicate({ file: store.file, slug: 'store', data: store.data }, { file, slug: 'store', data: record.store }, ['store'], 'the store'));
       else store = { file, data: record.store };
@@ -181,7 +182,16 @@ function buildDefinition(contents: WorkspaceFileContent[]): WorkspaceDefinition 
     }
   }
   definition.alerts = buildAlerts(contents.map((content) => content.alerts ?? undefined));
+  definition.webhooks = buildWebhooks(contents.map((content) => content.webhooks));
   return definition;
+}
+
+/** `${VAR}` templates in webhook secrets whose variable is not set. */
+function checkWebhookSecrets(file: WorkspaceFile, section: unknown, env: Env): Diagnostic[] {
+  return (['dbtCloud', 'fivetran'] as const).flatMap((endpoint) => {
+    const secret = asRecord(asRecord(section)?.[endpoint])?.secret;
+    return typeof secret === 'string' ? checkTemplates(file, ['webhooks', endpoint, 'secret'], secret, `the ${endpoint} webhook`, env) : [];
+  });
 }
 
 function asRecord(value: unknown): Record<string, unknown> | null {

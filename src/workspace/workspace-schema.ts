@@ -18,6 +18,7 @@ import type { ConnectionDef, MemberDef, ModelDef, Schedule, SequenceDef, SyncDef
 import { assertNever } from '../core/errors.js';
 import { AlertEvent, PAGERDUTY_EVENTS_URL } from '../core/alerts.js';
 import type { AlertChannelDef, AlertRuleDef, AlertsDefinition } from '../core/alerts.js';
+import type { WebhookSettings } from '../core/webhooks.js';
 import { checkCron, checkTimezone, DURATION_PATTERN, durationSeconds, TIME_OF_DAY_PATTERN } from './schedule-rules.js';
 import { hinted, show } from './suggestions.js';
 
@@ -502,6 +503,33 @@ export function buildAlerts(sections: ReadonlyArray<z.output<typeof alertsSchema
 }
 
 // ---------------------------------------------------------------------------------------------
+// Webhook endpoints
+
+const webhookSecret = z
+  .strictObject({
+    secret: text('secret', 'The signing secret the sender was given; use a ${ENV} template, e.g. "${DBT_CLOUD_WEBHOOK_SECRET}".'),
+  })
+  .nullable()
+  .optional();
+
+const webhooksSchema = z
+  .strictObject({
+    dbtCloud: webhookSecret.meta({ description: 'POST /api/v1/webhooks/dbt-cloud: dbt Cloud signs each delivery with this secret (Authorization header).' }),
+    fivetran: webhookSecret.meta({ description: 'POST /api/v1/webhooks/fivetran: Fivetran signs each delivery with this secret (X-Fivetran-Signature-256).' }),
+  })
+  .meta({ description: 'Secrets of the webhook endpoints that start dbt_cloud and fivetran schedules.' });
+
+/** The webhook sections of several files as one setting (a later file may not redeclare an endpoint; see checks). */
+export function buildWebhooks(sections: ReadonlyArray<z.output<typeof webhooksSchema> | null | undefined>): WebhookSettings {
+  const settings: WebhookSettings = { dbtCloud: null, fivetran: null };
+  for (const section of sections) {
+    if (section?.dbtCloud) settings.dbtCloud = { secret: section.dbtCloud.secret };
+    if (section?.fivetran) settings.fivetran = { secret: section.fivetran.secret };
+  }
+  return settings;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Store and file
 
 export const DEFAULT_SQLITE_STORE_PATH = 'lockstep.db';
@@ -533,9 +561,10 @@ export const workspaceFileSchema = z
     syncs: section('sync', syncSchema, 'Model → destination object, by slug.'),
     sequences: section('sequence', sequenceSchema, 'Syncs run in a dependable order, by slug.'),
     alerts: alertsSchema.nullable().optional(),
+    webhooks: webhooksSchema.nullable().optional(),
   })
   .meta({ title: 'Lockstep workspace', description: 'A Lockstep workspace file (lockstep.yaml or a file under lockstep/).' });
 
 export type WorkspaceFileContent = z.output<typeof workspaceFileSchema>;
-export type SectionName = Exclude<keyof WorkspaceFileContent, 'store' | 'alerts'>;
+export type SectionName = Exclude<keyof WorkspaceFileContent, 'store' | 'alerts' | 'webhooks'>;
 export const SECTION_NAMES: readonly SectionName[] = ['sources', 'destinations', 'models', 'syncs', 'sequences'];

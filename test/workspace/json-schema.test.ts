@@ -23,7 +23,7 @@ describe('workspace JSON Schema', () => {
     };
     expect(schema.$schema).toBe('http://json-schema.org/draft-07/schema#');
     expect(schema.additionalProperties).toBe(false);
-    expect(Object.keys(schema.properties)).toEqual(['store', 'sources', 'destinations', 'models', 'syncs', 'sequences', 'alerts']);
+    expect(Object.keys(schema.properties)).toEqual(['store', 'sources', 'destinations', 'models', 'syncs', 'sequences', 'alerts', 'webhooks']);
     const syncs = schema.properties.syncs?.anyOf?.[0];
     expect(syncs?.propertyNames?.pattern).toBe('^[a-z0-9][a-z0-9_-]*$');
     const syncProps = syncs?.additionalProperties?.properties ?? {};

@@ -93,6 +93,7 @@ describe('loadWorkspace: a valid workspace', () => {
         },
       ],
       alerts: { channels: [], rules: [] },
+      webhooks: { dbtCloud: null, fivetran: null },
     };
     expect(result.definition).toEqual(expected);
   });

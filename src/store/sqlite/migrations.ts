@@ -6,7 +6,7 @@
  */
 import { ErrorCode, LockstepError } from '../../core/errors.js';
 import type { SqliteDatabase } from './sqlite-database.js';
-import { WEBHOOK_EVENTS_SCHEMA } from './sqlite-webhook-store.js';
+import { WEBHOOK_EVENTS_SCHEMA, WEBHOOK_SETTINGS_SCHEMA } from './sqlite-webhook-store.js';
 import { API_TOKENS_SCHEMA } from './sqlite-token-store.js';
 import { ALERTS_SCHEMA } from './sqlite-alert-store.js';
 
@@ -184,6 +184,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 2, name: 'entity origin and API tokens', sql: ENTITY_ORIGIN_SCHEMA + API_TOKENS_SCHEMA },
   { version: 3, name: 'alert definitions, state and deliveries', sql: ALERTS_SCHEMA },
   { version: 5, name: 'webhook deliveries', sql: WEBHOOK_EVENTS_SCHEMA },
+  { version: 6, name: 'webhook settings', sql: WEBHOOK_SETTINGS_SCHEMA },
 ];
 
 /** The schema version this code writes and reads. */

@@ -46,6 +46,7 @@ import {
   type Trigger,
 } from '../../core/runs.js';
 import { NO_ALERTS } from '../../core/alerts.js';
+import { NO_WEBHOOKS } from '../../core/webhooks.js';
 import { diffWorkspace } from '../../core/workspace-diff.js';
 import { ENTITY_SECTIONS } from '../../core/workspace.js';
 import type {
@@ -221,7 +222,8 @@ export class SqliteStore implements Store, AsyncDisposable {
       }
       const changes = diffWorkspace(current, definition);
       for (const change of changes) if (isEntityChange(change)) this.applyChange(change, definition, now);
-      if (changes.some((c) => !isEntityChange(c))) this.alerts.writeDefinition(definition.alerts ?? NO_ALERTS, now);
+      if (changes.some((c) => c.kind === 'alert-channel' || c.kind === 'alert-rule')) this.alerts.writeDefinition(definition.alerts ?? NO_ALERTS, now);
+      if (changes.some((c) => c.kind === 'webhook')) this.webhooks.writeSettings(definition.webhooks ?? NO_WEBHOOKS, now);
       return changes;
     });
   }
@@ -691,6 +693,7 @@ export class SqliteStore implements Store, AsyncDisposable {
       syncs: all<SyncRecord>('sync'),
       sequences: all<SequenceRecord>('sequence'),
       alerts: this.alerts.readDefinition(),
+      webhooks: this.webhooks.readSettings(),
     };
   }
 
@@ -828,7 +831,7 @@ export class SqliteStore implements Store, AsyncDisposable {
 type EntityChange = WorkspaceChange & { kind: EntityKind };
 
 function isEntityChange(change: WorkspaceChange): change is EntityChange {
-  return change.kind !== 'alert-channel' && change.kind !== 'alert-rule';
+  return change.kind !== 'alert-channel' && change.kind !== 'alert-rule' && change.kind !== 'webhook';
 }
 
 function withApiEntities(definition: WorkspaceDefinition, current: WorkspaceState): WorkspaceDefinition {

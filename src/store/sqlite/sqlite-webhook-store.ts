@@ -3,8 +3,10 @@
  * is unique, so the same dbt Cloud event delivered twice is recorded as a duplicate and starts
  * nothing the second time, even when two deliveries race.
  */
+import { NO_WEBHOOKS } from '../../core/webhooks.js';
 import type {
   NewWebhookEvent,
+  WebhookSettings,
   TriggeredRun,
   WebhookEvent,
   WebhookEventQuery,
@@ -30,6 +32,15 @@ CREATE TABLE webhook_events (
 CREATE UNIQUE INDEX webhook_events_accepted_once ON webhook_events (source, event_id)
   WHERE outcome = 'accepted' AND event_id IS NOT NULL;
 CREATE INDEX webhook_events_by_time ON webhook_events (received_at);
+`;
+
+/** The endpoints' settings as applied from the workspace: one row per configured endpoint. */
+export const WEBHOOK_SETTINGS_SCHEMA = `
+CREATE TABLE webhook_settings (
+  endpoint    TEXT PRIMARY KEY,
+  settings    TEXT NOT NULL,
+  updated_at  REAL NOT NULL
+) WITHOUT ROWID;
 `;
 
 interface Row {
@@ -108,6 +119,26 @@ export class SqliteWebhookStore implements WebhookEventStore {
       }) as Row;
       return { event: toEvent(row), duplicate };
     });
+  }
+
+  /** The applied settings; called inside the store's own transactions. */
+  readSettings(): WebhookSettings {
+    const rows = this.db.prepare('SELECT endpoint, settings FROM webhook_settings').all() as Array<{ endpoint: string; settings: string }>;
+    const settings: WebhookSettings = { ...NO_WEBHOOKS };
+    for (const row of rows) {
+      if (row.endpoint === 'dbtCloud' || row.endpoint === 'fivetran') settings[row.endpoint] = JSON.parse(row.settings) as { secret: string };
+    }
+    return settings;
+  }
+
+  /** Replaces the applied settings; called inside the store's own transactions. */
+  writeSettings(settings: WebhookSettings, now: number): void {
+    this.db.prepare('DELETE FROM webhook_settings').run();
+    const insert = this.db.prepare('INSERT INTO webhook_settings (endpoint, settings, updated_at) VALUES (?, ?, ?)');
+    for (const endpoint of ['dbtCloud', 'fivetran'] as const) {
+      const value = settings[endpoint];
+      if (value) insert.run(endpoint, JSON.stringify(value), now);
+    }
   }
 
   async setTriggered(id: number, triggered: TriggeredRun[], reason: string): Promise<void> {

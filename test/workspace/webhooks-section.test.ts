@@ -1,0 +1,44 @@
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadWorkspace } from '../../src/workspace/index.js';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+import { workspaceFolder, yaml } from './helpers.js';
+
+const FILE = yaml(
+  'webhooks:',
+  '  dbtCloud: { secret: "${DBT_SECRET}" }',
+  '  fivetran: { secret: "${FIVETRAN_SECRET}" }',
+  '  zapier: { secret: x }',
+);
+
+describe('the webhooks section', () => {
+  it('names unset secrets and unknown endpoints at their lines', async () => {
+    const { dir, cleanup } = await workspaceFolder({ 'lockstep.yaml': FILE });
+    try {
+      const result = await loadWorkspace(dir, { DBT_SECRET: 's' });
+      const lines = result.diagnostics.map((d) => `${d.line}: ${d.path}: ${d.message}`);
+      expect(lines).toEqual([
+        expect.stringMatching(/^3: webhooks\.fivetran\.secret: environment variable FIVETRAN_SECRET is not set/),
+        expect.stringMatching(/^4: webhooks(\.zapier)?: .*zapier/),
+      ]);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('keeps the secrets templated, and apply stores them (plan shows the change once)', async () => {
+    const { dir, cleanup } = await workspaceFolder({ 'lockstep.yaml': yaml('webhooks:', '  dbtCloud: { secret: "${DBT_SECRET}" }') });
+    const store = await SqliteStore.open({ path: join(dir, 'lockstep.db') });
+    try {
+      const { definition } = await loadWorkspace(dir, { DBT_SECRET: 's' });
+      expect(definition?.webhooks).toEqual({ dbtCloud: { secret: '${DBT_SECRET}' }, fivetran: null });
+      expect(await store.planWorkspace(definition!)).toEqual([{ action: 'create', kind: 'webhook', slug: 'dbtCloud', fields: [] }]);
+      await store.applyWorkspace(definition!, 1);
+      expect((await store.loadWorkspace()).webhooks).toEqual({ dbtCloud: { secret: '${DBT_SECRET}' }, fivetran: null });
+      expect(await store.planWorkspace(definition!)).toEqual([]);
+    } finally {
+      await store.close();
+      await cleanup();
+    }
+  });
+});
