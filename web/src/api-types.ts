@@ -9,12 +9,15 @@ export type IntervalUnit = 'minute' | 'hour' | 'day' | 'week';
 export const WEEKDAYS = ['monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday', 'sunday'] as const;
 export type Weekday = (typeof WEEKDAYS)[number];
 
-/** Every schedule type of SPEC §4; the same for syncs and sequences. */
+/**
+ * Every schedule type of SPEC §4; the same for syncs and sequences. The server answers the
+ * catch-up window as `catchupWindowSeconds` and accepts it as `catchupWindow` (seconds or "1h").
+ */
 export type Schedule =
   | { type: 'manual' }
-  | { type: 'interval'; unit: IntervalUnit; quantity: number; startAt?: string | null }
-  | { type: 'cron'; expression: string; timezone: string }
-  | { type: 'recurrence'; timezone: string; days: Weekday[]; times: string[] }
+  | { type: 'interval'; unit: IntervalUnit; quantity: number; startAt?: string | null; catchupWindowSeconds?: number; catchupWindow?: number }
+  | { type: 'cron'; expression: string; timezone: string; catchupWindowSeconds?: number; catchupWindow?: number }
+  | { type: 'recurrence'; timezone: string; days: Weekday[]; times: string[]; catchupWindowSeconds?: number; catchupWindow?: number }
   | { type: 'dbt_cloud'; accountId: string; jobId: string }
   | { type: 'fivetran'; connectorId: string }
   | { type: 'after'; sync?: string | null; sequence?: string | null; on: 'success' | 'any' };

@@ -84,6 +84,15 @@ export function durationBetween(start: string | null, end: string | null, now = 
 
 const dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
 
+const clock = new Intl.DateTimeFormat(undefined, { timeStyle: 'medium' });
+
+/** The time of day only, for times within one run. */
+export function formatClock(iso: string | null | undefined): string {
+  if (!iso) return '—';
+  const t = Date.parse(iso);
+  return Number.isFinite(t) ? clock.format(t) : iso;
+}
+
 export function formatTime(iso: string | null | undefined): string {
   if (!iso) return '—';
   const t = Date.parse(iso);

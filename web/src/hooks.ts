@@ -7,6 +7,8 @@ export interface Resource<T> {
   error: unknown;
   loading: boolean;
   reload: () => void;
+  /** Shows `data` at once (an answer the server already gave), until the next load replaces it. */
+  set: (data: T) => void;
 }
 
 /**
@@ -53,7 +55,8 @@ export function useApi<T>(path: string | null, options: { live?: boolean } = {})
   }, [path, nonce, liveVersion]);
 
   const reload = useCallback(() => setNonce((n) => n + 1), []);
-  return { data, error, loading, reload };
+  const set = useCallback((value: T) => setData(value), []);
+  return { data, error, loading, reload, set };
 }
 
 /** Re-renders every `ms` while `active` (running durations tick). */

@@ -21,6 +21,8 @@ export interface ScheduleDraft {
   /** `sync:<slug>` or `sequence:<slug>`. */
   afterTarget: string;
   afterOn: 'success' | 'any';
+  /** The catch-up window of the schedule being edited, kept as it was (the UI does not edit it). */
+  catchupWindowSeconds: number | null;
 }
 
 export const SCHEDULE_TYPES: Array<{ value: ScheduleType; label: string }> = [
@@ -56,9 +58,11 @@ export function scheduleDraft(schedule: Schedule | undefined): ScheduleDraft {
     connectorId: '',
     afterTarget: '',
     afterOn: 'success',
+    catchupWindowSeconds: null,
   };
   if (!schedule) return draft;
   draft.type = schedule.type;
+  if ('catchupWindowSeconds' in schedule && typeof schedule.catchupWindowSeconds === 'number') draft.catchupWindowSeconds = schedule.catchupWindowSeconds;
   switch (schedule.type) {
     case 'manual':
       break;
@@ -99,8 +103,9 @@ function toLocalInput(iso: string): string {
   return `${t.getFullYear()}-${pad(t.getMonth() + 1)}-${pad(t.getDate())}T${pad(t.getHours())}:${pad(t.getMinutes())}`;
 }
 
-/** The schedule to send. Numbers the user left unparseable are sent as they are, for the server to name. */
+/** The schedule to send, in the workspace file's shape. */
 export function scheduleFromDraft(draft: ScheduleDraft): Schedule {
+  const catchup = draft.catchupWindowSeconds === null ? {} : { catchupWindow: draft.catchupWindowSeconds };
   switch (draft.type) {
     case 'manual':
       return { type: 'manual' };
@@ -109,18 +114,20 @@ export function scheduleFromDraft(draft: ScheduleDraft): Schedule {
       return {
         type: 'interval',
         unit: draft.unit,
-        quantity: draft.quantity.trim() === '' ? NaN : Number(draft.quantity),
-        startAt: startAt && !Number.isNaN(startAt.getTime()) ? startAt.toISOString() : null,
+        quantity: Number(draft.quantity),
+        ...(startAt && !Number.isNaN(startAt.getTime()) ? { startAt: startAt.toISOString() } : {}),
+        ...catchup,
       };
     }
     case 'cron':
-      return { type: 'cron', expression: draft.expression.trim(), timezone: draft.timezone.trim() };
+      return { type: 'cron', expression: draft.expression.trim(), timezone: draft.timezone.trim(), ...catchup };
     case 'recurrence':
       return {
         type: 'recurrence',
         timezone: draft.timezone.trim(),
         days: WEEKDAYS.filter((d) => draft.days.includes(d)),
         times: draft.times.filter((t) => t.trim() !== ''),
+        ...catchup,
       };
     case 'dbt_cloud':
       return { type: 'dbt_cloud', accountId: draft.accountId.trim(), jobId: draft.jobId.trim() };

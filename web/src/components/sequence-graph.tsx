@@ -2,6 +2,7 @@
  * A graph sequence drawn as boxes and arrows: members in columns by dependency depth (a member
  * sits one column right of its deepest dependency), dependencies as arrows from left to right.
  */
+import { useId } from 'react';
 import type { Member } from '../api-types.js';
 import { statusLabel, statusTone } from './ui.js';
 
@@ -10,6 +11,8 @@ const BOX_H = 52;
 const COL_GAP = 64;
 const ROW_GAP = 20;
 const PAD = 12;
+/** Room above the boxes for edges that arc over a column. */
+const ARC = 40;
 
 /**
  * What each member waits for: its `after` keys, or — when `after` is not given — the member listed
@@ -60,16 +63,39 @@ function layout(members: Array<Pick<Member, 'key' | 'sync' | 'after'>>): { place
 }
 
 export function SequenceGraph(props: { members: Array<Pick<Member, 'key' | 'sync' | 'after'>>; statuses?: Map<string, string>; label: string }) {
+  // Marker ids are document-wide: two graphs on a page must not share one.
+  const arrowId = `arrow${useId().replace(/:/g, '')}`;
   const { placed, deps, cols, rows } = layout(props.members);
-  const width = PAD * 2 + cols * BOX_W + (cols - 1) * COL_GAP;
-  const height = PAD * 2 + rows * BOX_H + (rows - 1) * ROW_GAP;
   const at = new Map(placed.map((p) => [p.key, p]));
+  const edges = placed.flatMap((to) =>
+    (deps.get(to.key) ?? []).flatMap((fromKey) => {
+      const from = at.get(fromKey);
+      return from ? [{ from, to }] : [];
+    }),
+  );
+  // An edge that skips a column would run through the boxes between; it arcs over the top instead.
+  const skips = (e: { from: Placed; to: Placed }) => e.to.col - e.from.col > 1;
+  const top = edges.some(skips) ? PAD + ARC : PAD;
+  const width = PAD * 2 + cols * BOX_W + (cols - 1) * COL_GAP;
+  const height = top + PAD + rows * BOX_H + (rows - 1) * ROW_GAP;
   const x = (p: Placed) => PAD + p.col * (BOX_W + COL_GAP);
-  const y = (p: Placed) => PAD + p.row * (BOX_H + ROW_GAP);
-  const edges = placed.flatMap((to) => (deps.get(to.key) ?? []).flatMap((fromKey) => {
-    const from = at.get(fromKey);
-    return from ? [{ from, to }] : [];
-  }));
+  const y = (p: Placed) => top + p.row * (BOX_H + ROW_GAP);
+  const path = (from: Placed, to: Placed): string => {
+    if (skips({ from, to })) {
+      const x1 = x(from) + BOX_W * 0.65;
+      const x2 = x(to) + BOX_W * 0.35;
+      const y1 = y(from);
+      const y2 = y(to) - 2;
+      const peak = Math.min(y1, y2) - ARC + 6;
+      return `M ${x1} ${y1} C ${x1} ${peak}, ${x2} ${peak}, ${x2} ${y2}`;
+    }
+    const x1 = x(from) + BOX_W;
+    const y1 = y(from) + BOX_H / 2;
+    const x2 = x(to) - 2;
+    const y2 = y(to) + BOX_H / 2;
+    const mid = (x1 + x2) / 2;
+    return `M ${x1} ${y1} C ${mid} ${y1}, ${mid} ${y2}, ${x2} ${y2}`;
+  };
   const description = edges.length === 0 ? 'no dependencies' : edges.map((e) => `${e.from.key} → ${e.to.key}`).join(', ');
 
   return (
@@ -83,26 +109,13 @@ export function SequenceGraph(props: { members: Array<Pick<Member, 'key' | 'sync
         data-testid="sequence-graph"
       >
         <defs>
-          <marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
+          <marker id={arrowId} viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
             <path d="M 0 0 L 10 5 L 0 10 z" className="graph-arrowhead" />
           </marker>
         </defs>
-        {edges.map(({ from, to }) => {
-          const x1 = x(from) + BOX_W;
-          const y1 = y(from) + BOX_H / 2;
-          const x2 = x(to) - 2;
-          const y2 = y(to) + BOX_H / 2;
-          const mid = (x1 + x2) / 2;
-          return (
-            <path
-              key={`${from.key}->${to.key}`}
-              className="graph-edge"
-              d={`M ${x1} ${y1} C ${mid} ${y1}, ${mid} ${y2}, ${x2} ${y2}`}
-              markerEnd="url(#arrow)"
-              data-edge={`${from.key}->${to.key}`}
-            />
-          );
-        })}
+        {edges.map(({ from, to }) => (
+          <path key={`${from.key}->${to.key}`} className="graph-edge" d={path(from, to)} markerEnd={`url(#${arrowId})`} data-edge={`${from.key}->${to.key}`} />
+        ))}
         {placed.map((p) => {
           const status = props.statuses?.get(p.key);
           return (

@@ -7,7 +7,7 @@ import type { MemberRunView, Page, Sequence, SequenceRunView, Workspace } from '
 import { api, seg } from '../api.js';
 import { SequenceGraph, dependencies, isGraph } from '../components/sequence-graph.js';
 import { Dialog, EmptyState, ErrorBanner, Loading, Pager, StatusBadge, Switch } from '../components/ui.js';
-import { durationBetween, formatCount, formatDuration, formatRelative, formatTime, scheduleInWords, terminateInWords, triggerInWords } from '../format.js';
+import { durationBetween, formatCount, formatDuration, formatClock, formatRelative, formatTime, scheduleInWords, terminateInWords, triggerInWords } from '../format.js';
 import { useApi, useTicker } from '../hooks.js';
 import { href, navigate } from '../router.js';
 
@@ -29,6 +29,7 @@ export function SequencePage({ slug }: { slug: string }) {
   const [actionError, setActionError] = useState<unknown>(undefined);
   const [notice, setNotice] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
+  const [startedRun, setStartedRun] = useState<string | null>(null);
 
   useEffect(() => {
     document.title = `${sequence?.name ?? slug} · Lockstep`;
@@ -50,6 +51,7 @@ export function SequencePage({ slug }: { slug: string }) {
     setBusy(true);
     setActionError(undefined);
     setNotice(null);
+    setStartedRun(null);
     try {
       await what();
       if (done) setNotice(done);
@@ -67,8 +69,14 @@ export function SequencePage({ slug }: { slug: string }) {
       const run = await api.post<SequenceRunView>(`/api/sequences/${seg(slug)}/runs`);
       setOffset(0);
       setStatus('');
-      if (run?.id) setOpenRun(run.id);
+      setStartedRun(run?.id ?? null);
     }, 'Run started.');
+
+  const setEnabled = async (enabled: boolean) => {
+    const saved = await api.patch<Sequence>(`/api/sequences/${seg(slug)}`, { enabled });
+    const current = workspace.data;
+    if (current) workspace.set({ ...current, sequences: current.sequences.map((s) => (s.slug === slug ? { ...s, enabled: saved?.enabled ?? enabled } : s)) });
+  };
 
   const remove = () => {
     if (!window.confirm(`Delete the sequence “${sequence.name}”? Its syncs stay; its run history is kept.`)) return;
@@ -96,7 +104,7 @@ export function SequencePage({ slug }: { slug: string }) {
           </p>
         </div>
         <div className="header-actions">
-          <Switch label="Enabled" checked={sequence.enabled} disabled={busy} onChange={(enabled) => void act(() => api.patch(`/api/sequences/${seg(slug)}`, { enabled }), enabled ? 'Sequence enabled.' : 'Sequence disabled: its schedule no longer starts it.')} />
+          <Switch label="Enabled" checked={sequence.enabled} disabled={busy} onChange={(enabled) => void act(() => setEnabled(enabled), enabled ? 'Sequence enabled.' : 'Sequence disabled: its schedule no longer starts it.')} />
           <a className="button" href={href.editSequence(slug)}>
             Edit
           </a>
@@ -109,6 +117,14 @@ export function SequencePage({ slug }: { slug: string }) {
       {notice && (
         <div className="banner banner-info" role="status">
           {notice}
+          {startedRun && (
+            <>
+              {' '}
+              <button type="button" className="link" onClick={() => setOpenRun(startedRun)}>
+                Follow it
+              </button>
+            </>
+          )}
         </div>
       )}
 
@@ -351,14 +367,14 @@ function MemberRunRow({ member, terminated, reason, now }: { member: MemberRunVi
   const syncRun = member.syncRun;
   return (
     <tr aria-label={member.key} data-member={member.key} className={terminated ? 'terminated' : undefined}>
-      <th scope="row">
+      <th scope="row" className="nowrap">
         {member.sync ? <a href={href.sync(member.sync)}>{member.key}</a> : member.key}
         {member.sync && member.sync !== member.key && <div className="muted small">{member.sync}</div>}
       </th>
       <td>
         <StatusBadge status={member.status} />
       </td>
-      <td>{member.startedAt ? formatTime(member.startedAt) : <span className="muted">—</span>}</td>
+      <td className="nowrap">{member.startedAt ? <time dateTime={member.startedAt} title={formatTime(member.startedAt)}>{formatClock(member.startedAt)}</time> : <span className="muted">—</span>}</td>
       <td>{formatDuration(member.durationMs ?? durationBetween(member.startedAt, member.finishedAt, now))}</td>
       <td className="num">{syncRun ? formatCount(sum(syncRun.successfulRows)) : '—'}</td>
       <td className="num">{syncRun ? formatCount(sum(syncRun.failedRows)) : '—'}</td>
@@ -370,7 +386,7 @@ function MemberRunRow({ member, terminated, reason, now }: { member: MemberRunVi
         )}
         {member.status === 'skipped' && <span className="muted">Not started: the sequence ended before it.</span>}
         {syncRun && member.sync && (
-          <a className="small" href={href.syncRun(member.sync, syncRun.id)}>
+          <a className="small nowrap" href={href.syncRun(member.sync, syncRun.id)}>
             Sync run #{syncRun.id}
           </a>
         )}

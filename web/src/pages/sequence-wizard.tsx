@@ -222,7 +222,11 @@ function WizardForm({ workspace, existing }: { workspace: Workspace; existing: S
     } catch (thrown) {
       const error = thrown instanceof Error ? thrown : new Error(errorMessage(thrown));
       setServerError(error);
-      if (error instanceof ApiError && Object.keys(error.details).length > 0) {
+      if (error instanceof ApiError && error.status === 409 && !existing) {
+        // The slug is taken: say so at the slug field.
+        setShown({ slug: error.message });
+        setStep(2);
+      } else if (error instanceof ApiError && Object.keys(error.details).length > 0) {
         setShown(error.details);
         setStep(Math.min(...Object.keys(error.details).map((k) => stepOf(normalizeField(k)))));
       }
@@ -261,6 +265,12 @@ function WizardForm({ workspace, existing }: { workspace: Workspace; existing: S
           <h1>{existing ? `Edit ${existing.name}` : 'Add sequence'}</h1>
         </div>
       </header>
+
+      {existing?.origin === 'file' && (
+        <div className="banner banner-warn" role="note">
+          This sequence is declared in the workspace files. Changes saved here last until the next <code>lockstep apply</code>; edit the file to keep them.
+        </div>
+      )}
 
       <ol className="stepper" aria-label="Steps">
         {STEPS.map((label, i) => (

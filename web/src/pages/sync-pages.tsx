@@ -140,6 +140,11 @@ export function SyncPage({ slug, runId }: { slug: string; runId?: number }) {
       setBusy(false);
     }
   };
+  const setEnabled = async (enabled: boolean) => {
+    const saved = await api.patch<Sync>(`/api/syncs/${seg(slug)}`, { enabled });
+    const current = workspace.data;
+    if (current) workspace.set({ ...current, syncs: current.syncs.map((s) => (s.slug === slug ? { ...s, enabled: saved?.enabled ?? enabled } : s)) });
+  };
   const run = (options: { fullResync?: boolean; resetCDC?: boolean }, done: string) =>
     act(async () => {
       await api.post<SyncRunView>(`/api/syncs/${seg(slug)}/runs`, options);
@@ -164,7 +169,7 @@ export function SyncPage({ slug, runId }: { slug: string; runId?: number }) {
             label="Enabled"
             checked={sync.enabled}
             disabled={busy}
-            onChange={(enabled) => void act(() => api.patch(`/api/syncs/${seg(slug)}`, { enabled }), enabled ? 'Sync enabled.' : 'Sync disabled: its schedule no longer starts it.')}
+            onChange={(enabled) => void act(() => setEnabled(enabled), enabled ? 'Sync enabled.' : 'Sync disabled: its schedule no longer starts it.')}
           />
           <details className="menu">
             <summary className="button">More</summary>
