@@ -42,8 +42,12 @@ export interface ScheduleEntry {
   enabled: boolean;
 }
 
-/** The store methods the scheduler needs. */
-export type SchedulerStore = Pick<Store, 'recordFiring' | 'getScheduleCursor' | 'setScheduleCursor'>;
+/**
+ * The store methods the scheduler needs. A store that can record firings and save cursors in
+ * batches (one transaction for a burst of due times) offers `recordFirings` / `setScheduleCursors`.
+ */
+export type SchedulerStore = Pick<Store, 'recordFiring' | 'getScheduleCursor' | 'setScheduleCursor'> &
+  Partial<Pick<Store, 'recordFirings' | 'setScheduleCursors'>>;
 
 export interface SchedulerOptions {
   store: SchedulerStore;
@@ -345,37 +349,54 @@ export class Scheduler implements AsyncDisposable {
       due.push(top);
     }
     if (due.length === 0) return;
-    await forEachLimited(due, this.concurrency, (state) =>
-      this.evaluate(state, now).catch((thrown: unknown) => {
-        const { id } = state.entry;
-        this.logger.error(`schedule "${id}" failed and will not fire until the next reload: ${toError(thrown).message}`, {
-          scheduleId: id,
+    // Due times that arrive together (every ":00" schedule) are recorded, and their cursors saved,
+    // in one store transaction each, so a burst costs one commit instead of one per schedule.
+    const plans: Plan[] = [];
+    for (const state of due) {
+      try {
+        const plan = this.plan(state, now);
+        if (plan) plans.push(plan);
+      } catch (thrown) {
+        this.logger.error(`schedule "${state.entry.id}" failed and will not fire until the next reload: ${toError(thrown).message}`, {
+          scheduleId: state.entry.id,
         });
-      }),
-    );
+      }
+    }
+    const recorded = await this.recordFirings(plans.filter((p) => p.firingKey !== null).map((p) => p.firingKey as string), now);
+    const settled: Plan[] = [];
+    for (const plan of plans) {
+      if (plan.firingKey !== null && recorded === null) {
+        this.schedule(plan.state, now + STORE_RETRY_MS); // not recorded: evaluated again soon
+      } else settled.push(plan);
+    }
+    await forEachLimited(settled, this.concurrency, (plan) => this.fire(plan, recorded));
+    await this.saveCursors(settled);
+    for (const { state, latest } of settled) {
+      // Not while a reload disabled or dropped it in the meantime (reloads wait for ticks, but be safe).
+      if (this.entries.get(state.entry.id) === state && state.entry.enabled) this.schedule(state, nextDueTime(state.entry.schedule, latest));
+    }
   }
 
   /**
-   * Handles the due times of one entry in (cursor, now]: the latest fires if it is inside the catch-up
-   * window, the ones before it inside the window collapse into that firing, older ones are skipped and
-   * logged. Always puts the entry back on the heap (or leaves it off when it has no more due times).
+   * Decides what the due times of one entry in (cursor, now] call for: the latest fires if it is
+   * inside the catch-up window, the ones before it inside the window collapse into that firing,
+   * older ones are skipped and logged. Returns null when nothing is due (the entry is planned again).
    */
-  private async evaluate(state: EntryState, now: number): Promise<void> {
-    const { entry } = state;
-    const { id, schedule } = entry;
+  private plan(state: EntryState, now: number): Plan | null {
+    const { id, schedule } = state.entry;
     const cursor = state.cursor;
-    if (cursor === null) return; // not armed; a reload will arm it
+    if (cursor === null) return null; // not armed; a reload will arm it
     let latest: number | null;
     try {
       latest = latestDueTimeBetween(schedule, cursor, now);
     } catch (thrown) {
       this.logger.error(`schedule "${id}" could not be evaluated: ${toError(thrown).message}`, { scheduleId: id });
-      return;
+      return null;
     }
     if (latest === null) {
       // Nothing due (the clock went backward since this entry was planned): plan again from the cursor.
       this.schedule(state, nextDueTime(schedule, Math.max(cursor, now)));
-      return;
+      return null;
     }
 
     const windowMs = Math.max(schedule.catchupWindowSeconds * 1000, ON_TIME_TOLERANCE_MS);
@@ -398,50 +419,75 @@ export class Scheduler implements AsyncDisposable {
         );
       }
     }
-
-    if (fires) {
-      const firingKey = `${id}@${new Date(latest).toISOString()}`;
-      let recorded: boolean;
-      try {
-        recorded = await this.store.recordFiring(firingKey, this.clock.now());
-      } catch (thrown) {
-        this.logger.error(`could not record firing ${firingKey}; will retry`, { scheduleId: id, error: toError(thrown).message });
-        this.schedule(state, now + STORE_RETRY_MS);
-        return;
-      }
-      if (recorded) {
-        const missedBefore = nextDueTime(schedule, cursor);
-        if (missedBefore !== null && missedBefore < latest) {
-          this.logger.info(`schedule "${id}" missed due times while down; firing once for the latest`, {
-            scheduleId: id,
-            firingKey,
-            oldestMissed: new Date(missedBefore).toISOString(),
-          });
-        }
-        try {
-          await this.fireEntry(entry, latest, firingKey);
-          this.logger.debug('schedule fired', { scheduleId: id, firingKey });
-        } catch (thrown) {
-          this.logger.error(`schedule "${id}" failed to fire ${firingKey}: ${toError(thrown).message}`, {
-            scheduleId: id,
-            firingKey,
-          });
-        }
-      } else {
-        this.logger.debug('due time already fired elsewhere', { scheduleId: id, firingKey });
-      }
-    }
-
-    state.cursor = latest;
-    try {
-      await this.store.setScheduleCursor(id, latest);
-    } catch (thrown) {
-      // The firing key still guards this due time; the next firing writes a newer cursor.
-      this.logger.error(`could not save the cursor of schedule "${id}"`, { scheduleId: id, error: toError(thrown).message });
-    }
-    // Not while a reload disabled or dropped it in the meantime (reloads wait for ticks, but be safe).
-    if (this.entries.get(id) === state && state.entry.enabled) this.schedule(state, nextDueTime(schedule, latest));
+    return { state, cursor, latest, firingKey: fires ? `${id}@${new Date(latest).toISOString()}` : null };
   }
+
+  /** Fires a planned due time whose key this scheduler recorded; a throw is logged. */
+  private async fire(plan: Plan, recorded: Set<string> | null): Promise<void> {
+    const { state, cursor, latest, firingKey } = plan;
+    const { entry } = state;
+    const { id, schedule } = entry;
+    if (firingKey === null) return;
+    if (!recorded?.has(firingKey)) {
+      this.logger.debug('due time already fired elsewhere', { scheduleId: id, firingKey });
+      return;
+    }
+    const missedBefore = nextDueTime(schedule, cursor);
+    if (missedBefore !== null && missedBefore < latest) {
+      this.logger.info(`schedule "${id}" missed due times while down; firing once for the latest`, {
+        scheduleId: id,
+        firingKey,
+        oldestMissed: new Date(missedBefore).toISOString(),
+      });
+    }
+    try {
+      await this.fireEntry(entry, latest, firingKey);
+      this.logger.debug('schedule fired', { scheduleId: id, firingKey });
+    } catch (thrown) {
+      this.logger.error(`schedule "${id}" failed to fire ${firingKey}: ${toError(thrown).message}`, { scheduleId: id, firingKey });
+    }
+  }
+
+  /** Records firing keys; returns those recorded now (not before, elsewhere), or null when the store failed. */
+  private async recordFirings(keys: string[], now: number): Promise<Set<string> | null> {
+    if (keys.length === 0) return new Set();
+    const at = this.clock.now();
+    try {
+      if (this.store.recordFirings) return new Set(await this.store.recordFirings(keys, at));
+      const recorded = new Set<string>();
+      for (const key of keys) if (await this.store.recordFiring(key, at)) recorded.add(key);
+      return recorded;
+    } catch (thrown) {
+      const what = keys.length === 1 ? `firing ${keys[0]}` : `${keys.length} firings (${keys[0]}, …)`;
+      this.logger.error(`could not record ${what}; will retry`, { error: toError(thrown).message, now });
+      return null;
+    }
+  }
+
+  /** Moves the cursors past the due times handled; a failure is logged (the firing keys still guard them). */
+  private async saveCursors(plans: Plan[]): Promise<void> {
+    for (const plan of plans) plan.state.cursor = plan.latest;
+    if (plans.length === 0) return;
+    const cursors = plans.map((p) => ({ scheduleId: p.state.entry.id, dueTime: p.latest }));
+    try {
+      if (this.store.setScheduleCursors) await this.store.setScheduleCursors(cursors);
+      else for (const c of cursors) await this.store.setScheduleCursor(c.scheduleId, c.dueTime);
+    } catch (thrown) {
+      // The firing keys still guard these due times; the next firing writes newer cursors.
+      this.logger.error(`could not save the cursors of ${cursors.length} schedule(s)`, { error: toError(thrown).message, firstScheduleId: cursors[0]?.scheduleId });
+    }
+  }
+}
+
+/** What one due entry calls for in a tick. */
+interface Plan {
+  state: EntryState;
+  /** The cursor before this tick. */
+  cursor: number;
+  /** The latest due time in (cursor, now]; the cursor moves here. */
+  latest: number;
+  /** The firing key when `latest` fires; null when it was too old and is only skipped. */
+  firingKey: string | null;
 }
 
 /** Runs `work` over `items` with at most `limit` in flight; `work` must not throw. */

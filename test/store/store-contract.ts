@@ -1017,6 +1017,20 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         expect(await store.getScheduleCursor('sync:1')).toBe(T0 + 3_600_000);
         expect(await store.getScheduleCursor('sequence:1')).toBe(T0 + 60_000);
       });
+
+      it('records firings and saves cursors in batches', async () => {
+        expect(await store.recordFiring('sync:2@a', T0)).toBe(true);
+        expect(await store.recordFirings(['sync:1@a', 'sync:2@a', 'sync:3@a'], T0 + 1)).toEqual(['sync:1@a', 'sync:3@a']);
+        expect(await store.recordFirings(['sync:1@a', 'sync:3@a'], T0 + 2)).toEqual([]);
+        expect(await store.recordFirings([], T0 + 3)).toEqual([]);
+        await store.setScheduleCursors([
+          { scheduleId: 'sync:1', dueTime: T0 },
+          { scheduleId: 'sync:2', dueTime: T0 + 60_000 },
+        ]);
+        await store.setScheduleCursors([{ scheduleId: 'sync:1', dueTime: T0 + 120_000 }]);
+        expect(await store.getScheduleCursor('sync:1')).toBe(T0 + 120_000);
+        expect(await store.getScheduleCursor('sync:2')).toBe(T0 + 60_000);
+      });
     });
   });
 }

@@ -681,6 +681,18 @@ export class SqliteStore implements Store, AsyncDisposable {
     this.write(() => this.s.setScheduleCursor.run(scheduleId, dueTime));
   }
 
+  async recordFirings(keys: string[], now: number): Promise<string[]> {
+    if (keys.length === 0) return [];
+    return this.write(() => keys.filter((key) => this.s.recordFiring.run(key, now).changes > 0));
+  }
+
+  async setScheduleCursors(cursors: Array<{ scheduleId: string; dueTime: number }>): Promise<void> {
+    if (cursors.length === 0) return;
+    this.write(() => {
+      for (const c of cursors) this.s.setScheduleCursor.run(c.scheduleId, c.dueTime);
+    });
+  }
+
   // -------------------------------------------------------------------------------------------
   // Internals (synchronous; callers hold a transaction)
 
