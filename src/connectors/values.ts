@@ -47,12 +47,18 @@ export function normalizeFloat32(value: number): number | string {
 const TIMESTAMP_TEXT =
   /^(\d{4,})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:\s*(Z|[+-]\d{2}(?::?\d{2})?(?::?\d{2})?))?( BC)?$/;
 
+/** A four-digit-year timestamp whose offset, if any, is zero. */
+const PLAIN_UTC_TIMESTAMP_TEXT = /^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(?:\.(\d+))?(?:Z|[+-]00(?::?00)?)?$/;
+
 /**
  * A timestamp as printed by PostgreSQL (DateStyle ISO) or DuckDB — `2024-01-02 03:04:05.123456`,
  * optionally with an offset like `+02`, `+05:30` — as ISO-8601 in UTC. Text without an offset is
  * taken as UTC. Values we cannot place on the calendar (`infinity`, BC dates) are returned as given.
  */
 export function timestampTextToIso(text: string): string {
+  // Most values are already UTC (no offset, or +00): only the text changes, no calendar arithmetic.
+  const plain = PLAIN_UTC_TIMESTAMP_TEXT.exec(text);
+  if (plain) return `${text.slice(0, 10)}T${text.slice(11, 19)}.${formatFraction(plain[1] ?? '')}Z`;
   const m = TIMESTAMP_TEXT.exec(text.trim());
   if (!m || m[9]) return text;
   const [, y, mo, d, h, mi, s, fraction = '', offset] = m;

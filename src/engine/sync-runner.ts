@@ -1,18 +1,17 @@
 /**
- * Executes one sync run (SPEC §2.2): query → plan → deliver → commit → report.
+ * Executes one sync run (SPEC §2.2): query → plan → deliver → commit → report, as a pipeline.
  *
- * States (see SyncRunStatus): the run arrives claimed in `querying`; planning streams the model,
- * diffs it against the snapshot and spools the planned operations to a temporary file; the run
- * moves to `processing` and delivers the spool in batches, committing each delivered batch to the
- * snapshot; `reporting` writes the final counts; the run ends `success`, `warning` (rejected rows),
- * `failed` (fatal error) or `cancelled` (at a batch boundary). When the worker shuts down, the run
- * is left in its active state so the next start marks it `interrupted` and runs it again.
+ * States (see SyncRunStatus): the run arrives claimed in `querying`; the model is streamed and each
+ * row validated, hashed and compared with the snapshot as it arrives; planned operations are grouped
+ * into batches of the sync's `batchSize` and delivered while the model is still being read (one
+ * batch in flight, so memory stays bounded), each delivered batch committed to the snapshot at once.
+ * The run moves to `processing` when its first batch is delivered. When the model is exhausted, the
+ * keys of the snapshot it no longer returns are planned as removals (modes that delete). `reporting`
+ * writes the final counts; the run ends `success`, `warning` (rejected rows), `failed` (fatal error)
+ * or `cancelled` (at a batch boundary). When the worker shuts down, the run is left in its active
+ * state so the next start marks it `interrupted` and runs it again.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
-import { rm } from 'node:fs/promises';
-import { join } from 'node:path';
-import { createInterface } from 'node:readline';
+import { hash } from 'node:crypto';
 import { resolveConnection } from '../core/connections.js';
 import { ErrorCode, LockstepError, toError } from '../core/errors.js';
 import { encodeKey } from '../core/keys.js';
@@ -20,6 +19,7 @@ import type {
   Clock,
   Connectors,
   Destination,
+  DestinationWriter,
   Logger,
   RowOutcome,
   Source,
@@ -31,6 +31,7 @@ import type {
 } from '../core/ports.js';
 import type { OperationCounts, RejectedRow, SyncRun } from '../core/runs.js';
 import type { ModelRecord, SyncRecord } from '../core/workspace.js';
+import { KeySet } from './key-set.js';
 
 export interface RetryPolicy {
   /** Attempts for one batch or query before a transient error becomes fatal (default: 5). */
@@ -53,16 +54,16 @@ export interface SyncRunnerOptions {
   /** Environment `${VAR}` templates resolve from. */
   env: Record<string, string | undefined>;
   retry: RetryPolicy;
-  /** Rows read from the source per batch (default: 5000). */
+  /** Rows read from the source per batch. */
   readBatchSize: number;
-  /** Folder for spool files (default: the OS temp folder). */
+  /** Folder for temporary files (default: the OS temp folder). Planned operations are no longer spooled; kept for configuration compatibility. */
   spoolDir: string;
 }
 
 /** Why a run stopped early: a user cancelled it, or the worker is shutting down. */
 export type StopReason = 'cancel' | 'shutdown';
 
-/** One planned operation, as spooled between planning and delivery. */
+/** One planned operation, between planning and delivery. */
 interface PlannedOp {
   /** op: what happened to the row in the model. */
   o: 'added' | 'changed' | 'removed';
@@ -76,6 +77,53 @@ interface PlannedOp {
   h: string;
 }
 
+/** A row of the model that passed validation, before it is compared with the snapshot. */
+interface Candidate {
+  key: Value[];
+  k: string;
+  values: Value[];
+  h: string;
+}
+
+/** Counts of a run as its pipeline goes, shared by planning and delivery. */
+interface RunProgress {
+  planned: OperationCounts;
+  successful: OperationCounts;
+  failed: OperationCounts;
+  querySize: number;
+  /** Planned rows with an outcome: delivered or rejected. */
+  settled: number;
+  /** The model is still being read (more rows may be planned). */
+  reading: boolean;
+  /** Rows in the snapshot at the start: how many rows the model is expected to return. */
+  expectedRows: number;
+  /** The run has moved to `processing`. */
+  processing: boolean;
+}
+
+/** One run's pipeline: what planning and delivery share. */
+interface Pipeline {
+  run: SyncRun;
+  sync: SyncRecord;
+  model: ModelRecord;
+  source: Source;
+  destination: Destination;
+  signal: AbortSignal;
+  update: (patch: SyncRunPatch) => Promise<SyncRun>;
+  progress: RunProgress;
+  /** Set once the model's columns are known (not for resetCDC, which sends nothing). */
+  writer: DestinationWriter | null;
+  target: WriteTarget | null;
+  /** The batch being delivered, if any. */
+  inflight: Promise<void> | null;
+}
+
+/** Rejected rows found while planning are stored in groups of this many. */
+const REJECTED_FLUSH = 1000;
+/** Snapshot keys read per page when looking for removals. */
+const SNAPSHOT_PAGE = 5000;
+const NO_SNAPSHOT: ReadonlyMap<string, string> = new Map();
+
 class RunStopped extends Error {
   constructor(readonly reason: StopReason) {
     super(`run stopped: ${reason}`);
@@ -83,6 +131,20 @@ class RunStopped extends Error {
 }
 
 const emptyCounts = (): OperationCounts => ({ addedCount: 0, changedCount: 0, removedCount: 0 });
+const total = (counts: OperationCounts): number => counts.addedCount + counts.changedCount + counts.removedCount;
+
+/**
+ * How far a run is. While the model is still read, the share of it read so far (against the
+ * snapshot's size, the best guess of the model's) times the share of planned rows settled, kept
+ * below 1; afterwards, the share of planned rows settled.
+ */
+function completionRatio(progress: RunProgress): number {
+  const planned = total(progress.planned);
+  const settled = planned === 0 ? 1 : Math.min(1, progress.settled / planned);
+  if (!progress.reading) return settled;
+  const read = progress.expectedRows > 0 ? Math.min(1, progress.querySize / progress.expectedRows) : 1;
+  return Math.min(0.99, read * settled);
+}
 
 function bump(counts: OperationCounts, op: PlannedOp['o'], by = 1): void {
   if (op === 'added') counts.addedCount += by;
@@ -92,7 +154,7 @@ function bump(counts: OperationCounts, op: PlannedOp['o'], by = 1): void {
 
 /** Hash of a row's mapped values: what the snapshot remembers per key. */
 export function hashValues(values: readonly Value[]): string {
-  return createHash('sha1').update(JSON.stringify(values)).digest('base64');
+  return hash('sha1', JSON.stringify(values), 'base64');
 }
 
 export class SyncRunner {
@@ -108,16 +170,13 @@ export class SyncRunner {
   ): Promise<SyncRun> {
     const { store, clock, logger } = this.options;
     const runLog = { syncRunId: claimed.id, syncId: claimed.syncId };
-    const spoolPath = join(this.options.spoolDir, `lockstep-run-${claimed.id}-${randomBytes(4).toString('hex')}.jsonl`);
     let source: Source | null = null;
     let destination: Destination | null = null;
-    // Connections are closed and the spool removed before the final status is recorded: closing a
-    // connection can take a while (SQLite checkpoints its WAL), and the next member of a sequence
-    // must not wait for it.
+    // Connections are closed before the final status is recorded: closing a connection can take a
+    // while (SQLite checkpoints its WAL), and the next member of a sequence must not wait for it.
     const cleanup = async () => {
       const open = [source, destination];
       source = destination = null;
-      await rm(spoolPath, { force: true }).catch(() => undefined);
       await Promise.all(open.map((c) => c?.close().catch(() => undefined)));
     };
     const update = async (patch: SyncRunPatch): Promise<SyncRun> => {
@@ -152,46 +211,56 @@ export class SyncRunner {
         );
       }
 
-      const plan = await this.withRetries('query', control.signal, () =>
-        this.plan(claimed, sync, model, source as Source, spoolPath, control.signal),
-      );
+      const progress: RunProgress = {
+        planned: emptyCounts(),
+        successful: emptyCounts(),
+        failed: emptyCounts(),
+        querySize: 0,
+        settled: 0,
+        reading: true,
+        expectedRows: 0,
+        processing: false,
+      };
+      const pipeline: Pipeline = {
+        run: claimed,
+        sync,
+        model,
+        source,
+        destination,
+        signal: control.signal,
+        update,
+        progress,
+        writer: null,
+        target: null,
+        inflight: null,
+      };
+      await this.withRetries('query', control.signal, async () => {
+        // A transient failure part-way restarts the run's reading: what was delivered is in the
+        // snapshot by now and is not planned again, so it stays counted as planned and delivered.
+        progress.planned = { ...progress.successful };
+        progress.failed = emptyCounts();
+        progress.querySize = 0;
+        progress.settled = total(progress.successful);
+        progress.reading = true;
+        await this.runPipeline(pipeline);
+      });
       if (claimed.options.resetCDC) {
-        await update({ status: 'reporting', querySize: plan.querySize, completionRatio: 1 });
+        await update({ status: 'reporting', querySize: progress.querySize, completionRatio: 1 });
         await cleanup();
         return await update({ status: 'success' });
       }
-      let run = await update({
-        status: 'processing',
-        querySize: plan.querySize,
-        plannedRows: plan.planned,
-        failedRows: plan.failed,
-        completionRatio: 0,
+      await update({
+        status: progress.processing ? undefined : 'processing',
+        querySize: progress.querySize,
+        plannedRows: progress.planned,
+        successfulRows: progress.successful,
+        failedRows: progress.failed,
       });
-      if (plan.rejected.length > 0) await store.addRejectedRows(plan.rejected);
-
-      const writer = await destination.prepare(plan.target);
-      const successful = emptyCounts();
-      const failed = { ...plan.failed };
-      const plannedTotal = plan.planned.addedCount + plan.planned.changedCount + plan.planned.removedCount;
-      let processed = plan.failed.addedCount + plan.failed.changedCount + plan.failed.removedCount;
-      for await (const batch of readSpool(spoolPath, sync.batchSize)) {
-        await this.checkStop(claimed.id, control.signal);
-        const outcomes = await this.withRetries('write', control.signal, () =>
-          writer.write(batch.map((p) => ({ kind: p.w, key: p.key, values: p.values }))),
-        );
-        await this.commitBatch(claimed, sync, batch, outcomes, successful, failed);
-        processed += batch.length;
-        run = await update({
-          successfulRows: successful,
-          failedRows: failed,
-          completionRatio: plannedTotal === 0 ? 1 : Math.min(1, processed / plannedTotal),
-        });
-      }
       await update({ status: 'reporting', completionRatio: 1 });
       await cleanup();
-      const rejected = failed.addedCount + failed.changedCount + failed.removedCount;
-      run = await update({ status: rejected > 0 ? 'warning' : 'success' });
-      logger.info('sync run finished', { ...runLog, status: run.status, delivered: processed - rejected, rejected });
+      const rejected = total(progress.failed);
+      const run = await update({ status: rejected > 0 ? 'warning' : 'success' });
+      logger.info('sync run finished', { ...runLog, status: run.status, delivered: total(progress.successful), rejected });
       return run;
     } catch (thrown) {
       await cleanup();
@@ -212,95 +281,172 @@ export class SyncRunner {
     }
   }
 
-  /** Streams the model, validates and diffs each row against the snapshot, spools what to send. */
-  private async plan(run: SyncRun, sync: SyncRecord, model: ModelRecord, source: Source, spoolPath: string, signal: AbortSignal) {
-    const { store } = this.options;
-    const spool = createWriteStream(spoolPath);
-    const planned = emptyCounts();
-    const failed = emptyCounts();
-    const rejected: RejectedRow[] = [];
-    const seen = new Set<string>();
-    const keyColumns = model.primaryKey.map((c) => mapColumn(sync, c));
-    let target: WriteTarget = { object: sync.object, keyColumns, columns: keyColumns };
-    let keyIndexes: number[] | null = null;
-    let querySize = 0;
-    const { fullResync, resetCDC } = run.options;
-    if (resetCDC) await store.snapshotClear(sync.id);
+  /**
+   * Streams the model once: validates each row (null and duplicate keys are rejected), hashes it,
+   * compares it with the snapshot and hands planned operations to delivery batch by batch; then
+   * plans the removals. The keys seen are kept as fingerprints (KeySet), never the rows.
+   */
+  private async runPipeline(p: Pipeline): Promise<void> {
     try {
-      for await (const batch of source.read(model.query, { batchSize: this.options.readBatchSize, signal })) {
-        if (signal.aborted) throw new RunStopped(signal.reason as StopReason);
-        if (keyIndexes === null) {
-          keyIndexes = model.primaryKey.map((column) => {
-            const index = batch.columns.indexOf(column);
-            if (index < 0) {
-              throw new LockstepError(
-                ErrorCode.Schema,
-                `model "${model.slug}" declares primary key column "${column}", but its query returns only ${batch.columns.map((c) => `"${c}"`).join(', ')} — fix primaryKey or the query`,
-              );
-            }
-            return index;
-          });
-          target = { object: sync.object, keyColumns, columns: batch.columns.map((c) => mapColumn(sync, c)) };
-          assertUniqueColumns(sync, target.columns);
-        }
-        querySize += batch.rows.length;
-        const candidates: Array<{ key: Value[]; k: string; values: Value[]; h: string }> = [];
-        for (const values of batch.rows) {
-          const key = keyIndexes.map((i) => values[i] ?? null);
-          const k = encodeKey(key);
-          const nullColumn = key.findIndex((v) => v === null);
-          if (nullColumn >= 0) {
-            bump(planned, 'added');
-            bump(failed, 'added');
-            rejected.push({ syncRunId: run.id, key: k, op: 'added', reason: `primary key column "${model.primaryKey[nullColumn]}" is null` });
-            continue;
+      await this.planAndDeliver(p);
+    } finally {
+      // Whatever stopped the pipeline, the batch being written finishes (and is committed to the
+      // snapshot if it was delivered) before connections close or the reading starts over.
+      const last = p.inflight;
+      p.inflight = null;
+      await last?.catch(() => undefined);
+    }
+  }
+
+  private async planAndDeliver(p: Pipeline): Promise<void> {
+    const { store } = this.options;
+    const { run, sync, model, source, signal, progress } = p;
+    const { fullResync, resetCDC } = run.options;
+    const deletes = sync.mode === 'mirror' || sync.deleteBehavior === 'delete';
+    const keyColumns = model.primaryKey.map((c) => mapColumn(sync, c));
+    if (resetCDC) await store.snapshotClear(sync.id);
+    // An empty snapshot (a first run, or after resetCDC) needs no lookups: every row is new.
+    progress.expectedRows = resetCDC ? 0 : await store.snapshotCount(sync.id);
+    const lookups = progress.expectedRows > 0;
+    const seen = new KeySet(Math.max(progress.expectedRows, 1024) * 2);
+    let rejected: RejectedRow[] = [];
+    let batch: PlannedOp[] = [];
+    let keyIndexes: number[] | null = null;
+    const reject = async (row: RejectedRow) => {
+      bump(progress.planned, 'added');
+      bump(progress.failed, 'added');
+      progress.settled++;
+      rejected.push(row);
+      if (rejected.length >= REJECTED_FLUSH) {
+        await store.addRejectedRows(rejected);
+        rejected = [];
+      }
+    };
+    const plan = async (op: PlannedOp) => {
+      bump(progress.planned, op.o);
+      batch.push(op);
+      if (batch.length >= sync.batchSize) {
+        const full = batch;
+        batch = [];
+        await this.deliver(p, full);
+      }
+    };
+
+    for await (const rows of source.read(model.query, { batchSize: this.options.readBatchSize, signal })) {
+      if (signal.aborted) throw new RunStopped(signal.reason as StopReason);
+      if (keyIndexes === null) {
+        keyIndexes = model.primaryKey.map((column) => {
+          const index = rows.columns.indexOf(column);
+          if (index < 0) {
+            throw new LockstepError(
+              ErrorCode.Schema,
+              `model "${model.slug}" declares primary key column "${column}", but its query returns only ${rows.columns.map((c) => `"${c}"`).join(', ')} — fix primaryKey or the query`,
+            );
           }
-          if (seen.has(k)) {
-            bump(planned, 'added');
-            bump(failed, 'added');
-            rejected.push({ syncRunId: run.id, key: k, op: 'added', reason: `duplicate primary key ${k}: the model returned this key more than once; only its first row was planned` });
-            continue;
-          }
-          seen.add(k);
-          candidates.push({ key, k, values, h: hashValues(values) });
-        }
-        if (resetCDC) {
-          await store.snapshotWrite(sync.id, candidates.map((c) => [c.k, c.h]), []);
+          return index;
+        });
+        const target = { object: sync.object, keyColumns, columns: rows.columns.map((c) => mapColumn(sync, c)) };
+        assertUniqueColumns(sync, target.columns);
+        p.target = target;
+        if (!resetCDC) p.writer = await p.destination.prepare(target);
+      }
+      progress.querySize += rows.rows.length;
+      const candidates: Candidate[] = [];
+      for (const values of rows.rows) {
+        const key = keyIndexes.map((i) => values[i] ?? null);
+        const k = encodeKey(key);
+        const nullColumn = key.indexOf(null);
+        if (nullColumn >= 0) {
+          await reject({ syncRunId: run.id, key: k, op: 'added', reason: `primary key column "${model.primaryKey[nullColumn]}" is null` });
           continue;
         }
-        const snapshot = await store.snapshotGet(sync.id, candidates.map((c) => c.k));
-        const lines: string[] = [];
-        for (const c of candidates) {
-          const old = snapshot.get(c.k);
-          if (old === c.h && !fullResync) continue;
-          const op: PlannedOp['o'] = old === undefined ? 'added' : 'changed';
-          const kind = writeKind(sync, op);
-          if (kind === null) continue;
-          bump(planned, op);
-          lines.push(JSON.stringify({ o: op, w: kind, k: c.k, key: c.key, values: c.values, h: c.h } satisfies PlannedOp));
+        if (!seen.add(k)) {
+          await reject({ syncRunId: run.id, key: k, op: 'added', reason: `duplicate primary key ${k}: the model returned this key more than once; only its first row was planned` });
+          continue;
         }
-        if (lines.length > 0) await writeLines(spool, lines);
+        candidates.push({ key, k, values, h: hashValues(values) });
       }
-      const deletes = sync.mode === 'mirror' || sync.deleteBehavior === 'delete';
-      if (resetCDC || deletes) {
-        const gone: string[] = [];
-        for await (const keys of store.snapshotKeys(sync.id, 5000)) {
-          for (const k of keys) if (!seen.has(k)) gone.push(k);
-        }
-        if (resetCDC) {
-          if (gone.length > 0) await store.snapshotWrite(sync.id, [], gone);
-        } else {
-          const lines = gone.map((k) => {
-            bump(planned, 'removed');
-            return JSON.stringify({ o: 'removed', w: 'delete', k, key: JSON.parse(k) as Value[], values: [], h: '' } satisfies PlannedOp);
-          });
-          for (let i = 0; i < lines.length; i += 1000) await writeLines(spool, lines.slice(i, i + 1000));
-        }
+      if (resetCDC) {
+        await store.snapshotWrite(sync.id, candidates.map((c) => [c.k, c.h]), []);
+        continue;
       }
-    } finally {
-      await new Promise<void>((resolve, reject) => spool.end((err?: Error | null) => (err ? reject(err) : resolve())));
+      const snapshot = lookups && candidates.length > 0 ? await store.snapshotGet(sync.id, candidates.map((c) => c.k)) : NO_SNAPSHOT;
+      for (const c of candidates) {
+        const old = snapshot.get(c.k);
+        if (old === c.h && !fullResync) continue;
+        const op: PlannedOp['o'] = old === undefined ? 'added' : 'changed';
+        const kind = writeKind(sync, op);
+        if (kind === null) continue;
+        await plan({ o: op, w: kind, k: c.k, key: c.key, values: c.values, h: c.h });
+      }
     }
-    return { querySize, planned, failed, rejected, target };
+    progress.reading = false;
+    if (rejected.length > 0) await store.addRejectedRows(rejected);
+    if (p.target === null) {
+      p.target = { object: sync.object, keyColumns, columns: keyColumns };
+      if (!resetCDC) p.writer = await p.destination.prepare(p.target);
+    }
+
+    // Removals: the snapshot's keys the model no longer returned. Reading them by key ranges stays
+    // correct while delivered batches are committed to the snapshot meanwhile (those keys were seen).
+    if ((resetCDC || deletes) && progress.expectedRows > 0) {
+      let gone: string[] = [];
+      for await (const keys of store.snapshotKeys(sync.id, SNAPSHOT_PAGE)) {
+        for (const k of keys) {
+          if (seen.has(k)) continue;
+          if (resetCDC) gone.push(k);
+          else await plan({ o: 'removed', w: 'delete', k, key: JSON.parse(k) as Value[], values: [], h: '' });
+        }
+        if (gone.length > 0) {
+          await store.snapshotWrite(sync.id, [], gone);
+          gone = [];
+        }
+      }
+    }
+    if (batch.length > 0) await this.deliver(p, batch);
+    if (p.inflight) {
+      const last = p.inflight;
+      p.inflight = null;
+      await last;
+    }
+  }
+
+  /**
+   * Starts delivering a batch once the previous one is committed, and returns without waiting for
+   * it: the next batch is planned while this one is written. Cancellation is checked here, at the
+   * batch boundary.
+   */
+  private async deliver(p: Pipeline, batch: PlannedOp[]): Promise<void> {
+    if (p.inflight) {
+      const previous = p.inflight;
+      p.inflight = null;
+      await previous;
+    }
+    await this.checkStop(p.run.id, p.signal);
+    const delivery = this.deliverBatch(p, batch);
+    // Awaited by the next deliver() or at the end; a failure is not lost meanwhile.
+    delivery.catch(() => undefined);
+    p.inflight = delivery;
+  }
+
+  private async deliverBatch(p: Pipeline, batch: PlannedOp[]): Promise<void> {
+    const { progress } = p;
+    const writer = p.writer as DestinationWriter;
+    const outcomes = await this.withRetries('write', p.signal, () =>
+      writer.write(batch.map((op) => ({ kind: op.w, key: op.key, values: op.values }))),
+    );
+    await this.commitBatch(p.run, p.sync, batch, outcomes, progress.successful, progress.failed);
+    progress.settled += batch.length;
+    const first = !progress.processing;
+    progress.processing = true;
+    await p.update({
+      status: first ? 'processing' : undefined,
+      querySize: progress.querySize,
+      plannedRows: progress.planned,
+      successfulRows: progress.successful,
+      failedRows: progress.failed,
+      completionRatio: completionRatio(progress),
+    });
   }
 
   /** Records a delivered batch: delivered rows into the snapshot, refused rows as rejected. */
@@ -405,26 +551,4 @@ function writeKind(sync: SyncRecord, op: 'added' | 'changed'): WriteOperation['k
     case 'update':
       return 'update';
   }
-}
-
-function writeLines(stream: WriteStream, lines: string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const ok = stream.write(lines.join('\n') + '\n', (err) => (err ? reject(err) : undefined));
-    if (ok) resolve();
-    else stream.once('drain', resolve);
-  });
-}
-
-async function* readSpool(path: string, batchSize: number): AsyncGenerator<PlannedOp[]> {
-  const lines = createInterface({ input: createReadStream(path), crlfDelay: Infinity });
-  let batch: PlannedOp[] = [];
-  for await (const line of lines) {
-    if (!line) continue;
-    batch.push(JSON.parse(line) as PlannedOp);
-    if (batch.length >= batchSize) {
-      yield batch;
-      batch = [];
-    }
-  }
-  if (batch.length > 0) yield batch;
 }

@@ -1,4 +1,6 @@
+import { once } from 'node:events';
 import pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
 import { assertNever, ErrorCode, LockstepError, toError } from '../../core/errors.js';
 import type {
   Destination,
@@ -36,10 +38,12 @@ interface TableInfo {
 }
 
 /**
- * Writes to PostgreSQL tables. A batch is one transaction: each kind of operation goes as one
- * statement over arrays (`unnest`), which is fast; when a row breaks a rule (SQLSTATE classes 21,
- * 22, 23) the transaction is rolled back and the batch replayed under savepoints, halving the
- * failing parts down to single rows, so exactly the offending rows are rejected, with PostgreSQL's message, and the rest committed.
+ * Writes to PostgreSQL tables. A batch is one transaction. Inserts and upserts are copied (COPY, as
+ * text) into a temporary staging table and merged into the table with one statement; updates and
+ * deletes go as one statement over arrays (`unnest`). When a row breaks a rule (SQLSTATE classes
+ * 21, 22, 23) the transaction is rolled back and that batch alone is replayed under savepoints,
+ * halving the failing parts down to single rows, so exactly the offending rows are rejected, with
+ * PostgreSQL's message, and the rest committed.
  */
 export class PostgresDestination implements Destination {
   readonly capabilities: DestinationCapabilities = { deletes: true, upsert: true };
@@ -150,13 +154,40 @@ function toText(value: Value): string | null {
 }
 
 type Kind = WriteOperation['kind'];
+/** Statements that move the staging table's rows into the table. */
+type MergeKind = 'merge-insert' | 'merge-upsert';
+
+/** Numbers staging tables, so two writers sharing a session never share one. */
+let stagingTables = 0;
+
+/** One row of COPY text: tab-separated, `\N` for null, backslash, tab and line breaks escaped. */
+function copyLine(values: readonly Value[], width: number): string {
+  let line = '';
+  for (let c = 0; c < width; c++) {
+    const value = values[c];
+    if (c > 0) line += '\t';
+    if (value === null || value === undefined) line += '\\N';
+    else if (typeof value === 'string') line += COPY_SPECIAL.test(value) ? value.replace(COPY_SPECIAL_ALL, escapeCopyChar) : value;
+    else line += String(value);
+  }
+  return line + '\n';
+}
+
+const COPY_SPECIAL = /[\\\t\n\r]/;
+const COPY_SPECIAL_ALL = /[\\\t\n\r]/g;
+const COPY_CHAR_ESCAPES: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' };
+function escapeCopyChar(c: string): string {
+  return COPY_CHAR_ESCAPES[c] ?? c;
+}
 
 /** Parts of a failing batch at most this long are replayed row by row rather than halved. */
 const ROW_BY_ROW_BELOW = 8;
 
 class PostgresWriter implements DestinationWriter {
   private readonly table: string;
-  private readonly statements = new Map<Kind, string>();
+  private readonly statements = new Map<Kind | MergeKind, string>();
+  /** This writer's staging table, private to each session (a temporary table). */
+  private readonly stagingName = `lockstep_staging_${++stagingTables}`;
 
   constructor(
     private readonly destination: PostgresDestination,
@@ -173,7 +204,7 @@ class PostgresWriter implements DestinationWriter {
     try {
       try {
         await client.query('begin');
-        const outcomes = await this.writeByKind(client, batch);
+        const outcomes = await this.writeByKind(client, batch, true);
         await client.query('commit');
         return outcomes;
       } catch (thrown) {
@@ -200,8 +231,8 @@ class PostgresWriter implements DestinationWriter {
     }
   }
 
-  /** One statement per kind of operation, in order of first appearance. */
-  private async writeByKind(client: pg.PoolClient, batch: WriteOperation[]): Promise<RowOutcome[]> {
+  /** One statement per kind of operation, in order of first appearance; `bulk` copies inserts and upserts. */
+  private async writeByKind(client: pg.PoolClient, batch: WriteOperation[], bulk = false): Promise<RowOutcome[]> {
     const outcomes: RowOutcome[] = batch.map(() => ({ ok: true }));
     const byKind = new Map<Kind, number[]>();
     batch.forEach((op, i) => {
@@ -211,6 +242,10 @@ class PostgresWriter implements DestinationWriter {
     });
     for (const [kind, indexes] of byKind) {
       const ops = indexes.map((i) => batch[i] as WriteOperation);
+      if (bulk && (kind === 'insert' || kind === 'upsert')) {
+        await this.copyAndMerge(client, kind, ops);
+        continue;
+      }
       const matched = await this.run(client, kind, ops);
       if (matched) {
         indexes.forEach((batchIndex, i) => {
@@ -264,12 +299,41 @@ class PostgresWriter implements DestinationWriter {
     return new Set(result.rows.map((r) => Number(r.ord)));
   }
 
+  /**
+   * Copies `ops` into the session's staging table (text columns, emptied at commit) and merges them
+   * into the table with one statement, casting each column to its type there, so a bad value fails
+   * the merge like any other statement.
+   */
+  private async copyAndMerge(client: pg.PoolClient, kind: 'insert' | 'upsert', ops: WriteOperation[]): Promise<void> {
+    const { columns } = this.target;
+    const staging = quoteIdent(this.stagingName);
+    await client.query(
+      `create temporary table if not exists ${staging} (${columns.map((_, i) => `a${i + 1} text`).join(', ')}) on commit delete rows`,
+    );
+    const copy = client.query(copyFrom(`copy ${staging} from stdin`));
+    const done = new Promise<void>((resolve, reject) => {
+      copy.on('finish', resolve);
+      copy.on('error', reject);
+    });
+    done.catch(() => undefined); // awaited below; this only keeps an early failure from counting as unhandled
+    const rowsPerChunk = 1000;
+    for (let start = 0; start < ops.length; start += rowsPerChunk) {
+      let text = '';
+      const end = Math.min(ops.length, start + rowsPerChunk);
+      for (let i = start; i < end; i++) text += copyLine((ops[i] as WriteOperation).values, columns.length);
+      if (!copy.write(text)) await Promise.race([once(copy, 'drain'), done]);
+    }
+    copy.end();
+    await done;
+    await client.query(this.statement(kind === 'insert' ? 'merge-insert' : 'merge-upsert'));
+  }
+
   private notFound(op: WriteOperation): RowOutcome {
     return { ok: false, reason: `no row with ${describeKey(this.target.keyColumns, op.key)} in "${this.target.object}"` };
   }
 
   /** The SQL for one kind, built once: identifiers quoted, every value an array parameter. */
-  private statement(kind: Kind): string {
+  private statement(kind: Kind | MergeKind): string {
     const cached = this.statements.get(kind);
     if (cached) return cached;
     const { columns, keyColumns } = this.target;
@@ -310,6 +374,20 @@ class PostgresWriter implements DestinationWriter {
       case 'delete':
         text = `delete from ${this.table} as t using (${source(keyColumns)}) as v where ${keyMatch(keyColumns)}`;
         break;
+      case 'merge-insert':
+      case 'merge-upsert': {
+        const staged = `select ${columns.map((c, i) => `s.a${i + 1}::${typeOf(c)}`).join(', ')} from ${quoteIdent(this.stagingName)} as s`;
+        text = `insert into ${this.table} (${columnList}) ${staged}`;
+        if (kind === 'merge-upsert') {
+          const conflict = keyColumns.map(quoteIdent).join(', ');
+          const action =
+            nonKey.length === 0
+              ? 'do nothing'
+              : `do update set ${nonKey.map((c) => `${quoteIdent(c)} = excluded.${quoteIdent(c)}`).join(', ')}`;
+          text += ` on conflict (${conflict}) ${action}`;
+        }
+        break;
+      }
       default:
         return assertNever(kind);
     }

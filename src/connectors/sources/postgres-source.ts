@@ -1,5 +1,6 @@
 import pg from 'pg';
 import Cursor from 'pg-cursor';
+import { to as copyTo } from 'pg-copy-streams';
 import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
 import type { ReadOptions, RowBatch, Source, Value } from '../../core/ports.js';
 import {
@@ -106,6 +107,94 @@ export class PostgresSource implements Source {
     signal?.throwIfAborted();
     const client = await this.openClient();
     this.active.add(client);
+    try {
+      const fields = await this.describe(client, query);
+      if (fields) yield* this.readCopy(client, query, fields, batchSize, signal);
+      else yield* this.readCursor(client, query, batchSize, signal);
+    } finally {
+      this.active.delete(client);
+      await client.end().catch(() => undefined);
+    }
+  }
+
+  /**
+   * The query's columns and their types, or null when the query cannot be used as a subquery
+   * (then it is read through a cursor, which also reports any real error in it).
+   */
+  private async describe(client: pg.Client, query: string): Promise<pg.FieldDef[] | null> {
+    try {
+      const result = await client.query({ text: `select * from (\n${stripTerminator(query)}\n) as lockstep_model limit 0`, rowMode: 'array' });
+      return result.fields;
+    } catch (error) {
+      const failure = classifyPostgresError(error);
+      if (failure === PostgresFailure.Transient || failure === PostgresFailure.Connection) throw this.queryError(error);
+      return null;
+    }
+  }
+
+  /**
+   * Reads the result as COPY text, which streams without per-row protocol messages; each field is
+   * parsed by the same type parser the cursor path uses, so both give the same values.
+   */
+  private async *readCopy(
+    client: pg.Client,
+    query: string,
+    fields: pg.FieldDef[],
+    batchSize: number,
+    signal: AbortSignal | undefined,
+  ): AsyncGenerator<RowBatch> {
+    const columns = fields.map((f) => f.name);
+    const parsers = fields.map((f) => postgresTypes.getTypeParser(f.dataTypeID, 'text') as TextParser);
+    const width = columns.length;
+    const stream = client.query(copyTo(`copy (\n${stripTerminator(query)}\n) to stdout`));
+    let rows: Value[][] = [];
+    let yielded = false;
+    let rest: Buffer | null = null;
+    try {
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        signal?.throwIfAborted();
+        const data: Buffer = rest ? Buffer.concat([rest, chunk]) : chunk;
+        // A raw newline only ends a row (newlines inside values are escaped), and never occurs
+        // inside a multi-byte UTF-8 character, so decoding up to the last one is safe.
+        const end = data.lastIndexOf(10);
+        if (end < 0) {
+          rest = data;
+          continue;
+        }
+        rest = end + 1 < data.length ? data.subarray(end + 1) : null;
+        const text = data.toString('utf8', 0, end);
+        let start = 0;
+        while (start <= text.length) {
+          let stop = text.indexOf('\n', start);
+          if (stop < 0) stop = text.length;
+          const row = new Array<Value>(width);
+          let fieldStart = start;
+          for (let c = 0; c < width; c++) {
+            let fieldEnd = c === width - 1 ? stop : text.indexOf('\t', fieldStart);
+            if (fieldEnd < 0 || fieldEnd > stop) fieldEnd = stop;
+            row[c] = parseCopyField(text.slice(fieldStart, fieldEnd), parsers[c] as TextParser);
+            fieldStart = fieldEnd + 1;
+          }
+          rows.push(row);
+          if (rows.length >= batchSize) {
+            yielded = true;
+            const batch = rows;
+            rows = [];
+            yield { columns, rows: batch };
+            signal?.throwIfAborted();
+          }
+          start = stop + 1;
+        }
+      }
+    } catch (error) {
+      if (signal?.aborted) throw error;
+      throw error instanceof LockstepError ? error : this.queryError(error);
+    }
+    // An empty result still tells the caller its columns.
+    if (rows.length > 0 || !yielded) yield { columns, rows };
+  }
+
+  private async *readCursor(client: pg.Client, query: string, batchSize: number, signal: AbortSignal | undefined): AsyncGenerator<RowBatch> {
     let cursor: Cursor<unknown[]> | null = null;
     try {
       cursor = client.query(new Cursor<unknown[]>(query, [], { rowMode: 'array', types: postgresTypes }));
@@ -126,9 +215,7 @@ export class PostgresSource implements Source {
         if (rows.length < batchSize) return;
       }
     } finally {
-      this.active.delete(client);
       if (cursor) await cursor.close().catch(() => undefined);
-      await client.end().catch(() => undefined);
     }
   }
 
@@ -190,4 +277,18 @@ function readCursor(cursor: Cursor<unknown[]>, count: number): Promise<{ rows: u
       else resolve({ rows, fields: (result?.fields ?? []).map((f) => f.name) });
     });
   });
+}
+
+/** The query without a trailing `;`, so it can be wrapped. */
+function stripTerminator(query: string): string {
+  return query.replace(/[\s;]+$/, '');
+}
+
+const COPY_ESCAPES: Record<string, string> = { b: '\b', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v' };
+
+/** One field of COPY text: `\N` is null, backslash escapes undone, then the column's parser. */
+function parseCopyField(raw: string, parse: TextParser): Value {
+  if (raw === '\\N') return null;
+  const text = raw.includes('\\') ? raw.replace(/\\(.)/g, (_, c: string) => COPY_ESCAPES[c] ?? c) : raw;
+  return normalizeValue(parse(text));
 }

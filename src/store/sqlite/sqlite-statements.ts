@@ -129,11 +129,6 @@ export function prepareStatements(db: SqliteDatabase) {
     rejectedRows: db.prepare('SELECT * FROM rejected_rows WHERE sync_run_id = ? ORDER BY id LIMIT ? OFFSET ?'),
 
     // --- snapshots
-    snapshotUpsert: db.prepare(
-      `INSERT INTO snapshots (sync_id, key, hash) VALUES (?, ?, ?)
-       ON CONFLICT (sync_id, key) DO UPDATE SET hash = excluded.hash`,
-    ),
-    snapshotDelete: db.prepare('DELETE FROM snapshots WHERE sync_id = ? AND key = ?'),
     snapshotFirstKeys: db.prepare('SELECT key FROM snapshots WHERE sync_id = ? ORDER BY key LIMIT ?'),
     snapshotKeysAfter: db.prepare('SELECT key FROM snapshots WHERE sync_id = ? AND key > ? ORDER BY key LIMIT ?'),
     snapshotClear: db.prepare('DELETE FROM snapshots WHERE sync_id = ?'),

@@ -114,9 +114,6 @@ const WAL_AUTOCHECKPOINT_PAGES = 10_000;
 /** The WAL is truncated back to this size after a checkpoint, so one bulk write does not leave a huge file. */
 const WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024;
 
-/** Most bound parameters in one statement; SQLite's own limit is far higher, this keeps statements small. */
-const MAX_PARAMS = 500;
-
 export class SqliteStore implements Store, AsyncDisposable {
   readonly capabilities: StoreCapabilities = { skipLocked: false, notifications: false };
   /** Absolute path of the database file. */
@@ -432,14 +429,14 @@ export class SqliteStore implements Store, AsyncDisposable {
   // Snapshots
 
   async snapshotGet(syncId: number, keys: string[]): Promise<Map<string, string>> {
+    if (keys.length === 0) return new Map();
+    // The keys travel as one JSON array (one bound parameter, parsed by SQLite), probed one by one
+    // against the primary key: a single statement for any number of keys.
     return this.read(() => {
       const found = new Map<string, string>();
-      for (let start = 0; start < keys.length; start += MAX_PARAMS) {
-        const chunk = keys.slice(start, start + MAX_PARAMS);
-        const sql = `SELECT key, hash FROM snapshots WHERE sync_id = ? AND key IN (${chunk.map(() => '?').join(', ')})`;
-        for (const row of this.statement(sql).all(syncId, ...chunk) as Array<{ key: string; hash: string }>) {
-          found.set(row.key, row.hash);
-        }
+      const sql = 'SELECT s.key, s.hash FROM json_each(?) AS j CROSS JOIN snapshots AS s WHERE s.sync_id = ? AND s.key = j.value';
+      for (const row of this.statement(sql).all(JSON.stringify(keys), syncId) as Array<{ key: string; hash: string }>) {
+        found.set(row.key, row.hash);
       }
       return found;
     });
@@ -447,9 +444,17 @@ export class SqliteStore implements Store, AsyncDisposable {
 
   async snapshotWrite(syncId: number, upserts: Array<[key: string, hash: string]>, deletes: string[]): Promise<void> {
     if (upserts.length === 0 && deletes.length === 0) return;
+    // A batch travels as one JSON parameter: one statement per batch instead of one per row.
     this.write(() => {
-      for (const [key, hash] of upserts) this.s.snapshotUpsert.run(syncId, key, hash);
-      for (const key of deletes) this.s.snapshotDelete.run(syncId, key);
+      if (upserts.length > 0) {
+        this.statement(
+          `INSERT INTO snapshots (sync_id, key, hash) SELECT ?, j.value ->> 0, j.value ->> 1 FROM json_each(?) AS j WHERE true
+           ON CONFLICT (sync_id, key) DO UPDATE SET hash = excluded.hash`,
+        ).run(syncId, JSON.stringify(upserts));
+      }
+      if (deletes.length > 0) {
+        this.statement('DELETE FROM snapshots WHERE sync_id = ? AND key IN (SELECT value FROM json_each(?))').run(syncId, JSON.stringify(deletes));
+      }
     });
   }
 
