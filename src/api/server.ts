@@ -18,6 +18,7 @@ import { registerLockstepRoutes } from './lockstep-routes.js';
 import { createMetrics } from './metrics.js';
 import { defineRoute } from './route.js';
 import { streamRunEvents } from './run-events.js';
+import { isWebhookPath, registerWebhookRoutes } from './webhook-routes.js';
 import { z } from '@hono/zod-openapi';
 
 export type { ApiDeps, RunControl, RunEvents } from './context.js';
@@ -79,7 +80,8 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
   });
   app.use('/api/*', async (c, next) => {
     c.set('authRequired' as never, options.authRequired as never);
-    if (!options.authRequired || c.req.path === '/api/session') return next();
+    // Webhook deliveries are signed by their sender instead of carrying a token.
+    if (!options.authRequired || c.req.path === '/api/session' || isWebhookPath(c.req.path)) return next();
     await authenticate(c, next);
   });
 
@@ -99,6 +101,7 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
     await next();
   }
 
+  registerWebhookRoutes(app, options);
   registerHightouchRoutes(app, options);
   registerLockstepRoutes(app, options);
 

@@ -1,0 +1,118 @@
+/**
+ * `POST /api/v1/webhooks/dbt-cloud` and `POST /api/v1/webhooks/fivetran`: deliveries from upstream
+ * tools that start runs. They carry a signature instead of a bearer token; the body is limited,
+ * and every delivery — also a refused one — is recorded with why.
+ */
+import type { OpenAPIHono } from '@hono/zod-openapi';
+import type { Context } from 'hono';
+import { interpolate } from '../core/connections.js';
+import { toError } from '../core/errors.js';
+import type { WebhookSource } from '../core/webhooks.js';
+import { WebhookReceiver, type IncomingWebhook, type WebhookAnswer, type WebhookSecrets } from '../engine/webhook-receiver.js';
+import type { ApiDeps } from './context.js';
+import { defineRoute } from './route.js';
+import { z } from '@hono/zod-openapi';
+
+/** Largest delivery accepted; dbt Cloud and Fivetran payloads are a few kilobytes. */
+export const WEBHOOK_BODY_LIMIT_BYTES = 256 * 1024;
+
+export const WEBHOOK_PATHS: Record<WebhookSource, string> = {
+  dbt_cloud: '/api/v1/webhooks/dbt-cloud',
+  fivetran: '/api/v1/webhooks/fivetran',
+};
+
+export function registerWebhookRoutes(app: OpenAPIHono, deps: ApiDeps): void {
+  const { store, logger, clock, env } = deps;
+  const secrets = async (): Promise<WebhookSecrets> => {
+    const { webhooks } = await store.loadWorkspace();
+    const resolve = (setting: { secret: string } | null, where: string) => {
+      if (!setting) return null;
+      try {
+        return interpolate(setting.secret, env, where);
+      } catch (thrown) {
+        logger.warn('webhook secret cannot be resolved', { where, error: toError(thrown).message });
+        return null;
+      }
+    };
+    return { dbtCloud: resolve(webhooks.dbtCloud, 'the dbt Cloud webhook'), fivetran: resolve(webhooks.fivetran, 'the Fivetran webhook') };
+  };
+  const receiver = new WebhookReceiver({ store, runs: deps.runs, clock, logger, secrets });
+
+  const handle = (source: WebhookSource, receive: (incoming: IncomingWebhook) => Promise<WebhookAnswer>) => async (c: Context) => {
+    const declared = Number(c.req.header('content-length') ?? 0);
+    const raw = declared > WEBHOOK_BODY_LIMIT_BYTES ? null : Buffer.from(await c.req.arrayBuffer());
+    if (raw === null || raw.length > WEBHOOK_BODY_LIMIT_BYTES) {
+      const { event } = await store.webhooks.record({
+        source,
+        receivedAt: clock.now(),
+        eventId: null,
+        eventType: null,
+        outcome: 'rejected',
+        reason: `the body is larger than ${WEBHOOK_BODY_LIMIT_BYTES} bytes`,
+        httpStatus: 413,
+        triggered: [],
+        payloadExcerpt: raw ? raw.subarray(0, 2000).toString('utf8') : '',
+      });
+      return c.json({ outcome: event.outcome, message: event.reason, deliveryId: event.id, runs: [] }, 413);
+    }
+    const headers: Record<string, string | undefined> = {};
+    c.req.raw.headers.forEach((value, name) => (headers[name.toLowerCase()] = value));
+    const answer = await receive({ rawBody: raw, headers });
+    return c.json(answer.body, answer.status as 200);
+  };
+
+  app.post(WEBHOOK_PATHS.dbt_cloud, handle('dbt_cloud', (i) => receiver.receiveDbtCloud(i)));
+  app.post(WEBHOOK_PATHS.fivetran, handle('fivetran', (i) => receiver.receiveFivetran(i)));
+  const answer = z.object({
+    outcome: z.enum(['accepted', 'rejected', 'ignored', 'duplicate']),
+    message: z.string(),
+    deliveryId: z.number().int(),
+    runs: z.array(z.object({ kind: z.enum(['sync', 'sequence']), slug: z.string(), runId: z.string() })),
+  });
+  for (const [path, summary] of [
+    [WEBHOOK_PATHS.dbt_cloud, "dbt Cloud's outgoing webhook; the Authorization header holds the hex HMAC-SHA256 of the raw body with webhooks.dbtCloud.secret. A job.run.completed with runStatusCode 10 starts what is scheduled on that job."],
+    [WEBHOOK_PATHS.fivetran, "Fivetran's webhook; X-Fivetran-Signature-256 holds the hex HMAC-SHA256 of the body with webhooks.fivetran.secret. A sync_end with data.status SUCCESSFUL starts what is scheduled on that connector."],
+  ] as const) {
+    app.openAPIRegistry.registerPath({
+      method: 'post',
+      path,
+      summary,
+      tags: ['Webhooks'],
+      security: [],
+      responses: {
+        200: { description: 'Recorded: accepted, ignored or duplicate', content: { 'application/json': { schema: answer } } },
+        400: { description: 'Signed, but not a usable body', content: { 'application/json': { schema: answer } } },
+        401: { description: 'Missing or wrong signature, or no secret configured', content: { 'application/json': { schema: answer } } },
+        413: { description: `Body over ${WEBHOOK_BODY_LIMIT_BYTES} bytes`, content: { 'application/json': { schema: answer } } },
+      },
+    });
+  }
+
+  // The delivery log, newest first, so a user can see why a delivery did or did not start anything.
+  defineRoute(
+    app,
+    {
+      method: 'get',
+      path: '/api/webhook-events',
+      summary: 'Webhook deliveries, newest first: outcome (accepted, rejected, ignored, duplicate), why, and the runs started',
+      tag: 'Webhooks',
+      query: z.object({
+        source: z.enum(['dbt_cloud', 'fivetran']).optional(),
+        limit: z.coerce.number().int().min(1).max(100).default(20),
+        offset: z.coerce.number().int().min(0).default(0),
+      }),
+      responses: { 200: { description: 'A page of deliveries', schema: z.object({ hasMore: z.boolean(), data: z.array(z.record(z.string(), z.unknown())) }) } },
+    },
+    async (c, { query }) => {
+      const { source, limit, offset } = query;
+      const rows = await store.webhooks.list({ source, limit: limit + 1, offset });
+      const data = rows.slice(0, limit).map((e) => ({ ...e, receivedAt: new Date(e.receivedAt).toISOString() }));
+      return c.json({ hasMore: rows.length > limit, data });
+    },
+  );
+}
+
+/** Whether a path is a webhook endpoint (signed by its sender, so no bearer token). */
+export function isWebhookPath(path: string): boolean {
+  return Object.values(WEBHOOK_PATHS).includes(path);
+}

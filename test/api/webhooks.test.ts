@@ -1,0 +1,129 @@
+/**
+ * dbt Cloud and Fivetran deliveries posted to a running `lockstep serve` (real HTTP on loopback),
+ * with correct and incorrect signatures: the right runs start, or none, and every delivery is in
+ * the log with why.
+ */
+import { createHmac } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { generateToken, hashToken } from '../../src/core/tokens.js';
+import { member, model, sequence, source, sync, workspace } from '../helpers/definitions.js';
+import { createHierarchyFixture, startHarness, tempDir } from '../helpers/harness.js';
+
+const DBT_SECRET = 'whsec-dbt-0123456789';
+const FIVETRAN_SECRET = 'whsec-fivetran-9876543210';
+
+async function serve() {
+  const dir = tempDir('lockstep-webhooks-');
+  createHierarchyFixture(dir);
+  const h = await startHarness({
+    dir,
+    env: { DBT_SECRET, FIVETRAN_SECRET },
+    definition: {
+      ...workspace({
+        sources: [source('warehouse', { path: 'warehouse.db' })],
+        destinations: [source('crm', { path: 'crm.db' })],
+        models: [
+          model('accounts', 'warehouse', 'select id, name from accounts'),
+          model('workspaces', 'warehouse', 'select id, account_id, name from workspaces'),
+        ],
+        syncs: [
+          sync('accounts', { model: 'accounts', destination: 'crm', object: 'accounts', schedule: { type: 'fivetran', connectorId: 'warehouse_pg' } }),
+          sync('workspaces', { model: 'workspaces', destination: 'crm', object: 'workspaces' }),
+        ],
+        sequences: [
+          sequence('nightly', [member('accounts'), member('workspaces')], { schedule: { type: 'dbt_cloud', accountId: '43', jobId: '101' } }),
+          sequence('paused', [member('accounts')], { schedule: { type: 'dbt_cloud', accountId: '43', jobId: '202' }, enabled: false }),
+        ],
+      }),
+      webhooks: { dbtCloud: { secret: '${DBT_SECRET}' }, fivetran: { secret: '${FIVETRAN_SECRET}' } },
+    },
+  });
+  const token = generateToken();
+  await h.app.store.tokens.create('test', hashToken(token), h.app.clock.now());
+  const { url } = await h.app.startServer({ port: 0, host: '127.0.0.1', authRequired: true, uiDir: null });
+  const post = async (path: string, body: string, headers: Record<string, string>) => {
+    const started = performance.now();
+    const res = await fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
+    return { status: res.status, body: (await res.json()) as { outcome: string; message: string; runs: Array<{ runId: string }> }, ms: performance.now() - started };
+  };
+  const events = async () => {
+    const res = await fetch(`${url}/api/webhook-events?limit=100`, { headers: { authorization: `Bearer ${token}` } });
+    return ((await res.json()) as { data: Array<{ outcome: string; reason: string; httpStatus: number }> }).data;
+  };
+  return { h, post, events };
+}
+
+const sign = (secret: string, body: string) => createHmac('sha256', secret).update(body).digest('hex');
+
+function dbtEvent(eventId: string, jobId: string, runStatusCode = 10, eventType = 'job.run.completed') {
+  return JSON.stringify({
+    accountId: 43,
+    webhookId: 'wsu_abc',
+    eventId,
+    timestamp: '2026-11-21T02:00:00.000Z',
+    eventType,
+    webhookName: 'lockstep',
+    data: { jobId, jobName: 'nightly build', runId: '9001', environmentId: '1', runStatus: runStatusCode === 10 ? 'Success' : 'Errored', runStatusCode, runStatusMessage: 'None' },
+  });
+}
+
+describe('webhook endpoints', () => {
+  it('dbt Cloud: a signed successful job run starts its sequence within the 10-second limit; forged, replayed, other and unknown ones do not', async () => {
+    const { h, post, events } = await serve();
+    await using _ = h;
+    const body = dbtEvent('wev_1', '101');
+    const ok = await post('/api/v1/webhooks/dbt-cloud', body, { authorization: sign(DBT_SECRET, body) });
+    expect(ok.status).toBe(200);
+    expect(ok.body.outcome).toBe('accepted');
+    expect(ok.ms).toBeLessThan(10_000);
+    const run = await h.app.worker.waitForSequenceRun(ok.body.runs[0]!.runId);
+    expect(run.status).toBe('done');
+
+    const replay = await post('/api/v1/webhooks/dbt-cloud', body, { authorization: sign(DBT_SECRET, body) });
+    expect(replay.body.outcome).toBe('duplicate');
+    const forged = await post('/api/v1/webhooks/dbt-cloud', dbtEvent('wev_2', '101'), { authorization: sign('not-the-secret', body) });
+    expect(forged.status).toBe(401);
+    const unsigned = await post('/api/v1/webhooks/dbt-cloud', dbtEvent('wev_3', '101'), {});
+    expect(unsigned.status).toBe(401);
+    const started = dbtEvent('wev_4', '101', 0, 'job.run.started');
+    expect((await post('/api/v1/webhooks/dbt-cloud', started, { authorization: sign(DBT_SECRET, started) })).body.outcome).toBe('ignored');
+    const unknownJob = dbtEvent('wev_5', '999');
+    expect((await post('/api/v1/webhooks/dbt-cloud', unknownJob, { authorization: sign(DBT_SECRET, unknownJob) })).body.outcome).toBe('ignored');
+    const disabled = dbtEvent('wev_6', '202');
+    const paused = await post('/api/v1/webhooks/dbt-cloud', disabled, { authorization: sign(DBT_SECRET, disabled) });
+    expect(paused.body.message).toMatch(/sequence "paused" is disabled/);
+    const malformed = '{"eventType": ';
+    expect((await post('/api/v1/webhooks/dbt-cloud', malformed, { authorization: sign(DBT_SECRET, malformed) })).status).toBe(400);
+    const huge = JSON.stringify({ padding: 'x'.repeat(300_000) });
+    expect((await post('/api/v1/webhooks/dbt-cloud', huge, { authorization: sign(DBT_SECRET, huge) })).status).toBe(413);
+
+    expect(await h.app.store.listSequenceRuns({ limit: 10, offset: 0, order: 'asc' })).toHaveLength(1);
+    const log = await events();
+    expect(log.map((e) => [e.outcome, e.httpStatus])).toEqual([
+      ['rejected', 413],
+      ['rejected', 400],
+      ['ignored', 200],
+      ['ignored', 200],
+      ['ignored', 200],
+      ['rejected', 401],
+      ['rejected', 401],
+      ['duplicate', 200],
+      ['accepted', 200],
+    ]);
+  });
+
+  it('Fivetran: sync_end SUCCESSFUL starts the sync on that connector; FAILURE_WITH_TASK and the test event are recorded and ignored', async () => {
+    const { h, post, events } = await serve();
+    await using _ = h;
+    const test = JSON.stringify({ event: 'test_event', created: '2026-11-21T00:00:00Z', connector_type: '_connector_type', connector_id: '_connector_1', group_id: '_destination_1' });
+    expect((await post('/api/v1/webhooks/fivetran', test, { 'x-fivetran-signature-256': sign(FIVETRAN_SECRET, test).toUpperCase() })).status).toBe(200);
+    const failure = JSON.stringify({ event: 'sync_end', created: '2026-11-21T00:00:00Z', connector_id: 'warehouse_pg', sync_id: 's1', data: { status: 'FAILURE_WITH_TASK' } });
+    expect((await post('/api/v1/webhooks/fivetran', failure, { 'x-fivetran-signature-256': sign(FIVETRAN_SECRET, failure) })).body.outcome).toBe('ignored');
+    const success = JSON.stringify({ event: 'sync_end', created: '2026-11-21T00:05:00Z', connector_id: 'warehouse_pg', sync_id: 's2', data: { status: 'SUCCESSFUL' } });
+    const ok = await post('/api/v1/webhooks/fivetran', success, { 'x-fivetran-signature-256': sign(FIVETRAN_SECRET, success) });
+    expect(ok.body.outcome).toBe('accepted');
+    expect((await h.app.worker.waitForSyncRun(Number(ok.body.runs[0]!.runId))).status).toBe('success');
+    expect((await post('/api/v1/webhooks/fivetran', success, { 'x-fivetran-signature-256': 'f'.repeat(64) })).status).toBe(401);
+    expect((await events()).map((e) => e.outcome)).toEqual(['rejected', 'accepted', 'ignored', 'ignored']);
+  });
+});
