@@ -84,6 +84,7 @@ describe('web UI', () => {
     const reasons = await rejected.locator('td.reason').allTextContents();
     expect(reasons.every((r) => /FOREIGN KEY/i.test(r))).toBe(true);
     expect(await rejected.locator('tbody tr').first().locator('td').nth(1).textContent()).toBe('added');
+    await dialog.getByRole('navigation', { name: 'Rejected rows pages' }).scrollIntoViewIfNeeded();
     await screenshot(page, '08-sync-run-rejected-rows');
 
     await dialog.getByRole('navigation', { name: 'Rejected rows pages' }).getByRole('button', { name: 'Next' }).click();

@@ -27,6 +27,8 @@ export function dependencies(members: Array<Pick<Member, 'key' | 'after'>>): Map
   return deps;
 }
 
+const clip = (text: string, max: number) => (text.length > max ? `${text.slice(0, max - 1)}…` : text);
+
 export const isGraph = (members: Array<Pick<Member, 'after'>>): boolean => members.some((m) => m.after !== null);
 
 interface Placed {
@@ -62,7 +64,14 @@ function layout(members: Array<Pick<Member, 'key' | 'sync' | 'after'>>): { place
   return { placed, deps, cols: rowsUsed.length, rows: Math.max(1, ...rowsUsed.map((r) => r ?? 0)) };
 }
 
-export function SequenceGraph(props: { members: Array<Pick<Member, 'key' | 'sync' | 'after'>>; statuses?: Map<string, string>; label: string }) {
+export function SequenceGraph(props: {
+  members: Array<Pick<Member, 'key' | 'sync' | 'after'>>;
+  /** Member states of a run, shown in the boxes and by their colour. */
+  statuses?: Map<string, string> | undefined;
+  /** A second line per member when no status is given (e.g. its Terminate policy). */
+  notes?: Map<string, string>;
+  label: string;
+}) {
   // Marker ids are document-wide: two graphs on a page must not share one.
   const arrowId = `arrow${useId().replace(/:/g, '')}`;
   const { placed, deps, cols, rows } = layout(props.members);
@@ -123,10 +132,10 @@ export function SequenceGraph(props: { members: Array<Pick<Member, 'key' | 'sync
               <title>{`${p.key} (sync ${p.sync})${status ? `: ${statusLabel(status)}` : ''}`}</title>
               <rect width={BOX_W} height={BOX_H} rx="8" />
               <text x="12" y="21" className="graph-key">
-                {p.key.length > 22 ? `${p.key.slice(0, 21)}…` : p.key}
+                {clip(p.key, 22)}
               </text>
               <text x="12" y="39" className="graph-sub">
-                {status ? statusLabel(status) : p.sync === p.key ? 'sync' : p.sync.length > 24 ? `${p.sync.slice(0, 23)}…` : p.sync}
+                {clip(status ? statusLabel(status) : p.sync !== p.key ? p.sync : (props.notes?.get(p.key) ?? ''), 28)}
               </text>
             </g>
           );

@@ -181,7 +181,12 @@ function Members({ sequence, statuses }: { sequence: Sequence; statuses: Map<str
     const deps = dependencies(sequence.members);
     return (
       <>
-        <SequenceGraph members={sequence.members} statuses={statuses} label={`Dependency graph of ${sequence.name}`} />
+        <SequenceGraph
+          members={sequence.members}
+          statuses={statuses}
+          notes={new Map(sequence.members.map((m) => [m.key, terminateInWords(m.terminate, m.rejectedThreshold)]))}
+          label={`Dependency graph of ${sequence.name}`}
+        />
         <table className="table compact">
           <thead>
             <tr>
@@ -379,7 +384,7 @@ function MemberRunRow({ member, terminated, reason, now }: { member: MemberRunVi
       <td className="num">{syncRun ? formatCount(sum(syncRun.successfulRows)) : '—'}</td>
       <td className="num">{syncRun ? formatCount(sum(syncRun.failedRows)) : '—'}</td>
       <td>
-        {terminated && <div className="terminated-note">Terminated the sequence{reason ? `: ${reason}` : ''}</div>}
+        {terminated && <div className="terminated-note">Terminated the sequence{reason && !syncRun?.error ? `: ${reason}` : ''}</div>}
         {syncRun?.error && <div className="error-text">{syncRun.error}</div>}
         {syncRun && !syncRun.error && ['querying', 'processing', 'reporting'].includes(syncRun.status) && (
           <progress max={1} value={syncRun.completionRatio} aria-label={`Progress of ${member.key}`} />

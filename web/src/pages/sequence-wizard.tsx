@@ -444,7 +444,7 @@ function WizardForm({ workspace, existing }: { workspace: Workspace; existing: S
           {graph && draft.members.length > 0 && (
             <div className="preview">
               <h3>Dependency graph</h3>
-              <SequenceGraph members={previewMembers} label="Dependency graph preview" />
+              <SequenceGraph members={previewMembers} notes={new Map(draft.members.map((m) => [m.key, TERMINATE_LABELS[m.terminate]]))} label="Dependency graph preview" />
             </div>
           )}
         </section>

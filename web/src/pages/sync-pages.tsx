@@ -268,7 +268,7 @@ function SyncRunsTable({ runs, onOpen }: { runs: SyncRunView[]; onOpen: (id: num
             <td>{formatDuration(durationBetween(run.startedAt, run.finishedAt, now))}</td>
             {OPS.map(([op, field]) => (
               <Fragment key={op}>
-                <td className="num good-num" data-count={`${op}-successful`}>
+                <td className={`num${run.successfulRows[field] > 0 ? ' good-num' : ' muted'}`} data-count={`${op}-successful`}>
                   {formatCount(run.successfulRows[field])}
                 </td>
                 <td className={`num${run.failedRows[field] > 0 ? ' bad-num' : ' muted'}`} data-count={`${op}-rejected`}>
@@ -367,7 +367,7 @@ function SyncRunDialog({ id, onClose }: { id: number; onClose: () => void }) {
                 <tr key={op}>
                   <th scope="row">{op[0]!.toUpperCase() + op.slice(1)}</th>
                   <td className="num">{formatCount(data.plannedRows[field])}</td>
-                  <td className="num good-num">{formatCount(data.successfulRows[field])}</td>
+                  <td className={`num${data.successfulRows[field] > 0 ? ' good-num' : ''}`}>{formatCount(data.successfulRows[field])}</td>
                   <td className={`num${data.failedRows[field] > 0 ? ' bad-num' : ''}`}>{formatCount(data.failedRows[field])}</td>
                 </tr>
               ))}
