@@ -61,14 +61,22 @@ async function freePort(): Promise<number> {
 export interface UiServer extends AsyncDisposable {
   baseUrl: string;
   process: CliProcess;
-  /** Calls the API (no token: the server runs with `--no-auth`). */
+  /** Calls the API without a token (for servers started with `--no-auth`). */
   api<T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }>;
 }
 
-/** `lockstep serve --port <free> --no-auth` on `dir`, once `/api/session` answers. */
-export async function startServer(dir: string): Promise<UiServer> {
+/** Creates an API token with `lockstep token create` and returns it. */
+export async function createToken(dir: string, name: string): Promise<string> {
+  const created = await runCli(['--workspace', dir, 'token', 'create', '--name', name], { cwd: dir });
+  if (created.code !== 0) throw new Error(`lockstep token create failed (${created.code}):\n${created.stderr}`);
+  return created.stdout.trim();
+}
+
+/** `lockstep serve --port <free>` on `dir` (with `--no-auth` unless `auth`), once `/api/session` answers. */
+export async function startServer(dir: string, options: { auth?: boolean } = {}): Promise<UiServer> {
   const port = await freePort();
-  const proc = new CliProcess(['--workspace', dir, 'serve', '--port', String(port), '--no-auth'], { cwd: dir });
+  const args = ['--workspace', dir, 'serve', '--port', String(port), ...(options.auth ? [] : ['--no-auth'])];
+  const proc = new CliProcess(args, { cwd: dir });
   const baseUrl = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 20_000;
   for (;;) {

@@ -90,7 +90,7 @@ function SignIn({ message, onSignedIn }: { message?: string; onSignedIn: () => v
       await api.get('/api/workspace');
       onSignedIn();
     } catch (thrown) {
-      setError(thrown instanceof ApiError && thrown.status === 401 ? 'That token was not accepted. Create one with `lockstep token create`.' : errorMessage(thrown));
+      setError(thrown instanceof ApiError && thrown.status === 401 ? 'That token was not accepted. Create one with `lockstep token create --name NAME`.' : errorMessage(thrown));
     } finally {
       setChecking(false);
     }
@@ -100,7 +100,7 @@ function SignIn({ message, onSignedIn }: { message?: string; onSignedIn: () => v
     <main className="center-screen">
       <form className="card narrow" onSubmit={(e) => void submit(e)} aria-labelledby={`${id}-title`}>
         <h1 id={`${id}-title`}>Sign in to Lockstep</h1>
-        <p className="hint">This server needs an API token. Create one on the server with <code>lockstep token create</code>.</p>
+        <p className="hint">This server needs an API token. Create one on the server with <code>lockstep token create --name NAME</code>.</p>
         <div className="field">
           <label htmlFor={`${id}-token`}>API token</label>
           <input id={`${id}-token`} type="password" autoComplete="current-password" value={token} onChange={(e) => setToken(e.target.value)} autoFocus />
