@@ -90,7 +90,7 @@ function SignIn({ message, onSignedIn }: { message?: string; onSignedIn: () => v
       await api.get('/api/workspace');
       onSignedIn();
     } catch (thrown) {
-      setError(thrown instanceof ApiError && thrown.status === 401 ? 'That token was not accepted. Create one with `lockstep token create --name NAME`.' : errorMessage(thrown));
+      setError(thrown instanceof ApiError && thrown.status === 401 ? 'That token was not accepted: it is wrong, or it was revoked.' : errorMessage(thrown));
     } finally {
       setChecking(false);
     }
