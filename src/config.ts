@@ -21,7 +21,7 @@ export interface LockstepConfig {
   maxConcurrentRuns: number;
   /** How often a worker looks for work queued by other processes, ms (default: 1000). */
   pollIntervalMs: number;
-  /** Rows read from a source per batch (default: 5000). */
+  /** Rows read from a source per batch (default: 1000: small batches die young, which keeps garbage collection cheap). */
   readBatchSize: number;
   retry: RetryPolicy;
   /** Where a run spools its planned operations (default: the OS temp folder). */
@@ -69,7 +69,7 @@ export function resolveConfig(input: ConfigInput = {}): LockstepConfig {
     logLevel,
     maxConcurrentRuns: positiveInt(env.LOCKSTEP_CONCURRENCY, 8, 'LOCKSTEP_CONCURRENCY'),
     pollIntervalMs: positiveInt(env.LOCKSTEP_POLL_MS, 1000, 'LOCKSTEP_POLL_MS'),
-    readBatchSize: positiveInt(env.LOCKSTEP_READ_BATCH, 5000, 'LOCKSTEP_READ_BATCH'),
+    readBatchSize: positiveInt(env.LOCKSTEP_READ_BATCH, 1000, 'LOCKSTEP_READ_BATCH'),
     retry: DEFAULT_RETRY_POLICY,
     spoolDir: env.LOCKSTEP_SPOOL_DIR ?? tmpdir(),
     publicUrl: publicUrl(env.LOCKSTEP_PUBLIC_URL),

