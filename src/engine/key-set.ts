@@ -1,11 +1,13 @@
 /**
  * The set of primary keys a run has seen, kept compact: each key is remembered by a 128-bit
- * fingerprint (the first 16 bytes of its SHA-1) in an open-addressing table of 32-bit words, about
- * 32 bytes per key at the fullest, instead of the key itself (a JavaScript string in a `Set` costs
- * several times that and slows the garbage collector). Two different keys share a fingerprint with
- * a probability of about n²/2¹²⁹ — the same trust the snapshot already puts in SHA-1 for values.
+ * fingerprint in an open-addressing table of 32-bit words, 32 to 64 bytes per key, instead of the
+ * key itself (a JavaScript string in a `Set` costs several times that and slows the garbage
+ * collector). The fingerprint is four 32-bit multiply-rotate lanes over the key's UTF-16 code units,
+ * cross-mixed and finalised like MurmurHash3's 128-bit variant, with a random seed per process; it
+ * runs in JavaScript because a call into OpenSSL per key costs more than the hashing itself. Two
+ * different keys share a fingerprint with a probability of about n²/2¹²⁸ (1e-26 for a million keys).
  */
-import { hash } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 
 const WORDS = 4;
 
@@ -73,13 +75,54 @@ export class KeySet {
 }
 
 const scratch = new Uint32Array(WORDS);
+const seed = randomBytes(16);
+const SEED1 = seed.readUInt32LE(0);
+const SEED2 = seed.readUInt32LE(4);
+const SEED3 = seed.readUInt32LE(8);
+const SEED4 = seed.readUInt32LE(12);
+
+function fmix(h: number): number {
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}
 
 /** The key's fingerprint, in a shared scratch array (copied by `insert`). */
 function fingerprint(key: string): Uint32Array {
-  const digest = hash('sha1', key, 'buffer') as unknown as Buffer;
-  scratch[0] = digest.readUInt32LE(0);
-  scratch[1] = digest.readUInt32LE(4);
-  scratch[2] = digest.readUInt32LE(8);
-  scratch[3] = digest.readUInt32LE(12) | 1; // never all zero
+  let h1 = SEED1;
+  let h2 = SEED2;
+  let h3 = SEED3;
+  let h4 = SEED4;
+  for (let i = 0; i < key.length; i++) {
+    const c = key.charCodeAt(i);
+    h1 = Math.imul(h1 ^ c, 0x239b961b);
+    h1 = (h1 << 15) | (h1 >>> 17);
+    h2 = Math.imul(h2 ^ c, 0xab0e9789);
+    h2 = (h2 << 16) | (h2 >>> 16);
+    h3 = Math.imul(h3 ^ c, 0x38b34ae5);
+    h3 = (h3 << 17) | (h3 >>> 15);
+    h4 = Math.imul(h4 ^ c, 0xa1e38b93);
+    h4 = (h4 << 18) | (h4 >>> 14);
+  }
+  h1 ^= key.length;
+  h2 ^= key.length;
+  h3 ^= key.length;
+  h4 ^= key.length;
+  h1 = (h1 + h2 + h3 + h4) | 0;
+  h2 = (h2 + h1) | 0;
+  h3 = (h3 + h1) | 0;
+  h4 = (h4 + h1) | 0;
+  h1 = fmix(h1);
+  h2 = fmix(h2);
+  h3 = fmix(h3);
+  h4 = fmix(h4);
+  h1 = (h1 + h2 + h3 + h4) | 0;
+  h2 = (h2 + h1) | 0;
+  h3 = (h3 + h1) | 0;
+  h4 = (h4 + h1) | 0;
+  scratch[0] = h1 >>> 0;
+  scratch[1] = h2 >>> 0;
+  scratch[2] = h3 >>> 0;
+  scratch[3] = (h4 | 1) >>> 0; // never all zero
   return scratch;
 }
