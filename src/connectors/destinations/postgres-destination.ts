@@ -36,6 +36,8 @@ interface TableInfo {
   name: string;
   /** Column name → its SQL type as `format_type` prints it (safe to use as a cast target). */
   columnTypes: Map<string, string>;
+  /** The column sets of the table's plain unique indexes (those `on conflict` can use). */
+  uniqueKeys: string[][];
 }
 
 /**
@@ -142,7 +144,19 @@ export class PostgresDestination implements Destination {
            from pg_attribute where attrelid = $1 and attnum > 0 and not attisdropped order by attnum`,
         [row.oid],
       );
-      return { schema: row.schema, name, columnTypes: new Map(columns.rows.map((c) => [c.name, c.type])) };
+      const unique = await client.query<{ columns: string[] }>(
+        `select array_agg(a.attname::text order by a.attname) as columns
+           from pg_index i join pg_attribute a on a.attrelid = i.indrelid and a.attnum = any (i.indkey)
+          where i.indrelid = $1 and i.indisunique and i.indimmediate and i.indpred is null and i.indexprs is null
+          group by i.indexrelid`,
+        [row.oid],
+      );
+      return {
+        schema: row.schema,
+        name,
+        columnTypes: new Map(columns.rows.map((c) => [c.name, c.type])),
+        uniqueKeys: unique.rows.map((u) => [...u.columns].sort()),
+      };
     }
     return null;
   }
@@ -210,8 +224,11 @@ class PostgresWriter implements DestinationWriter {
   private readonly statements = new Map<Kind | MergeKind, string>();
   /** This writer's staging table, private to each session (a temporary table). */
   private readonly stagingName = `lockstep_staging_${++stagingTables}`;
-  /** Upserts are copied straight into the table until one meets an existing row. */
-  private straightCopies = true;
+  /**
+   * Upserts are copied straight into the table until one meets an existing row, and only when a
+   * unique index on the key columns makes an existing row an error rather than a second copy.
+   */
+  private straightCopies: boolean;
 
   constructor(
     private readonly destination: PostgresDestination,
@@ -219,6 +236,8 @@ class PostgresWriter implements DestinationWriter {
     private readonly target: WriteTarget,
   ) {
     this.table = quoteQualified(info.schema, info.name);
+    const key = [...target.keyColumns].sort().join('\u0000');
+    this.straightCopies = info.uniqueKeys.some((columns) => columns.join('\u0000') === key);
   }
 
   async write(batch: WriteOperation[]): Promise<RowOutcome[]> {
