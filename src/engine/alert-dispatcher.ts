@@ -147,7 +147,7 @@ export class AlertDispatcher implements AsyncDisposable {
       throw thrown;
     }
     await store.markDeliverySent(recorded.id, clock.now());
-    return { ...recorded, status: 'sent', attempts: 1, sentAt: clock.now() };
+    return { ...recorded, status: 'sent', attempts: 1, nextAttemptAt: null, sentAt: clock.now() };
   }
 
   private async run(): Promise<void> {

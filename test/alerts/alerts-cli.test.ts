@@ -54,7 +54,7 @@ describe('lockstep alerts', () => {
     expect(list.stdout).toContain('  crm-failures  on sequence_failed, recovered  — sequence crm  → hooks');
     expect(list.stdout).toContain('  rule-2  on sync_failed  — workspace default  → hooks');
     expect(list.stdout).toContain('  sequence crm  failed  since');
-    expect(list.stdout).toMatch(/✖ #\d+ .* broken {2}Test alert from Lockstep {2}failed after 0 attempt\(s\) {2}— slack channel "broken"/);
+    expect(list.stdout).toMatch(/✖ #\d+ .* broken {2}Test alert from Lockstep {2}failed after 1 attempt\(s\) {2}— slack channel "broken"/);
     expect(list.stdout).toMatch(/✔ #\d+ .* hooks {2}Sequence "crm" failed {2}sent after 1 attempt\(s\)/);
     expect(list.stdout).not.toContain('s3cret');
 

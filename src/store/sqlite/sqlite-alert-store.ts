@@ -149,11 +149,12 @@ export class SqliteAlertStore implements AlertStore {
       ),
       nextDue: db.prepare(`SELECT MIN(next_attempt_at) AS at FROM alert_deliveries WHERE status = 'pending'`),
       sent: db.prepare(
-        `UPDATE alert_deliveries SET status = 'sent', sent_at = ?, next_attempt_at = NULL WHERE id = ?`,
+        // A delivery marked sent or failed was attempted at least once (test alerts are sent unclaimed).
+        `UPDATE alert_deliveries SET status = 'sent', sent_at = ?, next_attempt_at = NULL, attempts = MAX(attempts, 1) WHERE id = ?`,
       ),
       failed: db.prepare(
         `UPDATE alert_deliveries SET status = CASE WHEN @retryAt IS NULL THEN 'failed' ELSE 'pending' END,
-           next_attempt_at = @retryAt, last_error = @error WHERE id = @id`,
+           next_attempt_at = @retryAt, last_error = @error, attempts = MAX(attempts, 1) WHERE id = @id`,
       ),
     };
   }
