@@ -5,7 +5,7 @@
  * `failed`, `cancelled` or `interrupted` (a sync run whose retry never appeared); 2 invalid input
  * (workspace errors, unknown slug, bad arguments); 3 anything else (store or connection trouble, a bug).
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
@@ -119,6 +119,7 @@ async function openAppToRun(global: GlobalOptions, term: Terminal) {
 export function buildProgram(term: Terminal = processTerminal, setExit: (code: number) => void = () => {}): Command {
   const program = new Command('lockstep')
     .description('Reverse ETL with sync sequences: move warehouse rows into operational systems, in a dependable order.')
+    .version(packageVersion(), '-V, --version', 'print the version')
     .option('-w, --workspace <dir>', 'workspace folder holding lockstep.yaml (default: the current folder)')
     .option('--store <path-or-url>', 'store: a SQLite file path (default: lockstep.db in the workspace)')
     .addOption(new Option('--log-level <level>', 'JSON log level on stderr').choices(['debug', 'info', 'warn', 'error']))
@@ -599,6 +600,16 @@ async function waitForStop(app: App, drain: boolean): Promise<void> {
       );
     }, 100);
   });
+}
+
+/** The version in package.json (two folders above this file, in src/ and in dist/ alike). */
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../../package.json', import.meta.url)), 'utf8')) as { version?: string };
+    return pkg.version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
 }
 
 /** Runs the CLI; returns the exit code. Errors are printed with what to do, never as stack traces. */
