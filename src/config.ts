@@ -24,7 +24,7 @@ export interface LockstepConfig {
   /** Rows read from a source per batch (default: 1000: small batches die young, which keeps garbage collection cheap). */
   readBatchSize: number;
   retry: RetryPolicy;
-  /** Where a run spools its planned operations (default: the OS temp folder). */
+  /** Folder for temporary files (default: the OS temp folder); sync runs no longer spool planned operations, they stream them to delivery. */
   spoolDir: string;
   /** Base URL of the web UI, for links in alerts (default: http://127.0.0.1:3000, env LOCKSTEP_PUBLIC_URL). */
   publicUrl: string;
