@@ -25,7 +25,7 @@ import { SlackChannel } from './connectors/alert-channels/slack-channel.js';
 import { WebhookChannel } from './connectors/alert-channels/webhook-channel.js';
 import { Worker } from './engine/worker.js';
 import { SqliteStore } from './store/sqlite/sqlite-store.js';
-import { createApiServer, type ApiServer } from './api/server.js';
+import type { ApiServer } from './api/server.js';
 
 /** Opens the configured store (running its migrations). */
 export async function openStore(config: LockstepConfig): Promise<Store> {
@@ -227,6 +227,8 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
       reloadTimer.unref();
     },
     async startServer(settings) {
+      // The HTTP server, its routes and schemas load only in processes that serve (not for `sync run`).
+      const { createApiServer } = await import('./api/server.js');
       const api = createApiServer({
         store,
         runs: worker,

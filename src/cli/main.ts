@@ -19,7 +19,6 @@ import { ENTITY_SECTIONS, type EntityKind, type Stored, type WorkspaceDefinition
 import type { SyncRun } from '../core/runs.js';
 import { sequenceRunDetails } from '../engine/run-details.js';
 import { formatValidationReport, initWorkspace, loadWorkspace } from '../workspace/index.js';
-import { runDemo } from './demo.js';
 import { formatSequenceReport, formatSyncReport, mark, type Terminal } from './output.js';
 import { followSequenceRun, followSyncRun, printRejectedSamples } from './progress.js';
 import { acquireWorkerLock } from './worker-lock.js';
@@ -408,6 +407,8 @@ Exit codes:
     .option('--serve', 'afterwards, keep serving the demo workspace (API and web UI, no token on 127.0.0.1) until Ctrl-C')
     .option('--port <port>', 'port for --serve (default: LOCKSTEP_PORT or 3000)')
     .action(async (opts: { dir: string; serve?: boolean; port?: string }) => {
+      // The demo builds a DuckDB warehouse: its modules load only for this command.
+      const { runDemo } = await import('./demo.js');
       await runDemo({ dir: opts.dir, term });
       if (!opts.serve) return;
       const { app, close } = await openApp({ ...global(), workspace: resolve(opts.dir) }, term, true);

@@ -1,7 +1,6 @@
 /**
  * Email over SMTP (nodemailer): a plain-text message with the notice, its details and the run's link.
  */
-import nodemailer from 'nodemailer';
 import type { AlertChannel, AlertNotice } from '../../core/alerts.js';
 import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
 
@@ -22,6 +21,8 @@ export class EmailChannel implements AlertChannel {
 
   async send(notice: AlertNotice): Promise<void> {
     const timeout = this.options.timeoutMs ?? 10_000;
+    // nodemailer loads with the first email sent, not with every process that could send one.
+    const { default: nodemailer } = await import('nodemailer');
     const transport = nodemailer.createTransport({ ...smtpSettings(this.options.smtp, this.options.name), connectionTimeout: timeout, greetingTimeout: timeout, socketTimeout: timeout });
     try {
       await transport.sendMail({ from: this.options.from, to: this.options.to, subject: `[Lockstep] ${notice.title}`, text: emailText(notice) });
