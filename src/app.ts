@@ -232,6 +232,7 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
       const api = createApiServer({
         store,
         runs: worker,
+        alerts,
         events,
         logger,
         clock,

@@ -2,6 +2,7 @@
  * What the routes need, given by the composition root through `createApiServer`'s options.
  */
 import type { Clock, Logger, Store } from '../core/ports.js';
+import type { AlertDispatcher } from '../engine/alert-dispatcher.js';
 import type { EngineEventEmitter } from '../engine/events.js';
 import type { Worker } from '../engine/worker.js';
 
@@ -11,9 +12,14 @@ export type RunControl = Pick<Worker, 'triggerSync' | 'triggerSequence' | 'cance
 /** The part of the event emitter the API listens to. */
 export type RunEvents = Pick<EngineEventEmitter, 'on'>;
 
+/** The part of the alert dispatcher the API drives. */
+export type AlertControl = Pick<AlertDispatcher, 'testChannel'>;
+
 export interface ApiDeps {
   store: Store;
   runs: RunControl;
+  /** Sends test alerts. */
+  alerts: AlertControl;
   events: RunEvents;
   logger: Logger;
   clock: Clock;

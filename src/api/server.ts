@@ -11,6 +11,7 @@ import { OpenAPIHono } from '@hono/zod-openapi';
 import type { Context, Next } from 'hono';
 import { ErrorCode, LockstepError, toError } from '../core/errors.js';
 import { findToken } from '../core/tokens.js';
+import { registerAlertRoutes } from './alert-routes.js';
 import type { ApiDeps } from './context.js';
 import { HttpError, errorResponse } from './http-errors.js';
 import { registerHightouchRoutes } from './hightouch-routes.js';
@@ -21,7 +22,7 @@ import { streamRunEvents } from './run-events.js';
 import { isWebhookPath, registerWebhookRoutes } from './webhook-routes.js';
 import { z } from '@hono/zod-openapi';
 
-export type { ApiDeps, RunControl, RunEvents } from './context.js';
+export type { AlertControl, ApiDeps, RunControl, RunEvents } from './context.js';
 
 export interface ApiServerOptions extends ApiDeps {
   /** Whether `/api/*` needs a bearer token (default: true). Turning it off is allowed only on a loopback host. */
@@ -104,6 +105,7 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
   registerWebhookRoutes(app, options);
   registerHightouchRoutes(app, options);
   registerLockstepRoutes(app, options);
+  registerAlertRoutes(app, options);
 
   defineRoute(
     app,

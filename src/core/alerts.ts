@@ -14,6 +14,7 @@
  */
 import { interpolate } from './connections.js';
 import { assertNever } from './errors.js';
+import type { EntityOrigin } from './workspace.js';
 
 /** What a rule can notify about. */
 export const AlertEvent = {
@@ -60,39 +61,50 @@ export type AlertChannelType = (typeof AlertChannelType)[keyof typeof AlertChann
 export const PAGERDUTY_EVENTS_URL = 'https://events.pagerduty.com/v2/enqueue';
 
 /**
+ * Where a stored channel or rule came from, as for entities: `file` (written by `apply`, which may
+ * change or delete it) or `api` (created through the API; `apply` keeps it unless a file declares
+ * its name). Definitions read from files carry none; the store reads a missing origin as `file`.
+ */
+export interface AlertOrigin {
+  origin?: EntityOrigin;
+}
+
+/**
  * A channel as declared. String fields may hold `${ENV}` templates; they are resolved only when a
  * notice is sent, so secrets never reach the store.
  */
-export type AlertChannelDef =
-  | { name: string; type: 'slack'; /** The incoming webhook URL. */ url: string }
-  | {
-      name: string;
-      type: 'webhook';
-      url: string;
-      /** Extra request headers (default: none). */
-      headers: Record<string, string>;
-      /** Key of the `X-Lockstep-Signature` HMAC; null sends no signature (default: null). */
-      secret: string | null;
-    }
-  | {
-      name: string;
-      type: 'email';
-      /** SMTP server URL, e.g. `smtp://user:pass@mail.example.com:587` or `smtps://...`. */
-      smtp: string;
-      from: string;
-      to: string[];
-    }
-  | {
-      name: string;
-      type: 'pagerduty';
-      /** The integration's routing key. */
-      routingKey: string;
-      /** The Events API endpoint (default: PAGERDUTY_EVENTS_URL). */
-      url: string;
-    };
+export type AlertChannelDef = AlertOrigin &
+  (
+    | { name: string; type: 'slack'; /** The incoming webhook URL. */ url: string }
+    | {
+        name: string;
+        type: 'webhook';
+        url: string;
+        /** Extra request headers (default: none). */
+        headers: Record<string, string>;
+        /** Key of the `X-Lockstep-Signature` HMAC; null sends no signature (default: null). */
+        secret: string | null;
+      }
+    | {
+        name: string;
+        type: 'email';
+        /** SMTP server URL, e.g. `smtp://user:pass@mail.example.com:587` or `smtps://...`. */
+        smtp: string;
+        from: string;
+        to: string[];
+      }
+    | {
+        name: string;
+        type: 'pagerduty';
+        /** The integration's routing key. */
+        routingKey: string;
+        /** The Events API endpoint (default: PAGERDUTY_EVENTS_URL). */
+        url: string;
+      }
+  );
 
 /** A rule: which events of which subjects go to which channels. */
-export interface AlertRuleDef {
+export interface AlertRuleDef extends AlertOrigin {
   /** Unique among rules; alert state is kept under it (default: `rule-<position>`, 1-based). */
   name: string;
   /** Events that notify (default: all of them). */
@@ -256,6 +268,8 @@ export interface AlertOutcome {
 
 export interface AlertDeliveryQuery {
   status?: AlertDeliveryStatus;
+  /** Only deliveries with (true) or without (false) a failed attempt (default: both). */
+  failedAttempt?: boolean;
   channel?: string;
   limit: number;
   offset: number;

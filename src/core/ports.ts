@@ -26,7 +26,7 @@ import type {
   WorkspaceState,
 } from './workspace.js';
 import type { WebhookEventStore } from './webhooks.js';
-import type { AlertStore } from './alerts.js';
+import type { AlertStore, AlertsDefinition } from './alerts.js';
 import type { TokenStore } from './tokens.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -226,6 +226,12 @@ export interface Store {
     origin: EntityOrigin,
     now: number,
   ): Promise<{ record: EntityDefs[K] & Stored; created: boolean }>;
+  /**
+   * Replaces the alert channels and rules with what `update` makes of the stored ones, in one
+   * transaction (`update` is synchronous and may throw to change nothing). Throws a ValidationError
+   * when a rule would name an unknown channel, sync or sequence. Returns the stored result.
+   */
+  updateAlerts(update: (current: AlertsDefinition) => AlertsDefinition, now: number): Promise<AlertsDefinition>;
   /**
    * Deletes one entity by slug (history keeps its id). NotFound when absent; Conflict, naming
    * them, when other entities refer to it.

@@ -1,4 +1,4 @@
-import { NO_ALERTS } from './alerts.js';
+import { NO_ALERTS, type AlertsDefinition } from './alerts.js';
 import { NO_WEBHOOKS } from './webhooks.js';
 import type { EntityKind, EntitySection, WorkspaceChange, WorkspaceDefinition, WorkspaceState } from './workspace.js';
 
@@ -53,7 +53,10 @@ function diffWebhooks(current: WorkspaceState, next: WorkspaceDefinition): Works
   });
 }
 
-/** Alert channels and rules, matched by name. */
+/**
+ * Alert channels and rules, matched by name. Like entities, those created through the API stay
+ * unless `next` declares their name: then the file takes them over (an update listing `origin`).
+ */
 function diffAlerts(current: WorkspaceState, next: WorkspaceDefinition): WorkspaceChange[] {
   const changes: WorkspaceChange[] = [];
   const nextAlerts = next.alerts ?? NO_ALERTS;
@@ -70,10 +73,11 @@ function diffAlerts(current: WorkspaceState, next: WorkspaceDefinition): Workspa
       if (!previous) changes.push({ action: 'create', kind, slug: entity.name, fields: [] });
       else {
         const fields = changedFields(previous, entity);
+        if (isFromApi(previous)) fields.push('origin');
         if (fields.length > 0) changes.push({ action: 'update', kind, slug: entity.name, fields });
       }
     }
-    for (const name of old.keys()) if (!names.has(name)) changes.push({ action: 'delete', kind, slug: name, fields: [] });
+    for (const [name, entity] of old) if (!names.has(name) && !isFromApi(entity)) changes.push({ action: 'delete', kind, slug: name, fields: [] });
   }
   return changes;
 }
@@ -96,4 +100,16 @@ export function stableJson(value: unknown): string {
       ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([x], [y]) => x.localeCompare(y)))
       : v,
   ) ?? 'undefined';
+}
+
+/**
+ * The alerts `apply` stores: the files' channels and rules (origin `file`) plus those created
+ * through the API that no file declares by name.
+ */
+export function alertsAfterApply(current: AlertsDefinition, declared: AlertsDefinition): AlertsDefinition {
+  const keep = <T extends { name: string; origin?: string }>(stored: T[], files: T[]): T[] => {
+    const names = new Set(files.map((e) => e.name));
+    return [...files.map((e) => ({ ...e, origin: 'file' as const })), ...stored.filter((e) => isFromApi(e) && !names.has(e.name))];
+  };
+  return { channels: keep(current.channels, declared.channels), rules: keep(current.rules, declared.rules) };
 }

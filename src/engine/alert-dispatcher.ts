@@ -113,6 +113,17 @@ export class AlertDispatcher implements AsyncDisposable {
    * channel does not exist or refused it, so the caller can tell the user.
    */
   async sendTestAlert(channelName: string): Promise<AlertDelivery> {
+    const { delivery, error } = await this.testChannel(channelName);
+    if (error) throw error;
+    return delivery;
+  }
+
+  /**
+   * Sends a test notice to a channel now and records it among the deliveries; a refusal is
+   * recorded on the delivery (test notices are not retried) and returned with it. Throws only when
+   * the channel does not exist.
+   */
+  async testChannel(channelName: string): Promise<{ delivery: AlertDelivery; error: Error | null }> {
     const { store, clock } = this.options;
     const definition = await store.getDefinition();
     const channel = definition.channels.find((c) => c.name === channelName);
@@ -143,11 +154,13 @@ export class AlertDispatcher implements AsyncDisposable {
     try {
       await this.options.openChannel(channel).send(notice, { id: recorded.id });
     } catch (thrown) {
-      await store.markDeliveryFailed(recorded.id, toError(thrown).message, null);
-      throw thrown;
+      const error = toError(thrown);
+      await store.markDeliveryFailed(recorded.id, error.message, null);
+      return { delivery: { ...recorded, status: 'failed', attempts: 1, nextAttemptAt: null, lastError: error.message }, error };
     }
-    await store.markDeliverySent(recorded.id, clock.now());
-    return { ...recorded, status: 'sent', attempts: 1, nextAttemptAt: null, sentAt: clock.now() };
+    const sentAt = clock.now();
+    await store.markDeliverySent(recorded.id, sentAt);
+    return { delivery: { ...recorded, status: 'sent', attempts: 1, nextAttemptAt: null, sentAt }, error: null };
   }
 
   private async run(): Promise<void> {

@@ -126,7 +126,7 @@ function key(d: Diagnostic): string {
   return `${d.path}\u0000${d.message}`;
 }
 
-function relativePath(path: string, prefix: string): string {
+export function relativePath(path: string, prefix: string): string {
   if (path === prefix) return 'body';
   if (path.startsWith(`${prefix}.`)) return path.slice(prefix.length + 1);
   if (path.startsWith(`${prefix}[`)) return path.slice(prefix.length);
@@ -134,7 +134,7 @@ function relativePath(path: string, prefix: string): string {
 }
 
 /** The stored workspace as a workspace document (what the checks read), without `skip` in `skipSection`. */
-function storedDocument(current: WorkspaceState, skipSection: string, skip: string | null): Record<string, Record<string, unknown>> {
+export function storedDocument(current: WorkspaceState, skipSection: string, skip: string | null): Record<string, Record<string, unknown>> {
   const document: Record<string, Record<string, unknown>> = {};
   for (const section of SECTION_NAMES) {
     document[section] = {};
@@ -147,7 +147,7 @@ function storedDocument(current: WorkspaceState, skipSection: string, skip: stri
   return document;
 }
 
-function catalogOf(document: Record<string, Record<string, unknown>>, file: WorkspaceFile): Catalog {
+export function catalogOf(document: Record<string, Record<string, unknown>>, file: WorkspaceFile): Catalog {
   const catalog = {} as Catalog;
   for (const section of SECTION_NAMES) {
     catalog[section] = new Map<string, Declaration>(
@@ -157,7 +157,7 @@ function catalogOf(document: Record<string, Record<string, unknown>>, file: Work
   return catalog;
 }
 
-function describe(value: unknown): string {
+export function describe(value: unknown): string {
   if (value === undefined) return 'nothing';
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'a list';

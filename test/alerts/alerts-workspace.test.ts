@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
+import type { AlertsDefinition } from '../../src/core/alerts.js';
 import type { Diagnostic } from '../../src/core/errors.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { loadWorkspace } from '../../src/workspace/index.js';
@@ -89,8 +90,10 @@ describe('alerts in the workspace', () => {
         { action: 'create', kind: 'alert-rule', slug: 'rule-3', fields: [] },
       ]);
       await store.applyWorkspace(definition!, 1);
-      expect(await store.alerts.getDefinition()).toEqual(definition!.alerts);
-      expect((await store.loadWorkspace()).alerts).toEqual(definition!.alerts);
+      // The store records where each came from: these from files.
+      const stored = (alerts: AlertsDefinition) => ({ channels: alerts.channels.map((c) => ({ ...c, origin: 'file' })), rules: alerts.rules.map((r) => ({ ...r, origin: 'file' })) });
+      expect(await store.alerts.getDefinition()).toEqual(stored(definition!.alerts!));
+      expect((await store.loadWorkspace()).alerts).toEqual(stored(definition!.alerts!));
       expect(await store.planWorkspace(definition!)).toEqual([]);
 
       const next = { ...definition!, alerts: { channels: definition!.alerts!.channels.slice(0, 3), rules: [{ ...definition!.alerts!.rules[0]!, channels: ['hooks'] }] } };
@@ -101,7 +104,7 @@ describe('alerts in the workspace', () => {
         { action: 'delete', kind: 'alert-rule', slug: 'rule-3', fields: [] },
       ]);
       await store.applyWorkspace(next, 2);
-      expect(await store.alerts.getDefinition()).toEqual(next.alerts);
+      expect(await store.alerts.getDefinition()).toEqual(stored(next.alerts));
       // A definition without alerts removes them.
       const { alerts: _alerts, ...withoutAlerts } = definition!;
       await store.applyWorkspace(withoutAlerts, 3);

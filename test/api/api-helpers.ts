@@ -53,7 +53,9 @@ export interface ApiHarness extends AsyncDisposable {
   call(method: string, path: string, body?: unknown, options?: { auth?: boolean | string; raw?: string }): Promise<{ status: number; body: any; text: string }>;
 }
 
-export async function startApi(options: { authRequired?: boolean; sizes?: { accounts: number; workspaces: number; contacts: number } } = {}): Promise<ApiHarness> {
+export async function startApi(
+  options: { authRequired?: boolean; sizes?: { accounts: number; workspaces: number; contacts: number }; env?: Record<string, string> } = {},
+): Promise<ApiHarness> {
   const dir = tempDir('lockstep-api-');
   createHierarchyFixture(dir, options.sizes);
   const logs: string[] = [];
@@ -63,7 +65,7 @@ export async function startApi(options: { authRequired?: boolean; sizes?: { acco
     warn: (m, f) => logs.push(JSON.stringify({ level: 'warn', m, ...f })),
     error: (m, f) => logs.push(JSON.stringify({ level: 'error', m, ...f })),
   };
-  const harness = await startHarness({ dir, definition: hierarchyWorkspace(dir), logger });
+  const harness = await startHarness({ dir, definition: hierarchyWorkspace(dir), logger, env: options.env });
   const { app } = harness;
   const token = generateToken();
   await app.store.tokens.create('test', hashToken(token), app.clock.now());

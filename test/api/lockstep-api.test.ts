@@ -314,7 +314,7 @@ describe('OpenAPI, health and metrics', () => {
 
 describe('auth', () => {
   it('refuses --no-auth on a non-loopback host, and serves without a token on loopback', async () => {
-    const deps = { store: api.app.store, runs: api.app.worker, events: api.app.events, logger: silentLogger, clock: api.app.clock, env: {}, onWorkspaceChanged: () => {}, uiDir: null };
+    const deps = { store: api.app.store, runs: api.app.worker, alerts: api.app.alerts, events: api.app.events, logger: silentLogger, clock: api.app.clock, env: {}, onWorkspaceChanged: () => {}, uiDir: null };
     const open = createApiServer({ ...deps, authRequired: false });
     await expect(open.listen(0, '0.0.0.0')).rejects.toThrow(/--no-auth is allowed only on a loopback host/);
     const { url } = await open.listen(0, '127.0.0.1');
@@ -331,7 +331,7 @@ describe('auth', () => {
     mkdirSync(join(ui, 'assets'), { recursive: true });
     writeFileSync(join(ui, 'index.html'), '<!doctype html><title>Lockstep</title>');
     writeFileSync(join(ui, 'assets', 'app.js'), 'console.log(1)');
-    const server = createApiServer({ store: api.app.store, runs: api.app.worker, events: api.app.events, logger: silentLogger, clock: api.app.clock, env: {}, onWorkspaceChanged: () => {}, uiDir: ui, authRequired: true });
+    const server = createApiServer({ store: api.app.store, runs: api.app.worker, alerts: api.app.alerts, events: api.app.events, logger: silentLogger, clock: api.app.clock, env: {}, onWorkspaceChanged: () => {}, uiDir: ui, authRequired: true });
     const { url } = await server.listen(0, '127.0.0.1');
     try {
       const page = await fetch(`${url}/sequences/crm-hierarchy`);

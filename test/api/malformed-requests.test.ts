@@ -80,6 +80,12 @@ const requests: fc.Arbitrary<Request> = fc.oneof(
   fc.tuple(unknownSegment, fc.constantFrom('', '/rejected-rows', '/cancel')).map(([id, tail]) => ({ method: tail === '/cancel' ? 'POST' : 'GET', path: `/api/sync-runs/${enc(id)}${tail}` })),
   fc.tuple(fc.oneof(unknownSegment, fc.uuid()), fc.constantFrom('', '/cancel')).map(([id, tail]) => ({ method: tail ? 'POST' : 'GET', path: `/api/sequence-runs/${enc(id)}${tail}` })),
   badQuery.map((q) => ({ method: 'GET', path: `/api/sync-runs/1/rejected-rows?${q}` })),
+  // Alerts: bad channel and rule bodies, unknown names, bad delivery queries.
+  fc.tuple(fc.constantFrom('channels', 'rules'), body).map(([kind, raw]) => ({ method: 'POST', path: `/api/alerts/${kind}`, raw })),
+  fc.tuple(fc.constantFrom('channels', 'rules'), segment, body).map(([kind, name, raw]) => ({ method: 'PUT', path: `/api/alerts/${kind}/${enc(name)}`, raw })),
+  fc.tuple(fc.constantFrom('channels', 'rules'), unknownSegment).map(([kind, name]) => ({ method: 'DELETE', path: `/api/alerts/${kind}/${enc(name)}` })),
+  unknownSegment.map((name) => ({ method: 'POST', path: `/api/alerts/channels/${enc(name)}/test` })),
+  badQuery.map((q) => ({ method: 'GET', path: `/api/alerts/deliveries?${q}` })),
   // Hightouch-compatible v1.
   fc.tuple(segment, body).map(([id, raw]) => ({ method: 'POST', path: `/api/v1/syncs/${enc(id)}/trigger`, raw })),
   body.map((raw) => ({ method: 'POST', path: '/api/v1/syncs/trigger', raw })),

@@ -164,7 +164,13 @@ export class SqliteAlertStore implements AlertStore {
   /** The stored definition (synchronous; the caller holds a transaction or reads one statement). */
   readDefinition(): AlertsDefinition {
     const row = this.s.definition.get() as { definition: string } | undefined;
-    return row ? (JSON.parse(row.definition) as AlertsDefinition) : { channels: [...NO_ALERTS.channels], rules: [...NO_ALERTS.rules] };
+    if (!row) return { channels: [...NO_ALERTS.channels], rules: [...NO_ALERTS.rules] };
+    const stored = JSON.parse(row.definition) as AlertsDefinition;
+    // Definitions written before alerts could be edited through the API all came from files.
+    return {
+      channels: stored.channels.map((c) => ({ ...c, origin: c.origin ?? 'file' })),
+      rules: stored.rules.map((r) => ({ ...r, origin: r.origin ?? 'file' })),
+    };
   }
 
   /** Replaces the stored definition (synchronous; the caller holds the write transaction). */
@@ -234,6 +240,7 @@ export class SqliteAlertStore implements AlertStore {
         where.push('status = ?');
         params.push(query.status);
       }
+      if (query.failedAttempt !== undefined) where.push(query.failedAttempt ? 'last_error IS NOT NULL' : 'last_error IS NULL');
       if (query.channel !== undefined) {
         where.push('channel = ?');
         params.push(query.channel);

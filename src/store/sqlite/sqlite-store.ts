@@ -45,9 +45,9 @@ import {
   type SyncRunStatus,
   type Trigger,
 } from '../../core/runs.js';
-import { NO_ALERTS } from '../../core/alerts.js';
+import { NO_ALERTS, type AlertsDefinition } from '../../core/alerts.js';
 import { NO_WEBHOOKS } from '../../core/webhooks.js';
-import { diffWorkspace } from '../../core/workspace-diff.js';
+import { alertsAfterApply, diffWorkspace } from '../../core/workspace-diff.js';
 import { ENTITY_SECTIONS } from '../../core/workspace.js';
 import type {
   ConnectionRecord,
@@ -219,9 +219,22 @@ export class SqliteStore implements Store, AsyncDisposable {
       }
       const changes = diffWorkspace(current, definition);
       for (const change of changes) if (isEntityChange(change)) this.applyChange(change, definition, now);
-      if (changes.some((c) => c.kind === 'alert-channel' || c.kind === 'alert-rule')) this.alerts.writeDefinition(definition.alerts ?? NO_ALERTS, now);
+      if (changes.some((c) => c.kind === 'alert-channel' || c.kind === 'alert-rule')) {
+        this.alerts.writeDefinition(alertsAfterApply(current.alerts, definition.alerts ?? NO_ALERTS), now);
+      }
       if (changes.some((c) => c.kind === 'webhook')) this.webhooks.writeSettings(definition.webhooks ?? NO_WEBHOOKS, now);
       return changes;
+    });
+  }
+
+  async updateAlerts(update: (current: AlertsDefinition) => AlertsDefinition, now: number): Promise<AlertsDefinition> {
+    return this.write(() => {
+      const current = this.workspaceState();
+      const alerts = update(current.alerts);
+      const problems = checkWorkspaceReferences({ ...current, alerts });
+      if (problems.length > 0) throw new ValidationError(problems, `the alerts cannot be stored:\n${formatDiagnostics(problems)}`);
+      this.alerts.writeDefinition(alerts, now);
+      return this.alerts.readDefinition();
     });
   }
 
@@ -852,7 +865,7 @@ function isEntityChange(change: WorkspaceChange): change is EntityChange {
 }
 
 function withApiEntities(definition: WorkspaceDefinition, current: WorkspaceState): WorkspaceDefinition {
-  const merged = { ...definition };
+  const merged = { ...definition, alerts: alertsAfterApply(current.alerts, definition.alerts ?? NO_ALERTS) };
   for (const section of Object.values(ENTITY_SECTIONS)) {
     const declared = new Set(definition[section].map((e) => e.slug));
     const kept = (current[section] as Array<Stored & { slug: string }>).filter((e) => e.origin === 'api' && !declared.has(e.slug));
