@@ -85,3 +85,79 @@ export interface Page<T> {
   hasMore: boolean;
   data: T[];
 }
+
+// --- alerts and webhooks
+
+export const ALERT_EVENTS = ['sync_failed', 'rejected_rows', 'sequence_failed', 'slow_run', 'recovered'] as const;
+export type AlertEvent = (typeof ALERT_EVENTS)[number];
+
+/** An alert channel as `GET /api/alerts` answers it: secrets redacted, `target` for display. */
+export interface AlertChannel {
+  name: string;
+  type: 'slack' | 'webhook' | 'email' | 'pagerduty';
+  origin: 'file' | 'api';
+  target: string;
+}
+
+export interface AlertRule {
+  name: string;
+  on: AlertEvent[];
+  syncs: string[];
+  sequences: string[];
+  rejectedPercent: number;
+  slowerThanMinutes: number | null;
+  channels: string[];
+  origin: 'file' | 'api';
+  workspaceDefault: boolean;
+  warning?: string;
+}
+
+export interface Alerts {
+  channels: AlertChannel[];
+  rules: AlertRule[];
+}
+
+/** Body of `POST /api/alerts/rules` and `PUT /api/alerts/rules/{name}`. */
+export interface AlertRuleInput {
+  name: string;
+  on: AlertEvent[];
+  syncs?: string[];
+  sequences?: string[];
+  rejectedPercent?: number;
+  slowerThanMinutes?: number;
+  channels: string[];
+}
+
+export type AlertDeliveryStatus = 'pending' | 'sent' | 'failed' | 'given_up';
+
+export interface AlertDelivery {
+  id: number;
+  channel: string;
+  event: string;
+  kind: 'triggered' | 'resolved' | 'test';
+  title: string;
+  text: string;
+  subject: { kind: 'sync' | 'sequence'; slug: string } | null;
+  run: { kind: 'sync' | 'sequence'; id: string; url: string } | null;
+  status: AlertDeliveryStatus;
+  attempts: number;
+  nextAttemptAt: string | null;
+  lastError: string | null;
+  createdAt: string;
+  sentAt: string | null;
+}
+
+export type WebhookOutcome = 'accepted' | 'rejected' | 'ignored' | 'duplicate';
+
+/** One entry of `GET /api/webhook-events`. */
+export interface WebhookEvent {
+  id: number;
+  source: 'dbt_cloud' | 'fivetran';
+  receivedAt: string;
+  eventId: string | null;
+  eventType: string | null;
+  outcome: WebhookOutcome;
+  reason: string;
+  httpStatus: number;
+  triggered: Array<{ kind: 'sync' | 'sequence'; slug: string; runId: string }>;
+}

@@ -6,10 +6,12 @@ import { useEffect, useId, useState, type FormEvent } from 'react';
 import { ApiError, api, auth, errorMessage } from './api.js';
 import { ErrorBanner, Loading } from './components/ui.js';
 import { LiveProvider, useLive } from './live.js';
+import { AlertsPage } from './pages/alerts-page.js';
 import { SequencePage } from './pages/sequence-page.js';
 import { SequenceWizard } from './pages/sequence-wizard.js';
 import { SequencesPage } from './pages/sequences-page.js';
 import { SyncPage, SyncsPage } from './pages/sync-pages.js';
+import { WebhooksPage } from './pages/webhooks-page.js';
 import { href, useRoute, type Route } from './router.js';
 
 type SessionState =
@@ -121,7 +123,7 @@ function SignIn({ message, onSignedIn }: { message?: string; onSignedIn: () => v
 function Shell({ authRequired }: { authRequired: boolean }) {
   const route = useRoute();
   const live = useLive();
-  const section = route.page === 'syncs' || route.page === 'sync' ? 'syncs' : 'sequences';
+  const section = route.page === 'syncs' || route.page === 'sync' ? 'syncs' : route.page === 'alerts' || route.page === 'webhooks' ? route.page : 'sequences';
   return (
     <div className="shell">
       <nav className="sidebar" aria-label="Main">
@@ -140,6 +142,16 @@ function Shell({ authRequired }: { authRequired: boolean }) {
           <li>
             <a href={href.syncs()} aria-current={section === 'syncs' ? 'page' : undefined}>
               Syncs
+            </a>
+          </li>
+          <li>
+            <a href={href.alerts()} aria-current={section === 'alerts' ? 'page' : undefined}>
+              Alerts
+            </a>
+          </li>
+          <li>
+            <a href={href.webhooks()} aria-current={section === 'webhooks' ? 'page' : undefined}>
+              Webhooks
             </a>
           </li>
         </ul>
@@ -175,6 +187,10 @@ function RoutePage({ route }: { route: Route }) {
       return <SyncsPage />;
     case 'sync':
       return <SyncPage key={route.slug} slug={route.slug} runId={route.runId} />;
+    case 'alerts':
+      return <AlertsPage />;
+    case 'webhooks':
+      return <WebhooksPage />;
     case 'not-found':
       return (
         <div className="page">

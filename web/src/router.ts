@@ -11,6 +11,8 @@ export type Route =
   | { page: 'edit-sequence'; slug: string }
   | { page: 'syncs' }
   | { page: 'sync'; slug: string; runId?: number }
+  | { page: 'alerts' }
+  | { page: 'webhooks' }
   | { page: 'not-found'; path: string };
 
 export function parseRoute(hash: string): Route {
@@ -34,6 +36,8 @@ export function parseRoute(hash: string): Route {
     if (action === undefined) return { page: 'sync', slug };
     if (action === 'runs' && extra !== undefined && /^\d+$/.test(extra)) return { page: 'sync', slug, runId: Number(extra) };
   }
+  if (section === 'alerts' && slug === undefined) return { page: 'alerts' };
+  if (section === 'webhooks' && slug === undefined) return { page: 'webhooks' };
   return { page: 'not-found', path };
 }
 
@@ -45,6 +49,8 @@ export const href = {
   syncs: () => '#/syncs',
   sync: (slug: string) => `#/syncs/${encodeURIComponent(slug)}`,
   syncRun: (slug: string, runId: number) => `#/syncs/${encodeURIComponent(slug)}/runs/${runId}`,
+  alerts: () => '#/alerts',
+  webhooks: () => '#/webhooks',
 };
 
 export function navigate(to: string): void {
