@@ -148,6 +148,7 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
     env: config.env,
     retry: config.retry,
     readBatchSize: config.readBatchSize,
+    snapshotIndexBytes: config.snapshotIndexBytes,
     spoolDir: config.spoolDir,
   });
   const worker = new Worker({

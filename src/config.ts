@@ -23,6 +23,12 @@ export interface LockstepConfig {
   pollIntervalMs: number;
   /** Rows read from a source per batch (default: 1000: small batches die young, which keeps garbage collection cheap). */
   readBatchSize: number;
+  /**
+   * Memory, in bytes, a sync run may use to hold its snapshot while planning (about 32 bytes per
+   * row plus the keys' text); larger snapshots are looked up in the store per batch (default:
+   * 256 MiB, env LOCKSTEP_SNAPSHOT_INDEX_MB in MiB; 0 always looks up).
+   */
+  snapshotIndexBytes: number;
   retry: RetryPolicy;
   /** Folder for temporary files (default: the OS temp folder); sync runs no longer spool planned operations, they stream them to delivery. */
   spoolDir: string;
@@ -70,6 +76,7 @@ export function resolveConfig(input: ConfigInput = {}): LockstepConfig {
     maxConcurrentRuns: positiveInt(env.LOCKSTEP_CONCURRENCY, 8, 'LOCKSTEP_CONCURRENCY'),
     pollIntervalMs: positiveInt(env.LOCKSTEP_POLL_MS, 1000, 'LOCKSTEP_POLL_MS'),
     readBatchSize: positiveInt(env.LOCKSTEP_READ_BATCH, 1000, 'LOCKSTEP_READ_BATCH'),
+    snapshotIndexBytes: positiveInt(env.LOCKSTEP_SNAPSHOT_INDEX_MB, 256, 'LOCKSTEP_SNAPSHOT_INDEX_MB', 0) * 1024 * 1024,
     retry: DEFAULT_RETRY_POLICY,
     spoolDir: env.LOCKSTEP_SPOOL_DIR ?? tmpdir(),
     publicUrl: publicUrl(env.LOCKSTEP_PUBLIC_URL),
@@ -90,11 +97,12 @@ function absolute(path: string, base: string): string {
   return isAbsolute(path) ? path : resolve(base, path);
 }
 
-function positiveInt(text: string | undefined, fallback: number, name: string): number {
+function positiveInt(text: string | undefined, fallback: number, name: string, min = 1): number {
   if (text === undefined || text === '') return fallback;
   const n = Number(text);
-  if (!Number.isInteger(n) || n <= 0) {
-    throw new LockstepError(ErrorCode.Validation, `${name}=${text} is not a positive integer — unset it or give a whole number like ${fallback}`);
+  if (!Number.isInteger(n) || n < min) {
+    const what = min === 0 ? 'a whole number (0 or more)' : 'a positive integer';
+    throw new LockstepError(ErrorCode.Validation, `${name}=${text} is not ${what} — unset it or give a whole number like ${fallback}`);
   }
   return n;
 }

@@ -256,12 +256,15 @@ export interface Store {
   addRejectedRows(rows: RejectedRow[]): Promise<void>;
   listRejectedRows(syncRunId: number, limit: number, offset: number): Promise<RejectedRow[]>;
 
-  // --- snapshots: per sync, primary key (JSON array) → hash of the delivered values
+  // --- snapshots: per sync, primary key (JSON array) → hash of the delivered values (an opaque
+  // string; a store may keep lowercase hex compactly, and gives back the same string)
   snapshotGet(syncId: number, keys: string[]): Promise<Map<string, string>>;
   /** Records delivered rows and removes deleted ones, in one transaction. */
   snapshotWrite(syncId: number, upserts: Array<[key: string, hash: string]>, deletes: string[]): Promise<void>;
   /** Every key in the snapshot, in batches, in key order. */
   snapshotKeys(syncId: number, batchSize: number): AsyncIterable<string[]>;
+  /** Every entry of the snapshot as [key, hash] pairs, in batches, in key order. */
+  snapshotEntries(syncId: number, batchSize: number): AsyncIterable<Array<[key: string, hash: string]>>;
   snapshotClear(syncId: number): Promise<void>;
   snapshotCount(syncId: number): Promise<number>;
 

@@ -11,7 +11,6 @@
  * or `cancelled` (at a batch boundary). When the worker shuts down, the run is left in its active
  * state so the next start marks it `interrupted` and runs it again.
  */
-import { hash } from 'node:crypto';
 import { resolveConnection } from '../core/connections.js';
 import { ErrorCode, LockstepError, toError } from '../core/errors.js';
 import { encodeKey } from '../core/keys.js';
@@ -32,6 +31,10 @@ import type {
 import type { OperationCounts, RejectedRow, SyncRun } from '../core/runs.js';
 import type { ModelRecord, SyncRecord } from '../core/workspace.js';
 import { KeySet } from './key-set.js';
+import { hashRow, hashText, rowHash } from './row-hash.js';
+import { SnapshotIndex } from './snapshot-index.js';
+
+export { hashValues } from './row-hash.js';
 
 export interface RetryPolicy {
   /** Attempts for one batch or query before a transient error becomes fatal (default: 5). */
@@ -56,6 +59,11 @@ export interface SyncRunnerOptions {
   retry: RetryPolicy;
   /** Rows read from the source per batch. */
   readBatchSize: number;
+  /**
+   * Memory a run may use to hold its sync's snapshot (keys and hashes) while planning; a larger
+   * snapshot is looked up in the store batch by batch instead.
+   */
+  snapshotIndexBytes: number;
   /** Folder for temporary files (default: the OS temp folder). Planned operations are no longer spooled; kept for configuration compatibility. */
   spoolDir: string;
 }
@@ -73,8 +81,9 @@ interface PlannedOp {
   k: string;
   key: Value[];
   values: Value[];
-  /** hash of the mapped values ('' for removals) */
-  h: string;
+  /** hash of the mapped values, high and low word (0 for removals) */
+  hh: number;
+  hl: number;
 }
 
 /** A row of the model that passed validation, before it is compared with the snapshot. */
@@ -82,7 +91,8 @@ interface Candidate {
   key: Value[];
   k: string;
   values: Value[];
-  h: string;
+  hh: number;
+  hl: number;
 }
 
 /** Counts of a run as its pipeline goes, shared by planning and delivery. */
@@ -120,8 +130,10 @@ interface Pipeline {
 
 /** Rejected rows found while planning are stored in groups of this many. */
 const REJECTED_FLUSH = 1000;
-/** Snapshot keys read per page when looking for removals. */
+/** Snapshot keys read per page when looking for removals, or entries when loading the index. */
 const SNAPSHOT_PAGE = 5000;
+/** Bytes the snapshot index needs per row before the keys' text, to decide whether to try loading it. */
+const INDEX_BYTES_PER_ROW = 32;
 const NO_SNAPSHOT: ReadonlyMap<string, string> = new Map();
 
 class RunStopped extends Error {
@@ -150,11 +162,6 @@ function bump(counts: OperationCounts, op: PlannedOp['o'], by = 1): void {
   if (op === 'added') counts.addedCount += by;
   else if (op === 'changed') counts.changedCount += by;
   else counts.removedCount += by;
-}
-
-/** Hash of a row's mapped values: what the snapshot remembers per key. */
-export function hashValues(values: readonly Value[]): string {
-  return hash('sha1', JSON.stringify(values), 'base64');
 }
 
 export class SyncRunner {
@@ -307,8 +314,11 @@ export class SyncRunner {
     if (resetCDC) await store.snapshotClear(sync.id);
     // An empty snapshot (a first run, or after resetCDC) needs no lookups: every row is new.
     progress.expectedRows = resetCDC ? 0 : await store.snapshotCount(sync.id);
-    const lookups = progress.expectedRows > 0;
-    const seen = new KeySet(Math.max(progress.expectedRows, 1024) * 2);
+    // The snapshot in memory when it fits the budget; otherwise looked up batch by batch.
+    const index = progress.expectedRows > 0 ? await this.loadSnapshot(sync.id, progress.expectedRows) : null;
+    const lookups = progress.expectedRows > 0 && index === null;
+    // With the index, only keys new to the snapshot go into the set of keys seen.
+    const seen = new KeySet(index ? 1 << 16 : Math.max(progress.expectedRows, 1024) * 2);
     let rejected: RejectedRow[] = [];
     let batch: PlannedOp[] = [];
     let keyIndexes: number[] | null = null;
@@ -360,24 +370,36 @@ export class SyncRunner {
           await reject({ syncRunId: run.id, key: k, op: 'added', reason: `primary key column "${model.primaryKey[nullColumn]}" is null` });
           continue;
         }
-        if (!seen.add(k)) {
+        const entry = index ? index.visit(k) : -1;
+        if (entry === -2 || (entry === -1 && !seen.add(k))) {
           await reject({ syncRunId: run.id, key: k, op: 'added', reason: `duplicate primary key ${k}: the model returned this key more than once; only its first row was planned` });
           continue;
         }
-        candidates.push({ key, k, values, h: hashValues(values) });
+        hashRow(values);
+        const hh = rowHash[0] as number;
+        const hl = rowHash[1] as number;
+        if (index) {
+          if (entry >= 0 && !fullResync && index.sameHash(entry, hh, hl)) continue;
+          const op: PlannedOp['o'] = entry >= 0 ? 'changed' : 'added';
+          const kind = writeKind(sync, op);
+          if (kind !== null) await plan({ o: op, w: kind, k, key, values, hh, hl });
+          continue;
+        }
+        candidates.push({ key, k, values, hh, hl });
       }
       if (resetCDC) {
-        await store.snapshotWrite(sync.id, candidates.map((c) => [c.k, c.h]), []);
+        await store.snapshotWrite(sync.id, candidates.map((c) => [c.k, hashText(c.hh, c.hl)]), []);
         continue;
       }
-      const snapshot = lookups && candidates.length > 0 ? await store.snapshotGet(sync.id, candidates.map((c) => c.k)) : NO_SNAPSHOT;
+      if (candidates.length === 0) continue;
+      const snapshot = lookups ? await store.snapshotGet(sync.id, candidates.map((c) => c.k)) : NO_SNAPSHOT;
       for (const c of candidates) {
         const old = snapshot.get(c.k);
-        if (old === c.h && !fullResync) continue;
+        if (!fullResync && old !== undefined && old === hashText(c.hh, c.hl)) continue;
         const op: PlannedOp['o'] = old === undefined ? 'added' : 'changed';
         const kind = writeKind(sync, op);
         if (kind === null) continue;
-        await plan({ o: op, w: kind, k: c.k, key: c.key, values: c.values, h: c.h });
+        await plan({ o: op, w: kind, k: c.k, key: c.key, values: c.values, hh: c.hh, hl: c.hl });
       }
     }
     progress.reading = false;
@@ -387,15 +409,18 @@ export class SyncRunner {
       if (!resetCDC) p.writer = await p.destination.prepare(p.target);
     }
 
-    // Removals: the snapshot's keys the model no longer returned. Reading them by key ranges stays
-    // correct while delivered batches are committed to the snapshot meanwhile (those keys were seen).
-    if ((resetCDC || deletes) && progress.expectedRows > 0) {
+    // Removals: the snapshot's keys the model no longer returned.
+    if (deletes && index) {
+      for (const k of index.unseen()) await plan({ o: 'removed', w: 'delete', k, key: JSON.parse(k) as Value[], values: [], hh: 0, hl: 0 });
+    } else if ((resetCDC || deletes) && progress.expectedRows > 0) {
+      // Reading them by key ranges stays correct while delivered batches are committed to the
+      // snapshot meanwhile (those keys were seen).
       let gone: string[] = [];
       for await (const keys of store.snapshotKeys(sync.id, SNAPSHOT_PAGE)) {
         for (const k of keys) {
           if (seen.has(k)) continue;
           if (resetCDC) gone.push(k);
-          else await plan({ o: 'removed', w: 'delete', k, key: JSON.parse(k) as Value[], values: [], h: '' });
+          else await plan({ o: 'removed', w: 'delete', k, key: JSON.parse(k) as Value[], values: [], hh: 0, hl: 0 });
         }
         if (gone.length > 0) {
           await store.snapshotWrite(sync.id, [], gone);
@@ -472,7 +497,7 @@ export class SyncRunner {
       if (outcome.ok) {
         bump(successful, p.o);
         if (p.o === 'removed') deletes.push(p.k);
-        else upserts.push([p.k, p.h]);
+        else upserts.push([p.k, hashText(p.hh, p.hl)]);
       } else {
         bump(failed, p.o);
         rejected.push({ syncRunId: run.id, key: p.k, op: p.o, reason: outcome.reason });
@@ -480,6 +505,25 @@ export class SyncRunner {
     });
     await this.options.store.snapshotWrite(sync.id, upserts, deletes);
     if (rejected.length > 0) await this.options.store.addRejectedRows(rejected);
+  }
+
+  /**
+   * The sync's snapshot as an in-memory index, or null when it does not fit the memory budget
+   * (then planning asks the store batch by batch).
+   */
+  private async loadSnapshot(syncId: number, rows: number): Promise<SnapshotIndex | null> {
+    const budget = this.options.snapshotIndexBytes;
+    if (rows * INDEX_BYTES_PER_ROW > budget) return null;
+    const index = new SnapshotIndex(rows, budget);
+    for await (const entries of this.options.store.snapshotEntries(syncId, SNAPSHOT_PAGE * 4)) {
+      for (const [key, hash] of entries) {
+        if (!index.add(key, hash)) {
+          this.options.logger.info('snapshot larger than its memory budget: looking it up batch by batch', { syncId, rows, budget });
+          return null;
+        }
+      }
+    }
+    return index;
   }
 
   private async checkStop(runId: number, signal: AbortSignal): Promise<void> {

@@ -19,6 +19,8 @@ export interface SqliteStatement {
   run(...params: SqliteParams): SqliteRunResult;
   get(...params: SqliteParams): unknown;
   all(...params: SqliteParams): unknown[];
+  /** Rows as arrays of values instead of objects (changes this statement for good). */
+  raw(toggle: boolean): SqliteStatement;
 }
 
 /** A function wrapped in a transaction; `immediate` takes the write lock at BEGIN. */

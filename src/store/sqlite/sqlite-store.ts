@@ -111,6 +111,16 @@ export interface SqliteStoreOptions {
  * only bounds the WAL when the timer cannot keep up (a long bulk write).
  */
 const WAL_AUTOCHECKPOINT_PAGES = 10_000;
+
+/**
+ * Snapshot hashes in lowercase hex (what the sync runner writes) are kept as BLOBs, half their text
+ * size; anything else (hashes of older versions: base64 text) stays text. Read back, a BLOB is
+ * its hex again, so a hash comes back as it was written.
+ */
+const SNAPSHOT_HASH = "CASE WHEN typeof(hash) = 'blob' THEN lower(hex(hash)) ELSE hash END";
+function storedHash(value: string): string {
+  return `CASE WHEN length(${value}) % 2 = 0 AND length(${value}) > 0 AND NOT (${value} GLOB '*[^0-9a-f]*') THEN unhex(${value}) ELSE ${value} END`;
+}
 /** The WAL is truncated back to this size after a checkpoint, so one bulk write does not leave a huge file. */
 const WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024;
 
@@ -447,7 +457,7 @@ export class SqliteStore implements Store, AsyncDisposable {
     // against the primary key: a single statement for any number of keys.
     return this.read(() => {
       const found = new Map<string, string>();
-      const sql = 'SELECT s.key, s.hash FROM json_each(?) AS j CROSS JOIN snapshots AS s WHERE s.sync_id = ? AND s.key = j.value';
+      const sql = `SELECT s.key, ${SNAPSHOT_HASH} AS hash FROM json_each(?) AS j CROSS JOIN snapshots AS s WHERE s.sync_id = ? AND s.key = j.value`;
       for (const row of this.statement(sql).all(JSON.stringify(keys), syncId) as Array<{ key: string; hash: string }>) {
         found.set(row.key, row.hash);
       }
@@ -461,7 +471,7 @@ export class SqliteStore implements Store, AsyncDisposable {
     this.write(() => {
       if (upserts.length > 0) {
         this.statement(
-          `INSERT INTO snapshots (sync_id, key, hash) SELECT ?, j.value ->> 0, j.value ->> 1 FROM json_each(?) AS j WHERE true
+          `INSERT INTO snapshots (sync_id, key, hash) SELECT ?, j.value ->> 0, ${storedHash('j.value ->> 1')} FROM json_each(?) AS j WHERE true
            ON CONFLICT (sync_id, key) DO UPDATE SET hash = excluded.hash`,
         ).run(syncId, JSON.stringify(upserts));
       }
@@ -480,6 +490,21 @@ export class SqliteStore implements Store, AsyncDisposable {
       last = keys[keys.length - 1] ?? null;
       yield keys;
       if (keys.length < size) return;
+    }
+  }
+
+  async *snapshotEntries(syncId: number, batchSize: number): AsyncIterable<Array<[key: string, hash: string]>> {
+    const size = Math.max(1, Math.floor(batchSize));
+    const first = this.statement(`SELECT key, ${SNAPSHOT_HASH} FROM snapshots WHERE sync_id = ? ORDER BY key LIMIT ?`).raw(true);
+    const next = this.statement(`SELECT key, ${SNAPSHOT_HASH} FROM snapshots WHERE sync_id = ? AND key > ? ORDER BY key LIMIT ?`).raw(true);
+    let last: string | null = null;
+    for (;;) {
+      const after: string | null = last;
+      const entries: Array<[string, string]> = this.read(() => (after === null ? first.all(syncId, size) : next.all(syncId, after, size)) as Array<[string, string]>);
+      if (entries.length === 0) return;
+      last = (entries[entries.length - 1] as [string, string])[0];
+      yield entries;
+      if (entries.length < size) return;
     }
   }
 

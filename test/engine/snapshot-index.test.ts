@@ -1,0 +1,116 @@
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { hashValues } from '../../src/engine/row-hash.js';
+import { SnapshotIndex } from '../../src/engine/snapshot-index.js';
+import { model, source, sync, workspace } from '../helpers/definitions.js';
+import { createHierarchyFixture, sqlite, sqliteRows, startHarness, tempDir } from '../helpers/harness.js';
+
+describe('row hash', () => {
+  it('is stable across processes and versions: the snapshot depends on it', () => {
+    expect(hashValues([1, 'Account 1', null, true, 2.5, '2024-01-01T00:00:00.000Z'])).toBe(hashValues([1, 'Account 1', null, true, 2.5, '2024-01-01T00:00:00.000Z']));
+    expect(hashValues([1, 'Account 1'])).toMatch(/^[0-9a-f]{16}$/);
+    expect(hashValues([1, 'Account 1'])).toBe('fdd64c36b0ab8ad8');
+  });
+
+  it('tells types, orders, lengths and values apart', () => {
+    const rows: Array<Array<string | number | boolean | null>> = [
+      [1],
+      ['1'],
+      [1.5],
+      ['1.5'],
+      [true],
+      ['true'],
+      [null],
+      ['null'],
+      [''],
+      [],
+      ['a', 'b'],
+      ['b', 'a'],
+      ['ab'],
+      ['ab', ''],
+      [0],
+      [2 ** 40],
+      [String(2 ** 40)],
+      ['é', 'x'],
+    ];
+    const hashes = new Set(rows.map(hashValues));
+    expect(hashes.size).toBe(rows.length);
+  });
+});
+
+describe('SnapshotIndex', () => {
+  it('answers per key, marks keys seen, compares hashes and lists the keys never seen', () => {
+    const index = new SnapshotIndex(2, 1 << 20);
+    const keys = Array.from({ length: 1000 }, (_, i) => JSON.stringify([i, `région ${i}`]));
+    for (const k of keys) expect(index.add(k, hashValues([k]))).toBe(true);
+    expect(index.add('[-1]', 'old-base64-hash=')).toBe(true);
+    expect(index.size).toBe(1001);
+    const first = index.visit(keys[0] as string);
+    expect(first).toBeGreaterThanOrEqual(0);
+    expect(index.visit(keys[0] as string)).toBe(-2);
+    expect(index.visit('[1000]')).toBe(-1);
+    const [high, low] = [parseInt(hashValues([keys[0] as string]).slice(0, 8), 16), parseInt(hashValues([keys[0] as string]).slice(8), 16)];
+    expect(index.sameHash(first, high, low)).toBe(true);
+    expect(index.sameHash(first, high, low ^ 1)).toBe(false);
+    const stale = index.visit('[-1]');
+    expect(stale).toBeGreaterThanOrEqual(0);
+    expect(index.sameHash(stale, 0, 0)).toBe(false);
+    for (const k of keys.slice(0, 990)) index.visit(k);
+    expect([...index.unseen()]).toEqual(keys.slice(990));
+  });
+
+  it('gives up beyond its memory budget', () => {
+    const index = new SnapshotIndex(16, 4096);
+    let added = 0;
+    while (added < 100_000 && index.add(JSON.stringify([added, 'x'.repeat(20)]), '0123456789abcdef')) added++;
+    expect(added).toBeLessThan(100_000);
+    expect(index.bytes).toBeLessThanOrEqual(4096 * 2);
+  });
+});
+
+function mirrorWorkspace() {
+  return workspace({
+    sources: [source('warehouse', { path: 'warehouse.db' })],
+    destinations: [source('crm', { path: 'crm.db' })],
+    models: [model('accounts', 'warehouse', 'select id, name from accounts')],
+    syncs: [sync('accounts-to-crm', { model: 'accounts', destination: 'crm', object: 'accounts', mode: 'mirror' })],
+  });
+}
+
+// The same runs with the snapshot in memory (default) and looked up in the store batch by batch.
+describe.each([
+  ['in memory', {}],
+  ['looked up per batch', { LOCKSTEP_SNAPSHOT_INDEX_MB: '0' }],
+])('planning against the snapshot %s', (_name, env) => {
+  it('plans added, changed, removed and nothing else; older snapshot hashes count as changed once', async () => {
+    const dir = tempDir();
+    createHierarchyFixture(dir);
+    const h = await startHarness({ dir, definition: mirrorWorkspace(), env });
+    await using _ = h;
+    const run = async () => {
+      const { run } = await h.app.worker.triggerSync('accounts-to-crm', {});
+      return h.app.worker.waitForSyncRun(run.id);
+    };
+    const warehouse = (sql: string) => sqlite(join(dir, 'warehouse.db'), sql);
+    expect((await run()).plannedRows).toEqual({ addedCount: 3, changedCount: 0, removedCount: 0 });
+    expect((await run()).plannedRows).toEqual({ addedCount: 0, changedCount: 0, removedCount: 0 });
+
+    warehouse("update accounts set name = 'Renamed' where id = 2; delete from accounts where id = 3; insert into accounts (id, name) values (4, 'Account 4')");
+    const second = await run();
+    expect(second.status).toBe('success');
+    expect(second.plannedRows).toEqual({ addedCount: 1, changedCount: 1, removedCount: 1 });
+    expect(sqliteRows(join(dir, 'crm.db'), 'select id, name from accounts order by id')).toEqual([
+      { id: 1, name: 'Account 1' },
+      { id: 2, name: 'Renamed' },
+      { id: 4, name: 'Account 4' },
+    ]);
+    expect((await run()).plannedRows).toEqual({ addedCount: 0, changedCount: 0, removedCount: 0 });
+
+    // A snapshot written by an older version (base64 SHA-1 text): every row is sent once more.
+    const sync = await h.app.store.getSync('accounts-to-crm');
+    await h.app.store.snapshotWrite(sync!.id, [['[1]', 'qUqP5cyxm6YcTAhz05Hph5gvu9M='], ['[2]', 'qUqP5cyxm6YcTAhz05Hph5gvu9M='], ['[4]', 'qUqP5cyxm6YcTAhz05Hph5gvu9M=']], []);
+    expect((await h.app.store.snapshotGet(sync!.id, ['[1]'])).get('[1]')).toBe('qUqP5cyxm6YcTAhz05Hph5gvu9M=');
+    expect((await run()).plannedRows).toEqual({ addedCount: 0, changedCount: 3, removedCount: 0 });
+    expect((await run()).plannedRows).toEqual({ addedCount: 0, changedCount: 0, removedCount: 0 });
+  });
+});
