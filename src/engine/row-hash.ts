@@ -120,9 +120,20 @@ export function hashRow(values: readonly (string | number | boolean | null)[]): 
   rowHash[1] = h2 ^ h4;
 }
 
+const HEX_BYTES = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, '0'));
+
 /** The hash as the snapshot stores it: 16 lowercase hex digits. */
 export function hashText(high: number, low: number): string {
-  return (high >>> 0).toString(16).padStart(8, '0') + (low >>> 0).toString(16).padStart(8, '0');
+  return (
+    (HEX_BYTES[high >>> 24] as string) +
+    (HEX_BYTES[(high >>> 16) & 255] as string) +
+    (HEX_BYTES[(high >>> 8) & 255] as string) +
+    (HEX_BYTES[high & 255] as string) +
+    (HEX_BYTES[low >>> 24] as string) +
+    (HEX_BYTES[(low >>> 16) & 255] as string) +
+    (HEX_BYTES[(low >>> 8) & 255] as string) +
+    (HEX_BYTES[low & 255] as string)
+  );
 }
 
 /** Hash of a row's mapped values, as the snapshot stores it. */

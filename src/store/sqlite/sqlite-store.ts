@@ -118,6 +118,14 @@ const WAL_AUTOCHECKPOINT_PAGES = 10_000;
  * its hex again, so a hash comes back as it was written.
  */
 const SNAPSHOT_HASH = "CASE WHEN typeof(hash) = 'blob' THEN lower(hex(hash)) ELSE hash END";
+/** A hash the runner wrote: lowercase hex, stored as its bytes. */
+const HEX_HASH = /^(?:[0-9a-f]{2})+$/;
+/** Snapshot rows per INSERT statement (3 parameters each, well under SQLite's limit of 32766). */
+const SNAPSHOT_ROWS = 500;
+function snapshotUpsertSql(rows: number): string {
+  return `INSERT INTO snapshots (sync_id, key, hash) VALUES ${Array.from({ length: rows }, () => '(?, ?, unhex(?))').join(', ')}
+    ON CONFLICT (sync_id, key) DO UPDATE SET hash = excluded.hash`;
+}
 function storedHash(value: string): string {
   return `CASE WHEN length(${value}) % 2 = 0 AND length(${value}) > 0 AND NOT (${value} GLOB '*[^0-9a-f]*') THEN unhex(${value}) ELSE ${value} END`;
 }
@@ -467,9 +475,21 @@ export class SqliteStore implements Store, AsyncDisposable {
 
   async snapshotWrite(syncId: number, upserts: Array<[key: string, hash: string]>, deletes: string[]): Promise<void> {
     if (upserts.length === 0 && deletes.length === 0) return;
-    // A batch travels as one JSON parameter: one statement per batch instead of one per row.
     this.write(() => {
-      if (upserts.length > 0) {
+      // Hex hashes (what the sync runner writes) go through one prepared multi-row statement per
+      // SNAPSHOT_ROWS rows; any other hash string in a batch sends the batch as one JSON parameter.
+      if (upserts.every(([, hash]) => HEX_HASH.test(hash))) {
+        const params: Array<string | number> = [];
+        for (let start = 0; start < upserts.length; start += SNAPSHOT_ROWS) {
+          const end = Math.min(upserts.length, start + SNAPSHOT_ROWS);
+          params.length = 0;
+          for (let i = start; i < end; i++) {
+            const [key, hash] = upserts[i] as [string, string];
+            params.push(syncId, key, hash);
+          }
+          this.statement(snapshotUpsertSql(end - start)).run(...params);
+        }
+      } else {
         this.statement(
           `INSERT INTO snapshots (sync_id, key, hash) SELECT ?, j.value ->> 0, ${storedHash('j.value ->> 1')} FROM json_each(?) AS j WHERE true
            ON CONFLICT (sync_id, key) DO UPDATE SET hash = excluded.hash`,
