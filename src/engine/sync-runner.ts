@@ -4,7 +4,8 @@
  * States (see SyncRunStatus): the run arrives claimed in `querying`; the model is streamed and each
  * row validated, hashed and compared with the snapshot as it arrives; planned operations are grouped
  * into batches of the sync's `batchSize` and delivered while the model is still being read (one
- * batch in flight, so memory stays bounded), each delivered batch committed to the snapshot at once.
+ * batch in flight, so memory stays bounded), each written batch committed to the snapshot while the
+ * next one is written.
  * The run moves to `processing` when its first batch is delivered. When the model is exhausted, the
  * keys of the snapshot it no longer returns are planned as removals (modes that delete). `reporting`
  * writes the final counts; the run ends `success`, `warning` (rejected rows), `failed` (fatal error)
@@ -71,16 +72,12 @@ export interface SyncRunnerOptions {
 /** Why a run stopped early: a user cancelled it, or the worker is shutting down. */
 export type StopReason = 'cancel' | 'shutdown';
 
-/** One planned operation, between planning and delivery. */
-interface PlannedOp {
+/** One planned operation, between planning and delivery; handed to the destination as it is. */
+interface PlannedOp extends WriteOperation {
   /** op: what happened to the row in the model. */
   o: 'added' | 'changed' | 'removed';
-  /** kind: what the destination is asked to do. */
-  w: WriteOperation['kind'];
   /** encoded key */
   k: string;
-  key: Value[];
-  values: Value[];
   /** hash of the mapped values, high and low word (0 for removals) */
   hh: number;
   hl: number;
@@ -124,8 +121,14 @@ interface Pipeline {
   /** Set once the model's columns are known (not for resetCDC, which sends nothing). */
   writer: DestinationWriter | null;
   target: WriteTarget | null;
-  /** The batch being delivered, if any. */
-  inflight: Promise<void> | null;
+  /** The batch being written, if any, and the destination's answer for it once written. */
+  inflight: Delivery | null;
+}
+
+/** A batch handed to the destination: its rows' outcomes arrive when it is written. */
+interface Delivery {
+  batch: PlannedOp[];
+  outcomes: Promise<RowOutcome[]>;
 }
 
 /** Rejected rows found while planning are stored in groups of this many. */
@@ -301,7 +304,13 @@ export class SyncRunner {
       // snapshot if it was delivered) before connections close or the reading starts over.
       const last = p.inflight;
       p.inflight = null;
-      await last?.catch(() => undefined);
+      if (last) {
+        try {
+          await this.settle(p, last.batch, await last.outcomes);
+        } catch {
+          // the write or its commit failed: the error that stopped the pipeline is the one reported
+        }
+      }
     }
   }
 
@@ -382,7 +391,7 @@ export class SyncRunner {
           if (entry >= 0 && !fullResync && index.sameHash(entry, hh, hl)) continue;
           const op: PlannedOp['o'] = entry >= 0 ? 'changed' : 'added';
           const kind = writeKind(sync, op);
-          if (kind !== null) await plan({ o: op, w: kind, k, key, values, hh, hl });
+          if (kind !== null) await plan({ o: op, kind, k, key, values, hh, hl });
           continue;
         }
         candidates.push({ key, k, values, hh, hl });
@@ -399,7 +408,7 @@ export class SyncRunner {
         const op: PlannedOp['o'] = old === undefined ? 'added' : 'changed';
         const kind = writeKind(sync, op);
         if (kind === null) continue;
-        await plan({ o: op, w: kind, k: c.k, key: c.key, values: c.values, hh: c.hh, hl: c.hl });
+        await plan({ o: op, kind, k: c.k, key: c.key, values: c.values, hh: c.hh, hl: c.hl });
       }
     }
     progress.reading = false;
@@ -411,7 +420,7 @@ export class SyncRunner {
 
     // Removals: the snapshot's keys the model no longer returned.
     if (deletes && index) {
-      for (const k of index.unseen()) await plan({ o: 'removed', w: 'delete', k, key: JSON.parse(k) as Value[], values: [], hh: 0, hl: 0 });
+      for (const k of index.unseen()) await plan({ o: 'removed', kind: 'delete', k, key: JSON.parse(k) as Value[], values: [], hh: 0, hl: 0 });
     } else if ((resetCDC || deletes) && progress.expectedRows > 0) {
       // Reading them by key ranges stays correct while delivered batches are committed to the
       // snapshot meanwhile (those keys were seen).
@@ -420,7 +429,7 @@ export class SyncRunner {
         for (const k of keys) {
           if (seen.has(k)) continue;
           if (resetCDC) gone.push(k);
-          else await plan({ o: 'removed', w: 'delete', k, key: JSON.parse(k) as Value[], values: [], hh: 0, hl: 0 });
+          else await plan({ o: 'removed', kind: 'delete', k, key: JSON.parse(k) as Value[], values: [], hh: 0, hl: 0 });
         }
         if (gone.length > 0) {
           await store.snapshotWrite(sync.id, [], gone);
@@ -432,34 +441,40 @@ export class SyncRunner {
     if (p.inflight) {
       const last = p.inflight;
       p.inflight = null;
-      await last;
+      await this.settle(p, last.batch, await last.outcomes);
     }
   }
 
   /**
-   * Starts delivering a batch once the previous one is committed, and returns without waiting for
-   * it: the next batch is planned while this one is written. Cancellation is checked here, at the
-   * batch boundary.
+   * Starts writing a batch once the previous one is written, commits the previous one to the
+   * snapshot while this one is written, and returns without waiting for the write: the next batch
+   * is planned meanwhile. Writes happen one at a time and commits in order, each after its write.
+   * Cancellation is checked here, at the batch boundary.
    */
   private async deliver(p: Pipeline, batch: PlannedOp[]): Promise<void> {
-    if (p.inflight) {
-      const previous = p.inflight;
-      p.inflight = null;
-      await previous;
+    const previous = p.inflight;
+    // A failed write throws here with `inflight` still set: runPipeline's cleanup ignores it.
+    const written = previous ? await previous.outcomes : null;
+    p.inflight = null;
+    try {
+      await this.checkStop(p.run.id, p.signal);
+    } catch (stopped) {
+      if (previous && written) await this.settle(p, previous.batch, written);
+      throw stopped;
     }
-    await this.checkStop(p.run.id, p.signal);
-    const delivery = this.deliverBatch(p, batch);
+    const writer = p.writer as DestinationWriter;
+    const outcomes = this.withRetries('write', p.signal, () =>
+      writer.write(batch),
+    );
     // Awaited by the next deliver() or at the end; a failure is not lost meanwhile.
-    delivery.catch(() => undefined);
-    p.inflight = delivery;
+    outcomes.catch(() => undefined);
+    p.inflight = { batch, outcomes };
+    if (previous && written) await this.settle(p, previous.batch, written);
   }
 
-  private async deliverBatch(p: Pipeline, batch: PlannedOp[]): Promise<void> {
+  /** Commits a written batch to the snapshot and records the run's progress. */
+  private async settle(p: Pipeline, batch: PlannedOp[], outcomes: RowOutcome[]): Promise<void> {
     const { progress } = p;
-    const writer = p.writer as DestinationWriter;
-    const outcomes = await this.withRetries('write', p.signal, () =>
-      writer.write(batch.map((op) => ({ kind: op.w, key: op.key, values: op.values }))),
-    );
     await this.commitBatch(p.run, p.sync, batch, outcomes, progress.successful, progress.failed);
     progress.settled += batch.length;
     const first = !progress.processing;
