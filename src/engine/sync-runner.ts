@@ -135,6 +135,8 @@ interface Delivery {
 const REJECTED_FLUSH = 1000;
 /** Snapshot keys read per page when looking for removals, or entries when loading the index. */
 const SNAPSHOT_PAGE = 5000;
+/** Snapshot entries read per page when loading the index. */
+const INDEX_PAGE = 1000;
 /** Bytes the snapshot index needs per row before the keys' text, to decide whether to try loading it. */
 const INDEX_BYTES_PER_ROW = 32;
 const NO_SNAPSHOT: ReadonlyMap<string, string> = new Map();
@@ -530,7 +532,10 @@ export class SyncRunner {
     const budget = this.options.snapshotIndexBytes;
     if (rows * INDEX_BYTES_PER_ROW > budget) return null;
     const index = new SnapshotIndex(rows, budget);
-    for await (const entries of this.options.store.snapshotEntries(syncId, SNAPSHOT_PAGE * 4)) {
+    // Small pages die young (a large one would outlive a scavenge and grow the old generation by
+    // its size); between pages, other work of the process gets its turn.
+    for await (const entries of this.options.store.snapshotEntries(syncId, INDEX_PAGE)) {
+      await new Promise((resolve) => setImmediate(resolve));
       for (const [key, hash] of entries) {
         if (!index.add(key, hash)) {
           this.options.logger.info('snapshot larger than its memory budget: looking it up batch by batch', { syncId, rows, budget });
