@@ -120,19 +120,15 @@ export function hashRow(values: readonly (string | number | boolean | null)[]): 
   rowHash[1] = h2 ^ h4;
 }
 
-const HEX_BYTES = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, '0'));
+/** Character codes of the hex digits. */
+const HEX = Array.from('0123456789abcdef', (c) => c.charCodeAt(0));
+const hex = (word: number, shift: number): number => HEX[(word >>> shift) & 15] as number;
 
-/** The hash as the snapshot stores it: 16 lowercase hex digits. */
+/** The hash as the snapshot stores it: 16 lowercase hex digits, built as one string (no pieces to collect). */
 export function hashText(high: number, low: number): string {
-  return (
-    (HEX_BYTES[high >>> 24] as string) +
-    (HEX_BYTES[(high >>> 16) & 255] as string) +
-    (HEX_BYTES[(high >>> 8) & 255] as string) +
-    (HEX_BYTES[high & 255] as string) +
-    (HEX_BYTES[low >>> 24] as string) +
-    (HEX_BYTES[(low >>> 16) & 255] as string) +
-    (HEX_BYTES[(low >>> 8) & 255] as string) +
-    (HEX_BYTES[low & 255] as string)
+  return String.fromCharCode(
+    hex(high, 28), hex(high, 24), hex(high, 20), hex(high, 16), hex(high, 12), hex(high, 8), hex(high, 4), hex(high, 0),
+    hex(low, 28), hex(low, 24), hex(low, 20), hex(low, 16), hex(low, 12), hex(low, 8), hex(low, 4), hex(low, 0),
   );
 }
 
