@@ -24,8 +24,9 @@ export interface LockstepConfig {
   /** Rows read from a source per batch (default: 1000: small batches die young, which keeps garbage collection cheap). */
   readBatchSize: number;
   /**
-   * Memory, in bytes, a sync run may use to hold its snapshot while planning (about 32 bytes per
-   * row plus the keys' text); larger snapshots are looked up in the store per batch (default:
+   * Memory, in bytes, the sync runs of this process may use together to hold their snapshots while
+   * planning (about 40 bytes per row plus the keys' text); a snapshot that does not fit what is
+   * left is looked up in the store per batch (default:
    * 256 MiB, env LOCKSTEP_SNAPSHOT_INDEX_MB in MiB; 0 always looks up).
    */
   snapshotIndexBytes: number;

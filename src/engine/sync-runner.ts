@@ -61,8 +61,9 @@ export interface SyncRunnerOptions {
   /** Rows read from the source per batch. */
   readBatchSize: number;
   /**
-   * Memory a run may use to hold its sync's snapshot (keys and hashes) while planning; a larger
-   * snapshot is looked up in the store batch by batch instead.
+   * Memory the runs of this runner may use together to hold their syncs' snapshots (keys and
+   * hashes) while planning; a snapshot that does not fit what is left is looked up in the store
+   * batch by batch instead.
    */
   snapshotIndexBytes: number;
   /** Folder for temporary files (default: the OS temp folder). Planned operations are no longer spooled; kept for configuration compatibility. */
@@ -123,6 +124,8 @@ interface Pipeline {
   target: WriteTarget | null;
   /** The batch being written, if any, and the destination's answer for it once written. */
   inflight: Delivery | null;
+  /** Bytes of the snapshot budget this run's index holds. */
+  indexBytes: number;
 }
 
 /** A batch handed to the destination: its rows' outcomes arrive when it is written. */
@@ -170,6 +173,9 @@ function bump(counts: OperationCounts, op: PlannedOp['o'], by = 1): void {
 }
 
 export class SyncRunner {
+  /** Bytes of `snapshotIndexBytes` held by the snapshot indexes of the runs in progress. */
+  private indexBytesHeld = 0;
+
   constructor(private readonly options: SyncRunnerOptions) {}
 
   /**
@@ -245,6 +251,7 @@ export class SyncRunner {
         writer: null,
         target: null,
         inflight: null,
+        indexBytes: 0,
       };
       await this.withRetries('query', control.signal, async () => {
         // A transient failure part-way restarts the run's reading: what was delivered is in the
@@ -302,6 +309,8 @@ export class SyncRunner {
     try {
       await this.planAndDeliver(p);
     } finally {
+      this.indexBytesHeld -= p.indexBytes;
+      p.indexBytes = 0;
       // Whatever stopped the pipeline, the batch being written finishes (and is committed to the
       // snapshot if it was delivered) before connections close or the reading starts over.
       const last = p.inflight;
@@ -326,7 +335,7 @@ export class SyncRunner {
     // An empty snapshot (a first run, or after resetCDC) needs no lookups: every row is new.
     progress.expectedRows = resetCDC ? 0 : await store.snapshotCount(sync.id);
     // The snapshot in memory when it fits the budget; otherwise looked up batch by batch.
-    const index = progress.expectedRows > 0 ? await this.loadSnapshot(sync.id, progress.expectedRows) : null;
+    const index = progress.expectedRows > 0 ? await this.loadSnapshot(p, progress.expectedRows) : null;
     const lookups = progress.expectedRows > 0 && index === null;
     // With the index, only keys new to the snapshot go into the set of keys seen.
     const seen = new KeySet(index ? 1 << 16 : Math.max(progress.expectedRows, 1024) * 2);
@@ -528,22 +537,28 @@ export class SyncRunner {
    * The sync's snapshot as an in-memory index, or null when it does not fit the memory budget
    * (then planning asks the store batch by batch).
    */
-  private async loadSnapshot(syncId: number, rows: number): Promise<SnapshotIndex | null> {
-    const budget = this.options.snapshotIndexBytes;
+  private async loadSnapshot(p: Pipeline, rows: number): Promise<SnapshotIndex | null> {
+    const syncId = p.sync.id;
+    // The budget is the process's: runs in progress share it. What is left is held while loading
+    // (other runs may load meanwhile), then only what the index uses.
+    const budget = this.options.snapshotIndexBytes - this.indexBytesHeld;
     if (rows * INDEX_BYTES_PER_ROW > budget) return null;
+    this.indexBytesHeld += budget;
+    p.indexBytes = budget;
     const index = new SnapshotIndex(rows, budget);
+    let fits = true;
     // Small pages die young (a large one would outlive a scavenge and grow the old generation by
     // its size); between pages, other work of the process gets its turn.
     for await (const entries of this.options.store.snapshotEntries(syncId, INDEX_PAGE)) {
       await new Promise((resolve) => setImmediate(resolve));
-      for (const [key, hash] of entries) {
-        if (!index.add(key, hash)) {
-          this.options.logger.info('snapshot larger than its memory budget: looking it up batch by batch', { syncId, rows, budget });
-          return null;
-        }
-      }
+      for (const [key, hash] of entries) fits &&= index.add(key, hash);
+      if (!fits) break;
     }
-    return index;
+    const used = fits ? index.bytes : 0;
+    this.indexBytesHeld += used - budget;
+    p.indexBytes = used;
+    if (!fits) this.options.logger.info('snapshot larger than its memory budget: looking it up batch by batch', { syncId, rows, budget });
+    return fits ? index : null;
   }
 
   private async checkStop(runId: number, signal: AbortSignal): Promise<void> {
