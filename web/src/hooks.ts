@@ -69,3 +69,36 @@ export function useTicker(active: boolean, ms = 1000): number {
   }, [active, ms]);
   return now;
 }
+
+export interface PageAction {
+  /** True while an action is under way; the page's buttons wait for it. */
+  busy: boolean;
+  /** Why the last action failed, for an error banner. */
+  error: unknown;
+  /** What the last action did, when it said (`done`). */
+  notice: string | null;
+  /** Runs `what`; when it succeeds, shows `done` and calls the hook's `reload`. */
+  act: (what: () => Promise<unknown>, done?: string) => Promise<void>;
+}
+
+/** The buttons of a page that change what it shows: one action at a time, then `reload`. */
+export function usePageAction(reload: () => void): PageAction {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>(undefined);
+  const [notice, setNotice] = useState<string | null>(null);
+  const act = async (what: () => Promise<unknown>, done?: string) => {
+    setBusy(true);
+    setError(undefined);
+    setNotice(null);
+    try {
+      await what();
+      if (done) setNotice(done);
+      reload();
+    } catch (thrown) {
+      setError(thrown);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return { busy, error, notice, act };
+}

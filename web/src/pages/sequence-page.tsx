@@ -5,10 +5,12 @@
 import { useEffect, useState } from 'react';
 import type { MemberRunView, Page, Sequence, SequenceRunView, Workspace } from '../api-types.js';
 import { api, seg } from '../api.js';
+import { CancelRunButton, useCancelRun } from '../components/cancel-run.js';
+import { RunFacts, RunTimeCells } from '../components/run-facts.js';
 import { SequenceGraph, dependencies, isGraph } from '../components/sequence-graph.js';
 import { Dialog, EmptyState, ErrorBanner, Loading, Pager, StatusBadge, Switch } from '../components/ui.js';
-import { durationBetween, formatCount, formatDuration, formatClock, formatRelative, formatTime, scheduleInWords, terminateInWords, triggerInWords } from '../format.js';
-import { useApi, useTicker } from '../hooks.js';
+import { durationBetween, formatCount, formatDuration, formatClock, formatTime, scheduleInWords, terminateInWords } from '../format.js';
+import { useApi, usePageAction, useTicker } from '../hooks.js';
 import { href, navigate } from '../router.js';
 
 const PAGE_SIZE = 20;
@@ -26,9 +28,10 @@ export function SequencePage({ slug }: { slug: string }) {
     { live: true },
   );
   const [openRun, setOpenRun] = useState<string | null>(null);
-  const [actionError, setActionError] = useState<unknown>(undefined);
-  const [notice, setNotice] = useState<string | null>(null);
-  const [busy, setBusy] = useState(false);
+  const { busy, error: actionError, notice, act: runAction } = usePageAction(() => {
+    workspace.reload();
+    runs.reload();
+  });
   const [startedRun, setStartedRun] = useState<string | null>(null);
 
   useEffect(() => {
@@ -47,21 +50,9 @@ export function SequencePage({ slug }: { slug: string }) {
     );
   }
 
-  const act = async (what: () => Promise<unknown>, done?: string) => {
-    setBusy(true);
-    setActionError(undefined);
-    setNotice(null);
+  const act = (what: () => Promise<unknown>, done?: string) => {
     setStartedRun(null);
-    try {
-      await what();
-      if (done) setNotice(done);
-      workspace.reload();
-      runs.reload();
-    } catch (thrown) {
-      setActionError(thrown);
-    } finally {
-      setBusy(false);
-    }
+    return runAction(what, done);
   };
 
   const runNow = () =>
@@ -255,13 +246,7 @@ function SequenceRunsTable({ runs, onOpen }: { runs: SequenceRunView[]; onOpen: 
               <td>
                 <StatusBadge status={run.status} />
               </td>
-              <td>{triggerInWords(run.trigger)}</td>
-              <td>
-                <button type="button" className="link" onClick={(e) => (e.stopPropagation(), onOpen(run.id))} aria-label={`Open run ${run.id}`} title={formatTime(run.startedAt ?? run.createdAt)}>
-                  {run.startedAt ? formatRelative(run.startedAt, now) : `queued ${formatRelative(run.createdAt, now)}`}
-                </button>
-              </td>
-              <td>{formatDuration(run.durationMs ?? durationBetween(run.startedAt, run.finishedAt, now))}</td>
+              <RunTimeCells run={run} now={now} openLabel={`Open run ${run.id}`} onOpen={() => onOpen(run.id)} />
               <td>
                 {finished}/{run.members.length} members
               </td>
@@ -276,52 +261,24 @@ function SequenceRunsTable({ runs, onOpen }: { runs: SequenceRunView[]; onOpen: 
 
 function SequenceRunDialog({ id, sequence, onClose }: { id: string; sequence: Sequence; onClose: () => void }) {
   const run = useApi<SequenceRunView>(`/api/sequence-runs/${seg(id)}`, { live: true });
-  const [cancelError, setCancelError] = useState<unknown>(undefined);
+  const cancel = useCancelRun(`/api/sequence-runs/${seg(id)}/cancel`, run.reload);
   const active = run.data ? ACTIVE_SEQUENCE.includes(run.data.status) : false;
   const now = useTicker(active);
   const data = run.data;
-
-  const cancel = async () => {
-    setCancelError(undefined);
-    try {
-      await api.post(`/api/sequence-runs/${seg(id)}/cancel`);
-      run.reload();
-    } catch (thrown) {
-      setCancelError(thrown);
-    }
-  };
 
   return (
     <Dialog title={`Run of ${sequence.name}`} onClose={onClose} wide>
       {run.loading && !data && <Loading />}
       <ErrorBanner error={run.error} title="Could not load the run" />
-      <ErrorBanner error={cancelError} title="Could not cancel" />
+      <ErrorBanner error={cancel.error} title="Could not cancel" />
       {data && (
         <>
-          <dl className="facts">
-            <div>
-              <dt>Status</dt>
-              <dd>
-                <StatusBadge status={data.status} />
-              </dd>
-            </div>
-            <div>
-              <dt>Trigger</dt>
-              <dd>{triggerInWords(data.trigger)}</dd>
-            </div>
-            <div>
-              <dt>Started</dt>
-              <dd>{formatTime(data.startedAt ?? data.createdAt)}</dd>
-            </div>
-            <div>
-              <dt>Duration</dt>
-              <dd>{formatDuration(data.durationMs ?? durationBetween(data.startedAt, data.finishedAt, now))}</dd>
-            </div>
+          <RunFacts run={data} now={now}>
             <div>
               <dt>Run ID</dt>
               <dd className="mono small">{data.id}</dd>
             </div>
-          </dl>
+          </RunFacts>
           {data.terminatedBy && (
             <div className="banner banner-error" role="note">
               Terminated by <strong>{data.terminatedBy}</strong>
@@ -355,13 +312,7 @@ function SequenceRunDialog({ id, sequence, onClose }: { id: string; sequence: Se
               ))}
             </tbody>
           </table>
-          {active && (
-            <div className="dialog-actions">
-              <button type="button" className="button danger" onClick={() => void cancel()}>
-                Cancel run
-              </button>
-            </div>
-          )}
+          {active && <CancelRunButton onCancel={cancel.cancel} />}
         </>
       )}
     </Dialog>

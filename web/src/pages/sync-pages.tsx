@@ -5,9 +5,11 @@
 import { Fragment, useEffect, useState } from 'react';
 import type { Page, RejectedRowView, Sync, SyncRunView, Workspace } from '../api-types.js';
 import { api, seg } from '../api.js';
+import { CancelRunButton, useCancelRun } from '../components/cancel-run.js';
+import { RunFacts, RunTimeCells } from '../components/run-facts.js';
 import { Dialog, EmptyState, ErrorBanner, Loading, Pager, StatusBadge, Switch } from '../components/ui.js';
-import { durationBetween, formatCount, formatDuration, formatRelative, formatTime, scheduleInWords, triggerInWords } from '../format.js';
-import { useApi, useTicker } from '../hooks.js';
+import { formatCount, formatRelative, formatTime, scheduleInWords } from '../format.js';
+import { useApi, usePageAction, useTicker } from '../hooks.js';
 import { href, navigate } from '../router.js';
 
 const RUNS_PAGE = 20;
@@ -105,9 +107,10 @@ export function SyncPage({ slug, runId }: { slug: string; runId?: number }) {
   const sync = workspace.data?.syncs.find((s) => s.slug === slug);
   const [offset, setOffset] = useState(0);
   const runs = useApi<Page<SyncRunView>>(`/api/syncs/${seg(slug)}/runs?limit=${RUNS_PAGE}&offset=${offset}`, { live: true });
-  const [actionError, setActionError] = useState<unknown>(undefined);
-  const [notice, setNotice] = useState<string | null>(null);
-  const [busy, setBusy] = useState(false);
+  const { busy, error: actionError, notice, act } = usePageAction(() => {
+    workspace.reload();
+    runs.reload();
+  });
 
   useEffect(() => {
     document.title = `${slug} · Lockstep`;
@@ -125,21 +128,6 @@ export function SyncPage({ slug, runId }: { slug: string; runId?: number }) {
     );
   }
 
-  const act = async (what: () => Promise<unknown>, done?: string) => {
-    setBusy(true);
-    setActionError(undefined);
-    setNotice(null);
-    try {
-      await what();
-      if (done) setNotice(done);
-      workspace.reload();
-      runs.reload();
-    } catch (thrown) {
-      setActionError(thrown);
-    } finally {
-      setBusy(false);
-    }
-  };
   const setEnabled = async (enabled: boolean) => {
     const saved = await api.patch<Sync>(`/api/syncs/${seg(slug)}`, { enabled });
     const current = workspace.data;
@@ -259,13 +247,7 @@ function SyncRunsTable({ runs, onOpen }: { runs: SyncRunView[]; onOpen: (id: num
                 <progress max={1} value={run.completionRatio} aria-label={`Progress of run ${run.id}`} />
               )}
             </td>
-            <td>{triggerInWords(run.trigger)}</td>
-            <td>
-              <button type="button" className="link" onClick={(e) => (e.stopPropagation(), onOpen(run.id))} aria-label={`Open sync run ${run.id}`} title={formatTime(run.startedAt ?? run.createdAt)}>
-                {run.startedAt ? formatRelative(run.startedAt, now) : `queued ${formatRelative(run.createdAt, now)}`}
-              </button>
-            </td>
-            <td>{formatDuration(durationBetween(run.startedAt, run.finishedAt, now))}</td>
+            <RunTimeCells run={run} now={now} openLabel={`Open sync run ${run.id}`} onOpen={() => onOpen(run.id)} />
             {OPS.map(([op, field]) => (
               <Fragment key={op}>
                 <td className={`num${run.successfulRows[field] > 0 ? ' good-num' : ' muted'}`} data-count={`${op}-successful`}>
@@ -295,52 +277,24 @@ function SyncRunDialog({ id, onClose }: { id: number; onClose: () => void }) {
   const run = useApi<SyncRunView>(`/api/sync-runs/${id}`, { live: true });
   const [offset, setOffset] = useState(0);
   const rejected = useApi<Page<RejectedRowView>>(`/api/sync-runs/${id}/rejected-rows?limit=${REJECTED_PAGE}&offset=${offset}`, { live: true });
-  const [cancelError, setCancelError] = useState<unknown>(undefined);
+  const cancel = useCancelRun(`/api/sync-runs/${id}/cancel`, run.reload);
   const data = run.data;
   const active = data ? ACTIVE_SYNC.includes(data.status) : false;
   const now = useTicker(active);
-
-  const cancel = async () => {
-    setCancelError(undefined);
-    try {
-      await api.post(`/api/sync-runs/${id}/cancel`);
-      run.reload();
-    } catch (thrown) {
-      setCancelError(thrown);
-    }
-  };
 
   return (
     <Dialog title={`Sync run #${id}`} onClose={onClose} wide>
       {run.loading && !data && <Loading />}
       <ErrorBanner error={run.error} title="Could not load the run" />
-      <ErrorBanner error={cancelError} title="Could not cancel" />
+      <ErrorBanner error={cancel.error} title="Could not cancel" />
       {data && (
         <>
-          <dl className="facts">
-            <div>
-              <dt>Status</dt>
-              <dd>
-                <StatusBadge status={data.status} />
-              </dd>
-            </div>
-            <div>
-              <dt>Trigger</dt>
-              <dd>{triggerInWords(data.trigger)}</dd>
-            </div>
-            <div>
-              <dt>Started</dt>
-              <dd>{formatTime(data.startedAt ?? data.createdAt)}</dd>
-            </div>
-            <div>
-              <dt>Duration</dt>
-              <dd>{formatDuration(durationBetween(data.startedAt, data.finishedAt, now))}</dd>
-            </div>
+          <RunFacts run={data} now={now}>
             <div>
               <dt>Rows queried</dt>
               <dd>{formatCount(data.querySize)}</dd>
             </div>
-          </dl>
+          </RunFacts>
           {active && data.status !== 'queued' && <progress className="wide" max={1} value={data.completionRatio} aria-label="Progress" />}
           {data.error && (
             <div className="banner banner-error" role="note">
@@ -400,13 +354,7 @@ function SyncRunDialog({ id, onClose }: { id: number; onClose: () => void }) {
           {rejected.data && (
             <Pager label="Rejected rows pages" offset={offset} limit={REJECTED_PAGE} hasMore={rejected.data.hasMore} count={rejected.data.data.length} onChange={setOffset} />
           )}
-          {active && (
-            <div className="dialog-actions">
-              <button type="button" className="button danger" onClick={() => void cancel()}>
-                Cancel run
-              </button>
-            </div>
-          )}
+          {active && <CancelRunButton onCancel={cancel.cancel} />}
         </>
       )}
     </Dialog>

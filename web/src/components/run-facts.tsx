@@ -1,0 +1,56 @@
+/** A run's status, trigger, start and duration as sync runs and sequence runs both show them: in a dialog and in a table row. */
+import type { ReactNode } from 'react';
+import { durationBetween, formatDuration, formatRelative, formatTime, triggerInWords } from '../format.js';
+import { StatusBadge } from './ui.js';
+
+/** What `RunFacts` reads of a run; `durationMs`, when the server gives it, wins over the clock. */
+export interface RunTimes {
+  status: string;
+  trigger: string;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  durationMs?: number | null;
+}
+
+/** Status, trigger, start and duration of `run` (a running one measured up to `now`), then `children`. */
+export function RunFacts({ run, now, children }: { run: RunTimes; now: number; children?: ReactNode }) {
+  return (
+    <dl className="facts">
+      <div>
+        <dt>Status</dt>
+        <dd>
+          <StatusBadge status={run.status} />
+        </dd>
+      </div>
+      <div>
+        <dt>Trigger</dt>
+        <dd>{triggerInWords(run.trigger)}</dd>
+      </div>
+      <div>
+        <dt>Started</dt>
+        <dd>{formatTime(run.startedAt ?? run.createdAt)}</dd>
+      </div>
+      <div>
+        <dt>Duration</dt>
+        <dd>{formatDuration(run.durationMs ?? durationBetween(run.startedAt, run.finishedAt, now))}</dd>
+      </div>
+      {children}
+    </dl>
+  );
+}
+
+/** The trigger, start and duration cells of `run`'s row in a run history; the start opens the run. */
+export function RunTimeCells({ run, now, openLabel, onOpen }: { run: RunTimes; now: number; openLabel: string; onOpen: () => void }) {
+  return (
+    <>
+      <td>{triggerInWords(run.trigger)}</td>
+      <td>
+        <button type="button" className="link" onClick={(e) => (e.stopPropagation(), onOpen())} aria-label={openLabel} title={formatTime(run.startedAt ?? run.createdAt)}>
+          {run.startedAt ? formatRelative(run.startedAt, now) : `queued ${formatRelative(run.createdAt, now)}`}
+        </button>
+      </td>
+      <td>{formatDuration(run.durationMs ?? durationBetween(run.startedAt, run.finishedAt, now))}</td>
+    </>
+  );
+}
