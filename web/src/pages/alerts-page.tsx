@@ -3,7 +3,7 @@
  * rules with add/edit/delete, and the recent deliveries, failed ones highlighted so a failing
  * channel shows here.
  */
-import { useEffect, useId, useState, type FormEvent } from 'react';
+import { useEffect, useId, useState, type FormEvent, type ReactNode } from 'react';
 import {
   ALERT_EVENTS,
   type AlertChannel,
@@ -489,10 +489,9 @@ function RuleDialog(props: { rule: AlertRule | null; channels: AlertChannel[]; o
         <fieldset>
           <legend>Notify on</legend>
           {ALERT_EVENTS.map((e) => (
-            <label key={e} className="chip-check">
-              <input type="checkbox" checked={form.on.includes(e)} onChange={() => toggle('on', e)} />
+            <ChipCheck key={e} checked={form.on.includes(e)} onToggle={() => toggle('on', e)}>
               {EVENT_LABELS[e]}
-            </label>
+            </ChipCheck>
           ))}
           <FieldError message={listError('on')} />
         </fieldset>
@@ -512,38 +511,17 @@ function RuleDialog(props: { rule: AlertRule | null; channels: AlertChannel[]; o
           <legend>Watches</legend>
           <p className="hint">Choose syncs and sequences, or none to make this the workspace default: it then watches every sync and sequence no other rule names.</p>
           {workspace.loading && !workspace.data && <Loading />}
-          {syncs.length > 0 && (
-            <div>
-              <span className="muted small">Syncs </span>
-              {syncs.map((s) => (
-                <label key={s} className="chip-check">
-                  <input type="checkbox" checked={form.syncs.includes(s)} onChange={() => toggle('syncs', s)} />
-                  {s}
-                </label>
-              ))}
-            </div>
-          )}
+          <SlugChecks label="Syncs" slugs={syncs} checked={form.syncs} onToggle={(s) => toggle('syncs', s)} />
           <FieldError message={listError('syncs')} />
-          {sequences.length > 0 && (
-            <div>
-              <span className="muted small">Sequences </span>
-              {sequences.map((s) => (
-                <label key={s} className="chip-check">
-                  <input type="checkbox" checked={form.sequences.includes(s)} onChange={() => toggle('sequences', s)} />
-                  {s}
-                </label>
-              ))}
-            </div>
-          )}
+          <SlugChecks label="Sequences" slugs={sequences} checked={form.sequences} onToggle={(s) => toggle('sequences', s)} />
           <FieldError message={listError('sequences')} />
         </fieldset>
         <fieldset>
           <legend>Send to</legend>
           {props.channels.map((c) => (
-            <label key={c.name} className="chip-check">
-              <input type="checkbox" checked={form.channels.includes(c.name)} onChange={() => toggle('channels', c.name)} />
+            <ChipCheck key={c.name} checked={form.channels.includes(c.name)} onToggle={() => toggle('channels', c.name)}>
               {c.name} <span className="muted small">{CHANNEL_TYPES[c.type]}</span>
-            </label>
+            </ChipCheck>
           ))}
           <FieldError message={listError('channels')} />
         </fieldset>
@@ -569,5 +547,29 @@ function RuleDialog(props: { rule: AlertRule | null; channels: AlertChannel[]; o
         </div>
       </form>
     </Dialog>
+  );
+}
+
+function ChipCheck({ checked, onToggle, children }: { checked: boolean; onToggle: () => void; children: ReactNode }) {
+  return (
+    <label className="chip-check">
+      <input type="checkbox" checked={checked} onChange={onToggle} />
+      {children}
+    </label>
+  );
+}
+
+/** A rule's choice among the syncs or the sequences (`label`); nothing when there are none. */
+function SlugChecks({ label, slugs, checked, onToggle }: { label: string; slugs: string[]; checked: string[]; onToggle: (slug: string) => void }) {
+  if (slugs.length === 0) return null;
+  return (
+    <div>
+      <span className="muted small">{label} </span>
+      {slugs.map((s) => (
+        <ChipCheck key={s} checked={checked.includes(s)} onToggle={() => onToggle(s)}>
+          {s}
+        </ChipCheck>
+      ))}
+    </div>
   );
 }

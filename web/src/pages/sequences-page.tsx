@@ -1,8 +1,9 @@
 import { useEffect } from 'react';
-import type { Page, Sequence, SequenceRunView, Workspace } from '../api-types.js';
+import type { Sequence, Workspace } from '../api-types.js';
 import { seg } from '../api.js';
-import { EmptyState, ErrorBanner, Loading, StatusBadge } from '../components/ui.js';
-import { formatRelative, formatTime, scheduleInWords } from '../format.js';
+import { EnabledBadge, LastRun } from '../components/last-run.js';
+import { EmptyState, ErrorBanner, Loading } from '../components/ui.js';
+import { scheduleInWords } from '../format.js';
 import { useApi } from '../hooks.js';
 import { href, navigate } from '../router.js';
 
@@ -61,8 +62,6 @@ export function SequencesPage() {
 }
 
 function SequenceRow({ sequence }: { sequence: Sequence }) {
-  const runs = useApi<Page<SequenceRunView>>(`/api/sequences/${seg(sequence.slug)}/runs?limit=1`, { live: true });
-  const last = runs.data?.data[0];
   return (
     <tr onClick={() => navigate(href.sequence(sequence.slug))}>
       <td>
@@ -73,20 +72,11 @@ function SequenceRow({ sequence }: { sequence: Sequence }) {
       </td>
       <td>{sequence.members.length}</td>
       <td>{scheduleInWords(sequence.schedule)}</td>
-      <td>{sequence.enabled ? <span className="badge badge-good">Enabled</span> : <span className="badge badge-muted">Disabled</span>}</td>
       <td>
-        {last ? (
-          <span className="last-run">
-            <StatusBadge status={last.status} />
-            <time dateTime={last.createdAt} title={formatTime(last.createdAt)}>
-              {formatRelative(last.startedAt ?? last.createdAt)}
-            </time>
-          </span>
-        ) : runs.error ? (
-          <span className="muted">unavailable</span>
-        ) : (
-          <span className="muted">{runs.loading ? '…' : 'Never run'}</span>
-        )}
+        <EnabledBadge enabled={sequence.enabled} />
+      </td>
+      <td>
+        <LastRun runsPath={`/api/sequences/${seg(sequence.slug)}/runs`} />
       </td>
     </tr>
   );

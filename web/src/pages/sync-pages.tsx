@@ -6,9 +6,10 @@ import { Fragment, useEffect, useState } from 'react';
 import type { Page, RejectedRowView, Sync, SyncRunView, Workspace } from '../api-types.js';
 import { api, seg } from '../api.js';
 import { CancelRunButton, useCancelRun } from '../components/cancel-run.js';
+import { EnabledBadge, LastRun } from '../components/last-run.js';
 import { RunFacts, RunTimeCells } from '../components/run-facts.js';
 import { Dialog, EmptyState, ErrorBanner, Loading, Pager, StatusBadge, Switch } from '../components/ui.js';
-import { formatCount, formatRelative, formatTime, scheduleInWords } from '../format.js';
+import { formatCount, scheduleInWords } from '../format.js';
 import { useApi, usePageAction, useTicker } from '../hooks.js';
 import { href, navigate } from '../router.js';
 
@@ -70,8 +71,6 @@ export function SyncsPage() {
 }
 
 function SyncRow({ sync, sequences }: { sync: Sync; sequences: string[] }) {
-  const runs = useApi<Page<SyncRunView>>(`/api/syncs/${seg(sync.slug)}/runs?limit=1`, { live: true });
-  const last = runs.data?.data[0];
   return (
     <tr onClick={() => navigate(href.sync(sync.slug))}>
       <td>
@@ -85,18 +84,11 @@ function SyncRow({ sync, sequences }: { sync: Sync; sequences: string[] }) {
       <td>{sync.mode}</td>
       <td>{scheduleInWords(sync.schedule)}</td>
       <td>{sequences.length > 0 ? sequences.join(', ') : <span className="muted">—</span>}</td>
-      <td>{sync.enabled ? <span className="badge badge-good">Enabled</span> : <span className="badge badge-muted">Disabled</span>}</td>
       <td>
-        {last ? (
-          <span className="last-run">
-            <StatusBadge status={last.status} />
-            <time dateTime={last.createdAt} title={formatTime(last.createdAt)}>
-              {formatRelative(last.startedAt ?? last.createdAt)}
-            </time>
-          </span>
-        ) : (
-          <span className="muted">{runs.loading ? '…' : runs.error ? 'unavailable' : 'Never run'}</span>
-        )}
+        <EnabledBadge enabled={sync.enabled} />
+      </td>
+      <td>
+        <LastRun runsPath={`/api/syncs/${seg(sync.slug)}/runs`} />
       </td>
     </tr>
   );

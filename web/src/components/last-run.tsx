@@ -1,0 +1,24 @@
+/** The cells a list of syncs or sequences shows for each one: whether it is enabled, and its last run. */
+import type { Page } from '../api-types.js';
+import { formatRelative, formatTime } from '../format.js';
+import { useApi } from '../hooks.js';
+import { StatusBadge } from './ui.js';
+
+export function EnabledBadge({ enabled }: { enabled: boolean }) {
+  return enabled ? <span className="badge badge-good">Enabled</span> : <span className="badge badge-muted">Disabled</span>;
+}
+
+/** The newest run at `runsPath` (a run history that takes `?limit=`), kept live: its status and when it started. */
+export function LastRun({ runsPath }: { runsPath: string }) {
+  const runs = useApi<Page<{ status: string; createdAt: string; startedAt: string | null }>>(`${runsPath}?limit=1`, { live: true });
+  const last = runs.data?.data[0];
+  if (!last) return <span className="muted">{runs.loading ? '…' : runs.error ? 'unavailable' : 'Never run'}</span>;
+  return (
+    <span className="last-run">
+      <StatusBadge status={last.status} />
+      <time dateTime={last.createdAt} title={formatTime(last.createdAt)}>
+        {formatRelative(last.startedAt ?? last.createdAt)}
+      </time>
+    </span>
+  );
+}
