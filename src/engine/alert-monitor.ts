@@ -31,6 +31,7 @@ import type { Clock, Logger, Store } from '../core/ports.js';
 import type { SequenceRun, SyncRun } from '../core/runs.js';
 import { totalCount } from '../core/runs.js';
 import type { EngineEventEmitter } from './events.js';
+import { FinishedRunSubscription } from './finished-run-subscription.js';
 
 export interface AlertMonitorOptions {
   store: Pick<Store, 'alerts' | 'getSync' | 'getSequence' | 'listRejectedRows'>;
@@ -56,22 +57,20 @@ interface Finding {
 }
 
 export class AlertMonitor implements AsyncDisposable {
-  private readonly unsubscribe: Array<() => void> = [];
+  private readonly finishedRuns: FinishedRunSubscription;
   /** Evaluations, chained so they run in the order runs ended. */
   private chain: Promise<void> = Promise.resolve();
-  private stopped = false;
 
   constructor(private readonly options: AlertMonitorOptions) {
-    this.unsubscribe.push(
-      options.events.on('syncRun:finished', (run) => this.enqueue(() => this.syncRunFinished(run))),
-      options.events.on('sequenceRun:finished', (run) => this.enqueue(() => this.sequenceRunFinished(run))),
-    );
+    this.finishedRuns = new FinishedRunSubscription(options.events, {
+      syncRun: (run) => this.enqueue(() => this.syncRunFinished(run)),
+      sequenceRun: (run) => this.enqueue(() => this.sequenceRunFinished(run)),
+    });
   }
 
   /** Stops listening and waits for evaluations under way. */
   async stop(): Promise<void> {
-    this.stopped = true;
-    for (const off of this.unsubscribe.splice(0)) off();
+    this.finishedRuns.close();
     await this.idle();
   }
 
@@ -89,7 +88,6 @@ export class AlertMonitor implements AsyncDisposable {
   }
 
   private enqueue(work: () => Promise<void>): void {
-    if (this.stopped) return;
     this.chain = this.chain
       // setImmediate: after the hand-off to the next member, which runs on promise continuations.
       .then(() => new Promise<void>((resolve) => setImmediate(resolve)))

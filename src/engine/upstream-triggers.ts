@@ -20,6 +20,7 @@ import type { Clock, Logger, Store } from '../core/ports.js';
 import type { SequenceRun, SequenceRunStatus, SyncRun, SyncRunStatus, Trigger } from '../core/runs.js';
 import type { Schedule, WorkspaceState } from '../core/workspace.js';
 import type { EngineEventEmitter } from './events.js';
+import { FinishedRunSubscription } from './finished-run-subscription.js';
 
 /** Sync run outcomes that count as `on: success`. */
 export const UPSTREAM_SUCCESS_SYNC_STATUSES: readonly SyncRunStatus[] = ['success', 'warning'];
@@ -56,21 +57,19 @@ export interface UpstreamTriggersOptions {
 }
 
 export class UpstreamTriggers implements AsyncDisposable {
-  private readonly unsubscribe: Array<() => void> = [];
+  private readonly finishedRuns: FinishedRunSubscription;
   private pending = new Set<Promise<void>>();
-  private stopped = false;
 
   constructor(private readonly options: UpstreamTriggersOptions) {
-    this.unsubscribe.push(
-      options.events.on('syncRun:finished', (run) => this.defer(() => this.syncRunFinished(run))),
-      options.events.on('sequenceRun:finished', (run) => this.defer(() => this.sequenceRunFinished(run))),
-    );
+    this.finishedRuns = new FinishedRunSubscription(options.events, {
+      syncRun: (run) => this.defer(() => this.syncRunFinished(run)),
+      sequenceRun: (run) => this.defer(() => this.sequenceRunFinished(run)),
+    });
   }
 
   /** Stops listening and waits for triggers already under way. */
   async stop(): Promise<void> {
-    this.stopped = true;
-    for (const off of this.unsubscribe.splice(0)) off();
+    this.finishedRuns.close();
     await this.idle();
   }
 
@@ -84,7 +83,6 @@ export class UpstreamTriggers implements AsyncDisposable {
   }
 
   private defer(work: () => Promise<void>): void {
-    if (this.stopped) return;
     // setImmediate: after the hand-off to the next member, which runs on promise continuations.
     const done: Promise<void> = new Promise<void>((resolve) => setImmediate(resolve))
       .then(work)
