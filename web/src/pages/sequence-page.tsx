@@ -7,8 +7,9 @@ import type { MemberRunView, Page, Sequence, SequenceRunView, Workspace } from '
 import { api, seg } from '../api.js';
 import { CancelRunButton, useCancelRun } from '../components/cancel-run.js';
 import { RunFacts, RunTimeCells } from '../components/run-facts.js';
+import { RunHistory } from '../components/run-history.js';
 import { SequenceGraph, dependencies, isGraph } from '../components/sequence-graph.js';
-import { Dialog, EmptyState, ErrorBanner, Loading, Pager, StatusBadge, Switch } from '../components/ui.js';
+import { Dialog, EmptyState, ErrorBanner, Loading, StatusBadge, Switch } from '../components/ui.js';
 import { durationBetween, formatCount, formatDuration, formatClock, formatTime, scheduleInWords, terminateInWords } from '../format.js';
 import { useApi, usePageAction, useTicker } from '../hooks.js';
 import { href, navigate } from '../router.js';
@@ -147,13 +148,14 @@ export function SequencePage({ slug }: { slug: string }) {
             </select>
           </label>
         </div>
-        <ErrorBanner error={runs.error} title="Could not load the runs" />
-        {runs.loading && !runs.data && <Loading />}
-        {runs.data && runs.data.data.length === 0 && (
-          <p className="empty-inline">{status || offset > 0 ? 'No runs match.' : 'This sequence has not run yet. Use Run now, or wait for its schedule.'}</p>
-        )}
-        {runs.data && runs.data.data.length > 0 && <SequenceRunsTable runs={runs.data.data} onOpen={setOpenRun} />}
-        {runs.data && <Pager label="Run history pages" offset={offset} limit={PAGE_SIZE} hasMore={runs.data.hasMore} count={runs.data.data.length} onChange={setOffset} />}
+        <RunHistory
+          runs={runs}
+          offset={offset}
+          limit={PAGE_SIZE}
+          onOffset={setOffset}
+          empty={status || offset > 0 ? 'No runs match.' : 'This sequence has not run yet. Use Run now, or wait for its schedule.'}
+          table={(page) => <SequenceRunsTable runs={page} onOpen={setOpenRun} />}
+        />
       </section>
 
       <section className="danger-zone">

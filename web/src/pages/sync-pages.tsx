@@ -8,6 +8,7 @@ import { api, seg } from '../api.js';
 import { CancelRunButton, useCancelRun } from '../components/cancel-run.js';
 import { EnabledBadge, LastRun } from '../components/last-run.js';
 import { RunFacts, RunTimeCells } from '../components/run-facts.js';
+import { RunHistory } from '../components/run-history.js';
 import { Dialog, EmptyState, ErrorBanner, Loading, Pager, StatusBadge, Switch } from '../components/ui.js';
 import { formatCount, scheduleInWords } from '../format.js';
 import { useApi, usePageAction, useTicker } from '../hooks.js';
@@ -181,11 +182,14 @@ export function SyncPage({ slug, runId }: { slug: string; runId?: number }) {
 
       <section className="card" aria-labelledby="sync-runs-heading">
         <h2 id="sync-runs-heading">Run history</h2>
-        <ErrorBanner error={runs.error} title="Could not load the runs" />
-        {runs.loading && !runs.data && <Loading />}
-        {runs.data && runs.data.data.length === 0 && <p className="empty-inline">{offset > 0 ? 'No more runs.' : 'This sync has not run yet. Use Run now, or wait for its schedule.'}</p>}
-        {runs.data && runs.data.data.length > 0 && <SyncRunsTable runs={runs.data.data} onOpen={(id) => navigate(href.syncRun(slug, id))} />}
-        {runs.data && <Pager label="Run history pages" offset={offset} limit={RUNS_PAGE} hasMore={runs.data.hasMore} count={runs.data.data.length} onChange={setOffset} />}
+        <RunHistory
+          runs={runs}
+          offset={offset}
+          limit={RUNS_PAGE}
+          onOffset={setOffset}
+          empty={offset > 0 ? 'No more runs.' : 'This sync has not run yet. Use Run now, or wait for its schedule.'}
+          table={(page) => <SyncRunsTable runs={page} onOpen={(id) => navigate(href.syncRun(slug, id))} />}
+        />
       </section>
 
       {runId !== undefined && <SyncRunDialog id={runId} onClose={() => navigate(href.sync(slug))} />}
