@@ -79,9 +79,10 @@ export function timestampTextToIso(text: string): string {
 
 /** Milliseconds always (3 digits); finer digits only when they are not zero. */
 function formatFraction(digits: string): string {
-  const padded = digits.padEnd(3, '0');
-  const finer = padded.slice(3).replace(/0+$/, '');
-  return padded.slice(0, 3) + finer;
+  if (digits.length < 3) return digits.padEnd(3, '0');
+  let end = digits.length;
+  while (end > 3 && digits.charCodeAt(end - 1) === 48 /* 0 */) end--;
+  return end === digits.length ? digits : digits.slice(0, end);
 }
 
 /** Epoch milliseconds as ISO-8601 UTC. */

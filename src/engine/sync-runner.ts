@@ -352,14 +352,20 @@ export class SyncRunner {
         rejected = [];
       }
     };
-    const plan = async (op: PlannedOp) => {
+    // Queuing is synchronous (true when the batch is full): the loop over rows awaits only at
+    // batch boundaries, not once per row.
+    const queue = (op: PlannedOp): boolean => {
       bump(progress.planned, op.o);
       batch.push(op);
-      if (batch.length >= sync.batchSize) {
-        const full = batch;
-        batch = [];
-        await this.deliver(p, full);
-      }
+      return batch.length >= sync.batchSize;
+    };
+    const flush = async () => {
+      const full = batch;
+      batch = [];
+      await this.deliver(p, full);
+    };
+    const plan = async (op: PlannedOp) => {
+      if (queue(op)) await flush();
     };
 
     for await (const rows of source.read(model.query, { batchSize: this.options.readBatchSize, signal })) {
@@ -402,7 +408,7 @@ export class SyncRunner {
           if (entry >= 0 && !fullResync && index.sameHash(entry, hh, hl)) continue;
           const op: PlannedOp['o'] = entry >= 0 ? 'changed' : 'added';
           const kind = writeKind(sync, op);
-          if (kind !== null) await plan({ o: op, kind, k, key, values, hh, hl });
+          if (kind !== null && queue({ o: op, kind, k, key, values, hh, hl })) await flush();
           continue;
         }
         candidates.push({ key, k, values, hh, hl });
@@ -419,7 +425,7 @@ export class SyncRunner {
         const op: PlannedOp['o'] = old === undefined ? 'added' : 'changed';
         const kind = writeKind(sync, op);
         if (kind === null) continue;
-        await plan({ o: op, kind, k: c.k, key: c.key, values: c.values, hh: c.hh, hl: c.hl });
+        if (queue({ o: op, kind, k: c.k, key: c.key, values: c.values, hh: c.hh, hl: c.hl })) await flush();
       }
     }
     progress.reading = false;

@@ -122,7 +122,17 @@ const SNAPSHOT_HASH = "CASE WHEN typeof(hash) = 'blob' THEN lower(hex(hash)) ELS
 const HEX_HASH = /^(?:[0-9a-f]{2})+$/;
 /** Snapshot rows per INSERT statement (3 parameters each, well under SQLite's limit of 32766). */
 const SNAPSHOT_ROWS = 500;
+/** The statement text per row count, built once: a full batch reuses the same 500-row string. */
+const snapshotUpsertSqls = new Map<number, string>();
 function snapshotUpsertSql(rows: number): string {
+  let sql = snapshotUpsertSqls.get(rows);
+  if (sql === undefined) {
+    sql = buildSnapshotUpsertSql(rows);
+    snapshotUpsertSqls.set(rows, sql);
+  }
+  return sql;
+}
+function buildSnapshotUpsertSql(rows: number): string {
   return `INSERT INTO snapshots (sync_id, key, hash) VALUES ${Array.from({ length: rows }, () => '(?, ?, unhex(?))').join(', ')}
     ON CONFLICT (sync_id, key) DO UPDATE SET hash = excluded.hash`;
 }
