@@ -57,7 +57,7 @@ export class SnapshotIndex {
     if (i >= this.flags.length && !this.growEntries()) return false;
     const room = key.length * 3;
     if (this.arenaUsed + room > this.arena.length && !this.growArena(room)) return false;
-    this.arenaUsed += this.arena.write(key, this.arenaUsed, 'utf8');
+    this.arenaUsed += writeKey(this.arena, key, this.arenaUsed);
     this.starts[i + 1] = this.arenaUsed;
     const high = hash.length === 16 ? hexWord(hash, 0) : -1;
     const low = high >= 0 ? hexWord(hash, 8) : -1;
@@ -165,6 +165,20 @@ export class SnapshotIndex {
 }
 
 /** Eight lowercase hex digits of `text` from `at` as a number, or -1 when they are not. */
+/**
+ * Writes a key's UTF-8 bytes at `at` and returns their count. Keys are short and nearly always
+ * ASCII: copied code by code, which costs less than a call into Buffer#write per key.
+ */
+function writeKey(arena: Buffer, key: string, at: number): number {
+  const n = key.length;
+  for (let c = 0; c < n; c++) {
+    const code = key.charCodeAt(c);
+    if (code >= 0x80) return arena.write(key, at, 'utf8');
+    arena[at + c] = code;
+  }
+  return n;
+}
+
 function hexWord(text: string, at: number): number {
   let word = 0;
   for (let i = at; i < at + 8; i++) {
