@@ -6,7 +6,8 @@ import type { OpenAPIHono } from '@hono/zod-openapi';
 import { z } from '@hono/zod-openapi';
 import { NotFoundError } from '../core/errors.js';
 import { rejectedRowView, syncRunView } from '../core/run-views.js';
-import type { SequenceRunStatus, SyncRun, SyncRunStatus } from '../core/runs.js';
+import type { SequenceRunStatus, SyncRun, SyncRunStatus, Trigger } from '../core/runs.js';
+import type { Context } from 'hono';
 import { ENTITY_SECTIONS, type EntityKind, type Stored, type WorkspaceState } from '../core/workspace.js';
 import { sequenceRunDetails } from '../engine/run-details.js';
 import { validateEntity } from '../workspace/index.js';
@@ -254,7 +255,7 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     },
     async (c, { params, body }) => {
       const sync = await requireSync(params.slug);
-      const { run } = await runs.triggerSync(sync.id, { fullResync: body?.fullResync ?? false, resetCDC: body?.resetCDC ?? false }, { type: 'api', detail: 'api' });
+      const { run } = await runs.triggerSync(sync.id, { fullResync: body?.fullResync ?? false, resetCDC: body?.resetCDC ?? false }, triggerOf(c));
       return c.json({ ...syncRunView(run), sync: sync.slug }, 202);
     },
   );
@@ -271,7 +272,7 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     },
     async (c, { params }) => {
       const sequence = await requireSequence(params.slug);
-      const { run } = await runs.triggerSequence(sequence.id, { type: 'api', detail: 'api' });
+      const { run } = await runs.triggerSequence(sequence.id, triggerOf(c));
       return c.json(await sequenceRunDetails(store, run), 202);
     },
   );
@@ -371,4 +372,12 @@ function keepRedactedSecret(body: unknown, previous: (Stored & { slug: string })
   if (typeof storedUrl !== 'string' || body === null || typeof body !== 'object') return body;
   const sent = (body as { url?: unknown }).url;
   return sent === redactUrl(storedUrl) && sent !== storedUrl ? { ...body, url: storedUrl } : body;
+}
+
+/**
+ * What started a run asked for through this API: `manual` when a person pressed Run now in the web UI
+ * (which says so in the `X-Lockstep-Client: web` header), `api` for every other client.
+ */
+function triggerOf(c: Context): Trigger {
+  return c.req.header('x-lockstep-client') === 'web' ? { type: 'manual', detail: 'web UI' } : { type: 'api', detail: 'api' };
 }

@@ -182,6 +182,21 @@ describe('API entities and apply', () => {
 });
 
 describe('runs', () => {
+  it('records a run started from the web UI as manual, and one from any other client as api', async () => {
+    const fromUi = await fetch(`${api.url}/api/sequences/crm-hierarchy/runs`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${api.token}`, 'x-lockstep-client': 'web' },
+    });
+    expect(fromUi.status).toBe(202);
+    const uiRun = (await fromUi.json()) as { id: string; trigger: string };
+    expect(uiRun.trigger).toBe('manual');
+    // Wait for it: a trigger while it is still queued would join it instead of starting a run of its own.
+    await api.app.worker.waitForSequenceRun(uiRun.id);
+    const fromScript = await api.call('POST', '/api/sequences/crm-hierarchy/runs');
+    expect(fromScript.body.trigger).toBe('api');
+    await api.app.worker.waitForSequenceRun(fromScript.body.id);
+  });
+
   it('runs a sync alone (rejected rows, with reasons and paging), then the sequence (done), and lists runs', async () => {
     const first = await api.call('POST', '/api/syncs/contacts-to-crm/runs', {});
     expect(first.status).toBe(202);

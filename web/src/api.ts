@@ -60,7 +60,8 @@ function flattenDetails(details: unknown, prefix = ''): Record<string, string> {
 }
 
 export async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
-  const headers: Record<string, string> = { Accept: 'application/json' };
+  // Tells the server a person acts through the UI, so runs started here are recorded as manual.
+  const headers: Record<string, string> = { Accept: 'application/json', 'X-Lockstep-Client': 'web' };
   const token = auth.token();
   if (token) headers.Authorization = `Bearer ${token}`;
   if (body !== undefined) headers['Content-Type'] = 'application/json';
