@@ -124,6 +124,12 @@ interface Pipeline {
   target: WriteTarget | null;
   /** The batch being written, if any, and the destination's answer for it once written. */
   inflight: Delivery | null;
+  /**
+   * The commit of the last written batch to the snapshot, if one is under way: it runs while the
+   * next batch is planned and written, and is awaited before the next commit starts (commits stay
+   * in order) and before the run ends.
+   */
+  committing: Promise<void> | null;
   /** Bytes of the snapshot budget this run's index holds. */
   indexBytes: number;
 }
@@ -251,6 +257,7 @@ export class SyncRunner {
         writer: null,
         target: null,
         inflight: null,
+        committing: null,
         indexBytes: 0,
       };
       await this.withRetries('query', control.signal, async () => {
@@ -315,6 +322,9 @@ export class SyncRunner {
       // snapshot if it was delivered) before connections close or the reading starts over.
       const last = p.inflight;
       p.inflight = null;
+      const committing = p.committing;
+      p.committing = null;
+      if (committing) await committing.catch(() => undefined);
       if (last) {
         try {
           await this.settle(p, last.batch, await last.outcomes);
@@ -455,6 +465,7 @@ export class SyncRunner {
       }
     }
     if (batch.length > 0) await this.deliver(p, batch);
+    await this.committed(p);
     if (p.inflight) {
       const last = p.inflight;
       p.inflight = null;
@@ -463,16 +474,18 @@ export class SyncRunner {
   }
 
   /**
-   * Starts writing a batch once the previous one is written, commits the previous one to the
-   * snapshot while this one is written, and returns without waiting for the write: the next batch
-   * is planned meanwhile. Writes happen one at a time and commits in order, each after its write.
-   * Cancellation is checked here, at the batch boundary.
+   * Starts writing a batch once the previous one is written, starts committing the previous one to
+   * the snapshot, and returns without waiting for the write or the commit: the next batch is
+   * planned meanwhile. Writes happen one at a time and commits in order, each after its write (a
+   * commit starts once the one before it has finished). Cancellation is checked here, at the batch
+   * boundary.
    */
   private async deliver(p: Pipeline, batch: PlannedOp[]): Promise<void> {
     const previous = p.inflight;
     // A failed write throws here with `inflight` still set: runPipeline's cleanup ignores it.
     const written = previous ? await previous.outcomes : null;
     p.inflight = null;
+    await this.committed(p);
     try {
       await this.checkStop(p.run.id, p.signal);
     } catch (stopped) {
@@ -486,7 +499,20 @@ export class SyncRunner {
     // Awaited by the next deliver() or at the end; a failure is not lost meanwhile.
     outcomes.catch(() => undefined);
     p.inflight = { batch, outcomes };
-    if (previous && written) await this.settle(p, previous.batch, written);
+    if (previous && written) {
+      const committing = this.settle(p, previous.batch, written);
+      // Awaited by the next deliver() or at the end; a failure is not lost meanwhile.
+      committing.catch(() => undefined);
+      p.committing = committing;
+    }
+  }
+
+  /** Waits for the commit under way, if any; its failure stops the run. */
+  private async committed(p: Pipeline): Promise<void> {
+    const committing = p.committing;
+    if (committing === null) return;
+    await committing;
+    p.committing = null;
   }
 
   /** Commits a written batch to the snapshot and records the run's progress. */

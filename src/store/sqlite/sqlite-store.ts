@@ -66,6 +66,7 @@ import { INTERRUPTED_RUN_ERROR, memberTransition } from '../member-state.js';
 import { SqliteWebhookStore } from './sqlite-webhook-store.js';
 import { SqliteAlertStore } from './sqlite-alert-store.js';
 import { SqliteTokenStore } from './sqlite-token-store.js';
+import { ROW_SEPARATOR, SqliteWriteWorker, type PackedRows, type WriteStatement, type WriteTransaction } from './sqlite-write-worker.js';
 import {
   definitionJson,
   toRecord,
@@ -111,6 +112,8 @@ export interface SqliteStoreOptions {
  * only bounds the WAL when the timer cannot keep up (a long bulk write).
  */
 const WAL_AUTOCHECKPOINT_PAGES = 10_000;
+/** The write worker's connection: the same durability and WAL bounds as the main one. */
+const WRITE_WORKER_PRAGMAS = ['synchronous = NORMAL', `wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`];
 
 /**
  * Snapshot hashes in lowercase hex (what the sync runner writes) are kept as BLOBs, half their text
@@ -139,6 +142,59 @@ function buildSnapshotUpsertSql(rows: number): string {
 function storedHash(value: string): string {
   return `CASE WHEN length(${value}) % 2 = 0 AND length(${value}) > 0 AND NOT (${value} GLOB '*[^0-9a-f]*') THEN unhex(${value}) ELSE ${value} END`;
 }
+/**
+ * The statements of one snapshot write. Hex hashes (what the sync runner writes) go through one
+ * multi-row statement per SNAPSHOT_ROWS rows; any other hash string in a batch sends the batch as
+ * one JSON parameter.
+ */
+function snapshotWriteStatements(syncId: number, upserts: Array<[key: string, hash: string]>, deletes: string[]): WriteStatement[] {
+  const statements: WriteStatement[] = [];
+  if (upserts.every(([, hash]) => HEX_HASH.test(hash))) {
+    for (let start = 0; start < upserts.length; start += SNAPSHOT_ROWS) {
+      const end = Math.min(upserts.length, start + SNAPSHOT_ROWS);
+      const params: Array<string | number> = [];
+      for (let i = start; i < end; i++) {
+        const [key, hash] = upserts[i] as [string, string];
+        params.push(syncId, key, hash);
+      }
+      statements.push([snapshotUpsertSql(end - start), params]);
+    }
+  } else if (upserts.length > 0) {
+    statements.push([
+      `INSERT INTO snapshots (sync_id, key, hash) SELECT ?, j.value ->> 0, ${storedHash('j.value ->> 1')} FROM json_each(?) AS j WHERE true
+       ON CONFLICT (sync_id, key) DO UPDATE SET hash = excluded.hash`,
+      [syncId, JSON.stringify(upserts)],
+    ]);
+  }
+  if (deletes.length > 0) {
+    statements.push(['DELETE FROM snapshots WHERE sync_id = ? AND key IN (SELECT value FROM json_each(?))', [syncId, JSON.stringify(deletes)]]);
+  }
+  return statements;
+}
+/**
+ * A snapshot write for the write worker: hex hashes under keys without `ROW_SEPARATOR` (what the
+ * sync runner writes) travel packed; anything else as the statements of `snapshotWriteStatements`.
+ */
+function snapshotWriteTransaction(syncId: number, upserts: Array<[key: string, hash: string]>, deletes: string[]): WriteTransaction {
+  let keys = '';
+  let hashes = '';
+  for (let i = 0; i < upserts.length; i++) {
+    const [key, hash] = upserts[i] as [string, string];
+    if (!HEX_HASH.test(hash) || key.includes(ROW_SEPARATOR)) return { rows: null, statements: snapshotWriteStatements(syncId, upserts, deletes) };
+    if (i > 0) {
+      keys += ROW_SEPARATOR;
+      hashes += ROW_SEPARATOR;
+    }
+    keys += key;
+    hashes += hash;
+  }
+  const rest = upserts.length % SNAPSHOT_ROWS;
+  const rows: PackedRows | null =
+    upserts.length === 0
+      ? null
+      : { sql: snapshotUpsertSql(SNAPSHOT_ROWS), lastSql: rest === 0 ? null : snapshotUpsertSql(rest), rowsPerStatement: SNAPSHOT_ROWS, first: syncId, keys, values: hashes };
+  return { rows, statements: snapshotWriteStatements(syncId, [], deletes) };
+}
 /** The WAL is truncated back to this size after a checkpoint, so one bulk write does not leave a huge file. */
 const WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024;
 
@@ -158,6 +214,8 @@ export class SqliteStore implements Store, AsyncDisposable {
   /** Statements whose SQL depends on the arguments (IN-lists, list filters), prepared once per shape. */
   private readonly dynamic = new Map<string, SqliteStatement>();
   private readonly checkpointTimer: NodeJS.Timeout | null;
+  /** Commits snapshot writes on a second connection, off the main thread (null for `:memory:`); its thread starts with the first write. */
+  private readonly writeWorker: SqliteWriteWorker | null;
   /** The log of webhook deliveries. */
   readonly webhooks: SqliteWebhookStore;
   /** Alert definitions, state and deliveries. */
@@ -187,6 +245,8 @@ export class SqliteStore implements Store, AsyncDisposable {
       checkpointIntervalMs > 0 && path !== ':memory:'
         ? setInterval(() => this.checkpoint(), checkpointIntervalMs).unref()
         : null;
+    this.writeWorker =
+      path === ':memory:' ? null : new SqliteWriteWorker({ path, busyTimeoutMs, pragmas: WRITE_WORKER_PRAGMAS });
   }
 
   /** Opens the store at `path`, creating the file and bringing its schema up to date. */
@@ -219,6 +279,8 @@ export class SqliteStore implements Store, AsyncDisposable {
 
   async close(): Promise<void> {
     if (this.checkpointTimer) clearInterval(this.checkpointTimer);
+    // The worker's connection closes first: the main one, closing last, checkpoints the WAL.
+    await this.writeWorker?.close();
     if (this.db.open) this.db.close();
   }
 
@@ -485,30 +547,20 @@ export class SqliteStore implements Store, AsyncDisposable {
 
   async snapshotWrite(syncId: number, upserts: Array<[key: string, hash: string]>, deletes: string[]): Promise<void> {
     if (upserts.length === 0 && deletes.length === 0) return;
-    this.write(() => {
-      // Hex hashes (what the sync runner writes) go through one prepared multi-row statement per
-      // SNAPSHOT_ROWS rows; any other hash string in a batch sends the batch as one JSON parameter.
-      if (upserts.every(([, hash]) => HEX_HASH.test(hash))) {
-        const params: Array<string | number> = [];
-        for (let start = 0; start < upserts.length; start += SNAPSHOT_ROWS) {
-          const end = Math.min(upserts.length, start + SNAPSHOT_ROWS);
-          params.length = 0;
-          for (let i = start; i < end; i++) {
-            const [key, hash] = upserts[i] as [string, string];
-            params.push(syncId, key, hash);
-          }
-          this.statement(snapshotUpsertSql(end - start)).run(...params);
-        }
-      } else {
-        this.statement(
-          `INSERT INTO snapshots (sync_id, key, hash) SELECT ?, j.value ->> 0, ${storedHash('j.value ->> 1')} FROM json_each(?) AS j WHERE true
-           ON CONFLICT (sync_id, key) DO UPDATE SET hash = excluded.hash`,
-        ).run(syncId, JSON.stringify(upserts));
-      }
-      if (deletes.length > 0) {
-        this.statement('DELETE FROM snapshots WHERE sync_id = ? AND key IN (SELECT value FROM json_each(?))').run(syncId, JSON.stringify(deletes));
-      }
-    });
+    if (this.writeWorker === null) {
+      const statements = snapshotWriteStatements(syncId, upserts, deletes);
+      this.write(() => {
+        for (const [sql, params] of statements) this.statement(sql).run(...params);
+      });
+      return;
+    }
+    // A file store commits snapshot writes on its worker's connection, off the main thread; the
+    // promise settles once the transaction has committed there.
+    try {
+      await this.writeWorker.run(snapshotWriteTransaction(syncId, upserts, deletes));
+    } catch (error) {
+      throw storeError(this.path, this.busyTimeoutMs, error);
+    }
   }
 
   async *snapshotKeys(syncId: number, batchSize: number): AsyncIterable<string[]> {
