@@ -53,10 +53,36 @@ export interface Logger {
 /** A cell value as Lockstep carries it: sources normalise to these (bigints beyond 2^53 and decimals as strings, times as ISO strings). */
 export type Value = string | number | boolean | null;
 
-/** A batch of rows read from a source; every row is aligned with `columns`. */
+/**
+ * A batch of rows read from a source; every row is aligned with `columns`. When the reader asked
+ * for `encoded` rows and the source has them, `encoded` holds the rows and `rows` is empty.
+ */
 export interface RowBatch {
   columns: string[];
   rows: Value[][];
+  encoded?: EncodedRows;
+}
+
+/**
+ * Rows kept in the source's own line format (PostgreSQL's COPY text), decoded only where needed:
+ * the engine hashes each row's bytes and decodes its key, and a destination that reads the same
+ * format takes the bytes as they are (see `WriteTarget.encoding`), so an unchanged row, or a row
+ * moved between two databases of one kind, is never turned into values and back.
+ */
+export interface EncodedRows {
+  /** The format's name; a destination compares it with the formats it reads. */
+  readonly format: string;
+  /** Per column, the source's type in the format's terms (PostgreSQL: the type's OID). */
+  readonly types: readonly number[];
+  /** The rows' bytes. */
+  readonly data: Buffer;
+  /**
+   * Where each row starts in `data`, then where the last one ends: `starts.length - 1` rows. A row's
+   * bytes end with its line break.
+   */
+  readonly starts: Int32Array;
+  /** Row `row`'s values as a decoded batch would hold them, or only those of `columns` (by index), in that order. */
+  decode(row: number, columns?: readonly number[]): Value[];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -66,6 +92,8 @@ export interface ReadOptions {
   /** Rows per batch yielded (default chosen by the caller). */
   batchSize: number;
   signal?: AbortSignal;
+  /** The reader takes `EncodedRows` where the source reads a line format. */
+  encoded?: boolean;
 }
 
 /** A warehouse connection that models read from. */
@@ -96,6 +124,8 @@ export interface WriteTarget {
   keyColumns: string[];
   /** Destination field names of every written value, in order (includes the key columns). */
   columns: string[];
+  /** The format and source types of the rows when the source reads them encoded (see EncodedRows). */
+  encoding?: { format: string; types: readonly number[] };
 }
 
 /**
@@ -106,12 +136,22 @@ export interface WriteOperation {
   kind: 'insert' | 'update' | 'upsert' | 'delete';
   key: Value[];
   values: Value[];
+  /**
+   * For inserts and upserts to a writer that `takesLines`: the row in the target's encoding, as
+   * the source read it, line break included; `values` is then empty.
+   */
+  line?: Buffer;
 }
 
 /** The destination's answer for one row. */
 export type RowOutcome = { ok: true } | { ok: false; reason: string };
 
 export interface DestinationWriter {
+  /**
+   * Inserts and upserts may come as lines of `WriteTarget.encoding` (`WriteOperation.line`): the
+   * destination reads that format and every column's source type as it is.
+   */
+  readonly takesLines?: boolean;
   /**
    * Writes a batch and answers per row, in order. A row the destination refuses (constraint,
    * record not found, a 4xx for that record) is `{ ok: false, reason }` with the destination's
@@ -182,6 +222,19 @@ export interface SyncRunListQuery extends RunListQuery {
 export interface SequenceRunListQuery extends RunListQuery {
   sequenceId?: number;
   statuses?: SequenceRunStatus[];
+}
+
+/**
+ * A page of a snapshot in bulk form. Keys are JSON text, which never holds a raw line break, so
+ * they are joined by line breaks; each hash that is 16 hex digits (what the sync runner writes) is
+ * given as those 16 digits, any other stored hash as 16 `-` (it never equals a computed hash).
+ */
+export interface SnapshotPage {
+  count: number;
+  /** The `count` keys, joined by `\n`. */
+  keys: string;
+  /** `count` × 16 characters, in the order of `keys`; hex digits in either case. */
+  hashes: string;
 }
 
 export interface MemberStart {
@@ -263,8 +316,12 @@ export interface Store {
   snapshotWrite(syncId: number, upserts: Array<[key: string, hash: string]>, deletes: string[]): Promise<void>;
   /** Every key in the snapshot, in batches, in key order. */
   snapshotKeys(syncId: number, batchSize: number): AsyncIterable<string[]>;
-  /** Every entry of the snapshot as [key, hash] pairs, in batches, in key order. */
-  snapshotEntries(syncId: number, batchSize: number): AsyncIterable<Array<[key: string, hash: string]>>;
+  /**
+   * Every entry of the snapshot in pages of up to `pageSize` (pages in key order, entries within a
+   * page in any order), in bulk form: a page is
+   * a few strings however many entries it holds, so a million entries load in a fraction of a second.
+   */
+  snapshotPages(syncId: number, pageSize: number): AsyncIterable<SnapshotPage>;
   snapshotClear(syncId: number): Promise<void>;
   snapshotCount(syncId: number): Promise<number>;
 

@@ -7,6 +7,10 @@
  * the same in every process and on every run. A call into OpenSSL per row (with the row serialized
  * to JSON first) cost ~0.8 µs; this costs about a third of that and allocates nothing.
  *
+ * A row a source hands over encoded (PostgreSQL's COPY text) is hashed over its bytes instead, the
+ * same way: it is never decoded just to be compared. A source reads a model one way or the other
+ * every time, so a row's hash does not change between runs.
+ *
  * A changed row goes unnoticed only when its new hash equals the old one: about 1 in 2⁶⁴ per change.
  */
 
@@ -14,6 +18,10 @@ const C1 = 0x239b961b;
 const C2 = 0xab0e9789;
 const C3 = 0x38b34ae5;
 const C4 = 0xa1e38b93;
+
+/** Row kinds, as the first seed: values never hash like the bytes of an encoded row. */
+const TAG_VALUES = 0x9368e53c;
+const TAG_BYTES = 0x42797465;
 
 /** Type tags: a value of one type never hashes like a value of another. */
 const TAG_NULL = 0x6e756c6c;
@@ -73,9 +81,35 @@ export function hashRow(values: readonly (string | number | boolean | null)[]): 
       }
     } else put(v ? TAG_TRUE : TAG_FALSE);
   }
-  // Whole 128-bit blocks: one word per lane (zero-padded at the end, the length is mixed in below).
+  mix(TAG_VALUES);
+}
+
+/**
+ * Hashes the bytes `data[start..end)` of an encoded row (see EncodedRows) into `rowHash`: the same
+ * bytes hash the same, whatever their format; the bytes are read as little-endian words.
+ */
+export function hashBytes(data: Uint8Array, start: number, end: number): void {
+  used = 0;
+  const n = end - start;
+  if ((n >> 2) + 8 > words.length) words = new Int32Array(Math.max(words.length * 2, (n >> 2) + 8));
+  const w = words;
+  put(n);
+  let i = start;
+  let u = used;
+  for (; i + 4 <= end; i += 4) {
+    w[u++] = (data[i] as number) | ((data[i + 1] as number) << 8) | ((data[i + 2] as number) << 16) | ((data[i + 3] as number) << 24);
+  }
+  let tail = 0;
+  for (let shift = 0; i < end; i++, shift += 8) tail |= (data[i] as number) << shift;
+  w[u++] = tail;
+  used = u;
+  mix(TAG_BYTES);
+}
+
+/** MurmurHash3's x86 128-bit body and finalizer over `words[0..used)`, zero-padded to whole blocks, folded to 64 bits. */
+function mix(seed: number): void {
   while ((used & 3) !== 0) put(0);
-  let h1 = 0x9368e53c;
+  let h1 = seed;
   let h2 = 0x2f6af274;
   let h3 = 0x1a2b3c4d;
   let h4 = 0x5e6f7a8b;

@@ -10,6 +10,8 @@
  * equals a computed one, so the row is planned as changed once and stored in the current format.
  */
 
+import type { SnapshotPage } from '../core/ports.js';
+
 /** Entry states. */
 const SEEN = 1;
 const STALE = 2;
@@ -53,21 +55,42 @@ export class SnapshotIndex {
    * would outgrow its budget: the caller then drops it and asks the store per batch.
    */
   add(key: string, hash: string): boolean {
+    return this.addRange(key, 0, key.length, hash.length === 16 ? hash : '-', 0);
+  }
+
+  /** Adds a page of the store's bulk form (see SnapshotPage); false as for `add`. */
+  addPage(page: SnapshotPage): boolean {
+    const { keys, hashes, count } = page;
+    let start = 0;
+    for (let e = 0; e < count; e++) {
+      let end = keys.indexOf('\n', start);
+      if (end < 0) end = keys.length;
+      if (!this.addRange(keys, start, end, hashes, e * 16)) return false;
+      start = end + 1;
+    }
+    if (start !== keys.length + 1 || hashes.length !== count * 16) {
+      throw new Error(`snapshot page of ${count} entries holds ${keys.split('\n').length} keys and ${hashes.length / 16} hashes`);
+    }
+    return true;
+  }
+
+  /** Adds the key `text[start..end)` with the hash at `hashes[at..at+16)` (stale when not hex). */
+  private addRange(text: string, start: number, end: number, hashes: string, at: number): boolean {
     const i = this.count;
     if (i >= this.flags.length && !this.growEntries()) return false;
-    const room = key.length * 3;
+    const room = (end - start) * 3;
     if (this.arenaUsed + room > this.arena.length && !this.growArena(room)) return false;
-    this.arenaUsed += writeKey(this.arena, key, this.arenaUsed);
+    this.arenaUsed += writeKey(this.arena, text, start, end, this.arenaUsed);
     this.starts[i + 1] = this.arenaUsed;
-    const high = hash.length === 16 ? hexWord(hash, 0) : -1;
-    const low = high >= 0 ? hexWord(hash, 8) : -1;
+    const high = hexWord(hashes, at);
+    const low = high >= 0 ? hexWord(hashes, at + 8) : -1;
     if (low >= 0) {
       this.hashes[2 * i] = high;
       this.hashes[2 * i + 1] = low;
     } else this.flags[i] = STALE;
     this.count++;
     if (this.count * 10 > (this.mask + 1) * 7 && !this.growSlots()) return false;
-    this.place(keyHash(key), i);
+    this.place(keyHash(text, start, end), i);
     return true;
   }
 
@@ -76,7 +99,7 @@ export class SnapshotIndex {
    * snapshot, -2 when it was seen before in this run, otherwise the entry (compare with `sameHash`).
    */
   visit(key: string): number {
-    const h = keyHash(key);
+    const h = keyHash(key, 0, key.length);
     const slots = this.slots;
     for (let slot = h & this.mask; ; slot = (slot + 1) & this.mask) {
       const entry = slots[2 * slot + 1] as number;
@@ -158,31 +181,32 @@ export class SnapshotIndex {
     this.slots = new Uint32Array(capacity * 2);
     this.mask = capacity - 1;
     for (let i = 0; i < this.count - 1; i++) {
-      this.place(keyHash(this.arena.toString('utf8', this.starts[i] as number, this.starts[i + 1] as number)), i);
+      const key = this.arena.toString('utf8', this.starts[i] as number, this.starts[i + 1] as number);
+      this.place(keyHash(key, 0, key.length), i);
     }
     return true;
   }
 }
 
-/** Eight lowercase hex digits of `text` from `at` as a number, or -1 when they are not. */
 /**
- * Writes a key's UTF-8 bytes at `at` and returns their count. Keys are short and nearly always
- * ASCII: copied code by code, which costs less than a call into Buffer#write per key.
+ * Writes the UTF-8 bytes of `text[start..end)` at `at` and returns their count. Keys are short and
+ * nearly always ASCII: copied code by code, which costs less than a call into Buffer#write per key.
  */
-function writeKey(arena: Buffer, key: string, at: number): number {
-  const n = key.length;
-  for (let c = 0; c < n; c++) {
-    const code = key.charCodeAt(c);
-    if (code >= 0x80) return arena.write(key, at, 'utf8');
-    arena[at + c] = code;
+function writeKey(arena: Buffer, text: string, start: number, end: number, at: number): number {
+  for (let c = start; c < end; c++) {
+    const code = text.charCodeAt(c);
+    if (code >= 0x80) return arena.write(text.slice(start, end), at, 'utf8');
+    arena[at + c - start] = code;
   }
-  return n;
+  return end - start;
 }
 
+/** Eight hex digits (either case) of `text` from `at` as a number, or -1 when they are not. */
 function hexWord(text: string, at: number): number {
+  if (at + 8 > text.length) return -1;
   let word = 0;
   for (let i = at; i < at + 8; i++) {
-    const c = text.charCodeAt(i);
+    const c = text.charCodeAt(i) | 0x20;
     const digit = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : -1;
     if (digit < 0) return -1;
     word = word * 16 + digit;
@@ -190,17 +214,17 @@ function hexWord(text: string, at: number): number {
   return word;
 }
 
-/** A 32-bit hash of a key's UTF-16 code units (MurmurHash3's x86 32-bit mixing, fixed seed). */
-function keyHash(key: string): number {
+/** A 32-bit hash of a key's UTF-16 code units `key[start..end)` (MurmurHash3's x86 32-bit mixing, fixed seed). */
+function keyHash(key: string, start: number, end: number): number {
   let h = 0x2545f491;
-  for (let i = 0; i < key.length; i++) {
+  for (let i = start; i < end; i++) {
     let k = Math.imul(key.charCodeAt(i), 0xcc9e2d51);
     k = (k << 15) | (k >>> 17);
     h ^= Math.imul(k, 0x1b873593);
     h = (h << 13) | (h >>> 19);
     h = (Math.imul(h, 5) + 0xe6546b64) | 0;
   }
-  h ^= key.length;
+  h ^= end - start;
   h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
   h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
   return (h ^ (h >>> 16)) >>> 0;

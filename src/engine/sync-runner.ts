@@ -20,6 +20,7 @@ import type {
   Connectors,
   Destination,
   DestinationWriter,
+  EncodedRows,
   Logger,
   RowOutcome,
   Source,
@@ -32,7 +33,7 @@ import type {
 import type { OperationCounts, RejectedRow, SyncRun } from '../core/runs.js';
 import type { ModelRecord, SyncRecord } from '../core/workspace.js';
 import { KeySet } from './key-set.js';
-import { hashRow, hashText, rowHash } from './row-hash.js';
+import { hashBytes, hashRow, hashText, rowHash } from './row-hash.js';
 import { SnapshotIndex } from './snapshot-index.js';
 
 export { hashValues } from './row-hash.js';
@@ -84,13 +85,82 @@ interface PlannedOp extends WriteOperation {
   hl: number;
 }
 
-/** A row of the model that passed validation, before it is compared with the snapshot. */
+/** A row of the model that passed validation, before it is compared with the snapshot (`r`: its place in the batch). */
 interface Candidate {
   key: Value[];
   k: string;
-  values: Value[];
+  r: number;
   hh: number;
   hl: number;
+}
+
+const NO_VALUES: Value[] = [];
+
+/** A read batch as planning sees it, whether its rows came as values or encoded. */
+interface PlanningBatch {
+  readonly count: number;
+  /** Row `r`'s key values. */
+  key(r: number): Value[];
+  /** Hashes row `r` into `rowHash`. */
+  hash(r: number): void;
+  /** The operation for row `r`. */
+  op(r: number, o: 'added' | 'changed', kind: WriteOperation['kind'], k: string, key: Value[], hh: number, hl: number): PlannedOp;
+}
+
+class DecodedBatch implements PlanningBatch {
+  readonly count: number;
+
+  constructor(
+    private readonly rows: Value[][],
+    private readonly keyIndexes: readonly number[],
+  ) {
+    this.count = rows.length;
+  }
+
+  key(r: number): Value[] {
+    const values = this.rows[r] as Value[];
+    return this.keyIndexes.map((i) => values[i] ?? null);
+  }
+
+  hash(r: number): void {
+    hashRow(this.rows[r] as Value[]);
+  }
+
+  op(r: number, o: 'added' | 'changed', kind: WriteOperation['kind'], k: string, key: Value[], hh: number, hl: number): PlannedOp {
+    return { o, kind, k, key, values: this.rows[r] as Value[], line: undefined, hh, hl };
+  }
+}
+
+/**
+ * Encoded rows are hashed over their bytes and only their keys decoded; a planned row goes to the
+ * destination as its line when the writer takes lines (inserts and upserts), otherwise decoded.
+ */
+class EncodedBatch implements PlanningBatch {
+  readonly count: number;
+
+  constructor(
+    private readonly rows: EncodedRows,
+    private readonly keyIndexes: readonly number[],
+    private readonly lines: boolean,
+  ) {
+    this.count = rows.starts.length - 1;
+  }
+
+  key(r: number): Value[] {
+    return this.rows.decode(r, this.keyIndexes);
+  }
+
+  hash(r: number): void {
+    // Without the line break: the bytes of the values.
+    hashBytes(this.rows.data, this.rows.starts[r] as number, (this.rows.starts[r + 1] as number) - 1);
+  }
+
+  op(r: number, o: 'added' | 'changed', kind: WriteOperation['kind'], k: string, key: Value[], hh: number, hl: number): PlannedOp {
+    const { data, starts } = this.rows;
+    return this.lines && (kind === 'insert' || kind === 'upsert')
+      ? { o, kind, k, key, values: NO_VALUES, line: data.subarray(starts[r] as number, starts[r + 1] as number), hh, hl }
+      : { o, kind, k, key, values: this.rows.decode(r), line: undefined, hh, hl };
+  }
 }
 
 /** Counts of a run as its pipeline goes, shared by planning and delivery. */
@@ -144,8 +214,8 @@ interface Delivery {
 const REJECTED_FLUSH = 1000;
 /** Snapshot keys read per page when looking for removals, or entries when loading the index. */
 const SNAPSHOT_PAGE = 5000;
-/** Snapshot entries read per page when loading the index. */
-const INDEX_PAGE = 1000;
+/** Snapshot entries read per page when loading the index (a page is three strings). */
+const INDEX_PAGE = 10_000;
 /** Bytes the snapshot index needs per row before the keys' text, to decide whether to try loading it. */
 const INDEX_BYTES_PER_ROW = 32;
 const NO_SNAPSHOT: ReadonlyMap<string, string> = new Map();
@@ -378,7 +448,9 @@ export class SyncRunner {
       if (queue(op)) await flush();
     };
 
-    for await (const rows of source.read(model.query, { batchSize: this.options.readBatchSize, signal })) {
+    // Lines go to the destination as the source read them when the writer reads their format.
+    let lines = false;
+    for await (const rows of source.read(model.query, { batchSize: this.options.readBatchSize, signal, encoded: true })) {
       if (signal.aborted) throw new RunStopped(signal.reason as StopReason);
       if (keyIndexes === null) {
         keyIndexes = model.primaryKey.map((column) => {
@@ -391,15 +463,18 @@ export class SyncRunner {
           }
           return index;
         });
-        const target = { object: sync.object, keyColumns, columns: rows.columns.map((c) => mapColumn(sync, c)) };
+        const encoding = rows.encoded ? { format: rows.encoded.format, types: rows.encoded.types } : undefined;
+        const target: WriteTarget = { object: sync.object, keyColumns, columns: rows.columns.map((c) => mapColumn(sync, c)), encoding };
         assertUniqueColumns(sync, target.columns);
         p.target = target;
         if (!resetCDC) p.writer = await p.destination.prepare(target);
+        lines = encoding !== undefined && p.writer?.takesLines === true;
       }
-      progress.querySize += rows.rows.length;
+      const view = rows.encoded ? new EncodedBatch(rows.encoded, keyIndexes, lines) : new DecodedBatch(rows.rows, keyIndexes);
+      progress.querySize += view.count;
       const candidates: Candidate[] = [];
-      for (const values of rows.rows) {
-        const key = keyIndexes.map((i) => values[i] ?? null);
+      for (let r = 0; r < view.count; r++) {
+        const key = view.key(r);
         const k = encodeKey(key);
         const nullColumn = key.indexOf(null);
         if (nullColumn >= 0) {
@@ -411,17 +486,17 @@ export class SyncRunner {
           await reject({ syncRunId: run.id, key: k, op: 'added', reason: `duplicate primary key ${k}: the model returned this key more than once; only its first row was planned` });
           continue;
         }
-        hashRow(values);
+        view.hash(r);
         const hh = rowHash[0] as number;
         const hl = rowHash[1] as number;
         if (index) {
           if (entry >= 0 && !fullResync && index.sameHash(entry, hh, hl)) continue;
           const op: PlannedOp['o'] = entry >= 0 ? 'changed' : 'added';
           const kind = writeKind(sync, op);
-          if (kind !== null && queue({ o: op, kind, k, key, values, hh, hl })) await flush();
+          if (kind !== null && queue(view.op(r, op, kind, k, key, hh, hl))) await flush();
           continue;
         }
-        candidates.push({ key, k, values, hh, hl });
+        candidates.push({ key, k, r, hh, hl });
       }
       if (resetCDC) {
         await store.snapshotWrite(sync.id, candidates.map((c) => [c.k, hashText(c.hh, c.hl)]), []);
@@ -435,7 +510,7 @@ export class SyncRunner {
         const op: PlannedOp['o'] = old === undefined ? 'added' : 'changed';
         const kind = writeKind(sync, op);
         if (kind === null) continue;
-        if (queue({ o: op, kind, k: c.k, key: c.key, values: c.values, hh: c.hh, hl: c.hl })) await flush();
+        if (queue(view.op(c.r, op, kind, c.k, c.key, c.hh, c.hl))) await flush();
       }
     }
     progress.reading = false;
@@ -447,7 +522,7 @@ export class SyncRunner {
 
     // Removals: the snapshot's keys the model no longer returned.
     if (deletes && index) {
-      for (const k of index.unseen()) await plan({ o: 'removed', kind: 'delete', k, key: JSON.parse(k) as Value[], values: [], hh: 0, hl: 0 });
+      for (const k of index.unseen()) await plan({ o: 'removed', kind: 'delete', k, key: JSON.parse(k) as Value[], values: NO_VALUES, line: undefined, hh: 0, hl: 0 });
     } else if ((resetCDC || deletes) && progress.expectedRows > 0) {
       // Reading them by key ranges stays correct while delivered batches are committed to the
       // snapshot meanwhile (those keys were seen).
@@ -456,7 +531,7 @@ export class SyncRunner {
         for (const k of keys) {
           if (seen.has(k)) continue;
           if (resetCDC) gone.push(k);
-          else await plan({ o: 'removed', kind: 'delete', k, key: JSON.parse(k) as Value[], values: [], hh: 0, hl: 0 });
+          else await plan({ o: 'removed', kind: 'delete', k, key: JSON.parse(k) as Value[], values: NO_VALUES, line: undefined, hh: 0, hl: 0 });
         }
         if (gone.length > 0) {
           await store.snapshotWrite(sync.id, [], gone);
@@ -579,11 +654,11 @@ export class SyncRunner {
     p.indexBytes = budget;
     const index = new SnapshotIndex(rows, budget);
     let fits = true;
-    // Small pages die young (a large one would outlive a scavenge and grow the old generation by
-    // its size); between pages, other work of the process gets its turn.
-    for await (const entries of this.options.store.snapshotEntries(syncId, INDEX_PAGE)) {
+    // A page is a few strings, however many entries it holds; between pages, other work of the
+    // process gets its turn.
+    for await (const page of this.options.store.snapshotPages(syncId, INDEX_PAGE)) {
       await new Promise((resolve) => setImmediate(resolve));
-      for (const [key, hash] of entries) fits &&= index.add(key, hash);
+      fits = index.addPage(page);
       if (!fits) break;
     }
     const used = fits ? index.bytes : 0;

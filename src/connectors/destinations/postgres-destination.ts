@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
+import { COPY_TEXT_FORMAT, copyLine } from '../copy-text.js';
 import { assertNever, ErrorCode, LockstepError, toError } from '../../core/errors.js';
 import type {
   Destination,
@@ -36,6 +37,8 @@ interface TableInfo {
   name: string;
   /** Column name → its SQL type as `format_type` prints it (safe to use as a cast target). */
   columnTypes: Map<string, string>;
+  /** Column name → its type's OID. */
+  columnOids: Map<string, number>;
   /** The column sets of the table's plain unique indexes (those `on conflict` can use). */
   uniqueKeys: string[][];
 }
@@ -139,8 +142,8 @@ export class PostgresDestination implements Destination {
       );
       const row = found.rows[0];
       if (!row) continue;
-      const columns = await client.query<{ name: string; type: string }>(
-        `select attname as name, format_type(atttypid, atttypmod) as type
+      const columns = await client.query<{ name: string; type: string; oid: number }>(
+        `select attname as name, format_type(atttypid, atttypmod) as type, atttypid::int4 as oid
            from pg_attribute where attrelid = $1 and attnum > 0 and not attisdropped order by attnum`,
         [row.oid],
       );
@@ -155,6 +158,7 @@ export class PostgresDestination implements Destination {
         schema: row.schema,
         name,
         columnTypes: new Map(columns.rows.map((c) => [c.name, c.type])),
+        columnOids: new Map(columns.rows.map((c) => [c.name, c.oid])),
         uniqueKeys: unique.rows.map((u) => [...u.columns].sort()),
       };
     }
@@ -177,7 +181,10 @@ let stagingTables = 0;
 
 const UNIQUE_VIOLATION = '23505';
 
-/** Sends `ops`' values as COPY text to a `copy ... from stdin` statement and waits for it to finish. */
+/**
+ * Sends `ops` as COPY text to a `copy ... from stdin` statement and waits for it to finish: their
+ * lines when they carry them (rows read from PostgreSQL as COPY text), otherwise their values.
+ */
 async function copyRows(client: pg.PoolClient, statement: string, ops: readonly WriteOperation[], width: number): Promise<void> {
   const copy = client.query(copyFrom(statement));
   const done = new Promise<void>((resolve, reject) => {
@@ -187,33 +194,38 @@ async function copyRows(client: pg.PoolClient, statement: string, ops: readonly 
   done.catch(() => undefined); // awaited below; this only keeps an early failure from counting as unhandled
   const rowsPerChunk = 1000;
   for (let start = 0; start < ops.length; start += rowsPerChunk) {
-    let text = '';
     const end = Math.min(ops.length, start + rowsPerChunk);
-    for (let i = start; i < end; i++) text += copyLine((ops[i] as WriteOperation).values, width);
-    if (!copy.write(text)) await Promise.race([once(copy, 'drain'), done]);
+    let chunk: string | Buffer;
+    if ((ops[start] as WriteOperation).line) {
+      const lines: Buffer[] = [];
+      for (let i = start; i < end; i++) lines.push((ops[i] as WriteOperation).line as Buffer);
+      chunk = Buffer.concat(lines);
+    } else {
+      chunk = '';
+      for (let i = start; i < end; i++) chunk += copyLine((ops[i] as WriteOperation).values, width);
+    }
+    if (!copy.write(chunk)) await Promise.race([once(copy, 'drain'), done]);
   }
   copy.end();
   await done;
 }
 
-/** One row of COPY text: tab-separated, `\N` for null, backslash, tab and line breaks escaped. */
-function copyLine(values: readonly Value[], width: number): string {
-  let line = '';
-  for (let c = 0; c < width; c++) {
-    const value = values[c];
-    if (c > 0) line += '\t';
-    if (value === null || value === undefined) line += '\\N';
-    else if (typeof value === 'string') line += COPY_SPECIAL.test(value) ? value.replace(COPY_SPECIAL_ALL, escapeCopyChar) : value;
-    else line += String(value);
-  }
-  return line + '\n';
-}
+/** Types PostgreSQL gives OIDs from here on are the database's own: the same OID elsewhere may be another type. */
+const FIRST_USER_OID = 16384;
+const TEXT_OIDS = new Set([25, 1043]); // text, varchar
+const TEXT_SOURCE_OIDS = new Set([19, 25, 1042, 1043]); // name, text, bpchar, varchar
+const INTEGER_OIDS = new Set([20, 21, 23]); // int8, int2, int4
+const NUMERIC_OID = 1700;
 
-const COPY_SPECIAL = /[\\\t\n\r]/;
-const COPY_SPECIAL_ALL = /[\\\t\n\r]/g;
-const COPY_CHAR_ESCAPES: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' };
-function escapeCopyChar(c: string): string {
-  return COPY_CHAR_ESCAPES[c] ?? c;
+/**
+ * Whether a column of type `target` reads COPY text of a source column of type `source` as the
+ * value Lockstep would otherwise send: a built-in type into itself (the text it prints is the text
+ * it reads), text into text, integers into integers or numeric.
+ */
+function readsAsIs(source: number, target: number): boolean {
+  if (source === target) return source < FIRST_USER_OID;
+  if (TEXT_OIDS.has(target)) return TEXT_SOURCE_OIDS.has(source);
+  return INTEGER_OIDS.has(source) && (INTEGER_OIDS.has(target) || target === NUMERIC_OID);
 }
 
 /** Parts of a failing batch at most this long are replayed row by row rather than halved. */
@@ -229,6 +241,7 @@ class PostgresWriter implements DestinationWriter {
    * unique index on the key columns makes an existing row an error rather than a second copy.
    */
   private straightCopies: boolean;
+  readonly takesLines: boolean;
 
   constructor(
     private readonly destination: PostgresDestination,
@@ -236,6 +249,10 @@ class PostgresWriter implements DestinationWriter {
     private readonly target: WriteTarget,
   ) {
     this.table = quoteQualified(info.schema, info.name);
+    const encoding = target.encoding;
+    this.takesLines =
+      encoding?.format === COPY_TEXT_FORMAT &&
+      target.columns.every((column, i) => readsAsIs(encoding.types[i] ?? 0, info.columnOids.get(column) ?? 0));
     const key = [...target.keyColumns].sort().join('\u0000');
     this.straightCopies = info.uniqueKeys.some((columns) => columns.join('\u0000') === key);
   }
@@ -285,7 +302,8 @@ class PostgresWriter implements DestinationWriter {
     });
     for (const [kind, indexes] of byKind) {
       const ops = indexes.map((i) => batch[i] as WriteOperation);
-      if (bulk && (kind === 'insert' || kind === 'upsert')) {
+      // Rows that come as lines are copied even when replayed to find a bad one: they have no values.
+      if ((bulk || ops[0]?.line) && (kind === 'insert' || kind === 'upsert')) {
         await this.copyAndMerge(client, kind, ops);
         continue;
       }

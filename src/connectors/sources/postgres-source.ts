@@ -2,6 +2,7 @@ import pg from 'pg';
 import Cursor from 'pg-cursor';
 import { to as copyTo } from 'pg-copy-streams';
 import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
+import { CopyTextRows, parseCopyField, type TextParser } from '../copy-text.js';
 import type { ReadOptions, RowBatch, Source, Value } from '../../core/ports.js';
 import {
   classifyPostgresError,
@@ -37,8 +38,6 @@ const Oid = {
   TimestampArray: 1115,
   TimestampTzArray: 1185,
 } as const;
-
-type TextParser = (text: string) => unknown;
 
 function mapNested(value: unknown, parse: (text: string) => unknown): unknown {
   if (Array.isArray(value)) return value.map((v) => mapNested(v, parse));
@@ -109,7 +108,8 @@ export class PostgresSource implements Source {
     this.active.add(client);
     try {
       const fields = await this.describe(client, query);
-      if (fields) yield* this.readCopy(client, query, fields, batchSize, signal);
+      if (fields && options.encoded) yield* this.readCopyLines(client, query, fields, batchSize, signal);
+      else if (fields) yield* this.readCopy(client, query, fields, batchSize, signal);
       else yield* this.readCursor(client, query, batchSize, signal);
     } finally {
       this.active.delete(client);
@@ -192,6 +192,62 @@ export class PostgresSource implements Source {
     }
     // An empty result still tells the caller its columns.
     if (rows.length > 0 || !yielded) yield { columns, rows };
+  }
+
+  /**
+   * Reads the result as COPY text and hands it on as it came, in batches of whole lines (fields are
+   * parsed only when the reader decodes them): the reader hashes the bytes, and a PostgreSQL
+   * destination can copy them in unchanged.
+   */
+  private async *readCopyLines(
+    client: pg.Client,
+    query: string,
+    fields: pg.FieldDef[],
+    batchSize: number,
+    signal: AbortSignal | undefined,
+  ): AsyncGenerator<RowBatch> {
+    const columns = fields.map((f) => f.name);
+    const types = fields.map((f) => f.dataTypeID);
+    const parsers = fields.map((f) => postgresTypes.getTypeParser(f.dataTypeID, 'text') as TextParser);
+    const stream = client.query(copyTo(`copy (\n${stripTerminator(query)}\n) to stdout`));
+    const batch = (data: Buffer, starts: number[]): RowBatch => ({
+      columns,
+      rows: [],
+      encoded: new CopyTextRows(data, Int32Array.from(starts), types, parsers),
+    });
+    let yielded = false;
+    let rest: Buffer | null = null;
+    try {
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        signal?.throwIfAborted();
+        const data: Buffer = rest ? Buffer.concat([rest, chunk]) : chunk;
+        // A raw line break only ends a row (line breaks inside values are escaped).
+        let start = 0;
+        let starts: number[] = [0];
+        let first = 0;
+        for (let stop = data.indexOf(10); stop >= 0; stop = data.indexOf(10, start)) {
+          start = stop + 1;
+          starts.push(start);
+          if (starts.length > batchSize) {
+            yielded = true;
+            yield batch(data.subarray(first, start), starts.map((at) => at - first));
+            signal?.throwIfAborted();
+            first = start;
+            starts = [start];
+          }
+        }
+        if (starts.length > 1) {
+          yielded = true;
+          yield batch(data.subarray(first, start), starts.map((at) => at - first));
+        }
+        rest = start < data.length ? data.subarray(start) : null;
+      }
+    } catch (error) {
+      if (signal?.aborted) throw error;
+      throw error instanceof LockstepError ? error : this.queryError(error);
+    }
+    // An empty result still tells the caller its columns.
+    if (!yielded) yield batch(Buffer.alloc(0), [0]);
   }
 
   private async *readCursor(client: pg.Client, query: string, batchSize: number, signal: AbortSignal | undefined): AsyncGenerator<RowBatch> {
@@ -282,13 +338,4 @@ function readCursor(cursor: Cursor<unknown[]>, count: number): Promise<{ rows: u
 /** The query without a trailing `;`, so it can be wrapped. */
 function stripTerminator(query: string): string {
   return query.replace(/[\s;]+$/, '');
-}
-
-const COPY_ESCAPES: Record<string, string> = { b: '\b', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v' };
-
-/** One field of COPY text: `\N` is null, backslash escapes undone, then the column's parser. */
-function parseCopyField(raw: string, parse: TextParser): Value {
-  if (raw === '\\N') return null;
-  const text = raw.includes('\\') ? raw.replace(/\\(.)/g, (_, c: string) => COPY_ESCAPES[c] ?? c) : raw;
-  return normalizeValue(parse(text));
 }

@@ -28,6 +28,7 @@ import type {
   MemberStart,
   NewSyncRun,
   SequenceRunListQuery,
+  SnapshotPage,
   Store,
   StoreCapabilities,
   SyncRunListQuery,
@@ -575,18 +576,34 @@ export class SqliteStore implements Store, AsyncDisposable {
     }
   }
 
-  async *snapshotEntries(syncId: number, batchSize: number): AsyncIterable<Array<[key: string, hash: string]>> {
-    const size = Math.max(1, Math.floor(batchSize));
-    const first = this.statement(`SELECT key, ${SNAPSHOT_HASH} FROM snapshots WHERE sync_id = ? ORDER BY key LIMIT ?`).raw(true);
-    const next = this.statement(`SELECT key, ${SNAPSHOT_HASH} FROM snapshots WHERE sync_id = ? AND key > ? ORDER BY key LIMIT ?`).raw(true);
-    let last: string | null = null;
+  async *snapshotPages(syncId: number, pageSize: number): AsyncIterable<SnapshotPage> {
+    const size = Math.max(1, Math.floor(pageSize));
+    // One row per page, aggregated by SQLite: building a JavaScript string per key and per hash cost
+    // ~0.65 s per million entries, two strings per page ~0.25 s. Both aggregates take the rows in
+    // one pass, so keys and hashes line up (their order within a page does not matter; an ORDER BY
+    // in the aggregates would sort each page again and cost as much as the strings saved).
+    const pageSql = (where: string) =>
+      `SELECT count(*), group_concat(key, char(10)),
+              group_concat(CASE WHEN typeof(hash) = 'blob' AND length(hash) = 8 THEN hex(hash)
+                                WHEN typeof(hash) = 'text' AND length(hash) = 16 AND hash NOT GLOB '*[^0-9a-f]*' THEN hash
+                                ELSE '----------------' END, ''),
+              max(key)
+         FROM (SELECT key, hash FROM snapshots WHERE ${where} ORDER BY key LIMIT ?)`;
+    const first = this.statement(pageSql('sync_id = ?')).raw(true);
+    const next = this.statement(pageSql('sync_id = ? AND key > ?')).raw(true);
+    let after: string | null = null;
     for (;;) {
-      const after: string | null = last;
-      const entries: Array<[string, string]> = this.read(() => (after === null ? first.all(syncId, size) : next.all(syncId, after, size)) as Array<[string, string]>);
-      if (entries.length === 0) return;
-      last = (entries[entries.length - 1] as [string, string])[0];
-      yield entries;
-      if (entries.length < size) return;
+      const from: string | null = after;
+      const [count, keys, hashes, last] = this.read(() => (from === null ? first.get(syncId, size) : next.get(syncId, from, size))) as [
+        number,
+        string | null,
+        string | null,
+        string | null,
+      ];
+      if (count === 0) return;
+      yield { count, keys: keys ?? '', hashes: hashes ?? '' };
+      if (count < size || last === null) return;
+      after = last;
     }
   }
 
