@@ -3,6 +3,7 @@
  * (which writes it): one row per line, fields separated by tabs, `\N` for null, and backslash
  * escapes for backslashes, tabs and line breaks inside values.
  */
+import { encodeKey } from '../core/keys.js';
 import type { EncodedRows, Value } from '../core/ports.js';
 import { normalizeValue } from './values.js';
 
@@ -14,6 +15,9 @@ export type TextParser = (text: string) => unknown;
 
 const TAB = 9;
 const BACKSLASH = 92;
+const MINUS = 45;
+/** PostgreSQL's int8, int2 and int4. */
+const INTEGER_OIDS = new Set([20, 21, 23]);
 const COPY_ESCAPES: Record<string, string> = { b: '\b', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v' };
 
 /** One field of COPY text: `\N` is null, backslash escapes undone, then the column's parser. */
@@ -64,7 +68,11 @@ export class CopyTextRows implements EncodedRows {
     const width = this.parsers.length;
     const wanted = columns ?? null;
     const values: Value[] = new Array<Value>(wanted ? wanted.length : width);
-    const last = wanted ? Math.max(...wanted) : width - 1;
+    let last = width - 1;
+    if (wanted) {
+      last = 0;
+      for (const c of wanted) if (c > last) last = c;
+    }
     let fieldStart = this.starts[row] as number;
     for (let c = 0; c <= last; c++) {
       let fieldEnd = c === width - 1 ? end : data.indexOf(TAB, fieldStart);
@@ -79,6 +87,22 @@ export class CopyTextRows implements EncodedRows {
       fieldStart = fieldEnd + 1;
     }
     return values;
+  }
+
+  keyText(row: number, columns: readonly number[]): string | null {
+    // The common key, one integer column: its text is the number as JSON spells it (PostgreSQL
+    // prints integers without a sign or leading zeros of its own), while it is safe as a number.
+    if (columns.length === 1 && INTEGER_OIDS.has(this.types[columns[0] as number] as number)) {
+      const column = columns[0] as number;
+      let start = this.starts[row] as number;
+      for (let c = 0; c < column; c++) start = this.data.indexOf(TAB, start) + 1;
+      let end = column === this.parsers.length - 1 ? (this.starts[row + 1] as number) - 1 : this.data.indexOf(TAB, start);
+      if (end < 0) end = (this.starts[row + 1] as number) - 1;
+      const digits = end - start - (this.data[start] === MINUS ? 1 : 0);
+      if (digits >= 1 && digits <= 15) return `[${this.data.toString('latin1', start, end)}]`;
+    }
+    const key = this.decode(row, columns);
+    return key.includes(null) ? null : encodeKey(key);
   }
 
   private field(start: number, end: number, column: number): Value {

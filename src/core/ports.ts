@@ -83,6 +83,11 @@ export interface EncodedRows {
   readonly starts: Int32Array;
   /** Row `row`'s values as a decoded batch would hold them, or only those of `columns` (by index), in that order. */
   decode(row: number, columns?: readonly number[]): Value[];
+  /**
+   * `encodeKey(decode(row, columns))` (core/keys.ts), or null when one of those values is null;
+   * a source may answer it without decoding the values.
+   */
+  keyText(row: number, columns: readonly number[]): string | null;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -140,7 +145,14 @@ export interface WriteOperation {
    * For inserts and upserts to a writer that `takesLines`: the row in the target's encoding, as
    * the source read it, line break included; `values` is then empty.
    */
-  line?: Buffer;
+  line?: EncodedLine;
+}
+
+/** One row of `EncodedRows`: bytes `start..end` of `data`. */
+export interface EncodedLine {
+  data: Buffer;
+  start: number;
+  end: number;
 }
 
 /** The destination's answer for one row. */

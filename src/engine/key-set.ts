@@ -28,11 +28,30 @@ export class KeySet {
   /** Adds an encoded key; false when it was already in the set. */
   add(key: string): boolean {
     const f = fingerprint(key);
-    if (this.find(f) >= 0) return false;
     if ((this.count + 1) * 2 > this.capacity) this.grow();
-    this.insert(f);
-    this.count++;
-    return true;
+    // One probe sequence: it ends at the key's slot or at the empty slot it goes into.
+    const mask = this.capacity - 1;
+    const t = this.table;
+    const f0 = f[0] as number;
+    const f1 = f[1] as number;
+    const f2 = f[2] as number;
+    const f3 = f[3] as number;
+    for (let slot = f0 & mask; ; slot = (slot + 1) & mask) {
+      const at = slot * WORDS;
+      const w0 = t[at] as number;
+      const w1 = t[at + 1] as number;
+      const w2 = t[at + 2] as number;
+      const w3 = t[at + 3] as number;
+      if (w0 === f0 && w1 === f1 && w2 === f2 && w3 === f3) return false;
+      if (w0 === 0 && w1 === 0 && w2 === 0 && w3 === 0) {
+        t[at] = f0;
+        t[at + 1] = f1;
+        t[at + 2] = f2;
+        t[at + 3] = f3;
+        this.count++;
+        return true;
+      }
+    }
   }
 
   has(key: string): boolean {
@@ -58,7 +77,12 @@ export class KeySet {
     while (t[slot * WORDS] !== 0 || t[slot * WORDS + 1] !== 0 || t[slot * WORDS + 2] !== 0 || t[slot * WORDS + 3] !== 0) {
       slot = (slot + 1) & mask;
     }
-    t.set(f, slot * WORDS);
+    // Word by word: `TypedArray#set` is a call into the runtime per key.
+    const at = slot * WORDS;
+    t[at] = f[0] as number;
+    t[at + 1] = f[1] as number;
+    t[at + 2] = f[2] as number;
+    t[at + 3] = f[3] as number;
   }
 
   private grow(): void {

@@ -14,12 +14,13 @@
  */
 import { resolveConnection } from '../core/connections.js';
 import { ErrorCode, LockstepError, toError } from '../core/errors.js';
-import { encodeKey } from '../core/keys.js';
+import { decodeKey, encodeKey } from '../core/keys.js';
 import type {
   Clock,
   Connectors,
   Destination,
   DestinationWriter,
+  EncodedLine,
   EncodedRows,
   Logger,
   RowOutcome,
@@ -75,19 +76,29 @@ export interface SyncRunnerOptions {
 export type StopReason = 'cancel' | 'shutdown';
 
 /** One planned operation, between planning and delivery; handed to the destination as it is. */
-interface PlannedOp extends WriteOperation {
-  /** op: what happened to the row in the model. */
-  o: 'added' | 'changed' | 'removed';
-  /** encoded key */
-  k: string;
-  /** hash of the mapped values, high and low word (0 for removals) */
-  hh: number;
-  hl: number;
+class PlannedOp implements WriteOperation {
+  constructor(
+    /** What happened to the row in the model. */
+    readonly o: 'added' | 'changed' | 'removed',
+    readonly kind: WriteOperation['kind'],
+    /** The encoded key. */
+    readonly k: string,
+    private decodedKey: Value[] | null,
+    readonly values: Value[],
+    readonly line: EncodedLine | undefined,
+    /** The hash of the row, high and low word (0 for removals). */
+    readonly hh: number,
+    readonly hl: number,
+  ) {}
+
+  /** The key's values, decoded from `k` when first asked for (a row that goes as its line seldom is). */
+  get key(): Value[] {
+    return (this.decodedKey ??= decodeKey(this.k));
+  }
 }
 
 /** A row of the model that passed validation, before it is compared with the snapshot (`r`: its place in the batch). */
 interface Candidate {
-  key: Value[];
   k: string;
   r: number;
   hh: number;
@@ -99,12 +110,14 @@ const NO_VALUES: Value[] = [];
 /** A read batch as planning sees it, whether its rows came as values or encoded. */
 interface PlanningBatch {
   readonly count: number;
+  /** Row `r`'s encoded key, or null when a key value is null. */
+  keyText(r: number): string | null;
   /** Row `r`'s key values. */
   key(r: number): Value[];
   /** Hashes row `r` into `rowHash`. */
   hash(r: number): void;
   /** The operation for row `r`. */
-  op(r: number, o: 'added' | 'changed', kind: WriteOperation['kind'], k: string, key: Value[], hh: number, hl: number): PlannedOp;
+  op(r: number, o: 'added' | 'changed', kind: WriteOperation['kind'], k: string, hh: number, hl: number): PlannedOp;
 }
 
 class DecodedBatch implements PlanningBatch {
@@ -117,6 +130,11 @@ class DecodedBatch implements PlanningBatch {
     this.count = rows.length;
   }
 
+  keyText(r: number): string | null {
+    const key = this.key(r);
+    return key.includes(null) ? null : encodeKey(key);
+  }
+
   key(r: number): Value[] {
     const values = this.rows[r] as Value[];
     return this.keyIndexes.map((i) => values[i] ?? null);
@@ -126,8 +144,8 @@ class DecodedBatch implements PlanningBatch {
     hashRow(this.rows[r] as Value[]);
   }
 
-  op(r: number, o: 'added' | 'changed', kind: WriteOperation['kind'], k: string, key: Value[], hh: number, hl: number): PlannedOp {
-    return { o, kind, k, key, values: this.rows[r] as Value[], line: undefined, hh, hl };
+  op(r: number, o: 'added' | 'changed', kind: WriteOperation['kind'], k: string, hh: number, hl: number): PlannedOp {
+    return new PlannedOp(o, kind, k, this.key(r), this.rows[r] as Value[], undefined, hh, hl);
   }
 }
 
@@ -146,6 +164,10 @@ class EncodedBatch implements PlanningBatch {
     this.count = rows.starts.length - 1;
   }
 
+  keyText(r: number): string | null {
+    return this.rows.keyText(r, this.keyIndexes);
+  }
+
   key(r: number): Value[] {
     return this.rows.decode(r, this.keyIndexes);
   }
@@ -155,11 +177,11 @@ class EncodedBatch implements PlanningBatch {
     hashBytes(this.rows.data, this.rows.starts[r] as number, (this.rows.starts[r + 1] as number) - 1);
   }
 
-  op(r: number, o: 'added' | 'changed', kind: WriteOperation['kind'], k: string, key: Value[], hh: number, hl: number): PlannedOp {
+  op(r: number, o: 'added' | 'changed', kind: WriteOperation['kind'], k: string, hh: number, hl: number): PlannedOp {
     const { data, starts } = this.rows;
     return this.lines && (kind === 'insert' || kind === 'upsert')
-      ? { o, kind, k, key, values: NO_VALUES, line: data.subarray(starts[r] as number, starts[r + 1] as number), hh, hl }
-      : { o, kind, k, key, values: this.rows.decode(r), line: undefined, hh, hl };
+      ? new PlannedOp(o, kind, k, null, NO_VALUES, { data, start: starts[r] as number, end: starts[r + 1] as number }, hh, hl)
+      : new PlannedOp(o, kind, k, null, this.rows.decode(r), undefined, hh, hl);
   }
 }
 
@@ -418,7 +440,8 @@ export class SyncRunner {
     const index = progress.expectedRows > 0 ? await this.loadSnapshot(p, progress.expectedRows) : null;
     const lookups = progress.expectedRows > 0 && index === null;
     // With the index, only keys new to the snapshot go into the set of keys seen.
-    const seen = new KeySet(index ? 1 << 16 : Math.max(progress.expectedRows, 1024) * 2);
+    // Without an index, every key goes in: sized for the snapshot's rows, and at least a first run's worth.
+    const seen = new KeySet(index ? 1 << 16 : Math.max(progress.expectedRows * 2, 1 << 18));
     let rejected: RejectedRow[] = [];
     let batch: PlannedOp[] = [];
     let keyIndexes: number[] | null = null;
@@ -452,6 +475,9 @@ export class SyncRunner {
     let lines = false;
     for await (const rows of source.read(model.query, { batchSize: this.options.readBatchSize, signal, encoded: true })) {
       if (signal.aborted) throw new RunStopped(signal.reason as StopReason);
+      // A source with rows buffered answers without going through the event loop: let the
+      // destination's replies in (its write goes on while this batch is planned).
+      await new Promise((resolve) => setImmediate(resolve));
       if (keyIndexes === null) {
         keyIndexes = model.primaryKey.map((column) => {
           const index = rows.columns.indexOf(column);
@@ -474,11 +500,11 @@ export class SyncRunner {
       progress.querySize += view.count;
       const candidates: Candidate[] = [];
       for (let r = 0; r < view.count; r++) {
-        const key = view.key(r);
-        const k = encodeKey(key);
-        const nullColumn = key.indexOf(null);
-        if (nullColumn >= 0) {
-          await reject({ syncRunId: run.id, key: k, op: 'added', reason: `primary key column "${model.primaryKey[nullColumn]}" is null` });
+        const k = view.keyText(r);
+        if (k === null) {
+          const key = view.key(r);
+          const nullColumn = key.indexOf(null);
+          await reject({ syncRunId: run.id, key: encodeKey(key), op: 'added', reason: `primary key column "${model.primaryKey[nullColumn]}" is null` });
           continue;
         }
         const entry = index ? index.visit(k) : -1;
@@ -493,10 +519,10 @@ export class SyncRunner {
           if (entry >= 0 && !fullResync && index.sameHash(entry, hh, hl)) continue;
           const op: PlannedOp['o'] = entry >= 0 ? 'changed' : 'added';
           const kind = writeKind(sync, op);
-          if (kind !== null && queue(view.op(r, op, kind, k, key, hh, hl))) await flush();
+          if (kind !== null && queue(view.op(r, op, kind, k, hh, hl))) await flush();
           continue;
         }
-        candidates.push({ key, k, r, hh, hl });
+        candidates.push({ k, r, hh, hl });
       }
       if (resetCDC) {
         await store.snapshotWrite(sync.id, candidates.map((c) => [c.k, hashText(c.hh, c.hl)]), []);
@@ -510,7 +536,7 @@ export class SyncRunner {
         const op: PlannedOp['o'] = old === undefined ? 'added' : 'changed';
         const kind = writeKind(sync, op);
         if (kind === null) continue;
-        if (queue(view.op(c.r, op, kind, c.k, c.key, c.hh, c.hl))) await flush();
+        if (queue(view.op(c.r, op, kind, c.k, c.hh, c.hl))) await flush();
       }
     }
     progress.reading = false;
@@ -522,7 +548,7 @@ export class SyncRunner {
 
     // Removals: the snapshot's keys the model no longer returned.
     if (deletes && index) {
-      for (const k of index.unseen()) await plan({ o: 'removed', kind: 'delete', k, key: JSON.parse(k) as Value[], values: NO_VALUES, line: undefined, hh: 0, hl: 0 });
+      for (const k of index.unseen()) await plan(new PlannedOp('removed', 'delete', k, null, NO_VALUES, undefined, 0, 0));
     } else if ((resetCDC || deletes) && progress.expectedRows > 0) {
       // Reading them by key ranges stays correct while delivered batches are committed to the
       // snapshot meanwhile (those keys were seen).
@@ -531,7 +557,7 @@ export class SyncRunner {
         for (const k of keys) {
           if (seen.has(k)) continue;
           if (resetCDC) gone.push(k);
-          else await plan({ o: 'removed', kind: 'delete', k, key: JSON.parse(k) as Value[], values: NO_VALUES, line: undefined, hh: 0, hl: 0 });
+          else await plan(new PlannedOp('removed', 'delete', k, null, NO_VALUES, undefined, 0, 0));
         }
         if (gone.length > 0) {
           await store.snapshotWrite(sync.id, [], gone);

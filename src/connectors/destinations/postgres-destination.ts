@@ -7,6 +7,7 @@ import type {
   Destination,
   DestinationCapabilities,
   DestinationWriter,
+  EncodedLine,
   RowOutcome,
   Value,
   WriteOperation,
@@ -197,9 +198,17 @@ async function copyRows(client: pg.PoolClient, statement: string, ops: readonly 
     const end = Math.min(ops.length, start + rowsPerChunk);
     let chunk: string | Buffer;
     if ((ops[start] as WriteOperation).line) {
-      const lines: Buffer[] = [];
-      for (let i = start; i < end; i++) lines.push((ops[i] as WriteOperation).line as Buffer);
-      chunk = Buffer.concat(lines);
+      let size = 0;
+      for (let i = start; i < end; i++) {
+        const line = (ops[i] as WriteOperation).line as EncodedLine;
+        size += line.end - line.start;
+      }
+      chunk = Buffer.allocUnsafe(size);
+      let at = 0;
+      for (let i = start; i < end; i++) {
+        const line = (ops[i] as WriteOperation).line as EncodedLine;
+        at += line.data.copy(chunk, at, line.start, line.end);
+      }
     } else {
       chunk = '';
       for (let i = start; i < end; i++) chunk += copyLine((ops[i] as WriteOperation).values, width);

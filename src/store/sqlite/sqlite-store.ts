@@ -122,8 +122,6 @@ const WRITE_WORKER_PRAGMAS = ['synchronous = NORMAL', `wal_autocheckpoint = ${WA
  * its hex again, so a hash comes back as it was written.
  */
 const SNAPSHOT_HASH = "CASE WHEN typeof(hash) = 'blob' THEN lower(hex(hash)) ELSE hash END";
-/** A hash the runner wrote: lowercase hex, stored as its bytes. */
-const HEX_HASH = /^(?:[0-9a-f]{2})+$/;
 /** Snapshot rows per INSERT statement (3 parameters each, well under SQLite's limit of 32766). */
 const SNAPSHOT_ROWS = 500;
 /** The statement text per row count, built once: a full batch reuses the same 500-row string. */
@@ -150,7 +148,7 @@ function storedHash(value: string): string {
  */
 function snapshotWriteStatements(syncId: number, upserts: Array<[key: string, hash: string]>, deletes: string[]): WriteStatement[] {
   const statements: WriteStatement[] = [];
-  if (upserts.every(([, hash]) => HEX_HASH.test(hash))) {
+  if (upserts.every(([, hash]) => isHexHash(hash))) {
     for (let start = 0; start < upserts.length; start += SNAPSHOT_ROWS) {
       const end = Math.min(upserts.length, start + SNAPSHOT_ROWS);
       const params: Array<string | number> = [];
@@ -177,24 +175,40 @@ function snapshotWriteStatements(syncId: number, upserts: Array<[key: string, ha
  * sync runner writes) travel packed; anything else as the statements of `snapshotWriteStatements`.
  */
 function snapshotWriteTransaction(syncId: number, upserts: Array<[key: string, hash: string]>, deletes: string[]): WriteTransaction {
-  let keys = '';
-  let hashes = '';
+  const keys = new Array<string>(upserts.length);
+  const hashes = new Array<string>(upserts.length);
   for (let i = 0; i < upserts.length; i++) {
     const [key, hash] = upserts[i] as [string, string];
-    if (!HEX_HASH.test(hash) || key.includes(ROW_SEPARATOR)) return { rows: null, statements: snapshotWriteStatements(syncId, upserts, deletes) };
-    if (i > 0) {
-      keys += ROW_SEPARATOR;
-      hashes += ROW_SEPARATOR;
-    }
-    keys += key;
-    hashes += hash;
+    if (!isHexHash(hash) || key.includes(ROW_SEPARATOR)) return { rows: null, statements: snapshotWriteStatements(syncId, upserts, deletes) };
+    keys[i] = key;
+    hashes[i] = hash;
   }
   const rest = upserts.length % SNAPSHOT_ROWS;
+  // Joined, the strings are flat: built by `+=` they were trees of pieces the copy to the thread
+  // had to walk (~2.5 ms per 10,000 rows).
   const rows: PackedRows | null =
     upserts.length === 0
       ? null
-      : { sql: snapshotUpsertSql(SNAPSHOT_ROWS), lastSql: rest === 0 ? null : snapshotUpsertSql(rest), rowsPerStatement: SNAPSHOT_ROWS, first: syncId, keys, values: hashes };
+      : {
+          sql: snapshotUpsertSql(SNAPSHOT_ROWS),
+          lastSql: rest === 0 ? null : snapshotUpsertSql(rest),
+          rowsPerStatement: SNAPSHOT_ROWS,
+          first: syncId,
+          keys: keys.join(ROW_SEPARATOR),
+          values: hashes.join(ROW_SEPARATOR),
+        };
   return { rows, statements: snapshotWriteStatements(syncId, [], deletes) };
+}
+
+/** Whether `hash` is what the runner writes, lowercase hex of whole bytes (stored as its bytes); checked without a regular expression per row. */
+function isHexHash(hash: string): boolean {
+  const n = hash.length;
+  if (n === 0 || (n & 1) !== 0) return false;
+  for (let i = 0; i < n; i++) {
+    const c = hash.charCodeAt(i);
+    if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) return false;
+  }
+  return true;
 }
 /** The WAL is truncated back to this size after a checkpoint, so one bulk write does not leave a huge file. */
 const WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024;
