@@ -230,8 +230,12 @@ interface Pipeline {
 interface Delivery {
   batch: PlannedOp[];
   outcomes: Promise<RowOutcome[]>;
+  /** The outcomes have arrived (or the write failed). */
+  written: boolean;
 }
 
+/** A batch open this long goes to an idle destination before it is full (see `queue` in planAndDeliver). */
+const EAGER_FLUSH_MS = 50;
 /** Rejected rows found while planning are stored in groups of this many. */
 const REJECTED_FLUSH = 1000;
 /** Snapshot keys read per page when looking for removals, or entries when loading the index. */
@@ -457,10 +461,16 @@ export class SyncRunner {
     };
     // Queuing is synchronous (true when the batch is full): the loop over rows awaits only at
     // batch boundaries, not once per row.
+    let batchOpened = 0;
     const queue = (op: PlannedOp): boolean => {
       bump(progress.planned, op.o);
+      if (batch.length === 0) batchOpened = performance.now();
       batch.push(op);
-      return batch.length >= sync.batchSize;
+      if (batch.length >= sync.batchSize) return true;
+      // A batch that fills slowly (few rows changed) goes out early once the destination is idle,
+      // so that writing overlaps with reading instead of piling up at the end. (Wall time, not the
+      // injected clock: this only paces the pipeline, what is written does not depend on it.)
+      return (batch.length & 63) === 0 && (p.inflight === null || p.inflight.written) && performance.now() - batchOpened >= EAGER_FLUSH_MS;
     };
     const flush = async () => {
       const full = batch;
@@ -597,9 +607,13 @@ export class SyncRunner {
     const outcomes = this.withRetries('write', p.signal, () =>
       writer.write(batch),
     );
+    const delivery: Delivery = { batch, outcomes, written: false };
     // Awaited by the next deliver() or at the end; a failure is not lost meanwhile.
-    outcomes.catch(() => undefined);
-    p.inflight = { batch, outcomes };
+    outcomes.then(
+      () => (delivery.written = true),
+      () => (delivery.written = true),
+    );
+    p.inflight = delivery;
     if (previous && written) {
       const committing = this.settle(p, previous.batch, written);
       // Awaited by the next deliver() or at the end; a failure is not lost meanwhile.
