@@ -58,20 +58,51 @@ export class SnapshotIndex {
     return this.addRange(key, 0, key.length, hash.length === 16 ? hash : '-', 0);
   }
 
-  /** Adds a page of the store's bulk form (see SnapshotPage); false as for `add`. */
+  /**
+   * Adds a page of the store's bulk form (see SnapshotPage); false as for `add`. One pass over the
+   * page's text finds each key's end, copies its bytes and hashes it.
+   */
   addPage(page: SnapshotPage): boolean {
     const { keys, hashes, count } = page;
-    let start = 0;
+    if (hashes.length !== count * 16) throw new Error(`snapshot page of ${count} entries holds ${hashes.length / 16} hashes`);
+    const n = keys.length;
+    if (this.count + count > this.flags.length && !this.growEntries(this.count + count)) return false;
+    if (this.arenaUsed + n * 3 > this.arena.length && !this.growArena(n * 3)) return false;
+    const arena = this.arena;
+    let c = 0;
     for (let e = 0; e < count; e++) {
-      let end = keys.indexOf('\n', start);
-      if (end < 0) end = keys.length;
-      if (!this.addRange(keys, start, end, hashes, e * 16)) return false;
-      start = end + 1;
+      if (c > n) throw new Error(`snapshot page of ${count} entries holds ${e} keys`);
+      const start = c;
+      const at = this.arenaUsed;
+      let ascii = true;
+      let h = KEY_SEED;
+      for (; c < n; c++) {
+        const code = keys.charCodeAt(c);
+        if (code === NEWLINE) break;
+        if (code >= 0x80) ascii = false;
+        arena[at + c - start] = code;
+        h = keyMix(h, code);
+      }
+      const i = this.count;
+      this.arenaUsed += ascii ? c - start : arena.write(keys.slice(start, c), at, 'utf8');
+      this.starts[i + 1] = this.arenaUsed;
+      this.setHash(i, hashes, e * 16);
+      this.count++;
+      if (this.count * 10 > (this.mask + 1) * 7 && !this.growSlots()) return false;
+      this.place(keyFinal(h, c - start), i);
+      c++;
     }
-    if (start !== keys.length + 1 || hashes.length !== count * 16) {
-      throw new Error(`snapshot page of ${count} entries holds ${keys.split('\n').length} keys and ${hashes.length / 16} hashes`);
-    }
+    if (c !== n + 1 && !(count === 0 && n === 0)) throw new Error(`snapshot page of ${count} entries holds more keys`);
     return true;
+  }
+
+  private setHash(i: number, hashes: string, at: number): void {
+    const high = hexWord(hashes, at);
+    const low = high >= 0 ? hexWord(hashes, at + 8) : -1;
+    if (low >= 0) {
+      this.hashes[2 * i] = high;
+      this.hashes[2 * i + 1] = low;
+    } else this.flags[i] = STALE;
   }
 
   /** Adds the key `text[start..end)` with the hash at `hashes[at..at+16)` (stale when not hex). */
@@ -82,12 +113,7 @@ export class SnapshotIndex {
     if (this.arenaUsed + room > this.arena.length && !this.growArena(room)) return false;
     this.arenaUsed += writeKey(this.arena, text, start, end, this.arenaUsed);
     this.starts[i + 1] = this.arenaUsed;
-    const high = hexWord(hashes, at);
-    const low = high >= 0 ? hexWord(hashes, at + 8) : -1;
-    if (low >= 0) {
-      this.hashes[2 * i] = high;
-      this.hashes[2 * i + 1] = low;
-    } else this.flags[i] = STALE;
+    this.setHash(i, hashes, at);
     this.count++;
     if (this.count * 10 > (this.mask + 1) * 7 && !this.growSlots()) return false;
     this.place(keyHash(text, start, end), i);
@@ -151,8 +177,8 @@ export class SnapshotIndex {
     return this.bytes + extra <= this.budgetBytes;
   }
 
-  private growEntries(): boolean {
-    const entries = this.flags.length * 2;
+  private growEntries(atLeast = 0): boolean {
+    const entries = Math.max(this.flags.length * 2, atLeast);
     if (!this.fits(entries * 13)) return false;
     const starts = new Uint32Array(entries + 1);
     starts.set(this.starts);
@@ -201,31 +227,49 @@ function writeKey(arena: Buffer, text: string, start: number, end: number, at: n
   return end - start;
 }
 
+/** Hex digit values by character code (-1: not a hex digit). */
+const HEX_VALUE = new Int8Array(128).fill(-1);
+for (let d = 0; d < 16; d++) {
+  HEX_VALUE['0123456789abcdef'.charCodeAt(d)] = d;
+  HEX_VALUE['0123456789ABCDEF'.charCodeAt(d)] = d;
+}
+
 /** Eight hex digits (either case) of `text` from `at` as a number, or -1 when they are not. */
 function hexWord(text: string, at: number): number {
   if (at + 8 > text.length) return -1;
   let word = 0;
+  let bad = 0;
   for (let i = at; i < at + 8; i++) {
-    const c = text.charCodeAt(i) | 0x20;
-    const digit = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : -1;
-    if (digit < 0) return -1;
+    const digit = HEX_VALUE[text.charCodeAt(i) & 0x7f] as number;
+    bad |= digit | (text.charCodeAt(i) & ~0x7f);
     word = word * 16 + digit;
   }
-  return word;
+  return bad < 0 || bad > 15 ? -1 : word;
 }
 
-/** A 32-bit hash of a key's UTF-16 code units `key[start..end)` (MurmurHash3's x86 32-bit mixing, fixed seed). */
-function keyHash(key: string, start: number, end: number): number {
-  let h = 0x2545f491;
-  for (let i = start; i < end; i++) {
-    let k = Math.imul(key.charCodeAt(i), 0xcc9e2d51);
-    k = (k << 15) | (k >>> 17);
-    h ^= Math.imul(k, 0x1b873593);
-    h = (h << 13) | (h >>> 19);
-    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
-  }
-  h ^= end - start;
+const NEWLINE = 10;
+const KEY_SEED = 0x2545f491;
+
+/** One code unit into a key hash (MurmurHash3's x86 32-bit mixing). */
+function keyMix(h: number, code: number): number {
+  let k = Math.imul(code, 0xcc9e2d51);
+  k = (k << 15) | (k >>> 17);
+  h ^= Math.imul(k, 0x1b873593);
+  h = (h << 13) | (h >>> 19);
+  return (Math.imul(h, 5) + 0xe6546b64) | 0;
+}
+
+/** The finished key hash of `length` code units. */
+function keyFinal(h: number, length: number): number {
+  h ^= length;
   h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
   h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
   return (h ^ (h >>> 16)) >>> 0;
+}
+
+/** A 32-bit hash of a key's UTF-16 code units `key[start..end)`, fixed seed. */
+function keyHash(key: string, start: number, end: number): number {
+  let h = KEY_SEED;
+  for (let i = start; i < end; i++) h = keyMix(h, key.charCodeAt(i));
+  return keyFinal(h, end - start);
 }

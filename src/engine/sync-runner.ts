@@ -438,10 +438,22 @@ export class SyncRunner {
     const deletes = sync.mode === 'mirror' || sync.deleteBehavior === 'delete';
     const keyColumns = model.primaryKey.map((c) => mapColumn(sync, c));
     if (resetCDC) await store.snapshotClear(sync.id);
-    // An empty snapshot (a first run, or after resetCDC) needs no lookups: every row is new.
-    progress.expectedRows = resetCDC ? 0 : await store.snapshotCount(sync.id);
-    // The snapshot in memory when it fits the budget; otherwise looked up batch by batch.
-    const index = progress.expectedRows > 0 ? await this.loadSnapshot(p, progress.expectedRows) : null;
+    // The source connects and runs the query while the snapshot loads: its first rows are waiting
+    // when planning starts.
+    const reading = source.read(model.query, { batchSize: this.options.readBatchSize, signal, encoded: true })[Symbol.asyncIterator]();
+    const first = reading.next();
+    first.catch(() => undefined); // awaited below, after the snapshot is loaded
+    let index: SnapshotIndex | null;
+    try {
+      // An empty snapshot (a first run, or after resetCDC) needs no lookups: every row is new.
+      progress.expectedRows = resetCDC ? 0 : await store.snapshotCount(sync.id);
+      // The snapshot in memory when it fits the budget; otherwise looked up batch by batch.
+      index = progress.expectedRows > 0 ? await this.loadSnapshot(p, progress.expectedRows) : null;
+    } catch (error) {
+      // Not awaited: the query may still be running; closing the source (which the run does next) ends it.
+      reading.return?.().catch(() => undefined);
+      throw error;
+    }
     const lookups = progress.expectedRows > 0 && index === null;
     // With the index, only keys new to the snapshot go into the set of keys seen.
     // Without an index, every key goes in: sized for the snapshot's rows, and at least a first run's worth.
@@ -483,7 +495,7 @@ export class SyncRunner {
 
     // Lines go to the destination as the source read them when the writer reads their format.
     let lines = false;
-    for await (const rows of source.read(model.query, { batchSize: this.options.readBatchSize, signal, encoded: true })) {
+    for await (const rows of resume(first, reading)) {
       if (signal.aborted) throw new RunStopped(signal.reason as StopReason);
       // A source with rows buffered answers without going through the event loop: let the
       // destination's replies in (its write goes on while this batch is planned).
@@ -744,6 +756,15 @@ export class SyncRunner {
         }
       }
     }
+  }
+}
+
+/** The rest of `iterator`, whose next result `first` is already under way; closes it when left early. */
+async function* resume<T>(first: Promise<IteratorResult<T>>, iterator: AsyncIterator<T>): AsyncGenerator<T> {
+  try {
+    for (let result = await first; !result.done; result = await iterator.next()) yield result.value;
+  } finally {
+    await iterator.return?.();
   }
 }
 
