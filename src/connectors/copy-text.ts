@@ -47,6 +47,14 @@ function escapeCopyChar(c: string): string {
   return COPY_CHAR_ESCAPES[c] ?? c;
 }
 
+function allDigits(data: Buffer, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) {
+    const c = data[i] as number;
+    if (c < 48 || c > 57) return false;
+  }
+  return true;
+}
+
 /**
  * Rows of COPY text as the source received them. Fields are found and parsed only when asked for:
  * planning decodes the key of every row, the values only of rows a destination needs as values.
@@ -98,8 +106,8 @@ export class CopyTextRows implements EncodedRows {
       for (let c = 0; c < column; c++) start = this.data.indexOf(TAB, start) + 1;
       let end = column === this.parsers.length - 1 ? (this.starts[row + 1] as number) - 1 : this.data.indexOf(TAB, start);
       if (end < 0) end = (this.starts[row + 1] as number) - 1;
-      const digits = end - start - (this.data[start] === MINUS ? 1 : 0);
-      if (digits >= 1 && digits <= 15) return `[${this.data.toString('latin1', start, end)}]`;
+      const first = this.data[start] === MINUS ? start + 1 : start;
+      if (end - first >= 1 && end - first <= 15 && allDigits(this.data, first, end)) return `[${this.data.toString('latin1', start, end)}]`;
     }
     const key = this.decode(row, columns);
     return key.includes(null) ? null : encodeKey(key);

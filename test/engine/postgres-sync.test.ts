@@ -87,4 +87,51 @@ describe('PostgreSQL bulk delivery', () => {
     expect(await sql(url, 'select seen_at from crm_people where id = 43')).toEqual([{ seen_at: null }]);
     expect((await run()).plannedRows).toEqual({ addedCount: 0, changedCount: 0, removedCount: 0 });
   });
+
+  it('copies rows into columns of the same types as the source printed them, and sends values where a type differs', async () => {
+    const url = await createTestDatabase('lockstep_bulk_types');
+    await sql(
+      url,
+      `create table things (id bigint primary key, tags integer[], doc jsonb, raw bytea, at timestamptz, local timestamp, amount numeric(10,2), flag boolean, n integer);
+       insert into things select g, array[g, g + 1], jsonb_build_object('g', g, 'list', jsonb_build_array(1, 'two')), decode(lpad(to_hex(g), 4, '0'), 'hex'),
+         timestamptz '2024-01-01 00:00:00.5+02' + g * interval '1 hour', timestamp '2024-06-01' + g * interval '1 minute', g / 3.0, g % 2 = 0, g
+         from generate_series(1, 500) g;
+       create table same_things (like things including all);
+       create table other_things (id bigint primary key, flag text, n bigint)`,
+    );
+    const dir = tempDir();
+    const h = await startHarness({
+      dir,
+      definition: workspace({
+        sources: [source('warehouse', { type: 'postgres', url, path: null })],
+        destinations: [source('crm', { type: 'postgres', url, path: null })],
+        models: [
+          model('things', 'warehouse', 'select * from things'),
+          model('flags', 'warehouse', 'select id, flag, n from things'),
+        ],
+        syncs: [
+          sync('same', { model: 'things', destination: 'crm', object: 'same_things', mode: 'mirror' }),
+          sync('other', { model: 'flags', destination: 'crm', object: 'other_things', mode: 'mirror' }),
+        ],
+      }),
+    });
+    await using _ = h;
+    for (const slug of ['same', 'other']) {
+      const { run } = await h.app.worker.triggerSync(slug, {});
+      expect((await h.app.worker.waitForSyncRun(run.id)).status).toBe('success');
+    }
+    // Arrays, JSON and bytes arrive exactly (their text as PostgreSQL prints it is what it reads).
+    const digest = (table: string) => sql(url, `select md5(string_agg(t::text, '|' order by id)) as m from ${table} t`);
+    expect(await digest('same_things')).toEqual(await digest('things'));
+    // A boolean into a text column is Lockstep's value, not PostgreSQL's `t`.
+    expect(await sql(url, 'select flag, n from other_things where id in (1, 2) order by id')).toEqual([
+      { flag: 'false', n: '1' },
+      { flag: 'true', n: '2' },
+    ]);
+    // A second run finds nothing changed on either path.
+    for (const slug of ['same', 'other']) {
+      const { run } = await h.app.worker.triggerSync(slug, {});
+      expect((await h.app.worker.waitForSyncRun(run.id)).plannedRows).toEqual({ addedCount: 0, changedCount: 0, removedCount: 0 });
+    }
+  });
 });

@@ -59,6 +59,35 @@ describe('SnapshotIndex', () => {
     expect([...index.unseen()]).toEqual(keys.slice(990));
   });
 
+  it('loads bulk pages exactly like entries added one by one, non-ASCII keys and stale hashes included', () => {
+    const keys = Array.from({ length: 3000 }, (_, i) => (i % 7 === 0 ? JSON.stringify([i, `région ${i} ✓`]) : `[${i}]`));
+    const hashOf = (k: string) => hashValues([k]);
+    const pages = [keys.slice(0, 1000), keys.slice(1000, 2999), keys.slice(2999)].map((part) => ({
+      count: part.length,
+      keys: part.join('\n'),
+      // Upper-case hex and the stale marker as a store may give them.
+      hashes: part.map((k, i) => (i % 11 === 5 ? '-'.repeat(16) : i % 2 ? hashOf(k).toUpperCase() : hashOf(k))).join(''),
+    }));
+    const paged = new SnapshotIndex(10, 1 << 22);
+    for (const page of pages) expect(paged.addPage(page)).toBe(true);
+    expect(paged.addPage({ count: 0, keys: '', hashes: '' })).toBe(true);
+    expect(paged.size).toBe(keys.length);
+    const word = (h: string, at: number) => parseInt(h.slice(at, at + 8), 16);
+    pages.forEach((page) => {
+      page.keys.split('\n').forEach((k, i) => {
+        const entry = paged.visit(k);
+        expect(entry, k).toBeGreaterThanOrEqual(0);
+        const stored = page.hashes.slice(i * 16, i * 16 + 16);
+        const h = hashOf(k);
+        expect(paged.sameHash(entry, word(h, 0), word(h, 8))).toBe(!stored.startsWith('-'));
+      });
+    });
+    expect(paged.visit('[1]')).toBe(-2);
+    expect(paged.visit('[3000]')).toBe(-1);
+    expect([...paged.unseen()]).toEqual([]);
+    expect(() => paged.addPage({ count: 2, keys: '[1]\n[2]\n[3]', hashes: '0'.repeat(32) })).toThrow(/holds more keys/);
+  });
+
   it('gives up beyond its memory budget', () => {
     const index = new SnapshotIndex(16, 4096);
     let added = 0;

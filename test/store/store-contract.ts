@@ -986,6 +986,31 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         expect(await store.snapshotCount(b)).toBe(1);
       });
 
+      it('gives every entry in bulk pages: keys joined by line breaks, 16 hex digits per hash, 16 - for any other hash', async () => {
+        const id = await (applyCrm().then(() => syncId('deals-to-crm')));
+        const hex = (i: number) => (i * 2654435761).toString(16).padStart(16, '0').slice(-16);
+        const entries: Array<[string, string]> = Array.from({ length: 2500 }, (_, i) => [key(i), hex(i + 1)]);
+        entries.push([JSON.stringify(['région 1', 2]), hex(7)], ['["old"]', 'base64-hash-of-old+='], ['["short"]', 'abcd']);
+        await store.snapshotWrite(id, [...entries].reverse(), []);
+        const pages = await collect(store.snapshotPages(id, 1000));
+        expect(pages.map((p) => p.count)).toEqual([1000, 1000, 503]);
+        const read = new Map<string, string>();
+        for (const page of pages) {
+          const keys = page.keys.split('\n');
+          expect(keys).toHaveLength(page.count);
+          expect(page.hashes).toHaveLength(page.count * 16);
+          keys.forEach((k, i) => read.set(k, page.hashes.slice(i * 16, i * 16 + 16).toLowerCase()));
+        }
+        // Pages follow key order: each page's keys come after the previous page's.
+        for (let p = 1; p < pages.length; p++) {
+          const before = pages[p - 1]!.keys.split('\n').sort().at(-1)!;
+          expect(pages[p]!.keys.split('\n').every((k) => k > before)).toBe(true);
+        }
+        const expected = new Map(entries.map(([k, h]) => [k, /^[0-9a-f]{16}$/.test(h) ? h : '----------------']));
+        expect(read).toEqual(expected);
+        expect(await collect(store.snapshotPages(await syncId('accounts-to-crm'), 10))).toEqual([]);
+      });
+
       it('pages keys correctly while the snapshot changes between pages', async () => {
         const id = await (applyCrm().then(() => syncId('deals-to-crm')));
         await store.snapshotWrite(id, Array.from({ length: 10 }, (_, i): [string, string] => [key(i), 'h']), []);
