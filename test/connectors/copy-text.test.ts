@@ -70,7 +70,7 @@ describe('PostgreSQL rows read encoded', () => {
     for (const e of encoded) {
       for (let r = 0; r + 1 < e.starts.length; r++, row++) {
         for (const columns of keyColumns) {
-          const values = columns.map((c) => decoded[row]![c]!);
+          const values = columns.map((c) => decoded[row]![c] as Value);
           expect(e.keyText(r, columns), `row ${row}, columns ${columns.join(',')}`).toBe(values.includes(null) ? null : encodeKey(values));
         }
       }

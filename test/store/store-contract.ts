@@ -117,8 +117,8 @@ async function expectError(promise: Promise<unknown>, code: ErrorCode): Promise<
   return error as LockstepError;
 }
 
-async function collect(iterable: AsyncIterable<string[]>): Promise<string[][]> {
-  const batches: string[][] = [];
+async function collect<T>(iterable: AsyncIterable<T>): Promise<T[]> {
+  const batches: T[] = [];
   for await (const batch of iterable) batches.push(batch);
   return batches;
 }
