@@ -27,23 +27,20 @@ export class KeySet {
 
   /** Adds an encoded key; false when it was already in the set. */
   add(key: string): boolean {
-    const f = fingerprint(key);
+    fingerprint(key);
     if ((this.count + 1) * 2 > this.capacity) this.grow();
     // One probe sequence: it ends at the key's slot or at the empty slot it goes into.
     const mask = this.capacity - 1;
     const t = this.table;
-    const f0 = f[0] as number;
-    const f1 = f[1] as number;
-    const f2 = f[2] as number;
-    const f3 = f[3] as number;
+    const f0 = fp0;
+    const f1 = fp1;
+    const f2 = fp2;
+    const f3 = fp3;
     for (let slot = f0 & mask; ; slot = (slot + 1) & mask) {
       const at = slot * WORDS;
-      const w0 = t[at] as number;
-      const w1 = t[at + 1] as number;
-      const w2 = t[at + 2] as number;
       const w3 = t[at + 3] as number;
-      if (w0 === f0 && w1 === f1 && w2 === f2 && w3 === f3) return false;
-      if (w0 === 0 && w1 === 0 && w2 === 0 && w3 === 0) {
+      // The last word is never 0 in a fingerprint: 0 there marks an empty slot.
+      if (w3 === 0) {
         t[at] = f0;
         t[at + 1] = f1;
         t[at + 2] = f2;
@@ -51,54 +48,42 @@ export class KeySet {
         this.count++;
         return true;
       }
+      if (w3 === f3 && t[at] === f0 && t[at + 1] === f1 && t[at + 2] === f2) return false;
     }
   }
 
   has(key: string): boolean {
-    return this.find(fingerprint(key)) >= 0;
-  }
-
-  private find(f: Uint32Array): number {
+    fingerprint(key);
     const mask = this.capacity - 1;
     const t = this.table;
-    // An all-zero fingerprint would look like an empty slot; fingerprint() never returns one.
-    for (let slot = (f[0] as number) & mask; ; slot = (slot + 1) & mask) {
+    for (let slot = fp0 & mask; ; slot = (slot + 1) & mask) {
       const at = slot * WORDS;
-      const w0 = t[at] as number;
-      if (w0 === 0 && t[at + 1] === 0 && t[at + 2] === 0 && t[at + 3] === 0) return -1;
-      if (w0 === f[0] && t[at + 1] === f[1] && t[at + 2] === f[2] && t[at + 3] === f[3]) return slot;
+      const w3 = t[at + 3] as number;
+      if (w3 === 0) return false;
+      if (w3 === fp3 && t[at] === fp0 && t[at + 1] === fp1 && t[at + 2] === fp2) return true;
     }
-  }
-
-  private insert(f: Uint32Array): void {
-    const mask = this.capacity - 1;
-    const t = this.table;
-    let slot = (f[0] as number) & mask;
-    while (t[slot * WORDS] !== 0 || t[slot * WORDS + 1] !== 0 || t[slot * WORDS + 2] !== 0 || t[slot * WORDS + 3] !== 0) {
-      slot = (slot + 1) & mask;
-    }
-    // Word by word: `TypedArray#set` is a call into the runtime per key.
-    const at = slot * WORDS;
-    t[at] = f[0] as number;
-    t[at + 1] = f[1] as number;
-    t[at + 2] = f[2] as number;
-    t[at + 3] = f[3] as number;
   }
 
   private grow(): void {
     const old = this.table;
     this.capacity *= 2;
-    this.table = new Uint32Array(this.capacity * WORDS);
-    const f = new Uint32Array(WORDS);
-    for (let at = 0; at < old.length; at += WORDS) {
-      if (old[at] === 0 && old[at + 1] === 0 && old[at + 2] === 0 && old[at + 3] === 0) continue;
-      f.set(old.subarray(at, at + WORDS));
-      this.insert(f);
+    const mask = this.capacity - 1;
+    const t = new Uint32Array(this.capacity * WORDS);
+    for (let from = 0; from < old.length; from += WORDS) {
+      if (old[from + 3] === 0) continue;
+      let slot = (old[from] as number) & mask;
+      while (t[slot * WORDS + 3] !== 0) slot = (slot + 1) & mask;
+      t.set(old.subarray(from, from + WORDS), slot * WORDS);
     }
+    this.table = t;
   }
 }
 
-const scratch = new Uint32Array(WORDS);
+/** The last fingerprint computed (module-level: no array per key). */
+let fp0 = 0;
+let fp1 = 0;
+let fp2 = 0;
+let fp3 = 0;
 const seed = randomBytes(16);
 const SEED1 = seed.readUInt32LE(0);
 const SEED2 = seed.readUInt32LE(4);
@@ -111,8 +96,8 @@ function fmix(h: number): number {
   return (h ^ (h >>> 16)) >>> 0;
 }
 
-/** The key's fingerprint, in a shared scratch array (copied by `insert`). */
-function fingerprint(key: string): Uint32Array {
+/** Computes the key's fingerprint into fp0..fp3. */
+function fingerprint(key: string): void {
   let h1 = SEED1;
   let h2 = SEED2;
   let h3 = SEED3;
@@ -144,9 +129,8 @@ function fingerprint(key: string): Uint32Array {
   h2 = (h2 + h1) | 0;
   h3 = (h3 + h1) | 0;
   h4 = (h4 + h1) | 0;
-  scratch[0] = h1 >>> 0;
-  scratch[1] = h2 >>> 0;
-  scratch[2] = h3 >>> 0;
-  scratch[3] = (h4 | 1) >>> 0; // never all zero
-  return scratch;
+  fp0 = h1 >>> 0;
+  fp1 = h2 >>> 0;
+  fp2 = h3 >>> 0;
+  fp3 = (h4 | 1) >>> 0; // never 0: marks the empty slots
 }
