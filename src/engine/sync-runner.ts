@@ -75,8 +75,11 @@ export interface SyncRunnerOptions {
 /** Why a run stopped early: a user cancelled it, or the worker is shutting down. */
 export type StopReason = 'cancel' | 'shutdown';
 
-/** One planned operation, between planning and delivery; handed to the destination as it is. */
-class PlannedOp implements WriteOperation {
+/**
+ * One planned operation, between planning and delivery; handed to the destination as it is. A row
+ * that goes as its line is its own `EncodedLine` (no second object per row).
+ */
+class PlannedOp implements WriteOperation, EncodedLine {
   constructor(
     /** What happened to the row in the model. */
     readonly o: 'added' | 'changed' | 'removed',
@@ -85,7 +88,10 @@ class PlannedOp implements WriteOperation {
     readonly k: string,
     private decodedKey: Value[] | null,
     readonly values: Value[],
-    readonly line: EncodedLine | undefined,
+    /** The row's line, when it goes as one: bytes `start..end` of `data`. */
+    readonly data: Buffer,
+    readonly start: number,
+    readonly end: number,
     /** The hash of the row, high and low word (0 for removals). */
     readonly hh: number,
     readonly hl: number,
@@ -95,7 +101,13 @@ class PlannedOp implements WriteOperation {
   get key(): Value[] {
     return (this.decodedKey ??= decodeKey(this.k));
   }
+
+  get line(): EncodedLine | undefined {
+    return this.data === NO_LINE ? undefined : this;
+  }
 }
+
+const NO_LINE = Buffer.alloc(0);
 
 /** A row of the model that passed validation, before it is compared with the snapshot (`r`: its place in the batch). */
 interface Candidate {
@@ -145,7 +157,7 @@ class DecodedBatch implements PlanningBatch {
   }
 
   op(r: number, o: 'added' | 'changed', kind: WriteOperation['kind'], k: string, hh: number, hl: number): PlannedOp {
-    return new PlannedOp(o, kind, k, this.key(r), this.rows[r] as Value[], undefined, hh, hl);
+    return new PlannedOp(o, kind, k, this.key(r), this.rows[r] as Value[], NO_LINE, 0, 0, hh, hl);
   }
 }
 
@@ -180,8 +192,8 @@ class EncodedBatch implements PlanningBatch {
   op(r: number, o: 'added' | 'changed', kind: WriteOperation['kind'], k: string, hh: number, hl: number): PlannedOp {
     const { data, starts } = this.rows;
     return this.lines && (kind === 'insert' || kind === 'upsert')
-      ? new PlannedOp(o, kind, k, null, NO_VALUES, { data, start: starts[r] as number, end: starts[r + 1] as number }, hh, hl)
-      : new PlannedOp(o, kind, k, null, this.rows.decode(r), undefined, hh, hl);
+      ? new PlannedOp(o, kind, k, null, NO_VALUES, data, starts[r] as number, starts[r + 1] as number, hh, hl)
+      : new PlannedOp(o, kind, k, null, this.rows.decode(r), NO_LINE, 0, 0, hh, hl);
   }
 }
 
@@ -570,7 +582,7 @@ export class SyncRunner {
 
     // Removals: the snapshot's keys the model no longer returned.
     if (deletes && index) {
-      for (const k of index.unseen()) await plan(new PlannedOp('removed', 'delete', k, null, NO_VALUES, undefined, 0, 0));
+      for (const k of index.unseen()) await plan(new PlannedOp('removed', 'delete', k, null, NO_VALUES, NO_LINE, 0, 0, 0, 0));
     } else if ((resetCDC || deletes) && progress.expectedRows > 0) {
       // Reading them by key ranges stays correct while delivered batches are committed to the
       // snapshot meanwhile (those keys were seen).
@@ -579,7 +591,7 @@ export class SyncRunner {
         for (const k of keys) {
           if (seen.has(k)) continue;
           if (resetCDC) gone.push(k);
-          else await plan(new PlannedOp('removed', 'delete', k, null, NO_VALUES, undefined, 0, 0));
+          else await plan(new PlannedOp('removed', 'delete', k, null, NO_VALUES, NO_LINE, 0, 0, 0, 0));
         }
         if (gone.length > 0) {
           await store.snapshotWrite(sync.id, [], gone);
