@@ -2,8 +2,10 @@
  * Rows the PostgreSQL source hands over encoded (COPY text): decoded, they are exactly the rows of
  * the decoded read; their keys are spelled as `encodeKey` spells the decoded values.
  */
+import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { PostgresSource } from '../../src/connectors/index.js';
+import { CopyOut } from '../../src/connectors/sources/postgres-copy-out.js';
 import { encodeKey } from '../../src/core/keys.js';
 import type { EncodedRows, Value } from '../../src/core/ports.js';
 import { createTestDatabase, sql } from '../helpers/postgres.js';
@@ -93,5 +95,110 @@ describe('PostgreSQL rows read encoded', () => {
     } finally {
       await source.close();
     }
+  });
+});
+
+describe('COPY read off the connection', () => {
+  it('streams 200,000 rows of every length across the socket chunks, byte for byte', async () => {
+    const url = await createTestDatabase('lockstep_copyout');
+    await sql(url, `create table wide as select g as id, repeat(chr(65 + g % 26), g % 300) as pad, case when g % 7 = 0 then null else 'é' || g end as other from generate_series(1, 200000) g`);
+    const source = await PostgresSource.connect({ url });
+    try {
+      const lines: string[] = [];
+      for await (const batch of source.read('select * from wide order by id', { batchSize: 1000, encoded: true })) {
+        const e = batch.encoded!;
+        expect(e.starts.length - 1).toBeLessThanOrEqual(1000);
+        for (let r = 0; r + 1 < e.starts.length; r++) lines.push(e.data.toString('utf8', e.starts[r], e.starts[r + 1]));
+      }
+      expect(lines).toHaveLength(200_000);
+      const expected = (g: number) => `${g}\t${String.fromCharCode(65 + (g % 26)).repeat(g % 300)}\t${g % 7 === 0 ? '\\N' : `é${g}`}\n`;
+      lines.forEach((line, i) => {
+        if (line !== expected(i + 1)) expect(line).toBe(expected(i + 1));
+      });
+    } finally {
+      await source.close();
+    }
+  });
+
+  it('reports an error raised part-way with PostgreSQL message, and passes notices by', async () => {
+    const url = await createTestDatabase('lockstep_copyout_error');
+    await sql(
+      url,
+      `create function noisy(g int) returns int language plpgsql as $$ begin if g % 1000 = 0 then raise notice 'row %', g; end if; return g; end $$`,
+    );
+    const source = await PostgresSource.connect({ url });
+    try {
+      let rows = 0;
+      for await (const batch of source.read('select noisy(g) from generate_series(1, 20000) g', { batchSize: 500, encoded: true })) rows += batch.encoded!.starts.length - 1;
+      expect(rows).toBe(20_000);
+      const failing = async () => {
+        for await (const batch of source.read('select 1 / (50000 - g) from generate_series(1, 60000) g', { batchSize: 500, encoded: true })) void batch;
+      };
+      await expect(failing()).rejects.toThrow(/division by zero/);
+      await expect(failing()).rejects.toMatchObject({ code: 'query' });
+    } finally {
+      await source.close();
+    }
+  });
+});
+
+/** A protocol message: type byte, length, body. */
+function message(type: string, body: Buffer | string = ''): Buffer {
+  const bytes = Buffer.from(body);
+  const header = Buffer.alloc(5);
+  header[0] = type.charCodeAt(0);
+  header.writeUInt32BE(bytes.length + 4, 1);
+  return Buffer.concat([header, bytes]);
+}
+
+/** Feeds `bytes` to a CopyOut in pieces of `piece` bytes, as the socket might split them. */
+async function feed(bytes: Buffer, piece: number, batchRows = 2): Promise<{ rows: string[]; handedBack: Buffer; copy: CopyOut }> {
+  const stream = new PassThrough();
+  const handed: Buffer[] = [];
+  const copy = new CopyOut('copy (select 1) to stdout', batchRows);
+  // Like pg: what is handed back is read next, and ReadyForQuery ends the query.
+  stream.on('data', (chunk: Buffer) => {
+    if (handed.push(chunk) === 1) setImmediate(() => copy.handleReadyForQuery());
+  });
+  copy.submit({ stream, query: () => undefined });
+  for (let at = 0; at < bytes.length; at += piece) stream.write(bytes.subarray(at, at + piece));
+  const rows: string[] = [];
+  for await (const batch of copy) {
+    expect(batch.starts.length - 1).toBeLessThanOrEqual(batchRows);
+    for (let r = 0; r + 1 < batch.starts.length; r++) rows.push(batch.data.toString('utf8', batch.starts[r], batch.starts[r + 1]));
+  }
+  return { rows, handedBack: Buffer.concat(handed), copy };
+}
+
+describe('CopyOut parser', () => {
+  const rows = ['1\tone\n', '2\t\\N\n', '', '3\trégion\n', '4\t' + 'x'.repeat(300) + '\n'];
+  const after = Buffer.concat([message('C', 'COPY 5\0'), message('Z', 'I')]);
+  const stream = Buffer.concat([
+    message('H', Buffer.from([0, 0, 2, 0, 0, 0, 0])),
+    ...rows.slice(0, 2).map((r) => message('d', r)),
+    message('N', 'SNOTICE\0Mhello\0\0'),
+    ...rows.slice(2).map((r) => message('d', r)),
+    message('c'),
+    after,
+  ]);
+
+  it('gives the rows and hands pg what follows CopyDone, however the bytes are split', async () => {
+    for (const piece of [1, 2, 3, 5, 7, 64, stream.length]) {
+      const { rows: read, handedBack } = await feed(stream, piece);
+      expect(read, `pieces of ${piece}`).toEqual(rows);
+      expect(handedBack.equals(after), `pieces of ${piece}`).toBe(true);
+    }
+  });
+
+  it('hands pg an ErrorResponse whole, header included, and reports the error pg raises', async () => {
+    const error = Buffer.concat([message('E', 'SERROR\0Mdivision by zero\0\0'), message('Z', 'I')]);
+    const failing = Buffer.concat([message('H', Buffer.from([0, 0, 0])), message('d', '1\n'), error]);
+    for (const piece of [1, 4, 6, failing.length]) {
+      const { handedBack } = await feed(failing, piece);
+      expect(handedBack.equals(error), `pieces of ${piece}`).toBe(true);
+    }
+    const copy = new CopyOut('copy (select 1) to stdout', 10);
+    copy.handleError(new Error('division by zero'));
+    await expect((async () => { for await (const batch of copy) void batch; })()).rejects.toThrow('division by zero');
   });
 });

@@ -1,9 +1,9 @@
 import pg from 'pg';
 import Cursor from 'pg-cursor';
-import { to as copyTo } from 'pg-copy-streams';
 import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
-import { CopyTextRows, parseCopyField, type TextParser } from '../copy-text.js';
-import type { ReadOptions, RowBatch, Source, Value } from '../../core/ports.js';
+import { CopyTextRows, type TextParser } from '../copy-text.js';
+import { CopyOut } from './postgres-copy-out.js';
+import type { EncodedRows, ReadOptions, RowBatch, Source, Value } from '../../core/ports.js';
 import {
   classifyPostgresError,
   describePostgresUrl,
@@ -133,8 +133,8 @@ export class PostgresSource implements Source {
   }
 
   /**
-   * Reads the result as COPY text, which streams without per-row protocol messages; each field is
-   * parsed by the same type parser the cursor path uses, so both give the same values.
+   * Reads the result as COPY text, each field parsed by the same type parser the cursor path uses,
+   * so both give the same values.
    */
   private async *readCopy(
     client: pg.Client,
@@ -143,55 +143,19 @@ export class PostgresSource implements Source {
     batchSize: number,
     signal: AbortSignal | undefined,
   ): AsyncGenerator<RowBatch> {
-    const columns = fields.map((f) => f.name);
-    const parsers = fields.map((f) => postgresTypes.getTypeParser(f.dataTypeID, 'text') as TextParser);
-    const width = columns.length;
-    const stream = client.query(copyTo(`copy (\n${stripTerminator(query)}\n) to stdout`));
     let rows: Value[][] = [];
     let yielded = false;
-    let rest: Buffer | null = null;
-    try {
-      for await (const chunk of stream as AsyncIterable<Buffer>) {
-        signal?.throwIfAborted();
-        const data: Buffer = rest ? Buffer.concat([rest, chunk]) : chunk;
-        // A raw newline only ends a row (newlines inside values are escaped), and never occurs
-        // inside a multi-byte UTF-8 character, so decoding up to the last one is safe.
-        const end = data.lastIndexOf(10);
-        if (end < 0) {
-          rest = data;
-          continue;
-        }
-        rest = end + 1 < data.length ? data.subarray(end + 1) : null;
-        const text = data.toString('utf8', 0, end);
-        let start = 0;
-        while (start <= text.length) {
-          let stop = text.indexOf('\n', start);
-          if (stop < 0) stop = text.length;
-          const row = new Array<Value>(width);
-          let fieldStart = start;
-          for (let c = 0; c < width; c++) {
-            let fieldEnd = c === width - 1 ? stop : text.indexOf('\t', fieldStart);
-            if (fieldEnd < 0 || fieldEnd > stop) fieldEnd = stop;
-            row[c] = parseCopyField(text.slice(fieldStart, fieldEnd), parsers[c] as TextParser);
-            fieldStart = fieldEnd + 1;
-          }
-          rows.push(row);
-          if (rows.length >= batchSize) {
-            yielded = true;
-            const batch = rows;
-            rows = [];
-            yield { columns, rows: batch };
-            signal?.throwIfAborted();
-          }
-          start = stop + 1;
-        }
+    for await (const batch of this.readCopyLines(client, query, fields, batchSize, signal)) {
+      const encoded = batch.encoded as EncodedRows;
+      for (let r = 0; r + 1 < encoded.starts.length; r++) rows.push(encoded.decode(r));
+      if (rows.length >= batchSize) {
+        yielded = true;
+        yield { columns: batch.columns, rows: rows.slice(0, batchSize) };
+        rows = rows.slice(batchSize);
       }
-    } catch (error) {
-      if (signal?.aborted) throw error;
-      throw error instanceof LockstepError ? error : this.queryError(error);
     }
     // An empty result still tells the caller its columns.
-    if (rows.length > 0 || !yielded) yield { columns, rows };
+    if (rows.length > 0 || !yielded) yield { columns: fields.map((f) => f.name), rows };
   }
 
   /**
@@ -209,45 +173,20 @@ export class PostgresSource implements Source {
     const columns = fields.map((f) => f.name);
     const types = fields.map((f) => f.dataTypeID);
     const parsers = fields.map((f) => postgresTypes.getTypeParser(f.dataTypeID, 'text') as TextParser);
-    const stream = client.query(copyTo(`copy (\n${stripTerminator(query)}\n) to stdout`));
-    const batch = (data: Buffer, starts: number[]): RowBatch => ({
-      columns,
-      rows: [],
-      encoded: new CopyTextRows(data, Int32Array.from(starts), types, parsers),
-    });
+    const copy = client.query(new CopyOut(`copy (\n${stripTerminator(query)}\n) to stdout`, batchSize));
     let yielded = false;
-    let rest: Buffer | null = null;
     try {
-      for await (const chunk of stream as AsyncIterable<Buffer>) {
+      for await (const { data, starts } of copy) {
         signal?.throwIfAborted();
-        const data: Buffer = rest ? Buffer.concat([rest, chunk]) : chunk;
-        // A raw line break only ends a row (line breaks inside values are escaped).
-        let start = 0;
-        let starts: number[] = [0];
-        let first = 0;
-        for (let stop = data.indexOf(10); stop >= 0; stop = data.indexOf(10, start)) {
-          start = stop + 1;
-          starts.push(start);
-          if (starts.length > batchSize) {
-            yielded = true;
-            yield batch(data.subarray(first, start), starts.map((at) => at - first));
-            signal?.throwIfAborted();
-            first = start;
-            starts = [start];
-          }
-        }
-        if (starts.length > 1) {
-          yielded = true;
-          yield batch(data.subarray(first, start), starts.map((at) => at - first));
-        }
-        rest = start < data.length ? data.subarray(start) : null;
+        yielded = true;
+        yield { columns, rows: [], encoded: new CopyTextRows(data, starts, types, parsers) };
       }
     } catch (error) {
       if (signal?.aborted) throw error;
       throw error instanceof LockstepError ? error : this.queryError(error);
     }
     // An empty result still tells the caller its columns.
-    if (!yielded) yield batch(Buffer.alloc(0), [0]);
+    if (!yielded) yield { columns, rows: [], encoded: new CopyTextRows(Buffer.alloc(0), new Int32Array(1), types, parsers) };
   }
 
   private async *readCursor(client: pg.Client, query: string, batchSize: number, signal: AbortSignal | undefined): AsyncGenerator<RowBatch> {

@@ -79,9 +79,10 @@ const prepared = (sql) => {
   }
   return statement;
 };
+const text = (bytes) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
 const insertRows = (rows) => {
-  const keys = rows.keys.split('\\u0000');
-  const values = rows.values.split('\\u0000');
+  const keys = text(rows.keys).split('\\u0000');
+  const values = text(rows.values).split('\\u0000');
   const params = [];
   for (let start = 0; start < keys.length; start += rows.rowsPerStatement) {
     const end = Math.min(keys.length, start + rows.rowsPerStatement);
@@ -128,7 +129,14 @@ export class SqliteWriteWorker {
     const id = this.nextId++;
     const done = new Promise<void>((resolve, reject) => this.pending.set(id, { resolve, reject }));
     if (this.pending.size === 1) worker.ref();
-    worker.postMessage({ id, transaction });
+    const rows = transaction.rows;
+    if (rows) {
+      // As bytes, moved to the thread rather than copied (a large string was serialized slowly).
+      const keys = Buffer.from(rows.keys, 'utf8');
+      const values = Buffer.from(rows.values, 'utf8');
+      const moved = { ...rows, keys, values };
+      worker.postMessage({ id, transaction: { ...transaction, rows: moved } }, transferable(keys, values));
+    } else worker.postMessage({ id, transaction });
     return done;
   }
 
@@ -176,4 +184,9 @@ export class SqliteWriteWorker {
     this.worker = worker;
     return worker;
   }
+}
+
+/** The memory of these buffers when they own all of it (a small Buffer may share a pool, which cannot move). */
+function transferable(...buffers: Buffer[]): ArrayBuffer[] {
+  return buffers.filter((b) => b.byteOffset === 0 && b.byteLength === b.buffer.byteLength).map((b) => b.buffer as ArrayBuffer);
 }
