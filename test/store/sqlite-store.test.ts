@@ -43,6 +43,25 @@ async function rejection(promise: Promise<unknown>): Promise<LockstepError> {
 }
 
 describe('SqliteStore on its file', () => {
+  it('reads snapshot pages on its worker thread; a reader that stops early leaves the store working', async () => {
+    const path = join(tempFolder(), 'lockstep.db');
+    await using store = await SqliteStore.open({ path });
+    const { syncs } = await store.applyWorkspace(crmWorkspace(), 0).then(async () => ({ syncs: (await store.loadWorkspace()).syncs }));
+    const syncId = syncs[0]!.id;
+    const entries = Array.from({ length: 5000 }, (_, i): [string, string] => [`[${i}]`, i.toString(16).padStart(16, '0')]);
+    await store.snapshotWrite(syncId, entries, []);
+    let taken = 0;
+    for await (const page of store.snapshotPages(syncId, 100)) {
+      expect(page.count).toBe(100);
+      if (++taken === 3) break;
+    }
+    // The store goes on working: a write and a full read after the reader left early.
+    await store.snapshotWrite(syncId, [['[99999]', 'ffffffffffffffff']], []);
+    let count = 0;
+    for await (const page of store.snapshotPages(syncId, 700)) count += page.count;
+    expect(count).toBe(5001);
+  });
+
   it('creates the file and its folder, in WAL mode', async () => {
     const path = join(tempFolder(), 'nested', 'deeper', 'lockstep.db');
     await using store = await SqliteStore.open({ path });

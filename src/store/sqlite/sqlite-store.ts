@@ -603,6 +603,18 @@ export class SqliteStore implements Store, AsyncDisposable {
                                 ELSE '----------------' END, ''),
               max(key)
          FROM (SELECT key, hash FROM snapshots WHERE ${where} ORDER BY key LIMIT ?)`;
+    // A file store reads the pages on its worker's thread, while this one takes in the ones before.
+    if (this.writeWorker) {
+      try {
+        for await (const row of this.writeWorker.pages(pageSql('sync_id = ?'), pageSql('sync_id = ? AND key > ?'), syncId, size)) {
+          const [count, keys, hashes] = row as [number, string | null, string | null];
+          if (count > 0) yield { count, keys: keys ?? '', hashes: hashes ?? '' };
+        }
+      } catch (error) {
+        throw storeError(this.path, this.busyTimeoutMs, error);
+      }
+      return;
+    }
     const first = this.statement(pageSql('sync_id = ?')).raw(true);
     const next = this.statement(pageSql('sync_id = ? AND key > ?')).raw(true);
     let after: string | null = null;
