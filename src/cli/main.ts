@@ -18,7 +18,7 @@ import { generateToken, hashToken } from '../core/tokens.js';
 import { ENTITY_SECTIONS, type EntityKind, type Stored, type WorkspaceDefinition, type WorkspaceState } from '../core/workspace.js';
 import type { SyncRun } from '../core/runs.js';
 import { sequenceRunDetails } from '../engine/run-details.js';
-import { formatValidationReport, initWorkspace, loadWorkspace } from '../workspace/index.js';
+import { findWorkspaceFiles, mayDeclareStore } from '../workspace/workspace-files.js';
 import { formatSequenceReport, formatSyncReport, mark, type Terminal } from './output.js';
 import { followSequenceRun, followSyncRun, printRejectedSamples } from './progress.js';
 import { acquireWorkerLock } from './worker-lock.js';
@@ -37,9 +37,18 @@ const processTerminal: Terminal = {
   isTTY: Boolean(process.stdout.isTTY),
 };
 
+/** The YAML loader and its schemas, loaded by the commands that read the workspace files. */
+const workspaceModule = () => import('../workspace/index.js');
+
 /** Resolves the configuration: the workspace folder, its `store` setting, env and flags. */
 async function configFor(global: GlobalOptions): Promise<LockstepConfig> {
   const workspaceDir = workspaceDirFor(global);
+  // Files that cannot set `store` need not be parsed to find it (commands that run work start sooner).
+  const files = await findWorkspaceFiles(workspaceDir);
+  if (files.length > 0 && !(await mayDeclareStore(workspaceDir, files))) {
+    return resolveConfig({ workspaceDir, storeSetting: { type: 'sqlite', path: join(resolve(workspaceDir), 'lockstep.db') }, storeFlag: global.store, logLevel: global.logLevel });
+  }
+  const { loadWorkspace, formatValidationReport } = await workspaceModule();
   const loaded = await loadWorkspace(workspaceDir, process.env);
   // Without a workspace or a store named elsewhere, opening one would leave a stray lockstep.db here.
   if (loaded.files.length === 0 && !global.store && !process.env.LOCKSTEP_STORE) {
@@ -141,7 +150,7 @@ Exit codes:
     .description('write a starter lockstep.yaml into the workspace folder')
     .action(async () => {
       const dir = workspaceDirFor(global());
-      const files = await initWorkspace(dir);
+      const files = await (await workspaceModule()).initWorkspace(dir);
       for (const f of files) term.out(`wrote ${f}`);
       term.out('Next: edit it, then `lockstep validate` and `lockstep apply`.');
     });
@@ -152,6 +161,7 @@ Exit codes:
     .option('--json', 'print the diagnostics as JSON')
     .action(async (opts: { json?: boolean }) => {
       const dir = workspaceDirFor(global());
+      const { loadWorkspace, formatValidationReport } = await workspaceModule();
       const result = await loadWorkspace(dir, process.env);
       if (opts.json) term.out(JSON.stringify({ valid: result.diagnostics.length === 0, diagnostics: result.diagnostics }, null, 2));
       else if (result.diagnostics.length > 0) term.err(formatValidationReport(result.diagnostics));
@@ -475,6 +485,7 @@ function apiOnlyEntities(state: WorkspaceState, definition: WorkspaceDefinition)
 /** Parses a workspace and opens the store; exits with the validation report if the files are invalid. */
 async function openValidated(global: GlobalOptions, term: Terminal) {
   const dir = workspaceDirFor(global);
+  const { loadWorkspace, formatValidationReport } = await workspaceModule();
   const loaded = await loadWorkspace(dir, process.env);
   if (!loaded.definition) throw new ValidationError(loaded.diagnostics, formatValidationReport(loaded.diagnostics));
   const config = resolveConfig({ workspaceDir: dir, storeSetting: loaded.store, storeFlag: global.store, logLevel: global.logLevel });

@@ -3,8 +3,8 @@
  * `lockstep/`, merged. Validation reports every problem at once, each located in its file; the
  * definition is produced (every default filled in) only when there is none.
  */
-import { readdir, readFile, stat } from 'node:fs/promises';
-import { isAbsolute, join, resolve, sep } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { isAbsolute, join, resolve } from 'node:path';
 import type { Diagnostic } from '../core/errors.js';
 import { toError } from '../core/errors.js';
 import { interpolate } from '../core/connections.js';
@@ -14,13 +14,11 @@ import { checkAlerts, type AlertsDeclaration } from './check-alerts.js';
 import type { Catalog, Declaration } from './check-workspace.js';
 import { issueDiagnostics, workspaceErrorMap } from './issue-diagnostics.js';
 import { WorkspaceFile } from './workspace-file.js';
+import { findWorkspaceFiles, WORKSPACE_FILE_NAMES, WORKSPACE_FOLDER } from './workspace-files.js';
+
+export { findWorkspaceFiles, WORKSPACE_FILE_NAMES, WORKSPACE_FOLDER };
 import { SECTION_NAMES, buildAlerts, buildWebhooks, storeSchema, workspaceFileSchema } from './workspace-schema.js';
 import type { WorkspaceFileContent } from './workspace-schema.js';
-
-/** Names of the main workspace file, looked for in the workspace folder. */
-export const WORKSPACE_FILE_NAMES = ['lockstep.yaml', 'lockstep.yml'] as const;
-/** Subfolder whose YAML files (recursively) are part of the workspace too. */
-export const WORKSPACE_FOLDER = 'lockstep';
 
 /** Where Lockstep keeps its state, as the workspace declares it. */
 export type StoreSetting =
@@ -39,25 +37,6 @@ export interface LoadResult {
 }
 
 type Env = Record<string, string | undefined>;
-
-/** The workspace files in `dir`, relative to it, with `/` separators: the main file(s) first, then `lockstep/**` sorted. */
-export async function findWorkspaceFiles(dir: string): Promise<string[]> {
-  const root = resolve(dir);
-  const found: string[] = [];
-  for (const name of WORKSPACE_FILE_NAMES) {
-    if (await isFile(join(root, name))) found.push(name);
-  }
-  const folder = join(root, WORKSPACE_FOLDER);
-  if (await isDirectory(folder)) {
-    const entries = await readdir(folder, { recursive: true });
-    const yamlFiles: string[] = [];
-    for (const entry of entries) {
-      if (/\.ya?ml$/i.test(entry) && (await isFile(join(folder, entry)))) yamlFiles.push(`${WORKSPACE_FOLDER}/${entry.split(sep).join('/')}`);
-    }
-    found.push(...yamlFiles.sort());
-  }
-  return found;
-}
 
 export async function loadWorkspace(dir: string, env: Env): Promise<LoadResult> {
   const root = resolve(dir);
@@ -197,12 +176,3 @@ function checkWebhookSecrets(file: WorkspaceFile, section: unknown, env: Env): D
 function asRecord(value: unknown): Record<string, unknown> | null {
   return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
 }
-
-async function isFile(path: string): Promise<boolean> {
-  return stat(path).then((s) => s.isFile(), () => false);
-}
-
-async function isDirectory(path: string): Promise<boolean> {
-  return stat(path).then((s) => s.isDirectory(), () => false);
-}
-
