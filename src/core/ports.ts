@@ -237,6 +237,16 @@ export interface SequenceRunListQuery extends RunListQuery {
 }
 
 /**
+ * Delivered rows for `snapshotWrite` in columns, as the sync runner has them (no pair and no hash
+ * string per row): key i's hash is the words `hashes[2i]` (high) and `hashes[2i + 1]` (low), the
+ * same as the pair [key, `hashText(high, low)`] (core/hash-text.ts).
+ */
+export interface SnapshotRows {
+  keys: string[];
+  hashes: Uint32Array;
+}
+
+/**
  * A page of a snapshot in bulk form. Keys are JSON text, which never holds a raw line break, so
  * they are joined by line breaks; each hash that is 16 hex digits (what the sync runner writes) is
  * given as those 16 digits, any other stored hash as 16 `-` (it never equals a computed hash).
@@ -325,7 +335,7 @@ export interface Store {
   // string; a store may keep lowercase hex compactly, and gives back the same string)
   snapshotGet(syncId: number, keys: string[]): Promise<Map<string, string>>;
   /** Records delivered rows and removes deleted ones, in one transaction. */
-  snapshotWrite(syncId: number, upserts: Array<[key: string, hash: string]>, deletes: string[]): Promise<void>;
+  snapshotWrite(syncId: number, upserts: Array<[key: string, hash: string]> | SnapshotRows, deletes: string[]): Promise<void>;
   /** Every key in the snapshot, in batches, in key order. */
   snapshotKeys(syncId: number, batchSize: number): AsyncIterable<string[]>;
   /**

@@ -14,6 +14,10 @@
  * A changed row goes unnoticed only when its new hash equals the old one: about 1 in 2⁶⁴ per change.
  */
 
+import { hashText } from '../core/hash-text.js';
+
+export { hashText };
+
 const C1 = 0x239b961b;
 const C2 = 0xab0e9789;
 const C3 = 0x38b34ae5;
@@ -152,18 +156,6 @@ function mix(seed: number): void {
   h2 = (h2 + h1) | 0;
   rowHash[0] = h1 ^ h3;
   rowHash[1] = h2 ^ h4;
-}
-
-/** Character codes of the hex digits. */
-const HEX = Array.from('0123456789abcdef', (c) => c.charCodeAt(0));
-const hex = (word: number, shift: number): number => HEX[(word >>> shift) & 15] as number;
-
-/** The hash as the snapshot stores it: 16 lowercase hex digits, built as one string (no pieces to collect). */
-export function hashText(high: number, low: number): string {
-  return String.fromCharCode(
-    hex(high, 28), hex(high, 24), hex(high, 20), hex(high, 16), hex(high, 12), hex(high, 8), hex(high, 4), hex(high, 0),
-    hex(low, 28), hex(low, 24), hex(low, 20), hex(low, 16), hex(low, 12), hex(low, 8), hex(low, 4), hex(low, 0),
-  );
 }
 
 /** Hash of a row's mapped values, as the snapshot stores it. */

@@ -686,7 +686,9 @@ export class SyncRunner {
         `destination "${sync.destination}" answered ${outcomes.length} outcomes for a batch of ${batch.length} rows`,
       );
     }
-    const upserts: Array<[string, string]> = [];
+    // Delivered rows in columns: a key and two hash words each, no pair or hash string per row.
+    const keys: string[] = [];
+    const hashes = new Uint32Array(2 * batch.length);
     const deletes: string[] = [];
     const rejected: RejectedRow[] = [];
     batch.forEach((p, i) => {
@@ -694,13 +696,17 @@ export class SyncRunner {
       if (outcome.ok) {
         bump(successful, p.o);
         if (p.o === 'removed') deletes.push(p.k);
-        else upserts.push([p.k, hashText(p.hh, p.hl)]);
+        else {
+          hashes[2 * keys.length] = p.hh;
+          hashes[2 * keys.length + 1] = p.hl;
+          keys.push(p.k);
+        }
       } else {
         bump(failed, p.o);
         rejected.push({ syncRunId: run.id, key: p.k, op: p.o, reason: outcome.reason });
       }
     });
-    await this.options.store.snapshotWrite(sync.id, upserts, deletes);
+    await this.options.store.snapshotWrite(sync.id, { keys, hashes: hashes.subarray(0, 2 * keys.length) }, deletes);
     if (rejected.length > 0) await this.options.store.addRejectedRows(rejected);
   }
 

@@ -3,6 +3,7 @@
  * only. A store's test file calls `describeStoreContract(name, factory)` with a factory that opens
  * a fresh, empty store; nothing here knows which database is behind it.
  */
+import { hashText } from '../../src/core/hash-text.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ErrorCode, LockstepError, NotFoundError, ValidationError } from '../../src/core/errors.js';
 import type { Store } from '../../src/core/ports.js';
@@ -1009,6 +1010,27 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         const expected = new Map(entries.map(([k, h]) => [k, /^[0-9a-f]{16}$/.test(h) ? h : '----------------']));
         expect(read).toEqual(expected);
         expect(await collect(store.snapshotPages(await syncId('accounts-to-crm'), 10))).toEqual([]);
+      });
+
+      it('takes delivered rows in columns, hashes as words, exactly like [key, hex] pairs, whatever the keys hold', async () => {
+        const id = await (applyCrm().then(() => syncId('deals-to-crm')));
+        const keys = [...Array.from({ length: 1200 }, (_, i) => key(i)), JSON.stringify(['nul\u0000inside']), '["région ✓"]'];
+        const hashes = new Uint32Array(keys.length * 2);
+        keys.forEach((_, i) => {
+          hashes[2 * i] = (i * 2654435761) >>> 0;
+          hashes[2 * i + 1] = (0xffffffff - i) >>> 0;
+        });
+        await store.snapshotWrite(id, { keys, hashes }, []);
+        const read = await store.snapshotGet(id, keys);
+        expect(read.size).toBe(keys.length);
+        keys.forEach((k, i) => expect(read.get(k)).toBe(hashText(hashes[2 * i]!, hashes[2 * i + 1]!)));
+        // A raw NUL inside a key (JSON text never holds one) still goes through.
+        await store.snapshotWrite(id, { keys: ['a\u0000b', key(0)], hashes: new Uint32Array([1, 2, 3, 4]) }, [key(1)]);
+        expect(Object.fromEntries(await store.snapshotGet(id, ['a\u0000b', key(0), key(1)]))).toEqual({
+          'a\u0000b': '0000000100000002',
+          [key(0)]: '0000000300000004',
+        });
+        expect(await store.snapshotCount(id)).toBe(keys.length);
       });
 
       it('pages keys correctly while the snapshot changes between pages', async () => {

@@ -29,6 +29,7 @@ import type {
   NewSyncRun,
   SequenceRunListQuery,
   SnapshotPage,
+  SnapshotRows,
   Store,
   StoreCapabilities,
   SyncRunListQuery,
@@ -67,7 +68,8 @@ import { INTERRUPTED_RUN_ERROR, memberTransition } from '../member-state.js';
 import { SqliteWebhookStore } from './sqlite-webhook-store.js';
 import { SqliteAlertStore } from './sqlite-alert-store.js';
 import { SqliteTokenStore } from './sqlite-token-store.js';
-import { ROW_SEPARATOR, SqliteWriteWorker, type PackedRows, type WriteStatement, type WriteTransaction } from './sqlite-write-worker.js';
+import { hashText } from '../../core/hash-text.js';
+import { ROW_SEPARATOR, SEPARATOR_IN_KEY, SqliteWriteWorker, type PackedRows, type WriteStatement, type WriteTransaction } from './sqlite-write-worker.js';
 import {
   definitionJson,
   toRecord,
@@ -134,9 +136,19 @@ function snapshotUpsertSql(rows: number): string {
   }
   return sql;
 }
-function buildSnapshotUpsertSql(rows: number): string {
-  return `INSERT INTO snapshots (sync_id, key, hash) VALUES ${Array.from({ length: rows }, () => '(?, ?, unhex(?))').join(', ')}
+function buildSnapshotUpsertSql(rows: number, hash = 'unhex(?)'): string {
+  return `INSERT INTO snapshots (sync_id, key, hash) VALUES ${Array.from({ length: rows }, () => `(?, ?, ${hash})`).join(', ')}
     ON CONFLICT (sync_id, key) DO UPDATE SET hash = excluded.hash`;
+}
+/** The same with the hash bound as its 8 bytes. */
+const snapshotBlobUpsertSqls = new Map<number, string>();
+function snapshotBlobUpsertSql(rows: number): string {
+  let sql = snapshotBlobUpsertSqls.get(rows);
+  if (sql === undefined) {
+    sql = buildSnapshotUpsertSql(rows, '?');
+    snapshotBlobUpsertSqls.set(rows, sql);
+  }
+  return sql;
 }
 function storedHash(value: string): string {
   return `CASE WHEN length(${value}) % 2 = 0 AND length(${value}) > 0 AND NOT (${value} GLOB '*[^0-9a-f]*') THEN unhex(${value}) ELSE ${value} END`;
@@ -194,10 +206,41 @@ function snapshotWriteTransaction(syncId: number, upserts: Array<[key: string, h
           lastSql: rest === 0 ? null : snapshotUpsertSql(rest),
           rowsPerStatement: SNAPSHOT_ROWS,
           first: syncId,
+          count: upserts.length,
           keys: keys.join(ROW_SEPARATOR),
           values: hashes.join(ROW_SEPARATOR),
+          hashes: null,
         };
   return { rows, statements: snapshotWriteStatements(syncId, [], deletes) };
+}
+
+/** Rows in columns as [key, hex hash] pairs. */
+function snapshotPairs(rows: SnapshotRows): Array<[string, string]> {
+  return rows.keys.map((key, i) => [key, hashText(rows.hashes[2 * i] as number, rows.hashes[2 * i + 1] as number)]);
+}
+
+/**
+ * Rows in columns for the write worker: the keys joined (the worker checks that splitting gives
+ * them back, else fails with SEPARATOR_IN_KEY) and the hashes as words, which the worker binds as
+ * 8-byte BLOBs: no string per hash is built on this thread.
+ */
+function packedColumns(syncId: number, rows: SnapshotRows, deletes: string[]): WriteTransaction {
+  const count = rows.keys.length;
+  const rest = count % SNAPSHOT_ROWS;
+  const packed: PackedRows | null =
+    count === 0
+      ? null
+      : {
+          sql: snapshotBlobUpsertSql(SNAPSHOT_ROWS),
+          lastSql: rest === 0 ? null : snapshotBlobUpsertSql(rest),
+          rowsPerStatement: SNAPSHOT_ROWS,
+          first: syncId,
+          count,
+          keys: rows.keys.join(ROW_SEPARATOR),
+          values: null,
+          hashes: rows.hashes.slice(0, 2 * count),
+        };
+  return { rows: packed, statements: snapshotWriteStatements(syncId, [], deletes) };
 }
 
 /** Whether `hash` is what the runner writes, lowercase hex of whole bytes (stored as its bytes); checked without a regular expression per row. */
@@ -560,10 +603,11 @@ export class SqliteStore implements Store, AsyncDisposable {
     });
   }
 
-  async snapshotWrite(syncId: number, upserts: Array<[key: string, hash: string]>, deletes: string[]): Promise<void> {
-    if (upserts.length === 0 && deletes.length === 0) return;
+  async snapshotWrite(syncId: number, upserts: Array<[key: string, hash: string]> | SnapshotRows, deletes: string[]): Promise<void> {
+    const columns = Array.isArray(upserts) ? null : upserts;
+    if ((columns ? columns.keys.length : (upserts as unknown[]).length) === 0 && deletes.length === 0) return;
     if (this.writeWorker === null) {
-      const statements = snapshotWriteStatements(syncId, upserts, deletes);
+      const statements = snapshotWriteStatements(syncId, columns ? snapshotPairs(columns) : (upserts as Array<[string, string]>), deletes);
       this.write(() => {
         for (const [sql, params] of statements) this.statement(sql).run(...params);
       });
@@ -572,7 +616,13 @@ export class SqliteStore implements Store, AsyncDisposable {
     // A file store commits snapshot writes on its worker's connection, off the main thread; the
     // promise settles once the transaction has committed there.
     try {
-      await this.writeWorker.run(snapshotWriteTransaction(syncId, upserts, deletes));
+      try {
+        await this.writeWorker.run(columns ? packedColumns(syncId, columns, deletes) : snapshotWriteTransaction(syncId, upserts as Array<[string, string]>, deletes));
+      } catch (error) {
+        // A key holding the separator of packed rows (never a JSON key): the rows go as statements.
+        if (!columns || (error as { code?: unknown }).code !== SEPARATOR_IN_KEY) throw error;
+        await this.writeWorker.run({ rows: null, statements: snapshotWriteStatements(syncId, snapshotPairs(columns), deletes) });
+      }
     } catch (error) {
       throw storeError(this.path, this.busyTimeoutMs, error);
     }

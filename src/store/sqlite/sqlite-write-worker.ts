@@ -18,8 +18,10 @@ export type WriteStatement = [sql: string, params: Array<string | number | null>
 
 /**
  * Many rows inserted by one multi-row statement per `rowsPerStatement` rows, each row binding
- * `(first, keys[i], values[i])`. Keys and values travel as two strings joined by `ROW_SEPARATOR`
- * (which neither may contain): two strings cross to the thread far cheaper than an array per row.
+ * `(first, keys[i], values[i])`, or `(first, keys[i], hash i as 8 bytes)` with `hashes`. Keys and
+ * values travel as strings joined by `ROW_SEPARATOR`, hashes as words (two per row, big end
+ * first): a few objects cross to the thread far cheaper than an array per row. The thread fails
+ * with SEPARATOR_IN_KEY, writing nothing, when the keys do not split back into `count`.
  */
 export interface PackedRows {
   /** The statement for `rowsPerStatement` rows. */
@@ -28,9 +30,14 @@ export interface PackedRows {
   lastSql: string | null;
   rowsPerStatement: number;
   first: string | number;
+  count: number;
   keys: string;
-  values: string;
+  values: string | null;
+  hashes: Uint32Array | null;
 }
+
+/** The error code of a packed write whose keys held `ROW_SEPARATOR`. */
+export const SEPARATOR_IN_KEY = 'LOCKSTEP_SEPARATOR_IN_KEY';
 
 /** Joins the keys and values of `PackedRows`. */
 export const ROW_SEPARATOR = '\u0000';
@@ -83,14 +90,25 @@ const prepared = (sql) => {
   return statement;
 };
 const text = (bytes) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
+const hashBytes = (hashes, i) => {
+  const bytes = Buffer.allocUnsafe(8);
+  bytes.writeUInt32BE(hashes[2 * i], 0);
+  bytes.writeUInt32BE(hashes[2 * i + 1], 4);
+  return bytes;
+};
 const insertRows = (rows) => {
   const keys = text(rows.keys).split('\\u0000');
-  const values = text(rows.values).split('\\u0000');
+  if (keys.length !== rows.count) {
+    const error = new Error('a snapshot key holds the packed rows separator');
+    error.code = '${SEPARATOR_IN_KEY}';
+    throw error;
+  }
+  const values = rows.values === null ? null : text(rows.values).split('\\u0000');
   const params = [];
   for (let start = 0; start < keys.length; start += rows.rowsPerStatement) {
     const end = Math.min(keys.length, start + rows.rowsPerStatement);
     params.length = 0;
-    for (let i = start; i < end; i++) params.push(rows.first, keys[i], values[i]);
+    for (let i = start; i < end; i++) params.push(rows.first, keys[i], values === null ? hashBytes(rows.hashes, i) : values[i]);
     prepared(end - start === rows.rowsPerStatement ? rows.sql : rows.lastSql).run(...params);
   }
 };
@@ -153,9 +171,10 @@ export class SqliteWriteWorker {
     if (rows) {
       // As bytes, moved to the thread rather than copied (a large string was serialized slowly).
       const keys = Buffer.from(rows.keys, 'utf8');
-      const values = Buffer.from(rows.values, 'utf8');
+      const values = rows.values === null ? null : Buffer.from(rows.values, 'utf8');
       const moved = { ...rows, keys, values };
-      worker.postMessage({ id, transaction: { ...transaction, rows: moved } }, transferable(keys, values));
+      const buffers: ArrayBufferView[] = [keys, ...(values ? [values] : []), ...(rows.hashes ? [rows.hashes] : [])];
+      worker.postMessage({ id, transaction: { ...transaction, rows: moved } }, transferable(...buffers));
     } else worker.postMessage({ id, transaction });
     return done;
   }
@@ -267,6 +286,6 @@ export class SqliteWriteWorker {
 }
 
 /** The memory of these buffers when they own all of it (a small Buffer may share a pool, which cannot move). */
-function transferable(...buffers: Buffer[]): ArrayBuffer[] {
+function transferable(...buffers: ArrayBufferView[]): ArrayBuffer[] {
   return buffers.filter((b) => b.byteOffset === 0 && b.byteLength === b.buffer.byteLength).map((b) => b.buffer as ArrayBuffer);
 }
