@@ -450,6 +450,10 @@ export class SyncRunner {
     const deletes = sync.mode === 'mirror' || sync.deleteBehavior === 'delete';
     const keyColumns = model.primaryKey.map((c) => mapColumn(sync, c));
     if (resetCDC) await store.snapshotClear(sync.id);
+    // Phases' times for the debug log (wall time: it paces nothing).
+    const { logger } = this.options;
+    const started = performance.now();
+    const elapsed = () => Math.round(performance.now() - started);
     // The source connects and runs the query while the snapshot loads: its first rows are waiting
     // when planning starts.
     const reading = source.read(model.query, { batchSize: this.options.readBatchSize, signal, encoded: true })[Symbol.asyncIterator]();
@@ -466,6 +470,7 @@ export class SyncRunner {
       reading.return?.().catch(() => undefined);
       throw error;
     }
+    if (index) logger.debug('snapshot loaded', { syncRunId: run.id, entries: index.size, bytes: index.bytes, ms: elapsed() });
     const lookups = progress.expectedRows > 0 && index === null;
     // With the index, only keys new to the snapshot go into the set of keys seen.
     // Without an index, every key goes in: sized for the snapshot's rows, and at least a first run's worth.
@@ -574,6 +579,7 @@ export class SyncRunner {
       }
     }
     progress.reading = false;
+    logger.debug('model read', { syncRunId: run.id, rows: progress.querySize, ms: elapsed() });
     if (rejected.length > 0) await store.addRejectedRows(rejected);
     if (p.target === null) {
       p.target = { object: sync.object, keyColumns, columns: keyColumns };
@@ -606,6 +612,7 @@ export class SyncRunner {
       p.inflight = null;
       await this.settle(p, last.batch, await last.outcomes);
     }
+    logger.debug('model delivered', { syncRunId: run.id, ms: elapsed() });
   }
 
   /**

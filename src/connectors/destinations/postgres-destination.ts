@@ -101,7 +101,12 @@ export class PostgresDestination implements Destination {
           `table "${target.object}" in destination ${this.where} has no column${missing.length > 1 ? 's' : ''} ${listNames(missing)} (it has: ${listNames([...table.columnTypes.keys()])}) — add the column${missing.length > 1 ? 's' : ''} to the table, or map the model's fields to existing columns`,
         );
       }
-      return new PostgresWriter(this, table, target);
+      // Upserts may go straight into a table that is empty now (a first sync): see PostgresWriter.
+      const empty = await client.query(`select not exists (select 1 from ${quoteQualified(table.schema, table.name)}) as empty`).then(
+        (r) => (r.rows[0] as { empty: boolean }).empty,
+        () => false,
+      );
+      return new PostgresWriter(this, table, target, empty);
     } finally {
       client.release();
     }
@@ -247,8 +252,10 @@ class PostgresWriter implements DestinationWriter {
   /** This writer's staging table, private to each session (a temporary table). */
   private readonly stagingName = `lockstep_staging_${++stagingTables}`;
   /**
-   * Upserts are copied straight into the table until one meets an existing row, and only when a
-   * unique index on the key columns makes an existing row an error rather than a second copy.
+   * Upserts are copied straight into the table until one meets an existing row, when the table was
+   * empty as the writer started (otherwise the first batch would mostly fail and be sent twice),
+   * and only when a unique index on the key columns makes an existing row an error rather than a
+   * second copy.
    */
   private straightCopies: boolean;
   readonly takesLines: boolean;
@@ -257,6 +264,7 @@ class PostgresWriter implements DestinationWriter {
     private readonly destination: PostgresDestination,
     private readonly info: TableInfo,
     private readonly target: WriteTarget,
+    empty: boolean,
   ) {
     this.table = quoteQualified(info.schema, info.name);
     const encoding = target.encoding;
@@ -264,7 +272,7 @@ class PostgresWriter implements DestinationWriter {
       encoding?.format === COPY_TEXT_FORMAT &&
       target.columns.every((column, i) => readsAsIs(encoding.types[i] ?? 0, info.columnOids.get(column) ?? 0));
     const key = [...target.keyColumns].sort().join('\u0000');
-    this.straightCopies = info.uniqueKeys.some((columns) => columns.join('\u0000') === key);
+    this.straightCopies = empty && info.uniqueKeys.some((columns) => columns.join('\u0000') === key);
   }
 
   async write(batch: WriteOperation[]): Promise<RowOutcome[]> {
