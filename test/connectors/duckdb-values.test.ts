@@ -9,9 +9,10 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as duck from '@duckdb/node-api';
-import { DuckDBInstance, DuckDBTimestampTZValue } from '@duckdb/node-api';
+import { DuckDBDateValue, DuckDBInstance, DuckDBTimestampTZValue, DuckDBTimestampValue } from '@duckdb/node-api';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { convertDuckItem, DuckDbSource } from '../../src/connectors/sources/duckdb-source.js';
+import { epochDaysToIsoDate, epochMicrosToIso, scaledDecimalText, timestampTextToIso } from '../../src/connectors/values.js';
 import type { Value } from '../../src/core/ports.js';
 
 const ROWS = 6000; // about three DuckDB chunks of 2048 rows
@@ -249,5 +250,47 @@ describe('DuckDbSource values', () => {
         expect(rows).toEqual(reference);
       }
     }
+  });
+
+  it('formats instants, dates and decimals from their numbers as from their printed text, across years 0001–9999', () => {
+    const DAY = 86_400_000_000n;
+    const first = -62_135_596_800_000_000n - 2n * DAY; // two days before 0001-01-01
+    const last = 253_402_300_800_000_000n + 2n * DAY; // two days after 9999-12-31
+    let seed = 7;
+    const random = (n: number) => {
+      seed = (seed * 48_271) % 2_147_483_647; // MINSTD: deterministic, exact in doubles
+      return BigInt(seed % n);
+    };
+    const mismatches: string[] = [];
+    for (let micros = first; micros <= last; micros += 29n * DAY + random(1_000_000) * 86_400n) {
+      for (const m of [micros, micros - 1n, micros + random(86_400_000_000), (micros / 1_000_000n) * 1_000_000n + random(1000) * 1000n]) {
+        const formatted = epochMicrosToIso(m);
+        if (formatted === null) continue; // the caller's text path decides
+        const viaText = timestampTextToIso(new DuckDBTimestampValue(m).toString());
+        if (formatted !== viaText) mismatches.push(`${m}: ${formatted} vs ${viaText}`);
+      }
+    }
+    // Every 7th day from just before 0001-01-01 to just after 9999-12-31, and each day of the ends.
+    const [firstDay, lastDay] = [-719_165, 2_932_900];
+    const days = [
+      ...Array.from({ length: Math.ceil((lastDay - firstDay) / 7) + 1 }, (_, i) => firstDay + i * 7),
+      ...Array.from({ length: 400 }, (_, i) => firstDay + i),
+      ...Array.from({ length: 400 }, (_, i) => lastDay - i),
+    ];
+    for (const day of days) {
+      const formatted = epochDaysToIsoDate(day);
+      if (formatted !== null && formatted !== new DuckDBDateValue(day).toString()) mismatches.push(`day ${day}: ${formatted}`);
+    }
+    for (let i = 0; i < 20_000; i++) {
+      const scale = Number(random(12));
+      const scaled = (random(2_000_000_000) - 1_000_000_000n) * random(1_000_000_000);
+      const printed = new duck.DuckDBDecimalValue(scaled, 38, scale).toString();
+      const small = Number(scaled % 1_000_000_000n);
+      if (scaledDecimalText(scaled, scale) !== printed) mismatches.push(`decimal ${scaled} scale ${scale}`);
+      if (scaledDecimalText(small, scale) !== new duck.DuckDBDecimalValue(BigInt(small), 9, scale).toString()) mismatches.push(`decimal ${small}`);
+    }
+    expect(mismatches).toEqual([]);
+    expect(epochMicrosToIso(-62_135_596_800_000_000n)).toBeNull(); // 0001-01-01: left to the text path
+    expect(epochMicrosToIso(9_223_372_036_854_775_807n)).toBeNull(); // infinity
   });
 });
