@@ -15,9 +15,10 @@ import type { Value } from '../core/ports.js';
 
 /** An integer as a number when it is exactly representable, otherwise as its decimal string. */
 export function normalizeBigInt(value: bigint): number | string {
-  return value <= BigInt(Number.MAX_SAFE_INTEGER) && value >= BigInt(Number.MIN_SAFE_INTEGER)
-    ? Number(value)
-    : value.toString();
+  // Rounding is monotonic, so any value beyond ±(2^53 - 1) becomes a double of at least 2^53, which is
+  // not a safe integer: one conversion decides, with no bigint comparisons (this runs for every value).
+  const n = Number(value);
+  return Number.isSafeInteger(n) ? n : value.toString();
 }
 
 /** An integer printed by a database (e.g. PostgreSQL int8) as a number when safe, else the string. */
@@ -83,6 +84,109 @@ function formatFraction(digits: string): string {
   let end = digits.length;
   while (end > 3 && digits.charCodeAt(end - 1) === 48 /* 0 */) end--;
   return end === digits.length ? digits : digits.slice(0, end);
+}
+
+/** 0001-01-02T00:00:00Z and 9999-12-31T00:00:00Z: the instants {@link epochMicrosToIso} formats itself. */
+const FIRST_FORMATTED_MS = -62_135_510_400_000;
+const END_FORMATTED_MS = 253_402_214_400_000;
+
+/**
+ * Microseconds since the epoch (a DuckDB TIMESTAMP / TIMESTAMPTZ) as ISO-8601 UTC, with the same
+ * fraction rule as {@link timestampTextToIso}: milliseconds always, microseconds only when not zero.
+ * Computed from the number, not from printed text. Returns null outside years 0001–9999 (keeping a
+ * day's margin at both ends), where the caller's text-based path decides the form.
+ */
+export function epochMicrosToIso(micros: bigint): string | null {
+  let ms: number;
+  let subMs: number;
+  const n = Number(micros);
+  if (Number.isSafeInteger(n)) {
+    // Integer arithmetic: n / 1000 in floating point can round up to the next millisecond.
+    subMs = n % 1000;
+    if (subMs < 0) subMs += 1000;
+    ms = (n - subMs) / 1000;
+  } else {
+    // Beyond ±2^53 µs (before 1685 or after 2255) a double loses microseconds: split as bigints.
+    const whole = micros / 1000n;
+    subMs = Number(micros - whole * 1000n);
+    ms = Number(whole);
+    if (subMs < 0) {
+      subMs += 1000;
+      ms -= 1;
+    }
+  }
+  if (ms < FIRST_FORMATTED_MS || ms >= END_FORMATTED_MS) return null;
+  const iso = isoFromMillisInRange(ms);
+  if (subMs === 0) return iso;
+  return `${iso.slice(0, -1)}${trimTrailingZeros(String(subMs).padStart(3, '0'))}Z`;
+}
+
+const DAY_MS = 86_400_000;
+
+/**
+ * Epoch milliseconds within years 0001–9999 as `YYYY-MM-DDTHH:MM:SS.mmmZ`, the same text as
+ * `Date#toISOString` at a third of its cost, built as one flat string (the row hash then reads it
+ * without flattening pieces). The calendar date comes from Howard Hinnant's `civil_from_days`.
+ */
+function isoFromMillisInRange(ms: number): string {
+  let msOfDay = ms % DAY_MS;
+  if (msOfDay < 0) msOfDay += DAY_MS;
+  // Days since 0000-03-01, split into 400-year eras of 146097 days (March-based years put the leap day last).
+  const z = (ms - msOfDay) / DAY_MS + 719_468;
+  const era = Math.floor(z / 146_097);
+  const dayOfEra = z - era * 146_097;
+  const yearOfEra = Math.floor((dayOfEra - Math.floor(dayOfEra / 1460) + Math.floor(dayOfEra / 36_524) - Math.floor(dayOfEra / 146_096)) / 365);
+  const dayOfYear = dayOfEra - (365 * yearOfEra + Math.floor(yearOfEra / 4) - Math.floor(yearOfEra / 100));
+  const marchMonth = Math.floor((5 * dayOfYear + 2) / 153);
+  const day = dayOfYear - Math.floor((153 * marchMonth + 2) / 5) + 1;
+  const month = marchMonth < 10 ? marchMonth + 3 : marchMonth - 9;
+  const year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0);
+  const hours = (msOfDay / 3_600_000) | 0;
+  const minutes = ((msOfDay / 60_000) | 0) % 60;
+  const seconds = ((msOfDay / 1000) | 0) % 60;
+  const millis = msOfDay % 1000;
+  return String.fromCharCode(
+    digitAt(year, 1000), digitAt(year, 100), digitAt(year, 10), digitAt(year, 1), 45, // -
+    digitAt(month, 10), digitAt(month, 1), 45, // -
+    digitAt(day, 10), digitAt(day, 1), 84, // T
+    digitAt(hours, 10), digitAt(hours, 1), 58, // :
+    digitAt(minutes, 10), digitAt(minutes, 1), 58, // :
+    digitAt(seconds, 10), digitAt(seconds, 1), 46, // .
+    digitAt(millis, 100), digitAt(millis, 10), digitAt(millis, 1), 90, // Z
+  );
+}
+
+/** Character code of the decimal digit of `n` (a non-negative integer) at `place` (1, 10, 100...). */
+function digitAt(n: number, place: number): number {
+  return 48 + (Math.floor(n / place) % 10);
+}
+
+function trimTrailingZeros(digits: string): string {
+  let end = digits.length;
+  while (end > 0 && digits.charCodeAt(end - 1) === 48 /* 0 */) end--;
+  return digits.slice(0, end);
+}
+
+/** 0001-01-01 and 9999-12-31 as days since the epoch: the dates {@link epochDaysToIsoDate} formats. */
+const FIRST_FORMATTED_DAY = -719_162;
+const LAST_FORMATTED_DAY = 2_932_896;
+
+/** Days since the epoch (a DuckDB DATE) as `YYYY-MM-DD`; null outside years 0001–9999 (and for ±infinity). */
+export function epochDaysToIsoDate(days: number): string | null {
+  if (days < FIRST_FORMATTED_DAY || days > LAST_FORMATTED_DAY) return null;
+  return new Date(days * 86_400_000).toISOString().slice(0, 10);
+}
+
+/**
+ * A decimal stored as a scaled integer (`12.30` is 1230 at scale 2) as the database prints it: the
+ * whole part without leading zeros (at least `0`), then exactly `scale` fraction digits.
+ */
+export function scaledDecimalText(scaled: number | bigint, scale: number): string {
+  if (scale === 0) return String(scaled);
+  const negative = scaled < 0;
+  const digits = String(negative ? -scaled : scaled).padStart(scale + 1, '0');
+  const point = digits.length - scale;
+  return `${negative ? '-' : ''}${digits.slice(0, point)}.${digits.slice(point)}`;
 }
 
 /** Epoch milliseconds as ISO-8601 UTC. */
