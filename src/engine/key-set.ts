@@ -32,10 +32,10 @@ export class KeySet {
     // One probe sequence: it ends at the key's slot or at the empty slot it goes into.
     const mask = this.capacity - 1;
     const t = this.table;
-    const f0 = fp0;
-    const f1 = fp1;
-    const f2 = fp2;
-    const f3 = fp3;
+    const f0 = fp[0] as number;
+    const f1 = fp[1] as number;
+    const f2 = fp[2] as number;
+    const f3 = fp[3] as number;
     for (let slot = f0 & mask; ; slot = (slot + 1) & mask) {
       const at = slot * WORDS;
       const w3 = t[at + 3] as number;
@@ -56,11 +56,11 @@ export class KeySet {
     fingerprint(key);
     const mask = this.capacity - 1;
     const t = this.table;
-    for (let slot = fp0 & mask; ; slot = (slot + 1) & mask) {
+    for (let slot = (fp[0] as number) & mask; ; slot = (slot + 1) & mask) {
       const at = slot * WORDS;
       const w3 = t[at + 3] as number;
       if (w3 === 0) return false;
-      if (w3 === fp3 && t[at] === fp0 && t[at + 1] === fp1 && t[at + 2] === fp2) return true;
+      if (w3 === fp[3] && t[at] === fp[0] && t[at + 1] === fp[1] && t[at + 2] === fp[2]) return true;
     }
   }
 
@@ -79,11 +79,8 @@ export class KeySet {
   }
 }
 
-/** The last fingerprint computed (module-level: no array per key). */
-let fp0 = 0;
-let fp1 = 0;
-let fp2 = 0;
-let fp3 = 0;
+/** The last fingerprint computed: four words, in one array for the whole module (nothing allocated per key). */
+const fp = new Uint32Array(4);
 const seed = randomBytes(16);
 const SEED1 = seed.readUInt32LE(0);
 const SEED2 = seed.readUInt32LE(4);
@@ -96,7 +93,7 @@ function fmix(h: number): number {
   return (h ^ (h >>> 16)) >>> 0;
 }
 
-/** Computes the key's fingerprint into fp0..fp3. */
+/** Computes the key's fingerprint into `fp`. */
 function fingerprint(key: string): void {
   let h1 = SEED1;
   let h2 = SEED2;
@@ -129,8 +126,8 @@ function fingerprint(key: string): void {
   h2 = (h2 + h1) | 0;
   h3 = (h3 + h1) | 0;
   h4 = (h4 + h1) | 0;
-  fp0 = h1 >>> 0;
-  fp1 = h2 >>> 0;
-  fp2 = h3 >>> 0;
-  fp3 = (h4 | 1) >>> 0; // never 0: marks the empty slots
+  fp[0] = h1;
+  fp[1] = h2;
+  fp[2] = h3;
+  fp[3] = h4 | 1; // never 0: marks the empty slots
 }

@@ -473,8 +473,10 @@ export class SyncRunner {
     if (index) logger.debug('snapshot loaded', { syncRunId: run.id, entries: index.size, bytes: index.bytes, ms: elapsed() });
     const lookups = progress.expectedRows > 0 && index === null;
     // With the index, only keys new to the snapshot go into the set of keys seen.
-    // Without an index, every key goes in: sized for the snapshot's rows, and at least a first run's worth.
-    const seen = new KeySet(index ? 1 << 16 : Math.max(progress.expectedRows * 2, 1 << 18));
+    // Without an index, every key goes in: sized for the snapshot's rows, and for half a million
+    // at least (16 MB, which the system hands out as it is touched), so a large first run grows it
+    // once or twice rather than at every doubling from a few thousand.
+    const seen = new KeySet(index ? 1 << 16 : Math.max(progress.expectedRows * 2, 1 << 20));
     let rejected: RejectedRow[] = [];
     let batch: PlannedOp[] = [];
     let keyIndexes: number[] | null = null;

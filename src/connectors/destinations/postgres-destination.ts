@@ -281,8 +281,9 @@ class PostgresWriter implements DestinationWriter {
     let broken: Error | undefined;
     try {
       try {
-        await client.query('begin');
-        const outcomes = await this.writeByKind(client, batch, true);
+        // `begin` goes with the batch's first statement: every round trip waits for this process
+        // to read the answer, which it does between batches of rows it plans.
+        const outcomes = await this.writeByKind(client, batch, true, 'begin');
         await client.query('commit');
         return outcomes;
       } catch (thrown) {
@@ -309,8 +310,11 @@ class PostgresWriter implements DestinationWriter {
     }
   }
 
-  /** One statement per kind of operation, in order of first appearance; `bulk` copies inserts and upserts. */
-  private async writeByKind(client: pg.PoolClient, batch: WriteOperation[], bulk = false): Promise<RowOutcome[]> {
+  /**
+   * One statement per kind of operation, in order of first appearance; `bulk` copies inserts and
+   * upserts. `opening` (e.g. `begin`) is sent with the first statement.
+   */
+  private async writeByKind(client: pg.PoolClient, batch: WriteOperation[], bulk = false, opening: string | null = null): Promise<RowOutcome[]> {
     const outcomes: RowOutcome[] = batch.map(() => ({ ok: true }));
     const byKind = new Map<Kind, number[]>();
     batch.forEach((op, i) => {
@@ -322,9 +326,12 @@ class PostgresWriter implements DestinationWriter {
       const ops = indexes.map((i) => batch[i] as WriteOperation);
       // Rows that come as lines are copied even when replayed to find a bad one: they have no values.
       if ((bulk || ops[0]?.line) && (kind === 'insert' || kind === 'upsert')) {
-        await this.copyAndMerge(client, kind, ops);
+        await this.copyAndMerge(client, kind, ops, opening);
+        opening = null;
         continue;
       }
+      if (opening !== null) await client.query(opening);
+      opening = null;
       const matched = await this.run(client, kind, ops);
       if (matched) {
         indexes.forEach((batchIndex, i) => {
@@ -386,22 +393,24 @@ class PostgresWriter implements DestinationWriter {
    * `insert ... on conflict` statement, casting each column to its type there, so a bad value fails
    * like in any other statement.
    */
-  private async copyAndMerge(client: pg.PoolClient, kind: 'insert' | 'upsert', ops: WriteOperation[]): Promise<void> {
+  private async copyAndMerge(client: pg.PoolClient, kind: 'insert' | 'upsert', ops: WriteOperation[], opening: string | null): Promise<void> {
     const { columns } = this.target;
     const columnList = columns.map(quoteIdent).join(', ');
+    const withOpening = (statement: string) => (opening === null ? statement : `${opening}; ${statement}`);
     if (kind === 'insert') {
+      if (opening !== null) await client.query(opening);
       await copyRows(client, `copy ${this.table} (${columnList}) from stdin`, ops, columns.length);
       return;
     }
     if (this.straightCopies) {
-      await client.query('savepoint lockstep_copy');
+      await client.query(withOpening('savepoint lockstep_copy'));
+      opening = null;
       try {
         await copyRows(client, `copy ${this.table} (${columnList}) from stdin`, ops, columns.length);
-        await client.query('release savepoint lockstep_copy');
+        // Not released: the commit (or the release of an enclosing savepoint) ends it, one round trip fewer.
         return;
       } catch (thrown) {
-        await client.query('rollback to savepoint lockstep_copy');
-        await client.query('release savepoint lockstep_copy');
+        await client.query('rollback to savepoint lockstep_copy; release savepoint lockstep_copy');
         if (errorCode(thrown) !== UNIQUE_VIOLATION) throw thrown;
         // Rows exist already: merge from now on (the target is being updated, not filled).
         this.straightCopies = false;
@@ -409,7 +418,7 @@ class PostgresWriter implements DestinationWriter {
     }
     const staging = quoteIdent(this.stagingName);
     await client.query(
-      `create temporary table if not exists ${staging} (${columns.map((_, i) => `a${i + 1} text`).join(', ')}) on commit delete rows`,
+      withOpening(`create temporary table if not exists ${staging} (${columns.map((_, i) => `a${i + 1} text`).join(', ')}) on commit delete rows`),
     );
     await copyRows(client, `copy ${staging} from stdin`, ops, columns.length);
     await client.query(this.statement('merge-upsert'));

@@ -136,16 +136,17 @@ function snapshotUpsertSql(rows: number): string {
   }
   return sql;
 }
-function buildSnapshotUpsertSql(rows: number, hash = 'unhex(?)'): string {
-  return `INSERT INTO snapshots (sync_id, key, hash) VALUES ${Array.from({ length: rows }, () => `(?, ?, ${hash})`).join(', ')}
+function buildSnapshotUpsertSql(rows: number): string {
+  return `INSERT INTO snapshots (sync_id, key, hash) VALUES ${Array.from({ length: rows }, () => '(?, ?, unhex(?))').join(', ')}
     ON CONFLICT (sync_id, key) DO UPDATE SET hash = excluded.hash`;
 }
-/** The same with the hash bound as its 8 bytes. */
+/** The same for hashes in one BLOB (see PackedRows): row i takes bytes 8i+1..8i+8 of `@hashes`. */
 const snapshotBlobUpsertSqls = new Map<number, string>();
 function snapshotBlobUpsertSql(rows: number): string {
   let sql = snapshotBlobUpsertSqls.get(rows);
   if (sql === undefined) {
-    sql = buildSnapshotUpsertSql(rows, '?');
+    sql = `INSERT INTO snapshots (sync_id, key, hash) VALUES ${Array.from({ length: rows }, (_, i) => `(@first, ?, substr(@hashes, ${8 * i + 1}, 8))`).join(', ')}
+    ON CONFLICT (sync_id, key) DO UPDATE SET hash = excluded.hash`;
     snapshotBlobUpsertSqls.set(rows, sql);
   }
   return sql;
@@ -1022,6 +1023,8 @@ export class SqliteStore implements Store, AsyncDisposable {
    */
   private checkpoint(): void {
     if (!this.db.open) return;
+    // While the write worker runs, it checkpoints (off this thread, between its transactions).
+    if (this.writeWorker?.checkpoint()) return;
     try {
       this.db.pragma('wal_checkpoint(PASSIVE)');
     } catch {

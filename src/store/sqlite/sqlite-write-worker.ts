@@ -18,7 +18,9 @@ export type WriteStatement = [sql: string, params: Array<string | number | null>
 
 /**
  * Many rows inserted by one multi-row statement per `rowsPerStatement` rows, each row binding
- * `(first, keys[i], values[i])`, or `(first, keys[i], hash i as 8 bytes)` with `hashes`. Keys and
+ * `(first, keys[i], values[i])`; with `hashes`, the statement takes the keys in order and two named
+ * parameters, `@first` and `@hashes` (the group's hashes as one BLOB, 8 bytes a row, which the
+ * statement cuts with `substr`): a third of the bindings and no Buffer per row. Keys and
  * values travel as strings joined by `ROW_SEPARATOR`, hashes as words (two per row, big end
  * first): a few objects cross to the thread far cheaper than an array per row. The thread fails
  * with SEPARATOR_IN_KEY, writing nothing, when the keys do not split back into `count`.
@@ -90,10 +92,13 @@ const prepared = (sql) => {
   return statement;
 };
 const text = (bytes) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
-const hashBytes = (hashes, i) => {
-  const bytes = Buffer.allocUnsafe(8);
-  bytes.writeUInt32BE(hashes[2 * i], 0);
-  bytes.writeUInt32BE(hashes[2 * i + 1], 4);
+// The hashes of rows start..end as one BLOB, 8 bytes each, big end first.
+const hashBlob = (hashes, start, end) => {
+  const bytes = Buffer.allocUnsafe(8 * (end - start));
+  for (let i = start; i < end; i++) {
+    bytes.writeUInt32BE(hashes[2 * i], 8 * (i - start));
+    bytes.writeUInt32BE(hashes[2 * i + 1], 8 * (i - start) + 4);
+  }
   return bytes;
 };
 const insertRows = (rows) => {
@@ -107,9 +112,15 @@ const insertRows = (rows) => {
   const params = [];
   for (let start = 0; start < keys.length; start += rows.rowsPerStatement) {
     const end = Math.min(keys.length, start + rows.rowsPerStatement);
+    const statement = prepared(end - start === rows.rowsPerStatement ? rows.sql : rows.lastSql);
+    if (values === null) {
+      // One BLOB of hashes and the first value as named parameters, the keys in order.
+      statement.run(...keys.slice(start, end), { first: rows.first, hashes: hashBlob(rows.hashes, start, end) });
+      continue;
+    }
     params.length = 0;
-    for (let i = start; i < end; i++) params.push(rows.first, keys[i], values === null ? hashBytes(rows.hashes, i) : values[i]);
-    prepared(end - start === rows.rowsPerStatement ? rows.sql : rows.lastSql).run(...params);
+    for (let i = start; i < end; i++) params.push(rows.first, keys[i], values[i]);
+    statement.run(...params);
   }
 };
 const transaction = db.transaction((message) => {
@@ -133,6 +144,14 @@ parentPort.on('message', (message) => {
   if (message.close) {
     db.close();
     parentPort.close();
+    return;
+  }
+  if (message.checkpoint) {
+    try {
+      db.pragma('wal_checkpoint(PASSIVE)');
+    } catch {
+      // Busy: the next one will do.
+    }
     return;
   }
   try {
@@ -233,6 +252,16 @@ export class SqliteWriteWorker {
       Atomics.notify(control, 1);
       arrived.length = 0;
     }
+  }
+
+  /**
+   * Checkpoints the WAL on the worker's connection, after the transactions handed over before,
+   * when the thread is running (it writes most of the WAL); false when it is not.
+   */
+  checkpoint(): boolean {
+    if (this.closed || this.worker === null) return false;
+    this.worker.postMessage({ checkpoint: true });
+    return true;
   }
 
   /** Lets the pending transactions finish, closes the worker's connection and ends the thread. */
