@@ -160,6 +160,11 @@ export type RowOutcome = { ok: true } | { ok: false; reason: string };
 
 export interface DestinationWriter {
   /**
+   * Batches this writer takes at once, now (default 1): each is written on its own (e.g. in its own
+   * transaction), and no two batches of a run touch the same row.
+   */
+  readonly concurrentWrites?: number;
+  /**
    * Inserts and upserts may come as lines of `WriteTarget.encoding` (`WriteOperation.line`): the
    * destination reads that format and every column's source type as it is.
    */

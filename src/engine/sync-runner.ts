@@ -226,8 +226,8 @@ interface Pipeline {
   /** Set once the model's columns are known (not for resetCDC, which sends nothing). */
   writer: DestinationWriter | null;
   target: WriteTarget | null;
-  /** The batch being written, if any, and the destination's answer for it once written. */
-  inflight: Delivery | null;
+  /** The batches being written, oldest first (at most the writer's `concurrentWrites`), with the destination's answers once written. */
+  inflight: Delivery[];
   /**
    * The commit of the last written batch to the snapshot, if one is under way: it runs while the
    * next batch is planned and written, and is awaited before the next commit starts (commits stay
@@ -364,7 +364,7 @@ export class SyncRunner {
         progress,
         writer: null,
         target: null,
-        inflight: null,
+        inflight: [],
         committing: null,
         indexBytes: 0,
       };
@@ -426,16 +426,16 @@ export class SyncRunner {
     } finally {
       this.indexBytesHeld -= p.indexBytes;
       p.indexBytes = 0;
-      // Whatever stopped the pipeline, the batch being written finishes (and is committed to the
-      // snapshot if it was delivered) before connections close or the reading starts over.
-      const last = p.inflight;
-      p.inflight = null;
+      // Whatever stopped the pipeline, the batches being written finish (and are committed to the
+      // snapshot if they were delivered) before connections close or the reading starts over.
+      const left = p.inflight;
+      p.inflight = [];
       const committing = p.committing;
       p.committing = null;
       if (committing) await committing.catch(() => undefined);
-      if (last) {
+      for (const delivery of left) {
         try {
-          await this.settle(p, last.batch, await last.outcomes);
+          await this.settle(p, delivery.batch, await delivery.outcomes);
         } catch {
           // the write or its commit failed: the error that stopped the pipeline is the one reported
         }
@@ -501,7 +501,7 @@ export class SyncRunner {
       // A batch that fills slowly (few rows changed) goes out early once the destination is idle,
       // so that writing overlaps with reading instead of piling up at the end. (Wall time, not the
       // injected clock: this only paces the pipeline, what is written does not depend on it.)
-      return (batch.length & 63) === 0 && (p.inflight === null || p.inflight.written) && performance.now() - batchOpened >= EAGER_FLUSH_MS;
+      return (batch.length & 63) === 0 && p.inflight.every((d) => d.written) && performance.now() - batchOpened >= EAGER_FLUSH_MS;
     };
     const flush = async () => {
       const full = batch;
@@ -608,51 +608,46 @@ export class SyncRunner {
       }
     }
     if (batch.length > 0) await this.deliver(p, batch);
+    while (p.inflight.length > 0) await this.retire(p);
     await this.committed(p);
-    if (p.inflight) {
-      const last = p.inflight;
-      p.inflight = null;
-      await this.settle(p, last.batch, await last.outcomes);
-    }
     logger.debug('model delivered', { syncRunId: run.id, ms: elapsed() });
   }
 
   /**
-   * Starts writing a batch once the previous one is written, starts committing the previous one to
-   * the snapshot, and returns without waiting for the write or the commit: the next batch is
-   * planned meanwhile. Writes happen one at a time and commits in order, each after its write (a
-   * commit starts once the one before it has finished). Cancellation is checked here, at the batch
-   * boundary.
+   * Starts writing a batch and returns without waiting for the write: the next batch is planned
+   * meanwhile. Up to the writer's `concurrentWrites` batches are written at once (each on its own;
+   * a run never plans one key twice, so they touch different rows); when that many are in flight,
+   * the oldest is waited for and its commit to the snapshot started. Commits happen in order, each
+   * after its write. Cancellation is checked here, at the batch boundary.
    */
   private async deliver(p: Pipeline, batch: PlannedOp[]): Promise<void> {
-    const previous = p.inflight;
-    // A failed write throws here with `inflight` still set: runPipeline's cleanup ignores it.
-    const written = previous ? await previous.outcomes : null;
-    p.inflight = null;
-    await this.committed(p);
-    try {
-      await this.checkStop(p.run.id, p.signal);
-    } catch (stopped) {
-      if (previous && written) await this.settle(p, previous.batch, written);
-      throw stopped;
-    }
     const writer = p.writer as DestinationWriter;
-    const outcomes = this.withRetries('write', p.signal, () =>
-      writer.write(batch),
-    );
+    while (p.inflight.length >= Math.max(1, writer.concurrentWrites ?? 1)) await this.retire(p);
+    await this.checkStop(p.run.id, p.signal);
+    const outcomes = this.withRetries('write', p.signal, () => writer.write(batch));
     const delivery: Delivery = { batch, outcomes, written: false };
-    // Awaited by the next deliver() or at the end; a failure is not lost meanwhile.
+    // Awaited by retire() or at the end; a failure is not lost meanwhile.
     outcomes.then(
       () => (delivery.written = true),
       () => (delivery.written = true),
     );
-    p.inflight = delivery;
-    if (previous && written) {
-      const committing = this.settle(p, previous.batch, written);
-      // Awaited by the next deliver() or at the end; a failure is not lost meanwhile.
-      committing.catch(() => undefined);
-      p.committing = committing;
-    }
+    p.inflight.push(delivery);
+  }
+
+  /**
+   * Waits for the oldest batch in flight to be written, then starts committing it to the snapshot
+   * once the commit before it has finished, without waiting for this one.
+   */
+  private async retire(p: Pipeline): Promise<void> {
+    const oldest = p.inflight[0] as Delivery;
+    // A failed write throws here with the batch still in flight: runPipeline's cleanup ignores it.
+    const written = await oldest.outcomes;
+    p.inflight.shift();
+    await this.committed(p);
+    const committing = this.settle(p, oldest.batch, written);
+    // Awaited by the next retire() or at the end; a failure is not lost meanwhile.
+    committing.catch(() => undefined);
+    p.committing = committing;
   }
 
   /** Waits for the commit under way, if any; its failure stops the run. */

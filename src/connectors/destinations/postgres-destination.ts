@@ -275,6 +275,16 @@ class PostgresWriter implements DestinationWriter {
     this.straightCopies = empty && info.uniqueKeys.some((columns) => columns.join('\u0000') === key);
   }
 
+  /**
+   * Two batches at once, each on its own connection, once rows are merged: the merges touch rows
+   * all over the table, and two server processes use both cores while the run waits for its last
+   * batches. Copies straight into an empty table go one at a time: two processes appending rows
+   * with rising keys would fight over the index's last page.
+   */
+  get concurrentWrites(): number {
+    return this.straightCopies ? 1 : 2;
+  }
+
   async write(batch: WriteOperation[]): Promise<RowOutcome[]> {
     if (batch.length === 0) return [];
     const client = await this.destination.client();
