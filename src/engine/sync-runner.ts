@@ -229,11 +229,12 @@ interface Pipeline {
   /** The batches being written, oldest first (at most the writer's `concurrentWrites`), with the destination's answers once written. */
   inflight: Delivery[];
   /**
-   * The commit of the last written batch to the snapshot, if one is under way: it runs while the
-   * next batch is planned and written, and is awaited before the next commit starts (commits stay
-   * in order) and before the run ends.
+   * Commits of written batches to the snapshot under way, oldest first (at most COMMITS_AHEAD):
+   * they run while later batches are planned and written, and are awaited before the run ends.
+   * Batches of a run never share a key, so the order they land in does not matter (the SQLite
+   * store keeps it anyway, and may join queued commits into one transaction).
    */
-  committing: Promise<void> | null;
+  commits: Promise<void>[];
   /** Bytes of the snapshot budget this run's index holds. */
   indexBytes: number;
 }
@@ -246,6 +247,8 @@ interface Delivery {
   written: boolean;
 }
 
+/** Snapshot commits under way at most (see Pipeline.commits). */
+const COMMITS_AHEAD = 4;
 /** A batch open this long goes to an idle destination before it is full (see `queue` in planAndDeliver). */
 const EAGER_FLUSH_MS = 50;
 /** Rejected rows found while planning are stored in groups of this many. */
@@ -365,7 +368,7 @@ export class SyncRunner {
         writer: null,
         target: null,
         inflight: [],
-        committing: null,
+        commits: [],
         indexBytes: 0,
       };
       await this.withRetries('query', control.signal, async () => {
@@ -430,9 +433,9 @@ export class SyncRunner {
       // snapshot if they were delivered) before connections close or the reading starts over.
       const left = p.inflight;
       p.inflight = [];
-      const committing = p.committing;
-      p.committing = null;
-      if (committing) await committing.catch(() => undefined);
+      const commits = p.commits;
+      p.commits = [];
+      for (const commit of commits) await commit.catch(() => undefined);
       for (const delivery of left) {
         try {
           await this.settle(p, delivery.batch, await delivery.outcomes);
@@ -635,27 +638,24 @@ export class SyncRunner {
   }
 
   /**
-   * Waits for the oldest batch in flight to be written, then starts committing it to the snapshot
-   * once the commit before it has finished, without waiting for this one.
+   * Waits for the oldest batch in flight to be written, then starts committing it to the snapshot,
+   * without waiting for that commit (only for the oldest one, when COMMITS_AHEAD are under way).
    */
   private async retire(p: Pipeline): Promise<void> {
     const oldest = p.inflight[0] as Delivery;
     // A failed write throws here with the batch still in flight: runPipeline's cleanup ignores it.
     const written = await oldest.outcomes;
     p.inflight.shift();
-    await this.committed(p);
-    const committing = this.settle(p, oldest.batch, written);
-    // Awaited by the next retire() or at the end; a failure is not lost meanwhile.
-    committing.catch(() => undefined);
-    p.committing = committing;
+    while (p.commits.length >= COMMITS_AHEAD) await p.commits.shift();
+    const commit = this.settle(p, oldest.batch, written);
+    // Awaited by a later retire() or at the end; a failure is not lost meanwhile.
+    commit.catch(() => undefined);
+    p.commits.push(commit);
   }
 
-  /** Waits for the commit under way, if any; its failure stops the run. */
+  /** Waits for the commits under way; the first failure stops the run. */
   private async committed(p: Pipeline): Promise<void> {
-    const committing = p.committing;
-    if (committing === null) return;
-    await committing;
-    p.committing = null;
+    while (p.commits.length > 0) await p.commits.shift();
   }
 
   /** Commits a written batch to the snapshot and records the run's progress. */

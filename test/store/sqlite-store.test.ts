@@ -7,6 +7,7 @@ import { ErrorCode, LockstepError } from '../../src/core/errors.js';
 import { MIGRATIONS, SCHEMA_VERSION } from '../../src/store/sqlite/migrations.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { crmWorkspace, describeStoreContract } from './store-contract.js';
+import { SqliteWriteWorker, type WriteTransaction } from '../../src/store/sqlite/sqlite-write-worker.js';
 
 const T0 = 1_767_225_600_000;
 const folders: string[] = [];
@@ -60,6 +61,54 @@ describe('SqliteStore on its file', () => {
     let count = 0;
     for await (const page of store.snapshotPages(syncId, 700)) count += page.count;
     expect(count).toBe(5001);
+  });
+
+  it('commits snapshot writes that wait together, and a failing one alone, without losing the others', async () => {
+    const path = join(tempFolder(), 'lockstep.db');
+    await using store = await SqliteStore.open({ path });
+    await store.applyWorkspace(crmWorkspace(), 0);
+    const syncId = (await store.loadWorkspace()).syncs[0]!.id;
+    const rows = (from: number) => ({ keys: Array.from({ length: 1000 }, (_, i) => `[${from + i}]`), hashes: new Uint32Array(2000).fill(from) });
+    // Handed over at once: the thread finds them waiting together.
+    const writes = [
+      store.snapshotWrite(syncId, rows(0), []),
+      store.snapshotWrite(syncId, rows(1000), []),
+      store.snapshotWrite(syncId, { keys: ['a\u0000b'], hashes: new Uint32Array([7, 8]) }, []),
+      store.snapshotWrite(syncId, rows(2000), ['[5]']),
+    ];
+    await Promise.all(writes);
+    expect(await store.snapshotCount(syncId)).toBe(3000 - 1 + 1);
+    expect(Object.fromEntries(await store.snapshotGet(syncId, ['[1500]', 'a\u0000b', '[5]']))).toEqual({
+      '[1500]': '000003e8000003e8',
+      'a\u0000b': '0000000700000008',
+    });
+  });
+
+  it('answers each of the transactions that wait together on the write worker, a failing one with its own error', async () => {
+    const path = join(tempFolder(), 'lockstep.db');
+    await (await SqliteStore.open({ path })).close();
+    const worker = new SqliteWriteWorker({ path, busyTimeoutMs: 1000, pragmas: [] });
+    try {
+      const insert = (key: string): WriteTransaction => ({ rows: null, statements: [['INSERT INTO snapshots (sync_id, key, hash) VALUES (?, ?, ?)', [9, key, 'h']]] });
+      const settled = await Promise.allSettled([
+        worker.run(insert('[1]')),
+        worker.run({ rows: null, statements: [['INSERT INTO no_such_table VALUES (1)', []]] }),
+        worker.run(insert('[2]')),
+        worker.run(insert('[1]')), // the same key again: a constraint error of its own
+        worker.run(insert('[3]')),
+      ]);
+      expect(settled.map((s) => s.status)).toEqual(['fulfilled', 'rejected', 'fulfilled', 'rejected', 'fulfilled']);
+      expect(String((settled[1] as PromiseRejectedResult).reason)).toMatch(/no such table/);
+      expect((settled[3] as PromiseRejectedResult).reason).toMatchObject({ code: 'SQLITE_CONSTRAINT_PRIMARYKEY' });
+    } finally {
+      await worker.close();
+    }
+    const raw = new Database(path, { readonly: true });
+    try {
+      expect(raw.prepare('SELECT key FROM snapshots WHERE sync_id = 9 ORDER BY key').pluck().all()).toEqual(['[1]', '[2]', '[3]']);
+    } finally {
+      raw.close();
+    }
   });
 
   it('creates the file and its folder, in WAL mode', async () => {

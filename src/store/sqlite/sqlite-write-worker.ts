@@ -1,12 +1,14 @@
 /**
  * A worker thread with its own connection to a SQLite store file, running write transactions (and
- * bulk reads of pages) off the main thread. The SQLite store hands it the snapshot's bulk writes: their B-tree work (about
- * 0.8 s per million rows) then overlaps with the sync runner's planning instead of stalling it.
+ * bulk reads of pages) off the main thread. The SQLite store hands it the snapshot's bulk writes:
+ * their B-tree work (about 0.8 s per million rows) then overlaps with the sync runner's planning
+ * instead of stalling it.
  *
  * States: not started → running (started by the first `run`) → closed (`close`). Transactions run
- * one at a time in the order they were handed over; a transaction's promise settles once it has
- * committed (or rolled back) on the worker's connection, so a caller that awaits it reads its
- * effect through any connection. While no transaction is pending the worker does not keep the
+ * in the order they were handed over; those that wait while the thread is busy are committed
+ * together as one SQLite transaction (each alone if that fails); a transaction's promise settles
+ * once it has committed (or rolled back) on the worker's connection, so a caller that awaits it
+ * reads its effect through any connection. While no transaction is pending the worker does not keep the
  * process alive. If the thread dies, the pending transactions fail and the next `run` starts a
  * new one.
  */
@@ -123,10 +125,40 @@ const insertRows = (rows) => {
     statement.run(...params);
   }
 };
-const transaction = db.transaction((message) => {
-  if (message.rows) insertRows(message.rows);
-  for (const [sql, params] of message.statements) prepared(sql).run(...params);
+const apply = (transaction) => {
+  if (transaction.rows) insertRows(transaction.rows);
+  for (const [sql, params] of transaction.statements) prepared(sql).run(...params);
+};
+// Transactions waiting here are committed together, in order, as one: a page several of them
+// change is written to the WAL once. If that fails, each is run alone, so each gets its own answer.
+const many = db.transaction((transactions) => {
+  for (const message of transactions) apply(message.transaction);
 });
+const one = db.transaction((message) => apply(message.transaction));
+const answer = (message, error) =>
+  parentPort.postMessage(error ? { id: message.id, error: { message: String(error && error.message), code: error && error.code } } : { id: message.id });
+let waiting = [];
+const commitWaiting = () => {
+  const transactions = waiting;
+  waiting = [];
+  if (transactions.length > 1) {
+    try {
+      many.immediate(transactions);
+      for (const message of transactions) answer(message);
+      return;
+    } catch {
+      // One of them failed: each alone below.
+    }
+  }
+  for (const message of transactions) {
+    try {
+      one.immediate(message);
+      answer(message);
+    } catch (error) {
+      answer(message, error);
+    }
+  }
+};
 // control[0]: 1 once the reader has stopped; control[1]: pages the reader has taken.
 const readPages = (id, { first, next, key, size, control, window }) => {
   let row = prepared(first).raw(true).get(key, size);
@@ -142,11 +174,13 @@ const readPages = (id, { first, next, key, size, control, window }) => {
 };
 parentPort.on('message', (message) => {
   if (message.close) {
+    commitWaiting();
     db.close();
     parentPort.close();
     return;
   }
   if (message.checkpoint) {
+    commitWaiting();
     try {
       db.pragma('wal_checkpoint(PASSIVE)');
     } catch {
@@ -154,12 +188,18 @@ parentPort.on('message', (message) => {
     }
     return;
   }
+  if (message.transaction) {
+    // Committed once the messages that arrived with it are taken in too.
+    if (waiting.push(message) === 1) setImmediate(commitWaiting);
+    return;
+  }
+  // Anything else waits for the transactions before it.
+  commitWaiting();
   try {
-    if (message.pages) readPages(message.id, message.pages);
-    else transaction.immediate(message.transaction);
-    parentPort.postMessage({ id: message.id });
+    readPages(message.id, message.pages);
+    answer(message);
   } catch (error) {
-    parentPort.postMessage({ id: message.id, error: { message: String(error && error.message), code: error && error.code } });
+    answer(message, error);
   }
 });
 `;
