@@ -198,28 +198,35 @@ async function copyRows(client: pg.PoolClient, statement: string, ops: readonly 
     copy.on('error', reject);
   });
   done.catch(() => undefined); // awaited below; this only keeps an early failure from counting as unhandled
-  // Lines go in chunks of up to ~1 MB (few socket writes); values are turned into text 1,000 rows at a time.
-  const rowsPerChunk = (ops[0] as WriteOperation | undefined)?.line ? 10_000 : 1000;
-  for (let start = 0; start < ops.length; start += rowsPerChunk) {
-    const end = Math.min(ops.length, start + rowsPerChunk);
-    let chunk: string | Buffer;
-    if ((ops[start] as WriteOperation).line) {
-      let size = 0;
-      for (let i = start; i < end; i++) {
-        const line = (ops[i] as WriteOperation).line as EncodedLine;
-        size += line.end - line.start;
-      }
-      chunk = Buffer.allocUnsafe(size);
-      let at = 0;
-      for (let i = start; i < end; i++) {
-        const line = (ops[i] as WriteOperation).line as EncodedLine;
-        at += line.data.copy(chunk, at, line.start, line.end);
-      }
-    } else {
-      chunk = '';
-      for (let i = start; i < end; i++) chunk += copyLine((ops[i] as WriteOperation).values, width);
-    }
+  const send = async (chunk: string | Buffer) => {
     if (!copy.write(chunk)) await Promise.race([once(copy, 'drain'), done]);
+  };
+  if ((ops[0] as WriteOperation | undefined)?.line) {
+    // Lines that lie back to back in the source's buffer (consecutive rows planned alike) go as
+    // one view of it, without being copied.
+    const first = (ops[0] as WriteOperation).line as EncodedLine;
+    let data = first.data;
+    let start = first.start;
+    let end = first.start;
+    for (const op of ops) {
+      const line = op.line as EncodedLine;
+      if (line.data === data && line.start === end) {
+        end = line.end;
+        continue;
+      }
+      await send(data.subarray(start, end));
+      data = line.data;
+      start = line.start;
+      end = line.end;
+    }
+    await send(data.subarray(start, end));
+  } else {
+    // Values are turned into text 1,000 rows at a time.
+    for (let start = 0; start < ops.length; start += 1000) {
+      let chunk = '';
+      for (let i = start; i < Math.min(ops.length, start + 1000); i++) chunk += copyLine((ops[i] as WriteOperation).values, width);
+      await send(chunk);
+    }
   }
   copy.end();
   await done;
