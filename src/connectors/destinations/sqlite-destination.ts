@@ -22,8 +22,9 @@ export interface SqliteDestinationOptions {
 const SqliteDatabaseClass = Database as unknown as SqliteConstructor;
 
 /**
- * Writes to SQLite tables. A batch is one transaction with a savepoint per row, so a row that
- * breaks a constraint is rejected with SQLite's message and the rest of the batch is committed.
+ * Writes to SQLite tables. A batch is one transaction, written in one go; when a row breaks a
+ * constraint, the batch is replayed with a savepoint per row, so that row is rejected with SQLite's
+ * message and the rest of the batch is committed.
  * Foreign keys are enforced (`PRAGMA foreign_keys = ON`); the file is put in WAL mode.
  */
 export class SqliteDestination implements Destination {
@@ -144,7 +145,7 @@ class SqliteWriter implements DestinationWriter {
       throw this.batchError(thrown);
     }
     try {
-      const outcomes = batch.map((op) => this.writeRow(op));
+      const outcomes = this.writeAll(batch) ?? batch.map((op) => this.writeRow(op));
       db.exec('commit');
       return outcomes;
     } catch (thrown) {
@@ -153,41 +154,67 @@ class SqliteWriter implements DestinationWriter {
     }
   }
 
+  /**
+   * The batch in one go under a savepoint (one statement per row, nothing else), or null when a row
+   * broke a rule: then the batch is rolled back to the savepoint and replayed row by row, each under
+   * its own savepoint, so exactly the offending rows are rejected.
+   */
+  private writeAll(batch: WriteOperation[]): RowOutcome[] | null {
+    const { db } = this;
+    db.exec('savepoint lockstep_batch');
+    try {
+      const outcomes = batch.map((op) => this.apply(op));
+      db.exec('release lockstep_batch');
+      return outcomes;
+    } catch (thrown) {
+      db.exec('rollback to lockstep_batch');
+      db.exec('release lockstep_batch');
+      if (isRowError(errorCode(thrown) ?? '')) return null;
+      throw thrown;
+    }
+  }
+
   private writeRow(op: WriteOperation): RowOutcome {
     const { db } = this;
-    const { keyColumns, columns } = this.target;
-    const statement = this.statement(op.kind);
     db.exec('savepoint lockstep_row');
     try {
-      let changes: number;
-      switch (op.kind) {
-        case 'insert':
-        case 'upsert':
-          changes = statement.run(...columns.map((_, i) => bindable(op.values[i]))).changes;
-          break;
-        case 'update': {
-          const nonKey = this.nonKeyIndexes();
-          const assigned = nonKey.length > 0 ? nonKey.map((i) => bindable(op.values[i])) : keyColumns.map((_, i) => bindable(op.key[i]));
-          changes = statement.run(...assigned, ...keyColumns.map((_, i) => bindable(op.key[i]))).changes;
-          break;
-        }
-        case 'delete':
-          changes = statement.run(...keyColumns.map((_, i) => bindable(op.key[i]))).changes;
-          break;
-        default:
-          return assertNever(op.kind);
-      }
+      const outcome = this.apply(op);
       db.exec('release lockstep_row');
-      if (op.kind === 'update' && changes === 0) {
-        return { ok: false, reason: `no row with ${describeKey(keyColumns, op.key)} in "${this.target.object}"` };
-      }
-      return { ok: true };
+      return outcome;
     } catch (thrown) {
       db.exec('rollback to lockstep_row');
       db.exec('release lockstep_row');
       if (isRowError(errorCode(thrown) ?? '')) return { ok: false, reason: toError(thrown).message };
       throw thrown;
     }
+  }
+
+  /** Runs one row's statement; throws what SQLite throws. */
+  private apply(op: WriteOperation): RowOutcome {
+    const { keyColumns, columns } = this.target;
+    const statement = this.statement(op.kind);
+    let changes: number;
+    switch (op.kind) {
+      case 'insert':
+      case 'upsert':
+        changes = statement.run(...columns.map((_, i) => bindable(op.values[i]))).changes;
+        break;
+      case 'update': {
+        const nonKey = this.nonKeyIndexes();
+        const assigned = nonKey.length > 0 ? nonKey.map((i) => bindable(op.values[i])) : keyColumns.map((_, i) => bindable(op.key[i]));
+        changes = statement.run(...assigned, ...keyColumns.map((_, i) => bindable(op.key[i]))).changes;
+        break;
+      }
+      case 'delete':
+        changes = statement.run(...keyColumns.map((_, i) => bindable(op.key[i]))).changes;
+        break;
+      default:
+        return assertNever(op.kind);
+    }
+    if (op.kind === 'update' && changes === 0) {
+      return { ok: false, reason: `no row with ${describeKey(keyColumns, op.key)} in "${this.target.object}"` };
+    }
+    return { ok: true };
   }
 
   private nonKeyIndexes(): number[] {
