@@ -24,6 +24,7 @@ import type {
   EncodedRows,
   Logger,
   RowOutcome,
+  SnapshotRows,
   Source,
   Store,
   SyncRunPatch,
@@ -237,6 +238,14 @@ interface Pipeline {
   commits: Promise<void>[];
   /** Bytes of the snapshot budget this run's index holds. */
   indexBytes: number;
+}
+
+/** What a written batch leaves to record (see SyncRunner.collect). */
+interface Settled {
+  rows: SnapshotRows;
+  deletes: string[];
+  rejected: RejectedRow[];
+  count: number;
 }
 
 /** A batch handed to the destination: its rows' outcomes arrive when it is written. */
@@ -646,8 +655,9 @@ export class SyncRunner {
     // A failed write throws here with the batch still in flight: runPipeline's cleanup ignores it.
     const written = await oldest.outcomes;
     p.inflight.shift();
+    const settled = this.collect(p, oldest.batch, written);
     while (p.commits.length >= COMMITS_AHEAD) await p.commits.shift();
-    const commit = this.settle(p, oldest.batch, written);
+    const commit = this.persist(p, settled);
     // Awaited by a later retire() or at the end; a failure is not lost meanwhile.
     commit.catch(() => undefined);
     p.commits.push(commit);
@@ -658,32 +668,17 @@ export class SyncRunner {
     while (p.commits.length > 0) await p.commits.shift();
   }
 
-  /** Commits a written batch to the snapshot and records the run's progress. */
-  private async settle(p: Pipeline, batch: PlannedOp[], outcomes: RowOutcome[]): Promise<void> {
-    const { progress } = p;
-    await this.commitBatch(p.run, p.sync, batch, outcomes, progress.successful, progress.failed);
-    progress.settled += batch.length;
-    const first = !progress.processing;
-    progress.processing = true;
-    await p.update({
-      status: first ? 'processing' : undefined,
-      querySize: progress.querySize,
-      plannedRows: progress.planned,
-      successfulRows: progress.successful,
-      failedRows: progress.failed,
-      completionRatio: completionRatio(progress),
-    });
+  /**
+   * Commits a written batch to the snapshot and records the run's progress. What the commit needs
+   * is taken from the batch first, so the batch's rows can be collected while the commit runs.
+   */
+  private settle(p: Pipeline, batch: PlannedOp[], outcomes: RowOutcome[]): Promise<void> {
+    return this.persist(p, this.collect(p, batch, outcomes));
   }
 
-  /** Records a delivered batch: delivered rows into the snapshot, refused rows as rejected. */
-  private async commitBatch(
-    run: SyncRun,
-    sync: SyncRecord,
-    batch: PlannedOp[],
-    outcomes: RowOutcome[],
-    successful: OperationCounts,
-    failed: OperationCounts,
-  ): Promise<void> {
+  /** What a written batch leaves to record: delivered rows for the snapshot (in columns), removed keys, refused rows. */
+  private collect(p: Pipeline, batch: PlannedOp[], outcomes: RowOutcome[]): Settled {
+    const { run, sync, progress } = p;
     if (outcomes.length !== batch.length) {
       throw new LockstepError(
         ErrorCode.Internal,
@@ -695,23 +690,40 @@ export class SyncRunner {
     const hashes = new Uint32Array(2 * batch.length);
     const deletes: string[] = [];
     const rejected: RejectedRow[] = [];
-    batch.forEach((p, i) => {
+    batch.forEach((op, i) => {
       const outcome = outcomes[i] as RowOutcome;
       if (outcome.ok) {
-        bump(successful, p.o);
-        if (p.o === 'removed') deletes.push(p.k);
+        bump(progress.successful, op.o);
+        if (op.o === 'removed') deletes.push(op.k);
         else {
-          hashes[2 * keys.length] = p.hh;
-          hashes[2 * keys.length + 1] = p.hl;
-          keys.push(p.k);
+          hashes[2 * keys.length] = op.hh;
+          hashes[2 * keys.length + 1] = op.hl;
+          keys.push(op.k);
         }
       } else {
-        bump(failed, p.o);
-        rejected.push({ syncRunId: run.id, key: p.k, op: p.o, reason: outcome.reason });
+        bump(progress.failed, op.o);
+        rejected.push({ syncRunId: run.id, key: op.k, op: op.o, reason: outcome.reason });
       }
     });
-    await this.options.store.snapshotWrite(sync.id, { keys, hashes: hashes.subarray(0, 2 * keys.length) }, deletes);
-    if (rejected.length > 0) await this.options.store.addRejectedRows(rejected);
+    return { rows: { keys, hashes: hashes.subarray(0, 2 * keys.length) }, deletes, rejected, count: batch.length };
+  }
+
+  /** Records a written batch: delivered rows into the snapshot, refused rows as rejected, then the run's progress. */
+  private async persist(p: Pipeline, settled: Settled): Promise<void> {
+    const { progress } = p;
+    await this.options.store.snapshotWrite(p.sync.id, settled.rows, settled.deletes);
+    if (settled.rejected.length > 0) await this.options.store.addRejectedRows(settled.rejected);
+    progress.settled += settled.count;
+    const first = !progress.processing;
+    progress.processing = true;
+    await p.update({
+      status: first ? 'processing' : undefined,
+      querySize: progress.querySize,
+      plannedRows: progress.planned,
+      successfulRows: progress.successful,
+      failedRows: progress.failed,
+      completionRatio: completionRatio(progress),
+    });
   }
 
   /**

@@ -228,7 +228,7 @@ export class SqliteWriteWorker {
     if (this.pending.size === 1) worker.ref();
     const rows = transaction.rows;
     if (rows) {
-      // As bytes, moved to the thread rather than copied (a large string was serialized slowly).
+      // As bytes, moved to the thread rather than copied.
       const keys = Buffer.from(rows.keys, 'utf8');
       const values = rows.values === null ? null : Buffer.from(rows.values, 'utf8');
       const moved = { ...rows, keys, values };
