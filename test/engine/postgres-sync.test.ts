@@ -4,12 +4,25 @@
  * run (rows copied straight into the table) and in a later one (rows merged from staging).
  */
 import { describe, expect, it } from 'vitest';
-import type { SyncDef } from '../../src/core/workspace.js';
+import type { ModelDef, SyncDef } from '../../src/core/workspace.js';
 import { model, source, sync, workspace } from '../helpers/definitions.js';
 import { startHarness, tempDir } from '../helpers/harness.js';
 import { createTestDatabase, sql } from '../helpers/postgres.js';
 
 const ROWS = 12_000;
+
+/** A harness whose source `warehouse` and destination `crm` are both the database at `url`. */
+function postgresHarness(url: string, models: ModelDef[], syncs: SyncDef[]) {
+  return startHarness({
+    dir: tempDir(),
+    definition: workspace({
+      sources: [source('warehouse', { type: 'postgres', url, path: null })],
+      destinations: [source('crm', { type: 'postgres', url, path: null })],
+      models,
+      syncs,
+    }),
+  });
+}
 
 async function setup(over: Partial<SyncDef> = {}) {
   const url = await createTestDatabase('lockstep_bulk');
@@ -20,16 +33,11 @@ async function setup(over: Partial<SyncDef> = {}) {
        from generate_series(1, ${ROWS}) g;
      create table crm_people (id bigint primary key, name text not null, score integer not null check (score >= 0), seen_at timestamptz)`,
   );
-  const dir = tempDir();
-  const h = await startHarness({
-    dir,
-    definition: workspace({
-      sources: [source('warehouse', { type: 'postgres', url, path: null })],
-      destinations: [source('crm', { type: 'postgres', url, path: null })],
-      models: [model('people', 'warehouse', 'select id, name, score, seen_at from people')],
-      syncs: [sync('people-to-crm', { model: 'people', destination: 'crm', object: 'crm_people', mode: 'mirror', batchSize: 5000, ...over })],
-    }),
-  });
+  const h = await postgresHarness(
+    url,
+    [model('people', 'warehouse', 'select id, name, score, seen_at from people')],
+    [sync('people-to-crm', { model: 'people', destination: 'crm', object: 'crm_people', mode: 'mirror', batchSize: 5000, ...over })],
+  );
   const run = async () => {
     const { run } = await h.app.worker.triggerSync('people-to-crm', {});
     return h.app.worker.waitForSyncRun(run.id);
@@ -99,22 +107,14 @@ describe('PostgreSQL bulk delivery', () => {
        create table same_things (like things including all);
        create table other_things (id bigint primary key, flag text, n bigint)`,
     );
-    const dir = tempDir();
-    const h = await startHarness({
-      dir,
-      definition: workspace({
-        sources: [source('warehouse', { type: 'postgres', url, path: null })],
-        destinations: [source('crm', { type: 'postgres', url, path: null })],
-        models: [
-          model('things', 'warehouse', 'select * from things'),
-          model('flags', 'warehouse', 'select id, flag, n from things'),
-        ],
-        syncs: [
-          sync('same', { model: 'things', destination: 'crm', object: 'same_things', mode: 'mirror' }),
-          sync('other', { model: 'flags', destination: 'crm', object: 'other_things', mode: 'mirror' }),
-        ],
-      }),
-    });
+    const h = await postgresHarness(
+      url,
+      [model('things', 'warehouse', 'select * from things'), model('flags', 'warehouse', 'select id, flag, n from things')],
+      [
+        sync('same', { model: 'things', destination: 'crm', object: 'same_things', mode: 'mirror' }),
+        sync('other', { model: 'flags', destination: 'crm', object: 'other_things', mode: 'mirror' }),
+      ],
+    );
     await using _ = h;
     for (const slug of ['same', 'other']) {
       const { run } = await h.app.worker.triggerSync(slug, {});
