@@ -78,7 +78,9 @@ export type StopReason = 'cancel' | 'shutdown';
 
 /**
  * One planned operation, between planning and delivery; handed to the destination as it is. A row
- * that goes as its line is its own `EncodedLine` (no second object per row).
+ * that goes as its line is its own `EncodedLine` (no second object per row). An encoded row that
+ * goes as values is decoded when the destination first asks for them, at write time: the values
+ * then live as long as the write, not from planning on.
  */
 class PlannedOp implements WriteOperation, EncodedLine {
   constructor(
@@ -88,7 +90,10 @@ class PlannedOp implements WriteOperation, EncodedLine {
     /** The encoded key. */
     readonly k: string,
     private decodedKey: Value[] | null,
-    readonly values: Value[],
+    private decodedValues: Value[] | null,
+    /** Where the values are decoded from when they are asked for: row `row` of `encoded`. */
+    private readonly encoded: EncodedRows | null,
+    private readonly row: number,
     /** The row's line, when it goes as one: bytes `start..end` of `data`. */
     readonly data: Buffer,
     readonly start: number,
@@ -101,6 +106,10 @@ class PlannedOp implements WriteOperation, EncodedLine {
   /** The key's values, decoded from `k` when first asked for (a row that goes as its line seldom is). */
   get key(): Value[] {
     return (this.decodedKey ??= decodeKey(this.k));
+  }
+
+  get values(): Value[] {
+    return (this.decodedValues ??= this.encoded ? this.encoded.decode(this.row) : NO_VALUES);
   }
 
   get line(): EncodedLine | undefined {
@@ -158,7 +167,7 @@ class DecodedBatch implements PlanningBatch {
   }
 
   op(r: number, o: 'added' | 'changed', kind: WriteOperation['kind'], k: string, hh: number, hl: number): PlannedOp {
-    return new PlannedOp(o, kind, k, this.key(r), this.rows[r] as Value[], NO_LINE, 0, 0, hh, hl);
+    return new PlannedOp(o, kind, k, this.key(r), this.rows[r] as Value[], null, 0, NO_LINE, 0, 0, hh, hl);
   }
 }
 
@@ -193,8 +202,8 @@ class EncodedBatch implements PlanningBatch {
   op(r: number, o: 'added' | 'changed', kind: WriteOperation['kind'], k: string, hh: number, hl: number): PlannedOp {
     const { data, starts } = this.rows;
     return this.lines && (kind === 'insert' || kind === 'upsert')
-      ? new PlannedOp(o, kind, k, null, NO_VALUES, data, starts[r] as number, starts[r + 1] as number, hh, hl)
-      : new PlannedOp(o, kind, k, null, this.rows.decode(r), NO_LINE, 0, 0, hh, hl);
+      ? new PlannedOp(o, kind, k, null, NO_VALUES, null, 0, data, starts[r] as number, starts[r + 1] as number, hh, hl)
+      : new PlannedOp(o, kind, k, null, null, this.rows, r, NO_LINE, 0, 0, hh, hl);
   }
 }
 
@@ -602,7 +611,7 @@ export class SyncRunner {
 
     // Removals: the snapshot's keys the model no longer returned.
     if (deletes && index) {
-      for (const k of index.unseen()) await plan(new PlannedOp('removed', 'delete', k, null, NO_VALUES, NO_LINE, 0, 0, 0, 0));
+      for (const k of index.unseen()) await plan(new PlannedOp('removed', 'delete', k, null, NO_VALUES, null, 0, NO_LINE, 0, 0, 0, 0));
     } else if ((resetCDC || deletes) && progress.expectedRows > 0) {
       // Reading them by key ranges stays correct while delivered batches are committed to the
       // snapshot meanwhile (those keys were seen).
@@ -611,7 +620,7 @@ export class SyncRunner {
         for (const k of keys) {
           if (seen.has(k)) continue;
           if (resetCDC) gone.push(k);
-          else await plan(new PlannedOp('removed', 'delete', k, null, NO_VALUES, NO_LINE, 0, 0, 0, 0));
+          else await plan(new PlannedOp('removed', 'delete', k, null, NO_VALUES, null, 0, NO_LINE, 0, 0, 0, 0));
         }
         if (gone.length > 0) {
           await store.snapshotWrite(sync.id, [], gone);
