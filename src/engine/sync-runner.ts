@@ -2,10 +2,11 @@
  * Executes one sync run (SPEC §2.2): query → plan → deliver → commit → report, as a pipeline.
  *
  * States (see SyncRunStatus): the run arrives claimed in `querying`; the model is streamed and each
- * row validated, hashed and compared with the snapshot as it arrives; planned operations are grouped
- * into batches of the sync's `batchSize` and delivered while the model is still being read (one
- * batch in flight, so memory stays bounded), each written batch committed to the snapshot while the
- * next one is written.
+ * row validated, hashed and compared with the snapshot as it arrives (rows a source keeps encoded
+ * are hashed over their bytes, and only their keys parsed); planned operations are grouped into
+ * batches of the sync's `batchSize` and delivered while the model is still being read (as many
+ * batches in flight as the writer takes at once, so memory stays bounded), each written batch
+ * committed to the snapshot while later ones are planned and written.
  * The run moves to `processing` when its first batch is delivered. When the model is exhausted, the
  * keys of the snapshot it no longer returns are planned as removals (modes that delete). `reporting`
  * writes the final counts; the run ends `success`, `warning` (rejected rows), `failed` (fatal error)
