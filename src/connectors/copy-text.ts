@@ -16,8 +16,8 @@ export type TextParser = (text: string) => unknown;
 const TAB = 9;
 const BACKSLASH = 92;
 const MINUS = 45;
-/** PostgreSQL's int8, int2 and int4. */
-const INTEGER_OIDS = new Set([20, 21, 23]);
+/** PostgreSQL's int8, int2 and int4 (type OIDs). */
+export const INTEGER_OIDS: ReadonlySet<number> = new Set([20, 21, 23]);
 const COPY_ESCAPES: Record<string, string> = { b: '\b', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v' };
 
 /** One field of COPY text: `\N` is null, backslash escapes undone, then the column's parser. */

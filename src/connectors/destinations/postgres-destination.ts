@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
-import { COPY_TEXT_FORMAT, copyLine } from '../copy-text.js';
+import { COPY_TEXT_FORMAT, copyLine, INTEGER_OIDS } from '../copy-text.js';
 import { assertNever, ErrorCode, LockstepError, toError } from '../../core/errors.js';
 import type {
   Destination,
@@ -236,7 +236,6 @@ async function copyRows(client: pg.PoolClient, statement: string, ops: readonly 
 const FIRST_USER_OID = 16384;
 const TEXT_OIDS = new Set([25, 1043]); // text, varchar
 const TEXT_SOURCE_OIDS = new Set([19, 25, 1042, 1043]); // name, text, bpchar, varchar
-const INTEGER_OIDS = new Set([20, 21, 23]); // int8, int2, int4
 const NUMERIC_OID = 1700;
 
 /**
