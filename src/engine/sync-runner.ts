@@ -39,8 +39,6 @@ import { KeySet } from './key-set.js';
 import { hashBytes, hashRow, hashText, rowHash } from './row-hash.js';
 import { SnapshotIndex } from './snapshot-index.js';
 
-export { hashValues } from './row-hash.js';
-
 export interface RetryPolicy {
   /** Attempts for one batch or query before a transient error becomes fatal (default: 5). */
   attempts: number;

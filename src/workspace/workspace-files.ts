@@ -43,10 +43,10 @@ export async function mayDeclareStore(dir: string, files: readonly string[]): Pr
   return false;
 }
 
-export async function isFile(path: string): Promise<boolean> {
+async function isFile(path: string): Promise<boolean> {
   return stat(path).then((s) => s.isFile(), () => false);
 }
 
-export async function isDirectory(path: string): Promise<boolean> {
+async function isDirectory(path: string): Promise<boolean> {
   return stat(path).then((s) => s.isDirectory(), () => false);
 }

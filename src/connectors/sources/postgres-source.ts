@@ -15,6 +15,7 @@ import {
   checkBatchSize,
   normalizeIntegerText,
   normalizeValue,
+  RowBatcher,
   timestampTextToIso,
 } from '../values.js';
 
@@ -143,19 +144,21 @@ export class PostgresSource implements Source {
     batchSize: number,
     signal: AbortSignal | undefined,
   ): AsyncGenerator<RowBatch> {
-    let rows: Value[][] = [];
+    const columns = fields.map((f) => f.name);
+    const batcher = new RowBatcher(batchSize);
     let yielded = false;
     for await (const batch of this.readCopyLines(client, query, fields, batchSize, signal)) {
       const encoded = batch.encoded as EncodedRows;
+      const rows: Value[][] = [];
       for (let r = 0; r + 1 < encoded.starts.length; r++) rows.push(encoded.decode(r));
-      if (rows.length >= batchSize) {
+      for (const full of batcher.push(rows)) {
         yielded = true;
-        yield { columns: batch.columns, rows: rows.slice(0, batchSize) };
-        rows = rows.slice(batchSize);
+        yield { columns, rows: full };
       }
     }
+    const rest = batcher.flush();
     // An empty result still tells the caller its columns.
-    if (rows.length > 0 || !yielded) yield { columns: fields.map((f) => f.name), rows };
+    if (rest || !yielded) yield { columns, rows: rest ?? [] };
   }
 
   /**
