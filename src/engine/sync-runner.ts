@@ -253,6 +253,9 @@ interface Settled {
   rows: SnapshotRows;
   deletes: string[];
   rejected: RejectedRow[];
+  /** The batch's delivered and refused rows, by operation. */
+  successful: OperationCounts;
+  failed: OperationCounts;
   count: number;
 }
 
@@ -298,6 +301,12 @@ function completionRatio(progress: RunProgress): number {
   if (!progress.reading) return settled;
   const read = progress.expectedRows > 0 ? Math.min(1, progress.querySize / progress.expectedRows) : 1;
   return Math.min(0.99, read * settled);
+}
+
+function add(counts: OperationCounts, more: OperationCounts): void {
+  counts.addedCount += more.addedCount;
+  counts.changedCount += more.changedCount;
+  counts.removedCount += more.removedCount;
 }
 
 function bump(counts: OperationCounts, op: PlannedOp['o'], by = 1): void {
@@ -686,7 +695,7 @@ export class SyncRunner {
 
   /** What a written batch leaves to record: delivered rows for the snapshot (in columns), removed keys, refused rows. */
   private collect(p: Pipeline, batch: PlannedOp[], outcomes: RowOutcome[]): Settled {
-    const { run, sync, progress } = p;
+    const { run, sync } = p;
     if (outcomes.length !== batch.length) {
       throw new LockstepError(
         ErrorCode.Internal,
@@ -698,10 +707,12 @@ export class SyncRunner {
     const hashes = new Uint32Array(2 * batch.length);
     const deletes: string[] = [];
     const rejected: RejectedRow[] = [];
+    const successful = emptyCounts();
+    const failed = emptyCounts();
     batch.forEach((op, i) => {
       const outcome = outcomes[i] as RowOutcome;
       if (outcome.ok) {
-        bump(progress.successful, op.o);
+        bump(successful, op.o);
         if (op.o === 'removed') deletes.push(op.k);
         else {
           hashes[2 * keys.length] = op.hh;
@@ -709,11 +720,11 @@ export class SyncRunner {
           keys.push(op.k);
         }
       } else {
-        bump(progress.failed, op.o);
+        bump(failed, op.o);
         rejected.push({ syncRunId: run.id, key: op.k, op: op.o, reason: outcome.reason });
       }
     });
-    return { rows: { keys, hashes: hashes.subarray(0, 2 * keys.length) }, deletes, rejected, count: batch.length };
+    return { rows: { keys, hashes: hashes.subarray(0, 2 * keys.length) }, deletes, rejected, successful, failed, count: batch.length };
   }
 
   /** Records a written batch: delivered rows into the snapshot, refused rows as rejected, then the run's progress. */
@@ -721,6 +732,9 @@ export class SyncRunner {
     const { progress } = p;
     await this.options.store.snapshotWrite(p.sync.id, settled.rows, settled.deletes);
     if (settled.rejected.length > 0) await this.options.store.addRejectedRows(settled.rejected);
+    // Counted once committed: the run's record never shows more delivered rows than the snapshot holds.
+    add(progress.successful, settled.successful);
+    add(progress.failed, settled.failed);
     progress.settled += settled.count;
     const first = !progress.processing;
     progress.processing = true;
