@@ -4,14 +4,12 @@
 import { ErrorCode, LockstepError } from './core/errors.js';
 import { systemClock } from './core/clock.js';
 import { createJsonLogger } from './core/logger.js';
-import type { Clock, Connectors, Destination, Logger, Source, Store } from './core/ports.js';
-import { isTimedSchedule, type ResolvedConnection, type WorkspaceState } from './core/workspace.js';
+import type { Clock, Connectors, Logger, Store } from './core/ports.js';
+import { isTimedSchedule, type WorkspaceState } from './core/workspace.js';
 import type { LockstepConfig } from './config.js';
-import { PostgresDestination } from './connectors/destinations/postgres-destination.js';
-import { SqliteDestination } from './connectors/destinations/sqlite-destination.js';
-import { DuckDbSource } from './connectors/sources/duckdb-source.js';
-import { PostgresSource } from './connectors/sources/postgres-source.js';
-import { SqliteSource } from './connectors/sources/sqlite-source.js';
+import { ConnectorRegistry } from './core/connector-registry.js';
+import type { BackoffPolicy } from './core/backoff.js';
+import { createRateLimiter, duckdbConnector, postgresConnector, sqliteConnector } from './connectors/index.js';
 import { EngineEventEmitter } from './engine/events.js';
 import { Scheduler, type ScheduleEntry } from './engine/scheduler.js';
 import { SyncRunner } from './engine/sync-runner.js';
@@ -40,42 +38,23 @@ export async function openStore(config: LockstepConfig): Promise<Store> {
   }
 }
 
-function requirePath(c: ResolvedConnection): string {
-  if (!c.path) throw new LockstepError(ErrorCode.Validation, `${c.type} connection "${c.slug}" needs a path`);
-  return c.path;
+/**
+ * Every connector kind this build knows, registered once. Adding a kind is its folder under
+ * `src/connectors/` and one line here.
+ */
+export function createConnectorRegistry(options: { clock?: Clock; logger?: Logger; backoff?: BackoffPolicy } = {}): ConnectorRegistry {
+  return new ConnectorRegistry({
+    clock: options.clock ?? systemClock,
+    logger: options.logger ?? silentLogger,
+    backoff: options.backoff,
+    createRateLimiter,
+  })
+    .register(postgresConnector)
+    .register(duckdbConnector)
+    .register(sqliteConnector);
 }
 
-function requireUrl(c: ResolvedConnection): string {
-  if (!c.url) throw new LockstepError(ErrorCode.Validation, `${c.type} connection "${c.slug}" needs a url`);
-  return c.url;
-}
-
-/** Every connector kind this build knows. */
-export const connectors: Connectors = {
-  async openSource(c): Promise<Source> {
-    switch (c.type) {
-      case 'postgres':
-        return PostgresSource.connect({ url: requireUrl(c) });
-      case 'duckdb':
-        return DuckDbSource.open({ path: requirePath(c) });
-      case 'sqlite':
-        return SqliteSource.open({ path: requirePath(c) });
-      case 'mysql':
-        throw new LockstepError(ErrorCode.Validation, `source "${c.slug}": mysql sources are not supported yet — use postgres, duckdb or sqlite`);
-    }
-  },
-  async openDestination(c): Promise<Destination> {
-    switch (c.type) {
-      case 'postgres':
-        return PostgresDestination.connect({ url: requireUrl(c) });
-      case 'sqlite':
-        return SqliteDestination.open({ path: requirePath(c) });
-      case 'duckdb':
-      case 'mysql':
-        throw new LockstepError(ErrorCode.Validation, `destination "${c.slug}": ${c.type} destinations are not supported yet — use postgres or sqlite`);
-    }
-  },
-};
+const silentLogger: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
 
 /** Opens an alert channel of any kind this build knows, its `${ENV}` templates resolved from `env`. */
 export function openAlertChannel(def: AlertChannelDef, env: Record<string, string | undefined>): AlertChannel {
@@ -94,6 +73,8 @@ export function openAlertChannel(def: AlertChannelDef, env: Record<string, strin
 
 export interface App {
   config: LockstepConfig;
+  /** The connector kinds, for validating workspaces and opening connections. */
+  registry: ConnectorRegistry;
   store: Store;
   worker: Worker;
   scheduler: Scheduler;
@@ -129,7 +110,8 @@ export interface ServerSettings {
 export interface AppOverrides {
   clock?: Clock;
   logger?: Logger;
-  connectors?: Connectors;
+  /** Wraps the real connectors (tests inject faults this way). */
+  connectors?: (real: ConnectorRegistry) => Connectors;
   store?: Store;
 }
 
@@ -139,9 +121,10 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
   const logger = overrides.logger ?? createJsonLogger({ level: config.logLevel, write: (line) => process.stderr.write(line + '\n') });
   const store = overrides.store ?? (await openStore(config));
   const events = new EngineEventEmitter(logger);
+  const registry = createConnectorRegistry({ clock, logger, backoff: config.retry });
   const syncRunner = new SyncRunner({
     store,
-    connectors: overrides.connectors ?? connectors,
+    connectors: overrides.connectors ? overrides.connectors(registry) : registry,
     clock,
     logger,
     baseDir: config.workspaceDir,
@@ -211,6 +194,7 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
   let server: ApiServer | null = null;
   return {
     config,
+    registry,
     store,
     worker,
     scheduler,
@@ -238,6 +222,7 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
         logger,
         clock,
         env: config.env,
+        connectors: registry,
         authRequired: settings.authRequired,
         uiDir: settings.uiDir,
         onWorkspaceChanged: async () => {

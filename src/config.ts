@@ -7,7 +7,8 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { interpolate } from './core/connections.js';
 import { ErrorCode, LockstepError } from './core/errors.js';
 import type { LogLevel } from './core/logger.js';
-import { DEFAULT_RETRY_POLICY, type RetryPolicy } from './engine/sync-runner.js';
+import type { RetryPolicy } from './engine/sync-runner.js';
+import { DEFAULT_BACKOFF } from './core/backoff.js';
 import { DEFAULT_ALERT_RETRY, type AlertRetryPolicy } from './engine/alert-dispatcher.js';
 
 export type StoreConfig = { type: 'sqlite'; path: string } | { type: 'postgres'; url: string };
@@ -78,12 +79,12 @@ export function resolveConfig(input: ConfigInput = {}): LockstepConfig {
     pollIntervalMs: positiveInt(env.LOCKSTEP_POLL_MS, 1000, 'LOCKSTEP_POLL_MS'),
     readBatchSize: positiveInt(env.LOCKSTEP_READ_BATCH, 1000, 'LOCKSTEP_READ_BATCH'),
     snapshotIndexBytes: positiveInt(env.LOCKSTEP_SNAPSHOT_INDEX_MB, 256, 'LOCKSTEP_SNAPSHOT_INDEX_MB', 0) * 1024 * 1024,
-    retry: DEFAULT_RETRY_POLICY,
+    retry: DEFAULT_BACKOFF,
     spoolDir: env.LOCKSTEP_SPOOL_DIR ?? tmpdir(),
     publicUrl: publicUrl(env.LOCKSTEP_PUBLIC_URL),
     alertRetry: {
       ...DEFAULT_ALERT_RETRY,
-      initialDelayMs: positiveInt(env.LOCKSTEP_ALERT_RETRY_MS, DEFAULT_ALERT_RETRY.initialDelayMs, 'LOCKSTEP_ALERT_RETRY_MS'),
+      baseDelayMs: positiveInt(env.LOCKSTEP_ALERT_RETRY_MS, DEFAULT_ALERT_RETRY.baseDelayMs, 'LOCKSTEP_ALERT_RETRY_MS'),
     },
     env,
   };

@@ -2,6 +2,7 @@
  * What the routes need, given by the composition root through `createApiServer`'s options.
  */
 import type { Clock, Logger, Store } from '../core/ports.js';
+import type { ConnectorRegistry } from '../core/connector-registry.js';
 import type { AlertDispatcher } from '../engine/alert-dispatcher.js';
 import type { EngineEventEmitter } from '../engine/events.js';
 import type { Worker } from '../engine/worker.js';
@@ -23,6 +24,8 @@ export interface ApiDeps {
   events: RunEvents;
   logger: Logger;
   clock: Clock;
+  /** The connector kinds: connection settings are checked, and their secrets hidden, by kind. */
+  connectors: ConnectorRegistry;
   /** Environment `${VAR}` templates are checked against when entities are validated. */
   env: Record<string, string | undefined>;
   /** Called after every change to the workspace, so the scheduler picks up schedules and enabled flags. */

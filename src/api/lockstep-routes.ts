@@ -8,7 +8,8 @@ import { NotFoundError } from '../core/errors.js';
 import { rejectedRowView, syncRunView } from '../core/run-views.js';
 import type { SequenceRunStatus, SyncRun, SyncRunStatus, Trigger } from '../core/runs.js';
 import type { Context } from 'hono';
-import { ENTITY_SECTIONS, type EntityKind, type Stored, type WorkspaceState } from '../core/workspace.js';
+import { ENTITY_SECTIONS, type ConnectionDef, type EntityKind, type Stored, type WorkspaceState } from '../core/workspace.js';
+import type { ConnectorRegistry } from '../core/connector-registry.js';
 import { sequenceRunDetails } from '../engine/run-details.js';
 import { validateEntity } from '../workspace/index.js';
 import type { ApiDeps } from './context.js';
@@ -26,7 +27,7 @@ import {
   sequenceRunStatuses,
   syncRunStatuses,
 } from './schemas.js';
-import { entityView, fileManagedWarning, redactUrl } from './views.js';
+import { entityView, fileManagedWarning } from './views.js';
 
 const KINDS: ReadonlyArray<{ kind: EntityKind; plural: string; tag: string }> = [
   { kind: 'source', plural: 'sources', tag: 'Sources' },
@@ -82,7 +83,7 @@ const RunListQuery = <S extends string>(allowed: readonly S[]) =>
   });
 
 export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
-  const { store, runs, clock, env } = deps;
+  const { store, runs, clock, env, connectors } = deps;
 
   defineRoute(
     app,
@@ -114,7 +115,7 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     },
     async (c) => {
       const state = await store.loadWorkspace();
-      return c.json(Object.fromEntries(KINDS.map(({ kind, plural }) => [plural, (state[ENTITY_SECTIONS[kind]] as object[]).map((e) => entityView(kind, e))])));
+      return c.json(Object.fromEntries(KINDS.map(({ kind, plural }) => [plural, (state[ENTITY_SECTIONS[kind]] as object[]).map((e) => entityView(kind, e, connectors))])));
     },
   );
 
@@ -126,13 +127,13 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       return { state, found };
     };
     const validate = (body: unknown, slug: string | null, state: WorkspaceState, previous: (Stored & { slug: string }) | null) => {
-      const result = validateEntity(kind, keepRedactedSecret(body, previous), slug, state, env);
+      const result = validateEntity(kind, keepRedactedSecret(kind, body, previous, connectors), slug, state, env, connectors);
       if (!result.ok) throw validationFailed(result.details);
       return result.definition;
     };
     const answer = (record: Stored & { slug: string }) => {
       const warning = fileManagedWarning(kind, record);
-      return { ...entityView(kind, record), ...(warning ? { warning } : {}) };
+      return { ...entityView(kind, record, connectors), ...(warning ? { warning } : {}) };
     };
 
     defineRoute(
@@ -140,7 +141,7 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       { method: 'get', path: `/api/${plural}`, summary: `List ${plural}`, tag, responses: { 200: { description: `The ${plural}`, schema: z.array(Entity) }, 401: errors[401] } },
       async (c) => {
         const state = await store.loadWorkspace();
-        return c.json((state[ENTITY_SECTIONS[kind]] as object[]).map((e) => entityView(kind, e)));
+        return c.json((state[ENTITY_SECTIONS[kind]] as object[]).map((e) => entityView(kind, e, connectors)));
       },
     );
     defineRoute(
@@ -166,7 +167,7 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     defineRoute(
       app,
       { method: 'get', path: `/api/${plural}/{slug}`, summary: `Get a ${kind}`, tag, params: SlugParam, responses: { 200: { description: `The ${kind}`, schema: Entity }, 401: errors[401], 404: errors[404] } },
-      async (c, { params }) => c.json(entityView(kind, (await find(params.slug)).found)),
+      async (c, { params }) => c.json(entityView(kind, (await find(params.slug)).found, connectors)),
     );
     defineRoute(
       app,
@@ -364,14 +365,12 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
 }
 
 /**
- * A body sent back as it was read carries the redacted url (`user:***@`); the stored secret is kept
- * then, so reading an entity and writing it back never loses its password.
+ * A body sent back as it was read carries the hidden secrets (`user:***@`, `***`); the stored ones are
+ * kept then, so reading an entity and writing it back never loses its password or token.
  */
-function keepRedactedSecret(body: unknown, previous: (Stored & { slug: string }) | null): unknown {
-  const storedUrl = (previous as { url?: unknown } | null)?.url;
-  if (typeof storedUrl !== 'string' || body === null || typeof body !== 'object') return body;
-  const sent = (body as { url?: unknown }).url;
-  return sent === redactUrl(storedUrl) && sent !== storedUrl ? { ...body, url: storedUrl } : body;
+function keepRedactedSecret(kind: EntityKind, body: unknown, previous: (Stored & { slug: string }) | null, connectors: ConnectorRegistry): unknown {
+  if ((kind !== 'source' && kind !== 'destination') || previous === null || body === null || typeof body !== 'object') return body;
+  return connectors.keepRedacted(body as Record<string, unknown>, previous as unknown as ConnectionDef);
 }
 
 /**

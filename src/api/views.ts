@@ -5,19 +5,18 @@
 import type { Schedule, SyncRecord, ModelRecord, ConnectionRecord, EntityKind, Stored } from '../core/workspace.js';
 import type { SyncRun } from '../core/runs.js';
 import { iso } from '../core/run-views.js';
+import { redactUrl, type ConnectorRegistry } from '../core/connector-registry.js';
+import { fileForm } from '../workspace/index.js';
 
-/** The password of a connection URL (and `password=` parameters) replaced by `***`. */
-export function redactUrl(url: string): string {
-  return url
-    .replace(/^([a-z][a-z0-9+.-]*:\/\/)([^:@/?#]*):([^@/?#]*)@/i, '$1$2:***@')
-    .replace(/([?&](?:password|passwd|pwd|secret|token|sslpassword)=)[^&#]*/gi, '$1***');
-}
+export { redactUrl };
 
-/** A stored entity as the API answers it: a connection's url redacted. */
-export function entityView<T extends object>(kind: EntityKind, record: T): T {
-  if ((kind === 'source' || kind === 'destination') && typeof (record as { url?: unknown }).url === 'string') {
-    return { ...record, url: redactUrl((record as unknown as ConnectionRecord).url as string) };
-  }
+/**
+ * A stored entity as the API answers it. A connection shows its settings next to its `type`, as a
+ * workspace file writes them, with the secrets of its kind hidden.
+ */
+export function entityView<T extends object>(kind: EntityKind, record: T, connectors: ConnectorRegistry): T {
+  if (kind === 'source' || kind === 'destination') return fileForm(connectors.redact(record as unknown as ConnectionRecord) as unknown as Record<string, unknown>) as T;
+  if (kind === 'sync') return fileForm(record as Record<string, unknown>) as T;
   return record;
 }
 

@@ -8,7 +8,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import Database from 'better-sqlite3';
-import { createApp, type App } from '../app.js';
+import { createApp, createConnectorRegistry, type App } from '../app.js';
 import { resolveConfig } from '../config.js';
 import { ErrorCode, LockstepError } from '../core/errors.js';
 import { createJsonLogger } from '../core/logger.js';
@@ -119,7 +119,7 @@ export async function runDemo(options: { dir: string; term: Terminal }): Promise
   say(`Building a DuckDB warehouse (20 accounts, 50 workspaces, 200 contacts) and a SQLite CRM with foreign keys in ${dir}`);
   await buildData(dir);
 
-  const loaded = await loadWorkspace(dir, process.env);
+  const loaded = await loadWorkspace(dir, process.env, createConnectorRegistry());
   if (!loaded.definition) throw new LockstepError(ErrorCode.Validation, formatValidationReport(loaded.diagnostics));
   const config = resolveConfig({ workspaceDir: dir, storeSetting: loaded.store, env: process.env });
   const app = await createApp(config, {

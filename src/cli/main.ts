@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
-import { createApp, type App } from '../app.js';
+import { createApp, createConnectorRegistry, type App } from '../app.js';
 import { resolveConfig, type LockstepConfig } from '../config.js';
 import { ErrorCode, LockstepError, ValidationError, toError } from '../core/errors.js';
 import { createJsonLogger } from '../core/logger.js';
@@ -49,7 +49,7 @@ async function configFor(global: GlobalOptions): Promise<LockstepConfig> {
     return resolveConfig({ workspaceDir, storeSetting: { type: 'sqlite', path: join(resolve(workspaceDir), 'lockstep.db') }, storeFlag: global.store, logLevel: global.logLevel });
   }
   const { loadWorkspace, formatValidationReport } = await workspaceModule();
-  const loaded = await loadWorkspace(workspaceDir, process.env);
+  const loaded = await loadWorkspace(workspaceDir, process.env, createConnectorRegistry());
   // Without a workspace or a store named elsewhere, opening one would leave a stray lockstep.db here.
   if (loaded.files.length === 0 && !global.store && !process.env.LOCKSTEP_STORE) {
     throw new ValidationError(loaded.diagnostics, formatValidationReport(loaded.diagnostics));
@@ -162,7 +162,7 @@ Exit codes:
     .action(async (opts: { json?: boolean }) => {
       const dir = workspaceDirFor(global());
       const { loadWorkspace, formatValidationReport } = await workspaceModule();
-      const result = await loadWorkspace(dir, process.env);
+      const result = await loadWorkspace(dir, process.env, createConnectorRegistry());
       if (opts.json) term.out(JSON.stringify({ valid: result.diagnostics.length === 0, diagnostics: result.diagnostics }, null, 2));
       else if (result.diagnostics.length > 0) term.err(formatValidationReport(result.diagnostics));
       else term.out(`✔ workspace is valid (${result.files.join(', ')})`);
@@ -486,7 +486,7 @@ function apiOnlyEntities(state: WorkspaceState, definition: WorkspaceDefinition)
 async function openValidated(global: GlobalOptions, term: Terminal) {
   const dir = workspaceDirFor(global);
   const { loadWorkspace, formatValidationReport } = await workspaceModule();
-  const loaded = await loadWorkspace(dir, process.env);
+  const loaded = await loadWorkspace(dir, process.env, createConnectorRegistry());
   if (!loaded.definition) throw new ValidationError(loaded.diagnostics, formatValidationReport(loaded.diagnostics));
   const config = resolveConfig({ workspaceDir: dir, storeSetting: loaded.store, storeFlag: global.store, logLevel: global.logLevel });
   const app = await createApp(config, { logger: createJsonLogger({ level: config.logLevel, write: (line) => term.err(line) }) });

@@ -1,6 +1,10 @@
-/** The connectors: one source or destination per kind of database, each implementing a core port. */
-export { PostgresSource, type PostgresSourceOptions } from './sources/postgres-source.js';
-export { DuckDbSource, type DuckDbSourceOptions } from './sources/duckdb-source.js';
-export { SqliteSource, type SqliteSourceOptions } from './sources/sqlite-source.js';
-export { PostgresDestination, type PostgresDestinationOptions } from './destinations/postgres-destination.js';
-export { SqliteDestination, type SqliteDestinationOptions } from './destinations/sqlite-destination.js';
+/** The connector kinds: one folder each, each declaring its settings, secrets, capabilities and how it opens. */
+export { postgresConnector, PostgresSource, PostgresDestination } from './postgres/index.js';
+export { sqliteConnector, SqliteSource, SqliteDestination } from './sqlite/index.js';
+export { duckdbConnector, DuckDbSource } from './duckdb/index.js';
+export type { PostgresSourceOptions } from './postgres/postgres-source.js';
+export type { PostgresDestinationOptions } from './postgres/postgres-destination.js';
+export type { SqliteSourceOptions } from './sqlite/sqlite-source.js';
+export type { SqliteDestinationOptions } from './sqlite/sqlite-destination.js';
+export type { DuckDbSourceOptions } from './duckdb/duckdb-source.js';
+export { createRateLimiter } from './rate-limiter.js';

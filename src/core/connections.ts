@@ -1,6 +1,4 @@
-import { isAbsolute, resolve } from 'node:path';
 import { ErrorCode, LockstepError } from './errors.js';
-import type { ConnectionDef, ResolvedConnection } from './workspace.js';
 
 const TEMPLATE = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
 
@@ -26,16 +24,20 @@ export function interpolate(text: string, env: Record<string, string | undefined
   });
 }
 
-/** A connection ready to open: templates resolved from `env`, file paths made absolute against `baseDir`. */
-export function resolveConnection(
-  def: ConnectionDef,
-  kind: 'source' | 'destination',
-  baseDir: string,
-  env: Record<string, string | undefined>,
-): ResolvedConnection {
-  const where = `${kind} "${def.slug}"`;
-  const url = def.url === null ? null : interpolate(def.url, env, where);
-  let path = def.path === null ? null : interpolate(def.path, env, where);
-  if (path !== null && path !== ':memory:' && !isAbsolute(path)) path = resolve(baseDir, path);
-  return { slug: def.slug, type: def.type, url, path };
+/** `interpolate` applied to every string inside `value` (objects and lists walked), for connection settings. */
+export function interpolateDeep(value: unknown, env: Record<string, string | undefined>, where: string): unknown {
+  if (typeof value === 'string') return interpolate(value, env, where);
+  if (Array.isArray(value)) return value.map((v) => interpolateDeep(v, env, where));
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, interpolateDeep(v, env, where)]));
+  }
+  return value;
+}
+
+/** Every string inside `value` (objects and lists walked), with its path, for template checks. */
+export function settingStrings(value: unknown, path: Array<string | number> = []): Array<{ path: Array<string | number>; value: string }> {
+  if (typeof value === 'string') return [{ path, value }];
+  if (Array.isArray(value)) return value.flatMap((v, i) => settingStrings(v, [...path, i]));
+  if (value !== null && typeof value === 'object') return Object.entries(value).flatMap(([k, v]) => settingStrings(v, [...path, k]));
+  return [];
 }

@@ -114,11 +114,19 @@ export interface Source {
 // ---------------------------------------------------------------------------------------------
 // Destinations
 
+/** What a destination can do; the engine reads these instead of asking which kind it is. */
 export interface DestinationCapabilities {
   /** Can delete rows (needed by `mirror` and `deleteBehavior: delete`). */
   deletes: boolean;
   /** Has a native insert-or-update. */
   upsert: boolean;
+  /** Rows it takes in one `write` at most; the engine never sends a bigger batch (null: no limit). */
+  maxBatchSize: number | null;
+  /**
+   * Reports the destination's own id of each row it writes (`RowOutcome.id`); Lockstep keeps those
+   * ids per sync and key, and child syncs can `lookup` them.
+   */
+  recordIds: boolean;
 }
 
 /** Where a sync writes inside a destination. */
@@ -131,6 +139,18 @@ export interface WriteTarget {
   columns: string[];
   /** The format and source types of the rows when the source reads them encoded (see EncodedRows). */
   encoding?: { format: string; types: readonly number[] };
+  /**
+   * The sync's settings for this kind of destination (its `syncSettings` schema's output, every
+   * default filled in); an empty object for kinds that have none.
+   */
+  settings?: Readonly<Record<string, unknown>>;
+  /** The sync writing, for messages. */
+  sync?: string;
+  /**
+   * The ids another sync recorded for `keys` (encoded primary keys, see core/keys.ts), for
+   * destinations that refer to a parent's record (e.g. associations); keys without an id are absent.
+   */
+  recordIds?: (sync: string, keys: string[]) => Promise<Map<string, string>>;
 }
 
 /**
@@ -155,8 +175,15 @@ export interface EncodedLine {
   end: number;
 }
 
-/** The destination's answer for one row. */
-export type RowOutcome = { ok: true } | { ok: false; reason: string };
+/**
+ * The destination's answer for one row: delivered (with the destination's id of the record when it
+ * reports ids), or refused with its message. A refusal marked `retryable` (a 429 or 5xx for that
+ * record, a lock timeout) is sent again within the run after a backoff, and rejected with its last
+ * message when the attempts run out.
+ */
+export type RowOutcome =
+  | { ok: true; id?: string }
+  | { ok: false; reason: string; retryable?: boolean; retryAfterSeconds?: number };
 
 export interface DestinationWriter {
   /**
@@ -184,6 +211,19 @@ export interface Destination {
   /** Checks that the object and its columns exist (fatal `schema` error if not) and returns a writer. */
   prepare(target: WriteTarget): Promise<DestinationWriter>;
   close(): Promise<void>;
+}
+
+/**
+ * A rate shared by everything that writes through one destination connection in this process:
+ * every run and every member of every sequence takes its turn from the same budget.
+ */
+export interface RateLimiter {
+  /** Runs `task` when the budget allows (at most `requestsPerSecond`, at most `concurrency` at once). */
+  schedule<T>(task: () => Promise<T>): Promise<T>;
+  /** Holds every caller back until `until` (epoch ms): the peer said its budget is spent. */
+  pauseUntil(until: number): void;
+  /** Narrows the budget to what the peer says is left, e.g. from rate-limit headers. */
+  observe(remaining: number, windowMs: number): void;
 }
 
 /** Opens connections from resolved definitions; app.ts wires the concrete kinds. */
@@ -350,6 +390,13 @@ export interface Store {
    */
   snapshotPages(syncId: number, pageSize: number): AsyncIterable<SnapshotPage>;
   snapshotClear(syncId: number): Promise<void>;
+
+  // --- record ids: per sync, primary key (JSON array) → the destination's id of the row, for
+  // destinations that report ids (`DestinationCapabilities.recordIds`)
+  /** The recorded ids of `keys`; keys without one are absent. */
+  recordIdsGet(syncId: number, keys: string[]): Promise<Map<string, string>>;
+  /** Records ids of delivered rows and drops those of deleted ones, in one transaction. */
+  recordIdsWrite(syncId: number, ids: Array<[key: string, id: string]>, deletes: string[]): Promise<void>;
   snapshotCount(syncId: number): Promise<number>;
 
   // --- sequence runs

@@ -7,35 +7,25 @@
 import type { AlertsDefinition } from './alerts.js';
 import type { WebhookSettings } from './webhooks.js';
 
-/** Kinds of database a source or destination connects to. */
-export const ConnectionType = {
-  /** PostgreSQL, reached with `url`. */
-  Postgres: 'postgres',
-  /** DuckDB file, at `path` (relative to the workspace folder). */
-  DuckDb: 'duckdb',
-  /** SQLite file, at `path` (relative to the workspace folder). */
-  Sqlite: 'sqlite',
-  /** MySQL / MariaDB, reached with `url`. */
-  Mysql: 'mysql',
-} as const;
-export type ConnectionType = (typeof ConnectionType)[keyof typeof ConnectionType];
-
 /** How a source or destination is reached, as declared (templates unresolved). */
 export interface ConnectionDef {
   slug: string;
-  type: ConnectionType;
-  /** Connection URL for server databases; may hold `${ENV}` templates. */
-  url: string | null;
-  /** File path for embedded databases, relative to the workspace folder or absolute. */
-  path: string | null;
+  /** The connector kind (`postgres`, `mysql`, `http`, ...): a registered ConnectorKind's `type`. */
+  type: string;
+  /**
+   * The kind's settings as written (`url`, `path`, `headers`, ...); strings may hold `${ENV}`
+   * templates. The kind's schema checks them once the templates are resolved.
+   */
+  settings: Record<string, unknown>;
 }
 
-/** A connection ready to open: templates resolved, paths absolute. */
+/** A connection ready to open: `${ENV}` templates resolved (the kind's schema is applied when it opens). */
 export interface ResolvedConnection {
   slug: string;
-  type: ConnectionType;
-  url: string | null;
-  path: string | null;
+  type: string;
+  settings: Record<string, unknown>;
+  /** The folder relative file paths resolve against. */
+  baseDir: string;
 }
 
 /** A SQL query on a source, with a primary key unique per row. */
@@ -70,10 +60,16 @@ export const DeleteBehavior = {
 } as const;
 export type DeleteBehavior = (typeof DeleteBehavior)[keyof typeof DeleteBehavior];
 
-/** Renames a model column to a destination field. Columns without a mapping keep their name. */
+/**
+ * Renames a model column to a destination field. Columns without a mapping keep their name. With
+ * `lookup`, the field gets the destination id another sync recorded for the key in column `from`
+ * (its parent's record), instead of the column's value.
+ */
 export interface FieldMapping {
   from: string;
   to: string;
+  /** The sync whose recorded ids are looked up (it must write to a destination that reports ids). */
+  lookup?: { sync: string };
 }
 
 export interface SyncDef {
@@ -89,8 +85,13 @@ export interface SyncDef {
   mappings: FieldMapping[];
   schedule: Schedule;
   enabled: boolean;
-  /** Rows per delivered batch (default: 1000). */
+  /** Rows per delivered batch (default: 1000; never more than the destination's `maxBatchSize`). */
   batchSize: number;
+  /**
+   * Settings of the destination's kind written on the sync (an HTTP destination's `method`, a
+   * Salesforce `externalIdField`, ...), as written; empty for kinds that have none.
+   */
+  settings: Record<string, unknown>;
 }
 
 /** What ends a sequence when a member's run turns out badly (SPEC §3.1). */

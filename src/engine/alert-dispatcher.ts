@@ -6,23 +6,19 @@
  * running: loop { claim due deliveries (a lease keeps other processes off them); send each;
  * sleep until the next due attempt, at most `pollMs`, or until `kick()` }. A failed attempt is
  * logged and tried again after an exponential backoff with jitter (honouring `Retry-After`), until
- * `maxAttempts`; an error that retrying cannot fix (a wrong URL, an unknown channel) ends it at
+ * `attempts`; an error that retrying cannot fix (a wrong URL, an unknown channel) ends it at
  * once. Nothing here ever waits on a run, and no run ever waits on it.
  */
 import type { AlertChannel, AlertChannelDef, AlertDelivery, AlertNotice, AlertStore } from '../core/alerts.js';
 import { ErrorCode, LockstepError, NotFoundError, toError } from '../core/errors.js';
 import type { Clock, Logger } from '../core/ports.js';
+import { backoffDelay, type BackoffPolicy } from '../core/backoff.js';
 
-export interface AlertRetryPolicy {
-  /** Delay before the second attempt, ms (default: 5000). */
-  initialDelayMs: number;
-  /** Longest delay between attempts, ms (default: 15 minutes). */
-  maxDelayMs: number;
-  /** Attempts before a delivery is given up (default: 10). */
-  maxAttempts: number;
-}
+/** How notices are retried: the shared backoff (core/backoff.ts) with a steadier cadence. */
+export type AlertRetryPolicy = BackoffPolicy;
 
-export const DEFAULT_ALERT_RETRY: AlertRetryPolicy = { initialDelayMs: 5_000, maxDelayMs: 15 * 60_000, maxAttempts: 10 };
+/** 10 attempts, from 5 s up to 15 minutes apart, ±20%. */
+export const DEFAULT_ALERT_RETRY: AlertRetryPolicy = { attempts: 10, baseDelayMs: 5_000, maxDelayMs: 15 * 60_000, jitter: 0.2 };
 
 export interface AlertDispatcherOptions {
   store: AlertStore;
@@ -199,7 +195,7 @@ export class AlertDispatcher implements AsyncDisposable {
       const error = toError(thrown);
       const retryable = !(error instanceof LockstepError) || error.retryable;
       const attempts = delivery.attempts;
-      if (!retryable || attempts >= this.retry.maxAttempts) {
+      if (!retryable || attempts >= this.retry.attempts) {
         await store.markDeliveryFailed(delivery.id, error.message, null);
         logger.error(`alert to channel "${delivery.channel}" given up after ${attempts} attempt(s): ${error.message}`, {
           deliveryId: delivery.id,
@@ -207,19 +203,12 @@ export class AlertDispatcher implements AsyncDisposable {
         });
         return;
       }
-      const delay = this.backoff(attempts, error instanceof LockstepError ? error.retryAfterSeconds : undefined);
+      const delay = backoffDelay(this.retry, attempts, error instanceof LockstepError ? error.retryAfterSeconds : undefined);
       await store.markDeliveryFailed(delivery.id, error.message, clock.now() + delay);
       logger.warn(`alert to channel "${delivery.channel}" failed; trying again in ${Math.round(delay / 1000)} s: ${error.message}`, {
         deliveryId: delivery.id,
         attempts,
       });
     }
-  }
-
-  /** Exponential from `initialDelayMs`, capped, with ±20% jitter; at least what `Retry-After` asked. */
-  private backoff(attempts: number, retryAfterSeconds: number | undefined): number {
-    const exponential = Math.min(this.retry.maxDelayMs, this.retry.initialDelayMs * 2 ** Math.max(0, attempts - 1));
-    const jittered = exponential * (0.8 + Math.random() * 0.4);
-    return Math.max(jittered, (retryAfterSeconds ?? 0) * 1000);
   }
 }

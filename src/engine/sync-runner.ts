@@ -13,7 +13,8 @@
  * or `cancelled` (at a batch boundary). When the worker shuts down, the run is left in its active
  * state so the next start marks it `interrupted` and runs it again.
  */
-import { resolveConnection } from '../core/connections.js';
+import { backoffDelay, withBackoff, type BackoffPolicy } from '../core/backoff.js';
+import { resolveConnection } from '../core/connector-registry.js';
 import { ErrorCode, LockstepError, toError } from '../core/errors.js';
 import { decodeKey, encodeKey } from '../core/keys.js';
 import type {
@@ -39,16 +40,8 @@ import { KeySet } from './key-set.js';
 import { hashBytes, hashRow, hashText, rowHash } from './row-hash.js';
 import { SnapshotIndex } from './snapshot-index.js';
 
-export interface RetryPolicy {
-  /** Attempts for one batch or query before a transient error becomes fatal (default: 5). */
-  attempts: number;
-  /** First backoff in ms, doubled each attempt, with full jitter (default: 200). */
-  baseDelayMs: number;
-  /** Longest single wait in ms (default: 30000). */
-  maxDelayMs: number;
-}
-
-export const DEFAULT_RETRY_POLICY: RetryPolicy = { attempts: 5, baseDelayMs: 200, maxDelayMs: 30_000 };
+/** How queries, batches and retryable rows are retried within a run (core/backoff.ts). */
+export type RetryPolicy = BackoffPolicy;
 
 export interface SyncRunnerOptions {
   store: Store;
@@ -246,12 +239,29 @@ interface Pipeline {
   commits: Promise<void>[];
   /** Bytes of the snapshot budget this run's index holds. */
   indexBytes: number;
+  /** Rows per batch: the sync's `batchSize`, at most the destination's `maxBatchSize`. */
+  batchSize: number;
+  /** Fields whose value is a parent sync's recorded id (mappings with `lookup`), once the target is known. */
+  lookups: Lookup[];
+}
+
+/** A destination field filled with the id a parent sync recorded for the row's value in it. */
+interface Lookup {
+  /** Index of the field in `WriteTarget.columns`. */
+  column: number;
+  /** The model column, for messages. */
+  from: string;
+  /** The parent sync's slug and id. */
+  sync: string;
+  syncId: number;
 }
 
 /** What a written batch leaves to record (see SyncRunner.collect). */
 interface Settled {
   rows: SnapshotRows;
   deletes: string[];
+  /** Destination ids reported for delivered rows, by key. */
+  ids: Array<[key: string, id: string]>;
   rejected: RejectedRow[];
   /** The batch's delivered and refused rows, by operation. */
   successful: OperationCounts;
@@ -396,6 +406,8 @@ export class SyncRunner {
         inflight: [],
         commits: [],
         indexBytes: 0,
+        batchSize: Math.max(1, Math.min(sync.batchSize, destination.capabilities.maxBatchSize ?? Infinity)),
+        lookups: [],
       };
       await this.withRetries('query', control.signal, async () => {
         // A transient failure part-way restarts the run's reading: what was delivered is in the
@@ -526,7 +538,7 @@ export class SyncRunner {
       bump(progress.planned, op.o);
       if (batch.length === 0) batchOpened = performance.now();
       batch.push(op);
-      if (batch.length >= sync.batchSize) return true;
+      if (batch.length >= p.batchSize) return true;
       // A batch that fills slowly (few rows changed) goes out early once the destination is idle,
       // so that writing overlaps with reading instead of piling up at the end. (Wall time, not the
       // injected clock: this only paces the pipeline, what is written does not depend on it.)
@@ -560,11 +572,13 @@ export class SyncRunner {
           return index;
         });
         const encoding = rows.encoded ? { format: rows.encoded.format, types: rows.encoded.types } : undefined;
-        const target: WriteTarget = { object: sync.object, keyColumns, columns: rows.columns.map((c) => mapColumn(sync, c)), encoding };
+        const target = this.writeTarget(p, keyColumns, rows.columns.map((c) => mapColumn(sync, c)), encoding);
         assertUniqueColumns(sync, target.columns);
         p.target = target;
+        p.lookups = await this.lookups(p, rows.columns);
         if (!resetCDC) p.writer = await p.destination.prepare(target);
-        lines = encoding !== undefined && p.writer?.takesLines === true;
+        // A looked-up field's value is replaced before writing, so those rows go as values.
+        lines = encoding !== undefined && p.writer?.takesLines === true && p.lookups.length === 0;
       }
       const view = rows.encoded ? new EncodedBatch(rows.encoded, keyIndexes, lines) : new DecodedBatch(rows.rows, keyIndexes);
       progress.querySize += view.count;
@@ -613,7 +627,7 @@ export class SyncRunner {
     logger.debug('model read', { syncRunId: run.id, rows: progress.querySize, ms: elapsed() });
     if (rejected.length > 0) await store.addRejectedRows(rejected);
     if (p.target === null) {
-      p.target = { object: sync.object, keyColumns, columns: keyColumns };
+      p.target = this.writeTarget(p, keyColumns, keyColumns, undefined);
       if (!resetCDC) p.writer = await p.destination.prepare(p.target);
     }
 
@@ -653,7 +667,7 @@ export class SyncRunner {
     const writer = p.writer as DestinationWriter;
     while (p.inflight.length >= Math.max(1, writer.concurrentWrites ?? 1)) await this.retire(p);
     await this.checkStop(p.run.id, p.signal);
-    const outcomes = this.withRetries('write', p.signal, () => writer.write(batch));
+    const outcomes = this.write(p, writer, batch);
     const delivery: Delivery = { batch, outcomes, written: false };
     // Awaited by retire() or at the end; a failure is not lost meanwhile.
     outcomes.then(
@@ -706,6 +720,7 @@ export class SyncRunner {
     const keys: string[] = [];
     const hashes = new Uint32Array(2 * batch.length);
     const deletes: string[] = [];
+    const ids: Array<[string, string]> = [];
     const rejected: RejectedRow[] = [];
     const successful = emptyCounts();
     const failed = emptyCounts();
@@ -715,6 +730,7 @@ export class SyncRunner {
         bump(successful, op.o);
         if (op.o === 'removed') deletes.push(op.k);
         else {
+          if (outcome.id !== undefined) ids.push([op.k, outcome.id]);
           hashes[2 * keys.length] = op.hh;
           hashes[2 * keys.length + 1] = op.hl;
           keys.push(op.k);
@@ -724,12 +740,15 @@ export class SyncRunner {
         rejected.push({ syncRunId: run.id, key: op.k, op: op.o, reason: outcome.reason });
       }
     });
-    return { rows: { keys, hashes: hashes.subarray(0, 2 * keys.length) }, deletes, rejected, successful, failed, count: batch.length };
+    return { rows: { keys, hashes: hashes.subarray(0, 2 * keys.length) }, deletes, ids, rejected, successful, failed, count: batch.length };
   }
 
   /** Records a written batch: delivered rows into the snapshot, refused rows as rejected, then the run's progress. */
   private async persist(p: Pipeline, settled: Settled): Promise<void> {
     const { progress } = p;
+    // Ids first: a crash between the two re-sends the rows (an idempotent upsert), while a snapshot
+    // entry without its id would leave child syncs waiting for an id that never comes.
+    if (p.destination.capabilities.recordIds) await this.options.store.recordIdsWrite(p.sync.id, settled.ids, settled.deletes);
     await this.options.store.snapshotWrite(p.sync.id, settled.rows, settled.deletes);
     if (settled.rejected.length > 0) await this.options.store.addRejectedRows(settled.rejected);
     // Counted once committed: the run's record never shows more delivered rows than the snapshot holds.
@@ -783,36 +802,145 @@ export class SyncRunner {
     if (current?.cancelRequested) throw new RunStopped('cancel');
   }
 
-  /** Retries transient failures with exponential backoff and full jitter, honouring Retry-After. */
+  /** Retries transient failures with the run's backoff policy (core/backoff.ts); a stop while waiting stops the run. */
   private async withRetries<T>(what: string, signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
     const { retry, clock, logger } = this.options;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await fn();
-      } catch (thrown) {
-        if (thrown instanceof RunStopped) throw thrown;
-        const retryable = thrown instanceof LockstepError && thrown.retryable;
-        if (!retryable || attempt >= retry.attempts) {
-          if (retryable) {
-            throw new LockstepError(ErrorCode.Transient, `${toError(thrown).message} (gave up after ${attempt} attempts)`, {
-              cause: thrown,
-              retryable: false,
-            });
-          }
-          throw thrown;
-        }
-        const backoff = Math.min(retry.maxDelayMs, retry.baseDelayMs * 2 ** (attempt - 1));
-        const asked = thrown.retryAfterSeconds !== undefined ? thrown.retryAfterSeconds * 1000 : 0;
-        const delay = Math.max(asked, Math.random() * backoff);
-        logger.warn(`transient ${what} error, retrying`, { attempt, delayMs: Math.round(delay), error: thrown.message });
-        try {
-          await clock.sleep(delay, signal);
-        } catch {
-          throw new RunStopped(signal.reason as StopReason);
-        }
-      }
+    try {
+      return await withBackoff(fn, {
+        policy: retry,
+        clock,
+        signal,
+        onRetry: ({ attempt, delayMs, error }) => logger.warn(`transient ${what} error, retrying`, { attempt, delayMs: Math.round(delayMs), error: error.message }),
+      });
+    } catch (thrown) {
+      if (signal.aborted && !(thrown instanceof LockstepError)) throw new RunStopped(signal.reason as StopReason);
+      throw thrown;
     }
   }
+
+  /** Where the sync writes, with its kind settings and access to parents' recorded ids. */
+  private writeTarget(p: Pipeline, keyColumns: string[], columns: string[], encoding: WriteTarget['encoding']): WriteTarget {
+    const { store } = this.options;
+    return {
+      object: p.sync.object,
+      keyColumns,
+      columns,
+      encoding,
+      settings: p.sync.settings,
+      sync: p.sync.slug,
+      recordIds: async (slug, keys) => {
+        const parent = await store.getSync(slug);
+        return parent ? store.recordIdsGet(parent.id, keys) : new Map();
+      },
+    };
+  }
+
+  /** The sync's `lookup` mappings, by field of the target. */
+  private async lookups(p: Pipeline, modelColumns: string[]): Promise<Lookup[]> {
+    const found: Lookup[] = [];
+    for (const mapping of p.sync.mappings) {
+      if (!mapping.lookup) continue;
+      const column = modelColumns.indexOf(mapping.from);
+      if (column < 0) {
+        throw new LockstepError(
+          ErrorCode.Schema,
+          `sync "${p.sync.slug}" looks up ids for column "${mapping.from}", but model "${p.model.slug}" returns only ${modelColumns.map((c) => `"${c}"`).join(', ')} — fix the mapping or the query`,
+        );
+      }
+      const parent = await this.options.store.getSync(mapping.lookup.sync);
+      if (!parent) throw new LockstepError(ErrorCode.NotFound, `sync "${p.sync.slug}" looks up ids of sync "${mapping.lookup.sync}", which does not exist`);
+      found.push({ column, from: mapping.from, sync: parent.slug, syncId: parent.id });
+    }
+    return found;
+  }
+
+  /**
+   * Writes a batch and answers per row: rows whose parent id is not recorded yet are refused
+   * without being sent; a failure of the whole batch is retried (withRetries); rows the destination
+   * answered `retryable` are sent again after a backoff, and refused with their last message when
+   * the attempts run out.
+   */
+  private async write(p: Pipeline, writer: DestinationWriter, batch: PlannedOp[]): Promise<RowOutcome[]> {
+    const outcomes: RowOutcome[] = new Array(batch.length);
+    let ops: WriteOperation[] = batch;
+    let places = batch.map((_, i) => i);
+    if (p.lookups.length > 0) ({ ops, places } = await this.resolveLookups(p, batch, outcomes));
+    const { retry, clock, logger } = this.options;
+    for (let attempt = 1; ops.length > 0; attempt++) {
+      const sent = ops;
+      const answers = await this.withRetries('write', p.signal, () => writer.write(sent));
+      const again: number[] = [];
+      let retryAfter: number | undefined;
+      answers.forEach((answer, i) => {
+        outcomes[places[i] as number] = answer;
+        if (!answer.ok && answer.retryable && attempt < retry.attempts) {
+          again.push(i);
+          retryAfter = Math.max(retryAfter ?? 0, answer.retryAfterSeconds ?? 0);
+        }
+      });
+      if (answers.length !== sent.length) break; // collect() reports the mismatch
+      if (again.length === 0) break;
+      const delayMs = backoffDelay(retry, attempt, retryAfter);
+      logger.warn('rows answered as retryable, sending them again', { syncRunId: p.run.id, rows: again.length, attempt, delayMs: Math.round(delayMs) });
+      try {
+        await clock.sleep(delayMs, p.signal);
+      } catch {
+        throw new RunStopped(p.signal.reason as StopReason);
+      }
+      ops = again.map((i) => sent[i] as WriteOperation);
+      places = again.map((i) => places[i] as number);
+    }
+    return outcomes;
+  }
+
+  /** The batch with looked-up fields replaced by the parents' ids; rows without one are refused in `outcomes`. */
+  private async resolveLookups(p: Pipeline, batch: PlannedOp[], outcomes: RowOutcome[]): Promise<{ ops: WriteOperation[]; places: number[] }> {
+    const ids = await Promise.all(
+      p.lookups.map(async (lookup) => {
+        const keys = new Set<string>();
+        for (const op of batch) if (op.o !== 'removed') for (const k of lookupKeys(op.values[lookup.column] ?? null)) keys.add(k);
+        return this.options.store.recordIdsGet(lookup.syncId, [...keys]);
+      }),
+    );
+    const ops: WriteOperation[] = [];
+    const places: number[] = [];
+    batch.forEach((op, i) => {
+      if (op.o === 'removed') {
+        ops.push(op);
+        places.push(i);
+        return;
+      }
+      const values = [...op.values];
+      for (const [n, lookup] of p.lookups.entries()) {
+        const value = values[lookup.column] ?? null;
+        if (value === null) continue;
+        const id = lookupKeys(value).map((k) => ids[n]?.get(k)).find((found) => found !== undefined);
+        if (id === undefined) {
+          outcomes[i] = {
+            ok: false,
+            reason: `${lookup.from} ${String(value)} has not been delivered by ${lookup.sync} yet (no id recorded for it); this row is sent again on the next run`,
+          };
+          return;
+        }
+        values[lookup.column] = id;
+      }
+      ops.push({ kind: op.kind, key: op.key, values });
+      places.push(i);
+    });
+    return { ops, places };
+  }
+}
+
+/**
+ * The keys a parent may have recorded a value under: the value as a one-column key, and the same
+ * number written as text or as a number (a model may read an id as either).
+ */
+function lookupKeys(value: Value): string[] {
+  if (value === null) return [];
+  const keys = [encodeKey([value])];
+  if (typeof value === 'number') keys.push(encodeKey([String(value)]));
+  else if (typeof value === 'string' && /^-?\d{1,15}$/.test(value)) keys.push(encodeKey([Number(value)]));
+  return keys;
 }
 
 /** The rest of `iterator`, whose next result `first` is already under way; closes it when left early. */

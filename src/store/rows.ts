@@ -34,7 +34,7 @@ export interface EntityRow {
 
 /** A workspace record from its row: the stored definition plus slug, enabled and identity. */
 export function toRecord<T extends { slug: string }>(row: EntityRow): T & Stored {
-  const definition = JSON.parse(row.definition) as Omit<T, 'slug'>;
+  const definition = upgradeDefinition(JSON.parse(row.definition) as Record<string, unknown>) as Omit<T, 'slug'>;
   const record = {
     ...definition,
     slug: row.slug,
@@ -45,6 +45,20 @@ export function toRecord<T extends { slug: string }>(row: EntityRow): T & Stored
   } as unknown as T & Stored;
   if (row.enabled !== undefined) (record as unknown as { enabled: boolean }).enabled = Boolean(Number(row.enabled));
   return record;
+}
+
+/**
+ * A definition stored by an earlier version in today's shape: connections kept `url` and `path`
+ * beside `type` (now the kind's `settings`), and syncs had no kind settings.
+ */
+function upgradeDefinition(definition: Record<string, unknown>): Record<string, unknown> {
+  if ('settings' in definition) return definition;
+  if (typeof definition.type === 'string' && ('url' in definition || 'path' in definition)) {
+    const { url, path, ...rest } = definition;
+    return { ...rest, settings: url !== null && url !== undefined ? { url } : { path } };
+  }
+  if ('model' in definition && 'destination' in definition) return { ...definition, settings: {} };
+  return definition;
 }
 
 /** The JSON kept in `definition`: the entity without the fields that have their own columns. */

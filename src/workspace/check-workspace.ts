@@ -5,7 +5,9 @@
  * structural checks found problems, and every error is reported in one pass.
  */
 import type { Diagnostic } from '../core/errors.js';
-import { templateNames } from '../core/connections.js';
+import { settingStrings, templateNames } from '../core/connections.js';
+import type { ConnectorRegistry } from '../core/connector-registry.js';
+import { checkConnectors } from './check-connectors.js';
 import type { SectionName } from './workspace-schema.js';
 import type { PathSegment, WorkspaceFile } from './workspace-file.js';
 import { didYouMean, listNames } from './suggestions.js';
@@ -38,7 +40,7 @@ function asString(value: unknown): string | null {
   return typeof value === 'string' && value !== '' ? value : null;
 }
 
-export function checkWorkspace(catalog: Catalog, env: Env): Diagnostic[] {
+export function checkWorkspace(catalog: Catalog, env: Env, registry: ConnectorRegistry): Diagnostic[] {
   const out: Diagnostic[] = [];
 
   const reference = (from: Declaration, path: PathSegment[], value: unknown, section: SectionName): void => {
@@ -76,15 +78,13 @@ export function checkWorkspace(catalog: Catalog, env: Env): Diagnostic[] {
 
   for (const section of ['sources', 'destinations'] as const) {
     for (const connection of catalog[section].values()) {
-      const data = asRecord(connection.data);
-      for (const field of ['url', 'path']) {
-        const value = data?.[field];
-        if (typeof value === 'string') {
-          out.push(...checkTemplates(connection.file, [section, connection.slug, field], value, `${KIND[section]} "${connection.slug}"`, env));
-        }
+      const { type: _type, ...settings } = asRecord(connection.data) ?? {};
+      for (const { path, value } of settingStrings(settings)) {
+        out.push(...checkTemplates(connection.file, [section, connection.slug, ...path], value, `${KIND[section]} "${connection.slug}"`, env));
       }
     }
   }
+  out.push(...checkConnectors(catalog, registry));
   return out;
 
   function checkAfterSchedule(from: Declaration, section: 'syncs' | 'sequences', schedule: unknown): void {

@@ -6,7 +6,7 @@ export { workspaceJsonSchema, renderJsonSchema, JSON_SCHEMA_FILE } from './json-
 export { initWorkspace, starterWorkspace } from './init-workspace.js';
 export type { InitWorkspaceOptions } from './init-workspace.js';
 export { SLUG_PATTERN, SLUG_RULE } from './workspace-schema.js';
-export { validateEntity } from './validate-entity.js';
+export { validateEntity, fileForm } from './validate-entity.js';
 export type { EntityValidation } from './validate-entity.js';
 export { validateAlertChannel, validateAlertRule } from './validate-alerts.js';
 export type { AlertValidation } from './validate-alerts.js';

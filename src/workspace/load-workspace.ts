@@ -8,6 +8,7 @@ import { isAbsolute, join, resolve } from 'node:path';
 import type { Diagnostic } from '../core/errors.js';
 import { toError } from '../core/errors.js';
 import { interpolate } from '../core/connections.js';
+import type { ConnectorRegistry } from '../core/connector-registry.js';
 import type { ConnectionDef, ModelDef, SequenceDef, SyncDef, WorkspaceDefinition } from '../core/workspace.js';
 import { checkTemplates, checkWorkspace } from './check-workspace.js';
 import { checkAlerts, type AlertsDeclaration } from './check-alerts.js';
@@ -38,7 +39,7 @@ export interface LoadResult {
 
 type Env = Record<string, string | undefined>;
 
-export async function loadWorkspace(dir: string, env: Env): Promise<LoadResult> {
+export async function loadWorkspace(dir: string, env: Env, registry: ConnectorRegistry): Promise<LoadResult> {
   const root = resolve(dir);
   const names = await findWorkspaceFiles(root);
   if (names.length === 0) {
@@ -104,7 +105,7 @@ export async function loadWorkspace(dir: string, env: Env): Promise<LoadResult> 
 
   // Cross-file checks need every file; a file too broken to read would only make them noisy.
   if (files.length === names.length && files.every((f) => f.usable)) {
-    diagnostics.push(...checkWorkspace(catalog, env), ...checkAlerts(alerts, catalog, env));
+    diagnostics.push(...checkWorkspace(catalog, env, registry), ...checkAlerts(alerts, catalog, env));
   }
 
   const storeSetting = resolveStore(root, store, env, diagnostics);

@@ -14,6 +14,7 @@ import {
   type WorkspaceState,
 } from '../core/workspace.js';
 import { checkWorkspace, type Catalog, type Declaration } from './check-workspace.js';
+import type { ConnectorRegistry } from '../core/connector-registry.js';
 import { issueDiagnostics, workspaceErrorMap } from './issue-diagnostics.js';
 import { WorkspaceFile } from './workspace-file.js';
 import { SECTION_NAMES, SLUG_PATTERN, SLUG_RULE, suggestSlug, workspaceFileSchema } from './workspace-schema.js';
@@ -41,6 +42,7 @@ export function validateEntity<K extends EntityKind>(
   slug: string | null,
   current: WorkspaceState,
   env: Env,
+  registry: ConnectorRegistry,
 ): EntityValidation<K> {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) {
     return { ok: false, details: { body: `must be a JSON object with the ${kind}'s fields, got ${describe(body)}` } };
@@ -73,9 +75,9 @@ export function validateEntity<K extends EntityKind>(
   const stored = storedDocument(current, section, entitySlug);
   const storedFile = WorkspaceFile.parse(STORED, JSON.stringify(stored));
   const catalog = catalogOf(stored, storedFile);
-  const baseline = new Set(checkWorkspace(catalogOf(storedDocument(current, section, null), storedFile), env).map(key));
+  const baseline = new Set(checkWorkspace(catalogOf(storedDocument(current, section, null), storedFile), env, registry).map(key));
   catalog[section].set(entitySlug, { file, slug: entitySlug, data: fields });
-  for (const d of checkWorkspace(catalog, env)) {
+  for (const d of checkWorkspace(catalog, env, registry)) {
     if (d.file === BODY || !baseline.has(key(d))) diagnostics.push(d);
   }
 
@@ -141,10 +143,19 @@ export function storedDocument(current: WorkspaceState, skipSection: string, ski
     for (const entity of (current[section] ?? []) as Array<{ slug: string }>) {
       if (section === skipSection && entity.slug === skip) continue;
       const { slug, id: _id, createdAt: _c, updatedAt: _u, origin: _o, ...rest } = entity as Record<string, unknown> & { slug: string };
-      (document[section] as Record<string, unknown>)[slug] = rest;
+      (document[section] as Record<string, unknown>)[slug] = fileForm(rest);
     }
   }
   return document;
+}
+
+/**
+ * A stored definition in the shape a workspace file writes it: a connection's or a sync's kind
+ * settings next to its other fields, not under `settings`.
+ */
+export function fileForm<T extends Record<string, unknown>>(definition: T): Record<string, unknown> {
+  const { settings, ...rest } = definition;
+  return settings !== null && typeof settings === 'object' && !Array.isArray(settings) ? { ...(settings as Record<string, unknown>), ...rest } : definition;
 }
 
 export function catalogOf(document: Record<string, Record<string, unknown>>, file: WorkspaceFile): Catalog {

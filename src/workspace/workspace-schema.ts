@@ -6,7 +6,6 @@
  */
 import { z } from 'zod';
 import {
-  ConnectionType,
   DEFAULT_CATCHUP_WINDOW_SECONDS,
   DeleteBehavior,
   IntervalUnit,
@@ -54,22 +53,16 @@ function text(what: string, description: string) {
 // ---------------------------------------------------------------------------------------------
 // Connections
 
-const url = text('url', 'Connection URL; may hold ${ENV} templates, e.g. "${WAREHOUSE_URL}".');
-const filePath = text('path', 'File path, relative to the workspace folder (or absolute); may hold ${ENV} templates.');
-
+/**
+ * A connection: its `type` and the kind's settings. The kinds are registered at run time, so this
+ * shape only asks for a `type`; check-workspace.ts checks the type and the settings against the
+ * registered kind (with the kind's own wording and did-you-mean).
+ */
 const connectionSchema = z
-  .discriminatedUnion('type', [
-    z.strictObject({ type: z.literal(ConnectionType.Postgres), url }).meta({ description: 'A PostgreSQL database.' }),
-    z.strictObject({ type: z.literal(ConnectionType.Mysql), url }).meta({ description: 'A MySQL or MariaDB database.' }),
-    z.strictObject({ type: z.literal(ConnectionType.Sqlite), path: filePath }).meta({ description: 'A SQLite file.' }),
-    z.strictObject({ type: z.literal(ConnectionType.DuckDb), path: filePath }).meta({ description: 'A DuckDB file.' }),
-  ])
-  .transform((c): Omit<ConnectionDef, 'slug'> => ({
-    type: c.type,
-    url: 'url' in c ? c.url : null,
-    path: 'path' in c ? c.path : null,
-  }))
-  .meta({ id: 'Connection', description: 'How a source or destination is reached.' });
+  .object({ type: text('type', 'The connector kind, e.g. postgres, mysql, sqlite, duckdb, http.') })
+  .catchall(z.unknown())
+  .transform(({ type, ...settings }): Omit<ConnectionDef, 'slug'> => ({ type, settings }))
+  .meta({ id: 'Connection', description: 'How a source or destination is reached: a connector kind and its settings.' });
 
 // ---------------------------------------------------------------------------------------------
 // Models
@@ -258,11 +251,18 @@ const mappingSchema = z
   .strictObject({
     from: text('from', 'Column of the model.'),
     to: text('to', 'Field of the destination object.'),
+    lookup: z
+      .strictObject({ sync: text('lookup sync', 'Slug of the sync whose recorded destination ids are looked up.') })
+      .optional()
+      .meta({ description: 'Send the destination id that this sync recorded for the key in column `from` (a parent record), instead of the column.' }),
   })
   .meta({ id: 'FieldMapping', description: 'Sends a model column under another name.' });
 
+/** The fields every sync has; any other field is a setting of the destination's kind (checked in check-workspace.ts). */
+export const SYNC_FIELDS = ['model', 'destination', 'object', 'mode', 'deleteBehavior', 'mappings', 'schedule', 'enabled', 'batchSize'] as const;
+
 const syncSchema = z
-  .strictObject({
+  .object({
     model: text('model', 'Slug of the model it reads.'),
     destination: text('destination', 'Slug of the destination it writes to.'),
     object: text('object', 'Table (or API object) inside the destination.'),
@@ -296,9 +296,13 @@ const syncSchema = z
       .meta({ description: 'Column renames; columns without a mapping keep their name (default: none).' }),
     schedule: scheduleSchema.default(manual),
     enabled: z.boolean().default(true).meta({ description: 'A disabled sync does not run on schedules (default: true).' }),
-    batchSize: z.number().int().min(1).max(100_000).default(1000).meta({ description: 'Rows per delivered batch, 1..100000 (default: 1000).' }),
+    batchSize: z.number().int().min(1).max(100_000).default(1000).meta({ description: 'Rows per delivered batch, 1..100000 (default: 1000; never more than the destination takes).' }),
   })
-  .transform((s): Omit<SyncDef, 'slug'> => s);
+  .catchall(z.unknown())
+  .transform((s): Omit<SyncDef, 'slug'> => {
+    const { model, destination, object, mode, deleteBehavior, mappings, schedule, enabled, batchSize, ...settings } = s;
+    return { model, destination, object, mode, deleteBehavior, mappings, schedule, enabled, batchSize, settings };
+  });
 
 // ---------------------------------------------------------------------------------------------
 // Sequences
@@ -533,6 +537,9 @@ export function buildWebhooks(sections: ReadonlyArray<z.output<typeof webhooksSc
 // Store and file
 
 export const DEFAULT_SQLITE_STORE_PATH = 'lockstep.db';
+
+const url = text('url', 'Connection URL; may hold ${ENV} templates, e.g. "${LOCKSTEP_STORE_URL}".');
+const filePath = text('path', 'File path, relative to the workspace folder (or absolute); may hold ${ENV} templates.');
 
 export const storeSchema = z
   .discriminatedUnion('type', [

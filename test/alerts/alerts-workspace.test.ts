@@ -5,6 +5,9 @@ import type { Diagnostic } from '../../src/core/errors.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { loadWorkspace } from '../../src/workspace/index.js';
 import { workspaceFolder, yaml } from '../workspace/helpers.js';
+import { createConnectorRegistry } from '../../src/app.js';
+
+const registry = createConnectorRegistry();
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -14,7 +17,7 @@ afterEach(async () => {
 async function load(files: Record<string, string>, env: Record<string, string | undefined> = {}) {
   const folder = await workspaceFolder(files);
   cleanups.push(folder.cleanup);
-  return { dir: folder.dir, ...(await loadWorkspace(folder.dir, env)) };
+  return { dir: folder.dir, ...(await loadWorkspace(folder.dir, env, registry)) };
 }
 
 const brief = (d: Diagnostic) => `${d.file}:${d.line}: ${d.message}${d.hint ? ` — ${d.hint}` : ''}`;

@@ -17,7 +17,7 @@ export function hierarchyWorkspace(dir: string): WorkspaceDefinition {
     sources: [source('warehouse', { path: join(dir, 'warehouse.db') })],
     destinations: [
       source('crm', { path: join(dir, 'crm.db') }),
-      { slug: 'pg', type: 'postgres', url: 'postgres://lockstep:s3cr3t-pass@db.example.com:5432/crm', path: null },
+      { slug: 'pg', type: 'postgres', settings: { url: 'postgres://lockstep:s3cr3t-pass@db.example.com:5432/crm' } },
     ],
     models: [
       model('accounts', 'warehouse', 'select id, name from accounts'),

@@ -121,7 +121,7 @@ describe('CRUD', () => {
     expect(source.body.url).toBe('postgres://me:***@wh.example.com/db');
     const back = await api.call('PUT', '/api/sources/other-warehouse', { ...source.body });
     expect(back.status).toBe(200);
-    expect((await api.app.store.getSource('other-warehouse'))?.url).toBe('postgres://me:hunter22@wh.example.com/db');
+    expect((await api.app.store.getSource('other-warehouse'))?.settings.url).toBe('postgres://me:hunter22@wh.example.com/db');
     await api.call('POST', '/api/models', { slug: 'leads', source: 'other-warehouse', query: 'select id from leads', primaryKey: 'id' });
     const sync = await api.call('POST', '/api/syncs', { slug: 'leads-to-crm', model: 'leads', destination: 'crm', object: 'leads', mode: 'insert' });
     expect(sync.body).toMatchObject({ model: 'leads', mode: 'insert', deleteBehavior: 'ignore', batchSize: 1000, mappings: [], schedule: { type: 'manual' } });
@@ -329,7 +329,7 @@ describe('OpenAPI, health and metrics', () => {
 
 describe('auth', () => {
   it('refuses --no-auth on a non-loopback host, and serves without a token on loopback', async () => {
-    const deps = { store: api.app.store, runs: api.app.worker, alerts: api.app.alerts, events: api.app.events, logger: silentLogger, clock: api.app.clock, env: {}, onWorkspaceChanged: () => {}, uiDir: null };
+    const deps = { store: api.app.store, runs: api.app.worker, alerts: api.app.alerts, events: api.app.events, logger: silentLogger, clock: api.app.clock, env: {}, connectors: api.app.registry, onWorkspaceChanged: () => {}, uiDir: null };
     const open = createApiServer({ ...deps, authRequired: false });
     await expect(open.listen(0, '0.0.0.0')).rejects.toThrow(/--no-auth is allowed only on a loopback host/);
     const { url } = await open.listen(0, '127.0.0.1');
@@ -346,7 +346,7 @@ describe('auth', () => {
     mkdirSync(join(ui, 'assets'), { recursive: true });
     writeFileSync(join(ui, 'index.html'), '<!doctype html><title>Lockstep</title>');
     writeFileSync(join(ui, 'assets', 'app.js'), 'console.log(1)');
-    const server = createApiServer({ store: api.app.store, runs: api.app.worker, alerts: api.app.alerts, events: api.app.events, logger: silentLogger, clock: api.app.clock, env: {}, onWorkspaceChanged: () => {}, uiDir: ui, authRequired: true });
+    const server = createApiServer({ store: api.app.store, runs: api.app.worker, alerts: api.app.alerts, events: api.app.events, logger: silentLogger, clock: api.app.clock, env: {}, connectors: api.app.registry, onWorkspaceChanged: () => {}, uiDir: ui, authRequired: true });
     const { url } = await server.listen(0, '127.0.0.1');
     try {
       const page = await fetch(`${url}/sequences/crm-hierarchy`);

@@ -5,7 +5,7 @@
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { PostgresSource } from '../../src/connectors/index.js';
-import { CopyOut } from '../../src/connectors/sources/postgres-copy-out.js';
+import { CopyOut } from '../../src/connectors/postgres/postgres-copy-out.js';
 import { encodeKey } from '../../src/core/keys.js';
 import type { EncodedRows, Value } from '../../src/core/ports.js';
 import { createTestDatabase, sql } from '../helpers/postgres.js';

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import * as duck from '@duckdb/node-api';
 import { DuckDBDateValue, DuckDBInstance, DuckDBTimestampTZValue, DuckDBTimestampValue } from '@duckdb/node-api';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { convertDuckItem, DuckDbSource } from '../../src/connectors/sources/duckdb-source.js';
+import { convertDuckItem, DuckDbSource } from '../../src/connectors/duckdb/duckdb-source.js';
 import { epochDaysToIsoDate, epochMicrosToIso, scaledDecimalText, timestampTextToIso } from '../../src/connectors/values.js';
 import type { Value } from '../../src/core/ports.js';
 

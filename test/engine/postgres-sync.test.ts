@@ -16,8 +16,8 @@ function postgresHarness(url: string, models: ModelDef[], syncs: SyncDef[]) {
   return startHarness({
     dir: tempDir(),
     definition: workspace({
-      sources: [source('warehouse', { type: 'postgres', url, path: null })],
-      destinations: [source('crm', { type: 'postgres', url, path: null })],
+      sources: [source('warehouse', { type: 'postgres', url })],
+      destinations: [source('crm', { type: 'postgres', url })],
       models,
       syncs,
     }),

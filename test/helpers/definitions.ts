@@ -8,12 +8,14 @@ import type {
 } from '../../src/core/workspace.js';
 
 /** Builders for resolved workspace definitions, with the same defaults the YAML loader fills. */
-export const source = (slug: string, over: Partial<ConnectionDef> = {}): ConnectionDef => ({
+/** A connection (source or destination); `path` and `url` are shorthands for those settings (default: a SQLite file named after the slug). */
+export const source = (
+  slug: string,
+  over: { type?: string; path?: string; url?: string; settings?: Record<string, unknown> } = {},
+): ConnectionDef => ({
   slug,
-  type: 'sqlite',
-  url: null,
-  path: `${slug}.db`,
-  ...over,
+  type: over.type ?? 'sqlite',
+  settings: over.settings ?? (over.url !== undefined ? { url: over.url } : { path: over.path ?? `${slug}.db` }),
 });
 
 export const model = (slug: string, source: string, query: string, primaryKey: string[] = ['id']): ModelDef => ({
@@ -31,6 +33,7 @@ export const sync = (slug: string, over: Partial<SyncDef> & Pick<SyncDef, 'model
   schedule: { type: 'manual' },
   enabled: true,
   batchSize: 1000,
+  settings: {},
   ...over,
 });
 

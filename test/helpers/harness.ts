@@ -2,7 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { createApp, connectors as realConnectors, type App } from '../../src/app.js';
+import { createApp, type App } from '../../src/app.js';
 import { resolveConfig } from '../../src/config.js';
 import { silentLogger } from '../../src/core/logger.js';
 import type { Clock, Connectors, Logger } from '../../src/core/ports.js';
@@ -51,7 +51,7 @@ export async function startHarness(options: {
   const app = await createApp(config, {
     clock: options.clock,
     logger: options.logger ?? silentLogger,
-    connectors: options.connectors ? options.connectors(realConnectors) : realConnectors,
+    connectors: options.connectors,
   });
   await app.store.applyWorkspace(options.definition, app.clock.now());
   if (options.startWorker !== false) await app.worker.start();

@@ -40,6 +40,7 @@ function syncDef(slug: string, model: string, overrides: Partial<SyncDef> = {}):
     schedule: { type: 'manual' },
     enabled: true,
     batchSize: 1000,
+    settings: {},
     ...overrides,
   };
 }
@@ -75,8 +76,8 @@ export function crmWorkspace(): WorkspaceDefinition {
     enabled: false,
   };
   return {
-    sources: [{ slug: 'warehouse', type: 'postgres', url: '${WAREHOUSE_URL}', path: null }],
-    destinations: [{ slug: 'crm', type: 'sqlite', url: null, path: 'crm.db' }],
+    sources: [{ slug: 'warehouse', type: 'postgres', settings: { url: '${WAREHOUSE_URL}' } }],
+    destinations: [{ slug: 'crm', type: 'sqlite', settings: { path: 'crm.db' } }],
     models: [
       { slug: 'accounts', source: 'warehouse', query: 'select id, name from accounts', primaryKey: ['id'] },
       { slug: 'contacts', source: 'warehouse', query: 'select id, email from contacts', primaryKey: ['id'] },

@@ -4,6 +4,9 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LockstepError } from '../../src/core/errors.js';
 import { initWorkspace, loadWorkspace } from '../../src/workspace/index.js';
+import { createConnectorRegistry } from '../../src/app.js';
+
+const registry = createConnectorRegistry();
 
 const dirs: string[] = [];
 afterEach(async () => {
@@ -24,7 +27,7 @@ describe('initWorkspace', () => {
     const text = await readFile(join(dir, 'lockstep.yaml'), 'utf8');
     expect(text.split('\n')[0]).toMatch(/^# yaml-language-server: \$schema=.*schema\/lockstep\.schema\.json$/);
 
-    const loaded = await loadWorkspace(dir, {});
+    const loaded = await loadWorkspace(dir, {}, registry);
     expect(loaded.diagnostics).toEqual([]);
     expect(loaded.store).toEqual({ type: 'sqlite', path: join(dir, 'lockstep.db') });
     const def = loaded.definition!;

@@ -4,6 +4,9 @@ import type { Diagnostic } from '../../src/core/errors.js';
 import type { WorkspaceDefinition } from '../../src/core/workspace.js';
 import { loadWorkspace } from '../../src/workspace/index.js';
 import { workspaceFolder, yaml } from './helpers.js';
+import { createConnectorRegistry } from '../../src/app.js';
+
+const registry = createConnectorRegistry();
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -13,7 +16,7 @@ afterEach(async () => {
 async function load(files: Record<string, string>, env: Record<string, string | undefined> = {}) {
   const folder = await workspaceFolder(files);
   cleanups.push(folder.cleanup);
-  return { dir: folder.dir, ...(await loadWorkspace(folder.dir, env)) };
+  return { dir: folder.dir, ...(await loadWorkspace(folder.dir, env, registry)) };
 }
 
 /** The parts of a diagnostic a reader sees first: where and what. */
@@ -47,8 +50,8 @@ describe('loadWorkspace: a valid workspace', () => {
     expect(result.files).toEqual(['lockstep.yaml']);
     expect(result.store).toEqual({ type: 'sqlite', path: join(result.dir, 'lockstep.db') });
     const expected: WorkspaceDefinition = {
-      sources: [{ slug: 'warehouse', type: 'postgres', url: '${WAREHOUSE_URL}', path: null }],
-      destinations: [{ slug: 'crm', type: 'postgres', url: '${CRM_URL}', path: null }],
+      sources: [{ slug: 'warehouse', type: 'postgres', settings: { url: '${WAREHOUSE_URL}' } }],
+      destinations: [{ slug: 'crm', type: 'postgres', settings: { url: '${CRM_URL}' } }],
       models: [
         { slug: 'accounts', source: 'warehouse', primaryKey: ['id'], query: 'select id, name from accounts' },
         { slug: 'contacts', source: 'warehouse', primaryKey: ['id'], query: 'select id, account_id, email from contacts' },
@@ -65,6 +68,7 @@ describe('loadWorkspace: a valid workspace', () => {
           schedule: { type: 'manual' },
           enabled: true,
           batchSize: 1000,
+          settings: {},
         },
         {
           slug: 'contacts-to-crm',
@@ -77,6 +81,7 @@ describe('loadWorkspace: a valid workspace', () => {
           schedule: { type: 'manual' },
           enabled: true,
           batchSize: 1000,
+          settings: {},
         },
       ],
       sequences: [
@@ -135,10 +140,10 @@ describe('loadWorkspace: a valid workspace', () => {
     expect(result.store).toEqual({ type: 'postgres', url: '${LOCKSTEP_DB}' });
     const def = result.definition!;
     expect(def.sources).toEqual([
-      { slug: 'wh', type: 'duckdb', url: null, path: 'data/warehouse.duckdb' },
-      { slug: 'my', type: 'mysql', url: 'mysql://x', path: null },
+      { slug: 'wh', type: 'duckdb', settings: { path: 'data/warehouse.duckdb' } },
+      { slug: 'my', type: 'mysql', settings: { url: 'mysql://x' } },
     ]);
-    expect(def.destinations).toEqual([{ slug: 'crm', type: 'sqlite', url: null, path: '../crm.db' }]);
+    expect(def.destinations).toEqual([{ slug: 'crm', type: 'sqlite', settings: { path: '../crm.db' } }]);
     expect(def.models[0]?.primaryKey).toEqual(['org_id', 'email']);
     const schedules = Object.fromEntries(def.syncs.map((s) => [s.slug, s.schedule]));
     expect(schedules).toEqual({
@@ -346,7 +351,7 @@ describe('loadWorkspace: errors', () => {
     const set = await load(files, { PGUSER: 'u', PGHOST: 'h', PGPASSWORD: '', LOCKSTEP_DB: 'postgres://s', DATA_DIR: '/data', CRM_URL: 'mysql://c' });
     expect(set.diagnostics).toEqual([]);
     // Secrets stay templated in the definition; they are resolved when a connection opens.
-    expect(set.definition?.sources[0]?.url).toBe('postgres://${PGUSER}:${PGPASSWORD}@${PGHOST}/wh');
+    expect(set.definition?.sources[0]?.settings.url).toBe('postgres://${PGUSER}:${PGPASSWORD}@${PGHOST}/wh');
   });
 
   it('shows a dependency cycle among members with its path', async () => {

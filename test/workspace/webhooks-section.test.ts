@@ -3,6 +3,9 @@ import { describe, expect, it } from 'vitest';
 import { loadWorkspace } from '../../src/workspace/index.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { workspaceFolder, yaml } from './helpers.js';
+import { createConnectorRegistry } from '../../src/app.js';
+
+const registry = createConnectorRegistry();
 
 const FILE = yaml(
   'webhooks:',
@@ -15,7 +18,7 @@ describe('the webhooks section', () => {
   it('names unset secrets and unknown endpoints at their lines', async () => {
     const { dir, cleanup } = await workspaceFolder({ 'lockstep.yaml': FILE });
     try {
-      const result = await loadWorkspace(dir, { DBT_SECRET: 's' });
+      const result = await loadWorkspace(dir, { DBT_SECRET: 's' }, registry);
       const lines = result.diagnostics.map((d) => `${d.line}: ${d.path}: ${d.message}`);
       expect(lines).toEqual([
         expect.stringMatching(/^3: webhooks\.fivetran\.secret: environment variable FIVETRAN_SECRET is not set/),
@@ -30,7 +33,7 @@ describe('the webhooks section', () => {
     const { dir, cleanup } = await workspaceFolder({ 'lockstep.yaml': yaml('webhooks:', '  dbtCloud: { secret: "${DBT_SECRET}" }') });
     const store = await SqliteStore.open({ path: join(dir, 'lockstep.db') });
     try {
-      const { definition } = await loadWorkspace(dir, { DBT_SECRET: 's' });
+      const { definition } = await loadWorkspace(dir, { DBT_SECRET: 's' }, registry);
       expect(definition?.webhooks).toEqual({ dbtCloud: { secret: '${DBT_SECRET}' }, fivetran: null });
       expect(await store.planWorkspace(definition!)).toEqual([{ action: 'create', kind: 'webhook', slug: 'dbtCloud', fields: [] }]);
       await store.applyWorkspace(definition!, 1);

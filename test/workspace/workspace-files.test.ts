@@ -4,6 +4,9 @@ import { describe, expect, it } from 'vitest';
 import { findWorkspaceFiles, mayDeclareStore } from '../../src/workspace/workspace-files.js';
 import { loadWorkspace } from '../../src/workspace/index.js';
 import { tempDir } from '../helpers/harness.js';
+import { createConnectorRegistry } from '../../src/app.js';
+
+const registry = createConnectorRegistry();
 
 describe('workspace files read without the YAML parser', () => {
   const cases: Array<[string, string, boolean]> = [
@@ -21,7 +24,7 @@ describe('workspace files read without the YAML parser', () => {
       writeFileSync(join(dir, 'lockstep.yaml'), text);
       expect(await mayDeclareStore(dir, await findWorkspaceFiles(dir))).toBe(expected);
       // Whenever the full loader finds a store setting other than the default, the light check said "maybe".
-      const loaded = await loadWorkspace(dir, {});
+      const loaded = await loadWorkspace(dir, {}, registry);
       if (loaded.store && !(loaded.store.type === 'sqlite' && loaded.store.path === join(dir, 'lockstep.db'))) expect(expected).toBe(true);
     });
   }

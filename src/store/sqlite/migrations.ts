@@ -179,12 +179,23 @@ const ENTITY_ORIGIN_SCHEMA = ['sources', 'destinations', 'models', 'syncs', 'seq
   .map((table) => `ALTER TABLE ${table} ADD COLUMN origin TEXT NOT NULL DEFAULT 'file';`)
   .join('\n');
 
+/** Destination ids of delivered rows, per sync and key, for destinations that report them (child syncs look them up). */
+const RECORD_IDS_SCHEMA = `
+CREATE TABLE record_ids (
+  sync_id   INTEGER NOT NULL,
+  key       TEXT NOT NULL,
+  record_id TEXT NOT NULL,
+  PRIMARY KEY (sync_id, key)
+) WITHOUT ROWID;
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial schema', sql: INITIAL_SCHEMA },
   { version: 2, name: 'entity origin and API tokens', sql: ENTITY_ORIGIN_SCHEMA + API_TOKENS_SCHEMA },
   { version: 3, name: 'alert definitions, state and deliveries', sql: ALERTS_SCHEMA },
   { version: 5, name: 'webhook deliveries', sql: WEBHOOK_EVENTS_SCHEMA },
   { version: 6, name: 'webhook settings', sql: WEBHOOK_SETTINGS_SCHEMA },
+  { version: 7, name: 'destination record ids', sql: RECORD_IDS_SCHEMA },
 ];
 
 /** The schema version this code writes and reads. */

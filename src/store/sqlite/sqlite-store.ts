@@ -694,6 +694,33 @@ export class SqliteStore implements Store, AsyncDisposable {
     return rows.map((r) => r.key);
   }
 
+  async recordIdsGet(syncId: number, keys: string[]): Promise<Map<string, string>> {
+    if (keys.length === 0) return new Map();
+    return this.read(() => {
+      const found = new Map<string, string>();
+      const sql = 'SELECT r.key, r.record_id FROM json_each(?) AS j CROSS JOIN record_ids AS r WHERE r.sync_id = ? AND r.key = j.value';
+      for (const row of this.statement(sql).all(JSON.stringify(keys), syncId) as Array<{ key: string; record_id: string }>) {
+        found.set(row.key, row.record_id);
+      }
+      return found;
+    });
+  }
+
+  async recordIdsWrite(syncId: number, ids: Array<[key: string, id: string]>, deletes: string[]): Promise<void> {
+    if (ids.length === 0 && deletes.length === 0) return;
+    this.write(() => {
+      if (ids.length > 0) {
+        this.statement(
+          `INSERT INTO record_ids (sync_id, key, record_id) SELECT ?, json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]') FROM json_each(?) AS j WHERE true
+           ON CONFLICT (sync_id, key) DO UPDATE SET record_id = excluded.record_id`,
+        ).run(syncId, JSON.stringify(ids));
+      }
+      if (deletes.length > 0) {
+        this.statement('DELETE FROM record_ids WHERE sync_id = ? AND key IN (SELECT value FROM json_each(?))').run(syncId, JSON.stringify(deletes));
+      }
+    });
+  }
+
   async snapshotClear(syncId: number): Promise<void> {
     this.write(() => this.s.snapshotClear.run(syncId));
   }
@@ -949,6 +976,7 @@ export class SqliteStore implements Store, AsyncDisposable {
       this.s.cancelQueuedRunsOfSync.run(now, 'the sync was deleted', id);
       // A deleted sync's id is never used again, so its snapshot can never be read.
       this.s.snapshotClear.run(id);
+      this.statement('DELETE FROM record_ids WHERE sync_id = ?').run(id);
     } else if (kind === 'sequence') {
       for (const { id: runId } of this.s.pendingRunsOfSequence.all(id) as Array<{ id: string }>) {
         this.s.cancelPendingSequenceRun.run(now, 'the sequence was deleted', runId);

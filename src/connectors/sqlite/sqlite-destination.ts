@@ -28,7 +28,7 @@ const SqliteDatabaseClass = Database as unknown as SqliteConstructor;
  * Foreign keys are enforced (`PRAGMA foreign_keys = ON`); the file is put in WAL mode.
  */
 export class SqliteDestination implements Destination {
-  readonly capabilities: DestinationCapabilities = { deletes: true, upsert: true };
+  readonly capabilities: DestinationCapabilities = { deletes: true, upsert: true, maxBatchSize: null, recordIds: false };
   readonly path: string;
   private readonly busyTimeoutMs: number;
   private db: SqliteDatabase | null = null;

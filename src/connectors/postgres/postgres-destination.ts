@@ -53,7 +53,7 @@ interface TableInfo {
  * PostgreSQL's message, and the rest committed.
  */
 export class PostgresDestination implements Destination {
-  readonly capabilities: DestinationCapabilities = { deletes: true, upsert: true };
+  readonly capabilities: DestinationCapabilities = { deletes: true, upsert: true, maxBatchSize: null, recordIds: false };
   private readonly pool: pg.Pool;
   readonly where: string;
 

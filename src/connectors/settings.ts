@@ -1,0 +1,48 @@
+/**
+ * Building blocks for the kinds' settings schemas. A setting may hold `${ENV}` templates: the
+ * schemas check a templated value only for what templates cannot change, and check it whole once
+ * the run has resolved the templates.
+ */
+import { z } from 'zod';
+
+const TEMPLATE = /\$\{[A-Za-z_][A-Za-z0-9_]*\}/;
+
+/** Whether a value still holds an `${ENV}` template (it is checked whole once resolved). */
+export function isTemplated(value: string): boolean {
+  return TEMPLATE.test(value);
+}
+
+/**
+ * A URL setting with one of `protocols` (e.g. `['mysql:']`); `example` goes into the message.
+ * A value with templates passes until they are resolved.
+ */
+export function urlSetting(protocols: readonly string[], example: string, description: string) {
+  return z
+    .string()
+    .min(1, { error: `url is empty — write it, e.g. ${example}` })
+    .superRefine((value, ctx) => {
+      if (isTemplated(value)) return;
+      let url: URL;
+      try {
+        url = new URL(value);
+      } catch {
+        // The value is not echoed: a URL may carry a password.
+        ctx.addIssue({ code: 'custom', message: `url is not a URL — write it like ${example}` });
+        return;
+      }
+      if (!protocols.includes(url.protocol)) {
+        ctx.addIssue({ code: 'custom', message: `url must start with ${protocols.map((p) => `${p}//`).join(' or ')}, not ${url.protocol}// — e.g. ${example}` });
+      }
+    })
+    .meta({ description });
+}
+
+/** A file path setting, relative to the workspace folder or absolute. */
+export function pathSetting(description: string) {
+  return z.string().min(1, { error: 'path is empty — write the file path, relative to the workspace folder' }).meta({ description });
+}
+
+/** A whole number setting within bounds, with a default. */
+export function intSetting(min: number, max: number, fallback: number, description: string) {
+  return z.number().int().min(min).max(max).default(fallback).meta({ description: `${description} (default: ${fallback})` });
+}

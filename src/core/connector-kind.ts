@@ -1,0 +1,76 @@
+/**
+ * A connector kind: everything Lockstep knows of one kind of source or destination, declared in one
+ * place by its folder under `src/connectors/` and registered once by the composition root. The core
+ * names no kind; it reads these declarations.
+ */
+import type { z } from 'zod';
+import type { BackoffPolicy } from './backoff.js';
+import type { Clock, Destination, DestinationCapabilities, Logger, RateLimiter, Source } from './ports.js';
+
+/** What a connector gets besides its settings when it opens. */
+export interface ConnectorContext {
+  /** The connection's slug, for messages. */
+  slug: string;
+  clock: Clock;
+  logger: Logger;
+  /** How calls to the peer are retried (the process's policy). */
+  backoff: BackoffPolicy;
+  /**
+   * The rate limiter shared by every run writing through this connection in this process, made
+   * on first use with these limits (later calls get the same one).
+   */
+  rateLimiter(limits: RateLimits): RateLimiter;
+}
+
+export interface RateLimits {
+  /** Requests started per second at most (null: no limit). */
+  requestsPerSecond: number | null;
+  /** Requests under way at once at most (null: no limit). */
+  concurrency: number | null;
+}
+
+/** The source side of a kind. */
+export interface SourceKind<S> {
+  open(settings: S, context: ConnectorContext): Promise<Source>;
+}
+
+/** The destination side of a kind. */
+export interface DestinationKind<S, Y> {
+  /** What every destination of the kind can do. */
+  capabilities: DestinationCapabilities;
+  /**
+   * The settings a sync writing to this kind may add next to its own fields (e.g. an HTTP
+   * destination's `method` and `body`), validated strictly; `validate` reports its messages at the
+   * sync. Kinds without any omit it, and a sync to them may set none.
+   */
+  syncSettings?: z.ZodType<Y>;
+  open(settings: S, context: ConnectorContext): Promise<Destination>;
+}
+
+export interface ConnectorKind<S = unknown, Y = unknown> {
+  /** The `type` a workspace writes, e.g. `mysql`. */
+  type: string;
+  /** One line for lists and the JSON Schema. */
+  description: string;
+  /**
+   * The connection's settings besides `type`, as a strict zod object. It validates the settings
+   * after `${ENV}` templates are resolved (at `validate` when the variables are set, and when a run
+   * connects), fills defaults, and its field descriptions go into the JSON Schema.
+   */
+  settings: z.ZodType<S>;
+  /**
+   * Settings that hold secrets: never logged, shown as `***` by the API (a value that is only an
+   * `${ENV}` template is shown, it names a variable). A URL shows with only its password hidden; an
+   * object (headers) has each value hidden.
+   */
+  secrets: readonly string[];
+  /** Settings that are file paths, resolved against the workspace folder. */
+  paths?: readonly string[];
+  /** A connection of this kind in YAML flow style, for hints and `init`, e.g. `{ type: mysql, url: "${CRM_URL}" }`. */
+  example: string;
+  source?: SourceKind<S>;
+  destination?: DestinationKind<S, Y>;
+}
+
+/** The roles a connection plays in a workspace. */
+export type ConnectorRole = 'source' | 'destination';

@@ -1,0 +1,226 @@
+/**
+ * The connector registry: the kinds this build knows, registered by the composition root, and
+ * everything done with a connection by its kind: checking and resolving its settings, hiding its
+ * secrets, opening it, and the rate limiters shared by every run that writes through it.
+ */
+import { isAbsolute, resolve } from 'node:path';
+import type { z } from 'zod';
+import { DEFAULT_BACKOFF, type BackoffPolicy } from './backoff.js';
+import type { ConnectorContext, ConnectorKind, ConnectorRole, RateLimits } from './connector-kind.js';
+import { interpolateDeep } from './connections.js';
+import { ErrorCode, LockstepError } from './errors.js';
+import type { Clock, Connectors, Destination, DestinationWriter, Logger, RateLimiter, Source, WriteTarget } from './ports.js';
+import type { ConnectionDef, ResolvedConnection } from './workspace.js';
+
+export interface ConnectorRegistryOptions {
+  clock: Clock;
+  logger: Logger;
+  /** How connectors retry calls to their peers (default: DEFAULT_BACKOFF). */
+  backoff?: BackoffPolicy;
+  /** Makes a rate limiter; the registry keeps one per destination connection. */
+  createRateLimiter: (limits: RateLimits) => RateLimiter;
+}
+
+/** One problem with a connection's or a sync's settings, at a path inside them. */
+export interface SettingsProblem {
+  path: PropertyKey[];
+  issue: z.core.$ZodIssue;
+}
+
+/** Shown instead of a secret setting. */
+export const REDACTED = '***';
+
+export class ConnectorRegistry implements Connectors {
+  private readonly byType = new Map<string, ConnectorKind>();
+  private readonly limiters = new Map<string, RateLimiter>();
+  private readonly backoff: BackoffPolicy;
+
+  constructor(private readonly options: ConnectorRegistryOptions) {
+    this.backoff = options.backoff ?? DEFAULT_BACKOFF;
+  }
+
+  /** Adds a kind; its `type` must be new. */
+  register<S, Y>(kind: ConnectorKind<S, Y>): this {
+    if (this.byType.has(kind.type)) throw new Error(`connector kind "${kind.type}" is registered twice`);
+    this.byType.set(kind.type, kind as ConnectorKind);
+    return this;
+  }
+
+  /** The registered kinds, in registration order; only those that can play `role` when given. */
+  kinds(role?: ConnectorRole): ConnectorKind[] {
+    return [...this.byType.values()].filter((k) => role === undefined || k[role] !== undefined);
+  }
+
+  kind(type: string): ConnectorKind | undefined {
+    return this.byType.get(type);
+  }
+
+  /**
+   * Checks settings against the kind's schema: issues with paths inside the settings (empty when
+   * they are fine). Template-bearing strings are checked as written, so the kinds' schemas accept
+   * `${VAR}` where a value may come from the environment.
+   */
+  checkSettings(kind: ConnectorKind, settings: Record<string, unknown>, errorMap?: z.core.$ZodErrorMap): z.core.$ZodIssue[] {
+    const parsed = kind.settings.safeParse(settings, { error: errorMap, reportInput: true });
+    return parsed.success ? [] : parsed.error.issues;
+  }
+
+  /** Checks a sync's kind settings against the destination kind's `syncSettings` (an empty schema when it has none). */
+  checkSyncSettings(kind: ConnectorKind, settings: Record<string, unknown>, errorMap?: z.core.$ZodErrorMap): z.core.$ZodIssue[] {
+    const schema = kind.destination?.syncSettings;
+    if (!schema) {
+      return Object.keys(settings).map((key) => ({
+        code: 'unrecognized_keys',
+        keys: [key],
+        path: [],
+        input: settings,
+        message: `a sync to a ${kind.type} destination has no setting "${key}"`,
+      })) as z.core.$ZodIssue[];
+    }
+    const parsed = schema.safeParse(settings, { error: errorMap, reportInput: true });
+    return parsed.success ? [] : parsed.error.issues;
+  }
+
+  /** The definition with its secret settings hidden (see `ConnectorKind.secrets`), as the API shows it. */
+  redact(def: ConnectionDef): ConnectionDef {
+    const kind = this.byType.get(def.type);
+    const settings = { ...def.settings };
+    for (const name of kind?.secrets ?? []) {
+      if (name in settings) settings[name] = redactValue(settings[name]);
+    }
+    return { ...def, settings };
+  }
+
+  /**
+   * Settings sent back as they were read carry hidden secrets; each setting equal to the hidden form
+   * of the stored one takes the stored value again, so reading and writing back never loses a secret.
+   */
+  keepRedacted(settings: Record<string, unknown>, previous: ConnectionDef | null): Record<string, unknown> {
+    if (previous === null || previous.type !== settings.type) return settings;
+    const kind = this.byType.get(previous.type);
+    const kept = { ...settings };
+    for (const name of kind?.secrets ?? []) {
+      const stored = previous.settings[name];
+      const sent = kept[name];
+      if (stored === undefined || sent === undefined) continue;
+      if (isRecord(stored) && isRecord(sent)) {
+        const merged = { ...sent };
+        for (const [key, value] of Object.entries(sent)) {
+          if (value === redactValue(stored[key]) && stored[key] !== undefined) merged[key] = stored[key];
+        }
+        kept[name] = merged;
+      } else if (JSON.stringify(sent) === JSON.stringify(redactValue(stored))) {
+        kept[name] = stored;
+      }
+    }
+    return kept;
+  }
+
+  async openSource(connection: ResolvedConnection): Promise<Source> {
+    const kind = this.require(connection, 'source');
+    return (kind.source as NonNullable<ConnectorKind['source']>).open(this.settingsFor(kind, connection), this.context(connection));
+  }
+
+  async openDestination(connection: ResolvedConnection): Promise<Destination> {
+    const kind = this.require(connection, 'destination');
+    const destination = await (kind.destination as NonNullable<ConnectorKind['destination']>).open(
+      this.settingsFor(kind, connection),
+      this.context(connection),
+    );
+    const syncSettings = kind.destination?.syncSettings;
+    if (!syncSettings) return destination;
+    // The sync's settings reach the writer parsed (defaults filled), whoever calls prepare.
+    return {
+      capabilities: destination.capabilities,
+      close: () => destination.close(),
+      prepare(target: WriteTarget): Promise<DestinationWriter> {
+        const parsed = syncSettings.safeParse(target.settings ?? {});
+        if (!parsed.success) {
+          const first = parsed.error.issues[0];
+          throw new LockstepError(
+            ErrorCode.Validation,
+            `sync "${target.sync ?? target.object}": setting ${first?.path.join('.') || '(settings)'}: ${first?.message ?? 'invalid'} — fix it in the sync's definition (lockstep validate shows every problem)`,
+          );
+        }
+        return destination.prepare({ ...target, settings: parsed.data as Record<string, unknown> });
+      },
+    };
+  }
+
+  /** The rate limiter shared by every run writing through the connection `slug`. */
+  rateLimiter(slug: string, limits: RateLimits): RateLimiter {
+    let limiter = this.limiters.get(slug);
+    if (!limiter) {
+      limiter = this.options.createRateLimiter(limits);
+      this.limiters.set(slug, limiter);
+    }
+    return limiter;
+  }
+
+  private require(connection: ResolvedConnection, role: ConnectorRole): ConnectorKind {
+    const kind = this.byType.get(connection.type);
+    if (!kind || !kind[role]) {
+      const known = this.kinds(role).map((k) => k.type);
+      throw new LockstepError(
+        ErrorCode.Validation,
+        `${role} "${connection.slug}" has type "${connection.type}", which is not a ${role} kind this Lockstep knows — use one of: ${known.join(', ')}`,
+      );
+    }
+    return kind;
+  }
+
+  /** The resolved settings through the kind's schema (defaults filled), paths made absolute. */
+  private settingsFor(kind: ConnectorKind, connection: ResolvedConnection): unknown {
+    const parsed = kind.settings.safeParse(connection.settings);
+    if (!parsed.success) {
+      const first = parsed.error.issues[0];
+      const field = first?.path.join('.') || '(settings)';
+      // The message never echoes the value: it may be a secret read from the environment.
+      throw new LockstepError(
+        ErrorCode.Validation,
+        `${kind.type} connection "${connection.slug}": setting ${field} is not valid (${first?.message ?? 'invalid'}) — e.g. ${kind.example}`,
+      );
+    }
+    const settings = parsed.data as Record<string, unknown>;
+    for (const name of kind.paths ?? []) {
+      const value = settings[name];
+      if (typeof value === 'string' && value !== ':memory:' && !isAbsolute(value)) settings[name] = resolve(connection.baseDir, value);
+    }
+    return settings;
+  }
+
+  private context(connection: ResolvedConnection): ConnectorContext {
+    return {
+      slug: connection.slug,
+      clock: this.options.clock,
+      logger: this.options.logger,
+      backoff: this.backoff,
+      rateLimiter: (limits) => this.rateLimiter(connection.slug, limits),
+    };
+  }
+}
+
+/** A connection ready to open: its templates resolved from `env`. */
+export function resolveConnection(def: ConnectionDef, role: ConnectorRole, baseDir: string, env: Record<string, string | undefined>): ResolvedConnection {
+  return { slug: def.slug, type: def.type, settings: interpolateDeep(def.settings, env, `${role} "${def.slug}"`) as Record<string, unknown>, baseDir };
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+/** A secret as shown: a bare `${VAR}` template as it is (it names a variable), a URL with its password hidden, anything else hidden. */
+export function redactValue(value: unknown): unknown {
+  if (isRecord(value)) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redactValue(v)]));
+  if (typeof value !== 'string') return value === undefined || value === null ? value : REDACTED;
+  if (/^\$\{[A-Za-z_][A-Za-z0-9_]*\}$/.test(value)) return value;
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) return redactUrl(value);
+  return REDACTED;
+}
+
+/** The password of a connection URL (and `password=` parameters) replaced by `***`. */
+export function redactUrl(url: string): string {
+  return url
+    .replace(/^([a-z][a-z0-9+.-]*:\/\/)([^:@/?#]*):([^@/?#]*)@/i, `$1$2:${REDACTED}@`)
+    .replace(/([?&](?:password|passwd|pwd|secret|token|sslpassword|access_token|api_key|apikey|key)=)[^&#]*/gi, `$1${REDACTED}`);
+}

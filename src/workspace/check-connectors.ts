@@ -1,0 +1,121 @@
+/**
+ * Checks of what the connector kinds decide: a connection's `type` (a registered kind that can play
+ * its role, with did-you-mean), its settings (the kind's schema), a sync's kind settings (the
+ * destination kind's `syncSettings`), and `lookup` mappings (the parent sync must record ids).
+ * Like the other cross-entity checks, they read the plain YAML defensively.
+ */
+import type { z } from 'zod';
+import type { ConnectorKind, ConnectorRole } from '../core/connector-kind.js';
+import type { ConnectorRegistry } from '../core/connector-registry.js';
+import type { Diagnostic } from '../core/errors.js';
+import type { Catalog, Declaration } from './check-workspace.js';
+import { issueDiagnostics, workspaceErrorMap } from './issue-diagnostics.js';
+import { didYouMean, listNames } from './suggestions.js';
+import type { PathSegment } from './workspace-file.js';
+import { SYNC_FIELDS } from './workspace-schema.js';
+
+const ROLE = { sources: 'source', destinations: 'destination' } as const satisfies Record<string, ConnectorRole>;
+
+function asRecord(value: unknown): Record<string, unknown> | null {
+  return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
+}
+
+export function checkConnectors(catalog: Catalog, registry: ConnectorRegistry): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  for (const section of ['sources', 'destinations'] as const) {
+    for (const connection of catalog[section].values()) out.push(...checkConnection(connection, section, registry));
+  }
+  for (const sync of catalog.syncs.values()) out.push(...checkSync(sync, catalog, registry));
+  return out;
+}
+
+function checkConnection(connection: Declaration, section: 'sources' | 'destinations', registry: ConnectorRegistry): Diagnostic[] {
+  const data = asRecord(connection.data);
+  if (data === null || typeof data.type !== 'string' || data.type === '') return [];
+  const role = ROLE[section];
+  const path: PathSegment[] = [section, connection.slug];
+  const kind = registry.kind(data.type);
+  const fitting = registry.kinds(role).map((k) => k.type);
+  if (!kind || !kind[role]) {
+    const message = kind
+      ? `a ${data.type} connection cannot be a ${role}`
+      : `unknown ${role} type "${data.type}"${didYouMean(data.type, fitting)}`;
+    return [connection.file.diagnostic([...path, 'type'], message, `${role} kinds: ${listNames(fitting, 12)}`)];
+  }
+  const { type: _type, ...settings } = data;
+  const issues = registry.checkSettings(kind, settings, workspaceErrorMap);
+  return issues.flatMap((issue) => located(connection, path, issue));
+}
+
+function checkSync(sync: Declaration, catalog: Catalog, registry: ConnectorRegistry): Diagnostic[] {
+  const data = asRecord(sync.data);
+  if (data === null) return [];
+  const path: PathSegment[] = ['syncs', sync.slug];
+  const out: Diagnostic[] = [];
+  const kind = destinationKind(data.destination, catalog, registry);
+  if (kind) {
+    const settings = Object.fromEntries(Object.entries(data).filter(([key]) => !(SYNC_FIELDS as readonly string[]).includes(key)));
+    const kindFields = settingNames(kind.destination?.syncSettings);
+    const allowed = [...SYNC_FIELDS, ...kindFields];
+    for (const key of Object.keys(settings)) {
+      if (kindFields.includes(key)) continue;
+      out.push(
+        sync.file.diagnostic(
+          [...path, key],
+          `unknown key "${key}"${didYouMean(key, allowed)} for a sync to a ${kind.type} destination`,
+          `allowed here: ${listNames(allowed, 16)}`,
+          'key',
+        ),
+      );
+      delete settings[key];
+    }
+    out.push(...registry.checkSyncSettings(kind, settings, workspaceErrorMap).flatMap((issue) => located(sync, path, issue)));
+  }
+  out.push(...checkLookups(sync, data, catalog, registry));
+  return out;
+}
+
+/** `lookup` mappings: the parent sync exists, and its destination records ids. */
+function checkLookups(sync: Declaration, data: Record<string, unknown>, catalog: Catalog, registry: ConnectorRegistry): Diagnostic[] {
+  if (!Array.isArray(data.mappings)) return [];
+  const out: Diagnostic[] = [];
+  data.mappings.forEach((mapping, index) => {
+    const parent = asRecord(asRecord(mapping)?.lookup)?.sync;
+    if (typeof parent !== 'string' || parent === '') return;
+    const path: PathSegment[] = ['syncs', sync.slug, 'mappings', index, 'lookup', 'sync'];
+    const declared = catalog.syncs.get(parent);
+    if (!declared) {
+      out.push(sync.file.diagnostic(path, `unknown sync "${parent}"${didYouMean(parent, catalog.syncs.keys())}`, `lookup names the sync whose ids it sends, one of: ${listNames([...catalog.syncs.keys()])}`));
+      return;
+    }
+    const kind = destinationKind(asRecord(declared.data)?.destination, catalog, registry);
+    if (kind && !kind.destination?.capabilities.recordIds) {
+      const recording = registry.kinds('destination').filter((k) => k.destination?.capabilities.recordIds).map((k) => k.type);
+      out.push(
+        sync.file.diagnostic(
+          path,
+          `sync "${parent}" writes to a ${kind.type} destination, which does not report record ids, so there is nothing to look up`,
+          `map the parent's key column directly, or look up a sync that writes to ${recording.length > 0 ? listNames(recording) : 'a destination that reports ids'}`,
+        ),
+      );
+    }
+  });
+  return out;
+}
+
+function destinationKind(slug: unknown, catalog: Catalog, registry: ConnectorRegistry): ConnectorKind | undefined {
+  if (typeof slug !== 'string') return undefined;
+  const type = asRecord(catalog.destinations.get(slug)?.data)?.type;
+  return typeof type === 'string' ? registry.kind(type) : undefined;
+}
+
+/** The field names a settings schema declares (a zod object's shape). */
+function settingNames(schema: z.ZodType | undefined): string[] {
+  const shape = (schema as { shape?: Record<string, unknown> } | undefined)?.shape;
+  return shape ? Object.keys(shape) : [];
+}
+
+/** A settings issue, located in the declaration's file under `path`. */
+function located(declaration: Declaration, path: PathSegment[], issue: z.core.$ZodIssue): Diagnostic[] {
+  return issueDiagnostics({ ...issue, path: [...path, ...issue.path] } as z.core.$ZodIssue, declaration.file, declaration.file.content());
+}
