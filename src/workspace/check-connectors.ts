@@ -39,8 +39,8 @@ function checkConnection(connection: Declaration, section: 'sources' | 'destinat
   if (!kind || !kind[role]) {
     const message = kind
       ? `a ${data.type} connection cannot be a ${role}`
-      : `unknown ${role} type "${data.type}"${didYouMean(data.type, fitting)}`;
-    return [connection.file.diagnostic([...path, 'type'], message, `${role} kinds: ${listNames(fitting, 12)}`)];
+      : `unknown type "${data.type}"${didYouMean(data.type, fitting)}`;
+    return [connection.file.diagnostic([...path, 'type'], message, `use one of: ${listNames(fitting, 12)}`)];
   }
   const { type: _type, ...settings } = data;
   const issues = registry.checkSettings(kind, settings, workspaceErrorMap);
@@ -62,7 +62,7 @@ function checkSync(sync: Declaration, catalog: Catalog, registry: ConnectorRegis
       out.push(
         sync.file.diagnostic(
           [...path, key],
-          `unknown key "${key}"${didYouMean(key, allowed)} for a sync to a ${kind.type} destination`,
+          `unknown key "${key}"${didYouMean(key, allowed)}`,
           `allowed here: ${listNames(allowed, 16)}`,
           'key',
         ),

@@ -1,19 +1,58 @@
 import { z } from 'zod';
+import type { ConnectorRegistry } from '../core/connector-registry.js';
 import { workspaceFileSchema } from './workspace-schema.js';
 
 /** Where the published schema lives in the repository (and in the npm package). */
 export const JSON_SCHEMA_FILE = 'schema/lockstep.schema.json';
 
+type JsonObject = Record<string, unknown>;
+
 /**
  * JSON Schema (draft-07, the draft YAML editors support best) of a workspace file, generated from
- * the same zod definitions that validate it. It describes what may be written, defaults included;
- * checks across entities (references, cycles) are only in `lockstep validate`.
+ * the same zod definitions that validate it, and from the registered connector kinds: a connection
+ * is one of the kinds with its settings, and a sync may carry the destination kinds' settings. It
+ * describes what may be written, defaults included; checks across entities (references, cycles,
+ * which kind settings fit which destination) are only in `lockstep validate`.
  */
-export function workspaceJsonSchema(): Record<string, unknown> {
-  return z.toJSONSchema(workspaceFileSchema, { io: 'input', target: 'draft-7', unrepresentable: 'any' });
+export function workspaceJsonSchema(registry: ConnectorRegistry): JsonObject {
+  const options = { io: 'input', target: 'draft-7', unrepresentable: 'any' } as const;
+  const schema = z.toJSONSchema(workspaceFileSchema, options) as unknown as JsonObject & { definitions: Record<string, JsonObject> };
+  schema.definitions.Connection = {
+    description: 'How a source or destination is reached: a connector kind and its settings.',
+    oneOf: registry.kinds().map((kind) => {
+      const settings = z.toJSONSchema(kind.settings, options) as JsonObject & { properties?: JsonObject; required?: string[] };
+      return {
+        type: 'object',
+        description: kind.description,
+        properties: { type: { type: 'string', const: kind.type }, ...(settings.properties ?? {}) },
+        required: ['type', ...(settings.required ?? [])],
+        additionalProperties: false,
+      };
+    }),
+  };
+  const sync = syncEntry(schema);
+  if (sync) {
+    const properties = sync.properties as JsonObject;
+    for (const kind of registry.kinds('destination')) {
+      const settings = kind.destination?.syncSettings;
+      if (!settings) continue;
+      const json = z.toJSONSchema(settings, options) as { properties?: Record<string, JsonObject> };
+      for (const [name, property] of Object.entries(json.properties ?? {})) {
+        properties[name] ??= { ...property, description: `(${kind.type} destinations) ${String(property.description ?? '')}`.trim() };
+      }
+    }
+    sync.additionalProperties = false;
+  }
+  return schema;
+}
+
+/** The schema of one sync entry inside the `syncs` section. */
+function syncEntry(schema: JsonObject): JsonObject | undefined {
+  const syncs = (schema.properties as Record<string, { anyOf?: Array<{ additionalProperties?: JsonObject }> }>).syncs;
+  return syncs?.anyOf?.find((option) => option.additionalProperties?.properties !== undefined)?.additionalProperties;
 }
 
 /** The committed file's exact text. */
-export function renderJsonSchema(): string {
-  return `${JSON.stringify(workspaceJsonSchema(), null, 2)}\n`;
+export function renderJsonSchema(registry: ConnectorRegistry): string {
+  return `${JSON.stringify(workspaceJsonSchema(registry), null, 2)}\n`;
 }

@@ -134,7 +134,7 @@ export function describeDestinationContract(name: string, kind: DestinationKind)
 
     it('declares deletes and upsert', async () => {
       await withTables([ACCOUNTS], async ({ destination }) => {
-        expect(destination.capabilities).toEqual({ deletes: true, upsert: true });
+        expect(destination.capabilities).toMatchObject({ deletes: true, upsert: true });
       });
     });
 

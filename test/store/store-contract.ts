@@ -303,8 +303,8 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         expect(await store.getSequence('nope')).toBeNull();
 
         expect(await store.getModel('deals')).toMatchObject({ slug: 'deals', primaryKey: ['region', 'id'] });
-        expect(await store.getSource('warehouse')).toMatchObject({ type: 'postgres', url: '${WAREHOUSE_URL}' });
-        expect(await store.getDestination('crm')).toMatchObject({ type: 'sqlite', path: 'crm.db', url: null });
+        expect(await store.getSource('warehouse')).toMatchObject({ type: 'postgres', settings: { url: '${WAREHOUSE_URL}' } });
+        expect(await store.getDestination('crm')).toMatchObject({ type: 'sqlite', settings: { path: 'crm.db' } });
         expect(await store.getModel('nope')).toBeNull();
         expect(await store.getSource('crm')).toBeNull();
         expect(await store.getDestination('warehouse')).toBeNull();

@@ -2,6 +2,9 @@ import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { JSON_SCHEMA_FILE, renderJsonSchema, workspaceJsonSchema } from '../../src/workspace/index.js';
+import { createConnectorRegistry } from '../../src/app.js';
+
+const registry = createConnectorRegistry();
 
 const committed = fileURLToPath(new URL(`../../${JSON_SCHEMA_FILE}`, import.meta.url));
 
@@ -9,13 +12,13 @@ describe('workspace JSON Schema', () => {
   it('is committed up to date with the zod definitions', async () => {
     const onDisk = await readFile(committed, 'utf8').catch(() => '');
     expect(
-      onDisk === renderJsonSchema(),
-      `${JSON_SCHEMA_FILE} is out of date: run \`npm run build && node dist/workspace/write-json-schema.js\` (npm run schema) and commit it`,
+      onDisk === renderJsonSchema(registry),
+      `${JSON_SCHEMA_FILE} is out of date: run \`npm run build && node dist/cli/write-json-schema.js\` (npm run schema) and commit it`,
     ).toBe(true);
   });
 
   it('describes sections, slugs, defaults and enums for editors', () => {
-    const schema = workspaceJsonSchema() as {
+    const schema = workspaceJsonSchema(registry) as {
       $schema: string;
       additionalProperties: boolean;
       properties: Record<string, { anyOf?: { propertyNames?: { pattern: string }; additionalProperties?: { properties?: Record<string, { default?: unknown; enum?: unknown[] }> } }[] }>;
