@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { createApp, createConnectorRegistry, type App } from '../app.js';
 import { resolveConfig, type LockstepConfig } from '../config.js';
-import { ErrorCode, LockstepError, ValidationError, toError } from '../core/errors.js';
+import { ErrorCode, LockstepError, ValidationError, formatDiagnostic, toError } from '../core/errors.js';
 import { createJsonLogger } from '../core/logger.js';
 import { iso, rejectedRowView, syncRunView } from '../core/run-views.js';
 import { generateToken, hashToken } from '../core/tokens.js';
@@ -163,9 +163,12 @@ Exit codes:
       const dir = workspaceDirFor(global());
       const { loadWorkspace, formatValidationReport } = await workspaceModule();
       const result = await loadWorkspace(dir, process.env, createConnectorRegistry());
-      if (opts.json) term.out(JSON.stringify({ valid: result.diagnostics.length === 0, diagnostics: result.diagnostics }, null, 2));
-      else if (result.diagnostics.length > 0) term.err(formatValidationReport(result.diagnostics));
-      else term.out(`✔ workspace is valid (${result.files.join(', ')})`);
+      if (opts.json) term.out(JSON.stringify({ valid: result.diagnostics.length === 0, diagnostics: result.diagnostics, warnings: result.warnings }, null, 2));
+      else {
+        if (result.diagnostics.length > 0) term.err(formatValidationReport(result.diagnostics));
+        for (const warning of result.warnings) term.err(`warning: ${formatDiagnostic(warning)}`);
+        if (result.diagnostics.length === 0) term.out(`✔ workspace is valid (${result.files.join(', ')})`);
+      }
       if (result.diagnostics.length > 0) setExit(EXIT.invalid);
     });
 

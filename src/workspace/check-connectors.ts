@@ -75,18 +75,32 @@ function checkSync(sync: Declaration, catalog: Catalog, registry: ConnectorRegis
   return out;
 }
 
-/** `lookup` mappings: the parent sync exists, and its destination records ids. */
+/**
+ * Every `lookup: { sync }` in a sync's definition (mappings, and kind settings such as HubSpot
+ * associations), with its path inside the sync.
+ */
+function lookupsOf(value: unknown, path: PathSegment[] = []): Array<{ path: PathSegment[]; sync: string }> {
+  if (Array.isArray(value)) return value.flatMap((v, i) => lookupsOf(v, [...path, i]));
+  const record = asRecord(value);
+  if (record === null) return [];
+  const found: Array<{ path: PathSegment[]; sync: string }> = [];
+  for (const [key, inner] of Object.entries(record)) {
+    const parent = key === 'lookup' ? asRecord(inner)?.sync : undefined;
+    if (typeof parent === 'string' && parent !== '') found.push({ path: [...path, 'lookup', 'sync'], sync: parent });
+    else found.push(...lookupsOf(inner, [...path, key]));
+  }
+  return found;
+}
+
+/** Lookups: the parent sync exists, and its destination records ids. */
 function checkLookups(sync: Declaration, data: Record<string, unknown>, catalog: Catalog, registry: ConnectorRegistry): Diagnostic[] {
-  if (!Array.isArray(data.mappings)) return [];
   const out: Diagnostic[] = [];
-  data.mappings.forEach((mapping, index) => {
-    const parent = asRecord(asRecord(mapping)?.lookup)?.sync;
-    if (typeof parent !== 'string' || parent === '') return;
-    const path: PathSegment[] = ['syncs', sync.slug, 'mappings', index, 'lookup', 'sync'];
+  for (const { path: inner, sync: parent } of lookupsOf(data)) {
+    const path: PathSegment[] = ['syncs', sync.slug, ...inner];
     const declared = catalog.syncs.get(parent);
     if (!declared) {
-      out.push(sync.file.diagnostic(path, `unknown sync "${parent}"${didYouMean(parent, catalog.syncs.keys())}`, `lookup names the sync whose ids it sends, one of: ${listNames([...catalog.syncs.keys()])}`));
-      return;
+      out.push(sync.file.diagnostic(path, `unknown sync "${parent}"${didYouMean(parent, catalog.syncs.keys())}`, `lookup names the sync whose recorded ids it sends, one of: ${listNames([...catalog.syncs.keys()])}`));
+      continue;
     }
     const kind = destinationKind(asRecord(declared.data)?.destination, catalog, registry);
     if (kind && !kind.destination?.capabilities.recordIds) {
@@ -99,7 +113,60 @@ function checkLookups(sync: Declaration, data: Record<string, unknown>, catalog:
         ),
       );
     }
-  });
+  }
+  return out;
+}
+
+/**
+ * Warnings: a sequence member that looks up the ids of another member's sync but may start before
+ * that member has finished (it would reject every row whose parent is new in this run).
+ */
+export function checkLookupOrder(catalog: Catalog): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  for (const sequence of catalog.sequences.values()) {
+    const members = asRecord(sequence.data)?.members;
+    if (!Array.isArray(members)) continue;
+    const parsed = members.map((member, index) => {
+      const data = asRecord(member);
+      const sync = typeof member === 'string' ? member : typeof data?.sync === 'string' ? data.sync : null;
+      const key = typeof data?.key === 'string' ? data.key : sync;
+      const after = Array.isArray(data?.after) ? (data.after as unknown[]).filter((k): k is string => typeof k === 'string') : null;
+      return { index, sync, key, after };
+    });
+    const byKey = new Map(parsed.filter((m) => m.key !== null).map((m) => [m.key as string, m]));
+    const bySync = new Map(parsed.filter((m) => m.sync !== null).map((m) => [m.sync as string, m]));
+    // What a member waits for: its `after`, or the member listed before it.
+    const waitsFor = (member: (typeof parsed)[number]): string[] =>
+      member.after ?? (member.index > 0 && parsed[member.index - 1]?.key ? [parsed[member.index - 1]?.key as string] : []);
+    const ancestors = (member: (typeof parsed)[number]): Set<string> => {
+      const seen = new Set<string>();
+      const stack = [...waitsFor(member)];
+      while (stack.length > 0) {
+        const key = stack.pop() as string;
+        if (seen.has(key)) continue;
+        seen.add(key);
+        const next = byKey.get(key);
+        if (next) stack.push(...waitsFor(next));
+      }
+      return seen;
+    };
+    for (const member of parsed) {
+      if (member.sync === null) continue;
+      const child = catalog.syncs.get(member.sync);
+      for (const { sync: parent } of lookupsOf(child?.data)) {
+        const parentMember = bySync.get(parent);
+        if (!parentMember || parentMember === member || parentMember.key === null) continue;
+        if (ancestors(member).has(parentMember.key)) continue;
+        out.push(
+          sequence.file.diagnostic(
+            ['sequences', sequence.slug, 'members', member.index],
+            `member "${member.key}" looks up the ids that "${parentMember.key}" records, but may start before it finishes: rows whose parent is new in this run would be rejected until the next run`,
+            member.after !== null ? `add "${parentMember.key}" to its after list` : `list "${parentMember.key}" before "${member.key}"`,
+          ),
+        );
+      }
+    }
+  }
   return out;
 }
 

@@ -11,6 +11,7 @@ import { interpolate } from '../core/connections.js';
 import type { ConnectorRegistry } from '../core/connector-registry.js';
 import type { ConnectionDef, ModelDef, SequenceDef, SyncDef, WorkspaceDefinition } from '../core/workspace.js';
 import { checkTemplates, checkWorkspace } from './check-workspace.js';
+import { checkLookupOrder } from './check-connectors.js';
 import { checkAlerts, type AlertsDeclaration } from './check-alerts.js';
 import type { Catalog, Declaration } from './check-workspace.js';
 import { issueDiagnostics, workspaceErrorMap } from './issue-diagnostics.js';
@@ -31,6 +32,8 @@ export interface LoadResult {
   definition: WorkspaceDefinition | null;
   /** Every problem found, sorted by file, line and column. */
   diagnostics: Diagnostic[];
+  /** What is allowed but probably not meant (e.g. a child member that may run before its parent). */
+  warnings: Diagnostic[];
   /** The workspace files read, relative to the workspace folder. */
   files: string[];
   /** The store setting (default: SQLite `lockstep.db` in the folder); null when it is invalid or no workspace was found. */
@@ -54,6 +57,7 @@ export async function loadWorkspace(dir: string, env: Env, registry: ConnectorRe
       ],
       files: [],
       store: null,
+      warnings: [],
     };
   }
 
@@ -104,8 +108,10 @@ export async function loadWorkspace(dir: string, env: Env, registry: ConnectorRe
   }
 
   // Cross-file checks need every file; a file too broken to read would only make them noisy.
+  const warnings: Diagnostic[] = [];
   if (files.length === names.length && files.every((f) => f.usable)) {
     diagnostics.push(...checkWorkspace(catalog, env, registry), ...checkAlerts(alerts, catalog, env));
+    warnings.push(...checkLookupOrder(catalog));
   }
 
   const storeSetting = resolveStore(root, store, env, diagnostics);
@@ -119,6 +125,7 @@ export async function loadWorkspace(dir: string, env: Env, registry: ConnectorRe
   return {
     definition: diagnostics.length === 0 ? buildDefinition(contents) : null,
     diagnostics,
+    warnings,
     files: names,
     store: storeSetting,
   };
