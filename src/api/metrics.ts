@@ -41,6 +41,9 @@ export function createMetrics(deps: Pick<ApiDeps, 'events' | 'store' | 'logger'>
     buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5],
     registers: [registry],
   });
+  const apiUsed = new Gauge({ name: 'lockstep_destination_api_usage', help: "API calls counted against a destination's limit, as it last reported (e.g. Salesforce's Sforce-Limit-Info)", labelNames: ['destination'], registers: [registry] });
+  const apiLimit = new Gauge({ name: 'lockstep_destination_api_limit', help: "The limit of a destination's API calls, as it last reported", labelNames: ['destination'], registers: [registry] });
+  const apiCalls = new Counter({ name: 'lockstep_destination_api_calls_total', help: 'API calls Lockstep made to a destination', labelNames: ['destination'], registers: [registry] });
   const { store } = deps;
   new Gauge({
     name: 'lockstep_queue_depth',
@@ -75,6 +78,18 @@ export function createMetrics(deps: Pick<ApiDeps, 'events' | 'store' | 'logger'>
       if (run.startedAt !== null && run.finishedAt !== null) syncDuration.observe({ status: run.status }, (run.finishedAt - run.startedAt) / 1000);
       delivered.inc(totalCount(run.successfulRows));
       rejected.inc(totalCount(run.failedRows));
+      const usage = run.apiUsage;
+      if (usage) {
+        store
+          .getSync(run.syncId)
+          .then((sync) => {
+            const destination = sync?.destination ?? `sync ${run.syncId}`;
+            apiUsed.set({ destination }, usage.used);
+            apiLimit.set({ destination }, usage.limit);
+            apiCalls.inc({ destination }, usage.calls);
+          })
+          .catch((e: unknown) => deps.logger.debug('API usage metric failed', { error: toError(e).message }));
+      }
     }),
     deps.events.on('sequenceRun:finished', (run) => {
       sequenceRuns.inc({ status: run.status });

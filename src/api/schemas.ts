@@ -46,6 +46,10 @@ export const SyncRunView = z
     completionRatio: z.number(),
     error: z.string().nullable(),
     sequenceRunId: z.string().nullable(),
+    apiUsage: z
+      .object({ used: z.number().int(), limit: z.number().int(), calls: z.number().int() })
+      .optional()
+      .openapi({ description: "The destination's API budget as it last reported it in the run (e.g. Salesforce's Sforce-Limit-Info), and the calls the run made." }),
   })
   .openapi('SyncRunView');
 

@@ -10,6 +10,7 @@ import type {
   SyncRunStatus,
   Trigger,
   OperationCounts,
+  ApiUsage,
 } from './runs.js';
 import type {
   ConnectionRecord,
@@ -208,6 +209,11 @@ export interface DestinationWriter {
 /** A connection to a system that syncs write to. */
 export interface Destination {
   readonly capabilities: DestinationCapabilities;
+  /**
+   * The API budget the service reported last and the calls made through this connection since it
+   * opened (one run's), for destinations that have one; the run records it (default: none).
+   */
+  apiUsage?(): ApiUsage | null;
   /** Checks that the object and its columns exist (fatal `schema` error if not) and returns a writer. */
   prepare(target: WriteTarget): Promise<DestinationWriter>;
   close(): Promise<void>;
@@ -257,6 +263,7 @@ export interface SyncRunPatch {
   failedRows?: OperationCounts;
   completionRatio?: number;
   error?: string | null;
+  apiUsage?: ApiUsage;
 }
 
 export interface RunListQuery {

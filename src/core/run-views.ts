@@ -2,7 +2,7 @@
  * Runs as the outside world sees them: the JSON shapes of the Hightouch-compatible API
  * (SPEC §6.3), shared by the command line's `--json` output and the HTTP API. Times are ISO-8601.
  */
-import type { OperationCounts, RejectedRow, SequenceRun, SyncRun } from './runs.js';
+import type { ApiUsage, OperationCounts, RejectedRow, SequenceRun, SyncRun } from './runs.js';
 
 export interface SyncRunView {
   id: number;
@@ -19,6 +19,8 @@ export interface SyncRunView {
   completionRatio: number;
   error: string | null;
   sequenceRunId: string | null;
+  /** The destination's API budget as last reported in the run, and the calls the run made (SaaS destinations). */
+  apiUsage?: ApiUsage;
 }
 
 export interface MemberRunView {
@@ -68,6 +70,7 @@ export function syncRunView(run: SyncRun): SyncRunView {
     completionRatio: run.completionRatio,
     error: run.error,
     sequenceRunId: run.sequenceRunId,
+    ...(run.apiUsage ? { apiUsage: run.apiUsage } : {}),
   };
 }
 

@@ -146,6 +146,18 @@ export interface SyncRun {
   completionRatio: number;
   error: string | null;
   cancelRequested: boolean;
+  /** The destination's API budget as it last reported it during the run (SaaS destinations), or null. */
+  apiUsage: ApiUsage | null;
+}
+
+/** An API budget a destination reports (e.g. Salesforce's `Sforce-Limit-Info`), and the calls this run made. */
+export interface ApiUsage {
+  /** Calls counted against the limit so far, by the service's own count (all clients). */
+  used: number;
+  /** The limit of that count (e.g. per 24 hours). */
+  limit: number;
+  /** Calls this run made. */
+  calls: number;
 }
 
 /** A row the destination (or planning) refused, kept for inspection. */

@@ -34,7 +34,7 @@ import type {
   WriteOperation,
   WriteTarget,
 } from '../core/ports.js';
-import type { OperationCounts, RejectedRow, SyncRun } from '../core/runs.js';
+import type { ApiUsage, OperationCounts, RejectedRow, SyncRun } from '../core/runs.js';
 import type { ModelRecord, SyncRecord } from '../core/workspace.js';
 import { KeySet } from './key-set.js';
 import { hashBytes, hashRow, hashText, rowHash } from './row-hash.js';
@@ -345,7 +345,10 @@ export class SyncRunner {
     let destination: Destination | null = null;
     // Connections are closed before the final status is recorded: closing a connection can take a
     // while (SQLite checkpoints its WAL), and the next member of a sequence must not wait for it.
+    // The destination's API budget, read before it closes, goes into the run's final record.
+    let apiUsage: ApiUsage | undefined;
     const cleanup = async () => {
+      apiUsage = destination?.apiUsage?.() ?? apiUsage;
       const open = [source, destination];
       source = destination = null;
       await Promise.all(open.map((c) => c?.close().catch(() => undefined)));
@@ -434,7 +437,7 @@ export class SyncRunner {
       await update({ status: 'reporting', completionRatio: 1 });
       await cleanup();
       const rejected = total(progress.failed);
-      const run = await update({ status: rejected > 0 ? 'warning' : 'success' });
+      const run = await update({ status: rejected > 0 ? 'warning' : 'success', apiUsage });
       logger.info('sync run finished', { ...runLog, status: run.status, delivered: total(progress.successful), rejected });
       return run;
     } catch (thrown) {
@@ -450,7 +453,7 @@ export class SyncRunner {
       }
       const error = toError(thrown);
       logger.error('sync run failed', { ...runLog, error: error.message });
-      return await update({ status: 'failed', error: error.message });
+      return await update({ status: 'failed', error: error.message, apiUsage });
     } finally {
       await cleanup();
     }

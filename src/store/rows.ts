@@ -4,6 +4,7 @@
  * PostgreSQL's bigint and numeric types, so every number goes through `Number`.
  */
 import type {
+  ApiUsage,
   MemberRun,
   MemberRunStatus,
   OperationCounts,
@@ -96,6 +97,8 @@ export interface SyncRunRow {
   completion_ratio: Num;
   error: string | null;
   cancel_requested: Num | boolean;
+  /** JSON of an ApiUsage (absent in rows read before the column existed). */
+  api_usage?: string | null;
 }
 
 export function toSyncRun(row: SyncRunRow): SyncRun {
@@ -117,6 +120,7 @@ export function toSyncRun(row: SyncRunRow): SyncRun {
     completionRatio: Number(row.completion_ratio),
     error: row.error,
     cancelRequested: toBool(row.cancel_requested),
+    apiUsage: row.api_usage ? (JSON.parse(row.api_usage) as ApiUsage) : null,
   };
 }
 

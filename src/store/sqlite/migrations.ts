@@ -187,6 +187,7 @@ CREATE TABLE record_ids (
   record_id TEXT NOT NULL,
   PRIMARY KEY (sync_id, key)
 ) WITHOUT ROWID;
+ALTER TABLE sync_runs ADD COLUMN api_usage TEXT;
 `;
 
 export const MIGRATIONS: readonly Migration[] = [
@@ -195,7 +196,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 3, name: 'alert definitions, state and deliveries', sql: ALERTS_SCHEMA },
   { version: 5, name: 'webhook deliveries', sql: WEBHOOK_EVENTS_SCHEMA },
   { version: 6, name: 'webhook settings', sql: WEBHOOK_SETTINGS_SCHEMA },
-  { version: 7, name: 'destination record ids', sql: RECORD_IDS_SCHEMA },
+  { version: 7, name: 'destination record ids and API usage', sql: RECORD_IDS_SCHEMA },
 ];
 
 /** The schema version this code writes and reads. */

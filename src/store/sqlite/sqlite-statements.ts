@@ -102,6 +102,7 @@ export function prepareStatements(db: SqliteDatabase) {
          failed_removed     = COALESCE(@failedRemoved, failed_removed),
          completion_ratio   = COALESCE(@completionRatio, completion_ratio),
          error              = CASE WHEN @setError THEN @error ELSE error END,
+         api_usage          = COALESCE(@apiUsage, api_usage),
          finished_at        = CASE WHEN @terminal AND status <> @status THEN @now ELSE finished_at END
        WHERE id = @id AND (@status IS NULL OR status = @status OR status NOT IN ${TERMINAL_SYNC})
        RETURNING *`,

@@ -506,6 +506,7 @@ export class SqliteStore implements Store, AsyncDisposable {
         failedChanged: patch.failedRows?.changedCount ?? null,
         failedRemoved: patch.failedRows?.removedCount ?? null,
         completionRatio: patch.completionRatio ?? null,
+        apiUsage: patch.apiUsage ? JSON.stringify(patch.apiUsage) : null,
         setError: patch.error !== undefined ? 1 : 0,
         error: patch.error ?? null,
       }) as SyncRunRow | undefined;

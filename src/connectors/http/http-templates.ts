@@ -1,0 +1,127 @@
+/**
+ * Liquid templates of the HTTP destination (request paths and bodies), compiled once per writer.
+ * A template sees `row` (the one row a request carries) or `rows` (the batch it carries), never the
+ * filesystem: `include`, `render` and `layout` do not exist here, and lookups go to an empty
+ * in-memory map. The `json` filter writes any value as JSON.
+ */
+import { Liquid, type Template } from 'liquidjs';
+
+/** What a request's templates say about the rows it carries. */
+export const RowsForm = {
+  /** The templates use `row`: one request per row. */
+  One: 'one',
+  /** The templates use `rows`: one request per batch. */
+  Batch: 'batch',
+  /** The templates use neither: the sync's batch size decides. */
+  Either: 'either',
+} as const;
+export type RowsForm = (typeof RowsForm)[keyof typeof RowsForm];
+
+/** The variables a template may read. */
+const GLOBALS = ['row', 'rows'];
+/** Properties Liquid gives every array, not fields of a row. */
+const ARRAY_PROPERTIES = ['size', 'first', 'last'];
+
+/** A Liquid engine that cannot reach the filesystem, with the `json` filter. */
+export function createTemplateEngine(): Liquid {
+  const engine = new Liquid({
+    templates: {},
+    strictFilters: true,
+    ownPropertyOnly: true,
+    // Bounds against a template that loops without end or builds huge strings.
+    renderLimit: 10_000,
+    memoryLimit: 256 * 1024 * 1024,
+    parseLimit: 1024 * 1024,
+  });
+  for (const tag of ['include', 'render', 'layout', 'block']) delete engine.tags[tag];
+  engine.registerFilter('json', (value: unknown) => JSON.stringify(value === undefined ? null : value));
+  return engine;
+}
+
+const checker = createTemplateEngine();
+
+/** Liquid's message when `text` does not parse, else null. */
+export function checkTemplate(text: string): string | null {
+  try {
+    checker.parse(text);
+    return null;
+  } catch (thrown) {
+    return thrown instanceof Error ? thrown.message : String(thrown);
+  }
+}
+
+/** A parsed template with what it reads. */
+export class CompiledTemplate {
+  /** `row` or `rows` (or neither), from the variables it reads. */
+  readonly form: RowsForm;
+  /** Whether the template is constant text (no tags or outputs). */
+  readonly constant: boolean;
+
+  private constructor(
+    private readonly engine: Liquid,
+    private readonly parsed: Template[],
+    /** The global variables it reads, with the field of a row each `row.x` / `rows[i].x` names. */
+    private readonly reads: Array<{ name: string; field: string | null }>,
+    readonly text: string,
+  ) {
+    const names = new Set(reads.map((r) => r.name));
+    this.form = names.has('row') ? RowsForm.One : names.has('rows') ? RowsForm.Batch : RowsForm.Either;
+    this.constant = !/\{[{%]/.test(text);
+  }
+
+  /** Parses `text`; throws an Error with Liquid's message when it is not a valid template. */
+  static compile(engine: Liquid, text: string): CompiledTemplate {
+    const parsed = engine.parse(text);
+    const reads = engine.globalVariableSegmentsSync(parsed).map((segments) => {
+      const [name, ...rest] = segments;
+      // row.x → x; rows[0].x → x; rows.size and computed lookups name no field.
+      const candidate = name === 'rows' ? (typeof rest[0] === 'number' ? rest[1] : undefined) : rest[0];
+      const field = typeof candidate === 'string' && !(name === 'rows' && ARRAY_PROPERTIES.includes(candidate)) ? candidate : null;
+      return { name: String(name), field };
+    });
+    return new CompiledTemplate(engine, parsed, reads, text);
+  }
+
+  /** The variables it reads that templates do not have (neither `row` nor `rows`). */
+  unknownVariables(): string[] {
+    return [...new Set(this.reads.map((r) => r.name).filter((name) => !GLOBALS.includes(name)))];
+  }
+
+  /** The row fields it reads that are not among `fields`. */
+  unknownFields(fields: readonly string[]): string[] {
+    return [...new Set(this.reads.flatMap((r) => (r.field !== null && GLOBALS.includes(r.name) && !fields.includes(r.field) ? [r.field] : [])))];
+  }
+
+  /** Whether it reads both `row` and `rows`. */
+  readsBoth(): boolean {
+    const names = new Set(this.reads.map((r) => r.name));
+    return names.has('row') && names.has('rows');
+  }
+
+  render(scope: { row?: Record<string, unknown>; rows?: Array<Record<string, unknown>> }): string {
+    if (this.constant) return this.text;
+    return String(this.engine.renderSync(this.parsed, scope));
+  }
+}
+
+/**
+ * The value at an RFC 6901 JSON pointer (`/a/0/b`, `~1` for `/`, `~0` for `~`; `""` is the whole
+ * document), or undefined when the document has nothing there.
+ */
+export function resolveJsonPointer(document: unknown, pointer: string): unknown {
+  if (pointer === '') return document;
+  let value: unknown = document;
+  for (const raw of pointer.slice(1).split('/')) {
+    const token = raw.replace(/~1/g, '/').replace(/~0/g, '~');
+    if (Array.isArray(value)) {
+      if (!/^(0|[1-9]\d*)$/.test(token)) return undefined;
+      value = value[Number(token)];
+    } else if (value !== null && typeof value === 'object') {
+      value = Object.hasOwn(value, token) ? (value as Record<string, unknown>)[token] : undefined;
+    } else {
+      return undefined;
+    }
+    if (value === undefined) return undefined;
+  }
+  return value;
+}
