@@ -198,6 +198,19 @@ export interface DestinationWriter {
    */
   readonly takesLines?: boolean;
   /**
+   * Rows the writer wants planned before its first batch (default: none): the engine holds delivery
+   * until it has planned more than this many rows, or all of them, then calls `plan` once. A writer
+   * uses it to choose how to write by the run's size (Salesforce: Bulk API 2.0 above a threshold).
+   */
+  readonly planAhead?: number;
+  /** How many rows are planned when delivery starts, and whether that is all of them (see `planAhead`). */
+  plan?(planned: { rows: number; complete: boolean }): void;
+  /**
+   * Rows per batch the writer wants, read before each batch is cut (default: the sync's
+   * `batchSize` within the destination's `maxBatchSize`).
+   */
+  readonly batchSize?: number;
+  /**
    * Writes a batch and answers per row, in order. A row the destination refuses (constraint,
    * record not found, a 4xx for that record) is `{ ok: false, reason }` with the destination's
    * message; the other rows are still written. Throws a LockstepError when the batch as a whole

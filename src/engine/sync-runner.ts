@@ -537,20 +537,34 @@ export class SyncRunner {
     // Queuing is synchronous (true when the batch is full): the loop over rows awaits only at
     // batch boundaries, not once per row.
     let batchOpened = 0;
+    // A writer that chooses how to write by the run's size (planAhead) sees that many rows planned,
+    // or all of them, before its first batch; until then they wait here.
+    let queued = 0;
+    let held = true;
+    const batchSize = () => Math.max(1, p.writer?.batchSize ?? p.batchSize);
     const queue = (op: PlannedOp): boolean => {
       bump(progress.planned, op.o);
       if (batch.length === 0) batchOpened = performance.now();
       batch.push(op);
-      if (batch.length >= p.batchSize) return true;
+      queued++;
+      if (held) {
+        const ahead = p.writer?.planAhead ?? 0;
+        if (ahead > 0 && queued <= ahead) return false;
+        held = false;
+        if (ahead > 0) p.writer?.plan?.({ rows: queued, complete: false });
+      }
+      if (batch.length >= batchSize()) return true;
       // A batch that fills slowly (few rows changed) goes out early once the destination is idle,
       // so that writing overlaps with reading instead of piling up at the end. (Wall time, not the
       // injected clock: this only paces the pipeline, what is written does not depend on it.)
       return (batch.length & 63) === 0 && p.inflight.every((d) => d.written) && performance.now() - batchOpened >= EAGER_FLUSH_MS;
     };
     const flush = async () => {
-      const full = batch;
+      // Rows held for a writer's planAhead leave in batches of the size it chose.
+      const size = batchSize();
+      const all = batch;
       batch = [];
-      await this.deliver(p, full);
+      for (let start = 0; start < all.length; start += size) await this.deliver(p, all.length <= size ? all : all.slice(start, start + size));
     };
     const plan = async (op: PlannedOp) => {
       if (queue(op)) await flush();
@@ -653,7 +667,8 @@ export class SyncRunner {
         }
       }
     }
-    if (batch.length > 0) await this.deliver(p, batch);
+    if (held && (p.writer?.planAhead ?? 0) > 0) p.writer?.plan?.({ rows: queued, complete: true });
+    if (batch.length > 0) await flush();
     while (p.inflight.length > 0) await this.retire(p);
     await this.committed(p);
     logger.debug('model delivered', { syncRunId: run.id, ms: elapsed() });
