@@ -1,0 +1,313 @@
+/**
+ * One HTTP destination connection's requests: an undici pool to the API's origin (keep-alive, as
+ * many connections as the connection's `concurrency`), every request through the connection's
+ * shared rate limiter, and each answer sorted into what the writer needs:
+ *
+ * - 2xx → delivered (its JSON when the request needs it, or when it says it is JSON);
+ * - 408, 429, 5xx, a reset or refused connection, a timeout → transient (retryable, with
+ *   `Retry-After`; a 429 or 503 that says when to come back pauses every caller of the limiter);
+ * - 401, 407 → thrown: the connection's credentials are wrong, no row can go;
+ * - any other 4xx → refused, with `HTTP <status>: <the answer's first 500 characters>`;
+ * - a 2xx HTML page, a body that is not the JSON it should be, a redirect → thrown: the API
+ *   answers garbage, naming the destination, the path and what was wrong.
+ *
+ * No message names a header's value: they hold secrets, and answers that echo them are scrubbed.
+ */
+import { Pool } from 'undici';
+import type { Dispatcher } from 'undici';
+import { parseRetryAfter } from '../../core/backoff.js';
+import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
+import type { Clock, Logger, RateLimiter } from '../../core/ports.js';
+import type { HttpMethod } from './http-settings.js';
+
+/** One request to make. */
+export interface HttpRequest {
+  method: HttpMethod;
+  /** Path and query under the origin, starting with `/`. */
+  path: string;
+  /** The body, or null for none. */
+  body: string | null;
+  /** Whether the answer must be JSON (per-record `results` are read from it). */
+  needsJson: boolean;
+}
+
+/** What came of a request that the writer turns into row outcomes. */
+export type HttpAnswer =
+  | { kind: 'delivered'; json: unknown }
+  | { kind: 'refused'; reason: string }
+  | { kind: 'transient'; error: LockstepError };
+
+export interface HttpClientOptions {
+  /** The connection's slug, for messages. */
+  slug: string;
+  /** The base URL (resolved). */
+  url: URL;
+  headers: Readonly<Record<string, string>>;
+  concurrency: number;
+  timeoutMs: number;
+  limiter: RateLimiter;
+  clock: Clock;
+  logger: Logger;
+}
+
+/** Characters of an answer kept in a refusal or an error. */
+const SNIPPET_CHARS = 500;
+/** Bytes of a non-2xx answer read for its message; the rest is dropped. */
+const ERROR_BODY_BYTES = 64 * 1024;
+/** Bytes of a JSON answer read at most. */
+const JSON_BODY_BYTES = 64 * 1024 * 1024;
+/** Network failures worth another attempt: the peer or the path to it may come back. */
+const TRANSIENT_CODES = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'EHOSTDOWN',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'ENETRESET',
+  'EAI_AGAIN',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
+]);
+const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+
+/** Marks our own timer's abort, so that it is told apart from other aborts. */
+const TIMED_OUT = new Error('request timed out');
+/** Marks a request not sent because another of its write failed for good. */
+export const WRITE_ABANDONED = new Error('write abandoned');
+
+export class HttpClient {
+  private readonly pool: Pool;
+  private readonly origin: string;
+  private readonly headers: Record<string, string>;
+  /** Configured header values and their long words: never shown, even when an answer echoes them. */
+  private readonly secrets: string[];
+  private closed = false;
+
+  constructor(private readonly options: HttpClientOptions) {
+    this.origin = options.url.origin;
+    this.pool = new Pool(this.origin, {
+      connections: options.concurrency,
+      pipelining: 1,
+      keepAliveTimeout: 10_000,
+      headersTimeout: options.timeoutMs,
+      bodyTimeout: options.timeoutMs,
+      connect: { timeout: options.timeoutMs },
+    });
+    const headers: Record<string, string> = { accept: 'application/json', 'user-agent': 'lockstep' };
+    for (const [name, value] of Object.entries(options.headers)) headers[name.toLowerCase()] = value;
+    this.headers = headers;
+    this.secrets = Object.values(options.headers)
+      .flatMap((value) => [value, ...value.split(/\s+/).filter((word) => word.length >= 8)])
+      .filter((value) => value.length >= 4)
+      .sort((a, b) => b.length - a.length);
+  }
+
+  /** Whether bodies go as JSON (the content type is JSON, which it is unless a header says otherwise). */
+  get sendsJson(): boolean {
+    return isJsonType(this.headers['content-type'] ?? 'application/json');
+  }
+
+  /**
+   * Makes the request when the rate limiter allows and sorts its answer. Throws a LockstepError
+   * when no row can go (credentials, garbage, closed); `abandon` skips a request not yet sent.
+   */
+  async send(request: HttpRequest, abandon?: AbortSignal): Promise<HttpAnswer> {
+    return this.options.limiter.schedule(async () => {
+      if (abandon?.aborted) throw WRITE_ABANDONED;
+      return this.attempt(request);
+    });
+  }
+
+  /** Ends every request under way and refuses new ones. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.pool.destroy();
+  }
+
+  /** `text` with every configured header value replaced by `***`. */
+  scrub(text: string): string {
+    let out = text;
+    for (const secret of this.secrets) if (out.includes(secret)) out = out.split(secret).join('***');
+    return out;
+  }
+
+  /** `http destination "api": POST /contacts` (the path without its query, which may hold keys). */
+  describe(request: Pick<HttpRequest, 'method' | 'path'>): string {
+    return `http destination "${this.options.slug}": ${request.method} ${request.path.split('?')[0]}`;
+  }
+
+  private async attempt(request: HttpRequest): Promise<HttpAnswer> {
+    if (this.closed) throw new LockstepError(ErrorCode.Connection, `${this.describe(request)}: the destination is closed`);
+    const { timeoutMs } = this.options;
+    const timer = new AbortController();
+    const timeout = setTimeout(() => timer.abort(TIMED_OUT), timeoutMs);
+    const headers = request.body === null ? omit(this.headers, 'content-type') : { 'content-type': 'application/json', ...this.headers };
+    try {
+      const response = await this.pool.request({ method: request.method, path: request.path, headers, body: request.body ?? undefined, signal: timer.signal });
+      return await this.answer(request, response);
+    } catch (thrown) {
+      if (thrown instanceof LockstepError) throw thrown;
+      return this.failure(request, thrown, timer.signal.aborted);
+    } finally {
+      clearTimeout(timeout);
+    }
+  }
+
+  private async answer(request: HttpRequest, response: Dispatcher.ResponseData): Promise<HttpAnswer> {
+    const { statusCode: status, body } = response;
+    const contentType = header(response.headers, 'content-type') ?? '';
+    const where = `${this.describe(request)} answered ${status}`;
+    if (status >= 200 && status < 300) {
+      if (/\b(text\/html|application\/xhtml\+xml)\b/i.test(contentType)) {
+        await drop(body);
+        throw this.garbage(`${where} with an HTML page (${contentType}), not JSON — the url or the sync's path leads to a web page (a login, proxy or error page?); check them`);
+      }
+      const json = isJsonType(contentType);
+      if (!request.needsJson && !json) {
+        await drop(body);
+        return { kind: 'delivered', json: undefined };
+      }
+      const { text, truncated } = await readText(body, JSON_BODY_BYTES);
+      if (truncated) throw this.garbage(`${where} with more than ${JSON_BODY_BYTES / 1024 / 1024} MiB, which Lockstep does not read`);
+      if (text.trim() === '') {
+        if (request.needsJson) throw this.garbage(`${where} with an empty body, but the sync's results setting needs a JSON answer`);
+        return { kind: 'delivered', json: undefined };
+      }
+      try {
+        return { kind: 'delivered', json: JSON.parse(text) };
+      } catch (thrown) {
+        const why = request.needsJson && !json ? 'the sync\'s results setting needs a JSON answer' : `it says it is ${contentType}`;
+        throw this.garbage(
+          `${where} with a body that is not valid JSON (${toError(thrown).message}; ${Buffer.byteLength(text)} bytes, content-type ${contentType || 'none'}), but ${why}: ${this.snippet(text)}`,
+        );
+      }
+    }
+    const { text } = await readText(body, ERROR_BODY_BYTES);
+    const snippet = this.snippet(text);
+    if (status === 408 || status === 429 || status >= 500) {
+      const retryAfterSeconds = parseRetryAfter(header(response.headers, 'retry-after'), this.options.clock.now());
+      if ((status === 429 || status === 503) && retryAfterSeconds !== undefined) {
+        // The peer's budget is spent for everyone writing through this connection, not only this request.
+        this.options.limiter.pauseUntil(this.options.clock.now() + retryAfterSeconds * 1000);
+        this.options.logger.info('http destination asked to wait', { destination: this.options.slug, status, retryAfterSeconds });
+      }
+      const after = retryAfterSeconds === undefined ? '' : ` (Retry-After: ${Math.ceil(retryAfterSeconds)} s)`;
+      return {
+        kind: 'transient',
+        error: new LockstepError(ErrorCode.Transient, `${where}${after}: ${snippet || '(empty body)'}`, { retryable: true, retryAfterSeconds }),
+      };
+    }
+    if (status === 401 || status === 407) {
+      throw new LockstepError(
+        ErrorCode.Connection,
+        `${where} (not authenticated): ${snippet || '(empty body)'} — check the connection's headers (e.g. Authorization) and the variables they read`,
+      );
+    }
+    if (status >= 400 && status < 500) return { kind: 'refused', reason: `HTTP ${status}: ${snippet || '(empty body)'}` };
+    const location = header(response.headers, 'location');
+    throw this.garbage(
+      status >= 300 && status < 400
+        ? `${where}, a redirect${location ? ` to ${this.scrub(location.split('?')[0] ?? '')}` : ''}, which Lockstep does not follow — set the connection's url (or the sync's path) to where it points`
+        : `${where}, which is not an answer Lockstep understands: ${snippet || '(empty body)'}`,
+    );
+  }
+
+  /** A request that got no answer: transient when the peer may come back, else thrown. */
+  private failure(request: HttpRequest, thrown: unknown, timedOut: boolean): HttpAnswer {
+    const error = toError(thrown);
+    const code = errorCode(error);
+    const what = this.describe(request);
+    if (timedOut || (code !== undefined && TIMEOUT_CODES.has(code))) {
+      const seconds = Number((this.options.timeoutMs / 1000).toPrecision(3));
+      return {
+        kind: 'transient',
+        error: new LockstepError(
+          ErrorCode.Transient,
+          `${what}: no answer within ${seconds} s (timeoutMs: ${this.options.timeoutMs}) — the API took the request and did not answer in time; raise timeoutMs if it is slow`,
+          { retryable: true },
+        ),
+      };
+    }
+    if (code !== undefined && TRANSIENT_CODES.has(code)) {
+      const why =
+        code === 'ECONNREFUSED'
+          ? `connection refused by ${this.options.url.host} — is the API up at this url?`
+          : code === 'UND_ERR_CONNECT_TIMEOUT'
+            ? `could not connect to ${this.options.url.host} within ${this.options.timeoutMs} ms`
+            : `the connection broke before the answer was complete (${code}: ${this.scrub(error.message)})`;
+      return { kind: 'transient', error: new LockstepError(ErrorCode.Transient, `${what}: ${why}`, { retryable: true, cause: error }) };
+    }
+    if (code === 'ENOTFOUND') {
+      throw new LockstepError(ErrorCode.Connection, `${what}: host ${this.options.url.hostname} not found — check the connection's url`, { cause: error });
+    }
+    if (code === 'UND_ERR_DESTROYED' || code === 'UND_ERR_CLOSED' || this.closed) {
+      throw new LockstepError(ErrorCode.Connection, `${what}: the destination is closed`);
+    }
+    if (code === 'UND_ERR_INVALID_ARG') {
+      // undici names the header, not its value; scrubbed all the same.
+      throw new LockstepError(ErrorCode.Validation, `${what}: the request cannot be made (${this.scrub(error.message)}) — check the connection's headers and the sync's path`);
+    }
+    if (code !== undefined && /CERT|TLS|SSL/.test(code)) {
+      throw new LockstepError(ErrorCode.Connection, `${what}: TLS failed (${code}: ${this.scrub(error.message)}) — check the url's host and its certificate`, { cause: error });
+    }
+    throw new LockstepError(ErrorCode.Connection, `${what}: ${code ? `${code}: ` : ''}${this.scrub(error.message)}`, { cause: error });
+  }
+
+  private garbage(message: string): LockstepError {
+    return new LockstepError(ErrorCode.Internal, message);
+  }
+
+  /** The first 500 characters of an answer, on one line, without secrets. */
+  private snippet(text: string): string {
+    return this.scrub(text.trim().slice(0, SNIPPET_CHARS));
+  }
+}
+
+function header(headers: Dispatcher.ResponseData['headers'], name: string): string | undefined {
+  const value = headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function isJsonType(contentType: string): boolean {
+  return /^\s*application\/([\w.-]+\+)?json\b/i.test(contentType) || /[/+]json\s*(;|$)/i.test(contentType);
+}
+
+function omit(record: Record<string, string>, name: string): Record<string, string> {
+  const { [name]: _dropped, ...rest } = record;
+  return rest;
+}
+
+/** The error's code, or its cause's (undici wraps socket errors). */
+function errorCode(error: Error): string | undefined {
+  const own = (error as { code?: unknown }).code;
+  if (typeof own === 'string' && own !== 'UND_ERR_ABORTED') return own;
+  const cause = (error as { cause?: unknown }).cause;
+  const inner = cause && typeof cause === 'object' ? (cause as { code?: unknown }).code : undefined;
+  return typeof inner === 'string' ? inner : typeof own === 'string' ? own : undefined;
+}
+
+/** Reads at most `limit` bytes of a body as UTF-8 (the rest is dropped with the connection). */
+async function readText(body: Dispatcher.ResponseData['body'], limit: number): Promise<{ text: string; truncated: boolean }> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    chunks.push(chunk);
+    size += chunk.length;
+    if (size > limit) {
+      body.destroy();
+      return { text: Buffer.concat(chunks).subarray(0, limit).toString('utf8'), truncated: true };
+    }
+  }
+  return { text: Buffer.concat(chunks, size).toString('utf8'), truncated: false };
+}
+
+/** Consumes a body we do not read, so that its connection can be used again. */
+async function drop(body: Dispatcher.ResponseData['body']): Promise<void> {
+  await body.dump({ limit: ERROR_BODY_BYTES });
+}

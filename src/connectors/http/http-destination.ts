@@ -1,0 +1,381 @@
+/**
+ * The HTTP destination: any JSON API, written to with requests built from a sync's settings
+ * (http-settings.ts). A request carries one row or a batch:
+ *
+ * - one row when its templates read `row` (e.g. `object: /contacts/{{ row.id }}`), or when they read
+ *   neither `row` nor `rows` and the sync's `batchSize` is 1: one request per row of each batch;
+ * - otherwise the batch the engine hands over, in one request.
+ *
+ * Upserts, inserts and updates go with the sync's `method` to its `object` (the path under the
+ * connection's url); deletes with the sync's `delete` request (a sync that deletes without one
+ * fails at its first delete). Each row's outcome is its request's: delivered on a 2xx (or per
+ * record, from the answer's `results` array), refused on a 4xx. Transient failures (timeouts, 429,
+ * 5xx, broken connections) are thrown as retryable when no request of the batch got through, so
+ * the engine retries the batch and then fails the run; rows whose own request failed so while
+ * others went through are answered `retryable`, and the engine sends only them again.
+ */
+import { distance } from 'fastest-levenshtein';
+import type { ConnectorContext } from '../../core/connector-kind.js';
+import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
+import type { Destination, DestinationCapabilities, DestinationWriter, RowOutcome, Value, WriteOperation, WriteTarget } from '../../core/ports.js';
+import { HttpClient, WRITE_ABANDONED, type HttpAnswer, type HttpRequest } from './http-client.js';
+import type { HttpConnectionSettings, HttpMethod, HttpSyncSettings } from './http-settings.js';
+import { CompiledTemplate, RowsForm, createTemplateEngine, resolveJsonPointer } from './http-templates.js';
+
+/** What every HTTP destination can do: deletes need the sync's `delete` request. */
+export const HTTP_CAPABILITIES: DestinationCapabilities = { deletes: true, upsert: true, maxBatchSize: null, recordIds: false };
+
+/** Characters of a record's error kept as its row's reason. */
+const REASON_CHARS = 500;
+
+/**
+ * `WriteTarget` as the engine may extend it: the sync's rows per batch (its `batchSize`, capped
+ * by the destination's `maxBatchSize`). Without it, templates that read neither `row` nor `rows`
+ * make batch requests.
+ */
+type TargetWithBatchSize = WriteTarget & { batchSize?: number };
+
+export class HttpDestination implements Destination {
+  readonly capabilities = HTTP_CAPABILITIES;
+
+  private constructor(
+    private readonly client: HttpClient,
+    private readonly slug: string,
+    private readonly url: URL,
+    private readonly concurrency: number,
+  ) {}
+
+  /** Opens a connection; no request is made until a writer writes. */
+  static async open(settings: HttpConnectionSettings, context: Pick<ConnectorContext, 'slug' | 'clock' | 'logger' | 'rateLimiter'>): Promise<HttpDestination> {
+    const url = new URL(settings.url);
+    const limiter = context.rateLimiter({ requestsPerSecond: settings.rateLimit?.requestsPerSecond ?? null, concurrency: settings.concurrency });
+    const client = new HttpClient({
+      slug: context.slug,
+      url,
+      headers: settings.headers,
+      concurrency: settings.concurrency,
+      timeoutMs: settings.timeoutMs,
+      limiter,
+      clock: context.clock,
+      logger: context.logger,
+    });
+    return new HttpDestination(client, context.slug, url, settings.concurrency);
+  }
+
+  async prepare(target: WriteTarget): Promise<DestinationWriter> {
+    return new HttpWriter(this.client, this.slug, this.url, target as TargetWithBatchSize, this.concurrency);
+  }
+
+  async close(): Promise<void> {
+    await this.client.close();
+  }
+}
+
+/** How one kind of request is made: its method, templates and whether it carries one row. */
+interface RequestShape {
+  method: HttpMethod;
+  path: CompiledTemplate;
+  body: CompiledTemplate | null;
+  /** One request per row (else one per batch). */
+  oneRow: boolean;
+  /** The setting names of its templates, for messages. */
+  pathSetting: string;
+  bodySetting: string;
+  /** No body when none is written (a delete whose path names the row). */
+  noDefaultBody: boolean;
+}
+
+/** Rows of a batch going in one request, or refused before it is made. */
+interface PlannedRequest {
+  rows: number[];
+  request: HttpRequest | null;
+  refused: string | null;
+}
+
+class HttpWriter implements DestinationWriter {
+  readonly concurrentWrites: number;
+  private readonly sync: string;
+  private readonly settings: HttpSyncSettings;
+  private readonly upsert: RequestShape;
+  private readonly remove: RequestShape | null;
+  private readonly basePath: string;
+  private readonly baseQuery: string;
+  private readonly origin: string;
+  private fieldsChecked = false;
+
+  constructor(
+    private readonly client: HttpClient,
+    private readonly slug: string,
+    url: URL,
+    private readonly target: TargetWithBatchSize,
+    concurrency: number,
+  ) {
+    this.concurrentWrites = concurrency;
+    this.sync = target.sync ?? target.object;
+    this.settings = (target.settings ?? {}) as HttpSyncSettings;
+    this.origin = url.origin;
+    this.basePath = url.pathname.replace(/\/+$/, '');
+    this.baseQuery = url.search.replace(/^\?/, '');
+    const engine = createTemplateEngine();
+    const compile = (text: string, setting: string, fix: string) => {
+      try {
+        return CompiledTemplate.compile(engine, text);
+      } catch (thrown) {
+        throw new LockstepError(
+          ErrorCode.Validation,
+          `sync "${this.sync}": ${setting} is not a valid Liquid template: ${toError(thrown).message} — ${fix}`,
+        );
+      }
+    };
+    const batchSize = target.batchSize;
+    this.upsert = this.shape(
+      {
+        method: this.settings.method ?? 'POST',
+        path: compile(target.object, 'object', 'fix the sync\'s object (the path under the destination\'s url)'),
+        body: this.settings.body === undefined ? null : compile(this.settings.body, 'setting body', 'fix the sync\'s body'),
+        pathSetting: 'object',
+        bodySetting: 'setting body',
+      },
+      batchSize,
+      false,
+    );
+    const del = this.settings.delete;
+    this.remove = del
+      ? this.shape(
+          {
+            method: del.method ?? 'DELETE',
+            path: compile(del.path, 'setting delete.path', 'fix the sync\'s delete.path'),
+            body: del.body === undefined ? null : compile(del.body, 'setting delete.body', 'fix the sync\'s delete.body'),
+            pathSetting: 'setting delete.path',
+            bodySetting: 'setting delete.body',
+          },
+          batchSize,
+          true,
+        )
+      : null;
+    if (this.remove) this.checkFields(this.remove, target.keyColumns, 'a delete carries only the key fields');
+  }
+
+  async write(batch: WriteOperation[]): Promise<RowOutcome[]> {
+    if (batch.length === 0) return [];
+    const upserts: number[] = [];
+    const deletes: number[] = [];
+    batch.forEach((op, i) => (op.kind === 'delete' ? deletes : upserts).push(i));
+    if (deletes.length > 0 && this.remove === null) {
+      throw new LockstepError(
+        ErrorCode.Schema,
+        `sync "${this.sync}" deletes rows (mode mirror or deleteBehavior delete), but has no delete request for http destination "${this.slug}" — add one to the sync, e.g. delete: { method: DELETE, path: "/contacts/{{ row.id }}" }, or use mode upsert with deleteBehavior ignore`,
+      );
+    }
+    if (upserts.length > 0 && !this.fieldsChecked) {
+      // Checked at the first rows written: before that the columns may be only the key (an empty model).
+      this.checkFields(this.upsert, this.target.columns, 'the sync writes');
+      this.fieldsChecked = true;
+    }
+    const planned = [...this.planRequests(this.upsert, upserts, batch, false), ...(this.remove ? this.planRequests(this.remove, deletes, batch, true) : [])];
+    return this.send(planned, batch.length);
+  }
+
+  /** Sends the planned requests at once (the rate limiter paces them) and answers per row. */
+  private async send(planned: PlannedRequest[], size: number): Promise<RowOutcome[]> {
+    const abandon = new AbortController();
+    const answers = await Promise.allSettled(
+      planned.map(async (p) => {
+        if (p.request === null) return null;
+        try {
+          return await this.client.send(p.request, abandon.signal);
+        } catch (thrown) {
+          // No row can go: the requests not sent yet are not made.
+          abandon.abort();
+          throw thrown;
+        }
+      }),
+    );
+    const fatal = answers.find((a): a is PromiseRejectedResult => a.status === 'rejected' && a.reason !== WRITE_ABANDONED);
+    if (fatal) throw fatal.reason;
+    const settled = answers.map((a) => (a.status === 'fulfilled' ? a.value : null));
+    const sent = settled.filter((a): a is HttpAnswer => a !== null);
+    const transient = sent.filter((a): a is Extract<HttpAnswer, { kind: 'transient' }> => a.kind === 'transient');
+    if (transient.length > 0 && transient.length === sent.length) {
+      // Nothing got through: the batch fails as a whole, and the engine retries it with backoff.
+      const first = transient[0] as (typeof transient)[number];
+      const retryAfterSeconds = Math.max(...transient.map((t) => t.error.retryAfterSeconds ?? 0));
+      throw new LockstepError(ErrorCode.Transient, first.error.message, {
+        retryable: true,
+        retryAfterSeconds: retryAfterSeconds > 0 ? retryAfterSeconds : undefined,
+        cause: first.error.cause,
+      });
+    }
+    const outcomes: RowOutcome[] = new Array(size);
+    planned.forEach((p, n) => {
+      const answer = settled[n];
+      const outcome = (row: number, value: RowOutcome) => (outcomes[row] = value);
+      if (p.refused !== null) return p.rows.forEach((row) => outcome(row, { ok: false, reason: p.refused as string }));
+      if (!answer) return;
+      switch (answer.kind) {
+        case 'delivered':
+          return this.delivered(p, answer.json).forEach((value, i) => outcome(p.rows[i] as number, value));
+        case 'refused':
+          return p.rows.forEach((row) => outcome(row, { ok: false, reason: answer.reason }));
+        case 'transient':
+          return p.rows.forEach((row) =>
+            outcome(row, { ok: false, reason: answer.error.message, retryable: true, retryAfterSeconds: answer.error.retryAfterSeconds }),
+          );
+      }
+    });
+    return outcomes;
+  }
+
+  /** A delivered request's rows: all delivered, or per record from `results`. */
+  private delivered(p: PlannedRequest, json: unknown): RowOutcome[] {
+    const pointer = this.settings.results;
+    if (pointer === undefined) return p.rows.map(() => ({ ok: true }));
+    const request = p.request as HttpRequest;
+    const garbage = (what: string) =>
+      new LockstepError(ErrorCode.Internal, `${this.client.describe(request)} answered with ${what} — check the sync's results setting ("${pointer}") against what the API answers`);
+    const results = resolveJsonPointer(json, pointer);
+    if (!Array.isArray(results)) throw garbage(`no array at "${pointer}" (${results === undefined ? 'nothing there' : `a ${typeof results}`})`);
+    if (results.length !== p.rows.length) throw garbage(`${results.length} results at "${pointer}" for ${p.rows.length} rows sent (one per row, in order, is needed)`);
+    return results.map((item, i) => {
+      const record = item !== null && typeof item === 'object' ? (item as Record<string, unknown>) : {};
+      const ok = typeof record.ok === 'boolean' ? record.ok : typeof record.success === 'boolean' ? record.success : undefined;
+      if (ok === undefined) throw garbage(`result ${i} at "${pointer}" without a boolean "ok" or "success"`);
+      if (ok) return { ok: true };
+      const message = record.error ?? record.message;
+      const text = message === undefined || message === null ? 'refused by the API (its result gives no error or message)' : typeof message === 'string' ? message : JSON.stringify(message);
+      return { ok: false, reason: this.client.scrub(text.slice(0, REASON_CHARS)) };
+    });
+  }
+
+  /** The requests for `rows` (indexes into the batch): one per row or one for them all. */
+  private planRequests(shape: RequestShape, rows: number[], batch: WriteOperation[], deleting: boolean): PlannedRequest[] {
+    if (rows.length === 0) return [];
+    const record = (i: number) => {
+      const op = batch[i] as WriteOperation;
+      return deleting ? toRecord(this.target.keyColumns, op.key) : toRecord(this.target.columns, op.values);
+    };
+    if (shape.oneRow) return rows.map((i) => this.request(shape, [i], { row: record(i) }, () => record(i)));
+    const records = rows.map(record);
+    return [this.request(shape, rows, { rows: records }, () => ({ records }))];
+  }
+
+  /** One request's path and body rendered; a row's data that makes no valid request refuses its rows. */
+  private request(shape: RequestShape, rows: number[], scope: { row?: Record<string, Value>; rows?: Array<Record<string, Value>> }, fallback: () => unknown): PlannedRequest {
+    let path: string;
+    try {
+      path = this.path(shape.path.render(scope), shape.pathSetting);
+    } catch (thrown) {
+      return { rows, request: null, refused: toError(thrown).message };
+    }
+    let body: string | null;
+    try {
+      if (shape.body !== null) body = shape.body.render(scope);
+      else body = shape.noDefaultBody ? null : JSON.stringify(fallback());
+    } catch (thrown) {
+      return { rows, request: null, refused: `${shape.bodySetting} failed to render: ${this.client.scrub(toError(thrown).message)}` };
+    }
+    if (shape.body !== null && this.client.sendsJson) {
+      try {
+        JSON.parse(body as string);
+      } catch (thrown) {
+        return {
+          rows,
+          request: null,
+          refused: `${shape.bodySetting} rendered invalid JSON (${toError(thrown).message}) — write values with the json filter, e.g. {{ row.name | json }}`,
+        };
+      }
+    }
+    return { rows, request: { method: shape.method, path, body, needsJson: this.settings.results !== undefined }, refused: null };
+  }
+
+  /** A rendered path under the base URL, as path and query; throws when it is not one. */
+  private path(rendered: string, setting: string): string {
+    const text = rendered.trim();
+    if (text === '') throw new Error(`${setting} rendered an empty path`);
+    if (/(^|\/)(\.|%2e){1,2}(\/|\?|#|$)/i.test(text)) {
+      throw new Error(`${setting} rendered a path with a . or .. segment (${JSON.stringify(text.slice(0, 200))}) — write values in paths with the url_encode filter`);
+    }
+    const relative = text.startsWith('/') ? text : `/${text}`;
+    const [path = '', ...query] = relative.split('?');
+    const search = [this.baseQuery, query.join('?')].filter((q) => q !== '').join('&');
+    let url: URL;
+    try {
+      url = new URL(`${this.basePath}${path}${search ? `?${search}` : ''}`, this.origin);
+    } catch {
+      throw new Error(`${setting} rendered ${JSON.stringify(text.slice(0, 200))}, which is not a URL path`);
+    }
+    if (url.origin !== this.origin) throw new Error(`${setting} rendered ${JSON.stringify(text.slice(0, 200))}, which leaves the destination's url`);
+    return `${url.pathname}${url.search}`;
+  }
+
+  /** A request shape, refusing templates that read what they cannot. */
+  private shape(parts: Omit<RequestShape, 'oneRow' | 'noDefaultBody'>, batchSize: number | undefined, deleting: boolean): RequestShape {
+    const templates = [
+      { setting: parts.pathSetting, template: parts.path },
+      ...(parts.body ? [{ setting: parts.bodySetting, template: parts.body }] : []),
+    ];
+    for (const { setting, template } of templates) {
+      const unknown = template.unknownVariables();
+      if (unknown.length > 0) {
+        throw new LockstepError(
+          ErrorCode.Validation,
+          `sync "${this.sync}": ${setting} reads ${unknown.map((v) => `"${v}"`).join(', ')}, which templates do not have — use row (one row per request) or rows (the batch), e.g. {{ row.id }}`,
+        );
+      }
+      if (template.readsBoth()) {
+        throw new LockstepError(ErrorCode.Validation, `sync "${this.sync}": ${setting} reads both row and rows — a request carries one row (row) or a batch (rows); use one of them`);
+      }
+    }
+    const forms = new Set(templates.map((t) => t.template.form).filter((form) => form !== RowsForm.Either));
+    if (forms.size > 1) {
+      throw new LockstepError(
+        ErrorCode.Validation,
+        `sync "${this.sync}": ${templates.map((t) => `${t.setting} reads ${t.template.form === RowsForm.One ? 'row' : t.template.form === RowsForm.Batch ? 'rows' : 'neither'}`).join(', ')} — a request carries one row (row) or a batch (rows); use the same in both`,
+      );
+    }
+    const [form = RowsForm.Either] = [...forms];
+    const oneRow = form === RowsForm.One || (form === RowsForm.Either && batchSize === 1);
+    return { ...parts, oneRow, noDefaultBody: deleting && oneRow && parts.path.form === RowsForm.One };
+  }
+
+  /** Refuses templates reading row fields the requests do not carry. */
+  private checkFields(shape: RequestShape, fields: readonly string[], carried: string): void {
+    const templates = [
+      { setting: shape.pathSetting, template: shape.path },
+      ...(shape.body ? [{ setting: shape.bodySetting, template: shape.body }] : []),
+    ];
+    for (const { setting, template } of templates) {
+      const missing = template.unknownFields(fields);
+      if (missing.length === 0) continue;
+      const first = missing[0] as string;
+      const near = closest(first, fields);
+      throw new LockstepError(
+        ErrorCode.Schema,
+        `sync "${this.sync}": ${setting} reads field ${missing.map((f) => `"${f}"`).join(', ')}, but ${carried} only ${fields.map((f) => `"${f}"`).join(', ')}${near ? ` (did you mean "${near}"?)` : ''} — fix the template or the model's query and mappings`,
+      );
+    }
+  }
+}
+
+/** Values by field name (a field named `__proto__` stays a plain field). */
+function toRecord(fields: readonly string[], values: readonly Value[]): Record<string, Value> {
+  const record: Record<string, Value> = {};
+  for (let i = 0; i < fields.length; i++) {
+    const field = fields[i] as string;
+    const value = values[i] ?? null;
+    if (field === '__proto__') Object.defineProperty(record, field, { value, enumerable: true, writable: true, configurable: true });
+    else record[field] = value;
+  }
+  return record;
+}
+
+/** The field nearest to a misspelt one, when it is near enough to suggest. */
+function closest(name: string, fields: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const field of fields) {
+    const d = distance(name.toLowerCase(), field.toLowerCase());
+    if (d < bestDistance) [best, bestDistance] = [field, d];
+  }
+  return best !== undefined && bestDistance <= Math.max(2, Math.floor(name.length / 3)) ? best : undefined;
+}
