@@ -4,6 +4,7 @@
  * the run has resolved the templates.
  */
 import { z } from 'zod';
+import { hinted } from '../core/hints.js';
 
 const TEMPLATE = /\$\{[A-Za-z_][A-Za-z0-9_]*\}/;
 
@@ -19,7 +20,7 @@ export function isTemplated(value: string): boolean {
 export function urlSetting(protocols: readonly string[], example: string, description: string) {
   return z
     .string()
-    .min(1, { error: `url is empty — write it, e.g. ${example}` })
+    .min(1, { error: hinted('url is empty', `write it, e.g. ${example}`) })
     .superRefine((value, ctx) => {
       if (isTemplated(value)) return;
       let url: URL;
@@ -27,11 +28,11 @@ export function urlSetting(protocols: readonly string[], example: string, descri
         url = new URL(value);
       } catch {
         // The value is not echoed: a URL may carry a password.
-        ctx.addIssue({ code: 'custom', message: `url is not a URL — write it like ${example}` });
+        ctx.addIssue({ code: 'custom', message: hinted('url is not a URL', `write it like ${example}`) });
         return;
       }
       if (!protocols.includes(url.protocol)) {
-        ctx.addIssue({ code: 'custom', message: `url must start with ${protocols.map((p) => `${p}//`).join(' or ')}, not ${url.protocol}// — e.g. ${example}` });
+        ctx.addIssue({ code: 'custom', message: hinted(`url must start with ${protocols.map((p) => `${p}//`).join(' or ')}, not ${url.protocol}//`, `e.g. ${example}`) });
       }
     })
     .meta({ description });
@@ -39,7 +40,7 @@ export function urlSetting(protocols: readonly string[], example: string, descri
 
 /** A file path setting, relative to the workspace folder or absolute. */
 export function pathSetting(description: string) {
-  return z.string().min(1, { error: 'path is empty — write the file path, relative to the workspace folder' }).meta({ description });
+  return z.string().min(1, { error: hinted('path is empty', 'write the file path, relative to the workspace folder') }).meta({ description });
 }
 
 /** A whole number setting within bounds, with a default. */

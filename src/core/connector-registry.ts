@@ -9,6 +9,7 @@ import { DEFAULT_BACKOFF, type BackoffPolicy } from './backoff.js';
 import type { ConnectorContext, ConnectorKind, ConnectorRole, RateLimits } from './connector-kind.js';
 import { interpolateDeep } from './connections.js';
 import { ErrorCode, LockstepError } from './errors.js';
+import { splitHint } from './hints.js';
 import type { Clock, Connectors, Destination, DestinationWriter, Logger, RateLimiter, Source, WriteTarget } from './ports.js';
 import type { ConnectionDef, ResolvedConnection } from './workspace.js';
 
@@ -139,7 +140,7 @@ export class ConnectorRegistry implements Connectors {
           const first = parsed.error.issues[0];
           throw new LockstepError(
             ErrorCode.Validation,
-            `sync "${target.sync ?? target.object}": setting ${first?.path.join('.') || '(settings)'}: ${first?.message ?? 'invalid'} — fix it in the sync's definition (lockstep validate shows every problem)`,
+            `sync "${target.sync ?? target.object}": setting ${first?.path.join('.') || '(settings)'}: ${issueText(first)} — fix it in the sync's definition (lockstep validate shows every problem)`,
           );
         }
         return destination.prepare({ ...target, settings: parsed.data as Record<string, unknown> });
@@ -178,7 +179,7 @@ export class ConnectorRegistry implements Connectors {
       // The message never echoes the value: it may be a secret read from the environment.
       throw new LockstepError(
         ErrorCode.Validation,
-        `${kind.type} connection "${connection.slug}": setting ${field} is not valid (${first?.message ?? 'invalid'}) — e.g. ${kind.example}`,
+        `${kind.type} connection "${connection.slug}": setting ${field} is not valid: ${issueText(first)} (e.g. ${kind.example})`,
       );
     }
     const settings = parsed.data as Record<string, unknown>;
@@ -203,6 +204,13 @@ export class ConnectorRegistry implements Connectors {
 /** A connection ready to open: its templates resolved from `env`. */
 export function resolveConnection(def: ConnectionDef, role: ConnectorRole, baseDir: string, env: Record<string, string | undefined>): ResolvedConnection {
   return { slug: def.slug, type: def.type, settings: interpolateDeep(def.settings, env, `${role} "${def.slug}"`) as Record<string, unknown>, baseDir };
+}
+
+/** A zod issue's message with its hint (see core/hints.ts), for run-time errors. */
+function issueText(issue: z.core.$ZodIssue | undefined): string {
+  if (!issue) return 'invalid';
+  const { message, hint } = splitHint(issue.message);
+  return hint ? `${message} — ${hint}` : message;
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

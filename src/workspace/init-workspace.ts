@@ -68,7 +68,12 @@ store: { type: sqlite, path: lockstep.db }
 sources:
   warehouse: { type: sqlite, path: warehouse.db }
 
-# Systems syncs write to.
+# Systems syncs write to: databases (postgres, mysql: url; sqlite: path), any JSON API (http),
+# and CRMs (salesforce, hubspot); the README lists each kind's settings. For example:
+#   crm:        { type: mysql, url: "\${CRM_URL}" }
+#   api:        { type: http, url: https://api.example.com, headers: { Authorization: "Bearer \${API_TOKEN}" } }
+#   salesforce: { type: salesforce, clientId: "\${SF_CLIENT_ID}", clientSecret: "\${SF_CLIENT_SECRET}" }
+#   hubspot:    { type: hubspot, accessToken: "\${HUBSPOT_TOKEN}" }
 destinations:
   crm: { type: sqlite, path: crm.db }
 

@@ -1,0 +1,162 @@
+/**
+ * The HubSpot kind's settings: the connection's (a private app's token, where the API is, how fast
+ * to go) and a sync's (the unique property records are matched on, and associations to parents),
+ * plus what HubSpot itself defines about its standard objects.
+ */
+import { z } from 'zod';
+import { urlSetting } from '../settings.js';
+
+/** HubSpot's own API root. */
+export const HUBSPOT_API_URL = 'https://api.hubapi.com';
+
+export const hubspotConnectionSettings = z.strictObject({
+  accessToken: z
+    .string()
+    .min(1, { error: 'accessToken is empty — give the private app\'s access token, e.g. "${HUBSPOT_TOKEN}"' })
+    .meta({ description: 'A private app\'s access token (Settings › Integrations › Private apps), with the crm.objects.*.read/write and crm.schemas.*.read scopes of the objects synced; usually "${HUBSPOT_TOKEN}".' }),
+  baseUrl: urlSetting(['https:', 'http:'], HUBSPOT_API_URL, `Where HubSpot's API is (default: ${HUBSPOT_API_URL}); another URL only for a proxy or a test stand-in.`).default(HUBSPOT_API_URL),
+  requestsPerSecond: z
+    .number()
+    .positive()
+    .max(1000)
+    .default(19)
+    .meta({ description: "Requests per second at most, shared by every run writing through this connection (default: 19, i.e. 190 per 10 s, HubSpot's limit for Professional and Enterprise private apps; 10 for Free and Starter portals)." }),
+  concurrency: z
+    .number()
+    .int()
+    .min(1)
+    .max(32)
+    .default(4)
+    .meta({ description: 'Requests under way at once at most, and batches of a run written at once (default: 4).' }),
+  timeoutSeconds: z
+    .number()
+    .positive()
+    .max(600)
+    .default(30)
+    .meta({ description: 'How long one request may take before it counts as failed (and is retried) (default: 30).' }),
+});
+export type HubSpotConnectionSettings = z.output<typeof hubspotConnectionSettings>;
+
+/** Who defined an association type (HubSpot's `associationCategory`). */
+export const AssociationCategory = {
+  /** HubSpot's own types, e.g. contact → company 279 (the default, unlabeled type). */
+  HubSpotDefined: 'HUBSPOT_DEFINED',
+  /** Labels a portal's users created. */
+  UserDefined: 'USER_DEFINED',
+  /** Types an integration created. */
+  IntegratorDefined: 'INTEGRATOR_DEFINED',
+} as const;
+export type AssociationCategory = (typeof AssociationCategory)[keyof typeof AssociationCategory];
+
+/** The standard objects by every name HubSpot accepts for them in a path: plural, singular, type id. */
+const STANDARD_OBJECTS: Readonly<Record<string, string>> = {
+  contacts: 'contacts',
+  contact: 'contacts',
+  '0-1': 'contacts',
+  companies: 'companies',
+  company: 'companies',
+  '0-2': 'companies',
+  deals: 'deals',
+  deal: 'deals',
+  '0-3': 'deals',
+  tickets: 'tickets',
+  ticket: 'tickets',
+  '0-5': 'tickets',
+};
+
+/**
+ * HubSpot-defined default (unlabeled) association types between standard objects, `from→to` →
+ * type id ("Associations v4 › association type ID values").
+ */
+const DEFAULT_ASSOCIATION_TYPES: Readonly<Record<string, number>> = {
+  'contacts→companies': 279,
+  'companies→contacts': 280,
+  'deals→companies': 341,
+  'companies→deals': 342,
+  'deals→contacts': 3,
+  'contacts→deals': 4,
+  'tickets→contacts': 16,
+  'contacts→tickets': 15,
+  'tickets→companies': 339,
+  'companies→tickets': 340,
+  'deals→tickets': 27,
+  'tickets→deals': 28,
+};
+
+/** A standard object's plural name for any of its names, or the name as written (custom objects). */
+export function standardObject(name: string): string {
+  return STANDARD_OBJECTS[name.toLowerCase()] ?? name;
+}
+
+/** The default association type from one object to another, when HubSpot defines one. */
+export function defaultAssociationType(from: string, to: string): number | undefined {
+  return DEFAULT_ASSOCIATION_TYPES[`${standardObject(from)}→${standardObject(to)}`];
+}
+
+/** The objects a default association type exists from `from` to, for messages. */
+export function defaultAssociationTargets(from: string): string[] {
+  const prefix = `${standardObject(from)}→`;
+  return Object.keys(DEFAULT_ASSOCIATION_TYPES)
+    .filter((pair) => pair.startsWith(prefix))
+    .map((pair) => pair.slice(prefix.length));
+}
+
+/** One record of an object in messages: `company`, `contact`, a custom object's name as it is. */
+export function singular(object: string): string {
+  const name = standardObject(object);
+  if (name === 'companies') return 'company';
+  if (/^[a-z_]+s$/i.test(name) && !/ss$/i.test(name)) return name.slice(0, -1);
+  return name;
+}
+
+const association = z
+  .strictObject({
+    object: z.string().min(1).meta({ description: 'The associated object type, e.g. `companies` (a standard object, or a custom object\'s name or type id).' }),
+    from: z
+      .string()
+      .min(1)
+      .meta({ description: "The model column holding the parent's primary key (or the field it is mapped to); rows where it is empty get no association." }),
+    lookup: z
+      .strictObject({ sync: z.string().min(1).meta({ description: 'The sync that delivers the parents; the ids it recorded are the associated records.' }) })
+      .meta({ description: "Where the associated record's HubSpot id comes from." }),
+    type: z
+      .number()
+      .int()
+      .positive()
+      .optional()
+      .meta({
+        description:
+          'The association type id (default: HubSpot\'s unlabeled type for the pair: contacts→companies 279, companies→contacts 280, deals→companies 341, deals→contacts 3, contacts→deals 4, companies→deals 342); needed for labels and custom objects.',
+      }),
+    category: z
+      .enum([AssociationCategory.HubSpotDefined, AssociationCategory.UserDefined, AssociationCategory.IntegratorDefined])
+      .default(AssociationCategory.HubSpotDefined)
+      .meta({ description: 'Who defined `type`: HUBSPOT_DEFINED (default), USER_DEFINED (a label made in the portal) or INTEGRATOR_DEFINED.' }),
+  })
+  .superRefine((value, ctx) => {
+    // Defaults exist only between standard objects. The settings do not hold the sync's own object,
+    // so the pair as a whole is checked when the sync runs (prepare).
+    if (value.type === undefined && !Object.keys(DEFAULT_ASSOCIATION_TYPES).some((pair) => pair.endsWith(`→${standardObject(value.object)}`))) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['type'],
+        message: `HubSpot has no default association type to "${value.object}" — set type to the association type id (Settings › Objects › ${value.object} › Associations, or GET /crm/v4/associations/{from}/${value.object}/labels)`,
+      });
+    }
+  });
+
+export const hubspotSyncSettings = z.strictObject({
+  idProperty: z
+    .string()
+    .min(1, { error: 'idProperty is empty — name the unique property records are matched on, e.g. email for contacts' })
+    .meta({
+      description:
+        "The object's unique-value property records are matched on (e.g. `email` for contacts, or a custom unique `external_id`); the sync's primary key column is written to it.",
+    }),
+  associations: z
+    .array(association)
+    .default([])
+    .meta({ description: 'Records each row is associated with: one entry per associated object (default: none).' }),
+});
+export type HubSpotSyncSettings = z.output<typeof hubspotSyncSettings>;
+export type HubSpotAssociationSetting = HubSpotSyncSettings['associations'][number];
