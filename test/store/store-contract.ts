@@ -428,6 +428,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
           completionRatio: 0,
           error: null,
           cancelRequested: false,
+          apiUsage: null,
         });
         expect(Number.isInteger(first.run.id)).toBe(true);
         const again = await store.enqueueSyncRun({ syncId: id, trigger: MANUAL, options: NO_OPTIONS }, T0 + 1);
