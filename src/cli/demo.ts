@@ -62,7 +62,7 @@ create table contacts (id integer primary key, workspace_id integer not null ref
                        email_address text not null unique, full_name text);
 `;
 
-async function duckdb(path: string, sql: string): Promise<void> {
+export async function duckdb(path: string, sql: string): Promise<void> {
   const instance = await DuckDBInstance.create(path);
   const connection = await instance.connect();
   try {
@@ -73,7 +73,8 @@ async function duckdb(path: string, sql: string): Promise<void> {
   }
 }
 
-async function prepareFolder(dir: string): Promise<void> {
+/** Empties `dir` for a demo (only a folder a demo made, or an empty one). */
+export async function prepareFolder(dir: string): Promise<void> {
   if (existsSync(dir)) {
     if (!existsSync(join(dir, MARKER)) && readdirSync(dir).length > 0) {
       throw new LockstepError(
@@ -165,7 +166,7 @@ export async function runDemo(options: { dir: string; term: Terminal }): Promise
   }
 }
 
-async function runSync(app: App, slug: string, term: Terminal): Promise<void> {
+export async function runSync(app: App, slug: string, term: Terminal): Promise<void> {
   const { run } = await app.worker.triggerSync(slug, {}, { type: 'manual', detail: 'demo' });
   const stop = followSyncRun(app, run.id, slug, term);
   const final = await app.worker.waitForSyncRun(run.id);
@@ -175,7 +176,7 @@ async function runSync(app: App, slug: string, term: Terminal): Promise<void> {
   term.out(formatSyncReport(slug, syncRunView(final), rejected, total));
 }
 
-async function runSequence(app: App, slug: string, term: Terminal): Promise<string> {
+export async function runSequence(app: App, slug: string, term: Terminal): Promise<string> {
   const { run } = await app.worker.triggerSequence(slug, { type: 'manual', detail: 'demo' });
   const stop = followSequenceRun(app, run.id, term);
   const final = await app.worker.waitForSequenceRun(run.id);

@@ -416,26 +416,38 @@ Exit codes:
   program
     .command('demo')
     .description('build a small warehouse and CRM, and show a sequence running (no setup needed)')
-    .option('--dir <dir>', 'where to build the demo', 'lockstep-demo')
+    .option('--dir <dir>', 'where to build the demo (default: lockstep-demo, or lockstep-demo-salesforce)')
+    .option('--salesforce', "the hierarchy accounts → contacts, opportunities into Salesforce (a local stand-in of its API)")
     .option('--serve', 'afterwards, keep serving the demo workspace (API and web UI, no token on 127.0.0.1) until Ctrl-C')
     .option('--port <port>', 'port for --serve (default: LOCKSTEP_PORT or 3000)')
-    .action(async (opts: { dir: string; serve?: boolean; port?: string }) => {
+    .action(async (opts: { dir?: string; salesforce?: boolean; serve?: boolean; port?: string }) => {
+      const dir = opts.dir ?? (opts.salesforce ? 'lockstep-demo-salesforce' : 'lockstep-demo');
       // The demo builds a DuckDB warehouse: its modules load only for this command.
-      const { runDemo } = await import('./demo.js');
-      await runDemo({ dir: opts.dir, term });
-      if (!opts.serve) return;
-      const { app, close } = await openApp({ ...global(), workspace: resolve(opts.dir) }, term, true);
-      try {
-        await app.startScheduler();
-        const url = await startServer(app, { port: opts.port, host: DEFAULT_HOST, auth: false }, term);
-        term.out('');
-        term.out(`The demo keeps running: open ${url} to see its runs in the web UI (Ctrl-C to stop).`);
-      } catch (thrown) {
-        await close();
-        throw thrown;
+      let standIn: { close(): Promise<void> } | null = null;
+      if (opts.salesforce) {
+        const { runSalesforceDemo } = await import('./demo-salesforce.js');
+        standIn = await runSalesforceDemo({ dir, term });
+      } else {
+        const { runDemo } = await import('./demo.js');
+        await runDemo({ dir, term });
       }
-      await waitForStop(app, false);
-      await close();
+      try {
+        if (!opts.serve) return;
+        const { app, close } = await openApp({ ...global(), workspace: resolve(dir) }, term, true);
+        try {
+          await app.startScheduler();
+          const url = await startServer(app, { port: opts.port, host: DEFAULT_HOST, auth: false }, term);
+          term.out('');
+          term.out(`The demo keeps running: open ${url} to see its runs in the web UI (Ctrl-C to stop).`);
+        } catch (thrown) {
+          await close();
+          throw thrown;
+        }
+        await waitForStop(app, false);
+        await close();
+      } finally {
+        await standIn?.close();
+      }
     });
 
   return program;
