@@ -150,10 +150,12 @@ export class ConnectorRegistry implements Connectors {
 
   /** The rate limiter shared by every run writing through the connection `slug`. */
   rateLimiter(slug: string, limits: RateLimits): RateLimiter {
-    let limiter = this.limiters.get(slug);
+    // Keyed by the limits too: a connection whose settings changed (apply) gets a budget of its new size.
+    const key = `${slug}\u0000${limits.requestsPerSecond ?? ''}\u0000${limits.concurrency ?? ''}`;
+    let limiter = this.limiters.get(key);
     if (!limiter) {
       limiter = this.options.createRateLimiter(limits);
-      this.limiters.set(slug, limiter);
+      this.limiters.set(key, limiter);
     }
     return limiter;
   }
