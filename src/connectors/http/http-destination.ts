@@ -83,11 +83,16 @@ interface RequestShape {
   bodySetting: string;
   /** No body when none is written (a delete whose path names the row). */
   noDefaultBody: boolean;
+  /** JSON pointer to the per-record results of a 2xx answer, or undefined when none are read. */
+  results: string | undefined;
+  resultsSetting: string;
 }
 
 /** Rows of a batch going in one request, or refused before it is made. */
 interface PlannedRequest {
   rows: number[];
+  /** How it is made (where its answer's per-record results are). */
+  shape: RequestShape;
   request: HttpRequest | null;
   refused: string | null;
 }
@@ -135,6 +140,8 @@ class HttpWriter implements DestinationWriter {
         body: this.settings.body === undefined ? null : compile(this.settings.body, 'setting body', 'fix the sync\'s body'),
         pathSetting: 'object',
         bodySetting: 'setting body',
+        results: this.settings.results,
+        resultsSetting: 'results',
       },
       batchSize,
       false,
@@ -148,6 +155,8 @@ class HttpWriter implements DestinationWriter {
             body: del.body === undefined ? null : compile(del.body, 'setting delete.body', 'fix the sync\'s delete.body'),
             pathSetting: 'setting delete.path',
             bodySetting: 'setting delete.body',
+            results: del.results,
+            resultsSetting: 'delete.results',
           },
           batchSize,
           true,
@@ -226,13 +235,13 @@ class HttpWriter implements DestinationWriter {
     return outcomes;
   }
 
-  /** A delivered request's rows: all delivered, or per record from `results`. */
+  /** A delivered request's rows: all delivered, or per record from its `results`. */
   private delivered(p: PlannedRequest, json: unknown): RowOutcome[] {
-    const pointer = this.settings.results;
+    const pointer = p.shape.results;
     if (pointer === undefined) return p.rows.map(() => ({ ok: true }));
     const request = p.request as HttpRequest;
     const garbage = (what: string) =>
-      new LockstepError(ErrorCode.Internal, `${this.client.describe(request)} answered with ${what} — check the sync's results setting ("${pointer}") against what the API answers`);
+      new LockstepError(ErrorCode.Internal, `${this.client.describe(request)} answered with ${what} — check the sync's ${p.shape.resultsSetting} setting ("${pointer}") against what the API answers`);
     const results = resolveJsonPointer(json, pointer);
     if (!Array.isArray(results)) throw garbage(`no array at "${pointer}" (${results === undefined ? 'nothing there' : `a ${typeof results}`})`);
     if (results.length !== p.rows.length) throw garbage(`${results.length} results at "${pointer}" for ${p.rows.length} rows sent (one per row, in order, is needed)`);
@@ -265,14 +274,14 @@ class HttpWriter implements DestinationWriter {
     try {
       path = this.path(shape.path.render(scope), shape.pathSetting);
     } catch (thrown) {
-      return { rows, request: null, refused: toError(thrown).message };
+      return { rows, shape, request: null, refused: toError(thrown).message };
     }
     let body: string | null;
     try {
       if (shape.body !== null) body = shape.body.render(scope);
       else body = shape.noDefaultBody ? null : JSON.stringify(fallback());
     } catch (thrown) {
-      return { rows, request: null, refused: `${shape.bodySetting} failed to render: ${this.client.scrub(toError(thrown).message)}` };
+      return { rows, shape, request: null, refused: `${shape.bodySetting} failed to render: ${this.client.scrub(toError(thrown).message)}` };
     }
     if (shape.body !== null && this.client.sendsJson) {
       try {
@@ -280,12 +289,13 @@ class HttpWriter implements DestinationWriter {
       } catch (thrown) {
         return {
           rows,
+          shape,
           request: null,
           refused: `${shape.bodySetting} rendered invalid JSON (${toError(thrown).message}) — write values with the json filter, e.g. {{ row.name | json }}`,
         };
       }
     }
-    return { rows, request: { method: shape.method, path, body, needsJson: this.settings.results !== undefined }, refused: null };
+    return { rows, shape, request: { method: shape.method, path, body, needsJson: shape.results !== undefined }, refused: null };
   }
 
   /** A rendered path under the base URL, as path and query; throws when it is not one. */

@@ -99,6 +99,7 @@ export const httpSyncSettings = z.strictObject({
       method: method(HttpMethod.Delete, 'method of the delete request'),
       path: template('Path of the delete request under the base URL, a Liquid template; the rows carry only the key fields, e.g. /contacts/{{ row.id }}.'),
       body: template('Liquid template of the delete request\'s body (default: none when the path names the row, else the keys as JSON).').optional(),
+      results: jsonPointer.optional(),
     })
     .optional()
     .meta({ description: 'The request that deletes rows, needed by a mirror sync or deleteBehavior: delete (default: none; such a sync fails at its first delete).' }),
