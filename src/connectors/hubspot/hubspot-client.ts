@@ -1,0 +1,270 @@
+/**
+ * A small typed client for the parts of HubSpot's CRM API the destination uses, over undici. Every
+ * request takes its turn from the connection's shared rate limiter and feeds HubSpot's rate-limit
+ * headers back into it, so every run writing through one connection stays within the portal's
+ * budget together.
+ *
+ * What comes back: answers HubSpot gives on purpose (2xx, and 4xx about the request's content) are
+ * returned with their JSON body for the caller to read per record. Everything else is thrown as a
+ * LockstepError: 401/403 as fatal `connection` errors, 429 (after pausing the limiter), 5xx,
+ * timeouts, dropped connections and bodies that are not JSON (an HTML page, a body cut short) as
+ * retryable `transient` ones. Messages never carry the access token.
+ */
+import { Agent, type Dispatcher } from 'undici';
+import { parseRetryAfter } from '../../core/backoff.js';
+import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
+import type { Clock, Logger, RateLimiter } from '../../core/ports.js';
+import { redactUrl } from '../../core/connector-registry.js';
+
+export interface HubSpotClientOptions {
+  /** The connection's slug, for messages. */
+  slug: string;
+  accessToken: string;
+  /** Where the API is, e.g. `https://api.hubapi.com` (a path is kept as a prefix). */
+  baseUrl: string;
+  /** How long one request may take, headers and body each. */
+  timeoutMs: number;
+  /** Connections kept open to HubSpot at most. */
+  connections: number;
+  limiter: RateLimiter;
+  clock: Clock;
+  logger: Logger;
+}
+
+/** An answer HubSpot gave on purpose: a 2xx, or a 4xx about the request's content. */
+export interface HubSpotAnswer {
+  status: number;
+  /** The parsed JSON body; undefined when there is none (204). */
+  body: unknown;
+}
+
+/** One error as HubSpot describes it; every field is optional ("Error handling"). */
+export interface HubSpotError {
+  status?: string;
+  category?: string;
+  message?: string;
+  errors?: Array<{ message?: string; code?: string; context?: Record<string, unknown> }>;
+  context?: Record<string, unknown>;
+  /** 429s: which limit was hit (`TEN_SECONDLY_ROLLING`, `DAILY`). */
+  policyName?: string;
+}
+
+/** A batch endpoint's answer (200, 201 or 207). */
+export interface HubSpotBatchAnswer<R> {
+  status?: string;
+  results?: R[];
+  errors?: HubSpotError[];
+  numErrors?: number;
+}
+
+/** A record as object endpoints answer it. */
+export interface HubSpotObject {
+  id: string | number;
+  properties?: Record<string, string | null>;
+  /** Upserts: the input's trace id, when it carried one. */
+  objectWriteTraceId?: string;
+  new?: boolean;
+}
+
+/** A property as the Properties API describes it (the fields used here). */
+export interface HubSpotProperty {
+  name: string;
+  label?: string;
+  type?: string;
+  hasUniqueValue?: boolean;
+  calculated?: boolean;
+  modificationMetadata?: { readOnlyValue?: boolean };
+}
+
+/** Characters of an unexpected body quoted in a message. */
+const QUOTED_CHARS = 200;
+/** The rolling window HubSpot applies when its headers do not say (Professional/Enterprise). */
+const DEFAULT_WINDOW_MS = 10_000;
+
+export class HubSpotClient {
+  private readonly agent: Agent;
+  private readonly origin: string;
+  private readonly prefix: string;
+  /** The base URL as messages show it. */
+  readonly where: string;
+
+  constructor(private readonly options: HubSpotClientOptions) {
+    const url = new URL(options.baseUrl);
+    this.origin = url.origin;
+    this.prefix = url.pathname.replace(/\/+$/, '');
+    this.where = redactUrl(`${url.origin}${this.prefix}`);
+    this.agent = new Agent({
+      connections: options.connections,
+      connect: { timeout: options.timeoutMs },
+      headersTimeout: options.timeoutMs,
+      bodyTimeout: options.timeoutMs,
+    });
+  }
+
+  /**
+   * Sends one request when the limiter allows and answers it (see the module comment for what is
+   * returned and what is thrown). `what` says what the request does, for messages: "upserting contacts".
+   */
+  async request(method: 'GET' | 'POST', path: string, body: unknown, what: string): Promise<HubSpotAnswer> {
+    const { limiter } = this.options;
+    const exchange = await limiter.schedule(() => this.exchange(method, path, body, what));
+    this.observeLimits(exchange.headers);
+    return this.interpret(exchange, what);
+  }
+
+  async close(): Promise<void> {
+    await this.agent.close();
+  }
+
+  /** One request and its whole body, or a thrown transport failure. */
+  private async exchange(method: 'GET' | 'POST', path: string, body: unknown, what: string): Promise<Exchange> {
+    const headers: Record<string, string> = {
+      authorization: `Bearer ${this.options.accessToken}`,
+      accept: 'application/json',
+    };
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    try {
+      const response: Dispatcher.ResponseData = await this.agent.request({
+        origin: this.origin,
+        path: `${this.prefix}${path}`,
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(this.options.timeoutMs * 2),
+      });
+      const text = await response.body.text();
+      return { status: response.statusCode, headers: response.headers, text };
+    } catch (thrown) {
+      throw this.transportError(thrown, what);
+    }
+  }
+
+  /** Narrows the shared budget to what HubSpot says is left of its rolling window. */
+  private observeLimits(headers: Exchange['headers']): void {
+    const remaining = numberHeader(headers, 'x-hubspot-ratelimit-remaining');
+    if (remaining === undefined) return;
+    this.options.limiter.observe(remaining, numberHeader(headers, 'x-hubspot-ratelimit-interval-milliseconds') ?? DEFAULT_WINDOW_MS);
+  }
+
+  private interpret(exchange: Exchange, what: string): HubSpotAnswer {
+    const { status, text } = exchange;
+    if (status === 429) throw this.rateLimited(exchange, what);
+    if (status === 401) {
+      throw new LockstepError(
+        ErrorCode.Connection,
+        `HubSpot refused the access token of destination "${this.options.slug}" while ${what} (401 ${this.errorOf(exchange)?.category ?? 'Unauthorized'}) — check accessToken: a private app's token (Settings › Integrations › Private apps), valid for this portal`,
+      );
+    }
+    if (status === 403) {
+      throw new LockstepError(
+        ErrorCode.Connection,
+        `HubSpot denied destination "${this.options.slug}" while ${what} (403${this.detail(exchange)}) — give the private app the scopes it needs (crm.objects.<object>.read and .write, crm.schemas.<object>.read)`,
+      );
+    }
+    if (status >= 500) {
+      throw new LockstepError(ErrorCode.Transient, `HubSpot answered ${status} while ${what}${this.detail(exchange)}`, { retryable: true });
+    }
+    if (status === 204 || (text.trim() === '' && status < 300)) return { status, body: undefined };
+    const parsed = parseJson(text);
+    if (parsed === undefined) {
+      const answer = `HubSpot's answer while ${what} is not JSON (${status}, ${contentType(exchange.headers) ?? 'no content type'}): ${this.quote(text)}`;
+      // A proxy's or maintenance page, or a body cut short, where HubSpot meant success: worth another try.
+      if (status < 300) throw new LockstepError(ErrorCode.Transient, answer, { retryable: true });
+      // A page for a 4xx: most likely not HubSpot's API at all.
+      throw new LockstepError(ErrorCode.Connection, `${answer} — check baseUrl (default: https://api.hubapi.com)`);
+    }
+    return { status, body: parsed };
+  }
+
+  private rateLimited(exchange: Exchange, what: string): LockstepError {
+    const error = this.errorOf(exchange);
+    const now = this.options.clock.now();
+    if (error?.policyName === 'DAILY') {
+      return new LockstepError(
+        ErrorCode.Transient,
+        `HubSpot's daily API limit of this portal is spent (429 DAILY while ${what}) — it resets at midnight in the portal's time zone; sync less often or raise the portal's limit`,
+        { retryable: false },
+      );
+    }
+    const windowMs = numberHeader(exchange.headers, 'x-hubspot-ratelimit-interval-milliseconds') ?? DEFAULT_WINDOW_MS;
+    const retryAfterSeconds = parseRetryAfter(header(exchange.headers, 'retry-after'), now) ?? windowMs / 1000;
+    // Every run writing through this connection waits, not only this one.
+    this.options.limiter.pauseUntil(now + retryAfterSeconds * 1000);
+    this.options.logger.warn('HubSpot rate limit reached, pausing the connection', { destination: this.options.slug, policy: error?.policyName, retryAfterSeconds });
+    return new LockstepError(
+      ErrorCode.Transient,
+      `HubSpot's rate limit was reached while ${what} (429 ${error?.policyName ?? 'RATE_LIMIT'}); trying again in ${retryAfterSeconds} s`,
+      { retryable: true, retryAfterSeconds },
+    );
+  }
+
+  private transportError(thrown: unknown, what: string): LockstepError {
+    const error = toError(thrown);
+    const code = (error as { code?: unknown }).code;
+    const name = typeof code === 'string' ? code : error.name;
+    if (name === 'ECONNREFUSED' || name === 'ENOTFOUND') {
+      return new LockstepError(
+        ErrorCode.Connection,
+        `HubSpot destination "${this.options.slug}" could not be reached at ${this.where} while ${what} (${name}) — check baseUrl (default: https://api.hubapi.com) and the network`,
+        { cause: error },
+      );
+    }
+    const timedOut = /TIMEOUT/i.test(name) || name === 'TimeoutError' || name === 'AbortError';
+    const why = timedOut ? `no answer within ${this.options.timeoutMs / 1000} s` : `${name}: ${this.scrub(error.message)}`;
+    return new LockstepError(ErrorCode.Transient, `HubSpot request failed while ${what} (${why})`, { cause: error, retryable: true });
+  }
+
+  /** The error body HubSpot sent, when it is one. */
+  private errorOf(exchange: Exchange): HubSpotError | undefined {
+    const parsed = parseJson(exchange.text);
+    return parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as HubSpotError) : undefined;
+  }
+
+  /** `: <HubSpot's message>` (or the body quoted), for an error message. */
+  private detail(exchange: Exchange): string {
+    const error = this.errorOf(exchange);
+    if (error?.message) return `: ${error.category ? `${error.category}: ` : ''}${this.scrub(error.message)}`;
+    return exchange.text.trim() === '' ? '' : `: ${this.quote(exchange.text)}`;
+  }
+
+  /** The first characters of a body, on one line, with the token hidden should it be echoed. */
+  private quote(text: string): string {
+    const flat = this.scrub(text).replace(/\s+/g, ' ').trim();
+    return flat.length > QUOTED_CHARS ? `${flat.slice(0, QUOTED_CHARS)}…` : flat;
+  }
+
+  private scrub(text: string): string {
+    return text.split(this.options.accessToken).join('***');
+  }
+}
+
+/** A request's answer before it is interpreted. */
+interface Exchange {
+  status: number;
+  headers: Dispatcher.ResponseData['headers'];
+  text: string;
+}
+
+function header(headers: Exchange['headers'], name: string): string | undefined {
+  const value = headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function numberHeader(headers: Exchange['headers'], name: string): number | undefined {
+  const value = header(headers, name);
+  if (value === undefined || value.trim() === '') return undefined;
+  const number = Number(value);
+  return Number.isFinite(number) ? number : undefined;
+}
+
+function contentType(headers: Exchange['headers']): string | undefined {
+  return header(headers, 'content-type');
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,619 @@
+/**
+ * The HubSpot destination: CRM objects (contacts, companies, deals, custom objects) written with
+ * HubSpot's batch endpoints, records matched on a unique-value property (the sync's `idProperty`,
+ * which the sync's primary key is written to), and associations to records other syncs delivered.
+ *
+ * A batch is written in these steps, each row's outcome decided by the first step that refuses it:
+ *
+ * 1. rows without an idProperty value, or with one written twice in the batch, are refused;
+ * 2. associations: each row's parent ids are looked up in the ids the parent syncs recorded; a row
+ *    whose parent has not been delivered yet is refused without being sent, and sent again on the
+ *    next run (it stays out of the snapshot), so a record never reaches HubSpot without its parents;
+ * 3. updates: `batch/read` by idProperty; rows with no record are refused ("no contacts record
+ *    with email = x");
+ * 4. inserts, upserts and updates: `batch/upsert` by idProperty, every input with its own
+ *    `objectWriteTraceId` so HubSpot answers per record (207); results are matched back by trace
+ *    id, else by idProperty value (HubSpot does not promise their order). Where HubSpot fails the
+ *    whole request for one bad input (contacts upserted by email take no partial upserts), the
+ *    batch is split in halves until the bad rows stand alone;
+ * 5. v4 `batch/create` of the associations of the rows written; a row whose association fails is
+ *    refused (its record is written, and is written again with its association on the next run);
+ * 6. deletes: `batch/archive` of the ids this sync recorded, or of the records found by idProperty
+ *    when none is recorded; a record already gone counts as deleted.
+ */
+import { distance } from 'fastest-levenshtein';
+import { withBackoff, type BackoffPolicy } from '../../core/backoff.js';
+import type { ConnectorContext } from '../../core/connector-kind.js';
+import { assertNever, ErrorCode, LockstepError } from '../../core/errors.js';
+import { encodeKey } from '../../core/keys.js';
+import type { Clock, Destination, DestinationCapabilities, DestinationWriter, RowOutcome, Value, WriteOperation, WriteTarget } from '../../core/ports.js';
+import { HubSpotClient, type HubSpotBatchAnswer, type HubSpotError, type HubSpotObject, type HubSpotProperty } from './hubspot-client.js';
+import {
+  defaultAssociationTargets,
+  defaultAssociationType,
+  hubspotSyncSettings,
+  singular,
+  standardObject,
+  type AssociationCategory,
+  type HubSpotConnectionSettings,
+  type HubSpotSyncSettings,
+} from './hubspot-settings.js';
+
+/** What every HubSpot destination can do. */
+export const HUBSPOT_CAPABILITIES: DestinationCapabilities = { deletes: true, upsert: true, maxBatchSize: 100, recordIds: true };
+
+/** "Object API batch endpoints are limited to 100 inputs per request"; associations alike. */
+const BATCH_LIMIT = 100;
+
+export interface HubSpotDestinationOptions {
+  client: HubSpotClient;
+  /** The connection's slug, for messages. */
+  slug: string;
+  /** Batches of a run written at once. */
+  concurrency: number;
+  /** How prepare's reads are retried. */
+  backoff: BackoffPolicy;
+  clock: Clock;
+}
+
+export class HubSpotDestination implements Destination {
+  readonly capabilities = HUBSPOT_CAPABILITIES;
+  /** Properties per object, read once per connection. */
+  private readonly properties = new Map<string, Promise<HubSpotProperty[]>>();
+
+  constructor(private readonly options: HubSpotDestinationOptions) {}
+
+  /** Opens a connection; no request is made until a sync prepares. */
+  static async open(settings: HubSpotConnectionSettings, context: ConnectorContext): Promise<HubSpotDestination> {
+    const limiter = context.rateLimiter({ requestsPerSecond: settings.requestsPerSecond, concurrency: settings.concurrency });
+    const client = new HubSpotClient({
+      slug: context.slug,
+      accessToken: settings.accessToken,
+      baseUrl: settings.baseUrl,
+      timeoutMs: settings.timeoutSeconds * 1000,
+      connections: settings.concurrency,
+      limiter,
+      clock: context.clock,
+      logger: context.logger,
+    });
+    return new HubSpotDestination({ client, slug: context.slug, concurrency: settings.concurrency, backoff: context.backoff, clock: context.clock });
+  }
+
+  /**
+   * Reads the object's properties and checks the sync against them: the object exists, idProperty
+   * is a unique-value property the primary key is written to, every other field is a writable
+   * property (or an association's `from`), and each association has a type and an object that exists.
+   */
+  async prepare(target: WriteTarget): Promise<DestinationWriter> {
+    const sync = target.sync ?? target.object;
+    const parsed = hubspotSyncSettings.safeParse(target.settings ?? {});
+    if (!parsed.success) {
+      const first = parsed.error.issues[0];
+      throw new LockstepError(
+        ErrorCode.Validation,
+        `sync "${sync}": setting ${first?.path.join('.') || '(settings)'}: ${first?.message ?? 'invalid'} — fix it in the sync's definition (lockstep validate shows every problem)`,
+      );
+    }
+    const settings = parsed.data;
+    const properties = await this.propertiesOf(target.object, sync);
+    const idColumn = checkIdProperty(target, settings, properties, sync);
+    const associations = await Promise.all(settings.associations.map((setting, n) => this.association(target, setting, n, sync)));
+    const fromColumns = new Set(associations.map((a) => a.column).filter((c): c is number => c !== null));
+    const propertyColumns = checkColumns(target, properties, idColumn, fromColumns, sync);
+    return new HubSpotWriter({
+      client: this.options.client,
+      target,
+      sync,
+      idProperty: settings.idProperty,
+      idColumn,
+      propertyColumns,
+      associations,
+      concurrentWrites: this.options.concurrency,
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.options.client.close();
+  }
+
+  /** An association setting made ready to write: its column, type and the parent's name. */
+  private async association(target: WriteTarget, setting: HubSpotSyncSettings['associations'][number], n: number, sync: string): Promise<Association> {
+    const typeId = setting.type ?? defaultAssociationType(target.object, setting.object);
+    if (typeId === undefined) {
+      const defaults = defaultAssociationTargets(target.object);
+      throw new LockstepError(
+        ErrorCode.Validation,
+        `sync "${sync}": HubSpot has no default association type from ${target.object} to ${setting.object} — set associations[${n}].type to the association type id (GET /crm/v4/associations/${target.object}/${setting.object}/labels lists them)${defaults.length > 0 ? `; defaults exist from ${target.object} to ${defaults.join(', ')}` : ''}`,
+      );
+    }
+    // The associated object must exist; its properties are not needed beyond that.
+    await this.propertiesOf(setting.object, sync, `associations[${n}].object`);
+    const column = target.columns.indexOf(setting.from);
+    return {
+      object: setting.object,
+      noun: singular(setting.object),
+      from: setting.from,
+      column: column < 0 ? null : column,
+      parentSync: setting.lookup.sync,
+      typeId,
+      category: setting.category,
+    };
+  }
+
+  /** The object's properties, read once (transient failures retried); a schema error when HubSpot has no such object. */
+  private propertiesOf(object: string, sync: string, setting = 'object'): Promise<HubSpotProperty[]> {
+    let known = this.properties.get(object);
+    if (!known) {
+      known = withBackoff(() => this.readProperties(object, sync, setting), { policy: this.options.backoff, clock: this.options.clock });
+      // A failed read is not kept: the next sync tries again.
+      known.catch(() => this.properties.delete(object));
+      this.properties.set(object, known);
+    }
+    return known;
+  }
+
+  private async readProperties(object: string, sync: string, setting: string): Promise<HubSpotProperty[]> {
+    const what = `reading the properties of ${object}`;
+    const answer = await this.options.client.request('GET', `/crm/v3/properties/${encodeURIComponent(object)}?archived=false`, undefined, what);
+    if (answer.status >= 400) {
+      throw new LockstepError(
+        ErrorCode.Schema,
+        `sync "${sync}": HubSpot has no object type "${object}" (${answer.status}: ${errorText(answer.body)}) — set ${setting} to contacts, companies, deals, tickets, or a custom object's name or type id (e.g. 2-1234567; GET /crm/v3/schemas lists them)`,
+      );
+    }
+    const results = (answer.body as { results?: unknown } | undefined)?.results;
+    if (!Array.isArray(results)) throw unexpected(what, answer.body);
+    return results.filter((p): p is HubSpotProperty => typeof (p as HubSpotProperty | null)?.name === 'string');
+  }
+}
+
+/** An association of the sync's rows, ready to write. */
+interface Association {
+  /** The associated object type as written in the settings. */
+  object: string;
+  /** One of its records, for messages: `company`. */
+  noun: string;
+  /** The setting's `from`, for messages. */
+  from: string;
+  /** Where the parent's key is in `WriteTarget.columns`; null when the model does not return it. */
+  column: number | null;
+  parentSync: string;
+  typeId: number;
+  category: AssociationCategory;
+}
+
+/** The idProperty's column, after checking that it is a unique-value property the primary key is written to. */
+function checkIdProperty(target: WriteTarget, settings: HubSpotSyncSettings, properties: HubSpotProperty[], sync: string): number {
+  const { idProperty } = settings;
+  const property = properties.find((p) => p.name === idProperty);
+  // Contacts are matched on email although HubSpot does not mark it unique.
+  const matchable = (p: HubSpotProperty) => p.hasUniqueValue === true || (standardObject(target.object) === 'contacts' && p.name === 'email');
+  const unique = properties.filter(matchable).map((p) => p.name);
+  const uniqueList = unique.length > 0 ? unique.join(', ') : 'none yet';
+  if (!property) {
+    throw new LockstepError(
+      ErrorCode.Schema,
+      `sync "${sync}": ${target.object} has no property "${idProperty}"${didYouMean(idProperty, properties)} — set idProperty to one of its unique-value properties (${uniqueList}), or create one with "Require unique values" in HubSpot`,
+    );
+  }
+  if (!matchable(property)) {
+    throw new LockstepError(
+      ErrorCode.Schema,
+      `sync "${sync}": property "${idProperty}" of ${target.object} does not have unique values, so HubSpot cannot match records on it — set idProperty to one of ${uniqueList}, or create a property with "Require unique values" in HubSpot`,
+    );
+  }
+  const [key, ...more] = target.keyColumns;
+  if (key !== idProperty || more.length > 0) {
+    const written = target.keyColumns.map((c) => `"${c}"`).join(', ');
+    throw new LockstepError(
+      ErrorCode.Schema,
+      `sync "${sync}": HubSpot matches ${target.object} records on idProperty "${idProperty}", but the model's primary key is written to ${written} — map the primary key column to it (mappings: [{ from: ${target.keyColumns[0] ?? 'id'}, to: ${idProperty} }]) or set idProperty to the property the key is written to`,
+    );
+  }
+  return target.columns.indexOf(idProperty);
+}
+
+/**
+ * The columns written as properties (all but the idProperty's and associations' own columns that
+ * are not properties), after checking each is a writable property.
+ */
+function checkColumns(target: WriteTarget, properties: HubSpotProperty[], idColumn: number, fromColumns: Set<number>, sync: string): PropertyColumn[] {
+  const byName = new Map(properties.map((p) => [p.name, p]));
+  const written: PropertyColumn[] = [];
+  const unknown: string[] = [];
+  const readOnly: string[] = [];
+  target.columns.forEach((name, index) => {
+    if (index === idColumn) return;
+    const property = byName.get(name);
+    if (!property) {
+      if (!fromColumns.has(index)) unknown.push(name);
+      return;
+    }
+    if (property.modificationMetadata?.readOnlyValue === true || property.calculated === true) readOnly.push(name);
+    else written.push({ index, name });
+  });
+  if (unknown.length > 0) {
+    const listed = unknown.map((name) => `"${name}"${didYouMean(name, properties)}`).join(', ');
+    const first = unknown[0] as string;
+    const guess = closeNames(first, properties)[0] ?? '<property>';
+    throw new LockstepError(
+      ErrorCode.Schema,
+      `sync "${sync}": ${target.object} has no ${unknown.length === 1 ? 'property' : 'properties'} ${listed} — write each column to an existing property (mappings: [{ from: ${first}, to: ${guess} }]), leave it out of the model's query, or create the property in HubSpot`,
+    );
+  }
+  if (readOnly.length > 0) {
+    throw new LockstepError(
+      ErrorCode.Schema,
+      `sync "${sync}": ${readOnly.map((n) => `"${n}"`).join(', ')} of ${target.object} ${readOnly.length === 1 ? 'is' : 'are'} read-only in HubSpot — leave ${readOnly.length === 1 ? 'it' : 'them'} out of the model's query or map ${readOnly.length === 1 ? 'it' : 'them'} to writable properties`,
+    );
+  }
+  return written;
+}
+
+/** A column written as a property. */
+interface PropertyColumn {
+  index: number;
+  name: string;
+}
+
+interface WriterOptions {
+  client: HubSpotClient;
+  target: WriteTarget;
+  sync: string;
+  idProperty: string;
+  idColumn: number;
+  propertyColumns: PropertyColumn[];
+  associations: Association[];
+  concurrentWrites: number;
+}
+
+/** An insert, upsert or update on its way through a batch's steps. */
+interface PendingRow {
+  /** Its place in the batch. */
+  index: number;
+  op: WriteOperation;
+  /** Its idProperty value, as sent. */
+  id: string;
+  /** Per association, the parent's HubSpot id (null: no parent for this row). */
+  parents: Array<string | null>;
+  /** HubSpot's id of the record, once written. */
+  recordId?: string;
+}
+
+/** A delete on its way. */
+interface PendingDelete {
+  index: number;
+  op: WriteOperation;
+  recordId?: string;
+}
+
+class HubSpotWriter implements DestinationWriter {
+  readonly concurrentWrites: number;
+  private readonly objectPath: string;
+  /** Emails are matched without regard to case, as HubSpot matches them. */
+  private readonly caseless: boolean;
+
+  constructor(private readonly options: WriterOptions) {
+    this.concurrentWrites = options.concurrentWrites;
+    this.objectPath = `/crm/v3/objects/${encodeURIComponent(options.target.object)}`;
+    this.caseless = options.idProperty === 'email';
+  }
+
+  async write(batch: WriteOperation[]): Promise<RowOutcome[]> {
+    const outcomes: Array<RowOutcome | undefined> = new Array(batch.length);
+    const refuse = (index: number, reason: string) => (outcomes[index] = { ok: false, reason });
+    const { idProperty, idColumn, target } = this.options;
+    const writes: PendingRow[] = [];
+    const deletes: PendingDelete[] = [];
+    const seen = new Set<string>();
+    batch.forEach((op, index) => {
+      switch (op.kind) {
+        case 'delete':
+          deletes.push({ index, op });
+          return;
+        case 'insert':
+        case 'upsert':
+        case 'update': {
+          const value = op.values[idColumn] ?? null;
+          if (value === null || String(value).trim() === '') {
+            refuse(index, `${idProperty} is empty: HubSpot matches ${target.object} records on it`);
+            return;
+          }
+          const id = String(value);
+          if (seen.has(this.normalise(id))) {
+            refuse(index, `${idProperty} ${id} is written by two rows of one batch: HubSpot would match both to one record`);
+            return;
+          }
+          seen.add(this.normalise(id));
+          writes.push({ index, op, id, parents: [] });
+          return;
+        }
+        default:
+          assertNever(op.kind);
+      }
+    });
+
+    let ready = writes;
+    if (ready.length > 0 && this.options.associations.length > 0) ready = await this.resolveParents(ready, refuse);
+    const updates = ready.filter((row) => row.op.kind === 'update');
+    if (updates.length > 0) {
+      const found = await this.readByIdProperty(updates.map((row) => row.id));
+      ready = ready.filter((row) => {
+        if (row.op.kind !== 'update' || found.has(this.normalise(row.id))) return true;
+        refuse(row.index, `no ${target.object} record with ${idProperty} = ${row.id}`);
+        return false;
+      });
+    }
+    const written: PendingRow[] = [];
+    for (let start = 0; start < ready.length; start += BATCH_LIMIT) {
+      written.push(...(await this.upsert(ready.slice(start, start + BATCH_LIMIT), refuse)));
+    }
+    await this.associate(written, refuse);
+    for (const row of written) outcomes[row.index] ??= { ok: true, id: row.recordId };
+    if (deletes.length > 0) await this.remove(deletes, outcomes);
+    return outcomes.map((outcome) => outcome ?? { ok: false, reason: 'HubSpot answered nothing for this row; it is sent again', retryable: true });
+  }
+
+  /** Rows with their parents' ids; rows whose parent has no recorded id yet are refused. */
+  private async resolveParents(rows: PendingRow[], refuse: (index: number, reason: string) => void): Promise<PendingRow[]> {
+    const { target, associations, sync } = this.options;
+    const recordIds = target.recordIds;
+    if (!recordIds) throw new LockstepError(ErrorCode.Internal, `sync "${sync}": the engine gave the HubSpot destination no access to recorded ids, which associations need`);
+    const refused = new Set<PendingRow>();
+    for (const association of associations) {
+      const column = association.column;
+      if (column === null) {
+        throw new LockstepError(
+          ErrorCode.Schema,
+          `sync "${sync}": association to ${association.object} reads column "${association.from}", which the sync does not write (it writes ${target.columns.map((c) => `"${c}"`).join(', ')}) — add it to the model's query, or write the field it is mapped to in associations' from`,
+        );
+      }
+      const keys = new Set<string>();
+      for (const row of rows) for (const key of lookupKeys(row.op.values[column] ?? null)) keys.add(key);
+      const ids = keys.size > 0 ? await recordIds(association.parentSync, [...keys]) : new Map<string, string>();
+      for (const row of rows) {
+        const value = row.op.values[column] ?? null;
+        if (value === null || value === '') {
+          row.parents.push(null);
+          continue;
+        }
+        const id = lookupKeys(value)
+          .map((key) => ids.get(key))
+          .find((found) => found !== undefined);
+        row.parents.push(id ?? null);
+        if (id === undefined && !refused.has(row)) {
+          refused.add(row);
+          refuse(row.index, `${association.noun} ${String(value)} has not been delivered by ${association.parentSync} yet`);
+        }
+      }
+    }
+    return rows.filter((row) => !refused.has(row));
+  }
+
+  /**
+   * Upserts up to BATCH_LIMIT rows; returns those written, with their record ids. Where HubSpot
+   * refuses the whole request for a bad input, the rows are split in halves until it stands alone.
+   */
+  private async upsert(rows: PendingRow[], refuse: (index: number, reason: string) => void): Promise<PendingRow[]> {
+    if (rows.length === 0) return [];
+    const { client, target, idProperty } = this.options;
+    const inputs = rows.map((row, n) => ({ idProperty, id: row.id, properties: this.properties(row.op.values), objectWriteTraceId: String(n) }));
+    const what = `upserting ${target.object}`;
+    const answer = await client.request('POST', `${this.objectPath}/batch/upsert`, { inputs }, what);
+    if (answer.status >= 400) {
+      if (answer.status !== 400 && answer.status !== 409) throw refusedRequest(what, answer.status, answer.body);
+      if (rows.length === 1) {
+        refuse((rows[0] as PendingRow).index, errorText(answer.body));
+        return [];
+      }
+      const half = Math.ceil(rows.length / 2);
+      return [...(await this.upsert(rows.slice(0, half), refuse)), ...(await this.upsert(rows.slice(half), refuse))];
+    }
+    const body = answer.body as HubSpotBatchAnswer<HubSpotObject> | undefined;
+    if (!Array.isArray(body?.results)) throw unexpected(what, answer.body);
+    const byId = new Map(rows.map((row) => [this.normalise(row.id), row]));
+    const written: PendingRow[] = [];
+    const settled = new Set<PendingRow>();
+    for (const result of body.results) {
+      const traced = result.objectWriteTraceId === undefined ? undefined : rows[Number(result.objectWriteTraceId)];
+      const value = result.properties?.[idProperty];
+      const row = traced ?? (typeof value === 'string' ? byId.get(this.normalise(value)) : undefined);
+      if (!row || settled.has(row) || result.id === undefined || result.id === null) continue;
+      row.recordId = String(result.id);
+      settled.add(row);
+      written.push(row);
+    }
+    const untraced: HubSpotError[] = [];
+    for (const error of body.errors ?? []) {
+      const traces = error.context?.objectWriteTraceId;
+      const matched = Array.isArray(traces) ? traces.map((t) => rows[Number(t)]).filter((row): row is PendingRow => row !== undefined) : [];
+      if (matched.length === 0) untraced.push(error);
+      for (const row of matched) {
+        if (settled.has(row)) continue;
+        settled.add(row);
+        refuse(row.index, errorText(error));
+      }
+    }
+    for (const row of rows) {
+      if (settled.has(row)) continue;
+      // Not mentioned by HubSpot: refused with an error it did not attribute, else sent again.
+      if (untraced.length > 0) refuse(row.index, errorText(untraced[0]));
+    }
+    return written;
+  }
+
+  /** Creates the associations of written rows; rows whose association fails are refused. */
+  private async associate(rows: PendingRow[], refuse: (index: number, reason: string) => void): Promise<void> {
+    const { client, target } = this.options;
+    for (const [n, association] of this.options.associations.entries()) {
+      const linked = rows.filter((row) => row.parents[n] !== null && row.parents[n] !== undefined && row.recordId !== undefined);
+      for (let start = 0; start < linked.length; start += BATCH_LIMIT) {
+        const chunk = linked.slice(start, start + BATCH_LIMIT);
+        const types = [{ associationCategory: association.category, associationTypeId: association.typeId }];
+        const inputs = chunk.map((row) => ({ from: { id: row.recordId }, to: { id: row.parents[n] }, types }));
+        const what = `associating ${target.object} with ${association.object}`;
+        const path = `/crm/v4/associations/${encodeURIComponent(target.object)}/${encodeURIComponent(association.object)}/batch/create`;
+        const answer = await client.request('POST', path, { inputs }, what);
+        if (answer.status >= 400) {
+          throw new LockstepError(
+            ErrorCode.Schema,
+            `sync "${this.options.sync}": HubSpot refused association type ${association.typeId} (${association.category}) from ${target.object} to ${association.object} (${answer.status}: ${errorText(answer.body)}) — set the association's type (and category) to one HubSpot lists at GET /crm/v4/associations/${target.object}/${association.object}/labels`,
+          );
+        }
+        const body = answer.body as HubSpotBatchAnswer<{ fromObjectId?: unknown; toObjectId?: unknown }> | undefined;
+        if (!Array.isArray(body?.results)) throw unexpected(what, answer.body);
+        const made = new Set(body.results.map((r) => `${String(r.fromObjectId)}→${String(r.toObjectId)}`));
+        const errors = body.errors ?? [];
+        for (const row of chunk) {
+          const parent = row.parents[n] as string;
+          if (made.has(`${row.recordId}→${parent}`)) continue;
+          const error =
+            errors.find((e) => mentions(e, 'fromObjectId', row.recordId as string) || mentions(e, 'toObjectId', parent)) ?? errors[0];
+          const value = row.op.values[association.column as number];
+          refuse(
+            row.index,
+            error
+              ? `associating with ${association.noun} ${String(value)} (HubSpot id ${parent}) failed: ${errorText(error)}`
+              : `associating with ${association.noun} ${String(value)} (HubSpot id ${parent}): HubSpot did not confirm it; it is tried again on the next run`,
+          );
+        }
+      }
+    }
+  }
+
+  /** Archives deleted rows' records: by the ids this sync recorded, else found by idProperty. */
+  private async remove(rows: PendingDelete[], outcomes: Array<RowOutcome | undefined>): Promise<void> {
+    const { target, client } = this.options;
+    const keys = rows.map((row) => encodeKey(row.op.key));
+    const recorded = target.recordIds && target.sync ? await target.recordIds(target.sync, keys) : new Map<string, string>();
+    rows.forEach((row, n) => (row.recordId = recorded.get(keys[n] as string)));
+    const unknown = rows.filter((row) => row.recordId === undefined);
+    if (unknown.length > 0) {
+      // The key is the idProperty's value (checked by prepare).
+      const found = await this.readByIdProperty(unknown.map((row) => String(row.op.key[0])));
+      for (const row of unknown) row.recordId = found.get(this.normalise(String(row.op.key[0])));
+    }
+    const archived = rows.filter((row) => row.recordId !== undefined);
+    for (const row of rows) if (row.recordId === undefined) outcomes[row.index] = { ok: true };
+    for (let start = 0; start < archived.length; start += BATCH_LIMIT) {
+      const chunk = archived.slice(start, start + BATCH_LIMIT);
+      const what = `archiving ${target.object}`;
+      const answer = await client.request('POST', `${this.objectPath}/batch/archive`, { inputs: chunk.map((row) => ({ id: row.recordId })) }, what);
+      for (const row of chunk) outcomes[row.index] = answer.status < 400 ? { ok: true } : { ok: false, reason: errorText(answer.body) };
+    }
+  }
+
+  /** Record ids by normalised idProperty value, for the values that have a record. */
+  private async readByIdProperty(values: string[]): Promise<Map<string, string>> {
+    const { client, target, idProperty } = this.options;
+    const found = new Map<string, string>();
+    for (let start = 0; start < values.length; start += BATCH_LIMIT) {
+      const inputs = values.slice(start, start + BATCH_LIMIT).map((id) => ({ id }));
+      const what = `reading ${target.object} by ${idProperty}`;
+      const answer = await client.request('POST', `${this.objectPath}/batch/read`, { idProperty, inputs, properties: [idProperty] }, what);
+      if (answer.status >= 400) throw refusedRequest(what, answer.status, answer.body);
+      const body = answer.body as HubSpotBatchAnswer<HubSpotObject> | undefined;
+      if (!Array.isArray(body?.results)) throw unexpected(what, answer.body);
+      for (const result of body.results) {
+        const value = result.properties?.[idProperty];
+        if (typeof value === 'string' && result.id !== undefined) found.set(this.normalise(value), String(result.id));
+      }
+    }
+    return found;
+  }
+
+  /** A row's property values as HubSpot takes them: text, an empty string clearing a property. */
+  private properties(values: Value[]): Record<string, string> {
+    const properties: Record<string, string> = {};
+    for (const { index, name } of this.options.propertyColumns) {
+      const value = values[index] ?? null;
+      properties[name] = value === null ? '' : String(value);
+    }
+    return properties;
+  }
+
+  private normalise(id: string): string {
+    return this.caseless ? id.trim().toLowerCase() : id;
+  }
+}
+
+/**
+ * The keys a parent may have recorded a value under: the value as a one-column key, and the same
+ * number written as text or as a number (a model may read an id as either).
+ */
+function lookupKeys(value: Value): string[] {
+  if (value === null || value === '') return [];
+  const keys = [encodeKey([value])];
+  if (typeof value === 'number') keys.push(encodeKey([String(value)]));
+  else if (typeof value === 'string' && /^-?\d{1,15}$/.test(value)) keys.push(encodeKey([Number(value)]));
+  return keys;
+}
+
+/** Whether a 207 error names `id` in its context field `field`. */
+function mentions(error: HubSpotError, field: string, id: string): boolean {
+  const ids = error.context?.[field];
+  return Array.isArray(ids) && ids.some((candidate) => String(candidate) === id);
+}
+
+/**
+ * A HubSpot error as a row's reason: `<category>: <message>`, the message made readable where
+ * HubSpot packs a JSON list of property problems into it.
+ */
+export function errorText(body: unknown): string {
+  const error = (body ?? {}) as HubSpotError;
+  const category = error.category ?? 'ERROR';
+  let message = typeof error.message === 'string' ? error.message : 'HubSpot gave no message';
+  const packed = /^Property values were not valid: (\[.*\])$/s.exec(message);
+  if (packed) {
+    try {
+      const problems = JSON.parse(packed[1] as string) as Array<{ name?: string; message?: string; error?: string }>;
+      message = problems.map((p) => `${p.name ?? 'property'}: ${p.message ?? 'invalid'}${p.error ? ` (${p.error})` : ''}`).join('; ');
+    } catch {
+      // Keep HubSpot's text as it is.
+    }
+  }
+  return `${category}: ${message}`;
+}
+
+/** A whole request HubSpot refused for a reason no row can be blamed for. */
+function refusedRequest(what: string, status: number, body: unknown): LockstepError {
+  return new LockstepError(ErrorCode.Schema, `HubSpot refused ${what} (${status}: ${errorText(body)})`);
+}
+
+/** A JSON answer of an unexpected shape. */
+function unexpected(what: string, body: unknown): LockstepError {
+  const text = JSON.stringify(body) ?? String(body);
+  return new LockstepError(ErrorCode.Transient, `HubSpot's answer while ${what} is not what its API documents: ${text.length > 200 ? `${text.slice(0, 200)}…` : text}`, {
+    retryable: true,
+  });
+}
+
+/** Lowercase letters and digits only: `First name` and `firstname` compare equal. */
+function squash(text: string): string {
+  return text.toLowerCase().replace(/[^a-z0-9]/g, '');
+}
+
+/** Property names close to `name` (by name or label), closest first. */
+function closeNames(name: string, properties: HubSpotProperty[], limit = 3): string[] {
+  const wanted = squash(name);
+  const allowed = Math.max(2, Math.floor(wanted.length / 3));
+  const scored: Array<{ name: string; score: number }> = [];
+  for (const property of properties) {
+    const forms = [squash(property.name), ...(property.label ? [squash(property.label)] : [])];
+    let score = Math.min(...forms.map((form) => distance(wanted, form)));
+    if (score > allowed && wanted.length >= 3 && forms.some((form) => form.includes(wanted) || (form.length >= 3 && wanted.includes(form)))) score = allowed;
+    if (score <= allowed) scored.push({ name: property.name, score });
+  }
+  // Only the closest: "frstname" suggests firstname, not lastname too.
+  const best = Math.min(...scored.map((s) => s.score));
+  return scored
+    .filter((s) => s.score === best)
+    .sort((a, b) => a.name.localeCompare(b.name))
+    .slice(0, limit)
+    .map((s) => s.name);
+}
+
+function didYouMean(name: string, properties: HubSpotProperty[]): string {
+  const close = closeNames(name, properties);
+  return close.length > 0 ? ` (did you mean ${close.map((c) => `"${c}"`).join(' or ')}?)` : '';
+}

@@ -1,0 +1,620 @@
+/**
+ * The HubSpot destination against the HubSpot stand-in (a real HTTP server with HubSpot's API
+ * shapes). The SQL destination contract does not apply as it is (foreign keys, CHECK and NOT NULL
+ * constraints, composite keys, 5,000-row batches and id-less outcomes are not HubSpot's world), so
+ * the same behaviours are covered here in HubSpot's terms: upsert, insert, update, delete, per-row
+ * rejects, unreachable and refused connections without the secret, then HubSpot's own: 207
+ * multi-status, rate limits, faults, schema messages, deletes by recorded id, associations, and
+ * the engine running companies then contacts in one sequence.
+ */
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createConnectorRegistry } from '../../src/app.js';
+import { hubspotConnector } from '../../src/connectors/hubspot/index.js';
+import { hubspotSyncSettings } from '../../src/connectors/hubspot/hubspot-settings.js';
+import { createRateLimiter } from '../../src/connectors/rate-limiter.js';
+import { DEFAULT_BACKOFF } from '../../src/core/backoff.js';
+import { systemClock } from '../../src/core/clock.js';
+import type { ConnectorContext } from '../../src/core/connector-kind.js';
+import { ErrorCode, LockstepError } from '../../src/core/errors.js';
+import { encodeKey } from '../../src/core/keys.js';
+import { silentLogger } from '../../src/core/logger.js';
+import type { Destination, RateLimiter, RowOutcome, Value, WriteOperation, WriteTarget } from '../../src/core/ports.js';
+import type { SyncDef } from '../../src/core/workspace.js';
+import { member, model, sequence, source, sync, workspace } from '../helpers/definitions.js';
+import { sqlite, startHarness, tempDir } from '../helpers/harness.js';
+import { HUBSPOT_FAULTS, startHubSpotStandIn, type HubSpotStandIn, type HubSpotStandInOptions } from '../standins/hubspot-standin.js';
+
+const TOKEN = 'pat-na1-0b5e3c1d-secret-token';
+
+/** A limiter that records what the destination tells it. */
+interface SpyLimiter extends RateLimiter {
+  pauses: number[];
+  observed: Array<[remaining: number, windowMs: number]>;
+}
+
+function spyLimiter(): SpyLimiter {
+  const real = createRateLimiter({ requestsPerSecond: null, concurrency: null });
+  const spy: SpyLimiter = {
+    pauses: [],
+    observed: [],
+    schedule: (task) => real.schedule(task),
+    pauseUntil(until) {
+      spy.pauses.push(until);
+      real.pauseUntil(until);
+    },
+    observe(remaining, windowMs) {
+      spy.observed.push([remaining, windowMs]);
+      real.observe(remaining, windowMs);
+    },
+  };
+  return spy;
+}
+
+function context(limiter: RateLimiter): ConnectorContext {
+  return { slug: 'hs', clock: systemClock, logger: silentLogger, backoff: { ...DEFAULT_BACKOFF, baseDelayMs: 5 }, rateLimiter: () => limiter };
+}
+
+/** Opens a destination on the stand-in, with settings parsed as a run parses them. */
+async function openHubSpot(hub: { url: string }, over: Record<string, unknown> = {}, limiter: RateLimiter = spyLimiter()): Promise<Destination> {
+  const settings = hubspotConnector.settings.parse({ accessToken: TOKEN, baseUrl: hub.url, ...over });
+  return hubspotConnector.destination!.open(settings, context(limiter));
+}
+
+/** A target on contacts matched by external_id, with a settable record-id source. */
+function contactsTarget(over: Partial<WriteTarget> = {}, recorded: Record<string, Record<string, string>> = {}): WriteTarget {
+  return {
+    object: 'contacts',
+    keyColumns: ['external_id'],
+    columns: ['external_id', 'email', 'firstname'],
+    settings: { idProperty: 'external_id' },
+    sync: 'contacts-to-hubspot',
+    recordIds: async (slug, keys) => new Map(keys.flatMap((k) => (recorded[slug]?.[k] ? [[k, recorded[slug][k]] as [string, string]] : []))),
+    ...over,
+  };
+}
+
+const op = (kind: WriteOperation['kind'], key: string, values: Value[] = []): WriteOperation => ({ kind, key: [key], values: kind === 'delete' ? [] : [key, ...values] });
+
+function reason(outcome: RowOutcome | undefined): string {
+  expect(outcome?.ok).toBe(false);
+  return outcome && !outcome.ok ? outcome.reason : '';
+}
+
+async function failure(promise: Promise<unknown>): Promise<LockstepError> {
+  const error = await promise.then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(LockstepError);
+  return error as LockstepError;
+}
+
+describe('HubSpot destination', () => {
+  let hub: HubSpotStandIn;
+  let destination: Destination;
+  const start = async (options: HubSpotStandInOptions = {}) => {
+    await hub?.close();
+    hub = await startHubSpotStandIn({ token: TOKEN, ...options });
+    destination = await openHubSpot(hub);
+  };
+  beforeEach(() => start());
+  afterEach(async () => {
+    await destination.close();
+    await hub.close();
+  });
+
+  describe('settings', () => {
+    it('fills defaults, keeps the token secret, and refuses a baseUrl that is not http(s)', () => {
+      expect(hubspotConnector.settings.parse({ accessToken: TOKEN })).toEqual({
+        accessToken: TOKEN,
+        baseUrl: 'https://api.hubapi.com',
+        requestsPerSecond: 19,
+        concurrency: 4,
+        timeoutSeconds: 30,
+      });
+      expect(hubspotConnector.secrets).toEqual(['accessToken']);
+      expect(hubspotConnector.destination?.capabilities).toEqual({ deletes: true, upsert: true, maxBatchSize: 100, recordIds: true });
+      const registry = createConnectorRegistry().register(hubspotConnector);
+      expect(registry.redact({ slug: 'hs', type: 'hubspot', settings: { accessToken: TOKEN } }).settings.accessToken).toBe('***');
+      const issues = registry.checkSettings(hubspotConnector, { accessToken: TOKEN, baseUrl: 'ftp://example.com' });
+      expect(issues[0]?.message).toMatch(/https:\/\/ or http:\/\//);
+    });
+
+    it('checks sync settings: idProperty is needed, an association to an object without default type needs one', () => {
+      const registry = createConnectorRegistry().register(hubspotConnector);
+      expect(registry.checkSyncSettings(hubspotConnector, {})[0]?.path).toEqual(['idProperty']);
+      const issues = registry.checkSyncSettings(hubspotConnector, {
+        idProperty: 'email',
+        associations: [{ object: 'pets', from: 'pet_id', lookup: { sync: 'pets-to-hubspot' } }],
+      });
+      expect(issues[0]?.path).toEqual(['associations', 0, 'type']);
+      expect(issues[0]?.message).toMatch(/no default association type to "pets" — set type/);
+      expect(
+        hubspotSyncSettings.parse({ idProperty: 'email', associations: [{ object: 'companies', from: 'company_id', lookup: { sync: 'c' } }] }).associations[0],
+      ).toEqual({ object: 'companies', from: 'company_id', lookup: { sync: 'c' }, category: 'HUBSPOT_DEFINED' });
+    });
+  });
+
+  describe('writes', () => {
+    it('inserts, upserts, updates and deletes, answering per row in order with HubSpot ids', async () => {
+      const writer = await destination.prepare(contactsTarget());
+      expect(await writer.write([])).toEqual([]);
+      const first = await writer.write([op('insert', 'c1', ['ann@example.com', 'Ann']), op('upsert', 'c2', ['bob@example.com', 'Bob'])]);
+      const ann = hub.find('contacts', 'external_id', 'c1');
+      const bob = hub.find('contacts', 'external_id', 'c2');
+      expect(first).toEqual([
+        { ok: true, id: ann?.id },
+        { ok: true, id: bob?.id },
+      ]);
+      expect(ann?.properties).toMatchObject({ email: 'ann@example.com', firstname: 'Ann' });
+
+      const second = await writer.write([op('update', 'c1', ['ann@example.com', 'Annie']), op('upsert', 'c3', [null, 'Cy']), op('delete', 'c2')]);
+      expect(second.map((o) => o.ok)).toEqual([true, true, true]);
+      expect(second[0]).toEqual({ ok: true, id: ann?.id });
+      expect(hub.find('contacts', 'external_id', 'c1')?.properties.firstname).toBe('Annie');
+      expect(hub.find('contacts', 'external_id', 'c2')).toBeUndefined();
+      expect(hub.find('contacts', 'external_id', 'c3')?.properties).toEqual(expect.not.objectContaining({ email: expect.anything() }));
+      expect(hub.records('contacts')).toHaveLength(2);
+    });
+
+    it('rejects an update of a missing record and accepts a delete of one', async () => {
+      const writer = await destination.prepare(contactsTarget());
+      const outcomes = await writer.write([op('update', 'nobody', ['x@example.com', 'X']), op('delete', 'gone')]);
+      expect(reason(outcomes[0])).toBe('no contacts record with external_id = nobody');
+      expect(outcomes[1]).toEqual({ ok: true });
+      expect(hub.records('contacts')).toHaveLength(0);
+    });
+
+    it('207: rejects only the records HubSpot refused, with its category and message, and writes the rest', async () => {
+      hub.seed('contacts', { external_id: 'taken', email: 'taken@example.com' });
+      const writer = await destination.prepare(contactsTarget());
+      const outcomes = await writer.write([
+        op('upsert', 'a', ['a@example.com', 'A']),
+        op('upsert', 'b', ['not-an-email', 'B']),
+        op('upsert', 'c', ['taken@example.com', 'C']),
+        op('upsert', 'd', ['d@example.com', 'D']),
+      ]);
+      expect(outcomes[0]?.ok).toBe(true);
+      expect(reason(outcomes[1])).toBe('VALIDATION_ERROR: email: Email address not-an-email is invalid (INVALID_EMAIL)');
+      expect(reason(outcomes[2])).toMatch(/^CONFLICT: Contact already exists\. Existing ID: \d+$/);
+      expect(outcomes[3]?.ok).toBe(true);
+      expect(hub.stats().calls['objects.batchUpsert']).toBe(1);
+      expect(hub.records('contacts').map((r) => r.properties.external_id).sort()).toEqual(['a', 'd', 'taken']);
+    });
+
+    it('contacts upserted by email (no partial upserts): splits the batch until the bad row stands alone', async () => {
+      const target = contactsTarget({ keyColumns: ['email'], columns: ['email', 'firstname'], settings: { idProperty: 'email' } });
+      const writer = await destination.prepare(target);
+      const emails = ['a@example.com', 'b@example.com', 'bad-address', 'd@example.com', 'e@example.com'];
+      const outcomes = await writer.write(emails.map((email, i) => ({ kind: 'upsert', key: [email], values: [email, `P${i}`] })));
+      expect(outcomes.map((o) => o.ok)).toEqual([true, true, false, true, true]);
+      expect(reason(outcomes[2])).toMatch(/^VALIDATION_ERROR: .*bad-address/);
+      expect(hub.records('contacts')).toHaveLength(4);
+      // Emails match without regard to case, as HubSpot matches them.
+      const again = await writer.write([{ kind: 'update', key: ['A@Example.com'], values: ['A@Example.com', 'Upper'] }]);
+      expect(again[0]).toEqual({ ok: true, id: hub.find('contacts', 'email', 'a@example.com')?.id });
+    });
+
+    it('matches results by idProperty value when HubSpot answers out of order without trace ids', async () => {
+      const writer = await destination.prepare(contactsTarget());
+      hub.failNext(1, {
+        endpoint: 'objects.batchUpsert',
+        when: 'after',
+        status: 200,
+        contentType: 'application/json',
+        body: { status: 'COMPLETE', results: [{ id: '77', properties: { external_id: 'b' } }, { id: '66', properties: { external_id: 'a' } }] },
+      });
+      const outcomes = await writer.write([op('upsert', 'a', ['a@example.com', 'A']), op('upsert', 'b', ['b@example.com', 'B'])]);
+      expect(outcomes).toEqual([
+        { ok: true, id: '66' },
+        { ok: true, id: '77' },
+      ]);
+    });
+
+    it('refuses rows without an idProperty value or written twice in one batch, without sending them', async () => {
+      const target = contactsTarget({ keyColumns: ['email'], columns: ['email', 'firstname'], settings: { idProperty: 'email' } });
+      const writer = await destination.prepare(target);
+      const outcomes = await writer.write([
+        { kind: 'upsert', key: ['x@example.com'], values: ['x@example.com', 'X'] },
+        { kind: 'upsert', key: ['X@example.com'], values: ['X@example.com', 'Again'] },
+        { kind: 'upsert', key: [''], values: ['', 'Empty'] },
+      ]);
+      expect(outcomes[0]?.ok).toBe(true);
+      expect(reason(outcomes[1])).toBe('email X@example.com is written by two rows of one batch: HubSpot would match both to one record');
+      expect(reason(outcomes[2])).toBe('email is empty: HubSpot matches contacts records on it');
+    });
+  });
+
+  describe('deletes', () => {
+    it('archives by the ids the sync recorded, looks up the others by idProperty, and counts a gone record as deleted', async () => {
+      const kept = hub.seed('contacts', { external_id: 'k', email: 'k@example.com' });
+      const byId = hub.seed('contacts', { external_id: 'r', email: 'r@example.com' });
+      const byProperty = hub.seed('contacts', { external_id: 'p', email: 'p@example.com' });
+      const target = contactsTarget({}, { 'contacts-to-hubspot': { [encodeKey(['r'])]: byId.id, [encodeKey(['z'])]: '999999' } });
+      const writer = await destination.prepare(target);
+      hub.resetStats();
+      const outcomes = await writer.write([op('delete', 'r')]);
+      expect(outcomes).toEqual([{ ok: true }]);
+      expect(hub.stats().calls['objects.batchRead']).toBe(0);
+      expect(hub.stats().calls['objects.batchArchive']).toBe(1);
+
+      const more = await writer.write([op('delete', 'p'), op('delete', 'z'), op('delete', 'never')]);
+      expect(more).toEqual([{ ok: true }, { ok: true }, { ok: true }]);
+      expect(hub.stats().calls['objects.batchRead']).toBe(1);
+      expect(hub.records('contacts').map((r) => r.id)).toEqual([kept.id]);
+      expect(hub.find('contacts', 'external_id', 'p')).toBeUndefined();
+      expect(byProperty.id).not.toBe(kept.id);
+    });
+  });
+
+  describe('associations', () => {
+    const associated = (recorded: Record<string, string>) =>
+      contactsTarget(
+        {
+          columns: ['external_id', 'email', 'company_id'],
+          settings: { idProperty: 'external_id', associations: [{ object: 'companies', from: 'company_id', lookup: { sync: 'companies-to-hubspot' } }] },
+        },
+        { 'companies-to-hubspot': recorded },
+      );
+
+    it('associates each row with the record its parent sync delivered, and refuses rows whose parent is not delivered yet', async () => {
+      const acme = hub.seed('companies', { external_id: '1', name: 'Acme' });
+      const writer = await destination.prepare(associated({ [encodeKey([1])]: acme.id, [encodeKey([7])]: '424242' }));
+      const outcomes = await writer.write([
+        op('upsert', 'c1', ['a@example.com', 1]),
+        op('upsert', 'c2', ['b@example.com', '1']),
+        op('upsert', 'c3', ['c@example.com', 42]),
+        op('upsert', 'c4', ['d@example.com', null]),
+        op('upsert', 'c5', ['e@example.com', 7]),
+      ]);
+      expect(outcomes[0]?.ok).toBe(true);
+      expect(outcomes[1]?.ok).toBe(true);
+      expect(reason(outcomes[2])).toBe('company 42 has not been delivered by companies-to-hubspot yet');
+      expect(outcomes[3]?.ok).toBe(true);
+      // Recorded, but no longer in HubSpot: the association fails and the row is tried again later.
+      expect(reason(outcomes[4])).toMatch(/^associating with company 7 \(HubSpot id 424242\) failed: OBJECT_NOT_FOUND: /);
+      expect(hub.find('contacts', 'external_id', 'c3')).toBeUndefined();
+      const c1 = hub.find('contacts', 'external_id', 'c1')!;
+      expect(hub.associations('contacts', c1.id)).toEqual([
+        { toObjectType: 'companies', toObjectId: acme.id, types: [{ associationCategory: 'HUBSPOT_DEFINED', associationTypeId: 279 }] },
+      ]);
+      expect(hub.associations('companies', acme.id).map((a) => a.types[0]?.associationTypeId)).toEqual([280, 280]);
+      expect(hub.associations('contacts', hub.find('contacts', 'external_id', 'c4')!.id)).toEqual([]);
+      expect(hub.stats().calls['associations.batchCreate']).toBe(1);
+    });
+
+    it('refuses a pair without a default type, naming the fix, and a type HubSpot does not know', async () => {
+      const target = contactsTarget({
+        object: 'deals',
+        keyColumns: ['external_id'],
+        columns: ['external_id', 'dealname', 'parent'],
+        settings: { idProperty: 'external_id', associations: [{ object: 'deals', from: 'parent', lookup: { sync: 'deals' } }] },
+      });
+      const error = await failure(destination.prepare(target));
+      expect(error.code).toBe(ErrorCode.Validation);
+      expect(error.message).toBe(
+        'sync "contacts-to-hubspot": HubSpot has no default association type from deals to deals — set associations[0].type to the association type id (GET /crm/v4/associations/deals/deals/labels lists them); defaults exist from deals to companies, contacts, tickets',
+      );
+
+      const acme = hub.seed('companies', { external_id: '1', name: 'Acme' });
+      const wrongType = contactsTarget(
+        {
+          columns: ['external_id', 'company_id'],
+          settings: { idProperty: 'external_id', associations: [{ object: 'companies', from: 'company_id', lookup: { sync: 'companies' }, type: 9999 }] },
+        },
+        { companies: { [encodeKey([1])]: acme.id } },
+      );
+      const writer = await destination.prepare(wrongType);
+      const refused = await failure(writer.write([op('upsert', 'c1', [1])]));
+      expect(refused.code).toBe(ErrorCode.Schema);
+      expect(refused.message).toMatch(/HubSpot refused association type 9999 \(HUBSPOT_DEFINED\) from contacts to companies/);
+    });
+  });
+
+  describe('prepare', () => {
+    it('refuses an unknown object, naming it and the fix', async () => {
+      const error = await failure(destination.prepare(contactsTarget({ object: 'people' })));
+      expect(error.code).toBe(ErrorCode.Schema);
+      expect(error.retryable).toBe(false);
+      expect(error.message).toMatch(/^sync "contacts-to-hubspot": HubSpot has no object type "people" \(400: ERROR: Unable to infer object type from: people\) — set object to contacts, companies, deals/);
+    });
+
+    it('refuses columns that are not properties, suggesting close names', async () => {
+      const error = await failure(destination.prepare(contactsTarget({ columns: ['external_id', 'frstname', 'last_name', 'shoe_size'] })));
+      expect(error.code).toBe(ErrorCode.Schema);
+      expect(error.message).toBe(
+        'sync "contacts-to-hubspot": contacts has no properties "frstname" (did you mean "firstname"?), "last_name" (did you mean "lastname"?), "shoe_size" — write each column to an existing property (mappings: [{ from: frstname, to: firstname }]), leave it out of the model\'s query, or create the property in HubSpot',
+      );
+      const readOnly = await failure(destination.prepare(contactsTarget({ columns: ['external_id', 'hs_object_id'] })));
+      expect(readOnly.message).toMatch(/"hs_object_id" of contacts is read-only in HubSpot/);
+    });
+
+    it('refuses an idProperty that does not exist or has no unique values, and a key not written to it', async () => {
+      const missing = await failure(destination.prepare(contactsTarget({ settings: { idProperty: 'emial' } })));
+      expect(missing.message).toBe(
+        'sync "contacts-to-hubspot": contacts has no property "emial" (did you mean "email"?) — set idProperty to one of its unique-value properties (email, external_id), or create one with "Require unique values" in HubSpot',
+      );
+      const notUnique = await failure(destination.prepare(contactsTarget({ settings: { idProperty: 'firstname' } })));
+      expect(notUnique.code).toBe(ErrorCode.Schema);
+      expect(notUnique.message).toMatch(/property "firstname" of contacts does not have unique values, so HubSpot cannot match records on it — set idProperty to one of email, external_id/);
+      const companies = await failure(
+        destination.prepare(contactsTarget({ object: 'companies', keyColumns: ['domain'], columns: ['domain', 'name'], settings: { idProperty: 'domain' } })),
+      );
+      expect(companies.message).toMatch(/one of external_id,/);
+      const key = await failure(destination.prepare(contactsTarget({ settings: { idProperty: 'email' } })));
+      expect(key.message).toBe(
+        'sync "contacts-to-hubspot": HubSpot matches contacts records on idProperty "email", but the model\'s primary key is written to "external_id" — map the primary key column to it (mappings: [{ from: external_id, to: email }]) or set idProperty to the property the key is written to',
+      );
+    });
+
+    it('reads an object\'s properties once per connection', async () => {
+      await destination.prepare(contactsTarget());
+      await destination.prepare(contactsTarget());
+      expect(hub.stats().calls['properties.list']).toBe(1);
+    });
+  });
+
+  describe('failures', () => {
+    it('401: a fatal connection error that never shows the token', async () => {
+      await destination.close();
+      destination = await openHubSpot(hub, { accessToken: 'pat-na1-wrong-token-value' });
+      const error = await failure(destination.prepare(contactsTarget()));
+      expect(error.code).toBe(ErrorCode.Connection);
+      expect(error.retryable).toBe(false);
+      expect(error.message).toMatch(/^HubSpot refused the access token of destination "hs" while reading the properties of contacts \(401 INVALID_AUTHENTICATION\) — check accessToken/);
+      expect(error.message).not.toContain('pat-na1-wrong-token-value');
+    });
+
+    it('unreachable: a fatal connection error naming the URL, without the token', async () => {
+      await destination.close();
+      destination = await openHubSpot({ url: 'http://127.0.0.1:1' });
+      const error = await failure(destination.prepare(contactsTarget()));
+      expect(error.code).toBe(ErrorCode.Connection);
+      expect(error.retryable).toBe(false);
+      expect(error.message).toMatch(/could not be reached at http:\/\/127\.0\.0\.1:1 .*ECONNREFUSED.*check baseUrl/);
+      expect(error.message).not.toContain(TOKEN);
+    });
+
+    it('5xx: retryable, and the next attempt succeeds; prepare retries reads itself', async () => {
+      hub.failNext(2, HUBSPOT_FAULTS.unavailable);
+      const writer = await destination.prepare(contactsTarget());
+      expect(hub.stats().faultsServed).toBe(2);
+      hub.failNext(1, HUBSPOT_FAULTS.unavailable);
+      const error = await failure(writer.write([op('upsert', 'a', ['a@example.com', 'A'])]));
+      expect(error.retryable).toBe(true);
+      expect(error.message).toBe('HubSpot answered 503 while upserting contacts: Service Unavailable');
+      expect((await writer.write([op('upsert', 'a', ['a@example.com', 'A'])]))[0]?.ok).toBe(true);
+    });
+
+    it('an HTML page or a body cut short: a clear retryable error naming the object and what came back', async () => {
+      const writer = await destination.prepare(contactsTarget());
+      hub.failNext(1, HUBSPOT_FAULTS.htmlOnSuccess);
+      const html = await failure(writer.write([op('upsert', 'a', ['a@example.com', 'A'])]));
+      expect(html.retryable).toBe(true);
+      expect(html.message).toBe(
+        "HubSpot's answer while upserting contacts is not JSON (200, text/html; charset=utf-8): <!DOCTYPE html><html><head><title>HubSpot</title></head><body>Temporarily unavailable</body></html>",
+      );
+      hub.failNext(1, { ...HUBSPOT_FAULTS.truncatedJson, when: 'after' });
+      const cut = await failure(writer.write([op('upsert', 'b', ['b@example.com', 'B'])]));
+      expect(cut.retryable).toBe(true);
+      expect(cut.message).toMatch(/^HubSpot's answer while upserting contacts is not JSON \(200, application\/json;charset=utf-8\): \{"status":"COMPLETE"/);
+      expect(cut.message).not.toContain(TOKEN);
+      // The upsert did happen; sending it again is harmless.
+      expect((await writer.write([op('upsert', 'b', ['b@example.com', 'B'])]))[0]?.ok).toBe(true);
+      expect(hub.records('contacts')).toHaveLength(1);
+    });
+
+    it('a request that gets no answer times out as a retryable error', async () => {
+      await destination.close();
+      destination = await openHubSpot(hub, { timeoutSeconds: 0.3 });
+      const writer = await destination.prepare(contactsTarget());
+      hub.failNext(1, HUBSPOT_FAULTS.noAnswer);
+      const error = await failure(writer.write([op('upsert', 'a', ['a@example.com', 'A'])]));
+      expect(error.retryable).toBe(true);
+      expect(error.message).toBe('HubSpot request failed while upserting contacts (no answer within 0.3 s)');
+    });
+  });
+
+  describe('rate limits', () => {
+    it('429: pauses the shared limiter and throws retryable with Retry-After, else the window', async () => {
+      const limiter = spyLimiter();
+      await destination.close();
+      destination = await openHubSpot(hub, {}, limiter);
+      const writer = await destination.prepare(contactsTarget());
+      const rateLimited = { status: 429, body: { status: 'error', message: 'You have reached your ten_secondly_rolling limit.', errorType: 'RATE_LIMIT', policyName: 'TEN_SECONDLY_ROLLING' } };
+
+      hub.failNext(1, { status: 429, body: { status: 'error', message: 'You have reached your daily limit.', errorType: 'RATE_LIMIT', policyName: 'DAILY' } });
+      const daily = await failure(writer.write([op('upsert', 'a', ['a@example.com', 'A'])]));
+      expect(daily.retryable).toBe(false);
+      expect(daily.message).toMatch(/daily API limit of this portal is spent \(429 DAILY while upserting contacts\)/);
+      expect(limiter.pauses).toEqual([]);
+
+      hub.failNext(1, { ...rateLimited, headers: { 'X-HubSpot-RateLimit-Interval-Milliseconds': '1000', 'X-HubSpot-RateLimit-Remaining': '0' } });
+      const fromWindow = await failure(writer.write([op('upsert', 'a', ['a@example.com', 'A'])]));
+      expect(fromWindow.retryable).toBe(true);
+      expect(fromWindow.retryAfterSeconds).toBe(1);
+      expect(limiter.observed.at(-1)).toEqual([0, 1000]);
+      expect(limiter.pauses).toHaveLength(1);
+
+      // Paused: the next request waits for the window, then gets Retry-After.
+      const before = Date.now();
+      hub.failNext(1, { ...rateLimited, headers: { 'Retry-After': '2' } });
+      const withHeader = await failure(writer.write([op('upsert', 'a', ['a@example.com', 'A'])]));
+      expect(Date.now() - before).toBeGreaterThanOrEqual(900);
+      expect(withHeader.retryable).toBe(true);
+      expect(withHeader.retryAfterSeconds).toBe(2);
+      expect(withHeader.message).toBe("HubSpot's rate limit was reached while upserting contacts (429 TEN_SECONDLY_ROLLING); trying again in 2 s");
+      expect(limiter.pauses).toHaveLength(2);
+      expect(limiter.pauses[1]).toBeGreaterThanOrEqual(before + 2000);
+      expect(limiter.pauses[1]).toBeLessThan(Date.now() + 2100);
+    });
+
+    it('feeds the limit headers to the limiter, so a run stays within the window without a 429', async () => {
+      await start({ rateLimit: { max: 4, intervalMs: 400 } });
+      const limiter = spyLimiter();
+      await destination.close();
+      destination = await openHubSpot(hub, {}, limiter);
+      const writer = await destination.prepare(contactsTarget());
+      const started = Date.now();
+      for (let i = 0; i < 9; i++) expect((await writer.write([op('upsert', `c${i}`, [`c${i}@example.com`, 'C'])]))[0]?.ok).toBe(true);
+      expect(hub.stats().rateLimited).toBe(0);
+      expect(limiter.observed[0]).toEqual([3, 400]);
+      // 10 requests with 4 per 400 ms: at least two waits for the window.
+      expect(Date.now() - started).toBeGreaterThanOrEqual(700);
+    });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// In the engine: a SQLite warehouse, the stand-in as the CRM
+
+describe('HubSpot destination in the engine', () => {
+  async function setup(options: { contacts?: number; companies?: number; contactSync?: Partial<SyncDef> } = {}) {
+    const hub = await startHubSpotStandIn({ token: TOKEN });
+    const dir = tempDir();
+    const companies = options.companies ?? 2;
+    const contacts = options.contacts ?? 3;
+    const rows: string[] = [];
+    for (let c = 1; c <= companies; c++) rows.push(`insert into companies values (${c}, 'Company ${c}', 'c${c}.example.com');`);
+    for (let p = 1; p <= contacts; p++) rows.push(`insert into people values ('p${p}@example.com', 'Person ${p}', ${((p - 1) % companies) + 1});`);
+    sqlite(
+      join(dir, 'warehouse.db'),
+      `create table companies (id integer primary key, name text, domain text);
+       create table people (email text primary key, firstname text, company_id integer);
+       begin; ${rows.join('\n')} commit;`,
+    );
+    const registry = createConnectorRegistry().register(hubspotConnector);
+    const definition = workspace({
+      sources: [source('warehouse', { path: 'warehouse.db' })],
+      destinations: [source('hs', { type: 'hubspot', settings: { accessToken: TOKEN, baseUrl: hub.url } })],
+      models: [
+        model('companies', 'warehouse', 'select id, name, domain from companies'),
+        model('people', 'warehouse', 'select email, firstname, company_id from people', ['email']),
+      ],
+      syncs: [
+        sync('companies-to-hubspot', {
+          model: 'companies',
+          destination: 'hs',
+          object: 'companies',
+          mappings: [{ from: 'id', to: 'external_id' }],
+          settings: { idProperty: 'external_id' },
+        }),
+        sync('contacts-to-hubspot', {
+          model: 'people',
+          destination: 'hs',
+          object: 'contacts',
+          settings: { idProperty: 'email', associations: [{ object: 'companies', from: 'company_id', lookup: { sync: 'companies-to-hubspot' } }] },
+          ...options.contactSync,
+        }),
+      ],
+      sequences: [sequence('crm', [member('companies-to-hubspot'), member('contacts-to-hubspot')])],
+    });
+    const h = await startHarness({ dir, definition, connectors: () => registry });
+    const runSync = async (slug: string) => {
+      const { run } = await h.app.worker.triggerSync(slug);
+      return h.app.worker.waitForSyncRun(run.id);
+    };
+    const runSequence = async () => {
+      const { run } = await h.app.worker.triggerSequence('crm');
+      return h.app.worker.waitForSequenceRun(run.id);
+    };
+    const warehouse = (statement: string) => sqlite(join(dir, 'warehouse.db'), statement);
+    return {
+      hub,
+      h,
+      runSync,
+      runSequence,
+      warehouse,
+      async [Symbol.asyncDispose]() {
+        await h[Symbol.asyncDispose]();
+        await hub.close();
+      },
+    };
+  }
+
+  it('contacts alone are rejected until their companies are delivered; one sequence run delivers both and associates them', async () => {
+    await using env = await setup();
+    const { hub, h, runSync, runSequence } = env;
+
+    const alone = await runSync('contacts-to-hubspot');
+    expect(alone.status).toBe('warning');
+    expect(alone.failedRows.addedCount).toBe(3);
+    const rejected = await h.app.store.listRejectedRows(alone.id, 10, 0);
+    expect(rejected.map((r) => r.reason).sort()).toEqual([
+      'company 1 has not been delivered by companies-to-hubspot yet',
+      'company 1 has not been delivered by companies-to-hubspot yet',
+      'company 2 has not been delivered by companies-to-hubspot yet',
+    ]);
+    expect(hub.records('contacts')).toHaveLength(0);
+
+    const run = await runSequence();
+    expect(run.status).toBe('done');
+    expect(run.members.map((m) => [m.key, m.status])).toEqual([
+      ['companies-to-hubspot', 'success'],
+      ['contacts-to-hubspot', 'success'],
+    ]);
+    const company1 = hub.find('companies', 'external_id', '1')!;
+    const company2 = hub.find('companies', 'external_id', '2')!;
+    expect(company1.properties).toMatchObject({ name: 'Company 1', domain: 'c1.example.com' });
+    const person3 = hub.find('contacts', 'email', 'p3@example.com')!;
+    expect(person3.properties).toMatchObject({ firstname: 'Person 3' });
+    expect(hub.associations('contacts', person3.id)).toEqual([
+      { toObjectType: 'companies', toObjectId: company1.id, types: [{ associationCategory: 'HUBSPOT_DEFINED', associationTypeId: 279 }] },
+    ]);
+    expect(hub.associations('contacts', hub.find('contacts', 'email', 'p2@example.com')!.id)[0]?.toObjectId).toBe(company2.id);
+
+    // The ids HubSpot gave are recorded per sync and key.
+    const contactsSync = await h.app.store.getSync('contacts-to-hubspot');
+    const ids = await h.app.store.recordIdsGet(contactsSync!.id, [encodeKey(['p3@example.com'])]);
+    expect(ids.get(encodeKey(['p3@example.com']))).toBe(person3.id);
+
+    // Nothing changed: nothing is sent.
+    hub.resetStats();
+    expect((await runSequence()).status).toBe('done');
+    expect(hub.stats().calls['objects.batchUpsert']).toBe(0);
+  });
+
+  it('sends more than 100 rows in batches of at most 100, and a mirror archives rows that left the model by recorded id', async () => {
+    await using env = await setup({ contacts: 250, companies: 3, contactSync: { mode: 'mirror' } });
+    const { hub, runSync, warehouse } = env;
+    expect((await runSync('companies-to-hubspot')).status).toBe('success');
+    hub.resetStats();
+    const first = await runSync('contacts-to-hubspot');
+    expect(first.error).toBeNull();
+    expect(first.status).toBe('success');
+    expect(first.successfulRows.addedCount).toBe(250);
+    expect(hub.records('contacts')).toHaveLength(250);
+    expect(hub.stats().calls['objects.batchUpsert']).toBe(3);
+    expect(hub.stats().maxInputsPerCall['objects.batchUpsert']).toBe(100);
+    expect(hub.stats().calls['associations.batchCreate']).toBe(3);
+    expect(hub.stats().maxInputsPerCall['associations.batchCreate']).toBe(100);
+
+    warehouse("delete from people where email in ('p1@example.com', 'p2@example.com')");
+    hub.resetStats();
+    const second = await runSync('contacts-to-hubspot');
+    expect(second.status).toBe('success');
+    expect(second.successfulRows.removedCount).toBe(2);
+    expect(hub.records('contacts')).toHaveLength(248);
+    expect(hub.find('contacts', 'email', 'p1@example.com')).toBeUndefined();
+    expect(hub.stats().calls['objects.batchRead']).toBe(0);
+  });
+
+  it('a 5xx is retried by the engine and the run succeeds; a 401 fails the run without the token', async () => {
+    await using env = await setup();
+    const { hub, runSync } = env;
+    expect((await runSync('companies-to-hubspot')).status).toBe('success');
+    hub.resetStats();
+    hub.failNext(1, { ...HUBSPOT_FAULTS.unavailable, endpoint: 'objects.batchUpsert' });
+    const run = await runSync('contacts-to-hubspot');
+    expect(run.status).toBe('success');
+    expect(hub.stats().faultsServed).toBe(1);
+    expect(hub.records('contacts')).toHaveLength(3);
+
+    hub.failNext(1, { status: 401, contentType: 'application/json', body: { status: 'error', message: 'Authentication credentials not found.', category: 'INVALID_AUTHENTICATION' } });
+    const refused = await runSync('companies-to-hubspot');
+    expect(refused.status).toBe('failed');
+    expect(refused.error).toMatch(/HubSpot refused the access token of destination "hs"/);
+    expect(refused.error).not.toContain(TOKEN);
+  });
+});
