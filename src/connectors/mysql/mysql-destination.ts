@@ -1,0 +1,637 @@
+import { assertNever, ErrorCode, LockstepError, toError } from '../../core/errors.js';
+import type {
+  Destination,
+  DestinationCapabilities,
+  DestinationWriter,
+  RowOutcome,
+  Value,
+  WriteOperation,
+  WriteTarget,
+} from '../../core/ports.js';
+import { describeKey, listNames } from '../sql.js';
+import {
+  bigintParameter,
+  classifyMysqlError,
+  createMysqlPool,
+  describeMysqlUrl,
+  MysqlFailure,
+  mysqlConnectionHint,
+  mysqlRowMessage,
+  quoteMysqlIdent,
+  type MysqlCoreConnection,
+  type MysqlPool,
+  type MysqlPoolConnection,
+  type MysqlResultHeader,
+} from './mysql-client.js';
+
+export interface MysqlDestinationOptions {
+  /** `mysql://user:password@host:port/database` (or `mariadb://`); may carry mysql2 options as `?name=value`. */
+  url: string;
+  /** Connections kept open to the destination (default: 4). */
+  maxConnections?: number;
+}
+
+/** A destination column as information_schema describes it. */
+interface ColumnInfo {
+  name: string;
+  /** `int`, `varchar`, `datetime`, ... */
+  dataType: string;
+  /** The full type, e.g. `int(10) unsigned`. */
+  columnType: string;
+  charset: string | null;
+  collation: string | null;
+  precision: number | null;
+  scale: number | null;
+}
+
+/** A destination table as information_schema describes it. */
+interface TableInfo {
+  database: string;
+  name: string;
+  /** By lower-cased name: MySQL's column names are case-insensitive. */
+  columns: Map<string, ColumnInfo>;
+  /** The column sets (lower-cased) of the table's unique indexes, the primary key included. */
+  uniqueKeys: string[][];
+  /** The server's max_allowed_packet: no statement may be larger. */
+  maxPacketBytes: number;
+}
+
+/**
+ * Writes to MySQL and MariaDB tables. A batch is one transaction (READ COMMITTED, strict SQL mode,
+ * UTC), written a few statements at a time: multi-row INSERTs, INSERT ... ON DUPLICATE KEY UPDATE
+ * for upserts, one UPDATE joined to the batch's rows for updates, one DELETE ... IN for deletes,
+ * each of at most 1,000 rows, every value a parameter of a prepared statement.
+ *
+ * Each statement runs under a savepoint. When a row breaks a rule (foreign key, NOT NULL, CHECK,
+ * unique, a value the column cannot take) the statement is rolled back to it and its rows are
+ * halved, down to single rows, so exactly the offending rows are rejected, with the server's
+ * message, and the rest of the batch is committed. Deadlocks, lock wait timeouts and dropped
+ * connections fail the batch as transient, so it is retried.
+ */
+export class MysqlDestination implements Destination {
+  readonly capabilities: DestinationCapabilities = { deletes: true, upsert: true, maxBatchSize: null, recordIds: false };
+  readonly where: string;
+  private readonly pool: MysqlPool;
+  /** Connections whose session is set up. */
+  private readonly ready = new WeakSet<MysqlCoreConnection>();
+
+  constructor(options: MysqlDestinationOptions) {
+    this.where = describeMysqlUrl(options.url);
+    this.pool = createMysqlPool(options.url, options.maxConnections ?? 4);
+  }
+
+  /** Creates the destination and checks that the server answers with these credentials. */
+  static async connect(options: MysqlDestinationOptions): Promise<MysqlDestination> {
+    const destination = new MysqlDestination(options);
+    try {
+      (await destination.connection()).release();
+    } catch (error) {
+      await destination.close();
+      throw error;
+    }
+    return destination;
+  }
+
+  async prepare(target: WriteTarget): Promise<DestinationWriter> {
+    const connection = await this.connection();
+    try {
+      const table = await this.findTable(connection, target.object);
+      if (!table) {
+        const [rows] = await connection.execute<Array<{ name: string }>>(
+          `select table_name as name from information_schema.tables where table_schema = database() order by table_name limit 50`,
+          [],
+        );
+        const [[current]] = await connection.execute<Array<{ db: string | null }>>('select database() as db', []);
+        const hint =
+          current?.db == null
+            ? "the connection URL names no database — add it (mysql://user:password@host:3306/crm), or write the sync's object as database.table"
+            : "create the table, or set the sync's object to an existing table (use database.table for a table in another database)";
+        throw new LockstepError(
+          ErrorCode.Schema,
+          `table "${target.object}" does not exist in destination ${this.where} (tables there: ${listNames(rows.map((r) => r.name))}) — ${hint}`,
+        );
+      }
+      const wanted = [...new Set([...target.columns, ...target.keyColumns])];
+      const missing = wanted.filter((c) => !table.columns.has(c.toLowerCase()));
+      if (missing.length > 0) {
+        const s = missing.length > 1 ? 's' : '';
+        throw new LockstepError(
+          ErrorCode.Schema,
+          `table "${target.object}" in destination ${this.where} has no column${s} ${listNames(missing)} (it has: ${listNames([...table.columns.values()].map((c) => c.name))}) — add the column${s} to the table, or map the model's fields to existing columns`,
+        );
+      }
+      return new MysqlWriter(this, table, target);
+    } finally {
+      connection.release();
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end().catch(() => undefined);
+  }
+
+  /** A pooled connection with its session set up, or a LockstepError saying why there is none. */
+  async connection(): Promise<MysqlPoolConnection> {
+    let connection: MysqlPoolConnection;
+    try {
+      connection = await this.pool.getConnection();
+    } catch (thrown) {
+      const error = toError(thrown);
+      throw new LockstepError(
+        classifyMysqlError(error) === MysqlFailure.Transient ? ErrorCode.Transient : ErrorCode.Connection,
+        `cannot connect to destination ${this.where}: ${error.message} — ${mysqlConnectionHint(error)}`,
+        { cause: error },
+      );
+    }
+    if (this.ready.has(connection.connection)) return connection;
+    try {
+      // Strict mode, so a value a column cannot hold is an error rather than a silent default (a NULL
+      // in a NOT NULL column would become '' or 0); UTC, so TIMESTAMPs store the instants sent;
+      // READ COMMITTED, so checking which keys exist takes no gap locks another batch could wait on.
+      await connection.query("SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), 'STRICT_ALL_TABLES'), time_zone = '+00:00'");
+      await connection.query('SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED');
+    } catch (thrown) {
+      connection.destroy();
+      const error = toError(thrown);
+      throw new LockstepError(ErrorCode.Connection, `cannot set up a session on destination ${this.where}: ${error.message} — ${mysqlConnectionHint(error)}`, {
+        cause: error,
+      });
+    }
+    this.ready.add(connection.connection);
+    return connection;
+  }
+
+  private async findTable(connection: MysqlPoolConnection, object: string): Promise<TableInfo | null> {
+    // The object as one name in the URL's database first (a table may have a dot in its name), then as database.table.
+    const dot = object.indexOf('.');
+    const candidates: Array<[string | null, string]> = [[null, object]];
+    if (dot > 0) candidates.push([object.slice(0, dot), object.slice(dot + 1)]);
+    for (const [database, name] of candidates) {
+      const [found] = await connection.execute<Array<{ db: string; name: string }>>(
+        `select table_schema as db, table_name as name from information_schema.tables
+          where table_schema = coalesce(?, database()) and table_name = ? limit 1`,
+        [database, name],
+      );
+      const table = found[0];
+      if (!table) continue;
+      const [columns] = await connection.execute<
+        Array<{ name: string; dataType: string; columnType: string; charset: string | null; collation: string | null; numPrecision: unknown; numScale: unknown }>
+      >(
+        `select column_name as name, data_type as dataType, column_type as columnType, character_set_name as charset,
+                collation_name as collation, numeric_precision as numPrecision, numeric_scale as numScale
+           from information_schema.columns where table_schema = ? and table_name = ? order by ordinal_position`,
+        [table.db, table.name],
+      );
+      const [unique] = await connection.execute<Array<{ indexName: string; name: string }>>(
+        `select index_name as indexName, column_name as name from information_schema.statistics
+          where table_schema = ? and table_name = ? and non_unique = 0 order by index_name, seq_in_index`,
+        [table.db, table.name],
+      );
+      const [[packet]] = await connection.execute<Array<{ bytes: unknown }>>('select @@max_allowed_packet as bytes', []);
+      const byIndex = new Map<string, string[]>();
+      for (const row of unique) byIndex.set(row.indexName, [...(byIndex.get(row.indexName) ?? []), row.name.toLowerCase()]);
+      return {
+        database: table.db,
+        name: table.name,
+        columns: new Map(
+          columns.map((c) => [
+            c.name.toLowerCase(),
+            {
+              name: c.name,
+              dataType: String(c.dataType).toLowerCase(),
+              columnType: String(c.columnType).toLowerCase(),
+              charset: c.charset,
+              collation: c.collation,
+              precision: c.numPrecision == null ? null : Number(c.numPrecision),
+              scale: c.numScale == null ? null : Number(c.numScale),
+            },
+          ]),
+        ),
+        uniqueKeys: [...byIndex.values()],
+        maxPacketBytes: Number(packet?.bytes ?? 4 * 1024 * 1024),
+      };
+    }
+    return null;
+  }
+}
+
+type Kind = WriteOperation['kind'];
+
+/** One operation of a batch with its position there. */
+interface Indexed {
+  op: WriteOperation;
+  index: number;
+}
+
+/** Rows per statement at most; MySQL also takes 65,535 parameters per statement at most. */
+const ROWS_PER_STATEMENT = 1000;
+const MAX_PARAMETERS = 65_535;
+/** A statement's values take this many bytes at most (less when the server's max_allowed_packet is small). */
+const STATEMENT_BYTES = 8 * 1024 * 1024;
+/** Parts of a failing statement at most this long are replayed row by row rather than halved. */
+const ROW_BY_ROW_BELOW = 8;
+
+const INTEGER_TYPES = new Set(['tinyint', 'smallint', 'mediumint', 'int', 'integer', 'bigint']);
+const TEXT_TYPES = new Set(['char', 'varchar', 'tinytext', 'text', 'mediumtext', 'longtext', 'enum', 'set']);
+const BINARY_TYPES = new Set(['binary', 'varbinary', 'tinyblob', 'blob', 'mediumblob', 'longblob']);
+/** A name the server gave (a character set or collation), safe to write into SQL as it is. */
+const PLAIN_NAME = /^[A-Za-z0-9_]+$/;
+
+const ISO_TIMESTAMP = /^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}(?::?\d{2})?)?$/;
+
+/**
+ * An ISO-8601 timestamp (as sources give them: `2024-01-02T03:04:05.000Z`) as MySQL reads a
+ * DATETIME, in UTC (`2024-01-02 03:04:05.000`), or its date alone for a DATE column. MySQL refuses
+ * the `T` and `Z` forms in strict mode. Anything else is left as it is.
+ */
+export function isoToMysqlTime(value: Value, dateOnly: boolean): Value {
+  if (typeof value !== 'string') return value;
+  const m = ISO_TIMESTAMP.exec(value);
+  if (!m) return value;
+  let date = m[1] as string;
+  let time = m[2] as string;
+  const offset = m[4];
+  if (offset && offset !== 'Z' && !/^[+-]00(?::?00)?$/.test(offset)) {
+    const digits = offset.slice(1).replace(':', '');
+    const ms = Date.parse(`${date}T${time}${offset[0]}${digits.slice(0, 2)}:${digits.slice(2, 4) || '00'}`);
+    if (Number.isNaN(ms)) return value;
+    const utc = new Date(ms).toISOString();
+    date = utc.slice(0, 10);
+    time = utc.slice(11, 19);
+  }
+  if (dateOnly) return date;
+  const fraction = (m[3] ?? '').slice(0, 6);
+  return fraction ? `${date} ${time}.${fraction}` : `${date} ${time}`;
+}
+
+const SIGNED_MIN = -(1n << 63n);
+const SIGNED_MAX = (1n << 63n) - 1n;
+const UNSIGNED_MAX = (1n << 64n) - 1n;
+
+/**
+ * A key value for an integer column as a BIGINT parameter, so the server compares it as an
+ * integer (a string or a double would be compared as a double, and keys beyond 2^53 would blur).
+ */
+function integerKey(value: Value, unsigned: boolean): unknown {
+  let n: bigint;
+  if (typeof value === 'number' && Number.isSafeInteger(value)) n = BigInt(value);
+  else if (typeof value === 'string' && /^-?\d{1,20}$/.test(value)) n = BigInt(value);
+  else return value;
+  if (n > (unsigned ? UNSIGNED_MAX : SIGNED_MAX) || n < (unsigned ? 0n : SIGNED_MIN)) return value;
+  return bigintParameter(n, unsigned);
+}
+
+class MysqlWriter implements DestinationWriter {
+  private readonly table: string;
+  private readonly statements = new Map<string, string>();
+  /** Positions in `target.columns` of the key columns, and of the others. */
+  private readonly keyPositions: number[];
+  private readonly nonKeyPositions: number[];
+  /** Per target column, how a value becomes a parameter; per key column, the same for comparing. */
+  private readonly valueParameters: Array<(value: Value) => unknown>;
+  private readonly keyParameters: Array<(value: Value) => unknown>;
+  /** Per key column, the joined row's value as the table's column compares it (type and collation). */
+  private readonly keyExpressions: Array<(ref: string) => string>;
+  /** A unique index covers exactly the key columns: an upsert can tell an existing row. */
+  private readonly keyIsUnique: boolean;
+  /** It is the table's only unique index: ON DUPLICATE KEY UPDATE can only ever meet the row with that key. */
+  private readonly keyIsOnlyUnique: boolean;
+  private readonly statementBytes: number;
+
+  constructor(
+    private readonly destination: MysqlDestination,
+    private readonly info: TableInfo,
+    private readonly target: WriteTarget,
+  ) {
+    this.table = `${quoteMysqlIdent(info.database)}.${quoteMysqlIdent(info.name)}`;
+    const { columns, keyColumns } = target;
+    const column = (name: string) => info.columns.get(name.toLowerCase()) as ColumnInfo;
+    this.keyPositions = keyColumns.map((k) => columns.indexOf(k));
+    this.nonKeyPositions = columns.flatMap((c, i) => (keyColumns.includes(c) ? [] : [i]));
+    this.valueParameters = columns.map((name) => {
+      const { dataType } = column(name);
+      if (dataType === 'date') return (v) => isoToMysqlTime(v, true);
+      if (dataType === 'datetime' || dataType === 'timestamp') return (v) => isoToMysqlTime(v, false);
+      // A boolean into text is Lockstep's value (`true`), as in the other destinations, not MySQL's 1.
+      if (TEXT_TYPES.has(dataType)) return (v) => (typeof v === 'boolean' ? String(v) : v);
+      return (v) => v;
+    });
+    this.keyParameters = keyColumns.map((name, k) => {
+      const info = column(name);
+      if (INTEGER_TYPES.has(info.dataType)) {
+        const unsigned = info.columnType.includes('unsigned');
+        return (v) => integerKey(v, unsigned);
+      }
+      const position = this.keyPositions[k] as number;
+      return position >= 0 ? (this.valueParameters[position] as (value: Value) => unknown) : (v) => v;
+    });
+    this.keyExpressions = keyColumns.map((name) => keyExpression(column(name)));
+    const key = keyColumns.map((k) => k.toLowerCase()).sort().join('\u0000');
+    const matches = info.uniqueKeys.filter((u) => [...u].sort().join('\u0000') === key);
+    this.keyIsUnique = matches.length > 0;
+    this.keyIsOnlyUnique = this.keyIsUnique && info.uniqueKeys.length === matches.length;
+    this.statementBytes = Math.max(64 * 1024, Math.min(STATEMENT_BYTES, info.maxPacketBytes - 64 * 1024));
+  }
+
+  async write(batch: WriteOperation[]): Promise<RowOutcome[]> {
+    if (batch.length === 0) return [];
+    const connection = await this.destination.connection();
+    let broken = false;
+    try {
+      try {
+        await connection.query('start transaction');
+        const outcomes = await this.writeByKind(connection, batch);
+        await connection.query('commit');
+        return outcomes;
+      } catch (thrown) {
+        await connection.query('rollback').catch(() => undefined);
+        throw thrown;
+      }
+    } catch (thrown) {
+      const error = this.writeError(thrown);
+      broken = error.code !== ErrorCode.Schema;
+      throw error;
+    } finally {
+      // A connection that failed mid-transaction is not given back to the pool.
+      if (broken) connection.destroy();
+      else connection.release();
+    }
+  }
+
+  /** One kind of operation after the other, in order of first appearance, in statements of bounded size. */
+  private async writeByKind(connection: MysqlPoolConnection, batch: WriteOperation[]): Promise<RowOutcome[]> {
+    const outcomes: RowOutcome[] = batch.map(() => ({ ok: true }));
+    const byKind = new Map<Kind, Indexed[]>();
+    batch.forEach((op, index) => {
+      const list = byKind.get(op.kind) ?? [];
+      list.push({ op, index });
+      byKind.set(op.kind, list);
+    });
+    for (const [kind, ops] of byKind) {
+      if (kind === 'upsert' && !this.keyIsUnique) throw this.noUniqueKey();
+      for (const part of this.statementParts(kind, ops, outcomes)) await this.writePart(connection, kind, part, outcomes);
+    }
+    return outcomes;
+  }
+
+  /**
+   * Splits operations into statements of at most ROWS_PER_STATEMENT rows, 65,535 parameters and
+   * `statementBytes` bytes of values. A row that alone is larger than the server takes is rejected
+   * here, without being sent (the server would drop the connection).
+   */
+  private statementParts(kind: Kind, ops: Indexed[], outcomes: RowOutcome[]): Indexed[][] {
+    const width = kind === 'delete' ? this.target.keyColumns.length : this.target.columns.length;
+    const maxRows = Math.max(1, Math.min(ROWS_PER_STATEMENT, Math.floor(MAX_PARAMETERS / Math.max(1, width))));
+    const parts: Indexed[][] = [];
+    let part: Indexed[] = [];
+    let bytes = 0;
+    for (const item of ops) {
+      const size = estimatedBytes(kind === 'delete' ? item.op.key : item.op.values);
+      if (size > this.info.maxPacketBytes - 64 * 1024 && exactBytes(item.op.values) > this.info.maxPacketBytes - 64 * 1024) {
+        outcomes[item.index] = {
+          ok: false,
+          reason: `the row's values take ${exactBytes(item.op.values)} bytes, more than the server accepts in one statement (max_allowed_packet = ${this.info.maxPacketBytes}) — raise max_allowed_packet on the server`,
+        };
+        continue;
+      }
+      if (part.length > 0 && (part.length >= maxRows || bytes + size > this.statementBytes)) {
+        parts.push(part);
+        part = [];
+        bytes = 0;
+      }
+      part.push(item);
+      bytes += size;
+    }
+    if (part.length > 0) parts.push(part);
+    return parts;
+  }
+
+  /**
+   * Writes a part under a savepoint. When a row breaks a rule, the part is rolled back to the
+   * savepoint and halved (parts of a few rows go row by row) until the offending rows stand alone;
+   * they are rejected with the server's message and the others written. A few bad rows in a large
+   * batch cost a few dozen statements, not one per row.
+   */
+  private async writePart(connection: MysqlPoolConnection, kind: Kind, part: Indexed[], outcomes: RowOutcome[]): Promise<void> {
+    // A savepoint of the same name replaces the previous one: a part that failed no longer needs its own.
+    await connection.query('savepoint lockstep_part');
+    try {
+      const answered = await this.apply(connection, kind, part);
+      part.forEach((item, i) => (outcomes[item.index] = answered[i] as RowOutcome));
+      return;
+    } catch (thrown) {
+      if (classifyMysqlError(thrown) !== MysqlFailure.Data) throw thrown;
+      await connection.query('rollback to savepoint lockstep_part');
+      if (part.length === 1) {
+        outcomes[(part[0] as Indexed).index] = { ok: false, reason: mysqlRowMessage(thrown) };
+        return;
+      }
+    }
+    const half = Math.ceil(part.length / 2);
+    const parts = part.length <= ROW_BY_ROW_BELOW ? part.map((item) => [item]) : [part.slice(0, half), part.slice(half)];
+    for (const smaller of parts) await this.writePart(connection, kind, smaller, outcomes);
+  }
+
+  /** The statements for one part, all of one kind; answers per operation. Throws what the server throws. */
+  private async apply(connection: MysqlPoolConnection, kind: Kind, part: Indexed[]): Promise<RowOutcome[]> {
+    const ok = part.map((): RowOutcome => ({ ok: true }));
+    switch (kind) {
+      case 'insert':
+        await connection.execute(this.statement('insert', part.length), this.rowValues(part));
+        return ok;
+      case 'upsert': {
+        if (this.keyIsOnlyUnique) {
+          await connection.execute(this.statement('upsert', part.length), this.rowValues(part));
+          return ok;
+        }
+        // Another unique index (an email, say) could meet a different row than the key's, which
+        // ON DUPLICATE KEY UPDATE would then change: rows whose key exists are updated by key, the
+        // others inserted, and a clash on the other index is the error it should be.
+        const existing = await this.existing(connection, part, true);
+        const updates = part.filter((_, i) => existing.has(i));
+        const inserts = part.filter((_, i) => !existing.has(i));
+        if (updates.length > 0) await connection.execute(this.statement('update', updates.length), this.joinedValues(updates, true));
+        if (inserts.length > 0) await connection.execute(this.statement('insert', inserts.length), this.rowValues(inserts));
+        return ok;
+      }
+      case 'update': {
+        // With FOUND_ROWS (mysql2's default) an UPDATE answers the rows it matched, changed or not.
+        const [header] = await connection.execute<MysqlResultHeader>(this.statement('update', part.length), this.joinedValues(part, true));
+        if (this.keyIsUnique && header.affectedRows === part.length) return ok;
+        const existing = await this.existing(connection, part, false);
+        return part.map((item, i) => (existing.has(i) ? { ok: true } : this.notFound(item.op)));
+      }
+      case 'delete':
+        await connection.execute(this.statement('delete', part.length), this.keyValues(part));
+        return ok;
+      default:
+        return assertNever(kind);
+    }
+  }
+
+  /** Positions in `part` of the operations whose key is in the table (locked until commit when `lock`). */
+  private async existing(connection: MysqlPoolConnection, part: Indexed[], lock: boolean): Promise<Set<number>> {
+    const [rows] = await connection.execute<Array<{ ord: unknown }>>(this.statement(lock ? 'exists-locked' : 'exists', part.length), this.joinedValues(part, false));
+    return new Set(rows.map((r) => Number(r.ord)));
+  }
+
+  /** Every column's parameter, row after row (INSERT ... VALUES). */
+  private rowValues(part: Indexed[]): unknown[] {
+    const params: unknown[] = [];
+    for (const { op } of part) {
+      for (let c = 0; c < this.valueParameters.length; c++) params.push((this.valueParameters[c] as (v: Value) => unknown)(op.values[c] ?? null));
+    }
+    return params;
+  }
+
+  /** The key columns' parameters, row after row (DELETE ... IN). */
+  private keyValues(part: Indexed[]): unknown[] {
+    const params: unknown[] = [];
+    for (const { op } of part) {
+      for (let k = 0; k < this.keyParameters.length; k++) params.push((this.keyParameters[k] as (v: Value) => unknown)(op.key[k] ?? null));
+    }
+    return params;
+  }
+
+  /** The parameters of the joined rows (see `joined`): the key columns, then the others when `withValues`. */
+  private joinedValues(part: Indexed[], withValues: boolean): unknown[] {
+    const params: unknown[] = [];
+    for (const { op } of part) {
+      for (let k = 0; k < this.keyParameters.length; k++) params.push((this.keyParameters[k] as (v: Value) => unknown)(op.key[k] ?? null));
+      if (!withValues) continue;
+      for (const c of this.nonKeyPositions) params.push((this.valueParameters[c] as (v: Value) => unknown)(op.values[c] ?? null));
+    }
+    return params;
+  }
+
+  private notFound(op: WriteOperation): RowOutcome {
+    return { ok: false, reason: `no row with ${describeKey(this.target.keyColumns, op.key)} in "${this.target.object}"` };
+  }
+
+  /**
+   * The SQL of one statement for `rows` rows, built once: identifiers quoted, every value a
+   * parameter. Updates and existence checks join the table to the part's rows, selected as
+   * `lockstep_rows` with columns `lockstep_ord` (the position), `k1..` (key) and `v1..` (other columns).
+   */
+  private statement(kind: Kind | 'exists' | 'exists-locked', rows: number): string {
+    const cacheKey = `${kind}:${rows}`;
+    const cached = this.statements.get(cacheKey);
+    if (cached) return cached;
+    const { columns, keyColumns } = this.target;
+    const quote = quoteMysqlIdent;
+    const valuesList = () => {
+      const row = `(${columns.map(() => '?').join(', ')})`;
+      return Array.from({ length: rows }, () => row).join(', ');
+    };
+    const joined = (withValues: boolean) => {
+      const select = (ord: number, named: boolean) => {
+        const keys = keyColumns.map((_, k) => (named ? `? as k${k + 1}` : '?'));
+        const values = withValues ? this.nonKeyPositions.map((_, v) => (named ? `? as v${v + 1}` : '?')) : [];
+        return `select ${ord}${named ? ' as lockstep_ord' : ''}, ${[...keys, ...values].join(', ')}`;
+      };
+      const selects = Array.from({ length: rows }, (_, i) => select(i, i === 0));
+      const on = keyColumns
+        .map((k, i) => `lockstep_t.${quote(k)} = ${(this.keyExpressions[i] as (ref: string) => string)(`lockstep_rows.k${i + 1}`)}`)
+        .join(' and ');
+      return { from: `(${selects.join(' union all ')}) as lockstep_rows`, on };
+    };
+    const nonKey = this.nonKeyPositions.map((i) => columns[i] as string);
+    let text: string;
+    switch (kind) {
+      case 'insert':
+        text = `insert into ${this.table} (${columns.map(quote).join(', ')}) values ${valuesList()}`;
+        break;
+      case 'upsert': {
+        const assignments = nonKey.length > 0 ? nonKey.map((c) => `${quote(c)} = values(${quote(c)})`) : [`${quote(keyColumns[0] as string)} = ${quote(keyColumns[0] as string)}`];
+        text = `insert into ${this.table} (${columns.map(quote).join(', ')}) values ${valuesList()} on duplicate key update ${assignments.join(', ')}`;
+        break;
+      }
+      case 'update': {
+        const { from, on } = joined(true);
+        const assignments =
+          nonKey.length > 0
+            ? nonKey.map((c, v) => `lockstep_t.${quote(c)} = lockstep_rows.v${v + 1}`)
+            : [`lockstep_t.${quote(keyColumns[0] as string)} = lockstep_t.${quote(keyColumns[0] as string)}`];
+        text = `update ${this.table} as lockstep_t join ${from} on ${on} set ${assignments.join(', ')}`;
+        break;
+      }
+      case 'exists':
+      case 'exists-locked': {
+        const { from, on } = joined(false);
+        text = `select lockstep_rows.lockstep_ord as ord from ${from} join ${this.table} as lockstep_t on ${on}${kind === 'exists-locked' ? ' for update' : ''}`;
+        break;
+      }
+      case 'delete': {
+        const tuple = keyColumns.length === 1 ? '?' : `(${keyColumns.map(() => '?').join(', ')})`;
+        const target = keyColumns.length === 1 ? quote(keyColumns[0] as string) : `(${keyColumns.map(quote).join(', ')})`;
+        text = `delete from ${this.table} where ${target} in (${Array.from({ length: rows }, () => tuple).join(', ')})`;
+        break;
+      }
+      default:
+        return assertNever(kind);
+    }
+    this.statements.set(cacheKey, text);
+    return text;
+  }
+
+  private noUniqueKey(): LockstepError {
+    const { keyColumns } = this.target;
+    const plural = keyColumns.length > 1;
+    return new LockstepError(
+      ErrorCode.Schema,
+      `cannot upsert into "${this.target.object}" in destination ${this.destination.where}: the key column${plural ? 's' : ''} ${listNames(keyColumns)} ha${plural ? 've' : 's'} no unique constraint — add a primary key or unique index on ${plural ? 'them' : 'it'}, e.g. alter table ${this.table} add unique (${keyColumns.map(quoteMysqlIdent).join(', ')})`,
+    );
+  }
+
+  /** A failure of the batch as a whole, as a LockstepError the engine can act on. */
+  private writeError(thrown: unknown): LockstepError {
+    if (thrown instanceof LockstepError) return thrown;
+    const error = toError(thrown);
+    const where = `destination ${this.destination.where}`;
+    switch (classifyMysqlError(error)) {
+      case MysqlFailure.Transient:
+        return new LockstepError(ErrorCode.Transient, `writing to "${this.target.object}" in ${where} failed: ${error.message} — the batch can be retried`, {
+          cause: error,
+        });
+      case MysqlFailure.Connection:
+        return new LockstepError(ErrorCode.Connection, `cannot write to ${where}: ${error.message} — ${mysqlConnectionHint(error)}`, { cause: error });
+      case MysqlFailure.Data:
+      case MysqlFailure.Statement:
+        return new LockstepError(
+          ErrorCode.Schema,
+          `writing to "${this.target.object}" in ${where} failed: ${error.message} — check that the table's columns, types and permissions match what the sync writes`,
+          { cause: error },
+        );
+    }
+  }
+}
+
+/**
+ * How a joined row's key value compares with the table's column: as the column's own type and
+ * collation, exactly as `column = ?` would (the joined rows' columns otherwise take the
+ * connection's collation, or compare numbers as doubles).
+ */
+function keyExpression(column: ColumnInfo): (ref: string) => string {
+  const { dataType, charset, collation, precision, scale } = column;
+  if (TEXT_TYPES.has(dataType) && charset && collation && PLAIN_NAME.test(charset) && PLAIN_NAME.test(collation)) {
+    return (ref) => `convert(${ref} using ${charset}) collate ${collation}`;
+  }
+  if (dataType === 'decimal' && precision !== null && scale !== null) return (ref) => `cast(${ref} as decimal(${precision}, ${scale}))`;
+  if (dataType === 'date') return (ref) => `cast(${ref} as date)`;
+  if (dataType === 'datetime' || dataType === 'timestamp') return (ref) => `cast(${ref} as datetime(6))`;
+  if (BINARY_TYPES.has(dataType)) return (ref) => `cast(${ref} as binary)`;
+  return (ref) => ref;
+}
+
+/** An upper bound of the bytes a row's values take in a statement (UTF-8 takes at most 3 bytes per UTF-16 unit). */
+function estimatedBytes(values: readonly Value[]): number {
+  let bytes = 0;
+  for (const value of values) bytes += typeof value === 'string' ? value.length * 3 + 9 : 9;
+  return bytes;
+}
+
+function exactBytes(values: readonly Value[]): number {
+  let bytes = 0;
+  for (const value of values) bytes += typeof value === 'string' ? Buffer.byteLength(value) + 9 : 9;
+  return bytes;
+}

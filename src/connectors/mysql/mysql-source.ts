@@ -1,0 +1,260 @@
+import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
+import type { ReadOptions, RowBatch, Source, Value } from '../../core/ports.js';
+import { canonicalJsonText, checkBatchSize, normalizeBigInt, normalizeIntegerText, normalizeValue, timestampTextToIso } from '../values.js';
+import {
+  classifyMysqlError,
+  createMysqlPool,
+  describeMysqlUrl,
+  MysqlFailure,
+  mysqlConnectionHint,
+  MysqlType,
+  type MysqlCoreConnection,
+  type MysqlField,
+  type MysqlPool,
+  type MysqlPoolConnection,
+} from './mysql-client.js';
+
+export interface MysqlSourceOptions {
+  /** `mysql://user:password@host:port/database` (or `mariadb://`); may carry mysql2 options as `?name=value`. */
+  url: string;
+  /** Reads running at once at most, each on its own connection (default: 8). */
+  maxConnections?: number;
+}
+
+/**
+ * Reads models from MySQL or MariaDB, streaming the result: rows are taken off the connection as
+ * they arrive and the connection stops reading (the server waits) whenever a batch is full and
+ * not yet taken, so one batch and what the socket holds are all that is ever in memory. A read
+ * that stops early closes its connection, which ends the query on the server.
+ *
+ * Values, as values.ts has every source give them: BIGINT as a number, or as its decimal text
+ * beyond 2^53; DECIMAL as printed (`12.30`); DATETIME and TIMESTAMP as ISO-8601 UTC (the session's
+ * time zone is UTC, and a DATETIME is taken as UTC); DATE as `YYYY-MM-DD`; JSON as compact text;
+ * binary strings and BLOBs as base64. TINYINT(1) — MySQL's BOOLEAN — and BIT(1) read as booleans
+ * when they hold 0 or 1 (a TINYINT(1) holding another number stays that number); wider BITs as
+ * numbers.
+ */
+export class MysqlSource implements Source {
+  private readonly pool: MysqlPool;
+  private readonly where: string;
+  private readonly active = new Set<MysqlPoolConnection>();
+  /** Connections whose session is set up (time zone, read-only, timeouts). */
+  private readonly ready = new WeakSet<MysqlCoreConnection>();
+
+  constructor(options: MysqlSourceOptions) {
+    this.where = describeMysqlUrl(options.url);
+    this.pool = createMysqlPool(options.url, options.maxConnections ?? 8);
+  }
+
+  /** Creates the source and checks that the server answers with these credentials. */
+  static async connect(options: MysqlSourceOptions): Promise<MysqlSource> {
+    const source = new MysqlSource(options);
+    try {
+      (await source.connection()).release();
+    } catch (error) {
+      await source.close();
+      throw error;
+    }
+    return source;
+  }
+
+  async *read(query: string, options: ReadOptions): AsyncGenerator<RowBatch> {
+    const batchSize = checkBatchSize(options.batchSize);
+    const { signal } = options;
+    signal?.throwIfAborted();
+    const connection = await this.connection();
+    this.active.add(connection);
+    const result = new StreamedResult(connection.connection, query, batchSize, signal);
+    try {
+      let yielded = false;
+      for (;;) {
+        const rows = await result.next();
+        signal?.throwIfAborted();
+        if (rows === null) break;
+        yielded = true;
+        yield { columns: result.columns, rows };
+        signal?.throwIfAborted();
+      }
+      // An empty result still tells the caller its columns.
+      if (!yielded) yield { columns: result.columns, rows: [] };
+    } catch (thrown) {
+      if (signal?.aborted || thrown instanceof LockstepError) throw thrown;
+      throw this.queryError(thrown);
+    } finally {
+      result.dispose();
+      this.active.delete(connection);
+      // A connection in the middle of a result cannot be used again: closing it ends the query.
+      if (result.finished) connection.release();
+      else connection.destroy();
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const connection of this.active) connection.destroy();
+    this.active.clear();
+    await this.pool.end().catch(() => undefined);
+  }
+
+  private async connection(): Promise<MysqlPoolConnection> {
+    let connection: MysqlPoolConnection;
+    try {
+      connection = await this.pool.getConnection();
+    } catch (thrown) {
+      const error = toError(thrown);
+      throw new LockstepError(
+        classifyMysqlError(error) === MysqlFailure.Transient ? ErrorCode.Transient : ErrorCode.Connection,
+        `cannot connect to source ${this.where}: ${error.message} — ${mysqlConnectionHint(error)}`,
+        { cause: error },
+      );
+    }
+    if (this.ready.has(connection.connection)) return connection;
+    try {
+      // UTC, so TIMESTAMPs read as the instants they are; read-only, since a model only reads; and
+      // the server waits as long as a slow destination holds the stream back (its default is 60 s).
+      await connection.query("SET SESSION time_zone = '+00:00', net_write_timeout = 86400");
+      await connection.query('SET SESSION TRANSACTION READ ONLY');
+    } catch (thrown) {
+      connection.destroy();
+      throw this.queryError(thrown);
+    }
+    this.ready.add(connection.connection);
+    return connection;
+  }
+
+  private queryError(thrown: unknown): LockstepError {
+    const error = toError(thrown);
+    switch (classifyMysqlError(error)) {
+      case MysqlFailure.Transient:
+        return new LockstepError(
+          ErrorCode.Transient,
+          `reading from source ${this.where} failed: ${error.message} — this is usually temporary; the read can be retried`,
+          { cause: error },
+        );
+      case MysqlFailure.Connection:
+        return new LockstepError(ErrorCode.Connection, `lost the connection to source ${this.where}: ${error.message} — ${mysqlConnectionHint(error)}`, {
+          cause: error,
+        });
+      case MysqlFailure.Data:
+      case MysqlFailure.Statement:
+        return new LockstepError(
+          ErrorCode.Query,
+          `the model's query failed on source ${this.where}: ${error.message} — check the model's query (run it with the mysql client to see the full error)`,
+          { cause: error },
+        );
+    }
+  }
+}
+
+type Converter = (value: unknown) => Value;
+
+/** How each column's values become Lockstep values, from what the server says of the column. */
+function converterFor(field: MysqlField): Converter {
+  if (field.extendedFormat === 'json') return (v) => (typeof v === 'string' ? canonicalJsonText(v) : normalizeValue(v));
+  switch (field.columnType) {
+    case MysqlType.LongLong:
+      return (v) => (typeof v === 'string' ? normalizeIntegerText(v) : normalizeValue(v));
+    case MysqlType.DateTime:
+    case MysqlType.DateTime2:
+    case MysqlType.Timestamp:
+    case MysqlType.Timestamp2:
+      return (v) => (typeof v === 'string' ? timestampTextToIso(v) : normalizeValue(v));
+    case MysqlType.Json:
+      return (v) => (typeof v === 'string' ? canonicalJsonText(v) : normalizeValue(v));
+    case MysqlType.Tiny:
+      return field.columnLength === 1 ? (v) => (v === 0 ? false : v === 1 ? true : normalizeValue(v)) : normalizeValue;
+    case MysqlType.Bit:
+      return field.columnLength === 1 ? (v) => (Buffer.isBuffer(v) ? v[0] === 1 : normalizeValue(v)) : bitsToNumber;
+    default:
+      // DECIMAL arrives as printed; binary strings as Buffers (base64 in normalizeValue).
+      return normalizeValue;
+  }
+}
+
+/** A BIT(n) value (big-endian bytes) as its number, or its decimal text beyond 2^53. */
+function bitsToNumber(value: unknown): Value {
+  if (!Buffer.isBuffer(value)) return normalizeValue(value);
+  let n = 0n;
+  for (const byte of value) n = (n << 8n) | BigInt(byte);
+  return normalizeBigInt(n);
+}
+
+/**
+ * One query's result as it arrives, handed out in batches. The connection is paused as soon as a
+ * batch is complete and resumed when the batch is taken.
+ */
+class StreamedResult {
+  columns: string[] = [];
+  /** The result was read to its end (or failed): the connection can go back to the pool. */
+  finished = false;
+  private converters: Converter[] = [];
+  private pending: Value[][] = [];
+  private error: unknown = null;
+  private paused = false;
+  private wake: (() => void) | null = null;
+
+  constructor(
+    private readonly connection: MysqlCoreConnection,
+    query: string,
+    private readonly batchSize: number,
+    private readonly signal: AbortSignal | undefined,
+  ) {
+    connection
+      .query({ sql: query, rowsAsArray: true })
+      .on('fields', (fields) => {
+        this.columns = (fields ?? []).map((f) => f.name);
+        this.converters = (fields ?? []).map(converterFor);
+      })
+      .on('result', (row) => {
+        if (!Array.isArray(row)) {
+          this.error ??= new Error('the query does not return rows (a model must be a SELECT)');
+          return;
+        }
+        const values = new Array<Value>(row.length);
+        for (let i = 0; i < row.length; i++) values[i] = (this.converters[i] ?? normalizeValue)(row[i]);
+        this.pending.push(values);
+        if (this.pending.length >= this.batchSize && !this.paused) {
+          this.paused = true;
+          this.connection.pause();
+          this.notify();
+        }
+      })
+      .on('error', (error) => {
+        this.error = error;
+        this.finished = true;
+        this.notify();
+      })
+      .on('end', () => {
+        this.finished = true;
+        this.notify();
+      });
+    signal?.addEventListener('abort', this.notify, { once: true });
+  }
+
+  /** The next batch, or null at the end. Throws the query's error. */
+  async next(): Promise<Value[][] | null> {
+    while (this.pending.length < this.batchSize && !this.finished && !this.signal?.aborted) {
+      await new Promise<void>((resolve) => (this.wake = resolve));
+    }
+    if (this.error) throw this.error;
+    if (this.signal?.aborted) return null;
+    if (this.pending.length === 0) return null;
+    const rows = this.pending.length > this.batchSize ? this.pending.splice(0, this.batchSize) : this.pending;
+    if (rows === this.pending) this.pending = [];
+    if (this.paused && this.pending.length < this.batchSize) {
+      this.paused = false;
+      this.connection.resume();
+    }
+    return rows;
+  }
+
+  /** Stops listening to the signal. */
+  dispose(): void {
+    this.signal?.removeEventListener('abort', this.notify);
+  }
+
+  private readonly notify = () => {
+    const wake = this.wake;
+    this.wake = null;
+    wake?.();
+  };
+}

@@ -1,0 +1,502 @@
+/**
+ * MySQL / MariaDB as a source and as a destination, against a real server (see test/setup/mysql.ts):
+ * the shared contract suites, then what is particular to MySQL — a streamed result, per-row
+ * rejections with MySQL's messages inside bulk statements, deletes through a sync, failures.
+ */
+import { join } from 'node:path';
+import mysql from 'mysql2/promise';
+import { describe, expect, inject, it } from 'vitest';
+import { createConnectorRegistry } from '../../src/app.js';
+import { mysqlConnector, MysqlDestination, MysqlSource } from '../../src/connectors/mysql/index.js';
+import { classifyMysqlError, MysqlFailure } from '../../src/connectors/mysql/mysql-client.js';
+import { isoToMysqlTime } from '../../src/connectors/mysql/mysql-destination.js';
+import { ErrorCode, LockstepError } from '../../src/core/errors.js';
+import type { RowBatch, Source, Value, WriteOperation } from '../../src/core/ports.js';
+import { model, source, sync, workspace } from '../helpers/definitions.js';
+import { sqlite, startHarness, tempDir } from '../helpers/harness.js';
+import { createTestMysqlDatabase, mysqlSql } from '../helpers/mysql.js';
+import { describeDestinationContract, type FixtureColumn, type FixtureTable as DestinationTable } from './destination-contract.js';
+import { describeSourceContract, type FixtureType, type SourceFixture } from './source-contract.js';
+
+const q = (name: string) => `\`${name.replace(/`/g, '``')}\``;
+
+async function readAll(source: Source, query: string, batchSize = 100): Promise<RowBatch> {
+  const rows: Value[][] = [];
+  let columns: string[] = [];
+  for await (const batch of source.read(query, { batchSize })) {
+    columns = batch.columns;
+    rows.push(...batch.rows);
+  }
+  return { columns, rows };
+}
+
+async function failure(promise: Promise<unknown>): Promise<LockstepError> {
+  const error = await promise.then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(LockstepError);
+  return error as LockstepError;
+}
+
+/** `count` rows `(i, 'row i')` from i = 1, made by the server (portable between MySQL and MariaDB). */
+function seriesInsert(table: string, count: number, label = `concat('row ', n)`): string {
+  const digits = '(select 0 d union all select 1 union all select 2 union all select 3 union all select 4 union all select 5 union all select 6 union all select 7 union all select 8 union all select 9)';
+  const places = [1, 10, 100, 1000, 10_000, 100_000].filter((p) => p < count);
+  const n = places.map((p, i) => `${p} * t${i}.d`).join(' + ');
+  const from = places.map((_, i) => `${digits} t${i}`).join(', ');
+  return `insert into ${q(table)} select n, ${label} from (select ${n} + 1 as n from ${from}) s where n <= ${count}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Source contract
+
+const SOURCE_TYPES: Record<FixtureType, string> = {
+  int: 'int',
+  bigint: 'bigint',
+  float: 'double',
+  decimal: 'decimal(12,2)',
+  text: 'text',
+  boolean: 'boolean',
+  date: 'date',
+  timestamp: 'datetime(3)',
+  timestamptz: 'timestamp(3) null',
+  json: 'json',
+  blob: 'longblob',
+};
+
+async function loadMysql(url: string, fixture: SourceFixture): Promise<void> {
+  const connection = await mysql.createConnection({ uri: url });
+  try {
+    await connection.query("set time_zone = '+00:00'");
+    for (const table of fixture.tables) {
+      await connection.query(`create table ${q(table.name)} (${table.columns.map((c) => `${q(c.name)} ${SOURCE_TYPES[c.type]}`).join(', ')})`);
+      for (const row of table.rows ?? []) {
+        const values = row.map((value, i) => {
+          const type = table.columns[i]?.type;
+          if (value === null) return null;
+          if (type === 'blob') return Buffer.from(String(value), 'base64');
+          if (type === 'timestamp' || type === 'timestamptz') return isoToMysqlTime(value, false);
+          return value;
+        });
+        await connection.execute(`insert into ${q(table.name)} values (${row.map(() => '?').join(', ')})`, values);
+      }
+      if (table.series) await connection.query(seriesInsert(table.name, table.series));
+    }
+  } finally {
+    await connection.end();
+  }
+}
+
+let lastSourceUrl = '';
+
+/** Sessions on the fixture's database still running a statement (idle pooled connections do not count). */
+async function mysqlOpenReads(): Promise<number> {
+  const db = new URL(lastSourceUrl).pathname.slice(1);
+  // The server ends a query a moment after its connection closes.
+  for (let attempt = 0; ; attempt++) {
+    const [row] = await mysqlSql<{ n: number }>(
+      lastSourceUrl,
+      `select count(*) as n from information_schema.processlist where db = ? and id <> connection_id() and command <> 'Sleep'`,
+      [db],
+    );
+    const n = Number(row?.n ?? 0);
+    if (n === 0 || attempt >= 100) return n;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+describeSourceContract('mysql', {
+  booleans: true,
+  async create(fixture) {
+    const url = await createTestMysqlDatabase('source');
+    await loadMysql(url, fixture);
+    lastSourceUrl = url;
+    return MysqlSource.connect({ url });
+  },
+  openUnreachable: () => MysqlSource.connect({ url: 'mysql://lockstep:s3cret-pw@127.0.0.1:1/warehouse' }),
+  unreachable: () => new MysqlSource({ url: 'mysql://lockstep:s3cret-pw@127.0.0.1:1/warehouse' }),
+  secret: 's3cret-pw',
+  openReads: mysqlOpenReads,
+});
+
+// ---------------------------------------------------------------------------------------------
+// Destination contract
+
+const DESTINATION_TYPES = { int: 'int', text: 'varchar(255)', float: 'double' } as const;
+
+/** The contract's table in MySQL's terms: foreign keys and checks at table level (MySQL ignores them inline), backticks. */
+function mysqlTableDdl(table: DestinationTable): string {
+  const parts = table.columns.map((c: FixtureColumn) =>
+    [q(c.name), DESTINATION_TYPES[c.type], c.notNull ? 'not null' : '', c.unique ? 'unique' : ''].filter(Boolean).join(' '),
+  );
+  if (table.primaryKey.length > 0) parts.push(`primary key (${table.primaryKey.map(q).join(', ')})`);
+  for (const c of table.columns) {
+    if (c.references) parts.push(`foreign key (${q(c.name)}) references ${q(c.references.table)} (${q(c.references.column)})`);
+    if (c.check) parts.push(`check (${c.check.replace(/"([^"]*)"/g, (_, name: string) => q(name))})`);
+  }
+  return `create table ${q(table.name)} (${parts.join(', ')})`;
+}
+
+async function createDestinationTables(url: string, tables: DestinationTable[]): Promise<void> {
+  for (const table of tables) {
+    await mysqlSql(url, mysqlTableDdl(table));
+    for (const row of table.rows ?? []) {
+      await mysqlSql(url, `insert into ${q(table.name)} values (${row.map(() => '?').join(', ')})`, row);
+    }
+  }
+}
+
+describeDestinationContract('mysql', {
+  async create(fixture) {
+    const url = await createTestMysqlDatabase('destination');
+    await createDestinationTables(url, fixture.tables);
+    return {
+      destination: await MysqlDestination.connect({ url }),
+      rows: (table, orderBy) => mysqlSql<Record<string, Value>>(url, `select * from ${q(table)} order by ${q(orderBy)}`),
+    };
+  },
+  openUnreachable: () => MysqlDestination.connect({ url: 'mysql://crm:s3cret-pw@127.0.0.1:1/crm' }),
+  secret: 's3cret-pw',
+});
+
+// ---------------------------------------------------------------------------------------------
+// MySQL specifics: the source
+
+describe('MysqlSource', () => {
+  it('streams: the first batch arrives while the server is still sending, and memory never holds the result', async () => {
+    const url = await createTestMysqlDatabase('source_stream');
+    const rows = 200_000;
+    // 200,000 rows of ~500 bytes: about 100 MB if they were all held at once.
+    await mysqlSql(url, 'create table big (id int primary key, label varchar(600) not null)');
+    await mysqlSql(url, seriesInsert('big', rows, `concat(n, ' ', repeat('x', 490))`));
+    const source = await MysqlSource.connect({ url });
+    try {
+      const db = new URL(url).pathname.slice(1);
+      const running = async () => {
+        const [row] = await mysqlSql<{ n: number }>(
+          url,
+          `select count(*) as n from information_schema.processlist where db = ? and info like '%lockstep_stream_probe%' and id <> connection_id()`,
+          [db],
+        );
+        return Number(row?.n ?? 0);
+      };
+      const heapBefore = process.memoryUsage().heapUsed;
+      let peakGrowth = 0;
+      let count = 0;
+      let batches = 0;
+      let runningAtFirstBatch = -1;
+      for await (const batch of source.read('select id, label /* lockstep_stream_probe */ from big order by id', { batchSize: 500 })) {
+        if (batches === 0) runningAtFirstBatch = await running();
+        batches++;
+        for (const row of batch.rows) {
+          count++;
+          if (row[0] !== count) throw new Error(`row ${count} came as ${String(row[0])}`);
+        }
+        if (batches % 50 === 0) peakGrowth = Math.max(peakGrowth, process.memoryUsage().heapUsed - heapBefore);
+      }
+      expect(count).toBe(rows);
+      expect(batches).toBe(rows / 500);
+      // The server was still sending when the first batch came: the rows were not read in full first.
+      expect(runningAtFirstBatch).toBe(1);
+      // Far below the ~100 MB the whole result takes.
+      expect(peakGrowth).toBeLessThan(50 * 1024 * 1024);
+      expect(await running()).toBe(0);
+    } finally {
+      await source.close();
+    }
+  });
+
+  it('reads MySQL types as the other sources give them', async () => {
+    const url = await createTestMysqlDatabase('source_types');
+    await mysqlSql(
+      url,
+      `create table t (id int primary key, flag tinyint(1), small tinyint, b1 bit(1), b12 bit(12), big bigint unsigned, amount decimal(30,10),
+         doc json, at timestamp(6) null, local datetime, day date, tm time, yr year, f float, e enum('a','b'), raw varbinary(4), fixed char(3))`,
+    );
+    await mysqlSql(
+      url,
+      `insert into t values (1, 1, 7, b'1', b'101', 18446744073709551615, 12345678901234567890.1234567890, '{"b": [1, 2], "a": null}',
+         '2024-01-02 03:04:05.123456', '2024-01-02 03:04:05', '2024-01-02', '10:11:12', 2024, 0.1, 'b', x'00ff', 'ab'),
+         (2, 2, -1, b'0', b'0', 0, -0.5, '[]', null, null, null, null, null, null, null, null, null)`,
+    );
+    // The server's time zone does not matter: the source reads in UTC.
+    const source = await MysqlSource.connect({ url });
+    try {
+      const batch = await readAll(source, 'select * from t order by id');
+      expect(batch.rows).toEqual([
+        [1, true, 7, true, 5, '18446744073709551615', '12345678901234567890.1234567890', '{"b":[1,2],"a":null}', '2024-01-02T03:04:05.123456Z', '2024-01-02T03:04:05.000Z', '2024-01-02', '10:11:12', 2024, 0.1, 'b', 'AP8=', 'ab'],
+        [2, 2, -1, false, 0, 0, '-0.5000000000', '[]', null, null, null, null, null, null, null, null, null],
+      ]);
+    } finally {
+      await source.close();
+    }
+  });
+
+  it('refuses a query that writes (the session is read-only) as a query error', async () => {
+    const url = await createTestMysqlDatabase('source_readonly');
+    await mysqlSql(url, 'create table t (id int primary key)');
+    const source = await MysqlSource.connect({ url });
+    try {
+      const error = await failure(readAll(source, 'insert into t values (1)'));
+      expect(error.code).toBe(ErrorCode.Query);
+      expect(error.message).toMatch(/READ ONLY|read-only/i);
+      expect(await mysqlSql(url, 'select count(*) as n from t')).toEqual([{ n: '0' }]);
+    } finally {
+      await source.close();
+    }
+  });
+
+  it('reports bad credentials and an unknown database as connection errors, without the password', async () => {
+    const url = new URL(await createTestMysqlDatabase('source_auth'));
+    url.password = 'wrong-password';
+    const denied = await failure(MysqlSource.connect({ url: url.toString() }));
+    expect(denied.code).toBe(ErrorCode.Connection);
+    expect(denied.message).toContain(`${url.hostname}:${url.port}`);
+    expect(denied.message).toMatch(/Access denied .* — check the user name and password/);
+    expect(denied.message).not.toContain('wrong-password');
+
+    const missing = new URL(inject('mysqlUrl'));
+    missing.pathname = '/no_such_database';
+    const unknown = await failure(MysqlSource.connect({ url: missing.toString() }));
+    expect(unknown.code).toBe(ErrorCode.Connection);
+    expect(unknown.message).toMatch(/no_such_database.* — check the database name/);
+    expect(unknown.message).not.toContain(missing.password);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// MySQL specifics: the destination
+
+const CONTACT_COLUMNS = ['id', 'account_id', 'email', 'name', 'score'];
+
+async function crm(): Promise<{ url: string; destination: MysqlDestination }> {
+  const url = await createTestMysqlDatabase('destination_crm');
+  await mysqlSql(
+    url,
+    `create table accounts (id int primary key, name varchar(100) not null);
+     create table contacts (id int primary key, account_id int, email varchar(100) unique, name varchar(100) not null,
+       score int check (score >= 0), foreign key (account_id) references accounts (id));
+     insert into accounts values (1, 'Acme'), (2, 'Globex');
+     insert into contacts values (10, 1, 'taken@example.com', 'Existing', 5)`,
+  );
+  return { url, destination: await MysqlDestination.connect({ url }) };
+}
+
+const contact = (kind: WriteOperation['kind'], id: number, accountId: number | null, email: string | null, name: string | null, score = 1): WriteOperation => ({
+  kind,
+  key: [id],
+  values: kind === 'delete' ? [] : [id, accountId, email, name, score],
+});
+
+describe('MysqlDestination', () => {
+  it('rejects, inside one bulk batch, each row that breaks a foreign key, NOT NULL or unique rule alone, with MySQL`s message, and writes the rest', async () => {
+    const { url, destination } = await crm();
+    try {
+      const writer = await destination.prepare({ object: 'contacts', keyColumns: ['id'], columns: CONTACT_COLUMNS });
+      const bad = new Map<number, WriteOperation>([
+        [17, contact('upsert', 1017, 99, 'fk@example.com', 'No such account')],
+        [900, contact('upsert', 1900, 1, 'null@example.com', null)],
+        [1500, contact('upsert', 2500, 2, 'taken@example.com', 'Taken email')],
+      ]);
+      const batch = Array.from({ length: 2000 }, (_, i) => bad.get(i) ?? contact('upsert', 1000 + i, (i % 2) + 1, `user${i}@example.com`, `User ${i}`, i));
+      const outcomes = await writer.write(batch);
+      expect(outcomes.filter((o) => !o.ok)).toHaveLength(3);
+      expect(outcomes[17]).toEqual({
+        ok: false,
+        reason: expect.stringMatching(/^Cannot add or update a child row: a foreign key constraint fails \(.*contacts.*FOREIGN KEY \(`account_id`\) REFERENCES `accounts` \(`id`\)\)$/),
+      });
+      expect(outcomes[900]).toEqual({ ok: false, reason: "Column 'name' cannot be null (NOT NULL column)" });
+      expect(outcomes[1500]).toEqual({ ok: false, reason: expect.stringMatching(/^Duplicate entry 'taken@example.com' for key '(contacts\.)?email' \(duplicate key\)$/) });
+      expect(await mysqlSql(url, 'select count(*) as n from contacts')).toEqual([{ n: String(1 + 1997) }]);
+      // The email clash did not change the row that holds the email.
+      expect(await mysqlSql(url, 'select id, name from contacts where email = ?', ['taken@example.com'])).toEqual([{ id: 10, name: 'Existing' }]);
+    } finally {
+      await destination.close();
+    }
+  });
+
+  it('updates by key (a missing row rejected, keys compared as the column does), deletes many rows by key, and writes times, booleans and big keys', async () => {
+    const url = await createTestMysqlDatabase('destination_types');
+    await mysqlSql(
+      url,
+      `create table things (code varchar(20) collate utf8mb4_general_ci primary key, big bigint unsigned not null unique, at timestamp(3) null,
+         local datetime(6), day date, flag tinyint(1), label varchar(10))`,
+    );
+    const destination = await MysqlDestination.connect({ url });
+    try {
+      const writer = await destination.prepare({ object: 'things', keyColumns: ['code'], columns: ['code', 'big', 'at', 'local', 'day', 'flag', 'label'] });
+      const values = (code: string, big: Value, label: Value): Value[] => [code, big, '2024-01-02T03:04:05.678Z', '2024-01-02T05:04:05.123456+02:00', '2024-01-02T00:00:00.000Z', true, label];
+      expect(await writer.write([{ kind: 'insert', key: ['abc'], values: values('abc', '18446744073709551615', 'yes') }, { kind: 'insert', key: ['Def'], values: values('Def', 9007199254740993n.toString(), false) }])).toEqual([
+        { ok: true },
+        { ok: true },
+      ]);
+      expect(await mysqlSql(url, "select code, big, date_format(at, '%Y-%m-%d %H:%i:%s.%f') as at, local, day, flag, label from things order by code")).toEqual([
+        { code: 'abc', big: '18446744073709551615', at: '2024-01-02 03:04:05.678000', local: '2024-01-02 03:04:05.123456', day: '2024-01-02', flag: 1, label: 'yes' },
+        { code: 'Def', big: '9007199254740993', at: '2024-01-02 03:04:05.678000', local: '2024-01-02 03:04:05.123456', day: '2024-01-02', flag: 1, label: 'false' },
+      ]);
+      // The key column is case-insensitive: 'ABC' is the row 'abc', as `where code = 'ABC'` would find it.
+      const updated = await writer.write([
+        { kind: 'update', key: ['ABC'], values: ['ABC', '18446744073709551614', null, null, null, false, 'changed'] },
+        { kind: 'update', key: ['nope'], values: ['nope', 1, null, null, null, false, 'x'] },
+      ]);
+      expect(updated).toEqual([{ ok: true }, { ok: false, reason: 'no row with code = "nope" in "things"' }]);
+      expect(await mysqlSql(url, 'select code, big, flag, label from things order by code')).toEqual([
+        { code: 'abc', big: '18446744073709551614', flag: 0, label: 'changed' },
+        { code: 'Def', big: '9007199254740993', flag: 1, label: 'false' },
+      ]);
+
+      // Deletes go by key, many rows per statement, and a key of a missing row is fine.
+      const keyed = await destination.prepare({ object: 'things', keyColumns: ['big'], columns: ['big'] });
+      expect(await keyed.write([{ kind: 'delete', key: ['9007199254740993'], values: [] }, { kind: 'delete', key: ['9007199254740992'], values: [] }])).toEqual([
+        { ok: true },
+        { ok: true },
+      ]);
+      expect(await mysqlSql(url, 'select code from things')).toEqual([{ code: 'abc' }]);
+    } finally {
+      await destination.close();
+    }
+  });
+
+  it('rejects a value the column cannot hold, with the message, and writes the rest', async () => {
+    const url = await createTestMysqlDatabase('destination_strict');
+    await mysqlSql(url, 'create table scores (id int primary key, score int not null, note varchar(3))');
+    const destination = await MysqlDestination.connect({ url });
+    try {
+      const writer = await destination.prepare({ object: 'scores', keyColumns: ['id'], columns: ['id', 'score', 'note'] });
+      const outcomes = await writer.write([
+        { kind: 'upsert', key: [1], values: [1, 10, 'ok'] },
+        { kind: 'upsert', key: [2], values: [2, 'abc', null] },
+        { kind: 'upsert', key: [3], values: [3, 3, 'too long'] },
+        { kind: 'upsert', key: [4], values: [4, '40', null] },
+      ]);
+      expect(outcomes[0]).toEqual({ ok: true });
+      expect(outcomes[1]).toEqual({ ok: false, reason: expect.stringMatching(/^Incorrect integer value: 'abc' for column .*score/) });
+      expect(outcomes[2]).toEqual({ ok: false, reason: expect.stringMatching(/^Data too long for column 'note'$/) });
+      expect(outcomes[3]).toEqual({ ok: true });
+      expect(await mysqlSql(url, 'select id, score, note from scores order by id')).toEqual([
+        { id: 1, score: 10, note: 'ok' },
+        { id: 4, score: 40, note: null },
+      ]);
+    } finally {
+      await destination.close();
+    }
+  });
+
+  it('fails the batch as transient when its connection is killed, and writes again afterwards', async () => {
+    const { url, destination } = await crm();
+    const other = await mysql.createConnection({ uri: url });
+    try {
+      const writer = await destination.prepare({ object: 'contacts', keyColumns: ['id'], columns: CONTACT_COLUMNS });
+      // Another session holds the row: the batch waits for its lock, and is killed while it waits.
+      await other.query('start transaction');
+      await other.query('select * from contacts where id = 10 for update');
+      // Settled at once (it fails while the loop below still polls); checked after the kill.
+      const writing = writer.write([contact('update', 10, 2, 'taken@example.com', 'Waiting')]).then(
+        () => null,
+        (error: unknown) => error,
+      );
+      const db = new URL(url).pathname.slice(1);
+      let killed = false;
+      for (let attempt = 0; attempt < 200 && !killed; attempt++) {
+        const [blocked] = await mysqlSql<{ id: number }>(
+          url,
+          `select id from information_schema.processlist where db = ? and id <> connection_id() and info like 'update%'`,
+          [db],
+        );
+        if (blocked) {
+          await mysqlSql(url, `kill connection ${Number(blocked.id)}`);
+          killed = true;
+        } else await new Promise((resolve) => setTimeout(resolve, 25));
+      }
+      expect(killed).toBe(true);
+      const error = await writing;
+      expect(error).toBeInstanceOf(LockstepError);
+      expect(error).toMatchObject({ code: ErrorCode.Transient, retryable: true });
+      expect((error as LockstepError).message).toMatch(/Connection lost.* — the batch can be retried/);
+      await other.query('rollback');
+      expect(await writer.write([contact('update', 10, 2, 'taken@example.com', 'Written')])).toEqual([{ ok: true }]);
+      expect(await mysqlSql(url, 'select name from contacts where id = 10')).toEqual([{ name: 'Written' }]);
+    } finally {
+      await other.end();
+      await destination.close();
+    }
+  });
+
+  it('sorts MySQL and MariaDB failures: deadlocks and lock wait timeouts transient, rule breaks per row, access fatal', () => {
+    const error = (errno: number, sqlState: string, code = '') => Object.assign(new Error('x'), { errno, sqlState, code });
+    expect(classifyMysqlError(error(1213, '40001', 'ER_LOCK_DEADLOCK'))).toBe(MysqlFailure.Transient);
+    expect(classifyMysqlError(error(1205, 'HY000', 'ER_LOCK_WAIT_TIMEOUT'))).toBe(MysqlFailure.Transient);
+    expect(classifyMysqlError(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET', errno: -104 }))).toBe(MysqlFailure.Transient);
+    expect(classifyMysqlError(Object.assign(new Error('Connection lost: The server closed the connection.'), { code: 'PROTOCOL_CONNECTION_LOST' }))).toBe(
+      MysqlFailure.Transient,
+    );
+    expect(classifyMysqlError(error(3819, 'HY000'))).toBe(MysqlFailure.Data);
+    expect(classifyMysqlError(error(4025, '23000'))).toBe(MysqlFailure.Data);
+    expect(classifyMysqlError(error(1452, '23000'))).toBe(MysqlFailure.Data);
+    expect(classifyMysqlError(error(1045, '28000'))).toBe(MysqlFailure.Connection);
+    expect(classifyMysqlError(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED', errno: -111 }))).toBe(MysqlFailure.Connection);
+    expect(classifyMysqlError(error(1054, '42S22'))).toBe(MysqlFailure.Statement);
+  });
+
+  it('refuses a database-less URL with a message saying so', async () => {
+    const destination = await MysqlDestination.connect({ url: inject('mysqlUrl') });
+    try {
+      const error = await failure(destination.prepare({ object: 'contacts', keyColumns: ['id'], columns: ['id'] }));
+      expect(error.code).toBe(ErrorCode.Schema);
+      expect(error.message).toMatch(/names no database/);
+    } finally {
+      await destination.close();
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Deletes through a sync
+
+describe('MySQL destination in a sync', () => {
+  it('mirror deletes the rows that left the model, and deleteBehavior: delete does in upsert mode', async () => {
+    const url = await createTestMysqlDatabase('destination_mirror');
+    await mysqlSql(url, 'create table people (id int primary key, name varchar(50) not null); create table people2 (id int primary key, name varchar(50) not null)');
+    const dir = tempDir();
+    const warehouse = join(dir, 'warehouse.db');
+    sqlite(
+      warehouse,
+      `create table people (id integer primary key, name text);
+       with recursive s(v) as (select 1 union all select v + 1 from s where v < 50) insert into people select v, 'person ' || v from s`,
+    );
+    const registry = createConnectorRegistry();
+    if (!registry.kind('mysql')) registry.register(mysqlConnector);
+    const h = await startHarness({
+      dir,
+      definition: workspace({
+        sources: [source('warehouse', { path: 'warehouse.db' })],
+        destinations: [source('crm', { type: 'mysql', url })],
+        models: [model('people', 'warehouse', 'select id, name from people')],
+        syncs: [
+          sync('mirror', { model: 'people', destination: 'crm', object: 'people', mode: 'mirror', batchSize: 20 }),
+          sync('upsert-delete', { model: 'people', destination: 'crm', object: 'people2', mode: 'upsert', deleteBehavior: 'delete', batchSize: 20 }),
+        ],
+      }),
+      connectors: () => registry,
+    });
+    await using _ = h;
+    const run = async (slug: string) => {
+      const { run } = await h.app.worker.triggerSync(slug);
+      return h.app.worker.waitForSyncRun(run.id);
+    };
+    for (const slug of ['mirror', 'upsert-delete']) expect((await run(slug)).status).toBe('success');
+    expect(await mysqlSql(url, 'select (select count(*) from people) as a, (select count(*) from people2) as b')).toEqual([{ a: '50', b: '50' }]);
+
+    sqlite(warehouse, `delete from people where id % 10 = 0; update people set name = 'renamed' where id = 1`);
+    for (const slug of ['mirror', 'upsert-delete']) {
+      const second = await run(slug);
+      expect(second.status).toBe('success');
+      expect(second.successfulRows).toEqual({ addedCount: 0, changedCount: 1, removedCount: 5 });
+    }
+    for (const table of ['people', 'people2']) {
+      expect(await mysqlSql(url, `select count(*) as n, sum(id % 10 = 0) as gone from ${table}`)).toEqual([{ n: '45', gone: '0' }]);
+      expect(await mysqlSql(url, `select name from ${table} where id = 1`)).toEqual([{ name: 'renamed' }]);
+    }
+  });
+});
