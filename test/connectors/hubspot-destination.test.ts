@@ -7,6 +7,7 @@
  * multi-status, rate limits, faults, schema messages, deletes by recorded id, associations, and
  * the engine running companies then contacts in one sequence.
  */
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createConnectorRegistry } from '../../src/app.js';
@@ -21,6 +22,7 @@ import { encodeKey } from '../../src/core/keys.js';
 import { silentLogger } from '../../src/core/logger.js';
 import type { Destination, RateLimiter, RowOutcome, Value, WriteOperation, WriteTarget } from '../../src/core/ports.js';
 import type { SyncDef } from '../../src/core/workspace.js';
+import { loadWorkspace } from '../../src/workspace/load-workspace.js';
 import { member, model, sequence, source, sync, workspace } from '../helpers/definitions.js';
 import { sqlite, startHarness, tempDir } from '../helpers/harness.js';
 import { HUBSPOT_FAULTS, startHubSpotStandIn, type HubSpotStandIn, type HubSpotStandInOptions } from '../standins/hubspot-standin.js';
@@ -29,6 +31,7 @@ const TOKEN = 'pat-na1-0b5e3c1d-secret-token';
 
 /** A limiter that records what the destination tells it. */
 interface SpyLimiter extends RateLimiter {
+  scheduled: number;
   pauses: number[];
   observed: Array<[remaining: number, windowMs: number]>;
 }
@@ -36,9 +39,13 @@ interface SpyLimiter extends RateLimiter {
 function spyLimiter(): SpyLimiter {
   const real = createRateLimiter({ requestsPerSecond: null, concurrency: null });
   const spy: SpyLimiter = {
+    scheduled: 0,
     pauses: [],
     observed: [],
-    schedule: (task) => real.schedule(task),
+    schedule(task) {
+      spy.scheduled++;
+      return real.schedule(task);
+    },
     pauseUntil(until) {
       spy.pauses.push(until);
       real.pauseUntil(until);
@@ -133,6 +140,68 @@ describe('HubSpot destination', () => {
       expect(
         hubspotSyncSettings.parse({ idProperty: 'email', associations: [{ object: 'companies', from: 'company_id', lookup: { sync: 'c' } }] }).associations[0],
       ).toEqual({ object: 'companies', from: 'company_id', lookup: { sync: 'c' }, category: 'HUBSPOT_DEFINED' });
+    });
+  });
+
+  describe('in a workspace file', () => {
+    const yaml = (contactsSync: string) => `
+sources:
+  warehouse: { type: sqlite, path: warehouse.db }
+destinations:
+  hubspot: { type: hubspot, accessToken: "\${HUBSPOT_TOKEN}", requestsPerSecond: 10 }
+models:
+  companies: { source: warehouse, primaryKey: id, query: "select id, name, domain from companies" }
+  people: { source: warehouse, primaryKey: email, query: "select email, firstname, company_id from people" }
+syncs:
+  companies-to-hubspot:
+    model: companies
+    destination: hubspot
+    object: companies
+    mode: upsert
+    mappings: [ { from: id, to: external_id } ]
+    idProperty: external_id
+${contactsSync}
+sequences:
+  crm:
+    members: [ { sync: companies-to-hubspot }, { sync: contacts-to-hubspot } ]
+`;
+    const load = async (text: string) => {
+      const dir = tempDir();
+      writeFileSync(join(dir, 'lockstep.yaml'), text);
+      return loadWorkspace(dir, { HUBSPOT_TOKEN: TOKEN }, createConnectorRegistry().register(hubspotConnector));
+    };
+
+    it('validates the documented example: settings next to the sync fields, associations with lookup', async () => {
+      const result = await load(
+        yaml(`  contacts-to-hubspot:
+    model: people
+    destination: hubspot
+    object: contacts
+    mode: mirror
+    idProperty: email
+    associations:
+      - { object: companies, from: company_id, lookup: { sync: companies-to-hubspot } }`),
+      );
+      expect(result.diagnostics).toEqual([]);
+      expect(result.warnings).toEqual([]);
+      const contacts = result.definition?.syncs.find((s) => s.slug === 'contacts-to-hubspot');
+      expect(contacts?.settings).toEqual({ idProperty: 'email', associations: [{ object: 'companies', from: 'company_id', lookup: { sync: 'companies-to-hubspot' } }] });
+    });
+
+    it('reports a misspelt parent sync and a missing idProperty at their lines', async () => {
+      const result = await load(
+        yaml(`  contacts-to-hubspot:
+    model: people
+    destination: hubspot
+    object: contacts
+    mode: upsert
+    associations:
+      - { object: companies, from: company_id, lookup: { sync: company-to-hubspot } }`),
+      );
+      expect(result.diagnostics.map((d) => `${d.path}: ${d.message}`)).toEqual([
+        'syncs.contacts-to-hubspot.idProperty: missing idProperty',
+        'syncs.contacts-to-hubspot.associations[0].lookup.sync: unknown sync "company-to-hubspot" (did you mean "companies-to-hubspot"?)',
+      ]);
     });
   });
 
@@ -405,6 +474,14 @@ describe('HubSpot destination', () => {
       expect(hub.records('contacts')).toHaveLength(1);
     });
 
+    it('a dropped connection is a retryable error', async () => {
+      const writer = await destination.prepare(contactsTarget());
+      hub.failNext(1, HUBSPOT_FAULTS.connectionReset);
+      const error = await failure(writer.write([op('upsert', 'a', ['a@example.com', 'A'])]));
+      expect(error.retryable).toBe(true);
+      expect(error.message).toMatch(/^HubSpot request failed while upserting contacts \(/);
+    });
+
     it('a request that gets no answer times out as a retryable error', async () => {
       await destination.close();
       destination = await openHubSpot(hub, { timeoutSeconds: 0.3 });
@@ -457,8 +534,11 @@ describe('HubSpot destination', () => {
       destination = await openHubSpot(hub, {}, limiter);
       const writer = await destination.prepare(contactsTarget());
       const started = Date.now();
+      expect(writer.concurrentWrites).toBe(4);
       for (let i = 0; i < 9; i++) expect((await writer.write([op('upsert', `c${i}`, [`c${i}@example.com`, 'C'])]))[0]?.ok).toBe(true);
       expect(hub.stats().rateLimited).toBe(0);
+      // Every request took its turn from the connection's limiter.
+      expect(limiter.scheduled).toBe(10);
       expect(limiter.observed[0]).toEqual([3, 400]);
       // 10 requests with 4 per 400 ms: at least two waits for the window.
       expect(Date.now() - started).toBeGreaterThanOrEqual(700);

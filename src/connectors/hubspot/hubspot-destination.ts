@@ -434,11 +434,10 @@ class HubSpotWriter implements DestinationWriter {
         refuse(row.index, errorText(error));
       }
     }
-    for (const row of rows) {
-      if (settled.has(row)) continue;
-      // Not mentioned by HubSpot: refused with an error it did not attribute, else sent again.
-      if (untraced.length > 0) refuse(row.index, errorText(untraced[0]));
-    }
+    // Rows HubSpot did not mention: refused with the errors it did not attribute, else (no
+    // outcome) sent again by the engine.
+    const unattributed = [...new Set(untraced.map(errorText))].join(' | ');
+    for (const row of rows) if (!settled.has(row) && unattributed !== '') refuse(row.index, unattributed);
     return written;
   }
 
@@ -467,8 +466,10 @@ class HubSpotWriter implements DestinationWriter {
         for (const row of chunk) {
           const parent = row.parents[n] as string;
           if (made.has(`${row.recordId}→${parent}`)) continue;
+          // An error naming neither end is this row's only when it is the only one.
           const error =
-            errors.find((e) => mentions(e, 'fromObjectId', row.recordId as string) || mentions(e, 'toObjectId', parent)) ?? errors[0];
+            errors.find((e) => mentions(e, 'fromObjectId', row.recordId as string) || mentions(e, 'toObjectId', parent)) ??
+            (errors.length === 1 ? errors[0] : undefined);
           const value = row.op.values[association.column as number];
           refuse(
             row.index,
