@@ -136,7 +136,9 @@ describe('HubSpot destination', () => {
         associations: [{ object: 'pets', from: 'pet_id', lookup: { sync: 'pets-to-hubspot' } }],
       });
       expect(issues[0]?.path).toEqual(['associations', 0, 'type']);
-      expect(issues[0]?.message).toMatch(/no default association type to "pets" — set type/);
+      expect(issues[0]?.message).toBe(
+        'HubSpot has no default association type to "pets"\u001fset type to the association type id (GET /crm/v4/associations/{object}/pets/labels lists them)',
+      );
       expect(
         hubspotSyncSettings.parse({ idProperty: 'email', associations: [{ object: 'companies', from: 'company_id', lookup: { sync: 'c' } }] }).associations[0],
       ).toEqual({ object: 'companies', from: 'company_id', lookup: { sync: 'c' }, category: 'HUBSPOT_DEFINED' });
@@ -196,11 +198,13 @@ sequences:
     object: contacts
     mode: upsert
     associations:
-      - { object: companies, from: company_id, lookup: { sync: company-to-hubspot } }`),
+      - { object: companies, from: company_id, lookup: { sync: company-to-hubspot } }
+      - { object: pets, from: pet_id, lookup: { sync: companies-to-hubspot } }`),
       );
-      expect(result.diagnostics.map((d) => `${d.path}: ${d.message}`)).toEqual([
-        'syncs.contacts-to-hubspot.idProperty: missing idProperty',
-        'syncs.contacts-to-hubspot.associations[0].lookup.sync: unknown sync "company-to-hubspot" (did you mean "companies-to-hubspot"?)',
+      expect(result.diagnostics.map((d) => `${d.path}: ${d.message}${d.hint ? ` (hint: ${d.hint})` : ''}`)).toEqual([
+        expect.stringMatching(/^syncs\.contacts-to-hubspot\.idProperty: missing idProperty/),
+        expect.stringMatching(/^syncs\.contacts-to-hubspot\.associations\[0\]\.lookup\.sync: unknown sync "company-to-hubspot" \(did you mean "companies-to-hubspot"\?\)/),
+        'syncs.contacts-to-hubspot.associations[1].type: HubSpot has no default association type to "pets" (hint: set type to the association type id (GET /crm/v4/associations/{object}/pets/labels lists them))',
       ]);
     });
   });

@@ -25,6 +25,7 @@ import { distance } from 'fastest-levenshtein';
 import { withBackoff, type BackoffPolicy } from '../../core/backoff.js';
 import type { ConnectorContext } from '../../core/connector-kind.js';
 import { assertNever, ErrorCode, LockstepError } from '../../core/errors.js';
+import { splitHint } from '../../core/hints.js';
 import { encodeKey } from '../../core/keys.js';
 import type { Clock, Destination, DestinationCapabilities, DestinationWriter, RowOutcome, Value, WriteOperation, WriteTarget } from '../../core/ports.js';
 import { HubSpotClient, type HubSpotBatchAnswer, type HubSpotError, type HubSpotObject, type HubSpotProperty } from './hubspot-client.js';
@@ -89,9 +90,10 @@ export class HubSpotDestination implements Destination {
     const parsed = hubspotSyncSettings.safeParse(target.settings ?? {});
     if (!parsed.success) {
       const first = parsed.error.issues[0];
+      const { message, hint } = splitHint(first?.message ?? 'invalid');
       throw new LockstepError(
         ErrorCode.Validation,
-        `sync "${sync}": setting ${first?.path.join('.') || '(settings)'}: ${first?.message ?? 'invalid'} — fix it in the sync's definition (lockstep validate shows every problem)`,
+        `sync "${sync}": setting ${first?.path.join('.') || '(settings)'}: ${message} — ${hint ?? "fix it in the sync's definition"} (lockstep validate shows every problem)`,
       );
     }
     const settings = parsed.data;

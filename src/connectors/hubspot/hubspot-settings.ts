@@ -4,6 +4,7 @@
  * plus what HubSpot itself defines about its standard objects.
  */
 import { z } from 'zod';
+import { hinted } from '../../core/hints.js';
 import { urlSetting } from '../settings.js';
 
 /** HubSpot's own API root. */
@@ -12,7 +13,7 @@ export const HUBSPOT_API_URL = 'https://api.hubapi.com';
 export const hubspotConnectionSettings = z.strictObject({
   accessToken: z
     .string()
-    .min(1, { error: 'accessToken is empty — give the private app\'s access token, e.g. "${HUBSPOT_TOKEN}"' })
+    .min(1, { error: hinted('accessToken is empty', 'give the private app\'s access token, e.g. "${HUBSPOT_TOKEN}"') })
     .meta({ description: 'A private app\'s access token (Settings › Integrations › Private apps), with the crm.objects.*.read/write and crm.schemas.*.read scopes of the objects synced; usually "${HUBSPOT_TOKEN}".' }),
   baseUrl: urlSetting(['https:', 'http:'], HUBSPOT_API_URL, `Where HubSpot's API is (default: ${HUBSPOT_API_URL}); another URL only for a proxy or a test stand-in.`).default(HUBSPOT_API_URL),
   requestsPerSecond: z
@@ -140,7 +141,10 @@ const association = z
       ctx.addIssue({
         code: 'custom',
         path: ['type'],
-        message: `HubSpot has no default association type to "${value.object}" — set type to the association type id (Settings › Objects › ${value.object} › Associations, or GET /crm/v4/associations/{from}/${value.object}/labels)`,
+        message: hinted(
+          `HubSpot has no default association type to "${value.object}"`,
+          `set type to the association type id (GET /crm/v4/associations/{object}/${value.object}/labels lists them)`,
+        ),
       });
     }
   });
@@ -148,7 +152,7 @@ const association = z
 export const hubspotSyncSettings = z.strictObject({
   idProperty: z
     .string()
-    .min(1, { error: 'idProperty is empty — name the unique property records are matched on, e.g. email for contacts' })
+    .min(1, { error: hinted('idProperty is empty', 'name the unique property records are matched on, e.g. email for contacts') })
     .meta({
       description:
         "The object's unique-value property records are matched on (e.g. `email` for contacts, or a custom unique `external_id`); the sync's primary key column is written to it.",
