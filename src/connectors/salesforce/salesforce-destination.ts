@@ -1,0 +1,528 @@
+/**
+ * The Salesforce destination: a sync's rows upserted into an sObject by an external id field.
+ *
+ * - **sObject Collections** (`PATCH composite/sobjects/{object}/{externalIdField}`, 200 records a
+ *   call, `allOrNone: false`): each record's `{success, errors}` is its row's outcome
+ *   (`statusCode: message`), several calls at once through the connection's shared limiter.
+ * - **Bulk API 2.0** when a run plans more than the sync's `bulkThreshold` rows (the writer asks to
+ *   see that many planned rows first, `planAhead`, and then takes batches of `bulkJobSize`): one
+ *   ingest job per batch (salesforce-bulk.ts).
+ * - A parent named by its external id (`to: Account.External_Id__c`) goes nested,
+ *   `{"Account": {"External_Id__c": "A-1"}}` (CSV header `Account.External_Id__c`): Salesforce
+ *   resolves it or rejects the child with its own error, and the row is tried again next run.
+ * - Modes: `upsert` and `mirror` upsert; `insert` upserts the rows never delivered (what the engine
+ *   sends as inserts), so a record that already has the external id is updated, not duplicated, and
+ *   a batch re-sent after a crash is harmless; `update` writes only rows whose record exists — an id
+ *   this sync recorded, or one found by external id with a SOQL query — and rejects the others
+ *   ("no Account with External_Id__c = 'A-9'"), retried on later runs.
+ * - Deletes (`DELETE composite/sobjects?ids=…&allOrNone=false`, 200 ids a call) use the ids this
+ *   sync recorded, or look them up by external id; a record already gone counts as deleted.
+ *
+ * Every delivered row reports its record's Salesforce Id, which the engine records for lookups.
+ */
+import type { ConnectorContext } from '../../core/connector-kind.js';
+import { ErrorCode, LockstepError } from '../../core/errors.js';
+import { encodeKey } from '../../core/keys.js';
+import type { ApiUsage } from '../../core/runs.js';
+import type { Destination, DestinationCapabilities, DestinationWriter, Logger, RowOutcome, Value, WriteOperation, WriteTarget } from '../../core/ports.js';
+import { BulkIngest, RETRYABLE_RECORD_CODES, csvLine } from './salesforce-bulk.js';
+import { SalesforceClient, isRecord, type SalesforceAnswer, type SalesforceRequest } from './salesforce-client.js';
+import {
+  closest,
+  csvHeader,
+  isNumberField,
+  isTextField,
+  parseDescribe,
+  planTarget,
+  type FieldDescribe,
+  type SObjectDescribe,
+  type TargetPlan,
+} from './salesforce-fields.js';
+import { apiVersionNumber, salesforceSyncSettings, type SalesforceConnectionSettings, type SalesforceSyncSettings } from './salesforce-settings.js';
+
+/** What every Salesforce destination can do. */
+export const SALESFORCE_CAPABILITIES: DestinationCapabilities = { deletes: true, upsert: true, maxBatchSize: 200, recordIds: true };
+
+/** Records or ids one sObject Collections call takes at most. */
+const COLLECTION_LIMIT = 200;
+/** Characters of URL-encoded values one SOQL lookup carries at most (Salesforce refuses URIs past 16,384 bytes). */
+const SOQL_VALUES_BUDGET = 12_000;
+/** Record errors of a delete that mean the record is already gone. */
+const GONE_CODES = new Set(['ENTITY_IS_DELETED', 'INVALID_CROSS_REFERENCE_KEY']);
+const API_NAME = /^[A-Za-z][A-Za-z0-9_]*$/;
+
+export class SalesforceDestination implements Destination {
+  readonly capabilities = SALESFORCE_CAPABILITIES;
+  private readonly describes = new Map<string, Promise<SObjectDescribe | null>>();
+  private readonly bulk: BulkIngest;
+
+  private constructor(
+    private readonly client: SalesforceClient,
+    private readonly settings: SalesforceConnectionSettings,
+    private readonly logger: Logger,
+    context: Pick<ConnectorContext, 'clock' | 'backoff'>,
+  ) {
+    this.bulk = new BulkIngest({ client, clock: context.clock, logger, backoff: context.backoff, jobTimeoutMs: settings.bulkJobTimeoutMinutes * 60_000 });
+  }
+
+  /** Logs in (a wrong credential is a fatal error naming loginUrl and the fix); no other call is made yet. */
+  static async open(settings: SalesforceConnectionSettings, context: Pick<ConnectorContext, 'slug' | 'clock' | 'logger' | 'backoff' | 'rateLimiter'>): Promise<SalesforceDestination> {
+    const limiter = context.rateLimiter({ requestsPerSecond: null, concurrency: settings.concurrency });
+    const client = await SalesforceClient.connect({
+      slug: context.slug,
+      loginUrl: settings.loginUrl,
+      clientId: settings.clientId,
+      clientSecret: settings.clientSecret,
+      apiVersion: apiVersionNumber(settings.apiVersion),
+      concurrency: settings.concurrency,
+      timeoutMs: settings.timeoutMs,
+      limiter,
+      clock: context.clock,
+      logger: context.logger,
+      backoff: context.backoff,
+    });
+    return new SalesforceDestination(client, settings, context.logger, context);
+  }
+
+  /** The org's API budget from the last `Sforce-Limit-Info`, and the calls this connection made. */
+  apiUsage(): ApiUsage | null {
+    return this.client.usage();
+  }
+
+  async prepare(target: WriteTarget): Promise<DestinationWriter> {
+    const sync = target.sync ? `sync "${target.sync}"` : `the sync writing to ${target.object}`;
+    const parsed = salesforceSyncSettings.safeParse(target.settings ?? {});
+    if (!parsed.success) {
+      const first = parsed.error.issues[0];
+      throw new LockstepError(
+        ErrorCode.Validation,
+        `${sync}: setting ${first?.path.join('.') || '(settings)'}: ${first?.message.replace('\u001f', ' — ') ?? 'invalid'} — a sync to Salesforce sets externalIdField, e.g. externalIdField: External_Id__c`,
+      );
+    }
+    const object = API_NAME.test(target.object) ? await this.describeObject(target.object) : null;
+    if (!object) {
+      const near = await this.nearestObject(target.object);
+      throw new LockstepError(
+        ErrorCode.Schema,
+        `${sync} writes to sObject "${target.object}", which ${this.client.name} does not have${near ? ` (did you mean "${near}"?)` : ''} — set the sync's object to an sObject's API name, e.g. Account, Contact or Invoice__c (custom objects end in __c), and check that the connected app's Run As user can see it`,
+      );
+    }
+    const plan = await planTarget({
+      sync,
+      object,
+      externalIdField: parsed.data.externalIdField,
+      keyColumns: target.keyColumns,
+      columns: target.columns,
+      describe: (name) => this.describeObject(name),
+    });
+    return new SalesforceWriter({
+      client: this.client,
+      bulk: this.bulk,
+      logger: this.logger,
+      target,
+      plan,
+      settings: parsed.data,
+      concurrency: this.settings.concurrency,
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.client.close();
+  }
+
+  /** An sObject's describe (once per connection), or null when the org has no such object. */
+  private describeObject(name: string): Promise<SObjectDescribe | null> {
+    const key = name.toLowerCase();
+    let described = this.describes.get(key);
+    if (!described) {
+      const request: SalesforceRequest = { method: 'GET', path: `sobjects/${encodeURIComponent(name)}/describe`, what: `describe ${name}` };
+      described = this.client.call(request).then((answer) => {
+        if (answer.ok) return parseDescribe(answer.body, this.client.describe(request));
+        if (answer.status === 404) return null;
+        throw requestError(this.client, request, answer);
+      });
+      // A failure is not kept: the next prepare asks again.
+      described.catch(() => this.describes.delete(key));
+      this.describes.set(key, described);
+    }
+    return described;
+  }
+
+  /** The org's sObject nearest to a misspelt name (Describe Global), when the org answers it. */
+  private async nearestObject(name: string): Promise<string | undefined> {
+    try {
+      const answer = await this.client.call({ method: 'GET', path: 'sobjects', what: 'list the org\'s sObjects' });
+      if (!answer.ok || !isRecord(answer.body) || !Array.isArray(answer.body.sobjects)) return undefined;
+      const names = answer.body.sobjects.filter(isRecord).flatMap((o) => (typeof o.name === 'string' ? [o.name] : []));
+      return closest(name, names);
+    } catch {
+      return undefined;
+    }
+  }
+}
+
+interface WriterOptions {
+  client: SalesforceClient;
+  bulk: BulkIngest;
+  logger: Logger;
+  target: WriteTarget;
+  plan: TargetPlan;
+  settings: SalesforceSyncSettings;
+  concurrency: number;
+}
+
+/** A part of a batch written by one call (or one bulk upsert): its rows' outcomes, by row of the batch. */
+interface WriteUnit {
+  rows: number[];
+  run: () => Promise<Array<[row: number, outcome: RowOutcome]>>;
+}
+
+class SalesforceWriter implements DestinationWriter {
+  readonly planAhead: number | undefined;
+  private bulkMode: boolean;
+  private readonly object: string;
+  private readonly externalId: FieldDescribe;
+  private readonly sync: string;
+
+  constructor(private readonly options: WriterOptions) {
+    const threshold = options.settings.bulkThreshold;
+    // A threshold of 0 means every run goes through Bulk API 2.0; there is nothing to wait for.
+    this.planAhead = threshold > 0 ? threshold : undefined;
+    this.bulkMode = threshold === 0;
+    this.object = options.plan.object;
+    this.externalId = options.plan.externalId;
+    this.sync = options.target.sync ?? options.target.object;
+  }
+
+  get concurrentWrites(): number {
+    return this.options.concurrency;
+  }
+
+  /** Bulk jobs take `bulkJobSize` rows; collections take the sync's batchSize (at most 200, the engine's cap). */
+  get batchSize(): number | undefined {
+    return this.bulkMode ? this.options.settings.bulkJobSize : undefined;
+  }
+
+  plan(planned: { rows: number; complete: boolean }): void {
+    this.bulkMode = planned.rows > this.options.settings.bulkThreshold;
+    this.options.logger.info(this.bulkMode ? 'salesforce run writes through Bulk API 2.0' : 'salesforce run writes through sObject Collections', {
+      sync: this.sync,
+      object: this.object,
+      planned: planned.complete ? planned.rows : `more than ${this.options.settings.bulkThreshold}`,
+    });
+  }
+
+  async write(batch: WriteOperation[]): Promise<RowOutcome[]> {
+    if (batch.length === 0) return [];
+    const outcomes: Array<RowOutcome | undefined> = new Array(batch.length);
+    const sends: number[] = [];
+    const updates: number[] = [];
+    const deletes: number[] = [];
+    batch.forEach((op, i) => {
+      if (op.kind === 'delete') return deletes.push(i);
+      const key = op.key[0] ?? null;
+      if (key === null || key === '') {
+        outcomes[i] = { ok: false, reason: `${this.externalId.name} is empty: a record is upserted by its external id, so the model's key must have a value` };
+        return;
+      }
+      (op.kind === 'update' ? updates : sends).push(i);
+    });
+    if (updates.length > 0) {
+      // Update mode never creates: a row goes only when its record exists.
+      const existing = await this.existingIds(updates.map((i) => (batch[i] as WriteOperation).key));
+      for (const i of updates) {
+        const key = (batch[i] as WriteOperation).key;
+        if (existing.has(encodeKey(key))) sends.push(i);
+        else {
+          outcomes[i] = {
+            ok: false,
+            reason: `no ${this.object} with ${this.externalId.name} = ${soqlLiteral(this.externalId, key[0] ?? null)} (mode update does not create records; the row is tried again on the next run)`,
+          };
+        }
+      }
+      sends.sort((a, b) => a - b);
+    }
+    const units: WriteUnit[] = [];
+    if (sends.length > 0) {
+      if (this.bulkMode) units.push({ rows: sends, run: () => this.bulkUpsert(batch, sends) });
+      else for (const rows of chunks(sends, COLLECTION_LIMIT)) units.push({ rows, run: () => this.collectionsUpsert(batch, rows) });
+    }
+    if (deletes.length > 0) units.push(...(await this.deleteUnits(batch, deletes, outcomes)));
+    await this.settle(units, outcomes);
+    return outcomes.map((outcome, i) => {
+      if (outcome) return outcome;
+      throw new LockstepError(ErrorCode.Internal, `${this.options.client.name}: no outcome for row ${i} of a batch of ${batch.length} (a bug in Lockstep's Salesforce writer)`);
+    });
+  }
+
+  /**
+   * Runs the units at once (the limiter paces them). A fatal failure is thrown; when every unit
+   * failed transiently the batch fails as a whole (the engine retries it); otherwise the rows of a
+   * unit that failed transiently are answered retryable and the engine sends only them again.
+   */
+  private async settle(units: WriteUnit[], outcomes: Array<RowOutcome | undefined>): Promise<void> {
+    const settled = await Promise.allSettled(units.map((unit) => unit.run()));
+    const failures = settled.flatMap((s) => (s.status === 'rejected' ? [s.reason as unknown] : []));
+    const fatal = failures.find((reason) => !(reason instanceof LockstepError && reason.retryable));
+    if (fatal !== undefined) throw fatal;
+    if (failures.length > 0 && failures.length === units.length) {
+      const first = failures[0] as LockstepError;
+      const retryAfterSeconds = Math.max(...failures.map((f) => (f as LockstepError).retryAfterSeconds ?? 0));
+      throw new LockstepError(first.code, first.message, { retryable: true, retryAfterSeconds: retryAfterSeconds > 0 ? retryAfterSeconds : undefined, cause: first.cause });
+    }
+    settled.forEach((s, n) => {
+      if (s.status === 'fulfilled') {
+        for (const [row, outcome] of s.value) outcomes[row] = worse(outcomes[row], outcome);
+        return;
+      }
+      const error = s.reason as LockstepError;
+      for (const row of (units[n] as WriteUnit).rows) {
+        outcomes[row] = worse(outcomes[row], { ok: false, reason: error.message, retryable: true, retryAfterSeconds: error.retryAfterSeconds });
+      }
+    });
+  }
+
+  /** One sObject Collections upsert of at most 200 rows. */
+  private async collectionsUpsert(batch: WriteOperation[], rows: number[]): Promise<Array<[number, RowOutcome]>> {
+    const { client } = this.options;
+    const request: SalesforceRequest = {
+      method: 'PATCH',
+      path: `composite/sobjects/${this.object}/${this.externalId.name}`,
+      what: `upsert ${rows.length} ${this.object} records by ${this.externalId.name}`,
+      json: { allOrNone: false, records: rows.map((i) => this.record(batch[i] as WriteOperation)) },
+    };
+    const answer = await client.call(request);
+    if (!answer.ok) throw requestError(client, request, answer);
+    const results = answer.body;
+    if (!Array.isArray(results) || results.length !== rows.length) {
+      throw new LockstepError(
+        ErrorCode.Internal,
+        `${client.describe(request)} answered ${Array.isArray(results) ? `${results.length} results` : 'no array of results'} for ${rows.length} records sent: ${JSON.stringify(results)?.slice(0, 200)}`,
+      );
+    }
+    return rows.map((row, n) => [row, recordOutcome(results[n], client)]);
+  }
+
+  /** A record for sObject Collections: fields by API name, parents by external id nested under their relationship. */
+  private record(op: WriteOperation): Record<string, unknown> {
+    const record: Record<string, unknown> = { attributes: { type: this.object } };
+    this.options.plan.columns.forEach((column, i) => {
+      const value = op.values[i] ?? null;
+      if (column.kind === 'field') record[column.field.name] = jsonValue(column.field, value);
+      else if (value === null || value === '') record[column.reference.name] = null;
+      else {
+        const nested = isRecord(record[column.relationship]) ? (record[column.relationship] as Record<string, unknown>) : {};
+        record[column.relationship] = { ...nested, [column.parentField.name]: jsonValue(column.parentField, value) };
+      }
+    });
+    return record;
+  }
+
+  private async bulkUpsert(batch: WriteOperation[], rows: number[]): Promise<Array<[number, RowOutcome]>> {
+    const { plan } = this.options;
+    const keyColumn = plan.keyColumn;
+    const lines: string[] = new Array(rows.length);
+    const keys: string[] = new Array(rows.length);
+    rows.forEach((row, n) => {
+      const op = batch[row] as WriteOperation;
+      lines[n] = csvLine(plan.columns.map((_, i) => csvText(op.values[i] ?? null)));
+      keys[n] = csvText(keyColumn >= 0 ? (op.values[keyColumn] ?? null) : (op.key[0] ?? null));
+    });
+    const outcomes = await this.options.bulk.upsert({
+      object: this.object,
+      externalIdField: this.externalId.name,
+      header: plan.columns.map(csvHeader),
+      lines,
+      keys,
+    });
+    return rows.map((row, n) => [row, outcomes[n] as RowOutcome]);
+  }
+
+  /** The delete calls for rows leaving the model: their records' ids (recorded, or looked up), 200 a call. */
+  private async deleteUnits(batch: WriteOperation[], deletes: number[], outcomes: Array<RowOutcome | undefined>): Promise<WriteUnit[]> {
+    const ids = await this.existingIds(deletes.map((i) => (batch[i] as WriteOperation).key));
+    const byId = new Map<string, number[]>();
+    for (const row of deletes) {
+      const found = ids.get(encodeKey((batch[row] as WriteOperation).key));
+      // Neither recorded nor found: the record is already gone, which is what a delete wants.
+      if (!found || found.length === 0) {
+        outcomes[row] = { ok: true };
+        continue;
+      }
+      for (const id of found) {
+        const rows = byId.get(id);
+        if (rows) rows.push(row);
+        else byId.set(id, [row]);
+      }
+    }
+    return chunks([...byId.keys()], COLLECTION_LIMIT).map((chunk) => ({
+      rows: [...new Set(chunk.flatMap((id) => byId.get(id) ?? []))],
+      run: () => this.collectionsDelete(chunk, byId),
+    }));
+  }
+
+  private async collectionsDelete(ids: string[], byId: Map<string, number[]>): Promise<Array<[number, RowOutcome]>> {
+    const { client } = this.options;
+    const request: SalesforceRequest = {
+      method: 'DELETE',
+      path: `composite/sobjects?ids=${ids.map(encodeURIComponent).join(',')}&allOrNone=false`,
+      what: `delete ${ids.length} ${this.object} records`,
+    };
+    const answer = await client.call(request);
+    if (!answer.ok) throw requestError(client, request, answer);
+    const results = answer.body;
+    if (!Array.isArray(results) || results.length !== ids.length) {
+      throw new LockstepError(ErrorCode.Internal, `${client.describe(request)} answered ${Array.isArray(results) ? `${results.length} results` : 'no array of results'} for ${ids.length} ids sent`);
+    }
+    const out: Array<[number, RowOutcome]> = [];
+    ids.forEach((id, n) => {
+      const outcome = recordOutcome(results[n], client);
+      const gone = !outcome.ok && [...GONE_CODES].some((code) => outcome.reason.startsWith(`${code}:`));
+      for (const row of byId.get(id) ?? []) out.push([row, gone || outcome.ok ? { ok: true } : outcome]);
+    });
+    return out;
+  }
+
+  /**
+   * The ids of the records of `keys` (encoded key → ids): those this sync recorded, the others
+   * looked up by external id with SOQL (several at once, within Salesforce's URI limit).
+   */
+  private async existingIds(keys: Value[][]): Promise<Map<string, string[]>> {
+    const { target } = this.options;
+    const encoded = keys.map((key) => encodeKey(key));
+    const recorded = target.recordIds && target.sync ? await target.recordIds(target.sync, encoded) : new Map<string, string>();
+    const found = new Map<string, string[]>();
+    // The keys still to find, by the external id as Salesforce compares it.
+    const wanted = new Map<string, { literal: string; keys: string[] }>();
+    keys.forEach((key, i) => {
+      const k = encoded[i] as string;
+      const id = recorded.get(k);
+      if (id !== undefined) return found.set(k, [id]);
+      const value = key[0] ?? null;
+      if (value === null || (isNumberField(this.externalId) && !Number.isFinite(Number(value)))) return;
+      const match = matchText(this.externalId, value);
+      const entry = wanted.get(match);
+      if (entry) entry.keys.push(k);
+      else wanted.set(match, { literal: soqlLiteral(this.externalId, value), keys: [k] });
+    });
+    if (wanted.size === 0) return found;
+    const field = this.externalId.name;
+    const groups: string[][] = [[]];
+    let size = 0;
+    for (const { literal } of wanted.values()) {
+      const cost = encodeURIComponent(literal).length + 3;
+      if (size + cost > SOQL_VALUES_BUDGET && (groups.at(-1) as string[]).length > 0) {
+        groups.push([]);
+        size = 0;
+      }
+      (groups.at(-1) as string[]).push(literal);
+      size += cost;
+    }
+    const answers = await Promise.all(
+      groups.map((group) => this.query(`SELECT Id, ${field} FROM ${this.object} WHERE ${field} IN (${group.join(',')})`, `look up ${group.length} ${this.object} records by ${field}`)),
+    );
+    for (const record of answers.flat()) {
+      const id = record.Id;
+      const value = record[field] ?? Object.entries(record).find(([name]) => name.toLowerCase() === field.toLowerCase())?.[1];
+      if (typeof id !== 'string' || value === undefined || value === null || typeof value === 'object') continue;
+      for (const k of wanted.get(matchText(this.externalId, value as Value))?.keys ?? []) {
+        const ids = found.get(k);
+        if (ids) ids.push(id);
+        else found.set(k, [id]);
+      }
+    }
+    return found;
+  }
+
+  /** Every record a SOQL query finds, following `nextRecordsUrl`. */
+  private async query(soql: string, what: string): Promise<Array<Record<string, unknown>>> {
+    const { client } = this.options;
+    const records: Array<Record<string, unknown>> = [];
+    let request: SalesforceRequest = { method: 'GET', path: `query?q=${encodeURIComponent(soql)}`, what };
+    for (;;) {
+      const answer = await client.call(request);
+      if (!answer.ok) throw requestError(client, request, answer);
+      const body = answer.body;
+      if (!isRecord(body) || !Array.isArray(body.records)) {
+        throw new LockstepError(ErrorCode.Internal, `${client.describe(request)} answered something that is not a query result: ${JSON.stringify(body)?.slice(0, 200)}`);
+      }
+      records.push(...body.records.filter(isRecord));
+      if (body.done !== false || typeof body.nextRecordsUrl !== 'string') return records;
+      request = { method: 'GET', path: body.nextRecordsUrl, what: `${what} (next page)` };
+    }
+  }
+}
+
+/** A Collections result as a row's outcome: its id, or its errors as `statusCode: message`. */
+function recordOutcome(result: unknown, client: SalesforceClient): RowOutcome {
+  if (!isRecord(result) || typeof result.success !== 'boolean') {
+    return { ok: false, reason: `Salesforce answered a result that is not one: ${client.scrub(JSON.stringify(result) ?? 'undefined').slice(0, 200)}` };
+  }
+  if (result.success) return typeof result.id === 'string' ? { ok: true, id: result.id } : { ok: true };
+  const errors = Array.isArray(result.errors) ? result.errors.filter(isRecord) : [];
+  if (errors.length === 0) return { ok: false, reason: 'refused by Salesforce (its result gives no error)' };
+  const reason = errors.map((e) => `${String(e.statusCode ?? 'UNKNOWN')}: ${String(e.message ?? '')}`).join('; ');
+  const retryable = errors.every((e) => RETRYABLE_RECORD_CODES.has(String(e.statusCode)));
+  return retryable ? { ok: false, reason: client.scrub(reason), retryable: true } : { ok: false, reason: client.scrub(reason) };
+}
+
+/** A request-level error answer as a fatal error naming the call and, when there is one, the fix. */
+function requestError(client: SalesforceClient, request: SalesforceRequest, answer: Extract<SalesforceAnswer, { ok: false }>): LockstepError {
+  const what = `${client.describe(request)} answered ${answer.status} ${answer.errorCode}: ${answer.message}`;
+  switch (answer.errorCode) {
+    case 'INVALID_FIELD':
+    case 'INVALID_TYPE':
+    case 'NOT_FOUND':
+      return new LockstepError(ErrorCode.Schema, `${what} — the object or its fields changed since the run started, or the Run As user cannot see them; check the sync's object and mappings`);
+    case 'INSUFFICIENT_ACCESS':
+    case 'INSUFFICIENT_ACCESS_OR_READONLY':
+    case 'API_DISABLED_FOR_ORG':
+    case 'API_CURRENTLY_DISABLED':
+      return new LockstepError(ErrorCode.Connection, `${what} — give the connected app's Run As user access to the object and the API Enabled permission`);
+    default:
+      return new LockstepError(ErrorCode.Internal, what);
+  }
+}
+
+/** The worse of two outcomes of one row (a row whose records went in several calls). */
+function worse(current: RowOutcome | undefined, next: RowOutcome): RowOutcome {
+  if (!current) return next;
+  if (current.ok) return next.ok ? current : next;
+  if (next.ok) return current;
+  return current.retryable && !next.retryable ? next : current;
+}
+
+/** A value as JSON for a field: text fields get text (a model's number 7 becomes "7"). */
+function jsonValue(field: FieldDescribe, value: Value): Value {
+  if (value === null) return null;
+  if (isTextField(field) && typeof value !== 'string') return String(value);
+  return value;
+}
+
+/** A value as a Bulk API 2.0 CSV cell: `#N/A` clears a field (an empty cell would leave it alone). */
+function csvText(value: Value): string {
+  if (value === null || value === '') return '#N/A';
+  return typeof value === 'string' ? value : String(value);
+}
+
+/** A value as SOQL compares it with an external id: numbers as numbers, text case-insensitively unless the field is case-sensitive. */
+function matchText(field: FieldDescribe, value: Value): string {
+  if (isNumberField(field)) return String(Number(value));
+  const text = String(value);
+  return field.caseSensitive ? text : text.toLowerCase();
+}
+
+/** A SOQL literal for a field's value: numbers bare, text quoted with SOQL's escapes. */
+function soqlLiteral(field: FieldDescribe, value: Value): string {
+  if (isNumberField(field)) return String(Number(value));
+  const text = String(value).replace(/[\\'"\n\r\t\f\b]/g, (ch) => SOQL_ESCAPES[ch] ?? ch);
+  return `'${text}'`;
+}
+
+const SOQL_ESCAPES: Record<string, string> = { '\\': '\\\\', "'": "\\'", '"': '\\"', '\n': '\\n', '\r': '\\r', '\t': '\\t', '\f': '\\f', '\b': '\\b' };
+
+function chunks<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
