@@ -325,8 +325,8 @@ class SalesforceWriter implements DestinationWriter {
     const keys: string[] = new Array(rows.length);
     rows.forEach((row, n) => {
       const op = batch[row] as WriteOperation;
-      lines[n] = csvLine(plan.columns.map((_, i) => csvText(op.values[i] ?? null)));
-      keys[n] = csvText(keyColumn >= 0 ? (op.values[keyColumn] ?? null) : (op.key[0] ?? null));
+      lines[n] = csvLine(plan.columns.map((column, i) => csvText(column.kind === 'field' ? column.field : column.parentField, op.values[i] ?? null)));
+      keys[n] = csvText(this.externalId, keyColumn >= 0 ? (op.values[keyColumn] ?? null) : (op.key[0] ?? null));
     });
     const outcomes = await this.options.bulk.upsert({
       object: this.object,
@@ -492,17 +492,25 @@ function worse(current: RowOutcome | undefined, next: RowOutcome): RowOutcome {
   return current.retryable && !next.retryable ? next : current;
 }
 
-/** A value as JSON for a field: text fields get text (a model's number 7 becomes "7"). */
+/**
+ * A value as JSON for a field: text fields get text (a model's number 7 becomes "7"), checkboxes
+ * booleans (SQLite and MySQL models hold them as 1 and 0).
+ */
 function jsonValue(field: FieldDescribe, value: Value): Value {
   if (value === null) return null;
   if (isTextField(field) && typeof value !== 'string') return String(value);
+  if (field.type === 'boolean' && typeof value !== 'boolean') {
+    if (value === 1 || value === 0) return value === 1;
+    if (typeof value === 'string' && /^(true|false|1|0)$/i.test(value)) return /^(true|1)$/i.test(value);
+  }
   return value;
 }
 
 /** A value as a Bulk API 2.0 CSV cell: `#N/A` clears a field (an empty cell would leave it alone). */
-function csvText(value: Value): string {
+function csvText(field: FieldDescribe | null, value: Value): string {
   if (value === null || value === '') return '#N/A';
-  return typeof value === 'string' ? value : String(value);
+  const converted = field ? jsonValue(field, value) : value;
+  return typeof converted === 'string' ? converted : String(converted);
 }
 
 /** A value as SOQL compares it with an external id: numbers as numbers, text case-insensitively unless the field is case-sensitive. */
