@@ -9,7 +9,16 @@ import { isTimedSchedule, type WorkspaceState } from './core/workspace.js';
 import type { LockstepConfig } from './config.js';
 import { ConnectorRegistry } from './core/connector-registry.js';
 import type { BackoffPolicy } from './core/backoff.js';
-import { createRateLimiter, duckdbConnector, postgresConnector, sqliteConnector } from './connectors/index.js';
+import {
+  createRateLimiter,
+  duckdbConnector,
+  httpConnector,
+  hubspotConnector,
+  mysqlConnector,
+  postgresConnector,
+  salesforceConnector,
+  sqliteConnector,
+} from './connectors/index.js';
 import { EngineEventEmitter } from './engine/events.js';
 import { Scheduler, type ScheduleEntry } from './engine/scheduler.js';
 import { SyncRunner } from './engine/sync-runner.js';
@@ -50,8 +59,12 @@ export function createConnectorRegistry(options: { clock?: Clock; logger?: Logge
     createRateLimiter,
   })
     .register(postgresConnector)
+    .register(mysqlConnector)
     .register(duckdbConnector)
-    .register(sqliteConnector);
+    .register(sqliteConnector)
+    .register(httpConnector)
+    .register(salesforceConnector)
+    .register(hubspotConnector);
 }
 
 const silentLogger: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };

@@ -13,3 +13,15 @@ export function encodeKey(values: readonly Value[]): string {
 export function decodeKey(key: string): Value[] {
   return JSON.parse(key) as Value[];
 }
+
+/**
+ * The keys a parent sync may have recorded a one-column key value under: the value itself, and the
+ * same number written as text or as a number (a model may read an id as either). None for null or ''.
+ */
+export function lookupKeys(value: Value): string[] {
+  if (value === null || value === '') return [];
+  const keys = [encodeKey([value])];
+  if (typeof value === 'number') keys.push(encodeKey([String(value)]));
+  else if (typeof value === 'string' && /^-?\d{1,15}$/.test(value)) keys.push(encodeKey([Number(value)]));
+  return keys;
+}

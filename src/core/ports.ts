@@ -138,6 +138,8 @@ export interface WriteTarget {
   keyColumns: string[];
   /** Destination field names of every written value, in order (includes the key columns). */
   columns: string[];
+  /** The model column each of `columns` comes from (the same name unless a mapping renames it). */
+  modelColumns?: string[];
   /** The format and source types of the rows when the source reads them encoded (see EncodedRows). */
   encoding?: { format: string; types: readonly number[] };
   /**

@@ -16,7 +16,7 @@
 import { backoffDelay, withBackoff, type BackoffPolicy } from '../core/backoff.js';
 import { resolveConnection } from '../core/connector-registry.js';
 import { ErrorCode, LockstepError, toError } from '../core/errors.js';
-import { decodeKey, encodeKey } from '../core/keys.js';
+import { decodeKey, encodeKey, lookupKeys } from '../core/keys.js';
 import type {
   Clock,
   Connectors,
@@ -589,7 +589,7 @@ export class SyncRunner {
           return index;
         });
         const encoding = rows.encoded ? { format: rows.encoded.format, types: rows.encoded.types } : undefined;
-        const target = this.writeTarget(p, keyColumns, rows.columns.map((c) => mapColumn(sync, c)), encoding);
+        const target = this.writeTarget(p, keyColumns, rows.columns.map((c) => mapColumn(sync, c)), encoding, rows.columns);
         assertUniqueColumns(sync, target.columns);
         p.target = target;
         p.lookups = await this.lookups(p, rows.columns);
@@ -644,7 +644,7 @@ export class SyncRunner {
     logger.debug('model read', { syncRunId: run.id, rows: progress.querySize, ms: elapsed() });
     if (rejected.length > 0) await store.addRejectedRows(rejected);
     if (p.target === null) {
-      p.target = this.writeTarget(p, keyColumns, keyColumns, undefined);
+      p.target = this.writeTarget(p, keyColumns, keyColumns, undefined, model.primaryKey);
       if (!resetCDC) p.writer = await p.destination.prepare(p.target);
     }
 
@@ -837,12 +837,13 @@ export class SyncRunner {
   }
 
   /** Where the sync writes, with its kind settings and access to parents' recorded ids. */
-  private writeTarget(p: Pipeline, keyColumns: string[], columns: string[], encoding: WriteTarget['encoding']): WriteTarget {
+  private writeTarget(p: Pipeline, keyColumns: string[], columns: string[], encoding: WriteTarget['encoding'], modelColumns: string[]): WriteTarget {
     const { store } = this.options;
     return {
       object: p.sync.object,
       keyColumns,
       columns,
+      modelColumns,
       encoding,
       settings: p.sync.settings,
       sync: p.sync.slug,
@@ -947,18 +948,6 @@ export class SyncRunner {
     });
     return { ops, places };
   }
-}
-
-/**
- * The keys a parent may have recorded a value under: the value as a one-column key, and the same
- * number written as text or as a number (a model may read an id as either).
- */
-function lookupKeys(value: Value): string[] {
-  if (value === null) return [];
-  const keys = [encodeKey([value])];
-  if (typeof value === 'number') keys.push(encodeKey([String(value)]));
-  else if (typeof value === 'string' && /^-?\d{1,15}$/.test(value)) keys.push(encodeKey([Number(value)]));
-  return keys;
 }
 
 /** The rest of `iterator`, whose next result `first` is already under way; closes it when left early. */

@@ -26,7 +26,7 @@ import { withBackoff, type BackoffPolicy } from '../../core/backoff.js';
 import type { ConnectorContext } from '../../core/connector-kind.js';
 import { assertNever, ErrorCode, LockstepError } from '../../core/errors.js';
 import { splitHint } from '../../core/hints.js';
-import { encodeKey } from '../../core/keys.js';
+import { encodeKey, lookupKeys } from '../../core/keys.js';
 import type { Clock, Destination, DestinationCapabilities, DestinationWriter, RowOutcome, Value, WriteOperation, WriteTarget } from '../../core/ports.js';
 import { HubSpotClient, type HubSpotBatchAnswer, type HubSpotError, type HubSpotObject, type HubSpotProperty } from './hubspot-client.js';
 import {
@@ -130,7 +130,9 @@ export class HubSpotDestination implements Destination {
     }
     // The associated object must exist; its properties are not needed beyond that.
     await this.propertiesOf(setting.object, sync, `associations[${n}].object`);
-    const column = target.columns.indexOf(setting.from);
+    // `from` names a model column; a mapping may have renamed it (the field it is written to also works).
+    const byModel = target.modelColumns?.indexOf(setting.from) ?? -1;
+    const column = byModel >= 0 ? byModel : target.columns.indexOf(setting.from);
     return {
       object: setting.object,
       noun: singular(setting.object),
@@ -367,7 +369,7 @@ class HubSpotWriter implements DestinationWriter {
       if (column === null) {
         throw new LockstepError(
           ErrorCode.Schema,
-          `sync "${sync}": association to ${association.object} reads column "${association.from}", which the sync does not write (it writes ${target.columns.map((c) => `"${c}"`).join(', ')}) — add it to the model's query, or write the field it is mapped to in associations' from`,
+          `sync "${sync}": association to ${association.object} reads column "${association.from}", which the model does not return (it returns ${(target.modelColumns ?? target.columns).map((c) => `"${c}"`).join(', ')}) — add it to the model's query`,
         );
       }
       const keys = new Set<string>();
@@ -538,18 +540,6 @@ class HubSpotWriter implements DestinationWriter {
   private normalise(id: string): string {
     return this.caseless ? id.trim().toLowerCase() : id;
   }
-}
-
-/**
- * The keys a parent may have recorded a value under: the value as a one-column key, and the same
- * number written as text or as a number (a model may read an id as either).
- */
-function lookupKeys(value: Value): string[] {
-  if (value === null || value === '') return [];
-  const keys = [encodeKey([value])];
-  if (typeof value === 'number') keys.push(encodeKey([String(value)]));
-  else if (typeof value === 'string' && /^-?\d{1,15}$/.test(value)) keys.push(encodeKey([Number(value)]));
-  return keys;
 }
 
 /** Whether a 207 error names `id` in its context field `field`. */
