@@ -112,9 +112,6 @@ class HttpWriter implements DestinationWriter {
   private readonly baseQuery: string;
   private readonly origin: string;
   private fieldsChecked = false;
-  /** `"field":` for each column and each key column, the start of each member of a row's JSON. */
-  private readonly columnPrefixes: string[];
-  private readonly keyPrefixes: string[];
 
   constructor(
     private readonly client: HttpClient,
@@ -129,8 +126,6 @@ class HttpWriter implements DestinationWriter {
     this.origin = url.origin;
     this.basePath = url.pathname.replace(/\/+$/, '');
     this.baseQuery = url.search.replace(/^\?/, '');
-    this.columnPrefixes = target.columns.map((c) => `${JSON.stringify(c)}:`);
-    this.keyPrefixes = target.keyColumns.map((c) => `${JSON.stringify(c)}:`);
     const engine = createTemplateEngine();
     const compile = (text: string, setting: string, fix: string) => {
       try {
@@ -270,41 +265,35 @@ class HttpWriter implements DestinationWriter {
   private planRequests(shape: RequestShape, rows: number[], batch: WriteOperation[], deleting: boolean): PlannedRequest[] {
     if (rows.length === 0) return [];
     const fields = deleting ? this.target.keyColumns : this.target.columns;
-    const prefixes = deleting ? this.keyPrefixes : this.columnPrefixes;
-    const valuesOf = (i: number) => {
+    const record = (i: number) => {
       const op = batch[i] as WriteOperation;
-      return deleting ? op.key : op.values;
+      return toRecord(fields, deleting ? op.key : op.values);
     };
     if (shape.oneRow) {
-      return rows.map((i) => this.request(shape, [i], () => ({ row: toRecord(fields, valuesOf(i)) }), () => jsonObject(prefixes, valuesOf(i))));
+      return rows.map((i) => {
+        const row = record(i);
+        return this.request(shape, [i], { row }, () => JSON.stringify(row));
+      });
     }
-    // The default body is written as JSON text directly: no object per row when no template reads them.
-    return [
-      this.request(
-        shape,
-        rows,
-        () => ({ rows: rows.map((i) => toRecord(fields, valuesOf(i))) }),
-        () => `{"records":[${rows.map((i) => jsonObject(prefixes, valuesOf(i))).join(',')}]}`,
-      ),
-    ];
+    const records = rows.map(record);
+    // JSON.stringify of the records at once: faster than writing each value's JSON ourselves.
+    return [this.request(shape, rows, { rows: records }, () => JSON.stringify({ records }))];
   }
 
   /**
    * One request's path and body: the templates rendered with `scope`, or the default body; a row's
    * data that makes no valid request refuses its rows.
    */
-  private request(shape: RequestShape, rows: number[], scope: () => TemplateScope, defaultBody: () => string): PlannedRequest {
-    let data: TemplateScope | null = null;
-    const values = () => (data ??= scope());
+  private request(shape: RequestShape, rows: number[], scope: TemplateScope, defaultBody: () => string): PlannedRequest {
     let path: string;
     try {
-      path = shape.path.constant ? (shape.constantPath ??= this.path(shape.path.text, shape.pathSetting)) : this.path(shape.path.render(values()), shape.pathSetting);
+      path = shape.path.constant ? (shape.constantPath ??= this.path(shape.path.text, shape.pathSetting)) : this.path(shape.path.render(scope), shape.pathSetting);
     } catch (thrown) {
       return { rows, shape, request: null, refused: toError(thrown).message };
     }
     let body: string | null;
     try {
-      if (shape.body !== null) body = shape.body.render(values());
+      if (shape.body !== null) body = shape.body.render(scope);
       else body = shape.noDefaultBody ? null : defaultBody();
     } catch (thrown) {
       return { rows, shape, request: null, refused: `${shape.bodySetting} failed to render: ${this.client.scrub(toError(thrown).message)}` };
@@ -403,30 +392,6 @@ function toRecord(fields: readonly string[], values: readonly Value[]): Record<s
     else record[field] = value;
   }
   return record;
-}
-
-/** A row as JSON text, `prefixes` being its fields' `"name":` (the same as JSON.stringify of its record). */
-function jsonObject(prefixes: readonly string[], values: readonly Value[]): string {
-  let text = '{';
-  for (let i = 0; i < prefixes.length; i++) {
-    if (i > 0) text += ',';
-    text += prefixes[i] as string;
-    text += jsonValue(values[i] ?? null);
-  }
-  return `${text}}`;
-}
-
-function jsonValue(value: Value): string {
-  switch (typeof value) {
-    case 'string':
-      return JSON.stringify(value);
-    case 'number':
-      return Number.isFinite(value) ? String(value) : 'null';
-    case 'boolean':
-      return value ? 'true' : 'false';
-    default:
-      return 'null';
-  }
 }
 
 /** The field nearest to a misspelt one, when it is near enough to suggest. */
