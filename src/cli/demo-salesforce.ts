@@ -101,7 +101,7 @@ async function buildData(dir: string): Promise<void> {
      create table opportunities as
        select 'O-' || i as id, 'A-' || (((i - 1) % 20) + 1) as account_id, 'Deal ' || i as name,
               case when i % 3 = 0 then 'Closed Won' else 'Prospecting' end as stage, (i * 1000)::double as amount,
-              (date '2027-01-01' + i)::varchar as close_date
+              (date '2027-01-01' + i::integer)::varchar as close_date
        from range(1, 41) t(i);`,
   );
   await writeFile(join(dir, 'lockstep.yaml'), WORKSPACE_YAML);
@@ -143,9 +143,13 @@ export async function runSalesforceDemo(options: { dir: string; term: Terminal }
       say('   Opportunities carry their account\'s Salesforce Id, which the accounts member recorded moments before.');
       const status = await runSequence(app, 'salesforce-hierarchy', term);
       if (status !== 'done') throw new LockstepError(ErrorCode.Internal, `the demo sequence ended ${status}, expected done`);
-      const counts = ['Account', 'Contact', 'Opportunity'].map((object) => `${standIn.records(object).length} ${object}`);
+      const accounts = new Set(standIn.records('Account').map((account) => String(account.Id)));
+      const linked = (object: string) => standIn.records(object).filter((record) => accounts.has(String(record.AccountId))).length;
       say();
-      say(`In Salesforce now: ${counts.join(', ')} records; every contact and opportunity points at its account.`);
+      say(
+        `In Salesforce now: ${accounts.size} accounts, ${standIn.records('Contact').length} contacts (${linked('Contact')} linked to their account), ` +
+          `${standIn.records('Opportunity').length} opportunities (${linked('Opportunity')} linked to their account).`,
+      );
       say();
       say('Explore what happened:');
       say(`  npx lockstep --workspace ${options.dir} runs`);

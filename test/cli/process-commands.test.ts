@@ -184,6 +184,21 @@ describe('lockstep demo', () => {
     expect(again.stdout).toMatch(/DONE[\s\S]*FAILED/);
   });
 
+  it('--salesforce: contacts before their accounts are rejected by Salesforce, the sequence delivers the hierarchy linked', async () => {
+    const parent = tempDir('lockstep-cli-demo-');
+    const dir = join(parent, 'sf');
+    const result = await runCli(['demo', '--salesforce', '--dir', dir], { cwd: parent });
+    expect(result.code, result.stderr).toBe(0);
+    const [, part1, part2] = result.stdout.split(/\n(?=[12]\. )/);
+    expect(part1).toMatch(/▲ Sync contacts-to-salesforce — run 1 — WARNING/);
+    expect(part1).toContain('INVALID_FIELD: Foreign key external ID: A-1 not found for field External_Id__c in entity Account');
+    expect(part2).toMatch(/✔ Sequence salesforce-hierarchy — run [0-9a-f-]{36} — DONE/);
+    expect(part2).toMatch(/contacts-to-salesforce\s+success\s+100\s+\+100 ~0 -0/);
+    expect(part2).toContain('20 accounts, 100 contacts (100 linked to their account), 40 opportunities (40 linked to their account)');
+    // The workspace keeps its secrets as templates: a real org is three environment variables away.
+    expect(readFileSync(join(dir, 'lockstep.yaml'), 'utf8')).toContain('clientSecret: "${SALESFORCE_CLIENT_SECRET}"');
+  });
+
   it('refuses a non-empty folder that is not a demo folder, touching nothing', async () => {
     const dir = join(tempDir('lockstep-cli-demo-'), 'mine');
     mkdirSync(dir);
