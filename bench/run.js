@@ -29,8 +29,9 @@ if (!existsSync(join(here, '..', 'dist', 'app.js'))) {
 }
 
 /**
- * `sync --pair postgres-mysql` is measured by `runMysqlBench(args)` of bench/mysql.js (the MySQL
- * destination's own file), imported only then, so that the other pairs run without it.
+ * `sync --pair postgres-mysql [--rows N] [--batch N]` is measured by `runMysqlBench({ rows, batch })`
+ * of bench/mysql.js (the MySQL destination's own file), imported only then, so that the other pairs
+ * run without it.
  */
 async function mysqlPair(args) {
   const file = join(here, 'mysql.js');
@@ -38,12 +39,21 @@ async function mysqlPair(args) {
     process.stderr.write('the postgres-mysql pair is measured by runMysqlBench in bench/mysql.js, which is not in this checkout yet — run another pair (--pair postgres-postgres, duckdb-postgres or postgres-sqlite)\n');
     process.exit(1);
   }
+  const options = {};
+  for (let i = 0; i < args.length; i += 2) {
+    const name = args[i]?.replace(/^--/, '');
+    if (name === 'pair') continue;
+    const value = Number(args[i + 1]);
+    if ((name !== 'rows' && name !== 'batch') || !args[i]?.startsWith('--')) throw new Error(`unknown argument "${args[i]}" for --pair postgres-mysql — use --rows N, --batch N`);
+    if (!Number.isInteger(value) || value < 1) throw new Error(`--${name} needs a positive whole number (got "${args[i + 1]}")`);
+    options[name] = value;
+  }
   const { runMysqlBench } = await import(pathToFileURL(file).href);
   if (typeof runMysqlBench !== 'function') {
-    process.stderr.write('bench/mysql.js does not export runMysqlBench(args) — the postgres-mysql pair cannot run\n');
+    process.stderr.write('bench/mysql.js does not export runMysqlBench({ rows, batch }) — the postgres-mysql pair cannot run\n');
     process.exit(1);
   }
-  return runMysqlBench(args);
+  return runMysqlBench(options);
 }
 
 const pairAt = args.indexOf('--pair');
