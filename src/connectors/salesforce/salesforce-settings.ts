@@ -18,7 +18,7 @@ export const salesforceConnectionSettings = z.strictObject({
   loginUrl: urlSetting(
     ['https:', 'http:'],
     'https://yourcompany.my.salesforce.com',
-    `Where the OAuth 2.0 client credentials flow logs in: your org's My Domain login URL (e.g. https://yourcompany.my.salesforce.com; https://test.salesforce.com-style sandbox domains work too) (default: ${SALESFORCE_LOGIN_URL}). The token's instance_url is then used for every call.`,
+    `Where the OAuth 2.0 client credentials flow logs in: your org's My Domain login URL, e.g. https://yourcompany.my.salesforce.com (a sandbox: https://yourcompany--sandbox.sandbox.my.salesforce.com) (default: ${SALESFORCE_LOGIN_URL}). The token's instance_url is then used for every call.`,
   ).default(SALESFORCE_LOGIN_URL),
   clientId: z
     .string()
@@ -49,7 +49,7 @@ export type SalesforceConnectionSettings = z.output<typeof salesforceConnectionS
 /** A sync's settings for a Salesforce destination, written next to its own fields. */
 export const salesforceSyncSettings = z.strictObject({
   externalIdField: z
-    .string()
+    .string({ error: hinted('externalIdField is missing', 'name the External ID field records are upserted on, e.g. externalIdField: External_Id__c') })
     .regex(/^[A-Za-z][A-Za-z0-9_]*$/, {
       error: hinted('externalIdField must be a field\'s API name', 'e.g. External_Id__c (letters, digits and _, no dots)'),
     })
