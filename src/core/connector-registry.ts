@@ -134,6 +134,7 @@ export class ConnectorRegistry implements Connectors {
     return {
       capabilities: destination.capabilities,
       close: () => destination.close(),
+      apiUsage: destination.apiUsage ? () => destination.apiUsage?.() ?? null : undefined,
       prepare(target: WriteTarget): Promise<DestinationWriter> {
         const parsed = syncSettings.safeParse(target.settings ?? {});
         if (!parsed.success) {

@@ -551,9 +551,12 @@ export class SyncRunner {
         const ahead = p.writer?.planAhead ?? 0;
         if (ahead > 0 && queued <= ahead) return false;
         held = false;
+        batchOpened = performance.now();
         if (ahead > 0) p.writer?.plan?.({ rows: queued, complete: false });
       }
       if (batch.length >= batchSize()) return true;
+      // A writer that chose its batch size (e.g. a bulk job per batch) gets full batches only.
+      if (p.writer?.batchSize !== undefined) return false;
       // A batch that fills slowly (few rows changed) goes out early once the destination is idle,
       // so that writing overlaps with reading instead of piling up at the end. (Wall time, not the
       // injected clock: this only paces the pipeline, what is written does not depend on it.)

@@ -122,14 +122,14 @@ describe('HubSpot destination', () => {
       });
       expect(hubspotConnector.secrets).toEqual(['accessToken']);
       expect(hubspotConnector.destination?.capabilities).toEqual({ deletes: true, upsert: true, maxBatchSize: 100, recordIds: true });
-      const registry = createConnectorRegistry().register(hubspotConnector);
+      const registry = createConnectorRegistry();
       expect(registry.redact({ slug: 'hs', type: 'hubspot', settings: { accessToken: TOKEN } }).settings.accessToken).toBe('***');
       const issues = registry.checkSettings(hubspotConnector, { accessToken: TOKEN, baseUrl: 'ftp://example.com' });
       expect(issues[0]?.message).toMatch(/https:\/\/ or http:\/\//);
     });
 
     it('checks sync settings: idProperty is needed, an association to an object without default type needs one', () => {
-      const registry = createConnectorRegistry().register(hubspotConnector);
+      const registry = createConnectorRegistry();
       expect(registry.checkSyncSettings(hubspotConnector, {})[0]?.path).toEqual(['idProperty']);
       const issues = registry.checkSyncSettings(hubspotConnector, {
         idProperty: 'email',
@@ -170,7 +170,7 @@ sequences:
     const load = async (text: string) => {
       const dir = tempDir();
       writeFileSync(join(dir, 'lockstep.yaml'), text);
-      return loadWorkspace(dir, { HUBSPOT_TOKEN: TOKEN }, createConnectorRegistry().register(hubspotConnector));
+      return loadWorkspace(dir, { HUBSPOT_TOKEN: TOKEN }, createConnectorRegistry());
     };
 
     it('validates the documented example: settings next to the sync fields, associations with lookup', async () => {
@@ -568,7 +568,7 @@ describe('HubSpot destination in the engine', () => {
        create table people (email text primary key, firstname text, company_id integer);
        begin; ${rows.join('\n')} commit;`,
     );
-    const registry = createConnectorRegistry().register(hubspotConnector);
+    const registry = createConnectorRegistry();
     const definition = workspace({
       sources: [source('warehouse', { path: 'warehouse.db' })],
       destinations: [source('hs', { type: 'hubspot', settings: { accessToken: TOKEN, baseUrl: hub.url } })],

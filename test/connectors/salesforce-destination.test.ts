@@ -677,10 +677,7 @@ describe('Salesforce destination through the engine', () => {
     expect(sf.records('Contact')).toHaveLength(12);
   });
 
-  // Fails until ConnectorRegistry.openDestination (src/core/connector-registry.ts) forwards
-  // `apiUsage` from the destination it wraps for kinds with syncSettings: today the wrapper keeps only
-  // capabilities, prepare and close, so the engine reads no usage. Turn `it.fails` into `it` then.
-  it.fails('keeps the org\'s API usage and the run\'s calls in the run record', async () => {
+  it('keeps the org\'s API usage and the run\'s calls in the run record', async () => {
     const { sf, runSync, h } = await engine({ standIn: { apiLimit: 15_000 } });
     await using _ = h;
     const run = await runSync('accounts-to-sf');
