@@ -2,21 +2,15 @@
  * Every statement the SQLite store runs more than once, prepared once when the store opens.
  */
 import { ACTIVE_SYNC_RUN_STATUSES, TERMINAL_SYNC_RUN_STATUSES } from '../../core/runs.js';
-import type { EntityKind, EntitySection } from '../../core/workspace.js';
+import type { EntityKind } from '../../core/workspace.js';
+import { ENTITY_KINDS, ENTITY_TABLES } from '../workspace-changes.js';
 import type { SqliteDatabase } from './sqlite-database.js';
 
 export type Kind = EntityKind;
 
-/** Where each kind of workspace entity lives, and whether it has an `enabled` column. */
-export const TABLES: Record<Kind, { table: string; section: EntitySection; enabled: boolean }> = {
-  source: { table: 'sources', section: 'sources', enabled: false },
-  destination: { table: 'destinations', section: 'destinations', enabled: false },
-  model: { table: 'models', section: 'models', enabled: false },
-  sync: { table: 'syncs', section: 'syncs', enabled: true },
-  sequence: { table: 'sequences', section: 'sequences', enabled: true },
-};
-
-export const KINDS = Object.keys(TABLES) as Kind[];
+/** Where each kind of workspace entity lives (shared with every store). */
+export const TABLES = ENTITY_TABLES;
+export const KINDS = ENTITY_KINDS;
 
 /** SQL list of constant statuses, e.g. `('querying', 'processing')`. */
 function sqlList(values: readonly string[]): string {

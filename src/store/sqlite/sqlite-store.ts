@@ -5,24 +5,14 @@
  * which makes each method whole or nothing. Methods are async to match the port; they finish
  * their work synchronously.
  *
- * Status rules enforced here, beyond the port's comments:
- * - a sync run or sequence run in a terminal status never changes status again (a late update is a
- *   Conflict), so a stale result cannot overwrite a cancellation or an interruption;
- * - at most one queued standalone run and one active run per sync, and one pending and one running
- *   run per sequence, are also unique indexes: the file itself refuses a double claim.
+ * The run rules (../run-rules.ts) and workspace rules (../workspace-changes.ts) are shared with the
+ * other stores; the unique indexes of migrations.ts make the file itself refuse a double claim.
  */
 import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { systemClock } from '../../core/clock.js';
-import {
-  ErrorCode,
-  LockstepError,
-  NotFoundError,
-  ValidationError,
-  formatDiagnostics,
-  toError,
-} from '../../core/errors.js';
+import { ErrorCode, LockstepError, NotFoundError, toError } from '../../core/errors.js';
 import type {
   Clock,
   MemberStart,
@@ -36,10 +26,7 @@ import type {
   SyncRunPatch,
 } from '../../core/ports.js';
 import {
-  TERMINAL_MEMBER_RUN_STATUSES,
-  TERMINAL_SEQUENCE_RUN_STATUSES,
   isTerminalSyncRunStatus,
-  type MemberRunStatus,
   type RejectedRow,
   type SequenceRun,
   type SequenceRunStatus,
@@ -47,10 +34,8 @@ import {
   type SyncRunStatus,
   type Trigger,
 } from '../../core/runs.js';
-import { NO_ALERTS, type AlertsDefinition } from '../../core/alerts.js';
-import { NO_WEBHOOKS } from '../../core/webhooks.js';
-import { alertsAfterApply, diffWorkspace } from '../../core/workspace-diff.js';
-import { ENTITY_SECTIONS } from '../../core/workspace.js';
+import type { AlertsDefinition } from '../../core/alerts.js';
+import { diffWorkspace } from '../../core/workspace-diff.js';
 import type {
   ConnectionRecord,
   EntityDefs,
@@ -64,6 +49,22 @@ import type {
   WorkspaceDefinition,
   WorkspaceState,
 } from '../../core/workspace.js';
+import {
+  CANCEL_REASONS,
+  checkAlerts,
+  checkDelete,
+  checkUpsert,
+  declaredEntity,
+  planApply,
+  type EntityChange,
+} from '../workspace-changes.js';
+import {
+  isTerminalSequenceRunStatus,
+  memberNeedsRun,
+  nothingToCancelError,
+  sequenceRunFinishedError,
+  syncRunFinishedError,
+} from '../run-rules.js';
 import { INTERRUPTED_RUN_ERROR, memberTransition } from '../member-state.js';
 import { SqliteWebhookStore } from './sqlite-webhook-store.js';
 import { SqliteAlertStore } from './sqlite-alert-store.js';
@@ -82,7 +83,6 @@ import {
   type SequenceRunRow,
   type SyncRunRow,
 } from '../rows.js';
-import { checkWorkspaceReferences, referrersOf } from '../workspace-references.js';
 import { migrate } from './migrations.js';
 import { TABLES, prepareStatements, type Kind, type Statements } from './sqlite-statements.js';
 import {
@@ -359,19 +359,11 @@ export class SqliteStore implements Store, AsyncDisposable {
 
   async applyWorkspace(definition: WorkspaceDefinition, now: number): Promise<WorkspaceChange[]> {
     return this.write(() => {
-      const current = this.workspaceState();
-      // Entities created through the API stay, so references must resolve with them included.
-      const problems = checkWorkspaceReferences(withApiEntities(definition, current));
-      if (problems.length > 0) {
-        throw new ValidationError(problems, `the workspace cannot be applied:\n${formatDiagnostics(problems)}`);
-      }
-      const changes = diffWorkspace(current, definition);
-      for (const change of changes) if (isEntityChange(change)) this.applyChange(change, definition, now);
-      if (changes.some((c) => c.kind === 'alert-channel' || c.kind === 'alert-rule')) {
-        this.alerts.writeDefinition(alertsAfterApply(current.alerts, definition.alerts ?? NO_ALERTS), now);
-      }
-      if (changes.some((c) => c.kind === 'webhook')) this.webhooks.writeSettings(definition.webhooks ?? NO_WEBHOOKS, now);
-      return changes;
+      const plan = planApply(this.workspaceState(), definition);
+      for (const change of plan.entities) this.applyChange(change, definition, now);
+      if (plan.alerts) this.alerts.writeDefinition(plan.alerts, now);
+      if (plan.webhooks) this.webhooks.writeSettings(plan.webhooks, now);
+      return plan.changes;
     });
   }
 
@@ -379,8 +371,7 @@ export class SqliteStore implements Store, AsyncDisposable {
     return this.write(() => {
       const current = this.workspaceState();
       const alerts = update(current.alerts);
-      const problems = checkWorkspaceReferences({ ...current, alerts });
-      if (problems.length > 0) throw new ValidationError(problems, `the alerts cannot be stored:\n${formatDiagnostics(problems)}`);
+      checkAlerts(current, alerts);
       this.alerts.writeDefinition(alerts, now);
       return this.alerts.readDefinition();
     });
@@ -413,15 +404,7 @@ export class SqliteStore implements Store, AsyncDisposable {
     now: number,
   ): Promise<{ record: EntityDefs[K] & Stored; created: boolean }> {
     return this.write(() => {
-      const section = ENTITY_SECTIONS[kind];
-      const current = this.workspaceState();
-      const next: WorkspaceDefinition = { ...current };
-      const others = (current[section] as Array<{ slug: string }>).filter((e) => e.slug !== definition.slug);
-      (next as unknown as Record<string, unknown[]>)[section] = [...others, definition];
-      const problems = checkWorkspaceReferences(next);
-      if (problems.length > 0) {
-        throw new ValidationError(problems, `${kind} "${definition.slug}" cannot be stored:\n${formatDiagnostics(problems)}`);
-      }
+      checkUpsert(this.workspaceState(), kind, definition);
       const statements = this.s.entities[kind];
       const created = !statements.bySlug.get(definition.slug);
       const params: Record<string, SqliteValue> = { slug: definition.slug, definition: definitionJson(definition), now, origin };
@@ -436,13 +419,7 @@ export class SqliteStore implements Store, AsyncDisposable {
     this.write(() => {
       const current = this.workspaceState();
       if (!this.s.entities[kind].bySlug.get(slug)) throw new NotFoundError(`no ${kind} "${slug}" in the workspace`);
-      const referrers = referrersOf(current, kind, slug);
-      if (referrers.length > 0) {
-        throw new LockstepError(
-          ErrorCode.Conflict,
-          `${kind} "${slug}" is used by ${referrers.join(', ')} — change or delete ${referrers.length === 1 ? 'it' : 'them'} first`,
-        );
-      }
+      checkDelete(current, kind, slug);
       this.applyChange({ action: 'delete', kind, slug, fields: [] }, current, now);
     });
   }
@@ -513,10 +490,7 @@ export class SqliteStore implements Store, AsyncDisposable {
       if (!row) {
         const current = this.s.syncRun.get(id) as SyncRunRow | undefined;
         if (!current) throw new NotFoundError(`sync run ${id} does not exist`);
-        throw new LockstepError(
-          ErrorCode.Conflict,
-          `sync run ${id} is already ${current.status}; it cannot become ${status ?? 'anything else'}`,
-        );
+        throw syncRunFinishedError(id, current.status, status);
       }
       if (status !== null) this.followRun(row, now);
       return toSyncRun(row);
@@ -564,9 +538,7 @@ export class SqliteStore implements Store, AsyncDisposable {
       const current = this.s.syncRun.get(id) as SyncRunRow | undefined;
       if (!current) throw new NotFoundError(`sync run ${id} does not exist`);
       const status = current.status as SyncRunStatus;
-      if (isTerminalSyncRunStatus(status)) {
-        throw new LockstepError(ErrorCode.Conflict, `sync run ${id} is already ${status}; there is nothing to cancel`);
-      }
+      if (isTerminalSyncRunStatus(status)) throw nothingToCancelError(`sync run ${id}`, status);
       if (status === 'queued') {
         const row = this.s.cancelQueuedSyncRun.get(now, id) as SyncRunRow;
         this.followRun(row, now);
@@ -813,8 +785,7 @@ export class SqliteStore implements Store, AsyncDisposable {
     return this.write(() => {
       const run = this.s.sequenceRun.get(sequenceRunId) as SequenceRunRow | undefined;
       if (!run) throw new NotFoundError(`sequence run ${sequenceRunId} does not exist`);
-      // A finished or cancelled sequence run starts nothing, even when a hand-off is replayed late.
-      if (TERMINAL_SEQUENCE_RUN_STATUSES.includes(run.status as SequenceRunStatus)) return [];
+      if (isTerminalSequenceRunStatus(run.status)) return [];
       const created: SyncRun[] = [];
       for (const member of members) {
         const current = this.s.memberWithRun.get(sequenceRunId, member.key) as
@@ -823,8 +794,7 @@ export class SqliteStore implements Store, AsyncDisposable {
         if (!current) {
           throw new NotFoundError(`sequence run ${sequenceRunId} has no member "${member.key}"`);
         }
-        if (TERMINAL_MEMBER_RUN_STATUSES.includes(current.member_status as MemberRunStatus)) continue;
-        if (current.sync_run_id !== null && current.run_status !== 'interrupted') continue;
+        if (!memberNeedsRun({ memberStatus: current.member_status, syncRunId: current.sync_run_id, runStatus: current.run_status })) continue;
         if (!this.s.liveSync.get(member.syncId)) {
           throw new NotFoundError(`member "${member.key}" of sequence run ${sequenceRunId} runs sync ${member.syncId}, which does not exist`);
         }
@@ -863,10 +833,7 @@ export class SqliteStore implements Store, AsyncDisposable {
       if (!current) throw new NotFoundError(`sequence run ${sequenceRunId} does not exist`);
       if (isTerminalSequenceRunStatus(current.status)) {
         if (current.status === status) return this.withMembers(current);
-        throw new LockstepError(
-          ErrorCode.Conflict,
-          `sequence run ${sequenceRunId} is already ${current.status}; it cannot become ${status}`,
-        );
+        throw sequenceRunFinishedError(sequenceRunId, current.status, status);
       }
       const row = this.s.finishSequenceRun.get({
         id: sequenceRunId,
@@ -882,14 +849,9 @@ export class SqliteStore implements Store, AsyncDisposable {
     return this.write(() => {
       const current = this.s.sequenceRun.get(id) as SequenceRunRow | undefined;
       if (!current) throw new NotFoundError(`sequence run ${id} does not exist`);
-      if (isTerminalSequenceRunStatus(current.status)) {
-        throw new LockstepError(
-          ErrorCode.Conflict,
-          `sequence run ${id} is already ${current.status}; there is nothing to cancel`,
-        );
-      }
+      if (isTerminalSequenceRunStatus(current.status)) throw nothingToCancelError(`sequence run ${id}`, current.status);
       if (current.status === 'pending') {
-        this.s.cancelPendingSequenceRun.run(now, 'cancelled by a user before it started', id);
+        this.s.cancelPendingSequenceRun.run(now, CANCEL_REASONS.CancelledBeforeStart, id);
         this.skipPending(id, now);
       } else {
         this.s.flagSequenceRunCancel.run(id);
@@ -962,9 +924,7 @@ export class SqliteStore implements Store, AsyncDisposable {
       if (deleted) this.afterDelete(change.kind, deleted.id, now);
       return;
     }
-    const entity = (definition[TABLES[change.kind].section] as Array<{ slug: string; enabled?: boolean }>).find(
-      (e) => e.slug === change.slug,
-    );
+    const entity = declaredEntity(definition, change);
     if (!entity) return;
     const params: Record<string, SqliteValue> = { slug: entity.slug, definition: definitionJson(entity), now, origin: 'file' };
     if (TABLES[change.kind].enabled) params.enabled = entity.enabled === false ? 0 : 1;
@@ -974,13 +934,13 @@ export class SqliteStore implements Store, AsyncDisposable {
   /** Work that can never run once its sync or sequence is gone is cancelled with it. */
   private afterDelete(kind: Kind, id: number, now: number): void {
     if (kind === 'sync') {
-      this.s.cancelQueuedRunsOfSync.run(now, 'the sync was deleted', id);
+      this.s.cancelQueuedRunsOfSync.run(now, CANCEL_REASONS.SyncDeleted, id);
       // A deleted sync's id is never used again, so its snapshot can never be read.
       this.s.snapshotClear.run(id);
       this.statement('DELETE FROM record_ids WHERE sync_id = ?').run(id);
     } else if (kind === 'sequence') {
       for (const { id: runId } of this.s.pendingRunsOfSequence.all(id) as Array<{ id: string }>) {
-        this.s.cancelPendingSequenceRun.run(now, 'the sequence was deleted', runId);
+        this.s.cancelPendingSequenceRun.run(now, CANCEL_REASONS.SequenceDeleted, runId);
         this.skipPending(runId, now);
       }
     }
@@ -1088,23 +1048,6 @@ export class SqliteStore implements Store, AsyncDisposable {
   }
 }
 
-/** `definition` plus the stored entities created through the API that it does not declare (apply keeps them). */
-type EntityChange = WorkspaceChange & { kind: EntityKind };
-
-function isEntityChange(change: WorkspaceChange): change is EntityChange {
-  return change.kind !== 'alert-channel' && change.kind !== 'alert-rule' && change.kind !== 'webhook';
-}
-
-function withApiEntities(definition: WorkspaceDefinition, current: WorkspaceState): WorkspaceDefinition {
-  const merged = { ...definition, alerts: alertsAfterApply(current.alerts, definition.alerts ?? NO_ALERTS) };
-  for (const section of Object.values(ENTITY_SECTIONS)) {
-    const declared = new Set(definition[section].map((e) => e.slug));
-    const kept = (current[section] as Array<Stored & { slug: string }>).filter((e) => e.origin === 'api' && !declared.has(e.slug));
-    (merged as unknown as Record<string, unknown[]>)[section] = [...definition[section], ...kept];
-  }
-  return merged;
-}
-
 function addTimeFilters(
   query: { after?: number; before?: number },
   where: string[],
@@ -1118,10 +1061,6 @@ function addTimeFilters(
     where.push('created_at < ?');
     params.push(query.before);
   }
-}
-
-function isTerminalSequenceRunStatus(status: string): boolean {
-  return TERMINAL_SEQUENCE_RUN_STATUSES.includes(status as SequenceRunStatus);
 }
 
 /** Lockstep's own errors pass through; SQLite's become a `store` error naming the file. */

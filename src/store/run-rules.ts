@@ -1,0 +1,49 @@
+/**
+ * Run rules every store enforces the same way, beyond the port's comments:
+ * - a sync run or sequence run in a terminal status never changes status again (a late update is a
+ *   Conflict), so a stale result cannot overwrite a cancellation or an interruption;
+ * - a member gets a new sync run only while it is not finished and has no run, or its run was
+ *   interrupted (so a replayed hand-off never runs a member twice);
+ * - a finished or cancelled sequence run starts nothing, even when a hand-off is replayed late.
+ * The stores also keep at most one queued standalone run and one active run per sync, and one
+ * pending and one running run per sequence, as unique indexes: the database refuses a double claim.
+ */
+import { ErrorCode, LockstepError } from '../core/errors.js';
+import {
+  TERMINAL_MEMBER_RUN_STATUSES,
+  TERMINAL_SEQUENCE_RUN_STATUSES,
+  type MemberRunStatus,
+  type SequenceRunStatus,
+} from '../core/runs.js';
+
+export function isTerminalSequenceRunStatus(status: string): boolean {
+  return TERMINAL_SEQUENCE_RUN_STATUSES.includes(status as SequenceRunStatus);
+}
+
+/** A member as `startMembers` finds it: its status, and its sync run with that run's status, if any. */
+export interface MemberWithRun {
+  memberStatus: string;
+  syncRunId: number | null;
+  runStatus: string | null;
+}
+
+/** Whether `startMembers` gives this member a new sync run. */
+export function memberNeedsRun(member: MemberWithRun): boolean {
+  if (TERMINAL_MEMBER_RUN_STATUSES.includes(member.memberStatus as MemberRunStatus)) return false;
+  return member.syncRunId === null || member.runStatus === 'interrupted';
+}
+
+/** A status change refused because the sync run is already `current`. */
+export function syncRunFinishedError(id: number, current: string, wanted: string | null): LockstepError {
+  return new LockstepError(ErrorCode.Conflict, `sync run ${id} is already ${current}; it cannot become ${wanted ?? 'anything else'}`);
+}
+
+/** A cancel refused because the run is already `current`. */
+export function nothingToCancelError(what: string, current: string): LockstepError {
+  return new LockstepError(ErrorCode.Conflict, `${what} is already ${current}; there is nothing to cancel`);
+}
+
+/** A finish refused because the sequence run already ended otherwise. */
+export function sequenceRunFinishedError(id: string, current: string, wanted: string): LockstepError {
+  return new LockstepError(ErrorCode.Conflict, `sequence run ${id} is already ${current}; it cannot become ${wanted}`);
+}

@@ -1,0 +1,135 @@
+/**
+ * What a store may do to its workspace, whatever database keeps it: which changes `apply` makes and
+ * whether the result is valid, what one entity's upsert or delete may do, and what work goes with a
+ * deleted entity. Each store reads its current state and writes the outcome in one transaction;
+ * the decisions are made here, so every store decides alike.
+ */
+import { NO_ALERTS, type AlertsDefinition } from '../core/alerts.js';
+import { ErrorCode, LockstepError, ValidationError, formatDiagnostics } from '../core/errors.js';
+import { NO_WEBHOOKS, type WebhookSettings } from '../core/webhooks.js';
+import { alertsAfterApply, diffWorkspace } from '../core/workspace-diff.js';
+import {
+  ENTITY_SECTIONS,
+  type EntityDefs,
+  type EntityKind,
+  type EntitySection,
+  type Stored,
+  type WorkspaceChange,
+  type WorkspaceDefinition,
+  type WorkspaceState,
+} from '../core/workspace.js';
+import { checkWorkspaceReferences, referrersOf } from './workspace-references.js';
+
+/** Where each kind of workspace entity lives, and whether it has an `enabled` column. */
+export const ENTITY_TABLES: Record<EntityKind, { table: string; section: EntitySection; enabled: boolean }> = {
+  source: { table: 'sources', section: 'sources', enabled: false },
+  destination: { table: 'destinations', section: 'destinations', enabled: false },
+  model: { table: 'models', section: 'models', enabled: false },
+  sync: { table: 'syncs', section: 'syncs', enabled: true },
+  sequence: { table: 'sequences', section: 'sequences', enabled: true },
+};
+
+export const ENTITY_KINDS = Object.keys(ENTITY_TABLES) as EntityKind[];
+
+/** Why queued work was cancelled along with what it belonged to. */
+export const CANCEL_REASONS = {
+  /** A standalone run queued for a sync that was deleted: it can never run. */
+  SyncDeleted: 'the sync was deleted',
+  /** A pending run of a sequence that was deleted. */
+  SequenceDeleted: 'the sequence was deleted',
+  /** A pending sequence run a user cancelled. */
+  CancelledBeforeStart: 'cancelled by a user before it started',
+} as const;
+
+/** A change of an entity (not of alerts or webhooks). */
+export type EntityChange = WorkspaceChange & { kind: EntityKind };
+
+export function isEntityChange(change: WorkspaceChange): change is EntityChange {
+  return change.kind !== 'alert-channel' && change.kind !== 'alert-rule' && change.kind !== 'webhook';
+}
+
+/** What `applyWorkspace` writes. */
+export interface ApplyPlan {
+  /** Every change, in the order apply makes them (what the method returns). */
+  changes: WorkspaceChange[];
+  /** The entity changes among them, in the same order. */
+  entities: EntityChange[];
+  /** The alert channels and rules to store, or null when they did not change. */
+  alerts: AlertsDefinition | null;
+  /** The webhook settings to store, or null when they did not change. */
+  webhooks: WebhookSettings | null;
+}
+
+/**
+ * What applying `definition` to `current` writes. Throws a ValidationError, naming every problem,
+ * when a reference would not resolve (entities created through the API stay, so they count).
+ */
+export function planApply(current: WorkspaceState, definition: WorkspaceDefinition): ApplyPlan {
+  const problems = checkWorkspaceReferences(withApiEntities(definition, current));
+  if (problems.length > 0) {
+    throw new ValidationError(problems, `the workspace cannot be applied:\n${formatDiagnostics(problems)}`);
+  }
+  const changes = diffWorkspace(current, definition);
+  return {
+    changes,
+    entities: changes.filter(isEntityChange),
+    alerts: changes.some((c) => c.kind === 'alert-channel' || c.kind === 'alert-rule')
+      ? alertsAfterApply(current.alerts, definition.alerts ?? NO_ALERTS)
+      : null,
+    webhooks: changes.some((c) => c.kind === 'webhook') ? (definition.webhooks ?? NO_WEBHOOKS) : null,
+  };
+}
+
+/** The entity `definition` declares for a create or update change (undefined when it declares none). */
+export function declaredEntity(
+  definition: WorkspaceDefinition,
+  change: EntityChange,
+): ({ slug: string; enabled?: boolean } & object) | undefined {
+  return (definition[ENTITY_TABLES[change.kind].section] as Array<{ slug: string; enabled?: boolean }>).find((e) => e.slug === change.slug);
+}
+
+/** The stored `enabled` of an entity of `kind` (null for kinds without one): absent means enabled. */
+export function enabledOf(kind: EntityKind, entity: object): boolean | null {
+  if (!ENTITY_TABLES[kind].enabled) return null;
+  return (entity as { enabled?: boolean }).enabled !== false;
+}
+
+/** Throws a ValidationError when storing `definition` (by slug) would leave a reference unresolved. */
+export function checkUpsert<K extends EntityKind>(current: WorkspaceState, kind: K, definition: EntityDefs[K]): void {
+  const section = ENTITY_SECTIONS[kind];
+  const next: WorkspaceDefinition = { ...current };
+  const others = (current[section] as Array<{ slug: string }>).filter((e) => e.slug !== definition.slug);
+  (next as unknown as Record<string, unknown[]>)[section] = [...others, definition];
+  const problems = checkWorkspaceReferences(next);
+  if (problems.length > 0) {
+    throw new ValidationError(problems, `${kind} "${definition.slug}" cannot be stored:\n${formatDiagnostics(problems)}`);
+  }
+}
+
+/** Throws a Conflict, naming them, when other entities refer to the `kind` entity `slug`. */
+export function checkDelete(current: WorkspaceState, kind: EntityKind, slug: string): void {
+  const referrers = referrersOf(current, kind, slug);
+  if (referrers.length > 0) {
+    throw new LockstepError(
+      ErrorCode.Conflict,
+      `${kind} "${slug}" is used by ${referrers.join(', ')} — change or delete ${referrers.length === 1 ? 'it' : 'them'} first`,
+    );
+  }
+}
+
+/** Throws a ValidationError when `alerts` name an unknown channel, sync or sequence. */
+export function checkAlerts(current: WorkspaceState, alerts: AlertsDefinition): void {
+  const problems = checkWorkspaceReferences({ ...current, alerts });
+  if (problems.length > 0) throw new ValidationError(problems, `the alerts cannot be stored:\n${formatDiagnostics(problems)}`);
+}
+
+/** `definition` plus the stored entities created through the API that it does not declare (apply keeps them). */
+function withApiEntities(definition: WorkspaceDefinition, current: WorkspaceState): WorkspaceDefinition {
+  const merged = { ...definition, alerts: alertsAfterApply(current.alerts, definition.alerts ?? NO_ALERTS) };
+  for (const section of Object.values(ENTITY_SECTIONS)) {
+    const declared = new Set(definition[section].map((e) => e.slug));
+    const kept = (current[section] as Array<Stored & { slug: string }>).filter((e) => e.origin === 'api' && !declared.has(e.slug));
+    (merged as unknown as Record<string, unknown[]>)[section] = [...definition[section], ...kept];
+  }
+  return merged;
+}
