@@ -1,22 +1,26 @@
 /**
- * The rate limiter behind `RateLimiter` (core/ports.ts), on Bottleneck: requests spaced to at most
- * `requestsPerSecond` and at most `concurrency` at once, for everything that writes through one
- * destination connection in this process. A peer's "come back later" pauses every caller.
+ * The rate limiter behind `RateLimiter` (core/ports.ts): requests start at most `requestsPerSecond`
+ * a second, evenly spaced (p-throttle in strict mode), with at most `concurrency` under way at once
+ * (p-limit), for everything that writes through one destination connection in this process. A
+ * request within the budget starts at once, without a timer. A peer's "come back later" pauses
+ * every caller.
  */
-import Bottleneck from 'bottleneck';
+import pLimit from 'p-limit';
+import pThrottle from 'p-throttle';
 import type { RateLimits } from '../core/connector-kind.js';
 import type { RateLimiter } from '../core/ports.js';
 
 export function createRateLimiter(limits: RateLimits): RateLimiter {
-  const bottleneck = new Bottleneck({
-    maxConcurrent: limits.concurrency ?? null,
-    // Spacing starts evenly instead of bursting: a run's measured rate is the configured one.
-    minTime: limits.requestsPerSecond ? 1000 / limits.requestsPerSecond : 0,
-  });
+  const slots = pLimit(limits.concurrency ?? Infinity);
+  // One start per interval: spacing starts evenly instead of bursting, so the measured rate is the configured one.
+  const startTurn = limits.requestsPerSecond
+    ? pThrottle({ limit: 1, interval: 1000 / limits.requestsPerSecond, strict: true })(() => undefined)
+    : null;
   let pausedUntil = 0;
   return {
-    async schedule<T>(task: () => Promise<T>): Promise<T> {
-      return bottleneck.schedule(async () => {
+    schedule<T>(task: () => Promise<T>): Promise<T> {
+      return slots(async () => {
+        if (startTurn) await startTurn();
         const wait = pausedUntil - Date.now();
         if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
         return task();

@@ -140,6 +140,8 @@ export interface WriteTarget {
   columns: string[];
   /** The model column each of `columns` comes from (the same name unless a mapping renames it). */
   modelColumns?: string[];
+  /** Rows per batch the engine sends (the sync's `batchSize` within the destination's `maxBatchSize`). */
+  batchSize?: number;
   /** The format and source types of the rows when the source reads them encoded (see EncodedRows). */
   encoding?: { format: string; types: readonly number[] };
   /**

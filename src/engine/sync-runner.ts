@@ -847,6 +847,7 @@ export class SyncRunner {
       keyColumns,
       columns,
       modelColumns,
+      batchSize: p.batchSize,
       encoding,
       settings: p.sync.settings,
       sync: p.sync.slug,

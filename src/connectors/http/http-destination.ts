@@ -28,13 +28,6 @@ export const HTTP_CAPABILITIES: DestinationCapabilities = { deletes: true, upser
 /** Characters of a record's error kept as its row's reason. */
 const REASON_CHARS = 500;
 
-/**
- * `WriteTarget` as the engine may extend it: the sync's rows per batch (its `batchSize`, capped
- * by the destination's `maxBatchSize`). Without it, templates that read neither `row` nor `rows`
- * make batch requests.
- */
-type TargetWithBatchSize = WriteTarget & { batchSize?: number };
-
 export class HttpDestination implements Destination {
   readonly capabilities = HTTP_CAPABILITIES;
 
@@ -63,7 +56,7 @@ export class HttpDestination implements Destination {
   }
 
   async prepare(target: WriteTarget): Promise<DestinationWriter> {
-    return new HttpWriter(this.client, this.slug, this.url, target as TargetWithBatchSize, this.concurrency);
+    return new HttpWriter(this.client, this.slug, this.url, target, this.concurrency);
   }
 
   async close(): Promise<void> {
@@ -117,7 +110,7 @@ class HttpWriter implements DestinationWriter {
     private readonly client: HttpClient,
     private readonly slug: string,
     url: URL,
-    private readonly target: TargetWithBatchSize,
+    private readonly target: WriteTarget,
     concurrency: number,
   ) {
     this.concurrentWrites = concurrency;
