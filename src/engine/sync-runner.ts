@@ -201,6 +201,9 @@ class EncodedBatch implements PlanningBatch {
 
 /** Counts of a run as its pipeline goes, shared by planning and delivery. */
 interface RunProgress {
+  /** When the run's record was last updated with the progress, and the store last asked for a cancel (performance.now()). */
+  lastReport: number;
+  lastStopCheck: number;
   planned: OperationCounts;
   successful: OperationCounts;
   failed: OperationCounts;
@@ -277,6 +280,21 @@ interface Delivery {
   written: boolean;
 }
 
+/** How often, at most, a run's record is updated with its progress and the store asked for a cancel. */
+const REPORT_EVERY_MS = 100;
+
+/** The counts of a run's record from its progress (nothing before it has one). */
+function progressPatch(progress: RunProgress | null): SyncRunPatch {
+  if (progress === null) return {};
+  return {
+    querySize: progress.querySize,
+    plannedRows: progress.planned,
+    successfulRows: progress.successful,
+    failedRows: progress.failed,
+    completionRatio: completionRatio(progress),
+  };
+}
+
 /** Snapshot commits under way at most (see Pipeline.commits). */
 const COMMITS_AHEAD = 4;
 /** A batch open this long goes to an idle destination before it is full (see `queue` in planAndDeliver). */
@@ -347,6 +365,8 @@ export class SyncRunner {
     // while (SQLite checkpoints its WAL), and the next member of a sequence must not wait for it.
     // The destination's API budget, read before it closes, goes into the run's final record.
     let apiUsage: ApiUsage | undefined;
+    // The run's progress, once it has one: a run that ends early records what it delivered.
+    let started: RunProgress | null = null;
     const cleanup = async () => {
       apiUsage = destination?.apiUsage?.() ?? apiUsage;
       const open = [source, destination];
@@ -386,6 +406,8 @@ export class SyncRunner {
       }
 
       const progress: RunProgress = {
+        lastReport: 0,
+        lastStopCheck: 0,
         planned: emptyCounts(),
         successful: emptyCounts(),
         failed: emptyCounts(),
@@ -395,6 +417,7 @@ export class SyncRunner {
         expectedRows: 0,
         processing: false,
       };
+      started = progress;
       const pipeline: Pipeline = {
         run: claimed,
         sync,
@@ -449,11 +472,11 @@ export class SyncRunner {
           return (await store.getSyncRun(claimed.id)) ?? claimed;
         }
         logger.info('sync run cancelled', runLog);
-        return await update({ status: 'cancelled', error: 'cancelled by a user' });
+        return await update({ ...progressPatch(started), status: 'cancelled', error: 'cancelled by a user' });
       }
       const error = toError(thrown);
       logger.error('sync run failed', { ...runLog, error: error.message });
-      return await update({ status: 'failed', error: error.message, apiUsage });
+      return await update({ ...progressPatch(started), status: 'failed', error: error.message, apiUsage });
     } finally {
       await cleanup();
     }
@@ -687,7 +710,7 @@ export class SyncRunner {
   private async deliver(p: Pipeline, batch: PlannedOp[]): Promise<void> {
     const writer = p.writer as DestinationWriter;
     while (p.inflight.length >= Math.max(1, writer.concurrentWrites ?? 1)) await this.retire(p);
-    await this.checkStop(p.run.id, p.signal);
+    await this.checkStop(p);
     const outcomes = this.write(p, writer, batch);
     const delivery: Delivery = { batch, outcomes, written: false };
     // Awaited by retire() or at the end; a failure is not lost meanwhile.
@@ -778,14 +801,12 @@ export class SyncRunner {
     progress.settled += settled.count;
     const first = !progress.processing;
     progress.processing = true;
-    await p.update({
-      status: first ? 'processing' : undefined,
-      querySize: progress.querySize,
-      plannedRows: progress.planned,
-      successfulRows: progress.successful,
-      failedRows: progress.failed,
-      completionRatio: completionRatio(progress),
-    });
+    // The record follows at most every REPORT_EVERY_MS (the run's end records the final counts):
+    // a write per batch would cost more than the batch when batches are small.
+    const now = performance.now();
+    if (!first && now - progress.lastReport < REPORT_EVERY_MS) return;
+    progress.lastReport = now;
+    await p.update({ ...progressPatch(progress), status: first ? 'processing' : undefined });
   }
 
   /**
@@ -816,10 +837,14 @@ export class SyncRunner {
     return fits ? index : null;
   }
 
-  private async checkStop(runId: number, signal: AbortSignal): Promise<void> {
-    if (signal.aborted) throw new RunStopped(signal.reason as StopReason);
-    // Another process (the CLI, a second worker) may have asked for the cancel through the store.
-    const current = await this.options.store.getSyncRun(runId);
+  private async checkStop(p: Pipeline): Promise<void> {
+    if (p.signal.aborted) throw new RunStopped(p.signal.reason as StopReason);
+    // Another process (the CLI, a second worker) may have asked for the cancel through the store;
+    // asked at most every REPORT_EVERY_MS.
+    const now = performance.now();
+    if (now - p.progress.lastStopCheck < REPORT_EVERY_MS) return;
+    p.progress.lastStopCheck = now;
+    const current = await this.options.store.getSyncRun(p.run.id);
     if (current?.cancelRequested) throw new RunStopped('cancel');
   }
 
