@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import mysql from 'mysql2/promise';
 import { describe, expect, inject, it } from 'vitest';
 import { createConnectorRegistry } from '../../src/app.js';
+import { COPY_TEXT_FORMAT } from '../../src/connectors/copy-text.js';
+import { PostgresSource } from '../../src/connectors/index.js';
 import { mysqlConnector, MysqlDestination, MysqlSource } from '../../src/connectors/mysql/index.js';
 import { classifyMysqlError, MysqlFailure } from '../../src/connectors/mysql/mysql-client.js';
 import { isoToMysqlTime } from '../../src/connectors/mysql/mysql-destination.js';
@@ -15,6 +17,7 @@ import type { RowBatch, Source, Value, WriteOperation } from '../../src/core/por
 import { model, source, sync, workspace } from '../helpers/definitions.js';
 import { sqlite, startHarness, tempDir } from '../helpers/harness.js';
 import { createTestMysqlDatabase, mysqlSql } from '../helpers/mysql.js';
+import { createTestDatabase, sql } from '../helpers/postgres.js';
 import { describeDestinationContract, type FixtureColumn, type FixtureTable as DestinationTable } from './destination-contract.js';
 import { describeSourceContract, type FixtureType, type SourceFixture } from './source-contract.js';
 
@@ -358,6 +361,103 @@ describe('MysqlDestination', () => {
     }
   });
 
+  it('loads into an empty table in bulk, and still rejects each row a LOCAL load would skip or fill with a default', async () => {
+    const url = await createTestMysqlDatabase('destination_load');
+    await mysqlSql(url, 'create table people (id int primary key, name varchar(20) not null, score int not null check (score >= 0))');
+    const loads = async () => Number((await mysqlSql<{ n: string }>(url, "select variable_value as n from information_schema.global_status where variable_name = 'COM_LOAD'"))[0]?.n);
+    const destination = await MysqlDestination.connect({ url });
+    try {
+      const writer = await destination.prepare({ object: 'people', keyColumns: ['id'], columns: ['id', 'name', 'score'] });
+      const person = (id: number, name: Value = `person ${id}`, score: Value = id): WriteOperation => ({ kind: 'upsert', key: [id], values: [id, name, score] });
+      const loadsBefore = await loads();
+      const first = await writer.write(Array.from({ length: 1000 }, (_, i) => (i === 499 ? person(500, null) : i === 599 ? person(600, 'Negative', -1) : i === 699 ? person(700, 'x'.repeat(30)) : person(i + 1))));
+      expect(await loads()).toBeGreaterThan(loadsBefore);
+      expect(first.filter((o) => !o.ok)).toEqual([
+        { ok: false, reason: "Column 'name' cannot be null (NOT NULL column)" },
+        { ok: false, reason: expect.stringMatching(/^(CONSTRAINT `people.score` failed .*\(CHECK constraint\)|Check constraint .* is violated\.)$/) },
+        { ok: false, reason: "Data too long for column 'name'" },
+      ]);
+      expect(first.map((o, i) => (o.ok ? null : i)).filter((i) => i !== null)).toEqual([499, 599, 699]);
+      expect(await mysqlSql(url, 'select count(*) as n, sum(id in (500, 600, 700)) as bad from people')).toEqual([{ n: '997', bad: '0' }]);
+
+      // Rows that exist now are merged, not loaded a second time.
+      const second = await writer.write(Array.from({ length: 201 }, (_, i) => person(900 + i, `renamed ${900 + i}`)));
+      expect(second.every((o) => o.ok)).toBe(true);
+      expect(await mysqlSql(url, "select count(*) as n, sum(name like 'renamed%') as renamed from people")).toEqual([{ n: '1097', renamed: '201' }]);
+    } finally {
+      await destination.close();
+    }
+  });
+
+  it('loads PostgreSQL COPY text lines as they are, and decodes them for rows that go by statement', async () => {
+    const url = await createTestMysqlDatabase('destination_lines');
+    await mysqlSql(
+      url,
+      'create table t (id bigint primary key, name varchar(80) not null, amount decimal(10,2), ratio double, day date, at datetime(6), seen timestamp(6) null)',
+    );
+    const destination = await MysqlDestination.connect({ url });
+    try {
+      const columns = ['id', 'name', 'amount', 'ratio', 'day', 'at', 'seen'];
+      // int8, text, numeric, float8, date, timestamp, timestamptz
+      const encoding = { format: COPY_TEXT_FORMAT, types: [20, 25, 1700, 701, 1082, 1114, 1184] };
+      const writer = await destination.prepare({ object: 't', keyColumns: ['id'], columns, encoding });
+      expect(writer.takesLines).toBe(true);
+      const lines = (text: string): WriteOperation[] => {
+        const data = Buffer.from(text);
+        const ops: WriteOperation[] = [];
+        for (let start = 0; start < data.length; ) {
+          const end = data.indexOf(0x0a, start) + 1;
+          ops.push({ kind: 'upsert', key: [Number(data.toString('utf8', start, data.indexOf(0x09, start)))], values: [], line: { data, start, end } });
+          start = end;
+        }
+        return ops;
+      };
+      const first = await writer.write(
+        lines(
+          '1\ttab\\there\\nnew \\\\ back \\f feed \\v vt \\b bs é\t12.30\t0.1\t2024-01-02\t2024-01-02 03:04:05.123456\t2024-01-02 05:04:05.5+02\n' +
+            '2\t\\N\t1\t1\t2024-01-02\t2024-01-02 03:04:05\t2024-01-02 03:04:05+00\n' +
+            '3\tplain\t\\N\t\\N\t\\N\t\\N\t2024-01-02 03:04:05+00\n',
+        ),
+      );
+      expect(first).toEqual([{ ok: true }, { ok: false, reason: "Column 'name' cannot be null (NOT NULL column)" }, { ok: true }]);
+      const read = () => mysqlSql(url, "select id, name, amount, ratio, day, at, date_format(seen, '%Y-%m-%d %H:%i:%s.%f') as seen from t order by id");
+      expect(await read()).toEqual([
+        { id: '1', name: 'tab\there\nnew \\ back \f feed \v vt \b bs é', amount: '12.30', ratio: 0.1, day: '2024-01-02', at: '2024-01-02 03:04:05.123456', seen: '2024-01-02 03:04:05.500000' },
+        { id: '3', name: 'plain', amount: null, ratio: null, day: null, at: null, seen: '2024-01-02 03:04:05.000000' },
+      ]);
+      // The table holds rows now: changed rows are decoded and merged by statement.
+      const second = await writer.write(lines('3\tchanged \\f\t7.50\t-2.5\t2020-02-29\t2020-02-29 23:59:59\t2020-03-01 01:00:00-01\n'));
+      expect(second).toEqual([{ ok: true }]);
+      expect((await read())[1]).toEqual({ id: '3', name: 'changed \f', amount: '7.50', ratio: -2.5, day: '2020-02-29', at: '2020-02-29 23:59:59.000000', seen: '2020-03-01 02:00:00.000000' });
+    } finally {
+      await destination.close();
+    }
+  });
+
+  it('writes with statements when the server refuses LOCAL loads', async () => {
+    const url = await createTestMysqlDatabase('destination_noload');
+    await mysqlSql(url, 'create table people (id int primary key, name varchar(20) not null)');
+    const [setting] = await mysqlSql<{ on: number | string }>(url, 'select @@global.local_infile as `on`');
+    await mysqlSql(url, 'set global local_infile = 0');
+    const destination = await MysqlDestination.connect({ url });
+    try {
+      const writer = await destination.prepare({ object: 'people', keyColumns: ['id'], columns: ['id', 'name'] });
+      const outcomes = await writer.write([
+        { kind: 'insert', key: [1], values: [1, 'Ann'] },
+        { kind: 'insert', key: [2], values: [2, null] },
+      ]);
+      expect(outcomes).toEqual([{ ok: true }, { ok: false, reason: "Column 'name' cannot be null (NOT NULL column)" }]);
+      expect(await writer.write([{ kind: 'insert', key: [3], values: [3, 'Cy'] }])).toEqual([{ ok: true }]);
+      expect(await mysqlSql(url, 'select id, name from people order by id')).toEqual([
+        { id: 1, name: 'Ann' },
+        { id: 3, name: 'Cy' },
+      ]);
+    } finally {
+      await mysqlSql(url, `set global local_infile = ${Number(setting?.on) ? 1 : 0}`);
+      await destination.close();
+    }
+  });
+
   it('rejects a value the column cannot hold, with the message, and writes the rest', async () => {
     const url = await createTestMysqlDatabase('destination_strict');
     await mysqlSql(url, 'create table scores (id int primary key, score int not null, note varchar(3))');
@@ -498,5 +598,73 @@ describe('MySQL destination in a sync', () => {
       expect(await mysqlSql(url, `select count(*) as n, sum(id % 10 = 0) as gone from ${table}`)).toEqual([{ n: '45', gone: '0' }]);
       expect(await mysqlSql(url, `select name from ${table} where id = 1`)).toEqual([{ name: 'renamed' }]);
     }
+  });
+
+  it('takes rows from PostgreSQL as their COPY text lines, rejects a bad one alone, merges changes, and ends equal to the model', async () => {
+    const pgUrl = await createTestDatabase('mysql_lines');
+    await sql(
+      pgUrl,
+      `create table people (id bigint primary key, name text, score numeric(6,2), seen_at timestamptz, born date, flag boolean);
+       insert into people select g, 'person ' || g || E'\\t\\\\ é', g / 4.0, timestamptz '2024-01-01 00:00:00+00' + g * interval '1 minute',
+         date '2000-01-01' + g, g % 2 = 0 from generate_series(1, 3000) g;
+       update people set name = null where id = 1234`,
+    );
+    const url = await createTestMysqlDatabase('destination_lines_sync');
+    await mysqlSql(
+      url,
+      `create table people (id bigint primary key, name varchar(50) not null, score decimal(6,2), seen_at timestamp(6) null, born date);
+       create table flags (id bigint primary key, flag tinyint(1))`,
+    );
+    const registry = createConnectorRegistry();
+    if (!registry.kind('mysql')) registry.register(mysqlConnector);
+    const h = await startHarness({
+      dir: tempDir(),
+      definition: workspace({
+        sources: [source('warehouse', { type: 'postgres', url: pgUrl })],
+        destinations: [source('crm', { type: 'mysql', url })],
+        models: [
+          model('people', 'warehouse', 'select id, name, score, seen_at, born from people'),
+          // A boolean has no COPY text MySQL reads: these rows go as values.
+          model('flags', 'warehouse', 'select id, flag from people'),
+        ],
+        syncs: [
+          sync('people', { model: 'people', destination: 'crm', object: 'people', mode: 'mirror', batchSize: 1000 }),
+          sync('flags', { model: 'flags', destination: 'crm', object: 'flags', mode: 'mirror', batchSize: 1000 }),
+        ],
+      }),
+      connectors: () => registry,
+    });
+    await using _ = h;
+    const run = async (slug: string) => {
+      const { run } = await h.app.worker.triggerSync(slug);
+      return h.app.worker.waitForSyncRun(run.id);
+    };
+    const equalToModel = async (model: string, table: string) => {
+      const left = await PostgresSource.connect({ url: pgUrl });
+      const right = await MysqlSource.connect({ url });
+      try {
+        expect((await readAll(right, `select * from ${table} order by id`, 1000)).rows).toEqual((await readAll(left, `${model} order by id`, 1000)).rows);
+      } finally {
+        await left.close();
+        await right.close();
+      }
+    };
+
+    const first = await run('people');
+    expect(first.status).toBe('warning');
+    expect(first.failedRows).toEqual({ addedCount: 1, changedCount: 0, removedCount: 0 });
+    expect((await h.app.store.listRejectedRows(first.id, 10, 0)).map((r) => [r.key, r.reason])).toEqual([['[1234]', "Column 'name' cannot be null (NOT NULL column)"]]);
+    expect((await run('flags')).status).toBe('success');
+    expect(await mysqlSql(url, 'select name, score, seen_at, born from people where id = 5')).toEqual([
+      { name: 'person 5\t\\ é', score: '1.25', seen_at: '2024-01-01 00:05:00.000000', born: '2000-01-06' },
+    ]);
+    await equalToModel('select id, flag from people', 'flags');
+
+    await sql(pgUrl, `update people set name = 'fixed' where id = 1234; update people set score = score + 1 where id % 100 = 0; delete from people where id = 3000`);
+    const second = await run('people');
+    expect(second.status).toBe('success');
+    expect(second.successfulRows).toEqual({ addedCount: 1, changedCount: 29, removedCount: 1 });
+    await equalToModel('select id, name, score, seen_at, born from people', 'people');
+    expect((await run('people')).plannedRows).toEqual({ addedCount: 0, changedCount: 0, removedCount: 0 });
   });
 });

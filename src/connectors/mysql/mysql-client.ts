@@ -3,6 +3,7 @@
  * (STYLE rule 3), the pool they open, identifier quoting, describing where a URL points without its
  * password, and sorting MySQL's and MariaDB's failures into what a caller can do about them.
  */
+import type { Readable } from 'node:stream';
 import mysql from 'mysql2/promise';
 import { toError } from '../../core/errors.js';
 
@@ -26,6 +27,8 @@ export interface MysqlField {
 export interface MysqlResultHeader {
   /** Rows the statement wrote; for an UPDATE, the rows it matched (Lockstep connects with FOUND_ROWS). */
   affectedRows: number;
+  /** Warnings (and notes) the statement raised. */
+  warningStatus: number;
 }
 
 /** A query running on a connection, reporting its columns and rows as events. */
@@ -47,8 +50,11 @@ export interface MysqlCoreConnection {
 
 export interface MysqlPoolConnection {
   readonly connection: MysqlCoreConnection;
-  /** A statement sent as text, without parameters (session settings, transaction control). */
-  query<T = unknown>(sql: string): Promise<[T, unknown]>;
+  /**
+   * A statement sent as text, without parameters (session settings, transaction control); a
+   * `LOAD DATA LOCAL INFILE` reads the data from `infileStreamFactory` (never from a file).
+   */
+  query<T = unknown>(sql: string | { sql: string; infileStreamFactory?: (name: string) => Readable }): Promise<[T, unknown]>;
   /** A prepared statement with its values as parameters. */
   execute<T = unknown>(sql: string, values: readonly unknown[]): Promise<[T, unknown]>;
   /** Gives the connection back to the pool. */
@@ -92,26 +98,19 @@ export function bigintParameter(value: bigint, unsigned: boolean): MysqlTypedVal
   return unsigned ? driver.TypedParameter.LONGLONG.unsigned(value) : driver.TypedParameter.LONGLONG(value);
 }
 
-/** The protocol's type codes the connectors look at. */
+/** The protocol's type codes of result columns the source converts itself. */
 export const MysqlType = {
-  Decimal: 0,
+  /** TINYINT; with display length 1, MySQL's BOOLEAN. */
   Tiny: 1,
-  Float: 4,
-  Double: 5,
   Timestamp: 7,
+  /** BIGINT. */
   LongLong: 8,
-  Date: 10,
   DateTime: 12,
   Bit: 16,
-  Timestamp2: 17,
-  DateTime2: 18,
+  /** MySQL's JSON (MariaDB sends JSON as text, marked in its extended metadata). */
   Json: 245,
-  NewDecimal: 246,
 } as const;
 export type MysqlType = (typeof MysqlType)[keyof typeof MysqlType];
-
-/** The character set number of binary strings (BINARY, VARBINARY, BLOB, BIT). */
-export const BINARY_CHARSET = 63;
 
 /**
  * A small pool on `url`. Values come back in the forms values.ts normalises from: BIGINT and

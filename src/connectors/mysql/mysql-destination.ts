@@ -1,14 +1,18 @@
+import { Readable } from 'node:stream';
 import { assertNever, ErrorCode, LockstepError, toError } from '../../core/errors.js';
 import type {
   Destination,
   DestinationCapabilities,
   DestinationWriter,
+  EncodedLine,
   RowOutcome,
   Value,
   WriteOperation,
   WriteTarget,
 } from '../../core/ports.js';
+import { COPY_TEXT_FORMAT, copyLine, INTEGER_OIDS, parseCopyField, type TextParser } from '../copy-text.js';
 import { describeKey, listNames } from '../sql.js';
+import { timestampTextToIso } from '../values.js';
 import {
   bigintParameter,
   classifyMysqlError,
@@ -54,6 +58,8 @@ interface TableInfo {
   uniqueKeys: string[][];
   /** The server's max_allowed_packet: no statement may be larger. */
   maxPacketBytes: number;
+  /** The table held no row when the sync started writing (a first sync). */
+  empty: boolean;
 }
 
 /**
@@ -62,11 +68,22 @@ interface TableInfo {
  * for upserts, one UPDATE joined to the batch's rows for updates, one DELETE ... IN for deletes,
  * each of at most 1,000 rows, every value a parameter of a prepared statement.
  *
+ * Inserts, and upserts into a table that was empty when the sync started (until one meets a row
+ * that exists), are loaded in bulk with LOAD DATA LOCAL INFILE, the rows streamed from memory in
+ * tab-separated text (the server never reads a file of ours, and mysql2 hands it nothing else). A
+ * LOCAL load does not fail on a bad row: it skips the row, or stores a default, with a warning. So a
+ * load that raised any warning, or wrote fewer rows than it was sent, is rolled back and its rows
+ * written with statements, which fail on the bad rows as described next. A server that refuses
+ * LOCAL loads (MySQL 8's default `local_infile = OFF`) gets statements only. Rows read from
+ * PostgreSQL as COPY text are loaded as the lines they came as, without being turned into values,
+ * when every column's text reads the same in MySQL (see `lineField`).
+ *
  * Each statement runs under a savepoint. When a row breaks a rule (foreign key, NOT NULL, CHECK,
  * unique, a value the column cannot take) the statement is rolled back to it and its rows are
  * halved, down to single rows, so exactly the offending rows are rejected, with the server's
  * message, and the rest of the batch is committed. Deadlocks, lock wait timeouts and dropped
- * connections fail the batch as transient, so it is retried.
+ * connections fail the batch as transient, so it is retried. (This needs transactional tables,
+ * InnoDB: a MyISAM table keeps the rows a failed statement wrote before the bad one.)
  */
 export class MysqlDestination implements Destination {
   readonly capabilities: DestinationCapabilities = { deletes: true, upsert: true, maxBatchSize: null, recordIds: false };
@@ -188,6 +205,7 @@ export class MysqlDestination implements Destination {
         [table.db, table.name],
       );
       const [[packet]] = await connection.execute<Array<{ bytes: unknown }>>('select @@max_allowed_packet as bytes', []);
+      const [someRow] = await connection.execute<unknown[]>(`select 1 from ${quoteMysqlIdent(table.db)}.${quoteMysqlIdent(table.name)} limit 1`, []);
       const byIndex = new Map<string, string[]>();
       for (const row of unique) byIndex.set(row.indexName, [...(byIndex.get(row.indexName) ?? []), row.name.toLowerCase()]);
       return {
@@ -209,6 +227,7 @@ export class MysqlDestination implements Destination {
         ),
         uniqueKeys: [...byIndex.values()],
         maxPacketBytes: Number(packet?.bytes ?? 4 * 1024 * 1024),
+        empty: someRow.length === 0,
       };
     }
     return null;
@@ -230,6 +249,10 @@ const MAX_PARAMETERS = 65_535;
 const STATEMENT_BYTES = 8 * 1024 * 1024;
 /** Parts of a failing statement at most this long are replayed row by row rather than halved. */
 const ROW_BY_ROW_BELOW = 8;
+/** Rows per LOAD DATA at most: a load that meets a bad row is written again as statements. */
+const LOAD_ROWS = 10_000;
+/** Bytes of load data per packet (a packet holds 16 MB at most, and max_allowed_packet). */
+const LOAD_CHUNK_BYTES = 1024 * 1024;
 
 const INTEGER_TYPES = new Set(['tinyint', 'smallint', 'mediumint', 'int', 'integer', 'bigint']);
 const TEXT_TYPES = new Set(['char', 'varchar', 'tinytext', 'text', 'mediumtext', 'longtext', 'enum', 'set']);
@@ -281,7 +304,64 @@ function integerKey(value: Value, unsigned: boolean): unknown {
   return bigintParameter(n, unsigned);
 }
 
+/** PostgreSQL type OIDs whose COPY text LOAD DATA may read as it is (see `lineField`). */
+const PgType = {
+  Name: 19,
+  Text: 25,
+  Float4: 700,
+  Float8: 701,
+  Bpchar: 1042,
+  Varchar: 1043,
+  Date: 1082,
+  Timestamp: 1114,
+  TimestampTz: 1184,
+  Numeric: 1700,
+  Uuid: 2950,
+} as const;
+
+const PG_TEXT_TYPES: ReadonlySet<number> = new Set([PgType.Name, PgType.Text, PgType.Bpchar, PgType.Varchar, PgType.Uuid]);
+const NUMBER_TYPES = new Set(['decimal', 'float', 'double']);
+/** Plain text columns (not ENUM or SET, where a number means a member's position). */
+const PLAIN_TEXT_TYPES = new Set(['char', 'varchar', 'tinytext', 'text', 'mediumtext', 'longtext']);
+
+/** How a field of a COPY text line goes into LOAD DATA: as it is, or (a timestamptz) made UTC without its offset. */
+const LineField = {
+  AsIs: 'as-is',
+  TimestampTz: 'timestamptz',
+} as const;
+type LineField = (typeof LineField)[keyof typeof LineField];
+
+/**
+ * Whether a PostgreSQL column's COPY text, loaded as it is, gives the column the value the values
+ * would give it: integers, decimals and floats into number columns; text, integers, decimals and
+ * dates into text columns (the same text as the values); dates and timestamps into temporal columns
+ * (PostgreSQL prints them as MySQL reads them, in ISO style); a timestamptz once its offset is taken
+ * off (made UTC). Booleans (`t`/`f`), JSON (spaced differently), bytes and the rest go as values.
+ */
+function lineField(oid: number, column: ColumnInfo): LineField | null {
+  const type = column.dataType;
+  if (INTEGER_OIDS.has(oid)) return INTEGER_TYPES.has(type) || NUMBER_TYPES.has(type) || PLAIN_TEXT_TYPES.has(type) ? LineField.AsIs : null;
+  if (PG_TEXT_TYPES.has(oid)) return PLAIN_TEXT_TYPES.has(type) ? LineField.AsIs : null;
+  if (oid === PgType.Numeric) return NUMBER_TYPES.has(type) || PLAIN_TEXT_TYPES.has(type) ? LineField.AsIs : null;
+  if (oid === PgType.Float4 || oid === PgType.Float8) return NUMBER_TYPES.has(type) ? LineField.AsIs : null;
+  if (oid === PgType.Date) return type === 'date' || PLAIN_TEXT_TYPES.has(type) ? LineField.AsIs : null;
+  if (oid === PgType.Timestamp) return type === 'datetime' || type === 'timestamp' ? LineField.AsIs : null;
+  if (oid === PgType.TimestampTz) return type === 'datetime' || type === 'timestamp' ? LineField.TimestampTz : null;
+  return null;
+}
+
+const TAB = 0x09;
+const NEWLINE = 0x0a;
+const BACKSLASH = 0x5c;
+const PLUS = 0x2b;
+const ZERO = 0x30;
+
 class MysqlWriter implements DestinationWriter {
+  /**
+   * Two batches at once, each on its own connection and in its own transaction: the server writes
+   * one while the next is converted and sent. (No two batches of a run touch the same row.)
+   */
+  readonly concurrentWrites = 2;
   private readonly table: string;
   private readonly statements = new Map<string, string>();
   /** Positions in `target.columns` of the key columns, and of the others. */
@@ -297,6 +377,20 @@ class MysqlWriter implements DestinationWriter {
   /** It is the table's only unique index: ON DUPLICATE KEY UPDATE can only ever meet the row with that key. */
   private readonly keyIsOnlyUnique: boolean;
   private readonly statementBytes: number;
+  /** Inserts and upserts come as PostgreSQL COPY text lines, loaded as they are (see `lineField`). */
+  readonly takesLines: boolean;
+  /** Per column, how its field of a line is loaded (null when lines are not taken). */
+  private readonly lineFields: LineField[] | null;
+  /** Some field of a line is a timestamptz, whose offset goes. */
+  private readonly lineOffsets: boolean;
+  /** Per column, how its field of a line becomes a value when the row goes by statement. */
+  private readonly lineParsers: TextParser[];
+  /** Values decoded from lines, for rows that go by statement. */
+  private readonly decoded = new WeakMap<WriteOperation, Value[]>();
+  /** LOAD DATA LOCAL INFILE for inserts, until the server refuses it. */
+  private loads = true;
+  /** Upserts are loaded too: the table was empty, no load has met an existing row, and the key is unique (a second copy fails). */
+  private straightLoads: boolean;
 
   constructor(
     private readonly destination: MysqlDestination,
@@ -331,6 +425,45 @@ class MysqlWriter implements DestinationWriter {
     this.keyIsUnique = matches.length > 0;
     this.keyIsOnlyUnique = this.keyIsUnique && info.uniqueKeys.length === matches.length;
     this.statementBytes = Math.max(64 * 1024, Math.min(STATEMENT_BYTES, info.maxPacketBytes - 64 * 1024));
+    this.straightLoads = info.empty && this.keyIsUnique;
+    const encoding = target.encoding;
+    const fields =
+      encoding?.format === COPY_TEXT_FORMAT && encoding.types.length === columns.length
+        ? columns.map((name, i) => lineField(encoding.types[i] as number, column(name)))
+        : null;
+    this.lineFields = fields && fields.every((f) => f !== null) ? (fields as LineField[]) : null;
+    this.takesLines = this.lineFields !== null;
+    this.lineOffsets = this.lineFields?.includes(LineField.TimestampTz) ?? false;
+    const asText: TextParser = (text) => text;
+    this.lineParsers = columns.map((_, i) =>
+      encoding?.types[i] === PgType.Timestamp || encoding?.types[i] === PgType.TimestampTz ? timestampTextToIso : asText,
+    );
+  }
+
+  /** An operation's values: its own, or those of its line (as text, which the server converts as it would load it). */
+  private valuesOf(op: WriteOperation): readonly Value[] {
+    const line = op.line;
+    if (!line) return op.values;
+    let values = this.decoded.get(op);
+    if (!values) {
+      values = this.decodeLine(line);
+      this.decoded.set(op, values);
+    }
+    return values;
+  }
+
+  private decodeLine({ data, start, end }: EncodedLine): Value[] {
+    const width = this.lineParsers.length;
+    const last = end - 1; // the line break
+    const values = new Array<Value>(width);
+    let fieldStart = start;
+    for (let c = 0; c < width; c++) {
+      let fieldEnd = c === width - 1 ? last : data.indexOf(TAB, fieldStart);
+      if (fieldEnd < 0 || fieldEnd > last) fieldEnd = last;
+      values[c] = parseCopyField(data.toString('utf8', fieldStart, fieldEnd), this.lineParsers[c] as TextParser);
+      fieldStart = fieldEnd + 1;
+    }
+    return values;
   }
 
   async write(batch: WriteOperation[]): Promise<RowOutcome[]> {
@@ -369,9 +502,104 @@ class MysqlWriter implements DestinationWriter {
     });
     for (const [kind, ops] of byKind) {
       if (kind === 'upsert' && !this.keyIsUnique) throw this.noUniqueKey();
+      if (this.loads && (kind === 'insert' || (kind === 'upsert' && this.straightLoads))) {
+        for (let start = 0; start < ops.length; start += LOAD_ROWS) {
+          await this.loadPart(connection, kind, ops.slice(start, start + LOAD_ROWS), outcomes);
+        }
+        continue;
+      }
       for (const part of this.statementParts(kind, ops, outcomes)) await this.writePart(connection, kind, part, outcomes);
     }
     return outcomes;
+  }
+
+  /**
+   * Loads a part with LOAD DATA LOCAL INFILE under a savepoint. When the load skipped or changed a
+   * row (a warning, or fewer rows written), or failed, it is rolled back and the part written with
+   * statements instead, which reject exactly the bad rows.
+   */
+  private async loadPart(connection: MysqlPoolConnection, kind: Kind, part: Indexed[], outcomes: RowOutcome[]): Promise<void> {
+    await connection.query('savepoint lockstep_part');
+    const data = this.loadData(part);
+    try {
+      const [header] = await connection.query<MysqlResultHeader>({ sql: this.loadStatement(), infileStreamFactory: () => Readable.from(chunks(data)) });
+      if (header.affectedRows === part.length && header.warningStatus === 0) return;
+      // Most likely a row exists already: upserts merge from now on.
+      if (kind === 'upsert') this.straightLoads = false;
+    } catch (thrown) {
+      const failure = classifyMysqlError(thrown);
+      if (failure === MysqlFailure.Transient || failure === MysqlFailure.Connection) throw thrown;
+      // Most likely the server does not take LOCAL loads: statements from now on.
+      if (failure === MysqlFailure.Statement) this.loads = false;
+    }
+    await connection.query('rollback to savepoint lockstep_part');
+    for (const smaller of this.statementParts(kind, part, outcomes)) await this.writePart(connection, kind, smaller, outcomes);
+  }
+
+  /** The part's rows as LOAD DATA reads them by default: tab-separated, `\N` for null, backslash escapes. */
+  private loadData(part: Indexed[]): Buffer {
+    const width = this.valueParameters.length;
+    const fields = new Array<Value>(width);
+    let lineBytes = 0;
+    for (const { op } of part) if (op.line) lineBytes += op.line.end - op.line.start;
+    // A line never grows: an offset taken off, a UTC time as long as the local one, an escape made one byte.
+    const lines = Buffer.allocUnsafe(lineBytes);
+    let at = 0;
+    let text = '';
+    for (const { op } of part) {
+      if (op.line) {
+        at = this.copyLoadLine(lines, at, op.line);
+        continue;
+      }
+      for (let c = 0; c < width; c++) {
+        const value = (this.valueParameters[c] as (v: Value) => unknown)(op.values[c] ?? null) as Value;
+        // A boolean for a number column (text columns took `true` already): MySQL's 1 and 0.
+        fields[c] = value === true ? 1 : value === false ? 0 : value;
+      }
+      text += copyLine(fields, width);
+    }
+    return text === '' ? lines.subarray(0, at) : Buffer.concat([lines.subarray(0, at), Buffer.from(text)]);
+  }
+
+  /**
+   * Copies a COPY text line into `out` at `at` as LOAD DATA reads it; returns where it ends. Both
+   * formats are tab-separated with `\N` and backslash escapes; PostgreSQL's `\f` and `\v`, which
+   * MySQL does not know, become the bytes they stand for, and timestamptz fields lose their offset.
+   */
+  private copyLoadLine(out: Buffer, at: number, { data, start, end }: EncodedLine): number {
+    const fields = this.lineFields as LineField[];
+    if (!this.lineOffsets) return copyField(out, at, data, start, end);
+    let field = 0;
+    let fieldStart = start;
+    for (let i = start; i < end; i++) {
+      const byte = data[i] as number;
+      if (byte !== TAB && byte !== NEWLINE) continue;
+      at = fields[field] === LineField.TimestampTz ? this.copyTimestampTz(out, at, data, fieldStart, i) : copyField(out, at, data, fieldStart, i);
+      out[at++] = byte;
+      field++;
+      fieldStart = i + 1;
+    }
+    return at;
+  }
+
+  /** A timestamptz as PostgreSQL prints it (`2024-01-02 03:04:05.5+02`) as a UTC time MySQL reads. */
+  private copyTimestampTz(out: Buffer, at: number, data: Buffer, start: number, end: number): number {
+    // UTC, the common case: only the `+00` goes.
+    if (end - start > 3 && data[end - 3] === PLUS && data[end - 2] === ZERO && data[end - 1] === ZERO) return at + data.copy(out, at, start, end - 3);
+    const text = data.toString('latin1', start, end);
+    if (text === '\\N') return at + out.write(text, at, 'latin1');
+    // Another offset: converted; a value MySQL cannot hold (BC, infinity) stays as it is, and the load's warning sends the rows by statement.
+    const converted = isoToMysqlTime(timestampTextToIso(text), false);
+    return at + out.write(typeof converted === 'string' && converted.length <= text.length ? converted : text, at, 'latin1');
+  }
+
+  private loadStatement(): string {
+    const cached = this.statements.get('load');
+    if (cached) return cached;
+    // Separators as hex strings: they read the same whatever the session's NO_BACKSLASH_ESCAPES.
+    const text = `load data local infile 'lockstep-rows' into table ${this.table} character set utf8mb4 fields terminated by x'09' escaped by x'5c' lines terminated by x'0a' (${this.target.columns.map(quoteMysqlIdent).join(', ')})`;
+    this.statements.set('load', text);
+    return text;
   }
 
   /**
@@ -386,11 +614,12 @@ class MysqlWriter implements DestinationWriter {
     let part: Indexed[] = [];
     let bytes = 0;
     for (const item of ops) {
-      const size = estimatedBytes(kind === 'delete' ? item.op.key : item.op.values);
-      if (size > this.info.maxPacketBytes - 64 * 1024 && exactBytes(item.op.values) > this.info.maxPacketBytes - 64 * 1024) {
+      const values = kind === 'delete' ? item.op.key : this.valuesOf(item.op);
+      const size = estimatedBytes(values);
+      if (size > this.info.maxPacketBytes - 64 * 1024 && exactBytes(values) > this.info.maxPacketBytes - 64 * 1024) {
         outcomes[item.index] = {
           ok: false,
-          reason: `the row's values take ${exactBytes(item.op.values)} bytes, more than the server accepts in one statement (max_allowed_packet = ${this.info.maxPacketBytes}) — raise max_allowed_packet on the server`,
+          reason: `the row's values take ${exactBytes(values)} bytes, more than the server accepts in one statement (max_allowed_packet = ${this.info.maxPacketBytes}) — raise max_allowed_packet on the server`,
         };
         continue;
       }
@@ -479,7 +708,8 @@ class MysqlWriter implements DestinationWriter {
   private rowValues(part: Indexed[]): unknown[] {
     const params: unknown[] = [];
     for (const { op } of part) {
-      for (let c = 0; c < this.valueParameters.length; c++) params.push((this.valueParameters[c] as (v: Value) => unknown)(op.values[c] ?? null));
+      const values = this.valuesOf(op);
+      for (let c = 0; c < this.valueParameters.length; c++) params.push((this.valueParameters[c] as (v: Value) => unknown)(values[c] ?? null));
     }
     return params;
   }
@@ -499,7 +729,8 @@ class MysqlWriter implements DestinationWriter {
     for (const { op } of part) {
       for (let k = 0; k < this.keyParameters.length; k++) params.push((this.keyParameters[k] as (v: Value) => unknown)(op.key[k] ?? null));
       if (!withValues) continue;
-      for (const c of this.nonKeyPositions) params.push((this.valueParameters[c] as (v: Value) => unknown)(op.values[c] ?? null));
+      const values = this.valuesOf(op);
+      for (const c of this.nonKeyPositions) params.push((this.valueParameters[c] as (v: Value) => unknown)(values[c] ?? null));
     }
     return params;
   }
@@ -621,6 +852,27 @@ function keyExpression(column: ColumnInfo): (ref: string) => string {
   if (dataType === 'datetime' || dataType === 'timestamp') return (ref) => `cast(${ref} as datetime(6))`;
   if (BINARY_TYPES.has(dataType)) return (ref) => `cast(${ref} as binary)`;
   return (ref) => ref;
+}
+
+/** Bytes `start..end` of a COPY text field, with `\f` and `\v` made the bytes they stand for. */
+function copyField(out: Buffer, at: number, data: Buffer, start: number, end: number): number {
+  let from = start;
+  for (let i = start; i < end - 1; i++) {
+    if (data[i] !== BACKSLASH) continue;
+    const next = data[i + 1];
+    if (next === 0x66 /* f */ || next === 0x76 /* v */) {
+      at += data.copy(out, at, from, i);
+      out[at++] = next === 0x66 ? 0x0c : 0x0b;
+      from = i + 2;
+    }
+    i++; // the escaped byte is not an escape itself
+  }
+  return at + data.copy(out, at, from, end);
+}
+
+/** A buffer in slices of at most LOAD_CHUNK_BYTES (each becomes one packet). */
+function* chunks(data: Buffer): Generator<Buffer> {
+  for (let start = 0; start < data.length; start += LOAD_CHUNK_BYTES) yield data.subarray(start, start + LOAD_CHUNK_BYTES);
 }
 
 /** An upper bound of the bytes a row's values take in a statement (UTF-8 takes at most 3 bytes per UTF-16 unit). */

@@ -154,9 +154,7 @@ function converterFor(field: MysqlField): Converter {
     case MysqlType.LongLong:
       return (v) => (typeof v === 'string' ? normalizeIntegerText(v) : normalizeValue(v));
     case MysqlType.DateTime:
-    case MysqlType.DateTime2:
     case MysqlType.Timestamp:
-    case MysqlType.Timestamp2:
       return (v) => (typeof v === 'string' ? timestampTextToIso(v) : normalizeValue(v));
     case MysqlType.Json:
       return (v) => (typeof v === 'string' ? canonicalJsonText(v) : normalizeValue(v));
