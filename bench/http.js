@@ -215,7 +215,8 @@ async function runLockstep({ work, url, batch, concurrency, rows, rps, rateRows,
 /** Runs this file as a child in `role`; resolves with the JSON it prints last. */
 function child(role, input, onLine) {
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [self, role, JSON.stringify(input ?? {})], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const nodeArgs = role === '--lockstep' && process.env.LOCKSTEP_BENCH_NODE_ARGS ? process.env.LOCKSTEP_BENCH_NODE_ARGS.split(' ') : [];
+    const proc = spawn(process.execPath, [...nodeArgs, self, role, JSON.stringify(input ?? {})], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     proc.stdout.on('data', (data) => {
