@@ -1,0 +1,276 @@
+/**
+ * The PostgreSQL store's connection: a pool, transactions that are retried whole when PostgreSQL
+ * aborts them for a serialization failure or a deadlock, and PostgreSQL's failures turned into
+ * Lockstep's errors naming the server, database and schema (never the password) and the fix.
+ */
+import pg from 'pg';
+import { ErrorCode, LockstepError, NotFoundError, toError } from '../../core/errors.js';
+
+/** What the store's code needs of a connection or a pool: one statement at a time (STYLE rule 3). */
+export interface Queryable {
+  query<R extends object = Record<string, unknown>>(text: string, values?: unknown[]): Promise<{ rows: R[]; rowCount: number | null }>;
+}
+
+export interface PostgresDatabaseOptions {
+  /** `postgres://user:password@host:port/database`, with libpq settings (`?sslmode=...`) if any. */
+  url: string;
+  /** The schema every table lives in. */
+  schema: string;
+  /** Connections the pool opens at most. */
+  poolSize: number;
+  /** Milliseconds to wait for a connection before failing. */
+  connectTimeoutMs: number;
+}
+
+/** Attempts of a transaction PostgreSQL aborted for a serialization failure or deadlock. */
+const CONFLICT_ATTEMPTS = 5;
+/** SQLSTATEs after which the same transaction may succeed when run again at once. */
+const CONFLICT_STATES = new Set(['40001', '40P01']);
+const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT']);
+const DROPPED_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED']);
+
+/** int8 (counts, ids) read as numbers: Lockstep's ids and counts stay far below 2^53. */
+const INT8_OID = 20;
+const types: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: string) => {
+    if (oid === INT8_OID && format !== 'binary') return (text: string) => Number(text);
+    return (pg.types.getTypeParser as (oid: number, format?: string) => unknown)(oid, format);
+  }) as pg.CustomTypesConfig['getTypeParser'],
+};
+
+export class PostgresDatabase {
+  /** `PostgreSQL at host:port/database (schema "lockstep")`, for messages. */
+  readonly where: string;
+  /** The schema, quoted for SQL. */
+  readonly schema: string;
+  private readonly pool: pg.Pool;
+  private closed = false;
+
+  constructor(options: PostgresDatabaseOptions) {
+    this.where = `${describeUrl(options.url)} (schema "${options.schema}")`;
+    this.schema = quoteIdent(options.schema);
+    this.pool = new pg.Pool({
+      connectionString: options.url,
+      max: options.poolSize,
+      connectionTimeoutMillis: options.connectTimeoutMs,
+      application_name: 'lockstep',
+      types,
+    });
+    // An idle connection the server dropped (a restart): the pool replaces it; the next use reports
+    // anything lasting. Without a listener the process would die.
+    this.pool.on('error', () => undefined);
+  }
+
+  /** One statement in its own transaction, run again when PostgreSQL aborted it for a conflict. */
+  async query<R extends object = Record<string, unknown>>(text: string, values: unknown[] = []): Promise<R[]> {
+    return (await this.statement<R>(text, values)).rows;
+  }
+
+  /** `query` as a Queryable, for code that runs inside or outside a transaction alike. */
+  readonly direct: Queryable = { query: (text, values) => this.statement(text, values) };
+
+  private async statement<R extends object>(text: string, values: unknown[] = []): Promise<{ rows: R[]; rowCount: number | null }> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.pool.query<R>(text, values);
+      } catch (error) {
+        if (isConflict(error) && attempt < CONFLICT_ATTEMPTS) {
+          await backoff(attempt);
+          continue;
+        }
+        throw this.error(error);
+      }
+    }
+  }
+
+  /**
+   * Runs `fn` in one transaction (READ COMMITTED unless `readOnly`, which reads one snapshot) and
+   * commits; rolls back when it throws. A transaction PostgreSQL aborted for a serialization
+   * failure or a deadlock runs again from the start, so `fn` must only read and write through `q`.
+   */
+  async transaction<R>(fn: (q: Queryable) => Promise<R>, options: { readOnly?: boolean } = {}): Promise<R> {
+    const begin = options.readOnly ? 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY' : 'BEGIN';
+    for (let attempt = 1; ; attempt++) {
+      let client: pg.PoolClient;
+      try {
+        client = await this.pool.connect();
+      } catch (error) {
+        throw this.error(error);
+      }
+      try {
+        await client.query(begin);
+        const result = await fn(client as Queryable);
+        await client.query('COMMIT');
+        client.release();
+        return result;
+      } catch (error) {
+        const broken = await client.query('ROLLBACK').then(
+          () => false,
+          () => true,
+        );
+        // A connection that cannot even roll back is closed rather than given to the next caller.
+        client.release(broken ? toError(error) : undefined);
+        if (isConflict(error) && attempt < CONFLICT_ATTEMPTS) {
+          await backoff(attempt);
+          continue;
+        }
+        throw this.error(error);
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.pool.end();
+  }
+
+  /** Lockstep's own errors pass through; PostgreSQL's become errors naming the server and the fix. */
+  error(error: unknown): Error {
+    if (error instanceof LockstepError) return error;
+    const code = errorCode(error) ?? '';
+    const message = toError(error).message;
+    // The unique indexes are the last guard of the run rules (one active run per sync, ...):
+    // hitting one is a conflict with the current state, not a broken store.
+    if (code === '23505') {
+      return new LockstepError(ErrorCode.Conflict, `store ${this.where}: the change conflicts with the current state (${message})`, { cause: error });
+    }
+    if (code === '23503') return new NotFoundError(`store ${this.where}: the change refers to a run or entity that does not exist`);
+    if (this.closed || /Cannot use a pool after calling end/i.test(message)) {
+      return new LockstepError(ErrorCode.Store, `store ${this.where} is closed`, { cause: error });
+    }
+    if (isUnreachable(error)) {
+      return new LockstepError(ErrorCode.Store, `store ${this.where} cannot be reached: ${message} — ${connectionHint(code)}`, {
+        cause: error,
+        retryable: CONNECT_CODES.has(code) || /timeout/i.test(message),
+      });
+    }
+    const transient = isConflict(error) || DROPPED_CODES.has(code) || code.startsWith('08') || code.startsWith('53') || code.startsWith('57P') ||
+      /Connection terminated/i.test(message);
+    return new LockstepError(ErrorCode.Store, `store ${this.where}: ${message}${code ? ` (SQLSTATE ${code})` : ''}`, {
+      cause: error,
+      retryable: transient,
+    });
+  }
+}
+
+/** The SQLSTATE or Node socket code of an error, if any. */
+export function errorCode(error: unknown): string | undefined {
+  if (typeof error !== 'object' || error === null) return undefined;
+  const code = (error as { code?: unknown }).code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+function isConflict(error: unknown): boolean {
+  return CONFLICT_STATES.has(errorCode(error) ?? '');
+}
+
+/** The server cannot be reached, or refused us (address, credentials, database name). */
+function isUnreachable(error: unknown): boolean {
+  const code = errorCode(error) ?? '';
+  if (CONNECT_CODES.has(code)) return true;
+  if (code.startsWith('28') || code === '3D000' || code === '08001' || code === '08004') return true;
+  return /timeout exceeded when trying to connect|connection timeout/i.test(toError(error).message);
+}
+
+function connectionHint(code: string): string {
+  if (code.startsWith('28')) return 'check the user name and password in the store URL';
+  if (code === '3D000') return 'check the database name in the store URL, or create the database';
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return 'check the host name in the store URL';
+  return 'check that the server is running and reachable at that host and port, and that the store URL is right';
+}
+
+/** A few milliseconds, growing, with jitter, so two transactions that collided do not collide again. */
+async function backoff(attempt: number): Promise<void> {
+  const ms = 2 ** attempt * (1 + Math.random());
+  await new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** `PostgreSQL at host:port/database as user`, for messages: never the password. */
+export function describeUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    const host = u.hostname || 'localhost';
+    const port = u.port || '5432';
+    const db = decodeURIComponent(u.pathname.replace(/^\//, '')) || '(default database)';
+    const user = u.username ? ` as ${decodeURIComponent(u.username)}` : '';
+    return `PostgreSQL at ${host}:${port}/${db}${user}`;
+  } catch {
+    return 'PostgreSQL (connection string not shown)';
+  }
+}
+
+/** A double-quoted SQL identifier. */
+export function quoteIdent(name: string): string {
+  if (name.includes('\u0000')) throw new LockstepError(ErrorCode.Validation, `schema name ${JSON.stringify(name)} contains a NUL character`);
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Text PostgreSQL cannot hold: a NUL character. Keys and messages are kept with NUL written as
+// U+0001 U+0001 and U+0001 as U+0001 U+0002. The escape is a prefix code whose images sort like the
+// characters they stand for, so escaped keys keep their byte order (snapshot pages are in key
+// order); JSON text never holds either character, so keys the sync runner writes pass unchanged.
+
+const NUL = '\u0000';
+const SOH = '\u0001';
+
+function needsEscape(text: string): boolean {
+  return text.indexOf(NUL) !== -1 || text.indexOf(SOH) !== -1;
+}
+
+/** `text` as stored. */
+export function storedText(text: string): string {
+  if (!needsEscape(text)) return text;
+  let out = '';
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    out += c === 0 ? SOH + SOH : c === 1 ? SOH + '\u0002' : text[i];
+  }
+  return out;
+}
+
+/** Stored text as it was written. */
+export function readText(text: string): string {
+  if (text.indexOf(SOH) === -1) return text;
+  let out = '';
+  for (let i = 0; i < text.length; i++) {
+    if (text.charCodeAt(i) === 1) out += text.charCodeAt(++i) === 1 ? NUL : SOH;
+    else out += text[i];
+  }
+  return out;
+}
+
+/** Stored text that may be null. */
+export function readNullableText(text: string | null): string | null {
+  return text === null ? null : readText(text);
+}
+
+/**
+ * A list of texts for one parameter: joined by line breaks for `string_to_array($n, E'\n')` (one
+ * string, no array literal built and parsed) when no text holds a line break and the list is not
+ * one empty text; otherwise as an array for `$n::text[]`. Texts are stored forms (see storedText).
+ */
+export type TextList = { joined: string } | { array: string[] };
+
+export function textList(texts: readonly string[]): TextList {
+  let list = texts;
+  let joined = texts.join('\n');
+  if (needsEscape(joined)) {
+    list = texts.map(storedText);
+    joined = list.join('\n');
+  }
+  if (list.length === 1 && list[0] === '') return { array: [...list] };
+  let breaks = 0;
+  for (let at = joined.indexOf('\n'); at !== -1; at = joined.indexOf('\n', at + 1)) breaks++;
+  return breaks === list.length - 1 ? { joined } : { array: [...list] };
+}
+
+/** SQL for a TextList bound as parameter `$n`: an expression of type text[]. */
+export function textListSql(list: TextList, n: number): string {
+  return 'joined' in list ? `string_to_array($${n}::text, E'\\n')` : `$${n}::text[]`;
+}
+
+export function textListValue(list: TextList): string | string[] {
+  return 'joined' in list ? list.joined : list.array;
+}

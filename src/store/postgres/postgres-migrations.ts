@@ -1,0 +1,255 @@
+/**
+ * The PostgreSQL store's schema, as numbered migrations (its own numbering: the SQLite store's
+ * versions describe another history). A migration is never edited once released: changes go into a
+ * new one. Every table lives in one schema (default `lockstep`), so Lockstep can share a database.
+ *
+ * All pending migrations run in one transaction under a transaction-level advisory lock: when
+ * several processes start at once, the first migrates and the others wait for its commit, then
+ * find nothing left to do. A crash half-way leaves the database as it was.
+ */
+import { ErrorCode, LockstepError } from '../../core/errors.js';
+import { ALERTS_SCHEMA } from './postgres-alert-store.js';
+import type { Queryable } from './postgres-database.js';
+import { API_TOKENS_SCHEMA } from './postgres-token-store.js';
+import { WEBHOOKS_SCHEMA } from './postgres-webhook-store.js';
+
+export interface Migration {
+  /** 1, 2, 3, ... in order; the schema's version after it ran. */
+  version: number;
+  /** A few words on what it does. */
+  name: string;
+  /** Statements run with the store's schema first on the search path. */
+  sql: string;
+}
+
+/**
+ * Workspace entities keep their whole definition as JSON text (compared field by field, given back
+ * as written); the columns are what queries filter on. Deleting an entity sets `deleted_at`, so run
+ * history keeps its ids; only one live row per slug.
+ * Times are epoch milliseconds as double precision: fractions of a millisecond matter for hand-off
+ * latency, and a timestamptz keeps only microseconds.
+ * Keys are text in the "C" collation: snapshot pages and key batches come in byte order, as in
+ * the SQLite store, whatever the database's locale.
+ */
+const INITIAL_SCHEMA = `
+CREATE TABLE sources (
+  id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  slug        text NOT NULL,
+  definition  text NOT NULL,
+  origin      text NOT NULL DEFAULT 'file',
+  created_at  double precision NOT NULL,
+  updated_at  double precision NOT NULL,
+  deleted_at  double precision
+);
+CREATE UNIQUE INDEX sources_live_slug ON sources (slug) WHERE deleted_at IS NULL;
+
+CREATE TABLE destinations (
+  id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  slug        text NOT NULL,
+  definition  text NOT NULL,
+  origin      text NOT NULL DEFAULT 'file',
+  created_at  double precision NOT NULL,
+  updated_at  double precision NOT NULL,
+  deleted_at  double precision
+);
+CREATE UNIQUE INDEX destinations_live_slug ON destinations (slug) WHERE deleted_at IS NULL;
+
+CREATE TABLE models (
+  id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  slug        text NOT NULL,
+  definition  text NOT NULL,
+  origin      text NOT NULL DEFAULT 'file',
+  created_at  double precision NOT NULL,
+  updated_at  double precision NOT NULL,
+  deleted_at  double precision
+);
+CREATE UNIQUE INDEX models_live_slug ON models (slug) WHERE deleted_at IS NULL;
+
+CREATE TABLE syncs (
+  id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  slug        text NOT NULL,
+  enabled     boolean NOT NULL,
+  definition  text NOT NULL,
+  origin      text NOT NULL DEFAULT 'file',
+  created_at  double precision NOT NULL,
+  updated_at  double precision NOT NULL,
+  deleted_at  double precision
+);
+CREATE UNIQUE INDEX syncs_live_slug ON syncs (slug) WHERE deleted_at IS NULL;
+
+CREATE TABLE sequences (
+  id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  slug        text NOT NULL,
+  enabled     boolean NOT NULL,
+  definition  text NOT NULL,
+  origin      text NOT NULL DEFAULT 'file',
+  created_at  double precision NOT NULL,
+  updated_at  double precision NOT NULL,
+  deleted_at  double precision
+);
+CREATE UNIQUE INDEX sequences_live_slug ON sequences (slug) WHERE deleted_at IS NULL;
+
+-- seq orders runs (UUIDs do not); id is what everyone else uses (text: a malformed id finds nothing).
+CREATE TABLE sequence_runs (
+  seq              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  id               text NOT NULL UNIQUE,
+  sequence_id      bigint NOT NULL REFERENCES sequences (id),
+  status           text NOT NULL,
+  trigger_type     text NOT NULL,
+  trigger_detail   text,
+  created_at       double precision NOT NULL,
+  started_at       double precision,
+  finished_at      double precision,
+  terminated_by    text,
+  reason           text,
+  cancel_requested boolean NOT NULL DEFAULT false
+);
+CREATE INDEX sequence_runs_by_sequence ON sequence_runs (sequence_id, seq);
+CREATE INDEX sequence_runs_by_status ON sequence_runs (status, seq);
+-- A sequence has at most one queued follow-up and never runs concurrently with itself (SPEC 3.2).
+CREATE UNIQUE INDEX sequence_runs_one_pending ON sequence_runs (sequence_id) WHERE status = 'pending';
+CREATE UNIQUE INDEX sequence_runs_one_running ON sequence_runs (sequence_id) WHERE status = 'running';
+
+CREATE TABLE sync_runs (
+  id                 bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  sync_id            bigint NOT NULL REFERENCES syncs (id),
+  status             text NOT NULL,
+  trigger_type       text NOT NULL,
+  trigger_detail     text,
+  full_resync        boolean NOT NULL,
+  reset_cdc          boolean NOT NULL,
+  sequence_run_id    text REFERENCES sequence_runs (id),
+  member_key         text,
+  created_at         double precision NOT NULL,
+  started_at         double precision,
+  finished_at        double precision,
+  query_size         bigint NOT NULL DEFAULT 0,
+  planned_added      bigint NOT NULL DEFAULT 0,
+  planned_changed    bigint NOT NULL DEFAULT 0,
+  planned_removed    bigint NOT NULL DEFAULT 0,
+  successful_added   bigint NOT NULL DEFAULT 0,
+  successful_changed bigint NOT NULL DEFAULT 0,
+  successful_removed bigint NOT NULL DEFAULT 0,
+  failed_added       bigint NOT NULL DEFAULT 0,
+  failed_changed     bigint NOT NULL DEFAULT 0,
+  failed_removed     bigint NOT NULL DEFAULT 0,
+  completion_ratio   double precision NOT NULL DEFAULT 0,
+  error              text,
+  cancel_requested   boolean NOT NULL DEFAULT false,
+  api_usage          text
+);
+CREATE INDEX sync_runs_by_sync ON sync_runs (sync_id, id);
+CREATE INDEX sync_runs_by_status ON sync_runs (status, id);
+CREATE INDEX sync_runs_by_sequence_run ON sync_runs (sequence_run_id) WHERE sequence_run_id IS NOT NULL;
+-- A sync has at most one queued standalone follow-up and never runs concurrently with itself (SPEC 2.2).
+CREATE UNIQUE INDEX sync_runs_one_queued ON sync_runs (sync_id)
+  WHERE status = 'queued' AND sequence_run_id IS NULL;
+CREATE UNIQUE INDEX sync_runs_one_active ON sync_runs (sync_id)
+  WHERE status IN ('querying', 'processing', 'reporting');
+
+CREATE TABLE member_runs (
+  sequence_run_id text NOT NULL REFERENCES sequence_runs (id),
+  key             text NOT NULL,
+  position        integer NOT NULL,
+  sync_id         bigint NOT NULL,
+  status          text NOT NULL,
+  sync_run_id     bigint REFERENCES sync_runs (id),
+  started_at      double precision,
+  finished_at     double precision,
+  PRIMARY KEY (sequence_run_id, key)
+);
+
+CREATE TABLE rejected_rows (
+  id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  sync_run_id bigint NOT NULL REFERENCES sync_runs (id),
+  key         text NOT NULL,
+  op          text NOT NULL,
+  reason      text NOT NULL
+);
+CREATE INDEX rejected_rows_by_run ON rejected_rows (sync_run_id, id);
+
+-- No foreign key: snapshots are written in bulk and every check would cost a lookup per row.
+-- A hash of lowercase hex digits (what the sync runner writes) is kept as its bytes in hash, half
+-- its text's size; any other hash string stays text in hash_text.
+CREATE TABLE snapshots (
+  sync_id   bigint NOT NULL,
+  key       text COLLATE "C" NOT NULL,
+  hash      bytea,
+  hash_text text,
+  PRIMARY KEY (sync_id, key),
+  CHECK ((hash IS NULL) <> (hash_text IS NULL))
+);
+
+-- Destination ids of delivered rows, per sync and key, for destinations that report them.
+CREATE TABLE record_ids (
+  sync_id   bigint NOT NULL,
+  key       text COLLATE "C" NOT NULL,
+  record_id text NOT NULL,
+  PRIMARY KEY (sync_id, key)
+);
+
+CREATE TABLE schedule_firings (
+  key         text PRIMARY KEY,
+  recorded_at double precision NOT NULL
+);
+
+CREATE TABLE schedule_cursors (
+  schedule_id text PRIMARY KEY,
+  due_time    double precision NOT NULL
+);
+`;
+
+export const MIGRATIONS: readonly Migration[] = [
+  { version: 1, name: 'initial schema', sql: INITIAL_SCHEMA + API_TOKENS_SCHEMA + ALERTS_SCHEMA + WEBHOOKS_SCHEMA },
+];
+
+/** The schema version this code writes and reads. */
+export const SCHEMA_VERSION = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);
+
+/**
+ * The advisory lock taken while migrating `schema`: one key per schema, so two Lockstep
+ * installations sharing a database do not wait for each other.
+ */
+function lockKey(schema: string): string {
+  return `lockstep:migrate:${schema}`;
+}
+
+/**
+ * Creates `schema` when missing and brings it to SCHEMA_VERSION in the transaction `q` holds;
+ * returns the versions it applied (empty when the schema was up to date). Refuses a schema written
+ * by a newer Lockstep, which this code cannot read. `where` names the database for messages.
+ */
+export async function migrate(q: Queryable, schema: string, where: string, now: number): Promise<number[]> {
+  await q.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [lockKey(schema)]);
+  const quoted = `"${schema.replace(/"/g, '""')}"`;
+  // Checked before creating: CREATE SCHEMA IF NOT EXISTS needs the CREATE privilege on the
+  // database even when the schema exists, and a user may own only its schema.
+  const exists = await q.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema]);
+  if (exists.rows.length === 0) await q.query(`CREATE SCHEMA ${quoted}`);
+  await q.query(`SET LOCAL search_path TO ${quoted}, pg_catalog`);
+  await q.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    applied_at double precision NOT NULL
+  )`);
+  const done = new Set((await q.query<{ version: number }>('SELECT version FROM schema_migrations')).rows.map((r) => Number(r.version)));
+  const newest = Math.max(0, ...done);
+  if (newest > SCHEMA_VERSION) throw newerSchemaError(where, newest);
+  const applied: number[] = [];
+  // Each migration is applied unless recorded, in version order (versions may land in any order).
+  for (const migration of [...MIGRATIONS].sort((a, b) => a.version - b.version)) {
+    if (done.has(migration.version)) continue;
+    await q.query(migration.sql);
+    await q.query('INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)', [migration.version, migration.name, now]);
+    applied.push(migration.version);
+  }
+  return applied;
+}
+
+function newerSchemaError(where: string, version: number): LockstepError {
+  return new LockstepError(
+    ErrorCode.Store,
+    `store ${where} has schema version ${version}, newer than this Lockstep knows (${SCHEMA_VERSION}); ` +
+      'upgrade Lockstep, or point it at another database or schema',
+  );
+}

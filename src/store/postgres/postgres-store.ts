@@ -1,0 +1,1132 @@
+/**
+ * The PostgreSQL store (SPEC §7): the same contract as the embedded SQLite store, on a database that
+ * any number of processes on any number of machines share. Every table lives in one schema
+ * (default `lockstep`).
+ *
+ * How several processes stay correct:
+ * - claims and enqueues are single statements guarded by unique partial indexes (one queued
+ *   standalone run and one active run per sync, one pending and one running run per sequence): a
+ *   claim that loses a race hits the index and answers null, an enqueue that races joins the
+ *   queued run (`ON CONFLICT ... DO UPDATE`);
+ * - methods that read before they write lock what they read (`FOR UPDATE` on the run, `FOR SHARE`
+ *   on the sync they start, an advisory lock around workspace changes);
+ * - transactions PostgreSQL aborts for a serialization failure or a deadlock run again (see
+ *   PostgresDatabase).
+ * Run and workspace rules are shared with the SQLite store (../run-rules.ts,
+ * ../workspace-changes.ts, ../member-state.ts).
+ */
+import { randomUUID } from 'node:crypto';
+import { endianness } from 'node:os';
+import { systemClock } from '../../core/clock.js';
+import { ErrorCode, LockstepError, NotFoundError } from '../../core/errors.js';
+import type {
+  Clock,
+  MemberStart,
+  NewSyncRun,
+  SequenceRunListQuery,
+  SnapshotPage,
+  SnapshotRows,
+  Store,
+  StoreCapabilities,
+  SyncRunListQuery,
+  SyncRunPatch,
+} from '../../core/ports.js';
+import {
+  ACTIVE_SYNC_RUN_STATUSES,
+  TERMINAL_SYNC_RUN_STATUSES,
+  isTerminalSyncRunStatus,
+  type RejectedRow,
+  type SequenceRun,
+  type SequenceRunStatus,
+  type SyncRun,
+  type SyncRunStatus,
+  type Trigger,
+} from '../../core/runs.js';
+import type { AlertsDefinition } from '../../core/alerts.js';
+import { diffWorkspace } from '../../core/workspace-diff.js';
+import { hashText } from '../../core/hash-text.js';
+import type {
+  ConnectionRecord,
+  EntityDefs,
+  EntityKind,
+  EntityOrigin,
+  ModelRecord,
+  SequenceRecord,
+  Stored,
+  SyncRecord,
+  WorkspaceChange,
+  WorkspaceDefinition,
+  WorkspaceState,
+} from '../../core/workspace.js';
+import { INTERRUPTED_RUN_ERROR, memberTransition, type MemberTransition } from '../member-state.js';
+import {
+  definitionJson,
+  toRecord,
+  toRejectedRow,
+  toSequenceRun,
+  toSyncRun,
+  type EntityRow,
+  type MemberRunRow,
+  type RejectedRowRow,
+  type SequenceRunRow,
+  type SyncRunRow,
+} from '../rows.js';
+import {
+  isTerminalSequenceRunStatus,
+  memberNeedsRun,
+  nothingToCancelError,
+  sequenceRunFinishedError,
+  syncRunFinishedError,
+} from '../run-rules.js';
+import {
+  CANCEL_REASONS,
+  ENTITY_KINDS,
+  ENTITY_TABLES,
+  checkAlerts,
+  checkDelete,
+  checkUpsert,
+  declaredEntity,
+  enabledOf,
+  planApply,
+  type EntityChange,
+} from '../workspace-changes.js';
+import { PostgresAlertStore } from './postgres-alert-store.js';
+import {
+  PostgresDatabase,
+  errorCode,
+  readNullableText,
+  readText,
+  storedText,
+  textList,
+  textListSql,
+  textListValue,
+  type Queryable,
+} from './postgres-database.js';
+import { migrate } from './postgres-migrations.js';
+import { PostgresTokenStore } from './postgres-token-store.js';
+import { PostgresWebhookStore } from './postgres-webhook-store.js';
+
+export interface PostgresStoreOptions {
+  /** `postgres://user:password@host:port/database`; may carry libpq settings such as `?sslmode=require`. */
+  url: string;
+  /** The schema Lockstep's tables live in; created when missing (default: `lockstep`). */
+  schema?: string;
+  /** Gives the time for the few changes the port passes no `now` to (cancel requests) (default: the system clock). */
+  clock?: Clock;
+  /** Connections this process opens at most (default: 10). */
+  poolSize?: number;
+  /** Milliseconds to wait for a connection before failing (default: 10000). */
+  connectTimeoutMs?: number;
+}
+
+/** SQL list of constant statuses, e.g. `('querying', 'processing')`. */
+function sqlList(values: readonly string[]): string {
+  return `(${values.map((v) => `'${v}'`).join(', ')})`;
+}
+
+const ACTIVE = sqlList(ACTIVE_SYNC_RUN_STATUSES);
+const TERMINAL_SYNC = sqlList(TERMINAL_SYNC_RUN_STATUSES);
+
+/** Parameters of one statement: `p.add(value, 'type')` is the placeholder, cast when a type is given. */
+class Params {
+  readonly values: unknown[] = [];
+  add(value: unknown, type?: string): string {
+    this.values.push(value);
+    return type ? `$${this.values.length}::${type}` : `$${this.values.length}`;
+  }
+}
+
+/** A sync run row as PostgreSQL gives it, with `xmax = 0` for "inserted by this statement" where asked. */
+type SyncRunResult = SyncRunRow & { created?: boolean };
+type SequenceRunResult = SequenceRunRow & { members: MemberRunRow[] };
+
+function syncRun(row: SyncRunRow): SyncRun {
+  return toSyncRun({ ...row, trigger_detail: readNullableText(row.trigger_detail), error: readNullableText(row.error) });
+}
+
+function sequenceRun(row: SequenceRunResult): SequenceRun {
+  return toSequenceRun(
+    { ...row, trigger_detail: readNullableText(row.trigger_detail), reason: readNullableText(row.reason) },
+    row.members,
+  );
+}
+
+export class PostgresStore implements Store, AsyncDisposable {
+  readonly capabilities: StoreCapabilities = { skipLocked: true, notifications: false };
+  /** Schema versions this open applied (empty when the schema was already up to date). */
+  readonly migrationsApplied: readonly number[];
+  /** `PostgreSQL at host:port/database as user (schema "lockstep")`: where the store is, without secrets. */
+  readonly where: string;
+  readonly webhooks: PostgresWebhookStore;
+  readonly alerts: PostgresAlertStore;
+  readonly tokens: PostgresTokenStore;
+
+  private readonly db: PostgresDatabase;
+  private readonly clock: Clock;
+  /** The schema's name, unquoted (advisory lock keys). */
+  private readonly schemaName: string;
+  /** Table names, qualified with the quoted schema. */
+  private readonly t: Record<
+    | 'sources'
+    | 'destinations'
+    | 'models'
+    | 'syncs'
+    | 'sequences'
+    | 'syncRuns'
+    | 'sequenceRuns'
+    | 'memberRuns'
+    | 'rejectedRows'
+    | 'snapshots'
+    | 'recordIds'
+    | 'firings'
+    | 'cursors',
+    string
+  >;
+  /** `r.*` of a sequence run plus its members (as JSON, in position order), for the alias `r`. */
+  private readonly sequenceRunColumns: string;
+
+  private constructor(db: PostgresDatabase, schemaName: string, clock: Clock, applied: number[]) {
+    this.db = db;
+    this.where = db.where;
+    this.schemaName = schemaName;
+    this.clock = clock;
+    this.migrationsApplied = applied;
+    const s = db.schema;
+    this.t = {
+      sources: `${s}.sources`,
+      destinations: `${s}.destinations`,
+      models: `${s}.models`,
+      syncs: `${s}.syncs`,
+      sequences: `${s}.sequences`,
+      syncRuns: `${s}.sync_runs`,
+      sequenceRuns: `${s}.sequence_runs`,
+      memberRuns: `${s}.member_runs`,
+      rejectedRows: `${s}.rejected_rows`,
+      snapshots: `${s}.snapshots`,
+      recordIds: `${s}.record_ids`,
+      firings: `${s}.schedule_firings`,
+      cursors: `${s}.schedule_cursors`,
+    };
+    this.sequenceRunColumns = `r.*, COALESCE((SELECT json_agg(m ORDER BY m.position) FROM ${this.t.memberRuns} AS m
+      WHERE m.sequence_run_id = r.id), '[]'::json) AS members`;
+    this.webhooks = new PostgresWebhookStore(db);
+    this.alerts = new PostgresAlertStore(db);
+    this.tokens = new PostgresTokenStore(db);
+  }
+
+  /** Connects, creates the schema when missing and brings it up to date (once, whoever starts first). */
+  static async open(options: PostgresStoreOptions): Promise<PostgresStore> {
+    const schema = options.schema ?? 'lockstep';
+    const clock = options.clock ?? systemClock;
+    const db = new PostgresDatabase({
+      url: options.url,
+      schema,
+      poolSize: options.poolSize ?? 10,
+      connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
+    });
+    try {
+      const applied = await db.transaction((q) => migrate(q, schema, db.where, clock.now()));
+      return new PostgresStore(db, schema, clock, applied);
+    } catch (error) {
+      const wrapped = db.error(error);
+      await db.close().catch(() => undefined);
+      throw wrapped;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.db.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Workspace
+
+  async loadWorkspace(): Promise<WorkspaceState> {
+    return this.db.transaction((q) => this.workspaceState(q), { readOnly: true });
+  }
+
+  async planWorkspace(definition: WorkspaceDefinition): Promise<WorkspaceChange[]> {
+    return diffWorkspace(await this.loadWorkspace(), definition);
+  }
+
+  async applyWorkspace(definition: WorkspaceDefinition, now: number): Promise<WorkspaceChange[]> {
+    return this.workspaceTransaction(async (q) => {
+      const plan = planApply(await this.workspaceState(q), definition);
+      for (const change of plan.entities) await this.applyChange(q, change, definition, now);
+      if (plan.alerts) await this.alerts.writeDefinition(q, plan.alerts, now);
+      if (plan.webhooks) await this.webhooks.writeSettings(q, plan.webhooks, now);
+      return plan.changes;
+    });
+  }
+
+  async updateAlerts(update: (current: AlertsDefinition) => AlertsDefinition, now: number): Promise<AlertsDefinition> {
+    return this.workspaceTransaction(async (q) => {
+      const current = await this.workspaceState(q);
+      const alerts = update(current.alerts);
+      checkAlerts(current, alerts);
+      await this.alerts.writeDefinition(q, alerts, now);
+      return this.alerts.readDefinition(q);
+    });
+  }
+
+  async getSync(ref: number | string): Promise<SyncRecord | null> {
+    return this.entityByRef<SyncRecord>('sync', ref);
+  }
+
+  async getSequence(ref: number | string): Promise<SequenceRecord | null> {
+    return this.entityByRef<SequenceRecord>('sequence', ref);
+  }
+
+  async getModel(slug: string): Promise<ModelRecord | null> {
+    return this.entityBySlug<ModelRecord>(this.db.direct, 'model', slug);
+  }
+
+  async getSource(slug: string): Promise<ConnectionRecord | null> {
+    return this.entityBySlug<ConnectionRecord>(this.db.direct, 'source', slug);
+  }
+
+  async getDestination(slug: string): Promise<ConnectionRecord | null> {
+    return this.entityBySlug<ConnectionRecord>(this.db.direct, 'destination', slug);
+  }
+
+  async upsertEntity<K extends EntityKind>(
+    kind: K,
+    definition: EntityDefs[K],
+    origin: EntityOrigin,
+    now: number,
+  ): Promise<{ record: EntityDefs[K] & Stored; created: boolean }> {
+    return this.workspaceTransaction(async (q) => {
+      checkUpsert(await this.workspaceState(q), kind, definition);
+      const created = (await this.entityBySlug(q, kind, definition.slug)) === null;
+      await this.writeEntity(q, kind, created, definition, origin, now);
+      const record = (await this.entityBySlug(q, kind, definition.slug)) as (EntityDefs[K] & Stored) | null;
+      if (!record) throw new LockstepError(ErrorCode.Internal, `${kind} "${definition.slug}" was written but cannot be read back`);
+      return { record, created };
+    });
+  }
+
+  async deleteEntity(kind: EntityKind, slug: string, now: number): Promise<void> {
+    await this.workspaceTransaction(async (q) => {
+      const current = await this.workspaceState(q);
+      if ((await this.entityBySlug(q, kind, slug)) === null) throw new NotFoundError(`no ${kind} "${slug}" in the workspace`);
+      checkDelete(current, kind, slug);
+      await this.applyChange(q, { action: 'delete', kind, slug, fields: [] }, current, now);
+    });
+  }
+
+  async setEnabled(kind: 'sync' | 'sequence', id: number, enabled: boolean, now: number): Promise<void> {
+    const table = kind === 'sync' ? this.t.syncs : this.t.sequences;
+    const rows = await this.db.query(`UPDATE ${table} SET enabled = $1, updated_at = $2 WHERE id = $3 AND deleted_at IS NULL RETURNING id`, [
+      enabled,
+      now,
+      safeId(id) ?? -1,
+    ]);
+    if (rows.length === 0) throw new NotFoundError(`${kind} ${id} does not exist`);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Sync runs
+
+  async enqueueSyncRun(input: NewSyncRun, now: number): Promise<{ run: SyncRun; created: boolean }> {
+    // One statement: a trigger while a standalone run is queued joins it (the unique index of
+    // queued standalone runs is the arbiter, so two processes triggering at once share one run),
+    // and the shared follow-up honours every trigger's options: a full resync asked for is never
+    // lost. The sync row is share-locked, so a concurrent delete of the sync either comes first
+    // (nothing is queued) or waits until the run is queued (and then cancels it).
+    const p = new Params();
+    const rows = await this.db.query<SyncRunResult>(
+      `WITH sync AS (SELECT id FROM ${this.t.syncs} WHERE id = ${p.add(safeId(input.syncId) ?? -1, 'bigint')} AND deleted_at IS NULL FOR SHARE)
+       INSERT INTO ${this.t.syncRuns} AS r (sync_id, status, trigger_type, trigger_detail, full_resync, reset_cdc, created_at)
+       SELECT sync.id, 'queued', ${p.add(input.trigger.type, 'text')}, ${p.add(nullableStored(input.trigger.detail), 'text')},
+              ${p.add(input.options.fullResync, 'boolean')}, ${p.add(input.options.resetCDC, 'boolean')}, ${p.add(now, 'float8')}
+       FROM sync
+       ON CONFLICT (sync_id) WHERE status = 'queued' AND sequence_run_id IS NULL
+       DO UPDATE SET full_resync = r.full_resync OR excluded.full_resync, reset_cdc = r.reset_cdc OR excluded.reset_cdc
+       RETURNING r.*, (r.xmax = 0) AS created`,
+      p.values,
+    );
+    const row = rows[0];
+    if (!row) throw new NotFoundError(`sync ${input.syncId} does not exist`);
+    return { run: syncRun(row), created: row.created === true };
+  }
+
+  async claimSyncRun(id: number, now: number): Promise<SyncRun | null> {
+    // One statement: the run moves queued → querying unless another run of its sync is active,
+    // and its member follows. Two claims racing for one run: the second finds it no longer
+    // queued. Two claims of different runs of one sync: the second hits the unique index of
+    // active runs and must wait, as when it saw the first.
+    const p = new Params();
+    const runId = p.add(safeId(id) ?? -1, 'bigint');
+    const at = p.add(now, 'float8');
+    try {
+      const rows = await this.db.query<SyncRunRow>(
+        `WITH claimed AS (
+           UPDATE ${this.t.syncRuns} AS r SET status = 'querying', started_at = ${at}
+           WHERE r.id = ${runId} AND r.status = 'queued'
+             AND NOT EXISTS (SELECT 1 FROM ${this.t.syncRuns} AS other WHERE other.sync_id = r.sync_id AND other.status IN ${ACTIVE})
+           RETURNING r.*
+         ), member AS (${this.followSql('claimed', memberTransition('querying'), at, p)})
+         SELECT * FROM claimed`,
+        p.values,
+      );
+      const row = rows[0];
+      if (row) return syncRun(row);
+    } catch (error) {
+      if (!isUniqueViolation(error)) throw error;
+      return null;
+    }
+    if (!(await this.syncRunRow(this.db.direct, id))) throw new NotFoundError(`sync run ${id} does not exist`);
+    return null;
+  }
+
+  async updateSyncRun(id: number, patch: SyncRunPatch, now: number): Promise<SyncRun> {
+    const status = patch.status ?? null;
+    const p = new Params();
+    const runId = p.add(safeId(id) ?? -1, 'bigint');
+    const newStatus = p.add(status, 'text');
+    const at = p.add(now, 'float8');
+    const count = (value: number | undefined) => p.add(value ?? null, 'bigint');
+    // Absent fields are NULL and keep their value; a terminal run refuses a new status (no row).
+    const update = `UPDATE ${this.t.syncRuns} SET
+         status             = COALESCE(${newStatus}, status),
+         query_size         = COALESCE(${count(patch.querySize)}, query_size),
+         planned_added      = COALESCE(${count(patch.plannedRows?.addedCount)}, planned_added),
+         planned_changed    = COALESCE(${count(patch.plannedRows?.changedCount)}, planned_changed),
+         planned_removed    = COALESCE(${count(patch.plannedRows?.removedCount)}, planned_removed),
+         successful_added   = COALESCE(${count(patch.successfulRows?.addedCount)}, successful_added),
+         successful_changed = COALESCE(${count(patch.successfulRows?.changedCount)}, successful_changed),
+         successful_removed = COALESCE(${count(patch.successfulRows?.removedCount)}, successful_removed),
+         failed_added       = COALESCE(${count(patch.failedRows?.addedCount)}, failed_added),
+         failed_changed     = COALESCE(${count(patch.failedRows?.changedCount)}, failed_changed),
+         failed_removed     = COALESCE(${count(patch.failedRows?.removedCount)}, failed_removed),
+         completion_ratio   = COALESCE(${p.add(patch.completionRatio ?? null, 'float8')}, completion_ratio),
+         error              = CASE WHEN ${p.add(patch.error !== undefined, 'boolean')} THEN ${p.add(nullableStored(patch.error ?? null), 'text')} ELSE error END,
+         api_usage          = COALESCE(${p.add(patch.apiUsage ? JSON.stringify(patch.apiUsage) : null, 'text')}, api_usage),
+         finished_at        = CASE WHEN ${p.add(status !== null && isTerminalSyncRunStatus(status), 'boolean')} AND status <> ${newStatus}
+                                   THEN ${at} ELSE finished_at END
+       WHERE id = ${runId} AND (${newStatus} IS NULL OR status = ${newStatus} OR status NOT IN ${TERMINAL_SYNC})
+       RETURNING *`;
+    const sql =
+      status === null
+        ? update
+        : `WITH updated AS (${update}), member AS (${this.followSql('updated', memberTransition(status), at, p)}) SELECT * FROM updated`;
+    const row = (await this.db.query<SyncRunRow>(sql, p.values))[0];
+    if (row) return syncRun(row);
+    const current = await this.syncRunRow(this.db.direct, id);
+    if (!current) throw new NotFoundError(`sync run ${id} does not exist`);
+    throw syncRunFinishedError(id, current.status, status);
+  }
+
+  async getSyncRun(id: number): Promise<SyncRun | null> {
+    const row = await this.syncRunRow(this.db.direct, id);
+    return row ? syncRun(row) : null;
+  }
+
+  async listSyncRuns(query: SyncRunListQuery): Promise<SyncRun[]> {
+    const p = new Params();
+    const where: string[] = [];
+    if (query.syncId !== undefined) where.push(`sync_id = ${p.add(safeId(query.syncId) ?? -1, 'bigint')}`);
+    if (query.runId !== undefined) where.push(`id = ${p.add(safeId(query.runId) ?? -1, 'bigint')}`);
+    if (query.statuses !== undefined) where.push(`status = ANY(${p.add(query.statuses, 'text[]')})`);
+    timeFilters(query, where, p);
+    const sql =
+      `SELECT * FROM ${this.t.syncRuns} ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ` +
+      `ORDER BY id ${query.order === 'asc' ? 'ASC' : 'DESC'} LIMIT ${p.add(query.limit, 'bigint')} OFFSET ${p.add(query.offset, 'bigint')}`;
+    return (await this.db.query<SyncRunRow>(sql, p.values)).map(syncRun);
+  }
+
+  async listQueuedSyncRuns(): Promise<SyncRun[]> {
+    return (await this.db.query<SyncRunRow>(`SELECT * FROM ${this.t.syncRuns} WHERE status = 'queued' ORDER BY id`)).map(syncRun);
+  }
+
+  async requestSyncRunCancel(id: number, now: number = this.clock.now()): Promise<SyncRun> {
+    return this.db.transaction(async (q) => {
+      const current = await this.syncRunRow(q, id, 'FOR UPDATE');
+      if (!current) throw new NotFoundError(`sync run ${id} does not exist`);
+      const status = current.status as SyncRunStatus;
+      if (isTerminalSyncRunStatus(status)) throw nothingToCancelError(`sync run ${id}`, status);
+      if (status === 'queued') {
+        const p = new Params();
+        const at = p.add(now, 'float8');
+        const { rows } = await q.query<SyncRunRow>(
+          `WITH cancelled AS (
+             UPDATE ${this.t.syncRuns} SET status = 'cancelled', cancel_requested = true, finished_at = ${at}
+             WHERE id = ${p.add(current.id, 'bigint')} RETURNING *
+           ), member AS (${this.followSql('cancelled', memberTransition('cancelled'), at, p)})
+           SELECT * FROM cancelled`,
+          p.values,
+        );
+        return syncRun(rows[0] as SyncRunRow);
+      }
+      const { rows } = await q.query<SyncRunRow>(`UPDATE ${this.t.syncRuns} SET cancel_requested = true WHERE id = $1 RETURNING *`, [current.id]);
+      return syncRun(rows[0] as SyncRunRow);
+    });
+  }
+
+  async addRejectedRows(rows: RejectedRow[]): Promise<void> {
+    if (rows.length === 0) return;
+    // One statement; ids follow the order given, which is the order they are listed in.
+    await this.db.query(
+      `INSERT INTO ${this.t.rejectedRows} (sync_run_id, key, op, reason)
+       SELECT u.run, u.key, u.op, u.reason FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS u(run, key, op, reason, n)
+       ORDER BY u.n`,
+      [rows.map((r) => safeId(r.syncRunId) ?? -1), rows.map((r) => storedText(r.key)), rows.map((r) => r.op), rows.map((r) => storedText(r.reason))],
+    );
+  }
+
+  async listRejectedRows(syncRunId: number, limit: number, offset: number): Promise<RejectedRow[]> {
+    const rows = await this.db.query<RejectedRowRow>(
+      `SELECT * FROM ${this.t.rejectedRows} WHERE sync_run_id = $1 ORDER BY id LIMIT $2 OFFSET $3`,
+      [safeId(syncRunId) ?? -1, limit, offset],
+    );
+    return rows.map((row) => toRejectedRow({ ...row, key: readText(row.key), reason: readText(row.reason) }));
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Snapshots
+
+  async snapshotGet(syncId: number, keys: string[]): Promise<Map<string, string>> {
+    if (keys.length === 0) return new Map();
+    const list = textList(keys);
+    const rows = await this.db.query<{ key: string; hash: string }>(
+      `SELECT key, COALESCE(encode(hash, 'hex'), hash_text) AS hash FROM ${this.t.snapshots}
+       WHERE sync_id = $1 AND key = ANY(${textListSql(list, 2)})`,
+      [syncId, textListValue(list)],
+    );
+    const found = new Map<string, string>();
+    for (const row of rows) found.set(readText(row.key), readText(row.hash));
+    return found;
+  }
+
+  async snapshotWrite(syncId: number, upserts: Array<[key: string, hash: string]> | SnapshotRows, deletes: string[]): Promise<void> {
+    const columns = Array.isArray(upserts) ? null : upserts;
+    const count = columns ? columns.keys.length : (upserts as unknown[]).length;
+    if (count === 0 && deletes.length === 0) return;
+    const write = (rows: Array<[string, string]> | SnapshotRows) => {
+      const statements: Statement[] = [];
+      if (count > 0) statements.push(Array.isArray(rows) ? this.snapshotPairsUpsert(syncId, rows) : this.snapshotColumnsUpsert(syncId, rows));
+      if (deletes.length > 0) statements.push(this.deleteKeys(this.t.snapshots, syncId, deletes));
+      return this.runStatements(statements);
+    };
+    try {
+      await write(columns ?? (upserts as Array<[string, string]>));
+    } catch (error) {
+      // The same key twice in one write (one statement cannot upsert a row twice): the last wins.
+      if (!isCardinalityViolation(error)) throw error;
+      await write(lastOfEachKey(columns ? columnPairs(columns) : (upserts as Array<[string, string]>)));
+    }
+  }
+
+  async *snapshotKeys(syncId: number, batchSize: number): AsyncIterable<string[]> {
+    const size = Math.max(1, Math.floor(batchSize));
+    // Keyset pagination: stable while the snapshot changes between pages.
+    let after: string | null = null;
+    for (;;) {
+      const rows: Array<{ key: string }> =
+        after === null
+          ? await this.db.query(`SELECT key FROM ${this.t.snapshots} WHERE sync_id = $1 ORDER BY key LIMIT $2`, [syncId, size])
+          : await this.db.query(`SELECT key FROM ${this.t.snapshots} WHERE sync_id = $1 AND key > $3 ORDER BY key LIMIT $2`, [syncId, size, after]);
+      if (rows.length === 0) return;
+      after = (rows[rows.length - 1] as { key: string }).key;
+      yield rows.map((r) => readText(r.key));
+      if (rows.length < size) return;
+    }
+  }
+
+  async *snapshotPages(syncId: number, pageSize: number): AsyncIterable<SnapshotPage> {
+    const size = Math.max(1, Math.floor(pageSize));
+    // One row per page, aggregated by PostgreSQL: both aggregates take the page's rows in one pass,
+    // so keys and hashes line up.
+    const pageSql = (where: string) =>
+      `SELECT count(*) AS count, string_agg(key, E'\\n') AS keys,
+              string_agg(CASE WHEN length(hash) = 8 THEN encode(hash, 'hex') ELSE '----------------' END, '') AS hashes,
+              max(key) AS last
+         FROM (SELECT key, hash FROM ${this.t.snapshots} WHERE ${where} ORDER BY key LIMIT $2) AS page`;
+    let after: string | null = null;
+    for (;;) {
+      const rows: Array<{ count: number; keys: string | null; hashes: string | null; last: string | null }> =
+        after === null
+          ? await this.db.query(pageSql('sync_id = $1'), [syncId, size])
+          : await this.db.query(pageSql('sync_id = $1 AND key > $3'), [syncId, size, after]);
+      const page = rows[0];
+      if (!page || page.count === 0) return;
+      yield { count: page.count, keys: readText(page.keys ?? ''), hashes: page.hashes ?? '' };
+      if (page.count < size || page.last === null) return;
+      after = page.last;
+    }
+  }
+
+  async snapshotClear(syncId: number): Promise<void> {
+    await this.db.query(`DELETE FROM ${this.t.snapshots} WHERE sync_id = $1`, [syncId]);
+  }
+
+  async snapshotCount(syncId: number): Promise<number> {
+    const rows = await this.db.query<{ count: number }>(`SELECT count(*) AS count FROM ${this.t.snapshots} WHERE sync_id = $1`, [syncId]);
+    return rows[0]?.count ?? 0;
+  }
+
+  async recordIdsGet(syncId: number, keys: string[]): Promise<Map<string, string>> {
+    if (keys.length === 0) return new Map();
+    const list = textList(keys);
+    const rows = await this.db.query<{ key: string; record_id: string }>(
+      `SELECT key, record_id FROM ${this.t.recordIds} WHERE sync_id = $1 AND key = ANY(${textListSql(list, 2)})`,
+      [syncId, textListValue(list)],
+    );
+    const found = new Map<string, string>();
+    for (const row of rows) found.set(readText(row.key), readText(row.record_id));
+    return found;
+  }
+
+  async recordIdsWrite(syncId: number, ids: Array<[key: string, id: string]>, deletes: string[]): Promise<void> {
+    if (ids.length === 0 && deletes.length === 0) return;
+    const write = (pairs: Array<[string, string]>) => {
+      const statements: Statement[] = [];
+      if (pairs.length > 0) {
+        statements.push([
+          `INSERT INTO ${this.t.recordIds} (sync_id, key, record_id)
+           SELECT $1, u.key, u.id FROM unnest($2::text[], $3::text[]) AS u(key, id)
+           ON CONFLICT (sync_id, key) DO UPDATE SET record_id = excluded.record_id`,
+          [syncId, pairs.map(([key]) => storedText(key)), pairs.map(([, id]) => storedText(id))],
+        ]);
+      }
+      if (deletes.length > 0) statements.push(this.deleteKeys(this.t.recordIds, syncId, deletes));
+      return this.runStatements(statements);
+    };
+    try {
+      await write(ids);
+    } catch (error) {
+      if (!isCardinalityViolation(error)) throw error;
+      await write(lastOfEachKey(ids));
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Sequence runs
+
+  async enqueueSequenceRun(sequence: SequenceRecord, trigger: Trigger, now: number): Promise<{ run: SequenceRun; created: boolean }> {
+    return this.db.transaction(async (q) => {
+      // The sequence row is locked: enqueues of one sequence take turns (one pending run), and a
+      // delete of the sequence comes wholly before or after.
+      const live = await q.query(`SELECT id FROM ${this.t.sequences} WHERE id = $1 AND deleted_at IS NULL FOR UPDATE`, [safeId(sequence.id) ?? -1]);
+      if (live.rows.length === 0) throw new NotFoundError(`sequence "${sequence.slug}" does not exist`);
+      const pending = await q.query<SequenceRunResult>(
+        `SELECT ${this.sequenceRunColumns} FROM ${this.t.sequenceRuns} AS r WHERE r.sequence_id = $1 AND r.status = 'pending'`,
+        [sequence.id],
+      );
+      if (pending.rows[0]) return { run: sequenceRun(pending.rows[0]), created: false };
+      const syncs = await q.query<{ id: number; slug: string }>(
+        `SELECT id, slug FROM ${this.t.syncs} WHERE slug = ANY($1::text[]) AND deleted_at IS NULL FOR SHARE`,
+        [sequence.members.map((m) => m.sync)],
+      );
+      const bySlug = new Map(syncs.rows.map((r) => [r.slug, Number(r.id)]));
+      const syncIds = sequence.members.map((member) => {
+        const id = bySlug.get(member.sync);
+        if (id === undefined) throw new NotFoundError(`sequence "${sequence.slug}": member "${member.key}" runs unknown sync "${member.sync}"`);
+        return id;
+      });
+      const id = randomUUID();
+      await q.query(
+        `INSERT INTO ${this.t.sequenceRuns} (id, sequence_id, status, trigger_type, trigger_detail, created_at)
+         VALUES ($1, $2, 'pending', $3, $4, $5)`,
+        [id, sequence.id, trigger.type, nullableStored(trigger.detail), now],
+      );
+      await q.query(
+        `INSERT INTO ${this.t.memberRuns} (sequence_run_id, key, position, sync_id, status)
+         SELECT $1, u.key, u.n - 1, u.sync_id, 'pending' FROM unnest($2::text[], $3::bigint[]) WITH ORDINALITY AS u(key, sync_id, n)`,
+        [id, sequence.members.map((m) => m.key), syncIds],
+      );
+      const created = await q.query<SequenceRunResult>(`SELECT ${this.sequenceRunColumns} FROM ${this.t.sequenceRuns} AS r WHERE r.id = $1`, [id]);
+      return { run: sequenceRun(created.rows[0] as SequenceRunResult), created: true };
+    });
+  }
+
+  async claimSequenceRun(id: string, now: number): Promise<SequenceRun | null> {
+    // One statement, as claimSyncRun: the unique index of running runs settles a race.
+    try {
+      const rows = await this.db.query<SequenceRunResult>(
+        `WITH claimed AS (
+           UPDATE ${this.t.sequenceRuns} AS r SET status = 'running', started_at = $2
+           WHERE r.id = $1 AND r.status = 'pending'
+             AND NOT EXISTS (SELECT 1 FROM ${this.t.sequenceRuns} AS other WHERE other.sequence_id = r.sequence_id AND other.status = 'running')
+           RETURNING r.*
+         )
+         SELECT ${this.sequenceRunColumns} FROM claimed AS r`,
+        [id, now],
+      );
+      if (rows[0]) return sequenceRun(rows[0]);
+    } catch (error) {
+      if (!isUniqueViolation(error)) throw error;
+      return null;
+    }
+    if (!(await this.sequenceRunRow(this.db.direct, id))) throw new NotFoundError(`sequence run ${id} does not exist`);
+    return null;
+  }
+
+  async getSequenceRun(id: string): Promise<SequenceRun | null> {
+    const row = await this.sequenceRunRow(this.db.direct, id);
+    return row ? sequenceRun(row) : null;
+  }
+
+  async listSequenceRuns(query: SequenceRunListQuery): Promise<SequenceRun[]> {
+    const p = new Params();
+    const where: string[] = [];
+    if (query.sequenceId !== undefined) where.push(`r.sequence_id = ${p.add(safeId(query.sequenceId) ?? -1, 'bigint')}`);
+    if (query.statuses !== undefined) where.push(`r.status = ANY(${p.add(query.statuses, 'text[]')})`);
+    timeFilters(query, where, p, 'r.');
+    const sql =
+      `SELECT ${this.sequenceRunColumns} FROM ${this.t.sequenceRuns} AS r ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ` +
+      `ORDER BY r.seq ${query.order === 'asc' ? 'ASC' : 'DESC'} LIMIT ${p.add(query.limit, 'bigint')} OFFSET ${p.add(query.offset, 'bigint')}`;
+    return (await this.db.query<SequenceRunResult>(sql, p.values)).map(sequenceRun);
+  }
+
+  async listSequenceRunsByStatus(statuses: SequenceRunStatus[]): Promise<SequenceRun[]> {
+    if (statuses.length === 0) return [];
+    const rows = await this.db.query<SequenceRunResult>(
+      `SELECT ${this.sequenceRunColumns} FROM ${this.t.sequenceRuns} AS r WHERE r.status = ANY($1::text[]) ORDER BY r.seq`,
+      [statuses],
+    );
+    return rows.map(sequenceRun);
+  }
+
+  async startMembers(sequenceRunId: string, members: MemberStart[], now: number): Promise<SyncRun[]> {
+    return this.db.transaction(async (q) => {
+      // The sequence run is locked: two hand-offs replayed at once take turns, and the second
+      // finds the members started.
+      const run = (await q.query<{ status: string }>(`SELECT status FROM ${this.t.sequenceRuns} WHERE id = $1 FOR UPDATE`, [sequenceRunId])).rows[0];
+      if (!run) throw new NotFoundError(`sequence run ${sequenceRunId} does not exist`);
+      if (isTerminalSequenceRunStatus(run.status)) return [];
+      if (members.length === 0) return [];
+      const found = await q.query<{ key: string; member_status: string; sync_run_id: number | null; run_status: string | null }>(
+        `SELECT m.key, m.status AS member_status, m.sync_run_id, r.status AS run_status
+         FROM ${this.t.memberRuns} AS m LEFT JOIN ${this.t.syncRuns} AS r ON r.id = m.sync_run_id
+         WHERE m.sequence_run_id = $1 AND m.key = ANY($2::text[])`,
+        [sequenceRunId, members.map((m) => m.key)],
+      );
+      const current = new Map(found.rows.map((r) => [r.key, r]));
+      // The syncs are share-locked: a delete of one waits until its member's run is queued.
+      const live = await q.query<{ id: number }>(`SELECT id FROM ${this.t.syncs} WHERE id = ANY($1::bigint[]) AND deleted_at IS NULL FOR SHARE`, [
+        members.map((m) => safeId(m.syncId) ?? -1),
+      ]);
+      const liveSyncs = new Set(live.rows.map((r) => Number(r.id)));
+      const started = new Set<string>();
+      const created: SyncRun[] = [];
+      for (const member of members) {
+        const state = current.get(member.key);
+        if (!state) throw new NotFoundError(`sequence run ${sequenceRunId} has no member "${member.key}"`);
+        if (started.has(member.key)) continue;
+        if (!memberNeedsRun({ memberStatus: state.member_status, syncRunId: state.sync_run_id, runStatus: state.run_status })) continue;
+        if (!liveSyncs.has(member.syncId)) {
+          throw new NotFoundError(`member "${member.key}" of sequence run ${sequenceRunId} runs sync ${member.syncId}, which does not exist`);
+        }
+        const { rows } = await q.query<SyncRunRow>(
+          `WITH run AS (
+             INSERT INTO ${this.t.syncRuns} (sync_id, status, trigger_type, trigger_detail, full_resync, reset_cdc, sequence_run_id, member_key, created_at)
+             VALUES ($1, 'queued', 'sequence', $2, false, false, $2, $3, $4)
+             RETURNING *
+           ), linked AS (
+             UPDATE ${this.t.memberRuns} AS m SET sync_run_id = run.id, sync_id = run.sync_id, status = 'pending', finished_at = NULL
+             FROM run WHERE m.sequence_run_id = $2 AND m.key = $3
+           )
+           SELECT * FROM run`,
+          [member.syncId, sequenceRunId, member.key, now],
+        );
+        started.add(member.key);
+        created.push(syncRun(rows[0] as SyncRunRow));
+      }
+      return created;
+    });
+  }
+
+  async setTermination(sequenceRunId: string, memberKey: string | null, reason: string): Promise<void> {
+    const rows = await this.db.query(
+      `UPDATE ${this.t.sequenceRuns} SET terminated_by = $1, reason = $2 WHERE id = $3 AND reason IS NULL RETURNING id`,
+      [memberKey, storedText(reason), sequenceRunId],
+    );
+    if (rows.length > 0) return;
+    if (!(await this.sequenceRunRow(this.db.direct, sequenceRunId))) throw new NotFoundError(`sequence run ${sequenceRunId} does not exist`);
+  }
+
+  async skipPendingMembers(sequenceRunId: string, now: number): Promise<void> {
+    await this.db.transaction(async (q) => {
+      const run = await q.query(`SELECT id FROM ${this.t.sequenceRuns} WHERE id = $1 FOR UPDATE`, [sequenceRunId]);
+      if (run.rows.length === 0) throw new NotFoundError(`sequence run ${sequenceRunId} does not exist`);
+      await this.skipPending(q, sequenceRunId, now);
+    });
+  }
+
+  async finishSequenceRun(sequenceRunId: string, status: SequenceRunStatus, now: number): Promise<SequenceRun> {
+    return this.db.transaction(async (q) => {
+      const current = await this.sequenceRunRow(q, sequenceRunId, 'FOR UPDATE');
+      if (!current) throw new NotFoundError(`sequence run ${sequenceRunId} does not exist`);
+      if (isTerminalSequenceRunStatus(current.status)) {
+        if (current.status === status) return sequenceRun(current);
+        throw sequenceRunFinishedError(sequenceRunId, current.status, status);
+      }
+      const { rows } = await q.query<SequenceRunResult>(
+        `WITH finished AS (
+           UPDATE ${this.t.sequenceRuns} SET status = $2, finished_at = CASE WHEN $3::boolean THEN $4::float8 ELSE finished_at END
+           WHERE id = $1 RETURNING *
+         )
+         SELECT ${this.sequenceRunColumns} FROM finished AS r`,
+        [sequenceRunId, status, isTerminalSequenceRunStatus(status), now],
+      );
+      return sequenceRun(rows[0] as SequenceRunResult);
+    });
+  }
+
+  async requestSequenceRunCancel(id: string, now: number = this.clock.now()): Promise<SequenceRun> {
+    return this.db.transaction(async (q) => {
+      const current = await this.sequenceRunRow(q, id, 'FOR UPDATE');
+      if (!current) throw new NotFoundError(`sequence run ${id} does not exist`);
+      if (isTerminalSequenceRunStatus(current.status)) throw nothingToCancelError(`sequence run ${id}`, current.status);
+      if (current.status === 'pending') {
+        await this.cancelPendingSequenceRun(q, id, CANCEL_REASONS.CancelledBeforeStart, now);
+        await this.skipPending(q, id, now);
+      } else {
+        await q.query(`UPDATE ${this.t.sequenceRuns} SET cancel_requested = true WHERE id = $1`, [id]);
+      }
+      return sequenceRun((await this.sequenceRunRow(q, id)) as SequenceRunResult);
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Recovery
+
+  async interruptActiveSyncRuns(now: number): Promise<SyncRun[]> {
+    const p = new Params();
+    const at = p.add(now, 'float8');
+    const rows = await this.db.query<SyncRunRow>(
+      `WITH interrupted AS (
+         UPDATE ${this.t.syncRuns} SET status = 'interrupted', finished_at = ${at}, error = ${p.add(INTERRUPTED_RUN_ERROR, 'text')}
+         WHERE status IN ${ACTIVE} RETURNING *
+       ), member AS (${this.followSql('interrupted', memberTransition('interrupted'), at, p)})
+       SELECT * FROM interrupted ORDER BY id`,
+      p.values,
+    );
+    return rows.map(syncRun);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Scheduler
+
+  async recordFiring(key: string, now: number): Promise<boolean> {
+    const rows = await this.db.query(`INSERT INTO ${this.t.firings} (key, recorded_at) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING key`, [
+      storedText(key),
+      now,
+    ]);
+    return rows.length > 0;
+  }
+
+  async getScheduleCursor(scheduleId: string): Promise<number | null> {
+    const rows = await this.db.query<{ due_time: number }>(`SELECT due_time FROM ${this.t.cursors} WHERE schedule_id = $1`, [scheduleId]);
+    return rows[0] ? rows[0].due_time : null;
+  }
+
+  async setScheduleCursor(scheduleId: string, dueTime: number): Promise<void> {
+    await this.setScheduleCursors([{ scheduleId, dueTime }]);
+  }
+
+  async recordFirings(keys: string[], now: number): Promise<string[]> {
+    if (keys.length === 0) return [];
+    const rows = await this.db.query<{ key: string }>(
+      // In key order, so two schedulers recording overlapping keys lock them in the same order
+      // (opposite orders would deadlock, and PostgreSQL takes a second to notice).
+      `INSERT INTO ${this.t.firings} (key, recorded_at) SELECT u.key, $2 FROM unnest($1::text[]) AS u(key) ORDER BY u.key
+       ON CONFLICT DO NOTHING RETURNING key`,
+      [keys.map(storedText), now],
+    );
+    // In the order given, each key once (a key given twice is recorded by its first mention).
+    const recorded = new Set(rows.map((r) => readText(r.key)));
+    return keys.filter((key) => recorded.delete(key));
+  }
+
+  async setScheduleCursors(cursors: Array<{ scheduleId: string; dueTime: number }>): Promise<void> {
+    if (cursors.length === 0) return;
+    // One row per schedule (the last cursor given wins, as when saved one after the other).
+    const last = new Map(cursors.map((c) => [c.scheduleId, c.dueTime]));
+    await this.db.query(
+      `INSERT INTO ${this.t.cursors} (schedule_id, due_time) SELECT * FROM unnest($1::text[], $2::float8[]) AS u(id, due) ORDER BY u.id
+       ON CONFLICT (schedule_id) DO UPDATE SET due_time = excluded.due_time`,
+      [[...last.keys()], [...last.values()]],
+    );
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Internals
+
+  /**
+   * Runs `fn` in a transaction holding the workspace's advisory lock: workspace changes read the
+   * whole workspace, decide, then write, so two of them at once take turns.
+   */
+  private workspaceTransaction<R>(fn: (q: Queryable) => Promise<R>): Promise<R> {
+    return this.db.transaction(async (q) => {
+      await q.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`lockstep:workspace:${this.schemaName}`]);
+      return fn(q);
+    });
+  }
+
+  private async workspaceState(q: Queryable): Promise<WorkspaceState> {
+    // Every live entity in one statement, by kind in id order.
+    const union = ENTITY_KINDS.map(
+      (kind, order) =>
+        `SELECT ${order} AS kind, id, slug, ${ENTITY_TABLES[kind].enabled ? 'enabled' : 'NULL::boolean AS enabled'}, definition, origin, created_at, updated_at
+         FROM ${this.entityTable(kind)} WHERE deleted_at IS NULL`,
+    ).join(' UNION ALL ');
+    const { rows } = await q.query<EntityRow & { kind: number }>(`${union} ORDER BY kind, id`);
+    const of = <T>(kind: EntityKind) => {
+      const order = ENTITY_KINDS.indexOf(kind);
+      return rows.filter((r) => r.kind === order).map((r) => this.record<T>(kind, r));
+    };
+    return {
+      sources: of<ConnectionRecord>('source'),
+      destinations: of<ConnectionRecord>('destination'),
+      models: of<ModelRecord>('model'),
+      syncs: of<SyncRecord>('sync'),
+      sequences: of<SequenceRecord>('sequence'),
+      alerts: await this.alerts.readDefinition(q),
+      webhooks: await this.webhooks.readSettings(q),
+    };
+  }
+
+  private record<T>(kind: EntityKind, row: EntityRow & { kind?: number }): T {
+    const { kind: _kind, ...entity } = row;
+    if (!ENTITY_TABLES[kind].enabled) delete entity.enabled;
+    return toRecord(entity) as T;
+  }
+
+  private entityTable(kind: EntityKind): string {
+    return `${this.db.schema}.${ENTITY_TABLES[kind].table}`;
+  }
+
+  private async entityByRef<T>(kind: 'sync' | 'sequence', ref: number | string): Promise<T | null> {
+    if (typeof ref === 'number' || /^\d+$/.test(ref)) {
+      const id = safeId(Number(ref));
+      if (id !== null) {
+        const rows = await this.db.query<EntityRow>(`SELECT * FROM ${this.entityTable(kind)} WHERE id = $1 AND deleted_at IS NULL`, [id]);
+        if (rows[0]) return this.record<T>(kind, rows[0]);
+      }
+      if (typeof ref === 'number') return null;
+    }
+    return this.entityBySlug<T>(this.db.direct, kind, ref);
+  }
+
+  private async entityBySlug<T>(q: Queryable, kind: EntityKind, slug: string): Promise<T | null> {
+    const { rows } = await q.query<EntityRow>(`SELECT * FROM ${this.entityTable(kind)} WHERE slug = $1 AND deleted_at IS NULL`, [slug]);
+    return rows[0] ? this.record<T>(kind, rows[0]) : null;
+  }
+
+  private async writeEntity(
+    q: Queryable,
+    kind: EntityKind,
+    create: boolean,
+    entity: { slug: string } & object,
+    origin: EntityOrigin,
+    now: number,
+  ): Promise<void> {
+    const table = this.entityTable(kind);
+    const enabled = enabledOf(kind, entity);
+    const params: unknown[] = [entity.slug, definitionJson(entity), now, origin];
+    if (enabled !== null) params.push(enabled);
+    if (create) {
+      await q.query(
+        enabled !== null
+          ? `INSERT INTO ${table} (slug, definition, created_at, updated_at, origin, enabled) VALUES ($1, $2, $3, $3, $4, $5)`
+          : `INSERT INTO ${table} (slug, definition, created_at, updated_at, origin) VALUES ($1, $2, $3, $3, $4)`,
+        params,
+      );
+    } else {
+      await q.query(
+        `UPDATE ${table} SET definition = $2, updated_at = $3, origin = $4${enabled !== null ? ', enabled = $5' : ''}
+         WHERE slug = $1 AND deleted_at IS NULL`,
+        params,
+      );
+    }
+  }
+
+  private async applyChange(q: Queryable, change: EntityChange, definition: WorkspaceDefinition, now: number): Promise<void> {
+    if (change.action === 'delete') {
+      const { rows } = await q.query<{ id: number }>(
+        `UPDATE ${this.entityTable(change.kind)} SET deleted_at = $2, updated_at = $2 WHERE slug = $1 AND deleted_at IS NULL RETURNING id`,
+        [change.slug, now],
+      );
+      if (rows[0]) await this.afterDelete(q, change.kind, Number(rows[0].id), now);
+      return;
+    }
+    const entity = declaredEntity(definition, change);
+    if (!entity) return;
+    await this.writeEntity(q, change.kind, change.action === 'create', entity, 'file', now);
+  }
+
+  /** Work that can never run once its sync or sequence is gone is cancelled with it. */
+  private async afterDelete(q: Queryable, kind: EntityKind, id: number, now: number): Promise<void> {
+    if (kind === 'sync') {
+      await q.query(
+        `UPDATE ${this.t.syncRuns} SET status = 'cancelled', finished_at = $1, error = $2
+         WHERE sync_id = $3 AND status = 'queued' AND sequence_run_id IS NULL`,
+        [now, CANCEL_REASONS.SyncDeleted, id],
+      );
+      // A deleted sync's id is never used again, so its snapshot can never be read.
+      await q.query(`DELETE FROM ${this.t.snapshots} WHERE sync_id = $1`, [id]);
+      await q.query(`DELETE FROM ${this.t.recordIds} WHERE sync_id = $1`, [id]);
+    } else if (kind === 'sequence') {
+      const pending = await q.query<{ id: string }>(`SELECT id FROM ${this.t.sequenceRuns} WHERE sequence_id = $1 AND status = 'pending' FOR UPDATE`, [id]);
+      for (const { id: runId } of pending.rows) {
+        await this.cancelPendingSequenceRun(q, runId, CANCEL_REASONS.SequenceDeleted, now);
+        await this.skipPending(q, runId, now);
+      }
+    }
+  }
+
+  private async cancelPendingSequenceRun(q: Queryable, id: string, reason: string, now: number): Promise<void> {
+    await q.query(
+      `UPDATE ${this.t.sequenceRuns} SET status = 'cancelled', cancel_requested = true, finished_at = $1, reason = COALESCE(reason, $2) WHERE id = $3`,
+      [now, reason, id],
+    );
+  }
+
+  /**
+   * Pending members become `skipped`. Their queued runs are cancelled directly: the member is
+   * `skipped`, not `cancelled`, because it never started.
+   */
+  private async skipPending(q: Queryable, sequenceRunId: string, now: number): Promise<void> {
+    await q.query(
+      `UPDATE ${this.t.syncRuns} SET status = 'cancelled', finished_at = $2
+       WHERE status = 'queued' AND id IN (SELECT sync_run_id FROM ${this.t.memberRuns}
+                                          WHERE sequence_run_id = $1 AND status = 'pending' AND sync_run_id IS NOT NULL)`,
+      [sequenceRunId, now],
+    );
+    await q.query(`UPDATE ${this.t.memberRuns} SET status = 'skipped', finished_at = $2 WHERE sequence_run_id = $1 AND status = 'pending'`, [
+      sequenceRunId,
+      now,
+    ]);
+  }
+
+  /**
+   * An UPDATE of member runs making each member of the sync runs in the CTE `runs` follow its run
+   * (see member-state.ts), for a data-modifying WITH clause.
+   */
+  private followSql(runs: string, next: MemberTransition, at: string, p: Params): string {
+    return `UPDATE ${this.t.memberRuns} AS m SET
+        status      = ${p.add(next.status, 'text')},
+        started_at  = CASE WHEN ${p.add(next.started, 'boolean')} THEN COALESCE(m.started_at, ${at}) ELSE m.started_at END,
+        finished_at = CASE WHEN ${p.add(next.finished, 'boolean')} THEN ${at} ELSE NULL END
+      FROM ${runs} AS run
+      WHERE m.sequence_run_id = run.sequence_run_id AND m.key = run.member_key AND m.sync_run_id = run.id`;
+  }
+
+  private async syncRunRow(q: Queryable, id: number, lock = ''): Promise<SyncRunRow | null> {
+    const runId = safeId(id);
+    if (runId === null) return null;
+    const { rows } = await q.query<SyncRunRow>(`SELECT * FROM ${this.t.syncRuns} WHERE id = $1 ${lock}`, [runId]);
+    return rows[0] ?? null;
+  }
+
+  private async sequenceRunRow(q: Queryable, id: string, lock = ''): Promise<SequenceRunResult | null> {
+    const sql = `SELECT ${this.sequenceRunColumns} FROM ${this.t.sequenceRuns} AS r WHERE r.id = $1 ${lock ? `${lock} OF r` : ''}`;
+    const { rows } = await q.query<SequenceRunResult>(sql, [id]);
+    return rows[0] ?? null;
+  }
+
+  /** Statements of one write: one runs alone, several in a transaction. */
+  private async runStatements(statements: Statement[]): Promise<void> {
+    if (statements.length === 1) {
+      const [sql, params] = statements[0] as Statement;
+      await this.db.query(sql, params);
+      return;
+    }
+    await this.db.transaction(async (q) => {
+      for (const [sql, params] of statements) await q.query(sql, params);
+    });
+  }
+
+  private deleteKeys(table: string, syncId: number, keys: string[]): Statement {
+    const list = textList(keys);
+    return [`DELETE FROM ${table} WHERE sync_id = $1 AND key = ANY(${textListSql(list, 2)})`, [syncId, textListValue(list)]];
+  }
+
+  /**
+   * Delivered rows in columns: the keys joined in one text and the hashes as one bytea of 8 bytes
+   * per row, split by PostgreSQL; no string per row is built here.
+   */
+  private snapshotColumnsUpsert(syncId: number, rows: SnapshotRows): Statement {
+    const count = rows.keys.length;
+    const hashes = Buffer.alloc(8 * count);
+    hashes.set(new Uint8Array(rows.hashes.buffer, rows.hashes.byteOffset, 8 * count));
+    // Each word big-endian, high word first: the bytes of the 16 hex digits hashText spells.
+    if (endianness() === 'LE') hashes.swap32();
+    return this.snapshotBytesUpsert(syncId, textList(rows.keys), hashes);
+  }
+
+  private snapshotBytesUpsert(syncId: number, keys: ReturnType<typeof textList>, hashes: Buffer): Statement {
+    return [
+      `INSERT INTO ${this.t.snapshots} (sync_id, key, hash, hash_text)
+       SELECT $1, u.key, substring($3::bytea FROM u.n::integer * 8 - 7 FOR 8), NULL
+       FROM unnest(${textListSql(keys, 2)}) WITH ORDINALITY AS u(key, n)
+       ON CONFLICT (sync_id, key) DO UPDATE SET hash = excluded.hash, hash_text = NULL`,
+      [syncId, textListValue(keys), hashes],
+    ];
+  }
+
+  /** [key, hash] pairs: 16 hex digits each (what the runner writes) go as bytes; any other hash as text. */
+  private snapshotPairsUpsert(syncId: number, pairs: Array<[string, string]>): Statement {
+    if (pairs.every(([, hash]) => isHex16(hash))) {
+      return this.snapshotBytesUpsert(syncId, textList(pairs.map(([key]) => key)), Buffer.from(pairs.map(([, hash]) => hash).join(''), 'hex'));
+    }
+    return [
+      `INSERT INTO ${this.t.snapshots} (sync_id, key, hash, hash_text)
+       SELECT $1, u.key, CASE WHEN u.hex THEN decode(u.hash, 'hex') END, CASE WHEN u.hex THEN NULL ELSE u.hash END
+       FROM (SELECT key, hash, hash ~ '^([0-9a-f]{2})+$' AS hex FROM unnest($2::text[], $3::text[]) AS v(key, hash)) AS u
+       ON CONFLICT (sync_id, key) DO UPDATE SET hash = excluded.hash, hash_text = excluded.hash_text`,
+      [syncId, pairs.map(([key]) => storedText(key)), pairs.map(([, hash]) => storedText(hash))],
+    ];
+  }
+}
+
+type Statement = [sql: string, params: unknown[]];
+
+/** An id as PostgreSQL's bigint takes it, or null for a number no row can have (fractions, huge). */
+function safeId(id: number): number | null {
+  return Number.isSafeInteger(id) ? id : null;
+}
+
+function nullableStored(text: string | null): string | null {
+  return text === null ? null : storedText(text);
+}
+
+function timeFilters(query: { after?: number; before?: number }, where: string[], p: Params, prefix = ''): void {
+  if (query.after !== undefined) where.push(`${prefix}created_at >= ${p.add(query.after, 'float8')}`);
+  if (query.before !== undefined) where.push(`${prefix}created_at < ${p.add(query.before, 'float8')}`);
+}
+
+/** Whether `hash` is 16 lowercase hex digits, checked without a regular expression per row. */
+function isHex16(hash: string): boolean {
+  if (hash.length !== 16) return false;
+  for (let i = 0; i < 16; i++) {
+    const c = hash.charCodeAt(i);
+    if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) return false;
+  }
+  return true;
+}
+
+function columnPairs(rows: SnapshotRows): Array<[string, string]> {
+  return rows.keys.map((key, i) => [key, hashText(rows.hashes[2 * i] as number, rows.hashes[2 * i + 1] as number)]);
+}
+
+/** Pairs with each key once, keeping its last value. */
+function lastOfEachKey(pairs: Array<[string, string]>): Array<[string, string]> {
+  return [...new Map(pairs).entries()];
+}
+
+/** A unique index refused the change (wrapped by PostgresDatabase as a Conflict). */
+function isUniqueViolation(error: unknown): boolean {
+  return error instanceof LockstepError && error.code === ErrorCode.Conflict && errorCode(error.cause) === '23505';
+}
+
+/** One statement would upsert the same row twice. */
+function isCardinalityViolation(error: unknown): boolean {
+  return error instanceof LockstepError && errorCode(error.cause) === '21000';
+}

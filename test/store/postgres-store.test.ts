@@ -1,0 +1,271 @@
+import { describe, expect, it } from 'vitest';
+import { ErrorCode, LockstepError } from '../../src/core/errors.js';
+import { SCHEMA_VERSION } from '../../src/store/postgres/postgres-migrations.js';
+import { PostgresStore } from '../../src/store/postgres/postgres-store.js';
+import { createTestDatabase, sql } from '../helpers/postgres.js';
+import { crmWorkspace, describeStoreContract } from './store-contract.js';
+
+const T0 = 1_767_225_600_000.5;
+const MANUAL = { type: 'manual', detail: null } as const;
+const NO_OPTIONS = { fullResync: false, resetCDC: false };
+
+// A fresh database per test: the contract's tests never see each other's rows. Kept afterwards
+// (see createTestDatabase), so a failure can be looked at.
+describeStoreContract('postgres', async () => {
+  const store = await PostgresStore.open({ url: await createTestDatabase('lockstep_store'), poolSize: 4 });
+  return { store, cleanup: () => store.close() };
+});
+
+async function rejection(promise: Promise<unknown>): Promise<LockstepError> {
+  const error = await promise.then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(LockstepError);
+  return error as LockstepError;
+}
+
+describe('PostgresStore on a shared database', () => {
+  it('migrates once when several stores open one new database at once, into its own schema', async () => {
+    const url = await createTestDatabase('lockstep_migrate');
+    const stores = await Promise.all(Array.from({ length: 4 }, () => PostgresStore.open({ url, schema: 'ls', poolSize: 2 })));
+    try {
+      expect(stores.map((s) => s.migrationsApplied.length).sort()).toEqual([0, 0, 0, 1]);
+      const versions = await sql<{ version: number }>(url, 'SELECT version FROM ls.schema_migrations ORDER BY version');
+      expect(versions.map((v) => v.version)).toEqual([SCHEMA_VERSION]);
+      const outside = await sql<{ n: string }>(url, "SELECT count(*)::text AS n FROM pg_tables WHERE schemaname = 'public'");
+      expect(outside[0]?.n).toBe('0');
+      // Another installation on the same database has a schema of its own.
+      await using other = await PostgresStore.open({ url });
+      expect(other.migrationsApplied).toEqual([SCHEMA_VERSION]);
+      await stores[0]!.applyWorkspace(crmWorkspace(), T0);
+      expect((await other.loadWorkspace()).syncs).toEqual([]);
+      expect((await stores[3]!.loadWorkspace()).syncs).toHaveLength(3);
+    } finally {
+      await Promise.all(stores.map((s) => s.close()));
+    }
+  });
+
+  it('refuses a schema written by a newer Lockstep, naming the database and both versions', async () => {
+    const url = await createTestDatabase('lockstep_newer');
+    await (await PostgresStore.open({ url })).close();
+    await sql(url, 'INSERT INTO lockstep.schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)', [SCHEMA_VERSION + 1, 'future', T0]);
+    const error = await rejection(PostgresStore.open({ url }));
+    expect(error.code).toBe(ErrorCode.Store);
+    expect(error.message).toContain(new URL(url).pathname.slice(1));
+    expect(error.message).toContain(`schema version ${SCHEMA_VERSION + 1}`);
+    expect(error.message).toContain(`(${SCHEMA_VERSION})`);
+    expect(error.message).toMatch(/upgrade Lockstep/);
+  });
+
+  it('lets exactly one of two stores claim a queued run, and holds a sync for both', async () => {
+    const url = await createTestDatabase('lockstep_claim');
+    await using a = await PostgresStore.open({ url, poolSize: 4 });
+    await using b = await PostgresStore.open({ url, poolSize: 4 });
+    await a.applyWorkspace(crmWorkspace(), T0);
+    const sync = (await b.getSync('accounts-to-crm'))!;
+    for (let round = 0; round < 20; round++) {
+      const { run } = await a.enqueueSyncRun({ syncId: sync.id, trigger: MANUAL, options: NO_OPTIONS }, T0 + round);
+      const claims = await Promise.all([a.claimSyncRun(run.id, T0 + round), b.claimSyncRun(run.id, T0 + round), a.claimSyncRun(run.id, T0 + round)]);
+      expect(claims.filter((c) => c !== null)).toHaveLength(1);
+      await b.updateSyncRun(run.id, { status: 'success' }, T0 + round + 0.5);
+    }
+    // Two different runs of one sync (a member run and a standalone one), claimed at once from two
+    // stores: never two active.
+    const { run: seqRun } = await a.enqueueSequenceRun((await a.getSequence('crm-hierarchy'))!, MANUAL, T0);
+    expect(await b.claimSequenceRun(seqRun.id, T0)).not.toBeNull();
+    const [member] = await a.startMembers(seqRun.id, [{ key: 'accounts-to-crm', syncId: sync.id }], T0);
+    const { run: standalone } = await b.enqueueSyncRun({ syncId: sync.id, trigger: MANUAL, options: NO_OPTIONS }, T0);
+    const both = await Promise.all([a.claimSyncRun(member!.id, T0 + 100), b.claimSyncRun(standalone.id, T0 + 100)]);
+    expect(both.filter((c) => c !== null)).toHaveLength(1);
+    const active = await a.listSyncRuns({ syncId: sync.id, statuses: ['querying'], limit: 10, offset: 0, order: 'asc' });
+    expect(active).toHaveLength(1);
+  });
+
+  it('shares one queued follow-up between triggers racing from two stores, and one pending sequence run', async () => {
+    const url = await createTestDatabase('lockstep_enqueue');
+    await using a = await PostgresStore.open({ url, poolSize: 8 });
+    await using b = await PostgresStore.open({ url, poolSize: 8 });
+    await a.applyWorkspace(crmWorkspace(), T0);
+    const sync = (await a.getSync('deals-to-crm'))!;
+    const triggers = await Promise.all(
+      Array.from({ length: 16 }, (_, i) =>
+        (i % 2 === 0 ? a : b).enqueueSyncRun({ syncId: sync.id, trigger: MANUAL, options: { fullResync: i === 7, resetCDC: false } }, T0 + i),
+      ),
+    );
+    expect(new Set(triggers.map((t) => t.run.id)).size).toBe(1);
+    expect(triggers.filter((t) => t.created)).toHaveLength(1);
+    expect((await a.getSyncRun(triggers[0]!.run.id))?.options.fullResync).toBe(true);
+
+    const sequence = (await a.getSequence('crm-graph'))!;
+    const runs = await Promise.all(Array.from({ length: 8 }, (_, i) => (i % 2 === 0 ? a : b).enqueueSequenceRun(sequence, MANUAL, T0 + i)));
+    expect(new Set(runs.map((r) => r.run.id)).size).toBe(1);
+    expect(runs.filter((r) => r.created)).toHaveLength(1);
+    const claims = await Promise.all([a.claimSequenceRun(runs[0]!.run.id, T0), b.claimSequenceRun(runs[0]!.run.id, T0)]);
+    expect(claims.filter((c) => c !== null)).toHaveLength(1);
+  });
+
+  it('records a firing once across stores racing for it', async () => {
+    const url = await createTestDatabase('lockstep_firing');
+    await using a = await PostgresStore.open({ url, poolSize: 4 });
+    await using b = await PostgresStore.open({ url, poolSize: 4 });
+    const keys = Array.from({ length: 50 }, (_, i) => `sync:${i}@${T0}`);
+    const [fromA, fromB] = await Promise.all([a.recordFirings(keys, T0), b.recordFirings([...keys].reverse(), T0)]);
+    expect([...fromA, ...fromB].sort()).toEqual([...keys].sort());
+    const single = await Promise.all([a.recordFiring('sequence:1@0', T0), b.recordFiring('sequence:1@0', T0)]);
+    expect(single.filter(Boolean)).toHaveLength(1);
+  });
+
+  it('reports an unreachable server as a store error naming host and database, never the password', async () => {
+    const secret = 'pa55-w0rd-n0t-sh0wn';
+    const error = await rejection(PostgresStore.open({ url: `postgres://lockstep:${secret}@127.0.0.1:1/warehouse_store`, connectTimeoutMs: 2000 }));
+    expect(error.code).toBe(ErrorCode.Store);
+    expect(error.message).toContain('127.0.0.1:1/warehouse_store');
+    expect(error.message).toMatch(/check that the server is running/);
+    expect(error.message).not.toContain(secret);
+    expect(JSON.stringify(error, Object.getOwnPropertyNames(error))).not.toContain(secret);
+  });
+
+  it('reports a wrong password and a missing database with the fix, never the password', async () => {
+    const url = new URL(await createTestDatabase('lockstep_auth'));
+    url.password = 'wrong-secret-value';
+    const auth = await rejection(PostgresStore.open({ url: url.toString() }));
+    expect(auth.code).toBe(ErrorCode.Store);
+    expect(auth.message).toContain(`${url.hostname}:${url.port}${url.pathname}`);
+    expect(auth.message).toMatch(/check the user name and password/);
+    expect(auth.message).not.toContain('wrong-secret-value');
+
+    const missing = new URL(await createTestDatabase('lockstep_auth'));
+    missing.pathname = '/no_such_database';
+    const notThere = await rejection(PostgresStore.open({ url: missing.toString() }));
+    expect(notThere.message).toContain('no_such_database');
+    expect(notThere.message).toMatch(/check the database name/);
+  });
+
+  it('reports use after close as a store error', async () => {
+    const store = await PostgresStore.open({ url: await createTestDatabase('lockstep_closed') });
+    await store.close();
+    await store.close();
+    const error = await rejection(store.getSync(1));
+    expect(error.code).toBe(ErrorCode.Store);
+    expect(error.message).toMatch(/closed/);
+  });
+
+  it('keeps keys, reasons and errors holding NUL and U+0001 exactly, and pages them in key order', async () => {
+    await using store = await PostgresStore.open({ url: await createTestDatabase('lockstep_nul') });
+    await store.applyWorkspace(crmWorkspace(), T0);
+    const syncId = (await store.getSync('accounts-to-crm'))!.id;
+    const keys = ['a', 'a\u0000', 'a\u0000b', 'a\u0001', 'a\u0001\u0000', 'a\u0002', 'b\n1', ''];
+    await store.snapshotWrite(syncId, keys.map((k, i): [string, string] => [k, i.toString(16).padStart(16, '0')]), []);
+    const read = await store.snapshotGet(syncId, keys);
+    expect([...read.keys()].sort()).toEqual([...keys].sort());
+    const batches: string[] = [];
+    for await (const batch of store.snapshotKeys(syncId, 3)) batches.push(...batch);
+    expect(batches).toEqual([...keys].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y))));
+    await store.recordIdsWrite(syncId, [['k\u0000', 'id\u0001'], ['plain', '7']], []);
+    expect(Object.fromEntries(await store.recordIdsGet(syncId, ['k\u0000', 'plain', 'none']))).toEqual({ 'k\u0000': 'id\u0001', plain: '7' });
+
+    const { run } = await store.enqueueSyncRun({ syncId, trigger: { type: 'api', detail: 'x\u0000y' }, options: NO_OPTIONS }, T0);
+    await store.claimSyncRun(run.id, T0);
+    await store.addRejectedRows([{ syncRunId: run.id, key: '[1]', op: 'added', reason: 'bad byte \u0000 here' }]);
+    expect((await store.listRejectedRows(run.id, 10, 0))[0]?.reason).toBe('bad byte \u0000 here');
+    const failed = await store.updateSyncRun(run.id, { status: 'failed', error: 'garbage \u0000\u0001' }, T0 + 1);
+    expect(failed).toMatchObject({ error: 'garbage \u0000\u0001', trigger: { detail: 'x\u0000y' } });
+  });
+
+  it('upserts a key given twice in one snapshot write with its last hash', async () => {
+    await using store = await PostgresStore.open({ url: await createTestDatabase('lockstep_twice') });
+    await store.applyWorkspace(crmWorkspace(), T0);
+    const syncId = (await store.getSync('accounts-to-crm'))!.id;
+    await store.snapshotWrite(syncId, { keys: ['[1]', '[2]', '[1]'], hashes: new Uint32Array([1, 1, 2, 2, 3, 3]) }, []);
+    expect(Object.fromEntries(await store.snapshotGet(syncId, ['[1]', '[2]']))).toEqual({ '[1]': '0000000300000003', '[2]': '0000000200000002' });
+    await store.recordIdsWrite(syncId, [['[1]', 'a'], ['[1]', 'b']], []);
+    expect((await store.recordIdsGet(syncId, ['[1]'])).get('[1]')).toBe('b');
+  });
+});
+
+describe('PostgresStore alerts, webhooks and tokens with several processes', () => {
+  it('queues a raised alert once when two stores record the same outcome at once', async () => {
+    const url = await createTestDatabase('lockstep_alerts');
+    await using a = await PostgresStore.open({ url, poolSize: 4 });
+    await using b = await PostgresStore.open({ url, poolSize: 4 });
+    const outcome = { rule: 'r', subject: { kind: 'sync', slug: 'accounts-to-crm' }, condition: 'failed', raised: true, runId: '1', now: T0 } as const;
+    const notice = (change: string) => [{ channel: 'ops', notice: { title: change } as never }];
+    const results = await Promise.all([a.alerts.recordOutcome(outcome, notice), b.alerts.recordOutcome(outcome, notice)]);
+    expect(results.map((r) => r.change).sort()).toEqual(['none', 'raise']);
+    expect(results.flatMap((r) => r.deliveries)).toHaveLength(1);
+    expect(await a.alerts.listStates()).toEqual([{ rule: 'r', subject: outcome.subject, condition: 'failed', raised: true, since: T0, runId: '1' }]);
+    const cleared = await b.alerts.recordOutcome({ ...outcome, raised: false, runId: '2', now: T0 + 1 }, notice);
+    expect(cleared.change).toBe('clear');
+    expect((await a.alerts.listStates())[0]).toMatchObject({ raised: false, since: T0 + 1, runId: '2' });
+    const again = await a.alerts.recordOutcome({ ...outcome, raised: false, runId: '3', now: T0 + 2 }, notice);
+    expect(again).toEqual({ change: 'none', deliveries: [] });
+    expect((await a.alerts.listStates())[0]).toMatchObject({ since: T0 + 1, runId: '3' });
+  });
+
+  it('claims each due delivery once across stores, in due order, and records outcomes', async () => {
+    const url = await createTestDatabase('lockstep_deliveries');
+    await using a = await PostgresStore.open({ url, poolSize: 4 });
+    await using b = await PostgresStore.open({ url, poolSize: 4 });
+    const made = await a.alerts.enqueueDeliveries(
+      Array.from({ length: 30 }, (_, i) => ({ channel: `c${i % 3}`, notice: { title: `n${i}` } as never })),
+      T0,
+    );
+    expect(made.map((d) => d.id)).toEqual([...made.map((d) => d.id)].sort((x, y) => x - y));
+    await b.alerts.enqueueDeliveries([{ channel: 'later', notice: { title: 'later' } as never }], T0, T0 + 60_000);
+    expect(await a.alerts.nextDeliveryAt()).toBe(T0);
+    const [fromA, fromB] = await Promise.all([a.alerts.claimDueDeliveries(T0 + 1, 20, 1000), b.alerts.claimDueDeliveries(T0 + 1, 20, 1000)]);
+    const claimed = [...fromA, ...fromB];
+    expect(claimed).toHaveLength(30);
+    expect(new Set(claimed.map((d) => d.id)).size).toBe(30);
+    expect(claimed.every((d) => d.attempts === 1 && d.nextAttemptAt === T0 + 1001)).toBe(true);
+    expect(fromA.map((d) => d.id)).toEqual([...fromA.map((d) => d.id)].sort((x, y) => x - y));
+    expect(await a.alerts.claimDueDeliveries(T0 + 2, 100, 1000)).toEqual([]);
+
+    await a.alerts.markDeliverySent(claimed[0]!.id, T0 + 3);
+    await a.alerts.markDeliveryFailed(claimed[1]!.id, 'HTTP 500', T0 + 5000);
+    await a.alerts.markDeliveryFailed(claimed[2]!.id, 'HTTP 404 \u0000', null);
+    expect((await a.alerts.listDeliveries({ status: 'sent', limit: 10, offset: 0 })).map((d) => d.id)).toEqual([claimed[0]!.id]);
+    expect(await a.alerts.listDeliveries({ status: 'failed', limit: 10, offset: 0 })).toMatchObject([{ id: claimed[2]!.id, lastError: 'HTTP 404 \u0000' }]);
+    expect((await a.alerts.listDeliveries({ failedAttempt: true, limit: 10, offset: 0 })).map((d) => d.id)).toEqual([claimed[2]!.id, claimed[1]!.id]);
+    expect((await a.alerts.listDeliveries({ channel: 'later', limit: 10, offset: 0 })).map((d) => d.channel)).toEqual(['later']);
+  });
+
+  it('records the same webhook event racing from two stores once, the other as its duplicate', async () => {
+    const url = await createTestDatabase('lockstep_webhooks');
+    await using a = await PostgresStore.open({ url, poolSize: 4 });
+    await using b = await PostgresStore.open({ url, poolSize: 4 });
+    const event = {
+      source: 'dbt_cloud',
+      receivedAt: T0,
+      eventId: 'evt-1',
+      eventType: 'job.run.completed',
+      outcome: 'accepted',
+      reason: 'matched',
+      httpStatus: 200,
+      triggered: [],
+      payloadExcerpt: '{"x":1}',
+    } as const;
+    const results = await Promise.all([a.webhooks.record(event), b.webhooks.record(event)]);
+    expect(results.map((r) => r.duplicate).sort()).toEqual([false, true]);
+    const duplicate = results.find((r) => r.duplicate)!.event;
+    const first = results.find((r) => !r.duplicate)!.event;
+    expect(duplicate).toMatchObject({ outcome: 'duplicate', reason: `event evt-1 was already received (delivery ${first.id}); nothing started again` });
+    await a.webhooks.setTriggered(first.id, [{ kind: 'sequence', slug: 'crm', runId: 'r1' }], 'started crm');
+    const listed = await b.webhooks.list({ limit: 10, offset: 0 });
+    expect(listed.map((e) => e.id)).toEqual([duplicate.id, first.id].sort((x, y) => y - x));
+    expect(listed.find((e) => e.id === first.id)).toMatchObject({ triggered: [{ kind: 'sequence', slug: 'crm', runId: 'r1' }], reason: 'started crm' });
+    expect(await a.webhooks.list({ source: 'fivetran', limit: 10, offset: 0 })).toEqual([]);
+    const garbage = await a.webhooks.record({ ...event, eventId: null, outcome: 'rejected', payloadExcerpt: 'bin\u0000ary'.repeat(500) });
+    expect(garbage.event.payloadExcerpt).toBe('bin\u0000ary'.repeat(500).slice(0, 2000));
+  });
+
+  it('creates a token name once when two stores race for it', async () => {
+    const url = await createTestDatabase('lockstep_tokens');
+    await using a = await PostgresStore.open({ url, poolSize: 4 });
+    await using b = await PostgresStore.open({ url, poolSize: 4 });
+    const results = await Promise.allSettled([a.tokens.create('ci', 'a'.repeat(64), T0), b.tokens.create('ci', 'b'.repeat(64), T0)]);
+    expect(results.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected']);
+    expect((results.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason).toMatchObject({ code: ErrorCode.Conflict });
+  });
+});
