@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCode, LockstepError } from '../../src/core/errors.js';
+import type { NewWebhookEvent } from '../../src/core/webhooks.js';
 import { SCHEMA_VERSION } from '../../src/store/postgres/postgres-migrations.js';
 import { PostgresStore } from '../../src/store/postgres/postgres-store.js';
 import { createTestDatabase, sql } from '../helpers/postgres.js';
@@ -235,7 +236,7 @@ describe('PostgresStore alerts, webhooks and tokens with several processes', () 
     const url = await createTestDatabase('lockstep_webhooks');
     await using a = await PostgresStore.open({ url, poolSize: 4 });
     await using b = await PostgresStore.open({ url, poolSize: 4 });
-    const event = {
+    const event: NewWebhookEvent = {
       source: 'dbt_cloud',
       receivedAt: T0,
       eventId: 'evt-1',
@@ -245,7 +246,7 @@ describe('PostgresStore alerts, webhooks and tokens with several processes', () 
       httpStatus: 200,
       triggered: [],
       payloadExcerpt: '{"x":1}',
-    } as const;
+    };
     const results = await Promise.all([a.webhooks.record(event), b.webhooks.record(event)]);
     expect(results.map((r) => r.duplicate).sort()).toEqual([false, true]);
     const duplicate = results.find((r) => r.duplicate)!.event;
