@@ -229,6 +229,7 @@ async function lockstepRun(work, env) {
   const code = await new Promise((resolve) => child.on('close', resolve));
   const ms = performance.now() - started;
   if (code !== 0) throw new Error(`the Lockstep run exited with ${code}: ${err.slice(-2000)}${out.slice(-2000)}`);
+  if (err) log(err.trimEnd());
   const run = JSON.parse(out);
   if (run.status !== 'success') throw new Error(`sync run ended ${run.status}: ${run.error ?? ''}`);
   return { ms, rssMb: Number(readFileSync(rssFile, 'utf8')) / 1024, run };
@@ -241,12 +242,14 @@ async function lockstepRun(work, env) {
 async function lockstepChild(work) {
   const { createApp } = await import('../dist/app.js');
   const { resolveConfig } = await import('../dist/config.js');
-  const { silentLogger } = await import('../dist/core/logger.js');
+  const { createJsonLogger, silentLogger } = await import('../dist/core/logger.js');
   const { mysqlConnector } = await import('../dist/connectors/mysql/index.js');
   const batchSize = Number(process.env.BENCH_BATCH);
   const config = resolveConfig({ workspaceDir: work, env: process.env });
+  // LOCKSTEP_BENCH_LOG_LEVEL=debug: the run's phases (snapshot loaded, model read, delivered) with their times, on stderr.
+  const level = process.env.LOCKSTEP_BENCH_LOG_LEVEL;
   const app = await createApp(config, {
-    logger: silentLogger,
+    logger: level ? createJsonLogger({ level, write: (line) => process.stderr.write(`${line}\n`) }) : silentLogger,
     connectors: (real) => (real.kind('mysql') ? real : real.register(mysqlConnector)),
   });
   try {

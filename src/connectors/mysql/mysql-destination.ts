@@ -351,10 +351,7 @@ function lineField(oid: number, column: ColumnInfo): LineField | null {
 }
 
 const TAB = 0x09;
-const NEWLINE = 0x0a;
 const BACKSLASH = 0x5c;
-const PLUS = 0x2b;
-const ZERO = 0x30;
 
 class MysqlWriter implements DestinationWriter {
   /**
@@ -381,8 +378,6 @@ class MysqlWriter implements DestinationWriter {
   readonly takesLines: boolean;
   /** Per column, how its field of a line is loaded (null when lines are not taken). */
   private readonly lineFields: LineField[] | null;
-  /** Some field of a line is a timestamptz, whose offset goes. */
-  private readonly lineOffsets: boolean;
   /** Per column, how its field of a line becomes a value when the row goes by statement. */
   private readonly lineParsers: TextParser[];
   /** Values decoded from lines, for rows that go by statement. */
@@ -433,7 +428,6 @@ class MysqlWriter implements DestinationWriter {
         : null;
     this.lineFields = fields && fields.every((f) => f !== null) ? (fields as LineField[]) : null;
     this.takesLines = this.lineFields !== null;
-    this.lineOffsets = this.lineFields?.includes(LineField.TimestampTz) ?? false;
     const asText: TextParser = (text) => text;
     this.lineParsers = columns.map((_, i) =>
       encoding?.types[i] === PgType.Timestamp || encoding?.types[i] === PgType.TimestampTz ? timestampTextToIso : asText,
@@ -542,13 +536,23 @@ class MysqlWriter implements DestinationWriter {
     const fields = new Array<Value>(width);
     let lineBytes = 0;
     for (const { op } of part) if (op.line) lineBytes += op.line.end - op.line.start;
-    // A line never grows: an offset taken off, a UTC time as long as the local one, an escape made one byte.
+    // Lines never grow (an escape rewritten is one byte for two).
     const lines = Buffer.allocUnsafe(lineBytes);
     let at = 0;
     let text = '';
+    // Lines that lie back to back in the source's buffer (consecutive rows) are copied as one stretch.
+    let run: EncodedLine | null = null;
+    let runEnd = 0;
     for (const { op } of part) {
-      if (op.line) {
-        at = this.copyLoadLine(lines, at, op.line);
+      const line = op.line;
+      if (line) {
+        if (run && line.data === run.data && line.start === runEnd) {
+          runEnd = line.end;
+          continue;
+        }
+        if (run) at = copyLines(lines, at, run.data, run.start, runEnd);
+        run = line;
+        runEnd = line.end;
         continue;
       }
       for (let c = 0; c < width; c++) {
@@ -558,46 +562,27 @@ class MysqlWriter implements DestinationWriter {
       }
       text += copyLine(fields, width);
     }
+    if (run) at = copyLines(lines, at, run.data, run.start, runEnd);
     return text === '' ? lines.subarray(0, at) : Buffer.concat([lines.subarray(0, at), Buffer.from(text)]);
   }
 
   /**
-   * Copies a COPY text line into `out` at `at` as LOAD DATA reads it; returns where it ends. Both
-   * formats are tab-separated with `\N` and backslash escapes; PostgreSQL's `\f` and `\v`, which
-   * MySQL does not know, become the bytes they stand for, and timestamptz fields lose their offset.
+   * The LOAD DATA statement. A timestamptz line field goes through a variable: PostgreSQL prints it
+   * with its offset (`2024-01-02 05:04:05.5+02`), which MySQL does not read, so the server takes
+   * the offset off and converts the time to UTC; a value it cannot convert stays as it is and
+   * raises the warning that sends the rows by statement.
    */
-  private copyLoadLine(out: Buffer, at: number, { data, start, end }: EncodedLine): number {
-    const fields = this.lineFields as LineField[];
-    if (!this.lineOffsets) return copyField(out, at, data, start, end);
-    let field = 0;
-    let fieldStart = start;
-    for (let i = start; i < end; i++) {
-      const byte = data[i] as number;
-      if (byte !== TAB && byte !== NEWLINE) continue;
-      at = fields[field] === LineField.TimestampTz ? this.copyTimestampTz(out, at, data, fieldStart, i) : copyField(out, at, data, fieldStart, i);
-      out[at++] = byte;
-      field++;
-      fieldStart = i + 1;
-    }
-    return at;
-  }
-
-  /** A timestamptz as PostgreSQL prints it (`2024-01-02 03:04:05.5+02`) as a UTC time MySQL reads. */
-  private copyTimestampTz(out: Buffer, at: number, data: Buffer, start: number, end: number): number {
-    // UTC, the common case: only the `+00` goes.
-    if (end - start > 3 && data[end - 3] === PLUS && data[end - 2] === ZERO && data[end - 1] === ZERO) return at + data.copy(out, at, start, end - 3);
-    const text = data.toString('latin1', start, end);
-    if (text === '\\N') return at + out.write(text, at, 'latin1');
-    // Another offset: converted; a value MySQL cannot hold (BC, infinity) stays as it is, and the load's warning sends the rows by statement.
-    const converted = isoToMysqlTime(timestampTextToIso(text), false);
-    return at + out.write(typeof converted === 'string' && converted.length <= text.length ? converted : text, at, 'latin1');
-  }
-
   private loadStatement(): string {
     const cached = this.statements.get('load');
     if (cached) return cached;
+    const columns = this.target.columns;
+    const fields = this.lineFields;
+    const targets = columns.map((c, i) => (fields?.[i] === LineField.TimestampTz ? `@lockstep_${i}` : quoteMysqlIdent(c)));
+    const sets = columns.flatMap((c, i) => (fields?.[i] === LineField.TimestampTz ? [`${quoteMysqlIdent(c)} = ${utcFromOffsetText(`@lockstep_${i}`)}`] : []));
     // Separators as hex strings: they read the same whatever the session's NO_BACKSLASH_ESCAPES.
-    const text = `load data local infile 'lockstep-rows' into table ${this.table} character set utf8mb4 fields terminated by x'09' escaped by x'5c' lines terminated by x'0a' (${this.target.columns.map(quoteMysqlIdent).join(', ')})`;
+    const text =
+      `load data local infile 'lockstep-rows' into table ${this.table} character set utf8mb4 fields terminated by x'09' escaped by x'5c' lines terminated by x'0a' (${targets.join(', ')})` +
+      (sets.length > 0 ? ` set ${sets.join(', ')}` : '');
     this.statements.set('load', text);
     return text;
   }
@@ -854,20 +839,37 @@ function keyExpression(column: ColumnInfo): (ref: string) => string {
   return (ref) => ref;
 }
 
-/** Bytes `start..end` of a COPY text field, with `\f` and `\v` made the bytes they stand for. */
-function copyField(out: Buffer, at: number, data: Buffer, start: number, end: number): number {
-  let from = start;
-  for (let i = start; i < end - 1; i++) {
-    if (data[i] !== BACKSLASH) continue;
-    const next = data[i + 1];
-    if (next === 0x66 /* f */ || next === 0x76 /* v */) {
-      at += data.copy(out, at, from, i);
-      out[at++] = next === 0x66 ? 0x0c : 0x0b;
-      from = i + 2;
-    }
-    i++; // the escaped byte is not an escape itself
+/**
+ * Copies bytes `start..end` of COPY text lines into `out` at `at` as LOAD DATA reads them; returns
+ * where they end. Both formats are tab-separated with `\N` and backslash escapes; PostgreSQL's
+ * `\f` and `\v`, which MySQL does not know, become the bytes they stand for.
+ */
+function copyLines(out: Buffer, at: number, data: Buffer, start: number, end: number): number {
+  const text = data.subarray(start, end);
+  let from = 0;
+  for (let i = text.indexOf(BACKSLASH); i >= 0 && i < text.length - 1; i = text.indexOf(BACKSLASH, i + 2)) {
+    const next = text[i + 1];
+    if (next !== 0x66 /* f */ && next !== 0x76 /* v */) continue;
+    at += text.copy(out, at, from, i);
+    out[at++] = next === 0x66 ? 0x0c : 0x0b;
+    from = i + 2;
   }
-  return at + data.copy(out, at, from, end);
+  return at + text.copy(out, at, from);
+}
+
+/**
+ * SQL turning a timestamp with a trailing UTC offset, as PostgreSQL prints a timestamptz
+ * (`+02`, `-08`, `+05:30`), held in `variable`, into the UTC time; the text itself when it is not one.
+ */
+function utcFromOffsetText(variable: string): string {
+  const v = variable;
+  // Where the offset's sign is: the last `+`, or the last `-` (the date's own come before it).
+  const sign = `greatest(if(locate('+', ${v}) > 0, char_length(${v}) - locate('+', reverse(${v})) + 1, 0), char_length(${v}) - locate('-', reverse(${v})) + 1)`;
+  const offset = `substring(${v}, ${sign})`;
+  const hoursMinutes = `concat(left(${offset}, 3), ':', if(char_length(${offset}) >= 6, substring(${offset}, 5, 2), '00'))`;
+  const converted = `coalesce(convert_tz(left(${v}, ${sign} - 1), ${hoursMinutes}, '+00:00'), ${v})`;
+  // UTC, the common case, costs the server one comparison: only the `+00` goes.
+  return `if(${v} like '%+00', left(${v}, char_length(${v}) - 3), ${converted})`;
 }
 
 /** A buffer in slices of at most LOAD_CHUNK_BYTES (each becomes one packet). */
