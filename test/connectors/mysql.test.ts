@@ -52,6 +52,27 @@ function seriesInsert(table: string, count: number, label = `concat('row ', n)`)
 }
 
 // ---------------------------------------------------------------------------------------------
+// The kind
+
+describe('mysqlConnector', () => {
+  it('takes a mysql:// or mariadb:// url, a secret shown without its password', () => {
+    const registry = createConnectorRegistry();
+    if (!registry.kind('mysql')) registry.register(mysqlConnector);
+    const kind = registry.kind('mysql');
+    expect(kind).toBeDefined();
+    const check = (url: string) => registry.checkSettings(kind!, { url }).map((issue) => issue.message);
+    expect(check('mysql://crm:pw@db.example.com:3306/crm')).toEqual([]);
+    expect(check('mariadb://crm:pw@db.example.com/crm')).toEqual([]);
+    expect(check('${CRM_URL}')).toEqual([]);
+    expect(check('postgres://crm:pw@db.example.com/crm')).toEqual([expect.stringMatching(/^url must start with mysql:\/\/ or mariadb:\/\//)]);
+    expect(registry.redact({ slug: 'crm', type: 'mysql', settings: { url: 'mysql://crm:s3cret@db.example.com/crm' } }).settings).toEqual({
+      url: 'mysql://crm:***@db.example.com/crm',
+    });
+    expect(mysqlConnector.destination?.capabilities).toEqual({ deletes: true, upsert: true, maxBatchSize: null, recordIds: false });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
 // Source contract
 
 const SOURCE_TYPES: Record<FixtureType, string> = {

@@ -5,7 +5,7 @@
  */
 import type { Readable } from 'node:stream';
 import mysql from 'mysql2/promise';
-import { toError } from '../../core/errors.js';
+import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
 
 // ---------------------------------------------------------------------------------------------
 // The part of mysql2 the connector uses
@@ -119,6 +119,19 @@ export type MysqlType = (typeof MysqlType)[keyof typeof MysqlType];
  * as parameters; each connection keeps a few dozen prepared statements at most.
  */
 export function createMysqlPool(url: string, connectionLimit: number): MysqlPool {
+  try {
+    return openPool(url, connectionLimit);
+  } catch (thrown) {
+    // e.g. a password with a `%` that is not percent-encoding; the message never holds the URL.
+    throw new LockstepError(
+      ErrorCode.Connection,
+      `the MySQL connection URL cannot be read (${toError(thrown).message}) — write it like mysql://user:password@host:3306/database, with special characters in the password percent-encoded`,
+      { cause: thrown },
+    );
+  }
+}
+
+function openPool(url: string, connectionLimit: number): MysqlPool {
   return driver.createPool({
     uri: url,
     connectionLimit,
