@@ -57,7 +57,8 @@ async function mysqlPair(args) {
 }
 
 const pairAt = args.indexOf('--pair');
-const mysql = name === 'sync' && pairAt >= 0 && args[pairAt + 1] === 'postgres-mysql';
+// The MySQL destination's figures: `sync --pair postgres-mysql` or `http --pair postgres-mysql` (the connector benchmarks).
+const mysql = (name === 'sync' || name === 'http') && pairAt >= 0 && args[pairAt + 1] === 'postgres-mysql';
 try {
   if (mysql) {
     await mysqlPair(args);
