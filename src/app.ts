@@ -60,8 +60,8 @@ export function createConnectorRegistry(options: { clock?: Clock; logger?: Logge
   })
     .register(postgresConnector)
     .register(mysqlConnector)
-    .register(duckdbConnector)
     .register(sqliteConnector)
+    .register(duckdbConnector)
     .register(httpConnector)
     .register(salesforceConnector)
     .register(hubspotConnector);

@@ -9,7 +9,7 @@ import type { ConnectorKind, ConnectorRole } from '../core/connector-kind.js';
 import type { ConnectorRegistry } from '../core/connector-registry.js';
 import type { Diagnostic } from '../core/errors.js';
 import type { Catalog, Declaration } from './check-workspace.js';
-import { issueDiagnostics, workspaceErrorMap } from './issue-diagnostics.js';
+import { ALLOWED_KEYS, issueDiagnostics, workspaceErrorMap } from './issue-diagnostics.js';
 import { didYouMean, listNames } from './suggestions.js';
 import type { PathSegment } from './workspace-file.js';
 import { SYNC_FIELDS } from './workspace-schema.js';
@@ -44,7 +44,12 @@ function checkConnection(connection: Declaration, section: 'sources' | 'destinat
   }
   const { type: _type, ...settings } = data;
   const issues = registry.checkSettings(kind, settings, workspaceErrorMap);
-  return issues.flatMap((issue) => located(connection, path, issue));
+  // `type` sits next to the kind's settings, so it is allowed there too.
+  const withType = (issue: z.core.$ZodIssue): z.core.$ZodIssue =>
+    issue.code === 'unrecognized_keys' && issue.path.length === 0 && issue.message.startsWith(ALLOWED_KEYS)
+      ? { ...issue, message: issue.message.replace(ALLOWED_KEYS, `${ALLOWED_KEYS}type,`) }
+      : issue;
+  return issues.flatMap((issue) => located(connection, path, withType(issue)));
 }
 
 function checkSync(sync: Declaration, catalog: Catalog, registry: ConnectorRegistry): Diagnostic[] {

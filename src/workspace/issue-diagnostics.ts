@@ -8,7 +8,7 @@ import type { PathSegment, WorkspaceFile } from './workspace-file.js';
 import { didYouMean, listNames, show, splitHint } from './suggestions.js';
 
 /** Prefix of the message an error map gives unknown-key issues, followed by the allowed keys. */
-const ALLOWED_KEYS = 'allowed keys:';
+export const ALLOWED_KEYS = 'allowed keys:';
 
 /**
  * The error map to parse with: it records the keys a strict mapping allows, which the finished

@@ -30,7 +30,7 @@ describe('lockstep init', () => {
 
     const validate = await runMain(['--workspace', dir, 'validate', '--json']);
     expect(validate.code, validate.stdout).toBe(0);
-    expect(JSON.parse(validate.stdout)).toEqual({ valid: true, diagnostics: [] });
+    expect(JSON.parse(validate.stdout)).toEqual({ valid: true, diagnostics: [], warnings: [] });
     const plan = await runMain(['--workspace', dir, 'plan']);
     expect(plan.code, plan.stderr).toBe(0);
     expect(plan.stdout).toContain('+ create sequence crm-hierarchy');

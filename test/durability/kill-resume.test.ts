@@ -81,19 +81,23 @@ async function prepare(): Promise<string> {
 interface Observed {
   run: SequenceRun;
   syncRuns: Map<number, SyncRun>;
+  /** Rows committed to each member's snapshot, by sync run id: what the member has delivered. */
+  committed: Map<number, number>;
 }
 
 async function observe(store: SqliteStore): Promise<Observed | null> {
   const [run] = await store.listSequenceRuns({ limit: 1, offset: 0, order: 'desc' });
   if (!run) return null;
   const syncRuns = new Map<number, SyncRun>();
+  const committed = new Map<number, number>();
   for (const m of run.members) {
     if (m.syncRunId !== null) {
       const syncRun = await store.getSyncRun(m.syncRunId);
       if (syncRun) syncRuns.set(syncRun.id, syncRun);
+      if (syncRun) committed.set(syncRun.id, await store.snapshotCount(syncRun.syncId));
     }
   }
-  return { run, syncRuns };
+  return { run, syncRuns, committed };
 }
 
 type KillPoint = (o: Observed) => boolean;
@@ -101,7 +105,8 @@ type KillPoint = (o: Observed) => boolean;
 const delivering = (member: number, minRows = 1): KillPoint => (o) => {
   const m = o.run.members[member];
   const r = m?.syncRunId ? o.syncRuns.get(m.syncRunId) : undefined;
-  return r?.status === 'processing' && r.successfulRows.addedCount + r.successfulRows.changedCount >= minRows;
+  // The run's record follows its progress only every 100 ms; the snapshot shows each committed batch.
+  return r?.status === 'processing' && (o.committed.get(r.id) ?? 0) >= minRows;
 };
 
 const KILL_POINTS: Array<[string, KillPoint]> = [
