@@ -19,6 +19,7 @@ import { parseRetryAfter } from '../../core/backoff.js';
 import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
 import type { Clock, Logger, RateLimiter } from '../../core/ports.js';
 import type { HttpMethod } from './http-settings.js';
+import { TIMEOUT_CODES, TRANSIENT_NETWORK_CODES } from '../network-errors.js';
 
 /** One request to make. */
 export interface HttpRequest {
@@ -56,24 +57,6 @@ const SNIPPET_CHARS = 500;
 const ERROR_BODY_BYTES = 64 * 1024;
 /** Bytes of a JSON answer read at most. */
 const JSON_BODY_BYTES = 64 * 1024 * 1024;
-/** Network failures worth another attempt: the peer or the path to it may come back. */
-const TRANSIENT_CODES = new Set([
-  'ECONNRESET',
-  'ECONNREFUSED',
-  'ECONNABORTED',
-  'EPIPE',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  'EHOSTDOWN',
-  'ENETUNREACH',
-  'ENETDOWN',
-  'ENETRESET',
-  'EAI_AGAIN',
-  'UND_ERR_SOCKET',
-  'UND_ERR_CONNECT_TIMEOUT',
-  'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
-]);
-const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 
 /** Marks our own timer's abort, so that it is told apart from other aborts. */
 const TIMED_OUT = new Error('request timed out');
@@ -234,7 +217,7 @@ export class HttpClient {
         ),
       };
     }
-    if (code !== undefined && TRANSIENT_CODES.has(code)) {
+    if (code !== undefined && TRANSIENT_NETWORK_CODES.has(code)) {
       const why =
         code === 'ECONNREFUSED'
           ? `connection refused by ${this.options.url.host} — is the API up at this url?`

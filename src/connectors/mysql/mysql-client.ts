@@ -278,3 +278,38 @@ export function mysqlRowMessage(thrown: unknown): string {
   const rule = RULE_NAMES.find(([errnos]) => errnos.includes(errno));
   return rule && !rule[2].test(message) ? `${message} (${rule[1]})` : message;
 }
+
+/**
+ * A connection of `pool` with its session set up by `setUp` once per physical connection (those in
+ * `ready`), or a LockstepError naming `what` (e.g. `source mysql://host/db`) and why there is none:
+ * `transient` when the server may come back, else `connection`. A failing set-up drops the connection
+ * and throws what `setUpError` makes of it.
+ */
+export async function sessionConnection(
+  pool: MysqlPool,
+  ready: WeakSet<MysqlCoreConnection>,
+  what: string,
+  setUp: (connection: MysqlPoolConnection) => Promise<void>,
+  setUpError: (thrown: unknown) => LockstepError,
+): Promise<MysqlPoolConnection> {
+  let connection: MysqlPoolConnection;
+  try {
+    connection = await pool.getConnection();
+  } catch (thrown) {
+    const error = toError(thrown);
+    throw new LockstepError(
+      classifyMysqlError(error) === MysqlFailure.Transient ? ErrorCode.Transient : ErrorCode.Connection,
+      `cannot connect to ${what}: ${error.message} — ${mysqlConnectionHint(error)}`,
+      { cause: error },
+    );
+  }
+  if (ready.has(connection.connection)) return connection;
+  try {
+    await setUp(connection);
+  } catch (thrown) {
+    connection.destroy();
+    throw setUpError(thrown);
+  }
+  ready.add(connection.connection);
+  return connection;
+}

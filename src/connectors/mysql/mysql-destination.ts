@@ -22,6 +22,7 @@ import {
   mysqlConnectionHint,
   mysqlRowMessage,
   quoteMysqlIdent,
+  sessionConnection,
   type MysqlCoreConnection,
   type MysqlPool,
   type MysqlPoolConnection,
@@ -149,33 +150,24 @@ export class MysqlDestination implements Destination {
 
   /** A pooled connection with its session set up, or a LockstepError saying why there is none. */
   async connection(): Promise<MysqlPoolConnection> {
-    let connection: MysqlPoolConnection;
-    try {
-      connection = await this.pool.getConnection();
-    } catch (thrown) {
-      const error = toError(thrown);
-      throw new LockstepError(
-        classifyMysqlError(error) === MysqlFailure.Transient ? ErrorCode.Transient : ErrorCode.Connection,
-        `cannot connect to destination ${this.where}: ${error.message} — ${mysqlConnectionHint(error)}`,
-        { cause: error },
-      );
-    }
-    if (this.ready.has(connection.connection)) return connection;
-    try {
-      // Strict mode, so a value a column cannot hold is an error rather than a silent default (a NULL
-      // in a NOT NULL column would become '' or 0); UTC, so TIMESTAMPs store the instants sent;
-      // READ COMMITTED, so checking which keys exist takes no gap locks another batch could wait on.
-      await connection.query("SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), 'STRICT_ALL_TABLES'), time_zone = '+00:00'");
-      await connection.query('SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED');
-    } catch (thrown) {
-      connection.destroy();
-      const error = toError(thrown);
-      throw new LockstepError(ErrorCode.Connection, `cannot set up a session on destination ${this.where}: ${error.message} — ${mysqlConnectionHint(error)}`, {
-        cause: error,
-      });
-    }
-    this.ready.add(connection.connection);
-    return connection;
+    return sessionConnection(
+      this.pool,
+      this.ready,
+      `destination ${this.where}`,
+      async (connection) => {
+        // Strict mode, so a value a column cannot hold is an error rather than a silent default (a NULL
+        // in a NOT NULL column would become '' or 0); UTC, so TIMESTAMPs store the instants sent;
+        // READ COMMITTED, so checking which keys exist takes no gap locks another batch could wait on.
+        await connection.query("SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), 'STRICT_ALL_TABLES'), time_zone = '+00:00'");
+        await connection.query('SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED');
+      },
+      (thrown) => {
+        const error = toError(thrown);
+        return new LockstepError(ErrorCode.Connection, `cannot set up a session on destination ${this.where}: ${error.message} — ${mysqlConnectionHint(error)}`, {
+          cause: error,
+        });
+      },
+    );
   }
 
   private async findTable(connection: MysqlPoolConnection, object: string): Promise<TableInfo | null> {

@@ -8,6 +8,7 @@ import {
   MysqlFailure,
   mysqlConnectionHint,
   MysqlType,
+  sessionConnection,
   type MysqlCoreConnection,
   type MysqlField,
   type MysqlPool,
@@ -96,29 +97,18 @@ export class MysqlSource implements Source {
   }
 
   private async connection(): Promise<MysqlPoolConnection> {
-    let connection: MysqlPoolConnection;
-    try {
-      connection = await this.pool.getConnection();
-    } catch (thrown) {
-      const error = toError(thrown);
-      throw new LockstepError(
-        classifyMysqlError(error) === MysqlFailure.Transient ? ErrorCode.Transient : ErrorCode.Connection,
-        `cannot connect to source ${this.where}: ${error.message} — ${mysqlConnectionHint(error)}`,
-        { cause: error },
-      );
-    }
-    if (this.ready.has(connection.connection)) return connection;
-    try {
-      // UTC, so TIMESTAMPs read as the instants they are; read-only, since a model only reads; and
-      // the server waits as long as a slow destination holds the stream back (its default is 60 s).
-      await connection.query("SET SESSION time_zone = '+00:00', net_write_timeout = 86400");
-      await connection.query('SET SESSION TRANSACTION READ ONLY');
-    } catch (thrown) {
-      connection.destroy();
-      throw this.queryError(thrown);
-    }
-    this.ready.add(connection.connection);
-    return connection;
+    return sessionConnection(
+      this.pool,
+      this.ready,
+      `source ${this.where}`,
+      async (connection) => {
+        // UTC, so TIMESTAMPs read as the instants they are; read-only, since a model only reads; and
+        // the server waits as long as a slow destination holds the stream back (its default is 60 s).
+        await connection.query("SET SESSION time_zone = '+00:00', net_write_timeout = 86400");
+        await connection.query('SET SESSION TRANSACTION READ ONLY');
+      },
+      (thrown) => this.queryError(thrown),
+    );
   }
 
   private queryError(thrown: unknown): LockstepError {

@@ -20,6 +20,7 @@ import { Agent, type Dispatcher } from 'undici';
 import { parseRetryAfter, withBackoff, type BackoffPolicy } from '../../core/backoff.js';
 import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
 import type { Clock, Logger, RateLimiter } from '../../core/ports.js';
+import { TIMEOUT_CODES, TRANSIENT_NETWORK_CODES } from '../network-errors.js';
 
 /** The methods the client uses. */
 export type SalesforceMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -82,23 +83,6 @@ export const REQUEST_LIMIT_PAUSE_SECONDS = 60;
 const SNIPPET_CHARS = 200;
 /** Bytes of an answer read at most (Bulk API results of a 100 MB job fit). */
 const BODY_LIMIT_BYTES = 512 * 1024 * 1024;
-/** Network failures worth another attempt: the peer or the path to it may come back. */
-const TRANSIENT_CODES = new Set([
-  'ECONNRESET',
-  'ECONNREFUSED',
-  'ECONNABORTED',
-  'EPIPE',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENETRESET',
-  'EAI_AGAIN',
-  'UND_ERR_SOCKET',
-  'UND_ERR_CONNECT_TIMEOUT',
-  'UND_ERR_HEADERS_TIMEOUT',
-  'UND_ERR_BODY_TIMEOUT',
-  'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
-]);
 /** Marks our own timer's abort. */
 const TIMED_OUT = new Error('timed out');
 const LIMIT_INFO = /api-usage=(\d+)\/(\d+)/;
@@ -348,7 +332,7 @@ export class SalesforceClient {
         { retryable: true, cause: error },
       );
     }
-    if (code !== undefined && TRANSIENT_CODES.has(code)) {
+    if (code !== undefined && (TRANSIENT_NETWORK_CODES.has(code) || TIMEOUT_CODES.has(code))) {
       return new LockstepError(ErrorCode.Transient, `${what}: the connection failed (${code}: ${this.scrub(error.message)})`, { retryable: true, cause: error });
     }
     if (code === 'ENOTFOUND') return new LockstepError(ErrorCode.Connection, `${what}: host not found — check loginUrl (and the instance_url its token named)`, { cause: error });
