@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCode, LockstepError } from '../../src/core/errors.js';
 import type { NewWebhookEvent } from '../../src/core/webhooks.js';
+import { PostgresDatabase } from '../../src/store/postgres/postgres-database.js';
 import { SCHEMA_VERSION } from '../../src/store/postgres/postgres-migrations.js';
 import { PostgresStore } from '../../src/store/postgres/postgres-store.js';
 import { createTestDatabase, sql } from '../helpers/postgres.js';
@@ -141,6 +142,36 @@ describe('PostgresStore on a shared database', () => {
     const notThere = await rejection(PostgresStore.open({ url: missing.toString() }));
     expect(notThere.message).toContain('no_such_database');
     expect(notThere.message).toMatch(/check the database name/);
+  });
+
+  it('runs a transaction PostgreSQL aborted as a deadlock victim again, so both deadlocked writers commit', async () => {
+    const url = await createTestDatabase('lockstep_deadlock');
+    await sql(url, 'CREATE TABLE counters (id int PRIMARY KEY, n int NOT NULL); INSERT INTO counters VALUES (1, 0), (2, 0)');
+    const db = new PostgresDatabase({ url, schema: 'public', poolSize: 4, connectTimeoutMs: 5000 });
+    try {
+      let attempts = 0;
+      let arrived = 0;
+      let release!: () => void;
+      const bothLocked = new Promise<void>((resolve) => (release = resolve));
+      // Each locks one row, waits until the other holds the other row, then asks for it: a deadlock
+      // PostgreSQL breaks by aborting one; that one runs again (the barrier is open by then).
+      const writer = (first: number, second: number) =>
+        db.transaction(async (q) => {
+          attempts++;
+          await q.query('UPDATE counters SET n = n + 1 WHERE id = $1', [first]);
+          if (++arrived === 2) release();
+          await bothLocked;
+          await q.query('UPDATE counters SET n = n + 1 WHERE id = $1', [second]);
+        });
+      await Promise.all([writer(1, 2), writer(2, 1)]);
+      expect(attempts).toBe(3);
+      expect(await sql(url, 'SELECT id, n FROM counters ORDER BY id')).toEqual([
+        { id: 1, n: 2 },
+        { id: 2, n: 2 },
+      ]);
+    } finally {
+      await db.close();
+    }
   });
 
   it('reports use after close as a store error', async () => {

@@ -95,7 +95,7 @@ export class PostgresDatabase {
       try {
         client = await this.pool.connect();
       } catch (error) {
-        throw this.error(error);
+        throw this.error(error, { connecting: true });
       }
       try {
         await client.query(begin);
@@ -125,8 +125,12 @@ export class PostgresDatabase {
     await this.pool.end();
   }
 
-  /** Lockstep's own errors pass through; PostgreSQL's become errors naming the server and the fix. */
-  error(error: unknown): Error {
+  /**
+   * Lockstep's own errors pass through; PostgreSQL's become errors naming the server and the fix.
+   * `connecting`: the error came from opening a connection, so whatever it says, the server could
+   * not be reached (a connect timeout reads "Connection terminated unexpectedly").
+   */
+  error(error: unknown, { connecting = false } = {}): Error {
     if (error instanceof LockstepError) return error;
     const code = errorCode(error) ?? '';
     const message = toError(error).message;
@@ -139,10 +143,10 @@ export class PostgresDatabase {
     if (this.closed || /Cannot use a pool after calling end/i.test(message)) {
       return new LockstepError(ErrorCode.Store, `store ${this.where} is closed`, { cause: error });
     }
-    if (isUnreachable(error)) {
+    if (connecting || isUnreachable(error)) {
       return new LockstepError(ErrorCode.Store, `store ${this.where} cannot be reached: ${message} — ${connectionHint(code)}`, {
         cause: error,
-        retryable: CONNECT_CODES.has(code) || /timeout/i.test(message),
+        retryable: !(code.startsWith('28') || code === '3D000'),
       });
     }
     const transient = isConflict(error) || DROPPED_CODES.has(code) || code.startsWith('08') || code.startsWith('53') || code.startsWith('57P') ||

@@ -4,12 +4,14 @@
  * (default `lockstep`).
  *
  * How several processes stay correct:
- * - claims and enqueues are single statements guarded by unique partial indexes (one queued
- *   standalone run and one active run per sync, one pending and one running run per sequence): a
- *   claim that loses a race hits the index and answers null, an enqueue that races joins the
- *   queued run (`ON CONFLICT ... DO UPDATE`);
- * - methods that read before they write lock what they read (`FOR UPDATE` on the run, `FOR SHARE`
- *   on the sync they start, an advisory lock around workspace changes);
+ * - claims, sync run enqueues and status updates are single statements guarded by unique partial
+ *   indexes (one queued standalone run and one active run per sync, one pending and one running
+ *   run per sequence): a claim that loses a race hits the index and answers null, a sync run
+ *   enqueue that races joins the queued run (`ON CONFLICT ... DO UPDATE`), and a member run follows
+ *   its sync run in the same statement;
+ * - methods that read before they write lock what they read (`FOR UPDATE` on the sequence or
+ *   sequence run, `FOR SHARE` on the syncs they start runs of, an advisory lock around workspace
+ *   changes); alert deliveries are claimed with `FOR UPDATE SKIP LOCKED`;
  * - transactions PostgreSQL aborts for a serialization failure or a deadlock run again (see
  *   PostgresDatabase).
  * Run and workspace rules are shared with the SQLite store (../run-rules.ts,
