@@ -244,6 +244,11 @@ interface Pipeline {
   indexBytes: number;
   /** Rows per batch: the sync's `batchSize`, at most the destination's `maxBatchSize`. */
   batchSize: number;
+  /** Written batches waiting to be committed together (see retire), and when the first of them was written. */
+  grouped: Settled | null;
+  groupStarted: number;
+  /** A commit has been started (the first batch is committed alone). */
+  anyCommitted: boolean;
   /** Fields whose value is a parent sync's recorded id (mappings with `lookup`), once the target is known. */
   lookups: Lookup[];
 }
@@ -278,6 +283,30 @@ interface Delivery {
   outcomes: Promise<RowOutcome[]>;
   /** The outcomes have arrived (or the write failed). */
   written: boolean;
+}
+
+/** Written rows committed to the snapshot together at most, and how long a written batch waits for others (see retire). */
+const GROUP_ROWS = 5000;
+const GROUP_MS = 100;
+
+/** Two written batches' records as one. */
+function mergeSettled(a: Settled, b: Settled): Settled {
+  const hashes = new Uint32Array(a.rows.hashes.length + b.rows.hashes.length);
+  hashes.set(a.rows.hashes);
+  hashes.set(b.rows.hashes, a.rows.hashes.length);
+  const successful = { ...a.successful };
+  add(successful, b.successful);
+  const failed = { ...a.failed };
+  add(failed, b.failed);
+  return {
+    rows: { keys: a.rows.keys.concat(b.rows.keys), hashes },
+    deletes: a.deletes.concat(b.deletes),
+    ids: a.ids.concat(b.ids),
+    rejected: a.rejected.concat(b.rejected),
+    successful,
+    failed,
+    count: a.count + b.count,
+  };
 }
 
 /** How often, at most, a run's record is updated with its progress and the store asked for a cancel. */
@@ -433,6 +462,9 @@ export class SyncRunner {
         commits: [],
         indexBytes: 0,
         batchSize: Math.max(1, Math.min(sync.batchSize, destination.capabilities.maxBatchSize ?? Infinity)),
+        grouped: null,
+        groupStarted: 0,
+        anyCommitted: false,
         lookups: [],
       };
       await this.withRetries('query', control.signal, async () => {
@@ -497,6 +529,7 @@ export class SyncRunner {
       // snapshot if they were delivered) before connections close or the reading starts over.
       const left = p.inflight;
       p.inflight = [];
+      await this.commitGrouped(p).catch(() => undefined);
       const commits = p.commits;
       p.commits = [];
       for (const commit of commits) await commit.catch(() => undefined);
@@ -731,15 +764,31 @@ export class SyncRunner {
     const written = await oldest.outcomes;
     p.inflight.shift();
     const settled = this.collect(p, oldest.batch, written);
+    // Small batches are committed together (up to GROUP_ROWS rows, or GROUP_MS after the first of
+    // them was written), so a commit's fixed cost is not paid per batch; the run's first batch is
+    // committed at once, so its record turns `processing` without waiting.
+    if (p.grouped === null) p.groupStarted = performance.now();
+    p.grouped = p.grouped === null ? settled : mergeSettled(p.grouped, settled);
+    const due = !p.anyCommitted || p.grouped.count >= GROUP_ROWS || performance.now() - p.groupStarted >= GROUP_MS;
+    if (due) await this.commitGrouped(p);
+  }
+
+  /** Starts committing the batches grouped so far, without waiting (only for the oldest commit, when COMMITS_AHEAD are under way). */
+  private async commitGrouped(p: Pipeline): Promise<void> {
+    const grouped = p.grouped;
+    if (grouped === null) return;
+    p.grouped = null;
+    p.anyCommitted = true;
     while (p.commits.length >= COMMITS_AHEAD) await p.commits.shift();
-    const commit = this.persist(p, settled);
+    const commit = this.persist(p, grouped);
     // Awaited by a later retire() or at the end; a failure is not lost meanwhile.
     commit.catch(() => undefined);
     p.commits.push(commit);
   }
 
-  /** Waits for the commits under way; the first failure stops the run. */
+  /** Commits what is grouped, then waits for the commits under way; the first failure stops the run. */
   private async committed(p: Pipeline): Promise<void> {
+    await this.commitGrouped(p);
     while (p.commits.length > 0) await p.commits.shift();
   }
 
