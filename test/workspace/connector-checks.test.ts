@@ -1,0 +1,128 @@
+/**
+ * What `validate` checks through the connector registry: a connection's type and settings by kind,
+ * a sync's kind settings against its destination's kind, lookups of parent ids (the parent must
+ * record them), and the warning for a child member that may start before its parent.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { createConnectorRegistry } from '../../src/app.js';
+import { formatDiagnostic } from '../../src/core/errors.js';
+import { loadWorkspace } from '../../src/workspace/index.js';
+import { workspaceFolder, yaml } from './helpers.js';
+
+const registry = createConnectorRegistry();
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  await Promise.all(cleanups.splice(0).map((c) => c()));
+});
+
+async function load(text: string, env: Record<string, string> = {}) {
+  const folder = await workspaceFolder({ 'lockstep.yaml': text });
+  cleanups.push(folder.cleanup);
+  const result = await loadWorkspace(folder.dir, env, registry);
+  return { ...result, errors: result.diagnostics.map(formatDiagnostic), warned: result.warnings.map(formatDiagnostic) };
+}
+
+const HEAD = [
+  'sources:',
+  '  warehouse: { type: sqlite, path: warehouse.db }',
+  'destinations:',
+  '  sf: { type: salesforce, clientId: "${SF_ID}", clientSecret: "${SF_SECRET}" }',
+  '  crm: { type: mysql, url: "mysql://lockstep:pw@db.example.com:3306/crm" }',
+  'models:',
+  '  accounts: { source: warehouse, primaryKey: id, query: "select id, name from accounts" }',
+  '  contacts: { source: warehouse, primaryKey: id, query: "select id, account_id from contacts" }',
+];
+const ENV = { SF_ID: 'id', SF_SECRET: 'secret' };
+
+describe('connector checks in validate', () => {
+  it('checks settings by kind with the field, the fix and did-you-mean, without echoing a secret', async () => {
+    const result = await load(
+      yaml(
+        'destinations:',
+        '  crm: { type: mysqll, url: "mysql://u:hunter2@h/db" }',
+        '  api: { type: http, url: "ftp://files.example.com", concurency: 4 }',
+        '  pg: { type: postgres, url: "mysql://u:hunter2@h/db" }',
+      ),
+    );
+    expect(result.errors).toEqual([
+      'lockstep.yaml:2:16: destinations.crm.type: unknown type "mysqll" (did you mean "mysql"?) — use one of: postgres, mysql, sqlite, http, salesforce, hubspot',
+      expect.stringMatching(/^lockstep\.yaml:3:\d+: destinations\.api\.url: url must start with http:\/\/ or https:\/\//),
+      expect.stringMatching(/^lockstep\.yaml:3:\d+: destinations\.api\.concurency: unknown key "concurency" \(did you mean "concurrency"\?\)/),
+      'lockstep.yaml:4:30: destinations.pg.url: url must start with postgres:// or postgresql://, not mysql:// — e.g. postgres://user:password@host:5432/database',
+    ]);
+    expect(result.errors.join('\n')).not.toContain('hunter2');
+  });
+
+  it('checks a sync\'s kind settings against its destination', async () => {
+    const result = await load(
+      yaml(
+        ...HEAD,
+        'syncs:',
+        '  accounts-to-sf: { model: accounts, destination: sf, object: Account, mode: upsert, externalIdFeild: External_Id__c }',
+        '  accounts-to-crm: { model: accounts, destination: crm, object: accounts, mode: upsert, externalIdField: x }',
+      ),
+      ENV,
+    );
+    expect(result.errors).toEqual([
+      expect.stringMatching(/syncs\.accounts-to-sf\.externalIdField: missing externalIdField — add externalIdField/),
+      expect.stringMatching(/syncs\.accounts-to-sf\.externalIdFeild: unknown key "externalIdFeild" \(did you mean "externalIdField"\?\)/),
+      expect.stringMatching(/syncs\.accounts-to-crm\.externalIdField: unknown key "externalIdField" — allowed here: model, destination, object/),
+    ]);
+  });
+
+  it('refuses a lookup of a sync whose destination does not record ids, and of an unknown sync', async () => {
+    const result = await load(
+      yaml(
+        ...HEAD,
+        'syncs:',
+        '  accounts-to-crm: { model: accounts, destination: crm, object: accounts, mode: upsert }',
+        '  contacts-to-sf:',
+        '    model: contacts',
+        '    destination: sf',
+        '    object: Contact',
+        '    mode: upsert',
+        '    externalIdField: External_Id__c',
+        '    mappings:',
+        '      - { from: id, to: External_Id__c }',
+        '      - { from: account_id, to: AccountId, lookup: { sync: accounts-to-crm } }',
+        '      - { from: account_id, to: Other__c, lookup: { sync: acounts-to-sf } }',
+      ),
+      ENV,
+    );
+    expect(result.errors).toEqual([
+      expect.stringMatching(
+        /mappings\[1\]\.lookup\.sync: sync "accounts-to-crm" writes to a mysql destination, which does not report record ids, so there is nothing to look up — map the parent's key column directly, or look up a sync that writes to salesforce, hubspot/,
+      ),
+      expect.stringMatching(/mappings\[2\]\.lookup\.sync: unknown sync "acounts-to-sf"/),
+    ]);
+  });
+
+  it('warns when a sequence may run a child before the member whose ids it looks up', async () => {
+    const syncs = [
+      'syncs:',
+      '  accounts-to-sf: { model: accounts, destination: sf, object: Account, mode: upsert, externalIdField: External_Id__c, mappings: [ { from: id, to: External_Id__c } ] }',
+      '  contacts-to-sf:',
+      '    model: contacts',
+      '    destination: sf',
+      '    object: Contact',
+      '    mode: upsert',
+      '    externalIdField: External_Id__c',
+      '    mappings: [ { from: id, to: External_Id__c }, { from: account_id, to: AccountId, lookup: { sync: accounts-to-sf } } ]',
+    ];
+    const childFirst = await load(yaml(...HEAD, ...syncs, 'sequences:', '  crm:', '    members: [contacts-to-sf, accounts-to-sf]'), ENV);
+    expect(childFirst.errors).toEqual([]);
+    expect(childFirst.definition).not.toBeNull();
+    expect(childFirst.warned).toEqual([
+      expect.stringMatching(
+        /sequences\.crm\.members\[0\]: member "contacts-to-sf" looks up the ids that "accounts-to-sf" records, but may start before it finishes.* — list "accounts-to-sf" before "contacts-to-sf"/,
+      ),
+    ]);
+    const parallel = await load(
+      yaml(...HEAD, ...syncs, 'sequences:', '  crm:', '    members:', '      - { sync: accounts-to-sf, after: [] }', '      - { sync: contacts-to-sf, after: [] }'),
+      ENV,
+    );
+    expect(parallel.warned).toEqual([expect.stringMatching(/member "contacts-to-sf" .* — add "accounts-to-sf" to its after list/)]);
+    const ordered = await load(yaml(...HEAD, ...syncs, 'sequences:', '  crm:', '    members: [accounts-to-sf, contacts-to-sf]'), ENV);
+    expect(ordered.warned).toEqual([]);
+  });
+});
