@@ -115,6 +115,36 @@ describe('CRUD', () => {
     });
   });
 
+  it('creates an HTTP destination and a sync with its kind settings; header secrets hidden and kept, settings checked by kind', async () => {
+    const created = await api.call('POST', '/api/destinations', {
+      slug: 'hooks',
+      type: 'http',
+      url: 'https://api.example.com/v1',
+      headers: { Authorization: 'Bearer s3cret-token', 'X-Tenant': 'acme' },
+    });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    expect(created.body).toMatchObject({ slug: 'hooks', type: 'http', headers: { Authorization: '***', 'X-Tenant': '***' } });
+    expect(created.text).not.toContain('s3cret-token');
+    const back = await api.call('PUT', '/api/destinations/hooks', { ...created.body, concurrency: 2 });
+    expect(back.status).toBe(200);
+    const stored = await api.app.store.getDestination('hooks');
+    expect(stored?.settings).toMatchObject({ headers: { Authorization: 'Bearer s3cret-token' }, concurrency: 2 });
+
+    const wrong = await api.call('POST', '/api/destinations', { slug: 'hooks2', type: 'htp', url: 'https://x' });
+    expect(wrong.status).toBe(422);
+    expect(wrong.body.details.type).toContain('did you mean "http"');
+
+    const sync = await api.call('POST', '/api/syncs', { slug: 'accounts-to-hooks', model: 'accounts', destination: 'hooks', object: '/accounts', mode: 'upsert', method: 'PUT', batchSize: 1 });
+    expect(sync.status, JSON.stringify(sync.body)).toBe(201);
+    expect(sync.body).toMatchObject({ method: 'PUT', batchSize: 1 });
+    expect((await api.app.store.getSync('accounts-to-hooks'))?.settings).toEqual({ method: 'PUT' });
+    const bad = await api.call('POST', '/api/syncs', { slug: 'accounts-to-hooks2', model: 'accounts', destination: 'hooks', object: '/a', mode: 'upsert', metod: 'PUT' });
+    expect(bad.status).toBe(422);
+    expect(bad.body.details.metod).toContain('did you mean "method"');
+    expect((await api.call('DELETE', '/api/syncs/accounts-to-hooks')).status).toBe(204);
+    expect((await api.call('DELETE', '/api/destinations/hooks')).status).toBe(204);
+  });
+
   it('creates a source, model and sync through the API; a redacted url sent back keeps the password', async () => {
     const source = await api.call('POST', '/api/sources', { slug: 'other-warehouse', type: 'postgres', url: 'postgres://me:hunter22@wh.example.com/db' });
     expect(source.status).toBe(201);
