@@ -702,3 +702,35 @@ describe('HubSpot destination in the engine', () => {
     expect(refused.error).not.toContain(TOKEN);
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+// The API destination contract (api-destination-contract.ts), on a fresh stand-in per check.
+
+import { describeApiDestinationContract } from './api-destination-contract.js';
+
+describeApiDestinationContract('hubspot', {
+  capabilities: hubspotConnector.destination!.capabilities,
+  async open() {
+    const hub = await startHubSpotStandIn({ token: TOKEN });
+    const destination = await openHubSpot(hub);
+    return {
+      destination,
+      records: () => hub.records('contacts').map((record) => ({ id: record.id, fields: record.properties })),
+      failNextWrite: ({ status, contentType, body }) => hub.failNext(1, { status, contentType, body, endpoint: 'objects.batchUpsert' }),
+      writeRequests: () => hub.stats().calls['objects.batchUpsert'],
+      async close() {
+        await destination.close();
+        await hub.close();
+      },
+    };
+  },
+  object: 'contacts',
+  keyField: 'external_id',
+  fields: ['email', 'firstname'],
+  settings: { idProperty: 'external_id' },
+  values: (key, version) => [`${key}@example.com`, `First v${version}`],
+  badRow: { values: () => ['not-an-email', 'Bad'], reason: /^VALIDATION_ERROR: email: Email address not-an-email is invalid \(INVALID_EMAIL\)$/ },
+  checksSchema: true,
+  openUnreachable: () => openHubSpot({ url: 'http://127.0.0.1:1' }),
+  secret: TOKEN,
+});

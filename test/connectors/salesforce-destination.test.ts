@@ -758,3 +758,43 @@ describe('Salesforce destination through the engine', () => {
     expect(run.error).toContain('writes field "Nmae", which Account does not have (did you mean "Name"?)');
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+// The API destination contract (api-destination-contract.ts), on a fresh stand-in per check.
+
+import { describeApiDestinationContract } from './api-destination-contract.js';
+
+describeApiDestinationContract('salesforce', {
+  capabilities: salesforceConnector.destination!.capabilities,
+  async open() {
+    const sf = await start();
+    const { destination } = await open(sf);
+    return {
+      destination,
+      records: () => sf.records('Account').map((record) => ({ id: record.Id, fields: record })),
+      failNextWrite: ({ status, contentType, body }) => sf.failNext(1, { status, contentType, body, only: ['upsert'] }),
+      writeRequests: () => sf.stats().requests.upsert,
+      // open() and start() are closed after each test as well; closing twice is harmless.
+      close: () => sf.close(),
+    };
+  },
+  object: 'Account',
+  keyField: 'External_Id__c',
+  fields: ['Name', 'BillingCity'],
+  settings: { externalIdField: 'External_Id__c' },
+  values: (key, version) => [`${key} v${version}`, `City ${version}`],
+  badRow: { values: () => [null, 'Nowhere'], reason: /^REQUIRED_FIELD_MISSING: Required fields are missing: \[Name\]$/ },
+  checksSchema: true,
+  async openUnreachable() {
+    // A stand-in that is gone: nothing listens at its login URL any more.
+    const gone = await startSalesforceStandIn({ clientSecret: 'contract-secret-3f9a1c' });
+    await gone.close();
+    return (await open(gone)).destination;
+  },
+  secret: 'contract-secret-3f9a1c',
+  knownFailures: {
+    // salesforce-client.ts `failure` classes ECONNREFUSED as Transient (retryable), and withBackoff
+    // gives up after the attempts with code 'transient', retryable false: fatal, no secret, but not 'connection'.
+    unreachable: "a login URL where nothing listens fails with code 'transient' (gave up after 3 attempts), not 'connection'",
+  },
+});
