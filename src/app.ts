@@ -18,7 +18,7 @@ import {
   postgresConnector,
   salesforceConnector,
   sqliteConnector,
-} from './connectors/index.js';
+} from './connectors/kinds.js';
 import { EngineEventEmitter } from './engine/events.js';
 import { Scheduler, type ScheduleEntry } from './engine/scheduler.js';
 import { SyncRunner } from './engine/sync-runner.js';

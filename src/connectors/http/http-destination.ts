@@ -17,13 +17,12 @@
 import { distance } from 'fastest-levenshtein';
 import type { ConnectorContext } from '../../core/connector-kind.js';
 import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
-import type { Destination, DestinationCapabilities, DestinationWriter, RowOutcome, Value, WriteOperation, WriteTarget } from '../../core/ports.js';
+import type { Destination, DestinationWriter, RowOutcome, Value, WriteOperation, WriteTarget } from '../../core/ports.js';
 import { HttpClient, WRITE_ABANDONED, type HttpAnswer, type HttpRequest } from './http-client.js';
 import type { HttpConnectionSettings, HttpMethod, HttpSyncSettings } from './http-settings.js';
 import { CompiledTemplate, RowsForm, createTemplateEngine, resolveJsonPointer } from './http-templates.js';
 
-/** What every HTTP destination can do: deletes need the sync's `delete` request. */
-export const HTTP_CAPABILITIES: DestinationCapabilities = { deletes: true, upsert: true, maxBatchSize: null, recordIds: false };
+import { HTTP_CAPABILITIES } from './http-settings.js';
 
 /** Characters of a record's error kept as its row's reason. */
 const REASON_CHARS = 500;

@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { intSetting, isTemplated, urlSetting } from '../settings.js';
 import { checkTemplate } from './http-templates.js';
+import type { DestinationCapabilities } from '../../core/ports.js';
 
 /** The methods a request may use. */
 export const HttpMethod = {
@@ -106,3 +107,6 @@ export const httpSyncSettings = z.strictObject({
   results: jsonPointer.optional(),
 });
 export type HttpSyncSettings = z.output<typeof httpSyncSettings>;
+
+/** What every HTTP destination can do: deletes need the sync's `delete` request. */
+export const HTTP_CAPABILITIES: DestinationCapabilities = { deletes: true, upsert: true, maxBatchSize: null, recordIds: false };

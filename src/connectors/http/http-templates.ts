@@ -4,7 +4,15 @@
  * filesystem: `include`, `render` and `layout` do not exist here, and lookups go to an empty
  * in-memory map. The `json` filter writes any value as JSON.
  */
-import { Liquid, type Template } from 'liquidjs';
+import { createRequire } from 'node:module';
+import type * as LiquidJs from 'liquidjs';
+import type { Liquid, Template } from 'liquidjs';
+
+/** liquidjs, loaded when a template is first checked or compiled (a workspace without HTTP syncs never loads it). */
+let liquidjs: typeof LiquidJs | null = null;
+function loadLiquid(): typeof LiquidJs {
+  return (liquidjs ??= createRequire(import.meta.url)('liquidjs') as typeof LiquidJs);
+}
 
 /** What a request's templates say about the rows it carries. */
 export const RowsForm = {
@@ -24,7 +32,7 @@ const ARRAY_PROPERTIES = ['size', 'first', 'last'];
 
 /** A Liquid engine that cannot reach the filesystem, with the `json` filter. */
 export function createTemplateEngine(): Liquid {
-  const engine = new Liquid({
+  const engine = new (loadLiquid().Liquid)({
     templates: {},
     strictFilters: true,
     ownPropertyOnly: true,
@@ -38,12 +46,12 @@ export function createTemplateEngine(): Liquid {
   return engine;
 }
 
-const checker = createTemplateEngine();
+let checker: Liquid | null = null;
 
 /** Liquid's message when `text` does not parse, else null. */
 export function checkTemplate(text: string): string | null {
   try {
-    checker.parse(text);
+    (checker ??= createTemplateEngine()).parse(text);
     return null;
   } catch (thrown) {
     return thrown instanceof Error ? thrown.message : String(thrown);

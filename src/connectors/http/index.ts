@@ -1,21 +1,6 @@
 /** Any JSON API over HTTP(S), as a destination: requests built from Liquid templates, a shared rate limit. */
-import type { ConnectorKind } from '../../core/connector-kind.js';
-import { HTTP_CAPABILITIES, HttpDestination } from './http-destination.js';
-import { httpConnectionSettings, httpSyncSettings, type HttpConnectionSettings, type HttpSyncSettings } from './http-settings.js';
-
-export const httpConnector: ConnectorKind<HttpConnectionSettings, HttpSyncSettings> = {
-  type: 'http',
-  description: 'Any JSON API over HTTP(S), at base `url` with `headers`; a sync sets the request (method, Liquid body, delete request, per-record results).',
-  settings: httpConnectionSettings,
-  secrets: ['url', 'headers'],
-  example: '{ type: http, url: "https://api.example.com/v1", headers: { Authorization: "Bearer ${API_TOKEN}" } }',
-  destination: {
-    capabilities: HTTP_CAPABILITIES,
-    syncSettings: httpSyncSettings,
-    open: (settings, context) => HttpDestination.open(settings, context),
-  },
-};
-
-export { HttpDestination, HTTP_CAPABILITIES };
+export { httpConnector } from './kind.js';
+export { HttpDestination } from './http-destination.js';
+export { HTTP_CAPABILITIES } from './http-settings.js';
 export { httpConnectionSettings, httpSyncSettings, HttpMethod } from './http-settings.js';
 export type { HttpConnectionSettings, HttpSyncSettings } from './http-settings.js';

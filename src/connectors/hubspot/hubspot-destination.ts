@@ -27,7 +27,7 @@ import type { ConnectorContext } from '../../core/connector-kind.js';
 import { assertNever, ErrorCode, LockstepError } from '../../core/errors.js';
 import { splitHint } from '../../core/hints.js';
 import { encodeKey, lookupKeys } from '../../core/keys.js';
-import type { Clock, Destination, DestinationCapabilities, DestinationWriter, RowOutcome, Value, WriteOperation, WriteTarget } from '../../core/ports.js';
+import type { Clock, Destination, DestinationWriter, RowOutcome, Value, WriteOperation, WriteTarget } from '../../core/ports.js';
 import { HubSpotClient, type HubSpotBatchAnswer, type HubSpotError, type HubSpotObject, type HubSpotProperty } from './hubspot-client.js';
 import {
   defaultAssociationTargets,
@@ -40,8 +40,7 @@ import {
   type HubSpotSyncSettings,
 } from './hubspot-settings.js';
 
-/** What every HubSpot destination can do. */
-export const HUBSPOT_CAPABILITIES: DestinationCapabilities = { deletes: true, upsert: true, maxBatchSize: 100, recordIds: true };
+import { HUBSPOT_CAPABILITIES } from './hubspot-settings.js';
 
 /** "Object API batch endpoints are limited to 100 inputs per request"; associations alike. */
 const BATCH_LIMIT = 100;

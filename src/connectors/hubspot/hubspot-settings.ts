@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { hinted } from '../../core/hints.js';
 import { urlSetting } from '../settings.js';
+import type { DestinationCapabilities } from '../../core/ports.js';
 
 /** HubSpot's own API root. */
 export const HUBSPOT_API_URL = 'https://api.hubapi.com';
@@ -164,3 +165,6 @@ export const hubspotSyncSettings = z.strictObject({
 });
 export type HubSpotSyncSettings = z.output<typeof hubspotSyncSettings>;
 export type HubSpotAssociationSetting = HubSpotSyncSettings['associations'][number];
+
+/** What every HubSpot destination can do. */
+export const HUBSPOT_CAPABILITIES: DestinationCapabilities = { deletes: true, upsert: true, maxBatchSize: 100, recordIds: true };

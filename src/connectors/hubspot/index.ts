@@ -1,20 +1,4 @@
 /** HubSpot's CRM, as a destination: batch upserts by a unique property, deletes, and associations to parents' records. */
-import type { ConnectorKind } from '../../core/connector-kind.js';
-import { HUBSPOT_CAPABILITIES, HubSpotDestination } from './hubspot-destination.js';
-import { hubspotConnectionSettings, hubspotSyncSettings, type HubSpotConnectionSettings, type HubSpotSyncSettings } from './hubspot-settings.js';
-
-export const hubspotConnector: ConnectorKind<HubSpotConnectionSettings, HubSpotSyncSettings> = {
-  type: 'hubspot',
-  description: "HubSpot's CRM (contacts, companies, deals, custom objects), written with a private app's `accessToken`.",
-  settings: hubspotConnectionSettings,
-  secrets: ['accessToken'],
-  example: '{ type: hubspot, accessToken: "${HUBSPOT_TOKEN}" }',
-  destination: {
-    capabilities: HUBSPOT_CAPABILITIES,
-    syncSettings: hubspotSyncSettings,
-    open: (settings, context) => HubSpotDestination.open(settings, context),
-  },
-};
-
-export { HubSpotDestination };
-export type { HubSpotConnectionSettings, HubSpotSyncSettings };
+export { hubspotConnector } from './kind.js';
+export { HubSpotDestination } from './hubspot-destination.js';
+export type { HubSpotConnectionSettings, HubSpotSyncSettings } from './hubspot-settings.js';

@@ -1,23 +1,7 @@
 /** Salesforce, as a destination: sObject Collections, Bulk API 2.0 above a threshold, parents by external id. */
-import type { ConnectorKind } from '../../core/connector-kind.js';
-import { SALESFORCE_CAPABILITIES, SalesforceDestination } from './salesforce-destination.js';
-import { salesforceConnectionSettings, salesforceSyncSettings, type SalesforceConnectionSettings, type SalesforceSyncSettings } from './salesforce-settings.js';
-
-export const salesforceConnector: ConnectorKind<SalesforceConnectionSettings, SalesforceSyncSettings> = {
-  type: 'salesforce',
-  description:
-    'A Salesforce org, through a connected app\'s client credentials; a sync upserts an sObject by an external id field (sObject Collections, Bulk API 2.0 above bulkThreshold rows), parents by their external id.',
-  settings: salesforceConnectionSettings,
-  secrets: ['clientId', 'clientSecret'],
-  example: '{ type: salesforce, loginUrl: "https://yourcompany.my.salesforce.com", clientId: "${SALESFORCE_CLIENT_ID}", clientSecret: "${SALESFORCE_CLIENT_SECRET}" }',
-  destination: {
-    capabilities: SALESFORCE_CAPABILITIES,
-    syncSettings: salesforceSyncSettings,
-    open: (settings, context) => SalesforceDestination.open(settings, context),
-  },
-};
-
-export { SalesforceDestination, SALESFORCE_CAPABILITIES };
+export { salesforceConnector } from './kind.js';
+export { SalesforceDestination } from './salesforce-destination.js';
+export { SALESFORCE_CAPABILITIES } from './salesforce-settings.js';
 export { salesforceConnectionSettings, salesforceSyncSettings, SALESFORCE_API_VERSION, SALESFORCE_LOGIN_URL } from './salesforce-settings.js';
 export type { SalesforceConnectionSettings, SalesforceSyncSettings } from './salesforce-settings.js';
 export { REQUEST_LIMIT_PAUSE_SECONDS } from './salesforce-client.js';

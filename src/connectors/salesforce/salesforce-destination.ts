@@ -24,7 +24,7 @@ import type { ConnectorContext } from '../../core/connector-kind.js';
 import { ErrorCode, LockstepError } from '../../core/errors.js';
 import { encodeKey } from '../../core/keys.js';
 import type { ApiUsage } from '../../core/runs.js';
-import type { Destination, DestinationCapabilities, DestinationWriter, Logger, RowOutcome, Value, WriteOperation, WriteTarget } from '../../core/ports.js';
+import type { Destination, DestinationWriter, Logger, RowOutcome, Value, WriteOperation, WriteTarget } from '../../core/ports.js';
 import { BulkIngest, RETRYABLE_RECORD_CODES, csvLine } from './salesforce-bulk.js';
 import { SalesforceClient, isRecord, type SalesforceAnswer, type SalesforceRequest } from './salesforce-client.js';
 import {
@@ -40,8 +40,7 @@ import {
 } from './salesforce-fields.js';
 import { apiVersionNumber, salesforceSyncSettings, type SalesforceConnectionSettings, type SalesforceSyncSettings } from './salesforce-settings.js';
 
-/** What every Salesforce destination can do. */
-export const SALESFORCE_CAPABILITIES: DestinationCapabilities = { deletes: true, upsert: true, maxBatchSize: 200, recordIds: true };
+import { SALESFORCE_CAPABILITIES } from './salesforce-settings.js';
 
 /** Records or ids one sObject Collections call takes at most. */
 const COLLECTION_LIMIT = 200;

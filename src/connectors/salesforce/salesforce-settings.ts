@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { hinted } from '../../core/hints.js';
 import { intSetting, isTemplated, urlSetting } from '../settings.js';
+import type { DestinationCapabilities } from '../../core/ports.js';
 
 /** Where the client credentials flow logs in unless a connection says otherwise. */
 export const SALESFORCE_LOGIN_URL = 'https://login.salesforce.com';
@@ -71,3 +72,6 @@ export type SalesforceSyncSettings = z.output<typeof salesforceSyncSettings>;
 export function apiVersionNumber(version: string): string {
   return version.replace(/^v/, '');
 }
+
+/** What every Salesforce destination can do. */
+export const SALESFORCE_CAPABILITIES: DestinationCapabilities = { deletes: true, upsert: true, maxBatchSize: 200, recordIds: true };

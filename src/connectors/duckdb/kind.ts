@@ -1,0 +1,18 @@
+/** DuckDB files, as a source (read-only, column-wise). */
+import { z } from 'zod';
+import type { ConnectorKind } from '../../core/connector-kind.js';
+import { pathSetting } from '../settings.js';
+
+const settings = z.strictObject({
+  path: pathSetting('DuckDB file, relative to the workspace folder (or absolute); may hold ${ENV} templates.'),
+});
+
+export const duckdbConnector: ConnectorKind<z.output<typeof settings>> = {
+  type: 'duckdb',
+  description: 'A DuckDB file, at `path` (source only).',
+  settings,
+  secrets: [],
+  paths: ['path'],
+  example: '{ type: duckdb, path: warehouse.duckdb }',
+  source: { open: async (s) => (await import('./duckdb-source.js')).DuckDbSource.open({ path: s.path }) },
+};

@@ -1,0 +1,16 @@
+/** Any JSON API over HTTP(S), as a destination: requests built from Liquid templates, a shared rate limit. */
+import type { ConnectorKind } from '../../core/connector-kind.js';
+import { HTTP_CAPABILITIES, httpConnectionSettings, httpSyncSettings, type HttpConnectionSettings, type HttpSyncSettings } from './http-settings.js';
+
+export const httpConnector: ConnectorKind<HttpConnectionSettings, HttpSyncSettings> = {
+  type: 'http',
+  description: 'Any JSON API over HTTP(S), at base `url` with `headers`; a sync sets the request (method, Liquid body, delete request, per-record results).',
+  settings: httpConnectionSettings,
+  secrets: ['url', 'headers'],
+  example: '{ type: http, url: "https://api.example.com/v1", headers: { Authorization: "Bearer ${API_TOKEN}" } }',
+  destination: {
+    capabilities: HTTP_CAPABILITIES,
+    syncSettings: httpSyncSettings,
+    open: async (settings, context) => (await import('./http-destination.js')).HttpDestination.open(settings, context),
+  },
+};

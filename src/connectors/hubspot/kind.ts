@@ -1,0 +1,16 @@
+/** HubSpot's CRM, as a destination: batch upserts by a unique property, deletes, and associations to parents' records. */
+import type { ConnectorKind } from '../../core/connector-kind.js';
+import { HUBSPOT_CAPABILITIES, hubspotConnectionSettings, hubspotSyncSettings, type HubSpotConnectionSettings, type HubSpotSyncSettings } from './hubspot-settings.js';
+
+export const hubspotConnector: ConnectorKind<HubSpotConnectionSettings, HubSpotSyncSettings> = {
+  type: 'hubspot',
+  description: "HubSpot's CRM (contacts, companies, deals, custom objects), written with a private app's `accessToken`.",
+  settings: hubspotConnectionSettings,
+  secrets: ['accessToken'],
+  example: '{ type: hubspot, accessToken: "${HUBSPOT_TOKEN}" }',
+  destination: {
+    capabilities: HUBSPOT_CAPABILITIES,
+    syncSettings: hubspotSyncSettings,
+    open: async (settings, context) => (await import('./hubspot-destination.js')).HubSpotDestination.open(settings, context),
+  },
+};

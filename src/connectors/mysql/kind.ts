@@ -1,0 +1,25 @@
+/** MySQL and MariaDB, as a source (a streamed result) and as a destination (multi-row statements). */
+import { z } from 'zod';
+import type { ConnectorKind } from '../../core/connector-kind.js';
+import { urlSetting } from '../settings.js';
+
+const settings = z.strictObject({
+  url: urlSetting(
+    ['mysql:', 'mariadb:'],
+    'mysql://user:password@host:3306/database',
+    'mysql://user:password@host:3306/database (or mariadb://...); may hold ${ENV} templates, e.g. "${CRM_URL}".',
+  ),
+});
+
+export const mysqlConnector: ConnectorKind<z.output<typeof settings>> = {
+  type: 'mysql',
+  description: 'A MySQL (5.7+/8) or MariaDB (10.5+) database, reached with `url`.',
+  settings,
+  secrets: ['url'],
+  example: '{ type: mysql, url: "${CRM_URL}" }',
+  source: { open: async (s) => (await import('./mysql-source.js')).MysqlSource.connect({ url: s.url }) },
+  destination: {
+    capabilities: { deletes: true, upsert: true, maxBatchSize: null, recordIds: false },
+    open: async (s) => (await import('./mysql-destination.js')).MysqlDestination.connect({ url: s.url }),
+  },
+};

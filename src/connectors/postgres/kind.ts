@@ -1,0 +1,21 @@
+/** PostgreSQL, as a source (COPY out, rows kept in COPY text) and as a destination (COPY in, merge). */
+import { z } from 'zod';
+import type { ConnectorKind } from '../../core/connector-kind.js';
+import { urlSetting } from '../settings.js';
+
+const settings = z.strictObject({
+  url: urlSetting(['postgres:', 'postgresql:'], 'postgres://user:password@host:5432/database', 'postgres://user:password@host:5432/database; may hold ${ENV} templates, e.g. "${WAREHOUSE_URL}".'),
+});
+
+export const postgresConnector: ConnectorKind<z.output<typeof settings>> = {
+  type: 'postgres',
+  description: 'A PostgreSQL database, reached with `url`.',
+  settings,
+  secrets: ['url'],
+  example: '{ type: postgres, url: "${WAREHOUSE_URL}" }',
+  source: { open: async (s) => (await import('./postgres-source.js')).PostgresSource.connect({ url: s.url }) },
+  destination: {
+    capabilities: { deletes: true, upsert: true, maxBatchSize: null, recordIds: false },
+    open: async (s) => (await import('./postgres-destination.js')).PostgresDestination.connect({ url: s.url }),
+  },
+};
