@@ -721,3 +721,72 @@ describe('http destination through the engine', () => {
     expect(`${down.error} ${mirror.error}`).not.toContain('s3cret');
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+// The API destination contract (api-destination-contract.ts), against a receiver that keeps what
+// it is sent as a small REST API would: POST /contacts {"records": [...]} answers a result per
+// record (an email without @ refused), DELETE /contacts/{id} answers 204, or 404 when no such record.
+
+import { describeApiDestinationContract, type PeerFault } from './api-destination-contract.js';
+
+async function startContactsApi() {
+  const held = new Map<string, Record<string, unknown>>();
+  const faults: PeerFault[] = [];
+  const receiver = await startReceiver((req, res) => {
+    if (req.method === 'POST' && req.path === '/contacts') {
+      const fault = faults.shift();
+      if (fault) return text(res, fault.status, fault.body, fault.contentType);
+      const { records } = JSON.parse(req.body) as { records: Array<Record<string, unknown>> };
+      const results = records.map((record) => {
+        if (typeof record.email === 'string' && !record.email.includes('@')) return { ok: false, error: `email ${record.email} is invalid` };
+        held.set(String(record.id), record);
+        return { ok: true };
+      });
+      return json(res, 200, { results });
+    }
+    const remove = /^\/contacts\/([^/]+)$/.exec(req.path);
+    if (req.method === 'DELETE' && remove) {
+      const id = decodeURIComponent(remove[1] as string);
+      if (!held.delete(id)) return json(res, 404, { error: `no contact ${id}` });
+      res.statusCode = 204;
+      res.end();
+      return;
+    }
+    return json(res, 404, { error: `no route ${req.method} ${req.path}` });
+  });
+  return { receiver, held, faults };
+}
+
+describeApiDestinationContract('http', {
+  capabilities: httpConnector.destination!.capabilities,
+  async open() {
+    const { receiver, held, faults } = await startContactsApi();
+    const destination = await openHttp(receiver.url);
+    return {
+      destination,
+      records: () => [...held.values()].map((fields) => ({ fields })),
+      failNextWrite: (fault) => faults.push(fault),
+      writeRequests: () => receiver.requests.filter((r) => r.method === 'POST').length,
+      // openHttp and startReceiver are closed after each test as well.
+      close: () => destination.close(),
+    };
+  },
+  object: '/contacts',
+  keyField: 'id',
+  fields: ['email', 'name'],
+  settings: { results: '/results', delete: { path: '/contacts/{{ row.id }}' } },
+  values: (key, version) => [`${key}@example.com`, `Name v${version}`],
+  badRow: { values: () => ['not-an-email', 'Bad'], reason: /email not-an-email is invalid/ },
+  checksSchema: false,
+  updatesByKind: false,
+  openUnreachable: () => openHttp('http://127.0.0.1:1'),
+  secret: 's3cret-token-for-tests',
+  knownFailures: {
+    // A 404 to a delete is a 4xx like any other: the row is rejected ("HTTP 404: …"), and the sync
+    // settings have no way to count "not found" as deleted, so a mirror keeps retrying the row.
+    missingDelete: 'an API answering 404 to the delete of a missing record gets the row rejected ("HTTP 404: …"), not accepted',
+    // ECONNREFUSED is classed as a transient, retryable failure of the write (by design, see
+    // "treats a reset, cut off or refused connection as retryable"), and nothing is requested before.
+    unreachable: "a URL where nothing listens fails the first write with a retryable error, not a fatal 'connection' error",
+  },
+});
