@@ -958,6 +958,11 @@ export class SyncRunner {
    * the attempts run out.
    */
   private async write(p: Pipeline, writer: DestinationWriter, batch: PlannedOp[]): Promise<RowOutcome[]> {
+    if (p.lookups.length === 0) {
+      // The common case: the batch as planned, answered without a row to send again.
+      const answers = await this.withRetries('write', p.signal, () => writer.write(batch));
+      if (!answers.some((answer) => !answer.ok && answer.retryable === true)) return answers;
+    }
     const outcomes: RowOutcome[] = new Array(batch.length);
     let ops: WriteOperation[] = batch;
     let places = batch.map((_, i) => i);

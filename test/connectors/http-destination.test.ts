@@ -782,9 +782,6 @@ describeApiDestinationContract('http', {
   openUnreachable: () => openHttp('http://127.0.0.1:1'),
   secret: 's3cret-token-for-tests',
   knownFailures: {
-    // A 404 to a delete is a 4xx like any other: the row is rejected ("HTTP 404: …"), and the sync
-    // settings have no way to count "not found" as deleted, so a mirror keeps retrying the row.
-    missingDelete: 'an API answering 404 to the delete of a missing record gets the row rejected ("HTTP 404: …"), not accepted',
     // ECONNREFUSED is classed as a transient, retryable failure of the write (by design, see
     // "treats a reset, cut off or refused connection as retryable"), and nothing is requested before.
     unreachable: "a URL where nothing listens fails the first write with a retryable error, not a fatal 'connection' error",

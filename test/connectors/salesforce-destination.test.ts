@@ -792,9 +792,4 @@ describeApiDestinationContract('salesforce', {
     return (await open(gone)).destination;
   },
   secret: 'contract-secret-3f9a1c',
-  knownFailures: {
-    // salesforce-client.ts `failure` classes ECONNREFUSED as Transient (retryable), and withBackoff
-    // gives up after the attempts with code 'transient', retryable false: fatal, no secret, but not 'connection'.
-    unreachable: "a login URL where nothing listens fails with code 'transient' (gave up after 3 attempts), not 'connection'",
-  },
 });

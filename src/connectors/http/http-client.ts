@@ -35,7 +35,7 @@ export interface HttpRequest {
 /** What came of a request that the writer turns into row outcomes. */
 export type HttpAnswer =
   | { kind: 'delivered'; json: unknown }
-  | { kind: 'refused'; reason: string }
+  | { kind: 'refused'; status: number; reason: string }
   | { kind: 'transient'; error: LockstepError };
 
 export interface HttpClientOptions {
@@ -192,7 +192,7 @@ export class HttpClient {
         `${where} (not authenticated): ${snippet || '(empty body)'} — check the connection's headers (e.g. Authorization) and the variables they read`,
       );
     }
-    if (status >= 400 && status < 500) return { kind: 'refused', reason: `HTTP ${status}: ${snippet || '(empty body)'}` };
+    if (status >= 400 && status < 500) return { kind: 'refused', status, reason: `HTTP ${status}: ${snippet || '(empty body)'}` };
     const location = header(response.headers, 'location');
     throw this.garbage(
       status >= 300 && status < 400

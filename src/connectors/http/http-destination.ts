@@ -222,6 +222,8 @@ class HttpWriter implements DestinationWriter {
         case 'delivered':
           return this.delivered(p, answer.json).forEach((value, i) => outcome(p.rows[i] as number, value));
         case 'refused':
+          // A delete of a record that is not there (any more) has done what it was for.
+          if (p.shape === this.remove && (answer.status === 404 || answer.status === 410)) return p.rows.forEach((row) => outcome(row, { ok: true }));
           return p.rows.forEach((row) => outcome(row, { ok: false, reason: answer.reason }));
         case 'transient':
           return p.rows.forEach((row) =>

@@ -208,13 +208,21 @@ export class SalesforceClient {
   }
 
   /** The client credentials flow, transient failures retried with the connection's backoff. */
-  private login(): Promise<Session> {
+  private async login(): Promise<Session> {
     const { backoff, clock, logger, slug } = this.options;
-    return withBackoff(() => this.requestToken(), {
-      policy: backoff,
-      clock,
-      onRetry: ({ attempt, delayMs, error }) => logger.warn('salesforce login failed, retrying', { destination: slug, attempt, delayMs: Math.round(delayMs), error: error.message }),
-    });
+    try {
+      return await withBackoff(() => this.requestToken(), {
+        policy: backoff,
+        clock,
+        onRetry: ({ attempt, delayMs, error }) => logger.warn('salesforce login failed, retrying', { destination: slug, attempt, delayMs: Math.round(delayMs), error: error.message }),
+      });
+    } catch (thrown) {
+      // A login server that stays out of reach through every attempt is a connection failure of the run.
+      if (thrown instanceof LockstepError && thrown.code === ErrorCode.Transient && !thrown.retryable) {
+        throw new LockstepError(ErrorCode.Connection, `${thrown.message} — check loginUrl and that the org is reachable from here`, { cause: thrown });
+      }
+      throw thrown;
+    }
   }
 
   private async requestToken(): Promise<Session> {
