@@ -948,6 +948,39 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
     });
 
     // -----------------------------------------------------------------------------------------
+    describe('record ids', () => {
+      it('keeps the destination id of each delivered key per sync, replaces it, drops deleted keys, and forgets a deleted sync', async () => {
+        const { syncs } = await applyCrm();
+        const a = syncs['deals-to-crm']!.id;
+        const b = syncs['contacts-to-crm']!.id;
+        await store.recordIdsWrite(a, [['[1]', '001A'], ['[2]', '001B'], ['["x\\"y"]', '001C']], []);
+        await store.recordIdsWrite(b, [['[1]', '003A']], []);
+        expect([...(await store.recordIdsGet(a, ['[1]', '[2]', '["x\\"y"]', '[9]'])).entries()].sort()).toEqual([
+          ['["x\\"y"]', '001C'],
+          ['[1]', '001A'],
+          ['[2]', '001B'],
+        ]);
+        await store.recordIdsWrite(a, [['[1]', '001Z']], ['[2]']);
+        const after = await store.recordIdsGet(a, ['[1]', '[2]']);
+        expect([...after.entries()]).toEqual([['[1]', '001Z']]);
+        expect((await store.recordIdsGet(b, ['[1]'])).get('[1]')).toBe('003A');
+        expect((await store.recordIdsGet(a, [])).size).toBe(0);
+        for (const sequence of crmWorkspace().sequences) await store.deleteEntity('sequence', sequence.slug, T0 + 1);
+        await store.deleteEntity('sync', 'deals-to-crm', T0 + 1);
+        expect((await store.recordIdsGet(a, ['[1]'])).size).toBe(0);
+      });
+
+      it('keeps a run\'s API usage on its record', async () => {
+        const { syncs } = await applyCrm();
+        const { run } = await store.enqueueSyncRun({ syncId: syncs['accounts-to-crm']!.id, trigger: MANUAL, options: NO_OPTIONS }, T0);
+        await store.claimSyncRun(run.id, T0 + 1);
+        await store.updateSyncRun(run.id, { status: 'processing', apiUsage: { used: 12, limit: 15000, calls: 3 } }, T0 + 2);
+        const done = await store.updateSyncRun(run.id, { status: 'success' }, T0 + 3);
+        expect(done.apiUsage).toEqual({ used: 12, limit: 15000, calls: 3 });
+        expect((await store.getSyncRun(run.id))?.apiUsage).toEqual({ used: 12, limit: 15000, calls: 3 });
+      });
+    });
+
     describe('snapshots', () => {
       const key = (i: number) => JSON.stringify([`k${String(i).padStart(6, '0')}`]);
 
