@@ -958,10 +958,11 @@ export class SyncRunner {
    * the attempts run out.
    */
   private async write(p: Pipeline, writer: DestinationWriter, batch: PlannedOp[]): Promise<RowOutcome[]> {
+    let first: RowOutcome[] | null = null;
     if (p.lookups.length === 0) {
       // The common case: the batch as planned, answered without a row to send again.
-      const answers = await this.withRetries('write', p.signal, () => writer.write(batch));
-      if (!answers.some((answer) => !answer.ok && answer.retryable === true)) return answers;
+      first = await this.withRetries('write', p.signal, () => writer.write(batch));
+      if (!first.some((answer) => !answer.ok && answer.retryable === true)) return first;
     }
     const outcomes: RowOutcome[] = new Array(batch.length);
     let ops: WriteOperation[] = batch;
@@ -970,7 +971,7 @@ export class SyncRunner {
     const { retry, clock, logger } = this.options;
     for (let attempt = 1; ops.length > 0; attempt++) {
       const sent = ops;
-      const answers = await this.withRetries('write', p.signal, () => writer.write(sent));
+      const answers = attempt === 1 && first !== null ? first : await this.withRetries('write', p.signal, () => writer.write(sent));
       const again: number[] = [];
       let retryAfter: number | undefined;
       answers.forEach((answer, i) => {

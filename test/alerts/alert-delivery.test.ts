@@ -201,7 +201,10 @@ describe('alerts', () => {
     await until(() => http.at('/hook').length === 1, 'the retried webhook');
     expect(http.attempts('/hook')).toBe(2);
     expect(http.at('/slack')).toHaveLength(1);
-    const [delivery] = await h.app.store.alerts.listDeliveries({ channel: 'hooks', limit: 5, offset: 0 });
+    // The receiver has the notice a moment before the dispatcher records the answer.
+    const hooks = () => h.app.store.alerts.listDeliveries({ channel: 'hooks', limit: 5, offset: 0 });
+    await until(async () => (await hooks())[0]?.status === 'sent', 'the delivery recorded as sent');
+    const [delivery] = await hooks();
     expect(delivery).toMatchObject({ status: 'sent', attempts: 2 });
     expect(delivery!.lastError).toMatch(/answered 500/);
     // The stored run is what the runner recorded, untouched by the alert.
