@@ -16,6 +16,9 @@ import type {
   TriggerType,
 } from '../core/runs.js';
 import type { Stored } from '../core/workspace.js';
+import type { AlertCondition, AlertDelivery, AlertDeliveryStatus, AlertNotice, AlertState } from '../core/alerts.js';
+import type { StoredApiToken } from '../core/tokens.js';
+import type { TriggeredRun, WebhookEvent, WebhookOutcome, WebhookSource } from '../core/webhooks.js';
 
 /** A number column that may be NULL. */
 type Num = number | string;
@@ -199,4 +202,103 @@ function toTime(value: Num | null): number | null {
 
 function toBool(value: Num | boolean): boolean {
   return typeof value === 'boolean' ? value : Number(value) !== 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rows of the sub-stores (tokens, webhook deliveries, alerts), as every store reads them back.
+
+/**
+ * How a store reads back text it had to store in another form (PostgreSQL cannot hold a NUL
+ * character, so it keeps such text escaped); as it is elsewhere.
+ */
+export type TextReader = (text: string) => string;
+const asStored: TextReader = (text) => text;
+const nullableText = (text: string | null, read: TextReader): string | null => (text === null ? null : read(text));
+
+export interface TokenRow {
+  id: number;
+  name: string;
+  hash: string;
+  created_at: number;
+  last_used_at: number | null;
+}
+
+export function toToken(row: TokenRow): StoredApiToken {
+  return { id: Number(row.id), name: row.name, hash: row.hash, createdAt: row.created_at, lastUsedAt: row.last_used_at };
+}
+
+export interface WebhookEventRow {
+  id: number;
+  source: string;
+  received_at: number;
+  event_id: string | null;
+  event_type: string | null;
+  outcome: string;
+  reason: string;
+  http_status: number;
+  triggered: string;
+  payload: string;
+}
+
+export function toWebhookEvent(row: WebhookEventRow, read: TextReader = asStored): WebhookEvent {
+  return {
+    id: Number(row.id),
+    source: row.source as WebhookSource,
+    receivedAt: row.received_at,
+    eventId: nullableText(row.event_id, read),
+    eventType: nullableText(row.event_type, read),
+    outcome: row.outcome as WebhookOutcome,
+    reason: read(row.reason),
+    httpStatus: Number(row.http_status),
+    triggered: JSON.parse(row.triggered) as TriggeredRun[],
+    payloadExcerpt: read(row.payload),
+  };
+}
+
+export interface DeliveryRow {
+  id: number;
+  channel: string;
+  notice: string;
+  status: string;
+  attempts: number;
+  next_attempt_at: number | null;
+  last_error: string | null;
+  created_at: number;
+  sent_at: number | null;
+}
+
+export function toDelivery(row: DeliveryRow, read: TextReader = asStored): AlertDelivery {
+  return {
+    id: Number(row.id),
+    channel: row.channel,
+    notice: JSON.parse(row.notice) as AlertNotice,
+    status: row.status as AlertDeliveryStatus,
+    attempts: Number(row.attempts),
+    nextAttemptAt: row.next_attempt_at,
+    lastError: nullableText(row.last_error, read),
+    createdAt: row.created_at,
+    sentAt: row.sent_at,
+  };
+}
+
+export interface AlertStateRow {
+  rule: string;
+  subject: string;
+  condition: string;
+  /** 1 or 0 in SQLite, a boolean in PostgreSQL. */
+  raised: number | boolean;
+  since: number;
+  run_id: string | null;
+}
+
+export function toAlertState(row: AlertStateRow): AlertState {
+  const at = row.subject.indexOf(':');
+  return {
+    rule: row.rule,
+    subject: { kind: row.subject.slice(0, at) === 'sync' ? 'sync' : 'sequence', slug: row.subject.slice(at + 1) },
+    condition: row.condition as AlertCondition,
+    raised: row.raised === true || row.raised === 1,
+    since: row.since,
+    runId: row.run_id,
+  };
 }

@@ -7,11 +7,8 @@
  */
 import type {
   AlertChange,
-  AlertCondition,
   AlertDelivery,
   AlertDeliveryQuery,
-  AlertDeliveryStatus,
-  AlertNotice,
   AlertOutcome,
   AlertState,
   AlertStore,
@@ -19,7 +16,8 @@ import type {
   NewAlertDelivery,
 } from '../../core/alerts.js';
 import { NO_ALERTS, alertChange, subjectKey } from '../../core/alerts.js';
-import { readNullableText, storedText, type PostgresDatabase, type Queryable } from './postgres-database.js';
+import { readText, storedText, type PostgresDatabase, type Queryable } from './postgres-database.js';
+import { toAlertState, toDelivery, type AlertStateRow, type DeliveryRow } from '../rows.js';
 
 /** Part of schema version 1 (see postgres-migrations.ts). */
 export const ALERTS_SCHEMA = `
@@ -54,53 +52,6 @@ CREATE TABLE alert_deliveries (
 );
 CREATE INDEX alert_deliveries_due ON alert_deliveries (next_attempt_at, id) WHERE status = 'pending';
 `;
-
-interface DeliveryRow {
-  id: number;
-  channel: string;
-  notice: string;
-  status: string;
-  attempts: number;
-  next_attempt_at: number | null;
-  last_error: string | null;
-  created_at: number;
-  sent_at: number | null;
-}
-
-interface StateRow {
-  rule: string;
-  subject: string;
-  condition: string;
-  raised: boolean;
-  since: number;
-  run_id: string | null;
-}
-
-function toDelivery(row: DeliveryRow): AlertDelivery {
-  return {
-    id: Number(row.id),
-    channel: row.channel,
-    notice: JSON.parse(row.notice) as AlertNotice,
-    status: row.status as AlertDeliveryStatus,
-    attempts: Number(row.attempts),
-    nextAttemptAt: row.next_attempt_at,
-    lastError: readNullableText(row.last_error),
-    createdAt: row.created_at,
-    sentAt: row.sent_at,
-  };
-}
-
-function toState(row: StateRow): AlertState {
-  const at = row.subject.indexOf(':');
-  return {
-    rule: row.rule,
-    subject: { kind: row.subject.slice(0, at) === 'sync' ? 'sync' : 'sequence', slug: row.subject.slice(at + 1) },
-    condition: row.condition as AlertCondition,
-    raised: row.raised,
-    since: row.since,
-    runId: row.run_id,
-  };
-}
 
 export class PostgresAlertStore implements AlertStore {
   private readonly definitions: string;
@@ -179,8 +130,8 @@ export class PostgresAlertStore implements AlertStore {
   }
 
   async listStates(): Promise<AlertState[]> {
-    return (await this.db.query<StateRow>(`SELECT * FROM ${this.states} ORDER BY rule COLLATE "C", subject COLLATE "C", condition COLLATE "C"`)).map(
-      toState,
+    return (await this.db.query<AlertStateRow>(`SELECT * FROM ${this.states} ORDER BY rule COLLATE "C", subject COLLATE "C", condition COLLATE "C"`)).map(
+      toAlertState,
     );
   }
 
@@ -204,7 +155,7 @@ export class PostgresAlertStore implements AlertStore {
        SELECT * FROM claimed ORDER BY due_at, id`,
       [now, limit, now + leaseMs],
     );
-    return rows.map(toDelivery);
+    return rows.map((row) => toDelivery(row, readText));
   }
 
   async nextDeliveryAt(): Promise<number | null> {
@@ -243,7 +194,7 @@ export class PostgresAlertStore implements AlertStore {
     params.push(query.limit, query.offset);
     const sql = `SELECT * FROM ${this.deliveries} ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
       ORDER BY id DESC LIMIT $${params.length - 1} OFFSET $${params.length}`;
-    return (await this.db.query<DeliveryRow>(sql, params)).map(toDelivery);
+    return (await this.db.query<DeliveryRow>(sql, params)).map((row) => toDelivery(row, readText));
   }
 
   private async insert(q: Queryable, deliveries: NewAlertDelivery[], now: number, firstAttemptAt: number): Promise<AlertDelivery[]> {
@@ -256,6 +207,6 @@ export class PostgresAlertStore implements AlertStore {
        RETURNING *`,
       [deliveries.map((d) => d.channel), deliveries.map((d) => JSON.stringify(d.notice)), firstAttemptAt, now],
     );
-    return rows.sort((a, b) => Number(a.id) - Number(b.id)).map(toDelivery);
+    return rows.sort((a, b) => Number(a.id) - Number(b.id)).map((row) => toDelivery(row, readText));
   }
 }

@@ -4,6 +4,7 @@
  */
 import { ErrorCode, LockstepError } from '../../core/errors.js';
 import type { ApiToken, StoredApiToken, TokenStore } from '../../core/tokens.js';
+import { toToken, type TokenRow } from '../rows.js';
 import type { PostgresDatabase } from './postgres-database.js';
 
 /** Part of schema version 1 (see postgres-migrations.ts). */
@@ -17,18 +18,6 @@ CREATE TABLE api_tokens (
 );
 `;
 
-interface Row {
-  id: number;
-  name: string;
-  hash: string;
-  created_at: number;
-  last_used_at: number | null;
-}
-
-function toToken(row: Row): StoredApiToken {
-  return { id: Number(row.id), name: row.name, hash: row.hash, createdAt: row.created_at, lastUsedAt: row.last_used_at };
-}
-
 export class PostgresTokenStore implements TokenStore {
   private readonly table: string;
 
@@ -37,7 +26,7 @@ export class PostgresTokenStore implements TokenStore {
   }
 
   async create(name: string, hash: string, now: number): Promise<ApiToken> {
-    const rows = await this.db.query<Row>(
+    const rows = await this.db.query<TokenRow>(
       `INSERT INTO ${this.table} (name, hash, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING RETURNING *`,
       [name, hash, now],
     );
@@ -48,7 +37,7 @@ export class PostgresTokenStore implements TokenStore {
   }
 
   async list(): Promise<StoredApiToken[]> {
-    return (await this.db.query<Row>(`SELECT * FROM ${this.table} ORDER BY id`)).map(toToken);
+    return (await this.db.query<TokenRow>(`SELECT * FROM ${this.table} ORDER BY id`)).map(toToken);
   }
 
   async revoke(name: string): Promise<boolean> {

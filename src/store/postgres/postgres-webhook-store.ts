@@ -12,9 +12,9 @@ import type {
   WebhookEventStore,
   WebhookOutcome,
   WebhookSettings,
-  WebhookSource,
 } from '../../core/webhooks.js';
-import { readNullableText, readText, storedText, type PostgresDatabase, type Queryable } from './postgres-database.js';
+import { readText, storedText, type PostgresDatabase, type Queryable } from './postgres-database.js';
+import { toWebhookEvent, type WebhookEventRow } from '../rows.js';
 
 /** Part of schema version 1 (see postgres-migrations.ts). */
 export const WEBHOOKS_SCHEMA = `
@@ -41,34 +41,6 @@ CREATE TABLE webhook_settings (
   updated_at  double precision NOT NULL
 );
 `;
-
-interface Row {
-  id: number;
-  source: string;
-  received_at: number;
-  event_id: string | null;
-  event_type: string | null;
-  outcome: string;
-  reason: string;
-  http_status: number;
-  triggered: string;
-  payload: string;
-}
-
-function toEvent(row: Row): WebhookEvent {
-  return {
-    id: Number(row.id),
-    source: row.source as WebhookSource,
-    receivedAt: row.received_at,
-    eventId: readNullableText(row.event_id),
-    eventType: readNullableText(row.event_type),
-    outcome: row.outcome as WebhookOutcome,
-    reason: readText(row.reason),
-    httpStatus: Number(row.http_status),
-    triggered: JSON.parse(row.triggered) as TriggeredRun[],
-    payloadExcerpt: readText(row.payload),
-  };
-}
 
 export class PostgresWebhookStore implements WebhookEventStore {
   private readonly events: string;
@@ -99,7 +71,7 @@ export class PostgresWebhookStore implements WebhookEventStore {
     return this.db.transaction(async (q) => {
       if (event.outcome !== 'accepted' || eventId === null) {
         const [sql, params] = insert(event.outcome, event.reason, '');
-        return { event: toEvent((await q.query<Row>(sql, [...params])).rows[0] as Row), duplicate: false };
+        return { event: toWebhookEvent((await q.query<WebhookEventRow>(sql, [...params])).rows[0] as WebhookEventRow, readText), duplicate: false };
       }
       // The unique index decides between two deliveries racing: the second waits for the first's
       // commit, inserts nothing, and is recorded as its duplicate.
@@ -108,8 +80,8 @@ export class PostgresWebhookStore implements WebhookEventStore {
         event.reason,
         "ON CONFLICT (source, event_id) WHERE outcome = 'accepted' AND event_id IS NOT NULL DO NOTHING",
       );
-      const accepted = (await q.query<Row>(sql, [...params])).rows[0];
-      if (accepted) return { event: toEvent(accepted), duplicate: false };
+      const accepted = (await q.query<WebhookEventRow>(sql, [...params])).rows[0];
+      if (accepted) return { event: toWebhookEvent(accepted, readText), duplicate: false };
       const first = (
         await q.query<{ id: number }>(`SELECT id FROM ${this.events} WHERE source = $1 AND event_id = $2 AND outcome = 'accepted'`, [
           event.source,
@@ -118,7 +90,7 @@ export class PostgresWebhookStore implements WebhookEventStore {
       ).rows[0];
       const reason = `event ${event.eventId} was already received (delivery ${first?.id ?? 'unknown'}); nothing started again`;
       const [dupSql, dupParams] = insert('duplicate', reason, '');
-      return { event: toEvent((await q.query<Row>(dupSql, [...dupParams])).rows[0] as Row), duplicate: true };
+      return { event: toWebhookEvent((await q.query<WebhookEventRow>(dupSql, [...dupParams])).rows[0] as WebhookEventRow, readText), duplicate: true };
     });
   }
 
@@ -149,17 +121,17 @@ export class PostgresWebhookStore implements WebhookEventStore {
 
   async list(query: WebhookEventQuery): Promise<WebhookEvent[]> {
     const rows = query.source
-      ? await this.db.query<Row>(`SELECT * FROM ${this.events} WHERE source = $1 ORDER BY id DESC LIMIT $2 OFFSET $3`, [
+      ? await this.db.query<WebhookEventRow>(`SELECT * FROM ${this.events} WHERE source = $1 ORDER BY id DESC LIMIT $2 OFFSET $3`, [
           query.source,
           query.limit,
           query.offset,
         ])
-      : await this.db.query<Row>(`SELECT * FROM ${this.events} ORDER BY id DESC LIMIT $1 OFFSET $2`, [query.limit, query.offset]);
-    return rows.map(toEvent);
+      : await this.db.query<WebhookEventRow>(`SELECT * FROM ${this.events} ORDER BY id DESC LIMIT $1 OFFSET $2`, [query.limit, query.offset]);
+    return rows.map((row) => toWebhookEvent(row, readText));
   }
 
   async get(id: number): Promise<WebhookEvent | null> {
-    const row = (await this.db.query<Row>(`SELECT * FROM ${this.events} WHERE id = $1`, [id]))[0];
-    return row ? toEvent(row) : null;
+    const row = (await this.db.query<WebhookEventRow>(`SELECT * FROM ${this.events} WHERE id = $1`, [id]))[0];
+    return row ? toWebhookEvent(row, readText) : null;
   }
 }

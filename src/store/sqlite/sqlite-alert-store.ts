@@ -5,11 +5,8 @@
  */
 import type {
   AlertChange,
-  AlertCondition,
   AlertDelivery,
   AlertDeliveryQuery,
-  AlertDeliveryStatus,
-  AlertNotice,
   AlertOutcome,
   AlertState,
   AlertStore,
@@ -18,6 +15,7 @@ import type {
 } from '../../core/alerts.js';
 import { NO_ALERTS, alertChange, subjectKey } from '../../core/alerts.js';
 import type { SqliteDatabase, SqliteStatement, SqliteValue } from './sqlite-database.js';
+import { toAlertState, toDelivery, type AlertStateRow, type DeliveryRow } from '../rows.js';
 
 /** Schema version 3. */
 export const ALERTS_SCHEMA = `
@@ -52,53 +50,6 @@ CREATE TABLE alert_deliveries (
 );
 CREATE INDEX alert_deliveries_due ON alert_deliveries (next_attempt_at) WHERE status = 'pending';
 `;
-
-interface DeliveryRow {
-  id: number;
-  channel: string;
-  notice: string;
-  status: string;
-  attempts: number;
-  next_attempt_at: number | null;
-  last_error: string | null;
-  created_at: number;
-  sent_at: number | null;
-}
-
-interface StateRow {
-  rule: string;
-  subject: string;
-  condition: string;
-  raised: number;
-  since: number;
-  run_id: string | null;
-}
-
-function toDelivery(row: DeliveryRow): AlertDelivery {
-  return {
-    id: Number(row.id),
-    channel: row.channel,
-    notice: JSON.parse(row.notice) as AlertNotice,
-    status: row.status as AlertDeliveryStatus,
-    attempts: Number(row.attempts),
-    nextAttemptAt: row.next_attempt_at,
-    lastError: row.last_error,
-    createdAt: row.created_at,
-    sentAt: row.sent_at,
-  };
-}
-
-function toState(row: StateRow): AlertState {
-  const at = row.subject.indexOf(':');
-  return {
-    rule: row.rule,
-    subject: { kind: row.subject.slice(0, at) === 'sync' ? 'sync' : 'sequence', slug: row.subject.slice(at + 1) },
-    condition: row.condition as AlertCondition,
-    raised: row.raised === 1,
-    since: row.since,
-    runId: row.run_id,
-  };
-}
 
 export class SqliteAlertStore implements AlertStore {
   private readonly s: Record<
@@ -206,7 +157,7 @@ export class SqliteAlertStore implements AlertStore {
   }
 
   async listStates(): Promise<AlertState[]> {
-    return this.read(() => (this.s.states.all() as StateRow[]).map(toState));
+    return this.read(() => (this.s.states.all() as AlertStateRow[]).map(toAlertState));
   }
 
   async enqueueDeliveries(deliveries: NewAlertDelivery[], now: number, firstAttemptAt: number = now): Promise<AlertDelivery[]> {
@@ -246,7 +197,7 @@ export class SqliteAlertStore implements AlertStore {
         params.push(query.channel);
       }
       const sql = `SELECT * FROM alert_deliveries ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ? OFFSET ?`;
-      return (this.db.prepare(sql).all(...params, query.limit, query.offset) as DeliveryRow[]).map(toDelivery);
+      return (this.db.prepare(sql).all(...params, query.limit, query.offset) as DeliveryRow[]).map((row) => toDelivery(row));
     });
   }
 

@@ -3,6 +3,7 @@
  */
 import { ErrorCode, LockstepError } from '../../core/errors.js';
 import type { ApiToken, StoredApiToken, TokenStore } from '../../core/tokens.js';
+import { toToken, type TokenRow } from '../rows.js';
 import type { SqliteDatabase, SqliteStatement } from './sqlite-database.js';
 
 /** Part of schema version 2 (see migrations.ts). */
@@ -15,18 +16,6 @@ CREATE TABLE api_tokens (
   last_used_at REAL
 );
 `;
-
-interface Row {
-  id: number;
-  name: string;
-  hash: string;
-  created_at: number;
-  last_used_at: number | null;
-}
-
-function toToken(row: Row): StoredApiToken {
-  return { id: Number(row.id), name: row.name, hash: row.hash, createdAt: row.created_at, lastUsedAt: row.last_used_at };
-}
 
 export class SqliteTokenStore implements TokenStore {
   private readonly insert: SqliteStatement;
@@ -52,13 +41,13 @@ export class SqliteTokenStore implements TokenStore {
       if (this.byName.get(name)) {
         throw new LockstepError(ErrorCode.Conflict, `a token named "${name}" exists already — pick another name, or revoke it first`);
       }
-      const { hash: _hash, ...token } = toToken(this.insert.get(name, hash, now) as Row);
+      const { hash: _hash, ...token } = toToken(this.insert.get(name, hash, now) as TokenRow);
       return token;
     });
   }
 
   async list(): Promise<StoredApiToken[]> {
-    return this.run(() => (this.all.all() as Row[]).map(toToken));
+    return this.run(() => (this.all.all() as TokenRow[]).map(toToken));
   }
 
   async revoke(name: string): Promise<boolean> {

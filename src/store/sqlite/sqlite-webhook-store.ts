@@ -11,10 +11,9 @@ import type {
   WebhookEvent,
   WebhookEventQuery,
   WebhookEventStore,
-  WebhookOutcome,
-  WebhookSource,
 } from '../../core/webhooks.js';
 import type { SqliteDatabase, SqliteStatement } from './sqlite-database.js';
+import { toWebhookEvent, type WebhookEventRow } from '../rows.js';
 
 export const WEBHOOK_EVENTS_SCHEMA = `
 CREATE TABLE webhook_events (
@@ -42,34 +41,6 @@ CREATE TABLE webhook_settings (
   updated_at  REAL NOT NULL
 ) WITHOUT ROWID;
 `;
-
-interface Row {
-  id: number;
-  source: string;
-  received_at: number;
-  event_id: string | null;
-  event_type: string | null;
-  outcome: string;
-  reason: string;
-  http_status: number;
-  triggered: string;
-  payload: string;
-}
-
-function toEvent(row: Row): WebhookEvent {
-  return {
-    id: Number(row.id),
-    source: row.source as WebhookSource,
-    receivedAt: row.received_at,
-    eventId: row.event_id,
-    eventType: row.event_type,
-    outcome: row.outcome as WebhookOutcome,
-    reason: row.reason,
-    httpStatus: Number(row.http_status),
-    triggered: JSON.parse(row.triggered) as TriggeredRun[],
-    payloadExcerpt: row.payload,
-  };
-}
 
 export class SqliteWebhookStore implements WebhookEventStore {
   private readonly insert: SqliteStatement;
@@ -116,8 +87,8 @@ export class SqliteWebhookStore implements WebhookEventStore {
         httpStatus: event.httpStatus,
         triggered: JSON.stringify(event.triggered),
         payload: event.payloadExcerpt.slice(0, 2000),
-      }) as Row;
-      return { event: toEvent(row), duplicate };
+      }) as WebhookEventRow;
+      return { event: toWebhookEvent(row), duplicate };
     });
   }
 
@@ -151,16 +122,16 @@ export class SqliteWebhookStore implements WebhookEventStore {
     try {
       const rows = this.db
         .prepare(`SELECT * FROM webhook_events ${where} ORDER BY id DESC LIMIT ? OFFSET ?`)
-        .all(...params) as Row[];
-      return rows.map(toEvent);
+        .all(...params) as WebhookEventRow[];
+      return rows.map((row) => toWebhookEvent(row));
     } catch (error) {
       throw this.wrap(error);
     }
   }
 
   async get(id: number): Promise<WebhookEvent | null> {
-    const row = this.byId.get(id) as Row | undefined;
-    return row ? toEvent(row) : null;
+    const row = this.byId.get(id) as WebhookEventRow | undefined;
+    return row ? toWebhookEvent(row) : null;
   }
 
   private immediate<R>(fn: () => R): R {
