@@ -972,6 +972,9 @@ export class SyncRunner {
     for (let attempt = 1; ops.length > 0; attempt++) {
       const sent = ops;
       const answers = attempt === 1 && first !== null ? first : await this.withRetries('write', p.signal, () => writer.write(sent));
+      if (answers.length !== sent.length) {
+        throw new LockstepError(ErrorCode.Internal, `destination "${p.sync.destination}" answered ${answers.length} outcomes for a batch of ${sent.length} rows`);
+      }
       const again: number[] = [];
       let retryAfter: number | undefined;
       answers.forEach((answer, i) => {
@@ -981,7 +984,6 @@ export class SyncRunner {
           retryAfter = Math.max(retryAfter ?? 0, answer.retryAfterSeconds ?? 0);
         }
       });
-      if (answers.length !== sent.length) break; // collect() reports the mismatch
       if (again.length === 0) break;
       const delayMs = backoffDelay(retry, attempt, retryAfter);
       logger.warn('rows answered as retryable, sending them again', { syncRunId: p.run.id, rows: again.length, attempt, delayMs: Math.round(delayMs) });
