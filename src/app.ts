@@ -9,16 +9,14 @@ import { isTimedSchedule, type WorkspaceState } from './core/workspace.js';
 import type { LockstepConfig } from './config.js';
 import { ConnectorRegistry } from './core/connector-registry.js';
 import type { BackoffPolicy } from './core/backoff.js';
-import {
-  createRateLimiter,
-  duckdbConnector,
-  httpConnector,
-  hubspotConnector,
-  mysqlConnector,
-  postgresConnector,
-  salesforceConnector,
-  sqliteConnector,
-} from './connectors/kinds.js';
+import { createRateLimiter } from './connectors/rate-limiter.js';
+import { postgresConnector } from './connectors/postgres/kind.js';
+import { mysqlConnector } from './connectors/mysql/kind.js';
+import { sqliteConnector } from './connectors/sqlite/kind.js';
+import { duckdbConnector } from './connectors/duckdb/kind.js';
+import { httpConnector } from './connectors/http/kind.js';
+import { salesforceConnector } from './connectors/salesforce/kind.js';
+import { hubspotConnector } from './connectors/hubspot/kind.js';
 import { EngineEventEmitter } from './engine/events.js';
 import { Scheduler, type ScheduleEntry } from './engine/scheduler.js';
 import { SyncRunner } from './engine/sync-runner.js';
@@ -49,7 +47,8 @@ export async function openStore(config: LockstepConfig): Promise<Store> {
 
 /**
  * Every connector kind this build knows, registered once. Adding a kind is its folder under
- * `src/connectors/` and one line here.
+ * `src/connectors/` (its `kind.ts` declares it) and its line here. A kind's declaration is light;
+ * its driver or client loads when a connection of the kind is first opened.
  */
 export function createConnectorRegistry(options: { clock?: Clock; logger?: Logger; backoff?: BackoffPolicy } = {}): ConnectorRegistry {
   return new ConnectorRegistry({

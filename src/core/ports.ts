@@ -121,7 +121,10 @@ export interface DestinationCapabilities {
   deletes: boolean;
   /** Has a native insert-or-update. */
   upsert: boolean;
-  /** Rows it takes in one `write` at most; the engine never sends a bigger batch (null: no limit). */
+  /**
+   * Rows it takes in one `write` at most (null: no limit): a sync's `batchSize` is capped to it. Only
+   * the writer itself may ask for bigger batches (`DestinationWriter.batchSize`, e.g. a bulk job).
+   */
   maxBatchSize: number | null;
   /**
    * Reports the destination's own id of each row it writes (`RowOutcome.id`); Lockstep keeps those
