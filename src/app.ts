@@ -3,7 +3,7 @@
  */
 import { ErrorCode, LockstepError } from './core/errors.js';
 import { systemClock } from './core/clock.js';
-import { createJsonLogger } from './core/logger.js';
+import { createJsonLogger, silentLogger } from './core/logger.js';
 import type { Clock, Connectors, Logger, Store } from './core/ports.js';
 import { isTimedSchedule, type WorkspaceState } from './core/workspace.js';
 import type { LockstepConfig } from './config.js';
@@ -66,7 +66,6 @@ export function createConnectorRegistry(options: { clock?: Clock; logger?: Logge
     .register(hubspotConnector);
 }
 
-const silentLogger: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
 
 /** Opens an alert channel of any kind this build knows, its `${ENV}` templates resolved from `env`. */
 export function openAlertChannel(def: AlertChannelDef, env: Record<string, string | undefined>): AlertChannel {
