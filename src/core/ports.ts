@@ -336,21 +336,8 @@ export interface MemberStart {
   syncId: number;
 }
 
-/**
- * Everything Lockstep keeps: the workspace, run history, rejected rows, snapshots and schedule
- * firings. Every method is atomic: it either happens whole or not at all.
- */
-export interface Store {
-  readonly capabilities: StoreCapabilities;
-  /** The log of webhook deliveries (dbt Cloud, Fivetran). */
-  readonly webhooks: WebhookEventStore;
-  /** Alert definitions, alert state and the outbox of alert deliveries. */
-  readonly alerts: AlertStore;
-  /** API tokens (hashed). */
-  readonly tokens: TokenStore;
-  close(): Promise<void>;
-
-  // --- workspace
+/** The workspace as stored: entities by slug, applied from files or changed through the API. */
+export interface WorkspaceStore {
   loadWorkspace(): Promise<WorkspaceState>;
   /** The changes `applyWorkspace` would make, without making them. */
   planWorkspace(definition: WorkspaceDefinition): Promise<WorkspaceChange[]>;
@@ -384,8 +371,10 @@ export interface Store {
    * them, when other entities refer to it.
    */
   deleteEntity(kind: EntityKind, slug: string, now: number): Promise<void>;
+}
 
-  // --- sync runs
+/** Sync runs: queued, claimed, updated as they go, with their rejected rows. */
+export interface SyncRunStore {
   /**
    * Queues a standalone run. When the sync already has a queued standalone run, returns it
    * instead (`created: false`): repeated triggers while a run is in progress share one follow-up.
@@ -402,9 +391,15 @@ export interface Store {
   requestSyncRunCancel(id: number): Promise<SyncRun>;
   addRejectedRows(rows: RejectedRow[]): Promise<void>;
   listRejectedRows(syncRunId: number, limit: number, offset: number): Promise<RejectedRow[]>;
+}
 
-  // --- snapshots: per sync, primary key (JSON array) → hash of the delivered values (an opaque
-  // string; a store may keep lowercase hex compactly, and gives back the same string)
+/**
+ * Per sync, what was delivered. Snapshots: primary key (JSON array) → hash of the delivered values
+ * (an opaque string; a store may keep lowercase hex compactly, and gives back the same string).
+ * Record ids: primary key → the destination's id of the row, for destinations that report ids
+ * (`DestinationCapabilities.recordIds`).
+ */
+export interface SnapshotStore {
   snapshotGet(syncId: number, keys: string[]): Promise<Map<string, string>>;
   /** Records delivered rows and removes deleted ones, in one transaction. */
   snapshotWrite(syncId: number, upserts: Array<[key: string, hash: string]> | SnapshotRows, deletes: string[]): Promise<void>;
@@ -417,16 +412,15 @@ export interface Store {
    */
   snapshotPages(syncId: number, pageSize: number): AsyncIterable<SnapshotPage>;
   snapshotClear(syncId: number): Promise<void>;
-
-  // --- record ids: per sync, primary key (JSON array) → the destination's id of the row, for
-  // destinations that report ids (`DestinationCapabilities.recordIds`)
+  snapshotCount(syncId: number): Promise<number>;
   /** The recorded ids of `keys`; keys without one are absent. */
   recordIdsGet(syncId: number, keys: string[]): Promise<Map<string, string>>;
   /** Records ids of delivered rows and drops those of deleted ones, in one transaction. */
   recordIdsWrite(syncId: number, ids: Array<[key: string, id: string]>, deletes: string[]): Promise<void>;
-  snapshotCount(syncId: number): Promise<number>;
+}
 
-  // --- sequence runs
+/** Sequence runs with their members, and what a restart finds of runs that were active. */
+export interface SequenceRunStore {
   /** Queues a run with every member pending; returns the queued run instead when one exists. */
   enqueueSequenceRun(
     sequence: SequenceRecord,
@@ -449,12 +443,12 @@ export interface Store {
   skipPendingMembers(sequenceRunId: string, now: number): Promise<void>;
   finishSequenceRun(sequenceRunId: string, status: SequenceRunStatus, now: number): Promise<SequenceRun>;
   requestSequenceRunCancel(id: string): Promise<SequenceRun>;
-
-  // --- recovery
   /** Active sync runs → `interrupted` (after a crash); returns them. */
   interruptActiveSyncRuns(now: number): Promise<SyncRun[]>;
+}
 
-  // --- scheduler
+/** What the scheduler keeps: firing keys (each due time fires once) and each schedule's cursor. */
+export interface ScheduleStore {
   /** Records a firing key (`scheduleId@dueTime`); false when it was already recorded. */
   recordFiring(key: string, now: number): Promise<boolean>;
   /** The due time up to which a schedule has been evaluated, or null. */
@@ -464,5 +458,21 @@ export interface Store {
   recordFirings(keys: string[], now: number): Promise<string[]>;
   /** Saves many schedules' cursors in one transaction. */
   setScheduleCursors(cursors: Array<{ scheduleId: string; dueTime: number }>): Promise<void>;
+}
+
+/**
+ * Everything Lockstep keeps, by role: the workspace, sync and sequence runs, snapshots and record
+ * ids, schedule firings, and the sub-stores of webhook deliveries, alerts and API tokens. Every
+ * method is atomic: it either happens whole or not at all. Components take the roles they use.
+ */
+export interface Store extends WorkspaceStore, SyncRunStore, SnapshotStore, SequenceRunStore, ScheduleStore {
+  readonly capabilities: StoreCapabilities;
+  /** The log of webhook deliveries (dbt Cloud, Fivetran). */
+  readonly webhooks: WebhookEventStore;
+  /** Alert definitions, alert state and the outbox of alert deliveries. */
+  readonly alerts: AlertStore;
+  /** API tokens (hashed). */
+  readonly tokens: TokenStore;
+  close(): Promise<void>;
 }
 
