@@ -573,10 +573,11 @@ export class SyncRunner {
     if (index) logger.debug('snapshot loaded', { syncRunId: run.id, entries: index.size, bytes: index.bytes, ms: elapsed() });
     const lookups = progress.expectedRows > 0 && index === null;
     // With the index, only keys new to the snapshot go into the set of keys seen.
-    // Without an index, every key goes in: sized for the snapshot's rows, and for half a million
-    // at least (16 MB, which the system hands out as it is touched), so a large first run grows it
-    // once or twice rather than at every doubling from a few thousand.
-    const seen = new KeySet(index ? 1 << 16 : Math.max(progress.expectedRows * 2, 1 << 20));
+    // Without an index, every key goes in: sized for the snapshot's rows, and for 65,536 keys at
+    // least (2 MB), so a large first run grows it a few times rather than at every doubling from a
+    // few thousand. Not larger: a first run of 100,000 rows spent 80 ms in a 16 MB table's cache
+    // misses (bench http), while growing to a million keys costs a few rehashes.
+    const seen = new KeySet(index ? 1 << 16 : Math.max(progress.expectedRows * 2, 1 << 17));
     let rejected: RejectedRow[] = [];
     let batch: PlannedOp[] = [];
     let keyIndexes: number[] | null = null;
