@@ -22,12 +22,6 @@ export interface ConnectorRegistryOptions {
   createRateLimiter: (limits: RateLimits) => RateLimiter;
 }
 
-/** One problem with a connection's or a sync's settings, at a path inside them. */
-export interface SettingsProblem {
-  path: PropertyKey[];
-  issue: z.core.$ZodIssue;
-}
-
 /** Shown instead of a secret setting. */
 export const REDACTED = '***';
 
