@@ -205,7 +205,7 @@ describe('http destination settings', () => {
 
 describe('http destination: preparing a writer', () => {
   it('refuses a path template that does not parse, naming the sync setting and Liquid message', async () => {
-    const destination = await openHttp('http://127.0.0.1:9');
+    const destination = await openHttp((await startReceiver()).url);
     const error = await failure(destination.prepare(target('/contacts/{{ row.id ')));
     expect(error.code).toBe(ErrorCode.Validation);
     expect(error.message).toBe(
@@ -214,7 +214,7 @@ describe('http destination: preparing a writer', () => {
   });
 
   it('refuses templates that read unknown variables, or both row and rows', async () => {
-    const destination = await openHttp('http://127.0.0.1:9');
+    const destination = await openHttp((await startReceiver()).url);
     const unknown = await failure(destination.prepare(target('/contacts', { body: '{"id": {{ record.id }}}' })));
     expect(unknown.message).toMatch(/setting body reads "record", which templates do not have — use row/);
     const both = await failure(destination.prepare(target('/contacts/{{ row.id }}', { body: '{{ rows | json }}' })));
@@ -493,12 +493,20 @@ describe('http destination: answers', () => {
     expect(halfway.retryable).toBe(true);
     expect(halfway.message).toMatch(/^http destination "cut": POST \/contacts: the connection broke before the answer was complete/);
 
+    // Up when the run connects, gone by the time it writes: retried like any transient failure.
     const closed = await startReceiver();
     const url = closed.url;
+    const opened = await (await openHttp(url, {}, { slug: 'down' })).prepare(target('/contacts'));
     await closed.close();
-    const refused = await failure((await (await openHttp(url, {}, { slug: 'down' })).prepare(target('/contacts'))).write([upsert(1)]));
+    const refused = await failure(opened.write([upsert(1)]));
     expect(refused.retryable).toBe(true);
     expect(refused.message).toBe(`http destination "down": POST /contacts: connection refused by ${new URL(url).host} — is the API up at this url?`);
+
+    // Down when the run connects: a connection error at once, as for an unreachable database.
+    const unreachable = await failure(openHttp(url, {}, { slug: 'down' }));
+    expect(unreachable.code).toBe(ErrorCode.Connection);
+    expect(unreachable.retryable).toBe(false);
+    expect(unreachable.message).toBe(`http destination "down": cannot reach ${new URL(url).host}: connection refused — check the connection's url and that the API is up`);
   });
 
   it('fails clearly on garbage: an HTML page on 200, truncated JSON, JSON missing where results need it, a redirect', async () => {
@@ -781,9 +789,4 @@ describeApiDestinationContract('http', {
   updatesByKind: false,
   openUnreachable: () => openHttp('http://127.0.0.1:1'),
   secret: 's3cret-token-for-tests',
-  knownFailures: {
-    // ECONNREFUSED is classed as a transient, retryable failure of the write (by design, see
-    // "treats a reset, cut off or refused connection as retryable"), and nothing is requested before.
-    unreachable: "a URL where nothing listens fails the first write with a retryable error, not a fatal 'connection' error",
-  },
 });

@@ -14,6 +14,7 @@
  * the engine retries the batch and then fails the run; rows whose own request failed so while
  * others went through are answered `retryable`, and the engine sends only them again.
  */
+import { connect } from 'node:net';
 import { distance } from 'fastest-levenshtein';
 import type { ConnectorContext } from '../../core/connector-kind.js';
 import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
@@ -40,6 +41,7 @@ export class HttpDestination implements Destination {
   /** Opens a connection; no request is made until a writer writes. */
   static async open(settings: HttpConnectionSettings, context: Pick<ConnectorContext, 'slug' | 'clock' | 'logger' | 'rateLimiter'>): Promise<HttpDestination> {
     const url = new URL(settings.url);
+    await checkReachable(url, context.slug, Math.min(settings.timeoutMs, 10_000));
     const limiter = context.rateLimiter({ requestsPerSecond: settings.rateLimit?.requestsPerSecond ?? null, concurrency: settings.concurrency });
     const client = new HttpClient({
       slug: context.slug,
@@ -397,4 +399,28 @@ function closest(name: string, fields: readonly string[]): string | undefined {
     if (d < bestDistance) [best, bestDistance] = [field, d];
   }
   return best !== undefined && bestDistance <= Math.max(2, Math.floor(name.length / 3)) ? best : undefined;
+}
+
+/**
+ * Opens and closes one TCP connection to the API's host, so that a peer nobody answers for (a wrong
+ * host or port, a refused connection) fails the run at once with a connection error, as an unreachable
+ * database does; a connection that breaks later, mid-run, is retried like any transient failure.
+ * Nothing is sent: an API sees no request from this.
+ */
+async function checkReachable(url: URL, slug: string, timeoutMs: number): Promise<void> {
+  const port = Number(url.port) || (url.protocol === 'https:' ? 443 : 80);
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  await new Promise<void>((resolve, reject) => {
+    const socket = connect({ host, port });
+    const fail = (why: string) => {
+      socket.destroy();
+      reject(new LockstepError(ErrorCode.Connection, `http destination "${slug}": cannot reach ${url.host}: ${why} — check the connection's url and that the API is up`));
+    };
+    socket.setTimeout(timeoutMs, () => fail(`no connection within ${Math.round(timeoutMs / 1000)} s`));
+    socket.once('connect', () => {
+      socket.end();
+      resolve();
+    });
+    socket.once('error', (error: NodeJS.ErrnoException) => fail(error.code === 'ECONNREFUSED' ? 'connection refused' : (error.code ?? error.message)));
+  });
 }
