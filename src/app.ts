@@ -133,6 +133,11 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
   const store = overrides.store ?? (await openStore(config));
   const events = new EngineEventEmitter(logger);
   const registry = createConnectorRegistry({ clock, logger, backoff: config.retry });
+  // The drivers of the kinds the workspace uses load while the process starts, not in its first run.
+  store.loadWorkspace().then(
+    (workspace) => registry.preload([...workspace.sources, ...workspace.destinations].map((connection) => connection.type)),
+    () => undefined,
+  );
   const syncRunner = new SyncRunner({
     store,
     connectors: overrides.connectors ? overrides.connectors(registry) : registry,

@@ -70,6 +70,11 @@ export interface ConnectorKind<S = unknown, Y = unknown> {
   example: string;
   source?: SourceKind<S>;
   destination?: DestinationKind<S, Y>;
+  /**
+   * Loads the kind's driver or client ahead of its first `open` (default: nothing to load): a process
+   * warms the kinds its workspace uses while it starts, so its first run does not wait for them.
+   */
+  preload?: () => Promise<unknown>;
 }
 
 /** The roles a connection plays in a workspace. */

@@ -143,6 +143,11 @@ export class ConnectorRegistry implements Connectors {
     };
   }
 
+  /** Loads the drivers of these kinds in the background (unknown types and failures are ignored: `open` reports them). */
+  preload(types: Iterable<string>): void {
+    for (const type of new Set(types)) this.byType.get(type)?.preload?.().catch(() => undefined);
+  }
+
   /** The rate limiter shared by every run writing through the connection `slug`. */
   rateLimiter(slug: string, limits: RateLimits): RateLimiter {
     // Keyed by the limits too: a connection whose settings changed (apply) gets a budget of its new size.

@@ -14,5 +14,6 @@ export const duckdbConnector: ConnectorKind<z.output<typeof settings>> = {
   secrets: [],
   paths: ['path'],
   example: '{ type: duckdb, path: warehouse.duckdb }',
+  preload: () => import('./duckdb-source.js'),
   source: { open: async (s) => (await import('./duckdb-source.js')).DuckDbSource.open({ path: s.path }) },
 };

@@ -10,7 +10,7 @@ import type { Liquid, Template } from 'liquidjs';
 
 /** liquidjs, loaded when a template is first checked or compiled (a workspace without HTTP syncs never loads it). */
 let liquidjs: typeof LiquidJs | null = null;
-function loadLiquid(): typeof LiquidJs {
+export function loadLiquid(): typeof LiquidJs {
   return (liquidjs ??= createRequire(import.meta.url)('liquidjs') as typeof LiquidJs);
 }
 

@@ -8,6 +8,10 @@ export const httpConnector: ConnectorKind<HttpConnectionSettings, HttpSyncSettin
   settings: httpConnectionSettings,
   secrets: ['url', 'headers'],
   example: '{ type: http, url: "https://api.example.com/v1", headers: { Authorization: "Bearer ${API_TOKEN}" } }',
+  preload: async () => {
+    await import('./http-destination.js');
+    (await import('./http-templates.js')).loadLiquid();
+  },
   destination: {
     capabilities: HTTP_CAPABILITIES,
     syncSettings: httpSyncSettings,

@@ -8,6 +8,7 @@ export const hubspotConnector: ConnectorKind<HubSpotConnectionSettings, HubSpotS
   settings: hubspotConnectionSettings,
   secrets: ['accessToken'],
   example: '{ type: hubspot, accessToken: "${HUBSPOT_TOKEN}" }',
+  preload: () => import('./hubspot-destination.js'),
   destination: {
     capabilities: HUBSPOT_CAPABILITIES,
     syncSettings: hubspotSyncSettings,

@@ -17,6 +17,7 @@ export const mysqlConnector: ConnectorKind<z.output<typeof settings>> = {
   settings,
   secrets: ['url'],
   example: '{ type: mysql, url: "${CRM_URL}" }',
+  preload: () => Promise.all([import('./mysql-source.js'), import('./mysql-destination.js')]),
   source: { open: async (s) => (await import('./mysql-source.js')).MysqlSource.connect({ url: s.url }) },
   destination: {
     capabilities: { deletes: true, upsert: true, maxBatchSize: null, recordIds: false },

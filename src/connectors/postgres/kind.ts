@@ -13,6 +13,7 @@ export const postgresConnector: ConnectorKind<z.output<typeof settings>> = {
   settings,
   secrets: ['url'],
   example: '{ type: postgres, url: "${WAREHOUSE_URL}" }',
+  preload: () => Promise.all([import('./postgres-source.js'), import('./postgres-destination.js')]),
   source: { open: async (s) => (await import('./postgres-source.js')).PostgresSource.connect({ url: s.url }) },
   destination: {
     capabilities: { deletes: true, upsert: true, maxBatchSize: null, recordIds: false },

@@ -9,6 +9,7 @@ export const salesforceConnector: ConnectorKind<SalesforceConnectionSettings, Sa
   settings: salesforceConnectionSettings,
   secrets: ['clientId', 'clientSecret'],
   example: '{ type: salesforce, loginUrl: "https://yourcompany.my.salesforce.com", clientId: "${SALESFORCE_CLIENT_ID}", clientSecret: "${SALESFORCE_CLIENT_SECRET}" }',
+  preload: () => import('./salesforce-destination.js'),
   destination: {
     capabilities: SALESFORCE_CAPABILITIES,
     syncSettings: salesforceSyncSettings,

@@ -14,6 +14,7 @@ export const sqliteConnector: ConnectorKind<z.output<typeof settings>> = {
   secrets: [],
   paths: ['path'],
   example: '{ type: sqlite, path: crm.db }',
+  preload: () => Promise.all([import('./sqlite-source.js'), import('./sqlite-destination.js')]),
   source: { open: async (s) => (await import('./sqlite-source.js')).SqliteSource.open({ path: s.path }) },
   destination: {
     capabilities: { deletes: true, upsert: true, maxBatchSize: null, recordIds: false },
