@@ -31,64 +31,30 @@ export interface Migration {
  * Keys are text in the "C" collation: snapshot pages and key batches come in byte order, as in
  * the SQLite store, whatever the database's locale.
  */
+/**
+ * A table of workspace entities: its JSON definition, where it came from, and a soft delete (history
+ * keeps the id); one live entity per slug.
+ */
+function entityTable(name: string, enabled: boolean): string {
+  return `CREATE TABLE ${name} (
+  id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  slug        text NOT NULL,${enabled ? '\n  enabled     boolean NOT NULL,' : ''}
+  definition  text NOT NULL,
+  origin      text NOT NULL DEFAULT 'file',
+  created_at  double precision NOT NULL,
+  updated_at  double precision NOT NULL,
+  deleted_at  double precision
+);
+CREATE UNIQUE INDEX ${name}_live_slug ON ${name} (slug) WHERE deleted_at IS NULL;
+`;
+}
+
 const INITIAL_SCHEMA = `
-CREATE TABLE sources (
-  id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-  slug        text NOT NULL,
-  definition  text NOT NULL,
-  origin      text NOT NULL DEFAULT 'file',
-  created_at  double precision NOT NULL,
-  updated_at  double precision NOT NULL,
-  deleted_at  double precision
-);
-CREATE UNIQUE INDEX sources_live_slug ON sources (slug) WHERE deleted_at IS NULL;
-
-CREATE TABLE destinations (
-  id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-  slug        text NOT NULL,
-  definition  text NOT NULL,
-  origin      text NOT NULL DEFAULT 'file',
-  created_at  double precision NOT NULL,
-  updated_at  double precision NOT NULL,
-  deleted_at  double precision
-);
-CREATE UNIQUE INDEX destinations_live_slug ON destinations (slug) WHERE deleted_at IS NULL;
-
-CREATE TABLE models (
-  id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-  slug        text NOT NULL,
-  definition  text NOT NULL,
-  origin      text NOT NULL DEFAULT 'file',
-  created_at  double precision NOT NULL,
-  updated_at  double precision NOT NULL,
-  deleted_at  double precision
-);
-CREATE UNIQUE INDEX models_live_slug ON models (slug) WHERE deleted_at IS NULL;
-
-CREATE TABLE syncs (
-  id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-  slug        text NOT NULL,
-  enabled     boolean NOT NULL,
-  definition  text NOT NULL,
-  origin      text NOT NULL DEFAULT 'file',
-  created_at  double precision NOT NULL,
-  updated_at  double precision NOT NULL,
-  deleted_at  double precision
-);
-CREATE UNIQUE INDEX syncs_live_slug ON syncs (slug) WHERE deleted_at IS NULL;
-
-CREATE TABLE sequences (
-  id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-  slug        text NOT NULL,
-  enabled     boolean NOT NULL,
-  definition  text NOT NULL,
-  origin      text NOT NULL DEFAULT 'file',
-  created_at  double precision NOT NULL,
-  updated_at  double precision NOT NULL,
-  deleted_at  double precision
-);
-CREATE UNIQUE INDEX sequences_live_slug ON sequences (slug) WHERE deleted_at IS NULL;
-
+${entityTable('sources', false)}
+${entityTable('destinations', false)}
+${entityTable('models', false)}
+${entityTable('syncs', true)}
+${entityTable('sequences', true)}
 -- seq orders runs (UUIDs do not); id is what everyone else uses (text: a malformed id finds nothing).
 CREATE TABLE sequence_runs (
   seq              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
