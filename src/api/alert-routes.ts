@@ -17,7 +17,7 @@ import type { ApiDeps } from './context.js';
 import { HttpError, validationFailed } from './http-errors.js';
 import { defineRoute } from './route.js';
 import { errors, intText, page } from './schemas.js';
-import { redactUrl } from './views.js';
+import { REDACTED, isTemplateOnly, redactSecret, redactUrl } from '../core/connections.js';
 
 /** What the API calls a delivery's state; the store's `failed` (no attempts left) is `given_up` here. */
 export const DeliveryState = {
@@ -33,10 +33,6 @@ export const DeliveryState = {
 export type DeliveryState = (typeof DeliveryState)[keyof typeof DeliveryState];
 const DELIVERY_STATES = Object.values(DeliveryState) as [DeliveryState, ...DeliveryState[]];
 
-/** Shown instead of a secret. */
-const REDACTED = '***';
-/** A value that is only an `${ENV}` template names a variable and holds no secret, so it is shown. */
-const TEMPLATE_ONLY = /^\$\{[A-Za-z_][A-Za-z0-9_]*\}$/;
 
 const Origin = z.enum(['file', 'api']);
 
@@ -317,14 +313,9 @@ function namesHint(names: string[]): string {
   return names.length > 0 ? ` — there are: ${names.join(', ')}` : ' — there are none';
 }
 
-/** A secret setting as shown: a bare `${VAR}` template as it is, anything else as ***. */
-function redactSecret(value: string): string {
-  return TEMPLATE_ONLY.test(value) ? value : REDACTED;
-}
-
 /** A URL whose path is the secret (a Slack incoming webhook): only its origin is shown. */
 function redactUrlPath(value: string): string {
-  if (TEMPLATE_ONLY.test(value)) return value;
+  if (isTemplateOnly(value)) return value;
   try {
     const url = new URL(value);
     return url.pathname === '/' && url.search === '' ? url.origin : `${url.origin}/${REDACTED}`;

@@ -5,10 +5,8 @@
 import type { Schedule, SyncRecord, ModelRecord, ConnectionRecord, EntityKind, Stored } from '../core/workspace.js';
 import type { SyncRun } from '../core/runs.js';
 import { iso } from '../core/run-views.js';
-import { redactUrl, type ConnectorRegistry } from '../core/connector-registry.js';
+import type { ConnectorRegistry } from '../core/connector-registry.js';
 import { fileForm } from '../workspace/index.js';
-
-export { redactUrl };
 
 /**
  * A stored entity as the API answers it. A connection shows its settings next to its `type`, as a

@@ -41,3 +41,34 @@ export function settingStrings(value: unknown, path: Array<string | number> = []
   if (value !== null && typeof value === 'object') return Object.entries(value).flatMap(([k, v]) => settingStrings(v, [...path, k]));
   return [];
 }
+
+/** Shown instead of a secret. */
+export const REDACTED = '***';
+
+const TEMPLATE_ONLY = /^\$\{[A-Za-z_][A-Za-z0-9_]*\}$/;
+
+/** A secret text as shown: a bare `${VAR}` template as it is (it names a variable, no secret), anything else hidden. */
+export function redactSecret(value: string): string {
+  return TEMPLATE_ONLY.test(value) ? value : REDACTED;
+}
+
+/** Whether a value is only an `${ENV}` template. */
+export function isTemplateOnly(value: string): boolean {
+  return TEMPLATE_ONLY.test(value);
+}
+
+/** A secret as shown: a bare `${VAR}` template as it is (it names a variable), a URL with its password hidden, anything else hidden. */
+export function redactValue(value: unknown): unknown {
+  if (value !== null && typeof value === 'object' && !Array.isArray(value)) return Object.fromEntries(Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, redactValue(v)]));
+  if (typeof value !== 'string') return value === undefined || value === null ? value : REDACTED;
+  if (isTemplateOnly(value)) return value;
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) return redactUrl(value);
+  return REDACTED;
+}
+
+/** The password of a connection URL (and `password=` parameters) replaced by `***`. */
+export function redactUrl(url: string): string {
+  return url
+    .replace(/^([a-z][a-z0-9+.-]*:\/\/)([^:@/?#]*):([^@/?#]*)@/i, `$1$2:${REDACTED}@`)
+    .replace(/([?&](?:password|passwd|pwd|secret|token|sslpassword|access_token|api_key|apikey|key)=)[^&#]*/gi, `$1${REDACTED}`);
+}

@@ -7,7 +7,7 @@ import { isAbsolute, resolve } from 'node:path';
 import type { z } from 'zod';
 import { DEFAULT_BACKOFF, type BackoffPolicy } from './backoff.js';
 import type { ConnectorContext, ConnectorKind, ConnectorRole, RateLimits } from './connector-kind.js';
-import { interpolateDeep } from './connections.js';
+import { interpolateDeep, redactValue } from './connections.js';
 import { ErrorCode, LockstepError } from './errors.js';
 import { splitHint } from './hints.js';
 import type { Clock, Connectors, Destination, DestinationWriter, Logger, RateLimiter, Source, WriteTarget } from './ports.js';
@@ -21,9 +21,6 @@ export interface ConnectorRegistryOptions {
   /** Makes a rate limiter; the registry keeps one per destination connection. */
   createRateLimiter: (limits: RateLimits) => RateLimiter;
 }
-
-/** Shown instead of a secret setting. */
-export const REDACTED = '***';
 
 export class ConnectorRegistry implements Connectors {
   private readonly byType = new Map<string, ConnectorKind>();
@@ -219,18 +216,3 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
 
-/** A secret as shown: a bare `${VAR}` template as it is (it names a variable), a URL with its password hidden, anything else hidden. */
-export function redactValue(value: unknown): unknown {
-  if (isRecord(value)) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redactValue(v)]));
-  if (typeof value !== 'string') return value === undefined || value === null ? value : REDACTED;
-  if (/^\$\{[A-Za-z_][A-Za-z0-9_]*\}$/.test(value)) return value;
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) return redactUrl(value);
-  return REDACTED;
-}
-
-/** The password of a connection URL (and `password=` parameters) replaced by `***`. */
-export function redactUrl(url: string): string {
-  return url
-    .replace(/^([a-z][a-z0-9+.-]*:\/\/)([^:@/?#]*):([^@/?#]*)@/i, `$1$2:${REDACTED}@`)
-    .replace(/([?&](?:password|passwd|pwd|secret|token|sslpassword|access_token|api_key|apikey|key)=)[^&#]*/gi, `$1${REDACTED}`);
-}

@@ -14,7 +14,7 @@ import { Agent, type Dispatcher } from 'undici';
 import { parseRetryAfter } from '../../core/backoff.js';
 import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
 import type { Clock, Logger, RateLimiter } from '../../core/ports.js';
-import { redactUrl } from '../../core/connector-registry.js';
+import { redactUrl } from '../../core/connections.js';
 
 export interface HubSpotClientOptions {
   /** The connection's slug, for messages. */
