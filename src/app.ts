@@ -1,7 +1,6 @@
 /**
  * The composition root: the only file that names concrete stores and connectors.
  */
-import { ErrorCode, LockstepError } from './core/errors.js';
 import { systemClock } from './core/clock.js';
 import { createJsonLogger, silentLogger } from './core/logger.js';
 import type { Clock, Connectors, Logger, Store } from './core/ports.js';
@@ -37,11 +36,11 @@ export async function openStore(config: LockstepConfig): Promise<Store> {
   switch (config.store.type) {
     case 'sqlite':
       return SqliteStore.open({ path: config.store.path });
-    case 'postgres':
-      throw new LockstepError(
-        ErrorCode.Validation,
-        'the PostgreSQL store is not available in this version — use the embedded SQLite store (remove `store` from lockstep.yaml and LOCKSTEP_STORE)',
-      );
+    case 'postgres': {
+      // The PostgreSQL driver and the store's SQL load only in processes that use that store.
+      const { PostgresStore } = await import('./store/postgres/postgres-store.js');
+      return PostgresStore.open({ url: config.store.url });
+    }
   }
 }
 
