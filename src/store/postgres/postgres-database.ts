@@ -44,9 +44,11 @@ export class PostgresDatabase {
   /** The schema, quoted for SQL. */
   readonly schema: string;
   private readonly pool: pg.Pool;
+  private readonly options: PostgresDatabaseOptions;
   private closed = false;
 
   constructor(options: PostgresDatabaseOptions) {
+    this.options = options;
     this.where = `${describeUrl(options.url)} (schema "${options.schema}")`;
     this.schema = quoteIdent(options.schema);
     this.pool = new pg.Pool({
@@ -117,6 +119,19 @@ export class PostgresDatabase {
         throw this.error(error);
       }
     }
+  }
+
+  /**
+   * A connection of its own, outside the pool and not yet connected, for a session that outlives
+   * a statement (LISTEN); the caller connects and ends it.
+   */
+  client(applicationName: string): pg.Client {
+    return new pg.Client({
+      connectionString: this.options.url,
+      connectionTimeoutMillis: this.options.connectTimeoutMs,
+      application_name: applicationName,
+      types,
+    });
   }
 
   async close(): Promise<void> {

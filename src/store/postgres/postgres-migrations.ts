@@ -102,7 +102,11 @@ CREATE TABLE sync_runs (
   completion_ratio   double precision NOT NULL DEFAULT 0,
   error              text,
   cancel_requested   boolean NOT NULL DEFAULT false,
-  api_usage          text
+  api_usage          text,
+  -- Leases (SPEC 7): the worker holding an active run, until when, and how many claims it took.
+  attempt            integer NOT NULL DEFAULT 0,
+  worker_id          text,
+  lease_expires_at   double precision
 );
 CREATE INDEX sync_runs_by_sync ON sync_runs (sync_id, id);
 CREATE INDEX sync_runs_by_status ON sync_runs (status, id);
@@ -111,6 +115,9 @@ CREATE INDEX sync_runs_by_sequence_run ON sync_runs (sequence_run_id) WHERE sequ
 CREATE UNIQUE INDEX sync_runs_one_queued ON sync_runs (sync_id)
   WHERE status = 'queued' AND sequence_run_id IS NULL;
 CREATE UNIQUE INDEX sync_runs_one_active ON sync_runs (sync_id)
+  WHERE status IN ('querying', 'processing', 'reporting');
+-- Active runs by the end of their lease: a claim finds the ones whose worker died without reading history.
+CREATE INDEX sync_runs_leases ON sync_runs (lease_expires_at NULLS FIRST, id)
   WHERE status IN ('querying', 'processing', 'reporting');
 
 CREATE TABLE member_runs (
@@ -152,6 +159,17 @@ CREATE TABLE record_ids (
   key       text COLLATE "C" NOT NULL,
   record_id text NOT NULL,
   PRIMARY KEY (sync_id, key)
+);
+
+-- The outbox of finished runs (kind 'sync' or 'sequence'): written in a run's final transaction,
+-- held by one process at a time until held_until, deleted once acted upon.
+CREATE TABLE finished_runs (
+  id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  kind       text NOT NULL,
+  run_id     text NOT NULL,
+  created_at double precision NOT NULL,
+  held_by    text,
+  held_until double precision
 );
 
 CREATE TABLE schedule_firings (

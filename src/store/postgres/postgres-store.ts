@@ -9,9 +9,15 @@
  *   run per sequence): a claim that loses a race hits the index and answers null, a sync run
  *   enqueue that races joins the queued run (`ON CONFLICT ... DO UPDATE`), and a member run follows
  *   its sync run in the same statement;
+ * - a claimed run is held under a lease (worker id, expiry, attempt); the next claim picks its
+ *   candidate with `FOR UPDATE SKIP LOCKED`, so workers never wait for each other, and takes over
+ *   runs whose lease expired; a write carrying an attempt share-locks the run row and checks the
+ *   attempt first, so it either commits before a takeover or is refused after it (fencing);
  * - methods that read before they write lock what they read (`FOR UPDATE` on the sequence or
  *   sequence run, `FOR SHARE` on the syncs they start runs of, an advisory lock around workspace
- *   changes); alert deliveries are claimed with `FOR UPDATE SKIP LOCKED`;
+ *   changes); alert deliveries and finished runs are taken with `FOR UPDATE SKIP LOCKED`;
+ * - queued work, released leases and finished runs are announced with NOTIFY in the transaction
+ *   that makes them, so other processes' `watch` listeners hear of them once they commit;
  * - transactions PostgreSQL aborts for a serialization failure or a deadlock run again (see
  *   PostgresDatabase).
  * Run and workspace rules are shared with the SQLite store (../run-rules.ts,
@@ -23,16 +29,22 @@ import { systemClock } from '../../core/clock.js';
 import { ErrorCode, LockstepError, NotFoundError } from '../../core/errors.js';
 import type {
   Clock,
+  FinishedRunEntry,
+  LeaseRequest,
   MemberStart,
   NewSyncRun,
+  RunFence,
+  RunLease,
   SequenceRunListQuery,
   SnapshotPage,
   SnapshotRows,
   Store,
   StoreCapabilities,
+  StoreTopic,
   SyncRunListQuery,
   SyncRunPatch,
 } from '../../core/ports.js';
+import type { SequenceAdvance, SequenceAdvanceState, SequenceDecision } from '../../core/sequence-rules.js';
 import {
   ACTIVE_SYNC_RUN_STATUSES,
   TERMINAL_SYNC_RUN_STATUSES,
@@ -60,14 +72,18 @@ import type {
   WorkspaceDefinition,
   WorkspaceState,
 } from '../../core/workspace.js';
-import { INTERRUPTED_RUN_ERROR, memberTransition, type MemberTransition } from '../member-state.js';
+import { memberTransition, type MemberTransition } from '../member-state.js';
 import {
   definitionJson,
+  toFinishedRun,
+  toLease,
   toRecord,
   toRejectedRow,
   toSequenceRun,
   toSyncRun,
   type EntityRow,
+  type FinishedRunRow,
+  type LeaseRow,
   type MemberRunRow,
   type RejectedRowRow,
   type SequenceRunRow,
@@ -75,6 +91,7 @@ import {
 } from '../rows.js';
 import {
   isTerminalSequenceRunStatus,
+  leaseLostError,
   memberNeedsRun,
   nothingToCancelError,
   sequenceRunFinishedError,
@@ -105,6 +122,7 @@ import {
   type Queryable,
 } from './postgres-database.js';
 import { migrate } from './postgres-migrations.js';
+import { PostgresNotifications } from './postgres-notifications.js';
 import { PostgresTokenStore } from './postgres-token-store.js';
 import { PostgresWebhookStore } from './postgres-webhook-store.js';
 
@@ -128,6 +146,8 @@ function sqlList(values: readonly string[]): string {
 
 const ACTIVE = sqlList(ACTIVE_SYNC_RUN_STATUSES);
 const TERMINAL_SYNC = sqlList(TERMINAL_SYNC_RUN_STATUSES);
+/** Claims that lose a race for a sync's active slot try again this often before answering null. */
+const CLAIM_ATTEMPTS = 3;
 
 /** Parameters of one statement: `p.add(value, 'type')` is the placeholder, cast when a type is given. */
 class Params {
@@ -154,7 +174,7 @@ function sequenceRun(row: SequenceRunResult): SequenceRun {
 }
 
 export class PostgresStore implements Store, AsyncDisposable {
-  readonly capabilities: StoreCapabilities = { skipLocked: true, notifications: false };
+  readonly capabilities: StoreCapabilities = { skipLocked: true, notifications: true };
   /** Schema versions this open applied (empty when the schema was already up to date). */
   readonly migrationsApplied: readonly number[];
   /** `PostgreSQL at host:port/database as user (schema "lockstep")`: where the store is, without secrets. */
@@ -167,6 +187,9 @@ export class PostgresStore implements Store, AsyncDisposable {
   private readonly clock: Clock;
   /** The schema's name, unquoted (advisory lock keys). */
   private readonly schemaName: string;
+  /** The NOTIFY channel of this schema's store: processes sharing the schema hear each other. */
+  private readonly channel: string;
+  private readonly notifications: PostgresNotifications;
   /** Table names, qualified with the quoted schema. */
   private readonly t: Record<
     | 'sources'
@@ -181,7 +204,8 @@ export class PostgresStore implements Store, AsyncDisposable {
     | 'snapshots'
     | 'recordIds'
     | 'firings'
-    | 'cursors',
+    | 'cursors'
+    | 'finishedRuns',
     string
   >;
   /** `r.*` of a sequence run plus its members (as JSON, in position order), for the alias `r`. */
@@ -191,6 +215,8 @@ export class PostgresStore implements Store, AsyncDisposable {
     this.db = db;
     this.where = db.where;
     this.schemaName = schemaName;
+    this.channel = `${schemaName}_lockstep`;
+    this.notifications = new PostgresNotifications({ client: () => db.client('lockstep notifications'), channel: this.channel });
     this.clock = clock;
     this.migrationsApplied = applied;
     const s = db.schema;
@@ -208,6 +234,7 @@ export class PostgresStore implements Store, AsyncDisposable {
       recordIds: `${s}.record_ids`,
       firings: `${s}.schedule_firings`,
       cursors: `${s}.schedule_cursors`,
+      finishedRuns: `${s}.finished_runs`,
     };
     this.sequenceRunColumns = `r.*, COALESCE((SELECT json_agg(m ORDER BY m.position) FROM ${this.t.memberRuns} AS m
       WHERE m.sequence_run_id = r.id), '[]'::json) AS members`;
@@ -237,7 +264,17 @@ export class PostgresStore implements Store, AsyncDisposable {
   }
 
   async close(): Promise<void> {
+    await this.notifications.close();
     await this.db.close();
+  }
+
+  /**
+   * Calls `listener` soon after any process sharing this schema queued work, released leases or
+   * finished a run; returns the unsubscribe. Listening takes a connection of its own while anyone
+   * listens.
+   */
+  watch(listener: (topic: StoreTopic) => void): () => void {
+    return this.notifications.watch(listener);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -341,14 +378,17 @@ export class PostgresStore implements Store, AsyncDisposable {
     // (nothing is queued) or waits until the run is queued (and then cancels it).
     const p = new Params();
     const rows = await this.db.query<SyncRunResult>(
-      `WITH sync AS (SELECT id FROM ${this.t.syncs} WHERE id = ${p.add(safeId(input.syncId) ?? -1, 'bigint')} AND deleted_at IS NULL FOR SHARE)
-       INSERT INTO ${this.t.syncRuns} AS r (sync_id, status, trigger_type, trigger_detail, full_resync, reset_cdc, created_at)
-       SELECT sync.id, 'queued', ${p.add(input.trigger.type, 'text')}, ${p.add(nullableStored(input.trigger.detail), 'text')},
-              ${p.add(input.options.fullResync, 'boolean')}, ${p.add(input.options.resetCDC, 'boolean')}, ${p.add(now, 'float8')}
-       FROM sync
-       ON CONFLICT (sync_id) WHERE status = 'queued' AND sequence_run_id IS NULL
-       DO UPDATE SET full_resync = r.full_resync OR excluded.full_resync, reset_cdc = r.reset_cdc OR excluded.reset_cdc
-       RETURNING r.*, (r.xmax = 0) AS created`,
+      `WITH sync AS (SELECT id FROM ${this.t.syncs} WHERE id = ${p.add(safeId(input.syncId) ?? -1, 'bigint')} AND deleted_at IS NULL FOR SHARE),
+       queued AS (
+         INSERT INTO ${this.t.syncRuns} AS r (sync_id, status, trigger_type, trigger_detail, full_resync, reset_cdc, created_at)
+         SELECT sync.id, 'queued', ${p.add(input.trigger.type, 'text')}, ${p.add(nullableStored(input.trigger.detail), 'text')},
+                ${p.add(input.options.fullResync, 'boolean')}, ${p.add(input.options.resetCDC, 'boolean')}, ${p.add(now, 'float8')}
+         FROM sync
+         ON CONFLICT (sync_id) WHERE status = 'queued' AND sequence_run_id IS NULL
+         DO UPDATE SET full_resync = r.full_resync OR excluded.full_resync, reset_cdc = r.reset_cdc OR excluded.reset_cdc
+         RETURNING r.*, (r.xmax = 0) AS created
+       )
+       SELECT queued.*, ${this.notifySql('work', p)} AS notified FROM queued`,
       p.values,
     );
     const row = rows[0];
@@ -356,20 +396,20 @@ export class PostgresStore implements Store, AsyncDisposable {
     return { run: syncRun(row), created: row.created === true };
   }
 
-  async claimSyncRun(id: number, now: number): Promise<SyncRun | null> {
-    // One statement: the run moves queued → querying unless another run of its sync is active,
-    // and its member follows. Two claims racing for one run: the second finds it no longer
-    // queued. Two claims of different runs of one sync: the second hits the unique index of
-    // active runs and must wait, as when it saw the first.
+  async claimSyncRun(id: number, now: number, lease: LeaseRequest): Promise<SyncRun | null> {
+    // One statement: a queued run moves to querying unless another run of its sync is active, or
+    // an active run whose lease expired is taken over (same id, attempt + 1); its member follows.
+    // Two claims racing for one run: the second, once the first committed, finds it claimed. Two
+    // claims of different runs of one sync: the second hits the unique index of active runs and
+    // must wait, as when it saw the first.
     const p = new Params();
-    const runId = p.add(safeId(id) ?? -1, 'bigint');
     const at = p.add(now, 'float8');
+    const runId = p.add(safeId(id) ?? -1, 'bigint');
     try {
       const rows = await this.db.query<SyncRunRow>(
         `WITH claimed AS (
-           UPDATE ${this.t.syncRuns} AS r SET status = 'querying', started_at = ${at}
-           WHERE r.id = ${runId} AND r.status = 'queued'
-             AND NOT EXISTS (SELECT 1 FROM ${this.t.syncRuns} AS other WHERE other.sync_id = r.sync_id AND other.status IN ${ACTIVE})
+           UPDATE ${this.t.syncRuns} AS r SET ${this.claimSetSql(lease, now, at, p)}
+           WHERE r.id = ${runId} AND ${this.claimableSql('r', at)}
            RETURNING r.*
          ), member AS (${this.followSql('claimed', memberTransition('querying'), at, p)})
          SELECT * FROM claimed`,
@@ -385,42 +425,101 @@ export class PostgresStore implements Store, AsyncDisposable {
     return null;
   }
 
-  async updateSyncRun(id: number, patch: SyncRunPatch, now: number): Promise<SyncRun> {
-    const status = patch.status ?? null;
+  async claimNextSyncRun(now: number, lease: LeaseRequest): Promise<SyncRun | null> {
+    // One statement: the candidate is locked with SKIP LOCKED, so workers claiming at once each
+    // take another run instead of waiting for one another; a candidate that changed meanwhile is
+    // checked again once its lock is free. Two workers may still pick different queued runs of
+    // one sync: the unique index of active runs refuses the second, which tries again and then
+    // finds the sync busy.
+    for (let attempt = 1; ; attempt++) {
+      const p = new Params();
+      const at = p.add(now, 'float8');
+      try {
+        const rows = await this.db.query<SyncRunRow>(
+          `WITH expired AS (
+             SELECT id FROM ${this.t.syncRuns}
+             WHERE status IN ${ACTIVE} AND (lease_expires_at IS NULL OR lease_expires_at <= ${at})
+             ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
+           ), queued AS (
+             SELECT r.id FROM ${this.t.syncRuns} AS r
+             WHERE NOT EXISTS (SELECT 1 FROM expired) AND r.status = 'queued'
+               AND NOT EXISTS (SELECT 1 FROM ${this.t.syncRuns} AS other WHERE other.sync_id = r.sync_id AND other.status IN ${ACTIVE})
+             ORDER BY r.id LIMIT 1 FOR UPDATE OF r SKIP LOCKED
+           ), candidate AS (
+             SELECT id FROM expired UNION ALL SELECT id FROM queued
+           ), claimed AS (
+             UPDATE ${this.t.syncRuns} AS r SET ${this.claimSetSql(lease, now, at, p)}
+             FROM candidate WHERE r.id = candidate.id
+             RETURNING r.*
+           ), member AS (${this.followSql('claimed', memberTransition('querying'), at, p)})
+           SELECT * FROM claimed`,
+          p.values,
+        );
+        return rows[0] ? syncRun(rows[0]) : null;
+      } catch (error) {
+        if (!isUniqueViolation(error)) throw error;
+        if (attempt >= CLAIM_ATTEMPTS) return null;
+      }
+    }
+  }
+
+  async renewLeases(runIds: number[], now: number, lease: LeaseRequest): Promise<number[]> {
+    const ids = runIds.map(safeId).filter((id): id is number => id !== null);
+    if (ids.length === 0) return [];
+    const rows = await this.db.query<{ id: number }>(
+      `UPDATE ${this.t.syncRuns} SET lease_expires_at = $3
+       WHERE id = ANY($1::bigint[]) AND worker_id = $2 AND status IN ${ACTIVE}
+       RETURNING id`,
+      [ids, lease.workerId, now + lease.leaseMs],
+    );
+    const held = new Set(rows.map((r) => Number(r.id)));
+    return runIds.filter((id) => held.has(id));
+  }
+
+  async releaseLeases(workerId: string, now: number): Promise<number> {
     const p = new Params();
-    const runId = p.add(safeId(id) ?? -1, 'bigint');
-    const newStatus = p.add(status, 'text');
-    const at = p.add(now, 'float8');
-    const count = (value: number | undefined) => p.add(value ?? null, 'bigint');
-    // Absent fields are NULL and keep their value; a terminal run refuses a new status (no row).
-    const update = `UPDATE ${this.t.syncRuns} SET
-         status             = COALESCE(${newStatus}, status),
-         query_size         = COALESCE(${count(patch.querySize)}, query_size),
-         planned_added      = COALESCE(${count(patch.plannedRows?.addedCount)}, planned_added),
-         planned_changed    = COALESCE(${count(patch.plannedRows?.changedCount)}, planned_changed),
-         planned_removed    = COALESCE(${count(patch.plannedRows?.removedCount)}, planned_removed),
-         successful_added   = COALESCE(${count(patch.successfulRows?.addedCount)}, successful_added),
-         successful_changed = COALESCE(${count(patch.successfulRows?.changedCount)}, successful_changed),
-         successful_removed = COALESCE(${count(patch.successfulRows?.removedCount)}, successful_removed),
-         failed_added       = COALESCE(${count(patch.failedRows?.addedCount)}, failed_added),
-         failed_changed     = COALESCE(${count(patch.failedRows?.changedCount)}, failed_changed),
-         failed_removed     = COALESCE(${count(patch.failedRows?.removedCount)}, failed_removed),
-         completion_ratio   = COALESCE(${p.add(patch.completionRatio ?? null, 'float8')}, completion_ratio),
-         error              = CASE WHEN ${p.add(patch.error !== undefined, 'boolean')} THEN ${p.add(nullableStored(patch.error ?? null), 'text')} ELSE error END,
-         api_usage          = COALESCE(${p.add(patch.apiUsage ? JSON.stringify(patch.apiUsage) : null, 'text')}, api_usage),
-         finished_at        = CASE WHEN ${p.add(status !== null && isTerminalSyncRunStatus(status), 'boolean')} AND status <> ${newStatus}
-                                   THEN ${at} ELSE finished_at END
-       WHERE id = ${runId} AND (${newStatus} IS NULL OR status = ${newStatus} OR status NOT IN ${TERMINAL_SYNC})
-       RETURNING *`;
-    const sql =
-      status === null
-        ? update
-        : `WITH updated AS (${update}), member AS (${this.followSql('updated', memberTransition(status), at, p)}) SELECT * FROM updated`;
-    const row = (await this.db.query<SyncRunRow>(sql, p.values))[0];
-    if (row) return syncRun(row);
-    const current = await this.syncRunRow(this.db.direct, id);
-    if (!current) throw new NotFoundError(`sync run ${id} does not exist`);
-    throw syncRunFinishedError(id, current.status, status);
+    const rows = await this.db.query(
+      `WITH released AS (
+         UPDATE ${this.t.syncRuns} SET lease_expires_at = ${p.add(now, 'float8')}
+         WHERE worker_id = ${p.add(workerId, 'text')} AND status IN ${ACTIVE}
+         RETURNING id
+       )
+       SELECT id, ${this.notifySql('work', p)} AS notified FROM released`,
+      p.values,
+    );
+    return rows.length;
+  }
+
+  async listLeases(): Promise<RunLease[]> {
+    const rows = await this.db.query<LeaseRow>(
+      `SELECT id, sync_id, worker_id, attempt, lease_expires_at FROM ${this.t.syncRuns} WHERE status IN ${ACTIVE} ORDER BY id`,
+    );
+    return rows.map(toLease);
+  }
+
+  async updateSyncRun(id: number, patch: SyncRunPatch, now: number, attempt?: number): Promise<SyncRun> {
+    const status = patch.status ?? null;
+    if (status === null || !isTerminalSyncRunStatus(status)) {
+      // One statement: the attempt and the status rule are conditions of the UPDATE, checked again
+      // on the newest row once a concurrent takeover or finish released it.
+      const row = await this.patchSyncRun(this.db.direct, id, patch, now, attempt);
+      if (row) return syncRun(row);
+      const current = await this.syncRunRow(this.db.direct, id);
+      if (attempt !== undefined && (!current || Number(current.attempt) !== attempt)) throw runLeaseLost(id, attempt, current);
+      if (!current) throw new NotFoundError(`sync run ${id} does not exist`);
+      throw syncRunFinishedError(id, current.status, status);
+    }
+    // The run's end: its row is locked first, so exactly one transaction finishes it and records
+    // it in the outbox of finished runs.
+    return this.db.transaction(async (q) => {
+      const before = await this.syncRunRow(q, id, 'FOR UPDATE');
+      if (attempt !== undefined && (!before || Number(before.attempt) !== attempt)) throw runLeaseLost(id, attempt, before);
+      if (!before) throw new NotFoundError(`sync run ${id} does not exist`);
+      const row = await this.patchSyncRun(q, id, patch, now, attempt);
+      if (!row) throw syncRunFinishedError(id, before.status, status);
+      if (!isTerminalSyncRunStatus(before.status as SyncRunStatus)) await this.recordFinishedRun(q, 'sync', String(id), now);
+      return syncRun(row);
+    });
   }
 
   async getSyncRun(id: number): Promise<SyncRun | null> {
@@ -446,37 +545,22 @@ export class PostgresStore implements Store, AsyncDisposable {
   }
 
   async requestSyncRunCancel(id: number, now: number = this.clock.now()): Promise<SyncRun> {
-    return this.db.transaction(async (q) => {
-      const current = await this.syncRunRow(q, id, 'FOR UPDATE');
-      if (!current) throw new NotFoundError(`sync run ${id} does not exist`);
-      const status = current.status as SyncRunStatus;
-      if (isTerminalSyncRunStatus(status)) throw nothingToCancelError(`sync run ${id}`, status);
-      if (status === 'queued') {
-        const p = new Params();
-        const at = p.add(now, 'float8');
-        const { rows } = await q.query<SyncRunRow>(
-          `WITH cancelled AS (
-             UPDATE ${this.t.syncRuns} SET status = 'cancelled', cancel_requested = true, finished_at = ${at}
-             WHERE id = ${p.add(current.id, 'bigint')} RETURNING *
-           ), member AS (${this.followSql('cancelled', memberTransition('cancelled'), at, p)})
-           SELECT * FROM cancelled`,
-          p.values,
-        );
-        return syncRun(rows[0] as SyncRunRow);
-      }
-      const { rows } = await q.query<SyncRunRow>(`UPDATE ${this.t.syncRuns} SET cancel_requested = true WHERE id = $1 RETURNING *`, [current.id]);
-      return syncRun(rows[0] as SyncRunRow);
-    });
+    return this.db.transaction((q) => this.cancelSyncRun(q, id, now));
   }
 
-  async addRejectedRows(rows: RejectedRow[]): Promise<void> {
+  async addRejectedRows(rows: RejectedRow[], fence?: RunFence): Promise<void> {
     if (rows.length === 0) return;
     // One statement; ids follow the order given, which is the order they are listed in.
-    await this.db.query(
-      `INSERT INTO ${this.t.rejectedRows} (sync_run_id, key, op, reason)
-       SELECT u.run, u.key, u.op, u.reason FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS u(run, key, op, reason, n)
-       ORDER BY u.n`,
-      [rows.map((r) => safeId(r.syncRunId) ?? -1), rows.map((r) => storedText(r.key)), rows.map((r) => r.op), rows.map((r) => storedText(r.reason))],
+    await this.runStatements(
+      [
+        [
+          `INSERT INTO ${this.t.rejectedRows} (sync_run_id, key, op, reason)
+           SELECT u.run, u.key, u.op, u.reason FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS u(run, key, op, reason, n)
+           ORDER BY u.n`,
+          [rows.map((r) => safeId(r.syncRunId) ?? -1), rows.map((r) => storedText(r.key)), rows.map((r) => r.op), rows.map((r) => storedText(r.reason))],
+        ],
+      ],
+      fence,
     );
   }
 
@@ -504,7 +588,12 @@ export class PostgresStore implements Store, AsyncDisposable {
     return found;
   }
 
-  async snapshotWrite(syncId: number, upserts: Array<[key: string, hash: string]> | SnapshotRows, deletes: string[]): Promise<void> {
+  async snapshotWrite(
+    syncId: number,
+    upserts: Array<[key: string, hash: string]> | SnapshotRows,
+    deletes: string[],
+    fence?: RunFence,
+  ): Promise<void> {
     const columns = Array.isArray(upserts) ? null : upserts;
     const count = columns ? columns.keys.length : (upserts as unknown[]).length;
     if (count === 0 && deletes.length === 0) return;
@@ -512,7 +601,7 @@ export class PostgresStore implements Store, AsyncDisposable {
       const statements: Statement[] = [];
       if (count > 0) statements.push(Array.isArray(rows) ? this.snapshotPairsUpsert(syncId, rows) : this.snapshotColumnsUpsert(syncId, rows));
       if (deletes.length > 0) statements.push(this.deleteKeys(this.t.snapshots, syncId, deletes));
-      return this.runStatements(statements);
+      return this.runStatements(statements, fence);
     };
     try {
       await write(columns ?? (upserts as Array<[string, string]>));
@@ -562,8 +651,8 @@ export class PostgresStore implements Store, AsyncDisposable {
     }
   }
 
-  async snapshotClear(syncId: number): Promise<void> {
-    await this.db.query(`DELETE FROM ${this.t.snapshots} WHERE sync_id = $1`, [syncId]);
+  async snapshotClear(syncId: number, fence?: RunFence): Promise<void> {
+    await this.runStatements([[`DELETE FROM ${this.t.snapshots} WHERE sync_id = $1`, [syncId]]], fence);
   }
 
   async snapshotCount(syncId: number): Promise<number> {
@@ -583,7 +672,7 @@ export class PostgresStore implements Store, AsyncDisposable {
     return found;
   }
 
-  async recordIdsWrite(syncId: number, ids: Array<[key: string, id: string]>, deletes: string[]): Promise<void> {
+  async recordIdsWrite(syncId: number, ids: Array<[key: string, id: string]>, deletes: string[], fence?: RunFence): Promise<void> {
     if (ids.length === 0 && deletes.length === 0) return;
     const write = (pairs: Array<[string, string]>) => {
       const statements: Statement[] = [];
@@ -596,7 +685,7 @@ export class PostgresStore implements Store, AsyncDisposable {
         ]);
       }
       if (deletes.length > 0) statements.push(this.deleteKeys(this.t.recordIds, syncId, deletes));
-      return this.runStatements(statements);
+      return this.runStatements(statements, fence);
     };
     try {
       await write(ids);
@@ -642,6 +731,7 @@ export class PostgresStore implements Store, AsyncDisposable {
         [id, sequence.members.map((m) => m.key), syncIds],
       );
       const created = await q.query<SequenceRunResult>(`SELECT ${this.sequenceRunColumns} FROM ${this.t.sequenceRuns} AS r WHERE r.id = $1`, [id]);
+      await this.notify(q, 'work');
       return { run: sequenceRun(created.rows[0] as SequenceRunResult), created: true };
     });
   }
@@ -695,60 +785,11 @@ export class PostgresStore implements Store, AsyncDisposable {
   }
 
   async startMembers(sequenceRunId: string, members: MemberStart[], now: number): Promise<SyncRun[]> {
-    return this.db.transaction(async (q) => {
-      // The sequence run is locked: two hand-offs replayed at once take turns, and the second
-      // finds the members started.
-      const run = (await q.query<{ status: string }>(`SELECT status FROM ${this.t.sequenceRuns} WHERE id = $1 FOR UPDATE`, [sequenceRunId])).rows[0];
-      if (!run) throw new NotFoundError(`sequence run ${sequenceRunId} does not exist`);
-      if (isTerminalSequenceRunStatus(run.status)) return [];
-      if (members.length === 0) return [];
-      const found = await q.query<{ key: string; member_status: string; sync_run_id: number | null; run_status: string | null }>(
-        `SELECT m.key, m.status AS member_status, m.sync_run_id, r.status AS run_status
-         FROM ${this.t.memberRuns} AS m LEFT JOIN ${this.t.syncRuns} AS r ON r.id = m.sync_run_id
-         WHERE m.sequence_run_id = $1 AND m.key = ANY($2::text[])`,
-        [sequenceRunId, members.map((m) => m.key)],
-      );
-      const current = new Map(found.rows.map((r) => [r.key, r]));
-      // The syncs are share-locked: a delete of one waits until its member's run is queued.
-      const live = await q.query<{ id: number }>(`SELECT id FROM ${this.t.syncs} WHERE id = ANY($1::bigint[]) AND deleted_at IS NULL FOR SHARE`, [
-        members.map((m) => safeId(m.syncId) ?? -1),
-      ]);
-      const liveSyncs = new Set(live.rows.map((r) => Number(r.id)));
-      const started = new Set<string>();
-      const created: SyncRun[] = [];
-      for (const member of members) {
-        const state = current.get(member.key);
-        if (!state) throw new NotFoundError(`sequence run ${sequenceRunId} has no member "${member.key}"`);
-        if (started.has(member.key)) continue;
-        if (!memberNeedsRun({ memberStatus: state.member_status, syncRunId: state.sync_run_id, runStatus: state.run_status })) continue;
-        if (!liveSyncs.has(member.syncId)) {
-          throw new NotFoundError(`member "${member.key}" of sequence run ${sequenceRunId} runs sync ${member.syncId}, which does not exist`);
-        }
-        const { rows } = await q.query<SyncRunRow>(
-          `WITH run AS (
-             INSERT INTO ${this.t.syncRuns} (sync_id, status, trigger_type, trigger_detail, full_resync, reset_cdc, sequence_run_id, member_key, created_at)
-             VALUES ($1, 'queued', 'sequence', $2, false, false, $2, $3, $4)
-             RETURNING *
-           ), linked AS (
-             UPDATE ${this.t.memberRuns} AS m SET sync_run_id = run.id, sync_id = run.sync_id, status = 'pending', finished_at = NULL
-             FROM run WHERE m.sequence_run_id = $2 AND m.key = $3
-           )
-           SELECT * FROM run`,
-          [member.syncId, sequenceRunId, member.key, now],
-        );
-        started.add(member.key);
-        created.push(syncRun(rows[0] as SyncRunRow));
-      }
-      return created;
-    });
+    return this.db.transaction((q) => this.startMembersIn(q, sequenceRunId, members, now));
   }
 
   async setTermination(sequenceRunId: string, memberKey: string | null, reason: string): Promise<void> {
-    const rows = await this.db.query(
-      `UPDATE ${this.t.sequenceRuns} SET terminated_by = $1, reason = $2 WHERE id = $3 AND reason IS NULL RETURNING id`,
-      [memberKey, storedText(reason), sequenceRunId],
-    );
-    if (rows.length > 0) return;
+    if (await this.setTerminationIn(this.db.direct, sequenceRunId, memberKey, reason)) return;
     if (!(await this.sequenceRunRow(this.db.direct, sequenceRunId))) throw new NotFoundError(`sequence run ${sequenceRunId} does not exist`);
   }
 
@@ -761,22 +802,45 @@ export class PostgresStore implements Store, AsyncDisposable {
   }
 
   async finishSequenceRun(sequenceRunId: string, status: SequenceRunStatus, now: number): Promise<SequenceRun> {
+    return this.db.transaction((q) => this.finishSequenceRunIn(q, sequenceRunId, status, now));
+  }
+
+  async advanceSequenceRun(
+    id: string,
+    decide: (state: SequenceAdvanceState) => SequenceDecision,
+    now: number,
+  ): Promise<SequenceAdvance> {
     return this.db.transaction(async (q) => {
-      const current = await this.sequenceRunRow(q, sequenceRunId, 'FOR UPDATE');
-      if (!current) throw new NotFoundError(`sequence run ${sequenceRunId} does not exist`);
-      if (isTerminalSequenceRunStatus(current.status)) {
-        if (current.status === status) return sequenceRun(current);
-        throw sequenceRunFinishedError(sequenceRunId, current.status, status);
-      }
-      const { rows } = await q.query<SequenceRunResult>(
-        `WITH finished AS (
-           UPDATE ${this.t.sequenceRuns} SET status = $2, finished_at = CASE WHEN $3::boolean THEN $4::float8 ELSE finished_at END
-           WHERE id = $1 RETURNING *
-         )
-         SELECT ${this.sequenceRunColumns} FROM finished AS r`,
-        [sequenceRunId, status, isTerminalSequenceRunStatus(status), now],
+      // The lock first, then the state in a statement of its own: a second advance waiting for the
+      // lock reads what the first one committed, members and sync runs alike (one snapshot).
+      const locked = await q.query(`SELECT id FROM ${this.t.sequenceRuns} WHERE id = $1 FOR UPDATE`, [id]);
+      if (locked.rows.length === 0) throw new NotFoundError(`sequence run ${id} does not exist`);
+      const { rows } = await q.query<SequenceRunResult & { sync_runs: SyncRunRow[] }>(
+        `SELECT ${this.sequenceRunColumns},
+                COALESCE((SELECT json_agg(s) FROM ${this.t.syncRuns} AS s
+                          WHERE s.id IN (SELECT m.sync_run_id FROM ${this.t.memberRuns} AS m WHERE m.sequence_run_id = r.id)), '[]'::json) AS sync_runs
+         FROM ${this.t.sequenceRuns} AS r WHERE r.id = $1`,
+        [id],
       );
-      return sequenceRun(rows[0] as SequenceRunResult);
+      const state = rows[0] as SequenceRunResult & { sync_runs: SyncRunRow[] };
+      const run = sequenceRun(state);
+      if (run.status !== 'running') return { run, started: [], cancelled: [] };
+      const syncRuns = new Map(state.sync_runs.map((row) => [Number(row.id), syncRun(row)]));
+      const sequences = await q.query<EntityRow>(`SELECT * FROM ${this.t.sequences} WHERE id = $1 AND deleted_at IS NULL`, [run.sequenceId]);
+      const sequence = sequences.rows[0] ? this.record<SequenceRecord>('sequence', sequences.rows[0]) : null;
+
+      const decision = decide({ run, sequence, syncRuns });
+      if (decision.terminate) await this.setTerminationIn(q, id, decision.terminate.member, decision.terminate.reason);
+      for (const syncRunId of decision.cancel) {
+        const current = syncRuns.get(syncRunId);
+        if (current && !isTerminalSyncRunStatus(current.status)) await this.cancelSyncRun(q, syncRunId, now);
+      }
+      if (decision.skipPending) await this.skipPending(q, id, now);
+      const started = decision.start.length > 0 ? await this.startMembersIn(q, id, decision.start, now) : [];
+      const after = decision.finish
+        ? await this.finishSequenceRunIn(q, id, decision.finish, now)
+        : sequenceRun((await this.sequenceRunRow(q, id)) as SequenceRunResult);
+      return { run: after, started, cancelled: decision.cancel };
     });
   }
 
@@ -796,20 +860,27 @@ export class PostgresStore implements Store, AsyncDisposable {
   }
 
   // -------------------------------------------------------------------------------------------
-  // Recovery
+  // Outbox of finished runs
 
-  async interruptActiveSyncRuns(now: number): Promise<SyncRun[]> {
-    const p = new Params();
-    const at = p.add(now, 'float8');
-    const rows = await this.db.query<SyncRunRow>(
-      `WITH interrupted AS (
-         UPDATE ${this.t.syncRuns} SET status = 'interrupted', finished_at = ${at}, error = ${p.add(INTERRUPTED_RUN_ERROR, 'text')}
-         WHERE status IN ${ACTIVE} RETURNING *
-       ), member AS (${this.followSql('interrupted', memberTransition('interrupted'), at, p)})
-       SELECT * FROM interrupted ORDER BY id`,
-      p.values,
+  async takeFinishedRuns(limit: number, now: number, lease: LeaseRequest): Promise<FinishedRunEntry[]> {
+    if (limit <= 0) return [];
+    // SKIP LOCKED: processes taking at once each get other entries, without waiting.
+    const rows = await this.db.query<FinishedRunRow>(
+      `WITH free AS (
+         SELECT id FROM ${this.t.finishedRuns} WHERE held_until IS NULL OR held_until <= $1
+         ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED
+       )
+       UPDATE ${this.t.finishedRuns} AS f SET held_by = $3, held_until = $4 FROM free WHERE f.id = free.id
+       RETURNING f.id, f.kind, f.run_id`,
+      [now, Math.floor(limit), lease.workerId, now + lease.leaseMs],
     );
-    return rows.map(syncRun);
+    return rows.map(toFinishedRun).sort((a, b) => a.id - b.id);
+  }
+
+  async ackFinishedRuns(ids: number[]): Promise<void> {
+    const safe = ids.map(safeId).filter((id): id is number => id !== null);
+    if (safe.length === 0) return;
+    await this.db.query(`DELETE FROM ${this.t.finishedRuns} WHERE id = ANY($1::bigint[])`, [safe]);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -1020,6 +1091,189 @@ export class PostgresStore implements Store, AsyncDisposable {
       WHERE m.sequence_run_id = run.sequence_run_id AND m.key = run.member_key AND m.sync_run_id = run.id`;
   }
 
+  /** Creates a queued sync run for each member that needs one and links it (see startMembers). */
+  private async startMembersIn(q: Queryable, sequenceRunId: string, members: MemberStart[], now: number): Promise<SyncRun[]> {
+    // The sequence run is locked: two hand-offs replayed at once take turns, and the second
+    // finds the members started.
+    const run = (await q.query<{ status: string }>(`SELECT status FROM ${this.t.sequenceRuns} WHERE id = $1 FOR UPDATE`, [sequenceRunId])).rows[0];
+    if (!run) throw new NotFoundError(`sequence run ${sequenceRunId} does not exist`);
+    if (isTerminalSequenceRunStatus(run.status)) return [];
+    if (members.length === 0) return [];
+    const found = await q.query<{ key: string; member_status: string; sync_run_id: number | null; run_status: string | null }>(
+      `SELECT m.key, m.status AS member_status, m.sync_run_id, r.status AS run_status
+       FROM ${this.t.memberRuns} AS m LEFT JOIN ${this.t.syncRuns} AS r ON r.id = m.sync_run_id
+       WHERE m.sequence_run_id = $1 AND m.key = ANY($2::text[])`,
+      [sequenceRunId, members.map((m) => m.key)],
+    );
+    const current = new Map(found.rows.map((r) => [r.key, r]));
+    // The syncs are share-locked: a delete of one waits until its member's run is queued.
+    const live = await q.query<{ id: number }>(`SELECT id FROM ${this.t.syncs} WHERE id = ANY($1::bigint[]) AND deleted_at IS NULL FOR SHARE`, [
+      members.map((m) => safeId(m.syncId) ?? -1),
+    ]);
+    const liveSyncs = new Set(live.rows.map((r) => Number(r.id)));
+    const started = new Set<string>();
+    const created: SyncRun[] = [];
+    for (const member of members) {
+      const state = current.get(member.key);
+      if (!state) throw new NotFoundError(`sequence run ${sequenceRunId} has no member "${member.key}"`);
+      if (started.has(member.key)) continue;
+      if (!memberNeedsRun({ memberStatus: state.member_status, syncRunId: state.sync_run_id, runStatus: state.run_status })) continue;
+      if (!liveSyncs.has(member.syncId)) {
+        throw new NotFoundError(`member "${member.key}" of sequence run ${sequenceRunId} runs sync ${member.syncId}, which does not exist`);
+      }
+      const { rows } = await q.query<SyncRunRow>(
+        `WITH run AS (
+           INSERT INTO ${this.t.syncRuns} (sync_id, status, trigger_type, trigger_detail, full_resync, reset_cdc, sequence_run_id, member_key, created_at)
+           VALUES ($1, 'queued', 'sequence', $2, false, false, $2, $3, $4)
+           RETURNING *
+         ), linked AS (
+           UPDATE ${this.t.memberRuns} AS m SET sync_run_id = run.id, sync_id = run.sync_id, status = 'pending', finished_at = NULL
+           FROM run WHERE m.sequence_run_id = $2 AND m.key = $3
+         )
+         SELECT * FROM run`,
+        [member.syncId, sequenceRunId, member.key, now],
+      );
+      started.add(member.key);
+      created.push(syncRun(rows[0] as SyncRunRow));
+    }
+    if (created.length > 0) await this.notify(q, 'work');
+    return created;
+  }
+
+  /** Records the termination unless one is recorded (the first wins); false when nothing changed. */
+  private async setTerminationIn(q: Queryable, sequenceRunId: string, memberKey: string | null, reason: string): Promise<boolean> {
+    const { rows } = await q.query(`UPDATE ${this.t.sequenceRuns} SET terminated_by = $1, reason = $2 WHERE id = $3 AND reason IS NULL RETURNING id`, [
+      memberKey,
+      storedText(reason),
+      sequenceRunId,
+    ]);
+    return rows.length > 0;
+  }
+
+  /** Ends a sequence run (once: the same status again is a no-op, another a Conflict) and records it in the outbox. */
+  private async finishSequenceRunIn(q: Queryable, sequenceRunId: string, status: SequenceRunStatus, now: number): Promise<SequenceRun> {
+    const current = await this.sequenceRunRow(q, sequenceRunId, 'FOR UPDATE');
+    if (!current) throw new NotFoundError(`sequence run ${sequenceRunId} does not exist`);
+    if (isTerminalSequenceRunStatus(current.status)) {
+      if (current.status === status) return sequenceRun(current);
+      throw sequenceRunFinishedError(sequenceRunId, current.status, status);
+    }
+    const terminal = isTerminalSequenceRunStatus(status);
+    const { rows } = await q.query<SequenceRunResult>(
+      `WITH finished AS (
+         UPDATE ${this.t.sequenceRuns} SET status = $2, finished_at = CASE WHEN $3::boolean THEN $4::float8 ELSE finished_at END
+         WHERE id = $1 RETURNING *
+       )
+       SELECT ${this.sequenceRunColumns} FROM finished AS r`,
+      [sequenceRunId, status, terminal, now],
+    );
+    if (terminal) await this.recordFinishedRun(q, 'sequence', sequenceRunId, now);
+    return sequenceRun(rows[0] as SequenceRunResult);
+  }
+
+  /** A cancel request: a queued run ends at once, an active one is flagged and stops at its next batch boundary. */
+  private async cancelSyncRun(q: Queryable, id: number, now: number): Promise<SyncRun> {
+    const current = await this.syncRunRow(q, id, 'FOR UPDATE');
+    if (!current) throw new NotFoundError(`sync run ${id} does not exist`);
+    const status = current.status as SyncRunStatus;
+    if (isTerminalSyncRunStatus(status)) throw nothingToCancelError(`sync run ${id}`, status);
+    if (status === 'queued') {
+      const p = new Params();
+      const at = p.add(now, 'float8');
+      const { rows } = await q.query<SyncRunRow>(
+        `WITH cancelled AS (
+           UPDATE ${this.t.syncRuns} SET status = 'cancelled', cancel_requested = true, finished_at = ${at}
+           WHERE id = ${p.add(current.id, 'bigint')} RETURNING *
+         ), member AS (${this.followSql('cancelled', memberTransition('cancelled'), at, p)})
+         SELECT * FROM cancelled`,
+        p.values,
+      );
+      return syncRun(rows[0] as SyncRunRow);
+    }
+    const { rows } = await q.query<SyncRunRow>(`UPDATE ${this.t.syncRuns} SET cancel_requested = true WHERE id = $1 RETURNING *`, [current.id]);
+    return syncRun(rows[0] as SyncRunRow);
+  }
+
+  /**
+   * Applies a patch in one statement (absent fields keep their value) unless the run is in another
+   * attempt than `attempt`, or is finished and the patch names another status; null then. A
+   * member follows a new status.
+   */
+  private async patchSyncRun(q: Queryable, id: number, patch: SyncRunPatch, now: number, attempt: number | undefined): Promise<SyncRunRow | null> {
+    const status = patch.status ?? null;
+    const terminal = status !== null && isTerminalSyncRunStatus(status);
+    const p = new Params();
+    const runId = p.add(safeId(id) ?? -1, 'bigint');
+    const newStatus = p.add(status, 'text');
+    const at = p.add(now, 'float8');
+    const count = (value: number | undefined) => p.add(value ?? null, 'bigint');
+    const update = `UPDATE ${this.t.syncRuns} SET
+         status             = COALESCE(${newStatus}, status),
+         query_size         = COALESCE(${count(patch.querySize)}, query_size),
+         planned_added      = COALESCE(${count(patch.plannedRows?.addedCount)}, planned_added),
+         planned_changed    = COALESCE(${count(patch.plannedRows?.changedCount)}, planned_changed),
+         planned_removed    = COALESCE(${count(patch.plannedRows?.removedCount)}, planned_removed),
+         successful_added   = COALESCE(${count(patch.successfulRows?.addedCount)}, successful_added),
+         successful_changed = COALESCE(${count(patch.successfulRows?.changedCount)}, successful_changed),
+         successful_removed = COALESCE(${count(patch.successfulRows?.removedCount)}, successful_removed),
+         failed_added       = COALESCE(${count(patch.failedRows?.addedCount)}, failed_added),
+         failed_changed     = COALESCE(${count(patch.failedRows?.changedCount)}, failed_changed),
+         failed_removed     = COALESCE(${count(patch.failedRows?.removedCount)}, failed_removed),
+         completion_ratio   = COALESCE(${p.add(patch.completionRatio ?? null, 'float8')}, completion_ratio),
+         error              = CASE WHEN ${p.add(patch.error !== undefined, 'boolean')} THEN ${p.add(nullableStored(patch.error ?? null), 'text')} ELSE error END,
+         api_usage          = COALESCE(${p.add(patch.apiUsage ? JSON.stringify(patch.apiUsage) : null, 'text')}, api_usage),
+         finished_at        = CASE WHEN ${p.add(terminal, 'boolean')} AND status <> ${newStatus} THEN ${at} ELSE finished_at END,
+         lease_expires_at   = CASE WHEN ${p.add(terminal, 'boolean')} THEN NULL ELSE lease_expires_at END
+       WHERE id = ${runId} AND (${newStatus} IS NULL OR status = ${newStatus} OR status NOT IN ${TERMINAL_SYNC})
+         AND (${p.add(attempt ?? null, 'integer')} IS NULL OR attempt = ${p.add(attempt ?? null, 'integer')})
+       RETURNING *`;
+    const sql =
+      status === null
+        ? update
+        : `WITH updated AS (${update}), member AS (${this.followSql('updated', memberTransition(status), at, p)}) SELECT * FROM updated`;
+    const { rows } = await q.query<SyncRunRow>(sql, p.values);
+    return rows[0] ?? null;
+  }
+
+  /** `SET` of a claim by `lease` at `at`: one more attempt, held by the worker until the lease ends. */
+  private claimSetSql(lease: LeaseRequest, now: number, at: string, p: Params): string {
+    return `status = 'querying', started_at = COALESCE(r.started_at, ${at}), attempt = r.attempt + 1,
+      worker_id = ${p.add(lease.workerId, 'text')}, lease_expires_at = ${p.add(now + lease.leaseMs, 'float8')}`;
+  }
+
+  /**
+   * Whether the sync run `alias` can be claimed at `at`: queued while no run of its sync is active,
+   * or active with a lease that ended (or none: a run claimed before leases existed).
+   */
+  private claimableSql(alias: string, at: string): string {
+    return `((${alias}.status = 'queued'
+        AND NOT EXISTS (SELECT 1 FROM ${this.t.syncRuns} AS other WHERE other.sync_id = ${alias}.sync_id AND other.status IN ${ACTIVE}))
+      OR (${alias}.status IN ${ACTIVE} AND (${alias}.lease_expires_at IS NULL OR ${alias}.lease_expires_at <= ${at})))`;
+  }
+
+  /**
+   * Records a run's end in the outbox, in the transaction that ends it. Its sync or sequence is
+   * free for the next run too, so both topics are announced (at commit).
+   */
+  private async recordFinishedRun(q: Queryable, kind: FinishedRunEntry['kind'], runId: string, now: number): Promise<void> {
+    await q.query(`INSERT INTO ${this.t.finishedRuns} (kind, run_id, created_at) VALUES ($1, $2, $3)`, [kind, runId, now]);
+    await this.notify(q, 'finished');
+    await this.notify(q, 'work');
+  }
+
+  /** Announces `topic` to every process watching this schema, once `q`'s transaction commits. */
+  private async notify(q: Queryable, topic: StoreTopic): Promise<void> {
+    await q.query('SELECT pg_notify($1, $2)', [this.channel, topic]);
+  }
+
+  /**
+   * A scalar subquery announcing `topic` (see notify), for a column of a statement's result: it
+   * runs once, and only when the statement returns a row.
+   */
+  private notifySql(topic: StoreTopic, p: Params): string {
+    return `(SELECT pg_notify(${p.add(this.channel, 'text')}, ${p.add(topic, 'text')}))`;
+  }
+
   private async syncRunRow(q: Queryable, id: number, lock = ''): Promise<SyncRunRow | null> {
     const runId = safeId(id);
     if (runId === null) return null;
@@ -1033,16 +1287,31 @@ export class PostgresStore implements Store, AsyncDisposable {
     return rows[0] ?? null;
   }
 
-  /** Statements of one write: one runs alone, several in a transaction. */
-  private async runStatements(statements: Statement[]): Promise<void> {
-    if (statements.length === 1) {
+  /**
+   * Statements of one write: one runs alone, several in a transaction. A fenced write is a
+   * transaction that checks the fence first (see checkFence), so nothing is written once refused.
+   */
+  private async runStatements(statements: Statement[], fence?: RunFence): Promise<void> {
+    if (statements.length === 1 && fence === undefined) {
       const [sql, params] = statements[0] as Statement;
       await this.db.query(sql, params);
       return;
     }
     await this.db.transaction(async (q) => {
+      if (fence !== undefined) await this.checkFence(q, fence);
       for (const [sql, params] of statements) await q.query(sql, params);
     });
+  }
+
+  /**
+   * Refuses a write of the fenced attempt (a `lease_lost` error) unless the run is still in it. The
+   * run's row is share-locked until the write commits: a takeover waits for the write, or the
+   * write, coming after a takeover, sees the new attempt; writes of one attempt do not wait for
+   * each other.
+   */
+  private async checkFence(q: Queryable, fence: RunFence): Promise<void> {
+    const current = await this.syncRunRow(q, fence.runId, 'FOR SHARE');
+    if (!current || Number(current.attempt) !== fence.attempt) throw runLeaseLost(fence.runId, fence.attempt, current);
   }
 
   private deleteKeys(table: string, syncId: number, keys: string[]): Statement {
@@ -1089,6 +1358,11 @@ export class PostgresStore implements Store, AsyncDisposable {
 }
 
 type Statement = [sql: string, params: unknown[]];
+
+/** The refusal of a write of `attempt` by the run's row as it is now (null: it does not exist). */
+function runLeaseLost(runId: number, attempt: number, current: SyncRunRow | null): LockstepError {
+  return leaseLostError(runId, attempt, current ? Number(current.attempt) : null, current?.worker_id ?? null);
+}
 
 /** An id as PostgreSQL's bigint takes it, or null for a number no row can have (fractions, huge). */
 function safeId(id: number): number | null {
