@@ -28,6 +28,7 @@ import { PagerDutyChannel } from './connectors/alert-channels/pagerduty-channel.
 import { SlackChannel } from './connectors/alert-channels/slack-channel.js';
 import { WebhookChannel } from './connectors/alert-channels/webhook-channel.js';
 import { Worker } from './engine/worker.js';
+import { FinishedRunRelay } from './engine/finished-run-relay.js';
 import { SqliteStore } from './store/sqlite/sqlite-store.js';
 import type { ApiServer } from './api/server.js';
 
@@ -149,6 +150,8 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
     snapshotIndexBytes: config.snapshotIndexBytes,
     spoolDir: config.spoolDir,
   });
+  const lease = { workerId: config.workerId, leaseMs: config.leaseMs };
+  const finishedRuns = new FinishedRunRelay({ store, clock, logger, lease, pollIntervalMs: config.pollIntervalMs });
   const worker = new Worker({
     store,
     syncRunner,
@@ -157,6 +160,8 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
     events,
     maxConcurrentRuns: config.maxConcurrentRuns,
     pollIntervalMs: config.pollIntervalMs,
+    ...lease,
+    finishedRuns,
   });
   const scheduler = new Scheduler({
     store,
@@ -172,7 +177,7 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
   });
   const upstream = new UpstreamTriggers({
     store,
-    events,
+    finishedRuns,
     clock,
     logger,
     trigger: async (target, trigger) => {
@@ -190,7 +195,7 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
   let alertsQueued = false;
   const alertMonitor = new AlertMonitor({
     store,
-    events,
+    finishedRuns,
     clock,
     logger,
     publicUrl: config.publicUrl,

@@ -2,7 +2,8 @@
  * Environment + flags + the workspace's `store` setting → one resolved configuration, every default
  * filled in. Inner code never sees an optional setting.
  */
-import { tmpdir } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { hostname, tmpdir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { interpolate } from './core/connections.js';
 import { ErrorCode, LockstepError } from './core/errors.js';
@@ -22,6 +23,13 @@ export interface LockstepConfig {
   maxConcurrentRuns: number;
   /** How often a worker looks for work queued by other processes, ms (default: 1000). */
   pollIntervalMs: number;
+  /**
+   * How long a worker's claim on a run holds without a heartbeat, ms (default: 30 s, env
+   * LOCKSTEP_LEASE_SECONDS). A run whose worker died is taken over by another once it ends.
+   */
+  leaseMs: number;
+  /** This process's worker id among those sharing the store (default: host/pid/random, env LOCKSTEP_WORKER_ID). */
+  workerId: string;
   /** Rows read from a source per batch (default: 1000: small batches die young, which keeps garbage collection cheap). */
   readBatchSize: number;
   /**
@@ -77,6 +85,8 @@ export function resolveConfig(input: ConfigInput = {}): LockstepConfig {
     logLevel,
     maxConcurrentRuns: positiveInt(env.LOCKSTEP_CONCURRENCY, 8, 'LOCKSTEP_CONCURRENCY'),
     pollIntervalMs: positiveInt(env.LOCKSTEP_POLL_MS, 1000, 'LOCKSTEP_POLL_MS'),
+    leaseMs: positiveInt(env.LOCKSTEP_LEASE_SECONDS, 30, 'LOCKSTEP_LEASE_SECONDS') * 1000,
+    workerId: env.LOCKSTEP_WORKER_ID || newWorkerId(),
     readBatchSize: positiveInt(env.LOCKSTEP_READ_BATCH, 1000, 'LOCKSTEP_READ_BATCH'),
     snapshotIndexBytes: positiveInt(env.LOCKSTEP_SNAPSHOT_INDEX_MB, 256, 'LOCKSTEP_SNAPSHOT_INDEX_MB', 0) * 1024 * 1024,
     retry: DEFAULT_BACKOFF,
@@ -88,6 +98,11 @@ export function resolveConfig(input: ConfigInput = {}): LockstepConfig {
     },
     env,
   };
+}
+
+/** `host/pid/random`: a worker on this host whose pid is gone is known dead at once (engine/worker.ts). */
+export function newWorkerId(): string {
+  return `${hostname()}/${process.pid}/${randomBytes(3).toString('hex')}`;
 }
 
 function parseStore(text: string, workspaceDir: string): StoreConfig {

@@ -15,7 +15,7 @@ export interface Metrics {
   stop(): void;
 }
 
-export function createMetrics(deps: Pick<ApiDeps, 'events' | 'store' | 'logger'>): Metrics {
+export function createMetrics(deps: Pick<ApiDeps, 'events' | 'store' | 'logger' | 'runs'>): Metrics {
   const registry = new Registry();
   const syncRuns = new Counter({ name: 'lockstep_sync_runs_total', help: 'Sync runs finished, by status', labelNames: ['status'], registers: [registry] });
   const sequenceRuns = new Counter({ name: 'lockstep_sequence_runs_total', help: 'Sequence runs finished, by status', labelNames: ['status'], registers: [registry] });
@@ -52,6 +52,25 @@ export function createMetrics(deps: Pick<ApiDeps, 'events' | 'store' | 'logger'>
     async collect() {
       const [queued, pending] = await Promise.all([store.listQueuedSyncRuns(), store.listSequenceRunsByStatus(['pending'])]);
       this.set(queued.length + pending.length);
+    },
+  });
+
+  new Gauge({
+    name: 'lockstep_worker_leases',
+    help: 'Sync runs this worker holds a lease on, labelled with its worker id',
+    labelNames: ['worker'],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      this.set({ worker: deps.runs.workerId }, deps.runs.runningIds.length);
+    },
+  });
+  new Gauge({
+    name: 'lockstep_active_runs',
+    help: 'Sync runs held by any worker sharing the store',
+    registers: [registry],
+    async collect() {
+      this.set((await store.listLeases()).length);
     },
   });
 

@@ -143,8 +143,16 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
   app.get('/readyz', async (c) => {
     try {
-      await store.listQueuedSyncRuns();
-      return c.json({ status: 'ready' });
+      const [queued, leases] = await Promise.all([store.listQueuedSyncRuns(), store.listLeases()]);
+      const mine = leases.filter((lease) => lease.workerId === options.runs.workerId);
+      return c.json({
+        status: 'ready',
+        workerId: options.runs.workerId,
+        // The runs this process works on, with their leases as the store holds them.
+        leases: mine.map((lease) => ({ syncRunId: lease.runId, attempt: lease.attempt, expiresAt: new Date(lease.expiresAt).toISOString() })),
+        activeRuns: leases.length,
+        queueDepth: queued.length,
+      });
     } catch (thrown) {
       logger.warn('not ready: the store does not answer', { error: toError(thrown).message });
       return c.json({ status: 'unavailable', message: 'the store does not answer' }, 503);

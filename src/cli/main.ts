@@ -13,6 +13,7 @@ import { createApp, createConnectorRegistry, type App } from '../app.js';
 import { resolveConfig, type LockstepConfig } from '../config.js';
 import { ErrorCode, LockstepError, ValidationError, formatDiagnostic, toError } from '../core/errors.js';
 import { createJsonLogger } from '../core/logger.js';
+import { redactUrl } from '../core/connections.js';
 import { iso, rejectedRowView, syncRunView } from '../core/run-views.js';
 import { generateToken, hashToken } from '../core/tokens.js';
 import { ENTITY_SECTIONS, type EntityKind, type Stored, type WorkspaceDefinition, type WorkspaceState } from '../core/workspace.js';
@@ -21,7 +22,6 @@ import { sequenceRunDetails } from '../engine/run-details.js';
 import { findWorkspaceFiles, mayDeclareStore } from '../workspace/workspace-files.js';
 import { formatSequenceReport, formatSyncReport, mark, type Terminal } from './output.js';
 import { followSequenceRun, followSyncRun, printRejectedSamples } from './progress.js';
-import { acquireWorkerLock } from './worker-lock.js';
 
 export const EXIT = { ok: 0, runFailed: 1, invalid: 2, error: 3 } as const;
 
@@ -62,66 +62,29 @@ function workspaceDirFor(global: GlobalOptions): string {
   return global.workspace ?? process.env.LOCKSTEP_WORKSPACE ?? process.cwd();
 }
 
-/** How often a process waiting on another one's worker lock checks whether it can take it over, ms. */
-const LOCK_RETRY_MS = 250;
-
 /**
- * The app with a worker running here, or only enqueueing when another process holds the embedded
- * store's worker lock. A waiting process takes the lock over when its holder exits, so work the holder
- * left behind (queued or interrupted) still runs.
+ * The app, with a worker running here when the command runs work. Any number of processes may
+ * work on one store: each claims runs with a lease, and a run whose process died is taken over.
  */
-async function openApp(
-  global: GlobalOptions,
-  term: Terminal,
-  runWork: boolean,
-): Promise<{ app: App; close: () => Promise<void>; local: boolean; heldBy: number | null }> {
+async function openApp(global: GlobalOptions, term: Terminal, runWork: boolean): Promise<{ app: App; close: () => Promise<void> }> {
   const config = await configFor(global);
   const app = await createApp(config, {
     logger: createJsonLogger({ level: config.logLevel, write: (line) => term.err(line) }),
   });
-  let release = () => {};
-  let local = false;
-  let heldBy: number | null = null;
-  let retry: NodeJS.Timeout | undefined;
-  let takingOver: Promise<void> = Promise.resolve();
   if (runWork) {
-    const storePath = config.store.type === 'sqlite' ? config.store.path : null;
-    const lock = storePath ? acquireWorkerLock(storePath) : null;
-    if (storePath && lock && 'heldBy' in lock) {
-      heldBy = lock.heldBy;
-      retry = setInterval(() => {
-        const next = acquireWorkerLock(storePath);
-        if ('heldBy' in next) return;
-        clearInterval(retry);
-        release = () => next.release();
-        takingOver = app.worker.start().catch((thrown: unknown) => term.err(`error: could not start working on the store: ${toError(thrown).message}`));
-      }, LOCK_RETRY_MS);
-    } else {
-      release = lock && !('heldBy' in lock) ? () => lock.release() : release;
+    try {
       await app.worker.start();
-      local = true;
+    } catch (thrown) {
+      await app.close().catch(() => undefined);
+      throw thrown;
     }
   }
-  return {
-    app,
-    local,
-    heldBy,
-    close: async () => {
-      clearInterval(retry);
-      await takingOver.catch(() => undefined);
-      await app.close();
-      release();
-    },
-  };
+  return { app, close: () => app.close() };
 }
 
-/** Opens the app for a command that waits for its run, saying so when another process will run it. */
+/** Opens the app for a command that waits for its run. */
 async function openAppToRun(global: GlobalOptions, term: Terminal) {
-  const opened = await openApp(global, term, true);
-  if (opened.heldBy !== null) {
-    term.err(`Another Lockstep process (pid ${opened.heldBy}) is working on this store; it will run this and we wait for it.`);
-  }
-  return opened;
+  return openApp(global, term, true);
 }
 
 export function buildProgram(term: Terminal = processTerminal, setExit: (code: number) => void = () => {}): Command {
@@ -222,17 +185,10 @@ Exit codes:
           { fullResync: Boolean(opts.fullResync), resetCDC: Boolean(opts.resetCdc) },
           { type: 'manual', detail: 'cli' },
         );
-        let final: SyncRun;
-        for (let current = run.id; ; ) {
-          const stopProgress = opts.json ? async () => {} : followSyncRun(app, current, slug, term);
-          final = await app.worker.waitForSyncRun(current);
-          await stopProgress();
-          // The process running it stopped; whoever works on the store next runs it again as a new run.
-          const retry = final.status === 'interrupted' ? await findRetryRun(app, final) : null;
-          if (!retry) break;
-          if (!opts.json) term.err(`  ↻ sync run ${final.id} was interrupted; following its retry, run ${retry.id}`);
-          current = retry.id;
-        }
+        // If the process running it dies, another worker takes the same run over: waiting on its id is enough.
+        const stopProgress = opts.json ? async () => {} : followSyncRun(app, run.id, slug, term);
+        const final = await app.worker.waitForSyncRun(run.id);
+        await stopProgress();
         const rejected = await app.store.listRejectedRows(final.id, 10, 0);
         if (opts.json) {
           const all = await app.store.listRejectedRows(final.id, 1000, 0);
@@ -350,15 +306,13 @@ Exit codes:
     if (withWorker) cmd.option('--drain', 'exit once nothing is queued or running');
     if (name === 'serve') addServerOptions(cmd);
     cmd.action(async (opts: { drain?: boolean } & ServerFlags) => {
-      const { app, close, local } = await openApp(global(), term, withWorker);
-      if (withWorker && !local) {
-        await close();
-        throw new LockstepError(ErrorCode.Conflict, 'another Lockstep process already works on this store — stop it first, or use the PostgreSQL store to run several');
-      }
+      const { app, close } = await openApp(global(), term, withWorker);
       try {
         if (withScheduler) await app.startScheduler();
         if (withWorker) app.alerts.start();
-        term.err(`lockstep ${name}: running on ${app.config.store.type === 'sqlite' ? app.config.store.path : 'postgres'} (Ctrl-C to stop)`);
+        const where = app.config.store.type === 'sqlite' ? app.config.store.path : redactUrl(app.config.store.url);
+        const as = withWorker ? ` as worker ${app.worker.workerId}` : '';
+        term.err(`lockstep ${name}: running on ${where}${as} (Ctrl-C to stop)`);
         if (name === 'serve') await startServer(app, opts, term);
       } catch (thrown) {
         await close();
@@ -506,21 +460,6 @@ async function openValidated(global: GlobalOptions, term: Terminal) {
   const config = resolveConfig({ workspaceDir: dir, storeSetting: loaded.store, storeFlag: global.store, logLevel: global.logLevel });
   const app = await createApp(config, { logger: createJsonLogger({ level: config.logLevel, write: (line) => term.err(line) }) });
   return { app, definition: loaded.definition };
-}
-
-/** How long `sync run` looks for the run that retries an interrupted one, ms. */
-const RETRY_LOOKUP_MS = 10_000;
-
-/** The run of the same sync queued after an interrupted run (its retry, or a queued run it joined), if one appears. */
-async function findRetryRun(app: App, interrupted: SyncRun): Promise<SyncRun | null> {
-  const deadline = Date.now() + RETRY_LOOKUP_MS;
-  while (Date.now() < deadline) {
-    const later = await app.store.listSyncRuns({ syncId: interrupted.syncId, after: interrupted.createdAt, limit: 20, offset: 0, order: 'asc' });
-    const retry = later.find((r) => r.id > interrupted.id);
-    if (retry) return retry;
-    await new Promise((resolve) => setTimeout(resolve, LOCK_RETRY_MS));
-  }
-  return null;
 }
 
 function totalRejected(run: SyncRun): number {

@@ -21,6 +21,11 @@ export const ErrorCode = {
   Transient: 'transient',
   /** The store could not be read or written. */
   Store: 'store',
+  /**
+   * A write of a run's attempt refused: its lease expired and another worker took the run over
+   * (fencing). The attempt stops; nothing it wrote after that counts.
+   */
+  LeaseLost: 'lease_lost',
   /** Anything else; a bug or an unexpected condition. */
   Internal: 'internal',
 } as const;

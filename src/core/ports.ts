@@ -1,6 +1,7 @@
 /**
  * Ports: the interfaces core owns and the outer layers implement. The engine sees only these.
  */
+import type { SequenceAdvance, SequenceAdvanceState, SequenceDecision } from './sequence-rules.js';
 import type {
   RejectedRow,
   SequenceRun,
@@ -331,6 +332,33 @@ export interface SnapshotPage {
   hashes: string;
 }
 
+/** Who claims work, and for how long: a worker holds a claimed run until its lease ends unless renewed. */
+export interface LeaseRequest {
+  /** The claiming worker's id (host/pid/random): unique among the processes sharing the store. */
+  workerId: string;
+  /** Milliseconds the claim holds from `now`; the worker renews it well before it ends. */
+  leaseMs: number;
+}
+
+/**
+ * One attempt at a sync run. The writes a run makes (status and counts, rejected rows, snapshot
+ * and record-id commits) carry it, and the store refuses them (a `lease_lost` LockstepError) once
+ * the run's lease expired and another worker took it over as attempt + 1.
+ */
+export interface RunFence {
+  runId: number;
+  attempt: number;
+}
+
+/** A claimed run as the store holds it: who has it, in which attempt, until when. */
+export interface RunLease {
+  runId: number;
+  syncId: number;
+  workerId: string;
+  attempt: number;
+  expiresAt: number;
+}
+
 export interface MemberStart {
   key: string;
   syncId: number;
@@ -380,16 +408,40 @@ export interface SyncRunStore {
    * instead (`created: false`): repeated triggers while a run is in progress share one follow-up.
    */
   enqueueSyncRun(input: NewSyncRun, now: number): Promise<{ run: SyncRun; created: boolean }>;
-  /** queued → querying, if no other run of the same sync is active; null if it must wait. */
-  claimSyncRun(id: number, now: number): Promise<SyncRun | null>;
-  /** Applies a patch; a terminal status sets `finishedAt`. A member's state follows its sync run's. */
-  updateSyncRun(id: number, patch: SyncRunPatch, now: number): Promise<SyncRun>;
+  /**
+   * Claims sync run `id` for `lease.workerId`: queued → querying (attempt 1), if no other run of the
+   * same sync is active; or an active run whose lease expired, taken over as attempt + 1 with its
+   * id kept. Null when it must wait or another worker has it.
+   */
+  claimSyncRun(id: number, now: number, lease: LeaseRequest): Promise<SyncRun | null>;
+  /**
+   * Claims the next run there is work for, in one statement: first an active run whose lease
+   * expired (its worker died or froze), then the oldest queued run whose sync is free. Null when
+   * there is none. Many workers may call it at once; each run goes to one of them.
+   */
+  claimNextSyncRun(now: number, lease: LeaseRequest): Promise<SyncRun | null>;
+  /** Extends the leases `lease.workerId` still holds among `runIds`; returns the ids it still holds. */
+  renewLeases(runIds: number[], now: number, lease: LeaseRequest): Promise<number[]>;
+  /**
+   * Ends the leases of `workerId` at once (a worker that stops, or one found dead), so any worker
+   * takes its runs over without waiting for them to expire. Returns how many were released.
+   */
+  releaseLeases(workerId: string, now: number): Promise<number>;
+  /** The leases of active runs, oldest run first. */
+  listLeases(): Promise<RunLease[]>;
+  /**
+   * Applies a patch; a terminal status sets `finishedAt` and records the run in the outbox of
+   * finished runs, in the same transaction. A member's state follows its sync run's. With
+   * `attempt`, refused (`lease_lost`) unless the run is still in that attempt.
+   */
+  updateSyncRun(id: number, patch: SyncRunPatch, now: number, attempt?: number): Promise<SyncRun>;
   getSyncRun(id: number): Promise<SyncRun | null>;
   listSyncRuns(query: SyncRunListQuery): Promise<SyncRun[]>;
   /** Queued runs, oldest first: the work waiting to be claimed. */
   listQueuedSyncRuns(): Promise<SyncRun[]>;
   requestSyncRunCancel(id: number): Promise<SyncRun>;
-  addRejectedRows(rows: RejectedRow[]): Promise<void>;
+  /** With `fence`, refused (`lease_lost`) unless the fenced run is still in that attempt. */
+  addRejectedRows(rows: RejectedRow[], fence?: RunFence): Promise<void>;
   listRejectedRows(syncRunId: number, limit: number, offset: number): Promise<RejectedRow[]>;
 }
 
@@ -401,8 +453,16 @@ export interface SyncRunStore {
  */
 export interface SnapshotStore {
   snapshotGet(syncId: number, keys: string[]): Promise<Map<string, string>>;
-  /** Records delivered rows and removes deleted ones, in one transaction. */
-  snapshotWrite(syncId: number, upserts: Array<[key: string, hash: string]> | SnapshotRows, deletes: string[]): Promise<void>;
+  /**
+   * Records delivered rows and removes deleted ones, in one transaction; with `fence`, refused
+   * (`lease_lost`, nothing written) unless the fenced run is still in that attempt.
+   */
+  snapshotWrite(
+    syncId: number,
+    upserts: Array<[key: string, hash: string]> | SnapshotRows,
+    deletes: string[],
+    fence?: RunFence,
+  ): Promise<void>;
   /** Every key in the snapshot, in batches, in key order. */
   snapshotKeys(syncId: number, batchSize: number): AsyncIterable<string[]>;
   /**
@@ -411,12 +471,12 @@ export interface SnapshotStore {
    * a few strings however many entries it holds, so a million entries load in a fraction of a second.
    */
   snapshotPages(syncId: number, pageSize: number): AsyncIterable<SnapshotPage>;
-  snapshotClear(syncId: number): Promise<void>;
+  snapshotClear(syncId: number, fence?: RunFence): Promise<void>;
   snapshotCount(syncId: number): Promise<number>;
   /** The recorded ids of `keys`; keys without one are absent. */
   recordIdsGet(syncId: number, keys: string[]): Promise<Map<string, string>>;
-  /** Records ids of delivered rows and drops those of deleted ones, in one transaction. */
-  recordIdsWrite(syncId: number, ids: Array<[key: string, id: string]>, deletes: string[]): Promise<void>;
+  /** Records ids of delivered rows and drops those of deleted ones, in one transaction (fenced as `snapshotWrite`). */
+  recordIdsWrite(syncId: number, ids: Array<[key: string, id: string]>, deletes: string[], fence?: RunFence): Promise<void>;
 }
 
 /** Sequence runs with their members, and what a restart finds of runs that were active. */
@@ -443,8 +503,41 @@ export interface SequenceRunStore {
   skipPendingMembers(sequenceRunId: string, now: number): Promise<void>;
   finishSequenceRun(sequenceRunId: string, status: SequenceRunStatus, now: number): Promise<SequenceRun>;
   requestSequenceRunCancel(id: string): Promise<SequenceRun>;
-  /** Active sync runs → `interrupted` (after a crash); returns them. */
-  interruptActiveSyncRuns(now: number): Promise<SyncRun[]>;
+  /**
+   * Moves a running sequence run forward in one transaction under a lock on the run: reads the run,
+   * its members' sync runs and the sequence, asks `decide` (pure, core/sequence-rules.ts) what to
+   * do, and applies it (termination, cancel requests, skipped members, new member runs, the end of
+   * the run, with the finished run in the outbox). Two workers advancing one run take turns, so no
+   * member starts twice and the concurrency is never exceeded.
+   */
+  advanceSequenceRun(id: string, decide: (state: SequenceAdvanceState) => SequenceDecision, now: number): Promise<SequenceAdvance>;
+}
+
+/** What the outbox of finished runs holds: a run whose end upstream triggers and alert rules act on. */
+export interface FinishedRunEntry {
+  id: number;
+  kind: 'sync' | 'sequence';
+  runId: string;
+}
+
+/**
+ * Finished runs, recorded in each run's final transaction and taken by one process at a time for a
+ * lease, then removed once acted upon: a run's end is acted on once whichever process ran it, and
+ * after a crash between the end and the action.
+ */
+export interface FinishedRunOutbox {
+  /** Takes up to `limit` entries not held by another process (or whose hold expired). */
+  takeFinishedRuns(limit: number, now: number, lease: LeaseRequest): Promise<FinishedRunEntry[]>;
+  /** Removes entries acted upon. */
+  ackFinishedRuns(ids: number[]): Promise<void>;
+}
+
+/** Change notifications a store can push (PostgreSQL LISTEN/NOTIFY); polling finds the same work later. */
+export type StoreTopic = 'work' | 'finished';
+
+export interface StoreWatch {
+  /** Calls `listener` soon after work was queued or a run finished, in any process; returns an unsubscribe. */
+  watch(listener: (topic: StoreTopic) => void): () => void;
 }
 
 /** What the scheduler keeps: firing keys (each due time fires once) and each schedule's cursor. */
@@ -465,8 +558,10 @@ export interface ScheduleStore {
  * ids, schedule firings, and the sub-stores of webhook deliveries, alerts and API tokens. Every
  * method is atomic: it either happens whole or not at all. Components take the roles they use.
  */
-export interface Store extends WorkspaceStore, SyncRunStore, SnapshotStore, SequenceRunStore, ScheduleStore {
+export interface Store extends WorkspaceStore, SyncRunStore, SnapshotStore, SequenceRunStore, ScheduleStore, FinishedRunOutbox {
   readonly capabilities: StoreCapabilities;
+  /** Pushed change notifications, for stores that have them (default: none; workers poll). */
+  readonly watch?: StoreWatch['watch'];
   /** The log of webhook deliveries (dbt Cloud, Fivetran). */
   readonly webhooks: WebhookEventStore;
   /** Alert definitions, alert state and the outbox of alert deliveries. */

@@ -148,6 +148,15 @@ export interface SyncRun {
   cancelRequested: boolean;
   /** The destination's API budget as it last reported it during the run (SaaS destinations), or null. */
   apiUsage: ApiUsage | null;
+  /**
+   * How many times a worker took the run: 0 while queued, 1 once claimed, one more each time
+   * another worker took it over after the lease of the one running it expired.
+   */
+  attempt: number;
+  /** The worker that holds (or last held) the run, or null while queued. */
+  workerId: string | null;
+  /** When the lease of the worker running it ends unless renewed; null once finished. */
+  leaseExpiresAt: number | null;
 }
 
 /** An API budget a destination reports (e.g. Salesforce's `Sforce-Limit-Info`), and the calls this run made. */

@@ -30,12 +30,13 @@ import { toError } from '../core/errors.js';
 import type { Clock, Logger, Store } from '../core/ports.js';
 import type { SequenceRun, SyncRun } from '../core/runs.js';
 import { totalCount } from '../core/runs.js';
-import type { EngineEventEmitter } from './events.js';
+import type { FinishedRunRelay } from './finished-run-relay.js';
 import { FinishedRunSubscription } from './finished-run-subscription.js';
 
 export interface AlertMonitorOptions {
   store: Pick<Store, 'alerts' | 'getSync' | 'getSequence' | 'listRejectedRows'>;
-  events: EngineEventEmitter;
+  /** The ends of runs, from the store's outbox. */
+  finishedRuns: FinishedRunRelay;
   clock: Clock;
   logger: Logger;
   /** Base URL of the web UI, for links to runs (no trailing slash needed). */
@@ -62,7 +63,7 @@ export class AlertMonitor implements AsyncDisposable {
   private chain: Promise<void> = Promise.resolve();
 
   constructor(private readonly options: AlertMonitorOptions) {
-    this.finishedRuns = new FinishedRunSubscription(options.events, {
+    this.finishedRuns = new FinishedRunSubscription(options.finishedRuns, {
       syncRun: (run) => this.enqueue(() => this.syncRunFinished(run)),
       sequenceRun: (run) => this.enqueue(() => this.sequenceRunFinished(run)),
     });
@@ -87,12 +88,13 @@ export class AlertMonitor implements AsyncDisposable {
     } while (seen !== this.chain);
   }
 
-  private enqueue(work: () => Promise<void>): void {
+  private enqueue(work: () => Promise<void>): Promise<void> {
     this.chain = this.chain
       // setImmediate: after the hand-off to the next member, which runs on promise continuations.
       .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
       .then(work)
       .catch((thrown: unknown) => this.options.logger.error('could not evaluate alert rules', { error: toError(thrown).message }));
+    return this.chain;
   }
 
   private async syncRunFinished(run: SyncRun): Promise<void> {

@@ -1,34 +1,23 @@
 /**
- * A subscription to the runs that end (`syncRun:finished`, `sequenceRun:finished`), for the parts of
- * the engine that act on an ended run. When and how they do their work is theirs; this only makes
- * sure that, once closed, no run that ends later reaches them.
+ * A subscription to the runs that end, for the parts of the engine that act on an ended run. The
+ * runs come from the relay of the store's outbox (finished-run-relay.ts), so a run is seen once
+ * whichever process ran it. When and how the handlers do their work is theirs; the entry is
+ * removed once the promise they return settles. Once closed, no run that ends later reaches them.
  */
-import type { SequenceRun, SyncRun } from '../core/runs.js';
-import type { EngineEventEmitter } from './events.js';
+import type { FinishedRunHandlers, FinishedRunRelay } from './finished-run-relay.js';
 
-export interface FinishedRunHandlers {
-  syncRun: (run: SyncRun) => void;
-  sequenceRun: (run: SequenceRun) => void;
-}
+export type { FinishedRunHandlers } from './finished-run-relay.js';
 
 export class FinishedRunSubscription {
-  private readonly unsubscribe: Array<() => void>;
-  private closed = false;
+  private unsubscribe: (() => void) | null;
 
-  constructor(events: EngineEventEmitter, handlers: FinishedRunHandlers) {
-    this.unsubscribe = [
-      events.on('syncRun:finished', (run) => {
-        if (!this.closed) handlers.syncRun(run);
-      }),
-      events.on('sequenceRun:finished', (run) => {
-        if (!this.closed) handlers.sequenceRun(run);
-      }),
-    ];
+  constructor(relay: FinishedRunRelay, handlers: FinishedRunHandlers) {
+    this.unsubscribe = relay.subscribe(handlers);
   }
 
   /** Stops listening; the handlers are not called again. */
   close(): void {
-    this.closed = true;
-    for (const off of this.unsubscribe.splice(0)) off();
+    this.unsubscribe?.();
+    this.unsubscribe = null;
   }
 }

@@ -65,8 +65,11 @@ export interface SyncRunnerOptions {
   spoolDir: string;
 }
 
-/** Why a run stopped early: a user cancelled it, or the worker is shutting down. */
-export type StopReason = 'cancel' | 'shutdown';
+/**
+ * Why a run stopped early: a user cancelled it, the worker is shutting down (the run is left for
+ * another worker), or the worker's lease on it ended and another worker took it over.
+ */
+export type StopReason = 'cancel' | 'shutdown' | 'lease-lost';
 
 /**
  * One planned operation, between planning and delivery; handed to the destination as it is. A row
@@ -403,7 +406,7 @@ export class SyncRunner {
       await Promise.all(open.map((c) => c?.close().catch(() => undefined)));
     };
     const update = async (patch: SyncRunPatch): Promise<SyncRun> => {
-      const run = await store.updateSyncRun(claimed.id, patch, clock.now());
+      const run = await store.updateSyncRun(claimed.id, patch, clock.now(), claimed.attempt);
       control.onProgress?.(run);
       return run;
     };
@@ -438,7 +441,9 @@ export class SyncRunner {
         lastReport: 0,
         lastStopCheck: 0,
         planned: emptyCounts(),
-        successful: emptyCounts(),
+        // A run taken over from a worker that stopped keeps what that worker delivered: those rows
+        // are in the snapshot and are not planned again.
+        successful: claimed.attempt > 1 ? { ...claimed.successfulRows } : emptyCounts(),
         failed: emptyCounts(),
         querySize: 0,
         settled: 0,
@@ -497,10 +502,16 @@ export class SyncRunner {
       return run;
     } catch (thrown) {
       await cleanup();
-      if (thrown instanceof RunStopped || control.signal.aborted) {
-        const reason = thrown instanceof RunStopped ? thrown.reason : (control.signal.reason as StopReason);
+      const leaseLost = thrown instanceof LockstepError && thrown.code === ErrorCode.LeaseLost;
+      if (leaseLost || thrown instanceof RunStopped || control.signal.aborted) {
+        const reason = leaseLost ? 'lease-lost' : thrown instanceof RunStopped ? thrown.reason : (control.signal.reason as StopReason);
         if (reason === 'shutdown') {
-          logger.info('sync run left for the next start', runLog);
+          logger.info('sync run left for another worker', runLog);
+          return (await store.getSyncRun(claimed.id)) ?? claimed;
+        }
+        if (reason === 'lease-lost') {
+          // Another worker runs it now; this attempt writes nothing more.
+          logger.warn('sync run taken over by another worker after this worker\'s lease ended; this attempt stops', { ...runLog, attempt: claimed.attempt });
           return (await store.getSyncRun(claimed.id)) ?? claimed;
         }
         logger.info('sync run cancelled', runLog);
@@ -549,7 +560,8 @@ export class SyncRunner {
     const { fullResync, resetCDC } = run.options;
     const deletes = sync.mode === 'mirror' || sync.deleteBehavior === 'delete';
     const keyColumns = model.primaryKey.map((c) => mapColumn(sync, c));
-    if (resetCDC) await store.snapshotClear(sync.id);
+    const fence = { runId: run.id, attempt: run.attempt };
+    if (resetCDC) await store.snapshotClear(sync.id, fence);
     // Phases' times for the debug log (wall time: it paces nothing).
     const { logger } = this.options;
     const started = performance.now();
@@ -587,7 +599,7 @@ export class SyncRunner {
       progress.settled++;
       rejected.push(row);
       if (rejected.length >= REJECTED_FLUSH) {
-        await store.addRejectedRows(rejected);
+        await store.addRejectedRows(rejected, fence);
         rejected = [];
       }
     };
@@ -686,7 +698,7 @@ export class SyncRunner {
         candidates.push({ k, r, hh, hl });
       }
       if (resetCDC) {
-        await store.snapshotWrite(sync.id, candidates.map((c) => [c.k, hashText(c.hh, c.hl)]), []);
+        await store.snapshotWrite(sync.id, candidates.map((c) => [c.k, hashText(c.hh, c.hl)]), [], fence);
         continue;
       }
       if (candidates.length === 0) continue;
@@ -702,7 +714,7 @@ export class SyncRunner {
     }
     progress.reading = false;
     logger.debug('model read', { syncRunId: run.id, rows: progress.querySize, ms: elapsed() });
-    if (rejected.length > 0) await store.addRejectedRows(rejected);
+    if (rejected.length > 0) await store.addRejectedRows(rejected, fence);
     if (p.target === null) {
       p.target = this.writeTarget(p, keyColumns, keyColumns, undefined, model.primaryKey);
       if (!resetCDC) p.writer = await p.destination.prepare(p.target);
@@ -722,7 +734,7 @@ export class SyncRunner {
           else await plan(new PlannedOp('removed', 'delete', k, null, NO_VALUES, null, 0, NO_LINE, 0, 0, 0, 0));
         }
         if (gone.length > 0) {
-          await store.snapshotWrite(sync.id, [], gone);
+          await store.snapshotWrite(sync.id, [], gone, fence);
           gone = [];
         }
       }
@@ -840,11 +852,14 @@ export class SyncRunner {
   /** Records a written batch: delivered rows into the snapshot, refused rows as rejected, then the run's progress. */
   private async persist(p: Pipeline, settled: Settled): Promise<void> {
     const { progress } = p;
+    const { store } = this.options;
+    // Every commit carries the run's attempt: once another worker took the run over, it is refused.
+    const fence = { runId: p.run.id, attempt: p.run.attempt };
     // Ids first: a crash between the two re-sends the rows (an idempotent upsert), while a snapshot
     // entry without its id would leave child syncs waiting for an id that never comes.
-    if (p.destination.capabilities.recordIds) await this.options.store.recordIdsWrite(p.sync.id, settled.ids, settled.deletes);
-    await this.options.store.snapshotWrite(p.sync.id, settled.rows, settled.deletes);
-    if (settled.rejected.length > 0) await this.options.store.addRejectedRows(settled.rejected);
+    if (p.destination.capabilities.recordIds) await store.recordIdsWrite(p.sync.id, settled.ids, settled.deletes, fence);
+    await store.snapshotWrite(p.sync.id, settled.rows, settled.deletes, fence);
+    if (settled.rejected.length > 0) await store.addRejectedRows(settled.rejected, fence);
     // Counted once committed: the run's record never shows more delivered rows than the snapshot holds.
     add(progress.successful, settled.successful);
     add(progress.failed, settled.failed);
@@ -895,6 +910,7 @@ export class SyncRunner {
     if (now - p.progress.lastStopCheck < REPORT_EVERY_MS) return;
     p.progress.lastStopCheck = now;
     const current = await this.options.store.getSyncRun(p.run.id);
+    if (current && current.attempt !== p.run.attempt) throw new RunStopped('lease-lost');
     if (current?.cancelRequested) throw new RunStopped('cancel');
   }
 

@@ -12,14 +12,14 @@
  * start. Each upstream run triggers each target at most once: the key `after:<target>@<run>` is
  * recorded with the schedule firings before the target is queued.
  *
- * The work happens after the upstream run's final state is stored and announced, off the hand-off
- * path: the event listener only queues it.
+ * The work happens after the upstream run's final state is stored, off the hand-off path, from the
+ * store's outbox of finished runs (finished-run-relay.ts): once, whichever process ran the run.
  */
 import { toError } from '../core/errors.js';
 import type { Clock, Logger, Store } from '../core/ports.js';
 import type { SequenceRun, SequenceRunStatus, SyncRun, SyncRunStatus, Trigger } from '../core/runs.js';
 import type { Schedule, WorkspaceState } from '../core/workspace.js';
-import type { EngineEventEmitter } from './events.js';
+import type { FinishedRunRelay } from './finished-run-relay.js';
 import { FinishedRunSubscription } from './finished-run-subscription.js';
 
 /** Sync run outcomes that count as `on: success`. */
@@ -49,7 +49,8 @@ export interface UpstreamTarget {
 
 export interface UpstreamTriggersOptions {
   store: Pick<Store, 'loadWorkspace' | 'getSync' | 'getSequence' | 'recordFiring'>;
-  events: EngineEventEmitter;
+  /** The ends of runs, from the store's outbox. */
+  finishedRuns: FinishedRunRelay;
   clock: Clock;
   logger: Logger;
   /** Queues a run of the target (the worker's triggerSync / triggerSequence). */
@@ -61,7 +62,7 @@ export class UpstreamTriggers implements AsyncDisposable {
   private pending = new Set<Promise<void>>();
 
   constructor(private readonly options: UpstreamTriggersOptions) {
-    this.finishedRuns = new FinishedRunSubscription(options.events, {
+    this.finishedRuns = new FinishedRunSubscription(options.finishedRuns, {
       syncRun: (run) => this.defer(() => this.syncRunFinished(run)),
       sequenceRun: (run) => this.defer(() => this.sequenceRunFinished(run)),
     });
@@ -82,13 +83,14 @@ export class UpstreamTriggers implements AsyncDisposable {
     while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
   }
 
-  private defer(work: () => Promise<void>): void {
+  private defer(work: () => Promise<void>): Promise<void> {
     // setImmediate: after the hand-off to the next member, which runs on promise continuations.
     const done: Promise<void> = new Promise<void>((resolve) => setImmediate(resolve))
       .then(work)
       .catch((thrown: unknown) => this.options.logger.error('could not start runs scheduled after a finished run', { error: toError(thrown).message }))
       .finally(() => this.pending.delete(done));
     this.pending.add(done);
+    return done;
   }
 
   private async syncRunFinished(run: SyncRun): Promise<void> {

@@ -1,21 +1,26 @@
 /**
- * The worker: takes queued work from the store and runs it in this process.
+ * The worker: claims work from the store and runs it in this process. Any number of workers, in
+ * any number of processes on any number of machines, may share one store.
  *
- *   stopped ──start()──► recovering ──► running ──stop()──► stopping ──► stopped
+ *   stopped ──start()──► running ──stop()──► stopping ──► stopped
  *
- * recovering: sync runs left active by a dead process become `interrupted` (a standalone one is
- * queued again; a member's is restarted by its sequence run), running sequence runs are advanced.
- * running: queued sync runs are claimed when their sync is free and a slot is open; pending
- * sequence runs are claimed when their sequence is idle. A finished member hands off to the next
- * one directly (no polling on that path). A slow poll picks up work other processes queued.
- * stopping: running syncs stop at their next batch boundary and stay active in the store, so the
- * next start resumes them.
+ * running: sync runs are claimed for this worker's id with a lease (LockstepConfig.leaseMs) that
+ * a heartbeat renews every third of it; a slot frees when a run ends. A run whose lease ended
+ * (its worker died or froze) is claimed like queued work and taken over as attempt + 1, so a
+ * crash never needs a restart to recover. A heartbeat that finds a lease lost stops that run at
+ * once (its late writes are refused by the store anyway). Pending sequence runs are claimed when
+ * their sequence is idle; a finished member hands off to the next one directly. Other processes'
+ * work is found by a poll, or sooner through the store's notifications when it has them.
+ * stopping: running syncs stop at their next batch boundary and their leases are released, so
+ * another worker (or the next start) takes them over at once.
  */
+import { hostname } from 'node:os';
 import { NotFoundError, toError } from '../core/errors.js';
-import type { Clock, Logger, Store } from '../core/ports.js';
+import type { Clock, LeaseRequest, Logger, Store } from '../core/ports.js';
 import type { SequenceRun, SyncRun, SyncRunOptions, Trigger } from '../core/runs.js';
 import { TERMINAL_SEQUENCE_RUN_STATUSES, isTerminalSyncRunStatus } from '../core/runs.js';
 import type { EngineEventEmitter } from './events.js';
+import type { FinishedRunRelay } from './finished-run-relay.js';
 import { SequenceRunner } from './sequence-runner.js';
 import type { StopReason, SyncRunner } from './sync-runner.js';
 
@@ -29,10 +34,16 @@ export interface WorkerOptions {
   maxConcurrentRuns: number;
   /** How often to look for work queued by other processes, in ms (default: 1000). */
   pollIntervalMs: number;
+  /** This worker's id among the processes sharing the store (see config.ts newWorkerId). */
+  workerId: string;
+  /** How long a claim holds without a heartbeat, ms (default: 30,000). */
+  leaseMs: number;
+  /** The relay of the store's outbox of finished runs: it works while this worker does. */
+  finishedRuns: FinishedRunRelay;
 }
 
 interface Execution {
-  syncId: number;
+  run: SyncRun;
   controller: AbortController;
   done: Promise<void>;
 }
@@ -40,15 +51,18 @@ interface Execution {
 export class Worker {
   private readonly sequences: SequenceRunner;
   private readonly executions = new Map<number, Execution>();
-  /** Syncs with a run executing (or being claimed) here: never two at once. */
-  private readonly busySyncs = new Set<number>();
+  /** Claims under way: they count against the slots. */
+  private claiming = 0;
   private pumping: Promise<void> | null = null;
   private pumpAgain = false;
   private state: 'stopped' | 'running' | 'stopping' = 'stopped';
-  private pollController: AbortController | null = null;
-  private pollLoop: Promise<void> | null = null;
+  private loopsController: AbortController | null = null;
+  private loops: Array<Promise<void>> = [];
+  private unwatch: (() => void) | null = null;
+  private readonly lease: LeaseRequest;
 
   constructor(private readonly options: WorkerOptions) {
+    this.lease = { workerId: options.workerId, leaseMs: options.leaseMs };
     this.sequences = new SequenceRunner({
       store: options.store,
       clock: options.clock,
@@ -56,13 +70,15 @@ export class Worker {
       startSyncRuns: (runs) => {
         for (const run of runs) void this.tryStart(run);
       },
+      // The advance recorded the cancel request; a run executing here stops at once.
       cancelSyncRun: async (id) => {
-        await this.cancelSyncRun(id).catch(() => undefined);
+        this.executions.get(id)?.controller.abort('cancel' satisfies StopReason);
       },
       onUpdate: (run) => {
         options.events.emit('sequenceRun:updated', run);
         if (TERMINAL_SEQUENCE_RUN_STATUSES.includes(run.status)) {
           options.events.emit('sequenceRun:finished', run);
+          options.finishedRuns.kick();
           // A follow-up run of this sequence may be waiting.
           void this.pump();
         }
@@ -74,39 +90,55 @@ export class Worker {
     return this.options.events;
   }
 
-  /** Recovers what a previous process left, then starts taking work. */
+  /** This worker's id, as its leases name it. */
+  get workerId(): string {
+    return this.options.workerId;
+  }
+
+  /** The runs executing here. */
+  get runningIds(): number[] {
+    return [...this.executions.keys()];
+  }
+
+  /** Starts taking work: queued runs, runs whose worker is gone, running sequence runs' hand-offs. */
   async start(): Promise<void> {
     if (this.state !== 'stopped') return;
     this.state = 'running';
-    const { store, clock, logger } = this.options;
-    const interrupted = await store.interruptActiveSyncRuns(clock.now());
-    for (const run of interrupted) {
-      logger.warn('sync run interrupted by a stop of the process; running it again', { syncRunId: run.id });
-      if (run.sequenceRunId === null) {
-        await store.enqueueSyncRun(
-          { syncId: run.syncId, trigger: { type: 'retry', detail: `sync run ${run.id} was interrupted` }, options: run.options },
-          clock.now(),
-        );
-      }
-    }
+    const { store, logger } = this.options;
+    await this.releaseDeadLocalWorkers().catch((thrown: unknown) =>
+      logger.warn('could not check the leases of other workers on this host', { error: toError(thrown).message }),
+    );
     for (const run of await store.listSequenceRunsByStatus(['running'])) {
       await this.sequences.advance(run.id);
     }
     await this.pump();
-    this.pollController = new AbortController();
-    this.pollLoop = this.poll(this.pollController.signal);
+    this.options.finishedRuns.start();
+    this.loopsController = new AbortController();
+    const signal = this.loopsController.signal;
+    this.loops = [this.poll(signal), this.heartbeat(signal)];
+    this.unwatch = store.watch?.((topic) => {
+      if (topic === 'work') void this.pump();
+    }) ?? null;
   }
 
-  /** Stops taking work; running syncs stop at a batch boundary and resume on the next start. */
+  /** Stops taking work; running syncs stop at a batch boundary and their leases are released for another worker. */
   async stop(): Promise<void> {
     if (this.state !== 'running') return;
     this.state = 'stopping';
-    this.pollController?.abort();
-    await this.pollLoop;
+    this.unwatch?.();
+    this.loopsController?.abort();
+    await Promise.all(this.loops);
     for (const execution of this.executions.values()) execution.controller.abort('shutdown' satisfies StopReason);
     await Promise.allSettled([...this.executions.values()].map((e) => e.done));
     await this.pumping;
     await this.sequences.idle();
+    await this.options.finishedRuns.stop();
+    try {
+      await this.options.store.releaseLeases(this.options.workerId, this.options.clock.now());
+    } catch (thrown) {
+      // They expire on their own.
+      this.options.logger.warn('could not release this worker\'s leases; they end on their own', { error: toError(thrown).message });
+    }
     this.state = 'stopped';
   }
 
@@ -251,53 +283,84 @@ export class Worker {
       this.events.emit('sequenceRun:updated', claimed);
       await this.sequences.advance(claimed.id);
     }
-    for (const run of await store.listQueuedSyncRuns()) {
-      if (this.executions.size >= this.options.maxConcurrentRuns) break;
-      await this.tryStart(run);
+    while (this.state === 'running' && this.hasSlot()) {
+      this.claiming++;
+      let claimed: SyncRun | null;
+      try {
+        claimed = await store.claimNextSyncRun(clock.now(), this.lease);
+      } finally {
+        this.claiming--;
+      }
+      if (!claimed) break;
+      this.execute(claimed);
     }
   }
 
-  /** Claims a queued run and executes it, unless its sync is busy or no slot is free. */
+  private hasSlot(): boolean {
+    return this.executions.size + this.claiming < this.options.maxConcurrentRuns;
+  }
+
+  /** Claims a run just queued here (a member handed off to) and executes it, if a slot is open. */
   private async tryStart(run: SyncRun): Promise<void> {
     const { store, clock } = this.options;
-    if (this.state !== 'running' || this.busySyncs.has(run.syncId)) return;
-    if (this.executions.size >= this.options.maxConcurrentRuns) return;
-    this.busySyncs.add(run.syncId);
+    if (this.state !== 'running' || !this.hasSlot()) return;
+    this.claiming++;
     let claimed: SyncRun | null = null;
     try {
-      claimed = await store.claimSyncRun(run.id, clock.now());
+      claimed = await store.claimSyncRun(run.id, clock.now(), this.lease);
     } catch (thrown) {
       this.options.logger.error('could not claim sync run', { syncRunId: run.id, error: toError(thrown).message });
+    } finally {
+      this.claiming--;
     }
-    if (!claimed) {
-      this.busySyncs.delete(run.syncId);
-      return;
+    if (claimed) this.execute(claimed);
+  }
+
+  private execute(claimed: SyncRun): void {
+    if (claimed.attempt > 1) {
+      this.options.logger.warn('sync run taken over from a worker whose lease ended', {
+        syncRunId: claimed.id,
+        attempt: claimed.attempt,
+      });
     }
+    // This process's own earlier attempt (its lease ran out while it was stalled) stops: its
+    // writes are refused from now on.
+    this.executions.get(claimed.id)?.controller.abort('lease-lost' satisfies StopReason);
     this.events.emit('syncRun:updated', claimed);
     const controller = new AbortController();
     const execution: Execution = {
-      syncId: claimed.syncId,
+      run: claimed,
       controller,
       done: this.options.syncRunner
         .execute(claimed, { signal: controller.signal, onProgress: (r) => this.events.emit('syncRun:updated', r) })
-        .then((final) => this.finished(final), (thrown: unknown) => this.crashed(claimed as SyncRun, thrown)),
+        .then(
+          (final) => this.finished(execution, final),
+          (thrown: unknown) => this.crashed(execution, thrown),
+        ),
     };
     this.executions.set(claimed.id, execution);
   }
 
-  private async finished(run: SyncRun): Promise<void> {
-    this.executions.delete(run.id);
-    this.busySyncs.delete(run.syncId);
-    if (isTerminalSyncRunStatus(run.status)) this.events.emit('syncRun:finished', run);
+  private async finished(execution: Execution, run: SyncRun): Promise<void> {
+    if (this.executions.get(run.id) === execution) this.executions.delete(run.id);
+    // A run that stopped without ending (shutdown, lease lost) is another worker's now.
+    if (!isTerminalSyncRunStatus(run.status) || run.attempt !== execution.run.attempt) {
+      if (this.state === 'running') void this.pump();
+      return;
+    }
+    this.events.emit('syncRun:finished', run);
+    this.options.finishedRuns.kick();
     if (this.state !== 'running') return;
     if (run.sequenceRunId !== null) await this.sequences.advance(run.sequenceRunId).catch((e: unknown) => this.advanceFailed(run, e));
     await this.pump();
   }
 
-  private async crashed(run: SyncRun, thrown: unknown): Promise<void> {
-    // The runner records every run-level failure itself; reaching here means the store failed.
-    this.options.logger.error('sync run could not be recorded', { syncRunId: run.id, error: toError(thrown).message });
-    await this.finished({ ...run, status: 'interrupted' });
+  private async crashed(execution: Execution, thrown: unknown): Promise<void> {
+    // The runner records every run-level failure itself; reaching here means the store failed. The
+    // run keeps its lease until it ends; then any worker takes it over.
+    this.options.logger.error('sync run could not be recorded', { syncRunId: execution.run.id, error: toError(thrown).message });
+    if (this.executions.get(execution.run.id) === execution) this.executions.delete(execution.run.id);
+    if (this.state === 'running') void this.pump();
   }
 
   private advanceFailed(run: SyncRun, thrown: unknown): void {
@@ -307,6 +370,53 @@ export class Worker {
     });
   }
 
+  /**
+   * Workers on this host whose process is gone hold leases nobody renews: they are released at
+   * once, so a restart after a crash resumes without waiting for them to expire.
+   */
+  private async releaseDeadLocalWorkers(): Promise<void> {
+    const { store, clock, logger } = this.options;
+    const here = hostname();
+    const dead = new Set<string>();
+    for (const lease of await store.listLeases()) {
+      if (lease.workerId === this.options.workerId || dead.has(lease.workerId)) continue;
+      const [host, pid] = lease.workerId.split('/');
+      if (host !== here || !pid || !/^\d+$/.test(pid) || processAlive(Number(pid))) continue;
+      dead.add(lease.workerId);
+    }
+    for (const workerId of dead) {
+      const released = await store.releaseLeases(workerId, clock.now());
+      if (released > 0) logger.warn('released the leases of a worker on this host whose process is gone', { workerId, runs: released });
+    }
+  }
+
+  /** Renews this worker's leases every third of their length; a run whose lease was lost stops. */
+  private async heartbeat(signal: AbortSignal): Promise<void> {
+    const { store, clock, logger } = this.options;
+    const every = Math.max(1, Math.floor(this.options.leaseMs / 3));
+    while (!signal.aborted) {
+      try {
+        await clock.sleep(every, signal);
+      } catch {
+        return;
+      }
+      const ids = [...this.executions.keys()];
+      if (ids.length === 0) continue;
+      try {
+        const held = new Set(await store.renewLeases(ids, clock.now(), this.lease));
+        for (const id of ids) {
+          if (held.has(id)) continue;
+          logger.warn('lost the lease on a sync run; another worker took it over', { syncRunId: id });
+          this.executions.get(id)?.controller.abort('lease-lost' satisfies StopReason);
+        }
+      } catch (thrown) {
+        // The store is unreachable: the runs go on and renew at the next beat; if the leases end
+        // meanwhile, their writes are refused and they stop.
+        logger.error('could not renew leases', { error: toError(thrown).message });
+      }
+    }
+  }
+
   private async poll(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
       try {
@@ -314,13 +424,28 @@ export class Worker {
       } catch {
         return;
       }
-      // Self-healing: a hand-off lost to an error (a locked store, say) is retried here.
+      // Self-healing: a hand-off lost to an error (a locked store, a worker that died between a
+      // member's end and its hand-off) is retried here.
       try {
-        for (const run of await this.options.store.listSequenceRunsByStatus(['running'])) await this.sequences.advance(run.id);
+        await this.releaseDeadLocalWorkers();
+        // A run with a member running is handed off when that member ends, by whichever worker ends it.
+        for (const run of await this.options.store.listSequenceRunsByStatus(['running'])) {
+          if (run.cancelRequested || !run.members.some((m) => m.status === 'running')) await this.sequences.advance(run.id);
+        }
       } catch (thrown) {
         this.options.logger.error('could not advance running sequence runs', { error: toError(thrown).message });
       }
       await this.pump();
     }
+  }
+}
+
+/** Whether a process with this pid exists on this host. */
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

@@ -15,6 +15,7 @@ import type {
   SyncRunStatus,
   TriggerType,
 } from '../core/runs.js';
+import type { FinishedRunEntry, RunLease } from '../core/ports.js';
 import type { Stored } from '../core/workspace.js';
 import type { AlertCondition, AlertDelivery, AlertDeliveryStatus, AlertNotice, AlertState } from '../core/alerts.js';
 import type { StoredApiToken } from '../core/tokens.js';
@@ -102,6 +103,9 @@ export interface SyncRunRow {
   cancel_requested: Num | boolean;
   /** JSON of an ApiUsage (absent in rows read before the column existed). */
   api_usage?: string | null;
+  attempt?: Num;
+  worker_id?: string | null;
+  lease_expires_at?: Num | null;
 }
 
 export function toSyncRun(row: SyncRunRow): SyncRun {
@@ -124,6 +128,9 @@ export function toSyncRun(row: SyncRunRow): SyncRun {
     error: row.error,
     cancelRequested: toBool(row.cancel_requested),
     apiUsage: row.api_usage ? (JSON.parse(row.api_usage) as ApiUsage) : null,
+    attempt: Number(row.attempt ?? 0),
+    workerId: row.worker_id ?? null,
+    leaseExpiresAt: toTime(row.lease_expires_at ?? null),
   };
 }
 
@@ -301,4 +308,32 @@ export function toAlertState(row: AlertStateRow): AlertState {
     since: row.since,
     runId: row.run_id,
   };
+}
+
+export interface LeaseRow {
+  id: Num;
+  sync_id: Num;
+  worker_id: string | null;
+  attempt: Num;
+  lease_expires_at: Num | null;
+}
+
+export function toLease(row: LeaseRow): RunLease {
+  return {
+    runId: Number(row.id),
+    syncId: Number(row.sync_id),
+    workerId: row.worker_id ?? '',
+    attempt: Number(row.attempt),
+    expiresAt: row.lease_expires_at === null ? 0 : Number(row.lease_expires_at),
+  };
+}
+
+export interface FinishedRunRow {
+  id: Num;
+  kind: string;
+  run_id: string;
+}
+
+export function toFinishedRun(row: FinishedRunRow): FinishedRunEntry {
+  return { id: Number(row.id), kind: row.kind === 'sequence' ? 'sequence' : 'sync', runId: row.run_id };
 }

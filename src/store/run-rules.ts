@@ -5,6 +5,9 @@
  * - a member gets a new sync run only while it is not finished and has no run, or its run was
  *   interrupted (so a replayed hand-off never runs a member twice);
  * - a finished or cancelled sequence run starts nothing, even when a hand-off is replayed late.
+ * - a write carrying a run's attempt number (status, counts, rejected rows, snapshot and record-id
+ *   commits) is refused once the run is in another attempt: a worker whose lease expired and was
+ *   taken over can no longer change anything (fencing);
  * The stores also keep at most one queued standalone run and one active run per sync, and one
  * pending and one running run per sequence, as unique indexes: the database refuses a double claim.
  */
@@ -46,4 +49,16 @@ export function nothingToCancelError(what: string, current: string): LockstepErr
 /** A finish refused because the sequence run already ended otherwise. */
 export function sequenceRunFinishedError(id: string, current: string, wanted: string): LockstepError {
   return new LockstepError(ErrorCode.Conflict, `sequence run ${id} is already ${current}; it cannot become ${wanted}`);
+}
+
+/**
+ * A fenced write refused: the run is in attempt `current` (held by `holder`), the writer in `attempt`.
+ * The writer stops at once; the run goes on with the worker that took it over.
+ */
+export function leaseLostError(runId: number, attempt: number, current: number | null, holder: string | null): LockstepError {
+  const now =
+    current === null
+      ? 'it no longer exists'
+      : `it is in attempt ${current}${holder ? ` on worker ${holder}` : ''}, after this worker's lease expired`;
+  return new LockstepError(ErrorCode.LeaseLost, `sync run ${runId} attempt ${attempt} may no longer write: ${now}; this attempt stops and its late writes are refused`);
 }

@@ -1,12 +1,13 @@
 /**
- * Commands that live as processes: `serve` / `worker` with `--drain`, the embedded store's worker
- * lock between processes, and `lockstep demo`. Every child is killed in `afterEach`, so a failing
+ * Commands that live as processes: `serve` / `worker` with `--drain`, several workers sharing the
+ * embedded store (leases, takeover, fencing), and `lockstep demo`. Every child is killed in `afterEach`, so a failing
  * assertion never leaves a server running.
  */
-import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { SyncRun } from '../../src/core/runs.js';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { sqlite, sqliteRows, tempDir } from '../helpers/harness.js';
 import { CliProcess, enqueueWork, hierarchyWorkspace, killChildren, runCli, runMain, sleep } from './cli-helpers.js';
 
@@ -46,8 +47,6 @@ describe('serve --drain and worker --drain', () => {
     expect(after.syncRuns.find((r) => r.id === syncRunId)?.status).toBe('success');
     expect(after.syncRuns.every((r) => r.status === 'success')).toBe(true);
     expect(sqliteRows(join(dir, 'crm.db'), 'select count(*) as n from contacts')).toEqual([{ n: 12 }]);
-    // The worker lock is released on the way out.
-    expect(existsSync(join(dir, 'lockstep.db.worker.pid'))).toBe(false);
   });
 
   it('--drain with nothing queued exits at once', async () => {
@@ -57,101 +56,124 @@ describe('serve --drain and worker --drain', () => {
   });
 });
 
-describe('the embedded store worker lock', () => {
-  it('a second serve on the same store exits non-zero; sequence run from another process waits for the server to run it', async () => {
-    const dir = await appliedWorkspace();
-    const server = new CliProcess(['serve'], { cwd: dir });
-    await server.waitForStderr(/lockstep serve: running on/);
-    expect(readFileSync(join(dir, 'lockstep.db.worker.pid'), 'utf8').trim()).toBe(String(server.pid));
+/** A workspace syncing 150,000 rows in batches of 500: long enough to stop a worker mid-run. */
+async function bigWorkspace(): Promise<string> {
+  const dir = tempDir('lockstep-cli-big-');
+  sqlite(
+    join(dir, 'warehouse.db'),
+    `create table items (id integer primary key, label text);
+     with recursive n(i) as (select 1 union all select i + 1 from n where i < 150000) insert into items select i, 'item ' || i from n;`,
+  );
+  sqlite(join(dir, 'crm.db'), 'create table items (id integer primary key, label text not null);');
+  writeFileSync(
+    join(dir, 'lockstep.yaml'),
+    [
+      'sources: { warehouse: { type: sqlite, path: warehouse.db } }',
+      'destinations: { crm: { type: sqlite, path: crm.db } }',
+      'models: { items: { source: warehouse, primaryKey: id, query: "select id, label from items" } }',
+      'syncs: { items-to-crm: { model: items, destination: crm, object: items, mode: upsert, batchSize: 500 } }',
+      '',
+    ].join('\n'),
+  );
+  expect((await runMain(['--workspace', dir, 'apply'])).code).toBe(0);
+  return dir;
+}
 
-    const second = await runCli(['serve'], { cwd: dir, timeoutMs: 10_000 });
-    expect(second.code).not.toBe(0);
-    expect(second.stderr).toContain('another Lockstep process already works on this store');
-    expect(second.stderr).not.toContain('we wait for it');
+async function syncRunRecord(dir: string, id: number): Promise<SyncRun> {
+  const store = await SqliteStore.open({ path: join(dir, 'lockstep.db') });
+  try {
+    const run = await store.getSyncRun(id);
+    if (!run) throw new Error(`no sync run ${id}`);
+    return run;
+  } finally {
+    await store.close();
+  }
+}
+
+async function waitForSyncRun(dir: string, id: number, timeoutMs: number): Promise<SyncRun> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const run = await syncRunRecord(dir, id);
+    if (['success', 'warning', 'failed', 'cancelled'].includes(run.status)) return run;
+    if (Date.now() > deadline) throw new Error(`sync run ${id} is still ${run.status} (attempt ${run.attempt}) after ${timeoutMs} ms`);
+    await sleep(200);
+  }
+}
+
+describe('workers sharing the embedded store', () => {
+  it('two servers work on one store; a sequence run from a third process finishes on either', async () => {
+    const dir = await appliedWorkspace();
+    const first = new CliProcess(['serve', '--port', '0'], { cwd: dir });
+    const second = new CliProcess(['serve', '--port', '0'], { cwd: dir });
+    await first.waitForStderr(/lockstep serve: running on .* as worker /);
+    await second.waitForStderr(/lockstep serve: running on .* as worker /);
 
     const run = await runCli(['sequence', 'run', 'crm'], { cwd: dir, timeoutMs: 20_000 });
     expect(run.code, run.stderr).toBe(0);
-    expect(run.stderr).toContain(`Another Lockstep process (pid ${server.pid}) is working on this store; it will run this and we wait for it.`);
     expect(run.stdout).toMatch(/^✔ Sequence crm — run [0-9a-f-]{36} — DONE in /);
     expect(sqliteRows(join(dir, 'crm.db'), 'select count(*) as n from contacts')).toEqual([{ n: 12 }]);
-    expect(server.running).toBe(true);
+    expect(first.running && second.running).toBe(true);
 
-    const stopped = await server.stop();
-    expect(stopped.code).toBe(0);
-    expect(existsSync(join(dir, 'lockstep.db.worker.pid'))).toBe(false);
+    expect((await first.stop()).code).toBe(0);
+    expect((await second.stop()).code).toBe(0);
   });
 
-  it('a waiting sequence run takes the work over when the process holding the lock exits', async () => {
-    const dir = await appliedWorkspace();
-    // Another live process holds the lock; it never runs anything.
-    const holder = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60_000)'], { stdio: 'ignore' });
-    try {
-      writeFileSync(join(dir, 'lockstep.db.worker.pid'), String(holder.pid));
-      const waiting = new CliProcess(['sequence', 'run', 'crm'], { cwd: dir });
-      await waiting.waitForStderr(/Another Lockstep process \(pid \d+\)/);
-      expect(waiting.stderr).toContain(`(pid ${holder.pid})`);
-      await sleep(700);
-      expect(waiting.running).toBe(true);
-      expect((await listRuns(dir)).sequenceRuns.map((r) => r.status)).toEqual(['pending']);
+  it('when the process running a sync dies mid-run, another worker takes the same run over and finishes it', async () => {
+    const dir = await bigWorkspace();
+    const first = new CliProcess(['sync', 'run', 'items-to-crm'], { cwd: dir });
+    // The first process claims the run itself and is delivering batches when it dies.
+    await first.waitForStderr(/\[[#.]+\] [1-9]\d*\/\d+ rows/, 15_000);
+    first.child.kill('SIGKILL');
+    await first.exited;
+    expect(await syncRunRecord(dir, 1)).toMatchObject({ status: expect.stringMatching(/querying|processing/), attempt: 1 });
 
-      holder.kill('SIGKILL');
-      const timer = setTimeout(() => waiting.child.kill('SIGKILL'), 15_000);
-      const result = await waiting.exited;
-      clearTimeout(timer);
-      expect(result.code, result.stderr).toBe(0);
-      expect(result.stdout).toMatch(/DONE/);
-      expect(sqliteRows(join(dir, 'crm.db'), 'select count(*) as n from contacts')).toEqual([{ n: 12 }]);
-      expect(existsSync(join(dir, 'lockstep.db.worker.pid'))).toBe(false);
-    } finally {
-      holder.kill('SIGKILL');
-    }
-  });
-
-  it('when the serving process dies mid-run, a waiting sync run takes over and follows the retry to the end', async () => {
-    const dir = tempDir('lockstep-cli-big-');
-    sqlite(
-      join(dir, 'warehouse.db'),
-      `create table items (id integer primary key, label text);
-       with recursive n(i) as (select 1 union all select i + 1 from n where i < 150000) insert into items select i, 'item ' || i from n;`,
-    );
-    sqlite(join(dir, 'crm.db'), 'create table items (id integer primary key, label text not null);');
-    writeFileSync(
-      join(dir, 'lockstep.yaml'),
-      [
-        'sources: { warehouse: { type: sqlite, path: warehouse.db } }',
-        'destinations: { crm: { type: sqlite, path: crm.db } }',
-        'models: { items: { source: warehouse, primaryKey: id, query: "select id, label from items" } }',
-        'syncs: { items-to-crm: { model: items, destination: crm, object: items, mode: upsert, batchSize: 500 } }',
-        '',
-      ].join('\n'),
-    );
-    expect((await runMain(['--workspace', dir, 'apply'])).code).toBe(0);
-
-    const server = new CliProcess(['serve'], { cwd: dir });
-    await server.waitForStderr(/lockstep serve: running on/);
-    const waiting = new CliProcess(['sync', 'run', 'items-to-crm'], { cwd: dir });
-    // The server is delivering batches when it dies.
-    await waiting.waitForStderr(/\[[#.]+\] [1-9]\d*\/\d+ rows/, 15_000);
-    server.child.kill('SIGKILL');
-    await server.exited;
-
-    const timer = setTimeout(() => waiting.child.kill('SIGKILL'), 30_000);
-    const result = await waiting.exited;
-    clearTimeout(timer);
-    expect(result.code, result.stderr).toBe(0);
-    expect(result.stderr).toMatch(/sync run 1 was interrupted; following its retry, run 2/);
-    expect(result.stdout).toMatch(/^✔ Sync items-to-crm — run 2 — SUCCESS/);
+    // The dead process was on this host: its lease is released at once, not after 30 s.
+    const worker = new CliProcess(['worker'], { cwd: dir });
+    const run = await waitForSyncRun(dir, 1, 20_000);
+    expect(run).toMatchObject({ status: 'success', attempt: 2 });
+    expect(run.workerId).toContain(`/${worker.pid}/`);
     expect(sqliteRows(join(dir, 'crm.db'), 'select count(*) as n from items')).toEqual([{ n: 150000 }]);
+    expect((await worker.stop()).code).toBe(0);
   });
 
-  it('a lock file left by a dead process is taken over', async () => {
-    const dir = await appliedWorkspace();
-    const dead = spawn(process.execPath, ['-e', '0'], { stdio: 'ignore' });
-    await new Promise((resolve) => dead.once('exit', resolve));
-    writeFileSync(join(dir, 'lockstep.db.worker.pid'), String(dead.pid));
-    const result = await runCli(['sequence', 'run', 'crm'], { cwd: dir, timeoutMs: 15_000 });
-    expect(result.code, result.stderr).toBe(0);
-    expect(result.stderr).not.toContain('Another Lockstep process');
+  it('a worker frozen past its lease loses the run to another; once resumed, its late writes are refused', async () => {
+    const dir = await bigWorkspace();
+    const env = { LOCKSTEP_LEASE_SECONDS: '2' };
+    const frozen = new CliProcess(['worker'], { cwd: dir, env });
+    await frozen.waitForStderr(/lockstep worker: running on/);
+    const store = await SqliteStore.open({ path: join(dir, 'lockstep.db') });
+    try {
+      await store.enqueueSyncRun({ syncId: 1, trigger: { type: 'manual', detail: null }, options: { fullResync: false, resetCDC: false } }, Date.now());
+    } finally {
+      await store.close();
+    }
+    // The only worker claims it; freeze it while it delivers.
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      const run = await syncRunRecord(dir, 1);
+      if (run.attempt === 1 && run.successfulRows.addedCount > 0) break;
+      if (Date.now() > deadline) return expect.fail(`the worker never started delivering run 1 (${run.status})`);
+      await sleep(20);
+    }
+    frozen.child.kill('SIGSTOP');
+    let other: CliProcess | null = null;
+    try {
+      other = new CliProcess(['worker'], { cwd: dir, env });
+      const run = await waitForSyncRun(dir, 1, 30_000);
+      expect(run).toMatchObject({ status: 'success', attempt: 2 });
+      expect(run.workerId).toContain(`/${other.pid}/`);
+    } finally {
+      frozen.child.kill('SIGCONT');
+    }
+    const finished = await syncRunRecord(dir, 1);
+    // Resumed, the frozen worker finds its attempt superseded and stops it; nothing it tried to
+    // write afterwards changed the run.
+    await frozen.waitForStderr(/taken over by another worker|lost the lease/, 15_000);
+    await sleep(500);
+    expect(await syncRunRecord(dir, 1)).toEqual(finished);
+    expect(sqliteRows(join(dir, 'crm.db'), 'select count(*) as n from items')).toEqual([{ n: 150000 }]);
+    expect((await frozen.stop()).code).toBe(0);
+    expect((await other.stop()).code).toBe(0);
   });
 });
 

@@ -185,12 +185,13 @@ describe('kill -9 and resume', () => {
         atKill.run.members.forEach((m, i) => {
           if (m.status === 'success') expect(after.run.members[i]?.syncRunId).toBe(m.syncRunId);
         });
-        // The member that was in flight has an interrupted attempt and a newer, successful one.
+        // The member that was in flight keeps its sync run: the dead worker's attempt was taken
+        // over by the restarted worker under the same run id, as attempt 2.
         const inFlight = atKill.run.members.findIndex((m) => m.status === 'running');
         if (inFlight >= 0) {
           const before = atKill.run.members[inFlight]!.syncRunId!;
-          expect((await store.getSyncRun(before))?.status).toBe('interrupted');
-          expect(after.run.members[inFlight]?.syncRunId).not.toBe(before);
+          expect(after.run.members[inFlight]?.syncRunId).toBe(before);
+          expect(await store.getSyncRun(before)).toMatchObject({ status: 'success', attempt: 2 });
         }
         // Exactly one sequence run, and the destination equals a clean run's.
         expect(await store.listSequenceRuns({ limit: 10, offset: 0, order: 'asc' })).toHaveLength(1);

@@ -190,6 +190,26 @@ CREATE TABLE record_ids (
 ALTER TABLE sync_runs ADD COLUMN api_usage TEXT;
 `;
 
+/**
+ * Leases: a claimed run is held by a worker until its lease ends (renewed by heartbeats), and every
+ * claim counts an attempt. Runs active before this version have no lease: any worker takes them
+ * over. The outbox of finished runs feeds upstream triggers and alert checks in any process.
+ */
+const LEASES_SCHEMA = `
+ALTER TABLE sync_runs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sync_runs ADD COLUMN worker_id TEXT;
+ALTER TABLE sync_runs ADD COLUMN lease_expires_at REAL;
+UPDATE sync_runs SET attempt = 1 WHERE started_at IS NOT NULL;
+CREATE TABLE finished_runs (
+  id         INTEGER PRIMARY KEY AUTOINCREMENT,
+  kind       TEXT NOT NULL,
+  run_id     TEXT NOT NULL,
+  created_at REAL NOT NULL,
+  held_by    TEXT,
+  held_until REAL
+);
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial schema', sql: INITIAL_SCHEMA },
   { version: 2, name: 'entity origin and API tokens', sql: ENTITY_ORIGIN_SCHEMA + API_TOKENS_SCHEMA },
@@ -197,6 +217,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 5, name: 'webhook deliveries', sql: WEBHOOK_EVENTS_SCHEMA },
   { version: 6, name: 'webhook settings', sql: WEBHOOK_SETTINGS_SCHEMA },
   { version: 7, name: 'destination record ids and API usage', sql: RECORD_IDS_SCHEMA },
+  { version: 8, name: 'run leases and the outbox of finished runs', sql: LEASES_SCHEMA },
 ];
 
 /** The schema version this code writes and reads. */

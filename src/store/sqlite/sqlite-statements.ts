@@ -19,6 +19,12 @@ function sqlList(values: readonly string[]): string {
 
 const ACTIVE = sqlList(ACTIVE_SYNC_RUN_STATUSES);
 const TERMINAL_SYNC = sqlList(TERMINAL_SYNC_RUN_STATUSES);
+/** A run a worker may claim at `@now` (see claimSyncRun). */
+const CLAIMABLE = `((status = 'queued'
+     AND NOT EXISTS (SELECT 1 FROM sync_runs AS other WHERE other.sync_id = sync_runs.sync_id AND other.status IN ${ACTIVE}))
+  OR (status IN ${ACTIVE} AND (lease_expires_at IS NULL OR lease_expires_at <= @now)))`;
+const CLAIM_SET = `status = 'querying', started_at = COALESCE(started_at, @now), attempt = attempt + 1,
+  worker_id = @workerId, lease_expires_at = @until`;
 
 function entityStatements(db: SqliteDatabase, kind: Kind) {
   const { table, enabled } = TABLES[kind];
@@ -74,12 +80,31 @@ export function prepareStatements(db: SqliteDatabase) {
                @sequenceRunId, @memberKey, @now)
        RETURNING *`,
     ),
+    // A claim counts an attempt: a queued run whose sync is free, or an active run whose lease
+    // ended (its worker died or froze), taken over under the same id.
     claimSyncRun: db.prepare(
-      `UPDATE sync_runs SET status = 'querying', started_at = @now
-       WHERE id = @id AND status = 'queued'
-         AND NOT EXISTS (SELECT 1 FROM sync_runs AS other WHERE other.sync_id = sync_runs.sync_id AND other.status IN ${ACTIVE})
+      `UPDATE sync_runs SET ${CLAIM_SET} WHERE id = @id AND ${CLAIMABLE} RETURNING *`,
+    ),
+    claimNextSyncRun: db.prepare(
+      `UPDATE sync_runs SET ${CLAIM_SET}
+       WHERE id = (SELECT id FROM sync_runs WHERE ${CLAIMABLE} ORDER BY status = 'queued', id LIMIT 1)
        RETURNING *`,
     ),
+    renewLeases: db.prepare(
+      `UPDATE sync_runs SET lease_expires_at = @until
+       WHERE id IN (SELECT value FROM json_each(@ids)) AND worker_id = @workerId AND status IN ${ACTIVE}
+       RETURNING id`,
+    ),
+    releaseLeases: db.prepare(`UPDATE sync_runs SET lease_expires_at = @now WHERE worker_id = @workerId AND status IN ${ACTIVE}`),
+    leases: db.prepare(`SELECT id, sync_id, worker_id, attempt, lease_expires_at FROM sync_runs WHERE status IN ${ACTIVE} ORDER BY id`),
+    runAttempt: db.prepare('SELECT attempt, worker_id FROM sync_runs WHERE id = ?'),
+    recordFinishedRun: db.prepare('INSERT INTO finished_runs (kind, run_id, created_at) VALUES (?, ?, ?)'),
+    takeFinishedRuns: db.prepare(
+      `UPDATE finished_runs SET held_by = @workerId, held_until = @until
+       WHERE id IN (SELECT id FROM finished_runs WHERE held_until IS NULL OR held_until <= @now ORDER BY id LIMIT @limit)
+       RETURNING id, kind, run_id`,
+    ),
+    ackFinishedRuns: db.prepare('DELETE FROM finished_runs WHERE id IN (SELECT value FROM json_each(?))'),
     // Absent fields are NULL and keep their value; a terminal run refuses a new status (no row returned).
     updateSyncRun: db.prepare(
       `UPDATE sync_runs SET
@@ -97,7 +122,8 @@ export function prepareStatements(db: SqliteDatabase) {
          completion_ratio   = COALESCE(@completionRatio, completion_ratio),
          error              = CASE WHEN @setError THEN @error ELSE error END,
          api_usage          = COALESCE(@apiUsage, api_usage),
-         finished_at        = CASE WHEN @terminal AND status <> @status THEN @now ELSE finished_at END
+         finished_at        = CASE WHEN @terminal AND status <> @status THEN @now ELSE finished_at END,
+         lease_expires_at   = CASE WHEN @terminal THEN NULL ELSE lease_expires_at END
        WHERE id = @id AND (@status IS NULL OR status = @status OR status NOT IN ${TERMINAL_SYNC})
        RETURNING *`,
     ),
@@ -106,9 +132,6 @@ export function prepareStatements(db: SqliteDatabase) {
     ),
     flagSyncRunCancel: db.prepare('UPDATE sync_runs SET cancel_requested = 1 WHERE id = ? RETURNING *'),
     queuedSyncRuns: db.prepare("SELECT * FROM sync_runs WHERE status = 'queued' ORDER BY id"),
-    interruptActive: db.prepare(
-      `UPDATE sync_runs SET status = 'interrupted', finished_at = ?, error = ? WHERE status IN ${ACTIVE} RETURNING *`,
-    ),
     followRun: db.prepare(
       `UPDATE member_runs SET
          status      = @status,

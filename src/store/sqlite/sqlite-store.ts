@@ -15,7 +15,11 @@ import { systemClock } from '../../core/clock.js';
 import { ErrorCode, LockstepError, NotFoundError, toError } from '../../core/errors.js';
 import type {
   Clock,
+  FinishedRunEntry,
+  LeaseRequest,
   MemberStart,
+  RunFence,
+  RunLease,
   NewSyncRun,
   SequenceRunListQuery,
   SnapshotPage,
@@ -61,16 +65,27 @@ import {
 import {
   isTerminalSequenceRunStatus,
   memberNeedsRun,
+  leaseLostError,
   nothingToCancelError,
   sequenceRunFinishedError,
   syncRunFinishedError,
 } from '../run-rules.js';
-import { INTERRUPTED_RUN_ERROR, memberTransition } from '../member-state.js';
+import { memberTransition } from '../member-state.js';
+import type { SequenceAdvance, SequenceAdvanceState, SequenceDecision } from '../../core/sequence-rules.js';
 import { SqliteWebhookStore } from './sqlite-webhook-store.js';
 import { SqliteAlertStore } from './sqlite-alert-store.js';
 import { SqliteTokenStore } from './sqlite-token-store.js';
 import { hashText } from '../../core/hash-text.js';
-import { ROW_SEPARATOR, SEPARATOR_IN_KEY, SqliteWriteWorker, type PackedRows, type WriteStatement, type WriteTransaction } from './sqlite-write-worker.js';
+import {
+  GUARD_FAILED,
+  ROW_SEPARATOR,
+  SEPARATOR_IN_KEY,
+  SqliteWriteWorker,
+  type PackedRows,
+  type WriteGuard,
+  type WriteStatement,
+  type WriteTransaction,
+} from './sqlite-write-worker.js';
 import {
   definitionJson,
   toRecord,
@@ -82,6 +97,10 @@ import {
   type RejectedRowRow,
   type SequenceRunRow,
   type SyncRunRow,
+  type LeaseRow,
+  type FinishedRunRow,
+  toLease,
+  toFinishedRun,
 } from '../rows.js';
 import { migrate } from './migrations.js';
 import { TABLES, prepareStatements, type Kind, type Statements } from './sqlite-statements.js';
@@ -187,6 +206,9 @@ function snapshotWriteStatements(syncId: number, upserts: Array<[key: string, ha
  * A snapshot write for the write worker: hex hashes under keys without `ROW_SEPARATOR` (what the
  * sync runner writes) travel packed; anything else as the statements of `snapshotWriteStatements`.
  */
+/** Finds the run while it is in the given attempt (the guard of a fenced snapshot write). */
+const FENCE_SQL = 'SELECT 1 FROM sync_runs WHERE id = ? AND attempt = ?';
+
 function snapshotWriteTransaction(syncId: number, upserts: Array<[key: string, hash: string]>, deletes: string[]): WriteTransaction {
   const keys = new Array<string>(upserts.length);
   const hashes = new Array<string>(upserts.length);
@@ -452,9 +474,9 @@ export class SqliteStore implements Store, AsyncDisposable {
     });
   }
 
-  async claimSyncRun(id: number, now: number): Promise<SyncRun | null> {
+  async claimSyncRun(id: number, now: number, lease: LeaseRequest): Promise<SyncRun | null> {
     return this.write(() => {
-      const row = this.s.claimSyncRun.get({ id, now }) as SyncRunRow | undefined;
+      const row = this.s.claimSyncRun.get({ id, now, workerId: lease.workerId, until: now + lease.leaseMs }) as SyncRunRow | undefined;
       if (!row) {
         if (!this.s.syncRun.get(id)) throw new NotFoundError(`sync run ${id} does not exist`);
         return null;
@@ -464,8 +486,35 @@ export class SqliteStore implements Store, AsyncDisposable {
     });
   }
 
-  async updateSyncRun(id: number, patch: SyncRunPatch, now: number): Promise<SyncRun> {
+  async claimNextSyncRun(now: number, lease: LeaseRequest): Promise<SyncRun | null> {
     return this.write(() => {
+      const row = this.s.claimNextSyncRun.get({ now, workerId: lease.workerId, until: now + lease.leaseMs }) as SyncRunRow | undefined;
+      if (!row) return null;
+      this.followRun(row, now);
+      return toSyncRun(row);
+    });
+  }
+
+  async renewLeases(runIds: number[], now: number, lease: LeaseRequest): Promise<number[]> {
+    if (runIds.length === 0) return [];
+    return this.write(() =>
+      (this.s.renewLeases.all({ ids: JSON.stringify(runIds), workerId: lease.workerId, until: now + lease.leaseMs }) as Array<{ id: number }>).map(
+        (r) => Number(r.id),
+      ),
+    );
+  }
+
+  async releaseLeases(workerId: string, now: number): Promise<number> {
+    return this.write(() => this.s.releaseLeases.run({ workerId, now }).changes);
+  }
+
+  async listLeases(): Promise<RunLease[]> {
+    return this.read(() => (this.s.leases.all() as LeaseRow[]).map(toLease));
+  }
+
+  async updateSyncRun(id: number, patch: SyncRunPatch, now: number, attempt?: number): Promise<SyncRun> {
+    return this.write(() => {
+      const before = attempt === undefined ? ((this.s.syncRun.get(id) as SyncRunRow | undefined) ?? null) : this.checkFence({ runId: id, attempt });
       const status = patch.status ?? null;
       const row = this.s.updateSyncRun.get({
         id,
@@ -493,6 +542,9 @@ export class SqliteStore implements Store, AsyncDisposable {
         throw syncRunFinishedError(id, current.status, status);
       }
       if (status !== null) this.followRun(row, now);
+      if (status !== null && isTerminalSyncRunStatus(status) && before !== null && !isTerminalSyncRunStatus(before.status as SyncRunStatus)) {
+        this.s.recordFinishedRun.run('sync', String(id), now);
+      }
       return toSyncRun(row);
     });
   }
@@ -534,23 +586,13 @@ export class SqliteStore implements Store, AsyncDisposable {
   }
 
   async requestSyncRunCancel(id: number, now: number = this.clock.now()): Promise<SyncRun> {
-    return this.write(() => {
-      const current = this.s.syncRun.get(id) as SyncRunRow | undefined;
-      if (!current) throw new NotFoundError(`sync run ${id} does not exist`);
-      const status = current.status as SyncRunStatus;
-      if (isTerminalSyncRunStatus(status)) throw nothingToCancelError(`sync run ${id}`, status);
-      if (status === 'queued') {
-        const row = this.s.cancelQueuedSyncRun.get(now, id) as SyncRunRow;
-        this.followRun(row, now);
-        return toSyncRun(row);
-      }
-      return toSyncRun(this.s.flagSyncRunCancel.get(id) as SyncRunRow);
-    });
+    return this.write(() => this.cancelSyncRunTx(id, now));
   }
 
-  async addRejectedRows(rows: RejectedRow[]): Promise<void> {
+  async addRejectedRows(rows: RejectedRow[], fence?: RunFence): Promise<void> {
     if (rows.length === 0) return;
     this.write(() => {
+      this.checkFence(fence);
       for (const row of rows) this.s.insertRejectedRow.run(row.syncRunId, row.key, row.op, row.reason);
     });
   }
@@ -576,27 +618,37 @@ export class SqliteStore implements Store, AsyncDisposable {
     });
   }
 
-  async snapshotWrite(syncId: number, upserts: Array<[key: string, hash: string]> | SnapshotRows, deletes: string[]): Promise<void> {
+  async snapshotWrite(
+    syncId: number,
+    upserts: Array<[key: string, hash: string]> | SnapshotRows,
+    deletes: string[],
+    fence?: RunFence,
+  ): Promise<void> {
     const columns = Array.isArray(upserts) ? null : upserts;
     if ((columns ? columns.keys.length : (upserts as unknown[]).length) === 0 && deletes.length === 0) return;
     if (this.writeWorker === null) {
       const statements = snapshotWriteStatements(syncId, columns ? snapshotPairs(columns) : (upserts as Array<[string, string]>), deletes);
       this.write(() => {
+        this.checkFence(fence);
         for (const [sql, params] of statements) this.statement(sql).run(...params);
       });
       return;
     }
     // A file store commits snapshot writes on its worker's connection, off the main thread; the
-    // promise settles once the transaction has committed there.
+    // promise settles once the transaction has committed there. The fence is checked in that
+    // transaction, so a run taken over meanwhile writes nothing.
+    const guard: WriteGuard | null = fence ? { sql: FENCE_SQL, params: [fence.runId, fence.attempt] } : null;
     try {
       try {
-        await this.writeWorker.run(columns ? packedColumns(syncId, columns, deletes) : snapshotWriteTransaction(syncId, upserts as Array<[string, string]>, deletes));
+        const transaction = columns ? packedColumns(syncId, columns, deletes) : snapshotWriteTransaction(syncId, upserts as Array<[string, string]>, deletes);
+        await this.writeWorker.run({ ...transaction, guard });
       } catch (error) {
         // A key holding the separator of packed rows (never a JSON key): the rows go as statements.
         if (!columns || (error as { code?: unknown }).code !== SEPARATOR_IN_KEY) throw error;
-        await this.writeWorker.run({ rows: null, statements: snapshotWriteStatements(syncId, snapshotPairs(columns), deletes) });
+        await this.writeWorker.run({ rows: null, statements: snapshotWriteStatements(syncId, snapshotPairs(columns), deletes), guard });
       }
     } catch (error) {
+      if (fence && (error as { code?: unknown }).code === GUARD_FAILED) throw this.read(() => this.fenceError(fence));
       throw storeError(this.path, this.busyTimeoutMs, error);
     }
   }
@@ -679,9 +731,10 @@ export class SqliteStore implements Store, AsyncDisposable {
     });
   }
 
-  async recordIdsWrite(syncId: number, ids: Array<[key: string, id: string]>, deletes: string[]): Promise<void> {
+  async recordIdsWrite(syncId: number, ids: Array<[key: string, id: string]>, deletes: string[], fence?: RunFence): Promise<void> {
     if (ids.length === 0 && deletes.length === 0) return;
     this.write(() => {
+      this.checkFence(fence);
       if (ids.length > 0) {
         this.statement(
           `INSERT INTO record_ids (sync_id, key, record_id) SELECT ?, json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]') FROM json_each(?) AS j WHERE true
@@ -694,8 +747,11 @@ export class SqliteStore implements Store, AsyncDisposable {
     });
   }
 
-  async snapshotClear(syncId: number): Promise<void> {
-    this.write(() => this.s.snapshotClear.run(syncId));
+  async snapshotClear(syncId: number, fence?: RunFence): Promise<void> {
+    this.write(() => {
+      this.checkFence(fence);
+      this.s.snapshotClear.run(syncId);
+    });
   }
 
   async snapshotCount(syncId: number): Promise<number> {
@@ -782,35 +838,7 @@ export class SqliteStore implements Store, AsyncDisposable {
   }
 
   async startMembers(sequenceRunId: string, members: MemberStart[], now: number): Promise<SyncRun[]> {
-    return this.write(() => {
-      const run = this.s.sequenceRun.get(sequenceRunId) as SequenceRunRow | undefined;
-      if (!run) throw new NotFoundError(`sequence run ${sequenceRunId} does not exist`);
-      if (isTerminalSequenceRunStatus(run.status)) return [];
-      const created: SyncRun[] = [];
-      for (const member of members) {
-        const current = this.s.memberWithRun.get(sequenceRunId, member.key) as
-          | { member_status: string; sync_run_id: number | null; run_status: string | null }
-          | undefined;
-        if (!current) {
-          throw new NotFoundError(`sequence run ${sequenceRunId} has no member "${member.key}"`);
-        }
-        if (!memberNeedsRun({ memberStatus: current.member_status, syncRunId: current.sync_run_id, runStatus: current.run_status })) continue;
-        if (!this.s.liveSync.get(member.syncId)) {
-          throw new NotFoundError(`member "${member.key}" of sequence run ${sequenceRunId} runs sync ${member.syncId}, which does not exist`);
-        }
-        const row = this.insertSyncRun(
-          member.syncId,
-          { type: 'sequence', detail: sequenceRunId },
-          { fullResync: false, resetCDC: false },
-          sequenceRunId,
-          member.key,
-          now,
-        );
-        this.s.linkMember.run({ sequenceRunId, key: member.key, syncRunId: row.id, syncId: member.syncId });
-        created.push(toSyncRun(row));
-      }
-      return created;
-    });
+    return this.write(() => this.startMembersTx(sequenceRunId, members, now));
   }
 
   async setTermination(sequenceRunId: string, memberKey: string | null, reason: string): Promise<void> {
@@ -828,20 +856,37 @@ export class SqliteStore implements Store, AsyncDisposable {
   }
 
   async finishSequenceRun(sequenceRunId: string, status: SequenceRunStatus, now: number): Promise<SequenceRun> {
+    return this.write(() => this.finishSequenceRunTx(sequenceRunId, status, now));
+  }
+
+  async advanceSequenceRun(
+    id: string,
+    decide: (state: SequenceAdvanceState) => SequenceDecision,
+    now: number,
+  ): Promise<SequenceAdvance> {
+    // BEGIN IMMEDIATE holds the file's write lock: the decision and its effects are one step.
     return this.write(() => {
-      const current = this.s.sequenceRun.get(sequenceRunId) as SequenceRunRow | undefined;
-      if (!current) throw new NotFoundError(`sequence run ${sequenceRunId} does not exist`);
-      if (isTerminalSequenceRunStatus(current.status)) {
-        if (current.status === status) return this.withMembers(current);
-        throw sequenceRunFinishedError(sequenceRunId, current.status, status);
+      const row = this.s.sequenceRun.get(id) as SequenceRunRow | undefined;
+      if (!row) throw new NotFoundError(`sequence run ${id} does not exist`);
+      const run = this.withMembers(row);
+      if (run.status !== 'running') return { run, started: [], cancelled: [] };
+      const syncRuns = new Map<number, SyncRun>();
+      for (const member of run.members) {
+        if (member.syncRunId === null) continue;
+        const syncRun = this.s.syncRun.get(member.syncRunId) as SyncRunRow | undefined;
+        if (syncRun) syncRuns.set(member.syncRunId, toSyncRun(syncRun));
       }
-      const row = this.s.finishSequenceRun.get({
-        id: sequenceRunId,
-        status,
-        terminal: isTerminalSequenceRunStatus(status) ? 1 : 0,
-        now,
-      }) as SequenceRunRow;
-      return this.withMembers(row);
+      const sequence = this.entityByRef<SequenceRecord>('sequence', run.sequenceId);
+      const decision = decide({ run, sequence, syncRuns });
+      if (decision.terminate) this.s.setTermination.run(decision.terminate.member, decision.terminate.reason, id);
+      for (const syncRunId of decision.cancel) {
+        const current = syncRuns.get(syncRunId);
+        if (current && !isTerminalSyncRunStatus(current.status)) this.cancelSyncRunTx(syncRunId, now);
+      }
+      if (decision.skipPending) this.skipPending(id, now);
+      const started = decision.start.length > 0 ? this.startMembersTx(id, decision.start, now) : [];
+      if (decision.finish) return { run: this.finishSequenceRunTx(id, decision.finish, now), started, cancelled: decision.cancel };
+      return { run: this.withMembers(this.s.sequenceRun.get(id) as SequenceRunRow), started, cancelled: decision.cancel };
     });
   }
 
@@ -861,14 +906,17 @@ export class SqliteStore implements Store, AsyncDisposable {
   }
 
   // -------------------------------------------------------------------------------------------
-  // Recovery
+  // Outbox of finished runs
 
-  async interruptActiveSyncRuns(now: number): Promise<SyncRun[]> {
-    return this.write(() => {
-      const rows = this.s.interruptActive.all(now, INTERRUPTED_RUN_ERROR) as SyncRunRow[];
-      for (const row of rows) this.followRun(row, now);
-      return rows.map(toSyncRun).sort((a, b) => a.id - b.id);
-    });
+  async takeFinishedRuns(limit: number, now: number, lease: LeaseRequest): Promise<FinishedRunEntry[]> {
+    return this.write(() =>
+      (this.s.takeFinishedRuns.all({ limit, now, workerId: lease.workerId, until: now + lease.leaseMs }) as FinishedRunRow[]).map(toFinishedRun),
+    );
+  }
+
+  async ackFinishedRuns(ids: number[]): Promise<void> {
+    if (ids.length === 0) return;
+    this.write(() => this.s.ackFinishedRuns.run(JSON.stringify(ids)));
   }
 
   // -------------------------------------------------------------------------------------------
@@ -999,6 +1047,87 @@ export class SqliteStore implements Store, AsyncDisposable {
   private skipPending(sequenceRunId: string, now: number): void {
     this.s.cancelQueuedRunsOfPendingMembers.run({ sequenceRunId, now });
     this.s.skipPendingMembers.run({ sequenceRunId, now });
+  }
+
+  private startMembersTx(sequenceRunId: string, members: MemberStart[], now: number): SyncRun[] {
+    {
+      const run = this.s.sequenceRun.get(sequenceRunId) as SequenceRunRow | undefined;
+      if (!run) throw new NotFoundError(`sequence run ${sequenceRunId} does not exist`);
+      if (isTerminalSequenceRunStatus(run.status)) return [];
+      const created: SyncRun[] = [];
+      for (const member of members) {
+        const current = this.s.memberWithRun.get(sequenceRunId, member.key) as
+          | { member_status: string; sync_run_id: number | null; run_status: string | null }
+          | undefined;
+        if (!current) {
+          throw new NotFoundError(`sequence run ${sequenceRunId} has no member "${member.key}"`);
+        }
+        if (!memberNeedsRun({ memberStatus: current.member_status, syncRunId: current.sync_run_id, runStatus: current.run_status })) continue;
+        if (!this.s.liveSync.get(member.syncId)) {
+          throw new NotFoundError(`member "${member.key}" of sequence run ${sequenceRunId} runs sync ${member.syncId}, which does not exist`);
+        }
+        const row = this.insertSyncRun(
+          member.syncId,
+          { type: 'sequence', detail: sequenceRunId },
+          { fullResync: false, resetCDC: false },
+          sequenceRunId,
+          member.key,
+          now,
+        );
+        this.s.linkMember.run({ sequenceRunId, key: member.key, syncRunId: row.id, syncId: member.syncId });
+        created.push(toSyncRun(row));
+      }
+      return created;
+    }
+  }
+
+  private finishSequenceRunTx(sequenceRunId: string, status: SequenceRunStatus, now: number): SequenceRun {
+    {
+      const current = this.s.sequenceRun.get(sequenceRunId) as SequenceRunRow | undefined;
+      if (!current) throw new NotFoundError(`sequence run ${sequenceRunId} does not exist`);
+      if (isTerminalSequenceRunStatus(current.status)) {
+        if (current.status === status) return this.withMembers(current);
+        throw sequenceRunFinishedError(sequenceRunId, current.status, status);
+      }
+      const row = this.s.finishSequenceRun.get({
+        id: sequenceRunId,
+        status,
+        terminal: isTerminalSequenceRunStatus(status) ? 1 : 0,
+        now,
+      }) as SequenceRunRow;
+      this.s.recordFinishedRun.run('sequence', sequenceRunId, now);
+      return this.withMembers(row);
+    }
+  }
+
+  /** A cancel request: a queued run ends at once, an active one is flagged and stops at its next batch boundary. */
+  private cancelSyncRunTx(id: number, now: number): SyncRun {
+    const current = this.s.syncRun.get(id) as SyncRunRow | undefined;
+    if (!current) throw new NotFoundError(`sync run ${id} does not exist`);
+    const status = current.status as SyncRunStatus;
+    if (isTerminalSyncRunStatus(status)) throw nothingToCancelError(`sync run ${id}`, status);
+    if (status === 'queued') {
+      const row = this.s.cancelQueuedSyncRun.get(now, id) as SyncRunRow;
+      this.followRun(row, now);
+      return toSyncRun(row);
+    }
+    return toSyncRun(this.s.flagSyncRunCancel.get(id) as SyncRunRow);
+  }
+
+  /**
+   * Refuses a fenced write unless the run is still in the fence's attempt; returns the run's row
+   * as it is (null without a fence).
+   */
+  private checkFence(fence: RunFence | undefined): SyncRunRow | null {
+    if (fence === undefined) return null;
+    const row = this.s.syncRun.get(fence.runId) as SyncRunRow | undefined;
+    if (!row || Number(row.attempt) !== fence.attempt) throw this.fenceError(fence);
+    return row;
+  }
+
+  private fenceError(fence: RunFence): LockstepError {
+    const row = this.s.runAttempt.get(fence.runId) as { attempt: number; worker_id: string | null } | undefined;
+    return leaseLostError(fence.runId, fence.attempt, row ? Number(row.attempt) : null, row?.worker_id ?? null);
   }
 
   private withMembers(row: SequenceRunRow): SequenceRun {

@@ -46,10 +46,20 @@ export const SEPARATOR_IN_KEY = 'LOCKSTEP_SEPARATOR_IN_KEY';
 /** Joins the keys and values of `PackedRows`. */
 export const ROW_SEPARATOR = '\u0000';
 
-/** A transaction: packed rows first (if any), then the statements. */
+/** The error code of a transaction whose guard found no row: nothing was written. */
+export const GUARD_FAILED = 'LOCKSTEP_GUARD_FAILED';
+
+/** A query that must return a row for the transaction to go on (e.g. a fenced run still in its attempt). */
+export interface WriteGuard {
+  sql: string;
+  params: WriteStatement[1];
+}
+
+/** A transaction: its guard first (if any), then the packed rows (if any), then the statements. */
 export interface WriteTransaction {
   rows: PackedRows | null;
   statements: WriteStatement[];
+  guard?: WriteGuard | null;
 }
 
 export interface SqliteWriteWorkerOptions {
@@ -126,6 +136,11 @@ const insertRows = (rows) => {
   }
 };
 const apply = (transaction) => {
+  if (transaction.guard && prepared(transaction.guard.sql).get(...transaction.guard.params) === undefined) {
+    const error = new Error('the guard of the transaction found no row');
+    error.code = '${GUARD_FAILED}';
+    throw error;
+  }
   if (transaction.rows) insertRows(transaction.rows);
   for (const [sql, params] of transaction.statements) prepared(sql).run(...params);
 };

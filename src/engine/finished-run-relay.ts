@@ -1,0 +1,141 @@
+/**
+ * The relay of finished runs: takes the entries the store's outbox holds (written in each run's
+ * final transaction, whichever process ran it), hands each run to the parts of the engine that act
+ * on an ended run (upstream triggers, alert rules), and removes the entry once they all have. An
+ * entry is held by one process for a lease while it is acted on; if that process dies, another
+ * takes it when the hold ends. So a run's end is acted on once, even across a crash between the
+ * end and the action.
+ *
+ * It drains when told a run ended here (`kick`), when the store pushes a notification, and on a
+ * poll for the ends of other processes' runs.
+ */
+import { toError } from '../core/errors.js';
+import type { Clock, LeaseRequest, Logger, Store } from '../core/ports.js';
+import type { SequenceRun, SyncRun } from '../core/runs.js';
+
+/** What acts on an ended run; the entry is removed once the returned promise settles. */
+export interface FinishedRunHandlers {
+  syncRun: (run: SyncRun) => Promise<void> | void;
+  sequenceRun: (run: SequenceRun) => Promise<void> | void;
+}
+
+export interface FinishedRunRelayOptions {
+  store: Pick<Store, 'takeFinishedRuns' | 'ackFinishedRuns' | 'getSyncRun' | 'getSequenceRun' | 'watch'>;
+  clock: Clock;
+  logger: Logger;
+  /** Who holds the entries taken, and for how long. */
+  lease: LeaseRequest;
+  /** How often to look for runs other processes ended, ms. */
+  pollIntervalMs: number;
+}
+
+/** Entries taken at once. */
+const TAKE = 100;
+
+export class FinishedRunRelay implements AsyncDisposable {
+  private readonly handlers = new Set<FinishedRunHandlers>();
+  private draining: Promise<void> | null = null;
+  private drainAgain = false;
+  private controller: AbortController | null = null;
+  private pollLoop: Promise<void> | null = null;
+  private unwatch: (() => void) | null = null;
+
+  constructor(private readonly options: FinishedRunRelayOptions) {}
+
+  /** Adds handlers for every run whose end this relay takes; returns their removal. */
+  subscribe(handlers: FinishedRunHandlers): () => void {
+    this.handlers.add(handlers);
+    return () => this.handlers.delete(handlers);
+  }
+
+  /** Starts draining the outbox: now, on notifications and on a poll. */
+  start(): void {
+    if (this.controller) return;
+    this.controller = new AbortController();
+    this.pollLoop = this.poll(this.controller.signal);
+    this.unwatch = this.options.store.watch?.((topic) => {
+      if (topic === 'finished') this.kick();
+    }) ?? null;
+    this.kick();
+  }
+
+  get running(): boolean {
+    return this.controller !== null;
+  }
+
+  /** Drains soon (a run ended here). Drains coalesce. */
+  kick(): void {
+    if (!this.controller) return;
+    if (this.draining) {
+      this.drainAgain = true;
+      return;
+    }
+    this.draining = (async () => {
+      try {
+        do {
+          this.drainAgain = false;
+          // After the hand-off to the next member, which runs on promise continuations.
+          await new Promise<void>((resolve) => setImmediate(resolve));
+          while (this.controller && (await this.drainOnce()) === TAKE);
+        } while (this.drainAgain && this.controller);
+      } catch (thrown) {
+        this.options.logger.error('could not act on finished runs', { error: toError(thrown).message });
+      } finally {
+        this.draining = null;
+      }
+    })();
+  }
+
+  /** Resolves once what was taken so far has been acted on. */
+  async idle(): Promise<void> {
+    while (this.draining) await this.draining;
+  }
+
+  async stop(): Promise<void> {
+    this.unwatch?.();
+    this.unwatch = null;
+    this.controller?.abort();
+    this.controller = null;
+    await this.pollLoop;
+    await this.idle();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+
+  /** Acts on one batch of entries; returns how many were taken. */
+  private async drainOnce(): Promise<number> {
+    const { store, clock, logger } = this.options;
+    const entries = await store.takeFinishedRuns(TAKE, clock.now(), this.options.lease);
+    const done: number[] = [];
+    for (const entry of entries) {
+      try {
+        if (entry.kind === 'sync') {
+          const run = await store.getSyncRun(Number(entry.runId));
+          if (run) await Promise.all([...this.handlers].map((h) => h.syncRun(run)));
+        } else {
+          const run = await store.getSequenceRun(entry.runId);
+          if (run) await Promise.all([...this.handlers].map((h) => h.sequenceRun(run)));
+        }
+        done.push(entry.id);
+      } catch (thrown) {
+        // Left held: taken again once the hold ends.
+        logger.error('could not act on a finished run; trying again later', { kind: entry.kind, runId: entry.runId, error: toError(thrown).message });
+      }
+    }
+    await store.ackFinishedRuns(done);
+    return entries.length;
+  }
+
+  private async poll(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      try {
+        await this.options.clock.sleep(this.options.pollIntervalMs, signal);
+      } catch {
+        return;
+      }
+      this.kick();
+    }
+  }
+}
