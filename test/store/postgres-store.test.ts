@@ -1,11 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCode, LockstepError } from '../../src/core/errors.js';
+import type { StoreTopic } from '../../src/core/ports.js';
+import type { SyncRun } from '../../src/core/runs.js';
 import type { NewWebhookEvent } from '../../src/core/webhooks.js';
 import { PostgresDatabase } from '../../src/store/postgres/postgres-database.js';
 import { SCHEMA_VERSION } from '../../src/store/postgres/postgres-migrations.js';
 import { PostgresStore } from '../../src/store/postgres/postgres-store.js';
 import { createTestDatabase, sql } from '../helpers/postgres.js';
-import { crmWorkspace, describeStoreContract } from './store-contract.js';
+import { LEASE, crmWorkspace, describeStoreContract } from './store-contract.js';
 
 const T0 = 1_767_225_600_000.5;
 const MANUAL = { type: 'manual', detail: null } as const;
@@ -68,7 +70,7 @@ describe('PostgresStore on a shared database', () => {
     const sync = (await b.getSync('accounts-to-crm'))!;
     for (let round = 0; round < 20; round++) {
       const { run } = await a.enqueueSyncRun({ syncId: sync.id, trigger: MANUAL, options: NO_OPTIONS }, T0 + round);
-      const claims = await Promise.all([a.claimSyncRun(run.id, T0 + round), b.claimSyncRun(run.id, T0 + round), a.claimSyncRun(run.id, T0 + round)]);
+      const claims = await Promise.all([a.claimSyncRun(run.id, T0 + round, LEASE), b.claimSyncRun(run.id, T0 + round, LEASE), a.claimSyncRun(run.id, T0 + round, LEASE)]);
       expect(claims.filter((c) => c !== null)).toHaveLength(1);
       await b.updateSyncRun(run.id, { status: 'success' }, T0 + round + 0.5);
     }
@@ -78,7 +80,7 @@ describe('PostgresStore on a shared database', () => {
     expect(await b.claimSequenceRun(seqRun.id, T0)).not.toBeNull();
     const [member] = await a.startMembers(seqRun.id, [{ key: 'accounts-to-crm', syncId: sync.id }], T0);
     const { run: standalone } = await b.enqueueSyncRun({ syncId: sync.id, trigger: MANUAL, options: NO_OPTIONS }, T0);
-    const both = await Promise.all([a.claimSyncRun(member!.id, T0 + 100), b.claimSyncRun(standalone.id, T0 + 100)]);
+    const both = await Promise.all([a.claimSyncRun(member!.id, T0 + 100, LEASE), b.claimSyncRun(standalone.id, T0 + 100, LEASE)]);
     expect(both.filter((c) => c !== null)).toHaveLength(1);
     const active = await a.listSyncRuns({ syncId: sync.id, statuses: ['querying'], limit: 10, offset: 0, order: 'asc' });
     expect(active).toHaveLength(1);
@@ -198,7 +200,7 @@ describe('PostgresStore on a shared database', () => {
     expect(Object.fromEntries(await store.recordIdsGet(syncId, ['k\u0000', 'plain', 'none']))).toEqual({ 'k\u0000': 'id\u0001', plain: '7' });
 
     const { run } = await store.enqueueSyncRun({ syncId, trigger: { type: 'api', detail: 'x\u0000y' }, options: NO_OPTIONS }, T0);
-    await store.claimSyncRun(run.id, T0);
+    await store.claimSyncRun(run.id, T0, LEASE);
     await store.addRejectedRows([{ syncRunId: run.id, key: '[1]', op: 'added', reason: 'bad byte \u0000 here' }]);
     expect((await store.listRejectedRows(run.id, 10, 0))[0]?.reason).toBe('bad byte \u0000 here');
     const failed = await store.updateSyncRun(run.id, { status: 'failed', error: 'garbage \u0000\u0001' }, T0 + 1);
@@ -301,3 +303,133 @@ describe('PostgresStore alerts, webhooks and tokens with several processes', () 
     expect((results.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason).toMatchObject({ code: ErrorCode.Conflict });
   });
 });
+
+describe('PostgresStore leases and notifications with several processes', () => {
+  it('hands each of 50 runs to exactly one of four workers in two processes claiming at once, and again when their leases end', async () => {
+    const url = await createTestDatabase('lockstep_claim_next');
+    await using a = await PostgresStore.open({ url, poolSize: 4 });
+    await using b = await PostgresStore.open({ url, poolSize: 4 });
+    const workspace = crmWorkspace();
+    const base = workspace.syncs[0]!;
+    workspace.syncs.push(...Array.from({ length: 50 }, (_, i) => ({ ...base, slug: `s${i}-to-crm`, object: `s${i}` })));
+    await a.applyWorkspace(workspace, T0);
+    const syncs = (await a.loadWorkspace()).syncs.filter((s) => /^s\d+-to-crm$/.test(s.slug));
+    const queued: number[] = [];
+    for (const sync of syncs) queued.push((await a.enqueueSyncRun({ syncId: sync.id, trigger: MANUAL, options: NO_OPTIONS }, T0)).run.id);
+    const leaseMs = 60_000;
+
+    const race = async (now: number) => {
+      const claimed: Array<{ workerId: string; run: SyncRun }> = [];
+      const loop = async (store: PostgresStore, workerId: string) => {
+        for (let run = await store.claimNextSyncRun(now, { workerId, leaseMs }); run; run = await store.claimNextSyncRun(now, { workerId, leaseMs })) {
+          claimed.push({ workerId, run });
+        }
+      };
+      await Promise.all([loop(a, 'a/1'), loop(a, 'a/2'), loop(b, 'b/1'), loop(b, 'b/2')]);
+      expect(claimed.map((c) => c.run.id).sort((x, y) => x - y)).toEqual(queued);
+      expect(claimed.every((c) => c.run.workerId === c.workerId && c.run.leaseExpiresAt === now + leaseMs)).toBe(true);
+      const leases = await b.listLeases();
+      expect(leases.map((l) => l.runId)).toEqual(queued);
+      const holder = new Map(claimed.map((c) => [c.run.id, c.workerId]));
+      expect(leases.every((l) => l.workerId === holder.get(l.runId))).toBe(true);
+      return claimed;
+    };
+    const first = await race(T0 + 1);
+    expect(first.every((c) => c.run.attempt === 1)).toBe(true);
+    // Every lease ends at once (all four workers froze): each run is taken over once more.
+    const second = await race(T0 + 1 + leaseMs);
+    expect(second.every((c) => c.run.attempt === 2)).toBe(true);
+  });
+
+  it('settles a takeover racing a late write of the old attempt: the write commits before it, or is refused after it', async () => {
+    const url = await createTestDatabase('lockstep_fence_race');
+    await using a = await PostgresStore.open({ url, poolSize: 4 });
+    await using b = await PostgresStore.open({ url, poolSize: 4 });
+    await a.applyWorkspace(crmWorkspace(), T0);
+    const syncId = (await a.getSync('accounts-to-crm'))!.id;
+    const lease = (workerId: string) => ({ workerId, leaseMs: 1_000 });
+    const { run } = await a.enqueueSyncRun({ syncId, trigger: MANUAL, options: NO_OPTIONS }, T0);
+    await a.claimSyncRun(run.id, T0, lease('a'));
+    for (let attempt = 1; attempt <= 20; attempt++) {
+      const now = T0 + attempt * 1_000;
+      const key = `[${attempt}]`;
+      const [write, takeover] = await Promise.allSettled([
+        a.snapshotWrite(syncId, [[key, '00000000000000aa']], [], { runId: run.id, attempt }),
+        b.claimSyncRun(run.id, now, lease(`w${attempt + 1}`)),
+      ]);
+      expect(takeover).toMatchObject({ status: 'fulfilled', value: { attempt: attempt + 1 } });
+      const written = (await a.snapshotGet(syncId, [key])).has(key);
+      if (write.status === 'rejected') {
+        expect(write.reason).toMatchObject({ code: ErrorCode.LeaseLost });
+        expect(written).toBe(false);
+      } else {
+        expect(written).toBe(true);
+      }
+    }
+  });
+
+  it('tells watchers in other processes of queued work and finished runs, and hears again after losing its connection', async () => {
+    const url = await createTestDatabase('lockstep_notify');
+    await using a = await PostgresStore.open({ url, poolSize: 2 });
+    await using b = await PostgresStore.open({ url, poolSize: 2 });
+    expect(a.capabilities.notifications).toBe(true);
+    await a.applyWorkspace(crmWorkspace(), T0);
+    const listening = async () =>
+      Number(
+        (
+          await sql<{ n: string }>(
+            url,
+            "SELECT count(*)::text AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'lockstep notifications' AND query ILIKE 'LISTEN%'",
+          )
+        )[0]?.n,
+      );
+    const heard: StoreTopic[] = [];
+    const stop = a.watch((topic) => heard.push(topic));
+    // A listener that throws changes nothing for the others.
+    const stopFaulty = a.watch(() => {
+      throw new Error('listener bug');
+    });
+    await eventually(async () => expect(await listening()).toBe(1));
+
+    const syncId = (await b.getSync('accounts-to-crm'))!.id;
+    const { run } = await b.enqueueSyncRun({ syncId, trigger: MANUAL, options: NO_OPTIONS }, T0);
+    await eventually(() => expect(heard).toEqual(['work']));
+    heard.length = 0;
+    await b.claimSyncRun(run.id, T0, LEASE);
+    await b.updateSyncRun(run.id, { status: 'success' }, T0 + 1, 1);
+    await eventually(() => expect([...heard].sort()).toEqual(['finished', 'work']));
+
+    // The server drops the connection: it comes back, and every topic is heard once for what was missed.
+    heard.length = 0;
+    await sql(url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'lockstep notifications'");
+    await eventually(() => expect([...heard].sort()).toEqual(['finished', 'work']));
+    await eventually(async () => expect(await listening()).toBe(1));
+    heard.length = 0;
+    await b.enqueueSequenceRun((await b.getSequence('crm-hierarchy'))!, MANUAL, T0 + 2);
+    await eventually(() => expect(heard).toEqual(['work']));
+
+    // The connection is held only while someone listens.
+    stopFaulty();
+    expect(await listening()).toBe(1);
+    stop();
+    await eventually(async () => expect(await listening()).toBe(0));
+    a.watch(() => undefined);
+    await eventually(async () => expect(await listening()).toBe(1));
+    await a.close();
+    await eventually(async () => expect(await listening()).toBe(0));
+  });
+});
+
+/** Retries `check` until it passes or `timeoutMs` passed (then its last failure is thrown). */
+async function eventually(check: () => unknown, timeoutMs = 10_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      await check();
+      return;
+    } catch (error) {
+      if (Date.now() > until) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ErrorCode, LockstepError } from '../../src/core/errors.js';
 import { MIGRATIONS, SCHEMA_VERSION } from '../../src/store/sqlite/migrations.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
-import { crmWorkspace, describeStoreContract } from './store-contract.js';
+import { LEASE, crmWorkspace, describeStoreContract } from './store-contract.js';
 import { SqliteWriteWorker, type WriteTransaction } from '../../src/store/sqlite/sqlite-write-worker.js';
 
 const T0 = 1_767_225_600_000;
@@ -212,16 +212,16 @@ describe('SqliteStore on its file', () => {
       created: false,
       run: { id: first.id },
     });
-    const claims = await Promise.all([a.claimSyncRun(first.id, T0 + 2), b.claimSyncRun(first.id, T0 + 2)]);
+    const claims = await Promise.all([a.claimSyncRun(first.id, T0 + 2, LEASE), b.claimSyncRun(first.id, T0 + 2, LEASE)]);
     expect(claims.filter((c) => c !== null)).toHaveLength(1);
 
     const { run: second } = await b.enqueueSyncRun({ syncId: sync!.id, trigger: { type: 'manual', detail: null }, options }, T0 + 3);
-    expect(await a.claimSyncRun(second.id, T0 + 4)).toBeNull();
-    expect(await b.claimSyncRun(second.id, T0 + 4)).toBeNull();
+    expect(await a.claimSyncRun(second.id, T0 + 4, LEASE)).toBeNull();
+    expect(await b.claimSyncRun(second.id, T0 + 4, LEASE)).toBeNull();
     await b.updateSyncRun(first.id, { status: 'success' }, T0 + 5);
     expect((await a.getSyncRun(first.id))?.status).toBe('success');
-    expect(await a.claimSyncRun(second.id, T0 + 6)).toMatchObject({ status: 'querying' });
-    expect(await b.claimSyncRun(second.id, T0 + 6)).toBeNull();
+    expect(await a.claimSyncRun(second.id, T0 + 6, LEASE)).toMatchObject({ status: 'querying' });
+    expect(await b.claimSyncRun(second.id, T0 + 6, LEASE)).toBeNull();
 
     expect(await a.recordFiring('sync:1@0', T0)).toBe(true);
     expect(await b.recordFiring('sync:1@0', T0)).toBe(false);

@@ -6,8 +6,9 @@
 import { hashText } from '../../src/core/hash-text.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ErrorCode, LockstepError, NotFoundError, ValidationError } from '../../src/core/errors.js';
-import type { Store } from '../../src/core/ports.js';
+import type { LeaseRequest, Store } from '../../src/core/ports.js';
 import type { SyncRun, SyncRunStatus, Trigger } from '../../src/core/runs.js';
+import { decideSequenceAdvance, type SequenceAdvanceState } from '../../src/core/sequence-rules.js';
 import type {
   MemberDef,
   SequenceDef,
@@ -27,6 +28,8 @@ export type StoreFactory = () => Promise<StoreUnderTest>;
 const T0 = 1_767_225_600_000.25; // 2026-01-01, with a fraction: stores must keep sub-millisecond times
 const MANUAL: Trigger = { type: 'manual', detail: null };
 const NO_OPTIONS = { fullResync: false, resetCDC: false };
+/** The lease the contract's claims take unless a test is about leases. */
+export const LEASE: LeaseRequest = { workerId: 'worker-a', leaseMs: 30_000 };
 
 function syncDef(slug: string, model: string, overrides: Partial<SyncDef> = {}): SyncDef {
   return {
@@ -163,7 +166,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
     /** A claimed (querying) standalone run of `slug`. */
     async function runningRun(slug: string, now = T0): Promise<SyncRun> {
       const { run } = await store.enqueueSyncRun({ syncId: await syncId(slug), trigger: MANUAL, options: NO_OPTIONS }, now);
-      const claimed = await store.claimSyncRun(run.id, now + 1);
+      const claimed = await store.claimSyncRun(run.id, now + 1, LEASE);
       if (!claimed) throw new Error('claim failed');
       return claimed;
     }
@@ -221,7 +224,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         const { syncs } = await applyCrm();
         const dealsId = syncs['deals-to-crm']!.id;
         const { run } = await store.enqueueSyncRun({ syncId: dealsId, trigger: MANUAL, options: NO_OPTIONS }, T0);
-        await store.claimSyncRun(run.id, T0 + 1);
+        await store.claimSyncRun(run.id, T0 + 1, LEASE);
         await store.updateSyncRun(run.id, { status: 'success' }, T0 + 2);
         await store.snapshotWrite(dealsId, [['["eu",1]', 'h1']], []);
         const { run: queued } = await store.enqueueSyncRun({ syncId: dealsId, trigger: MANUAL, options: NO_OPTIONS }, T0 + 3);
@@ -429,12 +432,15 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
           error: null,
           cancelRequested: false,
           apiUsage: null,
+          attempt: 0,
+          workerId: null,
+          leaseExpiresAt: null,
         });
         expect(Number.isInteger(first.run.id)).toBe(true);
         const again = await store.enqueueSyncRun({ syncId: id, trigger: MANUAL, options: NO_OPTIONS }, T0 + 1);
         expect(again).toMatchObject({ created: false, run: { id: first.run.id } });
 
-        await store.claimSyncRun(first.run.id, T0 + 2);
+        await store.claimSyncRun(first.run.id, T0 + 2, LEASE);
         const followUp = await store.enqueueSyncRun({ syncId: id, trigger: MANUAL, options: NO_OPTIONS }, T0 + 3);
         expect(followUp.created).toBe(true);
         expect(followUp.run.id).not.toBe(first.run.id);
@@ -465,22 +471,22 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       it('claims a queued run only while no other run of its sync is active', async () => {
         const id = await (applyCrm().then(() => syncId('accounts-to-crm')));
         const { run: first } = await store.enqueueSyncRun({ syncId: id, trigger: MANUAL, options: NO_OPTIONS }, T0);
-        const claimed = await store.claimSyncRun(first.id, T0 + 1.5);
+        const claimed = await store.claimSyncRun(first.id, T0 + 1.5, LEASE);
         expect(claimed).toMatchObject({ id: first.id, status: 'querying', startedAt: T0 + 1.5 });
-        expect(await store.claimSyncRun(first.id, T0 + 2)).toBeNull();
+        expect(await store.claimSyncRun(first.id, T0 + 2, LEASE)).toBeNull();
 
         const { run: second } = await store.enqueueSyncRun({ syncId: id, trigger: MANUAL, options: NO_OPTIONS }, T0 + 2);
-        expect(await store.claimSyncRun(second.id, T0 + 3)).toBeNull();
+        expect(await store.claimSyncRun(second.id, T0 + 3, LEASE)).toBeNull();
         // Not even a direct status change may make a second run of the sync active.
         await expectError(store.updateSyncRun(second.id, { status: 'processing' }, T0 + 3), ErrorCode.Conflict);
         await store.updateSyncRun(first.id, { status: 'processing' }, T0 + 4);
-        expect(await store.claimSyncRun(second.id, T0 + 5)).toBeNull();
+        expect(await store.claimSyncRun(second.id, T0 + 5, LEASE)).toBeNull();
         await store.updateSyncRun(first.id, { status: 'reporting' }, T0 + 6);
-        expect(await store.claimSyncRun(second.id, T0 + 7)).toBeNull();
+        expect(await store.claimSyncRun(second.id, T0 + 7, LEASE)).toBeNull();
         expect((await store.getSyncRun(second.id))?.status).toBe('queued');
 
         await store.updateSyncRun(first.id, { status: 'warning' }, T0 + 8);
-        expect(await store.claimSyncRun(second.id, T0 + 9)).toMatchObject({ status: 'querying', startedAt: T0 + 9 });
+        expect(await store.claimSyncRun(second.id, T0 + 9, LEASE)).toMatchObject({ status: 'querying', startedAt: T0 + 9 });
 
         // A run of another sync is not held up.
         const deals = await runningRun('deals-to-crm', T0 + 10);
@@ -495,10 +501,10 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         const [memberRun] = await store.startMembers(seqRun.id, [{ key: 'accounts-to-crm', syncId: accounts }], T0);
         const { run: standalone } = await store.enqueueSyncRun({ syncId: accounts, trigger: MANUAL, options: NO_OPTIONS }, T0);
         expect(standalone.id).not.toBe(memberRun!.id);
-        expect(await store.claimSyncRun(memberRun!.id, T0 + 1)).not.toBeNull();
-        expect(await store.claimSyncRun(standalone.id, T0 + 2)).toBeNull();
+        expect(await store.claimSyncRun(memberRun!.id, T0 + 1, LEASE)).not.toBeNull();
+        expect(await store.claimSyncRun(standalone.id, T0 + 2, LEASE)).toBeNull();
         await store.updateSyncRun(memberRun!.id, { status: 'success' }, T0 + 3);
-        expect(await store.claimSyncRun(standalone.id, T0 + 4)).not.toBeNull();
+        expect(await store.claimSyncRun(standalone.id, T0 + 4, LEASE)).not.toBeNull();
       });
 
       it('applies patches; a terminal status sets finishedAt and is final', async () => {
@@ -561,7 +567,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
           ids.push(run.id);
         }
         expect((await store.listQueuedSyncRuns()).map((r) => r.id)).toEqual(ids);
-        await store.claimSyncRun(ids[1]!, T0 + 5);
+        await store.claimSyncRun(ids[1]!, T0 + 5, LEASE);
         expect((await store.listQueuedSyncRuns()).map((r) => r.id)).toEqual([ids[0], ids[2]]);
       });
 
@@ -573,7 +579,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         for (let i = 0; i < 6; i++) {
           const sync = i % 2 === 0 ? accounts : deals;
           const { run } = await store.enqueueSyncRun({ syncId: sync, trigger: MANUAL, options: NO_OPTIONS }, T0 + i * 100);
-          await store.claimSyncRun(run.id, T0 + i * 100 + 1);
+          await store.claimSyncRun(run.id, T0 + i * 100 + 1, LEASE);
           made.push(await store.updateSyncRun(run.id, { status: i === 4 ? 'failed' : 'success' }, T0 + i * 100 + 2));
         }
         const ids = made.map((r) => r.id);
@@ -621,29 +627,158 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         await expectError(store.addRejectedRows([{ syncRunId: 9999, key: '[1]', op: 'added', reason: 'x' }]), ErrorCode.NotFound);
         expect(await store.listRejectedRows(a.id, 100, 0)).toHaveLength(7);
       });
+    });
 
-      it('interrupts every active run after a crash and leaves the others alone', async () => {
-        await applyCrm();
-        const querying = await runningRun('accounts-to-crm');
-        const processing = await runningRun('contacts-to-crm');
-        await store.updateSyncRun(processing.id, { status: 'processing' }, T0 + 2);
-        const done = await runningRun('deals-to-crm');
-        await store.updateSyncRun(done.id, { status: 'success' }, T0 + 3);
-        const { run: queued } = await store.enqueueSyncRun({ syncId: await syncId('deals-to-crm'), trigger: MANUAL, options: NO_OPTIONS }, T0 + 4);
+    // -----------------------------------------------------------------------------------------
+    describe('leases', () => {
+      const A: LeaseRequest = { workerId: 'host-a/101/a1b2', leaseMs: 10_000 };
+      const B: LeaseRequest = { workerId: 'host-b/202/c3d4', leaseMs: 10_000 };
 
-        const interrupted = await store.interruptActiveSyncRuns(T0 + 10.5);
-        expect(interrupted.map((r) => r.id).sort((x, y) => x - y)).toEqual([querying.id, processing.id].sort((x, y) => x - y));
-        for (const run of interrupted) {
-          expect(run).toMatchObject({ status: 'interrupted', finishedAt: T0 + 10.5 });
-          expect(run.error).toBeTruthy();
-          expect(await store.getSyncRun(run.id)).toEqual(run);
+      async function claimedBy(slug: string, lease: LeaseRequest, now: number): Promise<SyncRun> {
+        const { run } = await store.enqueueSyncRun({ syncId: await syncId(slug), trigger: MANUAL, options: NO_OPTIONS }, now);
+        const claimed = await store.claimSyncRun(run.id, now, lease);
+        if (!claimed) throw new Error(`claim of ${slug} failed`);
+        return claimed;
+      }
+
+      it('holds a claimed run for its worker until the lease ends, then another worker takes it over as the next attempt', async () => {
+        const id = await applyCrm().then(() => syncId('accounts-to-crm'));
+        const { run } = await store.enqueueSyncRun({ syncId: id, trigger: MANUAL, options: NO_OPTIONS }, T0);
+        const claimed = await store.claimSyncRun(run.id, T0 + 1, A);
+        expect(claimed).toMatchObject({ id: run.id, status: 'querying', attempt: 1, workerId: A.workerId, leaseExpiresAt: T0 + 1 + A.leaseMs, startedAt: T0 + 1 });
+        await store.updateSyncRun(run.id, { status: 'processing' }, T0 + 2, 1);
+        // While the lease holds, nobody else gets the run.
+        expect(await store.claimSyncRun(run.id, T0 + 5_000, B)).toBeNull();
+        expect(await store.claimNextSyncRun(T0 + 5_000, B)).toBeNull();
+        expect(await store.claimSyncRun(run.id, T0 + 5_000, A)).toBeNull();
+
+        // The lease ends (its worker died or froze): the run is taken over under its id, with its start kept.
+        const end = T0 + 1 + A.leaseMs;
+        const taken = await store.claimSyncRun(run.id, end, B);
+        expect(taken).toMatchObject({ id: run.id, status: 'querying', attempt: 2, workerId: B.workerId, leaseExpiresAt: end + B.leaseMs, startedAt: T0 + 1 });
+        expect(await store.getSyncRun(run.id)).toEqual(taken);
+        expect(await store.claimSyncRun(run.id, end, A)).toBeNull();
+        await expectError(store.claimSyncRun(9999, T0, A), ErrorCode.NotFound);
+      });
+
+      it('refuses every write of an attempt that was taken over, changing nothing, and lets the new attempt write', async () => {
+        const id = await applyCrm().then(() => syncId('accounts-to-crm'));
+        const { run } = await store.enqueueSyncRun({ syncId: id, trigger: MANUAL, options: NO_OPTIONS }, T0);
+        await store.claimSyncRun(run.id, T0, A);
+        const first = { runId: run.id, attempt: 1 };
+        const rejected = (reason: string) => [{ syncRunId: run.id, key: '[9]', op: 'added' as const, reason }];
+        await store.snapshotWrite(id, [['[1]', 'aaaaaaaaaaaaaaaa']], [], first);
+        await store.recordIdsWrite(id, [['[1]', 'r1']], [], first);
+        await store.addRejectedRows(rejected('first attempt'), first);
+        await store.updateSyncRun(run.id, { status: 'processing', querySize: 10 }, T0 + 1, 1);
+
+        expect(await store.claimSyncRun(run.id, T0 + A.leaseMs, B)).toMatchObject({ attempt: 2 });
+        const before = await store.getSyncRun(run.id);
+        const late = T0 + A.leaseMs + 1;
+        const refused = [
+          () => store.updateSyncRun(run.id, { querySize: 99 }, late, 1),
+          () => store.updateSyncRun(run.id, { status: 'reporting' }, late, 1),
+          () => store.updateSyncRun(run.id, { status: 'success', completionRatio: 1 }, late, 1),
+          () => store.addRejectedRows(rejected('late'), first),
+          () => store.snapshotWrite(id, [['[2]', 'bbbbbbbbbbbbbbbb']], ['[1]'], first),
+          () => store.snapshotWrite(id, { keys: ['[3]'], hashes: new Uint32Array([1, 2]) }, [], first),
+          () => store.recordIdsWrite(id, [['[2]', 'r2']], ['[1]'], first),
+          () => store.snapshotClear(id, first),
+        ];
+        for (const write of refused) {
+          const error = await expectError(write(), ErrorCode.LeaseLost);
+          expect(error.message).toContain(`sync run ${run.id} attempt 1`);
+          expect(error.message).toContain('attempt 2');
         }
-        expect((await store.getSyncRun(done.id))?.status).toBe('success');
-        expect((await store.getSyncRun(queued.id))?.status).toBe('queued');
-        expect(await store.interruptActiveSyncRuns(T0 + 11)).toEqual([]);
-        // The interrupted run no longer holds its sync.
-        const { run: retry } = await store.enqueueSyncRun({ syncId: await syncId('accounts-to-crm'), trigger: { type: 'retry', detail: String(querying.id) }, options: NO_OPTIONS }, T0 + 12);
-        expect(await store.claimSyncRun(retry.id, T0 + 13)).not.toBeNull();
+        expect(await store.getSyncRun(run.id)).toEqual(before);
+        expect(Object.fromEntries(await store.snapshotGet(id, ['[1]', '[2]', '[3]']))).toEqual({ '[1]': 'aaaaaaaaaaaaaaaa' });
+        expect(Object.fromEntries(await store.recordIdsGet(id, ['[1]', '[2]']))).toEqual({ '[1]': 'r1' });
+        expect((await store.listRejectedRows(run.id, 10, 0)).map((r) => r.reason)).toEqual(['first attempt']);
+        expect(await store.takeFinishedRuns(10, late, A)).toEqual([]);
+
+        const second = { runId: run.id, attempt: 2 };
+        await store.snapshotClear(id, second);
+        await store.snapshotWrite(id, { keys: ['[3]'], hashes: new Uint32Array([1, 2]) }, [], second);
+        await store.recordIdsWrite(id, [['[2]', 'r2']], ['[1]'], second);
+        await store.addRejectedRows(rejected('second attempt'), second);
+        const done = await store.updateSyncRun(run.id, { status: 'success', completionRatio: 1 }, late + 1, 2);
+        expect(done).toMatchObject({ status: 'success', attempt: 2, workerId: B.workerId, leaseExpiresAt: null, finishedAt: late + 1 });
+        expect(Object.fromEntries(await store.snapshotGet(id, ['[1]', '[3]']))).toEqual({ '[3]': '0000000100000002' });
+        expect(Object.fromEntries(await store.recordIdsGet(id, ['[1]', '[2]']))).toEqual({ '[2]': 'r2' });
+        expect((await store.listRejectedRows(run.id, 10, 0)).map((r) => r.reason)).toEqual(['first attempt', 'second attempt']);
+        // A fence naming a run that does not exist refuses too.
+        await expectError(store.addRejectedRows(rejected('x'), { runId: 9999, attempt: 1 }), ErrorCode.LeaseLost);
+        await expectError(store.updateSyncRun(9999, { querySize: 1 }, late, 1), ErrorCode.LeaseLost);
+      });
+
+      it('claims the next run: an expired one first, then the oldest queued run whose sync is free', async () => {
+        await applyCrm();
+        expect(await store.claimNextSyncRun(T0, A)).toBeNull();
+        const enqueue = async (slug: string, now: number) =>
+          (await store.enqueueSyncRun({ syncId: await syncId(slug), trigger: MANUAL, options: NO_OPTIONS }, now)).run;
+        const accounts = await enqueue('accounts-to-crm', T0);
+        const contacts = await enqueue('contacts-to-crm', T0 + 1);
+        const deals = await enqueue('deals-to-crm', T0 + 2);
+
+        expect(await store.claimNextSyncRun(T0 + 10, A)).toMatchObject({ id: accounts.id, status: 'querying', attempt: 1, workerId: A.workerId });
+        // A follow-up of a sync that is running waits.
+        const followUp = await enqueue('accounts-to-crm', T0 + 11);
+        expect(await store.claimNextSyncRun(T0 + 12, A)).toMatchObject({ id: contacts.id, attempt: 1 });
+        // The first lease ended: its run comes before the queued one.
+        const end = T0 + 10 + A.leaseMs;
+        expect(await store.claimNextSyncRun(end, B)).toMatchObject({ id: accounts.id, attempt: 2, workerId: B.workerId, leaseExpiresAt: end + B.leaseMs });
+        expect(await store.claimNextSyncRun(end, B)).toMatchObject({ id: deals.id, attempt: 1, workerId: B.workerId });
+        expect(await store.claimNextSyncRun(end, B)).toBeNull();
+        await store.updateSyncRun(accounts.id, { status: 'success' }, end + 1, 2);
+        expect(await store.claimNextSyncRun(end + 1, B)).toMatchObject({ id: followUp.id, attempt: 1 });
+        expect(await store.claimNextSyncRun(end + 1, B)).toBeNull();
+        // The second lease ends at T0 + 12 + leaseMs, not a moment before.
+        expect(await store.claimNextSyncRun(T0 + 12 + A.leaseMs, B)).toMatchObject({ id: contacts.id, attempt: 2 });
+      });
+
+      it('takes over an active run that has no lease at all', async () => {
+        await applyCrm();
+        const { run } = await store.enqueueSyncRun({ syncId: await syncId('deals-to-crm'), trigger: MANUAL, options: NO_OPTIONS }, T0);
+        // Made active without a claim, as runs started before leases existed.
+        expect(await store.updateSyncRun(run.id, { status: 'processing' }, T0 + 1)).toMatchObject({ attempt: 0, workerId: null, leaseExpiresAt: null });
+        expect(await store.listLeases()).toEqual([{ runId: run.id, syncId: run.syncId, workerId: '', attempt: 0, expiresAt: 0 }]);
+        expect(await store.claimNextSyncRun(T0 + 2, A)).toMatchObject({ id: run.id, status: 'querying', attempt: 1, workerId: A.workerId, startedAt: T0 + 2 });
+        const { run: other } = await store.enqueueSyncRun({ syncId: await syncId('accounts-to-crm'), trigger: MANUAL, options: NO_OPTIONS }, T0);
+        await store.updateSyncRun(other.id, { status: 'querying' }, T0 + 1);
+        expect(await store.claimSyncRun(other.id, T0 + 2, B)).toMatchObject({ id: other.id, attempt: 1, workerId: B.workerId });
+      });
+
+      it('renews only the leases a worker holds, releases them at once, and lists them', async () => {
+        await applyCrm();
+        const a1 = await claimedBy('accounts-to-crm', A, T0);
+        const a2 = await claimedBy('contacts-to-crm', A, T0);
+        const b1 = await claimedBy('deals-to-crm', B, T0);
+        const lease = (run: SyncRun, worker: LeaseRequest, expiresAt: number, attempt = 1) => ({
+          runId: run.id,
+          syncId: run.syncId,
+          workerId: worker.workerId,
+          attempt,
+          expiresAt,
+        });
+        expect(await store.listLeases()).toEqual([lease(a1, A, T0 + A.leaseMs), lease(a2, A, T0 + A.leaseMs), lease(b1, B, T0 + B.leaseMs)]);
+
+        const renewed = await store.renewLeases([a1.id, a2.id, b1.id, 9999], T0 + 5_000, A);
+        expect([...renewed].sort((x, y) => x - y)).toEqual([a1.id, a2.id].sort((x, y) => x - y));
+        expect(await store.listLeases()).toEqual([lease(a1, A, T0 + 5_000 + A.leaseMs), lease(a2, A, T0 + 5_000 + A.leaseMs), lease(b1, B, T0 + B.leaseMs)]);
+        expect(await store.renewLeases([], T0 + 5_000, A)).toEqual([]);
+
+        // A finished run is no longer held.
+        await store.updateSyncRun(a2.id, { status: 'success' }, T0 + 6_000, 1);
+        expect(await store.renewLeases([a1.id, a2.id], T0 + 7_000, A)).toEqual([a1.id]);
+        expect((await store.listLeases()).map((l) => l.runId)).toEqual([a1.id, b1.id]);
+
+        // A worker that stops releases its runs: another worker takes them over at once.
+        expect(await store.releaseLeases(A.workerId, T0 + 8_000)).toBe(1);
+        expect(await store.releaseLeases('host-c/303/e5f6', T0 + 8_000)).toBe(0);
+        expect(await store.claimNextSyncRun(T0 + 8_000, B)).toMatchObject({ id: a1.id, attempt: 2, workerId: B.workerId });
+        expect(await store.claimNextSyncRun(T0 + 8_000, B)).toBeNull();
+        expect(await store.renewLeases([a1.id], T0 + 8_001, A)).toEqual([]);
+        expect(await store.renewLeases([a1.id, b1.id], T0 + 8_001, B)).toHaveLength(2);
       });
     });
 
@@ -731,11 +866,11 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
 
         // Replays while queued, running and finished create nothing.
         expect(await store.startMembers(run.id, [{ key: 'accounts', syncId: accounts }], T0 + 2)).toEqual([]);
-        await store.claimSyncRun(first.id, T0 + 3);
+        await store.claimSyncRun(first.id, T0 + 3, LEASE);
         expect(await store.startMembers(run.id, [{ key: 'accounts', syncId: accounts }], T0 + 4)).toEqual([]);
 
-        // The process dies: the member goes back to pending and a new run replaces the interrupted one.
-        await store.interruptActiveSyncRuns(T0 + 5);
+        // The run is interrupted: the member goes back to pending and a new run replaces the interrupted one.
+        await store.updateSyncRun(first.id, { status: 'interrupted', error: 'the worker stopped' }, T0 + 5);
         const afterCrash = await store.getSequenceRun(run.id);
         expect(afterCrash?.members[0]).toMatchObject({ status: 'pending', syncRunId: first.id, finishedAt: null });
         const retried = await store.startMembers(run.id, [{ key: 'accounts', syncId: accounts }], T0 + 6);
@@ -743,7 +878,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         expect(retried[0]!.id).not.toBe(first.id);
         expect((await store.getSequenceRun(run.id))?.members[0]?.syncRunId).toBe(retried[0]!.id);
 
-        await store.claimSyncRun(retried[0]!.id, T0 + 7);
+        await store.claimSyncRun(retried[0]!.id, T0 + 7, LEASE);
         await store.updateSyncRun(retried[0]!.id, { status: 'success' }, T0 + 8);
         expect(await store.startMembers(run.id, [{ key: 'accounts', syncId: accounts }], T0 + 9)).toEqual([]);
 
@@ -782,7 +917,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
           const memberOf = async () => (await store.getSequenceRun(run.id))!.members[0]!;
           expect(await memberOf()).toMatchObject({ status: 'pending', startedAt: null, finishedAt: null });
 
-          await store.claimSyncRun(syncRun!.id, T0 + 2.5);
+          await store.claimSyncRun(syncRun!.id, T0 + 2.5, LEASE);
           expect(await memberOf()).toMatchObject({ status: 'running', startedAt: T0 + 2.5, finishedAt: null });
           await store.updateSyncRun(syncRun!.id, { status: 'processing' }, T0 + 3);
           expect(await memberOf()).toMatchObject({ status: 'running', startedAt: T0 + 2.5 });
@@ -812,7 +947,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
           ],
           T0 + 1,
         );
-        await store.claimSyncRun(accountsRun!.id, T0 + 2);
+        await store.claimSyncRun(accountsRun!.id, T0 + 2, LEASE);
         await store.updateSyncRun(accountsRun!.id, { status: 'interrupted', error: 'worker stopped' }, T0 + 3);
         let members = (await store.getSequenceRun(run.id))!.members;
         expect(members[0]).toMatchObject({ status: 'pending', syncRunId: accountsRun!.id, finishedAt: null });
@@ -845,7 +980,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         const { run } = await store.enqueueSequenceRun(await sequence('crm-graph'), MANUAL, T0);
         await store.claimSequenceRun(run.id, T0);
         const [accountsRun] = await store.startMembers(run.id, [{ key: 'accounts', syncId: syncs['accounts-to-crm']!.id }], T0);
-        await store.claimSyncRun(accountsRun!.id, T0 + 1);
+        await store.claimSyncRun(accountsRun!.id, T0 + 1, LEASE);
         await store.updateSyncRun(accountsRun!.id, { status: 'success' }, T0 + 2);
         const [contactsRun, dealsRun] = await store.startMembers(
           run.id,
@@ -855,7 +990,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
           ],
           T0 + 3,
         );
-        await store.claimSyncRun(contactsRun!.id, T0 + 4); // running; deals stays queued
+        await store.claimSyncRun(contactsRun!.id, T0 + 4, LEASE); // running; deals stays queued
 
         await store.skipPendingMembers(run.id, T0 + 5.5);
         const members = (await store.getSequenceRun(run.id))!.members;
@@ -948,6 +1083,232 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
     });
 
     // -----------------------------------------------------------------------------------------
+    describe('sequence advance', () => {
+      const advance = (id: string, now: number) => store.advanceSequenceRun(id, decideSequenceAdvance, now);
+
+      /** Claims a member's sync run and ends it with `status`. */
+      async function finishMember(run: SyncRun, status: SyncRunStatus, now: number, patch: Parameters<Store['updateSyncRun']>[1] = {}): Promise<void> {
+        await store.claimSyncRun(run.id, now, LEASE);
+        await store.updateSyncRun(run.id, { ...patch, status }, now + 0.5, 1);
+      }
+
+      it('starts ready members up to the concurrency, never one twice, when advances race', async () => {
+        await applyCrm();
+        // Four members with nothing to wait for, at most two at once.
+        const fanOut: SequenceDef = {
+          slug: 'fan-out',
+          name: 'Fan-out',
+          members: ['accounts-to-crm', 'contacts-to-crm', 'deals-to-crm'].map((sync, i) =>
+            member(sync, { key: `m${i}`, after: [] }),
+          ),
+          concurrency: 2,
+          schedule: { type: 'manual' },
+          enabled: true,
+        };
+        fanOut.members.push(member('accounts-to-crm', { key: 'm3', after: [] }));
+        const { record } = await store.upsertEntity('sequence', fanOut, 'api', T0);
+        for (let round = 0; round < 3; round++) {
+          const at = T0 + round * 1_000;
+          const { run } = await store.enqueueSequenceRun(record, MANUAL, at);
+          await store.claimSequenceRun(run.id, at);
+          const started = new Map<string, SyncRun>();
+          const race = async (now: number) => {
+            const steps = await Promise.all([advance(run.id, now), advance(run.id, now), advance(run.id, now)]);
+            const made = steps.flatMap((s) => s.started);
+            for (const syncRun of made) {
+              expect(started.has(syncRun.memberKey!), `member ${syncRun.memberKey} started twice`).toBe(false);
+              started.set(syncRun.memberKey!, syncRun);
+            }
+            return made;
+          };
+          expect(await race(at + 1)).toHaveLength(2);
+          expect(await race(at + 2)).toHaveLength(0);
+          const [first, second] = [...started.values()];
+          await finishMember(first!, 'success', at + 3);
+          expect(await race(at + 4)).toHaveLength(1);
+          await finishMember(second!, 'success', at + 5);
+          expect(await race(at + 6)).toHaveLength(1);
+          expect(started.size).toBe(4);
+          const members = (await store.getSequenceRun(run.id))!.members;
+          expect(members.filter((m) => m.status === 'pending' || m.status === 'running')).toHaveLength(2);
+          for (const syncRun of [...started.values()].slice(2)) await finishMember(syncRun, 'success', at + 7);
+          const steps = await Promise.all([advance(run.id, at + 8), advance(run.id, at + 8)]);
+          expect(steps.flatMap((s) => s.started)).toEqual([]);
+          const done = await store.getSequenceRun(run.id);
+          expect(done).toMatchObject({ status: 'done', finishedAt: at + 8 });
+          expect(done!.members.every((m) => m.status === 'success')).toBe(true);
+          expect(steps.map((s) => s.run)).toContainEqual(done);
+        }
+        // One outbox entry per finished sequence run (and one per finished member run).
+        const entries = await store.takeFinishedRuns(100, T0 + 10_000, LEASE);
+        expect(entries.filter((e) => e.kind === 'sequence')).toHaveLength(3);
+        expect(entries.filter((e) => e.kind === 'sync')).toHaveLength(12);
+      });
+
+      it('terminates on a member outcome its rules end the run on: skips pending members, finishes failed', async () => {
+        await applyCrm();
+        const { run } = await store.enqueueSequenceRun(await sequence('crm-hierarchy'), MANUAL, T0);
+        // Not running yet: nothing to decide.
+        expect(await store.advanceSequenceRun(run.id, () => { throw new Error('not asked'); }, T0)).toEqual({ run, started: [], cancelled: [] });
+        await store.claimSequenceRun(run.id, T0);
+        const first = await advance(run.id, T0 + 1);
+        expect(first.started.map((r) => r.memberKey)).toEqual(['accounts-to-crm']);
+        expect(first.run.members.map((m) => m.status)).toEqual(['pending', 'pending', 'pending']);
+        expect(first.run.members[0]!.syncRunId).toBe(first.started[0]!.id);
+
+        await finishMember(first.started[0]!, 'failed', T0 + 2, { error: 'connection refused' });
+        const step = await advance(run.id, T0 + 3);
+        expect(step.started).toEqual([]);
+        expect(step.run).toMatchObject({
+          status: 'failed',
+          finishedAt: T0 + 3,
+          terminatedBy: 'accounts-to-crm',
+          reason: 'member "accounts-to-crm" failed: connection refused',
+        });
+        expect(step.run.members.map((m) => m.status)).toEqual(['failed', 'skipped', 'skipped']);
+        expect(await store.getSequenceRun(run.id)).toEqual(step.run);
+        // A finished run is left as it is.
+        expect(await advance(run.id, T0 + 4)).toEqual({ run: step.run, started: [], cancelled: [] });
+        const entries = await store.takeFinishedRuns(10, T0 + 5, LEASE);
+        expect(entries.filter((e) => e.kind === 'sequence').map((e) => e.runId)).toEqual([run.id]);
+        await expectError(advance('00000000-0000-4000-8000-000000000000', T0), ErrorCode.NotFound);
+      });
+
+      it('on a cancel request, asks running members to stop, skips the rest, and finishes cancelled once they stopped', async () => {
+        await applyCrm();
+        const { run } = await store.enqueueSequenceRun(await sequence('crm-graph'), MANUAL, T0);
+        await store.claimSequenceRun(run.id, T0);
+        const [accounts] = (await advance(run.id, T0 + 1)).started;
+        await store.claimSyncRun(accounts!.id, T0 + 2, LEASE);
+        await store.requestSequenceRunCancel(run.id);
+
+        const step = await advance(run.id, T0 + 3);
+        expect(step.cancelled).toEqual([accounts!.id]);
+        expect(step.started).toEqual([]);
+        expect(step.run).toMatchObject({ status: 'running', cancelRequested: true });
+        expect(step.run.members.map((m) => m.status)).toEqual(['running', 'skipped', 'skipped']);
+        expect(await store.getSyncRun(accounts!.id)).toMatchObject({ status: 'querying', cancelRequested: true });
+
+        await store.updateSyncRun(accounts!.id, { status: 'cancelled' }, T0 + 4, 1);
+        const end = await advance(run.id, T0 + 5);
+        expect(end.run).toMatchObject({ status: 'cancelled', finishedAt: T0 + 5 });
+        expect(end.run.members.map((m) => m.status)).toEqual(['cancelled', 'skipped', 'skipped']);
+      });
+
+      it('applies a decision whole: the first termination wins, queued runs cancelled are cancelled with their member', async () => {
+        const { syncs } = await applyCrm();
+        const { run } = await store.enqueueSequenceRun(await sequence('crm-graph'), MANUAL, T0);
+        await store.claimSequenceRun(run.id, T0);
+        await store.setTermination(run.id, 'accounts', 'first reason');
+        const start = [
+          { key: 'accounts', syncId: syncs['accounts-to-crm']!.id },
+          { key: 'contacts', syncId: syncs['contacts-to-crm']!.id },
+        ];
+        let seen: SequenceAdvanceState | null = null;
+        const step = await store.advanceSequenceRun(
+          run.id,
+          (state) => {
+            seen = state;
+            return { terminate: { member: 'contacts', reason: 'second reason' }, cancel: [], skipPending: false, start, finish: null };
+          },
+          T0 + 1,
+        );
+        expect(seen!.sequence?.slug).toBe('crm-graph');
+        expect(seen!.syncRuns.size).toBe(0);
+        expect(step.run).toMatchObject({ status: 'running', terminatedBy: 'accounts', reason: 'first reason' });
+        expect(step.started.map((r) => r.memberKey)).toEqual(['accounts', 'contacts']);
+        const queued = step.started[1]!;
+
+        const next = await store.advanceSequenceRun(
+          run.id,
+          (state) => {
+            seen = state;
+            return { terminate: null, cancel: [queued.id], skipPending: true, start: [], finish: 'failed' };
+          },
+          T0 + 2,
+        );
+        expect([...seen!.syncRuns.keys()].sort((x, y) => x - y)).toEqual(step.started.map((r) => r.id).sort((x, y) => x - y));
+        expect(seen!.syncRuns.get(queued.id)).toMatchObject({ status: 'queued', memberKey: 'contacts' });
+        expect(next.cancelled).toEqual([queued.id]);
+        expect(await store.getSyncRun(queued.id)).toMatchObject({ status: 'cancelled', finishedAt: T0 + 2 });
+        expect(next.run).toMatchObject({ status: 'failed', finishedAt: T0 + 2 });
+        expect(next.run.members.map((m) => m.status)).toEqual(['skipped', 'cancelled', 'skipped']);
+        expect(await store.getSyncRun(step.started[0]!.id)).toMatchObject({ status: 'cancelled' });
+      });
+
+      it('decides with no sequence when it was deleted', async () => {
+        await applyCrm();
+        const { run } = await store.enqueueSequenceRun(await sequence('crm-graph'), MANUAL, T0);
+        await store.claimSequenceRun(run.id, T0);
+        await store.deleteEntity('sequence', 'crm-graph', T0 + 1);
+        let seen: SequenceAdvanceState | null = null;
+        await store.advanceSequenceRun(
+          run.id,
+          (state) => {
+            seen = state;
+            return decideSequenceAdvance(state);
+          },
+          T0 + 2,
+        );
+        expect(seen!.sequence).toBeNull();
+      });
+    });
+
+    // -----------------------------------------------------------------------------------------
+    describe('finished runs outbox', () => {
+      const A: LeaseRequest = { workerId: 'host-a/101/a1b2', leaseMs: 10_000 };
+      const B: LeaseRequest = { workerId: 'host-b/202/c3d4', leaseMs: 10_000 };
+
+      it('records a run once when it finishes, and ends its lease', async () => {
+        await applyCrm();
+        const run = await runningRun('accounts-to-crm');
+        await store.updateSyncRun(run.id, { status: 'processing' }, T0 + 2);
+        expect(await store.takeFinishedRuns(10, T0 + 2, A)).toEqual([]);
+        const done = await store.updateSyncRun(run.id, { status: 'success' }, T0 + 3);
+        expect(done).toMatchObject({ status: 'success', attempt: 1, workerId: LEASE.workerId, leaseExpiresAt: null });
+        // The same final status again changes nothing and records nothing.
+        await store.updateSyncRun(run.id, { status: 'success', completionRatio: 1 }, T0 + 3);
+        expect(await store.listLeases()).toEqual([]);
+        expect(await store.takeFinishedRuns(10, T0 + 4, A)).toEqual([{ id: expect.any(Number), kind: 'sync', runId: String(run.id) }]);
+      });
+
+      it('hands each entry to one taker until its hold ends, oldest first, and forgets acknowledged ones', async () => {
+        await applyCrm();
+        const runs: SyncRun[] = [];
+        for (const [i, slug] of ['accounts-to-crm', 'contacts-to-crm', 'deals-to-crm'].entries()) {
+          const run = await runningRun(slug, T0 + i);
+          await store.updateSyncRun(run.id, { status: i === 1 ? 'failed' : 'success' }, T0 + i + 2);
+          runs.push(run);
+        }
+        const { run: sequenceRun } = await store.enqueueSequenceRun(await sequence('crm-hierarchy'), MANUAL, T0);
+        await store.claimSequenceRun(sequenceRun.id, T0);
+        await store.finishSequenceRun(sequenceRun.id, 'done', T0 + 5);
+        // Finishing again with the same status records nothing more.
+        await store.finishSequenceRun(sequenceRun.id, 'done', T0 + 6);
+
+        const first = await store.takeFinishedRuns(2, T0 + 10, A);
+        expect(first.map((e) => [e.kind, e.runId])).toEqual([
+          ['sync', String(runs[0]!.id)],
+          ['sync', String(runs[1]!.id)],
+        ]);
+        const second = await store.takeFinishedRuns(10, T0 + 11, B);
+        expect(second.map((e) => [e.kind, e.runId])).toEqual([
+          ['sync', String(runs[2]!.id)],
+          ['sequence', sequenceRun.id],
+        ]);
+        expect([...first, ...second].map((e) => e.id)).toEqual([...first, ...second].map((e) => e.id).sort((x, y) => x - y));
+        expect(await store.takeFinishedRuns(10, T0 + 12, B)).toEqual([]);
+
+        await store.ackFinishedRuns([first[0]!.id]);
+        // A's hold on the other entry ends: another process takes it; B's holds last longer.
+        expect(await store.takeFinishedRuns(10, T0 + 10 + A.leaseMs, B)).toEqual([first[1]]);
+        await store.ackFinishedRuns([first[1]!.id, ...second.map((e) => e.id)]);
+        await store.ackFinishedRuns([]);
+        expect(await store.takeFinishedRuns(10, T0 + 100 * A.leaseMs, A)).toEqual([]);
+      });
+    });
+
+    // -----------------------------------------------------------------------------------------
     describe('record ids', () => {
       it('keeps the destination id of each delivered key per sync, replaces it, drops deleted keys, and forgets a deleted sync', async () => {
         const { syncs } = await applyCrm();
@@ -973,7 +1334,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       it('keeps a run\'s API usage on its record', async () => {
         const { syncs } = await applyCrm();
         const { run } = await store.enqueueSyncRun({ syncId: syncs['accounts-to-crm']!.id, trigger: MANUAL, options: NO_OPTIONS }, T0);
-        await store.claimSyncRun(run.id, T0 + 1);
+        await store.claimSyncRun(run.id, T0 + 1, LEASE);
         await store.updateSyncRun(run.id, { status: 'processing', apiUsage: { used: 12, limit: 15000, calls: 3 } }, T0 + 2);
         const done = await store.updateSyncRun(run.id, { status: 'success' }, T0 + 3);
         expect(done.apiUsage).toEqual({ used: 12, limit: 15000, calls: 3 });
