@@ -81,6 +81,8 @@ export class AlertMonitor implements AsyncDisposable {
 
   /** Resolves once every run that ended so far was evaluated. */
   async idle(): Promise<void> {
+    // Runs that ended are handed over by the relay first.
+    await this.options.finishedRuns.idle();
     let seen: Promise<void>;
     do {
       seen = this.chain;

@@ -76,8 +76,8 @@ export class FinishedRunRelay implements AsyncDisposable {
           this.drainAgain = false;
           // After the hand-off to the next member, which runs on promise continuations.
           await new Promise<void>((resolve) => setImmediate(resolve));
-          while (this.controller && (await this.drainOnce()) === TAKE);
-        } while (this.drainAgain && this.controller);
+          while ((await this.drainOnce()) === TAKE);
+        } while (this.drainAgain);
       } catch (thrown) {
         this.options.logger.error('could not act on finished runs', { error: toError(thrown).message });
       } finally {
@@ -91,13 +91,15 @@ export class FinishedRunRelay implements AsyncDisposable {
     while (this.draining) await this.draining;
   }
 
+  /** Stops polling and listening, after acting on what was kicked (runs this process ended go out before it exits). */
   async stop(): Promise<void> {
+    if (!this.controller) return;
     this.unwatch?.();
     this.unwatch = null;
-    this.controller?.abort();
-    this.controller = null;
+    this.controller.abort();
     await this.pollLoop;
     await this.idle();
+    this.controller = null;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

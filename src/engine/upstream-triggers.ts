@@ -80,6 +80,8 @@ export class UpstreamTriggers implements AsyncDisposable {
 
   /** Resolves when every finished run seen so far has triggered what it should. */
   async idle(): Promise<void> {
+    // Runs that ended are handed over by the relay first.
+    await this.options.finishedRuns.idle();
     while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
   }
 

@@ -340,7 +340,14 @@ describe('OpenAPI, health and metrics', () => {
 
   it('answers /healthz, /readyz and /metrics without a token', async () => {
     expect((await fetch(`${api.url}/healthz`)).status).toBe(200);
-    expect(await (await fetch(`${api.url}/readyz`)).json()).toEqual({ status: 'ready' });
+    // Ready, with this process's worker id, the leases it holds and the queue.
+    expect(await (await fetch(`${api.url}/readyz`)).json()).toEqual({
+      status: 'ready',
+      workerId: expect.stringMatching(/^[^/]+\/\d+\/[0-9a-f]+$/),
+      leases: [],
+      activeRuns: 0,
+      queueDepth: 0,
+    });
     const text = await (await fetch(`${api.url}/metrics`)).text();
     for (const name of [
       'lockstep_sync_runs_total{status="success"}',
