@@ -116,8 +116,8 @@ CREATE UNIQUE INDEX sync_runs_one_queued ON sync_runs (sync_id)
   WHERE status = 'queued' AND sequence_run_id IS NULL;
 CREATE UNIQUE INDEX sync_runs_one_active ON sync_runs (sync_id)
   WHERE status IN ('querying', 'processing', 'reporting');
--- Active runs by the end of their lease: a claim finds the ones whose worker died without reading history.
-CREATE INDEX sync_runs_leases ON sync_runs (lease_expires_at NULLS FIRST, id)
+-- Active runs in id order: a claim looks for an expired lease among them without reading history.
+CREATE INDEX sync_runs_active ON sync_runs (id)
   WHERE status IN ('querying', 'processing', 'reporting');
 
 CREATE TABLE member_runs (
