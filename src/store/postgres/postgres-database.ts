@@ -164,6 +164,16 @@ export class PostgresDatabase {
         retryable: !(code.startsWith('28') || code === '3D000'),
       });
     }
+    if (code === '42501' || code === '25006') {
+      // A read-only user, a standby, or default_transaction_read_only: the store must write.
+      const what = code === '25006' ? 'the server only allows reading (a standby, or default_transaction_read_only)' : message;
+      return new LockstepError(
+        ErrorCode.Store,
+        `store ${this.where}: ${what} (SQLSTATE ${code}) — the store needs a user that may create and write the tables of its schema: ` +
+          'connect to the primary as the schema\'s owner, or grant that user CREATE on the database and ALL on the schema',
+        { cause: error },
+      );
+    }
     const transient = isConflict(error) || DROPPED_CODES.has(code) || code.startsWith('08') || code.startsWith('53') || code.startsWith('57P') ||
       /Connection terminated/i.test(message);
     return new LockstepError(ErrorCode.Store, `store ${this.where}: ${message}${code ? ` (SQLSTATE ${code})` : ''}`, {
