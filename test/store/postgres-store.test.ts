@@ -7,18 +7,21 @@ import { PostgresDatabase } from '../../src/store/postgres/postgres-database.js'
 import { SCHEMA_VERSION } from '../../src/store/postgres/postgres-migrations.js';
 import { PostgresStore } from '../../src/store/postgres/postgres-store.js';
 import { createTestDatabase, sql } from '../helpers/postgres.js';
-import { LEASE, crmWorkspace, describeStoreContract } from './store-contract.js';
+import { STORE_CONTRACTS } from './contracts/index.js';
+import { LEASE, crmWorkspace, type OpenStore } from './contracts/fixtures.js';
 
 const T0 = 1_767_225_600_000.5;
 const MANUAL = { type: 'manual', detail: null } as const;
 const NO_OPTIONS = { fullResync: false, resetCDC: false };
 
-// A fresh database per test: the contract's tests never see each other's rows. Kept afterwards
+// A fresh database per test: the contracts' tests never see each other's rows. Kept afterwards
 // (see createTestDatabase), so a failure can be looked at.
-describeStoreContract('postgres', async () => {
+const open: OpenStore = async () => {
   const store = await PostgresStore.open({ url: await createTestDatabase('lockstep_store'), poolSize: 4 });
   return { store, cleanup: () => store.close() };
-});
+};
+
+for (const describeContract of STORE_CONTRACTS) describeContract('postgres', open);
 
 async function rejection(promise: Promise<unknown>): Promise<LockstepError> {
   const error = await promise.then(

@@ -6,7 +6,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ErrorCode, LockstepError } from '../../src/core/errors.js';
 import { MIGRATIONS, SCHEMA_VERSION } from '../../src/store/sqlite/migrations.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
-import { LEASE, crmWorkspace, describeStoreContract } from './store-contract.js';
+import { STORE_CONTRACTS } from './contracts/index.js';
+import { LEASE, crmWorkspace, type OpenStore } from './contracts/fixtures.js';
 import { SqliteWriteWorker, type WriteTransaction } from '../../src/store/sqlite/sqlite-write-worker.js';
 
 const T0 = 1_767_225_600_000;
@@ -22,7 +23,8 @@ afterEach(() => {
   for (const folder of folders.splice(0)) rmSync(folder, { recursive: true, force: true });
 });
 
-describeStoreContract('sqlite', async () => {
+/** A store in a file of its own, removed with its folder afterwards. */
+const open: OpenStore = async () => {
   const folder = mkdtempSync(join(tmpdir(), 'lockstep-store-'));
   const store = await SqliteStore.open({ path: join(folder, 'lockstep.db') });
   return {
@@ -32,7 +34,9 @@ describeStoreContract('sqlite', async () => {
       rmSync(folder, { recursive: true, force: true });
     },
   };
-});
+};
+
+for (const describeContract of STORE_CONTRACTS) describeContract('sqlite', open);
 
 async function rejection(promise: Promise<unknown>): Promise<LockstepError> {
   const error = await promise.then(

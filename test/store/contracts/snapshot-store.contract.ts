@@ -1,0 +1,149 @@
+/**
+ * The SnapshotStore contract: per sync, the hash of each delivered key and the destination's id of
+ * each delivered row. A write upserts and deletes in one call; reads give back exactly what was
+ * written, whatever the keys hold and whether hashes came as text or as words; keys and bulk pages
+ * come in key order, every one of them even when the snapshot changes between pages. A cleared
+ * snapshot is empty, and a deleted sync's record ids are gone.
+ */
+import { describe, expect, it } from 'vitest';
+import { hashText } from '../../../src/core/hash-text.js';
+import type { Store } from '../../../src/core/ports.js';
+import { T0, crmWorkspace, useFreshStore, type OpenStore } from './fixtures.js';
+
+async function collect<T>(iterable: AsyncIterable<T>): Promise<T[]> {
+  const batches: T[] = [];
+  for await (const batch of iterable) batches.push(batch);
+  return batches;
+}
+
+export function describeSnapshotStoreContract(name: string, open: OpenStore): void {
+  describe(`SnapshotStore contract: ${name}`, () => {
+    let store: Store;
+    const { applyCrm, syncId } = useFreshStore(open, (opened) => {
+      store = opened;
+    });
+
+    describe('snapshots', () => {
+      const key = (i: number) => JSON.stringify([`k${String(i).padStart(6, '0')}`]);
+
+      it('writes, reads, pages, counts and clears 10,000 keys per sync', async () => {
+        const { syncs } = await applyCrm();
+        const a = syncs['accounts-to-crm']!.id;
+        const b = syncs['contacts-to-crm']!.id;
+        const keys = Array.from({ length: 10_000 }, (_, i) => key(i));
+        // Written out of order: the store sorts.
+        const shuffled = [...keys].reverse();
+        await store.snapshotWrite(a, shuffled.map((k) => [k, `hash-${k}`]), []);
+        await store.snapshotWrite(b, [[key(1), 'other']], []);
+        expect(await store.snapshotCount(a)).toBe(10_000);
+        expect(await store.snapshotCount(b)).toBe(1);
+
+        const wanted = [...keys.slice(0, 1200), '["missing"]', key(9999)];
+        const found = await store.snapshotGet(a, wanted);
+        expect(found.size).toBe(1201);
+        expect(found.get(key(0))).toBe(`hash-${key(0)}`);
+        expect(found.get(key(1199))).toBe(`hash-${key(1199)}`);
+        expect(found.get(key(9999))).toBe(`hash-${key(9999)}`);
+        expect(found.has('["missing"]')).toBe(false);
+        expect((await store.snapshotGet(b, [key(1), key(2)])).get(key(1))).toBe('other');
+        expect((await store.snapshotGet(a, [])).size).toBe(0);
+
+        const batches = await collect(store.snapshotKeys(a, 3000));
+        expect(batches.map((batch) => batch.length)).toEqual([3000, 3000, 3000, 1000]);
+        expect(batches.flat()).toEqual(keys);
+        expect((await collect(store.snapshotKeys(a, 10_000))).map((batch) => batch.length)).toEqual([10_000]);
+
+        await store.snapshotWrite(a, [[key(5), 'changed'], ['["new"]', 'fresh']], [key(6), key(7), '["never-there"]']);
+        expect(await store.snapshotCount(a)).toBe(9_999);
+        const after = await store.snapshotGet(a, [key(5), key(6), '["new"]']);
+        expect(Object.fromEntries(after)).toEqual({ [key(5)]: 'changed', '["new"]': 'fresh' });
+
+        await store.snapshotClear(a);
+        expect(await store.snapshotCount(a)).toBe(0);
+        expect(await collect(store.snapshotKeys(a, 100))).toEqual([]);
+        expect(await store.snapshotCount(b)).toBe(1);
+      });
+
+      it('gives every entry in bulk pages: keys joined by line breaks, 16 hex digits per hash, 16 - for any other hash', async () => {
+        const id = await (applyCrm().then(() => syncId('deals-to-crm')));
+        const hex = (i: number) => (i * 2654435761).toString(16).padStart(16, '0').slice(-16);
+        const entries: Array<[string, string]> = Array.from({ length: 2500 }, (_, i) => [key(i), hex(i + 1)]);
+        entries.push([JSON.stringify(['région 1', 2]), hex(7)], ['["old"]', 'base64-hash-of-old+='], ['["short"]', 'abcd']);
+        await store.snapshotWrite(id, [...entries].reverse(), []);
+        const pages = await collect(store.snapshotPages(id, 1000));
+        expect(pages.map((p) => p.count)).toEqual([1000, 1000, 503]);
+        const read = new Map<string, string>();
+        for (const page of pages) {
+          const keys = page.keys.split('\n');
+          expect(keys).toHaveLength(page.count);
+          expect(page.hashes).toHaveLength(page.count * 16);
+          keys.forEach((k, i) => read.set(k, page.hashes.slice(i * 16, i * 16 + 16).toLowerCase()));
+        }
+        // Pages follow key order: each page's keys come after the previous page's.
+        for (let p = 1; p < pages.length; p++) {
+          const before = pages[p - 1]!.keys.split('\n').sort().at(-1)!;
+          expect(pages[p]!.keys.split('\n').every((k) => k > before)).toBe(true);
+        }
+        const expected = new Map(entries.map(([k, h]) => [k, /^[0-9a-f]{16}$/.test(h) ? h : '----------------']));
+        expect(read).toEqual(expected);
+        expect(await collect(store.snapshotPages(await syncId('accounts-to-crm'), 10))).toEqual([]);
+      });
+
+      it('takes delivered rows in columns, hashes as words, exactly like [key, hex] pairs, whatever the keys hold', async () => {
+        const id = await (applyCrm().then(() => syncId('deals-to-crm')));
+        const keys = [...Array.from({ length: 1200 }, (_, i) => key(i)), JSON.stringify(['nul\u0000inside']), '["région ✓"]'];
+        const hashes = new Uint32Array(keys.length * 2);
+        keys.forEach((_, i) => {
+          hashes[2 * i] = (i * 2654435761) >>> 0;
+          hashes[2 * i + 1] = (0xffffffff - i) >>> 0;
+        });
+        await store.snapshotWrite(id, { keys, hashes }, []);
+        const read = await store.snapshotGet(id, keys);
+        expect(read.size).toBe(keys.length);
+        keys.forEach((k, i) => expect(read.get(k)).toBe(hashText(hashes[2 * i]!, hashes[2 * i + 1]!)));
+        // A raw NUL inside a key (JSON text never holds one) still goes through.
+        await store.snapshotWrite(id, { keys: ['a\u0000b', key(0)], hashes: new Uint32Array([1, 2, 3, 4]) }, [key(1)]);
+        expect(Object.fromEntries(await store.snapshotGet(id, ['a\u0000b', key(0), key(1)]))).toEqual({
+          'a\u0000b': '0000000100000002',
+          [key(0)]: '0000000300000004',
+        });
+        expect(await store.snapshotCount(id)).toBe(keys.length);
+      });
+
+      it('pages keys correctly while the snapshot changes between pages', async () => {
+        const id = await (applyCrm().then(() => syncId('deals-to-crm')));
+        await store.snapshotWrite(id, Array.from({ length: 10 }, (_, i): [string, string] => [key(i), 'h']), []);
+        const seen: string[] = [];
+        for await (const batch of store.snapshotKeys(id, 4)) {
+          seen.push(...batch);
+          // Deleting already-seen keys must not make the next page skip any.
+          if (seen.length === 4) await store.snapshotWrite(id, [], batch);
+        }
+        expect(seen).toEqual(Array.from({ length: 10 }, (_, i) => key(i)));
+      });
+    });
+
+    describe('record ids', () => {
+      it('keeps the destination id of each delivered key per sync, replaces it, drops deleted keys, and forgets a deleted sync', async () => {
+        const { syncs } = await applyCrm();
+        const a = syncs['deals-to-crm']!.id;
+        const b = syncs['contacts-to-crm']!.id;
+        await store.recordIdsWrite(a, [['[1]', '001A'], ['[2]', '001B'], ['["x\\"y"]', '001C']], []);
+        await store.recordIdsWrite(b, [['[1]', '003A']], []);
+        expect([...(await store.recordIdsGet(a, ['[1]', '[2]', '["x\\"y"]', '[9]'])).entries()].sort()).toEqual([
+          ['["x\\"y"]', '001C'],
+          ['[1]', '001A'],
+          ['[2]', '001B'],
+        ]);
+        await store.recordIdsWrite(a, [['[1]', '001Z']], ['[2]']);
+        const after = await store.recordIdsGet(a, ['[1]', '[2]']);
+        expect([...after.entries()]).toEqual([['[1]', '001Z']]);
+        expect((await store.recordIdsGet(b, ['[1]'])).get('[1]')).toBe('003A');
+        expect((await store.recordIdsGet(a, [])).size).toBe(0);
+        for (const sequence of crmWorkspace().sequences) await store.deleteEntity('sequence', sequence.slug, T0 + 1);
+        await store.deleteEntity('sync', 'deals-to-crm', T0 + 1);
+        expect((await store.recordIdsGet(a, ['[1]'])).size).toBe(0);
+      });
+    });
+  });
+}
