@@ -508,9 +508,16 @@ export interface SequenceRunStore {
    * its members' sync runs and the sequence, asks `decide` (pure, core/sequence-rules.ts) what to
    * do, and applies it (termination, cancel requests, skipped members, new member runs, the end of
    * the run, with the finished run in the outbox). Two workers advancing one run take turns, so no
-   * member starts twice and the concurrency is never exceeded.
+   * member starts twice and the concurrency is never exceeded. With `claim`, up to `claim.max` of
+   * the member runs it queues are claimed for `claim.lease` in the same transaction (as
+   * `claimSyncRun`), so the worker handing off starts them without another round trip.
    */
-  advanceSequenceRun(id: string, decide: (state: SequenceAdvanceState) => SequenceDecision, now: number): Promise<SequenceAdvance>;
+  advanceSequenceRun(
+    id: string,
+    decide: (state: SequenceAdvanceState) => SequenceDecision,
+    now: number,
+    claim?: { lease: LeaseRequest; max: number },
+  ): Promise<SequenceAdvance>;
 }
 
 /** What the outbox of finished runs holds: a run whose end upstream triggers and alert rules act on. */

@@ -101,7 +101,7 @@ export interface SequenceAdvanceState {
   run: SequenceRun;
   /** The sequence's current definition; null when it was deleted (members then keep default rules). */
   sequence: SequenceRecord | null;
-  /** The sync runs the members are linked to, by id. */
+  /** The sync runs the members are linked to, by id: at least those `syncRunsToDecide` names. */
   syncRuns: ReadonlyMap<number, SyncRun>;
 }
 
@@ -119,11 +119,28 @@ export interface SequenceDecision {
   finish: SequenceRunStatus | null;
 }
 
-/** What an advance did: the run as stored after it, the member runs it queued and the runs asked to stop. */
+/**
+ * What an advance did: the run as stored after it, the member runs it queued (those claimed in the
+ * same transaction are `querying`) and the runs asked to stop.
+ */
 export interface SequenceAdvance {
   run: SequenceRun;
   started: SyncRun[];
   cancelled: number[];
+}
+
+/**
+ * The sync runs `decideSequenceAdvance` reads: those of finished members that may terminate the run
+ * (while none has), and those of pending members that hold one (queued, waiting for their sync). A
+ * store loads only these, so a hand-off in a long sequence does not read every member's run.
+ */
+export function syncRunsToDecide(run: SequenceRun): number[] {
+  const ids: number[] = [];
+  for (const m of run.members) {
+    if (m.syncRunId === null) continue;
+    if (m.status === 'pending' || (!run.reason && CAN_TERMINATE.has(m.status))) ids.push(m.syncRunId);
+  }
+  return ids;
 }
 
 const FINISHED_MEMBER = new Set<MemberRun['status']>(TERMINAL_MEMBER_RUN_STATUSES);

@@ -14,7 +14,7 @@
  * Member run: pending ──► running ──► success | warning | failed | cancelled, or pending ──► skipped;
  *   a member whose worker died keeps its sync run, which another worker takes over.
  */
-import type { Clock, Logger, Store } from '../core/ports.js';
+import type { Clock, LeaseRequest, Logger, Store } from '../core/ports.js';
 import type { SequenceRun, SyncRun } from '../core/runs.js';
 import { decideSequenceAdvance, type SequenceDecision } from '../core/sequence-rules.js';
 
@@ -22,7 +22,15 @@ export interface SequenceRunnerOptions {
   store: Store;
   clock: Clock;
   logger: Logger;
-  /** Starts freshly created member sync runs (claims them and runs them when their sync is free). */
+  /**
+   * Who claims the member runs an advance starts, in the advance's own transaction, and how many
+   * it can take now; null to leave them queued.
+   */
+  claim: () => { lease: LeaseRequest; max: number } | null;
+  /**
+   * Starts freshly created member sync runs: those claimed by the advance (`querying`) run at once,
+   * the others are claimed when their sync is free.
+   */
   startSyncRuns: (runs: SyncRun[]) => void;
   /** Asks running member sync runs to stop at their next batch boundary. */
   cancelSyncRun: (syncRunId: number) => Promise<void>;
@@ -63,6 +71,7 @@ export class SequenceRunner {
         return decided;
       },
       clock.now(),
+      this.options.claim() ?? undefined,
     );
     const decision = decided as SequenceDecision | null;
     if (decision === null) return;

@@ -67,8 +67,15 @@ export class Worker {
       store: options.store,
       clock: options.clock,
       logger: options.logger,
+      claim: () => {
+        const max = this.options.maxConcurrentRuns - this.executions.size - this.claiming;
+        return this.state === 'running' && max > 0 ? { lease: this.lease, max } : null;
+      },
       startSyncRuns: (runs) => {
-        for (const run of runs) void this.tryStart(run);
+        for (const run of runs) {
+          if (run.status === 'querying' && run.workerId === this.options.workerId) this.execute(run);
+          else void this.tryStart(run);
+        }
       },
       // The advance recorded the cancel request; a run executing here stops at once.
       cancelSyncRun: async (id) => {

@@ -402,11 +402,24 @@ export class PostgresStore implements Store, AsyncDisposable {
     // Two claims racing for one run: the second, once the first committed, finds it claimed. Two
     // claims of different runs of one sync: the second hits the unique index of active runs and
     // must wait, as when it saw the first.
+    const claimed = await this.claimIn(this.db.direct, id, now, lease, false);
+    if (claimed) return claimed;
+    if (!(await this.syncRunRow(this.db.direct, id))) throw new NotFoundError(`sync run ${id} does not exist`);
+    return null;
+  }
+
+  /**
+   * The claim of one run by id on `q`; null when it is not claimable or a race with a claim of
+   * another run of its sync hit the unique index. Inside a transaction (`savepoint`), that race
+   * rolls back to a savepoint, so the transaction goes on.
+   */
+  private async claimIn(q: Queryable, id: number, now: number, lease: LeaseRequest, savepoint: boolean): Promise<SyncRun | null> {
     const p = new Params();
     const at = p.add(now, 'float8');
     const runId = p.add(safeId(id) ?? -1, 'bigint');
+    if (savepoint) await q.query('SAVEPOINT lockstep_claim');
     try {
-      const rows = await this.db.query<SyncRunRow>(
+      const rows = await q.query<SyncRunRow>(
         `WITH claimed AS (
            UPDATE ${this.t.syncRuns} AS r SET ${this.claimSetSql(lease, now, at, p)}
            WHERE r.id = ${runId} AND ${this.claimableSql('r', at)}
@@ -415,14 +428,14 @@ export class PostgresStore implements Store, AsyncDisposable {
          SELECT * FROM claimed`,
         p.values,
       );
-      const row = rows[0];
-      if (row) return syncRun(row);
+      if (savepoint) await q.query('RELEASE SAVEPOINT lockstep_claim');
+      const row = rows.rows[0];
+      return row ? syncRun(row) : null;
     } catch (error) {
       if (!isUniqueViolation(error)) throw error;
+      if (savepoint) await q.query('ROLLBACK TO SAVEPOINT lockstep_claim');
       return null;
     }
-    if (!(await this.syncRunRow(this.db.direct, id))) throw new NotFoundError(`sync run ${id} does not exist`);
-    return null;
   }
 
   async claimNextSyncRun(now: number, lease: LeaseRequest): Promise<SyncRun | null> {
@@ -809,7 +822,9 @@ export class PostgresStore implements Store, AsyncDisposable {
     id: string,
     decide: (state: SequenceAdvanceState) => SequenceDecision,
     now: number,
+    claim?: { lease: LeaseRequest; max: number },
   ): Promise<SequenceAdvance> {
+    const began = performance.now();
     return this.db.transaction(async (q) => {
       // The lock first, then the state in a statement of its own: a second advance waiting for the
       // lock reads what the first one committed, members and sync runs alike (one snapshot).
@@ -818,7 +833,10 @@ export class PostgresStore implements Store, AsyncDisposable {
       const { rows } = await q.query<SequenceRunResult & { sync_runs: SyncRunRow[] }>(
         `SELECT ${this.sequenceRunColumns},
                 COALESCE((SELECT json_agg(s) FROM ${this.t.syncRuns} AS s
-                          WHERE s.id IN (SELECT m.sync_run_id FROM ${this.t.memberRuns} AS m WHERE m.sequence_run_id = r.id)), '[]'::json) AS sync_runs
+                          WHERE s.id IN (SELECT m.sync_run_id FROM ${this.t.memberRuns} AS m
+                                         WHERE m.sequence_run_id = r.id
+                                           AND (m.status = 'pending' OR (r.reason IS NULL AND m.status IN ('warning', 'failed', 'cancelled'))))),
+                         '[]'::json) AS sync_runs
          FROM ${this.t.sequenceRuns} AS r WHERE r.id = $1`,
         [id],
       );
@@ -829,14 +847,23 @@ export class PostgresStore implements Store, AsyncDisposable {
       const sequences = await q.query<EntityRow>(`SELECT * FROM ${this.t.sequences} WHERE id = $1 AND deleted_at IS NULL`, [run.sequenceId]);
       const sequence = sequences.rows[0] ? this.record<SequenceRecord>('sequence', sequences.rows[0]) : null;
 
+      // The sync runs decide reads (core/sequence-rules.ts syncRunsToDecide), in the same statement.
       const decision = decide({ run, sequence, syncRuns });
+      const changes = decision.terminate !== null || decision.cancel.length > 0 || decision.skipPending || decision.start.length > 0;
+      if (!changes && !decision.finish) return { run, started: [], cancelled: [] };
       if (decision.terminate) await this.setTerminationIn(q, id, decision.terminate.member, decision.terminate.reason);
       for (const syncRunId of decision.cancel) {
-        const current = syncRuns.get(syncRunId);
-        if (current && !isTerminalSyncRunStatus(current.status)) await this.cancelSyncRun(q, syncRunId, now);
+        const current = await this.syncRunRow(q, syncRunId);
+        if (current && !isTerminalSyncRunStatus(current.status as SyncRunStatus)) await this.cancelSyncRun(q, syncRunId, now);
       }
       if (decision.skipPending) await this.skipPending(q, id, now);
       const started = decision.start.length > 0 ? await this.startMembersIn(q, id, decision.start, now) : [];
+      // A claim is stamped when it happens: `now` plus the time the transaction took so far.
+      const claimedAt = now + (performance.now() - began);
+      for (let i = 0; claim && i < Math.min(claim.max, started.length); i++) {
+        const claimed = await this.claimIn(q, (started[i] as SyncRun).id, claimedAt, claim.lease, true);
+        if (claimed) started[i] = claimed;
+      }
       const after = decision.finish
         ? await this.finishSequenceRunIn(q, id, decision.finish, now)
         : sequenceRun((await this.sequenceRunRow(q, id)) as SequenceRunResult);

@@ -71,7 +71,7 @@ import {
   syncRunFinishedError,
 } from '../run-rules.js';
 import { memberTransition } from '../member-state.js';
-import type { SequenceAdvance, SequenceAdvanceState, SequenceDecision } from '../../core/sequence-rules.js';
+import { syncRunsToDecide, type SequenceAdvance, type SequenceAdvanceState, type SequenceDecision } from '../../core/sequence-rules.js';
 import { SqliteWebhookStore } from './sqlite-webhook-store.js';
 import { SqliteAlertStore } from './sqlite-alert-store.js';
 import { SqliteTokenStore } from './sqlite-token-store.js';
@@ -293,6 +293,8 @@ export class SqliteStore implements Store, AsyncDisposable {
   private readonly tx: SqliteTransaction<[() => unknown], unknown>;
   /** Statements whose SQL depends on the arguments (IN-lists, list filters), prepared once per shape. */
   private readonly dynamic = new Map<string, SqliteStatement>();
+  /** Parsed sequences by id, with the row they were parsed from (see sequenceForAdvance). */
+  private readonly parsedSequences = new Map<number, { row: EntityRow; record: SequenceRecord }>();
   private readonly checkpointTimer: NodeJS.Timeout | null;
   /** Commits snapshot writes on a second connection, off the main thread (null for `:memory:`); its thread starts with the first write. */
   private readonly writeWorker: SqliteWriteWorker | null;
@@ -863,7 +865,9 @@ export class SqliteStore implements Store, AsyncDisposable {
     id: string,
     decide: (state: SequenceAdvanceState) => SequenceDecision,
     now: number,
+    claim?: { lease: LeaseRequest; max: number },
   ): Promise<SequenceAdvance> {
+    const began = performance.now();
     // BEGIN IMMEDIATE holds the file's write lock: the decision and its effects are one step.
     return this.write(() => {
       const row = this.s.sequenceRun.get(id) as SequenceRunRow | undefined;
@@ -871,20 +875,34 @@ export class SqliteStore implements Store, AsyncDisposable {
       const run = this.withMembers(row);
       if (run.status !== 'running') return { run, started: [], cancelled: [] };
       const syncRuns = new Map<number, SyncRun>();
-      for (const member of run.members) {
-        if (member.syncRunId === null) continue;
-        const syncRun = this.s.syncRun.get(member.syncRunId) as SyncRunRow | undefined;
-        if (syncRun) syncRuns.set(member.syncRunId, toSyncRun(syncRun));
+      for (const syncRunId of syncRunsToDecide(run)) {
+        const syncRun = this.s.syncRun.get(syncRunId) as SyncRunRow | undefined;
+        if (syncRun) syncRuns.set(syncRunId, toSyncRun(syncRun));
       }
-      const sequence = this.entityByRef<SequenceRecord>('sequence', run.sequenceId);
+      const sequence = this.sequenceForAdvance(run.sequenceId);
       const decision = decide({ run, sequence, syncRuns });
+      const changes = decision.terminate !== null || decision.cancel.length > 0 || decision.skipPending || decision.start.length > 0;
+      if (!changes && !decision.finish) return { run, started: [], cancelled: [] };
       if (decision.terminate) this.s.setTermination.run(decision.terminate.member, decision.terminate.reason, id);
       for (const syncRunId of decision.cancel) {
-        const current = syncRuns.get(syncRunId);
-        if (current && !isTerminalSyncRunStatus(current.status)) this.cancelSyncRunTx(syncRunId, now);
+        const current = this.s.syncRun.get(syncRunId) as SyncRunRow | undefined;
+        if (current && !isTerminalSyncRunStatus(current.status as SyncRunStatus)) this.cancelSyncRunTx(syncRunId, now);
       }
       if (decision.skipPending) this.skipPending(id, now);
       const started = decision.start.length > 0 ? this.startMembersTx(id, decision.start, now) : [];
+      // A claim is stamped when it happens: `now` plus the time the transaction took so far.
+      const claimedAt = now + (performance.now() - began);
+      for (let i = 0; claim && i < Math.min(claim.max, started.length); i++) {
+        const claimed = this.s.claimSyncRun.get({
+          id: (started[i] as SyncRun).id,
+          now: claimedAt,
+          workerId: claim.lease.workerId,
+          until: claimedAt + claim.lease.leaseMs,
+        }) as SyncRunRow | undefined;
+        if (!claimed) continue;
+        this.followRun(claimed, claimedAt);
+        started[i] = toSyncRun(claimed);
+      }
       if (decision.finish) return { run: this.finishSequenceRunTx(id, decision.finish, now), started, cancelled: decision.cancel };
       return { run: this.withMembers(this.s.sequenceRun.get(id) as SequenceRunRow), started, cancelled: decision.cancel };
     });
@@ -1098,6 +1116,22 @@ export class SqliteStore implements Store, AsyncDisposable {
       this.s.recordFinishedRun.run('sequence', sequenceRunId, now);
       return this.withMembers(row);
     }
+  }
+
+  /**
+   * The live sequence `id`, parsed once per version of its row: every hand-off of a long sequence
+   * reads it, and parsing its definition each time cost as much as the rest of the hand-off.
+   */
+  private sequenceForAdvance(id: number): SequenceRecord | null {
+    const row = this.s.entities.sequence.byId.get(id) as EntityRow | undefined;
+    if (!row) return null;
+    const cached = this.parsedSequences.get(id);
+    if (cached && cached.row.definition === row.definition && cached.row.updated_at === row.updated_at && cached.row.enabled === row.enabled) {
+      return cached.record;
+    }
+    const record = toRecord<SequenceRecord>(row);
+    this.parsedSequences.set(id, { row, record });
+    return record;
   }
 
   /** A cancel request: a queued run ends at once, an active one is flagged and stops at its next batch boundary. */
