@@ -329,6 +329,32 @@ export function describeSequenceRunStoreContract(name: string, open: OpenStore):
         await store.updateSyncRun(run.id, { ...patch, status }, now + 0.5, 1);
       }
 
+      it('claims up to `max` of the members it starts for the advancing worker, in the same transaction', async () => {
+        await applyCrm();
+        const fanOut: SequenceDef = {
+          slug: 'fan-out-claimed',
+          name: 'Fan-out',
+          members: ['accounts-to-crm', 'contacts-to-crm', 'deals-to-crm'].map((sync, i) => member(sync, { key: `m${i}`, after: [] })),
+          concurrency: 3,
+          schedule: { type: 'manual' },
+          enabled: true,
+        };
+        const { record } = await store.upsertEntity('sequence', fanOut, 'api', T0);
+        const { run } = await store.enqueueSequenceRun(record, MANUAL, T0);
+        await store.claimSequenceRun(run.id, T0);
+        const step = await store.advanceSequenceRun(run.id, decideSequenceAdvance, T0 + 1, { lease: LEASE, max: 2 });
+        expect(step.started.map((r) => r.status)).toEqual(['querying', 'querying', 'queued']);
+        for (const claimed of step.started.slice(0, 2)) {
+          expect(claimed).toMatchObject({ attempt: 1, workerId: LEASE.workerId });
+          // Stamped when claimed: not before the advance began.
+          expect(claimed.startedAt).toBeGreaterThanOrEqual(T0 + 1);
+          expect(claimed.leaseExpiresAt).toBe(claimed.startedAt! + LEASE.leaseMs);
+        }
+        const members = (await store.getSequenceRun(run.id))!.members;
+        expect(members.map((m) => m.status)).toEqual(['running', 'running', 'pending']);
+        expect(await store.claimSyncRun(step.started[0]!.id, T0 + 2, { workerId: 'another', leaseMs: 1000 })).toBeNull();
+      });
+
       it('starts ready members up to the concurrency, never one twice, when advances race', async () => {
         await applyCrm();
         // Four members with nothing to wait for, at most two at once.
