@@ -180,3 +180,33 @@ describe('after schedules (upstream completion)', () => {
     expect(await sequenceRuns(h.app, 'b')).toHaveLength(0);
   });
 });
+
+describe('after schedules across processes', () => {
+  it('a run that ended in a process that died before acting on it starts its targets once, from another process', async () => {
+    const dir = tempDir();
+    createHierarchyFixture(dir);
+    const def = definition({ workspaces: { schedule: after('success', { sync: 'accounts' }) } });
+    // The first process runs `accounts` to its end and dies before its relay takes the end from
+    // the outbox: simulated by ending the run through the store directly, as its worker would.
+    {
+      await using first = await startHarness({ dir, definition: def, startWorker: false });
+      const store = first.app.store;
+      const { run } = await first.app.worker.triggerSync('accounts');
+      const lease = { workerId: 'gone/1/000000', leaseMs: 30_000 };
+      const claimed = await store.claimSyncRun(run.id, Date.now(), lease);
+      await store.updateSyncRun(run.id, { status: 'success' }, Date.now(), claimed!.attempt);
+      expect(await syncRuns(first.app, 'workspaces')).toEqual([]);
+    }
+    // Two processes start on the same store: the end is acted on once.
+    await using second = await startHarness({ dir, definition: def });
+    await using third = await startHarness({ dir, definition: def });
+    const [started] = await eventually(async () => {
+      const runs = await syncRuns(second.app, 'workspaces');
+      return runs.length > 0 ? runs : undefined;
+    }, 'the workspaces run');
+    expect(started!.trigger).toMatchObject({ type: 'upstream', detail: expect.stringMatching(/^sync "accounts" run 1 ended success$/) });
+    await settle(second.app);
+    await settle(third.app);
+    expect(await syncRuns(third.app, 'workspaces')).toHaveLength(1);
+  });
+});
