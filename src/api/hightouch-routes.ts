@@ -1,38 +1,44 @@
 /**
  * The Hightouch-compatible REST API v1 (SPEC §6.3): the same paths, field names, types, statuses,
- * pagination and errors as Hightouch's public API, so its Airflow and Dagster integrations work by
- * changing the base URL and the token.
+ * pagination and errors as Hightouch's public API, so its clients (the Airflow provider, the Dagster
+ * op, the GitHub Action, the generated Python SDK, the CLI) work by changing the base URL and the
+ * token. Liberal in what it accepts (form bodies, `"true"`/`"false"` flags, ids as `3.0`), exact in
+ * what it answers.
  */
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import { z } from '@hono/zod-openapi';
+import type { Context, Next } from 'hono';
 import { NotFoundError } from '../core/errors.js';
 import type { SyncRun } from '../core/runs.js';
-import type { SyncRecord } from '../core/workspace.js';
+import type { ConnectionRecord, ModelRecord, SyncRecord, WorkspaceState } from '../core/workspace.js';
 import { sequenceRunDetails } from '../engine/run-details.js';
 import type { ApiDeps } from './context.js';
 import { validationFailed } from './http-errors.js';
 import { defineRoute } from './route.js';
-import { Counts, SequenceRunView, errors, flag, intText, isoText } from './schemas.js';
-import { hightouchSync, hightouchSyncRun } from './views.js';
+import { Counts, SequenceRunView, errors, isoText, v1Flag, v1Id, v1WholeText } from './schemas.js';
+import { hightouchDestination, hightouchModel, hightouchSource, hightouchSync, hightouchSyncRun } from './views.js';
+import { isWebhookPath } from './webhook-routes.js';
 
 const TAG = 'Hightouch-compatible v1';
 /** Hightouch's default page size for lists; Lockstep caps pages at this size too. */
 const MAX_PAGE = 100;
+
+const isoTime = z.string().openapi({ format: 'date-time' });
 
 const Sync = z
   .object({
     id: z.number().int(),
     slug: z.string(),
     workspaceId: z.number().int(),
-    createdAt: z.string(),
-    updatedAt: z.string(),
+    createdAt: isoTime,
+    updatedAt: isoTime,
     destinationId: z.number().int().nullable(),
     modelId: z.number().int().nullable(),
     configuration: z.record(z.string(), z.unknown()),
     schedule: z.object({ type: z.string(), schedule: z.record(z.string(), z.unknown()) }).nullable(),
     status: z.string(),
     disabled: z.boolean(),
-    lastRunAt: z.string().nullable(),
+    lastRunAt: isoTime.nullable(),
     primaryKey: z.string(),
     referencedColumns: z.array(z.string()),
     externalSegment: z.object({}),
@@ -43,35 +49,150 @@ const Sync = z
 const SyncRunSchema = z
   .object({
     id: z.number().int(),
-    createdAt: z.string(),
-    startedAt: z.string().nullable(),
-    finishedAt: z.string().nullable(),
+    createdAt: isoTime,
+    startedAt: isoTime.nullable(),
+    finishedAt: isoTime.nullable(),
     querySize: z.number().int(),
     status: z.string(),
     completionRatio: z.number(),
     plannedRows: Counts,
     successfulRows: Counts,
     failedRows: Counts,
-    error: z.string().optional(),
+    error: z.string().nullable().openapi({ description: 'Why the run did not finish successfully; null when it did.' }),
   })
   .openapi('HightouchSyncRun');
+
+const configuration = z.record(z.string(), z.unknown()).openapi({ description: "The connection's settings, with every secret hidden (`***`, or the password of a URL)." });
+
+const Source = z
+  .object({
+    id: z.number().int(),
+    name: z.string().openapi({ description: 'The slug: a Lockstep connection has no other name.' }),
+    slug: z.string(),
+    workspaceId: z.number().int(),
+    createdAt: isoTime,
+    updatedAt: isoTime,
+    type: z.string(),
+    configuration,
+  })
+  .openapi('HightouchSource');
+
+const Destination = Source.extend({ syncs: z.array(z.number().int()).openapi({ description: 'The ids of the syncs that write to it.' }) }).openapi('HightouchDestination');
+
+const Model = z
+  .object({
+    id: z.number().int(),
+    name: z.string().openapi({ description: 'The slug: a Lockstep model has no other name.' }),
+    slug: z.string(),
+    description: z.string(),
+    workspaceId: z.number().int(),
+    primaryKey: z.string().openapi({ description: 'A composite key joined with commas.' }),
+    createdAt: isoTime,
+    updatedAt: isoTime,
+    sourceId: z.number().int().nullable(),
+    queryType: z.literal('raw_sql'),
+    tags: z.record(z.string(), z.string()),
+    isSchema: z.boolean(),
+    syncs: z.array(z.number().int()).openapi({ description: 'The ids of the syncs that read it.' }),
+    raw: z.object({ sql: z.string() }),
+    lastRunSize: z.number().int().nullable().openapi({ description: 'Rows read by its latest successful sync run; null before one.' }),
+  })
+  .openapi('HightouchModel');
 
 const TriggerOutput = z.object({ id: z.string() }).openapi('TriggerRunOutput');
 
 const runOptions = {
-  fullResync: flag.optional().openapi({ description: 'Resync every row, ignoring what was delivered before.' }),
-  resetCDC: flag.optional().openapi({ description: 'Rebuild the snapshot without sending anything.' }),
-  clearAndFill: flag.optional().openapi({ description: 'Accepted for compatibility; Lockstep treats it as fullResync.' }),
+  fullResync: v1Flag('fullResync').optional().openapi({ description: 'Resync every row, ignoring what was delivered before.' }),
+  resetCDC: v1Flag('resetCDC').optional().openapi({ description: 'Rebuild the snapshot without sending anything.' }),
+  clearAndFill: v1Flag('clearAndFill').optional().openapi({ description: 'Accepted for compatibility; Lockstep treats it as fullResync.' }),
+  fullSync: v1Flag('fullSync').optional().openapi({ description: "Accepted as fullResync (Hightouch's CLI sends it)." }),
 };
+type RunOptions = { fullResync?: boolean; resetCDC?: boolean; clearAndFill?: boolean; fullSync?: boolean };
 
-const limitText = z
-  .string()
-  .regex(/^\d{1,15}$/, 'limit must be a whole number')
-  .transform((t) => Math.min(Math.max(Number(t), 1), MAX_PAGE))
-  .optional();
+const limitText = v1WholeText('limit')
+  .transform((n) => Math.min(Math.max(n, 1), MAX_PAGE))
+  .optional()
+  .openapi({ description: `At most ${MAX_PAGE} (default ${MAX_PAGE}).` });
+
+/** The paging and filters of Hightouch's list endpoints for sources, destinations and models. */
+const entityListQuery = {
+  name: z.string().optional().openapi({ description: 'Only the one with this name (its slug).' }),
+  slug: z.string().optional(),
+  offset: v1WholeText('offset').optional(),
+  limit: limitText,
+  orderBy: z.enum(['id', 'name', 'slug', 'createdAt', 'updatedAt']).optional().openapi({ description: 'Ascending (default: id).' }),
+};
+type EntityListQuery = { name?: string; slug?: string; offset?: number; limit?: number; orderBy?: 'id' | 'name' | 'slug' | 'createdAt' | 'updatedAt' };
+
+/** A page of entities filtered by name or slug (the name is the slug), in `orderBy` order. */
+function entityPage<T extends { id: number; slug: string; createdAt: number; updatedAt: number }>(all: T[], query: EntityListQuery): { items: T[]; hasMore: boolean } {
+  const order = query.orderBy ?? 'id';
+  const matching = all
+    .filter((e) => (query.slug === undefined || e.slug === query.slug) && (query.name === undefined || e.slug === query.name))
+    .sort((a, b) => {
+      if (order === 'name' || order === 'slug') return a.slug.localeCompare(b.slug) || a.id - b.id;
+      if (order === 'createdAt') return a.createdAt - b.createdAt || a.id - b.id;
+      if (order === 'updatedAt') return a.updatedAt - b.updatedAt || a.id - b.id;
+      return a.id - b.id;
+    });
+  const offset = query.offset ?? 0;
+  const limit = query.limit ?? MAX_PAGE;
+  return { items: matching.slice(offset, offset + limit), hasMore: matching.length > offset + limit };
+}
+
+const FORM_TYPES = ['application/x-www-form-urlencoded', 'multipart/form-data'];
+
+/**
+ * A form body (Airflow's HttpHook posts a dict as `application/x-www-form-urlencoded`) is handed on
+ * as the JSON object of its fields, so the route validates it as it validates JSON. A form body that
+ * is JSON text (`curl -d '{...}'` without a content type) is handed on as it is.
+ */
+async function formFieldsAsJson(c: Context, next: Next): Promise<void> {
+  const type = (c.req.header('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
+  // Webhook deliveries are checked against their signature over the bytes as sent.
+  if (c.req.method !== 'POST' || !FORM_TYPES.includes(type) || isWebhookPath(c.req.path)) return next();
+  const fields = new Map<string, unknown>();
+  const details: Record<string, string> = {};
+  const add = (name: string, value: unknown) => {
+    if (fields.has(name)) details[name] = 'is given more than once — give it once';
+    else if (typeof value !== 'string') details[name] = 'is a file — give it as text';
+    fields.set(name, value);
+  };
+  if (type === 'multipart/form-data') {
+    (await c.req.formData()).forEach((value, name) => add(name, value));
+  } else {
+    const text = await c.req.text();
+    if (text.trim().startsWith('{')) return next();
+    new URLSearchParams(text).forEach((value, name) => add(name, value));
+  }
+  if (Object.keys(details).length > 0) throw validationFailed(details);
+  const headers = new Headers(c.req.raw.headers);
+  headers.set('content-type', 'application/json');
+  headers.delete('content-length');
+  c.req.raw = new Request(c.req.raw.url, { method: 'POST', headers, body: fields.size === 0 ? null : JSON.stringify(Object.fromEntries(fields)) });
+  c.req.bodyCache = {};
+  return next();
+}
+
+/** Says in the OpenAPI document that the v1 POST routes take form bodies as well as JSON. */
+function documentFormBodies(app: OpenAPIHono): void {
+  for (const definition of app.openAPIRegistry.definitions) {
+    if (definition.type !== 'route' || definition.route.method !== 'post' || !definition.route.path.startsWith('/api/v1/')) continue;
+    const body = definition.route.request?.body;
+    const json = body && 'content' in body ? body.content['application/json'] : undefined;
+    if (body && json) body.content['application/x-www-form-urlencoded'] = json;
+  }
+}
+
+/** A sync sequence's id (`3` or `3.0`) as a number, or its slug as given. */
+function sequenceRef(ref: string): number | string {
+  return /^\d{1,15}(\.0+)?$/.test(ref) ? Number(ref) : ref;
+}
 
 export function registerHightouchRoutes(app: OpenAPIHono, deps: ApiDeps): void {
-  const { store, runs } = deps;
+  const { store, runs, connectors } = deps;
+
+  app.use('/api/v1/*', formFieldsAsJson);
 
   const describeSync = async (sync: SyncRecord) => {
     const [model, destination, last] = await Promise.all([
@@ -86,13 +207,37 @@ export function registerHightouchRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     if (!sync) throw new NotFoundError(`no sync with id ${id}`);
     return sync;
   };
-  const trigger = async (sync: SyncRecord, options: { fullResync?: boolean; resetCDC?: boolean; clearAndFill?: boolean } | undefined) => {
+  const trigger = async (sync: SyncRecord, options: RunOptions | undefined) => {
     const { run } = await runs.triggerSync(
       sync.id,
-      { fullResync: Boolean(options?.fullResync || options?.clearAndFill), resetCDC: Boolean(options?.resetCDC) },
+      { fullResync: Boolean(options?.fullResync || options?.clearAndFill || options?.fullSync), resetCDC: Boolean(options?.resetCDC) },
       { type: 'api', detail: 'api v1' },
     );
     return { id: String(run.id) };
+  };
+  /** The ids of the syncs whose model or destination (`pick`) is `slug`, in id order. */
+  const syncIdsBy = (state: WorkspaceState, pick: (sync: SyncRecord) => string) => (slug: string) =>
+    state.syncs
+      .filter((sync) => pick(sync) === slug)
+      .map((sync) => sync.id)
+      .sort((a, b) => a - b);
+  /** Rows read by the latest successful run of any sync of the model. */
+  const lastRunSize = async (state: WorkspaceState, model: ModelRecord): Promise<number | null> => {
+    let latest: SyncRun | null = null;
+    for (const sync of state.syncs.filter((s) => s.model === model.slug)) {
+      const [run] = await store.listSyncRuns({ syncId: sync.id, statuses: ['success', 'warning'], limit: 1, offset: 0, order: 'desc' });
+      if (run && (latest === null || (run.finishedAt ?? run.createdAt) > (latest.finishedAt ?? latest.createdAt))) latest = run;
+    }
+    return latest?.querySize ?? null;
+  };
+  const describeModel = async (state: WorkspaceState, model: ModelRecord) => {
+    const sourceId = state.sources.find((s) => s.slug === model.source)?.id ?? null;
+    return hightouchModel(model, sourceId, syncIdsBy(state, (s) => s.model)(model.slug), await lastRunSize(state, model));
+  };
+  const byId = <T extends ConnectionRecord | ModelRecord>(all: T[], id: number, kind: string): T => {
+    const found = all.find((e) => e.id === id);
+    if (!found) throw new NotFoundError(`no ${kind} with id ${id}`);
+    return found;
   };
 
   defineRoute(
@@ -104,11 +249,11 @@ export function registerHightouchRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       tag: TAG,
       query: z.strictObject({
         slug: z.string().optional(),
-        modelId: intText('modelId').optional(),
+        modelId: v1WholeText('modelId').optional(),
         after: isoText('after').optional().openapi({ description: 'Syncs last run at or after this ISO time.' }),
         before: isoText('before').optional().openapi({ description: 'Syncs last run before this ISO time.' }),
-        offset: intText('offset').optional(),
-        limit: limitText.openapi({ description: `At most ${MAX_PAGE} (default ${MAX_PAGE}).` }),
+        offset: v1WholeText('offset').optional(),
+        limit: limitText,
         orderBy: z.enum(['id', 'name', 'slug', 'createdAt', 'updatedAt']).optional(),
       }),
       responses: { 200: { description: 'A page of syncs', schema: z.object({ hasMore: z.boolean(), data: z.array(Sync) }) }, 401: errors[401], 422: errors[422] },
@@ -140,7 +285,7 @@ export function registerHightouchRoutes(app: OpenAPIHono, deps: ApiDeps): void {
 
   defineRoute(
     app,
-    { method: 'get', path: '/api/v1/syncs/{syncId}', summary: 'Get a sync', tag: TAG, params: z.object({ syncId: intText('syncId', 1) }), responses: { 200: { description: 'The sync', schema: Sync }, 401: errors[401], 404: errors[404], 422: errors[422] } },
+    { method: 'get', path: '/api/v1/syncs/{syncId}', summary: 'Get a sync', tag: TAG, params: z.object({ syncId: v1WholeText('syncId', 1) }), responses: { 200: { description: 'The sync', schema: Sync }, 401: errors[401], 404: errors[404], 422: errors[422] } },
     async (c, { params }) => c.json(await describeSync(await syncById(params.syncId))),
   );
 
@@ -151,7 +296,7 @@ export function registerHightouchRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       path: '/api/v1/syncs/{syncId}/trigger',
       summary: 'Trigger a sync run (a trigger while it runs queues one follow-up run, shared by later triggers)',
       tag: TAG,
-      params: z.object({ syncId: intText('syncId', 1) }),
+      params: z.object({ syncId: v1WholeText('syncId', 1) }),
       body: z.strictObject(runOptions).optional(),
       responses: { 200: { description: 'The id of the sync run, as a string', schema: TriggerOutput }, 401: errors[401], 404: errors[404], 422: errors[422] },
     },
@@ -166,7 +311,7 @@ export function registerHightouchRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       summary: 'Trigger a sync run by sync id or slug',
       tag: TAG,
       body: z.strictObject({
-        syncId: z.union([z.string().regex(/^[0-9]+$/, 'syncId must be a whole number'), z.number().int().positive()]).optional(),
+        syncId: v1Id('syncId').optional(),
         syncSlug: z.string().min(1, 'syncSlug is empty').optional(),
         ...runOptions,
       }),
@@ -177,7 +322,7 @@ export function registerHightouchRoutes(app: OpenAPIHono, deps: ApiDeps): void {
         throw validationFailed({ syncId: body.syncId === undefined ? 'give syncId or syncSlug' : 'give syncId or syncSlug, not both' });
       }
       let sync: SyncRecord | null;
-      if (body.syncId !== undefined) sync = await store.getSync(Number(body.syncId));
+      if (body.syncId !== undefined) sync = await store.getSync(body.syncId);
       else {
         sync = await store.getSync(body.syncSlug as string);
         if (sync && sync.slug !== body.syncSlug) sync = null;
@@ -194,14 +339,14 @@ export function registerHightouchRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       path: '/api/v1/syncs/{syncId}/runs',
       summary: 'List runs of a sync',
       tag: TAG,
-      params: z.object({ syncId: intText('syncId', 1) }),
+      params: z.object({ syncId: v1WholeText('syncId', 1) }),
       query: z.strictObject({
-        runId: intText('runId', 1).optional(),
+        runId: v1WholeText('runId', 1).optional(),
         after: isoText('after').optional().openapi({ description: 'Runs created at or after this ISO time.' }),
         before: isoText('before').optional().openapi({ description: 'Runs created before this ISO time.' }),
-        within: intText('within').optional().openapi({ description: 'Runs created within the last this many minutes.' }),
-        offset: intText('offset').optional(),
-        limit: limitText.openapi({ description: `At most ${MAX_PAGE} (default ${MAX_PAGE}).` }),
+        within: v1WholeText('within').optional().openapi({ description: 'Runs created within the last this many minutes.' }),
+        offset: v1WholeText('offset').optional(),
+        limit: limitText,
         orderBy: z.enum(['id', 'createdAt', 'startedAt', 'finishedAt']).optional().openapi({ description: 'Newest first (default: id).' }),
       }),
       responses: { 200: { description: 'A page of runs', schema: z.object({ hasMore: z.boolean(), data: z.array(SyncRunSchema) }) }, 401: errors[401], 404: errors[404], 422: errors[422] },
@@ -230,6 +375,94 @@ export function registerHightouchRoutes(app: OpenAPIHono, deps: ApiDeps): void {
   defineRoute(
     app,
     {
+      method: 'get',
+      path: '/api/v1/sources',
+      summary: 'List sources (configuration without secrets)',
+      tag: TAG,
+      query: z.strictObject(entityListQuery),
+      responses: { 200: { description: 'A page of sources', schema: z.object({ hasMore: z.boolean(), data: z.array(Source) }) }, 401: errors[401], 422: errors[422] },
+    },
+    async (c, { query }) => {
+      const { items, hasMore } = entityPage((await store.loadWorkspace()).sources, query);
+      return c.json({ hasMore, data: items.map((s) => hightouchSource(s, connectors)) });
+    },
+  );
+
+  defineRoute(
+    app,
+    { method: 'get', path: '/api/v1/sources/{sourceId}', summary: 'Get a source (configuration without secrets)', tag: TAG, params: z.object({ sourceId: v1WholeText('sourceId', 1) }), responses: { 200: { description: 'The source', schema: Source }, 401: errors[401], 404: errors[404], 422: errors[422] } },
+    async (c, { params }) => c.json(hightouchSource(byId((await store.loadWorkspace()).sources, params.sourceId, 'source'), connectors)),
+  );
+
+  defineRoute(
+    app,
+    {
+      method: 'get',
+      path: '/api/v1/destinations',
+      summary: 'List destinations (configuration without secrets)',
+      tag: TAG,
+      query: z.strictObject(entityListQuery),
+      responses: { 200: { description: 'A page of destinations', schema: z.object({ hasMore: z.boolean(), data: z.array(Destination) }) }, 401: errors[401], 422: errors[422] },
+    },
+    async (c, { query }) => {
+      const state = await store.loadWorkspace();
+      const syncIds = syncIdsBy(state, (s) => s.destination);
+      const { items, hasMore } = entityPage(state.destinations, query);
+      return c.json({ hasMore, data: items.map((d) => hightouchDestination(d, syncIds(d.slug), connectors)) });
+    },
+  );
+
+  defineRoute(
+    app,
+    {
+      method: 'get',
+      path: '/api/v1/destinations/{destinationId}',
+      summary: 'Get a destination (configuration without secrets)',
+      tag: TAG,
+      params: z.object({ destinationId: v1WholeText('destinationId', 1) }),
+      responses: { 200: { description: 'The destination', schema: Destination }, 401: errors[401], 404: errors[404], 422: errors[422] },
+    },
+    async (c, { params }) => {
+      const state = await store.loadWorkspace();
+      const destination = byId(state.destinations, params.destinationId, 'destination');
+      return c.json(hightouchDestination(destination, syncIdsBy(state, (s) => s.destination)(destination.slug), connectors));
+    },
+  );
+
+  defineRoute(
+    app,
+    {
+      method: 'get',
+      path: '/api/v1/models',
+      summary: 'List models',
+      tag: TAG,
+      query: z.strictObject({
+        ...entityListQuery,
+        tags: z.string().optional().openapi({ description: 'key:value; Lockstep models have no tags, so no model matches.' }),
+      }),
+      responses: { 200: { description: 'A page of models', schema: z.object({ hasMore: z.boolean(), data: z.array(Model) }) }, 401: errors[401], 422: errors[422] },
+    },
+    async (c, { query }) => {
+      const state = await store.loadWorkspace();
+      const { items, hasMore } = entityPage(query.tags === undefined ? state.models : [], query);
+      const data = [];
+      for (const model of items) data.push(await describeModel(state, model));
+      return c.json({ hasMore, data });
+    },
+  );
+
+  defineRoute(
+    app,
+    { method: 'get', path: '/api/v1/models/{modelId}', summary: 'Get a model', tag: TAG, params: z.object({ modelId: v1WholeText('modelId', 1) }), responses: { 200: { description: 'The model', schema: Model }, 401: errors[401], 404: errors[404], 422: errors[422] } },
+    async (c, { params }) => {
+      const state = await store.loadWorkspace();
+      return c.json(await describeModel(state, byId(state.models, params.modelId, 'model')));
+    },
+  );
+
+  defineRoute(
+    app,
+    {
       method: 'post',
       path: '/api/v1/sync-sequences/{syncSequenceId}/trigger',
       summary: 'Trigger a sync sequence run (by id or slug); a trigger while it runs queues one follow-up run',
@@ -239,7 +472,7 @@ export function registerHightouchRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       responses: { 200: { description: 'The id of the sequence run (a UUID)', schema: TriggerOutput }, 401: errors[401], 404: errors[404], 422: errors[422] },
     },
     async (c, { params }) => {
-      const sequence = await store.getSequence(params.syncSequenceId);
+      const sequence = await store.getSequence(sequenceRef(params.syncSequenceId));
       if (!sequence) throw new NotFoundError(`no sync sequence "${params.syncSequenceId}"`);
       const { run } = await runs.triggerSequence(sequence.id, { type: 'api', detail: 'api v1' });
       return c.json({ id: run.id });
@@ -271,4 +504,6 @@ export function registerHightouchRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       return c.json({ id: view.id, status: view.status, syncRuns: view.syncRuns, members: view.members, terminatedBy: view.terminatedBy, reason: view.reason });
     },
   );
+
+  documentFormBodies(app);
 }

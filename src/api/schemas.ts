@@ -112,6 +112,30 @@ export const isoText = (what: string) =>
 
 export const flag = z.boolean();
 
+// ---------------------------------------------------------------------------------------------
+// Hightouch-compatible v1: liberal in what it accepts. Clients hold ids as floats (`3.0`) and send
+// flags as strings (`"false"`), and form bodies carry only strings.
+
+/** A whole number in a v1 path, query or body: `3`, or `3.0` as clients that hold ids as floats send it. */
+export const v1WholeText = (what: string, min = 0, max = Number.MAX_SAFE_INTEGER) =>
+  z
+    .string()
+    .regex(/^\d{1,15}(\.0+)?$/, `${what} must be a whole number, e.g. 3`)
+    .transform(Number)
+    .refine((n) => n >= min && n <= max, `${what} must be from ${min} to ${max}`);
+
+/** An id in a v1 body: a whole number, or its text (`3`, `"3"`, `"3.0"`). */
+export const v1Id = (what: string) =>
+  z.union([z.number().int(`${what} must be a whole number, e.g. 3`).positive(`${what} must be 1 or more`), v1WholeText(what, 1)], {
+    error: `${what} must be a whole number, e.g. 3`,
+  });
+
+/** A v1 flag: `true`/`false`, or the text `"true"`/`"false"` (any case). */
+export const v1Flag = (what: string) =>
+  z
+    .union([z.boolean(), z.string().regex(/^(true|false)$/i, `${what} must be true or false`)], { error: `${what} must be true or false` })
+    .transform((v) => v === true || (typeof v === 'string' && v.toLowerCase() === 'true'));
+
 export const SyncTriggerBody = z
   .strictObject({
     fullResync: flag.optional().openapi({ description: 'Send every row, ignoring the snapshot.' }),

@@ -69,7 +69,9 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
   const { store, logger, clock } = options;
   const closing = new AbortController();
   const metrics = createMetrics(options);
-  const app = new OpenAPIHono();
+  // Not strict: a path with a trailing slash is routed, and seen by every middleware, as the path
+  // without it (`/api/v1/syncs/?slug=x` is `/api/v1/syncs?slug=x`), so clients that add one work.
+  const app = new OpenAPIHono({ strict: false });
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', { type: 'http', scheme: 'bearer', description: 'A token from `lockstep token create`.' });
 
   app.onError((thrown, c) => errorResponse(c, thrown, logger));

@@ -1,11 +1,12 @@
 /**
  * What the API shows of stored things: workspace entities with secrets redacted, and the
- * Hightouch-shaped sync and sync run (SPEC §6.3).
+ * Hightouch-shaped sync, sync run, source, destination and model (SPEC §6.3).
  */
 import type { Schedule, SyncRecord, ModelRecord, ConnectionRecord, EntityKind, Stored } from '../core/workspace.js';
 import type { SyncRun } from '../core/runs.js';
 import { iso } from '../core/run-views.js';
 import type { ConnectorRegistry } from '../core/connector-registry.js';
+import { redactUrl, redactValue } from '../core/connections.js';
 import { fileForm } from '../workspace/index.js';
 
 /**
@@ -26,6 +27,9 @@ export function fileManagedWarning(kind: EntityKind, record: Stored & { slug: st
 
 // ---------------------------------------------------------------------------------------------
 // Hightouch shapes
+
+/** The `workspaceId` of every Hightouch-shaped answer: a Lockstep server is one workspace. */
+export const HIGHTOUCH_WORKSPACE_ID = 1;
 
 const DAYS = ['monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday', 'sunday'] as const;
 
@@ -62,7 +66,7 @@ export function hightouchSync(
   return {
     id: sync.id,
     slug: sync.slug,
-    workspaceId: 1,
+    workspaceId: HIGHTOUCH_WORKSPACE_ID,
     createdAt: new Date(sync.createdAt).toISOString(),
     updatedAt: new Date(sync.updatedAt).toISOString(),
     destinationId: destination?.id ?? null,
@@ -85,7 +89,7 @@ export function hightouchSync(
   };
 }
 
-/** Hightouch's SyncRun: `error` is present only when there is one. */
+/** Hightouch's SyncRun: `error` is null when there is none, as in Hightouch's examples. */
 export function hightouchSyncRun(run: SyncRun) {
   return {
     id: run.id,
@@ -98,6 +102,79 @@ export function hightouchSyncRun(run: SyncRun) {
     plannedRows: run.plannedRows,
     successfulRows: run.successfulRows,
     failedRows: run.failedRows,
-    ...(run.error !== null ? { error: run.error } : {}),
+    error: run.error,
+  };
+}
+
+/**
+ * A connection's settings as Hightouch's `configuration`, never with a secret: the secrets of its
+ * kind hidden as the registry hides them, every setting of a kind this build does not know hidden,
+ * and the password of any URL among the rest.
+ */
+export function hightouchConfiguration(connection: ConnectionRecord, connectors: ConnectorRegistry): Record<string, unknown> {
+  const settings =
+    connectors.kind(connection.type) === undefined
+      ? Object.fromEntries(Object.entries(connection.settings).map(([name, value]) => [name, redactValue(value)]))
+      : connectors.redact(connection).settings;
+  return hideUrlPasswords(settings) as Record<string, unknown>;
+}
+
+function hideUrlPasswords(value: unknown): unknown {
+  if (typeof value === 'string') return /^[a-z][a-z0-9+.-]*:\/\//i.test(value) ? redactUrl(value) : value;
+  if (Array.isArray(value)) return value.map(hideUrlPasswords);
+  if (value !== null && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, hideUrlPasswords(v)]));
+  return value;
+}
+
+/** Hightouch's Source. A Lockstep connection has no name apart from its slug. */
+export function hightouchSource(source: ConnectionRecord, connectors: ConnectorRegistry) {
+  return {
+    id: source.id,
+    name: source.slug,
+    slug: source.slug,
+    workspaceId: HIGHTOUCH_WORKSPACE_ID,
+    createdAt: new Date(source.createdAt).toISOString(),
+    updatedAt: new Date(source.updatedAt).toISOString(),
+    type: source.type,
+    configuration: hightouchConfiguration(source, connectors),
+  };
+}
+
+/** Hightouch's Destination, with the ids of the syncs that write to it. */
+export function hightouchDestination(destination: ConnectionRecord, syncIds: number[], connectors: ConnectorRegistry) {
+  return {
+    id: destination.id,
+    name: destination.slug,
+    slug: destination.slug,
+    workspaceId: HIGHTOUCH_WORKSPACE_ID,
+    createdAt: new Date(destination.createdAt).toISOString(),
+    updatedAt: new Date(destination.updatedAt).toISOString(),
+    type: destination.type,
+    configuration: hightouchConfiguration(destination, connectors),
+    syncs: syncIds,
+  };
+}
+
+/**
+ * Hightouch's Model: a raw SQL query (`queryType: raw_sql`, `raw.sql`), the ids of the syncs that
+ * read it, and `lastRunSize`, the rows its latest successful sync run read (null before one).
+ */
+export function hightouchModel(model: ModelRecord, sourceId: number | null, syncIds: number[], lastRunSize: number | null) {
+  return {
+    id: model.id,
+    name: model.slug,
+    slug: model.slug,
+    description: '',
+    workspaceId: HIGHTOUCH_WORKSPACE_ID,
+    primaryKey: model.primaryKey.join(','),
+    createdAt: new Date(model.createdAt).toISOString(),
+    updatedAt: new Date(model.updatedAt).toISOString(),
+    sourceId,
+    queryType: 'raw_sql',
+    tags: {},
+    isSchema: false,
+    syncs: syncIds,
+    raw: { sql: model.query },
+    lastRunSize,
   };
 }

@@ -1,10 +1,12 @@
 /**
  * Conformance of the Hightouch-compatible API v1: paths, field names and types, integer ids,
  * string run ids from triggers, UUID sequence run ids, statuses, `{hasMore, data}` pages, and the
- * 401/404/422 shapes.
+ * 401/404/422 shapes; the liberties it takes in what it accepts (trailing slashes, form bodies,
+ * flags as text, ids as `3.0`) and where they stop. Each Hightouch client's own requests are
+ * replayed in test/api/clients/.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually, startApi, type ApiHarness } from './api-helpers.js';
+import { PG_PASSWORD, eventually, startApi, type ApiHarness } from './api-helpers.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
@@ -75,8 +77,10 @@ describe('Hightouch-compatible API v1', () => {
     expect(trigger.body).toEqual({ id: expect.stringMatching(/^\d+$/) });
     const run = await finishedRun(1, trigger.body.id);
     expect(Object.keys(run).sort()).toEqual(
-      ['completionRatio', 'createdAt', 'failedRows', 'finishedAt', 'id', 'plannedRows', 'querySize', 'startedAt', 'status', 'successfulRows'].sort(),
+      ['completionRatio', 'createdAt', 'error', 'failedRows', 'finishedAt', 'id', 'plannedRows', 'querySize', 'startedAt', 'status', 'successfulRows'].sort(),
     );
+    // null when there is none, as in Hightouch's examples (scripts read run["error"]).
+    expect(run.error).toBeNull();
     expect(run.id).toBe(Number(trigger.body.id));
     expect(run.status).toBe('success');
     expect(SYNC_RUN_STATUSES).toContain(run.status);
@@ -155,6 +159,97 @@ describe('Hightouch-compatible API v1', () => {
     expect(unknown.body).toEqual({ message: expect.any(String) });
     const bad = await api.call('GET', '/api/v1/sync-sequences/runs/not-a-uuid');
     expect(bad.body).toEqual({ message: 'Validation failed', details: { syncSequenceRunId: expect.any(String) } });
+  });
+
+  it('ignores a trailing slash on every /api route, for every method, before the token check', async () => {
+    expect((await api.call('GET', '/api/v1/syncs/?slug=accounts-to-crm')).body.data.map((s: { slug: string }) => s.slug)).toEqual(['accounts-to-crm']);
+    expect((await api.call('GET', '/api/v1/syncs/1/')).body).toMatchObject({ id: 1 });
+    expect((await api.call('GET', '/api/v1/destinations/')).status).toBe(200);
+    const trigger = await api.call('POST', '/api/v1/syncs/trigger/', { syncSlug: 'accounts-to-crm' });
+    expect(trigger.status).toBe(200);
+    await finishedRun(1, trigger.body.id);
+    // Lockstep's own routes too, and the one route that needs no token.
+    expect((await api.call('GET', '/api/syncs/')).status).toBe(200);
+    expect((await api.call('GET', '/api/session/', undefined, { auth: false })).body).toEqual({ authRequired: true });
+    expect((await api.call('GET', '/api/v1/syncs/', undefined, { auth: false })).status).toBe(401);
+  });
+
+  it('takes flags as true/false or their text, ids as 3 or 3.0, and nothing looser', async () => {
+    const text = await api.call('POST', '/api/v1/syncs/trigger', { syncId: '1.0', fullResync: 'TRUE', resetCDC: 'false' });
+    expect(text.status).toBe(200);
+    expect((await api.app.store.getSyncRun(Number(text.body.id)))?.options).toMatchObject({ fullResync: true, resetCDC: false });
+    await finishedRun(1, text.body.id);
+    expect((await api.call('GET', `/api/v1/syncs/1.0/runs?runId=${text.body.id}.0&limit=1.0`)).body.data).toHaveLength(1);
+    expect((await api.call('POST', '/api/v1/sync-sequences/1.0/trigger')).status).toBe(200);
+
+    for (const [body, field] of [
+      [{ syncId: 1.5 }, 'syncId'],
+      [{ syncId: '3.5' }, 'syncId'],
+      [{ syncId: 'abc' }, 'syncId'],
+      [{ syncId: 0 }, 'syncId'],
+      [{ syncId: 1, fullResync: 1 }, 'fullResync'],
+      [{ syncId: 1, fullResync: 'yes' }, 'fullResync'],
+      [{ syncId: 1, resetCDC: null }, 'resetCDC'],
+    ] as const) {
+      const answer = await api.call('POST', '/api/v1/syncs/trigger', body);
+      expect(answer.status, JSON.stringify(body)).toBe(422);
+      expect(Object.keys(answer.body.details), JSON.stringify(body)).toEqual([field]);
+    }
+    for (const path of ['/api/v1/syncs/3.5', '/api/v1/syncs/1e0', '/api/v1/syncs/1.0/runs?runId=2.5', '/api/v1/syncs?offset=1.5']) {
+      expect((await api.call('GET', path)).status, path).toBe(422);
+    }
+    // Lockstep's own API keeps to whole numbers written as such.
+    expect((await api.call('GET', '/api/sync-runs/1.0')).status).toBe(422);
+  });
+
+  it('takes form bodies on the v1 POST routes, JSON text sent as a form, and says so in the OpenAPI document', async () => {
+    const form = (path: string, raw: string, type = 'application/x-www-form-urlencoded') =>
+      fetch(api.url + path, { method: 'POST', headers: { authorization: `Bearer ${api.token}`, 'content-type': type }, body: raw });
+    const bySlug = await form('/api/v1/syncs/trigger', 'syncSlug=accounts-to-crm&fullResync=false');
+    expect(bySlug.status).toBe(200);
+    await finishedRun(1, ((await bySlug.json()) as { id: string }).id);
+    // curl -d '{...}' without a content type sends JSON text as a form.
+    const curlJson = await form('/api/v1/syncs/1/trigger', '{"fullResync":false}');
+    expect(curlJson.status).toBe(200);
+    await finishedRun(1, ((await curlJson.json()) as { id: string }).id);
+    const multipart = new FormData();
+    multipart.set('syncId', '1');
+    const parts = await fetch(api.url + '/api/v1/syncs/trigger', { method: 'POST', headers: { authorization: `Bearer ${api.token}` }, body: multipart });
+    expect(parts.status).toBe(200);
+    await finishedRun(1, ((await parts.json()) as { id: string }).id);
+    const empty = await form('/api/v1/sync-sequences/crm-hierarchy/trigger', '');
+    expect(empty.status).toBe(200);
+    const unknownField = await form('/api/v1/syncs/1/trigger', 'fullResync=true&zz=1');
+    expect(unknownField.status).toBe(422);
+    expect(await unknownField.json()).toEqual({ message: 'Validation failed', details: { zz: expect.any(String) } });
+
+    const document = (await api.call('GET', '/api/openapi.json')).body;
+    for (const path of ['/api/v1/syncs/trigger', '/api/v1/syncs/{syncId}/trigger', '/api/v1/sync-sequences/{syncSequenceId}/trigger']) {
+      expect(Object.keys(document.paths[path].post.requestBody.content).sort(), path).toEqual(['application/json', 'application/x-www-form-urlencoded']);
+    }
+    for (const path of ['/api/v1/sources', '/api/v1/sources/{sourceId}', '/api/v1/destinations', '/api/v1/destinations/{destinationId}', '/api/v1/models', '/api/v1/models/{modelId}']) {
+      expect(document.paths[path]?.get, path).toBeDefined();
+    }
+    expect(document.components.schemas.HightouchSyncRun.properties.error).toMatchObject({ type: ['string', 'null'] });
+    expect(Object.keys(document.components.schemas)).toEqual(expect.arrayContaining(['HightouchSource', 'HightouchDestination', 'HightouchModel']));
+  });
+
+  it('GET /api/v1/sources, /destinations and /models answer Hightouch shapes, never a secret', async () => {
+    const destinations = await api.call('GET', '/api/v1/destinations');
+    expect(destinations.text).not.toContain(PG_PASSWORD);
+    const pg = destinations.body.data.find((d: { slug: string }) => d.slug === 'pg');
+    expect(Object.keys(pg).sort()).toEqual(['configuration', 'createdAt', 'id', 'name', 'slug', 'syncs', 'type', 'updatedAt', 'workspaceId']);
+    expect(pg.configuration).toEqual({ url: 'postgres://lockstep:***@db.example.com:5432/crm' });
+    const one = await api.call('GET', `/api/v1/destinations/${pg.id}`);
+    expect(one.body).toEqual(pg);
+    const sources = await api.call('GET', '/api/v1/sources');
+    expect(Object.keys(sources.body.data[0]).sort()).toEqual(['configuration', 'createdAt', 'id', 'name', 'slug', 'type', 'updatedAt', 'workspaceId']);
+    const models = await api.call('GET', '/api/v1/models?orderBy=slug&limit=2');
+    expect(models.body.hasMore).toBe(true);
+    expect(models.body.data.map((m: { slug: string }) => m.slug)).toEqual(['accounts', 'contacts']);
+    expect(models.body.data[0].lastRunSize).toBe(3);
+    expect((await api.call('GET', '/api/v1/models?orderBy=size')).status).toBe(422);
+    expect((await api.call('GET', '/api/v1/sources/99')).status).toBe(404);
   });
 
   it('answers 401 {message} without detail for a missing or wrong token', async () => {

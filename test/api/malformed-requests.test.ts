@@ -92,6 +92,8 @@ const requests: fc.Arbitrary<Request> = fc.oneof(
   unknownSegment.map((id) => ({ method: 'GET', path: `/api/v1/syncs/${enc(id)}` })),
   fc.tuple(segment, badQuery).map(([id, q]) => ({ method: 'GET', path: `/api/v1/syncs/${enc(id)}/runs?${q}` })),
   badQuery.map((q) => ({ method: 'GET', path: `/api/v1/syncs?${q}` })),
+  fc.tuple(fc.constantFrom('sources', 'destinations', 'models'), unknownSegment).map(([kind, id]) => ({ method: 'GET', path: `/api/v1/${kind}/${enc(id)}` })),
+  fc.tuple(fc.constantFrom('sources', 'destinations', 'models'), badQuery).map(([kind, q]) => ({ method: 'GET', path: `/api/v1/${kind}?${q}` })),
   unknownSegment.map((id) => ({ method: 'POST', path: `/api/v1/sync-sequences/${enc(id)}/trigger` })),
   fc.oneof(unknownSegment, fc.uuid()).map((id) => ({ method: 'GET', path: `/api/v1/sync-sequences/runs/${enc(id)}` })),
 );
