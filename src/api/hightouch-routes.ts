@@ -152,7 +152,7 @@ async function formFieldsAsJson(c: Context, next: Next): Promise<void> {
   // Webhook deliveries are checked against their signature over the bytes as sent.
   if (c.req.method !== 'POST' || !FORM_TYPES.includes(type) || isWebhookPath(c.req.path)) return next();
   const fields = new Map<string, unknown>();
-  const details: Record<string, string> = {};
+  const details: Record<string, string> = Object.create(null) as Record<string, string>;
   const add = (name: string, value: unknown) => {
     if (fields.has(name)) details[name] = 'is given more than once — give it once';
     else if (typeof value !== 'string') details[name] = 'is a file — give it as text';

@@ -34,7 +34,10 @@ export interface RouteInput<P, Q, B> {
   body: Out<B>;
 }
 
-const MAX_BODY_BYTES = 1024 * 1024;
+/** Largest JSON body the API takes (bodies are counted as they arrive, see server.ts). */
+export const API_BODY_LIMIT_BYTES = 1024 * 1024;
+/** Deepest nesting of arrays and objects a JSON body may have: no request of the API needs more than a few levels. */
+export const MAX_JSON_DEPTH = 64;
 
 export function defineRoute<P extends Shape | undefined, Q extends Shape | undefined, B extends z.ZodType | undefined>(
   app: OpenAPIHono,
@@ -60,7 +63,8 @@ export function defineRoute<P extends Shape | undefined, Q extends Shape | undef
   });
   const honoPath = spec.path.replace(/\{([^}]+)\}/g, ':$1');
   (app as unknown as Hono).on(spec.method.toUpperCase(), honoPath, async (c) => {
-    const details: Record<string, string> = {};
+    // No prototype: a field named `__proto__` is a field like any other.
+    const details: Record<string, string> = Object.create(null) as Record<string, string>;
     const params = spec.params ? check(spec.params, c.req.param(), details) : undefined;
     const query = spec.query ? check(spec.query, c.req.query(), details) : undefined;
     let body: unknown = undefined;
@@ -76,11 +80,15 @@ export function defineRoute<P extends Shape | undefined, Q extends Shape | undef
 /** The JSON body, or undefined when there is none. */
 export async function readBody(c: Context, details: Record<string, string>): Promise<unknown> {
   const text = await c.req.text();
-  if (text.length > MAX_BODY_BYTES) {
-    details.body = `is larger than ${MAX_BODY_BYTES} bytes`;
+  if (text.length > API_BODY_LIMIT_BYTES) {
+    details.body = `is larger than ${API_BODY_LIMIT_BYTES} bytes`;
     return undefined;
   }
   if (text.trim() === '') return undefined;
+  if (jsonDepth(text) > MAX_JSON_DEPTH) {
+    details.body = `nests arrays and objects deeper than ${MAX_JSON_DEPTH} levels`;
+    return undefined;
+  }
   try {
     return JSON.parse(text) as unknown;
   } catch (thrown) {
@@ -113,4 +121,21 @@ function issueText(issue: z.core.$ZodIssue, root: unknown): string {
   for (const segment of issue.path) value = value !== null && typeof value === 'object' ? (value as Record<PropertyKey, unknown>)[segment as PropertyKey] : undefined;
   if (value === undefined && issue.code === 'invalid_type') return `is required (${issue.message})`;
   return issue.message;
+}
+
+/** The deepest nesting of arrays and objects in JSON text (brackets inside strings do not count). */
+export function jsonDepth(text: string): number {
+  let depth = 0;
+  let deepest = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text.charCodeAt(i);
+    if (inString) {
+      if (ch === 0x5c) i++; // backslash: skip the escaped character
+      else if (ch === 0x22) inString = false;
+    } else if (ch === 0x22) inString = true;
+    else if (ch === 0x5b || ch === 0x7b) deepest = Math.max(deepest, ++depth);
+    else if (ch === 0x5d || ch === 0x7d) depth--;
+  }
+  return deepest;
 }

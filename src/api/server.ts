@@ -9,6 +9,8 @@ import { extname, join, resolve, sep } from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
 import { OpenAPIHono } from '@hono/zod-openapi';
 import type { Context, Next } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { API_BODY_LIMIT_BYTES } from './route.js';
 import { ErrorCode, LockstepError, toError } from '../core/errors.js';
 import { findToken } from '../core/tokens.js';
 import { registerAlertRoutes } from './alert-routes.js';
@@ -87,6 +89,13 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
     if (!options.authRequired || c.req.path === '/api/session' || isWebhookPath(c.req.path)) return next();
     await authenticate(c, next);
   });
+  // Bodies are counted as they arrive (chunked ones too) and refused once over the limit; webhook
+  // deliveries have their own, smaller limit (webhook-routes.ts).
+  const apiBodyLimit = bodyLimit({
+    maxSize: API_BODY_LIMIT_BYTES,
+    onError: (c) => c.json({ message: `the body is larger than ${API_BODY_LIMIT_BYTES} bytes — send a smaller one` }, 413),
+  });
+  app.use('/api/*', (c, next) => (isWebhookPath(c.req.path) ? next() : apiBodyLimit(c, next)));
 
   const lastTouched = new Map<number, number>();
   async function authenticate(c: Context, next: Next): Promise<void> {
@@ -164,7 +173,12 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
   if (options.uiDir !== null) {
     const root = resolve(options.uiDir);
     app.get('*', async (c) => {
-      const relative = decodeURIComponent(c.req.path).replace(/^\/+/, '');
+      let relative: string;
+      try {
+        relative = decodeURIComponent(c.req.path).replace(/^\/+/, '');
+      } catch {
+        return c.json({ message: `the path ${c.req.path} is not valid percent-encoding` }, 400);
+      }
       const candidate = resolve(root, relative);
       const inside = candidate === root || candidate.startsWith(root + sep);
       const file = inside && (await isFile(candidate)) ? candidate : join(root, 'index.html');

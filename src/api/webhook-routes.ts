@@ -5,6 +5,7 @@
  */
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
 import { interpolate } from '../core/connections.js';
 import { toError } from '../core/errors.js';
 import type { WebhookSource } from '../core/webhooks.js';
@@ -38,29 +39,34 @@ export function registerWebhookRoutes(app: OpenAPIHono, deps: ApiDeps): void {
   };
   const receiver = new WebhookReceiver({ store, runs: deps.runs, clock, logger, secrets });
 
+  /** A delivery over the limit: recorded without its body, which is never read past the limit. */
+  const tooLarge = async (c: Context, source: WebhookSource) => {
+    const { event } = await store.webhooks.record({
+      source,
+      receivedAt: clock.now(),
+      eventId: null,
+      eventType: null,
+      outcome: 'rejected',
+      reason: `the body is larger than ${WEBHOOK_BODY_LIMIT_BYTES} bytes`,
+      httpStatus: 413,
+      triggered: [],
+      payloadExcerpt: '',
+    });
+    return c.json({ outcome: event.outcome, message: event.reason, deliveryId: event.id, runs: [] }, 413);
+  };
   const handle = (source: WebhookSource, receive: (incoming: IncomingWebhook) => Promise<WebhookAnswer>) => async (c: Context) => {
-    const declared = Number(c.req.header('content-length') ?? 0);
-    const raw = declared > WEBHOOK_BODY_LIMIT_BYTES ? null : Buffer.from(await c.req.arrayBuffer());
-    if (raw === null || raw.length > WEBHOOK_BODY_LIMIT_BYTES) {
-      const { event } = await store.webhooks.record({
-        source,
-        receivedAt: clock.now(),
-        eventId: null,
-        eventType: null,
-        outcome: 'rejected',
-        reason: `the body is larger than ${WEBHOOK_BODY_LIMIT_BYTES} bytes`,
-        httpStatus: 413,
-        triggered: [],
-        payloadExcerpt: raw ? raw.subarray(0, 2000).toString('utf8') : '',
-      });
-      return c.json({ outcome: event.outcome, message: event.reason, deliveryId: event.id, runs: [] }, 413);
-    }
+    // bodyLimit (below) has counted the bytes as they came, chunked bodies included.
+    const raw = Buffer.from(await c.req.arrayBuffer());
+    if (raw.length > WEBHOOK_BODY_LIMIT_BYTES) return tooLarge(c, source);
     const headers: Record<string, string | undefined> = {};
     c.req.raw.headers.forEach((value, name) => (headers[name.toLowerCase()] = value));
     const answer = await receive({ rawBody: raw, headers });
     return c.json(answer.body, answer.status as 200);
   };
 
+  for (const [source, path] of Object.entries(WEBHOOK_PATHS) as Array<[WebhookSource, string]>) {
+    app.use(path, bodyLimit({ maxSize: WEBHOOK_BODY_LIMIT_BYTES, onError: (c) => tooLarge(c, source) }));
+  }
   app.post(WEBHOOK_PATHS.dbt_cloud, handle('dbt_cloud', (i) => receiver.receiveDbtCloud(i)));
   app.post(WEBHOOK_PATHS.fivetran, handle('fivetran', (i) => receiver.receiveFivetran(i)));
   const answer = z.object({
