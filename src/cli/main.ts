@@ -176,13 +176,14 @@ Exit codes:
     .description('run a sync now and wait for it')
     .option('--full-resync', 'send every row, ignoring what was delivered before')
     .option('--reset-cdc', 'rebuild the snapshot from the model without sending anything')
+    .option('--allow-mass-delete', "let this run delete more than the sync's maxDeletePercent of its rows, once")
     .option('--json', 'print the finished run as JSON')
-    .action(async (slug: string, opts: { fullResync?: boolean; resetCdc?: boolean; json?: boolean }) => {
+    .action(async (slug: string, opts: { fullResync?: boolean; resetCdc?: boolean; allowMassDelete?: boolean; json?: boolean }) => {
       const { app, close } = await openAppToRun(global(), term);
       try {
         const { run } = await app.worker.triggerSync(
           slug,
-          { fullResync: Boolean(opts.fullResync), resetCDC: Boolean(opts.resetCdc) },
+          { fullResync: Boolean(opts.fullResync), resetCDC: Boolean(opts.resetCdc), allowMassDelete: Boolean(opts.allowMassDelete) },
           { type: 'manual', detail: 'cli' },
         );
         // If the process running it dies, another worker takes the same run over: waiting on its id is enough.

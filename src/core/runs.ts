@@ -111,6 +111,8 @@ export interface SyncRunOptions {
   fullResync: boolean;
   /** Rebuild the snapshot from the model without sending anything. */
   resetCDC: boolean;
+  /** Let this run through the sync's mass-delete guard (`maxDeletePercent`) once (default: false). */
+  allowMassDelete?: boolean;
 }
 
 export interface OperationCounts {

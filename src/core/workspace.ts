@@ -72,6 +72,9 @@ export interface FieldMapping {
   lookup?: { sync: string };
 }
 
+/** A sync's default `maxDeletePercent`: a run never removes more than half of what it manages unless told. */
+export const DEFAULT_MAX_DELETE_PERCENT = 50;
+
 export interface SyncDef {
   slug: string;
   /** Slug of the model it reads. */
@@ -87,6 +90,11 @@ export interface SyncDef {
   enabled: boolean;
   /** Rows per delivered batch (default: 1000; never more than the destination's `maxBatchSize`). */
   batchSize: number;
+  /**
+   * The mass-delete guard: a run that would remove more than this share (0..100) of the rows the
+   * sync manages stops before deleting and fails (default: 50; null turns the guard off).
+   */
+  maxDeletePercent: number | null;
   /**
    * Settings of the destination's kind written on the sync (an HTTP destination's `method`, a
    * Salesforce `externalIdField`, ...), as written; empty for kinds that have none.

@@ -145,6 +145,13 @@ export class SnapshotIndex {
     return ((this.flags[i] as number) & STALE) === 0 && this.hashes[2 * i] === high && this.hashes[2 * i + 1] === low;
   }
 
+  /** How many keys were never visited. */
+  unseenCount(): number {
+    let count = 0;
+    for (let i = 0; i < this.count; i++) if (((this.flags[i] as number) & SEEN) === 0) count++;
+    return count;
+  }
+
   /** The keys never visited, in load order. */
   *unseen(): Generator<string> {
     for (let i = 0; i < this.count; i++) {

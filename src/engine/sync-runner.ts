@@ -35,6 +35,7 @@ import type {
   WriteTarget,
 } from '../core/ports.js';
 import type { ApiUsage, OperationCounts, RejectedRow, SyncRun } from '../core/runs.js';
+import { massDeleteRefusal } from '../core/sync-rules.js';
 import type { ModelRecord, SyncRecord } from '../core/workspace.js';
 import { KeySet } from './key-set.js';
 import { hashBytes, hashRow, hashText, rowHash } from './row-hash.js';
@@ -720,7 +721,13 @@ export class SyncRunner {
       if (!resetCDC) p.writer = await p.destination.prepare(p.target);
     }
 
-    // Removals: the snapshot's keys the model no longer returned.
+    // Removals: the snapshot's keys the model no longer returned — first counted against the
+    // sync's mass-delete guard, so an emptied model never wipes the destination by surprise.
+    if (deletes && !resetCDC && progress.expectedRows > 0 && !run.options.allowMassDelete) {
+      const removing = index ? index.unseenCount() : await this.countUnseen(sync.id, seen);
+      const refusal = massDeleteRefusal(sync, removing, progress.expectedRows);
+      if (refusal) throw new LockstepError(ErrorCode.Conflict, refusal);
+    }
     if (deletes && index) {
       for (const k of index.unseen()) await plan(new PlannedOp('removed', 'delete', k, null, NO_VALUES, null, 0, NO_LINE, 0, 0, 0, 0));
     } else if ((resetCDC || deletes) && progress.expectedRows > 0) {
@@ -900,6 +907,15 @@ export class SyncRunner {
     p.indexBytes = used;
     if (!fits) this.options.logger.info('snapshot larger than its memory budget: looking it up batch by batch', { syncId, rows, budget });
     return fits ? index : null;
+  }
+
+  /** The snapshot's keys the model did not return this run (the removals, before planning them). */
+  private async countUnseen(syncId: number, seen: KeySet): Promise<number> {
+    let count = 0;
+    for await (const keys of this.options.store.snapshotKeys(syncId, SNAPSHOT_PAGE)) {
+      for (const k of keys) if (!seen.has(k)) count++;
+    }
+    return count;
   }
 
   private async checkStop(p: Pipeline): Promise<void> {

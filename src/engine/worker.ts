@@ -163,7 +163,15 @@ export class Worker {
     const sync = await store.getSync(ref);
     if (!sync) throw new NotFoundError(`no sync "${ref}" in the workspace — check the slug, or run \`lockstep apply\` after adding it`);
     const result = await store.enqueueSyncRun(
-      { syncId: sync.id, trigger, options: { fullResync: options.fullResync ?? false, resetCDC: options.resetCDC ?? false } },
+      {
+        syncId: sync.id,
+        trigger,
+        options: {
+          fullResync: options.fullResync ?? false,
+          resetCDC: options.resetCDC ?? false,
+          ...(options.allowMassDelete ? { allowMassDelete: true } : {}),
+        },
+      },
       clock.now(),
     );
     void this.pump();

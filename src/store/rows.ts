@@ -16,6 +16,7 @@ import type {
   TriggerType,
 } from '../core/runs.js';
 import type { FinishedRunEntry, RunLease } from '../core/ports.js';
+import { DEFAULT_MAX_DELETE_PERCENT } from '../core/workspace.js';
 import type { Stored } from '../core/workspace.js';
 import type { AlertCondition, AlertDelivery, AlertDeliveryStatus, AlertNotice, AlertState } from '../core/alerts.js';
 import type { StoredApiToken } from '../core/tokens.js';
@@ -57,6 +58,10 @@ export function toRecord<T extends { slug: string }>(row: EntityRow): T & Stored
  * beside `type` (now the kind's `settings`), and syncs had no kind settings.
  */
 function upgradeDefinition(definition: Record<string, unknown>): Record<string, unknown> {
+  // Syncs stored before the mass-delete guard get its default.
+  if ('model' in definition && 'destination' in definition && !('maxDeletePercent' in definition)) {
+    definition = { ...definition, maxDeletePercent: DEFAULT_MAX_DELETE_PERCENT };
+  }
   if ('settings' in definition) return definition;
   if (typeof definition.type === 'string' && ('url' in definition || 'path' in definition)) {
     const { url, path, ...rest } = definition;
@@ -82,6 +87,7 @@ export interface SyncRunRow {
   trigger_type: string;
   trigger_detail: string | null;
   full_resync: Num | boolean;
+  allow_mass_delete?: Num | boolean;
   reset_cdc: Num | boolean;
   sequence_run_id: string | null;
   member_key: string | null;
@@ -114,7 +120,11 @@ export function toSyncRun(row: SyncRunRow): SyncRun {
     syncId: Number(row.sync_id),
     status: row.status as SyncRunStatus,
     trigger: { type: row.trigger_type as TriggerType, detail: row.trigger_detail },
-    options: { fullResync: toBool(row.full_resync), resetCDC: toBool(row.reset_cdc) },
+    options: {
+      fullResync: toBool(row.full_resync),
+      resetCDC: toBool(row.reset_cdc),
+      ...(toBool(row.allow_mass_delete ?? 0) ? { allowMassDelete: true } : {}),
+    },
     sequenceRunId: row.sequence_run_id,
     memberKey: row.member_key,
     createdAt: Number(row.created_at),

@@ -13,7 +13,7 @@ import {
   TerminatePolicy,
   Weekday,
 } from '../core/workspace.js';
-import type { ConnectionDef, MemberDef, ModelDef, Schedule, SequenceDef, SyncDef } from '../core/workspace.js';
+import { DEFAULT_MAX_DELETE_PERCENT, type ConnectionDef, type MemberDef, type ModelDef, type Schedule, type SequenceDef, type SyncDef } from '../core/workspace.js';
 import { assertNever } from '../core/errors.js';
 import { AlertEvent, PAGERDUTY_EVENTS_URL } from '../core/alerts.js';
 import type { AlertChannelDef, AlertRuleDef, AlertsDefinition } from '../core/alerts.js';
@@ -259,7 +259,7 @@ const mappingSchema = z
   .meta({ id: 'FieldMapping', description: 'Sends a model column under another name.' });
 
 /** The fields every sync has; any other field is a setting of the destination's kind (checked in check-workspace.ts). */
-export const SYNC_FIELDS = ['model', 'destination', 'object', 'mode', 'deleteBehavior', 'mappings', 'schedule', 'enabled', 'batchSize'] as const;
+export const SYNC_FIELDS = ['model', 'destination', 'object', 'mode', 'deleteBehavior', 'mappings', 'schedule', 'enabled', 'batchSize', 'maxDeletePercent'] as const;
 
 const syncSchema = z
   .object({
@@ -297,11 +297,21 @@ const syncSchema = z
     schedule: scheduleSchema.default(manual),
     enabled: z.boolean().default(true).meta({ description: 'A disabled sync does not run on schedules (default: true).' }),
     batchSize: z.number().int().min(1).max(100_000).default(1000).meta({ description: 'Rows per delivered batch, 1..100000 (default: 1000; never more than the destination takes).' }),
+    maxDeletePercent: z
+      .number()
+      .min(0)
+      .max(100)
+      .nullable()
+      .default(DEFAULT_MAX_DELETE_PERCENT)
+      .meta({
+        description:
+          'Mass-delete guard: a run that would remove more than this percent of the rows the sync manages stops before deleting and fails (default: 50; null turns it off).',
+      }),
   })
   .catchall(z.unknown())
   .transform((s): Omit<SyncDef, 'slug'> => {
-    const { model, destination, object, mode, deleteBehavior, mappings, schedule, enabled, batchSize, ...settings } = s;
-    return { model, destination, object, mode, deleteBehavior, mappings, schedule, enabled, batchSize, settings };
+    const { model, destination, object, mode, deleteBehavior, mappings, schedule, enabled, batchSize, maxDeletePercent, ...settings } = s;
+    return { model, destination, object, mode, deleteBehavior, mappings, schedule, enabled, batchSize, maxDeletePercent, settings };
   });
 
 // ---------------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ export const sync = (slug: string, over: Partial<SyncDef> & Pick<SyncDef, 'model
   schedule: { type: 'manual' },
   enabled: true,
   batchSize: 1000,
+  maxDeletePercent: 50,
   settings: {},
   ...over,
 });

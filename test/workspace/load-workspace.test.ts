@@ -68,6 +68,7 @@ describe('loadWorkspace: a valid workspace', () => {
           schedule: { type: 'manual' },
           enabled: true,
           batchSize: 1000,
+          maxDeletePercent: 50,
           settings: {},
         },
         {
@@ -81,6 +82,7 @@ describe('loadWorkspace: a valid workspace', () => {
           schedule: { type: 'manual' },
           enabled: true,
           batchSize: 1000,
+          maxDeletePercent: 50,
           settings: {},
         },
       ],

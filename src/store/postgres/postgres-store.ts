@@ -380,12 +380,14 @@ export class PostgresStore implements Store, AsyncDisposable {
     const rows = await this.db.query<SyncRunResult>(
       `WITH sync AS (SELECT id FROM ${this.t.syncs} WHERE id = ${p.add(safeId(input.syncId) ?? -1, 'bigint')} AND deleted_at IS NULL FOR SHARE),
        queued AS (
-         INSERT INTO ${this.t.syncRuns} AS r (sync_id, status, trigger_type, trigger_detail, full_resync, reset_cdc, created_at)
+         INSERT INTO ${this.t.syncRuns} AS r (sync_id, status, trigger_type, trigger_detail, full_resync, reset_cdc, allow_mass_delete, created_at)
          SELECT sync.id, 'queued', ${p.add(input.trigger.type, 'text')}, ${p.add(nullableStored(input.trigger.detail), 'text')},
-                ${p.add(input.options.fullResync, 'boolean')}, ${p.add(input.options.resetCDC, 'boolean')}, ${p.add(now, 'float8')}
+                ${p.add(input.options.fullResync, 'boolean')}, ${p.add(input.options.resetCDC, 'boolean')},
+                ${p.add(input.options.allowMassDelete === true, 'boolean')}, ${p.add(now, 'float8')}
          FROM sync
          ON CONFLICT (sync_id) WHERE status = 'queued' AND sequence_run_id IS NULL
-         DO UPDATE SET full_resync = r.full_resync OR excluded.full_resync, reset_cdc = r.reset_cdc OR excluded.reset_cdc
+         DO UPDATE SET full_resync = r.full_resync OR excluded.full_resync, reset_cdc = r.reset_cdc OR excluded.reset_cdc,
+                       allow_mass_delete = r.allow_mass_delete OR excluded.allow_mass_delete
          RETURNING r.*, (r.xmax = 0) AS created
        )
        SELECT queued.*, ${this.notifySql('work', p)} AS notified FROM queued`,

@@ -70,13 +70,14 @@ export function prepareStatements(db: SqliteDatabase) {
       "SELECT * FROM sync_runs WHERE sync_id = ? AND status = 'queued' AND sequence_run_id IS NULL",
     ),
     mergeRunOptions: db.prepare(
-      `UPDATE sync_runs SET full_resync = MAX(full_resync, @fullResync), reset_cdc = MAX(reset_cdc, @resetCdc)
+      `UPDATE sync_runs SET full_resync = MAX(full_resync, @fullResync), reset_cdc = MAX(reset_cdc, @resetCdc),
+         allow_mass_delete = MAX(allow_mass_delete, @allowMassDelete)
        WHERE id = @id RETURNING *`,
     ),
     insertSyncRun: db.prepare(
-      `INSERT INTO sync_runs (sync_id, status, trigger_type, trigger_detail, full_resync, reset_cdc,
+      `INSERT INTO sync_runs (sync_id, status, trigger_type, trigger_detail, full_resync, reset_cdc, allow_mass_delete,
                               sequence_run_id, member_key, created_at)
-       VALUES (@syncId, 'queued', @triggerType, @triggerDetail, @fullResync, @resetCdc,
+       VALUES (@syncId, 'queued', @triggerType, @triggerDetail, @fullResync, @resetCdc, @allowMassDelete,
                @sequenceRunId, @memberKey, @now)
        RETURNING *`,
     ),

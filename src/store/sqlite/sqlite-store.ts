@@ -35,6 +35,7 @@ import {
   type SequenceRun,
   type SequenceRunStatus,
   type SyncRun,
+  type SyncRunOptions,
   type SyncRunStatus,
   type Trigger,
 } from '../../core/runs.js';
@@ -468,6 +469,7 @@ export class SqliteStore implements Store, AsyncDisposable {
           id: queued.id,
           fullResync: input.options.fullResync ? 1 : 0,
           resetCdc: input.options.resetCDC ? 1 : 0,
+          allowMassDelete: input.options.allowMassDelete ? 1 : 0,
         }) as SyncRunRow;
         return { run: toSyncRun(merged), created: false };
       }
@@ -1030,7 +1032,7 @@ export class SqliteStore implements Store, AsyncDisposable {
   private insertSyncRun(
     syncId: number,
     trigger: Trigger,
-    options: { fullResync: boolean; resetCDC: boolean },
+    options: SyncRunOptions,
     sequenceRunId: string | null,
     memberKey: string | null,
     now: number,
@@ -1041,6 +1043,7 @@ export class SqliteStore implements Store, AsyncDisposable {
       triggerDetail: trigger.detail,
       fullResync: options.fullResync ? 1 : 0,
       resetCdc: options.resetCDC ? 1 : 0,
+      allowMassDelete: options.allowMassDelete ? 1 : 0,
       sequenceRunId,
       memberKey,
       now,

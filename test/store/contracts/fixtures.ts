@@ -38,6 +38,7 @@ export function syncDef(slug: string, model: string, overrides: Partial<SyncDef>
     schedule: { type: 'manual' },
     enabled: true,
     batchSize: 1000,
+    maxDeletePercent: 50,
     settings: {},
     ...overrides,
   };

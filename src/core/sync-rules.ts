@@ -1,0 +1,23 @@
+/**
+ * Rules of a single sync's run that are not about moving rows (SPEC §2): pure functions, shared by
+ * the engine and its tests.
+ */
+import type { SyncDef } from './workspace.js';
+
+/**
+ * Why a run may not remove `removing` of the `managed` rows a sync delivered before (its
+ * snapshot), or null when it may: over `maxDeletePercent` the run stops before its first delete.
+ * A model that suddenly returns nothing (an emptied staging table, a broken upstream job) is the
+ * case this is for.
+ */
+export function massDeleteRefusal(sync: Pick<SyncDef, 'slug' | 'maxDeletePercent'>, removing: number, managed: number): string | null {
+  if (sync.maxDeletePercent === null || managed === 0 || removing === 0) return null;
+  const percent = (removing / managed) * 100;
+  if (percent <= sync.maxDeletePercent) return null;
+  const shown = percent >= 10 ? percent.toFixed(0) : percent.toFixed(1);
+  return (
+    `sync "${sync.slug}" would delete ${removing} of the ${managed} rows it manages (${shown}%), over its maxDeletePercent of ${sync.maxDeletePercent}% — ` +
+    'nothing was deleted; check the model (did it lose rows?), then run it once with `lockstep sync run ' +
+    `${sync.slug} --allow-mass-delete\`, or raise maxDeletePercent (null turns the guard off)`
+  );
+}

@@ -1,0 +1,73 @@
+/**
+ * The mass-delete guard: a sync that deletes (mirror, or deleteBehavior delete) and whose run would
+ * remove more than `maxDeletePercent` of the rows it manages stops before its first delete and
+ * fails with the figures; `allowMassDelete` lets one run through; `null` turns the guard off.
+ */
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { SyncDef } from '../../src/core/workspace.js';
+import { model, source, sync, workspace } from '../helpers/definitions.js';
+import { sqlite, sqliteRows, startHarness, tempDir } from '../helpers/harness.js';
+
+async function setup(over: Partial<SyncDef>) {
+  const dir = tempDir();
+  const values = Array.from({ length: 10 }, (_, i) => `(${i + 1}, 'item ${i + 1}')`).join(', ');
+  sqlite(join(dir, 'warehouse.db'), `create table items (id integer primary key, label text); insert into items values ${values};`);
+  sqlite(join(dir, 'app.db'), 'create table items (id integer primary key, label text);');
+  const definition = workspace({
+    sources: [source('warehouse', { path: 'warehouse.db' })],
+    destinations: [source('app', { path: 'app.db' })],
+    models: [model('items', 'warehouse', 'select id, label from items')],
+    syncs: [sync('items', { model: 'items', destination: 'app', object: 'items', mode: 'mirror', ...over })],
+  });
+  const h = await startHarness({ dir, definition });
+  const run = async (options: { allowMassDelete?: boolean } = {}) => {
+    const { run: queued } = await h.app.worker.triggerSync('items', options);
+    return h.app.worker.waitForSyncRun(queued.id);
+  };
+  const count = () => sqliteRows<{ n: number }>(join(dir, 'app.db'), 'select count(*) as n from items')[0]!.n;
+  const keep = (ids: number) => sqlite(join(dir, 'warehouse.db'), `delete from items where id > ${ids}`);
+  return { h, run, count, keep };
+}
+
+describe('mass-delete guard', () => {
+  it('an emptied model fails the run before any delete, with the figures and the way through', async () => {
+    const { h, run, count, keep } = await setup({});
+    await using _ = h;
+    expect((await run()).status).toBe('success');
+    expect(count()).toBe(10);
+    keep(0);
+    const refused = await run();
+    expect(refused.status).toBe('failed');
+    expect(refused.error).toBe(
+      'sync "items" would delete 10 of the 10 rows it manages (100%), over its maxDeletePercent of 50% — nothing was deleted; ' +
+        'check the model (did it lose rows?), then run it once with `lockstep sync run items --allow-mass-delete`, or raise maxDeletePercent (null turns the guard off)',
+    );
+    expect(count()).toBe(10);
+    // The snapshot is untouched: the next run is refused the same way.
+    expect((await run()).status).toBe('failed');
+    const allowed = await run({ allowMassDelete: true });
+    expect(allowed).toMatchObject({ status: 'success', successfulRows: { removedCount: 10 } });
+    expect(count()).toBe(0);
+  });
+
+  it('lets through removals at or under the threshold, refuses above it, and lets everything through when off', async () => {
+    const guarded = await setup({ maxDeletePercent: 40 });
+    {
+      await using _ = guarded.h;
+      await guarded.run();
+      guarded.keep(6); // 4 of 10: 40%
+      expect((await guarded.run()).status).toBe('success');
+      expect(guarded.count()).toBe(6);
+      guarded.keep(3); // 3 of 6: 50%
+      expect(await guarded.run()).toMatchObject({ status: 'failed', error: expect.stringContaining('would delete 3 of the 6 rows it manages (50%)') });
+      expect(guarded.count()).toBe(6);
+    }
+    const off = await setup({ maxDeletePercent: null });
+    await using _ = off.h;
+    await off.run();
+    off.keep(0);
+    expect((await off.run()).status).toBe('success');
+    expect(off.count()).toBe(0);
+  });
+});
