@@ -17,7 +17,8 @@ import type {
 } from '../core/runs.js';
 import type { FinishedRunEntry, RunLease } from '../core/ports.js';
 import { DEFAULT_MAX_DELETE_PERCENT } from '../core/workspace.js';
-import type { Stored } from '../core/workspace.js';
+import type { EntityKind, Stored } from '../core/workspace.js';
+import type { SecretCodec } from '../core/secrets.js';
 import type { AlertCondition, AlertDelivery, AlertDeliveryStatus, AlertNotice, AlertState } from '../core/alerts.js';
 import type { StoredApiToken } from '../core/tokens.js';
 import type { TriggeredRun, WebhookEvent, WebhookOutcome, WebhookSource } from '../core/webhooks.js';
@@ -38,9 +39,13 @@ export interface EntityRow {
   origin: string;
 }
 
-/** A workspace record from its row: the stored definition plus slug, enabled and identity. */
-export function toRecord<T extends { slug: string }>(row: EntityRow): T & Stored {
-  const definition = upgradeDefinition(JSON.parse(row.definition) as Record<string, unknown>) as Omit<T, 'slug'>;
+/**
+ * A workspace record from its row: the stored definition, its secrets opened (see
+ * core/secrets.ts), plus slug, enabled and identity.
+ */
+export function toRecord<T extends { slug: string }>(row: EntityRow, kind: EntityKind, secrets: SecretCodec): T & Stored {
+  const stored = secrets.openEntity(JSON.parse(row.definition) as Record<string, unknown>, `${kind} "${row.slug}"`);
+  const definition = upgradeDefinition(stored) as Omit<T, 'slug'>;
   const record = {
     ...definition,
     slug: row.slug,
@@ -71,13 +76,13 @@ function upgradeDefinition(definition: Record<string, unknown>): Record<string, 
   return definition;
 }
 
-/** The JSON kept in `definition`: the entity without the fields that have their own columns. */
-export function definitionJson(entity: object): string {
+/** The JSON kept in `definition`: the entity without the fields that have their own columns, its secrets sealed. */
+export function definitionJson(entity: object, kind: EntityKind, secrets: SecretCodec): string {
   const { slug: _slug, enabled: _enabled, id: _id, createdAt: _c, updatedAt: _u, origin: _o, warning: _w, ...rest } = entity as Record<
     string,
     unknown
   >;
-  return JSON.stringify(rest);
+  return JSON.stringify(secrets.sealEntity(kind, rest));
 }
 
 export interface SyncRunRow {

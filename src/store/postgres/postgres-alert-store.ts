@@ -16,6 +16,7 @@ import type {
   NewAlertDelivery,
 } from '../../core/alerts.js';
 import { NO_ALERTS, alertChange, subjectKey } from '../../core/alerts.js';
+import type { SecretCodec } from '../../core/secrets.js';
 import { readText, storedText, type PostgresDatabase, type Queryable } from './postgres-database.js';
 import { toAlertState, toDelivery, type AlertStateRow, type DeliveryRow } from '../rows.js';
 
@@ -58,7 +59,11 @@ export class PostgresAlertStore implements AlertStore {
   private readonly states: string;
   private readonly deliveries: string;
 
-  constructor(private readonly db: PostgresDatabase) {
+  constructor(
+    private readonly db: PostgresDatabase,
+    /** Seals the channels' secrets in the stored definition. */
+    private readonly secrets: SecretCodec,
+  ) {
     this.definitions = `${db.schema}.alert_definitions`;
     this.states = `${db.schema}.alert_states`;
     this.deliveries = `${db.schema}.alert_deliveries`;
@@ -70,7 +75,7 @@ export class PostgresAlertStore implements AlertStore {
   async readDefinition(q: Queryable): Promise<AlertsDefinition> {
     const row = (await q.query<{ definition: string }>(`SELECT definition FROM ${this.definitions} WHERE id = 1`)).rows[0];
     if (!row) return { channels: [...NO_ALERTS.channels], rules: [...NO_ALERTS.rules] };
-    const stored = JSON.parse(row.definition) as AlertsDefinition;
+    const stored = this.secrets.openAlerts(JSON.parse(row.definition) as AlertsDefinition);
     return {
       channels: stored.channels.map((c) => ({ ...c, origin: c.origin ?? 'file' })),
       rules: stored.rules.map((r) => ({ ...r, origin: r.origin ?? 'file' })),
@@ -82,7 +87,7 @@ export class PostgresAlertStore implements AlertStore {
     await q.query(
       `INSERT INTO ${this.definitions} (id, definition, updated_at) VALUES (1, $1, $2)
        ON CONFLICT (id) DO UPDATE SET definition = excluded.definition, updated_at = excluded.updated_at`,
-      [JSON.stringify({ channels: definition.channels, rules: definition.rules }), now],
+      [JSON.stringify(this.secrets.sealAlerts({ channels: definition.channels, rules: definition.rules })), now],
     );
   }
 

@@ -125,6 +125,8 @@ import { migrate } from './postgres-migrations.js';
 import { PostgresNotifications } from './postgres-notifications.js';
 import { PostgresTokenStore } from './postgres-token-store.js';
 import { PostgresWebhookStore } from './postgres-webhook-store.js';
+import { SEALED_PREFIX, SecretCodec, countSealed, type SecretResealer } from '../../core/secrets.js';
+import { StoreSecretKeys } from '../secret-keys.js';
 
 export interface PostgresStoreOptions {
   /** `postgres://user:password@host:port/database`; may carry libpq settings such as `?sslmode=require`. */
@@ -137,6 +139,18 @@ export interface PostgresStoreOptions {
   poolSize?: number;
   /** Milliseconds to wait for a connection before failing (default: 10000). */
   connectTimeoutMs?: number;
+  /**
+   * Seals the secrets it writes and opens those it reads (default: no key: secrets are written as
+   * they are, and a sealed one cannot be read).
+   */
+  secrets?: SecretCodec;
+}
+
+/** The stored texts holding sealed values: entity definitions (deleted ones too), the alert definition, webhook settings. */
+async function sealedTexts(q: Queryable, schema: string): Promise<string[]> {
+  const columns = [...ENTITY_KINDS.map((kind) => [ENTITY_TABLES[kind].table, 'definition']), ['alert_definitions', 'definition'], ['webhook_settings', 'settings']];
+  const union = columns.map(([table, column]) => `SELECT ${column} AS text FROM ${schema}.${table} WHERE strpos(${column}, $1) > 0`).join(' UNION ALL ');
+  return (await q.query<{ text: string }>(union, [SEALED_PREFIX])).rows.map((row) => row.text);
 }
 
 /** SQL list of constant statuses, e.g. `('querying', 'processing')`. */
@@ -173,7 +187,7 @@ function sequenceRun(row: SequenceRunResult): SequenceRun {
   );
 }
 
-export class PostgresStore implements Store, AsyncDisposable {
+export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
   readonly capabilities: StoreCapabilities = { skipLocked: true, notifications: true };
   /** Schema versions this open applied (empty when the schema was already up to date). */
   readonly migrationsApplied: readonly number[];
@@ -185,6 +199,8 @@ export class PostgresStore implements Store, AsyncDisposable {
 
   private readonly db: PostgresDatabase;
   private readonly clock: Clock;
+  /** Seals and opens the secrets of what it keeps. */
+  private readonly secrets: SecretCodec;
   /** The schema's name, unquoted (advisory lock keys). */
   private readonly schemaName: string;
   /** The NOTIFY channel of this schema's store: processes sharing the schema hear each other. */
@@ -211,8 +227,9 @@ export class PostgresStore implements Store, AsyncDisposable {
   /** `r.*` of a sequence run plus its members (as JSON, in position order), for the alias `r`. */
   private readonly sequenceRunColumns: string;
 
-  private constructor(db: PostgresDatabase, schemaName: string, clock: Clock, applied: number[]) {
+  private constructor(db: PostgresDatabase, schemaName: string, clock: Clock, applied: number[], secrets: SecretCodec) {
     this.db = db;
+    this.secrets = secrets;
     this.where = db.where;
     this.schemaName = schemaName;
     this.channel = `${schemaName}_lockstep`;
@@ -238,8 +255,8 @@ export class PostgresStore implements Store, AsyncDisposable {
     };
     this.sequenceRunColumns = `r.*, COALESCE((SELECT json_agg(m ORDER BY m.position) FROM ${this.t.memberRuns} AS m
       WHERE m.sequence_run_id = r.id), '[]'::json) AS members`;
-    this.webhooks = new PostgresWebhookStore(db);
-    this.alerts = new PostgresAlertStore(db);
+    this.webhooks = new PostgresWebhookStore(db, secrets);
+    this.alerts = new PostgresAlertStore(db, secrets);
     this.tokens = new PostgresTokenStore(db);
   }
 
@@ -255,7 +272,10 @@ export class PostgresStore implements Store, AsyncDisposable {
     });
     try {
       const applied = await db.transaction((q) => migrate(q, schema, db.where, clock.now()));
-      return new PostgresStore(db, schema, clock, applied);
+      const secrets = options.secrets ?? new SecretCodec({ keys: new StoreSecretKeys({ store: db.where, keyFile: null }), secretSettings: () => [] });
+      // A store whose secrets its keys cannot open is refused now, not at its first read.
+      secrets.checkKeys(await sealedTexts(db.direct, db.schema));
+      return new PostgresStore(db, schema, clock, applied, secrets);
     } catch (error) {
       const wrapped = db.error(error);
       await db.close().catch(() => undefined);
@@ -365,6 +385,23 @@ export class PostgresStore implements Store, AsyncDisposable {
       safeId(id) ?? -1,
     ]);
     if (rows.length === 0) throw new NotFoundError(`${kind} ${id} does not exist`);
+  }
+
+  async resealSecrets(): Promise<{ secrets: number }> {
+    return this.workspaceTransaction(async (q) => {
+      for (const kind of ENTITY_KINDS) {
+        // Deleted entities too: their definitions must keep opening once the old key is gone.
+        const { rows } = await q.query<EntityRow>(`SELECT * FROM ${this.entityTable(kind)} FOR UPDATE`);
+        for (const row of rows) {
+          const definition = definitionJson(toRecord(row, kind, this.secrets), kind, this.secrets);
+          if (definition !== row.definition) await q.query(`UPDATE ${this.entityTable(kind)} SET definition = $1 WHERE id = $2`, [definition, row.id]);
+        }
+      }
+      const alerts = await this.alerts.readDefinition(q);
+      if (alerts.channels.length > 0 || alerts.rules.length > 0) await this.alerts.writeDefinition(q, alerts, this.clock.now());
+      await this.webhooks.writeSettings(q, await this.webhooks.readSettings(q), this.clock.now());
+      return { secrets: (await sealedTexts(q, this.db.schema)).reduce((sum, text) => sum + countSealed(text), 0) };
+    });
   }
 
   // -------------------------------------------------------------------------------------------
@@ -997,7 +1034,7 @@ export class PostgresStore implements Store, AsyncDisposable {
   private record<T>(kind: EntityKind, row: EntityRow & { kind?: number }): T {
     const { kind: _kind, ...entity } = row;
     if (!ENTITY_TABLES[kind].enabled) delete entity.enabled;
-    return toRecord(entity) as T;
+    return toRecord(entity, kind, this.secrets) as T;
   }
 
   private entityTable(kind: EntityKind): string {
@@ -1031,7 +1068,7 @@ export class PostgresStore implements Store, AsyncDisposable {
   ): Promise<void> {
     const table = this.entityTable(kind);
     const enabled = enabledOf(kind, entity);
-    const params: unknown[] = [entity.slug, definitionJson(entity), now, origin];
+    const params: unknown[] = [entity.slug, definitionJson(entity, kind, this.secrets), now, origin];
     if (enabled !== null) params.push(enabled);
     if (create) {
       await q.query(

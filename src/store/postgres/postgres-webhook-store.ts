@@ -4,6 +4,7 @@
  * nothing the second time, even when two deliveries race on two machines.
  */
 import { NO_WEBHOOKS } from '../../core/webhooks.js';
+import type { SecretCodec } from '../../core/secrets.js';
 import type {
   NewWebhookEvent,
   TriggeredRun,
@@ -46,7 +47,11 @@ export class PostgresWebhookStore implements WebhookEventStore {
   private readonly events: string;
   private readonly settings: string;
 
-  constructor(private readonly db: PostgresDatabase) {
+  constructor(
+    private readonly db: PostgresDatabase,
+    /** Seals the endpoints' secrets in the stored settings. */
+    private readonly secrets: SecretCodec,
+  ) {
     this.events = `${db.schema}.webhook_events`;
     this.settings = `${db.schema}.webhook_settings`;
   }
@@ -99,7 +104,9 @@ export class PostgresWebhookStore implements WebhookEventStore {
     const { rows } = await q.query<{ endpoint: string; settings: string }>(`SELECT endpoint, settings FROM ${this.settings}`);
     const settings: WebhookSettings = { ...NO_WEBHOOKS };
     for (const row of rows) {
-      if (row.endpoint === 'dbtCloud' || row.endpoint === 'fivetran') settings[row.endpoint] = JSON.parse(row.settings) as { secret: string };
+      if (row.endpoint === 'dbtCloud' || row.endpoint === 'fivetran') {
+        settings[row.endpoint] = this.secrets.openWebhook(row.endpoint, JSON.parse(row.settings) as { secret: string });
+      }
     }
     return settings;
   }
@@ -110,7 +117,7 @@ export class PostgresWebhookStore implements WebhookEventStore {
     for (const endpoint of ['dbtCloud', 'fivetran'] as const) {
       const value = settings[endpoint];
       if (value) {
-        await q.query(`INSERT INTO ${this.settings} (endpoint, settings, updated_at) VALUES ($1, $2, $3)`, [endpoint, JSON.stringify(value), now]);
+        await q.query(`INSERT INTO ${this.settings} (endpoint, settings, updated_at) VALUES ($1, $2, $3)`, [endpoint, JSON.stringify(this.secrets.sealWebhook(endpoint, value)), now]);
       }
     }
   }

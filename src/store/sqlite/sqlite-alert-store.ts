@@ -14,6 +14,7 @@ import type {
   NewAlertDelivery,
 } from '../../core/alerts.js';
 import { NO_ALERTS, alertChange, subjectKey } from '../../core/alerts.js';
+import type { SecretCodec } from '../../core/secrets.js';
 import type { SqliteDatabase, SqliteStatement, SqliteValue } from './sqlite-database.js';
 import { toAlertState, toDelivery, type AlertStateRow, type DeliveryRow } from '../rows.js';
 
@@ -71,6 +72,8 @@ export class SqliteAlertStore implements AlertStore {
     private readonly db: SqliteDatabase,
     /** Wraps a store failure into Lockstep's error, naming the file. */
     private readonly wrap: (error: unknown) => Error,
+    /** Seals the channels' secrets in the stored definition. */
+    private readonly secrets: SecretCodec,
   ) {
     this.s = {
       definition: db.prepare('SELECT definition FROM alert_definitions WHERE id = 1'),
@@ -116,7 +119,7 @@ export class SqliteAlertStore implements AlertStore {
   readDefinition(): AlertsDefinition {
     const row = this.s.definition.get() as { definition: string } | undefined;
     if (!row) return { channels: [...NO_ALERTS.channels], rules: [...NO_ALERTS.rules] };
-    const stored = JSON.parse(row.definition) as AlertsDefinition;
+    const stored = this.secrets.openAlerts(JSON.parse(row.definition) as AlertsDefinition);
     // Definitions written before alerts could be edited through the API all came from files.
     return {
       channels: stored.channels.map((c) => ({ ...c, origin: c.origin ?? 'file' })),
@@ -126,7 +129,7 @@ export class SqliteAlertStore implements AlertStore {
 
   /** Replaces the stored definition (synchronous; the caller holds the write transaction). */
   writeDefinition(definition: AlertsDefinition, now: number): void {
-    this.s.saveDefinition.run(JSON.stringify({ channels: definition.channels, rules: definition.rules }), now);
+    this.s.saveDefinition.run(JSON.stringify(this.secrets.sealAlerts({ channels: definition.channels, rules: definition.rules })), now);
   }
 
   // --- the port

@@ -104,7 +104,9 @@ import {
   toFinishedRun,
 } from '../rows.js';
 import { migrate } from './migrations.js';
-import { TABLES, prepareStatements, type Kind, type Statements } from './sqlite-statements.js';
+import { SEALED_PREFIX, SecretCodec, countSealed, type SecretResealer } from '../../core/secrets.js';
+import { StoreSecretKeys, keyFileFor } from '../secret-keys.js';
+import { KINDS, TABLES, prepareStatements, type Kind, type Statements } from './sqlite-statements.js';
 import {
   isSqliteError,
   openSqliteDatabase,
@@ -126,6 +128,11 @@ export interface SqliteStoreOptions {
    * one only (default: 1000). See `WAL_AUTOCHECKPOINT_PAGES`.
    */
   checkpointIntervalMs?: number;
+  /**
+   * Seals the secrets it writes and opens those it reads (default: the key file beside the store,
+   * `<path>.key`, for what is already sealed; nothing new is sealed, as no kind's secrets are known).
+   */
+  secrets?: SecretCodec;
 }
 
 /**
@@ -279,7 +286,7 @@ function isHexHash(hash: string): boolean {
 /** The WAL is truncated back to this size after a checkpoint, so one bulk write does not leave a huge file. */
 const WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024;
 
-export class SqliteStore implements Store, AsyncDisposable {
+export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
   readonly capabilities: StoreCapabilities = { skipLocked: false, notifications: false };
   /** Absolute path of the database file. */
   readonly path: string;
@@ -305,6 +312,8 @@ export class SqliteStore implements Store, AsyncDisposable {
   readonly alerts: SqliteAlertStore;
   /** API tokens. */
   readonly tokens: SqliteTokenStore;
+  /** Seals and opens the secrets of what it keeps. */
+  private readonly secrets: SecretCodec;
 
   private constructor(
     db: SqliteDatabase,
@@ -313,6 +322,7 @@ export class SqliteStore implements Store, AsyncDisposable {
     busyTimeoutMs: number,
     checkpointIntervalMs: number,
     applied: number[],
+    secrets: SecretCodec,
   ) {
     this.db = db;
     this.path = path;
@@ -321,8 +331,9 @@ export class SqliteStore implements Store, AsyncDisposable {
     this.migrationsApplied = applied;
     this.s = prepareStatements(db);
     this.tx = db.transaction((fn: () => unknown) => fn());
-    this.webhooks = new SqliteWebhookStore(db, (error) => toError(storeError(path, busyTimeoutMs, error)));
-    this.alerts = new SqliteAlertStore(db, (error) => toError(storeError(path, busyTimeoutMs, error)));
+    this.secrets = secrets;
+    this.webhooks = new SqliteWebhookStore(db, (error) => toError(storeError(path, busyTimeoutMs, error)), secrets);
+    this.alerts = new SqliteAlertStore(db, (error) => toError(storeError(path, busyTimeoutMs, error)), secrets);
     this.tokens = new SqliteTokenStore(db, (error) => toError(storeError(path, busyTimeoutMs, error)));
     this.checkpointTimer =
       checkpointIntervalMs > 0 && path !== ':memory:'
@@ -349,7 +360,10 @@ export class SqliteStore implements Store, AsyncDisposable {
       db.pragma(`wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
       db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
       const applied = migrate(db, path, clock.now());
-      return new SqliteStore(db, path, clock, busyTimeoutMs, checkpointIntervalMs, applied);
+      const secrets = options.secrets ?? new SecretCodec({ keys: new StoreSecretKeys({ store: path, keyFile: keyFileFor(path) }), secretSettings: () => [] });
+      // A store whose secrets its keys cannot open is refused now, not at its first read.
+      secrets.checkKeys(sealedTexts(db));
+      return new SqliteStore(db, path, clock, busyTimeoutMs, checkpointIntervalMs, applied, secrets);
     } catch (error) {
       if (db?.open) db.close();
       const wrapped = storeError(path, busyTimeoutMs, error);
@@ -432,10 +446,10 @@ export class SqliteStore implements Store, AsyncDisposable {
       checkUpsert(this.workspaceState(), kind, definition);
       const statements = this.s.entities[kind];
       const created = !statements.bySlug.get(definition.slug);
-      const params: Record<string, SqliteValue> = { slug: definition.slug, definition: definitionJson(definition), now, origin };
+      const params: Record<string, SqliteValue> = { slug: definition.slug, definition: definitionJson(definition, kind, this.secrets), now, origin };
       if (TABLES[kind].enabled) params.enabled = (definition as { enabled?: boolean }).enabled === false ? 0 : 1;
       (created ? statements.insert : statements.update).run(params);
-      const record = toRecord(statements.bySlug.get(definition.slug) as EntityRow) as EntityDefs[K] & Stored;
+      const record = toRecord(statements.bySlug.get(definition.slug) as EntityRow, kind, this.secrets) as EntityDefs[K] & Stored;
       return { record, created };
     });
   }
@@ -453,6 +467,23 @@ export class SqliteStore implements Store, AsyncDisposable {
     this.write(() => {
       const statement = kind === 'sync' ? this.s.setSyncEnabled : this.s.setSequenceEnabled;
       if (statement.run(enabled ? 1 : 0, now, id).changes === 0) throw new NotFoundError(`${kind} ${id} does not exist`);
+    });
+  }
+
+  async resealSecrets(): Promise<{ secrets: number }> {
+    return this.write(() => {
+      for (const kind of KINDS) {
+        const table = TABLES[kind].table;
+        // Deleted entities too: their definitions must keep opening once the old key is gone.
+        for (const row of this.statement(`SELECT * FROM ${table}`).all() as EntityRow[]) {
+          const definition = definitionJson(toRecord(row, kind, this.secrets), kind, this.secrets);
+          if (definition !== row.definition) this.statement(`UPDATE ${table} SET definition = ? WHERE id = ?`).run(definition, row.id);
+        }
+      }
+      const alerts = this.alerts.readDefinition();
+      if (alerts.channels.length > 0 || alerts.rules.length > 0) this.alerts.writeDefinition(alerts, this.clock.now());
+      this.webhooks.writeSettings(this.webhooks.readSettings(), this.clock.now());
+      return { secrets: sealedTexts(this.db).reduce((sum, text) => sum + countSealed(text), 0) };
     });
   }
 
@@ -973,7 +1004,7 @@ export class SqliteStore implements Store, AsyncDisposable {
   // Internals (synchronous; callers hold a transaction)
 
   private workspaceState(): WorkspaceState {
-    const all = <T>(kind: Kind) => (this.s.entities[kind].live.all() as EntityRow[]).map((row) => toRecord(row) as T);
+    const all = <T>(kind: Kind) => (this.s.entities[kind].live.all() as EntityRow[]).map((row) => toRecord(row, kind, this.secrets) as T);
     return {
       sources: all<ConnectionRecord>('source'),
       destinations: all<ConnectionRecord>('destination'),
@@ -994,7 +1025,7 @@ export class SqliteStore implements Store, AsyncDisposable {
     }
     const entity = declaredEntity(definition, change);
     if (!entity) return;
-    const params: Record<string, SqliteValue> = { slug: entity.slug, definition: definitionJson(entity), now, origin: 'file' };
+    const params: Record<string, SqliteValue> = { slug: entity.slug, definition: definitionJson(entity, change.kind, this.secrets), now, origin: 'file' };
     if (TABLES[change.kind].enabled) params.enabled = entity.enabled === false ? 0 : 1;
     (change.action === 'create' ? statements.insert : statements.update).run(params);
   }
@@ -1018,7 +1049,7 @@ export class SqliteStore implements Store, AsyncDisposable {
     const statements = this.s.entities[kind];
     if (typeof ref === 'number' || /^\d+$/.test(ref)) {
       const row = statements.byId.get(Number(ref)) as EntityRow | undefined;
-      if (row) return toRecord(row) as T;
+      if (row) return toRecord(row, kind, this.secrets) as T;
       if (typeof ref === 'number') return null;
     }
     return this.entityBySlug<T>(kind, ref);
@@ -1026,7 +1057,7 @@ export class SqliteStore implements Store, AsyncDisposable {
 
   private entityBySlug<T>(kind: Kind, slug: string): T | null {
     const row = this.s.entities[kind].bySlug.get(slug) as EntityRow | undefined;
-    return row ? (toRecord(row) as T) : null;
+    return row ? (toRecord(row, kind, this.secrets) as T) : null;
   }
 
   private insertSyncRun(
@@ -1132,7 +1163,7 @@ export class SqliteStore implements Store, AsyncDisposable {
     if (cached && cached.row.definition === row.definition && cached.row.updated_at === row.updated_at && cached.row.enabled === row.enabled) {
       return cached.record;
     }
-    const record = toRecord<SequenceRecord>(row);
+    const record = toRecord<SequenceRecord>(row, 'sequence', this.secrets);
     this.parsedSequences.set(id, { row, record });
     return record;
   }
@@ -1230,6 +1261,14 @@ function addTimeFilters(
 }
 
 /** Lockstep's own errors pass through; SQLite's become a `store` error naming the file. */
+/** The stored texts holding sealed values: entity definitions (deleted ones too), the alert definition, webhook settings. */
+function sealedTexts(db: SqliteDatabase): string[] {
+  const columns = [...KINDS.map((kind) => [TABLES[kind].table, 'definition']), ['alert_definitions', 'definition'], ['webhook_settings', 'settings']];
+  return columns.flatMap(([table, column]) =>
+    (db.prepare(`SELECT ${column} AS text FROM ${table} WHERE instr(${column}, ?) > 0`).all(SEALED_PREFIX) as Array<{ text: string }>).map((row) => row.text),
+  );
+}
+
 function storeError(path: string, busyTimeoutMs: number, error: unknown): unknown {
   if (error instanceof LockstepError) return error;
   if (isSqliteError(error)) {

@@ -4,6 +4,7 @@
  * nothing the second time, even when two deliveries race.
  */
 import { NO_WEBHOOKS } from '../../core/webhooks.js';
+import type { SecretCodec } from '../../core/secrets.js';
 import type {
   NewWebhookEvent,
   WebhookSettings,
@@ -52,6 +53,8 @@ export class SqliteWebhookStore implements WebhookEventStore {
     private readonly db: SqliteDatabase,
     /** Wraps a store failure into Lockstep's error, naming the file. */
     private readonly wrap: (error: unknown) => Error,
+    /** Seals the endpoints' secrets in the stored settings. */
+    private readonly secrets: SecretCodec,
   ) {
     this.insert = db.prepare(
       `INSERT INTO webhook_events (source, received_at, event_id, event_type, outcome, reason, http_status, triggered, payload)
@@ -97,7 +100,9 @@ export class SqliteWebhookStore implements WebhookEventStore {
     const rows = this.db.prepare('SELECT endpoint, settings FROM webhook_settings').all() as Array<{ endpoint: string; settings: string }>;
     const settings: WebhookSettings = { ...NO_WEBHOOKS };
     for (const row of rows) {
-      if (row.endpoint === 'dbtCloud' || row.endpoint === 'fivetran') settings[row.endpoint] = JSON.parse(row.settings) as { secret: string };
+      if (row.endpoint === 'dbtCloud' || row.endpoint === 'fivetran') {
+        settings[row.endpoint] = this.secrets.openWebhook(row.endpoint, JSON.parse(row.settings) as { secret: string });
+      }
     }
     return settings;
   }
@@ -108,7 +113,7 @@ export class SqliteWebhookStore implements WebhookEventStore {
     const insert = this.db.prepare('INSERT INTO webhook_settings (endpoint, settings, updated_at) VALUES (?, ?, ?)');
     for (const endpoint of ['dbtCloud', 'fivetran'] as const) {
       const value = settings[endpoint];
-      if (value) insert.run(endpoint, JSON.stringify(value), now);
+      if (value) insert.run(endpoint, JSON.stringify(this.secrets.sealWebhook(endpoint, value)), now);
     }
   }
 

@@ -1,0 +1,322 @@
+/**
+ * Where a store's secret keys come from (core/secrets.ts seals and opens with them):
+ *
+ * - `LOCKSTEP_SECRET_KEY`: 32 bytes in base64 or hex. Every process sharing a PostgreSQL store
+ *   needs it once the store holds a sealed value; without it a PostgreSQL store writes secrets as
+ *   they are (and says so).
+ * - for the embedded store only, when that variable is not set: a key file beside the store file
+ *   (`lockstep.db.key`, the key in base64), created with mode 0600 when the first secret is
+ *   written. A key file other users can read or write is refused, and none is created in a folder
+ *   every user may write to.
+ *
+ * A rotation of the key file keeps the previous key as `<key file>.old` until every value is sealed
+ * again, so a rotation cut short leaves a store that still opens, and the next one finishes it.
+ */
+import { randomBytes } from 'node:crypto';
+import { chmodSync, closeSync, fsyncSync, linkSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { ErrorCode, LockstepError } from '../core/errors.js';
+import { NEW_KEY_HINT, SecretBox, generateSecretKey, parseSecretKey, type SecretKeys, type SecretResealer } from '../core/secrets.js';
+
+/** The variable holding the key secrets are sealed with. */
+export const SECRET_KEY_ENV = 'LOCKSTEP_SECRET_KEY';
+/** The variable holding the new key of `lockstep secrets rotate` (or `--new-key`). */
+export const NEW_SECRET_KEY_ENV = 'LOCKSTEP_NEW_SECRET_KEY';
+
+/** A key as text, with where it came from (for messages; the text itself is never shown). */
+export interface KeyText {
+  text: string;
+  /** e.g. `LOCKSTEP_SECRET_KEY`, `--new-key`. */
+  source: string;
+}
+
+export interface StoreSecretKeysOptions {
+  /** The store, for messages: its file path or where a PostgreSQL store is. */
+  store: string;
+  /** The key values are sealed with (LOCKSTEP_SECRET_KEY, or the new key of a rotation); absent: the key file's. */
+  key?: KeyText;
+  /** Keys that still open what they sealed (the current key, during a rotation to `key`) (default: none). */
+  previousKeys?: readonly KeyText[];
+  /** The embedded store's key file; null for a store that has none (PostgreSQL, `:memory:`). */
+  keyFile: string | null;
+}
+
+/** The key file of the embedded store at `storePath` (none for `:memory:`). */
+export function keyFileFor(storePath: string): string | null {
+  return storePath === ':memory:' ? null : `${storePath}.key`;
+}
+
+/** Where a key file keeps the previous key while a rotation is under way. */
+export function previousKeyFile(keyFile: string): string {
+  return `${keyFile}.old`;
+}
+
+/** The keys of one store, from its options; key files are read when needed (another process may rotate them). */
+export class StoreSecretKeys implements SecretKeys {
+  private readonly given: SecretBox | null;
+  private readonly givenSource: string | null;
+  private readonly known = new Map<string, SecretBox>();
+
+  constructor(private readonly options: StoreSecretKeysOptions) {
+    this.given = options.key ? new SecretBox(parseSecretKey(options.key.text, options.key.source)) : null;
+    this.givenSource = options.key?.source ?? null;
+    if (this.given) this.known.set(this.given.keyId, this.given);
+    for (const previous of options.previousKeys ?? []) {
+      const box = new SecretBox(parseSecretKey(previous.text, previous.source));
+      if (!this.known.has(box.keyId)) this.known.set(box.keyId, box);
+    }
+  }
+
+  sealingKey(): SecretBox | null {
+    if (this.given) return this.given;
+    const file = this.options.keyFile;
+    if (file === null) return null;
+    // Read each time: a rotation by another process replaces the file, and this one follows it.
+    const box = readKeyFile(file) ?? createKeyFile(file);
+    this.known.set(box.keyId, box);
+    return box;
+  }
+
+  openingKey(keyId: string): SecretBox {
+    const known = this.known.get(keyId);
+    if (known) return known;
+    const file = this.options.keyFile;
+    let inFile: SecretBox | null = null;
+    if (file !== null) {
+      inFile = readKeyFile(file);
+      for (const box of [inFile, readKeyFile(previousKeyFile(file))]) if (box) this.known.set(box.keyId, box);
+      const found = this.known.get(keyId);
+      if (found) return found;
+    }
+    throw new LockstepError(ErrorCode.Store, this.missingKeyMessage(keyId, inFile));
+  }
+
+  private missingKeyMessage(keyId: string, inFile: SecretBox | null): string {
+    const held = `the store ${this.options.store} holds secrets encrypted with key ${keyId}`;
+    const file = this.options.keyFile;
+    if (this.given) {
+      return `${held}, but ${this.givenSource} is key ${this.given.keyId}${file !== null ? ` and the key file ${file} ${inFile ? `holds key ${inFile.keyId}` : 'does not exist'}` : ''} — set ${SECRET_KEY_ENV} to the key they were encrypted with (after \`lockstep secrets rotate\`: its new key)`;
+    }
+    if (file === null) {
+      return `${held}, but ${SECRET_KEY_ENV} is not set — set it to that key (base64 or hex of its 32 bytes) in every process using the store`;
+    }
+    if (inFile === null) {
+      return `${held}, but its key file ${file} is missing — restore the key file from a backup, or set ${SECRET_KEY_ENV} to that key (base64 or hex of its 32 bytes)`;
+    }
+    return `${held}, but its key file ${file} holds key ${inFile.keyId} — restore the right key file from a backup, or set ${SECRET_KEY_ENV} to key ${keyId} (base64 or hex of its 32 bytes)`;
+  }
+}
+
+/** The key in a key file, or null when there is none; refuses a file others may read or write. */
+export function readKeyFile(file: string): SecretBox | null {
+  let text: string;
+  try {
+    const mode = statSync(file).mode;
+    if (process.platform !== 'win32' && (mode & 0o077) !== 0) {
+      throw new LockstepError(
+        ErrorCode.Store,
+        `the key file ${file} can be read or written by other users (mode ${(mode & 0o777).toString(8).padStart(4, '0')}) — restrict it with \`chmod 600 ${file}\``,
+      );
+    }
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    if (error instanceof LockstepError) throw error;
+    if (isFsError(error, 'ENOENT')) return null;
+    throw new LockstepError(ErrorCode.Store, `the key file ${file} cannot be read: ${fsReason(error)} — it must be readable by the user running Lockstep`, { cause: error });
+  }
+  return new SecretBox(parseSecretKey(text, `the key file ${file}`));
+}
+
+/**
+ * Creates the key file with a new random key and mode 0600, or reads the one another process
+ * created first (the file appears whole: it is written aside and linked into place).
+ */
+export function createKeyFile(file: string): SecretBox {
+  const folder = dirname(file);
+  try {
+    const mode = statSync(folder).mode;
+    // Anyone able to write to the folder could swap the key; the sticky bit (as on /tmp) stops that.
+    if (process.platform !== 'win32' && (mode & 0o002) !== 0 && (mode & 0o1000) === 0) {
+      throw new LockstepError(
+        ErrorCode.Store,
+        `the key file ${file} that encrypts the store's secrets will not be created in ${folder}: every user may write to that folder — keep the store in a folder only its owner can write to, or set ${SECRET_KEY_ENV} (${NEW_KEY_HINT})`,
+      );
+    }
+  } catch (error) {
+    if (error instanceof LockstepError) throw error;
+  }
+  try {
+    writeKeyFile(file, generateSecretKey(), false);
+  } catch (error) {
+    if (!isFsError(error, 'EEXIST')) {
+      const reason = isFsError(error, 'EACCES') || isFsError(error, 'EPERM') || isFsError(error, 'EROFS') ? `the folder ${folder} is not writable by this user` : fsReason(error);
+      throw new LockstepError(
+        ErrorCode.Store,
+        `the key file ${file} that encrypts the store's secrets cannot be created: ${reason} — make the folder writable, or set ${SECRET_KEY_ENV} (${NEW_KEY_HINT})`,
+        { cause: error },
+      );
+    }
+  }
+  const box = readKeyFile(file);
+  if (!box) throw new LockstepError(ErrorCode.Store, `the key file ${file} was created but is gone — is another process rotating it?`);
+  return box;
+}
+
+/**
+ * Writes `key` (base64 or hex text) as the key file, mode 0600, atomically: whole or not at all.
+ * `replace` false fails with EEXIST when the file exists.
+ */
+export function writeKeyFile(file: string, key: string, replace: boolean): void {
+  const temporary = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  const fd = openSync(temporary, 'wx', 0o600);
+  try {
+    // The umask may only remove bits; this makes sure the owner can read it and nobody else.
+    if (process.platform !== 'win32') chmodSync(temporary, 0o600);
+    writeSync(fd, `${key.trim()}\n`);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  try {
+    if (replace) renameSync(temporary, file);
+    else linkSync(temporary, file);
+  } finally {
+    if (!replace) unlinkOrIgnore(temporary);
+  }
+  syncFolder(dirname(file));
+}
+
+/**
+ * Starts a rotation of the key file to `newKey`: the current key is kept as `<key file>.old` and the
+ * new one written in its place. Values sealed with either open until `finishKeyFileRotation`.
+ */
+export function beginKeyFileRotation(file: string, newKey: string): void {
+  const current = readKeyFile(file);
+  if (current) writeKeyFile(previousKeyFile(file), readFileSync(file, 'utf8'), true);
+  writeKeyFile(file, newKey, true);
+}
+
+/** Ends a rotation: the previous key is removed (every value is sealed with the new one). */
+export function finishKeyFileRotation(file: string): void {
+  unlinkOrIgnore(previousKeyFile(file));
+  syncFolder(dirname(file));
+}
+
+/** Whether a rotation of this key file was started and not finished. */
+export function rotationUnfinished(file: string): boolean {
+  try {
+    statSync(previousKeyFile(file));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function syncFolder(folder: string): void {
+  try {
+    const fd = openSync(folder, 'r');
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    // Not every platform can sync a folder; the rename itself is atomic.
+  }
+}
+
+function unlinkOrIgnore(file: string): void {
+  try {
+    unlinkSync(file);
+  } catch {
+    // Already gone.
+  }
+}
+
+function isFsError(error: unknown, code: string): boolean {
+  return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === code;
+}
+
+function fsReason(error: unknown): string {
+  const code = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
+  return typeof code === 'string' ? code : String(error);
+}
+
+/** What `rotateSecretKey` did. */
+export interface SecretRotation {
+  /** Secret values the store now holds, every one sealed with the new key. */
+  secrets: number;
+  /** The new key's id (as sealed values name it). */
+  keyId: string;
+  /** The key file holding the new key; null when every process must be given it in LOCKSTEP_SECRET_KEY. */
+  keyFile: string | null;
+  /** Whether the new key was generated here (and kept only in the key file). */
+  generated: boolean;
+  /** Whether a rotation cut short earlier was finished first. */
+  finishedEarlier: boolean;
+}
+
+/** A store opened for a rotation: it seals everything again, then closes. */
+export interface ResealingStore extends SecretResealer {
+  close(): Promise<void>;
+}
+
+export interface RotateSecretKeyOptions {
+  /** The store, for messages. */
+  store: string;
+  /** The embedded store's key file; null for PostgreSQL. */
+  keyFile: string | null;
+  /** The key in use from LOCKSTEP_SECRET_KEY, when set (then the key file is not what is rotated). */
+  currentKey?: KeyText;
+  /** The new key (`--new-key` or LOCKSTEP_NEW_SECRET_KEY); a key file store gets a generated one when absent. */
+  newKey?: KeyText;
+  /** Opens the store with these keys (and checks that they open everything it holds). */
+  open: (keys: SecretKeys) => Promise<ResealingStore>;
+}
+
+/**
+ * Seals every secret of a store again under a new key, in one transaction of the store. A store
+ * keyed by its key file gets the new key there (the old one kept as `.old` until the store is
+ * resealed); a store keyed by LOCKSTEP_SECRET_KEY, or a PostgreSQL store, needs the new key given,
+ * and every process must then be given it.
+ */
+export async function rotateSecretKey(options: RotateSecretKeyOptions): Promise<SecretRotation> {
+  const reseal = async (keys: SecretKeys): Promise<number> => {
+    const store = await options.open(keys);
+    try {
+      return (await store.resealSecrets()).secrets;
+    } finally {
+      await store.close();
+    }
+  };
+  const newBox = options.newKey ? new SecretBox(parseSecretKey(options.newKey.text, options.newKey.source)) : null;
+  const file = options.keyFile;
+  if (file !== null && !options.currentKey) {
+    let finishedEarlier = false;
+    if (rotationUnfinished(file)) {
+      // A rotation cut short: its new key is in the file, some values may still be sealed with the old one.
+      await reseal(new StoreSecretKeys({ store: options.store, keyFile: file }));
+      finishKeyFileRotation(file);
+      finishedEarlier = true;
+    } else {
+      // The store must open with its key before the key file changes (opening checks every key it needs).
+      await (await options.open(new StoreSecretKeys({ store: options.store, keyFile: file }))).close();
+    }
+    const key = options.newKey?.text ?? generateSecretKey();
+    beginKeyFileRotation(file, key);
+    const secrets = await reseal(new StoreSecretKeys({ store: options.store, keyFile: file }));
+    finishKeyFileRotation(file);
+    const box = readKeyFile(file) as SecretBox;
+    return { secrets, keyId: box.keyId, keyFile: file, generated: !options.newKey, finishedEarlier };
+  }
+  if (!options.newKey || !newBox) {
+    throw new LockstepError(
+      ErrorCode.Validation,
+      `the store ${options.store} is keyed by ${options.currentKey ? options.currentKey.source : SECRET_KEY_ENV}: give the new key with --new-key or ${NEW_SECRET_KEY_ENV} (${NEW_KEY_HINT})`,
+    );
+  }
+  const secrets = await reseal(
+    new StoreSecretKeys({ store: options.store, key: options.newKey, previousKeys: options.currentKey ? [options.currentKey] : [], keyFile: file }),
+  );
+  return { secrets, keyId: newBox.keyId, keyFile: null, generated: false, finishedEarlier: false };
+}
