@@ -30,20 +30,95 @@ import { WebhookChannel } from './connectors/alert-channels/webhook-channel.js';
 import { Worker } from './engine/worker.js';
 import { FinishedRunRelay } from './engine/finished-run-relay.js';
 import { SqliteStore } from './store/sqlite/sqlite-store.js';
+import { NEW_KEY_HINT, SecretCodec, type SecretKeys, type SecretResealer } from './core/secrets.js';
+import { redactUrl } from './core/connections.js';
+import {
+  NEW_SECRET_KEY_ENV,
+  SECRET_KEY_ENV,
+  StoreSecretKeys,
+  keyFileFor,
+  rotateSecretKey,
+  type KeyText,
+  type SecretRotation,
+} from './store/secret-keys.js';
+import { resolve } from 'node:path';
 import type { ApiServer } from './api/server.js';
 
-/** Opens the configured store (running its migrations). */
-export async function openStore(config: LockstepConfig): Promise<Store> {
+export interface OpenStoreOptions {
+  /** The keys that seal and open the store's secrets (default: LOCKSTEP_SECRET_KEY, else the embedded store's key file). */
+  secretKeys?: SecretKeys;
+  /** Told when a secret is written unencrypted: a PostgreSQL store without LOCKSTEP_SECRET_KEY (default: nobody). */
+  logger?: Logger;
+}
+
+/**
+ * Opens the configured store (running its migrations). The secrets it keeps — the settings each
+ * connector kind marks secret, alert channel and webhook secrets — are sealed with the store's key
+ * (see store/secret-keys.ts): a store whose key is missing or wrong is refused here.
+ */
+export async function openStore(config: LockstepConfig, options: OpenStoreOptions = {}): Promise<Store & SecretResealer> {
+  const registry = createConnectorRegistry();
+  const logger = options.logger;
+  let warned = false;
+  const secrets = new SecretCodec({
+    keys: options.secretKeys ?? storeSecretKeys(config),
+    secretSettings: (type) => registry.kind(type)?.secrets ?? [],
+    onUnsealed: (where) => {
+      // An embedded store always has a key (its key file); `:memory:` keeps nothing at rest.
+      if (warned || !logger || config.store.type !== 'postgres') return;
+      warned = true;
+      logger.warn(
+        `${where} is kept unencrypted in the store: ${SECRET_KEY_ENV} is not set — set it in every process using the store (${NEW_KEY_HINT}); what is already kept is encrypted when next written, or at once by \`lockstep secrets rotate --new-key <that key>\``,
+      );
+    },
+  });
   switch (config.store.type) {
     case 'sqlite':
-      return SqliteStore.open({ path: config.store.path });
+      return SqliteStore.open({ path: config.store.path, secrets });
     case 'postgres': {
       // The PostgreSQL driver and the store's SQL load only in processes that use that store.
       const { PostgresStore } = await import('./store/postgres/postgres-store.js');
-      return PostgresStore.open({ url: config.store.url });
+      return PostgresStore.open({ url: config.store.url, secrets });
     }
   }
 }
+
+/** The keys of the configured store: LOCKSTEP_SECRET_KEY when set; the embedded store's key file besides. */
+function storeSecretKeys(config: LockstepConfig): StoreSecretKeys {
+  return new StoreSecretKeys({ store: storeName(config), key: currentSecretKey(config), keyFile: storeKeyFile(config) });
+}
+
+function currentSecretKey(config: LockstepConfig): KeyText | undefined {
+  const text = config.env[SECRET_KEY_ENV];
+  return text ? { text, source: SECRET_KEY_ENV } : undefined;
+}
+
+function storeKeyFile(config: LockstepConfig): string | null {
+  return config.store.type === 'sqlite' ? keyFileFor(config.store.path === ':memory:' ? ':memory:' : resolve(config.store.path)) : null;
+}
+
+/** The store for messages: its file, or its URL without the password. */
+function storeName(config: LockstepConfig): string {
+  return config.store.type === 'sqlite' ? resolve(config.store.path) : redactUrl(config.store.url);
+}
+
+/**
+ * `lockstep secrets rotate`: every secret of the configured store sealed again under a new key, in
+ * one transaction — `newKey` (`--new-key`), else LOCKSTEP_NEW_SECRET_KEY, else (an embedded store
+ * keyed by its key file) a generated one kept in the key file.
+ */
+export async function rotateStoreSecrets(config: LockstepConfig, newKey?: string): Promise<SecretRotation> {
+  const given = newKey ? { text: newKey, source: '--new-key' } : config.env[NEW_SECRET_KEY_ENV] ? { text: config.env[NEW_SECRET_KEY_ENV], source: NEW_SECRET_KEY_ENV } : undefined;
+  return rotateSecretKey({
+    store: storeName(config),
+    keyFile: storeKeyFile(config),
+    currentKey: currentSecretKey(config),
+    newKey: given,
+    open: (secretKeys) => openStore(config, { secretKeys }),
+  });
+}
+
+export { NEW_SECRET_KEY_ENV, SECRET_KEY_ENV, type SecretRotation } from './store/secret-keys.js';
 
 /**
  * Every connector kind this build knows, registered once. Adding a kind is its folder under
@@ -130,7 +205,7 @@ export interface AppOverrides {
 export async function createApp(config: LockstepConfig, overrides: AppOverrides = {}): Promise<App> {
   const clock = overrides.clock ?? systemClock;
   const logger = overrides.logger ?? createJsonLogger({ level: config.logLevel, write: (line) => process.stderr.write(line + '\n') });
-  const store = overrides.store ?? (await openStore(config));
+  const store = overrides.store ?? (await openStore(config, { logger }));
   const events = new EngineEventEmitter(logger);
   const registry = createConnectorRegistry({ clock, logger, backoff: config.retry });
   // The drivers of the kinds the workspace uses load while the process starts, not in its first run.

@@ -22,6 +22,7 @@ import { sequenceRunDetails } from '../engine/run-details.js';
 import { findWorkspaceFiles, mayDeclareStore } from '../workspace/workspace-files.js';
 import { formatSequenceReport, formatSyncReport, mark, type Terminal } from './output.js';
 import { followSequenceRun, followSyncRun, printRejectedSamples } from './progress.js';
+import { registerSecretsCommand } from './commands/secrets.js';
 
 export const EXIT = { ok: 0, runFailed: 1, invalid: 2, error: 3 } as const;
 
@@ -367,6 +368,8 @@ Exit codes:
         await close();
       }
     });
+
+  registerSecretsCommand(program, { term, config: () => configFor(global()) });
 
   program
     .command('demo')

@@ -8,7 +8,9 @@ import { SCHEMA_VERSION } from '../../src/store/postgres/postgres-migrations.js'
 import { PostgresStore } from '../../src/store/postgres/postgres-store.js';
 import { createTestDatabase, sql } from '../helpers/postgres.js';
 import { STORE_CONTRACTS } from './contracts/index.js';
-import { LEASE, crmWorkspace, type OpenStore } from './contracts/fixtures.js';
+import { LEASE, contractSecrets, crmWorkspace, type OpenStore } from './contracts/fixtures.js';
+import { generateSecretKey } from '../../src/core/secrets.js';
+import { StoreSecretKeys } from '../../src/store/secret-keys.js';
 
 const T0 = 1_767_225_600_000.5;
 const MANUAL = { type: 'manual', detail: null } as const;
@@ -17,8 +19,21 @@ const NO_OPTIONS = { fullResync: false, resetCDC: false };
 // A fresh database per test: the contracts' tests never see each other's rows. Kept afterwards
 // (see createTestDatabase), so a failure can be looked at.
 const open: OpenStore = async () => {
-  const store = await PostgresStore.open({ url: await createTestDatabase('lockstep_store'), poolSize: 4 });
-  return { store, cleanup: () => store.close() };
+  const url = await createTestDatabase('lockstep_store');
+  const keys = new StoreSecretKeys({ store: 'the test database', key: { text: generateSecretKey(), source: 'LOCKSTEP_SECRET_KEY' }, keyFile: null });
+  const store = await PostgresStore.open({ url, poolSize: 4, secrets: contractSecrets(keys) });
+  return {
+    store,
+    keys,
+    // Every row of every table of the store's schema, as text.
+    raw: async () => {
+      const tables = await sql<{ name: string }>(url, "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = 'lockstep' ORDER BY 1");
+      const dumps = await Promise.all(tables.map(({ name }) => sql<{ text: string | null }>(url, `SELECT string_agg(t::text, E'\\n') AS text FROM lockstep."${name}" AS t`)));
+      return dumps.map((rows) => rows[0]?.text ?? '').join('\n');
+    },
+    reopen: (secrets) => PostgresStore.open({ url, poolSize: 2, secrets }),
+    cleanup: () => store.close(),
+  };
 };
 
 for (const describeContract of STORE_CONTRACTS) describeContract('postgres', open);

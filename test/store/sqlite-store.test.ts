@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -7,7 +7,8 @@ import { ErrorCode, LockstepError } from '../../src/core/errors.js';
 import { MIGRATIONS, SCHEMA_VERSION } from '../../src/store/sqlite/migrations.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { STORE_CONTRACTS } from './contracts/index.js';
-import { LEASE, crmWorkspace, type OpenStore } from './contracts/fixtures.js';
+import { LEASE, contractSecrets, crmWorkspace, type OpenStore } from './contracts/fixtures.js';
+import { StoreSecretKeys, keyFileFor } from '../../src/store/secret-keys.js';
 import { SqliteWriteWorker, type WriteTransaction } from '../../src/store/sqlite/sqlite-write-worker.js';
 
 const T0 = 1_767_225_600_000;
@@ -23,12 +24,18 @@ afterEach(() => {
   for (const folder of folders.splice(0)) rmSync(folder, { recursive: true, force: true });
 });
 
-/** A store in a file of its own, removed with its folder afterwards. */
+/** A store in a file of its own (its secrets sealed with the key file beside it), removed with its folder afterwards. */
 const open: OpenStore = async () => {
   const folder = mkdtempSync(join(tmpdir(), 'lockstep-store-'));
-  const store = await SqliteStore.open({ path: join(folder, 'lockstep.db') });
+  const path = join(folder, 'lockstep.db');
+  const keys = new StoreSecretKeys({ store: path, keyFile: keyFileFor(path) });
+  const store = await SqliteStore.open({ path, secrets: contractSecrets(keys) });
   return {
     store,
+    keys,
+    // The file and its WAL, as bytes: what anyone able to copy them would have.
+    raw: async () => [path, `${path}-wal`].map((file) => (existsSync(file) ? readFileSync(file).toString('latin1') : '')).join('\n'),
+    reopen: (secrets) => SqliteStore.open({ path, secrets }),
     cleanup: async () => {
       await store.close();
       rmSync(folder, { recursive: true, force: true });

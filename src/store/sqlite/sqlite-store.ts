@@ -471,6 +471,22 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
   }
 
   async resealSecrets(): Promise<{ secrets: number }> {
+    // The bytes of the values replaced are zeroed as they are freed, and the WAL is emptied after,
+    // so the file keeps nothing the old key (or no key) could read.
+    this.db.pragma('secure_delete = ON');
+    try {
+      return this.resealTx();
+    } finally {
+      this.db.pragma('secure_delete = OFF');
+      try {
+        this.db.pragma('wal_checkpoint(TRUNCATE)');
+      } catch {
+        // Busy: the background checkpoints copy the WAL back later.
+      }
+    }
+  }
+
+  private resealTx(): { secrets: number } {
     return this.write(() => {
       for (const kind of KINDS) {
         const table = TABLES[kind].table;

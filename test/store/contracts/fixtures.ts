@@ -8,10 +8,27 @@ import { LockstepError, type ErrorCode } from '../../../src/core/errors.js';
 import type { LeaseRequest, Store } from '../../../src/core/ports.js';
 import type { SyncRun, Trigger } from '../../../src/core/runs.js';
 import type { MemberDef, SequenceDef, SequenceRecord, SyncDef, SyncRecord, WorkspaceDefinition } from '../../../src/core/workspace.js';
+import { SecretCodec, type SecretKeys, type SecretResealer } from '../../../src/core/secrets.js';
+import { createConnectorRegistry } from '../../../src/app.js';
 
 export interface StoreUnderTest {
   store: Store;
   cleanup(): Promise<void>;
+  /** The keys `store` seals secrets with (see `contractSecrets`). */
+  keys: SecretKeys;
+  /** Everything the store keeps, as text (a file's bytes, every table's rows), to look for what must not be there. */
+  raw(): Promise<string>;
+  /** The same store opened once more with other secrets (the caller closes it). */
+  reopen(secrets: SecretCodec): Promise<Store & SecretResealer>;
+}
+
+/**
+ * How the contracts' stores seal secrets: with `keys`, the settings each connector kind marks
+ * secret (as the composition root registers them).
+ */
+export function contractSecrets(keys: SecretKeys): SecretCodec {
+  const registry = createConnectorRegistry();
+  return new SecretCodec({ keys, secretSettings: (type) => registry.kind(type)?.secrets ?? [] });
 }
 
 /** Opens a fresh, empty store (a new file, a new database) for one test. */

@@ -1,14 +1,16 @@
 /**
  * The Store contract, one suite per role of the port (src/core/ports.ts): the workspace, the run
- * queue, snapshots and record ids, sequence runs, schedules, the outbox of finished runs, and
- * tokens. A store's test file runs every one of them against an `open` that opens a fresh, empty
+ * queue, snapshots and record ids, sequence runs, schedules, the outbox of finished runs, tokens,
+ * and secrets at rest. A store's test file runs every one of them against an `open` that opens a fresh, empty
  * store: `for (const describeContract of STORE_CONTRACTS) describeContract('sqlite', open)`. The
- * suites test through the port only; nothing in them knows which database is behind it.
+ * suites test through the port only; nothing in them knows which database is behind it (the
+ * secrets suite reads what the store keeps through the `raw` its `open` gives).
  */
 import { describeFinishedRunsContract } from './finished-runs.contract.js';
 import type { DescribeStoreContract } from './fixtures.js';
 import { describeRunQueueContract } from './run-queue.contract.js';
 import { describeScheduleStoreContract } from './schedule-store.contract.js';
+import { describeSecretsContract } from './secrets.contract.js';
 import { describeSequenceRunStoreContract } from './sequence-run-store.contract.js';
 import { describeSnapshotStoreContract } from './snapshot-store.contract.js';
 import { describeTokenStoreContract } from './token-store.contract.js';
@@ -22,6 +24,7 @@ export const STORE_CONTRACTS: readonly DescribeStoreContract[] = [
   describeFinishedRunsContract,
   describeSnapshotStoreContract,
   describeScheduleStoreContract,
+  describeSecretsContract,
 ];
 
 export type { DescribeStoreContract, OpenStore, StoreUnderTest } from './fixtures.js';
