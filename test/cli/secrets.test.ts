@@ -1,0 +1,223 @@
+/**
+ * `lockstep secrets rotate` and secrets at rest through the command line: an embedded store keyed
+ * by its key file, one keyed by LOCKSTEP_SECRET_KEY, and a PostgreSQL store. After a rotation the
+ * old key no longer opens the store, the new one does, and runs still work.
+ */
+import { copyFileSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { SecretBox, generateSecretKey, parseSecretKey } from '../../src/core/secrets.js';
+import { writeKeyFile } from '../../src/store/secret-keys.js';
+import { createTestDatabase, sql } from '../helpers/postgres.js';
+import { hierarchyWorkspace, hierarchyWorkspaceYaml, killChildren, runCli, runMain } from './cli-helpers.js';
+
+afterEach(killChildren);
+
+/** Literal secrets the workspace below declares; none may be found in the store. */
+const SECRETS = ['pg-pass-4711', 'http-token-31c7', 'slack-path-5521', 'dbt-hook-secret-1b2c'];
+
+/** The hierarchy workspace plus secrets: a source URL with a password, an HTTP token header, a Slack URL, a webhook secret. */
+function secretWorkspace(): string {
+  const dir = hierarchyWorkspace();
+  const yaml = hierarchyWorkspaceYaml()
+    .replace(
+      'sources:\n',
+      'sources:\n  archive: { type: postgres, url: "postgres://etl:pg-pass-4711@127.0.0.1:9/archive" }\n',
+    )
+    .replace(
+      'destinations:\n',
+      'destinations:\n  notify: { type: http, url: "https://hooks.example/api", headers: { Authorization: "Bearer http-token-31c7", X-Tenant: "${TENANT}" } }\n',
+    );
+  writeFileSync(
+    join(dir, 'lockstep.yaml'),
+    `${yaml}alerts:
+  channels:
+    ops-slack: { type: slack, url: "https://hooks.slack.com/services/T0/B0/slack-path-5521" }
+  rules:
+    - { on: [sync_failed], channels: [ops-slack] }
+webhooks:
+  dbtCloud: { secret: "dbt-hook-secret-1b2c" }
+`,
+  );
+  return dir;
+}
+
+/** The embedded store's file and WAL, as bytes. */
+function rawFile(dir: string): string {
+  const path = join(dir, 'lockstep.db');
+  return [path, `${path}-wal`].map((file) => (existsSync(file) ? readFileSync(file).toString('latin1') : '')).join('\n');
+}
+
+function keyId(text: string): string {
+  return new SecretBox(parseSecretKey(text, 'test')).keyId;
+}
+
+function sealedKeyIds(raw: string): string[] {
+  return [...new Set([...raw.matchAll(/enc:v1:([A-Za-z0-9_-]+):/g)].map((m) => m[1] as string))];
+}
+
+/** Runs `main()` with these LOCKSTEP_* variables set (and every other one unset), as a process given them would; TENANT is set for the workspace's template. */
+async function runWith(env: Record<string, string>, args: string[]) {
+  const saved = { ...process.env };
+  for (const key of Object.keys(process.env)) if (key.startsWith('LOCKSTEP_')) delete process.env[key];
+  Object.assign(process.env, { TENANT: 'acme' }, env);
+  try {
+    return await runMain(args);
+  } finally {
+    for (const key of Object.keys(process.env)) if (!(key in saved)) delete process.env[key];
+    Object.assign(process.env, saved);
+  }
+}
+
+describe('an embedded store keyed by its key file', () => {
+  it('creates the key file with mode 0600 and keeps no secret in the clear', async () => {
+    const dir = secretWorkspace();
+    const applied = await runWith({}, ['--workspace', dir, 'apply']);
+    expect(applied.code, applied.stderr).toBe(0);
+    const keyFile = join(dir, 'lockstep.db.key');
+    expect(statSync(keyFile).mode & 0o777).toBe(0o600);
+    const raw = rawFile(dir);
+    for (const secret of SECRETS) expect(raw).not.toContain(secret);
+    expect(sealedKeyIds(raw)).toEqual([keyId(readFileSync(keyFile, 'utf8'))]);
+    expect(raw).toContain('${TENANT}');
+    // Read back as written: nothing to change.
+    expect((await runWith({}, ['--workspace', dir, 'plan'])).stdout).toContain('No changes');
+  });
+
+  it('rotates: a new key file, the old key no longer opens the store, the new one does, and runs still work', async () => {
+    const dir = secretWorkspace();
+    expect((await runWith({}, ['--workspace', dir, 'apply'])).code).toBe(0);
+    const keyFile = join(dir, 'lockstep.db.key');
+    const oldKey = readFileSync(keyFile, 'utf8');
+
+    const rotated = await runWith({}, ['--workspace', dir, 'secrets', 'rotate']);
+    expect(rotated.code, rotated.stderr).toBe(0);
+    const newKey = readFileSync(keyFile, 'utf8');
+    expect(keyId(newKey)).not.toBe(keyId(oldKey));
+    expect(rotated.stdout).toContain(`Encrypted 5 secret(s) of ${join(dir, 'lockstep.db')} again under key ${keyId(newKey)}`);
+    expect(rotated.stdout).toContain(`The new key is in ${keyFile} (mode 0600), generated here.`);
+    expect(statSync(keyFile).mode & 0o777).toBe(0o600);
+    expect(existsSync(`${keyFile}.old`)).toBe(false);
+    const raw = rawFile(dir);
+    expect(sealedKeyIds(raw)).toEqual([keyId(newKey)]);
+    for (const secret of SECRETS) expect(raw).not.toContain(secret);
+
+    // The old key no longer opens it.
+    writeFileSync(keyFile, oldKey);
+    const refused = await runWith({}, ['--workspace', dir, 'runs']);
+    expect(refused.code).toBe(3);
+    expect(refused.stderr).toContain(`holds secrets encrypted with key ${keyId(newKey)}, but its key file ${keyFile} holds key ${keyId(oldKey)}`);
+    expect(refused.stderr).toContain('restore the right key file from a backup');
+    const withOldEnv = await runWith({ LOCKSTEP_SECRET_KEY: oldKey.trim() }, ['--workspace', dir, 'runs']);
+    expect(withOldEnv.code).toBe(3);
+
+    // The new one does, and runs work (in a process of their own, reading the key file).
+    writeFileSync(keyFile, newKey);
+    const run = await runCli(['sequence', 'run', 'crm'], { cwd: dir, env: { TENANT: 'acme' }, timeoutMs: 60_000 });
+    expect(run.code, run.stderr).toBe(0);
+    expect((await runWith({}, ['--workspace', dir, 'plan'])).stdout).toContain('No changes');
+    // The key in the environment opens it as well.
+    expect((await runWith({ LOCKSTEP_SECRET_KEY: newKey.trim() }, ['--workspace', dir, 'runs'])).code).toBe(0);
+  });
+
+  it('finishes a rotation that was cut short before starting the next one', async () => {
+    const dir = secretWorkspace();
+    expect((await runWith({}, ['--workspace', dir, 'apply'])).code).toBe(0);
+    const keyFile = join(dir, 'lockstep.db.key');
+    // Cut short after the new key was written, before the store was sealed again with it.
+    copyFileSync(keyFile, `${keyFile}.old`);
+    const cutShort = generateSecretKey();
+    writeKeyFile(keyFile, cutShort, true);
+    // The store still opens (the old key is kept), and what is written now is sealed with the new key.
+    expect((await runWith({}, ['--workspace', dir, 'runs'])).code).toBe(0);
+
+    const rotated = await runWith({}, ['--workspace', dir, 'secrets', 'rotate']);
+    expect(rotated.code, rotated.stderr).toBe(0);
+    expect(rotated.stderr).toContain('An earlier rotation that was cut short was finished first.');
+    expect(existsSync(`${keyFile}.old`)).toBe(false);
+    expect(sealedKeyIds(rawFile(dir))).toEqual([keyId(readFileSync(keyFile, 'utf8'))]);
+    expect(keyId(readFileSync(keyFile, 'utf8'))).not.toBe(keyId(cutShort));
+    expect((await runWith({}, ['--workspace', dir, 'sequence', 'run', 'crm'])).code).toBe(0);
+  });
+
+  it('refuses a key file other users can read, saying how to fix it', async () => {
+    const dir = secretWorkspace();
+    expect((await runWith({}, ['--workspace', dir, 'apply'])).code).toBe(0);
+    const keyFile = join(dir, 'lockstep.db.key');
+    const { chmodSync } = await import('node:fs');
+    chmodSync(keyFile, 0o644);
+    const refused = await runWith({}, ['--workspace', dir, 'runs']);
+    expect(refused.code).toBe(3);
+    expect(refused.stderr).toContain(`the key file ${keyFile} can be read or written by other users (mode 0644) — restrict it with \`chmod 600 ${keyFile}\``);
+  });
+});
+
+describe('an embedded store keyed by LOCKSTEP_SECRET_KEY', () => {
+  it('needs the new key given, then tells what to set; the old key is refused, the new one runs', async () => {
+    const dir = secretWorkspace();
+    const k1 = generateSecretKey();
+    const k2 = Buffer.from(parseSecretKey(generateSecretKey(), 'test')).toString('hex');
+    expect((await runWith({ LOCKSTEP_SECRET_KEY: k1 }, ['--workspace', dir, 'apply'])).code).toBe(0);
+    expect(existsSync(join(dir, 'lockstep.db.key'))).toBe(false);
+    expect(sealedKeyIds(rawFile(dir))).toEqual([keyId(k1)]);
+
+    const withoutNew = await runWith({ LOCKSTEP_SECRET_KEY: k1 }, ['--workspace', dir, 'secrets', 'rotate']);
+    expect(withoutNew.code).toBe(2);
+    expect(withoutNew.stderr).toContain('is keyed by LOCKSTEP_SECRET_KEY: give the new key with --new-key or LOCKSTEP_NEW_SECRET_KEY');
+
+    const badNew = await runWith({ LOCKSTEP_SECRET_KEY: k1, LOCKSTEP_NEW_SECRET_KEY: 'too-short' }, ['--workspace', dir, 'secrets', 'rotate']);
+    expect(badNew.code).toBe(2);
+    expect(badNew.stderr).toContain('LOCKSTEP_NEW_SECRET_KEY is not a secret key');
+    expect(badNew.stderr).not.toContain('too-short');
+
+    const rotated = await runWith({ LOCKSTEP_SECRET_KEY: k1, LOCKSTEP_NEW_SECRET_KEY: k2 }, ['--workspace', dir, 'secrets', 'rotate']);
+    expect(rotated.code, rotated.stderr).toBe(0);
+    expect(rotated.stdout).toContain(`again under key ${keyId(k2)}`);
+    expect(rotated.stdout).toContain('Set LOCKSTEP_SECRET_KEY to the new key (the one given with LOCKSTEP_NEW_SECRET_KEY) in every process using the store, and restart them.');
+    expect(rotated.stdout).not.toContain(k2);
+    expect(sealedKeyIds(rawFile(dir))).toEqual([keyId(k2)]);
+
+    const old = await runWith({ LOCKSTEP_SECRET_KEY: k1 }, ['--workspace', dir, 'runs']);
+    expect(old.code).toBe(3);
+    expect(old.stderr).toContain(`encrypted with key ${keyId(k2)}, but LOCKSTEP_SECRET_KEY is key ${keyId(k1)}`);
+    const none = await runWith({}, ['--workspace', dir, 'runs']);
+    expect(none.code).toBe(3);
+    expect(none.stderr).toContain('is missing — restore the key file from a backup, or set LOCKSTEP_SECRET_KEY');
+
+    const run = await runCli(['sequence', 'run', 'crm'], { cwd: dir, env: { TENANT: 'acme', LOCKSTEP_SECRET_KEY: k2 }, timeoutMs: 60_000 });
+    expect(run.code, run.stderr).toBe(0);
+  });
+});
+
+describe('a PostgreSQL store', () => {
+  it('warns while it has no key, is encrypted by a rotation to a key, then needs that key', async () => {
+    const url = await createTestDatabase('lockstep_cli_secrets');
+    const dir = secretWorkspace();
+    const store = ['--workspace', dir, '--store', url];
+    const raw = async () => (await sql<{ text: string }>(url, "SELECT string_agg(t::text, E'\\n') AS text FROM (SELECT definition FROM lockstep.sources UNION ALL SELECT definition FROM lockstep.destinations UNION ALL SELECT definition FROM lockstep.alert_definitions UNION ALL SELECT settings FROM lockstep.webhook_settings) AS t"))[0]?.text ?? '';
+
+    const plain = await runWith({}, [...store, 'apply']);
+    expect(plain.code, plain.stderr).toBe(0);
+    expect(plain.stderr).toContain('is kept unencrypted in the store: LOCKSTEP_SECRET_KEY is not set');
+    expect(await raw()).toContain('pg-pass-4711');
+
+    const k1 = generateSecretKey();
+    const sealed = await runWith({}, [...store, 'secrets', 'rotate', '--new-key', k1]);
+    expect(sealed.code, sealed.stderr).toBe(0);
+    expect(sealed.stdout).toContain(`Encrypted 5 secret(s) of the PostgreSQL store again under key ${keyId(k1)}`);
+    expect(sealed.stdout).toContain('(the one given with --new-key)');
+    for (const secret of SECRETS) expect(await raw()).not.toContain(secret);
+
+    const none = await runWith({}, [...store, 'runs']);
+    expect(none.code).toBe(3);
+    expect(none.stderr).toContain(`encrypted with key ${keyId(k1)}, but LOCKSTEP_SECRET_KEY is not set`);
+
+    const k2 = generateSecretKey();
+    expect((await runWith({ LOCKSTEP_SECRET_KEY: k1, LOCKSTEP_NEW_SECRET_KEY: k2 }, [...store, 'secrets', 'rotate'])).code).toBe(0);
+    expect((await runWith({ LOCKSTEP_SECRET_KEY: k1 }, [...store, 'runs'])).code).toBe(3);
+    const run = await runWith({ LOCKSTEP_SECRET_KEY: k2 }, [...store, 'sequence', 'run', 'crm']);
+    expect(run.code, run.stderr).toBe(0);
+    expect((await runWith({ LOCKSTEP_SECRET_KEY: k2 }, [...store, 'plan'])).stdout).toContain('No changes');
+    expect(sealedKeyIds(await raw())).toEqual([keyId(k2)]);
+  });
+});
