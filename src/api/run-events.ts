@@ -65,11 +65,16 @@ export function streamRunEvents(c: Context, deps: ApiDeps, options: RunEventOpti
     ];
     const ping = setInterval(() => void stream.write(': ping\n\n').catch(() => undefined), options.pingIntervalMs);
     await stream.write(': connected\n\n');
+    // Until the client goes or the server closes; the server's signal outlives every connection, so
+    // this connection's listener on it goes with the connection.
+    let stop: () => void = () => undefined;
     await new Promise<void>((resolve) => {
+      stop = resolve;
       if (closing.aborted) return resolve();
-      closing.addEventListener('abort', () => resolve(), { once: true });
-      stream.onAbort(() => resolve());
+      closing.addEventListener('abort', stop, { once: true });
+      stream.onAbort(stop);
     });
+    closing.removeEventListener('abort', stop);
     open = false;
     clearInterval(ping);
     for (const off of unsubscribe) off();
