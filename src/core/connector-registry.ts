@@ -126,6 +126,8 @@ export class ConnectorRegistry implements Connectors {
       capabilities: destination.capabilities,
       close: () => destination.close(),
       apiUsage: destination.apiUsage ? () => destination.apiUsage?.() ?? null : undefined,
+      listObjects: destination.listObjects ? () => destination.listObjects?.() ?? Promise.resolve([]) : undefined,
+      listFields: destination.listFields ? (object) => destination.listFields?.(object) ?? Promise.resolve([]) : undefined,
       prepare(target: WriteTarget): Promise<DestinationWriter> {
         const parsed = syncSettings.safeParse(target.settings ?? {});
         if (!parsed.success) {

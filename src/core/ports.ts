@@ -237,6 +237,17 @@ export interface Destination {
   apiUsage?(): ApiUsage | null;
   /** Checks that the object and its columns exist (fatal `schema` error if not) and returns a writer. */
   prepare(target: WriteTarget): Promise<DestinationWriter>;
+  /**
+   * The objects a sync may write to (a database's tables), for pickers in the UI (default: the
+   * kind cannot list them, and the object is typed by name).
+   */
+  listObjects?(): Promise<string[]>;
+  /**
+   * The fields of `object` (a table's columns), for mapping pickers in the UI (default: the kind
+   * cannot list them, and fields are typed by name). An unknown object is a fatal `schema` error
+   * naming the objects there are.
+   */
+  listFields?(object: string): Promise<string[]>;
   close(): Promise<void>;
 }
 

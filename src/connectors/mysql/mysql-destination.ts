@@ -113,22 +113,7 @@ export class MysqlDestination implements Destination {
   async prepare(target: WriteTarget): Promise<DestinationWriter> {
     const connection = await this.connection();
     try {
-      const table = await this.findTable(connection, target.object);
-      if (!table) {
-        const [rows] = await connection.execute<Array<{ name: string }>>(
-          `select table_name as name from information_schema.tables where table_schema = database() order by table_name limit 50`,
-          [],
-        );
-        const [[current]] = await connection.execute<Array<{ db: string | null }>>('select database() as db', []);
-        const hint =
-          current?.db == null
-            ? "the connection URL names no database — add it (mysql://user:password@host:3306/crm), or write the sync's object as database.table"
-            : "create the table, or set the sync's object to an existing table (use database.table for a table in another database)";
-        throw new LockstepError(
-          ErrorCode.Schema,
-          `table "${target.object}" does not exist in destination ${this.where} (tables there: ${listNames(rows.map((r) => r.name))}) — ${hint}`,
-        );
-      }
+      const table = await this.requireTable(connection, target.object);
       const wanted = [...new Set([...target.columns, ...target.keyColumns])];
       const missing = wanted.filter((c) => !table.columns.has(c.toLowerCase()));
       if (missing.length > 0) {
@@ -144,8 +129,47 @@ export class MysqlDestination implements Destination {
     }
   }
 
+  async listObjects(): Promise<string[]> {
+    const connection = await this.connection();
+    try {
+      return await this.tableNames(connection, 1000);
+    } finally {
+      connection.release();
+    }
+  }
+
+  async listFields(object: string): Promise<string[]> {
+    const connection = await this.connection();
+    try {
+      return [...(await this.requireTable(connection, object)).columns.values()].map((c) => c.name);
+    } finally {
+      connection.release();
+    }
+  }
+
   async close(): Promise<void> {
     await this.pool.end().catch(() => undefined);
+  }
+
+  /** The tables of the URL's database. */
+  private async tableNames(connection: MysqlPoolConnection, limit: number): Promise<string[]> {
+    const [rows] = await connection.execute<Array<{ name: string }>>(
+      `select table_name as name from information_schema.tables where table_schema = database() order by table_name limit ${Math.floor(limit)}`,
+      [],
+    );
+    return rows.map((r) => r.name);
+  }
+
+  private async requireTable(connection: MysqlPoolConnection, object: string): Promise<TableInfo> {
+    const table = await this.findTable(connection, object);
+    if (table) return table;
+    const tables = await this.tableNames(connection, 50);
+    const [[current]] = await connection.execute<Array<{ db: string | null }>>('select database() as db', []);
+    const hint =
+      current?.db == null
+        ? "the connection URL names no database — add it (mysql://user:password@host:3306/crm), or write the sync's object as database.table"
+        : "create the table, or set the sync's object to an existing table (use database.table for a table in another database)";
+    throw new LockstepError(ErrorCode.Schema, `table "${object}" does not exist in destination ${this.where} (tables there: ${listNames(tables)}) — ${hint}`);
   }
 
   /** A pooled connection with its session set up, or a LockstepError saying why there is none. */

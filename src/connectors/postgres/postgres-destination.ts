@@ -80,19 +80,7 @@ export class PostgresDestination implements Destination {
   async prepare(target: WriteTarget): Promise<DestinationWriter> {
     const client = await this.client();
     try {
-      const table = await this.findTable(client, target.object);
-      if (!table) {
-        const tables = await client.query<{ name: string }>(
-          `select case when table_schema = current_schema() then table_name else table_schema || '.' || table_name end as name
-             from information_schema.tables
-            where table_schema not in ('pg_catalog', 'information_schema')
-            order by table_schema <> current_schema(), table_schema, table_name limit 50`,
-        );
-        throw new LockstepError(
-          ErrorCode.Schema,
-          `table "${target.object}" does not exist in destination ${this.where} (tables there: ${listNames(tables.rows.map((r) => r.name))}) — create the table, or set the sync's object to an existing table (use schema.table outside the search path)`,
-        );
-      }
+      const table = await this.requireTable(client, target.object);
       const wanted = [...new Set([...target.columns, ...target.keyColumns])];
       const missing = wanted.filter((c) => !table.columnTypes.has(c));
       if (missing.length > 0) {
@@ -112,8 +100,47 @@ export class PostgresDestination implements Destination {
     }
   }
 
+  async listObjects(): Promise<string[]> {
+    const client = await this.client();
+    try {
+      return await this.tableNames(client, 1000);
+    } finally {
+      client.release();
+    }
+  }
+
+  async listFields(object: string): Promise<string[]> {
+    const client = await this.client();
+    try {
+      return [...(await this.requireTable(client, object)).columnTypes.keys()];
+    } finally {
+      client.release();
+    }
+  }
+
   async close(): Promise<void> {
     await this.pool.end().catch(() => undefined);
+  }
+
+  /** Tables of the search path by name, others as schema.table. */
+  private async tableNames(client: pg.PoolClient, limit: number): Promise<string[]> {
+    const tables = await client.query<{ name: string }>(
+      `select case when table_schema = current_schema() then table_name else table_schema || '.' || table_name end as name
+         from information_schema.tables
+        where table_schema not in ('pg_catalog', 'information_schema')
+        order by table_schema <> current_schema(), table_schema, table_name limit $1`,
+      [limit],
+    );
+    return tables.rows.map((r) => r.name);
+  }
+
+  private async requireTable(client: pg.PoolClient, object: string): Promise<TableInfo> {
+    const table = await this.findTable(client, object);
+    if (table) return table;
+    throw new LockstepError(
+      ErrorCode.Schema,
+      `table "${object}" does not exist in destination ${this.where} (tables there: ${listNames(await this.tableNames(client, 50))}) — create the table, or set the sync's object to an existing table (use schema.table outside the search path)`,
+    );
   }
 
   /** A pooled connection, or a LockstepError saying why there is none. */

@@ -47,20 +47,7 @@ export class SqliteDestination implements Destination {
 
   async prepare(target: WriteTarget): Promise<DestinationWriter> {
     const db = this.database();
-    const existing = (db.prepare('select name from pragma_table_info(?)').all(target.object) as Array<{ name: string }>).map(
-      (r) => r.name,
-    );
-    if (existing.length === 0) {
-      const tables = (
-        db
-          .prepare("select name from sqlite_schema where type in ('table', 'view') and name not like 'sqlite\\_%' escape '\\' order by name")
-          .all() as Array<{ name: string }>
-      ).map((r) => r.name);
-      throw new LockstepError(
-        ErrorCode.Schema,
-        `table "${target.object}" does not exist in SQLite destination ${this.path} (tables there: ${listNames(tables)}) — create the table, or set the sync's object to an existing table`,
-      );
-    }
+    const existing = await this.listFields(target.object);
     const wanted = [...new Set([...target.columns, ...target.keyColumns])];
     const missing = wanted.filter((c) => !existing.includes(c));
     if (missing.length > 0) {
@@ -70,6 +57,25 @@ export class SqliteDestination implements Destination {
       );
     }
     return new SqliteWriter(db, this.path, target);
+  }
+
+  async listObjects(): Promise<string[]> {
+    return (
+      this.database()
+        .prepare("select name from sqlite_schema where type in ('table', 'view') and name not like 'sqlite\\_%' escape '\\' order by name")
+        .all() as Array<{ name: string }>
+    ).map((r) => r.name);
+  }
+
+  async listFields(object: string): Promise<string[]> {
+    const columns = (this.database().prepare('select name from pragma_table_info(?)').all(object) as Array<{ name: string }>).map((r) => r.name);
+    if (columns.length === 0) {
+      throw new LockstepError(
+        ErrorCode.Schema,
+        `table "${object}" does not exist in SQLite destination ${this.path} (tables there: ${listNames(await this.listObjects())}) — create the table, or set the sync's object to an existing table`,
+      );
+    }
+    return columns;
   }
 
   async close(): Promise<void> {
