@@ -317,6 +317,7 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
         logger,
         clock,
         env: config.env,
+        baseDir: config.workspaceDir,
         connectors: registry,
         authRequired: settings.authRequired,
         uiDir: settings.uiDir,

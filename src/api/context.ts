@@ -28,6 +28,8 @@ export interface ApiDeps {
   connectors: ConnectorRegistry;
   /** Environment `${VAR}` templates are checked against when entities are validated. */
   env: Record<string, string | undefined>;
+  /** The workspace folder: relative paths of connections (SQLite files) resolve against it, as runs resolve them. */
+  baseDir: string;
   /** Called after every change to the workspace, so the scheduler picks up schedules and enabled flags. */
   onWorkspaceChanged: () => void | Promise<void>;
 }

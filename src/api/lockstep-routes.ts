@@ -13,6 +13,7 @@ import type { ConnectorRegistry } from '../core/connector-registry.js';
 import { sequenceRunDetails } from '../engine/run-details.js';
 import { validateEntity } from '../workspace/index.js';
 import type { ApiDeps } from './context.js';
+import { registerConnectorRoutes } from './connector-routes.js';
 import { HttpError, validationFailed } from './http-errors.js';
 import { defineRoute } from './route.js';
 import {
@@ -118,6 +119,9 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       return c.json(Object.fromEntries(KINDS.map(({ kind, plural }) => [plural, (state[ENTITY_SECTIONS[kind]] as object[]).map((e) => entityView(kind, e, connectors))])));
     },
   );
+
+  // Before the entities' routes: `/api/sources/test` is not the source "test".
+  registerConnectorRoutes(app, deps);
 
   for (const { kind, plural, tag } of KINDS) {
     const find = async (slug: string) => {

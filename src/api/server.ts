@@ -26,7 +26,9 @@ import { z } from '@hono/zod-openapi';
 
 export type { AlertControl, ApiDeps, RunControl, RunEvents } from './context.js';
 
-export interface ApiServerOptions extends ApiDeps {
+export interface ApiServerOptions extends Omit<ApiDeps, 'baseDir'> {
+  /** The workspace folder connections' relative paths resolve against (default: the current folder). */
+  baseDir?: string;
   /** Whether `/api/*` needs a bearer token (default: true). Turning it off is allowed only on a loopback host. */
   authRequired: boolean;
   /** The built web UI (`web/dist`), served with a fallback to its index.html; null serves none. */
@@ -67,7 +69,8 @@ export function isLoopbackHost(host: string): boolean {
   return host === 'localhost' || host === '::1' || host === '[::1]' || /^127(\.\d{1,3}){3}$/.test(host);
 }
 
-export function createApiServer(options: ApiServerOptions): ApiServer {
+export function createApiServer(serverOptions: ApiServerOptions): ApiServer {
+  const options = { ...serverOptions, baseDir: serverOptions.baseDir ?? process.cwd() };
   const { store, logger, clock } = options;
   const closing = new AbortController();
   const metrics = createMetrics(options);
