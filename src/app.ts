@@ -1,6 +1,7 @@
 /**
  * The composition root: the only file that names concrete stores and connectors.
  */
+import { hostname } from 'node:os';
 import { systemClock } from './core/clock.js';
 import { createJsonLogger, silentLogger } from './core/logger.js';
 import type { Clock, Connectors, Logger, Store } from './core/ports.js';
@@ -268,12 +269,14 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
     openChannel: (def) => openAlertChannel(def, config.env),
   });
   let alertsQueued = false;
+  // Where alert links point: LOCKSTEP_PUBLIC_URL, else the address this process serves on once it listens.
+  let publicUrl = config.publicUrl ?? DEFAULT_PUBLIC_URL;
   const alertMonitor = new AlertMonitor({
     store,
     finishedRuns,
     clock,
     logger,
-    publicUrl: config.publicUrl,
+    publicUrl: () => publicUrl,
     onQueued: () => {
       alertsQueued = true;
       alerts.kick();
@@ -325,8 +328,9 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
           if (schedulerStarted) await scheduler.reload();
         },
       });
-      const { url } = await api.listen(settings.port, settings.host);
+      const { url, port } = await api.listen(settings.port, settings.host);
       server = api;
+      if (config.publicUrl === null) publicUrl = reachableUrl(url, settings.host, port);
       return { url };
     },
     async close() {
@@ -343,6 +347,14 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
       await store.close();
     },
   };
+}
+
+/** Where alert links point when LOCKSTEP_PUBLIC_URL is not set and this process serves no UI. */
+const DEFAULT_PUBLIC_URL = 'http://127.0.0.1:3000';
+
+/** The served URL, with this machine's name instead of an address that means "every interface". */
+function reachableUrl(url: string, host: string, port: number): string {
+  return host === '0.0.0.0' || host === '::' || host === '[::]' ? `http://${hostname()}:${port}` : url;
 }
 
 /** The timed schedules of a workspace, as the scheduler sees them. */

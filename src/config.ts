@@ -42,8 +42,12 @@ export interface LockstepConfig {
   retry: RetryPolicy;
   /** Folder for temporary files (default: the OS temp folder); sync runs no longer spool planned operations, they stream them to delivery. */
   spoolDir: string;
-  /** Base URL of the web UI, for links in alerts (default: http://127.0.0.1:3000, env LOCKSTEP_PUBLIC_URL). */
-  publicUrl: string;
+  /**
+   * Base URL of the web UI, for links in alerts (env LOCKSTEP_PUBLIC_URL), or null when it is not set:
+   * a process that serves the UI then links to the address it listens on, and one that does not
+   * (a worker) to http://127.0.0.1:3000.
+   */
+  publicUrl: string | null;
   /** Retries of failed alert deliveries (first delay from env LOCKSTEP_ALERT_RETRY_MS, default: 5000). */
   alertRetry: AlertRetryPolicy;
   /** Environment `${VAR}` templates resolve from. */
@@ -125,8 +129,8 @@ function positiveInt(text: string | undefined, fallback: number, name: string, m
 }
 
 /** The UI's base URL, checked once: alerts link to runs under it. */
-function publicUrl(text: string | undefined): string {
-  const value = text === undefined || text === '' ? 'http://127.0.0.1:3000' : text;
+function publicUrl(value: string | undefined): string | null {
+  if (value === undefined || value === '') return null;
   if (!/^https?:\/\/[^/]+/.test(value)) {
     throw new LockstepError(ErrorCode.Validation, `LOCKSTEP_PUBLIC_URL=${value} is not an http(s) URL — set it to where users open Lockstep, e.g. https://lockstep.example.com`);
   }

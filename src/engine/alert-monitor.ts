@@ -39,8 +39,11 @@ export interface AlertMonitorOptions {
   finishedRuns: FinishedRunRelay;
   clock: Clock;
   logger: Logger;
-  /** Base URL of the web UI, for links to runs (no trailing slash needed). */
-  publicUrl: string;
+  /**
+   * Base URL of the web UI, for links to runs (no trailing slash needed); a function is asked for
+   * each notice (a server knows its address only once it listens).
+   */
+  publicUrl: string | (() => string);
   /** Called after notices were queued (the dispatcher sends them). */
   onQueued: () => void;
 }
@@ -141,7 +144,7 @@ export class AlertMonitor implements AsyncDisposable {
       }
       const slow = this.slowFinding(rule, run.startedAt ?? run.createdAt, run.finishedAt, `Sync "${sync.slug}"`, base);
       if (slow) findings.push(slow);
-      await this.record(rule, subject, { kind: 'sync', id: String(run.id), status: run.status, url: this.runUrl('syncs', sync.slug, String(run.id)) }, findings, run.finishedAt);
+      await this.record(rule, subject, { kind: 'sync', id: String(run.id), status: run.status, url: this.runUrl('sync', String(run.id)) }, findings, run.finishedAt);
     }
   }
 
@@ -181,7 +184,7 @@ export class AlertMonitor implements AsyncDisposable {
       }
       const slow = this.slowFinding(rule, run.startedAt ?? run.createdAt, run.finishedAt, `Sequence "${sequence.slug}"`, fields);
       if (slow) findings.push(slow);
-      await this.record(rule, subject, { kind: 'sequence', id: run.id, status: run.status, url: this.runUrl('sequences', sequence.slug, run.id) }, findings, run.finishedAt);
+      await this.record(rule, subject, { kind: 'sequence', id: run.id, status: run.status, url: this.runUrl('sequence', run.id) }, findings, run.finishedAt);
     }
   }
 
@@ -257,8 +260,10 @@ export class AlertMonitor implements AsyncDisposable {
     ];
   }
 
-  private runUrl(section: 'syncs' | 'sequences', slug: string, id: string): string {
-    return `${this.options.publicUrl.replace(/\/+$/, '')}/${section}/${encodeURIComponent(slug)}?run=${encodeURIComponent(id)}`;
+  /** The run's own page in the web UI: `/runs/sync/<id>` or `/runs/sequence/<id>`. */
+  private runUrl(kind: 'sync' | 'sequence', id: string): string {
+    const base = typeof this.options.publicUrl === 'function' ? this.options.publicUrl() : this.options.publicUrl;
+    return `${base.replace(/\/+$/, '')}/runs/${kind}/${encodeURIComponent(id)}`;
   }
 }
 

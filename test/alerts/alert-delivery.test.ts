@@ -106,7 +106,7 @@ describe('alerts', () => {
     expect(slack.blocks.map((b) => b.type)).toEqual(['header', 'section', 'section', 'actions', 'context']);
     expect(slack.blocks[0]!.text!.text).toBe('Sync "accounts" failed');
     expect(slack.blocks[1]!.text!.text).toMatch(/accounts/);
-    expect(slack.blocks[3]!.elements![0]!.url).toBe(`http://127.0.0.1:3000/syncs/accounts?run=${failures[0]!.id}`);
+    expect(slack.blocks[3]!.elements![0]!.url).toBe(`http://127.0.0.1:3000/runs/sync/${failures[0]!.id}`);
     expect(slack.text).toMatch(/^Sync "accounts" failed: /);
 
     // Webhook: the JSON body, custom headers, and an HMAC-SHA256 signature of the raw body.
@@ -181,7 +181,7 @@ describe('alerts', () => {
       .find((n) => n.event === 'sequence_failed');
     expect(sequenceNotice?.title).toBe('Sequence "crm" failed');
     expect(sequenceNotice?.text).toMatch(/^member "workspaces" terminated the run: member "workspaces" failed: .*workspaces/);
-    expect(sequenceNotice?.run.url).toBe(`http://127.0.0.1:3000/sequences/crm?run=${run.id}`);
+    expect(sequenceNotice?.run.url).toBe(`http://127.0.0.1:3000/runs/sequence/${run.id}`);
     // The member's own sync failure is a sync alert of its own.
     expect(http.at('/hook').map((r) => (r.json as { title: string }).title)).toContain('Sync "workspaces" failed');
   });
