@@ -261,11 +261,20 @@ export class PostgresSource implements Source {
       case PostgresFailure.Statement:
         return new LockstepError(
           ErrorCode.Query,
-          `the model's query failed on source ${this.where}: ${error.message} — check the model's query (run it with psql to see the full error)`,
+          `the model's query failed on source ${this.where}: ${withHint(error)} — check the model's query (run it with psql to see the full error)`,
           { cause: error },
         );
     }
   }
+}
+
+/**
+ * PostgreSQL's message with the hint it sends along, as psql shows it (e.g. `column "nmae" does
+ * not exist (HINT: Perhaps you meant to reference the column "accounts.name".)`).
+ */
+function withHint(error: Error): string {
+  const hint = (error as { hint?: unknown }).hint;
+  return typeof hint === 'string' && hint ? `${error.message} (HINT: ${hint})` : error.message;
 }
 
 function readCursor(cursor: Cursor<unknown[]>, count: number): Promise<{ rows: unknown[][]; fields: string[] }> {
