@@ -22,7 +22,7 @@ const WORKSPACE_YAML = `# The Lockstep Salesforce demo: accounts, then contacts 
 # with the client-credentials flow, then:
 #   export SALESFORCE_LOGIN_URL=https://<your-domain>.my.salesforce.com
 #   export SALESFORCE_CLIENT_ID=... SALESFORCE_CLIENT_SECRET=...
-#   npx lockstep --workspace <this folder> apply && npx lockstep --workspace <this folder> sequence run salesforce-hierarchy
+#   lockstep --workspace <this folder> apply && lockstep --workspace <this folder> sequence run salesforce-hierarchy
 # (each object needs a text field External_Id__c marked External ID).
 sources:
   warehouse: { type: duckdb, path: warehouse.duckdb }
@@ -151,8 +151,8 @@ export async function runSalesforceDemo(options: { dir: string; term: Terminal }
           `${standIn.records('Opportunity').length} opportunities (${linked('Opportunity')} linked to their account).`,
       );
       say();
-      say('Explore what happened:');
-      say(`  npx lockstep --workspace ${options.dir} runs`);
+      say("Explore what happened (`npm link` in Lockstep's folder puts the `lockstep` command on your PATH):");
+      say(`  lockstep --workspace ${options.dir} runs`);
       say(`  the workspace file (and how to point it at a real org): ${join(options.dir, 'lockstep.yaml')}`);
     } finally {
       await app.close();

@@ -16,7 +16,7 @@ import { syncRunView } from '../core/run-views.js';
 import { sequenceRunDetails } from '../engine/run-details.js';
 import { formatValidationReport, loadWorkspace } from '../workspace/index.js';
 import { formatSequenceReport, formatSyncReport, type Terminal } from './output.js';
-import { followSequenceRun, followSyncRun, printRejectedSamples } from './progress.js';
+import { StatusLine, followSequenceRun, followSyncRun, printRejectedSamples } from './progress.js';
 
 const MARKER = '.lockstep-demo';
 
@@ -157,9 +157,9 @@ export async function runDemo(options: { dir: string; term: Terminal }): Promise
     if (failed !== 'failed') throw new LockstepError(ErrorCode.Internal, `the demo sequence ended ${failed}, expected failed`);
 
     say();
-    say('Explore what happened:');
-    say(`  npx lockstep --workspace ${options.dir} runs`);
-    say(`  npx lockstep --workspace ${options.dir} sequence run crm-hierarchy`);
+    say("Explore what happened (`npm link` in Lockstep's folder puts the `lockstep` command on your PATH):");
+    say(`  lockstep --workspace ${options.dir} runs`);
+    say(`  lockstep --workspace ${options.dir} sequence run crm-hierarchy`);
     say(`  the workspace file: ${join(options.dir, 'lockstep.yaml')}`);
   } finally {
     await app.close();
@@ -168,7 +168,7 @@ export async function runDemo(options: { dir: string; term: Terminal }): Promise
 
 export async function runSync(app: App, slug: string, term: Terminal): Promise<void> {
   const { run } = await app.worker.triggerSync(slug, {}, { type: 'manual', detail: 'demo' });
-  const stop = followSyncRun(app, run.id, slug, term);
+  const stop = followSyncRun(app, run.id, slug, new StatusLine(term));
   const final = await app.worker.waitForSyncRun(run.id);
   await stop();
   const rejected = await app.store.listRejectedRows(final.id, 3, 0);
@@ -178,7 +178,7 @@ export async function runSync(app: App, slug: string, term: Terminal): Promise<v
 
 export async function runSequence(app: App, slug: string, term: Terminal): Promise<string> {
   const { run } = await app.worker.triggerSequence(slug, { type: 'manual', detail: 'demo' });
-  const stop = followSequenceRun(app, run.id, term);
+  const stop = followSequenceRun(app, run.id, new StatusLine(term));
   const final = await app.worker.waitForSequenceRun(run.id);
   await stop();
   const view = await sequenceRunDetails(app.store, final);

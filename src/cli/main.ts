@@ -11,18 +11,20 @@ import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { createApp, createConnectorRegistry, type App } from '../app.js';
 import { resolveConfig, type LockstepConfig } from '../config.js';
-import { ErrorCode, LockstepError, ValidationError, formatDiagnostic, toError } from '../core/errors.js';
+import { ErrorCode, LockstepError, NotFoundError, ValidationError, formatDiagnostic, toError } from '../core/errors.js';
 import { createJsonLogger } from '../core/logger.js';
 import { redactUrl } from '../core/connections.js';
 import { iso, rejectedRowView, syncRunView } from '../core/run-views.js';
 import { generateToken, hashToken } from '../core/tokens.js';
 import { ENTITY_SECTIONS, type EntityKind, type Stored, type WorkspaceDefinition, type WorkspaceState } from '../core/workspace.js';
-import type { SyncRun } from '../core/runs.js';
+import { ACTIVE_SYNC_RUN_STATUSES, type SyncRun } from '../core/runs.js';
 import { sequenceRunDetails } from '../engine/run-details.js';
+import { closeMatches, didYouMean } from '../workspace/suggestions.js';
 import { findWorkspaceFiles, mayDeclareStore } from '../workspace/workspace-files.js';
 import { formatSequenceReport, formatSyncReport, mark, type Terminal } from './output.js';
-import { followSequenceRun, followSyncRun, printRejectedSamples } from './progress.js';
+import { StatusLine, followSequenceRun, followSyncRun, printRejectedSamples } from './progress.js';
 import { registerSecretsCommand } from './commands/secrets.js';
+import { ReportedRunsLog } from './reported-runs-log.js';
 
 export const EXIT = { ok: 0, runFailed: 1, invalid: 2, error: 3 } as const;
 
@@ -36,6 +38,14 @@ const processTerminal: Terminal = {
   out: (text) => process.stdout.write(text.endsWith('\n') ? text : `${text}\n`),
   err: (text) => process.stderr.write(text.endsWith('\n') ? text : `${text}\n`),
   isTTY: Boolean(process.stdout.isTTY),
+  errScreen: process.stderr.isTTY
+    ? {
+        write: (text) => process.stderr.write(text),
+        get columns() {
+          return process.stderr.columns || 80;
+        },
+      }
+    : undefined,
 };
 
 /** The YAML loader and its schemas, loaded by the commands that read the workspace files. */
@@ -180,17 +190,21 @@ Exit codes:
     .option('--allow-mass-delete', "let this run delete more than the sync's maxDeletePercent of its rows, once")
     .option('--json', 'print the finished run as JSON')
     .action(async (slug: string, opts: { fullResync?: boolean; resetCdc?: boolean; allowMassDelete?: boolean; json?: boolean }) => {
-      const { app, close } = await openAppToRun(global(), term);
+      const line = new StatusLine(term);
+      const log = new ReportedRunsLog(line.terminal);
+      const { app, close } = await openAppToRun(global(), log.terminal);
+      const reported: number[] = [];
       try {
+        await requireSlug(app, 'sync', slug);
         const { run } = await app.worker.triggerSync(
           slug,
           { fullResync: Boolean(opts.fullResync), resetCDC: Boolean(opts.resetCdc), allowMassDelete: Boolean(opts.allowMassDelete) },
           { type: 'manual', detail: 'cli' },
         );
         // If the process running it dies, another worker takes the same run over: waiting on its id is enough.
-        const stopProgress = opts.json ? async () => {} : followSyncRun(app, run.id, slug, term);
-        const final = await app.worker.waitForSyncRun(run.id);
-        await stopProgress();
+        const stopProgress = opts.json ? async () => {} : followSyncRun(app, run.id, slug, line);
+        const final = await app.worker.waitForSyncRun(run.id).finally(stopProgress);
+        reported.push(final.id);
         const rejected = await app.store.listRejectedRows(final.id, 10, 0);
         if (opts.json) {
           const all = await app.store.listRejectedRows(final.id, 1000, 0);
@@ -200,6 +214,7 @@ Exit codes:
         }
         setExit(final.status === 'success' || final.status === 'warning' ? EXIT.ok : EXIT.runFailed);
       } finally {
+        log.release(reported);
         await close();
       }
     });
@@ -209,7 +224,10 @@ Exit codes:
     .action(async (runId: string) => {
       const { app, close } = await openApp(global(), term, false);
       try {
-        const run = await app.worker.cancelSyncRun(parseRunId(runId));
+        const id = Number(runId);
+        const known = Number.isInteger(id) && id > 0 && (await app.store.getSyncRun(id)) !== null;
+        if (!known) throw await unknownRun(app, 'sync', runId);
+        const run = await app.worker.cancelSyncRun(id);
         term.out(`sync run ${run.id}: ${run.status === 'cancelled' ? 'cancelled' : 'cancel requested'}`);
       } finally {
         await close();
@@ -222,13 +240,17 @@ Exit codes:
     .description('run a sequence now, show its progress, and wait for it')
     .option('--json', 'print the finished run as JSON (the shape of GET /api/v1/sync-sequences/runs/{id})')
     .action(async (slug: string, opts: { json?: boolean }) => {
-      const { app, close } = await openAppToRun(global(), term);
+      const line = new StatusLine(term);
+      const log = new ReportedRunsLog(line.terminal);
+      const { app, close } = await openAppToRun(global(), log.terminal);
+      const reported: number[] = [];
       try {
+        await requireSlug(app, 'sequence', slug);
         const { run } = await app.worker.triggerSequence(slug, { type: 'manual', detail: 'cli' });
-        const stopProgress = opts.json ? async () => {} : followSequenceRun(app, run.id, term);
-        const final = await app.worker.waitForSequenceRun(run.id);
-        await stopProgress();
+        const stopProgress = opts.json ? async () => {} : followSequenceRun(app, run.id, line);
+        const final = await app.worker.waitForSequenceRun(run.id).finally(stopProgress);
         const view = await sequenceRunDetails(app.store, final);
+        for (const m of view.members) if (m.syncRunId !== null) reported.push(m.syncRunId);
         if (opts.json) term.out(JSON.stringify(view, null, 2));
         else {
           term.out(formatSequenceReport(view));
@@ -236,6 +258,7 @@ Exit codes:
         }
         setExit(final.status === 'done' ? EXIT.ok : EXIT.runFailed);
       } finally {
+        log.release(reported);
         await close();
       }
     });
@@ -245,6 +268,8 @@ Exit codes:
     .action(async (runId: string) => {
       const { app, close } = await openApp(global(), term, false);
       try {
+        const known = UUID.test(runId) && (await app.store.getSequenceRun(runId)) !== null;
+        if (!known) throw await unknownRun(app, 'sequence', runId);
         const run = await app.worker.cancelSequenceRun(runId);
         term.out(`sequence run ${run.id}: ${run.status === 'cancelled' ? 'cancelled' : 'cancel requested'}`);
       } finally {
@@ -470,10 +495,44 @@ function totalRejected(run: SyncRun): number {
   return run.failedRows.addedCount + run.failedRows.changedCount + run.failedRows.removedCount;
 }
 
-function parseRunId(text: string): number {
-  const id = Number(text);
-  if (!Number.isInteger(id) || id <= 0) throw new LockstepError(ErrorCode.Validation, `sync run id "${text}" is not a positive whole number`);
-  return id;
+/** Sequence run ids are UUIDs. */
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Throws when the store has no sync (or sequence) `slug`, naming the closest one it has. */
+async function requireSlug(app: App, kind: 'sync' | 'sequence', slug: string): Promise<void> {
+  const found = kind === 'sync' ? await app.store.getSync(slug) : await app.store.getSequence(slug);
+  if (!found) throw await unknownSlug(app, kind, slug);
+}
+
+async function unknownSlug(app: App, kind: 'sync' | 'sequence', slug: string): Promise<NotFoundError> {
+  const state = await app.store.loadWorkspace();
+  const slugs = (kind === 'sync' ? state.syncs : state.sequences).map((e) => e.slug);
+  return new NotFoundError(`no ${kind} "${slug}" in the workspace${didYouMean(slug, slugs)} — check the slug, or run \`lockstep apply\` after adding it`);
+}
+
+/**
+ * The error for `cancel` given something that is no run id of the store. A cancel takes a run's id,
+ * but the slug it is given is the likeliest slip: then it names the runs in progress to cancel.
+ */
+async function unknownRun(app: App, kind: 'sync' | 'sequence', text: string): Promise<LockstepError> {
+  const state = await app.store.loadWorkspace();
+  const entities: Array<{ id: number; slug: string }> = kind === 'sync' ? state.syncs : state.sequences;
+  const named = entities.find((e) => e.slug === text);
+  if (named) {
+    const page = { limit: 10, offset: 0, order: 'desc' as const };
+    const active =
+      kind === 'sync'
+        ? (await app.store.listSyncRuns({ ...page, syncId: named.id, statuses: ['queued', ...ACTIVE_SYNC_RUN_STATUSES] })).map((r) => String(r.id))
+        : (await app.store.listSequenceRuns({ ...page, sequenceId: named.id, statuses: ['pending', 'running'] })).map((r) => r.id);
+    const what = `"${text}" is a ${kind}, not a run id`;
+    if (active.length === 0) return new LockstepError(ErrorCode.Validation, `${what}, and no run of it is in progress — \`lockstep runs --${kind} ${text}\` lists its runs`);
+    if (active.length === 1) return new LockstepError(ErrorCode.Validation, `${what}: to cancel its run in progress, \`lockstep ${kind} cancel ${active[0]}\``);
+    return new LockstepError(ErrorCode.Validation, `${what}: its runs in progress are ${active.join(', ')} — \`lockstep ${kind} cancel <run id>\``);
+  }
+  const [near] = closeMatches(text, entities.map((e) => e.slug), 1);
+  const shown = kind === 'sync' && /^\d+$/.test(text) ? text : `"${text}"`;
+  const guess = near === undefined ? '' : ` (did you mean ${kind} "${near}"? \`lockstep runs --${kind} ${near}\` lists its runs)`;
+  return new NotFoundError(`no ${kind} run ${shown}${guess} — cancel takes a run id; \`lockstep runs\` lists the runs with their ids`);
 }
 
 async function printRuns(app: App, term: Terminal, opts: { sequence?: string; sync?: string; limit: number; json?: boolean }) {
@@ -481,13 +540,13 @@ async function printRuns(app: App, term: Terminal, opts: { sequence?: string; sy
   const out: { sequenceRuns: unknown[]; syncRuns: unknown[] } = { sequenceRuns: [], syncRuns: [] };
   if (!opts.sync) {
     const sequence = opts.sequence ? await app.store.getSequence(opts.sequence) : null;
-    if (opts.sequence && !sequence) throw new LockstepError(ErrorCode.NotFound, `no sequence "${opts.sequence}" in the store — run \`lockstep apply\``);
+    if (opts.sequence && !sequence) throw await unknownSlug(app, 'sequence', opts.sequence);
     const runs = await app.store.listSequenceRuns({ ...page, sequenceId: sequence?.id });
     for (const run of runs) out.sequenceRuns.push(await sequenceRunDetails(app.store, run));
   }
   if (!opts.sequence) {
     const sync = opts.sync ? await app.store.getSync(opts.sync) : null;
-    if (opts.sync && !sync) throw new LockstepError(ErrorCode.NotFound, `no sync "${opts.sync}" in the store — run \`lockstep apply\``);
+    if (opts.sync && !sync) throw await unknownSlug(app, 'sync', opts.sync);
     const runs = await app.store.listSyncRuns({ ...page, syncId: sync?.id });
     const slugs = new Map<number, string>();
     for (const run of runs) {

@@ -61,7 +61,12 @@ export function formatSequenceReport(view: SequenceRunView): string {
   for (const m of view.members) {
     if (m.syncRun?.error) lines.push(`  ${m.key}: ${m.syncRun.error}`);
   }
-  if (view.reason) lines.push(`  ${view.terminatedBy ? `Terminated by ${view.terminatedBy}` : 'Stopped'}: ${view.reason}`);
+  if (view.reason) {
+    // A reason that ends with the terminating member's error has just been printed with it: once is enough.
+    const error = view.members.find((m) => m.key === view.terminatedBy)?.syncRun?.error;
+    const reason = error && view.reason.endsWith(`: ${error}`) ? view.reason.slice(0, -(error.length + 2)) : view.reason;
+    lines.push(`  ${view.terminatedBy ? `Terminated by ${view.terminatedBy}` : 'Stopped'}: ${reason}`);
+  }
   return lines.join('\n');
 }
 
@@ -80,31 +85,83 @@ export function formatSyncReport(slug: string, view: SyncRunView, rejected: Reje
   return lines.join('\n');
 }
 
-/** One line describing a sync run's progress, for live output. */
-export function progressLine(label: string, run: SyncRun): string {
-  const planned = totalCount(run.plannedRows);
-  const done = totalCount(run.successfulRows) + totalCount(run.failedRows);
+const rowCount = (n: number): string => n.toLocaleString('en-US');
+
+function bar(ratio: number, width = 20): string {
+  const filled = Math.round(Math.min(1, Math.max(0, ratio)) * width);
+  return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}]`;
+}
+
+/** What a progress line knows beyond the run's record. */
+export interface ProgressEstimate {
+  /** Share of the run done: the run's `completionRatio`, kept from going back by the caller. */
+  ratio: number;
+  /**
+   * Rows the sync's last finished run read, the model's row count to expect; null before any. The
+   * engine's `completionRatio` is measured against the rows delivered before, so without them the
+   * ratio says nothing of how much of the model is left, and no bar is drawn.
+   */
+  expectedRows: number | null;
+}
+
+/**
+ * One line describing a sync run's progress, for live output. The model is streamed, so its row
+ * count is known only once it has been read (from `reporting` on, the rows read are that count);
+ * until then the total shown is the one the last run read, `~N`, which does not move.
+ */
+export function progressLine(label: string, run: SyncRun, estimate: ProgressEstimate = { ratio: run.completionRatio, expectedRows: null }): string {
+  const rejected = totalCount(run.failedRows);
+  const outcome = `${rowCount(totalCount(run.successfulRows))} delivered${rejected > 0 ? ` · ${rowCount(rejected)} rejected` : ''}`;
   switch (run.status) {
     case 'queued':
       return `  … ${label} waiting`;
     case 'querying':
       return `  ▶ ${label} reading the model`;
     case 'processing': {
-      const width = 20;
-      const filled = Math.round(run.completionRatio * width);
-      return `  ▶ ${label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${planned} rows`;
+      const expected = estimate.expectedRows;
+      if (expected === null) return `  ▶ ${label} ${rowCount(run.querySize)} rows read · ${outcome}`;
+      const ratio = Math.min(1, Math.max(0, estimate.ratio));
+      const percent = `${Math.floor(ratio * 100)}%`.padStart(4);
+      const read = run.querySize <= expected ? `${rowCount(run.querySize)} of ~${rowCount(expected)}` : rowCount(run.querySize);
+      return `  ▶ ${label} ${bar(ratio)} ${percent}  ${read} rows read · ${outcome}`;
     }
     case 'reporting':
-      return `  ▶ ${label} reporting`;
+      return `  ▶ ${label} all ${rowCount(run.querySize)} rows read · ${outcome} · reporting`;
     default:
-      return `  ${mark(run.status)} ${label} ${run.status} — delivered ${counts(run.successfulRows)}, rejected ${totalCount(run.failedRows)}`;
+      return `  ${mark(run.status)} ${label} ${run.status} — delivered ${counts(run.successfulRows)}, rejected ${rejected}`;
   }
+}
+
+/**
+ * When a progress line is worth a line of its own where it cannot be redrawn (stderr a file or a
+ * pipe): a new status; while processing, another tenth of the run done, or without an expected
+ * total, each time the rows read double.
+ */
+export function progressStep(run: SyncRun, estimate: ProgressEstimate): string {
+  if (run.status !== 'processing') return run.status;
+  if (estimate.expectedRows === null) return `processing, 2^${Math.floor(Math.log2(Math.max(1, run.querySize)))} rows read`;
+  return `processing ${Math.floor(Math.min(1, estimate.ratio) * 10)}/10`;
 }
 
 /** Writes for the CLI; swapped in tests. */
 export interface Terminal {
+  /** Writes a line to stdout (a newline is added when missing). */
   out(text: string): void;
+  /** Writes a line to stderr (a newline is added when missing). */
   err(text: string): void;
+  /** stdout is a terminal. */
   isTTY: boolean;
+  /**
+   * Set when stderr is a terminal: live progress redraws one line in place through it (text written
+   * as is, no newline added). Unset when stderr is a file or a pipe: progress then prints a line per
+   * update.
+   */
+  errScreen?: TerminalScreen;
 }
 
+/** A terminal's screen, written to without newlines so a line can be redrawn. */
+export interface TerminalScreen {
+  write(text: string): void;
+  /** Its width: a live line is cut to fit, since a wrapped line cannot be redrawn in place. */
+  readonly columns: number;
+}

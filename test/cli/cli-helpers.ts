@@ -112,17 +112,45 @@ export interface InProcessResult {
   stderr: string;
 }
 
-/** Runs `main()` in this process with a terminal that captures what it prints. */
-export async function runMain(args: string[]): Promise<InProcessResult> {
+/**
+ * Runs `main()` in this process with a terminal that captures what it prints. With `screenColumns`,
+ * stderr is a terminal that wide: live progress redraws its line there, and `stderr` holds the raw
+ * text written (carriage returns and erase-line sequences included; `renderScreen` shows the result).
+ */
+export async function runMain(args: string[], options: { screenColumns?: number } = {}): Promise<InProcessResult> {
   let stdout = '';
   let stderr = '';
   const term: Terminal = {
     out: (text) => (stdout += text.endsWith('\n') ? text : `${text}\n`),
     err: (text) => (stderr += text.endsWith('\n') ? text : `${text}\n`),
     isTTY: false,
+    errScreen: options.screenColumns === undefined ? undefined : { write: (text) => (stderr += text), columns: options.screenColumns },
   };
   const code = await main(['node', 'lockstep', ...args], term);
   return { code, stdout, stderr };
+}
+
+/** The lines a terminal shows after `raw` was written to it (\r returns to the line's start, ESC[K erases to its end). */
+export function renderScreen(raw: string): string[] {
+  const lines: string[] = [''];
+  let column = 0;
+  for (let i = 0; i < raw.length; i++) {
+    const ch = raw[i]!;
+    const row = lines.length - 1;
+    if (raw.startsWith('\u001b[K', i)) {
+      lines[row] = lines[row]!.slice(0, column);
+      i += 2;
+    } else if (ch === '\r') column = 0;
+    else if (ch === '\n') {
+      lines.push('');
+      column = 0;
+    } else {
+      const line = lines[row]!.padEnd(column);
+      lines[row] = line.slice(0, column) + ch + line.slice(column + 1);
+      column++;
+    }
+  }
+  return lines;
 }
 
 export function sleep(ms: number): Promise<void> {

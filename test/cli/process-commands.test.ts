@@ -122,7 +122,7 @@ describe('workers sharing the embedded store', () => {
     const dir = await bigWorkspace();
     const first = new CliProcess(['sync', 'run', 'items-to-crm'], { cwd: dir });
     // The first process claims the run itself and is delivering batches when it dies.
-    await first.waitForStderr(/\[[#.]+\] [1-9]\d*\/\d+ rows/, 15_000);
+    await first.waitForStderr(/ [1-9][\d,]* delivered/, 15_000);
     first.child.kill('SIGKILL');
     await first.exited;
     expect(await syncRunRecord(dir, 1)).toMatchObject({ status: expect.stringMatching(/querying|processing/), attempt: 1 });
