@@ -2,7 +2,11 @@
  * The JSON shapes of Lockstep's own API (`/api/*`) as the UI reads and writes them.
  * Run views are the server's own declarations, shared with the command line's `--json` output.
  */
-export type { MemberRunView, RejectedRowView, SequenceRunView, SyncRunView } from '../../src/core/run-views.js';
+import type { SyncRunView as SyncRunRecordView } from '../../src/core/run-views.js';
+export type { MemberRunView, RejectedRowView, SequenceRunView } from '../../src/core/run-views.js';
+
+/** A sync run as Lockstep's API answers it: with its sync's slug (null once the sync is deleted). */
+export type SyncRunView = SyncRunRecordView & { sync: string | null };
 
 export type IntervalUnit = 'minute' | 'hour' | 'day' | 'week';
 
@@ -50,6 +54,8 @@ export interface Sequence {
 export interface Sync {
   id: number;
   slug: string;
+  /** A destination kind's own settings (an HTTP destination's `method`, Salesforce's `externalIdField`) sit next to the fields below. */
+  [setting: string]: unknown;
   model: string;
   destination: string;
   object: string;
@@ -62,12 +68,77 @@ export interface Sync {
   origin?: string;
 }
 
+/**
+ * A source or destination as the API answers it: its `type` and its kind's settings next to it,
+ * as the workspace file writes them, secrets hidden (`***`, or a URL's password).
+ */
+export interface Connection {
+  id: number;
+  slug: string;
+  type: string;
+  origin?: string;
+  [setting: string]: unknown;
+}
+
+export interface Model {
+  id: number;
+  slug: string;
+  source: string;
+  query: string;
+  primaryKey: string[];
+  origin?: string;
+}
+
 export interface Workspace {
-  sources: Array<{ slug: string; type: string }>;
-  destinations: Array<{ slug: string; type: string }>;
-  models: Array<{ slug: string; source: string }>;
+  sources: Connection[];
+  destinations: Connection[];
+  models: Model[];
   syncs: Sync[];
   sequences: Sequence[];
+}
+
+/** A JSON Schema (draft-07) as `GET /api/connector-kinds` gives a kind's settings. */
+export interface JsonSchema {
+  type?: string | string[];
+  description?: string;
+  default?: unknown;
+  enum?: unknown[];
+  const?: unknown;
+  properties?: Record<string, JsonSchema>;
+  required?: string[];
+  additionalProperties?: boolean | JsonSchema;
+  anyOf?: JsonSchema[];
+  oneOf?: JsonSchema[];
+  minimum?: number;
+  maximum?: number;
+}
+
+/** One entry of `GET /api/connector-kinds`. */
+export interface ConnectorKindInfo {
+  type: string;
+  description: string;
+  roles: Array<'source' | 'destination'>;
+  settings: JsonSchema;
+  secrets: string[];
+  paths: string[];
+  example: string;
+  destination: {
+    capabilities: { deletes: boolean; upsert: boolean; maxBatchSize: number | null; recordIds: boolean };
+    syncSettings: JsonSchema | null;
+  } | null;
+}
+
+/** `POST /api/models/preview`. */
+export interface ModelPreview {
+  columns: string[];
+  rows: Array<Array<string | number | boolean | null>>;
+  keyCheck: { columns: string[]; missing: string[]; rowsChecked: number; complete: boolean; nulls: number; duplicates: number; examples: string[] };
+}
+
+/** `POST /api/{sources|destinations}/test`. */
+export interface ConnectionTest {
+  ok: boolean;
+  message: string;
 }
 
 /** Body of `POST /api/sequences` and `PUT /api/sequences/{slug}`. */

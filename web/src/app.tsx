@@ -7,12 +7,15 @@ import { ApiError, api, auth, errorMessage } from './api.js';
 import { ErrorBanner, Loading } from './components/ui.js';
 import { LiveProvider, useLive } from './live.js';
 import { AlertsPage } from './pages/alerts-page.js';
+import { EntityForm, EntityList } from './pages/entity-pages.js';
+import { SequenceRunPage, SyncRunPage } from './pages/run-pages.js';
 import { SequencePage } from './pages/sequence-page.js';
 import { SequenceWizard } from './pages/sequence-wizard.js';
 import { SequencesPage } from './pages/sequences-page.js';
+import { SyncForm } from './pages/sync-form.js';
 import { SyncPage, SyncsPage } from './pages/sync-pages.js';
 import { WebhooksPage } from './pages/webhooks-page.js';
-import { href, useRoute, type Route } from './router.js';
+import { href, interceptLinks, useRoute, type Route } from './router.js';
 
 type SessionState =
   | { kind: 'checking' }
@@ -120,10 +123,50 @@ function SignIn({ message, onSignedIn }: { message?: string; onSignedIn: () => v
   );
 }
 
+const NAV: ReadonlyArray<{ section: Section; label: string; to: string }> = [
+  { section: 'sequences', label: 'Sequences', to: href.sequences() },
+  { section: 'syncs', label: 'Syncs', to: href.syncs() },
+  { section: 'models', label: 'Models', to: href.entities('models') },
+  { section: 'sources', label: 'Sources', to: href.entities('sources') },
+  { section: 'destinations', label: 'Destinations', to: href.entities('destinations') },
+  { section: 'alerts', label: 'Alerts', to: href.alerts() },
+  { section: 'webhooks', label: 'Webhooks', to: href.webhooks() },
+];
+
+type Section = 'sequences' | 'syncs' | 'models' | 'sources' | 'destinations' | 'alerts' | 'webhooks';
+
+/** The entry of the left navigation a route belongs to. */
+function sectionOf(route: Route): Section | null {
+  switch (route.page) {
+    case 'sequences':
+    case 'new-sequence':
+    case 'sequence':
+    case 'edit-sequence':
+    case 'sequence-run':
+      return 'sequences';
+    case 'syncs':
+    case 'new-sync':
+    case 'sync':
+    case 'edit-sync':
+    case 'sync-run':
+      return 'syncs';
+    case 'entities':
+    case 'new-entity':
+    case 'entity':
+      return route.section;
+    case 'alerts':
+    case 'webhooks':
+      return route.page;
+    case 'not-found':
+      return null;
+  }
+}
+
 function Shell({ authRequired }: { authRequired: boolean }) {
   const route = useRoute();
   const live = useLive();
-  const section = route.page === 'syncs' || route.page === 'sync' ? 'syncs' : route.page === 'alerts' || route.page === 'webhooks' ? route.page : 'sequences';
+  const section = sectionOf(route);
+  useEffect(() => interceptLinks(), []);
   return (
     <div className="shell">
       <nav className="sidebar" aria-label="Main">
@@ -134,26 +177,13 @@ function Shell({ authRequired }: { authRequired: boolean }) {
           Lockstep
         </a>
         <ul>
-          <li>
-            <a href={href.sequences()} aria-current={section === 'sequences' ? 'page' : undefined}>
-              Sequences
-            </a>
-          </li>
-          <li>
-            <a href={href.syncs()} aria-current={section === 'syncs' ? 'page' : undefined}>
-              Syncs
-            </a>
-          </li>
-          <li>
-            <a href={href.alerts()} aria-current={section === 'alerts' ? 'page' : undefined}>
-              Alerts
-            </a>
-          </li>
-          <li>
-            <a href={href.webhooks()} aria-current={section === 'webhooks' ? 'page' : undefined}>
-              Webhooks
-            </a>
-          </li>
+          {NAV.map((item) => (
+            <li key={item.section}>
+              <a href={item.to} aria-current={section === item.section ? 'page' : undefined}>
+                {item.label}
+              </a>
+            </li>
+          ))}
         </ul>
         <div className="sidebar-foot">
           <span className={`live live-${live.state}`} title="Live updates from the server">
@@ -180,13 +210,27 @@ function RoutePage({ route }: { route: Route }) {
     case 'new-sequence':
       return <SequenceWizard />;
     case 'sequence':
-      return <SequencePage key={route.slug} slug={route.slug} />;
+      return <SequencePage key={route.slug} slug={route.slug} runId={route.runId} />;
     case 'edit-sequence':
       return <SequenceWizard slug={route.slug} />;
     case 'syncs':
       return <SyncsPage />;
+    case 'new-sync':
+      return <SyncForm />;
     case 'sync':
       return <SyncPage key={route.slug} slug={route.slug} runId={route.runId} />;
+    case 'edit-sync':
+      return <SyncForm key={route.slug} slug={route.slug} />;
+    case 'entities':
+      return <EntityList key={route.section} section={route.section} />;
+    case 'new-entity':
+      return <EntityForm key={`${route.section}/new`} section={route.section} />;
+    case 'entity':
+      return <EntityForm key={`${route.section}/${route.slug}`} section={route.section} slug={route.slug} />;
+    case 'sync-run':
+      return <SyncRunPage key={route.id} id={route.id} />;
+    case 'sequence-run':
+      return <SequenceRunPage key={route.id} id={route.id} />;
     case 'alerts':
       return <AlertsPage />;
     case 'webhooks':

@@ -74,24 +74,46 @@ export function formatDuration(ms: number | null | undefined): string {
   return `${Math.floor(m / 60)} h ${m % 60} min`;
 }
 
-/** Duration between two ISO times; a running one counts to `now`. */
+/**
+ * Duration between two ISO times; a running one (no `end`) counts to `now`. A start a little after
+ * `now` (the server's clock ahead of the browser's) counts as just started, not as a negative time.
+ */
 export function durationBetween(start: string | null, end: string | null, now = Date.now()): number | null {
   if (!start) return null;
   const from = Date.parse(start);
-  const to = end ? Date.parse(end) : now;
+  const to = end ? Date.parse(end) : Math.max(now, from);
   return Number.isFinite(from) && Number.isFinite(to) ? to - from : null;
 }
 
-const dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
-
-const clock = new Intl.DateTimeFormat(undefined, { timeStyle: 'medium' });
-
-/** The time of day only, for times within one run. */
-export function formatClock(iso: string | null | undefined): string {
-  if (!iso) return '—';
-  const t = Date.parse(iso);
-  return Number.isFinite(t) ? clock.format(t) : iso;
+/**
+ * How long a run took, or has been running: the server's `durationMs` once it ended, the time
+ * since it started while it runs (ticking with `now`; "just started" in its first second), "—"
+ * before it started.
+ */
+export function runDuration(run: { startedAt: string | null; finishedAt: string | null; durationMs?: number | null }, now: number): string {
+  if (run.finishedAt !== null && run.durationMs !== undefined && run.durationMs !== null) return formatDuration(run.durationMs);
+  const ms = durationBetween(run.startedAt, run.finishedAt, now);
+  // A run under way for less than a second (or started by a clock a little ahead of this one) has not taken "0 ms".
+  if (run.finishedAt === null && ms !== null && ms < 1000) return 'just started';
+  return formatDuration(ms);
 }
+
+/** "1 of 3 members ran, 2 skipped" (and how many run or wait, while the run goes on). */
+export function membersInWords(members: ReadonlyArray<{ status: string }>): string {
+  const countOf = (...statuses: string[]) => members.filter((m) => statuses.includes(m.status)).length;
+  const ran = countOf('success', 'warning', 'failed', 'cancelled');
+  const parts = [`${ran} of ${count(members.length, 'member')} ran`];
+  const running = countOf('running');
+  const waiting = countOf('pending');
+  const skipped = countOf('skipped');
+  if (running > 0) parts.push(`${running} running`);
+  if (waiting > 0) parts.push(`${waiting} waiting`);
+  if (skipped > 0) parts.push(`${skipped} skipped`);
+  return parts.join(', ');
+}
+
+/** The one format of a date and time in the UI: "Jan 5, 2026, 14:03:07" in the browser's locale. */
+const dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
 
 export function formatTime(iso: string | null | undefined): string {
   if (!iso) return '—';

@@ -64,6 +64,8 @@ export function useTicker(active: boolean, ms = 1000): number {
   const [now, setNow] = useState(() => Date.now());
   useEffect(() => {
     if (!active) return;
+    // At once too: the time kept since the last tick may be older than a run that just started.
+    setNow(Date.now());
     const id = window.setInterval(() => setNow(Date.now()), ms);
     return () => window.clearInterval(id);
   }, [active, ms]);

@@ -1,6 +1,6 @@
 /** A run's status, trigger, start and duration as sync runs and sequence runs both show them: in a dialog and in a table row. */
 import type { ReactNode } from 'react';
-import { durationBetween, formatDuration, formatRelative, formatTime, triggerInWords } from '../format.js';
+import { formatRelative, formatTime, runDuration, triggerInWords } from '../format.js';
 import { StatusBadge } from './ui.js';
 
 /** What `RunFacts` reads of a run; `durationMs`, when the server gives it, wins over the clock. */
@@ -33,24 +33,24 @@ export function RunFacts({ run, now, children }: { run: RunTimes; now: number; c
       </div>
       <div>
         <dt>Duration</dt>
-        <dd>{formatDuration(run.durationMs ?? durationBetween(run.startedAt, run.finishedAt, now))}</dd>
+        <dd>{runDuration(run, now)}</dd>
       </div>
       {children}
     </dl>
   );
 }
 
-/** The trigger, start and duration cells of `run`'s row in a run history; the start opens the run. */
-export function RunTimeCells({ run, now, openLabel, onOpen }: { run: RunTimes; now: number; openLabel: string; onOpen: () => void }) {
+/** The trigger, start and duration cells of `run`'s row in a run history; the start links to the run. */
+export function RunTimeCells({ run, now, openLabel, to }: { run: RunTimes; now: number; openLabel: string; to: string }) {
   return (
     <>
       <td>{triggerInWords(run.trigger)}</td>
       <td>
-        <button type="button" className="link" onClick={(e) => (e.stopPropagation(), onOpen())} aria-label={openLabel} title={formatTime(run.startedAt ?? run.createdAt)}>
+        <a href={to} onClick={(e) => e.stopPropagation()} aria-label={openLabel} title={formatTime(run.startedAt ?? run.createdAt)}>
           {run.startedAt ? formatRelative(run.startedAt, now) : `queued ${formatRelative(run.createdAt, now)}`}
-        </button>
+        </a>
       </td>
-      <td>{formatDuration(run.durationMs ?? durationBetween(run.startedAt, run.finishedAt, now))}</td>
+      <td>{runDuration(run, now)}</td>
     </>
   );
 }

@@ -190,6 +190,8 @@ export function ScheduleEditor(props: {
   errors: (field: string) => string | undefined;
   syncs: string[];
   sequences: string[];
+  /** What the schedule starts, for the hints (default: sequence). */
+  subject?: 'sync' | 'sequence';
 }) {
   const { draft, onChange, errors } = props;
   const id = useId();
@@ -224,7 +226,7 @@ export function ScheduleEditor(props: {
         <FieldError message={errors('schedule.type')} />
       </div>
 
-      {draft.type === 'manual' && <p className="hint">The sequence runs only when started by hand, through the API, or by another schedule's trigger.</p>}
+      {draft.type === 'manual' && <p className="hint">The {props.subject ?? 'sequence'} runs only when started by hand, through the API, or by another schedule's trigger.</p>}
 
       {draft.type === 'interval' && (
         <div className="row">

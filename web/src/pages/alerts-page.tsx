@@ -378,7 +378,7 @@ function RuleRow({ rule, onEdit, onDeleted }: { rule: AlertRule; onEdit: () => v
 
 function DeliveryRow({ delivery: d }: { delivery: AlertDelivery }) {
   const bad = d.status === 'failed' || d.status === 'given_up';
-  const runLink = d.run && d.subject ? (d.run.kind === 'sync' ? href.syncRun(d.subject.slug, Number(d.run.id)) : href.sequence(d.subject.slug)) : null;
+  const runLink = d.run ? href.run(d.run.kind, d.run.id) : null;
   return (
     <tr className={bad ? 'row-bad' : undefined} data-delivery={d.id}>
       <td className="nowrap">

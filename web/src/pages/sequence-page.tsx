@@ -1,25 +1,23 @@
 /**
  * One sequence: its members (a list, or a graph when any member has `after`), the enable switch,
- * Run now, Edit, and its run history; a run opens in a dialog with each member's sync run.
+ * Run now, Edit, and its run history; a run opens in a dialog with each member's sync run
+ * (`/sequences/<slug>/runs/<id>`), which links to the run's own page.
  */
 import { useEffect, useState } from 'react';
-import type { MemberRunView, Page, Sequence, SequenceRunView, Workspace } from '../api-types.js';
+import type { Page, Sequence, SequenceRunView, Workspace } from '../api-types.js';
 import { api, seg } from '../api.js';
-import { CancelRunButton, useCancelRun } from '../components/cancel-run.js';
-import { RunFacts, RunTimeCells } from '../components/run-facts.js';
+import { ACTIVE_SEQUENCE, SequenceRunDetails, useSequenceRun } from '../components/run-details.js';
+import { RunTimeCells } from '../components/run-facts.js';
 import { RunHistory } from '../components/run-history.js';
 import { SequenceGraph, dependencies, isGraph } from '../components/sequence-graph.js';
 import { Dialog, EmptyState, ErrorBanner, Loading, StatusBadge, Switch } from '../components/ui.js';
-import { durationBetween, formatCount, formatDuration, formatClock, formatTime, scheduleInWords, terminateInWords } from '../format.js';
+import { membersInWords, scheduleInWords, terminateInWords } from '../format.js';
 import { useApi, usePageAction, useTicker } from '../hooks.js';
 import { href, navigate } from '../router.js';
 
 const PAGE_SIZE = 20;
-const ACTIVE_SEQUENCE = ['pending', 'running'];
 
-const sum = (c: { addedCount: number; changedCount: number; removedCount: number } | undefined) => (c ? c.addedCount + c.changedCount + c.removedCount : 0);
-
-export function SequencePage({ slug }: { slug: string }) {
+export function SequencePage({ slug, runId }: { slug: string; runId?: string }) {
   const workspace = useApi<Workspace>('/api/workspace');
   const sequence = workspace.data?.sequences.find((s) => s.slug === slug);
   const [offset, setOffset] = useState(0);
@@ -28,7 +26,6 @@ export function SequencePage({ slug }: { slug: string }) {
     `/api/sequences/${seg(slug)}/runs?limit=${PAGE_SIZE}&offset=${offset}${status ? `&status=${encodeURIComponent(status)}` : ''}`,
     { live: true },
   );
-  const [openRun, setOpenRun] = useState<string | null>(null);
   const { busy, error: actionError, notice, act: runAction } = usePageAction(() => {
     workspace.reload();
     runs.reload();
@@ -112,9 +109,7 @@ export function SequencePage({ slug }: { slug: string }) {
           {startedRun && (
             <>
               {' '}
-              <button type="button" className="link" onClick={() => setOpenRun(startedRun)}>
-                Follow it
-              </button>
+              <a href={href.sequenceRunOf(slug, startedRun)}>Follow it</a>
             </>
           )}
         </div>
@@ -154,7 +149,7 @@ export function SequencePage({ slug }: { slug: string }) {
           limit={PAGE_SIZE}
           onOffset={setOffset}
           empty={status || offset > 0 ? 'No runs match.' : 'This sequence has not run yet. Use Run now, or wait for its schedule.'}
-          table={(page) => <SequenceRunsTable runs={page} onOpen={setOpenRun} />}
+          table={(page) => <SequenceRunsTable runs={page} runHref={(id) => href.sequenceRunOf(slug, id)} />}
         />
       </section>
 
@@ -164,7 +159,7 @@ export function SequencePage({ slug }: { slug: string }) {
         </button>
       </section>
 
-      {openRun && <SequenceRunDialog id={openRun} sequence={sequence} onClose={() => setOpenRun(null)} />}
+      {runId && <SequenceRunDialog key={runId} id={runId} sequence={sequence} onClose={() => navigate(href.sequence(slug))} />}
     </div>
   );
 }
@@ -226,7 +221,7 @@ function Members({ sequence, statuses }: { sequence: Sequence; statuses: Map<str
   );
 }
 
-function SequenceRunsTable({ runs, onOpen }: { runs: SequenceRunView[]; onOpen: (id: string) => void }) {
+function SequenceRunsTable({ runs, runHref }: { runs: SequenceRunView[]; runHref: (id: string) => string }) {
   const now = useTicker(runs.some((r) => ACTIVE_SEQUENCE.includes(r.status)));
   return (
     <table className="table clickable" aria-label="Sequence runs">
@@ -242,16 +237,13 @@ function SequenceRunsTable({ runs, onOpen }: { runs: SequenceRunView[]; onOpen: 
       </thead>
       <tbody>
         {runs.map((run) => {
-          const finished = run.members.filter((m) => !['pending', 'running'].includes(m.status)).length;
           return (
-            <tr key={run.id} onClick={() => onOpen(run.id)} data-run={run.id}>
+            <tr key={run.id} onClick={() => navigate(runHref(run.id))} data-run={run.id}>
               <td>
                 <StatusBadge status={run.status} />
               </td>
-              <RunTimeCells run={run} now={now} openLabel={`Open run ${run.id}`} onOpen={() => onOpen(run.id)} />
-              <td>
-                {finished}/{run.members.length} members
-              </td>
+              <RunTimeCells run={run} now={now} openLabel={`Open run ${run.id}`} to={runHref(run.id)} />
+              <td>{membersInWords(run.members)}</td>
               <td>{run.terminatedBy ? <span title={run.reason ?? undefined}>{run.terminatedBy}</span> : <span className="muted">—</span>}</td>
             </tr>
           );
@@ -262,93 +254,13 @@ function SequenceRunsTable({ runs, onOpen }: { runs: SequenceRunView[]; onOpen: 
 }
 
 function SequenceRunDialog({ id, sequence, onClose }: { id: string; sequence: Sequence; onClose: () => void }) {
-  const run = useApi<SequenceRunView>(`/api/sequence-runs/${seg(id)}`, { live: true });
-  const cancel = useCancelRun(`/api/sequence-runs/${seg(id)}/cancel`, run.reload);
-  const active = run.data ? ACTIVE_SEQUENCE.includes(run.data.status) : false;
-  const now = useTicker(active);
-  const data = run.data;
-
+  const run = useSequenceRun(id);
   return (
     <Dialog title={`Run of ${sequence.name}`} onClose={onClose} wide>
-      {run.loading && !data && <Loading />}
-      <ErrorBanner error={run.error} title="Could not load the run" />
-      <ErrorBanner error={cancel.error} title="Could not cancel" />
-      {data && (
-        <>
-          <RunFacts run={data} now={now}>
-            <div>
-              <dt>Run ID</dt>
-              <dd className="mono small">{data.id}</dd>
-            </div>
-          </RunFacts>
-          {data.terminatedBy && (
-            <div className="banner banner-error" role="note">
-              Terminated by <strong>{data.terminatedBy}</strong>
-              {data.reason ? `: ${data.reason}` : ''}
-            </div>
-          )}
-          {!data.terminatedBy && data.reason && (
-            <div className="banner banner-warn" role="note">
-              {data.reason}
-            </div>
-          )}
-          <table className="table" aria-label="Member runs">
-            <thead>
-              <tr>
-                <th scope="col">Member</th>
-                <th scope="col">Final state</th>
-                <th scope="col">Started</th>
-                <th scope="col">Execution time</th>
-                <th scope="col" className="num">
-                  Rows delivered
-                </th>
-                <th scope="col" className="num">
-                  Rows rejected
-                </th>
-                <th scope="col">Details</th>
-              </tr>
-            </thead>
-            <tbody>
-              {data.members.map((m) => (
-                <MemberRunRow key={m.key} member={m} terminated={data.terminatedBy === m.key} reason={data.reason} now={now} />
-              ))}
-            </tbody>
-          </table>
-          {active && <CancelRunButton onCancel={cancel.cancel} />}
-        </>
-      )}
+      <p className="dialog-link">
+        <a href={href.sequenceRun(id)}>Open on its own page</a>
+      </p>
+      <SequenceRunDetails id={id} run={run} />
     </Dialog>
-  );
-}
-
-function MemberRunRow({ member, terminated, reason, now }: { member: MemberRunView; terminated: boolean; reason: string | null; now: number }) {
-  const syncRun = member.syncRun;
-  return (
-    <tr aria-label={member.key} data-member={member.key} className={terminated ? 'terminated' : undefined}>
-      <th scope="row" className="nowrap">
-        {member.sync ? <a href={href.sync(member.sync)}>{member.key}</a> : member.key}
-        {member.sync && member.sync !== member.key && <div className="muted small">{member.sync}</div>}
-      </th>
-      <td>
-        <StatusBadge status={member.status} />
-      </td>
-      <td className="nowrap">{member.startedAt ? <time dateTime={member.startedAt} title={formatTime(member.startedAt)}>{formatClock(member.startedAt)}</time> : <span className="muted">—</span>}</td>
-      <td>{formatDuration(member.durationMs ?? durationBetween(member.startedAt, member.finishedAt, now))}</td>
-      <td className="num">{syncRun ? formatCount(sum(syncRun.successfulRows)) : '—'}</td>
-      <td className="num">{syncRun ? formatCount(sum(syncRun.failedRows)) : '—'}</td>
-      <td>
-        {terminated && <div className="terminated-note">Terminated the sequence{reason && !syncRun?.error ? `: ${reason}` : ''}</div>}
-        {syncRun?.error && <div className="error-text">{syncRun.error}</div>}
-        {syncRun && !syncRun.error && ['querying', 'processing', 'reporting'].includes(syncRun.status) && (
-          <progress max={1} value={syncRun.completionRatio} aria-label={`Progress of ${member.key}`} />
-        )}
-        {member.status === 'skipped' && <span className="muted">Not started: the sequence ended before it.</span>}
-        {syncRun && member.sync && (
-          <a className="small nowrap" href={href.syncRun(member.sync, syncRun.id)}>
-            Sync run #{syncRun.id}
-          </a>
-        )}
-      </td>
-    </tr>
   );
 }

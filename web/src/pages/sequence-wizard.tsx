@@ -172,7 +172,9 @@ function WizardForm({ workspace, existing }: { workspace: Workspace; existing: S
     document.title = existing ? `Edit ${existing.name} · Lockstep` : 'Add sequence · Lockstep';
   }, [existing]);
 
-  const toggleSync = (slug: string, on: boolean) =>
+  const toggleSync = (slug: string, on: boolean) => {
+    // "Add at least one sync" no longer holds once a sync is picked.
+    if (on) setShown(({ members: _members, ...rest }) => rest);
     setDraft((d) => {
       if (!on) {
         const removed = d.members.filter((m) => m.sync === slug).map((m) => m.key);
@@ -180,6 +182,7 @@ function WizardForm({ workspace, existing }: { workspace: Workspace; existing: S
       }
       return { ...d, members: [...d.members, newMember(slug, new Set(d.members.map((m) => m.key)))] };
     });
+  };
 
   const move = (index: number, by: -1 | 1) =>
     setDraft((d) => {
@@ -221,12 +224,16 @@ function WizardForm({ workspace, existing }: { workspace: Workspace; existing: S
       navigate(href.sequence(saved?.slug ?? body.slug));
     } catch (thrown) {
       const error = thrown instanceof Error ? thrown : new Error(errorMessage(thrown));
-      setServerError(error);
       if (error instanceof ApiError && error.status === 409 && !existing) {
-        // The slug is taken: say so at the slug field.
-        setShown({ slug: error.message });
+        // The slug is taken: say so at the slug field, in words rather than the API's.
+        const taken = `A sequence with the slug “${draft.slug.trim()}” exists already. Choose another name or slug.`;
+        setServerError(new Error(taken));
+        setShown({ slug: taken });
         setStep(2);
-      } else if (error instanceof ApiError && Object.keys(error.details).length > 0) {
+        return;
+      }
+      setServerError(error);
+      if (error instanceof ApiError && Object.keys(error.details).length > 0) {
         setShown(error.details);
         setStep(Math.min(...Object.keys(error.details).map((k) => stepOf(normalizeField(k)))));
       }
@@ -303,7 +310,7 @@ function WizardForm({ workspace, existing }: { workspace: Workspace; existing: S
           <p className="hint">Choose the syncs this sequence runs. You order them and choose what stops the sequence in the next step.</p>
           {workspace.syncs.length === 0 ? (
             <p className="empty-inline">
-              This workspace has no syncs yet. Declare them in <code>lockstep.yaml</code> and run <code>lockstep apply</code>, then come back.
+              This workspace has no syncs yet. <a href={href.newSync()}>Add a sync</a> first, then come back.
             </p>
           ) : (
             <>

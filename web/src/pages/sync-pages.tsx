@@ -1,33 +1,32 @@
 /**
  * Syncs: the list, and one sync's page with its run history (added/changed/removed ×
- * successful/rejected per run), Run now, enable/disable, and a run's rejected rows with reasons.
+ * successful/rejected per run), Run now, enable/disable, Edit, and a run's rejected rows with
+ * reasons (in a dialog at `/syncs/<slug>/runs/<id>`, which links to the run's own page).
  */
 import { Fragment, useEffect, useState } from 'react';
-import type { Page, RejectedRowView, Sync, SyncRunView, Workspace } from '../api-types.js';
+import type { Page, Sync, SyncRunView, Workspace } from '../api-types.js';
 import { api, seg } from '../api.js';
-import { CancelRunButton, useCancelRun } from '../components/cancel-run.js';
 import { EnabledBadge, LastRun } from '../components/last-run.js';
-import { RunFacts, RunTimeCells } from '../components/run-facts.js';
+import { ACTIVE_SYNC, OPS, SyncRunDetails, useSyncRun } from '../components/run-details.js';
+import { RunTimeCells } from '../components/run-facts.js';
 import { RunHistory } from '../components/run-history.js';
-import { Dialog, EmptyState, ErrorBanner, Loading, Pager, StatusBadge, Switch } from '../components/ui.js';
+import { Dialog, EmptyState, ErrorBanner, Loading, StatusBadge, Switch } from '../components/ui.js';
 import { formatCount, scheduleInWords } from '../format.js';
 import { useApi, usePageAction, useTicker } from '../hooks.js';
 import { href, navigate } from '../router.js';
 
 const RUNS_PAGE = 20;
-const REJECTED_PAGE = 25;
-const ACTIVE_SYNC = ['queued', 'querying', 'processing', 'reporting'];
-const OPS = [
-  ['added', 'addedCount'],
-  ['changed', 'changedCount'],
-  ['removed', 'removedCount'],
-] as const;
 
 export function SyncsPage() {
   const workspace = useApi<Workspace>('/api/workspace');
   useEffect(() => {
     document.title = 'Syncs · Lockstep';
   }, []);
+  const addButton = (
+    <a className="button primary" href={href.newSync()}>
+      Add sync
+    </a>
+  );
   const sequencesOf = (slug: string) => workspace.data?.sequences.filter((s) => s.members.some((m) => m.sync === slug)).map((s) => s.slug) ?? [];
   return (
     <div className="page">
@@ -36,14 +35,15 @@ export function SyncsPage() {
           <h1>Syncs</h1>
           <p className="subtitle">Each sync sends a model's changed rows to a destination object.</p>
         </div>
+        {workspace.data && workspace.data.syncs.length > 0 && addButton}
       </header>
       <ErrorBanner error={workspace.error} title="Could not load the syncs" />
       {workspace.loading && !workspace.data && <Loading />}
       {workspace.data && workspace.data.syncs.length === 0 && (
-        <EmptyState title="No syncs yet">
+        <EmptyState title="No syncs yet" action={addButton}>
           <p>
-            A sync moves the rows of a model (a SQL query on a source) into a table or object of a destination, sending only what changed. Declare syncs in{' '}
-            <code>lockstep.yaml</code> and run <code>lockstep apply</code>; they appear here.
+            A sync moves the rows of a model (a SQL query on a source) into a table or object of a destination, sending only what changed. Add one here,
+            or declare syncs in <code>lockstep.yaml</code> and run <code>lockstep apply</code>.
           </p>
         </EmptyState>
       )}
@@ -152,6 +152,9 @@ export function SyncPage({ slug, runId }: { slug: string; runId?: number }) {
             disabled={busy}
             onChange={(enabled) => void act(() => setEnabled(enabled), enabled ? 'Sync enabled.' : 'Sync disabled: its schedule no longer starts it.')}
           />
+          <a className="button" href={href.editSync(slug)}>
+            Edit
+          </a>
           <details className="menu">
             <summary className="button">More</summary>
             <div className="menu-items">
@@ -188,7 +191,7 @@ export function SyncPage({ slug, runId }: { slug: string; runId?: number }) {
           limit={RUNS_PAGE}
           onOffset={setOffset}
           empty={offset > 0 ? 'No more runs.' : 'This sync has not run yet. Use Run now, or wait for its schedule.'}
-          table={(page) => <SyncRunsTable runs={page} onOpen={(id) => navigate(href.syncRun(slug, id))} />}
+          table={(page) => <SyncRunsTable runs={page} runHref={(id) => href.syncRunOf(slug, id)} />}
         />
       </section>
 
@@ -197,7 +200,7 @@ export function SyncPage({ slug, runId }: { slug: string; runId?: number }) {
   );
 }
 
-function SyncRunsTable({ runs, onOpen }: { runs: SyncRunView[]; onOpen: (id: number) => void }) {
+function SyncRunsTable({ runs, runHref }: { runs: SyncRunView[]; runHref: (id: number) => string }) {
   const now = useTicker(runs.some((r) => ACTIVE_SYNC.includes(r.status)));
   return (
     <table className="table clickable counts" aria-label="Sync runs">
@@ -236,14 +239,14 @@ function SyncRunsTable({ runs, onOpen }: { runs: SyncRunView[]; onOpen: (id: num
       </thead>
       <tbody>
         {runs.map((run) => (
-          <tr key={run.id} onClick={() => onOpen(run.id)} data-run={run.id}>
+          <tr key={run.id} onClick={() => navigate(runHref(run.id))} data-run={run.id}>
             <td>
               <StatusBadge status={run.status} />
               {ACTIVE_SYNC.includes(run.status) && run.status !== 'queued' && (
                 <progress max={1} value={run.completionRatio} aria-label={`Progress of run ${run.id}`} />
               )}
             </td>
-            <RunTimeCells run={run} now={now} openLabel={`Open sync run ${run.id}`} onOpen={() => onOpen(run.id)} />
+            <RunTimeCells run={run} now={now} openLabel={`Open sync run ${run.id}`} to={runHref(run.id)} />
             {OPS.map(([op, field]) => (
               <Fragment key={op}>
                 <td className={`num${run.successfulRows[field] > 0 ? ' good-num' : ' muted'}`} data-count={`${op}-successful`}>
@@ -261,98 +264,14 @@ function SyncRunsTable({ runs, onOpen }: { runs: SyncRunView[]; onOpen: (id: num
   );
 }
 
-/** A composite key `{a: 1, b: 2}` as `a=1, b=2`; a single value as itself. */
-function keyInWords(key: unknown): string {
-  if (key === null || key === undefined) return '(null)';
-  if (Array.isArray(key)) return key.map(keyInWords).join(', ');
-  if (typeof key === 'object') return Object.entries(key as Record<string, unknown>).map(([k, v]) => `${k}=${keyInWords(v)}`).join(', ');
-  return String(key);
-}
-
 function SyncRunDialog({ id, onClose }: { id: number; onClose: () => void }) {
-  const run = useApi<SyncRunView>(`/api/sync-runs/${id}`, { live: true });
-  const [offset, setOffset] = useState(0);
-  const rejected = useApi<Page<RejectedRowView>>(`/api/sync-runs/${id}/rejected-rows?limit=${REJECTED_PAGE}&offset=${offset}`, { live: true });
-  const cancel = useCancelRun(`/api/sync-runs/${id}/cancel`, run.reload);
-  const data = run.data;
-  const active = data ? ACTIVE_SYNC.includes(data.status) : false;
-  const now = useTicker(active);
-
+  const run = useSyncRun(id);
   return (
     <Dialog title={`Sync run #${id}`} onClose={onClose} wide>
-      {run.loading && !data && <Loading />}
-      <ErrorBanner error={run.error} title="Could not load the run" />
-      <ErrorBanner error={cancel.error} title="Could not cancel" />
-      {data && (
-        <>
-          <RunFacts run={data} now={now}>
-            <div>
-              <dt>Rows queried</dt>
-              <dd>{formatCount(data.querySize)}</dd>
-            </div>
-          </RunFacts>
-          {active && data.status !== 'queued' && <progress className="wide" max={1} value={data.completionRatio} aria-label="Progress" />}
-          {data.error && (
-            <div className="banner banner-error" role="note">
-              <strong>Fatal error:</strong> {data.error}
-            </div>
-          )}
-          <table className="table compact counts" aria-label="Row counts">
-            <thead>
-              <tr>
-                <th scope="col">Rows</th>
-                <th scope="col" className="num">
-                  Planned
-                </th>
-                <th scope="col" className="num">
-                  Successful
-                </th>
-                <th scope="col" className="num">
-                  Rejected
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {OPS.map(([op, field]) => (
-                <tr key={op}>
-                  <th scope="row">{op[0]!.toUpperCase() + op.slice(1)}</th>
-                  <td className="num">{formatCount(data.plannedRows[field])}</td>
-                  <td className={`num${data.successfulRows[field] > 0 ? ' good-num' : ''}`}>{formatCount(data.successfulRows[field])}</td>
-                  <td className={`num${data.failedRows[field] > 0 ? ' bad-num' : ''}`}>{formatCount(data.failedRows[field])}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-
-          <h3>Rejected rows</h3>
-          <ErrorBanner error={rejected.error} title="Could not load the rejected rows" />
-          {rejected.data && rejected.data.data.length === 0 && offset === 0 && <p className="empty-inline">No rejected rows in this run.</p>}
-          {rejected.data && rejected.data.data.length > 0 && (
-            <table className="table compact" aria-label="Rejected rows">
-              <thead>
-                <tr>
-                  <th scope="col">Primary key</th>
-                  <th scope="col">Operation</th>
-                  <th scope="col">Reason</th>
-                </tr>
-              </thead>
-              <tbody>
-                {rejected.data.data.map((row, i) => (
-                  <tr key={`${offset + i}`}>
-                    <td className="mono">{keyInWords(row.key)}</td>
-                    <td>{row.op}</td>
-                    <td className="reason">{row.reason}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          )}
-          {rejected.data && (
-            <Pager label="Rejected rows pages" offset={offset} limit={REJECTED_PAGE} hasMore={rejected.data.hasMore} count={rejected.data.data.length} onChange={setOffset} />
-          )}
-          {active && <CancelRunButton onCancel={cancel.cancel} />}
-        </>
-      )}
+      <p className="dialog-link">
+        <a href={href.syncRun(id)}>Open on its own page</a>
+      </p>
+      <SyncRunDetails id={id} run={run} />
     </Dialog>
   );
 }

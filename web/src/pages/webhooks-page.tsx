@@ -161,10 +161,10 @@ export function WebhooksPage() {
                     ) : (
                       e.triggered.map((run) => (
                         <div key={`${run.kind}-${run.runId}`}>
-                          <a href={run.kind === 'sync' ? href.syncRun(run.slug, Number(run.runId)) : href.sequence(run.slug)}>
-                            {run.kind} {run.slug}
-                          </a>{' '}
-                          <span className="muted small">{run.kind === 'sync' ? `run #${run.runId}` : `run ${run.runId.slice(0, 8)}`}</span>
+                          {run.kind} <a href={run.kind === 'sync' ? href.sync(run.slug) : href.sequence(run.slug)}>{run.slug}</a>{' '}
+                          <a className="small" href={href.run(run.kind, run.runId)}>
+                            {run.kind === 'sync' ? `run #${run.runId}` : `run ${run.runId.slice(0, 8)}`}
+                          </a>
                         </div>
                       ))
                     )}

@@ -1,0 +1,237 @@
+/**
+ * What one run shows, on its own page (`/runs/sync/12`, `/runs/sequence/<id>`) and in the dialog
+ * over its sync's or sequence's page: a sync run's facts, row counts and rejected rows with their
+ * reasons; a sequence run's facts, why it ended early, and each member's sync run.
+ */
+import { useState } from 'react';
+import type { MemberRunView, Page, RejectedRowView, SequenceRunView, SyncRunView } from '../api-types.js';
+import { seg } from '../api.js';
+import { formatCount, formatTime, membersInWords, runDuration } from '../format.js';
+import { useApi, useTicker, type Resource } from '../hooks.js';
+import { href } from '../router.js';
+import { CancelRunButton, useCancelRun } from './cancel-run.js';
+import { RunFacts } from './run-facts.js';
+import { ErrorBanner, Loading, Pager, StatusBadge } from './ui.js';
+
+const REJECTED_PAGE = 25;
+
+/** Sync run states before the end: the duration ticks and the run can be cancelled. */
+export const ACTIVE_SYNC = ['queued', 'querying', 'processing', 'reporting'];
+/** Sequence run states before the end. */
+export const ACTIVE_SEQUENCE = ['pending', 'running'];
+
+export const OPS = [
+  ['added', 'addedCount'],
+  ['changed', 'changedCount'],
+  ['removed', 'removedCount'],
+] as const;
+
+const sum = (c: { addedCount: number; changedCount: number; removedCount: number } | undefined) => (c ? c.addedCount + c.changedCount + c.removedCount : 0);
+
+/** A composite key `{a: 1, b: 2}` as `a=1, b=2`; a single value as itself. */
+function keyInWords(key: unknown): string {
+  if (key === null || key === undefined) return '(null)';
+  if (Array.isArray(key)) return key.map(keyInWords).join(', ');
+  if (typeof key === 'object') return Object.entries(key as Record<string, unknown>).map(([k, v]) => `${k}=${keyInWords(v)}`).join(', ');
+  return String(key);
+}
+
+/** Sync run `id`, kept live. */
+export function useSyncRun(id: number): Resource<SyncRunView> {
+  return useApi<SyncRunView>(`/api/sync-runs/${id}`, { live: true });
+}
+
+/** Sequence run `id`, kept live. */
+export function useSequenceRun(id: string): Resource<SequenceRunView> {
+  return useApi<SequenceRunView>(`/api/sequence-runs/${seg(id)}`, { live: true });
+}
+
+export function SyncRunDetails({ id, run }: { id: number; run: Resource<SyncRunView> }) {
+  const [offset, setOffset] = useState(0);
+  const rejected = useApi<Page<RejectedRowView>>(`/api/sync-runs/${id}/rejected-rows?limit=${REJECTED_PAGE}&offset=${offset}`, { live: true });
+  const cancel = useCancelRun(`/api/sync-runs/${id}/cancel`, run.reload);
+  const data = run.data;
+  const active = data ? ACTIVE_SYNC.includes(data.status) : false;
+  const now = useTicker(active);
+
+  return (
+    <>
+      {run.loading && !data && <Loading />}
+      <ErrorBanner error={run.error} title="Could not load the run" />
+      <ErrorBanner error={cancel.error} title="Could not cancel" />
+      {data && (
+        <>
+          <RunFacts run={data} now={now}>
+            <div>
+              <dt>Rows queried</dt>
+              <dd>{formatCount(data.querySize)}</dd>
+            </div>
+            {data.sequenceRunId && (
+              <div>
+                <dt>Part of</dt>
+                <dd>
+                  <a href={href.sequenceRun(data.sequenceRunId)}>a sequence run</a>
+                </dd>
+              </div>
+            )}
+          </RunFacts>
+          {active && data.status !== 'queued' && <progress className="wide" max={1} value={data.completionRatio} aria-label="Progress" />}
+          {data.error && (
+            <div className="banner banner-error" role="note">
+              <strong>Fatal error:</strong> {data.error}
+            </div>
+          )}
+          <table className="table compact counts" aria-label="Row counts">
+            <thead>
+              <tr>
+                <th scope="col">Rows</th>
+                <th scope="col" className="num">
+                  Planned
+                </th>
+                <th scope="col" className="num">
+                  Successful
+                </th>
+                <th scope="col" className="num">
+                  Rejected
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {OPS.map(([op, field]) => (
+                <tr key={op}>
+                  <th scope="row">{op[0]!.toUpperCase() + op.slice(1)}</th>
+                  <td className="num">{formatCount(data.plannedRows[field])}</td>
+                  <td className={`num${data.successfulRows[field] > 0 ? ' good-num' : ''}`}>{formatCount(data.successfulRows[field])}</td>
+                  <td className={`num${data.failedRows[field] > 0 ? ' bad-num' : ''}`}>{formatCount(data.failedRows[field])}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+
+          <h3>Rejected rows</h3>
+          <ErrorBanner error={rejected.error} title="Could not load the rejected rows" />
+          {rejected.data && rejected.data.data.length === 0 && offset === 0 && <p className="empty-inline">No rejected rows in this run.</p>}
+          {rejected.data && rejected.data.data.length > 0 && (
+            <table className="table compact" aria-label="Rejected rows">
+              <thead>
+                <tr>
+                  <th scope="col">Primary key</th>
+                  <th scope="col">Operation</th>
+                  <th scope="col">Reason</th>
+                </tr>
+              </thead>
+              <tbody>
+                {rejected.data.data.map((row, i) => (
+                  <tr key={`${offset + i}`}>
+                    <td className="mono">{keyInWords(row.key)}</td>
+                    <td>{row.op}</td>
+                    <td className="reason">{row.reason}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          )}
+          {rejected.data && (
+            <Pager label="Rejected rows pages" offset={offset} limit={REJECTED_PAGE} hasMore={rejected.data.hasMore} count={rejected.data.data.length} onChange={setOffset} />
+          )}
+          {active && <CancelRunButton onCancel={cancel.cancel} />}
+        </>
+      )}
+    </>
+  );
+}
+
+export function SequenceRunDetails({ id, run }: { id: string; run: Resource<SequenceRunView> }) {
+  const cancel = useCancelRun(`/api/sequence-runs/${seg(id)}/cancel`, run.reload);
+  const data = run.data;
+  const active = data ? ACTIVE_SEQUENCE.includes(data.status) : false;
+  const now = useTicker(active);
+
+  return (
+    <>
+      {run.loading && !data && <Loading />}
+      <ErrorBanner error={run.error} title="Could not load the run" />
+      <ErrorBanner error={cancel.error} title="Could not cancel" />
+      {data && (
+        <>
+          <RunFacts run={data} now={now}>
+            <div>
+              <dt>Members</dt>
+              <dd>{membersInWords(data.members)}</dd>
+            </div>
+            <div>
+              <dt>Run ID</dt>
+              <dd className="mono small">{data.id}</dd>
+            </div>
+          </RunFacts>
+          {data.terminatedBy && (
+            <div className="banner banner-error" role="note">
+              Terminated by <strong>{data.terminatedBy}</strong>
+              {data.reason ? `: ${data.reason}` : ''}
+            </div>
+          )}
+          {!data.terminatedBy && data.reason && (
+            <div className="banner banner-warn" role="note">
+              {data.reason}
+            </div>
+          )}
+          <table className="table" aria-label="Member runs">
+            <thead>
+              <tr>
+                <th scope="col">Member</th>
+                <th scope="col">Final state</th>
+                <th scope="col">Started</th>
+                <th scope="col">Execution time</th>
+                <th scope="col" className="num">
+                  Rows delivered
+                </th>
+                <th scope="col" className="num">
+                  Rows rejected
+                </th>
+                <th scope="col">Details</th>
+              </tr>
+            </thead>
+            <tbody>
+              {data.members.map((m) => (
+                <MemberRunRow key={m.key} member={m} terminated={data.terminatedBy === m.key} reason={data.reason} now={now} />
+              ))}
+            </tbody>
+          </table>
+          {active && <CancelRunButton onCancel={cancel.cancel} />}
+        </>
+      )}
+    </>
+  );
+}
+
+function MemberRunRow({ member, terminated, reason, now }: { member: MemberRunView; terminated: boolean; reason: string | null; now: number }) {
+  const syncRun = member.syncRun;
+  return (
+    <tr aria-label={member.key} data-member={member.key} className={terminated ? 'terminated' : undefined}>
+      <th scope="row" className="nowrap">
+        {member.sync ? <a href={href.sync(member.sync)}>{member.key}</a> : member.key}
+        {member.sync && member.sync !== member.key && <div className="muted small">{member.sync}</div>}
+      </th>
+      <td>
+        <StatusBadge status={member.status} />
+      </td>
+      <td className="nowrap">{member.startedAt ? <time dateTime={member.startedAt}>{formatTime(member.startedAt)}</time> : <span className="muted">—</span>}</td>
+      <td>{runDuration(member, now)}</td>
+      <td className="num">{syncRun ? formatCount(sum(syncRun.successfulRows)) : '—'}</td>
+      <td className="num">{syncRun ? formatCount(sum(syncRun.failedRows)) : '—'}</td>
+      <td>
+        {terminated && <div className="terminated-note">Terminated the sequence{reason && !syncRun?.error ? `: ${reason}` : ''}</div>}
+        {syncRun?.error && <div className="error-text">{syncRun.error}</div>}
+        {syncRun && !syncRun.error && ['querying', 'processing', 'reporting'].includes(syncRun.status) && (
+          <progress max={1} value={syncRun.completionRatio} aria-label={`Progress of ${member.key}`} />
+        )}
+        {member.status === 'skipped' && <span className="muted">Not started: the sequence ended before it.</span>}
+        {syncRun && (
+          <a className="small nowrap" href={href.syncRun(syncRun.id)}>
+            Sync run #{syncRun.id}
+          </a>
+        )}
+      </td>
+    </tr>
+  );
+}
