@@ -147,14 +147,101 @@ describe('Webhooks page', () => {
     expect(acceptedText).toContain('dbt Cloud');
     expect(acceptedText).toContain('job.run.completed');
     expect(acceptedText).toMatch(/job 101/);
-    const runLink = accepted.getByRole('link', { name: 'sequence nightly' });
-    expect(await runLink.getAttribute('href')).toBe('#/sequences/nightly');
+    expect(await accepted.getByRole('link', { name: 'nightly' }).getAttribute('href')).toBe('/sequences/nightly');
+    // The run it started opens on its own page.
+    const runLink = accepted.getByRole('link', { name: /^run [0-9a-f]{8}$/ });
+    expect(await runLink.getAttribute('href')).toMatch(/^\/runs\/sequence\/[0-9a-f-]{36}$/);
     const rejected = table.locator('tr.row-bad', { has: page.locator('[data-outcome="rejected"]') });
     expect(await rejected.textContent()).toMatch(/not the HMAC-SHA256 of the body/);
     await screenshot(page, '11-webhooks');
     await runLink.click();
-    await page.getByRole('heading', { name: 'nightly', level: 1 }).waitFor();
+    await page.getByRole('heading', { name: 'Run of nightly', level: 1 }).waitFor();
+    await page.getByRole('table', { name: 'Member runs' }).getByRole('row', { name: 'accounts-to-crm' }).waitFor();
     // The only failed request is the rule form's deliberate 422.
     expect(browser.errors.filter((e) => !e.includes('status of 422'))).toEqual([]);
+  });
+});
+
+interface Delivery {
+  event: string;
+  run: { kind: 'sync' | 'sequence'; id: string; url: string } | null;
+}
+
+/** The first delivery of `event`, once the alert monitor has queued it. */
+async function deliveryOf(event: string): Promise<Delivery & { run: NonNullable<Delivery['run']> }> {
+  return eventually(`a ${event} alert`, async () => {
+    const { body } = await server.api<{ data: Delivery[] }>('GET', '/api/alerts/deliveries?limit=50');
+    const found = body.data.find((d) => d.event === event && d.run !== null);
+    return found ? (found as Delivery & { run: NonNullable<Delivery['run']> }) : undefined;
+  }, 30_000);
+}
+
+describe('run links', () => {
+  it('an alert’s link opens the failed sync run’s own page, under the address the server listens on', async () => {
+    expect((await server.api('POST', '/api/syncs', { slug: 'broken-to-crm', model: 'accounts', destination: 'crm', object: 'no_such_table', mode: 'upsert' })).status).toBe(201);
+    expect((await server.api('POST', '/api/alerts/rules', { name: 'broken-watch', syncs: ['broken-to-crm'], on: ['sync_failed'], channels: ['ops-hook'] })).status).toBe(201);
+    const started = await server.api<{ id: number }>('POST', '/api/syncs/broken-to-crm/runs');
+    const delivery = await deliveryOf('sync_failed');
+    // LOCKSTEP_PUBLIC_URL is not set: links point where `lockstep serve` listens.
+    expect(delivery.run.url).toBe(`${server.baseUrl}/runs/sync/${started.body.id}`);
+
+    await page.goto(delivery.run.url);
+    await page.getByRole('heading', { name: `Sync run #${started.body.id}`, level: 1 }).waitFor();
+    expect(await page.getByRole('note').textContent()).toMatch(/Fatal error:.*no_such_table/);
+    expect(await page.locator('[data-status]').first().getAttribute('data-status')).toBe('failed');
+    await screenshot(page, '12-sync-run-page');
+
+    // The Alerts page links the delivery to the same page.
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Alerts' }).click();
+    const row = page.getByRole('table', { name: 'Alert deliveries' }).locator('tr', { hasText: 'broken-to-crm' }).first();
+    await row.getByRole('link', { name: `run #${started.body.id}` }).click();
+    await page.getByRole('heading', { name: `Sync run #${started.body.id}`, level: 1 }).waitFor();
+    expect(new URL(page.url()).pathname).toBe(`/runs/sync/${started.body.id}`);
+    // Back to the sync it belongs to.
+    await page.getByRole('link', { name: 'broken-to-crm' }).click();
+    await page.getByRole('heading', { name: 'broken-to-crm', level: 1 }).waitFor();
+  });
+
+  it('an alert’s link opens the failed sequence run: who terminated it, each member, and a link to each member’s sync run', async () => {
+    expect((await server.api('POST', '/api/sequences', { slug: 'breaks', name: 'Breaks early', members: [{ sync: 'broken-to-crm' }, { sync: 'accounts-to-crm' }] })).status).toBe(201);
+    expect((await server.api('POST', '/api/alerts/rules', { name: 'breaks-watch', sequences: ['breaks'], on: ['sequence_failed'], channels: ['ops-hook'] })).status).toBe(201);
+    const started = await server.api<{ id: string }>('POST', '/api/sequences/breaks/runs');
+    const delivery = await deliveryOf('sequence_failed');
+    expect(delivery.run.url).toBe(`${server.baseUrl}/runs/sequence/${started.body.id}`);
+
+    await page.goto(delivery.run.url);
+    await page.getByRole('heading', { name: 'Run of Breaks early', level: 1 }).waitFor();
+    const details = page.getByRole('region', { name: 'Run details' });
+    await details.getByText('1 of 2 members ran, 1 skipped').waitFor();
+    expect(await details.getByRole('note').textContent()).toMatch(/^Terminated by broken-to-crm: /);
+    const members = details.getByRole('table', { name: 'Member runs' });
+    expect(await members.getByRole('row', { name: 'accounts-to-crm' }).locator('[data-status]').getAttribute('data-status')).toBe('skipped');
+    await screenshot(page, '13-sequence-run-page');
+    await members.getByRole('row', { name: 'broken-to-crm' }).getByRole('link', { name: /^Sync run #\d+$/ }).click();
+    await page.getByRole('heading', { name: /^Sync run #\d+$/, level: 1 }).waitFor();
+    await page.getByRole('link', { name: 'a sequence run' }).click();
+    await page.getByRole('heading', { name: 'Run of Breaks early', level: 1 }).waitFor();
+
+    // From the sequence's run history, a run opens over the page, and from there on its own page.
+    await page.goto(`${server.baseUrl}/sequences/breaks`);
+    await page.getByRole('table', { name: 'Sequence runs' }).getByRole('link', { name: /Open run/ }).first().click();
+    const dialog = page.getByRole('dialog', { name: 'Run of Breaks early' });
+    await dialog.getByRole('table', { name: 'Member runs' }).waitFor();
+    expect(new URL(page.url()).pathname).toBe(`/sequences/breaks/runs/${started.body.id}`);
+    await dialog.getByRole('link', { name: 'Open on its own page' }).click();
+    await page.getByRole('heading', { name: 'Run of Breaks early', level: 1 }).waitFor();
+    expect(new URL(page.url()).pathname).toBe(`/runs/sequence/${started.body.id}`);
+  });
+
+  it('links of earlier alerts (`/syncs/<slug>?run=<id>`) and hash links still open what they name', async () => {
+    const { body } = await server.api<{ data: Array<{ id: number }> }>('GET', '/api/syncs/broken-to-crm/runs?limit=1');
+    const id = body.data[0]!.id;
+    await page.goto(`${server.baseUrl}/syncs/broken-to-crm?run=${id}`);
+    await page.getByRole('dialog', { name: `Sync run #${id}` }).getByRole('table', { name: 'Row counts' }).waitFor();
+    await page.goto(`${server.baseUrl}/#/runs/sync/${id}`);
+    await page.getByRole('heading', { name: `Sync run #${id}`, level: 1 }).waitFor();
+    expect(new URL(page.url()).pathname).toBe(`/runs/sync/${id}`);
+    await page.goto(`${server.baseUrl}/runs/sync/999999`);
+    await page.getByRole('region', { name: 'There is no sync run #999999' }).waitFor();
   });
 });

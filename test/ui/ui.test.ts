@@ -75,7 +75,7 @@ describe('web UI', () => {
     expect(await row.locator('[data-count="removed-successful"]').textContent()).toBe('0');
     await screenshot(page, '07-sync-page');
 
-    await row.getByRole('button', { name: /Open sync run/ }).click();
+    await row.getByRole('link', { name: /Open sync run/ }).click();
     const dialog = page.getByRole('dialog', { name: /Sync run #\d+/ });
     const rejected = dialog.getByRole('table', { name: 'Rejected rows' });
     await rejected.waitFor();
@@ -140,7 +140,7 @@ describe('web UI', () => {
     await page.getByRole('button', { name: 'Save' }).click();
 
     await page.getByRole('heading', { name: 'CRM hierarchy', level: 1 }).waitFor();
-    expect(page.url()).toContain('#/sequences/crm-hierarchy');
+    expect(new URL(page.url()).pathname).toBe('/sequences/crm-hierarchy');
     const members = page.getByRole('list', { name: 'Members in order' });
     expect(await members.getByRole('listitem').evaluateAll((items) => items.map((li) => li.getAttribute('aria-label')))).toEqual([...SYNCS]);
     expect(await members.textContent()).toContain('On fatal error or more than 5% rejected');
@@ -168,9 +168,9 @@ describe('web UI', () => {
     const runs = page.getByRole('table', { name: 'Sequence runs' });
     // No reload: the status reaches Done through the server's live events.
     await runs.locator('tbody tr').first().locator('[data-status="done"]').waitFor({ timeout: 30_000 });
-    expect(await runs.locator('tbody tr').first().textContent()).toContain('3/3 members');
+    expect(await runs.locator('tbody tr').first().textContent()).toContain('3 of 3 members ran');
 
-    await runs.getByRole('button', { name: /Open run/ }).first().click();
+    await runs.getByRole('link', { name: /Open run/ }).first().click();
     const dialog = page.getByRole('dialog', { name: 'Run of CRM hierarchy' });
     const members = dialog.getByRole('table', { name: 'Member runs' });
     await members.waitFor();
@@ -210,7 +210,8 @@ describe('web UI', () => {
     const runs = page.getByRole('table', { name: 'Sequence runs' });
     await runs.locator('tbody tr').first().locator('[data-status="failed"]').waitFor({ timeout: 30_000 });
     expect(await runs.locator('tbody tr').first().textContent()).toContain('broken-to-crm');
-    await runs.getByRole('button', { name: /Open run/ }).first().click();
+    expect(await runs.locator('tbody tr').first().textContent()).toContain('1 of 2 members ran, 1 skipped');
+    await runs.getByRole('link', { name: /Open run/ }).first().click();
     const dialog = page.getByRole('dialog', { name: 'Run of Breaks early' });
     await dialog.getByRole('table', { name: 'Member runs' }).waitFor();
     expect(await dialog.getByRole('note').textContent()).toMatch(/^Terminated by broken-to-crm: .+/);
@@ -290,7 +291,8 @@ describe('web UI', () => {
     await page.getByRole('button', { name: 'Save' }).click();
     const slugField = page.getByLabel('Slug').locator('xpath=..');
     await slugField.locator('.field-error').waitFor();
-    expect(await slugField.locator('.field-error').textContent()).toMatch(/crm-hierarchy.*exists/);
+    expect(await slugField.locator('.field-error').textContent()).toBe('A sequence with the slug “crm-hierarchy” exists already. Choose another name or slug.');
+    expect(await page.getByRole('alert').filter({ hasText: 'Could not save the sequence' }).textContent()).not.toMatch(/PUT|\/api\//);
     expect((await server.api<SequenceJson>('GET', '/api/sequences/crm-hierarchy')).body.members).toHaveLength(3);
   });
 
