@@ -1,0 +1,542 @@
+/**
+ * Copies an embedded (SQLite) store into a PostgreSQL store, so a workspace moves with its run
+ * history, snapshots and record ids, and its next incremental runs send only what changed since.
+ *
+ * The copy is one PostgreSQL transaction: the target's migrations, the checks, every table and the
+ * id sequences; a failure anywhere leaves the target as it was. The source is read in one SQLite
+ * read transaction (the store as of one moment) a row at a time: a snapshot of millions of rows
+ * streams through COPY and never sits in memory.
+ *
+ * Tables and columns are matched by name: every table both stores have, with the columns both
+ * have, so the copy keeps working when either store gains a column with a default (a column only
+ * the target has takes its default). Where the two stores keep a value differently it is
+ * converted: SQLite's 0 and 1 into booleans, snapshot hashes (see SPLIT_COLUMNS), and text
+ * PostgreSQL cannot hold, escaped as the PostgreSQL store escapes it (see storedText).
+ */
+import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import { ErrorCode, LockstepError, toError } from '../core/errors.js';
+import { TERMINAL_SEQUENCE_RUN_STATUSES, TERMINAL_SYNC_RUN_STATUSES } from '../core/runs.js';
+import { describeUrl, errorCode, quoteIdent, storedText, type Queryable } from './postgres/postgres-database.js';
+import { migrate as migratePostgres } from './postgres/postgres-migrations.js';
+import { migrate as migrateSqlite } from './sqlite/migrations.js';
+import { openSqliteDatabase, type SqliteDatabase, type SqliteValue } from './sqlite/sqlite-database.js';
+
+export interface CopyToPostgresOptions {
+  /** The embedded store's file; it must exist. A file of an older Lockstep is migrated first. */
+  sqlitePath: string;
+  /** The target database: `postgres://user:password@host:port/database`, libpq settings allowed. */
+  url: string;
+  /** The schema the PostgreSQL store's tables live in; created when missing. */
+  schema: string;
+  /** Empty the target's tables first (in the same transaction) rather than refuse a target holding rows. */
+  replace: boolean;
+  /** Copy unfinished runs as they are rather than refuse a source that has some. */
+  force: boolean;
+  /** The time the migrations record, epoch ms. */
+  now: number;
+  /** Told of each table as it is copied. */
+  onProgress: (progress: CopyProgress) => void;
+}
+
+export type CopyProgress =
+  /** A table's copy begins; `rows` is how many the source holds. */
+  | { type: 'table:started'; table: string; rows: number }
+  /** Every PROGRESS_ROWS rows of a table. */
+  | { type: 'table:progress'; table: string; copied: number; rows: number }
+  | { type: 'table:finished'; table: string; rows: number; ms: number }
+  /**
+   * Data of the source the target has no place for, left behind: a whole table (`column` null) or
+   * the non-null values of one column.
+   */
+  | { type: 'data:skipped'; table: string; column: string | null; rows: number };
+
+export interface CopySummary {
+  /** The target, for messages: `PostgreSQL at host:port/database as user (schema "lockstep")`, never the password. */
+  where: string;
+  /** Rows copied per table, in the order copied. */
+  tables: Array<{ table: string; rows: number }>;
+  /** Unfinished runs copied as they are (only with `force`). */
+  unfinishedRuns: number;
+  /** Whether rows the target held were deleted first (`replace`). */
+  replaced: boolean;
+}
+
+/** Rows between two `table:progress` reports. */
+const PROGRESS_ROWS = 100_000;
+/** Characters of COPY text sent to PostgreSQL at a time. */
+const CHUNK_CHARS = 256 * 1024;
+/** The migrations' own bookkeeping: each store keeps its own history. */
+const MIGRATIONS_TABLE = 'schema_migrations';
+/** Milliseconds to wait for SQLite's lock (another process writing) or PostgreSQL's connection. */
+const WAIT_MS = 10_000;
+
+/**
+ * Values the two stores keep in different columns. The SQLite store keeps a snapshot hash in one
+ * column: a BLOB (the bytes of lowercase hex digits, what the sync runner writes) or text (any
+ * other hash). The PostgreSQL store keeps such bytes in `hash` and any other text in `hash_text`.
+ * Applied when the target has every column named in `targets`.
+ */
+const SPLIT_COLUMNS: readonly SplitColumn[] = [{ table: 'snapshots', source: 'hash', targets: ['hash', 'hash_text'], encode: snapshotHash }];
+
+interface SplitColumn {
+  table: string;
+  source: string;
+  targets: readonly string[];
+  /** The COPY text of the target columns, tab-separated. */
+  encode: (value: SqliteValue) => string;
+}
+
+/**
+ * Copies the embedded store at `sqlitePath` into the PostgreSQL schema `schema` at `url`; see the
+ * module's comment. Refuses a target that holds rows (unless `replace`) and a source with
+ * unfinished runs (unless `force`), naming what is there and the fix.
+ */
+export async function copyToPostgres(options: CopyToPostgresOptions): Promise<CopySummary> {
+  const where = `${describeUrl(options.url)} (schema "${options.schema}")`;
+  const source = openSource(options.sqlitePath, options.now);
+  try {
+    // Deferred: the first read below takes the snapshot every later read sees.
+    source.exec('BEGIN');
+    const unfinished = unfinishedRuns(source);
+    if (unfinished.length > 0 && !options.force) throw unfinishedRunsError(options.sqlitePath, unfinished);
+    const client = await connect(options.url, where);
+    try {
+      await client.query('BEGIN');
+      const summary = await copyInTransaction(client, source, options, where);
+      await client.query('COMMIT');
+      return { ...summary, unfinishedRuns: unfinished.length };
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw targetError(error, where);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  } finally {
+    // Closing ends the read transaction.
+    source.close();
+  }
+}
+
+async function copyInTransaction(
+  client: pg.Client,
+  source: SqliteDatabase,
+  options: CopyToPostgresOptions,
+  where: string,
+): Promise<Omit<CopySummary, 'unfinishedRuns'>> {
+  const q = client as unknown as Queryable;
+  // Holds the schema's migration lock until the commit: a Lockstep process opening this store
+  // meanwhile waits for the copy instead of finding it half done.
+  await migratePostgres(q, options.schema, where, options.now);
+  const schema = quoteIdent(options.schema);
+  const targets = await targetTables(q, options.schema);
+  const holding = await tablesWithRows(q, schema, [...targets.keys()]);
+  if (holding.length > 0 && !options.replace) {
+    throw new LockstepError(
+      ErrorCode.Conflict,
+      `${where} already holds a store (rows in ${holding.length > 6 ? `${holding.slice(0, 5).join(', ')} and ${holding.length - 5} more tables` : holding.join(', ')}); copying into it would mix two stores — ` +
+        'copy into an empty schema (--schema NAME) or database, or replace what it holds with --replace',
+    );
+  }
+  if (holding.length > 0) await q.query(`TRUNCATE ${[...targets.keys()].map((t) => `${schema}.${quoteIdent(t)}`).join(', ')} RESTART IDENTITY`);
+
+  const sources = sourceTables(source);
+  for (const table of sources.values()) {
+    if (!targets.has(table.name) && table.rows > 0) options.onProgress({ type: 'data:skipped', table: table.name, column: null, rows: table.rows });
+  }
+  const copied: CopySummary['tables'] = [];
+  for (const target of copyOrder(targets)) {
+    const from = sources.get(target.name);
+    if (!from) continue;
+    const plan = planTable(from, target, source);
+    for (const skipped of plan.skipped) options.onProgress({ type: 'data:skipped', table: target.name, ...skipped });
+    options.onProgress({ type: 'table:started', table: target.name, rows: from.rows });
+    const started = Date.now();
+    let rows = 0;
+    try {
+      if (from.rows > 0) rows = await copyTable(client, source, schema, plan, from.rows, options.onProgress);
+    } catch (error) {
+      throw targetError(error, where, target.name);
+    }
+    options.onProgress({ type: 'table:finished', table: target.name, rows, ms: Date.now() - started });
+    copied.push({ table: target.name, rows });
+  }
+  // Last: a sequence moved by setval stays moved even when the transaction rolls back.
+  for (const target of targets.values()) {
+    const from = sources.get(target.name);
+    if (from) await advanceSequences(q, schema, target, from, source);
+  }
+  return { where, tables: copied, replaced: holding.length > 0 };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The source
+
+function openSource(path: string, now: number): SqliteDatabase {
+  if (!existsSync(path)) throw new LockstepError(ErrorCode.NotFound, `no embedded store at ${path}: there is nothing to copy`);
+  let db: SqliteDatabase | undefined;
+  try {
+    db = openSqliteDatabase(path, { timeout: WAIT_MS });
+    // A store written by an older Lockstep is brought to this version first, as opening it would.
+    migrateSqlite(db, path, now);
+    return db;
+  } catch (error) {
+    if (db?.open) db.close();
+    if (error instanceof LockstepError) throw error;
+    throw new LockstepError(ErrorCode.Store, `store ${path} cannot be read: ${toError(error).message}`, { cause: error });
+  }
+}
+
+interface SourceTable {
+  name: string;
+  columns: string[];
+  /** The INTEGER PRIMARY KEY column, whose highest id ever given SQLite keeps in sqlite_sequence. */
+  rowidColumn: string | null;
+  rows: number;
+}
+
+/** The source's tables (without SQLite's and the migrations' own), with their columns and row counts. */
+function sourceTables(db: SqliteDatabase): Map<string, SourceTable> {
+  const names = db
+    .prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name <> ? ORDER BY name`)
+    .all(MIGRATIONS_TABLE) as Array<{ name: string }>;
+  const tables = new Map<string, SourceTable>();
+  for (const { name } of names) {
+    const columns = db.prepare('SELECT name, type, pk FROM pragma_table_info(?) ORDER BY cid').all(name) as Array<{ name: string; type: string; pk: number }>;
+    const keys = columns.filter((c) => c.pk > 0);
+    const rowidColumn = keys.length === 1 && keys[0]!.type.toUpperCase() === 'INTEGER' ? keys[0]!.name : null;
+    const { rows } = db.prepare(`SELECT count(*) AS rows FROM ${quoteSqlite(name)}`).get() as { rows: number };
+    tables.set(name, { name, columns: columns.map((c) => c.name), rowidColumn, rows });
+  }
+  return tables;
+}
+
+interface UnfinishedRun {
+  kind: 'sync run' | 'sequence run';
+  id: string;
+  status: string;
+}
+
+/** Runs not in a final state: queued, running, or left running by a process that stopped. */
+function unfinishedRuns(db: SqliteDatabase): UnfinishedRun[] {
+  const syncRuns = db.prepare(`SELECT id, status FROM sync_runs WHERE status NOT IN ${sqlList(TERMINAL_SYNC_RUN_STATUSES)} ORDER BY id`).all() as Array<{
+    id: number;
+    status: string;
+  }>;
+  const sequenceRuns = db
+    .prepare(`SELECT id, status FROM sequence_runs WHERE status NOT IN ${sqlList(TERMINAL_SEQUENCE_RUN_STATUSES)} ORDER BY seq`)
+    .all() as Array<{ id: string; status: string }>;
+  return [
+    ...syncRuns.map((r) => ({ kind: 'sync run' as const, id: String(r.id), status: r.status })),
+    ...sequenceRuns.map((r) => ({ kind: 'sequence run' as const, id: r.id, status: r.status })),
+  ];
+}
+
+function unfinishedRunsError(path: string, runs: UnfinishedRun[]): LockstepError {
+  const shown = runs.slice(0, 5).map((r) => `${r.kind} ${r.id} (${r.status})`);
+  if (runs.length > shown.length) shown.push(`${runs.length - shown.length} more`);
+  return new LockstepError(
+    ErrorCode.Conflict,
+    `the embedded store ${path} has ${runs.length} unfinished run(s): ${shown.join(', ')}. ` +
+      'Stop the Lockstep processes working on it and let `lockstep worker --drain` finish what is left (or cancel it), then copy again; ' +
+      'or copy the runs as they are with --force (workers on the PostgreSQL store then take them up as the runs of a stopped process)',
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The target
+
+interface TargetColumn {
+  name: string;
+  /** PostgreSQL's name of the type, e.g. `bigint`, `double precision`, `boolean`. */
+  type: string;
+  /** NOT NULL without a default: a value must come from the source. */
+  required: boolean;
+  /** The sequence giving its values (identity or serial), schema-qualified, if any. */
+  sequence: string | null;
+}
+
+interface TargetTable {
+  name: string;
+  /** Columns a COPY can write (not generated ones), in table order. */
+  columns: TargetColumn[];
+  /** Tables of the schema its foreign keys point to. */
+  references: string[];
+}
+
+async function targetTables(q: Queryable, schema: string): Promise<Map<string, TargetTable>> {
+  const columns = await q.query<{ table: string; column: string; type: string; required: boolean; sequence: string | null }>(
+    `SELECT c.relname AS table, a.attname AS column, format_type(a.atttypid, a.atttypmod) AS type,
+            a.attnotnull AND NOT a.atthasdef AND a.attidentity = '' AS required,
+            pg_get_serial_sequence(format('%I.%I', n.nspname, c.relname), a.attname) AS sequence
+       FROM pg_class c
+       JOIN pg_namespace n ON n.oid = c.relnamespace
+       JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+      WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relname <> $2
+      ORDER BY c.relname, a.attnum`,
+    [schema, MIGRATIONS_TABLE],
+  );
+  const tables = new Map<string, TargetTable>();
+  for (const row of columns.rows) {
+    let table = tables.get(row.table);
+    if (!table) tables.set(row.table, (table = { name: row.table, columns: [], references: [] }));
+    table.columns.push({ name: row.column, type: row.type, required: row.required, sequence: row.sequence });
+  }
+  const keys = await q.query<{ table: string; references: string }>(
+    `SELECT DISTINCT child.relname AS table, parent.relname AS references
+       FROM pg_constraint k
+       JOIN pg_class child ON child.oid = k.conrelid
+       JOIN pg_class parent ON parent.oid = k.confrelid
+       JOIN pg_namespace n ON n.oid = child.relnamespace
+      WHERE k.contype = 'f' AND n.nspname = $1 AND parent.relnamespace = n.oid`,
+    [schema],
+  );
+  for (const key of keys.rows) if (key.table !== key.references) tables.get(key.table)?.references.push(key.references);
+  return tables;
+}
+
+/** The target's tables with at least one row. */
+async function tablesWithRows(q: Queryable, schema: string, tables: string[]): Promise<string[]> {
+  if (tables.length === 0) return [];
+  const sql = tables.map((t) => `SELECT ${quoteLiteral(t)} AS table WHERE EXISTS (SELECT 1 FROM ${schema}.${quoteIdent(t)})`).join(' UNION ALL ');
+  return (await q.query<{ table: string }>(sql)).rows.map((r) => r.table).sort();
+}
+
+/** Tables in an order that writes every referenced row before the rows referring to it. */
+function copyOrder(tables: Map<string, TargetTable>): TargetTable[] {
+  const ordered: TargetTable[] = [];
+  const state = new Map<string, 'visiting' | 'done'>();
+  const visit = (table: TargetTable, path: string[]) => {
+    if (state.get(table.name) === 'done') return;
+    if (state.get(table.name) === 'visiting') {
+      throw new LockstepError(ErrorCode.Internal, `the PostgreSQL store's foreign keys form a cycle: ${[...path, table.name].join(' -> ')}`);
+    }
+    state.set(table.name, 'visiting');
+    for (const name of table.references) {
+      const referenced = tables.get(name);
+      if (referenced) visit(referenced, [...path, table.name]);
+    }
+    state.set(table.name, 'done');
+    ordered.push(table);
+  };
+  for (const table of [...tables.values()].sort((a, b) => a.name.localeCompare(b.name))) visit(table, []);
+  return ordered;
+}
+
+async function connect(url: string, where: string): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: url, application_name: 'lockstep store migrate', connectionTimeoutMillis: WAIT_MS });
+  // A connection lost mid-copy fails the statement in flight; without a listener the process would die.
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+  } catch (error) {
+    await client.end().catch(() => undefined);
+    throw new LockstepError(
+      ErrorCode.Store,
+      `${where} cannot be reached: ${toError(error).message} — check the URL (host, port, database, user and password) and that the server is running`,
+      { cause: error },
+    );
+  }
+  return client;
+}
+
+/** Any failure inside the transaction, naming the target (and table) and saying that nothing was changed there. */
+function targetError(error: unknown, where: string, table?: string): Error {
+  if (error instanceof LockstepError) return error;
+  const code = errorCode(error);
+  return new LockstepError(
+    ErrorCode.Store,
+    `copying ${table ? `table ${table} ` : ''}into ${where} failed: ${toError(error).message}${code && /^[0-9A-Z]{5}$/.test(code) ? ` (SQLSTATE ${code})` : ''}; nothing was changed there`,
+    { cause: error },
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// One table
+
+interface TablePlan {
+  table: string;
+  /** The source columns read, in order. */
+  sourceColumns: string[];
+  /** The target columns written, in order (a split column writes several). */
+  targetColumns: string[];
+  /** The COPY text of each source column's value. */
+  encoders: Array<(value: SqliteValue) => string>;
+  /** Source columns the target lacks that hold values. */
+  skipped: Array<{ column: string; rows: number }>;
+}
+
+function planTable(from: SourceTable, target: TargetTable, db: SqliteDatabase): TablePlan {
+  const plan: TablePlan = { table: target.name, sourceColumns: [], targetColumns: [], encoders: [], skipped: [] };
+  const covered = new Set<string>();
+  const byName = new Map(target.columns.map((c) => [c.name, c]));
+  for (const column of from.columns) {
+    const split = SPLIT_COLUMNS.find((s) => s.table === target.name && s.source === column && s.targets.every((t) => byName.has(t)));
+    const into = byName.get(column);
+    if (split) {
+      plan.sourceColumns.push(column);
+      plan.targetColumns.push(...split.targets);
+      plan.encoders.push(split.encode);
+      for (const t of split.targets) covered.add(t);
+    } else if (into) {
+      plan.sourceColumns.push(column);
+      plan.targetColumns.push(column);
+      plan.encoders.push(encoderFor(into, target.name));
+      covered.add(column);
+    } else {
+      const { rows } = db.prepare(`SELECT count(${quoteSqlite(column)}) AS rows FROM ${quoteSqlite(from.name)}`).get() as { rows: number };
+      if (rows > 0) plan.skipped.push({ column, rows });
+    }
+  }
+  const missing = target.columns.filter((c) => c.required && !covered.has(c.name));
+  if (missing.length > 0 && from.rows > 0) {
+    throw new LockstepError(
+      ErrorCode.Store,
+      `cannot copy table ${target.name}: the PostgreSQL store needs ${missing.map((c) => c.name).join(', ')}, which the embedded store does not have — ` +
+        'upgrade Lockstep, then open the embedded store once (any command) and copy again',
+    );
+  }
+  return plan;
+}
+
+async function copyTable(
+  client: pg.Client,
+  db: SqliteDatabase,
+  schema: string,
+  plan: TablePlan,
+  total: number,
+  onProgress: CopyToPostgresOptions['onProgress'],
+): Promise<number> {
+  const read = db.prepare(`SELECT ${plan.sourceColumns.map(quoteSqlite).join(', ')} FROM ${quoteSqlite(plan.table)}`).raw(true);
+  const copy = client.query(copyFrom(`COPY ${schema}.${quoteIdent(plan.table)} (${plan.targetColumns.map(quoteIdent).join(', ')}) FROM STDIN`));
+  const done = new Promise<void>((resolve, reject) => {
+    copy.on('finish', resolve);
+    copy.on('error', reject);
+  });
+  done.catch(() => undefined); // awaited below; this only keeps an early failure from counting as unhandled
+  const { encoders } = plan;
+  const width = encoders.length;
+  let chunk = '';
+  let copied = 0;
+  try {
+    for (const row of read.iterate() as Iterable<SqliteValue[]>) {
+      let line = (encoders[0] as (value: SqliteValue) => string)(row[0] as SqliteValue);
+      for (let c = 1; c < width; c++) line += '\t' + (encoders[c] as (value: SqliteValue) => string)(row[c] as SqliteValue);
+      chunk += line + '\n';
+      copied++;
+      if (chunk.length >= CHUNK_CHARS) {
+        if (!copy.write(chunk)) await Promise.race([once(copy, 'drain'), done]);
+        chunk = '';
+      }
+      if (copied % PROGRESS_ROWS === 0) onProgress({ type: 'table:progress', table: plan.table, copied, rows: total });
+    }
+    if (chunk.length > 0) copy.write(chunk);
+    copy.end();
+    await done;
+  } catch (error) {
+    // Sends CopyFail, so the connection is ready for the ROLLBACK that follows.
+    copy.destroy();
+    throw error;
+  }
+  return copied;
+}
+
+/**
+ * Moves each id sequence of the table past the ids copied, and past every id SQLite ever gave in
+ * it (AUTOINCREMENT never gives an id twice, even after a delete: a run id someone kept must not
+ * name another run later).
+ */
+async function advanceSequences(q: Queryable, schema: string, target: TargetTable, from: SourceTable, db: SqliteDatabase): Promise<void> {
+  for (const column of target.columns) {
+    if (!column.sequence) continue;
+    const copiedMax = await q.query<{ max: string | null }>(`SELECT max(${quoteIdent(column.name)})::text AS max FROM ${schema}.${quoteIdent(target.name)}`);
+    let high = Number(copiedMax.rows[0]?.max ?? 0);
+    if (from.rowidColumn === column.name) high = Math.max(high, sqliteSequence(db, from.name));
+    // is_called false: the next value is 1 itself.
+    await q.query('SELECT setval($1, $2, $3)', [column.sequence, Math.max(high, 1), high > 0]);
+  }
+}
+
+function sqliteSequence(db: SqliteDatabase, table: string): number {
+  const exists = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_sequence'").get();
+  if (!exists) return 0;
+  const row = db.prepare('SELECT seq FROM sqlite_sequence WHERE name = ?').get(table) as { seq: number } | undefined;
+  return Number(row?.seq ?? 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Values as COPY text: one row per line, fields separated by tabs, `\N` for null, backslashes,
+// tabs and line breaks in values escaped.
+
+const NULL_FIELD = '\\N';
+const COPY_SPECIAL = /[\\\t\n\r]/;
+const COPY_SPECIAL_ALL = /[\\\t\n\r]/g;
+const COPY_ESCAPES: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' };
+
+function copyText(text: string): string {
+  const stored = storedText(text);
+  return COPY_SPECIAL.test(stored) ? stored.replace(COPY_SPECIAL_ALL, (c) => COPY_ESCAPES[c] ?? c) : stored;
+}
+
+/** bytea in COPY text: its hex form `\x...`, with the backslash escaped. */
+function copyBytes(bytes: Buffer): string {
+  return '\\\\x' + bytes.toString('hex');
+}
+
+/** The encoder of a value going into `column`, by the column's PostgreSQL type. */
+function encoderFor(column: TargetColumn, table: string): (value: SqliteValue) => string {
+  const refuse = (value: SqliteValue): never => {
+    throw new LockstepError(
+      ErrorCode.Store,
+      `cannot copy ${table}.${column.name}: a ${Buffer.isBuffer(value) ? 'BLOB' : typeof value} of the embedded store does not fit PostgreSQL's ${column.type}`,
+    );
+  };
+  switch (column.type) {
+    case 'boolean':
+      return (value) => {
+        if (value === null) return NULL_FIELD;
+        if (typeof value === 'number' || typeof value === 'bigint') return value ? 't' : 'f';
+        return typeof value === 'string' ? copyText(value) : refuse(value);
+      };
+    case 'bytea':
+      return (value) => {
+        if (value === null) return NULL_FIELD;
+        if (Buffer.isBuffer(value)) return copyBytes(value);
+        return typeof value === 'string' ? copyBytes(Buffer.from(value, 'utf8')) : refuse(value);
+      };
+    default:
+      // Text, numbers and anything PostgreSQL parses from text (json, timestamps as SQLite wrote them).
+      return (value) => {
+        if (value === null) return NULL_FIELD;
+        if (typeof value === 'string') return copyText(value);
+        if (typeof value === 'number' || typeof value === 'bigint') return String(value);
+        return refuse(value);
+      };
+  }
+}
+
+/** A snapshot hash as the target's `hash` (bytes) and `hash_text` (any other text); see SPLIT_COLUMNS. */
+function snapshotHash(value: SqliteValue): string {
+  if (Buffer.isBuffer(value)) return `${copyBytes(value)}\t${NULL_FIELD}`;
+  const text = value === null ? '' : String(value);
+  // The PostgreSQL store's own rule for text hashes: lowercase hex of whole bytes is kept as bytes.
+  if (/^(?:[0-9a-f]{2})+$/.test(text)) return `\\\\x${text}\t${NULL_FIELD}`;
+  return `${NULL_FIELD}\t${copyText(text)}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function quoteSqlite(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+function quoteLiteral(text: string): string {
+  return `'${text.replace(/'/g, "''")}'`;
+}
+
+/** SQL list of constant statuses, e.g. `('done', 'failed')`. */
+function sqlList(values: readonly string[]): string {
+  return `(${values.map(quoteLiteral).join(', ')})`;
+}
