@@ -4,7 +4,7 @@
  *
  * The copy is one PostgreSQL transaction: the target's migrations, the checks, every table and the
  * id sequences; a failure anywhere leaves the target as it was. The source is read in one SQLite
- * read transaction (the store as of one moment) a row at a time: a snapshot of millions of rows
+ * read transaction (the store as of one moment), a page at a time: a snapshot of millions of rows
  * streams through COPY and never sits in memory.
  *
  * Tables and columns are matched by name: every table both stores have, with the columns both
@@ -22,7 +22,7 @@ import { TERMINAL_SEQUENCE_RUN_STATUSES, TERMINAL_SYNC_RUN_STATUSES } from '../c
 import { describeUrl, errorCode, quoteIdent, storedText, type Queryable } from './postgres/postgres-database.js';
 import { migrate as migratePostgres } from './postgres/postgres-migrations.js';
 import { migrate as migrateSqlite } from './sqlite/migrations.js';
-import { openSqliteDatabase, type SqliteDatabase, type SqliteValue } from './sqlite/sqlite-database.js';
+import { openSqliteDatabase, type SqliteDatabase, type SqliteStatement, type SqliteValue } from './sqlite/sqlite-database.js';
 
 export interface CopyToPostgresOptions {
   /** The embedded store's file; it must exist. A file of an older Lockstep is migrated first. */
@@ -79,12 +79,25 @@ const WAIT_MS = 10_000;
  * other hash). The PostgreSQL store keeps such bytes in `hash` and any other text in `hash_text`.
  * Applied when the target has every column named in `targets`.
  */
-const SPLIT_COLUMNS: readonly SplitColumn[] = [{ table: 'snapshots', source: 'hash', targets: ['hash', 'hash_text'], encode: snapshotHash }];
+const SPLIT_COLUMNS: readonly SplitColumn[] = [
+  {
+    table: 'snapshots',
+    source: 'hash',
+    targets: ['hash', 'hash_text'],
+    plain: (c) => `typeof(${c}) = 'blob'`,
+    spelled: (c) => `'${SQL_BYTES_PREFIX}' || lower(hex(${c})) || char(9) || '${NULL_FIELD}'`,
+    encode: snapshotHash,
+  },
+];
 
 interface SplitColumn {
   table: string;
   source: string;
   targets: readonly string[];
+  /** SQLite's condition for values it spells (see ColumnCopy.plain), of the quoted column. */
+  plain: (column: string) => string;
+  /** SQLite's expression for the COPY text of the target columns when `plain`. */
+  spelled: (column: string) => string;
   /** The COPY text of the target columns, tab-separated. */
   encode: (value: SqliteValue) => string;
 }
@@ -194,6 +207,8 @@ interface SourceTable {
   columns: string[];
   /** The INTEGER PRIMARY KEY column, whose highest id ever given SQLite keeps in sqlite_sequence. */
   rowidColumn: string | null;
+  /** The columns that order its rows one way, for reading it in pages: its rowid, or a WITHOUT ROWID table's primary key. */
+  key: string[];
   rows: number;
 }
 
@@ -205,10 +220,13 @@ function sourceTables(db: SqliteDatabase): Map<string, SourceTable> {
   const tables = new Map<string, SourceTable>();
   for (const { name } of names) {
     const columns = db.prepare('SELECT name, type, pk FROM pragma_table_info(?) ORDER BY cid').all(name) as Array<{ name: string; type: string; pk: number }>;
-    const keys = columns.filter((c) => c.pk > 0);
+    const keys = columns.filter((c) => c.pk > 0).sort((a, b) => a.pk - b.pk);
     const rowidColumn = keys.length === 1 && keys[0]!.type.toUpperCase() === 'INTEGER' ? keys[0]!.name : null;
     const { rows } = db.prepare(`SELECT count(*) AS rows FROM ${quoteSqlite(name)}`).get() as { rows: number };
-    tables.set(name, { name, columns: columns.map((c) => c.name), rowidColumn, rows });
+    // A WITHOUT ROWID table's primary key is never NULL; any other table has its rowid.
+    const { wr } = db.prepare('SELECT wr FROM pragma_table_list WHERE name = ? AND schema = ?').get(name, 'main') as { wr: number };
+    const key = wr ? keys.map((c) => c.name) : ['rowid'];
+    tables.set(name, { name, columns: columns.map((c) => c.name), rowidColumn, key, rows });
   }
   return tables;
 }
@@ -355,41 +373,50 @@ function targetError(error: unknown, where: string, table?: string): Error {
 
 // ---------------------------------------------------------------------------------------------
 // One table
+//
+// Most rows are spelled in COPY text by SQLite itself, a page of rows in one string: a value that
+// SQLite spells exactly as PostgreSQL reads it (an integer, a BLOB, text with nothing to escape)
+// costs no JavaScript value (a value per row cost more than PostgreSQL's whole COPY of the rows).
+// A row with any other value (a REAL, whose shortest exact spelling SQLite does not give; text with
+// a character to escape) is read as values and encoded here, in a second pass.
+
+interface ColumnCopy {
+  /** The source column. */
+  source: string;
+  /** The target columns it fills (a split column fills several). */
+  targets: readonly string[];
+  /** SQLite's condition for a value it spells exactly as PostgreSQL reads it. */
+  plain: string;
+  /** SQLite's expression for its COPY text, when `plain`. */
+  spelled: string;
+  /** Its COPY text, for any value. */
+  encode: (value: SqliteValue) => string;
+}
 
 interface TablePlan {
   table: string;
-  /** The source columns read, in order. */
-  sourceColumns: string[];
-  /** The target columns written, in order (a split column writes several). */
-  targetColumns: string[];
-  /** The COPY text of each source column's value. */
-  encoders: Array<(value: SqliteValue) => string>;
+  /** The source's key columns (SourceTable.key). */
+  key: string[];
+  columns: ColumnCopy[];
   /** Source columns the target lacks that hold values. */
   skipped: Array<{ column: string; rows: number }>;
 }
 
 function planTable(from: SourceTable, target: TargetTable, db: SqliteDatabase): TablePlan {
-  const plan: TablePlan = { table: target.name, sourceColumns: [], targetColumns: [], encoders: [], skipped: [] };
-  const covered = new Set<string>();
+  const plan: TablePlan = { table: target.name, key: from.key, columns: [], skipped: [] };
   const byName = new Map(target.columns.map((c) => [c.name, c]));
   for (const column of from.columns) {
     const split = SPLIT_COLUMNS.find((s) => s.table === target.name && s.source === column && s.targets.every((t) => byName.has(t)));
     const into = byName.get(column);
-    if (split) {
-      plan.sourceColumns.push(column);
-      plan.targetColumns.push(...split.targets);
-      plan.encoders.push(split.encode);
-      for (const t of split.targets) covered.add(t);
-    } else if (into) {
-      plan.sourceColumns.push(column);
-      plan.targetColumns.push(column);
-      plan.encoders.push(encoderFor(into, target.name));
-      covered.add(column);
-    } else {
+    const c = quoteSqlite(column);
+    if (split) plan.columns.push({ source: column, targets: split.targets, plain: split.plain(c), spelled: split.spelled(c), encode: split.encode });
+    else if (into) plan.columns.push({ source: column, targets: [column], ...spelledBySqlite(c, into), encode: encoderFor(into, target.name) });
+    else {
       const { rows } = db.prepare(`SELECT count(${quoteSqlite(column)}) AS rows FROM ${quoteSqlite(from.name)}`).get() as { rows: number };
       if (rows > 0) plan.skipped.push({ column, rows });
     }
   }
+  const covered = new Set(plan.columns.flatMap((c) => c.targets));
   const missing = target.columns.filter((c) => c.required && !covered.has(c.name));
   if (missing.length > 0 && from.rows > 0) {
     throw new LockstepError(
@@ -409,29 +436,47 @@ async function copyTable(
   total: number,
   onProgress: CopyToPostgresOptions['onProgress'],
 ): Promise<number> {
-  const read = db.prepare(`SELECT ${plan.sourceColumns.map(quoteSqlite).join(', ')} FROM ${quoteSqlite(plan.table)}`).raw(true);
-  const copy = client.query(copyFrom(`COPY ${schema}.${quoteIdent(plan.table)} (${plan.targetColumns.map(quoteIdent).join(', ')}) FROM STDIN`));
+  const table = quoteSqlite(plan.table);
+  // NULL for a row with a value that is not plain: the second pass reads exactly those rows.
+  const line = plan.columns.map((c) => `CASE WHEN ${c.plain} THEN ${c.spelled} END`).join(' || char(9) || ');
+  const plain = plan.columns.map((c) => `(${c.plain})`).join(' AND ');
+  const pages = new PageReader(db, table, plan.key, `count(line), group_concat(line, char(10))`, `${line} AS line`);
+  const rest = db.prepare(`SELECT ${plan.columns.map((c) => quoteSqlite(c.source)).join(', ')} FROM ${table} WHERE NOT (${plain})`).raw(true);
+  const targets = plan.columns.flatMap((c) => c.targets).map(quoteIdent);
+  const copy = client.query(copyFrom(`COPY ${schema}.${quoteIdent(plan.table)} (${targets.join(', ')}) FROM STDIN`));
   const done = new Promise<void>((resolve, reject) => {
     copy.on('finish', resolve);
     copy.on('error', reject);
   });
   done.catch(() => undefined); // awaited below; this only keeps an early failure from counting as unhandled
-  const { encoders } = plan;
+  const encoders = plan.columns.map((c) => c.encode);
   const width = encoders.length;
   let chunk = '';
   let copied = 0;
+  const flush = async () => {
+    const full = chunk;
+    chunk = '';
+    if (!copy.write(full)) await Promise.race([once(copy, 'drain'), done]);
+  };
+  const report = () => onProgress({ type: 'table:progress', table: plan.table, copied, rows: total });
   try {
-    for (const row of read.iterate() as Iterable<SqliteValue[]>) {
-      let line = (encoders[0] as (value: SqliteValue) => string)(row[0] as SqliteValue);
-      for (let c = 1; c < width; c++) line += '\t' + (encoders[c] as (value: SqliteValue) => string)(row[c] as SqliteValue);
-      chunk += line + '\n';
-      copied++;
-      if (chunk.length >= CHUNK_CHARS) {
-        if (!copy.write(chunk)) await Promise.race([once(copy, 'drain'), done]);
-        chunk = '';
-      }
-      if (copied % PROGRESS_ROWS === 0) onProgress({ type: 'table:progress', table: plan.table, copied, rows: total });
+    for (const [count, text] of pages.read() as Iterable<[number, string | null]>) {
+      if (count === 0) continue;
+      chunk += text + '\n';
+      const before = copied;
+      copied += count;
+      if (Math.floor(copied / PROGRESS_ROWS) > Math.floor(before / PROGRESS_ROWS)) report();
+      if (chunk.length >= CHUNK_CHARS) await flush();
     }
+    for (const row of rest.iterate() as Iterable<SqliteValue[]>) {
+      let text = (encoders[0] as (value: SqliteValue) => string)(row[0] as SqliteValue);
+      for (let c = 1; c < width; c++) text += '\t' + (encoders[c] as (value: SqliteValue) => string)(row[c] as SqliteValue);
+      chunk += text + '\n';
+      if (++copied % PROGRESS_ROWS === 0) report();
+      if (chunk.length >= CHUNK_CHARS) await flush();
+    }
+    // The pages and the second pass read every row once, whatever the rows hold; checked all the same.
+    if (copied !== total) throw new LockstepError(ErrorCode.Internal, `read ${copied} of the ${total} rows of table ${plan.table}; nothing was copied`);
     if (chunk.length > 0) copy.write(chunk);
     copy.end();
     await done;
@@ -441,6 +486,50 @@ async function copyTable(
     throw error;
   }
   return copied;
+}
+
+/** Rows a page aggregates: each page is one string of about a megabyte for a snapshot. */
+const PAGE_ROWS = 20_000;
+
+/**
+ * Reads a table in pages of PAGE_ROWS rows in key order, each page aggregated by SQLite into one
+ * row (`aggregate` over `SELECT expression`). Keyset pagination: a page's last key is found in the
+ * key's index alone, and each page reads only its own rows.
+ */
+class PageReader {
+  /** A page's rows, by its bounds: none (the whole table), an upper one, a lower one, both. */
+  private readonly pages: Record<'all' | 'upTo' | 'after' | 'between', SqliteStatement>;
+  /** The key of the last row of the page starting at the table's start, or after a key. */
+  private readonly lastKey: Record<'fromStart' | 'after', SqliteStatement>;
+
+  constructor(db: SqliteDatabase, table: string, key: string[], aggregate: string, expression: string) {
+    const columns = key.map(quoteSqlite).join(', ');
+    const k = `(${columns})`;
+    const at = `(${key.map(() => '?').join(', ')})`;
+    const page = (where: string) => db.prepare(`SELECT ${aggregate} FROM (SELECT ${expression} FROM ${table} ${where})`).raw(true);
+    this.pages = {
+      all: page(''),
+      upTo: page(`WHERE ${k} <= ${at}`),
+      after: page(`WHERE ${k} > ${at}`),
+      between: page(`WHERE ${k} > ${at} AND ${k} <= ${at}`),
+    };
+    const last = (where: string) => db.prepare(`SELECT ${columns} FROM ${table} ${where} ORDER BY ${columns} LIMIT 1 OFFSET ${PAGE_ROWS - 1}`).raw(true);
+    this.lastKey = { fromStart: last(''), after: last(`WHERE ${k} > ${at}`) };
+  }
+
+  *read(): Iterable<unknown[]> {
+    let after: SqliteValue[] | null = null;
+    for (;;) {
+      const last = (after === null ? this.lastKey.fromStart.get() : this.lastKey.after.get(...after)) as SqliteValue[] | undefined;
+      if (!last) {
+        // The last page: every row after the previous one.
+        yield (after === null ? this.pages.all.get() : this.pages.after.get(...after)) as unknown[];
+        return;
+      }
+      yield (after === null ? this.pages.upTo.get(...last) : this.pages.between.get(...after, ...last)) as unknown[];
+      after = last;
+    }
+  }
 }
 
 /**
@@ -471,6 +560,10 @@ function sqliteSequence(db: SqliteDatabase, table: string): number {
 // tabs and line breaks in values escaped.
 
 const NULL_FIELD = '\\N';
+/** `\x` before a bytea's hex digits, its backslash escaped, as it stands in an SQL literal. */
+const SQL_BYTES_PREFIX = '\\\\x';
+/** A GLOB matching text with a character COPY text or storedText must escape (NUL is looked for apart: it ends a GLOB's text). */
+const ESCAPED_CHARS_GLOB = '*[\\\t\n\r\u0001]*';
 const COPY_SPECIAL = /[\\\t\n\r]/;
 const COPY_SPECIAL_ALL = /[\\\t\n\r]/g;
 const COPY_ESCAPES: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' };
@@ -483,6 +576,24 @@ function copyText(text: string): string {
 /** bytea in COPY text: its hex form `\x...`, with the backslash escaped. */
 function copyBytes(bytes: Buffer): string {
   return '\\\\x' + bytes.toString('hex');
+}
+
+/**
+ * Which values going into `column` (quoted `c`) SQLite spells itself in COPY text, exactly as
+ * `encoderFor` would, and how: NULL, integers, BLOBs into bytea, text with nothing to escape.
+ */
+function spelledBySqlite(c: string, column: TargetColumn): { plain: string; spelled: string } {
+  switch (column.type) {
+    case 'boolean':
+      return { plain: `typeof(${c}) IN ('null', 'integer')`, spelled: `CASE WHEN ${c} IS NULL THEN '${NULL_FIELD}' WHEN ${c} <> 0 THEN 't' ELSE 'f' END` };
+    case 'bytea':
+      return { plain: `typeof(${c}) IN ('null', 'blob')`, spelled: `CASE WHEN ${c} IS NULL THEN '${NULL_FIELD}' ELSE '${SQL_BYTES_PREFIX}' || lower(hex(${c})) END` };
+    default:
+      return {
+        plain: `typeof(${c}) IN ('null', 'integer') OR (typeof(${c}) = 'text' AND NOT ${c} GLOB '${ESCAPED_CHARS_GLOB}' AND instr(CAST(${c} AS BLOB), x'00') = 0)`,
+        spelled: `CASE WHEN ${c} IS NULL THEN '${NULL_FIELD}' ELSE CAST(${c} AS TEXT) END`,
+      };
+  }
 }
 
 /** The encoder of a value going into `column`, by the column's PostgreSQL type. */
