@@ -149,7 +149,7 @@ async function copyInTransaction(
   if (holding.length > 0 && !options.replace) {
     throw new LockstepError(
       ErrorCode.Conflict,
-      `${where} already holds a store (rows in ${holding.length > 6 ? `${holding.slice(0, 5).join(', ')} and ${holding.length - 5} more tables` : holding.join(', ')}); copying into it would mix two stores — ` +
+      `${where} already holds a store (rows in ${someOf(holding, 'tables')}); copying into it would mix two stores — ` +
         'copy into an empty schema (--schema NAME) or database, or replace what it holds with --replace',
     );
   }
@@ -253,13 +253,11 @@ function unfinishedRuns(db: SqliteDatabase): UnfinishedRun[] {
 }
 
 function unfinishedRunsError(path: string, runs: UnfinishedRun[]): LockstepError {
-  const shown = runs.slice(0, 5).map((r) => `${r.kind} ${r.id} (${r.status})`);
-  if (runs.length > shown.length) shown.push(`${runs.length - shown.length} more`);
   return new LockstepError(
     ErrorCode.Conflict,
-    `the embedded store ${path} has ${runs.length} unfinished run(s): ${shown.join(', ')}. ` +
+    `the embedded store ${path} has ${runs.length} unfinished run(s): ${someOf(runs.map((r) => `${r.kind} ${r.id} (${r.status})`), 'runs')}. ` +
       'Stop the Lockstep processes working on it and let `lockstep worker --drain` finish what is left (or cancel it), then copy again; ' +
-      'or copy the runs as they are with --force (workers on the PostgreSQL store then take them up as the runs of a stopped process)',
+      'or copy the runs as they are with --force (workers on the PostgreSQL store take them over once their leases end)',
   );
 }
 
@@ -638,6 +636,11 @@ function snapshotHash(value: SqliteValue): string {
 }
 
 // ---------------------------------------------------------------------------------------------
+
+/** The first few of `items` for a message, e.g. `a, b, c, d, e and 3 more tables`. */
+function someOf(items: string[], noun: string): string {
+  return items.length > 6 ? `${items.slice(0, 5).join(', ')} and ${items.length - 5} more ${noun}` : items.join(', ');
+}
 
 function quoteSqlite(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
