@@ -12,6 +12,10 @@
  * the target has takes its default). Where the two stores keep a value differently it is
  * converted: SQLite's 0 and 1 into booleans, snapshot hashes (see SPLIT_COLUMNS), and text
  * PostgreSQL cannot hold, escaped as the PostgreSQL store escapes it (see storedText).
+ *
+ * Secrets stay sealed: a sealed value (core/secrets.ts) is copied as it is, or, when the target's
+ * processes have a key of their own (LOCKSTEP_SECRET_KEY) and the embedded store sealed it with
+ * another (its key file's), opened with that one and sealed again with theirs. Never in the clear.
  */
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
@@ -19,8 +23,10 @@ import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { ErrorCode, LockstepError, toError } from '../core/errors.js';
 import { TERMINAL_SEQUENCE_RUN_STATUSES, TERMINAL_SYNC_RUN_STATUSES } from '../core/runs.js';
+import { SEALED_PREFIX, SecretBox, parseSecretKey, type SecretKeys } from '../core/secrets.js';
 import { describeUrl, errorCode, quoteIdent, storedText, type Queryable } from './postgres/postgres-database.js';
 import { migrate as migratePostgres } from './postgres/postgres-migrations.js';
+import { StoreSecretKeys, keyFileFor, readKeyFile, type KeyText } from './secret-keys.js';
 import { migrate as migrateSqlite } from './sqlite/migrations.js';
 import { openSqliteDatabase, type SqliteDatabase, type SqliteStatement, type SqliteValue } from './sqlite/sqlite-database.js';
 
@@ -35,6 +41,12 @@ export interface CopyToPostgresOptions {
   replace: boolean;
   /** Copy unfinished runs as they are rather than refuse a source that has some. */
   force: boolean;
+  /**
+   * The key the PostgreSQL store's processes seal secrets with (LOCKSTEP_SECRET_KEY), or null: a
+   * secret the embedded store sealed with another key is sealed again with it; without one, secrets
+   * are copied as they are and the target's processes need the keys that sealed them (CopySummary.secrets).
+   */
+  secretKey: KeyText | null;
   /** The time the migrations record, epoch ms. */
   now: number;
   /** Told of each table as it is copied. */
@@ -62,6 +74,19 @@ export interface CopySummary {
   unfinishedRuns: number;
   /** Whether rows the target held were deleted first (`replace`). */
   replaced: boolean;
+  secrets: CopiedSecrets;
+}
+
+/** The sealed values copied. */
+export interface CopiedSecrets {
+  /** How many. */
+  sealed: number;
+  /** How many were sealed again with `secretKey`. */
+  resealed: number;
+  /** The ids of the keys that sealed them, as copied: the target's processes need these keys. */
+  keyIds: string[];
+  /** The embedded store's key file, when it holds one of those keys (null otherwise). */
+  keyFile: string | null;
 }
 
 /** Rows between two `table:progress` reports. */
@@ -115,12 +140,13 @@ export async function copyToPostgres(options: CopyToPostgresOptions): Promise<Co
     source.exec('BEGIN');
     const unfinished = unfinishedRuns(source);
     if (unfinished.length > 0 && !options.force) throw unfinishedRunsError(options.sqlitePath, unfinished);
+    const secrets = new SealedValues(options.sqlitePath, options.secretKey);
     const client = await connect(options.url, where);
     try {
       await client.query('BEGIN');
-      const summary = await copyInTransaction(client, source, options, where);
+      const summary = await copyInTransaction(client, source, secrets, options, where);
       await client.query('COMMIT');
-      return { ...summary, unfinishedRuns: unfinished.length };
+      return { ...summary, unfinishedRuns: unfinished.length, secrets: secrets.summary() };
     } catch (error) {
       await client.query('ROLLBACK').catch(() => undefined);
       throw targetError(error, where);
@@ -136,9 +162,10 @@ export async function copyToPostgres(options: CopyToPostgresOptions): Promise<Co
 async function copyInTransaction(
   client: pg.Client,
   source: SqliteDatabase,
+  secrets: SealedValues,
   options: CopyToPostgresOptions,
   where: string,
-): Promise<Omit<CopySummary, 'unfinishedRuns'>> {
+): Promise<Omit<CopySummary, 'unfinishedRuns' | 'secrets'>> {
   const q = client as unknown as Queryable;
   // Holds the schema's migration lock until the commit: a Lockstep process opening this store
   // meanwhile waits for the copy instead of finding it half done.
@@ -163,7 +190,7 @@ async function copyInTransaction(
   for (const target of copyOrder(targets)) {
     const from = sources.get(target.name);
     if (!from) continue;
-    const plan = planTable(from, target, source);
+    const plan = planTable(from, target, source, secrets);
     for (const skipped of plan.skipped) options.onProgress({ type: 'data:skipped', table: target.name, ...skipped });
     options.onProgress({ type: 'table:started', table: target.name, rows: from.rows });
     const started = Date.now();
@@ -400,7 +427,7 @@ interface TablePlan {
   skipped: Array<{ column: string; rows: number }>;
 }
 
-function planTable(from: SourceTable, target: TargetTable, db: SqliteDatabase): TablePlan {
+function planTable(from: SourceTable, target: TargetTable, db: SqliteDatabase, secrets: SealedValues): TablePlan {
   const plan: TablePlan = { table: target.name, key: from.key, columns: [], skipped: [] };
   const byName = new Map(target.columns.map((c) => [c.name, c]));
   for (const column of from.columns) {
@@ -408,7 +435,7 @@ function planTable(from: SourceTable, target: TargetTable, db: SqliteDatabase): 
     const into = byName.get(column);
     const c = quoteSqlite(column);
     if (split) plan.columns.push({ source: column, targets: split.targets, plain: split.plain(c), spelled: split.spelled(c), encode: split.encode });
-    else if (into) plan.columns.push({ source: column, targets: [column], ...spelledBySqlite(c, into), encode: encoderFor(into, target.name) });
+    else if (into) plan.columns.push({ source: column, targets: [column], ...spelledBySqlite(c, into), encode: encoderFor(into, target.name, secrets) });
     else {
       const { rows } = db.prepare(`SELECT count(${quoteSqlite(column)}) AS rows FROM ${quoteSqlite(from.name)}`).get() as { rows: number };
       if (rows > 0) plan.skipped.push({ column, rows });
@@ -554,6 +581,55 @@ function sqliteSequence(db: SqliteDatabase, table: string): number {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Secrets
+
+/** A sealed value inside any text (a JSON definition): `enc:v1:<key id>:<iv>:<ciphertext>` (core/secrets.ts). */
+const SEALED_VALUE = /enc:v1:([A-Za-z0-9_-]{1,64}):[A-Za-z0-9_-]+:[A-Za-z0-9_-]+/g;
+
+/** The sealed values met in the copy: counted by key, and sealed again with the target's key when it has one. */
+class SealedValues {
+  private readonly target: SecretBox | null;
+  /** The embedded store's keys, as it opens with them: the target's key, else its key file (and a rotation's previous key). */
+  private readonly sourceKeys: SecretKeys;
+  private readonly keyFile: string | null;
+  private readonly byKey = new Map<string, number>();
+  private resealed = 0;
+
+  constructor(sqlitePath: string, secretKey: KeyText | null) {
+    this.target = secretKey ? new SecretBox(parseSecretKey(secretKey.text, secretKey.source)) : null;
+    this.keyFile = keyFileFor(sqlitePath);
+    this.sourceKeys = new StoreSecretKeys({ store: sqlitePath, key: secretKey ?? undefined, keyFile: this.keyFile });
+  }
+
+  /** `text` with each sealed value in it as the target keeps it. */
+  copy(text: string): string {
+    if (!text.includes(SEALED_PREFIX)) return text;
+    return text.replace(SEALED_VALUE, (sealed: string, keyId: string) => {
+      const target = this.target;
+      if (target === null || keyId === target.keyId) {
+        this.byKey.set(keyId, (this.byKey.get(keyId) ?? 0) + 1);
+        return sealed;
+      }
+      const resealed = target.seal(this.sourceKeys.openingKey(keyId).open(sealed));
+      this.byKey.set(target.keyId, (this.byKey.get(target.keyId) ?? 0) + 1);
+      this.resealed++;
+      return resealed;
+    });
+  }
+
+  summary(): CopiedSecrets {
+    const keyIds = [...this.byKey.keys()].sort();
+    const inFile = this.keyFile && keyIds.length > 0 ? readKeyFile(this.keyFile) : null;
+    return {
+      sealed: [...this.byKey.values()].reduce((sum, n) => sum + n, 0),
+      resealed: this.resealed,
+      keyIds,
+      keyFile: inFile && keyIds.includes(inFile.keyId) ? this.keyFile : null,
+    };
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Values as COPY text: one row per line, fields separated by tabs, `\N` for null, backslashes,
 // tabs and line breaks in values escaped.
 
@@ -578,7 +654,8 @@ function copyBytes(bytes: Buffer): string {
 
 /**
  * Which values going into `column` (quoted `c`) SQLite spells itself in COPY text, exactly as
- * `encoderFor` would, and how: NULL, integers, BLOBs into bytea, text with nothing to escape.
+ * `encoderFor` would, and how: NULL, integers, BLOBs into bytea, text with nothing to escape and no
+ * sealed value.
  */
 function spelledBySqlite(c: string, column: TargetColumn): { plain: string; spelled: string } {
   switch (column.type) {
@@ -588,14 +665,15 @@ function spelledBySqlite(c: string, column: TargetColumn): { plain: string; spel
       return { plain: `typeof(${c}) IN ('null', 'blob')`, spelled: `CASE WHEN ${c} IS NULL THEN '${NULL_FIELD}' ELSE '${SQL_BYTES_PREFIX}' || lower(hex(${c})) END` };
     default:
       return {
-        plain: `typeof(${c}) IN ('null', 'integer') OR (typeof(${c}) = 'text' AND NOT ${c} GLOB '${ESCAPED_CHARS_GLOB}' AND instr(CAST(${c} AS BLOB), x'00') = 0)`,
+        // Text holding a sealed value goes through SealedValues.
+        plain: `typeof(${c}) IN ('null', 'integer') OR (typeof(${c}) = 'text' AND NOT ${c} GLOB '${ESCAPED_CHARS_GLOB}' AND instr(CAST(${c} AS BLOB), x'00') = 0 AND instr(${c}, '${SEALED_PREFIX}') = 0)`,
         spelled: `CASE WHEN ${c} IS NULL THEN '${NULL_FIELD}' ELSE CAST(${c} AS TEXT) END`,
       };
   }
 }
 
 /** The encoder of a value going into `column`, by the column's PostgreSQL type. */
-function encoderFor(column: TargetColumn, table: string): (value: SqliteValue) => string {
+function encoderFor(column: TargetColumn, table: string, secrets: SealedValues): (value: SqliteValue) => string {
   const refuse = (value: SqliteValue): never => {
     throw new LockstepError(
       ErrorCode.Store,
@@ -619,7 +697,7 @@ function encoderFor(column: TargetColumn, table: string): (value: SqliteValue) =
       // Text, numbers and anything PostgreSQL parses from text (json, timestamps as SQLite wrote them).
       return (value) => {
         if (value === null) return NULL_FIELD;
-        if (typeof value === 'string') return copyText(value);
+        if (typeof value === 'string') return copyText(secrets.copy(value));
         if (typeof value === 'number' || typeof value === 'bigint') return String(value);
         return refuse(value);
       };

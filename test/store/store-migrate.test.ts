@@ -2,21 +2,27 @@
  * `lockstep store migrate --to postgres://...`: an embedded store filled by the real app (apply, a
  * sync run with rejected rows, a sequence run, a token, alerts, webhooks, schedules) is copied into
  * a fresh PostgreSQL database and read back through the PostgreSQL store's own methods; the next
- * incremental runs on PostgreSQL send nothing. Then the refusals, and a failure half-way that
- * leaves the target as it was.
+ * incremental runs on PostgreSQL send nothing. Secrets stay sealed, with the embedded store's key
+ * or LOCKSTEP_SECRET_KEY's. Then the refusals, and a failure half-way that leaves the target as it was.
  */
-import { appendFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { appendFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { SecretCodec, sealedKeyIds } from '../../src/core/secrets.js';
 import { hashToken } from '../../src/core/tokens.js';
 import type { Store } from '../../src/core/ports.js';
 import { PostgresStore } from '../../src/store/postgres/postgres-store.js';
+import { StoreSecretKeys, type KeyText } from '../../src/store/secret-keys.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { enqueueWork, hierarchyWorkspace, killChildren, runMain } from '../cli/cli-helpers.js';
 import { sqlite } from '../helpers/harness.js';
 import { createTestDatabase, sql } from '../helpers/postgres.js';
 
-afterEach(killChildren);
+afterEach(async () => {
+  vi.unstubAllEnvs();
+  await killChildren();
+});
 
 const T0 = 1_767_225_600_000.25;
 /** A sync id no sync has: snapshot rows the runs never read, with keys and hashes of every kind. */
@@ -121,6 +127,27 @@ async function sqliteContents(dir: string) {
   }
 }
 
+/** The embedded store's key file, as LOCKSTEP_SECRET_KEY would give it. */
+function keyFileKey(dir: string): KeyText {
+  return { text: readFileSync(join(dir, 'lockstep.db.key'), 'utf8'), source: 'the test' };
+}
+
+/** The PostgreSQL store at `url`, opened as a process given `key` in LOCKSTEP_SECRET_KEY opens it. */
+function openTarget(url: string, key: KeyText, schema?: string): Promise<PostgresStore> {
+  const keys = new StoreSecretKeys({ store: url, key, keyFile: null });
+  return PostgresStore.open({ url, schema, secrets: new SecretCodec({ keys, secretSettings: () => [] }) });
+}
+
+/** Every definition the target keeps, as text: where sealed values live. */
+async function storedDefinitions(url: string): Promise<string> {
+  const texts = await sql<{ text: string }>(
+    url,
+    `SELECT definition AS text FROM lockstep.sources UNION ALL SELECT definition FROM lockstep.destinations
+     UNION ALL SELECT definition FROM lockstep.alert_definitions UNION ALL SELECT settings FROM lockstep.webhook_settings`,
+  );
+  return texts.map((t) => t.text).join('\n');
+}
+
 describe('lockstep store migrate', () => {
   let dir: string;
   let token: string;
@@ -148,8 +175,17 @@ describe('lockstep store migrate', () => {
     expect(result.stdout).toContain("export LOCKSTEP_STORE='postgres://");
     const password = decodeURIComponent(new URL(url).password);
     if (password) expect(result.stdout + result.stderr).not.toContain(password);
+    // The alert channel's and the webhook endpoint's secrets, sealed with the key file's key: copied
+    // sealed, and the key itself never shown.
+    const key = keyFileKey(dir);
+    expect(result.stdout).toMatch(/^ {2}2 secret values stay encrypted, with key [\w-]+\.$/m);
+    expect(result.stdout).toContain(`export LOCKSTEP_SECRET_KEY="$(cat ${join(dir, 'lockstep.db.key')})"`);
+    expect(result.stdout + result.stderr).not.toContain(key.text.trim());
+    const stored = await storedDefinitions(url);
+    expect(stored).not.toContain('s3cret');
+    expect(sealedKeyIds(stored).size).toBe(1);
 
-    await using store = await PostgresStore.open({ url });
+    await using store = await openTarget(url, key);
     const copied = await contents(store);
     expect(copied).toEqual(expected);
     expect(copied.loose.odd).toEqual(Object.fromEntries(ODD_KEYS));
@@ -167,18 +203,45 @@ describe('lockstep store migrate', () => {
   });
 
   it('the next runs on the PostgreSQL store send nothing, and new runs take new ids', async () => {
+    // The hierarchy workspace alone (no secrets to key), after a sequence run.
+    const plain = hierarchyWorkspace();
+    for (const args of [['apply'], ['sequence', 'run', 'crm']]) expect((await runMain(['--workspace', plain, ...args])).code).toBe(0);
     const url = await createTestDatabase('lockstep_store_copy');
-    expect((await runMain(['--workspace', dir, 'store', 'migrate', '--to', url])).code).toBe(0);
-    const sequence = await runMain(['--workspace', dir, '--store', url, 'sequence', 'run', 'crm', '--json']);
+    const migrated = await runMain(['--workspace', plain, 'store', 'migrate', '--to', url]);
+    expect(migrated.code, migrated.stderr).toBe(0);
+    expect(migrated.stdout).not.toContain('secret');
+    const sequence = await runMain(['--workspace', plain, '--store', url, 'sequence', 'run', 'crm', '--json']);
     expect(sequence.code, sequence.stderr).toBe(0);
     const members = (JSON.parse(sequence.stdout) as { members: Array<{ key: string; syncRun: { plannedRows: unknown } }> }).members;
     expect(members.map((m) => [m.key, m.syncRun.plannedRows])).toEqual(
       ['accounts-to-crm', 'workspaces-to-crm', 'contacts-to-crm'].map((key) => [key, { addedCount: 0, changedCount: 0, removedCount: 0 }]),
     );
-    const sync = await runMain(['--workspace', dir, '--store', url, 'sync', 'run', 'contacts-to-crm', '--json']);
+    const sync = await runMain(['--workspace', plain, '--store', url, 'sync', 'run', 'contacts-to-crm', '--json']);
     const run = JSON.parse(sync.stdout) as { id: number; plannedRows: unknown; querySize: number };
     expect(run).toMatchObject({ querySize: 12, plannedRows: { addedCount: 0, changedCount: 0, removedCount: 0 } });
-    expect(run.id).toBe(Math.max(...expected.syncRuns.map((r) => r.id)) + 4);
+    // Three runs copied, three of the sequence run on PostgreSQL, then this one.
+    expect(run.id).toBe(7);
+  });
+
+  it('seals the secrets again with LOCKSTEP_SECRET_KEY when it is given, never in the clear', async () => {
+    const given: KeyText = { text: randomBytes(32).toString('base64'), source: 'the test' };
+    vi.stubEnv('LOCKSTEP_SECRET_KEY', given.text);
+    const url = await createTestDatabase('lockstep_store_copy');
+    const result = await runMain(['--workspace', dir, 'store', 'migrate', '--to', url]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/^ {2}2 secret values stay encrypted, with key [\w-]+; 2 sealed again with LOCKSTEP_SECRET_KEY\.$/m);
+    expect(result.stdout).toContain('Every process on the PostgreSQL store needs the same LOCKSTEP_SECRET_KEY.');
+    expect(result.stdout + result.stderr).not.toContain(given.text);
+    const stored = await storedDefinitions(url);
+    expect(stored).not.toContain('s3cret');
+    // Only the given key opens the copy; the embedded store's key file no longer does.
+    await expect(openTarget(url, keyFileKey(dir))).rejects.toThrow(/holds secrets encrypted with key/);
+    await using store = await openTarget(url, given);
+    expect(await contents(store)).toEqual(expected);
+    // A process given the key works on the copy.
+    const run = await runMain(['--workspace', dir, '--store', url, 'sync', 'run', 'accounts-to-crm']);
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toContain('planned +0 ~0 -0');
   });
 
   it('copies into the schema named by --schema', async () => {
@@ -186,7 +249,7 @@ describe('lockstep store migrate', () => {
     const result = await runMain(['--workspace', dir, 'store', 'migrate', '--to', url, '--schema', 'ls_moved']);
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toContain('(schema "ls_moved")');
-    await using store = await PostgresStore.open({ url, schema: 'ls_moved' });
+    await using store = await openTarget(url, keyFileKey(dir), 'ls_moved');
     expect(await contents(store)).toEqual(expected);
   });
 
@@ -205,7 +268,7 @@ describe('lockstep store migrate', () => {
     const replaced = await runMain(['--workspace', dir, 'store', 'migrate', '--to', url, '--replace']);
     expect(replaced.code, replaced.stderr).toBe(0);
     expect(replaced.stdout).toContain('--replace');
-    await using store = await PostgresStore.open({ url });
+    await using store = await openTarget(url, keyFileKey(dir));
     expect(await contents(store)).toEqual(expected);
   });
 
@@ -224,7 +287,7 @@ describe('lockstep store migrate', () => {
     const forced = await runMain(['--workspace', busy, 'store', 'migrate', '--to', url, '--force']);
     expect(forced.code, forced.stderr).toBe(0);
     expect(forced.stdout).toContain('2 unfinished run(s) were copied as they are');
-    await using store = await PostgresStore.open({ url });
+    await using store = await openTarget(url, keyFileKey(busy));
     expect((await store.getSyncRun(syncRunId))?.status).toBe('queued');
     expect((await store.getSequenceRun(sequenceRunId))?.status).toBe('pending');
   });

@@ -5,7 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
-import { copyStoreToPostgres, type CopyProgress, type CopySummary } from '../../app.js';
+import { SECRET_KEY_ENV, copyStoreToPostgres, type CopyProgress, type CopySummary } from '../../app.js';
 import type { LockstepConfig } from '../../config.js';
 import { redactUrl } from '../../core/connections.js';
 import { ErrorCode, LockstepError, assertNever } from '../../core/errors.js';
@@ -54,7 +54,8 @@ async function migrate(flags: MigrateFlags, { term, config }: StoreCommandContex
     );
   }
   if (flags.schema.trim() === '') throw new LockstepError(ErrorCode.Validation, '--schema is empty — give a schema name, e.g. lockstep');
-  const current = (await config()).store;
+  const resolved = await config();
+  const current = resolved.store;
   if (current.type !== 'sqlite') {
     throw new LockstepError(
       ErrorCode.Validation,
@@ -70,16 +71,18 @@ async function migrate(flags: MigrateFlags, { term, config }: StoreCommandContex
   }
   term.err(`Copying the embedded store ${path} into ${redactUrl(flags.to)} (schema "${flags.schema}"), in one transaction:`);
   const started = Date.now();
+  const secretKey = resolved.env[SECRET_KEY_ENV] || null;
   const summary = await copyStoreToPostgres({
     sqlitePath: path,
     url: flags.to,
     schema: flags.schema,
     replace: Boolean(flags.replace),
     force: Boolean(flags.force),
+    secretKey: secretKey ? { text: secretKey, source: SECRET_KEY_ENV } : null,
     now: started,
     onProgress: progressPrinter(term),
   });
-  printSummary(term, summary, flags, path, Date.now() - started);
+  printSummary(term, summary, flags, path, Date.now() - started, Boolean(secretKey));
 }
 
 function count(n: number): string {
@@ -113,7 +116,7 @@ function progressPrinter(term: Terminal): (progress: CopyProgress) => void {
   };
 }
 
-function printSummary(term: Terminal, summary: CopySummary, flags: MigrateFlags, path: string, ms: number): void {
+function printSummary(term: Terminal, summary: CopySummary, flags: MigrateFlags, path: string, ms: number, keyGiven: boolean): void {
   const copied = summary.tables.reduce((sum, t) => sum + t.rows, 0);
   const tables = summary.tables.filter((t) => t.rows > 0).length;
   term.out(`✔ Copied ${rows(copied)} of ${tables} ${tables === 1 ? 'table' : 'tables'} into ${summary.where} in ${formatDuration(ms)}.`);
@@ -121,6 +124,7 @@ function printSummary(term: Terminal, summary: CopySummary, flags: MigrateFlags,
   if (summary.unfinishedRuns > 0) {
     term.out(`  ${summary.unfinishedRuns} unfinished run(s) were copied as they are (--force); workers on the PostgreSQL store take them over once their leases end.`);
   }
+  printSecrets(term, summary.secrets, keyGiven);
   const url = redactUrl(flags.to);
   const password = url !== flags.to ? ' (with your password in place of ***)' : '';
   term.out('');
@@ -132,4 +136,15 @@ function printSummary(term: Terminal, summary: CopySummary, flags: MigrateFlags,
     term.out(`  Note: Lockstep processes open the schema "${DEFAULT_SCHEMA}"; this copy is in "${flags.schema}".`);
   }
   term.out(`The embedded store is left as it was: keep it as a backup. Runs made on it from now on are not in PostgreSQL.`);
+}
+
+/** Which key the target's processes need for the secrets copied, without ever showing a key. */
+function printSecrets(term: Terminal, secrets: CopySummary['secrets'], keyGiven: boolean): void {
+  if (secrets.sealed === 0) return;
+  const keys = secrets.keyIds.length === 1 ? `key ${secrets.keyIds[0]}` : `keys ${secrets.keyIds.join(', ')}`;
+  const resealed = secrets.resealed > 0 ? `; ${count(secrets.resealed)} sealed again with ${SECRET_KEY_ENV}` : '';
+  term.out(`  ${count(secrets.sealed)} secret ${secrets.sealed === 1 ? 'value stays' : 'values stay'} encrypted, with ${keys}${resealed}.`);
+  if (keyGiven) term.out(`  Every process on the PostgreSQL store needs the same ${SECRET_KEY_ENV}.`);
+  else if (secrets.keyFile) term.out(`  Every process on the PostgreSQL store needs that key: export ${SECRET_KEY_ENV}="$(cat ${secrets.keyFile})"`);
+  else term.out(`  Every process on the PostgreSQL store needs ${SECRET_KEY_ENV} set to that key.`);
 }
