@@ -43,6 +43,7 @@ import {
   type SecretRotation,
 } from './store/secret-keys.js';
 import { resolve } from 'node:path';
+import type { CopySummary, CopyToPostgresOptions } from './store/copy-to-postgres.js';
 import type { ApiServer } from './api/server.js';
 
 export interface OpenStoreOptions {
@@ -120,6 +121,13 @@ export async function rotateStoreSecrets(config: LockstepConfig, newKey?: string
 }
 
 export { NEW_SECRET_KEY_ENV, SECRET_KEY_ENV, type SecretRotation } from './store/secret-keys.js';
+
+/** Copies an embedded store into a PostgreSQL store (`lockstep store migrate`); its code loads only then. */
+export async function copyStoreToPostgres(options: CopyToPostgresOptions): Promise<CopySummary> {
+  const { copyToPostgres } = await import('./store/copy-to-postgres.js');
+  return copyToPostgres(options);
+}
+export type { CopyProgress, CopySummary, CopyToPostgresOptions } from './store/copy-to-postgres.js';
 
 /**
  * Every connector kind this build knows, registered once. Adding a kind is its folder under

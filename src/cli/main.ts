@@ -25,6 +25,7 @@ import { formatSequenceReport, formatSyncReport, mark, type Terminal } from './o
 import { StatusLine, followSequenceRun, followSyncRun, printRejectedSamples } from './progress.js';
 import { registerSecretsCommand } from './commands/secrets.js';
 import { ReportedRunsLog } from './reported-runs-log.js';
+import { registerStoreCommands } from './commands/store-migrate.js';
 
 export const EXIT = { ok: 0, runFailed: 1, invalid: 2, error: 3 } as const;
 
@@ -395,6 +396,7 @@ Exit codes:
     });
 
   registerSecretsCommand(program, { term, config: () => configFor(global()) });
+  registerStoreCommands(program, { term, config: () => configFor(global()) });
 
   program
     .command('demo')

@@ -19,6 +19,8 @@ export interface SqliteStatement {
   run(...params: SqliteParams): SqliteRunResult;
   get(...params: SqliteParams): unknown;
   all(...params: SqliteParams): unknown[];
+  /** The rows one at a time, read as they are asked for (the connection runs nothing else meanwhile). */
+  iterate(...params: SqliteParams): IterableIterator<unknown>;
   /** Rows as arrays of values instead of objects (changes this statement for good). */
   raw(toggle: boolean): SqliteStatement;
 }

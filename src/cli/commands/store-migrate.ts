@@ -1,0 +1,150 @@
+/**
+ * `lockstep store migrate --to postgres://...`: copies the embedded store (the workspace, run
+ * history, snapshots, record ids, schedules, webhooks, alerts and API tokens) into a PostgreSQL
+ * store, so a workspace moves to a store many processes share without sending its rows again.
+ */
+import { existsSync } from 'node:fs';
+import type { Command } from 'commander';
+import { SECRET_KEY_ENV, copyStoreToPostgres, type CopyProgress, type CopySummary } from '../../app.js';
+import type { LockstepConfig } from '../../config.js';
+import { redactUrl } from '../../core/connections.js';
+import { ErrorCode, LockstepError, assertNever } from '../../core/errors.js';
+import { formatDuration, type Terminal } from '../output.js';
+
+export interface StoreCommandContext {
+  term: Terminal;
+  /** The resolved configuration, whose store (`--store`, LOCKSTEP_STORE, the workspace's `store:`) is the one copied. */
+  config: () => Promise<LockstepConfig>;
+}
+
+interface MigrateFlags {
+  to: string;
+  schema: string;
+  replace?: boolean;
+  force?: boolean;
+}
+
+/** The schema Lockstep's processes open (PostgresStore's default). */
+const DEFAULT_SCHEMA = 'lockstep';
+
+export function registerStoreCommands(program: Command, context: StoreCommandContext): void {
+  const store = program.command('store').description('the store: move it from the embedded file to PostgreSQL');
+  store
+    .command('migrate')
+    .description('copy the embedded store (workspace, run history, snapshots, schedules, webhooks, alerts, API tokens) into a PostgreSQL store')
+    .requiredOption('--to <postgres-url>', 'the PostgreSQL database to copy into: postgres://user:password@host:port/database')
+    .option('--schema <name>', 'the schema for the tables, created when missing', DEFAULT_SCHEMA)
+    .option('--replace', 'delete what the schema holds first (otherwise a schema holding a store is refused)')
+    .option('--force', 'copy unfinished runs as they are (otherwise refused: let them finish or cancel them first)')
+    .addHelpText(
+      'after',
+      `
+The copy is one PostgreSQL transaction: if anything fails, the target is left as it was. The embedded
+store is left as it was. Afterwards, point every Lockstep process at the PostgreSQL store (--store or
+LOCKSTEP_STORE).`,
+    )
+    .action(async (flags: MigrateFlags) => migrate(flags, context));
+}
+
+async function migrate(flags: MigrateFlags, { term, config }: StoreCommandContext): Promise<void> {
+  if (!/^postgres(ql)?:\/\/./.test(flags.to)) {
+    throw new LockstepError(
+      ErrorCode.Validation,
+      `--to "${redactUrl(flags.to)}" is not a postgres:// URL — give the database to copy into, e.g. postgres://user:password@host:5432/lockstep`,
+    );
+  }
+  if (flags.schema.trim() === '') throw new LockstepError(ErrorCode.Validation, '--schema is empty — give a schema name, e.g. lockstep');
+  const resolved = await config();
+  const current = resolved.store;
+  if (current.type !== 'sqlite') {
+    throw new LockstepError(
+      ErrorCode.Validation,
+      `the current store is already PostgreSQL (${redactUrl(current.url)}); store migrate copies an embedded store — name its file with --store PATH`,
+    );
+  }
+  const path = current.path;
+  if (!existsSync(path)) {
+    throw new LockstepError(
+      ErrorCode.NotFound,
+      `no embedded store at ${path}: nothing to copy — run this in the workspace folder, or name the store file with --store PATH`,
+    );
+  }
+  term.err(`Copying the embedded store ${path} into ${redactUrl(flags.to)} (schema "${flags.schema}"), in one transaction:`);
+  const started = Date.now();
+  const secretKey = resolved.env[SECRET_KEY_ENV] || null;
+  const summary = await copyStoreToPostgres({
+    sqlitePath: path,
+    url: flags.to,
+    schema: flags.schema,
+    replace: Boolean(flags.replace),
+    force: Boolean(flags.force),
+    secretKey: secretKey ? { text: secretKey, source: SECRET_KEY_ENV } : null,
+    now: started,
+    onProgress: progressPrinter(term),
+  });
+  printSummary(term, summary, flags, path, Date.now() - started, Boolean(secretKey));
+}
+
+function count(n: number): string {
+  return n.toLocaleString('en-US');
+}
+
+function rows(n: number): string {
+  return `${count(n)} ${n === 1 ? 'row' : 'rows'}`;
+}
+
+/** Progress on stderr: a line per table, and one per 100,000 rows of a large one. */
+function progressPrinter(term: Terminal): (progress: CopyProgress) => void {
+  return (progress) => {
+    switch (progress.type) {
+      case 'table:started':
+        return;
+      case 'table:progress':
+        term.err(`  ${progress.table}: ${count(progress.copied)} of ${rows(progress.rows)}…`);
+        return;
+      case 'table:finished':
+        term.err(`  ${progress.table.padEnd(20)} ${rows(progress.rows).padStart(16)}${progress.ms >= 1000 ? `  (${formatDuration(progress.ms)})` : ''}`);
+        return;
+      case 'data:skipped': {
+        const what = progress.column === null ? `table ${progress.table}` : `column ${progress.table}.${progress.column}`;
+        term.err(`  not copied: ${what} (${rows(progress.rows)}), which the PostgreSQL store does not have`);
+        return;
+      }
+      default:
+        return assertNever(progress);
+    }
+  };
+}
+
+function printSummary(term: Terminal, summary: CopySummary, flags: MigrateFlags, path: string, ms: number, keyGiven: boolean): void {
+  const copied = summary.tables.reduce((sum, t) => sum + t.rows, 0);
+  const tables = summary.tables.filter((t) => t.rows > 0).length;
+  term.out(`✔ Copied ${rows(copied)} of ${tables} ${tables === 1 ? 'table' : 'tables'} into ${summary.where} in ${formatDuration(ms)}.`);
+  if (summary.replaced) term.out('  What the schema held before was deleted (--replace).');
+  if (summary.unfinishedRuns > 0) {
+    term.out(`  ${summary.unfinishedRuns} unfinished run(s) were copied as they are (--force); workers on the PostgreSQL store take them over once their leases end.`);
+  }
+  printSecrets(term, summary.secrets, keyGiven);
+  const url = redactUrl(flags.to);
+  const password = url !== flags.to ? ' (with your password in place of ***)' : '';
+  term.out('');
+  term.out(`Next: stop using ${path} and point every Lockstep process at the PostgreSQL store${password}:`);
+  term.out(`  export LOCKSTEP_STORE='${url}'`);
+  term.out(`  or: lockstep --store '${url}' serve`);
+  term.out('  or in lockstep.yaml: store: { type: postgres, url: "${LOCKSTEP_DATABASE_URL}" }');
+  if (flags.schema !== DEFAULT_SCHEMA) {
+    term.out(`  Note: Lockstep processes open the schema "${DEFAULT_SCHEMA}"; this copy is in "${flags.schema}".`);
+  }
+  term.out(`The embedded store is left as it was: keep it as a backup. Runs made on it from now on are not in PostgreSQL.`);
+}
+
+/** Which key the target's processes need for the secrets copied, without ever showing a key. */
+function printSecrets(term: Terminal, secrets: CopySummary['secrets'], keyGiven: boolean): void {
+  if (secrets.sealed === 0) return;
+  const keys = secrets.keyIds.length === 1 ? `key ${secrets.keyIds[0]}` : `keys ${secrets.keyIds.join(', ')}`;
+  const resealed = secrets.resealed > 0 ? `; ${count(secrets.resealed)} sealed again with ${SECRET_KEY_ENV}` : '';
+  term.out(`  ${count(secrets.sealed)} secret ${secrets.sealed === 1 ? 'value stays' : 'values stay'} encrypted, with ${keys}${resealed}.`);
+  if (keyGiven) term.out(`  Every process on the PostgreSQL store needs the same ${SECRET_KEY_ENV}.`);
+  else if (secrets.keyFile) term.out(`  Every process on the PostgreSQL store needs that key: export ${SECRET_KEY_ENV}="$(cat ${secrets.keyFile})"`);
+  else term.out(`  Every process on the PostgreSQL store needs ${SECRET_KEY_ENV} set to that key.`);
+}
