@@ -26,6 +26,8 @@ export const PREVIEW_ROWS = 20;
 export const KEY_CHECK_ROWS = 50_000;
 /** How long a preview, a connection test or a field listing may take before it is given up. */
 const TIMEOUT_MS = 20_000;
+/** How long a preview goes on checking keys once it has its rows: the check then covers the rows read so far. */
+const KEY_CHECK_MS = 5_000;
 
 const Json = z.record(z.string(), z.unknown());
 
@@ -72,7 +74,7 @@ const ModelPreview = z
       columns: z.array(z.string()).openapi({ description: 'The primary key checked.' }),
       missing: z.array(z.string()).openapi({ description: 'Key columns the query does not return.' }),
       rowsChecked: z.number().int(),
-      complete: z.boolean().openapi({ description: `Whether every row was checked (at most ${KEY_CHECK_ROWS} are).` }),
+      complete: z.boolean().openapi({ description: `Whether every row was checked (at most ${KEY_CHECK_ROWS} are, for at most ${KEY_CHECK_MS / 1000} s).` }),
       nulls: z.number().int().openapi({ description: 'Rows whose key has a null.' }),
       duplicates: z.number().int().openapi({ description: 'Rows whose key an earlier row has.' }),
       examples: z.array(z.string()).openapi({ description: 'Up to five duplicated keys.' }),
@@ -268,7 +270,12 @@ export function registerConnectorRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       let nulls = 0;
       let duplicates = 0;
       let complete = true;
+      const keyCheckEnds = Date.now() + KEY_CHECK_MS;
       read: for await (const batch of source.read(query, { batchSize: 1000, signal: abort.signal })) {
+        if (rows.length >= PREVIEW_ROWS && Date.now() > keyCheckEnds) {
+          complete = false;
+          break;
+        }
         if (keyIndexes === null) {
           columns = batch.columns;
           keyIndexes = keyColumns.map((k) => columns.indexOf(k));
