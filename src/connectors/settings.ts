@@ -47,3 +47,16 @@ export function pathSetting(description: string) {
 export function intSetting(min: number, max: number, fallback: number, description: string) {
   return z.number().int().min(min).max(max).default(fallback).meta({ description: `${description} (default: ${fallback})` });
 }
+
+/**
+ * A duration setting in `unit` (e.g. seconds), a positive number at most `max` (fractions allowed),
+ * with a default.
+ */
+export function durationSetting(unit: 'seconds' | 'minutes', max: number, fallback: number, description: string) {
+  return z
+    .number()
+    .positive({ error: hinted(`the timeout must be more than 0 ${unit}`, `e.g. ${fallback}`) })
+    .max(max)
+    .default(fallback)
+    .meta({ description: `${description} (in ${unit}; default: ${fallback})` });
+}

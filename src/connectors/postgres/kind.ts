@@ -1,10 +1,13 @@
 /** PostgreSQL, as a source (COPY out, rows kept in COPY text) and as a destination (COPY in, merge). */
 import { z } from 'zod';
 import type { ConnectorKind } from '../../core/connector-kind.js';
-import { urlSetting } from '../settings.js';
+import { durationSetting, urlSetting } from '../settings.js';
 
 const settings = z.strictObject({
   url: urlSetting(['postgres:', 'postgresql:'], 'postgres://user:password@host:5432/database', 'postgres://user:password@host:5432/database; may hold ${ENV} templates, e.g. "${WAREHOUSE_URL}".'),
+  connectTimeoutSeconds: durationSetting('seconds', 3600, 10, 'How long opening a connection may take before the run fails'),
+  statementTimeoutMinutes: durationSetting('minutes', 24 * 60, 30, "How long the model's query may run (as a source) before it is cancelled and the run fails"),
+  writeTimeoutMinutes: durationSetting('minutes', 24 * 60, 2, 'How long the statements of one batch may take (as a destination) before it is cancelled and the run fails'),
 });
 
 export const postgresConnector: ConnectorKind<z.output<typeof settings>> = {
@@ -14,9 +17,19 @@ export const postgresConnector: ConnectorKind<z.output<typeof settings>> = {
   secrets: ['url'],
   example: '{ type: postgres, url: "${WAREHOUSE_URL}" }',
   preload: () => Promise.all([import('./postgres-source.js'), import('./postgres-destination.js')]),
-  source: { open: async (s) => (await import('./postgres-source.js')).PostgresSource.connect({ url: s.url }) },
+  source: {
+    open: async (s) =>
+      (await import('./postgres-source.js')).PostgresSource.connect({
+        url: s.url,
+        timeouts: { connectMs: s.connectTimeoutSeconds * 1000, statementMs: s.statementTimeoutMinutes * 60_000 },
+      }),
+  },
   destination: {
     capabilities: { deletes: true, upsert: true, maxBatchSize: null, recordIds: false },
-    open: async (s) => (await import('./postgres-destination.js')).PostgresDestination.connect({ url: s.url }),
+    open: async (s) =>
+      (await import('./postgres-destination.js')).PostgresDestination.connect({
+        url: s.url,
+        timeouts: { connectMs: s.connectTimeoutSeconds * 1000, statementMs: s.writeTimeoutMinutes * 60_000 },
+      }),
   },
 };

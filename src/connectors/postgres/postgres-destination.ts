@@ -24,13 +24,28 @@ import {
   quoteIdent,
   quoteQualified,
 } from '../sql.js';
+import {
+  clientTimeouts,
+  connectTimeoutError,
+  describeDuration,
+  destroySocket,
+  hostPort,
+  isConnectTimeout,
+  type PostgresTimeouts,
+  socketDestroyed,
+  withDeadline,
+} from './timeouts.js';
 
 export interface PostgresDestinationOptions {
   /** `postgres://user:password@host:port/database`. */
   url: string;
   /** Connections kept open to the destination (default: 4). */
   maxConnections?: number;
+  /** How long to wait for the server (default: 10 s to connect, 2 min for a batch's statements). */
+  timeouts?: Partial<PostgresTimeouts>;
 }
+
+const DEFAULT_TIMEOUTS: PostgresTimeouts = { connectMs: 10_000, statementMs: 2 * 60_000 };
 
 /** A destination table as the catalog describes it. */
 interface TableInfo {
@@ -56,12 +71,18 @@ export class PostgresDestination implements Destination {
   readonly capabilities: DestinationCapabilities = { deletes: true, upsert: true, maxBatchSize: null, recordIds: false };
   private readonly pool: pg.Pool;
   readonly where: string;
+  readonly timeouts: PostgresTimeouts;
+  /** Connections taken from the pool and not given back yet. */
+  private readonly busy = new Set<pg.PoolClient>();
 
   constructor(options: PostgresDestinationOptions) {
     this.where = describePostgresUrl(options.url);
-    this.pool = new pg.Pool({ connectionString: options.url, max: options.maxConnections ?? 4 });
+    this.timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
+    this.pool = new pg.Pool({ connectionString: options.url, max: options.maxConnections ?? 4, ...clientTimeouts(this.timeouts) });
     // An idle connection that drops is replaced by the pool; the next query reports any real problem.
     this.pool.on('error', () => undefined);
+    this.pool.on('acquire', (client) => this.busy.add(client));
+    this.pool.on('release', (_error, client) => this.busy.delete(client));
   }
 
   /** Creates the destination and checks that the server answers with these credentials. */
@@ -80,6 +101,14 @@ export class PostgresDestination implements Destination {
   async prepare(target: WriteTarget): Promise<DestinationWriter> {
     const client = await this.client();
     try {
+      return await this.deadline(client, `preparing to write to "${target.object}"`, this.prepareOn(client, target));
+    } finally {
+      client.release(socketDestroyed(client));
+    }
+  }
+
+  private async prepareOn(client: pg.PoolClient, target: WriteTarget): Promise<DestinationWriter> {
+    {
       const table = await this.requireTable(client, target.object);
       const wanted = [...new Set([...target.columns, ...target.keyColumns])];
       const missing = wanted.filter((c) => !table.columnTypes.has(c));
@@ -95,30 +124,49 @@ export class PostgresDestination implements Destination {
         () => false,
       );
       return new PostgresWriter(this, table, target, empty);
-    } finally {
-      client.release();
     }
   }
 
   async listObjects(): Promise<string[]> {
     const client = await this.client();
     try {
-      return await this.tableNames(client, 1000);
+      return await this.deadline(client, 'listing tables', this.tableNames(client, 1000));
     } finally {
-      client.release();
+      client.release(socketDestroyed(client));
     }
   }
 
   async listFields(object: string): Promise<string[]> {
     const client = await this.client();
     try {
-      return [...(await this.requireTable(client, object)).columnTypes.keys()];
+      return [...(await this.deadline(client, `reading the columns of "${object}"`, this.requireTable(client, object))).columnTypes.keys()];
     } finally {
-      client.release();
+      client.release(socketDestroyed(client));
     }
   }
 
+  /**
+   * Waits for `work` on `client` as long as the write timeout allows; past it the connection is
+   * closed and the failure names `what` was waited for (see timeouts.ts).
+   */
+  deadline<T>(client: pg.PoolClient, what: string, work: Promise<T>): Promise<T> {
+    const ms = this.timeouts.statementMs;
+    return withDeadline(
+      client,
+      ms,
+      () =>
+        new LockstepError(
+          ErrorCode.Connection,
+          `${what} in destination PostgreSQL at ${hostPort(this.where)} timed out: the server did not answer for ${describeDuration(ms)} — check that the server is up and not stuck (e.g. on locks held by another session), or raise writeTimeoutMinutes`,
+        ),
+      work,
+    );
+  }
+
   async close(): Promise<void> {
+    // Connections still waiting on the server (a cancelled run) are closed at once.
+    for (const client of this.busy) destroySocket(client);
+    this.busy.clear();
     await this.pool.end().catch(() => undefined);
   }
 
@@ -148,6 +196,7 @@ export class PostgresDestination implements Destination {
     try {
       return await this.pool.connect();
     } catch (thrown) {
+      if (isConnectTimeout(thrown)) throw connectTimeoutError('destination', this.where, this.timeouts.connectMs, thrown);
       const error = toError(thrown);
       const transient = classifyPostgresError(error) === PostgresFailure.Transient;
       throw new LockstepError(
@@ -323,6 +372,19 @@ class PostgresWriter implements DestinationWriter {
     const client = await this.destination.client();
     let broken: Error | undefined;
     try {
+      return await this.destination.deadline(client, `writing a batch of ${batch.length} rows to "${this.target.object}"`, this.writeOn(client, batch));
+    } catch (thrown) {
+      const error = this.writeError(thrown);
+      if (error.code !== ErrorCode.Schema) broken = error;
+      throw error;
+    } finally {
+      // A connection that failed mid-transaction is not given back to the pool.
+      client.release(broken ?? socketDestroyed(client));
+    }
+  }
+
+  private async writeOn(client: pg.PoolClient, batch: WriteOperation[]): Promise<RowOutcome[]> {
+    {
       try {
         // `begin` goes with the batch's first statement: every round trip waits for this process
         // to read the answer, which it does between batches of rows it plans.
@@ -343,13 +405,6 @@ class PostgresWriter implements DestinationWriter {
         await client.query('rollback').catch(() => undefined);
         throw thrown;
       }
-    } catch (thrown) {
-      const error = this.writeError(thrown);
-      if (error.code !== ErrorCode.Schema) broken = error;
-      throw error;
-    } finally {
-      // A connection that failed mid-transaction is not given back to the pool.
-      client.release(broken);
     }
   }
 

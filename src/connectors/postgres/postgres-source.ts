@@ -3,6 +3,7 @@ import Cursor from 'pg-cursor';
 import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
 import { CopyTextRows, type TextParser } from '../copy-text.js';
 import { CopyOut } from './postgres-copy-out.js';
+import { clientTimeouts, connectTimeoutError, describeDuration, destroySocket, hostPort, isConnectTimeout, type PostgresTimeouts, withDeadline } from './timeouts.js';
 import type { EncodedRows, ReadOptions, RowBatch, Source, Value } from '../../core/ports.js';
 import {
   classifyPostgresError,
@@ -22,7 +23,11 @@ import {
 export interface PostgresSourceOptions {
   /** `postgres://user:password@host:port/database`; may carry `?sslmode=...` and other libpq settings. */
   url: string;
+  /** How long to wait for the server (default: 10 s to connect, 30 min for the model's query). */
+  timeouts?: Partial<PostgresTimeouts>;
 }
+
+const DEFAULT_TIMEOUTS: PostgresTimeouts = { connectMs: 10_000, statementMs: 30 * 60_000 };
 
 /** PostgreSQL type OIDs we parse ourselves rather than with pg's defaults. */
 const Oid = {
@@ -87,10 +92,12 @@ export class PostgresSource implements Source {
   private readonly url: string;
   private readonly where: string;
   private readonly active = new Set<pg.Client>();
+  private readonly timeouts: PostgresTimeouts;
 
   constructor(options: PostgresSourceOptions) {
     this.url = options.url;
     this.where = describePostgresUrl(options.url);
+    this.timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
   }
 
   /** Creates the source and checks that the server answers with these credentials. */
@@ -105,10 +112,10 @@ export class PostgresSource implements Source {
     const batchSize = checkBatchSize(options.batchSize);
     const { signal } = options;
     signal?.throwIfAborted();
-    const client = await this.openClient();
+    const client = await this.openClient(signal);
     this.active.add(client);
     try {
-      const fields = await this.describe(client, query);
+      const fields = await this.describe(client, query, signal);
       if (fields && options.encoded) yield* this.readCopyLines(client, query, fields, batchSize, signal);
       else if (fields) yield* this.readCopy(client, query, fields, batchSize, signal);
       else yield* this.readCursor(client, query, batchSize, signal);
@@ -122,11 +129,16 @@ export class PostgresSource implements Source {
    * The query's columns and their types, or null when the query cannot be used as a subquery
    * (then it is read through a cursor, which also reports any real error in it).
    */
-  private async describe(client: pg.Client, query: string): Promise<pg.FieldDef[] | null> {
+  private async describe(client: pg.Client, query: string, signal: AbortSignal | undefined): Promise<pg.FieldDef[] | null> {
     try {
-      const result = await client.query({ text: `select * from (\n${stripTerminator(query)}\n) as lockstep_model limit 0`, rowMode: 'array' });
+      const result = await this.deadline(
+        client,
+        client.query({ text: `select * from (\n${stripTerminator(query)}\n) as lockstep_model limit 0`, rowMode: 'array' }),
+        signal,
+      );
       return result.fields;
     } catch (error) {
+      if (error instanceof LockstepError || signal?.aborted) throw error;
       const failure = classifyPostgresError(error);
       if (failure === PostgresFailure.Transient || failure === PostgresFailure.Connection) throw this.queryError(error);
       return null;
@@ -178,8 +190,12 @@ export class PostgresSource implements Source {
     const parsers = fields.map((f) => postgresTypes.getTypeParser(f.dataTypeID, 'text') as TextParser);
     const copy = client.query(new CopyOut(`copy (\n${stripTerminator(query)}\n) to stdout`, batchSize));
     let yielded = false;
+    const batches = copy[Symbol.asyncIterator]();
     try {
-      for await (const { data, starts } of copy) {
+      for (;;) {
+        const next = await this.deadline(client, batches.next(), signal);
+        if (next.done) break;
+        const { data, starts } = next.value;
         signal?.throwIfAborted();
         yielded = true;
         yield { columns, rows: [], encoded: new CopyTextRows(data, starts, types, parsers) };
@@ -199,8 +215,8 @@ export class PostgresSource implements Source {
       let columns: string[] | null = null;
       for (;;) {
         signal?.throwIfAborted();
-        const { rows, fields } = await readCursor(cursor, batchSize).catch((error: unknown) => {
-          throw this.queryError(error);
+        const { rows, fields } = await this.deadline(client, readCursor(cursor, batchSize), signal).catch((error: unknown) => {
+          throw error instanceof LockstepError || signal?.aborted ? error : this.queryError(error);
         });
         const first = columns === null;
         columns ??= fields;
@@ -222,16 +238,37 @@ export class PostgresSource implements Source {
     this.active.clear();
   }
 
-  private async openClient(): Promise<pg.Client> {
-    const client = new pg.Client({ connectionString: this.url, types: postgresTypes });
+  /** Waits for `work` on `client` as long as the statement timeout allows (see timeouts.ts). */
+  private deadline<T>(client: pg.Client, work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+    const ms = this.timeouts.statementMs;
+    return withDeadline(
+      client,
+      ms,
+      () =>
+        new LockstepError(
+          ErrorCode.Connection,
+          `reading the model's query from source PostgreSQL at ${hostPort(this.where)} timed out: the server sent nothing for ${describeDuration(ms)} — check that the server is up and not stuck (e.g. on locks), or raise statementTimeoutMinutes`,
+        ),
+      work,
+      signal,
+    );
+  }
+
+  private async openClient(signal?: AbortSignal): Promise<pg.Client> {
+    const client = new pg.Client({ connectionString: this.url, types: postgresTypes, ...clientTimeouts(this.timeouts) });
     client.on('error', () => undefined); // a dropped idle connection surfaces on the next query instead
+    // A cancelled run does not wait for a server that does not answer.
+    const onAbort = () => destroySocket(client);
+    signal?.addEventListener('abort', onAbort, { once: true });
     try {
       await client.connect();
       // Dates and timestamps are parsed from ISO text; make sure the session prints ISO.
-      await client.query("SET DateStyle = 'ISO, YMD'");
+      await this.deadline(client, client.query("SET DateStyle = 'ISO, YMD'"), signal);
       return client;
     } catch (thrown) {
       await client.end().catch(() => undefined);
+      if (thrown instanceof LockstepError || signal?.aborted) throw thrown;
+      if (isConnectTimeout(thrown)) throw connectTimeoutError('source', this.where, this.timeouts.connectMs, thrown);
       const error = toError(thrown);
       const failure = classifyPostgresError(error);
       throw new LockstepError(
@@ -239,6 +276,8 @@ export class PostgresSource implements Source {
         `cannot connect to source ${this.where}: ${error.message} — ${postgresConnectionHint(error)}`,
         { cause: error },
       );
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
     }
   }
 

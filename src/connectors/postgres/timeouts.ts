@@ -1,0 +1,104 @@
+/**
+ * How long a PostgreSQL connection waits for the server. The server ends a statement that runs too
+ * long itself (`statement_timeout`); a server that never answers at all is caught here: past the
+ * same time plus a grace the connection's socket is destroyed and the operation fails with a
+ * message naming the host and port and what was waited for, never the URL.
+ */
+import type pg from 'pg';
+import { ErrorCode, LockstepError } from '../../core/errors.js';
+
+export interface PostgresTimeouts {
+  /** Opening a connection, up to the server's first ReadyForQuery (ms). */
+  connectMs: number;
+  /** One statement: the server's `statement_timeout`, and the client's wait past it (ms). */
+  statementMs: number;
+}
+
+/** What the client waits for a server past its own statement timeout before giving up on it. */
+const GRACE_MS = 5_000;
+/** TCP keepalive probes start after this long without traffic, so a vanished peer is noticed. */
+const KEEPALIVE_MS = 30_000;
+
+/** The pg client settings for these timeouts. */
+export function clientTimeouts(timeouts: PostgresTimeouts): pg.ClientConfig {
+  return {
+    connectionTimeoutMillis: Math.max(1, Math.round(timeouts.connectMs)),
+    statement_timeout: Math.max(1, Math.round(timeouts.statementMs)),
+    keepAlive: true,
+    keepAliveInitialDelayMillis: KEEPALIVE_MS,
+  };
+}
+
+/** `10 s`, `2 min`: a duration for messages. */
+export function describeDuration(ms: number): string {
+  if (ms < 60_000 || ms % 60_000 !== 0) return `${Number((ms / 1000).toFixed(1))} s`;
+  return `${ms / 60_000} min`;
+}
+
+/** `PostgreSQL at host:5432/db as user` → `host:5432`. */
+export function hostPort(where: string): string {
+  const match = /at ([^/\s]+)/.exec(where);
+  return match?.[1] ?? 'the server';
+}
+
+/** The failure of a connection that did not open within `ms`. */
+export function connectTimeoutError(role: 'source' | 'destination', where: string, ms: number, cause?: unknown): LockstepError {
+  return new LockstepError(
+    ErrorCode.Connection,
+    `connecting to ${role} PostgreSQL at ${hostPort(where)} timed out after ${describeDuration(ms)} — check that the server is running and answering at that host and port (a firewall or proxy may accept connections and pass nothing on), or raise connectTimeoutSeconds`,
+    { cause },
+  );
+}
+
+/** Whether pg failed the way its connection timeout makes it fail. */
+export function isConnectTimeout(error: unknown): boolean {
+  const message = error instanceof Error ? error.message : '';
+  return /timeout expired|connection timeout|timeout exceeded when trying to connect/i.test(message);
+}
+
+/**
+ * Waits for `work` on `client` at most `ms` plus a grace: past it, and at once when `signal` aborts,
+ * the client's socket is destroyed (pg then fails whatever it was doing) and the wait ends with
+ * `timedOut()`'s error (or the signal's reason).
+ */
+export async function withDeadline<T>(
+  client: pg.Client | pg.PoolClient,
+  ms: number,
+  timedOut: () => Error,
+  work: Promise<T>,
+  signal?: AbortSignal,
+): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  const stop = new Promise<never>((_, reject) => {
+    const destroy = (error: unknown) => {
+      reject(error);
+      destroySocket(client);
+    };
+    timer = setTimeout(() => destroy(timedOut()), ms + GRACE_MS);
+    if (signal) {
+      onAbort = () => destroy(signal.reason);
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+    }
+  });
+  work.catch(() => undefined); // a failure after the deadline has nobody to tell
+  try {
+    return await Promise.race([work, stop]);
+  } finally {
+    clearTimeout(timer);
+    if (onAbort) signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+/** Closes the client's socket at once, without the protocol's goodbye (the server may not answer). */
+export function destroySocket(client: pg.Client | pg.PoolClient): void {
+  const connection = (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection;
+  connection?.stream?.destroy();
+}
+
+/** Whether the client's socket was destroyed (it must not go back to a pool). */
+export function socketDestroyed(client: pg.Client | pg.PoolClient): boolean {
+  const connection = (client as unknown as { connection?: { stream?: { destroyed?: boolean } } }).connection;
+  return connection?.stream?.destroyed === true;
+}
