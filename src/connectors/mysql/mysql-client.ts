@@ -79,6 +79,8 @@ interface MysqlPoolOptions {
   jsonStrings: boolean;
   maxPreparedStatements: number;
   connectTimeout: number;
+  enableKeepAlive: boolean;
+  keepAliveInitialDelay: number;
 }
 
 /** A bind parameter with an explicit type (mysql2's `TypedParameter` factories). */
@@ -118,9 +120,9 @@ export type MysqlType = (typeof MysqlType)[keyof typeof MysqlType];
  * JSON as text. Every statement with values is prepared (`execute`), so values only ever travel
  * as parameters; each connection keeps a few dozen prepared statements at most.
  */
-export function createMysqlPool(url: string, connectionLimit: number): MysqlPool {
+export function createMysqlPool(url: string, connectionLimit: number, connectTimeoutMs = 10_000): MysqlPool {
   try {
-    return openPool(url, connectionLimit);
+    return openPool(url, connectionLimit, connectTimeoutMs);
   } catch (thrown) {
     // e.g. a password with a `%` that is not percent-encoding; the message never holds the URL.
     throw new LockstepError(
@@ -131,7 +133,7 @@ export function createMysqlPool(url: string, connectionLimit: number): MysqlPool
   }
 }
 
-function openPool(url: string, connectionLimit: number): MysqlPool {
+function openPool(url: string, connectionLimit: number, connectTimeoutMs: number): MysqlPool {
   return driver.createPool({
     uri: url,
     connectionLimit,
@@ -142,7 +144,10 @@ function openPool(url: string, connectionLimit: number): MysqlPool {
     dateStrings: true,
     jsonStrings: true,
     maxPreparedStatements: 64,
-    connectTimeout: 10_000,
+    connectTimeout: Math.max(1, Math.round(connectTimeoutMs)),
+    // TCP keepalive probes after 30 s without traffic, so a vanished peer is noticed.
+    enableKeepAlive: true,
+    keepAliveInitialDelay: 30_000,
   });
 }
 
@@ -291,12 +296,20 @@ export async function sessionConnection(
   what: string,
   setUp: (connection: MysqlPoolConnection) => Promise<void>,
   setUpError: (thrown: unknown) => LockstepError,
+  timeouts: MysqlTimeouts = { connectMs: 10_000, statementMs: 2 * 60_000 },
 ): Promise<MysqlPoolConnection> {
   let connection: MysqlPoolConnection;
   try {
     connection = await pool.getConnection();
   } catch (thrown) {
     const error = toError(thrown);
+    if ((error as { code?: unknown }).code === 'ETIMEDOUT' && /^connect ETIMEDOUT$/.test(error.message)) {
+      throw new LockstepError(
+        ErrorCode.Connection,
+        `connecting to ${what.replace(/ at ([^/\s]+)\S*.*$/, ' at $1')} timed out after ${describeDuration(timeouts.connectMs)} — check that the server is running and answering at that host and port (a firewall or proxy may accept connections and pass nothing on), or raise connectTimeoutSeconds`,
+        { cause: error },
+      );
+    }
     throw new LockstepError(
       classifyMysqlError(error) === MysqlFailure.Transient ? ErrorCode.Transient : ErrorCode.Connection,
       `cannot connect to ${what}: ${error.message} — ${mysqlConnectionHint(error)}`,
@@ -305,11 +318,74 @@ export async function sessionConnection(
   }
   if (ready.has(connection.connection)) return connection;
   try {
-    await setUp(connection);
+    await withDeadline(connection, timeouts.statementMs, () => stalledError(`setting up a session on ${what}`, timeouts.statementMs), setUp(connection));
   } catch (thrown) {
+    if (thrown instanceof LockstepError) throw thrown;
     connection.destroy();
     throw setUpError(thrown);
   }
   ready.add(connection.connection);
   return connection;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timeouts
+
+export interface MysqlTimeouts {
+  /** Opening a connection, through the server's handshake (ms). */
+  connectMs: number;
+  /** The longest wait for the server's next answer before the connection is closed (ms). */
+  statementMs: number;
+}
+
+/** `10 s`, `2 min`: a duration for messages. */
+export function describeDuration(ms: number): string {
+  if (ms < 60_000 || ms % 60_000 !== 0) return `${Number((ms / 1000).toFixed(1))} s`;
+  return `${ms / 60_000} min`;
+}
+
+/**
+ * The failure of waiting `ms` for a server that sent nothing; `doing` names what was waited for and
+ * where, e.g. `reading the model's query from source MySQL at db:3306/crm` (shown up to the port).
+ */
+export function stalledError(doing: string, ms: number, setting = 'statementTimeoutMinutes'): LockstepError {
+  return new LockstepError(
+    ErrorCode.Connection,
+    `${doing.replace(/ at ([^/\s]+)\S*.*$/, ' at $1')} timed out: the server did not answer for ${describeDuration(ms)} — check that the server is up and not stuck (e.g. on locks held by another session), or raise ${setting}`,
+  );
+}
+
+/**
+ * Waits for `work` on `connection` at most `ms`: past it, and at once when `signal` aborts, the
+ * connection is closed (the driver then fails whatever it was doing, and the server ends the
+ * statement) and the wait ends with `timedOut()`'s error (or the signal's reason).
+ */
+export async function withDeadline<T>(
+  connection: MysqlPoolConnection,
+  ms: number,
+  timedOut: () => Error,
+  work: Promise<T>,
+  signal?: AbortSignal,
+): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  const stop = new Promise<never>((_, reject) => {
+    const destroy = (error: unknown) => {
+      reject(error);
+      connection.destroy();
+    };
+    timer = setTimeout(() => destroy(timedOut()), ms);
+    if (signal) {
+      onAbort = () => destroy(signal.reason);
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+    }
+  });
+  work.catch(() => undefined); // a failure after the deadline has nobody to tell
+  try {
+    return await Promise.race([work, stop]);
+  } finally {
+    clearTimeout(timer);
+    if (onAbort) signal?.removeEventListener('abort', onAbort);
+  }
 }

@@ -27,6 +27,9 @@ import {
   type MysqlPool,
   type MysqlPoolConnection,
   type MysqlResultHeader,
+  type MysqlTimeouts,
+  stalledError,
+  withDeadline,
 } from './mysql-client.js';
 
 export interface MysqlDestinationOptions {
@@ -34,6 +37,8 @@ export interface MysqlDestinationOptions {
   url: string;
   /** Connections kept open to the destination (default: 4). */
   maxConnections?: number;
+  /** How long to wait for the server (default: 10 s to connect, 2 min for a batch's statements). */
+  timeouts?: Partial<MysqlTimeouts>;
 }
 
 /** A destination column as information_schema describes it. */
@@ -92,10 +97,18 @@ export class MysqlDestination implements Destination {
   private readonly pool: MysqlPool;
   /** Connections whose session is set up. */
   private readonly ready = new WeakSet<MysqlCoreConnection>();
+  readonly timeouts: MysqlTimeouts;
 
   constructor(options: MysqlDestinationOptions) {
     this.where = describeMysqlUrl(options.url);
-    this.pool = createMysqlPool(options.url, options.maxConnections ?? 4);
+    this.timeouts = { connectMs: 10_000, statementMs: 2 * 60_000, ...options.timeouts };
+    this.pool = createMysqlPool(options.url, options.maxConnections ?? 4, this.timeouts.connectMs);
+  }
+
+  /** Waits for `work` on `connection` as long as the write timeout allows; past it the connection is closed. */
+  deadline<T>(connection: MysqlPoolConnection, what: string, work: Promise<T>): Promise<T> {
+    const ms = this.timeouts.statementMs;
+    return withDeadline(connection, ms, () => stalledError(`${what} in destination ${this.where}`, ms, 'writeTimeoutMinutes'), work);
   }
 
   /** Creates the destination and checks that the server answers with these credentials. */
@@ -191,6 +204,7 @@ export class MysqlDestination implements Destination {
           cause: error,
         });
       },
+      this.timeouts,
     );
   }
 
@@ -481,15 +495,18 @@ class MysqlWriter implements DestinationWriter {
     const connection = await this.destination.connection();
     let broken = false;
     try {
-      try {
-        await connection.query('start transaction');
-        const outcomes = await this.writeByKind(connection, batch);
-        await connection.query('commit');
-        return outcomes;
-      } catch (thrown) {
-        await connection.query('rollback').catch(() => undefined);
-        throw thrown;
-      }
+      const work = async () => {
+        try {
+          await connection.query('start transaction');
+          const outcomes = await this.writeByKind(connection, batch);
+          await connection.query('commit');
+          return outcomes;
+        } catch (thrown) {
+          await connection.query('rollback').catch(() => undefined);
+          throw thrown;
+        }
+      };
+      return await this.destination.deadline(connection, `writing a batch of ${batch.length} rows to "${this.target.object}"`, work());
     } catch (thrown) {
       const error = this.writeError(thrown);
       broken = error.code !== ErrorCode.Schema;

@@ -13,6 +13,9 @@ import {
   type MysqlField,
   type MysqlPool,
   type MysqlPoolConnection,
+  type MysqlTimeouts,
+  stalledError,
+  withDeadline,
 } from './mysql-client.js';
 
 export interface MysqlSourceOptions {
@@ -20,6 +23,8 @@ export interface MysqlSourceOptions {
   url: string;
   /** Reads running at once at most, each on its own connection (default: 8). */
   maxConnections?: number;
+  /** How long to wait for the server (default: 10 s to connect, 30 min for the model's query). */
+  timeouts?: Partial<MysqlTimeouts>;
 }
 
 /**
@@ -41,10 +46,12 @@ export class MysqlSource implements Source {
   private readonly active = new Set<MysqlPoolConnection>();
   /** Connections whose session is set up (time zone, read-only, timeouts). */
   private readonly ready = new WeakSet<MysqlCoreConnection>();
+  private readonly timeouts: MysqlTimeouts;
 
   constructor(options: MysqlSourceOptions) {
     this.where = describeMysqlUrl(options.url);
-    this.pool = createMysqlPool(options.url, options.maxConnections ?? 8);
+    this.timeouts = { connectMs: 10_000, statementMs: 30 * 60_000, ...options.timeouts };
+    this.pool = createMysqlPool(options.url, options.maxConnections ?? 8, this.timeouts.connectMs);
   }
 
   /** Creates the source and checks that the server answers with these credentials. */
@@ -69,7 +76,9 @@ export class MysqlSource implements Source {
     try {
       let yielded = false;
       for (;;) {
-        const rows = await result.next();
+        // A server that sends nothing for the statement timeout is given up on (and so is a cancelled read).
+        const ms = this.timeouts.statementMs;
+        const rows = await withDeadline(connection, ms, () => stalledError(`reading the model's query from source ${this.where}`, ms), result.next(), signal);
         signal?.throwIfAborted();
         if (rows === null) break;
         yielded = true;
@@ -108,6 +117,7 @@ export class MysqlSource implements Source {
         await connection.query('SET SESSION TRANSACTION READ ONLY');
       },
       (thrown) => this.queryError(thrown),
+      this.timeouts,
     );
   }
 
