@@ -4,11 +4,14 @@
  * and what was waited for; it never holds up other runs.
  */
 import net from 'node:net';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode, LockstepError } from '../../src/core/errors.js';
 import { mysqlConnector } from '../../src/connectors/mysql/kind.js';
 import { postgresConnector } from '../../src/connectors/postgres/kind.js';
 import type { ConnectorContext } from '../../src/core/connector-kind.js';
+import { model, source, sync, workspace } from '../helpers/definitions.js';
+import { createHierarchyFixture, sqliteRows, startHarness, tempDir } from '../helpers/harness.js';
 
 /** A TCP server on loopback that accepts connections, reads what comes and never writes. */
 async function stalledServer(): Promise<{ port: number; close(): Promise<void> }> {
@@ -87,5 +90,35 @@ describe('a MySQL peer that accepts the connection and never answers', () => {
     expect(error.message).toContain(`connecting to destination MySQL at 127.0.0.1:${peer.port} timed out after 1 s`);
     expect(error.message).not.toContain('s3cret');
     expect(ms).toBeLessThan(5_000);
+  });
+});
+
+describe('a sync whose destination never answers', () => {
+  it('ends failed with the connect timeout, and does not hold up a run of another sync', async () => {
+    const dir = tempDir();
+    createHierarchyFixture(dir);
+    const definition = workspace({
+      sources: [source('warehouse', { path: 'warehouse.db' })],
+      destinations: [
+        source('stalled', { type: 'postgres', settings: { url: `postgres://lockstep:s3cret@127.0.0.1:${peer.port}/crm`, connectTimeoutSeconds: 1 } }),
+        source('crm', { path: 'crm.db' }),
+      ],
+      models: [model('accounts', 'warehouse', 'select id, name from accounts')],
+      syncs: [
+        sync('accounts-to-stalled', { model: 'accounts', destination: 'stalled', object: 'accounts' }),
+        sync('accounts-to-crm', { model: 'accounts', destination: 'crm', object: 'accounts' }),
+      ],
+    });
+    await using h = await startHarness({ dir, definition });
+    const started = Date.now();
+    const { run: stalled } = await h.app.worker.triggerSync('accounts-to-stalled');
+    const { run: other } = await h.app.worker.triggerSync('accounts-to-crm');
+    const [failed, delivered] = await Promise.all([h.app.worker.waitForSyncRun(stalled.id), h.app.worker.waitForSyncRun(other.id)]);
+    expect(failed.status).toBe('failed');
+    expect(failed.error).toContain(`connecting to destination PostgreSQL at 127.0.0.1:${peer.port} timed out after 1 s`);
+    expect(failed.error).not.toContain('s3cret');
+    expect(delivered.status).toBe('success');
+    expect(sqliteRows(join(dir, 'crm.db'), 'select count(*) as n from accounts')).toEqual([{ n: 3 }]);
+    expect(Date.now() - started).toBeLessThan(10_000);
   });
 });
