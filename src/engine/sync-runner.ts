@@ -348,6 +348,26 @@ class RunStopped extends Error {
   }
 }
 
+/** The connection `opening` opens, or RunStopped as soon as `signal` aborts (one that opens later is closed). */
+function unlessStopped<T extends { close(): Promise<void> }>(opening: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new RunStopped(signal.reason as StopReason));
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+    opening.then(
+      (connection) => {
+        signal.removeEventListener('abort', onAbort);
+        if (signal.aborted) void connection.close().catch(() => undefined);
+        else resolve(connection);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
+  });
+}
+
 const emptyCounts = (): OperationCounts => ({ addedCount: 0, changedCount: 0, removedCount: 0 });
 const total = (counts: OperationCounts): number => counts.addedCount + counts.changedCount + counts.removedCount;
 
@@ -424,11 +444,14 @@ export class SyncRunner {
       }
       logger.info('sync run started', { ...runLog, sync: sync.slug, trigger: claimed.trigger.type });
 
-      source = await this.options.connectors.openSource(
-        resolveConnection(sourceDef, 'source', this.options.baseDir, this.options.env),
+      // A run cancelled while a server takes its time to answer the connection stops at once.
+      source = await unlessStopped(
+        this.options.connectors.openSource(resolveConnection(sourceDef, 'source', this.options.baseDir, this.options.env)),
+        control.signal,
       );
-      destination = await this.options.connectors.openDestination(
-        resolveConnection(destinationDef, 'destination', this.options.baseDir, this.options.env),
+      destination = await unlessStopped(
+        this.options.connectors.openDestination(resolveConnection(destinationDef, 'destination', this.options.baseDir, this.options.env)),
+        control.signal,
       );
       const deletes = sync.mode === 'mirror' || sync.deleteBehavior === 'delete';
       if (deletes && !destination.capabilities.deletes) {

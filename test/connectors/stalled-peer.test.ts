@@ -122,3 +122,40 @@ describe('a sync whose destination never answers', () => {
     expect(Date.now() - started).toBeLessThan(10_000);
   });
 });
+
+describe('cancelling a run that waits on a server that never answers', () => {
+  it('ends it cancelled at once, without waiting for the connect timeout', async () => {
+    const dir = tempDir();
+    createHierarchyFixture(dir);
+    const definition = workspace({
+      sources: [source('warehouse', { path: 'warehouse.db' })],
+      destinations: [source('stalled', { type: 'postgres', settings: { url: `postgres://lockstep@127.0.0.1:${peer.port}/crm`, connectTimeoutSeconds: 120 } })],
+      models: [model('accounts', 'warehouse', 'select id, name from accounts')],
+      syncs: [sync('accounts-to-stalled', { model: 'accounts', destination: 'stalled', object: 'accounts' })],
+    });
+    await using h = await startHarness({ dir, definition });
+    const { run } = await h.app.worker.triggerSync('accounts-to-stalled');
+    // Let the run reach the connection that never opens.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const started = Date.now();
+    await h.app.worker.cancelSyncRun(run.id);
+    const ended = await h.app.worker.waitForSyncRun(run.id);
+    expect(ended.status).toBe('cancelled');
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
+  it('ends a read from a PostgreSQL source that never answers as soon as its signal aborts', async () => {
+    const settings = postgresConnector.settings.parse({ url: `postgres://lockstep@127.0.0.1:${peer.port}/warehouse`, connectTimeoutSeconds: 120 });
+    const { PostgresSource } = await import('../../src/connectors/postgres/postgres-source.js');
+    const reader = new PostgresSource({ url: settings.url, timeouts: { connectMs: 120_000 } });
+    const controller = new AbortController();
+    setTimeout(() => controller.abort('cancel'), 300);
+    const started = Date.now();
+    const reading = (async () => {
+      for await (const _ of reader.read('select 1', { batchSize: 10, signal: controller.signal })) void _;
+    })();
+    await expect(reading).rejects.toBeDefined();
+    expect(Date.now() - started).toBeLessThan(5_000);
+    await reader.close();
+  });
+});
