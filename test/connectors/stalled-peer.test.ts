@@ -159,3 +159,51 @@ describe('cancelling a run that waits on a server that never answers', () => {
     await reader.close();
   });
 });
+
+/** A TCP proxy to `target` that passes bytes both ways until `stall()`, then passes nothing more. */
+async function stallingProxy(target: URL): Promise<{ port: number; stall(): void; close(): Promise<void> }> {
+  let stalled = false;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(Number(target.port || 5432), target.hostname);
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on('error', () => undefined);
+      socket.on('close', () => sockets.delete(socket));
+    }
+    client.on('data', (chunk) => void (stalled || upstream.write(chunk)));
+    upstream.on('data', (chunk) => void (stalled || client.write(chunk)));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    stall: () => void (stalled = true),
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+describe.skipIf(!process.env.TEST_DATABASE_URL)('a PostgreSQL server that stops answering once connected', () => {
+  it('fails the destination after its write timeout, naming host, port and phase', async () => {
+    const target = new URL(process.env.TEST_DATABASE_URL as string);
+    const proxy = await stallingProxy(target);
+    const { PostgresDestination } = await import('../../src/connectors/postgres/postgres-destination.js');
+    const url = new URL(target.href);
+    url.hostname = '127.0.0.1';
+    url.port = String(proxy.port);
+    const destination = await PostgresDestination.connect({ url: url.href, timeouts: { connectMs: 5_000, statementMs: 500 } });
+    try {
+      proxy.stall();
+      const started = Date.now();
+      const { error } = await failure(() => destination.listObjects());
+      expect(error.message).toContain(`listing tables in destination PostgreSQL at 127.0.0.1:${proxy.port} timed out`);
+      expect(Date.now() - started).toBeLessThan(10_000);
+    } finally {
+      await destination.close();
+      await proxy.close();
+    }
+  });
+});
