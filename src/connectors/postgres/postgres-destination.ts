@@ -108,23 +108,21 @@ export class PostgresDestination implements Destination {
   }
 
   private async prepareOn(client: pg.PoolClient, target: WriteTarget): Promise<DestinationWriter> {
-    {
-      const table = await this.requireTable(client, target.object);
-      const wanted = [...new Set([...target.columns, ...target.keyColumns])];
-      const missing = wanted.filter((c) => !table.columnTypes.has(c));
-      if (missing.length > 0) {
-        throw new LockstepError(
-          ErrorCode.Schema,
-          `table "${target.object}" in destination ${this.where} has no column${missing.length > 1 ? 's' : ''} ${listNames(missing)} (it has: ${listNames([...table.columnTypes.keys()])}) — add the column${missing.length > 1 ? 's' : ''} to the table, or map the model's fields to existing columns`,
-        );
-      }
-      // Upserts may go straight into a table that is empty now (a first sync): see PostgresWriter.
-      const empty = await client.query(`select not exists (select 1 from ${quoteQualified(table.schema, table.name)}) as empty`).then(
-        (r) => (r.rows[0] as { empty: boolean }).empty,
-        () => false,
+    const table = await this.requireTable(client, target.object);
+    const wanted = [...new Set([...target.columns, ...target.keyColumns])];
+    const missing = wanted.filter((c) => !table.columnTypes.has(c));
+    if (missing.length > 0) {
+      throw new LockstepError(
+        ErrorCode.Schema,
+        `table "${target.object}" in destination ${this.where} has no column${missing.length > 1 ? 's' : ''} ${listNames(missing)} (it has: ${listNames([...table.columnTypes.keys()])}) — add the column${missing.length > 1 ? 's' : ''} to the table, or map the model's fields to existing columns`,
       );
-      return new PostgresWriter(this, table, target, empty);
     }
+    // Upserts may go straight into a table that is empty now (a first sync): see PostgresWriter.
+    const empty = await client.query(`select not exists (select 1 from ${quoteQualified(table.schema, table.name)}) as empty`).then(
+      (r) => (r.rows[0] as { empty: boolean }).empty,
+      () => false,
+    );
+    return new PostgresWriter(this, table, target, empty);
   }
 
   async listObjects(): Promise<string[]> {
@@ -384,27 +382,25 @@ class PostgresWriter implements DestinationWriter {
   }
 
   private async writeOn(client: pg.PoolClient, batch: WriteOperation[]): Promise<RowOutcome[]> {
-    {
-      try {
-        // `begin` goes with the batch's first statement: every round trip waits for this process
-        // to read the answer, which it does between batches of rows it plans.
-        const outcomes = await this.writeByKind(client, batch, true, 'begin');
-        await client.query('commit');
-        return outcomes;
-      } catch (thrown) {
-        await client.query('rollback').catch(() => undefined);
-        if (classifyPostgresError(thrown) !== PostgresFailure.Data) throw thrown;
-      }
-      // Some row broke a rule: replay the batch in a new transaction to find exactly which.
-      try {
-        await client.query('begin');
-        const outcomes = await this.writeIsolating(client, batch);
-        await client.query('commit');
-        return outcomes;
-      } catch (thrown) {
-        await client.query('rollback').catch(() => undefined);
-        throw thrown;
-      }
+    try {
+      // `begin` goes with the batch's first statement: every round trip waits for this process
+      // to read the answer, which it does between batches of rows it plans.
+      const outcomes = await this.writeByKind(client, batch, true, 'begin');
+      await client.query('commit');
+      return outcomes;
+    } catch (thrown) {
+      await client.query('rollback').catch(() => undefined);
+      if (classifyPostgresError(thrown) !== PostgresFailure.Data) throw thrown;
+    }
+    // Some row broke a rule: replay the batch in a new transaction to find exactly which.
+    try {
+      await client.query('begin');
+      const outcomes = await this.writeIsolating(client, batch);
+      await client.query('commit');
+      return outcomes;
+    } catch (thrown) {
+      await client.query('rollback').catch(() => undefined);
+      throw thrown;
     }
   }
 
