@@ -18,7 +18,7 @@ import type {
 import type { FinishedRunEntry, RunLease } from '../core/ports.js';
 import { DEFAULT_MAX_DELETE_PERCENT } from '../core/workspace.js';
 import type { EntityKind, Stored } from '../core/workspace.js';
-import type { SecretCodec } from '../core/secrets.js';
+import { SEALED_PREFIX, type SecretCodec } from '../core/secrets.js';
 import type { AlertCondition, AlertDelivery, AlertDeliveryStatus, AlertNotice, AlertState } from '../core/alerts.js';
 import type { StoredApiToken } from '../core/tokens.js';
 import type { TriggeredRun, WebhookEvent, WebhookOutcome, WebhookSource } from '../core/webhooks.js';
@@ -44,7 +44,9 @@ export interface EntityRow {
  * core/secrets.ts), plus slug, enabled and identity.
  */
 export function toRecord<T extends { slug: string }>(row: EntityRow, kind: EntityKind, secrets: SecretCodec): T & Stored {
-  const stored = secrets.openEntity(JSON.parse(row.definition) as Record<string, unknown>, `${kind} "${row.slug}"`);
+  const parsed = JSON.parse(row.definition) as Record<string, unknown>;
+  // Most definitions hold nothing sealed (models, syncs, sequences): they skip the walk.
+  const stored = row.definition.includes(SEALED_PREFIX) ? secrets.openEntity(parsed, `${kind} "${row.slug}"`) : parsed;
   const definition = upgradeDefinition(stored) as Omit<T, 'slug'>;
   const record = {
     ...definition,
