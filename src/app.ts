@@ -80,7 +80,8 @@ export async function openStore(config: LockstepConfig, options: OpenStoreOption
     case 'postgres': {
       // The PostgreSQL driver and the store's SQL load only in processes that use that store.
       const { PostgresStore } = await import('./store/postgres/postgres-store.js');
-      return PostgresStore.open({ url: config.store.url, secrets });
+      // A process frozen inside a store transaction frees its locks within a lease.
+      return PostgresStore.open({ url: config.store.url, secrets, idleInTransactionMs: config.leaseMs });
     }
   }
 }

@@ -20,6 +20,12 @@ export interface PostgresDatabaseOptions {
   poolSize: number;
   /** Milliseconds to wait for a connection before failing. */
   connectTimeoutMs: number;
+  /**
+   * Milliseconds a session may sit in an open transaction before the server ends it: a process
+   * frozen inside a store transaction (SIGSTOP, a paused VM, a partition) must not hold the rows it
+   * locked past its leases, or nobody could take its runs over.
+   */
+  idleInTransactionMs: number;
 }
 
 /** Attempts of a transaction PostgreSQL aborted for a serialization failure or deadlock. */
@@ -56,6 +62,9 @@ export class PostgresDatabase {
       max: options.poolSize,
       connectionTimeoutMillis: options.connectTimeoutMs,
       application_name: 'lockstep',
+      idle_in_transaction_session_timeout: options.idleInTransactionMs,
+      // A peer that vanished is noticed by the socket, not only at the next statement.
+      keepAlive: true,
       types,
     });
     // An idle connection the server dropped (a restart): the pool replaces it; the next use reports

@@ -140,6 +140,11 @@ export interface PostgresStoreOptions {
   /** Milliseconds to wait for a connection before failing (default: 10000). */
   connectTimeoutMs?: number;
   /**
+   * Milliseconds a store session may stay idle inside a transaction before the server ends it
+   * (default: 30000, the default lease): locks held by a frozen process are freed by then.
+   */
+  idleInTransactionMs?: number;
+  /**
    * Seals the secrets it writes and opens those it reads (default: no key: secrets are written as
    * they are, and a sealed one cannot be read).
    */
@@ -269,6 +274,7 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
       schema,
       poolSize: options.poolSize ?? 10,
       connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
+      idleInTransactionMs: options.idleInTransactionMs ?? 30_000,
     });
     try {
       const applied = await db.transaction((q) => migrate(q, schema, db.where, clock.now()));
