@@ -73,7 +73,12 @@ export class KeySet {
       if (old[from + 3] === 0) continue;
       let slot = (old[from] as number) & mask;
       while (t[slot * WORDS + 3] !== 0) slot = (slot + 1) & mask;
-      t.set(old.subarray(from, from + WORDS), slot * WORDS);
+      // Word by word: a view per entry (subarray) cost more than the copy.
+      const to = slot * WORDS;
+      t[to] = old[from] as number;
+      t[to + 1] = old[from + 1] as number;
+      t[to + 2] = old[from + 2] as number;
+      t[to + 3] = old[from + 3] as number;
     }
     this.table = t;
   }
