@@ -247,8 +247,9 @@ interface Pipeline {
   indexBytes: number;
   /** Rows per batch: the sync's `batchSize`, at most the destination's `maxBatchSize`. */
   batchSize: number;
-  /** Written batches waiting to be committed together (see retire), and when the first of them was written. */
-  grouped: Settled | null;
+  /** Written batches waiting to be committed together (see retire), their rows, and when the first of them was written. */
+  grouped: Settled[];
+  groupedRows: number;
   groupStarted: number;
   /** A commit has been started (the first batch is committed alone). */
   anyCommitted: boolean;
@@ -292,23 +293,28 @@ interface Delivery {
 const GROUP_ROWS = 5000;
 const GROUP_MS = 100;
 
-/** Two written batches' records as one. */
-function mergeSettled(a: Settled, b: Settled): Settled {
-  const hashes = new Uint32Array(a.rows.hashes.length + b.rows.hashes.length);
-  hashes.set(a.rows.hashes);
-  hashes.set(b.rows.hashes, a.rows.hashes.length);
-  const successful = { ...a.successful };
-  add(successful, b.successful);
-  const failed = { ...a.failed };
-  add(failed, b.failed);
+/** Written batches' records as one, each copied once (merging them two by two copied the first ones again at every batch). */
+function mergeSettled(parts: Settled[]): Settled {
+  if (parts.length === 1) return parts[0] as Settled;
+  const hashes = new Uint32Array(parts.reduce((n, part) => n + part.rows.hashes.length, 0));
+  const successful = emptyCounts();
+  const failed = emptyCounts();
+  let at = 0;
+  for (const part of parts) {
+    hashes.set(part.rows.hashes, at);
+    at += part.rows.hashes.length;
+    add(successful, part.successful);
+    add(failed, part.failed);
+  }
+  const all = <T>(list: (part: Settled) => T[]): T[] => ([] as T[]).concat(...parts.map(list));
   return {
-    rows: { keys: a.rows.keys.concat(b.rows.keys), hashes },
-    deletes: a.deletes.concat(b.deletes),
-    ids: a.ids.concat(b.ids),
-    rejected: a.rejected.concat(b.rejected),
+    rows: { keys: all((part) => part.rows.keys), hashes },
+    deletes: all((part) => part.deletes),
+    ids: all((part) => part.ids),
+    rejected: all((part) => part.rejected),
     successful,
     failed,
-    count: a.count + b.count,
+    count: parts.reduce((n, part) => n + part.count, 0),
   };
 }
 
@@ -467,7 +473,8 @@ export class SyncRunner {
         commits: [],
         indexBytes: 0,
         batchSize: Math.max(1, Math.min(sync.batchSize, destination.capabilities.maxBatchSize ?? Infinity)),
-        grouped: null,
+        grouped: [],
+        groupedRows: 0,
         groupStarted: 0,
         anyCommitted: false,
         lookups: [],
@@ -780,17 +787,19 @@ export class SyncRunner {
     // Small batches are committed together (up to GROUP_ROWS rows, or GROUP_MS after the first of
     // them was written), so a commit's fixed cost is not paid per batch; the run's first batch is
     // committed at once, so its record turns `processing` without waiting.
-    if (p.grouped === null) p.groupStarted = performance.now();
-    p.grouped = p.grouped === null ? settled : mergeSettled(p.grouped, settled);
-    const due = !p.anyCommitted || p.grouped.count >= GROUP_ROWS || performance.now() - p.groupStarted >= GROUP_MS;
+    if (p.grouped.length === 0) p.groupStarted = performance.now();
+    p.grouped.push(settled);
+    p.groupedRows += settled.count;
+    const due = !p.anyCommitted || p.groupedRows >= GROUP_ROWS || performance.now() - p.groupStarted >= GROUP_MS;
     if (due) await this.commitGrouped(p);
   }
 
   /** Starts committing the batches grouped so far, without waiting (only for the oldest commit, when COMMITS_AHEAD are under way). */
   private async commitGrouped(p: Pipeline): Promise<void> {
-    const grouped = p.grouped;
-    if (grouped === null) return;
-    p.grouped = null;
+    if (p.grouped.length === 0) return;
+    const grouped = mergeSettled(p.grouped);
+    p.grouped = [];
+    p.groupedRows = 0;
     p.anyCommitted = true;
     while (p.commits.length >= COMMITS_AHEAD) await p.commits.shift();
     const commit = this.persist(p, grouped);
