@@ -139,21 +139,29 @@ interface PlanningBatch {
 
 class DecodedBatch implements PlanningBatch {
   readonly count: number;
+  /** The key's column when the key is one column (the common case: read without an array per row), else -1. */
+  private readonly keyIndex: number;
 
   constructor(
     private readonly rows: Value[][],
     private readonly keyIndexes: readonly number[],
   ) {
     this.count = rows.length;
+    this.keyIndex = keyIndexes.length === 1 ? (keyIndexes[0] as number) : -1;
   }
 
   keyText(r: number): string | null {
+    if (this.keyIndex >= 0) {
+      const value = (this.rows[r] as Value[])[this.keyIndex] ?? null;
+      return value === null ? null : encodeKey([value]);
+    }
     const key = this.key(r);
     return key.includes(null) ? null : encodeKey(key);
   }
 
   key(r: number): Value[] {
     const values = this.rows[r] as Value[];
+    if (this.keyIndex >= 0) return [values[this.keyIndex] ?? null];
     return this.keyIndexes.map((i) => values[i] ?? null);
   }
 
@@ -591,6 +599,7 @@ export class SyncRunner {
     }
     if (index) logger.debug('snapshot loaded', { syncRunId: run.id, entries: index.size, bytes: index.bytes, ms: elapsed() });
     const lookups = progress.expectedRows > 0 && index === null;
+    const added = writeKind(sync, 'added');
     // With the index, only keys new to the snapshot go into the set of keys seen.
     // Without an index, every key goes in: sized for the snapshot's rows, and for 65,536 keys at
     // least (2 MB), so a large first run grows it a few times rather than at every doubling from a
@@ -700,6 +709,11 @@ export class SyncRunner {
           const op: PlannedOp['o'] = entry >= 0 ? 'changed' : 'added';
           const kind = writeKind(sync, op);
           if (kind !== null && queue(view.op(r, op, kind, k, hh, hl))) await flush();
+          continue;
+        }
+        if (!lookups && !resetCDC) {
+          // An empty snapshot: every row is new, with nothing to look up first.
+          if (added !== null && queue(view.op(r, 'added', added, k, hh, hl))) await flush();
           continue;
         }
         candidates.push({ k, r, hh, hl });
