@@ -191,15 +191,15 @@ class HttpWriter implements DestinationWriter {
 
   /** Sends the planned requests at once (the rate limiter paces them) and answers per row. */
   private async send(planned: PlannedRequest[], size: number): Promise<RowOutcome[]> {
-    const abandon = new AbortController();
+    const abandon = { abandoned: false };
     const answers = await Promise.allSettled(
       planned.map(async (p) => {
         if (p.request === null) return null;
         try {
-          return await this.client.send(p.request, abandon.signal);
+          return await this.client.send(p.request, abandon);
         } catch (thrown) {
           // No row can go: the requests not sent yet are not made.
-          abandon.abort();
+          abandon.abandoned = true;
           throw thrown;
         }
       }),
