@@ -261,6 +261,8 @@ interface Pipeline {
   groupStarted: number;
   /** A commit has been started (the first batch is committed alone). */
   anyCommitted: boolean;
+  /** Snapshot writes handed to the store and not yet committed. */
+  snapshotWrites: number;
   /** Fields whose value is a parent sync's recorded id (mappings with `lookup`), once the target is known. */
   lookups: Lookup[];
 }
@@ -328,6 +330,8 @@ function mergeSettled(parts: Settled[]): Settled {
 
 /** How often, at most, a run's record is updated with its progress and the store asked for a cancel. */
 const REPORT_EVERY_MS = 100;
+/** How long, at most, a progress update waits for the snapshot writes under way to finish (see persist). */
+const REPORT_WAIT_MS = 1000;
 
 /** The counts of a run's record from its progress (nothing before it has one). */
 function progressPatch(progress: RunProgress | null): SyncRunPatch {
@@ -485,6 +489,7 @@ export class SyncRunner {
         groupedRows: 0,
         groupStarted: 0,
         anyCommitted: false,
+        snapshotWrites: 0,
         lookups: [],
       };
       await this.withRetries('query', control.signal, async () => {
@@ -881,7 +886,12 @@ export class SyncRunner {
     // Ids first: a crash between the two re-sends the rows (an idempotent upsert), while a snapshot
     // entry without its id would leave child syncs waiting for an id that never comes.
     if (p.destination.capabilities.recordIds) await store.recordIdsWrite(p.sync.id, settled.ids, settled.deletes, fence);
-    await store.snapshotWrite(p.sync.id, settled.rows, settled.deletes, fence);
+    p.snapshotWrites++;
+    try {
+      await store.snapshotWrite(p.sync.id, settled.rows, settled.deletes, fence);
+    } finally {
+      p.snapshotWrites--;
+    }
     if (settled.rejected.length > 0) await store.addRejectedRows(settled.rejected, fence);
     // Counted once committed: the run's record never shows more delivered rows than the snapshot holds.
     add(progress.successful, settled.successful);
@@ -890,9 +900,13 @@ export class SyncRunner {
     const first = !progress.processing;
     progress.processing = true;
     // The record follows at most every REPORT_EVERY_MS (the run's end records the final counts):
-    // a write per batch would cost more than the batch when batches are small.
+    // a write per batch would cost more than the batch when batches are small. While a later
+    // snapshot write is under way, the store may be committing it (a SQLite file has one writer at
+    // a time, and this write would wait for it, blocking the process): the record then waits for a
+    // moment without one, up to REPORT_WAIT_MS.
     const now = performance.now();
     if (!first && now - progress.lastReport < REPORT_EVERY_MS) return;
+    if (!first && p.snapshotWrites > 0 && now - progress.lastReport < REPORT_WAIT_MS) return;
     progress.lastReport = now;
     await p.update({ ...progressPatch(progress), status: first ? 'processing' : undefined });
   }
