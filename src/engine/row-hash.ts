@@ -40,23 +40,24 @@ export const rowHash = new Uint32Array(2);
 
 /** The row as 32-bit words, rebuilt by each call (grown when a row needs more). */
 let words = new Int32Array(256);
-let used = 0;
 
-function put(w: number): void {
-  if (used === words.length) {
-    const larger = new Int32Array(words.length * 2);
-    larger.set(words);
-    words = larger;
-  }
-  words[used++] = w;
+/** `words`, at least `size` long (its first `used` words kept). */
+function room(used: number, size: number): Int32Array {
+  if (size <= words.length) return words;
+  const larger = new Int32Array(Math.max(size, words.length * 2));
+  larger.set(words.subarray(0, used));
+  words = larger;
+  return larger;
 }
 
-function putText(text: string): void {
+/** Writes a text's length and its UTF-16 code units, two to a word, from word `u`; returns the next word. */
+function putText(w: Int32Array, u: number, text: string): number {
   const n = text.length;
-  put(n);
+  w[u++] = n;
   let i = 0;
-  for (; i + 1 < n; i += 2) put(text.charCodeAt(i) | (text.charCodeAt(i + 1) << 16));
-  if (i < n) put(text.charCodeAt(i));
+  for (; i + 1 < n; i += 2) w[u++] = text.charCodeAt(i) | (text.charCodeAt(i + 1) << 16);
+  if (i < n) w[u++] = text.charCodeAt(i);
+  return u;
 }
 
 function fmix(h: number): number {
@@ -65,27 +66,36 @@ function fmix(h: number): number {
   return h ^ (h >>> 16);
 }
 
-/** Hashes a row's values into `rowHash`. */
+/**
+ * Hashes a row's values into `rowHash`. The words are written with local indexes, not through a
+ * helper keeping its place in module state: this runs for every row a run reads.
+ */
 export function hashRow(values: readonly (string | number | boolean | null)[]): void {
-  used = 0;
-  put(values.length);
-  for (let c = 0; c < values.length; c++) {
+  const count = values.length;
+  // A word for the count, two per value at most besides a text's, and three of padding.
+  let w = room(0, count * 2 + 4);
+  let u = 0;
+  w[u++] = count;
+  for (let c = 0; c < count; c++) {
     const v = values[c];
-    if (v === null || v === undefined) put(TAG_NULL);
+    if (v === null || v === undefined) w[u++] = TAG_NULL;
     else if (typeof v === 'string') {
-      put(TAG_STRING);
-      putText(v);
+      w = room(u, u + (v.length >> 1) + 2 * (count - c) + 5);
+      w[u++] = TAG_STRING;
+      u = putText(w, u, v);
     } else if (typeof v === 'number') {
       if ((v | 0) === v && !Object.is(v, -0)) {
-        put(TAG_INT);
-        put(v);
+        w[u++] = TAG_INT;
+        w[u++] = v;
       } else {
-        put(TAG_NUMBER);
-        putText(String(v));
+        const text = String(v);
+        w = room(u, u + (text.length >> 1) + 2 * (count - c) + 5);
+        w[u++] = TAG_NUMBER;
+        u = putText(w, u, text);
       }
-    } else put(v ? TAG_TRUE : TAG_FALSE);
+    } else w[u++] = v ? TAG_TRUE : TAG_FALSE;
   }
-  mix(TAG_VALUES);
+  mix(w, u, TAG_VALUES);
 }
 
 /**
@@ -93,31 +103,28 @@ export function hashRow(values: readonly (string | number | boolean | null)[]): 
  * bytes hash the same, whatever their format; the bytes are read as little-endian words.
  */
 export function hashBytes(data: Uint8Array, start: number, end: number): void {
-  used = 0;
   const n = end - start;
-  if ((n >> 2) + 8 > words.length) words = new Int32Array(Math.max(words.length * 2, (n >> 2) + 8));
-  const w = words;
-  put(n);
+  // The length, the words, a word for the tail and three of padding.
+  const w = room(0, (n >> 2) + 8);
+  let u = 0;
+  w[u++] = n;
   let i = start;
-  let u = used;
   for (; i + 4 <= end; i += 4) {
     w[u++] = (data[i] as number) | ((data[i + 1] as number) << 8) | ((data[i + 2] as number) << 16) | ((data[i + 3] as number) << 24);
   }
   let tail = 0;
   for (let shift = 0; i < end; i++, shift += 8) tail |= (data[i] as number) << shift;
   w[u++] = tail;
-  used = u;
-  mix(TAG_BYTES);
+  mix(w, u, TAG_BYTES);
 }
 
-/** MurmurHash3's x86 128-bit body and finalizer over `words[0..used)`, zero-padded to whole blocks, folded to 64 bits. */
-function mix(seed: number): void {
-  while ((used & 3) !== 0) put(0);
+/** MurmurHash3's x86 128-bit body and finalizer over `w[0..used)`, zero-padded to whole blocks, folded to 64 bits. */
+function mix(w: Int32Array, used: number, seed: number): void {
+  while ((used & 3) !== 0) w[used++] = 0;
   let h1 = seed;
   let h2 = 0x2f6af274;
   let h3 = 0x1a2b3c4d;
   let h4 = 0x5e6f7a8b;
-  const w = words;
   for (let i = 0; i < used; i += 4) {
     let k1 = Math.imul(w[i] as number, C1);
     k1 = (k1 << 15) | (k1 >>> 17);

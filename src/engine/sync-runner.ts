@@ -140,21 +140,29 @@ interface PlanningBatch {
 
 class DecodedBatch implements PlanningBatch {
   readonly count: number;
+  /** The key's column when the key is one column (the common case: read without an array per row), else -1. */
+  private readonly keyIndex: number;
 
   constructor(
     private readonly rows: Value[][],
     private readonly keyIndexes: readonly number[],
   ) {
     this.count = rows.length;
+    this.keyIndex = keyIndexes.length === 1 ? (keyIndexes[0] as number) : -1;
   }
 
   keyText(r: number): string | null {
+    if (this.keyIndex >= 0) {
+      const value = (this.rows[r] as Value[])[this.keyIndex] ?? null;
+      return value === null ? null : encodeKey([value]);
+    }
     const key = this.key(r);
     return key.includes(null) ? null : encodeKey(key);
   }
 
   key(r: number): Value[] {
     const values = this.rows[r] as Value[];
+    if (this.keyIndex >= 0) return [values[this.keyIndex] ?? null];
     return this.keyIndexes.map((i) => values[i] ?? null);
   }
 
@@ -248,11 +256,14 @@ interface Pipeline {
   indexBytes: number;
   /** Rows per batch: the sync's `batchSize`, at most the destination's `maxBatchSize`. */
   batchSize: number;
-  /** Written batches waiting to be committed together (see retire), and when the first of them was written. */
-  grouped: Settled | null;
+  /** Written batches waiting to be committed together (see retire), their rows, and when the first of them was written. */
+  grouped: Settled[];
+  groupedRows: number;
   groupStarted: number;
   /** A commit has been started (the first batch is committed alone). */
   anyCommitted: boolean;
+  /** Snapshot writes handed to the store and not yet committed. */
+  snapshotWrites: number;
   /** Fields whose value is a parent sync's recorded id (mappings with `lookup`), once the target is known. */
   lookups: Lookup[];
 }
@@ -293,28 +304,35 @@ interface Delivery {
 const GROUP_ROWS = 5000;
 const GROUP_MS = 100;
 
-/** Two written batches' records as one. */
-function mergeSettled(a: Settled, b: Settled): Settled {
-  const hashes = new Uint32Array(a.rows.hashes.length + b.rows.hashes.length);
-  hashes.set(a.rows.hashes);
-  hashes.set(b.rows.hashes, a.rows.hashes.length);
-  const successful = { ...a.successful };
-  add(successful, b.successful);
-  const failed = { ...a.failed };
-  add(failed, b.failed);
+/** Written batches' records as one, each copied once (merging them two by two copied the first ones again at every batch). */
+function mergeSettled(parts: Settled[]): Settled {
+  if (parts.length === 1) return parts[0] as Settled;
+  const hashes = new Uint32Array(parts.reduce((n, part) => n + part.rows.hashes.length, 0));
+  const successful = emptyCounts();
+  const failed = emptyCounts();
+  let at = 0;
+  for (const part of parts) {
+    hashes.set(part.rows.hashes, at);
+    at += part.rows.hashes.length;
+    add(successful, part.successful);
+    add(failed, part.failed);
+  }
+  const all = <T>(list: (part: Settled) => T[]): T[] => ([] as T[]).concat(...parts.map(list));
   return {
-    rows: { keys: a.rows.keys.concat(b.rows.keys), hashes },
-    deletes: a.deletes.concat(b.deletes),
-    ids: a.ids.concat(b.ids),
-    rejected: a.rejected.concat(b.rejected),
+    rows: { keys: all((part) => part.rows.keys), hashes },
+    deletes: all((part) => part.deletes),
+    ids: all((part) => part.ids),
+    rejected: all((part) => part.rejected),
     successful,
     failed,
-    count: a.count + b.count,
+    count: parts.reduce((n, part) => n + part.count, 0),
   };
 }
 
 /** How often, at most, a run's record is updated with its progress and the store asked for a cancel. */
 const REPORT_EVERY_MS = 100;
+/** How long, at most, a progress update waits for the snapshot writes under way to finish (see persist). */
+const REPORT_WAIT_MS = 1000;
 
 /** The counts of a run's record from its progress (nothing before it has one). */
 function progressPatch(progress: RunProgress | null): SyncRunPatch {
@@ -491,9 +509,11 @@ export class SyncRunner {
         commits: [],
         indexBytes: 0,
         batchSize: Math.max(1, Math.min(sync.batchSize, destination.capabilities.maxBatchSize ?? Infinity)),
-        grouped: null,
+        grouped: [],
+        groupedRows: 0,
         groupStarted: 0,
         anyCommitted: false,
+        snapshotWrites: 0,
         lookups: [],
       };
       await this.withRetries('query', control.signal, async () => {
@@ -608,6 +628,7 @@ export class SyncRunner {
     }
     if (index) logger.debug('snapshot loaded', { syncRunId: run.id, entries: index.size, bytes: index.bytes, ms: elapsed() });
     const lookups = progress.expectedRows > 0 && index === null;
+    const added = writeKind(sync, 'added');
     // With the index, only keys new to the snapshot go into the set of keys seen.
     // Without an index, every key goes in: sized for the snapshot's rows, and for 65,536 keys at
     // least (2 MB), so a large first run grows it a few times rather than at every doubling from a
@@ -719,6 +740,11 @@ export class SyncRunner {
           if (kind !== null && queue(view.op(r, op, kind, k, hh, hl))) await flush();
           continue;
         }
+        if (!lookups && !resetCDC) {
+          // An empty snapshot: every row is new, with nothing to look up first.
+          if (added !== null && queue(view.op(r, 'added', added, k, hh, hl))) await flush();
+          continue;
+        }
         candidates.push({ k, r, hh, hl });
       }
       if (resetCDC) {
@@ -810,17 +836,19 @@ export class SyncRunner {
     // Small batches are committed together (up to GROUP_ROWS rows, or GROUP_MS after the first of
     // them was written), so a commit's fixed cost is not paid per batch; the run's first batch is
     // committed at once, so its record turns `processing` without waiting.
-    if (p.grouped === null) p.groupStarted = performance.now();
-    p.grouped = p.grouped === null ? settled : mergeSettled(p.grouped, settled);
-    const due = !p.anyCommitted || p.grouped.count >= GROUP_ROWS || performance.now() - p.groupStarted >= GROUP_MS;
+    if (p.grouped.length === 0) p.groupStarted = performance.now();
+    p.grouped.push(settled);
+    p.groupedRows += settled.count;
+    const due = !p.anyCommitted || p.groupedRows >= GROUP_ROWS || performance.now() - p.groupStarted >= GROUP_MS;
     if (due) await this.commitGrouped(p);
   }
 
   /** Starts committing the batches grouped so far, without waiting (only for the oldest commit, when COMMITS_AHEAD are under way). */
   private async commitGrouped(p: Pipeline): Promise<void> {
-    const grouped = p.grouped;
-    if (grouped === null) return;
-    p.grouped = null;
+    if (p.grouped.length === 0) return;
+    const grouped = mergeSettled(p.grouped);
+    p.grouped = [];
+    p.groupedRows = 0;
     p.anyCommitted = true;
     while (p.commits.length >= COMMITS_AHEAD) await p.commits.shift();
     const commit = this.persist(p, grouped);
@@ -888,7 +916,12 @@ export class SyncRunner {
     // Ids first: a crash between the two re-sends the rows (an idempotent upsert), while a snapshot
     // entry without its id would leave child syncs waiting for an id that never comes.
     if (p.destination.capabilities.recordIds) await store.recordIdsWrite(p.sync.id, settled.ids, settled.deletes, fence);
-    await store.snapshotWrite(p.sync.id, settled.rows, settled.deletes, fence);
+    p.snapshotWrites++;
+    try {
+      await store.snapshotWrite(p.sync.id, settled.rows, settled.deletes, fence);
+    } finally {
+      p.snapshotWrites--;
+    }
     if (settled.rejected.length > 0) await store.addRejectedRows(settled.rejected, fence);
     // Counted once committed: the run's record never shows more delivered rows than the snapshot holds.
     add(progress.successful, settled.successful);
@@ -897,9 +930,13 @@ export class SyncRunner {
     const first = !progress.processing;
     progress.processing = true;
     // The record follows at most every REPORT_EVERY_MS (the run's end records the final counts):
-    // a write per batch would cost more than the batch when batches are small.
+    // a write per batch would cost more than the batch when batches are small. While a later
+    // snapshot write is under way, the store may be committing it (a SQLite file has one writer at
+    // a time, and this write would wait for it, blocking the process): the record then waits for a
+    // moment without one, up to REPORT_WAIT_MS.
     const now = performance.now();
     if (!first && now - progress.lastReport < REPORT_EVERY_MS) return;
+    if (!first && p.snapshotWrites > 0 && now - progress.lastReport < REPORT_WAIT_MS) return;
     progress.lastReport = now;
     await p.update({ ...progressPatch(progress), status: first ? 'processing' : undefined });
   }

@@ -15,4 +15,23 @@ describe('KeySet', () => {
     expect(set.has('')).toBe(true);
     expect(set.add('')).toBe(false);
   });
+
+  it('finds a repeated key among keys that came in order, and keeps answering once they stop', () => {
+    const set = new KeySet(16);
+    // Shortlex order: numeric order for keys of positive integers.
+    for (let i = 1; i <= 50_000; i++) expect(set.add(`[${i}]`)).toBe(true);
+    expect(set.add('[50000]')).toBe(false);
+    expect(set.add('[7]')).toBe(false);
+    expect(set.add('[50001]')).toBe(true);
+    expect(set.size).toBe(50_001);
+    for (let i = 1; i <= 50_001; i++) expect(set.has(`[${i}]`)).toBe(true);
+    expect(set.has('[0]')).toBe(false);
+
+    const looked = new KeySet(16);
+    for (const k of ['["a"]', '["b"]', '["aa"]']) expect(looked.add(k)).toBe(true);
+    expect(looked.has('["b"]')).toBe(true);
+    expect(looked.has('["c"]')).toBe(false);
+    expect(looked.add('["ab"]')).toBe(true);
+    expect(looked.add('["a"]')).toBe(false);
+  });
 });

@@ -16,6 +16,7 @@
  */
 import { connect } from 'node:net';
 import { distance } from 'fastest-levenshtein';
+import type { Liquid } from 'liquidjs';
 import type { ConnectorContext } from '../../core/connector-kind.js';
 import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
 import type { Destination, DestinationWriter, RowOutcome, Value, WriteOperation, WriteTarget } from '../../core/ports.js';
@@ -27,6 +28,9 @@ import { HTTP_CAPABILITIES } from './http-settings.js';
 
 /** Characters of a record's error kept as its row's reason. */
 const REASON_CHARS = 500;
+
+/** The outcome of a row its request delivered, shared by every such row. */
+const DELIVERED: RowOutcome = Object.freeze({ ok: true });
 
 export class HttpDestination implements Destination {
   readonly capabilities = HTTP_CAPABILITIES;
@@ -120,10 +124,11 @@ class HttpWriter implements DestinationWriter {
     this.origin = url.origin;
     this.basePath = url.pathname.replace(/\/+$/, '');
     this.baseQuery = url.search.replace(/^\?/, '');
-    const engine = createTemplateEngine();
+    // One Liquid engine for the writer's templates, made only when one of them is not constant text.
+    let engine: Liquid | null = null;
     const compile = (text: string, setting: string, fix: string) => {
       try {
-        return CompiledTemplate.compile(engine, text);
+        return CompiledTemplate.compile(() => (engine ??= createTemplateEngine()), text);
       } catch (thrown) {
         throw new LockstepError(
           ErrorCode.Validation,
@@ -186,15 +191,15 @@ class HttpWriter implements DestinationWriter {
 
   /** Sends the planned requests at once (the rate limiter paces them) and answers per row. */
   private async send(planned: PlannedRequest[], size: number): Promise<RowOutcome[]> {
-    const abandon = new AbortController();
+    const abandon = { abandoned: false };
     const answers = await Promise.allSettled(
       planned.map(async (p) => {
         if (p.request === null) return null;
         try {
-          return await this.client.send(p.request, abandon.signal);
+          return await this.client.send(p.request, abandon);
         } catch (thrown) {
           // No row can go: the requests not sent yet are not made.
-          abandon.abort();
+          abandon.abandoned = true;
           throw thrown;
         }
       }),
@@ -215,22 +220,24 @@ class HttpWriter implements DestinationWriter {
       });
     }
     const outcomes: RowOutcome[] = new Array(size);
+    // Rows of a request that share an outcome share its object: outcomes are read, never changed.
+    const all = (rows: number[], outcome: RowOutcome) => {
+      for (const row of rows) outcomes[row] = outcome;
+    };
     planned.forEach((p, n) => {
       const answer = settled[n];
-      const outcome = (row: number, value: RowOutcome) => (outcomes[row] = value);
-      if (p.refused !== null) return p.rows.forEach((row) => outcome(row, { ok: false, reason: p.refused as string }));
+      if (p.refused !== null) return all(p.rows, { ok: false, reason: p.refused });
       if (!answer) return;
       switch (answer.kind) {
         case 'delivered':
-          return this.delivered(p, answer.json).forEach((value, i) => outcome(p.rows[i] as number, value));
+          if (p.shape.results === undefined) return all(p.rows, DELIVERED);
+          return this.delivered(p, answer.json).forEach((value, i) => (outcomes[p.rows[i] as number] = value));
         case 'refused':
           // A delete of a record that is not there (any more) has done what it was for.
-          if (p.shape === this.remove && (answer.status === 404 || answer.status === 410)) return p.rows.forEach((row) => outcome(row, { ok: true }));
-          return p.rows.forEach((row) => outcome(row, { ok: false, reason: answer.reason }));
+          if (p.shape === this.remove && (answer.status === 404 || answer.status === 410)) return all(p.rows, DELIVERED);
+          return all(p.rows, { ok: false, reason: answer.reason });
         case 'transient':
-          return p.rows.forEach((row) =>
-            outcome(row, { ok: false, reason: answer.error.message, retryable: true, retryAfterSeconds: answer.error.retryAfterSeconds }),
-          );
+          return all(p.rows, { ok: false, reason: answer.error.message, retryable: true, retryAfterSeconds: answer.error.retryAfterSeconds });
       }
     });
     return outcomes;
@@ -239,7 +246,7 @@ class HttpWriter implements DestinationWriter {
   /** A delivered request's rows: all delivered, or per record from its `results`. */
   private delivered(p: PlannedRequest, json: unknown): RowOutcome[] {
     const pointer = p.shape.results;
-    if (pointer === undefined) return p.rows.map(() => ({ ok: true }));
+    if (pointer === undefined) return p.rows.map(() => DELIVERED);
     const request = p.request as HttpRequest;
     const garbage = (what: string) =>
       new LockstepError(ErrorCode.Internal, `${this.client.describe(request)} answered with ${what} — check the sync's ${p.shape.resultsSetting} setting ("${pointer}") against what the API answers`);
@@ -250,7 +257,7 @@ class HttpWriter implements DestinationWriter {
       const record = item !== null && typeof item === 'object' ? (item as Record<string, unknown>) : {};
       const ok = typeof record.ok === 'boolean' ? record.ok : typeof record.success === 'boolean' ? record.success : undefined;
       if (ok === undefined) throw garbage(`result ${i} at "${pointer}" without a boolean "ok" or "success"`);
-      if (ok) return { ok: true };
+      if (ok) return DELIVERED;
       const message = record.error ?? record.message;
       const text = message === undefined || message === null ? 'refused by the API (its result gives no error or message)' : typeof message === 'string' ? message : JSON.stringify(message);
       return { ok: false, reason: this.client.scrub(text.slice(0, REASON_CHARS)) };

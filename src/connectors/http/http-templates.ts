@@ -66,7 +66,8 @@ export class CompiledTemplate {
   readonly constant: boolean;
 
   private constructor(
-    private readonly engine: Liquid,
+    /** Null for constant text, which is never rendered. */
+    private readonly engine: Liquid | null,
     private readonly parsed: Template[],
     /** The global variables it reads, with the field of a row each `row.x` / `rows[i].x` names. */
     private readonly reads: Array<{ name: string; field: string | null }>,
@@ -74,20 +75,26 @@ export class CompiledTemplate {
   ) {
     const names = new Set(reads.map((r) => r.name));
     this.form = names.has('row') ? RowsForm.One : names.has('rows') ? RowsForm.Batch : RowsForm.Either;
-    this.constant = !/\{[{%]/.test(text);
+    this.constant = engine === null;
   }
 
-  /** Parses `text`; throws an Error with Liquid's message when it is not a valid template. */
-  static compile(engine: Liquid, text: string): CompiledTemplate {
-    const parsed = engine.parse(text);
-    const reads = engine.globalVariableSegmentsSync(parsed).map((segments) => {
+  /**
+   * Parses `text` with the engine `engine()` answers; throws an Error with Liquid's message when it
+   * is not a valid template. Text without a tag or an output is constant: it needs no engine (making
+   * one costs more than a run's requests to a fast API take to build).
+   */
+  static compile(engine: () => Liquid, text: string): CompiledTemplate {
+    if (!/\{[{%]/.test(text)) return new CompiledTemplate(null, [], [], text);
+    const liquid = engine();
+    const parsed = liquid.parse(text);
+    const reads = liquid.globalVariableSegmentsSync(parsed).map((segments) => {
       const [name, ...rest] = segments;
       // row.x → x; rows[0].x → x; rows.size and computed lookups name no field.
       const candidate = name === 'rows' ? (typeof rest[0] === 'number' ? rest[1] : undefined) : rest[0];
       const field = typeof candidate === 'string' && !(name === 'rows' && ARRAY_PROPERTIES.includes(candidate)) ? candidate : null;
       return { name: String(name), field };
     });
-    return new CompiledTemplate(engine, parsed, reads, text);
+    return new CompiledTemplate(liquid, parsed, reads, text);
   }
 
   /** The variables it reads that templates do not have (neither `row` nor `rows`). */
@@ -107,7 +114,7 @@ export class CompiledTemplate {
   }
 
   render(scope: { row?: Record<string, unknown>; rows?: Array<Record<string, unknown>> }): string {
-    if (this.constant) return this.text;
+    if (this.engine === null) return this.text;
     return String(this.engine.renderSync(this.parsed, scope));
   }
 }
