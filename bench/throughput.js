@@ -29,8 +29,10 @@
  * R × 4 / window (a hand-off is one member's end → the next member's start), and the hand-offs'
  * own latency under that load (start of member i's sync run − finish of member i−1's, p50/p99).
  * Also the wall time from the first enqueue to "all finished". Checked: every sequence run `done`,
- * every member's sync run `success` with its 3 rows, and how many sync runs the store holds
- * beyond R × 5 (a run taken over from another worker and run again shows there).
+ * every member's sync run `success` with its 3 rows, how many sync runs the store holds beyond
+ * R × 5, how many were taken over from another worker (attempt 2 or more) and how the sync runs
+ * spread over the workers (by the worker id the store recorded), and what the workers logged at
+ * warn and error level.
  * The scaling factor is sequence runs/s with the most workers over that with the fewest.
  *
  * Each worker runs with the defaults (8 sync runs at once, 1 s poll). The machine's cores are
@@ -48,6 +50,7 @@ import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
+import pg from 'pg';
 import { openStore } from '../dist/app.js';
 import { resolveConfig } from '../dist/config.js';
 import { freshDatabase, startPostgres } from './lib/servers.js';
@@ -187,6 +190,39 @@ function machineCpu() {
   }
 }
 
+/**
+ * CPU time of the PostgreSQL backends serving one database, when the server runs on this machine:
+ * `sample()` lists the backends (pg_stat_activity) and reads each one's CPU from /proc; `seconds()`
+ * is the CPU they used since they were first seen (a backend first seen after the start counts
+ * from 0: it is new). Backends that end between two samples lose their last moments.
+ */
+function backendCpu(client, database) {
+  const first = new Map();
+  const last = new Map();
+  let available = true;
+  return {
+    async sample(start = false) {
+      if (!available) return;
+      const { rows } = await client.query('select pid from pg_stat_activity where datname = $1', [database]);
+      for (const { pid } of rows) {
+        const cpu = processCpuSeconds(pid);
+        if (cpu === null) {
+          available = false;
+          return;
+        }
+        if (!first.has(pid)) first.set(pid, start ? cpu : 0);
+        last.set(pid, cpu);
+      }
+    },
+    seconds() {
+      if (!available) return null;
+      let sum = 0;
+      for (const [pid, cpu] of last) sum += cpu - (first.get(pid) ?? 0);
+      return sum;
+    },
+  };
+}
+
 /** A `lockstep worker` child; resolves once it says it is running. */
 function spawnWorker(dir, url, index) {
   const child = spawn(process.execPath, [LOCKSTEP, 'worker', '--store', url, '--workspace', dir], {
@@ -254,7 +290,9 @@ async function runRound(work, adminUrl, runs, workerCount) {
   const database = await freshDatabase(adminUrl, 'lockstep_bench_throughput');
   let store = null;
   let workers = [];
+  const monitor = new pg.Client({ connectionString: adminUrl });
   try {
+    await monitor.connect();
     store = await openStore(resolveConfig({ workspaceDir: dir, storeFlag: database.url, env: {} }));
     const applyStarted = performance.now();
     await store.applyWorkspace(workspaceDefinition(runs), Date.now());
@@ -264,6 +302,8 @@ async function runRound(work, adminUrl, runs, workerCount) {
     workers = Array.from({ length: workerCount }, (_, i) => spawnWorker(dir, database.url, i + 1));
     await Promise.all(workers.map((w) => w.ready));
 
+    const postgresCpu = backendCpu(monitor, database.name);
+    await postgresCpu.sample(true);
     const cpuBefore = machineCpu();
     const workerCpuBefore = workers.map((w) => processCpuSeconds(w.child.pid));
     const wallStarted = performance.now();
@@ -279,7 +319,8 @@ async function runRound(work, adminUrl, runs, workerCount) {
     await Promise.all(Array.from({ length: ENQUEUE_CONCURRENCY }, enqueueOne));
     const enqueueMs = performance.now() - wallStarted;
 
-    for (;;) {
+    for (let tick = 0; ; tick++) {
+      if (tick % 5 === 0) await postgresCpu.sample();
       const dead = workers.find((w) => w.exited !== null);
       if (dead) throw new Error(`worker ${dead.index} exited (${dead.exited.code ?? dead.exited.signal}) during the round: ${dead.stderr.slice(-2000)}`);
       const open = await store.listSequenceRuns({ statuses: ['pending', 'running'], limit: 1, offset: 0, order: 'asc' });
@@ -288,6 +329,7 @@ async function runRound(work, adminUrl, runs, workerCount) {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     const wallMs = performance.now() - wallStarted;
+    await postgresCpu.sample();
     const cpuAfter = machineCpu();
     const workerCpu = workers.map((w, i) => {
       const after = processCpuSeconds(w.child.pid);
@@ -323,6 +365,10 @@ async function runRound(work, adminUrl, runs, workerCount) {
     const durations = [...syncRuns.values()].filter((r) => r.startedAt !== null && r.finishedAt !== null).map((r) => r.finishedAt - r.startedAt).sort((a, b) => a - b);
     const statusCounts = {};
     for (const r of syncRuns.values()) statusCounts[r.status] = (statusCounts[r.status] ?? 0) + 1;
+    // Attempts and worker ids exist once runs are claimed with leases; before that they are undefined.
+    const takenOver = [...syncRuns.values()].filter((r) => typeof r.attempt === 'number' && r.attempt > 1).length;
+    const byWorker = new Map();
+    for (const r of syncRuns.values()) if (typeof r.workerId === 'string') byWorker.set(r.workerId, (byWorker.get(r.workerId) ?? 0) + 1);
     const messages = new Map();
     for (const w of workers) for (const [key, n] of w.messages) messages.set(key, (messages.get(key) ?? 0) + n);
     return {
@@ -339,8 +385,15 @@ async function runRound(work, adminUrl, runs, workerCount) {
       sync_run_p99_ms: round3(percentile(durations, 99)),
       sync_runs: syncRuns.size,
       extra_sync_runs: syncRuns.size - runs * MEMBERS,
+      taken_over: takenOver,
+      sync_runs_by_worker: [...byWorker.values()].sort((a, b) => b - a),
       sync_run_statuses: statusCounts,
       worker_cpu_s: workerCpu.map((s) => (s === null ? null : round1(s))),
+      cpu_ms_per_sequence_run:
+        workerCpu.some((c) => c === null) || postgresCpu.seconds() === null
+          ? null
+          : round1(((workerCpu.reduce((a, b) => a + b, 0) + postgresCpu.seconds()) * 1000) / runs),
+      postgres_cpu_s: postgresCpu.seconds() === null ? null : round1(postgresCpu.seconds()),
       machine_busy_percent: machineBusy === null ? null : Math.round(machineBusy * 100),
       worker_warnings: workers.reduce((n, w) => n + w.warnings, 0),
       worker_errors: workers.reduce((n, w) => n + w.errors, 0),
@@ -349,6 +402,7 @@ async function runRound(work, adminUrl, runs, workerCount) {
   } finally {
     await stopWorkers(workers);
     await store?.close();
+    await monitor.end().catch(() => undefined);
     await database.drop();
     rmSync(dir, { recursive: true, force: true });
   }
@@ -379,12 +433,14 @@ export async function main(args) {
       );
       out(`${indent}hand-off p50 ${r.handoff_p50_ms} ms, p99 ${r.handoff_p99_ms} ms; sync run (claim → finish) p50 ${r.sync_run_p50_ms} ms, p99 ${r.sync_run_p99_ms} ms`);
       out(
-        `${indent}${r.sync_runs} sync runs (${r.extra_sync_runs > 0 ? `${r.extra_sync_runs} beyond one per member` : 'one per member'}); ` +
+        `${indent}${r.sync_runs} sync runs (${r.extra_sync_runs > 0 ? `${r.extra_sync_runs} beyond one per member` : 'one per member'}, ` +
+          `${r.taken_over} taken over as attempt 2+; by worker ${r.sync_runs_by_worker.join(' / ') || '?'}); ` +
           `worker log: ${r.worker_warnings} warnings, ${r.worker_errors} errors`,
       );
       out(
-        `${indent}CPU over the wall time: workers ${r.worker_cpu_s.map((s) => `${s ?? '?'} s`).join(' + ')}; ` +
-          `machine ${r.machine_busy_percent ?? '?'}% busy (all cores, every process on it)`,
+        `${indent}CPU over the wall time: workers ${r.worker_cpu_s.map((s) => `${s ?? '?'} s`).join(' + ')}, ` +
+          `PostgreSQL backends of the store ${r.postgres_cpu_s ?? '?'} s; ` +
+          `${r.cpu_ms_per_sequence_run ?? '?'} ms of CPU per sequence run; machine ${r.machine_busy_percent ?? '?'}% busy (all cores, every process on it)`,
       );
       for (const [message, n] of Object.entries(r.worker_messages)) out(`${indent}  ${n} × ${message}`);
     }
@@ -408,7 +464,11 @@ export async function main(args) {
           handoff_p50_ms: r.handoff_p50_ms,
           handoff_p99_ms: r.handoff_p99_ms,
           extra_sync_runs: r.extra_sync_runs,
+          taken_over: r.taken_over,
+          sync_runs_by_worker: r.sync_runs_by_worker,
           worker_cpu_s: r.worker_cpu_s,
+          postgres_cpu_s: r.postgres_cpu_s,
+          cpu_ms_per_sequence_run: r.cpu_ms_per_sequence_run,
           machine_busy_percent: r.machine_busy_percent,
         })),
         scaling: scaling === null ? null : { from: fewest.workers, to: most.workers, factor: scaling },
