@@ -108,15 +108,18 @@ describe('kill -9 during a PostgreSQL bulk sync', () => {
       }
       expect(checked).toBe(recorded);
 
-      // Restarted, the interrupted run is run again and the destination equals the model.
+      // Restarted, a worker takes the dead one's run over (same run, attempt 2) and the
+      // destination equals the model.
+      const [atKill] = await store.listSyncRuns({ limit: 10, offset: 0, order: 'asc' });
       expect(await lockstep(dir, ['worker', '--drain'], env).exit).toBe(0);
       const runs = await store.listSyncRuns({ limit: 10, offset: 0, order: 'asc' });
-      expect(runs.map((r) => r.status)).toEqual(['interrupted', 'success']);
+      expect(runs.map((r) => [r.status, r.attempt])).toEqual([['success', 2]]);
       const digest = (table: string) => sql(url, `select count(*)::int as n, md5(string_agg(t::text, '|' order by id)) as m from ${table} t`);
       expect(await digest('target_rows')).toEqual(await digest('model_rows'));
       expect(await store.snapshotCount(syncId)).toBe(ROWS);
-      // The retry sent only what the killed run had not committed to the snapshot.
-      expect(runs[1]!.plannedRows.addedCount).toBe(ROWS - recorded);
+      // The takeover sent only what the killed attempt had not committed to the snapshot; the run's
+      // counts keep what that attempt had recorded as delivered.
+      expect(runs[0]!.plannedRows.addedCount - atKill!.successfulRows.addedCount).toBe(ROWS - recorded);
     } finally {
       await store.close();
     }

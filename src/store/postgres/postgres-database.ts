@@ -108,10 +108,16 @@ export class PostgresDatabase {
       } catch (error) {
         throw this.error(error, { connecting: true });
       }
+      // The server may end the session between statements (a process frozen past
+      // idle_in_transaction_session_timeout, a restart): the next statement fails with it, and the
+      // event must not crash the process meanwhile.
+      const ignore = () => {};
+      client.on('error', ignore);
       try {
         await client.query(begin);
         const result = await fn(client as Queryable);
         await client.query('COMMIT');
+        client.off('error', ignore);
         client.release();
         return result;
       } catch (error) {
@@ -119,6 +125,7 @@ export class PostgresDatabase {
           () => false,
           () => true,
         );
+        client.off('error', ignore);
         // A connection that cannot even roll back is closed rather than given to the next caller.
         client.release(broken ? toError(error) : undefined);
         if (isConflict(error) && attempt < CONFLICT_ATTEMPTS) {
