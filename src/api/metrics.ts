@@ -5,6 +5,7 @@
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { toError } from '../core/errors.js';
+import { RUN_PHASES } from '../core/run-phases.js';
 import type { SyncRun } from '../core/runs.js';
 import { totalCount } from '../core/runs.js';
 import type { ApiDeps } from './context.js';
@@ -31,6 +32,13 @@ export function createMetrics(deps: Pick<ApiDeps, 'events' | 'store' | 'logger' 
     help: 'Time from a sequence run starting to finishing',
     labelNames: ['status'],
     buckets: [0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 14400],
+    registers: [registry],
+  });
+  const phaseSeconds = new Histogram({
+    name: 'lockstep_sync_run_phase_seconds',
+    help: "Where finished sync runs' time went, per phase (they add up to the run's time): connect, query, plan, deliver, commit, rateLimit, retry, finish",
+    labelNames: ['phase'],
+    buckets: [0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600],
     registers: [registry],
   });
   const delivered = new Counter({ name: 'lockstep_rows_delivered_total', help: 'Rows the destinations accepted', registers: [registry] });
@@ -95,6 +103,7 @@ export function createMetrics(deps: Pick<ApiDeps, 'events' | 'store' | 'logger' 
       observedStarts.delete(run.id);
       syncRuns.inc({ status: run.status });
       if (run.startedAt !== null && run.finishedAt !== null) syncDuration.observe({ status: run.status }, (run.finishedAt - run.startedAt) / 1000);
+      if (run.phaseMs) for (const phase of RUN_PHASES) phaseSeconds.observe({ phase }, (run.phaseMs[phase] ?? 0) / 1000);
       delivered.inc(totalCount(run.successfulRows));
       rejected.inc(totalCount(run.failedRows));
       const usage = run.apiUsage;

@@ -3,6 +3,7 @@
  * document is generated from them.
  */
 import { z } from '@hono/zod-openapi';
+import { RUN_PHASES, type RunPhase } from '../core/run-phases.js';
 import { SequenceRunStatus, SyncRunStatus, MemberRunStatus, TriggerType } from '../core/runs.js';
 
 export const ErrorBody = z.object({ message: z.string() }).openapi('Error');
@@ -50,6 +51,13 @@ export const SyncRunView = z
       .object({ used: z.number().int(), limit: z.number().int(), calls: z.number().int() })
       .optional()
       .openapi({ description: "The destination's API budget as it last reported it in the run (e.g. Salesforce's Sforce-Limit-Info), and the calls the run made." }),
+    phaseMs: z
+      .object(Object.fromEntries(RUN_PHASES.map((phase) => [phase, z.number().optional()])) as Record<RunPhase, z.ZodOptional<z.ZodNumber>>)
+      .optional()
+      .openapi({
+        description:
+          "Where the run's time went once it ended, in milliseconds per phase; the phases add up to the run's time: connect, query (waiting for the source), plan (the run's own work), deliver (waiting for the destination), commit (waiting for the snapshot), rateLimit, retry, finish.",
+      }),
   })
   .openapi('SyncRunView');
 

@@ -1,6 +1,7 @@
 /** Human-readable run reports and live progress for the terminal. */
 import { totalCount, type OperationCounts, type RejectedRow, type SyncRun } from '../core/runs.js';
 import type { SequenceRunView, SyncRunView } from '../core/run-views.js';
+import { formatPhaseTimes } from '../core/run-phases.js';
 
 export function formatDuration(ms: number | null): string {
   if (ms === null) return '–';
@@ -77,6 +78,7 @@ export function formatSyncReport(slug: string, view: SyncRunView, rejected: Reje
   lines.push(
     `  rows read ${view.querySize}   planned ${counts(view.plannedRows)}   delivered ${counts(view.successfulRows)}   rejected ${counts(view.failedRows)}`,
   );
+  if (view.phaseMs) lines.push(`  time: ${formatPhaseTimes(view.phaseMs)}`);
   if (view.error) lines.push(`  error: ${view.error}`);
   if (rejected.length > 0) {
     lines.push(`  rejected rows${rejectedTotal > rejected.length ? ` (first ${rejected.length} of ${rejectedTotal})` : ''}:`);

@@ -9,6 +9,7 @@ import pLimit from 'p-limit';
 import pThrottle from 'p-throttle';
 import type { RateLimits } from '../core/connector-kind.js';
 import type { RateLimiter } from '../core/ports.js';
+import { runPhaseClock } from '../core/run-phases.js';
 
 export function createRateLimiter(limits: RateLimits): RateLimiter {
   const slots = pLimit(limits.concurrency ?? Infinity);
@@ -19,10 +20,18 @@ export function createRateLimiter(limits: RateLimits): RateLimiter {
   let pausedUntil = 0;
   return {
     schedule<T>(task: () => Promise<T>): Promise<T> {
+      // The time a request waits for its turn counts as the run's rate-limit wait (run-phases.ts);
+      // waiting for a free slot (concurrency) does not: the run's own requests hold those.
+      const phases = runPhaseClock();
       return slots(async () => {
-        if (startTurn) await startTurn();
-        const wait = pausedUntil - Date.now();
-        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+        phases?.begin('rateLimit');
+        try {
+          if (startTurn) await startTurn();
+          const wait = pausedUntil - Date.now();
+          if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+        } finally {
+          phases?.end('rateLimit');
+        }
         return task();
       });
     },

@@ -13,6 +13,7 @@ import type {
   OperationCounts,
   ApiUsage,
 } from './runs.js';
+import type { PhaseTimes } from './run-phases.js';
 import type {
   ConnectionRecord,
   EntityDefs,
@@ -296,6 +297,8 @@ export interface SyncRunPatch {
   completionRatio?: number;
   error?: string | null;
   apiUsage?: ApiUsage;
+  /** Where the run's time went (written when it ends). */
+  phaseMs?: PhaseTimes;
 }
 
 export interface RunListQuery {

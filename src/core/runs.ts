@@ -2,6 +2,7 @@
  * Run records: sync runs, sequence runs and their member runs, with their statuses (SPEC §2.3, §3.2).
  * Times are epoch milliseconds (fractional when the clock gives sub-millisecond precision).
  */
+import type { PhaseTimes } from './run-phases.js';
 
 /**
  * Sync run states.
@@ -150,6 +151,8 @@ export interface SyncRun {
   cancelRequested: boolean;
   /** The destination's API budget as it last reported it during the run (SaaS destinations), or null. */
   apiUsage: ApiUsage | null;
+  /** Where the run's time went, in milliseconds per phase (core/run-phases.ts); null until it ends. */
+  phaseMs: PhaseTimes | null;
   /**
    * How many times a worker took the run: 0 while queued, 1 once claimed, one more each time
    * another worker took it over after the lease of the one running it expired.

@@ -35,6 +35,7 @@ import type {
   WriteTarget,
 } from '../core/ports.js';
 import type { ApiUsage, OperationCounts, RejectedRow, SyncRun } from '../core/runs.js';
+import { PhaseClock, runPhaseClock } from '../core/run-phases.js';
 import { massDeleteRefusal } from '../core/sync-rules.js';
 import type { ModelRecord, SyncRecord } from '../core/workspace.js';
 import { KeySet } from './key-set.js';
@@ -266,6 +267,8 @@ interface Pipeline {
   snapshotWrites: number;
   /** Fields whose value is a parent sync's recorded id (mappings with `lookup`), once the target is known. */
   lookups: Lookup[];
+  /** Where the run's time goes (core/run-phases.ts). */
+  phases: PhaseClock;
 }
 
 /** A destination field filled with the id a parent sync recorded for the row's value in it. */
@@ -424,9 +427,15 @@ export class SyncRunner {
    * Runs a claimed sync run to its end and returns the final record. Never throws for run-level
    * failures: they end the run `failed` with the error recorded. `onProgress` sees every update.
    */
-  async execute(
+  execute(claimed: SyncRun, control: { signal: AbortSignal; onProgress?: (run: SyncRun) => void }): Promise<SyncRun> {
+    const phases = new PhaseClock();
+    return phases.run(() => this.executeTimed(claimed, control, phases));
+  }
+
+  private async executeTimed(
     claimed: SyncRun,
     control: { signal: AbortSignal; onProgress?: (run: SyncRun) => void },
+    phases: PhaseClock,
   ): Promise<SyncRun> {
     const { store, clock, logger } = this.options;
     const runLog = { syncRunId: claimed.id, syncId: claimed.syncId };
@@ -515,6 +524,7 @@ export class SyncRunner {
         anyCommitted: false,
         snapshotWrites: 0,
         lookups: [],
+        phases,
       };
       await this.withRetries('query', control.signal, async () => {
         // A transient failure part-way restarts the run's reading: what was delivered is in the
@@ -526,10 +536,11 @@ export class SyncRunner {
         progress.reading = true;
         await this.runPipeline(pipeline);
       });
+      phases.enter('finish');
       if (claimed.options.resetCDC) {
         await update({ status: 'reporting', querySize: progress.querySize, completionRatio: 1 });
         await cleanup();
-        return await update({ status: 'success' });
+        return await update({ status: 'success', phaseMs: phases.times() });
       }
       await update({
         status: progress.processing ? undefined : 'processing',
@@ -541,10 +552,11 @@ export class SyncRunner {
       await update({ status: 'reporting', completionRatio: 1 });
       await cleanup();
       const rejected = total(progress.failed);
-      const run = await update({ status: rejected > 0 ? 'warning' : 'success', apiUsage });
+      const run = await update({ status: rejected > 0 ? 'warning' : 'success', apiUsage, phaseMs: phases.times() });
       logger.info('sync run finished', { ...runLog, status: run.status, delivered: total(progress.successful), rejected });
       return run;
     } catch (thrown) {
+      phases.enter('finish');
       await cleanup();
       const leaseLost = thrown instanceof LockstepError && thrown.code === ErrorCode.LeaseLost;
       if (leaseLost || thrown instanceof RunStopped || control.signal.aborted) {
@@ -559,11 +571,11 @@ export class SyncRunner {
           return (await store.getSyncRun(claimed.id)) ?? claimed;
         }
         logger.info('sync run cancelled', runLog);
-        return await update({ ...progressPatch(started), status: 'cancelled', error: 'cancelled by a user' });
+        return await update({ ...progressPatch(started), status: 'cancelled', error: 'cancelled by a user', phaseMs: phases.times() });
       }
       const error = toError(thrown);
       logger.error('sync run failed', { ...runLog, error: error.message });
-      return await update({ ...progressPatch(started), status: 'failed', error: error.message, apiUsage });
+      return await update({ ...progressPatch(started), status: 'failed', error: error.message, apiUsage, phaseMs: phases.times() });
     } finally {
       await cleanup();
     }
@@ -587,10 +599,10 @@ export class SyncRunner {
       await this.commitGrouped(p).catch(() => undefined);
       const commits = p.commits;
       p.commits = [];
-      for (const commit of commits) await commit.catch(() => undefined);
+      for (const commit of commits) await p.phases.during('commit', commit.catch(() => undefined));
       for (const delivery of left) {
         try {
-          await this.settle(p, delivery.batch, await delivery.outcomes);
+          await this.settle(p, delivery.batch, await p.phases.during('deliver', delivery.outcomes));
         } catch {
           // the write or its commit failed: the error that stopped the pipeline is the one reported
         }
@@ -605,6 +617,7 @@ export class SyncRunner {
     const deletes = sync.mode === 'mirror' || sync.deleteBehavior === 'delete';
     const keyColumns = model.primaryKey.map((c) => mapColumn(sync, c));
     const fence = { runId: run.id, attempt: run.attempt };
+    p.phases.enter('plan');
     if (resetCDC) await store.snapshotClear(sync.id, fence);
     // Phases' times for the debug log (wall time: it paces nothing).
     const { logger } = this.options;
@@ -644,7 +657,7 @@ export class SyncRunner {
       progress.settled++;
       rejected.push(row);
       if (rejected.length >= REJECTED_FLUSH) {
-        await store.addRejectedRows(rejected, fence);
+        await p.phases.during('commit', store.addRejectedRows(rejected, fence));
         rejected = [];
       }
     };
@@ -689,7 +702,7 @@ export class SyncRunner {
 
     // Lines go to the destination as the source read them when the writer reads their format.
     let lines = false;
-    for await (const rows of resume(first, reading)) {
+    for await (const rows of timedReads(resume(first, reading), p.phases)) {
       if (signal.aborted) throw new RunStopped(signal.reason as StopReason);
       // A source with rows buffered answers without going through the event loop: let the
       // destination's replies in (its write goes on while this batch is planned).
@@ -710,7 +723,7 @@ export class SyncRunner {
         assertUniqueColumns(sync, target.columns);
         p.target = target;
         p.lookups = await this.lookups(p, rows.columns);
-        if (!resetCDC) p.writer = await p.destination.prepare(target);
+        if (!resetCDC) p.writer = await p.phases.during('connect', p.destination.prepare(target));
         // A looked-up field's value is replaced before writing, so those rows go as values.
         lines = encoding !== undefined && p.writer?.takesLines === true && p.lookups.length === 0;
       }
@@ -764,10 +777,10 @@ export class SyncRunner {
     }
     progress.reading = false;
     logger.debug('model read', { syncRunId: run.id, rows: progress.querySize, ms: elapsed() });
-    if (rejected.length > 0) await store.addRejectedRows(rejected, fence);
+    if (rejected.length > 0) await p.phases.during('commit', store.addRejectedRows(rejected, fence));
     if (p.target === null) {
       p.target = this.writeTarget(p, keyColumns, keyColumns, undefined, model.primaryKey);
-      if (!resetCDC) p.writer = await p.destination.prepare(p.target);
+      if (!resetCDC) p.writer = await p.phases.during('connect', p.destination.prepare(p.target));
     }
 
     // Removals: the snapshot's keys the model no longer returned — first counted against the
@@ -830,7 +843,7 @@ export class SyncRunner {
   private async retire(p: Pipeline): Promise<void> {
     const oldest = p.inflight[0] as Delivery;
     // A failed write throws here with the batch still in flight: runPipeline's cleanup ignores it.
-    const written = await oldest.outcomes;
+    const written = await p.phases.during('deliver', oldest.outcomes);
     p.inflight.shift();
     const settled = this.collect(p, oldest.batch, written);
     // Small batches are committed together (up to GROUP_ROWS rows, or GROUP_MS after the first of
@@ -850,7 +863,7 @@ export class SyncRunner {
     p.grouped = [];
     p.groupedRows = 0;
     p.anyCommitted = true;
-    while (p.commits.length >= COMMITS_AHEAD) await p.commits.shift();
+    while (p.commits.length >= COMMITS_AHEAD) await p.phases.during('commit', p.commits.shift() as Promise<void>);
     const commit = this.persist(p, grouped);
     // Awaited by a later retire() or at the end; a failure is not lost meanwhile.
     commit.catch(() => undefined);
@@ -860,7 +873,7 @@ export class SyncRunner {
   /** Commits what is grouped, then waits for the commits under way; the first failure stops the run. */
   private async committed(p: Pipeline): Promise<void> {
     await this.commitGrouped(p);
-    while (p.commits.length > 0) await p.commits.shift();
+    while (p.commits.length > 0) await p.phases.during('commit', p.commits.shift() as Promise<void>);
   }
 
   /**
@@ -993,10 +1006,14 @@ export class SyncRunner {
   /** Retries transient failures with the run's backoff policy (core/backoff.ts); a stop while waiting stops the run. */
   private async withRetries<T>(what: string, signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
     const { retry, clock, logger } = this.options;
+    // A query waits out its backoff in the run's main loop; a write beside it (run-phases.ts).
+    const phases = runPhaseClock();
+    const sleep = (ms: number, s?: AbortSignal) =>
+      what === 'query' ? (phases?.during('retry', clock.sleep(ms, s)) ?? clock.sleep(ms, s)) : backoffWait(clock.sleep(ms, s));
     try {
       return await withBackoff(fn, {
         policy: retry,
-        clock,
+        clock: { now: () => clock.now(), sleep },
         signal,
         onRetry: ({ attempt, delayMs, error }) => logger.warn(`transient ${what} error, retrying`, { attempt, delayMs: Math.round(delayMs), error: error.message }),
       });
@@ -1081,7 +1098,7 @@ export class SyncRunner {
       const delayMs = backoffDelay(retry, attempt, retryAfter);
       logger.warn('rows answered as retryable, sending them again', { syncRunId: p.run.id, rows: again.length, attempt, delayMs: Math.round(delayMs) });
       try {
-        await clock.sleep(delayMs, p.signal);
+        await backoffWait(clock.sleep(delayMs, p.signal));
       } catch {
         throw new RunStopped(p.signal.reason as StopReason);
       }
@@ -1126,6 +1143,32 @@ export class SyncRunner {
       places.push(i);
     });
     return { ops, places };
+  }
+}
+
+/** The batches of `reads`, the wait for each counted as the run's `query` phase and the work on it as `plan`. */
+async function* timedReads<T>(reads: AsyncGenerator<T>, phases: PhaseClock): AsyncGenerator<T> {
+  try {
+    for (;;) {
+      phases.enter('query');
+      const result = await reads.next();
+      phases.enter('plan');
+      if (result.done) return;
+      yield result.value;
+    }
+  } finally {
+    await reads.return(undefined);
+  }
+}
+
+/** A backoff of a write, counted as the run's `retry` wait while it lasts. */
+async function backoffWait(sleeping: Promise<void>): Promise<void> {
+  const phases = runPhaseClock();
+  phases?.begin('retry');
+  try {
+    await sleeping;
+  } finally {
+    phases?.end('retry');
   }
 }
 

@@ -15,6 +15,7 @@ import type {
   SyncRunStatus,
   TriggerType,
 } from '../core/runs.js';
+import type { PhaseTimes } from '../core/run-phases.js';
 import type { FinishedRunEntry, RunLease } from '../core/ports.js';
 import { DEFAULT_MAX_DELETE_PERCENT } from '../core/workspace.js';
 import type { EntityKind, Stored } from '../core/workspace.js';
@@ -116,6 +117,8 @@ export interface SyncRunRow {
   cancel_requested: Num | boolean;
   /** JSON of an ApiUsage (absent in rows read before the column existed). */
   api_usage?: string | null;
+  /** JSON of PhaseTimes (absent in rows read before the column existed). */
+  phase_ms?: string | null;
   attempt?: Num;
   worker_id?: string | null;
   lease_expires_at?: Num | null;
@@ -145,6 +148,7 @@ export function toSyncRun(row: SyncRunRow): SyncRun {
     error: row.error,
     cancelRequested: toBool(row.cancel_requested),
     apiUsage: row.api_usage ? (JSON.parse(row.api_usage) as ApiUsage) : null,
+    phaseMs: row.phase_ms ? (JSON.parse(row.phase_ms) as PhaseTimes) : null,
     attempt: Number(row.attempt ?? 0),
     workerId: row.worker_id ?? null,
     leaseExpiresAt: toTime(row.lease_expires_at ?? null),

@@ -186,6 +186,7 @@ CREATE TABLE schedule_cursors (
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial schema', sql: INITIAL_SCHEMA + API_TOKENS_SCHEMA + ALERTS_SCHEMA + WEBHOOKS_SCHEMA },
   { version: 2, name: 'a run let through the mass-delete guard', sql: 'ALTER TABLE sync_runs ADD COLUMN allow_mass_delete boolean NOT NULL DEFAULT false;' },
+  { version: 5, name: "where a sync run's time went", sql: 'ALTER TABLE sync_runs ADD COLUMN phase_ms text;' },
 ];
 
 /** The schema version this code writes and reads. */

@@ -1294,6 +1294,7 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
          completion_ratio   = COALESCE(${p.add(patch.completionRatio ?? null, 'float8')}, completion_ratio),
          error              = CASE WHEN ${p.add(patch.error !== undefined, 'boolean')} THEN ${p.add(nullableStored(patch.error ?? null), 'text')} ELSE error END,
          api_usage          = COALESCE(${p.add(patch.apiUsage ? JSON.stringify(patch.apiUsage) : null, 'text')}, api_usage),
+         phase_ms           = COALESCE(${p.add(patch.phaseMs ? JSON.stringify(patch.phaseMs) : null, 'text')}, phase_ms),
          finished_at        = CASE WHEN ${p.add(terminal, 'boolean')} AND status <> ${newStatus} THEN ${at} ELSE finished_at END,
          lease_expires_at   = CASE WHEN ${p.add(terminal, 'boolean')} THEN NULL ELSE lease_expires_at END
        WHERE id = ${runId} AND (${newStatus} IS NULL OR status = ${newStatus} OR status NOT IN ${TERMINAL_SYNC})

@@ -219,6 +219,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 7, name: 'destination record ids and API usage', sql: RECORD_IDS_SCHEMA },
   { version: 8, name: 'run leases and the outbox of finished runs', sql: LEASES_SCHEMA },
   { version: 9, name: 'a run let through the mass-delete guard', sql: 'ALTER TABLE sync_runs ADD COLUMN allow_mass_delete INTEGER NOT NULL DEFAULT 0;' },
+  { version: 12, name: "where a sync run's time went", sql: 'ALTER TABLE sync_runs ADD COLUMN phase_ms TEXT;' },
 ];
 
 /** The schema version this code writes and reads. */

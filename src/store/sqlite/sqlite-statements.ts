@@ -123,6 +123,7 @@ export function prepareStatements(db: SqliteDatabase) {
          completion_ratio   = COALESCE(@completionRatio, completion_ratio),
          error              = CASE WHEN @setError THEN @error ELSE error END,
          api_usage          = COALESCE(@apiUsage, api_usage),
+         phase_ms           = COALESCE(@phaseMs, phase_ms),
          finished_at        = CASE WHEN @terminal AND status <> @status THEN @now ELSE finished_at END,
          lease_expires_at   = CASE WHEN @terminal THEN NULL ELSE lease_expires_at END
        WHERE id = @id AND (@status IS NULL OR status = @status OR status NOT IN ${TERMINAL_SYNC})

@@ -584,6 +584,7 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
         failedRemoved: patch.failedRows?.removedCount ?? null,
         completionRatio: patch.completionRatio ?? null,
         apiUsage: patch.apiUsage ? JSON.stringify(patch.apiUsage) : null,
+        phaseMs: patch.phaseMs ? JSON.stringify(patch.phaseMs) : null,
         setError: patch.error !== undefined ? 1 : 0,
         error: patch.error ?? null,
       }) as SyncRunRow | undefined;

@@ -4,6 +4,7 @@
  * reasons; a sequence run's facts, why it ended early, and each member's sync run.
  */
 import { useState } from 'react';
+import type { RunPhase } from '../../../src/core/run-phases.js';
 import type { MemberRunView, Page, RejectedRowView, SequenceRunView, SyncRunView } from '../api-types.js';
 import { seg } from '../api.js';
 import { formatCount, formatTime, membersInWords, runDuration } from '../format.js';
@@ -108,6 +109,8 @@ export function SyncRunDetails({ id, run }: { id: number; run: Resource<SyncRunV
             </tbody>
           </table>
 
+          {data.phaseMs && <PhaseTable phases={data.phaseMs} />}
+
           <h3>Rejected rows</h3>
           <ErrorBanner error={rejected.error} title="Could not load the rejected rows" />
           {rejected.data && rejected.data.data.length === 0 && offset === 0 && <p className="empty-inline">No rejected rows in this run.</p>}
@@ -137,6 +140,68 @@ export function SyncRunDetails({ id, run }: { id: number; run: Resource<SyncRunV
           {active && <CancelRunButton onCancel={cancel.cancel} />}
         </>
       )}
+    </>
+  );
+}
+
+/** The phases of a run's time (src/core/run-phases.ts), in the order a run goes through them. */
+const PHASES: Array<[RunPhase, string, string]> = [
+  ['connect', 'Connect', 'loading definitions, opening the source and destination, preparing the writer'],
+  ['query', 'Query', 'waiting for the source to return rows'],
+  ['plan', 'Plan', 'validating, hashing and comparing rows with the snapshot'],
+  ['deliver', 'Deliver', 'waiting for the destination to write'],
+  ['commit', 'Commit', 'waiting for delivered rows to be committed to the snapshot'],
+  ['rateLimit', 'Rate limit', "waiting while the destination's rate limit held writes back"],
+  ['retry', 'Retry', 'waiting out a backoff before trying again'],
+  ['finish', 'Finish', 'recording the end and closing connections'],
+];
+
+function formatMs(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+  return `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1000)} s`;
+}
+
+/** Where a finished run's time went: each phase's time and share (they add up to the run's time). */
+function PhaseTable({ phases }: { phases: Partial<Record<RunPhase, number>> }) {
+  const total = PHASES.reduce((sum, [phase]) => sum + (phases[phase] ?? 0), 0);
+  return (
+    <>
+      <h3>Where the time went</h3>
+      <table className="table compact phases" aria-label="Where the time went">
+        <thead>
+          <tr>
+            <th scope="col">Phase</th>
+            <th scope="col" className="num">
+              Time
+            </th>
+            <th scope="col" className="num">
+              Share
+            </th>
+            <th scope="col">
+              <span className="visually-hidden">Share as a bar</span>
+            </th>
+          </tr>
+        </thead>
+        <tbody>
+          {PHASES.map(([phase, label, what]) => {
+            const ms = phases[phase] ?? 0;
+            const share = total > 0 ? ms / total : 0;
+            return (
+              <tr key={phase}>
+                <th scope="row" title={what}>
+                  {label}
+                </th>
+                <td className="num">{formatMs(ms)}</td>
+                <td className="num">{Math.round(share * 100)}%</td>
+                <td className="phase-bar-cell" aria-hidden="true">
+                  <span className="phase-bar" style={{ width: `${(share * 100).toFixed(1)}%` }} />
+                </td>
+              </tr>
+            );
+          })}
+        </tbody>
+      </table>
     </>
   );
 }
