@@ -46,6 +46,7 @@ export function describeRunQueueContract(name: string, open: OpenStore): void {
           error: null,
           cancelRequested: false,
           apiUsage: null,
+          phaseMs: null,
           attempt: 0,
           workerId: null,
           leaseExpiresAt: null,
@@ -161,6 +162,19 @@ export function describeRunQueueContract(name: string, open: OpenStore): void {
         const done = await store.updateSyncRun(run.id, { status: 'success' }, T0 + 3);
         expect(done.apiUsage).toEqual({ used: 12, limit: 15000, calls: 3 });
         expect((await store.getSyncRun(run.id))?.apiUsage).toEqual({ used: 12, limit: 15000, calls: 3 });
+      });
+
+      it("keeps where a run's time went on its record", async () => {
+        const { syncs } = await applyCrm();
+        const { run } = await store.enqueueSyncRun({ syncId: syncs['accounts-to-crm']!.id, trigger: MANUAL, options: NO_OPTIONS }, T0);
+        expect(run.phaseMs).toBeNull();
+        await store.claimSyncRun(run.id, T0 + 1, LEASE);
+        const phaseMs = { connect: 1.5, query: 120, plan: 30.2, deliver: 80, commit: 4, rateLimit: 0, retry: 0, finish: 2 };
+        const done = await store.updateSyncRun(run.id, { status: 'success', phaseMs }, T0 + 3);
+        expect(done.phaseMs).toEqual(phaseMs);
+        // A later update without them keeps them.
+        await store.updateSyncRun(run.id, { error: null }, T0 + 4);
+        expect((await store.getSyncRun(run.id))?.phaseMs).toEqual(phaseMs);
       });
 
       it('cancels a queued run at once and flags an active one', async () => {
