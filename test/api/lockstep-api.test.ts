@@ -357,6 +357,8 @@ describe('OpenAPI, health and metrics', () => {
       'lockstep_rows_rejected_total',
       'lockstep_queue_depth 0',
       'lockstep_handoff_latency_seconds_count',
+      'lockstep_sync_run_phase_seconds_bucket{le="0.001",phase="query"}',
+      'lockstep_sync_run_phase_seconds_count{phase="deliver"}',
     ]) {
       expect(text).toContain(name);
     }

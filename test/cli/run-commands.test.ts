@@ -37,6 +37,8 @@ describe('lockstep sync run', () => {
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toMatch(/^▲ Sync contacts-to-crm — run \d+ — WARNING in /);
     expect(result.stdout).toContain('rows read 12   planned +12 ~0 -0   delivered +0 ~0 -0   rejected +12 ~0 -0');
+    // Where the run's time went, largest phase first.
+    expect(result.stdout).toMatch(/\n {2}time: (connect|query|plan|deliver|commit|finish) \d+(\.\d)? m?s/);
     expect(result.stdout).toContain('rejected rows (first 10 of 12):');
     expect(result.stdout).toContain('key [1] (added): FOREIGN KEY constraint failed');
     expect(sqliteRows(join(dir, 'crm.db'), 'select * from contacts')).toEqual([]);
@@ -60,6 +62,7 @@ describe('lockstep sync run', () => {
       completionRatio: 1,
       error: null,
       rejectedRows: [{ key: [4], op: 'added', reason: expect.stringContaining('NOT NULL constraint failed: accounts.name') }],
+      phaseMs: expect.objectContaining({ connect: expect.any(Number), query: expect.any(Number), plan: expect.any(Number), deliver: expect.any(Number) }),
     });
     for (const field of ['createdAt', 'startedAt', 'finishedAt']) expect(Date.parse(run[field] as string)).not.toBeNaN();
     expect(sqliteRows(join(dir, 'crm.db'), 'select id from accounts order by id')).toEqual([{ id: 1 }, { id: 2 }, { id: 3 }]);
