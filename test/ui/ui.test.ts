@@ -94,6 +94,24 @@ describe('web UI', () => {
     await dialog.waitFor({ state: 'detached' });
   });
 
+  it("a sync run's page shows where its time went, phase by phase", async () => {
+    await go('#/syncs');
+    await page.getByRole('link', { name: 'contacts-to-crm' }).click();
+    const link = page.getByRole('table', { name: 'Sync runs' }).locator('tbody tr').first().getByRole('link', { name: /Open sync run/ });
+    const id = /(\d+)$/.exec((await link.getAttribute('aria-label')) ?? '')?.[1];
+    await go(`#/runs/sync/${id}`);
+    const phases = page.getByRole('table', { name: 'Where the time went' });
+    await phases.waitFor();
+    expect(await phases.locator('tbody th').allTextContents()).toEqual(['Connect', 'Query', 'Plan', 'Deliver', 'Commit', 'Rate limit', 'Retry', 'Finish']);
+    const times = await phases.locator('tbody td:nth-of-type(1)').allTextContents();
+    expect(times.every((t) => /^\d+(\.\d)? (ms|s)$|^\d+ min \d+ s$/.test(t))).toBe(true);
+    const shares = (await phases.locator('tbody td:nth-of-type(2)').allTextContents()).map((t) => Number(t.replace('%', '')));
+    // Rounded shares of a whole.
+    expect(Math.abs(shares.reduce((a, b) => a + b, 0) - 100)).toBeLessThanOrEqual(4);
+    await phases.scrollIntoViewIfNeeded();
+    await screenshot(page, '08b-sync-run-phases');
+  });
+
   it('Add sequence: add three syncs, order them with the arrows, set Terminate policies and a threshold, name and cron schedule, Save', async () => {
     await go('#/sequences');
     await page.getByRole('link', { name: 'Add sequence' }).click();
