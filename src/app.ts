@@ -233,6 +233,7 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
     retry: config.retry,
     readBatchSize: config.readBatchSize,
     snapshotIndexBytes: config.snapshotIndexBytes,
+    keySetBytes: config.keySetBytes,
     spoolDir: config.spoolDir,
   });
   const lease = { workerId: config.workerId, leaseMs: config.leaseMs };

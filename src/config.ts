@@ -36,11 +36,17 @@ export interface LockstepConfig {
    * Memory, in bytes, the sync runs of this process may use together to hold their snapshots while
    * planning (about 40 bytes per row plus the keys' text); a snapshot that does not fit what is
    * left is looked up in the store per batch (default:
-   * 256 MiB, env LOCKSTEP_SNAPSHOT_INDEX_MB in MiB; 0 always looks up).
+   * 128 MiB, env LOCKSTEP_SNAPSHOT_INDEX_MB in MiB; 0 always looks up).
    */
   snapshotIndexBytes: number;
+  /**
+   * Memory, in bytes, a sync run may use to remember the keys it has seen (16 to 32 bytes per key);
+   * beyond it they go to a temporary file in `spoolDir` (default: 64 MiB, env LOCKSTEP_KEY_SET_MB in
+   * MiB, fractions allowed).
+   */
+  keySetBytes: number;
   retry: RetryPolicy;
-  /** Folder for temporary files (default: the OS temp folder); sync runs no longer spool planned operations, they stream them to delivery. */
+  /** Folder for temporary files (default: the OS temp folder, env LOCKSTEP_SPOOL_DIR): the keys a sync run has seen, beyond `keySetBytes`. */
   spoolDir: string;
   /**
    * Base URL of the web UI, for links in alerts (env LOCKSTEP_PUBLIC_URL), or null when it is not set:
@@ -92,7 +98,8 @@ export function resolveConfig(input: ConfigInput = {}): LockstepConfig {
     leaseMs: positiveInt(env.LOCKSTEP_LEASE_SECONDS, 30, 'LOCKSTEP_LEASE_SECONDS') * 1000,
     workerId: env.LOCKSTEP_WORKER_ID || newWorkerId(),
     readBatchSize: positiveInt(env.LOCKSTEP_READ_BATCH, 1000, 'LOCKSTEP_READ_BATCH'),
-    snapshotIndexBytes: positiveInt(env.LOCKSTEP_SNAPSHOT_INDEX_MB, 256, 'LOCKSTEP_SNAPSHOT_INDEX_MB', 0) * 1024 * 1024,
+    snapshotIndexBytes: positiveInt(env.LOCKSTEP_SNAPSHOT_INDEX_MB, 128, 'LOCKSTEP_SNAPSHOT_INDEX_MB', 0) * 1024 * 1024,
+    keySetBytes: Math.round(positiveMegabytes(env.LOCKSTEP_KEY_SET_MB, 64, 'LOCKSTEP_KEY_SET_MB') * 1024 * 1024),
     retry: DEFAULT_BACKOFF,
     spoolDir: env.LOCKSTEP_SPOOL_DIR ?? tmpdir(),
     publicUrl: publicUrl(env.LOCKSTEP_PUBLIC_URL),
@@ -124,6 +131,16 @@ function positiveInt(text: string | undefined, fallback: number, name: string, m
   if (!Number.isInteger(n) || n < min) {
     const what = min === 0 ? 'a whole number (0 or more)' : 'a positive integer';
     throw new LockstepError(ErrorCode.Validation, `${name}=${text} is not ${what} — unset it or give a whole number like ${fallback}`);
+  }
+  return n;
+}
+
+/** A size in MiB, fractions allowed (e.g. 0.5). */
+function positiveMegabytes(text: string | undefined, fallback: number, name: string): number {
+  if (text === undefined || text === '') return fallback;
+  const n = Number(text);
+  if (!Number.isFinite(n) || n <= 0) {
+    throw new LockstepError(ErrorCode.Validation, `${name}=${text} is not a size in MiB — unset it or give a number more than 0 like ${fallback}`);
   }
   return n;
 }

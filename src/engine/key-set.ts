@@ -15,28 +15,69 @@
  * key out of order, or the first lookup, the listed fingerprints go into the table, which answers
  * from then on.
  *
- * States: in order (list) → table, once; never back.
+ * Memory is bounded by a budget (`budgetBytes`): when the list or the table would outgrow it, its
+ * fingerprints are sorted by their first word and written to a temporary file as a run (the file is
+ * unlinked as soon as it is opened, so nothing is left behind, whatever happens to the process), and
+ * the list or table starts empty again. Only a few words per 4 KiB block of a run stay in memory (the
+ * first word of each block), so a lookup in a run reads one block. Keys still arriving in order need
+ * no lookup at all: none before them can be the same. Finding which keys of a large set of keys (the
+ * snapshot's) are not in the set (`unseen`) reads the runs in slices that fit the budget, one pass
+ * over those keys per slice.
+ *
+ * States: in order (list) → table, once; never back. Runs are added in either state.
  */
 import { randomBytes } from 'node:crypto';
+import { closeSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const WORDS = 4;
+/** Bytes per fingerprint. */
+const RECORD = WORDS * 4;
+
+export interface KeySetOptions {
+  /** Bytes the set may hold in memory (about); beyond, fingerprints go to a temporary file. Default: no bound. */
+  budgetBytes?: number;
+  /** Folder of the temporary file (default: the OS temp folder). */
+  spillDir?: string;
+}
 
 export class KeySet {
   /** Null until the keys stop coming in order. */
   private table: Uint32Array | null = null;
   private capacity: number;
+  /** Fingerprints in the list or the table (not in runs). */
   private count = 0;
+  /** Keys in the set. */
+  private total = 0;
   /** While the keys come in order: their fingerprints in arrival order, and the last key. */
   private list: Uint32Array | null;
   private last: string | null = null;
+  /** Fingerprints written to the temporary file, once the budget was reached. */
+  private runs: SpilledRuns | null = null;
+  private readonly budget: number;
+  private readonly spillDir: string;
 
-  constructor(initialCapacity = 1 << 16) {
+  constructor(initialCapacity = 1 << 16, options: KeySetOptions = {}) {
+    this.budget = Math.max(64 * RECORD, options.budgetBytes ?? Infinity);
+    this.spillDir = options.spillDir ?? tmpdir();
     this.capacity = 1 << Math.ceil(Math.log2(Math.max(16, initialCapacity)));
+    while (this.capacity * RECORD > this.budget && this.capacity > 16) this.capacity /= 2;
     this.list = new Uint32Array(Math.min(this.capacity, 1 << 12) * WORDS);
   }
 
   get size(): number {
-    return this.count;
+    return this.total;
+  }
+
+  /** Keys held in the temporary file rather than in memory. */
+  get spilled(): number {
+    return this.runs?.records ?? 0;
+  }
+
+  /** Bytes held in memory. */
+  get bytes(): number {
+    return (this.list?.byteLength ?? 0) + (this.table?.byteLength ?? 0) + (this.runs?.bytes ?? 0);
   }
 
   /** Adds an encoded key; false when it was already in the set. */
@@ -45,20 +86,67 @@ export class KeySet {
     if (this.list !== null) {
       const last = this.last;
       if (last === null || key.length > last.length || (key.length === last.length && key > last)) {
+        // After every key before it (those in runs too): none of them is this one.
         this.append();
         this.last = key;
+        this.total++;
         return true;
       }
-      this.toTable();
+      this.leaveOrder();
     }
-    return this.insert();
+    if (this.runs !== null && this.runs.has(fp)) return false;
+    if (!this.insert()) return false;
+    this.total++;
+    return true;
   }
 
   has(key: string): boolean {
-    if (this.list !== null) this.toTable();
+    if (this.list !== null) this.leaveOrder();
     fingerprint(key);
+    return this.inTable() || (this.runs !== null && this.runs.has(fp));
+  }
+
+  /**
+   * The keys of `scan` not in the set, in the order `scan` gives them. Without runs, one pass over
+   * `scan`; with runs, one pass per slice of the runs that fits the budget (`scan` is called again
+   * for each, and must give the same keys each time: keys gone meanwhile are simply not given).
+   */
+  async *unseen(scan: () => AsyncIterable<string[]>): AsyncGenerator<string> {
+    if (this.list !== null) this.leaveOrder();
+    const runs = this.runs;
+    if (runs === null) {
+      for await (const keys of scan()) for (const k of keys) if (!this.has(k)) yield k;
+      return;
+    }
+    const room = Math.max(this.budget - (this.table?.byteLength ?? 0), this.budget / 2);
+    const slices = Math.max(1, Math.ceil((runs.records * RECORD) / room));
+    const width = 2 ** 32 / slices;
+    for (let s = 0; s < slices; s++) {
+      const from = Math.floor(s * width);
+      const to = s === slices - 1 ? 2 ** 32 : Math.floor((s + 1) * width);
+      const slice = runs.slice(from, to);
+      for await (const keys of scan()) {
+        for (const k of keys) {
+          fingerprint(k);
+          const first = fp[0] as number;
+          if (first < from || first >= to) continue;
+          if (!this.inTable() && !slice.some((records) => findRecord(records, 0, records.length / WORDS))) yield k;
+        }
+      }
+    }
+  }
+
+  /** Removes the temporary file's contents (the set answers nothing after). */
+  close(): void {
+    this.runs?.close();
+    this.runs = null;
+  }
+
+  /** Whether the fingerprint in `fp` is in the table. */
+  private inTable(): boolean {
+    const t = this.table;
+    if (t === null) return false;
     const mask = this.capacity - 1;
-    const t = this.table as Uint32Array;
     for (let slot = (fp[0] as number) & mask; ; slot = (slot + 1) & mask) {
       const at = slot * WORDS;
       const w3 = t[at + 3] as number;
@@ -69,7 +157,15 @@ export class KeySet {
 
   /** Puts the fingerprint in `fp` into the table; false when it was there. */
   private insert(): boolean {
-    if ((this.count + 1) * 2 > this.capacity) this.grow();
+    if ((this.count + 1) * 2 > this.capacity) {
+      // Growing would pass the budget: the table's fingerprints go to a run, and it starts empty.
+      if (this.capacity * 2 * RECORD + this.count * 8 > this.budget) {
+        if (this.inTable()) return false;
+        this.spill(this.table as Uint32Array, true);
+        (this.table as Uint32Array).fill(0);
+        this.count = 0;
+      } else this.grow();
+    }
     // One probe sequence: it ends at the key's slot or at the empty slot it goes into.
     const mask = this.capacity - 1;
     const t = this.table as Uint32Array;
@@ -98,6 +194,17 @@ export class KeySet {
     let list = this.list as Uint32Array;
     const at = this.count * WORDS;
     if (at === list.length) {
+      // Sorting a run takes 8 bytes per fingerprint besides the list.
+      if (list.length * 2 * 4 + this.count * 8 > this.budget) {
+        this.spill(list.subarray(0, at), false);
+        this.count = 0;
+        list[0] = fp[0] as number;
+        list[1] = fp[1] as number;
+        list[2] = fp[2] as number;
+        list[3] = fp[3] as number;
+        this.count = 1;
+        return;
+      }
       const larger = new Uint32Array(list.length * 2);
       larger.set(list);
       this.list = list = larger;
@@ -109,13 +216,32 @@ export class KeySet {
     this.count++;
   }
 
+  /** The keys stopped coming in order: the listed fingerprints go into a table, or to a run when the table would not fit. */
+  private leaveOrder(): void {
+    const list = this.list as Uint32Array;
+    const listed = this.count;
+    let capacity = this.capacity;
+    while (listed * 2 > capacity) capacity *= 2;
+    if (capacity * RECORD + listed * RECORD > this.budget) {
+      const kept = new Uint32Array(fp);
+      this.spill(list.subarray(0, listed * WORDS), false);
+      fp.set(kept);
+      this.list = null;
+      this.last = null;
+      this.count = 0;
+      this.table = new Uint32Array(this.capacity * WORDS);
+      return;
+    }
+    this.capacity = capacity;
+    this.toTable();
+  }
+
   /** Moves the listed fingerprints into a table sized for them (and at least the initial capacity). */
   private toTable(): void {
     const list = this.list as Uint32Array;
     const listed = this.count;
     this.list = null;
     this.last = null;
-    while (listed * 2 > this.capacity) this.capacity *= 2;
     this.table = new Uint32Array(this.capacity * WORDS);
     this.count = 0;
     // fp holds the key being added or looked up: kept aside while the listed ones go in.
@@ -136,6 +262,12 @@ export class KeySet {
     fp[3] = f3;
   }
 
+  /** Writes fingerprints (a list, or a table's filled slots) to the temporary file as a run. */
+  private spill(records: Uint32Array, sparse: boolean): void {
+    this.runs ??= new SpilledRuns(this.spillDir);
+    this.runs.add(records, sparse);
+  }
+
   private grow(): void {
     const old = this.table as Uint32Array;
     this.capacity *= 2;
@@ -154,6 +286,176 @@ export class KeySet {
     }
     this.table = t;
   }
+}
+
+/** Fingerprints per block of a run: 4 KiB, one read per lookup. */
+const BLOCK = 256;
+/** Fingerprints written at once when a run is written. */
+const WRITE_CHUNK = 1 << 16;
+
+/** A run in the temporary file: fingerprints sorted by their first word, and the first word of each block. */
+interface Run {
+  /** Position of its first fingerprint in the file, in fingerprints. */
+  start: number;
+  records: number;
+  firsts: Uint32Array;
+}
+
+/**
+ * Sorted runs of fingerprints in a temporary file, unlinked once opened. Within a run, fingerprints
+ * are ordered by their first word only (equal first words are rare, and compared in full).
+ */
+class SpilledRuns {
+  private fd: number;
+  private runs: Run[] = [];
+  private end = 0;
+  /** One or two blocks read for a lookup. */
+  private readonly buffer = new Uint32Array(2 * BLOCK * WORDS);
+
+  constructor(dir: string) {
+    const path = join(dir, `lockstep-keys-${process.pid}-${randomBytes(6).toString('hex')}`);
+    this.fd = openSync(path, 'wx+', 0o600);
+    unlinkSync(path);
+  }
+
+  get records(): number {
+    return this.end;
+  }
+
+  /** Bytes held in memory: the blocks' first words. */
+  get bytes(): number {
+    return this.runs.reduce((n, run) => n + run.firsts.byteLength, 0) + this.buffer.byteLength;
+  }
+
+  /** Writes `records` (or, when `sparse`, the filled slots of a table: last word not 0) as a run. */
+  add(records: Uint32Array, sparse: boolean): void {
+    const order = sortedByFirstWord(records, sparse);
+    const n = order.length;
+    const firsts = new Uint32Array(Math.ceil(n / BLOCK));
+    const chunk = new Uint32Array(Math.min(n, WRITE_CHUNK) * WORDS);
+    const bytes = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    for (let done = 0; done < n; ) {
+      const count = Math.min(WRITE_CHUNK, n - done);
+      for (let i = 0; i < count; i++) {
+        const from = (order[done + i] as number) * WORDS;
+        const to = i * WORDS;
+        chunk[to] = records[from] as number;
+        chunk[to + 1] = records[from + 1] as number;
+        chunk[to + 2] = records[from + 2] as number;
+        chunk[to + 3] = records[from + 3] as number;
+        if ((done + i) % BLOCK === 0) firsts[(done + i) / BLOCK] = records[from] as number;
+      }
+      writeSync(this.fd, bytes, 0, count * RECORD, (this.end + done) * RECORD);
+      done += count;
+    }
+    this.runs.push({ start: this.end, records: n, firsts });
+    this.end += n;
+  }
+
+  /** Whether the fingerprint `f` is in a run. */
+  has(f: Uint32Array): boolean {
+    const first = f[0] as number;
+    for (const run of this.runs) {
+      // The blocks that may hold it: from the last one starting below its first word (equal ones
+      // may begin there) to the last one starting at or below it; nearly always one.
+      const firsts = run.firsts;
+      let lo = 0;
+      let hi = firsts.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if ((firsts[mid] as number) < first) lo = mid + 1;
+        else hi = mid;
+      }
+      const from = Math.max(0, lo - 1);
+      let to = lo;
+      while (to < firsts.length && firsts[to] === first) to++;
+      for (let block = from; block < Math.max(to, from + 1); block += 2) {
+        const blocks = Math.min(2, firsts.length - block);
+        const records = Math.min(blocks * BLOCK, run.records - block * BLOCK);
+        const bytes = Buffer.from(this.buffer.buffer, this.buffer.byteOffset, records * RECORD);
+        readSync(this.fd, bytes, 0, records * RECORD, (run.start + block * BLOCK) * RECORD);
+        if (findRecord(this.buffer, 0, records, f)) return true;
+      }
+    }
+    return false;
+  }
+
+  /** The fingerprints of every run whose first word is in [from, to), one array per run. */
+  slice(from: number, to: number): Uint32Array[] {
+    return this.runs.map((run) => {
+      const firsts = run.firsts;
+      let block = 0;
+      while (block < firsts.length && (firsts[block] as number) < from) block++;
+      const startBlock = Math.max(0, block - 1);
+      let endBlock = block;
+      while (endBlock < firsts.length && (firsts[endBlock] as number) < to) endBlock++;
+      const records = Math.min(endBlock * BLOCK, run.records) - startBlock * BLOCK;
+      const out = new Uint32Array(Math.max(0, records) * WORDS);
+      if (records > 0) readSync(this.fd, Buffer.from(out.buffer), 0, records * RECORD, (run.start + startBlock * BLOCK) * RECORD);
+      // Trimmed to the range (the first and last blocks may hold others).
+      let lo = 0;
+      while (lo < records && (out[lo * WORDS] as number) < from) lo++;
+      let hi = records;
+      while (hi > lo && (out[(hi - 1) * WORDS] as number) >= to) hi--;
+      return out.subarray(lo * WORDS, hi * WORDS);
+    });
+  }
+
+  close(): void {
+    closeSync(this.fd);
+    this.runs = [];
+  }
+}
+
+/** Whether `f` (default: `fp`) is among `records[from..to)` (fingerprints sorted by first word). */
+function findRecord(records: Uint32Array, from: number, to: number, f: Uint32Array = fp): boolean {
+  const first = f[0] as number;
+  let lo = from;
+  let hi = to;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((records[mid * WORDS] as number) < first) lo = mid + 1;
+    else hi = mid;
+  }
+  for (let i = lo; i < to && records[i * WORDS] === first; i++) {
+    const at = i * WORDS;
+    if (records[at + 1] === f[1] && records[at + 2] === f[2] && records[at + 3] === f[3]) return true;
+  }
+  return false;
+}
+
+/**
+ * The places of `records`' fingerprints in order of their first word (a radix sort on two 16-bit
+ * digits: linear, no comparison function); when `sparse`, only the filled slots of a table.
+ */
+function sortedByFirstWord(records: Uint32Array, sparse: boolean): Uint32Array {
+  const slots = records.length / WORDS;
+  let n = 0;
+  for (let i = 0; i < slots; i++) if (!sparse || records[i * WORDS + 3] !== 0) n++;
+  const byLow = new Uint32Array(n);
+  const counts = new Uint32Array(1 << 16);
+  for (let i = 0; i < slots; i++) if (!sparse || records[i * WORDS + 3] !== 0) counts[(records[i * WORDS] as number) & 0xffff]!++;
+  let sum = 0;
+  for (let d = 0; d < counts.length; d++) {
+    const c = counts[d] as number;
+    counts[d] = sum;
+    sum += c;
+  }
+  for (let i = 0; i < slots; i++) if (!sparse || records[i * WORDS + 3] !== 0) byLow[counts[(records[i * WORDS] as number) & 0xffff]!++] = i;
+  counts.fill(0);
+  for (let j = 0; j < n; j++) counts[(records[(byLow[j] as number) * WORDS] as number) >>> 16]!++;
+  sum = 0;
+  for (let d = 0; d < counts.length; d++) {
+    const c = counts[d] as number;
+    counts[d] = sum;
+    sum += c;
+  }
+  const order = new Uint32Array(n);
+  for (let j = 0; j < n; j++) {
+    const i = byLow[j] as number;
+    order[counts[(records[i * WORDS] as number) >>> 16]!++] = i;
+  }
+  return order;
 }
 
 /** The last fingerprint computed: four words, in one array for the whole module (nothing allocated per key). */

@@ -63,7 +63,9 @@ export interface SyncRunnerOptions {
    * batch by batch instead.
    */
   snapshotIndexBytes: number;
-  /** Folder for temporary files (default: the OS temp folder). Planned operations are no longer spooled; kept for configuration compatibility. */
+  /** Memory a run may use for the keys it has seen; beyond it they go to a temporary file in `spoolDir` (KeySet). */
+  keySetBytes: number;
+  /** Folder for temporary files: the keys a run has seen, beyond `keySetBytes`. */
   spoolDir: string;
 }
 
@@ -269,6 +271,8 @@ interface Pipeline {
   lookups: Lookup[];
   /** Where the run's time goes (core/run-phases.ts). */
   phases: PhaseClock;
+  /** The keys seen in this reading of the model (closed when the pipeline ends: it may hold a temporary file). */
+  seen: KeySet | null;
 }
 
 /** A destination field filled with the id a parent sync recorded for the row's value in it. */
@@ -525,6 +529,7 @@ export class SyncRunner {
         snapshotWrites: 0,
         lookups: [],
         phases,
+        seen: null,
       };
       await this.withRetries('query', control.signal, async () => {
         // A transient failure part-way restarts the run's reading: what was delivered is in the
@@ -592,6 +597,8 @@ export class SyncRunner {
     } finally {
       this.indexBytesHeld -= p.indexBytes;
       p.indexBytes = 0;
+      p.seen?.close();
+      p.seen = null;
       // Whatever stopped the pipeline, the batches being written finish (and are committed to the
       // snapshot if they were delivered) before connections close or the reading starts over.
       const left = p.inflight;
@@ -647,7 +654,13 @@ export class SyncRunner {
     // least (2 MB), so a large first run grows it a few times rather than at every doubling from a
     // few thousand. Not larger: a first run of 100,000 rows spent 80 ms in a 16 MB table's cache
     // misses (bench http), while growing to a million keys costs a few rehashes.
-    const seen = new KeySet(index ? 1 << 16 : Math.max(progress.expectedRows * 2, 1 << 17));
+    const seen = new KeySet(index ? 1 << 16 : Math.max(progress.expectedRows * 2, 1 << 17), {
+      budgetBytes: this.options.keySetBytes,
+      spillDir: this.options.spoolDir,
+    });
+    p.seen = seen;
+    // Looking keys up in the store: how many of the model's keys the snapshot held (the removals are the rest).
+    let matched = 0;
     let rejected: RejectedRow[] = [];
     let batch: PlannedOp[] = [];
     let keyIndexes: number[] | null = null;
@@ -768,6 +781,7 @@ export class SyncRunner {
       const snapshot = lookups ? await store.snapshotGet(sync.id, candidates.map((c) => c.k)) : NO_SNAPSHOT;
       for (const c of candidates) {
         const old = snapshot.get(c.k);
+        if (old !== undefined) matched++;
         if (!fullResync && old !== undefined && old === hashText(c.hh, c.hl)) continue;
         const op: PlannedOp['o'] = old === undefined ? 'added' : 'changed';
         const kind = writeKind(sync, op);
@@ -786,7 +800,7 @@ export class SyncRunner {
     // Removals: the snapshot's keys the model no longer returned — first counted against the
     // sync's mass-delete guard, so an emptied model never wipes the destination by surprise.
     if (deletes && !resetCDC && progress.expectedRows > 0 && !run.options.allowMassDelete) {
-      const removing = index ? index.unseenCount() : await this.countUnseen(sync.id, seen);
+      const removing = index ? index.unseenCount() : progress.expectedRows - matched;
       const refusal = massDeleteRefusal(sync, removing, progress.expectedRows);
       if (refusal) throw new LockstepError(ErrorCode.Conflict, refusal);
     }
@@ -794,19 +808,22 @@ export class SyncRunner {
       for (const k of index.unseen()) await plan(new PlannedOp('removed', 'delete', k, null, NO_VALUES, null, 0, NO_LINE, 0, 0, 0, 0));
     } else if ((resetCDC || deletes) && progress.expectedRows > 0) {
       // Reading them by key ranges stays correct while delivered batches are committed to the
-      // snapshot meanwhile (those keys were seen).
+      // snapshot meanwhile (those keys were seen). Looked up in the store, the rows of the snapshot
+      // the model returned were counted: the reading stops at the last removal, and does not start
+      // when there is none.
+      let left = lookups ? progress.expectedRows - matched : Infinity;
       let gone: string[] = [];
-      for await (const keys of store.snapshotKeys(sync.id, SNAPSHOT_PAGE)) {
-        for (const k of keys) {
-          if (seen.has(k)) continue;
-          if (resetCDC) gone.push(k);
-          else await plan(new PlannedOp('removed', 'delete', k, null, NO_VALUES, null, 0, NO_LINE, 0, 0, 0, 0));
-        }
-        if (gone.length > 0) {
+      const removed = left > 0 ? seen.unseen(() => store.snapshotKeys(sync.id, SNAPSHOT_PAGE)) : null;
+      for await (const k of removed ?? []) {
+        if (resetCDC) gone.push(k);
+        else await plan(new PlannedOp('removed', 'delete', k, null, NO_VALUES, null, 0, NO_LINE, 0, 0, 0, 0));
+        if (gone.length >= SNAPSHOT_PAGE) {
           await store.snapshotWrite(sync.id, [], gone, fence);
           gone = [];
         }
+        if (--left <= 0) break;
       }
+      if (gone.length > 0) await store.snapshotWrite(sync.id, [], gone, fence);
     }
     if (held && (p.writer?.planAhead ?? 0) > 0) p.writer?.plan?.({ rows: queued, complete: true });
     if (batch.length > 0) await flush();
@@ -826,7 +843,10 @@ export class SyncRunner {
     const writer = p.writer as DestinationWriter;
     while (p.inflight.length >= Math.max(1, writer.concurrentWrites ?? 1)) await this.retire(p);
     await this.checkStop(p);
+    // What the writer does before its first wait (encoding the batch) is delivery's time.
+    const was = p.phases.enter('deliver');
     const outcomes = this.write(p, writer, batch);
+    p.phases.enter(was);
     const delivery: Delivery = { batch, outcomes, written: false };
     // Awaited by retire() or at the end; a failure is not lost meanwhile.
     outcomes.then(
@@ -980,15 +1000,6 @@ export class SyncRunner {
     p.indexBytes = used;
     if (!fits) this.options.logger.info('snapshot larger than its memory budget: looking it up batch by batch', { syncId, rows, budget });
     return fits ? index : null;
-  }
-
-  /** The snapshot's keys the model did not return this run (the removals, before planning them). */
-  private async countUnseen(syncId: number, seen: KeySet): Promise<number> {
-    let count = 0;
-    for await (const keys of this.options.store.snapshotKeys(syncId, SNAPSHOT_PAGE)) {
-      for (const k of keys) if (!seen.has(k)) count++;
-    }
-    return count;
   }
 
   private async checkStop(p: Pipeline): Promise<void> {

@@ -110,6 +110,8 @@ function mirrorWorkspace() {
 describe.each([
   ['in memory', {}],
   ['looked up per batch', { LOCKSTEP_SNAPSHOT_INDEX_MB: '0' }],
+  // The smallest budget for the keys seen: they go to a temporary file from the first few on.
+  ['looked up per batch, the keys seen in a temporary file', { LOCKSTEP_SNAPSHOT_INDEX_MB: '0', LOCKSTEP_KEY_SET_MB: '0.000001' }],
 ])('planning against the snapshot %s', (_name, env) => {
   it('plans added, changed, removed and nothing else; older snapshot hashes count as changed once', async () => {
     const dir = tempDir();
@@ -141,5 +143,44 @@ describe.each([
     expect((await h.app.store.snapshotGet(sync!.id, ['[1]'])).get('[1]')).toBe('qUqP5cyxm6YcTAhz05Hph5gvu9M=');
     expect((await run()).plannedRows).toEqual({ addedCount: 0, changedCount: 3, removedCount: 0 });
     expect((await run()).plannedRows).toEqual({ addedCount: 0, changedCount: 0, removedCount: 0 });
+  });
+
+  it('gives the same plan for thousands of keys in no order, repeated keys and removals', async () => {
+    const dir = tempDir();
+    createHierarchyFixture(dir, { accounts: 5000, workspaces: 1, contacts: 1 });
+    // Keys in no order, and 50 of them twice.
+    const query =
+      'select id, name from (select id, name from accounts union all select id, name from accounts where id % 100 = 3) order by (id * 7919) % 5003';
+    const h = await startHarness({
+      dir,
+      definition: workspace({
+        sources: [source('warehouse', { path: 'warehouse.db' })],
+        destinations: [source('crm', { path: 'crm.db' })],
+        models: [model('accounts', 'warehouse', query)],
+        syncs: [sync('accounts-to-crm', { model: 'accounts', destination: 'crm', object: 'accounts', mode: 'mirror', batchSize: 500 })],
+      }),
+      env,
+    });
+    await using _ = h;
+    const run = async () => {
+      const { run } = await h.app.worker.triggerSync('accounts-to-crm', {});
+      return h.app.worker.waitForSyncRun(run.id);
+    };
+    const first = await run();
+    expect(first.error).toBeNull();
+    expect(first.plannedRows).toEqual({ addedCount: 5050, changedCount: 0, removedCount: 0 });
+    expect(first.failedRows).toEqual({ addedCount: 50, changedCount: 0, removedCount: 0 });
+    sqlite(
+      join(dir, 'warehouse.db'),
+      "update accounts set name = 'Renamed' where id % 10 = 1; delete from accounts where id % 25 = 2; insert into accounts (id, name) select id + 5000, name from accounts where id <= 40",
+    );
+    const second = await run();
+    // 38 new rows (ids 2 and 27 were deleted before they were copied), and now 51 repeated keys (5003 too).
+    expect(second.plannedRows).toEqual({ addedCount: 38 + 51, changedCount: 500, removedCount: 200 });
+    expect(second.successfulRows).toEqual({ addedCount: 38, changedCount: 500, removedCount: 200 });
+    expect(sqliteRows(join(dir, 'crm.db'), 'select count(*) as n, sum(id) as ids from accounts')).toEqual([
+      sqliteRows(join(dir, 'warehouse.db'), 'select count(*) as n, sum(id) as ids from accounts')[0],
+    ]);
+    expect((await run()).plannedRows).toEqual({ addedCount: 51, changedCount: 0, removedCount: 0 });
   });
 });
