@@ -1,4 +1,3 @@
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { createRateLimiter } from '../../src/connectors/rate-limiter.js';
@@ -74,7 +73,7 @@ describe("a sync run's phases", () => {
       const { run } = await h.app.worker.triggerSync('accounts-to-crm');
       return h.app.worker.waitForSyncRun(run.id);
     };
-    return { dir, h, run };
+    return { h, run };
   }
 
   it('are stored with the run and add up to its time; a slow destination shows as deliver', async () => {
