@@ -35,6 +35,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
+import { formatPhaseTimes } from '../dist/core/run-phases.js';
 
 const self = fileURLToPath(import.meta.url);
 const DEFAULTS = { rows: 100_000, batches: '100,500', concurrency: 4, repeat: 3, 'rate-rows': 200, rps: 20 };
@@ -206,6 +207,7 @@ async function runLockstep({ work, url, batch, concurrency, rows, rps, rateRows,
       ms: finished.finishedAt - finished.startedAt,
       wallMs: performance.now() - started,
       rssMb: process.resourceUsage().maxRSS / 1024,
+      phaseMs: finished.phaseMs,
     };
   } finally {
     await app.close();
@@ -299,7 +301,7 @@ export async function main(args) {
         runs.push(lockstep);
         log(
           `batch ${batch}, #${attempt}: baseline ${seconds(baseline.ms)} s (${baseline.requests} requests), lockstep ${seconds(lockstep.ms)} s ` +
-            `(process ${seconds(lockstep.wallMs)} s, ${stats.requests} requests), peak RSS ${Math.round(lockstep.rssMb)} MB`,
+            `(process ${seconds(lockstep.wallMs)} s, ${stats.requests} requests), peak RSS ${Math.round(lockstep.rssMb)} MB; time: ${formatPhaseTimes(lockstep.phaseMs ?? {})}`,
         );
       }
       const baselineMs = median(baselines);
@@ -335,7 +337,7 @@ export async function main(args) {
       deviation_percent: Math.round(((measured - options.rps) / options.rps) * 1000) / 10,
       lockstep_s: seconds(limited.ms),
     };
-    log(`rate limit ${options.rps}/s: ${rate.measured_rps} requests/s measured over ${stats.requests} requests`);
+    log(`rate limit ${options.rps}/s: ${rate.measured_rps} requests/s measured over ${stats.requests} requests; time: ${formatPhaseTimes(limited.phaseMs ?? {})}`);
     results.push(rate);
     console.log(JSON.stringify(rate));
     console.log(JSON.stringify({ http: results }));

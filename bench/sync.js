@@ -32,6 +32,7 @@ import Database from 'better-sqlite3';
 import pg from 'pg';
 import { startPostgres } from './lib/servers.js';
 import { DuckDbSource, PostgresSource } from '../dist/connectors/index.js';
+import { formatPhaseTimes } from '../dist/core/run-phases.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const PAIRS = ['postgres-postgres', 'duckdb-postgres', 'postgres-sqlite'];
@@ -248,6 +249,7 @@ export async function main(args) {
 
     const initial = await lockstepSync(work, 'rows-to-crm', env);
     log(`initial: ${seconds(initial.ms)} s, peak RSS ${Math.round(initial.rssMb)} MB, planned ${JSON.stringify(initial.run.plannedRows)}`);
+    log(`  time: ${formatPhaseTimes(initial.run.phaseMs ?? {})}`);
 
     if (sourceKind === 'postgres') {
       await query(pgUrl, changesSql(rows, 'model_rows').join('; '));
@@ -261,8 +263,10 @@ export async function main(args) {
     }
     const incremental = await lockstepSync(work, 'rows-to-crm', env);
     log(`incremental: ${seconds(incremental.ms)} s, peak RSS ${Math.round(incremental.rssMb)} MB, planned ${JSON.stringify(incremental.run.plannedRows)}`);
+    log(`  time: ${formatPhaseTimes(incremental.run.phaseMs ?? {})}`);
     const nochange = await lockstepSync(work, 'rows-to-crm', env);
     log(`no change: ${seconds(nochange.ms)} s, peak RSS ${Math.round(nochange.rssMb)} MB, planned ${JSON.stringify(nochange.run.plannedRows)}`);
+    log(`  time: ${formatPhaseTimes(nochange.run.phaseMs ?? {})}`);
     const plannedNow = nochange.run.plannedRows;
     if (plannedNow.addedCount + plannedNow.changedCount + plannedNow.removedCount !== 0) throw new Error('the run with no change planned rows');
 
