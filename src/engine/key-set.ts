@@ -229,6 +229,8 @@ export class KeySet {
       this.list = null;
       this.last = null;
       this.count = 0;
+      // Keys out of order after a long run in order are usually few: the table starts small.
+      this.capacity = Math.min(this.capacity, 1 << 16);
       this.table = new Uint32Array(this.capacity * WORDS);
       return;
     }
