@@ -138,6 +138,83 @@ export class PostgresDatabase {
   }
 
   /**
+   * `transaction`, for a transaction on a hot path: its BEGIN goes out with its first `batch` and
+   * its COMMIT with its `commitWith`, so the round trips are those of the statements alone. A
+   * batch is several statements without parameters (values spelled with `literal`) sent as one
+   * simple query; in READ COMMITTED each statement of it reads a snapshot of its own, as separate
+   * queries would.
+   */
+  async batchedTransaction<R>(fn: (tx: BatchedTransaction) => Promise<R>): Promise<R> {
+    for (let attempt = 1; ; attempt++) {
+      let client: pg.PoolClient;
+      try {
+        client = await this.pool.connect();
+      } catch (error) {
+        throw this.error(error, { connecting: true });
+      }
+      const ignore = () => {};
+      client.on('error', ignore);
+      let begun = false;
+      let committed = false;
+      const multi = async (sql: string): Promise<Array<{ rows: Record<string, unknown>[] }>> => {
+        const result = (await client.query(sql)) as unknown as pg.QueryResult | pg.QueryResult[];
+        return Array.isArray(result) ? result : [result];
+      };
+      const tx: BatchedTransaction = {
+        query: async (text, values) => {
+          if (committed) throw new Error('statement after the transaction was committed');
+          if (!begun) {
+            begun = true;
+            await client.query('BEGIN');
+          }
+          return client.query(text, values);
+        },
+        batch: async (sql) => {
+          if (committed) throw new Error('statement after the transaction was committed');
+          const first = !begun;
+          // Set first: a failure part-way leaves a transaction to roll back.
+          begun = true;
+          const results = await multi(first ? `BEGIN; ${sql}` : sql);
+          if (first) results.shift();
+          return results;
+        },
+        commitWith: async (sql) => {
+          if (committed) throw new Error('statement after the transaction was committed');
+          const first = !begun;
+          begun = true;
+          const results = await multi(first ? `BEGIN; ${sql}; COMMIT` : `${sql}; COMMIT`);
+          if (first) results.shift();
+          committed = true;
+          results.pop();
+          return results;
+        },
+        literal: (value) => (typeof value === 'number' ? String(value) : client.escapeLiteral(value)),
+      };
+      try {
+        const result = await fn(tx);
+        if (begun && !committed) await client.query('COMMIT');
+        client.off('error', ignore);
+        client.release();
+        return result;
+      } catch (error) {
+        const broken = committed || !begun
+          ? false
+          : await client.query('ROLLBACK').then(
+              () => false,
+              () => true,
+            );
+        client.off('error', ignore);
+        client.release(broken ? toError(error) : undefined);
+        if (isConflict(error) && attempt < CONFLICT_ATTEMPTS) {
+          await backoff(attempt);
+          continue;
+        }
+        throw this.error(error);
+      }
+    }
+  }
+
+  /**
    * A connection of its own, outside the pool and not yet connected, for a session that outlives
    * a statement (LISTEN); the caller connects and ends it.
    */
@@ -318,4 +395,14 @@ export function textListSql(list: TextList, n: number): string {
 
 export function textListValue(list: TextList): string | string[] {
   return 'joined' in list ? list.joined : list.array;
+}
+
+/** A transaction of PostgresDatabase.batchedTransaction. */
+export interface BatchedTransaction extends Queryable {
+  /** Statements without parameters, in one round trip: each one's result, in order. */
+  batch(sql: string): Promise<Array<{ rows: Record<string, unknown>[] }>>;
+  /** `batch`, then COMMIT in the same round trip; nothing runs in the transaction after it. */
+  commitWith(sql: string): Promise<Array<{ rows: Record<string, unknown>[] }>>;
+  /** A value spelled as an SQL literal for a batch (text quoted and escaped). */
+  literal(value: string | number): string;
 }
