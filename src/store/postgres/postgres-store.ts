@@ -120,7 +120,6 @@ import {
   textList,
   textListSql,
   textListValue,
-  type BatchedTransaction,
   type Queryable,
 } from './postgres-database.js';
 import { migrate } from './postgres-migrations.js';
