@@ -32,6 +32,13 @@ export interface PostgresDatabaseOptions {
 const CONFLICT_ATTEMPTS = 5;
 /** SQLSTATEs after which the same transaction may succeed when run again at once. */
 const CONFLICT_STATES = new Set(['40001', '40P01']);
+/**
+ * Attempts of work the server could not take for a moment: too many connections (SQLSTATE 53300),
+ * a server starting up or ending sessions (57P01–57P03), a connection lost. About 6 s in all, well
+ * within a lease (30 s by default), so a run holding one goes on rather than failing.
+ */
+const UNAVAILABLE_ATTEMPTS = 8;
+const UNAVAILABLE_STATES = new Set(['53300', '57P01', '57P02', '57P03']);
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT']);
 const DROPPED_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED']);
 
@@ -89,6 +96,13 @@ export class PostgresDatabase {
           await backoff(attempt);
           continue;
         }
+        // One statement is its own transaction: run again, it either finds its work done (every
+        // store statement checks the state it changes: a claim finds the run claimed, and the
+        // lease keeps that safe) or does it.
+        if (this.unavailable(error) && attempt < UNAVAILABLE_ATTEMPTS) {
+          await unavailableBackoff(attempt);
+          continue;
+        }
         throw this.error(error);
       }
     }
@@ -106,8 +120,13 @@ export class PostgresDatabase {
       try {
         client = await this.pool.connect();
       } catch (error) {
+        if (this.unavailable(error) && attempt < UNAVAILABLE_ATTEMPTS) {
+          await unavailableBackoff(attempt);
+          continue;
+        }
         throw this.error(error, { connecting: true });
       }
+      let committing = false;
       // The server may end the session between statements (a process frozen past
       // idle_in_transaction_session_timeout, a restart): the next statement fails with it, and the
       // event must not crash the process meanwhile.
@@ -116,6 +135,7 @@ export class PostgresDatabase {
       try {
         await client.query(begin);
         const result = await fn(client as Queryable);
+        committing = true;
         await client.query('COMMIT');
         client.off('error', ignore);
         client.release();
@@ -130,6 +150,11 @@ export class PostgresDatabase {
         client.release(broken ? toError(error) : undefined);
         if (isConflict(error) && attempt < CONFLICT_ATTEMPTS) {
           await backoff(attempt);
+          continue;
+        }
+        // Lost before its COMMIT went out, the transaction was rolled back: it runs again.
+        if (!committing && this.unavailable(error) && attempt < UNAVAILABLE_ATTEMPTS) {
+          await unavailableBackoff(attempt);
           continue;
         }
         throw this.error(error);
@@ -150,11 +175,16 @@ export class PostgresDatabase {
       try {
         client = await this.pool.connect();
       } catch (error) {
+        if (this.unavailable(error) && attempt < UNAVAILABLE_ATTEMPTS) {
+          await unavailableBackoff(attempt);
+          continue;
+        }
         throw this.error(error, { connecting: true });
       }
       const ignore = () => {};
       client.on('error', ignore);
       let begun = false;
+      let committing = false;
       let committed = false;
       const multi = async (sql: string): Promise<Array<{ rows: Record<string, unknown>[] }>> => {
         const result = (await client.query(sql)) as unknown as pg.QueryResult | pg.QueryResult[];
@@ -182,6 +212,7 @@ export class PostgresDatabase {
           if (committed) throw new Error('statement after the transaction was committed');
           const first = !begun;
           begun = true;
+          committing = true;
           const results = await multi(first ? `BEGIN; ${sql}; COMMIT` : `${sql}; COMMIT`);
           if (first) results.shift();
           committed = true;
@@ -192,6 +223,7 @@ export class PostgresDatabase {
       };
       try {
         const result = await fn(tx);
+        committing = true;
         if (begun && !committed) await client.query('COMMIT');
         client.off('error', ignore);
         client.release();
@@ -209,9 +241,26 @@ export class PostgresDatabase {
           await backoff(attempt);
           continue;
         }
+        if (!committing && this.unavailable(error) && attempt < UNAVAILABLE_ATTEMPTS) {
+          await unavailableBackoff(attempt);
+          continue;
+        }
         throw this.error(error);
       }
     }
+  }
+
+  /**
+   * Whether the server could not take the work for a moment (see UNAVAILABLE_ATTEMPTS); never
+   * once the store is closed.
+   */
+  private unavailable(error: unknown): boolean {
+    if (this.closed || error instanceof LockstepError) return false;
+    const code = errorCode(error) ?? '';
+    // A server that does not answer in time is reported at once (see isUnreachable).
+    if (/timeout/i.test(toError(error).message)) return false;
+    return UNAVAILABLE_STATES.has(code) || DROPPED_CODES.has(code) || code.startsWith('08') && code !== '08001' && code !== '08004' ||
+      /Connection terminated|connection (was )?lost/i.test(toError(error).message);
   }
 
   /**
@@ -305,6 +354,12 @@ function connectionHint(code: string): string {
 /** A few milliseconds, growing, with jitter, so two transactions that collided do not collide again. */
 async function backoff(attempt: number): Promise<void> {
   const ms = 2 ** attempt * (1 + Math.random());
+  await new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** 50 ms, doubling up to 2 s, with jitter: about 6 s over UNAVAILABLE_ATTEMPTS. */
+async function unavailableBackoff(attempt: number): Promise<void> {
+  const ms = Math.min(2000, 50 * 2 ** (attempt - 1)) * (0.75 + Math.random() / 2);
   await new Promise((resolve) => setTimeout(resolve, ms));
 }
 
