@@ -39,6 +39,9 @@ export class FinishedRunRelay implements AsyncDisposable {
   private controller: AbortController | null = null;
   private pollLoop: Promise<void> | null = null;
   private unwatch: (() => void) | null = null;
+  /** Holds in place (see hold), and whether a drain was asked for meanwhile. */
+  private holds = 0;
+  private kickedWhileHeld = false;
 
   constructor(private readonly options: FinishedRunRelayOptions) {}
 
@@ -63,9 +66,31 @@ export class FinishedRunRelay implements AsyncDisposable {
     return this.controller !== null;
   }
 
+  /**
+   * Puts drains off until the returned release is called: a hand-off to the next member is under
+   * way here, and the next member's start comes before acting on ended runs. Drains asked for
+   * meanwhile happen at the release.
+   */
+  hold(): () => void {
+    this.holds++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      if (--this.holds === 0 && this.kickedWhileHeld) {
+        this.kickedWhileHeld = false;
+        this.kick();
+      }
+    };
+  }
+
   /** Drains soon (a run ended here). Drains coalesce. */
   kick(): void {
     if (!this.controller) return;
+    if (this.holds > 0) {
+      this.kickedWhileHeld = true;
+      return;
+    }
     if (this.draining) {
       this.drainAgain = true;
       return;

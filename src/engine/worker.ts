@@ -46,6 +46,8 @@ interface Execution {
   run: SyncRun;
   controller: AbortController;
   done: Promise<void>;
+  /** Set once the run's end is recorded, until its hand-off is done: releases the relay's hold. */
+  handingOff?: () => void;
 }
 
 export class Worker {
@@ -60,6 +62,8 @@ export class Worker {
   private loops: Array<Promise<void>> = [];
   private unwatch: (() => void) | null = null;
   private readonly lease: LeaseRequest;
+  /** Runs of this process between the record of their end and their hand-off. */
+  private handingOff = 0;
 
   constructor(private readonly options: WorkerOptions) {
     this.lease = { workerId: options.workerId, leaseMs: options.leaseMs };
@@ -124,7 +128,9 @@ export class Worker {
     const signal = this.loopsController.signal;
     this.loops = [this.poll(signal), this.heartbeat(signal)];
     this.unwatch = store.watch?.((topic) => {
-      if (topic === 'work') void this.pump();
+      // During a hand-off here (often the echo of the run's own end), the hand-off pumps when it
+      // is done: a pump now would compete with the next member's start.
+      if (topic === 'work' && this.handingOff === 0) void this.pump();
     }) ?? null;
   }
 
@@ -347,7 +353,13 @@ export class Worker {
       run: claimed,
       controller,
       done: this.options.syncRunner
-        .execute(claimed, { signal: controller.signal, onProgress: (r) => this.events.emit('syncRun:updated', r) })
+        .execute(claimed, {
+          signal: controller.signal,
+          onProgress: (r) => {
+            if (isTerminalSyncRunStatus(r.status) && !execution.handingOff) this.beginHandOff(execution);
+            this.events.emit('syncRun:updated', r);
+          },
+        })
         .then(
           (final) => this.finished(execution, final),
           (thrown: unknown) => this.crashed(execution, thrown),
@@ -356,7 +368,29 @@ export class Worker {
     this.executions.set(claimed.id, execution);
   }
 
+  /**
+   * From the record of a run's end to its hand-off, the relay of finished runs and pumps from
+   * notifications wait (both run after the hand-off): the next member starts first.
+   */
+  private beginHandOff(execution: Execution): void {
+    const release = this.options.finishedRuns.hold();
+    this.handingOff++;
+    execution.handingOff = () => {
+      execution.handingOff = () => undefined;
+      this.handingOff--;
+      release();
+    };
+  }
+
   private async finished(execution: Execution, run: SyncRun): Promise<void> {
+    try {
+      await this.handOff(execution, run);
+    } finally {
+      execution.handingOff?.();
+    }
+  }
+
+  private async handOff(execution: Execution, run: SyncRun): Promise<void> {
     if (this.executions.get(run.id) === execution) this.executions.delete(run.id);
     // A run that stopped without ending (shutdown, lease lost) is another worker's now.
     if (!isTerminalSyncRunStatus(run.status) || run.attempt !== execution.run.attempt) {
@@ -367,10 +401,12 @@ export class Worker {
     this.options.finishedRuns.kick();
     if (this.state !== 'running') return;
     if (run.sequenceRunId !== null) await this.sequences.advance(run.sequenceRunId).catch((e: unknown) => this.advanceFailed(run, e));
+    execution.handingOff?.();
     await this.pump();
   }
 
   private async crashed(execution: Execution, thrown: unknown): Promise<void> {
+    execution.handingOff?.();
     // The runner records every run-level failure itself; reaching here means the store failed. The
     // run keeps its lease until it ends; then any worker takes it over.
     this.options.logger.error('sync run could not be recorded', { syncRunId: execution.run.id, error: toError(thrown).message });

@@ -1,3 +1,4 @@
+import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { ErrorCode, LockstepError } from '../../src/core/errors.js';
 import type { StoreTopic } from '../../src/core/ports.js';
@@ -194,6 +195,47 @@ describe('PostgresStore on a shared database', () => {
     } finally {
       await db.close();
     }
+  });
+
+  it('waits out "too many connections" and sessions the server ends, so a run holding a lease goes on', async () => {
+    const url = await createTestDatabase('lockstep_busy');
+    await using admin = await PostgresStore.open({ url, poolSize: 2 });
+    await admin.applyWorkspace(crmWorkspace(), T0);
+    // A role allowed two connections: the store's pool of two, and nothing beside it.
+    const role = `lockstep_busy_${Math.random().toString(36).slice(2, 10)}`;
+    await sql(
+      url,
+      `CREATE ROLE ${role} LOGIN PASSWORD 'busy' CONNECTION LIMIT 2;
+       GRANT ALL ON SCHEMA lockstep TO ${role};
+       GRANT ALL ON ALL TABLES IN SCHEMA lockstep TO ${role};
+       GRANT ALL ON ALL SEQUENCES IN SCHEMA lockstep TO ${role}`,
+    );
+    const limited = new URL(url);
+    limited.username = role;
+    limited.password = 'busy';
+    await using store = await PostgresStore.open({ url: limited.toString(), poolSize: 2 });
+    const sync = (await store.getSync('accounts-to-crm'))!;
+    const { run } = await store.enqueueSyncRun({ syncId: sync.id, trigger: MANUAL, options: NO_OPTIONS }, T0);
+    const claimed = await store.claimSyncRun(run.id, T0, LEASE);
+    expect(claimed?.attempt).toBe(1);
+
+    // Both connections the role may open are taken by others: the server answers SQLSTATE 53300.
+    await sql(url, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '${role}'`);
+    const others = [new pg.Client({ connectionString: limited.toString() }), new pg.Client({ connectionString: limited.toString() })];
+    for (const other of others) await other.connect();
+    const update = store.updateSyncRun(run.id, { status: 'processing', querySize: 3 }, T0 + 1, 1);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await others[0]!.end();
+    expect((await update).status).toBe('processing');
+    await others[1]!.end();
+
+    // The server ends the store's sessions between statements: the next ones run on new ones.
+    await sql(url, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '${role}'`);
+    const ended = await store.updateSyncRun(run.id, { status: 'success' }, T0 + 2, 1);
+    expect(ended.status).toBe('success');
+    expect(await admin.takeFinishedRuns(10, T0 + 3, LEASE)).toHaveLength(1);
+    // Fencing holds as before: a write of an attempt that no longer holds the run is refused.
+    await expect(store.updateSyncRun(run.id, { status: 'failed' }, T0 + 4, 2)).rejects.toMatchObject({ code: ErrorCode.LeaseLost });
   });
 
   it('reports use after close as a store error', async () => {

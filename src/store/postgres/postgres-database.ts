@@ -32,6 +32,13 @@ export interface PostgresDatabaseOptions {
 const CONFLICT_ATTEMPTS = 5;
 /** SQLSTATEs after which the same transaction may succeed when run again at once. */
 const CONFLICT_STATES = new Set(['40001', '40P01']);
+/**
+ * Attempts of work the server could not take for a moment: too many connections (SQLSTATE 53300),
+ * a server starting up or ending sessions (57P01–57P03), a connection lost. About 6 s in all, well
+ * within a lease (30 s by default), so a run holding one goes on rather than failing.
+ */
+const UNAVAILABLE_ATTEMPTS = 8;
+const UNAVAILABLE_STATES = new Set(['53300', '57P01', '57P02', '57P03']);
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT']);
 const DROPPED_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED']);
 
@@ -89,6 +96,13 @@ export class PostgresDatabase {
           await backoff(attempt);
           continue;
         }
+        // One statement is its own transaction: run again, it either finds its work done (every
+        // store statement checks the state it changes: a claim finds the run claimed, and the
+        // lease keeps that safe) or does it.
+        if (this.unavailable(error) && attempt < UNAVAILABLE_ATTEMPTS) {
+          await unavailableBackoff(attempt);
+          continue;
+        }
         throw this.error(error);
       }
     }
@@ -106,8 +120,13 @@ export class PostgresDatabase {
       try {
         client = await this.pool.connect();
       } catch (error) {
+        if (this.unavailable(error) && attempt < UNAVAILABLE_ATTEMPTS) {
+          await unavailableBackoff(attempt);
+          continue;
+        }
         throw this.error(error, { connecting: true });
       }
+      let committing = false;
       // The server may end the session between statements (a process frozen past
       // idle_in_transaction_session_timeout, a restart): the next statement fails with it, and the
       // event must not crash the process meanwhile.
@@ -116,6 +135,7 @@ export class PostgresDatabase {
       try {
         await client.query(begin);
         const result = await fn(client as Queryable);
+        committing = true;
         await client.query('COMMIT');
         client.off('error', ignore);
         client.release();
@@ -132,9 +152,115 @@ export class PostgresDatabase {
           await backoff(attempt);
           continue;
         }
+        // Lost before its COMMIT went out, the transaction was rolled back: it runs again.
+        if (!committing && this.unavailable(error) && attempt < UNAVAILABLE_ATTEMPTS) {
+          await unavailableBackoff(attempt);
+          continue;
+        }
         throw this.error(error);
       }
     }
+  }
+
+  /**
+   * `transaction`, for a transaction on a hot path: its BEGIN goes out with its first `batch` and
+   * its COMMIT with its `commitWith`, so the round trips are those of the statements alone. A
+   * batch is several statements without parameters (values spelled with `literal`) sent as one
+   * simple query; in READ COMMITTED each statement of it reads a snapshot of its own, as separate
+   * queries would.
+   */
+  async batchedTransaction<R>(fn: (tx: BatchedTransaction) => Promise<R>): Promise<R> {
+    for (let attempt = 1; ; attempt++) {
+      let client: pg.PoolClient;
+      try {
+        client = await this.pool.connect();
+      } catch (error) {
+        if (this.unavailable(error) && attempt < UNAVAILABLE_ATTEMPTS) {
+          await unavailableBackoff(attempt);
+          continue;
+        }
+        throw this.error(error, { connecting: true });
+      }
+      const ignore = () => {};
+      client.on('error', ignore);
+      let begun = false;
+      let committing = false;
+      let committed = false;
+      const multi = async (sql: string): Promise<Array<{ rows: Record<string, unknown>[] }>> => {
+        const result = (await client.query(sql)) as unknown as pg.QueryResult | pg.QueryResult[];
+        return Array.isArray(result) ? result : [result];
+      };
+      const tx: BatchedTransaction = {
+        query: async (text, values) => {
+          if (committed) throw new Error('statement after the transaction was committed');
+          if (!begun) {
+            begun = true;
+            await client.query('BEGIN');
+          }
+          return client.query(text, values);
+        },
+        batch: async (sql) => {
+          if (committed) throw new Error('statement after the transaction was committed');
+          const first = !begun;
+          // Set first: a failure part-way leaves a transaction to roll back.
+          begun = true;
+          const results = await multi(first ? `BEGIN; ${sql}` : sql);
+          if (first) results.shift();
+          return results;
+        },
+        commitWith: async (sql) => {
+          if (committed) throw new Error('statement after the transaction was committed');
+          const first = !begun;
+          begun = true;
+          committing = true;
+          const results = await multi(first ? `BEGIN; ${sql}; COMMIT` : `${sql}; COMMIT`);
+          if (first) results.shift();
+          committed = true;
+          results.pop();
+          return results;
+        },
+        literal: (value) => (typeof value === 'number' ? String(value) : client.escapeLiteral(value)),
+      };
+      try {
+        const result = await fn(tx);
+        committing = true;
+        if (begun && !committed) await client.query('COMMIT');
+        client.off('error', ignore);
+        client.release();
+        return result;
+      } catch (error) {
+        const broken = committed || !begun
+          ? false
+          : await client.query('ROLLBACK').then(
+              () => false,
+              () => true,
+            );
+        client.off('error', ignore);
+        client.release(broken ? toError(error) : undefined);
+        if (isConflict(error) && attempt < CONFLICT_ATTEMPTS) {
+          await backoff(attempt);
+          continue;
+        }
+        if (!committing && this.unavailable(error) && attempt < UNAVAILABLE_ATTEMPTS) {
+          await unavailableBackoff(attempt);
+          continue;
+        }
+        throw this.error(error);
+      }
+    }
+  }
+
+  /**
+   * Whether the server could not take the work for a moment (see UNAVAILABLE_ATTEMPTS); never
+   * once the store is closed.
+   */
+  private unavailable(error: unknown): boolean {
+    if (this.closed || error instanceof LockstepError) return false;
+    const code = errorCode(error) ?? '';
+    // A server that does not answer in time is reported at once (see isUnreachable).
+    if (/timeout/i.test(toError(error).message)) return false;
+    return UNAVAILABLE_STATES.has(code) || DROPPED_CODES.has(code) || code.startsWith('08') && code !== '08001' && code !== '08004' ||
+      /Connection terminated|connection (was )?lost/i.test(toError(error).message);
   }
 
   /**
@@ -231,6 +357,12 @@ async function backoff(attempt: number): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/** 50 ms, doubling up to 2 s, with jitter: about 6 s over UNAVAILABLE_ATTEMPTS. */
+async function unavailableBackoff(attempt: number): Promise<void> {
+  const ms = Math.min(2000, 50 * 2 ** (attempt - 1)) * (0.75 + Math.random() / 2);
+  await new Promise((resolve) => setTimeout(resolve, ms));
+}
+
 /** `PostgreSQL at host:port/database as user`, for messages: never the password. */
 export function describeUrl(url: string): string {
   try {
@@ -318,4 +450,14 @@ export function textListSql(list: TextList, n: number): string {
 
 export function textListValue(list: TextList): string | string[] {
   return 'joined' in list ? list.joined : list.array;
+}
+
+/** A transaction of PostgresDatabase.batchedTransaction. */
+export interface BatchedTransaction extends Queryable {
+  /** Statements without parameters, in one round trip: each one's result, in order. */
+  batch(sql: string): Promise<Array<{ rows: Record<string, unknown>[] }>>;
+  /** `batch`, then COMMIT in the same round trip; nothing runs in the transaction after it. */
+  commitWith(sql: string): Promise<Array<{ rows: Record<string, unknown>[] }>>;
+  /** A value spelled as an SQL literal for a batch (text quoted and escaped). */
+  literal(value: string | number): string;
 }

@@ -93,6 +93,7 @@ import {
   isTerminalSequenceRunStatus,
   leaseLostError,
   memberNeedsRun,
+  type MemberWithRun,
   nothingToCancelError,
   sequenceRunFinishedError,
   syncRunFinishedError,
@@ -567,8 +568,13 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
       if (!current) throw new NotFoundError(`sync run ${id} does not exist`);
       throw syncRunFinishedError(id, current.status, status);
     }
-    // The run's end: its row is locked first, so exactly one transaction finishes it and records
-    // it in the outbox of finished runs.
+    // The run's end, in one statement while the run goes on: "not finished" and the attempt are
+    // conditions of the UPDATE, checked again on the newest row once a concurrent writer released
+    // it, so exactly one statement ends the run, and it records the end in the outbox of finished
+    // runs and announces it too.
+    const ended = await this.patchSyncRun(this.db.direct, id, patch, now, attempt, { ending: true });
+    if (ended) return syncRun(ended);
+    // Not ended by it (already finished, another attempt, no such run): the row, locked, says which.
     return this.db.transaction(async (q) => {
       const before = await this.syncRunRow(q, id, 'FOR UPDATE');
       if (attempt !== undefined && (!before || Number(before.attempt) !== attempt)) throw runLeaseLost(id, attempt, before);
@@ -870,49 +876,55 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
     claim?: { lease: LeaseRequest; max: number },
   ): Promise<SequenceAdvance> {
     const began = performance.now();
-    return this.db.transaction(async (q) => {
-      // The lock first, then the state in a statement of its own: a second advance waiting for the
-      // lock reads what the first one committed, members and sync runs alike (one snapshot).
-      const locked = await q.query(`SELECT id FROM ${this.t.sequenceRuns} WHERE id = $1 FOR UPDATE`, [id]);
-      if (locked.rows.length === 0) throw new NotFoundError(`sequence run ${id} does not exist`);
-      const { rows } = await q.query<SequenceRunResult & { sync_runs: SyncRunRow[] }>(
-        `SELECT ${this.sequenceRunColumns},
+    // A hand-off is this transaction: three round trips when a member starts (the state; the
+    // member's run, claimed; the run as it is now with the COMMIT).
+    return this.db.batchedTransaction(async (tx) => {
+      const runId = tx.literal(id);
+      // The lock first, then the state in statements of their own (one round trip, with the
+      // BEGIN): a second advance waiting for the lock reads what the first one committed, members
+      // and sync runs alike.
+      const [locked, states, sequences] = await tx.batch(
+        `SELECT id FROM ${this.t.sequenceRuns} WHERE id = ${runId} FOR UPDATE;
+         SELECT ${this.sequenceRunColumns},
                 COALESCE((SELECT json_agg(s) FROM ${this.t.syncRuns} AS s
                           WHERE s.id IN (SELECT m.sync_run_id FROM ${this.t.memberRuns} AS m
                                          WHERE m.sequence_run_id = r.id
                                            AND (m.status = 'pending' OR (r.reason IS NULL AND m.status IN ('warning', 'failed', 'cancelled'))))),
                          '[]'::json) AS sync_runs
-         FROM ${this.t.sequenceRuns} AS r WHERE r.id = $1`,
-        [id],
+         FROM ${this.t.sequenceRuns} AS r WHERE r.id = ${runId};
+         SELECT * FROM ${this.t.sequences}
+         WHERE id = (SELECT sequence_id FROM ${this.t.sequenceRuns} WHERE id = ${runId}) AND deleted_at IS NULL`,
       );
-      const state = rows[0] as SequenceRunResult & { sync_runs: SyncRunRow[] };
+      if (!locked || locked.rows.length === 0) throw new NotFoundError(`sequence run ${id} does not exist`);
+      const state = states?.rows[0] as unknown as SequenceRunResult & { sync_runs: SyncRunRow[] };
       const run = sequenceRun(state);
       if (run.status !== 'running') return { run, started: [], cancelled: [] };
       const syncRuns = new Map(state.sync_runs.map((row) => [Number(row.id), syncRun(row)]));
-      const sequences = await q.query<EntityRow>(`SELECT * FROM ${this.t.sequences} WHERE id = $1 AND deleted_at IS NULL`, [run.sequenceId]);
-      const sequence = sequences.rows[0] ? this.record<SequenceRecord>('sequence', sequences.rows[0]) : null;
+      const sequenceRow = sequences?.rows[0] as EntityRow | undefined;
+      const sequence = sequenceRow ? this.record<SequenceRecord>('sequence', sequenceRow) : null;
 
       // The sync runs decide reads (core/sequence-rules.ts syncRunsToDecide), in the same statement.
       const decision = decide({ run, sequence, syncRuns });
       const changes = decision.terminate !== null || decision.cancel.length > 0 || decision.skipPending || decision.start.length > 0;
       if (!changes && !decision.finish) return { run, started: [], cancelled: [] };
-      if (decision.terminate) await this.setTerminationIn(q, id, decision.terminate.member, decision.terminate.reason);
+      if (decision.terminate) await this.setTerminationIn(tx, id, decision.terminate.member, decision.terminate.reason);
       for (const syncRunId of decision.cancel) {
-        const current = await this.syncRunRow(q, syncRunId);
-        if (current && !isTerminalSyncRunStatus(current.status as SyncRunStatus)) await this.cancelSyncRun(q, syncRunId, now);
+        const current = await this.syncRunRow(tx, syncRunId);
+        if (current && !isTerminalSyncRunStatus(current.status as SyncRunStatus)) await this.cancelSyncRun(tx, syncRunId, now);
       }
-      if (decision.skipPending) await this.skipPending(q, id, now);
-      const started = decision.start.length > 0 ? await this.startMembersIn(q, id, decision.start, now) : [];
+      if (decision.skipPending) await this.skipPending(tx, id, now);
       // A claim is stamped when it happens: `now` plus the time the transaction took so far.
-      const claimedAt = now + (performance.now() - began);
-      for (let i = 0; claim && i < Math.min(claim.max, started.length); i++) {
-        const claimed = await this.claimIn(q, (started[i] as SyncRun).id, claimedAt, claim.lease, true);
-        if (claimed) started[i] = claimed;
-      }
-      const after = decision.finish
-        ? await this.finishSequenceRunIn(q, id, decision.finish, now)
-        : sequenceRun((await this.sequenceRunRow(q, id)) as SequenceRunResult);
-      return { run: after, started, cancelled: decision.cancel };
+      const claims = claim ? { lease: claim.lease, max: claim.max, at: () => now + (performance.now() - began) } : undefined;
+      const known = new Map<string, MemberWithRun>(
+        run.members.map((m) => [
+          m.key,
+          { memberStatus: m.status, syncRunId: m.syncRunId, runStatus: m.syncRunId === null ? null : (syncRuns.get(m.syncRunId)?.status ?? null) },
+        ]),
+      );
+      const started = decision.start.length > 0 ? await this.startMembersIn(tx, id, decision.start, now, { locked: true, known, claim: claims }) : [];
+      if (decision.finish) return { run: await this.finishSequenceRunIn(tx, id, decision.finish, now), started, cancelled: decision.cancel };
+      const [after] = await tx.commitWith(`SELECT ${this.sequenceRunColumns} FROM ${this.t.sequenceRuns} AS r WHERE r.id = ${runId}`);
+      return { run: sequenceRun(after?.rows[0] as unknown as SequenceRunResult), started, cancelled: decision.cancel };
     });
   }
 
@@ -1163,53 +1175,99 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
       WHERE m.sequence_run_id = run.sequence_run_id AND m.key = run.member_key AND m.sync_run_id = run.id`;
   }
 
-  /** Creates a queued sync run for each member that needs one and links it (see startMembers). */
-  private async startMembersIn(q: Queryable, sequenceRunId: string, members: MemberStart[], now: number): Promise<SyncRun[]> {
+  /**
+   * Creates a queued sync run for each member that needs one and links it (see startMembers).
+   * `locked`: the caller holds the sequence run's lock and saw it running; `known`: the members'
+   * states it read under that lock. `claim`: the first
+   * `max` runs are created claimed by `lease` when their sync is free, stamped `at()`.
+   */
+  private async startMembersIn(
+    q: Queryable,
+    sequenceRunId: string,
+    members: MemberStart[],
+    now: number,
+    {
+      locked = false,
+      known,
+      claim,
+    }: { locked?: boolean; known?: ReadonlyMap<string, MemberWithRun>; claim?: { lease: LeaseRequest; max: number; at: () => number } } = {},
+  ): Promise<SyncRun[]> {
     // The sequence run is locked: two hand-offs replayed at once take turns, and the second
     // finds the members started.
-    const run = (await q.query<{ status: string }>(`SELECT status FROM ${this.t.sequenceRuns} WHERE id = $1 FOR UPDATE`, [sequenceRunId])).rows[0];
-    if (!run) throw new NotFoundError(`sequence run ${sequenceRunId} does not exist`);
-    if (isTerminalSequenceRunStatus(run.status)) return [];
+    if (!locked) {
+      const run = (await q.query<{ status: string }>(`SELECT status FROM ${this.t.sequenceRuns} WHERE id = $1 FOR UPDATE`, [sequenceRunId])).rows[0];
+      if (!run) throw new NotFoundError(`sequence run ${sequenceRunId} does not exist`);
+      if (isTerminalSequenceRunStatus(run.status)) return [];
+    }
     if (members.length === 0) return [];
-    const found = await q.query<{ key: string; member_status: string; sync_run_id: number | null; run_status: string | null }>(
-      `SELECT m.key, m.status AS member_status, m.sync_run_id, r.status AS run_status
-       FROM ${this.t.memberRuns} AS m LEFT JOIN ${this.t.syncRuns} AS r ON r.id = m.sync_run_id
-       WHERE m.sequence_run_id = $1 AND m.key = ANY($2::text[])`,
-      [sequenceRunId, members.map((m) => m.key)],
-    );
-    const current = new Map(found.rows.map((r) => [r.key, r]));
-    // The syncs are share-locked: a delete of one waits until its member's run is queued.
-    const live = await q.query<{ id: number }>(`SELECT id FROM ${this.t.syncs} WHERE id = ANY($1::bigint[]) AND deleted_at IS NULL FOR SHARE`, [
-      members.map((m) => safeId(m.syncId) ?? -1),
-    ]);
-    const liveSyncs = new Set(live.rows.map((r) => Number(r.id)));
+    const current = known ?? (await this.memberStates(q, sequenceRunId, members));
     const started = new Set<string>();
     const created: SyncRun[] = [];
     for (const member of members) {
       const state = current.get(member.key);
       if (!state) throw new NotFoundError(`sequence run ${sequenceRunId} has no member "${member.key}"`);
       if (started.has(member.key)) continue;
-      if (!memberNeedsRun({ memberStatus: state.member_status, syncRunId: state.sync_run_id, runStatus: state.run_status })) continue;
-      if (!liveSyncs.has(member.syncId)) {
+      if (!memberNeedsRun(state)) continue;
+      // One statement: the sync is share-locked (a delete of it waits until the run is queued),
+      // the run is created claimed when this worker takes it and its sync is free (a claim of
+      // another run of the sync racing with it makes the unique index of active runs refuse the
+      // claimed row, and the run is created queued instead), else queued; the member follows it.
+      // Only a queued run is news for other workers.
+      const p = new Params();
+      const syncId = p.add(member.syncId, 'bigint');
+      const runId = p.add(sequenceRunId, 'text');
+      const key = p.add(member.key, 'text');
+      const createdAt = p.add(now, 'float8');
+      const claimNow = claim !== undefined && created.length < claim.max;
+      const claimedAt = claimNow ? (claim as { at: () => number }).at() : now;
+      const { rows } = await q.query<SyncRunRow>(
+        `WITH live AS (
+           SELECT id FROM ${this.t.syncs} WHERE id = ${syncId} AND deleted_at IS NULL FOR SHARE
+         ), claimed AS (
+           INSERT INTO ${this.t.syncRuns} AS r (sync_id, status, trigger_type, trigger_detail, full_resync, reset_cdc, sequence_run_id, member_key,
+                                               created_at, started_at, attempt, worker_id, lease_expires_at)
+           SELECT live.id, 'querying', 'sequence', ${runId}, false, false, ${runId}, ${key}, ${createdAt}, ${p.add(claimedAt, 'float8')}, 1,
+                  ${p.add(claim?.lease.workerId ?? null, 'text')}, ${p.add(claimedAt + (claim?.lease.leaseMs ?? 0), 'float8')}
+           FROM live
+           WHERE ${p.add(claimNow, 'boolean')}
+             AND NOT EXISTS (SELECT 1 FROM ${this.t.syncRuns} AS other WHERE other.sync_id = ${syncId} AND other.status IN ${ACTIVE})
+           ON CONFLICT DO NOTHING
+           RETURNING r.*
+         ), queued AS (
+           INSERT INTO ${this.t.syncRuns} (sync_id, status, trigger_type, trigger_detail, full_resync, reset_cdc, sequence_run_id, member_key, created_at)
+           SELECT live.id, 'queued', 'sequence', ${runId}, false, false, ${runId}, ${key}, ${createdAt}
+           FROM live WHERE NOT EXISTS (SELECT 1 FROM claimed)
+           RETURNING *
+         ), run AS (
+           SELECT * FROM claimed UNION ALL SELECT * FROM queued
+         ), linked AS (
+           UPDATE ${this.t.memberRuns} AS m SET sync_run_id = run.id, sync_id = run.sync_id,
+             status = CASE WHEN run.status = 'queued' THEN 'pending' ELSE 'running' END,
+             started_at = CASE WHEN run.status = 'queued' THEN m.started_at ELSE COALESCE(m.started_at, run.started_at) END,
+             finished_at = NULL
+           FROM run WHERE m.sequence_run_id = ${runId} AND m.key = ${key}
+         )
+         SELECT run.*, CASE WHEN run.status = 'queued' THEN ${this.notifySql('work', p)} END AS notified FROM run`,
+        p.values,
+      );
+      if (!rows[0]) {
         throw new NotFoundError(`member "${member.key}" of sequence run ${sequenceRunId} runs sync ${member.syncId}, which does not exist`);
       }
-      const { rows } = await q.query<SyncRunRow>(
-        `WITH run AS (
-           INSERT INTO ${this.t.syncRuns} (sync_id, status, trigger_type, trigger_detail, full_resync, reset_cdc, sequence_run_id, member_key, created_at)
-           VALUES ($1, 'queued', 'sequence', $2, false, false, $2, $3, $4)
-           RETURNING *
-         ), linked AS (
-           UPDATE ${this.t.memberRuns} AS m SET sync_run_id = run.id, sync_id = run.sync_id, status = 'pending', finished_at = NULL
-           FROM run WHERE m.sequence_run_id = $2 AND m.key = $3
-         )
-         SELECT * FROM run`,
-        [member.syncId, sequenceRunId, member.key, now],
-      );
       started.add(member.key);
-      created.push(syncRun(rows[0] as SyncRunRow));
+      created.push(syncRun(rows[0]));
     }
-    if (created.length > 0) await this.notify(q, 'work');
     return created;
+  }
+
+  /** The members' states as startMembers decides on them. */
+  private async memberStates(q: Queryable, sequenceRunId: string, members: MemberStart[]): Promise<Map<string, MemberWithRun>> {
+    const { rows } = await q.query<{ key: string; member_status: string; sync_run_id: number | null; run_status: string | null }>(
+      `SELECT m.key, m.status AS member_status, m.sync_run_id, r.status AS run_status
+       FROM ${this.t.memberRuns} AS m LEFT JOIN ${this.t.syncRuns} AS r ON r.id = m.sync_run_id
+       WHERE m.sequence_run_id = $1 AND m.key = ANY($2::text[])`,
+      [sequenceRunId, members.map((m) => m.key)],
+    );
+    return new Map(rows.map((r) => [r.key, { memberStatus: r.member_status, syncRunId: r.sync_run_id === null ? null : Number(r.sync_run_id), runStatus: r.run_status }]));
   }
 
   /** Records the termination unless one is recorded (the first wins); false when nothing changed. */
@@ -1271,7 +1329,14 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
    * attempt than `attempt`, or is finished and the patch names another status; null then. A
    * member follows a new status.
    */
-  private async patchSyncRun(q: Queryable, id: number, patch: SyncRunPatch, now: number, attempt: number | undefined): Promise<SyncRunRow | null> {
+  private async patchSyncRun(
+    q: Queryable,
+    id: number,
+    patch: SyncRunPatch,
+    now: number,
+    attempt: number | undefined,
+    { ending = false }: { ending?: boolean } = {},
+  ): Promise<SyncRunRow | null> {
     const status = patch.status ?? null;
     const terminal = status !== null && isTerminalSyncRunStatus(status);
     const p = new Params();
@@ -1299,11 +1364,18 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
          lease_expires_at   = CASE WHEN ${p.add(terminal, 'boolean')} THEN NULL ELSE lease_expires_at END
        WHERE id = ${runId} AND (${newStatus} IS NULL OR status = ${newStatus} OR status NOT IN ${TERMINAL_SYNC})
          AND (${p.add(attempt ?? null, 'integer')} IS NULL OR attempt = ${p.add(attempt ?? null, 'integer')})
+         ${ending ? `AND status NOT IN ${TERMINAL_SYNC}` : ''}
        RETURNING *`;
+    // `ending`: only a run that goes on is changed, and its end is recorded (see recordFinishedRun).
+    const outbox = ending
+      ? `, outbox AS (INSERT INTO ${this.t.finishedRuns} (kind, run_id, created_at) SELECT 'sync', updated.id::text, ${at} FROM updated)`
+      : '';
+    const announce = ending ? `, ${this.notifySql('finished', p)} AS notified_finished, ${this.notifySql('work', p)} AS notified_work` : '';
     const sql =
       status === null
         ? update
-        : `WITH updated AS (${update}), member AS (${this.followSql('updated', memberTransition(status), at, p)}) SELECT * FROM updated`;
+        : `WITH updated AS (${update}), member AS (${this.followSql('updated', memberTransition(status), at, p)})${outbox}
+           SELECT updated.*${announce} FROM updated`;
     const { rows } = await q.query<SyncRunRow>(sql, p.values);
     return rows[0] ?? null;
   }
