@@ -20,6 +20,7 @@ import { hubspotConnector } from './connectors/hubspot/kind.js';
 import { EngineEventEmitter } from './engine/events.js';
 import { Scheduler, type ScheduleEntry } from './engine/scheduler.js';
 import { SyncRunner } from './engine/sync-runner.js';
+import { SequencePlanner } from './engine/sequence-planner.js';
 import { UpstreamTriggers } from './engine/upstream-triggers.js';
 import { AlertDispatcher } from './engine/alert-dispatcher.js';
 import { AlertMonitor } from './engine/alert-monitor.js';
@@ -173,6 +174,8 @@ export interface App {
   registry: ConnectorRegistry;
   store: Store;
   worker: Worker;
+  /** Dry runs of sequences: plans computed without sending anything or changing anything stored. */
+  planner: SequencePlanner;
   scheduler: Scheduler;
   events: EngineEventEmitter;
   logger: Logger;
@@ -223,9 +226,8 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
     (workspace) => registry.preload([...workspace.sources, ...workspace.destinations].map((connection) => connection.type)),
     () => undefined,
   );
-  const syncRunner = new SyncRunner({
-    store,
-    connectors: overrides.connectors ? overrides.connectors(registry) : registry,
+  const connectors = overrides.connectors ? overrides.connectors(registry) : registry;
+  const runnerOptions = {
     clock,
     logger,
     baseDir: config.workspaceDir,
@@ -234,7 +236,9 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
     readBatchSize: config.readBatchSize,
     snapshotIndexBytes: config.snapshotIndexBytes,
     spoolDir: config.spoolDir,
-  });
+  };
+  const syncRunner = new SyncRunner({ store, connectors, ...runnerOptions });
+  const planner = new SequencePlanner({ store, connectors, runner: runnerOptions });
   const lease = { workerId: config.workerId, leaseMs: config.leaseMs };
   const finishedRuns = new FinishedRunRelay({ store, clock, logger, lease, pollIntervalMs: config.pollIntervalMs });
   const worker = new Worker({
@@ -304,6 +308,7 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
     registry,
     store,
     worker,
+    planner,
     scheduler,
     events,
     logger,
@@ -324,6 +329,7 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
       const api = createApiServer({
         store,
         runs: worker,
+        plans: planner,
         alerts,
         events,
         logger,
