@@ -68,7 +68,7 @@ export function formatPlan(plan: SequencePlan): string {
 }
 
 function memberDetails(m: MemberPlan): string[] {
-  const lines = [`${m.key} (sync ${m.sync})`];
+  const lines = [m.key === m.sync ? m.key : `${m.key} (sync ${m.sync})`];
   if (m.error) lines.push(`  ✗ a run would fail: ${m.error}`);
   const { added, changed, removed, rejected } = m.samples;
   for (const s of added) lines.push(`  + ${keyText(s.key)}  ${fieldsText(s)}`);
