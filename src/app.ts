@@ -22,6 +22,7 @@ import { Scheduler, type ScheduleEntry } from './engine/scheduler.js';
 import { SyncRunner } from './engine/sync-runner.js';
 import { SequencePlanner } from './engine/sequence-planner.js';
 import { UpstreamTriggers } from './engine/upstream-triggers.js';
+import { AuditLogAppender } from './engine/audit-log-appender.js';
 import { AlertDispatcher } from './engine/alert-dispatcher.js';
 import { AlertMonitor } from './engine/alert-monitor.js';
 import { resolveAlertChannel, type AlertChannel, type AlertChannelDef } from './core/alerts.js';
@@ -274,6 +275,17 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
       else await worker.triggerSequence(target.slug, trigger);
     },
   });
+  const auditLog = new AuditLogAppender({
+    store,
+    finishedRuns,
+    open: (connection) => registry.openAuditLog(connection),
+    baseDir: config.workspaceDir,
+    env: config.env,
+    clock,
+    logger,
+    // A failing audit log is tried again when the relay hands its runs over again: after a lease.
+    backoffMs: config.leaseMs,
+  });
   const alerts = new AlertDispatcher({
     store: store.alerts,
     clock,
@@ -354,6 +366,7 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
       await scheduler.stop();
       await worker.stop();
       await upstream.stop();
+      auditLog.stop();
       stopWatchingRuns();
       await alertMonitor.stop();
       // Notices about runs of this process go out before it ends (a failing channel is retried later).
