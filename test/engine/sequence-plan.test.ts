@@ -241,3 +241,42 @@ describe('sequence plan with parent lookups', () => {
     expect(again.members[1]!.rejected).toBe(1);
   });
 });
+
+describe('sequence plan on PostgreSQL', () => {
+  it('reads before values from a PostgreSQL destination and changes nothing in a PostgreSQL store', async () => {
+    const { createTestDatabase, sql } = await import('../helpers/postgres.js');
+    const storeUrl = await createTestDatabase('planstore');
+    const crmUrl = await createTestDatabase('plancrm');
+    await sql(crmUrl, 'create table accounts (id bigint primary key, name text not null)');
+    const dir = tempDir();
+    createHierarchyFixture(dir);
+    const def = workspace({
+      sources: [source('warehouse', { path: 'warehouse.db' })],
+      destinations: [{ slug: 'pg', type: 'postgres', settings: { url: '${CRM_URL}' } }],
+      models: [model('accounts', 'warehouse', 'select id, name from accounts')],
+      syncs: [sync('accounts', { model: 'accounts', destination: 'pg', object: 'accounts', mode: 'mirror', maxDeletePercent: null })],
+      sequences: [sequence('crm', [member('accounts')])],
+    });
+    const env = { CRM_URL: crmUrl, LOCKSTEP_STORE: storeUrl };
+    await using h = await startHarness({ dir, definition: def, env });
+    const first = await h.app.worker.triggerSequence('crm');
+    expect((await h.app.worker.waitForSequenceRun(first.run.id)).status).toBe('done');
+    sqlite(join(dir, 'warehouse.db'), "update accounts set name = 'Acme' where id = 1; delete from accounts where id = 3;");
+    const stored = async () => {
+      const s = (await h.app.store.getSync('accounts'))!;
+      const pages = [];
+      for await (const page of h.app.store.snapshotPages(s.id, 100)) pages.push(page);
+      return { pages, runs: await h.app.store.listSyncRuns({ syncId: s.id, limit: 10, offset: 0, order: 'asc' }), sequences: await h.app.store.listSequenceRuns({ limit: 10, offset: 0, order: 'asc' }) };
+    };
+    const before = await stored();
+    const destinationBefore = await sql(crmUrl, 'select * from accounts order by id');
+    const plan = await h.app.planner.plan('crm');
+    expect(plan.members[0]).toMatchObject({ status: 'planned', querySize: 2, added: 0, changed: 1, removed: 1, rejected: 0 });
+    expect(plan.members[0]!.samples.changed).toEqual([{ key: [1], before: 'read', fields: [{ field: 'name', before: 'Account 1', after: 'Acme' }] }]);
+    expect(plan.members[0]!.samples.removed).toEqual([
+      { key: [3], before: 'read', fields: [{ field: 'id', before: 3, after: null }, { field: 'name', before: 'Account 3', after: null }] },
+    ]);
+    expect(await stored()).toEqual(before);
+    expect(await sql(crmUrl, 'select * from accounts order by id')).toEqual(destinationBefore);
+  });
+});

@@ -35,7 +35,7 @@ import {
   socketDestroyed,
   withDeadline,
 } from './timeouts.js';
-import { normalizeValue } from '../values.js';
+import { normalizeIntegerText, normalizeValue } from '../values.js';
 
 export interface PostgresDestinationOptions {
   /** `postgres://user:password@host:port/database`. */
@@ -155,7 +155,10 @@ export class PostgresDestination implements Destination {
         for (const key of keys) {
           const result = await client.query({ text, values: key, rowMode: 'array' });
           const row = result.rows[0] as unknown[] | undefined;
-          rows.push(row ? row.map(normalizeValue) : null);
+          // Integers come as the source reads them: numbers while exact (bigint arrives as text).
+          const value = (v: unknown, i: number) =>
+            typeof v === 'string' && INTEGER_OIDS.has(result.fields[i]?.dataTypeID ?? 0) ? normalizeIntegerText(v) : normalizeValue(v);
+          rows.push(row ? row.map(value) : null);
         }
         return rows;
       };
