@@ -6,7 +6,7 @@
  * - `sync_runs`: one row per finished sync run attempt, keyed by (run_id, attempt).
  * - `sequence_runs`: one row per finished sequence run, keyed by (run_id, finished_at) (a resumed
  *   run that finishes again is appended again).
- * - `rejected_rows`: the rows a sync run rejected, keyed by (run_id, attempt, row_number).
+ * - `rejected_rows`: the rows a sync run rejected, keyed by (run_id, attempt, row_index).
  *
  * Each run is appended exactly once: the rows are written in one transaction that does nothing
  * when the run's key is already there, driven from the outbox of finished runs (which survives

@@ -102,8 +102,8 @@ describe('audit log in a SQLite destination', () => {
         ['accounts', 'warning'],
         ['workspaces', 'success'],
       ]);
-      expect(sqliteRows(crm, 'select run_id, attempt, row_number, primary_key, operation, reason from lockstep_audit_rejected_rows')).toEqual([
-        { run_id: syncRuns[0]!.run_id, attempt: 1, row_number: 1, primary_key: '[4]', operation: 'added', reason: expect.stringContaining('NOT NULL constraint failed') },
+      expect(sqliteRows(crm, 'select run_id, attempt, row_index, primary_key, operation, reason from lockstep_audit_rejected_rows')).toEqual([
+        { run_id: syncRuns[0]!.run_id, attempt: 1, row_index: 1, primary_key: '[4]', operation: 'added', reason: expect.stringContaining('NOT NULL constraint failed') },
       ]);
       // Let every repeated hand-off settle, then count again: still once each.
       await eventually(() => acked.size === 3);
@@ -175,5 +175,55 @@ describe('audit log in PostgreSQL', () => {
     await h.app.worker.waitForSequenceRun(again.run.id);
     await eventually(async () => (await sql<{ n: number }>(adminUrl, 'select count(*)::int as n from lockstep_audit.sequence_runs'))[0]!.n === 2);
     expect(await sql(adminUrl, 'select count(*)::int as n, count(distinct (run_id, attempt))::int as d from lockstep_audit.sync_runs')).toEqual([{ n: 2, d: 2 }]);
+  });
+});
+
+describe('audit log in MySQL', () => {
+  it('names the missing grant, then appends once granted; a plan reads before values from MySQL', async () => {
+    const { createTestMysqlDatabase, mysqlSql } = await import('../helpers/mysql.js');
+    const adminUrl = await createTestMysqlDatabase('auditcrm');
+    const database = new URL(adminUrl).pathname.slice(1);
+    const audit = `audit_${randomBytes(4).toString('hex')}`;
+    const user = `w_${randomBytes(4).toString('hex')}`;
+    const password = randomBytes(8).toString('hex');
+    await mysqlSql(adminUrl, `create table accounts (id bigint primary key, name varchar(100) not null)`);
+    await mysqlSql(adminUrl, `create user '${user}'@'%' identified by '${password}'`);
+    await mysqlSql(adminUrl, `grant select, insert, update, delete on \`${database}\`.* to '${user}'@'%'`);
+    const url = new URL(adminUrl);
+    url.username = user;
+    url.password = password;
+
+    const dir = tempDir();
+    createHierarchyFixture(dir);
+    const lines: string[] = [];
+    const definition = workspace({
+      sources: [source('warehouse', { path: 'warehouse.db' })],
+      destinations: [{ slug: 'crm', type: 'mysql', settings: { url: '${CRM_URL}', auditLog: { schema: audit } } }],
+      models: [model('accounts', 'warehouse', 'select id, name from accounts')],
+      syncs: [sync('accounts', { model: 'accounts', destination: 'crm', object: 'accounts' })],
+      sequences: [sequence('crm', [member('accounts')])],
+    });
+    await using h = await startHarness({ dir, definition, logger: capturingLogger(lines), env: { CRM_URL: url.toString(), LOCKSTEP_LEASE_SECONDS: '1' } });
+    const { run } = await h.app.worker.triggerSequence('crm');
+    expect((await h.app.worker.waitForSequenceRun(run.id)).status).toBe('done');
+    const refused = await eventually(() => lines.find((l) => l.includes('could not append a run to the audit log')));
+    const error = JSON.parse(refused).error as string;
+    expect(error).toContain(`user '${user}'@'%' may not create database ${audit}`);
+    expect(error).toContain(`GRANT CREATE ON \`${audit}\`.* TO '${user}'@'%'`);
+    expect(error).not.toContain(password);
+
+    await mysqlSql(adminUrl, `grant create, select, insert on \`${audit}\`.* to '${user}'@'%'`);
+    const runs = await eventually(async () => {
+      const found = await mysqlSql(adminUrl, `select count(*) as n from information_schema.tables where table_schema = '${audit}' and table_name = 'sequence_runs'`);
+      if (Number(found[0]!.n) === 0) return null;
+      const rows = await mysqlSql(adminUrl, `select run_id, status, trigger_type from \`${audit}\`.sequence_runs`);
+      return rows.length === 1 && rows;
+    });
+    expect(runs).toEqual([{ run_id: run.id, status: 'done', trigger_type: 'manual' }]);
+    expect(await mysqlSql(adminUrl, `select sync, status, attempt, delivered_added from \`${audit}\`.sync_runs`)).toEqual([{ sync: 'accounts', status: 'success', attempt: 1, delivered_added: '3' }]);
+
+    sqlite(join(dir, 'warehouse.db'), "update accounts set name = 'Acme' where id = 1;");
+    const plan = await h.app.planner.plan('crm');
+    expect(plan.members[0]!.samples.changed).toEqual([{ key: [1], before: 'read', fields: [{ field: 'name', before: 'Account 1', after: 'Acme' }] }]);
   });
 });

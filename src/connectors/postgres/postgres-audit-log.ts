@@ -50,9 +50,9 @@ function tableStatements(schema: string): Array<{ table: string; sql: string }> 
     {
       table: 'rejected_rows',
       sql: `create table ${s}.rejected_rows (
-        run_id bigint not null, attempt integer not null, row_number integer not null,
+        run_id bigint not null, attempt integer not null, row_index integer not null,
         primary_key text not null, operation text not null, reason text not null,
-        primary key (run_id, attempt, row_number))`,
+        primary key (run_id, attempt, row_index))`,
     },
   ];
 }
@@ -114,7 +114,7 @@ export class PostgresAuditLog implements AuditLogWriter {
         for (let at = 0; at < page.length; at += CHUNK) {
           const chunk = page.slice(at, at + CHUNK);
           await this.client.query(
-            `insert into ${s}.rejected_rows (run_id, attempt, row_number, primary_key, operation, reason)
+            `insert into ${s}.rejected_rows (run_id, attempt, row_index, primary_key, operation, reason)
              select $1, $2, * from unnest($3::integer[], $4::text[], $5::text[], $6::text[])`,
             [run.runId, run.attempt, chunk.map(() => ++number), chunk.map((r) => r.key), chunk.map((r) => r.op), chunk.map((r) => r.reason)],
           );

@@ -69,7 +69,7 @@ export class SqliteAuditLog implements AuditLogWriter {
           run.rejected.addedCount, run.rejected.changedCount, run.rejected.removedCount, run.error, new Date().toISOString(),
         );
       if (inserted.changes !== 1) return false;
-      const insert = this.db.prepare(`insert into ${this.t.rejectedRows} (run_id, attempt, row_number, primary_key, operation, reason) values (?, ?, ?, ?, ?, ?)`);
+      const insert = this.db.prepare(`insert into ${this.t.rejectedRows} (run_id, attempt, row_index, primary_key, operation, reason) values (?, ?, ?, ?, ?, ?)`);
       let number = 0;
       for await (const page of rejected()) for (const row of page) insert.run(run.runId, run.attempt, ++number, row.key, row.op, row.reason);
       return true;
@@ -110,9 +110,9 @@ export class SqliteAuditLog implements AuditLogWriter {
         finished_at text not null, terminated_by text, reason text, members text not null, recorded_at text not null,
         primary key (run_id, finished_at));
       create table if not exists ${this.t.rejectedRows} (
-        run_id integer not null, attempt integer not null, row_number integer not null,
+        run_id integer not null, attempt integer not null, row_index integer not null,
         primary_key text not null, operation text not null, reason text not null,
-        primary key (run_id, attempt, row_number));`);
+        primary key (run_id, attempt, row_index));`);
   }
 
   private async transaction<T>(table: string, work: () => Promise<T>): Promise<T> {
