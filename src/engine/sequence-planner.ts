@@ -64,6 +64,8 @@ export class SequencePlanner {
     const delivering = new Map<number, { slug: string; keys: Set<string> }>();
     const plans: MemberPlan[] = [];
     for (const member of members) {
+      // A caller that went away (a closed request) stops the plan between members too.
+      if (signal.aborted) throw new LockstepError(ErrorCode.Conflict, `the plan of sequence "${sequence.slug}" was stopped`);
       const sync = syncs.get(member.key) as SyncRecord;
       const keep = lookedUp.has(sync.slug) ? new Set<string>() : null;
       plans.push(await this.planMember(member, sync, samples, delivering, keep, signal));

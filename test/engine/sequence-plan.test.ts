@@ -21,8 +21,12 @@ function definition() {
     models: [
       model('accounts', 'warehouse', 'select id, name from accounts'),
       model('workspaces', 'warehouse', 'select id, account_id, name from workspaces'),
-      // Contact 1 comes twice: a duplicate key, rejected on every run.
-      model('contacts', 'warehouse', 'select id, workspace_id, email from contacts union all select id, workspace_id, email from contacts where id = 1'),
+      // Contact 1 comes twice (a duplicate key) and one row has no key: both rejected on every run.
+      model(
+        'contacts',
+        'warehouse',
+        "select id, workspace_id, email from contacts union all select id, workspace_id, email from contacts where id = 1 union all select null, 1, 'nobody@example.com'",
+      ),
     ],
     syncs: [
       sync('accounts', { model: 'accounts', destination: 'crm', object: 'accounts', batchSize: 2 }),
@@ -81,8 +85,9 @@ describe('sequence plan', () => {
     expect(plan.members.map((m) => [m.key, m.status, m.querySize, m.added, m.changed, m.removed, m.retried, m.rejected])).toEqual([
       ['accounts', 'planned', 4, 1, 1, 0, 0, 0],
       ['workspaces', 'planned', 5, 0, 0, 1, 0, 0],
-      // contact 6 and 12 (workspace 6) left; contact 3 changed; the duplicate of contact 1 is rejected again.
-      ['contacts', 'planned', 11, 1, 1, 2, 1, 1],
+      // contact 6 and 12 (workspace 6) left; contact 3 changed; the duplicate of contact 1 and the
+      // row without a key are rejected again (counted as added, as a run counts them).
+      ['contacts', 'planned', 12, 2, 1, 2, 2, 2],
     ]);
     const accounts = plan.members[0]!;
     expect(accounts.samples.changed).toEqual([{ key: [2], before: 'read', fields: [{ field: 'name', before: 'Account 2', after: 'Account two' }] }]);
@@ -101,7 +106,10 @@ describe('sequence plan', () => {
     ]);
     const contacts = plan.members[2]!;
     expect(contacts.samples.changed[0]!.fields).toEqual([{ field: 'email_address', before: 'person3@example.com', after: 'new3@example.com' }]);
-    expect(contacts.samples.rejected).toEqual([{ key: '[1]', op: 'added', reason: expect.stringContaining('duplicate primary key [1]') }]);
+    expect(contacts.samples.rejected).toEqual([
+      { key: '[1]', op: 'added', reason: expect.stringContaining('duplicate primary key [1]') },
+      { key: '[null]', op: 'added', reason: 'primary key column "id" is null' },
+    ]);
     expect(plan.samplesPerKind).toBe(5);
   });
 
@@ -147,8 +155,8 @@ describe('sequence plan', () => {
     expect(planned.members.map((m) => [m.key, m.querySize, m.added, m.changed, m.removed])).toEqual(
       afterPlan.map((r) => [r.slug, r.querySize, r.planned.addedCount, r.planned.changedCount, r.planned.removedCount]),
     );
-    expect(planned.members.map((m) => m.rejected)).toEqual([0, 0, 1]);
-    expect(afterPlan.map((r) => r.failed.addedCount + r.failed.changedCount + r.failed.removedCount)).toEqual([0, 1, 1]);
+    expect(planned.members.map((m) => m.rejected)).toEqual([0, 0, 2]);
+    expect(afterPlan.map((r) => r.failed.addedCount + r.failed.changedCount + r.failed.removedCount)).toEqual([0, 1, 2]);
   });
 
   it('reports a member whose run would fail, and warns about the mass-delete guard, still storing nothing', async () => {
