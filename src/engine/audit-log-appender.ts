@@ -34,6 +34,8 @@ export interface AuditLogAppenderOptions {
   backoffMs?: number;
 }
 
+/** How long a read of the workspace serves the runs that end meanwhile, ms (an `apply` takes effect after it). */
+const WORKSPACE_TTL_MS = 1000;
 /** Rejected rows read from the store per page. */
 const REJECTED_PAGE = 1000;
 
@@ -46,6 +48,7 @@ export class AuditLogAppender {
   private readonly subscription: FinishedRunSubscription;
   /** Connections whose audit log failed, until when they are left alone (clock ms), and why. */
   private readonly failing = new Map<string, { until: number; error: string }>();
+  private cached: { at: number; workspace: Promise<WorkspaceState> } | null = null;
 
   constructor(private readonly options: AuditLogAppenderOptions) {
     this.subscription = new FinishedRunSubscription(options.finishedRuns, {
@@ -54,13 +57,27 @@ export class AuditLogAppender {
     });
   }
 
+  /**
+   * The workspace, read at most once per WORKSPACE_TTL_MS: the members of a sequence end close
+   * together, and each end would otherwise read the whole workspace again.
+   */
+  private workspace(): Promise<WorkspaceState> {
+    const now = this.options.clock.now();
+    if (this.cached === null || now - this.cached.at > WORKSPACE_TTL_MS) {
+      const workspace = this.options.store.loadWorkspace();
+      this.cached = { at: now, workspace };
+      workspace.catch(() => (this.cached = null));
+    }
+    return this.cached.workspace;
+  }
+
   /** Stops listening; runs that end later are appended by another process, or when this one starts again. */
   stop(): void {
     this.subscription.close();
   }
 
   private async syncRunFinished(run: SyncRun): Promise<void> {
-    const workspace = await this.options.store.loadWorkspace();
+    const workspace = await this.workspace();
     const targets = auditTargets(workspace, [run.syncId]);
     if (targets.length === 0) return;
     const sync = workspace.syncs.find((s) => s.id === run.syncId);
@@ -88,7 +105,7 @@ export class AuditLogAppender {
   }
 
   private async sequenceRunFinished(run: SequenceRun): Promise<void> {
-    const workspace = await this.options.store.loadWorkspace();
+    const workspace = await this.workspace();
     const targets = auditTargets(workspace, run.members.map((m) => m.syncId));
     if (targets.length === 0) return;
     const slugOf = (id: number) => workspace.syncs.find((s) => s.id === id)?.slug ?? null;
