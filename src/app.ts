@@ -20,7 +20,9 @@ import { hubspotConnector } from './connectors/hubspot/kind.js';
 import { EngineEventEmitter } from './engine/events.js';
 import { Scheduler, type ScheduleEntry } from './engine/scheduler.js';
 import { SyncRunner } from './engine/sync-runner.js';
+import { SequencePlanner } from './engine/sequence-planner.js';
 import { UpstreamTriggers } from './engine/upstream-triggers.js';
+import { AuditLogAppender } from './engine/audit-log-appender.js';
 import { AlertDispatcher } from './engine/alert-dispatcher.js';
 import { AlertMonitor } from './engine/alert-monitor.js';
 import { resolveAlertChannel, type AlertChannel, type AlertChannelDef } from './core/alerts.js';
@@ -173,6 +175,8 @@ export interface App {
   registry: ConnectorRegistry;
   store: Store;
   worker: Worker;
+  /** Dry runs of sequences: plans computed without sending anything or changing anything stored. */
+  planner: SequencePlanner;
   scheduler: Scheduler;
   events: EngineEventEmitter;
   logger: Logger;
@@ -223,9 +227,8 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
     (workspace) => registry.preload([...workspace.sources, ...workspace.destinations].map((connection) => connection.type)),
     () => undefined,
   );
-  const syncRunner = new SyncRunner({
-    store,
-    connectors: overrides.connectors ? overrides.connectors(registry) : registry,
+  const connectors = overrides.connectors ? overrides.connectors(registry) : registry;
+  const runnerOptions = {
     clock,
     logger,
     baseDir: config.workspaceDir,
@@ -235,7 +238,9 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
     snapshotIndexBytes: config.snapshotIndexBytes,
     keySetBytes: config.keySetBytes,
     spoolDir: config.spoolDir,
-  });
+  };
+  const syncRunner = new SyncRunner({ store, connectors, ...runnerOptions });
+  const planner = new SequencePlanner({ store, connectors, runner: runnerOptions });
   const lease = { workerId: config.workerId, leaseMs: config.leaseMs };
   const finishedRuns = new FinishedRunRelay({ store, clock, logger, lease, pollIntervalMs: config.pollIntervalMs });
   const worker = new Worker({
@@ -271,6 +276,17 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
       else await worker.triggerSequence(target.slug, trigger);
     },
   });
+  const auditLog = new AuditLogAppender({
+    store,
+    finishedRuns,
+    open: (connection) => registry.openAuditLog(connection),
+    baseDir: config.workspaceDir,
+    env: config.env,
+    clock,
+    logger,
+    // A failing audit log is tried again when the relay hands its runs over again: after a lease.
+    backoffMs: config.leaseMs,
+  });
   const alerts = new AlertDispatcher({
     store: store.alerts,
     clock,
@@ -305,6 +321,7 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
     registry,
     store,
     worker,
+    planner,
     scheduler,
     events,
     logger,
@@ -325,6 +342,7 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
       const api = createApiServer({
         store,
         runs: worker,
+        plans: planner,
         alerts,
         events,
         logger,
@@ -349,6 +367,7 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
       await scheduler.stop();
       await worker.stop();
       await upstream.stop();
+      auditLog.stop();
       stopWatchingRuns();
       await alertMonitor.stop();
       // Notices about runs of this process go out before it ends (a failing channel is retried later).

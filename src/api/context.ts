@@ -5,6 +5,7 @@ import type { Clock, Logger, Store } from '../core/ports.js';
 import type { ConnectorRegistry } from '../core/connector-registry.js';
 import type { AlertDispatcher } from '../engine/alert-dispatcher.js';
 import type { EngineEventEmitter } from '../engine/events.js';
+import type { SequencePlanner } from '../engine/sequence-planner.js';
 import type { Worker } from '../engine/worker.js';
 
 /** The part of the worker the API drives. */
@@ -19,6 +20,8 @@ export type AlertControl = Pick<AlertDispatcher, 'testChannel'>;
 export interface ApiDeps {
   store: Store;
   runs: RunControl;
+  /** Dry runs of sequences (default: none; the plan route then answers that this server cannot plan). */
+  plans?: Pick<SequencePlanner, 'plan'>;
   /** Sends test alerts. */
   alerts: AlertControl;
   events: RunEvents;

@@ -4,7 +4,9 @@
  */
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import { z } from '@hono/zod-openapi';
-import { NotFoundError } from '../core/errors.js';
+import { ErrorCode, LockstepError, NotFoundError } from '../core/errors.js';
+import { DEFAULT_PLAN_SAMPLES, MAX_PLAN_SAMPLES } from '../core/sequence-plans.js';
+import { didYouMean } from '../workspace/suggestions.js';
 import { rejectedRowView, syncRunView } from '../core/run-views.js';
 import type { SequenceRunStatus, SyncRun, SyncRunStatus, Trigger } from '../core/runs.js';
 import type { Context } from 'hono';
@@ -18,6 +20,7 @@ import { HttpError, validationFailed } from './http-errors.js';
 import { defineRoute } from './route.js';
 import {
   RejectedRowView,
+  SequencePlanView,
   SequenceRunView,
   SyncRunView,
   SyncTriggerBody,
@@ -84,7 +87,7 @@ const RunListQuery = <S extends string>(allowed: readonly S[]) =>
   });
 
 export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
-  const { store, runs, clock, env, connectors } = deps;
+  const { store, runs, plans, clock, env, connectors } = deps;
 
   defineRoute(
     app,
@@ -279,6 +282,31 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       const sequence = await requireSequence(params.slug);
       const { run } = await runs.triggerSequence(sequence.id, triggerOf(c));
       return c.json(await sequenceRunDetails(store, run), 202);
+    },
+  );
+  defineRoute(
+    app,
+    {
+      method: 'post',
+      path: '/api/sequences/{slug}/plan',
+      summary: 'Dry run of a sequence: each member\'s plan, with nothing sent and nothing stored changed',
+      tag: 'Sequence runs',
+      params: SlugParam,
+      body: z
+        .strictObject({ samples: z.number().int().min(0).max(MAX_PLAN_SAMPLES).optional().openapi({ description: `Sample rows per kind of change, 0..${MAX_PLAN_SAMPLES} (default: ${DEFAULT_PLAN_SAMPLES}).` }) })
+        .optional()
+        .openapi({ description: 'Send no body, or {samples}.' }),
+      responses: { 200: { description: 'The plan', schema: SequencePlanView }, 401: errors[401], 404: errors[404], 422: errors[422] },
+    },
+    async (c, { params, body }) => {
+      const sequence = await store.getSequence(params.slug);
+      if (!sequence || sequence.slug !== params.slug) {
+        const slugs = (await store.loadWorkspace()).sequences.map((s) => s.slug);
+        throw new NotFoundError(`no sequence "${params.slug}" in the workspace${didYouMean(params.slug, slugs)}`);
+      }
+      if (!plans) throw new LockstepError(ErrorCode.Internal, 'this server was started without a sequence planner');
+      const plan = await plans.plan(sequence.slug, { samples: body?.samples, signal: c.req.raw.signal });
+      return c.json({ ...plan, plannedAt: new Date(plan.plannedAt).toISOString() });
     },
   );
   defineRoute(

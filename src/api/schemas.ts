@@ -154,3 +154,46 @@ export const SyncTriggerBody = z
 export const RejectedRowView = z
   .object({ key: z.unknown(), op: z.enum(['added', 'changed', 'removed']), reason: z.string() })
   .openapi('RejectedRow');
+
+const planValue = z.union([z.string(), z.number(), z.boolean(), z.null()]);
+
+const PlanSampleView = z
+  .object({
+    key: z.array(planValue),
+    fields: z.array(z.object({ field: z.string(), before: planValue.optional(), after: planValue })),
+    before: z.enum(['read', 'absent', 'unavailable']).openapi({
+      description: "Where `before` values come from: `read` (the destination's current row), `absent` (it has no row with this key), `unavailable` (the destination cannot be read back; the snapshot keeps only hashes of delivered rows, so only new values are shown).",
+    }),
+  })
+  .openapi('PlanSample');
+
+export const SequencePlanView = z
+  .object({
+    sequence: z.string(),
+    plannedAt: isoTime,
+    samplesPerKind: z.number().int(),
+    members: z.array(
+      z
+        .object({
+          key: z.string(),
+          sync: z.string(),
+          status: z.enum(['planned', 'failed']),
+          error: z.string().nullable(),
+          querySize: z.number().int(),
+          added: z.number().int(),
+          changed: z.number().int(),
+          removed: z.number().int(),
+          retried: z.number().int().openapi({ description: "Planned rows the sync's last run rejected, tried again." }),
+          rejected: z.number().int().openapi({ description: 'Rows a run would reject before sending: null or duplicate keys, parent records not delivered yet.' }),
+          samples: z.object({
+            added: z.array(PlanSampleView),
+            changed: z.array(PlanSampleView),
+            removed: z.array(PlanSampleView),
+            rejected: z.array(z.object({ key: z.string(), op: z.enum(['added', 'changed', 'removed']), reason: z.string() })),
+          }),
+          warnings: z.array(z.string()),
+        })
+        .openapi('MemberPlan'),
+    ),
+  })
+  .openapi('SequencePlan', { description: 'A dry run of a sequence: what each member would send, computed without sending anything or changing anything stored.' });

@@ -24,6 +24,7 @@ import { findWorkspaceFiles, mayDeclareStore } from '../workspace/workspace-file
 import { formatSequenceReport, formatSyncReport, mark, type Terminal } from './output.js';
 import { StatusLine, followSequenceRun, followSyncRun, printRejectedSamples } from './progress.js';
 import { registerSecretsCommand } from './commands/secrets.js';
+import { registerSequencePlanCommand } from './commands/sequence-plan.js';
 import { ReportedRunsLog } from './reported-runs-log.js';
 import { registerStoreCommands } from './commands/store-migrate.js';
 
@@ -263,6 +264,7 @@ Exit codes:
         await close();
       }
     });
+  registerSequencePlanCommand(sequenceCommand, { term, open: () => openApp(global(), term, false), setExit, failedExit: EXIT.runFailed });
   sequenceCommand
     .command('cancel <runId>')
     .description('cancel a sequence run: running members stop, the rest are skipped')

@@ -60,3 +60,19 @@ export function durationSetting(unit: 'seconds' | 'minutes', max: number, fallba
     .default(fallback)
     .meta({ description: `${description} (in ${unit}; default: ${fallback})` });
 }
+
+/**
+ * `auditLog: { schema }`: run history appended to tables in that schema of this database
+ * (core/audit-log.ts). Optional; kinds that can keep an audit log declare it.
+ */
+export function auditLogSetting() {
+  return z
+    .strictObject({
+      schema: z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, { error: hinted('auditLog.schema must be a plain name', 'letters, digits and _, starting with a letter or _, e.g. lockstep_audit') })
+        .meta({ description: 'The schema the audit tables (sync_runs, sequence_runs, rejected_rows) live in; created when missing (SQLite: a name prefix of the tables).' }),
+    })
+    .optional()
+    .meta({ description: 'Append every run that reads or writes through this connection (sync runs, sequence runs, rejected rows) to tables in this database, once per run.' });
+}

@@ -5,6 +5,7 @@
  */
 import type { z } from 'zod';
 import type { BackoffPolicy } from './backoff.js';
+import type { AuditLogWriter } from './audit-log.js';
 import type { Clock, Destination, DestinationCapabilities, Logger, RateLimiter, Source } from './ports.js';
 
 /** What a connector gets besides its settings when it opens. */
@@ -70,6 +71,11 @@ export interface ConnectorKind<S = unknown, Y = unknown> {
   example: string;
   source?: SourceKind<S>;
   destination?: DestinationKind<S, Y>;
+  /**
+   * Opens the audit log a connection of this kind keeps when its settings have `auditLog` (default:
+   * the kind keeps none, and its settings schema has no `auditLog`).
+   */
+  auditLog?: { open(settings: S, context: ConnectorContext): Promise<AuditLogWriter | null> };
   /**
    * Loads the kind's driver or client ahead of its first `open` (default: nothing to load): a process
    * warms the kinds its workspace uses while it starts, so its first run does not wait for them.

@@ -5,6 +5,7 @@
  */
 import { isAbsolute, resolve } from 'node:path';
 import type { z } from 'zod';
+import type { AuditLogWriter } from './audit-log.js';
 import { DEFAULT_BACKOFF, type BackoffPolicy } from './backoff.js';
 import type { ConnectorContext, ConnectorKind, ConnectorRole, RateLimits } from './connector-kind.js';
 import { interpolateDeep, redactValue } from './connections.js';
@@ -128,6 +129,7 @@ export class ConnectorRegistry implements Connectors {
       apiUsage: destination.apiUsage ? () => destination.apiUsage?.() ?? null : undefined,
       listObjects: destination.listObjects ? () => destination.listObjects?.() ?? Promise.resolve([]) : undefined,
       listFields: destination.listFields ? (object) => destination.listFields?.(object) ?? Promise.resolve([]) : undefined,
+      readRows: destination.readRows ? (target, keys) => destination.readRows?.(target, keys) ?? Promise.resolve([]) : undefined,
       prepare(target: WriteTarget): Promise<DestinationWriter> {
         const parsed = syncSettings.safeParse(target.settings ?? {});
         if (!parsed.success) {
@@ -140,6 +142,16 @@ export class ConnectorRegistry implements Connectors {
         return destination.prepare({ ...target, settings: parsed.data as Record<string, unknown> });
       },
     };
+  }
+
+  /**
+   * The audit log the connection keeps (its `auditLog` setting), opened with its tables created
+   * when missing; null when it keeps none.
+   */
+  async openAuditLog(connection: ResolvedConnection): Promise<AuditLogWriter | null> {
+    const kind = this.byType.get(connection.type);
+    if (!kind?.auditLog) return null;
+    return kind.auditLog.open(this.settingsFor(kind, connection), this.context(connection));
   }
 
   /** Loads the drivers of these kinds in the background (unknown types and failures are ignored: `open` reports them). */

@@ -249,6 +249,12 @@ export interface Destination {
    * naming the objects there are.
    */
   listFields?(object: string): Promise<string[]>;
+  /**
+   * The destination's current rows with these keys (each aligned with `target.keyColumns`): per
+   * key, the row's `target.columns` values, or null when it has no such row. Only dry runs use it,
+   * for a few sample rows' values before a change (default: the kind cannot read its rows back).
+   */
+  readRows?(target: WriteTarget, keys: Value[][]): Promise<Array<Value[] | null>>;
   close(): Promise<void>;
 }
 

@@ -232,3 +232,8 @@ export interface WebhookEvent {
   httpStatus: number;
   triggered: Array<{ kind: 'sync' | 'sequence'; slug: string; runId: string }>;
 }
+
+export type { MemberPlan, PlanSample, PlannedRejection } from '../../src/core/sequence-plans.js';
+import type { SequencePlan as SequencePlanRecord } from '../../src/core/sequence-plans.js';
+/** A dry run of a sequence as the API answers it (`POST /api/sequences/{slug}/plan`). */
+export type SequencePlan = Omit<SequencePlanRecord, 'plannedAt'> & { plannedAt: string };

@@ -1,7 +1,7 @@
 /** MySQL and MariaDB, as a source (a streamed result) and as a destination (multi-row statements). */
 import { z } from 'zod';
 import type { ConnectorKind } from '../../core/connector-kind.js';
-import { durationSetting, urlSetting } from '../settings.js';
+import { auditLogSetting, durationSetting, urlSetting } from '../settings.js';
 
 const settings = z.strictObject({
   url: urlSetting(
@@ -12,6 +12,7 @@ const settings = z.strictObject({
   connectTimeoutSeconds: durationSetting('seconds', 3600, 10, 'How long opening a connection may take before the run fails'),
   statementTimeoutMinutes: durationSetting('minutes', 24 * 60, 30, "How long the model's query may leave the connection without an answer (as a source) before the run fails"),
   writeTimeoutMinutes: durationSetting('minutes', 24 * 60, 2, 'How long the statements of one batch may take (as a destination) before the connection is closed and the run fails'),
+  auditLog: auditLogSetting(),
 });
 
 export const mysqlConnector: ConnectorKind<z.output<typeof settings>> = {
@@ -27,6 +28,17 @@ export const mysqlConnector: ConnectorKind<z.output<typeof settings>> = {
         url: s.url,
         timeouts: { connectMs: s.connectTimeoutSeconds * 1000, statementMs: s.statementTimeoutMinutes * 60_000 },
       }),
+  },
+  auditLog: {
+    open: async (s, context) =>
+      s.auditLog
+        ? (await import('./mysql-audit-log.js')).MysqlAuditLog.open({
+            url: s.url,
+            schema: s.auditLog.schema,
+            connection: context.slug,
+            connectTimeoutMs: s.connectTimeoutSeconds * 1000,
+          })
+        : null,
   },
   destination: {
     capabilities: { deletes: true, upsert: true, maxBatchSize: null, recordIds: false },

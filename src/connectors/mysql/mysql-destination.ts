@@ -12,7 +12,7 @@ import type {
 } from '../../core/ports.js';
 import { COPY_TEXT_FORMAT, copyLine, INTEGER_OIDS, parseCopyField, type TextParser } from '../copy-text.js';
 import { describeKey, listNames } from '../sql.js';
-import { timestampTextToIso } from '../values.js';
+import { normalizeValue, timestampTextToIso } from '../values.js';
 import {
   bigintParameter,
   classifyMysqlError,
@@ -155,6 +155,24 @@ export class MysqlDestination implements Destination {
     const connection = await this.connection();
     try {
       return [...(await this.requireTable(connection, object)).columns.values()].map((c) => c.name);
+    } finally {
+      connection.release();
+    }
+  }
+
+  async readRows(target: WriteTarget, keys: Value[][]): Promise<Array<Value[] | null>> {
+    const connection = await this.connection();
+    try {
+      const table = await this.requireTable(connection, target.object);
+      const where = target.keyColumns.map((c) => `${quoteMysqlIdent(c)} = ?`).join(' and ');
+      const text = `select ${target.columns.map((c, i) => `${quoteMysqlIdent(c)} as c${i}`).join(', ')} from ${quoteMysqlIdent(table.database)}.${quoteMysqlIdent(table.name)} where ${where} limit 1`;
+      const rows: Array<Value[] | null> = [];
+      for (const key of keys) {
+        const [found] = await connection.execute<Array<Record<string, unknown>>>(text, key);
+        const row = found[0];
+        rows.push(row ? target.columns.map((_, i) => normalizeValue(row[`c${i}`])) : null);
+      }
+      return rows;
     } finally {
       connection.release();
     }

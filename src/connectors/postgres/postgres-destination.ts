@@ -35,6 +35,7 @@ import {
   socketDestroyed,
   withDeadline,
 } from './timeouts.js';
+import { normalizeIntegerText, normalizeValue } from '../values.js';
 
 export interface PostgresDestinationOptions {
   /** `postgres://user:password@host:port/database`. */
@@ -138,6 +139,30 @@ export class PostgresDestination implements Destination {
     const client = await this.client();
     try {
       return [...(await this.deadline(client, `reading the columns of "${object}"`, this.requireTable(client, object))).columnTypes.keys()];
+    } finally {
+      client.release(socketDestroyed(client));
+    }
+  }
+
+  async readRows(target: WriteTarget, keys: Value[][]): Promise<Array<Value[] | null>> {
+    const client = await this.client();
+    try {
+      const read = async () => {
+        const table = await this.requireTable(client, target.object);
+        const where = target.keyColumns.map((c, i) => `${quoteIdent(c)} = $${i + 1}`).join(' and ');
+        const text = `select ${target.columns.map(quoteIdent).join(', ')} from ${quoteQualified(table.schema, table.name)} where ${where} limit 1`;
+        const rows: Array<Value[] | null> = [];
+        for (const key of keys) {
+          const result = await client.query({ text, values: key, rowMode: 'array' });
+          const row = result.rows[0] as unknown[] | undefined;
+          // Integers come as the source reads them: numbers while exact (bigint arrives as text).
+          const value = (v: unknown, i: number) =>
+            typeof v === 'string' && INTEGER_OIDS.has(result.fields[i]?.dataTypeID ?? 0) ? normalizeIntegerText(v) : normalizeValue(v);
+          rows.push(row ? row.map(value) : null);
+        }
+        return rows;
+      };
+      return await this.deadline(client, `reading rows of "${target.object}"`, read());
     } finally {
       client.release(socketDestroyed(client));
     }

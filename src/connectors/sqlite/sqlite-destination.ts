@@ -10,6 +10,7 @@ import type {
   WriteTarget,
 } from '../../core/ports.js';
 import { describeKey, errorCode, listNames, quoteIdent } from '../sql.js';
+import { normalizeValue } from '../values.js';
 import type { SqliteConstructor, SqliteDatabase, SqliteStatement } from '../sql.js';
 
 export interface SqliteDestinationOptions {
@@ -76,6 +77,16 @@ export class SqliteDestination implements Destination {
       );
     }
     return columns;
+  }
+
+  async readRows(target: WriteTarget, keys: Value[][]): Promise<Array<Value[] | null>> {
+    await this.listFields(target.object);
+    const where = target.keyColumns.map((c) => `${quoteIdent(c)} = ?`).join(' and ');
+    const statement = this.database().prepare(`select ${target.columns.map(quoteIdent).join(', ')} from ${quoteIdent(target.object)} where ${where} limit 1`);
+    return keys.map((key) => {
+      const row = statement.raw(true).all(...key.map((v) => (typeof v === 'boolean' ? Number(v) : v)))[0] as unknown[] | undefined;
+      return row ? row.map(normalizeValue) : null;
+    });
   }
 
   async close(): Promise<void> {

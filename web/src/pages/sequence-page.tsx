@@ -10,6 +10,7 @@ import { ACTIVE_SEQUENCE, SequenceRunDetails, useSequenceRun } from '../componen
 import { RunTimeCells } from '../components/run-facts.js';
 import { RunHistory } from '../components/run-history.js';
 import { SequenceGraph, dependencies, isGraph } from '../components/sequence-graph.js';
+import { SequencePlanDialog } from '../components/sequence-plan.js';
 import { Dialog, EmptyState, ErrorBanner, Loading, StatusBadge, Switch } from '../components/ui.js';
 import { membersInWords, scheduleInWords, terminateInWords } from '../format.js';
 import { useApi, usePageAction, useTicker } from '../hooks.js';
@@ -31,6 +32,7 @@ export function SequencePage({ slug, runId }: { slug: string; runId?: string }) 
     runs.reload();
   });
   const [startedRun, setStartedRun] = useState<string | null>(null);
+  const [previewing, setPreviewing] = useState(false);
 
   useEffect(() => {
     document.title = `${sequence?.name ?? slug} · Lockstep`;
@@ -97,6 +99,9 @@ export function SequencePage({ slug, runId }: { slug: string; runId?: string }) 
           <a className="button" href={href.editSequence(slug)}>
             Edit
           </a>
+          <button type="button" className="button" onClick={() => setPreviewing(true)} disabled={busy} title="Dry run: what each member would send now, without sending anything">
+            Preview
+          </button>
           <button type="button" className="button primary" onClick={() => void runNow()} disabled={busy}>
             Run now
           </button>
@@ -159,6 +164,7 @@ export function SequencePage({ slug, runId }: { slug: string; runId?: string }) 
         </button>
       </section>
 
+      {previewing && <SequencePlanDialog slug={slug} name={sequence.name} onClose={() => setPreviewing(false)} />}
       {runId && <SequenceRunDialog key={runId} id={runId} sequence={sequence} onClose={() => navigate(href.sequence(slug))} />}
     </div>
   );

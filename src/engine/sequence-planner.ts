@@ -1,0 +1,358 @@
+/**
+ * Dry runs of sequences (SPEC §3.4): each member's next run planned against its snapshot, in the
+ * order a real run would start the members, with nothing sent and nothing stored changed.
+ *
+ * A member is planned by the sync runner itself (query, validation, hashing, comparison with the
+ * snapshot, removals, parent lookups), so a plan never drifts from what a run does. It runs against
+ * two stand-ins: a read-only view of the store (PlanningStore), which answers reads from the store
+ * and keeps the run's writes (its record, rejected rows, snapshot and record-id commits) in memory,
+ * and a destination whose writer records the planned rows and answers each one delivered without
+ * sending it. A store call the view does not know is refused, so a dry run can never write.
+ *
+ * What a plan cannot know: rows the destination itself would refuse (a constraint, a 4xx). A
+ * child's lookup of a parent key counts as found when the parent has an id recorded, or when the
+ * parent member planned to deliver that key earlier in this plan.
+ */
+import { ErrorCode, LockstepError, NotFoundError, toError } from '../core/errors.js';
+import { encodeKey } from '../core/keys.js';
+import type { Connectors, Destination, DestinationWriter, Logger, RowOutcome, Store, SyncRunPatch, Value, WriteOperation, WriteTarget } from '../core/ports.js';
+import type { RejectedRow, SyncRun } from '../core/runs.js';
+import { memberDependencies } from '../core/sequence-rules.js';
+import { DEFAULT_PLAN_SAMPLES, MAX_PLAN_SAMPLES, type MemberPlan, type PlanSample, type PlannedRejection, type SequencePlan } from '../core/sequence-plans.js';
+import { massDeleteRefusal } from '../core/sync-rules.js';
+import type { MemberDef, SequenceRecord, SyncRecord } from '../core/workspace.js';
+import { resolveConnection } from '../core/connector-registry.js';
+import { SyncRunner, type SyncRunnerOptions } from './sync-runner.js';
+
+export interface SequencePlannerOptions {
+  store: Store;
+  connectors: Connectors;
+  /** What the sync runner of a real run is given, besides its store and connectors. */
+  runner: Omit<SyncRunnerOptions, 'store' | 'connectors'>;
+}
+
+export interface PlanRequest {
+  /** Sample rows per kind of change (default: DEFAULT_PLAN_SAMPLES, at most MAX_PLAN_SAMPLES). */
+  samples?: number;
+  signal?: AbortSignal;
+}
+
+/** The id of a dry run's stand-in run: no stored run has it. */
+const DRY_RUN_ID = -1;
+/** Rejected keys of a sync's last run read to count retried rows, at most. */
+const RETRIED_KEYS_MAX = 100_000;
+
+export class SequencePlanner {
+  constructor(private readonly options: SequencePlannerOptions) {}
+
+  /** The plan of sequence `slug`; NotFound when there is none. Stores nothing, sends nothing. */
+  async plan(slug: string, request: PlanRequest = {}): Promise<SequencePlan> {
+    const samples = Math.max(0, Math.min(MAX_PLAN_SAMPLES, Math.floor(request.samples ?? DEFAULT_PLAN_SAMPLES)));
+    const { store } = this.options;
+    const sequence = await store.getSequence(slug);
+    if (!sequence || sequence.slug !== slug) throw new NotFoundError(`no sequence "${slug}" in the workspace`);
+    const signal = request.signal ?? new AbortController().signal;
+    const members = startOrder(sequence);
+    const syncs = new Map<string, SyncRecord>();
+    for (const member of members) {
+      const sync = await store.getSync(member.sync);
+      if (!sync) throw new NotFoundError(`sequence "${sequence.slug}" runs sync "${member.sync}", which does not exist`);
+      syncs.set(member.key, sync);
+    }
+    // Syncs whose planned keys a later member looks up: their keys are kept while planning.
+    const lookedUp = new Set([...syncs.values()].flatMap((s) => s.mappings.flatMap((m) => (m.lookup ? [m.lookup.sync] : []))));
+    const delivering = new Map<number, { slug: string; keys: Set<string> }>();
+    const plans: MemberPlan[] = [];
+    for (const member of members) {
+      // A caller that went away (a closed request) stops the plan between members too.
+      if (signal.aborted) throw new LockstepError(ErrorCode.Conflict, `the plan of sequence "${sequence.slug}" was stopped`);
+      const sync = syncs.get(member.key) as SyncRecord;
+      const keep = lookedUp.has(sync.slug) ? new Set<string>() : null;
+      plans.push(await this.planMember(member, sync, samples, delivering, keep, signal));
+      if (keep) delivering.set(sync.id, { slug: sync.slug, keys: keep });
+    }
+    return { sequence: sequence.slug, plannedAt: this.options.runner.clock.now(), samplesPerKind: samples, members: plans };
+  }
+
+  private async planMember(
+    member: MemberDef,
+    sync: SyncRecord,
+    samples: number,
+    delivering: Map<number, { slug: string; keys: Set<string> }>,
+    keep: Set<string> | null,
+    signal: AbortSignal,
+  ): Promise<MemberPlan> {
+    const { store, connectors, runner } = this.options;
+    const recorder = new PlanRecorder(store, sync, samples, await this.lastRejectedKeys(sync.id), keep);
+    const run = dryRun(sync, runner.clock.now());
+    const view = planningStore(store, run, recorder, delivering);
+    const planning: Connectors = {
+      openSource: (connection) => connectors.openSource(connection),
+      openDestination: async (connection) => recorder.destination(await connectors.openDestination(connection)),
+    };
+    const syncRunner = new SyncRunner({ ...runner, store: view, connectors: planning, logger: quiet(runner.logger) });
+    const final = await syncRunner.execute(run, { signal });
+    const plan: MemberPlan = {
+      key: member.key,
+      sync: sync.slug,
+      status: final.status === 'failed' || final.status === 'cancelled' ? 'failed' : 'planned',
+      error: final.status === 'failed' ? final.error : final.status === 'cancelled' ? 'the plan was stopped' : null,
+      querySize: final.querySize,
+      added: final.plannedRows.addedCount,
+      changed: final.plannedRows.changedCount,
+      removed: final.plannedRows.removedCount,
+      retried: recorder.retried,
+      rejected: final.failedRows.addedCount + final.failedRows.changedCount + final.failedRows.removedCount,
+      samples: { added: recorder.added, changed: recorder.changed, removed: recorder.removed, rejected: recorder.rejected },
+      warnings: [],
+    };
+    const refusal = massDeleteRefusal(sync, plan.removed, await store.snapshotCount(sync.id));
+    if (refusal) plan.warnings.push(`a real run would stop before deleting: ${refusal}`);
+    if (plan.status === 'planned') await this.readBefore(sync, recorder, plan);
+    return plan;
+  }
+
+  /** Fills the samples' values before the change from the destination's current rows, where it can be read. */
+  private async readBefore(sync: SyncRecord, recorder: PlanRecorder, plan: MemberPlan): Promise<void> {
+    const target = recorder.target;
+    const all = [...plan.samples.added, ...plan.samples.changed, ...plan.samples.removed];
+    if (target === null || all.length === 0) return;
+    const { store, connectors, runner } = this.options;
+    const def = await store.getDestination(sync.destination);
+    if (!def) return;
+    let destination: Destination | null = null;
+    try {
+      destination = await connectors.openDestination(resolveConnection(def, 'destination', runner.baseDir, runner.env));
+      if (!destination.readRows) return;
+      const rows = await destination.readRows(target, all.map((s) => s.key));
+      all.forEach((sample, i) => compareWith(sample, target.columns, rows[i] ?? null));
+    } catch (thrown) {
+      plan.warnings.push(`the destination's current rows could not be read for the samples: ${toError(thrown).message}`);
+    } finally {
+      await destination?.close().catch(() => undefined);
+    }
+  }
+
+  /** The keys the sync's last finished run rejected: planned again now, so counted as retried. */
+  private async lastRejectedKeys(syncId: number): Promise<Set<string>> {
+    const { store } = this.options;
+    const [last] = await store.listSyncRuns({ syncId, statuses: ['success', 'warning', 'failed', 'cancelled'], limit: 1, offset: 0, order: 'desc' });
+    const keys = new Set<string>();
+    if (!last) return keys;
+    for (let offset = 0; keys.size < RETRIED_KEYS_MAX; offset += 1000) {
+      const page = await store.listRejectedRows(last.id, 1000, offset);
+      for (const row of page) keys.add(row.key);
+      if (page.length < 1000) break;
+    }
+    return keys;
+  }
+}
+
+/** The members in the order a real run starts them: dependencies first, list order among those ready together. */
+export function startOrder(sequence: Pick<SequenceRecord, 'members'>): MemberDef[] {
+  const deps = memberDependencies(sequence);
+  const done = new Set<string>();
+  const order: MemberDef[] = [];
+  while (order.length < sequence.members.length) {
+    const next = sequence.members.find((m) => !done.has(m.key) && (deps.get(m.key) ?? []).every((d) => done.has(d) || !deps.has(d)));
+    // A cycle never passes validation; should one be stored, the rest go in list order.
+    const member = next ?? (sequence.members.find((m) => !done.has(m.key)) as MemberDef);
+    done.add(member.key);
+    order.push(member);
+  }
+  return order;
+}
+
+/** What a dry run's stand-ins saw: the samples, rejected rows, retried rows and the keys planned for delivery. */
+class PlanRecorder {
+  readonly added: PlanSample[] = [];
+  readonly changed: PlanSample[] = [];
+  readonly removed: PlanSample[] = [];
+  readonly rejected: PlannedRejection[] = [];
+  retried = 0;
+  target: WriteTarget | null = null;
+
+  constructor(
+    private readonly store: Store,
+    private readonly sync: SyncRecord,
+    private readonly samples: number,
+    private readonly retriedKeys: Set<string>,
+    private readonly keep: Set<string> | null,
+  ) {}
+
+  /** The destination with its writer replaced by one that records and sends nothing (prepare still checks the object). */
+  destination(real: Destination): Destination {
+    return {
+      capabilities: real.capabilities,
+      close: () => real.close(),
+      prepare: async (target) => {
+        await real.prepare(target);
+        this.target = target;
+        return this.writer(target);
+      },
+    };
+  }
+
+  rejectedRows(rows: RejectedRow[]): void {
+    for (const row of rows) {
+      if (this.retriedKeys.has(row.key)) this.retried++;
+      if (this.rejected.length < this.samples) this.rejected.push({ key: row.key, op: row.op, reason: row.reason });
+    }
+  }
+
+  private writer(target: WriteTarget): DestinationWriter {
+    return {
+      concurrentWrites: 1,
+      write: async (batch: WriteOperation[]): Promise<RowOutcome[]> => {
+        const upserts: WriteOperation[] = [];
+        for (const op of batch) {
+          const k = this.retriedKeys.size > 0 || this.keep !== null ? encodeKey(op.key) : '';
+          if (this.retriedKeys.has(k)) this.retried++;
+          if (op.kind === 'delete') {
+            if (this.removed.length < this.samples) this.removed.push({ key: [...op.key], fields: [], before: 'unavailable' });
+            continue;
+          }
+          this.keep?.add(k);
+          upserts.push(op);
+        }
+        await this.sample(target, upserts);
+        return batch.map(() => ({ ok: true }));
+      },
+    };
+  }
+
+  /** Samples added and changed rows: a key in the snapshot (which a dry run never changes) is a change. */
+  private async sample(target: WriteTarget, ops: WriteOperation[]): Promise<void> {
+    if (ops.length === 0 || (this.added.length >= this.samples && this.changed.length >= this.samples)) return;
+    const delivered = await this.store.snapshotGet(this.sync.id, ops.map((op) => encodeKey(op.key)));
+    for (const op of ops) {
+      const list = delivered.has(encodeKey(op.key)) ? this.changed : this.added;
+      if (list.length >= this.samples) continue;
+      list.push({ key: [...op.key], fields: target.columns.map((field, i) => ({ field, after: op.values[i] ?? null })), before: 'unavailable' });
+    }
+  }
+}
+
+/** A stand-in run record for the runner: never stored, never claimed. */
+function dryRun(sync: SyncRecord, now: number): SyncRun {
+  const zero = { addedCount: 0, changedCount: 0, removedCount: 0 };
+  return {
+    id: DRY_RUN_ID,
+    syncId: sync.id,
+    status: 'querying',
+    trigger: { type: 'manual', detail: 'plan' },
+    // The mass-delete guard is reported as a warning, with the removals it would have stopped.
+    options: { fullResync: false, resetCDC: false, allowMassDelete: true },
+    sequenceRunId: null,
+    memberKey: null,
+    createdAt: now,
+    startedAt: now,
+    finishedAt: null,
+    querySize: 0,
+    plannedRows: { ...zero },
+    successfulRows: { ...zero },
+    failedRows: { ...zero },
+    completionRatio: 0,
+    error: null,
+    cancelRequested: false,
+    apiUsage: null,
+    attempt: 1,
+    workerId: null,
+    leaseExpiresAt: null,
+  };
+}
+
+/** Store calls a dry run passes through to the store: they only read. */
+const READS = new Set<string>([
+  'capabilities',
+  'getSync',
+  'getSequence',
+  'getModel',
+  'getSource',
+  'getDestination',
+  'loadWorkspace',
+  'snapshotGet',
+  'snapshotKeys',
+  'snapshotPages',
+  'snapshotCount',
+  'listSyncRuns',
+  'listRejectedRows',
+]);
+
+/**
+ * The store as a dry run sees it: reads answered by `store`; the run's record kept in memory; the
+ * run's commits (snapshot, record ids) dropped, its rejected rows recorded; record ids of parents
+ * planned earlier in the plan answered as to come. Any other call is refused.
+ */
+function planningStore(
+  store: Store,
+  run: SyncRun,
+  recorder: PlanRecorder,
+  delivering: Map<number, { slug: string; keys: Set<string> }>,
+): Store {
+  let current = run;
+  const absorbed: Record<string, unknown> = {
+    getSyncRun: async (id: number) => (id === run.id ? current : store.getSyncRun(id)),
+    updateSyncRun: async (id: number, patch: SyncRunPatch) => {
+      if (id !== run.id) throw refused('updateSyncRun');
+      const defined = Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined)) as Partial<SyncRun>;
+      current = { ...current, ...defined };
+      return current;
+    },
+    addRejectedRows: async (rows: RejectedRow[]) => recorder.rejectedRows(rows),
+    snapshotWrite: async () => undefined,
+    recordIdsWrite: async () => undefined,
+    recordIdsGet: async (syncId: number, keys: string[]) => {
+      const ids = await store.recordIdsGet(syncId, keys);
+      const planned = delivering.get(syncId);
+      if (planned) for (const k of keys) if (!ids.has(k) && planned.keys.has(k)) ids.set(k, `(id of the ${planned.slug} record delivered first)`);
+      return ids;
+    },
+  };
+  return new Proxy(store, {
+    get(target, name, receiver) {
+      if (typeof name === 'string' && name in absorbed) return absorbed[name];
+      if (typeof name === 'string' && READS.has(name)) {
+        const value: unknown = Reflect.get(target, name, receiver);
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+      }
+      if (name === 'then') return undefined;
+      return () => {
+        throw refused(String(name));
+      };
+    },
+  });
+}
+
+function refused(method: string): LockstepError {
+  return new LockstepError(ErrorCode.Internal, `a dry run may not call store.${method}: it changes nothing stored`);
+}
+
+/** The runner's log of a dry run, at debug level: a plan is not a run. */
+function quiet(logger: Logger): Logger {
+  const debug = (message: string, fields?: Record<string, unknown>) => logger.debug(`plan: ${message}`, { ...fields, dryRun: true });
+  return { debug, info: debug, warn: debug, error: debug };
+}
+
+/** Fills a sample's `before` from the destination's row (null: it has none). */
+function compareWith(sample: PlanSample, columns: string[], row: Value[] | null): void {
+  if (row === null) {
+    sample.before = 'absent';
+    return;
+  }
+  sample.before = 'read';
+  if (sample.fields.length === 0) {
+    // A removal: what the destination holds now.
+    sample.fields = columns.map((field, i) => ({ field, before: row[i] ?? null, after: null }));
+    return;
+  }
+  const fields = sample.fields.map((f, i) => ({ ...f, before: row[i] ?? null }));
+  const differing = fields.filter((f) => !sameValue(f.before, f.after));
+  sample.fields = differing.length > 0 ? differing : fields;
+}
+
+/** Equal as a destination would hold them: `1` and `"1"`, `true` and `1` are the same value. */
+function sameValue(a: Value | undefined, b: Value): boolean {
+  const text = (v: Value | undefined) => (typeof v === 'boolean' ? String(Number(v)) : v === null || v === undefined ? null : String(v));
+  return text(a) === text(b);
+}

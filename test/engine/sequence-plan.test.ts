@@ -1,0 +1,290 @@
+/**
+ * Dry runs of sequences (`lockstep sequence plan`): counts and samples per member, rows rejected
+ * before sending, and the promise that matters most: a plan sends nothing and changes nothing
+ * stored, so a real run after a plan sends exactly what it would have sent without it. Warehouse,
+ * CRM and store are real SQLite files; the lookup case uses a recording destination kind.
+ */
+import { cpSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { createConnectorRegistry } from '../../src/app.js';
+import type { ConnectorKind } from '../../src/core/connector-kind.js';
+import type { RowOutcome, Store, WriteOperation } from '../../src/core/ports.js';
+import { member, model, sequence, source, sync, workspace } from '../helpers/definitions.js';
+import { createHierarchyFixture, sqlite, sqliteRows, startHarness, tempDir } from '../helpers/harness.js';
+
+function definition() {
+  return workspace({
+    sources: [source('warehouse', { path: 'warehouse.db' })],
+    destinations: [source('crm', { path: 'crm.db' })],
+    models: [
+      model('accounts', 'warehouse', 'select id, name from accounts'),
+      model('workspaces', 'warehouse', 'select id, account_id, name from workspaces'),
+      // Contact 1 comes twice (a duplicate key) and one row has no key: both rejected on every run.
+      model(
+        'contacts',
+        'warehouse',
+        "select id, workspace_id, email from contacts union all select id, workspace_id, email from contacts where id = 1 union all select null, 1, 'nobody@example.com'",
+      ),
+    ],
+    syncs: [
+      sync('accounts', { model: 'accounts', destination: 'crm', object: 'accounts', batchSize: 2 }),
+      sync('workspaces', { model: 'workspaces', destination: 'crm', object: 'workspaces', mode: 'mirror', batchSize: 2 }),
+      sync('contacts', { model: 'contacts', destination: 'crm', object: 'contacts', mode: 'mirror', mappings: [{ from: 'email', to: 'email_address' }], batchSize: 2 }),
+    ],
+    sequences: [sequence('crm', [member('accounts'), member('workspaces'), member('contacts', { terminate: 'never' })])],
+  });
+}
+
+/** Everything a run or a plan could change in the store, read through its own API. */
+async function storedState(store: Store) {
+  const state: Record<string, unknown> = {};
+  for (const slug of ['accounts', 'workspaces', 'contacts']) {
+    const s = (await store.getSync(slug))!;
+    const pages: unknown[] = [];
+    for await (const page of store.snapshotPages(s.id, 1000)) pages.push(page);
+    const runs = await store.listSyncRuns({ syncId: s.id, limit: 100, offset: 0, order: 'asc' });
+    const rejected = [];
+    for (const run of runs) rejected.push(await store.listRejectedRows(run.id, 1000, 0));
+    state[slug] = { pages, runs, rejected, ids: await store.recordIdsGet(s.id, ['[1]', '[2]', '[3]']) };
+  }
+  state.sequenceRuns = await store.listSequenceRuns({ limit: 100, offset: 0, order: 'asc' });
+  state.queued = await store.listQueuedSyncRuns();
+  return state;
+}
+
+const CRM_TABLES = ['accounts', 'workspaces', 'contacts'];
+const crmRows = (dir: string) => Object.fromEntries(CRM_TABLES.map((t) => [t, sqliteRows(join(dir, 'crm.db'), `select * from ${t} order by id`)]));
+
+/** A delivered hierarchy, then changes in the warehouse: one account renamed and one added, a workspace gone, a contact changed. */
+async function deliveredThenChanged() {
+  const dir = tempDir();
+  createHierarchyFixture(dir);
+  {
+    await using h = await startHarness({ dir, definition: definition() });
+    const { run } = await h.app.worker.triggerSequence('crm');
+    expect((await h.app.worker.waitForSequenceRun(run.id)).status).toBe('done');
+  }
+  sqlite(
+    join(dir, 'warehouse.db'),
+    `update accounts set name = 'Account two' where id = 2;
+     insert into accounts values (4, 'Account 4');
+     delete from contacts where workspace_id = 6;
+     delete from workspaces where id = 6;
+     update contacts set email = 'new3@example.com' where id = 3;`,
+  );
+  return dir;
+}
+
+describe('sequence plan', () => {
+  it('plans every member in run order with counts and samples, before → after read from the destination', async () => {
+    const dir = await deliveredThenChanged();
+    await using h = await startHarness({ dir, definition: definition() });
+    const plan = await h.app.planner.plan('crm', { samples: 5 });
+    expect(plan.members.map((m) => [m.key, m.status, m.querySize, m.added, m.changed, m.removed, m.retried, m.rejected])).toEqual([
+      ['accounts', 'planned', 4, 1, 1, 0, 0, 0],
+      ['workspaces', 'planned', 5, 0, 0, 1, 0, 0],
+      // contact 6 and 12 (workspace 6) left; contact 3 changed; the duplicate of contact 1 and the
+      // row without a key are rejected again (counted as added, as a run counts them).
+      ['contacts', 'planned', 12, 2, 1, 2, 2, 2],
+    ]);
+    const accounts = plan.members[0]!;
+    expect(accounts.samples.changed).toEqual([{ key: [2], before: 'read', fields: [{ field: 'name', before: 'Account 2', after: 'Account two' }] }]);
+    expect(accounts.samples.added).toEqual([{ key: [4], before: 'absent', fields: [{ field: 'id', after: 4 }, { field: 'name', after: 'Account 4' }] }]);
+    const workspaces = plan.members[1]!;
+    expect(workspaces.samples.removed).toEqual([
+      {
+        key: [6],
+        before: 'read',
+        fields: [
+          { field: 'id', before: 6, after: null },
+          { field: 'account_id', before: 3, after: null },
+          { field: 'name', before: 'Workspace 6', after: null },
+        ],
+      },
+    ]);
+    const contacts = plan.members[2]!;
+    expect(contacts.samples.changed[0]!.fields).toEqual([{ field: 'email_address', before: 'person3@example.com', after: 'new3@example.com' }]);
+    expect(contacts.samples.rejected).toEqual([
+      { key: '[1]', op: 'added', reason: expect.stringContaining('duplicate primary key [1]') },
+      { key: '[null]', op: 'added', reason: 'primary key column "id" is null' },
+    ]);
+    expect(plan.samplesPerKind).toBe(5);
+  });
+
+  it('sends nothing and changes nothing stored; a real run afterwards sends exactly what it would have without the plan', async () => {
+    const dir = await deliveredThenChanged();
+    // The same world twice: one is planned and then run, the other only run.
+    const control = tempDir();
+    cpSync(dir, control, { recursive: true });
+
+    let planned;
+    {
+      await using h = await startHarness({ dir, definition: definition() });
+      const before = await storedState(h.app.store);
+      const crmBefore = crmRows(dir);
+      planned = await h.app.planner.plan('crm', { samples: 2 });
+      await h.app.planner.plan('crm', { samples: 0 });
+      expect(await storedState(h.app.store)).toEqual(before);
+      expect(crmRows(dir)).toEqual(crmBefore);
+      const { run } = await h.app.worker.triggerSequence('crm');
+      expect((await h.app.worker.waitForSequenceRun(run.id)).status).toBe('done');
+    }
+    {
+      await using h = await startHarness({ dir: control, definition: definition() });
+      const { run } = await h.app.worker.triggerSequence('crm');
+      expect((await h.app.worker.waitForSequenceRun(run.id)).status).toBe('done');
+    }
+    // Row for row, the destinations are the same, and so are the runs' counts and rejected rows.
+    expect(crmRows(dir)).toEqual(crmRows(control));
+    const lastRuns = async (d: string) => {
+      await using h = await startHarness({ dir: d, definition: definition(), startWorker: false });
+      const out = [];
+      for (const slug of ['accounts', 'workspaces', 'contacts']) {
+        const s = (await h.app.store.getSync(slug))!;
+        const [run] = await h.app.store.listSyncRuns({ syncId: s.id, limit: 1, offset: 0, order: 'desc' });
+        out.push({ slug, querySize: run!.querySize, planned: run!.plannedRows, successful: run!.successfulRows, failed: run!.failedRows, rejected: await h.app.store.listRejectedRows(run!.id, 100, 0).then((rows) => rows.map((r) => [r.key, r.op, r.reason])) });
+      }
+      return out;
+    };
+    const [afterPlan, withoutPlan] = [await lastRuns(dir), await lastRuns(control)];
+    expect(afterPlan).toEqual(withoutPlan);
+    // And the plan said what the run then planned. Rows the destination itself refuses cannot be
+    // known before sending: workspace 6's delete breaks a foreign key (its contacts go after it).
+    expect(planned.members.map((m) => [m.key, m.querySize, m.added, m.changed, m.removed])).toEqual(
+      afterPlan.map((r) => [r.slug, r.querySize, r.planned.addedCount, r.planned.changedCount, r.planned.removedCount]),
+    );
+    expect(planned.members.map((m) => m.rejected)).toEqual([0, 0, 2]);
+    expect(afterPlan.map((r) => r.failed.addedCount + r.failed.changedCount + r.failed.removedCount)).toEqual([0, 1, 2]);
+  });
+
+  it('reports a member whose run would fail, and warns about the mass-delete guard, still storing nothing', async () => {
+    const dir = await deliveredThenChanged();
+    sqlite(join(dir, 'warehouse.db'), 'delete from contacts where id > 1;');
+    sqlite(join(dir, 'crm.db'), 'alter table accounts rename to accounts_old;');
+    await using h = await startHarness({ dir, definition: definition() });
+    const before = await storedState(h.app.store);
+    const plan = await h.app.planner.plan('crm');
+    expect(plan.members[0]).toMatchObject({ key: 'accounts', status: 'failed', error: expect.stringContaining('table "accounts" does not exist') });
+    expect(plan.members[2]!.removed).toBe(11);
+    expect(plan.members[2]!.warnings).toEqual([expect.stringContaining('a real run would stop before deleting: sync "contacts" would delete 11 of the 12 rows')]);
+    expect(await storedState(h.app.store)).toEqual(before);
+  });
+
+  it('refuses an unknown sequence by name', async () => {
+    const dir = tempDir();
+    createHierarchyFixture(dir);
+    await using h = await startHarness({ dir, definition: definition() });
+    await expect(h.app.planner.plan('crn')).rejects.toThrow('no sequence "crn" in the workspace');
+  });
+});
+
+describe('sequence plan with parent lookups', () => {
+  /** A destination that reports ids (like Salesforce or HubSpot) and records every write it is sent. */
+  function recordingKind(sent: WriteOperation[]): ConnectorKind<{ name: string }> {
+    const capabilities = { deletes: true, upsert: true, maxBatchSize: null, recordIds: true };
+    return {
+      type: 'recorder',
+      description: 'records writes and answers with ids',
+      settings: z.strictObject({ name: z.string() }),
+      secrets: [],
+      example: '{ type: recorder, name: r }',
+      destination: {
+        capabilities,
+        async open() {
+          return {
+            capabilities,
+            async close() {},
+            async prepare(target) {
+              return {
+                async write(batch): Promise<RowOutcome[]> {
+                  sent.push(...batch);
+                  return batch.map((op) => ({ ok: true, id: `${target.object}-${String(op.key[0])}` }));
+                },
+              };
+            },
+          };
+        },
+      },
+    };
+  }
+
+  it('counts a child row whose parent is neither recorded nor planned earlier in the plan as rejected, and sends nothing', async () => {
+    const dir = tempDir();
+    createHierarchyFixture(dir);
+    // Workspace 7 belongs to account 99, which the accounts model never returns.
+    sqlite(join(dir, 'warehouse.db'), "insert into workspaces values (7, 99, 'Orphan');");
+    const sent: WriteOperation[] = [];
+    const registry = createConnectorRegistry().register(recordingKind(sent));
+    const def = workspace({
+      sources: [source('warehouse', { path: 'warehouse.db' })],
+      destinations: [source('crm', { type: 'recorder', settings: { name: 'crm' } })],
+      models: [model('accounts', 'warehouse', 'select id, name from accounts'), model('workspaces', 'warehouse', 'select id, account_id, name from workspaces')],
+      syncs: [
+        sync('accounts', { model: 'accounts', destination: 'crm', object: 'Account' }),
+        sync('workspaces', { model: 'workspaces', destination: 'crm', object: 'Workspace', mappings: [{ from: 'account_id', to: 'AccountId', lookup: { sync: 'accounts' } }] }),
+      ],
+      sequences: [sequence('crm', [member('accounts'), member('workspaces')])],
+    });
+    await using h = await startHarness({ dir, definition: def, connectors: () => registry });
+    const plan = await h.app.planner.plan('crm', { samples: 1 });
+    expect(sent).toEqual([]);
+    expect(plan.members.map((m) => [m.key, m.added, m.rejected])).toEqual([
+      ['accounts', 3, 0],
+      ['workspaces', 7, 1],
+    ]);
+    const workspaces = plan.members[1]!;
+    expect(workspaces.samples.rejected).toEqual([{ key: '[7]', op: 'added', reason: expect.stringContaining('account_id 99 has not been delivered by accounts yet') }]);
+    expect(workspaces.samples.added[0]!.fields).toContainEqual({ field: 'AccountId', after: '(id of the accounts record delivered first)' });
+    expect(workspaces.samples.added[0]!.before).toBe('unavailable');
+
+    // After a real run of the parent alone, the child's plan uses the recorded ids.
+    const { run } = await h.app.worker.triggerSync('accounts');
+    await h.app.worker.waitForSyncRun(run.id);
+    sent.length = 0;
+    const again = await h.app.planner.plan('crm', { samples: 1 });
+    expect(sent).toEqual([]);
+    expect(again.members[1]!.samples.added[0]!.fields).toContainEqual({ field: 'AccountId', after: 'Account-1' });
+    expect(again.members[1]!.rejected).toBe(1);
+  });
+});
+
+describe('sequence plan on PostgreSQL', () => {
+  it('reads before values from a PostgreSQL destination and changes nothing in a PostgreSQL store', async () => {
+    const { createTestDatabase, sql } = await import('../helpers/postgres.js');
+    const storeUrl = await createTestDatabase('planstore');
+    const crmUrl = await createTestDatabase('plancrm');
+    await sql(crmUrl, 'create table accounts (id bigint primary key, name text not null)');
+    const dir = tempDir();
+    createHierarchyFixture(dir);
+    const def = workspace({
+      sources: [source('warehouse', { path: 'warehouse.db' })],
+      destinations: [{ slug: 'pg', type: 'postgres', settings: { url: '${CRM_URL}' } }],
+      models: [model('accounts', 'warehouse', 'select id, name from accounts')],
+      syncs: [sync('accounts', { model: 'accounts', destination: 'pg', object: 'accounts', mode: 'mirror', maxDeletePercent: null })],
+      sequences: [sequence('crm', [member('accounts')])],
+    });
+    const env = { CRM_URL: crmUrl, LOCKSTEP_STORE: storeUrl };
+    await using h = await startHarness({ dir, definition: def, env });
+    const first = await h.app.worker.triggerSequence('crm');
+    expect((await h.app.worker.waitForSequenceRun(first.run.id)).status).toBe('done');
+    sqlite(join(dir, 'warehouse.db'), "update accounts set name = 'Acme' where id = 1; delete from accounts where id = 3;");
+    const stored = async () => {
+      const s = (await h.app.store.getSync('accounts'))!;
+      const pages = [];
+      for await (const page of h.app.store.snapshotPages(s.id, 100)) pages.push(page);
+      return { pages, runs: await h.app.store.listSyncRuns({ syncId: s.id, limit: 10, offset: 0, order: 'asc' }), sequences: await h.app.store.listSequenceRuns({ limit: 10, offset: 0, order: 'asc' }) };
+    };
+    const before = await stored();
+    const destinationBefore = await sql(crmUrl, 'select * from accounts order by id');
+    const plan = await h.app.planner.plan('crm');
+    expect(plan.members[0]).toMatchObject({ status: 'planned', querySize: 2, added: 0, changed: 1, removed: 1, rejected: 0 });
+    expect(plan.members[0]!.samples.changed).toEqual([{ key: [1], before: 'read', fields: [{ field: 'name', before: 'Account 1', after: 'Acme' }] }]);
+    expect(plan.members[0]!.samples.removed).toEqual([
+      { key: [3], before: 'read', fields: [{ field: 'id', before: 3, after: null }, { field: 'name', before: 'Account 3', after: null }] },
+    ]);
+    expect(await stored()).toEqual(before);
+    expect(await sql(crmUrl, 'select * from accounts order by id')).toEqual(destinationBefore);
+  });
+});
