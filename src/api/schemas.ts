@@ -50,6 +50,10 @@ export const SyncRunView = z
       .object({ used: z.number().int(), limit: z.number().int(), calls: z.number().int() })
       .optional()
       .openapi({ description: "The destination's API budget as it last reported it in the run (e.g. Salesforce's Sforce-Limit-Info), and the calls the run made." }),
+    comparison: z
+      .object({ planner: z.enum(['store', 'warehouse']), kind: z.enum(['full', 'cursor']), notes: z.array(z.string()).optional() })
+      .optional()
+      .openapi({ description: "How the run compared the model: where the snapshot lives (planner) and whether the whole model or only rows past its cursor were compared, with notes (a fallback, a rebuilt planner table, changed column types)." }),
   })
   .openapi('SyncRunView');
 
@@ -140,6 +144,7 @@ export const SyncTriggerBody = z
   .strictObject({
     fullResync: flag.optional().openapi({ description: 'Send every row, ignoring the snapshot.' }),
     resetCDC: flag.optional().openapi({ description: 'Rebuild the snapshot from the model without sending anything.' }),
+    fullCompare: flag.optional().openapi({ description: "Compare the whole model even though it declares a cursor (catches deletes and late writes)." }),
   })
   .optional();
 

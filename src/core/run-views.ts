@@ -2,7 +2,7 @@
  * Runs as the outside world sees them: the JSON shapes of the Hightouch-compatible API
  * (SPEC §6.3), shared by the command line's `--json` output and the HTTP API. Times are ISO-8601.
  */
-import type { ApiUsage, OperationCounts, RejectedRow, SequenceRun, SyncRun } from './runs.js';
+import type { ApiUsage, OperationCounts, RejectedRow, RunComparison, SequenceRun, SyncRun } from './runs.js';
 
 export interface SyncRunView {
   id: number;
@@ -21,6 +21,8 @@ export interface SyncRunView {
   sequenceRunId: string | null;
   /** The destination's API budget as last reported in the run, and the calls the run made (SaaS destinations). */
   apiUsage?: ApiUsage;
+  /** How the run compared the model (planner and full or cursor comparison). */
+  comparison?: RunComparison;
 }
 
 export interface MemberRunView {
@@ -71,6 +73,7 @@ export function syncRunView(run: SyncRun): SyncRunView {
     error: run.error,
     sequenceRunId: run.sequenceRunId,
     ...(run.apiUsage ? { apiUsage: run.apiUsage } : {}),
+    ...(run.comparison ? { comparison: run.comparison } : {}),
   };
 }
 

@@ -5,6 +5,7 @@
  */
 import type {
   ApiUsage,
+  RunComparison,
   MemberRun,
   MemberRunStatus,
   OperationCounts,
@@ -95,6 +96,7 @@ export interface SyncRunRow {
   trigger_detail: string | null;
   full_resync: Num | boolean;
   allow_mass_delete?: Num | boolean;
+  full_compare?: Num | boolean;
   reset_cdc: Num | boolean;
   sequence_run_id: string | null;
   member_key: string | null;
@@ -116,6 +118,8 @@ export interface SyncRunRow {
   cancel_requested: Num | boolean;
   /** JSON of an ApiUsage (absent in rows read before the column existed). */
   api_usage?: string | null;
+  /** JSON of a RunComparison. */
+  comparison?: string | null;
   attempt?: Num;
   worker_id?: string | null;
   lease_expires_at?: Num | null;
@@ -131,6 +135,7 @@ export function toSyncRun(row: SyncRunRow): SyncRun {
       fullResync: toBool(row.full_resync),
       resetCDC: toBool(row.reset_cdc),
       ...(toBool(row.allow_mass_delete ?? 0) ? { allowMassDelete: true } : {}),
+      ...(toBool(row.full_compare ?? 0) ? { fullCompare: true } : {}),
     },
     sequenceRunId: row.sequence_run_id,
     memberKey: row.member_key,
@@ -145,6 +150,7 @@ export function toSyncRun(row: SyncRunRow): SyncRun {
     error: row.error,
     cancelRequested: toBool(row.cancel_requested),
     apiUsage: row.api_usage ? (JSON.parse(row.api_usage) as ApiUsage) : null,
+    comparison: row.comparison ? (JSON.parse(row.comparison) as RunComparison) : null,
     attempt: Number(row.attempt ?? 0),
     workerId: row.worker_id ?? null,
     leaseExpiresAt: toTime(row.lease_expires_at ?? null),
