@@ -938,8 +938,9 @@ export class SyncRunner {
       await this.committed(p);
       await p.plannerCommits;
     }
+    const finishing = performance.now();
     await planner.finish();
-    logger.debug('model delivered', { syncRunId: run.id, ms: Math.round(performance.now() - started) });
+    logger.debug('model delivered', { syncRunId: run.id, ms: Math.round(performance.now() - started), plannerTableMs: Math.round(performance.now() - finishing) });
   }
 
   /**

@@ -81,6 +81,18 @@ export class PostgresPlanner implements WarehousePlanner {
    * and the guard function exist. A user who may not create them gets an error naming the grant.
    */
   static async open(client: pg.Client, schema: string, where: string): Promise<PostgresPlanner> {
+    if (process.env.LOCKSTEP_PLANNER_TRACE) {
+      const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
+      (client as unknown as { query: unknown }).query = async (...args: unknown[]) => {
+        const started = performance.now();
+        try {
+          return await query(...args);
+        } finally {
+          const text = typeof args[0] === 'string' ? args[0] : (args[0] as { text: string }).text;
+          process.stderr.write(`TRACE ${Math.round(performance.now() - started)} ms ${text.replace(/\s+/g, ' ').slice(0, 100)}\n`);
+        }
+      };
+    }
     const planner = new PostgresPlanner(client, schema, where);
     // Lockstep's own writes to planner tables; anything else trips the guard (see tampered).
     await client.query("SET lockstep.planner = 'on'");
@@ -170,9 +182,16 @@ export class PostgresPlanner implements WarehousePlanner {
   }
 
   async plan(request: WarehousePlanRequest): Promise<WarehousePlan> {
+    // One transaction: the sync's row of lockstep_syncs stays locked while the model is compared,
+    // and the staging table, its watermark and the takeover commit together (one flush to disk).
+    await this.client.query('BEGIN');
     try {
-      return await this.planOnce(request);
+      const plan = await this.planOnce(request);
+      await this.client.query('COMMIT');
+      return plan;
     } catch (error) {
+      await this.client.query('ROLLBACK').catch(() => undefined);
+      this.fence = null;
       throw this.failure('comparing the model with its planner table', error);
     }
   }
@@ -187,8 +206,7 @@ export class PostgresPlanner implements WarehousePlanner {
 
     // Take the sync's planner over for this attempt, first taking in what an earlier attempt delivered.
     let meta: MetaRow;
-    await client.query('BEGIN');
-    try {
+    {
       await client.query(`INSERT INTO ${this.meta} (sync_id, slug, planner_table) VALUES ($1, $2, $3) ON CONFLICT (sync_id) DO NOTHING`, [
         request.sync.id,
         request.sync.slug,
@@ -207,10 +225,6 @@ export class PostgresPlanner implements WarehousePlanner {
         request.run.id,
         request.run.attempt,
       ]);
-      await client.query('COMMIT');
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw error;
     }
     meta = parseMeta((await client.query<MetaRow>(`SELECT * FROM ${this.meta} WHERE sync_id = $1`, [request.sync.id])).rows[0]);
     this.fence = { syncId: request.sync.id, runId: request.run.id, attempt: request.run.attempt };
@@ -295,13 +309,18 @@ export class PostgresPlanner implements WarehousePlanner {
           : `m.${q(v)} IS DISTINCT FROM p.${q(v)}`;
       });
       const differs = kind === 'keys' || compared.length === 0 ? (kind === 'keys' ? 'true' : 'false') : compared.join(' OR ');
-      const on = keys.map((k) => `m.${q(k)} = p.${q(k)}`).join(' AND ');
       const model =
         comparison === 'cursor'
           ? `SELECT lockstep_q.*, true AS lockstep_m FROM (\n${query}\n) AS lockstep_q WHERE lockstep_q.${q(cursor?.column as string)} >= $1::${(modelColumns.find((c) => c.name === cursor?.column) as ColumnType).type}`
           : `SELECT lockstep_q.*, true AS lockstep_m FROM (\n${query}\n) AS lockstep_q`;
-      // A cursor run reads only rows past the cursor: nothing is removed.
+      // A full comparison joins along the key (a merge join over both tables' key order); a cursor
+      // run reads only rows past the cursor and looks each up by key (OFFSET 0 keeps the lookup a
+      // parameterised index scan rather than a scan of the whole planner table), removing nothing.
       const join = comparison === 'cursor' || !request.sends.removed ? 'LEFT JOIN' : 'FULL JOIN';
+      const planned =
+        comparison === 'cursor'
+          ? `LEFT JOIN LATERAL (SELECT lockstep_p.*, true AS lockstep_p FROM ${this.table(plannerTable)} AS lockstep_p WHERE ${keys.map((k) => `lockstep_p.${q(k)} = m.${q(k)}`).join(' AND ')} OFFSET 0) AS p ON true`
+          : `${join} (SELECT lockstep_p.*, true AS lockstep_p FROM ${this.table(plannerTable)} AS lockstep_p) AS p ON ${keys.map((k) => `m.${q(k)} = p.${q(k)}`).join(' AND ')}`;
       const op = `CASE WHEN m.lockstep_m IS NULL THEN 'r' WHEN p.lockstep_p IS NULL THEN 'a' ELSE 'c' END`;
       const wanted = ["'a'", ...(request.sends.changed || kind === 'keys' ? ["'c'"] : []), ...(request.sends.removed && comparison === 'full' ? ["'r'"] : [])];
       const columns = [
@@ -312,9 +331,15 @@ export class PostgresPlanner implements WarehousePlanner {
       ];
       const sql =
         `CREATE TABLE ${this.table(staging)} AS SELECT * FROM (SELECT ${columns.join(', ')}\n` +
-        `FROM (${model}) AS m ${join} (SELECT lockstep_p.*, true AS lockstep_p FROM ${this.table(plannerTable)} AS lockstep_p) AS p ON ${on}\n` +
+        `FROM (${model}) AS m ${planned}\n` +
         `WHERE m.lockstep_m IS NULL OR p.lockstep_p IS NULL OR ${differs}) AS lockstep_diff WHERE lockstep_op IN (${wanted.join(', ')})`;
+      // PostgreSQL may pick a hash join of the two tables (it must build a table of one of them) over
+      // a merge join along the key (both read in key order, nothing held): when the model's own
+      // plan has no hash join to lose, hash joins are turned off for the comparison.
+      const merge = comparison === 'full' && !(await this.plansHashJoin(query));
+      if (merge) await client.query('SET LOCAL enable_hashjoin = off');
       created = (await client.query(sql, comparison === 'cursor' ? [meta.cursor_value] : [])).rowCount ?? 0;
+      if (merge) await client.query('SET LOCAL enable_hashjoin = on');
     }
 
     // Null and duplicate keys: found here, refused, and kept out of the plan.
@@ -327,10 +352,12 @@ export class PostgresPlanner implements WarehousePlanner {
     for (const key of nulls.rows as Value[][]) {
       refused.push({ key: key.map(plain), reason: `primary key column "${keys[key.indexOf(null)] ?? keys[0]}" is null` });
     }
+    await client.query('SAVEPOINT lockstep_key');
     try {
       await client.query(`ALTER TABLE ${this.table(staging)} ADD CONSTRAINT ${q(`${staging}_pkey`)} PRIMARY KEY (${keyList})`);
     } catch (error) {
       if ((error as { code?: string }).code !== UNIQUE_VIOLATION) throw error;
+      await client.query('ROLLBACK TO SAVEPOINT lockstep_key');
       const dups = await client.query({
         text: `DELETE FROM ${this.table(staging)} AS a USING ${this.table(staging)} AS b WHERE ${keys.map((k) => `a.${q(k)} = b.${q(k)}`).join(' AND ')} AND a.ctid > b.ctid RETURNING ${keys.map((k) => `a.${q(k)}`).join(', ')}`,
         rowMode: 'array',
@@ -345,7 +372,6 @@ export class PostgresPlanner implements WarehousePlanner {
     const counts = { added: 0, changed: 0, removed: 0 };
     if (kind === 'initial' || kind === 'reset') counts.added = created - refused.length;
     else {
-      await client.query(`ANALYZE ${this.table(staging)}`);
       const grouped = await client.query<{ op: string; n: string }>(`SELECT lockstep_op AS op, count(*) AS n FROM ${this.table(staging)} GROUP BY 1`);
       for (const row of grouped.rows) counts[row.op === 'a' ? 'added' : row.op === 'c' ? 'changed' : 'removed'] = Number(row.n);
     }
@@ -434,9 +460,25 @@ export class PostgresPlanner implements WarehousePlanner {
       await client.query(`UPDATE ${this.meta} SET staging = NULL, part = -1, through = NULL WHERE sync_id = $1`, [meta.sync_id]);
       return;
     }
+    const anyRejected = (await client.query(`SELECT 1 FROM ${this.table(rejectedTable)} LIMIT 1`)).rowCount !== 0;
+    // The cursor moves only when the run delivered everything it read past it.
+    const cursorDone = complete && !anyRejected && meta.pending_cursor !== null;
+    const record = (rowCount: number, recorded: ColumnType[]) =>
+      client.query(
+        `UPDATE ${this.meta} SET staging = NULL, part = -1, through = NULL, columns = $2, row_count = $3, tampered = false,
+           cursor_value = CASE WHEN $4 THEN pending_cursor ELSE cursor_value END,
+           cursor_runs = CASE WHEN NOT $4 THEN cursor_runs WHEN comparison = 'cursor' THEN cursor_runs + 1 ELSE 0 END,
+           pending_cursor = NULL, updated_at = now() WHERE sync_id = $1`,
+        [meta.sync_id, JSON.stringify(recorded), rowCount, cursorDone],
+      );
+    if (kind === 'values' && Number(meta.staged_rows) === 0) {
+      // Nothing differed: the planner table stays as it is.
+      await drop();
+      await record(Number(meta.row_count), meta.columns ?? columns);
+      return;
+    }
     const q = quote;
     const keyRow = (alias: string) => `(${keys.map((k) => `${alias}.${q(k)}`).join(', ')})`;
-    const anyRejected = (await client.query(`SELECT 1 FROM ${this.table(rejectedTable)} LIMIT 1`)).rowCount !== 0;
     const rank = kind === 'initial' || kind === 'reset' ? '0' : `(CASE s.lockstep_op WHEN 'a' THEN 0 WHEN 'c' THEN 1 ELSE 2 END)`;
     const everything = complete || kind === 'reset';
     const conditions: string[] = [];
@@ -486,16 +528,7 @@ export class PostgresPlanner implements WarehousePlanner {
       rowCount = Number(meta.row_count) + Number(added.rows[0]?.n ?? 0) - (removed.rowCount ?? 0);
       await drop();
     }
-    const recorded = await this.describeTable(planner);
-    // The cursor moves only when the run delivered everything it read past it.
-    const cursorDone = complete && !anyRejected && meta.pending_cursor !== null;
-    await client.query(
-      `UPDATE ${this.meta} SET staging = NULL, part = -1, through = NULL, columns = $2, row_count = $3, tampered = false,
-         cursor_value = CASE WHEN $4 THEN pending_cursor ELSE cursor_value END,
-         cursor_runs = CASE WHEN NOT $4 THEN cursor_runs WHEN comparison = 'cursor' THEN cursor_runs + 1 ELSE 0 END,
-         pending_cursor = NULL, updated_at = now() WHERE sync_id = $1`,
-      [meta.sync_id, JSON.stringify(recorded?.columns ?? columns), rowCount, cursorDone],
-    );
+    await record(rowCount, (await this.describeTable(planner))?.columns ?? columns);
   }
 
   async close(): Promise<void> {
@@ -526,6 +559,12 @@ export class PostgresPlanner implements WarehousePlanner {
     );
     const row = found.rows[0];
     return row ? { columns: json<ColumnType[] | null>(row.columns) ?? [], guarded: row.guarded } : null;
+  }
+
+  /** Whether PostgreSQL's plan for `query` joins by hash anywhere. */
+  private async plansHashJoin(query: string): Promise<boolean> {
+    const explained = await this.client.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (FORMAT JSON) ${query}`);
+    return JSON.stringify(explained.rows[0]?.['QUERY PLAN'] ?? '').includes('"Hash Join"');
   }
 
   private async hasRows(name: string): Promise<boolean> {
