@@ -202,7 +202,6 @@ export async function main(args) {
     const pgUrl = url.toString();
     const [sourceKind, destinationKind] = pair.split('-');
     log(`sync benchmark: ${rows} rows, ${pair}, batchSize ${options.batch}, planner ${options.planner}${options.cursor ? ', cursor updated_at' : ''}`);
-    if (options.planner === 'warehouse' && sourceKind !== 'postgres') throw new Error(`--planner warehouse needs a PostgreSQL source (pair postgres-*), got ${pair}`);
 
     // --- the model
     const duckPath = join(work, 'warehouse.duckdb');

@@ -224,3 +224,64 @@ describe('planner in the warehouse (PostgreSQL)', () => {
     }
   });
 });
+
+describe('planner in the warehouse (DuckDB)', () => {
+  async function duckSetup(over: Partial<ModelDef> = {}) {
+    const dir = tempDir();
+    const duck = await import('@duckdb/node-api');
+    const path = `${dir}/warehouse.duckdb`;
+    const exec = async (statements: string) => {
+      const instance = await duck.DuckDBInstance.create(path);
+      const connection = await instance.connect();
+      try {
+        await connection.run(statements);
+      } finally {
+        connection.closeSync();
+        instance.closeSync();
+      }
+    };
+    await exec(`create table people (id bigint primary key, name varchar not null, score integer not null, seen_at timestamp);
+      insert into people select g, 'person ' || g, g % 100, timestamp '2024-01-01' + g * interval 1 minute from range(1, ${ROWS + 1}) r(g)`);
+    const url = await createTestDatabase('lockstep_wduck');
+    await sql(url, 'create table crm_people (id bigint primary key, name text, score integer, seen_at timestamp)');
+    const h = await startHarness({
+      dir,
+      definition: workspace({
+        sources: [source('warehouse', { type: 'duckdb', settings: { path: 'warehouse.duckdb', planner: 'warehouse' } })],
+        destinations: [source('crm', { type: 'postgres', url })],
+        models: [{ ...model('people', 'warehouse', 'select id, name, score, seen_at from people'), ...over }],
+        syncs: [sync('people-to-crm', { model: 'people', destination: 'crm', object: 'crm_people', mode: 'mirror', batchSize: 500 })],
+      }),
+    });
+    const run = async (options: { fullCompare?: boolean } = {}) => {
+      const { run } = await h.app.worker.triggerSync('people-to-crm', options);
+      return h.app.worker.waitForSyncRun(run.id);
+    };
+    return { h, run, exec, url };
+  }
+
+  it('sends only what changed, reads past the cursor, and rebuilds a planner table changed by hand', async () => {
+    const { h, run, exec, url } = await duckSetup({ cursor: 'seen_at', fullCompareEvery: 2 });
+    await using _ = h;
+    const first = await run();
+    expect(first.status).toBe('success');
+    expect(first.comparison).toEqual({ planner: 'warehouse', kind: 'full' });
+    expect(first.plannedRows).toEqual({ addedCount: ROWS, changedCount: 0, removedCount: 0 });
+    expect(await h.app.store.snapshotCount(first.syncId)).toBe(0);
+
+    await exec(`update people set name = 'moved', seen_at = timestamp '2030-01-01' where id = 10; delete from people where id = 11`);
+    const second = await run();
+    expect(second.comparison?.kind).toBe('cursor');
+    expect(second.plannedRows).toEqual({ addedCount: 0, changedCount: 1, removedCount: 0 });
+    const third = await run();
+    expect(third.comparison?.kind).toBe('full');
+    expect(third.plannedRows).toEqual({ addedCount: 0, changedCount: 0, removedCount: 1 });
+    expect(await sql(url, 'select count(*)::int as n, max(name) filter (where id = 10) as name from crm_people')).toEqual([{ n: ROWS - 1, name: 'moved' }]);
+
+    await exec(`update lockstep_planner.sync_1_people_to_crm set name = 'tampered' where id = 1`);
+    const afterTamper = await run({ fullCompare: true });
+    expect(afterTamper.comparison?.notes?.[0]).toMatch(/was changed outside Lockstep/);
+    expect(afterTamper.plannedRows).toEqual({ addedCount: 0, changedCount: ROWS - 1, removedCount: 0 });
+    expect((await run({ fullCompare: true })).plannedRows).toEqual(NONE);
+  });
+});

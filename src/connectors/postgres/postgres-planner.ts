@@ -398,10 +398,25 @@ export class PostgresPlanner implements WarehousePlanner {
   }
 
   commit(through: { op: WarehousePlanPart['op']; key: Value[] }, rejected: Value[][]): Promise<void> {
-    const next = this.chain.then(() => this.commitNow(through, rejected));
-    this.chain = next.catch(() => undefined);
-    return next;
+    // Commits asked for while one is under way join into the next: only the latest watermark
+    // counts, and the rejected keys of all of them go with it (one transaction instead of many).
+    if (this.waiting) {
+      this.waiting.through = through;
+      this.waiting.rejected.push(...rejected);
+      return this.waiting.done;
+    }
+    const waiting = { through, rejected: [...rejected], done: Promise.resolve() };
+    this.waiting = waiting;
+    waiting.done = this.chain.then(() => {
+      this.waiting = null;
+      return this.commitNow(waiting.through, waiting.rejected);
+    });
+    this.chain = waiting.done.catch(() => undefined);
+    return waiting.done;
   }
+
+  /** The next commit, while it waits for the one under way (see commit). */
+  private waiting: { through: { op: WarehousePlanPart['op']; key: Value[] }; rejected: Value[][]; done: Promise<void> } | null = null;
 
   private async commitNow(through: { op: WarehousePlanPart['op']; key: Value[] }, rejected: Value[][]): Promise<void> {
     const { client } = this;
