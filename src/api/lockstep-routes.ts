@@ -263,7 +263,7 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     },
     async (c, { params, body }) => {
       const sync = await requireSync(params.slug);
-      const { run } = await runs.triggerSync(sync.id, { fullResync: body?.fullResync ?? false, resetCDC: body?.resetCDC ?? false }, triggerOf(c));
+      const { run } = await runs.triggerSync(sync.id, { fullResync: body?.fullResync ?? false, resetCDC: body?.resetCDC ?? false, fullCompare: body?.fullCompare ?? false }, triggerOf(c));
       return c.json({ ...syncRunView(run), sync: sync.slug }, 202);
     },
   );

@@ -58,6 +58,10 @@ export const SyncRunView = z
         description:
           "Where the run's time went once it ended, in milliseconds per phase; the phases add up to the run's time: connect, query (waiting for the source), plan (the run's own work), deliver (waiting for the destination), commit (waiting for the snapshot), rateLimit, retry, finish.",
       }),
+    comparison: z
+      .object({ planner: z.enum(['store', 'warehouse']), kind: z.enum(['full', 'cursor']), notes: z.array(z.string()).optional() })
+      .optional()
+      .openapi({ description: "How the run compared the model: where the snapshot lives (planner) and whether the whole model or only rows past its cursor were compared, with notes (a fallback, a rebuilt planner table, changed column types)." }),
   })
   .openapi('SyncRunView');
 
@@ -148,6 +152,7 @@ export const SyncTriggerBody = z
   .strictObject({
     fullResync: flag.optional().openapi({ description: 'Send every row, ignoring the snapshot.' }),
     resetCDC: flag.optional().openapi({ description: 'Rebuild the snapshot from the model without sending anything.' }),
+    fullCompare: flag.optional().openapi({ description: "Compare the whole model even though it declares a cursor (catches deletes and late writes)." }),
   })
   .optional();
 

@@ -190,8 +190,9 @@ Exit codes:
     .option('--full-resync', 'send every row, ignoring what was delivered before')
     .option('--reset-cdc', 'rebuild the snapshot from the model without sending anything')
     .option('--allow-mass-delete', "let this run delete more than the sync's maxDeletePercent of its rows, once")
+    .option('--full-compare', 'compare the whole model even though it declares a cursor (catches deletes and late writes)')
     .option('--json', 'print the finished run as JSON')
-    .action(async (slug: string, opts: { fullResync?: boolean; resetCdc?: boolean; allowMassDelete?: boolean; json?: boolean }) => {
+    .action(async (slug: string, opts: { fullResync?: boolean; resetCdc?: boolean; allowMassDelete?: boolean; fullCompare?: boolean; json?: boolean }) => {
       const line = new StatusLine(term);
       const log = new ReportedRunsLog(line.terminal);
       const { app, close } = await openAppToRun(global(), log.terminal);
@@ -200,7 +201,7 @@ Exit codes:
         await requireSlug(app, 'sync', slug);
         const { run } = await app.worker.triggerSync(
           slug,
-          { fullResync: Boolean(opts.fullResync), resetCDC: Boolean(opts.resetCdc), allowMassDelete: Boolean(opts.allowMassDelete) },
+          { fullResync: Boolean(opts.fullResync), resetCDC: Boolean(opts.resetCdc), allowMassDelete: Boolean(opts.allowMassDelete), fullCompare: Boolean(opts.fullCompare) },
           { type: 'manual', detail: 'cli' },
         );
         // If the process running it dies, another worker takes the same run over: waiting on its id is enough.

@@ -76,3 +76,20 @@ export function auditLogSetting() {
     .optional()
     .meta({ description: 'Append every run that reads or writes through this connection (sync runs, sequence runs, rejected rows) to tables in this database, once per run.' });
 }
+/** Where a source's syncs keep their snapshot and compare the model with it (engine/warehouse-planner.ts). */
+export const plannerSetting = z
+  .enum(['store', 'warehouse', 'auto'], {
+    error: (issue) => hinted(`planner must be store, warehouse or auto, got ${JSON.stringify(issue.input)}`, 'e.g. planner: warehouse'),
+  })
+  .default('store')
+  .meta({
+    description:
+      "Where syncs reading this source keep their snapshot: store (Lockstep's store, default), warehouse (a schema of the source, compared there by SQL; only changed rows travel), or auto (warehouse when the schema can be created, else store)",
+  });
+
+/** The schema of the source the planner in the warehouse keeps its tables in. */
+export const plannerSchemaSetting = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_$]{0,62}$/, { error: hinted('plannerSchema must be a plain schema name', 'e.g. plannerSchema: lockstep_planner') })
+  .default('lockstep_planner')
+  .meta({ description: 'Schema of the source holding the planner tables with planner: warehouse or auto (default: lockstep_planner); one per Lockstep workspace' });

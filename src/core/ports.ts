@@ -12,6 +12,7 @@ import type {
   Trigger,
   OperationCounts,
   ApiUsage,
+  RunComparison,
 } from './runs.js';
 import type { PhaseTimes } from './run-phases.js';
 import type {
@@ -111,6 +112,77 @@ export interface Source {
    * LockstepError (`query` for a bad query, `connection` when unreachable).
    */
   read(query: string, options: ReadOptions): AsyncIterable<RowBatch>;
+  close(): Promise<void>;
+  /**
+   * Present when the source's connection asks for the planner in the warehouse (`planner:
+   * warehouse` or `auto`) and the source can hold it (see engine/warehouse-planner.ts).
+   */
+  readonly warehousePlanner?: WarehousePlannerAccess;
+}
+
+/** How a sync's snapshot is kept and compared: in Lockstep's store (default) or in the source. */
+export type PlannerMode = 'store' | 'warehouse' | 'auto';
+
+/** A source's planner in the warehouse, before it is opened for a run. */
+export interface WarehousePlannerAccess {
+  /** `auto` falls back to the store's planner (with a note) when the planner's schema cannot be created. */
+  readonly mode: 'warehouse' | 'auto';
+  /** The schema the planner's tables live in. */
+  readonly schema: string;
+  open(signal?: AbortSignal): Promise<WarehousePlanner>;
+}
+
+/** What a run asks the warehouse to compare. */
+export interface WarehousePlanRequest {
+  sync: { id: number; slug: string };
+  run: { id: number; attempt: number };
+  query: string;
+  primaryKey: readonly string[];
+  /** Which kinds of rows the sync sends (insert mode skips changed rows; deletes only in mirror/delete). */
+  sends: { added: boolean; changed: boolean; removed: boolean };
+  /** Every row of the model is sent, as if the planner table were empty of values (fullResync). */
+  resendAll: boolean;
+  /** The planner table takes the model as it is, nothing is sent (resetCDC). */
+  reset: boolean;
+  /** The model's change cursor, when it declares one: `full` asks for a full comparison anyway. */
+  cursor: { column: string; full: boolean; every: number } | null;
+}
+
+/** One kind of planned rows: `query` reads them from the warehouse in the planner's order. */
+export interface WarehousePlanPart {
+  op: 'added' | 'changed' | 'removed';
+  query: string;
+  rows: number;
+}
+
+/** The outcome of comparing a model with its planner table in the warehouse. */
+export interface WarehousePlan {
+  /** Added, then changed, then removed rows; removed rows hold the key columns only. */
+  parts: WarehousePlanPart[];
+  /** Rows the warehouse refused while comparing (null or duplicate keys). */
+  refused: Array<{ key: Value[]; reason: string }>;
+  /** Rows the model returned (for a cursor run: the rows past the cursor). */
+  modelRows: number;
+  /** Rows in the planner table before the run (what the model is compared with). */
+  plannerRows: number;
+  comparison: 'full' | 'cursor';
+  /** What the run should know: the planner table was rebuilt, column types changed, ... */
+  notes: string[];
+}
+
+/**
+ * A sync's planner in the warehouse for one run attempt. Every write is fenced by the run's id and
+ * attempt: once another attempt took the sync's planner over, a stale one's writes are refused.
+ */
+export interface WarehousePlanner {
+  plan(request: WarehousePlanRequest): Promise<WarehousePlan>;
+  /**
+   * Rows delivered: every planned row up to and including `through` (a row of part `op`, by key),
+   * except the `rejected` keys, which stay as they were.
+   */
+  commit(through: { op: WarehousePlanPart['op']; key: Value[] }, rejected: Value[][]): Promise<void>;
+  /** Takes the delivered rows into the planner table (after the last commit of a run that ran to its end). */
+  finish(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -305,6 +377,7 @@ export interface SyncRunPatch {
   apiUsage?: ApiUsage;
   /** Where the run's time went (written when it ends). */
   phaseMs?: PhaseTimes;
+  comparison?: RunComparison;
 }
 
 export interface RunListQuery {

@@ -3,7 +3,7 @@
  * (SPEC §6.3), shared by the command line's `--json` output and the HTTP API. Times are ISO-8601.
  */
 import type { PhaseTimes } from './run-phases.js';
-import type { ApiUsage, OperationCounts, RejectedRow, SequenceRun, SyncRun } from './runs.js';
+import type { ApiUsage, OperationCounts, RejectedRow, RunComparison, SequenceRun, SyncRun } from './runs.js';
 
 export interface SyncRunView {
   id: number;
@@ -24,6 +24,8 @@ export interface SyncRunView {
   apiUsage?: ApiUsage;
   /** Where the run's time went, in milliseconds per phase (once it ended). */
   phaseMs?: PhaseTimes;
+  /** How the run compared the model (planner and full or cursor comparison). */
+  comparison?: RunComparison;
 }
 
 export interface MemberRunView {
@@ -75,6 +77,7 @@ export function syncRunView(run: SyncRun): SyncRunView {
     sequenceRunId: run.sequenceRunId,
     ...(run.apiUsage ? { apiUsage: run.apiUsage } : {}),
     ...(run.phaseMs ? { phaseMs: run.phaseMs } : {}),
+    ...(run.comparison ? { comparison: run.comparison } : {}),
   };
 }
 

@@ -114,6 +114,8 @@ export interface SyncRunOptions {
   resetCDC: boolean;
   /** Let this run through the sync's mass-delete guard (`maxDeletePercent`) once (default: false). */
   allowMassDelete?: boolean;
+  /** Compare the whole model even though it has a cursor (catches deletes and late writes). */
+  fullCompare?: boolean;
 }
 
 export interface OperationCounts {
@@ -153,6 +155,8 @@ export interface SyncRun {
   apiUsage: ApiUsage | null;
   /** Where the run's time went, in milliseconds per phase (core/run-phases.ts); null until it ends. */
   phaseMs: PhaseTimes | null;
+  /** How the run compared the model with what was delivered before; null until it did. */
+  comparison: RunComparison | null;
   /**
    * How many times a worker took the run: 0 while queued, 1 once claimed, one more each time
    * another worker took it over after the lease of the one running it expired.
@@ -162,6 +166,16 @@ export interface SyncRun {
   workerId: string | null;
   /** When the lease of the worker running it ends unless renewed; null once finished. */
   leaseExpiresAt: number | null;
+}
+
+/** How a run compared the model with what was delivered before (see engine/warehouse-planner.ts). */
+export interface RunComparison {
+  /** Where the snapshot lives: Lockstep's store, or the source (`planner: warehouse`). */
+  planner: 'store' | 'warehouse';
+  /** The whole model, or only the rows past the model's cursor. */
+  kind: 'full' | 'cursor';
+  /** What else happened: a fallback, a rebuilt planner table, changed column types, ... */
+  notes?: string[];
 }
 
 /** An API budget a destination reports (e.g. Salesforce's `Sforce-Limit-Info`), and the calls this run made. */

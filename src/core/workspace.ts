@@ -36,6 +36,13 @@ export interface ModelDef {
   query: string;
   /** Column(s) that identify a row; at least one. */
   primaryKey: string[];
+  /**
+   * A column that grows whenever a row changes (e.g. `updated_at`): runs then read only the rows
+   * past the last delivered value, with a full comparison every `fullCompareEvery` runs.
+   */
+  cursor?: string;
+  /** With `cursor`: a full comparison every this many runs (default 24). */
+  fullCompareEvery?: number;
 }
 
 /** What a sync does with the rows it plans (SPEC §2.1). */

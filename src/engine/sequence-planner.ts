@@ -256,6 +256,8 @@ function dryRun(sync: SyncRecord, now: number): SyncRun {
     error: null,
     cancelRequested: false,
     apiUsage: null,
+    phaseMs: null,
+    comparison: null,
     attempt: 1,
     workerId: null,
     leaseExpiresAt: null,

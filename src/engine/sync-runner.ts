@@ -31,6 +31,7 @@ import type {
   Store,
   SyncRunPatch,
   Value,
+  WarehousePlanner,
   WriteOperation,
   WriteTarget,
 } from '../core/ports.js';
@@ -41,6 +42,7 @@ import type { ModelRecord, SyncRecord } from '../core/workspace.js';
 import { KeySet } from './key-set.js';
 import { hashBytes, hashRow, hashText, rowHash } from './row-hash.js';
 import { SnapshotIndex } from './snapshot-index.js';
+import { cursorRequest, mergeProgress, openWarehousePlanner, plannerProgress, type PlannerProgress } from './warehouse-planner.js';
 
 /** How queries, batches and retryable rows are retried within a run (core/backoff.ts). */
 export type RetryPolicy = BackoffPolicy;
@@ -273,6 +275,11 @@ interface Pipeline {
   phases: PhaseClock;
   /** The keys seen in this reading of the model (closed when the pipeline ends: it may hold a temporary file). */
   seen: KeySet | null;
+  /** The planner in the warehouse, when the source keeps the snapshot (see warehouse-planner.ts), and its commits in order. */
+  planner: WarehousePlanner | null;
+  plannerCommits: Promise<void>;
+  /** Notes for the run record's comparison (e.g. `planner: auto` fell back to the store). */
+  plannerNotes: string[];
 }
 
 /** A destination field filled with the id a parent sync recorded for the row's value in it. */
@@ -297,6 +304,8 @@ interface Settled {
   successful: OperationCounts;
   failed: OperationCounts;
   count: number;
+  /** With the planner in the warehouse: the batch's last row and rejected keys. */
+  planner?: PlannerProgress | null;
 }
 
 /** A batch handed to the destination: its rows' outcomes arrive when it is written. */
@@ -333,6 +342,7 @@ function mergeSettled(parts: Settled[]): Settled {
     successful,
     failed,
     count: parts.reduce((n, part) => n + part.count, 0),
+    planner: mergeProgress(parts.map((part) => part.planner)),
   };
 }
 
@@ -445,6 +455,7 @@ export class SyncRunner {
     const runLog = { syncRunId: claimed.id, syncId: claimed.syncId };
     let source: Source | null = null;
     let destination: Destination | null = null;
+    let planner: WarehousePlanner | null = null;
     // Connections are closed before the final status is recorded: closing a connection can take a
     // while (SQLite checkpoints its WAL), and the next member of a sequence must not wait for it.
     // The destination's API budget, read before it closes, goes into the run's final record.
@@ -453,8 +464,8 @@ export class SyncRunner {
     let started: RunProgress | null = null;
     const cleanup = async () => {
       apiUsage = destination?.apiUsage?.() ?? apiUsage;
-      const open = [source, destination];
-      source = destination = null;
+      const open = [source, destination, planner];
+      source = destination = planner = null;
       await Promise.all(open.map((c) => c?.close().catch(() => undefined)));
     };
     const update = async (patch: SyncRunPatch): Promise<SyncRun> => {
@@ -484,6 +495,8 @@ export class SyncRunner {
         this.options.connectors.openDestination(resolveConnection(destinationDef, 'destination', this.options.baseDir, this.options.env)),
         control.signal,
       );
+      const opened = await openWarehousePlanner(source, sourceDef.slug, logger, control.signal);
+      planner = opened.planner;
       const deletes = sync.mode === 'mirror' || sync.deleteBehavior === 'delete';
       if (deletes && !destination.capabilities.deletes) {
         throw new LockstepError(
@@ -530,6 +543,9 @@ export class SyncRunner {
         lookups: [],
         phases,
         seen: null,
+        planner,
+        plannerCommits: Promise.resolve(),
+        plannerNotes: opened.note ? [opened.note] : [],
       };
       await this.withRetries('query', control.signal, async () => {
         // A transient failure part-way restarts the run's reading: what was delivered is in the
@@ -618,7 +634,11 @@ export class SyncRunner {
   }
 
   private async planAndDeliver(p: Pipeline): Promise<void> {
+    if (p.planner) return this.planInWarehouse(p, p.planner);
     const { store } = this.options;
+    // The store's planner compares the whole model every run (a model's cursor needs the planner in the warehouse).
+    const notes = [...p.plannerNotes, ...(p.model.cursor ? [`model "${p.model.slug}" declares cursor ${p.model.cursor}, which only the planner in the warehouse reads: compared in full`] : [])];
+    await p.update({ comparison: { planner: 'store', kind: 'full', ...(notes.length > 0 ? { notes } : {}) } });
     const { run, sync, model, source, signal, progress } = p;
     const { fullResync, resetCDC } = run.options;
     const deletes = sync.mode === 'mirror' || sync.deleteBehavior === 'delete';
@@ -833,6 +853,127 @@ export class SyncRunner {
   }
 
   /**
+   * Plans in the warehouse (see warehouse-planner.ts): the source compares the model with the
+   * sync's planner table and hands out only the rows that differ, added, then changed, then
+   * removed, each in key order; they are delivered in that order, and each written batch's last
+   * row committed as the planner's watermark. The planner table takes the delivered rows in once
+   * everything is delivered.
+   */
+  private async planInWarehouse(p: Pipeline, planner: WarehousePlanner): Promise<void> {
+    const { store, logger } = this.options;
+    const { run, sync, model, source, signal, progress } = p;
+    const { fullResync, resetCDC } = run.options;
+    const deletes = sync.mode === 'mirror' || sync.deleteBehavior === 'delete';
+    const fence = { runId: run.id, attempt: run.attempt };
+    const keyColumns = model.primaryKey.map((c) => mapColumn(sync, c));
+    const started = performance.now();
+    const plan = await planner.plan({
+      sync: { id: sync.id, slug: sync.slug },
+      run: { id: run.id, attempt: run.attempt },
+      query: model.query,
+      primaryKey: model.primaryKey,
+      sends: { added: writeKind(sync, 'added') !== null, changed: writeKind(sync, 'changed') !== null, removed: deletes },
+      resendAll: fullResync,
+      reset: resetCDC,
+      cursor: cursorRequest(model, fullResync || run.options.fullCompare === true),
+    });
+    logger.info('model compared in the warehouse', {
+      syncRunId: run.id,
+      comparison: plan.comparison,
+      parts: plan.parts.map((part) => `${part.op} ${part.rows}`).join(', '),
+      ms: Math.round(performance.now() - started),
+      ...(plan.notes.length > 0 ? { notes: plan.notes.join('; ') } : {}),
+    });
+    const notes = [...p.plannerNotes, ...plan.notes];
+    await p.update({ comparison: { planner: 'warehouse', kind: plan.comparison, ...(notes.length > 0 ? { notes } : {}) } });
+    progress.expectedRows = plan.parts.reduce((n, part) => n + part.rows, 0);
+    if (plan.refused.length > 0) {
+      bump(progress.planned, 'added', plan.refused.length);
+      bump(progress.failed, 'added', plan.refused.length);
+      progress.settled += plan.refused.length;
+      await store.addRejectedRows(plan.refused.map((r) => ({ syncRunId: run.id, key: encodeKey(r.key), op: 'added' as const, reason: r.reason })), fence);
+    }
+    const removing = plan.parts.find((part) => part.op === 'removed')?.rows ?? 0;
+    if (removing > 0 && !run.options.allowMassDelete) {
+      const refusal = massDeleteRefusal(sync, removing, plan.plannerRows);
+      if (refusal) throw new LockstepError(ErrorCode.Conflict, refusal);
+    }
+
+    let batch: PlannedOp[] = [];
+    let queued = 0;
+    let held = true;
+    let batchOpened = 0;
+    const batchSize = () => Math.max(1, p.writer?.batchSize ?? p.batchSize);
+    const flush = async () => {
+      const size = batchSize();
+      const all = batch;
+      batch = [];
+      for (let start = 0; start < all.length; start += size) await this.deliver(p, all.length <= size ? all : all.slice(start, start + size));
+    };
+    // As planAndDeliver's queue: rows wait for a writer's planAhead, batches go out full, or early
+    // to an idle destination.
+    const queue = (op: PlannedOp): boolean => {
+      bump(progress.planned, op.o);
+      if (batch.length === 0) batchOpened = performance.now();
+      batch.push(op);
+      queued++;
+      if (held) {
+        const ahead = p.writer?.planAhead ?? 0;
+        if (ahead > 0 && queued <= ahead) return false;
+        held = false;
+        batchOpened = performance.now();
+        if (ahead > 0) p.writer?.plan?.({ rows: queued, complete: false });
+      }
+      if (batch.length >= batchSize()) return true;
+      if (p.writer?.batchSize !== undefined) return false;
+      return (batch.length & 63) === 0 && p.inflight.every((d) => d.written) && performance.now() - batchOpened >= EAGER_FLUSH_MS;
+    };
+    const prepare = async (columns: string[], encoded: EncodedRows | undefined) => {
+      const encoding = encoded ? { format: encoded.format, types: encoded.types } : undefined;
+      const target = this.writeTarget(p, keyColumns, columns.map((c) => mapColumn(sync, c)), encoding, columns);
+      assertUniqueColumns(sync, target.columns);
+      p.target = target;
+      p.lookups = await this.lookups(p, columns);
+      p.writer = await p.destination.prepare(target);
+      return encoding !== undefined && p.writer.takesLines === true && p.lookups.length === 0;
+    };
+
+    let lines = false;
+    for (const part of resetCDC ? [] : plan.parts) {
+      let keyIndexes: number[] | null = null;
+      for await (const rows of source.read(part.query, { batchSize: this.options.readBatchSize, signal, encoded: true })) {
+        if (signal.aborted) throw new RunStopped(signal.reason as StopReason);
+        await new Promise((resolve) => setImmediate(resolve));
+        keyIndexes ??= model.primaryKey.map((column) => rows.columns.indexOf(column));
+        if (p.target === null) lines = part.op === 'removed' ? await prepare(model.primaryKey, undefined) : await prepare(rows.columns, rows.encoded);
+        const view = rows.encoded ? new EncodedBatch(rows.encoded, keyIndexes, lines) : new DecodedBatch(rows.rows, keyIndexes);
+        progress.querySize += view.count;
+        for (let r = 0; r < view.count; r++) {
+          const k = view.keyText(r) as string;
+          const op =
+            part.op === 'removed'
+              ? new PlannedOp('removed', 'delete', k, null, NO_VALUES, null, 0, NO_LINE, 0, 0, 0, 0)
+              : view.op(r, part.op, writeKind(sync, part.op) as WriteOperation['kind'], k, 0, 0);
+          if (queue(op)) await flush();
+        }
+      }
+    }
+    progress.reading = false;
+    progress.querySize = plan.modelRows;
+    if (!resetCDC) {
+      if (p.target === null) await prepare(model.primaryKey, undefined);
+      if (held && (p.writer?.planAhead ?? 0) > 0) p.writer?.plan?.({ rows: queued, complete: true });
+      if (batch.length > 0) await flush();
+      while (p.inflight.length > 0) await this.retire(p);
+      await this.committed(p);
+      await p.plannerCommits;
+    }
+    const finishing = performance.now();
+    await planner.finish();
+    logger.debug('model delivered', { syncRunId: run.id, ms: Math.round(performance.now() - started), plannerTableMs: Math.round(performance.now() - finishing) });
+  }
+
+  /**
    * Starts writing a batch and returns without waiting for the write: the next batch is planned
    * meanwhile. Up to the writer's `concurrentWrites` batches are written at once (each on its own;
    * a run never plans one key twice, so they touch different rows); when that many are in flight,
@@ -937,7 +1078,8 @@ export class SyncRunner {
         rejected.push({ syncRunId: run.id, key: op.k, op: op.o, reason: outcome.reason });
       }
     });
-    return { rows: { keys, hashes: hashes.subarray(0, 2 * keys.length) }, deletes, ids, rejected, successful, failed, count: batch.length };
+    const planner = p.planner ? plannerProgress(batch, (i) => (outcomes[i] as RowOutcome).ok) : null;
+    return { rows: { keys, hashes: hashes.subarray(0, 2 * keys.length) }, deletes, ids, rejected, successful, failed, count: batch.length, planner };
   }
 
   /** Records a written batch: delivered rows into the snapshot, refused rows as rejected, then the run's progress. */
@@ -948,12 +1090,24 @@ export class SyncRunner {
     const fence = { runId: p.run.id, attempt: p.run.attempt };
     // Ids first: a crash between the two re-sends the rows (an idempotent upsert), while a snapshot
     // entry without its id would leave child syncs waiting for an id that never comes.
-    if (p.destination.capabilities.recordIds) await store.recordIdsWrite(p.sync.id, settled.ids, settled.deletes, fence);
-    p.snapshotWrites++;
-    try {
-      await store.snapshotWrite(p.sync.id, settled.rows, settled.deletes, fence);
-    } finally {
-      p.snapshotWrites--;
+    if (p.planner) {
+      // The planner's watermark moves in delivery order: each commit waits for the one before.
+      const { planner } = p;
+      const progress = settled.planner;
+      const commit = p.plannerCommits.then(async () => {
+        if (p.destination.capabilities.recordIds) await store.recordIdsWrite(p.sync.id, settled.ids, settled.deletes, fence);
+        if (progress) await planner.commit(progress.through, progress.rejected);
+      });
+      p.plannerCommits = commit.catch(() => undefined);
+      await commit;
+    } else {
+      if (p.destination.capabilities.recordIds) await store.recordIdsWrite(p.sync.id, settled.ids, settled.deletes, fence);
+      p.snapshotWrites++;
+      try {
+        await store.snapshotWrite(p.sync.id, settled.rows, settled.deletes, fence);
+      } finally {
+        p.snapshotWrites--;
+      }
     }
     if (settled.rejected.length > 0) await store.addRejectedRows(settled.rejected, fence);
     // Counted once committed: the run's record never shows more delivered rows than the snapshot holds.

@@ -176,6 +176,7 @@ export class Worker {
           fullResync: options.fullResync ?? false,
           resetCDC: options.resetCDC ?? false,
           ...(options.allowMassDelete ? { allowMassDelete: true } : {}),
+          ...(options.fullCompare ? { fullCompare: true } : {}),
         },
       },
       clock.now(),

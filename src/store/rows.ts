@@ -5,6 +5,7 @@
  */
 import type {
   ApiUsage,
+  RunComparison,
   MemberRun,
   MemberRunStatus,
   OperationCounts,
@@ -96,6 +97,7 @@ export interface SyncRunRow {
   trigger_detail: string | null;
   full_resync: Num | boolean;
   allow_mass_delete?: Num | boolean;
+  full_compare?: Num | boolean;
   reset_cdc: Num | boolean;
   sequence_run_id: string | null;
   member_key: string | null;
@@ -119,6 +121,8 @@ export interface SyncRunRow {
   api_usage?: string | null;
   /** JSON of PhaseTimes (absent in rows read before the column existed). */
   phase_ms?: string | null;
+  /** JSON of a RunComparison. */
+  comparison?: string | null;
   attempt?: Num;
   worker_id?: string | null;
   lease_expires_at?: Num | null;
@@ -134,6 +138,7 @@ export function toSyncRun(row: SyncRunRow): SyncRun {
       fullResync: toBool(row.full_resync),
       resetCDC: toBool(row.reset_cdc),
       ...(toBool(row.allow_mass_delete ?? 0) ? { allowMassDelete: true } : {}),
+      ...(toBool(row.full_compare ?? 0) ? { fullCompare: true } : {}),
     },
     sequenceRunId: row.sequence_run_id,
     memberKey: row.member_key,
@@ -149,6 +154,7 @@ export function toSyncRun(row: SyncRunRow): SyncRun {
     cancelRequested: toBool(row.cancel_requested),
     apiUsage: row.api_usage ? (JSON.parse(row.api_usage) as ApiUsage) : null,
     phaseMs: row.phase_ms ? (JSON.parse(row.phase_ms) as PhaseTimes) : null,
+    comparison: row.comparison ? (JSON.parse(row.comparison) as RunComparison) : null,
     attempt: Number(row.attempt ?? 0),
     workerId: row.worker_id ?? null,
     leaseExpiresAt: toTime(row.lease_expires_at ?? null),

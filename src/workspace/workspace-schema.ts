@@ -96,11 +96,22 @@ const modelSchema = z
         { error: (issue) => hinted(`primaryKey must be a column name or a list of column names, got ${show(issue.input)}`, 'e.g. primaryKey: id, or primaryKey: [account_id, email]') },
       )
       .meta({ description: 'Column(s) that identify a row, unique per row: a name or a list of names.' }),
+    cursor: column
+      .optional()
+      .meta({ description: 'A column that grows whenever a row changes (e.g. updated_at): runs read only rows past the last delivered value, with a full comparison every fullCompareEvery runs.' }),
+    fullCompareEvery: z
+      .number()
+      .int({ error: hinted('fullCompareEvery must be a whole number of runs', 'e.g. fullCompareEvery: 24') })
+      .min(1, { error: hinted('fullCompareEvery must be at least 1', 'e.g. fullCompareEvery: 24') })
+      .optional()
+      .meta({ description: 'With cursor: a full comparison (deletes, late writes) every this many runs (default 24).' }),
   })
   .transform((m): Omit<ModelDef, 'slug'> => ({
     source: m.source,
     query: m.query,
     primaryKey: typeof m.primaryKey === 'string' ? [m.primaryKey] : m.primaryKey,
+    ...(m.cursor !== undefined ? { cursor: m.cursor } : {}),
+    ...(m.fullCompareEvery !== undefined ? { fullCompareEvery: m.fullCompareEvery } : {}),
   }));
 
 // ---------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import type {
   DuckDBVector,
 } from '@duckdb/node-api';
 import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
-import type { ReadOptions, RowBatch, Source, Value } from '../../core/ports.js';
+import type { PlannerMode, ReadOptions, RowBatch, Source, Value, WarehousePlannerAccess } from '../../core/ports.js';
 import {
   canonicalJsonText,
   checkBatchSize,
@@ -32,8 +32,10 @@ import {
 } from '../values.js';
 
 export interface DuckDbSourceOptions {
-  /** Path of an existing DuckDB file. It is opened read-only and never created. */
+  /** Path of an existing DuckDB file. It is opened read-only (read-write with the planner in the warehouse) and never created. */
   path: string;
+  /** Where syncs of this source keep their snapshot (default: in Lockstep's store). */
+  planner?: { mode: PlannerMode; schema: string };
 }
 
 type DuckDbModule = typeof DuckDbApi;
@@ -48,8 +50,31 @@ export class DuckDbSource implements Source {
   private opening: Promise<{ duck: DuckDbModule; instance: DuckDBInstance }> | null = null;
   private readonly active = new Set<DuckDBConnection>();
 
+  readonly warehousePlanner?: WarehousePlannerAccess;
+  /** Why the file could not be opened for writing, when the planner (`auto`) fell back to reading only. */
+  private readOnlyBecause: string | null = null;
+
   constructor(options: DuckDbSourceOptions) {
     this.path = options.path;
+    const planner = options.planner;
+    if (planner && planner.mode !== 'store') {
+      const { mode, schema } = planner;
+      this.warehousePlanner = {
+        mode,
+        schema,
+        open: async () => {
+          const { instance } = await this.database();
+          if (this.readOnlyBecause !== null) {
+            throw new LockstepError(
+              ErrorCode.Connection,
+              `the planner in the warehouse needs DuckDB file ${this.path} open for writing: ${this.readOnlyBecause} — make the file writable by Lockstep and close other processes holding it, or set planner: store`,
+            );
+          }
+          const { DuckDbPlanner } = await import('./duckdb-planner.js');
+          return DuckDbPlanner.open(await instance.connect(), schema, `DuckDB file ${this.path}`);
+        },
+      };
+    }
   }
 
   /** Creates the source and opens the file, failing with a clear error when it is missing or locked. */
@@ -139,6 +164,15 @@ export class DuckDbSource implements Source {
     }
     try {
       const duck = await import('@duckdb/node-api');
+      if (this.warehousePlanner) {
+        // The planner keeps its tables in the file: opened for writing, or (auto) read-only as before.
+        try {
+          return { duck, instance: await duck.DuckDBInstance.create(this.path, { access_mode: 'READ_WRITE' }) };
+        } catch (thrown) {
+          if (this.warehousePlanner.mode !== 'auto') throw thrown;
+          this.readOnlyBecause = toError(thrown).message;
+        }
+      }
       const instance = await duck.DuckDBInstance.create(this.path, { access_mode: 'READ_ONLY' });
       return { duck, instance };
     } catch (thrown) {

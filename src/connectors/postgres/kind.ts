@@ -1,7 +1,7 @@
 /** PostgreSQL, as a source (COPY out, rows kept in COPY text) and as a destination (COPY in, merge). */
 import { z } from 'zod';
 import type { ConnectorKind } from '../../core/connector-kind.js';
-import { auditLogSetting, durationSetting, urlSetting } from '../settings.js';
+import { auditLogSetting, durationSetting, plannerSchemaSetting, plannerSetting, urlSetting } from '../settings.js';
 
 const settings = z.strictObject({
   url: urlSetting(['postgres:', 'postgresql:'], 'postgres://user:password@host:5432/database', 'postgres://user:password@host:5432/database; may hold ${ENV} templates, e.g. "${WAREHOUSE_URL}".'),
@@ -9,6 +9,8 @@ const settings = z.strictObject({
   statementTimeoutMinutes: durationSetting('minutes', 24 * 60, 30, "How long the model's query may run (as a source) before it is cancelled and the run fails"),
   writeTimeoutMinutes: durationSetting('minutes', 24 * 60, 2, 'How long the statements of one batch may take (as a destination) before it is cancelled and the run fails'),
   auditLog: auditLogSetting(),
+  planner: plannerSetting,
+  plannerSchema: plannerSchemaSetting,
 });
 
 export const postgresConnector: ConnectorKind<z.output<typeof settings>> = {
@@ -23,6 +25,7 @@ export const postgresConnector: ConnectorKind<z.output<typeof settings>> = {
       (await import('./postgres-source.js')).PostgresSource.connect({
         url: s.url,
         timeouts: { connectMs: s.connectTimeoutSeconds * 1000, statementMs: s.statementTimeoutMinutes * 60_000 },
+        planner: { mode: s.planner, schema: s.plannerSchema },
       }),
   },
   auditLog: {

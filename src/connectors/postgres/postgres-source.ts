@@ -3,8 +3,9 @@ import Cursor from 'pg-cursor';
 import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
 import { CopyTextRows, type TextParser } from '../copy-text.js';
 import { CopyOut } from './postgres-copy-out.js';
+import { PostgresPlanner } from './postgres-planner.js';
 import { clientTimeouts, connectTimeoutError, describeDuration, destroySocket, hostPort, isConnectTimeout, type PostgresTimeouts, withDeadline } from './timeouts.js';
-import type { EncodedRows, ReadOptions, RowBatch, Source, Value } from '../../core/ports.js';
+import type { EncodedRows, PlannerMode, ReadOptions, RowBatch, Source, Value, WarehousePlannerAccess } from '../../core/ports.js';
 import {
   classifyPostgresError,
   describePostgresUrl,
@@ -25,6 +26,8 @@ export interface PostgresSourceOptions {
   url: string;
   /** How long to wait for the server (default: 10 s to connect, 30 min for the model's query). */
   timeouts?: Partial<PostgresTimeouts>;
+  /** Where syncs of this source keep their snapshot (default: in Lockstep's store). */
+  planner?: { mode: PlannerMode; schema: string };
 }
 
 const DEFAULT_TIMEOUTS: PostgresTimeouts = { connectMs: 10_000, statementMs: 30 * 60_000 };
@@ -93,11 +96,30 @@ export class PostgresSource implements Source {
   private readonly where: string;
   private readonly active = new Set<pg.Client>();
   private readonly timeouts: PostgresTimeouts;
+  readonly warehousePlanner?: WarehousePlannerAccess;
 
   constructor(options: PostgresSourceOptions) {
     this.url = options.url;
     this.where = describePostgresUrl(options.url);
     this.timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
+    const planner = options.planner;
+    if (planner && planner.mode !== 'store') {
+      const mode = planner.mode;
+      const schema = planner.schema;
+      this.warehousePlanner = {
+        mode,
+        schema,
+        open: async (signal) => {
+          const client = await this.openClient(signal);
+          try {
+            return await PostgresPlanner.open(client, schema, this.where);
+          } catch (error) {
+            await client.end().catch(() => undefined);
+            throw error;
+          }
+        },
+      };
+    }
   }
 
   /** Creates the source and checks that the server answers with these credentials. */

@@ -187,6 +187,11 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial schema', sql: INITIAL_SCHEMA + API_TOKENS_SCHEMA + ALERTS_SCHEMA + WEBHOOKS_SCHEMA },
   { version: 2, name: 'a run let through the mass-delete guard', sql: 'ALTER TABLE sync_runs ADD COLUMN allow_mass_delete boolean NOT NULL DEFAULT false;' },
   { version: 5, name: "where a sync run's time went", sql: 'ALTER TABLE sync_runs ADD COLUMN phase_ms text;' },
+  {
+    version: 6,
+    name: 'full comparison asked for, and how a run compared the model',
+    sql: 'ALTER TABLE sync_runs ADD COLUMN full_compare boolean NOT NULL DEFAULT false;\nALTER TABLE sync_runs ADD COLUMN comparison text;',
+  },
 ];
 
 /** The schema version this code writes and reads. */

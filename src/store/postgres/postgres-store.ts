@@ -424,14 +424,15 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
     const rows = await this.db.query<SyncRunResult>(
       `WITH sync AS (SELECT id FROM ${this.t.syncs} WHERE id = ${p.add(safeId(input.syncId) ?? -1, 'bigint')} AND deleted_at IS NULL FOR SHARE),
        queued AS (
-         INSERT INTO ${this.t.syncRuns} AS r (sync_id, status, trigger_type, trigger_detail, full_resync, reset_cdc, allow_mass_delete, created_at)
+         INSERT INTO ${this.t.syncRuns} AS r (sync_id, status, trigger_type, trigger_detail, full_resync, reset_cdc, allow_mass_delete, full_compare, created_at)
          SELECT sync.id, 'queued', ${p.add(input.trigger.type, 'text')}, ${p.add(nullableStored(input.trigger.detail), 'text')},
                 ${p.add(input.options.fullResync, 'boolean')}, ${p.add(input.options.resetCDC, 'boolean')},
-                ${p.add(input.options.allowMassDelete === true, 'boolean')}, ${p.add(now, 'float8')}
+                ${p.add(input.options.allowMassDelete === true, 'boolean')}, ${p.add(input.options.fullCompare === true, 'boolean')}, ${p.add(now, 'float8')}
          FROM sync
          ON CONFLICT (sync_id) WHERE status = 'queued' AND sequence_run_id IS NULL
          DO UPDATE SET full_resync = r.full_resync OR excluded.full_resync, reset_cdc = r.reset_cdc OR excluded.reset_cdc,
-                       allow_mass_delete = r.allow_mass_delete OR excluded.allow_mass_delete
+                       allow_mass_delete = r.allow_mass_delete OR excluded.allow_mass_delete,
+                       full_compare = r.full_compare OR excluded.full_compare
          RETURNING r.*, (r.xmax = 0) AS created
        )
        SELECT queued.*, ${this.notifySql('work', p)} AS notified FROM queued`,
@@ -1360,6 +1361,7 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
          error              = CASE WHEN ${p.add(patch.error !== undefined, 'boolean')} THEN ${p.add(nullableStored(patch.error ?? null), 'text')} ELSE error END,
          api_usage          = COALESCE(${p.add(patch.apiUsage ? JSON.stringify(patch.apiUsage) : null, 'text')}, api_usage),
          phase_ms           = COALESCE(${p.add(patch.phaseMs ? JSON.stringify(patch.phaseMs) : null, 'text')}, phase_ms),
+         comparison         = COALESCE(${p.add(patch.comparison ? JSON.stringify(patch.comparison) : null, 'text')}, comparison),
          finished_at        = CASE WHEN ${p.add(terminal, 'boolean')} AND status <> ${newStatus} THEN ${at} ELSE finished_at END,
          lease_expires_at   = CASE WHEN ${p.add(terminal, 'boolean')} THEN NULL ELSE lease_expires_at END
        WHERE id = ${runId} AND (${newStatus} IS NULL OR status = ${newStatus} OR status NOT IN ${TERMINAL_SYNC})

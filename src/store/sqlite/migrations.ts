@@ -220,6 +220,11 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 8, name: 'run leases and the outbox of finished runs', sql: LEASES_SCHEMA },
   { version: 9, name: 'a run let through the mass-delete guard', sql: 'ALTER TABLE sync_runs ADD COLUMN allow_mass_delete INTEGER NOT NULL DEFAULT 0;' },
   { version: 12, name: "where a sync run's time went", sql: 'ALTER TABLE sync_runs ADD COLUMN phase_ms TEXT;' },
+  {
+    version: 13,
+    name: 'full comparison asked for, and how a run compared the model',
+    sql: 'ALTER TABLE sync_runs ADD COLUMN full_compare INTEGER NOT NULL DEFAULT 0;\nALTER TABLE sync_runs ADD COLUMN comparison TEXT;',
+  },
 ];
 
 /** The schema version this code writes and reads. */

@@ -71,13 +71,13 @@ export function prepareStatements(db: SqliteDatabase) {
     ),
     mergeRunOptions: db.prepare(
       `UPDATE sync_runs SET full_resync = MAX(full_resync, @fullResync), reset_cdc = MAX(reset_cdc, @resetCdc),
-         allow_mass_delete = MAX(allow_mass_delete, @allowMassDelete)
+         allow_mass_delete = MAX(allow_mass_delete, @allowMassDelete), full_compare = MAX(full_compare, @fullCompare)
        WHERE id = @id RETURNING *`,
     ),
     insertSyncRun: db.prepare(
-      `INSERT INTO sync_runs (sync_id, status, trigger_type, trigger_detail, full_resync, reset_cdc, allow_mass_delete,
+      `INSERT INTO sync_runs (sync_id, status, trigger_type, trigger_detail, full_resync, reset_cdc, allow_mass_delete, full_compare,
                               sequence_run_id, member_key, created_at)
-       VALUES (@syncId, 'queued', @triggerType, @triggerDetail, @fullResync, @resetCdc, @allowMassDelete,
+       VALUES (@syncId, 'queued', @triggerType, @triggerDetail, @fullResync, @resetCdc, @allowMassDelete, @fullCompare,
                @sequenceRunId, @memberKey, @now)
        RETURNING *`,
     ),
@@ -124,6 +124,7 @@ export function prepareStatements(db: SqliteDatabase) {
          error              = CASE WHEN @setError THEN @error ELSE error END,
          api_usage          = COALESCE(@apiUsage, api_usage),
          phase_ms           = COALESCE(@phaseMs, phase_ms),
+         comparison         = COALESCE(@comparison, comparison),
          finished_at        = CASE WHEN @terminal AND status <> @status THEN @now ELSE finished_at END,
          lease_expires_at   = CASE WHEN @terminal THEN NULL ELSE lease_expires_at END
        WHERE id = @id AND (@status IS NULL OR status = @status OR status NOT IN ${TERMINAL_SYNC})

@@ -517,6 +517,7 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
           fullResync: input.options.fullResync ? 1 : 0,
           resetCdc: input.options.resetCDC ? 1 : 0,
           allowMassDelete: input.options.allowMassDelete ? 1 : 0,
+          fullCompare: input.options.fullCompare ? 1 : 0,
         }) as SyncRunRow;
         return { run: toSyncRun(merged), created: false };
       }
@@ -585,6 +586,7 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
         completionRatio: patch.completionRatio ?? null,
         apiUsage: patch.apiUsage ? JSON.stringify(patch.apiUsage) : null,
         phaseMs: patch.phaseMs ? JSON.stringify(patch.phaseMs) : null,
+        comparison: patch.comparison ? JSON.stringify(patch.comparison) : null,
         setError: patch.error !== undefined ? 1 : 0,
         error: patch.error ?? null,
       }) as SyncRunRow | undefined;
@@ -1092,6 +1094,7 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
       fullResync: options.fullResync ? 1 : 0,
       resetCdc: options.resetCDC ? 1 : 0,
       allowMassDelete: options.allowMassDelete ? 1 : 0,
+      fullCompare: options.fullCompare ? 1 : 0,
       sequenceRunId,
       memberKey,
       now,

@@ -1,0 +1,454 @@
+/**
+ * The planner in the warehouse for DuckDB sources (engine/warehouse-planner.ts), as for PostgreSQL
+ * (connectors/postgres/postgres-planner.ts): per sync, a table in Lockstep's schema of the file
+ * holds the delivered rows, a run compares the model with it in one statement (columns compared
+ * with IS DISTINCT FROM) into a staging table of the rows that differ, and a fenced watermark
+ * records what was delivered. DuckDB has no triggers: a planner table changed by hand is noticed
+ * by its row count and a checksum of its rows (DuckDB's `hash` of the columns, XORed), checked at
+ * every full comparison. DuckDB sorts fast, so the staging table needs no index.
+ */
+import type { DuckDBConnection } from '@duckdb/node-api';
+import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
+import type { Value, WarehousePlan, WarehousePlanner, WarehousePlanPart, WarehousePlanRequest } from '../../core/ports.js';
+
+const quote = (name: string): string => `"${name.replace(/"/g, '""')}"`;
+
+interface ColumnType {
+  name: string;
+  type: string;
+}
+
+type StagingKind = 'initial' | 'reset' | 'keys' | 'values';
+
+interface MetaRow {
+  planner_table: string;
+  columns: ColumnType[] | null;
+  row_count: number;
+  checksum: string | null;
+  run_id: number | null;
+  attempt: number | null;
+  staging: string | null;
+  staging_kind: StagingKind | null;
+  key_columns: string[] | null;
+  model_columns: ColumnType[] | null;
+  part: number;
+  through: Value[] | null;
+  cursor_value: string | null;
+  pending_cursor: string | null;
+  cursor_runs: number;
+  comparison: 'full' | 'cursor' | null;
+  staged_rows: number;
+}
+
+const OPS: ReadonlyArray<WarehousePlanPart['op']> = ['added', 'changed', 'removed'];
+const OP_CODE = { added: 'a', changed: 'c', removed: 'r' } as const;
+
+export class DuckDbPlanner implements WarehousePlanner {
+  private chain: Promise<void> = Promise.resolve();
+  private fence: { syncId: number; runId: number; attempt: number } | null = null;
+  private keys: string[] = [];
+  private keyTypes: string[] = [];
+  private plannerTable = '';
+
+  private constructor(
+    private readonly connection: DuckDBConnection,
+    private readonly schema: string,
+    private readonly where: string,
+  ) {}
+
+  static async open(connection: DuckDBConnection, schema: string, where: string): Promise<DuckDbPlanner> {
+    const planner = new DuckDbPlanner(connection, schema, where);
+    try {
+      await connection.run(`CREATE SCHEMA IF NOT EXISTS ${quote(schema)}`);
+      await connection.run(`CREATE TABLE IF NOT EXISTS ${planner.meta} (
+        sync_id BIGINT PRIMARY KEY, slug VARCHAR NOT NULL, planner_table VARCHAR NOT NULL, columns VARCHAR,
+        row_count BIGINT NOT NULL DEFAULT 0, checksum VARCHAR, run_id BIGINT, attempt INTEGER, staging VARCHAR,
+        staging_kind VARCHAR, key_columns VARCHAR, model_columns VARCHAR, part INTEGER NOT NULL DEFAULT -1, through VARCHAR,
+        cursor_value VARCHAR, pending_cursor VARCHAR, cursor_runs INTEGER NOT NULL DEFAULT 0, comparison VARCHAR,
+        staged_rows BIGINT NOT NULL DEFAULT 0)`);
+    } catch (error) {
+      throw planner.failure('setting up the planner', error);
+    }
+    return planner;
+  }
+
+  private get meta(): string {
+    return `${quote(this.schema)}.lockstep_syncs`;
+  }
+
+  private table(name: string): string {
+    return `${quote(this.schema)}.${quote(name)}`;
+  }
+
+  private async rows<T>(sql: string, params: Value[] = []): Promise<T[]> {
+    const result = await this.connection.runAndReadAll(sql, params as never);
+    return result.getRowObjectsJS() as T[];
+  }
+
+  private async run(sql: string, params: Value[] = []): Promise<void> {
+    await this.connection.run(sql, params as never);
+  }
+
+  private async readMeta(syncId: number): Promise<MetaRow> {
+    const [row] = await this.rows<Record<string, unknown>>(`SELECT * FROM ${this.meta} WHERE sync_id = ?`, [syncId]);
+    if (!row) throw new LockstepError(ErrorCode.Internal, 'the planner lost its row in lockstep_syncs');
+    const json = (v: unknown) => (typeof v === 'string' ? JSON.parse(v) : null);
+    return {
+      ...(row as unknown as MetaRow),
+      row_count: Number(row.row_count),
+      run_id: row.run_id === null ? null : Number(row.run_id),
+      staged_rows: Number(row.staged_rows),
+      columns: json(row.columns),
+      key_columns: json(row.key_columns),
+      model_columns: json(row.model_columns),
+      through: json(row.through),
+    };
+  }
+
+  async plan(request: WarehousePlanRequest): Promise<WarehousePlan> {
+    await this.run('BEGIN TRANSACTION');
+    try {
+      const plan = await this.planOnce(request);
+      await this.run('COMMIT');
+      return plan;
+    } catch (error) {
+      await this.run('ROLLBACK').catch(() => undefined);
+      this.fence = null;
+      throw this.failure('comparing the model with its planner table', error);
+    }
+  }
+
+  private async planOnce(request: WarehousePlanRequest): Promise<WarehousePlan> {
+    const notes: string[] = [];
+    const base = `sync_${request.sync.id}_${request.sync.slug.toLowerCase().replace(/[^a-z0-9_]/g, '_').slice(0, 32)}`;
+    const plannerTable = base;
+    const staging = `${base}_stage`;
+    const rejectedTable = `${base}_rejected`;
+
+    await this.run(`INSERT INTO ${this.meta} (sync_id, slug, planner_table) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`, [request.sync.id, request.sync.slug, plannerTable]);
+    let meta = await this.readMeta(request.sync.id);
+    if (meta.run_id === request.run.id && (meta.attempt ?? 0) > request.run.attempt) {
+      throw new LockstepError(ErrorCode.LeaseLost, `attempt ${request.run.attempt} of sync run ${request.run.id} was taken over by attempt ${meta.attempt}`);
+    }
+    if (meta.staging !== null) {
+      await this.apply(meta, false);
+      notes.push('took in the rows an earlier attempt delivered before it stopped');
+    }
+    await this.run(`UPDATE ${this.meta} SET run_id = ?, attempt = ?, staging = NULL, part = -1, through = NULL WHERE sync_id = ?`, [request.run.id, request.run.attempt, request.sync.id]);
+    meta = await this.readMeta(request.sync.id);
+    this.fence = { syncId: request.sync.id, runId: request.run.id, attempt: request.run.attempt };
+
+    const query = request.query.replace(/[\s;]+$/, '');
+    const modelColumns = await this.describe(`SELECT * FROM (\n${query}\n) AS lockstep_model LIMIT 0`);
+    const names = modelColumns.map((c) => c.name);
+    const seen = new Set<string>();
+    for (const name of names) {
+      if (seen.has(name)) throw new LockstepError(ErrorCode.Schema, `the model's query returns column "${name}" twice — give each column its own name (AS ...) to use the planner in the warehouse`);
+      if (name === 'lockstep_op') throw new LockstepError(ErrorCode.Schema, 'the model\'s query returns a column named "lockstep_op", which the planner in the warehouse uses itself — rename it');
+      seen.add(name);
+    }
+    const keys = [...request.primaryKey];
+    for (const key of keys) {
+      if (!seen.has(key)) {
+        throw new LockstepError(ErrorCode.Schema, `the model declares primary key column "${key}", but its query returns only ${names.map((c) => `"${c}"`).join(', ')} — fix primaryKey or the query`);
+      }
+    }
+    const values = names.filter((n) => !keys.includes(n));
+    const typeOf = (name: string) => (modelColumns.find((c) => c.name === name) as ColumnType).type;
+    this.keys = keys;
+    this.keyTypes = keys.map(typeOf);
+    this.plannerTable = plannerTable;
+
+    const existing = await this.tableColumns(plannerTable);
+    const keyTypesSame = (columns: ColumnType[]) => keys.every((k) => columns.find((c) => c.name === k)?.type === typeOf(k));
+    let kind: StagingKind = 'values';
+    const cursor = request.cursor;
+    let comparison: 'full' | 'cursor' = 'full';
+    let pendingCursor: string | null = null;
+    if (cursor) {
+      if (!seen.has(cursor.column)) {
+        throw new LockstepError(ErrorCode.Schema, `the model's cursor column "${cursor.column}" is not among the columns its query returns (${names.map((c) => `"${c}"`).join(', ')}) — fix cursor or the query`);
+      }
+      const [high] = await this.rows<{ high: string | null }>(`SELECT max(${quote(cursor.column)})::VARCHAR AS high FROM (\n${query}\n) AS lockstep_model`);
+      pendingCursor = high?.high ?? null;
+      if (!request.reset && existing !== null && meta.columns !== null && !cursor.full && meta.cursor_value !== null && meta.cursor_runs < cursor.every - 1) comparison = 'cursor';
+    }
+    if (request.reset) kind = 'reset';
+    else if (existing === null || meta.columns === null) {
+      kind = 'initial';
+      if (meta.columns !== null) notes.push(`planner table ${this.schema}.${plannerTable} was dropped outside Lockstep: every row is sent again and the table rebuilt`);
+    } else {
+      // Checked at full comparisons: a cursor run reads only a few rows of the table.
+      const tampered = !sameColumns(existing, meta.columns) || (comparison === 'full' && (await this.checksum(plannerTable, meta.columns)) !== meta.checksum);
+      if (tampered) {
+        kind = keyTypesSame(existing) ? 'keys' : 'initial';
+        comparison = 'full';
+        notes.push(`planner table ${this.schema}.${plannerTable} was changed outside Lockstep: compared by key only this run (every row sent again${kind === 'keys' ? ', rows gone from the model removed' : ''}) and rebuilt`);
+      } else if (!sameColumns(existing, modelColumns)) {
+        kind = keyTypesSame(existing) ? 'keys' : 'initial';
+        comparison = 'full';
+        notes.push(`the model's columns changed (${describeChange(existing, modelColumns)}): every row is compared again by key and sent once`);
+      } else if (request.resendAll) {
+        kind = 'keys';
+        comparison = 'full';
+      }
+    }
+    if (kind !== 'values') comparison = 'full';
+
+    const q = quote;
+    const keyList = keys.map(q).join(', ');
+    await this.run(`DROP TABLE IF EXISTS ${this.table(staging)}`);
+    await this.run(`DROP TABLE IF EXISTS ${this.table(rejectedTable)}`);
+    if (kind === 'initial' || kind === 'reset') {
+      await this.run(`CREATE TABLE ${this.table(staging)} AS SELECT * FROM (\n${query}\n) AS lockstep_model`);
+    } else {
+      const differs = kind === 'keys' ? 'true' : values.length === 0 ? 'false' : values.map((v) => `m.${q(v)} IS DISTINCT FROM p.${q(v)}`).join(' OR ');
+      const cursorFilter = comparison === 'cursor' ? ` WHERE lockstep_q.${q(cursor?.column as string)} >= CAST(? AS ${typeOf(cursor?.column as string)})` : '';
+      const join = comparison === 'cursor' || !request.sends.removed ? 'LEFT JOIN' : 'FULL JOIN';
+      const op = `CASE WHEN m.lockstep_m IS NULL THEN 'r' WHEN p.lockstep_p IS NULL THEN 'a' ELSE 'c' END`;
+      const wanted = ["'a'", ...(request.sends.changed || kind === 'keys' ? ["'c'"] : []), ...(request.sends.removed && comparison === 'full' ? ["'r'"] : [])];
+      const columns = [`${op} AS lockstep_op`, ...keys.map((k) => `coalesce(m.${q(k)}, p.${q(k)}) AS ${q(k)}`), ...values.map((v) => `m.${q(v)}`)];
+      await this.run(
+        `CREATE TABLE ${this.table(staging)} AS SELECT * FROM (SELECT ${columns.join(', ')}\n` +
+          `FROM (SELECT lockstep_q.*, true AS lockstep_m FROM (\n${query}\n) AS lockstep_q${cursorFilter}) AS m ` +
+          `${join} (SELECT lockstep_p.*, true AS lockstep_p FROM ${this.table(plannerTable)} AS lockstep_p) AS p ON ${keys.map((k) => `m.${q(k)} = p.${q(k)}`).join(' AND ')}\n` +
+          `WHERE m.lockstep_m IS NULL OR p.lockstep_p IS NULL OR ${differs}) AS lockstep_diff WHERE lockstep_op IN (${wanted.join(', ')})`,
+        comparison === 'cursor' ? [meta.cursor_value] : [],
+      );
+    }
+
+    const refused: WarehousePlan['refused'] = [];
+    const opFilter = kind === 'initial' || kind === 'reset' ? '' : "lockstep_op <> 'r' AND ";
+    const nulls = await this.connection.runAndReadAll(`DELETE FROM ${this.table(staging)} WHERE ${opFilter}(${keys.map((k) => `${q(k)} IS NULL`).join(' OR ')}) RETURNING ${keyList}`);
+    for (const key of nulls.getRowsJS() as unknown[][]) {
+      const values = key.map(plain);
+      refused.push({ key: values, reason: `primary key column "${keys[values.indexOf(null)] ?? keys[0]}" is null` });
+    }
+    const dups = await this.connection.runAndReadAll(
+      `DELETE FROM ${this.table(staging)} WHERE rowid IN (SELECT rowid FROM (SELECT rowid, row_number() OVER (PARTITION BY ${keyList} ORDER BY rowid) AS n FROM ${this.table(staging)}) WHERE n > 1) RETURNING ${keyList}`,
+    );
+    for (const key of dups.getRowsJS() as unknown[][]) {
+      const values = key.map(plain);
+      refused.push({ key: values, reason: `duplicate primary key ${JSON.stringify(values)}: the model returned this key more than once; only one of its rows was planned` });
+    }
+    await this.run(`CREATE TABLE ${this.table(rejectedTable)} AS SELECT ${keyList} FROM ${this.table(staging)} LIMIT 0`);
+
+    const counts = { added: 0, changed: 0, removed: 0 };
+    let staged = 0;
+    if (kind === 'initial' || kind === 'reset') {
+      const [row] = await this.rows<{ n: bigint }>(`SELECT count(*) AS n FROM ${this.table(staging)}`);
+      staged = Number(row?.n ?? 0);
+      counts.added = staged;
+    } else {
+      for (const row of await this.rows<{ op: string; n: bigint }>(`SELECT lockstep_op AS op, count(*) AS n FROM ${this.table(staging)} GROUP BY 1`)) {
+        counts[row.op === 'a' ? 'added' : row.op === 'c' ? 'changed' : 'removed'] = Number(row.n);
+        staged += Number(row.n);
+      }
+    }
+    const plannerRows = kind === 'initial' ? 0 : meta.row_count;
+    const modelRows =
+      kind === 'initial' || kind === 'reset' ? staged + refused.length : comparison === 'cursor' ? counts.added + counts.changed : plannerRows + counts.added - counts.removed + refused.length;
+    await this.fenced('UPDATE ' + this.meta + ' SET staging = ?, staging_kind = ?, key_columns = ?, model_columns = ?, part = -1, through = NULL, pending_cursor = ?, comparison = ?, staged_rows = ?', [
+      staging,
+      kind,
+      JSON.stringify(keys),
+      JSON.stringify(modelColumns),
+      pendingCursor,
+      comparison,
+      staged,
+    ]);
+
+    const parts: WarehousePlanPart[] = [];
+    if (kind !== 'reset') {
+      for (const op of OPS) {
+        if (counts[op] === 0) continue;
+        const filter = kind === 'initial' ? '' : `WHERE lockstep_op = '${OP_CODE[op]}' `;
+        parts.push({ op, rows: counts[op], query: `SELECT ${op === 'removed' ? keyList : names.map(q).join(', ')} FROM ${this.table(staging)} ${filter}ORDER BY ${keyList}` });
+      }
+    }
+    return { parts, refused, modelRows, plannerRows, comparison, notes };
+  }
+
+  commit(through: { op: WarehousePlanPart['op']; key: Value[] }, rejected: Value[][]): Promise<void> {
+    const next = this.chain.then(() => this.commitNow(through, rejected));
+    this.chain = next.catch(() => undefined);
+    return next;
+  }
+
+  private async commitNow(through: { op: WarehousePlanPart['op']; key: Value[] }, rejected: Value[][]): Promise<void> {
+    await this.run('BEGIN TRANSACTION');
+    try {
+      await this.fenced(`UPDATE ${this.meta} SET part = ?, through = ?`, [OPS.indexOf(through.op), JSON.stringify(through.key)]);
+      if (rejected.length > 0) {
+        const row = `(${this.keyTypes.map((t) => `CAST(? AS ${t})`).join(', ')})`;
+        await this.run(`INSERT INTO ${this.table(`${this.plannerTable}_rejected`)} VALUES ${rejected.map(() => row).join(', ')}`, rejected.flat());
+      }
+      await this.run('COMMIT');
+    } catch (error) {
+      await this.run('ROLLBACK').catch(() => undefined);
+      throw this.failure('recording delivered rows in the planner table', error);
+    }
+  }
+
+  async finish(): Promise<void> {
+    await this.chain;
+    await this.run('BEGIN TRANSACTION');
+    try {
+      const meta = await this.readMeta(this.fence?.syncId ?? -1);
+      if (meta.run_id !== this.fence?.runId || meta.attempt !== this.fence.attempt) throw this.leaseLost();
+      await this.apply(meta, true);
+      await this.run('COMMIT');
+    } catch (error) {
+      await this.run('ROLLBACK').catch(() => undefined);
+      throw this.failure('taking the delivered rows into the planner table', error);
+    }
+  }
+
+  /** As PostgresPlanner.apply: the delivered rows into the planner table, inside the caller's transaction. */
+  private async apply(meta: MetaRow, complete: boolean): Promise<void> {
+    const staging = meta.staging as string;
+    const kind = meta.staging_kind as StagingKind;
+    const planner = meta.planner_table;
+    const rejectedTable = `${planner}_rejected`;
+    const keys = meta.key_columns ?? [];
+    const columns = meta.model_columns ?? [];
+    const s = this.table(staging);
+    const p = this.table(planner);
+    const drop = async () => {
+      await this.run(`DROP TABLE IF EXISTS ${s}`);
+      await this.run(`DROP TABLE IF EXISTS ${this.table(rejectedTable)}`);
+    };
+    const present = (await this.tableColumns(staging)) !== null && (await this.tableColumns(rejectedTable)) !== null;
+    if (!present || keys.length === 0) {
+      await drop();
+      await this.run(`UPDATE ${this.meta} SET staging = NULL, part = -1, through = NULL WHERE planner_table = ?`, [planner]);
+      return;
+    }
+    const [{ n: rejectedCount } = { n: 0n }] = await this.rows<{ n: bigint }>(`SELECT count(*) AS n FROM ${this.table(rejectedTable)}`);
+    const anyRejected = Number(rejectedCount) > 0;
+    const cursorDone = complete && !anyRejected && meta.pending_cursor !== null;
+    const record = async (rowCount: number, recorded: ColumnType[]) => {
+      const checksum = await this.checksum(planner, recorded);
+      await this.run(
+        `UPDATE ${this.meta} SET staging = NULL, part = -1, through = NULL, columns = ?, row_count = ?, checksum = ?,
+           cursor_value = CASE WHEN ? THEN pending_cursor ELSE cursor_value END,
+           cursor_runs = CASE WHEN NOT ? THEN cursor_runs WHEN comparison = 'cursor' THEN cursor_runs + 1 ELSE 0 END,
+           pending_cursor = NULL WHERE planner_table = ?`,
+        [JSON.stringify(recorded), rowCount, checksum, cursorDone, cursorDone, planner],
+      );
+    };
+    if (kind === 'values' && meta.staged_rows === 0) {
+      await drop();
+      if (cursorDone) {
+        await this.run(
+          `UPDATE ${this.meta} SET staging = NULL, part = -1, through = NULL, cursor_value = pending_cursor,
+             cursor_runs = CASE WHEN comparison = 'cursor' THEN cursor_runs + 1 ELSE 0 END, pending_cursor = NULL WHERE planner_table = ?`,
+          [planner],
+        );
+      } else await this.run(`UPDATE ${this.meta} SET staging = NULL, part = -1, through = NULL, pending_cursor = NULL WHERE planner_table = ?`, [planner]);
+      return;
+    }
+    const q = quote;
+    const keyRow = (alias: string) => `(${keys.map((k) => `${alias}.${q(k)}`).join(', ')})`;
+    const rank = kind === 'initial' || kind === 'reset' ? '0' : `(CASE s.lockstep_op WHEN 'a' THEN 0 WHEN 'c' THEN 1 ELSE 2 END)`;
+    const everything = complete || kind === 'reset';
+    const conditions: string[] = [];
+    const params: Value[] = [];
+    if (!everything) {
+      if (meta.part < 0 || meta.through === null) conditions.push('false');
+      else {
+        const types = columns.filter((c) => keys.includes(c.name));
+        const typed = keys.map((k) => `CAST(? AS ${(types.find((c) => c.name === k) as ColumnType).type})`);
+        conditions.push(`(${rank} < ${meta.part} OR (${rank} = ${meta.part} AND ${keyRow('s')} <= (${typed.join(', ')})))`);
+        params.push(...meta.through);
+      }
+    }
+    if (anyRejected) conditions.push(`NOT EXISTS (SELECT 1 FROM ${this.table(rejectedTable)} AS r WHERE ${keys.map((k) => `r.${q(k)} = s.${q(k)}`).join(' AND ')})`);
+    const delivered = conditions.length === 0 ? 'true' : conditions.join(' AND ');
+    const selected = columns.map((c) => `s.${q(c.name)}`).join(', ');
+    let rowCount: number;
+    if (kind === 'initial' || kind === 'reset' || kind === 'keys') {
+      const keep = kind === 'keys' ? `(s.lockstep_op <> 'r' AND ${delivered}) OR (s.lockstep_op = 'r' AND NOT (${delivered}))` : delivered;
+      const keepParams = kind === 'keys' ? [...params, ...params] : params;
+      await this.run(`DROP TABLE IF EXISTS ${p}`);
+      await this.run(`CREATE TABLE ${p} AS SELECT ${selected} FROM ${s} AS s WHERE ${keep}`, keepParams);
+      const [row] = await this.rows<{ n: bigint }>(`SELECT count(*) AS n FROM ${p}`);
+      rowCount = Number(row?.n ?? 0);
+    } else {
+      await this.run(`DELETE FROM ${p} AS p WHERE ${keyRow('p')} IN (SELECT ${keyRow('s')} FROM ${s} AS s WHERE ${delivered})`, params);
+      await this.run(`INSERT INTO ${p} (${columns.map((c) => q(c.name)).join(', ')}) SELECT ${selected} FROM ${s} AS s WHERE s.lockstep_op IN ('a', 'c') AND ${delivered}`, params);
+      const [row] = await this.rows<{ n: bigint }>(`SELECT count(*) AS n FROM ${p}`);
+      rowCount = Number(row?.n ?? 0);
+    }
+    await drop();
+    await record(rowCount, (await this.tableColumns(planner)) ?? columns);
+  }
+
+  async close(): Promise<void> {
+    await this.chain.catch(() => undefined);
+    this.connection.closeSync();
+  }
+
+  private async fenced(set: string, params: Value[]): Promise<void> {
+    const fence = this.fence;
+    if (!fence) throw new LockstepError(ErrorCode.Internal, 'the planner was written to before a plan');
+    const [row] = await this.rows<{ run_id: bigint | null; attempt: number | null }>(`SELECT run_id, attempt FROM ${this.meta} WHERE sync_id = ?`, [fence.syncId]);
+    if (!row || Number(row.run_id) !== fence.runId || row.attempt !== fence.attempt) throw this.leaseLost();
+    await this.run(`${set} WHERE sync_id = ?`, [...params, fence.syncId]);
+  }
+
+  private leaseLost(): LockstepError {
+    return new LockstepError(ErrorCode.LeaseLost, `another attempt took over the planner of sync ${this.fence?.syncId}; this attempt writes nothing more`);
+  }
+
+  private async describe(sql: string): Promise<ColumnType[]> {
+    const result = await this.connection.runAndReadAll(sql);
+    const types = result.columnTypes().map(String);
+    return result.columnNames().map((name, i) => ({ name, type: types[i] as string }));
+  }
+
+  private async tableColumns(name: string): Promise<ColumnType[] | null> {
+    const found = await this.rows(`SELECT 1 FROM information_schema.tables WHERE table_schema = ? AND table_name = ?`, [this.schema, name]);
+    return found.length === 0 ? null : this.describe(`SELECT * FROM ${this.table(name)} LIMIT 0`);
+  }
+
+  /** `rows:xor of the rows' hashes`, what the planner table held when Lockstep last wrote it. */
+  private async checksum(name: string, columns: readonly ColumnType[]): Promise<string> {
+    const [row] = await this.rows<{ n: bigint; h: bigint | null }>(
+      `SELECT count(*) AS n, bit_xor(hash(${columns.map((c) => quote(c.name)).join(', ')})) AS h FROM ${this.table(name)}`,
+    );
+    return `${Number(row?.n ?? 0)}:${row?.h === null || row?.h === undefined ? '' : String(row.h)}`;
+  }
+
+  private failure(what: string, thrown: unknown): LockstepError {
+    if (thrown instanceof LockstepError) return thrown;
+    const error = toError(thrown);
+    return new LockstepError(ErrorCode.Query, `${what} in schema "${this.schema}" of ${this.where} failed: ${error.message}`, { cause: error });
+  }
+}
+
+function plain(value: unknown): Value {
+  if (value === null || typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') return value;
+  if (typeof value === 'bigint') return Number.isSafeInteger(Number(value)) ? Number(value) : String(value);
+  if (value instanceof Date) return value.toISOString();
+  return String(value);
+}
+
+function sameColumns(a: readonly ColumnType[], b: readonly ColumnType[]): boolean {
+  if (a.length !== b.length) return false;
+  const types = new Map(a.map((c) => [c.name, c.type]));
+  return b.every((c) => types.get(c.name) === c.type);
+}
+
+function describeChange(before: readonly ColumnType[], after: readonly ColumnType[]): string {
+  const old = new Map(before.map((c) => [c.name, c.type]));
+  const now = new Map(after.map((c) => [c.name, c.type]));
+  const changes: string[] = [];
+  for (const [name, type] of now) {
+    const was = old.get(name);
+    if (was === undefined) changes.push(`${name} added`);
+    else if (was !== type) changes.push(`${name} ${was} → ${type}`);
+  }
+  for (const name of old.keys()) if (!now.has(name)) changes.push(`${name} gone`);
+  return changes.join(', ');
+}

@@ -1,0 +1,645 @@
+/**
+ * The planner in the warehouse for PostgreSQL sources (engine/warehouse-planner.ts): per sync, a
+ * table in Lockstep's own schema (`lockstep_planner` by default) holds the rows as delivered, one
+ * column per model column. A run compares the model with it in one statement (a merge join along
+ * the key, columns compared with IS DISTINCT FROM) into a staging table of the rows that differ;
+ * only those travel to Lockstep. Delivered rows are committed as a watermark (the last delivered
+ * row of each kind, by key, with the rejected keys) fenced by the run's id and attempt, and the
+ * staging table is taken into the planner table when the run ends, or by the next attempt when
+ * this one stopped part-way.
+ */
+import type pg from 'pg';
+import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
+import type { Value, WarehousePlan, WarehousePlanner, WarehousePlanPart, WarehousePlanRequest } from '../../core/ports.js';
+
+const quote = (name: string): string => `"${name.replace(/"/g, '""')}"`;
+
+/** A column as the planner records it: its name and its type as format_type spells it. */
+interface ColumnType {
+  name: string;
+  type: string;
+}
+
+/** How the staging table was built, which says how it is taken into the planner table. */
+type StagingKind =
+  /** No planner table to compare with: every model row is added (the staging table has the model's columns). */
+  | 'initial'
+  /** resetCDC: the model becomes the planner table, nothing is sent. */
+  | 'reset'
+  /** Compared by key only (values not trusted): matched rows are all changed; the planner table is rebuilt. */
+  | 'keys'
+  /** Compared by value (full or cursor): the planner table is updated in place. */
+  | 'values';
+
+interface MetaRow {
+  sync_id: string;
+  planner_table: string;
+  columns: ColumnType[] | null;
+  row_count: string;
+  tampered: boolean;
+  run_id: string | null;
+  attempt: number | null;
+  staging: string | null;
+  staging_kind: StagingKind | null;
+  key_columns: string[] | null;
+  model_columns: ColumnType[] | null;
+  part: number;
+  through: Record<string, Value> | null;
+  cursor_value: string | null;
+  pending_cursor: string | null;
+  cursor_runs: number;
+  comparison: 'full' | 'cursor' | null;
+  staged_rows: string;
+}
+
+const OPS: ReadonlyArray<WarehousePlanPart['op']> = ['added', 'changed', 'removed'];
+const OP_CODE = { added: 'a', changed: 'c', removed: 'r' } as const;
+
+/** Types without an equality operator are compared as text. */
+const TEXT_COMPARED = new Set(['json', 'xml', 'point', 'line', 'lseg', 'box', 'path', 'polygon', 'circle']);
+
+/** SQLSTATEs: insufficient_privilege, unique_violation, duplicate table/object. */
+const NO_PRIVILEGE = '42501';
+const UNIQUE_VIOLATION = '23505';
+
+export class PostgresPlanner implements WarehousePlanner {
+  /** Commits in the order they were asked for (each waits for the one before). */
+  private chain: Promise<void> = Promise.resolve();
+  private fence: { syncId: number; runId: number; attempt: number } | null = null;
+  /** The run's key columns and planner table, once planned. */
+  private keys: string[] = [];
+  private plannerTable = '';
+
+  private constructor(
+    private readonly client: pg.Client,
+    private readonly schema: string,
+    private readonly where: string,
+  ) {}
+
+  /**
+   * Opens the planner on `client` (its own connection): makes sure the schema, the table of syncs
+   * and the guard function exist. A user who may not create them gets an error naming the grant.
+   */
+  static async open(client: pg.Client, schema: string, where: string): Promise<PostgresPlanner> {
+    if (process.env.LOCKSTEP_PLANNER_TRACE) {
+      const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
+      (client as unknown as { query: unknown }).query = async (...args: unknown[]) => {
+        const started = performance.now();
+        try {
+          return await query(...args);
+        } finally {
+          const text = typeof args[0] === 'string' ? args[0] : (args[0] as { text: string }).text;
+          process.stderr.write(`TRACE ${Math.round(performance.now() - started)} ms ${text.replace(/\s+/g, ' ').slice(0, 100)}\n`);
+        }
+      };
+    }
+    const planner = new PostgresPlanner(client, schema, where);
+    // Lockstep's own writes to planner tables; anything else trips the guard (see tampered).
+    await client.query("SET lockstep.planner = 'on'");
+    await planner.setUp();
+    return planner;
+  }
+
+  private get meta(): string {
+    return `${quote(this.schema)}.lockstep_syncs`;
+  }
+
+  private table(name: string): string {
+    return `${quote(this.schema)}.${quote(name)}`;
+  }
+
+  private async setUp(): Promise<void> {
+    const { client, schema } = this;
+    try {
+      const found = await client.query<{ usable: boolean | null; user: string; database: string }>(
+        `SELECT (SELECT has_schema_privilege(n.oid, 'CREATE') AND has_schema_privilege(n.oid, 'USAGE') FROM pg_namespace n WHERE n.nspname = $1) AS usable,
+                current_user AS user, current_database() AS database`,
+        [schema],
+      );
+      const { usable, user, database } = found.rows[0] as { usable: boolean | null; user: string; database: string };
+      if (usable === false) {
+        throw new LockstepError(
+          ErrorCode.Connection,
+          `the planner schema "${schema}" on ${this.where} exists but user "${user}" may not create tables in it — run: GRANT USAGE, CREATE ON SCHEMA ${quote(schema)} TO ${quote(user)}; (or set planner: store on the source)`,
+        );
+      }
+      await client.query('BEGIN');
+      try {
+        // One process at a time creates the schema's objects (two runs may start together).
+        await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`lockstep_planner:${schema}`]);
+        if (usable === null) {
+          try {
+            await client.query(`CREATE SCHEMA IF NOT EXISTS ${quote(schema)}`);
+          } catch (error) {
+            if ((error as { code?: string }).code === NO_PRIVILEGE) {
+              throw new LockstepError(
+                ErrorCode.Connection,
+                `user "${user}" may not create the planner schema "${schema}" on ${this.where} — run: GRANT CREATE ON DATABASE ${quote(database)} TO ${quote(user)}; or create the schema and GRANT USAGE, CREATE ON SCHEMA ${quote(schema)} TO ${quote(user)}; (or set planner: store on the source)`,
+                { cause: error },
+              );
+            }
+            throw error;
+          }
+        }
+        await client.query(`CREATE TABLE IF NOT EXISTS ${this.meta} (
+          sync_id        bigint PRIMARY KEY,
+          slug           text NOT NULL,
+          planner_table  text NOT NULL,
+          columns        jsonb,
+          row_count      bigint NOT NULL DEFAULT 0,
+          tampered       boolean NOT NULL DEFAULT false,
+          run_id         bigint,
+          attempt        integer,
+          staging        text,
+          staging_kind   text,
+          key_columns    jsonb,
+          model_columns  jsonb,
+          part           integer NOT NULL DEFAULT -1,
+          through        jsonb,
+          cursor_value   text,
+          pending_cursor text,
+          cursor_runs    integer NOT NULL DEFAULT 0,
+          comparison     text,
+          staged_rows    bigint NOT NULL DEFAULT 0,
+          updated_at     timestamptz NOT NULL DEFAULT now()
+        )`);
+        // A planner table written by anyone but Lockstep is flagged, and rebuilt by the next run.
+        await client.query(`CREATE OR REPLACE FUNCTION ${quote(schema)}.lockstep_guard() RETURNS trigger LANGUAGE plpgsql AS $guard$
+          BEGIN
+            IF current_setting('lockstep.planner', true) IS DISTINCT FROM 'on' THEN
+              UPDATE ${this.meta} SET tampered = true WHERE planner_table = TG_TABLE_NAME;
+            END IF;
+            RETURN NULL;
+          END $guard$`);
+        await client.query('COMMIT');
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw error;
+      }
+    } catch (error) {
+      throw this.failure('setting up the planner', error);
+    }
+  }
+
+  async plan(request: WarehousePlanRequest): Promise<WarehousePlan> {
+    // One transaction: the sync's row of lockstep_syncs stays locked while the model is compared,
+    // and the staging table, its watermark and the takeover commit together (one flush to disk).
+    await this.client.query('BEGIN');
+    try {
+      const plan = await this.planOnce(request);
+      await this.client.query('COMMIT');
+      return plan;
+    } catch (error) {
+      await this.client.query('ROLLBACK').catch(() => undefined);
+      this.fence = null;
+      throw this.failure('comparing the model with its planner table', error);
+    }
+  }
+
+  private async planOnce(request: WarehousePlanRequest): Promise<WarehousePlan> {
+    const { client } = this;
+    const notes: string[] = [];
+    const base = `sync_${request.sync.id}_${request.sync.slug.toLowerCase().replace(/[^a-z0-9_]/g, '_').slice(0, 32)}`;
+    const plannerTable = base;
+    const staging = `${base}_stage`;
+    const rejectedTable = `${base}_rejected`;
+
+    // Take the sync's planner over for this attempt, first taking in what an earlier attempt delivered.
+    let meta: MetaRow;
+    {
+      await client.query(`INSERT INTO ${this.meta} (sync_id, slug, planner_table) VALUES ($1, $2, $3) ON CONFLICT (sync_id) DO NOTHING`, [
+        request.sync.id,
+        request.sync.slug,
+        plannerTable,
+      ]);
+      meta = parseMeta((await client.query<MetaRow>(`SELECT * FROM ${this.meta} WHERE sync_id = $1 FOR UPDATE`, [request.sync.id])).rows[0]);
+      if (meta.run_id !== null && Number(meta.run_id) === request.run.id && (meta.attempt ?? 0) > request.run.attempt) {
+        throw new LockstepError(ErrorCode.LeaseLost, `attempt ${request.run.attempt} of sync run ${request.run.id} was taken over by attempt ${meta.attempt}`);
+      }
+      if (meta.staging !== null) {
+        await this.apply(meta, false);
+        notes.push('took in the rows an earlier attempt delivered before it stopped');
+      }
+      await client.query(`UPDATE ${this.meta} SET run_id = $2, attempt = $3, staging = NULL, part = -1, through = NULL, updated_at = now() WHERE sync_id = $1`, [
+        request.sync.id,
+        request.run.id,
+        request.run.attempt,
+      ]);
+    }
+    meta = parseMeta((await client.query<MetaRow>(`SELECT * FROM ${this.meta} WHERE sync_id = $1`, [request.sync.id])).rows[0]);
+    this.fence = { syncId: request.sync.id, runId: request.run.id, attempt: request.run.attempt };
+
+    // The model's columns and types.
+    const query = request.query.replace(/[\s;]+$/, '');
+    const described = await client.query({ text: `SELECT * FROM (\n${query}\n) AS lockstep_model LIMIT 0`, rowMode: 'array' });
+    const names = described.fields.map((f) => f.name);
+    const typeNames = (
+      await client.query<{ type: string }>('SELECT format_type(t.oid, t.mod) AS type FROM unnest($1::oid[], $2::int[]) WITH ORDINALITY t(oid, mod, n) ORDER BY n', [
+        described.fields.map((f) => f.dataTypeID),
+        described.fields.map((f) => f.dataTypeModifier),
+      ])
+    ).rows.map((r) => r.type);
+    const modelColumns: ColumnType[] = names.map((name, i) => ({ name, type: typeNames[i] as string }));
+    const seen = new Set<string>();
+    for (const name of names) {
+      if (seen.has(name)) throw new LockstepError(ErrorCode.Schema, `the model's query returns column "${name}" twice — give each column its own name (AS ...) to use the planner in the warehouse`);
+      if (name === 'lockstep_op') throw new LockstepError(ErrorCode.Schema, 'the model\'s query returns a column named "lockstep_op", which the planner in the warehouse uses itself — rename it');
+      seen.add(name);
+    }
+    const keys = [...request.primaryKey];
+    for (const key of keys) {
+      if (!seen.has(key)) {
+        throw new LockstepError(
+          ErrorCode.Schema,
+          `the model declares primary key column "${key}", but its query returns only ${names.map((c) => `"${c}"`).join(', ')} — fix primaryKey or the query`,
+        );
+      }
+    }
+    const values = names.filter((n) => !keys.includes(n));
+    this.keys = keys;
+    this.plannerTable = plannerTable;
+
+    // Is the planner table what Lockstep left? Then compare values; otherwise by key, or from scratch.
+    const existing = await this.describeTable(plannerTable);
+    let kind: StagingKind = 'values';
+    const keyTypesSame = (columns: ColumnType[]) =>
+      keys.every((k) => columns.find((c) => c.name === k)?.type === modelColumns.find((c) => c.name === k)?.type);
+    if (request.reset) kind = 'reset';
+    else if (existing === null || meta.columns === null) {
+      kind = 'initial';
+      if (meta.columns !== null) notes.push(`planner table ${this.schema}.${plannerTable} was dropped outside Lockstep: every row is sent again and the table rebuilt`);
+    } else {
+      const sameAsRecorded = sameColumns(existing.columns, meta.columns);
+      const emptied = Number(meta.row_count) > 0 && !(await this.hasRows(plannerTable));
+      if (meta.tampered || !sameAsRecorded || !existing.guarded || emptied) {
+        kind = keyTypesSame(existing.columns) ? 'keys' : 'initial';
+        notes.push(
+          `planner table ${this.schema}.${plannerTable} was changed outside Lockstep: compared by key only this run (every row sent again${kind === 'keys' ? ', rows gone from the model removed' : ''}) and rebuilt`,
+        );
+      } else if (!sameColumns(existing.columns, modelColumns)) {
+        kind = keyTypesSame(existing.columns) ? 'keys' : 'initial';
+        notes.push(`the model's columns changed (${describeChange(existing.columns, modelColumns)}): every row is compared again by key and sent once`);
+      } else if (request.resendAll) kind = 'keys';
+    }
+
+    // The change cursor: rows past the last delivered value, with a full comparison every so often.
+    let comparison: 'full' | 'cursor' = 'full';
+    let pendingCursor: string | null = null;
+    const cursor = request.cursor;
+    if (cursor) {
+      const column = modelColumns.find((c) => c.name === cursor.column);
+      if (!column) {
+        throw new LockstepError(ErrorCode.Schema, `the model's cursor column "${cursor.column}" is not among the columns its query returns (${names.map((c) => `"${c}"`).join(', ')}) — fix cursor or the query`);
+      }
+      pendingCursor = (await client.query<{ high: string | null }>(`SELECT max(${quote(cursor.column)})::text AS high FROM (\n${query}\n) AS lockstep_model`)).rows[0]?.high ?? null;
+      if (kind === 'values' && !cursor.full && meta.cursor_value !== null && meta.cursor_runs < cursor.every - 1) comparison = 'cursor';
+    }
+
+    const q = (n: string) => quote(n);
+    const keyList = keys.map(q).join(', ');
+    await client.query(`DROP TABLE IF EXISTS ${this.table(staging)}, ${this.table(rejectedTable)}`);
+    let created: number;
+    if (kind === 'initial' || kind === 'reset') {
+      created = (await client.query(`CREATE TABLE ${this.table(staging)} AS SELECT * FROM (\n${query}\n) AS lockstep_model`)).rowCount ?? 0;
+    } else {
+      const compared = values.map((v) => {
+        const type = (modelColumns.find((c) => c.name === v) as ColumnType).type;
+        return TEXT_COMPARED.has(type) || type.endsWith('[]') && TEXT_COMPARED.has(type.slice(0, -2))
+          ? `m.${q(v)}::text IS DISTINCT FROM p.${q(v)}::text`
+          : `m.${q(v)} IS DISTINCT FROM p.${q(v)}`;
+      });
+      const differs = kind === 'keys' || compared.length === 0 ? (kind === 'keys' ? 'true' : 'false') : compared.join(' OR ');
+      const model =
+        comparison === 'cursor'
+          ? `SELECT lockstep_q.*, true AS lockstep_m FROM (\n${query}\n) AS lockstep_q WHERE lockstep_q.${q(cursor?.column as string)} >= $1::${(modelColumns.find((c) => c.name === cursor?.column) as ColumnType).type}`
+          : `SELECT lockstep_q.*, true AS lockstep_m FROM (\n${query}\n) AS lockstep_q`;
+      // A full comparison joins along the key (a merge join over both tables' key order); a cursor
+      // run reads only rows past the cursor and looks each up by key (OFFSET 0 keeps the lookup a
+      // parameterised index scan rather than a scan of the whole planner table), removing nothing.
+      const join = comparison === 'cursor' || !request.sends.removed ? 'LEFT JOIN' : 'FULL JOIN';
+      const planned =
+        comparison === 'cursor'
+          ? `LEFT JOIN LATERAL (SELECT lockstep_p.*, true AS lockstep_p FROM ${this.table(plannerTable)} AS lockstep_p WHERE ${keys.map((k) => `lockstep_p.${q(k)} = m.${q(k)}`).join(' AND ')} OFFSET 0) AS p ON true`
+          : `${join} (SELECT lockstep_p.*, true AS lockstep_p FROM ${this.table(plannerTable)} AS lockstep_p) AS p ON ${keys.map((k) => `m.${q(k)} = p.${q(k)}`).join(' AND ')}`;
+      const op = `CASE WHEN m.lockstep_m IS NULL THEN 'r' WHEN p.lockstep_p IS NULL THEN 'a' ELSE 'c' END`;
+      const wanted = ["'a'", ...(request.sends.changed || kind === 'keys' ? ["'c'"] : []), ...(request.sends.removed && comparison === 'full' ? ["'r'"] : [])];
+      const columns = [
+        `${op}::char AS lockstep_op`,
+        ...keys.map((k) => `coalesce(m.${q(k)}, p.${q(k)}) AS ${q(k)}`),
+        // Kept only from the model's side: a removed row holds its key only.
+        ...values.map((v) => `m.${q(v)}`),
+      ];
+      const sql =
+        `CREATE TABLE ${this.table(staging)} AS SELECT * FROM (SELECT ${columns.join(', ')}\n` +
+        `FROM (${model}) AS m ${planned}\n` +
+        `WHERE m.lockstep_m IS NULL OR p.lockstep_p IS NULL OR ${differs}) AS lockstep_diff WHERE lockstep_op IN (${wanted.join(', ')})`;
+      // PostgreSQL may pick a hash join of the two tables (it must build a table of one of them) over
+      // a merge join along the key (both read in key order, nothing held): when the model's own
+      // plan has no hash join to lose, hash joins are turned off for the comparison.
+      const merge = comparison === 'full' && !(await this.plansHashJoin(query));
+      if (merge) await client.query('SET LOCAL enable_hashjoin = off');
+      created = (await client.query(sql, comparison === 'cursor' ? [meta.cursor_value] : [])).rowCount ?? 0;
+      if (merge) await client.query('SET LOCAL enable_hashjoin = on');
+    }
+
+    // Null and duplicate keys: found here, refused, and kept out of the plan.
+    const refused: WarehousePlan['refused'] = [];
+    const opFilter = kind === 'initial' || kind === 'reset' ? '' : "lockstep_op <> 'r' AND ";
+    const nulls = await client.query({
+      text: `DELETE FROM ${this.table(staging)} WHERE ${opFilter}(${keys.map((k) => `${q(k)} IS NULL`).join(' OR ')}) RETURNING ${keyList}`,
+      rowMode: 'array',
+    });
+    for (const key of nulls.rows as Value[][]) {
+      refused.push({ key: key.map(plain), reason: `primary key column "${keys[key.indexOf(null)] ?? keys[0]}" is null` });
+    }
+    await client.query('SAVEPOINT lockstep_key');
+    try {
+      await client.query(`ALTER TABLE ${this.table(staging)} ADD CONSTRAINT ${q(`${staging}_pkey`)} PRIMARY KEY (${keyList})`);
+    } catch (error) {
+      if ((error as { code?: string }).code !== UNIQUE_VIOLATION) throw error;
+      await client.query('ROLLBACK TO SAVEPOINT lockstep_key');
+      const dups = await client.query({
+        text: `DELETE FROM ${this.table(staging)} AS a USING ${this.table(staging)} AS b WHERE ${keys.map((k) => `a.${q(k)} = b.${q(k)}`).join(' AND ')} AND a.ctid > b.ctid RETURNING ${keys.map((k) => `a.${q(k)}`).join(', ')}`,
+        rowMode: 'array',
+      });
+      for (const key of dups.rows as Value[][]) {
+        refused.push({ key: key.map(plain), reason: `duplicate primary key ${JSON.stringify(key.map(plain))}: the model returned this key more than once; only one of its rows was planned` });
+      }
+      await client.query(`ALTER TABLE ${this.table(staging)} ADD CONSTRAINT ${q(`${staging}_pkey`)} PRIMARY KEY (${keyList})`);
+    }
+    await client.query(`CREATE TABLE ${this.table(rejectedTable)} AS SELECT ${keyList} FROM ${this.table(staging)} WITH NO DATA`);
+
+    const counts = { added: 0, changed: 0, removed: 0 };
+    if (kind === 'initial' || kind === 'reset') counts.added = created - refused.length;
+    else {
+      const grouped = await client.query<{ op: string; n: string }>(`SELECT lockstep_op AS op, count(*) AS n FROM ${this.table(staging)} GROUP BY 1`);
+      for (const row of grouped.rows) counts[row.op === 'a' ? 'added' : row.op === 'c' ? 'changed' : 'removed'] = Number(row.n);
+    }
+    const plannerRows = kind === 'initial' ? 0 : Number(meta.row_count);
+    const modelRows =
+      kind === 'initial' || kind === 'reset' ? created : comparison === 'cursor' ? counts.added + counts.changed : plannerRows + counts.added - counts.removed + refused.length;
+
+    await this.fenced(
+      `UPDATE ${this.meta} SET staging = $4, staging_kind = $5, key_columns = $6, model_columns = $7, part = -1, through = NULL, pending_cursor = $8, comparison = $9, staged_rows = $10, updated_at = now()`,
+      [staging, kind, JSON.stringify(keys), JSON.stringify(modelColumns), pendingCursor, comparison, created - refused.length],
+    );
+
+    const parts: WarehousePlanPart[] = [];
+    if (kind !== 'reset') {
+      const order = `ORDER BY ${keyList}`;
+      const all = names.map(q).join(', ');
+      for (const op of OPS) {
+        if (counts[op] === 0) continue;
+        const filter = kind === 'initial' ? '' : `WHERE lockstep_op = '${OP_CODE[op]}' `;
+        parts.push({ op, rows: counts[op], query: `SELECT ${op === 'removed' ? keyList : all} FROM ${this.table(staging)} ${filter}${order}` });
+      }
+    }
+    return { parts, refused, modelRows, plannerRows, comparison, notes };
+  }
+
+  commit(through: { op: WarehousePlanPart['op']; key: Value[] }, rejected: Value[][]): Promise<void> {
+    // Commits asked for while one is under way join into the next: only the latest watermark
+    // counts, and the rejected keys of all of them go with it (one transaction instead of many).
+    if (this.waiting) {
+      this.waiting.through = through;
+      this.waiting.rejected.push(...rejected);
+      return this.waiting.done;
+    }
+    const waiting = { through, rejected: [...rejected], done: Promise.resolve() };
+    this.waiting = waiting;
+    waiting.done = this.chain.then(() => {
+      this.waiting = null;
+      return this.commitNow(waiting.through, waiting.rejected);
+    });
+    this.chain = waiting.done.catch(() => undefined);
+    return waiting.done;
+  }
+
+  /** The next commit, while it waits for the one under way (see commit). */
+  private waiting: { through: { op: WarehousePlanPart['op']; key: Value[] }; rejected: Value[][]; done: Promise<void> } | null = null;
+
+  private async commitNow(through: { op: WarehousePlanPart['op']; key: Value[] }, rejected: Value[][]): Promise<void> {
+    const { client } = this;
+    const keys = this.keys;
+    const record = (key: Value[]) => Object.fromEntries(keys.map((k, i) => [k, key[i] ?? null]));
+    await client.query('BEGIN');
+    try {
+      await this.fenced('UPDATE ' + this.meta + ' SET part = $4, through = $5, updated_at = now()', [OPS.indexOf(through.op), JSON.stringify(record(through.key))]);
+      if (rejected.length > 0) {
+        const table = this.table(`${this.plannerTable}_rejected`);
+        await client.query(`INSERT INTO ${table} SELECT * FROM json_populate_recordset(NULL::${table}, $1::json)`, [JSON.stringify(rejected.map(record))]);
+      }
+      await client.query('COMMIT');
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw this.failure('recording delivered rows in the planner table', error);
+    }
+  }
+
+  async finish(): Promise<void> {
+    await this.chain;
+    const { client } = this;
+    try {
+      await client.query('BEGIN');
+      const found = (await client.query<MetaRow>(`SELECT * FROM ${this.meta} WHERE sync_id = $1 FOR UPDATE`, [this.fence?.syncId])).rows[0];
+      const meta = found ? parseMeta(found) : null;
+      if (!meta || Number(meta.run_id) !== this.fence?.runId || meta.attempt !== this.fence.attempt) throw this.leaseLost();
+      await this.apply(meta, true);
+      await client.query('COMMIT');
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw this.failure('taking the delivered rows into the planner table', error);
+    }
+  }
+
+  /**
+   * Takes the staging table's delivered rows into the planner table, inside the caller's
+   * transaction (which holds the sync's row of lockstep_syncs). `complete`: the run planned and
+   * delivered everything (rejected rows aside); otherwise only the rows up to the watermark.
+   */
+  private async apply(meta: MetaRow, complete: boolean): Promise<void> {
+    const { client } = this;
+    const staging = meta.staging as string;
+    const kind = meta.staging_kind as StagingKind;
+    const planner = meta.planner_table;
+    const rejectedTable = `${planner}_rejected`;
+    const keys = (meta.key_columns ?? []) as string[];
+    const columns = (meta.model_columns ?? []) as ColumnType[];
+    const s = this.table(staging);
+    const p = this.table(planner);
+    const drop = async () => client.query(`DROP TABLE IF EXISTS ${s}, ${this.table(rejectedTable)}`);
+    // A staging table the server lost (or never finished) leaves nothing delivered to take in.
+    const present = (await this.describeTable(staging)) !== null && (await this.describeTable(rejectedTable)) !== null;
+    if (!present || keys.length === 0) {
+      await drop();
+      await client.query(`UPDATE ${this.meta} SET staging = NULL, part = -1, through = NULL WHERE sync_id = $1`, [meta.sync_id]);
+      return;
+    }
+    const anyRejected = (await client.query(`SELECT 1 FROM ${this.table(rejectedTable)} LIMIT 1`)).rowCount !== 0;
+    // The cursor moves only when the run delivered everything it read past it.
+    const cursorDone = complete && !anyRejected && meta.pending_cursor !== null;
+    const record = (rowCount: number, recorded: ColumnType[]) =>
+      client.query(
+        `UPDATE ${this.meta} SET staging = NULL, part = -1, through = NULL, columns = $2, row_count = $3, tampered = false,
+           cursor_value = CASE WHEN $4 THEN pending_cursor ELSE cursor_value END,
+           cursor_runs = CASE WHEN NOT $4 THEN cursor_runs WHEN comparison = 'cursor' THEN cursor_runs + 1 ELSE 0 END,
+           pending_cursor = NULL, updated_at = now() WHERE sync_id = $1`,
+        [meta.sync_id, JSON.stringify(recorded), rowCount, cursorDone],
+      );
+    if (kind === 'values' && Number(meta.staged_rows) === 0) {
+      // Nothing differed: the planner table stays as it is.
+      await drop();
+      await record(Number(meta.row_count), meta.columns ?? columns);
+      return;
+    }
+    const q = quote;
+    const keyRow = (alias: string) => `(${keys.map((k) => `${alias}.${q(k)}`).join(', ')})`;
+    const rank = kind === 'initial' || kind === 'reset' ? '0' : `(CASE s.lockstep_op WHEN 'a' THEN 0 WHEN 'c' THEN 1 ELSE 2 END)`;
+    const everything = complete || kind === 'reset';
+    const conditions: string[] = [];
+    if (!everything) {
+      if (meta.part < 0 || meta.through === null) conditions.push('false');
+      else {
+        conditions.push(
+          `(${rank} < ${meta.part} OR (${rank} = ${meta.part} AND ${keyRow('s')} <= (SELECT ${keyRow('t')} FROM json_populate_record(NULL::${this.table(rejectedTable)}, '${JSON.stringify(meta.through).replace(/'/g, "''")}'::json) AS t)))`,
+        );
+      }
+    }
+    if (anyRejected) conditions.push(`NOT EXISTS (SELECT 1 FROM ${this.table(rejectedTable)} AS r WHERE ${keyRow('r')} = ${keyRow('s')})`);
+    const delivered = conditions.length === 0 ? 'true' : conditions.join(' AND ');
+    const all = columns.map((c) => q(c.name)).join(', ');
+    const keyList = keys.map(q).join(', ');
+
+    let rowCount: number;
+    if (kind === 'initial' || kind === 'reset' || kind === 'keys') {
+      // The planner table is replaced: by the staging table itself when everything went, else by
+      // the delivered rows (and, comparing by key, the removals not delivered yet, so they stay planned).
+      if (everything && !anyRejected && kind !== 'keys') {
+        await client.query(`DROP TABLE IF EXISTS ${p}`);
+        await client.query(`ALTER TABLE ${s} RENAME TO ${q(planner)}`);
+        await client.query(`ALTER INDEX ${this.table(`${staging}_pkey`)} RENAME TO ${q(`${planner}_pkey`)}`);
+        rowCount = Number(meta.staged_rows);
+      } else {
+        const rebuilt = this.table(`${planner}_new`);
+        await client.query(`DROP TABLE IF EXISTS ${rebuilt}`);
+        const keep = kind === 'keys' ? `(s.lockstep_op <> 'r' AND ${delivered}) OR (s.lockstep_op = 'r' AND NOT (${delivered}))` : delivered;
+        rowCount = (await client.query(`CREATE TABLE ${rebuilt} AS SELECT ${columns.map((c) => `s.${q(c.name)}`).join(', ')} FROM ${s} AS s WHERE ${keep}`)).rowCount ?? 0;
+        await client.query(`DROP TABLE IF EXISTS ${p}`);
+        await client.query(`ALTER TABLE ${rebuilt} RENAME TO ${q(planner)}`);
+        await client.query(`ALTER TABLE ${p} ADD CONSTRAINT ${q(`${planner}_pkey`)} PRIMARY KEY (${keyList})`);
+        await drop();
+      }
+      await client.query(
+        `CREATE TRIGGER lockstep_guard AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON ${p} FOR EACH STATEMENT EXECUTE FUNCTION ${q(this.schema)}.lockstep_guard()`,
+      );
+      await client.query(`ANALYZE ${p}`);
+    } else {
+      const nonKeys = columns.filter((c) => !keys.includes(c.name));
+      const removed = await client.query(`DELETE FROM ${p} AS p USING ${s} AS s WHERE s.lockstep_op = 'r' AND ${delivered} AND ${keyRow('p')} = ${keyRow('s')}`);
+      const upsert = nonKeys.length === 0 ? 'DO NOTHING' : `DO UPDATE SET ${nonKeys.map((c) => `${q(c.name)} = EXCLUDED.${q(c.name)}`).join(', ')}`;
+      const added = await client.query<{ n: string }>(
+        `WITH up AS (INSERT INTO ${p} (${all}) SELECT ${columns.map((c) => `s.${q(c.name)}`).join(', ')} FROM ${s} AS s WHERE s.lockstep_op IN ('a', 'c') AND ${delivered} ON CONFLICT (${keyList}) ${upsert} RETURNING (xmax = 0) AS fresh) SELECT count(*) FILTER (WHERE fresh) AS n FROM up`,
+      );
+      rowCount = Number(meta.row_count) + Number(added.rows[0]?.n ?? 0) - (removed.rowCount ?? 0);
+      await drop();
+    }
+    await record(rowCount, (await this.describeTable(planner))?.columns ?? columns);
+  }
+
+  async close(): Promise<void> {
+    await this.chain.catch(() => undefined);
+    await this.client.end().catch(() => undefined);
+  }
+
+  /** Runs an update of the sync's row in lockstep_syncs that only this attempt may make. */
+  private async fenced(set: string, params: unknown[]): Promise<void> {
+    const fence = this.fence;
+    if (!fence) throw new LockstepError(ErrorCode.Internal, 'the planner was written to before a plan');
+    const result = await this.client.query(`${set} WHERE sync_id = $1 AND run_id = $2 AND attempt = $3`, [fence.syncId, fence.runId, fence.attempt, ...params]);
+    if (result.rowCount === 0) throw this.leaseLost();
+  }
+
+  private leaseLost(): LockstepError {
+    return new LockstepError(ErrorCode.LeaseLost, `another attempt took over the planner of sync ${this.fence?.syncId}; this attempt writes nothing more`);
+  }
+
+  /** A table of the planner's schema: its columns and whether the guard watches it; null when absent. */
+  private async describeTable(name: string): Promise<{ columns: ColumnType[]; guarded: boolean } | null> {
+    const found = await this.client.query<{ columns: ColumnType[] | null; guarded: boolean }>(
+      `SELECT (SELECT json_agg(json_build_object('name', a.attname, 'type', format_type(a.atttypid, a.atttypmod)) ORDER BY a.attnum)
+                 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns,
+              EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND t.tgname = 'lockstep_guard') AS guarded
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind = 'r'`,
+      [this.schema, name],
+    );
+    const row = found.rows[0];
+    return row ? { columns: json<ColumnType[] | null>(row.columns) ?? [], guarded: row.guarded } : null;
+  }
+
+  /** Whether PostgreSQL's plan for `query` joins by hash anywhere. */
+  private async plansHashJoin(query: string): Promise<boolean> {
+    const explained = await this.client.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (FORMAT JSON) ${query}`);
+    return JSON.stringify(explained.rows[0]?.['QUERY PLAN'] ?? '').includes('"Hash Join"');
+  }
+
+  private async hasRows(name: string): Promise<boolean> {
+    return (await this.client.query(`SELECT 1 FROM ${this.table(name)} LIMIT 1`)).rowCount !== 0;
+  }
+
+  private failure(what: string, thrown: unknown): LockstepError {
+    if (thrown instanceof LockstepError) return thrown;
+    const error = toError(thrown);
+    const code = (thrown as { code?: string }).code;
+    if (code === NO_PRIVILEGE) {
+      return new LockstepError(
+        ErrorCode.Connection,
+        `${what} in schema "${this.schema}" on ${this.where} was refused: ${error.message} — grant the source's user USAGE and CREATE on schema ${quote(this.schema)}, or set planner: store on the source`,
+        { cause: error },
+      );
+    }
+    const transient = code !== undefined && (code.startsWith('08') || code === '40001' || code === '40P01' || code === '57P01');
+    return new LockstepError(transient ? ErrorCode.Transient : ErrorCode.Query, `${what} on ${this.where} failed: ${error.message}`, { cause: error });
+  }
+}
+
+/** A value as the engine's keys hold it (pg gives bigints as strings already; dates as Date never, see postgresTypes). */
+function plain(value: unknown): Value {
+  if (value === null || typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') return value;
+  if (value instanceof Date) return value.toISOString();
+  return String(value);
+}
+
+function parseMeta(row: MetaRow | undefined): MetaRow {
+  if (!row) throw new LockstepError(ErrorCode.Internal, 'the planner lost its row in lockstep_syncs');
+  return {
+    ...row,
+    columns: json(row.columns),
+    key_columns: json(row.key_columns),
+    model_columns: json(row.model_columns),
+    through: json(row.through),
+  };
+}
+
+/** A json(b) value as the source's session parses it (as canonical text, see postgresTypes). */
+function json<T>(value: unknown): T {
+  return (typeof value === 'string' ? JSON.parse(value) : value) as T;
+}
+
+function sameColumns(a: readonly ColumnType[], b: readonly ColumnType[]): boolean {
+  if (a.length !== b.length) return false;
+  const types = new Map(a.map((c) => [c.name, c.type]));
+  return b.every((c) => types.get(c.name) === c.type);
+}
+
+function describeChange(before: readonly ColumnType[], after: readonly ColumnType[]): string {
+  const old = new Map(before.map((c) => [c.name, c.type]));
+  const now = new Map(after.map((c) => [c.name, c.type]));
+  const changes: string[] = [];
+  for (const [name, type] of now) {
+    const was = old.get(name);
+    if (was === undefined) changes.push(`${name} added`);
+    else if (was !== type) changes.push(`${name} ${was} → ${type}`);
+  }
+  for (const name of old.keys()) if (!now.has(name)) changes.push(`${name} gone`);
+  return changes.join(', ');
+}

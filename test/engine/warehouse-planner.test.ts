@@ -1,0 +1,287 @@
+/**
+ * The planner in the warehouse (`planner: warehouse` on a PostgreSQL source): the model is compared
+ * with the sync's planner table in the source by SQL and only the rows that differ travel; rejected
+ * rows stay out of the planner table and are planned again; null and duplicate keys are found by
+ * the warehouse; a planner table changed by hand, dropped, or of other column types is rebuilt and
+ * the run record says so; a model's cursor reads only rows past it, with full comparisons every
+ * `fullCompareEvery` runs or on demand; a user who may not create the schema gets the grant to add
+ * (or, with `auto`, the store's planner); a stale attempt cannot write the planner's state.
+ */
+import pg from 'pg';
+import { describe, expect, it } from 'vitest';
+import { PostgresPlanner } from '../../src/connectors/postgres/postgres-planner.js';
+import type { ModelDef, SyncDef } from '../../src/core/workspace.js';
+import { model, source, sync, workspace } from '../helpers/definitions.js';
+import { startHarness, tempDir } from '../helpers/harness.js';
+import { createTestDatabase, sql } from '../helpers/postgres.js';
+
+const ROWS = 3000;
+
+async function setup(options: { models?: ModelDef[]; sync?: Partial<SyncDef>; settings?: Record<string, unknown>; url?: string } = {}) {
+  const url = options.url ?? (await createTestDatabase('lockstep_wplan'));
+  await sql(
+    url,
+    `create table if not exists people (id bigint primary key, name text not null, score integer not null, seen_at timestamptz);
+     insert into people select g, 'person ' || g, g % 100, timestamptz '2024-01-01 00:00:00+00' + g * interval '1 minute'
+       from generate_series(1, ${ROWS}) g on conflict do nothing;
+     create table if not exists crm_people (id bigint primary key, name text, score integer check (score >= 0), seen_at timestamptz)`,
+  );
+  const h = await startHarness({
+    dir: tempDir(),
+    definition: workspace({
+      sources: [source('warehouse', { type: 'postgres', settings: { url, planner: 'warehouse', ...options.settings } })],
+      destinations: [source('crm', { type: 'postgres', url })],
+      models: options.models ?? [model('people', 'warehouse', 'select id, name, score, seen_at from people')],
+      syncs: [sync('people-to-crm', { model: 'people', destination: 'crm', object: 'crm_people', mode: 'mirror', batchSize: 500, ...options.sync })],
+    }),
+  });
+  const run = async (options: { fullCompare?: boolean; fullResync?: boolean } = {}) => {
+    const { run } = await h.app.worker.triggerSync('people-to-crm', options);
+    return h.app.worker.waitForSyncRun(run.id);
+  };
+  const digest = async (query: string) => sql(url, `select count(*)::int as n, md5(string_agg(p::text, '|' order by id)) as m from (${query}) p`);
+  return { url, h, run, digest };
+}
+
+const NONE = { addedCount: 0, changedCount: 0, removedCount: 0 };
+
+describe('planner in the warehouse (PostgreSQL)', () => {
+  it('sends only what changed, keeps rejected rows out of the planner table and retries them, and keeps nothing in the store', async () => {
+    const { url, h, run, digest } = await setup();
+    await using _ = h;
+    await sql(url, 'update people set score = -1 where id in (17, 2999)');
+    const first = await run();
+    expect(first.status).toBe('warning');
+    expect(first.plannedRows).toEqual({ addedCount: ROWS, changedCount: 0, removedCount: 0 });
+    expect(first.failedRows).toEqual({ addedCount: 2, changedCount: 0, removedCount: 0 });
+    expect(first.comparison).toEqual({ planner: 'warehouse', kind: 'full' });
+    expect(await sql(url, 'select count(*)::int as n from lockstep_planner.sync_1_people_to_crm')).toEqual([{ n: ROWS - 2 }]);
+    expect(await h.app.store.snapshotCount(first.syncId)).toBe(0);
+
+    await sql(
+      url,
+      `update people set score = 0 where id in (17, 2999);
+       update people set name = name || '!' where id % 100 = 0;
+       update people set score = -5 where id = 50;
+       delete from people where id in (3, 4);
+       insert into people values (5001, 'new', 1, null)`,
+    );
+    const second = await run();
+    expect(second.plannedRows).toEqual({ addedCount: 3, changedCount: ROWS / 100 + 1, removedCount: 2 });
+    expect(second.failedRows).toEqual({ addedCount: 0, changedCount: 1, removedCount: 0 });
+    const rejected = await h.app.store.listRejectedRows(second.id, 10, 0);
+    expect(rejected.map((r) => [r.key, r.op])).toEqual([['[50]', 'changed']]);
+    // The rejected change keeps the planner table's old values, so it is planned again.
+    expect(await sql(url, 'select score from lockstep_planner.sync_1_people_to_crm where id = 50')).toEqual([{ score: 50 }]);
+
+    await sql(url, 'update people set score = 7 where id = 50');
+    const third = await run();
+    expect(third.status).toBe('success');
+    expect(third.plannedRows).toEqual({ addedCount: 0, changedCount: 1, removedCount: 0 });
+    expect(await digest('select * from crm_people')).toEqual(await digest('select * from people'));
+    expect((await run()).plannedRows).toEqual(NONE);
+  });
+
+  it('finds null and duplicate keys in the warehouse and refuses them', async () => {
+    const { h, run } = await setup({
+      models: [
+        model(
+          'people',
+          'warehouse',
+          `select id, name, score, seen_at from people
+           union all select id, name || ' again', score, seen_at from people where id = 5
+           union all select null::bigint, 'nobody', 1, null`,
+        ),
+      ],
+    });
+    await using _ = h;
+    const first = await run();
+    expect(first.status).toBe('warning');
+    expect(first.failedRows.addedCount).toBe(2);
+    const reasons = (await h.app.store.listRejectedRows(first.id, 10, 0)).map((r) => [r.key, r.reason]);
+    expect(reasons).toContainEqual(['[null]', 'primary key column "id" is null']);
+    expect(reasons.find(([key]) => key === '[5]')?.[1]).toMatch(/^duplicate primary key \[5\]/);
+    expect(first.successfulRows.addedCount).toBe(ROWS);
+  });
+
+  it('rebuilds a planner table changed or dropped by hand, and re-compares once when column types change, saying so', async () => {
+    const { url, h, run, digest } = await setup();
+    await using _ = h;
+    expect((await run()).status).toBe('success');
+
+    await sql(url, `update lockstep_planner.sync_1_people_to_crm set name = 'tampered' where id = 1; delete from crm_people where id = 2`);
+    const afterTamper = await run();
+    expect(afterTamper.comparison?.notes?.[0]).toMatch(/was changed outside Lockstep: compared by key only this run/);
+    expect(afterTamper.plannedRows).toEqual({ addedCount: 0, changedCount: ROWS, removedCount: 0 });
+    expect(await digest('select * from crm_people')).toEqual(await digest('select * from people'));
+    expect((await run()).plannedRows).toEqual(NONE);
+
+    await sql(url, 'drop table lockstep_planner.sync_1_people_to_crm');
+    const afterDrop = await run();
+    expect(afterDrop.comparison?.notes?.[0]).toMatch(/was dropped outside Lockstep: every row is sent again/);
+    expect(afterDrop.plannedRows).toEqual({ addedCount: ROWS, changedCount: 0, removedCount: 0 });
+    expect((await run()).plannedRows).toEqual(NONE);
+
+    await sql(url, 'alter table people alter column score type bigint');
+    const retyped = await run();
+    expect(retyped.comparison?.notes?.[0]).toMatch(/the model's columns changed \(score integer → bigint\): every row is compared again by key and sent once/);
+    expect(retyped.plannedRows).toEqual({ addedCount: 0, changedCount: ROWS, removedCount: 0 });
+    const idle = await run();
+    expect(idle.plannedRows).toEqual(NONE);
+    expect(idle.comparison).toEqual({ planner: 'warehouse', kind: 'full' });
+  });
+
+  it('reads only rows past the cursor, and sees deletes at a full comparison (every fullCompareEvery runs or asked for)', async () => {
+    const people: ModelDef = { ...model('people', 'warehouse', 'select id, name, score, seen_at from people'), cursor: 'seen_at', fullCompareEvery: 3 };
+    const { url, h, run, digest } = await setup({ models: [people] });
+    await using _ = h;
+    const first = await run();
+    expect(first.comparison).toEqual({ planner: 'warehouse', kind: 'full' });
+    expect(first.plannedRows.addedCount).toBe(ROWS);
+
+    // A change that moves the cursor is seen; a delete is not (no full comparison yet).
+    await sql(url, `update people set name = 'moved', seen_at = '2030-01-01' where id = 10; delete from people where id = 11`);
+    const second = await run();
+    expect(second.comparison).toEqual({ planner: 'warehouse', kind: 'cursor' });
+    expect(second.plannedRows).toEqual({ addedCount: 0, changedCount: 1, removedCount: 0 });
+    // A late write (cursor not moved) waits for the full comparison too.
+    await sql(url, `update people set name = 'late' where id = 12`);
+    const third = await run();
+    expect(third.comparison?.kind).toBe('cursor');
+    expect(third.plannedRows).toEqual(NONE);
+
+    // The third run after the full one compares in full: the delete and the late write go.
+    const fourth = await run();
+    expect(fourth.comparison).toEqual({ planner: 'warehouse', kind: 'full' });
+    expect(fourth.plannedRows).toEqual({ addedCount: 0, changedCount: 1, removedCount: 1 });
+    expect(await digest('select * from crm_people')).toEqual(await digest('select * from people'));
+
+    await sql(url, `delete from people where id = 13`);
+    expect((await run()).plannedRows).toEqual(NONE);
+    const asked = await run({ fullCompare: true });
+    expect(asked.comparison?.kind).toBe('full');
+    expect(asked.plannedRows).toEqual({ addedCount: 0, changedCount: 0, removedCount: 1 });
+  });
+
+  it('names the grant to add when the user may not create the planner schema, and falls back with planner: auto', async () => {
+    const url = await createTestDatabase('lockstep_wgrant');
+    const role = `reader_${url.slice(-6)}`;
+    await sql(url, `create role ${role} login password 'pw'; grant create on schema public to ${role}; revoke create on database ${new URL(url).pathname.slice(1)} from public`);
+    await sql(url, `create table people (id bigint primary key, name text not null, score integer not null, seen_at timestamptz); alter table people owner to ${role}`);
+    const limited = new URL(url);
+    limited.username = role;
+    limited.password = 'pw';
+    const strict = await setup({ url: limited.toString() });
+    {
+      await using _ = strict.h;
+      const failed = await strict.run();
+      expect(failed.status).toBe('failed');
+      expect(failed.error).toMatch(new RegExp(`may not create the planner schema "lockstep_planner".*GRANT CREATE ON DATABASE .* TO "${role}"`));
+    }
+    const auto = await setup({ url: limited.toString(), settings: { planner: 'auto' } });
+    await using _ = auto.h;
+    const fallback = await auto.run();
+    expect(fallback.status).toBe('success');
+    expect(fallback.comparison?.planner).toBe('store');
+    expect(fallback.comparison?.notes?.[0]).toMatch(/planner: auto on source "warehouse" fell back to the store's planner/);
+  });
+
+  it('refuses the writes of an attempt another attempt took over', async () => {
+    const url = await createTestDatabase('lockstep_wfence');
+    await sql(url, `create table people as select g as id, 'p' || g as name from generate_series(1, 100) g`);
+    const open = async () => {
+      const client = new pg.Client({ connectionString: url });
+      await client.connect();
+      return PostgresPlanner.open(client, 'lockstep_planner', 'test');
+    };
+    const request = (attempt: number) => ({
+      sync: { id: 7, slug: 'people' },
+      run: { id: 1, attempt },
+      query: 'select * from people',
+      primaryKey: ['id'],
+      sends: { added: true, changed: true, removed: true },
+      resendAll: false,
+      reset: false,
+      cursor: null,
+    });
+    const stale = await open();
+    const current = await open();
+    try {
+      expect((await stale.plan(request(1))).parts).toEqual([expect.objectContaining({ op: 'added', rows: 100 })]);
+      await stale.commit({ op: 'added', key: ['40'] }, []);
+      // Attempt 2 takes over: the 40 rows attempt 1 delivered go into the planner table.
+      const taken = await current.plan(request(2));
+      expect(taken.notes).toContain('took in the rows an earlier attempt delivered before it stopped');
+      expect(taken.parts).toEqual([expect.objectContaining({ op: 'added', rows: 60 })]);
+      await expect(stale.commit({ op: 'added', key: ['90'] }, [])).rejects.toMatchObject({ code: 'lease_lost' });
+      await expect(stale.finish()).rejects.toMatchObject({ code: 'lease_lost' });
+      await expect(stale.plan(request(1))).rejects.toMatchObject({ code: 'lease_lost' });
+      await current.finish();
+      expect(await sql(url, 'select count(*)::int as n from lockstep_planner.sync_7_people')).toEqual([{ n: 100 }]);
+    } finally {
+      await stale.close();
+      await current.close();
+    }
+  });
+});
+
+describe('planner in the warehouse (DuckDB)', () => {
+  async function duckSetup(over: Partial<ModelDef> = {}) {
+    const dir = tempDir();
+    const duck = await import('@duckdb/node-api');
+    const path = `${dir}/warehouse.duckdb`;
+    const exec = async (statements: string) => {
+      const instance = await duck.DuckDBInstance.create(path);
+      const connection = await instance.connect();
+      try {
+        await connection.run(statements);
+      } finally {
+        connection.closeSync();
+        instance.closeSync();
+      }
+    };
+    await exec(`create table people (id bigint primary key, name varchar not null, score integer not null, seen_at timestamp);
+      insert into people select g, 'person ' || g, g % 100, timestamp '2024-01-01' + g * interval 1 minute from range(1, ${ROWS + 1}) r(g)`);
+    const url = await createTestDatabase('lockstep_wduck');
+    await sql(url, 'create table crm_people (id bigint primary key, name text, score integer, seen_at timestamp)');
+    const h = await startHarness({
+      dir,
+      definition: workspace({
+        sources: [source('warehouse', { type: 'duckdb', settings: { path: 'warehouse.duckdb', planner: 'warehouse' } })],
+        destinations: [source('crm', { type: 'postgres', url })],
+        models: [{ ...model('people', 'warehouse', 'select id, name, score, seen_at from people'), ...over }],
+        syncs: [sync('people-to-crm', { model: 'people', destination: 'crm', object: 'crm_people', mode: 'mirror', batchSize: 500 })],
+      }),
+    });
+    const run = async (options: { fullCompare?: boolean } = {}) => {
+      const { run } = await h.app.worker.triggerSync('people-to-crm', options);
+      return h.app.worker.waitForSyncRun(run.id);
+    };
+    return { h, run, exec, url };
+  }
+
+  it('sends only what changed, reads past the cursor, and rebuilds a planner table changed by hand', async () => {
+    const { h, run, exec, url } = await duckSetup({ cursor: 'seen_at', fullCompareEvery: 2 });
+    await using _ = h;
+    const first = await run();
+    expect(first.status).toBe('success');
+    expect(first.comparison).toEqual({ planner: 'warehouse', kind: 'full' });
+    expect(first.plannedRows).toEqual({ addedCount: ROWS, changedCount: 0, removedCount: 0 });
+    expect(await h.app.store.snapshotCount(first.syncId)).toBe(0);
+
+    await exec(`update people set name = 'moved', seen_at = timestamp '2030-01-01' where id = 10; delete from people where id = 11`);
+    const second = await run();
+    expect(second.comparison?.kind).toBe('cursor');
+    expect(second.plannedRows).toEqual({ addedCount: 0, changedCount: 1, removedCount: 0 });
+    const third = await run();
+    expect(third.comparison?.kind).toBe('full');
+    expect(third.plannedRows).toEqual({ addedCount: 0, changedCount: 0, removedCount: 1 });
+    expect(await sql(url, 'select count(*)::int as n, max(name) filter (where id = 10) as name from crm_people')).toEqual([{ n: ROWS - 1, name: 'moved' }]);
+
+    await exec(`update lockstep_planner.sync_1_people_to_crm set name = 'tampered' where id = 1`);
+    const afterTamper = await run({ fullCompare: true });
+    expect(afterTamper.comparison?.notes?.[0]).toMatch(/was changed outside Lockstep/);
+    expect(afterTamper.plannedRows).toEqual({ addedCount: 0, changedCount: ROWS - 1, removedCount: 0 });
+    expect((await run({ fullCompare: true })).plannedRows).toEqual(NONE);
+  });
+});
