@@ -16,7 +16,7 @@
 import { backoffDelay, withBackoff, type BackoffPolicy } from '../core/backoff.js';
 import { resolveConnection } from '../core/connector-registry.js';
 import { ErrorCode, LockstepError, toError } from '../core/errors.js';
-import { decodeKey, encodeKey, lookupKeys } from '../core/keys.js';
+import { decodeKey, encodeKey, encodeKeyOf, lookupKeys } from '../core/keys.js';
 import type {
   Clock,
   Connectors,
@@ -154,7 +154,7 @@ class DecodedBatch implements PlanningBatch {
   keyText(r: number): string | null {
     if (this.keyIndex >= 0) {
       const value = (this.rows[r] as Value[])[this.keyIndex] ?? null;
-      return value === null ? null : encodeKey([value]);
+      return value === null ? null : encodeKeyOf(value);
     }
     const key = this.key(r);
     return key.includes(null) ? null : encodeKey(key);
@@ -888,7 +888,8 @@ export class SyncRunner {
     const rejected: RejectedRow[] = [];
     const successful = emptyCounts();
     const failed = emptyCounts();
-    batch.forEach((op, i) => {
+    for (let i = 0; i < batch.length; i++) {
+      const op = batch[i] as PlannedOp;
       const outcome = outcomes[i] as RowOutcome;
       if (outcome.ok) {
         bump(successful, op.o);
@@ -903,7 +904,7 @@ export class SyncRunner {
         bump(failed, op.o);
         rejected.push({ syncRunId: run.id, key: op.k, op: op.o, reason: outcome.reason });
       }
-    });
+    }
     return { rows: { keys, hashes: hashes.subarray(0, 2 * keys.length) }, deletes, ids, rejected, successful, failed, count: batch.length };
   }
 
