@@ -15,6 +15,8 @@
  *   delivering and committing every batch to the snapshot). Its peak RSS is the child's.
  *
  * Each pair runs `--repeat` times, alternating; the medians are compared (the machine is shared).
+ * Next to the wall times, the CPU time each child used in the same span, all its threads and its
+ * main thread: on a machine shared with other work these move far less with the load than wall time.
  * The receiver counts what arrived, so each figure is checked to have delivered every row once.
  * Why a separate receiver process: on a 2-core machine a receiver sharing the client's event loop
  * would take its time from whichever client is measured, and would measure the receiver's JSON
@@ -29,7 +31,7 @@
  * Prints one JSON line per measurement, then a last line with all of them.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -43,8 +45,30 @@ const COLUMNS = 'id, account_id, email, name, score, created_at';
 const AUTHORIZATION = 'Bearer bench-token';
 
 const log = (line) => process.stderr.write(`${line}\n`);
+
+/**
+ * CPU time so far, in ms: the process's (every thread: the main one, the store's write thread, the
+ * garbage collector's and the compiler's helpers) and the main thread's (Linux only, else null).
+ * On a shared machine these move far less with the load than wall time does.
+ */
+function cpuNow() {
+  const usage = process.cpuUsage();
+  let main = null;
+  try {
+    main = Number(readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').split(' ')[0]) / 1e6;
+  } catch {
+    // not Linux
+  }
+  return { process: (usage.user + usage.system) / 1000, main };
+}
+const cpuSince = (start) => {
+  const now = cpuNow();
+  return { cpuMs: now.process - start.process, mainCpuMs: start.main === null || now.main === null ? null : now.main - start.main };
+};
 const median = (values) => [...values].sort((a, b) => a - b)[Math.floor((values.length - 1) / 2)];
 const seconds = (ms) => Math.round(ms) / 1000;
+const roundOrNull = (value) => (value === null ? null : Math.round(value));
+const cpuText = (r) => `${Math.round(r.cpuMs)} ms${r.mainCpuMs === null ? '' : `, main thread ${Math.round(r.mainCpuMs)} ms`}`;
 
 function parseArgs(args) {
   const options = { ...DEFAULTS };
@@ -109,6 +133,7 @@ function runReceiver() {
 
 async function runBaseline({ db: path, url, batch: size, concurrency }) {
   const { Pool } = await import('undici');
+  const cpu = cpuNow();
   const started = performance.now();
   const db = new Database(path, { readonly: true });
   const pool = new Pool(url, { connections: concurrency, pipelining: 1, keepAliveTimeout: 10_000 });
@@ -141,9 +166,10 @@ async function runBaseline({ db: path, url, batch: size, concurrency }) {
   if (batch.length > 0) await send(batch);
   await Promise.all(inflight);
   const ms = performance.now() - started;
+  const used = cpuSince(cpu);
   db.close();
   await pool.close();
-  return { ms, requests, rssMb: process.resourceUsage().maxRSS / 1024 };
+  return { ms, ...used, requests, rssMb: process.resourceUsage().maxRSS / 1024 };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -199,12 +225,16 @@ async function runLockstep({ work, url, batch, concurrency, rows, rps, rateRows,
       app.clock.now(),
     );
     await app.worker.start();
+    // CPU from the trigger to the recorded end: a little more than the run's own span (claimed → finished).
+    const cpu = cpuNow();
     const { run } = await app.worker.triggerSync(slug);
     const finished = await app.worker.waitForSyncRun(run.id);
+    const used = cpuSince(cpu);
     if (finished.status !== 'success') throw new Error(`sync run ended ${finished.status}: ${finished.error ?? ''}`);
     if (finished.successfulRows.addedCount !== (limited ? rateRows : rows)) throw new Error(`sync run delivered ${finished.successfulRows.addedCount} rows`);
     return {
       ms: finished.finishedAt - finished.startedAt,
+      ...used,
       wallMs: performance.now() - started,
       rssMb: process.resourceUsage().maxRSS / 1024,
       phaseMs: finished.phaseMs,
@@ -292,7 +322,7 @@ export async function main(args) {
         await receiverCall(receiver.url, '/__reset');
         const baseline = await child('--baseline', { db: join(work, 'warehouse.db'), url: receiver.url, batch, concurrency: options.concurrency });
         await expect('baseline', options.rows);
-        baselines.push(baseline.ms);
+        baselines.push(baseline);
 
         await receiverCall(receiver.url, '/__reset');
         const lockstep = await child('--lockstep', { work, url: receiver.url, batch, concurrency: options.concurrency, rows: options.rows, attempt });
@@ -300,12 +330,17 @@ export async function main(args) {
         requests = stats.requests;
         runs.push(lockstep);
         log(
-          `batch ${batch}, #${attempt}: baseline ${seconds(baseline.ms)} s (${baseline.requests} requests), lockstep ${seconds(lockstep.ms)} s ` +
-            `(process ${seconds(lockstep.wallMs)} s, ${stats.requests} requests), peak RSS ${Math.round(lockstep.rssMb)} MB; time: ${formatPhaseTimes(lockstep.phaseMs ?? {})}`,
+          `batch ${batch}, #${attempt}: baseline ${seconds(baseline.ms)} s (${baseline.requests} requests, CPU ${cpuText(baseline)}), lockstep ${seconds(lockstep.ms)} s ` +
+            `(process ${seconds(lockstep.wallMs)} s, ${stats.requests} requests, CPU ${cpuText(lockstep)}), peak RSS ${Math.round(lockstep.rssMb)} MB; time: ${formatPhaseTimes(lockstep.phaseMs ?? {})}`,
         );
       }
-      const baselineMs = median(baselines);
+      const baselineMs = median(baselines.map((b) => b.ms));
       const lockstepMs = median(runs.map((r) => r.ms));
+      const ratioOf = (pick) => {
+        const base = median(baselines.map(pick));
+        const ours = median(runs.map(pick));
+        return base === null || ours === null || !(base > 0) ? null : Math.round((ours / base) * 100) / 100;
+      };
       const result = {
         rows: options.rows,
         batch_size: batch,
@@ -314,9 +349,16 @@ export async function main(args) {
         lockstep_s: seconds(lockstepMs),
         ratio: Math.round((lockstepMs / baselineMs) * 100) / 100,
         peak_rss_mb: Math.round(Math.max(...runs.map((r) => r.rssMb))),
+        // CPU time in the same spans (medians): every thread of the process, and its main thread.
+        baseline_cpu_ms: Math.round(median(baselines.map((b) => b.cpuMs))),
+        lockstep_cpu_ms: Math.round(median(runs.map((r) => r.cpuMs))),
+        cpu_ratio: ratioOf((r) => r.cpuMs),
+        baseline_main_cpu_ms: roundOrNull(median(baselines.map((b) => b.mainCpuMs))),
+        lockstep_main_cpu_ms: roundOrNull(median(runs.map((r) => r.mainCpuMs))),
+        main_cpu_ratio: ratioOf((r) => r.mainCpuMs),
         requests,
         runs: options.repeat,
-        baseline_runs_s: baselines.map(seconds),
+        baseline_runs_s: baselines.map((b) => seconds(b.ms)),
         lockstep_runs_s: runs.map((r) => seconds(r.ms)),
       };
       results.push(result);

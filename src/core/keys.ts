@@ -10,6 +10,11 @@ export function encodeKey(values: readonly Value[]): string {
   return JSON.stringify(values);
 }
 
+/** `encodeKey([value])`, without an array for the common key of one number. */
+export function encodeKeyOf(value: Value): string {
+  return typeof value === 'number' && Number.isFinite(value) ? `[${value}]` : JSON.stringify([value]);
+}
+
 export function decodeKey(key: string): Value[] {
   return JSON.parse(key) as Value[];
 }

@@ -16,7 +16,7 @@
 import { backoffDelay, withBackoff, type BackoffPolicy } from '../core/backoff.js';
 import { resolveConnection } from '../core/connector-registry.js';
 import { ErrorCode, LockstepError, toError } from '../core/errors.js';
-import { decodeKey, encodeKey, lookupKeys } from '../core/keys.js';
+import { decodeKey, encodeKey, encodeKeyOf, lookupKeys } from '../core/keys.js';
 import type {
   Clock,
   Connectors,
@@ -159,7 +159,7 @@ class DecodedBatch implements PlanningBatch {
   keyText(r: number): string | null {
     if (this.keyIndex >= 0) {
       const value = (this.rows[r] as Value[])[this.keyIndex] ?? null;
-      return value === null ? null : encodeKey([value]);
+      return value === null ? null : encodeKeyOf(value);
     }
     const key = this.key(r);
     return key.includes(null) ? null : encodeKey(key);
@@ -1062,7 +1062,8 @@ export class SyncRunner {
     const rejected: RejectedRow[] = [];
     const successful = emptyCounts();
     const failed = emptyCounts();
-    batch.forEach((op, i) => {
+    for (let i = 0; i < batch.length; i++) {
+      const op = batch[i] as PlannedOp;
       const outcome = outcomes[i] as RowOutcome;
       if (outcome.ok) {
         bump(successful, op.o);
@@ -1077,7 +1078,7 @@ export class SyncRunner {
         bump(failed, op.o);
         rejected.push({ syncRunId: run.id, key: op.k, op: op.o, reason: outcome.reason });
       }
-    });
+    }
     const planner = p.planner ? plannerProgress(batch, (i) => (outcomes[i] as RowOutcome).ok) : null;
     return { rows: { keys, hashes: hashes.subarray(0, 2 * keys.length) }, deletes, ids, rejected, successful, failed, count: batch.length, planner };
   }
@@ -1088,15 +1089,24 @@ export class SyncRunner {
     const { store } = this.options;
     // Every commit carries the run's attempt: once another worker took the run over, it is refused.
     const fence = { runId: p.run.id, attempt: p.run.attempt };
+    // The run turns `processing` before its first commit, while no snapshot write of it is under
+    // way: after it, the next commits would already be running on the store's write thread, and the
+    // record's update would wait for them (a SQLite file has one writer at a time), blocking the process.
+    const first = !progress.processing;
+    if (first) {
+      progress.processing = true;
+      progress.lastReport = performance.now();
+      await p.update({ ...progressPatch(progress), status: 'processing' });
+    }
     // Ids first: a crash between the two re-sends the rows (an idempotent upsert), while a snapshot
     // entry without its id would leave child syncs waiting for an id that never comes.
     if (p.planner) {
       // The planner's watermark moves in delivery order: each commit waits for the one before.
       const { planner } = p;
-      const progress = settled.planner;
+      const progressed = settled.planner;
       const commit = p.plannerCommits.then(async () => {
         if (p.destination.capabilities.recordIds) await store.recordIdsWrite(p.sync.id, settled.ids, settled.deletes, fence);
-        if (progress) await planner.commit(progress.through, progress.rejected);
+        if (progressed) await planner.commit(progressed.through, progressed.rejected);
       });
       p.plannerCommits = commit.catch(() => undefined);
       await commit;
@@ -1114,18 +1124,16 @@ export class SyncRunner {
     add(progress.successful, settled.successful);
     add(progress.failed, settled.failed);
     progress.settled += settled.count;
-    const first = !progress.processing;
-    progress.processing = true;
     // The record follows at most every REPORT_EVERY_MS (the run's end records the final counts):
     // a write per batch would cost more than the batch when batches are small. While a later
     // snapshot write is under way, the store may be committing it (a SQLite file has one writer at
     // a time, and this write would wait for it, blocking the process): the record then waits for a
     // moment without one, up to REPORT_WAIT_MS.
     const now = performance.now();
-    if (!first && now - progress.lastReport < REPORT_EVERY_MS) return;
-    if (!first && p.snapshotWrites > 0 && now - progress.lastReport < REPORT_WAIT_MS) return;
+    if (now - progress.lastReport < REPORT_EVERY_MS) return;
+    if (p.snapshotWrites > 0 && now - progress.lastReport < REPORT_WAIT_MS) return;
     progress.lastReport = now;
-    await p.update({ ...progressPatch(progress), status: first ? 'processing' : undefined });
+    await p.update(progressPatch(progress));
   }
 
   /**

@@ -257,6 +257,20 @@ describe('http destination: requests and bodies', () => {
     });
   });
 
+  it('writes any field name as a plain field of the default body: quotes, `__proto__`, digits, a line separator', async () => {
+    const receiver = await startReceiver();
+    const destination = await openHttp(receiver.url);
+    const odd = ['id', 'say "hi"', 'constructor', '7', 'a\u2028b', 'back\\slash'];
+    const values: Value[] = [1, 'x', 'y', 7, null, true];
+    const writer = await destination.prepare(target('things', {}, { columns: odd }));
+    expect(await writer.write([{ kind: 'upsert', key: [1], values }])).toEqual([ok]);
+    const withProto = await destination.prepare(target('things', {}, { columns: ['id', '__proto__'] }));
+    expect(await withProto.write([{ kind: 'upsert', key: [2], values: [2, 'p'] }])).toEqual([ok]);
+    const [plain, proto] = receiver.requests.map((r) => r.body);
+    expect(plain).toBe(`{"records":[{"7":7,"id":1,"say \\"hi\\"":"x","constructor":"y","a\u2028b":null,"back\\\\slash":true}]}`);
+    expect(proto).toBe('{"records":[{"id":2,"__proto__":"p"}]}');
+  });
+
   it('sends one request per row with the row as JSON when the sync\'s batchSize is 1', async () => {
     const receiver = await startReceiver();
     const destination = await openHttp(receiver.url);

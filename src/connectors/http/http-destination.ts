@@ -110,6 +110,9 @@ class HttpWriter implements DestinationWriter {
   private readonly baseQuery: string;
   private readonly origin: string;
   private fieldsChecked = false;
+  /** Records of the written fields and of the key fields, made once the fields are known. */
+  private valueRecord: RecordMaker | null = null;
+  private keyRecord: RecordMaker | null = null;
 
   constructor(
     private readonly client: HttpClient,
@@ -173,7 +176,7 @@ class HttpWriter implements DestinationWriter {
     if (batch.length === 0) return [];
     const upserts: number[] = [];
     const deletes: number[] = [];
-    batch.forEach((op, i) => (op.kind === 'delete' ? deletes : upserts).push(i));
+    for (let i = 0; i < batch.length; i++) ((batch[i] as WriteOperation).kind === 'delete' ? deletes : upserts).push(i);
     if (deletes.length > 0 && this.remove === null) {
       throw new LockstepError(
         ErrorCode.Schema,
@@ -267,10 +270,10 @@ class HttpWriter implements DestinationWriter {
   /** The requests for `rows` (indexes into the batch): one per row or one for them all. */
   private planRequests(shape: RequestShape, rows: number[], batch: WriteOperation[], deleting: boolean): PlannedRequest[] {
     if (rows.length === 0) return [];
-    const fields = deleting ? this.target.keyColumns : this.target.columns;
+    const make = deleting ? (this.keyRecord ??= recordMaker(this.target.keyColumns)) : (this.valueRecord ??= recordMaker(this.target.columns));
     const record = (i: number) => {
       const op = batch[i] as WriteOperation;
-      return toRecord(fields, deleting ? op.key : op.values);
+      return make(deleting ? op.key : op.values);
     };
     if (shape.oneRow) {
       return rows.map((i) => {
@@ -278,7 +281,8 @@ class HttpWriter implements DestinationWriter {
         return this.request(shape, [i], { row }, () => JSON.stringify(row));
       });
     }
-    const records = rows.map(record);
+    const records: Array<Record<string, Value>> = new Array(rows.length);
+    for (let n = 0; n < rows.length; n++) records[n] = record(rows[n] as number);
     // JSON.stringify of the records at once: faster than writing each value's JSON ourselves.
     return [this.request(shape, rows, { rows: records }, () => JSON.stringify({ records }))];
   }
@@ -383,6 +387,21 @@ class HttpWriter implements DestinationWriter {
       );
     }
   }
+}
+
+/** Makes a record of values by field name. */
+type RecordMaker = (values: readonly Value[]) => Record<string, Value>;
+
+/**
+ * A function making records of `fields`, each one object literal of the same shape: building
+ * each record field by field cost a few times more (100,000 records: ~10 ms of CPU). The field
+ * names go into the literal as JSON strings (valid JavaScript strings, whatever they hold); a
+ * `__proto__` field, which a literal would take for the prototype, makes records field by field.
+ */
+function recordMaker(fields: readonly string[]): RecordMaker {
+  if (fields.includes('__proto__')) return (values) => toRecord(fields, values);
+  const properties = fields.map((field, i) => `${JSON.stringify(field)}: values[${i}] ?? null`);
+  return new Function('values', `return { ${properties.join(', ')} };`) as RecordMaker;
 }
 
 /** Values by field name (a field named `__proto__` stays a plain field). */

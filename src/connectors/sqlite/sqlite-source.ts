@@ -68,7 +68,14 @@ export class SqliteSource implements Source {
           throw this.queryError(error);
         }
         if (next.done) break;
-        rows.push((next.value as unknown[]).map(normalizeValue));
+        // Each step answers a new array: its values are normalised where they lie (strings and
+        // nulls, most of them, already are), not copied into a second array per row.
+        const row = next.value as unknown[];
+        for (let c = 0; c < row.length; c++) {
+          const value = row[c];
+          if (value !== null && typeof value !== 'string') row[c] = normalizeValue(value);
+        }
+        rows.push(row as Value[]);
         if (rows.length >= batchSize) {
           yielded = true;
           const batch = rows;

@@ -86,6 +86,7 @@ export function prepareStatements(db: SqliteDatabase) {
     claimSyncRun: db.prepare(
       `UPDATE sync_runs SET ${CLAIM_SET} WHERE id = @id AND ${CLAIMABLE} RETURNING *`,
     ),
+    anyClaimableSyncRun: db.prepare(`SELECT 1 FROM sync_runs WHERE ${CLAIMABLE} LIMIT 1`),
     claimNextSyncRun: db.prepare(
       `UPDATE sync_runs SET ${CLAIM_SET}
        WHERE id = (SELECT id FROM sync_runs WHERE ${CLAIMABLE} ORDER BY status = 'queued', id LIMIT 1)
@@ -100,6 +101,7 @@ export function prepareStatements(db: SqliteDatabase) {
     leases: db.prepare(`SELECT id, sync_id, worker_id, attempt, lease_expires_at FROM sync_runs WHERE status IN ${ACTIVE} ORDER BY id`),
     runAttempt: db.prepare('SELECT attempt, worker_id FROM sync_runs WHERE id = ?'),
     recordFinishedRun: db.prepare('INSERT INTO finished_runs (kind, run_id, created_at) VALUES (?, ?, ?)'),
+    anyFinishedRunFree: db.prepare('SELECT 1 FROM finished_runs WHERE held_until IS NULL OR held_until <= @now LIMIT 1'),
     takeFinishedRuns: db.prepare(
       `UPDATE finished_runs SET held_by = @workerId, held_until = @until
        WHERE id IN (SELECT id FROM finished_runs WHERE held_until IS NULL OR held_until <= @now ORDER BY id LIMIT @limit)

@@ -539,6 +539,9 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
   }
 
   async claimNextSyncRun(now: number, lease: LeaseRequest): Promise<SyncRun | null> {
+    // Looked for without the write lock first: a worker polls every second, mostly finding nothing,
+    // and taking the lock would wait (blocking the process) for a snapshot commit of a run in progress.
+    if (this.read(() => this.s.anyClaimableSyncRun.get({ now })) === undefined) return null;
     return this.write(() => {
       const row = this.s.claimNextSyncRun.get({ now, workerId: lease.workerId, until: now + lease.leaseMs }) as SyncRunRow | undefined;
       if (!row) return null;
@@ -979,6 +982,8 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
   // Outbox of finished runs
 
   async takeFinishedRuns(limit: number, now: number, lease: LeaseRequest): Promise<FinishedRunEntry[]> {
+    // As claimNextSyncRun: a poll that finds nothing takes no write lock.
+    if (this.read(() => this.s.anyFinishedRunFree.get({ now })) === undefined) return [];
     return this.write(() =>
       (this.s.takeFinishedRuns.all({ limit, now, workerId: lease.workerId, until: now + lease.leaseMs }) as FinishedRunRow[]).map(toFinishedRun),
     );
