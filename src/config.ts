@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname, tmpdir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
-import { interpolate } from './core/connections.js';
+import { ENV_ALLOW_SETTING, EnvAllowList, interpolate, withEnvAllowList, type TemplateEnv } from './core/connections.js';
 import { ErrorCode, LockstepError } from './core/errors.js';
 import type { LogLevel } from './core/logger.js';
 import type { RetryPolicy } from './engine/sync-runner.js';
@@ -50,8 +50,11 @@ export interface LockstepConfig {
   publicUrl: string | null;
   /** Retries of failed alert deliveries (first delay from env LOCKSTEP_ALERT_RETRY_MS, default: 5000). */
   alertRetry: AlertRetryPolicy;
-  /** Environment `${VAR}` templates resolve from. */
-  env: Record<string, string | undefined>;
+  /**
+   * Environment `${VAR}` templates resolve from, with the allow-list of the variables entities created
+   * through the API may read attached (env LOCKSTEP_ENV_ALLOW, default: none; see core/connections.ts).
+   */
+  env: TemplateEnv;
 }
 
 export interface ConfigInput {
@@ -100,7 +103,7 @@ export function resolveConfig(input: ConfigInput = {}): LockstepConfig {
       ...DEFAULT_ALERT_RETRY,
       baseDelayMs: positiveInt(env.LOCKSTEP_ALERT_RETRY_MS, DEFAULT_ALERT_RETRY.baseDelayMs, 'LOCKSTEP_ALERT_RETRY_MS'),
     },
-    env,
+    env: withEnvAllowList(env, EnvAllowList.parse(env[ENV_ALLOW_SETTING])),
   };
 }
 
