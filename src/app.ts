@@ -329,6 +329,7 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
         logger,
         clock,
         env: config.env,
+        webhookRetention: config.webhookRetention,
         baseDir: config.workspaceDir,
         connectors: registry,
         authRequired: settings.authRequired,

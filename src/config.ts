@@ -11,6 +11,7 @@ import type { LogLevel } from './core/logger.js';
 import type { RetryPolicy } from './engine/sync-runner.js';
 import { DEFAULT_BACKOFF } from './core/backoff.js';
 import { DEFAULT_ALERT_RETRY, type AlertRetryPolicy } from './engine/alert-dispatcher.js';
+import { DEFAULT_WEBHOOK_RETENTION, type WebhookRetention } from './core/webhooks.js';
 
 export type StoreConfig = { type: 'sqlite'; path: string } | { type: 'postgres'; url: string };
 
@@ -50,6 +51,8 @@ export interface LockstepConfig {
   publicUrl: string | null;
   /** Retries of failed alert deliveries (first delay from env LOCKSTEP_ALERT_RETRY_MS, default: 5000). */
   alertRetry: AlertRetryPolicy;
+  /** How much of the webhook delivery log is kept (env LOCKSTEP_WEBHOOK_REFUSED_KEEP, LOCKSTEP_WEBHOOK_RETENTION_DAYS; see WebhookRetention). */
+  webhookRetention: WebhookRetention;
   /**
    * Environment `${VAR}` templates resolve from, with the allow-list of the variables entities created
    * through the API may read attached (env LOCKSTEP_ENV_ALLOW, default: none; see core/connections.ts).
@@ -102,6 +105,10 @@ export function resolveConfig(input: ConfigInput = {}): LockstepConfig {
     alertRetry: {
       ...DEFAULT_ALERT_RETRY,
       baseDelayMs: positiveInt(env.LOCKSTEP_ALERT_RETRY_MS, DEFAULT_ALERT_RETRY.baseDelayMs, 'LOCKSTEP_ALERT_RETRY_MS'),
+    },
+    webhookRetention: {
+      refusedKept: positiveInt(env.LOCKSTEP_WEBHOOK_REFUSED_KEEP, DEFAULT_WEBHOOK_RETENTION.refusedKept, 'LOCKSTEP_WEBHOOK_REFUSED_KEEP'),
+      retentionDays: positiveInt(env.LOCKSTEP_WEBHOOK_RETENTION_DAYS, DEFAULT_WEBHOOK_RETENTION.retentionDays, 'LOCKSTEP_WEBHOOK_RETENTION_DAYS', 0),
     },
     env: withEnvAllowList(env, EnvAllowList.parse(env[ENV_ALLOW_SETTING])),
   };

@@ -232,3 +232,19 @@ export interface WebhookEvent {
   httpStatus: number;
   triggered: Array<{ kind: 'sync' | 'sequence'; slug: string; runId: string }>;
 }
+
+/** Refused deliveries of one source and reason, every one ever received (the log keeps only the newest). */
+export interface WebhookRefusal {
+  source: 'dbt_cloud' | 'fivetran';
+  reason: string;
+  httpStatus: number;
+  count: number;
+  firstReceivedAt: string;
+  lastReceivedAt: string;
+}
+
+/** `GET /api/webhook-events`: a page of deliveries, the refused ones' totals, and what the log keeps. */
+export interface WebhookEventPage extends Page<WebhookEvent> {
+  refusals: WebhookRefusal[];
+  retention: { refusedKept: number; retentionDays: number };
+}

@@ -6,7 +6,7 @@
  */
 import { ErrorCode, LockstepError } from '../../core/errors.js';
 import type { SqliteDatabase } from './sqlite-database.js';
-import { WEBHOOK_EVENTS_SCHEMA, WEBHOOK_SETTINGS_SCHEMA } from './sqlite-webhook-store.js';
+import { WEBHOOK_EVENTS_SCHEMA, WEBHOOK_REFUSALS_SCHEMA, WEBHOOK_SETTINGS_SCHEMA } from './sqlite-webhook-store.js';
 import { API_TOKENS_SCHEMA } from './sqlite-token-store.js';
 import { ALERTS_SCHEMA } from './sqlite-alert-store.js';
 
@@ -219,6 +219,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 7, name: 'destination record ids and API usage', sql: RECORD_IDS_SCHEMA },
   { version: 8, name: 'run leases and the outbox of finished runs', sql: LEASES_SCHEMA },
   { version: 9, name: 'a run let through the mass-delete guard', sql: 'ALTER TABLE sync_runs ADD COLUMN allow_mass_delete INTEGER NOT NULL DEFAULT 0;' },
+  { version: 10, name: 'refused webhook deliveries counted per reason', sql: WEBHOOK_REFUSALS_SCHEMA },
 ];
 
 /** The schema version this code writes and reads. */
