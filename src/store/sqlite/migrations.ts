@@ -259,6 +259,24 @@ export function migrate(db: SqliteDatabase, path: string, now: number): number[]
   return applied;
 }
 
+/**
+ * For a file opened read-only, where nothing can be migrated: passes when every migration is
+ * recorded, and refuses a file of an older Lockstep (naming what to do) or a newer one.
+ */
+export function checkSchemaIsCurrent(db: SqliteDatabase, path: string): void {
+  const hasTable = db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'`).get();
+  const recorded = hasTable ? (db.prepare('SELECT version FROM schema_migrations').all() as Array<{ version: number }>).map((r) => Number(r.version)) : [];
+  const newest = Math.max(0, ...recorded);
+  if (newest > SCHEMA_VERSION) throw newerSchemaError(path, newest);
+  const missing = MIGRATIONS.filter((m) => !recorded.includes(m.version));
+  if (missing.length === 0) return;
+  throw new LockstepError(
+    ErrorCode.Store,
+    `store ${path} can only be read (its file or folder is read-only) and was written by an older Lockstep (schema version ${newest}; this one needs ${missing.map((m) => m.version).join(', ')} as well); ` +
+      'a read-only store must be at the current schema — run any command once with write access to the file and its folder (e.g. `lockstep plan`) to bring it up to date, then make it read-only again',
+  );
+}
+
 function newerSchemaError(path: string, version: number): LockstepError {
   return new LockstepError(
     ErrorCode.Store,
