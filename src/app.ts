@@ -32,7 +32,7 @@ import { SlackChannel } from './connectors/alert-channels/slack-channel.js';
 import { WebhookChannel } from './connectors/alert-channels/webhook-channel.js';
 import { Worker } from './engine/worker.js';
 import { FinishedRunRelay } from './engine/finished-run-relay.js';
-import { SqliteStore } from './store/sqlite/sqlite-store.js';
+import { SqliteStore, isNotWritable } from './store/sqlite/sqlite-store.js';
 import { NEW_KEY_HINT, SecretCodec, type SecretKeys, type SecretResealer } from './core/secrets.js';
 import { redactUrl } from './core/connections.js';
 import {
@@ -53,6 +53,11 @@ export interface OpenStoreOptions {
   secretKeys?: SecretKeys;
   /** Told when a secret is written unencrypted: a PostgreSQL store without LOCKSTEP_SECRET_KEY (default: nobody). */
   logger?: Logger;
+  /**
+   * An embedded store whose file or folder cannot be written is opened read-only instead of refused,
+   * for commands that only read (default: false). It must then be at the current schema.
+   */
+  readOnlyFallback?: boolean;
 }
 
 /**
@@ -78,7 +83,12 @@ export async function openStore(config: LockstepConfig, options: OpenStoreOption
   });
   switch (config.store.type) {
     case 'sqlite':
-      return SqliteStore.open({ path: config.store.path, secrets });
+      try {
+        return await SqliteStore.open({ path: config.store.path, secrets });
+      } catch (error) {
+        if (!options.readOnlyFallback || !isNotWritable(error)) throw error;
+        return SqliteStore.open({ path: config.store.path, secrets, readOnly: true });
+      }
     case 'postgres': {
       // The PostgreSQL driver and the store's SQL load only in processes that use that store.
       const { PostgresStore } = await import('./store/postgres/postgres-store.js');
@@ -213,13 +223,15 @@ export interface AppOverrides {
   /** Wraps the real connectors (tests inject faults this way). */
   connectors?: (real: ConnectorRegistry) => Connectors;
   store?: Store;
+  /** See OpenStoreOptions.readOnlyFallback (default: false). */
+  readOnlyFallback?: boolean;
 }
 
 /** Wires store, connectors, runners, worker and scheduler. Nothing starts until `worker.start()` / `scheduler.start()`. */
 export async function createApp(config: LockstepConfig, overrides: AppOverrides = {}): Promise<App> {
   const clock = overrides.clock ?? systemClock;
   const logger = overrides.logger ?? createJsonLogger({ level: config.logLevel, write: (line) => process.stderr.write(line + '\n') });
-  const store = overrides.store ?? (await openStore(config, { logger }));
+  const store = overrides.store ?? (await openStore(config, { logger, readOnlyFallback: overrides.readOnlyFallback }));
   const events = new EngineEventEmitter(logger);
   const registry = createConnectorRegistry({ clock, logger, backoff: config.retry });
   // The drivers of the kinds the workspace uses load while the process starts, not in its first run.
@@ -348,6 +360,7 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
         logger,
         clock,
         env: config.env,
+        webhookRetention: config.webhookRetention,
         baseDir: config.workspaceDir,
         connectors: registry,
         authRequired: settings.authRequired,

@@ -5,12 +5,13 @@
 import { randomBytes } from 'node:crypto';
 import { hostname, tmpdir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
-import { interpolate } from './core/connections.js';
+import { ENV_ALLOW_SETTING, EnvAllowList, interpolate, withEnvAllowList, type TemplateEnv } from './core/connections.js';
 import { ErrorCode, LockstepError } from './core/errors.js';
 import type { LogLevel } from './core/logger.js';
 import type { RetryPolicy } from './engine/sync-runner.js';
 import { DEFAULT_BACKOFF } from './core/backoff.js';
 import { DEFAULT_ALERT_RETRY, type AlertRetryPolicy } from './engine/alert-dispatcher.js';
+import { DEFAULT_WEBHOOK_RETENTION, type WebhookRetention } from './core/webhooks.js';
 
 export type StoreConfig = { type: 'sqlite'; path: string } | { type: 'postgres'; url: string };
 
@@ -56,8 +57,13 @@ export interface LockstepConfig {
   publicUrl: string | null;
   /** Retries of failed alert deliveries (first delay from env LOCKSTEP_ALERT_RETRY_MS, default: 5000). */
   alertRetry: AlertRetryPolicy;
-  /** Environment `${VAR}` templates resolve from. */
-  env: Record<string, string | undefined>;
+  /** How much of the webhook delivery log is kept (env LOCKSTEP_WEBHOOK_REFUSED_KEEP, LOCKSTEP_WEBHOOK_RETENTION_DAYS; see WebhookRetention). */
+  webhookRetention: WebhookRetention;
+  /**
+   * Environment `${VAR}` templates resolve from, with the allow-list of the variables entities created
+   * through the API may read attached (env LOCKSTEP_ENV_ALLOW, default: none; see core/connections.ts).
+   */
+  env: TemplateEnv;
 }
 
 export interface ConfigInput {
@@ -107,7 +113,11 @@ export function resolveConfig(input: ConfigInput = {}): LockstepConfig {
       ...DEFAULT_ALERT_RETRY,
       baseDelayMs: positiveInt(env.LOCKSTEP_ALERT_RETRY_MS, DEFAULT_ALERT_RETRY.baseDelayMs, 'LOCKSTEP_ALERT_RETRY_MS'),
     },
-    env,
+    webhookRetention: {
+      refusedKept: positiveInt(env.LOCKSTEP_WEBHOOK_REFUSED_KEEP, DEFAULT_WEBHOOK_RETENTION.refusedKept, 'LOCKSTEP_WEBHOOK_REFUSED_KEEP'),
+      retentionDays: positiveInt(env.LOCKSTEP_WEBHOOK_RETENTION_DAYS, DEFAULT_WEBHOOK_RETENTION.retentionDays, 'LOCKSTEP_WEBHOOK_RETENTION_DAYS', 0),
+    },
+    env: withEnvAllowList(env, EnvAllowList.parse(env[ENV_ALLOW_SETTING])),
   };
 }
 

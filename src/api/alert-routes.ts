@@ -17,7 +17,9 @@ import type { ApiDeps } from './context.js';
 import { HttpError, validationFailed } from './http-errors.js';
 import { defineRoute } from './route.js';
 import { errors, intText, page } from './schemas.js';
-import { REDACTED, isTemplateOnly, redactSecret, redactUrl } from '../core/connections.js';
+import { REDACTED, isTemplateOnly, redactSecret, redactUrl, redactValue } from '../core/connections.js';
+import { ALERT_CHANNEL_SECRETS } from '../core/secrets.js';
+import { refuseUnlistedTemplates } from './template-access.js';
 
 /** What the API calls a delivery's state; the store's `failed` (no attempts left) is `given_up` here. */
 export const DeliveryState = {
@@ -149,6 +151,7 @@ export function registerAlertRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       const state = await store.loadWorkspace();
       const result = validateAlertChannel(body, null, state, env);
       if (!result.ok) throw validationFailed(result.details);
+      refuseUnlistedTemplates(channelSettings(result.definition), null, env);
       const channel: AlertChannelDef = { ...result.definition, origin: 'api' };
       const stored = await store.updateAlerts((current) => {
         if (current.channels.some((x) => x.name === channel.name)) {
@@ -175,6 +178,7 @@ export function registerAlertRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       const previous = findChannel(state, params.name);
       const result = validateAlertChannel(keepRedactedSecrets(body, previous), params.name, state, env);
       if (!result.ok) throw validationFailed(result.details);
+      refuseUnlistedTemplates(channelSettings(result.definition), previous.type === result.definition.type ? channelSettings(previous) : null, env);
       const channel: AlertChannelDef = { ...result.definition, origin: previous.origin ?? 'file' };
       const stored = await store.updateAlerts((current) => {
         if (!current.channels.some((x) => x.name === channel.name)) throw new NotFoundError(`no alert channel "${channel.name}"`);
@@ -324,24 +328,25 @@ function redactUrlPath(value: string): string {
   }
 }
 
-/** The secret settings of each kind of channel, with how each is shown. */
+/**
+ * The secret settings of a channel (those `ALERT_CHANNEL_SECRETS` marks for its type), as shown: a
+ * Slack URL with its path hidden (the path is the secret), another URL as `redactUrl` shows it, a
+ * header value or key hidden unless it is a bare `${ENV}` template.
+ */
 function redactedSettings(channel: AlertChannelDef): Record<string, unknown> {
-  switch (channel.type) {
-    case 'slack':
-      return { url: redactUrlPath(channel.url) };
-    case 'webhook':
-      return {
-        url: redactUrl(channel.url),
-        headers: Object.fromEntries(Object.entries(channel.headers).map(([k, v]) => [k, redactSecret(v)])),
-        secret: channel.secret === null ? null : redactSecret(channel.secret),
-      };
-    case 'email':
-      return { smtp: redactUrl(channel.smtp) };
-    case 'pagerduty':
-      return { routingKey: redactSecret(channel.routingKey) };
-    default:
-      return assertNever(channel);
-  }
+  const settings = channel as unknown as Record<string, unknown>;
+  return Object.fromEntries(
+    ALERT_CHANNEL_SECRETS[channel.type].filter((name) => name in settings).map((name) => {
+      const value = settings[name];
+      return [name, channel.type === 'slack' && typeof value === 'string' ? redactUrlPath(value) : redactValue(value)];
+    }),
+  );
+}
+
+/** A channel's settings, the fields that may hold `${ENV}` templates. */
+function channelSettings(channel: AlertChannelDef): Record<string, unknown> {
+  const { name: _name, type: _type, origin: _origin, ...settings } = channel as AlertChannelDef & { origin?: string };
+  return settings;
 }
 
 function target(channel: AlertChannelDef): string {

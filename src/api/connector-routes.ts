@@ -13,10 +13,11 @@ import { resolveConnection } from '../core/connector-registry.js';
 import { ErrorCode, LockstepError, NotFoundError, toError } from '../core/errors.js';
 import { encodeKey } from '../core/keys.js';
 import type { Destination, Value } from '../core/ports.js';
-import { ENTITY_SECTIONS, type ConnectionDef, type Stored } from '../core/workspace.js';
+import { ENTITY_SECTIONS, type ConnectionDef, type EntityOrigin, type Stored } from '../core/workspace.js';
 import { validateEntity } from '../workspace/index.js';
 import type { ApiDeps } from './context.js';
 import { validationFailed } from './http-errors.js';
+import { refuseUnlistedTemplates } from './template-access.js';
 import { defineRoute } from './route.js';
 import { errors } from './schemas.js';
 
@@ -219,15 +220,18 @@ export function registerConnectorRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     const withSecrets = stored ? connectors.keepRedacted(body, stored) : body;
     const checked = validateEntity(kind, { ...withSecrets, slug }, null, state, env, connectors);
     if (!checked.ok) throw validationFailed(Object.fromEntries(Object.entries(checked.details).filter(([field]) => field !== 'slug')));
+    const definition = checked.definition as ConnectionDef;
+    refuseUnlistedTemplates(definition.settings, stored?.type === definition.type ? stored.settings : null, env);
     try {
-      return resolved(checked.definition, role);
+      // Read as what it would be saved as: a connection of the API, unless it is a stored one kept as it was.
+      return resolved({ ...definition, origin: stored?.origin ?? 'api' }, role);
     } catch (thrown) {
       throw validationFailed({ body: toError(thrown).message });
     }
   }
 
   /** The connection with its `${ENV}` templates read, relative paths against the workspace folder. */
-  function resolved(def: ConnectionDef, role: ConnectorRole) {
+  function resolved(def: ConnectionDef & { origin?: EntityOrigin }, role: ConnectorRole) {
     return resolveConnection(def, role, deps.baseDir, env);
   }
 

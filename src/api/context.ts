@@ -7,6 +7,7 @@ import type { AlertDispatcher } from '../engine/alert-dispatcher.js';
 import type { EngineEventEmitter } from '../engine/events.js';
 import type { SequencePlanner } from '../engine/sequence-planner.js';
 import type { Worker } from '../engine/worker.js';
+import type { WebhookRetention } from '../core/webhooks.js';
 
 /** The part of the worker the API drives. */
 export type RunControl = Pick<Worker, 'triggerSync' | 'triggerSequence' | 'cancelSyncRun' | 'cancelSequenceRun' | 'workerId' | 'runningIds'>;
@@ -31,6 +32,8 @@ export interface ApiDeps {
   connectors: ConnectorRegistry;
   /** Environment `${VAR}` templates are checked against when entities are validated. */
   env: Record<string, string | undefined>;
+  /** How much of the webhook delivery log is kept (default: DEFAULT_WEBHOOK_RETENTION). */
+  webhookRetention?: WebhookRetention;
   /** The workspace folder: relative paths of connections (SQLite files) resolve against it, as runs resolve them. */
   baseDir: string;
   /** Called after every change to the workspace, so the scheduler picks up schedules and enabled flags. */

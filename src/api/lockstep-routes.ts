@@ -15,6 +15,7 @@ import type { ConnectorRegistry } from '../core/connector-registry.js';
 import { sequenceRunDetails } from '../engine/run-details.js';
 import { validateEntity } from '../workspace/index.js';
 import type { ApiDeps } from './context.js';
+import { refuseUnlistedTemplates } from './template-access.js';
 import { registerConnectorRoutes } from './connector-routes.js';
 import { HttpError, validationFailed } from './http-errors.js';
 import { defineRoute } from './route.js';
@@ -136,6 +137,10 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     const validate = (body: unknown, slug: string | null, state: WorkspaceState, previous: (Stored & { slug: string }) | null) => {
       const result = validateEntity(kind, keepRedactedSecret(kind, body, previous, connectors), slug, state, env, connectors);
       if (!result.ok) throw validationFailed(result.details);
+      if (kind === 'source' || kind === 'destination') {
+        const stored = previous as (ConnectionDef & Stored) | null;
+        refuseUnlistedTemplates((result.definition as ConnectionDef).settings, stored?.type === (result.definition as ConnectionDef).type ? stored.settings : null, env);
+      }
       return result.definition;
     };
     const answer = (record: Stored & { slug: string }) => {

@@ -8,10 +8,11 @@ import type { Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { interpolate } from '../core/connections.js';
 import { toError } from '../core/errors.js';
-import type { WebhookSource } from '../core/webhooks.js';
+import { DEFAULT_WEBHOOK_RETENTION, type WebhookSource } from '../core/webhooks.js';
 import { WebhookReceiver, type IncomingWebhook, type WebhookAnswer, type WebhookSecrets } from '../engine/webhook-receiver.js';
 import type { ApiDeps } from './context.js';
 import { defineRoute } from './route.js';
+import { errors } from './schemas.js';
 import { z } from '@hono/zod-openapi';
 
 /** Largest delivery accepted; dbt Cloud and Fivetran payloads are a few kilobytes. */
@@ -37,7 +38,8 @@ export function registerWebhookRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     };
     return { dbtCloud: resolve(webhooks.dbtCloud, 'the dbt Cloud webhook'), fivetran: resolve(webhooks.fivetran, 'the Fivetran webhook') };
   };
-  const receiver = new WebhookReceiver({ store, runs: deps.runs, clock, logger, secrets });
+  const retention = deps.webhookRetention ?? DEFAULT_WEBHOOK_RETENTION;
+  const receiver = new WebhookReceiver({ store, runs: deps.runs, clock, logger, secrets, retention });
 
   /** A delivery over the limit: recorded without its body, which is never read past the limit. */
   const tooLarge = async (c: Context, source: WebhookSource) => {
@@ -51,7 +53,7 @@ export function registerWebhookRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       httpStatus: 413,
       triggered: [],
       payloadExcerpt: '',
-    });
+    }, retention);
     return c.json({ outcome: event.outcome, message: event.reason, deliveryId: event.id, runs: [] }, 413);
   };
   const handle = (source: WebhookSource, receive: (incoming: IncomingWebhook) => Promise<WebhookAnswer>) => async (c: Context) => {
@@ -100,20 +102,50 @@ export function registerWebhookRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     {
       method: 'get',
       path: '/api/webhook-events',
-      summary: 'Webhook deliveries, newest first: outcome (accepted, rejected, ignored, duplicate), why, and the runs started',
+      summary:
+        'Webhook deliveries, newest first: outcome (accepted, rejected, ignored, duplicate), why, and the runs started; with the totals of refused deliveries per reason and how long the log keeps what',
       tag: 'Webhooks',
       query: z.object({
         source: z.enum(['dbt_cloud', 'fivetran']).optional(),
         limit: z.coerce.number().int().min(1).max(100).default(20),
         offset: z.coerce.number().int().min(0).default(0),
       }),
-      responses: { 200: { description: 'A page of deliveries', schema: z.object({ hasMore: z.boolean(), data: z.array(z.record(z.string(), z.unknown())) }) } },
+      responses: {
+        200: {
+          description: 'A page of deliveries',
+          schema: z.object({
+            hasMore: z.boolean(),
+            data: z.array(z.record(z.string(), z.unknown())),
+            refusals: z
+              .array(
+                z.object({
+                  source: z.enum(['dbt_cloud', 'fivetran']),
+                  reason: z.string(),
+                  httpStatus: z.number().int(),
+                  count: z.number().int(),
+                  firstReceivedAt: z.string(),
+                  lastReceivedAt: z.string(),
+                }),
+              )
+              .openapi({ description: 'Every refused delivery (401, 413) ever received, counted per source and reason; the log keeps only the newest of them.' }),
+            retention: z.object({
+              refusedKept: z.number().int().openapi({ description: 'Refused deliveries kept in the log, the newest (LOCKSTEP_WEBHOOK_REFUSED_KEEP).' }),
+              retentionDays: z.number().int().openapi({ description: 'Days other deliveries are kept; 0 keeps them forever (LOCKSTEP_WEBHOOK_RETENTION_DAYS).' }),
+            }),
+          }),
+        },
+        401: errors[401],
+        422: errors[422],
+      },
     },
     async (c, { query }) => {
       const { source, limit, offset } = query;
       const rows = await store.webhooks.list({ source, limit: limit + 1, offset });
       const data = rows.slice(0, limit).map((e) => ({ ...e, receivedAt: new Date(e.receivedAt).toISOString() }));
-      return c.json({ hasMore: rows.length > limit, data });
+      const refusals = (await store.webhooks.refusals())
+        .filter((r) => source === undefined || r.source === source)
+        .map((r) => ({ ...r, firstReceivedAt: new Date(r.firstReceivedAt).toISOString(), lastReceivedAt: new Date(r.lastReceivedAt).toISOString() }));
+      return c.json({ hasMore: rows.length > limit, data, refusals, retention: { ...retention } });
     },
   );
 }

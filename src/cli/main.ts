@@ -84,6 +84,23 @@ async function openApp(global: GlobalOptions, term: Terminal, runWork: boolean):
   const app = await createApp(config, {
     logger: createJsonLogger({ level: config.logLevel, write: (line) => term.err(line) }),
   });
+  return started(app, runWork);
+}
+
+/**
+ * The app for a command that only reads the store (`runs`, `plan`, listings): an embedded store
+ * that cannot be written (a read-only file, folder or disk) is opened read-only rather than refused.
+ */
+async function openAppToRead(global: GlobalOptions, term: Terminal): Promise<{ app: App; close: () => Promise<void> }> {
+  const config = await configFor(global);
+  const app = await createApp(config, {
+    logger: createJsonLogger({ level: config.logLevel, write: (line) => term.err(line) }),
+    readOnlyFallback: true,
+  });
+  return started(app, false);
+}
+
+async function started(app: App, runWork: boolean): Promise<{ app: App; close: () => Promise<void> }> {
   if (runWork) {
     try {
       await app.worker.start();
@@ -152,7 +169,7 @@ Exit codes:
     .command('plan')
     .description('show what `apply` would create, change or delete in the store')
     .action(async () => {
-      const { app, definition } = await openValidated(global(), term);
+      const { app, definition } = await openValidated(global(), term, { readOnly: true });
       try {
         const changes = await app.store.planWorkspace(definition);
         if (changes.length === 0) term.out('No changes: the store matches the workspace files.');
@@ -289,7 +306,7 @@ Exit codes:
     .option('--limit <n>', 'how many runs', '20')
     .option('--json', 'print JSON')
     .action(async (opts: { sequence?: string; sync?: string; limit: string; json?: boolean }) => {
-      const { app, close } = await openApp(global(), term, false);
+      const { app, close } = await openAppToRead(global(), term);
       try {
         const limit = Number(opts.limit);
         if (!Number.isInteger(limit) || limit <= 0) throw new LockstepError(ErrorCode.Validation, `--limit ${opts.limit} is not a positive whole number`);
@@ -318,7 +335,7 @@ Exit codes:
     .option('--limit <n>', 'how many deliveries', '20')
     .option('--json', 'print JSON')
     .action(async (opts: { limit: string; json?: boolean }) => {
-      const { app, close } = await openApp(global(), term, false);
+      const { app, close } = await openAppToRead(global(), term);
       try {
         const limit = Number(opts.limit);
         if (!Number.isInteger(limit) || limit <= 0) throw new LockstepError(ErrorCode.Validation, `--limit ${opts.limit} is not a positive whole number`);
@@ -375,7 +392,7 @@ Exit codes:
     .description('list tokens: name, created, last used')
     .option('--json', 'print JSON')
     .action(async (opts: { json?: boolean }) => {
-      const { app, close } = await openApp(global(), term, false);
+      const { app, close } = await openAppToRead(global(), term);
       try {
         const tokens = (await app.store.tokens.list()).map((t) => ({ name: t.name, createdAt: iso(t.createdAt), lastUsedAt: iso(t.lastUsedAt) }));
         if (opts.json) term.out(JSON.stringify(tokens, null, 2));
@@ -486,13 +503,13 @@ function apiOnlyEntities(state: WorkspaceState, definition: WorkspaceDefinition)
 }
 
 /** Parses a workspace and opens the store; exits with the validation report if the files are invalid. */
-async function openValidated(global: GlobalOptions, term: Terminal) {
+async function openValidated(global: GlobalOptions, term: Terminal, options: { readOnly?: boolean } = {}) {
   const dir = workspaceDirFor(global);
   const { loadWorkspace, formatValidationReport } = await workspaceModule();
   const loaded = await loadWorkspace(dir, process.env, createConnectorRegistry());
   if (!loaded.definition) throw new ValidationError(loaded.diagnostics, formatValidationReport(loaded.diagnostics));
   const config = resolveConfig({ workspaceDir: dir, storeSetting: loaded.store, storeFlag: global.store, logLevel: global.logLevel });
-  const app = await createApp(config, { logger: createJsonLogger({ level: config.logLevel, write: (line) => term.err(line) }) });
+  const app = await createApp(config, { logger: createJsonLogger({ level: config.logLevel, write: (line) => term.err(line) }), readOnlyFallback: options.readOnly });
   return { app, definition: loaded.definition };
 }
 

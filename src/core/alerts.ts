@@ -12,7 +12,7 @@
  * outcomes of the same kind send nothing: one notification per change of state, not per run.
  * Outcomes that say nothing about health (a cancelled or interrupted run) leave the state alone.
  */
-import { interpolate } from './connections.js';
+import { interpolate, type TemplateEnv } from './connections.js';
 import { assertNever } from './errors.js';
 import type { EntityOrigin } from './workspace.js';
 
@@ -313,10 +313,13 @@ export interface AlertChannel {
   send(notice: AlertNotice, delivery: { id: number }): Promise<void>;
 }
 
-/** A channel with its `${ENV}` templates resolved from `env`; throws a validation error naming an unset variable. */
-export function resolveAlertChannel(def: AlertChannelDef, env: Record<string, string | undefined>): AlertChannelDef {
+/**
+ * A channel with its `${ENV}` templates resolved from `env`; throws a validation error naming an unset
+ * variable, or one a channel created through the API may not read (the allow-list attached to `env`).
+ */
+export function resolveAlertChannel(def: AlertChannelDef, env: TemplateEnv): AlertChannelDef {
   const where = `alert channel "${def.name}"`;
-  const value = (text: string) => interpolate(text, env, where);
+  const value = (text: string) => interpolate(text, env, where, def.origin ?? 'file');
   switch (def.type) {
     case 'slack':
       return { ...def, url: value(def.url) };

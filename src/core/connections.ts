@@ -1,4 +1,5 @@
 import { ErrorCode, LockstepError } from './errors.js';
+import type { EntityOrigin } from './workspace.js';
 
 const TEMPLATE = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
 
@@ -7,12 +8,89 @@ export function templateNames(text: string): string[] {
   return [...text.matchAll(TEMPLATE)].map((m) => m[1] as string);
 }
 
+/** The server setting that lists the variables entities created through the API may read. */
+export const ENV_ALLOW_SETTING = 'LOCKSTEP_ENV_ALLOW';
+
+/**
+ * Variables no allow-list opens: the store's encryption keys and its URL. Reading them would let
+ * whoever may call the API read every stored secret.
+ */
+export const NEVER_ALLOWED_ENV: readonly string[] = ['LOCKSTEP_SECRET_KEY', 'LOCKSTEP_NEW_SECRET_KEY', 'LOCKSTEP_STORE'];
+
+/**
+ * Which environment variables the `${ENV}` templates of entities created or changed through the
+ * API may read (`LOCKSTEP_ENV_ALLOW`: names separated by commas, a name ending in `*` a prefix;
+ * default: none). Entities declared in workspace files read any variable.
+ */
+export class EnvAllowList {
+  static readonly NONE = new EnvAllowList(new Set(), []);
+
+  private constructor(
+    private readonly names: ReadonlySet<string>,
+    private readonly prefixes: readonly string[],
+  ) {}
+
+  /** Parses the setting's text, e.g. `CRM_URL, HUBSPOT_*`; throws a validation error naming a bad entry. */
+  static parse(text: string | undefined): EnvAllowList {
+    const names = new Set<string>();
+    const prefixes: string[] = [];
+    for (const entry of (text ?? '').split(',').map((e) => e.trim()).filter((e) => e !== '')) {
+      const prefix = entry.endsWith('*') ? entry.slice(0, -1) : null;
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(prefix ?? entry) && prefix !== '') {
+        throw new LockstepError(
+          ErrorCode.Validation,
+          `${ENV_ALLOW_SETTING} lists "${entry}", which is not a variable name — list names separated by commas, a name ending in * for a prefix, e.g. ${ENV_ALLOW_SETTING}=CRM_URL,HUBSPOT_*`,
+        );
+      }
+      if (prefix === null) names.add(entry);
+      else prefixes.push(prefix);
+    }
+    return names.size === 0 && prefixes.length === 0 ? EnvAllowList.NONE : new EnvAllowList(names, prefixes);
+  }
+
+  allows(name: string): boolean {
+    if (NEVER_ALLOWED_ENV.includes(name)) return false;
+    return this.names.has(name) || this.prefixes.some((p) => name.startsWith(p));
+  }
+}
+
+const ALLOW_LIST = Symbol('EnvAllowList');
+
+/**
+ * The environment templates resolve from, with the allow-list of entities created through the API
+ * attached, so whatever resolves an entity's templates (runs, alert deliveries, connection tests)
+ * applies it by the entity's origin.
+ */
+export type TemplateEnv = Record<string, string | undefined> & { readonly [ALLOW_LIST]?: EnvAllowList };
+
+/** `env` with `allowList` attached (a copy; `env` itself is left as it is). */
+export function withEnvAllowList(env: Record<string, string | undefined>, allowList: EnvAllowList): TemplateEnv {
+  return { ...env, [ALLOW_LIST]: allowList };
+}
+
+/** The allow-list attached to `env` (none: no variable is allowed). */
+export function envAllowListOf(env: TemplateEnv): EnvAllowList {
+  return env[ALLOW_LIST] ?? EnvAllowList.NONE;
+}
+
+/** Why an entity changed through the API may not read `${name}`, with the fix. */
+export function notAllowedText(name: string): string {
+  const never = NEVER_ALLOWED_ENV.includes(name);
+  return never
+    ? `uses \${${name}}, which entities created through the API may never read — declare the entity in a workspace file instead`
+    : `uses \${${name}}, which entities created or changed through the API may not read — add ${name} to the server's ${ENV_ALLOW_SETTING} (e.g. ${ENV_ALLOW_SETTING}=${name}) or declare the entity in a workspace file`;
+}
+
 /**
  * Replaces `${VAR}` with the environment's value. Throws a validation error naming the variable
- * and where it is used when it is not set.
+ * and where it is used when it is not set, or, for an entity created through the API (`origin`
+ * `api`), when the allow-list attached to `env` does not list it. The error never holds a value.
  */
-export function interpolate(text: string, env: Record<string, string | undefined>, where: string): string {
+export function interpolate(text: string, env: TemplateEnv, where: string, origin: EntityOrigin = 'file'): string {
   return text.replace(TEMPLATE, (_match, name: string) => {
+    if (origin === 'api' && !envAllowListOf(env).allows(name)) {
+      throw new LockstepError(ErrorCode.Validation, `${where} was created through the API and ${notAllowedText(name)}`);
+    }
     const value = env[name];
     if (value === undefined) {
       throw new LockstepError(
@@ -25,13 +103,44 @@ export function interpolate(text: string, env: Record<string, string | undefined
 }
 
 /** `interpolate` applied to every string inside `value` (objects and lists walked), for connection settings. */
-export function interpolateDeep(value: unknown, env: Record<string, string | undefined>, where: string): unknown {
-  if (typeof value === 'string') return interpolate(value, env, where);
-  if (Array.isArray(value)) return value.map((v) => interpolateDeep(v, env, where));
+export function interpolateDeep(value: unknown, env: TemplateEnv, where: string, origin: EntityOrigin = 'file'): unknown {
+  if (typeof value === 'string') return interpolate(value, env, where, origin);
+  if (Array.isArray(value)) return value.map((v) => interpolateDeep(v, env, where, origin));
   if (value !== null && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, interpolateDeep(v, env, where)]));
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, interpolateDeep(v, env, where, origin)]));
   }
   return value;
+}
+
+/** The values `${VAR}` templates in `value` read from `env` (set ones only), to keep them out of error messages. */
+export function templateValues(value: unknown, env: TemplateEnv): string[] {
+  const names = settingStrings(value).flatMap((s) => templateNames(s.value));
+  return [...new Set(names.map((n) => env[n]).filter((v): v is string => v !== undefined && v.length >= 3))];
+}
+
+/** `message` with each of `values` replaced by `***`, longest first (a value inside another goes with it). */
+export function withoutValues(message: string, values: readonly string[]): string {
+  let text = message;
+  for (const value of [...values].filter((v) => v.length >= 3).sort((a, b) => b.length - a.length)) text = text.split(value).join(REDACTED);
+  return text;
+}
+
+/**
+ * Where `settings`, sent through the API, reads variables the allow-list does not list: each setting
+ * (by path, e.g. `headers.Authorization`) with the first such variable. A setting that keeps the value it
+ * has in `previous` (the stored entity, e.g. a file's `${WAREHOUSE_URL}` sent back unchanged) is not
+ * counted: it reads nothing new.
+ */
+export function unlistedTemplates(settings: unknown, previous: unknown, allowList: EnvAllowList): Record<string, string> {
+  const kept = new Map(settingStrings(previous).map((s) => [s.path.join('.'), s.value]));
+  const out: Record<string, string> = {};
+  for (const { path, value } of settingStrings(settings)) {
+    const key = path.join('.');
+    if (kept.get(key) === value) continue;
+    const name = templateNames(value).find((n) => !allowList.allows(n));
+    if (name !== undefined) out[key] = name;
+  }
+  return out;
 }
 
 /** Every string inside `value` (objects and lists walked), with its path, for template checks. */
@@ -66,9 +175,31 @@ export function redactValue(value: unknown): unknown {
   return REDACTED;
 }
 
-/** The password of a connection URL (and `password=` parameters) replaced by `***`. */
+/**
+ * A URL that is (or holds) a secret, as shown: its user information (a password, or a token written
+ * as the user name), every query value and its fragment replaced by `***`, whatever the parameters are
+ * called. Scheme, host, port and path stay, so it still says where it leads; text that is not a URL
+ * is hidden whole.
+ */
 export function redactUrl(url: string): string {
-  return url
-    .replace(/^([a-z][a-z0-9+.-]*:\/\/)([^:@/?#]*):([^@/?#]*)@/i, `$1$2:${REDACTED}@`)
-    .replace(/([?&](?:password|passwd|pwd|secret|token|sslpassword|access_token|api_key|apikey|key)=)[^&#]*/gi, `$1${REDACTED}`);
+  const match = /^([a-z][a-z0-9+.-]*:\/\/)([^/?#]*)([^?#]*)(\?[^#]*)?(#.*)?$/i.exec(url);
+  if (!match) return REDACTED;
+  const [, scheme, authority = '', path = '', query, fragment] = match;
+  const at = authority.lastIndexOf('@');
+  let hostPart = authority;
+  if (at >= 0) {
+    const userinfo = authority.slice(0, at);
+    const colon = userinfo.indexOf(':');
+    // `user:password@`: the user name stays (it says who connects); a lone `token@` is hidden.
+    hostPart = `${colon >= 0 ? `${userinfo.slice(0, colon)}:${REDACTED}` : REDACTED}@${authority.slice(at + 1)}`;
+  }
+  const params =
+    query === undefined
+      ? ''
+      : `?${query
+          .slice(1)
+          .split('&')
+          .map((pair) => (pair === '' ? pair : `${pair.split('=')[0]}=${REDACTED}`))
+          .join('&')}`;
+  return `${scheme}${hostPart}${path}${params}${fragment === undefined ? '' : `#${REDACTED}`}`;
 }

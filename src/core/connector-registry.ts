@@ -8,11 +8,11 @@ import type { z } from 'zod';
 import type { AuditLogWriter } from './audit-log.js';
 import { DEFAULT_BACKOFF, type BackoffPolicy } from './backoff.js';
 import type { ConnectorContext, ConnectorKind, ConnectorRole, RateLimits } from './connector-kind.js';
-import { interpolateDeep, redactValue } from './connections.js';
+import { interpolateDeep, redactValue, templateValues, withoutValues, type TemplateEnv } from './connections.js';
 import { ErrorCode, LockstepError } from './errors.js';
 import { splitHint } from './hints.js';
 import type { Clock, Connectors, Destination, DestinationWriter, Logger, RateLimiter, Source, WriteTarget } from './ports.js';
-import type { ConnectionDef, ResolvedConnection } from './workspace.js';
+import type { ConnectionDef, EntityOrigin, ResolvedConnection } from './workspace.js';
 
 export interface ConnectorRegistryOptions {
   clock: Clock;
@@ -111,14 +111,13 @@ export class ConnectorRegistry implements Connectors {
 
   async openSource(connection: ResolvedConnection): Promise<Source> {
     const kind = this.require(connection, 'source');
-    return (kind.source as NonNullable<ConnectorKind['source']>).open(this.settingsFor(kind, connection), this.context(connection));
+    return openedWithoutEnvValues(connection, () => (kind.source as NonNullable<ConnectorKind['source']>).open(this.settingsFor(kind, connection), this.context(connection)));
   }
 
   async openDestination(connection: ResolvedConnection): Promise<Destination> {
     const kind = this.require(connection, 'destination');
-    const destination = await (kind.destination as NonNullable<ConnectorKind['destination']>).open(
-      this.settingsFor(kind, connection),
-      this.context(connection),
+    const destination = await openedWithoutEnvValues(connection, () =>
+      (kind.destination as NonNullable<ConnectorKind['destination']>).open(this.settingsFor(kind, connection), this.context(connection)),
     );
     const syncSettings = kind.destination?.syncSettings;
     if (!syncSettings) return destination;
@@ -214,9 +213,35 @@ export class ConnectorRegistry implements Connectors {
   }
 }
 
-/** A connection ready to open: its templates resolved from `env`. */
-export function resolveConnection(def: ConnectionDef, role: ConnectorRole, baseDir: string, env: Record<string, string | undefined>): ResolvedConnection {
-  return { slug: def.slug, type: def.type, settings: interpolateDeep(def.settings, env, `${role} "${def.slug}"`) as Record<string, unknown>, baseDir };
+/**
+ * A connection ready to open: its templates resolved from `env`. A stored connection created through
+ * the API (`origin: 'api'`) reads only the variables the allow-list attached to `env` lists.
+ */
+export function resolveConnection(
+  def: ConnectionDef & { origin?: EntityOrigin },
+  role: ConnectorRole,
+  baseDir: string,
+  env: TemplateEnv,
+): ResolvedConnection {
+  const settings = interpolateDeep(def.settings, env, `${role} "${def.slug}"`, def.origin ?? 'file') as Record<string, unknown>;
+  return { slug: def.slug, type: def.type, settings, baseDir, templateValues: templateValues(def.settings, env) };
+}
+
+/** Runs `open`; an error it throws loses the values read from the environment (a connector may echo a path or a database name). */
+async function openedWithoutEnvValues<T>(connection: ResolvedConnection, open: () => Promise<T>): Promise<T> {
+  try {
+    return await open();
+  } catch (thrown) {
+    const values = connection.templateValues ?? [];
+    if (values.length === 0 || !(thrown instanceof Error)) throw thrown;
+    const message = withoutValues(thrown.message, values);
+    if (message === thrown.message) throw thrown;
+    // The same error (its code and class decide retries), its text without the values.
+    thrown.message = message;
+    thrown.stack = withoutValues(thrown.stack ?? '', values);
+    if (thrown.cause instanceof Error) thrown.cause = undefined;
+    throw thrown;
+  }
 }
 
 /** A zod issue's message with its hint (see core/hints.ts), for run-time errors. */

@@ -233,6 +233,12 @@ export interface WriteTarget {
    * destinations that refer to a parent's record (e.g. associations); keys without an id are absent.
    */
   recordIds?: (sync: string, keys: string[]) => Promise<Map<string, string>>;
+  /**
+   * Aborts when the run is cancelled (or another worker took it over): a writer then ends what it
+   * waits on at once — a write, a poll — closing the connection it was made on, rather than letting
+   * a peer that never answers hold the cancel up (default: never aborts).
+   */
+  signal?: AbortSignal;
 }
 
 /**

@@ -127,13 +127,14 @@ export interface SecretKeys {
 }
 
 /**
- * Settings of each alert channel type that hold secrets (the API shows them as `***`): a Slack
- * webhook URL, a webhook's signing secret and header values, the SMTP URL with its password, a
- * PagerDuty routing key.
+ * Settings of each alert channel type that hold secrets: sealed at rest, and hidden wherever they are
+ * shown (API, CLI, logs; a URL keeps its scheme, host and path, see `redactUrl`): a Slack webhook URL,
+ * a webhook's URL (it may carry a token in its query or user information), signing secret and header
+ * values, the SMTP URL with its password, a PagerDuty routing key.
  */
 export const ALERT_CHANNEL_SECRETS: Readonly<Record<AlertChannelType, readonly string[]>> = {
   slack: ['url'],
-  webhook: ['secret', 'headers'],
+  webhook: ['url', 'secret', 'headers'],
   email: ['smtp'],
   pagerduty: ['routingKey'],
 };

@@ -70,13 +70,52 @@ export interface WebhookEventQuery {
   offset: number;
 }
 
+/**
+ * How the delivery log stays bounded. Anyone who can reach the endpoints can send deliveries, so
+ * refused ones (unsigned or wrongly signed, 401; too large, 413) are kept whole only for the newest
+ * few and otherwise only counted, per reason; the others are kept for a number of days.
+ */
+export interface WebhookRetention {
+  /** Refused deliveries kept whole, the newest (default: 100, env LOCKSTEP_WEBHOOK_REFUSED_KEEP); older ones remain in the totals. */
+  refusedKept: number;
+  /**
+   * Days other deliveries are kept (default: 90, env LOCKSTEP_WEBHOOK_RETENTION_DAYS; 0 keeps them
+   * forever). An event accepted longer ago than this is no longer known, so a replay of it would start runs again.
+   */
+  retentionDays: number;
+}
+
+export const DEFAULT_WEBHOOK_RETENTION: Readonly<WebhookRetention> = Object.freeze({ refusedKept: 100, retentionDays: 90 });
+
+/** HTTP statuses of refused deliveries: answered before the sender was verified, so anyone may send them. */
+export const REFUSED_WEBHOOK_STATUSES: readonly number[] = [401, 413];
+
+/** Whether a delivery was refused before its sender was verified (and so is kept bounded, see WebhookRetention). */
+export function isRefusedDelivery(event: Pick<WebhookEvent, 'httpStatus'>): boolean {
+  return REFUSED_WEBHOOK_STATUSES.includes(event.httpStatus);
+}
+
+/** Every refused delivery ever received, counted per source and reason (those pruned from the log included). */
+export interface WebhookRefusalTotal {
+  source: WebhookSource;
+  reason: string;
+  httpStatus: number;
+  count: number;
+  firstReceivedAt: number;
+  lastReceivedAt: number;
+}
+
 /** The log of deliveries. */
 export interface WebhookEventStore {
   /**
    * Records a delivery. An `accepted` delivery whose (source, eventId) was accepted before is stored
-   * as `duplicate` instead, and `duplicate: true` tells the caller not to start anything.
+   * as `duplicate` instead, and `duplicate: true` tells the caller not to start anything. In the same
+   * transaction a refused delivery is counted, and the log is pruned as `retention` says (default:
+   * DEFAULT_WEBHOOK_RETENTION), deliveries older than its days measured from this one's `receivedAt`.
    */
-  record(event: NewWebhookEvent): Promise<{ event: WebhookEvent; duplicate: boolean }>;
+  record(event: NewWebhookEvent, retention?: WebhookRetention): Promise<{ event: WebhookEvent; duplicate: boolean }>;
+  /** The refused deliveries' totals, most recent first. */
+  refusals(): Promise<WebhookRefusalTotal[]>;
   /** Replaces the triggered runs of a recorded delivery (they are known only after it is recorded). */
   setTriggered(id: number, triggered: TriggeredRun[], reason: string): Promise<void>;
   list(query: WebhookEventQuery): Promise<WebhookEvent[]>;

@@ -26,6 +26,8 @@ export interface ResolvedConnection {
   settings: Record<string, unknown>;
   /** The folder relative file paths resolve against. */
   baseDir: string;
+  /** The values the templates read from the environment, kept out of the messages of errors opening it (default: none). */
+  templateValues?: string[];
 }
 
 /** A SQL query on a source, with a primary key unique per row. */

@@ -383,6 +383,20 @@ class RunStopped extends Error {
   }
 }
 
+/**
+ * Aborts when the run is cancelled or its lease moved on, so a write in flight is interrupted (its
+ * connection closed) instead of waited for; on a shutdown the batches being written finish.
+ */
+function interruptingWrites(signal: AbortSignal): AbortSignal {
+  const controller = new AbortController();
+  const onAbort = () => {
+    if ((signal.reason as StopReason) !== 'shutdown') controller.abort(signal.reason);
+  };
+  if (signal.aborted) onAbort();
+  else signal.addEventListener('abort', onAbort, { once: true });
+  return controller.signal;
+}
+
 /** The connection `opening` opens, or RunStopped as soon as `signal` aborts (one that opens later is closed). */
 function unlessStopped<T extends { close(): Promise<void> }>(opening: Promise<T>, signal: AbortSignal): Promise<T> {
   return new Promise<T>((resolve, reject) => {
@@ -1208,6 +1222,7 @@ export class SyncRunner {
       encoding,
       settings: p.sync.settings,
       sync: p.sync.slug,
+      signal: interruptingWrites(p.signal),
       recordIds: async (slug, keys) => {
         const parent = await store.getSync(slug);
         return parent ? store.recordIdsGet(parent.id, keys) : new Map();

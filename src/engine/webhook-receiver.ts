@@ -14,7 +14,7 @@ import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { toError } from '../core/errors.js';
 import type { Clock, Logger, Store } from '../core/ports.js';
 import type { Trigger } from '../core/runs.js';
-import type { TriggeredRun, WebhookEvent, WebhookOutcome, WebhookSource } from '../core/webhooks.js';
+import type { TriggeredRun, WebhookEvent, WebhookOutcome, WebhookRetention, WebhookSource } from '../core/webhooks.js';
 import type { Schedule, WorkspaceState } from '../core/workspace.js';
 
 /** dbt Cloud's run status code for a successful run. */
@@ -38,6 +38,8 @@ export interface WebhookReceiverOptions {
   logger: Logger;
   /** The configured secrets, read per delivery so a workspace change takes effect at once. */
   secrets: () => Promise<WebhookSecrets>;
+  /** How much of the delivery log is kept (default: DEFAULT_WEBHOOK_RETENTION). */
+  retention?: WebhookRetention;
 }
 
 export interface WebhookAnswer {
@@ -184,17 +186,20 @@ export class WebhookReceiver {
         };
       }
     }
-    const { event, duplicate } = await store.webhooks.record({
-      source,
-      receivedAt: clock.now(),
-      eventId: decision.eventId,
-      eventType: decision.eventType,
-      outcome: decision.outcome,
-      reason: decision.reason,
-      httpStatus: decision.status,
-      triggered: [],
-      payloadExcerpt: incoming.rawBody.subarray(0, 2000).toString('utf8'),
-    });
+    const { event, duplicate } = await store.webhooks.record(
+      {
+        source,
+        receivedAt: clock.now(),
+        eventId: decision.eventId,
+        eventType: decision.eventType,
+        outcome: decision.outcome,
+        reason: decision.reason,
+        httpStatus: decision.status,
+        triggered: [],
+        payloadExcerpt: incoming.rawBody.subarray(0, 2000).toString('utf8'),
+      },
+      this.options.retention,
+    );
     logger.info('webhook received', { source, deliveryId: event.id, outcome: event.outcome, reason: event.reason });
     if (event.outcome !== 'accepted' || duplicate) return answer(event, []);
 

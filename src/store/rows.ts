@@ -23,7 +23,7 @@ import type { EntityKind, Stored } from '../core/workspace.js';
 import { SEALED_PREFIX, type SecretCodec } from '../core/secrets.js';
 import type { AlertCondition, AlertDelivery, AlertDeliveryStatus, AlertNotice, AlertState } from '../core/alerts.js';
 import type { StoredApiToken } from '../core/tokens.js';
-import type { TriggeredRun, WebhookEvent, WebhookOutcome, WebhookSource } from '../core/webhooks.js';
+import type { TriggeredRun, WebhookEvent, WebhookOutcome, WebhookRefusalTotal, WebhookSource } from '../core/webhooks.js';
 
 /** A number column that may be NULL. */
 type Num = number | string;
@@ -286,6 +286,26 @@ export function toWebhookEvent(row: WebhookEventRow, read: TextReader = asStored
     httpStatus: Number(row.http_status),
     triggered: JSON.parse(row.triggered) as TriggeredRun[],
     payloadExcerpt: read(row.payload),
+  };
+}
+
+export interface WebhookRefusalRow {
+  source: string;
+  reason: string;
+  http_status: number;
+  count: number | string;
+  first_at: number;
+  last_at: number;
+}
+
+export function toWebhookRefusal(row: WebhookRefusalRow, read: TextReader = asStored): WebhookRefusalTotal {
+  return {
+    source: row.source as WebhookSource,
+    reason: read(row.reason),
+    httpStatus: Number(row.http_status),
+    count: Number(row.count),
+    firstReceivedAt: Number(row.first_at),
+    lastReceivedAt: Number(row.last_at),
   };
 }
 

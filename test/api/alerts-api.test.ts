@@ -28,7 +28,7 @@ async function call(method: string, path: string, body?: unknown) {
 }
 
 beforeAll(async () => {
-  api = await startApi({ env: { PD_KEY: 'pd-from-env', SLACK_WEBHOOK_URL: 'http://127.0.0.1:1/slack' } });
+  api = await startApi({ env: { PD_KEY: 'pd-from-env', SLACK_WEBHOOK_URL: 'http://127.0.0.1:1/slack', LOCKSTEP_ENV_ALLOW: 'PD_KEY,SLACK_WEBHOOK_URL' } });
   receiver = await HttpReceiver.start((path) => (path === '/fail' ? { status: 500 } : { status: 200 }));
 });
 afterAll(async () => {

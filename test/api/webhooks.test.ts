@@ -12,12 +12,12 @@ import { createHierarchyFixture, startHarness, tempDir } from '../helpers/harnes
 const DBT_SECRET = 'whsec-dbt-0123456789';
 const FIVETRAN_SECRET = 'whsec-fivetran-9876543210';
 
-async function serve() {
+async function serve(env: Record<string, string> = {}) {
   const dir = tempDir('lockstep-webhooks-');
   createHierarchyFixture(dir);
   const h = await startHarness({
     dir,
-    env: { DBT_SECRET, FIVETRAN_SECRET },
+    env: { DBT_SECRET, FIVETRAN_SECRET, ...env },
     definition: {
       ...workspace({
         sources: [source('warehouse', { path: 'warehouse.db' })],
@@ -46,11 +46,16 @@ async function serve() {
     const res = await fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
     return { status: res.status, body: (await res.json()) as { outcome: string; message: string; runs: Array<{ runId: string }> }, ms: performance.now() - started };
   };
-  const events = async () => {
+  const page = async () => {
     const res = await fetch(`${url}/api/webhook-events?limit=100`, { headers: { authorization: `Bearer ${token}` } });
-    return ((await res.json()) as { data: Array<{ outcome: string; reason: string; httpStatus: number }> }).data;
+    return (await res.json()) as {
+      data: Array<{ outcome: string; reason: string; httpStatus: number }>;
+      refusals: Array<{ source: string; reason: string; httpStatus: number; count: number }>;
+      retention: { refusedKept: number; retentionDays: number };
+    };
   };
-  return { h, post, events };
+  const events = async () => (await page()).data;
+  return { h, post, events, page };
 }
 
 const sign = (secret: string, body: string) => createHmac('sha256', secret).update(body).digest('hex');
@@ -125,5 +130,24 @@ describe('webhook endpoints', () => {
     expect((await h.app.worker.waitForSyncRun(Number(ok.body.runs[0]!.runId))).status).toBe('success');
     expect((await post('/api/v1/webhooks/fivetran', success, { 'x-fivetran-signature-256': 'f'.repeat(64) })).status).toBe(401);
     expect((await events()).map((e) => e.outcome)).toEqual(['rejected', 'accepted', 'ignored', 'ignored']);
+  });
+
+  it('forged deliveries are kept only for the newest few, and counted per reason', async () => {
+    const { h, post, page } = await serve({ LOCKSTEP_WEBHOOK_REFUSED_KEEP: '5', LOCKSTEP_WEBHOOK_RETENTION_DAYS: '7' });
+    await using _ = h;
+    const forged = JSON.stringify({ padding: 'x'.repeat(1500) });
+    for (let batch = 0; batch < 10; batch++) {
+      const answers = await Promise.all(
+        Array.from({ length: 20 }, () => post('/api/v1/webhooks/dbt-cloud', forged, { authorization: 'f'.repeat(64) })),
+      );
+      expect(answers.every((a) => a.status === 401)).toBe(true);
+    }
+    const signed = dbtEvent('evt-kept', '999');
+    expect((await post('/api/v1/webhooks/dbt-cloud', signed, { authorization: sign(DBT_SECRET, signed) })).status).toBe(200);
+    const listed = await page();
+    expect(listed.retention).toEqual({ refusedKept: 5, retentionDays: 7 });
+    expect(listed.data.filter((e) => e.httpStatus === 401)).toHaveLength(5);
+    expect(listed.data.map((e) => e.outcome)).toContain('ignored');
+    expect(listed.refusals).toEqual([expect.objectContaining({ source: 'dbt_cloud', httpStatus: 401, count: 200, reason: expect.stringContaining('HMAC-SHA256') })]);
   });
 });

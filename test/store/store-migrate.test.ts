@@ -175,10 +175,10 @@ describe('lockstep store migrate', () => {
     expect(result.stdout).toContain("export LOCKSTEP_STORE='postgres://");
     const password = decodeURIComponent(new URL(url).password);
     if (password) expect(result.stdout + result.stderr).not.toContain(password);
-    // The alert channel's and the webhook endpoint's secrets, sealed with the key file's key: copied
+    // The alert channel's URL and secret and the webhook endpoint's secret, sealed with the key file's key: copied
     // sealed, and the key itself never shown.
     const key = keyFileKey(dir);
-    expect(result.stdout).toMatch(/^ {2}2 secret values stay encrypted, with key [\w-]+\.$/m);
+    expect(result.stdout).toMatch(/^ {2}3 secret values stay encrypted, with key [\w-]+\.$/m);
     expect(result.stdout).toContain(`export LOCKSTEP_SECRET_KEY="$(cat ${join(dir, 'lockstep.db.key')})"`);
     expect(result.stdout + result.stderr).not.toContain(key.text.trim());
     const stored = await storedDefinitions(url);
@@ -229,7 +229,7 @@ describe('lockstep store migrate', () => {
     const url = await createTestDatabase('lockstep_store_copy');
     const result = await runMain(['--workspace', dir, 'store', 'migrate', '--to', url]);
     expect(result.code, result.stderr).toBe(0);
-    expect(result.stdout).toMatch(/^ {2}2 secret values stay encrypted, with key [\w-]+; 2 sealed again with LOCKSTEP_SECRET_KEY\.$/m);
+    expect(result.stdout).toMatch(/^ {2}3 secret values stay encrypted, with key [\w-]+; 3 sealed again with LOCKSTEP_SECRET_KEY\.$/m);
     expect(result.stdout).toContain('Every process on the PostgreSQL store needs the same LOCKSTEP_SECRET_KEY.');
     expect(result.stdout + result.stderr).not.toContain(given.text);
     const stored = await storedDefinitions(url);

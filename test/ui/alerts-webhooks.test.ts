@@ -153,6 +153,11 @@ describe('Webhooks page', () => {
     expect(await runLink.getAttribute('href')).toMatch(/^\/runs\/sequence\/[0-9a-f-]{36}$/);
     const rejected = table.locator('tr.row-bad', { has: page.locator('[data-outcome="rejected"]') });
     expect(await rejected.textContent()).toMatch(/not the HMAC-SHA256 of the body/);
+    // Refused deliveries are counted per reason under the log, which says what it keeps.
+    const refusals = page.getByRole('table', { name: 'Refused deliveries' });
+    await refusals.waitFor();
+    expect(await refusals.locator('[data-refusal="dbt_cloud"] [data-refusal-count]').textContent()).toBe('1');
+    expect(await page.locator('[data-retention]').textContent()).toMatch(/newest 100 refused deliveries .* kept for 90 days/);
     await screenshot(page, '11-webhooks');
     await runLink.click();
     await page.getByRole('heading', { name: 'Run of nightly', level: 1 }).waitFor();

@@ -237,3 +237,18 @@ export type { MemberPlan, PlanSample, PlannedRejection } from '../../src/core/se
 import type { SequencePlan as SequencePlanRecord } from '../../src/core/sequence-plans.js';
 /** A dry run of a sequence as the API answers it (`POST /api/sequences/{slug}/plan`). */
 export type SequencePlan = Omit<SequencePlanRecord, 'plannedAt'> & { plannedAt: string };
+/** Refused deliveries of one source and reason, every one ever received (the log keeps only the newest). */
+export interface WebhookRefusal {
+  source: 'dbt_cloud' | 'fivetran';
+  reason: string;
+  httpStatus: number;
+  count: number;
+  firstReceivedAt: string;
+  lastReceivedAt: string;
+}
+
+/** `GET /api/webhook-events`: a page of deliveries, the refused ones' totals, and what the log keeps. */
+export interface WebhookEventPage extends Page<WebhookEvent> {
+  refusals: WebhookRefusal[];
+  retention: { refusedKept: number; retentionDays: number };
+}

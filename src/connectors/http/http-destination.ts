@@ -61,6 +61,8 @@ export class HttpDestination implements Destination {
   }
 
   async prepare(target: WriteTarget): Promise<DestinationWriter> {
+    // A cancelled run's requests under way end at once (their connections closed): this connection is the run's own.
+    target.signal?.addEventListener('abort', () => void this.client.close(), { once: true });
     return new HttpWriter(this.client, this.slug, this.url, target, this.concurrency);
   }
 

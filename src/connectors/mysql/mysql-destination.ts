@@ -105,10 +105,10 @@ export class MysqlDestination implements Destination {
     this.pool = createMysqlPool(options.url, options.maxConnections ?? 4, this.timeouts.connectMs);
   }
 
-  /** Waits for `work` on `connection` as long as the write timeout allows; past it the connection is closed. */
-  deadline<T>(connection: MysqlPoolConnection, what: string, work: Promise<T>): Promise<T> {
+  /** Waits for `work` on `connection` as long as the write timeout allows, and until `signal` aborts; past either the connection is closed. */
+  deadline<T>(connection: MysqlPoolConnection, what: string, work: Promise<T>, signal?: AbortSignal): Promise<T> {
     const ms = this.timeouts.statementMs;
-    return withDeadline(connection, ms, () => stalledError(`${what} in destination ${this.where}`, ms, 'writeTimeoutMinutes'), work);
+    return withDeadline(connection, ms, () => stalledError(`${what} in destination ${this.where}`, ms, 'writeTimeoutMinutes'), work, signal);
   }
 
   /** Creates the destination and checks that the server answers with these credentials. */
@@ -524,7 +524,7 @@ class MysqlWriter implements DestinationWriter {
           throw thrown;
         }
       };
-      return await this.destination.deadline(connection, `writing a batch of ${batch.length} rows to "${this.target.object}"`, work());
+      return await this.destination.deadline(connection, `writing a batch of ${batch.length} rows to "${this.target.object}"`, work(), this.target.signal);
     } catch (thrown) {
       const error = this.writeError(thrown);
       broken = error.code !== ErrorCode.Schema;

@@ -102,7 +102,7 @@ export class PostgresDestination implements Destination {
   async prepare(target: WriteTarget): Promise<DestinationWriter> {
     const client = await this.client();
     try {
-      return await this.deadline(client, `preparing to write to "${target.object}"`, this.prepareOn(client, target));
+      return await this.deadline(client, `preparing to write to "${target.object}"`, this.prepareOn(client, target), target.signal);
     } finally {
       client.release(socketDestroyed(client));
     }
@@ -169,10 +169,10 @@ export class PostgresDestination implements Destination {
   }
 
   /**
-   * Waits for `work` on `client` as long as the write timeout allows; past it the connection is
-   * closed and the failure names `what` was waited for (see timeouts.ts).
+   * Waits for `work` on `client` as long as the write timeout allows, and until `signal` aborts; past
+   * either the connection is closed and the failure names `what` was waited for (see timeouts.ts).
    */
-  deadline<T>(client: pg.PoolClient, what: string, work: Promise<T>): Promise<T> {
+  deadline<T>(client: pg.PoolClient, what: string, work: Promise<T>, signal?: AbortSignal): Promise<T> {
     const ms = this.timeouts.statementMs;
     return withDeadline(
       client,
@@ -183,6 +183,7 @@ export class PostgresDestination implements Destination {
           `${what} in destination PostgreSQL at ${hostPort(this.where)} timed out: the server did not answer for ${describeDuration(ms)} — check that the server is up and not stuck (e.g. on locks held by another session), or raise writeTimeoutMinutes`,
         ),
       work,
+      signal,
     );
   }
 
@@ -395,7 +396,7 @@ class PostgresWriter implements DestinationWriter {
     const client = await this.destination.client();
     let broken: Error | undefined;
     try {
-      return await this.destination.deadline(client, `writing a batch of ${batch.length} rows to "${this.target.object}"`, this.writeOn(client, batch));
+      return await this.destination.deadline(client, `writing a batch of ${batch.length} rows to "${this.target.object}"`, this.writeOn(client, batch), this.target.signal);
     } catch (thrown) {
       const error = this.writeError(thrown);
       if (error.code !== ErrorCode.Schema) broken = error;

@@ -42,6 +42,8 @@ export interface BulkRows {
   lines: string[];
   /** Each row's external id cell, unquoted, as uploaded. */
   keys: string[];
+  /** Ends the wait for the jobs (and aborts them) when it aborts: the run was cancelled (default: never). */
+  signal?: AbortSignal;
 }
 
 export interface BulkIngestOptions {
@@ -111,7 +113,7 @@ export class BulkIngest {
       await this.abort(job.id, object);
       throw thrown;
     }
-    const final = await this.waitFor(job.id, object, started);
+    const final = await this.waitFor(job.id, object, started, rows.signal);
     if (final.state !== 'JobComplete') {
       throw new LockstepError(
         ErrorCode.Internal,
@@ -123,11 +125,17 @@ export class BulkIngest {
   }
 
   /** Polls the job with growing waits until it is final, or aborts it after `jobTimeoutMs`. */
-  private async waitFor(id: string, object: string, started: number): Promise<JobInfo> {
+  private async waitFor(id: string, object: string, started: number, signal: AbortSignal | undefined): Promise<JobInfo> {
     const { clock, client, jobTimeoutMs } = this.options;
     let wait = POLL_FIRST_MS;
     for (;;) {
-      await clock.sleep(wait);
+      try {
+        await clock.sleep(wait, signal);
+      } catch (thrown) {
+        // Cancelled: the job is aborted in the background, so Salesforce stops working on its rows.
+        if (signal?.aborted) void this.abort(id, object).catch(() => undefined);
+        throw thrown;
+      }
       wait = Math.min(POLL_MAX_MS, wait * 2);
       const request: SalesforceRequest = { method: 'GET', path: `jobs/ingest/${id}`, what: `read the state of Bulk API job ${id} on ${object}` };
       const info = jobInfo(await this.call(request), client.describe(request));

@@ -333,6 +333,7 @@ class SalesforceWriter implements DestinationWriter {
       header: plan.columns.map(csvHeader),
       lines,
       keys,
+      signal: this.options.target.signal,
     });
     return rows.map((row, n) => [row, outcomes[n] as RowOutcome]);
   }

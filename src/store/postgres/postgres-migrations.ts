@@ -11,7 +11,7 @@ import { ErrorCode, LockstepError } from '../../core/errors.js';
 import { ALERTS_SCHEMA } from './postgres-alert-store.js';
 import type { Queryable } from './postgres-database.js';
 import { API_TOKENS_SCHEMA } from './postgres-token-store.js';
-import { WEBHOOKS_SCHEMA } from './postgres-webhook-store.js';
+import { WEBHOOK_REFUSALS_SCHEMA, WEBHOOKS_SCHEMA } from './postgres-webhook-store.js';
 
 export interface Migration {
   /** 1, 2, 3, ... in order; the schema's version after it ran. */
@@ -186,6 +186,7 @@ CREATE TABLE schedule_cursors (
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial schema', sql: INITIAL_SCHEMA + API_TOKENS_SCHEMA + ALERTS_SCHEMA + WEBHOOKS_SCHEMA },
   { version: 2, name: 'a run let through the mass-delete guard', sql: 'ALTER TABLE sync_runs ADD COLUMN allow_mass_delete boolean NOT NULL DEFAULT false;' },
+  { version: 3, name: 'refused webhook deliveries counted per reason', sql: WEBHOOK_REFUSALS_SCHEMA },
   { version: 5, name: "where a sync run's time went", sql: 'ALTER TABLE sync_runs ADD COLUMN phase_ms text;' },
   {
     version: 6,

@@ -1,9 +1,10 @@
 /**
  * The log of webhook deliveries in the PostgreSQL store. An accepted delivery's (source, event id)
  * is unique, so the same dbt Cloud event delivered twice is recorded as a duplicate and starts
- * nothing the second time, even when two deliveries race on two machines.
+ * nothing the second time, even when two deliveries race on two machines. Refused deliveries are
+ * kept for the newest few and counted per reason; the others for a number of days (see WebhookRetention).
  */
-import { NO_WEBHOOKS } from '../../core/webhooks.js';
+import { DEFAULT_WEBHOOK_RETENTION, NO_WEBHOOKS, REFUSED_WEBHOOK_STATUSES, isRefusedDelivery } from '../../core/webhooks.js';
 import type { SecretCodec } from '../../core/secrets.js';
 import type {
   NewWebhookEvent,
@@ -12,10 +13,12 @@ import type {
   WebhookEventQuery,
   WebhookEventStore,
   WebhookOutcome,
+  WebhookRefusalTotal,
+  WebhookRetention,
   WebhookSettings,
 } from '../../core/webhooks.js';
 import { readText, storedText, type PostgresDatabase, type Queryable } from './postgres-database.js';
-import { toWebhookEvent, type WebhookEventRow } from '../rows.js';
+import { toWebhookEvent, toWebhookRefusal, type WebhookEventRow, type WebhookRefusalRow } from '../rows.js';
 
 /** Part of schema version 1 (see postgres-migrations.ts). */
 export const WEBHOOKS_SCHEMA = `
@@ -43,9 +46,33 @@ CREATE TABLE webhook_settings (
 );
 `;
 
+const REFUSED = `http_status IN (${REFUSED_WEBHOOK_STATUSES.join(', ')})`;
+
+/**
+ * Schema version 3: refused deliveries counted per source and reason (the reasons are Lockstep's own
+ * fixed texts, so the table stays as small as they are few), and an index to find the newest refused
+ * ones. What the log holds already is counted.
+ */
+export const WEBHOOK_REFUSALS_SCHEMA = `
+CREATE TABLE webhook_refusals (
+  source       text NOT NULL,
+  reason       text NOT NULL,
+  http_status  integer NOT NULL,
+  count        bigint NOT NULL,
+  first_at     double precision NOT NULL,
+  last_at      double precision NOT NULL,
+  PRIMARY KEY (source, reason)
+);
+INSERT INTO webhook_refusals (source, reason, http_status, count, first_at, last_at)
+  SELECT source, reason, MAX(http_status), COUNT(*), MIN(received_at), MAX(received_at)
+  FROM webhook_events WHERE ${REFUSED} GROUP BY source, reason;
+CREATE INDEX webhook_events_refused ON webhook_events (id) WHERE ${REFUSED};
+`;
+
 export class PostgresWebhookStore implements WebhookEventStore {
   private readonly events: string;
   private readonly settings: string;
+  private readonly refused: string;
 
   constructor(
     private readonly db: PostgresDatabase,
@@ -54,9 +81,10 @@ export class PostgresWebhookStore implements WebhookEventStore {
   ) {
     this.events = `${db.schema}.webhook_events`;
     this.settings = `${db.schema}.webhook_settings`;
+    this.refused = `${db.schema}.webhook_refusals`;
   }
 
-  async record(event: NewWebhookEvent): Promise<{ event: WebhookEvent; duplicate: boolean }> {
+  async record(event: NewWebhookEvent, retention: WebhookRetention = DEFAULT_WEBHOOK_RETENTION): Promise<{ event: WebhookEvent; duplicate: boolean }> {
     const eventId = event.eventId === null ? null : storedText(event.eventId);
     const insert = (outcome: WebhookOutcome, reason: string, onConflict: string) => [
       `INSERT INTO ${this.events} (source, received_at, event_id, event_type, outcome, reason, http_status, triggered, payload)
@@ -74,6 +102,20 @@ export class PostgresWebhookStore implements WebhookEventStore {
       ],
     ] as const;
     return this.db.transaction(async (q) => {
+      if (isRefusedDelivery(event)) {
+        await q.query(
+          `INSERT INTO ${this.refused} AS r (source, reason, http_status, count, first_at, last_at) VALUES ($1, $2, $3, 1, $4, $4)
+           ON CONFLICT (source, reason) DO UPDATE SET count = r.count + 1, http_status = excluded.http_status, last_at = GREATEST(r.last_at, excluded.last_at)`,
+          [event.source, storedText(event.reason), event.httpStatus, event.receivedAt],
+        );
+        await q.query(
+          `DELETE FROM ${this.events} WHERE ${REFUSED}
+             AND id <= (SELECT id FROM ${this.events} WHERE ${REFUSED} ORDER BY id DESC LIMIT 1 OFFSET $1)`,
+          [Math.max(0, retention.refusedKept - 1)],
+        );
+      } else if (retention.retentionDays > 0) {
+        await q.query(`DELETE FROM ${this.events} WHERE received_at < $1 AND NOT (${REFUSED})`, [event.receivedAt - retention.retentionDays * 86_400_000]);
+      }
       if (event.outcome !== 'accepted' || eventId === null) {
         const [sql, params] = insert(event.outcome, event.reason, '');
         return { event: toWebhookEvent((await q.query<WebhookEventRow>(sql, [...params])).rows[0] as WebhookEventRow, readText), duplicate: false };
@@ -135,6 +177,11 @@ export class PostgresWebhookStore implements WebhookEventStore {
         ])
       : await this.db.query<WebhookEventRow>(`SELECT * FROM ${this.events} ORDER BY id DESC LIMIT $1 OFFSET $2`, [query.limit, query.offset]);
     return rows.map((row) => toWebhookEvent(row, readText));
+  }
+
+  async refusals(): Promise<WebhookRefusalTotal[]> {
+    const rows = await this.db.query<WebhookRefusalRow>(`SELECT * FROM ${this.refused} ORDER BY last_at DESC, source, reason`);
+    return rows.map((row) => toWebhookRefusal(row, readText));
   }
 
   async get(id: number): Promise<WebhookEvent | null> {

@@ -6,7 +6,7 @@
  */
 import { ErrorCode, LockstepError } from '../../core/errors.js';
 import type { SqliteDatabase } from './sqlite-database.js';
-import { WEBHOOK_EVENTS_SCHEMA, WEBHOOK_SETTINGS_SCHEMA } from './sqlite-webhook-store.js';
+import { WEBHOOK_EVENTS_SCHEMA, WEBHOOK_REFUSALS_SCHEMA, WEBHOOK_SETTINGS_SCHEMA } from './sqlite-webhook-store.js';
 import { API_TOKENS_SCHEMA } from './sqlite-token-store.js';
 import { ALERTS_SCHEMA } from './sqlite-alert-store.js';
 
@@ -219,6 +219,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 7, name: 'destination record ids and API usage', sql: RECORD_IDS_SCHEMA },
   { version: 8, name: 'run leases and the outbox of finished runs', sql: LEASES_SCHEMA },
   { version: 9, name: 'a run let through the mass-delete guard', sql: 'ALTER TABLE sync_runs ADD COLUMN allow_mass_delete INTEGER NOT NULL DEFAULT 0;' },
+  { version: 10, name: 'refused webhook deliveries counted per reason', sql: WEBHOOK_REFUSALS_SCHEMA },
   { version: 12, name: "where a sync run's time went", sql: 'ALTER TABLE sync_runs ADD COLUMN phase_ms TEXT;' },
   {
     version: 13,
@@ -262,6 +263,24 @@ export function migrate(db: SqliteDatabase, path: string, now: number): number[]
     apply.immediate();
   }
   return applied;
+}
+
+/**
+ * For a file opened read-only, where nothing can be migrated: passes when every migration is
+ * recorded, and refuses a file of an older Lockstep (naming what to do) or a newer one.
+ */
+export function checkSchemaIsCurrent(db: SqliteDatabase, path: string): void {
+  const hasTable = db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'`).get();
+  const recorded = hasTable ? (db.prepare('SELECT version FROM schema_migrations').all() as Array<{ version: number }>).map((r) => Number(r.version)) : [];
+  const newest = Math.max(0, ...recorded);
+  if (newest > SCHEMA_VERSION) throw newerSchemaError(path, newest);
+  const missing = MIGRATIONS.filter((m) => !recorded.includes(m.version));
+  if (missing.length === 0) return;
+  throw new LockstepError(
+    ErrorCode.Store,
+    `store ${path} can only be read (its file or folder is read-only) and was written by an older Lockstep (schema version ${newest}; this one needs ${missing.map((m) => m.version).join(', ')} as well); ` +
+      'a read-only store must be at the current schema — run any command once with write access to the file and its folder (e.g. `lockstep plan`) to bring it up to date, then make it read-only again',
+  );
 }
 
 function newerSchemaError(path: string, version: number): LockstepError {

@@ -43,12 +43,28 @@ export interface SqliteDatabase {
 export interface SqliteDatabaseOptions {
   /** Milliseconds to wait for another connection's lock before failing with SQLITE_BUSY. */
   timeout: number;
+  /** Opens the file for reading only (default: false). */
+  readonly?: boolean;
+  /** Fails when the file does not exist rather than creating it (default: false). */
+  fileMustExist?: boolean;
+  /**
+   * Reads the file as one nothing else changes: no locks, no `-shm` file (default: false). For a
+   * read-only store in a folder that cannot be written, where SQLite cannot create the `-shm` file a
+   * WAL database needs; only correct when no process writes the file meanwhile.
+   */
+  immutable?: boolean;
 }
 
-/** Opens (creating when missing) the database file at `path`. */
+/** Opens (creating when missing, unless told not to) the database file at `path`. */
 export function openSqliteDatabase(path: string, options: SqliteDatabaseOptions): SqliteDatabase {
-  const Database = BetterSqlite3 as unknown as new (path: string, options: SqliteDatabaseOptions) => SqliteDatabase;
-  return new Database(path, options);
+  // SQLite reads `immutable` only from a URI filename, and better-sqlite3 enables URI filenames from
+  // this variable when its native part loads, at the first open. Paths never start with `file:`, so
+  // every other open reads its path as before.
+  process.env.SQLITE_USE_URI ??= '1';
+  const Database = BetterSqlite3 as unknown as new (path: string, options: Omit<SqliteDatabaseOptions, 'immutable'>) => SqliteDatabase;
+  const { immutable, ...rest } = options;
+  if (!immutable) return new Database(path, rest);
+  return new Database(`file:${encodeURI(path).replace(/[?#]/g, encodeURIComponent)}?immutable=1`, { ...rest, readonly: true });
 }
 
 /** True for the errors better-sqlite3 raises from SQLite itself (they carry an `SQLITE_*` code). */

@@ -9,7 +9,7 @@
  * other stores; the unique indexes of migrations.ts make the file itself refuse a double claim.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { systemClock } from '../../core/clock.js';
 import { ErrorCode, LockstepError, NotFoundError, toError } from '../../core/errors.js';
@@ -103,7 +103,7 @@ import {
   toLease,
   toFinishedRun,
 } from '../rows.js';
-import { migrate } from './migrations.js';
+import { checkSchemaIsCurrent, migrate } from './migrations.js';
 import { SEALED_PREFIX, SecretCodec, countSealed, type SecretResealer } from '../../core/secrets.js';
 import { StoreSecretKeys, keyFileFor } from '../secret-keys.js';
 import { KINDS, TABLES, prepareStatements, type Kind, type Statements } from './sqlite-statements.js';
@@ -133,6 +133,12 @@ export interface SqliteStoreOptions {
    * `<path>.key`, for what is already sealed; nothing new is sealed, as no kind's secrets are known).
    */
   secrets?: SecretCodec;
+  /**
+   * Opens an existing file for reading only, e.g. one on a read-only disk or whose permissions allow
+   * no writing (default: false). Nothing is migrated: a file at an older schema is refused, naming
+   * the fix; every write fails.
+   */
+  readOnly?: boolean;
 }
 
 /**
@@ -351,19 +357,23 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
     const checkpointIntervalMs = options.checkpointIntervalMs ?? 1000;
     let db: SqliteDatabase | undefined;
     try {
-      if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
-      db = openSqliteDatabase(path, { timeout: busyTimeoutMs });
-      db.pragma('journal_mode = WAL');
-      // NORMAL in WAL mode: a commit survives a process crash; only an OS crash can lose the last commits.
-      db.pragma('synchronous = NORMAL');
+      const readOnly = options.readOnly === true && path !== ':memory:';
+      if (path !== ':memory:' && !readOnly) mkdirSync(dirname(path), { recursive: true });
+      db = readOnly ? openReadOnly(path, busyTimeoutMs) : openSqliteDatabase(path, { timeout: busyTimeoutMs });
+      if (!readOnly) {
+        db.pragma('journal_mode = WAL');
+        // NORMAL in WAL mode: a commit survives a process crash; only an OS crash can lose the last commits.
+        db.pragma('synchronous = NORMAL');
+        db.pragma(`wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
+        db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
+      }
       db.pragma('foreign_keys = ON');
-      db.pragma(`wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
-      db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
-      const applied = migrate(db, path, clock.now());
+      const applied = readOnly ? [] : migrate(db, path, clock.now());
       const secrets = options.secrets ?? new SecretCodec({ keys: new StoreSecretKeys({ store: path, keyFile: keyFileFor(path) }), secretSettings: () => [] });
       // A store whose secrets its keys cannot open is refused now, not at its first read.
       secrets.checkKeys(sealedTexts(db));
-      return new SqliteStore(db, path, clock, busyTimeoutMs, checkpointIntervalMs, applied, secrets);
+      // A read-only connection cannot checkpoint: no timer.
+      return new SqliteStore(db, path, clock, busyTimeoutMs, readOnly ? 0 : checkpointIntervalMs, applied, secrets);
     } catch (error) {
       if (db?.open) db.close();
       const wrapped = storeError(path, busyTimeoutMs, error);
@@ -1292,6 +1302,48 @@ function sealedTexts(db: SqliteDatabase): string[] {
   return columns.flatMap(([table, column]) =>
     (db.prepare(`SELECT ${column} AS text FROM ${table} WHERE instr(${column}, ?) > 0`).all(SEALED_PREFIX) as Array<{ text: string }>).map((row) => row.text),
   );
+}
+
+/**
+ * An existing store file opened for reading, its schema checked (nothing can be migrated). A WAL
+ * database needs its `-shm` file; in a folder that cannot be written SQLite cannot create it, and the
+ * file is then read as immutable — unless its `-wal` file holds changes not yet in the file, which
+ * only a process that can write may fold in.
+ */
+function openReadOnly(path: string, busyTimeoutMs: number): SqliteDatabase {
+  const db = openSqliteDatabase(path, { timeout: busyTimeoutMs, readonly: true, fileMustExist: true });
+  try {
+    checkSchemaIsCurrent(db, path);
+    return db;
+  } catch (error) {
+    db.close();
+    const code = isSqliteError(error) ? error.code : '';
+    if (code !== 'SQLITE_READONLY_DIRECTORY' && code !== 'SQLITE_CANTOPEN' && !code.startsWith('SQLITE_READONLY_CANT')) throw error;
+  }
+  const walBytes = existsSync(`${path}-wal`) ? statSync(`${path}-wal`).size : 0;
+  if (walBytes > 0) {
+    throw new LockstepError(
+      ErrorCode.Store,
+      `store ${path} can only be read, and its write-ahead log (${path}-wal, ${walBytes} bytes) holds changes not yet in the file that only a process allowed to write the folder can fold in — run any command once with write access (e.g. \`lockstep plan\`), or make the folder writable`,
+    );
+  }
+  const immutable = openSqliteDatabase(path, { timeout: busyTimeoutMs, fileMustExist: true, immutable: true });
+  try {
+    checkSchemaIsCurrent(immutable, path);
+    return immutable;
+  } catch (error) {
+    immutable.close();
+    throw error;
+  }
+}
+
+/** Whether opening a store failed because its file or folder cannot be written (it may still open read-only). */
+export function isNotWritable(error: unknown): boolean {
+  for (let e: unknown = error; e instanceof Error; e = e.cause) {
+    const code = (e as Error & { code?: unknown }).code;
+    if (typeof code === 'string' && (/^SQLITE_(READONLY|CANTOPEN|PERM)/.test(code) || code === 'EACCES' || code === 'EROFS' || code === 'EPERM')) return true;
+  }
+  return false;
 }
 
 function storeError(path: string, busyTimeoutMs: number, error: unknown): unknown {

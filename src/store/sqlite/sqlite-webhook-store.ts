@@ -1,12 +1,15 @@
 /**
  * The log of webhook deliveries in the embedded store. An accepted delivery's (source, event id)
  * is unique, so the same dbt Cloud event delivered twice is recorded as a duplicate and starts
- * nothing the second time, even when two deliveries race.
+ * nothing the second time, even when two deliveries race. Refused deliveries are kept for the
+ * newest few and counted per reason; the others for a number of days (see WebhookRetention).
  */
-import { NO_WEBHOOKS } from '../../core/webhooks.js';
+import { DEFAULT_WEBHOOK_RETENTION, NO_WEBHOOKS, REFUSED_WEBHOOK_STATUSES, isRefusedDelivery } from '../../core/webhooks.js';
 import type { SecretCodec } from '../../core/secrets.js';
 import type {
   NewWebhookEvent,
+  WebhookRefusalTotal,
+  WebhookRetention,
   WebhookSettings,
   TriggeredRun,
   WebhookEvent,
@@ -14,7 +17,7 @@ import type {
   WebhookEventStore,
 } from '../../core/webhooks.js';
 import type { SqliteDatabase, SqliteStatement } from './sqlite-database.js';
-import { toWebhookEvent, type WebhookEventRow } from '../rows.js';
+import { toWebhookEvent, toWebhookRefusal, type WebhookEventRow, type WebhookRefusalRow } from '../rows.js';
 
 export const WEBHOOK_EVENTS_SCHEMA = `
 CREATE TABLE webhook_events (
@@ -34,6 +37,29 @@ CREATE UNIQUE INDEX webhook_events_accepted_once ON webhook_events (source, even
 CREATE INDEX webhook_events_by_time ON webhook_events (received_at);
 `;
 
+const REFUSED = `http_status IN (${REFUSED_WEBHOOK_STATUSES.join(', ')})`;
+
+/**
+ * Refused deliveries counted per source and reason (the reasons are Lockstep's own fixed texts, so
+ * the table stays as small as they are few), and an index to find the newest refused ones. What the
+ * log holds already is counted.
+ */
+export const WEBHOOK_REFUSALS_SCHEMA = `
+CREATE TABLE webhook_refusals (
+  source       TEXT NOT NULL,
+  reason       TEXT NOT NULL,
+  http_status  INTEGER NOT NULL,
+  count        INTEGER NOT NULL,
+  first_at     REAL NOT NULL,
+  last_at      REAL NOT NULL,
+  PRIMARY KEY (source, reason)
+) WITHOUT ROWID;
+INSERT INTO webhook_refusals (source, reason, http_status, count, first_at, last_at)
+  SELECT source, reason, MAX(http_status), COUNT(*), MIN(received_at), MAX(received_at)
+  FROM webhook_events WHERE ${REFUSED} GROUP BY source, reason;
+CREATE INDEX webhook_events_refused ON webhook_events (id) WHERE ${REFUSED};
+`;
+
 /** The endpoints' settings as applied from the workspace: one row per configured endpoint. */
 export const WEBHOOK_SETTINGS_SCHEMA = `
 CREATE TABLE webhook_settings (
@@ -48,6 +74,9 @@ export class SqliteWebhookStore implements WebhookEventStore {
   private readonly findAccepted: SqliteStatement;
   private readonly update: SqliteStatement;
   private readonly byId: SqliteStatement;
+  private readonly countRefusal: SqliteStatement;
+  private readonly pruneRefused: SqliteStatement;
+  private readonly pruneOld: SqliteStatement;
 
   constructor(
     private readonly db: SqliteDatabase,
@@ -65,10 +94,25 @@ export class SqliteWebhookStore implements WebhookEventStore {
     );
     this.update = db.prepare('UPDATE webhook_events SET triggered = ?, reason = ? WHERE id = ?');
     this.byId = db.prepare('SELECT * FROM webhook_events WHERE id = ?');
+    this.countRefusal = db.prepare(
+      `INSERT INTO webhook_refusals (source, reason, http_status, count, first_at, last_at) VALUES (@source, @reason, @httpStatus, 1, @at, @at)
+       ON CONFLICT (source, reason) DO UPDATE SET count = count + 1, http_status = excluded.http_status, last_at = max(last_at, excluded.last_at)`,
+    );
+    this.pruneRefused = db.prepare(
+      `DELETE FROM webhook_events WHERE ${REFUSED}
+         AND id <= (SELECT id FROM webhook_events WHERE ${REFUSED} ORDER BY id DESC LIMIT 1 OFFSET ?)`,
+    );
+    this.pruneOld = db.prepare(`DELETE FROM webhook_events WHERE received_at < ? AND NOT (${REFUSED})`);
   }
 
-  async record(event: NewWebhookEvent): Promise<{ event: WebhookEvent; duplicate: boolean }> {
+  async record(event: NewWebhookEvent, retention: WebhookRetention = DEFAULT_WEBHOOK_RETENTION): Promise<{ event: WebhookEvent; duplicate: boolean }> {
     return this.immediate(() => {
+      if (isRefusedDelivery(event)) {
+        this.countRefusal.run({ source: event.source, reason: event.reason, httpStatus: event.httpStatus, at: event.receivedAt });
+        this.pruneRefused.run(Math.max(0, retention.refusedKept - 1));
+      } else if (retention.retentionDays > 0) {
+        this.pruneOld.run(event.receivedAt - retention.retentionDays * 86_400_000);
+      }
       let outcome = event.outcome;
       let reason = event.reason;
       let duplicate = false;
@@ -129,6 +173,15 @@ export class SqliteWebhookStore implements WebhookEventStore {
         .prepare(`SELECT * FROM webhook_events ${where} ORDER BY id DESC LIMIT ? OFFSET ?`)
         .all(...params) as WebhookEventRow[];
       return rows.map((row) => toWebhookEvent(row));
+    } catch (error) {
+      throw this.wrap(error);
+    }
+  }
+
+  async refusals(): Promise<WebhookRefusalTotal[]> {
+    try {
+      const rows = this.db.prepare('SELECT * FROM webhook_refusals ORDER BY last_at DESC, source, reason').all() as WebhookRefusalRow[];
+      return rows.map((row) => toWebhookRefusal(row));
     } catch (error) {
       throw this.wrap(error);
     }

@@ -1,10 +1,11 @@
 /**
  * The Store contract, one suite per role of the port (src/core/ports.ts): the workspace, the run
  * queue, snapshots and record ids, sequence runs, schedules, the outbox of finished runs, tokens,
- * and secrets at rest. A store's test file runs every one of them against an `open` that opens a fresh, empty
- * store: `for (const describeContract of STORE_CONTRACTS) describeContract('sqlite', open)`. The
- * suites test through the port only; nothing in them knows which database is behind it (the
- * secrets suite reads what the store keeps through the `raw` its `open` gives).
+ * secrets at rest, and the webhook delivery log. A store's test file runs every one of them against
+ * an `open` that opens a fresh, empty store: `for (const describeContract of STORE_CONTRACTS)
+ * describeContract('sqlite', open)`. The suites test through the port only; nothing in them knows
+ * which database is behind it (the secrets suite reads what the store keeps through the `raw` its
+ * `open` gives).
  */
 import { describeFinishedRunsContract } from './finished-runs.contract.js';
 import type { DescribeStoreContract } from './fixtures.js';
@@ -14,6 +15,7 @@ import { describeSecretsContract } from './secrets.contract.js';
 import { describeSequenceRunStoreContract } from './sequence-run-store.contract.js';
 import { describeSnapshotStoreContract } from './snapshot-store.contract.js';
 import { describeTokenStoreContract } from './token-store.contract.js';
+import { describeWebhookStoreContract } from './webhook-store.contract.js';
 import { describeWorkspaceStoreContract } from './workspace-store.contract.js';
 
 export const STORE_CONTRACTS: readonly DescribeStoreContract[] = [
@@ -25,6 +27,7 @@ export const STORE_CONTRACTS: readonly DescribeStoreContract[] = [
   describeSnapshotStoreContract,
   describeScheduleStoreContract,
   describeSecretsContract,
+  describeWebhookStoreContract,
 ];
 
 export type { DescribeStoreContract, OpenStore, StoreUnderTest } from './fixtures.js';

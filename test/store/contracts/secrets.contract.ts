@@ -132,8 +132,10 @@ export function describeSecretsContract(name: string, open: OpenStore): void {
       const raw = await subject.raw();
       for (const secret of SECRETS) expect(raw, `"${secret}" is kept in the clear`).not.toContain(secret);
       expect(raw).toContain('enc:v1:');
+      // A webhook channel's URL is a secret: it may carry a token in its query.
+      expect(raw).not.toContain('https://hooks.example/lockstep');
       // What holds no secret stays readable: templates, and settings no kind marks secret.
-      for (const text of ['${REPLICA_URL}', '${CRM_TENANT}', '${TEAM}', '${FIVETRAN_SECRET}', 'https://hooks.example/lockstep', 'select id, name from accounts']) {
+      for (const text of ['${REPLICA_URL}', '${CRM_TENANT}', '${TEAM}', '${FIVETRAN_SECRET}', 'select id, name from accounts']) {
         expect(raw).toContain(text);
       }
       expect(keyIds(raw)).toEqual([subject.keys.sealingKey()!.keyId]);
@@ -201,9 +203,9 @@ export function describeSecretsContract(name: string, open: OpenStore): void {
       const next = new SecretBox(parseSecretKey(nextText, 'test'));
       const rotating = await reopen(rotatingKeys(next, subject.keys));
       const { secrets } = await rotating.resealSecrets();
-      // Two source URLs, the HTTP URL and header, a channel header and HMAC key, the Slack URL, the SMTP URL,
-      // the routing key, the dbt Cloud secret, and the deleted source's URL (templates hold none).
-      expect(secrets).toBe(11);
+      // Two source URLs, the HTTP URL and header, a channel's URL, header and HMAC key, the Slack URL, the SMTP
+      // URL, the routing key, the dbt Cloud secret, and the deleted source's URL (templates hold none).
+      expect(secrets).toBe(12);
       await rotating.close();
 
       const raw = await subject.raw();

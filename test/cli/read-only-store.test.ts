@@ -1,0 +1,87 @@
+/**
+ * Commands that only read (`runs`, `plan`, `alerts list`, `token list`, `validate`) work on an embedded
+ * store that cannot be written — a read-only file, or a file in a read-only folder (no `-shm` file can
+ * be made there) — while commands that write say why they cannot. A read-only store at an older
+ * schema cannot be migrated, and the message says what to do. The commands run as a child process;
+ * when the tests run as root (whom permissions do not stop), the child runs as the user `nobody`.
+ */
+import { spawn } from 'node:child_process';
+import { chmodSync, existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, describe, expect, it } from 'vitest';
+import { BIN, hierarchyWorkspace, runMain, type CliResult } from './cli-helpers.js';
+
+/** Runs `lockstep` as a user the file permissions apply to. */
+function runAsReader(args: string[], cwd: string): Promise<CliResult> {
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, NO_COLOR: '1', HOME: '/tmp' };
+  const asNobody = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
+  const child = spawn(process.execPath, [BIN, ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'], ...asNobody });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  return new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+}
+
+const madeReadOnly: string[] = [];
+
+/** A workspace whose store holds a finished sequence run, then made read-only (`folder`: the folder too). */
+async function readOnlyWorkspace(folder: boolean): Promise<string> {
+  const dir = hierarchyWorkspace();
+  expect((await runMain(['--workspace', dir, 'apply'])).code).toBe(0);
+  expect((await runMain(['--workspace', dir, 'sequence', 'run', 'crm'])).code).toBe(0);
+  // Closed cleanly: no -wal or -shm left beside the store.
+  expect(readdirSync(dir).filter((f) => f.startsWith('lockstep.db-'))).toEqual([]);
+  for (const file of readdirSync(dir)) chmodSync(join(dir, file), 0o444);
+  chmodSync(dir, folder ? 0o555 : 0o777);
+  madeReadOnly.push(dir);
+  return dir;
+}
+
+afterEach(() => {
+  for (const dir of madeReadOnly.splice(0)) chmodSync(dir, 0o755);
+});
+
+describe('a read-only store', () => {
+  for (const folder of [false, true]) {
+    it(`serves the commands that only read (${folder ? 'read-only folder' : 'read-only file'}); one that writes says why it cannot`, async () => {
+      const dir = await readOnlyWorkspace(folder);
+      const runs = await runAsReader(['runs', '--json'], dir);
+      expect(runs.code, runs.stderr).toBe(0);
+      const listed = JSON.parse(runs.stdout) as { sequenceRuns: Array<{ status: string }>; syncRuns: unknown[] };
+      expect(listed.sequenceRuns).toMatchObject([{ status: 'done' }]);
+      expect(listed.syncRuns).toHaveLength(3);
+      for (const args of [['plan'], ['alerts', 'list'], ['token', 'list'], ['validate']]) {
+        const result = await runAsReader(args, dir);
+        expect(result.code, `${args.join(' ')}: ${result.stderr}`).toBe(0);
+      }
+      expect((await runAsReader(['plan'], dir)).stdout).toContain('No changes');
+
+      const write = await runAsReader(['token', 'create', '--name', 'ci'], dir);
+      expect(write.code).toBe(3);
+      expect(write.stderr).toMatch(/cannot be opened for writing; check its permissions and folder/);
+      if (folder) expect(existsSync(join(dir, 'lockstep.db-shm'))).toBe(false);
+    });
+  }
+
+  it('at an older schema: says it must be brought up to date once with write access', async () => {
+    const dir = hierarchyWorkspace();
+    expect((await runMain(['--workspace', dir, 'apply'])).code).toBe(0);
+    const raw = new Database(join(dir, 'lockstep.db'));
+    const newest = (raw.prepare('SELECT MAX(version) AS v FROM schema_migrations').get() as { v: number }).v;
+    raw.prepare('DELETE FROM schema_migrations WHERE version = ?').run(newest);
+    raw.close();
+    for (const file of readdirSync(dir)) chmodSync(join(dir, file), 0o444);
+    chmodSync(dir, 0o555);
+    madeReadOnly.push(dir);
+    const runs = await runAsReader(['runs'], dir);
+    expect(runs.code).toBe(3);
+    expect(runs.stderr).toContain('can only be read');
+    expect(runs.stderr).toContain(`this one needs ${newest}`);
+    expect(runs.stderr).toContain('run any command once with write access');
+  });
+});
