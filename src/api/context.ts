@@ -8,7 +8,7 @@ import type { EngineEventEmitter } from '../engine/events.js';
 import type { Worker } from '../engine/worker.js';
 
 /** The part of the worker the API drives. */
-export type RunControl = Pick<Worker, 'triggerSync' | 'triggerSequence' | 'cancelSyncRun' | 'cancelSequenceRun' | 'workerId' | 'runningIds'>;
+export type RunControl = Pick<Worker, 'triggerSync' | 'triggerSequence' | 'cancelSyncRun' | 'cancelSequenceRun' | 'resumeSequenceRun' | 'workerId' | 'runningIds'>;
 
 /** The part of the event emitter the API listens to. */
 export type RunEvents = Pick<EngineEventEmitter, 'on'>;
