@@ -534,6 +534,8 @@ export class SyncRunner {
         progress.reading = true;
         await this.runPipeline(pipeline);
       });
+      // A limit reached during the last batch still ends the run: it took longer than it may.
+      if (control.signal.aborted && typeof control.signal.reason === 'object') throw new RunStopped(control.signal.reason as StopReason);
       if (claimed.options.resetCDC) {
         await update({ status: 'reporting', querySize: progress.querySize, completionRatio: 1 });
         await cleanup();
