@@ -337,7 +337,7 @@ export const MAX_LIMIT_MINUTES = 10_080;
 function limitMinutes(what: string, description: string) {
   const fix = `e.g. ${what}: 30 (0.5 is 30 seconds), or leave it out for no limit`;
   return z
-    .number({ error: (issue) => hinted(`${what} must be a number of minutes, got ${show(issue.input)}`, fix) })
+    .number()
     .positive({ error: (issue) => hinted(`${what} must be more than 0 minutes, got ${show(issue.input)}`, fix) })
     .max(MAX_LIMIT_MINUTES, { error: (issue) => hinted(`${what} of ${show(issue.input)} minutes is more than a week (${MAX_LIMIT_MINUTES})`, fix) })
     .nullable()
