@@ -411,7 +411,7 @@ export class Worker {
       if (!sequenceRun || run.memberKey === null) return;
       const limit = memberLimit(sequenceRun, run.memberKey, run.startedAt ?? clock.now());
       if (!limit) return;
-      await clock.sleep(Math.max(0, limit.at - clock.now()), ended.signal);
+      if (limit.at > clock.now()) await clock.sleep(limit.at - clock.now(), ended.signal);
       execution.controller.abort({ status: limit.status, error: limit.error } satisfies StopReason);
     } catch (thrown) {
       if (ended.signal.aborted) return;

@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { ErrorCode, LockstepError } from '../../src/core/errors.js';
 import type { SequenceRun, SyncRun } from '../../src/core/runs.js';
 import type { MemberDef, SequenceDef } from '../../src/core/workspace.js';
+import { decideSequenceAdvance } from '../../src/core/sequence-rules.js';
 import type { App } from '../../src/app.js';
 import { member, model, sequence, source, sync, workspace } from '../helpers/definitions.js';
 import { FakeClock, flush } from '../helpers/fake-clock.js';
@@ -116,6 +117,41 @@ for (const { name, env: storeEnv } of STORES) {
       expect(await a.app.store.getSyncRun(accounts.id)).toMatchObject({ status: 'failed', error: 'timed out after 1 minute', workerId: holder.app.worker.workerId });
       expect(final).toMatchObject({ status: 'failed', terminatedBy: 'accounts', reason: 'member "accounts" failed: timed out after 1 minute' });
       expect(final.members.map((m) => m.status)).toEqual(['failed', 'skipped', 'skipped']);
+    });
+
+    it('a member taken over from a worker that died keeps its start: the worker that took it over enforces the timeout', async () => {
+      const dir = tempDir();
+      createHierarchyFixture(dir);
+      const clock = new FakeClock('2026-03-01T10:00:00Z');
+      const env = { ...(await storeEnv()), LOCKSTEP_POLL_MS: '1000', LOCKSTEP_LEASE_MS: '30000' };
+      const held = new Gate();
+      await using h = await startHarness({
+        dir,
+        definition: definition([member('accounts', { timeoutMinutes: 1 }), member('workspaces')]),
+        clock,
+        env,
+        startWorker: false,
+        connectors: (real) => withWriteHook(real, ({ object }) => (object === 'accounts' ? held.wait() : undefined)),
+      });
+      const { store, worker } = h.app;
+      // A worker on another machine starts the first member, then dies: nobody renews its lease.
+      const { run } = await worker.triggerSequence('crm');
+      await store.claimSequenceRun(run.id, clock.now());
+      const ghost = { workerId: 'elsewhere/4242/dead', leaseMs: 90_000 };
+      const [accounts] = (await store.advanceSequenceRun(run.id, decideSequenceAdvance, clock.now(), { lease: ghost, max: 1 })).started;
+      expect(accounts).toMatchObject({ status: 'querying', workerId: ghost.workerId, attempt: 1 });
+
+      await worker.start();
+      // Its lease ends after the timeout: the worker taking it over finds the minute already up.
+      await advance(clock, 95 * SECOND);
+      held.open();
+      const final = await until('the sequence run to end', async () => {
+        const current = await store.getSequenceRun(run.id);
+        return current?.status === 'failed' ? current : null;
+      });
+      expect(await store.getSyncRun(accounts!.id)).toMatchObject({ status: 'failed', attempt: 2, workerId: worker.workerId, error: 'timed out after 1 minute' });
+      expect(final).toMatchObject({ terminatedBy: 'accounts', reason: 'member "accounts" failed: timed out after 1 minute' });
+      expect(final.members.map((m) => m.status)).toEqual(['failed', 'skipped']);
     });
 
     it('fires the deadline while a member is stalled: members not started are skipped, the stalled one is stopped', async () => {
