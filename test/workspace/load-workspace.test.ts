@@ -516,8 +516,8 @@ describe('loadWorkspace: errors', () => {
       'lockstep.yaml': yaml(...syncsAndCo, 'sequences:', '  s:', '    deadlineMinutes: 90', '    members:', '      - { sync: a, timeoutMinutes: 0.5 }', '      - b'),
     });
     expect(good.diagnostics).toEqual([]);
-    expect(good.definition.sequences[0]).toMatchObject({ deadlineMinutes: 90, members: [{ key: 'a', timeoutMinutes: 0.5 }, { key: 'b' }] });
-    expect(good.definition.sequences[0]!.members[1]).not.toHaveProperty('timeoutMinutes');
+    expect(good.definition?.sequences[0]).toMatchObject({ deadlineMinutes: 90, members: [{ key: 'a', timeoutMinutes: 0.5 }, { key: 'b' }] });
+    expect(good.definition?.sequences[0]?.members[1]).not.toHaveProperty('timeoutMinutes');
 
     const bad = await load({
       'lockstep.yaml': yaml(
