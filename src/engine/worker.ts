@@ -78,9 +78,9 @@ export class Worker {
         const max = this.options.maxConcurrentRuns - this.executions.size - this.claiming;
         return this.state === 'running' && max > 0 ? { lease: this.lease, max } : null;
       },
-      startSyncRuns: (runs) => {
+      startSyncRuns: (runs, sequenceRun) => {
         for (const run of runs) {
-          if (run.status === 'querying' && run.workerId === this.options.workerId) this.execute(run);
+          if (run.status === 'querying' && run.workerId === this.options.workerId) this.execute(run, sequenceRun);
           else void this.tryStart(run);
         }
       },
@@ -372,7 +372,8 @@ export class Worker {
     if (claimed) this.execute(claimed);
   }
 
-  private execute(claimed: SyncRun): void {
+  /** Runs a claimed sync run here; a member's sequence run, when the caller has it, saves reading it for its limits. */
+  private execute(claimed: SyncRun, sequenceRun?: SequenceRun): void {
     if (claimed.attempt > 1) {
       this.options.logger.warn('sync run taken over from a worker whose lease ended', {
         syncRunId: claimed.id,
@@ -396,18 +397,18 @@ export class Worker {
         ),
     };
     this.executions.set(claimed.id, execution);
-    if (claimed.sequenceRunId !== null) void this.watchLimit(execution);
+    if (claimed.sequenceRunId !== null) void this.watchLimit(execution, sequenceRun);
   }
 
   /**
    * Stops a member's run when it reaches its timeout or its sequence run's deadline (memberLimit):
    * the worker holding the run enforces them, whichever it is, counting from the run's first start.
    */
-  private async watchLimit(execution: Execution): Promise<void> {
+  private async watchLimit(execution: Execution, known?: SequenceRun): Promise<void> {
     const { store, clock, logger } = this.options;
     const { run, ended } = execution;
     try {
-      const sequenceRun = await store.getSequenceRun(run.sequenceRunId as string);
+      const sequenceRun = known?.id === run.sequenceRunId ? known : await store.getSequenceRun(run.sequenceRunId as string);
       if (!sequenceRun || run.memberKey === null) return;
       const limit = memberLimit(sequenceRun, run.memberKey, run.startedAt ?? clock.now());
       if (!limit) return;
