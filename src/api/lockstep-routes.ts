@@ -399,6 +399,25 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     { method: 'post', path: '/api/sequence-runs/{id}/cancel', summary: 'Cancel a sequence run: running members stop, the rest are skipped', tag: 'Sequence runs', params: SequenceRunIdParam, responses: { 200: { description: 'The run', schema: SequenceRunView }, 401: errors[401], 404: errors[404], 409: { description: 'Already finished', schema: errors[404].schema } } },
     async (c, { params }) => c.json(await sequenceRunDetails(store, await runs.cancelSequenceRun(params.id))),
   );
+  defineRoute(
+    app,
+    {
+      method: 'post',
+      path: '/api/sequence-runs/{id}/resume',
+      summary: 'Resume a failed sequence run: a new run in which members that finished well are carried over, and the rest run',
+      tag: 'Sequence runs',
+      params: SequenceRunIdParam,
+      body: z.strictObject({}).optional().openapi({ description: 'No options: send no body, or {}.' }),
+      responses: {
+        202: { description: 'The queued run; `resumedFrom` names the failed run', schema: SequenceRunView },
+        401: errors[401],
+        404: errors[404],
+        409: { description: 'The run did not fail, was resumed already, or its sequence changed since; the message says which', schema: errors[404].schema },
+        422: errors[422],
+      },
+    },
+    async (c, { params }) => c.json(await sequenceRunDetails(store, await runs.resumeSequenceRun(params.id, triggerOf(c))), 202),
+  );
 }
 
 /**

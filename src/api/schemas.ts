@@ -76,6 +76,7 @@ const MemberRunView = z
     finishedAt: isoTime.nullable(),
     durationMs: z.number().nullable(),
     syncRun: SyncRunView.omit({ sync: true }).nullable(),
+    carriedOver: z.boolean().openapi({ description: 'Finished in the failed run this one resumes, and was not run again.' }),
   })
   .openapi('MemberRunView');
 
@@ -101,6 +102,7 @@ export const SequenceRunView = z
     members: z.array(MemberRunView),
     terminatedBy: z.string().nullable(),
     reason: z.string().nullable(),
+    resumedFrom: z.string().uuid().nullable().openapi({ description: 'The failed run this one resumes, or null.' }),
   })
   .openapi('SequenceRunView');
 

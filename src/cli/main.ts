@@ -284,6 +284,36 @@ Exit codes:
     });
   registerSequencePlanCommand(sequenceCommand, { term, open: () => openApp(global(), term, false), setExit, failedExit: EXIT.runFailed });
   sequenceCommand
+    .command('resume <runId>')
+    .description('resume a failed sequence run: members that finished well are carried over, the rest run; waits for the new run')
+    .option('--json', 'print the finished run as JSON (the shape of GET /api/sequence-runs/{id})')
+    .action(async (runId: string, opts: { json?: boolean }) => {
+      const line = new StatusLine(term);
+      const log = new ReportedRunsLog(line.terminal);
+      const { app, close } = await openAppToRun(global(), log.terminal);
+      const reported: number[] = [];
+      try {
+        const run = await app.worker.resumeSequenceRun(runId, { type: 'manual', detail: 'cli' });
+        const carried = run.members.filter((m) => m.status === 'success' || m.status === 'warning').map((m) => m.key);
+        if (!opts.json) {
+          term.err(`resuming sequence run ${runId} as run ${run.id}${carried.length > 0 ? `; carried over: ${carried.join(', ')}` : '; no member carried over'}`);
+        }
+        const stopProgress = opts.json ? async () => {} : followSequenceRun(app, run.id, line);
+        const final = await app.worker.waitForSequenceRun(run.id).finally(stopProgress);
+        const view = await sequenceRunDetails(app.store, final);
+        for (const m of view.members) if (m.syncRunId !== null && !m.carriedOver) reported.push(m.syncRunId);
+        if (opts.json) term.out(JSON.stringify(view, null, 2));
+        else {
+          term.out(formatSequenceReport(view));
+          await printRejectedSamples(app, view, term);
+        }
+        setExit(final.status === 'done' ? EXIT.ok : EXIT.runFailed);
+      } finally {
+        log.release(reported);
+        await close();
+      }
+    });
+  sequenceCommand
     .command('cancel <runId>')
     .description('cancel a sequence run: running members stop, the rest are skipped')
     .action(async (runId: string) => {
@@ -583,7 +613,7 @@ async function printRuns(app: App, term: Terminal, opts: { sequence?: string; sy
   if (out.sequenceRuns.length > 0) {
     term.out('Sequence runs');
     for (const v of out.sequenceRuns as Awaited<ReturnType<typeof sequenceRunDetails>>[]) {
-      term.out(`  ${mark(v.status)} ${v.createdAt}  ${v.sequence ?? v.sequenceId}  ${v.status}  ${v.id}${v.reason ? `  — ${v.reason}` : ''}`);
+      term.out(`  ${mark(v.status)} ${v.createdAt}  ${v.sequence ?? v.sequenceId}  ${v.status}  ${v.id}${v.resumedFrom ? `  (resumes ${v.resumedFrom})` : ''}${v.reason ? `  — ${v.reason}` : ''}`);
     }
   }
   if (out.syncRuns.length > 0) {

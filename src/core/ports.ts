@@ -1,7 +1,7 @@
 /**
  * Ports: the interfaces core owns and the outer layers implement. The engine sees only these.
  */
-import type { SequenceAdvance, SequenceAdvanceState, SequenceDecision } from './sequence-rules.js';
+import type { SequenceAdvance, SequenceAdvanceState, SequenceDecision, SequenceResumeDecision, SequenceResumeState } from './sequence-rules.js';
 import type {
   RejectedRow,
   SequenceRun,
@@ -617,6 +617,20 @@ export interface SequenceRunStore {
     now: number,
     claim?: { lease: LeaseRequest; max: number },
   ): Promise<SequenceAdvance>;
+  /**
+   * Queues a run that resumes run `id`, in one transaction under a lock on it: reads the run, its
+   * sequence as it is now, its members' finished sync runs, a run already resuming it and the
+   * sequence's queued run, asks `decide` (pure, core/sequence-rules.ts decideSequenceResume), and
+   * queues a pending run with `resumedFrom: id` whose carried-over members are already finished
+   * with their sync runs (the others pending). A refusal throws (NotFound or Conflict, with the
+   * decision's reason) and writes nothing. NotFound when there is no run `id`.
+   */
+  resumeSequenceRun(
+    id: string,
+    decide: (state: SequenceResumeState) => SequenceResumeDecision,
+    trigger: Trigger,
+    now: number,
+  ): Promise<SequenceRun>;
 }
 
 /** What the outbox of finished runs holds: a run whose end upstream triggers and alert rules act on. */

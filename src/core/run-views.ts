@@ -38,6 +38,8 @@ export interface MemberRunView {
   finishedAt: string | null;
   durationMs: number | null;
   syncRun: SyncRunView | null;
+  /** The member finished in the failed run this one resumes (its sync run is that run's), and did not run again. */
+  carriedOver: boolean;
 }
 
 export interface SequenceRunView {
@@ -55,6 +57,8 @@ export interface SequenceRunView {
   members: MemberRunView[];
   terminatedBy: string | null;
   reason: string | null;
+  /** The failed run this one resumes, or null. */
+  resumedFrom: string | null;
 }
 
 export const iso = (t: number | null): string | null => (t === null ? null : new Date(t).toISOString());
@@ -103,6 +107,7 @@ export function sequenceRunView(
       finishedAt: iso(m.finishedAt),
       durationMs: m.startedAt !== null && m.finishedAt !== null ? Math.round(m.finishedAt - m.startedAt) : null,
       syncRun: syncRun ? syncRunView(syncRun) : null,
+      carriedOver: syncRun !== undefined && syncRun.sequenceRunId !== run.id,
     };
   });
   return {
@@ -126,6 +131,7 @@ export function sequenceRunView(
     members,
     terminatedBy: run.terminatedBy,
     reason: run.reason,
+    resumedFrom: run.resumedFrom,
   };
 }
 

@@ -3,7 +3,7 @@
  * outcome terminates the run. Pure functions, shared by the engine, validation and the UI.
  */
 import type { MemberStart } from './ports.js';
-import type { MemberRun, SequenceRun, SequenceRunStatus, SyncRun } from './runs.js';
+import type { MemberRun, RecordedSequence, SequenceRun, SequenceRunStatus, SyncRun } from './runs.js';
 import { TERMINAL_MEMBER_RUN_STATUSES, totalCount } from './runs.js';
 import type { MemberDef, SequenceDef, SequenceRecord } from './workspace.js';
 import { assertNever } from './errors.js';
@@ -14,10 +14,10 @@ import { assertNever } from './errors.js';
  * (`after: []` starts at once), and a member without `after` still waits for the member before it
  * in the list, so adding `after` to one member never makes the others parallel by surprise.
  */
-export function memberDependencies(sequence: Pick<SequenceDef, 'members'>): Map<string, string[]> {
+export function memberDependencies(sequence: { members: ReadonlyArray<Pick<MemberDef, 'key' | 'after'>> }): Map<string, string[]> {
   const deps = new Map<string, string[]>();
   sequence.members.forEach((member, index) => {
-    const previous = index > 0 ? [(sequence.members[index - 1] as MemberDef).key] : [];
+    const previous = index > 0 ? [(sequence.members[index - 1] as Pick<MemberDef, 'key'>).key] : [];
     deps.set(member.key, member.after ?? previous);
   });
   return deps;
@@ -103,12 +103,17 @@ export interface SequenceAdvanceState {
   sequence: SequenceRecord | null;
   /** The sync runs the members are linked to, by id: at least those `syncRunsToDecide` names. */
   syncRuns: ReadonlyMap<number, SyncRun>;
+  /** The time of the advance (the sequence's deadline is checked against it). */
+  now: number;
 }
 
 /** What an advance does, applied by the store in the same transaction as it was decided. */
 export interface SequenceDecision {
-  /** The member whose outcome ends the run, and why (only when none was recorded before). */
-  terminate: { member: string; reason: string } | null;
+  /**
+   * What ends the run, and why (only when nothing was recorded before): a member's outcome, or
+   * (member null) the sequence's deadline.
+   */
+  terminate: { member: string | null; reason: string } | null;
   /** Sync runs of running members asked to stop (the run is being cancelled). */
   cancel: number[];
   /** Pending members become `skipped` (their queued runs are cancelled). */
@@ -151,14 +156,17 @@ const CAN_TERMINATE = new Set<MemberRun['status']>(['warning', 'failed', 'cancel
  * The next step of a running sequence run (SPEC §3.2), decided from its state alone:
  * - a finished member whose outcome meets its terminate policy ends the run (the earliest
  *   finisher's reason is kept): no member starts, pending ones are skipped, running ones finish,
- *   then the run ends `failed`;
+ *   then the run ends `failed`; members carried over from the run it resumes never do;
+ * - so does the run's deadline (`deadlineMinutes` from its start) once `now` passes it, unless a
+ *   member terminated it earlier; its running members are stopped by the workers running them
+ *   (see memberLimit);
  * - a cancel request stops running members and skips the rest; the run ends `cancelled`;
  * - otherwise members whose dependencies finished start, up to the sequence's concurrency; a
  *   pending member whose sync run is queued (its sync is busy) counts as in progress;
  * - once every member is finished the run ends `done`.
  */
 export function decideSequenceAdvance(state: SequenceAdvanceState): SequenceDecision {
-  const { run, sequence, syncRuns } = state;
+  const { run, sequence, syncRuns, now } = state;
   const decision: SequenceDecision = { terminate: null, cancel: [], skipPending: false, start: [], finish: null };
   if (run.status !== 'running') return decision;
   const definitions = memberDefinitions(run, sequence);
@@ -167,15 +175,22 @@ export function decideSequenceAdvance(state: SequenceAdvanceState): SequenceDeci
     const finished = run.members
       .filter((m) => m.syncRunId !== null && CAN_TERMINATE.has(m.status))
       .sort((a, b) => (a.finishedAt ?? 0) - (b.finishedAt ?? 0));
+    let at = Infinity;
     for (const member of finished) {
       const syncRun = syncRuns.get(member.syncRunId as number);
       const definition = definitions.get(member.key);
-      if (!syncRun || !definition) continue;
+      // A member carried over from the run this one resumes keeps the outcome that run accepted.
+      if (!syncRun || !definition || syncRun.sequenceRunId !== run.id) continue;
       const reason = terminationReason(definition, syncRun);
       if (reason) {
         decision.terminate = { member: member.key, reason };
+        at = member.finishedAt ?? 0;
         break;
       }
+    }
+    const deadline = deadlineOf(run);
+    if (deadline !== null && now >= deadline.at && deadline.at <= at) {
+      decision.terminate = { member: null, reason: deadlineReason(run, sequence, deadline.minutes) };
     }
   }
 
@@ -210,6 +225,187 @@ export function decideSequenceAdvance(state: SequenceAdvanceState): SequenceDeci
   decision.start = ready.slice(0, room).map((m) => ({ key: m.key, syncId: m.syncId }));
   if (decision.start.length === 0 && run.members.every((m) => FINISHED_MEMBER.has(m.status))) decision.finish = 'done';
   return decision;
+}
+
+/** When the run's deadline ends (its start plus `deadlineMinutes`), or null when it has none or has not started. */
+function deadlineOf(run: SequenceRun): { at: number; minutes: number } | null {
+  const minutes = run.recorded?.deadlineMinutes ?? null;
+  if (minutes === null || run.startedAt === null) return null;
+  return { at: run.startedAt + minutes * 60_000, minutes };
+}
+
+function deadlineReason(run: SequenceRun, sequence: SequenceRecord | null, minutes: number): string {
+  const notStarted = run.members.filter((m) => m.status === 'pending').map((m) => m.key);
+  const running = run.members.filter((m) => m.status === 'running').map((m) => m.key);
+  const parts = [`${sequence ? `sequence "${sequence.slug}"` : 'the sequence run'} passed its deadline of ${formatMinutes(minutes)}`];
+  if (notStarted.length > 0) parts.push(`not started, so skipped: ${notStarted.join(', ')}`);
+  if (running.length > 0) parts.push(`stopped: ${running.join(', ')}`);
+  return parts.join('; ');
+}
+
+/**
+ * Whether a running sequence run's deadline has passed and nothing recorded it yet: a worker's
+ * loop advances such a run even when no member finishes (a stalled member never hands off).
+ */
+export function deadlinePassed(run: SequenceRun, now: number): boolean {
+  const deadline = deadlineOf(run);
+  return run.status === 'running' && !run.reason && deadline !== null && now >= deadline.at;
+}
+
+/** When a member's run must stop, how it ends, and the error it records. */
+export interface MemberLimit {
+  at: number;
+  status: 'failed' | 'cancelled';
+  error: string;
+}
+
+/**
+ * The first limit a running member reaches (SPEC §3.4), or null: its own `timeoutMinutes` from the
+ * start of its sync run (it then fails, so its terminate policy applies), or its sequence run's
+ * deadline (it is then stopped, `cancelled`). Whichever worker holds the member's run enforces it;
+ * a run taken over after its worker died keeps its start, so the limit holds across workers.
+ */
+export function memberLimit(run: SequenceRun, memberKey: string, memberStartedAt: number): MemberLimit | null {
+  const limits: MemberLimit[] = [];
+  const timeout = run.recorded?.members.find((m) => m.key === memberKey)?.timeoutMinutes ?? null;
+  if (timeout !== null) {
+    limits.push({ at: memberStartedAt + timeout * 60_000, status: 'failed', error: `timed out after ${formatMinutes(timeout)}` });
+  }
+  const deadline = deadlineOf(run);
+  if (deadline !== null) {
+    limits.push({ at: deadline.at, status: 'cancelled', error: `stopped: the sequence run passed its deadline of ${formatMinutes(deadline.minutes)}` });
+  }
+  return limits.sort((a, b) => a.at - b.at)[0] ?? null;
+}
+
+/** `5 minutes`, `1 minute`, `30 seconds` (fractions of a minute read better in seconds). */
+export function formatMinutes(minutes: number): string {
+  if (Number.isInteger(minutes)) return `${minutes} ${minutes === 1 ? 'minute' : 'minutes'}`;
+  const seconds = Math.round(minutes * 60 * 1000) / 1000;
+  return `${seconds} ${seconds === 1 ? 'second' : 'seconds'}`;
+}
+
+/** What a run keeps of its sequence when it is queued (see RecordedSequence). */
+export function recordSequence(sequence: Pick<SequenceDef, 'members' | 'deadlineMinutes'>): RecordedSequence {
+  return {
+    members: sequence.members.map((m) => ({ key: m.key, sync: m.sync, after: m.after, timeoutMinutes: m.timeoutMinutes ?? null })),
+    deadlineMinutes: sequence.deadlineMinutes ?? null,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resume (SPEC §3.4)
+
+/** What a resume decides from, read by the store in the transaction that queues the new run. */
+export interface SequenceResumeState {
+  /** The run to resume. */
+  run: SequenceRun;
+  /** Its sequence as it is now; null when it was deleted. */
+  sequence: SequenceRecord | null;
+  /** The sync runs of the run's members that ended `success` or `warning`, by id. */
+  syncRuns: ReadonlyMap<number, SyncRun>;
+  /** The ids of the live syncs the sequence's members run now, by slug (a deleted sync is absent). */
+  syncIds: ReadonlyMap<string, number>;
+  /** A run that already resumes this one, if any. */
+  resumedBy: SequenceRun | null;
+  /** The sequence's queued run, if any (a sequence has at most one). */
+  pending: SequenceRun | null;
+}
+
+/** A member of the failed run that the new run takes as done, with its sync run. */
+export interface CarriedMember {
+  key: string;
+  syncRunId: number;
+  status: 'success' | 'warning';
+  startedAt: number | null;
+  finishedAt: number | null;
+}
+
+/**
+ * What a resume does: queue a new run of the sequence with these members carried over (the others
+ * pending), or nothing, for the reason given (`not_found`: nothing to resume from; `conflict`: the
+ * state does not allow it).
+ */
+export type SequenceResumeDecision =
+  | { ok: true; carry: CarriedMember[] }
+  | { ok: false; code: 'not_found' | 'conflict'; reason: string };
+
+/**
+ * Whether a sequence run can be resumed, and what carries over (SPEC §3.4). Only a `failed` run is
+ * resumed, once, while its sequence has the members it ran with (same keys, syncs and
+ * dependencies) and no run of it is queued. Members that ended `success` are carried over, and
+ * those that ended `warning` unless their terminate policy (as it is now) refuses the outcome or
+ * they terminated the run; every other member runs again.
+ */
+export function decideSequenceResume(state: SequenceResumeState): SequenceResumeDecision {
+  const { run, sequence, syncRuns, syncIds, resumedBy, pending } = state;
+  const refuse = (reason: string, code: 'not_found' | 'conflict' = 'conflict'): SequenceResumeDecision => ({ ok: false, code, reason });
+  const again = sequence ? ` — start a new run with \`lockstep sequence run ${sequence.slug}\`` : '';
+  switch (run.status) {
+    case 'pending':
+    case 'running':
+      return refuse(`sequence run ${run.id} is still ${run.status}; only a failed run can be resumed — wait for it to end (or cancel it)`);
+    case 'done':
+      return refuse(`sequence run ${run.id} finished successfully (done); there is nothing to resume${again}`);
+    case 'cancelled':
+      return refuse(`sequence run ${run.id} was cancelled, not failed; only a failed run can be resumed${again}`);
+    case 'failed':
+      break;
+    default:
+      return assertNever(run.status);
+  }
+  if (sequence === null) return refuse(`the sequence of run ${run.id} was deleted; there is nothing to resume it with`, 'not_found');
+  if (resumedBy !== null) {
+    return refuse(`sequence run ${run.id} was already resumed by run ${resumedBy.id} (${resumedBy.status})${resumedBy.status === 'failed' ? `; resume ${resumedBy.id} instead` : ''}`);
+  }
+  if (pending !== null) {
+    return refuse(`sequence "${sequence.slug}" already has a queued run, ${pending.id}; resume ${run.id} after it has run, or cancel it first`);
+  }
+  const changes = memberChanges(run, sequence, syncIds);
+  if (changes.length > 0) {
+    return refuse(
+      `the members of sequence "${sequence.slug}" changed since run ${run.id}: ${changes.join('; ')} — a resume needs the members the run had${again}`,
+    );
+  }
+  const definitions = new Map(sequence.members.map((m) => [m.key, m]));
+  const carry: CarriedMember[] = [];
+  for (const m of run.members) {
+    if ((m.status !== 'success' && m.status !== 'warning') || m.syncRunId === null) continue;
+    const syncRun = syncRuns.get(m.syncRunId);
+    const definition = definitions.get(m.key);
+    if (!syncRun || !definition) continue;
+    if (m.status === 'warning' && (run.terminatedBy === m.key || terminationReason(definition, syncRun) !== null)) continue;
+    carry.push({ key: m.key, syncRunId: m.syncRunId, status: m.status, startedAt: m.startedAt, finishedAt: m.finishedAt });
+  }
+  return { ok: true, carry };
+}
+
+/** How the sequence's members differ from those `run` was queued with, in words (empty when the same). */
+function memberChanges(run: SequenceRun, sequence: SequenceRecord, syncIds: ReadonlyMap<string, number>): string[] {
+  // Runs queued before the member graph was kept compare by their members' keys, order and syncs.
+  const recorded = run.recorded?.members ?? run.members.map((m) => ({ key: m.key, sync: null as string | null, after: null }));
+  const was = new Map(recorded.map((m) => [m.key, m]));
+  const now = new Map(sequence.members.map((m) => [m.key, m]));
+  const changes: string[] = [];
+  for (const m of sequence.members) if (!was.has(m.key)) changes.push(`member "${m.key}" was added`);
+  for (const m of recorded) if (!now.has(m.key)) changes.push(`member "${m.key}" was removed`);
+  const wasDeps = memberDependencies({ members: recorded });
+  const nowDeps = memberDependencies(sequence);
+  const ranSync = new Map(run.members.map((m) => [m.key, m.syncId]));
+  for (const m of sequence.members) {
+    const before = was.get(m.key);
+    if (!before) continue;
+    const syncId = syncIds.get(m.sync);
+    if (before.sync !== null && before.sync !== m.sync) changes.push(`member "${m.key}" now runs sync "${m.sync}" (was "${before.sync}")`);
+    else if (syncId === undefined) changes.push(`member "${m.key}" runs sync "${m.sync}", which no longer exists`);
+    else if (ranSync.get(m.key) !== syncId) changes.push(`member "${m.key}" runs a sync "${m.sync}" created since`);
+    const a = [...(wasDeps.get(m.key) ?? [])].sort();
+    const b = [...(nowDeps.get(m.key) ?? [])].sort();
+    if (a.join('\u0000') !== b.join('\u0000')) {
+      changes.push(`member "${m.key}" now waits for ${b.length > 0 ? b.join(', ') : 'nothing'} (was ${a.length > 0 ? a.join(', ') : 'nothing'})`);
+    }
+  }
+  return changes;
 }
 
 /** The member definitions of the sequence as it is now, with default rules for members it no longer declares. */

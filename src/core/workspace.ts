@@ -135,6 +135,11 @@ export interface MemberDef {
   rejectedThreshold: RejectedThreshold;
   /** Keys of the members it depends on; `null` when not given. */
   after: string[] | null;
+  /**
+   * Minutes its run may take (from its start) before it is stopped and counts as failed for its
+   * `terminate` policy (absent: no limit).
+   */
+  timeoutMinutes?: number;
 }
 
 export interface SequenceDef {
@@ -145,6 +150,11 @@ export interface SequenceDef {
   concurrency: number;
   schedule: Schedule;
   enabled: boolean;
+  /**
+   * Minutes a run may take (from its start): then members not started are skipped, running ones
+   * are stopped, and the run fails saying so (absent: no deadline).
+   */
+  deadlineMinutes?: number;
 }
 
 /** Everything a workspace declares, resolved. */

@@ -9,6 +9,8 @@
  *     sequence's concurrency (a linear sequence: one at a time, in list order);
  *   - a member whose outcome meets its terminate policy records the termination; no new member
  *     starts, running members finish, pending ones become skipped, then the run ends `failed`;
+ *   - past the run's deadline (`deadlineMinutes` from its start) the same happens, with the deadline
+ *     as the reason; the workers running its members stop them (Worker's member limits);
  *   - a cancel request cancels running members and skips the rest; the run ends `cancelled`;
  *   - when every member is finished the run ends `done`.
  * Member run: pending ──► running ──► success | warning | failed | cancelled, or pending ──► skipped;
@@ -28,10 +30,10 @@ export interface SequenceRunnerOptions {
    */
   claim: () => { lease: LeaseRequest; max: number } | null;
   /**
-   * Starts freshly created member sync runs: those claimed by the advance (`querying`) run at once,
-   * the others are claimed when their sync is free.
+   * Starts freshly created member sync runs of `sequenceRun` (as the advance left it): those claimed
+   * by the advance (`querying`) run at once, the others are claimed when their sync is free.
    */
-  startSyncRuns: (runs: SyncRun[]) => void;
+  startSyncRuns: (runs: SyncRun[], sequenceRun: SequenceRun) => void;
   /** Asks running member sync runs to stop at their next batch boundary. */
   cancelSyncRun: (syncRunId: number) => Promise<void>;
   /** Told whenever a sequence run changed. */
@@ -79,7 +81,7 @@ export class SequenceRunner {
       logger.info('sequence run terminated', { sequenceRunId, member: decision.terminate.member, reason: decision.terminate.reason });
     }
     for (const syncRunId of result.cancelled) await this.options.cancelSyncRun(syncRunId);
-    if (result.started.length > 0) this.options.startSyncRuns(result.started);
+    if (result.started.length > 0) this.options.startSyncRuns(result.started, result.run);
     this.options.onUpdate(result.run);
   }
 }

@@ -73,9 +73,17 @@ export interface SyncRunnerOptions {
 
 /**
  * Why a run stopped early: a user cancelled it, the worker is shutting down (the run is left for
- * another worker), or the worker's lease on it ended and another worker took it over.
+ * another worker), the worker's lease on it ended and another worker took it over, or it reached a
+ * limit (a member's timeout, its sequence's deadline: see core/sequence-rules.ts memberLimit), and
+ * then ends with the limit's status and error.
  */
-export type StopReason = 'cancel' | 'shutdown' | 'lease-lost';
+export type StopReason = 'cancel' | 'shutdown' | 'lease-lost' | RunLimitReached;
+
+/** A limit a run reached: it ends with this status and error. */
+export interface RunLimitReached {
+  status: 'failed' | 'cancelled';
+  error: string;
+}
 
 /**
  * One planned operation, between planning and delivery; handed to the destination as it is. A row
@@ -571,6 +579,8 @@ export class SyncRunner {
         progress.reading = true;
         await this.runPipeline(pipeline);
       });
+      // A limit reached during the last batch still ends the run: it took longer than it may.
+      if (control.signal.aborted && typeof control.signal.reason === 'object') throw new RunStopped(control.signal.reason as StopReason);
       phases.enter('finish');
       if (claimed.options.resetCDC) {
         await update({ status: 'reporting', querySize: progress.querySize, completionRatio: 1 });
@@ -604,6 +614,10 @@ export class SyncRunner {
           // Another worker runs it now; this attempt writes nothing more.
           logger.warn('sync run taken over by another worker after this worker\'s lease ended; this attempt stops', { ...runLog, attempt: claimed.attempt });
           return (await store.getSyncRun(claimed.id)) ?? claimed;
+        }
+        if (typeof reason === 'object') {
+          logger.warn('sync run stopped at its limit', { ...runLog, error: reason.error });
+          return await update({ ...progressPatch(started), status: reason.status, error: reason.error });
         }
         logger.info('sync run cancelled', runLog);
         return await update({ ...progressPatch(started), status: 'cancelled', error: 'cancelled by a user', phaseMs: phases.times() });

@@ -16,9 +16,11 @@
  */
 import { hostname } from 'node:os';
 import { NotFoundError, toError } from '../core/errors.js';
+import { closeMatches } from '../core/hints.js';
 import type { Clock, LeaseRequest, Logger, Store } from '../core/ports.js';
 import type { SequenceRun, SyncRun, SyncRunOptions, Trigger } from '../core/runs.js';
 import { TERMINAL_SEQUENCE_RUN_STATUSES, isTerminalSyncRunStatus } from '../core/runs.js';
+import { deadlinePassed, decideSequenceResume, memberLimit } from '../core/sequence-rules.js';
 import type { EngineEventEmitter } from './events.js';
 import type { FinishedRunRelay } from './finished-run-relay.js';
 import { SequenceRunner } from './sequence-runner.js';
@@ -48,7 +50,12 @@ interface Execution {
   done: Promise<void>;
   /** Set once the run's end is recorded, until its hand-off is done: releases the relay's hold. */
   handingOff?: () => void;
+  /** Aborted when the execution ends: stops the watch on its limits. */
+  ended: AbortController;
 }
+
+/** Sequence run ids are UUIDs. */
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export class Worker {
   private readonly sequences: SequenceRunner;
@@ -75,9 +82,9 @@ export class Worker {
         const max = this.options.maxConcurrentRuns - this.executions.size - this.claiming;
         return this.state === 'running' && max > 0 ? { lease: this.lease, max } : null;
       },
-      startSyncRuns: (runs) => {
+      startSyncRuns: (runs, sequenceRun) => {
         for (const run of runs) {
-          if (run.status === 'querying' && run.workerId === this.options.workerId) this.execute(run);
+          if (run.status === 'querying' && run.workerId === this.options.workerId) this.execute(run, sequenceRun);
           else void this.tryStart(run);
         }
       },
@@ -198,6 +205,40 @@ export class Worker {
     const result = await store.enqueueSequenceRun(sequence, trigger, clock.now());
     void this.pump();
     return result;
+  }
+
+  /**
+   * Queues a run that resumes failed sequence run `id` (SPEC §3.4): its members that finished well
+   * are carried over, the rest run. Refused, changing nothing, when the run did not fail, was
+   * resumed already, or its sequence's members changed since (see decideSequenceResume); an
+   * unknown id is named with the closest failed run's id.
+   */
+  async resumeSequenceRun(id: string, trigger: Trigger = { type: 'manual', detail: null }): Promise<SequenceRun> {
+    const { store, clock } = this.options;
+    const known = UUID.test(id) ? await store.getSequenceRun(id) : null;
+    if (!known) throw await this.unknownSequenceRun(id);
+    const run = await store.resumeSequenceRun(id, decideSequenceResume, trigger, clock.now());
+    void this.pump();
+    return run;
+  }
+
+  /** The error for a resume of `text`, no sequence run's id: names the failed run meant, when one is close. */
+  private async unknownSequenceRun(text: string): Promise<NotFoundError> {
+    const { store } = this.options;
+    const latestFailed = { limit: 100, offset: 0, order: 'desc' as const, statuses: ['failed' as const] };
+    const sequence = await store.getSequence(text);
+    if (sequence && sequence.slug === text) {
+      const [latest] = await store.listSequenceRuns({ ...latestFailed, limit: 1, sequenceId: sequence.id });
+      return new NotFoundError(
+        `no sequence run "${text}": "${text}" is a sequence, and resume takes a run's id` +
+          (latest ? ` — its latest failed run is ${latest.id}` : ' — it has no failed run'),
+      );
+    }
+    const failed = (await store.listSequenceRuns(latestFailed)).map((r) => r.id);
+    const lower = text.toLowerCase();
+    const [near] = lower.length >= 4 ? failed.filter((id) => id.startsWith(lower)) : [];
+    const guess = near ?? closeMatches(text, failed, 1)[0];
+    return new NotFoundError(`no sequence run "${text}"${guess ? ` (did you mean ${guess}?)` : ''} — resume takes the id of a failed sequence run`);
   }
 
   /** Cancels a sync run: a queued one at once, a running one at its next batch boundary. */
@@ -338,7 +379,8 @@ export class Worker {
     if (claimed) this.execute(claimed);
   }
 
-  private execute(claimed: SyncRun): void {
+  /** Runs a claimed sync run here; a member's sequence run, when the caller has it, saves reading it for its limits. */
+  private execute(claimed: SyncRun, sequenceRun?: SequenceRun): void {
     if (claimed.attempt > 1) {
       this.options.logger.warn('sync run taken over from a worker whose lease ended', {
         syncRunId: claimed.id,
@@ -353,6 +395,7 @@ export class Worker {
     const execution: Execution = {
       run: claimed,
       controller,
+      ended: new AbortController(),
       done: this.options.syncRunner
         .execute(claimed, {
           signal: controller.signal,
@@ -367,6 +410,27 @@ export class Worker {
         ),
     };
     this.executions.set(claimed.id, execution);
+    if (claimed.sequenceRunId !== null) void this.watchLimit(execution, sequenceRun);
+  }
+
+  /**
+   * Stops a member's run when it reaches its timeout or its sequence run's deadline (memberLimit):
+   * the worker holding the run enforces them, whichever it is, counting from the run's first start.
+   */
+  private async watchLimit(execution: Execution, known?: SequenceRun): Promise<void> {
+    const { store, clock, logger } = this.options;
+    const { run, ended } = execution;
+    try {
+      const sequenceRun = known?.id === run.sequenceRunId ? known : await store.getSequenceRun(run.sequenceRunId as string);
+      if (!sequenceRun || run.memberKey === null) return;
+      const limit = memberLimit(sequenceRun, run.memberKey, run.startedAt ?? clock.now());
+      if (!limit) return;
+      if (limit.at > clock.now()) await clock.sleep(limit.at - clock.now(), ended.signal);
+      execution.controller.abort({ status: limit.status, error: limit.error } satisfies StopReason);
+    } catch (thrown) {
+      if (ended.signal.aborted) return;
+      logger.warn('could not watch the limits of a member run', { syncRunId: run.id, error: toError(thrown).message });
+    }
   }
 
   /**
@@ -384,6 +448,7 @@ export class Worker {
   }
 
   private async finished(execution: Execution, run: SyncRun): Promise<void> {
+    execution.ended.abort();
     try {
       await this.handOff(execution, run);
     } finally {
@@ -410,6 +475,7 @@ export class Worker {
     execution.handingOff?.();
     // The runner records every run-level failure itself; reaching here means the store failed. The
     // run keeps its lease until it ends; then any worker takes it over.
+    execution.ended.abort();
     this.options.logger.error('sync run could not be recorded', { syncRunId: execution.run.id, error: toError(thrown).message });
     if (this.executions.get(execution.run.id) === execution) this.executions.delete(execution.run.id);
     if (this.state === 'running') void this.pump();
@@ -480,9 +546,11 @@ export class Worker {
       // member's end and its hand-off) is retried here.
       try {
         await this.releaseDeadLocalWorkers();
-        // A run with a member running is handed off when that member ends, by whichever worker ends it.
+        // A run with a member running is handed off when that member ends, by whichever worker ends
+        // it; its deadline is checked here, as a stalled member may never end.
+        const now = this.options.clock.now();
         for (const run of await this.options.store.listSequenceRunsByStatus(['running'])) {
-          if (run.cancelRequested || !run.members.some((m) => m.status === 'running')) await this.sequences.advance(run.id);
+          if (run.cancelRequested || deadlinePassed(run, now) || !run.members.some((m) => m.status === 'running')) await this.sequences.advance(run.id);
         }
       } catch (thrown) {
         this.options.logger.error('could not advance running sequence runs', { error: toError(thrown).message });

@@ -9,6 +9,7 @@ import type {
   MemberRun,
   MemberRunStatus,
   OperationCounts,
+  RecordedSequence,
   RejectedRow,
   SequenceRun,
   SequenceRunStatus,
@@ -173,6 +174,10 @@ export interface SequenceRunRow {
   terminated_by: string | null;
   reason: string | null;
   cancel_requested: Num | boolean;
+  /** Columns added by a later migration (absent in rows read before it). */
+  resumed_from?: string | null;
+  /** JSON text (SQLite) or the parsed value (PostgreSQL jsonb). */
+  recorded?: string | RecordedSequence | null;
 }
 
 export interface MemberRunRow {
@@ -212,6 +217,8 @@ export function toSequenceRun(row: SequenceRunRow, members: MemberRunRow[]): Seq
     reason: row.reason,
     cancelRequested: toBool(row.cancel_requested),
     members: members.map(toMemberRun),
+    resumedFrom: row.resumed_from ?? null,
+    recorded: typeof row.recorded === 'string' ? (JSON.parse(row.recorded) as RecordedSequence) : (row.recorded ?? null),
   };
 }
 

@@ -62,3 +62,8 @@ export function leaseLostError(runId: number, attempt: number, current: number |
       : `it is in attempt ${current}${holder ? ` on worker ${holder}` : ''}, after this worker's lease expired`;
   return new LockstepError(ErrorCode.LeaseLost, `sync run ${runId} attempt ${attempt} may no longer write: ${now}; this attempt stops and its late writes are refused`);
 }
+
+/** A resume `decideSequenceResume` refused, as the error the store throws (nothing was written). */
+export function resumeRefused(decision: { code: 'not_found' | 'conflict'; reason: string }): LockstepError {
+  return new LockstepError(decision.code === 'not_found' ? ErrorCode.NotFound : ErrorCode.Conflict, decision.reason);
+}

@@ -126,6 +126,9 @@ function hintForType(field: string, expected: string): string {
       return 'list member keys, e.g. after: [accounts]';
     case 'enabled':
       return 'write true or false';
+    case 'timeoutMinutes':
+    case 'deadlineMinutes':
+      return `write minutes, e.g. ${field}: 30 (0.5 is 30 seconds), or leave it out for no limit`;
     case 'sources':
     case 'destinations':
     case 'models':

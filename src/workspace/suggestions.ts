@@ -2,9 +2,7 @@
  * Wording shared by every workspace message: how values are shown, "did you mean" suggestions, and
  * the convention that lets a zod error message carry its hint.
  */
-import { distance } from 'fastest-levenshtein';
-
-export { hinted, splitHint } from '../core/hints.js';
+export { closeMatches, didYouMean, hinted, splitHint } from '../core/hints.js';
 
 /** A value as a message shows it: strings quoted, collections by kind. */
 export function show(value: unknown): string {
@@ -14,28 +12,6 @@ export function show(value: unknown): string {
   if (Array.isArray(value)) return 'a list';
   if (typeof value === 'object') return 'a mapping';
   return String(value);
-}
-
-/** The candidates close enough to `value` to be what was meant, closest first. */
-export function closeMatches(value: string, candidates: Iterable<string>, limit = 3): string[] {
-  const lower = value.toLowerCase();
-  const allowed = Math.max(2, Math.floor(value.length / 3));
-  const scored: { name: string; score: number }[] = [];
-  for (const name of candidates) {
-    const candidate = name.toLowerCase();
-    // Case-only differences and one name containing the other are the likeliest slips.
-    let score = candidate === lower ? 0 : distance(lower, candidate);
-    if (score > allowed && lower.length >= 3 && candidate.includes(lower)) score = allowed;
-    if (score <= allowed) scored.push({ name, score });
-  }
-  scored.sort((a, b) => a.score - b.score || a.name.localeCompare(b.name));
-  return scored.slice(0, limit).map((s) => s.name);
-}
-
-/** ` (did you mean "x"?)`, or nothing when no candidate is close. */
-export function didYouMean(value: string, candidates: Iterable<string>): string {
-  const [best] = closeMatches(value, candidates, 1);
-  return best === undefined ? '' : ` (did you mean "${best}"?)`;
 }
 
 /** `a, b, c`, shortened to the first few when the list is long. */

@@ -341,6 +341,21 @@ const rejectedThresholdSchema = z
   )
   .meta({ id: 'RejectedThreshold', description: 'Rejected rows allowed before on_fatal_or_rejected terminates the sequence (default: { count: 0 }).' });
 
+/** The longest timeout or deadline, in minutes: a week (a timer of the runtime holds about 24 days at most). */
+export const MAX_LIMIT_MINUTES = 10_080;
+
+/** A time limit in minutes (fractions allowed), or null/absent for none. */
+function limitMinutes(what: string, description: string) {
+  const fix = `e.g. ${what}: 30 (0.5 is 30 seconds), or leave it out for no limit`;
+  return z
+    .number()
+    .positive({ error: (issue) => hinted(`${what} must be more than 0 minutes, got ${show(issue.input)}`, fix) })
+    .max(MAX_LIMIT_MINUTES, { error: (issue) => hinted(`${what} of ${show(issue.input)} minutes is more than a week (${MAX_LIMIT_MINUTES})`, fix) })
+    .nullable()
+    .optional()
+    .meta({ description });
+}
+
 const memberObjectSchema = z
   .strictObject({
     sync: text('sync', 'Slug of the sync this member runs.'),
@@ -354,6 +369,10 @@ const memberObjectSchema = z
       .array(text('member key', 'Key of a member this one waits for.'))
       .optional()
       .meta({ description: 'Keys of the members it waits for; [] starts at once. Without any after, members run in list order.' }),
+    timeoutMinutes: limitMinutes(
+      'timeoutMinutes',
+      'Minutes its run may take; a run still going then is stopped and counts as failed for its terminate policy (default: no limit).',
+    ),
   })
   .superRefine((member, ctx) => {
     if (member.rejectedThreshold !== undefined && member.terminate !== TerminatePolicy.OnFatalOrRejected) {
@@ -383,6 +402,7 @@ const memberSchema = z
             terminate: m.terminate,
             rejectedThreshold: m.rejectedThreshold ?? { count: 0 },
             after: m.after ?? null,
+            ...(typeof m.timeoutMinutes === 'number' ? { timeoutMinutes: m.timeoutMinutes } : {}),
           },
   )
   .meta({ id: 'Member', description: 'A sync slug, or a mapping with the sync and its policy.' });
@@ -397,8 +417,14 @@ const sequenceSchema = z
     concurrency: z.number().int().min(1).max(1000).default(4).meta({ description: 'Members running at once in a graph sequence (default: 4).' }),
     schedule: scheduleSchema.default(manual),
     enabled: z.boolean().default(true).meta({ description: 'A disabled sequence runs only by hand (default: true).' }),
+    deadlineMinutes: limitMinutes(
+      'deadlineMinutes',
+      'Minutes a run may take from its start; then members not started are skipped, running ones are stopped, and the run fails (default: no deadline).',
+    ),
   })
-  .transform((s): Omit<SequenceDef, 'slug' | 'name'> & { name?: string } => s);
+  .transform(({ deadlineMinutes, ...s }): Omit<SequenceDef, 'slug' | 'name'> & { name?: string } =>
+    typeof deadlineMinutes === 'number' ? { ...s, deadlineMinutes } : s,
+  );
 
 // ---------------------------------------------------------------------------------------------
 // Alerts (SPEC §5)

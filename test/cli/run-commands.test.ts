@@ -157,6 +157,38 @@ describe('lockstep sequence run', () => {
   });
 });
 
+describe('lockstep sequence resume', () => {
+  it('resumes a failed run: finished members are carried over, the rest run; exit 0, the report says so', async () => {
+    const dir = await appliedWorkspace();
+    const crm = join(dir, 'crm.db');
+    sqlite(crm, 'drop table workspaces;');
+    const failed = await runCli(['sequence', 'run', 'crm', '--json'], { cwd: dir });
+    expect(failed.code, failed.stderr).toBe(1);
+    const failedView = JSON.parse(failed.stdout) as { id: string; members: Array<{ status: string; syncRunId: number | null }> };
+    expect(failedView.members.map((m) => m.status)).toEqual(['success', 'failed', 'skipped']);
+
+    sqlite(crm, 'create table workspaces (id integer primary key, account_id integer not null references accounts(id), name text);');
+    const result = await runCli(['sequence', 'resume', failedView.id], { cwd: dir });
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stderr).toMatch(new RegExp(`^resuming sequence run ${failedView.id} as run [0-9a-f-]{36}; carried over: accounts-to-crm$`, 'm'));
+    const lines = result.stdout.split('\n');
+    expect(lines[0]).toMatch(/^✔ Sequence crm — run [0-9a-f-]{36} — DONE in /);
+    expect(lines[1]).toBe(`  Resumes failed run ${failedView.id}; members marked "carried over" finished there and did not run again`);
+    expect(lines.find((l) => l.includes(' accounts-to-crm '))).toMatch(new RegExp(`✔\\s+1\\s+accounts-to-crm\\s+success \\(carried over\\)\\s.*\\s${failedView.members[0]!.syncRunId}$`));
+    expect(lines.find((l) => l.includes(' workspaces-to-crm '))).toMatch(/✔\s+2\s+workspaces-to-crm\s+success\s+6\s/);
+    expect(sqliteRows(crm, 'select count(*) as n from contacts')).toEqual([{ n: 12 }]);
+
+    const listed = await runMain(['--workspace', dir, 'runs', '--sequence', 'crm']);
+    expect(listed.stdout).toContain(`(resumes ${failedView.id})`);
+    const again = await runMain(['--workspace', dir, 'sequence', 'resume', failedView.id]);
+    expect(again.code).toBe(3);
+    expect(again.stderr).toContain(`sequence run ${failedView.id} was already resumed by run`);
+    const slug = await runMain(['--workspace', dir, 'sequence', 'resume', 'crm']);
+    expect(slug.code).toBe(2);
+    expect(slug.stderr).toContain(`no sequence run "crm": "crm" is a sequence, and resume takes a run's id — its latest failed run is ${failedView.id}`);
+  });
+});
+
 describe('lockstep runs', () => {
   let dir: string;
   beforeAll(async () => {

@@ -503,6 +503,40 @@ describe('loadWorkspace: errors', () => {
     ]);
   });
 
+  it('reads member timeouts and a sequence deadline, and reports bad ones with the fix', async () => {
+    const syncsAndCo = [
+      'sources: { wh: { type: sqlite, path: wh.db } }',
+      'destinations: { crm: { type: sqlite, path: crm.db } }',
+      'models: { m: { source: wh, primaryKey: id, query: select 1 } }',
+      'syncs:',
+      '  a: { model: m, destination: crm, object: a, mode: upsert }',
+      '  b: { model: m, destination: crm, object: b, mode: upsert }',
+    ];
+    const good = await load({
+      'lockstep.yaml': yaml(...syncsAndCo, 'sequences:', '  s:', '    deadlineMinutes: 90', '    members:', '      - { sync: a, timeoutMinutes: 0.5 }', '      - b'),
+    });
+    expect(good.diagnostics).toEqual([]);
+    expect(good.definition?.sequences[0]).toMatchObject({ deadlineMinutes: 90, members: [{ key: 'a', timeoutMinutes: 0.5 }, { key: 'b' }] });
+    expect(good.definition?.sequences[0]?.members[1]).not.toHaveProperty('timeoutMinutes');
+
+    const bad = await load({
+      'lockstep.yaml': yaml(
+        ...syncsAndCo,
+        'sequences:',
+        '  s:',
+        '    deadlineMinutes: 0',
+        '    members:',
+        '      - { sync: a, timeoutMinutes: "5m" }',
+        '      - { sync: b, timeoutMinutes: 20000 }',
+      ),
+    });
+    expect(bad.diagnostics.map((d) => `${brief(d)} — ${d.hint}`)).toEqual([
+      'lockstep.yaml:9: sequences.s.deadlineMinutes: deadlineMinutes must be more than 0 minutes, got 0 — e.g. deadlineMinutes: 30 (0.5 is 30 seconds), or leave it out for no limit',
+      'lockstep.yaml:11: sequences.s.members[0].timeoutMinutes: timeoutMinutes must be a number, got "5m" — write minutes, e.g. timeoutMinutes: 30 (0.5 is 30 seconds), or leave it out for no limit',
+      'lockstep.yaml:12: sequences.s.members[1].timeoutMinutes: timeoutMinutes of 20000 minutes is more than a week (10080) — e.g. timeoutMinutes: 30 (0.5 is 30 seconds), or leave it out for no limit',
+    ]);
+  });
+
   it('reports wrong shapes: a list for a mapping, a string for a list, a schedule without type', async () => {
     const result = await load({
       'lockstep.yaml': yaml(

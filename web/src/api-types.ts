@@ -38,6 +38,8 @@ export interface Member {
   terminate: TerminatePolicy;
   rejectedThreshold: RejectedThreshold;
   after: string[] | null;
+  /** Minutes its run may take before it is stopped and fails (absent: no limit). */
+  timeoutMinutes?: number;
 }
 
 export interface Sequence {
@@ -48,6 +50,8 @@ export interface Sequence {
   concurrency: number;
   schedule: Schedule;
   enabled: boolean;
+  /** Minutes a run may take before members not started are skipped and it fails (absent: no deadline). */
+  deadlineMinutes?: number;
   origin?: string;
 }
 
@@ -148,7 +152,8 @@ export interface SequenceInput {
   schedule?: Schedule;
   enabled?: boolean;
   concurrency?: number;
-  members: Array<{ sync: string; key?: string; terminate?: TerminatePolicy; rejectedThreshold?: RejectedThreshold; after?: string[] | null }>;
+  deadlineMinutes?: number;
+  members: Array<{ sync: string; key?: string; terminate?: TerminatePolicy; rejectedThreshold?: RejectedThreshold; after?: string[] | null; timeoutMinutes?: number }>;
 }
 
 /** A page of a list endpoint. */

@@ -183,10 +183,21 @@ CREATE TABLE schedule_cursors (
 );
 `;
 
+/**
+ * Resume and run limits: a run may resume a failed one (at most one run resumes each), and every
+ * run keeps its sequence's members and limits as they were when it was queued.
+ */
+const RESUME_SCHEMA = `
+ALTER TABLE sequence_runs ADD COLUMN resumed_from text REFERENCES sequence_runs (id);
+ALTER TABLE sequence_runs ADD COLUMN recorded jsonb;
+CREATE UNIQUE INDEX sequence_runs_resumed_from ON sequence_runs (resumed_from) WHERE resumed_from IS NOT NULL;
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial schema', sql: INITIAL_SCHEMA + API_TOKENS_SCHEMA + ALERTS_SCHEMA + WEBHOOKS_SCHEMA },
   { version: 2, name: 'a run let through the mass-delete guard', sql: 'ALTER TABLE sync_runs ADD COLUMN allow_mass_delete boolean NOT NULL DEFAULT false;' },
   { version: 3, name: 'refused webhook deliveries counted per reason', sql: WEBHOOK_REFUSALS_SCHEMA },
+  { version: 4, name: 'resumed sequence runs and the members and limits a run was queued with', sql: RESUME_SCHEMA },
   { version: 5, name: "where a sync run's time went", sql: 'ALTER TABLE sync_runs ADD COLUMN phase_ms text;' },
   {
     version: 6,

@@ -44,7 +44,14 @@ import type {
   SyncRunListQuery,
   SyncRunPatch,
 } from '../../core/ports.js';
-import type { SequenceAdvance, SequenceAdvanceState, SequenceDecision } from '../../core/sequence-rules.js';
+import {
+  recordSequence,
+  type SequenceAdvance,
+  type SequenceAdvanceState,
+  type SequenceDecision,
+  type SequenceResumeDecision,
+  type SequenceResumeState,
+} from '../../core/sequence-rules.js';
 import {
   ACTIVE_SYNC_RUN_STATUSES,
   TERMINAL_SYNC_RUN_STATUSES,
@@ -95,6 +102,7 @@ import {
   memberNeedsRun,
   type MemberWithRun,
   nothingToCancelError,
+  resumeRefused,
   sequenceRunFinishedError,
   syncRunFinishedError,
 } from '../run-rules.js';
@@ -786,9 +794,9 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
       });
       const id = randomUUID();
       await q.query(
-        `INSERT INTO ${this.t.sequenceRuns} (id, sequence_id, status, trigger_type, trigger_detail, created_at)
-         VALUES ($1, $2, 'pending', $3, $4, $5)`,
-        [id, sequence.id, trigger.type, nullableStored(trigger.detail), now],
+        `INSERT INTO ${this.t.sequenceRuns} (id, sequence_id, status, trigger_type, trigger_detail, created_at, recorded)
+         VALUES ($1, $2, 'pending', $3, $4, $5, $6)`,
+        [id, sequence.id, trigger.type, nullableStored(trigger.detail), now, JSON.stringify(recordSequence(sequence))],
       );
       await q.query(
         `INSERT INTO ${this.t.memberRuns} (sequence_run_id, key, position, sync_id, status)
@@ -905,7 +913,7 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
       const sequence = sequenceRow ? this.record<SequenceRecord>('sequence', sequenceRow) : null;
 
       // The sync runs decide reads (core/sequence-rules.ts syncRunsToDecide), in the same statement.
-      const decision = decide({ run, sequence, syncRuns });
+      const decision = decide({ run, sequence, syncRuns, now });
       const changes = decision.terminate !== null || decision.cancel.length > 0 || decision.skipPending || decision.start.length > 0;
       if (!changes && !decision.finish) return { run, started: [], cancelled: [] };
       if (decision.terminate) await this.setTerminationIn(tx, id, decision.terminate.member, decision.terminate.reason);
@@ -926,6 +934,72 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
       if (decision.finish) return { run: await this.finishSequenceRunIn(tx, id, decision.finish, now), started, cancelled: decision.cancel };
       const [after] = await tx.commitWith(`SELECT ${this.sequenceRunColumns} FROM ${this.t.sequenceRuns} AS r WHERE r.id = ${runId}`);
       return { run: sequenceRun(after?.rows[0] as unknown as SequenceRunResult), started, cancelled: decision.cancel };
+    });
+  }
+
+  async resumeSequenceRun(
+    id: string,
+    decide: (state: SequenceResumeState) => SequenceResumeDecision,
+    trigger: Trigger,
+    now: number,
+  ): Promise<SequenceRun> {
+    return this.db.transaction(async (q) => {
+      const found = await this.sequenceRunRow(q, id);
+      if (!found) throw new NotFoundError(`sequence run ${id} does not exist`);
+      // The sequence row first, as enqueueSequenceRun locks it (queues of one sequence take turns),
+      // then the run: two resumes of one run take turns too.
+      const live = await q.query<EntityRow>(`SELECT * FROM ${this.t.sequences} WHERE id = $1 AND deleted_at IS NULL FOR UPDATE`, [found.sequence_id]);
+      await q.query(`SELECT id FROM ${this.t.sequenceRuns} WHERE id = $1 FOR UPDATE`, [id]);
+      const run = sequenceRun((await this.sequenceRunRow(q, id)) as SequenceRunResult);
+      const sequence = live.rows[0] ? this.record<SequenceRecord>('sequence', live.rows[0]) : null;
+      const finishedIds = run.members.filter((m) => (m.status === 'success' || m.status === 'warning') && m.syncRunId !== null).map((m) => m.syncRunId as number);
+      const finished = await q.query<SyncRunRow>(`SELECT * FROM ${this.t.syncRuns} WHERE id = ANY($1::bigint[])`, [finishedIds]);
+      const syncs = await q.query<{ id: number; slug: string }>(`SELECT id, slug FROM ${this.t.syncs} WHERE slug = ANY($1::text[]) AND deleted_at IS NULL FOR SHARE`, [
+        (sequence?.members ?? []).map((m) => m.sync),
+      ]);
+      const syncIds = new Map(syncs.rows.map((r) => [r.slug, Number(r.id)]));
+      const others = await q.query<SequenceRunResult>(
+        `SELECT ${this.sequenceRunColumns} FROM ${this.t.sequenceRuns} AS r WHERE r.resumed_from = $1 OR (r.sequence_id = $2 AND r.status = 'pending')`,
+        [id, run.sequenceId],
+      );
+      const resumedBy = others.rows.find((r) => r.resumed_from === id);
+      const pending = others.rows.find((r) => r.status === 'pending');
+      const decision = decide({
+        run,
+        sequence,
+        syncRuns: new Map(finished.rows.map((row) => [Number(row.id), syncRun(row)])),
+        syncIds,
+        resumedBy: resumedBy ? sequenceRun(resumedBy) : null,
+        pending: pending ? sequenceRun(pending) : null,
+      });
+      if (!decision.ok) throw resumeRefused(decision);
+      const resumed = sequence as SequenceRecord;
+      const newId = randomUUID();
+      await q.query(
+        `INSERT INTO ${this.t.sequenceRuns} (id, sequence_id, status, trigger_type, trigger_detail, created_at, recorded, resumed_from)
+         VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7)`,
+        [newId, resumed.id, trigger.type, nullableStored(trigger.detail), now, JSON.stringify(recordSequence(resumed)), id],
+      );
+      const carried = new Map(decision.carry.map((c) => [c.key, c]));
+      const members = resumed.members.map((m) => ({ member: m, carried: carried.get(m.key) ?? null }));
+      await q.query(
+        `INSERT INTO ${this.t.memberRuns} (sequence_run_id, key, position, sync_id, status, sync_run_id, started_at, finished_at)
+         SELECT $1, u.key, u.n - 1, u.sync_id, u.status, u.sync_run_id, u.started_at, u.finished_at
+         FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::float8[], $7::float8[])
+              WITH ORDINALITY AS u(key, sync_id, status, sync_run_id, started_at, finished_at, n)`,
+        [
+          newId,
+          members.map((m) => m.member.key),
+          members.map((m) => syncIds.get(m.member.sync) as number),
+          members.map((m) => m.carried?.status ?? 'pending'),
+          members.map((m) => m.carried?.syncRunId ?? null),
+          members.map((m) => m.carried?.startedAt ?? null),
+          members.map((m) => m.carried?.finishedAt ?? null),
+        ],
+      );
+      const created = await q.query<SequenceRunResult>(`SELECT ${this.sequenceRunColumns} FROM ${this.t.sequenceRuns} AS r WHERE r.id = $1`, [newId]);
+      await this.notify(q, 'work');
+      return sequenceRun(created.rows[0] as SequenceRunResult);
     });
   }
 

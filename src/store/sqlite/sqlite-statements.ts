@@ -165,9 +165,14 @@ export function prepareStatements(db: SqliteDatabase) {
     pendingSequenceRun: db.prepare("SELECT * FROM sequence_runs WHERE sequence_id = ? AND status = 'pending'"),
     pendingRunsOfSequence: db.prepare("SELECT id FROM sequence_runs WHERE sequence_id = ? AND status = 'pending'"),
     insertSequenceRun: db.prepare(
-      `INSERT INTO sequence_runs (id, sequence_id, status, trigger_type, trigger_detail, created_at)
-       VALUES (@id, @sequenceId, 'pending', @triggerType, @triggerDetail, @now)
+      `INSERT INTO sequence_runs (id, sequence_id, status, trigger_type, trigger_detail, created_at, recorded, resumed_from)
+       VALUES (@id, @sequenceId, 'pending', @triggerType, @triggerDetail, @now, @recorded, @resumedFrom)
        RETURNING *`,
+    ),
+    resumedBy: db.prepare('SELECT * FROM sequence_runs WHERE resumed_from = ?'),
+    insertCarriedMember: db.prepare(
+      `INSERT INTO member_runs (sequence_run_id, key, position, sync_id, status, sync_run_id, started_at, finished_at)
+       VALUES (@sequenceRunId, @key, @position, @syncId, @status, @syncRunId, @startedAt, @finishedAt)`,
     ),
     insertMemberRun: db.prepare(
       `INSERT INTO member_runs (sequence_run_id, key, position, sync_id, status)

@@ -68,11 +68,20 @@ import {
   memberNeedsRun,
   leaseLostError,
   nothingToCancelError,
+  resumeRefused,
   sequenceRunFinishedError,
   syncRunFinishedError,
 } from '../run-rules.js';
 import { memberTransition } from '../member-state.js';
-import { syncRunsToDecide, type SequenceAdvance, type SequenceAdvanceState, type SequenceDecision } from '../../core/sequence-rules.js';
+import {
+  recordSequence,
+  syncRunsToDecide,
+  type SequenceAdvance,
+  type SequenceAdvanceState,
+  type SequenceDecision,
+  type SequenceResumeDecision,
+  type SequenceResumeState,
+} from '../../core/sequence-rules.js';
 import { SqliteWebhookStore } from './sqlite-webhook-store.js';
 import { SqliteAlertStore } from './sqlite-alert-store.js';
 import { SqliteTokenStore } from './sqlite-token-store.js';
@@ -851,6 +860,8 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
         triggerType: trigger.type,
         triggerDetail: trigger.detail,
         now,
+        recorded: JSON.stringify(recordSequence(sequence)),
+        resumedFrom: null,
       }) as SequenceRunRow;
       sequence.members.forEach((member, position) => {
         this.s.insertMemberRun.run({ sequenceRunId: id, key: member.key, position, syncId: syncIds[position] ?? null });
@@ -945,7 +956,7 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
         if (syncRun) syncRuns.set(syncRunId, toSyncRun(syncRun));
       }
       const sequence = this.sequenceForAdvance(run.sequenceId);
-      const decision = decide({ run, sequence, syncRuns });
+      const decision = decide({ run, sequence, syncRuns, now });
       const changes = decision.terminate !== null || decision.cancel.length > 0 || decision.skipPending || decision.start.length > 0;
       if (!changes && !decision.finish) return { run, started: [], cancelled: [] };
       if (decision.terminate) this.s.setTermination.run(decision.terminate.member, decision.terminate.reason, id);
@@ -970,6 +981,73 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
       }
       if (decision.finish) return { run: this.finishSequenceRunTx(id, decision.finish, now), started, cancelled: decision.cancel };
       return { run: this.withMembers(this.s.sequenceRun.get(id) as SequenceRunRow), started, cancelled: decision.cancel };
+    });
+  }
+
+  async resumeSequenceRun(
+    id: string,
+    decide: (state: SequenceResumeState) => SequenceResumeDecision,
+    trigger: Trigger,
+    now: number,
+  ): Promise<SequenceRun> {
+    return this.write(() => {
+      const row = this.s.sequenceRun.get(id) as SequenceRunRow | undefined;
+      if (!row) throw new NotFoundError(`sequence run ${id} does not exist`);
+      const run = this.withMembers(row);
+      const sequence = this.sequenceForAdvance(run.sequenceId);
+      const syncRuns = new Map<number, SyncRun>();
+      for (const m of run.members) {
+        if ((m.status !== 'success' && m.status !== 'warning') || m.syncRunId === null) continue;
+        const syncRun = this.s.syncRun.get(m.syncRunId) as SyncRunRow | undefined;
+        if (syncRun) syncRuns.set(m.syncRunId, toSyncRun(syncRun));
+      }
+      const syncIds = new Map<string, number>();
+      for (const m of sequence?.members ?? []) {
+        const found = this.s.liveSyncIdBySlug.get(m.sync) as { id: number } | undefined;
+        if (found) syncIds.set(m.sync, Number(found.id));
+      }
+      const resumedBy = this.s.resumedBy.get(id) as SequenceRunRow | undefined;
+      const pending = this.s.pendingSequenceRun.get(run.sequenceId) as SequenceRunRow | undefined;
+      const decision = decide({
+        run,
+        sequence,
+        syncRuns,
+        syncIds,
+        resumedBy: resumedBy ? this.withMembers(resumedBy) : null,
+        pending: pending ? this.withMembers(pending) : null,
+      });
+      if (!decision.ok) throw resumeRefused(decision);
+      const resumed = sequence as SequenceRecord;
+      const newId = randomUUID();
+      this.s.insertSequenceRun.run({
+        id: newId,
+        sequenceId: resumed.id,
+        triggerType: trigger.type,
+        triggerDetail: trigger.detail,
+        now,
+        recorded: JSON.stringify(recordSequence(resumed)),
+        resumedFrom: id,
+      });
+      const carried = new Map(decision.carry.map((c) => [c.key, c]));
+      resumed.members.forEach((member, position) => {
+        const syncId = syncIds.get(member.sync) as number;
+        const c = carried.get(member.key);
+        if (!c) {
+          this.s.insertMemberRun.run({ sequenceRunId: newId, key: member.key, position, syncId });
+          return;
+        }
+        this.s.insertCarriedMember.run({
+          sequenceRunId: newId,
+          key: member.key,
+          position,
+          syncId,
+          status: c.status,
+          syncRunId: c.syncRunId,
+          startedAt: c.startedAt,
+          finishedAt: c.finishedAt,
+        });
+      });
+      return this.withMembers(this.s.sequenceRun.get(newId) as SequenceRunRow);
     });
   }
 

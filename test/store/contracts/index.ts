@@ -12,6 +12,7 @@ import type { DescribeStoreContract } from './fixtures.js';
 import { describeRunQueueContract } from './run-queue.contract.js';
 import { describeScheduleStoreContract } from './schedule-store.contract.js';
 import { describeSecretsContract } from './secrets.contract.js';
+import { describeSequenceResumeContract } from './sequence-resume.contract.js';
 import { describeSequenceRunStoreContract } from './sequence-run-store.contract.js';
 import { describeSnapshotStoreContract } from './snapshot-store.contract.js';
 import { describeTokenStoreContract } from './token-store.contract.js';
@@ -23,6 +24,7 @@ export const STORE_CONTRACTS: readonly DescribeStoreContract[] = [
   describeTokenStoreContract,
   describeRunQueueContract,
   describeSequenceRunStoreContract,
+  describeSequenceResumeContract,
   describeFinishedRunsContract,
   describeSnapshotStoreContract,
   describeScheduleStoreContract,

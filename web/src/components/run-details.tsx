@@ -10,7 +10,7 @@ import { seg } from '../api.js';
 import { formatCount, formatTime, membersInWords, runDuration } from '../format.js';
 import { useApi, useTicker, type Resource } from '../hooks.js';
 import { href } from '../router.js';
-import { CancelRunButton, useCancelRun } from './cancel-run.js';
+import { CancelRunButton, ResumeRunButton, useCancelRun, useResumeRun } from './cancel-run.js';
 import { RunFacts } from './run-facts.js';
 import { ErrorBanner, Loading, Pager, StatusBadge } from './ui.js';
 
@@ -208,6 +208,7 @@ function PhaseTable({ phases }: { phases: Partial<Record<RunPhase, number>> }) {
 
 export function SequenceRunDetails({ id, run }: { id: string; run: Resource<SequenceRunView> }) {
   const cancel = useCancelRun(`/api/sequence-runs/${seg(id)}/cancel`, run.reload);
+  const resume = useResumeRun(id);
   const data = run.data;
   const active = data ? ACTIVE_SEQUENCE.includes(data.status) : false;
   const now = useTicker(active);
@@ -217,6 +218,7 @@ export function SequenceRunDetails({ id, run }: { id: string; run: Resource<Sequ
       {run.loading && !data && <Loading />}
       <ErrorBanner error={run.error} title="Could not load the run" />
       <ErrorBanner error={cancel.error} title="Could not cancel" />
+      <ErrorBanner error={resume.error} title="Could not resume" />
       {data && (
         <>
           <RunFacts run={data} now={now}>
@@ -228,6 +230,14 @@ export function SequenceRunDetails({ id, run }: { id: string; run: Resource<Sequ
               <dt>Run ID</dt>
               <dd className="mono small">{data.id}</dd>
             </div>
+            {data.resumedFrom && (
+              <div>
+                <dt>Resumes</dt>
+                <dd>
+                  <a href={href.sequenceRun(data.resumedFrom)}>failed run {data.resumedFrom.slice(0, 8)}</a>
+                </dd>
+              </div>
+            )}
           </RunFacts>
           {data.terminatedBy && (
             <div className="banner banner-error" role="note">
@@ -263,6 +273,7 @@ export function SequenceRunDetails({ id, run }: { id: string; run: Resource<Sequ
             </tbody>
           </table>
           {active && <CancelRunButton onCancel={cancel.cancel} />}
+          {data.status === 'failed' && <ResumeRunButton onResume={resume.resume} busy={resume.busy} />}
         </>
       )}
     </>
@@ -291,6 +302,7 @@ function MemberRunRow({ member, terminated, reason, now }: { member: MemberRunVi
           <progress max={1} value={syncRun.completionRatio} aria-label={`Progress of ${member.key}`} />
         )}
         {member.status === 'skipped' && <span className="muted">Not started: the sequence ended before it.</span>}
+        {member.carriedOver && <div className="muted">Carried over: it finished in the run this one resumes.</div>}
         {syncRun && (
           <a className="small nowrap" href={href.syncRun(syncRun.id)}>
             Sync run #{syncRun.id}

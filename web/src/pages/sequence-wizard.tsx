@@ -1,9 +1,10 @@
 /**
  * Add sequence / Edit sequence, in three steps (the flow users know):
  *   1. Add syncs — pick syncs from a searchable list;
- *   2. Order and policies — up/down arrows, a Terminate policy (and threshold) per member, and
- *      optional "run after" dependencies, which turn the sequence into a graph;
- *   3. Name and schedule — then Save. Validation errors from the server appear at their fields.
+ *   2. Order and policies — up/down arrows, a Terminate policy (and threshold) and an optional
+ *      timeout per member, and optional "run after" dependencies, which turn the sequence into a graph;
+ *   3. Name, schedule and an optional deadline — then Save. Validation errors from the server
+ *      appear at their fields.
  */
 import { useEffect, useId, useMemo, useState } from 'react';
 import type { Member, Sequence, SequenceInput, Sync, TerminatePolicy, Workspace } from '../api-types.js';
@@ -28,6 +29,8 @@ interface MemberDraft {
   start: StartMode;
   /** Keys it waits for when `start` is `after`. */
   after: string[];
+  /** Minutes, as typed; empty for no limit. */
+  timeout: string;
 }
 
 interface Draft {
@@ -39,7 +42,21 @@ interface Draft {
   concurrency: string;
   members: MemberDraft[];
   schedule: ScheduleDraft;
+  /** Minutes, as typed; empty for no deadline. */
+  deadline: string;
 }
+
+/** The longest timeout or deadline the server takes, in minutes (a week). */
+const MAX_LIMIT_MINUTES = 10_080;
+
+/** Whether `text` is empty (no limit) or a number of minutes the server takes. */
+function limitOk(text: string): boolean {
+  if (text.trim() === '') return true;
+  const value = Number(text);
+  return Number.isFinite(value) && value > 0 && value <= MAX_LIMIT_MINUTES;
+}
+
+const LIMIT_PROBLEM = `Enter minutes (more than 0, at most ${MAX_LIMIT_MINUTES}), or leave it empty for no limit.`;
 
 const STEPS = ['Add syncs', 'Order and policies', 'Name and schedule'] as const;
 
@@ -53,13 +70,14 @@ function memberDraft(member: Member): MemberDraft {
     thresholdValue: String('percent' in member.rejectedThreshold ? member.rejectedThreshold.percent : member.rejectedThreshold.count),
     start: member.after === null ? 'previous' : member.after.length === 0 ? 'now' : 'after',
     after: member.after ?? [],
+    timeout: member.timeoutMinutes === undefined ? '' : String(member.timeoutMinutes),
   };
 }
 
 function newMember(sync: string, taken: Set<string>): MemberDraft {
   let key = sync;
   for (let n = 2; taken.has(key); n++) key = `${sync}-${n}`;
-  return { key, sync, terminate: 'on_fatal', thresholdUnit: 'count', thresholdValue: '0', start: 'previous', after: [] };
+  return { key, sync, terminate: 'on_fatal', thresholdUnit: 'count', thresholdValue: '0', start: 'previous', after: [], timeout: '' };
 }
 
 function initialDraft(sequence: Sequence | undefined): Draft {
@@ -71,6 +89,7 @@ function initialDraft(sequence: Sequence | undefined): Draft {
     concurrency: String(sequence?.concurrency ?? 4),
     members: sequence?.members.map(memberDraft) ?? [],
     schedule: scheduleDraft(sequence?.schedule ?? { type: 'manual' }),
+    deadline: sequence?.deadlineMinutes === undefined ? '' : String(sequence.deadlineMinutes),
   };
 }
 
@@ -92,6 +111,7 @@ function toInput(draft: Draft): SequenceInput {
         ? { rejectedThreshold: m.thresholdUnit === 'percent' ? { percent: Number(m.thresholdValue) } : { count: Number(m.thresholdValue) } }
         : {}),
       ...(after !== null ? { after } : {}),
+      ...(m.timeout.trim() !== '' ? { timeoutMinutes: Number(m.timeout) } : {}),
     };
   });
   const graph = members.some((m) => m.after !== undefined);
@@ -101,6 +121,7 @@ function toInput(draft: Draft): SequenceInput {
     schedule: scheduleFromDraft(draft.schedule),
     enabled: draft.enabled,
     ...(graph ? { concurrency: Number(draft.concurrency) } : {}),
+    ...(draft.deadline.trim() !== '' ? { deadlineMinutes: Number(draft.deadline) } : {}),
     members,
   };
 }
@@ -117,6 +138,7 @@ function localProblems(draft: Draft, step: number): Record<string, string> {
         if (!ok) problems[`members.${i}.rejectedThreshold`] = m.thresholdUnit === 'percent' ? 'Enter a percentage from 0 to 100.' : 'Enter a whole number of rows (0 or more).';
       }
       if (m.start === 'after' && m.after.length === 0) problems[`members.${i}.after`] = 'Pick at least one sync to wait for, or choose another start.';
+      if (!limitOk(m.timeout)) problems[`members.${i}.timeoutMinutes`] = LIMIT_PROBLEM;
     });
   }
   if (step >= 2) {
@@ -125,6 +147,7 @@ function localProblems(draft: Draft, step: number): Record<string, string> {
       const c = Number(draft.concurrency);
       if (!Number.isInteger(c) || c < 1) problems.concurrency = 'Enter a whole number of at least 1.';
     }
+    if (!limitOk(draft.deadline)) problems.deadlineMinutes = LIMIT_PROBLEM;
     Object.assign(problems, scheduleProblems(draft.schedule));
   }
   return problems;
@@ -252,13 +275,13 @@ function WizardForm({ workspace, existing }: { workspace: Workspace; existing: S
   const previewMembers = draft.members.map((m) => ({ key: m.key, sync: m.sync, after: afterOf(m, keys) }));
 
   // Details the visible fields do not show, so nothing the server said is lost.
-  const unclaimed = errors.unclaimed(['members', 'slug', 'name', 'concurrency', 'enabled', 'schedule']);
+  const unclaimed = errors.unclaimed(['members', 'slug', 'name', 'concurrency', 'enabled', 'schedule', 'deadlineMinutes']);
   const memberError = (i: number, field?: string) => (field ? errors.get(`members.${i}.${field}`) : errors.get(`members.${i}`));
   const memberOther = (i: number) =>
     Object.entries(shown)
       .filter(([k]) => {
         const n = normalizeField(k);
-        return n.startsWith(`members.${i}.`) && !['terminate', 'rejectedThreshold', 'after', 'sync'].some((f) => n.startsWith(`members.${i}.${f}`));
+        return n.startsWith(`members.${i}.`) && !['terminate', 'rejectedThreshold', 'after', 'sync', 'timeoutMinutes'].some((f) => n.startsWith(`members.${i}.${f}`));
       })
       .map(([, v]) => v);
 
@@ -413,6 +436,24 @@ function WizardForm({ workspace, existing }: { workspace: Workspace; existing: S
                         </div>
                       )}
                       <div className="field">
+                        <label htmlFor={`${id}-to-${i}`}>Timeout (minutes)</label>
+                        <input
+                          id={`${id}-to-${i}`}
+                          type="number"
+                          min={0}
+                          step="any"
+                          value={m.timeout}
+                          placeholder="No limit"
+                          onChange={(e) => updateMember(i, { timeout: e.target.value })}
+                          aria-invalid={Boolean(memberError(i, 'timeoutMinutes'))}
+                          aria-describedby={`${id}-to-${i}-hint`}
+                        />
+                        <span className="hint" id={`${id}-to-${i}-hint`}>
+                          A run still going then is stopped and counts as failed.
+                        </span>
+                        <FieldError message={memberError(i, 'timeoutMinutes')} />
+                      </div>
+                      <div className="field">
                         <label htmlFor={`${id}-s-${i}`}>Starts</label>
                         <select id={`${id}-s-${i}`} value={m.start} onChange={(e) => updateMember(i, { start: e.target.value as StartMode })}>
                           <option value="previous">{i === 0 ? 'First' : 'After the previous sync'}</option>
@@ -505,6 +546,24 @@ function WizardForm({ workspace, existing }: { workspace: Workspace; existing: S
                 <FieldError message={errors.get('concurrency')} />
               </div>
             )}
+            <div className="field">
+              <label htmlFor={`${id}-deadline`}>Deadline (minutes)</label>
+              <input
+                id={`${id}-deadline`}
+                type="number"
+                min={0}
+                step="any"
+                value={draft.deadline}
+                placeholder="No deadline"
+                onChange={(e) => update({ deadline: e.target.value })}
+                aria-invalid={Boolean(errors.get('deadlineMinutes'))}
+                aria-describedby={`${id}-deadline-hint`}
+              />
+              <span className="hint" id={`${id}-deadline-hint`}>
+                From a run&apos;s start: then members not started are skipped, running ones stopped, and the run fails.
+              </span>
+              <FieldError message={errors.get('deadlineMinutes')} />
+            </div>
             <label className="check">
               <input type="checkbox" checked={draft.enabled} onChange={(e) => update({ enabled: e.target.checked })} />
               Enabled (runs on its schedule)

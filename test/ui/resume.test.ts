@@ -1,0 +1,115 @@
+/**
+ * Resume and run limits in the web UI against a real `lockstep serve`: the sequence form edits a
+ * member's timeout and the sequence's deadline (a bad value is refused at its field), and a failed
+ * sequence run's page offers Resume, which opens the new run: it says which run it resumes, shows
+ * the carried-over member as such, and runs the rest to done.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
+import { killChildren } from '../cli/cli-helpers.js';
+import { ensureChromium } from '../setup/chromium.js';
+import { eventually, openBrowser, screenshot, startServer, uiWorkspace, type Browser, type UiServer } from './ui-harness.js';
+
+let server: UiServer;
+let browser: Browser;
+let page: Page;
+
+interface SequenceJson {
+  deadlineMinutes?: number;
+  members: Array<{ key: string; timeoutMinutes?: number }>;
+}
+interface RunJson {
+  id: string;
+  status: string;
+}
+
+const brokenSync = (object: string) => ({ slug: 'broken-to-crm', model: 'accounts', destination: 'crm', object, mode: 'upsert' });
+
+beforeAll(async () => {
+  ensureChromium();
+  const dir = await uiWorkspace();
+  server = await startServer(dir);
+  browser = await openBrowser();
+  page = browser.page;
+  expect((await server.api('POST', '/api/syncs', brokenSync('missing_table'))).status).toBe(201);
+  const created = await server.api('POST', '/api/sequences', {
+    slug: 'fixable',
+    name: 'Fixable',
+    members: [{ sync: 'accounts-to-crm' }, { sync: 'broken-to-crm', timeoutMinutes: 5 }],
+  });
+  expect(created.status).toBe(201);
+}, 60_000);
+
+afterAll(async () => {
+  await browser?.[Symbol.asyncDispose]();
+  await server?.[Symbol.asyncDispose]();
+  await killChildren();
+});
+
+describe('resume and limits in the web UI', () => {
+  it('the sequence form edits a member’s timeout and the deadline; a bad value is refused at its field', async () => {
+    await page.goto(`${server.baseUrl}/sequences/fixable/edit`);
+    await page.getByRole('heading', { name: 'Edit Fixable' }).waitFor();
+    await page.getByRole('button', { name: 'Next' }).click();
+    const broken = page.getByRole('listitem', { name: 'broken-to-crm' });
+    expect(await broken.getByLabel('Timeout (minutes)').inputValue()).toBe('5');
+    expect(await page.getByRole('listitem', { name: 'accounts-to-crm' }).getByLabel('Timeout (minutes)').inputValue()).toBe('');
+    await broken.getByLabel('Timeout (minutes)').fill('-2');
+    await page.getByRole('button', { name: 'Next' }).click();
+    const timeoutField = broken.getByLabel('Timeout (minutes)').locator('xpath=..');
+    expect(await timeoutField.locator('.field-error').textContent()).toBe('Enter minutes (more than 0, at most 10080), or leave it empty for no limit.');
+    expect(await broken.getByLabel('Timeout (minutes)').getAttribute('aria-invalid')).toBe('true');
+    await broken.getByLabel('Timeout (minutes)').fill('10');
+    await page.getByRole('button', { name: 'Next' }).click();
+    await page.getByLabel('Deadline (minutes)').fill('45');
+    await screenshot(page, '20-wizard-deadline');
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.getByRole('heading', { name: 'Fixable', level: 1 }).waitFor();
+    const stored = (await server.api<SequenceJson>('GET', '/api/sequences/fixable')).body;
+    expect(stored.deadlineMinutes).toBe(45);
+    expect(stored.members.map((m) => m.timeoutMinutes)).toEqual([undefined, 10]);
+  });
+
+  it('a failed run offers Resume: the new run says what it resumes, carries the finished member over and runs the rest', async () => {
+    const started = await server.api<RunJson>('POST', '/api/sequences/fixable/runs');
+    const failed = await eventually('the run to fail', async () => {
+      const { body } = await server.api<RunJson>('GET', `/api/sequence-runs/${started.body.id}`);
+      return body.status === 'failed' ? body : undefined;
+    });
+    await page.goto(`${server.baseUrl}/runs/sequence/${failed.id}`);
+    const details = page.getByRole('region', { name: 'Run details' });
+    const resume = details.getByRole('button', { name: 'Resume' });
+    await resume.waitFor();
+    await screenshot(page, '21-failed-run-resume');
+
+    // The sync is fixed (the sequence's members are as they were), then the run resumed.
+    expect((await server.api('PUT', '/api/syncs/broken-to-crm', brokenSync('accounts'))).status).toBe(200);
+    await resume.click();
+    await page.waitForURL((url) => url.pathname.startsWith('/runs/sequence/') && !url.pathname.endsWith(failed.id));
+    const resumedId = new URL(page.url()).pathname.split('/').pop()!;
+    const resumedDetails = page.getByRole('region', { name: 'Run details' });
+    await resumedDetails.locator('dl.facts [data-status="done"]').waitFor({ timeout: 30_000 });
+    const link = resumedDetails.getByRole('link', { name: `failed run ${failed.id.slice(0, 8)}` });
+    expect(await link.getAttribute('href')).toBe(`/runs/sequence/${failed.id}`);
+    const members = resumedDetails.getByRole('table', { name: 'Member runs' });
+    const accounts = members.getByRole('row', { name: 'accounts-to-crm' });
+    await accounts.getByText('Carried over: it finished in the run this one resumes.').waitFor();
+    expect(await members.getByRole('row', { name: 'broken-to-crm' }).getByText(/Carried over/).count()).toBe(0);
+    expect(await resumedDetails.getByRole('button', { name: 'Resume' }).count()).toBe(0);
+    await screenshot(page, '22-resumed-run');
+    expect((await server.api<{ resumedFrom: string }>('GET', `/api/sequence-runs/${resumedId}`)).body.resumedFrom).toBe(failed.id);
+
+    // Back on the failed run, a second Resume is refused with the server's reason.
+    await link.click();
+    await page.getByRole('region', { name: 'Run details' }).getByRole('button', { name: 'Resume' }).click();
+    const refusal = page.getByRole('alert').filter({ hasText: 'Could not resume' });
+    await refusal.waitFor();
+    expect(await refusal.textContent()).toContain(`was already resumed by run ${resumedId} (done)`);
+    expect(new URL(page.url()).pathname).toBe(`/runs/sequence/${failed.id}`);
+  });
+
+  it('the pages showed no script errors', () => {
+    // The refused resume is a 409 the page shows; the browser logs the failed request itself.
+    expect(browser.errors.filter((e) => !e.includes('409'))).toEqual([]);
+  });
+});
