@@ -47,6 +47,7 @@ export function describeRunQueueContract(name: string, open: OpenStore): void {
           cancelRequested: false,
           apiUsage: null,
           phaseMs: null,
+          comparison: null,
           attempt: 0,
           workerId: null,
           leaseExpiresAt: null,
