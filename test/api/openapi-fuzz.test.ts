@@ -3,7 +3,8 @@
  * hostile values where the schema expects others: wrong types, huge and unicode strings, `__proto__`
  * keys, negative and enormous numbers, deeply nested JSON, bad percent-encoding, `${ENV}` templates,
  * missing or wrong tokens. Every answer must be under 500, hold none of the secrets the server was
- * given, and a refused request (4xx) must leave what the store holds as it was.
+ * given, and a refused request (4xx) must leave what the store holds as it was (entities, alerts,
+ * tokens, runs).
  *
  * Seeded (FUZZ_SEED; default a fixed seed, so a run repeats), FUZZ_RUNS requests (default 2,000). A
  * failure prints the seed and the shrunk request to repeat it: `FUZZ_SEED=<seed> npx vitest run <this file>`.
@@ -80,10 +81,20 @@ afterAll(async () => {
   await api?.[Symbol.asyncDispose]();
 });
 
-/** What a request could change: the workspace (entities, alerts, webhook settings) and the tokens. */
+/**
+ * What a request could change: the workspace (entities, alerts, webhook settings), the tokens, and
+ * which runs exist (sequence runs, and sync runs not started by a sequence: a sequence's members
+ * are queued by the worker meanwhile, and run statuses move on by themselves).
+ */
 async function storeState(): Promise<string> {
   const { store } = api.app;
-  return JSON.stringify({ workspace: await store.loadWorkspace(), tokens: (await store.tokens.list()).map((t) => t.name) });
+  const page = { limit: 10_000, offset: 0, order: 'asc' as const };
+  return JSON.stringify({
+    workspace: await store.loadWorkspace(),
+    tokens: (await store.tokens.list()).map((t) => t.name),
+    sequenceRuns: (await store.listSequenceRuns(page)).map((r) => r.id),
+    syncRuns: (await store.listSyncRuns(page)).filter((r) => r.sequenceRunId === null).map((r) => r.id),
+  });
 }
 
 // --- hostile values
