@@ -83,6 +83,9 @@ export function createApiServer(serverOptions: ApiServerOptions): ApiServer {
   app.use('*', async (c, next) => {
     const started = performance.now();
     await next();
+    // A body answered before it was read (a 404, a refused token, one over the limit) is drained and
+    // its connection then closed, so the client is told not to send another request on it.
+    if (c.req.raw.body !== null && !c.req.raw.bodyUsed) c.res.headers.set('connection', 'close');
     // Only the path: a query string may hold a token.
     logger.debug('request', { method: c.req.method, path: c.req.path, status: c.res.status, durationMs: Math.round(performance.now() - started) });
   });

@@ -11,7 +11,7 @@
  * leaks no secret.
  */
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ConnectorRegistry } from '../../src/core/connector-registry.js';
 import type { ConnectorContext, RateLimits } from '../../src/core/connector-kind.js';
 import { ErrorCode, LockstepError } from '../../src/core/errors.js';
@@ -473,6 +473,29 @@ describe('Salesforce destination: Bulk API 2.0', () => {
     const outcomes = await writer.write([upsert(['A-1', 'Acme', null])]);
     expect(outcomes[0]).toMatchObject({ ok: true });
     expect(sf.stats().requests.bulkCreate).toBe(1);
+  });
+});
+
+describe('Salesforce destination: a cancelled run', () => {
+  it('stops waiting for a Bulk API job when the run is cancelled, and aborts the job', async () => {
+    const sf = await start({ bulkPolls: 1_000_000 });
+    const { destination } = await open(sf);
+    const cancel = new AbortController();
+    const writer = await destination.prepare(accountsTarget({ settings: { externalIdField: 'External_Id__c', bulkThreshold: 0 }, signal: cancel.signal }));
+    const writing = writer.write([upsert(['A-1', 'Acme', null])]);
+    const stopped = writing.then(
+      () => null,
+      (error: unknown) => error,
+    );
+    // Polling (each poll a few ms of real time here) until cancelled.
+    while (sf.stats().requests.bulkStatus < 3) await new Promise((resolve) => setTimeout(resolve, 5));
+    cancel.abort('cancel');
+    expect(await stopped).toBe('cancel');
+    // The close of the upload, then the abort.
+    await vi.waitFor(() => expect(sf.stats().requests.bulkClose).toBe(2));
+    const polls = sf.stats().requests.bulkStatus;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(sf.stats().requests.bulkStatus).toBe(polls);
   });
 });
 
