@@ -17,6 +17,9 @@
  * Each pair runs `--repeat` times, alternating; the medians are compared (the machine is shared).
  * Next to the wall times, the CPU time each child used in the same span, all its threads and its
  * main thread: on a machine shared with other work these move far less with the load than wall time.
+ * With `--warm`, each child does its work twice in its process and only the second time is timed
+ * (Lockstep: a first sync of the same model to the same destination): the figure of a long-running
+ * worker rather than of a fresh process's first run.
  * The receiver counts what arrived, so each figure is checked to have delivered every row once.
  * Why a separate receiver process: on a 2-core machine a receiver sharing the client's event loop
  * would take its time from whichever client is measured, and would measure the receiver's JSON
@@ -26,7 +29,7 @@
  * `--rate-rows` rows at batchSize 1 (one PUT per row); the rate is measured at the receiver, from
  * the first request's arrival to the last's.
  *
- * Usage: node bench/run.js http [--rows 100000] [--batches 100,500] [--concurrency 4] [--repeat 3]
+ * Usage: node bench/run.js http [--rows 100000] [--batches 100,500] [--concurrency 4] [--repeat 3] [--warm]
  *                                [--rate-rows 200] [--rps 20]
  * Prints one JSON line per measurement, then a last line with all of them.
  */
@@ -40,7 +43,7 @@ import Database from 'better-sqlite3';
 import { formatPhaseTimes } from '../dist/core/run-phases.js';
 
 const self = fileURLToPath(import.meta.url);
-const DEFAULTS = { rows: 100_000, batches: '100,500', concurrency: 4, repeat: 3, 'rate-rows': 200, rps: 20 };
+const DEFAULTS = { rows: 100_000, batches: '100,500', concurrency: 4, repeat: 3, 'rate-rows': 200, rps: 20, warm: false };
 const COLUMNS = 'id, account_id, email, name, score, created_at';
 const AUTHORIZATION = 'Bearer bench-token';
 
@@ -75,7 +78,11 @@ function parseArgs(args) {
   for (let i = 0; i < args.length; i++) {
     const name = args[i]?.replace(/^--/, '');
     if (!args[i]?.startsWith('--') || !(name in options)) {
-      throw new Error(`unknown argument "${args[i]}" — use --rows N, --batches N,N, --concurrency N, --repeat N, --rate-rows N, --rps N`);
+      throw new Error(`unknown argument "${args[i]}" — use --rows N, --batches N,N, --concurrency N, --repeat N, --rate-rows N, --rps N, --warm`);
+    }
+    if (name === 'warm') {
+      options.warm = true;
+      continue;
     }
     const raw = args[++i] ?? '';
     if (name === 'batches') {
@@ -131,7 +138,16 @@ function runReceiver() {
 // ---------------------------------------------------------------------------------------------
 // The baseline (its own process): the same rows, the same bodies, the same client and concurrency.
 
-async function runBaseline({ db: path, url, batch: size, concurrency }) {
+async function runBaseline(input) {
+  // With --warm, the same work first runs once in this process, untimed (and uncounted by the receiver).
+  if (input.warm) {
+    await baselineOnce(input);
+    await receiverCall(input.url, '/__reset');
+  }
+  return baselineOnce(input);
+}
+
+async function baselineOnce({ db: path, url, batch: size, concurrency }) {
   const { Pool } = await import('undici');
   const cpu = cpuNow();
   const started = performance.now();
@@ -175,7 +191,7 @@ async function runBaseline({ db: path, url, batch: size, concurrency }) {
 // ---------------------------------------------------------------------------------------------
 // Lockstep (its own process): the app, one sync run.
 
-async function runLockstep({ work, url, batch, concurrency, rows, rps, rateRows, attempt = 1 }) {
+async function runLockstep({ work, url, batch, concurrency, rows, rps, rateRows, attempt = 1, warm = false }) {
   const dist = new URL('../dist/', import.meta.url);
   const { createApp } = await import(new URL('app.js', dist).href);
   const { resolveConfig } = await import(new URL('config.js', dist).href);
@@ -195,6 +211,8 @@ async function runLockstep({ work, url, batch, concurrency, rows, rps, rateRows,
     const limited = rps !== undefined;
     // A new sync each time: every run is an initial sync of every row.
     const slug = limited ? 'items-rate' : `items-${batch}-${attempt}`;
+    // With --warm, a first sync of the same model to the same destination runs before, untimed.
+    const warmup = warm && !limited ? `${slug}-warmup` : null;
     const destination = {
       slug: limited ? 'api-limited' : 'api',
       type: 'http',
@@ -205,26 +223,30 @@ async function runLockstep({ work, url, batch, concurrency, rows, rps, rateRows,
         sources: [{ slug: 'warehouse', type: 'sqlite', settings: { path: join(work, 'warehouse.db') } }],
         destinations: [destination],
         models: [{ slug: limited ? 'items-few' : 'items', source: 'warehouse', primaryKey: ['id'], query: `select ${COLUMNS} from items${limited ? ` where id <= ${rateRows}` : ''}` }],
-        syncs: [
-          {
-            slug,
-            model: limited ? 'items-few' : 'items',
-            destination: destination.slug,
-            object: limited ? '/items/{{ row.id }}' : '/items',
-            mode: 'upsert',
-            deleteBehavior: 'ignore',
-            mappings: [],
-            schedule: { type: 'manual' },
-            enabled: true,
-            batchSize: limited ? 1 : batch,
-            settings: limited ? { method: 'PUT' } : {},
-          },
-        ],
+        syncs: [slug, ...(warmup ? [warmup] : [])].map((syncSlug) => ({
+          slug: syncSlug,
+          model: limited ? 'items-few' : 'items',
+          destination: destination.slug,
+          object: limited ? '/items/{{ row.id }}' : '/items',
+          mode: 'upsert',
+          deleteBehavior: 'ignore',
+          mappings: [],
+          schedule: { type: 'manual' },
+          enabled: true,
+          batchSize: limited ? 1 : batch,
+          settings: limited ? { method: 'PUT' } : {},
+        })),
         sequences: [],
       },
       app.clock.now(),
     );
     await app.worker.start();
+    if (warmup) {
+      const first = await app.worker.triggerSync(warmup);
+      const done = await app.worker.waitForSyncRun(first.run.id);
+      if (done.status !== 'success') throw new Error(`warm-up run ended ${done.status}: ${done.error ?? ''}`);
+      await receiverCall(url, '/__reset');
+    }
     // CPU from the trigger to the recorded end: a little more than the run's own span (claimed → finished).
     const cpu = cpuNow();
     const { run } = await app.worker.triggerSync(slug);
@@ -303,7 +325,10 @@ export async function main(args) {
   let receiver = null;
   const results = [];
   try {
-    log(`http benchmark: ${options.rows} rows, batch sizes ${options.batches.join(', ')}, concurrency ${options.concurrency}`);
+    log(
+      `http benchmark: ${options.rows} rows, batch sizes ${options.batches.join(', ')}, concurrency ${options.concurrency}` +
+        (options.warm ? ', each child timed on its second run of the work (--warm)' : ''),
+    );
     createModel(join(work, 'warehouse.db'), options.rows);
     receiver = await startReceiverProcess();
     const expect = async (what, rows) => {
@@ -320,12 +345,12 @@ export async function main(args) {
       let requests = 0;
       for (let attempt = 1; attempt <= options.repeat; attempt++) {
         await receiverCall(receiver.url, '/__reset');
-        const baseline = await child('--baseline', { db: join(work, 'warehouse.db'), url: receiver.url, batch, concurrency: options.concurrency });
+        const baseline = await child('--baseline', { db: join(work, 'warehouse.db'), url: receiver.url, batch, concurrency: options.concurrency, warm: options.warm });
         await expect('baseline', options.rows);
         baselines.push(baseline);
 
         await receiverCall(receiver.url, '/__reset');
-        const lockstep = await child('--lockstep', { work, url: receiver.url, batch, concurrency: options.concurrency, rows: options.rows, attempt });
+        const lockstep = await child('--lockstep', { work, url: receiver.url, batch, concurrency: options.concurrency, rows: options.rows, attempt, warm: options.warm });
         const stats = await expect('lockstep', options.rows);
         requests = stats.requests;
         runs.push(lockstep);
@@ -358,6 +383,7 @@ export async function main(args) {
         main_cpu_ratio: ratioOf((r) => r.mainCpuMs),
         requests,
         runs: options.repeat,
+        ...(options.warm ? { warm: true } : {}),
         baseline_runs_s: baselines.map((b) => seconds(b.ms)),
         lockstep_runs_s: runs.map((r) => seconds(r.ms)),
       };

@@ -1117,15 +1117,6 @@ export class SyncRunner {
     const { store } = this.options;
     // Every commit carries the run's attempt: once another worker took the run over, it is refused.
     const fence = { runId: p.run.id, attempt: p.run.attempt };
-    // The run turns `processing` before its first commit, while no snapshot write of it is under
-    // way: after it, the next commits would already be running on the store's write thread, and the
-    // record's update would wait for them (a SQLite file has one writer at a time), blocking the process.
-    const first = !progress.processing;
-    if (first) {
-      progress.processing = true;
-      progress.lastReport = performance.now();
-      await p.update({ ...progressPatch(progress), status: 'processing' });
-    }
     // Ids first: a crash between the two re-sends the rows (an idempotent upsert), while a snapshot
     // entry without its id would leave child syncs waiting for an id that never comes.
     if (p.planner) {
@@ -1152,16 +1143,18 @@ export class SyncRunner {
     add(progress.successful, settled.successful);
     add(progress.failed, settled.failed);
     progress.settled += settled.count;
+    const first = !progress.processing;
+    progress.processing = true;
     // The record follows at most every REPORT_EVERY_MS (the run's end records the final counts):
     // a write per batch would cost more than the batch when batches are small. While a later
     // snapshot write is under way, the store may be committing it (a SQLite file has one writer at
     // a time, and this write would wait for it, blocking the process): the record then waits for a
     // moment without one, up to REPORT_WAIT_MS.
     const now = performance.now();
-    if (now - progress.lastReport < REPORT_EVERY_MS) return;
-    if (p.snapshotWrites > 0 && now - progress.lastReport < REPORT_WAIT_MS) return;
+    if (!first && now - progress.lastReport < REPORT_EVERY_MS) return;
+    if (!first && p.snapshotWrites > 0 && now - progress.lastReport < REPORT_WAIT_MS) return;
     progress.lastReport = now;
-    await p.update(progressPatch(progress));
+    await p.update({ ...progressPatch(progress), status: first ? 'processing' : undefined });
   }
 
   /**

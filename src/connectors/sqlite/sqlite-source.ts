@@ -58,34 +58,20 @@ export class SqliteSource implements Source {
       throw this.queryError(error);
     }
     try {
-      let rows: Value[][] = [];
       let yielded = false;
       for (;;) {
-        let next: IteratorResult<unknown>;
+        let rows: Value[][];
         try {
-          next = iterator.next();
+          rows = stepRows(iterator, batchSize);
         } catch (error) {
           throw this.queryError(error);
         }
-        if (next.done) break;
-        // Each step answers a new array: its values are normalised where they lie (strings and
-        // nulls, most of them, already are), not copied into a second array per row.
-        const row = next.value as unknown[];
-        for (let c = 0; c < row.length; c++) {
-          const value = row[c];
-          if (value !== null && typeof value !== 'string') row[c] = normalizeValue(value);
-        }
-        rows.push(row as Value[]);
-        if (rows.length >= batchSize) {
-          yielded = true;
-          const batch = rows;
-          rows = [];
-          yield { columns, rows: batch };
-          signal?.throwIfAborted();
-        }
+        // An empty result still tells the caller its columns.
+        if (rows.length > 0 || !yielded) yield { columns, rows };
+        yielded = true;
+        if (rows.length < batchSize) break;
+        signal?.throwIfAborted();
       }
-      // An empty result still tells the caller its columns.
-      if (rows.length > 0 || !yielded) yield { columns, rows };
     } finally {
       // Ends the statement when the consumer stops early, so the database is not left busy.
       iterator.return?.();
@@ -130,4 +116,27 @@ export class SqliteSource implements Source {
       { cause: error },
     );
   }
+}
+
+/**
+ * The next rows of a statement, up to `batchSize` (fewer only at its end), their values normalised.
+ * The loop over rows is a function of its own: the optimising compiler then compiles this small
+ * function, not the whole generator around it (which it compiled twice, ~30 ms each, in every
+ * process's first read).
+ */
+function stepRows(iterator: IterableIterator<unknown>, batchSize: number): Value[][] {
+  const rows: Value[][] = [];
+  while (rows.length < batchSize) {
+    const next = iterator.next();
+    if (next.done) break;
+    // Each step answers a new array: its values are normalised where they lie (strings and nulls,
+    // most of them, already are), not copied into a second array per row.
+    const row = next.value as unknown[];
+    for (let c = 0; c < row.length; c++) {
+      const value = row[c];
+      if (value !== null && typeof value !== 'string') row[c] = normalizeValue(value);
+    }
+    rows.push(row as Value[]);
+  }
+  return rows;
 }
