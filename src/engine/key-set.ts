@@ -117,7 +117,10 @@ export class KeySet {
     if (this.list !== null) this.leaveOrder();
     const runs = this.runs;
     if (runs === null) {
-      for await (const keys of scan()) for (const k of keys) if (!this.has(k)) yield k;
+      for await (const keys of scan()) {
+        for (const k of keys) if (!this.has(k)) yield k;
+        await turn();
+      }
       return;
     }
     const room = Math.max(this.budget - (this.table?.byteLength ?? 0), this.budget / 2);
@@ -134,6 +137,7 @@ export class KeySet {
           if (first < from || first >= to) continue;
           if (!this.inTable() && !slice.some((records) => findRecord(records, 0, records.length / WORDS))) yield k;
         }
+        await turn();
       }
     }
   }
@@ -291,6 +295,14 @@ export class KeySet {
     }
     this.table = t;
   }
+}
+
+/**
+ * One turn of the event loop. A page of keys read from a store may arrive without one (its reads are
+ * synchronous): between pages, timers (the run's lease heartbeat) and I/O get theirs.
+ */
+function turn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 /** Fingerprints per block of a run: 4 KiB, one read per lookup. */
