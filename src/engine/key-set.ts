@@ -18,8 +18,9 @@
  * Memory is bounded by a budget (`budgetBytes`): when the list or the table would outgrow it, its
  * fingerprints are sorted by their first word and written to a temporary file as a run (the file is
  * unlinked as soon as it is opened, so nothing is left behind, whatever happens to the process), and
- * the list or table starts empty again. Only a few words per 4 KiB block of a run stay in memory (the
- * first word of each block), so a lookup in a run reads one block. Keys still arriving in order need
+ * the list or table starts empty again. Of a run, memory keeps the first word of each 4 KiB block and
+ * a Bloom filter (10 bits per key, about 1% false positives; filters get a quarter of the budget, and
+ * runs beyond it have none), so a lookup in a run nearly never reads, and then one block. Keys still arriving in order need
  * no lookup at all: none before them can be the same. Finding which keys of a large set of keys (the
  * snapshot's) are not in the set (`unseen`) reads the runs in slices that fit the budget, one pass
  * over those keys per slice.
@@ -59,7 +60,8 @@ export class KeySet {
   private readonly spillDir: string;
 
   constructor(initialCapacity = 1 << 16, options: KeySetOptions = {}) {
-    this.budget = Math.max(64 * RECORD, options.budgetBytes ?? Infinity);
+    // Three quarters for the list or table, a quarter for the runs' Bloom filters.
+    this.budget = Math.max(64 * RECORD, ((options.budgetBytes ?? Infinity) * 3) / 4);
     this.spillDir = options.spillDir ?? tmpdir();
     this.capacity = 1 << Math.ceil(Math.log2(Math.max(16, initialCapacity)));
     while (this.capacity * RECORD > this.budget && this.capacity > 16) this.capacity /= 2;
@@ -115,7 +117,10 @@ export class KeySet {
     if (this.list !== null) this.leaveOrder();
     const runs = this.runs;
     if (runs === null) {
-      for await (const keys of scan()) for (const k of keys) if (!this.has(k)) yield k;
+      for await (const keys of scan()) {
+        for (const k of keys) if (!this.has(k)) yield k;
+        await turn();
+      }
       return;
     }
     const room = Math.max(this.budget - (this.table?.byteLength ?? 0), this.budget / 2);
@@ -132,6 +137,7 @@ export class KeySet {
           if (first < from || first >= to) continue;
           if (!this.inTable() && !slice.some((records) => findRecord(records, 0, records.length / WORDS))) yield k;
         }
+        await turn();
       }
     }
   }
@@ -266,7 +272,8 @@ export class KeySet {
 
   /** Writes fingerprints (a list, or a table's filled slots) to the temporary file as a run. */
   private spill(records: Uint32Array, sparse: boolean): void {
-    this.runs ??= new SpilledRuns(this.spillDir);
+    // A quarter of the budget for the runs' Bloom filters (1.25 bytes per key: 13 million keys in 64 MiB).
+    this.runs ??= new SpilledRuns(this.spillDir, this.budget / 3);
     this.runs.add(records, sparse);
   }
 
@@ -290,6 +297,14 @@ export class KeySet {
   }
 }
 
+/**
+ * One turn of the event loop. A page of keys read from a store may arrive without one (its reads are
+ * synchronous): between pages, timers (the run's lease heartbeat) and I/O get theirs.
+ */
+function turn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
 /** Fingerprints per block of a run: 4 KiB, one read per lookup. */
 const BLOCK = 256;
 /** Fingerprints written at once when a run is written. */
@@ -301,7 +316,13 @@ interface Run {
   start: number;
   records: number;
   firsts: Uint32Array;
+  /** A Bloom filter of its fingerprints (about 1% false positives), or null when the budget had no room for it. */
+  bloom: Uint32Array | null;
 }
+
+/** Bits per fingerprint in a run's Bloom filter, and bits looked at per lookup. */
+const BLOOM_BITS = 10;
+const BLOOM_PROBES = 7;
 
 /**
  * Sorted runs of fingerprints in a temporary file, unlinked once opened. Within a run, fingerprints
@@ -313,8 +334,13 @@ class SpilledRuns {
   private end = 0;
   /** One or two blocks read for a lookup. */
   private readonly buffer = new Uint32Array(2 * BLOCK * WORDS);
+  private bloomBytes = 0;
 
-  constructor(dir: string) {
+  /** `bloomBudget`: bytes the runs' Bloom filters may take together (a run without one is looked up on disk). */
+  constructor(
+    dir: string,
+    private readonly bloomBudget: number,
+  ) {
     const path = join(dir, `lockstep-keys-${process.pid}-${randomBytes(6).toString('hex')}`);
     this.fd = openSync(path, 'wx+', 0o600);
     unlinkSync(path);
@@ -326,7 +352,7 @@ class SpilledRuns {
 
   /** Bytes held in memory: the blocks' first words. */
   get bytes(): number {
-    return this.runs.reduce((n, run) => n + run.firsts.byteLength, 0) + this.buffer.byteLength;
+    return this.runs.reduce((n, run) => n + run.firsts.byteLength, 0) + this.buffer.byteLength + this.bloomBytes;
   }
 
   /** Writes `records` (or, when `sparse`, the filled slots of a table: last word not 0) as a run. */
@@ -334,6 +360,9 @@ class SpilledRuns {
     const order = sortedByFirstWord(records, sparse);
     const n = order.length;
     const firsts = new Uint32Array(Math.ceil(n / BLOCK));
+    const bloomWords = 1 << Math.ceil(Math.log2(Math.max(32, (n * BLOOM_BITS) / 32)));
+    const bloom = this.bloomBytes + bloomWords * 4 <= this.bloomBudget ? new Uint32Array(bloomWords) : null;
+    if (bloom) this.bloomBytes += bloom.byteLength;
     const chunk = new Uint32Array(Math.min(n, WRITE_CHUNK) * WORDS);
     const bytes = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
     for (let done = 0; done < n; ) {
@@ -346,11 +375,12 @@ class SpilledRuns {
         chunk[to + 2] = records[from + 2] as number;
         chunk[to + 3] = records[from + 3] as number;
         if ((done + i) % BLOCK === 0) firsts[(done + i) / BLOCK] = records[from] as number;
+        if (bloom) bloomAdd(bloom, records[from + 1] as number, records[from + 2] as number);
       }
       writeSync(this.fd, bytes, 0, count * RECORD, (this.end + done) * RECORD);
       done += count;
     }
-    this.runs.push({ start: this.end, records: n, firsts });
+    this.runs.push({ start: this.end, records: n, firsts, bloom });
     this.end += n;
   }
 
@@ -358,6 +388,7 @@ class SpilledRuns {
   has(f: Uint32Array): boolean {
     const first = f[0] as number;
     for (const run of this.runs) {
+      if (run.bloom && !bloomHas(run.bloom, f[1] as number, f[2] as number)) continue;
       // The blocks that may hold it: from the last one starting below its first word (equal ones
       // may begin there) to the last one starting at or below it; nearly always one.
       const firsts = run.firsts;
@@ -368,11 +399,14 @@ class SpilledRuns {
         if ((firsts[mid] as number) < first) lo = mid + 1;
         else hi = mid;
       }
-      const from = Math.max(0, lo - 1);
       let to = lo;
       while (to < firsts.length && firsts[to] === first) to++;
-      for (let block = from; block < Math.max(to, from + 1); block += 2) {
-        const blocks = Math.min(2, firsts.length - block);
+      // Below the first block's first word: not in this run.
+      if (to === 0) continue;
+      const from = Math.max(0, lo - 1);
+      const end = Math.max(to, from + 1);
+      for (let block = from; block < end; block += 2) {
+        const blocks = Math.min(2, end - block);
         const records = Math.min(blocks * BLOCK, run.records - block * BLOCK);
         const bytes = Buffer.from(this.buffer.buffer, this.buffer.byteOffset, records * RECORD);
         readSync(this.fd, bytes, 0, records * RECORD, (run.start + block * BLOCK) * RECORD);
@@ -407,6 +441,26 @@ class SpilledRuns {
     closeSync(this.fd);
     this.runs = [];
   }
+}
+
+/** Sets a fingerprint's bits (from its second and third words: double hashing) in a Bloom filter of a power-of-two size. */
+function bloomAdd(bloom: Uint32Array, a: number, b: number): void {
+  const mask = bloom.length * 32 - 1;
+  const step = b | 1;
+  for (let i = 0; i < BLOOM_PROBES; i++) {
+    const bit = (a + Math.imul(i, step)) & mask;
+    bloom[bit >>> 5]! |= 1 << (bit & 31);
+  }
+}
+
+function bloomHas(bloom: Uint32Array, a: number, b: number): boolean {
+  const mask = bloom.length * 32 - 1;
+  const step = b | 1;
+  for (let i = 0; i < BLOOM_PROBES; i++) {
+    const bit = (a + Math.imul(i, step)) & mask;
+    if (((bloom[bit >>> 5] as number) & (1 << (bit & 31))) === 0) return false;
+  }
+  return true;
 }
 
 /** Whether `f` (default: `fp`) is among `records[from..to)` (fingerprints sorted by first word). */
