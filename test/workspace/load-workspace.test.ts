@@ -266,7 +266,7 @@ describe('loadWorkspace: errors', () => {
     expect(byPath.get('sources.Old Warehouse')?.hint).toBe('use lowercase letters, digits, "-" and "_", starting with a letter or digit, e.g. "old-warehouse"');
     expect(byPath.get('sources.warehouse.type')?.hint).toBe('use one of: postgres, mysql, sqlite, duckdb');
     expect(byPath.get('destinations.crm.url')?.hint).toBe('export CRM_URL=... before running Lockstep');
-    expect(byPath.get('destinations.crm.path')?.hint).toBe('allowed here: type, url, connectTimeoutSeconds, statementTimeoutMinutes, writeTimeoutMinutes');
+    expect(byPath.get('destinations.crm.path')?.hint).toBe('allowed here: type, url, connectTimeoutSeconds, statementTimeoutMinutes, writeTimeoutMinutes, planner, plannerSchema');
     expect(byPath.get('syncs.accounts-to-crm.batchSize')?.hint).toBe('use a whole number from 1 to 100000');
     expect(byPath.get('syncs.contacts-to-crm.schedule.type')?.hint).toBe('use one of: manual, interval, cron, recurrence, dbt_cloud, fivetran, after');
     expect(byPath.get('sequences.crm.members[1].sync')?.hint).toBe(

@@ -46,6 +46,7 @@ export function describeRunQueueContract(name: string, open: OpenStore): void {
           error: null,
           cancelRequested: false,
           apiUsage: null,
+          comparison: null,
           attempt: 0,
           workerId: null,
           leaseExpiresAt: null,
@@ -75,6 +76,15 @@ export function describeRunQueueContract(name: string, open: OpenStore): void {
         expect(joined.created).toBe(false);
         expect(joined.run.options).toEqual({ fullResync: true, resetCDC: false });
         expect((await store.getSyncRun(run.id))?.options).toEqual({ fullResync: true, resetCDC: false });
+      });
+
+      it('keeps a full comparison asked for by a trigger that joined a queued run', async () => {
+        const id = await (applyCrm().then(() => syncId('accounts-to-crm')));
+        const { run } = await store.enqueueSyncRun({ syncId: id, trigger: MANUAL, options: NO_OPTIONS }, T0);
+        expect(run.options.fullCompare).toBeUndefined();
+        const joined = await store.enqueueSyncRun({ syncId: id, trigger: MANUAL, options: { fullResync: false, resetCDC: false, fullCompare: true } }, T0 + 1);
+        expect(joined.run.options).toEqual({ fullResync: false, resetCDC: false, fullCompare: true });
+        expect((await store.getSyncRun(run.id))?.options.fullCompare).toBe(true);
       });
 
       it('refuses to queue a run of an unknown sync', async () => {
@@ -161,6 +171,17 @@ export function describeRunQueueContract(name: string, open: OpenStore): void {
         const done = await store.updateSyncRun(run.id, { status: 'success' }, T0 + 3);
         expect(done.apiUsage).toEqual({ used: 12, limit: 15000, calls: 3 });
         expect((await store.getSyncRun(run.id))?.apiUsage).toEqual({ used: 12, limit: 15000, calls: 3 });
+      });
+
+      it('records how a run compared the model', async () => {
+        const { syncs } = await applyCrm();
+        const { run } = await store.enqueueSyncRun({ syncId: syncs['accounts-to-crm']!.id, trigger: MANUAL, options: NO_OPTIONS }, T0);
+        await store.claimSyncRun(run.id, T0 + 1, LEASE);
+        const comparison = { planner: 'warehouse' as const, kind: 'cursor' as const, notes: ['planner table rebuilt'] };
+        await store.updateSyncRun(run.id, { comparison }, T0 + 2);
+        const done = await store.updateSyncRun(run.id, { status: 'success' }, T0 + 3);
+        expect(done.comparison).toEqual(comparison);
+        expect((await store.getSyncRun(run.id))?.comparison).toEqual(comparison);
       });
 
       it('cancels a queued run at once and flags an active one', async () => {
