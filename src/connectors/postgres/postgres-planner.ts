@@ -81,18 +81,6 @@ export class PostgresPlanner implements WarehousePlanner {
    * and the guard function exist. A user who may not create them gets an error naming the grant.
    */
   static async open(client: pg.Client, schema: string, where: string): Promise<PostgresPlanner> {
-    if (process.env.LOCKSTEP_PLANNER_TRACE) {
-      const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
-      (client as unknown as { query: unknown }).query = async (...args: unknown[]) => {
-        const started = performance.now();
-        try {
-          return await query(...args);
-        } finally {
-          const text = typeof args[0] === 'string' ? args[0] : (args[0] as { text: string }).text;
-          process.stderr.write(`TRACE ${Math.round(performance.now() - started)} ms ${text.replace(/\s+/g, ' ').slice(0, 100)}\n`);
-        }
-      };
-    }
     const planner = new PostgresPlanner(client, schema, where);
     // Lockstep's own writes to planner tables; anything else trips the guard (see tampered).
     await client.query("SET lockstep.planner = 'on'");
