@@ -966,6 +966,11 @@ export class SyncRunner {
       return encoding !== undefined && p.writer.takesLines === true && p.lookups.length === 0;
     };
 
+    const sentAs = (op: 'added' | 'changed'): WriteOperation['kind'] => {
+      const kind = writeKind(sync, op);
+      if (kind === null) throw new LockstepError(ErrorCode.Internal, `the planner in the warehouse planned ${op} rows, which sync "${sync.slug}" (mode ${sync.mode}) does not send`);
+      return kind;
+    };
     let lines = false;
     for (const part of resetCDC ? [] : plan.parts) {
       let keyIndexes: number[] | null = null;
@@ -981,7 +986,7 @@ export class SyncRunner {
           const op =
             part.op === 'removed'
               ? new PlannedOp('removed', 'delete', k, null, NO_VALUES, null, 0, NO_LINE, 0, 0, 0, 0)
-              : view.op(r, part.op, writeKind(sync, part.op) as WriteOperation['kind'], k, 0, 0);
+              : view.op(r, part.op, sentAs(part.op), k, 0, 0);
           if (queue(op)) await flush();
         }
       }

@@ -80,6 +80,7 @@ function processingRun(querySize: number, delivered: number): SyncRun {
     error: null,
     cancelRequested: false,
     apiUsage: null,
+    comparison: null,
     attempt: 1,
     workerId: null,
     leaseExpiresAt: null,

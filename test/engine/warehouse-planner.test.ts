@@ -82,6 +82,29 @@ describe('planner in the warehouse (PostgreSQL)', () => {
     expect((await run()).plannedRows).toEqual(NONE);
   });
 
+  it('takes the model as delivered on resetCDC, and sends only new keys in insert mode, full resync or not', async () => {
+    const { url, h, run } = await setup({ sync: { mode: 'insert' } });
+    await using _ = h;
+    const { run: reset } = await h.app.worker.triggerSync('people-to-crm', { resetCDC: true });
+    const afterReset = await h.app.worker.waitForSyncRun(reset.id);
+    expect(afterReset.status).toBe('success');
+    expect(afterReset.plannedRows).toEqual(NONE);
+    expect(await sql(url, 'select count(*)::int as n from crm_people')).toEqual([{ n: 0 }]);
+    expect(await sql(url, 'select count(*)::int as n from lockstep_planner.sync_1_people_to_crm')).toEqual([{ n: ROWS }]);
+
+    // Insert mode: a changed row is not sent (and stays changed); a new key is.
+    await sql(url, `update people set name = 'changed' where id = 1; insert into people values (9001, 'new', 1, null)`);
+    const inserted = await run();
+    expect(inserted.plannedRows).toEqual({ addedCount: 1, changedCount: 0, removedCount: 0 });
+    expect(await sql(url, 'select id from crm_people')).toEqual([{ id: '9001' }]);
+
+    // A full resync in insert mode still sends only keys never delivered; the planner table keeps them all.
+    const all = await run({ fullResync: true });
+    expect(all.plannedRows).toEqual(NONE);
+    expect(await sql(url, 'select count(*)::int as n from lockstep_planner.sync_1_people_to_crm')).toEqual([{ n: ROWS + 1 }]);
+    expect((await run()).plannedRows).toEqual(NONE);
+  });
+
   it('finds null and duplicate keys in the warehouse and refuses them', async () => {
     const { h, run } = await setup({
       models: [

@@ -206,7 +206,7 @@ export class DuckDbPlanner implements WarehousePlanner {
       const cursorFilter = comparison === 'cursor' ? ` WHERE lockstep_q.${q(cursor?.column as string)} >= CAST(? AS ${typeOf(cursor?.column as string)})` : '';
       const join = comparison === 'cursor' || !request.sends.removed ? 'LEFT JOIN' : 'FULL JOIN';
       const op = `CASE WHEN m.lockstep_m IS NULL THEN 'r' WHEN p.lockstep_p IS NULL THEN 'a' ELSE 'c' END`;
-      const wanted = ["'a'", ...(request.sends.changed || kind === 'keys' ? ["'c'"] : []), ...(request.sends.removed && comparison === 'full' ? ["'r'"] : [])];
+      const wanted = ["'a'", ...(request.sends.changed ? ["'c'"] : []), ...(request.sends.removed && comparison === 'full' ? ["'r'"] : [])];
       const columns = [`${op} AS lockstep_op`, ...keys.map((k) => `coalesce(m.${q(k)}, p.${q(k)}) AS ${q(k)}`), ...values.map((v) => `m.${q(v)}`)];
       await this.run(
         `CREATE TABLE ${this.table(staging)} AS SELECT * FROM (SELECT ${columns.join(', ')}\n` +
@@ -370,8 +370,16 @@ export class DuckDbPlanner implements WarehousePlanner {
     if (kind === 'initial' || kind === 'reset' || kind === 'keys') {
       const keep = kind === 'keys' ? `(s.lockstep_op <> 'r' AND ${delivered}) OR (s.lockstep_op = 'r' AND NOT (${delivered}))` : delivered;
       const keepParams = kind === 'keys' ? [...params, ...params] : params;
+      // As PostgresPlanner.apply: rows not staged when compared by key keep what was delivered.
+      const old = kind === 'keys' ? await this.tableColumns(planner) : null;
+      const kept = old
+        ? ` UNION ALL SELECT ${columns.map((c) => (old.some((o) => o.name === c.name) ? `CAST(p.${q(c.name)} AS ${c.type})` : `CAST(NULL AS ${c.type})`)).join(', ')} FROM ${p} AS p WHERE NOT EXISTS (SELECT 1 FROM ${s} AS s WHERE ${keys.map((k) => `s.${q(k)} = p.${q(k)}`).join(' AND ')})`
+        : '';
+      const rebuilt = this.table(`${planner}_new`);
+      await this.run(`DROP TABLE IF EXISTS ${rebuilt}`);
+      await this.run(`CREATE TABLE ${rebuilt} AS SELECT ${selected} FROM ${s} AS s WHERE ${keep}${kept}`, keepParams);
       await this.run(`DROP TABLE IF EXISTS ${p}`);
-      await this.run(`CREATE TABLE ${p} AS SELECT ${selected} FROM ${s} AS s WHERE ${keep}`, keepParams);
+      await this.run(`ALTER TABLE ${rebuilt} RENAME TO ${q(planner)}`);
       const [row] = await this.rows<{ n: bigint }>(`SELECT count(*) AS n FROM ${p}`);
       rowCount = Number(row?.n ?? 0);
     } else {

@@ -40,6 +40,9 @@ export interface DuckDbSourceOptions {
 
 type DuckDbModule = typeof DuckDbApi;
 
+/** DuckDB's memory limit when the planner in the warehouse compares in the file (its default is most of the machine's memory). */
+const PLANNER_MEMORY = '128MB';
+
 /**
  * Reads models from a DuckDB file, opened read-only: each `read` uses its own connection and pulls
  * the result chunk by chunk (DuckDB's vectors of up to 2048 rows), regrouped into `batchSize` batches.
@@ -167,7 +170,8 @@ export class DuckDbSource implements Source {
       if (this.warehousePlanner) {
         // The planner keeps its tables in the file: opened for writing, or (auto) read-only as before.
         try {
-          return { duck, instance: await duck.DuckDBInstance.create(this.path, { access_mode: 'READ_WRITE' }) };
+          // Comparing and sorting spill to disk past this, instead of growing the process.
+          return { duck, instance: await duck.DuckDBInstance.create(this.path, { access_mode: 'READ_WRITE', memory_limit: PLANNER_MEMORY }) };
         } catch (thrown) {
           if (this.warehousePlanner.mode !== 'auto') throw thrown;
           this.readOnlyBecause = toError(thrown).message;

@@ -81,18 +81,6 @@ export class PostgresPlanner implements WarehousePlanner {
    * and the guard function exist. A user who may not create them gets an error naming the grant.
    */
   static async open(client: pg.Client, schema: string, where: string): Promise<PostgresPlanner> {
-    if (process.env.LOCKSTEP_PLANNER_TRACE) {
-      const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
-      (client as unknown as { query: unknown }).query = async (...args: unknown[]) => {
-        const started = performance.now();
-        try {
-          return await query(...args);
-        } finally {
-          const text = typeof args[0] === 'string' ? args[0] : (args[0] as { text: string }).text;
-          process.stderr.write(`TRACE ${Math.round(performance.now() - started)} ms ${text.replace(/\s+/g, ' ').slice(0, 100)}\n`);
-        }
-      };
-    }
     const planner = new PostgresPlanner(client, schema, where);
     // Lockstep's own writes to planner tables; anything else trips the guard (see tampered).
     await client.query("SET lockstep.planner = 'on'");
@@ -322,7 +310,7 @@ export class PostgresPlanner implements WarehousePlanner {
           ? `LEFT JOIN LATERAL (SELECT lockstep_p.*, true AS lockstep_p FROM ${this.table(plannerTable)} AS lockstep_p WHERE ${keys.map((k) => `lockstep_p.${q(k)} = m.${q(k)}`).join(' AND ')} OFFSET 0) AS p ON true`
           : `${join} (SELECT lockstep_p.*, true AS lockstep_p FROM ${this.table(plannerTable)} AS lockstep_p) AS p ON ${keys.map((k) => `m.${q(k)} = p.${q(k)}`).join(' AND ')}`;
       const op = `CASE WHEN m.lockstep_m IS NULL THEN 'r' WHEN p.lockstep_p IS NULL THEN 'a' ELSE 'c' END`;
-      const wanted = ["'a'", ...(request.sends.changed || kind === 'keys' ? ["'c'"] : []), ...(request.sends.removed && comparison === 'full' ? ["'r'"] : [])];
+      const wanted = ["'a'", ...(request.sends.changed ? ["'c'"] : []), ...(request.sends.removed && comparison === 'full' ? ["'r'"] : [])];
       const columns = [
         `${op}::char AS lockstep_op`,
         ...keys.map((k) => `coalesce(m.${q(k)}, p.${q(k)}) AS ${q(k)}`),
@@ -523,7 +511,13 @@ export class PostgresPlanner implements WarehousePlanner {
         const rebuilt = this.table(`${planner}_new`);
         await client.query(`DROP TABLE IF EXISTS ${rebuilt}`);
         const keep = kind === 'keys' ? `(s.lockstep_op <> 'r' AND ${delivered}) OR (s.lockstep_op = 'r' AND NOT (${delivered}))` : delivered;
-        rowCount = (await client.query(`CREATE TABLE ${rebuilt} AS SELECT ${columns.map((c) => `s.${q(c.name)}`).join(', ')} FROM ${s} AS s WHERE ${keep}`)).rowCount ?? 0;
+        // Compared by key, rows the sync does not send when changed (insert mode) were not staged:
+        // they keep what was delivered, in the model's types.
+        const old = kind === 'keys' ? await this.describeTable(planner) : null;
+        const kept = old
+          ? ` UNION ALL SELECT ${columns.map((c) => (old.columns.some((o) => o.name === c.name) ? `CAST(p.${q(c.name)} AS ${c.type})` : `CAST(NULL AS ${c.type})`)).join(', ')} FROM ${p} AS p WHERE NOT EXISTS (SELECT 1 FROM ${s} AS s WHERE ${keyRow('s')} = ${keyRow('p')})`
+          : '';
+        rowCount = (await client.query(`CREATE TABLE ${rebuilt} AS SELECT ${columns.map((c) => `s.${q(c.name)}`).join(', ')} FROM ${s} AS s WHERE ${keep}${kept}`)).rowCount ?? 0;
         await client.query(`DROP TABLE IF EXISTS ${p}`);
         await client.query(`ALTER TABLE ${rebuilt} RENAME TO ${q(planner)}`);
         await client.query(`ALTER TABLE ${p} ADD CONSTRAINT ${q(`${planner}_pkey`)} PRIMARY KEY (${keyList})`);

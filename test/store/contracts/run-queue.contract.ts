@@ -79,6 +79,15 @@ export function describeRunQueueContract(name: string, open: OpenStore): void {
         expect((await store.getSyncRun(run.id))?.options).toEqual({ fullResync: true, resetCDC: false });
       });
 
+      it('keeps a full comparison asked for by a trigger that joined a queued run', async () => {
+        const id = await (applyCrm().then(() => syncId('accounts-to-crm')));
+        const { run } = await store.enqueueSyncRun({ syncId: id, trigger: MANUAL, options: NO_OPTIONS }, T0);
+        expect(run.options.fullCompare).toBeUndefined();
+        const joined = await store.enqueueSyncRun({ syncId: id, trigger: MANUAL, options: { fullResync: false, resetCDC: false, fullCompare: true } }, T0 + 1);
+        expect(joined.run.options).toEqual({ fullResync: false, resetCDC: false, fullCompare: true });
+        expect((await store.getSyncRun(run.id))?.options.fullCompare).toBe(true);
+      });
+
       it('refuses to queue a run of an unknown sync', async () => {
         await applyCrm();
         await expectError(store.enqueueSyncRun({ syncId: 9999, trigger: MANUAL, options: NO_OPTIONS }, T0), ErrorCode.NotFound);
@@ -176,6 +185,17 @@ export function describeRunQueueContract(name: string, open: OpenStore): void {
         // A later update without them keeps them.
         await store.updateSyncRun(run.id, { error: null }, T0 + 4);
         expect((await store.getSyncRun(run.id))?.phaseMs).toEqual(phaseMs);
+      });
+
+      it('records how a run compared the model', async () => {
+        const { syncs } = await applyCrm();
+        const { run } = await store.enqueueSyncRun({ syncId: syncs['accounts-to-crm']!.id, trigger: MANUAL, options: NO_OPTIONS }, T0);
+        await store.claimSyncRun(run.id, T0 + 1, LEASE);
+        const comparison = { planner: 'warehouse' as const, kind: 'cursor' as const, notes: ['planner table rebuilt'] };
+        await store.updateSyncRun(run.id, { comparison }, T0 + 2);
+        const done = await store.updateSyncRun(run.id, { status: 'success' }, T0 + 3);
+        expect(done.comparison).toEqual(comparison);
+        expect((await store.getSyncRun(run.id))?.comparison).toEqual(comparison);
       });
 
       it('cancels a queued run at once and flags an active one', async () => {
