@@ -48,8 +48,8 @@ interface Execution {
   run: SyncRun;
   controller: AbortController;
   done: Promise<void>;
-  /** Aborted when the execution ends: stops the watch on its limits. */
-  ended: AbortController;
+  /** Set while a watch on its limits sleeps; aborted when the execution ends. */
+  ended: AbortController | null;
 }
 
 /** Sequence run ids are UUIDs. */
@@ -388,7 +388,7 @@ export class Worker {
     const execution: Execution = {
       run: claimed,
       controller,
-      ended: new AbortController(),
+      ended: null,
       done: this.options.syncRunner
         .execute(claimed, { signal: controller.signal, onProgress: (r) => this.events.emit('syncRun:updated', r) })
         .then(
@@ -406,22 +406,25 @@ export class Worker {
    */
   private async watchLimit(execution: Execution, known?: SequenceRun): Promise<void> {
     const { store, clock, logger } = this.options;
-    const { run, ended } = execution;
+    const { run } = execution;
     try {
       const sequenceRun = known?.id === run.sequenceRunId ? known : await store.getSequenceRun(run.sequenceRunId as string);
-      if (!sequenceRun || run.memberKey === null) return;
+      if (!sequenceRun || run.memberKey === null || this.executions.get(run.id) !== execution) return;
       const limit = memberLimit(sequenceRun, run.memberKey, run.startedAt ?? clock.now());
       if (!limit) return;
-      if (limit.at > clock.now()) await clock.sleep(limit.at - clock.now(), ended.signal);
+      if (limit.at > clock.now()) {
+        execution.ended = new AbortController();
+        await clock.sleep(limit.at - clock.now(), execution.ended.signal);
+      }
       execution.controller.abort({ status: limit.status, error: limit.error } satisfies StopReason);
     } catch (thrown) {
-      if (ended.signal.aborted) return;
+      if (execution.ended?.signal.aborted) return;
       logger.warn('could not watch the limits of a member run', { syncRunId: run.id, error: toError(thrown).message });
     }
   }
 
   private async finished(execution: Execution, run: SyncRun): Promise<void> {
-    execution.ended.abort();
+    execution.ended?.abort();
     if (this.executions.get(run.id) === execution) this.executions.delete(run.id);
     // A run that stopped without ending (shutdown, lease lost) is another worker's now.
     if (!isTerminalSyncRunStatus(run.status) || run.attempt !== execution.run.attempt) {
@@ -438,7 +441,7 @@ export class Worker {
   private async crashed(execution: Execution, thrown: unknown): Promise<void> {
     // The runner records every run-level failure itself; reaching here means the store failed. The
     // run keeps its lease until it ends; then any worker takes it over.
-    execution.ended.abort();
+    execution.ended?.abort();
     this.options.logger.error('sync run could not be recorded', { syncRunId: execution.run.id, error: toError(thrown).message });
     if (this.executions.get(execution.run.id) === execution) this.executions.delete(execution.run.id);
     if (this.state === 'running') void this.pump();

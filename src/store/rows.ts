@@ -193,8 +193,30 @@ export function toMemberRun(row: MemberRunRow): MemberRun {
   };
 }
 
-/** `members` must be ordered by position. */
-export function toSequenceRun(row: SequenceRunRow, members: MemberRunRow[]): SequenceRun {
+/**
+ * The members and limits each run was queued with, parsed once per run: they never change once
+ * written, and a hand-off reads the run each time (parsing a long sequence's members every time
+ * cost a fifth of an embedded hand-off). One per store; it keeps the runs read last.
+ */
+export class RecordedSequences {
+  private readonly byRun = new Map<string, RecordedSequence>();
+
+  constructor(private readonly capacity = 256) {}
+
+  of(row: Pick<SequenceRunRow, 'id' | 'recorded'>): RecordedSequence | null {
+    const value = row.recorded ?? null;
+    if (value === null || typeof value === 'object') return value;
+    const cached = this.byRun.get(row.id);
+    if (cached) return cached;
+    const parsed = JSON.parse(value) as RecordedSequence;
+    if (this.byRun.size >= this.capacity) this.byRun.delete(this.byRun.keys().next().value as string);
+    this.byRun.set(row.id, parsed);
+    return parsed;
+  }
+}
+
+/** `members` must be ordered by position; `recorded` parses the run's recorded members (default: each time). */
+export function toSequenceRun(row: SequenceRunRow, members: MemberRunRow[], recorded?: RecordedSequences): SequenceRun {
   return {
     id: row.id,
     sequenceId: Number(row.sequence_id),
@@ -208,7 +230,7 @@ export function toSequenceRun(row: SequenceRunRow, members: MemberRunRow[]): Seq
     cancelRequested: toBool(row.cancel_requested),
     members: members.map(toMemberRun),
     resumedFrom: row.resumed_from ?? null,
-    recorded: typeof row.recorded === 'string' ? (JSON.parse(row.recorded) as RecordedSequence) : (row.recorded ?? null),
+    recorded: recorded ? recorded.of(row) : typeof row.recorded === 'string' ? (JSON.parse(row.recorded) as RecordedSequence) : (row.recorded ?? null),
   };
 }
 

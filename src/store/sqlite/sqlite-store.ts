@@ -101,6 +101,7 @@ import {
   toRecord,
   toRejectedRow,
   toSequenceRun,
+  RecordedSequences,
   toSyncRun,
   type EntityRow,
   type MemberRunRow,
@@ -312,6 +313,8 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
   private readonly dynamic = new Map<string, SqliteStatement>();
   /** Parsed sequences by id, with the row they were parsed from (see sequenceForAdvance). */
   private readonly parsedSequences = new Map<number, { row: EntityRow; record: SequenceRecord }>();
+  /** What each sequence run was queued with, parsed once per run. */
+  private readonly recorded = new RecordedSequences();
   private readonly checkpointTimer: NodeJS.Timeout | null;
   /** Commits snapshot writes on a second connection, off the main thread (null for `:memory:`); its thread starts with the first write. */
   private readonly writeWorker: SqliteWriteWorker | null;
@@ -1293,7 +1296,7 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
   }
 
   private withMembers(row: SequenceRunRow): SequenceRun {
-    return toSequenceRun(row, this.s.members.all(row.id) as MemberRunRow[]);
+    return toSequenceRun(row, this.s.members.all(row.id) as MemberRunRow[], this.recorded);
   }
 
   /**
