@@ -8,7 +8,6 @@ import type {
   MemberRun,
   MemberRunStatus,
   OperationCounts,
-  RecordedSequence,
   RejectedRow,
   SequenceRun,
   SequenceRunStatus,
@@ -166,8 +165,7 @@ export interface SequenceRunRow {
   cancel_requested: Num | boolean;
   /** Columns added by a later migration (absent in rows read before it). */
   resumed_from?: string | null;
-  /** JSON text (SQLite) or the parsed value (PostgreSQL jsonb). */
-  recorded?: string | RecordedSequence | null;
+  deadline_minutes?: Num | null;
 }
 
 export interface MemberRunRow {
@@ -179,6 +177,8 @@ export interface MemberRunRow {
   sync_run_id: Num | null;
   started_at: Num | null;
   finished_at: Num | null;
+  /** Added by a later migration (absent in rows read before it). */
+  timeout_minutes?: Num | null;
 }
 
 export function toMemberRun(row: MemberRunRow): MemberRun {
@@ -190,33 +190,12 @@ export function toMemberRun(row: MemberRunRow): MemberRun {
     syncRunId: row.sync_run_id === null ? null : Number(row.sync_run_id),
     startedAt: toTime(row.started_at),
     finishedAt: toTime(row.finished_at),
+    timeoutMinutes: row.timeout_minutes === null || row.timeout_minutes === undefined ? null : Number(row.timeout_minutes),
   };
 }
 
-/**
- * The members and limits each run was queued with, parsed once per run: they never change once
- * written, and a hand-off reads the run each time (parsing a long sequence's members every time
- * cost a fifth of an embedded hand-off). One per store; it keeps the runs read last.
- */
-export class RecordedSequences {
-  private readonly byRun = new Map<string, RecordedSequence>();
-
-  constructor(private readonly capacity = 256) {}
-
-  of(row: Pick<SequenceRunRow, 'id' | 'recorded'>): RecordedSequence | null {
-    const value = row.recorded ?? null;
-    if (value === null || typeof value === 'object') return value;
-    const cached = this.byRun.get(row.id);
-    if (cached) return cached;
-    const parsed = JSON.parse(value) as RecordedSequence;
-    if (this.byRun.size >= this.capacity) this.byRun.delete(this.byRun.keys().next().value as string);
-    this.byRun.set(row.id, parsed);
-    return parsed;
-  }
-}
-
-/** `members` must be ordered by position; `recorded` parses the run's recorded members (default: each time). */
-export function toSequenceRun(row: SequenceRunRow, members: MemberRunRow[], recorded?: RecordedSequences): SequenceRun {
+/** `members` must be ordered by position. */
+export function toSequenceRun(row: SequenceRunRow, members: MemberRunRow[]): SequenceRun {
   return {
     id: row.id,
     sequenceId: Number(row.sequence_id),
@@ -230,7 +209,7 @@ export function toSequenceRun(row: SequenceRunRow, members: MemberRunRow[], reco
     cancelRequested: toBool(row.cancel_requested),
     members: members.map(toMemberRun),
     resumedFrom: row.resumed_from ?? null,
-    recorded: recorded ? recorded.of(row) : typeof row.recorded === 'string' ? (JSON.parse(row.recorded) as RecordedSequence) : (row.recorded ?? null),
+    deadlineMinutes: row.deadline_minutes === null || row.deadline_minutes === undefined ? null : Number(row.deadline_minutes),
   };
 }
 
