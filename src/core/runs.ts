@@ -207,6 +207,8 @@ export interface MemberRun {
   syncRunId: number | null;
   startedAt: number | null;
   finishedAt: number | null;
+  /** Minutes its run may take before it is stopped and fails, as its sequence said when the run was queued; null: no limit. */
+  timeoutMinutes: number | null;
 }
 
 export interface SequenceRun {
@@ -226,27 +228,21 @@ export interface SequenceRun {
   members: MemberRun[];
   /** The failed run this one resumes (its finished members were carried over), or null. */
   resumedFrom: string | null;
-  /** The sequence's members and limits as they were when the run was queued; null for runs queued before Lockstep kept them. */
-  recorded: RecordedSequence | null;
-}
-
-/**
- * What a sequence run keeps of its sequence when it is queued: the member graph a resume compares
- * with the sequence as it is then, and the limits the run keeps while it runs (a later edit of the
- * sequence applies to its next run).
- */
-export interface RecordedSequence {
-  members: RecordedMember[];
-  /** Minutes from the run's start after which members not started are skipped and the run fails; null: none. */
+  /**
+   * Minutes from the run's start after which members not started are skipped and the run fails, as
+   * its sequence said when the run was queued (a later edit applies to the next run); null: none.
+   */
   deadlineMinutes: number | null;
 }
 
+/**
+ * A member as its sequence declared it when a run was queued: the member graph a resume compares
+ * with the sequence as it is then (kept beside the run, read only by a resume).
+ */
 export interface RecordedMember {
   key: string;
   /** Slug of the sync it runs. */
   sync: string;
   /** As declared: null when not given (see memberDependencies). */
   after: string[] | null;
-  /** Minutes the member's run may take before it is stopped and fails; null: no limit. */
-  timeoutMinutes: number | null;
 }

@@ -3,7 +3,7 @@
  * outcome terminates the run. Pure functions, shared by the engine, validation and the UI.
  */
 import type { MemberStart } from './ports.js';
-import type { MemberRun, RecordedSequence, SequenceRun, SequenceRunStatus, SyncRun } from './runs.js';
+import type { MemberRun, RecordedMember, SequenceRun, SequenceRunStatus, SyncRun } from './runs.js';
 import { TERMINAL_MEMBER_RUN_STATUSES, totalCount } from './runs.js';
 import type { MemberDef, SequenceDef, SequenceRecord } from './workspace.js';
 import { assertNever } from './errors.js';
@@ -229,7 +229,7 @@ export function decideSequenceAdvance(state: SequenceAdvanceState): SequenceDeci
 
 /** When the run's deadline ends (its start plus `deadlineMinutes`), or null when it has none or has not started. */
 function deadlineOf(run: SequenceRun): { at: number; minutes: number } | null {
-  const minutes = run.recorded?.deadlineMinutes ?? null;
+  const minutes = run.deadlineMinutes;
   if (minutes === null || run.startedAt === null) return null;
   return { at: run.startedAt + minutes * 60_000, minutes };
 }
@@ -267,7 +267,7 @@ export interface MemberLimit {
  */
 export function memberLimit(run: SequenceRun, memberKey: string, memberStartedAt: number): MemberLimit | null {
   const limits: MemberLimit[] = [];
-  const timeout = run.recorded?.members.find((m) => m.key === memberKey)?.timeoutMinutes ?? null;
+  const timeout = run.members.find((m) => m.key === memberKey)?.timeoutMinutes ?? null;
   if (timeout !== null) {
     limits.push({ at: memberStartedAt + timeout * 60_000, status: 'failed', error: `timed out after ${formatMinutes(timeout)}` });
   }
@@ -285,12 +285,9 @@ export function formatMinutes(minutes: number): string {
   return `${seconds} ${seconds === 1 ? 'second' : 'seconds'}`;
 }
 
-/** What a run keeps of its sequence when it is queued (see RecordedSequence). */
-export function recordSequence(sequence: Pick<SequenceDef, 'members' | 'deadlineMinutes'>): RecordedSequence {
-  return {
-    members: sequence.members.map((m) => ({ key: m.key, sync: m.sync, after: m.after, timeoutMinutes: m.timeoutMinutes ?? null })),
-    deadlineMinutes: sequence.deadlineMinutes ?? null,
-  };
+/** The member graph a run keeps of its sequence when it is queued (see RecordedMember). */
+export function recordMembers(sequence: Pick<SequenceDef, 'members'>): RecordedMember[] {
+  return sequence.members.map((m) => ({ key: m.key, sync: m.sync, after: m.after }));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -300,6 +297,8 @@ export function recordSequence(sequence: Pick<SequenceDef, 'members' | 'deadline
 export interface SequenceResumeState {
   /** The run to resume. */
   run: SequenceRun;
+  /** The member graph the run was queued with; null for runs queued before Lockstep kept it. */
+  recorded: RecordedMember[] | null;
   /** Its sequence as it is now; null when it was deleted. */
   sequence: SequenceRecord | null;
   /** The sync runs of the run's members that ended `success` or `warning`, by id. */
@@ -338,7 +337,7 @@ export type SequenceResumeDecision =
  * they terminated the run; every other member runs again.
  */
 export function decideSequenceResume(state: SequenceResumeState): SequenceResumeDecision {
-  const { run, sequence, syncRuns, syncIds, resumedBy, pending } = state;
+  const { run, recorded, sequence, syncRuns, syncIds, resumedBy, pending } = state;
   const refuse = (reason: string, code: 'not_found' | 'conflict' = 'conflict'): SequenceResumeDecision => ({ ok: false, code, reason });
   const again = sequence ? ` — start a new run with \`lockstep sequence run ${sequence.slug}\`` : '';
   switch (run.status) {
@@ -361,7 +360,7 @@ export function decideSequenceResume(state: SequenceResumeState): SequenceResume
   if (pending !== null) {
     return refuse(`sequence "${sequence.slug}" already has a queued run, ${pending.id}; resume ${run.id} after it has run, or cancel it first`);
   }
-  const changes = memberChanges(run, sequence, syncIds);
+  const changes = memberChanges(run, recorded, sequence, syncIds);
   if (changes.length > 0) {
     return refuse(
       `the members of sequence "${sequence.slug}" changed since run ${run.id}: ${changes.join('; ')} — a resume needs the members the run had${again}`,
@@ -381,9 +380,14 @@ export function decideSequenceResume(state: SequenceResumeState): SequenceResume
 }
 
 /** How the sequence's members differ from those `run` was queued with, in words (empty when the same). */
-function memberChanges(run: SequenceRun, sequence: SequenceRecord, syncIds: ReadonlyMap<string, number>): string[] {
+function memberChanges(
+  run: SequenceRun,
+  graph: RecordedMember[] | null,
+  sequence: SequenceRecord,
+  syncIds: ReadonlyMap<string, number>,
+): string[] {
   // Runs queued before the member graph was kept compare by their members' keys, order and syncs.
-  const recorded = run.recorded?.members ?? run.members.map((m) => ({ key: m.key, sync: null as string | null, after: null }));
+  const recorded = graph ?? run.members.map((m) => ({ key: m.key, sync: null as string | null, after: null }));
   const was = new Map(recorded.map((m) => [m.key, m]));
   const now = new Map(sequence.members.map((m) => [m.key, m]));
   const changes: string[] = [];

@@ -50,8 +50,8 @@ interface Execution {
   done: Promise<void>;
   /** Set once the run's end is recorded, until its hand-off is done: releases the relay's hold. */
   handingOff?: () => void;
-  /** Aborted when the execution ends: stops the watch on its limits. */
-  ended: AbortController;
+  /** Set while a watch on its limits sleeps; aborted when the execution ends. */
+  ended: AbortController | null;
 }
 
 /** Sequence run ids are UUIDs. */
@@ -395,7 +395,7 @@ export class Worker {
     const execution: Execution = {
       run: claimed,
       controller,
-      ended: new AbortController(),
+      ended: null,
       done: this.options.syncRunner
         .execute(claimed, {
           signal: controller.signal,
@@ -419,16 +419,19 @@ export class Worker {
    */
   private async watchLimit(execution: Execution, known?: SequenceRun): Promise<void> {
     const { store, clock, logger } = this.options;
-    const { run, ended } = execution;
+    const { run } = execution;
     try {
       const sequenceRun = known?.id === run.sequenceRunId ? known : await store.getSequenceRun(run.sequenceRunId as string);
-      if (!sequenceRun || run.memberKey === null) return;
+      if (!sequenceRun || run.memberKey === null || this.executions.get(run.id) !== execution) return;
       const limit = memberLimit(sequenceRun, run.memberKey, run.startedAt ?? clock.now());
       if (!limit) return;
-      if (limit.at > clock.now()) await clock.sleep(limit.at - clock.now(), ended.signal);
+      if (limit.at > clock.now()) {
+        execution.ended = new AbortController();
+        await clock.sleep(limit.at - clock.now(), execution.ended.signal);
+      }
       execution.controller.abort({ status: limit.status, error: limit.error } satisfies StopReason);
     } catch (thrown) {
-      if (ended.signal.aborted) return;
+      if (execution.ended?.signal.aborted) return;
       logger.warn('could not watch the limits of a member run', { syncRunId: run.id, error: toError(thrown).message });
     }
   }
@@ -448,7 +451,7 @@ export class Worker {
   }
 
   private async finished(execution: Execution, run: SyncRun): Promise<void> {
-    execution.ended.abort();
+    execution.ended?.abort();
     try {
       await this.handOff(execution, run);
     } finally {
@@ -475,7 +478,7 @@ export class Worker {
     execution.handingOff?.();
     // The runner records every run-level failure itself; reaching here means the store failed. The
     // run keeps its lease until it ends; then any worker takes it over.
-    execution.ended.abort();
+    execution.ended?.abort();
     this.options.logger.error('sync run could not be recorded', { syncRunId: execution.run.id, error: toError(thrown).message });
     if (this.executions.get(execution.run.id) === execution) this.executions.delete(execution.run.id);
     if (this.state === 'running') void this.pump();

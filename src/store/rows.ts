@@ -9,7 +9,6 @@ import type {
   MemberRun,
   MemberRunStatus,
   OperationCounts,
-  RecordedSequence,
   RejectedRow,
   SequenceRun,
   SequenceRunStatus,
@@ -176,8 +175,7 @@ export interface SequenceRunRow {
   cancel_requested: Num | boolean;
   /** Columns added by a later migration (absent in rows read before it). */
   resumed_from?: string | null;
-  /** JSON text (SQLite) or the parsed value (PostgreSQL jsonb). */
-  recorded?: string | RecordedSequence | null;
+  deadline_minutes?: Num | null;
 }
 
 export interface MemberRunRow {
@@ -189,6 +187,8 @@ export interface MemberRunRow {
   sync_run_id: Num | null;
   started_at: Num | null;
   finished_at: Num | null;
+  /** Added by a later migration (absent in rows read before it). */
+  timeout_minutes?: Num | null;
 }
 
 export function toMemberRun(row: MemberRunRow): MemberRun {
@@ -200,6 +200,7 @@ export function toMemberRun(row: MemberRunRow): MemberRun {
     syncRunId: row.sync_run_id === null ? null : Number(row.sync_run_id),
     startedAt: toTime(row.started_at),
     finishedAt: toTime(row.finished_at),
+    timeoutMinutes: row.timeout_minutes === null || row.timeout_minutes === undefined ? null : Number(row.timeout_minutes),
   };
 }
 
@@ -218,7 +219,7 @@ export function toSequenceRun(row: SequenceRunRow, members: MemberRunRow[]): Seq
     cancelRequested: toBool(row.cancel_requested),
     members: members.map(toMemberRun),
     resumedFrom: row.resumed_from ?? null,
-    recorded: typeof row.recorded === 'string' ? (JSON.parse(row.recorded) as RecordedSequence) : (row.recorded ?? null),
+    deadlineMinutes: row.deadline_minutes === null || row.deadline_minutes === undefined ? null : Number(row.deadline_minutes),
   };
 }
 

@@ -184,20 +184,26 @@ CREATE TABLE schedule_cursors (
 `;
 
 /**
- * Resume and run limits: a run may resume a failed one (at most one run resumes each), and every
- * run keeps its sequence's members and limits as they were when it was queued.
+ * Resume and run limits: a run may resume a failed one (at most one run resumes each); a run keeps
+ * its sequence's deadline and each member its timeout as they were when it was queued, and the
+ * member graph a resume compares with (in a table of its own, so reading a run never reads it).
  */
 const RESUME_SCHEMA = `
 ALTER TABLE sequence_runs ADD COLUMN resumed_from text REFERENCES sequence_runs (id);
-ALTER TABLE sequence_runs ADD COLUMN recorded jsonb;
+ALTER TABLE sequence_runs ADD COLUMN deadline_minutes double precision;
+ALTER TABLE member_runs ADD COLUMN timeout_minutes double precision;
 CREATE UNIQUE INDEX sequence_runs_resumed_from ON sequence_runs (resumed_from) WHERE resumed_from IS NOT NULL;
+CREATE TABLE sequence_run_graphs (
+  sequence_run_id text PRIMARY KEY REFERENCES sequence_runs (id),
+  members         jsonb NOT NULL
+);
 `;
 
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial schema', sql: INITIAL_SCHEMA + API_TOKENS_SCHEMA + ALERTS_SCHEMA + WEBHOOKS_SCHEMA },
   { version: 2, name: 'a run let through the mass-delete guard', sql: 'ALTER TABLE sync_runs ADD COLUMN allow_mass_delete boolean NOT NULL DEFAULT false;' },
   { version: 3, name: 'refused webhook deliveries counted per reason', sql: WEBHOOK_REFUSALS_SCHEMA },
-  { version: 4, name: 'resumed sequence runs and the members and limits a run was queued with', sql: RESUME_SCHEMA },
+  { version: 4, name: 'resumed sequence runs, run limits and the member graph a run was queued with', sql: RESUME_SCHEMA },
   { version: 5, name: "where a sync run's time went", sql: 'ALTER TABLE sync_runs ADD COLUMN phase_ms text;' },
   {
     version: 6,

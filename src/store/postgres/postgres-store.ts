@@ -45,7 +45,7 @@ import type {
   SyncRunPatch,
 } from '../../core/ports.js';
 import {
-  recordSequence,
+  recordMembers,
   type SequenceAdvance,
   type SequenceAdvanceState,
   type SequenceDecision,
@@ -57,6 +57,7 @@ import {
   TERMINAL_SYNC_RUN_STATUSES,
   isTerminalSyncRunStatus,
   type RejectedRow,
+  type RecordedMember,
   type SequenceRun,
   type SequenceRunStatus,
   type SyncRun,
@@ -235,7 +236,8 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
     | 'recordIds'
     | 'firings'
     | 'cursors'
-    | 'finishedRuns',
+    | 'finishedRuns'
+    | 'runGraphs',
     string
   >;
   /** `r.*` of a sequence run plus its members (as JSON, in position order), for the alias `r`. */
@@ -266,6 +268,7 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
       firings: `${s}.schedule_firings`,
       cursors: `${s}.schedule_cursors`,
       finishedRuns: `${s}.finished_runs`,
+      runGraphs: `${s}.sequence_run_graphs`,
     };
     this.sequenceRunColumns = `r.*, COALESCE((SELECT json_agg(m ORDER BY m.position) FROM ${this.t.memberRuns} AS m
       WHERE m.sequence_run_id = r.id), '[]'::json) AS members`;
@@ -794,14 +797,18 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
       });
       const id = randomUUID();
       await q.query(
-        `INSERT INTO ${this.t.sequenceRuns} (id, sequence_id, status, trigger_type, trigger_detail, created_at, recorded)
-         VALUES ($1, $2, 'pending', $3, $4, $5, $6)`,
-        [id, sequence.id, trigger.type, nullableStored(trigger.detail), now, JSON.stringify(recordSequence(sequence))],
+        `WITH run AS (
+           INSERT INTO ${this.t.sequenceRuns} (id, sequence_id, status, trigger_type, trigger_detail, created_at, deadline_minutes)
+           VALUES ($1, $2, 'pending', $3, $4, $5, $6)
+         )
+         INSERT INTO ${this.t.runGraphs} (sequence_run_id, members) VALUES ($1, $7)`,
+        [id, sequence.id, trigger.type, nullableStored(trigger.detail), now, sequence.deadlineMinutes ?? null, JSON.stringify(recordMembers(sequence))],
       );
       await q.query(
-        `INSERT INTO ${this.t.memberRuns} (sequence_run_id, key, position, sync_id, status)
-         SELECT $1, u.key, u.n - 1, u.sync_id, 'pending' FROM unnest($2::text[], $3::bigint[]) WITH ORDINALITY AS u(key, sync_id, n)`,
-        [id, sequence.members.map((m) => m.key), syncIds],
+        `INSERT INTO ${this.t.memberRuns} (sequence_run_id, key, position, sync_id, status, timeout_minutes)
+         SELECT $1, u.key, u.n - 1, u.sync_id, 'pending', u.timeout_minutes
+         FROM unnest($2::text[], $3::bigint[], $4::float8[]) WITH ORDINALITY AS u(key, sync_id, timeout_minutes, n)`,
+        [id, sequence.members.map((m) => m.key), syncIds, sequence.members.map((m) => m.timeoutMinutes ?? null)],
       );
       const created = await q.query<SequenceRunResult>(`SELECT ${this.sequenceRunColumns} FROM ${this.t.sequenceRuns} AS r WHERE r.id = $1`, [id]);
       await this.notify(q, 'work');
@@ -964,8 +971,10 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
       );
       const resumedBy = others.rows.find((r) => r.resumed_from === id);
       const pending = others.rows.find((r) => r.status === 'pending');
+      const graph = await q.query<{ members: RecordedMember[] }>(`SELECT members FROM ${this.t.runGraphs} WHERE sequence_run_id = $1`, [id]);
       const decision = decide({
         run,
+        recorded: graph.rows[0]?.members ?? null,
         sequence,
         syncRuns: new Map(finished.rows.map((row) => [Number(row.id), syncRun(row)])),
         syncIds,
@@ -976,17 +985,20 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
       const resumed = sequence as SequenceRecord;
       const newId = randomUUID();
       await q.query(
-        `INSERT INTO ${this.t.sequenceRuns} (id, sequence_id, status, trigger_type, trigger_detail, created_at, recorded, resumed_from)
-         VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7)`,
-        [newId, resumed.id, trigger.type, nullableStored(trigger.detail), now, JSON.stringify(recordSequence(resumed)), id],
+        `WITH run AS (
+           INSERT INTO ${this.t.sequenceRuns} (id, sequence_id, status, trigger_type, trigger_detail, created_at, deadline_minutes, resumed_from)
+           VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7)
+         )
+         INSERT INTO ${this.t.runGraphs} (sequence_run_id, members) VALUES ($1, $8)`,
+        [newId, resumed.id, trigger.type, nullableStored(trigger.detail), now, resumed.deadlineMinutes ?? null, id, JSON.stringify(recordMembers(resumed))],
       );
       const carried = new Map(decision.carry.map((c) => [c.key, c]));
       const members = resumed.members.map((m) => ({ member: m, carried: carried.get(m.key) ?? null }));
       await q.query(
-        `INSERT INTO ${this.t.memberRuns} (sequence_run_id, key, position, sync_id, status, sync_run_id, started_at, finished_at)
-         SELECT $1, u.key, u.n - 1, u.sync_id, u.status, u.sync_run_id, u.started_at, u.finished_at
-         FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::float8[], $7::float8[])
-              WITH ORDINALITY AS u(key, sync_id, status, sync_run_id, started_at, finished_at, n)`,
+        `INSERT INTO ${this.t.memberRuns} (sequence_run_id, key, position, sync_id, status, sync_run_id, started_at, finished_at, timeout_minutes)
+         SELECT $1, u.key, u.n - 1, u.sync_id, u.status, u.sync_run_id, u.started_at, u.finished_at, u.timeout_minutes
+         FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::float8[], $7::float8[], $8::float8[])
+              WITH ORDINALITY AS u(key, sync_id, status, sync_run_id, started_at, finished_at, timeout_minutes, n)`,
         [
           newId,
           members.map((m) => m.member.key),
@@ -995,6 +1007,7 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
           members.map((m) => m.carried?.syncRunId ?? null),
           members.map((m) => m.carried?.startedAt ?? null),
           members.map((m) => m.carried?.finishedAt ?? null),
+          members.map((m) => m.member.timeoutMinutes ?? null),
         ],
       );
       const created = await q.query<SequenceRunResult>(`SELECT ${this.sequenceRunColumns} FROM ${this.t.sequenceRuns} AS r WHERE r.id = $1`, [newId]);

@@ -211,13 +211,19 @@ CREATE TABLE finished_runs (
 `;
 
 /**
- * Resume and run limits: a run may resume a failed one (at most one run resumes each), and every
- * run keeps its sequence's members and limits as they were when it was queued (JSON).
+ * Resume and run limits: a run may resume a failed one (at most one run resumes each); a run keeps
+ * its sequence's deadline and each member its timeout as they were when it was queued, and the
+ * member graph a resume compares with (in a table of its own, so reading a run never reads it).
  */
 const RESUME_SCHEMA = `
 ALTER TABLE sequence_runs ADD COLUMN resumed_from TEXT REFERENCES sequence_runs (id);
-ALTER TABLE sequence_runs ADD COLUMN recorded TEXT;
+ALTER TABLE sequence_runs ADD COLUMN deadline_minutes REAL;
+ALTER TABLE member_runs ADD COLUMN timeout_minutes REAL;
 CREATE UNIQUE INDEX sequence_runs_resumed_from ON sequence_runs (resumed_from) WHERE resumed_from IS NOT NULL;
+CREATE TABLE sequence_run_graphs (
+  sequence_run_id TEXT PRIMARY KEY REFERENCES sequence_runs (id),
+  members         TEXT NOT NULL
+) WITHOUT ROWID;
 `;
 
 export const MIGRATIONS: readonly Migration[] = [
@@ -230,7 +236,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 8, name: 'run leases and the outbox of finished runs', sql: LEASES_SCHEMA },
   { version: 9, name: 'a run let through the mass-delete guard', sql: 'ALTER TABLE sync_runs ADD COLUMN allow_mass_delete INTEGER NOT NULL DEFAULT 0;' },
   { version: 10, name: 'refused webhook deliveries counted per reason', sql: WEBHOOK_REFUSALS_SCHEMA },
-  { version: 11, name: 'resumed sequence runs and the members and limits a run was queued with', sql: RESUME_SCHEMA },
+  { version: 11, name: 'resumed sequence runs, run limits and the member graph a run was queued with', sql: RESUME_SCHEMA },
   { version: 12, name: "where a sync run's time went", sql: 'ALTER TABLE sync_runs ADD COLUMN phase_ms TEXT;' },
   {
     version: 13,

@@ -32,6 +32,7 @@ import type {
 import {
   isTerminalSyncRunStatus,
   type RejectedRow,
+  type RecordedMember,
   type SequenceRun,
   type SequenceRunStatus,
   type SyncRun,
@@ -74,7 +75,7 @@ import {
 } from '../run-rules.js';
 import { memberTransition } from '../member-state.js';
 import {
-  recordSequence,
+  recordMembers,
   syncRunsToDecide,
   type SequenceAdvance,
   type SequenceAdvanceState,
@@ -860,11 +861,12 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
         triggerType: trigger.type,
         triggerDetail: trigger.detail,
         now,
-        recorded: JSON.stringify(recordSequence(sequence)),
+        deadlineMinutes: sequence.deadlineMinutes ?? null,
         resumedFrom: null,
       }) as SequenceRunRow;
+      this.s.insertRunGraph.run(id, JSON.stringify(recordMembers(sequence)));
       sequence.members.forEach((member, position) => {
-        this.s.insertMemberRun.run({ sequenceRunId: id, key: member.key, position, syncId: syncIds[position] ?? null });
+        this.s.insertMemberRun.run({ sequenceRunId: id, key: member.key, position, syncId: syncIds[position] ?? null, timeoutMinutes: member.timeoutMinutes ?? null });
       });
       return { run: this.withMembers(row), created: true };
     });
@@ -1008,8 +1010,10 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
       }
       const resumedBy = this.s.resumedBy.get(id) as SequenceRunRow | undefined;
       const pending = this.s.pendingSequenceRun.get(run.sequenceId) as SequenceRunRow | undefined;
+      const graph = this.s.runGraph.get(id) as { members: string } | undefined;
       const decision = decide({
         run,
+        recorded: graph ? (JSON.parse(graph.members) as RecordedMember[]) : null,
         sequence,
         syncRuns,
         syncIds,
@@ -1025,15 +1029,17 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
         triggerType: trigger.type,
         triggerDetail: trigger.detail,
         now,
-        recorded: JSON.stringify(recordSequence(resumed)),
+        deadlineMinutes: resumed.deadlineMinutes ?? null,
         resumedFrom: id,
       });
+      this.s.insertRunGraph.run(newId, JSON.stringify(recordMembers(resumed)));
       const carried = new Map(decision.carry.map((c) => [c.key, c]));
       resumed.members.forEach((member, position) => {
         const syncId = syncIds.get(member.sync) as number;
         const c = carried.get(member.key);
+        const timeoutMinutes = member.timeoutMinutes ?? null;
         if (!c) {
-          this.s.insertMemberRun.run({ sequenceRunId: newId, key: member.key, position, syncId });
+          this.s.insertMemberRun.run({ sequenceRunId: newId, key: member.key, position, syncId, timeoutMinutes });
           return;
         }
         this.s.insertCarriedMember.run({
@@ -1045,6 +1051,7 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
           syncRunId: c.syncRunId,
           startedAt: c.startedAt,
           finishedAt: c.finishedAt,
+          timeoutMinutes,
         });
       });
       return this.withMembers(this.s.sequenceRun.get(newId) as SequenceRunRow);

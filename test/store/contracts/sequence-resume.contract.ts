@@ -66,17 +66,20 @@ export function describeSequenceResumeContract(name: string, open: OpenStore): v
       };
       const { record } = await store.upsertEntity('sequence', limited, 'api', T0);
       const { run } = await store.enqueueSequenceRun(record, MANUAL, T0);
-      expect(run.recorded).toEqual({
-        members: [
-          { key: 'accounts-to-crm', sync: 'accounts-to-crm', after: null, timeoutMinutes: 5 },
-          { key: 'contacts', sync: 'contacts-to-crm', after: [], timeoutMinutes: null },
-        ],
-        deadlineMinutes: 30,
-      });
-      expect(run.resumedFrom).toBeNull();
+      expect(run).toMatchObject({ deadlineMinutes: 30, resumedFrom: null });
+      expect(run.members.map((m) => [m.key, m.timeoutMinutes])).toEqual([
+        ['accounts-to-crm', 5],
+        ['contacts', null],
+      ]);
       // A later edit applies to the next run, not to this one.
-      await store.upsertEntity('sequence', { ...limited, deadlineMinutes: 60 }, 'api', T0 + 1);
-      expect((await store.getSequenceRun(run.id))?.recorded?.deadlineMinutes).toBe(30);
+      await store.upsertEntity('sequence', { ...limited, deadlineMinutes: 60, members: limited.members.map((m) => ({ ...m, timeoutMinutes: 1 })) }, 'api', T0 + 1);
+      const again = await store.getSequenceRun(run.id);
+      expect(again?.deadlineMinutes).toBe(30);
+      expect(again?.members.map((m) => m.timeoutMinutes)).toEqual([5, null]);
+      // The member graph it was queued with is what a resume compares with (see below); a run without limits has none.
+      const { run: plain } = await store.enqueueSequenceRun(await sequence('crm-graph'), MANUAL, T0 + 2);
+      expect(plain.deadlineMinutes).toBeNull();
+      expect(plain.members.every((m) => m.timeoutMinutes === null)).toBe(true);
     });
 
     it('resumes a failed run: members that finished well are carried over with their runs, the rest run', async () => {
@@ -235,7 +238,7 @@ export function describeSequenceResumeContract(name: string, open: OpenStore): v
       await store.upsertEntity('sequence', { ...hierarchy, members: hierarchy.members.map((m) => ({ ...m, timeoutMinutes: 10 })) }, 'file', T0 + 106);
       expect(await everything()).toEqual(before);
       const resumed = await resume(failed.id, T0 + 107);
-      expect(resumed.recorded?.members.map((m) => m.timeoutMinutes)).toEqual([10, 10, 10]);
+      expect(resumed.members.map((m) => m.timeoutMinutes)).toEqual([10, 10, 10]);
     });
 
     it('ends a run at its deadline: members not started are skipped, the reason says so', async () => {

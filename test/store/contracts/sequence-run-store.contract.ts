@@ -49,6 +49,7 @@ export function describeSequenceRunStoreContract(name: string, open: OpenStore):
             syncRunId: null,
             startedAt: null,
             finishedAt: null,
+            timeoutMinutes: null,
           })),
         );
         expect(await store.getSequenceRun(run.id)).toEqual(run);
