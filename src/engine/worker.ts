@@ -451,12 +451,14 @@ export class Worker {
       } catch {
         return;
       }
-      const ids = [...this.executions.keys()];
+      const beating = new Map(this.executions);
+      const ids = [...beating.keys()];
       if (ids.length === 0) continue;
       try {
         const held = new Set(await store.renewLeases(ids, clock.now(), this.lease));
         for (const id of ids) {
-          if (held.has(id)) continue;
+          // A run that ended meanwhile holds no lease any more, rightly.
+          if (held.has(id) || this.executions.get(id) !== beating.get(id)) continue;
           logger.warn('lost the lease on a sync run; another worker took it over', { syncRunId: id });
           this.executions.get(id)?.controller.abort('lease-lost' satisfies StopReason);
         }
