@@ -77,6 +77,22 @@ export class PostgresDatabase {
     // An idle connection the server dropped (a restart): the pool replaces it; the next use reports
     // anything lasting. Without a listener the process would die.
     this.pool.on('error', () => undefined);
+    this.pool.on('connect', (client) => {
+      const pid = (client as pg.PoolClient & { processID?: number }).processID;
+      if (typeof pid === 'number') this.backends.add(pid);
+    });
+    this.pool.on('remove', (client) => {
+      const pid = (client as pg.PoolClient & { processID?: number }).processID;
+      if (typeof pid === 'number') this.backends.delete(pid);
+    });
+  }
+
+  /** The server process ids of the pool's connections. */
+  private readonly backends = new Set<number>();
+
+  /** Whether `pid` is the server process of one of this pool's connections. */
+  ownsBackend(pid: number): boolean {
+    return this.backends.has(pid);
   }
 
   /** One statement in its own transaction, run again when PostgreSQL aborted it for a conflict. */

@@ -195,6 +195,9 @@ class Params {
   }
 }
 
+/** How much later this store's listeners hear what it announced itself, ms (see PostgresNotifications). */
+const ECHO_DELAY_MS = 20;
+
 /** How long an advance begun with a member's end waits for this process's hand-off, ms. */
 const OPENED_ADVANCE_MS = 250;
 
@@ -270,7 +273,12 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
     this.where = db.where;
     this.schemaName = schemaName;
     this.channel = `${schemaName}_lockstep`;
-    this.notifications = new PostgresNotifications({ client: () => db.client('lockstep notifications'), channel: this.channel });
+    this.notifications = new PostgresNotifications({
+      client: () => db.client('lockstep notifications'),
+      channel: this.channel,
+      isOwnBackend: (pid) => db.ownsBackend(pid),
+      echoDelayMs: ECHO_DELAY_MS,
+    });
     this.clock = clock;
     this.migrationsApplied = applied;
     const s = db.schema;
