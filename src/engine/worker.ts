@@ -481,9 +481,12 @@ export class Worker {
       // member's end and its hand-off) is retried here.
       try {
         await this.releaseDeadLocalWorkers();
-        // A run with a member running is handed off when that member ends, by whichever worker ends it.
+        // A run with a member running is handed off when that member ends, by whichever worker
+        // ends it; one with a member's run queued (its sync busy, or no slot free yet), when that
+        // run ends. Advancing them here would decide nothing, once a second for every such run.
         for (const run of await this.options.store.listSequenceRunsByStatus(['running'])) {
-          if (run.cancelRequested || !run.members.some((m) => m.status === 'running')) await this.sequences.advance(run.id);
+          const inProgress = run.members.some((m) => m.status === 'running' || (m.status === 'pending' && m.syncRunId !== null));
+          if (run.cancelRequested || !inProgress) await this.sequences.advance(run.id);
         }
       } catch (thrown) {
         this.options.logger.error('could not advance running sequence runs', { error: toError(thrown).message });
