@@ -521,12 +521,14 @@ export class Worker {
       } catch {
         return;
       }
-      const ids = [...this.executions.keys()];
+      const beating = new Map(this.executions);
+      const ids = [...beating.keys()];
       if (ids.length === 0) continue;
       try {
         const held = new Set(await store.renewLeases(ids, clock.now(), this.lease));
         for (const id of ids) {
-          if (held.has(id)) continue;
+          // A run that ended meanwhile holds no lease any more, rightly.
+          if (held.has(id) || this.executions.get(id) !== beating.get(id)) continue;
           logger.warn('lost the lease on a sync run; another worker took it over', { syncRunId: id });
           this.executions.get(id)?.controller.abort('lease-lost' satisfies StopReason);
         }
@@ -549,11 +551,14 @@ export class Worker {
       // member's end and its hand-off) is retried here.
       try {
         await this.releaseDeadLocalWorkers();
-        // A run with a member running is handed off when that member ends, by whichever worker ends
-        // it; its deadline is checked here, as a stalled member may never end.
+        // A run with a member running is handed off when that member ends, by whichever worker
+        // ends it; one with a member's run queued (its sync busy, or no slot free yet), when that
+        // run ends. Advancing them here would decide nothing, once a second for every such run —
+        // but its deadline is checked here, as a stalled member may never end.
         const now = this.options.clock.now();
         for (const run of await this.options.store.listSequenceRunsByStatus(['running'])) {
-          if (run.cancelRequested || deadlinePassed(run, now) || !run.members.some((m) => m.status === 'running')) await this.sequences.advance(run.id);
+          const inProgress = run.members.some((m) => m.status === 'running' || (m.status === 'pending' && m.syncRunId !== null));
+          if (run.cancelRequested || deadlinePassed(run, now) || !inProgress) await this.sequences.advance(run.id);
         }
       } catch (thrown) {
         this.options.logger.error('could not advance running sequence runs', { error: toError(thrown).message });

@@ -77,6 +77,22 @@ export class PostgresDatabase {
     // An idle connection the server dropped (a restart): the pool replaces it; the next use reports
     // anything lasting. Without a listener the process would die.
     this.pool.on('error', () => undefined);
+    this.pool.on('connect', (client) => {
+      const pid = (client as pg.PoolClient & { processID?: number }).processID;
+      if (typeof pid === 'number') this.backends.add(pid);
+    });
+    this.pool.on('remove', (client) => {
+      const pid = (client as pg.PoolClient & { processID?: number }).processID;
+      if (typeof pid === 'number') this.backends.delete(pid);
+    });
+  }
+
+  /** The server process ids of the pool's connections. */
+  private readonly backends = new Set<number>();
+
+  /** Whether `pid` is the server process of one of this pool's connections. */
+  ownsBackend(pid: number): boolean {
+    return this.backends.has(pid);
   }
 
   /** One statement in its own transaction, run again when PostgreSQL aborted it for a conflict. */
@@ -181,73 +197,70 @@ export class PostgresDatabase {
         }
         throw this.error(error, { connecting: true });
       }
-      const ignore = () => {};
-      client.on('error', ignore);
-      let begun = false;
-      let committing = false;
-      let committed = false;
-      const multi = async (sql: string): Promise<Array<{ rows: Record<string, unknown>[] }>> => {
-        const result = (await client.query(sql)) as unknown as pg.QueryResult | pg.QueryResult[];
-        return Array.isArray(result) ? result : [result];
-      };
-      const tx: BatchedTransaction = {
-        query: async (text, values) => {
-          if (committed) throw new Error('statement after the transaction was committed');
-          if (!begun) {
-            begun = true;
-            await client.query('BEGIN');
-          }
-          return client.query(text, values);
-        },
-        batch: async (sql) => {
-          if (committed) throw new Error('statement after the transaction was committed');
-          const first = !begun;
-          // Set first: a failure part-way leaves a transaction to roll back.
-          begun = true;
-          const results = await multi(first ? `BEGIN; ${sql}` : sql);
-          if (first) results.shift();
-          return results;
-        },
-        commitWith: async (sql) => {
-          if (committed) throw new Error('statement after the transaction was committed');
-          const first = !begun;
-          begun = true;
-          committing = true;
-          const results = await multi(first ? `BEGIN; ${sql}; COMMIT` : `${sql}; COMMIT`);
-          if (first) results.shift();
-          committed = true;
-          results.pop();
-          return results;
-        },
-        literal: (value) => (typeof value === 'number' ? String(value) : client.escapeLiteral(value)),
-      };
-      try {
-        const result = await fn(tx);
-        committing = true;
-        if (begun && !committed) await client.query('COMMIT');
-        client.off('error', ignore);
-        client.release();
-        return result;
-      } catch (error) {
-        const broken = committed || !begun
-          ? false
-          : await client.query('ROLLBACK').then(
-              () => false,
-              () => true,
-            );
-        client.off('error', ignore);
-        client.release(broken ? toError(error) : undefined);
-        if (isConflict(error) && attempt < CONFLICT_ATTEMPTS) {
-          await backoff(attempt);
-          continue;
-        }
-        if (!committing && this.unavailable(error) && attempt < UNAVAILABLE_ATTEMPTS) {
-          await unavailableBackoff(attempt);
-          continue;
-        }
-        throw this.error(error);
+      const outcome = await runBatched(client, false, fn);
+      if (outcome.ok) return outcome.value;
+      const { error, committing } = outcome;
+      if (isConflict(error) && attempt < CONFLICT_ATTEMPTS) {
+        await backoff(attempt);
+        continue;
       }
+      if (!committing && this.unavailable(error) && attempt < UNAVAILABLE_ATTEMPTS) {
+        await unavailableBackoff(attempt);
+        continue;
+      }
+      throw this.error(error);
     }
+  }
+
+  /**
+   * Sends `sql` (statements without parameters, the last ones in a transaction they BEGIN) on a
+   * connection of its own, and hands back their results with that transaction open, to go on with
+   * (`proceed`, as batchedTransaction's `fn`, once) or to roll back (`abandon`). Null when the
+   * statements failed: whatever they did before a COMMIT of their own was rolled back.
+   */
+  async open(sql: string): Promise<OpenTransaction | null> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch {
+      return null;
+    }
+    const ignore = () => {};
+    client.on('error', ignore);
+    let results: Array<{ rows: Record<string, unknown>[] }>;
+    try {
+      const result = (await client.query(sql)) as unknown as pg.QueryResult | pg.QueryResult[];
+      results = Array.isArray(result) ? result : [result];
+    } catch (error) {
+      const broken = await client.query('ROLLBACK').then(
+        () => false,
+        () => true,
+      );
+      client.off('error', ignore);
+      client.release(broken ? toError(error) : undefined);
+      return null;
+    }
+    client.off('error', ignore);
+    let taken = false;
+    return {
+      results,
+      proceed: async (fn) => {
+        if (taken) throw new Error('an open transaction goes on once');
+        taken = true;
+        const outcome = await runBatched(client, true, fn);
+        if (outcome.ok) return outcome.value;
+        throw this.error(outcome.error);
+      },
+      abandon: async () => {
+        if (taken) return;
+        taken = true;
+        const broken = await client.query('ROLLBACK').then(
+          () => false,
+          () => true,
+        );
+        client.release(broken ? new Error('the connection failed while rolling back') : undefined);
+      },
+    };
   }
 
   /**
@@ -330,6 +343,11 @@ export function errorCode(error: unknown): string | undefined {
   if (typeof error !== 'object' || error === null) return undefined;
   const code = (error as { code?: unknown }).code;
   return typeof code === 'string' ? code : undefined;
+}
+
+/** Whether a SQLSTATE is a serialization failure or a deadlock: the transaction may succeed run again. */
+export function isConflictState(code: string | undefined): boolean {
+  return CONFLICT_STATES.has(code ?? '');
 }
 
 function isConflict(error: unknown): boolean {
@@ -450,6 +468,86 @@ export function textListSql(list: TextList, n: number): string {
 
 export function textListValue(list: TextList): string | string[] {
   return 'joined' in list ? list.joined : list.array;
+}
+
+/** A transaction PostgresDatabase.open left open. */
+export interface OpenTransaction {
+  /** The results of the statements sent, in order. */
+  results: Array<{ rows: Record<string, unknown>[] }>;
+  /** Goes on with the transaction and commits it (rolled back when `fn` throws, and thrown). */
+  proceed<R>(fn: (tx: BatchedTransaction) => Promise<R>): Promise<R>;
+  /** Rolls the transaction back (nothing when it went on). */
+  abandon(): Promise<void>;
+}
+
+/**
+ * Runs `fn` in a transaction on `client` (begun already, or begun with its first statements, see
+ * batchedTransaction), commits, and gives the connection back; a failure is rolled back and handed
+ * back with whether the COMMIT had gone out.
+ */
+async function runBatched<R>(
+  client: pg.PoolClient,
+  begunAlready: boolean,
+  fn: (tx: BatchedTransaction) => Promise<R>,
+): Promise<{ ok: true; value: R } | { ok: false; error: unknown; committing: boolean }> {
+  const ignore = () => {};
+  client.on('error', ignore);
+  let begun = begunAlready;
+  let committing = false;
+  let committed = false;
+  const multi = async (sql: string): Promise<Array<{ rows: Record<string, unknown>[] }>> => {
+    const result = (await client.query(sql)) as unknown as pg.QueryResult | pg.QueryResult[];
+    return Array.isArray(result) ? result : [result];
+  };
+  const tx: BatchedTransaction = {
+    query: async (text, values) => {
+      if (committed) throw new Error('statement after the transaction was committed');
+      if (!begun) {
+        begun = true;
+        await client.query('BEGIN');
+      }
+      return client.query(text, values);
+    },
+    batch: async (sql) => {
+      if (committed) throw new Error('statement after the transaction was committed');
+      const first = !begun;
+      // Set first: a failure part-way leaves a transaction to roll back.
+      begun = true;
+      const results = await multi(first ? `BEGIN; ${sql}` : sql);
+      if (first) results.shift();
+      return results;
+    },
+    commitWith: async (sql) => {
+      if (committed) throw new Error('statement after the transaction was committed');
+      const first = !begun;
+      begun = true;
+      committing = true;
+      const results = await multi(first ? `BEGIN; ${sql}; COMMIT` : `${sql}; COMMIT`);
+      if (first) results.shift();
+      committed = true;
+      results.pop();
+      return results;
+    },
+    literal: (value) => (typeof value === 'number' ? String(value) : client.escapeLiteral(value)),
+  };
+  try {
+    const value = await fn(tx);
+    committing = true;
+    if (begun && !committed) await client.query('COMMIT');
+    client.off('error', ignore);
+    client.release();
+    return { ok: true, value };
+  } catch (error) {
+    const broken = committed || !begun
+      ? false
+      : await client.query('ROLLBACK').then(
+          () => false,
+          () => true,
+        );
+    client.off('error', ignore);
+    client.release(broken ? toError(error) : undefined);
+    return { ok: false, error, committing };
+  }
 }
 
 /** A transaction of PostgresDatabase.batchedTransaction. */

@@ -25,6 +25,17 @@ export interface PostgresNotificationsOptions {
   retryMs?: number;
   /** Milliseconds between attempts at most (default: 30000). */
   maxRetryMs?: number;
+  /**
+   * Whether a server process id is one of this process's own connections: what they announce is
+   * heard `echoDelayMs` later (default: never, and 0).
+   */
+  isOwnBackend?: (pid: number) => boolean;
+  /**
+   * Milliseconds an announcement of this process's own making waits: the change's maker acts on
+   * it at once (a member's end hands off to the next member), and listeners reacting to the echo
+   * meanwhile would compete with that.
+   */
+  echoDelayMs?: number;
 }
 
 export class PostgresNotifications {
@@ -41,7 +52,7 @@ export class PostgresNotifications {
   private closed = false;
 
   constructor(options: PostgresNotificationsOptions) {
-    this.options = { retryMs: 100, maxRetryMs: 30_000, ...options };
+    this.options = { retryMs: 100, maxRetryMs: 30_000, isOwnBackend: () => false, echoDelayMs: 0, ...options };
   }
 
   watch(listener: (topic: StoreTopic) => void): () => void {
@@ -64,7 +75,14 @@ export class PostgresNotifications {
     const client = this.options.client();
     this.client = client;
     client.on('notification', (message) => {
-      if (generation === this.generation && message.channel === this.options.channel) this.emit(message.payload);
+      if (generation !== this.generation || message.channel !== this.options.channel) return;
+      if (this.options.echoDelayMs > 0 && this.options.isOwnBackend(message.processId)) {
+        setTimeout(() => {
+          if (!this.closed) this.emit(message.payload);
+        }, this.options.echoDelayMs).unref();
+      } else {
+        this.emit(message.payload);
+      }
     });
     // Without an 'error' listener a dropped connection would crash the process.
     client.on('error', () => this.lost(generation));

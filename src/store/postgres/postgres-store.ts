@@ -25,6 +25,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { endianness } from 'node:os';
+import pg from 'pg';
 import { systemClock } from '../../core/clock.js';
 import { ErrorCode, LockstepError, NotFoundError } from '../../core/errors.js';
 import type {
@@ -123,12 +124,15 @@ import { PostgresAlertStore } from './postgres-alert-store.js';
 import {
   PostgresDatabase,
   errorCode,
+  isConflictState,
   readNullableText,
   readText,
   storedText,
   textList,
   textListSql,
   textListValue,
+  type BatchedTransaction,
+  type OpenTransaction,
   type Queryable,
 } from './postgres-database.js';
 import { migrate } from './postgres-migrations.js';
@@ -181,10 +185,36 @@ const CLAIM_ATTEMPTS = 3;
 /** Parameters of one statement: `p.add(value, 'type')` is the placeholder, cast when a type is given. */
 class Params {
   readonly values: unknown[] = [];
+  /** `literal`: values are spelled in the SQL (a statement of a batch), with this escape for text. */
+  constructor(private readonly literal?: (text: string) => string) {}
   add(value: unknown, type?: string): string {
+    if (this.literal) {
+      const text =
+        value === null || value === undefined
+          ? 'NULL'
+          : typeof value === 'boolean'
+            ? String(value)
+            : typeof value === 'number'
+              ? `'${String(value)}'`
+              : this.literal(String(value));
+      return type ? `${text}::${type}` : text;
+    }
     this.values.push(value);
     return type ? `$${this.values.length}::${type}` : `$${this.values.length}`;
   }
+}
+
+/** How much later this store's listeners hear what it announced itself, ms (see PostgresNotifications). */
+const ECHO_DELAY_MS = 20;
+
+/** How long an advance begun with a member's end waits for this process's hand-off, ms. */
+const OPENED_ADVANCE_MS = 250;
+
+interface OpenedAdvance {
+  tx: OpenTransaction;
+  /** The lock's, the state's and the sequence's results (see advanceStateSql). */
+  results: Array<{ rows: Record<string, unknown>[] }>;
+  timer: NodeJS.Timeout;
 }
 
 /** A sync run row as PostgreSQL gives it, with `xmax = 0` for "inserted by this statement" where asked. */
@@ -242,6 +272,10 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
   >;
   /** `r.*` of a sequence run plus its members (as JSON, in position order), for the alias `r`. */
   private readonly sequenceRunColumns: string;
+  /** Advances under way in this store, by sequence run id (how many). */
+  private readonly advancing = new Map<string, number>();
+  /** Advances begun in the round trip that ended a member's run, by sequence run id (see endAndOpenAdvance). */
+  private readonly openedAdvances = new Map<string, OpenedAdvance>();
 
   private constructor(db: PostgresDatabase, schemaName: string, clock: Clock, applied: number[], secrets: SecretCodec) {
     this.db = db;
@@ -249,7 +283,12 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
     this.where = db.where;
     this.schemaName = schemaName;
     this.channel = `${schemaName}_lockstep`;
-    this.notifications = new PostgresNotifications({ client: () => db.client('lockstep notifications'), channel: this.channel });
+    this.notifications = new PostgresNotifications({
+      client: () => db.client('lockstep notifications'),
+      channel: this.channel,
+      isOwnBackend: (pid) => db.ownsBackend(pid),
+      echoDelayMs: ECHO_DELAY_MS,
+    });
     this.clock = clock;
     this.migrationsApplied = applied;
     const s = db.schema;
@@ -302,6 +341,7 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
   }
 
   async close(): Promise<void> {
+    for (const id of [...this.openedAdvances.keys()]) await this.takeOpenedAdvance(id)?.tx.abandon();
     await this.notifications.close();
     await this.db.close();
   }
@@ -584,7 +624,7 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
     // conditions of the UPDATE, checked again on the newest row once a concurrent writer released
     // it, so exactly one statement ends the run, and it records the end in the outbox of finished
     // runs and announces it too.
-    const ended = await this.patchSyncRun(this.db.direct, id, patch, now, attempt, { ending: true });
+    const ended = (await this.endAndOpenAdvance(id, patch, now, attempt)) ?? (await this.patchSyncRun(this.db.direct, id, patch, now, attempt, { ending: true }));
     if (ended) return syncRun(ended);
     // Not ended by it (already finished, another attempt, no such run): the row, locked, says which.
     return this.db.transaction(async (q) => {
@@ -892,56 +932,130 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
     claim?: { lease: LeaseRequest; max: number },
   ): Promise<SequenceAdvance> {
     const began = performance.now();
-    // A hand-off is this transaction: three round trips when a member starts (the state; the
-    // member's run, claimed; the run as it is now with the COMMIT).
-    return this.db.batchedTransaction(async (tx) => {
-      const runId = tx.literal(id);
-      // The lock first, then the state in statements of their own (one round trip, with the
-      // BEGIN): a second advance waiting for the lock reads what the first one committed, members
-      // and sync runs alike.
-      const [locked, states, sequences] = await tx.batch(
-        `SELECT id FROM ${this.t.sequenceRuns} WHERE id = ${runId} FOR UPDATE;
-         SELECT ${this.sequenceRunColumns},
-                COALESCE((SELECT json_agg(s) FROM ${this.t.syncRuns} AS s
-                          WHERE s.id IN (SELECT m.sync_run_id FROM ${this.t.memberRuns} AS m
-                                         WHERE m.sequence_run_id = r.id
-                                           AND (m.status = 'pending' OR (r.reason IS NULL AND m.status IN ('warning', 'failed', 'cancelled'))))),
-                         '[]'::json) AS sync_runs
-         FROM ${this.t.sequenceRuns} AS r WHERE r.id = ${runId};
-         SELECT * FROM ${this.t.sequences}
-         WHERE id = (SELECT sequence_id FROM ${this.t.sequenceRuns} WHERE id = ${runId}) AND deleted_at IS NULL`,
-      );
-      if (!locked || locked.rows.length === 0) throw new NotFoundError(`sequence run ${id} does not exist`);
-      const state = states?.rows[0] as unknown as SequenceRunResult & { sync_runs: SyncRunRow[] };
-      const run = sequenceRun(state);
-      if (run.status !== 'running') return { run, started: [], cancelled: [] };
-      const syncRuns = new Map(state.sync_runs.map((row) => [Number(row.id), syncRun(row)]));
-      const sequenceRow = sequences?.rows[0] as EntityRow | undefined;
-      const sequence = sequenceRow ? this.record<SequenceRecord>('sequence', sequenceRow) : null;
-
-      // The sync runs decide reads (core/sequence-rules.ts syncRunsToDecide), in the same statement.
-      const decision = decide({ run, sequence, syncRuns, now });
-      const changes = decision.terminate !== null || decision.cancel.length > 0 || decision.skipPending || decision.start.length > 0;
-      if (!changes && !decision.finish) return { run, started: [], cancelled: [] };
-      if (decision.terminate) await this.setTerminationIn(tx, id, decision.terminate.member, decision.terminate.reason);
-      for (const syncRunId of decision.cancel) {
-        const current = await this.syncRunRow(tx, syncRunId);
-        if (current && !isTerminalSyncRunStatus(current.status as SyncRunStatus)) await this.cancelSyncRun(tx, syncRunId, now);
+    this.advancing.set(id, (this.advancing.get(id) ?? 0) + 1);
+    try {
+      const opened = this.takeOpenedAdvance(id);
+      if (opened) {
+        try {
+          return await opened.tx.proceed((tx) => this.advanceIn(tx, id, decide, now, claim, began, opened.results));
+        } catch (error) {
+          // A deadlock victim runs again from the start, as any transaction.
+          if (!(error instanceof LockstepError && isConflictState(errorCode(error.cause)))) throw error;
+        }
       }
-      if (decision.skipPending) await this.skipPending(tx, id, now);
-      // A claim is stamped when it happens: `now` plus the time the transaction took so far.
-      const claims = claim ? { lease: claim.lease, max: claim.max, at: () => now + (performance.now() - began) } : undefined;
-      const known = new Map<string, MemberWithRun>(
-        run.members.map((m) => [
-          m.key,
-          { memberStatus: m.status, syncRunId: m.syncRunId, runStatus: m.syncRunId === null ? null : (syncRuns.get(m.syncRunId)?.status ?? null) },
-        ]),
-      );
-      const started = decision.start.length > 0 ? await this.startMembersIn(tx, id, decision.start, now, { locked: true, known, claim: claims }) : [];
-      if (decision.finish) return { run: await this.finishSequenceRunIn(tx, id, decision.finish, now), started, cancelled: decision.cancel };
-      const [after] = await tx.commitWith(`SELECT ${this.sequenceRunColumns} FROM ${this.t.sequenceRuns} AS r WHERE r.id = ${runId}`);
-      return { run: sequenceRun(after?.rows[0] as unknown as SequenceRunResult), started, cancelled: decision.cancel };
-    });
+      return await this.db.batchedTransaction((tx) => this.advanceIn(tx, id, decide, now, claim, began, null));
+    } finally {
+      const left = (this.advancing.get(id) ?? 1) - 1;
+      if (left === 0) this.advancing.delete(id);
+      else this.advancing.set(id, left);
+    }
+  }
+
+  /**
+   * The statements reading an advance's state after locking the sequence run `ref` (an SQL
+   * expression): the lock, the run with the sync runs decide reads, the sequence. Each reads a
+   * snapshot of its own, so a second advance waiting for the lock reads what the first committed.
+   */
+  private advanceStateSql(ref: string): string {
+    return `SELECT id FROM ${this.t.sequenceRuns} WHERE id = ${ref} FOR UPDATE;
+      SELECT ${this.sequenceRunColumns},
+             COALESCE((SELECT json_agg(s) FROM ${this.t.syncRuns} AS s
+                       WHERE s.id IN (SELECT m.sync_run_id FROM ${this.t.memberRuns} AS m
+                                      WHERE m.sequence_run_id = r.id
+                                        AND (m.status = 'pending' OR (r.reason IS NULL AND m.status IN ('warning', 'failed', 'cancelled'))))),
+                      '[]'::json) AS sync_runs
+      FROM ${this.t.sequenceRuns} AS r WHERE r.id = ${ref};
+      SELECT * FROM ${this.t.sequences}
+      WHERE id = (SELECT sequence_id FROM ${this.t.sequenceRuns} WHERE id = ${ref}) AND deleted_at IS NULL`;
+  }
+
+  /**
+   * One advance in `tx`. A hand-off is three round trips when a member starts: the state (with
+   * the BEGIN, or already read: `read`, see endAndOpenAdvance); the member's run, claimed; the run
+   * as it is now with the COMMIT.
+   */
+  private async advanceIn(
+    tx: BatchedTransaction,
+    id: string,
+    decide: (state: SequenceAdvanceState) => SequenceDecision,
+    now: number,
+    claim: { lease: LeaseRequest; max: number } | undefined,
+    began: number,
+    read: Array<{ rows: Record<string, unknown>[] }> | null,
+  ): Promise<SequenceAdvance> {
+    const runId = tx.literal(id);
+    const [locked, states, sequences] = read ?? (await tx.batch(this.advanceStateSql(runId)));
+    if (!locked || locked.rows.length === 0) throw new NotFoundError(`sequence run ${id} does not exist`);
+    const state = states?.rows[0] as unknown as SequenceRunResult & { sync_runs: SyncRunRow[] };
+    const run = sequenceRun(state);
+    if (run.status !== 'running') return { run, started: [], cancelled: [] };
+    const syncRuns = new Map(state.sync_runs.map((row) => [Number(row.id), syncRun(row)]));
+    const sequenceRow = sequences?.rows[0] as EntityRow | undefined;
+    const sequence = sequenceRow ? this.record<SequenceRecord>('sequence', sequenceRow) : null;
+
+    // The sync runs decide reads (core/sequence-rules.ts syncRunsToDecide), in the same statement.
+    const decision = decide({ run, sequence, syncRuns, now });
+    const changes = decision.terminate !== null || decision.cancel.length > 0 || decision.skipPending || decision.start.length > 0;
+    if (!changes && !decision.finish) return { run, started: [], cancelled: [] };
+    if (decision.terminate) await this.setTerminationIn(tx, id, decision.terminate.member, decision.terminate.reason);
+    for (const syncRunId of decision.cancel) {
+      const current = await this.syncRunRow(tx, syncRunId);
+      if (current && !isTerminalSyncRunStatus(current.status as SyncRunStatus)) await this.cancelSyncRun(tx, syncRunId, now);
+    }
+    if (decision.skipPending) await this.skipPending(tx, id, now);
+    // A claim is stamped when it happens: `now` plus the time the transaction took so far.
+    const claims = claim ? { lease: claim.lease, max: claim.max, at: () => now + (performance.now() - began) } : undefined;
+    const known = new Map<string, MemberWithRun>(
+      run.members.map((m) => [
+        m.key,
+        { memberStatus: m.status, syncRunId: m.syncRunId, runStatus: m.syncRunId === null ? null : (syncRuns.get(m.syncRunId)?.status ?? null) },
+      ]),
+    );
+    const started = decision.start.length > 0 ? await this.startMembersIn(tx, id, decision.start, now, { locked: true, known, claim: claims }) : [];
+    if (decision.finish) return { run: await this.finishSequenceRunIn(tx, id, decision.finish, now), started, cancelled: decision.cancel };
+    const [after] = await tx.commitWith(`SELECT ${this.sequenceRunColumns} FROM ${this.t.sequenceRuns} AS r WHERE r.id = ${runId}`);
+    return { run: sequenceRun(after?.rows[0] as unknown as SequenceRunResult), started, cancelled: decision.cancel };
+  }
+
+  /**
+   * A member run's end, in one round trip with the first of its hand-off: the terminal UPDATE of
+   * patchSyncRun (`ending`) commits on its own, then a transaction begins that locks the run's
+   * sequence run and reads the advance's state, and is left open for the advance this process
+   * makes next (advanceSequenceRun takes it). Not taken within OPENED_ADVANCE_MS (this process
+   * does not hand off: it is stopping, the run was not a member), it is rolled back. Null when the
+   * round trip failed (the caller ends the run the plain way, which finds it ended if the UPDATE
+   * committed) and when no transaction is left open while another advance of that sequence run
+   * is under way here (it may be waiting for the lock).
+   */
+  private async endAndOpenAdvance(id: number, patch: SyncRunPatch, now: number, attempt: number | undefined): Promise<SyncRunRow | null> {
+    const p = new Params(pg.escapeLiteral);
+    const update = this.patchSyncRunSql(id, patch, now, attempt, p, true);
+    const ref = `(SELECT sequence_run_id FROM ${this.t.syncRuns} WHERE id = ${p.add(safeId(id) ?? -1, 'bigint')})`;
+    const opened = await this.db.open(`${update}; COMMIT; BEGIN; ${this.advanceStateSql(ref)}`);
+    if (!opened) return null;
+    const [updated, , , locked, states, sequences] = opened.results;
+    const row = updated?.rows[0] as SyncRunRow | undefined;
+    const sequenceRunId = row?.sequence_run_id ?? null;
+    if (!row || sequenceRunId === null || !locked?.rows[0] || this.advancing.has(sequenceRunId) || this.openedAdvances.has(sequenceRunId)) {
+      void opened.abandon();
+      return row ?? null;
+    }
+    const timer = setTimeout(() => {
+      if (this.openedAdvances.get(sequenceRunId)?.tx === opened) this.openedAdvances.delete(sequenceRunId);
+      void opened.abandon();
+    }, OPENED_ADVANCE_MS);
+    timer.unref();
+    this.openedAdvances.set(sequenceRunId, { tx: opened, results: [locked, states as { rows: Record<string, unknown>[] }, sequences as { rows: Record<string, unknown>[] }], timer });
+    const { notified_finished: _f, notified_work: _w, ...plain } = row as SyncRunRow & { notified_finished?: unknown; notified_work?: unknown };
+    return plain as SyncRunRow;
+  }
+
+  private takeOpenedAdvance(id: string): OpenedAdvance | null {
+    const opened = this.openedAdvances.get(id);
+    if (!opened) return null;
+    this.openedAdvances.delete(id);
+    clearTimeout(opened.timer);
+    return opened;
   }
 
   async resumeSequenceRun(
@@ -1425,9 +1539,15 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
     attempt: number | undefined,
     { ending = false }: { ending?: boolean } = {},
   ): Promise<SyncRunRow | null> {
+    const p = new Params();
+    const { rows } = await q.query<SyncRunRow>(this.patchSyncRunSql(id, patch, now, attempt, p, ending), p.values);
+    return rows[0] ?? null;
+  }
+
+  /** The statement of patchSyncRun, its values added to `p`. */
+  private patchSyncRunSql(id: number, patch: SyncRunPatch, now: number, attempt: number | undefined, p: Params, ending: boolean): string {
     const status = patch.status ?? null;
     const terminal = status !== null && isTerminalSyncRunStatus(status);
-    const p = new Params();
     const runId = p.add(safeId(id) ?? -1, 'bigint');
     const newStatus = p.add(status, 'text');
     const at = p.add(now, 'float8');
@@ -1460,13 +1580,10 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
       ? `, outbox AS (INSERT INTO ${this.t.finishedRuns} (kind, run_id, created_at) SELECT 'sync', updated.id::text, ${at} FROM updated)`
       : '';
     const announce = ending ? `, ${this.notifySql('finished', p)} AS notified_finished, ${this.notifySql('work', p)} AS notified_work` : '';
-    const sql =
-      status === null
-        ? update
-        : `WITH updated AS (${update}), member AS (${this.followSql('updated', memberTransition(status), at, p)})${outbox}
-           SELECT updated.*${announce} FROM updated`;
-    const { rows } = await q.query<SyncRunRow>(sql, p.values);
-    return rows[0] ?? null;
+    return status === null
+      ? update
+      : `WITH updated AS (${update}), member AS (${this.followSql('updated', memberTransition(status), at, p)})${outbox}
+         SELECT updated.*${announce} FROM updated`;
   }
 
   /** `SET` of a claim by `lease` at `at`: one more attempt, held by the worker until the lease ends. */
