@@ -8,8 +8,9 @@ import { describe, expect, it } from 'vitest';
 import type { SyncDef } from '../../src/core/workspace.js';
 import { model, source, sync, workspace } from '../helpers/definitions.js';
 import { sqlite, sqliteRows, startHarness, tempDir } from '../helpers/harness.js';
+import { HttpReceiver, until } from '../alerts/receivers.js';
 
-async function setup(over: Partial<SyncDef>) {
+async function setup(over: Partial<SyncDef>, alertsUrl?: string) {
   const dir = tempDir();
   const values = Array.from({ length: 10 }, (_, i) => `(${i + 1}, 'item ${i + 1}')`).join(', ');
   sqlite(join(dir, 'warehouse.db'), `create table items (id integer primary key, label text); insert into items values ${values};`);
@@ -20,6 +21,12 @@ async function setup(over: Partial<SyncDef>) {
     models: [model('items', 'warehouse', 'select id, label from items')],
     syncs: [sync('items', { model: 'items', destination: 'app', object: 'items', mode: 'mirror', ...over })],
   });
+  if (alertsUrl) {
+    definition.alerts = {
+      channels: [{ name: 'hooks', type: 'webhook', url: `${alertsUrl}/hook`, headers: {}, secret: null }],
+      rules: [{ name: 'default', on: ['sync_failed'], syncs: [], sequences: [], rejectedPercent: 5, slowerThanMinutes: null, channels: ['hooks'] }],
+    };
+  }
   const h = await startHarness({ dir, definition });
   const run = async (options: { allowMassDelete?: boolean } = {}) => {
     const { run: queued } = await h.app.worker.triggerSync('items', options);
@@ -69,5 +76,22 @@ describe('mass-delete guard', () => {
     off.keep(0);
     expect((await off.run()).status).toBe('success');
     expect(off.count()).toBe(0);
+  });
+
+  it('raises the sync_failed alert with the figures when it stops a run', async () => {
+    await using http = await HttpReceiver.start();
+    const { h, run, keep } = await setup({}, http.url);
+    await using _ = h;
+    expect((await run()).status).toBe('success');
+    keep(0);
+    expect((await run()).status).toBe('failed');
+    await until(async () => {
+      await h.app.alertMonitor.idle();
+      await h.app.alerts.sendDue();
+      return http.at('/hook').length > 0;
+    }, 'the sync_failed notice');
+    const notices = http.at('/hook');
+    expect(notices).toHaveLength(1);
+    expect(notices[0]!.raw).toContain('would delete 10 of the 10 rows it manages (100%)');
   });
 });
