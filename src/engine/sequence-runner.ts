@@ -51,7 +51,9 @@ export class SequenceRunner {
     const previous = this.inFlight.get(sequenceRunId) ?? Promise.resolve();
     // A failed advance must not block the next one: each starts from the store's state anyway.
     const next = previous.catch(() => undefined).then(() => this.advanceOnce(sequenceRunId));
-    const tracked = next.finally(() => {
+    // The caller handles `next`'s failure; the copy kept here must not be an unhandled rejection
+    // (a store error in an advance would otherwise end the process).
+    const tracked = next.catch(() => undefined).finally(() => {
       if (this.inFlight.get(sequenceRunId) === tracked) this.inFlight.delete(sequenceRunId);
     });
     this.inFlight.set(sequenceRunId, tracked);
