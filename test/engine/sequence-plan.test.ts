@@ -12,6 +12,7 @@ import { z } from 'zod';
 import { createConnectorRegistry } from '../../src/app.js';
 import type { ConnectorKind } from '../../src/core/connector-kind.js';
 import type { RowOutcome, Store, WriteOperation } from '../../src/core/ports.js';
+import type { ModelDef } from '../../src/core/workspace.js';
 import { member, model, sequence, source, sync, workspace } from '../helpers/definitions.js';
 import { createHierarchyFixture, sqlite, sqliteRows, startHarness, tempDir } from '../helpers/harness.js';
 
@@ -308,7 +309,7 @@ describe('sequence plan with the planner in the warehouse', () => {
     return state;
   }
 
-  async function pgWorld() {
+  async function pgWorld(over: Partial<ModelDef> = {}) {
     const { createTestDatabase, sql } = await import('../helpers/postgres.js');
     const url = await createTestDatabase('planwh');
     await sql(
@@ -323,7 +324,7 @@ describe('sequence plan with the planner in the warehouse', () => {
         sources: [source('warehouse', { type: 'postgres', settings: { url, planner: 'warehouse' } })],
         destinations: [source('crm', { type: 'postgres', url })],
         // Person 1 comes twice and one row has no key: both refused by the warehouse on every run.
-        models: [model('people', 'warehouse', "select id, name, score from people union all select id, name, score from people where id = 1 union all select null, 'nobody', 1")],
+        models: [{ ...model('people', 'warehouse', "select id, name, score from people union all select id, name, score from people where id = 1 union all select null, 'nobody', 1"), ...over }],
         syncs: [sync('people', { model: 'people', destination: 'crm', object: 'crm_people', mode: 'mirror', batchSize: 50 })],
         sequences: [sequence('crm', [member('people')])],
       }),
@@ -446,6 +447,22 @@ describe('sequence plan with the planner in the warehouse', () => {
     const after = await h.app.planner.plan('crm');
     expect(after.members[0]).toMatchObject({ added: 1, changed: 0, removed: 0, rejected: 1, warnings: [] });
     expect((await crm()).length).toBe(PEOPLE);
+  });
+
+  it('plans a model with a cursor past its cursor, as the run after it does', async () => {
+    const { url, h, sql, runSequence } = await pgWorld({ cursor: 'id', fullCompareEvery: 10 });
+    await using _ = h;
+    await runSequence();
+    await sql(url, "insert into people values (1001, 'new', 1); update people set name = 'unseen' where id = 5");
+    const before = await plannerState(url);
+    const plan = await h.app.planner.plan('crm', { samples: 1 });
+    // Person 5 is behind the cursor: only a full comparison sees its change.
+    expect(plan.members[0]).toMatchObject({ status: 'planned', added: 1, changed: 0, removed: 0, rejected: 0 });
+    expect(plan.members[0]!.samples.added.map((s) => s.key)).toEqual([[1001]]);
+    expect(await plannerState(url)).toEqual(before);
+    const run = await runSequence();
+    expect(run.comparison?.kind).toBe('cursor');
+    expect(run.planned).toEqual({ addedCount: 1, changedCount: 0, removedCount: 0 });
   });
 
   it('plans a DuckDB source without changing its planner tables, and the run after it sends what the plan said', async () => {
