@@ -129,7 +129,12 @@ export interface WarehousePlannerAccess {
   readonly mode: 'warehouse' | 'auto';
   /** The schema the planner's tables live in. */
   readonly schema: string;
-  open(signal?: AbortSignal): Promise<WarehousePlanner>;
+  /**
+   * `dryRun` (a sequence's plan): the planner only reads. It creates nothing (a planner that never
+   * ran compares as a first run), writes neither its state nor its tables, takes no run over, and
+   * its commit() and finish() do nothing; the plan's parts read the comparison itself.
+   */
+  open(signal?: AbortSignal, options?: { dryRun?: boolean }): Promise<WarehousePlanner>;
 }
 
 /** What a run asks the warehouse to compare. */

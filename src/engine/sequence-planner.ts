@@ -7,7 +7,9 @@
  * two stand-ins: a read-only view of the store (PlanningStore), which answers reads from the store
  * and keeps the run's writes (its record, rejected rows, snapshot and record-id commits) in memory,
  * and a destination whose writer records the planned rows and answers each one delivered without
- * sending it. A store call the view does not know is refused, so a dry run can never write.
+ * sending it. A store call the view does not know is refused, so a dry run can never write. A source
+ * with the planner in the warehouse opens it as a dry run (WarehousePlannerAccess.open): it only
+ * reads, and its commits and finish do nothing.
  *
  * What a plan cannot know: rows the destination itself would refuse (a constraint, a 4xx). A
  * child's lookup of a parent key counts as found when the parent has an id recorded, or when the
@@ -15,7 +17,21 @@
  */
 import { ErrorCode, LockstepError, NotFoundError, toError } from '../core/errors.js';
 import { encodeKey } from '../core/keys.js';
-import type { Connectors, Destination, DestinationWriter, Logger, RowOutcome, Store, SyncRunPatch, Value, WriteOperation, WriteTarget } from '../core/ports.js';
+import type {
+  Connectors,
+  Destination,
+  DestinationWriter,
+  Logger,
+  RowOutcome,
+  Source,
+  Store,
+  SyncRunPatch,
+  Value,
+  WarehousePlanner,
+  WarehousePlannerAccess,
+  WriteOperation,
+  WriteTarget,
+} from '../core/ports.js';
 import type { RejectedRow, SyncRun } from '../core/runs.js';
 import { memberDependencies } from '../core/sequence-rules.js';
 import { DEFAULT_PLAN_SAMPLES, MAX_PLAN_SAMPLES, type MemberPlan, type PlanSample, type PlannedRejection, type SequencePlan } from '../core/sequence-plans.js';
@@ -87,7 +103,7 @@ export class SequencePlanner {
     const run = dryRun(sync, runner.clock.now());
     const view = planningStore(store, run, recorder, delivering);
     const planning: Connectors = {
-      openSource: (connection) => connectors.openSource(connection),
+      openSource: async (connection) => recorder.source(await connectors.openSource(connection)),
       openDestination: async (connection) => recorder.destination(await connectors.openDestination(connection)),
     };
     const syncRunner = new SyncRunner({ ...runner, store: view, connectors: planning, logger: quiet(runner.logger) });
@@ -104,9 +120,10 @@ export class SequencePlanner {
       retried: recorder.retried,
       rejected: final.failedRows.addedCount + final.failedRows.changedCount + final.failedRows.removedCount,
       samples: { added: recorder.added, changed: recorder.changed, removed: recorder.removed, rejected: recorder.rejected },
-      warnings: [],
+      warnings: [...recorder.warnings],
     };
-    const refusal = massDeleteRefusal(sync, plan.removed, await store.snapshotCount(sync.id));
+    // A run's mass-delete guard compares with what its planner holds: the planner table, or the snapshot.
+    const refusal = massDeleteRefusal(sync, plan.removed, recorder.plannerRows ?? (await store.snapshotCount(sync.id)));
     if (refusal) plan.warnings.push(`a real run would stop before deleting: ${refusal}`);
     if (plan.status === 'planned') await this.readBefore(sync, recorder, plan);
     return plan;
@@ -171,6 +188,10 @@ class PlanRecorder {
   readonly rejected: PlannedRejection[] = [];
   retried = 0;
   target: WriteTarget | null = null;
+  /** What the planner in the warehouse said of its comparison, when the source has one. */
+  readonly warnings: string[] = [];
+  /** Rows in the planner table in the warehouse, when the source has one (null: the store's snapshot plans). */
+  plannerRows: number | null = null;
 
   constructor(
     private readonly store: Store,
@@ -190,6 +211,42 @@ class PlanRecorder {
         this.target = target;
         return this.writer(target);
       },
+    };
+  }
+
+  /**
+   * The source with its planner in the warehouse, if any, opened as a dry run. A Proxy keeps the
+   * source's own methods bound to it (a class instance does not survive a spread).
+   */
+  source(real: Source): Source {
+    const access = real.warehousePlanner;
+    if (!access) return real;
+    const dryRun: WarehousePlannerAccess = {
+      mode: access.mode,
+      schema: access.schema,
+      open: async (signal) => this.planner(await access.open(signal, { dryRun: true })),
+    };
+    return new Proxy(real, {
+      get(target, name) {
+        if (name === 'warehousePlanner') return dryRun;
+        const value: unknown = Reflect.get(target, name, target);
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+  }
+
+  /** A dry-run planner as the runner sees it: its notes become the plan's warnings; commit and finish do nothing. */
+  private planner(real: WarehousePlanner): WarehousePlanner {
+    return {
+      plan: async (request) => {
+        const plan = await real.plan(request);
+        this.warnings.push(...plan.notes);
+        this.plannerRows = plan.plannerRows;
+        return plan;
+      },
+      commit: async () => undefined,
+      finish: async () => undefined,
+      close: () => real.close(),
     };
   }
 
@@ -221,12 +278,16 @@ class PlanRecorder {
     };
   }
 
-  /** Samples added and changed rows: a key in the snapshot (which a dry run never changes) is a change. */
+  /**
+   * Samples added and changed rows: the runner's planned rows say which they are (`o`); otherwise a
+   * key in the snapshot (which a dry run never changes) is a change.
+   */
   private async sample(target: WriteTarget, ops: WriteOperation[]): Promise<void> {
     if (ops.length === 0 || (this.added.length >= this.samples && this.changed.length >= this.samples)) return;
-    const delivered = await this.store.snapshotGet(this.sync.id, ops.map((op) => encodeKey(op.key)));
+    const change = (op: WriteOperation) => (op as Partial<{ o: 'added' | 'changed' | 'removed' }>).o;
+    const delivered = ops.every((op) => change(op) !== undefined) ? new Map() : await this.store.snapshotGet(this.sync.id, ops.map((op) => encodeKey(op.key)));
     for (const op of ops) {
-      const list = delivered.has(encodeKey(op.key)) ? this.changed : this.added;
+      const list = (change(op) ?? (delivered.has(encodeKey(op.key)) ? 'changed' : 'added')) === 'changed' ? this.changed : this.added;
       if (list.length >= this.samples) continue;
       list.push({ key: [...op.key], fields: target.columns.map((field, i) => ({ field, after: op.values[i] ?? null })), before: 'unavailable' });
     }

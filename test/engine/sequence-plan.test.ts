@@ -7,10 +7,12 @@
 import { cpSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import pg from 'pg';
 import { z } from 'zod';
 import { createConnectorRegistry } from '../../src/app.js';
 import type { ConnectorKind } from '../../src/core/connector-kind.js';
 import type { RowOutcome, Store, WriteOperation } from '../../src/core/ports.js';
+import type { ModelDef } from '../../src/core/workspace.js';
 import { member, model, sequence, source, sync, workspace } from '../helpers/definitions.js';
 import { createHierarchyFixture, sqlite, sqliteRows, startHarness, tempDir } from '../helpers/harness.js';
 
@@ -286,5 +288,243 @@ describe('sequence plan on PostgreSQL', () => {
     ]);
     expect(await stored()).toEqual(before);
     expect(await sql(crmUrl, 'select * from accounts order by id')).toEqual(destinationBefore);
+  });
+});
+
+describe('sequence plan with the planner in the warehouse', () => {
+  const PEOPLE = 300;
+  /**
+   * Every table of the planner's schema, row for row as text (the meta row included), or null
+   * without the schema; `times: false` leaves out the meta row's updated_at, to compare two worlds.
+   */
+  async function plannerState(url: string, times = true) {
+    const { sql } = await import('../helpers/postgres.js');
+    const tables = await sql<{ name: string }>(url, "select tablename as name from pg_tables where schemaname = 'lockstep_planner' order by 1");
+    if ((await sql(url, "select 1 from pg_namespace where nspname = 'lockstep_planner'")).length === 0) return null;
+    const state: Record<string, unknown> = {};
+    for (const { name } of tables) {
+      const row = times || name !== 'lockstep_syncs' ? 't::text' : "(to_jsonb(t) - 'updated_at')::text";
+      state[name] = await sql(url, `select ${row} as row from lockstep_planner."${name}" t order by 1`);
+    }
+    return state;
+  }
+
+  async function pgWorld(over: Partial<ModelDef> = {}) {
+    const { createTestDatabase, sql } = await import('../helpers/postgres.js');
+    const url = await createTestDatabase('planwh');
+    await sql(
+      url,
+      `create table people (id bigint, name text not null, score integer not null);
+       insert into people select g, 'person ' || g, g % 10 from generate_series(1, ${PEOPLE}) g;
+       create table crm_people (id bigint primary key, name text, score integer check (score >= 0))`,
+    );
+    const h = await startHarness({
+      dir: tempDir(),
+      definition: workspace({
+        sources: [source('warehouse', { type: 'postgres', settings: { url, planner: 'warehouse' } })],
+        destinations: [source('crm', { type: 'postgres', url })],
+        // Person 1 comes twice and one row has no key: both refused by the warehouse on every run.
+        models: [{ ...model('people', 'warehouse', "select id, name, score from people union all select id, name, score from people where id = 1 union all select null, 'nobody', 1"), ...over }],
+        syncs: [sync('people', { model: 'people', destination: 'crm', object: 'crm_people', mode: 'mirror', batchSize: 50 })],
+        sequences: [sequence('crm', [member('people')])],
+      }),
+    });
+    const runSequence = async () => {
+      const { run } = await h.app.worker.triggerSequence('crm');
+      expect((await h.app.worker.waitForSequenceRun(run.id)).status).toBe('done');
+      const s = (await h.app.store.getSync('people'))!;
+      const [last] = await h.app.store.listSyncRuns({ syncId: s.id, limit: 1, offset: 0, order: 'desc' });
+      const rejected = (await h.app.store.listRejectedRows(last!.id, 100, 0)).map((r) => [r.key, r.op, r.reason]);
+      return { planned: last!.plannedRows, successful: last!.successfulRows, failed: last!.failedRows, querySize: last!.querySize, comparison: last!.comparison, rejected };
+    };
+    const change = () =>
+      sql(
+        url,
+        `update people set name = name || '!' where id % 50 = 0;
+         update people set score = -1 where id = 7;
+         delete from people where id in (3, 4);
+         insert into people values (1001, 'new', 1)`,
+      );
+    const crm = () => sql(url, 'select * from crm_people order by id');
+    return { url, h, sql, runSequence, change, crm };
+  }
+
+  it('plans a never-run sync as a first run without creating the planner schema, and plans changes without touching it', async () => {
+    const { url, h, runSequence, change } = await pgWorld();
+    await using _ = h;
+    const first = await h.app.planner.plan('crm', { samples: 2 });
+    expect(first.members[0]).toMatchObject({ status: 'planned', querySize: PEOPLE + 2, added: PEOPLE + 2, changed: 0, removed: 0, rejected: 2, warnings: [] });
+    expect(first.members[0]!.samples.rejected).toEqual([
+      { key: '[null]', op: 'added', reason: 'primary key column "id" is null' },
+      { key: '[1]', op: 'added', reason: expect.stringContaining('duplicate primary key [1]') },
+    ]);
+    expect(first.members[0]!.samples.added.map((s) => [s.key, s.before])).toEqual([
+      [[1], 'absent'],
+      [[2], 'absent'],
+    ]);
+    expect(await plannerState(url)).toBeNull();
+
+    await runSequence();
+    await change();
+    const before = await plannerState(url);
+    expect(Object.keys(before!)).toEqual(expect.arrayContaining(['lockstep_syncs', 'sync_1_people']));
+    const plan = await h.app.planner.plan('crm', { samples: 2 });
+    // Person 7's score breaks the destination's check: a plan cannot know, so it is counted as a
+    // change. Compared by value, person 1's two rows match the planner table and are not planned;
+    // the row without a key is refused again (counted as added, as a run counts it).
+    expect(plan.members[0]).toMatchObject({ status: 'planned', querySize: PEOPLE, added: 1 + 1, changed: PEOPLE / 50 + 1, removed: 2, rejected: 1, retried: 1 });
+    expect(plan.members[0]!.samples.changed).toEqual([
+      { key: [7], before: 'read', fields: [{ field: 'score', before: 7, after: -1 }] },
+      { key: [50], before: 'read', fields: [{ field: 'name', before: 'person 50', after: 'person 50!' }] },
+    ]);
+    expect(plan.members[0]!.samples.added.map((s) => s.key)).toEqual([[1001]]);
+    expect(plan.members[0]!.samples.removed.map((s) => [s.key, s.before])).toEqual([
+      [[3], 'read'],
+      [[4], 'read'],
+    ]);
+    expect(await plannerState(url)).toEqual(before);
+  });
+
+  it('a real run after plans sends exactly what a real run without them sends', async () => {
+    const planned = await pgWorld();
+    const control = await pgWorld();
+    await using _p = planned.h;
+    await using _c = control.h;
+    await planned.h.app.planner.plan('crm');
+    expect(await planned.runSequence()).toEqual(await control.runSequence());
+    await Promise.all([planned.change(), control.change()]);
+    const plan = await planned.h.app.planner.plan('crm');
+    await planned.h.app.planner.plan('crm', { samples: 0 });
+    const afterPlan = await planned.runSequence();
+    expect(afterPlan).toEqual(await control.runSequence());
+    expect(await planned.crm()).toEqual(await control.crm());
+    expect(await plannerState(planned.url, false)).toEqual(await plannerState(control.url, false));
+    expect([plan.members[0]!.added, plan.members[0]!.changed, plan.members[0]!.removed]).toEqual([
+      afterPlan.planned.addedCount,
+      afterPlan.planned.changedCount,
+      afterPlan.planned.removedCount,
+    ]);
+  });
+
+  it('leaves a run in progress its planner: the run commits and finishes after the plan, and the plan says its rows are pending', async () => {
+    const { url, h, runSequence, change, crm } = await pgWorld();
+    await using _ = h;
+    await runSequence();
+    await change();
+    // A run's attempt that has compared and is delivering (as the runner drives it).
+    const { PostgresPlanner } = await import('../../src/connectors/postgres/postgres-planner.js');
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    const running = await PostgresPlanner.open(client, 'lockstep_planner', 'the test database');
+    try {
+      const s = (await h.app.store.getSync('people'))!;
+      const staged = await running.plan({
+        sync: { id: s.id, slug: s.slug },
+        run: { id: 999, attempt: 1 },
+        query: 'select id, name, score from people where id is not null',
+        primaryKey: ['id'],
+        sends: { added: true, changed: true, removed: true },
+        resendAll: false,
+        reset: false,
+        cursor: null,
+      });
+      const before = await plannerState(url);
+      const plan = await h.app.planner.plan('crm');
+      expect(plan.members[0]!.warnings).toEqual([expect.stringMatching(/^sync run 999 stopped part-way or is running/)]);
+      expect(await plannerState(url)).toEqual(before);
+      // Its last planned row is the removal of person 4: delivered, recorded, and taken in.
+      expect(staged.parts.map((part) => [part.op, part.rows])).toEqual([
+        ['added', 1],
+        ['changed', PEOPLE / 50 + 1],
+        ['removed', 2],
+      ]);
+      await running.commit({ op: 'removed', key: ['4'] }, []);
+      await running.finish();
+    } finally {
+      await running.close();
+    }
+    // The planner table took in the run's rows: nothing left to plan but the refused rows.
+    const after = await h.app.planner.plan('crm');
+    expect(after.members[0]).toMatchObject({ added: 1, changed: 0, removed: 0, rejected: 1, warnings: [] });
+    expect((await crm()).length).toBe(PEOPLE);
+  });
+
+  it('plans a model with a cursor past its cursor, as the run after it does', async () => {
+    const { url, h, sql, runSequence } = await pgWorld({ cursor: 'id', fullCompareEvery: 10 });
+    await using _ = h;
+    await runSequence();
+    await sql(url, "insert into people values (1001, 'new', 1); update people set name = 'unseen' where id = 5");
+    const before = await plannerState(url);
+    const plan = await h.app.planner.plan('crm', { samples: 1 });
+    // Person 5 is behind the cursor: only a full comparison sees its change.
+    expect(plan.members[0]).toMatchObject({ status: 'planned', added: 1, changed: 0, removed: 0, rejected: 0 });
+    expect(plan.members[0]!.samples.added.map((s) => s.key)).toEqual([[1001]]);
+    expect(await plannerState(url)).toEqual(before);
+    const run = await runSequence();
+    expect(run.comparison?.kind).toBe('cursor');
+    expect(run.planned).toEqual({ addedCount: 1, changedCount: 0, removedCount: 0 });
+  });
+
+  it('plans a DuckDB source without changing its planner tables, and the run after it sends what the plan said', async () => {
+    const dir = tempDir();
+    const duck = await import('@duckdb/node-api');
+    const path = join(dir, 'warehouse.duckdb');
+    const duckdb = async (statements: string) => {
+      const instance = await duck.DuckDBInstance.create(path);
+      const connection = await instance.connect();
+      try {
+        return (await connection.runAndReadAll(statements)).getRowObjectsJS();
+      } finally {
+        connection.closeSync();
+        instance.closeSync();
+      }
+    };
+    const plannerTables = async () => {
+      const tables = (await duckdb("select table_name as name from information_schema.tables where table_schema = 'lockstep_planner' order by 1")) as Array<{ name: string }>;
+      const state: Record<string, unknown> = {};
+      for (const { name } of tables) state[name] = await duckdb(`select t::varchar as row from lockstep_planner."${name}" t order by 1`);
+      return state;
+    };
+    await duckdb(`create table people (id bigint, name varchar not null);
+      insert into people select g, 'person ' || g from range(1, ${PEOPLE + 1}) r(g)`);
+    const { createTestDatabase, sql } = await import('../helpers/postgres.js');
+    const url = await createTestDatabase('planduck');
+    await sql(url, 'create table crm_people (id bigint primary key, name text)');
+    await using h = await startHarness({
+      dir,
+      definition: workspace({
+        sources: [source('warehouse', { type: 'duckdb', settings: { path: 'warehouse.duckdb', planner: 'warehouse' } })],
+        destinations: [source('crm', { type: 'postgres', url })],
+        models: [model('people', 'warehouse', 'select id, name from people')],
+        syncs: [sync('people', { model: 'people', destination: 'crm', object: 'crm_people', mode: 'mirror', batchSize: 50 })],
+        sequences: [sequence('crm', [member('people')])],
+      }),
+    });
+    const runSequence = async () => {
+      const { run } = await h.app.worker.triggerSequence('crm');
+      expect((await h.app.worker.waitForSequenceRun(run.id)).status).toBe('done');
+      const s = (await h.app.store.getSync('people'))!;
+      const [last] = await h.app.store.listSyncRuns({ syncId: s.id, limit: 1, offset: 0, order: 'desc' });
+      return last!;
+    };
+
+    const first = await h.app.planner.plan('crm', { samples: 1 });
+    expect(first.members[0]).toMatchObject({ status: 'planned', added: PEOPLE, changed: 0, removed: 0, warnings: [] });
+    expect(await plannerTables()).toEqual({});
+    expect((await runSequence()).plannedRows).toEqual({ addedCount: PEOPLE, changedCount: 0, removedCount: 0 });
+
+    await duckdb(`update people set name = 'renamed' where id = 5; delete from people where id = 6; insert into people values (${PEOPLE + 1}, 'new'), (null, 'nobody')`);
+    const before = await plannerTables();
+    expect(Object.keys(before)).toEqual(['lockstep_syncs', 'sync_1_people']);
+    const plan = await h.app.planner.plan('crm', { samples: 1 });
+    expect(plan.members[0]).toMatchObject({ status: 'planned', added: 2, changed: 1, removed: 1, rejected: 1 });
+    expect(plan.members[0]!.samples.changed).toEqual([{ key: [5], before: 'read', fields: [{ field: 'name', before: 'person 5', after: 'renamed' }] }]);
+    expect(plan.members[0]!.samples.added.map((s) => s.key)).toEqual([[PEOPLE + 1]]);
+    expect(await plannerTables()).toEqual(before);
+
+    const after = await runSequence();
+    expect(after.plannedRows).toEqual({ addedCount: 2, changedCount: 1, removedCount: 1 });
+    expect(after.successfulRows).toEqual({ addedCount: 1, changedCount: 1, removedCount: 1 });
+    expect(await sql(url, 'select count(*)::int as n from crm_people')).toEqual([{ n: PEOPLE }]);
   });
 });

@@ -40,6 +40,19 @@ interface MetaRow {
   staged_rows: number;
 }
 
+/** What a run compares, and how (see DuckDbPlanner.shape). */
+interface Shape {
+  query: string;
+  names: string[];
+  modelColumns: ColumnType[];
+  keys: string[];
+  values: string[];
+  kind: StagingKind;
+  comparison: 'full' | 'cursor';
+  pendingCursor: string | null;
+  plannerTable: string;
+}
+
 const OPS: ReadonlyArray<WarehousePlanPart['op']> = ['added', 'changed', 'removed'];
 const OP_CODE = { added: 'a', changed: 'c', removed: 'r' } as const;
 
@@ -54,10 +67,13 @@ export class DuckDbPlanner implements WarehousePlanner {
     private readonly connection: DuckDBConnection,
     private readonly schema: string,
     private readonly where: string,
+    private readonly dryRun: boolean,
   ) {}
 
-  static async open(connection: DuckDBConnection, schema: string, where: string): Promise<DuckDbPlanner> {
-    const planner = new DuckDbPlanner(connection, schema, where);
+  /** Opens the planner on `connection`, creating its schema and table of syncs; `dryRun` creates nothing (see preview). */
+  static async open(connection: DuckDBConnection, schema: string, where: string, options: { dryRun?: boolean } = {}): Promise<DuckDbPlanner> {
+    const planner = new DuckDbPlanner(connection, schema, where, options.dryRun === true);
+    if (planner.dryRun) return planner;
     try {
       await connection.run(`CREATE SCHEMA IF NOT EXISTS ${quote(schema)}`);
       await connection.run(`CREATE TABLE IF NOT EXISTS ${planner.meta} (
@@ -106,6 +122,17 @@ export class DuckDbPlanner implements WarehousePlanner {
   }
 
   async plan(request: WarehousePlanRequest): Promise<WarehousePlan> {
+    if (this.dryRun) {
+      // One snapshot for all of the dry run's counts; rolled back, as it writes nothing.
+      await this.run('BEGIN TRANSACTION');
+      try {
+        return await this.preview(request);
+      } catch (error) {
+        throw this.failure('comparing the model with its planner table', error);
+      } finally {
+        await this.run('ROLLBACK').catch(() => undefined);
+      }
+    }
     await this.run('BEGIN TRANSACTION');
     try {
       const plan = await this.planOnce(request);
@@ -120,7 +147,7 @@ export class DuckDbPlanner implements WarehousePlanner {
 
   private async planOnce(request: WarehousePlanRequest): Promise<WarehousePlan> {
     const notes: string[] = [];
-    const base = `sync_${request.sync.id}_${request.sync.slug.toLowerCase().replace(/[^a-z0-9_]/g, '_').slice(0, 32)}`;
+    const base = plannerTableName(request.sync);
     const plannerTable = base;
     const staging = `${base}_stage`;
     const rejectedTable = `${base}_rejected`;
@@ -138,84 +165,17 @@ export class DuckDbPlanner implements WarehousePlanner {
     meta = await this.readMeta(request.sync.id);
     this.fence = { syncId: request.sync.id, runId: request.run.id, attempt: request.run.attempt };
 
-    const query = request.query.replace(/[\s;]+$/, '');
-    const modelColumns = await this.describe(`SELECT * FROM (\n${query}\n) AS lockstep_model LIMIT 0`);
-    const names = modelColumns.map((c) => c.name);
-    const seen = new Set<string>();
-    for (const name of names) {
-      if (seen.has(name)) throw new LockstepError(ErrorCode.Schema, `the model's query returns column "${name}" twice — give each column its own name (AS ...) to use the planner in the warehouse`);
-      if (name === 'lockstep_op') throw new LockstepError(ErrorCode.Schema, 'the model\'s query returns a column named "lockstep_op", which the planner in the warehouse uses itself — rename it');
-      seen.add(name);
-    }
-    const keys = [...request.primaryKey];
-    for (const key of keys) {
-      if (!seen.has(key)) {
-        throw new LockstepError(ErrorCode.Schema, `the model declares primary key column "${key}", but its query returns only ${names.map((c) => `"${c}"`).join(', ')} — fix primaryKey or the query`);
-      }
-    }
-    const values = names.filter((n) => !keys.includes(n));
-    const typeOf = (name: string) => (modelColumns.find((c) => c.name === name) as ColumnType).type;
+    const shape = await this.shape(request, meta, plannerTable, notes);
+    const { names, modelColumns, keys, kind, comparison, pendingCursor } = shape;
     this.keys = keys;
-    this.keyTypes = keys.map(typeOf);
+    this.keyTypes = keys.map((k) => (modelColumns.find((c) => c.name === k) as ColumnType).type);
     this.plannerTable = plannerTable;
-
-    const existing = await this.tableColumns(plannerTable);
-    const keyTypesSame = (columns: ColumnType[]) => keys.every((k) => columns.find((c) => c.name === k)?.type === typeOf(k));
-    let kind: StagingKind = 'values';
-    const cursor = request.cursor;
-    let comparison: 'full' | 'cursor' = 'full';
-    let pendingCursor: string | null = null;
-    if (cursor) {
-      if (!seen.has(cursor.column)) {
-        throw new LockstepError(ErrorCode.Schema, `the model's cursor column "${cursor.column}" is not among the columns its query returns (${names.map((c) => `"${c}"`).join(', ')}) — fix cursor or the query`);
-      }
-      const [high] = await this.rows<{ high: string | null }>(`SELECT max(${quote(cursor.column)})::VARCHAR AS high FROM (\n${query}\n) AS lockstep_model`);
-      pendingCursor = high?.high ?? null;
-      if (!request.reset && existing !== null && meta.columns !== null && !cursor.full && meta.cursor_value !== null && meta.cursor_runs < cursor.every - 1) comparison = 'cursor';
-    }
-    if (request.reset) kind = 'reset';
-    else if (existing === null || meta.columns === null) {
-      kind = 'initial';
-      if (meta.columns !== null) notes.push(`planner table ${this.schema}.${plannerTable} was dropped outside Lockstep: every row is sent again and the table rebuilt`);
-    } else {
-      // Checked at full comparisons: a cursor run reads only a few rows of the table.
-      const tampered = !sameColumns(existing, meta.columns) || (comparison === 'full' && (await this.checksum(plannerTable, meta.columns)) !== meta.checksum);
-      if (tampered) {
-        kind = keyTypesSame(existing) ? 'keys' : 'initial';
-        comparison = 'full';
-        notes.push(`planner table ${this.schema}.${plannerTable} was changed outside Lockstep: compared by key only this run (every row sent again${kind === 'keys' ? ', rows gone from the model removed' : ''}) and rebuilt`);
-      } else if (!sameColumns(existing, modelColumns)) {
-        kind = keyTypesSame(existing) ? 'keys' : 'initial';
-        comparison = 'full';
-        notes.push(`the model's columns changed (${describeChange(existing, modelColumns)}): every row is compared again by key and sent once`);
-      } else if (request.resendAll) {
-        kind = 'keys';
-        comparison = 'full';
-      }
-    }
-    if (kind !== 'values') comparison = 'full';
 
     const q = quote;
     const keyList = keys.map(q).join(', ');
     await this.run(`DROP TABLE IF EXISTS ${this.table(staging)}`);
     await this.run(`DROP TABLE IF EXISTS ${this.table(rejectedTable)}`);
-    if (kind === 'initial' || kind === 'reset') {
-      await this.run(`CREATE TABLE ${this.table(staging)} AS SELECT * FROM (\n${query}\n) AS lockstep_model`);
-    } else {
-      const differs = kind === 'keys' ? 'true' : values.length === 0 ? 'false' : values.map((v) => `m.${q(v)} IS DISTINCT FROM p.${q(v)}`).join(' OR ');
-      const cursorFilter = comparison === 'cursor' ? ` WHERE lockstep_q.${q(cursor?.column as string)} >= CAST(? AS ${typeOf(cursor?.column as string)})` : '';
-      const join = comparison === 'cursor' || !request.sends.removed ? 'LEFT JOIN' : 'FULL JOIN';
-      const op = `CASE WHEN m.lockstep_m IS NULL THEN 'r' WHEN p.lockstep_p IS NULL THEN 'a' ELSE 'c' END`;
-      const wanted = ["'a'", ...(request.sends.changed ? ["'c'"] : []), ...(request.sends.removed && comparison === 'full' ? ["'r'"] : [])];
-      const columns = [`${op} AS lockstep_op`, ...keys.map((k) => `coalesce(m.${q(k)}, p.${q(k)}) AS ${q(k)}`), ...values.map((v) => `m.${q(v)}`)];
-      await this.run(
-        `CREATE TABLE ${this.table(staging)} AS SELECT * FROM (SELECT ${columns.join(', ')}\n` +
-          `FROM (SELECT lockstep_q.*, true AS lockstep_m FROM (\n${query}\n) AS lockstep_q${cursorFilter}) AS m ` +
-          `${join} (SELECT lockstep_p.*, true AS lockstep_p FROM ${this.table(plannerTable)} AS lockstep_p) AS p ON ${keys.map((k) => `m.${q(k)} = p.${q(k)}`).join(' AND ')}\n` +
-          `WHERE m.lockstep_m IS NULL OR p.lockstep_p IS NULL OR ${differs}) AS lockstep_diff WHERE lockstep_op IN (${wanted.join(', ')})`,
-        comparison === 'cursor' ? [meta.cursor_value] : [],
-      );
-    }
+    await this.run(`CREATE TABLE ${this.table(staging)} AS ${this.diffSelect(shape, request, '?')}`, comparison === 'cursor' ? [meta.cursor_value] : []);
 
     const refused: WarehousePlan['refused'] = [];
     const opFilter = kind === 'initial' || kind === 'reset' ? '' : "lockstep_op <> 'r' AND ";
@@ -269,7 +229,158 @@ export class DuckDbPlanner implements WarehousePlanner {
     return { parts, refused, modelRows, plannerRows, comparison, notes };
   }
 
+  /** The model's columns and keys, and how it is compared with the planner table (`meta`): shared by runs and dry runs. */
+  private async shape(request: WarehousePlanRequest, meta: MetaRow, plannerTable: string, notes: string[]): Promise<Shape> {
+    const query = request.query.replace(/[\s;]+$/, '');
+    const modelColumns = await this.describe(`SELECT * FROM (\n${query}\n) AS lockstep_model LIMIT 0`);
+    const names = modelColumns.map((c) => c.name);
+    const seen = new Set<string>();
+    for (const name of names) {
+      if (seen.has(name)) throw new LockstepError(ErrorCode.Schema, `the model's query returns column "${name}" twice — give each column its own name (AS ...) to use the planner in the warehouse`);
+      if (name === 'lockstep_op') throw new LockstepError(ErrorCode.Schema, 'the model\'s query returns a column named "lockstep_op", which the planner in the warehouse uses itself — rename it');
+      seen.add(name);
+    }
+    const keys = [...request.primaryKey];
+    for (const key of keys) {
+      if (!seen.has(key)) {
+        throw new LockstepError(ErrorCode.Schema, `the model declares primary key column "${key}", but its query returns only ${names.map((c) => `"${c}"`).join(', ')} — fix primaryKey or the query`);
+      }
+    }
+    const values = names.filter((n) => !keys.includes(n));
+    const typeOf = (name: string) => (modelColumns.find((c) => c.name === name) as ColumnType).type;
+
+    const existing = await this.tableColumns(plannerTable);
+    const keyTypesSame = (columns: ColumnType[]) => keys.every((k) => columns.find((c) => c.name === k)?.type === typeOf(k));
+    let kind: StagingKind = 'values';
+    const cursor = request.cursor;
+    let comparison: 'full' | 'cursor' = 'full';
+    let pendingCursor: string | null = null;
+    if (cursor) {
+      if (!seen.has(cursor.column)) {
+        throw new LockstepError(ErrorCode.Schema, `the model's cursor column "${cursor.column}" is not among the columns its query returns (${names.map((c) => `"${c}"`).join(', ')}) — fix cursor or the query`);
+      }
+      const [high] = await this.rows<{ high: string | null }>(`SELECT max(${quote(cursor.column)})::VARCHAR AS high FROM (\n${query}\n) AS lockstep_model`);
+      pendingCursor = high?.high ?? null;
+      if (!request.reset && existing !== null && meta.columns !== null && !cursor.full && meta.cursor_value !== null && meta.cursor_runs < cursor.every - 1) comparison = 'cursor';
+    }
+    if (request.reset) kind = 'reset';
+    else if (existing === null || meta.columns === null) {
+      kind = 'initial';
+      if (meta.columns !== null) notes.push(`planner table ${this.schema}.${plannerTable} was dropped outside Lockstep: every row is sent again and the table rebuilt`);
+    } else {
+      // Checked at full comparisons: a cursor run reads only a few rows of the table.
+      const tampered = !sameColumns(existing, meta.columns) || (comparison === 'full' && (await this.checksum(plannerTable, meta.columns)) !== meta.checksum);
+      if (tampered) {
+        kind = keyTypesSame(existing) ? 'keys' : 'initial';
+        comparison = 'full';
+        notes.push(`planner table ${this.schema}.${plannerTable} was changed outside Lockstep: compared by key only this run (every row sent again${kind === 'keys' ? ', rows gone from the model removed' : ''}) and rebuilt`);
+      } else if (!sameColumns(existing, modelColumns)) {
+        kind = keyTypesSame(existing) ? 'keys' : 'initial';
+        comparison = 'full';
+        notes.push(`the model's columns changed (${describeChange(existing, modelColumns)}): every row is compared again by key and sent once`);
+      } else if (request.resendAll) {
+        kind = 'keys';
+        comparison = 'full';
+      }
+    }
+    if (kind !== 'values') comparison = 'full';
+    return { query, names, modelColumns, keys, values, kind, comparison, pendingCursor, plannerTable };
+  }
+
+  /**
+   * The rows a run stages: the model itself (initial, reset) or the rows that differ from the
+   * planner table, each with its `lockstep_op`. `cursorValue` is the SQL of the cursor's value.
+   */
+  private diffSelect(shape: Shape, request: WarehousePlanRequest, cursorValue: string): string {
+    const { query, modelColumns, keys, values, kind, comparison, plannerTable } = shape;
+    if (kind === 'initial' || kind === 'reset') return `SELECT * FROM (\n${query}\n) AS lockstep_model`;
+    const q = quote;
+    const cursor = request.cursor;
+    const typeOf = (name: string) => (modelColumns.find((c) => c.name === name) as ColumnType).type;
+    const differs = kind === 'keys' ? 'true' : values.length === 0 ? 'false' : values.map((v) => `m.${q(v)} IS DISTINCT FROM p.${q(v)}`).join(' OR ');
+    const cursorFilter = comparison === 'cursor' ? ` WHERE lockstep_q.${q(cursor?.column as string)} >= CAST(${cursorValue} AS ${typeOf(cursor?.column as string)})` : '';
+    const join = comparison === 'cursor' || !request.sends.removed ? 'LEFT JOIN' : 'FULL JOIN';
+    const op = `CASE WHEN m.lockstep_m IS NULL THEN 'r' WHEN p.lockstep_p IS NULL THEN 'a' ELSE 'c' END`;
+    const wanted = ["'a'", ...(request.sends.changed ? ["'c'"] : []), ...(request.sends.removed && comparison === 'full' ? ["'r'"] : [])];
+    const columns = [`${op} AS lockstep_op`, ...keys.map((k) => `coalesce(m.${q(k)}, p.${q(k)}) AS ${q(k)}`), ...values.map((v) => `m.${q(v)}`)];
+    return (
+      `SELECT * FROM (SELECT ${columns.join(', ')}\n` +
+      `FROM (SELECT lockstep_q.*, true AS lockstep_m FROM (\n${query}\n) AS lockstep_q${cursorFilter}) AS m ` +
+      `${join} (SELECT lockstep_p.*, true AS lockstep_p FROM ${this.table(plannerTable)} AS lockstep_p) AS p ON ${keys.map((k) => `m.${q(k)} = p.${q(k)}`).join(' AND ')}\n` +
+      `WHERE m.lockstep_m IS NULL OR p.lockstep_p IS NULL OR ${differs}) AS lockstep_diff WHERE lockstep_op IN (${wanted.join(', ')})`
+    );
+  }
+
+  /**
+   * A dry run's plan, as PostgresPlanner.preview: the same comparison as a run's, with nothing
+   * created or written; the parts' queries are the comparison itself (the source reads them on
+   * connections of its own), without null and duplicate keys, which are refused as a run does.
+   */
+  private async preview(request: WarehousePlanRequest): Promise<WarehousePlan> {
+    const notes: string[] = [];
+    const plannerTable = plannerTableName(request.sync);
+    const found = (await this.tableColumns('lockstep_syncs')) === null ? [] : await this.rows<Record<string, unknown>>(`SELECT 1 FROM ${this.meta} WHERE sync_id = ?`, [request.sync.id]);
+    const meta = found.length > 0 ? await this.readMeta(request.sync.id) : unplannedMeta(plannerTable);
+    if (meta.staging !== null) notes.push(pendingNote(meta.run_id));
+    const shape = await this.shape(request, meta, plannerTable, notes);
+    const diff = this.diffSelect(shape, request, `'${(meta.cursor_value ?? '').replace(/'/g, "''")}'`);
+    const q = quote;
+    const keyList = shape.keys.map(q).join(', ');
+    const anyNull = shape.keys.map((k) => `${q(k)} IS NULL`).join(' OR ');
+    const op = shape.kind === 'initial' || shape.kind === 'reset' ? "'a'" : 'lockstep_op';
+
+    const refused: WarehousePlan['refused'] = [];
+    const nulls = await this.connection.runAndReadAll(`SELECT ${keyList} FROM (${diff}) AS d WHERE ${anyNull}`);
+    for (const key of nulls.getRowsJS() as unknown[][]) {
+      const values = key.map(plain);
+      refused.push({ key: values, reason: `primary key column "${shape.keys[values.indexOf(null)] ?? shape.keys[0]}" is null` });
+    }
+    const grouped = await this.rows<{ op: string; n: bigint; extra: bigint }>(
+      `SELECT lockstep_op AS op, count(*) AS n, count(*) FILTER (WHERE lockstep_n > 1) AS extra
+         FROM (SELECT ${op} AS lockstep_op, count(*) AS lockstep_n FROM (${diff}) AS d WHERE NOT (${anyNull}) GROUP BY 1, ${keyList}) AS k GROUP BY 1`,
+    );
+    const counts = { added: 0, changed: 0, removed: 0 };
+    let duplicates = false;
+    for (const row of grouped) {
+      counts[row.op === 'a' ? 'added' : row.op === 'c' ? 'changed' : 'removed'] = Number(row.n);
+      if (Number(row.extra) > 0) duplicates = true;
+    }
+    if (duplicates) {
+      const dups = await this.connection.runAndReadAll(
+        `SELECT ${keyList}, count(*) - 1 FROM (${diff}) AS d WHERE NOT (${anyNull}) GROUP BY ${keyList} HAVING count(*) > 1 ORDER BY ${keyList}`,
+      );
+      for (const row of dups.getRowsJS() as unknown[][]) {
+        const key = row.slice(0, shape.keys.length).map(plain);
+        for (let i = 0; i < Number(row[shape.keys.length]); i++) {
+          refused.push({ key, reason: `duplicate primary key ${JSON.stringify(key)}: the model returned this key more than once; only one of its rows was planned` });
+        }
+      }
+    }
+    const plannerRows = shape.kind === 'initial' ? 0 : meta.row_count;
+    const modelRows =
+      shape.kind === 'initial' || shape.kind === 'reset'
+        ? counts.added + refused.length
+        : shape.comparison === 'cursor'
+          ? counts.added + counts.changed
+          : plannerRows + counts.added - counts.removed + refused.length;
+
+    const parts: WarehousePlanPart[] = [];
+    if (shape.kind !== 'reset') {
+      for (const part of OPS) {
+        if (counts[part] === 0) continue;
+        const filter = op === 'lockstep_op' ? ` AND lockstep_op = '${OP_CODE[part]}'` : '';
+        const rows = duplicates
+          ? `(SELECT d.*, row_number() OVER (PARTITION BY ${keyList}) AS lockstep_n FROM (${diff}) AS d WHERE NOT (${anyNull})${filter}) AS d WHERE lockstep_n = 1`
+          : `(${diff}) AS d WHERE NOT (${anyNull})${filter}`;
+        parts.push({ op: part, rows: counts[part], query: `SELECT ${part === 'removed' ? keyList : shape.names.map(q).join(', ')} FROM ${rows} ORDER BY ${keyList}` });
+      }
+    }
+    return { parts, refused, modelRows, plannerRows, comparison: shape.comparison, notes };
+  }
+
   commit(through: { op: WarehousePlanPart['op']; key: Value[] }, rejected: Value[][]): Promise<void> {
+    // A dry run delivered nothing: nothing to record.
+    if (this.dryRun) return Promise.resolve();
     const next = this.chain.then(() => this.commitNow(through, rejected));
     this.chain = next.catch(() => undefined);
     return next;
@@ -291,6 +402,7 @@ export class DuckDbPlanner implements WarehousePlanner {
   }
 
   async finish(): Promise<void> {
+    if (this.dryRun) return;
     await this.chain;
     await this.run('BEGIN TRANSACTION');
     try {
@@ -433,6 +545,39 @@ export class DuckDbPlanner implements WarehousePlanner {
     const error = toError(thrown);
     return new LockstepError(ErrorCode.Query, `${what} in schema "${this.schema}" of ${this.where} failed: ${error.message}`, { cause: error });
   }
+}
+
+/** The sync's planner table (and the prefix of its staging tables). */
+function plannerTableName(sync: { id: number; slug: string }): string {
+  return `sync_${sync.id}_${sync.slug.toLowerCase().replace(/[^a-z0-9_]/g, '_').slice(0, 32)}`;
+}
+
+/** The meta row of a sync the planner never ran for: compared as a first run. */
+function unplannedMeta(plannerTable: string): MetaRow {
+  return {
+    planner_table: plannerTable,
+    columns: null,
+    row_count: 0,
+    checksum: null,
+    run_id: null,
+    attempt: null,
+    staging: null,
+    staging_kind: null,
+    key_columns: null,
+    model_columns: null,
+    part: -1,
+    through: null,
+    cursor_value: null,
+    pending_cursor: null,
+    cursor_runs: 0,
+    comparison: null,
+    staged_rows: 0,
+  };
+}
+
+/** What a dry run says when a run's delivered rows are not in the planner table yet. */
+function pendingNote(runId: number | null): string {
+  return `sync run ${runId ?? '?'} stopped part-way or is running: the rows it delivered are not in the planner table yet, so this plan counts them again (the next run takes them in first)`;
 }
 
 function plain(value: unknown): Value {

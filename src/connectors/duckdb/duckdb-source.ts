@@ -65,7 +65,7 @@ export class DuckDbSource implements Source {
       this.warehousePlanner = {
         mode,
         schema,
-        open: async () => {
+        open: async (_signal, options) => {
           const { instance } = await this.database();
           if (this.readOnlyBecause !== null) {
             throw new LockstepError(
@@ -74,7 +74,7 @@ export class DuckDbSource implements Source {
             );
           }
           const { DuckDbPlanner } = await import('./duckdb-planner.js');
-          return DuckDbPlanner.open(await instance.connect(), schema, `DuckDB file ${this.path}`);
+          return DuckDbPlanner.open(await instance.connect(), schema, `DuckDB file ${this.path}`, options);
         },
       };
     }

@@ -52,6 +52,19 @@ interface MetaRow {
   staged_rows: string;
 }
 
+/** What a run compares, and how (see PostgresPlanner.shape). */
+interface Shape {
+  query: string;
+  names: string[];
+  modelColumns: ColumnType[];
+  keys: string[];
+  values: string[];
+  kind: StagingKind;
+  comparison: 'full' | 'cursor';
+  pendingCursor: string | null;
+  plannerTable: string;
+}
+
 const OPS: ReadonlyArray<WarehousePlanPart['op']> = ['added', 'changed', 'removed'];
 const OP_CODE = { added: 'a', changed: 'c', removed: 'r' } as const;
 
@@ -74,14 +87,21 @@ export class PostgresPlanner implements WarehousePlanner {
     private readonly client: pg.Client,
     private readonly schema: string,
     private readonly where: string,
+    private readonly dryRun: boolean,
   ) {}
 
   /**
    * Opens the planner on `client` (its own connection): makes sure the schema, the table of syncs
    * and the guard function exist. A user who may not create them gets an error naming the grant.
+   * `dryRun`: the session is made read-only and nothing is created (see preview).
    */
-  static async open(client: pg.Client, schema: string, where: string): Promise<PostgresPlanner> {
-    const planner = new PostgresPlanner(client, schema, where);
+  static async open(client: pg.Client, schema: string, where: string, options: { dryRun?: boolean } = {}): Promise<PostgresPlanner> {
+    const planner = new PostgresPlanner(client, schema, where, options.dryRun === true);
+    if (planner.dryRun) {
+      await client.query('SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY');
+      await planner.checkAccess();
+      return planner;
+    }
     // Lockstep's own writes to planner tables; anything else trips the guard (see tampered).
     await client.query("SET lockstep.planner = 'on'");
     await planner.setUp();
@@ -105,12 +125,7 @@ export class PostgresPlanner implements WarehousePlanner {
         [schema],
       );
       const { usable, user, database } = found.rows[0] as { usable: boolean | null; user: string; database: string };
-      if (usable === false) {
-        throw new LockstepError(
-          ErrorCode.Connection,
-          `the planner schema "${schema}" on ${this.where} exists but user "${user}" may not create tables in it — run: GRANT USAGE, CREATE ON SCHEMA ${quote(schema)} TO ${quote(user)}; (or set planner: store on the source)`,
-        );
-      }
+      if (usable === false) throw this.schemaRefused(user);
       await client.query('BEGIN');
       try {
         // One process at a time creates the schema's objects (two runs may start together).
@@ -119,13 +134,7 @@ export class PostgresPlanner implements WarehousePlanner {
           try {
             await client.query(`CREATE SCHEMA IF NOT EXISTS ${quote(schema)}`);
           } catch (error) {
-            if ((error as { code?: string }).code === NO_PRIVILEGE) {
-              throw new LockstepError(
-                ErrorCode.Connection,
-                `user "${user}" may not create the planner schema "${schema}" on ${this.where} — run: GRANT CREATE ON DATABASE ${quote(database)} TO ${quote(user)}; or create the schema and GRANT USAGE, CREATE ON SCHEMA ${quote(schema)} TO ${quote(user)}; (or set planner: store on the source)`,
-                { cause: error },
-              );
-            }
+            if ((error as { code?: string }).code === NO_PRIVILEGE) throw this.databaseRefused(user, database, error);
             throw error;
           }
         }
@@ -169,7 +178,53 @@ export class PostgresPlanner implements WarehousePlanner {
     }
   }
 
+  /**
+   * A dry run's open: the grants a run's open needs are checked (so a plan fails, or with `auto`
+   * falls back, as a run would), without creating anything.
+   */
+  private async checkAccess(): Promise<void> {
+    try {
+      const found = await this.client.query<{ usable: boolean | null; creates: boolean; user: string; database: string }>(
+        `SELECT (SELECT has_schema_privilege(n.oid, 'CREATE') AND has_schema_privilege(n.oid, 'USAGE') FROM pg_namespace n WHERE n.nspname = $1) AS usable,
+                has_database_privilege(current_database(), 'CREATE') AS creates, current_user AS user, current_database() AS database`,
+        [this.schema],
+      );
+      const { usable, creates, user, database } = found.rows[0] as { usable: boolean | null; creates: boolean; user: string; database: string };
+      if (usable === false) throw this.schemaRefused(user);
+      if (usable === null && !creates) throw this.databaseRefused(user, database);
+    } catch (error) {
+      throw this.failure('setting up the planner', error);
+    }
+  }
+
+  private schemaRefused(user: string): LockstepError {
+    return new LockstepError(
+      ErrorCode.Connection,
+      `the planner schema "${this.schema}" on ${this.where} exists but user "${user}" may not create tables in it — run: GRANT USAGE, CREATE ON SCHEMA ${quote(this.schema)} TO ${quote(user)}; (or set planner: store on the source)`,
+    );
+  }
+
+  private databaseRefused(user: string, database: string, cause?: unknown): LockstepError {
+    return new LockstepError(
+      ErrorCode.Connection,
+      `user "${user}" may not create the planner schema "${this.schema}" on ${this.where} — run: GRANT CREATE ON DATABASE ${quote(database)} TO ${quote(user)}; or create the schema and GRANT USAGE, CREATE ON SCHEMA ${quote(this.schema)} TO ${quote(user)}; (or set planner: store on the source)`,
+      cause === undefined ? undefined : { cause },
+    );
+  }
+
   async plan(request: WarehousePlanRequest): Promise<WarehousePlan> {
+    if (this.dryRun) {
+      // One snapshot for all of the dry run's counts.
+      await this.client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      try {
+        const plan = await this.preview(request);
+        await this.client.query('COMMIT');
+        return plan;
+      } catch (error) {
+        await this.client.query('ROLLBACK').catch(() => undefined);
+        throw this.failure('comparing the model with its planner table', error);
+      }
+    }
     // One transaction: the sync's row of lockstep_syncs stays locked while the model is compared,
     // and the staging table, its watermark and the takeover commit together (one flush to disk).
     await this.client.query('BEGIN');
@@ -187,7 +242,7 @@ export class PostgresPlanner implements WarehousePlanner {
   private async planOnce(request: WarehousePlanRequest): Promise<WarehousePlan> {
     const { client } = this;
     const notes: string[] = [];
-    const base = `sync_${request.sync.id}_${request.sync.slug.toLowerCase().replace(/[^a-z0-9_]/g, '_').slice(0, 32)}`;
+    const base = plannerTableName(request.sync);
     const plannerTable = base;
     const staging = `${base}_stage`;
     const rejectedTable = `${base}_rejected`;
@@ -217,116 +272,24 @@ export class PostgresPlanner implements WarehousePlanner {
     meta = parseMeta((await client.query<MetaRow>(`SELECT * FROM ${this.meta} WHERE sync_id = $1`, [request.sync.id])).rows[0]);
     this.fence = { syncId: request.sync.id, runId: request.run.id, attempt: request.run.attempt };
 
-    // The model's columns and types.
-    const query = request.query.replace(/[\s;]+$/, '');
-    const described = await client.query({ text: `SELECT * FROM (\n${query}\n) AS lockstep_model LIMIT 0`, rowMode: 'array' });
-    const names = described.fields.map((f) => f.name);
-    const typeNames = (
-      await client.query<{ type: string }>('SELECT format_type(t.oid, t.mod) AS type FROM unnest($1::oid[], $2::int[]) WITH ORDINALITY t(oid, mod, n) ORDER BY n', [
-        described.fields.map((f) => f.dataTypeID),
-        described.fields.map((f) => f.dataTypeModifier),
-      ])
-    ).rows.map((r) => r.type);
-    const modelColumns: ColumnType[] = names.map((name, i) => ({ name, type: typeNames[i] as string }));
-    const seen = new Set<string>();
-    for (const name of names) {
-      if (seen.has(name)) throw new LockstepError(ErrorCode.Schema, `the model's query returns column "${name}" twice — give each column its own name (AS ...) to use the planner in the warehouse`);
-      if (name === 'lockstep_op') throw new LockstepError(ErrorCode.Schema, 'the model\'s query returns a column named "lockstep_op", which the planner in the warehouse uses itself — rename it');
-      seen.add(name);
-    }
-    const keys = [...request.primaryKey];
-    for (const key of keys) {
-      if (!seen.has(key)) {
-        throw new LockstepError(
-          ErrorCode.Schema,
-          `the model declares primary key column "${key}", but its query returns only ${names.map((c) => `"${c}"`).join(', ')} — fix primaryKey or the query`,
-        );
-      }
-    }
-    const values = names.filter((n) => !keys.includes(n));
+    const shape = await this.shape(request, meta, plannerTable, notes);
+    const { query, names, modelColumns, keys, kind, comparison, pendingCursor } = shape;
     this.keys = keys;
     this.plannerTable = plannerTable;
-
-    // Is the planner table what Lockstep left? Then compare values; otherwise by key, or from scratch.
-    const existing = await this.describeTable(plannerTable);
-    let kind: StagingKind = 'values';
-    const keyTypesSame = (columns: ColumnType[]) =>
-      keys.every((k) => columns.find((c) => c.name === k)?.type === modelColumns.find((c) => c.name === k)?.type);
-    if (request.reset) kind = 'reset';
-    else if (existing === null || meta.columns === null) {
-      kind = 'initial';
-      if (meta.columns !== null) notes.push(`planner table ${this.schema}.${plannerTable} was dropped outside Lockstep: every row is sent again and the table rebuilt`);
-    } else {
-      const sameAsRecorded = sameColumns(existing.columns, meta.columns);
-      const emptied = Number(meta.row_count) > 0 && !(await this.hasRows(plannerTable));
-      if (meta.tampered || !sameAsRecorded || !existing.guarded || emptied) {
-        kind = keyTypesSame(existing.columns) ? 'keys' : 'initial';
-        notes.push(
-          `planner table ${this.schema}.${plannerTable} was changed outside Lockstep: compared by key only this run (every row sent again${kind === 'keys' ? ', rows gone from the model removed' : ''}) and rebuilt`,
-        );
-      } else if (!sameColumns(existing.columns, modelColumns)) {
-        kind = keyTypesSame(existing.columns) ? 'keys' : 'initial';
-        notes.push(`the model's columns changed (${describeChange(existing.columns, modelColumns)}): every row is compared again by key and sent once`);
-      } else if (request.resendAll) kind = 'keys';
-    }
-
-    // The change cursor: rows past the last delivered value, with a full comparison every so often.
-    let comparison: 'full' | 'cursor' = 'full';
-    let pendingCursor: string | null = null;
-    const cursor = request.cursor;
-    if (cursor) {
-      const column = modelColumns.find((c) => c.name === cursor.column);
-      if (!column) {
-        throw new LockstepError(ErrorCode.Schema, `the model's cursor column "${cursor.column}" is not among the columns its query returns (${names.map((c) => `"${c}"`).join(', ')}) — fix cursor or the query`);
-      }
-      pendingCursor = (await client.query<{ high: string | null }>(`SELECT max(${quote(cursor.column)})::text AS high FROM (\n${query}\n) AS lockstep_model`)).rows[0]?.high ?? null;
-      if (kind === 'values' && !cursor.full && meta.cursor_value !== null && meta.cursor_runs < cursor.every - 1) comparison = 'cursor';
-    }
 
     const q = (n: string) => quote(n);
     const keyList = keys.map(q).join(', ');
     await client.query(`DROP TABLE IF EXISTS ${this.table(staging)}, ${this.table(rejectedTable)}`);
     let created: number;
     if (kind === 'initial' || kind === 'reset') {
-      created = (await client.query(`CREATE TABLE ${this.table(staging)} AS SELECT * FROM (\n${query}\n) AS lockstep_model`)).rowCount ?? 0;
+      created = (await client.query(`CREATE TABLE ${this.table(staging)} AS ${this.diffSelect(shape, request, '$1')}`)).rowCount ?? 0;
     } else {
-      const compared = values.map((v) => {
-        const type = (modelColumns.find((c) => c.name === v) as ColumnType).type;
-        return TEXT_COMPARED.has(type) || type.endsWith('[]') && TEXT_COMPARED.has(type.slice(0, -2))
-          ? `m.${q(v)}::text IS DISTINCT FROM p.${q(v)}::text`
-          : `m.${q(v)} IS DISTINCT FROM p.${q(v)}`;
-      });
-      const differs = kind === 'keys' || compared.length === 0 ? (kind === 'keys' ? 'true' : 'false') : compared.join(' OR ');
-      const model =
-        comparison === 'cursor'
-          ? `SELECT lockstep_q.*, true AS lockstep_m FROM (\n${query}\n) AS lockstep_q WHERE lockstep_q.${q(cursor?.column as string)} >= $1::${(modelColumns.find((c) => c.name === cursor?.column) as ColumnType).type}`
-          : `SELECT lockstep_q.*, true AS lockstep_m FROM (\n${query}\n) AS lockstep_q`;
-      // A full comparison joins along the key (a merge join over both tables' key order); a cursor
-      // run reads only rows past the cursor and looks each up by key (OFFSET 0 keeps the lookup a
-      // parameterised index scan rather than a scan of the whole planner table), removing nothing.
-      const join = comparison === 'cursor' || !request.sends.removed ? 'LEFT JOIN' : 'FULL JOIN';
-      const planned =
-        comparison === 'cursor'
-          ? `LEFT JOIN LATERAL (SELECT lockstep_p.*, true AS lockstep_p FROM ${this.table(plannerTable)} AS lockstep_p WHERE ${keys.map((k) => `lockstep_p.${q(k)} = m.${q(k)}`).join(' AND ')} OFFSET 0) AS p ON true`
-          : `${join} (SELECT lockstep_p.*, true AS lockstep_p FROM ${this.table(plannerTable)} AS lockstep_p) AS p ON ${keys.map((k) => `m.${q(k)} = p.${q(k)}`).join(' AND ')}`;
-      const op = `CASE WHEN m.lockstep_m IS NULL THEN 'r' WHEN p.lockstep_p IS NULL THEN 'a' ELSE 'c' END`;
-      const wanted = ["'a'", ...(request.sends.changed ? ["'c'"] : []), ...(request.sends.removed && comparison === 'full' ? ["'r'"] : [])];
-      const columns = [
-        `${op}::char AS lockstep_op`,
-        ...keys.map((k) => `coalesce(m.${q(k)}, p.${q(k)}) AS ${q(k)}`),
-        // Kept only from the model's side: a removed row holds its key only.
-        ...values.map((v) => `m.${q(v)}`),
-      ];
-      const sql =
-        `CREATE TABLE ${this.table(staging)} AS SELECT * FROM (SELECT ${columns.join(', ')}\n` +
-        `FROM (${model}) AS m ${planned}\n` +
-        `WHERE m.lockstep_m IS NULL OR p.lockstep_p IS NULL OR ${differs}) AS lockstep_diff WHERE lockstep_op IN (${wanted.join(', ')})`;
       // PostgreSQL may pick a hash join of the two tables (it must build a table of one of them) over
       // a merge join along the key (both read in key order, nothing held): when the model's own
       // plan has no hash join to lose, hash joins are turned off for the comparison.
       const merge = comparison === 'full' && !(await this.plansHashJoin(query));
       if (merge) await client.query('SET LOCAL enable_hashjoin = off');
-      created = (await client.query(sql, comparison === 'cursor' ? [meta.cursor_value] : [])).rowCount ?? 0;
+      created = (await client.query(`CREATE TABLE ${this.table(staging)} AS ${this.diffSelect(shape, request, '$1')}`, comparison === 'cursor' ? [meta.cursor_value] : [])).rowCount ?? 0;
       if (merge) await client.query('SET LOCAL enable_hashjoin = on');
     }
 
@@ -385,7 +348,195 @@ export class PostgresPlanner implements WarehousePlanner {
     return { parts, refused, modelRows, plannerRows, comparison, notes };
   }
 
+  /** The model's columns and keys, and how it is compared with the planner table (`meta`): shared by runs and dry runs. */
+  private async shape(request: WarehousePlanRequest, meta: MetaRow, plannerTable: string, notes: string[]): Promise<Shape> {
+    const { client } = this;
+    // The model's columns and types.
+    const query = request.query.replace(/[\s;]+$/, '');
+    const described = await client.query({ text: `SELECT * FROM (\n${query}\n) AS lockstep_model LIMIT 0`, rowMode: 'array' });
+    const names = described.fields.map((f) => f.name);
+    const typeNames = (
+      await client.query<{ type: string }>('SELECT format_type(t.oid, t.mod) AS type FROM unnest($1::oid[], $2::int[]) WITH ORDINALITY t(oid, mod, n) ORDER BY n', [
+        described.fields.map((f) => f.dataTypeID),
+        described.fields.map((f) => f.dataTypeModifier),
+      ])
+    ).rows.map((r) => r.type);
+    const modelColumns: ColumnType[] = names.map((name, i) => ({ name, type: typeNames[i] as string }));
+    const seen = new Set<string>();
+    for (const name of names) {
+      if (seen.has(name)) throw new LockstepError(ErrorCode.Schema, `the model's query returns column "${name}" twice — give each column its own name (AS ...) to use the planner in the warehouse`);
+      if (name === 'lockstep_op') throw new LockstepError(ErrorCode.Schema, 'the model\'s query returns a column named "lockstep_op", which the planner in the warehouse uses itself — rename it');
+      seen.add(name);
+    }
+    const keys = [...request.primaryKey];
+    for (const key of keys) {
+      if (!seen.has(key)) {
+        throw new LockstepError(
+          ErrorCode.Schema,
+          `the model declares primary key column "${key}", but its query returns only ${names.map((c) => `"${c}"`).join(', ')} — fix primaryKey or the query`,
+        );
+      }
+    }
+    const values = names.filter((n) => !keys.includes(n));
+
+    // Is the planner table what Lockstep left? Then compare values; otherwise by key, or from scratch.
+    const existing = await this.describeTable(plannerTable);
+    let kind: StagingKind = 'values';
+    const keyTypesSame = (columns: ColumnType[]) =>
+      keys.every((k) => columns.find((c) => c.name === k)?.type === modelColumns.find((c) => c.name === k)?.type);
+    if (request.reset) kind = 'reset';
+    else if (existing === null || meta.columns === null) {
+      kind = 'initial';
+      if (meta.columns !== null) notes.push(`planner table ${this.schema}.${plannerTable} was dropped outside Lockstep: every row is sent again and the table rebuilt`);
+    } else {
+      const sameAsRecorded = sameColumns(existing.columns, meta.columns);
+      const emptied = Number(meta.row_count) > 0 && !(await this.hasRows(plannerTable));
+      if (meta.tampered || !sameAsRecorded || !existing.guarded || emptied) {
+        kind = keyTypesSame(existing.columns) ? 'keys' : 'initial';
+        notes.push(
+          `planner table ${this.schema}.${plannerTable} was changed outside Lockstep: compared by key only this run (every row sent again${kind === 'keys' ? ', rows gone from the model removed' : ''}) and rebuilt`,
+        );
+      } else if (!sameColumns(existing.columns, modelColumns)) {
+        kind = keyTypesSame(existing.columns) ? 'keys' : 'initial';
+        notes.push(`the model's columns changed (${describeChange(existing.columns, modelColumns)}): every row is compared again by key and sent once`);
+      } else if (request.resendAll) kind = 'keys';
+    }
+
+    // The change cursor: rows past the last delivered value, with a full comparison every so often.
+    let comparison: 'full' | 'cursor' = 'full';
+    let pendingCursor: string | null = null;
+    const cursor = request.cursor;
+    if (cursor) {
+      const column = modelColumns.find((c) => c.name === cursor.column);
+      if (!column) {
+        throw new LockstepError(ErrorCode.Schema, `the model's cursor column "${cursor.column}" is not among the columns its query returns (${names.map((c) => `"${c}"`).join(', ')}) — fix cursor or the query`);
+      }
+      pendingCursor = (await client.query<{ high: string | null }>(`SELECT max(${quote(cursor.column)})::text AS high FROM (\n${query}\n) AS lockstep_model`)).rows[0]?.high ?? null;
+      if (kind === 'values' && !cursor.full && meta.cursor_value !== null && meta.cursor_runs < cursor.every - 1) comparison = 'cursor';
+    }
+    return { query, names, modelColumns, keys, values, kind, comparison, pendingCursor, plannerTable };
+  }
+
+  /**
+   * The rows a run stages: the model itself (initial, reset) or the rows that differ from the
+   * planner table, each with its `lockstep_op`. `cursorValue` is the SQL of the cursor's value.
+   */
+  private diffSelect(shape: Shape, request: WarehousePlanRequest, cursorValue: string): string {
+    const { query, modelColumns, keys, values, kind, comparison, plannerTable } = shape;
+    if (kind === 'initial' || kind === 'reset') return `SELECT * FROM (\n${query}\n) AS lockstep_model`;
+    const q = quote;
+    const cursor = request.cursor;
+    const compared = values.map((v) => {
+      const type = (modelColumns.find((c) => c.name === v) as ColumnType).type;
+      return TEXT_COMPARED.has(type) || type.endsWith('[]') && TEXT_COMPARED.has(type.slice(0, -2))
+        ? `m.${q(v)}::text IS DISTINCT FROM p.${q(v)}::text`
+        : `m.${q(v)} IS DISTINCT FROM p.${q(v)}`;
+    });
+    const differs = kind === 'keys' || compared.length === 0 ? (kind === 'keys' ? 'true' : 'false') : compared.join(' OR ');
+    const model =
+      comparison === 'cursor'
+        ? `SELECT lockstep_q.*, true AS lockstep_m FROM (\n${query}\n) AS lockstep_q WHERE lockstep_q.${q(cursor?.column as string)} >= ${cursorValue}::${(modelColumns.find((c) => c.name === cursor?.column) as ColumnType).type}`
+        : `SELECT lockstep_q.*, true AS lockstep_m FROM (\n${query}\n) AS lockstep_q`;
+    // A full comparison joins along the key (a merge join over both tables' key order); a cursor
+    // run reads only rows past the cursor and looks each up by key (OFFSET 0 keeps the lookup a
+    // parameterised index scan rather than a scan of the whole planner table), removing nothing.
+    const join = comparison === 'cursor' || !request.sends.removed ? 'LEFT JOIN' : 'FULL JOIN';
+    const planned =
+      comparison === 'cursor'
+        ? `LEFT JOIN LATERAL (SELECT lockstep_p.*, true AS lockstep_p FROM ${this.table(plannerTable)} AS lockstep_p WHERE ${keys.map((k) => `lockstep_p.${q(k)} = m.${q(k)}`).join(' AND ')} OFFSET 0) AS p ON true`
+        : `${join} (SELECT lockstep_p.*, true AS lockstep_p FROM ${this.table(plannerTable)} AS lockstep_p) AS p ON ${keys.map((k) => `m.${q(k)} = p.${q(k)}`).join(' AND ')}`;
+    const op = `CASE WHEN m.lockstep_m IS NULL THEN 'r' WHEN p.lockstep_p IS NULL THEN 'a' ELSE 'c' END`;
+    const wanted = ["'a'", ...(request.sends.changed ? ["'c'"] : []), ...(request.sends.removed && comparison === 'full' ? ["'r'"] : [])];
+    const columns = [
+      `${op}::char AS lockstep_op`,
+      ...keys.map((k) => `coalesce(m.${q(k)}, p.${q(k)}) AS ${q(k)}`),
+      // Kept only from the model's side: a removed row holds its key only.
+      ...values.map((v) => `m.${q(v)}`),
+    ];
+    return (
+      `SELECT * FROM (SELECT ${columns.join(', ')}\n` +
+      `FROM (${model}) AS m ${planned}\n` +
+      `WHERE m.lockstep_m IS NULL OR p.lockstep_p IS NULL OR ${differs}) AS lockstep_diff WHERE lockstep_op IN (${wanted.join(', ')})`
+    );
+  }
+
+  /**
+   * A dry run's plan: the same comparison as a run's, read-only. Nothing is created or written (the
+   * session is read-only): the meta row and the planner table are only read, and a planner that
+   * never ran compares as a first run would. The parts' queries are the comparison itself (the
+   * source reads them on connections of its own), without null and duplicate keys, which are
+   * refused as a run refuses them. Rows an earlier attempt delivered but did not take into the
+   * planner table yet (it stopped part-way, or runs now) are not known here: the plan says so.
+   */
+  private async preview(request: WarehousePlanRequest): Promise<WarehousePlan> {
+    const { client } = this;
+    const notes: string[] = [];
+    const plannerTable = plannerTableName(request.sync);
+    const present = (await client.query<{ found: string | null }>('SELECT to_regclass($1)::text AS found', [this.meta])).rows[0]?.found ?? null;
+    const found = present === null ? undefined : (await client.query<MetaRow>(`SELECT * FROM ${this.meta} WHERE sync_id = $1`, [request.sync.id])).rows[0];
+    const meta = found ? parseMeta(found) : unplannedMeta(request.sync.id, plannerTable);
+    if (meta.staging !== null) notes.push(pendingNote(meta.run_id));
+    const shape = await this.shape(request, meta, plannerTable, notes);
+    const diff = this.diffSelect(shape, request, client.escapeLiteral(meta.cursor_value ?? ''));
+    const q = quote;
+    const keyList = shape.keys.map(q).join(', ');
+    const anyNull = shape.keys.map((k) => `${q(k)} IS NULL`).join(' OR ');
+    const op = shape.kind === 'initial' || shape.kind === 'reset' ? "'a'::char" : 'lockstep_op';
+
+    const refused: WarehousePlan['refused'] = [];
+    const nulls = await client.query({ text: `SELECT ${keyList} FROM (${diff}) AS d WHERE ${anyNull}`, rowMode: 'array' });
+    for (const key of nulls.rows as Value[][]) {
+      refused.push({ key: key.map(plain), reason: `primary key column "${shape.keys[key.indexOf(null)] ?? shape.keys[0]}" is null` });
+    }
+    const grouped = await client.query({
+      text: `SELECT ${op} AS lockstep_op, count(*) AS n, count(*) FILTER (WHERE lockstep_n > 1) AS extra
+               FROM (SELECT ${op} AS lockstep_op, count(*) AS lockstep_n FROM (${diff}) AS d WHERE NOT (${anyNull}) GROUP BY 1, ${keyList}) AS k GROUP BY 1`,
+      rowMode: 'array',
+    });
+    const counts = { added: 0, changed: 0, removed: 0 };
+    let duplicates = false;
+    for (const [code, n, extra] of grouped.rows as Array<[string, string, string]>) {
+      counts[code === 'a' ? 'added' : code === 'c' ? 'changed' : 'removed'] = Number(n);
+      if (Number(extra) > 0) duplicates = true;
+    }
+    if (duplicates) {
+      const dups = await client.query({
+        text: `SELECT ${keyList}, count(*) - 1 FROM (${diff}) AS d WHERE NOT (${anyNull}) GROUP BY ${keyList} HAVING count(*) > 1 ORDER BY ${keyList}`,
+        rowMode: 'array',
+      });
+      for (const row of dups.rows as Value[][]) {
+        const key = row.slice(0, shape.keys.length).map(plain);
+        for (let i = 0; i < Number(row[shape.keys.length]); i++) {
+          refused.push({ key, reason: `duplicate primary key ${JSON.stringify(key)}: the model returned this key more than once; only one of its rows was planned` });
+        }
+      }
+    }
+    const refusedRows = refused.length;
+    const plannerRows = shape.kind === 'initial' ? 0 : Number(meta.row_count);
+    const modelRows =
+      shape.kind === 'initial' || shape.kind === 'reset'
+        ? counts.added + refusedRows
+        : shape.comparison === 'cursor'
+          ? counts.added + counts.changed
+          : plannerRows + counts.added - counts.removed + refusedRows;
+
+    const parts: WarehousePlanPart[] = [];
+    if (shape.kind !== 'reset') {
+      for (const part of OPS) {
+        if (counts[part] === 0) continue;
+        const filter = op === 'lockstep_op' ? ` AND lockstep_op = '${OP_CODE[part]}'` : '';
+        const rows = duplicates
+          ? `(SELECT d.*, row_number() OVER (PARTITION BY ${keyList}) AS lockstep_n FROM (${diff}) AS d WHERE NOT (${anyNull})${filter}) AS d WHERE lockstep_n = 1`
+          : `(${diff}) AS d WHERE NOT (${anyNull})${filter}`;
+        parts.push({ op: part, rows: counts[part], query: `SELECT ${part === 'removed' ? keyList : shape.names.map(q).join(', ')} FROM ${rows} ORDER BY ${keyList}` });
+      }
+    }
+    return { parts, refused, modelRows, plannerRows, comparison: shape.comparison, notes };
+  }
+
   commit(through: { op: WarehousePlanPart['op']; key: Value[] }, rejected: Value[][]): Promise<void> {
+    // A dry run delivered nothing: nothing to record.
+    if (this.dryRun) return Promise.resolve();
     // Commits asked for while one is under way join into the next: only the latest watermark
     // counts, and the rejected keys of all of them go with it (one transaction instead of many).
     if (this.waiting) {
@@ -425,6 +576,7 @@ export class PostgresPlanner implements WarehousePlanner {
   }
 
   async finish(): Promise<void> {
+    if (this.dryRun) return;
     await this.chain;
     const { client } = this;
     try {
@@ -601,6 +753,40 @@ function plain(value: unknown): Value {
   if (value === null || typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') return value;
   if (value instanceof Date) return value.toISOString();
   return String(value);
+}
+
+/** The sync's planner table (and the prefix of its staging tables). */
+function plannerTableName(sync: { id: number; slug: string }): string {
+  return `sync_${sync.id}_${sync.slug.toLowerCase().replace(/[^a-z0-9_]/g, '_').slice(0, 32)}`;
+}
+
+/** The meta row of a sync the planner never ran for: compared as a first run. */
+function unplannedMeta(syncId: number, plannerTable: string): MetaRow {
+  return {
+    sync_id: String(syncId),
+    planner_table: plannerTable,
+    columns: null,
+    row_count: '0',
+    tampered: false,
+    run_id: null,
+    attempt: null,
+    staging: null,
+    staging_kind: null,
+    key_columns: null,
+    model_columns: null,
+    part: -1,
+    through: null,
+    cursor_value: null,
+    pending_cursor: null,
+    cursor_runs: 0,
+    comparison: null,
+    staged_rows: '0',
+  };
+}
+
+/** What a dry run says when a run's delivered rows are not in the planner table yet. */
+function pendingNote(runId: string | number | null): string {
+  return `sync run ${runId ?? '?'} stopped part-way or is running: the rows it delivered are not in the planner table yet, so this plan counts them again (the next run takes them in first)`;
 }
 
 function parseMeta(row: MetaRow | undefined): MetaRow {

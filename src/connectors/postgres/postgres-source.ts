@@ -109,10 +109,10 @@ export class PostgresSource implements Source {
       this.warehousePlanner = {
         mode,
         schema,
-        open: async (signal) => {
+        open: async (signal, options) => {
           const client = await this.openClient(signal);
           try {
-            return await PostgresPlanner.open(client, schema, this.where);
+            return await PostgresPlanner.open(client, schema, this.where, options);
           } catch (error) {
             await client.end().catch(() => undefined);
             throw error;
