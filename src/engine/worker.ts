@@ -527,8 +527,8 @@ export class Worker {
       try {
         const held = new Set(await store.renewLeases(ids, clock.now(), this.lease));
         for (const id of ids) {
-          // A run that ended meanwhile holds no lease any more, rightly.
-          if (held.has(id) || this.executions.get(id) !== beating.get(id)) continue;
+          // A run that ended (or is ending) meanwhile holds no lease any more, rightly.
+          if (held.has(id) || this.executions.get(id) !== beating.get(id) || beating.get(id)?.handingOff) continue;
           logger.warn('lost the lease on a sync run; another worker took it over', { syncRunId: id });
           this.executions.get(id)?.controller.abort('lease-lost' satisfies StopReason);
         }
