@@ -75,6 +75,10 @@ export class DuckDbPlanner implements WarehousePlanner {
     const planner = new DuckDbPlanner(connection, schema, where, options.dryRun === true);
     if (planner.dryRun) return planner;
     try {
+      // The comparison's result is ordered when it is read (ORDER BY key): joins and copies need not
+      // keep the input's order, which lets them work in less memory (a 10-million-row full join ran
+      // out of 128 MB with it).
+      await connection.run('SET preserve_insertion_order = false');
       await connection.run(`CREATE SCHEMA IF NOT EXISTS ${quote(schema)}`);
       await connection.run(`CREATE TABLE IF NOT EXISTS ${planner.meta} (
         sync_id BIGINT PRIMARY KEY, slug VARCHAR NOT NULL, planner_table VARCHAR NOT NULL, columns VARCHAR,

@@ -41,7 +41,7 @@ export interface DuckDbSourceOptions {
 type DuckDbModule = typeof DuckDbApi;
 
 /** DuckDB's memory limit when the planner in the warehouse compares in the file (its default is most of the machine's memory). */
-const PLANNER_MEMORY = '128MB';
+const PLANNER_MEMORY = '256MB';
 
 /**
  * Reads models from a DuckDB file, opened read-only: each `read` uses its own connection and pulls
