@@ -447,6 +447,64 @@ function add(counts: OperationCounts, more: OperationCounts): void {
   counts.removedCount += more.removedCount;
 }
 
+/**
+ * Planned rows on their way to the destination, in batches. Adding is synchronous (true when the
+ * batch should go out now), so the loop over rows awaits only at batch boundaries. A writer that
+ * chooses how to write by the run's size (planAhead) sees that many rows planned, or all of them,
+ * before its first batch; until then they wait here. Batches go out full; one that fills slowly
+ * (few rows changed) goes out early once the destination is idle, so that writing overlaps with
+ * reading instead of piling up at the end (wall time, not the injected clock: this only paces the
+ * pipeline, what is written does not depend on it).
+ */
+class PlannedBatches {
+  private batch: PlannedOp[] = [];
+  private opened = 0;
+  private queued = 0;
+  private held = true;
+
+  constructor(
+    private readonly p: Pipeline,
+    private readonly deliver: (ops: PlannedOp[]) => Promise<void>,
+  ) {}
+
+  private size(): number {
+    return Math.max(1, this.p.writer?.batchSize ?? this.p.batchSize);
+  }
+
+  add(op: PlannedOp): boolean {
+    const { p, batch } = this;
+    bump(p.progress.planned, op.o);
+    if (batch.length === 0) this.opened = performance.now();
+    batch.push(op);
+    this.queued++;
+    if (this.held) {
+      const ahead = p.writer?.planAhead ?? 0;
+      if (ahead > 0 && this.queued <= ahead) return false;
+      this.held = false;
+      this.opened = performance.now();
+      if (ahead > 0) p.writer?.plan?.({ rows: this.queued, complete: false });
+    }
+    if (batch.length >= this.size()) return true;
+    // A writer that chose its batch size (e.g. a bulk job per batch) gets full batches only.
+    if (p.writer?.batchSize !== undefined) return false;
+    return (batch.length & 63) === 0 && p.inflight.every((d) => d.written) && performance.now() - this.opened >= EAGER_FLUSH_MS;
+  }
+
+  /** Sends what is queued; rows held for a writer's planAhead leave in batches of the size it chose. */
+  async flush(): Promise<void> {
+    const size = this.size();
+    const all = this.batch;
+    this.batch = [];
+    for (let start = 0; start < all.length; start += size) await this.deliver(all.length <= size ? all : all.slice(start, start + size));
+  }
+
+  /** Every row is planned: a writer still waiting for planAhead learns the total, and the rest goes out. */
+  async end(): Promise<void> {
+    if (this.held && (this.p.writer?.planAhead ?? 0) > 0) this.p.writer?.plan?.({ rows: this.queued, complete: true });
+    if (this.batch.length > 0) await this.flush();
+  }
+}
+
 function bump(counts: OperationCounts, op: PlannedOp['o'], by = 1): void {
   if (op === 'added') counts.addedCount += by;
   else if (op === 'changed') counts.changedCount += by;
@@ -710,7 +768,6 @@ export class SyncRunner {
     // Looking keys up in the store: how many of the model's keys the snapshot held (the removals are the rest).
     let matched = 0;
     let rejected: RejectedRow[] = [];
-    let batch: PlannedOp[] = [];
     let keyIndexes: number[] | null = null;
     const reject = async (row: RejectedRow) => {
       bump(progress.planned, 'added');
@@ -724,39 +781,9 @@ export class SyncRunner {
     };
     // Queuing is synchronous (true when the batch is full): the loop over rows awaits only at
     // batch boundaries, not once per row.
-    let batchOpened = 0;
-    // A writer that chooses how to write by the run's size (planAhead) sees that many rows planned,
-    // or all of them, before its first batch; until then they wait here.
-    let queued = 0;
-    let held = true;
-    const batchSize = () => Math.max(1, p.writer?.batchSize ?? p.batchSize);
-    const queue = (op: PlannedOp): boolean => {
-      bump(progress.planned, op.o);
-      if (batch.length === 0) batchOpened = performance.now();
-      batch.push(op);
-      queued++;
-      if (held) {
-        const ahead = p.writer?.planAhead ?? 0;
-        if (ahead > 0 && queued <= ahead) return false;
-        held = false;
-        batchOpened = performance.now();
-        if (ahead > 0) p.writer?.plan?.({ rows: queued, complete: false });
-      }
-      if (batch.length >= batchSize()) return true;
-      // A writer that chose its batch size (e.g. a bulk job per batch) gets full batches only.
-      if (p.writer?.batchSize !== undefined) return false;
-      // A batch that fills slowly (few rows changed) goes out early once the destination is idle,
-      // so that writing overlaps with reading instead of piling up at the end. (Wall time, not the
-      // injected clock: this only paces the pipeline, what is written does not depend on it.)
-      return (batch.length & 63) === 0 && p.inflight.every((d) => d.written) && performance.now() - batchOpened >= EAGER_FLUSH_MS;
-    };
-    const flush = async () => {
-      // Rows held for a writer's planAhead leave in batches of the size it chose.
-      const size = batchSize();
-      const all = batch;
-      batch = [];
-      for (let start = 0; start < all.length; start += size) await this.deliver(p, all.length <= size ? all : all.slice(start, start + size));
-    };
+    const batches = new PlannedBatches(p, (ops) => this.deliver(p, ops));
+    const queue = (op: PlannedOp): boolean => batches.add(op);
+    const flush = () => batches.flush();
     const plan = async (op: PlannedOp) => {
       if (queue(op)) await flush();
     };
@@ -873,8 +900,7 @@ export class SyncRunner {
       }
       if (gone.length > 0) await store.snapshotWrite(sync.id, [], gone, fence);
     }
-    if (held && (p.writer?.planAhead ?? 0) > 0) p.writer?.plan?.({ rows: queued, complete: true });
-    if (batch.length > 0) await flush();
+    await batches.end();
     while (p.inflight.length > 0) await this.retire(p);
     await this.committed(p);
     logger.debug('model delivered', { syncRunId: run.id, ms: elapsed() });
@@ -927,35 +953,8 @@ export class SyncRunner {
       if (refusal) throw new LockstepError(ErrorCode.Conflict, refusal);
     }
 
-    let batch: PlannedOp[] = [];
-    let queued = 0;
-    let held = true;
-    let batchOpened = 0;
-    const batchSize = () => Math.max(1, p.writer?.batchSize ?? p.batchSize);
-    const flush = async () => {
-      const size = batchSize();
-      const all = batch;
-      batch = [];
-      for (let start = 0; start < all.length; start += size) await this.deliver(p, all.length <= size ? all : all.slice(start, start + size));
-    };
-    // As planAndDeliver's queue: rows wait for a writer's planAhead, batches go out full, or early
-    // to an idle destination.
-    const queue = (op: PlannedOp): boolean => {
-      bump(progress.planned, op.o);
-      if (batch.length === 0) batchOpened = performance.now();
-      batch.push(op);
-      queued++;
-      if (held) {
-        const ahead = p.writer?.planAhead ?? 0;
-        if (ahead > 0 && queued <= ahead) return false;
-        held = false;
-        batchOpened = performance.now();
-        if (ahead > 0) p.writer?.plan?.({ rows: queued, complete: false });
-      }
-      if (batch.length >= batchSize()) return true;
-      if (p.writer?.batchSize !== undefined) return false;
-      return (batch.length & 63) === 0 && p.inflight.every((d) => d.written) && performance.now() - batchOpened >= EAGER_FLUSH_MS;
-    };
+    // As planAndDeliver's: rows wait for a writer's planAhead, batches go out full, or early to an idle destination.
+    const batches = new PlannedBatches(p, (ops) => this.deliver(p, ops));
     const prepare = async (columns: string[], encoded: EncodedRows | undefined) => {
       const encoding = encoded ? { format: encoded.format, types: encoded.types } : undefined;
       const target = this.writeTarget(p, keyColumns, columns.map((c) => mapColumn(sync, c)), encoding, columns);
@@ -987,7 +986,7 @@ export class SyncRunner {
             part.op === 'removed'
               ? new PlannedOp('removed', 'delete', k, null, NO_VALUES, null, 0, NO_LINE, 0, 0, 0, 0)
               : view.op(r, part.op, sentAs(part.op), k, 0, 0);
-          if (queue(op)) await flush();
+          if (batches.add(op)) await batches.flush();
         }
       }
     }
@@ -995,8 +994,7 @@ export class SyncRunner {
     progress.querySize = plan.modelRows;
     if (!resetCDC) {
       if (p.target === null) await prepare(model.primaryKey, undefined);
-      if (held && (p.writer?.planAhead ?? 0) > 0) p.writer?.plan?.({ rows: queued, complete: true });
-      if (batch.length > 0) await flush();
+      await batches.end();
       while (p.inflight.length > 0) await this.retire(p);
       await this.committed(p);
       await p.plannerCommits;
