@@ -124,6 +124,19 @@ export class PostgresDatabase {
     }
   }
 
+  /** A connection of the pool; null after waiting out a server that is unavailable for now (try again). */
+  private async connectOrWait(attempt: number): Promise<pg.PoolClient | null> {
+    try {
+      return await this.pool.connect();
+    } catch (error) {
+      if (this.unavailable(error) && attempt < UNAVAILABLE_ATTEMPTS) {
+        await unavailableBackoff(attempt);
+        return null;
+      }
+      throw this.error(error, { connecting: true });
+    }
+  }
+
   /**
    * Runs `fn` in one transaction (READ COMMITTED unless `readOnly`, which reads one snapshot) and
    * commits; rolls back when it throws. A transaction PostgreSQL aborted for a serialization
@@ -132,16 +145,8 @@ export class PostgresDatabase {
   async transaction<R>(fn: (q: Queryable) => Promise<R>, options: { readOnly?: boolean } = {}): Promise<R> {
     const begin = options.readOnly ? 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY' : 'BEGIN';
     for (let attempt = 1; ; attempt++) {
-      let client: pg.PoolClient;
-      try {
-        client = await this.pool.connect();
-      } catch (error) {
-        if (this.unavailable(error) && attempt < UNAVAILABLE_ATTEMPTS) {
-          await unavailableBackoff(attempt);
-          continue;
-        }
-        throw this.error(error, { connecting: true });
-      }
+      const client = await this.connectOrWait(attempt);
+      if (!client) continue;
       let committing = false;
       // The server may end the session between statements (a process frozen past
       // idle_in_transaction_session_timeout, a restart): the next statement fails with it, and the
@@ -187,16 +192,8 @@ export class PostgresDatabase {
    */
   async batchedTransaction<R>(fn: (tx: BatchedTransaction) => Promise<R>): Promise<R> {
     for (let attempt = 1; ; attempt++) {
-      let client: pg.PoolClient;
-      try {
-        client = await this.pool.connect();
-      } catch (error) {
-        if (this.unavailable(error) && attempt < UNAVAILABLE_ATTEMPTS) {
-          await unavailableBackoff(attempt);
-          continue;
-        }
-        throw this.error(error, { connecting: true });
-      }
+      const client = await this.connectOrWait(attempt);
+      if (!client) continue;
       const outcome = await runBatched(client, false, fn);
       if (outcome.ok) return outcome.value;
       const { error, committing } = outcome;
