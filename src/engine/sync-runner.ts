@@ -921,6 +921,8 @@ export class SyncRunner {
     const fence = { runId: run.id, attempt: run.attempt };
     const keyColumns = model.primaryKey.map((c) => mapColumn(sync, c));
     const started = performance.now();
+    // The comparison the warehouse runs is this run's plan phase; reading its rows out, the query.
+    p.phases.enter('plan');
     const plan = await planner.plan({
       sync: { id: sync.id, slug: sync.slug },
       run: { id: run.id, attempt: run.attempt },
@@ -961,7 +963,7 @@ export class SyncRunner {
       assertUniqueColumns(sync, target.columns);
       p.target = target;
       p.lookups = await this.lookups(p, columns);
-      p.writer = await p.destination.prepare(target);
+      p.writer = await p.phases.during('connect', p.destination.prepare(target));
       return encoding !== undefined && p.writer.takesLines === true && p.lookups.length === 0;
     };
 
@@ -973,7 +975,7 @@ export class SyncRunner {
     let lines = false;
     for (const part of resetCDC ? [] : plan.parts) {
       let keyIndexes: number[] | null = null;
-      for await (const rows of source.read(part.query, { batchSize: this.options.readBatchSize, signal, encoded: true })) {
+      for await (const rows of timedReads(source.read(part.query, { batchSize: this.options.readBatchSize, signal, encoded: true })[Symbol.asyncIterator](), p.phases)) {
         if (signal.aborted) throw new RunStopped(signal.reason as StopReason);
         await new Promise((resolve) => setImmediate(resolve));
         keyIndexes ??= model.primaryKey.map((column) => rows.columns.indexOf(column));
@@ -997,10 +999,10 @@ export class SyncRunner {
       await batches.end();
       while (p.inflight.length > 0) await this.retire(p);
       await this.committed(p);
-      await p.plannerCommits;
+      await p.phases.during('commit', p.plannerCommits);
     }
     const finishing = performance.now();
-    await planner.finish();
+    await p.phases.during('commit', planner.finish());
     logger.debug('model delivered', { syncRunId: run.id, ms: Math.round(performance.now() - started), plannerTableMs: Math.round(performance.now() - finishing) });
   }
 
@@ -1345,7 +1347,7 @@ export class SyncRunner {
 }
 
 /** The batches of `reads`, the wait for each counted as the run's `query` phase and the work on it as `plan`. */
-async function* timedReads<T>(reads: AsyncGenerator<T>, phases: PhaseClock): AsyncGenerator<T> {
+async function* timedReads<T>(reads: AsyncIterator<T>, phases: PhaseClock): AsyncGenerator<T> {
   try {
     for (;;) {
       phases.enter('query');
@@ -1355,7 +1357,7 @@ async function* timedReads<T>(reads: AsyncGenerator<T>, phases: PhaseClock): Asy
       yield result.value;
     }
   } finally {
-    await reads.return(undefined);
+    await reads.return?.(undefined);
   }
 }
 

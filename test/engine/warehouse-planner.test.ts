@@ -55,6 +55,11 @@ describe('planner in the warehouse (PostgreSQL)', () => {
     expect(first.plannedRows).toEqual({ addedCount: ROWS, changedCount: 0, removedCount: 0 });
     expect(first.failedRows).toEqual({ addedCount: 2, changedCount: 0, removedCount: 0 });
     expect(first.comparison).toEqual({ planner: 'warehouse', kind: 'full' });
+    // Where the time went: the comparison in the warehouse is the plan, the planner table's take-in a commit.
+    const phases = first.phaseMs as Record<string, number>;
+    expect(phases.plan).toBeGreaterThan(0);
+    expect(phases.commit).toBeGreaterThan(0);
+    expect(phases.deliver).toBeGreaterThan(0);
     expect(await sql(url, 'select count(*)::int as n from lockstep_planner.sync_1_people_to_crm')).toEqual([{ n: ROWS - 2 }]);
     expect(await h.app.store.snapshotCount(first.syncId)).toBe(0);
 
