@@ -4,6 +4,7 @@
  * assertion never leaves a server running.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { SyncRun } from '../../src/core/runs.js';
@@ -157,7 +158,15 @@ describe('workers sharing the embedded store', () => {
       if (Date.now() > deadline) return expect.fail(`the worker never started delivering run 1 (${run.status})`);
       await sleep(20);
     }
-    frozen.child.kill('SIGSTOP');
+    // Frozen inside a batch's transaction, it would hold the SQLite destination's one write lock
+    // until it resumes, and no worker could write there meanwhile (SQLite has one writer per file):
+    // freeze it between two batches instead, which is what this test is about.
+    for (let tries = 0; ; tries++) {
+      frozen.child.kill('SIGSTOP');
+      if (!destinationLocked(join(dir, 'crm.db')) || tries >= 50) break;
+      frozen.child.kill('SIGCONT');
+      await sleep(5 + tries);
+    }
     let other: CliProcess | null = null;
     try {
       other = new CliProcess(['worker'], { cwd: dir, env });
@@ -235,3 +244,17 @@ describe('lockstep demo', () => {
     expect(readFileSync(join(dir, 'notes.txt'), 'utf8')).toBe('keep me');
   });
 });
+
+/** Whether another connection holds the write lock of the SQLite file at `path` now. */
+function destinationLocked(path: string): boolean {
+  const db = new Database(path, { timeout: 0 });
+  try {
+    db.exec('BEGIN IMMEDIATE');
+    db.exec('ROLLBACK');
+    return false;
+  } catch {
+    return true;
+  } finally {
+    db.close();
+  }
+}
