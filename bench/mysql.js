@@ -270,9 +270,9 @@ export async function runMysqlBench({ rows = DEFAULTS.rows, batch = DEFAULTS.bat
   const work = mkdtempSync(join(tmpdir(), 'lockstep-bench-mysql-'));
   let postgres = null;
   let mysqlServer = null;
+  const name = `lockstep_bench_${randomBytes(4).toString('hex')}`;
   try {
     [postgres, mysqlServer] = await Promise.all([startPostgres(work), startMysql(work)]);
-    const name = `lockstep_bench_${randomBytes(4).toString('hex')}`;
     await pgQuery(postgres.url, `create database ${name}`);
     await mysqlQuery(mysqlServer.url, `create database ${name} character set utf8mb4`);
     const pgUrl = Object.assign(new URL(postgres.url), { pathname: `/${name}` }).toString();
@@ -340,6 +340,11 @@ export async function runMysqlBench({ rows = DEFAULTS.rows, batch = DEFAULTS.bat
     console.log(JSON.stringify(result));
     return result;
   } finally {
+    // The databases made here go too: the servers may be given (TEST_DATABASE_URL, TEST_MYSQL_URL).
+    await Promise.all([
+      postgres ? pgQuery(postgres.url, `drop database if exists ${name} with (force)`).catch(() => undefined) : undefined,
+      mysqlServer ? mysqlQuery(mysqlServer.url, `drop database if exists ${name}`).catch(() => undefined) : undefined,
+    ]);
     await Promise.all([postgres?.stop().catch(() => undefined), mysqlServer?.stop().catch(() => undefined)]);
     rmSync(work, { recursive: true, force: true });
   }

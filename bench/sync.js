@@ -29,14 +29,13 @@
  * The last line printed is one JSON object with the figures.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
 import pg from 'pg';
-import { startPostgres } from './lib/servers.js';
+import { freshDatabase, startPostgres } from './lib/servers.js';
 import { DuckDbSource, PostgresSource } from '../dist/connectors/index.js';
 import { formatPhaseTimes } from '../dist/core/run-phases.js';
 
@@ -194,13 +193,13 @@ export async function main(args) {
   const { rows, pair } = options;
   const work = mkdtempSync(join(tmpdir(), 'lockstep-bench-sync-'));
   let server = null;
+  let database = null;
   try {
     server = await startPostgres(work);
-    const dbName = `lockstep_bench_${randomBytes(4).toString('hex')}`;
-    await query(server.url, `create database ${dbName}`);
-    const url = new URL(server.url);
-    url.pathname = `/${dbName}`;
-    const pgUrl = url.toString();
+    // A database of its own, dropped at the end (on a server given by TEST_DATABASE_URL too: at
+    // 10 million rows it holds some 5 GB).
+    database = await freshDatabase(server.url, 'lockstep_bench_sync');
+    const pgUrl = database.url;
     const [sourceKind, destinationKind] = pair.split('-');
     log(`sync benchmark: ${rows} rows, ${pair}, batchSize ${options.batch}, planner ${options.planner}${options.cursor ? ', cursor updated_at' : ''}`);
 
@@ -353,6 +352,7 @@ export async function main(args) {
     };
     console.log(JSON.stringify(result));
   } finally {
+    await database?.drop().catch(() => undefined);
     await server?.stop().catch(() => undefined);
     rmSync(work, { recursive: true, force: true });
   }
