@@ -4,12 +4,12 @@ import { inject } from 'vitest';
 
 /**
  * A fresh database on the test MySQL server for one test file or case, so tests never see each
- * other's tables; returns its URL. Databases are not dropped: a failed test leaves its data for
- * inspection, and the throwaway server goes away with the run.
+ * other's tables; returns its URL. Its name carries the run's tag: a throwaway server goes away with
+ * the run, and on a server given by TEST_MYSQL_URL the run's databases are dropped at its end.
  */
 export async function createTestMysqlDatabase(prefix = 'lockstep'): Promise<string> {
   const adminUrl = inject('mysqlUrl');
-  const name = `${prefix}_${randomBytes(5).toString('hex')}`.toLowerCase().replace(/[^a-z0-9_]/g, '_');
+  const name = `${prefix}_${inject('mysqlRunTag')}_${randomBytes(5).toString('hex')}`.toLowerCase().replace(/[^a-z0-9_]/g, '_');
   await mysqlSql(adminUrl, `create database \`${name}\` character set utf8mb4 collate utf8mb4_unicode_ci`);
   const url = new URL(adminUrl);
   url.pathname = `/${name}`;

@@ -4,12 +4,12 @@ import { inject } from 'vitest';
 
 /**
  * A fresh database on the test server for one test file or case, so tests never see each other's
- * tables. Databases are not dropped: a failed test leaves its data for inspection, and the
- * throwaway cluster goes away with the run.
+ * tables. Its name carries the run's tag: a throwaway cluster goes away with the run, and on a
+ * server given by TEST_DATABASE_URL the run's databases are dropped at its end (test/setup/postgres.ts).
  */
 export async function createTestDatabase(prefix = 'lockstep'): Promise<string> {
   const adminUrl = inject('postgresUrl');
-  const name = `${prefix}_${randomBytes(5).toString('hex')}`.toLowerCase().replace(/[^a-z0-9_]/g, '_');
+  const name = `${prefix}_${inject('postgresRunTag')}_${randomBytes(5).toString('hex')}`.toLowerCase().replace(/[^a-z0-9_]/g, '_');
   const client = new pg.Client({ connectionString: adminUrl });
   await client.connect();
   try {

