@@ -158,14 +158,14 @@ describe('workers sharing the embedded store', () => {
       if (Date.now() > deadline) return expect.fail(`the worker never started delivering run 1 (${run.status})`);
       await sleep(20);
     }
-    // Frozen inside a batch's transaction, it would hold the SQLite destination's one write lock
-    // until it resumes, and no worker could write there meanwhile (SQLite has one writer per file):
-    // freeze it between two batches instead, which is what this test is about.
+    // Frozen inside a transaction, it would hold that SQLite file's one write lock until it resumes
+    // (the destination's, or the embedded store's during a commit), and no worker could write there
+    // meanwhile: freeze it between two of them instead, which is what this test is about.
     for (let tries = 0; ; tries++) {
       frozen.child.kill('SIGSTOP');
-      if (!destinationLocked(join(dir, 'crm.db')) || tries >= 50) break;
+      if ((!writeLocked(join(dir, 'crm.db')) && !writeLocked(join(dir, 'lockstep.db'))) || tries >= 200) break;
       frozen.child.kill('SIGCONT');
-      await sleep(5 + tries);
+      await sleep(5 + (tries % 20));
     }
     let other: CliProcess | null = null;
     try {
@@ -246,7 +246,7 @@ describe('lockstep demo', () => {
 });
 
 /** Whether another connection holds the write lock of the SQLite file at `path` now. */
-function destinationLocked(path: string): boolean {
+function writeLocked(path: string): boolean {
   const db = new Database(path, { timeout: 0 });
   try {
     db.exec('BEGIN IMMEDIATE');

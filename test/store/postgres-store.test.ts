@@ -188,7 +188,8 @@ describe('PostgresStore on a shared database', () => {
           await q.query('UPDATE counters SET n = n + 1 WHERE id = $1', [second]);
         });
       await Promise.all([writer(1, 2), writer(2, 1)]);
-      expect(attempts).toBe(3);
+      // At least one victim ran again (on a loaded server a retry may meet the other writer again).
+      expect(attempts).toBeGreaterThanOrEqual(3);
       expect(await sql(url, 'SELECT id, n FROM counters ORDER BY id')).toEqual([
         { id: 1, n: 2 },
         { id: 2, n: 2 },
