@@ -254,6 +254,23 @@ Exit codes:
       }
     });
 
+  /**
+   * Follows a sequence run to its end (live progress unless `json`), prints its report or its JSON,
+   * and sets the exit code; the member runs it reported (not those carried over) go into `reported`.
+   */
+  const reportSequenceRun = async (app: App, runId: string, line: StatusLine, json: boolean, reported: number[]): Promise<void> => {
+    const stopProgress = json ? async () => {} : followSequenceRun(app, runId, line);
+    const final = await app.worker.waitForSequenceRun(runId).finally(stopProgress);
+    const view = await sequenceRunDetails(app.store, final);
+    for (const m of view.members) if (m.syncRunId !== null && !m.carriedOver) reported.push(m.syncRunId);
+    if (json) term.out(JSON.stringify(view, null, 2));
+    else {
+      term.out(formatSequenceReport(view));
+      await printRejectedSamples(app, view, term);
+    }
+    setExit(final.status === 'done' ? EXIT.ok : EXIT.runFailed);
+  };
+
   const sequenceCommand = program.command('sequence').description('run and inspect sequences');
   sequenceCommand
     .command('run <slug>')
@@ -267,16 +284,7 @@ Exit codes:
       try {
         await requireSlug(app, 'sequence', slug);
         const { run } = await app.worker.triggerSequence(slug, { type: 'manual', detail: 'cli' });
-        const stopProgress = opts.json ? async () => {} : followSequenceRun(app, run.id, line);
-        const final = await app.worker.waitForSequenceRun(run.id).finally(stopProgress);
-        const view = await sequenceRunDetails(app.store, final);
-        for (const m of view.members) if (m.syncRunId !== null) reported.push(m.syncRunId);
-        if (opts.json) term.out(JSON.stringify(view, null, 2));
-        else {
-          term.out(formatSequenceReport(view));
-          await printRejectedSamples(app, view, term);
-        }
-        setExit(final.status === 'done' ? EXIT.ok : EXIT.runFailed);
+        await reportSequenceRun(app, run.id, line, opts.json === true, reported);
       } finally {
         log.release(reported);
         await close();
@@ -298,16 +306,7 @@ Exit codes:
         if (!opts.json) {
           term.err(`resuming sequence run ${runId} as run ${run.id}${carried.length > 0 ? `; carried over: ${carried.join(', ')}` : '; no member carried over'}`);
         }
-        const stopProgress = opts.json ? async () => {} : followSequenceRun(app, run.id, line);
-        const final = await app.worker.waitForSequenceRun(run.id).finally(stopProgress);
-        const view = await sequenceRunDetails(app.store, final);
-        for (const m of view.members) if (m.syncRunId !== null && !m.carriedOver) reported.push(m.syncRunId);
-        if (opts.json) term.out(JSON.stringify(view, null, 2));
-        else {
-          term.out(formatSequenceReport(view));
-          await printRejectedSamples(app, view, term);
-        }
-        setExit(final.status === 'done' ? EXIT.ok : EXIT.runFailed);
+        await reportSequenceRun(app, run.id, line, opts.json === true, reported);
       } finally {
         log.release(reported);
         await close();
