@@ -8,8 +8,8 @@
  * (or, with `auto`, the store's planner); a stale attempt cannot write the planner's state.
  */
 import pg from 'pg';
-import { describe, expect, it } from 'vitest';
-import { PostgresPlanner } from '../../src/connectors/postgres/postgres-planner.js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { PostgresPlanner, plannerTuning } from '../../src/connectors/postgres/postgres-planner.js';
 import type { ModelDef, SyncDef } from '../../src/core/workspace.js';
 import { model, source, sync, workspace } from '../helpers/definitions.js';
 import { startHarness, tempDir } from '../helpers/harness.js';
@@ -130,6 +130,79 @@ describe('planner in the warehouse (PostgreSQL)', () => {
     expect(reasons).toContainEqual(['[null]', 'primary key column "id" is null']);
     expect(reasons.find(([key]) => key === '[5]')?.[1]).toMatch(/^duplicate primary key \[5\]/);
     expect(first.successfulRows.addedCount).toBe(ROWS);
+  });
+
+  describe('in key ranges side by side', () => {
+    const splitRows = plannerTuning.splitRows;
+    afterEach(() => {
+      plannerTuning.splitRows = splitRows;
+      vi.restoreAllMocks();
+    });
+    /** The comparisons the planner ran, as SQL. */
+    const comparisons = () => {
+      const texts: string[] = [];
+      const query = pg.Client.prototype.query;
+      vi.spyOn(pg.Client.prototype, 'query').mockImplementation(function (this: pg.Client, ...args: unknown[]) {
+        const text = typeof args[0] === 'string' ? args[0] : (args[0] as { text?: string } | undefined)?.text;
+        if (text?.includes('_stage" AS SELECT')) texts.push(text);
+        return (query as (...a: unknown[]) => unknown).apply(this, args);
+      } as never);
+      return texts;
+    };
+
+    it('plans what one comparison plans, null and duplicate keys on either side of a cut included', async () => {
+      const texts = comparisons();
+      const scenario = async (splitRows: number) => {
+        plannerTuning.splitRows = splitRows;
+        const { url, h, run, digest } = await setup({
+          models: [
+            model(
+              'people',
+              'warehouse',
+              `select id, name, score, seen_at from people
+               union all select id, name || ' again', score, seen_at from people where id in (1, 1500, 2999)
+               union all select null::bigint, 'nobody', 1, null`,
+            ),
+          ],
+        });
+        await using _ = h;
+        const outcome = (r: { plannedRows: unknown; failedRows: unknown; successfulRows: unknown }) => [r.plannedRows, r.failedRows, r.successfulRows];
+        const runs = [outcome(await run())];
+        await sql(
+          url,
+          `update people set name = name || '!' where id % 100 = 0;
+           delete from people where id in (3, 1501, 2998);
+           insert into people values (5001, 'new', 1, null), (0, 'zero', 1, null)`,
+        );
+        runs.push(outcome(await run()), outcome(await run()));
+        const sent = await digest('select * from crm_people where id not in (1, 1500, 2999)');
+        expect(sent).toEqual(await digest('select * from people where id not in (1, 1500, 2999)'));
+        return runs;
+      };
+      const whole = await scenario(1_000_000);
+      expect(texts.some((text) => text.includes('UNION ALL'))).toBe(false);
+      const split = await scenario(100);
+      expect(split).toEqual(whole);
+      // Split into ranges of the key, and one arm for the model's rows whose key is null.
+      const last = texts.at(-1) as string;
+      expect(last.match(/UNION ALL/g)?.length).toBeGreaterThanOrEqual(2);
+      expect(last).toMatch(/WHERE lockstep_q\."id" IS NULL\)/);
+    });
+
+    it('compares in one piece when the model reads a range for as much as the whole', async () => {
+      plannerTuning.splitRows = 100;
+      // A window over the whole model: a condition on its result cannot reach the table's scan.
+      const ranked = model('people', 'warehouse', 'select id, name, score, seen_at, rank() over (order by score, id) as place from people');
+      const { url, h, run, digest } = await setup({ models: [ranked] });
+      await using _ = h;
+      const texts = comparisons();
+      await sql(url, 'alter table crm_people add column place bigint');
+      expect((await run()).status).toBe('success');
+      await sql(url, 'update people set score = score + 1 where id = 7');
+      expect((await run()).plannedRows.changedCount).toBeGreaterThan(0);
+      expect(texts.at(-1)).not.toMatch(/UNION ALL/);
+      expect(await digest('select id, name, score, seen_at from crm_people')).toEqual(await digest('select * from people'));
+    });
   });
 
   it('rebuilds a planner table changed or dropped by hand, and re-compares once when column types change, saying so', async () => {

@@ -71,9 +71,24 @@ const OP_CODE = { added: 'a', changed: 'c', removed: 'r' } as const;
 /** Types without an equality operator are compared as text. */
 const TEXT_COMPARED = new Set(['json', 'xml', 'point', 'line', 'lseg', 'box', 'path', 'polygon', 'circle']);
 
-/** SQLSTATEs: insufficient_privilege, unique_violation, duplicate table/object. */
+/**
+ * Planner tables leave a tenth of each page free, so that updating a row's values keeps the new
+ * version on its page without a new index entry (a HOT update): a run that changes rows spread
+ * over the whole key range rewrites far fewer pages.
+ */
+const PLANNER_FILLFACTOR = 90;
+
+/** A full comparison of a planner table of `splitRows` rows or more runs in key ranges side by side (see ranges); tests lower it. */
+export const plannerTuning = { splitRows: 200_000 };
+/** At most this many ranges, whatever PostgreSQL allows. */
+const MAX_RANGES = 8;
+/** About how many of the planner table's rows are sampled to place the ranges' bounds. */
+const SAMPLE_ROWS = 30_000;
+
+/** SQLSTATEs: insufficient_privilege, unique_violation, not_null_violation. */
 const NO_PRIVILEGE = '42501';
 const UNIQUE_VIOLATION = '23505';
+const NOT_NULL_VIOLATION = '23502';
 
 export class PostgresPlanner implements WarehousePlanner {
   /** Commits in the order they were asked for (each waits for the one before). */
@@ -282,33 +297,34 @@ export class PostgresPlanner implements WarehousePlanner {
     await client.query(`DROP TABLE IF EXISTS ${this.table(staging)}, ${this.table(rejectedTable)}`);
     let created: number;
     if (kind === 'initial' || kind === 'reset') {
-      created = (await client.query(`CREATE TABLE ${this.table(staging)} AS ${this.diffSelect(shape, request, '$1')}`)).rowCount ?? 0;
+      // It becomes the planner table: room left in each page keeps later updates on their page (HOT).
+      created = (await client.query(`CREATE TABLE ${this.table(staging)} WITH (fillfactor = ${PLANNER_FILLFACTOR}) AS ${this.diffSelect(shape, request, '$1', null)}`)).rowCount ?? 0;
     } else {
       // PostgreSQL may pick a hash join of the two tables (it must build a table of one of them) over
       // a merge join along the key (both read in key order, nothing held): when the model's own
       // plan has no hash join to lose, hash joins are turned off for the comparison.
       const merge = comparison === 'full' && !(await this.plansHashJoin(query));
       if (merge) await client.query('SET LOCAL enable_hashjoin = off');
-      created = (await client.query(`CREATE TABLE ${this.table(staging)} AS ${this.diffSelect(shape, request, '$1')}`, comparison === 'cursor' ? [meta.cursor_value] : [])).rowCount ?? 0;
+      const cuts = comparison === 'full' ? await this.ranges(shape, Number(meta.row_count)) : null;
+      created = (await client.query(`CREATE TABLE ${this.table(staging)} AS ${this.diffSelect(shape, request, '$1', cuts)}`, comparison === 'cursor' ? [meta.cursor_value] : [])).rowCount ?? 0;
       if (merge) await client.query('SET LOCAL enable_hashjoin = on');
     }
 
-    // Null and duplicate keys: found here, refused, and kept out of the plan.
+    // Null and duplicate keys: found here, refused, and kept out of the plan. The staging table's
+    // primary key finds them: only when it refuses one are they looked for (a scan of the whole
+    // model spared on a first run otherwise). Nulls are refused first, then duplicates.
     const refused: WarehousePlan['refused'] = [];
     const opFilter = kind === 'initial' || kind === 'reset' ? '' : "lockstep_op <> 'r' AND ";
-    const nulls = await client.query({
-      text: `DELETE FROM ${this.table(staging)} WHERE ${opFilter}(${keys.map((k) => `${q(k)} IS NULL`).join(' OR ')}) RETURNING ${keyList}`,
-      rowMode: 'array',
-    });
-    for (const key of nulls.rows as Value[][]) {
-      refused.push({ key: key.map(plain), reason: `primary key column "${keys[key.indexOf(null)] ?? keys[0]}" is null` });
-    }
-    await client.query('SAVEPOINT lockstep_key');
-    try {
-      await client.query(`ALTER TABLE ${this.table(staging)} ADD CONSTRAINT ${q(`${staging}_pkey`)} PRIMARY KEY (${keyList})`);
-    } catch (error) {
-      if ((error as { code?: string }).code !== UNIQUE_VIOLATION) throw error;
-      await client.query('ROLLBACK TO SAVEPOINT lockstep_key');
+    const refuseNulls = async () => {
+      const nulls = await client.query({
+        text: `DELETE FROM ${this.table(staging)} WHERE ${opFilter}(${keys.map((k) => `${q(k)} IS NULL`).join(' OR ')}) RETURNING ${keyList}`,
+        rowMode: 'array',
+      });
+      for (const key of nulls.rows as Value[][]) {
+        refused.push({ key: key.map(plain), reason: `primary key column "${keys[key.indexOf(null)] ?? keys[0]}" is null` });
+      }
+    };
+    const refuseDuplicates = async () => {
       const dups = await client.query({
         text: `DELETE FROM ${this.table(staging)} AS a USING ${this.table(staging)} AS b WHERE ${keys.map((k) => `a.${q(k)} = b.${q(k)}`).join(' AND ')} AND a.ctid > b.ctid RETURNING ${keys.map((k) => `a.${q(k)}`).join(', ')}`,
         rowMode: 'array',
@@ -316,7 +332,19 @@ export class PostgresPlanner implements WarehousePlanner {
       for (const key of dups.rows as Value[][]) {
         refused.push({ key: key.map(plain), reason: `duplicate primary key ${JSON.stringify(key.map(plain))}: the model returned this key more than once; only one of its rows was planned` });
       }
-      await client.query(`ALTER TABLE ${this.table(staging)} ADD CONSTRAINT ${q(`${staging}_pkey`)} PRIMARY KEY (${keyList})`);
+    };
+    for (let tries = 0; ; tries++) {
+      await client.query('SAVEPOINT lockstep_key');
+      try {
+        await client.query(`ALTER TABLE ${this.table(staging)} ADD CONSTRAINT ${q(`${staging}_pkey`)} PRIMARY KEY (${keyList})`);
+        await client.query('RELEASE SAVEPOINT lockstep_key');
+        break;
+      } catch (error) {
+        const code = (error as { code?: string }).code;
+        if (tries === 2 || (code !== NOT_NULL_VIOLATION && code !== UNIQUE_VIOLATION)) throw error;
+        await client.query('ROLLBACK TO SAVEPOINT lockstep_key');
+        await (code === NOT_NULL_VIOLATION ? refuseNulls() : refuseDuplicates());
+      }
     }
     await client.query(`CREATE TABLE ${this.table(rejectedTable)} AS SELECT ${keyList} FROM ${this.table(staging)} WITH NO DATA`);
 
@@ -420,8 +448,10 @@ export class PostgresPlanner implements WarehousePlanner {
   /**
    * The rows a run stages: the model itself (initial, reset) or the rows that differ from the
    * planner table, each with its `lockstep_op`. `cursorValue` is the SQL of the cursor's value.
+   * `cuts` (a full comparison of a large table, see ranges): the comparison runs as one arm per
+   * range of the first key column, which PostgreSQL runs side by side (a parallel append).
    */
-  private diffSelect(shape: Shape, request: WarehousePlanRequest, cursorValue: string): string {
+  private diffSelect(shape: Shape, request: WarehousePlanRequest, cursorValue: string, cuts: string[] | null): string {
     const { query, modelColumns, keys, values, kind, comparison, plannerTable } = shape;
     if (kind === 'initial' || kind === 'reset') return `SELECT * FROM (\n${query}\n) AS lockstep_model`;
     const q = quote;
@@ -433,19 +463,10 @@ export class PostgresPlanner implements WarehousePlanner {
         : `m.${q(v)} IS DISTINCT FROM p.${q(v)}`;
     });
     const differs = kind === 'keys' || compared.length === 0 ? (kind === 'keys' ? 'true' : 'false') : compared.join(' OR ');
-    const model =
-      comparison === 'cursor'
-        ? `SELECT lockstep_q.*, true AS lockstep_m FROM (\n${query}\n) AS lockstep_q WHERE lockstep_q.${q(cursor?.column as string)} >= ${cursorValue}::${(modelColumns.find((c) => c.name === cursor?.column) as ColumnType).type}`
-        : `SELECT lockstep_q.*, true AS lockstep_m FROM (\n${query}\n) AS lockstep_q`;
-    // A full comparison joins along the key (a merge join over both tables' key order); a cursor
-    // run reads only rows past the cursor and looks each up by key (OFFSET 0 keeps the lookup a
-    // parameterised index scan rather than a scan of the whole planner table), removing nothing.
-    const join = comparison === 'cursor' || !request.sends.removed ? 'LEFT JOIN' : 'FULL JOIN';
-    const planned =
-      comparison === 'cursor'
-        ? `LEFT JOIN LATERAL (SELECT lockstep_p.*, true AS lockstep_p FROM ${this.table(plannerTable)} AS lockstep_p WHERE ${keys.map((k) => `lockstep_p.${q(k)} = m.${q(k)}`).join(' AND ')} OFFSET 0) AS p ON true`
-        : `${join} (SELECT lockstep_p.*, true AS lockstep_p FROM ${this.table(plannerTable)} AS lockstep_p) AS p ON ${keys.map((k) => `m.${q(k)} = p.${q(k)}`).join(' AND ')}`;
-    const op = `CASE WHEN m.lockstep_m IS NULL THEN 'r' WHEN p.lockstep_p IS NULL THEN 'a' ELSE 'c' END`;
+    // The planner table's keys are never null and a matched pair's keys are equal: a null first key
+    // on the planner's side means the model's row is new, on the model's side that the row is gone.
+    const first = q(keys[0] as string);
+    const op = `CASE WHEN p.${first} IS NULL THEN 'a' WHEN m.${first} IS NULL THEN 'r' ELSE 'c' END`;
     const wanted = ["'a'", ...(request.sends.changed ? ["'c'"] : []), ...(request.sends.removed && comparison === 'full' ? ["'r'"] : [])];
     const columns = [
       `${op}::char AS lockstep_op`,
@@ -453,11 +474,35 @@ export class PostgresPlanner implements WarehousePlanner {
       // Kept only from the model's side: a removed row holds its key only.
       ...values.map((v) => `m.${q(v)}`),
     ];
-    return (
-      `SELECT * FROM (SELECT ${columns.join(', ')}\n` +
-      `FROM (${model}) AS m ${planned}\n` +
-      `WHERE m.lockstep_m IS NULL OR p.lockstep_p IS NULL OR ${differs}) AS lockstep_diff WHERE lockstep_op IN (${wanted.join(', ')})`
-    );
+    const changed = `m.${first} IS NULL OR p.${first} IS NULL OR ${differs}`;
+    const keysMatch = keys.map((k) => `m.${q(k)} = p.${q(k)}`).join(' AND ');
+    let arms: string[];
+    if (comparison === 'cursor') {
+      // Only rows past the cursor, each looked up by key (OFFSET 0 keeps the lookup a parameterised
+      // index scan rather than a scan of the whole planner table); nothing is removed.
+      const type = (modelColumns.find((c) => c.name === cursor?.column) as ColumnType).type;
+      const model = `SELECT * FROM (\n${query}\n) AS lockstep_q WHERE lockstep_q.${q(cursor?.column as string)} >= ${cursorValue}::${type}`;
+      const planned = `LEFT JOIN LATERAL (SELECT * FROM ${this.table(plannerTable)} AS lockstep_p WHERE ${keys.map((k) => `lockstep_p.${q(k)} = m.${q(k)}`).join(' AND ')} OFFSET 0) AS p ON true`;
+      arms = [`SELECT ${columns.join(', ')}\nFROM (${model}) AS m ${planned}\nWHERE ${changed}`];
+    } else {
+      // A full comparison joins along the key: a merge join over both tables' key order.
+      const join = request.sends.removed ? 'FULL JOIN' : 'LEFT JOIN';
+      const arm = (range: ((alias: string) => string) | null) =>
+        `SELECT ${columns.join(', ')}\nFROM (SELECT * FROM (\n${query}\n) AS lockstep_q${range ? ` WHERE ${range('lockstep_q')}` : ''}) AS m ` +
+        `${join} (SELECT * FROM ${this.table(plannerTable)} AS lockstep_p${range ? ` WHERE ${range('lockstep_p')}` : ''}) AS p ON ${keysMatch}\nWHERE ${changed}`;
+      if (cuts === null || cuts.length === 0) arms = [arm(null)];
+      else {
+        arms = [];
+        for (let i = 0; i <= cuts.length; i++) {
+          const from = cuts[i - 1];
+          const to = cuts[i];
+          arms.push(arm((alias) => [from && `${alias}.${first} >= ${from}`, to && `${alias}.${first} < ${to}`].filter(Boolean).join(' AND ')));
+        }
+        // A model row with a null first key falls in no range: it is new (and refused later).
+        arms.push(`SELECT 'a'::char AS lockstep_op, ${[...keys, ...values].map((c) => `lockstep_q.${q(c)}`).join(', ')} FROM (\n${query}\n) AS lockstep_q WHERE lockstep_q.${first} IS NULL`);
+      }
+    }
+    return `SELECT * FROM (${arms.join('\nUNION ALL\n')}) AS lockstep_diff WHERE lockstep_op IN (${wanted.join(', ')})`;
   }
 
   /**
@@ -477,7 +522,8 @@ export class PostgresPlanner implements WarehousePlanner {
     const meta = found ? parseMeta(found) : unplannedMeta(request.sync.id, plannerTable);
     if (meta.staging !== null) notes.push(pendingNote(meta.run_id));
     const shape = await this.shape(request, meta, plannerTable, notes);
-    const diff = this.diffSelect(shape, request, client.escapeLiteral(meta.cursor_value ?? ''));
+    const cuts = shape.comparison === 'full' && shape.kind !== 'initial' && shape.kind !== 'reset' ? await this.ranges(shape, Number(meta.row_count)) : null;
+    const diff = this.diffSelect(shape, request, client.escapeLiteral(meta.cursor_value ?? ''), cuts);
     const q = quote;
     const keyList = shape.keys.map(q).join(', ');
     const anyNull = shape.keys.map((k) => `${q(k)} IS NULL`).join(' OR ');
@@ -669,7 +715,7 @@ export class PostgresPlanner implements WarehousePlanner {
         const kept = old
           ? ` UNION ALL SELECT ${columns.map((c) => (old.columns.some((o) => o.name === c.name) ? `CAST(p.${q(c.name)} AS ${c.type})` : `CAST(NULL AS ${c.type})`)).join(', ')} FROM ${p} AS p WHERE NOT EXISTS (SELECT 1 FROM ${s} AS s WHERE ${keyRow('s')} = ${keyRow('p')})`
           : '';
-        rowCount = (await client.query(`CREATE TABLE ${rebuilt} AS SELECT ${columns.map((c) => `s.${q(c.name)}`).join(', ')} FROM ${s} AS s WHERE ${keep}${kept}`)).rowCount ?? 0;
+        rowCount = (await client.query(`CREATE TABLE ${rebuilt} WITH (fillfactor = ${PLANNER_FILLFACTOR}) AS SELECT ${columns.map((c) => `s.${q(c.name)}`).join(', ')} FROM ${s} AS s WHERE ${keep}${kept}`)).rowCount ?? 0;
         await client.query(`DROP TABLE IF EXISTS ${p}`);
         await client.query(`ALTER TABLE ${rebuilt} RENAME TO ${q(planner)}`);
         await client.query(`ALTER TABLE ${p} ADD CONSTRAINT ${q(`${planner}_pkey`)} PRIMARY KEY (${keyList})`);
@@ -681,10 +727,22 @@ export class PostgresPlanner implements WarehousePlanner {
       await client.query(`ANALYZE ${p}`);
     } else {
       const nonKeys = columns.filter((c) => !keys.includes(c.name));
+      // Few staged rows are looked up by key; PostgreSQL would rather scan the whole planner table
+      // to hash-join them (seconds at 10 million rows against a fraction of one for 50,000 lookups).
+      const lookUp = Number(meta.staged_rows) * 5 < Number(meta.row_count);
+      if (lookUp) await client.query('SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off');
       const removed = await client.query(`DELETE FROM ${p} AS p USING ${s} AS s WHERE s.lockstep_op = 'r' AND ${delivered} AND ${keyRow('p')} = ${keyRow('s')}`);
+      // Changed rows are updated in place (cheaper than an insert that finds its conflict); new ones
+      // are inserted, any found there already (never, while the guard stands) updated.
+      if (nonKeys.length > 0) {
+        await client.query(
+          `UPDATE ${p} AS p SET ${nonKeys.map((c) => `${q(c.name)} = s.${q(c.name)}`).join(', ')} FROM ${s} AS s WHERE s.lockstep_op = 'c' AND ${delivered} AND ${keyRow('p')} = ${keyRow('s')}`,
+        );
+      }
+      if (lookUp) await client.query('SET LOCAL enable_hashjoin = on; SET LOCAL enable_mergejoin = on');
       const upsert = nonKeys.length === 0 ? 'DO NOTHING' : `DO UPDATE SET ${nonKeys.map((c) => `${q(c.name)} = EXCLUDED.${q(c.name)}`).join(', ')}`;
       const added = await client.query<{ n: string }>(
-        `WITH up AS (INSERT INTO ${p} (${all}) SELECT ${columns.map((c) => `s.${q(c.name)}`).join(', ')} FROM ${s} AS s WHERE s.lockstep_op IN ('a', 'c') AND ${delivered} ON CONFLICT (${keyList}) ${upsert} RETURNING (xmax = 0) AS fresh) SELECT count(*) FILTER (WHERE fresh) AS n FROM up`,
+        `WITH up AS (INSERT INTO ${p} (${all}) SELECT ${columns.map((c) => `s.${q(c.name)}`).join(', ')} FROM ${s} AS s WHERE s.lockstep_op = 'a' AND ${delivered} ON CONFLICT (${keyList}) ${upsert} RETURNING (xmax = 0) AS fresh) SELECT count(*) FILTER (WHERE fresh) AS n FROM up`,
       );
       rowCount = Number(meta.row_count) + Number(added.rows[0]?.n ?? 0) - (removed.rowCount ?? 0);
       await drop();
@@ -720,6 +778,42 @@ export class PostgresPlanner implements WarehousePlanner {
     );
     const row = found.rows[0];
     return row ? { columns: json<ColumnType[] | null>(row.columns) ?? [], guarded: row.guarded } : null;
+  }
+
+  /**
+   * Where to cut a full comparison into key ranges that PostgreSQL compares side by side (each
+   * range a merge join of its own, in a parallel append): the bounds, as SQL literals of the first
+   * key column's type, or null to compare in one piece. One range per process a query may use
+   * (max_parallel_workers_per_gather and the leader), cut at the quantiles of a sample of the
+   * planner table. Cut only when the model's query reads a range for less than the whole (the
+   * range's condition reaches its scan); otherwise every range would read the whole model.
+   */
+  private async ranges(shape: Shape, plannerRows: number): Promise<string[] | null> {
+    if (plannerRows < plannerTuning.splitRows) return null;
+    const { client } = this;
+    const workers = Number((await client.query<{ n: string }>("SELECT current_setting('max_parallel_workers_per_gather') AS n")).rows[0]?.n ?? 0);
+    const pieces = Math.min(MAX_RANGES, workers + 1);
+    if (!(pieces >= 2)) return null;
+    const key = shape.keys[0] as string;
+    const type = (shape.modelColumns.find((c) => c.name === key) as ColumnType).type;
+    const fractions = Array.from({ length: pieces - 1 }, (_, i) => (i + 1) / pieces);
+    const percent = Math.min(100, (100 * SAMPLE_ROWS) / plannerRows);
+    const sampled = await client.query<{ cuts: Array<string | null> | null }>(
+      `SELECT (percentile_disc($1::float8[]) WITHIN GROUP (ORDER BY ${quote(key)}))::text[] AS cuts FROM ${this.table(shape.plannerTable)} TABLESAMPLE SYSTEM (${percent})`,
+      [fractions],
+    );
+    const cuts = [...new Set((sampled.rows[0]?.cuts ?? []).filter((c): c is string => c !== null))].map((c) => `${client.escapeLiteral(c)}::${type}`);
+    if (cuts.length === 0) return null;
+    const ordered = (where: string) => `SELECT * FROM (\n${shape.query}\n) AS lockstep_q${where} ORDER BY ${shape.keys.map((k) => `lockstep_q.${quote(k)}`).join(', ')}`;
+    const whole = await this.cost(ordered(''));
+    const one = await this.cost(ordered(` WHERE lockstep_q.${quote(key)} >= ${cuts[cuts.length - 1]}`));
+    return one < whole * 0.8 ? cuts : null;
+  }
+
+  /** PostgreSQL's estimate of what `query` costs in all. */
+  private async cost(query: string): Promise<number> {
+    const explained = await this.client.query<{ 'QUERY PLAN': Array<{ Plan: { 'Total Cost': number } }> }>(`EXPLAIN (FORMAT JSON) ${query}`);
+    return json<Array<{ Plan: { 'Total Cost': number } }>>(explained.rows[0]?.['QUERY PLAN'])[0]?.Plan['Total Cost'] ?? Number.POSITIVE_INFINITY;
   }
 
   /** Whether PostgreSQL's plan for `query` joins by hash anywhere. */
