@@ -118,6 +118,19 @@ export interface Source {
    * warehouse` or `auto`) and the source can hold it (see engine/warehouse-planner.ts).
    */
   readonly warehousePlanner?: WarehousePlannerAccess;
+  /** The source's SQL for a model's change cursor, read by the store's planner (see CursorSql). */
+  readonly cursorSql?: CursorSql;
+}
+
+/**
+ * How the store's planner narrows a model with a change cursor (`cursor: updated_at`) to the rows
+ * past it, in the source's SQL: `highest` reads the cursor's greatest value (one row of one column,
+ * as text, or a number where the source has no text form that compares as the column does);
+ * `after` reads the model's rows whose cursor reached `value`.
+ */
+export interface CursorSql {
+  highest(query: string, column: string): string;
+  after(query: string, column: string, value: string | number): string;
 }
 
 /** How a sync's snapshot is kept and compared: in Lockstep's store (default) or in the source. */
@@ -555,6 +568,12 @@ export interface SyncRunStore {
  * Record ids: primary key → the destination's id of the row, for destinations that report ids
  * (`DestinationCapabilities.recordIds`).
  */
+/** A change cursor's last delivered value, and how many cursor runs followed the last full comparison. */
+export interface SnapshotCursor {
+  value: string | number;
+  runs: number;
+}
+
 export interface SnapshotStore {
   snapshotGet(syncId: number, keys: string[]): Promise<Map<string, string>>;
   /**
@@ -575,8 +594,16 @@ export interface SnapshotStore {
    * a few strings however many entries it holds, so a million entries load in a fraction of a second.
    */
   snapshotPages(syncId: number, pageSize: number): AsyncIterable<SnapshotPage>;
+  /** Empties the snapshot, and forgets its change cursor. */
   snapshotClear(syncId: number, fence?: RunFence): Promise<void>;
   snapshotCount(syncId: number): Promise<number>;
+  /**
+   * The model's change cursor as delivered into this snapshot: its value (as the source's
+   * CursorSql read it) and the runs since the last full comparison; null when none is recorded.
+   */
+  snapshotCursorGet(syncId: number): Promise<SnapshotCursor | null>;
+  /** Records the cursor (fenced as `snapshotWrite`); null forgets it. */
+  snapshotCursorSet(syncId: number, cursor: SnapshotCursor | null, fence?: RunFence): Promise<void>;
   /** The recorded ids of `keys`; keys without one are absent. */
   recordIdsGet(syncId: number, keys: string[]): Promise<Map<string, string>>;
   /** Records ids of delivered rows and drops those of deleted ones, in one transaction (fenced as `snapshotWrite`). */

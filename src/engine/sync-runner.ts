@@ -722,9 +722,6 @@ export class SyncRunner {
   private async planAndDeliver(p: Pipeline): Promise<void> {
     if (p.planner) return this.planInWarehouse(p, p.planner);
     const { store } = this.options;
-    // The store's planner compares the whole model every run (a model's cursor needs the planner in the warehouse).
-    const notes = [...p.plannerNotes, ...(p.model.cursor ? [`model "${p.model.slug}" declares cursor ${p.model.cursor}, which only the planner in the warehouse reads: compared in full`] : [])];
-    await p.update({ comparison: { planner: 'store', kind: 'full', ...(notes.length > 0 ? { notes } : {}) } });
     const { run, sync, model, source, signal, progress } = p;
     const { fullResync, resetCDC } = run.options;
     const deletes = sync.mode === 'mirror' || sync.deleteBehavior === 'delete';
@@ -732,19 +729,24 @@ export class SyncRunner {
     const fence = { runId: run.id, attempt: run.attempt };
     p.phases.enter('plan');
     if (resetCDC) await store.snapshotClear(sync.id, fence);
+    const cursor = await this.storeCursor(p);
+    const byCursor = cursor.kind === 'cursor';
+    const notes = [...p.plannerNotes, ...(cursor.note ? [cursor.note] : [])];
+    await p.update({ comparison: { planner: 'store', kind: cursor.kind, ...(notes.length > 0 ? { notes } : {}) } });
     // Phases' times for the debug log (wall time: it paces nothing).
     const { logger } = this.options;
     const started = performance.now();
     const elapsed = () => Math.round(performance.now() - started);
     // The source connects and runs the query while the snapshot loads: its first rows are waiting
     // when planning starts.
-    const reading = source.read(model.query, { batchSize: this.options.readBatchSize, signal, encoded: true })[Symbol.asyncIterator]();
+    const reading = source.read(cursor.query, { batchSize: this.options.readBatchSize, signal, encoded: true })[Symbol.asyncIterator]();
     const first = reading.next();
     first.catch(() => undefined); // awaited below, after the snapshot is loaded
     let index: SnapshotIndex | null;
     try {
       // An empty snapshot (a first run, or after resetCDC) needs no lookups: every row is new.
-      progress.expectedRows = resetCDC ? 0 : await store.snapshotCount(sync.id);
+      // Rows past a cursor are looked up in the store: a few rows need no whole snapshot (nor its count).
+      progress.expectedRows = resetCDC || byCursor ? 0 : await store.snapshotCount(sync.id);
       // The snapshot in memory when it fits the budget; otherwise looked up batch by batch.
       index = progress.expectedRows > 0 ? await this.loadSnapshot(p, progress.expectedRows) : null;
     } catch (error) {
@@ -753,7 +755,7 @@ export class SyncRunner {
       throw error;
     }
     if (index) logger.debug('snapshot loaded', { syncRunId: run.id, entries: index.size, bytes: index.bytes, ms: elapsed() });
-    const lookups = progress.expectedRows > 0 && index === null;
+    const lookups = byCursor || (progress.expectedRows > 0 && index === null);
     const added = writeKind(sync, 'added');
     // With the index, only keys new to the snapshot go into the set of keys seen.
     // Without an index, every key goes in: sized for the snapshot's rows, and for 65,536 keys at
@@ -874,14 +876,15 @@ export class SyncRunner {
 
     // Removals: the snapshot's keys the model no longer returned — first counted against the
     // sync's mass-delete guard, so an emptied model never wipes the destination by surprise.
-    if (deletes && !resetCDC && progress.expectedRows > 0 && !run.options.allowMassDelete) {
+    // Rows past a cursor say nothing of the rest: removals wait for a full comparison.
+    if (deletes && !resetCDC && !byCursor && progress.expectedRows > 0 && !run.options.allowMassDelete) {
       const removing = index ? index.unseenCount() : progress.expectedRows - matched;
       const refusal = massDeleteRefusal(sync, removing, progress.expectedRows);
       if (refusal) throw new LockstepError(ErrorCode.Conflict, refusal);
     }
     if (deletes && index) {
       for (const k of index.unseen()) await plan(new PlannedOp('removed', 'delete', k, null, NO_VALUES, null, 0, NO_LINE, 0, 0, 0, 0));
-    } else if ((resetCDC || deletes) && progress.expectedRows > 0) {
+    } else if ((resetCDC || deletes) && !byCursor && progress.expectedRows > 0) {
       // Reading them by key ranges stays correct while delivered batches are committed to the
       // snapshot meanwhile (those keys were seen). Looked up in the store, the rows of the snapshot
       // the model returned were counted: the reading stops at the last removal, and does not start
@@ -903,7 +906,44 @@ export class SyncRunner {
     await batches.end();
     while (p.inflight.length > 0) await this.retire(p);
     await this.committed(p);
+    // The cursor moves only when the run delivered everything it read past it.
+    const failed = progress.failed.addedCount + progress.failed.changedCount + progress.failed.removedCount;
+    if (cursor.highest !== null && failed === 0) {
+      await p.phases.during('commit', store.snapshotCursorSet(sync.id, { value: cursor.highest, runs: byCursor ? cursor.runs + 1 : 0 }, fence));
+    }
     logger.debug('model delivered', { syncRunId: run.id, ms: elapsed() });
+  }
+
+  /**
+   * The store's planner and a model's change cursor: a run reads only the rows whose cursor reached
+   * the value its last run delivered (the source's CursorSql), looking them up in the snapshot, and
+   * compares the whole model (seeing removals and writes that did not move the cursor) when none
+   * was delivered yet, every `fullCompareEvery` runs, when asked (`fullCompare`), and on a full
+   * resync or resetCDC. `highest`: the cursor's value before the rows are read, recorded when the
+   * run ends clean.
+   */
+  private async storeCursor(p: Pipeline): Promise<{ kind: 'full' | 'cursor'; query: string; highest: string | number | null; runs: number; note: string | null }> {
+    const { model, run, source, sync, signal } = p;
+    const request = cursorRequest(model, run.options.fullResync || run.options.fullCompare === true);
+    const full = { kind: 'full' as const, query: model.query, highest: null, runs: 0, note: null };
+    if (!request) return full;
+    const sql = source.cursorSql;
+    if (!sql) return { ...full, note: `model "${model.slug}" declares cursor ${request.column}, which its source cannot read by: compared in full` };
+    let highest: Value = null;
+    try {
+      for await (const batch of source.read(sql.highest(model.query, request.column), { batchSize: 1, signal })) highest ??= batch.rows[0]?.[0] ?? null;
+    } catch (error) {
+      if (!(error instanceof LockstepError) || error.code !== ErrorCode.Query) throw error;
+      throw new LockstepError(
+        ErrorCode.Query,
+        `model "${model.slug}" declares cursor "${request.column}", and reading its highest value failed: ${error.message} — the cursor must be a column the model's query returns (fix cursor or the query)`,
+        { cause: error },
+      );
+    }
+    const value = typeof highest === 'number' || typeof highest === 'string' ? highest : highest === null ? null : String(highest);
+    const stored = run.options.resetCDC ? null : await this.options.store.snapshotCursorGet(sync.id);
+    if (stored === null || request.full || stored.runs >= request.every - 1) return { ...full, highest: value, runs: stored?.runs ?? 0 };
+    return { kind: 'cursor', query: sql.after(model.query, request.column, stored.value), highest: value, runs: stored.runs, note: null };
   }
 
   /**

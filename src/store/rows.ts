@@ -392,3 +392,9 @@ export interface FinishedRunRow {
 export function toFinishedRun(row: FinishedRunRow): FinishedRunEntry {
   return { id: Number(row.id), kind: row.kind === 'sequence' ? 'sequence' : 'sync', runId: row.run_id };
 }
+
+/** A change cursor's value as stored (JSON: a number stays a number, text stays text). */
+export function parseCursorValue(stored: string): string | number {
+  const value: unknown = JSON.parse(stored);
+  return typeof value === 'number' ? value : String(value);
+}

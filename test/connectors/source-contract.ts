@@ -147,6 +147,24 @@ export function describeSourceContract(name: string, kind: SourceKind): void {
       }
     });
 
+    it('reads the highest value of a change cursor, and the rows past it (integer, time and text cursors)', async () => {
+      const source = await kind.create({ tables: [TYPED] });
+      try {
+        const sql = source.cursorSql;
+        expect(sql).toBeDefined();
+        if (!sql) return;
+        const query = 'select id, name, seen_at, changed_at from typed';
+        for (const [column, past] of [['id', [3]], ['seen_at', [1]], ['changed_at', [1]], ['name', [1]]] as const) {
+          const [highest] = (await collect(source.read(sql.highest(query, column), { batchSize: 10 })))[0]?.rows[0] ?? [];
+          expect(typeof highest === 'string' || typeof highest === 'number', `highest ${column}: ${String(highest)}`).toBe(true);
+          const rows = (await collect(source.read(sql.after(query, column, highest as string | number), { batchSize: 10 }))).flatMap((b) => b.rows);
+          expect(rows.map((r) => r[0]), `rows past ${column} ${String(highest)}`).toEqual(past);
+        }
+      } finally {
+        await source.close();
+      }
+    });
+
     it('streams 25,000 rows in batches of at most batchSize, in order', async () => {
       const source = await kind.create({ tables: [NUMBERS] });
       try {

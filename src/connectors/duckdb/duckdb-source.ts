@@ -30,6 +30,7 @@ import {
   scaledDecimalText,
   timestampTextToIso,
 } from '../values.js';
+import { duckDbCursor } from '../cursor-sql.js';
 
 export interface DuckDbSourceOptions {
   /** Path of an existing DuckDB file. It is opened read-only (read-write with the planner in the warehouse) and never created. */
@@ -49,6 +50,7 @@ const PLANNER_MEMORY = '256MB';
  * Chunks are read column by column, each column with a converter chosen once from its type.
  */
 export class DuckDbSource implements Source {
+  readonly cursorSql = duckDbCursor;
   private readonly path: string;
   private opening: Promise<{ duck: DuckDbModule; instance: DuckDBInstance }> | null = null;
   private readonly active = new Set<DuckDBConnection>();

@@ -17,6 +17,7 @@ import {
   stalledError,
   withDeadline,
 } from './mysql-client.js';
+import { mysqlCursor } from '../cursor-sql.js';
 
 export interface MysqlSourceOptions {
   /** `mysql://user:password@host:port/database` (or `mariadb://`); may carry mysql2 options as `?name=value`. */
@@ -41,6 +42,7 @@ export interface MysqlSourceOptions {
  * numbers.
  */
 export class MysqlSource implements Source {
+  readonly cursorSql = mysqlCursor;
   private readonly pool: MysqlPool;
   private readonly where: string;
   private readonly active = new Set<MysqlPoolConnection>();

@@ -20,6 +20,7 @@ import {
   RowBatcher,
   timestampTextToIso,
 } from '../values.js';
+import { postgresCursor } from '../cursor-sql.js';
 
 export interface PostgresSourceOptions {
   /** `postgres://user:password@host:port/database`; may carry `?sslmode=...` and other libpq settings. */
@@ -92,6 +93,7 @@ export const postgresTypes: pg.CustomTypesConfig = {
  * done, stops early or fails.
  */
 export class PostgresSource implements Source {
+  readonly cursorSql = postgresCursor;
   private readonly url: string;
   private readonly where: string;
   private readonly active = new Set<pg.Client>();

@@ -3,6 +3,7 @@ import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
 import type { ReadOptions, RowBatch, Source, Value } from '../../core/ports.js';
 import type { SqliteConstructor, SqliteDatabase } from '../sql.js';
 import { checkBatchSize, normalizeValue } from '../values.js';
+import { sqliteCursor } from '../cursor-sql.js';
 
 export interface SqliteSourceOptions {
   /** Path of an existing SQLite file. It is opened read-only and never created. */
@@ -18,6 +19,7 @@ const SqliteDatabaseClass = Database as unknown as SqliteConstructor;
  * (`iterate`) so only one batch is held at a time. SQLite has no boolean type: 0/1 stay numbers.
  */
 export class SqliteSource implements Source {
+  readonly cursorSql = sqliteCursor;
   private readonly path: string;
   private readonly busyTimeoutMs: number;
   private readonly active = new Set<SqliteDatabase>();

@@ -210,6 +210,11 @@ export const MIGRATIONS: readonly Migration[] = [
     name: 'full comparison asked for, and how a run compared the model',
     sql: 'ALTER TABLE sync_runs ADD COLUMN full_compare boolean NOT NULL DEFAULT false;\nALTER TABLE sync_runs ADD COLUMN comparison text;',
   },
+  {
+    version: 7,
+    name: "a model's change cursor as the store's planner last delivered it",
+    sql: 'CREATE TABLE snapshot_cursors (sync_id bigint PRIMARY KEY, value text NOT NULL, runs integer NOT NULL DEFAULT 0);',
+  },
 ];
 
 /** The schema version this code writes and reads. */

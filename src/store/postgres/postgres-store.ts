@@ -44,6 +44,7 @@ import type {
   StoreTopic,
   SyncRunListQuery,
   SyncRunPatch,
+  SnapshotCursor,
 } from '../../core/ports.js';
 import {
   recordMembers,
@@ -97,6 +98,7 @@ import {
   type RejectedRowRow,
   type SequenceRunRow,
   type SyncRunRow,
+  parseCursorValue,
 } from '../rows.js';
 import {
   isTerminalSequenceRunStatus,
@@ -264,6 +266,7 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
     | 'rejectedRows'
     | 'snapshots'
     | 'recordIds'
+    | 'snapshotCursors'
     | 'firings'
     | 'cursors'
     | 'finishedRuns'
@@ -304,6 +307,7 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
       rejectedRows: `${s}.rejected_rows`,
       snapshots: `${s}.snapshots`,
       recordIds: `${s}.record_ids`,
+      snapshotCursors: `${s}.snapshot_cursors`,
       firings: `${s}.schedule_firings`,
       cursors: `${s}.schedule_cursors`,
       finishedRuns: `${s}.finished_runs`,
@@ -768,7 +772,33 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
   }
 
   async snapshotClear(syncId: number, fence?: RunFence): Promise<void> {
-    await this.runStatements([[`DELETE FROM ${this.t.snapshots} WHERE sync_id = $1`, [syncId]]], fence);
+    await this.runStatements(
+      [
+        [`DELETE FROM ${this.t.snapshots} WHERE sync_id = $1`, [syncId]],
+        [`DELETE FROM ${this.t.snapshotCursors} WHERE sync_id = $1`, [syncId]],
+      ],
+      fence,
+    );
+  }
+
+  async snapshotCursorGet(syncId: number): Promise<SnapshotCursor | null> {
+    const rows = await this.db.query<{ value: string; runs: number }>(`SELECT value, runs FROM ${this.t.snapshotCursors} WHERE sync_id = $1`, [syncId]);
+    const row = rows[0];
+    return row ? { value: parseCursorValue(row.value), runs: Number(row.runs) } : null;
+  }
+
+  async snapshotCursorSet(syncId: number, cursor: SnapshotCursor | null, fence?: RunFence): Promise<void> {
+    await this.runStatements(
+      [
+        cursor === null
+          ? [`DELETE FROM ${this.t.snapshotCursors} WHERE sync_id = $1`, [syncId]]
+          : [
+              `INSERT INTO ${this.t.snapshotCursors} (sync_id, value, runs) VALUES ($1, $2, $3) ON CONFLICT (sync_id) DO UPDATE SET value = EXCLUDED.value, runs = EXCLUDED.runs`,
+              [syncId, JSON.stringify(cursor.value), cursor.runs],
+            ],
+      ],
+      fence,
+    );
   }
 
   async snapshotCount(syncId: number): Promise<number> {
@@ -1331,6 +1361,7 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
       // A deleted sync's id is never used again, so its snapshot can never be read.
       await q.query(`DELETE FROM ${this.t.snapshots} WHERE sync_id = $1`, [id]);
       await q.query(`DELETE FROM ${this.t.recordIds} WHERE sync_id = $1`, [id]);
+      await q.query(`DELETE FROM ${this.t.snapshotCursors} WHERE sync_id = $1`, [id]);
     } else if (kind === 'sequence') {
       const pending = await q.query<{ id: string }>(`SELECT id FROM ${this.t.sequenceRuns} WHERE sequence_id = $1 AND status = 'pending' FOR UPDATE`, [id]);
       for (const { id: runId } of pending.rows) {

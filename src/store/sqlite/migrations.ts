@@ -243,6 +243,11 @@ export const MIGRATIONS: readonly Migration[] = [
     name: 'full comparison asked for, and how a run compared the model',
     sql: 'ALTER TABLE sync_runs ADD COLUMN full_compare INTEGER NOT NULL DEFAULT 0;\nALTER TABLE sync_runs ADD COLUMN comparison TEXT;',
   },
+  {
+    version: 14,
+    name: "a model's change cursor as the store's planner last delivered it",
+    sql: 'CREATE TABLE snapshot_cursors (sync_id INTEGER PRIMARY KEY, value TEXT NOT NULL, runs INTEGER NOT NULL DEFAULT 0);',
+  },
 ];
 
 /** The schema version this code writes and reads. */

@@ -28,6 +28,7 @@ import type {
   StoreCapabilities,
   SyncRunListQuery,
   SyncRunPatch,
+  SnapshotCursor,
 } from '../../core/ports.js';
 import {
   isTerminalSyncRunStatus,
@@ -112,6 +113,7 @@ import {
   type FinishedRunRow,
   toLease,
   toFinishedRun,
+  parseCursorValue,
 } from '../rows.js';
 import { checkSchemaIsCurrent, migrate } from './migrations.js';
 import { SEALED_PREFIX, SecretCodec, countSealed, type SecretResealer } from '../../core/secrets.js';
@@ -828,6 +830,26 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
     this.write(() => {
       this.checkFence(fence);
       this.s.snapshotClear.run(syncId);
+      this.statement('DELETE FROM snapshot_cursors WHERE sync_id = ?').run(syncId);
+    });
+  }
+
+  async snapshotCursorGet(syncId: number): Promise<SnapshotCursor | null> {
+    const row = await this.read(() => this.statement('SELECT value, runs FROM snapshot_cursors WHERE sync_id = ?').get(syncId) as { value: string; runs: number } | undefined);
+    return row ? { value: parseCursorValue(row.value), runs: row.runs } : null;
+  }
+
+  async snapshotCursorSet(syncId: number, cursor: SnapshotCursor | null, fence?: RunFence): Promise<void> {
+    this.write(() => {
+      this.checkFence(fence);
+      if (cursor === null) this.statement('DELETE FROM snapshot_cursors WHERE sync_id = ?').run(syncId);
+      else {
+        this.statement('INSERT INTO snapshot_cursors (sync_id, value, runs) VALUES (?, ?, ?) ON CONFLICT (sync_id) DO UPDATE SET value = excluded.value, runs = excluded.runs').run(
+          syncId,
+          JSON.stringify(cursor.value),
+          cursor.runs,
+        );
+      }
     });
   }
 
@@ -1156,6 +1178,7 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
       // A deleted sync's id is never used again, so its snapshot can never be read.
       this.s.snapshotClear.run(id);
       this.statement('DELETE FROM record_ids WHERE sync_id = ?').run(id);
+      this.statement('DELETE FROM snapshot_cursors WHERE sync_id = ?').run(id);
     } else if (kind === 'sequence') {
       for (const { id: runId } of this.s.pendingRunsOfSequence.all(id) as Array<{ id: string }>) {
         this.s.cancelPendingSequenceRun.run(now, CANCEL_REASONS.SequenceDeleted, runId);

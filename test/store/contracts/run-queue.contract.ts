@@ -342,6 +342,7 @@ export function describeRunQueueContract(name: string, open: OpenStore): void {
           () => store.snapshotWrite(id, { keys: ['[3]'], hashes: new Uint32Array([1, 2]) }, [], first),
           () => store.recordIdsWrite(id, [['[2]', 'r2']], ['[1]'], first),
           () => store.snapshotClear(id, first),
+          () => store.snapshotCursorSet(id, { value: 'late', runs: 9 }, first),
         ];
         for (const write of refused) {
           const error = await expectError(write(), ErrorCode.LeaseLost);

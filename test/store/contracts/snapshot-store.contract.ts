@@ -64,6 +64,25 @@ export function describeSnapshotStoreContract(name: string, open: OpenStore): vo
         expect(await store.snapshotCount(b)).toBe(1);
       });
 
+      it("keeps a change cursor's value (text or number) and run count per sync, forgotten when the snapshot is cleared or the sync deleted", async () => {
+        const { syncs } = await applyCrm();
+        const a = syncs['accounts-to-crm']!.id;
+        const b = syncs['contacts-to-crm']!.id;
+        expect(await store.snapshotCursorGet(a)).toBeNull();
+        await store.snapshotCursorSet(a, { value: "2024-01-02 03:04:05.123456+00 it's", runs: 0 });
+        await store.snapshotCursorSet(b, { value: 42, runs: 3 });
+        await store.snapshotCursorSet(a, { value: '2024-01-03 00:00:00+00', runs: 1 });
+        expect(await store.snapshotCursorGet(a)).toEqual({ value: '2024-01-03 00:00:00+00', runs: 1 });
+        expect(await store.snapshotCursorGet(b)).toEqual({ value: 42, runs: 3 });
+        // A number-looking text stays text.
+        await store.snapshotCursorSet(b, { value: '42', runs: 4 });
+        expect(await store.snapshotCursorGet(b)).toEqual({ value: '42', runs: 4 });
+        await store.snapshotClear(a);
+        expect(await store.snapshotCursorGet(a)).toBeNull();
+        await store.snapshotCursorSet(b, null);
+        expect(await store.snapshotCursorGet(b)).toBeNull();
+      });
+
       it('gives every entry in bulk pages: keys joined by line breaks, 16 hex digits per hash, 16 - for any other hash', async () => {
         const id = await (applyCrm().then(() => syncId('deals-to-crm')));
         const hex = (i: number) => (i * 2654435761).toString(16).padStart(16, '0').slice(-16);
