@@ -10,14 +10,14 @@
 import pg from 'pg';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { PostgresPlanner, plannerTuning } from '../../src/connectors/postgres/postgres-planner.js';
-import type { ModelDef, SyncDef } from '../../src/core/workspace.js';
-import { model, source, sync, workspace } from '../helpers/definitions.js';
+import type { ModelDef, SequenceDef, SyncDef } from '../../src/core/workspace.js';
+import { member, model, sequence, source, sync, workspace } from '../helpers/definitions.js';
 import { startHarness, tempDir } from '../helpers/harness.js';
 import { createTestDatabase, sql } from '../helpers/postgres.js';
 
 const ROWS = 3000;
 
-async function setup(options: { models?: ModelDef[]; sync?: Partial<SyncDef>; settings?: Record<string, unknown>; url?: string } = {}) {
+async function setup(options: { models?: ModelDef[]; sync?: Partial<SyncDef>; settings?: Record<string, unknown>; url?: string; sequences?: SequenceDef[] } = {}) {
   const url = options.url ?? (await createTestDatabase('lockstep_wplan'));
   await sql(
     url,
@@ -33,6 +33,7 @@ async function setup(options: { models?: ModelDef[]; sync?: Partial<SyncDef>; se
       destinations: [source('crm', { type: 'postgres', url })],
       models: options.models ?? [model('people', 'warehouse', 'select id, name, score, seen_at from people')],
       syncs: [sync('people-to-crm', { model: 'people', destination: 'crm', object: 'crm_people', mode: 'mirror', batchSize: 500, ...options.sync })],
+      ...(options.sequences ? { sequences: options.sequences } : {}),
     }),
   });
   const run = async (options: { fullCompare?: boolean; fullResync?: boolean } = {}) => {
@@ -164,17 +165,20 @@ describe('planner in the warehouse (PostgreSQL)', () => {
                union all select null::bigint, 'nobody', 1, null`,
             ),
           ],
+          sequences: [sequence('all', [member('people-to-crm')])],
         });
         await using _ = h;
         const outcome = (r: { plannedRows: unknown; failedRows: unknown; successfulRows: unknown }) => [r.plannedRows, r.failedRows, r.successfulRows];
-        const runs = [outcome(await run())];
+        const runs: unknown[] = [outcome(await run())];
         await sql(
           url,
           `update people set name = name || '!' where id % 100 = 0;
            delete from people where id in (3, 1501, 2998);
            insert into people values (5001, 'new', 1, null), (0, 'zero', 1, null)`,
         );
-        runs.push(outcome(await run()), outcome(await run()));
+        // A dry run compares as the run after it does.
+        const { added, changed, removed, rejected } = (await h.app.planner.plan('all')).members[0]!;
+        runs.push({ added, changed, removed, rejected }, outcome(await run()), outcome(await run()));
         const sent = await digest('select * from crm_people where id not in (1, 1500, 2999)');
         expect(sent).toEqual(await digest('select * from people where id not in (1, 1500, 2999)'));
         return runs;
