@@ -1,7 +1,8 @@
 /**
  * PostgreSQL → PostgreSQL syncs through the bulk path (COPY into the table or a staging table, then
  * one merge): a bad row inside a large batch is rejected alone with PostgreSQL's message, in a first
- * run (rows copied straight into the table) and in a later one (rows merged from staging).
+ * run (rows copied straight into the table) and in a later one (rows merged from staging). The same
+ * with either planner: the snapshot in the store, or the planner table in the warehouse.
  */
 import { describe, expect, it } from 'vitest';
 import type { ModelDef, SyncDef } from '../../src/core/workspace.js';
@@ -11,12 +12,14 @@ import { createTestDatabase, sql } from '../helpers/postgres.js';
 
 const ROWS = 12_000;
 
+type Planner = 'store' | 'warehouse';
+
 /** A harness whose source `warehouse` and destination `crm` are both the database at `url`. */
-function postgresHarness(url: string, models: ModelDef[], syncs: SyncDef[]) {
+function postgresHarness(url: string, models: ModelDef[], syncs: SyncDef[], planner: Planner) {
   return startHarness({
     dir: tempDir(),
     definition: workspace({
-      sources: [source('warehouse', { type: 'postgres', url })],
+      sources: [source('warehouse', { type: 'postgres', settings: { url, planner } })],
       destinations: [source('crm', { type: 'postgres', url })],
       models,
       syncs,
@@ -24,7 +27,7 @@ function postgresHarness(url: string, models: ModelDef[], syncs: SyncDef[]) {
   });
 }
 
-async function setup(over: Partial<SyncDef> = {}) {
+async function setup(planner: Planner, over: Partial<SyncDef> = {}) {
   const url = await createTestDatabase('lockstep_bulk');
   await sql(
     url,
@@ -37,6 +40,7 @@ async function setup(over: Partial<SyncDef> = {}) {
     url,
     [model('people', 'warehouse', 'select id, name, score, seen_at from people')],
     [sync('people-to-crm', { model: 'people', destination: 'crm', object: 'crm_people', mode: 'mirror', batchSize: 5000, ...over })],
+    planner,
   );
   const run = async () => {
     const { run } = await h.app.worker.triggerSync('people-to-crm', {});
@@ -45,9 +49,15 @@ async function setup(over: Partial<SyncDef> = {}) {
   return { url, h, run };
 }
 
-describe('PostgreSQL bulk delivery', () => {
+describe.each(['store', 'warehouse'] as const)('PostgreSQL bulk delivery (planner: %s)', (planner) => {
+  /** The delivered rows the planner recorded. */
+  const recorded = async (url: string, h: Awaited<ReturnType<typeof setup>>['h'], syncId: number) =>
+    planner === 'store'
+      ? h.app.store.snapshotCount(syncId)
+      : ((await sql<{ n: number }>(url, `select count(*)::int as n from lockstep_planner.sync_${syncId}_people_to_crm`))[0]?.n ?? -1);
+
   it('rejects only the rows that break a constraint inside large batches, with the database message, and retries them later', async () => {
-    const { url, h, run } = await setup();
+    const { url, h, run } = await setup(planner);
     await using _ = h;
     // Three bad rows spread over two batches of 5000.
     await sql(url, 'update people set score = -1 where id in (17, 4999, 9001)');
@@ -60,7 +70,7 @@ describe('PostgreSQL bulk delivery', () => {
     expect(rejected.map((r) => r.key).sort()).toEqual(['[17]', '[4999]', '[9001]']);
     for (const r of rejected) expect(r.reason).toMatch(/violates check constraint "crm_people_score_check"/);
     expect(await sql(url, 'select count(*)::int as n from crm_people')).toEqual([{ n: ROWS - 3 }]);
-    expect(await h.app.store.snapshotCount(first.syncId)).toBe(ROWS - 3);
+    expect(await recorded(url, h, first.syncId)).toBe(ROWS - 3);
 
     // A later run merges (the rows exist): a changed row with a bad value is rejected alone, the
     // rows rejected before are planned again and, once fixed, delivered.
@@ -86,7 +96,7 @@ describe('PostgreSQL bulk delivery', () => {
   });
 
   it('keeps a value with tabs, newlines, backslashes and non-ASCII text exact through COPY both ways', async () => {
-    const { url, h, run } = await setup();
+    const { url, h, run } = await setup(planner);
     await using _ = h;
     await sql(url, `update people set name = E'tab\\there\\nline \\\\N back\\\\slash é ✓' where id = 42; update people set seen_at = null where id = 43`);
     expect((await run()).status).toBe('success');
@@ -114,6 +124,7 @@ describe('PostgreSQL bulk delivery', () => {
         sync('same', { model: 'things', destination: 'crm', object: 'same_things', mode: 'mirror' }),
         sync('other', { model: 'flags', destination: 'crm', object: 'other_things', mode: 'mirror' }),
       ],
+      planner,
     );
     await using _ = h;
     for (const slug of ['same', 'other']) {
