@@ -365,8 +365,11 @@ export class MysqlPlanner implements WarehousePlanner {
       staged -= refused.length;
 
       const counts = { added: 0, changed: 0, removed: 0 };
-      for (const row of await this.rows<{ op: string; n: number | string }>(`SELECT lockstep_op AS op, COUNT(*) AS n FROM ${this.table(staging)} GROUP BY lockstep_op`)) {
-        counts[row.op === 'a' ? 'added' : row.op === 'c' ? 'changed' : 'removed'] = Number(row.n);
+      if (kind === 'initial' || kind === 'reset') counts.added = staged;
+      else {
+        for (const row of await this.rows<{ op: string; n: number | string }>(`SELECT lockstep_op AS op, COUNT(*) AS n FROM ${this.table(staging)} GROUP BY lockstep_op`)) {
+          counts[row.op === 'a' ? 'added' : row.op === 'c' ? 'changed' : 'removed'] = Number(row.n);
+        }
       }
       const plannerRows = kind === 'initial' ? 0 : meta.row_count;
       const modelRows =
@@ -685,15 +688,15 @@ export class MysqlPlanner implements WarehousePlanner {
     const delivered = conditions.length === 0 ? 'TRUE' : conditions.join(' AND ');
     const all = columns.map((c) => q(c.name)).join(', ');
     const selected = columns.map((c) => `s.${q(c.name)}`).join(', ');
-    const order = `ORDER BY ${keys.map((k) => `s.${q(k)}`).join(', ')}`;
 
     if (kind === 'values') {
       // Updated in place, in one transaction with the sync's row.
       await this.transaction(async () => {
         let rowCount = meta.row_count;
         if (meta.staged_rows > 0) {
-          const deleted = await this.run(`DELETE p FROM ${p} AS p JOIN ${s} AS s ON ${keys.map((k) => `p.${q(k)} = s.${q(k)}`).join(' AND ')} WHERE s.lockstep_op IN ('c', 'r') AND ${delivered}`);
-          const inserted = await this.run(`INSERT INTO ${p} (${all}) SELECT ${selected} FROM ${s} AS s WHERE s.lockstep_op IN ('a', 'c') AND ${delivered} ${order}`);
+          // From the staged rows to the planner table's (the optimizer would rather scan the planner table).
+          const deleted = await this.run(`DELETE p FROM ${s} AS s STRAIGHT_JOIN ${p} AS p ON ${keys.map((k) => `p.${q(k)} = s.${q(k)}`).join(' AND ')} WHERE s.lockstep_op IN ('c', 'r') AND ${delivered}`);
+          const inserted = await this.run(`INSERT INTO ${p} (${all}) SELECT ${selected} FROM ${s} AS s WHERE s.lockstep_op IN ('a', 'c') AND ${delivered}`);
           rowCount += inserted - deleted;
         }
         await this.finalize(meta, cursorDone, { rowCount, columns: meta.planned_columns ?? columns });
@@ -710,7 +713,8 @@ export class MysqlPlanner implements WarehousePlanner {
     const keep = kind === 'keys' ? `((s.lockstep_op <> 'r' AND ${delivered}) OR (s.lockstep_op = 'r' AND NOT (${delivered})))` : delivered;
     const old = kind === 'keys' ? await this.describeTable(planner) : null;
     await this.transaction(async () => {
-      await this.run(`INSERT INTO ${this.table(rebuilt)} (${all}) SELECT ${selected} FROM ${s} AS s WHERE ${keep} ${order}`);
+      // In the order the rows were staged (the staging table's own): for most models, key order already.
+      await this.run(`INSERT INTO ${this.table(rebuilt)} (${all}) SELECT ${selected} FROM ${s} AS s WHERE ${keep}`);
       if (old) {
         // Rows the sync does not send when changed (insert mode) were not staged: they keep what
         // was delivered, converted to the model's types as well as they go (IGNORE).
