@@ -522,6 +522,56 @@ describe('planner in the warehouse (MySQL / MariaDB)', () => {
     }
   });
 
+  it('finishes a planner table swap that an attempt stopped in the middle of, before or after the rename', async () => {
+    const { createTestMysqlDatabase, mysqlSql } = await import('../helpers/mysql.js');
+    const { MysqlPlanner } = await import('../../src/connectors/mysql/mysql-planner.js');
+    const { createMysqlPool } = await import('../../src/connectors/mysql/mysql-client.js');
+    const url = await createTestMysqlDatabase('lockstep_wmyswap');
+    const schema = `${new URL(url).pathname.slice(1)}_p`;
+    const my = (text: string) => mysqlSql(url, text);
+    await my(`create table people as select seq as id, concat('p', seq) as name from seq_1_to_100`);
+    const open = async () => {
+      const pool = createMysqlPool(url, 1);
+      return MysqlPlanner.open(pool, await pool.getConnection(), schema, 'test');
+    };
+    const request = (run: number) => ({
+      sync: { id: 7, slug: 'people' },
+      run: { id: run, attempt: 1 },
+      query: 'select * from people',
+      primaryKey: ['id'],
+      sends: { added: true, changed: true, removed: true },
+      resendAll: false,
+      reset: false,
+      cursor: null,
+    });
+    const planner = await open();
+    try {
+      // A first run delivers rows 1 to 40 and stops as its take-in had recorded the swap, before the rename.
+      await planner.plan(request(1));
+      await planner.commit({ op: 'added', key: [40] }, []);
+      await my(`delete from \`${schema}\`.sync_7_people_stage where id > 40; update \`${schema}\`.lockstep_syncs set swap_from = 'sync_7_people_stage'`);
+      const second = await planner.plan(request(2));
+      expect(second.notes).toContain('took in the rows an earlier attempt delivered before it stopped');
+      expect(second.parts).toEqual([expect.objectContaining({ op: 'added', rows: 60 })]);
+      // The second run delivers everything; its take-in stops right after a rename: the planner table
+      // holds every row, but the sync's row still names the swap.
+      await planner.commit({ op: 'added', key: [100] }, []);
+      await my(
+        `delete from \`${schema}\`.sync_7_people where id > 40;
+         insert into \`${schema}\`.sync_7_people select id, name from \`${schema}\`.sync_7_people_stage where lockstep_op = 'a';
+         update \`${schema}\`.lockstep_syncs set swap_from = 'sync_7_people_new'`,
+      );
+      const third = await planner.plan(request(3));
+      expect(third.notes).toContain('took in the rows an earlier attempt delivered before it stopped');
+      expect(third.parts).toEqual([]);
+      await planner.finish();
+      expect(await my(`select count(*) as n, sum(id) as s from \`${schema}\`.sync_7_people`)).toEqual([{ n: '100', s: '5050' }]);
+      expect(await my(`select count(*) as n from information_schema.triggers where event_object_schema = '${schema}'`)).toEqual([{ n: '3' }]);
+    } finally {
+      await planner.close();
+    }
+  });
+
   it('refuses the writes of an attempt another attempt took over', async () => {
     const { createTestMysqlDatabase, mysqlSql } = await import('../helpers/mysql.js');
     const { MysqlPlanner } = await import('../../src/connectors/mysql/mysql-planner.js');

@@ -166,6 +166,12 @@ export class MysqlPlanner implements WarehousePlanner {
     return result.affectedRows ?? 0;
   }
 
+  /** A statement's result header: rows written, and MySQL's `Records: n  Duplicates: n  Warnings: n`. */
+  private async header(sql: string): Promise<{ affectedRows: number; info?: string }> {
+    const [result] = await this.connection.query<{ affectedRows: number; info?: string }>(sql);
+    return result;
+  }
+
   private async transaction<T>(work: () => Promise<T>): Promise<T> {
     await this.connection.query('START TRANSACTION');
     try {
@@ -314,12 +320,17 @@ export class MysqlPlanner implements WarehousePlanner {
     const keyList = keys.map(q).join(', ');
     const anyNull = keys.map((k) => `${q(k)} IS NULL`).join(' OR ');
 
-    // The empty staging tables first (DDL commits by itself), rows numbered in the order they were staged.
+    // The empty staging tables first (DDL commits by itself). The whole model (a first run, resetCDC)
+    // is staged as the planner table will hold it, keyed, so that it can become the planner table by
+    // a rename; compared rows are numbered in the order they were staged.
+    const whole = kind === 'initial' || kind === 'reset';
     await this.run(`DROP TABLE IF EXISTS ${this.table(staging)}, ${this.table(marks)}, ${this.table(`${plannerTable}_new`)}`);
     try {
       await this.run(
-        `CREATE TABLE ${this.table(staging)} (lockstep_n BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, KEY lockstep_key (${keyList})) ENGINE=InnoDB
-           AS SELECT 'a' AS lockstep_op, m.* FROM (\n${shape.query}\n) AS m LIMIT 0`,
+        whole
+          ? `CREATE TABLE ${this.table(staging)} (PRIMARY KEY (${keyList})) ENGINE=InnoDB AS SELECT m.* FROM (\n${shape.query}\n) AS m LIMIT 0`
+          : `CREATE TABLE ${this.table(staging)} (lockstep_n BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, KEY lockstep_key (${keyList})) ENGINE=InnoDB
+               AS SELECT 'a' AS lockstep_op, m.* FROM (\n${shape.query}\n) AS m LIMIT 0`,
       );
     } catch (error) {
       if (KEY_UNINDEXABLE.has(mysqlErrno(error) ?? 0)) {
@@ -331,42 +342,66 @@ export class MysqlPlanner implements WarehousePlanner {
       }
       throw error;
     }
-    await this.nullable(staging);
+    await this.nullable(staging, whole ? keys : []);
     await this.run(`CREATE TABLE ${this.table(marks)} (KEY lockstep_key (lockstep_mark, ${keyList})) ENGINE=InnoDB AS SELECT 0 AS lockstep_mark, ${keyList} FROM ${this.table(staging)} LIMIT 0`);
 
     return this.transaction(async () => {
-      const cursorLiteral = this.cursorLiteral(shape, meta.cursor_value);
-      let staged = await this.run(`INSERT INTO ${this.table(staging)} (lockstep_op, ${names.map(q).join(', ')}) ${this.changedSelect(shape, request, cursorLiteral)}`);
-      const removes = this.removedSelect(shape, request);
-      if (removes) staged += await this.run(`INSERT INTO ${this.table(staging)} (lockstep_op, ${keyList}) ${removes}`);
-
-      // Null and duplicate keys: found here, refused, and kept out of the plan.
       const refused: WarehousePlan['refused'] = [];
       const keyValues = (fieldsOf: Field[], row: unknown[]) => row.map((v, i) => converterFor(fieldsOf[i] as Field)(v));
-      const nulls = await this.arrays(`SELECT lockstep_n, ${keyList} FROM ${this.table(staging)} WHERE lockstep_op <> 'r' AND (${anyNull})`);
-      for (const row of nulls.rows) {
-        const key = keyValues(nulls.fields.slice(1), row.slice(1));
-        refused.push({ key, reason: `primary key column "${keys[key.indexOf(null)] ?? keys[0]}" is null` });
-      }
-      if (nulls.rows.length > 0) await this.run(`DELETE FROM ${this.table(staging)} WHERE lockstep_op <> 'r' AND (${anyNull})`);
-      const dups = await this.arrays(`SELECT ${keyList}, COUNT(*) - 1 FROM ${this.table(staging)} GROUP BY ${keyList} HAVING COUNT(*) > 1 ORDER BY ${keyList}`);
-      for (const row of dups.rows) {
-        const key = keyValues(dups.fields, row.slice(0, keys.length));
-        for (let i = 0; i < Number(row[keys.length]); i++) {
-          refused.push({ key, reason: `duplicate primary key ${JSON.stringify(key)}: the model returned this key more than once; only one of its rows was planned` });
+      const refuseNulls = (rows: unknown[][], fieldsOf: Field[]) => {
+        for (const row of rows) {
+          const key = keyValues(fieldsOf, row);
+          refused.push({ key, reason: `primary key column "${keys[key.indexOf(null)] ?? keys[0]}" is null` });
         }
-      }
-      if (dups.rows.length > 0) {
-        await this.run(
-          `DELETE s FROM ${this.table(staging)} AS s JOIN (SELECT ${keyList}, MIN(lockstep_n) AS lockstep_first FROM ${this.table(staging)} GROUP BY ${keyList} HAVING COUNT(*) > 1) AS d
-             ON ${keys.map((k) => `s.${q(k)} = d.${q(k)}`).join(' AND ')} WHERE s.lockstep_n > d.lockstep_first`,
-        );
-      }
-      staged -= refused.length;
-
+      };
+      const refuseDuplicates = (rows: unknown[][], fieldsOf: Field[]) => {
+        for (const row of rows) {
+          const key = keyValues(fieldsOf, row.slice(0, keys.length));
+          for (let i = 0; i < Number(row[keys.length]); i++) {
+            refused.push({ key, reason: `duplicate primary key ${JSON.stringify(key)}: the model returned this key more than once; only one of its rows was planned` });
+          }
+        }
+      };
       const counts = { added: 0, changed: 0, removed: 0 };
-      if (kind === 'initial' || kind === 'reset') counts.added = staged;
-      else {
+      let staged: number;
+      if (whole) {
+        // The key keeps one row per key (IGNORE drops the others, which MySQL counts); null keys
+        // are left out. Both are then looked up in the model, only when there are any (a key
+        // column declared NOT NULL makes the null lookup free).
+        const m = keys.map((k) => `m.${q(k)}`);
+        const anyNullInModel = m.map((k) => `${k} IS NULL`).join(' OR ');
+        const inserted = await this.header(
+          `INSERT IGNORE INTO ${this.table(staging)} (${names.map(q).join(', ')}) SELECT ${names.map((n) => `m.${q(n)}`).join(', ')} FROM (\n${shape.query}\n) AS m WHERE NOT (${anyNullInModel})`,
+        );
+        staged = inserted.affectedRows;
+        const nulls = await this.arrays(`SELECT ${m.join(', ')} FROM (\n${shape.query}\n) AS m WHERE ${anyNullInModel}`);
+        refuseNulls(nulls.rows, nulls.fields);
+        if (Number(/Duplicates:\s*(\d+)/.exec(inserted.info ?? '')?.[1] ?? 0) > 0) {
+          const dups = await this.arrays(
+            `SELECT ${m.join(', ')}, COUNT(*) - 1 FROM (\n${shape.query}\n) AS m WHERE NOT (${anyNullInModel}) GROUP BY ${m.join(', ')} HAVING COUNT(*) > 1 ORDER BY ${m.join(', ')}`,
+          );
+          refuseDuplicates(dups.rows, dups.fields);
+        }
+        counts.added = staged;
+      } else {
+        const cursorLiteral = this.cursorLiteral(shape, meta.cursor_value);
+        staged = await this.run(`INSERT INTO ${this.table(staging)} (lockstep_op, ${names.map(q).join(', ')}) ${this.changedSelect(shape, request, cursorLiteral)}`);
+        const removes = this.removedSelect(shape, request);
+        if (removes) staged += await this.run(`INSERT INTO ${this.table(staging)} (lockstep_op, ${keyList}) ${removes}`);
+
+        // Null and duplicate keys: found here, refused, and kept out of the plan.
+        const nulls = await this.arrays(`SELECT ${keyList} FROM ${this.table(staging)} WHERE lockstep_op <> 'r' AND (${anyNull})`);
+        refuseNulls(nulls.rows, nulls.fields);
+        if (nulls.rows.length > 0) await this.run(`DELETE FROM ${this.table(staging)} WHERE lockstep_op <> 'r' AND (${anyNull})`);
+        const dups = await this.arrays(`SELECT ${keyList}, COUNT(*) - 1 FROM ${this.table(staging)} GROUP BY ${keyList} HAVING COUNT(*) > 1 ORDER BY ${keyList}`);
+        refuseDuplicates(dups.rows, dups.fields);
+        if (dups.rows.length > 0) {
+          await this.run(
+            `DELETE s FROM ${this.table(staging)} AS s JOIN (SELECT ${keyList}, MIN(lockstep_n) AS lockstep_first FROM ${this.table(staging)} GROUP BY ${keyList} HAVING COUNT(*) > 1) AS d
+               ON ${keys.map((k) => `s.${q(k)} = d.${q(k)}`).join(' AND ')} WHERE s.lockstep_n > d.lockstep_first`,
+          );
+        }
+        staged -= refused.length;
         for (const row of await this.rows<{ op: string; n: number | string }>(`SELECT lockstep_op AS op, COUNT(*) AS n FROM ${this.table(staging)} GROUP BY lockstep_op`)) {
           counts[row.op === 'a' ? 'added' : row.op === 'c' ? 'changed' : 'removed'] = Number(row.n);
         }
@@ -387,22 +422,27 @@ export class MysqlPlanner implements WarehousePlanner {
       if (kind !== 'reset') {
         for (const op of OPS) {
           if (counts[op] === 0) continue;
-          parts.push({ op, rows: counts[op], query: `SELECT ${op === 'removed' ? keyList : names.map(q).join(', ')} FROM ${this.table(staging)} WHERE lockstep_op = '${OP_CODE[op]}' ORDER BY ${keyList}` });
+          const filter = whole ? '' : `WHERE lockstep_op = '${OP_CODE[op]}' `;
+          parts.push({ op, rows: counts[op], query: `SELECT ${op === 'removed' ? keyList : names.map(q).join(', ')} FROM ${this.table(staging)} ${filter}ORDER BY ${keyList}` });
         }
       }
       return { parts, refused, modelRows, plannerRows, comparison, notes };
     });
   }
 
-  /** Makes the (empty) table's columns nullable, as they came NOT NULL from the model: removed rows hold their key only. */
-  private async nullable(name: string): Promise<void> {
+  /**
+   * Makes the (empty) table's columns but `keys` nullable, as they may come NOT NULL from the model:
+   * removed rows hold their key only, and a model whose column turns nullable keeps its planner table.
+   */
+  private async nullable(name: string, keys: readonly string[]): Promise<void> {
     const columns = await this.rows<{ name: string; type: string; charset: string | null; collation: string | null }>(
       `SELECT COLUMN_NAME AS name, COLUMN_TYPE AS type, CHARACTER_SET_NAME AS charset, COLLATION_NAME AS collation FROM information_schema.COLUMNS
         WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND IS_NULLABLE = 'NO' AND COLUMN_NAME NOT IN ('lockstep_n', 'lockstep_op') ORDER BY ORDINAL_POSITION`,
       [this.schema, name],
     );
-    if (columns.length === 0) return;
-    const modify = columns.map((c) => `MODIFY ${quote(c.name)} ${c.type}${c.charset ? ` CHARACTER SET ${c.charset}` : ''}${c.collation ? ` COLLATE ${c.collation}` : ''} NULL`);
+    const loose = columns.filter((c) => !keys.includes(c.name));
+    if (loose.length === 0) return;
+    const modify = loose.map((c) => `MODIFY ${quote(c.name)} ${c.type}${c.charset ? ` CHARACTER SET ${c.charset}` : ''}${c.collation ? ` COLLATE ${c.collation}` : ''} NULL`);
     await this.run(`ALTER TABLE ${this.table(name)} ${modify.join(', ')}`);
   }
 
@@ -674,7 +714,8 @@ export class MysqlPlanner implements WarehousePlanner {
     const kind = meta.staging_kind as StagingKind;
     const q = quote;
     const keyRow = (alias: string) => (keys.length === 1 ? `${alias}.${q(keys[0] as string)}` : `(${keys.map((k) => `${alias}.${q(k)}`).join(', ')})`);
-    const rank = `(CASE s.lockstep_op WHEN 'a' THEN 0 WHEN 'c' THEN 1 ELSE 2 END)`;
+    const whole = kind === 'initial' || kind === 'reset';
+    const rank = whole ? '0' : `(CASE s.lockstep_op WHEN 'a' THEN 0 WHEN 'c' THEN 1 ELSE 2 END)`;
     const everything = complete || kind === 'reset';
     const conditions: string[] = [];
     if (!everything) {
@@ -701,6 +742,19 @@ export class MysqlPlanner implements WarehousePlanner {
         }
         await this.finalize(meta, cursorDone, { rowCount, columns: meta.planned_columns ?? columns });
       });
+      await drop();
+      return;
+    }
+
+    if (whole) {
+      // The staging table holds the whole model, keyed: less what was not delivered, it becomes the
+      // planner table (no copy).
+      await this.transaction(async () => {
+        if (delivered !== 'TRUE') await this.run(`DELETE s FROM ${s} AS s WHERE NOT (${delivered})`);
+        await this.run(`UPDATE ${this.meta} SET swap_from = ? WHERE sync_id = ?`, [staging, meta.sync_id]);
+      });
+      await this.swap(planner, staging as string);
+      await this.finalize(meta, cursorDone, null);
       await drop();
       return;
     }
