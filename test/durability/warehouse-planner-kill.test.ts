@@ -105,13 +105,13 @@ describe('kill -9 during a sync planned in the warehouse', () => {
 
 describe('kill -9 during a sync planned in the warehouse of a MySQL source', () => {
   it('commits only delivered rows to the watermark, and the restarted run converges sending only the rest', async () => {
-    const { createTestMysqlDatabase, mysqlSql } = await import('../helpers/mysql.js');
+    const { createTestMysqlDatabase, mysqlSeries, mysqlSql } = await import('../helpers/mysql.js');
     const url = await createTestMysqlDatabase('lockstep_wmykill');
     const plannerSchema = `${new URL(url).pathname.slice(1)}_p`;
     await mysqlSql(
       url,
       `create table model_rows (id bigint primary key, name varchar(40) not null, score int null, at datetime not null);
-       insert into model_rows select seq, concat('row ', seq), if(seq % 9 = 0, null, seq % 1000), timestamp'2024-01-01 00:00:00' + interval seq second from seq_1_to_${ROWS};
+       insert into model_rows select seq, concat('row ', seq), if(seq % 9 = 0, null, seq % 1000), timestamp'2024-01-01 00:00:00' + interval seq second from ${mysqlSeries(ROWS)};
        create table target_rows like model_rows`,
     );
     const dir = tempDir('lockstep-wh-mykill-');

@@ -528,13 +528,13 @@ describe('sequence plan with the planner in the warehouse', () => {
     expect(await sql(url, 'select count(*)::int as n from crm_people')).toEqual([{ n: PEOPLE }]);
   });
   it('plans a MySQL source without creating or changing its planner database, and the run after it sends what the plan said', async () => {
-    const { createTestMysqlDatabase, mysqlSql } = await import('../helpers/mysql.js');
+    const { createTestMysqlDatabase, mysqlSeries, mysqlSql } = await import('../helpers/mysql.js');
     const url = await createTestMysqlDatabase('planmy');
     const plannerSchema = `${new URL(url).pathname.slice(1)}_p`;
     const my = <T = Record<string, unknown>>(text: string) => mysqlSql<T>(url, text);
     await my(
       `create table people (id bigint null, name varchar(40) not null, score int not null);
-       insert into people select seq, concat('person ', seq), seq % 10 from seq_1_to_${PEOPLE};
+       insert into people select seq, concat('person ', seq), seq % 10 from ${mysqlSeries(PEOPLE)};
        create table crm_people (id bigint primary key, name varchar(40), score int check (score >= 0))`,
     );
     /** Every table of the planner's database, row for row (the meta row without its time), or null without the database. */

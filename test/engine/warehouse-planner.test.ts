@@ -317,7 +317,7 @@ describe('planner in the warehouse (DuckDB)', () => {
 describe('planner in the warehouse (MySQL / MariaDB)', () => {
   /** A MySQL source and destination in one fresh database; the planner's database is the test's own (dropped with the run's). */
   async function mysqlSetup(options: { models?: ModelDef[]; sync?: Partial<SyncDef>; settings?: Record<string, unknown>; url?: string; plannerSchema?: string } = {}) {
-    const { createTestMysqlDatabase, mysqlSql } = await import('../helpers/mysql.js');
+    const { createTestMysqlDatabase, mysqlSeries, mysqlSql } = await import('../helpers/mysql.js');
     const url = options.url ?? (await createTestMysqlDatabase('lockstep_wmy'));
     const plannerSchema = options.plannerSchema ?? `${new URL(url).pathname.slice(1)}_p`;
     // The destination is the same database (a limited user of the grant test may write it too).
@@ -325,7 +325,7 @@ describe('planner in the warehouse (MySQL / MariaDB)', () => {
     await mysqlSql(
       admin,
       `create table if not exists people (id bigint primary key, name varchar(100) not null, score int not null, seen_at datetime(3) null);
-       insert ignore into people select seq, concat('person ', seq), seq % 100, timestamp'2024-01-01 00:00:00' + interval seq minute from seq_1_to_${ROWS};
+       insert ignore into people select seq, concat('person ', seq), seq % 100, timestamp'2024-01-01 00:00:00' + interval seq minute from ${mysqlSeries(ROWS)};
        create table if not exists crm_people (id bigint primary key, name varchar(100), score int check (score >= 0), seen_at datetime(3))`,
     );
     const h = await startHarness({
@@ -523,13 +523,13 @@ describe('planner in the warehouse (MySQL / MariaDB)', () => {
   });
 
   it('finishes a planner table swap that an attempt stopped in the middle of, before or after the rename', async () => {
-    const { createTestMysqlDatabase, mysqlSql } = await import('../helpers/mysql.js');
+    const { createTestMysqlDatabase, mysqlSeries, mysqlSql } = await import('../helpers/mysql.js');
     const { MysqlPlanner } = await import('../../src/connectors/mysql/mysql-planner.js');
     const { createMysqlPool } = await import('../../src/connectors/mysql/mysql-client.js');
     const url = await createTestMysqlDatabase('lockstep_wmyswap');
     const schema = `${new URL(url).pathname.slice(1)}_p`;
     const my = (text: string) => mysqlSql(url, text);
-    await my(`create table people as select seq as id, concat('p', seq) as name from seq_1_to_100`);
+    await my(`create table people as select seq as id, concat('p', seq) as name from ${mysqlSeries(100)}`);
     const open = async () => {
       const pool = createMysqlPool(url, 1);
       return MysqlPlanner.open(pool, await pool.getConnection(), schema, 'test');
@@ -573,12 +573,12 @@ describe('planner in the warehouse (MySQL / MariaDB)', () => {
   });
 
   it('refuses the writes of an attempt another attempt took over', async () => {
-    const { createTestMysqlDatabase, mysqlSql } = await import('../helpers/mysql.js');
+    const { createTestMysqlDatabase, mysqlSeries, mysqlSql } = await import('../helpers/mysql.js');
     const { MysqlPlanner } = await import('../../src/connectors/mysql/mysql-planner.js');
     const { createMysqlPool } = await import('../../src/connectors/mysql/mysql-client.js');
     const url = await createTestMysqlDatabase('lockstep_wmyfence');
     const schema = `${new URL(url).pathname.slice(1)}_p`;
-    await mysqlSql(url, `create table people as select seq as id, concat('p', seq) as name from seq_1_to_100`);
+    await mysqlSql(url, `create table people as select seq as id, concat('p', seq) as name from ${mysqlSeries(100)}`);
     const open = async () => {
       const pool = createMysqlPool(url, 1);
       return MysqlPlanner.open(pool, await pool.getConnection(), schema, 'test');
