@@ -14,9 +14,11 @@
  *   and its kind in lockstep_syncs) and the rejected keys in one transaction fenced by run and
  *   attempt: a row counts as delivered only once that transaction committed;
  * - taking the delivered rows in is one transaction when the planner table is updated in place; when
- *   it is replaced, the new table is filled, the swap is recorded (`swap_from`), the tables are
- *   renamed (one atomic RENAME) and the sync's row updated; an attempt that stopped anywhere in
- *   between is finished by the next one from what lockstep_syncs records.
+ *   it is replaced (a first run's staging table, which holds the whole model keyed, less what was
+ *   not delivered; or a table rebuilt from a comparison by key), the swap is recorded (`swap_from`)
+ *   with the last of its rows, the tables are renamed (one atomic RENAME) and the sync's row
+ *   updated; an attempt that stopped anywhere in between is finished by the next one from what
+ *   lockstep_syncs records.
  * A named lock (GET_LOCK) per sync keeps two attempts from planning or taking in at once.
  */
 import { createHash } from 'node:crypto';
