@@ -61,7 +61,7 @@ function findBinary(names) {
  * The admin URL of a MySQL server, and how to stop it when we started it: a throwaway MariaDB in
  * `work` on a free port, run as the `mysql` user when we are root (mariadbd refuses root).
  */
-async function startMysql(work) {
+export async function startMysql(work) {
   const given = process.env.LOCKSTEP_BENCH_MYSQL_URL ?? process.env.TEST_MYSQL_URL;
   if (given) return { url: given, stop: async () => {} };
   const server = findBinary(['mariadbd', 'mysqld']);

@@ -8,6 +8,10 @@
  * - `duckdb-postgres`: baseline DuckDB `COPY (select ...) TO 'file.csv'`, then `psql \copy t from 'file.csv' csv`.
  * - `postgres-sqlite`: baseline `psql \copy (select ...) to stdout csv | sqlite3 db ".import --csv /dev/stdin t"`
  *   (one transaction, no per-row work: the SQLite floor).
+ * - `mysql-postgres`: a MySQL/MariaDB source (timestamp(6) and datetime(6) for the two times);
+ *   baseline `mariadb --batch -e "select ..." | psql \copy t from stdin`. MySQL: `LOCKSTEP_BENCH_MYSQL_URL`
+ *   or `TEST_MYSQL_URL` when set, otherwise a throwaway MariaDB (as bench/mysql.js starts it); the
+ *   benchmark's database on it is dropped at the end.
  *
  * Each Lockstep run is a child process (`node bin/lockstep.js sync run`) on a generated workspace, in
  * mirror mode: the initial sync into an empty table, an incremental sync after 1% of the rows
@@ -35,12 +39,15 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
 import pg from 'pg';
+import mysql from 'mysql2/promise';
 import { freshDatabase, startPostgres } from './lib/servers.js';
+import { startMysql } from './mysql.js';
 import { DuckDbSource, PostgresSource } from '../dist/connectors/index.js';
+import { MysqlSource } from '../dist/connectors/mysql/index.js';
 import { formatPhaseTimes } from '../dist/core/run-phases.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const PAIRS = ['postgres-postgres', 'duckdb-postgres', 'postgres-sqlite'];
+const PAIRS = ['postgres-postgres', 'duckdb-postgres', 'postgres-sqlite', 'mysql-postgres'];
 const DEFAULTS = { rows: 1_000_000, pair: 'postgres-postgres', batch: 10_000, planner: 'store', cursor: false };
 const PLANNERS = ['store', 'warehouse'];
 const PSQL = existsSync('/usr/bin/psql') ? '/usr/bin/psql' : 'psql';
@@ -93,6 +100,41 @@ const COLUMNS_SQLITE = `id integer primary key, account_id integer not null, nam
 /** Row `g` of the model, as SQL over a series (PostgreSQL and DuckDB understand both). */
 const rowSql = (g) => `${g}, ${g} % 5000, 'customer ' || ${g}, case when ${g} % 10 = 0 then null else 'user' || ${g} || '@example.com' end,
   (${g}::bigint * 7919) % 100000, timestamptz '2024-01-01 00:00:00+00' + ${g} * interval '1 second', timestamp '2024-06-01' + ${g} * interval '17 second'`;
+
+const COLUMNS_MYSQL = `id bigint primary key, account_id int not null, name varchar(255) not null, email varchar(255),
+  score int not null, created_at timestamp(6) not null, updated_at datetime(6) not null`;
+/** Row `g` of the model in MySQL's dialect (the same values). */
+const rowMysql = (g) => `${g}, ${g} % 5000, concat('customer ', ${g}), if(${g} % 10 = 0, null, concat('user', ${g}, '@example.com')),
+  (${g} * 7919) % 100000, timestamp'2024-01-01 00:00:00' + interval ${g} second, timestamp'2024-06-01 00:00:00' + interval ${g} * 17 second`;
+/** The numbers `from`..`to` as a MySQL derived table `n(g)` (MySQL 8 and MariaDB alike: digits cross joined). */
+const numbersMysql = (from, to) => {
+  const digits = Math.max(1, String(to - from + 1).length);
+  const joins = Array.from({ length: digits }, (_, i) => `lockstep_digits d${i}`).join(' cross join ');
+  const value = Array.from({ length: digits }, (_, i) => `d${i}.d * ${10 ** i}`).join(' + ');
+  return `(select ${from} + ${value} as g from ${joins} having g <= ${to}) n`;
+};
+
+/** The same changes in MySQL's dialect. */
+function changesMysql(rows, table) {
+  return [
+    `update ${table} set name = concat(name, ' (renamed)'), score = score + 1, updated_at = timestamp'2100-01-01 00:00:00' + interval id * 1000 microsecond where id % 100 = 7`,
+    `insert into ${table} select ${rowMysql('g')} from ${numbersMysql(rows + 1, rows + Math.floor(rows / 200))}`,
+    `delete from ${table} where id % 200 = 3`,
+  ];
+}
+
+async function mysqlQuery(url, text) {
+  const connection = await mysql.createConnection({ uri: url, multipleStatements: true });
+  try {
+    await connection.query("set session time_zone = '+00:00'");
+    return (await connection.query(text))[0];
+  } finally {
+    await connection.end();
+  }
+}
+
+/** Values as both sources give them, for comparing rows: instants to the millisecond. */
+const sameForm = (value) => (typeof value === 'string' && /^\d{4}-\d\d-\d\dT[\d:.]+Z$/.test(value) ? new Date(value).toISOString() : value);
 
 /** The changes between the initial and the incremental run: 1% changed, 0.5% added, 0.5% removed. */
 function changesSql(rows, table) {
@@ -160,8 +202,8 @@ async function compareRows(left, right) {
     }
     const n = Math.min(bufA.length, bufB.length);
     for (let i = 0; i < n; i++) {
-      const x = JSON.stringify(bufA[i]);
-      const y = JSON.stringify(bufB[i]);
+      const x = JSON.stringify(bufA[i].map(sameForm));
+      const y = JSON.stringify(bufB[i].map(sameForm));
       if (x !== y) throw new Error(`destination differs from the model at row ${count + i}: ${x} vs ${y}`);
     }
     count += n;
@@ -194,6 +236,8 @@ export async function main(args) {
   const work = mkdtempSync(join(tmpdir(), 'lockstep-bench-sync-'));
   let server = null;
   let database = null;
+  let mysqlServer = null;
+  let mysqlUrl = null;
   try {
     server = await startPostgres(work);
     // A database of its own, dropped at the end (on a server given by TEST_DATABASE_URL too: at
@@ -206,7 +250,22 @@ export async function main(args) {
     // --- the model
     const duckPath = join(work, 'warehouse.duckdb');
     const sqlitePath = join(work, 'crm.db');
-    if (sourceKind === 'postgres') {
+    if (sourceKind === 'mysql') {
+      mysqlServer = await startMysql(work);
+      const admin = new URL(mysqlServer.url);
+      admin.pathname = `/`;
+      await mysqlQuery(admin.toString(), `create database ${database.name}`);
+      admin.pathname = `/${database.name}`;
+      mysqlUrl = admin.toString();
+      await mysqlQuery(
+        mysqlUrl,
+        `create table lockstep_digits (d int primary key); insert into lockstep_digits values (0), (1), (2), (3), (4), (5), (6), (7), (8), (9);
+         create table model_rows (${COLUMNS_MYSQL})`,
+      );
+      for (let from = 1; from <= rows; from += 1_000_000) await mysqlQuery(mysqlUrl, `insert into model_rows select ${rowMysql('g')} from ${numbersMysql(from, Math.min(rows, from + 999_999))}`);
+      if (options.cursor) await mysqlQuery(mysqlUrl, `create index model_rows_updated_at on model_rows (updated_at)`);
+      await mysqlQuery(mysqlUrl, `analyze table model_rows`);
+    } else if (sourceKind === 'postgres') {
       await query(pgUrl, `create table model_rows (${COLUMNS_PG}); insert into model_rows select ${rowSql('g')} from generate_series(1, ${rows}) g`);
       if (options.cursor) await query(pgUrl, `create index model_rows_updated_at on model_rows (updated_at)`);
       await query(pgUrl, `vacuum analyze model_rows`);
@@ -245,6 +304,16 @@ export async function main(args) {
       execFileSync('sh', ['-c', `${PSQL} -q "$PGURL" -c "\\copy baseline_rows from '${csv}' csv"`], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ...psqlEnv } });
       baselineMs = performance.now() - started;
       rmSync(csv, { force: true });
+    } else if (pair === 'mysql-postgres') {
+      const my = new URL(mysqlUrl);
+      const client = existsSync('/usr/bin/mariadb') ? '/usr/bin/mariadb' : 'mysql';
+      baselineMs = timeShell(
+        `${client} --batch --raw --skip-column-names --quick -h "$MYHOST" -P "$MYPORT" -u "$MYUSER" "$MYDB" -e "set time_zone = '+00:00'; select * from model_rows" | ${PSQL} -q "$PGURL" -c "\\copy baseline_rows from stdin with (null 'NULL')"`,
+        { ...psqlEnv, MYHOST: my.hostname, MYPORT: my.port || '3306', MYUSER: decodeURIComponent(my.username), MYDB: database.name, MYSQL_PWD: decodeURIComponent(my.password) },
+      );
+      // The pipe's status is psql's: a failing client would pass unseen.
+      const [{ n }] = await query(pgUrl, 'select count(*)::int as n from baseline_rows');
+      if (n !== rows) throw new Error(`the baseline copied ${n} rows of ${rows}`);
     } else {
       baselineMs = timeShell(
         `${PSQL} -q "$PGURL" -c '\\copy (select * from model_rows) to stdout csv' | ${SQLITE3} ${JSON.stringify(sqlitePath)} '.import --csv /dev/stdin baseline_rows'`,
@@ -255,7 +324,12 @@ export async function main(args) {
 
     // --- the workspace
     const plannerSetting = options.planner === 'warehouse' ? ', planner: warehouse' : '';
-    const source = sourceKind === 'postgres' ? `{ type: postgres, url: "\${BENCH_PG_URL}"${plannerSetting} }` : `{ type: duckdb, path: warehouse.duckdb${plannerSetting} }`;
+    const source =
+      sourceKind === 'postgres'
+        ? `{ type: postgres, url: "\${BENCH_PG_URL}"${plannerSetting} }`
+        : sourceKind === 'mysql'
+          ? `{ type: mysql, url: "\${BENCH_MY_URL}"${plannerSetting}${plannerSetting ? `, plannerSchema: ${database.name}_planner` : ''} }`
+          : `{ type: duckdb, path: warehouse.duckdb${plannerSetting} }`;
     const cursorSetting = options.cursor ? ', cursor: updated_at' : '';
     const destination = destinationKind === 'postgres' ? `{ type: postgres, url: "\${BENCH_PG_URL}" }` : `{ type: sqlite, path: crm.db }`;
     writeFileSync(
@@ -263,14 +337,16 @@ export async function main(args) {
       `sources:\n  warehouse: ${source}\ndestinations:\n  crm: ${destination}\nmodels:\n  rows: { source: warehouse, primaryKey: id, query: "select * from model_rows"${cursorSetting} }\n` +
         `syncs:\n  rows-to-crm: { model: rows, destination: crm, object: target_rows, mode: mirror, batchSize: ${options.batch} }\n`,
     );
-    const env = { BENCH_PG_URL: pgUrl };
+    const env = { BENCH_PG_URL: pgUrl, ...(mysqlUrl ? { BENCH_MY_URL: mysqlUrl } : {}) };
     execFileSync(process.execPath, [join(here, '..', 'bin', 'lockstep.js'), '--workspace', work, 'apply'], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ...env } });
 
     const initial = await lockstepSync(work, 'rows-to-crm', env);
     log(`initial: ${seconds(initial.ms)} s, peak RSS ${Math.round(initial.rssMb)} MB, planned ${JSON.stringify(initial.run.plannedRows)}`);
     log(`  time: ${formatPhaseTimes(initial.run.phaseMs ?? {})}`);
 
-    if (sourceKind === 'postgres') {
+    if (sourceKind === 'mysql') {
+      await mysqlQuery(mysqlUrl, changesMysql(rows, 'model_rows').join('; '));
+    } else if (sourceKind === 'postgres') {
       await query(pgUrl, changesSql(rows, 'model_rows').join('; '));
     } else {
       const duck = await import('@duckdb/node-api');
@@ -317,7 +393,12 @@ export async function main(args) {
       }
       checked = `md5 of every ${CHUNK} ids equal, ${n} rows`;
     } else {
-      const modelSource = sourceKind === 'postgres' ? await PostgresSource.connect({ url: pgUrl }) : await DuckDbSource.open({ path: duckPath });
+      const modelSource =
+        sourceKind === 'postgres'
+          ? await PostgresSource.connect({ url: pgUrl })
+          : sourceKind === 'mysql'
+            ? await MysqlSource.connect({ url: mysqlUrl })
+            : await DuckDbSource.open({ path: duckPath });
       try {
         const left = modelSource.read('select * from model_rows order by id', { batchSize: 10_000 });
         const right =
@@ -352,6 +433,12 @@ export async function main(args) {
     };
     console.log(JSON.stringify(result));
   } finally {
+    if (mysqlServer) {
+      const admin = new URL(mysqlServer.url);
+      admin.pathname = '/';
+      for (const name of [database?.name, `${database?.name}_planner`]) await mysqlQuery(admin.toString(), `drop database if exists ${name}`).catch(() => undefined);
+      await mysqlServer.stop().catch(() => undefined);
+    }
     await database?.drop().catch(() => undefined);
     await server?.stop().catch(() => undefined);
     rmSync(work, { recursive: true, force: true });

@@ -527,4 +527,76 @@ describe('sequence plan with the planner in the warehouse', () => {
     expect(after.successfulRows).toEqual({ addedCount: 1, changedCount: 1, removedCount: 1 });
     expect(await sql(url, 'select count(*)::int as n from crm_people')).toEqual([{ n: PEOPLE }]);
   });
+  it('plans a MySQL source without creating or changing its planner database, and the run after it sends what the plan said', async () => {
+    const { createTestMysqlDatabase, mysqlSeries, mysqlSql } = await import('../helpers/mysql.js');
+    const url = await createTestMysqlDatabase('planmy');
+    const plannerSchema = `${new URL(url).pathname.slice(1)}_p`;
+    const my = <T = Record<string, unknown>>(text: string) => mysqlSql<T>(url, text);
+    await my(
+      `create table people (id bigint null, name varchar(40) not null, score int not null);
+       insert into people select seq, concat('person ', seq), seq % 10 from ${mysqlSeries(PEOPLE)};
+       create table crm_people (id bigint primary key, name varchar(40), score int check (score >= 0))`,
+    );
+    /** Every table of the planner's database, row for row (the meta row without its time), or null without the database. */
+    const plannerState = async () => {
+      if ((await my(`select 1 from information_schema.schemata where schema_name = '${plannerSchema}'`)).length === 0) return null;
+      const tables = await my<{ name: string }>(`select table_name as name from information_schema.tables where table_schema = '${plannerSchema}' order by 1`);
+      const state: Record<string, unknown> = {};
+      for (const { name } of tables) state[name] = await my(`select * from \`${plannerSchema}\`.\`${name}\` order by 1`);
+      return state;
+    };
+    await using h = await startHarness({
+      dir: tempDir(),
+      definition: workspace({
+        sources: [source('warehouse', { type: 'mysql', settings: { url, planner: 'warehouse', plannerSchema } })],
+        destinations: [source('crm', { type: 'mysql', url })],
+        // Person 1 comes twice and one row has no key: both refused by the warehouse on every run.
+        models: [model('people', 'warehouse', "select id, name, score from people union all select id, name, score from people where id = 1 union all select null, 'nobody', 1")],
+        syncs: [sync('people', { model: 'people', destination: 'crm', object: 'crm_people', mode: 'mirror', batchSize: 50 })],
+        sequences: [sequence('crm', [member('people')])],
+      }),
+    });
+    const runSequence = async () => {
+      const { run } = await h.app.worker.triggerSequence('crm');
+      expect((await h.app.worker.waitForSequenceRun(run.id)).status).toBe('done');
+      const s = (await h.app.store.getSync('people'))!;
+      const [last] = await h.app.store.listSyncRuns({ syncId: s.id, limit: 1, offset: 0, order: 'desc' });
+      return last!;
+    };
+
+    const first = await h.app.planner.plan('crm', { samples: 2 });
+    expect(first.members[0]).toMatchObject({ status: 'planned', querySize: PEOPLE + 2, added: PEOPLE + 2, changed: 0, removed: 0, rejected: 2, warnings: [] });
+    expect(first.members[0]!.samples.rejected).toEqual([
+      { key: '[null]', op: 'added', reason: 'primary key column "id" is null' },
+      { key: '[1]', op: 'added', reason: expect.stringContaining('duplicate primary key [1]') },
+    ]);
+    expect(await plannerState()).toBeNull();
+    expect((await runSequence()).plannedRows).toEqual({ addedCount: PEOPLE + 2, changedCount: 0, removedCount: 0 });
+
+    await my(
+      `update people set name = concat(name, '!') where id % 50 = 0;
+       update people set score = -1 where id = 7;
+       delete from people where id in (3, 4);
+       insert into people values (1001, 'new', 1)`,
+    );
+    const before = await plannerState();
+    expect(Object.keys(before!)).toEqual(['lockstep_syncs', 'sync_1_people']);
+    const plan = await h.app.planner.plan('crm', { samples: 2 });
+    expect(plan.members[0]).toMatchObject({ status: 'planned', querySize: PEOPLE, added: 1 + 1, changed: PEOPLE / 50 + 1, removed: 2, rejected: 1 });
+    expect(plan.members[0]!.samples.changed).toEqual([
+      { key: [7], before: 'read', fields: [{ field: 'score', before: 7, after: -1 }] },
+      { key: [50], before: 'read', fields: [{ field: 'name', before: 'person 50', after: 'person 50!' }] },
+    ]);
+    expect(plan.members[0]!.samples.added.map((s) => s.key)).toEqual([[1001]]);
+    expect(plan.members[0]!.samples.removed.map((s) => [s.key, s.before])).toEqual([
+      [[3], 'read'],
+      [[4], 'read'],
+    ]);
+    expect(await plannerState()).toEqual(before);
+
+    const after = await runSequence();
+    expect(after.plannedRows).toEqual({ addedCount: 2, changedCount: PEOPLE / 50 + 1, removedCount: 2 });
+    expect(after.failedRows).toEqual({ addedCount: 1, changedCount: 1, removedCount: 0 });
+    expect(await my('select count(*) as n from crm_people')).toEqual([{ n: String(PEOPLE - 1) }]);
+  });
 });

@@ -1,5 +1,5 @@
 /**
- * The planner in the warehouse (`planner: warehouse` on a PostgreSQL source): the model is compared
+ * The planner in the warehouse (`planner: warehouse` on a PostgreSQL, DuckDB or MySQL source): the model is compared
  * with the sync's planner table in the source by SQL and only the rows that differ travel; rejected
  * rows stay out of the planner table and are planned again; null and duplicate keys are found by
  * the warehouse; a planner table changed by hand, dropped, or of other column types is rebuilt and
@@ -388,5 +388,305 @@ describe('planner in the warehouse (DuckDB)', () => {
     expect(afterTamper.comparison?.notes?.[0]).toMatch(/was changed outside Lockstep/);
     expect(afterTamper.plannedRows).toEqual({ addedCount: 0, changedCount: ROWS - 1, removedCount: 0 });
     expect((await run({ fullCompare: true })).plannedRows).toEqual(NONE);
+  });
+});
+
+describe('planner in the warehouse (MySQL / MariaDB)', () => {
+  /** A MySQL source and destination in one fresh database; the planner's database is the test's own (dropped with the run's). */
+  async function mysqlSetup(options: { models?: ModelDef[]; sync?: Partial<SyncDef>; settings?: Record<string, unknown>; url?: string; plannerSchema?: string } = {}) {
+    const { createTestMysqlDatabase, mysqlSeries, mysqlSql } = await import('../helpers/mysql.js');
+    const url = options.url ?? (await createTestMysqlDatabase('lockstep_wmy'));
+    const plannerSchema = options.plannerSchema ?? `${new URL(url).pathname.slice(1)}_p`;
+    // The destination is the same database (a limited user of the grant test may write it too).
+    const admin = url;
+    await mysqlSql(
+      admin,
+      `create table if not exists people (id bigint primary key, name varchar(100) not null, score int not null, seen_at datetime(3) null);
+       insert ignore into people select seq, concat('person ', seq), seq % 100, timestamp'2024-01-01 00:00:00' + interval seq minute from ${mysqlSeries(ROWS)};
+       create table if not exists crm_people (id bigint primary key, name varchar(100), score int check (score >= 0), seen_at datetime(3))`,
+    );
+    const h = await startHarness({
+      dir: tempDir(),
+      definition: workspace({
+        sources: [source('warehouse', { type: 'mysql', settings: { url, planner: 'warehouse', plannerSchema, ...options.settings } })],
+        destinations: [source('crm', { type: 'mysql', url: admin })],
+        models: options.models ?? [model('people', 'warehouse', 'select id, name, score, seen_at from people')],
+        syncs: [sync('people-to-crm', { model: 'people', destination: 'crm', object: 'crm_people', mode: 'mirror', batchSize: 500, ...options.sync })],
+      }),
+    });
+    const run = async (runOptions: { fullCompare?: boolean; fullResync?: boolean } = {}) => {
+      const { run } = await h.app.worker.triggerSync('people-to-crm', runOptions);
+      return h.app.worker.waitForSyncRun(run.id);
+    };
+    const my = <T = Record<string, unknown>>(text: string) => mysqlSql<T>(admin, text);
+    const count = async (table: string) => Number((await my<{ n: string }>(`select count(*) as n from ${table}`))[0]?.n);
+    const digest = async (table: string) =>
+      my(`set session group_concat_max_len = 100000000;
+          select count(*) as n, md5(group_concat(concat_ws(',', id, name, score, coalesce(seen_at, '-')) order by id separator '|')) as m from ${table}`);
+    const planned = (table = 'sync_1_people_to_crm') => `\`${plannerSchema}\`.\`${table}\``;
+    return { url, admin, plannerSchema, h, run, my, count, digest, planned };
+  }
+  it('sends only what changed, keeps rejected rows out of the planner table and retries them, and keeps nothing in the store', async () => {
+    const { h, run, my, count, digest, planned } = await mysqlSetup();
+    await using _ = h;
+    await my('update people set score = -1 where id in (17, 2999)');
+    const first = await run();
+    expect(first.status).toBe('warning');
+    expect(first.plannedRows).toEqual({ addedCount: ROWS, changedCount: 0, removedCount: 0 });
+    expect(first.failedRows).toEqual({ addedCount: 2, changedCount: 0, removedCount: 0 });
+    expect(first.comparison).toEqual({ planner: 'warehouse', kind: 'full' });
+    expect(await count(planned())).toBe(ROWS - 2);
+    expect(await h.app.store.snapshotCount(first.syncId)).toBe(0);
+
+    // A change of case alone is a change (values are compared as bytes, not by collation).
+    await my(
+      `update people set score = 0 where id in (17, 2999);
+       update people set name = concat(name, '!') where id % 100 = 0;
+       update people set name = 'PERSON 1' where id = 1;
+       update people set score = -5 where id = 50;
+       delete from people where id in (3, 4);
+       insert into people values (5001, 'new', 1, null)`,
+    );
+    const second = await run();
+    expect(second.plannedRows).toEqual({ addedCount: 3, changedCount: ROWS / 100 + 2, removedCount: 2 });
+    expect(second.failedRows).toEqual({ addedCount: 0, changedCount: 1, removedCount: 0 });
+    const rejected = await h.app.store.listRejectedRows(second.id, 10, 0);
+    expect(rejected.map((r) => [r.key, r.op])).toEqual([['[50]', 'changed']]);
+    // The rejected change keeps the planner table's old values, so it is planned again.
+    expect(await my(`select score from ${planned()} where id = 50`)).toEqual([{ score: 50 }]);
+
+    await my('update people set score = 7 where id = 50');
+    const third = await run();
+    expect(third.status).toBe('success');
+    expect(third.plannedRows).toEqual({ addedCount: 0, changedCount: 1, removedCount: 0 });
+    expect(await digest('crm_people')).toEqual(await digest('people'));
+    const idle = await run();
+    expect(idle.plannedRows).toEqual(NONE);
+    expect(idle.comparison).toEqual({ planner: 'warehouse', kind: 'full' });
+  });
+
+  it('takes the model as delivered on resetCDC, and sends only new keys in insert mode, full resync or not', async () => {
+    const { h, run, my, count, planned } = await mysqlSetup({ sync: { mode: 'insert' } });
+    await using _ = h;
+    const { run: reset } = await h.app.worker.triggerSync('people-to-crm', { resetCDC: true });
+    const afterReset = await h.app.worker.waitForSyncRun(reset.id);
+    expect(afterReset.status).toBe('success');
+    expect(afterReset.plannedRows).toEqual(NONE);
+    expect(await count('crm_people')).toBe(0);
+    expect(await count(planned())).toBe(ROWS);
+
+    await my(`update people set name = 'changed' where id = 1; insert into people values (9001, 'new', 1, null)`);
+    const inserted = await run();
+    expect(inserted.plannedRows).toEqual({ addedCount: 1, changedCount: 0, removedCount: 0 });
+    expect(await my('select id from crm_people')).toEqual([{ id: '9001' }]);
+
+    const all = await run({ fullResync: true });
+    expect(all.plannedRows).toEqual(NONE);
+    expect(await count(planned())).toBe(ROWS + 1);
+    expect((await run()).plannedRows).toEqual(NONE);
+  });
+
+  it('finds null and duplicate keys in the warehouse and refuses them', async () => {
+    const { h, run } = await mysqlSetup({
+      models: [
+        model(
+          'people',
+          'warehouse',
+          `select id, name, score, seen_at from people
+           union all select id, concat(name, ' again'), score, seen_at from people where id = 5
+           union all select null, 'nobody', 1, null`,
+        ),
+      ],
+    });
+    await using _ = h;
+    const first = await run();
+    expect(first.status).toBe('warning');
+    expect(first.failedRows.addedCount).toBe(2);
+    const reasons = (await h.app.store.listRejectedRows(first.id, 10, 0)).map((r) => [r.key, r.reason]);
+    expect(reasons).toContainEqual(['[null]', 'primary key column "id" is null']);
+    expect(reasons.find(([key]) => key === '[5]')?.[1]).toMatch(/^duplicate primary key \[5\]/);
+    expect(first.successfulRows.addedCount).toBe(ROWS);
+    // The row without a key is refused again; of person 5's two rows, one matches the planner table.
+    expect((await run()).plannedRows).toEqual({ addedCount: 1, changedCount: 1, removedCount: 0 });
+  });
+
+  it('rebuilds a planner table changed or dropped by hand, and re-compares once when column types change, saying so', async () => {
+    const { h, run, my, digest, planned } = await mysqlSetup();
+    await using _ = h;
+    expect((await run()).status).toBe('success');
+
+    await my(`update ${planned()} set name = 'tampered' where id = 1; delete from crm_people where id = 2`);
+    const afterTamper = await run();
+    expect(afterTamper.comparison?.notes?.[0]).toMatch(/was changed outside Lockstep: compared by key only this run/);
+    expect(afterTamper.plannedRows).toEqual({ addedCount: 0, changedCount: ROWS, removedCount: 0 });
+    expect(await digest('crm_people')).toEqual(await digest('people'));
+    expect((await run()).plannedRows).toEqual(NONE);
+
+    await my(`truncate table ${planned()}`);
+    const afterTruncate = await run();
+    expect(afterTruncate.comparison?.notes?.[0]).toMatch(/was changed outside Lockstep/);
+    expect((await run()).plannedRows).toEqual(NONE);
+
+    await my(`drop table ${planned()}`);
+    const afterDrop = await run();
+    expect(afterDrop.comparison?.notes?.[0]).toMatch(/was dropped outside Lockstep: every row is sent again/);
+    expect(afterDrop.plannedRows).toEqual({ addedCount: ROWS, changedCount: 0, removedCount: 0 });
+    expect((await run()).plannedRows).toEqual(NONE);
+
+    await my('alter table people modify score bigint not null');
+    const retyped = await run();
+    expect(retyped.comparison?.notes?.[0]).toMatch(/the model's columns changed \(score int → bigint\): every row is compared again by key and sent once/);
+    expect(retyped.plannedRows).toEqual({ addedCount: 0, changedCount: ROWS, removedCount: 0 });
+    const idle = await run();
+    expect(idle.plannedRows).toEqual(NONE);
+    expect(idle.comparison).toEqual({ planner: 'warehouse', kind: 'full' });
+  });
+
+  it('reads only rows past the cursor, and sees deletes at a full comparison (every fullCompareEvery runs or asked for)', async () => {
+    const people: ModelDef = { ...model('people', 'warehouse', 'select id, name, score, seen_at from people'), cursor: 'seen_at', fullCompareEvery: 3 };
+    const { h, run, my, digest } = await mysqlSetup({ models: [people] });
+    await using _ = h;
+    const first = await run();
+    expect(first.comparison).toEqual({ planner: 'warehouse', kind: 'full' });
+    expect(first.plannedRows.addedCount).toBe(ROWS);
+
+    await my(`update people set name = 'moved', seen_at = '2030-01-01' where id = 10; delete from people where id = 11`);
+    const second = await run();
+    expect(second.comparison).toEqual({ planner: 'warehouse', kind: 'cursor' });
+    expect(second.plannedRows).toEqual({ addedCount: 0, changedCount: 1, removedCount: 0 });
+    await my(`update people set name = 'late' where id = 12`);
+    const third = await run();
+    expect(third.comparison?.kind).toBe('cursor');
+    expect(third.plannedRows).toEqual(NONE);
+
+    const fourth = await run();
+    expect(fourth.comparison).toEqual({ planner: 'warehouse', kind: 'full' });
+    expect(fourth.plannedRows).toEqual({ addedCount: 0, changedCount: 1, removedCount: 1 });
+    expect(await digest('crm_people')).toEqual(await digest('people'));
+
+    await my(`delete from people where id = 13`);
+    expect((await run()).plannedRows).toEqual(NONE);
+    const asked = await run({ fullCompare: true });
+    expect(asked.comparison?.kind).toBe('full');
+    expect(asked.plannedRows).toEqual({ addedCount: 0, changedCount: 0, removedCount: 1 });
+  });
+
+  it('names the grant to add when the user may not create the planner database, and falls back with planner: auto', async () => {
+    const { createTestMysqlDatabase, mysqlSql } = await import('../helpers/mysql.js');
+    const url = await createTestMysqlDatabase('lockstep_wmygrant');
+    const database = new URL(url).pathname.slice(1);
+    const role = `reader_${database.slice(-6)}`;
+    await mysqlSql(url, `create user '${role}'@'%' identified by 'pw'; grant all on \`${database}\`.* to '${role}'@'%'`);
+    try {
+      const limited = new URL(url);
+      limited.username = role;
+      limited.password = 'pw';
+      const strict = await mysqlSetup({ url: limited.toString(), plannerSchema: `${database}_p` });
+      {
+        await using _ = strict.h;
+        const failed = await strict.run();
+        expect(failed.status).toBe('failed');
+        expect(failed.error).toContain(`GRANT ALL ON \`${database}_p\`.* TO '${role}'@'%'`);
+      }
+      const auto = await mysqlSetup({ url: limited.toString(), plannerSchema: `${database}_p`, settings: { planner: 'auto' } });
+      await using _ = auto.h;
+      const fallback = await auto.run();
+      expect(fallback.status).toBe('success');
+      expect(fallback.comparison?.planner).toBe('store');
+      expect(fallback.comparison?.notes?.[0]).toMatch(/planner: auto on source "warehouse" fell back to the store's planner/);
+    } finally {
+      await mysqlSql(url, `drop user '${role}'@'%'`);
+    }
+  });
+
+  it('finishes a planner table swap that an attempt stopped in the middle of, before or after the rename', async () => {
+    const { createTestMysqlDatabase, mysqlSeries, mysqlSql } = await import('../helpers/mysql.js');
+    const { MysqlPlanner } = await import('../../src/connectors/mysql/mysql-planner.js');
+    const { createMysqlPool } = await import('../../src/connectors/mysql/mysql-client.js');
+    const url = await createTestMysqlDatabase('lockstep_wmyswap');
+    const schema = `${new URL(url).pathname.slice(1)}_p`;
+    const my = (text: string) => mysqlSql(url, text);
+    await my(`create table people as select seq as id, concat('p', seq) as name from ${mysqlSeries(100)}`);
+    const open = async () => {
+      const pool = createMysqlPool(url, 1);
+      return MysqlPlanner.open(pool, await pool.getConnection(), schema, 'test');
+    };
+    const request = (run: number) => ({
+      sync: { id: 7, slug: 'people' },
+      run: { id: run, attempt: 1 },
+      query: 'select * from people',
+      primaryKey: ['id'],
+      sends: { added: true, changed: true, removed: true },
+      resendAll: false,
+      reset: false,
+      cursor: null,
+    });
+    const planner = await open();
+    try {
+      // A first run delivers rows 1 to 40 and stops as its take-in had recorded the swap, before the rename.
+      await planner.plan(request(1));
+      await planner.commit({ op: 'added', key: [40] }, []);
+      await my(`delete from \`${schema}\`.sync_7_people_stage where id > 40; update \`${schema}\`.lockstep_syncs set swap_from = 'sync_7_people_stage'`);
+      const second = await planner.plan(request(2));
+      expect(second.notes).toContain('took in the rows an earlier attempt delivered before it stopped');
+      expect(second.parts).toEqual([expect.objectContaining({ op: 'added', rows: 60 })]);
+      // The second run delivers everything; its take-in stops right after a rename: the planner table
+      // holds every row, but the sync's row still names the swap.
+      await planner.commit({ op: 'added', key: [100] }, []);
+      await my(
+        `delete from \`${schema}\`.sync_7_people where id > 40;
+         insert into \`${schema}\`.sync_7_people select id, name from \`${schema}\`.sync_7_people_stage where lockstep_op = 'a';
+         update \`${schema}\`.lockstep_syncs set swap_from = 'sync_7_people_new'`,
+      );
+      const third = await planner.plan(request(3));
+      expect(third.notes).toContain('took in the rows an earlier attempt delivered before it stopped');
+      expect(third.parts).toEqual([]);
+      await planner.finish();
+      expect(await my(`select count(*) as n, sum(id) as s from \`${schema}\`.sync_7_people`)).toEqual([{ n: '100', s: '5050' }]);
+      expect(await my(`select count(*) as n from information_schema.triggers where event_object_schema = '${schema}'`)).toEqual([{ n: '3' }]);
+    } finally {
+      await planner.close();
+    }
+  });
+
+  it('refuses the writes of an attempt another attempt took over', async () => {
+    const { createTestMysqlDatabase, mysqlSeries, mysqlSql } = await import('../helpers/mysql.js');
+    const { MysqlPlanner } = await import('../../src/connectors/mysql/mysql-planner.js');
+    const { createMysqlPool } = await import('../../src/connectors/mysql/mysql-client.js');
+    const url = await createTestMysqlDatabase('lockstep_wmyfence');
+    const schema = `${new URL(url).pathname.slice(1)}_p`;
+    await mysqlSql(url, `create table people as select seq as id, concat('p', seq) as name from ${mysqlSeries(100)}`);
+    const open = async () => {
+      const pool = createMysqlPool(url, 1);
+      return MysqlPlanner.open(pool, await pool.getConnection(), schema, 'test');
+    };
+    const request = (attempt: number) => ({
+      sync: { id: 7, slug: 'people' },
+      run: { id: 1, attempt },
+      query: 'select * from people',
+      primaryKey: ['id'],
+      sends: { added: true, changed: true, removed: true },
+      resendAll: false,
+      reset: false,
+      cursor: null,
+    });
+    const stale = await open();
+    const current = await open();
+    try {
+      expect((await stale.plan(request(1))).parts).toEqual([expect.objectContaining({ op: 'added', rows: 100 })]);
+      await stale.commit({ op: 'added', key: [40] }, [[7]]);
+      const taken = await current.plan(request(2));
+      expect(taken.notes).toContain('took in the rows an earlier attempt delivered before it stopped');
+      // Rows 1 to 40 went in, but for the rejected row 7.
+      expect(taken.parts).toEqual([expect.objectContaining({ op: 'added', rows: 61 })]);
+      await expect(stale.commit({ op: 'added', key: [90] }, [])).rejects.toMatchObject({ code: 'lease_lost' });
+      await expect(stale.finish()).rejects.toMatchObject({ code: 'lease_lost' });
+      await expect(stale.plan(request(1))).rejects.toMatchObject({ code: 'lease_lost' });
+      await current.finish();
+      expect(await mysqlSql(url, `select count(*) as n from \`${schema}\`.sync_7_people`)).toEqual([{ n: '100' }]);
+    } finally {
+      await stale.close();
+      await current.close();
+    }
   });
 });

@@ -39,3 +39,15 @@ export async function mysqlSql<T = Record<string, unknown>>(url: string, text: s
     await connection.end();
   }
 }
+
+/**
+ * The numbers 1..`n` as a derived table with one column `seq` (MariaDB's `seq_1_to_n` without the
+ * Sequence engine, so MySQL 8 runs the same SQL): digits cross joined, filtered to `n`.
+ */
+export function mysqlSeries(n: number): string {
+  const digits = Math.max(1, String(n).length);
+  const digit = '(select 0 as d union all select 1 union all select 2 union all select 3 union all select 4 union all select 5 union all select 6 union all select 7 union all select 8 union all select 9)';
+  const joins = Array.from({ length: digits }, (_, i) => `${digit} as d${i}`).join(' cross join ');
+  const value = Array.from({ length: digits }, (_, i) => `d${i}.d * ${10 ** i}`).join(' + ');
+  return `(select * from (select 1 + ${value} as seq from ${joins}) as all_numbers where seq <= ${n}) as numbers`;
+}

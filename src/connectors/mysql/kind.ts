@@ -1,7 +1,7 @@
 /** MySQL and MariaDB, as a source (a streamed result) and as a destination (multi-row statements). */
 import { z } from 'zod';
 import type { ConnectorKind } from '../../core/connector-kind.js';
-import { auditLogSetting, durationSetting, urlSetting } from '../settings.js';
+import { auditLogSetting, durationSetting, plannerSchemaSetting, plannerSetting, urlSetting } from '../settings.js';
 
 const settings = z.strictObject({
   url: urlSetting(
@@ -13,6 +13,8 @@ const settings = z.strictObject({
   statementTimeoutMinutes: durationSetting('minutes', 24 * 60, 30, "How long the model's query may leave the connection without an answer (as a source) before the run fails"),
   writeTimeoutMinutes: durationSetting('minutes', 24 * 60, 2, 'How long the statements of one batch may take (as a destination) before the connection is closed and the run fails'),
   auditLog: auditLogSetting(),
+  planner: plannerSetting,
+  plannerSchema: plannerSchemaSetting,
 });
 
 export const mysqlConnector: ConnectorKind<z.output<typeof settings>> = {
@@ -21,12 +23,13 @@ export const mysqlConnector: ConnectorKind<z.output<typeof settings>> = {
   settings,
   secrets: ['url'],
   example: '{ type: mysql, url: "${CRM_URL}" }',
-  preload: () => Promise.all([import('./mysql-source.js'), import('./mysql-destination.js')]),
+  preload: () => Promise.all([import('./mysql-source.js'), import('./mysql-destination.js'), import('./mysql-planner.js')]),
   source: {
     open: async (s) =>
       (await import('./mysql-source.js')).MysqlSource.connect({
         url: s.url,
         timeouts: { connectMs: s.connectTimeoutSeconds * 1000, statementMs: s.statementTimeoutMinutes * 60_000 },
+        planner: { mode: s.planner, schema: s.plannerSchema },
       }),
   },
   auditLog: {

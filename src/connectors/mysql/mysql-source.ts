@@ -1,5 +1,5 @@
 import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
-import type { ReadOptions, RowBatch, Source, Value } from '../../core/ports.js';
+import type { PlannerMode, ReadOptions, RowBatch, Source, Value, WarehousePlannerAccess } from '../../core/ports.js';
 import { canonicalJsonText, checkBatchSize, normalizeBigInt, normalizeIntegerText, normalizeValue, timestampTextToIso } from '../values.js';
 import {
   classifyMysqlError,
@@ -26,6 +26,8 @@ export interface MysqlSourceOptions {
   maxConnections?: number;
   /** How long to wait for the server (default: 10 s to connect, 30 min for the model's query). */
   timeouts?: Partial<MysqlTimeouts>;
+  /** Where syncs of this source keep their snapshot (`store` by default; see mysql-planner.ts). */
+  planner?: { mode: PlannerMode; schema: string };
 }
 
 /**
@@ -49,11 +51,41 @@ export class MysqlSource implements Source {
   /** Connections whose session is set up (time zone, read-only, timeouts). */
   private readonly ready = new WeakSet<MysqlCoreConnection>();
   private readonly timeouts: MysqlTimeouts;
+  readonly warehousePlanner?: WarehousePlannerAccess;
 
   constructor(options: MysqlSourceOptions) {
     this.where = describeMysqlUrl(options.url);
     this.timeouts = { connectMs: 10_000, statementMs: 30 * 60_000, ...options.timeouts };
     this.pool = createMysqlPool(options.url, options.maxConnections ?? 8, this.timeouts.connectMs);
+    const planner = options.planner;
+    if (planner && planner.mode !== 'store') {
+      const { mode, schema } = planner;
+      const { url } = options;
+      this.warehousePlanner = {
+        mode,
+        schema,
+        open: async (signal, openOptions) => {
+          signal?.throwIfAborted();
+          // Its own connection, read-write, held for the run (the reads' pool is read-only).
+          const pool = createMysqlPool(url, 1, this.timeouts.connectMs);
+          let connection: MysqlPoolConnection;
+          try {
+            connection = await sessionConnection(pool, new WeakSet(), `source ${this.where}`, async () => undefined, (thrown) => this.queryError(thrown), this.timeouts);
+          } catch (error) {
+            await pool.end().catch(() => undefined);
+            throw error;
+          }
+          try {
+            const { MysqlPlanner } = await import('./mysql-planner.js');
+            return await MysqlPlanner.open(pool, connection, schema, this.where, openOptions);
+          } catch (error) {
+            connection.destroy();
+            await pool.end().catch(() => undefined);
+            throw error;
+          }
+        },
+      };
+    }
   }
 
   /** Creates the source and checks that the server answers with these credentials. */
@@ -147,10 +179,10 @@ export class MysqlSource implements Source {
   }
 }
 
-type Converter = (value: unknown) => Value;
+export type Converter = (value: unknown) => Value;
 
 /** How each column's values become Lockstep values, from what the server says of the column. */
-function converterFor(field: MysqlField): Converter {
+export function converterFor(field: MysqlField): Converter {
   if (field.extendedFormat === 'json') return (v) => (typeof v === 'string' ? canonicalJsonText(v) : normalizeValue(v));
   switch (field.columnType) {
     case MysqlType.LongLong:

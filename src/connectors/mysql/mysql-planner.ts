@@ -1,0 +1,1036 @@
+/**
+ * The planner in the warehouse for MySQL and MariaDB sources (engine/warehouse-planner.ts), as for
+ * PostgreSQL (connectors/postgres/postgres-planner.ts): per sync, a table in a database Lockstep owns
+ * on the same server (`lockstep_planner` by default) holds the rows as delivered, one column per
+ * model column. A run compares the model with it by SQL (a join along the key, columns compared with
+ * `<=>`, strings as bytes) into a staging table of the rows that differ; only those travel.
+ *
+ * MySQL has no FULL JOIN: added and changed rows come from the model LEFT JOIN the planner table,
+ * removed rows from an anti-join of the planner table with the model. MySQL's DDL commits on its own,
+ * so the design keeps every step that counts in InnoDB transactions around the DDL:
+ * - a plan creates the (empty) staging tables first, then fills them, refuses null and duplicate
+ *   keys and points the sync's row of lockstep_syncs at them in one transaction;
+ * - a commit records the watermark (the last delivered row, in a typed row of the `_marks` table,
+ *   and its kind in lockstep_syncs) and the rejected keys in one transaction fenced by run and
+ *   attempt: a row counts as delivered only once that transaction committed;
+ * - taking the delivered rows in is one transaction when the planner table is updated in place; when
+ *   it is replaced (a first run's staging table, which holds the whole model keyed, less what was
+ *   not delivered; or a table rebuilt from a comparison by key), the swap is recorded (`swap_from`)
+ *   with the last of its rows, the tables are renamed (one atomic RENAME) and the sync's row
+ *   updated; an attempt that stopped anywhere in between is finished by the next one from what
+ *   lockstep_syncs records.
+ * A named lock (GET_LOCK) per sync keeps two attempts from planning or taking in at once.
+ */
+import { createHash } from 'node:crypto';
+import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
+import type { Value, WarehousePlan, WarehousePlanner, WarehousePlanPart, WarehousePlanRequest } from '../../core/ports.js';
+import { classifyMysqlError, MysqlFailure, mysqlErrno, quoteMysqlIdent as quote, type MysqlField, type MysqlPool, type MysqlPoolConnection } from './mysql-client.js';
+import { converterFor } from './mysql-source.js';
+
+/** A result column as the driver describes it, with what the planner reads of it. */
+interface Field extends MysqlField {
+  decimals: number;
+  flags: number;
+}
+
+/** A column as the planner records it: its name and its type as the server reports it (see typeName). */
+interface ColumnType {
+  name: string;
+  type: string;
+}
+
+type StagingKind = 'initial' | 'reset' | 'keys' | 'values';
+
+interface MetaRow {
+  sync_id: number;
+  planner_table: string;
+  planned_columns: ColumnType[] | null;
+  row_count: number;
+  tampered: boolean;
+  guarded: boolean;
+  run_id: number | null;
+  attempt: number | null;
+  staging: string | null;
+  staging_kind: StagingKind | null;
+  key_columns: string[] | null;
+  model_columns: ColumnType[] | null;
+  part: number;
+  cursor_value: string | null;
+  pending_cursor: string | null;
+  cursor_runs: number;
+  comparison: 'full' | 'cursor' | null;
+  staged_rows: number;
+  swap_from: string | null;
+}
+
+/** What a run compares, and how (see MysqlPlanner.shape). */
+interface Shape {
+  query: string;
+  names: string[];
+  fields: Field[];
+  modelColumns: ColumnType[];
+  keys: string[];
+  values: string[];
+  kind: StagingKind;
+  comparison: 'full' | 'cursor';
+  pendingCursor: string | null;
+  plannerTable: string;
+}
+
+const OPS: ReadonlyArray<WarehousePlanPart['op']> = ['added', 'changed', 'removed'];
+const OP_CODE = { added: 'a', changed: 'c', removed: 'r' } as const;
+/** Column names the planner's tables use themselves. */
+const RESERVED = new Set(['lockstep_op', 'lockstep_n', 'lockstep_mark', 'lockstep_rn']);
+
+/** Access denied to a database, a table or a command; SUPER needed (binary logging); no such table. */
+const DENIED = new Set([1044, 1142, 1143, 1227]);
+const NEEDS_SUPER = 1419;
+const NO_SUCH_TABLE = 1146;
+/** A BLOB/TEXT column in a key without a length; a key longer than the engine allows. */
+const KEY_UNINDEXABLE = new Set([1170, 1071]);
+
+/** Protocol type codes, as names for messages and for the type recorded per column. */
+const TYPE_NAMES: Record<number, string> = {
+  0: 'decimal', 1: 'tinyint', 2: 'smallint', 3: 'int', 4: 'float', 5: 'double', 7: 'timestamp', 8: 'bigint', 9: 'mediumint',
+  10: 'date', 11: 'time', 12: 'datetime', 13: 'year', 15: 'varchar', 16: 'bit', 245: 'json', 246: 'decimal', 247: 'enum', 248: 'set',
+  249: 'tinyblob', 250: 'mediumblob', 251: 'longblob', 252: 'blob', 253: 'varchar', 254: 'char', 255: 'geometry',
+};
+const STRING_TYPES = new Set([15, 247, 248, 249, 250, 251, 252, 253, 254]);
+const INTEGER_TYPES = new Set([1, 2, 3, 8, 9, 13]);
+const TEMPORAL_TYPES = new Set([7, 10, 11, 12]);
+const UNSIGNED_FLAG = 32;
+const BINARY_CHARSET = 63;
+
+export class MysqlPlanner implements WarehousePlanner {
+  private chain: Promise<void> = Promise.resolve();
+  private fence: { syncId: number; runId: number; attempt: number } | null = null;
+  private keys: string[] = [];
+  private keyFields: Field[] = [];
+  private plannerTable = '';
+  private waiting: { through: { op: WarehousePlanPart['op']; key: Value[] }; rejected: Value[][]; done: Promise<void> } | null = null;
+
+  private constructor(
+    private readonly pool: MysqlPool,
+    private readonly connection: MysqlPoolConnection,
+    private readonly schema: string,
+    private readonly where: string,
+    private readonly dryRun: boolean,
+  ) {}
+
+  /**
+   * Opens the planner on `connection` (its own, from `pool`, which close() ends): creates the
+   * database and the table of syncs, or (dryRun) only checks that a run could, creating nothing.
+   */
+  static async open(pool: MysqlPool, connection: MysqlPoolConnection, schema: string, where: string, options: { dryRun?: boolean } = {}): Promise<MysqlPlanner> {
+    const planner = new MysqlPlanner(pool, connection, schema, where, options.dryRun === true);
+    try {
+      // UTC, as the source reads (TIMESTAMPs and cursor values as instants); each statement of a
+      // comparison reads without locking the model's rows; @lockstep_planner marks Lockstep's own
+      // writes to planner tables, which the guard triggers let through.
+      await connection.query("SET SESSION time_zone = '+00:00'");
+      if (planner.dryRun) {
+        await connection.query('SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ');
+        await connection.query('SET SESSION TRANSACTION READ ONLY');
+        await planner.checkAccess();
+      } else {
+        await connection.query('SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED');
+        await connection.query('SET @lockstep_planner = 1');
+        await planner.setUp();
+      }
+    } catch (error) {
+      throw planner.failure('setting up the planner', error);
+    }
+    return planner;
+  }
+
+  private get meta(): string {
+    return `${quote(this.schema)}.lockstep_syncs`;
+  }
+
+  private table(name: string): string {
+    return `${quote(this.schema)}.${quote(name)}`;
+  }
+
+  private async rows<T>(sql: string, params: readonly unknown[] = []): Promise<T[]> {
+    const [rows] = params.length > 0 ? await this.connection.execute<T[]>(sql, params) : await this.connection.query<T[]>(sql);
+    return rows;
+  }
+
+  /** Rows as arrays with the driver's description of their columns. */
+  private async arrays(sql: string): Promise<{ rows: unknown[][]; fields: Field[] }> {
+    const query = this.connection.query as unknown as (options: { sql: string; rowsAsArray: boolean }) => Promise<[unknown[][], Field[]]>;
+    const [rows, fields] = await query.call(this.connection, { sql, rowsAsArray: true });
+    return { rows, fields };
+  }
+
+  private async run(sql: string, params: readonly unknown[] = []): Promise<number> {
+    const [result] = params.length > 0 ? await this.connection.execute<{ affectedRows: number }>(sql, params) : await this.connection.query<{ affectedRows: number }>(sql);
+    return result.affectedRows ?? 0;
+  }
+
+  /** A statement's result header: rows written, and MySQL's `Records: n  Duplicates: n  Warnings: n`. */
+  private async header(sql: string): Promise<{ affectedRows: number; info?: string }> {
+    const [result] = await this.connection.query<{ affectedRows: number; info?: string }>(sql);
+    return result;
+  }
+
+  private async transaction<T>(work: () => Promise<T>): Promise<T> {
+    await this.connection.query('START TRANSACTION');
+    try {
+      const result = await work();
+      await this.connection.query('COMMIT');
+      return result;
+    } catch (error) {
+      await this.connection.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    }
+  }
+
+  /** `'user'@'host'` of the session, as GRANT spells it. */
+  private async grantee(): Promise<string> {
+    const [row] = await this.rows<{ user: string }>('SELECT CURRENT_USER() AS user');
+    const user = row?.user ?? 'user@%';
+    const at = user.lastIndexOf('@');
+    return `'${user.slice(0, at)}'@'${user.slice(at + 1)}'`;
+  }
+
+  private refused(grantee: string, cause?: unknown): LockstepError {
+    return new LockstepError(
+      ErrorCode.Connection,
+      `user ${grantee} may not create or write the planner database ${quote(this.schema)} on ${this.where} — run: GRANT ALL ON ${quote(this.schema)}.* TO ${grantee}; (or set planner: store on the source)`,
+      cause === undefined ? undefined : { cause },
+    );
+  }
+
+  private async setUp(): Promise<void> {
+    try {
+      await this.run(`CREATE DATABASE IF NOT EXISTS ${quote(this.schema)}`);
+      await this.run(`CREATE TABLE IF NOT EXISTS ${this.meta} (
+        sync_id         BIGINT NOT NULL PRIMARY KEY,
+        slug            VARCHAR(255) NOT NULL,
+        planner_table   VARCHAR(64) NOT NULL,
+        planned_columns LONGTEXT NULL,
+        row_count       BIGINT NOT NULL DEFAULT 0,
+        tampered        TINYINT NOT NULL DEFAULT 0,
+        guarded         TINYINT NOT NULL DEFAULT 0,
+        run_id          BIGINT NULL,
+        attempt         INT NULL,
+        staging         VARCHAR(64) NULL,
+        staging_kind    VARCHAR(16) NULL,
+        key_columns     LONGTEXT NULL,
+        model_columns   LONGTEXT NULL,
+        part            INT NOT NULL DEFAULT -1,
+        through_key     LONGTEXT NULL,
+        cursor_value    LONGTEXT NULL,
+        pending_cursor  LONGTEXT NULL,
+        cursor_runs     INT NOT NULL DEFAULT 0,
+        comparison      VARCHAR(8) NULL,
+        staged_rows     BIGINT NOT NULL DEFAULT 0,
+        swap_from       VARCHAR(64) NULL,
+        updated_at      TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)
+      ) ENGINE=InnoDB`);
+    } catch (error) {
+      if (DENIED.has(mysqlErrno(error) ?? 0)) throw this.refused(await this.grantee(), error);
+      throw error;
+    }
+  }
+
+  /**
+   * A dry run's open: the grants a run's open needs are checked (so a plan fails, or with `auto`
+   * falls back, as a run would), without creating anything.
+   */
+  private async checkAccess(): Promise<void> {
+    const grantee = await this.grantee();
+    const [visible] = await this.rows<{ n: number }>('SELECT COUNT(*) AS n FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?', [this.schema]);
+    if (Number(visible?.n ?? 0) > 0) return;
+    const [creates] = await this.rows<{ n: number }>(
+      `SELECT (SELECT COUNT(*) FROM information_schema.USER_PRIVILEGES WHERE GRANTEE = ? AND PRIVILEGE_TYPE = 'CREATE')
+            + (SELECT COUNT(*) FROM information_schema.SCHEMA_PRIVILEGES WHERE GRANTEE = ? AND PRIVILEGE_TYPE = 'CREATE' AND ? LIKE TABLE_SCHEMA) AS n`,
+      [grantee, grantee, this.schema],
+    );
+    if (Number(creates?.n ?? 0) === 0) throw this.refused(grantee);
+  }
+
+  /** Waits for the sync's named lock: one attempt at a time plans or takes rows in. */
+  private async lock<T>(syncId: number, work: () => Promise<T>): Promise<T> {
+    const name = `lockstep_planner:${createHash('sha1').update(`${this.schema}:${syncId}`).digest('hex').slice(0, 32)}`;
+    const [got] = await this.rows<{ ok: number | null }>('SELECT GET_LOCK(?, 3600) AS ok', [name]);
+    if (Number(got?.ok) !== 1) throw new LockstepError(ErrorCode.Transient, `the planner of sync ${syncId} on ${this.where} is held by another run attempt (waited an hour for its lock)`);
+    try {
+      return await work();
+    } finally {
+      await this.rows('SELECT RELEASE_LOCK(?)', [name]).catch(() => undefined);
+    }
+  }
+
+  private async readMeta(syncId: number, forUpdate = false): Promise<MetaRow | null> {
+    const [row] = await this.rows<Record<string, unknown>>(`SELECT * FROM ${this.meta} WHERE sync_id = ?${forUpdate ? ' FOR UPDATE' : ''}`, [syncId]);
+    return row ? parseMeta(row) : null;
+  }
+
+  async plan(request: WarehousePlanRequest): Promise<WarehousePlan> {
+    if (this.dryRun) {
+      // One snapshot for all of the dry run's counts.
+      await this.connection.query('START TRANSACTION WITH CONSISTENT SNAPSHOT');
+      try {
+        return await this.preview(request);
+      } catch (error) {
+        throw this.failure('comparing the model with its planner table', error);
+      } finally {
+        await this.connection.query('ROLLBACK').catch(() => undefined);
+      }
+    }
+    try {
+      return await this.lock(request.sync.id, () => this.planOnce(request));
+    } catch (error) {
+      this.fence = null;
+      throw this.failure('comparing the model with its planner table', error);
+    }
+  }
+
+  private async planOnce(request: WarehousePlanRequest): Promise<WarehousePlan> {
+    const notes: string[] = [];
+    const plannerTable = plannerTableName(request.sync);
+    const staging = `${plannerTable}_stage`;
+    const marks = `${plannerTable}_marks`;
+
+    // Take the sync's planner over for this attempt: from here on, an earlier attempt's commits are
+    // refused, so what it recorded is final; its delivered rows are then taken in.
+    await this.run(`INSERT IGNORE INTO ${this.meta} (sync_id, slug, planner_table) VALUES (?, ?, ?)`, [request.sync.id, request.sync.slug, plannerTable]);
+    const earlier = await this.transaction(async () => {
+      const meta = await this.readMeta(request.sync.id, true);
+      if (!meta) throw new LockstepError(ErrorCode.Internal, 'the planner lost its row in lockstep_syncs');
+      if (meta.run_id === request.run.id && (meta.attempt ?? 0) > request.run.attempt) {
+        throw new LockstepError(ErrorCode.LeaseLost, `attempt ${request.run.attempt} of sync run ${request.run.id} was taken over by attempt ${meta.attempt}`);
+      }
+      await this.run(`UPDATE ${this.meta} SET run_id = ?, attempt = ? WHERE sync_id = ?`, [request.run.id, request.run.attempt, request.sync.id]);
+      return meta;
+    });
+    this.fence = { syncId: request.sync.id, runId: request.run.id, attempt: request.run.attempt };
+    if (earlier.staging !== null || earlier.swap_from !== null) {
+      await this.apply(earlier, false);
+      notes.push('took in the rows an earlier attempt delivered before it stopped');
+    }
+    const meta = (await this.readMeta(request.sync.id)) as MetaRow;
+
+    const shape = await this.shape(request, meta, plannerTable, notes);
+    const { names, fields, keys, kind, comparison, pendingCursor } = shape;
+    this.keys = keys;
+    this.keyFields = keys.map((k) => fields[names.indexOf(k)] as Field);
+    this.plannerTable = plannerTable;
+    const q = quote;
+    const keyList = keys.map(q).join(', ');
+    const anyNull = keys.map((k) => `${q(k)} IS NULL`).join(' OR ');
+
+    // The empty staging tables first (DDL commits by itself). The whole model (a first run, resetCDC)
+    // is staged as the planner table will hold it, keyed, so that it can become the planner table by
+    // a rename; compared rows are numbered in the order they were staged.
+    const whole = kind === 'initial' || kind === 'reset';
+    await this.run(`DROP TABLE IF EXISTS ${this.table(staging)}, ${this.table(marks)}, ${this.table(`${plannerTable}_new`)}`);
+    try {
+      await this.run(
+        whole
+          ? `CREATE TABLE ${this.table(staging)} (PRIMARY KEY (${keyList})) ENGINE=InnoDB AS SELECT m.* FROM (\n${shape.query}\n) AS m LIMIT 0`
+          : `CREATE TABLE ${this.table(staging)} (lockstep_n BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, KEY lockstep_key (${keyList})) ENGINE=InnoDB
+               AS SELECT 'a' AS lockstep_op, m.* FROM (\n${shape.query}\n) AS m LIMIT 0`,
+      );
+    } catch (error) {
+      if (KEY_UNINDEXABLE.has(mysqlErrno(error) ?? 0)) {
+        throw new LockstepError(
+          ErrorCode.Schema,
+          `the model's primary key (${keys.join(', ')}) cannot be indexed by ${this.where}: ${toError(error).message} — cast long text or BLOB key columns to VARCHAR(n) in the model's query, or set planner: store on the source`,
+          { cause: error },
+        );
+      }
+      throw error;
+    }
+    await this.nullable(staging, whole ? keys : []);
+    await this.run(`CREATE TABLE ${this.table(marks)} (KEY lockstep_key (lockstep_mark, ${keyList})) ENGINE=InnoDB AS SELECT 0 AS lockstep_mark, ${keyList} FROM ${this.table(staging)} LIMIT 0`);
+
+    return this.transaction(async () => {
+      const refused: WarehousePlan['refused'] = [];
+      const keyValues = (fieldsOf: Field[], row: unknown[]) => row.map((v, i) => converterFor(fieldsOf[i] as Field)(v));
+      const refuseNulls = (rows: unknown[][], fieldsOf: Field[]) => {
+        for (const row of rows) {
+          const key = keyValues(fieldsOf, row);
+          refused.push({ key, reason: `primary key column "${keys[key.indexOf(null)] ?? keys[0]}" is null` });
+        }
+      };
+      const refuseDuplicates = (rows: unknown[][], fieldsOf: Field[]) => {
+        for (const row of rows) {
+          const key = keyValues(fieldsOf, row.slice(0, keys.length));
+          for (let i = 0; i < Number(row[keys.length]); i++) {
+            refused.push({ key, reason: `duplicate primary key ${JSON.stringify(key)}: the model returned this key more than once; only one of its rows was planned` });
+          }
+        }
+      };
+      const counts = { added: 0, changed: 0, removed: 0 };
+      let staged: number;
+      if (whole) {
+        // The key keeps one row per key (IGNORE drops the others, which MySQL counts); null keys
+        // are left out. Both are then looked up in the model, only when there are any (a key
+        // column declared NOT NULL makes the null lookup free).
+        const m = keys.map((k) => `m.${q(k)}`);
+        const anyNullInModel = m.map((k) => `${k} IS NULL`).join(' OR ');
+        const inserted = await this.header(
+          `INSERT IGNORE INTO ${this.table(staging)} (${names.map(q).join(', ')}) SELECT ${names.map((n) => `m.${q(n)}`).join(', ')} FROM (\n${shape.query}\n) AS m WHERE NOT (${anyNullInModel})`,
+        );
+        staged = inserted.affectedRows;
+        const nulls = await this.arrays(`SELECT ${m.join(', ')} FROM (\n${shape.query}\n) AS m WHERE ${anyNullInModel}`);
+        refuseNulls(nulls.rows, nulls.fields);
+        if (Number(/Duplicates:\s*(\d+)/.exec(inserted.info ?? '')?.[1] ?? 0) > 0) {
+          const dups = await this.arrays(
+            `SELECT ${m.join(', ')}, COUNT(*) - 1 FROM (\n${shape.query}\n) AS m WHERE NOT (${anyNullInModel}) GROUP BY ${m.join(', ')} HAVING COUNT(*) > 1 ORDER BY ${m.join(', ')}`,
+          );
+          refuseDuplicates(dups.rows, dups.fields);
+        }
+        counts.added = staged;
+      } else {
+        const cursorLiteral = this.cursorLiteral(shape, meta.cursor_value);
+        staged = await this.run(`INSERT INTO ${this.table(staging)} (lockstep_op, ${names.map(q).join(', ')}) ${this.changedSelect(shape, request, cursorLiteral)}`);
+        const removes = this.removedSelect(shape, request);
+        if (removes) staged += await this.run(`INSERT INTO ${this.table(staging)} (lockstep_op, ${keyList}) ${removes}`);
+
+        // Null and duplicate keys: found here, refused, and kept out of the plan.
+        const nulls = await this.arrays(`SELECT ${keyList} FROM ${this.table(staging)} WHERE lockstep_op <> 'r' AND (${anyNull})`);
+        refuseNulls(nulls.rows, nulls.fields);
+        if (nulls.rows.length > 0) await this.run(`DELETE FROM ${this.table(staging)} WHERE lockstep_op <> 'r' AND (${anyNull})`);
+        const dups = await this.arrays(`SELECT ${keyList}, COUNT(*) - 1 FROM ${this.table(staging)} GROUP BY ${keyList} HAVING COUNT(*) > 1 ORDER BY ${keyList}`);
+        refuseDuplicates(dups.rows, dups.fields);
+        if (dups.rows.length > 0) {
+          await this.run(
+            `DELETE s FROM ${this.table(staging)} AS s JOIN (SELECT ${keyList}, MIN(lockstep_n) AS lockstep_first FROM ${this.table(staging)} GROUP BY ${keyList} HAVING COUNT(*) > 1) AS d
+               ON ${keys.map((k) => `s.${q(k)} = d.${q(k)}`).join(' AND ')} WHERE s.lockstep_n > d.lockstep_first`,
+          );
+        }
+        staged -= refused.length;
+        for (const row of await this.rows<{ op: string; n: number | string }>(`SELECT lockstep_op AS op, COUNT(*) AS n FROM ${this.table(staging)} GROUP BY lockstep_op`)) {
+          counts[row.op === 'a' ? 'added' : row.op === 'c' ? 'changed' : 'removed'] = Number(row.n);
+        }
+      }
+      const plannerRows = kind === 'initial' ? 0 : meta.row_count;
+      const modelRows =
+        kind === 'initial' || kind === 'reset'
+          ? staged + refused.length
+          : comparison === 'cursor'
+            ? counts.added + counts.changed
+            : plannerRows + counts.added - counts.removed + refused.length;
+      await this.fenced(
+        `UPDATE ${this.meta} SET staging = ?, staging_kind = ?, key_columns = ?, model_columns = ?, part = -1, through_key = NULL, pending_cursor = ?, comparison = ?, staged_rows = ?, updated_at = CURRENT_TIMESTAMP(3)`,
+        [staging, kind, JSON.stringify(keys), JSON.stringify(shape.modelColumns), pendingCursor, comparison, staged],
+      );
+
+      const parts: WarehousePlanPart[] = [];
+      if (kind !== 'reset') {
+        for (const op of OPS) {
+          if (counts[op] === 0) continue;
+          const filter = whole ? '' : `WHERE lockstep_op = '${OP_CODE[op]}' `;
+          parts.push({ op, rows: counts[op], query: `SELECT ${op === 'removed' ? keyList : names.map(q).join(', ')} FROM ${this.table(staging)} ${filter}ORDER BY ${keyList}` });
+        }
+      }
+      return { parts, refused, modelRows, plannerRows, comparison, notes };
+    });
+  }
+
+  /**
+   * Makes the (empty) table's columns but `keys` nullable, as they may come NOT NULL from the model:
+   * removed rows hold their key only, and a model whose column turns nullable keeps its planner table.
+   */
+  private async nullable(name: string, keys: readonly string[]): Promise<void> {
+    const columns = await this.rows<{ name: string; type: string; charset: string | null; collation: string | null }>(
+      `SELECT COLUMN_NAME AS name, COLUMN_TYPE AS type, CHARACTER_SET_NAME AS charset, COLLATION_NAME AS collation FROM information_schema.COLUMNS
+        WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND IS_NULLABLE = 'NO' AND COLUMN_NAME NOT IN ('lockstep_n', 'lockstep_op') ORDER BY ORDINAL_POSITION`,
+      [this.schema, name],
+    );
+    const loose = columns.filter((c) => !keys.includes(c.name));
+    if (loose.length === 0) return;
+    const modify = loose.map((c) => `MODIFY ${quote(c.name)} ${c.type}${c.charset ? ` CHARACTER SET ${c.charset}` : ''}${c.collation ? ` COLLATE ${c.collation}` : ''} NULL`);
+    await this.run(`ALTER TABLE ${this.table(name)} ${modify.join(', ')}`);
+  }
+
+  /** The model's columns and keys, and how it is compared with the planner table (`meta`): shared by runs and dry runs. */
+  private async shape(request: WarehousePlanRequest, meta: MetaRow, plannerTable: string, notes: string[]): Promise<Shape> {
+    const query = request.query.replace(/[\s;]+$/, '');
+    const { fields } = await this.arrays(`SELECT * FROM (\n${query}\n) AS lockstep_model LIMIT 0`);
+    const names = fields.map((f) => f.name);
+    const modelColumns = fields.map((f) => ({ name: f.name, type: typeName(f) }));
+    const seen = new Set<string>();
+    for (const name of names) {
+      if (seen.has(name.toLowerCase())) throw new LockstepError(ErrorCode.Schema, `the model's query returns column "${name}" twice — give each column its own name (AS ...) to use the planner in the warehouse`);
+      if (RESERVED.has(name.toLowerCase())) throw new LockstepError(ErrorCode.Schema, `the model's query returns a column named "${name}", which the planner in the warehouse uses itself — rename it`);
+      seen.add(name.toLowerCase());
+    }
+    const keys = [...request.primaryKey];
+    for (const key of keys) {
+      if (!names.includes(key)) {
+        throw new LockstepError(ErrorCode.Schema, `the model declares primary key column "${key}", but its query returns only ${names.map((c) => `"${c}"`).join(', ')} — fix primaryKey or the query`);
+      }
+    }
+    const values = names.filter((n) => !keys.includes(n));
+
+    // Is the planner table what Lockstep left? Then compare values; otherwise by key, or from scratch.
+    const existing = await this.describeTable(plannerTable);
+    let kind: StagingKind = 'values';
+    const keyTypesSame = (columns: ColumnType[]) => keys.every((k) => columns.find((c) => c.name === k)?.type === modelColumns.find((c) => c.name === k)?.type);
+    if (request.reset) kind = 'reset';
+    else if (existing === null || meta.planned_columns === null) {
+      kind = 'initial';
+      if (meta.planned_columns !== null) notes.push(`planner table ${this.schema}.${plannerTable} was dropped outside Lockstep: every row is sent again and the table rebuilt`);
+    } else {
+      const sameAsRecorded = sameColumns(existing.columns, meta.planned_columns);
+      // TRUNCATE fires no trigger; without triggers (see guard), the row count is all there is to check.
+      const count = meta.guarded ? null : await this.countRows(plannerTable);
+      const emptied = meta.guarded ? meta.row_count > 0 && !(await this.hasRows(plannerTable)) : count !== meta.row_count;
+      if (meta.tampered || !sameAsRecorded || (meta.guarded && !existing.guarded) || emptied) {
+        kind = keyTypesSame(existing.columns) ? 'keys' : 'initial';
+        notes.push(
+          `planner table ${this.schema}.${plannerTable} was changed outside Lockstep: compared by key only this run (every row sent again${kind === 'keys' ? ', rows gone from the model removed' : ''}) and rebuilt`,
+        );
+      } else if (!sameColumns(existing.columns, modelColumns)) {
+        kind = keyTypesSame(existing.columns) ? 'keys' : 'initial';
+        notes.push(`the model's columns changed (${describeChange(existing.columns, modelColumns)}): every row is compared again by key and sent once`);
+      } else if (request.resendAll) kind = 'keys';
+    }
+
+    // The change cursor: rows past the last delivered value, with a full comparison every so often.
+    let comparison: 'full' | 'cursor' = 'full';
+    let pendingCursor: string | null = null;
+    const cursor = request.cursor;
+    if (cursor) {
+      if (!names.includes(cursor.column)) {
+        throw new LockstepError(ErrorCode.Schema, `the model's cursor column "${cursor.column}" is not among the columns its query returns (${names.map((c) => `"${c}"`).join(', ')}) — fix cursor or the query`);
+      }
+      const [high] = await this.rows<{ high: string | null }>(`SELECT CAST(MAX(${quote(cursor.column)}) AS CHAR) AS high FROM (\n${query}\n) AS lockstep_model`);
+      pendingCursor = high?.high ?? null;
+      if (kind === 'values' && !cursor.full && meta.cursor_value !== null && meta.cursor_runs < cursor.every - 1) comparison = 'cursor';
+    }
+    return { query, names, fields, modelColumns, keys, values, kind, comparison, pendingCursor, plannerTable };
+  }
+
+  /** The cursor's last delivered value as SQL (null unless the run compares past the cursor). */
+  private cursorLiteral(shape: Shape, value: string | null): string | null {
+    return shape.comparison === 'cursor' && value !== null ? textLiteral(value) : null;
+  }
+
+  /**
+   * The model's rows that are added or changed (`lockstep_op`, then the model's columns): the model
+   * LEFT JOIN the planner table along the key, values compared with `<=>` (strings as bytes, so a
+   * change of case or of trailing spaces counts). A cursor comparison reads only rows past `cursor`.
+   */
+  private changedSelect(shape: Shape, request: WarehousePlanRequest, cursor: string | null): string {
+    const { query, names, fields, keys, values, kind, comparison, plannerTable } = shape;
+    const q = quote;
+    const columns = names.map((n) => `m.${q(n)}`).join(', ');
+    if (kind === 'initial' || kind === 'reset') return `SELECT 'a' AS lockstep_op, ${columns} FROM (\n${query}\n) AS m`;
+    const cursorColumn = request.cursor?.column;
+    const past =
+      comparison === 'cursor' && cursorColumn !== undefined && cursor !== null
+        ? ` AND m.${q(cursorColumn)} >= ${castTo(fields[names.indexOf(cursorColumn)] as Field, cursor)}`
+        : '';
+    const compared = values.map((v) => {
+      const field = fields[names.indexOf(v)] as Field;
+      return STRING_TYPES.has(field.columnType) ? `CAST(m.${q(v)} AS BINARY) <=> CAST(p.${q(v)} AS BINARY)` : `m.${q(v)} <=> p.${q(v)}`;
+    });
+    const absent = `p.${q(keys[0] as string)} IS NULL`;
+    const differs = kind === 'keys' ? 'TRUE' : compared.length === 0 ? 'FALSE' : `NOT (${compared.join(' AND ')})`;
+    const wanted = request.sends.changed ? `(${absent} OR ${differs})` : absent;
+    return (
+      `SELECT CASE WHEN ${absent} THEN 'a' ELSE 'c' END AS lockstep_op, ${columns}\n` +
+      `FROM (\n${query}\n) AS m LEFT JOIN ${this.table(plannerTable)} AS p ON ${keys.map((k) => `m.${q(k)} = p.${q(k)}`).join(' AND ')}\n` +
+      `WHERE ${wanted}${past}`
+    );
+  }
+
+  /** The planner table's rows gone from the model (`'r'`, then the key), or null when none are wanted. */
+  private removedSelect(shape: Shape, request: WarehousePlanRequest): string | null {
+    const { query, keys, kind, comparison, plannerTable } = shape;
+    if (kind === 'initial' || kind === 'reset' || comparison === 'cursor' || !request.sends.removed) return null;
+    const q = quote;
+    return (
+      `SELECT 'r' AS lockstep_op, ${keys.map((k) => `p.${q(k)}`).join(', ')} FROM ${this.table(plannerTable)} AS p\n` +
+      `WHERE NOT EXISTS (SELECT 1 FROM (\n${query}\n) AS m WHERE ${keys.map((k) => `m.${q(k)} = p.${q(k)}`).join(' AND ')})`
+    );
+  }
+
+  /**
+   * A dry run's plan: the same comparison as a run's, read-only (nothing is created or written; a
+   * planner that never ran compares as a first run). The parts' queries are the comparison itself,
+   * without null and duplicate keys, which are refused as a run refuses them.
+   */
+  private async preview(request: WarehousePlanRequest): Promise<WarehousePlan> {
+    const notes: string[] = [];
+    const plannerTable = plannerTableName(request.sync);
+    const metaExists = (await this.tableExists('lockstep_syncs')) ? await this.readMeta(request.sync.id) : null;
+    const meta = metaExists ?? unplannedMeta(request.sync.id, plannerTable);
+    if (meta.staging !== null || meta.swap_from !== null) notes.push(pendingNote(meta.run_id));
+    const shape = await this.shape(request, meta, plannerTable, notes);
+    const q = quote;
+    const keyList = shape.keys.map(q).join(', ');
+    const anyNull = shape.keys.map((k) => `${q(k)} IS NULL`).join(' OR ');
+    const changed = this.changedSelect(shape, request, this.cursorLiteral(shape, meta.cursor_value));
+    const removed = this.removedSelect(shape, request);
+    const keyed = `SELECT lockstep_op, ${keyList} FROM (${changed}) AS c${removed ? ` UNION ALL ${removed}` : ''}`;
+
+    const refused: WarehousePlan['refused'] = [];
+    const nulls = await this.arrays(`SELECT ${keyList} FROM (${changed}) AS d WHERE ${anyNull}`);
+    for (const row of nulls.rows) {
+      const key = row.map((v, i) => converterFor(nulls.fields[i] as Field)(v));
+      refused.push({ key, reason: `primary key column "${shape.keys[key.indexOf(null)] ?? shape.keys[0]}" is null` });
+    }
+    const counts = { added: 0, changed: 0, removed: 0 };
+    let duplicates = false;
+    const grouped = await this.rows<{ op: string; n: number | string; extra: number | string }>(
+      `SELECT lockstep_op AS op, COUNT(*) AS n, SUM(lockstep_c > 1) AS extra
+         FROM (SELECT lockstep_op, COUNT(*) AS lockstep_c FROM (${keyed}) AS d WHERE NOT (${anyNull}) GROUP BY lockstep_op, ${keyList}) AS k GROUP BY lockstep_op`,
+    );
+    for (const row of grouped) {
+      counts[row.op === 'a' ? 'added' : row.op === 'c' ? 'changed' : 'removed'] = Number(row.n);
+      if (Number(row.extra) > 0) duplicates = true;
+    }
+    if (duplicates) {
+      const dups = await this.arrays(`SELECT ${keyList}, COUNT(*) - 1 FROM (${keyed}) AS d WHERE NOT (${anyNull}) GROUP BY ${keyList} HAVING COUNT(*) > 1 ORDER BY ${keyList}`);
+      for (const row of dups.rows) {
+        const key = row.slice(0, shape.keys.length).map((v, i) => converterFor(dups.fields[i] as Field)(v));
+        for (let i = 0; i < Number(row[shape.keys.length]); i++) {
+          refused.push({ key, reason: `duplicate primary key ${JSON.stringify(key)}: the model returned this key more than once; only one of its rows was planned` });
+        }
+      }
+    }
+    const plannerRows = shape.kind === 'initial' ? 0 : meta.row_count;
+    const modelRows =
+      shape.kind === 'initial' || shape.kind === 'reset'
+        ? counts.added + refused.length
+        : shape.comparison === 'cursor'
+          ? counts.added + counts.changed
+          : plannerRows + counts.added - counts.removed + refused.length;
+
+    const parts: WarehousePlanPart[] = [];
+    if (shape.kind !== 'reset') {
+      for (const part of OPS) {
+        if (counts[part] === 0) continue;
+        const columns = shape.names.map(q).join(', ');
+        let query: string;
+        if (part === 'removed') query = `SELECT ${keyList} FROM (${removed as string}) AS d ORDER BY ${keyList}`;
+        else if (duplicates) {
+          query = `SELECT ${columns} FROM (SELECT d.*, ROW_NUMBER() OVER (PARTITION BY ${keyList}) AS lockstep_rn FROM (${changed}) AS d WHERE NOT (${anyNull}) AND lockstep_op = '${OP_CODE[part]}') AS d WHERE lockstep_rn = 1 ORDER BY ${keyList}`;
+        } else query = `SELECT ${columns} FROM (${changed}) AS d WHERE NOT (${anyNull}) AND lockstep_op = '${OP_CODE[part]}' ORDER BY ${keyList}`;
+        parts.push({ op: part, rows: counts[part], query });
+      }
+    }
+    return { parts, refused, modelRows, plannerRows, comparison: shape.comparison, notes };
+  }
+
+  commit(through: { op: WarehousePlanPart['op']; key: Value[] }, rejected: Value[][]): Promise<void> {
+    // A dry run delivered nothing: nothing to record.
+    if (this.dryRun) return Promise.resolve();
+    // Commits asked for while one is under way join into the next (only the latest watermark counts).
+    if (this.waiting) {
+      this.waiting.through = through;
+      this.waiting.rejected.push(...rejected);
+      return this.waiting.done;
+    }
+    const waiting = { through, rejected: [...rejected], done: Promise.resolve() };
+    this.waiting = waiting;
+    waiting.done = this.chain.then(() => {
+      this.waiting = null;
+      return this.commitNow(waiting.through, waiting.rejected);
+    });
+    this.chain = waiting.done.catch(() => undefined);
+    return waiting.done;
+  }
+
+  /**
+   * One transaction: the fenced watermark (its kind in lockstep_syncs, its key as a typed row of
+   * the marks table, so it compares with the staged keys in their own types) and the rejected keys.
+   */
+  private async commitNow(through: { op: WarehousePlanPart['op']; key: Value[] }, rejected: Value[][]): Promise<void> {
+    const marks = this.table(`${this.plannerTable}_marks`);
+    const keyList = this.keys.map(quote).join(', ');
+    const row = `(?, ${this.keys.map(() => '?').join(', ')})`;
+    const params = (mark: number, key: Value[]) => [mark, ...this.keyFields.map((field, i) => keyParameter(key[i] ?? null, field))];
+    try {
+      await this.transaction(async () => {
+        await this.fenced(`UPDATE ${this.meta} SET part = ?, through_key = ?, updated_at = CURRENT_TIMESTAMP(3)`, [OPS.indexOf(through.op), JSON.stringify(through.key)]);
+        await this.run(`DELETE FROM ${marks} WHERE lockstep_mark = 1`);
+        await this.run(`INSERT INTO ${marks} (lockstep_mark, ${keyList}) VALUES ${row}`, params(1, through.key));
+        for (let i = 0; i < rejected.length; i += 500) {
+          const chunk = rejected.slice(i, i + 500);
+          await this.run(`INSERT INTO ${marks} (lockstep_mark, ${keyList}) VALUES ${chunk.map(() => row).join(', ')}`, chunk.flatMap((key) => params(0, key)));
+        }
+      });
+    } catch (error) {
+      throw this.failure('recording delivered rows in the planner table', error);
+    }
+  }
+
+  async finish(): Promise<void> {
+    if (this.dryRun) return;
+    await this.chain;
+    const fence = this.fence;
+    if (!fence) throw new LockstepError(ErrorCode.Internal, 'the planner was finished before a plan');
+    try {
+      await this.lock(fence.syncId, async () => {
+        const meta = await this.readMeta(fence.syncId);
+        if (!meta || meta.run_id !== fence.runId || meta.attempt !== fence.attempt) throw this.leaseLost();
+        await this.apply(meta, true);
+      });
+    } catch (error) {
+      throw this.failure('taking the delivered rows into the planner table', error);
+    }
+  }
+
+  /**
+   * Takes the staging table's delivered rows into the planner table, holding the sync's lock.
+   * `complete`: the run delivered everything (rejected rows aside); otherwise only the rows up to
+   * the watermark. Each step can be repeated by the next attempt if this one stops in between.
+   */
+  private async apply(meta: MetaRow, complete: boolean): Promise<void> {
+    const planner = meta.planner_table;
+    const staging = meta.staging;
+    const marks = `${planner}_marks`;
+    const keys = meta.key_columns ?? [];
+    const columns = meta.model_columns ?? [];
+    const s = staging === null ? '' : this.table(staging);
+    const p = this.table(planner);
+    const rebuilt = `${planner}_new`;
+    const drop = () => this.run(`DROP TABLE IF EXISTS ${this.table(`${planner}_stage`)}, ${this.table(marks)}, ${this.table(rebuilt)}, ${this.table(`${planner}_old`)}`);
+    const forget = () => this.run(`UPDATE ${this.meta} SET staging = NULL, swap_from = NULL, part = -1, through_key = NULL, pending_cursor = NULL WHERE sync_id = ?`, [meta.sync_id]);
+
+    if (meta.swap_from !== null) {
+      // The new planner table was filled; the rename may or may not have happened.
+      if (await this.tableExists(meta.swap_from)) await this.swap(planner, meta.swap_from);
+      await this.finalize(meta, false, null);
+      await drop();
+      return;
+    }
+    // A staging table the server lost (or never finished) leaves nothing delivered to take in.
+    const present = staging !== null && (await this.tableExists(staging)) && (await this.tableExists(marks));
+    if (!present || keys.length === 0) {
+      await forget();
+      await drop();
+      return;
+    }
+    const anyRejected = (await this.rows(`SELECT 1 FROM ${this.table(marks)} WHERE lockstep_mark = 0 LIMIT 1`)).length > 0;
+    // The cursor moves only when the run delivered everything it read past it.
+    const cursorDone = complete && !anyRejected && meta.pending_cursor !== null;
+    const kind = meta.staging_kind as StagingKind;
+    const q = quote;
+    const keyRow = (alias: string) => (keys.length === 1 ? `${alias}.${q(keys[0] as string)}` : `(${keys.map((k) => `${alias}.${q(k)}`).join(', ')})`);
+    const whole = kind === 'initial' || kind === 'reset';
+    const rank = whole ? '0' : `(CASE s.lockstep_op WHEN 'a' THEN 0 WHEN 'c' THEN 1 ELSE 2 END)`;
+    const everything = complete || kind === 'reset';
+    const conditions: string[] = [];
+    if (!everything) {
+      if (meta.part < 0) conditions.push('FALSE');
+      else {
+        const mark = `(SELECT ${keys.map((k) => `w.${q(k)}`).join(', ')} FROM ${this.table(marks)} AS w WHERE w.lockstep_mark = 1)`;
+        conditions.push(`(${rank} < ${meta.part} OR (${rank} = ${meta.part} AND ${keyRow('s')} <= ${mark}))`);
+      }
+    }
+    if (anyRejected) conditions.push(`NOT EXISTS (SELECT 1 FROM ${this.table(marks)} AS r WHERE r.lockstep_mark = 0 AND ${keys.map((k) => `r.${q(k)} = s.${q(k)}`).join(' AND ')})`);
+    const delivered = conditions.length === 0 ? 'TRUE' : conditions.join(' AND ');
+    const all = columns.map((c) => q(c.name)).join(', ');
+    const selected = columns.map((c) => `s.${q(c.name)}`).join(', ');
+
+    if (kind === 'values') {
+      // Updated in place, in one transaction with the sync's row.
+      await this.transaction(async () => {
+        let rowCount = meta.row_count;
+        if (meta.staged_rows > 0) {
+          // From the staged rows to the planner table's (the optimizer would rather scan the planner table).
+          const deleted = await this.run(`DELETE p FROM ${s} AS s STRAIGHT_JOIN ${p} AS p ON ${keys.map((k) => `p.${q(k)} = s.${q(k)}`).join(' AND ')} WHERE s.lockstep_op IN ('c', 'r') AND ${delivered}`);
+          const inserted = await this.run(`INSERT INTO ${p} (${all}) SELECT ${selected} FROM ${s} AS s WHERE s.lockstep_op IN ('a', 'c') AND ${delivered}`);
+          rowCount += inserted - deleted;
+        }
+        await this.finalize(meta, cursorDone, { rowCount, columns: meta.planned_columns ?? columns });
+      });
+      await drop();
+      return;
+    }
+
+    if (whole) {
+      // The staging table holds the whole model, keyed: less what was not delivered, it becomes the
+      // planner table (no copy).
+      await this.transaction(async () => {
+        if (delivered !== 'TRUE') await this.run(`DELETE s FROM ${s} AS s WHERE NOT (${delivered})`);
+        await this.run(`UPDATE ${this.meta} SET swap_from = ? WHERE sync_id = ?`, [staging, meta.sync_id]);
+      });
+      await this.swap(planner, staging as string);
+      await this.finalize(meta, cursorDone, null);
+      await drop();
+      return;
+    }
+
+    // Replaced: a new table takes the delivered rows (and, compared by key, the removals not
+    // delivered yet, so they stay planned, and the rows not staged, as delivered before).
+    await this.run(`DROP TABLE IF EXISTS ${this.table(rebuilt)}`);
+    await this.run(`CREATE TABLE ${this.table(rebuilt)} LIKE ${s}`);
+    await this.run(`ALTER TABLE ${this.table(rebuilt)} DROP COLUMN lockstep_n, DROP COLUMN lockstep_op, DROP INDEX lockstep_key, ADD PRIMARY KEY (${keys.map(q).join(', ')})`);
+    const keep = kind === 'keys' ? `((s.lockstep_op <> 'r' AND ${delivered}) OR (s.lockstep_op = 'r' AND NOT (${delivered})))` : delivered;
+    const old = kind === 'keys' ? await this.describeTable(planner) : null;
+    await this.transaction(async () => {
+      // In the order the rows were staged (the staging table's own): for most models, key order already.
+      await this.run(`INSERT INTO ${this.table(rebuilt)} (${all}) SELECT ${selected} FROM ${s} AS s WHERE ${keep}`);
+      if (old) {
+        // Rows the sync does not send when changed (insert mode) were not staged: they keep what
+        // was delivered, converted to the model's types as well as they go (IGNORE).
+        const shared = columns.filter((c) => old.columns.some((o) => o.name === c.name)).map((c) => q(c.name));
+        await this.run(
+          `INSERT IGNORE INTO ${this.table(rebuilt)} (${shared.join(', ')}) SELECT ${shared.map((c) => `p.${c}`).join(', ')} FROM ${p} AS p
+             WHERE NOT EXISTS (SELECT 1 FROM ${s} AS s WHERE ${keys.map((k) => `s.${q(k)} = p.${q(k)}`).join(' AND ')})`,
+        );
+      }
+      await this.run(`UPDATE ${this.meta} SET swap_from = ? WHERE sync_id = ?`, [rebuilt, meta.sync_id]);
+    });
+    await this.swap(planner, rebuilt);
+    await this.finalize(meta, cursorDone, null);
+    await drop();
+  }
+
+  /** Puts `from` in the planner table's place (one RENAME, which MySQL makes atomic). */
+  private async swap(planner: string, from: string): Promise<void> {
+    const old = `${planner}_old`;
+    await this.run(`DROP TABLE IF EXISTS ${this.table(old)}`);
+    if (await this.tableExists(planner)) await this.run(`RENAME TABLE ${this.table(planner)} TO ${this.table(old)}, ${this.table(from)} TO ${this.table(planner)}`);
+    else await this.run(`RENAME TABLE ${this.table(from)} TO ${this.table(planner)}`);
+    await this.run(`DROP TABLE IF EXISTS ${this.table(old)}`);
+  }
+
+  /**
+   * Records the planner table as it now is and clears the run's staging. `counted`: the row count
+   * and columns when known (in place); otherwise the table is a new one: guarded and counted here.
+   */
+  private async finalize(meta: MetaRow, cursorDone: boolean, counted: { rowCount: number; columns: ColumnType[] } | null): Promise<void> {
+    let recorded = counted;
+    let guarded = meta.guarded;
+    if (!recorded) {
+      guarded = await this.guard(meta.sync_id, meta.planner_table);
+      recorded = { rowCount: await this.countRows(meta.planner_table), columns: (await this.describeTable(meta.planner_table))?.columns ?? [] };
+    }
+    // MySQL assigns left to right: the cursor takes pending_cursor before it is cleared.
+    await this.run(
+      `UPDATE ${this.meta} SET staging = NULL, swap_from = NULL, part = -1, through_key = NULL, planned_columns = ?, row_count = ?, tampered = 0, guarded = ?,
+         cursor_value = CASE WHEN ? THEN pending_cursor ELSE cursor_value END,
+         cursor_runs = CASE WHEN NOT ? THEN cursor_runs WHEN comparison = 'cursor' THEN cursor_runs + 1 ELSE 0 END,
+         pending_cursor = NULL, updated_at = CURRENT_TIMESTAMP(3) WHERE sync_id = ?`,
+      [JSON.stringify(recorded.columns), recorded.rowCount, guarded ? 1 : 0, cursorDone ? 1 : 0, cursorDone ? 1 : 0, meta.sync_id],
+    );
+  }
+
+  /**
+   * Triggers that flag writes to the planner table not made by Lockstep (whose session sets
+   * @lockstep_planner). False when the server will not let this user create triggers (MySQL with
+   * binary logging asks for SUPER or log_bin_trust_function_creators): the row count is checked instead.
+   */
+  private async guard(syncId: number, planner: string): Promise<boolean> {
+    const events = [['INSERT', 'i'], ['UPDATE', 'u'], ['DELETE', 'd']] as const;
+    // A stop between creating them and recording the table leaves some behind: made anew.
+    for (const [, suffix] of events) await this.run(`DROP TRIGGER IF EXISTS ${this.table(`lockstep_${planner}_${suffix}`)}`);
+    try {
+      for (const [event, suffix] of events) {
+        await this.run(
+          `CREATE TRIGGER ${this.table(`lockstep_${planner}_${suffix}`)} AFTER ${event} ON ${this.table(planner)} FOR EACH ROW
+             BEGIN IF @lockstep_planner IS NULL THEN UPDATE ${this.meta} SET tampered = 1 WHERE sync_id = ${Number(syncId)}; END IF; END`,
+        );
+      }
+      return true;
+    } catch (error) {
+      if (mysqlErrno(error) === NEEDS_SUPER) return false;
+      throw error;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.chain.catch(() => undefined);
+    this.connection.destroy();
+    await this.pool.end().catch(() => undefined);
+  }
+
+  /** Runs an update of the sync's row in lockstep_syncs that only this attempt may make. */
+  private async fenced(set: string, params: unknown[]): Promise<void> {
+    const fence = this.fence;
+    if (!fence) throw new LockstepError(ErrorCode.Internal, 'the planner was written to before a plan');
+    const matched = await this.run(`${set} WHERE sync_id = ? AND run_id = ? AND attempt = ?`, [...params, fence.syncId, fence.runId, fence.attempt]);
+    if (matched === 0) throw this.leaseLost();
+  }
+
+  private leaseLost(): LockstepError {
+    return new LockstepError(ErrorCode.LeaseLost, `another attempt took over the planner of sync ${this.fence?.syncId}; this attempt writes nothing more`);
+  }
+
+  private async tableExists(name: string): Promise<boolean> {
+    const [row] = await this.rows<{ n: number | string }>('SELECT COUNT(*) AS n FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?', [this.schema, name]);
+    return Number(row?.n ?? 0) > 0;
+  }
+
+  /** A table of the planner's database: its columns and whether its guard triggers are all there; null when absent. */
+  private async describeTable(name: string): Promise<{ columns: ColumnType[]; guarded: boolean } | null> {
+    if (!(await this.tableExists(name))) return null;
+    let fields: Field[];
+    try {
+      fields = (await this.arrays(`SELECT * FROM ${this.table(name)} LIMIT 0`)).fields;
+    } catch (error) {
+      if (mysqlErrno(error) === NO_SUCH_TABLE) return null;
+      throw error;
+    }
+    const [triggers] = await this.rows<{ n: number | string }>(
+      "SELECT COUNT(*) AS n FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = ? AND EVENT_OBJECT_TABLE = ? AND TRIGGER_NAME LIKE 'lockstep\\_%'",
+      [this.schema, name],
+    );
+    return { columns: fields.map((f) => ({ name: f.name, type: typeName(f) })), guarded: Number(triggers?.n ?? 0) === 3 };
+  }
+
+  private async hasRows(name: string): Promise<boolean> {
+    return (await this.rows(`SELECT 1 FROM ${this.table(name)} LIMIT 1`)).length > 0;
+  }
+
+  private async countRows(name: string): Promise<number> {
+    const [row] = await this.rows<{ n: number | string }>(`SELECT COUNT(*) AS n FROM ${this.table(name)}`);
+    return Number(row?.n ?? 0);
+  }
+
+  private failure(what: string, thrown: unknown): LockstepError {
+    if (thrown instanceof LockstepError) return thrown;
+    const error = toError(thrown);
+    const errno = mysqlErrno(error) ?? 0;
+    if (DENIED.has(errno) || errno === NEEDS_SUPER) {
+      return new LockstepError(
+        ErrorCode.Connection,
+        `${what} in database ${quote(this.schema)} on ${this.where} was refused: ${error.message} — grant the source's user ALL on ${quote(this.schema)}.* (GRANT ALL ON ${quote(this.schema)}.* TO 'user'@'host'), or set planner: store on the source`,
+        { cause: error },
+      );
+    }
+    const transient = classifyMysqlError(error) === MysqlFailure.Transient;
+    return new LockstepError(transient ? ErrorCode.Transient : ErrorCode.Query, `${what} on ${this.where} failed: ${error.message}`, { cause: error });
+  }
+}
+
+/**
+ * A column's type as the server reports it in a result: the same for the model's column and the
+ * planner table's copy of it, and readable in notes (`int`, `bigint unsigned`, `varchar(400)`).
+ * Lengths count for strings, decimals and TINYINT(1) (read as booleans); nullability does not.
+ */
+function typeName(field: Field): string {
+  const base = TYPE_NAMES[field.columnType] ?? `type ${field.columnType}`;
+  const unsigned = (field.flags & UNSIGNED_FLAG) !== 0 ? ' unsigned' : '';
+  if (field.extendedFormat === 'json' || field.columnType === 245) return 'json';
+  if (field.columnType === 0 || field.columnType === 246) return `decimal(${field.columnLength},${field.decimals})${unsigned}`;
+  if (field.columnType === 1 && field.columnLength === 1) return 'tinyint(1)';
+  if (INTEGER_TYPES.has(field.columnType)) return `${base}${unsigned}`;
+  if (STRING_TYPES.has(field.columnType)) return `${field.characterSet === BINARY_CHARSET ? 'binary ' : ''}${base}(${field.columnLength})`;
+  if (TEMPORAL_TYPES.has(field.columnType) && field.decimals > 0 && field.decimals < 31) return `${base}(${field.decimals})`;
+  if (field.columnType === 16) return `bit(${field.columnLength})`;
+  return base;
+}
+
+/** A text as a SQL literal that no sql_mode can misread (hex, in the connection's character set). */
+function textLiteral(value: string): string {
+  return `CONVERT(X'${Buffer.from(value, 'utf8').toString('hex')}' USING utf8mb4)`;
+}
+
+/** `literal` as a value of `field`'s type, for comparisons that should not go through doubles. */
+function castTo(field: Field, literal: string): string {
+  const unsigned = (field.flags & UNSIGNED_FLAG) !== 0;
+  if (INTEGER_TYPES.has(field.columnType) && field.columnType !== 13) return `CAST(${literal} AS ${unsigned ? 'UNSIGNED' : 'SIGNED'})`;
+  if (field.columnType === 0 || field.columnType === 246) return `CAST(${literal} AS DECIMAL(65,${Math.min(30, field.decimals)}))`;
+  if (field.columnType === 7 || field.columnType === 12) return `CAST(${literal} AS DATETIME(6))`;
+  if (field.columnType === 10) return `CAST(${literal} AS DATE)`;
+  return literal;
+}
+
+/**
+ * A key value as the source read it (values.ts), back as a parameter the key column takes: ISO
+ * instants as MySQL's `YYYY-MM-DD HH:MM:SS.ffffff` (the session is UTC), booleans as 1 and 0,
+ * binary strings from base64.
+ */
+function keyParameter(value: Value, field: Field): unknown {
+  if (value === null) return null;
+  if (typeof value === 'boolean') return value ? 1 : 0;
+  if (typeof value === 'number') return Number.isInteger(value) ? String(value) : value;
+  if (TEMPORAL_TYPES.has(field.columnType)) {
+    const iso = /^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d(?:\.\d+)?)(?:Z|[+-]00:?00)?$/.exec(value);
+    if (iso) return `${iso[1]} ${iso[2]}`;
+  }
+  if (field.characterSet === BINARY_CHARSET && STRING_TYPES.has(field.columnType)) return Buffer.from(value, 'base64');
+  return value;
+}
+
+/** The sync's planner table (and the prefix of its staging tables). */
+function plannerTableName(sync: { id: number; slug: string }): string {
+  return `sync_${sync.id}_${sync.slug.toLowerCase().replace(/[^a-z0-9_]/g, '_').slice(0, 32)}`;
+}
+
+function parseMeta(row: Record<string, unknown>): MetaRow {
+  const json = <T>(v: unknown): T | null => (typeof v === 'string' && v !== '' ? (JSON.parse(v) as T) : null);
+  const num = (v: unknown) => Number(v ?? 0);
+  return {
+    sync_id: num(row.sync_id),
+    planner_table: String(row.planner_table),
+    planned_columns: json(row.planned_columns),
+    row_count: num(row.row_count),
+    tampered: num(row.tampered) !== 0,
+    guarded: num(row.guarded) !== 0,
+    run_id: row.run_id === null ? null : num(row.run_id),
+    attempt: row.attempt === null ? null : num(row.attempt),
+    staging: (row.staging as string | null) ?? null,
+    staging_kind: (row.staging_kind as StagingKind | null) ?? null,
+    key_columns: json(row.key_columns),
+    model_columns: json(row.model_columns),
+    part: num(row.part),
+    cursor_value: (row.cursor_value as string | null) ?? null,
+    pending_cursor: (row.pending_cursor as string | null) ?? null,
+    cursor_runs: num(row.cursor_runs),
+    comparison: (row.comparison as 'full' | 'cursor' | null) ?? null,
+    staged_rows: num(row.staged_rows),
+    swap_from: (row.swap_from as string | null) ?? null,
+  };
+}
+
+/** The meta row of a sync the planner never ran for: compared as a first run. */
+function unplannedMeta(syncId: number, plannerTable: string): MetaRow {
+  return {
+    sync_id: syncId,
+    planner_table: plannerTable,
+    planned_columns: null,
+    row_count: 0,
+    tampered: false,
+    guarded: false,
+    run_id: null,
+    attempt: null,
+    staging: null,
+    staging_kind: null,
+    key_columns: null,
+    model_columns: null,
+    part: -1,
+    cursor_value: null,
+    pending_cursor: null,
+    cursor_runs: 0,
+    comparison: null,
+    staged_rows: 0,
+    swap_from: null,
+  };
+}
+
+/** What a dry run says when a run's delivered rows are not in the planner table yet. */
+function pendingNote(runId: number | null): string {
+  return `sync run ${runId ?? '?'} stopped part-way or is running: the rows it delivered are not in the planner table yet, so this plan counts them again (the next run takes them in first)`;
+}
+
+function sameColumns(a: readonly ColumnType[], b: readonly ColumnType[]): boolean {
+  if (a.length !== b.length) return false;
+  const types = new Map(a.map((c) => [c.name, c.type]));
+  return b.every((c) => types.get(c.name) === c.type);
+}
+
+function describeChange(before: readonly ColumnType[], after: readonly ColumnType[]): string {
+  const old = new Map(before.map((c) => [c.name, c.type]));
+  const now = new Map(after.map((c) => [c.name, c.type]));
+  const changes: string[] = [];
+  for (const [name, type] of now) {
+    const was = old.get(name);
+    if (was === undefined) changes.push(`${name} added`);
+    else if (was !== type) changes.push(`${name} ${was} → ${type}`);
+  }
+  for (const name of old.keys()) if (!now.has(name)) changes.push(`${name} gone`);
+  return changes.join(', ');
+}
