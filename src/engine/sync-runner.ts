@@ -468,7 +468,13 @@ function add(counts: OperationCounts, more: OperationCounts): void {
  */
 class PlannedBatches {
   private batch: PlannedOp[] = [];
-  private opened = 0;
+  /**
+   * When the open batch got its first row. Times start as a double (not the integer 0), here and in
+   * RunProgress and Pipeline: the first performance.now() stored into an integer field changes the
+   * object's shape, which throws away the optimised code of the per-row and per-batch functions
+   * using it, compiled again a moment later.
+   */
+  private opened = -Infinity;
   private queued = 0;
   private held = true;
 
@@ -704,8 +710,8 @@ export class SyncRunner {
       }
 
       const progress: RunProgress = {
-        lastReport: 0,
-        lastStopCheck: 0,
+        lastReport: -Infinity,
+        lastStopCheck: -Infinity,
         planned: emptyCounts(),
         // A run taken over from a worker that stopped keeps what that worker delivered: those rows
         // are in the snapshot and are not planned again.
@@ -735,7 +741,7 @@ export class SyncRunner {
         batchSize: Math.max(1, Math.min(sync.batchSize, destination.capabilities.maxBatchSize ?? Infinity)),
         grouped: [],
         groupedRows: 0,
-        groupStarted: 0,
+        groupStarted: -Infinity,
         anyCommitted: false,
         snapshotWrites: 0,
         lookups: [],
