@@ -397,8 +397,8 @@ const INDEX_PAGE = 10_000;
  * million rows loads in ~0.4 s, in which PostgreSQL sends some 30 MB of COPY text.
  */
 const READ_AHEAD_BYTES = 32 * 1024 * 1024;
-/** What a decoded value is counted as, for READ_AHEAD_BYTES (a row's array and its strings on the heap). */
-const VALUE_BYTES = 64;
+/** What a decoded value is counted as, for READ_AHEAD_BYTES. */
+const VALUE_BYTES = 32;
 /** Bytes the snapshot index needs per row before the keys' text, to decide whether to try loading it. */
 const INDEX_BYTES_PER_ROW = 32;
 const NO_SNAPSHOT: ReadonlyMap<string, string> = new Map();
