@@ -25,7 +25,6 @@ import type {
   EncodedLine,
   EncodedRows,
   Logger,
-  RowBatch,
   RowOutcome,
   SnapshotRows,
   Source,
@@ -392,13 +391,6 @@ const REJECTED_FLUSH = 1000;
 const SNAPSHOT_PAGE = 5000;
 /** Snapshot entries read per page when loading the index (a page is three strings). */
 const INDEX_PAGE = 10_000;
-/**
- * Bytes of the model read ahead at most while the snapshot loads (see ReadAhead): a snapshot of a
- * million rows loads in ~0.4 s, in which PostgreSQL sends some 30 MB of COPY text.
- */
-const READ_AHEAD_BYTES = 32 * 1024 * 1024;
-/** What a decoded value is counted as, for READ_AHEAD_BYTES. */
-const VALUE_BYTES = 32;
 /** Bytes the snapshot index needs per row before the keys' text, to decide whether to try loading it. */
 const INDEX_BYTES_PER_ROW = 32;
 const NO_SNAPSHOT: ReadonlyMap<string, string> = new Map();
@@ -868,24 +860,23 @@ export class SyncRunner {
     const { logger } = this.options;
     const started = performance.now();
     const elapsed = () => Math.round(performance.now() - started);
-    // The source connects and runs the query while the snapshot loads, and its rows are read
-    // ahead meanwhile (up to READ_AHEAD_BYTES): the source's database sends them while this
-    // process loads the snapshot, rather than after it.
-    const reading = new ReadAhead(source.read(model.query, { batchSize: this.options.readBatchSize, signal, encoded: true })[Symbol.asyncIterator](), READ_AHEAD_BYTES);
+    // The source connects and runs the query while the snapshot loads: its first rows are waiting
+    // when planning starts.
+    const reading = source.read(model.query, { batchSize: this.options.readBatchSize, signal, encoded: true })[Symbol.asyncIterator]();
+    const first = reading.next();
+    first.catch(() => undefined); // awaited below, after the snapshot is loaded
     let index: SnapshotIndex | null;
     try {
       // An empty snapshot (a first run, or after resetCDC) needs no lookups: every row is new.
       progress.expectedRows = resetCDC ? 0 : await store.snapshotCount(sync.id);
-      // Nothing to load: planning starts now, and reads as it goes.
-      if (progress.expectedRows === 0) reading.stop();
       // The snapshot in memory when it fits the budget; otherwise looked up batch by batch.
       index = progress.expectedRows > 0 ? await this.loadSnapshot(p, progress.expectedRows) : null;
     } catch (error) {
       // Not awaited: the query may still be running; closing the source (which the run does next) ends it.
-      reading.return().catch(() => undefined);
+      reading.return?.().catch(() => undefined);
       throw error;
     }
-    if (index) logger.debug('snapshot loaded', { syncRunId: run.id, entries: index.size, bytes: index.bytes, readAheadBytes: reading.bytesAhead, ms: elapsed() });
+    if (index) logger.debug('snapshot loaded', { syncRunId: run.id, entries: index.size, bytes: index.bytes, ms: elapsed() });
     const lookups = progress.expectedRows > 0 && index === null;
     const added = writeKind(sync, 'added');
     // With the index, only keys new to the snapshot go into the set of keys seen.
@@ -924,7 +915,7 @@ export class SyncRunner {
 
     // Lines go to the destination as the source read them when the writer reads their format.
     let lines = false;
-    for await (const rows of timedReads(reading, p.phases)) {
+    for await (const rows of timedReads(resume(first, reading), p.phases)) {
       if (signal.aborted) throw new RunStopped(signal.reason as StopReason);
       // A source with rows buffered answers without going through the event loop: let the
       // destination's replies in (its write goes on while this batch is planned).
@@ -1485,69 +1476,12 @@ async function backoffWait(sleeping: Promise<void>, phases: PhaseClock): Promise
   }
 }
 
-/**
- * The model's read batches, read ahead of planning until `stop` (or planning's first `next`): while
- * a run loads its snapshot, the source's database goes on sending rows (up to `maxBytes` of them:
- * the batches' bytes when they are encoded, else an estimate per value), instead of waiting with a
- * full socket until the snapshot is in memory. Batches come out in the order they were read; a
- * failure of the reading comes out where it happened.
- */
-class ReadAhead implements AsyncIterator<RowBatch> {
-  private readonly held: Array<IteratorResult<RowBatch> | { failed: unknown }> = [];
-  private bytes = 0;
-
-  /** Bytes read ahead so far (for the debug log). */
-  get bytesAhead(): number {
-    return this.bytes;
-  }
-
-  private stopped = false;
-  /** The reading ahead under way (it ends at the first `next` it sees after `stop`). */
-  private readonly ahead: Promise<void>;
-
-  constructor(
-    private readonly reading: AsyncIterator<RowBatch>,
-    private readonly maxBytes: number,
-  ) {
-    this.ahead = this.readAhead();
-  }
-
-  /** Reads no further ahead: what was read is handed out first. */
-  stop(): void {
-    this.stopped = true;
-  }
-
-  async next(): Promise<IteratorResult<RowBatch>> {
-    this.stopped = true;
-    if (this.held.length === 0) await this.ahead;
-    const first = this.held.shift();
-    if (first === undefined) return this.reading.next();
-    if ('failed' in first) throw first.failed;
-    return first;
-  }
-
-  async return(): Promise<IteratorResult<RowBatch>> {
-    this.stopped = true;
-    await this.ahead;
-    this.held.length = 0;
-    await this.reading.return?.();
-    return { done: true, value: undefined };
-  }
-
-  private async readAhead(): Promise<void> {
-    while (!this.stopped && this.bytes < this.maxBytes) {
-      let result: IteratorResult<RowBatch>;
-      try {
-        result = await this.reading.next();
-      } catch (failed) {
-        this.held.push({ failed });
-        return;
-      }
-      this.held.push(result);
-      if (result.done) return;
-      const { encoded, rows, columns } = result.value;
-      this.bytes += encoded ? encoded.data.byteLength : rows.length * (columns.length + 1) * VALUE_BYTES;
-    }
+/** The rest of `iterator`, whose next result `first` is already under way; closes it when left early. */
+async function* resume<T>(first: Promise<IteratorResult<T>>, iterator: AsyncIterator<T>): AsyncGenerator<T> {
+  try {
+    for (let result = await first; !result.done; result = await iterator.next()) yield result.value;
+  } finally {
+    await iterator.return?.();
   }
 }
 
