@@ -9,7 +9,7 @@ import pLimit from 'p-limit';
 import pThrottle from 'p-throttle';
 import type { RateLimits } from '../core/connector-kind.js';
 import type { RateLimiter } from '../core/ports.js';
-import { runPhaseClock } from '../core/run-phases.js';
+import type { RunWaits } from '../core/run-phases.js';
 
 export function createRateLimiter(limits: RateLimits): RateLimiter {
   const slots = pLimit(limits.concurrency ?? Infinity);
@@ -19,10 +19,9 @@ export function createRateLimiter(limits: RateLimits): RateLimiter {
     : null;
   let pausedUntil = 0;
   return {
-    schedule<T>(task: () => Promise<T>): Promise<T> {
+    schedule<T>(task: () => Promise<T>, phases?: RunWaits): Promise<T> {
       // The time a request waits for its turn counts as the run's rate-limit wait (run-phases.ts);
       // waiting for a free slot (concurrency) does not: the run's own requests hold those.
-      const phases = runPhaseClock();
       return slots(async () => {
         phases?.begin('rateLimit');
         try {

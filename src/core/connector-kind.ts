@@ -18,7 +18,8 @@ export interface ConnectorContext {
   backoff: BackoffPolicy;
   /**
    * The rate limiter shared by every run writing through this connection in this process, made
-   * on first use with these limits (later calls get the same one).
+   * on first use with these limits (later calls share its budget). Opened for a run, the limiter
+   * reports the time its requests wait for their turn to that run's phase clock.
    */
   rateLimiter(limits: RateLimits): RateLimiter;
 }

@@ -12,6 +12,7 @@ import { interpolateDeep, redactValue, templateValues, withoutValues, type Templ
 import { ErrorCode, LockstepError } from './errors.js';
 import { splitHint } from './hints.js';
 import type { Clock, Connectors, Destination, DestinationWriter, Logger, RateLimiter, Source, WriteTarget } from './ports.js';
+import type { RunWaits } from './run-phases.js';
 import type { ConnectionDef, EntityOrigin, ResolvedConnection } from './workspace.js';
 
 export interface ConnectorRegistryOptions {
@@ -114,10 +115,10 @@ export class ConnectorRegistry implements Connectors {
     return openedWithoutEnvValues(connection, () => (kind.source as NonNullable<ConnectorKind['source']>).open(this.settingsFor(kind, connection), this.context(connection)));
   }
 
-  async openDestination(connection: ResolvedConnection): Promise<Destination> {
+  async openDestination(connection: ResolvedConnection, run?: { waits: RunWaits }): Promise<Destination> {
     const kind = this.require(connection, 'destination');
     const destination = await openedWithoutEnvValues(connection, () =>
-      (kind.destination as NonNullable<ConnectorKind['destination']>).open(this.settingsFor(kind, connection), this.context(connection)),
+      (kind.destination as NonNullable<ConnectorKind['destination']>).open(this.settingsFor(kind, connection), this.context(connection, run?.waits)),
     );
     const syncSettings = kind.destination?.syncSettings;
     if (!syncSettings) return destination;
@@ -202,13 +203,23 @@ export class ConnectorRegistry implements Connectors {
     return settings;
   }
 
-  private context(connection: ResolvedConnection): ConnectorContext {
+  /** `waits`: the run a destination is opened for, whose rate-limit waits its limiter reports. */
+  private context(connection: ResolvedConnection, waits?: RunWaits): ConnectorContext {
     return {
       slug: connection.slug,
       clock: this.options.clock,
       logger: this.options.logger,
       backoff: this.backoff,
-      rateLimiter: (limits) => this.rateLimiter(connection.slug, limits),
+      rateLimiter: (limits) => {
+        const shared = this.rateLimiter(connection.slug, limits);
+        if (!waits) return shared;
+        // The connection's shared budget; the waits of this opening's requests go to its run.
+        return {
+          schedule: <T>(task: () => Promise<T>) => shared.schedule(task, waits),
+          pauseUntil: (until) => shared.pauseUntil(until),
+          observe: (remaining, windowMs) => shared.observe(remaining, windowMs),
+        };
+      },
     };
   }
 }

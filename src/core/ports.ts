@@ -14,7 +14,7 @@ import type {
   ApiUsage,
   RunComparison,
 } from './runs.js';
-import type { PhaseTimes } from './run-phases.js';
+import type { PhaseTimes, RunWaits } from './run-phases.js';
 import type {
   ConnectionRecord,
   EntityDefs,
@@ -359,8 +359,11 @@ export interface Destination {
  * every run and every member of every sequence takes its turn from the same budget.
  */
 export interface RateLimiter {
-  /** Runs `task` when the budget allows (at most `requestsPerSecond`, at most `concurrency` at once). */
-  schedule<T>(task: () => Promise<T>): Promise<T>;
+  /**
+   * Runs `task` when the budget allows (at most `requestsPerSecond`, at most `concurrency` at once).
+   * The time it waits for its turn is reported to `waits` (a run's rate-limit wait), when given.
+   */
+  schedule<T>(task: () => Promise<T>, waits?: RunWaits): Promise<T>;
   /** Holds every caller back until `until` (epoch ms): the peer said its budget is spent. */
   pauseUntil(until: number): void;
   /** Narrows the budget to what the peer says is left, e.g. from rate-limit headers. */
@@ -370,7 +373,8 @@ export interface RateLimiter {
 /** Opens connections from resolved definitions; app.ts wires the concrete kinds. */
 export interface Connectors {
   openSource(connection: ResolvedConnection): Promise<Source>;
-  openDestination(connection: ResolvedConnection): Promise<Destination>;
+  /** `run.waits`: where the destination's rate limiter reports the time a request waits for its turn (the run's phase clock). */
+  openDestination(connection: ResolvedConnection, run?: { waits: RunWaits }): Promise<Destination>;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -21,9 +21,11 @@
  * out a backoff before the model is read again is `retry`.
  *
  * Waits happen in connectors the run only calls into (a rate limiter shared by every run writing
- * through a connection), so the clock of the run in progress is found through the async context.
+ * through a connection): the run hands its clock, as `RunWaits`, to the destination it opens, and
+ * the rate limiter reports to it. Not through an AsyncLocalStorage: in Node 20 one turns on the
+ * async hooks for every promise and callback of the process, which cost a run of 100,000 small
+ * rows some 25-50 ms of its main thread's CPU, and more on the optimising compiler's threads.
  */
-import { AsyncLocalStorage } from 'node:async_hooks';
 
 /** The phases, in the order a run goes through them. */
 export const RUN_PHASES = ['connect', 'query', 'plan', 'deliver', 'commit', 'rateLimit', 'retry', 'finish'] as const;
@@ -35,9 +37,13 @@ export type PhaseTimes = Partial<Record<RunPhase, number>>;
 /** Waits beside the main loop: they relabel the main loop's wait for the destination. */
 export type RunWait = 'rateLimit' | 'retry';
 
-const running = new AsyncLocalStorage<PhaseClock>();
+/** Where a connector reports a wait beside a run's main loop (the run's PhaseClock). */
+export interface RunWaits {
+  begin(wait: RunWait): void;
+  end(wait: RunWait): void;
+}
 
-export class PhaseClock {
+export class PhaseClock implements RunWaits {
   private phase: RunPhase = 'connect';
   /** The phase the time since `since` goes to (the main loop's, or a wait's that relabels it). */
   private shown: RunPhase = 'connect';
@@ -47,11 +53,6 @@ export class PhaseClock {
 
   constructor(private readonly now: () => number = () => performance.now()) {
     this.since = now();
-  }
-
-  /** Runs `fn` with this clock as the one waits in connectors report to. */
-  run<T>(fn: () => Promise<T>): Promise<T> {
-    return running.run(this, fn);
   }
 
   /** Moves the main loop to `phase`; returns the phase it was in. */
@@ -104,11 +105,6 @@ export class PhaseClock {
     if (this.waits.rateLimit > 0) return 'rateLimit';
     return 'deliver';
   }
-}
-
-/** The clock of the sync run the caller works for, or null outside a run. */
-export function runPhaseClock(): PhaseClock | null {
-  return running.getStore() ?? null;
 }
 
 /** The phases of `times` that took any time, largest first, as "query 1.2 s, plan 0.3 s". */

@@ -65,7 +65,10 @@ export class KeySet {
     this.spillDir = options.spillDir ?? tmpdir();
     this.capacity = 1 << Math.ceil(Math.log2(Math.max(16, initialCapacity)));
     while (this.capacity * RECORD > this.budget && this.capacity > 16) this.capacity /= 2;
-    this.list = new Uint32Array(Math.min(this.capacity, 1 << 12) * WORDS);
+    // Small at first: the list then grows a few times within a run's first rows, while its code
+    // is still interpreted. Growing first at 4,096 keys, it did so after the optimising compiler had
+    // compiled the run's row loop without that branch, which threw the compiled loop away.
+    this.list = new Uint32Array(Math.min(this.capacity, 1 << 6) * WORDS);
   }
 
   get size(): number {

@@ -104,7 +104,7 @@ export class SequencePlanner {
     const view = planningStore(store, run, recorder, delivering);
     const planning: Connectors = {
       openSource: async (connection) => recorder.source(await connectors.openSource(connection)),
-      openDestination: async (connection) => recorder.destination(await connectors.openDestination(connection)),
+      openDestination: async (connection, run) => recorder.destination(await connectors.openDestination(connection, run)),
     };
     const syncRunner = new SyncRunner({ ...runner, store: view, connectors: planning, logger: quiet(runner.logger) });
     const final = await syncRunner.execute(run, { signal });

@@ -36,7 +36,7 @@ import type {
   WriteTarget,
 } from '../core/ports.js';
 import type { ApiUsage, OperationCounts, RejectedRow, SyncRun } from '../core/runs.js';
-import { PhaseClock, runPhaseClock } from '../core/run-phases.js';
+import { PhaseClock } from '../core/run-phases.js';
 import { massDeleteRefusal } from '../core/sync-rules.js';
 import type { ModelRecord, SyncRecord } from '../core/workspace.js';
 import { KeySet } from './key-set.js';
@@ -110,11 +110,16 @@ class PlannedOp implements WriteOperation, EncodedLine {
     /** The hash of the row, high and low word (0 for removals). */
     readonly hh: number,
     readonly hl: number,
+    /** Where the key's values are in the values, for a row read as values (its key then taken from them when asked for). */
+    private readonly keyIndexes: readonly number[] | null = null,
   ) {}
 
-  /** The key's values, decoded from `k` when first asked for (a row that goes as its line seldom is). */
+  /**
+   * The key's values, when first asked for (a row that goes as its line seldom is, an upsert to an
+   * HTTP API never): taken from the row's values, or decoded from `k`.
+   */
   get key(): Value[] {
-    return (this.decodedKey ??= decodeKey(this.k));
+    return (this.decodedKey ??= this.keyIndexes ? keyOf(this.decodedValues as Value[], this.keyIndexes) : decodeKey(this.k));
   }
 
   get values(): Value[] {
@@ -137,6 +142,12 @@ interface Candidate {
 }
 
 const NO_VALUES: Value[] = [];
+
+/** The key's values of a row of values. */
+function keyOf(values: readonly Value[], keyIndexes: readonly number[]): Value[] {
+  if (keyIndexes.length === 1) return [values[keyIndexes[0] as number] ?? null];
+  return keyIndexes.map((i) => values[i] ?? null);
+}
 
 /** A read batch as planning sees it, whether its rows came as values or encoded. */
 interface PlanningBatch {
@@ -174,9 +185,7 @@ class DecodedBatch implements PlanningBatch {
   }
 
   key(r: number): Value[] {
-    const values = this.rows[r] as Value[];
-    if (this.keyIndex >= 0) return [values[this.keyIndex] ?? null];
-    return this.keyIndexes.map((i) => values[i] ?? null);
+    return keyOf(this.rows[r] as Value[], this.keyIndexes);
   }
 
   hash(r: number): void {
@@ -184,7 +193,8 @@ class DecodedBatch implements PlanningBatch {
   }
 
   op(r: number, o: 'added' | 'changed', kind: WriteOperation['kind'], k: string, hh: number, hl: number): PlannedOp {
-    return new PlannedOp(o, kind, k, this.key(r), this.rows[r] as Value[], null, 0, NO_LINE, 0, 0, hh, hl);
+    // The key's array only if a writer asks for it: no array per row planned.
+    return new PlannedOp(o, kind, k, null, this.rows[r] as Value[], null, 0, NO_LINE, 0, 0, hh, hl, this.keyIndexes);
   }
 }
 
@@ -373,7 +383,7 @@ function progressPatch(progress: RunProgress | null): SyncRunPatch {
 
 /** Snapshot commits under way at most (see Pipeline.commits). */
 const COMMITS_AHEAD = 4;
-/** A batch open this long goes to an idle destination before it is full (see `queue` in planAndDeliver). */
+/** A batch open this long goes to an idle destination before it is full (see PlannedBatches.add). */
 const EAGER_FLUSH_MS = 50;
 /** Rejected rows found while planning are stored in groups of this many. */
 const REJECTED_FLUSH = 1000;
@@ -458,7 +468,13 @@ function add(counts: OperationCounts, more: OperationCounts): void {
  */
 class PlannedBatches {
   private batch: PlannedOp[] = [];
-  private opened = 0;
+  /**
+   * When the open batch got its first row. Times start as a double (not the integer 0), here and in
+   * RunProgress and Pipeline: the first performance.now() stored into an integer field changes the
+   * object's shape, which throws away the optimised code of the per-row and per-batch functions
+   * using it, compiled again a moment later.
+   */
+  private opened = -Infinity;
   private queued = 0;
   private held = true;
 
@@ -511,6 +527,114 @@ function bump(counts: OperationCounts, op: PlannedOp['o'], by = 1): void {
   else counts.removedCount += by;
 }
 
+/** What planAndDeliver does after the row loop returned (RowLoop.next). */
+const enum RowLoopNext {
+  /** The batch's rows are all planned. */
+  Done,
+  /** A batch of planned rows is full: it goes to the destination. */
+  Flush,
+  /** REJECTED_FLUSH rejected rows wait: they go to the store. */
+  StoreRejected,
+}
+
+/** What the store's planner's row loop needs, the same for every batch of a run. */
+interface RowLoopSettings {
+  runId: number;
+  primaryKey: readonly string[];
+  progress: RunProgress;
+  batches: PlannedBatches;
+  /** The snapshot in memory, or null (an empty snapshot, or one looked up in the store). */
+  index: SnapshotIndex | null;
+  seen: KeySet;
+  fullResync: boolean;
+  /** Rows without the index are collected as candidates (looked up in the store, or only recorded for resetCDC) instead of planned as added. */
+  collect: boolean;
+  /** What the destination is asked to do with added and changed rows (null: the mode skips them). */
+  added: WriteOperation['kind'] | null;
+  changed: WriteOperation['kind'] | null;
+}
+
+/**
+ * The loop over a read batch's rows when the store plans: validates each row (null and duplicate
+ * keys are rejected), hashes it, compares it with the snapshot and queues what is to be written.
+ * Synchronous, and a small function of its own: it returns to planAndDeliver only when something
+ * must be awaited (`next`), and the optimising compiler compiles this loop early and alone rather
+ * than the whole of planAndDeliver around it (~35 ms on a helper thread in every process's first run).
+ */
+class RowLoop {
+  /** Why `rows` returned. */
+  next = RowLoopNext.Done;
+  /** Rejected rows not stored yet. */
+  rejected: RejectedRow[] = [];
+  /** Rows to look up in the store (when `collect`), set by the caller per read batch. */
+  candidates: Candidate[] = [];
+
+  constructor(private readonly s: RowLoopSettings) {}
+
+  /** Plans rows `from..` of `view` until one leaves something to await (`next`); returns the row to go on from. */
+  rows(view: PlanningBatch, from: number): number {
+    const { index, seen, batches, fullResync } = this.s;
+    const count = view.count;
+    for (let r = from; r < count; r++) {
+      const k = view.keyText(r);
+      if (k === null) {
+        if (this.reject(this.nullKey(view.key(r)))) return r + 1;
+        continue;
+      }
+      const entry = index ? index.visit(k) : -1;
+      if (entry === -2 || (entry === -1 && !seen.add(k))) {
+        if (this.reject(this.duplicate(k))) return r + 1;
+        continue;
+      }
+      view.hash(r);
+      const hh = rowHash[0] as number;
+      const hl = rowHash[1] as number;
+      if (index) {
+        if (entry >= 0 && !fullResync && index.sameHash(entry, hh, hl)) continue;
+        const kind = entry >= 0 ? this.s.changed : this.s.added;
+        if (kind !== null && batches.add(view.op(r, entry >= 0 ? 'changed' : 'added', kind, k, hh, hl))) {
+          this.next = RowLoopNext.Flush;
+          return r + 1;
+        }
+        continue;
+      }
+      if (this.s.collect) {
+        this.candidates.push({ k, r, hh, hl });
+        continue;
+      }
+      // An empty snapshot: every row is new, with nothing to look up first.
+      const added = this.s.added;
+      if (added !== null && batches.add(view.op(r, 'added', added, k, hh, hl))) {
+        this.next = RowLoopNext.Flush;
+        return r + 1;
+      }
+    }
+    this.next = RowLoopNext.Done;
+    return count;
+  }
+
+  /** Counts a rejected row; true (with `next` set) when REJECTED_FLUSH of them wait for the store. */
+  private reject(row: RejectedRow): boolean {
+    const { progress } = this.s;
+    bump(progress.planned, 'added');
+    bump(progress.failed, 'added');
+    progress.settled++;
+    this.rejected.push(row);
+    if (this.rejected.length < REJECTED_FLUSH) return false;
+    this.next = RowLoopNext.StoreRejected;
+    return true;
+  }
+
+  private nullKey(key: Value[]): RejectedRow {
+    const nullColumn = key.indexOf(null);
+    return { syncRunId: this.s.runId, key: encodeKey(key), op: 'added', reason: `primary key column "${this.s.primaryKey[nullColumn]}" is null` };
+  }
+
+  private duplicate(k: string): RejectedRow {
+    return { syncRunId: this.s.runId, key: k, op: 'added', reason: `duplicate primary key ${k}: the model returned this key more than once; only its first row was planned` };
+  }
+}
+
 export class SyncRunner {
   /** Bytes of `snapshotIndexBytes` held by the snapshot indexes of the runs in progress. */
   private indexBytesHeld = 0;
@@ -522,8 +646,7 @@ export class SyncRunner {
    * failures: they end the run `failed` with the error recorded. `onProgress` sees every update.
    */
   execute(claimed: SyncRun, control: { signal: AbortSignal; onProgress?: (run: SyncRun) => void }): Promise<SyncRun> {
-    const phases = new PhaseClock();
-    return phases.run(() => this.executeTimed(claimed, control, phases));
+    return this.executeTimed(claimed, control, new PhaseClock());
   }
 
   private async executeTimed(
@@ -572,7 +695,8 @@ export class SyncRunner {
         control.signal,
       );
       destination = await unlessStopped(
-        this.options.connectors.openDestination(resolveConnection(destinationDef, 'destination', this.options.baseDir, this.options.env)),
+        // The destination's rate limiter reports the time the run's requests wait for their turn.
+        this.options.connectors.openDestination(resolveConnection(destinationDef, 'destination', this.options.baseDir, this.options.env), { waits: phases }),
         control.signal,
       );
       const opened = await openWarehousePlanner(source, sourceDef.slug, logger, control.signal);
@@ -586,8 +710,8 @@ export class SyncRunner {
       }
 
       const progress: RunProgress = {
-        lastReport: 0,
-        lastStopCheck: 0,
+        lastReport: -Infinity,
+        lastStopCheck: -Infinity,
         planned: emptyCounts(),
         // A run taken over from a worker that stopped keeps what that worker delivered: those rows
         // are in the snapshot and are not planned again.
@@ -617,7 +741,7 @@ export class SyncRunner {
         batchSize: Math.max(1, Math.min(sync.batchSize, destination.capabilities.maxBatchSize ?? Infinity)),
         grouped: [],
         groupedRows: 0,
-        groupStarted: 0,
+        groupStarted: -Infinity,
         anyCommitted: false,
         snapshotWrites: 0,
         lookups: [],
@@ -627,7 +751,7 @@ export class SyncRunner {
         plannerCommits: Promise.resolve(),
         plannerNotes: opened.note ? [opened.note] : [],
       };
-      await this.withRetries('query', control.signal, async () => {
+      await this.withRetries('query', control.signal, phases, async () => {
         // A transient failure part-way restarts the run's reading: what was delivered is in the
         // snapshot by now and is not planned again, so it stays counted as planned and delivered.
         progress.planned = { ...progress.successful };
@@ -769,26 +893,27 @@ export class SyncRunner {
     p.seen = seen;
     // Looking keys up in the store: how many of the model's keys the snapshot held (the removals are the rest).
     let matched = 0;
-    let rejected: RejectedRow[] = [];
     let keyIndexes: number[] | null = null;
-    const reject = async (row: RejectedRow) => {
-      bump(progress.planned, 'added');
-      bump(progress.failed, 'added');
-      progress.settled++;
-      rejected.push(row);
-      if (rejected.length >= REJECTED_FLUSH) {
-        await p.phases.during('commit', store.addRejectedRows(rejected, fence));
-        rejected = [];
-      }
-    };
     // Queuing is synchronous (true when the batch is full): the loop over rows awaits only at
     // batch boundaries, not once per row.
     const batches = new PlannedBatches(p, (ops) => this.deliver(p, ops));
-    const queue = (op: PlannedOp): boolean => batches.add(op);
     const flush = () => batches.flush();
     const plan = async (op: PlannedOp) => {
-      if (queue(op)) await flush();
+      if (batches.add(op)) await flush();
     };
+    const loop = new RowLoop({
+      runId: run.id,
+      primaryKey: model.primaryKey,
+      progress,
+      batches,
+      index,
+      seen,
+      fullResync: fullResync === true,
+      // Rows looked up in the store (or only recorded, resetCDC) are collected as candidates first.
+      collect: lookups || resetCDC === true,
+      added,
+      changed: writeKind(sync, 'changed'),
+    });
 
     // Lines go to the destination as the source read them when the writer reads their format.
     let lines = false;
@@ -820,35 +945,16 @@ export class SyncRunner {
       const view = rows.encoded ? new EncodedBatch(rows.encoded, keyIndexes, lines) : new DecodedBatch(rows.rows, keyIndexes);
       progress.querySize += view.count;
       const candidates: Candidate[] = [];
-      for (let r = 0; r < view.count; r++) {
-        const k = view.keyText(r);
-        if (k === null) {
-          const key = view.key(r);
-          const nullColumn = key.indexOf(null);
-          await reject({ syncRunId: run.id, key: encodeKey(key), op: 'added', reason: `primary key column "${model.primaryKey[nullColumn]}" is null` });
-          continue;
+      loop.candidates = candidates;
+      // The row loop stops only when a batch is full or rejected rows are due in the store.
+      for (let r = 0; r < view.count; ) {
+        r = loop.rows(view, r);
+        if (loop.next === RowLoopNext.Flush) await flush();
+        else if (loop.next === RowLoopNext.StoreRejected) {
+          const due = loop.rejected;
+          loop.rejected = [];
+          await p.phases.during('commit', store.addRejectedRows(due, fence));
         }
-        const entry = index ? index.visit(k) : -1;
-        if (entry === -2 || (entry === -1 && !seen.add(k))) {
-          await reject({ syncRunId: run.id, key: k, op: 'added', reason: `duplicate primary key ${k}: the model returned this key more than once; only its first row was planned` });
-          continue;
-        }
-        view.hash(r);
-        const hh = rowHash[0] as number;
-        const hl = rowHash[1] as number;
-        if (index) {
-          if (entry >= 0 && !fullResync && index.sameHash(entry, hh, hl)) continue;
-          const op: PlannedOp['o'] = entry >= 0 ? 'changed' : 'added';
-          const kind = writeKind(sync, op);
-          if (kind !== null && queue(view.op(r, op, kind, k, hh, hl))) await flush();
-          continue;
-        }
-        if (!lookups && !resetCDC) {
-          // An empty snapshot: every row is new, with nothing to look up first.
-          if (added !== null && queue(view.op(r, 'added', added, k, hh, hl))) await flush();
-          continue;
-        }
-        candidates.push({ k, r, hh, hl });
       }
       if (resetCDC) {
         await store.snapshotWrite(sync.id, candidates.map((c) => [c.k, hashText(c.hh, c.hl)]), [], fence);
@@ -863,12 +969,12 @@ export class SyncRunner {
         const op: PlannedOp['o'] = old === undefined ? 'added' : 'changed';
         const kind = writeKind(sync, op);
         if (kind === null) continue;
-        if (queue(view.op(c.r, op, kind, c.k, c.hh, c.hl))) await flush();
+        if (batches.add(view.op(c.r, op, kind, c.k, c.hh, c.hl))) await flush();
       }
     }
     progress.reading = false;
     logger.debug('model read', { syncRunId: run.id, rows: progress.querySize, ms: elapsed() });
-    if (rejected.length > 0) await p.phases.during('commit', store.addRejectedRows(rejected, fence));
+    if (loop.rejected.length > 0) await p.phases.during('commit', store.addRejectedRows(loop.rejected, fence));
     if (p.target === null) {
       p.target = this.writeTarget(p, keyColumns, keyColumns, undefined, model.primaryKey);
       if (!resetCDC) p.writer = await p.phases.during('connect', p.destination.prepare(p.target));
@@ -1243,12 +1349,11 @@ export class SyncRunner {
   }
 
   /** Retries transient failures with the run's backoff policy (core/backoff.ts); a stop while waiting stops the run. */
-  private async withRetries<T>(what: string, signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
+  private async withRetries<T>(what: 'query' | 'write', signal: AbortSignal, phases: PhaseClock, fn: () => Promise<T>): Promise<T> {
     const { retry, clock, logger } = this.options;
     // A query waits out its backoff in the run's main loop; a write beside it (run-phases.ts).
-    const phases = runPhaseClock();
     const sleep = (ms: number, s?: AbortSignal) =>
-      what === 'query' ? (phases?.during('retry', clock.sleep(ms, s)) ?? clock.sleep(ms, s)) : backoffWait(clock.sleep(ms, s));
+      what === 'query' ? phases.during('retry', clock.sleep(ms, s)) : backoffWait(clock.sleep(ms, s), phases);
     try {
       return await withBackoff(fn, {
         policy: retry,
@@ -1311,7 +1416,7 @@ export class SyncRunner {
     let first: RowOutcome[] | null = null;
     if (p.lookups.length === 0) {
       // The common case: the batch as planned, answered without a row to send again.
-      first = await this.withRetries('write', p.signal, () => writer.write(batch));
+      first = await this.withRetries('write', p.signal, p.phases, () => writer.write(batch));
       if (!first.some((answer) => !answer.ok && answer.retryable === true)) return first;
     }
     const outcomes: RowOutcome[] = new Array(batch.length);
@@ -1321,7 +1426,7 @@ export class SyncRunner {
     const { retry, clock, logger } = this.options;
     for (let attempt = 1; ops.length > 0; attempt++) {
       const sent = ops;
-      const answers = attempt === 1 && first !== null ? first : await this.withRetries('write', p.signal, () => writer.write(sent));
+      const answers = attempt === 1 && first !== null ? first : await this.withRetries('write', p.signal, p.phases, () => writer.write(sent));
       if (answers.length !== sent.length) {
         throw new LockstepError(ErrorCode.Internal, `destination "${p.sync.destination}" answered ${answers.length} outcomes for a batch of ${sent.length} rows`);
       }
@@ -1338,7 +1443,7 @@ export class SyncRunner {
       const delayMs = backoffDelay(retry, attempt, retryAfter);
       logger.warn('rows answered as retryable, sending them again', { syncRunId: p.run.id, rows: again.length, attempt, delayMs: Math.round(delayMs) });
       try {
-        await backoffWait(clock.sleep(delayMs, p.signal));
+        await backoffWait(clock.sleep(delayMs, p.signal), p.phases);
       } catch {
         throw new RunStopped(p.signal.reason as StopReason);
       }
@@ -1402,13 +1507,12 @@ async function* timedReads<T>(reads: AsyncIterator<T>, phases: PhaseClock): Asyn
 }
 
 /** A backoff of a write, counted as the run's `retry` wait while it lasts. */
-async function backoffWait(sleeping: Promise<void>): Promise<void> {
-  const phases = runPhaseClock();
-  phases?.begin('retry');
+async function backoffWait(sleeping: Promise<void>, phases: PhaseClock): Promise<void> {
+  phases.begin('retry');
   try {
     await sleeping;
   } finally {
-    phases?.end('retry');
+    phases.end('retry');
   }
 }
 

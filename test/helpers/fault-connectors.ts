@@ -10,8 +10,8 @@ export type BeforeWrite = (info: { object: string; batchIndex: number; batch: Wr
 export function withWriteHook(inner: Connectors, beforeWrite: BeforeWrite): Connectors {
   return {
     openSource: (c) => inner.openSource(c),
-    async openDestination(c): Promise<Destination> {
-      const destination = await inner.openDestination(c);
+    async openDestination(c, run): Promise<Destination> {
+      const destination = await inner.openDestination(c, run);
       return {
         capabilities: destination.capabilities,
         close: () => destination.close(),

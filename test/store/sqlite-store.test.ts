@@ -95,6 +95,32 @@ describe('SqliteStore on its file', () => {
     });
   });
 
+  it('sends a packed statement\'s text to its thread once, and again to a thread started after one that ended', async () => {
+    const path = join(tempFolder(), 'lockstep.db');
+    await (await SqliteStore.open({ path })).close();
+    const worker = new SqliteWriteWorker({ path, busyTimeoutMs: 1000, pragmas: [] });
+    const sql = (rows: number) =>
+      `INSERT INTO snapshots (sync_id, key, hash) VALUES ${Array.from({ length: rows }, () => '(?, ?, ?)').join(', ')} ON CONFLICT (sync_id, key) DO UPDATE SET hash = excluded.hash`;
+    const packed = (keys: string[]): WriteTransaction => ({
+      rows: { sql: sql(2), lastSql: keys.length % 2 === 0 ? null : sql(1), rowsPerStatement: 2, first: 9, count: keys.length, keys: keys.join('\u0000'), values: keys.map(() => 'h').join('\u0000'), hashes: null },
+      statements: [],
+    });
+    const db = new Database(path, { readonly: true });
+    try {
+      await worker.run(packed(['[1]', '[2]', '[3]']));
+      await worker.run(packed(['[4]', '[5]', '[6]']));
+      // The thread ends (as if it died); the next write starts another, which needs the texts again.
+      await (worker as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      await worker.run(packed(['[7]', '[8]', '[9]']));
+      const keys = (db.prepare('SELECT key FROM snapshots WHERE sync_id = 9 ORDER BY key').all() as Array<{ key: string }>).map((r) => r.key);
+      expect(keys).toEqual(['[1]', '[2]', '[3]', '[4]', '[5]', '[6]', '[7]', '[8]', '[9]']);
+    } finally {
+      db.close();
+      await worker.close();
+    }
+  });
+
   it('answers each of the transactions that wait together on the write worker, a failing one with its own error', async () => {
     const path = join(tempFolder(), 'lockstep.db');
     await (await SqliteStore.open({ path })).close();

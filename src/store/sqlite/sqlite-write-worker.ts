@@ -95,6 +95,8 @@ const Database = require(workerData.driver);
 const db = new Database(workerData.path, { timeout: workerData.busyTimeoutMs });
 for (const pragma of workerData.pragmas) db.pragma(pragma);
 const statements = new Map();
+// The packed rows' statement texts by the number the main thread gave them.
+const sqlTexts = new Map();
 const prepared = (sql) => {
   let statement = statements.get(sql);
   if (statement === undefined) {
@@ -124,7 +126,7 @@ const insertRows = (rows) => {
   const params = [];
   for (let start = 0; start < keys.length; start += rows.rowsPerStatement) {
     const end = Math.min(keys.length, start + rows.rowsPerStatement);
-    const statement = prepared(end - start === rows.rowsPerStatement ? rows.sql : rows.lastSql);
+    const statement = prepared(sqlTexts.get(end - start === rows.rowsPerStatement ? rows.sql : rows.lastSql));
     if (values === null) {
       // One BLOB of hashes and the first value as named parameters, the keys in order.
       statement.run(...keys.slice(start, end), { first: rows.first, hashes: hashBlob(rows.hashes, start, end) });
@@ -204,6 +206,12 @@ parentPort.on('message', (message) => {
     return;
   }
   if (message.transaction) {
+    // Statement texts arrive once, the first time a transaction uses them (see SqliteWriteWorker.run).
+    const rows = message.transaction.rows;
+    if (rows) {
+      if (rows.sqlText !== null) sqlTexts.set(rows.sql, rows.sqlText);
+      if (rows.lastSqlText !== null) sqlTexts.set(rows.lastSql, rows.lastSqlText);
+    }
     // Committed once the messages that arrived with it are taken in too.
     if (waiting.push(message) === 1) setImmediate(commitWaiting);
     return;
@@ -227,6 +235,17 @@ export class SqliteWriteWorker {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private closed = false;
+  /** Statement texts of packed rows the running thread has been sent, by their number there. */
+  private sqlNumbers = new Map<string, number>();
+
+  /** The number of a packed rows statement on the running thread, and its text when the thread does not have it yet. */
+  private sqlNumber(sql: string): { number: number; text: string | null } {
+    const known = this.sqlNumbers.get(sql);
+    if (known !== undefined) return { number: known, text: null };
+    const number = this.sqlNumbers.size + 1;
+    this.sqlNumbers.set(sql, number);
+    return { number, text: sql };
+  }
 
   constructor(private readonly options: SqliteWriteWorkerOptions) {}
 
@@ -243,12 +262,26 @@ export class SqliteWriteWorker {
     if (this.pending.size === 1) worker.ref();
     const rows = transaction.rows;
     if (rows) {
-      // As bytes, moved to the thread rather than copied.
+      // As bytes, copied to the thread (a memory copy: some 100 kB per 5,000 rows). Not moved: moving
+      // an ArrayBuffer detaches it, and the first detach in a process makes V8 throw away the
+      // optimised code of every function reading typed arrays (the row hash, the key set, the
+      // planning loop), which a run's first commit did in the middle of the run's rows.
       const keys = Buffer.from(rows.keys, 'utf8');
       const values = rows.values === null ? null : Buffer.from(rows.values, 'utf8');
-      const moved = { ...rows, keys, values };
-      const buffers: ArrayBufferView[] = [keys, ...(values ? [values] : []), ...(rows.hashes ? [rows.hashes] : [])];
-      worker.postMessage({ id, transaction: { ...transaction, rows: moved } }, transferable(...buffers));
+      // A statement's text (20 kB for 500 rows) crosses once; then its number does, and the thread
+      // neither copies it nor hashes it again to find its prepared statement.
+      const sql = this.sqlNumber(rows.sql);
+      const last = rows.lastSql === null ? null : this.sqlNumber(rows.lastSql);
+      const packed = {
+        ...rows,
+        keys,
+        values,
+        sql: sql.number,
+        sqlText: sql.text,
+        lastSql: last?.number ?? null,
+        lastSqlText: last?.text ?? null,
+      };
+      worker.postMessage({ id, transaction: { ...transaction, rows: packed } });
     } else worker.postMessage({ id, transaction });
     return done;
   }
@@ -333,6 +366,8 @@ export class SqliteWriteWorker {
 
   private start(): Worker {
     const driver = createRequire(import.meta.url).resolve('better-sqlite3');
+    // A new thread knows no statement texts yet.
+    this.sqlNumbers = new Map();
     const worker = new Worker(WORKER_SOURCE, {
       eval: true,
       // Its garbage is a batch's parameters at a time: a small young generation keeps its memory down.
@@ -367,9 +402,4 @@ export class SqliteWriteWorker {
     this.worker = worker;
     return worker;
   }
-}
-
-/** The memory of these buffers when they own all of it (a small Buffer may share a pool, which cannot move). */
-function transferable(...buffers: ArrayBufferView[]): ArrayBuffer[] {
-  return buffers.filter((b) => b.byteOffset === 0 && b.byteLength === b.buffer.byteLength).map((b) => b.buffer as ArrayBuffer);
 }
