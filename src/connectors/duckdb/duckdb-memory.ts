@@ -8,10 +8,10 @@
  * evicted, and sorts, joins and aggregates spill to temporary files instead.
  *
  * Why it grows: some operators do not spill far enough (a hash join over 10 million rows ran out
- * of 256 MB, even with only the key columns), and a query that fails for lack of memory is better
- * run again with more than not at all. So the limit starts low and is raised, step by step, when a
- * statement runs out of memory before it returned anything; the planner also starts its comparison
- * at the step its planner table's size calls for (see `stepForRows`), rather than fail its way up.
+ * of 256 MB), and a query that fails for lack of memory is better run again with more than not at
+ * all. So the limit starts low and is raised, step by step, when a statement runs out of memory
+ * before it returned anything; the planner also starts its comparison at the step its planner
+ * table's size calls for (see `stepForRows`), rather than fail its way up.
  */
 import type { DuckDBConnection } from '@duckdb/node-api';
 
@@ -19,11 +19,15 @@ import type { DuckDBConnection } from '@duckdb/node-api';
  * The limits tried, in order. 64 MB is the lowest with which `ORDER BY` over 1 and 10 million rows
  * still spills and completes (32 MB ran out at 1 million rows, with 2 threads).
  */
-export const MEMORY_STEPS = ['64MB', '256MB', '1GB', '4GB'] as const;
+export const MEMORY_STEPS = ['64MB', '256MB', '512MB', '1GB', '4GB'] as const;
 
-/** Bytes of limit the planner's comparison needs per row of its planner table (a hash join: 10M rows ran out of 256 MB, not of 1 GB). */
-const COMPARISON_BYTES_PER_ROW = 64;
-const STEP_BYTES = [64 << 20, 256 << 20, 1 << 30, 4 * (1 << 30)];
+/**
+ * Bytes of limit the planner's comparison needs per row of its planner table: its hash join over
+ * 1M rows of 7 columns completed in 64 MB (spilling), over 10M rows it ran out of 256 MB but not of
+ * 512 MB. An underestimate costs a failed attempt; an overestimate, memory the join need not take.
+ */
+const COMPARISON_BYTES_PER_ROW = 48;
+const STEP_BYTES = [64 << 20, 256 << 20, 512 << 20, 1 << 30, 4 * (1 << 30)];
 
 /** The instance's current limit, raised on demand; never lowered while the instance is open. */
 export class DuckDbMemory {
