@@ -3,9 +3,9 @@ import { isOutOfMemory, MEMORY_STEPS, stepForRows } from '../../src/connectors/d
 
 describe('DuckDB memory limit', () => {
   it('starts a planner comparison at the step its planner table needs', () => {
-    expect(MEMORY_STEPS[stepForRows(0)]).toBe('64MB');
-    expect(MEMORY_STEPS[stepForRows(1_000_000)]).toBe('64MB');
-    expect(MEMORY_STEPS[stepForRows(2_000_000)]).toBe('256MB');
+    expect(MEMORY_STEPS[stepForRows(0)]).toBe('256MB');
+    expect(MEMORY_STEPS[stepForRows(1_000_000)]).toBe('256MB');
+    expect(MEMORY_STEPS[stepForRows(6_000_000)]).toBe('512MB');
     expect(MEMORY_STEPS[stepForRows(10_000_000)]).toBe('512MB');
     expect(MEMORY_STEPS[stepForRows(20_000_000)]).toBe('1GB');
     expect(MEMORY_STEPS[stepForRows(1_000_000_000)]).toBe('4GB');

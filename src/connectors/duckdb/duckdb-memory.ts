@@ -1,25 +1,23 @@
 /**
- * How much memory DuckDB may use for one source file (one DuckDB instance), shared by the source's
- * reads and the planner in the warehouse.
+ * How much memory DuckDB may use when the planner in the warehouse compares in the file (one DuckDB
+ * instance, shared by the planner and the reads of its parts).
  *
- * Why a limit at all: DuckDB's default `memory_limit` is most of the machine's memory, and its
- * buffer pool keeps every block a scan read until the limit is reached. Reading a 10-million-row
- * table kept about 140 MB of it, so the process grew with the model. Under a limit, blocks are
- * evicted, and sorts, joins and aggregates spill to temporary files instead.
+ * It starts at 256 MB (DuckDB's default is most of the machine's memory) and is raised, step by
+ * step, when a statement runs out of memory before it returned anything: a hash join over 10
+ * million rows ran out of 256 MB but not of 512 MB, so the 10M incremental run used to fail. The
+ * planner also starts its comparison at the step its planner table's size calls for (see
+ * `stepForRows`), rather than fail its way up.
  *
- * Why it grows: some operators do not spill far enough (a hash join over 10 million rows ran out
- * of 256 MB), and a query that fails for lack of memory is better run again with more than not at
- * all. So the limit starts low and is raised, step by step, when a statement runs out of memory
- * before it returned anything; the planner also starts its comparison at the step its planner
- * table's size calls for (see `stepForRows`), rather than fail its way up.
+ * Why not lower, as tried: at 64 MB a streamed read (`fetchChunk`) of a 10M-row table that had
+ * been updated ended after 6,846,873 of its 9,999,750 rows, without an error (the bindings do not
+ * report an error that ends a stream), which a mirror sync would take for removed rows. Streamed
+ * reads of models (read-only files) therefore keep DuckDB's default limit, and the planner's
+ * instance does not go below what it used before.
  */
 import type { DuckDBConnection } from '@duckdb/node-api';
 
-/**
- * The limits tried, in order. 64 MB is the lowest with which `ORDER BY` over 1 and 10 million rows
- * still spills and completes (32 MB ran out at 1 million rows, with 2 threads).
- */
-export const MEMORY_STEPS = ['64MB', '256MB', '512MB', '1GB', '4GB'] as const;
+/** The limits tried, in order. */
+export const MEMORY_STEPS = ['256MB', '512MB', '1GB', '4GB'] as const;
 
 /**
  * Bytes of limit the planner's comparison needs per row of its planner table: its hash join over
@@ -27,12 +25,12 @@ export const MEMORY_STEPS = ['64MB', '256MB', '512MB', '1GB', '4GB'] as const;
  * 512 MB. An underestimate costs a failed attempt; an overestimate, memory the join need not take.
  */
 const COMPARISON_BYTES_PER_ROW = 48;
-const STEP_BYTES = [64 << 20, 256 << 20, 512 << 20, 1 << 30, 4 * (1 << 30)];
+const STEP_BYTES = [256 << 20, 512 << 20, 1 << 30, 4 * (1 << 30)];
 
 /** The instance's current limit, raised on demand; never lowered while the instance is open. */
 export class DuckDbMemory {
   private step = 0;
-  /** Statements that raise the limit wait for each other (reads and the planner share it). */
+  /** Statements that raise the limit wait for each other (reads and the planner share the instance). */
   private raising: Promise<unknown> = Promise.resolve();
 
   /** The setting the instance is opened with. */

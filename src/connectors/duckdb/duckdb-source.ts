@@ -53,8 +53,10 @@ export class DuckDbSource implements Source {
   private readonly path: string;
   private opening: Promise<{ duck: DuckDbModule; instance: DuckDBInstance }> | null = null;
   private readonly active = new Set<DuckDBConnection>();
-  /** DuckDB's memory limit for this file: low, raised when a statement needs more (see duckdb-memory.ts). */
+  /** DuckDB's memory limit with the planner in the warehouse: raised when a statement needs more (see duckdb-memory.ts). */
   private readonly memory = new DuckDbMemory();
+  /** Whether the instance runs under `memory` (opened for the planner), or under DuckDB's default. */
+  private limited = false;
 
   readonly warehousePlanner?: WarehousePlannerAccess;
   /** Why the file could not be opened for writing, when the planner (`auto`) fell back to reading only. */
@@ -108,7 +110,7 @@ export class DuckDbSource implements Source {
           chunk = await result.fetchChunk();
           break;
         } catch (error) {
-          if (isOutOfMemory(error) && (await this.memory.raise(connection).catch(() => false))) continue;
+          if (this.limited && isOutOfMemory(error) && (await this.memory.raise(connection).catch(() => false))) continue;
           throw this.queryError(error);
         }
       }
@@ -179,13 +181,13 @@ export class DuckDbSource implements Source {
     }
     try {
       const duck = await import('@duckdb/node-api');
-      // Bounded, so that the blocks scans read are not all kept and sorts and joins spill to disk
-      // instead of growing the process; raised when a statement needs more (see duckdb-memory.ts).
-      const memory_limit = this.memory.initial;
       if (this.warehousePlanner) {
         // The planner keeps its tables in the file: opened for writing, or (auto) read-only as before.
+        // Comparing and sorting spill to disk past its memory limit, instead of growing the process.
         try {
-          return { duck, instance: await duck.DuckDBInstance.create(this.path, { access_mode: 'READ_WRITE', memory_limit }) };
+          const instance = await duck.DuckDBInstance.create(this.path, { access_mode: 'READ_WRITE', memory_limit: this.memory.initial });
+          this.limited = true;
+          return { duck, instance };
         } catch (thrown) {
           if (this.warehousePlanner.mode !== 'auto') throw thrown;
           this.readOnlyBecause = toError(thrown).message;
@@ -195,7 +197,9 @@ export class DuckDbSource implements Source {
       // (whose folder may not be writable). DuckDB creates the folder when it first spills and
       // removes it when the instance closes.
       const temp_directory = join(tmpdir(), `lockstep-duckdb-${randomUUID()}`);
-      const instance = await duck.DuckDBInstance.create(this.path, { access_mode: 'READ_ONLY', memory_limit, temp_directory });
+      // DuckDB's default memory limit: a streamed read that runs out of memory can end early without
+      // an error (see duckdb-memory.ts).
+      const instance = await duck.DuckDBInstance.create(this.path, { access_mode: 'READ_ONLY', temp_directory });
       return { duck, instance };
     } catch (thrown) {
       const error = toError(thrown);
@@ -212,7 +216,7 @@ export class DuckDbSource implements Source {
     return new LockstepError(
       ErrorCode.Query,
       isOutOfMemory(error)
-        ? `the model's query ran out of memory on DuckDB source ${this.path}, even at a memory limit of ${this.memory.limit}: ${error.message} — make the model's query need less memory (fewer or narrower joins, sorts and aggregates)`
+        ? `the model's query ran out of memory on DuckDB source ${this.path}${this.limited ? `, even at a memory limit of ${this.memory.limit}` : ''}: ${error.message} — make the model's query need less memory (fewer or narrower joins, sorts and aggregates)`
         : `the model's query failed on DuckDB source ${this.path}: ${error.message} — check the model's query`,
       { cause: error },
     );
