@@ -10,6 +10,7 @@
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
 import type { Value, WarehousePlan, WarehousePlanner, WarehousePlanPart, WarehousePlanRequest } from '../../core/ports.js';
+import { DuckDbMemory, isOutOfMemory } from './duckdb-memory.js';
 
 const quote = (name: string): string => `"${name.replace(/"/g, '""')}"`;
 
@@ -68,11 +69,15 @@ export class DuckDbPlanner implements WarehousePlanner {
     private readonly schema: string,
     private readonly where: string,
     private readonly dryRun: boolean,
+    private readonly memory: DuckDbMemory,
   ) {}
 
-  /** Opens the planner on `connection`, creating its schema and table of syncs; `dryRun` creates nothing (see preview). */
-  static async open(connection: DuckDBConnection, schema: string, where: string, options: { dryRun?: boolean } = {}): Promise<DuckDbPlanner> {
-    const planner = new DuckDbPlanner(connection, schema, where, options.dryRun === true);
+  /**
+   * Opens the planner on `connection`, creating its schema and table of syncs; `dryRun` creates
+   * nothing (see preview). `memory` is the instance's memory limit, shared with the source's reads.
+   */
+  static async open(connection: DuckDBConnection, schema: string, where: string, options: { dryRun?: boolean; memory?: DuckDbMemory } = {}): Promise<DuckDbPlanner> {
+    const planner = new DuckDbPlanner(connection, schema, where, options.dryRun === true, options.memory ?? new DuckDbMemory());
     if (planner.dryRun) return planner;
     try {
       // The comparison's result is ordered when it is read (ORDER BY key): joins and copies need not
@@ -126,26 +131,54 @@ export class DuckDbPlanner implements WarehousePlanner {
   }
 
   async plan(request: WarehousePlanRequest): Promise<WarehousePlan> {
+    await this.withMemoryFor(request);
     if (this.dryRun) {
       // One snapshot for all of the dry run's counts; rolled back, as it writes nothing.
+      return this.retryingOutOfMemory('comparing the model with its planner table', async () => {
+        await this.run('BEGIN TRANSACTION');
+        try {
+          return await this.preview(request);
+        } finally {
+          await this.run('ROLLBACK').catch(() => undefined);
+        }
+      });
+    }
+    return this.retryingOutOfMemory('comparing the model with its planner table', async () => {
       await this.run('BEGIN TRANSACTION');
       try {
-        return await this.preview(request);
+        const plan = await this.planOnce(request);
+        await this.run('COMMIT');
+        return plan;
       } catch (error) {
-        throw this.failure('comparing the model with its planner table', error);
-      } finally {
         await this.run('ROLLBACK').catch(() => undefined);
+        this.fence = null;
+        throw error;
       }
-    }
-    await this.run('BEGIN TRANSACTION');
-    try {
-      const plan = await this.planOnce(request);
-      await this.run('COMMIT');
-      return plan;
-    } catch (error) {
-      await this.run('ROLLBACK').catch(() => undefined);
-      this.fence = null;
-      throw this.failure('comparing the model with its planner table', error);
+    });
+  }
+
+  /**
+   * Raises DuckDB's memory limit to what comparing the model with a planner table of this sync's
+   * size needs (a hash join), instead of running out of memory at each lower step first.
+   */
+  private async withMemoryFor(request: WarehousePlanRequest): Promise<void> {
+    const found = (await this.tableColumns('lockstep_syncs')) === null ? [] : await this.rows<{ n: bigint }>(`SELECT row_count AS n FROM ${this.meta} WHERE sync_id = ?`, [request.sync.id]);
+    const rows = Number(found[0]?.n ?? 0);
+    if (rows > 0) await this.memory.atLeastFor(this.connection, rows);
+  }
+
+  /**
+   * Runs `attempt` (which leaves no transaction open when it fails) and, when DuckDB ran out of
+   * memory, runs it again under a higher memory limit, up to the last step.
+   */
+  private async retryingOutOfMemory<T>(what: string, attempt: () => Promise<T>): Promise<T> {
+    for (;;) {
+      try {
+        return await attempt();
+      } catch (error) {
+        if (isOutOfMemory(error) && (await this.memory.raise(this.connection).catch(() => false))) continue;
+        throw this.failure(isOutOfMemory(error) ? `${what} (at DuckDB's memory limit of ${this.memory.limit})` : what, error);
+      }
     }
   }
 
@@ -391,6 +424,27 @@ export class DuckDbPlanner implements WarehousePlanner {
   }
 
   private async commitNow(through: { op: WarehousePlanPart['op']; key: Value[] }, rejected: Value[][]): Promise<void> {
+    if (rejected.length === 0) {
+      // One statement, its own transaction: the watermark moves only if this attempt still holds
+      // the sync. A transaction of four statements took 60–130 ms per batch while the parts were
+      // read (each waits for DuckDB's threads, busy with the read's sort).
+      const fence = this.fence;
+      if (!fence) throw new LockstepError(ErrorCode.Internal, 'the planner was written to before a plan');
+      let moved: unknown[];
+      try {
+        moved = await this.rows(`UPDATE ${this.meta} SET part = ?, through = ? WHERE sync_id = ? AND run_id = ? AND attempt = ? RETURNING sync_id`, [
+          OPS.indexOf(through.op),
+          JSON.stringify(through.key),
+          fence.syncId,
+          fence.runId,
+          fence.attempt,
+        ]);
+      } catch (error) {
+        throw this.failure('recording delivered rows in the planner table', error);
+      }
+      if (moved.length === 0) throw this.leaseLost();
+      return;
+    }
     await this.run('BEGIN TRANSACTION');
     try {
       await this.fenced(`UPDATE ${this.meta} SET part = ?, through = ?`, [OPS.indexOf(through.op), JSON.stringify(through.key)]);
@@ -408,16 +462,18 @@ export class DuckDbPlanner implements WarehousePlanner {
   async finish(): Promise<void> {
     if (this.dryRun) return;
     await this.chain;
-    await this.run('BEGIN TRANSACTION');
-    try {
-      const meta = await this.readMeta(this.fence?.syncId ?? -1);
-      if (meta.run_id !== this.fence?.runId || meta.attempt !== this.fence.attempt) throw this.leaseLost();
-      await this.apply(meta, true);
-      await this.run('COMMIT');
-    } catch (error) {
-      await this.run('ROLLBACK').catch(() => undefined);
-      throw this.failure('taking the delivered rows into the planner table', error);
-    }
+    await this.retryingOutOfMemory('taking the delivered rows into the planner table', async () => {
+      await this.run('BEGIN TRANSACTION');
+      try {
+        const meta = await this.readMeta(this.fence?.syncId ?? -1);
+        if (meta.run_id !== this.fence?.runId || meta.attempt !== this.fence.attempt) throw this.leaseLost();
+        await this.apply(meta, true);
+        await this.run('COMMIT');
+      } catch (error) {
+        await this.run('ROLLBACK').catch(() => undefined);
+        throw error;
+      }
+    });
   }
 
   /** As PostgresPlanner.apply: the delivered rows into the planner table, inside the caller's transaction. */
@@ -491,11 +547,20 @@ export class DuckDbPlanner implements WarehousePlanner {
       const kept = old
         ? ` UNION ALL SELECT ${columns.map((c) => (old.some((o) => o.name === c.name) ? `CAST(p.${q(c.name)} AS ${c.type})` : `CAST(NULL AS ${c.type})`)).join(', ')} FROM ${p} AS p WHERE NOT EXISTS (SELECT 1 FROM ${s} AS s WHERE ${keys.map((k) => `s.${q(k)} = p.${q(k)}`).join(' AND ')})`
         : '';
-      const rebuilt = this.table(`${planner}_new`);
-      await this.run(`DROP TABLE IF EXISTS ${rebuilt}`);
-      await this.run(`CREATE TABLE ${rebuilt} AS SELECT ${selected} FROM ${s} AS s WHERE ${keep}${kept}`, keepParams);
-      await this.run(`DROP TABLE IF EXISTS ${p}`);
-      await this.run(`ALTER TABLE ${rebuilt} RENAME TO ${q(planner)}`);
+      const staged = await this.tableColumns(staging);
+      if (kind !== 'keys' && conditions.length === 0 && staged !== null && sameColumnsInOrder(staged, columns)) {
+        // Every staged row was delivered and the staging table holds just the model's columns: it
+        // becomes the planner table as it is, instead of being copied (a copy of the whole model,
+        // which under DuckDB's memory limit took seconds per million rows).
+        await this.run(`DROP TABLE IF EXISTS ${p}`);
+        await this.run(`ALTER TABLE ${s} RENAME TO ${q(planner)}`);
+      } else {
+        const rebuilt = this.table(`${planner}_new`);
+        await this.run(`DROP TABLE IF EXISTS ${rebuilt}`);
+        await this.run(`CREATE TABLE ${rebuilt} AS SELECT ${selected} FROM ${s} AS s WHERE ${keep}${kept}`, keepParams);
+        await this.run(`DROP TABLE IF EXISTS ${p}`);
+        await this.run(`ALTER TABLE ${rebuilt} RENAME TO ${q(planner)}`);
+      }
       const [row] = await this.rows<{ n: bigint }>(`SELECT count(*) AS n FROM ${p}`);
       rowCount = Number(row?.n ?? 0);
     } else {
@@ -595,6 +660,11 @@ function sameColumns(a: readonly ColumnType[], b: readonly ColumnType[]): boolea
   if (a.length !== b.length) return false;
   const types = new Map(a.map((c) => [c.name, c.type]));
   return b.every((c) => types.get(c.name) === c.type);
+}
+
+/** Same columns, names and types, in the same order. */
+function sameColumnsInOrder(a: readonly ColumnType[], b: readonly ColumnType[]): boolean {
+  return a.length === b.length && a.every((c, i) => c.name === b[i]?.name && c.type === b[i]?.type);
 }
 
 function describeChange(before: readonly ColumnType[], after: readonly ColumnType[]): string {

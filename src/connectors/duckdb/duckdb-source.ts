@@ -1,4 +1,7 @@
+import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type * as DuckDbApi from '@duckdb/node-api';
 import type {
   DuckDBConnection,
@@ -31,6 +34,7 @@ import {
   timestampTextToIso,
 } from '../values.js';
 import { duckDbCursor } from '../cursor-sql.js';
+import { DuckDbMemory, isOutOfMemory } from './duckdb-memory.js';
 
 export interface DuckDbSourceOptions {
   /** Path of an existing DuckDB file. It is opened read-only (read-write with the planner in the warehouse) and never created. */
@@ -40,9 +44,6 @@ export interface DuckDbSourceOptions {
 }
 
 type DuckDbModule = typeof DuckDbApi;
-
-/** DuckDB's memory limit when the planner in the warehouse compares in the file (its default is most of the machine's memory). */
-const PLANNER_MEMORY = '256MB';
 
 /**
  * Reads models from a DuckDB file, opened read-only: each `read` uses its own connection and pulls
@@ -54,6 +55,10 @@ export class DuckDbSource implements Source {
   private readonly path: string;
   private opening: Promise<{ duck: DuckDbModule; instance: DuckDBInstance }> | null = null;
   private readonly active = new Set<DuckDBConnection>();
+  /** DuckDB's memory limit with the planner in the warehouse: raised when a statement needs more (see duckdb-memory.ts). */
+  private readonly memory = new DuckDbMemory();
+  /** Whether the instance runs under `memory` (opened for the planner), or under DuckDB's default. */
+  private limited = false;
 
   readonly warehousePlanner?: WarehousePlannerAccess;
   /** Why the file could not be opened for writing, when the planner (`auto`) fell back to reading only. */
@@ -76,7 +81,7 @@ export class DuckDbSource implements Source {
             );
           }
           const { DuckDbPlanner } = await import('./duckdb-planner.js');
-          return DuckDbPlanner.open(await instance.connect(), schema, `DuckDB file ${this.path}`, options);
+          return DuckDbPlanner.open(await instance.connect(), schema, `DuckDB file ${this.path}`, { ...options, memory: this.memory });
         },
       };
     }
@@ -98,22 +103,31 @@ export class DuckDbSource implements Source {
     this.active.add(connection);
     try {
       let result: DuckDBResult;
-      try {
-        result = await connection.stream(query);
-      } catch (error) {
-        throw this.queryError(error);
+      let chunk: DuckDBDataChunk | null;
+      // Sorts, joins and aggregates do their work before the first chunk: a query that runs out of
+      // memory there is run again under a higher limit (nothing was read from it yet).
+      for (;;) {
+        try {
+          result = await connection.stream(query);
+          chunk = await result.fetchChunk();
+          break;
+        } catch (error) {
+          if (this.limited && isOutOfMemory(error) && (await this.memory.raise(connection).catch(() => false))) continue;
+          throw this.queryError(error);
+        }
       }
       const columns = result.columnNames();
       const converters = columnConverters(duck, result);
       const batcher = new RowBatcher(batchSize);
       let yielded = false;
-      for (;;) {
+      for (let first = true; ; first = false) {
         signal?.throwIfAborted();
-        let chunk;
-        try {
-          chunk = await result.fetchChunk();
-        } catch (error) {
-          throw this.queryError(error);
+        if (!first) {
+          try {
+            chunk = await result.fetchChunk();
+          } catch (error) {
+            throw this.queryError(error);
+          }
         }
         if (!chunk || chunk.rowCount === 0) break;
         const rows = chunkRows(chunk, converters);
@@ -171,15 +185,23 @@ export class DuckDbSource implements Source {
       const duck = await import('@duckdb/node-api');
       if (this.warehousePlanner) {
         // The planner keeps its tables in the file: opened for writing, or (auto) read-only as before.
+        // Comparing and sorting spill to disk past its memory limit, instead of growing the process.
         try {
-          // Comparing and sorting spill to disk past this, instead of growing the process.
-          return { duck, instance: await duck.DuckDBInstance.create(this.path, { access_mode: 'READ_WRITE', memory_limit: PLANNER_MEMORY }) };
+          const instance = await duck.DuckDBInstance.create(this.path, { access_mode: 'READ_WRITE', memory_limit: this.memory.initial });
+          this.limited = true;
+          return { duck, instance };
         } catch (thrown) {
           if (this.warehousePlanner.mode !== 'auto') throw thrown;
           this.readOnlyBecause = toError(thrown).message;
         }
       }
-      const instance = await duck.DuckDBInstance.create(this.path, { access_mode: 'READ_ONLY' });
+      // What spills goes to the machine's temporary folder, not next to a file Lockstep only reads
+      // (whose folder may not be writable). DuckDB creates the folder when it first spills and
+      // removes it when the instance closes.
+      const temp_directory = join(tmpdir(), `lockstep-duckdb-${randomUUID()}`);
+      // DuckDB's default memory limit: a streamed read that runs out of memory can end early without
+      // an error (see duckdb-memory.ts).
+      const instance = await duck.DuckDBInstance.create(this.path, { access_mode: 'READ_ONLY', temp_directory });
       return { duck, instance };
     } catch (thrown) {
       const error = toError(thrown);
@@ -195,7 +217,9 @@ export class DuckDbSource implements Source {
     const error = toError(thrown);
     return new LockstepError(
       ErrorCode.Query,
-      `the model's query failed on DuckDB source ${this.path}: ${error.message} — check the model's query`,
+      isOutOfMemory(error)
+        ? `the model's query ran out of memory on DuckDB source ${this.path}${this.limited ? `, even at a memory limit of ${this.memory.limit}` : ''}: ${error.message} — make the model's query need less memory (fewer or narrower joins, sorts and aggregates)`
+        : `the model's query failed on DuckDB source ${this.path}: ${error.message} — check the model's query`,
       { cause: error },
     );
   }
