@@ -1121,6 +1121,7 @@ export class SyncRunner {
     let lines = false;
     for (const part of resetCDC ? [] : plan.parts) {
       let keyIndexes: number[] | null = null;
+      let read = 0;
       for await (const rows of timedReads(source.read(part.query, { batchSize: this.options.readBatchSize, signal, encoded: true })[Symbol.asyncIterator](), p.phases)) {
         if (signal.aborted) throw new RunStopped(signal.reason as StopReason);
         await new Promise((resolve) => setImmediate(resolve));
@@ -1128,6 +1129,7 @@ export class SyncRunner {
         if (p.target === null) lines = part.op === 'removed' ? await prepare(model.primaryKey, undefined) : await prepare(rows.columns, rows.encoded);
         const view = rows.encoded ? new EncodedBatch(rows.encoded, keyIndexes, lines) : new DecodedBatch(rows.rows, keyIndexes);
         progress.querySize += view.count;
+        read += view.count;
         for (let r = 0; r < view.count; r++) {
           const k = view.keyText(r) as string;
           const op =
@@ -1136,6 +1138,14 @@ export class SyncRunner {
               : view.op(r, part.op, sentAs(part.op), k, 0, 0);
           if (batches.add(op)) await batches.flush();
         }
+      }
+      // A read that ended early without an error (a database's client can lose the end of a stream)
+      // must not pass for a complete one: the run's end takes every planned row in as delivered.
+      if (read !== part.rows) {
+        throw new LockstepError(
+          ErrorCode.Transient,
+          `reading the ${part.op} rows of model "${model.slug}" from the warehouse returned ${read} rows where the comparison planned ${part.rows}; nothing unread is recorded as delivered, and the next attempt reads them again`,
+        );
       }
     }
     progress.reading = false;

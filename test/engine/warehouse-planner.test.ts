@@ -12,6 +12,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { PostgresPlanner, plannerTuning } from '../../src/connectors/postgres/postgres-planner.js';
 import type { ModelDef, SequenceDef, SyncDef } from '../../src/core/workspace.js';
 import { member, model, sequence, source, sync, workspace } from '../helpers/definitions.js';
+import { withShortReads } from '../helpers/fault-connectors.js';
 import { startHarness, tempDir } from '../helpers/harness.js';
 import { createTestDatabase, sql } from '../helpers/postgres.js';
 
@@ -131,6 +132,41 @@ describe('planner in the warehouse (PostgreSQL)', () => {
     expect(reasons).toContainEqual(['[null]', 'primary key column "id" is null']);
     expect(reasons.find(([key]) => key === '[5]')?.[1]).toMatch(/^duplicate primary key \[5\]/);
     expect(first.successfulRows.addedCount).toBe(ROWS);
+  });
+
+  it('fails a run whose read of the planned rows ended early, and records only what was delivered', async () => {
+    const url = await createTestDatabase('lockstep_wshort');
+    await sql(
+      url,
+      `create table people (id bigint primary key, name text not null, score integer not null, seen_at timestamptz);
+       insert into people select g, 'person ' || g, g % 100, null from generate_series(1, ${ROWS}) g;
+       create table crm_people (id bigint primary key, name text, score integer, seen_at timestamptz)`,
+    );
+    let short = true;
+    const h = await startHarness({
+      dir: tempDir(),
+      definition: workspace({
+        sources: [source('warehouse', { type: 'postgres', settings: { url, planner: 'warehouse' } })],
+        destinations: [source('crm', { type: 'postgres', url })],
+        models: [model('people', 'warehouse', 'select id, name, score, seen_at from people')],
+        syncs: [sync('people-to-crm', { model: 'people', destination: 'crm', object: 'crm_people', mode: 'mirror', batchSize: 500 })],
+      }),
+      connectors: (real) => withShortReads(real, (query) => short && query.includes('_stage')),
+    });
+    await using _ = h;
+    const { run } = await h.app.worker.triggerSync('people-to-crm', {});
+    const failed = await h.app.worker.waitForSyncRun(run.id);
+    expect(failed.status).toBe('failed');
+    expect(failed.error).toMatch(/reading the added rows of model "people" from the warehouse returned \d+ rows where the comparison planned \d+; nothing unread is recorded as delivered/);
+    const delivered = (await sql<{ n: number }>(url, 'select count(*)::int as n from crm_people'))[0]?.n ?? 0;
+    expect(delivered).toBeLessThan(ROWS);
+    // Nothing unread was taken into the planner table: the next run sends the rest.
+    short = false;
+    const { run: next } = await h.app.worker.triggerSync('people-to-crm', {});
+    const rest = await h.app.worker.waitForSyncRun(next.id);
+    expect(rest.status).toBe('success');
+    expect(await sql(url, 'select count(*)::int as n from crm_people')).toEqual([{ n: ROWS }]);
+    expect(await sql(url, 'select count(*)::int as n from lockstep_planner.sync_1_people_to_crm')).toEqual([{ n: ROWS }]);
   });
 
   describe('in key ranges side by side', () => {

@@ -1,4 +1,4 @@
-import type { Connectors, Destination, DestinationWriter, RowOutcome, WriteOperation, WriteTarget } from '../../src/core/ports.js';
+import type { Connectors, Destination, DestinationWriter, ReadOptions, RowBatch, RowOutcome, Source, WriteOperation, WriteTarget } from '../../src/core/ports.js';
 
 /** Called before each batch a destination writes; may wait (to hold a run mid-flight) or throw (to inject a failure). */
 export type BeforeWrite = (info: { object: string; batchIndex: number; batch: WriteOperation[] }) => Promise<void> | void;
@@ -40,4 +40,30 @@ export class Gate {
   open(): void {
     this.release();
   }
+}
+
+/**
+ * Wraps real connectors so that reads whose query `matches` lose their last batch without an error,
+ * as a database client that loses the end of a stream would hand them over.
+ */
+export function withShortReads(inner: Connectors, matches: (query: string) => boolean): Connectors {
+  return {
+    openDestination: (c, run) => inner.openDestination(c, run),
+    async openSource(c) {
+      const source = await inner.openSource(c);
+      return Object.assign(Object.create(source) as Source, {
+        read(query: string, options: ReadOptions): AsyncIterable<RowBatch> {
+          const batches = source.read(query, options);
+          if (!matches(query)) return batches;
+          return (async function* () {
+            let held: RowBatch | null = null;
+            for await (const batch of batches) {
+              if (held) yield held;
+              held = batch;
+            }
+          })();
+        },
+      });
+    },
+  };
 }
