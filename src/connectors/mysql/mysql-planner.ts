@@ -23,6 +23,7 @@
  */
 import { createHash } from 'node:crypto';
 import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
+import { PlannerCommits } from '../planner-commits.js';
 import type { Value, WarehousePlan, WarehousePlanner, WarehousePlanPart, WarehousePlanRequest } from '../../core/ports.js';
 import { classifyMysqlError, MysqlFailure, mysqlErrno, quoteMysqlIdent as quote, type MysqlField, type MysqlPool, type MysqlPoolConnection } from './mysql-client.js';
 import { converterFor } from './mysql-source.js';
@@ -102,12 +103,11 @@ const UNSIGNED_FLAG = 32;
 const BINARY_CHARSET = 63;
 
 export class MysqlPlanner implements WarehousePlanner {
-  private chain: Promise<void> = Promise.resolve();
+  private readonly commits = new PlannerCommits((through, rejected) => this.commitNow(through, rejected));
   private fence: { syncId: number; runId: number; attempt: number } | null = null;
   private keys: string[] = [];
   private keyFields: Field[] = [];
   private plannerTable = '';
-  private waiting: { through: { op: WarehousePlanPart['op']; key: Value[] }; rejected: Value[][]; done: Promise<void> } | null = null;
 
   private constructor(
     private readonly pool: MysqlPool,
@@ -623,20 +623,7 @@ export class MysqlPlanner implements WarehousePlanner {
   commit(through: { op: WarehousePlanPart['op']; key: Value[] }, rejected: Value[][]): Promise<void> {
     // A dry run delivered nothing: nothing to record.
     if (this.dryRun) return Promise.resolve();
-    // Commits asked for while one is under way join into the next (only the latest watermark counts).
-    if (this.waiting) {
-      this.waiting.through = through;
-      this.waiting.rejected.push(...rejected);
-      return this.waiting.done;
-    }
-    const waiting = { through, rejected: [...rejected], done: Promise.resolve() };
-    this.waiting = waiting;
-    waiting.done = this.chain.then(() => {
-      this.waiting = null;
-      return this.commitNow(waiting.through, waiting.rejected);
-    });
-    this.chain = waiting.done.catch(() => undefined);
-    return waiting.done;
+    return this.commits.commit(through, rejected);
   }
 
   /**
@@ -665,7 +652,7 @@ export class MysqlPlanner implements WarehousePlanner {
 
   async finish(): Promise<void> {
     if (this.dryRun) return;
-    await this.chain;
+    await this.commits.settled();
     const fence = this.fence;
     if (!fence) throw new LockstepError(ErrorCode.Internal, 'the planner was finished before a plan');
     try {
@@ -841,7 +828,7 @@ export class MysqlPlanner implements WarehousePlanner {
   }
 
   async close(): Promise<void> {
-    await this.chain.catch(() => undefined);
+    await this.commits.settled();
     this.connection.destroy();
     await this.pool.end().catch(() => undefined);
   }

@@ -8,6 +8,7 @@
  * staging table is taken into the planner table when the run ends, or by the next attempt when
  * this one stopped part-way.
  */
+import { PlannerCommits } from '../planner-commits.js';
 import type pg from 'pg';
 import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
 import type { Value, WarehousePlan, WarehousePlanner, WarehousePlanPart, WarehousePlanRequest } from '../../core/ports.js';
@@ -92,7 +93,7 @@ const NOT_NULL_VIOLATION = '23502';
 
 export class PostgresPlanner implements WarehousePlanner {
   /** Commits in the order they were asked for (each waits for the one before). */
-  private chain: Promise<void> = Promise.resolve();
+  private readonly commits = new PlannerCommits((through, rejected) => this.commitNow(through, rejected));
   private fence: { syncId: number; runId: number; attempt: number } | null = null;
   /** The run's key columns and planner table, once planned. */
   private keys: string[] = [];
@@ -583,25 +584,8 @@ export class PostgresPlanner implements WarehousePlanner {
   commit(through: { op: WarehousePlanPart['op']; key: Value[] }, rejected: Value[][]): Promise<void> {
     // A dry run delivered nothing: nothing to record.
     if (this.dryRun) return Promise.resolve();
-    // Commits asked for while one is under way join into the next: only the latest watermark
-    // counts, and the rejected keys of all of them go with it (one transaction instead of many).
-    if (this.waiting) {
-      this.waiting.through = through;
-      this.waiting.rejected.push(...rejected);
-      return this.waiting.done;
-    }
-    const waiting = { through, rejected: [...rejected], done: Promise.resolve() };
-    this.waiting = waiting;
-    waiting.done = this.chain.then(() => {
-      this.waiting = null;
-      return this.commitNow(waiting.through, waiting.rejected);
-    });
-    this.chain = waiting.done.catch(() => undefined);
-    return waiting.done;
+    return this.commits.commit(through, rejected);
   }
-
-  /** The next commit, while it waits for the one under way (see commit). */
-  private waiting: { through: { op: WarehousePlanPart['op']; key: Value[] }; rejected: Value[][]; done: Promise<void> } | null = null;
 
   private async commitNow(through: { op: WarehousePlanPart['op']; key: Value[] }, rejected: Value[][]): Promise<void> {
     const { client } = this;
@@ -623,7 +607,7 @@ export class PostgresPlanner implements WarehousePlanner {
 
   async finish(): Promise<void> {
     if (this.dryRun) return;
-    await this.chain;
+    await this.commits.settled();
     const { client } = this;
     try {
       await client.query('BEGIN');
@@ -751,7 +735,7 @@ export class PostgresPlanner implements WarehousePlanner {
   }
 
   async close(): Promise<void> {
-    await this.chain.catch(() => undefined);
+    await this.commits.settled();
     await this.client.end().catch(() => undefined);
   }
 
