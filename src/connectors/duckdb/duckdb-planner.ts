@@ -11,13 +11,9 @@ import type { DuckDBConnection } from '@duckdb/node-api';
 import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
 import type { Value, WarehousePlan, WarehousePlanner, WarehousePlanPart, WarehousePlanRequest } from '../../core/ports.js';
 import { DuckDbMemory, isOutOfMemory } from './duckdb-memory.js';
+import { OPS, OP_CODE, describeChange, pendingNote, plannerTableName, sameColumns, type ColumnType } from '../planner-tables.js';
 
 const quote = (name: string): string => `"${name.replace(/"/g, '""')}"`;
-
-interface ColumnType {
-  name: string;
-  type: string;
-}
 
 type StagingKind = 'initial' | 'reset' | 'keys' | 'values';
 
@@ -54,8 +50,6 @@ interface Shape {
   plannerTable: string;
 }
 
-const OPS: ReadonlyArray<WarehousePlanPart['op']> = ['added', 'changed', 'removed'];
-const OP_CODE = { added: 'a', changed: 'c', removed: 'r' } as const;
 
 export class DuckDbPlanner implements WarehousePlanner {
   private chain: Promise<void> = Promise.resolve();
@@ -616,11 +610,6 @@ export class DuckDbPlanner implements WarehousePlanner {
   }
 }
 
-/** The sync's planner table (and the prefix of its staging tables). */
-function plannerTableName(sync: { id: number; slug: string }): string {
-  return `sync_${sync.id}_${sync.slug.toLowerCase().replace(/[^a-z0-9_]/g, '_').slice(0, 32)}`;
-}
-
 /** The meta row of a sync the planner never ran for: compared as a first run. */
 function unplannedMeta(plannerTable: string): MetaRow {
   return {
@@ -644,11 +633,6 @@ function unplannedMeta(plannerTable: string): MetaRow {
   };
 }
 
-/** What a dry run says when a run's delivered rows are not in the planner table yet. */
-function pendingNote(runId: number | null): string {
-  return `sync run ${runId ?? '?'} stopped part-way or is running: the rows it delivered are not in the planner table yet, so this plan counts them again (the next run takes them in first)`;
-}
-
 function plain(value: unknown): Value {
   if (value === null || typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') return value;
   if (typeof value === 'bigint') return Number.isSafeInteger(Number(value)) ? Number(value) : String(value);
@@ -656,26 +640,8 @@ function plain(value: unknown): Value {
   return String(value);
 }
 
-function sameColumns(a: readonly ColumnType[], b: readonly ColumnType[]): boolean {
-  if (a.length !== b.length) return false;
-  const types = new Map(a.map((c) => [c.name, c.type]));
-  return b.every((c) => types.get(c.name) === c.type);
-}
-
 /** Same columns, names and types, in the same order. */
 function sameColumnsInOrder(a: readonly ColumnType[], b: readonly ColumnType[]): boolean {
   return a.length === b.length && a.every((c, i) => c.name === b[i]?.name && c.type === b[i]?.type);
 }
 
-function describeChange(before: readonly ColumnType[], after: readonly ColumnType[]): string {
-  const old = new Map(before.map((c) => [c.name, c.type]));
-  const now = new Map(after.map((c) => [c.name, c.type]));
-  const changes: string[] = [];
-  for (const [name, type] of now) {
-    const was = old.get(name);
-    if (was === undefined) changes.push(`${name} added`);
-    else if (was !== type) changes.push(`${name} ${was} → ${type}`);
-  }
-  for (const name of old.keys()) if (!now.has(name)) changes.push(`${name} gone`);
-  return changes.join(', ');
-}

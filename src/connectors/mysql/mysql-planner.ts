@@ -27,17 +27,12 @@ import { PlannerCommits } from '../planner-commits.js';
 import type { Value, WarehousePlan, WarehousePlanner, WarehousePlanPart, WarehousePlanRequest } from '../../core/ports.js';
 import { classifyMysqlError, MysqlFailure, mysqlErrno, quoteMysqlIdent as quote, type MysqlField, type MysqlPool, type MysqlPoolConnection } from './mysql-client.js';
 import { converterFor } from './mysql-source.js';
+import { OPS, OP_CODE, describeChange, pendingNote, plannerTableName, sameColumns, type ColumnType } from '../planner-tables.js';
 
 /** A result column as the driver describes it, with what the planner reads of it. */
 interface Field extends MysqlField {
   decimals: number;
   flags: number;
-}
-
-/** A column as the planner records it: its name and its type as the server reports it (see typeName). */
-interface ColumnType {
-  name: string;
-  type: string;
 }
 
 type StagingKind = 'initial' | 'reset' | 'keys' | 'values';
@@ -78,8 +73,6 @@ interface Shape {
   plannerTable: string;
 }
 
-const OPS: ReadonlyArray<WarehousePlanPart['op']> = ['added', 'changed', 'removed'];
-const OP_CODE = { added: 'a', changed: 'c', removed: 'r' } as const;
 /** Column names the planner's tables use themselves. */
 const RESERVED = new Set(['lockstep_op', 'lockstep_n', 'lockstep_mark', 'lockstep_rn']);
 
@@ -942,11 +935,6 @@ function keyParameter(value: Value, field: Field): unknown {
   return value;
 }
 
-/** The sync's planner table (and the prefix of its staging tables). */
-function plannerTableName(sync: { id: number; slug: string }): string {
-  return `sync_${sync.id}_${sync.slug.toLowerCase().replace(/[^a-z0-9_]/g, '_').slice(0, 32)}`;
-}
-
 function parseMeta(row: Record<string, unknown>): MetaRow {
   const json = <T>(v: unknown): T | null => (typeof v === 'string' && v !== '' ? (JSON.parse(v) as T) : null);
   const num = (v: unknown) => Number(v ?? 0);
@@ -998,26 +986,3 @@ function unplannedMeta(syncId: number, plannerTable: string): MetaRow {
   };
 }
 
-/** What a dry run says when a run's delivered rows are not in the planner table yet. */
-function pendingNote(runId: number | null): string {
-  return `sync run ${runId ?? '?'} stopped part-way or is running: the rows it delivered are not in the planner table yet, so this plan counts them again (the next run takes them in first)`;
-}
-
-function sameColumns(a: readonly ColumnType[], b: readonly ColumnType[]): boolean {
-  if (a.length !== b.length) return false;
-  const types = new Map(a.map((c) => [c.name, c.type]));
-  return b.every((c) => types.get(c.name) === c.type);
-}
-
-function describeChange(before: readonly ColumnType[], after: readonly ColumnType[]): string {
-  const old = new Map(before.map((c) => [c.name, c.type]));
-  const now = new Map(after.map((c) => [c.name, c.type]));
-  const changes: string[] = [];
-  for (const [name, type] of now) {
-    const was = old.get(name);
-    if (was === undefined) changes.push(`${name} added`);
-    else if (was !== type) changes.push(`${name} ${was} → ${type}`);
-  }
-  for (const name of old.keys()) if (!now.has(name)) changes.push(`${name} gone`);
-  return changes.join(', ');
-}

@@ -12,14 +12,9 @@ import { PlannerCommits } from '../planner-commits.js';
 import type pg from 'pg';
 import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
 import type { Value, WarehousePlan, WarehousePlanner, WarehousePlanPart, WarehousePlanRequest } from '../../core/ports.js';
+import { OPS, OP_CODE, describeChange, pendingNote, plannerTableName, sameColumns, type ColumnType } from '../planner-tables.js';
 
 const quote = (name: string): string => `"${name.replace(/"/g, '""')}"`;
-
-/** A column as the planner records it: its name and its type as format_type spells it. */
-interface ColumnType {
-  name: string;
-  type: string;
-}
 
 /** How the staging table was built, which says how it is taken into the planner table. */
 type StagingKind =
@@ -66,8 +61,6 @@ interface Shape {
   plannerTable: string;
 }
 
-const OPS: ReadonlyArray<WarehousePlanPart['op']> = ['added', 'changed', 'removed'];
-const OP_CODE = { added: 'a', changed: 'c', removed: 'r' } as const;
 
 /** Types without an equality operator are compared as text. */
 const TEXT_COMPARED = new Set(['json', 'xml', 'point', 'line', 'lseg', 'box', 'path', 'polygon', 'circle']);
@@ -846,11 +839,6 @@ function plain(value: unknown): Value {
   return String(value);
 }
 
-/** The sync's planner table (and the prefix of its staging tables). */
-function plannerTableName(sync: { id: number; slug: string }): string {
-  return `sync_${sync.id}_${sync.slug.toLowerCase().replace(/[^a-z0-9_]/g, '_').slice(0, 32)}`;
-}
-
 /** The meta row of a sync the planner never ran for: compared as a first run. */
 function unplannedMeta(syncId: number, plannerTable: string): MetaRow {
   return {
@@ -875,11 +863,6 @@ function unplannedMeta(syncId: number, plannerTable: string): MetaRow {
   };
 }
 
-/** What a dry run says when a run's delivered rows are not in the planner table yet. */
-function pendingNote(runId: string | number | null): string {
-  return `sync run ${runId ?? '?'} stopped part-way or is running: the rows it delivered are not in the planner table yet, so this plan counts them again (the next run takes them in first)`;
-}
-
 function parseMeta(row: MetaRow | undefined): MetaRow {
   if (!row) throw new LockstepError(ErrorCode.Internal, 'the planner lost its row in lockstep_syncs');
   return {
@@ -896,21 +879,3 @@ function json<T>(value: unknown): T {
   return (typeof value === 'string' ? JSON.parse(value) : value) as T;
 }
 
-function sameColumns(a: readonly ColumnType[], b: readonly ColumnType[]): boolean {
-  if (a.length !== b.length) return false;
-  const types = new Map(a.map((c) => [c.name, c.type]));
-  return b.every((c) => types.get(c.name) === c.type);
-}
-
-function describeChange(before: readonly ColumnType[], after: readonly ColumnType[]): string {
-  const old = new Map(before.map((c) => [c.name, c.type]));
-  const now = new Map(after.map((c) => [c.name, c.type]));
-  const changes: string[] = [];
-  for (const [name, type] of now) {
-    const was = old.get(name);
-    if (was === undefined) changes.push(`${name} added`);
-    else if (was !== type) changes.push(`${name} ${was} → ${type}`);
-  }
-  for (const name of old.keys()) if (!now.has(name)) changes.push(`${name} gone`);
-  return changes.join(', ');
-}
