@@ -112,12 +112,15 @@ export class KeySet {
   }
 
   /**
-   * The keys of `scan` not in the set, in the order `scan` gives them. Without runs, one pass over
-   * `scan`; with runs, one pass per slice of the runs that fits the budget (`scan` is called again
-   * for each, and must give the same keys each time: keys gone meanwhile are simply not given).
+   * The keys of `scan` not in the set. Without runs, one pass over `scan`, in its order. With runs,
+   * every key held in memory joins them first (memory is then free for the comparison), and `scan`
+   * is still read once: each key, with its fingerprint, goes to a second temporary file, in parts by
+   * the fingerprint's first word; each part is then compared with the runs' fingerprints of the same
+   * range, held in one buffer of the budget's size. Keys gone from `scan` meanwhile are simply not
+   * given; those of a part come in the order `scan` gave them.
    */
   async *unseen(scan: () => AsyncIterable<string[]>): AsyncGenerator<string> {
-    if (this.list !== null) this.leaveOrder();
+    if (this.runs === null && this.list !== null) this.leaveOrder();
     const runs = this.runs;
     if (runs === null) {
       for await (const keys of scan()) {
@@ -126,23 +129,11 @@ export class KeySet {
       }
       return;
     }
-    const room = Math.max(this.budget - (this.table?.byteLength ?? 0), this.budget / 2);
-    const slices = Math.max(1, Math.ceil((runs.records * RECORD) / room));
-    const width = 2 ** 32 / slices;
-    for (let s = 0; s < slices; s++) {
-      const from = Math.floor(s * width);
-      const to = s === slices - 1 ? 2 ** 32 : Math.floor((s + 1) * width);
-      const slice = runs.slice(from, to);
-      for await (const keys of scan()) {
-        for (const k of keys) {
-          fingerprint(k);
-          const first = fp[0] as number;
-          if (first < from || first >= to) continue;
-          if (!this.inTable() && !slice.some((records) => findRecord(records, 0, records.length / WORDS))) yield k;
-        }
-        await turn();
-      }
-    }
+    // The list's or table's array, free once spilled, holds the runs' slices (an array dropped
+    // here would stay in memory until the garbage collector ran, besides the new one).
+    const spare = this.list ?? this.table;
+    this.spillHeld();
+    yield* runs.unseen(scan, this.budget, this.spillDir, spare);
   }
 
   /** Removes the temporary file's contents (the set answers nothing after). */
@@ -214,7 +205,10 @@ export class KeySet {
         this.count = 1;
         return;
       }
-      const larger = new Uint32Array(list.length * 2);
+      // Doubling while small; from 64 Ki keys straight to the largest list the budget allows, whose
+      // pages are taken only as they fill: each large array freed on the way would leave the
+      // allocator keeping smaller ones from then on, beyond what the set holds.
+      const larger = new Uint32Array(list.length * 2 < 1 << 18 ? list.length * 2 : this.largestList(list.length * 2));
       larger.set(list);
       this.list = list = larger;
     }
@@ -223,6 +217,14 @@ export class KeySet {
     list[at + 2] = fp[2] as number;
     list[at + 3] = fp[3] as number;
     this.count++;
+  }
+
+  /** The longest list (in words, a power of two, at least `from`) that the growth above allows. */
+  private largestList(from: number): number {
+    if (!Number.isFinite(this.budget)) return from;
+    let words = from;
+    while (words * 2 * 4 + (words / WORDS) * 8 <= this.budget) words *= 2;
+    return words;
   }
 
   /** The keys stopped coming in order: the listed fingerprints go into a table, or to a run when the table would not fit. */
@@ -278,6 +280,20 @@ export class KeySet {
     // A quarter of the budget for the runs' Bloom filters (1.25 bytes per key: 13 million keys in 64 MiB).
     this.runs ??= new SpilledRuns(this.spillDir, this.budget / 3);
     this.runs.add(records, sparse);
+  }
+
+  /**
+   * Writes what the list or the table holds to a run and frees them: the set then answers from its
+   * runs alone (an empty table takes keys added after).
+   */
+  private spillHeld(): void {
+    if (this.list !== null && this.count > 0) this.spill(this.list.subarray(0, this.count * WORDS), false);
+    else if (this.table !== null && this.count > 0) this.spill(this.table, true);
+    this.list = null;
+    this.last = null;
+    this.count = 0;
+    this.capacity = 16;
+    this.table = new Uint32Array(this.capacity * WORDS);
   }
 
   private grow(): void {
@@ -338,6 +354,9 @@ class SpilledRuns {
   /** One or two blocks read for a lookup. */
   private readonly buffer = new Uint32Array(2 * BLOCK * WORDS);
   private bloomBytes = 0;
+  /** Kept from one run's writing to the next: the sort's two arrays and the chunk written at once. */
+  private scratch: SortScratch = { byLow: new Uint32Array(0), order: new Uint32Array(0) };
+  private chunk: Uint32Array | null = null;
 
   /** `bloomBudget`: bytes the runs' Bloom filters may take together (a run without one is looked up on disk). */
   constructor(
@@ -355,18 +374,20 @@ class SpilledRuns {
 
   /** Bytes held in memory: the blocks' first words. */
   get bytes(): number {
-    return this.runs.reduce((n, run) => n + run.firsts.byteLength, 0) + this.buffer.byteLength + this.bloomBytes;
+    const scratch = this.scratch.byLow.byteLength + this.scratch.order.byteLength + (this.chunk?.byteLength ?? 0);
+    return this.runs.reduce((n, run) => n + run.firsts.byteLength, 0) + this.buffer.byteLength + this.bloomBytes + scratch;
   }
 
   /** Writes `records` (or, when `sparse`, the filled slots of a table: last word not 0) as a run. */
   add(records: Uint32Array, sparse: boolean): void {
-    const order = sortedByFirstWord(records, sparse);
+    const order = sortedByFirstWord(records, sparse, this.scratch);
     const n = order.length;
     const firsts = new Uint32Array(Math.ceil(n / BLOCK));
     const bloomWords = 1 << Math.ceil(Math.log2(Math.max(32, (n * BLOOM_BITS) / 32)));
     const bloom = this.bloomBytes + bloomWords * 4 <= this.bloomBudget ? new Uint32Array(bloomWords) : null;
     if (bloom) this.bloomBytes += bloom.byteLength;
-    const chunk = new Uint32Array(Math.min(n, WRITE_CHUNK) * WORDS);
+    if (this.chunk === null || this.chunk.length < Math.min(n, WRITE_CHUNK) * WORDS) this.chunk = new Uint32Array(Math.min(n, WRITE_CHUNK) * WORDS);
+    const chunk = this.chunk;
     const bytes = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
     for (let done = 0; done < n; ) {
       const count = Math.min(WRITE_CHUNK, n - done);
@@ -419,18 +440,88 @@ class SpilledRuns {
     return false;
   }
 
-  /** The fingerprints of every run whose first word is in [from, to), one array per run. */
-  slice(from: number, to: number): Uint32Array[] {
+  /**
+   * The keys of `scan` whose fingerprints no run holds (see KeySet.unseen), in about `room` bytes.
+   * When the runs take more than half of it, `scan` is read once into parts of a second temporary
+   * file (by the fingerprint's first word), and each part is compared with the runs' fingerprints of
+   * its range: its keys' fingerprints, a window at a time, are sorted and walked along each run in
+   * step (no search per key: at 10M keys, looking each up in the runs took 12–14 s); then the window
+   * is read again for the keys of the fingerprints not found. The Bloom filters are dropped first.
+   */
+  async *unseen(scan: () => AsyncIterable<string[]>, room: number, dir: string, spare: Uint32Array | null): AsyncGenerator<string> {
+    for (const run of this.runs) run.bloom = null;
+    this.bloomBytes = 0;
+    this.chunk = null;
+    // The runs' slices take half of the room, the windows of keys the other half.
+    const parts = Math.max(1, Math.ceil((this.end * RECORD * 2) / room));
+    const bounds = Array.from({ length: parts + 1 }, (_, s) => (s === parts ? 2 ** 32 : Math.floor((s * 2 ** 32) / parts)));
+    let longest = 0;
+    for (let s = 0; s < parts; s++) longest = Math.max(longest, this.sliceRecords(bounds[s] as number, bounds[s + 1] as number));
+    const buffer = spare !== null && spare.length >= longest * WORDS ? spare : new Uint32Array(longest * WORDS);
+    if (parts === 1) {
+      const slice = this.sliceInto(0, 2 ** 32, buffer);
+      for await (const keys of scan()) {
+        for (const k of keys) {
+          fingerprint(k);
+          if (!slice.some((records) => findRecord(records, 0, records.length / WORDS))) yield k;
+        }
+        await turn();
+      }
+      return;
+    }
+    // The sort's arrays of the runs' writing serve the windows.
+    const file = new KeyParts(dir, bounds, Math.max(1024, Math.floor(room / 2 / WINDOW_BYTES_PER_KEY)), this.scratch);
+    this.scratch = { byLow: new Uint32Array(0), order: new Uint32Array(0) };
+    try {
+      for await (const keys of scan()) {
+        for (const k of keys) {
+          fingerprint(k);
+          file.add(k);
+        }
+        await turn();
+      }
+      file.flush();
+      for (let s = 0; s < parts; s++) {
+        const slice = this.sliceInto(bounds[s] as number, bounds[s + 1] as number, buffer);
+        for (let w = 0; w < file.windowCount(s); w++) {
+          yield* file.missing(s, w, slice);
+          await turn();
+        }
+      }
+    } finally {
+      file.close();
+    }
+  }
+
+  /** The blocks of `run` that may hold first words in [from, to): its first block and its end block. */
+  private blocksOf(run: Run, from: number, to: number): [start: number, end: number] {
+    const firsts = run.firsts;
+    let block = 0;
+    while (block < firsts.length && (firsts[block] as number) < from) block++;
+    let end = block;
+    while (end < firsts.length && (firsts[end] as number) < to) end++;
+    return [Math.max(0, block - 1), end];
+  }
+
+  /** Fingerprints read for a slice [from, to) of every run (before trimming). */
+  private sliceRecords(from: number, to: number): number {
+    let total = 0;
+    for (const run of this.runs) {
+      const [start, end] = this.blocksOf(run, from, to);
+      total += Math.max(0, Math.min(end * BLOCK, run.records) - start * BLOCK);
+    }
+    return total;
+  }
+
+  /** The fingerprints of every run whose first word is in [from, to), one view of `buffer` per run. */
+  private sliceInto(from: number, to: number, buffer: Uint32Array): Uint32Array[] {
+    let at = 0;
     return this.runs.map((run) => {
-      const firsts = run.firsts;
-      let block = 0;
-      while (block < firsts.length && (firsts[block] as number) < from) block++;
-      const startBlock = Math.max(0, block - 1);
-      let endBlock = block;
-      while (endBlock < firsts.length && (firsts[endBlock] as number) < to) endBlock++;
-      const records = Math.min(endBlock * BLOCK, run.records) - startBlock * BLOCK;
-      const out = new Uint32Array(Math.max(0, records) * WORDS);
-      if (records > 0) readSync(this.fd, Buffer.from(out.buffer), 0, records * RECORD, (run.start + startBlock * BLOCK) * RECORD);
+      const [startBlock, endBlock] = this.blocksOf(run, from, to);
+      const records = Math.max(0, Math.min(endBlock * BLOCK, run.records) - startBlock * BLOCK);
+      const out = buffer.subarray(at, at + records * WORDS);
+      at += records * WORDS;
+      if (records > 0) readSync(this.fd, Buffer.from(out.buffer, out.byteOffset, out.byteLength), 0, records * RECORD, (run.start + startBlock * BLOCK) * RECORD);
       // Trimmed to the range (the first and last blocks may hold others).
       let lo = 0;
       while (lo < records && (out[lo * WORDS] as number) < from) lo++;
@@ -444,6 +535,207 @@ class SpilledRuns {
     closeSync(this.fd);
     this.runs = [];
   }
+}
+
+/** Bytes of a part's chunk in KeyParts. */
+const PART_CHUNK = 1 << 18;
+/** Bytes a key of a window takes in memory: its fingerprint, two words of the sort, a flag. */
+const WINDOW_BYTES_PER_KEY = RECORD + 8 + 1;
+
+/** A chunk of a part in KeyParts' file. */
+interface PartChunk {
+  position: number;
+  bytes: number;
+  keys: number;
+}
+
+/**
+ * Keys with their fingerprints in a temporary file (unlinked once opened), in parts by the range of
+ * the fingerprint's first word (`bounds`): each part in chunks of PART_CHUNK bytes, one chunk per
+ * part in memory while writing. A key is its four words, its UTF-8 length (32 bits) and its bytes.
+ * A part is compared a window of chunks at a time, of at most `window` keys (more only when one
+ * chunk holds more).
+ */
+class KeyParts {
+  private fd: number;
+  private end = 0;
+  private readonly parts: number;
+  private readonly open: Buffer[];
+  private readonly used: number[];
+  private readonly counted: number[];
+  private readonly written: PartChunk[][];
+  /** Per part, the first chunk of each window, and the end. */
+  private windows: number[][] = [];
+  private readonly buffer = Buffer.allocUnsafe(PART_CHUNK);
+  private fingerprints = new Uint32Array(0);
+  private found = new Uint8Array(0);
+  constructor(
+    dir: string,
+    private readonly bounds: number[],
+    private readonly window: number,
+    private readonly scratch: SortScratch,
+  ) {
+    const path = join(dir, `lockstep-keys-${process.pid}-${randomBytes(6).toString('hex')}`);
+    this.fd = openSync(path, 'wx+', 0o600);
+    unlinkSync(path);
+    this.parts = bounds.length - 1;
+    this.open = Array.from({ length: this.parts }, () => Buffer.allocUnsafe(PART_CHUNK));
+    this.used = new Array<number>(this.parts).fill(0);
+    this.counted = new Array<number>(this.parts).fill(0);
+    this.written = Array.from({ length: this.parts }, () => []);
+  }
+
+  /** Adds `key`, whose fingerprint is in `fp`. */
+  add(key: string): void {
+    const first = fp[0] as number;
+    let part = Math.min(this.parts - 1, Math.floor((first / 2 ** 32) * this.parts));
+    while (part > 0 && first < (this.bounds[part] as number)) part--;
+    while (part < this.parts - 1 && first >= (this.bounds[part + 1] as number)) part++;
+    if ((this.used[part] as number) + 20 + key.length * 3 > PART_CHUNK) {
+      this.write(part);
+      // A key longer than a chunk holds is a chunk of its own.
+      if (20 + key.length * 3 > PART_CHUNK) {
+        const record = Buffer.allocUnsafe(20 + Buffer.byteLength(key, 'utf8'));
+        this.put(record, 0, key);
+        this.write(part, record);
+        return;
+      }
+    }
+    this.used[part] = this.put(this.open[part] as Buffer, this.used[part] as number, key);
+    this.counted[part]!++;
+  }
+
+  /** Writes the chunks still in memory, and cuts each part into windows. */
+  flush(): void {
+    for (let part = 0; part < this.parts; part++) this.write(part);
+    this.windows = this.written.map((chunks) => {
+      const starts = [0];
+      let keys = 0;
+      chunks.forEach((chunk, c) => {
+        if (keys > 0 && keys + chunk.keys > this.window) {
+          starts.push(c);
+          keys = 0;
+        }
+        keys += chunk.keys;
+      });
+      starts.push(chunks.length);
+      return chunks.length === 0 ? [0] : starts;
+    });
+    // Arrays for the longest window, allocated once.
+    let longest = 0;
+    this.windows.forEach((starts, part) => {
+      const chunks = this.written[part] as PartChunk[];
+      for (let w = 0; w + 1 < starts.length; w++) {
+        let keys = 0;
+        for (let c = starts[w] as number; c < (starts[w + 1] as number); c++) keys += (chunks[c] as PartChunk).keys;
+        longest = Math.max(longest, keys);
+      }
+    });
+    this.fingerprints = new Uint32Array(longest * WORDS);
+    this.found = new Uint8Array(longest);
+  }
+
+  windowCount(part: number): number {
+    return (this.windows[part]?.length ?? 1) - 1;
+  }
+
+  /**
+   * The keys of a window of `part` whose fingerprints are in none of `slice`'s runs (each sorted by
+   * first word): the window's fingerprints sorted, and walked in step with each run.
+   */
+  missing(part: number, window: number, slice: Uint32Array[]): string[] {
+    const chunks = (this.written[part] as PartChunk[]).slice(this.windows[part]![window], this.windows[part]![window + 1]);
+    const keys = chunks.reduce((n, chunk) => n + chunk.keys, 0);
+    const f = this.fingerprints;
+    let k = 0;
+    for (const chunk of chunks) {
+      const buffer = this.read(chunk);
+      for (let at = 0; at < chunk.bytes; k++) {
+        f[k * WORDS] = buffer.readUInt32LE(at);
+        f[k * WORDS + 1] = buffer.readUInt32LE(at + 4);
+        f[k * WORDS + 2] = buffer.readUInt32LE(at + 8);
+        f[k * WORDS + 3] = buffer.readUInt32LE(at + 12);
+        at += 20 + buffer.readUInt32LE(at + 16);
+      }
+    }
+    const found = this.found;
+    found.fill(0, 0, keys);
+    const order = sortedByFirstWord(f.subarray(0, keys * WORDS), false, this.scratch);
+    let missing = keys;
+    for (const records of slice) missing -= walkInStep(f, order, records, found);
+    if (missing === 0) return [];
+    const out: string[] = [];
+    k = 0;
+    for (const chunk of chunks) {
+      const buffer = this.read(chunk);
+      for (let at = 0; at < chunk.bytes; k++) {
+        const length = buffer.readUInt32LE(at + 16);
+        if (found[k] === 0) out.push(buffer.toString('utf8', at + 20, at + 20 + length));
+        at += 20 + length;
+      }
+    }
+    return out;
+  }
+
+  close(): void {
+    closeSync(this.fd);
+  }
+
+  private read(chunk: PartChunk): Buffer {
+    const buffer = chunk.bytes <= this.buffer.length ? this.buffer : Buffer.allocUnsafe(chunk.bytes);
+    readSync(this.fd, buffer, 0, chunk.bytes, chunk.position);
+    return buffer;
+  }
+
+  /** Writes the key whose fingerprint is in `fp` into `chunk` at `at`; where it ends. */
+  private put(chunk: Buffer, at: number, key: string): number {
+    at = chunk.writeUInt32LE(fp[0] as number, at);
+    at = chunk.writeUInt32LE(fp[1] as number, at);
+    at = chunk.writeUInt32LE(fp[2] as number, at);
+    at = chunk.writeUInt32LE(fp[3] as number, at);
+    const length = chunk.write(key, at + 4, 'utf8');
+    chunk.writeUInt32LE(length, at);
+    return at + 4 + length;
+  }
+
+  /** Writes the part's open chunk (or `record`, one key) at the file's end. */
+  private write(part: number, record?: Buffer): void {
+    const bytes = record ? record.length : (this.used[part] as number);
+    if (bytes === 0) return;
+    writeSync(this.fd, record ?? (this.open[part] as Buffer), 0, bytes, this.end);
+    (this.written[part] as PartChunk[]).push({ position: this.end, bytes, keys: record ? 1 : (this.counted[part] as number) });
+    this.end += bytes;
+    if (!record) {
+      this.used[part] = 0;
+      this.counted[part] = 0;
+    }
+  }
+}
+
+/**
+ * Marks in `found` the fingerprints of `f` (in the order `order` gives, by first word) that are in
+ * `records` (sorted by first word): one walk along both. Answers how many it marked.
+ */
+function walkInStep(f: Uint32Array, order: Uint32Array, records: Uint32Array, found: Uint8Array): number {
+  const n = records.length / WORDS;
+  let marked = 0;
+  let j = 0;
+  for (let t = 0; t < order.length && j < n; t++) {
+    const at = (order[t] as number) * WORDS;
+    const first = f[at] as number;
+    while (j < n && (records[j * WORDS] as number) < first) j++;
+    for (let r = j; r < n && records[r * WORDS] === first; r++) {
+      const w = r * WORDS;
+      if (records[w + 1] === f[at + 1] && records[w + 2] === f[at + 2] && records[w + 3] === f[at + 3]) {
+        if (found[at / WORDS] === 0) {
+          found[at / WORDS] = 1;
+          marked++;
+        }
+        break;
+      }
+    }
+  }
+  return marked;
 }
 
 /** Sets a fingerprint's bits (from its second and third words: double hashing) in a Bloom filter of a power-of-two size. */
@@ -483,15 +775,25 @@ function findRecord(records: Uint32Array, from: number, to: number, f: Uint32Arr
   return false;
 }
 
+/** The arrays a sort uses, kept for the next (grown when too short). */
+interface SortScratch {
+  byLow: Uint32Array;
+  order: Uint32Array;
+}
+
 /**
  * The places of `records`' fingerprints in order of their first word (a radix sort on two 16-bit
  * digits: linear, no comparison function); when `sparse`, only the filled slots of a table.
  */
-function sortedByFirstWord(records: Uint32Array, sparse: boolean): Uint32Array {
+function sortedByFirstWord(records: Uint32Array, sparse: boolean, scratch: SortScratch): Uint32Array {
   const slots = records.length / WORDS;
   let n = 0;
   for (let i = 0; i < slots; i++) if (!sparse || records[i * WORDS + 3] !== 0) n++;
-  const byLow = new Uint32Array(n);
+  if (scratch.byLow.length < n) {
+    scratch.byLow = new Uint32Array(n);
+    scratch.order = new Uint32Array(n);
+  }
+  const byLow = scratch.byLow;
   const counts = new Uint32Array(1 << 16);
   for (let i = 0; i < slots; i++) if (!sparse || records[i * WORDS + 3] !== 0) counts[(records[i * WORDS] as number) & 0xffff]!++;
   let sum = 0;
@@ -509,7 +811,7 @@ function sortedByFirstWord(records: Uint32Array, sparse: boolean): Uint32Array {
     counts[d] = sum;
     sum += c;
   }
-  const order = new Uint32Array(n);
+  const order = scratch.order.subarray(0, n);
   for (let j = 0; j < n; j++) {
     const i = byLow[j] as number;
     order[counts[(records[i * WORDS] as number) >>> 16]!++] = i;

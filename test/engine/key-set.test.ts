@@ -93,6 +93,33 @@ describe('KeySet over its memory budget', () => {
     }
   });
 
+  it('finds unseen keys of any length in one read of the snapshot, and answers as before after', async () => {
+    const long = (i: number) => JSON.stringify([i, 'x'.repeat(100_000 + i)]);
+    const keys = [...Array.from({ length: 20_000 }, (_, i) => `[${i}]`), long(1), long(2)];
+    const set = new KeySet(16, { budgetBytes: 32 * 1024 });
+    let scans = 0;
+    try {
+      for (const k of keys) set.add(k);
+      expect(set.spilled).toBeGreaterThan(0);
+      const gone = ['["gone"]', long(3), '[20000]'];
+      const scan = async function* () {
+        scans++;
+        for (const k of [...keys, ...gone]) yield [k];
+      };
+      const unseen: string[] = [];
+      for await (const k of set.unseen(scan)) unseen.push(k);
+      expect(unseen.sort()).toEqual([...gone].sort());
+      expect(scans).toBe(1);
+      expect(set.has('[19999]')).toBe(true);
+      expect(set.has(long(2))).toBe(true);
+      expect(set.add('[7]')).toBe(false);
+      expect(set.add('["new"]')).toBe(true);
+      expect(set.has('["new"]')).toBe(true);
+    } finally {
+      set.close();
+    }
+  });
+
   it('holds no more than its budget in memory, however many keys', () => {
     const set = new KeySet(1 << 20, { budgetBytes: 256 * 1024 });
     try {
