@@ -175,6 +175,8 @@ async function lockstepSync(work, slug, env, flags = []) {
   const ms = performance.now() - started;
   if (code !== 0) throw new Error(`lockstep sync run exited with ${code}: ${err.slice(-2000)}${out.slice(-2000)}`);
   const run = JSON.parse(out);
+  // The run's warnings (a transient error retried, say), so a figure is read with them.
+  if (err.trim()) log(`  warnings: ${err.trim().split('\n').slice(0, 5).join('\n  ')}`);
   if (run.status !== 'success') throw new Error(`sync run ended ${run.status}: ${run.error ?? ''}`);
   const rssMb = Number(readFileSync(rssFile, 'utf8')) / 1024;
   return { ms, rssMb, run };
