@@ -205,10 +205,7 @@ export class KeySet {
         this.count = 1;
         return;
       }
-      // Doubling while small; from 64 Ki keys straight to the largest list the budget allows, whose
-      // pages are taken only as they fill: each large array freed on the way would leave the
-      // allocator keeping smaller ones from then on, beyond what the set holds.
-      const larger = new Uint32Array(list.length * 2 < 1 << 18 ? list.length * 2 : this.largestList(list.length * 2));
+      const larger = new Uint32Array(list.length * 2);
       larger.set(list);
       this.list = list = larger;
     }
@@ -217,14 +214,6 @@ export class KeySet {
     list[at + 2] = fp[2] as number;
     list[at + 3] = fp[3] as number;
     this.count++;
-  }
-
-  /** The longest list (in words, a power of two, at least `from`) that the growth above allows. */
-  private largestList(from: number): number {
-    if (!Number.isFinite(this.budget)) return from;
-    let words = from;
-    while (words * 2 * 4 + (words / WORDS) * 8 <= this.budget) words *= 2;
-    return words;
   }
 
   /** The keys stopped coming in order: the listed fingerprints go into a table, or to a run when the table would not fit. */

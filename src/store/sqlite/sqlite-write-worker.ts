@@ -38,6 +38,11 @@ export interface PackedRows {
   keys: string;
   values: string | null;
   hashes: Uint32Array | null;
+  /**
+   * With `hashes`: `keys` is one JSON array and `sql` one statement for all the rows, taking
+   * `@first`, `@keys` (the array's text) and `@hashes` (see SNAPSHOT_JSON_UPSERT in sqlite-store.ts).
+   */
+  json?: boolean;
 }
 
 /** The error code of a packed write whose keys held `ROW_SEPARATOR`. */
@@ -116,6 +121,10 @@ const hashBlob = (hashes, start, end) => {
   return littleEndian ? bytes.swap32() : bytes;
 };
 const insertRows = (rows) => {
+  if (rows.json) {
+    prepared(sqlTexts.get(rows.sql)).run({ first: rows.first, keys: text(rows.keys), hashes: hashBlob(rows.hashes, 0, rows.count) });
+    return;
+  }
   const keys = text(rows.keys).split('\\u0000');
   if (keys.length !== rows.count) {
     const error = new Error('a snapshot key holds the packed rows separator');

@@ -127,6 +127,9 @@ export function describeSnapshotStoreContract(name: string, open: OpenStore): vo
           [key(0)]: '0000000300000004',
         });
         expect(await store.snapshotCount(id)).toBe(keys.length);
+        // A key given twice in one write keeps its last hash; quotes and backslashes stay as they are.
+        await store.snapshotWrite(id, { keys: [key(2), '["a\\"b"]', key(2)], hashes: new Uint32Array([1, 1, 5, 5, 2, 2]) }, []);
+        expect(Object.fromEntries(await store.snapshotGet(id, [key(2), '["a\\"b"]']))).toEqual({ [key(2)]: '0000000200000002', '["a\\"b"]': '0000000500000005' });
       });
 
       it('pages keys correctly while the snapshot changes between pages', async () => {
