@@ -440,6 +440,12 @@ export interface SnapshotRows {
   hashes: Uint32Array;
 }
 
+/** What `SnapshotStore.snapshotChanges` answers: places in the rows compared, each list in order. */
+export interface SnapshotChanges {
+  added: number[];
+  changed: number[];
+}
+
 /**
  * A page of a snapshot in bulk form. Keys are JSON text, which never holds a raw line break, so
  * they are joined by line breaks; each hash that is 16 hex digits (what the sync runner writes) is
@@ -580,6 +586,13 @@ export interface SnapshotCursor {
 
 export interface SnapshotStore {
   snapshotGet(syncId: number, keys: string[]): Promise<Map<string, string>>;
+  /**
+   * Compares rows with the snapshot: the places in `rows` (in order) of those whose key it does not
+   * hold (`added`) and of those it holds under another hash (`changed`; a hash stored in any other
+   * form than the runner's counts as changed). The rows it holds unchanged cost no answer at all.
+   * Optional: without it, the runner reads the stored hashes (`snapshotGet`) and compares them.
+   */
+  snapshotChanges?(syncId: number, rows: SnapshotRows): Promise<SnapshotChanges>;
   /**
    * Records delivered rows and removes deleted ones, in one transaction; with `fence`, refused
    * (`lease_lost`, nothing written) unless the fenced run is still in that attempt.

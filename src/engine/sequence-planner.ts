@@ -335,6 +335,7 @@ const READS = new Set<string>([
   'getDestination',
   'loadWorkspace',
   'snapshotGet',
+  'snapshotChanges',
   'snapshotKeys',
   'snapshotPages',
   'snapshotCount',

@@ -11,6 +11,7 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { endianness } from 'node:os';
 import { systemClock } from '../../core/clock.js';
 import { ErrorCode, LockstepError, NotFoundError, toError } from '../../core/errors.js';
 import type {
@@ -23,6 +24,7 @@ import type {
   NewSyncRun,
   SequenceRunListQuery,
   SnapshotPage,
+  SnapshotChanges,
   SnapshotRows,
   Store,
   StoreCapabilities,
@@ -193,6 +195,16 @@ function buildSnapshotUpsertSql(rows: number): string {
 const SNAPSHOT_JSON_UPSERT = `INSERT INTO snapshots (sync_id, key, hash)
   SELECT @first, j.value, substr(@hashes, j.key * 8 + 1, 8) FROM json_each(@keys) AS j WHERE true
   ON CONFLICT (sync_id, key) DO UPDATE SET hash = excluded.hash`;
+/**
+ * Rows compared with the snapshot (SqliteStore.snapshotChanges): the place in `@keys` of each row
+ * whose key is missing, or whose stored hash is neither `@hashes`' 8 bytes for it nor their hex.
+ */
+const SNAPSHOT_CHANGES = `SELECT j.key, s.key IS NULL
+  FROM json_each(@keys) AS j LEFT JOIN snapshots AS s ON s.sync_id = @sync AND s.key = j.value
+ WHERE s.key IS NULL
+    OR (s.hash IS NOT substr(@hashes, j.key * 8 + 1, 8) AND s.hash IS NOT lower(hex(substr(@hashes, j.key * 8 + 1, 8))))
+ ORDER BY j.key`;
+const LITTLE_ENDIAN = endianness() === 'LE';
 function storedHash(value: string): string {
   return `CASE WHEN length(${value}) % 2 = 0 AND length(${value}) > 0 AND NOT (${value} GLOB '*[^0-9a-f]*') THEN unhex(${value}) ELSE ${value} END`;
 }
@@ -692,6 +704,21 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
       }
       return found;
     });
+  }
+
+  async snapshotChanges(syncId: number, rows: SnapshotRows): Promise<SnapshotChanges> {
+    const count = rows.keys.length;
+    const changes: SnapshotChanges = { added: [], changed: [] };
+    if (count === 0) return changes;
+    // The keys as one JSON array and their hashes as one BLOB (8 bytes each, big end first, as the
+    // snapshot keeps them); SQLite answers only the rows that differ, where reading every stored
+    // hash back as a string cost three times the CPU (10M keys: about 17 s against 6 s).
+    const words = rows.hashes.slice(0, 2 * count);
+    const hashes = Buffer.from(words.buffer, words.byteOffset, words.byteLength);
+    if (LITTLE_ENDIAN) hashes.swap32();
+    const found = this.read(() => this.statement(SNAPSHOT_CHANGES).raw(true).all({ keys: JSON.stringify(rows.keys), sync: syncId, hashes }) as Array<[number, number]>);
+    for (const [i, added] of found) (added ? changes.added : changes.changed).push(i);
+    return changes;
   }
 
   async snapshotWrite(
