@@ -38,6 +38,7 @@ import type {
   RunLease,
   SequenceRunListQuery,
   SnapshotPage,
+  SnapshotChanges,
   SnapshotRows,
   Store,
   StoreCapabilities,
@@ -706,6 +707,23 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
     const found = new Map<string, string>();
     for (const row of rows) found.set(readText(row.key), readText(row.hash));
     return found;
+  }
+
+  async snapshotChanges(syncId: number, rows: SnapshotRows): Promise<SnapshotChanges> {
+    const changes: SnapshotChanges = { added: [], changed: [] };
+    if (rows.keys.length === 0) return changes;
+    // Compared by PostgreSQL: only the rows that differ come back (a hash kept as text never equals one).
+    const list = textList(rows.keys);
+    const found = await this.db.query<{ n: number; added: boolean }>(
+      `SELECT u.n::integer AS n, s.key IS NULL AS added
+         FROM unnest(${textListSql(list, 2)}) WITH ORDINALITY AS u(key, n)
+         LEFT JOIN ${this.t.snapshots} AS s ON s.sync_id = $1 AND s.key = u.key
+        WHERE s.key IS NULL OR s.hash IS DISTINCT FROM substring($3::bytea FROM u.n::integer * 8 - 7 FOR 8)
+        ORDER BY u.n`,
+      [syncId, textListValue(list), hashBytes(rows)],
+    );
+    for (const row of found) (row.added ? changes.added : changes.changed).push(row.n - 1);
+    return changes;
   }
 
   async snapshotWrite(
@@ -1706,12 +1724,7 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
    * per row, split by PostgreSQL; no string per row is built here.
    */
   private snapshotColumnsUpsert(syncId: number, rows: SnapshotRows): Statement {
-    const count = rows.keys.length;
-    const hashes = Buffer.alloc(8 * count);
-    hashes.set(new Uint8Array(rows.hashes.buffer, rows.hashes.byteOffset, 8 * count));
-    // Each word big-endian, high word first: the bytes of the 16 hex digits hashText spells.
-    if (endianness() === 'LE') hashes.swap32();
-    return this.snapshotBytesUpsert(syncId, textList(rows.keys), hashes);
+    return this.snapshotBytesUpsert(syncId, textList(rows.keys), hashBytes(rows));
   }
 
   private snapshotBytesUpsert(syncId: number, keys: ReturnType<typeof textList>, hashes: Buffer): Statement {
@@ -1787,4 +1800,13 @@ function isUniqueViolation(error: unknown): boolean {
 /** One statement would upsert the same row twice. */
 function isCardinalityViolation(error: unknown): boolean {
   return error instanceof LockstepError && errorCode(error.cause) === '21000';
+}
+
+/** Rows' hashes as one bytea, 8 bytes a row: each word big-endian, high word first (the bytes of the 16 hex digits hashText spells). */
+function hashBytes(rows: SnapshotRows): Buffer {
+  const count = rows.keys.length;
+  const hashes = Buffer.alloc(8 * count);
+  hashes.set(new Uint8Array(rows.hashes.buffer, rows.hashes.byteOffset, 8 * count));
+  if (endianness() === 'LE') hashes.swap32();
+  return hashes;
 }
