@@ -22,8 +22,8 @@
  * a Bloom filter (10 bits per key, about 1% false positives; filters get a quarter of the budget, and
  * runs beyond it have none), so a lookup in a run nearly never reads, and then one block. Keys still arriving in order need
  * no lookup at all: none before them can be the same. Finding which keys of a large set of keys (the
- * snapshot's) are not in the set (`unseen`) reads the runs in slices that fit the budget, one pass
- * over those keys per slice.
+ * snapshot's) are not in the set (`unseen`) reads those keys once, into a second temporary file in
+ * parts by fingerprint, and compares each part with the runs' slice of the same range, both sorted.
  *
  * States: in order (list) → table, once; never back. Runs are added in either state.
  */
