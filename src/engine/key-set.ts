@@ -313,6 +313,14 @@ function turn(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
+/** A new temporary file in `dir`, open for reading and writing, already unlinked: nothing is left behind, whatever happens to the process. */
+function openUnlinked(dir: string): number {
+  const path = join(dir, `lockstep-keys-${process.pid}-${randomBytes(6).toString('hex')}`);
+  const fd = openSync(path, 'wx+', 0o600);
+  unlinkSync(path);
+  return fd;
+}
+
 /** Fingerprints per block of a run: 4 KiB, one read per lookup. */
 const BLOCK = 256;
 /** Fingerprints written at once when a run is written. */
@@ -352,9 +360,7 @@ class SpilledRuns {
     dir: string,
     private readonly bloomBudget: number,
   ) {
-    const path = join(dir, `lockstep-keys-${process.pid}-${randomBytes(6).toString('hex')}`);
-    this.fd = openSync(path, 'wx+', 0o600);
-    unlinkSync(path);
+    this.fd = openUnlinked(dir);
   }
 
   get records(): number {
@@ -564,9 +570,7 @@ class KeyParts {
     private readonly window: number,
     private readonly scratch: SortScratch,
   ) {
-    const path = join(dir, `lockstep-keys-${process.pid}-${randomBytes(6).toString('hex')}`);
-    this.fd = openSync(path, 'wx+', 0o600);
-    unlinkSync(path);
+    this.fd = openUnlinked(dir);
     this.parts = bounds.length - 1;
     this.open = Array.from({ length: this.parts }, () => Buffer.allocUnsafe(PART_CHUNK));
     this.used = new Array<number>(this.parts).fill(0);
