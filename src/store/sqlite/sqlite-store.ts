@@ -295,7 +295,6 @@ function packedColumns(syncId: number, rows: SnapshotRows, deletes: string[]): W
           keys: JSON.stringify(rows.keys),
           values: null,
           hashes: rows.hashes.slice(0, 2 * count),
-          json: true,
         };
   return { rows: packed, statements: snapshotWriteStatements(syncId, [], deletes) };
 }

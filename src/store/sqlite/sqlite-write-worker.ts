@@ -19,13 +19,15 @@ import { Worker } from 'node:worker_threads';
 export type WriteStatement = [sql: string, params: Array<string | number | null>];
 
 /**
- * Many rows inserted by one multi-row statement per `rowsPerStatement` rows, each row binding
- * `(first, keys[i], values[i])`; with `hashes`, the statement takes the keys in order and two named
- * parameters, `@first` and `@hashes` (the group's hashes as one BLOB, 8 bytes a row, which the
- * statement cuts with `substr`): a third of the bindings and no Buffer per row. Keys and
- * values travel as strings joined by `ROW_SEPARATOR`, hashes as words (two per row, big end
- * first): a few objects cross to the thread far cheaper than an array per row. The thread fails
- * with SEPARATOR_IN_KEY, writing nothing, when the keys do not split back into `count`.
+ * Many rows inserted in a few statements; a few objects cross to the thread far cheaper than an
+ * array per row. Two forms:
+ * - with `values`: one multi-row statement per `rowsPerStatement` rows, each row binding
+ *   `(first, keys[i], values[i])`; keys and values travel as strings joined by `ROW_SEPARATOR`, and
+ *   the thread fails with SEPARATOR_IN_KEY, writing nothing, when the keys do not split back into
+ *   `count`;
+ * - with `hashes` (words, two per row): `keys` is one JSON array and `sql` one statement for all
+ *   the rows, taking `@first`, `@keys` (the array's text) and `@hashes` (one BLOB, 8 bytes a row,
+ *   big end first; see SNAPSHOT_JSON_UPSERT in sqlite-store.ts).
  */
 export interface PackedRows {
   /** The statement for `rowsPerStatement` rows. */
@@ -38,11 +40,6 @@ export interface PackedRows {
   keys: string;
   values: string | null;
   hashes: Uint32Array | null;
-  /**
-   * With `hashes`: `keys` is one JSON array and `sql` one statement for all the rows, taking
-   * `@first`, `@keys` (the array's text) and `@hashes` (see SNAPSHOT_JSON_UPSERT in sqlite-store.ts).
-   */
-  json?: boolean;
 }
 
 /** The error code of a packed write whose keys held `ROW_SEPARATOR`. */
@@ -121,7 +118,7 @@ const hashBlob = (hashes, start, end) => {
   return littleEndian ? bytes.swap32() : bytes;
 };
 const insertRows = (rows) => {
-  if (rows.json) {
+  if (rows.hashes !== null) {
     prepared(sqlTexts.get(rows.sql)).run({ first: rows.first, keys: text(rows.keys), hashes: hashBlob(rows.hashes, 0, rows.count) });
     return;
   }
@@ -131,16 +128,11 @@ const insertRows = (rows) => {
     error.code = '${SEPARATOR_IN_KEY}';
     throw error;
   }
-  const values = rows.values === null ? null : text(rows.values).split('\\u0000');
+  const values = text(rows.values).split('\\u0000');
   const params = [];
   for (let start = 0; start < keys.length; start += rows.rowsPerStatement) {
     const end = Math.min(keys.length, start + rows.rowsPerStatement);
     const statement = prepared(sqlTexts.get(end - start === rows.rowsPerStatement ? rows.sql : rows.lastSql));
-    if (values === null) {
-      // One BLOB of hashes and the first value as named parameters, the keys in order.
-      statement.run(...keys.slice(start, end), { first: rows.first, hashes: hashBlob(rows.hashes, start, end) });
-      continue;
-    }
     params.length = 0;
     for (let i = start; i < end; i++) params.push(rows.first, keys[i], values[i]);
     statement.run(...params);
