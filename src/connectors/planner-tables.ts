@@ -3,7 +3,7 @@
  * planner table name, the order and codes of planned parts, and how a model's columns compare with
  * those a planner table recorded.
  */
-import type { WarehousePlanPart } from '../core/ports.js';
+import type { Value, WarehousePlanPart } from '../core/ports.js';
 
 /** A column as a planner records it: its name and its type as the database spells it. */
 export interface ColumnType {
@@ -46,3 +46,31 @@ export function describeChange(before: readonly ColumnType[], after: readonly Co
   for (const name of old.keys()) if (!now.has(name)) changes.push(`${name} gone`);
   return changes.join(', ');
 }
+
+/** A key the model returned more than once, refused for each repeat. */
+export function duplicateKeyRefusal(key: Value[]): { key: Value[]; reason: string } {
+  return { key, reason: `duplicate primary key ${JSON.stringify(key)}: the model returned this key more than once; only one of its rows was planned` };
+}
+
+/**
+ * How many rows the model returned, as a plan counts them: `whole` (what an initial or reset run
+ * staged) for those; for a cursor run, the rows past the cursor; else the planner table's rows
+ * moved by the plan, with the refused ones.
+ */
+export function plannedModelRows(
+  plan: { kind: string; comparison: 'full' | 'cursor'; counts: Record<WarehousePlanPart['op'], number>; plannerRows: number; refused: number },
+  whole: number,
+): number {
+  const { kind, comparison, counts, plannerRows, refused } = plan;
+  if (kind === 'initial' || kind === 'reset') return whole;
+  return comparison === 'cursor' ? counts.added + counts.changed : plannerRows + counts.added - counts.removed + refused;
+}
+
+/** The notes a run records when its planner table was dropped or changed outside Lockstep, or the model's columns changed. */
+export const plannerNotes = {
+  dropped: (table: string) => `planner table ${table} was dropped outside Lockstep: every row is sent again and the table rebuilt`,
+  tampered: (table: string, byKeys: boolean) =>
+    `planner table ${table} was changed outside Lockstep: compared by key only this run (every row sent again${byKeys ? ', rows gone from the model removed' : ''}) and rebuilt`,
+  columnsChanged: (before: readonly ColumnType[], after: readonly ColumnType[]) =>
+    `the model's columns changed (${describeChange(before, after)}): every row is compared again by key and sent once`,
+};

@@ -11,7 +11,7 @@ import type { DuckDBConnection } from '@duckdb/node-api';
 import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
 import type { Value, WarehousePlan, WarehousePlanner, WarehousePlanPart, WarehousePlanRequest } from '../../core/ports.js';
 import { DuckDbMemory, isOutOfMemory } from './duckdb-memory.js';
-import { OPS, OP_CODE, describeChange, pendingNote, plannerTableName, sameColumns, type ColumnType } from '../planner-tables.js';
+import { OPS, OP_CODE, duplicateKeyRefusal, pendingNote, plannedModelRows, plannerNotes, plannerTableName, sameColumns, type ColumnType } from '../planner-tables.js';
 
 const quote = (name: string): string => `"${name.replace(/"/g, '""')}"`;
 
@@ -220,7 +220,7 @@ export class DuckDbPlanner implements WarehousePlanner {
     );
     for (const key of dups.getRowsJS() as unknown[][]) {
       const values = key.map(plain);
-      refused.push({ key: values, reason: `duplicate primary key ${JSON.stringify(values)}: the model returned this key more than once; only one of its rows was planned` });
+      refused.push(duplicateKeyRefusal(values));
     }
     await this.run(`CREATE TABLE ${this.table(rejectedTable)} AS SELECT ${keyList} FROM ${this.table(staging)} LIMIT 0`);
 
@@ -237,8 +237,7 @@ export class DuckDbPlanner implements WarehousePlanner {
       }
     }
     const plannerRows = kind === 'initial' ? 0 : meta.row_count;
-    const modelRows =
-      kind === 'initial' || kind === 'reset' ? staged + refused.length : comparison === 'cursor' ? counts.added + counts.changed : plannerRows + counts.added - counts.removed + refused.length;
+    const modelRows = plannedModelRows({ kind, comparison, counts, plannerRows, refused: refused.length }, staged + refused.length);
     await this.fenced('UPDATE ' + this.meta + ' SET staging = ?, staging_kind = ?, key_columns = ?, model_columns = ?, part = -1, through = NULL, pending_cursor = ?, comparison = ?, staged_rows = ?', [
       staging,
       kind,
@@ -297,18 +296,18 @@ export class DuckDbPlanner implements WarehousePlanner {
     if (request.reset) kind = 'reset';
     else if (existing === null || meta.columns === null) {
       kind = 'initial';
-      if (meta.columns !== null) notes.push(`planner table ${this.schema}.${plannerTable} was dropped outside Lockstep: every row is sent again and the table rebuilt`);
+      if (meta.columns !== null) notes.push(plannerNotes.dropped(`${this.schema}.${plannerTable}`));
     } else {
       // Checked at full comparisons: a cursor run reads only a few rows of the table.
       const tampered = !sameColumns(existing, meta.columns) || (comparison === 'full' && (await this.checksum(plannerTable, meta.columns)) !== meta.checksum);
       if (tampered) {
         kind = keyTypesSame(existing) ? 'keys' : 'initial';
         comparison = 'full';
-        notes.push(`planner table ${this.schema}.${plannerTable} was changed outside Lockstep: compared by key only this run (every row sent again${kind === 'keys' ? ', rows gone from the model removed' : ''}) and rebuilt`);
+        notes.push(plannerNotes.tampered(`${this.schema}.${plannerTable}`, kind === 'keys'));
       } else if (!sameColumns(existing, modelColumns)) {
         kind = keyTypesSame(existing) ? 'keys' : 'initial';
         comparison = 'full';
-        notes.push(`the model's columns changed (${describeChange(existing, modelColumns)}): every row is compared again by key and sent once`);
+        notes.push(plannerNotes.columnsChanged(existing, modelColumns));
       } else if (request.resendAll) {
         kind = 'keys';
         comparison = 'full';
@@ -383,17 +382,12 @@ export class DuckDbPlanner implements WarehousePlanner {
       for (const row of dups.getRowsJS() as unknown[][]) {
         const key = row.slice(0, shape.keys.length).map(plain);
         for (let i = 0; i < Number(row[shape.keys.length]); i++) {
-          refused.push({ key, reason: `duplicate primary key ${JSON.stringify(key)}: the model returned this key more than once; only one of its rows was planned` });
+          refused.push(duplicateKeyRefusal(key));
         }
       }
     }
     const plannerRows = shape.kind === 'initial' ? 0 : meta.row_count;
-    const modelRows =
-      shape.kind === 'initial' || shape.kind === 'reset'
-        ? counts.added + refused.length
-        : shape.comparison === 'cursor'
-          ? counts.added + counts.changed
-          : plannerRows + counts.added - counts.removed + refused.length;
+    const modelRows = plannedModelRows({ kind: shape.kind, comparison: shape.comparison, counts, plannerRows, refused: refused.length }, counts.added + refused.length);
 
     const parts: WarehousePlanPart[] = [];
     if (shape.kind !== 'reset') {

@@ -27,7 +27,7 @@ import { PlannerCommits } from '../planner-commits.js';
 import type { Value, WarehousePlan, WarehousePlanner, WarehousePlanPart, WarehousePlanRequest } from '../../core/ports.js';
 import { classifyMysqlError, MysqlFailure, mysqlErrno, quoteMysqlIdent as quote, type MysqlField, type MysqlPool, type MysqlPoolConnection } from './mysql-client.js';
 import { converterFor } from './mysql-source.js';
-import { OPS, OP_CODE, describeChange, pendingNote, plannerTableName, sameColumns, type ColumnType } from '../planner-tables.js';
+import { OPS, OP_CODE, duplicateKeyRefusal, pendingNote, plannedModelRows, plannerNotes, plannerTableName, sameColumns, type ColumnType } from '../planner-tables.js';
 
 /** A result column as the driver describes it, with what the planner reads of it. */
 interface Field extends MysqlField {
@@ -353,7 +353,7 @@ export class MysqlPlanner implements WarehousePlanner {
         for (const row of rows) {
           const key = keyValues(fieldsOf, row.slice(0, keys.length));
           for (let i = 0; i < Number(row[keys.length]); i++) {
-            refused.push({ key, reason: `duplicate primary key ${JSON.stringify(key)}: the model returned this key more than once; only one of its rows was planned` });
+            refused.push(duplicateKeyRefusal(key));
           }
         }
       };
@@ -402,12 +402,7 @@ export class MysqlPlanner implements WarehousePlanner {
         }
       }
       const plannerRows = kind === 'initial' ? 0 : meta.row_count;
-      const modelRows =
-        kind === 'initial' || kind === 'reset'
-          ? staged + refused.length
-          : comparison === 'cursor'
-            ? counts.added + counts.changed
-            : plannerRows + counts.added - counts.removed + refused.length;
+      const modelRows = plannedModelRows({ kind, comparison, counts, plannerRows, refused: refused.length }, staged + refused.length);
       await this.fenced(
         `UPDATE ${this.meta} SET staging = ?, staging_kind = ?, key_columns = ?, model_columns = ?, part = -1, through_key = NULL, pending_cursor = ?, comparison = ?, staged_rows = ?, updated_at = CURRENT_TIMESTAMP(3)`,
         [staging, kind, JSON.stringify(keys), JSON.stringify(shape.modelColumns), pendingCursor, comparison, staged],
@@ -468,7 +463,7 @@ export class MysqlPlanner implements WarehousePlanner {
     if (request.reset) kind = 'reset';
     else if (existing === null || meta.planned_columns === null) {
       kind = 'initial';
-      if (meta.planned_columns !== null) notes.push(`planner table ${this.schema}.${plannerTable} was dropped outside Lockstep: every row is sent again and the table rebuilt`);
+      if (meta.planned_columns !== null) notes.push(plannerNotes.dropped(`${this.schema}.${plannerTable}`));
     } else {
       const sameAsRecorded = sameColumns(existing.columns, meta.planned_columns);
       // TRUNCATE fires no trigger; without triggers (see guard), the row count is all there is to check.
@@ -476,12 +471,10 @@ export class MysqlPlanner implements WarehousePlanner {
       const emptied = meta.guarded ? meta.row_count > 0 && !(await this.hasRows(plannerTable)) : count !== meta.row_count;
       if (meta.tampered || !sameAsRecorded || (meta.guarded && !existing.guarded) || emptied) {
         kind = keyTypesSame(existing.columns) ? 'keys' : 'initial';
-        notes.push(
-          `planner table ${this.schema}.${plannerTable} was changed outside Lockstep: compared by key only this run (every row sent again${kind === 'keys' ? ', rows gone from the model removed' : ''}) and rebuilt`,
-        );
+        notes.push(plannerNotes.tampered(`${this.schema}.${plannerTable}`, kind === 'keys'));
       } else if (!sameColumns(existing.columns, modelColumns)) {
         kind = keyTypesSame(existing.columns) ? 'keys' : 'initial';
-        notes.push(`the model's columns changed (${describeChange(existing.columns, modelColumns)}): every row is compared again by key and sent once`);
+        notes.push(plannerNotes.columnsChanged(existing.columns, modelColumns));
       } else if (request.resendAll) kind = 'keys';
     }
 
@@ -585,17 +578,12 @@ export class MysqlPlanner implements WarehousePlanner {
       for (const row of dups.rows) {
         const key = row.slice(0, shape.keys.length).map((v, i) => converterFor(dups.fields[i] as Field)(v));
         for (let i = 0; i < Number(row[shape.keys.length]); i++) {
-          refused.push({ key, reason: `duplicate primary key ${JSON.stringify(key)}: the model returned this key more than once; only one of its rows was planned` });
+          refused.push(duplicateKeyRefusal(key));
         }
       }
     }
     const plannerRows = shape.kind === 'initial' ? 0 : meta.row_count;
-    const modelRows =
-      shape.kind === 'initial' || shape.kind === 'reset'
-        ? counts.added + refused.length
-        : shape.comparison === 'cursor'
-          ? counts.added + counts.changed
-          : plannerRows + counts.added - counts.removed + refused.length;
+    const modelRows = plannedModelRows({ kind: shape.kind, comparison: shape.comparison, counts, plannerRows, refused: refused.length }, counts.added + refused.length);
 
     const parts: WarehousePlanPart[] = [];
     if (shape.kind !== 'reset') {

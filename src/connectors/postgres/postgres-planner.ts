@@ -12,7 +12,7 @@ import { PlannerCommits } from '../planner-commits.js';
 import type pg from 'pg';
 import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
 import type { Value, WarehousePlan, WarehousePlanner, WarehousePlanPart, WarehousePlanRequest } from '../../core/ports.js';
-import { OPS, OP_CODE, describeChange, pendingNote, plannerTableName, sameColumns, type ColumnType } from '../planner-tables.js';
+import { OPS, OP_CODE, duplicateKeyRefusal, pendingNote, plannedModelRows, plannerNotes, plannerTableName, sameColumns, type ColumnType } from '../planner-tables.js';
 
 const quote = (name: string): string => `"${name.replace(/"/g, '""')}"`;
 
@@ -324,7 +324,7 @@ export class PostgresPlanner implements WarehousePlanner {
         rowMode: 'array',
       });
       for (const key of dups.rows as Value[][]) {
-        refused.push({ key: key.map(plain), reason: `duplicate primary key ${JSON.stringify(key.map(plain))}: the model returned this key more than once; only one of its rows was planned` });
+        refused.push(duplicateKeyRefusal(key.map(plain)));
       }
     };
     for (let tries = 0; ; tries++) {
@@ -349,8 +349,7 @@ export class PostgresPlanner implements WarehousePlanner {
       for (const row of grouped.rows) counts[row.op === 'a' ? 'added' : row.op === 'c' ? 'changed' : 'removed'] = Number(row.n);
     }
     const plannerRows = kind === 'initial' ? 0 : Number(meta.row_count);
-    const modelRows =
-      kind === 'initial' || kind === 'reset' ? created : comparison === 'cursor' ? counts.added + counts.changed : plannerRows + counts.added - counts.removed + refused.length;
+    const modelRows = plannedModelRows({ kind, comparison, counts, plannerRows, refused: refused.length }, created);
 
     await this.fenced(
       `UPDATE ${this.meta} SET staging = $4, staging_kind = $5, key_columns = $6, model_columns = $7, part = -1, through = NULL, pending_cursor = $8, comparison = $9, staged_rows = $10, updated_at = now()`,
@@ -409,18 +408,16 @@ export class PostgresPlanner implements WarehousePlanner {
     if (request.reset) kind = 'reset';
     else if (existing === null || meta.columns === null) {
       kind = 'initial';
-      if (meta.columns !== null) notes.push(`planner table ${this.schema}.${plannerTable} was dropped outside Lockstep: every row is sent again and the table rebuilt`);
+      if (meta.columns !== null) notes.push(plannerNotes.dropped(`${this.schema}.${plannerTable}`));
     } else {
       const sameAsRecorded = sameColumns(existing.columns, meta.columns);
       const emptied = Number(meta.row_count) > 0 && !(await this.hasRows(plannerTable));
       if (meta.tampered || !sameAsRecorded || !existing.guarded || emptied) {
         kind = keyTypesSame(existing.columns) ? 'keys' : 'initial';
-        notes.push(
-          `planner table ${this.schema}.${plannerTable} was changed outside Lockstep: compared by key only this run (every row sent again${kind === 'keys' ? ', rows gone from the model removed' : ''}) and rebuilt`,
-        );
+        notes.push(plannerNotes.tampered(`${this.schema}.${plannerTable}`, kind === 'keys'));
       } else if (!sameColumns(existing.columns, modelColumns)) {
         kind = keyTypesSame(existing.columns) ? 'keys' : 'initial';
-        notes.push(`the model's columns changed (${describeChange(existing.columns, modelColumns)}): every row is compared again by key and sent once`);
+        notes.push(plannerNotes.columnsChanged(existing.columns, modelColumns));
       } else if (request.resendAll) kind = 'keys';
     }
 
@@ -547,18 +544,13 @@ export class PostgresPlanner implements WarehousePlanner {
       for (const row of dups.rows as Value[][]) {
         const key = row.slice(0, shape.keys.length).map(plain);
         for (let i = 0; i < Number(row[shape.keys.length]); i++) {
-          refused.push({ key, reason: `duplicate primary key ${JSON.stringify(key)}: the model returned this key more than once; only one of its rows was planned` });
+          refused.push(duplicateKeyRefusal(key));
         }
       }
     }
     const refusedRows = refused.length;
     const plannerRows = shape.kind === 'initial' ? 0 : Number(meta.row_count);
-    const modelRows =
-      shape.kind === 'initial' || shape.kind === 'reset'
-        ? counts.added + refusedRows
-        : shape.comparison === 'cursor'
-          ? counts.added + counts.changed
-          : plannerRows + counts.added - counts.removed + refusedRows;
+    const modelRows = plannedModelRows({ kind: shape.kind, comparison: shape.comparison, counts, plannerRows, refused: refusedRows }, counts.added + refusedRows);
 
     const parts: WarehousePlanPart[] = [];
     if (shape.kind !== 'reset') {
