@@ -3,6 +3,7 @@
  * only quoted; values only as parameters), describing where a connection points without its secret,
  * and sorting PostgreSQL failures into what a caller can do about them.
  */
+import { isSqliteBusy, retryLocked } from '../core/lock-wait.js';
 
 /** A double-quoted SQL identifier; embedded `"` doubled. Works for PostgreSQL, SQLite and DuckDB. */
 export function quoteIdent(name: string): string {
@@ -121,3 +122,8 @@ export interface SqliteOpenOptions {
 }
 
 export type SqliteConstructor = new (path: string, options?: SqliteOpenOptions) => SqliteDatabase;
+
+/** `BEGIN IMMEDIATE`, waiting for the write lock `timeoutMs` by the clock, not only by SQLite's count of its sleeps (core/lock-wait.ts). */
+export function beginImmediate(db: SqliteDatabase, timeoutMs: number): void {
+  retryLocked(() => db.exec('begin immediate'), isSqliteBusy, timeoutMs);
+}

@@ -8,9 +8,12 @@ import Database from 'better-sqlite3';
 import type { AuditLogWriter, AuditSequenceRun, AuditSyncRun } from '../../core/audit-log.js';
 import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
 import type { RejectedRow } from '../../core/runs.js';
-import { quoteIdent, type SqliteConstructor, type SqliteDatabase } from '../sql.js';
+import { beginImmediate, quoteIdent, type SqliteConstructor, type SqliteDatabase } from '../sql.js';
 
 const SqliteDatabaseClass = Database as unknown as SqliteConstructor;
+
+/** How long a write waits for another connection's lock on the audit log's file. */
+const BUSY_TIMEOUT_MS = 5000;
 
 export interface SqliteAuditLogOptions {
   path: string;
@@ -33,7 +36,7 @@ export class SqliteAuditLog implements AuditLogWriter {
   static async open(options: SqliteAuditLogOptions): Promise<SqliteAuditLog> {
     let db: SqliteDatabase;
     try {
-      db = new SqliteDatabaseClass(options.path, { fileMustExist: true, timeout: 5000 });
+      db = new SqliteDatabaseClass(options.path, { fileMustExist: true, timeout: BUSY_TIMEOUT_MS });
     } catch (thrown) {
       throw new LockstepError(
         ErrorCode.Connection,
@@ -116,7 +119,7 @@ export class SqliteAuditLog implements AuditLogWriter {
   }
 
   private async transaction<T>(table: string, work: () => Promise<T>): Promise<T> {
-    this.db.exec('begin immediate');
+    beginImmediate(this.db, BUSY_TIMEOUT_MS);
     try {
       const result = await work();
       this.db.exec('commit');

@@ -9,7 +9,7 @@ import type {
   WriteOperation,
   WriteTarget,
 } from '../../core/ports.js';
-import { describeKey, errorCode, listNames, quoteIdent } from '../sql.js';
+import { beginImmediate, describeKey, errorCode, listNames, quoteIdent } from '../sql.js';
 import { normalizeValue } from '../values.js';
 import type { SqliteConstructor, SqliteDatabase, SqliteStatement } from '../sql.js';
 
@@ -57,7 +57,7 @@ export class SqliteDestination implements Destination {
         `table "${target.object}" in SQLite destination ${this.path} has no column${missing.length > 1 ? 's' : ''} ${listNames(missing)} (it has: ${listNames(existing)}) — add the column${missing.length > 1 ? 's' : ''} to the table, or map the model's fields to existing columns`,
       );
     }
-    return new SqliteWriter(db, this.path, target);
+    return new SqliteWriter(db, this.path, target, this.busyTimeoutMs);
   }
 
   async listObjects(): Promise<string[]> {
@@ -147,6 +147,7 @@ class SqliteWriter implements DestinationWriter {
     private readonly db: SqliteDatabase,
     private readonly path: string,
     private readonly target: WriteTarget,
+    private readonly busyTimeoutMs: number,
   ) {
     this.table = quoteIdent(target.object);
   }
@@ -157,7 +158,7 @@ class SqliteWriter implements DestinationWriter {
     // Prepared before the transaction: a statement SQLite refuses is a schema problem, not a row's.
     for (const op of batch) this.statement(op.kind);
     try {
-      db.exec('begin immediate');
+      beginImmediate(db, this.busyTimeoutMs);
     } catch (thrown) {
       throw this.batchError(thrown);
     }

@@ -5,7 +5,7 @@
  * processes opening the same new file apply each migration once.
  */
 import { ErrorCode, LockstepError } from '../../core/errors.js';
-import type { SqliteDatabase } from './sqlite-database.js';
+import { immediateTransaction, type SqliteDatabase } from './sqlite-database.js';
 import { WEBHOOK_EVENTS_SCHEMA, WEBHOOK_REFUSALS_SCHEMA, WEBHOOK_SETTINGS_SCHEMA } from './sqlite-webhook-store.js';
 import { API_TOKENS_SCHEMA } from './sqlite-token-store.js';
 import { ALERTS_SCHEMA } from './sqlite-alert-store.js';
@@ -273,7 +273,7 @@ export function migrate(db: SqliteDatabase, path: string, now: number): number[]
   // migration and not an earlier one (versions are reserved per feature and land in any order).
   for (const migration of [...MIGRATIONS].sort((a, b) => a.version - b.version)) {
     if (done.get(migration.version)) continue;
-    const apply = db.transaction(() => {
+    immediateTransaction(db, () => {
       // Re-check under the write lock: another process may have applied it meanwhile.
       const version = (current.get() as { version: number }).version;
       if (version > SCHEMA_VERSION) throw newerSchemaError(path, version);
@@ -282,7 +282,6 @@ export function migrate(db: SqliteDatabase, path: string, now: number): number[]
       record.run(migration.version, migration.name, now);
       applied.push(migration.version);
     });
-    apply.immediate();
   }
   return applied;
 }

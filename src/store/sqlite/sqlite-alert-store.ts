@@ -15,7 +15,7 @@ import type {
 } from '../../core/alerts.js';
 import { NO_ALERTS, alertChange, subjectKey } from '../../core/alerts.js';
 import type { SecretCodec } from '../../core/secrets.js';
-import type { SqliteDatabase, SqliteStatement, SqliteValue } from './sqlite-database.js';
+import { immediateTransaction, type SqliteDatabase, type SqliteStatement, type SqliteValue } from './sqlite-database.js';
 import { toAlertState, toDelivery, type AlertStateRow, type DeliveryRow } from '../rows.js';
 
 /** Schema version 3. */
@@ -210,7 +210,7 @@ export class SqliteAlertStore implements AlertStore {
 
   private immediate<R>(fn: () => R): R {
     try {
-      return this.db.transaction(fn).immediate() as R;
+      return immediateTransaction(this.db, fn);
     } catch (error) {
       throw this.wrap(error);
     }

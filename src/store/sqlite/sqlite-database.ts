@@ -3,6 +3,7 @@
  * signatures rather than on the library's own type package.
  */
 import BetterSqlite3 from 'better-sqlite3';
+import { isSqliteBusy, retryLocked } from '../../core/lock-wait.js';
 
 /** Values SQLite binds and returns as Lockstep uses them. */
 export type SqliteValue = string | number | bigint | null | Buffer;
@@ -33,6 +34,7 @@ export interface SqliteTransaction<A extends unknown[], R> {
 
 export interface SqliteDatabase {
   prepare(sql: string): SqliteStatement;
+  readonly inTransaction: boolean;
   exec(sql: string): void;
   transaction<A extends unknown[], R>(fn: (...args: A) => R): SqliteTransaction<A, R>;
   pragma(source: string, options?: { simple: boolean }): unknown;
@@ -72,4 +74,27 @@ export function isSqliteError(error: unknown): error is Error & { code: string }
   if (!(error instanceof Error)) return false;
   const code: unknown = (error as Error & { code?: unknown }).code;
   return typeof code === 'string' && code.startsWith('SQLITE_');
+}
+
+/** Per connection: a transaction wrapper that runs the function it is given, and the busy timeout in ms. */
+const writers = new WeakMap<SqliteDatabase, { tx: SqliteTransaction<[() => unknown], unknown>; timeoutMs: number }>();
+
+/**
+ * Runs `fn` in a write transaction (`BEGIN IMMEDIATE`), waiting for the write lock as long as the
+ * connection's busy timeout by the clock (core/lock-wait.ts): a BEGIN refused as busy is tried
+ * again, `fn` having not run. Inside a transaction already, `fn` runs in a savepoint.
+ */
+export function immediateTransaction<R>(db: SqliteDatabase, fn: () => R): R {
+  let writer = writers.get(db);
+  if (!writer) {
+    writer = { tx: db.transaction((body: () => unknown) => body()), timeoutMs: Number(db.pragma('busy_timeout', { simple: true })) };
+    writers.set(db, writer);
+  }
+  const { tx, timeoutMs } = writer;
+  let began = false;
+  const body = (): R => {
+    began = true;
+    return fn();
+  };
+  return retryLocked(() => tx.immediate(body) as R, (error) => !began && isSqliteBusy(error), timeoutMs);
 }

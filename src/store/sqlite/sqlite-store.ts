@@ -121,6 +121,7 @@ import { SEALED_PREFIX, SecretCodec, countSealed, type SecretResealer } from '..
 import { StoreSecretKeys, keyFileFor } from '../secret-keys.js';
 import { KINDS, TABLES, prepareStatements, type Kind, type Statements } from './sqlite-statements.js';
 import {
+  immediateTransaction,
   isSqliteError,
   openSqliteDatabase,
   type SqliteDatabase,
@@ -323,7 +324,7 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
   private readonly clock: Clock;
   private readonly busyTimeoutMs: number;
   private readonly s: Statements;
-  /** One transaction wrapper for every method: it runs the function it is given. */
+  /** The read transactions' wrapper: it runs the function it is given (writes: immediateTransaction). */
   private readonly tx: SqliteTransaction<[() => unknown], unknown>;
   /** Statements whose SQL depends on the arguments (IN-lists, list filters), prepared once per shape. */
   private readonly dynamic = new Map<string, SqliteStatement>();
@@ -1389,7 +1390,7 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
   /** Runs `fn` in a write transaction (`BEGIN IMMEDIATE`). */
   private write<R>(fn: () => R): R {
     try {
-      return this.tx.immediate(fn) as R;
+      return immediateTransaction(this.db, fn);
     } catch (error) {
       throw storeError(this.path, this.busyTimeoutMs, error);
     }

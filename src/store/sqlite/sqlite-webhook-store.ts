@@ -16,7 +16,7 @@ import type {
   WebhookEventQuery,
   WebhookEventStore,
 } from '../../core/webhooks.js';
-import type { SqliteDatabase, SqliteStatement } from './sqlite-database.js';
+import { immediateTransaction, type SqliteDatabase, type SqliteStatement } from './sqlite-database.js';
 import { toWebhookEvent, toWebhookRefusal, type WebhookEventRow, type WebhookRefusalRow } from '../rows.js';
 
 export const WEBHOOK_EVENTS_SCHEMA = `
@@ -194,7 +194,7 @@ export class SqliteWebhookStore implements WebhookEventStore {
 
   private immediate<R>(fn: () => R): R {
     try {
-      return this.db.transaction(fn).immediate() as R;
+      return immediateTransaction(this.db, fn);
     } catch (error) {
       throw this.wrap(error);
     }

@@ -149,10 +149,31 @@ const apply = (transaction) => {
 };
 // Transactions waiting here are committed together, in order, as one: a page several of them
 // change is written to the WAL once. If that fails, each is run alone, so each gets its own answer.
+let began = false;
 const many = db.transaction((transactions) => {
+  began = true;
   for (const message of transactions) apply(message.transaction);
 });
-const one = db.transaction((message) => apply(message.transaction));
+const one = db.transaction((message) => {
+  began = true;
+  apply(message.transaction);
+});
+// A BEGIN refused as busy is tried again until the busy timeout has passed by the clock: SQLite
+// counts the sleeps it asked for, and signals cut them short (core/lock-wait.ts).
+const pause = new Int32Array(new SharedArrayBuffer(4));
+const immediately = (transaction, argument) => {
+  const started = performance.now();
+  for (;;) {
+    began = false;
+    try {
+      return transaction.immediate(argument);
+    } catch (error) {
+      const busy = !began && error && typeof error.code === 'string' && error.code.startsWith('SQLITE_BUSY');
+      if (!busy || performance.now() - started + 2 >= workerData.busyTimeoutMs) throw error;
+      Atomics.wait(pause, 0, 0, 2);
+    }
+  }
+};
 const answer = (message, error) =>
   parentPort.postMessage(error ? { id: message.id, error: { message: String(error && error.message), code: error && error.code } } : { id: message.id });
 let waiting = [];
@@ -161,7 +182,7 @@ const commitWaiting = () => {
   waiting = [];
   if (transactions.length > 1) {
     try {
-      many.immediate(transactions);
+      immediately(many, transactions);
       for (const message of transactions) answer(message);
       return;
     } catch {
@@ -170,7 +191,7 @@ const commitWaiting = () => {
   }
   for (const message of transactions) {
     try {
-      one.immediate(message);
+      immediately(one, message);
       answer(message);
     } catch (error) {
       answer(message, error);
@@ -371,6 +392,8 @@ export class SqliteWriteWorker {
     this.sqlNumbers = new Map();
     const worker = new Worker(WORKER_SOURCE, {
       eval: true,
+      // The thread's code is CommonJS, whatever the process's entry was run as (node --input-type=module -e).
+      execArgv: process.execArgv.filter((arg) => !arg.startsWith('--input-type')),
       // Its garbage is a batch's parameters at a time: a small young generation keeps its memory down.
       resourceLimits: { maxYoungGenerationSizeMb: 8 },
       workerData: { driver, path: this.options.path, busyTimeoutMs: this.options.busyTimeoutMs, pragmas: this.options.pragmas },
