@@ -64,6 +64,36 @@ async function holdLock(path: string, ms: number): Promise<void> {
   db.close();
 }
 
+/**
+ * Runs `script` (an ES module) with `args` in a child process sampled by the CPU profiler every
+ * 100 µs; resolves once it printed `ready`. `go` tells it to write; `result` is the JSON it prints then.
+ */
+async function profiledChild(dir: string, script: string, args: string[]): Promise<{ go: (line: string) => void; result: () => Promise<unknown> }> {
+  const child = spawn(
+    process.execPath,
+    ['--cpu-prof', '--cpu-prof-dir', join(dir, 'profiles'), '--cpu-prof-interval', '100', '--input-type=module', '-e', script, ...args],
+    { stdio: ['pipe', 'pipe', 'pipe'] },
+  );
+  let out = '';
+  let err = '';
+  child.stderr.on('data', (d) => (err += d));
+  const closed = new Promise<number | null>((done) => child.on('close', done));
+  await new Promise<void>((done, fail) => {
+    child.stdout.on('data', (d) => {
+      out += d;
+      if (out.startsWith('ready\n')) done();
+    });
+    void closed.then((code) => fail(new Error(`child exited with ${code}: ${err}`)));
+  });
+  return {
+    go: (line) => child.stdin.end(`${line}\n`),
+    result: async () => {
+      expect(await closed, err).toBe(0);
+      return JSON.parse(out.split('\n')[1] as string);
+    },
+  };
+}
+
 describe('waiting for a SQLite lock under a sampling profiler', () => {
   it('waits out another connection\'s write lock on the store (both threads) and on a SQLite destination', async () => {
     const dir = tempDir();
@@ -72,44 +102,19 @@ describe('waiting for a SQLite lock under a sampling profiler', () => {
     const crm = new Database(destinationPath);
     crm.exec('create table items (id integer primary key, name text)');
     crm.close();
-    const child = spawn(
-      process.execPath,
-      [
-        '--cpu-prof',
-        '--cpu-prof-dir',
-        join(dir, 'profiles'),
-        '--cpu-prof-interval',
-        '100',
-        '--input-type=module',
-        '-e',
-        CHILD,
-        pathToFileURL(join(DIST, 'store/sqlite/sqlite-store.js')).href,
-        pathToFileURL(join(DIST, 'connectors/sqlite/sqlite-destination.js')).href,
-        path,
-        destinationPath,
-      ],
-      { stdio: ['pipe', 'pipe', 'pipe'] },
-    );
-    let out = '';
-    let err = '';
-    child.stderr.on('data', (d) => (err += d));
-    const ready = new Promise<void>((done, fail) => {
-      child.stdout.on('data', (d) => {
-        out += d;
-        if (out.startsWith('ready\n')) done();
-      });
-      child.on('close', (code) => fail(new Error(`child exited with ${code}: ${err}`)));
-    });
-    const closed = new Promise<number | null>((done) => child.on('close', done));
-    await ready;
+    const child = await profiledChild(dir, CHILD, [
+      pathToFileURL(join(DIST, 'store/sqlite/sqlite-store.js')).href,
+      pathToFileURL(join(DIST, 'connectors/sqlite/sqlite-destination.js')).href,
+      path,
+      destinationPath,
+    ]);
     // Both files locked; the child writes to both while the locks are held.
     const store = holdLock(path, 2 * HOLD_MS);
     const destination = holdLock(destinationPath, HOLD_MS);
     await new Promise((done) => setTimeout(done, 20));
-    child.stdin.end('destination\n');
+    child.go('destination');
     await Promise.all([store, destination]);
-    expect(await closed, err).toBe(0);
-    const results = JSON.parse(out.split('\n')[1] as string) as Array<{ what: string; ok: boolean; ms: number; error?: string }>;
+    const results = (await child.result()) as Array<{ what: string; ok: boolean; ms: number; error?: string }>;
     expect(results.map((r) => [r.what, r.ok, r.error])).toEqual([
       ['destination', true, undefined],
       ['main thread', true, undefined],
@@ -123,17 +128,9 @@ describe('waiting for a SQLite lock under a sampling profiler', () => {
     const dir = tempDir();
     const path = join(dir, 'plain.db');
     new Database(path).close();
-    const child = spawn(
-      process.execPath,
-      [
-        '--cpu-prof',
-        '--cpu-prof-dir',
-        join(dir, 'profiles'),
-        '--cpu-prof-interval',
-        '100',
-        '--input-type=module',
-        '-e',
-        `import Database from ${JSON.stringify(pathToFileURL(join(DIST, '../node_modules/better-sqlite3/lib/index.js')).href)};
+    const child = await profiledChild(
+      dir,
+      `import Database from ${JSON.stringify(pathToFileURL(join(DIST, '../node_modules/better-sqlite3/lib/index.js')).href)};
          const db = new Database(process.argv[1], { timeout: 5000 });
          console.log('ready');
          process.stdin.once('data', () => {
@@ -142,18 +139,13 @@ describe('waiting for a SQLite lock under a sampling profiler', () => {
            catch (error) { console.log(JSON.stringify({ ok: false, code: error.code, ms: performance.now() - started })); }
            process.exit(0);
          });`,
-        path,
-      ],
-      { stdio: ['pipe', 'pipe', 'pipe'] },
+      [path],
     );
-    let out = '';
-    const closed = new Promise((done) => child.on('close', done));
-    await new Promise<void>((done) => child.stdout.on('data', (d) => ((out += d), out.startsWith('ready\n') && done())));
     const held = holdLock(path, HOLD_MS);
     await new Promise((done) => setTimeout(done, 20));
-    child.stdin.end('go\n');
-    await Promise.all([held, closed]);
-    const result = JSON.parse(out.split('\n')[1] as string) as { ok: boolean; code?: string; ms: number };
+    child.go('go');
+    await held;
+    const result = (await child.result()) as { ok: boolean; code?: string; ms: number };
     // What the store's retry is for: SQLITE_BUSY well before 5 s, while the lock was still held.
     expect(result).toMatchObject({ ok: false, code: 'SQLITE_BUSY' });
     expect(result.ms).toBeLessThan(HOLD_MS);
