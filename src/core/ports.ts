@@ -272,6 +272,8 @@ export interface WriteOperation {
    * the source read it, line break included; `values` is then empty.
    */
   line?: EncodedLine;
+  /** What happened to the row in the model, when the planner tells (a dry run's samples read it). */
+  change?: 'added' | 'changed' | 'removed';
 }
 
 /** One row of `EncodedRows`: bytes `start..end` of `data`. */

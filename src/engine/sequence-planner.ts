@@ -279,12 +279,12 @@ class PlanRecorder {
   }
 
   /**
-   * Samples added and changed rows: the runner's planned rows say which they are (`o`); otherwise a
-   * key in the snapshot (which a dry run never changes) is a change.
+   * Samples added and changed rows: the runner's planned rows say which they are (`change`);
+   * otherwise a key in the snapshot (which a dry run never changes) is a change.
    */
   private async sample(target: WriteTarget, ops: WriteOperation[]): Promise<void> {
     if (ops.length === 0 || (this.added.length >= this.samples && this.changed.length >= this.samples)) return;
-    const change = (op: WriteOperation) => (op as Partial<{ o: 'added' | 'changed' | 'removed' }>).o;
+    const change = (op: WriteOperation) => op.change;
     const delivered = ops.every((op) => change(op) !== undefined) ? new Map() : await this.store.snapshotGet(this.sync.id, ops.map((op) => encodeKey(op.key)));
     for (const op of ops) {
       const list = (change(op) ?? (delivered.has(encodeKey(op.key)) ? 'changed' : 'added')) === 'changed' ? this.changed : this.added;

@@ -85,6 +85,9 @@ export interface RunLimitReached {
   error: string;
 }
 
+/** What happened to a row in the model. */
+type Change = NonNullable<WriteOperation['change']>;
+
 /**
  * One planned operation, between planning and delivery; handed to the destination as it is. A row
  * that goes as its line is its own `EncodedLine` (no second object per row). An encoded row that
@@ -92,13 +95,32 @@ export interface RunLimitReached {
  * then live as long as the write, not from planning on.
  */
 class PlannedOp implements WriteOperation, EncodedLine {
-  constructor(
+  /** A removal: the key only. */
+  static removal(keyText: string): PlannedOp {
+    return new PlannedOp('removed', 'delete', keyText, NO_VALUES, null, 0, NO_LINE, 0, 0, 0, 0);
+  }
+
+  /** A row read as values (its key taken from them, at `keyIndexes`, when asked for). */
+  static ofValues(change: Change, kind: WriteOperation['kind'], keyText: string, values: Value[], hashHigh: number, hashLow: number, keyIndexes: readonly number[]): PlannedOp {
+    return new PlannedOp(change, kind, keyText, values, null, 0, NO_LINE, 0, 0, hashHigh, hashLow, keyIndexes);
+  }
+
+  /** A row that goes as its line, bytes `start..end` of `data`. */
+  static ofLine(change: Change, kind: WriteOperation['kind'], keyText: string, data: Buffer, start: number, end: number, hashHigh: number, hashLow: number): PlannedOp {
+    return new PlannedOp(change, kind, keyText, NO_VALUES, null, 0, data, start, end, hashHigh, hashLow);
+  }
+
+  /** An encoded row that goes as values, decoded from row `row` of `rows` when asked for. */
+  static ofEncoded(change: Change, kind: WriteOperation['kind'], keyText: string, rows: EncodedRows, row: number, hashHigh: number, hashLow: number): PlannedOp {
+    return new PlannedOp(change, kind, keyText, null, rows, row, NO_LINE, 0, 0, hashHigh, hashLow);
+  }
+
+  private constructor(
     /** What happened to the row in the model. */
-    readonly o: 'added' | 'changed' | 'removed',
+    readonly change: Change,
     readonly kind: WriteOperation['kind'],
     /** The encoded key. */
-    readonly k: string,
-    private decodedKey: Value[] | null,
+    readonly keyText: string,
     private decodedValues: Value[] | null,
     /** Where the values are decoded from when they are asked for: row `row` of `encoded`. */
     private readonly encoded: EncodedRows | null,
@@ -108,18 +130,21 @@ class PlannedOp implements WriteOperation, EncodedLine {
     readonly start: number,
     readonly end: number,
     /** The hash of the row, high and low word (0 for removals). */
-    readonly hh: number,
-    readonly hl: number,
+    readonly hashHigh: number,
+    readonly hashLow: number,
     /** Where the key's values are in the values, for a row read as values (its key then taken from them when asked for). */
     private readonly keyIndexes: readonly number[] | null = null,
   ) {}
 
+  /** The key's values, once asked for. */
+  private decodedKey: Value[] | null = null;
+
   /**
    * The key's values, when first asked for (a row that goes as its line seldom is, an upsert to an
-   * HTTP API never): taken from the row's values, or decoded from `k`.
+   * HTTP API never): taken from the row's values, or decoded from `keyText`.
    */
   get key(): Value[] {
-    return (this.decodedKey ??= this.keyIndexes ? keyOf(this.decodedValues as Value[], this.keyIndexes) : decodeKey(this.k));
+    return (this.decodedKey ??= this.keyIndexes ? keyOf(this.decodedValues as Value[], this.keyIndexes) : decodeKey(this.keyText));
   }
 
   get values(): Value[] {
@@ -133,12 +158,12 @@ class PlannedOp implements WriteOperation, EncodedLine {
 
 const NO_LINE = Buffer.alloc(0);
 
-/** A row of the model that passed validation, before it is compared with the snapshot (`r`: its place in the batch). */
+/** A row of the model that passed validation, before it is compared with the snapshot (`row`: its place in the batch). */
 interface Candidate {
-  k: string;
-  r: number;
-  hh: number;
-  hl: number;
+  keyText: string;
+  row: number;
+  hashHigh: number;
+  hashLow: number;
 }
 
 const NO_VALUES: Value[] = [];
@@ -159,7 +184,7 @@ interface PlanningBatch {
   /** Hashes row `r` into `rowHash`. */
   hash(r: number): void;
   /** The operation for row `r`. */
-  op(r: number, o: 'added' | 'changed', kind: WriteOperation['kind'], k: string, hh: number, hl: number): PlannedOp;
+  op(r: number, change: 'added' | 'changed', kind: WriteOperation['kind'], keyText: string, hashHigh: number, hashLow: number): PlannedOp;
 }
 
 class DecodedBatch implements PlanningBatch {
@@ -192,9 +217,9 @@ class DecodedBatch implements PlanningBatch {
     hashRow(this.rows[r] as Value[]);
   }
 
-  op(r: number, o: 'added' | 'changed', kind: WriteOperation['kind'], k: string, hh: number, hl: number): PlannedOp {
+  op(r: number, change: 'added' | 'changed', kind: WriteOperation['kind'], keyText: string, hashHigh: number, hashLow: number): PlannedOp {
     // The key's array only if a writer asks for it: no array per row planned.
-    return new PlannedOp(o, kind, k, null, this.rows[r] as Value[], null, 0, NO_LINE, 0, 0, hh, hl, this.keyIndexes);
+    return PlannedOp.ofValues(change, kind, keyText, this.rows[r] as Value[], hashHigh, hashLow, this.keyIndexes);
   }
 }
 
@@ -226,11 +251,11 @@ class EncodedBatch implements PlanningBatch {
     hashBytes(this.rows.data, this.rows.starts[r] as number, (this.rows.starts[r + 1] as number) - 1);
   }
 
-  op(r: number, o: 'added' | 'changed', kind: WriteOperation['kind'], k: string, hh: number, hl: number): PlannedOp {
+  op(r: number, change: 'added' | 'changed', kind: WriteOperation['kind'], keyText: string, hashHigh: number, hashLow: number): PlannedOp {
     const { data, starts } = this.rows;
     return this.lines && (kind === 'insert' || kind === 'upsert')
-      ? new PlannedOp(o, kind, k, null, NO_VALUES, null, 0, data, starts[r] as number, starts[r + 1] as number, hh, hl)
-      : new PlannedOp(o, kind, k, null, null, this.rows, r, NO_LINE, 0, 0, hh, hl);
+      ? PlannedOp.ofLine(change, kind, keyText, data, starts[r] as number, starts[r + 1] as number, hashHigh, hashLow)
+      : PlannedOp.ofEncoded(change, kind, keyText, this.rows, r, hashHigh, hashLow);
   }
 }
 
@@ -489,7 +514,7 @@ class PlannedBatches {
 
   add(op: PlannedOp): boolean {
     const { p, batch } = this;
-    bump(p.progress.planned, op.o);
+    bump(p.progress.planned, op.change);
     if (batch.length === 0) this.opened = performance.now();
     batch.push(op);
     this.queued++;
@@ -521,7 +546,7 @@ class PlannedBatches {
   }
 }
 
-function bump(counts: OperationCounts, op: PlannedOp['o'], by = 1): void {
+function bump(counts: OperationCounts, op: Change, by = 1): void {
   if (op === 'added') counts.addedCount += by;
   else if (op === 'changed') counts.changedCount += by;
   else counts.removedCount += by;
@@ -599,7 +624,7 @@ class RowLoop {
         continue;
       }
       if (this.s.collect) {
-        this.candidates.push({ k, r, hh, hl });
+        this.candidates.push({ keyText: k, row: r, hashHigh: hh, hashLow: hl });
         continue;
       }
       // An empty snapshot: every row is new, with nothing to look up first.
@@ -957,7 +982,7 @@ export class SyncRunner {
         }
       }
       if (resetCDC) {
-        await store.snapshotWrite(sync.id, candidates.map((c) => [c.k, hashText(c.hh, c.hl)]), [], fence);
+        await store.snapshotWrite(sync.id, candidates.map((c) => [c.keyText, hashText(c.hashHigh, c.hashLow)]), [], fence);
         continue;
       }
       if (candidates.length === 0) continue;
@@ -965,30 +990,30 @@ export class SyncRunner {
       if (lookups && !fullResync && store.snapshotChanges) {
         const words = new Uint32Array(2 * candidates.length);
         candidates.forEach((c, i) => {
-          words[2 * i] = c.hh;
-          words[2 * i + 1] = c.hl;
+          words[2 * i] = c.hashHigh;
+          words[2 * i + 1] = c.hashLow;
         });
-        const { added: missing, changed } = await store.snapshotChanges(sync.id, { keys: candidates.map((c) => c.k), hashes: words });
+        const { added: missing, changed } = await store.snapshotChanges(sync.id, { keys: candidates.map((c) => c.keyText), hashes: words });
         matched += candidates.length - missing.length;
         // Both lists in order: the rows go out in the order the model gave them.
         for (let a = 0, m = 0; a < missing.length || m < changed.length; ) {
           const isAdded = m >= changed.length || (a < missing.length && (missing[a] as number) < (changed[m] as number));
           const c = candidates[isAdded ? (missing[a++] as number) : (changed[m++] as number)] as Candidate;
-          const op: PlannedOp['o'] = isAdded ? 'added' : 'changed';
+          const op: 'added' | 'changed' = isAdded ? 'added' : 'changed';
           const kind = writeKind(sync, op);
-          if (kind !== null && batches.add(view.op(c.r, op, kind, c.k, c.hh, c.hl))) await flush();
+          if (kind !== null && batches.add(view.op(c.row, op, kind, c.keyText, c.hashHigh, c.hashLow))) await flush();
         }
         continue;
       }
-      const snapshot = lookups ? await store.snapshotGet(sync.id, candidates.map((c) => c.k)) : NO_SNAPSHOT;
+      const snapshot = lookups ? await store.snapshotGet(sync.id, candidates.map((c) => c.keyText)) : NO_SNAPSHOT;
       for (const c of candidates) {
-        const old = snapshot.get(c.k);
+        const old = snapshot.get(c.keyText);
         if (old !== undefined) matched++;
-        if (!fullResync && old !== undefined && old === hashText(c.hh, c.hl)) continue;
-        const op: PlannedOp['o'] = old === undefined ? 'added' : 'changed';
+        if (!fullResync && old !== undefined && old === hashText(c.hashHigh, c.hashLow)) continue;
+        const op: 'added' | 'changed' = old === undefined ? 'added' : 'changed';
         const kind = writeKind(sync, op);
         if (kind === null) continue;
-        if (batches.add(view.op(c.r, op, kind, c.k, c.hh, c.hl))) await flush();
+        if (batches.add(view.op(c.row, op, kind, c.keyText, c.hashHigh, c.hashLow))) await flush();
       }
     }
     progress.reading = false;
@@ -1008,7 +1033,7 @@ export class SyncRunner {
       if (refusal) throw new LockstepError(ErrorCode.Conflict, refusal);
     }
     if (deletes && index) {
-      for (const k of index.unseen()) await plan(new PlannedOp('removed', 'delete', k, null, NO_VALUES, null, 0, NO_LINE, 0, 0, 0, 0));
+      for (const k of index.unseen()) await plan(PlannedOp.removal(k));
     } else if ((resetCDC || deletes) && !byCursor && progress.expectedRows > 0) {
       // Reading them by key ranges stays correct while delivered batches are committed to the
       // snapshot meanwhile (those keys were seen). Looked up in the store, the rows of the snapshot
@@ -1019,7 +1044,7 @@ export class SyncRunner {
       const removed = left > 0 ? seen.unseen(() => store.snapshotKeys(sync.id, SNAPSHOT_PAGE)) : null;
       for await (const k of removed ?? []) {
         if (resetCDC) gone.push(k);
-        else await plan(new PlannedOp('removed', 'delete', k, null, NO_VALUES, null, 0, NO_LINE, 0, 0, 0, 0));
+        else await plan(PlannedOp.removal(k));
         if (gone.length >= SNAPSHOT_PAGE) {
           await store.snapshotWrite(sync.id, [], gone, fence);
           gone = [];
@@ -1153,7 +1178,7 @@ export class SyncRunner {
           const k = view.keyText(r) as string;
           const op =
             part.op === 'removed'
-              ? new PlannedOp('removed', 'delete', k, null, NO_VALUES, null, 0, NO_LINE, 0, 0, 0, 0)
+              ? PlannedOp.removal(k)
               : view.op(r, part.op, sentAs(part.op), k, 0, 0);
           if (batches.add(op)) await batches.flush();
         }
@@ -1274,17 +1299,17 @@ export class SyncRunner {
       const op = batch[i] as PlannedOp;
       const outcome = outcomes[i] as RowOutcome;
       if (outcome.ok) {
-        bump(successful, op.o);
-        if (op.o === 'removed') deletes.push(op.k);
+        bump(successful, op.change);
+        if (op.change === 'removed') deletes.push(op.keyText);
         else {
-          if (outcome.id !== undefined) ids.push([op.k, outcome.id]);
-          hashes[2 * keys.length] = op.hh;
-          hashes[2 * keys.length + 1] = op.hl;
-          keys.push(op.k);
+          if (outcome.id !== undefined) ids.push([op.keyText, outcome.id]);
+          hashes[2 * keys.length] = op.hashHigh;
+          hashes[2 * keys.length + 1] = op.hashLow;
+          keys.push(op.keyText);
         }
       } else {
-        bump(failed, op.o);
-        rejected.push({ syncRunId: run.id, key: op.k, op: op.o, reason: outcome.reason });
+        bump(failed, op.change);
+        rejected.push({ syncRunId: run.id, key: op.keyText, op: op.change, reason: outcome.reason });
       }
     }
     const planner = p.planner ? plannerProgress(batch, (i) => (outcomes[i] as RowOutcome).ok) : null;
@@ -1487,14 +1512,14 @@ export class SyncRunner {
     const ids = await Promise.all(
       p.lookups.map(async (lookup) => {
         const keys = new Set<string>();
-        for (const op of batch) if (op.o !== 'removed') for (const k of lookupKeys(op.values[lookup.column] ?? null)) keys.add(k);
+        for (const op of batch) if (op.change !== 'removed') for (const k of lookupKeys(op.values[lookup.column] ?? null)) keys.add(k);
         return this.options.store.recordIdsGet(lookup.syncId, [...keys]);
       }),
     );
     const ops: WriteOperation[] = [];
     const places: number[] = [];
     batch.forEach((op, i) => {
-      if (op.o === 'removed') {
+      if (op.change === 'removed') {
         ops.push(op);
         places.push(i);
         return;

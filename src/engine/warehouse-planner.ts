@@ -57,14 +57,14 @@ export interface PlannerProgress {
 }
 
 /** The planner's part of a written batch (`ops` in delivery order, `ok` per row). */
-export function plannerProgress(ops: ReadonlyArray<{ o: WarehousePlanPart['op']; k: string }>, ok: (i: number) => boolean): PlannerProgress | null {
+export function plannerProgress(ops: ReadonlyArray<{ change: WarehousePlanPart['op']; keyText: string }>, ok: (i: number) => boolean): PlannerProgress | null {
   const last = ops[ops.length - 1];
   if (!last) return null;
   const rejected: Value[][] = [];
   ops.forEach((op, i) => {
-    if (!ok(i)) rejected.push(decodeKey(op.k));
+    if (!ok(i)) rejected.push(decodeKey(op.keyText));
   });
-  return { through: { op: last.o, key: decodeKey(last.k) }, rejected };
+  return { through: { op: last.change, key: decodeKey(last.keyText) }, rejected };
 }
 
 /** Written batches' progress as one: the last one's row, every rejected row. */
