@@ -16,13 +16,12 @@
 import { backoffDelay, withBackoff, type BackoffPolicy } from '../core/backoff.js';
 import { resolveConnection } from '../core/connector-registry.js';
 import { ErrorCode, LockstepError, toError } from '../core/errors.js';
-import { decodeKey, encodeKey, encodeKeyOf, lookupKeys } from '../core/keys.js';
+import { encodeKey, lookupKeys } from '../core/keys.js';
 import type {
   Clock,
   Connectors,
   Destination,
   DestinationWriter,
-  EncodedLine,
   EncodedRows,
   Logger,
   RowOutcome,
@@ -40,7 +39,8 @@ import { PhaseClock } from '../core/run-phases.js';
 import { massDeleteRefusal } from '../core/sync-rules.js';
 import type { ModelRecord, SyncRecord } from '../core/workspace.js';
 import { KeySet } from './key-set.js';
-import { hashBytes, hashRow, hashText, rowHash } from './row-hash.js';
+import { DecodedBatch, EncodedBatch, PlannedOp, type Candidate, type Change, type PlanningBatch } from './planned-rows.js';
+import { hashText, rowHash } from './row-hash.js';
 import { SnapshotIndex } from './snapshot-index.js';
 import { cursorRequest, mergeProgress, openWarehousePlanner, plannerProgress, type PlannerProgress } from './warehouse-planner.js';
 
@@ -83,180 +83,6 @@ export type StopReason = 'cancel' | 'shutdown' | 'lease-lost' | RunLimitReached;
 export interface RunLimitReached {
   status: 'failed' | 'cancelled';
   error: string;
-}
-
-/** What happened to a row in the model. */
-type Change = NonNullable<WriteOperation['change']>;
-
-/**
- * One planned operation, between planning and delivery; handed to the destination as it is. A row
- * that goes as its line is its own `EncodedLine` (no second object per row). An encoded row that
- * goes as values is decoded when the destination first asks for them, at write time: the values
- * then live as long as the write, not from planning on.
- */
-class PlannedOp implements WriteOperation, EncodedLine {
-  /** A removal: the key only. */
-  static removal(keyText: string): PlannedOp {
-    return new PlannedOp('removed', 'delete', keyText, NO_VALUES, null, 0, NO_LINE, 0, 0, 0, 0);
-  }
-
-  /** A row read as values (its key taken from them, at `keyIndexes`, when asked for). */
-  static ofValues(change: Change, kind: WriteOperation['kind'], keyText: string, values: Value[], hashHigh: number, hashLow: number, keyIndexes: readonly number[]): PlannedOp {
-    return new PlannedOp(change, kind, keyText, values, null, 0, NO_LINE, 0, 0, hashHigh, hashLow, keyIndexes);
-  }
-
-  /** A row that goes as its line, bytes `start..end` of `data`. */
-  static ofLine(change: Change, kind: WriteOperation['kind'], keyText: string, data: Buffer, start: number, end: number, hashHigh: number, hashLow: number): PlannedOp {
-    return new PlannedOp(change, kind, keyText, NO_VALUES, null, 0, data, start, end, hashHigh, hashLow);
-  }
-
-  /** An encoded row that goes as values, decoded from row `row` of `rows` when asked for. */
-  static ofEncoded(change: Change, kind: WriteOperation['kind'], keyText: string, rows: EncodedRows, row: number, hashHigh: number, hashLow: number): PlannedOp {
-    return new PlannedOp(change, kind, keyText, null, rows, row, NO_LINE, 0, 0, hashHigh, hashLow);
-  }
-
-  private constructor(
-    /** What happened to the row in the model. */
-    readonly change: Change,
-    readonly kind: WriteOperation['kind'],
-    /** The encoded key. */
-    readonly keyText: string,
-    private decodedValues: Value[] | null,
-    /** Where the values are decoded from when they are asked for: row `row` of `encoded`. */
-    private readonly encoded: EncodedRows | null,
-    private readonly row: number,
-    /** The row's line, when it goes as one: bytes `start..end` of `data`. */
-    readonly data: Buffer,
-    readonly start: number,
-    readonly end: number,
-    /** The hash of the row, high and low word (0 for removals). */
-    readonly hashHigh: number,
-    readonly hashLow: number,
-    /** Where the key's values are in the values, for a row read as values (its key then taken from them when asked for). */
-    private readonly keyIndexes: readonly number[] | null = null,
-  ) {}
-
-  /** The key's values, once asked for. */
-  private decodedKey: Value[] | null = null;
-
-  /**
-   * The key's values, when first asked for (a row that goes as its line seldom is, an upsert to an
-   * HTTP API never): taken from the row's values, or decoded from `keyText`.
-   */
-  get key(): Value[] {
-    return (this.decodedKey ??= this.keyIndexes ? keyOf(this.decodedValues as Value[], this.keyIndexes) : decodeKey(this.keyText));
-  }
-
-  get values(): Value[] {
-    return (this.decodedValues ??= this.encoded ? this.encoded.decode(this.row) : NO_VALUES);
-  }
-
-  get line(): EncodedLine | undefined {
-    return this.data === NO_LINE ? undefined : this;
-  }
-}
-
-const NO_LINE = Buffer.alloc(0);
-
-/** A row of the model that passed validation, before it is compared with the snapshot (`row`: its place in the batch). */
-interface Candidate {
-  keyText: string;
-  row: number;
-  hashHigh: number;
-  hashLow: number;
-}
-
-const NO_VALUES: Value[] = [];
-
-/** The key's values of a row of values. */
-function keyOf(values: readonly Value[], keyIndexes: readonly number[]): Value[] {
-  if (keyIndexes.length === 1) return [values[keyIndexes[0] as number] ?? null];
-  return keyIndexes.map((i) => values[i] ?? null);
-}
-
-/** A read batch as planning sees it, whether its rows came as values or encoded. */
-interface PlanningBatch {
-  readonly count: number;
-  /** Row `r`'s encoded key, or null when a key value is null. */
-  keyText(r: number): string | null;
-  /** Row `r`'s key values. */
-  key(r: number): Value[];
-  /** Hashes row `r` into `rowHash`. */
-  hash(r: number): void;
-  /** The operation for row `r`. */
-  op(r: number, change: 'added' | 'changed', kind: WriteOperation['kind'], keyText: string, hashHigh: number, hashLow: number): PlannedOp;
-}
-
-class DecodedBatch implements PlanningBatch {
-  readonly count: number;
-  /** The key's column when the key is one column (the common case: read without an array per row), else -1. */
-  private readonly keyIndex: number;
-
-  constructor(
-    private readonly rows: Value[][],
-    private readonly keyIndexes: readonly number[],
-  ) {
-    this.count = rows.length;
-    this.keyIndex = keyIndexes.length === 1 ? (keyIndexes[0] as number) : -1;
-  }
-
-  keyText(r: number): string | null {
-    if (this.keyIndex >= 0) {
-      const value = (this.rows[r] as Value[])[this.keyIndex] ?? null;
-      return value === null ? null : encodeKeyOf(value);
-    }
-    const key = this.key(r);
-    return key.includes(null) ? null : encodeKey(key);
-  }
-
-  key(r: number): Value[] {
-    return keyOf(this.rows[r] as Value[], this.keyIndexes);
-  }
-
-  hash(r: number): void {
-    hashRow(this.rows[r] as Value[]);
-  }
-
-  op(r: number, change: 'added' | 'changed', kind: WriteOperation['kind'], keyText: string, hashHigh: number, hashLow: number): PlannedOp {
-    // The key's array only if a writer asks for it: no array per row planned.
-    return PlannedOp.ofValues(change, kind, keyText, this.rows[r] as Value[], hashHigh, hashLow, this.keyIndexes);
-  }
-}
-
-/**
- * Encoded rows are hashed over their bytes and only their keys decoded; a planned row goes to the
- * destination as its line when the writer takes lines (inserts and upserts), otherwise decoded.
- */
-class EncodedBatch implements PlanningBatch {
-  readonly count: number;
-
-  constructor(
-    private readonly rows: EncodedRows,
-    private readonly keyIndexes: readonly number[],
-    private readonly lines: boolean,
-  ) {
-    this.count = rows.starts.length - 1;
-  }
-
-  keyText(r: number): string | null {
-    return this.rows.keyText(r, this.keyIndexes);
-  }
-
-  key(r: number): Value[] {
-    return this.rows.decode(r, this.keyIndexes);
-  }
-
-  hash(r: number): void {
-    // Without the line break: the bytes of the values.
-    hashBytes(this.rows.data, this.rows.starts[r] as number, (this.rows.starts[r + 1] as number) - 1);
-  }
-
-  op(r: number, change: 'added' | 'changed', kind: WriteOperation['kind'], keyText: string, hashHigh: number, hashLow: number): PlannedOp {
-    const { data, starts } = this.rows;
-    return this.lines && (kind === 'insert' || kind === 'upsert')
-      ? PlannedOp.ofLine(change, kind, keyText, data, starts[r] as number, starts[r + 1] as number, hashHigh, hashLow)
-      : PlannedOp.ofEncoded(change, kind, keyText, this.rows, r, hashHigh, hashLow);
-  }
 }
 
 /** Counts of a run as its pipeline goes, shared by planning and delivery. */
