@@ -39,8 +39,9 @@ import { PhaseClock } from '../core/run-phases.js';
 import { massDeleteRefusal } from '../core/sync-rules.js';
 import type { ModelRecord, SyncRecord } from '../core/workspace.js';
 import { KeySet } from './key-set.js';
-import { DecodedBatch, EncodedBatch, PlannedOp, type Candidate, type Change, type PlanningBatch } from './planned-rows.js';
-import { hashText, rowHash } from './row-hash.js';
+import { DecodedBatch, EncodedBatch, PlannedOp, type Candidate } from './planned-rows.js';
+import { PlannedBatches, RowLoop, RowLoopNext, bump } from './planning.js';
+import { hashText } from './row-hash.js';
 import { SnapshotIndex } from './snapshot-index.js';
 import { cursorRequest, mergeProgress, openWarehousePlanner, plannerProgress, type PlannerProgress } from './warehouse-planner.js';
 
@@ -234,10 +235,6 @@ function progressPatch(progress: RunProgress | null): SyncRunPatch {
 
 /** Snapshot commits under way at most (see Pipeline.commits). */
 const COMMITS_AHEAD = 4;
-/** A batch open this long goes to an idle destination before it is full (see PlannedBatches.add). */
-const EAGER_FLUSH_MS = 50;
-/** Rejected rows found while planning are stored in groups of this many. */
-const REJECTED_FLUSH = 1000;
 /** Snapshot keys read per page when looking for removals, or entries when loading the index. */
 const SNAPSHOT_PAGE = 5000;
 /** Snapshot entries read per page when loading the index (a page is three strings). */
@@ -306,184 +303,6 @@ function add(counts: OperationCounts, more: OperationCounts): void {
   counts.addedCount += more.addedCount;
   counts.changedCount += more.changedCount;
   counts.removedCount += more.removedCount;
-}
-
-/**
- * Planned rows on their way to the destination, in batches. Adding is synchronous (true when the
- * batch should go out now), so the loop over rows awaits only at batch boundaries. A writer that
- * chooses how to write by the run's size (planAhead) sees that many rows planned, or all of them,
- * before its first batch; until then they wait here. Batches go out full; one that fills slowly
- * (few rows changed) goes out early once the destination is idle, so that writing overlaps with
- * reading instead of piling up at the end (wall time, not the injected clock: this only paces the
- * pipeline, what is written does not depend on it).
- */
-class PlannedBatches {
-  private batch: PlannedOp[] = [];
-  /**
-   * When the open batch got its first row. Times start as a double (not the integer 0), here and in
-   * RunProgress and Pipeline: the first performance.now() stored into an integer field changes the
-   * object's shape, which throws away the optimised code of the per-row and per-batch functions
-   * using it, compiled again a moment later.
-   */
-  private opened = -Infinity;
-  private queued = 0;
-  private held = true;
-
-  constructor(
-    private readonly p: Pipeline,
-    private readonly deliver: (ops: PlannedOp[]) => Promise<void>,
-  ) {}
-
-  private size(): number {
-    return Math.max(1, this.p.writer?.batchSize ?? this.p.batchSize);
-  }
-
-  add(op: PlannedOp): boolean {
-    const { p, batch } = this;
-    bump(p.progress.planned, op.change);
-    if (batch.length === 0) this.opened = performance.now();
-    batch.push(op);
-    this.queued++;
-    if (this.held) {
-      const ahead = p.writer?.planAhead ?? 0;
-      if (ahead > 0 && this.queued <= ahead) return false;
-      this.held = false;
-      this.opened = performance.now();
-      if (ahead > 0) p.writer?.plan?.({ rows: this.queued, complete: false });
-    }
-    if (batch.length >= this.size()) return true;
-    // A writer that chose its batch size (e.g. a bulk job per batch) gets full batches only.
-    if (p.writer?.batchSize !== undefined) return false;
-    return (batch.length & 63) === 0 && p.inflight.every((d) => d.written) && performance.now() - this.opened >= EAGER_FLUSH_MS;
-  }
-
-  /** Sends what is queued; rows held for a writer's planAhead leave in batches of the size it chose. */
-  async flush(): Promise<void> {
-    const size = this.size();
-    const all = this.batch;
-    this.batch = [];
-    for (let start = 0; start < all.length; start += size) await this.deliver(all.length <= size ? all : all.slice(start, start + size));
-  }
-
-  /** Every row is planned: a writer still waiting for planAhead learns the total, and the rest goes out. */
-  async end(): Promise<void> {
-    if (this.held && (this.p.writer?.planAhead ?? 0) > 0) this.p.writer?.plan?.({ rows: this.queued, complete: true });
-    if (this.batch.length > 0) await this.flush();
-  }
-}
-
-function bump(counts: OperationCounts, op: Change, by = 1): void {
-  if (op === 'added') counts.addedCount += by;
-  else if (op === 'changed') counts.changedCount += by;
-  else counts.removedCount += by;
-}
-
-/** What planAndDeliver does after the row loop returned (RowLoop.next). */
-const enum RowLoopNext {
-  /** The batch's rows are all planned. */
-  Done,
-  /** A batch of planned rows is full: it goes to the destination. */
-  Flush,
-  /** REJECTED_FLUSH rejected rows wait: they go to the store. */
-  StoreRejected,
-}
-
-/** What the store's planner's row loop needs, the same for every batch of a run. */
-interface RowLoopSettings {
-  runId: number;
-  primaryKey: readonly string[];
-  progress: RunProgress;
-  batches: PlannedBatches;
-  /** The snapshot in memory, or null (an empty snapshot, or one looked up in the store). */
-  index: SnapshotIndex | null;
-  seen: KeySet;
-  fullResync: boolean;
-  /** Rows without the index are collected as candidates (looked up in the store, or only recorded for resetCDC) instead of planned as added. */
-  collect: boolean;
-  /** What the destination is asked to do with added and changed rows (null: the mode skips them). */
-  added: WriteOperation['kind'] | null;
-  changed: WriteOperation['kind'] | null;
-}
-
-/**
- * The loop over a read batch's rows when the store plans: validates each row (null and duplicate
- * keys are rejected), hashes it, compares it with the snapshot and queues what is to be written.
- * Synchronous, and a small function of its own: it returns to planAndDeliver only when something
- * must be awaited (`next`), and the optimising compiler compiles this loop early and alone rather
- * than the whole of planAndDeliver around it (~35 ms on a helper thread in every process's first run).
- */
-class RowLoop {
-  /** Why `rows` returned. */
-  next = RowLoopNext.Done;
-  /** Rejected rows not stored yet. */
-  rejected: RejectedRow[] = [];
-  /** Rows to look up in the store (when `collect`), set by the caller per read batch. */
-  candidates: Candidate[] = [];
-
-  constructor(private readonly s: RowLoopSettings) {}
-
-  /** Plans rows `from..` of `view` until one leaves something to await (`next`); returns the row to go on from. */
-  rows(view: PlanningBatch, from: number): number {
-    const { index, seen, batches, fullResync } = this.s;
-    const count = view.count;
-    for (let r = from; r < count; r++) {
-      const k = view.keyText(r);
-      if (k === null) {
-        if (this.reject(this.nullKey(view.key(r)))) return r + 1;
-        continue;
-      }
-      const entry = index ? index.visit(k) : -1;
-      if (entry === -2 || (entry === -1 && !seen.add(k))) {
-        if (this.reject(this.duplicate(k))) return r + 1;
-        continue;
-      }
-      view.hash(r);
-      const hh = rowHash[0] as number;
-      const hl = rowHash[1] as number;
-      if (index) {
-        if (entry >= 0 && !fullResync && index.sameHash(entry, hh, hl)) continue;
-        const kind = entry >= 0 ? this.s.changed : this.s.added;
-        if (kind !== null && batches.add(view.op(r, entry >= 0 ? 'changed' : 'added', kind, k, hh, hl))) {
-          this.next = RowLoopNext.Flush;
-          return r + 1;
-        }
-        continue;
-      }
-      if (this.s.collect) {
-        this.candidates.push({ keyText: k, row: r, hashHigh: hh, hashLow: hl });
-        continue;
-      }
-      // An empty snapshot: every row is new, with nothing to look up first.
-      const added = this.s.added;
-      if (added !== null && batches.add(view.op(r, 'added', added, k, hh, hl))) {
-        this.next = RowLoopNext.Flush;
-        return r + 1;
-      }
-    }
-    this.next = RowLoopNext.Done;
-    return count;
-  }
-
-  /** Counts a rejected row; true (with `next` set) when REJECTED_FLUSH of them wait for the store. */
-  private reject(row: RejectedRow): boolean {
-    const { progress } = this.s;
-    bump(progress.planned, 'added');
-    bump(progress.failed, 'added');
-    progress.settled++;
-    this.rejected.push(row);
-    if (this.rejected.length < REJECTED_FLUSH) return false;
-    this.next = RowLoopNext.StoreRejected;
-    return true;
-  }
-
-  private nullKey(key: Value[]): RejectedRow {
-    const nullColumn = key.indexOf(null);
-    return { syncRunId: this.s.runId, key: encodeKey(key), op: 'added', reason: `primary key column "${this.s.primaryKey[nullColumn]}" is null` };
-  }
-
-  private duplicate(k: string): RejectedRow {
-    return { syncRunId: this.s.runId, key: k, op: 'added', reason: `duplicate primary key ${k}: the model returned this key more than once; only its first row was planned` };
-  }
 }
 
 export class SyncRunner {
