@@ -34,7 +34,6 @@ export interface SqliteTransaction<A extends unknown[], R> {
 
 export interface SqliteDatabase {
   prepare(sql: string): SqliteStatement;
-  readonly inTransaction: boolean;
   exec(sql: string): void;
   transaction<A extends unknown[], R>(fn: (...args: A) => R): SqliteTransaction<A, R>;
   pragma(source: string, options?: { simple: boolean }): unknown;
