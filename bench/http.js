@@ -41,6 +41,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { formatPhaseTimes } from '../dist/core/run-phases.js';
+import { answerAsChild } from './lib/child.js';
 
 const self = fileURLToPath(import.meta.url);
 const DEFAULTS = { rows: 100_000, batches: '100,500', concurrency: 4, repeat: 3, 'rate-rows': 200, rps: 20, warm: false };
@@ -426,15 +427,6 @@ if (process.argv[1] === self) {
       process.stderr.write('run it as: npm run bench -- http\n');
       process.exit(1);
     }
-    run(JSON.parse(input ?? '{}')).then(
-      (result) => {
-        process.stdout.write(`${JSON.stringify(result)}\n`);
-        process.exit(0);
-      },
-      (error) => {
-        process.stderr.write(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-        process.exit(1);
-      },
-    );
+    answerAsChild(run(JSON.parse(input ?? '{}')));
   }
 }

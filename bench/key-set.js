@@ -15,6 +15,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { answerAsChild } from './lib/child.js';
 
 const self = fileURLToPath(import.meta.url);
 const DEFAULTS = { rows: 10_000_000, 'budget-mb': 64 };
@@ -104,15 +105,4 @@ export async function main(args) {
   }
 }
 
-if (process.argv[1] === self && process.argv[2]) {
-  measure(process.argv[2], JSON.parse(process.argv[3] ?? '{}')).then(
-    (result) => {
-      process.stdout.write(`${JSON.stringify(result)}\n`);
-      process.exit(0);
-    },
-    (error) => {
-      process.stderr.write(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-      process.exit(1);
-    },
-  );
-}
+if (process.argv[1] === self && process.argv[2]) answerAsChild(measure(process.argv[2], JSON.parse(process.argv[3] ?? '{}')));
