@@ -1,7 +1,7 @@
 /**
  * Planning's side of a run's pipeline: the store's planner's loop over a read batch's rows (RowLoop)
  * and the planned rows on their way to the destination in batches (PlannedBatches). What they read
- * of the pipeline is named here; the sync runner's pipeline has it.
+ * of the pipeline is named here (PlanningProgress, BatchDelivery); the sync runner's pipeline has it.
  */
 import type { DestinationWriter, Value, WriteOperation } from '../core/ports.js';
 import type { OperationCounts, RejectedRow } from '../core/runs.js';
@@ -24,15 +24,15 @@ export interface PlanningProgress {
   settled: number;
 }
 
-/** What batching reads of the run's pipeline. */
-export interface BatchingState {
-  progress: PlanningProgress;
+/** What batching reads of the run's delivery (Delivery, in the sync runner), and where it sends a batch. */
+export interface BatchDelivery {
   /** Set once the model's columns are known. */
-  writer: DestinationWriter | null;
+  readonly writer: DestinationWriter | null;
   /** Rows per batch, unless the writer chose its own. */
-  batchSize: number;
+  readonly batchSize: number;
   /** The batches being written; `written` once the destination answered. */
-  inflight: ReadonlyArray<{ written: boolean }>;
+  readonly inflight: ReadonlyArray<{ written: boolean }>;
+  send(batch: PlannedOp[]): Promise<void>;
 }
 
 /**
@@ -48,7 +48,7 @@ export class PlannedBatches {
   private batch: PlannedOp[] = [];
   /**
    * When the open batch got its first row. Times start as a double (not the integer 0), here and in
-   * RunProgress and Pipeline: the first performance.now() stored into an integer field changes the
+   * Delivery and RunBookkeeping: the first performance.now() stored into an integer field changes the
    * object's shape, which throws away the optimised code of the per-row and per-batch functions
    * using it, compiled again a moment later.
    */
@@ -57,31 +57,31 @@ export class PlannedBatches {
   private held = true;
 
   constructor(
-    private readonly p: BatchingState,
-    private readonly deliver: (ops: PlannedOp[]) => Promise<void>,
+    private readonly progress: PlanningProgress,
+    private readonly delivery: BatchDelivery,
   ) {}
 
   private size(): number {
-    return Math.max(1, this.p.writer?.batchSize ?? this.p.batchSize);
+    return Math.max(1, this.delivery.writer?.batchSize ?? this.delivery.batchSize);
   }
 
   add(op: PlannedOp): boolean {
-    const { p, batch } = this;
-    bump(p.progress.planned, op.change);
+    const { delivery, batch } = this;
+    bump(this.progress.planned, op.change);
     if (batch.length === 0) this.opened = performance.now();
     batch.push(op);
     this.queued++;
     if (this.held) {
-      const ahead = p.writer?.planAhead ?? 0;
+      const ahead = delivery.writer?.planAhead ?? 0;
       if (ahead > 0 && this.queued <= ahead) return false;
       this.held = false;
       this.opened = performance.now();
-      if (ahead > 0) p.writer?.plan?.({ rows: this.queued, complete: false });
+      if (ahead > 0) delivery.writer?.plan?.({ rows: this.queued, complete: false });
     }
     if (batch.length >= this.size()) return true;
     // A writer that chose its batch size (e.g. a bulk job per batch) gets full batches only.
-    if (p.writer?.batchSize !== undefined) return false;
-    return (batch.length & 63) === 0 && p.inflight.every((d) => d.written) && performance.now() - this.opened >= EAGER_FLUSH_MS;
+    if (delivery.writer?.batchSize !== undefined) return false;
+    return (batch.length & 63) === 0 && delivery.inflight.every((d) => d.written) && performance.now() - this.opened >= EAGER_FLUSH_MS;
   }
 
   /** Sends what is queued; rows held for a writer's planAhead leave in batches of the size it chose. */
@@ -89,12 +89,12 @@ export class PlannedBatches {
     const size = this.size();
     const all = this.batch;
     this.batch = [];
-    for (let start = 0; start < all.length; start += size) await this.deliver(all.length <= size ? all : all.slice(start, start + size));
+    for (let start = 0; start < all.length; start += size) await this.delivery.send(all.length <= size ? all : all.slice(start, start + size));
   }
 
   /** Every row is planned: a writer still waiting for planAhead learns the total, and the rest goes out. */
   async end(): Promise<void> {
-    if (this.held && (this.p.writer?.planAhead ?? 0) > 0) this.p.writer?.plan?.({ rows: this.queued, complete: true });
+    if (this.held && (this.delivery.writer?.planAhead ?? 0) > 0) this.delivery.writer?.plan?.({ rows: this.queued, complete: true });
     if (this.batch.length > 0) await this.flush();
   }
 }

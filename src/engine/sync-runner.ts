@@ -12,38 +12,26 @@
  * writes the final counts; the run ends `success`, `warning` (rejected rows), `failed` (fatal error)
  * or `cancelled` (at a batch boundary). When the worker shuts down, the run is left in its active
  * state so the next start marks it `interrupted` and runs it again.
+ *
+ * This module is the pipeline that wires the run's parts: planning (planning.ts, planned-rows.ts),
+ * delivery to the destination (Delivery), and the run's record and commits (run-bookkeeping.ts).
  */
 import { backoffDelay, withBackoff, type BackoffPolicy } from '../core/backoff.js';
 import { resolveConnection } from '../core/connector-registry.js';
-import { ErrorCode, LockstepError, toError } from '../core/errors.js';
+import { ErrorCode, LockstepError } from '../core/errors.js';
 import { encodeKey, lookupKeys } from '../core/keys.js';
-import type {
-  Clock,
-  Connectors,
-  Destination,
-  DestinationWriter,
-  EncodedRows,
-  Logger,
-  RowOutcome,
-  SnapshotRows,
-  Source,
-  Store,
-  SyncRunPatch,
-  Value,
-  WarehousePlanner,
-  WriteOperation,
-  WriteTarget,
-} from '../core/ports.js';
-import type { ApiUsage, OperationCounts, RejectedRow, SyncRun } from '../core/runs.js';
+import type { Clock, Connectors, Destination, DestinationWriter, EncodedRows, Logger, RowOutcome, Source, Store, Value, WarehousePlanner, WriteOperation, WriteTarget } from '../core/ports.js';
+import type { ApiUsage, RejectedRow, SyncRun } from '../core/runs.js';
 import { PhaseClock } from '../core/run-phases.js';
 import { massDeleteRefusal } from '../core/sync-rules.js';
 import type { ModelRecord, SyncRecord } from '../core/workspace.js';
 import { KeySet } from './key-set.js';
 import { DecodedBatch, EncodedBatch, PlannedOp, type Candidate } from './planned-rows.js';
-import { PlannedBatches, RowLoop, RowLoopNext, bump } from './planning.js';
+import { PlannedBatches, RowLoop, RowLoopNext, bump, type BatchDelivery } from './planning.js';
 import { hashText } from './row-hash.js';
+import { RunBookkeeping, RunRecord, RunStopped, emptyCounts, totalCount, type RunProgress, type StopReason, type WrittenBatch } from './run-bookkeeping.js';
 import { SnapshotIndex } from './snapshot-index.js';
-import { cursorRequest, mergeProgress, openWarehousePlanner, plannerProgress, type PlannerProgress } from './warehouse-planner.js';
+import { cursorRequest, openWarehousePlanner, plannerProgress } from './warehouse-planner.js';
 
 /** How queries, batches and retryable rows are retried within a run (core/backoff.ts). */
 export type RetryPolicy = BackoffPolicy;
@@ -72,40 +60,7 @@ export interface SyncRunnerOptions {
   spoolDir: string;
 }
 
-/**
- * Why a run stopped early: a user cancelled it, the worker is shutting down (the run is left for
- * another worker), the worker's lease on it ended and another worker took it over, or it reached a
- * limit (a member's timeout, its sequence's deadline: see core/sequence-rules.ts memberLimit), and
- * then ends with the limit's status and error.
- */
-export type StopReason = 'cancel' | 'shutdown' | 'lease-lost' | RunLimitReached;
-
-/** A limit a run reached: it ends with this status and error. */
-export interface RunLimitReached {
-  status: 'failed' | 'cancelled';
-  error: string;
-}
-
-/** Counts of a run as its pipeline goes, shared by planning and delivery. */
-interface RunProgress {
-  /** When the run's record was last updated with the progress, and the store last asked for a cancel (performance.now()). */
-  lastReport: number;
-  lastStopCheck: number;
-  planned: OperationCounts;
-  successful: OperationCounts;
-  failed: OperationCounts;
-  querySize: number;
-  /** Planned rows with an outcome: delivered or rejected. */
-  settled: number;
-  /** The model is still being read (more rows may be planned). */
-  reading: boolean;
-  /** Rows in the snapshot at the start: how many rows the model is expected to return. */
-  expectedRows: number;
-  /** The run has moved to `processing`. */
-  processing: boolean;
-}
-
-/** One run's pipeline: what planning and delivery share. */
+/** One run's pipeline: what planning, delivery and bookkeeping share. */
 interface Pipeline {
   run: SyncRun;
   sync: SyncRecord;
@@ -113,128 +68,27 @@ interface Pipeline {
   source: Source;
   destination: Destination;
   signal: AbortSignal;
-  update: (patch: SyncRunPatch) => Promise<SyncRun>;
+  /** The run's record in the store. */
+  record: RunRecord;
   progress: RunProgress;
-  /** Set once the model's columns are known (not for resetCDC, which sends nothing). */
-  writer: DestinationWriter | null;
+  /** Where the sync writes, set once the model's columns are known. */
   target: WriteTarget | null;
-  /** The batches being written, oldest first (at most the writer's `concurrentWrites`), with the destination's answers once written. */
-  inflight: Delivery[];
-  /**
-   * Commits of written batches to the snapshot under way, oldest first (at most COMMITS_AHEAD):
-   * they run while later batches are planned and written, and are awaited before the run ends.
-   * Batches of a run never share a key, so the order they land in does not matter (the SQLite
-   * store keeps it anyway, and may join queued commits into one transaction).
-   */
-  commits: Promise<void>[];
+  /** Sends planned batches to the destination (Delivery). */
+  delivery: Delivery;
+  /** Commits written batches and records the run's progress (run-bookkeeping.ts). */
+  bookkeeping: RunBookkeeping;
   /** Bytes of the snapshot budget this run's index holds. */
   indexBytes: number;
-  /** Rows per batch: the sync's `batchSize`, at most the destination's `maxBatchSize`. */
-  batchSize: number;
-  /** Written batches waiting to be committed together (see retire), their rows, and when the first of them was written. */
-  grouped: Settled[];
-  groupedRows: number;
-  groupStarted: number;
-  /** A commit has been started (the first batch is committed alone). */
-  anyCommitted: boolean;
-  /** Snapshot writes handed to the store and not yet committed. */
-  snapshotWrites: number;
-  /** Fields whose value is a parent sync's recorded id (mappings with `lookup`), once the target is known. */
-  lookups: Lookup[];
   /** Where the run's time goes (core/run-phases.ts). */
   phases: PhaseClock;
   /** The keys seen in this reading of the model (closed when the pipeline ends: it may hold a temporary file). */
   seen: KeySet | null;
-  /** The planner in the warehouse, when the source keeps the snapshot (see warehouse-planner.ts), and its commits in order. */
+  /** The planner in the warehouse, when the source keeps the snapshot (see warehouse-planner.ts). */
   planner: WarehousePlanner | null;
-  plannerCommits: Promise<void>;
   /** Notes for the run record's comparison (e.g. `planner: auto` fell back to the store). */
   plannerNotes: string[];
 }
 
-/** A destination field filled with the id a parent sync recorded for the row's value in it. */
-interface Lookup {
-  /** Index of the field in `WriteTarget.columns`. */
-  column: number;
-  /** The model column, for messages. */
-  from: string;
-  /** The parent sync's slug and id. */
-  sync: string;
-  syncId: number;
-}
-
-/** What a written batch leaves to record (see SyncRunner.collect). */
-interface Settled {
-  rows: SnapshotRows;
-  deletes: string[];
-  /** Destination ids reported for delivered rows, by key. */
-  ids: Array<[key: string, id: string]>;
-  rejected: RejectedRow[];
-  /** The batch's delivered and refused rows, by operation. */
-  successful: OperationCounts;
-  failed: OperationCounts;
-  count: number;
-  /** With the planner in the warehouse: the batch's last row and rejected keys. */
-  planner?: PlannerProgress | null;
-}
-
-/** A batch handed to the destination: its rows' outcomes arrive when it is written. */
-interface Delivery {
-  batch: PlannedOp[];
-  outcomes: Promise<RowOutcome[]>;
-  /** The outcomes have arrived (or the write failed). */
-  written: boolean;
-}
-
-/** Written rows committed to the snapshot together at most, and how long a written batch waits for others (see retire). */
-const GROUP_ROWS = 5000;
-const GROUP_MS = 100;
-
-/** Written batches' records as one, each copied once (merging them two by two copied the first ones again at every batch). */
-function mergeSettled(parts: Settled[]): Settled {
-  if (parts.length === 1) return parts[0] as Settled;
-  const hashes = new Uint32Array(parts.reduce((n, part) => n + part.rows.hashes.length, 0));
-  const successful = emptyCounts();
-  const failed = emptyCounts();
-  let at = 0;
-  for (const part of parts) {
-    hashes.set(part.rows.hashes, at);
-    at += part.rows.hashes.length;
-    add(successful, part.successful);
-    add(failed, part.failed);
-  }
-  const all = <T>(list: (part: Settled) => T[]): T[] => ([] as T[]).concat(...parts.map(list));
-  return {
-    rows: { keys: all((part) => part.rows.keys), hashes },
-    deletes: all((part) => part.deletes),
-    ids: all((part) => part.ids),
-    rejected: all((part) => part.rejected),
-    successful,
-    failed,
-    count: parts.reduce((n, part) => n + part.count, 0),
-    planner: mergeProgress(parts.map((part) => part.planner)),
-  };
-}
-
-/** How often, at most, a run's record is updated with its progress and the store asked for a cancel. */
-const REPORT_EVERY_MS = 100;
-/** How long, at most, a progress update waits for the snapshot writes under way to finish (see persist). */
-const REPORT_WAIT_MS = 1000;
-
-/** The counts of a run's record from its progress (nothing before it has one). */
-function progressPatch(progress: RunProgress | null): SyncRunPatch {
-  if (progress === null) return {};
-  return {
-    querySize: progress.querySize,
-    plannedRows: progress.planned,
-    successfulRows: progress.successful,
-    failedRows: progress.failed,
-    completionRatio: completionRatio(progress),
-  };
-}
-
-/** Snapshot commits under way at most (see Pipeline.commits). */
-const COMMITS_AHEAD = 4;
 /** Snapshot keys read per page when looking for removals, or entries when loading the index. */
 const SNAPSHOT_PAGE = 5000;
 /** Snapshot entries read per page when loading the index (a page is three strings). */
@@ -242,26 +96,6 @@ const INDEX_PAGE = 10_000;
 /** Bytes the snapshot index needs per row before the keys' text, to decide whether to try loading it. */
 const INDEX_BYTES_PER_ROW = 32;
 const NO_SNAPSHOT: ReadonlyMap<string, string> = new Map();
-
-class RunStopped extends Error {
-  constructor(readonly reason: StopReason) {
-    super(`run stopped: ${reason}`);
-  }
-}
-
-/**
- * Aborts when the run is cancelled or its lease moved on, so a write in flight is interrupted (its
- * connection closed) instead of waited for; on a shutdown the batches being written finish.
- */
-function interruptingWrites(signal: AbortSignal): AbortSignal {
-  const controller = new AbortController();
-  const onAbort = () => {
-    if ((signal.reason as StopReason) !== 'shutdown') controller.abort(signal.reason);
-  };
-  if (signal.aborted) onAbort();
-  else signal.addEventListener('abort', onAbort, { once: true });
-  return controller.signal;
-}
 
 /** The connection `opening` opens, or RunStopped as soon as `signal` aborts (one that opens later is closed). */
 function unlessStopped<T extends { close(): Promise<void> }>(opening: Promise<T>, signal: AbortSignal): Promise<T> {
@@ -283,26 +117,320 @@ function unlessStopped<T extends { close(): Promise<void> }>(opening: Promise<T>
   });
 }
 
-const emptyCounts = (): OperationCounts => ({ addedCount: 0, changedCount: 0, removedCount: 0 });
-const total = (counts: OperationCounts): number => counts.addedCount + counts.changedCount + counts.removedCount;
+/** How often, at most, the store is asked whether the run was cancelled or taken over (see checkStop). */
+const STOP_CHECK_EVERY_MS = 100;
 
-/**
- * How far a run is. While the model is still read, the share of it read so far (against the
- * snapshot's size, the best guess of the model's) times the share of planned rows settled, kept
- * below 1; afterwards, the share of planned rows settled.
- */
-function completionRatio(progress: RunProgress): number {
-  const planned = total(progress.planned);
-  const settled = planned === 0 ? 1 : Math.min(1, progress.settled / planned);
-  if (!progress.reading) return settled;
-  const read = progress.expectedRows > 0 ? Math.min(1, progress.querySize / progress.expectedRows) : 1;
-  return Math.min(0.99, read * settled);
+/** A destination field filled with the id a parent sync recorded for the row's value in it. */
+interface Lookup {
+  /** Index of the field in `WriteTarget.columns`. */
+  column: number;
+  /** The model column, for messages. */
+  from: string;
+  /** The parent sync's slug and id. */
+  sync: string;
+  syncId: number;
 }
 
-function add(counts: OperationCounts, more: OperationCounts): void {
-  counts.addedCount += more.addedCount;
-  counts.changedCount += more.changedCount;
-  counts.removedCount += more.removedCount;
+/** A batch handed to the destination: its rows' outcomes arrive when it is written. */
+interface BatchInFlight {
+  batch: PlannedOp[];
+  outcomes: Promise<RowOutcome[]>;
+  /** The outcomes have arrived (or the write failed). */
+  written: boolean;
+}
+
+/** What retrying a query or a write needs of the run. */
+interface RetrySettings {
+  retry: BackoffPolicy;
+  clock: Clock;
+  logger: Logger;
+  /** Stops the retries: a stop while waiting stops the run. */
+  signal: AbortSignal;
+  /** Where the waits are counted (see backoffWait). */
+  phases: PhaseClock;
+}
+
+interface DeliveryOptions extends RetrySettings {
+  /** The run and its attempt: a stop check sees whether another worker took the run over. */
+  runId: number;
+  attempt: number;
+  /** The destination's slug, for messages. */
+  destination: string;
+  /** Rows per batch: the sync's `batchSize`, at most the destination's `maxBatchSize`. */
+  batchSize: number;
+  /** Asked whether the run was cancelled, and for parents' recorded ids. */
+  store: Store;
+  /** Where written batches go: grouped for their commit, or, once the pipeline stopped, committed at once. */
+  bookkeeping: Pick<RunBookkeeping, 'add' | 'commitGrouped' | 'persist'>;
+  /** With the planner in the warehouse, a written batch carries its last row and rejected keys (its watermark). */
+  plannerInWarehouse: boolean;
+}
+
+/**
+ * Retries transient failures with the run's backoff policy (core/backoff.ts); a stop while waiting stops the run.
+ * A query waits out its backoff in the run's main loop; a write beside it (run-phases.ts).
+ */
+async function withRetries<T>(what: 'query' | 'write', settings: RetrySettings, fn: () => Promise<T>): Promise<T> {
+  const { retry, clock, logger, signal, phases } = settings;
+  const sleep = (ms: number, s?: AbortSignal) =>
+    what === 'query' ? phases.during('retry', clock.sleep(ms, s)) : backoffWait(clock.sleep(ms, s), phases);
+  try {
+    return await withBackoff(fn, {
+      policy: retry,
+      clock: { now: () => clock.now(), sleep },
+      signal,
+      onRetry: ({ attempt, delayMs, error }) => logger.warn(`transient ${what} error, retrying`, { attempt, delayMs: Math.round(delayMs), error: error.message }),
+    });
+  } catch (thrown) {
+    if (signal.aborted && !(thrown instanceof LockstepError)) throw new RunStopped(signal.reason as StopReason);
+    throw thrown;
+  }
+}
+
+/** A backoff of a write, counted as the run's `retry` wait while it lasts. */
+async function backoffWait(sleeping: Promise<void>, phases: PhaseClock): Promise<void> {
+  phases.begin('retry');
+  try {
+    await sleeping;
+  } finally {
+    phases.end('retry');
+  }
+}
+
+/**
+ * Aborts when the run is cancelled or its lease moved on, so a write in flight is interrupted (its
+ * connection closed) instead of waited for; on a shutdown the batches being written finish.
+ */
+function interruptingWrites(signal: AbortSignal): AbortSignal {
+  const controller = new AbortController();
+  const onAbort = () => {
+    if ((signal.reason as StopReason) !== 'shutdown') controller.abort(signal.reason);
+  };
+  if (signal.aborted) onAbort();
+  else signal.addEventListener('abort', onAbort, { once: true });
+  return controller.signal;
+}
+
+/** One run's delivery: the planned batches it sends (PlannedBatches calls `send`) and those being written. */
+class Delivery implements BatchDelivery {
+  /** Set once the model's columns are known (not for resetCDC, which sends nothing). */
+  writer: DestinationWriter | null = null;
+  /** Fields whose value is a parent sync's recorded id (mappings with `lookup`), once the target is known. */
+  lookups: Lookup[] = [];
+  /** The batches being written, oldest first (at most the writer's `concurrentWrites`), with the destination's answers once written. */
+  inflight: BatchInFlight[] = [];
+  readonly batchSize: number;
+  /**
+   * When the store was last asked for a cancel (performance.now()); a double from the start (see
+   * PlannedBatches.opened).
+   */
+  private lastStopCheck = -Infinity;
+
+  constructor(private readonly options: DeliveryOptions) {
+    this.batchSize = options.batchSize;
+  }
+
+  /**
+   * Starts writing a batch and returns without waiting for the write: the next batch is planned
+   * meanwhile. Up to the writer's `concurrentWrites` batches are written at once (each on its own;
+   * a run never plans one key twice, so they touch different rows); when that many are in flight,
+   * the oldest is waited for and its commit to the snapshot started. Commits happen in order, each
+   * after its write. Cancellation is checked here, at the batch boundary.
+   */
+  async send(batch: PlannedOp[]): Promise<void> {
+    const writer = this.writer as DestinationWriter;
+    while (this.inflight.length >= Math.max(1, writer.concurrentWrites ?? 1)) await this.retire();
+    await this.checkStop();
+    // What the writer does before its first wait (encoding the batch) is delivery's time.
+    const { phases } = this.options;
+    const was = phases.enter('deliver');
+    const outcomes = this.write(writer, batch);
+    phases.enter(was);
+    const delivery: BatchInFlight = { batch, outcomes, written: false };
+    // Awaited by retire() or at the end; a failure is not lost meanwhile.
+    outcomes.then(
+      () => (delivery.written = true),
+      () => (delivery.written = true),
+    );
+    this.inflight.push(delivery);
+  }
+
+  /**
+   * Waits for the oldest batch in flight to be written, then hands it to the bookkeeping, which
+   * starts committing it to the snapshot without waiting for that commit (RunBookkeeping.commitGrouped).
+   */
+  private async retire(): Promise<void> {
+    const oldest = this.inflight[0] as BatchInFlight;
+    // A failed write throws here with the batch still in flight: the pipeline's cleanup ignores it.
+    const written = await this.options.phases.during('deliver', oldest.outcomes);
+    this.inflight.shift();
+    const { bookkeeping } = this.options;
+    if (bookkeeping.add(this.collect(oldest.batch, written))) await bookkeeping.commitGrouped();
+  }
+
+  /** Waits for every batch in flight, oldest first, each handed to the bookkeeping as it is written. */
+  async drain(): Promise<void> {
+    while (this.inflight.length > 0) await this.retire();
+  }
+
+  /** The pipeline stopped: the batches being written leave delivery, for settleLeft. */
+  takeInflight(): BatchInFlight[] {
+    const left = this.inflight;
+    this.inflight = [];
+    return left;
+  }
+
+  /**
+   * The batches that were being written when the pipeline stopped finish, and those delivered are
+   * committed at once, after the bookkeeping's commits under way (RunBookkeeping.settleCommits).
+   */
+  async settleLeft(left: BatchInFlight[]): Promise<void> {
+    for (const delivery of left) {
+      try {
+        await this.options.bookkeeping.persist(this.collect(delivery.batch, await this.options.phases.during('deliver', delivery.outcomes)));
+      } catch {
+        // the write or its commit failed: the error that stopped the pipeline is the one reported
+      }
+    }
+  }
+
+  /** What a written batch leaves to record: delivered rows for the snapshot (in columns), removed keys, refused rows. */
+  private collect(batch: PlannedOp[], outcomes: RowOutcome[]): WrittenBatch {
+    if (outcomes.length !== batch.length) {
+      throw new LockstepError(
+        ErrorCode.Internal,
+        `destination "${this.options.destination}" answered ${outcomes.length} outcomes for a batch of ${batch.length} rows`,
+      );
+    }
+    const { runId } = this.options;
+    // Delivered rows in columns: a key and two hash words each, no pair or hash string per row.
+    const keys: string[] = [];
+    const hashes = new Uint32Array(2 * batch.length);
+    const deletes: string[] = [];
+    const ids: Array<[string, string]> = [];
+    const rejected: RejectedRow[] = [];
+    const successful = emptyCounts();
+    const failed = emptyCounts();
+    for (let i = 0; i < batch.length; i++) {
+      const op = batch[i] as PlannedOp;
+      const outcome = outcomes[i] as RowOutcome;
+      if (outcome.ok) {
+        bump(successful, op.change);
+        if (op.change === 'removed') deletes.push(op.keyText);
+        else {
+          if (outcome.id !== undefined) ids.push([op.keyText, outcome.id]);
+          hashes[2 * keys.length] = op.hashHigh;
+          hashes[2 * keys.length + 1] = op.hashLow;
+          keys.push(op.keyText);
+        }
+      } else {
+        bump(failed, op.change);
+        rejected.push({ syncRunId: runId, key: op.keyText, op: op.change, reason: outcome.reason });
+      }
+    }
+    const planner = this.options.plannerInWarehouse ? plannerProgress(batch, (i) => (outcomes[i] as RowOutcome).ok) : null;
+    return { rows: { keys, hashes: hashes.subarray(0, 2 * keys.length) }, deletes, ids, rejected, successful, failed, count: batch.length, planner };
+  }
+
+  private async checkStop(): Promise<void> {
+    const { signal } = this.options;
+    if (signal.aborted) throw new RunStopped(signal.reason as StopReason);
+    // Another process (the CLI, a second worker) may have asked for the cancel through the store;
+    // asked at most every STOP_CHECK_EVERY_MS.
+    const now = performance.now();
+    if (now - this.lastStopCheck < STOP_CHECK_EVERY_MS) return;
+    this.lastStopCheck = now;
+    const { store, runId, attempt } = this.options;
+    const current = await store.getSyncRun(runId);
+    if (current && current.attempt !== attempt) throw new RunStopped('lease-lost');
+    if (current?.cancelRequested) throw new RunStopped('cancel');
+  }
+
+  /**
+   * Writes a batch and answers per row: rows whose parent id is not recorded yet are refused
+   * without being sent; a failure of the whole batch is retried (withRetries); rows the destination
+   * answered `retryable` are sent again after a backoff, and refused with their last message when
+   * the attempts run out.
+   */
+  private async write(writer: DestinationWriter, batch: PlannedOp[]): Promise<RowOutcome[]> {
+    let first: RowOutcome[] | null = null;
+    if (this.lookups.length === 0) {
+      // The common case: the batch as planned, answered without a row to send again.
+      first = await withRetries('write', this.options, () => writer.write(batch));
+      if (!first.some((answer) => !answer.ok && answer.retryable === true)) return first;
+    }
+    const outcomes: RowOutcome[] = new Array(batch.length);
+    let ops: WriteOperation[] = batch;
+    let places = batch.map((_, i) => i);
+    if (this.lookups.length > 0) ({ ops, places } = await this.resolveLookups(batch, outcomes));
+    const { retry, clock, logger, signal, phases } = this.options;
+    for (let attempt = 1; ops.length > 0; attempt++) {
+      const sent = ops;
+      const answers = attempt === 1 && first !== null ? first : await withRetries('write', this.options, () => writer.write(sent));
+      if (answers.length !== sent.length) {
+        throw new LockstepError(ErrorCode.Internal, `destination "${this.options.destination}" answered ${answers.length} outcomes for a batch of ${sent.length} rows`);
+      }
+      const again: number[] = [];
+      let retryAfter: number | undefined;
+      answers.forEach((answer, i) => {
+        outcomes[places[i] as number] = answer;
+        if (!answer.ok && answer.retryable && attempt < retry.attempts) {
+          again.push(i);
+          retryAfter = Math.max(retryAfter ?? 0, answer.retryAfterSeconds ?? 0);
+        }
+      });
+      if (again.length === 0) break;
+      const delayMs = backoffDelay(retry, attempt, retryAfter);
+      logger.warn('rows answered as retryable, sending them again', { syncRunId: this.options.runId, rows: again.length, attempt, delayMs: Math.round(delayMs) });
+      try {
+        await backoffWait(clock.sleep(delayMs, signal), phases);
+      } catch {
+        throw new RunStopped(signal.reason as StopReason);
+      }
+      ops = again.map((i) => sent[i] as WriteOperation);
+      places = again.map((i) => places[i] as number);
+    }
+    return outcomes;
+  }
+
+  /** The batch with looked-up fields replaced by the parents' ids; rows without one are refused in `outcomes`. */
+  private async resolveLookups(batch: PlannedOp[], outcomes: RowOutcome[]): Promise<{ ops: WriteOperation[]; places: number[] }> {
+    const { store } = this.options;
+    const { lookups } = this;
+    const ids = await Promise.all(
+      lookups.map(async (lookup) => {
+        const keys = new Set<string>();
+        for (const op of batch) if (op.change !== 'removed') for (const k of lookupKeys(op.values[lookup.column] ?? null)) keys.add(k);
+        return store.recordIdsGet(lookup.syncId, [...keys]);
+      }),
+    );
+    const ops: WriteOperation[] = [];
+    const places: number[] = [];
+    batch.forEach((op, i) => {
+      if (op.change === 'removed') {
+        ops.push(op);
+        places.push(i);
+        return;
+      }
+      const values = [...op.values];
+      for (const [n, lookup] of lookups.entries()) {
+        const value = values[lookup.column] ?? null;
+        if (value === null) continue;
+        const id = lookupKeys(value).map((k) => ids[n]?.get(k)).find((found) => found !== undefined);
+        if (id === undefined) {
+          outcomes[i] = {
+            ok: false,
+            reason: `${lookup.from} ${String(value)} has not been delivered by ${lookup.sync} yet (no id recorded for it); this row is sent again on the next run`,
+          };
+          return;
+        }
+        values[lookup.column] = id;
+      }
+      ops.push({ kind: op.kind, key: op.key, values });
+      places.push(i);
+    });
+    return { ops, places };
+  }
 }
 
 export class SyncRunner {
@@ -325,12 +453,11 @@ export class SyncRunner {
     phases: PhaseClock,
   ): Promise<SyncRun> {
     const { store, clock, logger } = this.options;
-    const runLog = { syncRunId: claimed.id, syncId: claimed.syncId };
+    const record = new RunRecord({ store, clock, logger, run: claimed, onProgress: control.onProgress });
     let source: Source | null = null;
     let destination: Destination | null = null;
     let planner: WarehousePlanner | null = null;
-    // Connections are closed before the final status is recorded: closing a connection can take a
-    // while (SQLite checkpoints its WAL), and the next member of a sequence must not wait for it.
+    // Connections are closed before the final status is recorded (see RunRecord.finished).
     // The destination's API budget, read before it closes, goes into the run's final record.
     let apiUsage: ApiUsage | undefined;
     // The run's progress, once it has one: a run that ends early records what it delivered.
@@ -340,11 +467,7 @@ export class SyncRunner {
       const open = [source, destination, planner];
       source = destination = planner = null;
       await Promise.all(open.map((c) => c?.close().catch(() => undefined)));
-    };
-    const update = async (patch: SyncRunPatch): Promise<SyncRun> => {
-      const run = await store.updateSyncRun(claimed.id, patch, clock.now(), claimed.attempt);
-      control.onProgress?.(run);
-      return run;
+      return apiUsage;
     };
     try {
       const sync = await store.getSync(claimed.syncId);
@@ -357,7 +480,7 @@ export class SyncRunner {
       if (!destinationDef) {
         throw new LockstepError(ErrorCode.NotFound, `sync "${sync.slug}" writes to destination "${sync.destination}", which does not exist`);
       }
-      logger.info('sync run started', { ...runLog, sync: sync.slug, trigger: claimed.trigger.type });
+      logger.info('sync run started', { ...record.logFields, sync: sync.slug, trigger: claimed.trigger.type });
 
       // A run cancelled while a server takes its time to answer the connection stops at once.
       source = await unlessStopped(
@@ -380,8 +503,6 @@ export class SyncRunner {
       }
 
       const progress: RunProgress = {
-        lastReport: -Infinity,
-        lastStopCheck: -Infinity,
         planned: emptyCounts(),
         // A run taken over from a worker that stopped keeps what that worker delivered: those rows
         // are in the snapshot and are not planned again.
@@ -394,6 +515,30 @@ export class SyncRunner {
         processing: false,
       };
       started = progress;
+      const bookkeeping = new RunBookkeeping({
+        store,
+        record,
+        progress,
+        phases,
+        fence: { runId: claimed.id, attempt: claimed.attempt },
+        syncId: sync.id,
+        recordIds: destination.capabilities.recordIds,
+        planner,
+      });
+      const delivery = new Delivery({
+        runId: claimed.id,
+        attempt: claimed.attempt,
+        destination: sync.destination,
+        batchSize: Math.max(1, Math.min(sync.batchSize, destination.capabilities.maxBatchSize ?? Infinity)),
+        store,
+        bookkeeping,
+        plannerInWarehouse: planner !== null,
+        retry: this.options.retry,
+        clock,
+        logger,
+        signal: control.signal,
+        phases,
+      });
       const pipeline: Pipeline = {
         run: claimed,
         sync,
@@ -401,82 +546,35 @@ export class SyncRunner {
         source,
         destination,
         signal: control.signal,
-        update,
+        record,
         progress,
-        writer: null,
         target: null,
-        inflight: [],
-        commits: [],
+        delivery,
+        bookkeeping,
         indexBytes: 0,
-        batchSize: Math.max(1, Math.min(sync.batchSize, destination.capabilities.maxBatchSize ?? Infinity)),
-        grouped: [],
-        groupedRows: 0,
-        groupStarted: -Infinity,
-        anyCommitted: false,
-        snapshotWrites: 0,
-        lookups: [],
         phases,
         seen: null,
         planner,
-        plannerCommits: Promise.resolve(),
         plannerNotes: opened.note ? [opened.note] : [],
       };
-      await this.withRetries('query', control.signal, phases, async () => {
+      await withRetries('query', { retry: this.options.retry, clock, logger, signal: control.signal, phases }, async () => {
         // A transient failure part-way restarts the run's reading: what was delivered is in the
         // snapshot by now and is not planned again, so it stays counted as planned and delivered.
         progress.planned = { ...progress.successful };
         progress.failed = emptyCounts();
         progress.querySize = 0;
-        progress.settled = total(progress.successful);
+        progress.settled = totalCount(progress.successful);
         progress.reading = true;
         await this.runPipeline(pipeline);
       });
       // A limit reached during the last batch still ends the run: it took longer than it may.
       if (control.signal.aborted && typeof control.signal.reason === 'object') throw new RunStopped(control.signal.reason as StopReason);
       phases.enter('finish');
-      if (claimed.options.resetCDC) {
-        await update({ status: 'reporting', querySize: progress.querySize, completionRatio: 1 });
-        await cleanup();
-        return await update({ status: 'success', phaseMs: phases.times() });
-      }
-      await update({
-        status: progress.processing ? undefined : 'processing',
-        querySize: progress.querySize,
-        plannedRows: progress.planned,
-        successfulRows: progress.successful,
-        failedRows: progress.failed,
-      });
-      await update({ status: 'reporting', completionRatio: 1 });
-      await cleanup();
-      const rejected = total(progress.failed);
-      const run = await update({ status: rejected > 0 ? 'warning' : 'success', apiUsage, phaseMs: phases.times() });
-      logger.info('sync run finished', { ...runLog, status: run.status, delivered: total(progress.successful), rejected });
-      return run;
+      return await record.finished(progress, phases, cleanup);
     } catch (thrown) {
       phases.enter('finish');
       await cleanup();
-      const leaseLost = thrown instanceof LockstepError && thrown.code === ErrorCode.LeaseLost;
-      if (leaseLost || thrown instanceof RunStopped || control.signal.aborted) {
-        const reason = leaseLost ? 'lease-lost' : thrown instanceof RunStopped ? thrown.reason : (control.signal.reason as StopReason);
-        if (reason === 'shutdown') {
-          logger.info('sync run left for another worker', runLog);
-          return (await store.getSyncRun(claimed.id)) ?? claimed;
-        }
-        if (reason === 'lease-lost') {
-          // Another worker runs it now; this attempt writes nothing more.
-          logger.warn('sync run taken over by another worker after this worker\'s lease ended; this attempt stops', { ...runLog, attempt: claimed.attempt });
-          return (await store.getSyncRun(claimed.id)) ?? claimed;
-        }
-        if (typeof reason === 'object') {
-          logger.warn('sync run stopped at its limit', { ...runLog, error: reason.error });
-          return await update({ ...progressPatch(started), status: reason.status, error: reason.error });
-        }
-        logger.info('sync run cancelled', runLog);
-        return await update({ ...progressPatch(started), status: 'cancelled', error: 'cancelled by a user', phaseMs: phases.times() });
-      }
-      const error = toError(thrown);
-      logger.error('sync run failed', { ...runLog, error: error.message });
-      return await update({ ...progressPatch(started), status: 'failed', error: error.message, apiUsage, phaseMs: phases.times() });
+      return await record.ended(thrown, { signal: control.signal, progress: started, phases, apiUsage });
     } finally {
       await cleanup();
     }
@@ -497,19 +595,9 @@ export class SyncRunner {
       p.seen = null;
       // Whatever stopped the pipeline, the batches being written finish (and are committed to the
       // snapshot if they were delivered) before connections close or the reading starts over.
-      const left = p.inflight;
-      p.inflight = [];
-      await this.commitGrouped(p).catch(() => undefined);
-      const commits = p.commits;
-      p.commits = [];
-      for (const commit of commits) await p.phases.during('commit', commit.catch(() => undefined));
-      for (const delivery of left) {
-        try {
-          await this.settle(p, delivery.batch, await p.phases.during('deliver', delivery.outcomes));
-        } catch {
-          // the write or its commit failed: the error that stopped the pipeline is the one reported
-        }
-      }
+      const left = p.delivery.takeInflight();
+      await p.bookkeeping.settleCommits();
+      await p.delivery.settleLeft(left);
     }
   }
 
@@ -526,7 +614,7 @@ export class SyncRunner {
     const cursor = await this.storeCursor(p);
     const byCursor = cursor.kind === 'cursor';
     const notes = [...p.plannerNotes, ...(cursor.note ? [cursor.note] : [])];
-    await p.update({ comparison: { planner: 'store', kind: cursor.kind, ...(notes.length > 0 ? { notes } : {}) } });
+    await p.record.update({ comparison: { planner: 'store', kind: cursor.kind, ...(notes.length > 0 ? { notes } : {}) } });
     // Phases' times for the debug log (wall time: it paces nothing).
     const { logger } = this.options;
     const started = performance.now();
@@ -566,7 +654,7 @@ export class SyncRunner {
     let keyIndexes: number[] | null = null;
     // Queuing is synchronous (true when the batch is full): the loop over rows awaits only at
     // batch boundaries, not once per row.
-    const batches = new PlannedBatches(p, (ops) => this.deliver(p, ops));
+    const batches = new PlannedBatches(progress, p.delivery);
     const flush = () => batches.flush();
     const plan = async (op: PlannedOp) => {
       if (batches.add(op)) await flush();
@@ -604,13 +692,13 @@ export class SyncRunner {
           return index;
         });
         const encoding = rows.encoded ? { format: rows.encoded.format, types: rows.encoded.types } : undefined;
-        const target = this.writeTarget(p, keyColumns, rows.columns.map((c) => mapColumn(sync, c)), encoding, rows.columns);
+        const target = this.writeTarget(p, { keyColumns, columns: rows.columns.map((c) => mapColumn(sync, c)), encoding, modelColumns: rows.columns });
         assertUniqueColumns(sync, target.columns);
         p.target = target;
-        p.lookups = await this.lookups(p, rows.columns);
-        if (!resetCDC) p.writer = await p.phases.during('connect', p.destination.prepare(target));
+        p.delivery.lookups = await this.lookups(p, rows.columns);
+        if (!resetCDC) p.delivery.writer = await p.phases.during('connect', p.destination.prepare(target));
         // A looked-up field's value is replaced before writing, so those rows go as values.
-        lines = encoding !== undefined && p.writer?.takesLines === true && p.lookups.length === 0;
+        lines = encoding !== undefined && p.delivery.writer?.takesLines === true && p.delivery.lookups.length === 0;
       }
       const view = rows.encoded ? new EncodedBatch(rows.encoded, keyIndexes, lines) : new DecodedBatch(rows.rows, keyIndexes);
       progress.querySize += view.count;
@@ -665,8 +753,8 @@ export class SyncRunner {
     logger.debug('model read', { syncRunId: run.id, rows: progress.querySize, ms: elapsed() });
     if (loop.rejected.length > 0) await p.phases.during('commit', store.addRejectedRows(loop.rejected, fence));
     if (p.target === null) {
-      p.target = this.writeTarget(p, keyColumns, keyColumns, undefined, model.primaryKey);
-      if (!resetCDC) p.writer = await p.phases.during('connect', p.destination.prepare(p.target));
+      p.target = this.writeTarget(p, { keyColumns, columns: keyColumns, encoding: undefined, modelColumns: model.primaryKey });
+      if (!resetCDC) p.delivery.writer = await p.phases.during('connect', p.destination.prepare(p.target));
     }
 
     // Removals: the snapshot's keys the model no longer returned — first counted against the
@@ -699,13 +787,9 @@ export class SyncRunner {
       if (gone.length > 0) await store.snapshotWrite(sync.id, [], gone, fence);
     }
     await batches.end();
-    while (p.inflight.length > 0) await this.retire(p);
-    await this.committed(p);
-    // The cursor moves only when the run delivered everything it read past it.
-    const failed = progress.failed.addedCount + progress.failed.changedCount + progress.failed.removedCount;
-    if (cursor.highest !== null && failed === 0) {
-      await p.phases.during('commit', store.snapshotCursorSet(sync.id, { value: cursor.highest, runs: byCursor ? cursor.runs + 1 : 0 }, fence));
-    }
+    await p.delivery.drain();
+    await p.bookkeeping.committed();
+    if (cursor.highest !== null) await p.bookkeeping.moveCursor({ value: cursor.highest, runs: byCursor ? cursor.runs + 1 : 0 });
     logger.debug('model delivered', { syncRunId: run.id, ms: elapsed() });
   }
 
@@ -776,7 +860,7 @@ export class SyncRunner {
       ...(plan.notes.length > 0 ? { notes: plan.notes.join('; ') } : {}),
     });
     const notes = [...p.plannerNotes, ...plan.notes];
-    await p.update({ comparison: { planner: 'warehouse', kind: plan.comparison, ...(notes.length > 0 ? { notes } : {}) } });
+    await p.record.update({ comparison: { planner: 'warehouse', kind: plan.comparison, ...(notes.length > 0 ? { notes } : {}) } });
     progress.expectedRows = plan.parts.reduce((n, part) => n + part.rows, 0);
     if (plan.refused.length > 0) {
       bump(progress.planned, 'added', plan.refused.length);
@@ -791,15 +875,17 @@ export class SyncRunner {
     }
 
     // As planAndDeliver's: rows wait for a writer's planAhead, batches go out full, or early to an idle destination.
-    const batches = new PlannedBatches(p, (ops) => this.deliver(p, ops));
+    const batches = new PlannedBatches(progress, p.delivery);
     const prepare = async (columns: string[], encoded: EncodedRows | undefined) => {
       const encoding = encoded ? { format: encoded.format, types: encoded.types } : undefined;
-      const target = this.writeTarget(p, keyColumns, columns.map((c) => mapColumn(sync, c)), encoding, columns);
+      const target = this.writeTarget(p, { keyColumns, columns: columns.map((c) => mapColumn(sync, c)), encoding, modelColumns: columns });
       assertUniqueColumns(sync, target.columns);
       p.target = target;
-      p.lookups = await this.lookups(p, columns);
-      p.writer = await p.phases.during('connect', p.destination.prepare(target));
-      return encoding !== undefined && p.writer.takesLines === true && p.lookups.length === 0;
+      const { delivery } = p;
+      delivery.lookups = await this.lookups(p, columns);
+      const writer = await p.phases.during('connect', p.destination.prepare(target));
+      delivery.writer = writer;
+      return encoding !== undefined && writer.takesLines === true && delivery.lookups.length === 0;
     };
 
     const sentAs = (op: 'added' | 'changed'): WriteOperation['kind'] => {
@@ -842,169 +928,13 @@ export class SyncRunner {
     if (!resetCDC) {
       if (p.target === null) await prepare(model.primaryKey, undefined);
       await batches.end();
-      while (p.inflight.length > 0) await this.retire(p);
-      await this.committed(p);
-      await p.phases.during('commit', p.plannerCommits);
+      await p.delivery.drain();
+      await p.bookkeeping.committed();
+      await p.bookkeeping.plannerCommitted();
     }
     const finishing = performance.now();
     await p.phases.during('commit', planner.finish());
     logger.debug('model delivered', { syncRunId: run.id, ms: Math.round(performance.now() - started), plannerTableMs: Math.round(performance.now() - finishing) });
-  }
-
-  /**
-   * Starts writing a batch and returns without waiting for the write: the next batch is planned
-   * meanwhile. Up to the writer's `concurrentWrites` batches are written at once (each on its own;
-   * a run never plans one key twice, so they touch different rows); when that many are in flight,
-   * the oldest is waited for and its commit to the snapshot started. Commits happen in order, each
-   * after its write. Cancellation is checked here, at the batch boundary.
-   */
-  private async deliver(p: Pipeline, batch: PlannedOp[]): Promise<void> {
-    const writer = p.writer as DestinationWriter;
-    while (p.inflight.length >= Math.max(1, writer.concurrentWrites ?? 1)) await this.retire(p);
-    await this.checkStop(p);
-    // What the writer does before its first wait (encoding the batch) is delivery's time.
-    const was = p.phases.enter('deliver');
-    const outcomes = this.write(p, writer, batch);
-    p.phases.enter(was);
-    const delivery: Delivery = { batch, outcomes, written: false };
-    // Awaited by retire() or at the end; a failure is not lost meanwhile.
-    outcomes.then(
-      () => (delivery.written = true),
-      () => (delivery.written = true),
-    );
-    p.inflight.push(delivery);
-  }
-
-  /**
-   * Waits for the oldest batch in flight to be written, then starts committing it to the snapshot,
-   * without waiting for that commit (only for the oldest one, when COMMITS_AHEAD are under way).
-   */
-  private async retire(p: Pipeline): Promise<void> {
-    const oldest = p.inflight[0] as Delivery;
-    // A failed write throws here with the batch still in flight: runPipeline's cleanup ignores it.
-    const written = await p.phases.during('deliver', oldest.outcomes);
-    p.inflight.shift();
-    const settled = this.collect(p, oldest.batch, written);
-    // Small batches are committed together (up to GROUP_ROWS rows, or GROUP_MS after the first of
-    // them was written), so a commit's fixed cost is not paid per batch; the run's first batch is
-    // committed at once, so its record turns `processing` without waiting.
-    if (p.grouped.length === 0) p.groupStarted = performance.now();
-    p.grouped.push(settled);
-    p.groupedRows += settled.count;
-    const due = !p.anyCommitted || p.groupedRows >= GROUP_ROWS || performance.now() - p.groupStarted >= GROUP_MS;
-    if (due) await this.commitGrouped(p);
-  }
-
-  /** Starts committing the batches grouped so far, without waiting (only for the oldest commit, when COMMITS_AHEAD are under way). */
-  private async commitGrouped(p: Pipeline): Promise<void> {
-    if (p.grouped.length === 0) return;
-    const grouped = mergeSettled(p.grouped);
-    p.grouped = [];
-    p.groupedRows = 0;
-    p.anyCommitted = true;
-    while (p.commits.length >= COMMITS_AHEAD) await p.phases.during('commit', p.commits.shift() as Promise<void>);
-    const commit = this.persist(p, grouped);
-    // Awaited by a later retire() or at the end; a failure is not lost meanwhile.
-    commit.catch(() => undefined);
-    p.commits.push(commit);
-  }
-
-  /** Commits what is grouped, then waits for the commits under way; the first failure stops the run. */
-  private async committed(p: Pipeline): Promise<void> {
-    await this.commitGrouped(p);
-    while (p.commits.length > 0) await p.phases.during('commit', p.commits.shift() as Promise<void>);
-  }
-
-  /**
-   * Commits a written batch to the snapshot and records the run's progress. What the commit needs
-   * is taken from the batch first, so the batch's rows can be collected while the commit runs.
-   */
-  private settle(p: Pipeline, batch: PlannedOp[], outcomes: RowOutcome[]): Promise<void> {
-    return this.persist(p, this.collect(p, batch, outcomes));
-  }
-
-  /** What a written batch leaves to record: delivered rows for the snapshot (in columns), removed keys, refused rows. */
-  private collect(p: Pipeline, batch: PlannedOp[], outcomes: RowOutcome[]): Settled {
-    const { run, sync } = p;
-    if (outcomes.length !== batch.length) {
-      throw new LockstepError(
-        ErrorCode.Internal,
-        `destination "${sync.destination}" answered ${outcomes.length} outcomes for a batch of ${batch.length} rows`,
-      );
-    }
-    // Delivered rows in columns: a key and two hash words each, no pair or hash string per row.
-    const keys: string[] = [];
-    const hashes = new Uint32Array(2 * batch.length);
-    const deletes: string[] = [];
-    const ids: Array<[string, string]> = [];
-    const rejected: RejectedRow[] = [];
-    const successful = emptyCounts();
-    const failed = emptyCounts();
-    for (let i = 0; i < batch.length; i++) {
-      const op = batch[i] as PlannedOp;
-      const outcome = outcomes[i] as RowOutcome;
-      if (outcome.ok) {
-        bump(successful, op.change);
-        if (op.change === 'removed') deletes.push(op.keyText);
-        else {
-          if (outcome.id !== undefined) ids.push([op.keyText, outcome.id]);
-          hashes[2 * keys.length] = op.hashHigh;
-          hashes[2 * keys.length + 1] = op.hashLow;
-          keys.push(op.keyText);
-        }
-      } else {
-        bump(failed, op.change);
-        rejected.push({ syncRunId: run.id, key: op.keyText, op: op.change, reason: outcome.reason });
-      }
-    }
-    const planner = p.planner ? plannerProgress(batch, (i) => (outcomes[i] as RowOutcome).ok) : null;
-    return { rows: { keys, hashes: hashes.subarray(0, 2 * keys.length) }, deletes, ids, rejected, successful, failed, count: batch.length, planner };
-  }
-
-  /** Records a written batch: delivered rows into the snapshot, refused rows as rejected, then the run's progress. */
-  private async persist(p: Pipeline, settled: Settled): Promise<void> {
-    const { progress } = p;
-    const { store } = this.options;
-    // Every commit carries the run's attempt: once another worker took the run over, it is refused.
-    const fence = { runId: p.run.id, attempt: p.run.attempt };
-    // Ids first: a crash between the two re-sends the rows (an idempotent upsert), while a snapshot
-    // entry without its id would leave child syncs waiting for an id that never comes.
-    if (p.planner) {
-      // The planner's watermark moves in delivery order: each commit waits for the one before.
-      const { planner } = p;
-      const progressed = settled.planner;
-      const commit = p.plannerCommits.then(async () => {
-        if (p.destination.capabilities.recordIds) await store.recordIdsWrite(p.sync.id, settled.ids, settled.deletes, fence);
-        if (progressed) await planner.commit(progressed.through, progressed.rejected);
-      });
-      p.plannerCommits = commit.catch(() => undefined);
-      await commit;
-    } else {
-      if (p.destination.capabilities.recordIds) await store.recordIdsWrite(p.sync.id, settled.ids, settled.deletes, fence);
-      p.snapshotWrites++;
-      try {
-        await store.snapshotWrite(p.sync.id, settled.rows, settled.deletes, fence);
-      } finally {
-        p.snapshotWrites--;
-      }
-    }
-    if (settled.rejected.length > 0) await store.addRejectedRows(settled.rejected, fence);
-    // Counted once committed: the run's record never shows more delivered rows than the snapshot holds.
-    add(progress.successful, settled.successful);
-    add(progress.failed, settled.failed);
-    progress.settled += settled.count;
-    const first = !progress.processing;
-    progress.processing = true;
-    // The record follows at most every REPORT_EVERY_MS (the run's end records the final counts):
-    // a write per batch would cost more than the batch when batches are small. While a later
-    // snapshot write is under way, the store may be committing it (a SQLite file has one writer at
-    // a time, and this write would wait for it, blocking the process): the record then waits for a
-    // moment without one, up to REPORT_WAIT_MS.
-    const now = performance.now();
-    if (!first && now - progress.lastReport < REPORT_EVERY_MS) return;
-    if (!first && p.snapshotWrites > 0 && now - progress.lastReport < REPORT_WAIT_MS) return;
-    progress.lastReport = now;
-    await p.update({ ...progressPatch(progress), status: first ? 'processing' : undefined });
   }
 
   /**
@@ -1035,46 +965,16 @@ export class SyncRunner {
     return fits ? index : null;
   }
 
-  private async checkStop(p: Pipeline): Promise<void> {
-    if (p.signal.aborted) throw new RunStopped(p.signal.reason as StopReason);
-    // Another process (the CLI, a second worker) may have asked for the cancel through the store;
-    // asked at most every REPORT_EVERY_MS.
-    const now = performance.now();
-    if (now - p.progress.lastStopCheck < REPORT_EVERY_MS) return;
-    p.progress.lastStopCheck = now;
-    const current = await this.options.store.getSyncRun(p.run.id);
-    if (current && current.attempt !== p.run.attempt) throw new RunStopped('lease-lost');
-    if (current?.cancelRequested) throw new RunStopped('cancel');
-  }
-
-  /** Retries transient failures with the run's backoff policy (core/backoff.ts); a stop while waiting stops the run. */
-  private async withRetries<T>(what: 'query' | 'write', signal: AbortSignal, phases: PhaseClock, fn: () => Promise<T>): Promise<T> {
-    const { retry, clock, logger } = this.options;
-    // A query waits out its backoff in the run's main loop; a write beside it (run-phases.ts).
-    const sleep = (ms: number, s?: AbortSignal) =>
-      what === 'query' ? phases.during('retry', clock.sleep(ms, s)) : backoffWait(clock.sleep(ms, s), phases);
-    try {
-      return await withBackoff(fn, {
-        policy: retry,
-        clock: { now: () => clock.now(), sleep },
-        signal,
-        onRetry: ({ attempt, delayMs, error }) => logger.warn(`transient ${what} error, retrying`, { attempt, delayMs: Math.round(delayMs), error: error.message }),
-      });
-    } catch (thrown) {
-      if (signal.aborted && !(thrown instanceof LockstepError)) throw new RunStopped(signal.reason as StopReason);
-      throw thrown;
-    }
-  }
-
   /** Where the sync writes, with its kind settings and access to parents' recorded ids. */
-  private writeTarget(p: Pipeline, keyColumns: string[], columns: string[], encoding: WriteTarget['encoding'], modelColumns: string[]): WriteTarget {
+  private writeTarget(p: Pipeline, fields: Pick<WriteTarget, 'keyColumns' | 'columns' | 'encoding' | 'modelColumns'>): WriteTarget {
+    const { keyColumns, columns, encoding, modelColumns } = fields;
     const { store } = this.options;
     return {
       object: p.sync.object,
       keyColumns,
       columns,
       modelColumns,
-      batchSize: p.batchSize,
+      batchSize: p.delivery.batchSize,
       encoding,
       settings: p.sync.settings,
       sync: p.sync.slug,
@@ -1104,90 +1004,6 @@ export class SyncRunner {
     }
     return found;
   }
-
-  /**
-   * Writes a batch and answers per row: rows whose parent id is not recorded yet are refused
-   * without being sent; a failure of the whole batch is retried (withRetries); rows the destination
-   * answered `retryable` are sent again after a backoff, and refused with their last message when
-   * the attempts run out.
-   */
-  private async write(p: Pipeline, writer: DestinationWriter, batch: PlannedOp[]): Promise<RowOutcome[]> {
-    let first: RowOutcome[] | null = null;
-    if (p.lookups.length === 0) {
-      // The common case: the batch as planned, answered without a row to send again.
-      first = await this.withRetries('write', p.signal, p.phases, () => writer.write(batch));
-      if (!first.some((answer) => !answer.ok && answer.retryable === true)) return first;
-    }
-    const outcomes: RowOutcome[] = new Array(batch.length);
-    let ops: WriteOperation[] = batch;
-    let places = batch.map((_, i) => i);
-    if (p.lookups.length > 0) ({ ops, places } = await this.resolveLookups(p, batch, outcomes));
-    const { retry, clock, logger } = this.options;
-    for (let attempt = 1; ops.length > 0; attempt++) {
-      const sent = ops;
-      const answers = attempt === 1 && first !== null ? first : await this.withRetries('write', p.signal, p.phases, () => writer.write(sent));
-      if (answers.length !== sent.length) {
-        throw new LockstepError(ErrorCode.Internal, `destination "${p.sync.destination}" answered ${answers.length} outcomes for a batch of ${sent.length} rows`);
-      }
-      const again: number[] = [];
-      let retryAfter: number | undefined;
-      answers.forEach((answer, i) => {
-        outcomes[places[i] as number] = answer;
-        if (!answer.ok && answer.retryable && attempt < retry.attempts) {
-          again.push(i);
-          retryAfter = Math.max(retryAfter ?? 0, answer.retryAfterSeconds ?? 0);
-        }
-      });
-      if (again.length === 0) break;
-      const delayMs = backoffDelay(retry, attempt, retryAfter);
-      logger.warn('rows answered as retryable, sending them again', { syncRunId: p.run.id, rows: again.length, attempt, delayMs: Math.round(delayMs) });
-      try {
-        await backoffWait(clock.sleep(delayMs, p.signal), p.phases);
-      } catch {
-        throw new RunStopped(p.signal.reason as StopReason);
-      }
-      ops = again.map((i) => sent[i] as WriteOperation);
-      places = again.map((i) => places[i] as number);
-    }
-    return outcomes;
-  }
-
-  /** The batch with looked-up fields replaced by the parents' ids; rows without one are refused in `outcomes`. */
-  private async resolveLookups(p: Pipeline, batch: PlannedOp[], outcomes: RowOutcome[]): Promise<{ ops: WriteOperation[]; places: number[] }> {
-    const ids = await Promise.all(
-      p.lookups.map(async (lookup) => {
-        const keys = new Set<string>();
-        for (const op of batch) if (op.change !== 'removed') for (const k of lookupKeys(op.values[lookup.column] ?? null)) keys.add(k);
-        return this.options.store.recordIdsGet(lookup.syncId, [...keys]);
-      }),
-    );
-    const ops: WriteOperation[] = [];
-    const places: number[] = [];
-    batch.forEach((op, i) => {
-      if (op.change === 'removed') {
-        ops.push(op);
-        places.push(i);
-        return;
-      }
-      const values = [...op.values];
-      for (const [n, lookup] of p.lookups.entries()) {
-        const value = values[lookup.column] ?? null;
-        if (value === null) continue;
-        const id = lookupKeys(value).map((k) => ids[n]?.get(k)).find((found) => found !== undefined);
-        if (id === undefined) {
-          outcomes[i] = {
-            ok: false,
-            reason: `${lookup.from} ${String(value)} has not been delivered by ${lookup.sync} yet (no id recorded for it); this row is sent again on the next run`,
-          };
-          return;
-        }
-        values[lookup.column] = id;
-      }
-      ops.push({ kind: op.kind, key: op.key, values });
-      places.push(i);
-    });
-    return { ops, places };
-  }
 }
 
 /** The batches of `reads`, the wait for each counted as the run's `query` phase and the work on it as `plan`. */
@@ -1202,16 +1018,6 @@ async function* timedReads<T>(reads: AsyncIterator<T>, phases: PhaseClock): Asyn
     }
   } finally {
     await reads.return?.(undefined);
-  }
-}
-
-/** A backoff of a write, counted as the run's `retry` wait while it lasts. */
-async function backoffWait(sleeping: Promise<void>, phases: PhaseClock): Promise<void> {
-  phases.begin('retry');
-  try {
-    await sleeping;
-  } finally {
-    phases.end('retry');
   }
 }
 

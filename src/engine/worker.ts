@@ -24,7 +24,8 @@ import { deadlinePassed, decideSequenceResume, memberLimit } from '../core/seque
 import type { EngineEventEmitter } from './events.js';
 import type { FinishedRunRelay } from './finished-run-relay.js';
 import { SequenceRunner } from './sequence-runner.js';
-import type { StopReason, SyncRunner } from './sync-runner.js';
+import type { StopReason } from './run-bookkeeping.js';
+import type { SyncRunner } from './sync-runner.js';
 
 export interface WorkerOptions {
   store: Store;
