@@ -24,7 +24,7 @@ export interface PlanningProgress {
   settled: number;
 }
 
-/** What batching reads of the run's delivery (Delivery, in the sync runner), and where it sends a batch. */
+/** What batching reads of the run's delivery (delivery.ts), and where it sends a batch. */
 export interface BatchDelivery {
   /** Set once the model's columns are known. */
   readonly writer: DestinationWriter | null;

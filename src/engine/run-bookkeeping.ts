@@ -2,7 +2,7 @@
  * A sync run's bookkeeping: its record in the store (RunRecord: every update, the run's progress,
  * its phase times, how it ends) and what its written batches leave to commit (RunBookkeeping:
  * delivered rows into the snapshot, or the planner's watermark in the warehouse, refused rows as
- * rejected, the model's cursor once everything is delivered). Delivery (in the sync runner) hands it each
+ * rejected, the model's cursor once everything is delivered). Delivery (delivery.ts) hands it each
  * written batch's rows; the sync runner's pipeline decides when the run ends.
  */
 import { ErrorCode, LockstepError, toError } from '../core/errors.js';
@@ -47,7 +47,7 @@ export interface RunProgress {
   processing: boolean;
 }
 
-/** What a written batch leaves to record (see the sync runner's Delivery.collect). */
+/** What a written batch leaves to record (see Delivery.collect). */
 export interface WrittenBatch {
   rows: SnapshotRows;
   deletes: string[];
