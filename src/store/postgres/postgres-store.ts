@@ -103,7 +103,6 @@ import {
 } from '../rows.js';
 import {
   isTerminalSequenceRunStatus,
-  leaseLostError,
   memberNeedsRun,
   type MemberWithRun,
   nothingToCancelError,
@@ -140,6 +139,7 @@ import {
 } from './postgres-database.js';
 import { migrate } from './postgres-migrations.js';
 import { PostgresNotifications } from './postgres-notifications.js';
+import { PostgresRunFence, runLeaseLost, type Statement } from './postgres-run-fence.js';
 import { PostgresTokenStore } from './postgres-token-store.js';
 import { PostgresWebhookStore } from './postgres-webhook-store.js';
 import { SEALED_PREFIX, SecretCodec, countSealed, type SecretResealer } from '../../core/secrets.js';
@@ -254,6 +254,8 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
   /** The NOTIFY channel of this schema's store: processes sharing the schema hear each other. */
   private readonly channel: string;
   private readonly notifications: PostgresNotifications;
+  /** Refuses the writes of a run's attempt once another worker took the run over. */
+  private readonly fence: PostgresRunFence;
   /** Table names, qualified with the quoted schema. */
   private readonly t: Record<
     | 'sources'
@@ -319,6 +321,7 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
     this.webhooks = new PostgresWebhookStore(db, secrets);
     this.alerts = new PostgresAlertStore(db, secrets);
     this.tokens = new PostgresTokenStore(db);
+    this.fence = new PostgresRunFence(db);
   }
 
   /** Connects, creates the schema when missing and brings it up to date (once, whoever starts first). */
@@ -672,7 +675,7 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
   async addRejectedRows(rows: RejectedRow[], fence?: RunFence): Promise<void> {
     if (rows.length === 0) return;
     // One statement; ids follow the order given, which is the order they are listed in.
-    await this.runStatements(
+    await this.fence.write(
       [
         [
           `INSERT INTO ${this.t.rejectedRows} (sync_run_id, key, op, reason)
@@ -739,7 +742,7 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
       const statements: Statement[] = [];
       if (count > 0) statements.push(Array.isArray(rows) ? this.snapshotPairsUpsert(syncId, rows) : this.snapshotColumnsUpsert(syncId, rows));
       if (deletes.length > 0) statements.push(this.deleteKeys(this.t.snapshots, syncId, deletes));
-      return this.runStatements(statements, fence);
+      return this.fence.write(statements, fence);
     };
     try {
       await write(columns ?? (upserts as Array<[string, string]>));
@@ -790,7 +793,7 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
   }
 
   async snapshotClear(syncId: number, fence?: RunFence): Promise<void> {
-    await this.runStatements(
+    await this.fence.write(
       [
         [`DELETE FROM ${this.t.snapshots} WHERE sync_id = $1`, [syncId]],
         [`DELETE FROM ${this.t.snapshotCursors} WHERE sync_id = $1`, [syncId]],
@@ -806,7 +809,7 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
   }
 
   async snapshotCursorSet(syncId: number, cursor: SnapshotCursor | null, fence?: RunFence): Promise<void> {
-    await this.runStatements(
+    await this.fence.write(
       [
         cursor === null
           ? [`DELETE FROM ${this.t.snapshotCursors} WHERE sync_id = $1`, [syncId]]
@@ -849,7 +852,7 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
         ]);
       }
       if (deletes.length > 0) statements.push(this.deleteKeys(this.t.recordIds, syncId, deletes));
-      return this.runStatements(statements, fence);
+      return this.fence.write(statements, fence);
     };
     try {
       await write(ids);
@@ -1687,33 +1690,6 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
     return rows[0] ?? null;
   }
 
-  /**
-   * Statements of one write: one runs alone, several in a transaction. A fenced write is a
-   * transaction that checks the fence first (see checkFence), so nothing is written once refused.
-   */
-  private async runStatements(statements: Statement[], fence?: RunFence): Promise<void> {
-    if (statements.length === 1 && fence === undefined) {
-      const [sql, params] = statements[0] as Statement;
-      await this.db.query(sql, params);
-      return;
-    }
-    await this.db.transaction(async (q) => {
-      if (fence !== undefined) await this.checkFence(q, fence);
-      for (const [sql, params] of statements) await q.query(sql, params);
-    });
-  }
-
-  /**
-   * Refuses a write of the fenced attempt (a `lease_lost` error) unless the run is still in it. The
-   * run's row is share-locked until the write commits: a takeover waits for the write, or the
-   * write, coming after a takeover, sees the new attempt; writes of one attempt do not wait for
-   * each other.
-   */
-  private async checkFence(q: Queryable, fence: RunFence): Promise<void> {
-    const current = await this.syncRunRow(q, fence.runId, 'FOR SHARE');
-    if (!current || Number(current.attempt) !== fence.attempt) throw runLeaseLost(fence.runId, fence.attempt, current);
-  }
-
   private deleteKeys(table: string, syncId: number, keys: string[]): Statement {
     const list = textList(keys);
     return [`DELETE FROM ${table} WHERE sync_id = $1 AND key = ANY(${textListSql(list, 2)})`, [syncId, textListValue(list)]];
@@ -1750,13 +1726,6 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
       [syncId, pairs.map(([key]) => storedText(key)), pairs.map(([, hash]) => storedText(hash))],
     ];
   }
-}
-
-type Statement = [sql: string, params: unknown[]];
-
-/** The refusal of a write of `attempt` by the run's row as it is now (null: it does not exist). */
-function runLeaseLost(runId: number, attempt: number, current: SyncRunRow | null): LockstepError {
-  return leaseLostError(runId, attempt, current ? Number(current.attempt) : null, current?.worker_id ?? null);
 }
 
 /** An id as PostgreSQL's bigint takes it, or null for a number no row can have (fractions, huge). */

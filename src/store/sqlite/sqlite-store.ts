@@ -70,7 +70,6 @@ import {
 import {
   isTerminalSequenceRunStatus,
   memberNeedsRun,
-  leaseLostError,
   nothingToCancelError,
   resumeRefused,
   sequenceRunFinishedError,
@@ -89,6 +88,7 @@ import {
 import { SqliteWebhookStore } from './sqlite-webhook-store.js';
 import { SqliteAlertStore } from './sqlite-alert-store.js';
 import { SqliteTokenStore } from './sqlite-token-store.js';
+import { SqliteRunFence } from './sqlite-run-fence.js';
 import { hashText } from '../../core/hash-text.js';
 import {
   GUARD_FAILED,
@@ -324,6 +324,8 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
   private readonly clock: Clock;
   private readonly busyTimeoutMs: number;
   private readonly s: Statements;
+  /** Refuses the writes of a run's attempt once another worker took the run over. */
+  private readonly fence: SqliteRunFence;
   /** The read transactions' wrapper: it runs the function it is given (writes: immediateTransaction). */
   private readonly tx: SqliteTransaction<[() => unknown], unknown>;
   /** Statements whose SQL depends on the arguments (IN-lists, list filters), prepared once per shape. */
@@ -357,6 +359,7 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
     this.busyTimeoutMs = busyTimeoutMs;
     this.migrationsApplied = applied;
     this.s = prepareStatements(db);
+    this.fence = new SqliteRunFence(this.s);
     this.tx = db.transaction((fn: () => unknown) => fn());
     this.secrets = secrets;
     this.webhooks = new SqliteWebhookStore(db, (error) => toError(storeError(path, busyTimeoutMs, error)), secrets);
@@ -600,7 +603,7 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
 
   async updateSyncRun(id: number, patch: SyncRunPatch, now: number, attempt?: number): Promise<SyncRun> {
     return this.write(() => {
-      const before = attempt === undefined ? ((this.s.syncRun.get(id) as SyncRunRow | undefined) ?? null) : this.checkFence({ runId: id, attempt });
+      const before = attempt === undefined ? ((this.s.syncRun.get(id) as SyncRunRow | undefined) ?? null) : this.fence.check({ runId: id, attempt });
       const status = patch.status ?? null;
       const row = this.s.updateSyncRun.get({
         id,
@@ -680,7 +683,7 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
   async addRejectedRows(rows: RejectedRow[], fence?: RunFence): Promise<void> {
     if (rows.length === 0) return;
     this.write(() => {
-      this.checkFence(fence);
+      this.fence.check(fence);
       for (const row of rows) this.s.insertRejectedRow.run(row.syncRunId, row.key, row.op, row.reason);
     });
   }
@@ -732,7 +735,7 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
     if (this.writeWorker === null) {
       const statements = snapshotWriteStatements(syncId, columns ? snapshotPairs(columns) : (upserts as Array<[string, string]>), deletes);
       this.write(() => {
-        this.checkFence(fence);
+        this.fence.check(fence);
         for (const [sql, params] of statements) this.statement(sql).run(...params);
       });
       return;
@@ -745,7 +748,7 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
       const transaction = columns ? packedColumns(syncId, columns, deletes) : snapshotWriteTransaction(syncId, upserts as Array<[string, string]>, deletes);
       await this.writeWorker.run({ ...transaction, guard });
     } catch (error) {
-      if (fence && (error as { code?: unknown }).code === GUARD_FAILED) throw this.read(() => this.fenceError(fence));
+      if (fence && (error as { code?: unknown }).code === GUARD_FAILED) throw this.read(() => this.fence.error(fence));
       throw storeError(this.path, this.busyTimeoutMs, error);
     }
   }
@@ -831,7 +834,7 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
   async recordIdsWrite(syncId: number, ids: Array<[key: string, id: string]>, deletes: string[], fence?: RunFence): Promise<void> {
     if (ids.length === 0 && deletes.length === 0) return;
     this.write(() => {
-      this.checkFence(fence);
+      this.fence.check(fence);
       if (ids.length > 0) {
         this.statement(
           `INSERT INTO record_ids (sync_id, key, record_id) SELECT ?, json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]') FROM json_each(?) AS j WHERE true
@@ -846,7 +849,7 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
 
   async snapshotClear(syncId: number, fence?: RunFence): Promise<void> {
     this.write(() => {
-      this.checkFence(fence);
+      this.fence.check(fence);
       this.s.snapshotClear.run(syncId);
       this.statement('DELETE FROM snapshot_cursors WHERE sync_id = ?').run(syncId);
     });
@@ -859,7 +862,7 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
 
   async snapshotCursorSet(syncId: number, cursor: SnapshotCursor | null, fence?: RunFence): Promise<void> {
     this.write(() => {
-      this.checkFence(fence);
+      this.fence.check(fence);
       if (cursor === null) this.statement('DELETE FROM snapshot_cursors WHERE sync_id = ?').run(syncId);
       else {
         this.statement('INSERT INTO snapshot_cursors (sync_id, value, runs) VALUES (?, ?, ?) ON CONFLICT (sync_id) DO UPDATE SET value = excluded.value, runs = excluded.runs').run(
@@ -1341,22 +1344,6 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
       return toSyncRun(row);
     }
     return toSyncRun(this.s.flagSyncRunCancel.get(id) as SyncRunRow);
-  }
-
-  /**
-   * Refuses a fenced write unless the run is still in the fence's attempt; returns the run's row
-   * as it is (null without a fence).
-   */
-  private checkFence(fence: RunFence | undefined): SyncRunRow | null {
-    if (fence === undefined) return null;
-    const row = this.s.syncRun.get(fence.runId) as SyncRunRow | undefined;
-    if (!row || Number(row.attempt) !== fence.attempt) throw this.fenceError(fence);
-    return row;
-  }
-
-  private fenceError(fence: RunFence): LockstepError {
-    const row = this.s.runAttempt.get(fence.runId) as { attempt: number; worker_id: string | null } | undefined;
-    return leaseLostError(fence.runId, fence.attempt, row ? Number(row.attempt) : null, row?.worker_id ?? null);
   }
 
   private withMembers(row: SequenceRunRow): SequenceRun {
