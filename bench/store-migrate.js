@@ -67,7 +67,7 @@ async function buildStore(path, rows) {
         keys[i] = `[${start + i}]`;
         [hashes[2 * i], hashes[2 * i + 1]] = hashWords(start + i);
       }
-      await store.snapshotWrite(SYNC_ID, { keys, hashes }, []);
+      await store.snapshots.write(SYNC_ID, { keys, hashes }, []);
     }
   } finally {
     await store.close();

@@ -433,7 +433,7 @@ export interface SequenceRunListQuery extends RunListQuery {
 }
 
 /**
- * Delivered rows for `snapshotWrite` in columns, as the sync runner has them (no pair and no hash
+ * Delivered rows for `SnapshotStore.write` in columns, as the sync runner has them (no pair and no hash
  * string per row): key i's hash is the words `hashes[2i]` (high) and `hashes[2i + 1]` (low), the
  * same as the pair [key, `hashText(high, low)`] (core/hash-text.ts).
  */
@@ -442,7 +442,7 @@ export interface SnapshotRows {
   hashes: Uint32Array;
 }
 
-/** What `SnapshotStore.snapshotChanges` answers: places in the rows compared, each list in order. */
+/** What `SnapshotStore.changes` answers: places in the rows compared, each list in order. */
 export interface SnapshotChanges {
   added: number[];
   changed: number[];
@@ -574,58 +574,58 @@ export interface SyncRunStore {
   listRejectedRows(syncRunId: number, limit: number, offset: number): Promise<RejectedRow[]>;
 }
 
-/**
- * Per sync, what was delivered. Snapshots: primary key (JSON array) → hash of the delivered values
- * (an opaque string; a store may keep lowercase hex compactly, and gives back the same string).
- * Record ids: primary key → the destination's id of the row, for destinations that report ids
- * (`DestinationCapabilities.recordIds`).
- */
 /** A change cursor's last delivered value, and how many cursor runs followed the last full comparison. */
 export interface SnapshotCursor {
   value: string | number;
   runs: number;
 }
 
+/**
+ * Per sync, what was delivered. Snapshots: primary key (JSON array) → hash of the delivered values
+ * (an opaque string; a store may keep lowercase hex compactly, and gives back the same string).
+ * Record ids: primary key → the destination's id of the row, for destinations that report ids
+ * (`DestinationCapabilities.recordIds`).
+ */
 export interface SnapshotStore {
-  snapshotGet(syncId: number, keys: string[]): Promise<Map<string, string>>;
+  get(syncId: number, keys: string[]): Promise<Map<string, string>>;
   /**
    * Compares rows with the snapshot: the places in `rows` (in order) of those whose key it does not
    * hold (`added`) and of those it holds under another hash (`changed`; a hash stored in any other
    * form than the runner's counts as changed). The rows it holds unchanged cost no answer at all.
-   * Optional: without it, the runner reads the stored hashes (`snapshotGet`) and compares them.
+   * Optional: without it, the runner reads the stored hashes (`get`) and compares them.
    */
-  snapshotChanges?(syncId: number, rows: SnapshotRows): Promise<SnapshotChanges>;
+  changes?(syncId: number, rows: SnapshotRows): Promise<SnapshotChanges>;
   /**
    * Records delivered rows and removes deleted ones, in one transaction; with `fence`, refused
    * (`lease_lost`, nothing written) unless the fenced run is still in that attempt.
    */
-  snapshotWrite(
+  write(
     syncId: number,
     upserts: Array<[key: string, hash: string]> | SnapshotRows,
     deletes: string[],
     fence?: RunFence,
   ): Promise<void>;
   /** Every key in the snapshot, in batches, in key order. */
-  snapshotKeys(syncId: number, batchSize: number): AsyncIterable<string[]>;
+  keys(syncId: number, batchSize: number): AsyncIterable<string[]>;
   /**
    * Every entry of the snapshot in pages of up to `pageSize` (pages in key order, entries within a
    * page in any order), in bulk form: a page is
    * a few strings however many entries it holds, so a million entries load in a fraction of a second.
    */
-  snapshotPages(syncId: number, pageSize: number): AsyncIterable<SnapshotPage>;
+  pages(syncId: number, pageSize: number): AsyncIterable<SnapshotPage>;
   /** Empties the snapshot, and forgets its change cursor. */
-  snapshotClear(syncId: number, fence?: RunFence): Promise<void>;
-  snapshotCount(syncId: number): Promise<number>;
+  clear(syncId: number, fence?: RunFence): Promise<void>;
+  count(syncId: number): Promise<number>;
   /**
    * The model's change cursor as delivered into this snapshot: its value (as the source's
    * CursorSql read it) and the runs since the last full comparison; null when none is recorded.
    */
-  snapshotCursorGet(syncId: number): Promise<SnapshotCursor | null>;
-  /** Records the cursor (fenced as `snapshotWrite`); null forgets it. */
-  snapshotCursorSet(syncId: number, cursor: SnapshotCursor | null, fence?: RunFence): Promise<void>;
+  cursorGet(syncId: number): Promise<SnapshotCursor | null>;
+  /** Records the cursor (fenced as `write`); null forgets it. */
+  cursorSet(syncId: number, cursor: SnapshotCursor | null, fence?: RunFence): Promise<void>;
   /** The recorded ids of `keys`; keys without one are absent. */
   recordIdsGet(syncId: number, keys: string[]): Promise<Map<string, string>>;
-  /** Records ids of delivered rows and drops those of deleted ones, in one transaction (fenced as `snapshotWrite`). */
+  /** Records ids of delivered rows and drops those of deleted ones, in one transaction (fenced as `write`). */
   recordIdsWrite(syncId: number, ids: Array<[key: string, id: string]>, deletes: string[], fence?: RunFence): Promise<void>;
 }
 
@@ -725,14 +725,16 @@ export interface ScheduleStore {
 }
 
 /**
- * Everything Lockstep keeps, by role: the workspace, sync and sequence runs, snapshots and record
- * ids, schedule firings, and the sub-stores of webhook deliveries, alerts and API tokens. Every
+ * Everything Lockstep keeps, by role: the workspace, sync and sequence runs, schedule firings, and
+ * the sub-stores of snapshots and record ids, webhook deliveries, alerts and API tokens. Every
  * method is atomic: it either happens whole or not at all. Components take the roles they use.
  */
-export interface Store extends WorkspaceStore, SyncRunStore, SnapshotStore, SequenceRunStore, ScheduleStore, FinishedRunOutbox {
+export interface Store extends WorkspaceStore, SyncRunStore, SequenceRunStore, ScheduleStore, FinishedRunOutbox {
   readonly capabilities: StoreCapabilities;
   /** Pushed change notifications, for stores that have them (default: none; workers poll). */
   readonly watch?: StoreWatch['watch'];
+  /** Per sync, the snapshot of delivered rows, its change cursor and the destination's record ids. */
+  readonly snapshots: SnapshotStore;
   /** The log of webhook deliveries (dbt Cloud, Fivetran). */
   readonly webhooks: WebhookEventStore;
   /** Alert definitions, alert state and the outbox of alert deliveries. */

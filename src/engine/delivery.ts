@@ -300,7 +300,7 @@ export class Delivery implements BatchDelivery {
       lookups.map(async (lookup) => {
         const keys = new Set<string>();
         for (const op of batch) if (op.change !== 'removed') for (const k of lookupKeys(op.values[lookup.column] ?? null)) keys.add(k);
-        return store.recordIdsGet(lookup.syncId, [...keys]);
+        return store.snapshots.recordIdsGet(lookup.syncId, [...keys]);
       }),
     );
     const ops: WriteOperation[] = [];

@@ -316,7 +316,7 @@ export class RunBookkeeping {
   async moveCursor(cursor: SnapshotCursor): Promise<void> {
     if (totalCount(this.options.progress.failed) > 0) return;
     const { store, phases, syncId, fence } = this.options;
-    await phases.during('commit', store.snapshotCursorSet(syncId, cursor, fence));
+    await phases.during('commit', store.snapshots.cursorSet(syncId, cursor, fence));
   }
 
   /** Records a written batch: delivered rows into the snapshot, refused rows as rejected, then the run's progress. */
@@ -328,16 +328,16 @@ export class RunBookkeeping {
       // The planner's watermark moves in delivery order: each commit waits for the one before.
       const progressed = written.planner;
       const commit = this.plannerCommits.then(async () => {
-        if (recordIds) await store.recordIdsWrite(syncId, written.ids, written.deletes, fence);
+        if (recordIds) await store.snapshots.recordIdsWrite(syncId, written.ids, written.deletes, fence);
         if (progressed) await planner.commit(progressed.through, progressed.rejected);
       });
       this.plannerCommits = commit.catch(() => undefined);
       await commit;
     } else {
-      if (recordIds) await store.recordIdsWrite(syncId, written.ids, written.deletes, fence);
+      if (recordIds) await store.snapshots.recordIdsWrite(syncId, written.ids, written.deletes, fence);
       this.snapshotWrites++;
       try {
-        await store.snapshotWrite(syncId, written.rows, written.deletes, fence);
+        await store.snapshots.write(syncId, written.rows, written.deletes, fence);
       } finally {
         this.snapshotWrites--;
       }

@@ -123,7 +123,7 @@ export class SequencePlanner {
       warnings: [...recorder.warnings],
     };
     // A run's mass-delete guard compares with what its planner holds: the planner table, or the snapshot.
-    const refusal = massDeleteRefusal(sync, plan.removed, recorder.plannerRows ?? (await store.snapshotCount(sync.id)));
+    const refusal = massDeleteRefusal(sync, plan.removed, recorder.plannerRows ?? (await store.snapshots.count(sync.id)));
     if (refusal) plan.warnings.push(`a real run would stop before deleting: ${refusal}`);
     if (plan.status === 'planned') await this.readBefore(sync, recorder, plan);
     return plan;
@@ -285,7 +285,7 @@ class PlanRecorder {
   private async sample(target: WriteTarget, ops: WriteOperation[]): Promise<void> {
     if (ops.length === 0 || (this.added.length >= this.samples && this.changed.length >= this.samples)) return;
     const change = (op: WriteOperation) => op.change;
-    const delivered = ops.every((op) => change(op) !== undefined) ? new Map() : await this.store.snapshotGet(this.sync.id, ops.map((op) => encodeKey(op.key)));
+    const delivered = ops.every((op) => change(op) !== undefined) ? new Map() : await this.store.snapshots.get(this.sync.id, ops.map((op) => encodeKey(op.key)));
     for (const op of ops) {
       const list = (change(op) ?? (delivered.has(encodeKey(op.key)) ? 'changed' : 'added')) === 'changed' ? this.changed : this.added;
       if (list.length >= this.samples) continue;
@@ -334,14 +334,12 @@ const READS = new Set<string>([
   'getSource',
   'getDestination',
   'loadWorkspace',
-  'snapshotGet',
-  'snapshotChanges',
-  'snapshotKeys',
-  'snapshotPages',
-  'snapshotCount',
   'listSyncRuns',
   'listRejectedRows',
 ]);
+
+/** Calls of the store's snapshots a dry run passes through: they only read. */
+const SNAPSHOT_READS = new Set<string>(['get', 'changes', 'keys', 'pages', 'count']);
 
 /**
  * The store as a dry run sees it: reads answered by `store`; the run's record kept in memory; the
@@ -355,7 +353,18 @@ function planningStore(
   delivering: Map<number, { slug: string; keys: Set<string> }>,
 ): Store {
   let current = run;
-  const absorbed: Record<string, unknown> = {
+  const snapshots = readOnlyView(store.snapshots, SNAPSHOT_READS, 'snapshots.', {
+    write: async () => undefined,
+    recordIdsWrite: async () => undefined,
+    recordIdsGet: async (syncId: number, keys: string[]) => {
+      const ids = await store.snapshots.recordIdsGet(syncId, keys);
+      const planned = delivering.get(syncId);
+      if (planned) for (const k of keys) if (!ids.has(k) && planned.keys.has(k)) ids.set(k, `(id of the ${planned.slug} record delivered first)`);
+      return ids;
+    },
+  });
+  return readOnlyView(store, READS, '', {
+    snapshots,
     getSyncRun: async (id: number) => (id === run.id ? current : store.getSyncRun(id)),
     updateSyncRun: async (id: number, patch: SyncRunPatch) => {
       if (id !== run.id) throw refused('updateSyncRun');
@@ -364,25 +373,24 @@ function planningStore(
       return current;
     },
     addRejectedRows: async (rows: RejectedRow[]) => recorder.rejectedRows(rows),
-    snapshotWrite: async () => undefined,
-    recordIdsWrite: async () => undefined,
-    recordIdsGet: async (syncId: number, keys: string[]) => {
-      const ids = await store.recordIdsGet(syncId, keys);
-      const planned = delivering.get(syncId);
-      if (planned) for (const k of keys) if (!ids.has(k) && planned.keys.has(k)) ids.set(k, `(id of the ${planned.slug} record delivered first)`);
-      return ids;
-    },
-  };
-  return new Proxy(store, {
+  });
+}
+
+/**
+ * `target` with the members of `absorbed` in place of its own, and its members named in `reads`
+ * passed through (bound to it); calling any other member is refused, naming it after `prefix`.
+ */
+function readOnlyView<T extends object>(target: T, reads: ReadonlySet<string>, prefix: string, absorbed: Record<string, unknown>): T {
+  return new Proxy(target, {
     get(target, name, receiver) {
       if (typeof name === 'string' && name in absorbed) return absorbed[name];
-      if (typeof name === 'string' && READS.has(name)) {
+      if (typeof name === 'string' && reads.has(name)) {
         const value: unknown = Reflect.get(target, name, receiver);
         return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
       }
       if (name === 'then') return undefined;
       return () => {
-        throw refused(String(name));
+        throw refused(`${prefix}${String(name)}`);
       };
     },
   });

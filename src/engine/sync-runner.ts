@@ -295,7 +295,7 @@ export class SyncRunner {
     const keyColumns = model.primaryKey.map((c) => mapColumn(sync, c));
     const fence = { runId: run.id, attempt: run.attempt };
     p.phases.enter('plan');
-    if (resetCDC) await store.snapshotClear(sync.id, fence);
+    if (resetCDC) await store.snapshots.clear(sync.id, fence);
     const cursor = await this.storeCursor(p);
     const byCursor = cursor.kind === 'cursor';
     const notes = [...p.plannerNotes, ...(cursor.note ? [cursor.note] : [])];
@@ -313,7 +313,7 @@ export class SyncRunner {
     try {
       // An empty snapshot (a first run, or after resetCDC) needs no lookups: every row is new.
       // Rows past a cursor are looked up in the store: a few rows need no whole snapshot (nor its count).
-      progress.expectedRows = resetCDC || byCursor ? 0 : await store.snapshotCount(sync.id);
+      progress.expectedRows = resetCDC || byCursor ? 0 : await store.snapshots.count(sync.id);
       // The snapshot in memory when it fits the budget; otherwise looked up batch by batch.
       index = progress.expectedRows > 0 ? await this.loadSnapshot(p, progress.expectedRows) : null;
     } catch (error) {
@@ -400,18 +400,18 @@ export class SyncRunner {
         }
       }
       if (resetCDC) {
-        await store.snapshotWrite(sync.id, candidates.map((c) => [c.keyText, hashText(c.hashHigh, c.hashLow)]), [], fence);
+        await store.snapshots.write(sync.id, candidates.map((c) => [c.keyText, hashText(c.hashHigh, c.hashLow)]), [], fence);
         continue;
       }
       if (candidates.length === 0) continue;
       // A store that compares by itself answers only the rows that differ.
-      if (lookups && !fullResync && store.snapshotChanges) {
+      if (lookups && !fullResync && store.snapshots.changes) {
         const words = new Uint32Array(2 * candidates.length);
         candidates.forEach((c, i) => {
           words[2 * i] = c.hashHigh;
           words[2 * i + 1] = c.hashLow;
         });
-        const { added: missing, changed } = await store.snapshotChanges(sync.id, { keys: candidates.map((c) => c.keyText), hashes: words });
+        const { added: missing, changed } = await store.snapshots.changes(sync.id, { keys: candidates.map((c) => c.keyText), hashes: words });
         matched += candidates.length - missing.length;
         // Both lists in order: the rows go out in the order the model gave them.
         for (let a = 0, m = 0; a < missing.length || m < changed.length; ) {
@@ -423,7 +423,7 @@ export class SyncRunner {
         }
         continue;
       }
-      const snapshot = lookups ? await store.snapshotGet(sync.id, candidates.map((c) => c.keyText)) : NO_SNAPSHOT;
+      const snapshot = lookups ? await store.snapshots.get(sync.id, candidates.map((c) => c.keyText)) : NO_SNAPSHOT;
       for (const c of candidates) {
         const old = snapshot.get(c.keyText);
         if (old !== undefined) matched++;
@@ -459,17 +459,17 @@ export class SyncRunner {
       // when there is none.
       let left = lookups ? progress.expectedRows - matched : Infinity;
       let gone: string[] = [];
-      const removed = left > 0 ? seen.unseen(() => store.snapshotKeys(sync.id, SNAPSHOT_PAGE)) : null;
+      const removed = left > 0 ? seen.unseen(() => store.snapshots.keys(sync.id, SNAPSHOT_PAGE)) : null;
       for await (const k of removed ?? []) {
         if (resetCDC) gone.push(k);
         else await plan(PlannedOp.removal(k));
         if (gone.length >= SNAPSHOT_PAGE) {
-          await store.snapshotWrite(sync.id, [], gone, fence);
+          await store.snapshots.write(sync.id, [], gone, fence);
           gone = [];
         }
         if (--left <= 0) break;
       }
-      if (gone.length > 0) await store.snapshotWrite(sync.id, [], gone, fence);
+      if (gone.length > 0) await store.snapshots.write(sync.id, [], gone, fence);
     }
     await batches.end();
     await p.delivery.drain();
@@ -505,7 +505,7 @@ export class SyncRunner {
       );
     }
     const value = typeof highest === 'number' || typeof highest === 'string' ? highest : highest === null ? null : String(highest);
-    const stored = run.options.resetCDC ? null : await this.options.store.snapshotCursorGet(sync.id);
+    const stored = run.options.resetCDC ? null : await this.options.store.snapshots.cursorGet(sync.id);
     if (stored === null || request.full || stored.runs >= request.every - 1) return { ...full, highest: value, runs: stored?.runs ?? 0 };
     return { kind: 'cursor', query: sql.after(model.query, request.column, stored.value), highest: value, runs: stored.runs, note: null };
   }
@@ -638,7 +638,7 @@ export class SyncRunner {
     let fits = true;
     // A page is a few strings, however many entries it holds; between pages, other work of the
     // process gets its turn.
-    for await (const page of this.options.store.snapshotPages(syncId, INDEX_PAGE)) {
+    for await (const page of this.options.store.snapshots.pages(syncId, INDEX_PAGE)) {
       await new Promise((resolve) => setImmediate(resolve));
       fits = index.addPage(page);
       if (!fits) break;
@@ -666,7 +666,7 @@ export class SyncRunner {
       signal: interruptingWrites(p.signal),
       recordIds: async (slug, keys) => {
         const parent = await store.getSync(slug);
-        return parent ? store.recordIdsGet(parent.id, keys) : new Map();
+        return parent ? store.snapshots.recordIdsGet(parent.id, keys) : new Map();
       },
     };
   }

@@ -650,7 +650,7 @@ describe('HubSpot destination in the engine', () => {
 
     // The ids HubSpot gave are recorded per sync and key.
     const contactsSync = await h.app.store.getSync('contacts-to-hubspot');
-    const ids = await h.app.store.recordIdsGet(contactsSync!.id, [encodeKey(['p3@example.com'])]);
+    const ids = await h.app.store.snapshots.recordIdsGet(contactsSync!.id, [encodeKey(['p3@example.com'])]);
     expect(ids.get(encodeKey(['p3@example.com']))).toBe(person3.id);
 
     // Nothing changed: nothing is sent.

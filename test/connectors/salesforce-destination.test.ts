@@ -682,7 +682,7 @@ describe('Salesforce destination through the engine', () => {
     }
     // The ids Salesforce gave are recorded per key.
     const accountsSync = await h.app.store.getSync('accounts-to-sf');
-    expect((await h.app.store.recordIdsGet(accountsSync!.id, ['["A-2"]'])).get('["A-2"]')).toBe(accountIds.get('A-2'));
+    expect((await h.app.store.snapshots.recordIdsGet(accountsSync!.id, ['["A-2"]'])).get('["A-2"]')).toBe(accountIds.get('A-2'));
   });
 
   it('sends the account\'s recorded Salesforce Id with lookup: rejected before the parent sync ran, delivered after', async () => {
@@ -724,7 +724,7 @@ describe('Salesforce destination through the engine', () => {
     expect(contacts.successfulRows.addedCount).toBe(30);
     expect(sf.stats().requests.bulkCreate).toBe(3);
     const contactsSync = await h.app.store.getSync('contacts-to-sf');
-    const ids = await h.app.store.recordIdsGet(contactsSync!.id, ['["C-30"]']);
+    const ids = await h.app.store.snapshots.recordIdsGet(contactsSync!.id, ['["C-30"]']);
     expect(ids.get('["C-30"]')).toBe(sf.get('Contact', 'External_Id__c', 'C-30')?.Id);
   });
 

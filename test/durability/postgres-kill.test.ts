@@ -93,12 +93,12 @@ describe('kill -9 during a PostgreSQL bulk sync', () => {
       // Every key the snapshot records is in the destination, with the values it was recorded with.
       const syncId = (await store.getSync('rows-to-crm'))!.id;
       const delivered = await tableHashes(url, 'select * from target_rows');
-      const recorded = await store.snapshotCount(syncId);
+      const recorded = await store.snapshots.count(syncId);
       expect(recorded).toBeGreaterThanOrEqual(5000);
       expect(recorded).toBeLessThan(ROWS);
       let checked = 0;
-      for await (const keys of store.snapshotKeys(syncId, 5000)) {
-        const hashes = await store.snapshotGet(syncId, keys);
+      for await (const keys of store.snapshots.keys(syncId, 5000)) {
+        const hashes = await store.snapshots.get(syncId, keys);
         for (const key of keys) {
           const hash = delivered.get(key);
           expect(hash, `snapshot records ${key}, which the destination does not hold`).toBeDefined();
@@ -116,7 +116,7 @@ describe('kill -9 during a PostgreSQL bulk sync', () => {
       expect(runs.map((r) => [r.status, r.attempt])).toEqual([['success', 2]]);
       const digest = (table: string) => sql(url, `select count(*)::int as n, md5(string_agg(t::text, '|' order by id)) as m from ${table} t`);
       expect(await digest('target_rows')).toEqual(await digest('model_rows'));
-      expect(await store.snapshotCount(syncId)).toBe(ROWS);
+      expect(await store.snapshots.count(syncId)).toBe(ROWS);
       // The takeover sent only what the killed attempt had not committed to the snapshot; the run's
       // counts keep what that attempt had recorded as delivered.
       expect(runs[0]!.plannedRows.addedCount - atKill!.successfulRows.addedCount).toBe(ROWS - recorded);

@@ -96,7 +96,7 @@ describe('kill -9 during a sync planned in the warehouse', () => {
       expect(runs[0]!.plannedRows.addedCount - atKill!.successfulRows.addedCount).toBe(ROWS - through);
       expect(runs[0]!.comparison?.notes).toContain('took in the rows an earlier attempt delivered before it stopped');
       // The store holds no snapshot for a sync planned in the warehouse.
-      expect(await store.snapshotCount(runs[0]!.syncId)).toBe(0);
+      expect(await store.snapshots.count(runs[0]!.syncId)).toBe(0);
     } finally {
       await store.close();
     }
@@ -164,7 +164,7 @@ describe('kill -9 during a sync planned in the warehouse of a MySQL source', () 
       expect(await mysqlSql(url, `select count(*) as n from \`${plannerSchema}\`.sync_1_rows_to_crm`)).toEqual([{ n: String(ROWS) }]);
       expect(runs[0]!.plannedRows.addedCount - atKill!.successfulRows.addedCount).toBe(ROWS - through);
       expect(runs[0]!.comparison?.notes).toContain('took in the rows an earlier attempt delivered before it stopped');
-      expect(await store.snapshotCount(runs[0]!.syncId)).toBe(0);
+      expect(await store.snapshots.count(runs[0]!.syncId)).toBe(0);
     } finally {
       await store.close();
     }

@@ -110,7 +110,7 @@ describe('destination capabilities in the engine', () => {
     expect(accounts.status).toBe('success');
     expect(recorder.calls.get('accounts')?.map((batch) => batch.length)).toEqual([3]);
     const accountsSync = await h.app.store.getSync('accounts');
-    const ids = await h.app.store.recordIdsGet(accountsSync!.id, ['[1]', '[2]', '[3]']);
+    const ids = await h.app.store.snapshots.recordIdsGet(accountsSync!.id, ['[1]', '[2]', '[3]']);
     expect([...ids.entries()]).toEqual([
       ['[1]', 'accounts-1'],
       ['[2]', 'accounts-2'],
@@ -165,10 +165,10 @@ describe('destination capabilities in the engine', () => {
     await runSync('accounts');
     expect((await runSync('workspaces')).status).toBe('success');
     const workspaces = await h.app.store.getSync('workspaces');
-    expect((await h.app.store.recordIdsGet(workspaces!.id, ['[6]'])).get('[6]')).toBe('workspaces-6');
+    expect((await h.app.store.snapshots.recordIdsGet(workspaces!.id, ['[6]'])).get('[6]')).toBe('workspaces-6');
     sqlite(`${h.dir}/warehouse.db`, 'delete from workspaces where id = 6');
     const mirrored = await runSync('workspaces');
     expect(mirrored.successfulRows.removedCount).toBe(1);
-    expect((await h.app.store.recordIdsGet(workspaces!.id, ['[6]'])).size).toBe(0);
+    expect((await h.app.store.snapshots.recordIdsGet(workspaces!.id, ['[6]'])).size).toBe(0);
   });
 });

@@ -53,7 +53,7 @@ describe.each(['store', 'warehouse'] as const)('PostgreSQL bulk delivery (planne
   /** The delivered rows the planner recorded. */
   const recorded = async (url: string, h: Awaited<ReturnType<typeof setup>>['h'], syncId: number) =>
     planner === 'store'
-      ? h.app.store.snapshotCount(syncId)
+      ? h.app.store.snapshots.count(syncId)
       : ((await sql<{ n: number }>(url, `select count(*)::int as n from lockstep_planner.sync_${syncId}_people_to_crm`))[0]?.n ?? -1);
 
   it('rejects only the rows that break a constraint inside large batches, with the database message, and retries them later', async () => {

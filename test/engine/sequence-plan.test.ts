@@ -45,11 +45,11 @@ async function storedState(store: Store) {
   for (const slug of ['accounts', 'workspaces', 'contacts']) {
     const s = (await store.getSync(slug))!;
     const pages: unknown[] = [];
-    for await (const page of store.snapshotPages(s.id, 1000)) pages.push(page);
+    for await (const page of store.snapshots.pages(s.id, 1000)) pages.push(page);
     const runs = await store.listSyncRuns({ syncId: s.id, limit: 100, offset: 0, order: 'asc' });
     const rejected = [];
     for (const run of runs) rejected.push(await store.listRejectedRows(run.id, 1000, 0));
-    state[slug] = { pages, runs, rejected, ids: await store.recordIdsGet(s.id, ['[1]', '[2]', '[3]']) };
+    state[slug] = { pages, runs, rejected, ids: await store.snapshots.recordIdsGet(s.id, ['[1]', '[2]', '[3]']) };
   }
   state.sequenceRuns = await store.listSequenceRuns({ limit: 100, offset: 0, order: 'asc' });
   state.queued = await store.listQueuedSyncRuns();
@@ -275,7 +275,7 @@ describe('sequence plan on PostgreSQL', () => {
     const stored = async () => {
       const s = (await h.app.store.getSync('accounts'))!;
       const pages = [];
-      for await (const page of h.app.store.snapshotPages(s.id, 100)) pages.push(page);
+      for await (const page of h.app.store.snapshots.pages(s.id, 100)) pages.push(page);
       return { pages, runs: await h.app.store.listSyncRuns({ syncId: s.id, limit: 10, offset: 0, order: 'asc' }), sequences: await h.app.store.listSequenceRuns({ limit: 10, offset: 0, order: 'asc' }) };
     };
     const before = await stored();

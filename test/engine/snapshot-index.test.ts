@@ -139,8 +139,8 @@ describe.each([
 
     // A snapshot written by an older version (base64 SHA-1 text): every row is sent once more.
     const sync = await h.app.store.getSync('accounts-to-crm');
-    await h.app.store.snapshotWrite(sync!.id, [['[1]', 'qUqP5cyxm6YcTAhz05Hph5gvu9M='], ['[2]', 'qUqP5cyxm6YcTAhz05Hph5gvu9M='], ['[4]', 'qUqP5cyxm6YcTAhz05Hph5gvu9M=']], []);
-    expect((await h.app.store.snapshotGet(sync!.id, ['[1]'])).get('[1]')).toBe('qUqP5cyxm6YcTAhz05Hph5gvu9M=');
+    await h.app.store.snapshots.write(sync!.id, [['[1]', 'qUqP5cyxm6YcTAhz05Hph5gvu9M='], ['[2]', 'qUqP5cyxm6YcTAhz05Hph5gvu9M='], ['[4]', 'qUqP5cyxm6YcTAhz05Hph5gvu9M=']], []);
+    expect((await h.app.store.snapshots.get(sync!.id, ['[1]'])).get('[1]')).toBe('qUqP5cyxm6YcTAhz05Hph5gvu9M=');
     expect((await run()).plannedRows).toEqual({ addedCount: 0, changedCount: 3, removedCount: 0 });
     expect((await run()).plannedRows).toEqual({ addedCount: 0, changedCount: 0, removedCount: 0 });
   });

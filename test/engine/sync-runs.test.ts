@@ -236,12 +236,12 @@ describe('sync runs', () => {
 
     sqlite(join(h.dir, 'crm.db'), 'delete from accounts');
     const sync = await h.app.store.getSync('accounts-to-crm');
-    await h.app.store.snapshotClear(sync!.id);
+    await h.app.store.snapshots.clear(sync!.id);
     const reset = await run('accounts-to-crm', { resetCDC: true });
     expect(reset.status).toBe('success');
     expect(reset.plannedRows).toEqual({ addedCount: 0, changedCount: 0, removedCount: 0 });
     expect(crm('select count(*) as n from accounts')).toEqual([{ n: 0 }]);
-    expect(await h.app.store.snapshotCount(sync!.id)).toBe(3);
+    expect(await h.app.store.snapshots.count(sync!.id)).toBe(3);
     const after = await run();
     expect(after.plannedRows).toEqual({ addedCount: 0, changedCount: 0, removedCount: 0 });
   });

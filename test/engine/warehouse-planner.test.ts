@@ -63,7 +63,7 @@ describe('planner in the warehouse (PostgreSQL)', () => {
     expect(phases.commit).toBeGreaterThan(0);
     expect(phases.deliver).toBeGreaterThan(0);
     expect(await sql(url, 'select count(*)::int as n from lockstep_planner.sync_1_people_to_crm')).toEqual([{ n: ROWS - 2 }]);
-    expect(await h.app.store.snapshotCount(first.syncId)).toBe(0);
+    expect(await h.app.store.snapshots.count(first.syncId)).toBe(0);
 
     await sql(
       url,
@@ -408,7 +408,7 @@ describe('planner in the warehouse (DuckDB)', () => {
     expect(first.status).toBe('success');
     expect(first.comparison).toEqual({ planner: 'warehouse', kind: 'full' });
     expect(first.plannedRows).toEqual({ addedCount: ROWS, changedCount: 0, removedCount: 0 });
-    expect(await h.app.store.snapshotCount(first.syncId)).toBe(0);
+    expect(await h.app.store.snapshots.count(first.syncId)).toBe(0);
 
     await exec(`update people set name = 'moved', seen_at = timestamp '2030-01-01' where id = 10; delete from people where id = 11`);
     const second = await run();
@@ -472,7 +472,7 @@ describe('planner in the warehouse (MySQL / MariaDB)', () => {
     expect(first.failedRows).toEqual({ addedCount: 2, changedCount: 0, removedCount: 0 });
     expect(first.comparison).toEqual({ planner: 'warehouse', kind: 'full' });
     expect(await count(planned())).toBe(ROWS - 2);
-    expect(await h.app.store.snapshotCount(first.syncId)).toBe(0);
+    expect(await h.app.store.snapshots.count(first.syncId)).toBe(0);
 
     // A change of case alone is a change (values are compared as bytes, not by collation).
     await my(

@@ -254,14 +254,14 @@ describe('PostgresStore on a shared database', () => {
     await store.applyWorkspace(crmWorkspace(), T0);
     const syncId = (await store.getSync('accounts-to-crm'))!.id;
     const keys = ['a', 'a\u0000', 'a\u0000b', 'a\u0001', 'a\u0001\u0000', 'a\u0002', 'b\n1', ''];
-    await store.snapshotWrite(syncId, keys.map((k, i): [string, string] => [k, i.toString(16).padStart(16, '0')]), []);
-    const read = await store.snapshotGet(syncId, keys);
+    await store.snapshots.write(syncId, keys.map((k, i): [string, string] => [k, i.toString(16).padStart(16, '0')]), []);
+    const read = await store.snapshots.get(syncId, keys);
     expect([...read.keys()].sort()).toEqual([...keys].sort());
     const batches: string[] = [];
-    for await (const batch of store.snapshotKeys(syncId, 3)) batches.push(...batch);
+    for await (const batch of store.snapshots.keys(syncId, 3)) batches.push(...batch);
     expect(batches).toEqual([...keys].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y))));
-    await store.recordIdsWrite(syncId, [['k\u0000', 'id\u0001'], ['plain', '7']], []);
-    expect(Object.fromEntries(await store.recordIdsGet(syncId, ['k\u0000', 'plain', 'none']))).toEqual({ 'k\u0000': 'id\u0001', plain: '7' });
+    await store.snapshots.recordIdsWrite(syncId, [['k\u0000', 'id\u0001'], ['plain', '7']], []);
+    expect(Object.fromEntries(await store.snapshots.recordIdsGet(syncId, ['k\u0000', 'plain', 'none']))).toEqual({ 'k\u0000': 'id\u0001', plain: '7' });
 
     const { run } = await store.enqueueSyncRun({ syncId, trigger: { type: 'api', detail: 'x\u0000y' }, options: NO_OPTIONS }, T0);
     await store.claimSyncRun(run.id, T0, LEASE);
@@ -275,10 +275,10 @@ describe('PostgresStore on a shared database', () => {
     await using store = await PostgresStore.open({ url: await createTestDatabase('lockstep_twice') });
     await store.applyWorkspace(crmWorkspace(), T0);
     const syncId = (await store.getSync('accounts-to-crm'))!.id;
-    await store.snapshotWrite(syncId, { keys: ['[1]', '[2]', '[1]'], hashes: new Uint32Array([1, 1, 2, 2, 3, 3]) }, []);
-    expect(Object.fromEntries(await store.snapshotGet(syncId, ['[1]', '[2]']))).toEqual({ '[1]': '0000000300000003', '[2]': '0000000200000002' });
-    await store.recordIdsWrite(syncId, [['[1]', 'a'], ['[1]', 'b']], []);
-    expect((await store.recordIdsGet(syncId, ['[1]'])).get('[1]')).toBe('b');
+    await store.snapshots.write(syncId, { keys: ['[1]', '[2]', '[1]'], hashes: new Uint32Array([1, 1, 2, 2, 3, 3]) }, []);
+    expect(Object.fromEntries(await store.snapshots.get(syncId, ['[1]', '[2]']))).toEqual({ '[1]': '0000000300000003', '[2]': '0000000200000002' });
+    await store.snapshots.recordIdsWrite(syncId, [['[1]', 'a'], ['[1]', 'b']], []);
+    expect((await store.snapshots.recordIdsGet(syncId, ['[1]'])).get('[1]')).toBe('b');
   });
 });
 
@@ -418,11 +418,11 @@ describe('PostgresStore leases and notifications with several processes', () => 
       const now = T0 + attempt * 1_000;
       const key = `[${attempt}]`;
       const [write, takeover] = await Promise.allSettled([
-        a.snapshotWrite(syncId, [[key, '00000000000000aa']], [], { runId: run.id, attempt }),
+        a.snapshots.write(syncId, [[key, '00000000000000aa']], [], { runId: run.id, attempt }),
         b.claimSyncRun(run.id, now, lease(`w${attempt + 1}`)),
       ]);
       expect(takeover).toMatchObject({ status: 'fulfilled', value: { attempt: attempt + 1 } });
-      const written = (await a.snapshotGet(syncId, [key])).has(key);
+      const written = (await a.snapshots.get(syncId, [key])).has(key);
       if (write.status === 'rejected') {
         expect(write.reason).toMatchObject({ code: ErrorCode.LeaseLost });
         expect(written).toBe(false);

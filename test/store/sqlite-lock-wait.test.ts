@@ -28,7 +28,7 @@ const store = await SqliteStore.open({ path });
 const destination = await SqliteDestination.open({ path: destinationPath });
 const writer = await destination.prepare({ object: 'items', keyColumns: ['id'], columns: ['id', 'name'], modelColumns: ['id', 'name'], batchSize: 10 });
 // The write thread is started before the lock is taken, so its start is not what is timed.
-await store.snapshotWrite(1, [['["warm"]', '0000000000000000']], []);
+await store.snapshots.write(1, [['["warm"]', '0000000000000000']], []);
 const lines = createInterface({ input: process.stdin });
 console.log('ready');
 for await (const line of lines) {
@@ -43,7 +43,7 @@ for await (const line of lines) {
   };
   // The write thread's write goes first (the main thread's waits block this thread); the
   // destination's lock is released first, then the store's.
-  const written = outcome('write thread', () => store.snapshotWrite(1, [['["a"]', '0123456789abcdef']], []));
+  const written = outcome('write thread', () => store.snapshots.write(1, [['["a"]', '0123456789abcdef']], []));
   const results = [];
   if (line === 'destination') results.push(await outcome('destination', () => writer.write([{ kind: 'upsert', key: [1], values: [1, 'one'] }])));
   results.push(await outcome('main thread', () => store.releaseLeases('nobody', Date.now())));

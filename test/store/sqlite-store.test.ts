@@ -61,16 +61,16 @@ describe('SqliteStore on its file', () => {
     const { syncs } = await store.applyWorkspace(crmWorkspace(), 0).then(async () => ({ syncs: (await store.loadWorkspace()).syncs }));
     const syncId = syncs[0]!.id;
     const entries = Array.from({ length: 5000 }, (_, i): [string, string] => [`[${i}]`, i.toString(16).padStart(16, '0')]);
-    await store.snapshotWrite(syncId, entries, []);
+    await store.snapshots.write(syncId, entries, []);
     let taken = 0;
-    for await (const page of store.snapshotPages(syncId, 100)) {
+    for await (const page of store.snapshots.pages(syncId, 100)) {
       expect(page.count).toBe(100);
       if (++taken === 3) break;
     }
     // The store goes on working: a write and a full read after the reader left early.
-    await store.snapshotWrite(syncId, [['[99999]', 'ffffffffffffffff']], []);
+    await store.snapshots.write(syncId, [['[99999]', 'ffffffffffffffff']], []);
     let count = 0;
-    for await (const page of store.snapshotPages(syncId, 700)) count += page.count;
+    for await (const page of store.snapshots.pages(syncId, 700)) count += page.count;
     expect(count).toBe(5001);
   });
 
@@ -82,14 +82,14 @@ describe('SqliteStore on its file', () => {
     const rows = (from: number) => ({ keys: Array.from({ length: 1000 }, (_, i) => `[${from + i}]`), hashes: new Uint32Array(2000).fill(from) });
     // Handed over at once: the thread finds them waiting together.
     const writes = [
-      store.snapshotWrite(syncId, rows(0), []),
-      store.snapshotWrite(syncId, rows(1000), []),
-      store.snapshotWrite(syncId, { keys: ['a\u0000b'], hashes: new Uint32Array([7, 8]) }, []),
-      store.snapshotWrite(syncId, rows(2000), ['[5]']),
+      store.snapshots.write(syncId, rows(0), []),
+      store.snapshots.write(syncId, rows(1000), []),
+      store.snapshots.write(syncId, { keys: ['a\u0000b'], hashes: new Uint32Array([7, 8]) }, []),
+      store.snapshots.write(syncId, rows(2000), ['[5]']),
     ];
     await Promise.all(writes);
-    expect(await store.snapshotCount(syncId)).toBe(3000 - 1 + 1);
-    expect(Object.fromEntries(await store.snapshotGet(syncId, ['[1500]', 'a\u0000b', '[5]']))).toEqual({
+    expect(await store.snapshots.count(syncId)).toBe(3000 - 1 + 1);
+    expect(Object.fromEntries(await store.snapshots.get(syncId, ['[1500]', 'a\u0000b', '[5]']))).toEqual({
       '[1500]': '000003e8000003e8',
       'a\u0000b': '0000000700000008',
     });
@@ -167,14 +167,14 @@ describe('SqliteStore on its file', () => {
     await first.applyWorkspace(crmWorkspace(), T0);
     const sync = await first.getSync('accounts-to-crm');
     const { run } = await first.enqueueSyncRun({ syncId: sync!.id, trigger: { type: 'manual', detail: null }, options: { fullResync: false, resetCDC: false } }, T0);
-    await first.snapshotWrite(sync!.id, [['[1]', 'h1']], []);
+    await first.snapshots.write(sync!.id, [['[1]', 'h1']], []);
     await first.close();
 
     await using second = await SqliteStore.open({ path });
     expect(second.migrationsApplied).toEqual([]);
     expect(await second.getSync('accounts-to-crm')).toEqual(sync);
     expect(await second.getSyncRun(run.id)).toEqual(run);
-    expect(await second.snapshotCount(sync!.id)).toBe(1);
+    expect(await second.snapshots.count(sync!.id)).toBe(1);
 
     const raw = new Database(path, { readonly: true });
     try {

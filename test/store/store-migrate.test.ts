@@ -75,9 +75,9 @@ async function filledWorkspace(): Promise<{ dir: string; token: string }> {
     });
     expect(await store.recordFirings(['sync:accounts-to-crm@1767225600000', 'sequence:crm@1767225600000'], T0)).toHaveLength(2);
     await store.setScheduleCursor('sequence:crm', T0 + 60_000);
-    await store.recordIdsWrite(1, [['[1]', 'crm-account-1'], ['[2]', 'crm-account-2']], []);
+    await store.snapshots.recordIdsWrite(1, [['[1]', 'crm-account-1'], ['[2]', 'crm-account-2']], []);
     const many = Array.from({ length: LOOSE_ROWS }, (_, i): [string, string] => [`key-${String(i).padStart(7, '0')}`, (i * 2654435761).toString(16).padStart(16, '0').slice(-16)]);
-    await store.snapshotWrite(LOOSE_SYNC, [...many, ...ODD_KEYS], []);
+    await store.snapshots.write(LOOSE_SYNC, [...many, ...ODD_KEYS], []);
   } finally {
     await store.close();
   }
@@ -92,8 +92,8 @@ async function contents(store: Store) {
   const snapshots: Record<string, unknown> = {};
   for (const sync of workspace.syncs) {
     const keys: string[] = [];
-    for await (const page of store.snapshotKeys(sync.id, 1000)) keys.push(...page);
-    snapshots[sync.slug] = { count: await store.snapshotCount(sync.id), rows: Object.fromEntries(await store.snapshotGet(sync.id, keys)) };
+    for await (const page of store.snapshots.keys(sync.id, 1000)) keys.push(...page);
+    snapshots[sync.slug] = { count: await store.snapshots.count(sync.id), rows: Object.fromEntries(await store.snapshots.get(sync.id, keys)) };
   }
   return {
     workspace,
@@ -102,11 +102,11 @@ async function contents(store: Store) {
     rejectedRows: await Promise.all(syncRuns.map((run) => store.listRejectedRows(run.id, 100, 0))),
     snapshots,
     loose: {
-      count: await store.snapshotCount(LOOSE_SYNC),
-      odd: Object.fromEntries(await store.snapshotGet(LOOSE_SYNC, ODD_KEYS.map(([key]) => key))),
-      some: Object.fromEntries(await store.snapshotGet(LOOSE_SYNC, ['key-0000000', 'key-0065535', `key-${LOOSE_ROWS - 1}`])),
+      count: await store.snapshots.count(LOOSE_SYNC),
+      odd: Object.fromEntries(await store.snapshots.get(LOOSE_SYNC, ODD_KEYS.map(([key]) => key))),
+      some: Object.fromEntries(await store.snapshots.get(LOOSE_SYNC, ['key-0000000', 'key-0065535', `key-${LOOSE_ROWS - 1}`])),
     },
-    recordIds: Object.fromEntries(await store.recordIdsGet(1, ['[1]', '[2]', '[3]'])),
+    recordIds: Object.fromEntries(await store.snapshots.recordIdsGet(1, ['[1]', '[2]', '[3]'])),
     scheduleCursor: await store.getScheduleCursor('sequence:crm'),
     tokens: await store.tokens.list(),
     alerts: {

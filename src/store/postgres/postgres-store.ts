@@ -24,7 +24,6 @@
  * ../workspace-changes.ts, ../member-state.ts).
  */
 import { randomUUID } from 'node:crypto';
-import { endianness } from 'node:os';
 import pg from 'pg';
 import { systemClock } from '../../core/clock.js';
 import { ErrorCode, LockstepError, NotFoundError } from '../../core/errors.js';
@@ -37,15 +36,11 @@ import type {
   RunFence,
   RunLease,
   SequenceRunListQuery,
-  SnapshotPage,
-  SnapshotChanges,
-  SnapshotRows,
   Store,
   StoreCapabilities,
   StoreTopic,
   SyncRunListQuery,
   SyncRunPatch,
-  SnapshotCursor,
 } from '../../core/ports.js';
 import {
   recordMembers,
@@ -69,7 +64,6 @@ import {
 } from '../../core/runs.js';
 import type { AlertsDefinition } from '../../core/alerts.js';
 import { diffWorkspace } from '../../core/workspace-diff.js';
-import { hashText } from '../../core/hash-text.js';
 import type {
   ConnectionRecord,
   EntityDefs,
@@ -99,11 +93,9 @@ import {
   type RejectedRowRow,
   type SequenceRunRow,
   type SyncRunRow,
-  parseCursorValue,
 } from '../rows.js';
 import {
   isTerminalSequenceRunStatus,
-  leaseLostError,
   memberNeedsRun,
   type MemberWithRun,
   nothingToCancelError,
@@ -131,15 +123,14 @@ import {
   readNullableText,
   readText,
   storedText,
-  textList,
-  textListSql,
-  textListValue,
   type BatchedTransaction,
   type OpenTransaction,
   type Queryable,
 } from './postgres-database.js';
 import { migrate } from './postgres-migrations.js';
 import { PostgresNotifications } from './postgres-notifications.js';
+import { PostgresRunFence, runLeaseLost } from './postgres-run-fence.js';
+import { PostgresSnapshotStore } from './postgres-snapshot-store.js';
 import { PostgresTokenStore } from './postgres-token-store.js';
 import { PostgresWebhookStore } from './postgres-webhook-store.js';
 import { SEALED_PREFIX, SecretCodec, countSealed, type SecretResealer } from '../../core/secrets.js';
@@ -244,6 +235,7 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
   readonly webhooks: PostgresWebhookStore;
   readonly alerts: PostgresAlertStore;
   readonly tokens: PostgresTokenStore;
+  readonly snapshots: PostgresSnapshotStore;
 
   private readonly db: PostgresDatabase;
   private readonly clock: Clock;
@@ -254,6 +246,8 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
   /** The NOTIFY channel of this schema's store: processes sharing the schema hear each other. */
   private readonly channel: string;
   private readonly notifications: PostgresNotifications;
+  /** Refuses the writes of a run's attempt once another worker took the run over. */
+  private readonly fence: PostgresRunFence;
   /** Table names, qualified with the quoted schema. */
   private readonly t: Record<
     | 'sources'
@@ -265,9 +259,6 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
     | 'sequenceRuns'
     | 'memberRuns'
     | 'rejectedRows'
-    | 'snapshots'
-    | 'recordIds'
-    | 'snapshotCursors'
     | 'firings'
     | 'cursors'
     | 'finishedRuns'
@@ -306,9 +297,6 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
       sequenceRuns: `${s}.sequence_runs`,
       memberRuns: `${s}.member_runs`,
       rejectedRows: `${s}.rejected_rows`,
-      snapshots: `${s}.snapshots`,
-      recordIds: `${s}.record_ids`,
-      snapshotCursors: `${s}.snapshot_cursors`,
       firings: `${s}.schedule_firings`,
       cursors: `${s}.schedule_cursors`,
       finishedRuns: `${s}.finished_runs`,
@@ -319,6 +307,8 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
     this.webhooks = new PostgresWebhookStore(db, secrets);
     this.alerts = new PostgresAlertStore(db, secrets);
     this.tokens = new PostgresTokenStore(db);
+    this.fence = new PostgresRunFence(db);
+    this.snapshots = new PostgresSnapshotStore(db, this.fence);
   }
 
   /** Connects, creates the schema when missing and brings it up to date (once, whoever starts first). */
@@ -672,7 +662,7 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
   async addRejectedRows(rows: RejectedRow[], fence?: RunFence): Promise<void> {
     if (rows.length === 0) return;
     // One statement; ids follow the order given, which is the order they are listed in.
-    await this.runStatements(
+    await this.fence.write(
       [
         [
           `INSERT INTO ${this.t.rejectedRows} (sync_run_id, key, op, reason)
@@ -691,172 +681,6 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
       [safeId(syncRunId) ?? -1, limit, offset],
     );
     return rows.map((row) => toRejectedRow({ ...row, key: readText(row.key), reason: readText(row.reason) }));
-  }
-
-  // -------------------------------------------------------------------------------------------
-  // Snapshots
-
-  async snapshotGet(syncId: number, keys: string[]): Promise<Map<string, string>> {
-    if (keys.length === 0) return new Map();
-    const list = textList(keys);
-    const rows = await this.db.query<{ key: string; hash: string }>(
-      `SELECT key, COALESCE(encode(hash, 'hex'), hash_text) AS hash FROM ${this.t.snapshots}
-       WHERE sync_id = $1 AND key = ANY(${textListSql(list, 2)})`,
-      [syncId, textListValue(list)],
-    );
-    const found = new Map<string, string>();
-    for (const row of rows) found.set(readText(row.key), readText(row.hash));
-    return found;
-  }
-
-  async snapshotChanges(syncId: number, rows: SnapshotRows): Promise<SnapshotChanges> {
-    const changes: SnapshotChanges = { added: [], changed: [] };
-    if (rows.keys.length === 0) return changes;
-    // Compared by PostgreSQL: only the rows that differ come back (a hash kept as text never equals one).
-    const list = textList(rows.keys);
-    const found = await this.db.query<{ n: number; added: boolean }>(
-      `SELECT u.n::integer AS n, s.key IS NULL AS added
-         FROM unnest(${textListSql(list, 2)}) WITH ORDINALITY AS u(key, n)
-         LEFT JOIN ${this.t.snapshots} AS s ON s.sync_id = $1 AND s.key = u.key
-        WHERE s.key IS NULL OR s.hash IS DISTINCT FROM substring($3::bytea FROM u.n::integer * 8 - 7 FOR 8)
-        ORDER BY u.n`,
-      [syncId, textListValue(list), hashBytes(rows)],
-    );
-    for (const row of found) (row.added ? changes.added : changes.changed).push(row.n - 1);
-    return changes;
-  }
-
-  async snapshotWrite(
-    syncId: number,
-    upserts: Array<[key: string, hash: string]> | SnapshotRows,
-    deletes: string[],
-    fence?: RunFence,
-  ): Promise<void> {
-    const columns = Array.isArray(upserts) ? null : upserts;
-    const count = columns ? columns.keys.length : (upserts as unknown[]).length;
-    if (count === 0 && deletes.length === 0) return;
-    const write = (rows: Array<[string, string]> | SnapshotRows) => {
-      const statements: Statement[] = [];
-      if (count > 0) statements.push(Array.isArray(rows) ? this.snapshotPairsUpsert(syncId, rows) : this.snapshotColumnsUpsert(syncId, rows));
-      if (deletes.length > 0) statements.push(this.deleteKeys(this.t.snapshots, syncId, deletes));
-      return this.runStatements(statements, fence);
-    };
-    try {
-      await write(columns ?? (upserts as Array<[string, string]>));
-    } catch (error) {
-      // The same key twice in one write (one statement cannot upsert a row twice): the last wins.
-      if (!isCardinalityViolation(error)) throw error;
-      await write(lastOfEachKey(columns ? columnPairs(columns) : (upserts as Array<[string, string]>)));
-    }
-  }
-
-  async *snapshotKeys(syncId: number, batchSize: number): AsyncIterable<string[]> {
-    const size = Math.max(1, Math.floor(batchSize));
-    // Keyset pagination: stable while the snapshot changes between pages.
-    let after: string | null = null;
-    for (;;) {
-      const rows: Array<{ key: string }> =
-        after === null
-          ? await this.db.query(`SELECT key FROM ${this.t.snapshots} WHERE sync_id = $1 ORDER BY key LIMIT $2`, [syncId, size])
-          : await this.db.query(`SELECT key FROM ${this.t.snapshots} WHERE sync_id = $1 AND key > $3 ORDER BY key LIMIT $2`, [syncId, size, after]);
-      if (rows.length === 0) return;
-      after = (rows[rows.length - 1] as { key: string }).key;
-      yield rows.map((r) => readText(r.key));
-      if (rows.length < size) return;
-    }
-  }
-
-  async *snapshotPages(syncId: number, pageSize: number): AsyncIterable<SnapshotPage> {
-    const size = Math.max(1, Math.floor(pageSize));
-    // One row per page, aggregated by PostgreSQL: both aggregates take the page's rows in one pass,
-    // so keys and hashes line up.
-    const pageSql = (where: string) =>
-      `SELECT count(*) AS count, string_agg(key, E'\\n') AS keys,
-              string_agg(CASE WHEN length(hash) = 8 THEN encode(hash, 'hex') ELSE '----------------' END, '') AS hashes,
-              max(key) AS last
-         FROM (SELECT key, hash FROM ${this.t.snapshots} WHERE ${where} ORDER BY key LIMIT $2) AS page`;
-    let after: string | null = null;
-    for (;;) {
-      const rows: Array<{ count: number; keys: string | null; hashes: string | null; last: string | null }> =
-        after === null
-          ? await this.db.query(pageSql('sync_id = $1'), [syncId, size])
-          : await this.db.query(pageSql('sync_id = $1 AND key > $3'), [syncId, size, after]);
-      const page = rows[0];
-      if (!page || page.count === 0) return;
-      yield { count: page.count, keys: readText(page.keys ?? ''), hashes: page.hashes ?? '' };
-      if (page.count < size || page.last === null) return;
-      after = page.last;
-    }
-  }
-
-  async snapshotClear(syncId: number, fence?: RunFence): Promise<void> {
-    await this.runStatements(
-      [
-        [`DELETE FROM ${this.t.snapshots} WHERE sync_id = $1`, [syncId]],
-        [`DELETE FROM ${this.t.snapshotCursors} WHERE sync_id = $1`, [syncId]],
-      ],
-      fence,
-    );
-  }
-
-  async snapshotCursorGet(syncId: number): Promise<SnapshotCursor | null> {
-    const rows = await this.db.query<{ value: string; runs: number }>(`SELECT value, runs FROM ${this.t.snapshotCursors} WHERE sync_id = $1`, [syncId]);
-    const row = rows[0];
-    return row ? { value: parseCursorValue(row.value), runs: Number(row.runs) } : null;
-  }
-
-  async snapshotCursorSet(syncId: number, cursor: SnapshotCursor | null, fence?: RunFence): Promise<void> {
-    await this.runStatements(
-      [
-        cursor === null
-          ? [`DELETE FROM ${this.t.snapshotCursors} WHERE sync_id = $1`, [syncId]]
-          : [
-              `INSERT INTO ${this.t.snapshotCursors} (sync_id, value, runs) VALUES ($1, $2, $3) ON CONFLICT (sync_id) DO UPDATE SET value = EXCLUDED.value, runs = EXCLUDED.runs`,
-              [syncId, JSON.stringify(cursor.value), cursor.runs],
-            ],
-      ],
-      fence,
-    );
-  }
-
-  async snapshotCount(syncId: number): Promise<number> {
-    const rows = await this.db.query<{ count: number }>(`SELECT count(*) AS count FROM ${this.t.snapshots} WHERE sync_id = $1`, [syncId]);
-    return rows[0]?.count ?? 0;
-  }
-
-  async recordIdsGet(syncId: number, keys: string[]): Promise<Map<string, string>> {
-    if (keys.length === 0) return new Map();
-    const list = textList(keys);
-    const rows = await this.db.query<{ key: string; record_id: string }>(
-      `SELECT key, record_id FROM ${this.t.recordIds} WHERE sync_id = $1 AND key = ANY(${textListSql(list, 2)})`,
-      [syncId, textListValue(list)],
-    );
-    const found = new Map<string, string>();
-    for (const row of rows) found.set(readText(row.key), readText(row.record_id));
-    return found;
-  }
-
-  async recordIdsWrite(syncId: number, ids: Array<[key: string, id: string]>, deletes: string[], fence?: RunFence): Promise<void> {
-    if (ids.length === 0 && deletes.length === 0) return;
-    const write = (pairs: Array<[string, string]>) => {
-      const statements: Statement[] = [];
-      if (pairs.length > 0) {
-        statements.push([
-          `INSERT INTO ${this.t.recordIds} (sync_id, key, record_id)
-           SELECT $1, u.key, u.id FROM unnest($2::text[], $3::text[]) AS u(key, id)
-           ON CONFLICT (sync_id, key) DO UPDATE SET record_id = excluded.record_id`,
-          [syncId, pairs.map(([key]) => storedText(key)), pairs.map(([, id]) => storedText(id))],
-        ]);
-      }
-      if (deletes.length > 0) statements.push(this.deleteKeys(this.t.recordIds, syncId, deletes));
-      return this.runStatements(statements, fence);
-    };
-    try {
-      await write(ids);
-    } catch (error) {
-      if (!isCardinalityViolation(error)) throw error;
-      await write(lastOfEachKey(ids));
-    }
   }
 
   // -------------------------------------------------------------------------------------------
@@ -1376,10 +1200,7 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
          WHERE sync_id = $3 AND status = 'queued' AND sequence_run_id IS NULL`,
         [now, CANCEL_REASONS.SyncDeleted, id],
       );
-      // A deleted sync's id is never used again, so its snapshot can never be read.
-      await q.query(`DELETE FROM ${this.t.snapshots} WHERE sync_id = $1`, [id]);
-      await q.query(`DELETE FROM ${this.t.recordIds} WHERE sync_id = $1`, [id]);
-      await q.query(`DELETE FROM ${this.t.snapshotCursors} WHERE sync_id = $1`, [id]);
+      await this.snapshots.dropSync(q, id);
     } else if (kind === 'sequence') {
       const pending = await q.query<{ id: string }>(`SELECT id FROM ${this.t.sequenceRuns} WHERE sequence_id = $1 AND status = 'pending' FOR UPDATE`, [id]);
       for (const { id: runId } of pending.rows) {
@@ -1686,77 +1507,6 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
     const { rows } = await q.query<SequenceRunResult>(sql, [id]);
     return rows[0] ?? null;
   }
-
-  /**
-   * Statements of one write: one runs alone, several in a transaction. A fenced write is a
-   * transaction that checks the fence first (see checkFence), so nothing is written once refused.
-   */
-  private async runStatements(statements: Statement[], fence?: RunFence): Promise<void> {
-    if (statements.length === 1 && fence === undefined) {
-      const [sql, params] = statements[0] as Statement;
-      await this.db.query(sql, params);
-      return;
-    }
-    await this.db.transaction(async (q) => {
-      if (fence !== undefined) await this.checkFence(q, fence);
-      for (const [sql, params] of statements) await q.query(sql, params);
-    });
-  }
-
-  /**
-   * Refuses a write of the fenced attempt (a `lease_lost` error) unless the run is still in it. The
-   * run's row is share-locked until the write commits: a takeover waits for the write, or the
-   * write, coming after a takeover, sees the new attempt; writes of one attempt do not wait for
-   * each other.
-   */
-  private async checkFence(q: Queryable, fence: RunFence): Promise<void> {
-    const current = await this.syncRunRow(q, fence.runId, 'FOR SHARE');
-    if (!current || Number(current.attempt) !== fence.attempt) throw runLeaseLost(fence.runId, fence.attempt, current);
-  }
-
-  private deleteKeys(table: string, syncId: number, keys: string[]): Statement {
-    const list = textList(keys);
-    return [`DELETE FROM ${table} WHERE sync_id = $1 AND key = ANY(${textListSql(list, 2)})`, [syncId, textListValue(list)]];
-  }
-
-  /**
-   * Delivered rows in columns: the keys joined in one text and the hashes as one bytea of 8 bytes
-   * per row, split by PostgreSQL; no string per row is built here.
-   */
-  private snapshotColumnsUpsert(syncId: number, rows: SnapshotRows): Statement {
-    return this.snapshotBytesUpsert(syncId, textList(rows.keys), hashBytes(rows));
-  }
-
-  private snapshotBytesUpsert(syncId: number, keys: ReturnType<typeof textList>, hashes: Buffer): Statement {
-    return [
-      `INSERT INTO ${this.t.snapshots} (sync_id, key, hash, hash_text)
-       SELECT $1, u.key, substring($3::bytea FROM u.n::integer * 8 - 7 FOR 8), NULL
-       FROM unnest(${textListSql(keys, 2)}) WITH ORDINALITY AS u(key, n)
-       ON CONFLICT (sync_id, key) DO UPDATE SET hash = excluded.hash, hash_text = NULL`,
-      [syncId, textListValue(keys), hashes],
-    ];
-  }
-
-  /** [key, hash] pairs: 16 hex digits each (what the runner writes) go as bytes; any other hash as text. */
-  private snapshotPairsUpsert(syncId: number, pairs: Array<[string, string]>): Statement {
-    if (pairs.every(([, hash]) => isHex16(hash))) {
-      return this.snapshotBytesUpsert(syncId, textList(pairs.map(([key]) => key)), Buffer.from(pairs.map(([, hash]) => hash).join(''), 'hex'));
-    }
-    return [
-      `INSERT INTO ${this.t.snapshots} (sync_id, key, hash, hash_text)
-       SELECT $1, u.key, CASE WHEN u.hex THEN decode(u.hash, 'hex') END, CASE WHEN u.hex THEN NULL ELSE u.hash END
-       FROM (SELECT key, hash, hash ~ '^([0-9a-f]{2})+$' AS hex FROM unnest($2::text[], $3::text[]) AS v(key, hash)) AS u
-       ON CONFLICT (sync_id, key) DO UPDATE SET hash = excluded.hash, hash_text = excluded.hash_text`,
-      [syncId, pairs.map(([key]) => storedText(key)), pairs.map(([, hash]) => storedText(hash))],
-    ];
-  }
-}
-
-type Statement = [sql: string, params: unknown[]];
-
-/** The refusal of a write of `attempt` by the run's row as it is now (null: it does not exist). */
-function runLeaseLost(runId: number, attempt: number, current: SyncRunRow | null): LockstepError {
-  return leaseLostError(runId, attempt, current ? Number(current.attempt) : null, current?.worker_id ?? null);
 }
 
 /** An id as PostgreSQL's bigint takes it, or null for a number no row can have (fractions, huge). */
@@ -1773,40 +1523,7 @@ function timeFilters(query: { after?: number; before?: number }, where: string[]
   if (query.before !== undefined) where.push(`${prefix}created_at < ${p.add(query.before, 'float8')}`);
 }
 
-/** Whether `hash` is 16 lowercase hex digits, checked without a regular expression per row. */
-function isHex16(hash: string): boolean {
-  if (hash.length !== 16) return false;
-  for (let i = 0; i < 16; i++) {
-    const c = hash.charCodeAt(i);
-    if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) return false;
-  }
-  return true;
-}
-
-function columnPairs(rows: SnapshotRows): Array<[string, string]> {
-  return rows.keys.map((key, i) => [key, hashText(rows.hashes[2 * i] as number, rows.hashes[2 * i + 1] as number)]);
-}
-
-/** Pairs with each key once, keeping its last value. */
-function lastOfEachKey(pairs: Array<[string, string]>): Array<[string, string]> {
-  return [...new Map(pairs).entries()];
-}
-
 /** A unique index refused the change (wrapped by PostgresDatabase as a Conflict). */
 function isUniqueViolation(error: unknown): boolean {
   return error instanceof LockstepError && error.code === ErrorCode.Conflict && errorCode(error.cause) === '23505';
-}
-
-/** One statement would upsert the same row twice. */
-function isCardinalityViolation(error: unknown): boolean {
-  return error instanceof LockstepError && errorCode(error.cause) === '21000';
-}
-
-/** Rows' hashes as one bytea, 8 bytes a row: each word big-endian, high word first (the bytes of the 16 hex digits hashText spells). */
-function hashBytes(rows: SnapshotRows): Buffer {
-  const count = rows.keys.length;
-  const hashes = Buffer.alloc(8 * count);
-  hashes.set(new Uint8Array(rows.hashes.buffer, rows.hashes.byteOffset, 8 * count));
-  if (endianness() === 'LE') hashes.swap32();
-  return hashes;
 }

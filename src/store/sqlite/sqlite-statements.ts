@@ -151,12 +151,6 @@ export function prepareStatements(db: SqliteDatabase) {
     insertRejectedRow: db.prepare('INSERT INTO rejected_rows (sync_run_id, key, op, reason) VALUES (?, ?, ?, ?)'),
     rejectedRows: db.prepare('SELECT * FROM rejected_rows WHERE sync_run_id = ? ORDER BY id LIMIT ? OFFSET ?'),
 
-    // --- snapshots
-    snapshotFirstKeys: db.prepare('SELECT key FROM snapshots WHERE sync_id = ? ORDER BY key LIMIT ?'),
-    snapshotKeysAfter: db.prepare('SELECT key FROM snapshots WHERE sync_id = ? AND key > ? ORDER BY key LIMIT ?'),
-    snapshotClear: db.prepare('DELETE FROM snapshots WHERE sync_id = ?'),
-    snapshotCount: db.prepare('SELECT COUNT(*) AS count FROM snapshots WHERE sync_id = ?'),
-
     // --- sequence runs
     liveSequence: db.prepare('SELECT id FROM sequences WHERE id = ? AND deleted_at IS NULL'),
     liveSyncIdBySlug: db.prepare('SELECT id FROM syncs WHERE slug = ? AND deleted_at IS NULL'),

@@ -11,7 +11,6 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { endianness } from 'node:os';
 import { systemClock } from '../../core/clock.js';
 import { ErrorCode, LockstepError, NotFoundError, toError } from '../../core/errors.js';
 import type {
@@ -23,14 +22,10 @@ import type {
   RunLease,
   NewSyncRun,
   SequenceRunListQuery,
-  SnapshotPage,
-  SnapshotChanges,
-  SnapshotRows,
   Store,
   StoreCapabilities,
   SyncRunListQuery,
   SyncRunPatch,
-  SnapshotCursor,
 } from '../../core/ports.js';
 import {
   isTerminalSyncRunStatus,
@@ -70,7 +65,6 @@ import {
 import {
   isTerminalSequenceRunStatus,
   memberNeedsRun,
-  leaseLostError,
   nothingToCancelError,
   resumeRefused,
   sequenceRunFinishedError,
@@ -89,16 +83,9 @@ import {
 import { SqliteWebhookStore } from './sqlite-webhook-store.js';
 import { SqliteAlertStore } from './sqlite-alert-store.js';
 import { SqliteTokenStore } from './sqlite-token-store.js';
-import { hashText } from '../../core/hash-text.js';
-import {
-  GUARD_FAILED,
-  ROW_SEPARATOR,
-  SqliteWriteWorker,
-  type PackedRows,
-  type WriteGuard,
-  type WriteStatement,
-  type WriteTransaction,
-} from './sqlite-write-worker.js';
+import { SqliteRunFence } from './sqlite-run-fence.js';
+import { SqliteSnapshotStore } from './sqlite-snapshot-store.js';
+import { SqliteWriteWorker } from './sqlite-write-worker.js';
 import {
   definitionJson,
   toRecord,
@@ -114,7 +101,6 @@ import {
   type FinishedRunRow,
   toLease,
   toFinishedRun,
-  parseCursorValue,
 } from '../rows.js';
 import { checkSchemaIsCurrent, migrate } from './migrations.js';
 import { SEALED_PREFIX, SecretCodec, countSealed, type SecretResealer } from '../../core/secrets.js';
@@ -165,151 +151,6 @@ const WAL_AUTOCHECKPOINT_PAGES = 10_000;
 /** The write worker's connection: the same durability and WAL bounds as the main one. */
 const WRITE_WORKER_PRAGMAS = ['synchronous = NORMAL', `wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`];
 
-/**
- * Snapshot hashes in lowercase hex (what the sync runner writes) are kept as BLOBs, half their text
- * size; anything else (hashes of older versions: base64 text) stays text. Read back, a BLOB is
- * its hex again, so a hash comes back as it was written.
- */
-const SNAPSHOT_HASH = "CASE WHEN typeof(hash) = 'blob' THEN lower(hex(hash)) ELSE hash END";
-/** Snapshot rows per INSERT statement (3 parameters each, well under SQLite's limit of 32766). */
-const SNAPSHOT_ROWS = 500;
-/** The statement text per row count, built once: a full batch reuses the same 500-row string. */
-const snapshotUpsertSqls = new Map<number, string>();
-function snapshotUpsertSql(rows: number): string {
-  let sql = snapshotUpsertSqls.get(rows);
-  if (sql === undefined) {
-    sql = buildSnapshotUpsertSql(rows);
-    snapshotUpsertSqls.set(rows, sql);
-  }
-  return sql;
-}
-function buildSnapshotUpsertSql(rows: number): string {
-  return `INSERT INTO snapshots (sync_id, key, hash) VALUES ${Array.from({ length: rows }, () => '(?, ?, unhex(?))').join(', ')}
-    ON CONFLICT (sync_id, key) DO UPDATE SET hash = excluded.hash`;
-}
-/**
- * The snapshot's upsert of a whole batch in one statement: the keys as one JSON array (`@keys`, cut
- * by SQLite's json_each) and the hashes as one BLOB, 8 bytes a key in the same order (`@hashes`).
- * No parameter per row: SQLite's own C takes the keys apart, where binding 500 parameters a
- * statement cost the store's thread a third more CPU for the same rows.
- */
-const SNAPSHOT_JSON_UPSERT = `INSERT INTO snapshots (sync_id, key, hash)
-  SELECT @first, j.value, substr(@hashes, j.key * 8 + 1, 8) FROM json_each(@keys) AS j WHERE true
-  ON CONFLICT (sync_id, key) DO UPDATE SET hash = excluded.hash`;
-/**
- * Rows compared with the snapshot (SqliteStore.snapshotChanges): the place in `@keys` of each row
- * whose key is missing, or whose stored hash is neither `@hashes`' 8 bytes for it nor their hex.
- */
-const SNAPSHOT_CHANGES = `SELECT j.key, s.key IS NULL
-  FROM json_each(@keys) AS j LEFT JOIN snapshots AS s ON s.sync_id = @sync AND s.key = j.value
- WHERE s.key IS NULL
-    OR (s.hash IS NOT substr(@hashes, j.key * 8 + 1, 8) AND s.hash IS NOT lower(hex(substr(@hashes, j.key * 8 + 1, 8))))
- ORDER BY j.key`;
-const LITTLE_ENDIAN = endianness() === 'LE';
-function storedHash(value: string): string {
-  return `CASE WHEN length(${value}) % 2 = 0 AND length(${value}) > 0 AND NOT (${value} GLOB '*[^0-9a-f]*') THEN unhex(${value}) ELSE ${value} END`;
-}
-/**
- * The statements of one snapshot write. Hex hashes (what the sync runner writes) go through one
- * multi-row statement per SNAPSHOT_ROWS rows; any other hash string in a batch sends the batch as
- * one JSON parameter.
- */
-function snapshotWriteStatements(syncId: number, upserts: Array<[key: string, hash: string]>, deletes: string[]): WriteStatement[] {
-  const statements: WriteStatement[] = [];
-  if (upserts.every(([, hash]) => isHexHash(hash))) {
-    for (let start = 0; start < upserts.length; start += SNAPSHOT_ROWS) {
-      const end = Math.min(upserts.length, start + SNAPSHOT_ROWS);
-      const params: Array<string | number> = [];
-      for (let i = start; i < end; i++) {
-        const [key, hash] = upserts[i] as [string, string];
-        params.push(syncId, key, hash);
-      }
-      statements.push([snapshotUpsertSql(end - start), params]);
-    }
-  } else if (upserts.length > 0) {
-    statements.push([
-      `INSERT INTO snapshots (sync_id, key, hash) SELECT ?, j.value ->> 0, ${storedHash('j.value ->> 1')} FROM json_each(?) AS j WHERE true
-       ON CONFLICT (sync_id, key) DO UPDATE SET hash = excluded.hash`,
-      [syncId, JSON.stringify(upserts)],
-    ]);
-  }
-  if (deletes.length > 0) {
-    statements.push(['DELETE FROM snapshots WHERE sync_id = ? AND key IN (SELECT value FROM json_each(?))', [syncId, JSON.stringify(deletes)]]);
-  }
-  return statements;
-}
-/**
- * A snapshot write for the write worker: hex hashes under keys without `ROW_SEPARATOR` (what the
- * sync runner writes) travel packed; anything else as the statements of `snapshotWriteStatements`.
- */
-/** Finds the run while it is in the given attempt (the guard of a fenced snapshot write). */
-const FENCE_SQL = 'SELECT 1 FROM sync_runs WHERE id = ? AND attempt = ?';
-
-function snapshotWriteTransaction(syncId: number, upserts: Array<[key: string, hash: string]>, deletes: string[]): WriteTransaction {
-  const keys = new Array<string>(upserts.length);
-  const hashes = new Array<string>(upserts.length);
-  for (let i = 0; i < upserts.length; i++) {
-    const [key, hash] = upserts[i] as [string, string];
-    if (!isHexHash(hash) || key.includes(ROW_SEPARATOR)) return { rows: null, statements: snapshotWriteStatements(syncId, upserts, deletes) };
-    keys[i] = key;
-    hashes[i] = hash;
-  }
-  const rest = upserts.length % SNAPSHOT_ROWS;
-  // Two joined strings, not a pair per row: the worker gets them as bytes (see SqliteWriteWorker.run).
-  const rows: PackedRows | null =
-    upserts.length === 0
-      ? null
-      : {
-          sql: snapshotUpsertSql(SNAPSHOT_ROWS),
-          lastSql: rest === 0 ? null : snapshotUpsertSql(rest),
-          rowsPerStatement: SNAPSHOT_ROWS,
-          first: syncId,
-          count: upserts.length,
-          keys: keys.join(ROW_SEPARATOR),
-          values: hashes.join(ROW_SEPARATOR),
-          hashes: null,
-        };
-  return { rows, statements: snapshotWriteStatements(syncId, [], deletes) };
-}
-
-/** Rows in columns as [key, hex hash] pairs. */
-function snapshotPairs(rows: SnapshotRows): Array<[string, string]> {
-  return rows.keys.map((key, i) => [key, hashText(rows.hashes[2 * i] as number, rows.hashes[2 * i + 1] as number)]);
-}
-
-/**
- * Rows in columns for the write worker: the keys as one JSON array and the hashes as words, which
- * the worker binds as one BLOB: no string per hash is built on this thread, no parameter per row
- * is bound on the worker's (SNAPSHOT_JSON_UPSERT).
- */
-function packedColumns(syncId: number, rows: SnapshotRows, deletes: string[]): WriteTransaction {
-  const count = rows.keys.length;
-  const packed: PackedRows | null =
-    count === 0
-      ? null
-      : {
-          sql: SNAPSHOT_JSON_UPSERT,
-          lastSql: null,
-          rowsPerStatement: count,
-          first: syncId,
-          count,
-          keys: JSON.stringify(rows.keys),
-          values: null,
-          hashes: rows.hashes.slice(0, 2 * count),
-        };
-  return { rows: packed, statements: snapshotWriteStatements(syncId, [], deletes) };
-}
-
-/** Whether `hash` is what the runner writes, lowercase hex of whole bytes (stored as its bytes); checked without a regular expression per row. */
-function isHexHash(hash: string): boolean {
-  const n = hash.length;
-  if (n === 0 || (n & 1) !== 0) return false;
-  for (let i = 0; i < n; i++) {
-    const c = hash.charCodeAt(i);
-    if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) return false;
-  }
-  return true;
-}
 /** The WAL is truncated back to this size after a checkpoint, so one bulk write does not leave a huge file. */
 const WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024;
 
@@ -324,6 +165,8 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
   private readonly clock: Clock;
   private readonly busyTimeoutMs: number;
   private readonly s: Statements;
+  /** Refuses the writes of a run's attempt once another worker took the run over. */
+  private readonly fence: SqliteRunFence;
   /** The read transactions' wrapper: it runs the function it is given (writes: immediateTransaction). */
   private readonly tx: SqliteTransaction<[() => unknown], unknown>;
   /** Statements whose SQL depends on the arguments (IN-lists, list filters), prepared once per shape. */
@@ -333,6 +176,8 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
   private readonly checkpointTimer: NodeJS.Timeout | null;
   /** Commits snapshot writes on a second connection, off the main thread (null for `:memory:`); its thread starts with the first write. */
   private readonly writeWorker: SqliteWriteWorker | null;
+  /** Snapshots, their change cursors and record ids. */
+  readonly snapshots: SqliteSnapshotStore;
   /** The log of webhook deliveries. */
   readonly webhooks: SqliteWebhookStore;
   /** Alert definitions, state and deliveries. */
@@ -357,6 +202,7 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
     this.busyTimeoutMs = busyTimeoutMs;
     this.migrationsApplied = applied;
     this.s = prepareStatements(db);
+    this.fence = new SqliteRunFence(this.s);
     this.tx = db.transaction((fn: () => unknown) => fn());
     this.secrets = secrets;
     this.webhooks = new SqliteWebhookStore(db, (error) => toError(storeError(path, busyTimeoutMs, error)), secrets);
@@ -368,6 +214,13 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
         : null;
     this.writeWorker =
       path === ':memory:' ? null : new SqliteWriteWorker({ path, busyTimeoutMs, pragmas: WRITE_WORKER_PRAGMAS });
+    this.snapshots = new SqliteSnapshotStore({
+      db,
+      writeWorker: this.writeWorker,
+      fence: this.fence,
+      statement: (sql) => this.statement(sql),
+      wrap: (error) => storeError(path, busyTimeoutMs, error),
+    });
   }
 
   /** Opens the store at `path`, creating the file and bringing its schema up to date. */
@@ -600,7 +453,7 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
 
   async updateSyncRun(id: number, patch: SyncRunPatch, now: number, attempt?: number): Promise<SyncRun> {
     return this.write(() => {
-      const before = attempt === undefined ? ((this.s.syncRun.get(id) as SyncRunRow | undefined) ?? null) : this.checkFence({ runId: id, attempt });
+      const before = attempt === undefined ? ((this.s.syncRun.get(id) as SyncRunRow | undefined) ?? null) : this.fence.check({ runId: id, attempt });
       const status = patch.status ?? null;
       const row = this.s.updateSyncRun.get({
         id,
@@ -680,199 +533,13 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
   async addRejectedRows(rows: RejectedRow[], fence?: RunFence): Promise<void> {
     if (rows.length === 0) return;
     this.write(() => {
-      this.checkFence(fence);
+      this.fence.check(fence);
       for (const row of rows) this.s.insertRejectedRow.run(row.syncRunId, row.key, row.op, row.reason);
     });
   }
 
   async listRejectedRows(syncRunId: number, limit: number, offset: number): Promise<RejectedRow[]> {
     return this.read(() => (this.s.rejectedRows.all(syncRunId, limit, offset) as RejectedRowRow[]).map(toRejectedRow));
-  }
-
-  // -------------------------------------------------------------------------------------------
-  // Snapshots
-
-  async snapshotGet(syncId: number, keys: string[]): Promise<Map<string, string>> {
-    if (keys.length === 0) return new Map();
-    // The keys travel as one JSON array (one bound parameter, parsed by SQLite), probed one by one
-    // against the primary key: a single statement for any number of keys.
-    return this.read(() => {
-      const found = new Map<string, string>();
-      const sql = `SELECT s.key, ${SNAPSHOT_HASH} AS hash FROM json_each(?) AS j CROSS JOIN snapshots AS s WHERE s.sync_id = ? AND s.key = j.value`;
-      for (const row of this.statement(sql).all(JSON.stringify(keys), syncId) as Array<{ key: string; hash: string }>) {
-        found.set(row.key, row.hash);
-      }
-      return found;
-    });
-  }
-
-  async snapshotChanges(syncId: number, rows: SnapshotRows): Promise<SnapshotChanges> {
-    const count = rows.keys.length;
-    const changes: SnapshotChanges = { added: [], changed: [] };
-    if (count === 0) return changes;
-    // The keys as one JSON array and their hashes as one BLOB (8 bytes each, big end first, as the
-    // snapshot keeps them); SQLite answers only the rows that differ, where reading every stored
-    // hash back as a string cost three times the CPU (10M keys: about 17 s against 6 s).
-    const words = rows.hashes.slice(0, 2 * count);
-    const hashes = Buffer.from(words.buffer, words.byteOffset, words.byteLength);
-    if (LITTLE_ENDIAN) hashes.swap32();
-    const found = this.read(() => this.statement(SNAPSHOT_CHANGES).raw(true).all({ keys: JSON.stringify(rows.keys), sync: syncId, hashes }) as Array<[number, number]>);
-    for (const [i, added] of found) (added ? changes.added : changes.changed).push(i);
-    return changes;
-  }
-
-  async snapshotWrite(
-    syncId: number,
-    upserts: Array<[key: string, hash: string]> | SnapshotRows,
-    deletes: string[],
-    fence?: RunFence,
-  ): Promise<void> {
-    const columns = Array.isArray(upserts) ? null : upserts;
-    if ((columns ? columns.keys.length : (upserts as unknown[]).length) === 0 && deletes.length === 0) return;
-    if (this.writeWorker === null) {
-      const statements = snapshotWriteStatements(syncId, columns ? snapshotPairs(columns) : (upserts as Array<[string, string]>), deletes);
-      this.write(() => {
-        this.checkFence(fence);
-        for (const [sql, params] of statements) this.statement(sql).run(...params);
-      });
-      return;
-    }
-    // A file store commits snapshot writes on its worker's connection, off the main thread; the
-    // promise settles once the transaction has committed there. The fence is checked in that
-    // transaction, so a run taken over meanwhile writes nothing.
-    const guard: WriteGuard | null = fence ? { sql: FENCE_SQL, params: [fence.runId, fence.attempt] } : null;
-    try {
-      const transaction = columns ? packedColumns(syncId, columns, deletes) : snapshotWriteTransaction(syncId, upserts as Array<[string, string]>, deletes);
-      await this.writeWorker.run({ ...transaction, guard });
-    } catch (error) {
-      if (fence && (error as { code?: unknown }).code === GUARD_FAILED) throw this.read(() => this.fenceError(fence));
-      throw storeError(this.path, this.busyTimeoutMs, error);
-    }
-  }
-
-  async *snapshotKeys(syncId: number, batchSize: number): AsyncIterable<string[]> {
-    const size = Math.max(1, Math.floor(batchSize));
-    let last: string | null = null;
-    for (;;) {
-      const keys: string[] = this.snapshotKeysAfter(syncId, last, size);
-      if (keys.length === 0) return;
-      last = keys[keys.length - 1] ?? null;
-      yield keys;
-      if (keys.length < size) return;
-    }
-  }
-
-  async *snapshotPages(syncId: number, pageSize: number): AsyncIterable<SnapshotPage> {
-    const size = Math.max(1, Math.floor(pageSize));
-    // One row per page, aggregated by SQLite: building a JavaScript string per key and per hash cost
-    // ~0.65 s per million entries, two strings per page ~0.25 s. Both aggregates take the rows in
-    // one pass, so keys and hashes line up (their order within a page does not matter; an ORDER BY
-    // in the aggregates would sort each page again and cost as much as the strings saved).
-    const pageSql = (where: string) =>
-      `SELECT count(*), group_concat(key, char(10)),
-              group_concat(CASE WHEN typeof(hash) = 'blob' AND length(hash) = 8 THEN hex(hash)
-                                WHEN typeof(hash) = 'text' AND length(hash) = 16 AND hash NOT GLOB '*[^0-9a-f]*' THEN hash
-                                ELSE '----------------' END, ''),
-              max(key)
-         FROM (SELECT key, hash FROM snapshots WHERE ${where} ORDER BY key LIMIT ?)`;
-    // A file store reads the pages on its worker's thread, while this one takes in the ones before.
-    if (this.writeWorker) {
-      try {
-        for await (const row of this.writeWorker.pages(pageSql('sync_id = ?'), pageSql('sync_id = ? AND key > ?'), syncId, size)) {
-          const [count, keys, hashes] = row as [number, string | null, string | null];
-          if (count > 0) yield { count, keys: keys ?? '', hashes: hashes ?? '' };
-        }
-      } catch (error) {
-        throw storeError(this.path, this.busyTimeoutMs, error);
-      }
-      return;
-    }
-    const first = this.statement(pageSql('sync_id = ?')).raw(true);
-    const next = this.statement(pageSql('sync_id = ? AND key > ?')).raw(true);
-    let after: string | null = null;
-    for (;;) {
-      const from: string | null = after;
-      const [count, keys, hashes, last] = this.read(() => (from === null ? first.get(syncId, size) : next.get(syncId, from, size))) as [
-        number,
-        string | null,
-        string | null,
-        string | null,
-      ];
-      if (count === 0) return;
-      yield { count, keys: keys ?? '', hashes: hashes ?? '' };
-      if (count < size || last === null) return;
-      after = last;
-    }
-  }
-
-  /** One page of keys after `after` (keyset pagination: stable while the snapshot changes between pages). */
-  private snapshotKeysAfter(syncId: number, after: string | null, size: number): string[] {
-    const rows = this.read(
-      () =>
-        (after === null
-          ? this.s.snapshotFirstKeys.all(syncId, size)
-          : this.s.snapshotKeysAfter.all(syncId, after, size)) as Array<{ key: string }>,
-    );
-    return rows.map((r) => r.key);
-  }
-
-  async recordIdsGet(syncId: number, keys: string[]): Promise<Map<string, string>> {
-    if (keys.length === 0) return new Map();
-    return this.read(() => {
-      const found = new Map<string, string>();
-      const sql = 'SELECT r.key, r.record_id FROM json_each(?) AS j CROSS JOIN record_ids AS r WHERE r.sync_id = ? AND r.key = j.value';
-      for (const row of this.statement(sql).all(JSON.stringify(keys), syncId) as Array<{ key: string; record_id: string }>) {
-        found.set(row.key, row.record_id);
-      }
-      return found;
-    });
-  }
-
-  async recordIdsWrite(syncId: number, ids: Array<[key: string, id: string]>, deletes: string[], fence?: RunFence): Promise<void> {
-    if (ids.length === 0 && deletes.length === 0) return;
-    this.write(() => {
-      this.checkFence(fence);
-      if (ids.length > 0) {
-        this.statement(
-          `INSERT INTO record_ids (sync_id, key, record_id) SELECT ?, json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]') FROM json_each(?) AS j WHERE true
-           ON CONFLICT (sync_id, key) DO UPDATE SET record_id = excluded.record_id`,
-        ).run(syncId, JSON.stringify(ids));
-      }
-      if (deletes.length > 0) {
-        this.statement('DELETE FROM record_ids WHERE sync_id = ? AND key IN (SELECT value FROM json_each(?))').run(syncId, JSON.stringify(deletes));
-      }
-    });
-  }
-
-  async snapshotClear(syncId: number, fence?: RunFence): Promise<void> {
-    this.write(() => {
-      this.checkFence(fence);
-      this.s.snapshotClear.run(syncId);
-      this.statement('DELETE FROM snapshot_cursors WHERE sync_id = ?').run(syncId);
-    });
-  }
-
-  async snapshotCursorGet(syncId: number): Promise<SnapshotCursor | null> {
-    const row = await this.read(() => this.statement('SELECT value, runs FROM snapshot_cursors WHERE sync_id = ?').get(syncId) as { value: string; runs: number } | undefined);
-    return row ? { value: parseCursorValue(row.value), runs: row.runs } : null;
-  }
-
-  async snapshotCursorSet(syncId: number, cursor: SnapshotCursor | null, fence?: RunFence): Promise<void> {
-    this.write(() => {
-      this.checkFence(fence);
-      if (cursor === null) this.statement('DELETE FROM snapshot_cursors WHERE sync_id = ?').run(syncId);
-      else {
-        this.statement('INSERT INTO snapshot_cursors (sync_id, value, runs) VALUES (?, ?, ?) ON CONFLICT (sync_id) DO UPDATE SET value = excluded.value, runs = excluded.runs').run(
-          syncId,
-          JSON.stringify(cursor.value),
-          cursor.runs,
-        );
-      }
-    });
-  }
-
-  async snapshotCount(syncId: number): Promise<number> {
-    return this.read(() => (this.s.snapshotCount.get(syncId) as { count: number }).count);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -1193,10 +860,7 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
   private afterDelete(kind: Kind, id: number, now: number): void {
     if (kind === 'sync') {
       this.s.cancelQueuedRunsOfSync.run(now, CANCEL_REASONS.SyncDeleted, id);
-      // A deleted sync's id is never used again, so its snapshot can never be read.
-      this.s.snapshotClear.run(id);
-      this.statement('DELETE FROM record_ids WHERE sync_id = ?').run(id);
-      this.statement('DELETE FROM snapshot_cursors WHERE sync_id = ?').run(id);
+      this.snapshots.dropSync(id);
     } else if (kind === 'sequence') {
       for (const { id: runId } of this.s.pendingRunsOfSequence.all(id) as Array<{ id: string }>) {
         this.s.cancelPendingSequenceRun.run(now, CANCEL_REASONS.SequenceDeleted, runId);
@@ -1341,22 +1005,6 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
       return toSyncRun(row);
     }
     return toSyncRun(this.s.flagSyncRunCancel.get(id) as SyncRunRow);
-  }
-
-  /**
-   * Refuses a fenced write unless the run is still in the fence's attempt; returns the run's row
-   * as it is (null without a fence).
-   */
-  private checkFence(fence: RunFence | undefined): SyncRunRow | null {
-    if (fence === undefined) return null;
-    const row = this.s.syncRun.get(fence.runId) as SyncRunRow | undefined;
-    if (!row || Number(row.attempt) !== fence.attempt) throw this.fenceError(fence);
-    return row;
-  }
-
-  private fenceError(fence: RunFence): LockstepError {
-    const row = this.s.runAttempt.get(fence.runId) as { attempt: number; worker_id: string | null } | undefined;
-    return leaseLostError(fence.runId, fence.attempt, row ? Number(row.attempt) : null, row?.worker_id ?? null);
   }
 
   private withMembers(row: SequenceRunRow): SequenceRun {

@@ -27,7 +27,7 @@ export type WriteStatement = [sql: string, params: Array<string | number | null>
  *   `count`;
  * - with `hashes` (words, two per row): `keys` is one JSON array and `sql` one statement for all
  *   the rows, taking `@first`, `@keys` (the array's text) and `@hashes` (one BLOB, 8 bytes a row,
- *   big end first; see SNAPSHOT_JSON_UPSERT in sqlite-store.ts).
+ *   big end first; see SNAPSHOT_JSON_UPSERT in sqlite-snapshot-store.ts).
  */
 export interface PackedRows {
   /** The statement for `rowsPerStatement` rows. */

@@ -325,8 +325,8 @@ export function describeRunQueueContract(name: string, open: OpenStore): void {
         await store.claimSyncRun(run.id, T0, A);
         const first = { runId: run.id, attempt: 1 };
         const rejected = (reason: string) => [{ syncRunId: run.id, key: '[9]', op: 'added' as const, reason }];
-        await store.snapshotWrite(id, [['[1]', 'aaaaaaaaaaaaaaaa']], [], first);
-        await store.recordIdsWrite(id, [['[1]', 'r1']], [], first);
+        await store.snapshots.write(id, [['[1]', 'aaaaaaaaaaaaaaaa']], [], first);
+        await store.snapshots.recordIdsWrite(id, [['[1]', 'r1']], [], first);
         await store.addRejectedRows(rejected('first attempt'), first);
         await store.updateSyncRun(run.id, { status: 'processing', querySize: 10 }, T0 + 1, 1);
 
@@ -338,11 +338,11 @@ export function describeRunQueueContract(name: string, open: OpenStore): void {
           () => store.updateSyncRun(run.id, { status: 'reporting' }, late, 1),
           () => store.updateSyncRun(run.id, { status: 'success', completionRatio: 1 }, late, 1),
           () => store.addRejectedRows(rejected('late'), first),
-          () => store.snapshotWrite(id, [['[2]', 'bbbbbbbbbbbbbbbb']], ['[1]'], first),
-          () => store.snapshotWrite(id, { keys: ['[3]'], hashes: new Uint32Array([1, 2]) }, [], first),
-          () => store.recordIdsWrite(id, [['[2]', 'r2']], ['[1]'], first),
-          () => store.snapshotClear(id, first),
-          () => store.snapshotCursorSet(id, { value: 'late', runs: 9 }, first),
+          () => store.snapshots.write(id, [['[2]', 'bbbbbbbbbbbbbbbb']], ['[1]'], first),
+          () => store.snapshots.write(id, { keys: ['[3]'], hashes: new Uint32Array([1, 2]) }, [], first),
+          () => store.snapshots.recordIdsWrite(id, [['[2]', 'r2']], ['[1]'], first),
+          () => store.snapshots.clear(id, first),
+          () => store.snapshots.cursorSet(id, { value: 'late', runs: 9 }, first),
         ];
         for (const write of refused) {
           const error = await expectError(write(), ErrorCode.LeaseLost);
@@ -350,20 +350,20 @@ export function describeRunQueueContract(name: string, open: OpenStore): void {
           expect(error.message).toContain('attempt 2');
         }
         expect(await store.getSyncRun(run.id)).toEqual(before);
-        expect(Object.fromEntries(await store.snapshotGet(id, ['[1]', '[2]', '[3]']))).toEqual({ '[1]': 'aaaaaaaaaaaaaaaa' });
-        expect(Object.fromEntries(await store.recordIdsGet(id, ['[1]', '[2]']))).toEqual({ '[1]': 'r1' });
+        expect(Object.fromEntries(await store.snapshots.get(id, ['[1]', '[2]', '[3]']))).toEqual({ '[1]': 'aaaaaaaaaaaaaaaa' });
+        expect(Object.fromEntries(await store.snapshots.recordIdsGet(id, ['[1]', '[2]']))).toEqual({ '[1]': 'r1' });
         expect((await store.listRejectedRows(run.id, 10, 0)).map((r) => r.reason)).toEqual(['first attempt']);
         expect(await store.takeFinishedRuns(10, late, A)).toEqual([]);
 
         const second = { runId: run.id, attempt: 2 };
-        await store.snapshotClear(id, second);
-        await store.snapshotWrite(id, { keys: ['[3]'], hashes: new Uint32Array([1, 2]) }, [], second);
-        await store.recordIdsWrite(id, [['[2]', 'r2']], ['[1]'], second);
+        await store.snapshots.clear(id, second);
+        await store.snapshots.write(id, { keys: ['[3]'], hashes: new Uint32Array([1, 2]) }, [], second);
+        await store.snapshots.recordIdsWrite(id, [['[2]', 'r2']], ['[1]'], second);
         await store.addRejectedRows(rejected('second attempt'), second);
         const done = await store.updateSyncRun(run.id, { status: 'success', completionRatio: 1 }, late + 1, 2);
         expect(done).toMatchObject({ status: 'success', attempt: 2, workerId: B.workerId, leaseExpiresAt: null, finishedAt: late + 1 });
-        expect(Object.fromEntries(await store.snapshotGet(id, ['[1]', '[3]']))).toEqual({ '[3]': '0000000100000002' });
-        expect(Object.fromEntries(await store.recordIdsGet(id, ['[1]', '[2]']))).toEqual({ '[2]': 'r2' });
+        expect(Object.fromEntries(await store.snapshots.get(id, ['[1]', '[3]']))).toEqual({ '[3]': '0000000100000002' });
+        expect(Object.fromEntries(await store.snapshots.recordIdsGet(id, ['[1]', '[2]']))).toEqual({ '[2]': 'r2' });
         expect((await store.listRejectedRows(run.id, 10, 0)).map((r) => r.reason)).toEqual(['first attempt', 'second attempt']);
         // A fence naming a run that does not exist refuses too.
         await expectError(store.addRejectedRows(rejected('x'), { runId: 9999, attempt: 1 }), ErrorCode.LeaseLost);

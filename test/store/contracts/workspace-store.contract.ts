@@ -83,7 +83,7 @@ export function describeWorkspaceStoreContract(name: string, open: OpenStore): v
       const { run } = await store.enqueueSyncRun({ syncId: dealsId, trigger: MANUAL, options: NO_OPTIONS }, T0);
       await store.claimSyncRun(run.id, T0 + 1, LEASE);
       await store.updateSyncRun(run.id, { status: 'success' }, T0 + 2);
-      await store.snapshotWrite(dealsId, [['["eu",1]', 'h1']], []);
+      await store.snapshots.write(dealsId, [['["eu",1]', 'h1']], []);
       const { run: queued } = await store.enqueueSyncRun({ syncId: dealsId, trigger: MANUAL, options: NO_OPTIONS }, T0 + 3);
       const { run: pendingGraph } = await store.enqueueSequenceRun(await sequence('crm-graph'), MANUAL, T0 + 3);
 
@@ -118,7 +118,7 @@ export function describeWorkspaceStoreContract(name: string, open: OpenStore): v
       expect(recreated!.id).not.toBe(dealsId);
       expect(recreated!.id).toBeGreaterThan(Math.max(...Object.values(syncs).map((s) => s.id)));
       expect(recreated!.createdAt).toBe(T0 + 20);
-      expect(await store.snapshotCount(dealsId)).toBe(0);
+      expect(await store.snapshots.count(dealsId)).toBe(0);
       expect((await store.getSync('accounts-to-crm'))?.id).toBe(syncs['accounts-to-crm']!.id);
     });
 

@@ -1,0 +1,57 @@
+/**
+ * The fence of a run's writes in the PostgreSQL store (RunFence): once a run's lease expired and
+ * another worker took it over as attempt + 1, the writes of the attempt before are refused. The run
+ * queue's rejected rows and the snapshot role's commits (snapshot, cursor, record ids) go through
+ * `write`, which checks the fence in the write's own transaction, so a refused write writes nothing.
+ */
+import type { LockstepError } from '../../core/errors.js';
+import type { RunFence } from '../../core/ports.js';
+import type { SyncRunRow } from '../rows.js';
+import { leaseLostError } from '../run-rules.js';
+import type { PostgresDatabase, Queryable } from './postgres-database.js';
+
+/** One statement of a write: its SQL and parameters. */
+export type Statement = [sql: string, params: unknown[]];
+
+export class PostgresRunFence {
+  private readonly syncRuns: string;
+
+  constructor(private readonly db: PostgresDatabase) {
+    this.syncRuns = `${db.schema}.sync_runs`;
+  }
+
+  /**
+   * Statements of one write: one runs alone, several in a transaction. A fenced write is a
+   * transaction that checks the fence first (see check), so nothing is written once refused.
+   */
+  async write(statements: Statement[], fence?: RunFence): Promise<void> {
+    if (statements.length === 1 && fence === undefined) {
+      const [sql, params] = statements[0] as Statement;
+      await this.db.query(sql, params);
+      return;
+    }
+    await this.db.transaction(async (q) => {
+      if (fence !== undefined) await this.check(q, fence);
+      for (const [sql, params] of statements) await q.query(sql, params);
+    });
+  }
+
+  /**
+   * Refuses a write of the fenced attempt (a `lease_lost` error) unless the run is still in it. The
+   * run's row is share-locked until the write commits: a takeover waits for the write, or the
+   * write, coming after a takeover, sees the new attempt; writes of one attempt do not wait for
+   * each other.
+   */
+  async check(q: Queryable, fence: RunFence): Promise<void> {
+    // An id PostgreSQL's bigint cannot hold (a fraction, a huge number) is no run's.
+    const current = Number.isSafeInteger(fence.runId)
+      ? ((await q.query<SyncRunRow>(`SELECT * FROM ${this.syncRuns} WHERE id = $1 FOR SHARE`, [fence.runId])).rows[0] ?? null)
+      : null;
+    if (!current || Number(current.attempt) !== fence.attempt) throw runLeaseLost(fence.runId, fence.attempt, current);
+  }
+}
+
+/** The refusal of a write of `attempt` by the run's row as it is now (null: it does not exist). */
+export function runLeaseLost(runId: number, attempt: number, current: SyncRunRow | null): LockstepError {
+  return leaseLostError(runId, attempt, current ? Number(current.attempt) : null, current?.worker_id ?? null);
+}
