@@ -2,9 +2,8 @@ import type { Clock } from '../../src/core/ports.js';
 
 interface Sleeper {
   at: number;
-  resolve: () => void;
-  reject: (reason: unknown) => void;
-  signal?: AbortSignal;
+  /** Wakes the sleeper and lets go of its signal (a worker's signal outlives thousands of sleeps). */
+  wake: () => void;
 }
 
 /**
@@ -26,15 +25,18 @@ export class FakeClock implements Clock {
   sleep(ms: number, signal?: AbortSignal): Promise<void> {
     return new Promise((resolve, reject) => {
       if (signal?.aborted) return reject(signal.reason);
-      const sleeper: Sleeper = { at: this.current + Math.max(0, ms), resolve, reject, signal };
-      signal?.addEventListener(
-        'abort',
-        () => {
-          this.sleepers = this.sleepers.filter((s) => s !== sleeper);
-          reject(signal.reason);
+      const onAbort = () => {
+        this.sleepers = this.sleepers.filter((s) => s !== sleeper);
+        reject(signal?.reason);
+      };
+      const sleeper: Sleeper = {
+        at: this.current + Math.max(0, ms),
+        wake: () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
         },
-        { once: true },
-      );
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
       this.sleepers.push(sleeper);
     });
   }
@@ -52,7 +54,7 @@ export class FakeClock implements Clock {
       if (!due) break;
       this.current = Math.max(this.current, due.at);
       this.sleepers = this.sleepers.filter((s) => s !== due);
-      due.resolve();
+      due.wake();
       await flush();
     }
     this.current = target;
