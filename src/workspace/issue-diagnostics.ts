@@ -107,7 +107,12 @@ export function issueDiagnostics(issue: z.core.$ZodIssue, file: WorkspaceFile, d
       if (issue.origin === 'string') return [file.diagnostic(path, `${field} is empty`, `write the ${field}`)];
       if (issue.origin === 'array') return [file.diagnostic(path, `${field} has too ${issue.code === 'too_small' ? 'few' : 'many'} items`, `list ${issue.code === 'too_small' ? 'at least' : 'at most'} ${String(bound)}`)];
       const range = rangeHint(path, issue);
-      return [file.diagnostic(path, `${field} ${show(value)} is ${issue.code === 'too_small' ? 'below the minimum' : 'above the maximum'} ${String(bound)}`, range)];
+      // An exclusive bound (`positive()`): the bound itself is refused, so "below the minimum 0" would not say why 0 is.
+      const relation =
+        issue.inclusive === false
+          ? `must be ${issue.code === 'too_small' ? 'more' : 'less'} than`
+          : `is ${issue.code === 'too_small' ? 'below the minimum' : 'above the maximum'}`;
+      return [file.diagnostic(path, `${field} ${show(value)} ${relation} ${String(bound)}`, range)];
     }
     default:
       return [file.diagnostic(path, custom.message, custom.hint ?? `check ${field}`)];
@@ -150,6 +155,8 @@ function rangeHint(path: readonly PathSegment[], issue: { code: 'too_small' | 't
       return 'use a whole number from 1 to 1000';
     case 'quantity':
       return 'use a whole number of 1 or more';
+    case 'requestsPerSecond':
+      return 'use a number above 0, e.g. 10 (0.5 starts one request every 2 s)';
     default:
       return issue.code === 'too_small' ? 'use a larger value' : 'use a smaller value';
   }

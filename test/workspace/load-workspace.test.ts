@@ -558,6 +558,21 @@ describe('loadWorkspace: errors', () => {
     ]);
   });
 
+  it('says why a bound is refused: an exclusive minimum names the bound as excluded', async () => {
+    const result = await load({
+      'lockstep.yaml': yaml(
+        'destinations:',
+        '  api: { type: http, url: "https://api.example.com", rateLimit: { requestsPerSecond: 0 }, concurrency: 0 }',
+        '  slow: { type: http, url: "https://api.example.com", rateLimit: { requestsPerSecond: -1 } }',
+      ),
+    });
+    expect(result.diagnostics.map((d) => `${brief(d)} — ${d.hint}`)).toEqual([
+      'lockstep.yaml:2: destinations.api.rateLimit.requestsPerSecond: requestsPerSecond 0 must be more than 0 — use a number above 0, e.g. 10 (0.5 starts one request every 2 s)',
+      'lockstep.yaml:2: destinations.api.concurrency: concurrency 0 is below the minimum 1 — use a whole number from 1 to 1000',
+      'lockstep.yaml:3: destinations.slow.rateLimit.requestsPerSecond: requestsPerSecond -1 must be more than 0 — use a number above 0, e.g. 10 (0.5 starts one request every 2 s)',
+    ]);
+  });
+
   it('sorts diagnostics by file, then line, across files', async () => {
     const result = await load({
       'lockstep.yaml': yaml('models:', '  m: { source: nowhere, primaryKey: id, query: q }', 'syncs:', '  s: { model: m, destination: d, object: o, mode: upsert }'),
