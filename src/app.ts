@@ -234,11 +234,13 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
   const store = overrides.store ?? (await openStore(config, { logger, readOnlyFallback: overrides.readOnlyFallback }));
   const events = new EngineEventEmitter(logger);
   const registry = createConnectorRegistry({ clock, logger, backoff: config.retry });
-  // The drivers of the kinds the workspace uses load while the process starts, not in its first run.
-  store.loadWorkspace().then(
-    (workspace) => registry.preload([...workspace.sources, ...workspace.destinations].map((connection) => connection.type)),
-    () => undefined,
-  );
+  // The drivers of the kinds the workspace uses load while the process starts, not in its first
+  // run; a worker waits for them (those of a workspace applied since too) before it takes work.
+  const preloadWorkspace = async () => {
+    const workspace = await store.loadWorkspace();
+    await registry.preload([...workspace.sources, ...workspace.destinations].map((connection) => connection.type));
+  };
+  preloadWorkspace().catch(() => undefined);
   const connectors = overrides.connectors ? overrides.connectors(registry) : registry;
   const runnerOptions = {
     clock,
@@ -265,6 +267,7 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
     pollIntervalMs: config.pollIntervalMs,
     ...lease,
     finishedRuns,
+    prepare: preloadWorkspace,
   });
   const scheduler = new Scheduler({
     store,

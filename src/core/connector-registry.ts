@@ -154,9 +154,9 @@ export class ConnectorRegistry implements Connectors {
     return kind.auditLog.open(this.settingsFor(kind, connection), this.context(connection));
   }
 
-  /** Loads the drivers of these kinds in the background (unknown types and failures are ignored: `open` reports them). */
-  preload(types: Iterable<string>): void {
-    for (const type of new Set(types)) this.byType.get(type)?.preload?.().catch(() => undefined);
+  /** Loads the drivers of these kinds; settles once each has loaded or failed (unknown types and failures are ignored: `open` reports them). */
+  async preload(types: Iterable<string>): Promise<void> {
+    await Promise.allSettled([...new Set(types)].map((type) => this.byType.get(type)?.preload?.()));
   }
 
   /** The rate limiter shared by every run writing through the connection `slug`. */

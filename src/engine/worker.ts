@@ -43,6 +43,12 @@ export interface WorkerOptions {
   leaseMs: number;
   /** The relay of the store's outbox of finished runs: it works while this worker does. */
   finishedRuns: FinishedRunRelay;
+  /**
+   * Awaited once before the worker takes work (default: nothing): the app loads the drivers of the
+   * kinds its workspace uses, so the first run does not spend its time loading modules. A failure
+   * is left to the run that opens the connection.
+   */
+  prepare?: () => Promise<void>;
 }
 
 interface Execution {
@@ -124,6 +130,7 @@ export class Worker {
     if (this.state !== 'stopped') return;
     this.state = 'running';
     const { store, logger } = this.options;
+    await this.options.prepare?.().catch(() => undefined);
     await this.releaseDeadLocalWorkers().catch((thrown: unknown) =>
       logger.warn('could not check the leases of other workers on this host', { error: toError(thrown).message }),
     );

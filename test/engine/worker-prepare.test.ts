@@ -1,0 +1,77 @@
+/**
+ * A worker loads the drivers of the kinds its workspace uses before it takes work, also when the
+ * workspace was applied after the process started: its first run does not spend its time loading
+ * modules. A driver that fails to load stops nothing; the run that opens the connection reports it.
+ */
+import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import type { ConnectorKind } from '../../src/core/connector-kind.js';
+import type { ConnectorRegistry } from '../../src/core/connector-registry.js';
+import { model, source, sync, workspace } from '../helpers/definitions.js';
+import { createHierarchyFixture, startHarness, tempDir } from '../helpers/harness.js';
+
+const CAPABILITIES = { deletes: true, upsert: true, maxBatchSize: null, recordIds: false };
+
+/** A destination kind whose driver takes `ms` to load (or fails to), and whose opening records whether it had loaded. */
+function slowKind(ms: number, fails = false) {
+  const seen = { loaded: false, openedLoaded: [] as boolean[] };
+  const kind: ConnectorKind<{ name: string }> = {
+    type: 'slow',
+    description: 'A destination whose driver loads slowly.',
+    settings: z.strictObject({ name: z.string() }),
+    secrets: [],
+    example: '{ type: slow, name: s }',
+    preload: async () => {
+      await new Promise((resolve) => setTimeout(resolve, ms));
+      if (fails) throw new Error('the driver is missing');
+      seen.loaded = true;
+    },
+    destination: {
+      capabilities: CAPABILITIES,
+      async open() {
+        seen.openedLoaded.push(seen.loaded);
+        return {
+          capabilities: CAPABILITIES,
+          async close() {},
+          async prepare() {
+            return { write: async (batch) => batch.map(() => ({ ok: true as const })) };
+          },
+        };
+      },
+    },
+  };
+  return { kind, seen };
+}
+
+function definition() {
+  return workspace({
+    sources: [source('warehouse', { path: 'warehouse.db' })],
+    destinations: [source('api', { type: 'slow', settings: { name: 'api' } })],
+    models: [model('accounts', 'warehouse', 'select id, name from accounts')],
+    syncs: [sync('accounts', { model: 'accounts', destination: 'api', object: 'accounts' })],
+  });
+}
+
+describe('a worker prepares its workspace before it takes work', () => {
+  it('loads the drivers of a workspace applied after the process started, before its first run opens them', async () => {
+    const dir = tempDir();
+    createHierarchyFixture(dir);
+    const { kind, seen } = slowKind(150);
+    await using h = await startHarness({ dir, definition: definition(), connectors: (real) => (real as ConnectorRegistry).register(kind) });
+    // startHarness applied the workspace to a fresh store, then started the worker.
+    expect(seen.loaded).toBe(true);
+    const { run } = await h.app.worker.triggerSync('accounts');
+    expect((await h.app.worker.waitForSyncRun(run.id)).status).toBe('success');
+    expect(seen.openedLoaded).toEqual([true]);
+  });
+
+  it('starts anyway when a driver fails to load', async () => {
+    const dir = tempDir();
+    createHierarchyFixture(dir);
+    const { kind, seen } = slowKind(10, true);
+    await using h = await startHarness({ dir, definition: definition(), connectors: (real) => (real as ConnectorRegistry).register(kind) });
+    const { run } = await h.app.worker.triggerSync('accounts');
+    expect((await h.app.worker.waitForSyncRun(run.id)).status).toBe('success');
+    expect(seen.openedLoaded).toEqual([false]);
+  });
+});
