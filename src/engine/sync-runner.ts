@@ -95,7 +95,7 @@ const SNAPSHOT_PAGE = 5000;
 /** Snapshot entries read per page when loading the index (a page is three strings). */
 const INDEX_PAGE = 10_000;
 /** Bytes the snapshot index needs per row before the keys' text, to decide whether to try loading it. */
-const INDEX_BYTES_PER_ROW = 32;
+const INDEX_BYTES_PER_ROW = 36;
 const NO_SNAPSHOT: ReadonlyMap<string, string> = new Map();
 
 /** The connection `opening` opens, or RunStopped as soon as `signal` aborts (one that opens later is closed). */

@@ -95,6 +95,58 @@ describe('SnapshotIndex', () => {
     expect(added).toBeLessThan(100_000);
     expect(index.bytes).toBeLessThanOrEqual(4096 * 2);
   });
+
+  it('finds every key whatever order the model comes in: the order of the store, near it, reversed, shuffled', () => {
+    // Keys as a store orders them (UTF-8 bytes compared): numbers of several lengths, which sort
+    // differently as text and as numbers, and some non-ASCII ones.
+    const ids = Array.from({ length: 30_000 }, (_, i) => i + 1);
+    const keys = ids.map((id) => (id % 997 === 0 ? `é${id}` : id % 1999 === 0 ? `${id}✓` : String(id)));
+    const stored = [...keys].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+    const hashOf = (k: string) => hashValues([k]);
+    const load = () => {
+      const index = new SnapshotIndex(10, 1 << 24);
+      for (let at = 0; at < stored.length; at += 4000) {
+        const part = stored.slice(at, at + 4000);
+        expect(index.addPage({ count: part.length, keys: part.join('\n'), hashes: part.map(hashOf).join('') })).toBe(true);
+      }
+      return index;
+    };
+    let seed = 7;
+    const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    const shuffled = [...keys].sort(() => random() - 0.5);
+    // The model's order: by id (the store's order within each length), with some rows moved to the end.
+    const nearly = [...keys.filter((_, i) => i % 100 !== 7), ...keys.filter((_, i) => i % 100 === 7)];
+    for (const [name, order] of [
+      ['stored', stored],
+      ['by id', keys],
+      ['nearly', nearly],
+      ['reversed', [...stored].reverse()],
+      ['shuffled', shuffled],
+    ] as const) {
+      const index = load();
+      const visited = order.filter((_, i) => i % 50 !== 3);
+      for (const k of visited) {
+        const entry = index.visit(k);
+        expect(entry, `${name}: ${k}`).toBeGreaterThanOrEqual(0);
+        const h = hashOf(k);
+        expect(index.sameHash(entry, parseInt(h.slice(0, 8), 16), parseInt(h.slice(8), 16)), `${name}: ${k}`).toBe(true);
+      }
+      for (const k of visited.slice(0, 50)) expect(index.visit(k), `${name}: ${k} again`).toBe(-2);
+      for (const k of ['0', '30001', 'é', '', '1x', 'zz']) expect(index.visit(k), `${name}: ${k} absent`).toBe(-1);
+      const missed = order.filter((_, i) => i % 50 === 3);
+      expect(new Set(index.unseen()), name).toEqual(new Set(missed));
+      expect(index.unseenCount(), name).toBe(missed.length);
+    }
+  });
+
+  it('finds keys loaded out of order too', () => {
+    const keys = Array.from({ length: 5000 }, (_, i) => `k${(i * 7919) % 5000}`);
+    const index = new SnapshotIndex(10, 1 << 22);
+    for (const k of keys) index.add(k, hashValues([k]));
+    for (const k of [...keys].sort()) expect(index.visit(k), k).toBeGreaterThanOrEqual(0);
+    expect(index.visit('k5000')).toBe(-1);
+    expect(index.unseenCount()).toBe(0);
+  });
 });
 
 function mirrorWorkspace() {
