@@ -611,8 +611,10 @@ export interface SnapshotStore {
    * Every entry of the snapshot in pages of up to `pageSize` (pages in key order, entries within a
    * page in any order), in bulk form: a page is
    * a few strings however many entries it holds, so a million entries load in a fraction of a second.
+   * `rows`, the snapshot's size when the caller knows it (`count`), lets a store read a large one
+   * in parts at once (default: unknown).
    */
-  pages(syncId: number, pageSize: number): AsyncIterable<SnapshotPage>;
+  pages(syncId: number, pageSize: number, rows?: number): AsyncIterable<SnapshotPage>;
   /** Empties the snapshot, and forgets its change cursor. */
   clear(syncId: number, fence?: RunFence): Promise<void>;
   count(syncId: number): Promise<number>;

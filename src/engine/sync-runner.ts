@@ -638,7 +638,7 @@ export class SyncRunner {
     let fits = true;
     // A page is a few strings, however many entries it holds; between pages, other work of the
     // process gets its turn.
-    for await (const page of this.options.store.snapshots.pages(syncId, INDEX_PAGE)) {
+    for await (const page of this.options.store.snapshots.pages(syncId, INDEX_PAGE, rows)) {
       await new Promise((resolve) => setImmediate(resolve));
       fits = index.addPage(page);
       if (!fits) break;

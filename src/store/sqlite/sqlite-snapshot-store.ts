@@ -184,6 +184,20 @@ export interface SqliteSnapshotStoreOptions {
   wrap: (error: unknown) => unknown;
 }
 
+/** A page as the page query answers it (count, keys, hashes, last key), in bulk form. */
+function bulkPage(row: unknown[]): SnapshotPage {
+  const [count, keys, hashes] = row as [number, string | null, string | null];
+  return { count, keys: keys ?? '', hashes: hashes ?? '' };
+}
+
+/**
+ * Snapshots of at least this many entries (as the caller counted them) are paged in two halves at
+ * once (see pages): below it, the whole read takes a few tens of milliseconds.
+ */
+const SPLIT_ROWS = 100_000;
+/** ... and at most this many: the second half's pages wait in memory (some 25 MB at 2M entries). */
+const SPLIT_MAX_ROWS = 2_000_000;
+
 export class SqliteSnapshotStore implements SnapshotStore {
   private readonly db: SqliteDatabase;
   private readonly writeWorker: SqliteWriteWorker | null;
@@ -196,6 +210,8 @@ export class SqliteSnapshotStore implements SnapshotStore {
   private readonly nextKeys: SqliteStatement;
   private readonly clearAll: SqliteStatement;
   private readonly countAll: SqliteStatement;
+  /** The key at a place in the snapshot's order (a few ms at 500,000: the key's index is walked, not the rows). */
+  private readonly middleKey: SqliteStatement;
 
   constructor(options: SqliteSnapshotStoreOptions) {
     const { db } = options;
@@ -209,6 +225,7 @@ export class SqliteSnapshotStore implements SnapshotStore {
     this.nextKeys = db.prepare('SELECT key FROM snapshots WHERE sync_id = ? AND key > ? ORDER BY key LIMIT ?');
     this.clearAll = db.prepare('DELETE FROM snapshots WHERE sync_id = ?');
     this.countAll = db.prepare('SELECT COUNT(*) AS count FROM snapshots WHERE sync_id = ?');
+    this.middleKey = db.prepare('SELECT key FROM snapshots WHERE sync_id = ? ORDER BY key LIMIT 1 OFFSET ?');
   }
 
   // --- used by SqliteStore inside its own transactions
@@ -293,7 +310,7 @@ export class SqliteSnapshotStore implements SnapshotStore {
     }
   }
 
-  async *pages(syncId: number, pageSize: number): AsyncIterable<SnapshotPage> {
+  async *pages(syncId: number, pageSize: number, rows = 0): AsyncIterable<SnapshotPage> {
     const size = Math.max(1, Math.floor(pageSize));
     // One row per page, aggregated by SQLite: building a JavaScript string per key and per hash cost
     // ~0.65 s per million entries, two strings per page ~0.25 s. Both aggregates take the rows in
@@ -306,20 +323,78 @@ export class SqliteSnapshotStore implements SnapshotStore {
                                 ELSE '----------------' END, ''),
               max(key)
          FROM (SELECT key, hash FROM snapshots WHERE ${where} ORDER BY key LIMIT ?)`;
+    const next = this.statement(pageSql('sync_id = ? AND key > ?')).raw(true);
     // A file store reads the pages on its worker's thread, while this one takes in the ones before.
+    // A large snapshot is read in two halves at once: the first there, handed on as its pages
+    // come, the second here, its pages kept until the first half's are all handed on. Between its
+    // pages, this thread lets the process's other work (and the first half's pages) in.
     if (this.writeWorker) {
-      try {
-        for await (const row of this.writeWorker.pages(pageSql('sync_id = ?'), pageSql('sync_id = ? AND key > ?'), syncId, size)) {
-          const [count, keys, hashes] = row as [number, string | null, string | null];
-          if (count > 0) yield { count, keys: keys ?? '', hashes: hashes ?? '' };
+      const split = rows >= SPLIT_ROWS && rows <= SPLIT_MAX_ROWS;
+      const middle = split ? (this.read(() => this.middleKey.get(syncId, rows >> 1)) as { key: string } | undefined)?.key : undefined;
+      if (middle === undefined) {
+        try {
+          for await (const row of this.writeWorker.pages(pageSql('sync_id = ?'), pageSql('sync_id = ? AND key > ?'), syncId, size)) {
+            if ((row[0] as number) > 0) yield bulkPage(row);
+          }
+        } catch (error) {
+          throw this.wrap(error);
         }
-      } catch (error) {
-        throw this.wrap(error);
+        return;
+      }
+      const firstHalf = this.writeWorker.pages(
+        pageSql('sync_id = @sync AND key < @middle'),
+        pageSql('sync_id = @sync AND key < @middle AND key > ?'),
+        { sync: syncId, middle },
+        size,
+      );
+      const arrived: SnapshotPage[] = [];
+      const state: { ended: boolean; failed: unknown; stopped: boolean; wake: (() => void) | null } = { ended: false, failed: null, stopped: false, wake: null };
+      const woken = () => {
+        const wake = state.wake;
+        state.wake = null;
+        wake?.();
+      };
+      const taking = (async () => {
+        try {
+          for await (const row of firstHalf) {
+            if (state.stopped) return;
+            if ((row[0] as number) > 0) arrived.push(bulkPage(row));
+            woken();
+          }
+        } catch (error) {
+          state.failed = error;
+        } finally {
+          state.ended = true;
+          woken();
+        }
+      })();
+      const second: SnapshotPage[] = [];
+      try {
+        const start = this.statement(pageSql('sync_id = ? AND key >= ?')).raw(true);
+        for (let after: string | null = null; ; ) {
+          const from: string | null = after;
+          const row = this.read(() => (from === null ? start.get(syncId, middle, size) : next.get(syncId, from, size))) as unknown[];
+          if ((row[0] as number) > 0) second.push(bulkPage(row));
+          for (let page = arrived.shift(); page; page = arrived.shift()) yield page;
+          const last = row[3] as string | null;
+          if ((row[0] as number) < size || last === null) break;
+          after = last;
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+        for (;;) {
+          for (let page = arrived.shift(); page; page = arrived.shift()) yield page;
+          if (state.failed) throw this.wrap(state.failed);
+          if (state.ended) break;
+          await new Promise<void>((resolve) => (state.wake = resolve));
+        }
+        for (const page of second) yield page;
+      } finally {
+        state.stopped = true;
+        await taking;
       }
       return;
     }
     const first = this.statement(pageSql('sync_id = ?')).raw(true);
-    const next = this.statement(pageSql('sync_id = ? AND key > ?')).raw(true);
     let after: string | null = null;
     for (;;) {
       const from: string | null = after;

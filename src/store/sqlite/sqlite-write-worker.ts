@@ -310,11 +310,12 @@ export class SqliteWriteWorker {
 
   /**
    * Reads pages on the worker's connection, after the transactions handed over before: `first`
-   * takes (key, size) and `next` (key, after, size); each answers one row whose first column is
-   * the page's row count and last column where the next page starts after. The pages come while
-   * the caller works on the ones before (the queries run on the worker's thread).
+   * takes (key, size) and `next` (key, after, size), `key` a value or an object of named
+   * parameters; each answers one row whose first column is the page's row count and last column
+   * where the next page starts after. The pages come while the caller works on the ones before
+   * (the queries run on the worker's thread), at most `window` pages ahead of them.
    */
-  async *pages(first: string, next: string, key: number, size: number): AsyncGenerator<unknown[]> {
+  async *pages(first: string, next: string, key: number | Record<string, string | number>, size: number, window = PAGES_AHEAD): AsyncGenerator<unknown[]> {
     if (this.closed) throw new TypeError('The database connection is not open');
     const worker = this.worker ?? this.start();
     const id = this.nextId++;
@@ -345,7 +346,7 @@ export class SqliteWriteWorker {
     if (this.pending.size === 1) worker.ref();
     // The thread reads at most PAGES_AHEAD pages ahead of the caller, and stops when the caller does.
     const control = new Int32Array(new SharedArrayBuffer(8));
-    worker.postMessage({ id, pages: { first, next, key, size, control, window: PAGES_AHEAD } });
+    worker.postMessage({ id, pages: { first, next, key, size, control, window } });
     try {
       for (;;) {
         const row = arrived.shift();

@@ -108,6 +108,25 @@ export function describeSnapshotStoreContract(name: string, open: OpenStore): vo
         expect(await collect(store.snapshots.pages(await syncId('accounts-to-crm'), 10))).toEqual([]);
       });
 
+      it('pages a large snapshot whose size it is told exactly as any other: every entry once, pages in key order', async () => {
+        const id = await (applyCrm().then(() => syncId('deals-to-crm')));
+        const hex = (i: number) => (i * 2654435761).toString(16).padStart(16, '0').slice(-16);
+        const entries: Array<[string, string]> = Array.from({ length: 120_003 }, (_, i) => [String(i), hex(i + 1)]);
+        for (let at = 0; at < entries.length; at += 20_000) await store.snapshots.write(id, entries.slice(at, at + 20_000), []);
+        const pages = await collect(store.snapshots.pages(id, 10_000, entries.length));
+        const read = new Map<string, string>();
+        let before = '';
+        for (const page of pages) {
+          const keys = page.keys.split('\n');
+          expect(keys).toHaveLength(page.count);
+          expect(keys.every((k) => k > before)).toBe(true);
+          before = keys.reduce((a, b) => (a > b ? a : b));
+          keys.forEach((k, i) => read.set(k, page.hashes.slice(i * 16, i * 16 + 16).toLowerCase()));
+        }
+        expect(pages.reduce((n, p) => n + p.count, 0)).toBe(entries.length);
+        expect(read).toEqual(new Map(entries));
+      });
+
       it('takes delivered rows in columns, hashes as words, exactly like [key, hex] pairs, whatever the keys hold', async () => {
         const id = await (applyCrm().then(() => syncId('deals-to-crm')));
         const keys = [...Array.from({ length: 1200 }, (_, i) => key(i)), JSON.stringify(['nul\u0000inside']), '["région ✓"]'];
