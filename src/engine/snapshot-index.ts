@@ -10,9 +10,9 @@
  *
  * Finding a key: the store gives its entries in key order (bytes compared), and a model is often
  * read in nearly that order (a table scanned along its key: numbers of the same length sort alike
- * as text and as numbers). So a lookup first tries the entry after the one found last, a read of
- * memory next to the last one; then, while the entries are in order and such misses are few, a
- * binary search. Only when the model's order does not follow the snapshot's is the open-addressing
+ * as text and as numbers). So a lookup first tries the few entries after the one found last, reads
+ * of memory next to the last ones; then, while the entries are in order (checked as they load) and
+ * such misses are few, a binary search. Only when the model's order does not follow the snapshot's is the open-addressing
  * table of (32-bit key hash, entry + 1) pairs filled, once, and used from then on; a match is always
  * confirmed against the key's bytes, so two keys never share an entry. Loading no longer hashes and
  * places every key: at 1M entries, filling the table and probing it at random were most of the

@@ -195,7 +195,7 @@ function bulkPage(row: unknown[]): SnapshotPage {
  * once (see pages): below it, the whole read takes a few tens of milliseconds.
  */
 const SPLIT_ROWS = 100_000;
-/** ... and at most this many: the second half's pages wait in memory (some 25 MB at 2M entries). */
+/** ... and at most this many: the second half's pages wait in memory (with the main connection's page cache, some 27 MB more at 1M entries). */
 const SPLIT_MAX_ROWS = 2_000_000;
 
 export class SqliteSnapshotStore implements SnapshotStore {
