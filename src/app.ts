@@ -270,7 +270,7 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
     prepare: preloadWorkspace,
   });
   const scheduler = new Scheduler({
-    store,
+    store: store.schedules,
     clock,
     logger,
     listSchedules: async () => scheduleEntries(await store.loadWorkspace()),
@@ -283,6 +283,7 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
   });
   const upstream = new UpstreamTriggers({
     store,
+    schedules: store.schedules,
     finishedRuns,
     clock,
     logger,

@@ -727,16 +727,18 @@ export interface ScheduleStore {
 }
 
 /**
- * Everything Lockstep keeps, by role: the workspace, sync and sequence runs, schedule firings, and
- * the sub-stores of snapshots and record ids, webhook deliveries, alerts and API tokens. Every
+ * Everything Lockstep keeps, by role: the workspace, sync and sequence runs, and the sub-stores of
+ * snapshots and record ids, schedule firings and cursors, webhook deliveries, alerts and API tokens. Every
  * method is atomic: it either happens whole or not at all. Components take the roles they use.
  */
-export interface Store extends WorkspaceStore, SyncRunStore, SequenceRunStore, ScheduleStore, FinishedRunOutbox {
+export interface Store extends WorkspaceStore, SyncRunStore, SequenceRunStore, FinishedRunOutbox {
   readonly capabilities: StoreCapabilities;
   /** Pushed change notifications, for stores that have them (default: none; workers poll). */
   readonly watch?: StoreWatch['watch'];
   /** Per sync, the snapshot of delivered rows, its change cursor and the destination's record ids. */
   readonly snapshots: SnapshotStore;
+  /** What the scheduler keeps: firing keys and each schedule's cursor. */
+  readonly schedules: ScheduleStore;
   /** The log of webhook deliveries (dbt Cloud, Fivetran). */
   readonly webhooks: WebhookEventStore;
   /** Alert definitions, alert state and the outbox of alert deliveries. */

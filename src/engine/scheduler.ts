@@ -29,7 +29,7 @@
  * wake-up time, so an idle tick looks at one entry whatever the number of schedules.
  */
 import { ErrorCode, LockstepError, toError } from '../core/errors.js';
-import type { Clock, Logger, Store } from '../core/ports.js';
+import type { Clock, Logger, ScheduleStore } from '../core/ports.js';
 import type { TimedSchedule } from '../core/workspace.js';
 import { countDueTimesBetween, latestDueTimeBetween, nextDueTime } from './schedule-times.js';
 
@@ -43,11 +43,12 @@ export interface ScheduleEntry {
 }
 
 /**
- * The store methods the scheduler needs. A store that can record firings and save cursors in
- * batches (one transaction for a burst of due times) offers `recordFirings` / `setScheduleCursors`.
+ * The part of the store's schedule role the scheduler needs (`store.schedules`). A store that can
+ * record firings and save cursors in batches (one transaction for a burst of due times) offers
+ * `recordFirings` / `setScheduleCursors`.
  */
-export type SchedulerStore = Pick<Store, 'recordFiring' | 'getScheduleCursor' | 'setScheduleCursor'> &
-  Partial<Pick<Store, 'recordFirings' | 'setScheduleCursors'>>;
+export type SchedulerStore = Pick<ScheduleStore, 'recordFiring' | 'getScheduleCursor' | 'setScheduleCursor'> &
+  Partial<Pick<ScheduleStore, 'recordFirings' | 'setScheduleCursors'>>;
 
 export interface SchedulerOptions {
   store: SchedulerStore;

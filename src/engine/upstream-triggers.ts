@@ -16,7 +16,7 @@
  * store's outbox of finished runs (finished-run-relay.ts): once, whichever process ran the run.
  */
 import { toError } from '../core/errors.js';
-import type { Clock, Logger, Store } from '../core/ports.js';
+import type { Clock, Logger, ScheduleStore, Store } from '../core/ports.js';
 import type { SequenceRun, SequenceRunStatus, SyncRun, SyncRunStatus, Trigger } from '../core/runs.js';
 import type { Schedule, WorkspaceState } from '../core/workspace.js';
 import type { FinishedRunRelay } from './finished-run-relay.js';
@@ -48,7 +48,9 @@ export interface UpstreamTarget {
 }
 
 export interface UpstreamTriggersOptions {
-  store: Pick<Store, 'loadWorkspace' | 'getSync' | 'getSequence' | 'recordFiring'>;
+  store: Pick<Store, 'loadWorkspace' | 'getSync' | 'getSequence'>;
+  /** Where each trigger's key is recorded, with the schedule firings (`store.schedules`). */
+  schedules: Pick<ScheduleStore, 'recordFiring'>;
   /** The ends of runs, from the store's outbox. */
   finishedRuns: FinishedRunRelay;
   clock: Clock;
@@ -123,11 +125,11 @@ export class UpstreamTriggers implements AsyncDisposable {
 
   private async fire(upstream: UpstreamRun): Promise<void> {
     if (!upstream.counts) return;
-    const { store, clock, logger } = this.options;
+    const { store, schedules, clock, logger } = this.options;
     const targets = upstreamTargets(await store.loadWorkspace(), upstream);
     for (const target of targets) {
       const key = `after:${target.kind}:${target.slug}@${upstream.kind}-run-${upstream.runId}`;
-      if (!(await store.recordFiring(key, clock.now()))) continue;
+      if (!(await schedules.recordFiring(key, clock.now()))) continue;
       const trigger: Trigger = {
         type: 'upstream',
         detail: `${upstream.kind} "${upstream.slug}" run ${upstream.runId} ended ${upstream.status}`,

@@ -13,11 +13,11 @@ describe('scheduler batches', () => {
     const store = await SqliteStore.open({ path: join(tempDir(), 'lockstep.db'), clock });
     const calls = { recordFirings: 0, recordFiring: 0, setScheduleCursors: 0, setScheduleCursor: 0 };
     const counted = {
-      getScheduleCursor: (id: string) => store.getScheduleCursor(id),
-      setScheduleCursor: (id: string, t: number) => (calls.setScheduleCursor++, store.setScheduleCursor(id, t)),
-      recordFiring: (key: string, now: number) => (calls.recordFiring++, store.recordFiring(key, now)),
-      recordFirings: (keys: string[], now: number) => (calls.recordFirings++, store.recordFirings(keys, now)),
-      setScheduleCursors: (c: Array<{ scheduleId: string; dueTime: number }>) => (calls.setScheduleCursors++, store.setScheduleCursors(c)),
+      getScheduleCursor: (id: string) => store.schedules.getScheduleCursor(id),
+      setScheduleCursor: (id: string, t: number) => (calls.setScheduleCursor++, store.schedules.setScheduleCursor(id, t)),
+      recordFiring: (key: string, now: number) => (calls.recordFiring++, store.schedules.recordFiring(key, now)),
+      recordFirings: (keys: string[], now: number) => (calls.recordFirings++, store.schedules.recordFirings(keys, now)),
+      setScheduleCursors: (c: Array<{ scheduleId: string; dueTime: number }>) => (calls.setScheduleCursors++, store.schedules.setScheduleCursors(c)),
     };
     const entries: ScheduleEntry[] = Array.from({ length: 200 }, (_, i) => ({
       id: `sync:s${i}`,
@@ -41,10 +41,10 @@ describe('scheduler batches', () => {
       expect(calls.recordFirings - armed.recordFirings).toBe(1);
       expect(calls.setScheduleCursors - armed.setScheduleCursors).toBe(1);
       expect(calls.recordFiring).toBe(0);
-      expect(await store.getScheduleCursor('sync:s199')).toBe(Date.parse('2026-01-01T00:01:00Z'));
+      expect(await store.schedules.getScheduleCursor('sync:s199')).toBe(Date.parse('2026-01-01T00:01:00Z'));
 
       // Another scheduler on the same store, a minute later: every due time fires once across both.
-      const second = new Scheduler({ store, clock, logger: silentLogger, listSchedules: async () => entries, fire: async (_e, _d, key) => void fired.push(key) });
+      const second = new Scheduler({ store: store.schedules, clock, logger: silentLogger, listSchedules: async () => entries, fire: async (_e, _d, key) => void fired.push(key) });
       await second.start();
       await clock.advance(60_000);
       await second.stop();

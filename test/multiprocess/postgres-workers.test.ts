@@ -114,7 +114,7 @@ describe('workers and schedulers sharing a PostgreSQL store', () => {
     onTestFailed(() => console.error(`store ${f.storeDb.url}, workspace ${f.dir}\n${stderrTails(processes)}`));
     const sequences = await sequenceRecords(f);
     // Each schedule's cursor a year back: its latest 1 January is due for both schedulers at start.
-    for (const s of sequences) await f.store.setScheduleCursor(`sequence:${s.slug}`, Date.now() - 400 * DAY_MS);
+    for (const s of sequences) await f.store.schedules.setScheduleCursor(`sequence:${s.slug}`, Date.now() - 400 * DAY_MS);
 
     // The worker to be frozen runs two syncs at a time, so that it has moments when it holds no locks.
     const workers = [start(f, 'worker'), start(f, 'worker', { LOCKSTEP_CONCURRENCY: '2' }), start(f, 'worker')];

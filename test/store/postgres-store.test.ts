@@ -136,9 +136,9 @@ describe('PostgresStore on a shared database', () => {
     await using a = await PostgresStore.open({ url, poolSize: 4 });
     await using b = await PostgresStore.open({ url, poolSize: 4 });
     const keys = Array.from({ length: 50 }, (_, i) => `sync:${i}@${T0}`);
-    const [fromA, fromB] = await Promise.all([a.recordFirings(keys, T0), b.recordFirings([...keys].reverse(), T0)]);
+    const [fromA, fromB] = await Promise.all([a.schedules.recordFirings(keys, T0), b.schedules.recordFirings([...keys].reverse(), T0)]);
     expect([...fromA, ...fromB].sort()).toEqual([...keys].sort());
-    const single = await Promise.all([a.recordFiring('sequence:1@0', T0), b.recordFiring('sequence:1@0', T0)]);
+    const single = await Promise.all([a.schedules.recordFiring('sequence:1@0', T0), b.schedules.recordFiring('sequence:1@0', T0)]);
     expect(single.filter(Boolean)).toHaveLength(1);
   });
 

@@ -214,7 +214,7 @@ describe('SqliteStore on its file', () => {
     const other = new Database(path);
     try {
       other.exec('BEGIN IMMEDIATE');
-      const error = await rejection(store.recordFiring('sync:1@0', T0));
+      const error = await rejection(store.schedules.recordFiring('sync:1@0', T0));
       expect(error.code).toBe(ErrorCode.Store);
       expect(error.retryable).toBe(true);
       expect(error.message).toContain(path);
@@ -223,7 +223,7 @@ describe('SqliteStore on its file', () => {
       other.close();
     }
     // Nothing was half-written, and the store works once the lock is gone.
-    expect(await store.recordFiring('sync:1@0', T0)).toBe(true);
+    expect(await store.schedules.recordFiring('sync:1@0', T0)).toBe(true);
   });
 
   it('reports use after close as a store error', async () => {
@@ -260,7 +260,7 @@ describe('SqliteStore on its file', () => {
     expect(await a.claimSyncRun(second.id, T0 + 6, LEASE)).toMatchObject({ status: 'querying' });
     expect(await b.claimSyncRun(second.id, T0 + 6, LEASE)).toBeNull();
 
-    expect(await a.recordFiring('sync:1@0', T0)).toBe(true);
-    expect(await b.recordFiring('sync:1@0', T0)).toBe(false);
+    expect(await a.schedules.recordFiring('sync:1@0', T0)).toBe(true);
+    expect(await b.schedules.recordFiring('sync:1@0', T0)).toBe(false);
   });
 });

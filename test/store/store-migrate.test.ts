@@ -73,8 +73,8 @@ async function filledWorkspace(): Promise<{ dir: string; token: string }> {
       triggered: [{ kind: 'sequence', slug: 'crm', runId: 'r-1' }],
       payloadExcerpt: '{"eventId":"evt-1"}',
     });
-    expect(await store.recordFirings(['sync:accounts-to-crm@1767225600000', 'sequence:crm@1767225600000'], T0)).toHaveLength(2);
-    await store.setScheduleCursor('sequence:crm', T0 + 60_000);
+    expect(await store.schedules.recordFirings(['sync:accounts-to-crm@1767225600000', 'sequence:crm@1767225600000'], T0)).toHaveLength(2);
+    await store.schedules.setScheduleCursor('sequence:crm', T0 + 60_000);
     await store.snapshots.recordIdsWrite(1, [['[1]', 'crm-account-1'], ['[2]', 'crm-account-2']], []);
     const many = Array.from({ length: LOOSE_ROWS }, (_, i): [string, string] => [`key-${String(i).padStart(7, '0')}`, (i * 2654435761).toString(16).padStart(16, '0').slice(-16)]);
     await store.snapshots.write(LOOSE_SYNC, [...many, ...ODD_KEYS], []);
@@ -107,7 +107,7 @@ async function contents(store: Store) {
       some: Object.fromEntries(await store.snapshots.get(LOOSE_SYNC, ['key-0000000', 'key-0065535', `key-${LOOSE_ROWS - 1}`])),
     },
     recordIds: Object.fromEntries(await store.snapshots.recordIdsGet(1, ['[1]', '[2]', '[3]'])),
-    scheduleCursor: await store.getScheduleCursor('sequence:crm'),
+    scheduleCursor: await store.schedules.getScheduleCursor('sequence:crm'),
     tokens: await store.tokens.list(),
     alerts: {
       definition: await store.alerts.getDefinition(),
@@ -192,7 +192,7 @@ describe('lockstep store migrate', () => {
     expect(copied.tokens.map((t) => t.hash)).toEqual([hashToken(token)]);
     expect(copied.workspace.webhooks.dbtCloud).toEqual({ secret: 'dbt-s3cret' });
     // Firings already recorded are known to the PostgreSQL store: a schedule does not fire them twice.
-    expect(await store.recordFiring('sequence:crm@1767225600000', T0)).toBe(false);
+    expect(await store.schedules.recordFiring('sequence:crm@1767225600000', T0)).toBe(false);
     // Hex hashes are kept as bytes, others as text, as the PostgreSQL store writes them itself.
     const kinds = await sql<{ bytes: string; texts: string }>(
       url,

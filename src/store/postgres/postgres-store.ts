@@ -130,6 +130,7 @@ import {
 import { migrate } from './postgres-migrations.js';
 import { PostgresNotifications } from './postgres-notifications.js';
 import { PostgresRunFence, runLeaseLost } from './postgres-run-fence.js';
+import { PostgresScheduleStore } from './postgres-schedule-store.js';
 import { PostgresSnapshotStore } from './postgres-snapshot-store.js';
 import { PostgresTokenStore } from './postgres-token-store.js';
 import { PostgresWebhookStore } from './postgres-webhook-store.js';
@@ -236,6 +237,7 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
   readonly alerts: PostgresAlertStore;
   readonly tokens: PostgresTokenStore;
   readonly snapshots: PostgresSnapshotStore;
+  readonly schedules: PostgresScheduleStore;
 
   private readonly db: PostgresDatabase;
   private readonly clock: Clock;
@@ -259,8 +261,6 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
     | 'sequenceRuns'
     | 'memberRuns'
     | 'rejectedRows'
-    | 'firings'
-    | 'cursors'
     | 'finishedRuns'
     | 'runGraphs',
     string
@@ -297,8 +297,6 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
       sequenceRuns: `${s}.sequence_runs`,
       memberRuns: `${s}.member_runs`,
       rejectedRows: `${s}.rejected_rows`,
-      firings: `${s}.schedule_firings`,
-      cursors: `${s}.schedule_cursors`,
       finishedRuns: `${s}.finished_runs`,
       runGraphs: `${s}.sequence_run_graphs`,
     };
@@ -309,6 +307,7 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
     this.tokens = new PostgresTokenStore(db);
     this.fence = new PostgresRunFence(db);
     this.snapshots = new PostgresSnapshotStore(db, this.fence);
+    this.schedules = new PostgresScheduleStore(db);
   }
 
   /** Connects, creates the schema when missing and brings it up to date (once, whoever starts first). */
@@ -1039,51 +1038,6 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
     const safe = ids.map(safeId).filter((id): id is number => id !== null);
     if (safe.length === 0) return;
     await this.db.query(`DELETE FROM ${this.t.finishedRuns} WHERE id = ANY($1::bigint[])`, [safe]);
-  }
-
-  // -------------------------------------------------------------------------------------------
-  // Scheduler
-
-  async recordFiring(key: string, now: number): Promise<boolean> {
-    const rows = await this.db.query(`INSERT INTO ${this.t.firings} (key, recorded_at) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING key`, [
-      storedText(key),
-      now,
-    ]);
-    return rows.length > 0;
-  }
-
-  async getScheduleCursor(scheduleId: string): Promise<number | null> {
-    const rows = await this.db.query<{ due_time: number }>(`SELECT due_time FROM ${this.t.cursors} WHERE schedule_id = $1`, [scheduleId]);
-    return rows[0] ? rows[0].due_time : null;
-  }
-
-  async setScheduleCursor(scheduleId: string, dueTime: number): Promise<void> {
-    await this.setScheduleCursors([{ scheduleId, dueTime }]);
-  }
-
-  async recordFirings(keys: string[], now: number): Promise<string[]> {
-    if (keys.length === 0) return [];
-    const rows = await this.db.query<{ key: string }>(
-      // In key order, so two schedulers recording overlapping keys lock them in the same order
-      // (opposite orders would deadlock, and PostgreSQL takes a second to notice).
-      `INSERT INTO ${this.t.firings} (key, recorded_at) SELECT u.key, $2 FROM unnest($1::text[]) AS u(key) ORDER BY u.key
-       ON CONFLICT DO NOTHING RETURNING key`,
-      [keys.map(storedText), now],
-    );
-    // In the order given, each key once (a key given twice is recorded by its first mention).
-    const recorded = new Set(rows.map((r) => readText(r.key)));
-    return keys.filter((key) => recorded.delete(key));
-  }
-
-  async setScheduleCursors(cursors: Array<{ scheduleId: string; dueTime: number }>): Promise<void> {
-    if (cursors.length === 0) return;
-    // One row per schedule (the last cursor given wins, as when saved one after the other).
-    const last = new Map(cursors.map((c) => [c.scheduleId, c.dueTime]));
-    await this.db.query(
-      `INSERT INTO ${this.t.cursors} (schedule_id, due_time) SELECT * FROM unnest($1::text[], $2::float8[]) AS u(id, due) ORDER BY u.id
-       ON CONFLICT (schedule_id) DO UPDATE SET due_time = excluded.due_time`,
-      [[...last.keys()], [...last.values()]],
-    );
   }
 
   // -------------------------------------------------------------------------------------------

@@ -215,14 +215,6 @@ export function prepareStatements(db: SqliteDatabase) {
        WHERE id = ?`,
     ),
     flagSequenceRunCancel: db.prepare('UPDATE sequence_runs SET cancel_requested = 1 WHERE id = ?'),
-
-    // --- scheduler
-    recordFiring: db.prepare('INSERT INTO schedule_firings (key, recorded_at) VALUES (?, ?) ON CONFLICT DO NOTHING'),
-    scheduleCursor: db.prepare('SELECT due_time FROM schedule_cursors WHERE schedule_id = ?'),
-    setScheduleCursor: db.prepare(
-      `INSERT INTO schedule_cursors (schedule_id, due_time) VALUES (?, ?)
-       ON CONFLICT (schedule_id) DO UPDATE SET due_time = excluded.due_time`,
-    ),
   };
 }
 

@@ -84,6 +84,7 @@ import { SqliteWebhookStore } from './sqlite-webhook-store.js';
 import { SqliteAlertStore } from './sqlite-alert-store.js';
 import { SqliteTokenStore } from './sqlite-token-store.js';
 import { SqliteRunFence } from './sqlite-run-fence.js';
+import { SqliteScheduleStore } from './sqlite-schedule-store.js';
 import { SqliteSnapshotStore } from './sqlite-snapshot-store.js';
 import { SqliteWriteWorker } from './sqlite-write-worker.js';
 import {
@@ -178,6 +179,8 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
   private readonly writeWorker: SqliteWriteWorker | null;
   /** Snapshots, their change cursors and record ids. */
   readonly snapshots: SqliteSnapshotStore;
+  /** Firing keys and schedule cursors. */
+  readonly schedules: SqliteScheduleStore;
   /** The log of webhook deliveries. */
   readonly webhooks: SqliteWebhookStore;
   /** Alert definitions, state and deliveries. */
@@ -221,6 +224,7 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
       statement: (sql) => this.statement(sql),
       wrap: (error) => storeError(path, busyTimeoutMs, error),
     });
+    this.schedules = new SqliteScheduleStore(db, { write: (fn) => this.write(fn), read: (fn) => this.read(fn) });
   }
 
   /** Opens the store at `path`, creating the file and bringing its schema up to date. */
@@ -794,36 +798,6 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
   async ackFinishedRuns(ids: number[]): Promise<void> {
     if (ids.length === 0) return;
     this.write(() => this.s.ackFinishedRuns.run(JSON.stringify(ids)));
-  }
-
-  // -------------------------------------------------------------------------------------------
-  // Scheduler
-
-  async recordFiring(key: string, now: number): Promise<boolean> {
-    return this.write(() => this.s.recordFiring.run(key, now).changes > 0);
-  }
-
-  async getScheduleCursor(scheduleId: string): Promise<number | null> {
-    return this.read(() => {
-      const row = this.s.scheduleCursor.get(scheduleId) as { due_time: number } | undefined;
-      return row ? row.due_time : null;
-    });
-  }
-
-  async setScheduleCursor(scheduleId: string, dueTime: number): Promise<void> {
-    this.write(() => this.s.setScheduleCursor.run(scheduleId, dueTime));
-  }
-
-  async recordFirings(keys: string[], now: number): Promise<string[]> {
-    if (keys.length === 0) return [];
-    return this.write(() => keys.filter((key) => this.s.recordFiring.run(key, now).changes > 0));
-  }
-
-  async setScheduleCursors(cursors: Array<{ scheduleId: string; dueTime: number }>): Promise<void> {
-    if (cursors.length === 0) return;
-    this.write(() => {
-      for (const c of cursors) this.s.setScheduleCursor.run(c.scheduleId, c.dueTime);
-    });
   }
 
   // -------------------------------------------------------------------------------------------
