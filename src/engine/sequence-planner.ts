@@ -284,10 +284,9 @@ class PlanRecorder {
    */
   private async sample(target: WriteTarget, ops: WriteOperation[]): Promise<void> {
     if (ops.length === 0 || (this.added.length >= this.samples && this.changed.length >= this.samples)) return;
-    const change = (op: WriteOperation) => op.change;
-    const delivered = ops.every((op) => change(op) !== undefined) ? new Map() : await this.store.snapshots.get(this.sync.id, ops.map((op) => encodeKey(op.key)));
+    const delivered = ops.every((op) => op.change !== undefined) ? new Map() : await this.store.snapshots.get(this.sync.id, ops.map((op) => encodeKey(op.key)));
     for (const op of ops) {
-      const list = (change(op) ?? (delivered.has(encodeKey(op.key)) ? 'changed' : 'added')) === 'changed' ? this.changed : this.added;
+      const list = (op.change ?? (delivered.has(encodeKey(op.key)) ? 'changed' : 'added')) === 'changed' ? this.changed : this.added;
       if (list.length >= this.samples) continue;
       list.push({ key: [...op.key], fields: target.columns.map((field, i) => ({ field, after: op.values[i] ?? null })), before: 'unavailable' });
     }

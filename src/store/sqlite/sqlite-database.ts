@@ -97,3 +97,11 @@ export function immediateTransaction<R>(db: SqliteDatabase, fn: () => R): R {
   };
   return retryLocked(() => tx.immediate(body) as R, (error) => !began && isSqliteBusy(error), timeoutMs);
 }
+
+/** The SqliteStore's transactions; both turn SQLite's errors into the store's error naming the file. */
+export interface SqliteTransactions {
+  /** Runs `fn` in one `BEGIN IMMEDIATE` transaction. */
+  write<R>(fn: () => R): R;
+  /** Runs `fn` in a read transaction, so multi-statement reads see one state of the file. */
+  read<R>(fn: () => R): R;
+}

@@ -5,15 +5,7 @@
  * BEGIN, so two schedulers on the same file take turns instead of deadlocking on an upgrade.
  */
 import type { ScheduleStore } from '../../core/ports.js';
-import type { SqliteDatabase, SqliteStatement } from './sqlite-database.js';
-
-/** The SqliteStore's transactions; both turn SQLite's errors into the store's error naming the file. */
-export interface SqliteTransactions {
-  /** Runs `fn` in one `BEGIN IMMEDIATE` transaction. */
-  write<R>(fn: () => R): R;
-  /** Runs `fn` in a read transaction, so multi-statement reads see one state of the file. */
-  read<R>(fn: () => R): R;
-}
+import type { SqliteDatabase, SqliteStatement, SqliteTransactions } from './sqlite-database.js';
 
 export class SqliteScheduleStore implements ScheduleStore {
   private readonly recordFiringStatement: SqliteStatement;

@@ -10,7 +10,7 @@ import { endianness } from 'node:os';
 import { hashText } from '../../core/hash-text.js';
 import type { RunFence, SnapshotChanges, SnapshotCursor, SnapshotPage, SnapshotRows, SnapshotStore } from '../../core/ports.js';
 import { parseCursorValue } from '../rows.js';
-import { immediateTransaction, type SqliteDatabase, type SqliteStatement, type SqliteTransaction } from './sqlite-database.js';
+import type { SqliteDatabase, SqliteStatement, SqliteTransactions } from './sqlite-database.js';
 import type { SqliteRunFence } from './sqlite-run-fence.js';
 import {
   GUARD_FAILED,
@@ -182,6 +182,8 @@ export interface SqliteSnapshotStoreOptions {
   statement: (sql: string) => SqliteStatement;
   /** Lockstep's own errors pass through; SQLite's become the store's error naming the file. */
   wrap: (error: unknown) => unknown;
+  /** The store's transactions on `db` (they wrap errors the same way). */
+  transactions: SqliteTransactions;
 }
 
 /** A page as the page query answers it (count, keys, hashes, last key), in bulk form. */
@@ -199,13 +201,11 @@ const SPLIT_ROWS = 100_000;
 const SPLIT_MAX_ROWS = 2_000_000;
 
 export class SqliteSnapshotStore implements SnapshotStore {
-  private readonly db: SqliteDatabase;
   private readonly writeWorker: SqliteWriteWorker | null;
   private readonly fence: SqliteRunFence;
   private readonly statement: (sql: string) => SqliteStatement;
   private readonly wrap: (error: unknown) => unknown;
-  /** The read transactions' wrapper: it runs the function it is given (writes: immediateTransaction). */
-  private readonly tx: SqliteTransaction<[() => unknown], unknown>;
+  private readonly transactions: SqliteTransactions;
   private readonly firstKeys: SqliteStatement;
   private readonly nextKeys: SqliteStatement;
   private readonly clearAll: SqliteStatement;
@@ -215,12 +215,11 @@ export class SqliteSnapshotStore implements SnapshotStore {
 
   constructor(options: SqliteSnapshotStoreOptions) {
     const { db } = options;
-    this.db = db;
     this.writeWorker = options.writeWorker;
     this.fence = options.fence;
     this.statement = options.statement;
     this.wrap = options.wrap;
-    this.tx = db.transaction((fn: () => unknown) => fn());
+    this.transactions = options.transactions;
     this.firstKeys = db.prepare('SELECT key FROM snapshots WHERE sync_id = ? ORDER BY key LIMIT ?');
     this.nextKeys = db.prepare('SELECT key FROM snapshots WHERE sync_id = ? AND key > ? ORDER BY key LIMIT ?');
     this.clearAll = db.prepare('DELETE FROM snapshots WHERE sync_id = ?');
@@ -244,7 +243,7 @@ export class SqliteSnapshotStore implements SnapshotStore {
     if (keys.length === 0) return new Map();
     // The keys travel as one JSON array (one bound parameter, parsed by SQLite), probed one by one
     // against the primary key: a single statement for any number of keys.
-    return this.read(() => {
+    return this.transactions.read(() => {
       const found = new Map<string, string>();
       const sql = `SELECT s.key, ${SNAPSHOT_HASH} AS hash FROM json_each(?) AS j CROSS JOIN snapshots AS s WHERE s.sync_id = ? AND s.key = j.value`;
       for (const row of this.statement(sql).all(JSON.stringify(keys), syncId) as Array<{ key: string; hash: string }>) {
@@ -264,7 +263,7 @@ export class SqliteSnapshotStore implements SnapshotStore {
     const words = rows.hashes.slice(0, 2 * count);
     const hashes = Buffer.from(words.buffer, words.byteOffset, words.byteLength);
     if (LITTLE_ENDIAN) hashes.swap32();
-    const found = this.read(() => this.statement(SNAPSHOT_CHANGES).raw(true).all({ keys: JSON.stringify(rows.keys), sync: syncId, hashes }) as Array<[number, number]>);
+    const found = this.transactions.read(() => this.statement(SNAPSHOT_CHANGES).raw(true).all({ keys: JSON.stringify(rows.keys), sync: syncId, hashes }) as Array<[number, number]>);
     for (const [i, added] of found) (added ? changes.added : changes.changed).push(i);
     return changes;
   }
@@ -279,7 +278,7 @@ export class SqliteSnapshotStore implements SnapshotStore {
     if ((columns ? columns.keys.length : (upserts as unknown[]).length) === 0 && deletes.length === 0) return;
     if (this.writeWorker === null) {
       const statements = snapshotWriteStatements(syncId, columns ? snapshotPairs(columns) : (upserts as Array<[string, string]>), deletes);
-      this.immediate(() => {
+      this.transactions.write(() => {
         this.fence.check(fence);
         for (const [sql, params] of statements) this.statement(sql).run(...params);
       });
@@ -293,7 +292,7 @@ export class SqliteSnapshotStore implements SnapshotStore {
       const transaction = columns ? packedColumns(syncId, columns, deletes) : snapshotWriteTransaction(syncId, upserts as Array<[string, string]>, deletes);
       await this.writeWorker.run({ ...transaction, guard });
     } catch (error) {
-      if (fence && (error as { code?: unknown }).code === GUARD_FAILED) throw this.read(() => this.fence.error(fence));
+      if (fence && (error as { code?: unknown }).code === GUARD_FAILED) throw this.transactions.read(() => this.fence.error(fence));
       throw this.wrap(error);
     }
   }
@@ -330,7 +329,7 @@ export class SqliteSnapshotStore implements SnapshotStore {
     // pages, this thread lets the process's other work (and the first half's pages) in.
     if (this.writeWorker) {
       const split = rows >= SPLIT_ROWS && rows <= SPLIT_MAX_ROWS;
-      const middle = split ? (this.read(() => this.middleKey.get(syncId, rows >> 1)) as { key: string } | undefined)?.key : undefined;
+      const middle = split ? (this.transactions.read(() => this.middleKey.get(syncId, rows >> 1)) as { key: string } | undefined)?.key : undefined;
       if (middle === undefined) {
         try {
           for await (const row of this.writeWorker.pages(pageSql('sync_id = ?'), pageSql('sync_id = ? AND key > ?'), syncId, size)) {
@@ -373,7 +372,7 @@ export class SqliteSnapshotStore implements SnapshotStore {
         const start = this.statement(pageSql('sync_id = ? AND key >= ?')).raw(true);
         for (let after: string | null = null; ; ) {
           const from: string | null = after;
-          const row = this.read(() => (from === null ? start.get(syncId, middle, size) : next.get(syncId, from, size))) as unknown[];
+          const row = this.transactions.read(() => (from === null ? start.get(syncId, middle, size) : next.get(syncId, from, size))) as unknown[];
           if ((row[0] as number) > 0) second.push(bulkPage(row));
           for (let page = arrived.shift(); page; page = arrived.shift()) yield page;
           const last = row[3] as string | null;
@@ -398,7 +397,7 @@ export class SqliteSnapshotStore implements SnapshotStore {
     let after: string | null = null;
     for (;;) {
       const from: string | null = after;
-      const [count, keys, hashes, last] = this.read(() => (from === null ? first.get(syncId, size) : next.get(syncId, from, size))) as [
+      const [count, keys, hashes, last] = this.transactions.read(() => (from === null ? first.get(syncId, size) : next.get(syncId, from, size))) as [
         number,
         string | null,
         string | null,
@@ -413,13 +412,13 @@ export class SqliteSnapshotStore implements SnapshotStore {
 
   /** One page of keys after `after` (keyset pagination: stable while the snapshot changes between pages). */
   private keysAfter(syncId: number, after: string | null, size: number): string[] {
-    const rows = this.read(() => (after === null ? this.firstKeys.all(syncId, size) : this.nextKeys.all(syncId, after, size)) as Array<{ key: string }>);
+    const rows = this.transactions.read(() => (after === null ? this.firstKeys.all(syncId, size) : this.nextKeys.all(syncId, after, size)) as Array<{ key: string }>);
     return rows.map((r) => r.key);
   }
 
   async recordIdsGet(syncId: number, keys: string[]): Promise<Map<string, string>> {
     if (keys.length === 0) return new Map();
-    return this.read(() => {
+    return this.transactions.read(() => {
       const found = new Map<string, string>();
       const sql = 'SELECT r.key, r.record_id FROM json_each(?) AS j CROSS JOIN record_ids AS r WHERE r.sync_id = ? AND r.key = j.value';
       for (const row of this.statement(sql).all(JSON.stringify(keys), syncId) as Array<{ key: string; record_id: string }>) {
@@ -431,7 +430,7 @@ export class SqliteSnapshotStore implements SnapshotStore {
 
   async recordIdsWrite(syncId: number, ids: Array<[key: string, id: string]>, deletes: string[], fence?: RunFence): Promise<void> {
     if (ids.length === 0 && deletes.length === 0) return;
-    this.immediate(() => {
+    this.transactions.write(() => {
       this.fence.check(fence);
       if (ids.length > 0) {
         this.statement(
@@ -446,7 +445,7 @@ export class SqliteSnapshotStore implements SnapshotStore {
   }
 
   async clear(syncId: number, fence?: RunFence): Promise<void> {
-    this.immediate(() => {
+    this.transactions.write(() => {
       this.fence.check(fence);
       this.clearAll.run(syncId);
       this.statement('DELETE FROM snapshot_cursors WHERE sync_id = ?').run(syncId);
@@ -454,12 +453,12 @@ export class SqliteSnapshotStore implements SnapshotStore {
   }
 
   async cursorGet(syncId: number): Promise<SnapshotCursor | null> {
-    const row = await this.read(() => this.statement('SELECT value, runs FROM snapshot_cursors WHERE sync_id = ?').get(syncId) as { value: string; runs: number } | undefined);
+    const row = await this.transactions.read(() => this.statement('SELECT value, runs FROM snapshot_cursors WHERE sync_id = ?').get(syncId) as { value: string; runs: number } | undefined);
     return row ? { value: parseCursorValue(row.value), runs: row.runs } : null;
   }
 
   async cursorSet(syncId: number, cursor: SnapshotCursor | null, fence?: RunFence): Promise<void> {
-    this.immediate(() => {
+    this.transactions.write(() => {
       this.fence.check(fence);
       if (cursor === null) this.statement('DELETE FROM snapshot_cursors WHERE sync_id = ?').run(syncId);
       else {
@@ -473,24 +472,6 @@ export class SqliteSnapshotStore implements SnapshotStore {
   }
 
   async count(syncId: number): Promise<number> {
-    return this.read(() => (this.countAll.get(syncId) as { count: number }).count);
-  }
-
-  /** Runs `fn` in a write transaction (`BEGIN IMMEDIATE`). */
-  private immediate<R>(fn: () => R): R {
-    try {
-      return immediateTransaction(this.db, fn);
-    } catch (error) {
-      throw this.wrap(error);
-    }
-  }
-
-  /** Runs `fn` in a read transaction, so multi-statement reads see one state of the file. */
-  private read<R>(fn: () => R): R {
-    try {
-      return this.tx(fn) as R;
-    } catch (error) {
-      throw this.wrap(error);
-    }
+    return this.transactions.read(() => (this.countAll.get(syncId) as { count: number }).count);
   }
 }

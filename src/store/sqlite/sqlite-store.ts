@@ -217,14 +217,16 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
         : null;
     this.writeWorker =
       path === ':memory:' ? null : new SqliteWriteWorker({ path, busyTimeoutMs, pragmas: WRITE_WORKER_PRAGMAS });
+    const transactions = { write: <R>(fn: () => R) => this.write(fn), read: <R>(fn: () => R) => this.read(fn) };
     this.snapshots = new SqliteSnapshotStore({
       db,
       writeWorker: this.writeWorker,
       fence: this.fence,
       statement: (sql) => this.statement(sql),
       wrap: (error) => storeError(path, busyTimeoutMs, error),
+      transactions,
     });
-    this.schedules = new SqliteScheduleStore(db, { write: (fn) => this.write(fn), read: (fn) => this.read(fn) });
+    this.schedules = new SqliteScheduleStore(db, transactions);
   }
 
   /** Opens the store at `path`, creating the file and bringing its schema up to date. */
