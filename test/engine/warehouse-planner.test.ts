@@ -245,6 +245,83 @@ describe('planner in the warehouse (PostgreSQL)', () => {
     });
   });
 
+  describe('a run\'s changes taken into the planner table in two halves at once', () => {
+    const halfRows = plannerTuning.halfRows;
+    afterEach(() => {
+      plannerTuning.halfRows = halfRows;
+      vi.restoreAllMocks();
+    });
+    /** The statements run so far, as SQL. */
+    const statements = () => {
+      const texts: string[] = [];
+      const query = pg.Client.prototype.query;
+      vi.spyOn(pg.Client.prototype, 'query').mockImplementation(function (this: pg.Client, ...args: unknown[]) {
+        const text = typeof args[0] === 'string' ? args[0] : (args[0] as { text?: string } | undefined)?.text;
+        if (text) texts.push(text);
+        return (query as (...a: unknown[]) => unknown).apply(this, args);
+      } as never);
+      return texts;
+    };
+    const changes = `update people set name = name || '!' where id % 50 = 0;
+       update people set score = -1 where id in (100, 2900);
+       delete from people where id % 97 = 0;
+       insert into people select g, 'new ' || g, case when g = 6017 then -1 else 1 end, timestamptz '2030-01-01 00:00:00+00' + g * interval '1 minute' from generate_series(6001, 6040) g`;
+
+    it.each([
+      ['one key column', ['id']],
+      ['two key columns', ['seen_at', 'id']],
+    ])('takes in what one piece takes in, rejected rows left out (%s)', async (_, primaryKey) => {
+      plannerTuning.halfRows = 10;
+      const { url, h, run, digest } = await setup({ models: [model('people', 'warehouse', 'select id, name, score, seen_at from people', primaryKey)] });
+      await using _h = h;
+      await sql(url, 'create unique index on crm_people (seen_at, id)');
+      expect((await run()).status).toBe('success');
+      const texts = statements();
+      await sql(url, changes);
+      const second = await run();
+      expect(second.plannedRows).toEqual({ addedCount: 40, changedCount: 60, removedCount: 30 });
+      expect(second.failedRows).toEqual({ addedCount: 1, changedCount: 2, removedCount: 0 });
+      // Each kind's upper half went on a connection of its own.
+      for (const op of ['a', 'c', 'r']) expect(texts.some((t) => t.includes(`WHERE lockstep_op = '${op}' ORDER BY`) && t.includes(' >= (SELECT '))).toBe(true);
+      // The planner table holds what the destination holds: delivered rows, not the rejected ones.
+      const planned = 'select id, name, score, seen_at from lockstep_planner.sync_1_people_to_crm';
+      expect(await digest(planned)).toEqual(await digest('select * from crm_people'));
+      await sql(url, 'update people set score = 0 where score = -1');
+      expect((await run()).plannedRows).toEqual({ addedCount: 1, changedCount: 2, removedCount: 0 });
+      expect(await digest('select * from crm_people')).toEqual(await digest('select * from people'));
+      expect(await digest(planned)).toEqual(await digest('select * from people'));
+      expect((await run()).plannedRows).toEqual(NONE);
+    });
+
+    it('takes the upper half in again, changing nothing, when the run stopped after its commit', async () => {
+      plannerTuning.halfRows = 10;
+      const { url, h, run, digest } = await setup();
+      await using _h = h;
+      expect((await run()).status).toBe('success');
+      await sql(url, changes.replace(/case when g = 6017 then -1 else 1 end/, '1').replace('update people set score = -1 where id in (100, 2900);', ''));
+      // The planner's own connection fails after the upper half committed.
+      const query = pg.Client.prototype.query;
+      let failed = false;
+      vi.spyOn(pg.Client.prototype, 'query').mockImplementation(function (this: pg.Client, ...args: unknown[]) {
+        const text = typeof args[0] === 'string' ? args[0] : '';
+        if (!failed && text.includes('SET staging = NULL, part = -1, through = NULL, columns =')) {
+          failed = true;
+          return Promise.reject(Object.assign(new Error('server closed the connection unexpectedly'), { code: '57P01' }));
+        }
+        return (query as (...a: unknown[]) => unknown).apply(this, args);
+      } as never);
+      // The run retries: its next attempt takes the staged rows in again, both halves.
+      const retried = await run();
+      expect(failed).toBe(true);
+      expect(retried.status).toBe('success');
+      expect(retried.comparison?.notes).toContain('took in the rows an earlier attempt delivered before it stopped');
+      expect((await run()).plannedRows).toEqual(NONE);
+      const planned = 'select id, name, score, seen_at from lockstep_planner.sync_1_people_to_crm';
+      expect(await digest(planned)).toEqual(await digest('select * from people'));
+      expect(await digest('select * from crm_people')).toEqual(await digest('select * from people'));
+    });
+  });
+
   it('rebuilds a planner table changed or dropped by hand, and re-compares once when column types change, saying so', async () => {
     const { url, h, run, digest } = await setup();
     await using _ = h;

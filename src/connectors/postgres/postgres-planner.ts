@@ -72,8 +72,71 @@ const TEXT_COMPARED = new Set(['json', 'xml', 'point', 'line', 'lseg', 'box', 'p
  */
 const PLANNER_FILLFACTOR = 90;
 
-/** A full comparison of a planner table of `splitRows` rows or more runs in key ranges side by side (see ranges); tests lower it. */
-export const plannerTuning = { splitRows: 200_000 };
+
+/** Per kind of staged row ('a', 'c', 'r'): the key its upper half starts at, as a subquery. */
+type Halves = Map<string, string>;
+
+/** The staged rows of a comparison by value, and which of them to take into the planner table. */
+interface Changes {
+  staging: string;
+  planner: string;
+  keys: string[];
+  columns: ColumnType[];
+  /** The SQL condition on staged rows `s` that were delivered. */
+  delivered: string;
+  /** Few rows: each is looked up by key rather than joined with a scan of the whole planner table. */
+  lookUp: boolean;
+}
+
+const keyRow = (keys: string[], alias: string): string => `(${keys.map((k) => `${alias}.${quote(k)}`).join(', ')})`;
+
+/**
+ * Takes delivered staged rows into the planner table on `client`, inside its transaction: removed
+ * rows deleted, changed rows updated in place (cheaper than an insert that finds its conflict),
+ * new rows inserted (any found there already, never while the guard stands, updated). `half`: only
+ * the rows of each kind below (or from) its bound; a kind without a bound belongs to the lower half.
+ */
+async function applyChanges(client: pg.Client, c: Changes, half: { bounds: Halves; upper: boolean } | null): Promise<{ added: number; removed: number }> {
+  const { staging: s, planner: p, keys, columns, delivered } = c;
+  const within = (code: string): string | null => {
+    const bound = half?.bounds.get(code);
+    if (half === null || bound === undefined) return half?.upper ? null : '';
+    return ` AND ${keyRow(keys, 's')} ${half.upper ? '>=' : '<'} ${bound}`;
+  };
+  const nonKeys = columns.filter((col) => !keys.includes(col.name));
+  const all = columns.map((col) => quote(col.name)).join(', ');
+  const matched = `${keyRow(keys, 'p')} = ${keyRow(keys, 's')}`;
+  // Few staged rows are looked up by key; PostgreSQL would rather scan the whole planner table
+  // to hash-join them (seconds at 10 million rows against a fraction of one for 50,000 lookups).
+  if (c.lookUp) await client.query('SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off');
+  let removed = 0;
+  const removing = within('r');
+  if (removing !== null) removed = (await client.query(`DELETE FROM ${p} AS p USING ${s} AS s WHERE s.lockstep_op = 'r' AND ${delivered}${removing} AND ${matched}`)).rowCount ?? 0;
+  const changing = within('c');
+  if (nonKeys.length > 0 && changing !== null) {
+    await client.query(
+      `UPDATE ${p} AS p SET ${nonKeys.map((col) => `${quote(col.name)} = s.${quote(col.name)}`).join(', ')} FROM ${s} AS s WHERE s.lockstep_op = 'c' AND ${delivered}${changing} AND ${matched}`,
+    );
+  }
+  if (c.lookUp) await client.query('SET LOCAL enable_hashjoin = on; SET LOCAL enable_mergejoin = on');
+  let added = 0;
+  const adding = within('a');
+  if (adding !== null) {
+    const upsert = nonKeys.length === 0 ? 'DO NOTHING' : `DO UPDATE SET ${nonKeys.map((col) => `${quote(col.name)} = EXCLUDED.${quote(col.name)}`).join(', ')}`;
+    const inserted = await client.query<{ n: string }>(
+      `WITH up AS (INSERT INTO ${p} (${all}) SELECT ${columns.map((col) => `s.${quote(col.name)}`).join(', ')} FROM ${s} AS s WHERE s.lockstep_op = 'a' AND ${delivered}${adding} ON CONFLICT (${keys.map(quote).join(', ')}) ${upsert} RETURNING (xmax = 0) AS fresh) SELECT count(*) FILTER (WHERE fresh) AS n FROM up`,
+    );
+    added = Number(inserted.rows[0]?.n ?? 0);
+  }
+  return { added, removed };
+}
+
+/**
+ * Tests lower these. A full comparison of a planner table of `splitRows` rows or more runs in key
+ * ranges side by side (see ranges); staged rows of a kind are taken into the planner table in two
+ * halves at once from `halfRows` rows (see applyInHalves).
+ */
+export const plannerTuning = { splitRows: 200_000, halfRows: 20_000 };
 /** At most this many ranges, whatever PostgreSQL allows. */
 const MAX_RANGES = 8;
 /** About how many of the planner table's rows are sampled to place the ranges' bounds. */
@@ -92,11 +155,16 @@ export class PostgresPlanner implements WarehousePlanner {
   private keys: string[] = [];
   private plannerTable = '';
 
+  /** The run's staged rows of each kind, once planned. */
+  private counts = { added: 0, changed: 0, removed: 0 };
+
   private constructor(
     private readonly client: pg.Client,
     private readonly schema: string,
     private readonly where: string,
     private readonly dryRun: boolean,
+    /** Opens a second connection to the warehouse (see applyInHalves); null: everything goes on `client`. */
+    private readonly connect: (() => Promise<pg.Client>) | null,
   ) {}
 
   /**
@@ -104,8 +172,13 @@ export class PostgresPlanner implements WarehousePlanner {
    * and the guard function exist. A user who may not create them gets an error naming the grant.
    * `dryRun`: the session is made read-only and nothing is created (see preview).
    */
-  static async open(client: pg.Client, schema: string, where: string, options: { dryRun?: boolean } = {}): Promise<PostgresPlanner> {
-    const planner = new PostgresPlanner(client, schema, where, options.dryRun === true);
+  static async open(
+    client: pg.Client,
+    schema: string,
+    where: string,
+    options: { dryRun?: boolean; connect?: () => Promise<pg.Client> } = {},
+  ): Promise<PostgresPlanner> {
+    const planner = new PostgresPlanner(client, schema, where, options.dryRun === true, options.connect ?? null);
     if (planner.dryRun) {
       await client.query('SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY');
       await planner.checkAccess();
@@ -348,6 +421,7 @@ export class PostgresPlanner implements WarehousePlanner {
       const grouped = await client.query<{ op: string; n: string }>(`SELECT lockstep_op AS op, count(*) AS n FROM ${this.table(staging)} GROUP BY 1`);
       for (const row of grouped.rows) counts[row.op === 'a' ? 'added' : row.op === 'c' ? 'changed' : 'removed'] = Number(row.n);
     }
+    this.counts = counts;
     const plannerRows = kind === 'initial' ? 0 : Number(meta.row_count);
     const modelRows = plannedModelRows({ kind, comparison, counts, plannerRows, refused: refused.length }, created);
 
@@ -648,7 +722,6 @@ export class PostgresPlanner implements WarehousePlanner {
       return;
     }
     const q = quote;
-    const keyRow = (alias: string) => `(${keys.map((k) => `${alias}.${q(k)}`).join(', ')})`;
     const rank = kind === 'initial' || kind === 'reset' ? '0' : `(CASE s.lockstep_op WHEN 'a' THEN 0 WHEN 'c' THEN 1 ELSE 2 END)`;
     const everything = complete || kind === 'reset';
     const conditions: string[] = [];
@@ -656,11 +729,11 @@ export class PostgresPlanner implements WarehousePlanner {
       if (meta.part < 0 || meta.through === null) conditions.push('false');
       else {
         conditions.push(
-          `(${rank} < ${meta.part} OR (${rank} = ${meta.part} AND ${keyRow('s')} <= (SELECT ${keyRow('t')} FROM json_populate_record(NULL::${this.table(rejectedTable)}, '${JSON.stringify(meta.through).replace(/'/g, "''")}'::json) AS t)))`,
+          `(${rank} < ${meta.part} OR (${rank} = ${meta.part} AND ${keyRow(keys, 's')} <= (SELECT ${keyRow(keys, 't')} FROM json_populate_record(NULL::${this.table(rejectedTable)}, '${JSON.stringify(meta.through).replace(/'/g, "''")}'::json) AS t)))`,
         );
       }
     }
-    if (anyRejected) conditions.push(`NOT EXISTS (SELECT 1 FROM ${this.table(rejectedTable)} AS r WHERE ${keyRow('r')} = ${keyRow('s')})`);
+    if (anyRejected) conditions.push(`NOT EXISTS (SELECT 1 FROM ${this.table(rejectedTable)} AS r WHERE ${keyRow(keys, 'r')} = ${keyRow(keys, 's')})`);
     const delivered = conditions.length === 0 ? 'true' : conditions.join(' AND ');
     const all = columns.map((c) => q(c.name)).join(', ');
     const keyList = keys.map(q).join(', ');
@@ -682,7 +755,7 @@ export class PostgresPlanner implements WarehousePlanner {
         // they keep what was delivered, in the model's types.
         const old = kind === 'keys' ? await this.describeTable(planner) : null;
         const kept = old
-          ? ` UNION ALL SELECT ${columns.map((c) => (old.columns.some((o) => o.name === c.name) ? `CAST(p.${q(c.name)} AS ${c.type})` : `CAST(NULL AS ${c.type})`)).join(', ')} FROM ${p} AS p WHERE NOT EXISTS (SELECT 1 FROM ${s} AS s WHERE ${keyRow('s')} = ${keyRow('p')})`
+          ? ` UNION ALL SELECT ${columns.map((c) => (old.columns.some((o) => o.name === c.name) ? `CAST(p.${q(c.name)} AS ${c.type})` : `CAST(NULL AS ${c.type})`)).join(', ')} FROM ${p} AS p WHERE NOT EXISTS (SELECT 1 FROM ${s} AS s WHERE ${keyRow(keys, 's')} = ${keyRow(keys, 'p')})`
           : '';
         rowCount = (await client.query(`CREATE TABLE ${rebuilt} WITH (fillfactor = ${PLANNER_FILLFACTOR}) AS SELECT ${columns.map((c) => `s.${q(c.name)}`).join(', ')} FROM ${s} AS s WHERE ${keep}${kept}`)).rowCount ?? 0;
         await client.query(`DROP TABLE IF EXISTS ${p}`);
@@ -695,28 +768,60 @@ export class PostgresPlanner implements WarehousePlanner {
       );
       await client.query(`ANALYZE ${p}`);
     } else {
-      const nonKeys = columns.filter((c) => !keys.includes(c.name));
-      // Few staged rows are looked up by key; PostgreSQL would rather scan the whole planner table
-      // to hash-join them (seconds at 10 million rows against a fraction of one for 50,000 lookups).
-      const lookUp = Number(meta.staged_rows) * 5 < Number(meta.row_count);
-      if (lookUp) await client.query('SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off');
-      const removed = await client.query(`DELETE FROM ${p} AS p USING ${s} AS s WHERE s.lockstep_op = 'r' AND ${delivered} AND ${keyRow('p')} = ${keyRow('s')}`);
-      // Changed rows are updated in place (cheaper than an insert that finds its conflict); new ones
-      // are inserted, any found there already (never, while the guard stands) updated.
-      if (nonKeys.length > 0) {
-        await client.query(
-          `UPDATE ${p} AS p SET ${nonKeys.map((c) => `${q(c.name)} = s.${q(c.name)}`).join(', ')} FROM ${s} AS s WHERE s.lockstep_op = 'c' AND ${delivered} AND ${keyRow('p')} = ${keyRow('s')}`,
-        );
-      }
-      if (lookUp) await client.query('SET LOCAL enable_hashjoin = on; SET LOCAL enable_mergejoin = on');
-      const upsert = nonKeys.length === 0 ? 'DO NOTHING' : `DO UPDATE SET ${nonKeys.map((c) => `${q(c.name)} = EXCLUDED.${q(c.name)}`).join(', ')}`;
-      const added = await client.query<{ n: string }>(
-        `WITH up AS (INSERT INTO ${p} (${all}) SELECT ${columns.map((c) => `s.${q(c.name)}`).join(', ')} FROM ${s} AS s WHERE s.lockstep_op = 'a' AND ${delivered} ON CONFLICT (${keyList}) ${upsert} RETURNING (xmax = 0) AS fresh) SELECT count(*) FILTER (WHERE fresh) AS n FROM up`,
-      );
-      rowCount = Number(meta.row_count) + Number(added.rows[0]?.n ?? 0) - (removed.rowCount ?? 0);
+      const changes: Changes = { staging: s, planner: p, keys, columns, delivered, lookUp: Number(meta.staged_rows) * 5 < Number(meta.row_count) };
+      // The rows of each kind in two halves by key, one on a second connection, when the run ends
+      // with many changed rows looked up by key: two server processes update the table at once.
+      const halves = complete && changes.lookUp && this.connect !== null ? this.halves(staging, keys) : null;
+      const { added, removed } = halves ? await this.applyInHalves(changes, halves) : await applyChanges(client, changes, null);
+      rowCount = Number(meta.row_count) + added - removed;
       await drop();
     }
     await record(rowCount, (await this.describeTable(planner))?.columns ?? columns);
+  }
+
+  /**
+   * Where each kind of staged row is cut in two (the key of its middle row, as a subquery the
+   * server runs once), for kinds of at least `plannerTuning.halfRows` rows; null when none is that large.
+   */
+  private halves(staging: string, keys: string[]): Halves | null {
+    const keyList = keys.map(quote).join(', ');
+    const bounds = new Map<string, string>();
+    for (const op of OPS) {
+      const rows = this.counts[op];
+      if (rows < plannerTuning.halfRows) continue;
+      const code = OP_CODE[op];
+      bounds.set(code, `(SELECT ${keyList} FROM ${this.table(staging)} WHERE lockstep_op = '${code}' ORDER BY ${keyList} OFFSET ${Math.floor(rows / 2)} LIMIT 1)`);
+    }
+    return bounds.size > 0 ? bounds : null;
+  }
+
+  /**
+   * Applies the lower half of each kind's rows on the planner's connection (in the caller's
+   * transaction) while a second connection applies the upper half in its own, committed once both
+   * halves are done; a failure on either side rolls the other back. A crash between the two commits
+   * leaves the upper half applied and the staging table recorded: the next attempt applies all of it
+   * again, which changes nothing more for rows already taken in.
+   */
+  private async applyInHalves(changes: Changes, bounds: Halves): Promise<{ added: number; removed: number }> {
+    const connect = this.connect as () => Promise<pg.Client>;
+    let side: pg.Client | null = null;
+    const upper = (async () => {
+      side = await connect();
+      await side.query("SET lockstep.planner = 'on'");
+      await side.query('BEGIN');
+      return applyChanges(side, changes, { bounds, upper: true });
+    })();
+    upper.catch(() => undefined);
+    try {
+      const lower = await applyChanges(this.client, changes, { bounds, upper: false });
+      const done = await upper;
+      await (side as pg.Client | null)?.query('COMMIT');
+      return { added: lower.added + done.added, removed: lower.removed + done.removed };
+    } finally {
+      // Ending the connection rolls back whatever it did not commit.
+      await upper.catch(() => undefined);
+      await (side as pg.Client | null)?.end().catch(() => undefined);
+    }
   }
 
   async close(): Promise<void> {

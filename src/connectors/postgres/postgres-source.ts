@@ -114,7 +114,7 @@ export class PostgresSource implements Source {
         open: async (signal, options) => {
           const client = await this.openClient(signal);
           try {
-            return await PostgresPlanner.open(client, schema, this.where, options);
+            return await PostgresPlanner.open(client, schema, this.where, { ...options, connect: () => this.openClient(signal) });
           } catch (error) {
             await client.end().catch(() => undefined);
             throw error;
