@@ -404,6 +404,43 @@ describe('planner in the warehouse (PostgreSQL)', () => {
     expect(fallback.comparison?.notes?.[0]).toMatch(/planner: auto on source "warehouse" fell back to the store's planner/);
   });
 
+  it('takes a run\'s changes in on one connection when a second one cannot be opened', async () => {
+    const halfRows = plannerTuning.halfRows;
+    plannerTuning.halfRows = 10;
+    const url = await createTestDatabase('lockstep_wonecon');
+    await sql(url, `create table people (id bigint primary key, name text); insert into people select g, 'p' || g from generate_series(1, 3000) g`);
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    const connect = vi.fn(() => Promise.reject(new Error('sorry, too many clients already')));
+    const planner = await PostgresPlanner.open(client, 'lockstep_planner', 'test', { connect });
+    const request = (run: number) => ({
+      sync: { id: 7, slug: 'people' },
+      run: { id: run, attempt: 1 },
+      query: 'select * from people',
+      primaryKey: ['id'],
+      sends: { added: true, changed: true, removed: true },
+      resendAll: false,
+      reset: false,
+      cursor: null,
+    });
+    try {
+      await planner.plan(request(1));
+      await planner.commit({ op: 'added', key: ['3000'] }, []);
+      await planner.finish();
+      await sql(url, `update people set name = name || '!' where id % 50 = 0; delete from people where id % 97 = 0; insert into people select g, 'new' from generate_series(3001, 3030) g`);
+      const plan = await planner.plan(request(2));
+      expect(plan.parts.map((p) => [p.op, p.rows])).toEqual([['added', 30], ['changed', 60], ['removed', 30]]);
+      for (const part of plan.parts) await planner.commit({ op: part.op, key: ['3030'] }, []);
+      await planner.finish();
+      expect(connect).toHaveBeenCalledTimes(1);
+      const digest = (table: string) => sql(url, `select count(*)::int as n, md5(string_agg(id || name, ',' order by id)) as m from ${table}`);
+      expect(await digest('lockstep_planner.sync_7_people')).toEqual(await digest('people'));
+    } finally {
+      plannerTuning.halfRows = halfRows;
+      await planner.close();
+    }
+  });
+
   it('refuses the writes of an attempt another attempt took over', async () => {
     const url = await createTestDatabase('lockstep_wfence');
     await sql(url, `create table people as select g as id, 'p' || g as name from generate_series(1, 100) g`);

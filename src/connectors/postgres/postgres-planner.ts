@@ -735,7 +735,6 @@ export class PostgresPlanner implements WarehousePlanner {
     }
     if (anyRejected) conditions.push(`NOT EXISTS (SELECT 1 FROM ${this.table(rejectedTable)} AS r WHERE ${keyRow(keys, 'r')} = ${keyRow(keys, 's')})`);
     const delivered = conditions.length === 0 ? 'true' : conditions.join(' AND ');
-    const all = columns.map((c) => q(c.name)).join(', ');
     const keyList = keys.map(q).join(', ');
 
     let rowCount: number;
@@ -800,7 +799,8 @@ export class PostgresPlanner implements WarehousePlanner {
    * transaction) while a second connection applies the upper half in its own, committed once both
    * halves are done; a failure on either side rolls the other back. A crash between the two commits
    * leaves the upper half applied and the staging table recorded: the next attempt applies all of it
-   * again, which changes nothing more for rows already taken in.
+   * again, which changes nothing more for rows already taken in. When no second connection can be
+   * opened (the server's or the role's connection limit, say), the upper half follows on the first.
    */
   private async applyInHalves(changes: Changes, bounds: Halves): Promise<{ added: number; removed: number }> {
     const connect = this.connect as () => Promise<pg.Client>;
@@ -814,7 +814,13 @@ export class PostgresPlanner implements WarehousePlanner {
     upper.catch(() => undefined);
     try {
       const lower = await applyChanges(this.client, changes, { bounds, upper: false });
-      const done = await upper;
+      let done: { added: number; removed: number };
+      try {
+        done = await upper;
+      } catch (error) {
+        if (side !== null) throw error;
+        done = await applyChanges(this.client, changes, { bounds, upper: true });
+      }
       await (side as pg.Client | null)?.query('COMMIT');
       return { added: lower.added + done.added, removed: lower.removed + done.removed };
     } finally {
