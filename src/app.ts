@@ -239,6 +239,12 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
   const preloadWorkspace = async () => {
     const workspace = await store.loadWorkspace();
     await registry.preload([...workspace.sources, ...workspace.destinations].map((connection) => connection.type));
+    return workspace;
+  };
+  // A worker also readies the store's snapshot writes (the SQLite store's write thread) before it
+  // takes work, when there is a sync to run.
+  const prepareWorker = async () => {
+    if ((await preloadWorkspace()).syncs.length > 0) await store.snapshots.prepareWrites?.();
   };
   preloadWorkspace().catch(() => undefined);
   const connectors = overrides.connectors ? overrides.connectors(registry) : registry;
@@ -267,7 +273,7 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
     pollIntervalMs: config.pollIntervalMs,
     ...lease,
     finishedRuns,
-    prepare: preloadWorkspace,
+    prepare: prepareWorker,
   });
   const scheduler = new Scheduler({
     store: store.schedules,

@@ -617,6 +617,11 @@ export interface SnapshotStore {
   pages(syncId: number, pageSize: number, rows?: number): AsyncIterable<SnapshotPage>;
   /** Empties the snapshot, and forgets its change cursor. */
   clear(syncId: number, fence?: RunFence): Promise<void>;
+  /**
+   * Readies what writes need before the first of them (the SQLite store's write thread), so that a
+   * process's first run does not start it in its midst. Optional: a store without one needs nothing.
+   */
+  prepareWrites?(): Promise<void>;
   count(syncId: number): Promise<number>;
   /**
    * The model's change cursor as delivered into this snapshot: its value (as the source's

@@ -1,12 +1,14 @@
 /**
- * A worker loads the drivers of the kinds its workspace uses before it takes work, also when the
- * workspace was applied after the process started: its first run does not spend its time loading
- * modules. A driver that fails to load stops nothing; the run that opens the connection reports it.
+ * A worker loads the drivers of the kinds its workspace uses, and readies the store's snapshot
+ * writes, before it takes work, also when the workspace was applied after the process started: its
+ * first run does not spend its time loading modules or starting the store's write thread. A driver
+ * that fails to load stops nothing; the run that opens the connection reports it.
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import type { ConnectorKind } from '../../src/core/connector-kind.js';
 import type { ConnectorRegistry } from '../../src/core/connector-registry.js';
+import { SqliteSnapshotStore } from '../../src/store/sqlite/sqlite-snapshot-store.js';
 import { model, source, sync, workspace } from '../helpers/definitions.js';
 import { createHierarchyFixture, startHarness, tempDir } from '../helpers/harness.js';
 
@@ -57,9 +59,13 @@ describe('a worker prepares its workspace before it takes work', () => {
     const dir = tempDir();
     createHierarchyFixture(dir);
     const { kind, seen } = slowKind(150);
+    const prepareWrites = vi.spyOn(SqliteSnapshotStore.prototype, 'prepareWrites');
     await using h = await startHarness({ dir, definition: definition(), connectors: (real) => (real as ConnectorRegistry).register(kind) });
-    // startHarness applied the workspace to a fresh store, then started the worker.
+    // startHarness applied the workspace to a fresh store, then started the worker: the drivers are
+    // loaded, and the store's write thread is up.
     expect(seen.loaded).toBe(true);
+    expect(prepareWrites).toHaveBeenCalledTimes(1);
+    prepareWrites.mockRestore();
     const { run } = await h.app.worker.triggerSync('accounts');
     expect((await h.app.worker.waitForSyncRun(run.id)).status).toBe('success');
     expect(seen.openedLoaded).toEqual([true]);

@@ -121,6 +121,28 @@ describe('SqliteStore on its file', () => {
     }
   });
 
+  it('readies its write thread on request, once, and writes with it after', async () => {
+    const path = join(tempFolder(), 'lockstep.db');
+    await (await SqliteStore.open({ path })).close();
+    const worker = new SqliteWriteWorker({ path, busyTimeoutMs: 1000, pragmas: [] });
+    const thread = () => (worker as unknown as { worker: unknown }).worker;
+    try {
+      expect(thread()).toBeNull();
+      await worker.ready();
+      const started = thread();
+      expect(started).not.toBeNull();
+      await worker.ready();
+      await worker.run({ rows: null, statements: [['INSERT INTO snapshots (sync_id, key, hash) VALUES (?, ?, ?)', [3, 'k', 'h']]] });
+      expect(thread()).toBe(started);
+      const db = new Database(path, { readonly: true });
+      expect(db.prepare('SELECT key FROM snapshots WHERE sync_id = 3').all()).toEqual([{ key: 'k' }]);
+      db.close();
+    } finally {
+      await worker.close();
+    }
+    await expect(worker.ready()).rejects.toThrow(/not open/);
+  });
+
   it('answers each of the transactions that wait together on the write worker, a failing one with its own error', async () => {
     const path = join(tempFolder(), 'lockstep.db');
     await (await SqliteStore.open({ path })).close();

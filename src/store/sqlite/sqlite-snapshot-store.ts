@@ -444,6 +444,10 @@ export class SqliteSnapshotStore implements SnapshotStore {
     });
   }
 
+  async prepareWrites(): Promise<void> {
+    await this.writeWorker?.ready();
+  }
+
   async clear(syncId: number, fence?: RunFence): Promise<void> {
     this.transactions.write(() => {
       this.fence.check(fence);

@@ -218,6 +218,10 @@ parentPort.on('message', (message) => {
     parentPort.close();
     return;
   }
+  if (message.ready) {
+    answer(message);
+    return;
+  }
   if (message.checkpoint) {
     commitWaiting();
     try {
@@ -376,6 +380,20 @@ export class SqliteWriteWorker {
   }
 
   /** Lets the pending transactions finish, closes the worker's connection and ends the thread. */
+  /**
+   * Starts the thread, if it is not running, and resolves once it has opened its connection: what
+   * a first write would otherwise wait for (some 30 ms of a thread's start and its driver's loading).
+   */
+  ready(): Promise<void> {
+    if (this.closed) return Promise.reject(new TypeError('The database connection is not open'));
+    const worker = this.worker ?? this.start();
+    const id = this.nextId++;
+    const done = new Promise<void>((resolve, reject) => this.pending.set(id, { resolve, reject }));
+    if (this.pending.size === 1) worker.ref();
+    worker.postMessage({ id, ready: true });
+    return done;
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     const worker = this.worker;
