@@ -72,7 +72,6 @@ const TEXT_COMPARED = new Set(['json', 'xml', 'point', 'line', 'lseg', 'box', 'p
  */
 const PLANNER_FILLFACTOR = 90;
 
-
 /** Per kind of staged row ('a', 'c', 'r'): the key its upper half starts at, as a subquery. */
 type Halves = Map<string, string>;
 
