@@ -47,6 +47,34 @@ async function setup(options: { models?: ModelDef[]; sync?: Partial<SyncDef>; se
 
 const NONE = { addedCount: 0, changedCount: 0, removedCount: 0 };
 
+/** A run's request to a planner opened by hand: every row of table `people`, keyed by id, every kind of change sent. */
+const planRequest = (run: { id: number; attempt: number }) => ({
+  sync: { id: 7, slug: 'people' },
+  run,
+  query: 'select * from people',
+  primaryKey: ['id'],
+  sends: { added: true, changed: true, removed: true },
+  resendAll: false,
+  reset: false,
+  cursor: null,
+});
+
+/**
+ * Watches the statements every PostgreSQL client runs (until vi.restoreAllMocks): the texts `keep`
+ * takes (all by default), and `fail` may answer one with an error instead of running it.
+ */
+function watchQueries(options: { keep?: (text: string) => boolean; fail?: (text: string) => Error | null } = {}): string[] {
+  const texts: string[] = [];
+  const query = pg.Client.prototype.query;
+  vi.spyOn(pg.Client.prototype, 'query').mockImplementation(function (this: pg.Client, ...args: unknown[]) {
+    const text = typeof args[0] === 'string' ? args[0] : ((args[0] as { text?: string } | undefined)?.text ?? '');
+    if (options.keep?.(text) ?? true) texts.push(text);
+    const error = options.fail?.(text);
+    return error ? Promise.reject(error) : (query as (...a: unknown[]) => unknown).apply(this, args);
+  } as never);
+  return texts;
+}
+
 describe('planner in the warehouse (PostgreSQL)', () => {
   it('sends only what changed, keeps rejected rows out of the planner table and retries them, and keeps nothing in the store', async () => {
     const { url, h, run, digest } = await setup();
@@ -176,16 +204,7 @@ describe('planner in the warehouse (PostgreSQL)', () => {
       vi.restoreAllMocks();
     });
     /** The comparisons the planner ran, as SQL. */
-    const comparisons = () => {
-      const texts: string[] = [];
-      const query = pg.Client.prototype.query;
-      vi.spyOn(pg.Client.prototype, 'query').mockImplementation(function (this: pg.Client, ...args: unknown[]) {
-        const text = typeof args[0] === 'string' ? args[0] : (args[0] as { text?: string } | undefined)?.text;
-        if (text?.includes('_stage" AS SELECT')) texts.push(text);
-        return (query as (...a: unknown[]) => unknown).apply(this, args);
-      } as never);
-      return texts;
-    };
+    const comparisons = () => watchQueries({ keep: (text) => text.includes('_stage" AS SELECT') });
 
     it('plans what one comparison plans, null and duplicate keys on either side of a cut included', async () => {
       const texts = comparisons();
@@ -251,17 +270,6 @@ describe('planner in the warehouse (PostgreSQL)', () => {
       plannerTuning.halfRows = halfRows;
       vi.restoreAllMocks();
     });
-    /** The statements run so far, as SQL. */
-    const statements = () => {
-      const texts: string[] = [];
-      const query = pg.Client.prototype.query;
-      vi.spyOn(pg.Client.prototype, 'query').mockImplementation(function (this: pg.Client, ...args: unknown[]) {
-        const text = typeof args[0] === 'string' ? args[0] : (args[0] as { text?: string } | undefined)?.text;
-        if (text) texts.push(text);
-        return (query as (...a: unknown[]) => unknown).apply(this, args);
-      } as never);
-      return texts;
-    };
     const changes = `update people set name = name || '!' where id % 50 = 0;
        update people set score = -1 where id in (100, 2900);
        delete from people where id % 97 = 0;
@@ -276,7 +284,7 @@ describe('planner in the warehouse (PostgreSQL)', () => {
       await using _h = h;
       await sql(url, 'create unique index on crm_people (seen_at, id)');
       expect((await run()).status).toBe('success');
-      const texts = statements();
+      const texts = watchQueries();
       await sql(url, changes);
       const second = await run();
       expect(second.plannedRows).toEqual({ addedCount: 40, changedCount: 60, removedCount: 30 });
@@ -300,16 +308,14 @@ describe('planner in the warehouse (PostgreSQL)', () => {
       expect((await run()).status).toBe('success');
       await sql(url, changes.replace(/case when g = 6017 then -1 else 1 end/, '1').replace('update people set score = -1 where id in (100, 2900);', ''));
       // The planner's own connection fails after the upper half committed.
-      const query = pg.Client.prototype.query;
       let failed = false;
-      vi.spyOn(pg.Client.prototype, 'query').mockImplementation(function (this: pg.Client, ...args: unknown[]) {
-        const text = typeof args[0] === 'string' ? args[0] : '';
-        if (!failed && text.includes('SET staging = NULL, part = -1, through = NULL, columns =')) {
+      watchQueries({
+        fail: (text) => {
+          if (failed || !text.includes('SET staging = NULL, part = -1, through = NULL, columns =')) return null;
           failed = true;
-          return Promise.reject(Object.assign(new Error('server closed the connection unexpectedly'), { code: '57P01' }));
-        }
-        return (query as (...a: unknown[]) => unknown).apply(this, args);
-      } as never);
+          return Object.assign(new Error('server closed the connection unexpectedly'), { code: '57P01' });
+        },
+      });
       // The run retries: its next attempt takes the staged rows in again, both halves.
       const retried = await run();
       expect(failed).toBe(true);
@@ -413,16 +419,7 @@ describe('planner in the warehouse (PostgreSQL)', () => {
     await client.connect();
     const connect = vi.fn(() => Promise.reject(new Error('sorry, too many clients already')));
     const planner = await PostgresPlanner.open(client, 'lockstep_planner', 'test', { connect });
-    const request = (run: number) => ({
-      sync: { id: 7, slug: 'people' },
-      run: { id: run, attempt: 1 },
-      query: 'select * from people',
-      primaryKey: ['id'],
-      sends: { added: true, changed: true, removed: true },
-      resendAll: false,
-      reset: false,
-      cursor: null,
-    });
+    const request = (run: number) => planRequest({ id: run, attempt: 1 });
     try {
       await planner.plan(request(1));
       await planner.commit({ op: 'added', key: ['3000'] }, []);
@@ -449,16 +446,7 @@ describe('planner in the warehouse (PostgreSQL)', () => {
       await client.connect();
       return PostgresPlanner.open(client, 'lockstep_planner', 'test');
     };
-    const request = (attempt: number) => ({
-      sync: { id: 7, slug: 'people' },
-      run: { id: 1, attempt },
-      query: 'select * from people',
-      primaryKey: ['id'],
-      sends: { added: true, changed: true, removed: true },
-      resendAll: false,
-      reset: false,
-      cursor: null,
-    });
+    const request = (attempt: number) => planRequest({ id: 1, attempt });
     const stale = await open();
     const current = await open();
     try {
@@ -761,16 +749,7 @@ describe('planner in the warehouse (MySQL / MariaDB)', () => {
       const pool = createMysqlPool(url, 1);
       return MysqlPlanner.open(pool, await pool.getConnection(), schema, 'test');
     };
-    const request = (run: number) => ({
-      sync: { id: 7, slug: 'people' },
-      run: { id: run, attempt: 1 },
-      query: 'select * from people',
-      primaryKey: ['id'],
-      sends: { added: true, changed: true, removed: true },
-      resendAll: false,
-      reset: false,
-      cursor: null,
-    });
+    const request = (run: number) => planRequest({ id: run, attempt: 1 });
     const planner = await open();
     try {
       // A first run delivers rows 1 to 40 and stops as its take-in had recorded the swap, before the rename.
@@ -810,16 +789,7 @@ describe('planner in the warehouse (MySQL / MariaDB)', () => {
       const pool = createMysqlPool(url, 1);
       return MysqlPlanner.open(pool, await pool.getConnection(), schema, 'test');
     };
-    const request = (attempt: number) => ({
-      sync: { id: 7, slug: 'people' },
-      run: { id: 1, attempt },
-      query: 'select * from people',
-      primaryKey: ['id'],
-      sends: { added: true, changed: true, removed: true },
-      resendAll: false,
-      reset: false,
-      cursor: null,
-    });
+    const request = (attempt: number) => planRequest({ id: 1, attempt });
     const stale = await open();
     const current = await open();
     try {
