@@ -236,17 +236,16 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
   const registry = createConnectorRegistry({ clock, logger, backoff: config.retry });
   // The drivers of the kinds the workspace uses load while the process starts, not in its first
   // run; a worker waits for them (those of a workspace applied since too) before it takes work.
-  const preloadWorkspace = async () => {
+  // A worker also readies the store's snapshot writes (the SQLite store's write thread, which starts
+  // on another core meanwhile) when there is a sync to run.
+  const preloadWorkspace = async (writes: boolean) => {
     const workspace = await store.loadWorkspace();
-    await registry.preload([...workspace.sources, ...workspace.destinations].map((connection) => connection.type));
-    return workspace;
+    await Promise.all([
+      registry.preload([...workspace.sources, ...workspace.destinations].map((connection) => connection.type)),
+      writes && workspace.syncs.length > 0 ? store.snapshots.prepareWrites?.() : undefined,
+    ]);
   };
-  // A worker also readies the store's snapshot writes (the SQLite store's write thread) before it
-  // takes work, when there is a sync to run.
-  const prepareWorker = async () => {
-    if ((await preloadWorkspace()).syncs.length > 0) await store.snapshots.prepareWrites?.();
-  };
-  preloadWorkspace().catch(() => undefined);
+  preloadWorkspace(false).catch(() => undefined);
   const connectors = overrides.connectors ? overrides.connectors(registry) : registry;
   const runnerOptions = {
     clock,
@@ -273,7 +272,7 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
     pollIntervalMs: config.pollIntervalMs,
     ...lease,
     finishedRuns,
-    prepare: prepareWorker,
+    prepare: () => preloadWorkspace(true),
   });
   const scheduler = new Scheduler({
     store: store.schedules,
