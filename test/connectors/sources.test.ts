@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { DuckDbSource, PostgresSource, SqliteSource } from '../../src/connectors/index.js';
 import { ErrorCode, LockstepError } from '../../src/core/errors.js';
 import type { RowBatch, Source, Value } from '../../src/core/ports.js';
-import { createTestDatabase, sql } from '../helpers/postgres.js';
+import { createTestDatabase, refusesWrongPassword, sql } from '../helpers/postgres.js';
 import { describeSourceContract, type FixtureTable, type FixtureType, type SourceFixture } from './source-contract.js';
 
 const q = (name: string) => `"${name.replace(/"/g, '""')}"`;
@@ -149,8 +149,9 @@ describe('PostgresSource', () => {
     }
   });
 
-  it('reports bad credentials as a connection error naming host and port but not the password', async () => {
+  it('reports bad credentials as a connection error naming host and port but not the password', async (ctx) => {
     const url = new URL(await createTestDatabase('source'));
+    if (!(await refusesWrongPassword(url.toString()))) ctx.skip('the configured server accepts any password');
     url.password = 'wrong-password';
     const error = await PostgresSource.connect({ url: url.toString() }).then(
       () => null,

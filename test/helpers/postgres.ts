@@ -34,3 +34,21 @@ export async function sql<T = Record<string, unknown>>(url: string, text: string
     await client.end();
   }
 }
+
+/**
+ * Whether the server at `url` refuses a wrong password. A server given by TEST_DATABASE_URL may
+ * trust local connections and accept any password; a test of bad credentials then has nothing to
+ * show, and skips.
+ */
+export async function refusesWrongPassword(url: string): Promise<boolean> {
+  const wrong = new URL(url);
+  wrong.password = 'lockstep-wrong-password';
+  const client = new pg.Client({ connectionString: wrong.toString() });
+  try {
+    await client.connect();
+  } catch {
+    return true;
+  }
+  await client.end();
+  return false;
+}
