@@ -283,9 +283,6 @@ export class SqliteWriteWorker {
   run(transaction: WriteTransaction): Promise<void> {
     if (this.closed) return Promise.reject(new TypeError('The database connection is not open'));
     const worker = this.worker ?? this.start();
-    const id = this.nextId++;
-    const done = new Promise<void>((resolve, reject) => this.pending.set(id, { resolve, reject }));
-    if (this.pending.size === 1) worker.ref();
     const rows = transaction.rows;
     if (rows) {
       // As bytes, copied to the thread (a memory copy: some 100 kB per 5,000 rows). Not moved: moving
@@ -307,9 +304,9 @@ export class SqliteWriteWorker {
         lastSql: last?.number ?? null,
         lastSqlText: last?.text ?? null,
       };
-      worker.postMessage({ id, transaction: { ...transaction, rows: packed } });
-    } else worker.postMessage({ id, transaction });
-    return done;
+      return this.ask(worker, (id) => ({ id, transaction: { ...transaction, rows: packed } }));
+    }
+    return this.ask(worker, (id) => ({ id, transaction }));
   }
 
   /**
@@ -379,21 +376,28 @@ export class SqliteWriteWorker {
     return true;
   }
 
-  /** Lets the pending transactions finish, closes the worker's connection and ends the thread. */
   /**
    * Starts the thread, if it is not running, and resolves once it has opened its connection: what
    * a first write would otherwise wait for (some 30 ms of a thread's start and its driver's loading).
    */
   ready(): Promise<void> {
     if (this.closed) return Promise.reject(new TypeError('The database connection is not open'));
-    const worker = this.worker ?? this.start();
+    return this.ask(this.worker ?? this.start(), (id) => ({ id, ready: true }));
+  }
+
+  /**
+   * Sends the thread the message `make` builds for a new request's id; resolves (or rejects) with
+   * its answer. While any answer is awaited, the thread keeps the process alive.
+   */
+  private ask(worker: Worker, make: (id: number) => object): Promise<void> {
     const id = this.nextId++;
     const done = new Promise<void>((resolve, reject) => this.pending.set(id, { resolve, reject }));
     if (this.pending.size === 1) worker.ref();
-    worker.postMessage({ id, ready: true });
+    worker.postMessage(make(id));
     return done;
   }
 
+  /** Lets the pending transactions finish, closes the worker's connection and ends the thread. */
   async close(): Promise<void> {
     this.closed = true;
     const worker = this.worker;
