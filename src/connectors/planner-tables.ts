@@ -74,3 +74,58 @@ export const plannerNotes = {
   columnsChanged: (before: readonly ColumnType[], after: readonly ColumnType[]) =>
     `the model's columns changed (${describeChange(before, after)}): every row is compared again by key and sent once`,
 };
+
+/**
+ * A dry run's statements over `diff` (the comparison's rows, each with its `lockstep_op`; `op` is
+ * the SQL of that code, a constant for an initial or reset run) in SQL that quotes names with double
+ * quotes (PostgreSQL, DuckDB): the null keys; per code, the rows and the keys found more than once
+ * (`op`, `n`, `extra`); the repeated keys with their repeats; and each part's query, without null
+ * keys and with one row per key when some repeat.
+ */
+export function previewStatements(diff: string, keys: readonly string[], op: string) {
+  const q = (name: string) => `"${name.replace(/"/g, '""')}"`;
+  const keyList = keys.map(q).join(', ');
+  const anyNull = keys.map((k) => `${q(k)} IS NULL`).join(' OR ');
+  return {
+    nullKeys: `SELECT ${keyList} FROM (${diff}) AS d WHERE ${anyNull}`,
+    counts: `SELECT lockstep_op AS op, count(*) AS n, count(*) FILTER (WHERE lockstep_n > 1) AS extra
+               FROM (SELECT ${op} AS lockstep_op, count(*) AS lockstep_n FROM (${diff}) AS d WHERE NOT (${anyNull}) GROUP BY 1, ${keyList}) AS k GROUP BY 1`,
+    repeatedKeys: `SELECT ${keyList}, count(*) - 1 FROM (${diff}) AS d WHERE NOT (${anyNull}) GROUP BY ${keyList} HAVING count(*) > 1 ORDER BY ${keyList}`,
+    /** The rows of `counts` (code, rows, repeated keys) as each part's rows, and whether any key repeats. */
+    tally(rows: ReadonlyArray<readonly [code: unknown, n: unknown, extra: unknown]>): { counts: Record<WarehousePlanPart['op'], number>; repeated: boolean } {
+      const counts = { added: 0, changed: 0, removed: 0 };
+      let repeated = false;
+      for (const [code, n, extra] of rows) {
+        counts[code === 'a' ? 'added' : code === 'c' ? 'changed' : 'removed'] = Number(n);
+        if (Number(extra) > 0) repeated = true;
+      }
+      return { counts, repeated };
+    },
+    parts(counts: Record<WarehousePlanPart['op'], number>, repeated: boolean, names: readonly string[]): WarehousePlanPart[] {
+      const parts: WarehousePlanPart[] = [];
+      for (const part of OPS) {
+        if (counts[part] === 0) continue;
+        const filter = op === 'lockstep_op' ? ` AND lockstep_op = '${OP_CODE[part]}'` : '';
+        const rows = repeated
+          ? `(SELECT d.*, row_number() OVER (PARTITION BY ${keyList}) AS lockstep_n FROM (${diff}) AS d WHERE NOT (${anyNull})${filter}) AS d WHERE lockstep_n = 1`
+          : `(${diff}) AS d WHERE NOT (${anyNull})${filter}`;
+        parts.push({ op: part, rows: counts[part], query: `SELECT ${part === 'removed' ? keyList : names.map(q).join(', ')} FROM ${rows} ORDER BY ${keyList}` });
+      }
+      return parts;
+    },
+  };
+}
+
+/**
+ * A dry run's refusals: each null key (naming its first null column) and each repeat of a key
+ * (`repeated`: the key's columns, then how many times it repeats).
+ */
+export function previewRefusals(keys: readonly string[], nullKeys: Value[][], repeated: Value[][]): Array<{ key: Value[]; reason: string }> {
+  const refused: Array<{ key: Value[]; reason: string }> = [];
+  for (const key of nullKeys) refused.push({ key, reason: `primary key column "${keys[key.indexOf(null)] ?? keys[0]}" is null` });
+  for (const row of repeated) {
+    const key = row.slice(0, keys.length);
+    for (let i = 0; i < Number(row[keys.length]); i++) refused.push(duplicateKeyRefusal(key));
+  }
+  return refused;
+}

@@ -494,6 +494,7 @@ describe('planner in the warehouse (DuckDB)', () => {
         destinations: [source('crm', { type: 'postgres', url })],
         models: [{ ...model('people', 'warehouse', 'select id, name, score, seen_at from people'), ...over }],
         syncs: [sync('people-to-crm', { model: 'people', destination: 'crm', object: 'crm_people', mode: 'mirror', batchSize: 500 })],
+        sequences: [sequence('all', [member('people-to-crm')])],
       }),
     });
     const run = async (options: { fullCompare?: boolean } = {}) => {
@@ -502,6 +503,33 @@ describe('planner in the warehouse (DuckDB)', () => {
     };
     return { h, run, exec, url };
   }
+
+  it('plans in a dry run what the run after it plans, null and duplicate keys refused', async () => {
+    const { h, run, exec } = await duckSetup({
+      query: `select id, name, score, seen_at from people
+              union all select id, name || ' again', score, seen_at from people where id in (1, 1500)
+              union all select null, 'nobody', 1, null`,
+    });
+    await using _ = h;
+    const dry = async () => {
+      const { added, changed, removed, rejected } = (await h.app.planner.plan('all')).members[0]!;
+      return { added, changed, removed, rejected };
+    };
+    const planned = (r: { plannedRows: typeof NONE; failedRows: typeof NONE }) => ({
+      added: r.plannedRows.addedCount,
+      changed: r.plannedRows.changedCount,
+      removed: r.plannedRows.removedCount,
+      rejected: r.failedRows.addedCount + r.failedRows.changedCount + r.failedRows.removedCount,
+    });
+    const first = await dry();
+    // Every row is planned; the null key and the two repeated keys are refused.
+    expect(first).toEqual({ added: ROWS + 3, changed: 0, removed: 0, rejected: 3 });
+    expect(planned(await run())).toEqual(first);
+    await exec(`update people set name = name || '!' where id % 100 = 0; delete from people where id in (3, 1501); insert into people values (5001, 'new', 1, null)`);
+    const second = await dry();
+    expect(second.removed).toBe(2);
+    expect(planned(await run())).toEqual(second);
+  });
 
   it('sends only what changed, reads past the cursor, and rebuilds a planner table changed by hand', async () => {
     const { h, run, exec, url } = await duckSetup({ cursor: 'seen_at', fullCompareEvery: 2 });

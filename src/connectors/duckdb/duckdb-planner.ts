@@ -11,7 +11,7 @@ import type { DuckDBConnection } from '@duckdb/node-api';
 import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
 import type { Value, WarehousePlan, WarehousePlanner, WarehousePlanPart, WarehousePlanRequest } from '../../core/ports.js';
 import { DuckDbMemory, isOutOfMemory } from './duckdb-memory.js';
-import { OPS, OP_CODE, duplicateKeyRefusal, pendingNote, plannedModelRows, plannerNotes, plannerTableName, sameColumns, type ColumnType } from '../planner-tables.js';
+import { OPS, OP_CODE, duplicateKeyRefusal, pendingNote, plannedModelRows, plannerNotes, plannerTableName, previewRefusals, previewStatements, sameColumns, type ColumnType } from '../planner-tables.js';
 
 const quote = (name: string): string => `"${name.replace(/"/g, '""')}"`;
 
@@ -354,52 +354,14 @@ export class DuckDbPlanner implements WarehousePlanner {
     if (meta.staging !== null) notes.push(pendingNote(meta.run_id));
     const shape = await this.shape(request, meta, plannerTable, notes);
     const diff = this.diffSelect(shape, request, `'${(meta.cursor_value ?? '').replace(/'/g, "''")}'`);
-    const q = quote;
-    const keyList = shape.keys.map(q).join(', ');
-    const anyNull = shape.keys.map((k) => `${q(k)} IS NULL`).join(' OR ');
-    const op = shape.kind === 'initial' || shape.kind === 'reset' ? "'a'" : 'lockstep_op';
-
-    const refused: WarehousePlan['refused'] = [];
-    const nulls = await this.connection.runAndReadAll(`SELECT ${keyList} FROM (${diff}) AS d WHERE ${anyNull}`);
-    for (const key of nulls.getRowsJS() as unknown[][]) {
-      const values = key.map(plain);
-      refused.push({ key: values, reason: `primary key column "${shape.keys[values.indexOf(null)] ?? shape.keys[0]}" is null` });
-    }
-    const grouped = await this.rows<{ op: string; n: bigint; extra: bigint }>(
-      `SELECT lockstep_op AS op, count(*) AS n, count(*) FILTER (WHERE lockstep_n > 1) AS extra
-         FROM (SELECT ${op} AS lockstep_op, count(*) AS lockstep_n FROM (${diff}) AS d WHERE NOT (${anyNull}) GROUP BY 1, ${keyList}) AS k GROUP BY 1`,
-    );
-    const counts = { added: 0, changed: 0, removed: 0 };
-    let duplicates = false;
-    for (const row of grouped) {
-      counts[row.op === 'a' ? 'added' : row.op === 'c' ? 'changed' : 'removed'] = Number(row.n);
-      if (Number(row.extra) > 0) duplicates = true;
-    }
-    if (duplicates) {
-      const dups = await this.connection.runAndReadAll(
-        `SELECT ${keyList}, count(*) - 1 FROM (${diff}) AS d WHERE NOT (${anyNull}) GROUP BY ${keyList} HAVING count(*) > 1 ORDER BY ${keyList}`,
-      );
-      for (const row of dups.getRowsJS() as unknown[][]) {
-        const key = row.slice(0, shape.keys.length).map(plain);
-        for (let i = 0; i < Number(row[shape.keys.length]); i++) {
-          refused.push(duplicateKeyRefusal(key));
-        }
-      }
-    }
+    const sql = previewStatements(diff, shape.keys, shape.kind === 'initial' || shape.kind === 'reset' ? "'a'" : 'lockstep_op');
+    const rows = async (text: string) => ((await this.connection.runAndReadAll(text)).getRowsJS() as unknown[][]).map((row) => row.map(plain));
+    const nullKeys = await rows(sql.nullKeys);
+    const { counts, repeated } = sql.tally((await rows(sql.counts)) as Array<[Value, Value, Value]>);
+    const refused = previewRefusals(shape.keys, nullKeys, repeated ? await rows(sql.repeatedKeys) : []);
     const plannerRows = shape.kind === 'initial' ? 0 : meta.row_count;
     const modelRows = plannedModelRows({ kind: shape.kind, comparison: shape.comparison, counts, plannerRows, refused: refused.length }, counts.added + refused.length);
-
-    const parts: WarehousePlanPart[] = [];
-    if (shape.kind !== 'reset') {
-      for (const part of OPS) {
-        if (counts[part] === 0) continue;
-        const filter = op === 'lockstep_op' ? ` AND lockstep_op = '${OP_CODE[part]}'` : '';
-        const rows = duplicates
-          ? `(SELECT d.*, row_number() OVER (PARTITION BY ${keyList}) AS lockstep_n FROM (${diff}) AS d WHERE NOT (${anyNull})${filter}) AS d WHERE lockstep_n = 1`
-          : `(${diff}) AS d WHERE NOT (${anyNull})${filter}`;
-        parts.push({ op: part, rows: counts[part], query: `SELECT ${part === 'removed' ? keyList : shape.names.map(q).join(', ')} FROM ${rows} ORDER BY ${keyList}` });
-      }
-    }
+    const parts = shape.kind === 'reset' ? [] : sql.parts(counts, repeated, shape.names);
     return { parts, refused, modelRows, plannerRows, comparison: shape.comparison, notes };
   }
 

@@ -12,7 +12,7 @@ import { PlannerCommits } from '../planner-commits.js';
 import type pg from 'pg';
 import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
 import type { Value, WarehousePlan, WarehousePlanner, WarehousePlanPart, WarehousePlanRequest } from '../../core/ports.js';
-import { OPS, OP_CODE, duplicateKeyRefusal, pendingNote, plannedModelRows, plannerNotes, plannerTableName, sameColumns, type ColumnType } from '../planner-tables.js';
+import { OPS, OP_CODE, duplicateKeyRefusal, pendingNote, plannedModelRows, plannerNotes, plannerTableName, previewRefusals, previewStatements, sameColumns, type ColumnType } from '../planner-tables.js';
 
 const quote = (name: string): string => `"${name.replace(/"/g, '""')}"`;
 
@@ -588,54 +588,14 @@ export class PostgresPlanner implements WarehousePlanner {
     const shape = await this.shape(request, meta, plannerTable, notes);
     const cuts = shape.comparison === 'full' && shape.kind !== 'initial' && shape.kind !== 'reset' ? await this.ranges(shape, Number(meta.row_count)) : null;
     const diff = this.diffSelect(shape, request, client.escapeLiteral(meta.cursor_value ?? ''), cuts);
-    const q = quote;
-    const keyList = shape.keys.map(q).join(', ');
-    const anyNull = shape.keys.map((k) => `${q(k)} IS NULL`).join(' OR ');
-    const op = shape.kind === 'initial' || shape.kind === 'reset' ? "'a'::char" : 'lockstep_op';
-
-    const refused: WarehousePlan['refused'] = [];
-    const nulls = await client.query({ text: `SELECT ${keyList} FROM (${diff}) AS d WHERE ${anyNull}`, rowMode: 'array' });
-    for (const key of nulls.rows as Value[][]) {
-      refused.push({ key: key.map(plain), reason: `primary key column "${shape.keys[key.indexOf(null)] ?? shape.keys[0]}" is null` });
-    }
-    const grouped = await client.query({
-      text: `SELECT ${op} AS lockstep_op, count(*) AS n, count(*) FILTER (WHERE lockstep_n > 1) AS extra
-               FROM (SELECT ${op} AS lockstep_op, count(*) AS lockstep_n FROM (${diff}) AS d WHERE NOT (${anyNull}) GROUP BY 1, ${keyList}) AS k GROUP BY 1`,
-      rowMode: 'array',
-    });
-    const counts = { added: 0, changed: 0, removed: 0 };
-    let duplicates = false;
-    for (const [code, n, extra] of grouped.rows as Array<[string, string, string]>) {
-      counts[code === 'a' ? 'added' : code === 'c' ? 'changed' : 'removed'] = Number(n);
-      if (Number(extra) > 0) duplicates = true;
-    }
-    if (duplicates) {
-      const dups = await client.query({
-        text: `SELECT ${keyList}, count(*) - 1 FROM (${diff}) AS d WHERE NOT (${anyNull}) GROUP BY ${keyList} HAVING count(*) > 1 ORDER BY ${keyList}`,
-        rowMode: 'array',
-      });
-      for (const row of dups.rows as Value[][]) {
-        const key = row.slice(0, shape.keys.length).map(plain);
-        for (let i = 0; i < Number(row[shape.keys.length]); i++) {
-          refused.push(duplicateKeyRefusal(key));
-        }
-      }
-    }
-    const refusedRows = refused.length;
+    const sql = previewStatements(diff, shape.keys, shape.kind === 'initial' || shape.kind === 'reset' ? "'a'::char" : 'lockstep_op');
+    const rows = async (text: string) => ((await client.query({ text, rowMode: 'array' })).rows as unknown[][]).map((row) => row.map(plain));
+    const nullKeys = await rows(sql.nullKeys);
+    const { counts, repeated } = sql.tally((await rows(sql.counts)) as Array<[Value, Value, Value]>);
+    const refused = previewRefusals(shape.keys, nullKeys, repeated ? await rows(sql.repeatedKeys) : []);
     const plannerRows = shape.kind === 'initial' ? 0 : Number(meta.row_count);
-    const modelRows = plannedModelRows({ kind: shape.kind, comparison: shape.comparison, counts, plannerRows, refused: refusedRows }, counts.added + refusedRows);
-
-    const parts: WarehousePlanPart[] = [];
-    if (shape.kind !== 'reset') {
-      for (const part of OPS) {
-        if (counts[part] === 0) continue;
-        const filter = op === 'lockstep_op' ? ` AND lockstep_op = '${OP_CODE[part]}'` : '';
-        const rows = duplicates
-          ? `(SELECT d.*, row_number() OVER (PARTITION BY ${keyList}) AS lockstep_n FROM (${diff}) AS d WHERE NOT (${anyNull})${filter}) AS d WHERE lockstep_n = 1`
-          : `(${diff}) AS d WHERE NOT (${anyNull})${filter}`;
-        parts.push({ op: part, rows: counts[part], query: `SELECT ${part === 'removed' ? keyList : shape.names.map(q).join(', ')} FROM ${rows} ORDER BY ${keyList}` });
-      }
-    }
+    const modelRows = plannedModelRows({ kind: shape.kind, comparison: shape.comparison, counts, plannerRows, refused: refused.length }, counts.added + refused.length);
+    const parts = shape.kind === 'reset' ? [] : sql.parts(counts, repeated, shape.names);
     return { parts, refused, modelRows, plannerRows, comparison: shape.comparison, notes };
   }
 
