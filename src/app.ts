@@ -237,12 +237,13 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
   // The drivers of the kinds the workspace uses load while the process starts, not in its first
   // run; a worker waits for them (those of a workspace applied since too) before it takes work.
   // A worker also readies the store's snapshot writes (the SQLite store's write thread, which starts
-  // on another core meanwhile) when there is a sync to run.
+  // on another core meanwhile) when a sync may keep its snapshot there (its source is not set to
+  // `planner: warehouse`).
   const preloadWorkspace = async (writes: boolean) => {
     const workspace = await store.loadWorkspace();
     await Promise.all([
       registry.preload([...workspace.sources, ...workspace.destinations].map((connection) => connection.type)),
-      writes && workspace.syncs.length > 0 ? store.snapshots.prepareWrites?.() : undefined,
+      writes && snapshotsInStore(workspace) ? store.snapshots.prepareWrites?.() : undefined,
     ]);
   };
   preloadWorkspace(false).catch(() => undefined);
@@ -425,4 +426,12 @@ export function scheduleEntries(workspace: WorkspaceState): ScheduleEntry[] {
 function splitScheduleId(id: string): ['sync' | 'sequence', string] {
   const at = id.indexOf(':');
   return [id.slice(0, at) === 'sync' ? 'sync' : 'sequence', id.slice(at + 1)];
+}
+
+/** Whether a sync of the workspace may keep its snapshot in the store: its model's source is not set to `planner: warehouse`. */
+function snapshotsInStore(workspace: WorkspaceState): boolean {
+  return workspace.syncs.some((sync) => {
+    const model = workspace.models.find((m) => m.slug === sync.model);
+    return workspace.sources.find((source) => source.slug === model?.source)?.settings.planner !== 'warehouse';
+  });
 }

@@ -71,6 +71,22 @@ describe('a worker prepares its workspace before it takes work', () => {
     expect(seen.openedLoaded).toEqual([true]);
   });
 
+  it('leaves the write thread of the store alone when every sync plans in the warehouse', async () => {
+    const dir = tempDir();
+    createHierarchyFixture(dir);
+    const prepareWrites = vi.spyOn(SqliteSnapshotStore.prototype, 'prepareWrites');
+    // Preparing opens no connection: the source's server need not be there.
+    const warehouse = workspace({
+      sources: [source('warehouse', { type: 'postgres', settings: { url: 'postgres://lockstep@127.0.0.1:1/dw', planner: 'warehouse' } })],
+      destinations: [source('app', { path: 'app.db' })],
+      models: [model('accounts', 'warehouse', 'select id, name from accounts')],
+      syncs: [sync('accounts', { model: 'accounts', destination: 'app', object: 'accounts' })],
+    });
+    await using _h = await startHarness({ dir, definition: warehouse });
+    expect(prepareWrites).not.toHaveBeenCalled();
+    prepareWrites.mockRestore();
+  });
+
   it('starts anyway when a driver fails to load', async () => {
     const dir = tempDir();
     createHierarchyFixture(dir);
