@@ -1,7 +1,7 @@
 /**
  * What the warehouse planners (PostgreSQL, MySQL, DuckDB) share about their tables: a sync's
- * planner table name, the order and codes of planned parts, and how a model's columns compare with
- * those a planner table recorded.
+ * planner table name, the order and codes of planned parts, how a model's columns compare with
+ * those a planner table recorded, and (PostgreSQL, DuckDB) a dry run's statements.
  */
 import type { Value, WarehousePlanPart } from '../core/ports.js';
 
