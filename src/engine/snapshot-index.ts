@@ -236,7 +236,6 @@ export class SnapshotIndex {
     for (let i = 0; i < this.count; i++) this.place(this.keyHashes[i] as number, i);
   }
 
-
   /** Whether entry `i` holds this value hash. */
   sameHash(i: number, high: number, low: number): boolean {
     return ((this.flags[i] as number) & STALE) === 0 && this.hashes[2 * i] === high && this.hashes[2 * i + 1] === low;

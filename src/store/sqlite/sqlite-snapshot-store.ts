@@ -368,20 +368,24 @@ export class SqliteSnapshotStore implements SnapshotStore {
         }
       })();
       const second: SnapshotPage[] = [];
+      // The first half's pages that have come, in order.
+      function* arrivedPages(): Generator<SnapshotPage> {
+        for (let page = arrived.shift(); page; page = arrived.shift()) yield page;
+      }
       try {
         const start = this.statement(pageSql('sync_id = ? AND key >= ?')).raw(true);
         for (let after: string | null = null; ; ) {
           const from: string | null = after;
           const row = this.transactions.read(() => (from === null ? start.get(syncId, middle, size) : next.get(syncId, from, size))) as unknown[];
           if ((row[0] as number) > 0) second.push(bulkPage(row));
-          for (let page = arrived.shift(); page; page = arrived.shift()) yield page;
+          yield* arrivedPages();
           const last = row[3] as string | null;
           if ((row[0] as number) < size || last === null) break;
           after = last;
           await new Promise((resolve) => setImmediate(resolve));
         }
         for (;;) {
-          for (let page = arrived.shift(); page; page = arrived.shift()) yield page;
+          yield* arrivedPages();
           if (state.failed) throw this.wrap(state.failed);
           if (state.ended) break;
           await new Promise<void>((resolve) => (state.wake = resolve));
