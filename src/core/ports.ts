@@ -103,6 +103,8 @@ export interface ReadOptions {
   signal?: AbortSignal;
   /** The reader takes `EncodedRows` where the source reads a line format. */
   encoded?: boolean;
+  /** Read in this snapshot, exported by the source's planner in the warehouse (WarehousePlanPart.snapshot). */
+  snapshot?: string;
 }
 
 /** A warehouse connection that models read from. */
@@ -171,6 +173,13 @@ export interface WarehousePlanPart {
   op: 'added' | 'changed' | 'removed';
   query: string;
   rows: number;
+  /**
+   * The part is read in this exported snapshot (ReadOptions.snapshot) while the warehouse still
+   * stages it: `rows` is then an estimate, and `counted` gives the rows the read must return and
+   * the model's rows refused (null or duplicate keys) once the staging table is built.
+   */
+  snapshot?: string;
+  counted?: Promise<{ rows: number; refused: Array<{ key: Value[]; reason: string }> }>;
 }
 
 /** The outcome of comparing a model with its planner table in the warehouse. */

@@ -20,7 +20,7 @@ import type { BackoffPolicy } from '../core/backoff.js';
 import { resolveConnection } from '../core/connector-registry.js';
 import { ErrorCode, LockstepError } from '../core/errors.js';
 import { encodeKey } from '../core/keys.js';
-import type { Clock, Connectors, Destination, EncodedRows, Logger, Source, Store, Value, WarehousePlanner, WriteOperation, WriteTarget } from '../core/ports.js';
+import type { Clock, Connectors, Destination, EncodedRows, Logger, Source, Store, Value, WarehousePlan, WarehousePlanner, WriteOperation, WriteTarget } from '../core/ports.js';
 import type { ApiUsage, SyncRun } from '../core/runs.js';
 import { PhaseClock } from '../core/run-phases.js';
 import { massDeleteRefusal } from '../core/sync-rules.js';
@@ -547,12 +547,15 @@ export class SyncRunner {
     const notes = [...p.plannerNotes, ...plan.notes];
     await p.record.update({ comparison: { planner: 'warehouse', kind: plan.comparison, ...(notes.length > 0 ? { notes } : {}) } });
     progress.expectedRows = plan.parts.reduce((n, part) => n + part.rows, 0);
-    if (plan.refused.length > 0) {
-      bump(progress.planned, 'added', plan.refused.length);
-      bump(progress.failed, 'added', plan.refused.length);
-      progress.settled += plan.refused.length;
-      await store.addRejectedRows(plan.refused.map((r) => ({ syncRunId: run.id, key: encodeKey(r.key), op: 'added' as const, reason: r.reason })), fence);
-    }
+    const refuse = async (refused: WarehousePlan['refused']) => {
+      if (refused.length === 0) return;
+      bump(progress.planned, 'added', refused.length);
+      bump(progress.failed, 'added', refused.length);
+      progress.settled += refused.length;
+      await store.addRejectedRows(refused.map((r) => ({ syncRunId: run.id, key: encodeKey(r.key), op: 'added' as const, reason: r.reason })), fence);
+    };
+    await refuse(plan.refused);
+    let modelRows = plan.modelRows;
     const removing = plan.parts.find((part) => part.op === 'removed')?.rows ?? 0;
     if (removing > 0 && !run.options.allowMassDelete) {
       const refusal = massDeleteRefusal(sync, removing, plan.plannerRows);
@@ -582,7 +585,8 @@ export class SyncRunner {
     for (const part of resetCDC ? [] : plan.parts) {
       let keyIndexes: number[] | null = null;
       let read = 0;
-      for await (const rows of timedReads(source.read(part.query, { batchSize: this.options.readBatchSize, signal, encoded: true })[Symbol.asyncIterator](), p.phases)) {
+      const reading = source.read(part.query, { batchSize: this.options.readBatchSize, signal, encoded: true, ...(part.snapshot ? { snapshot: part.snapshot } : {}) });
+      for await (const rows of timedReads(reading[Symbol.asyncIterator](), p.phases)) {
         if (signal.aborted) throw new RunStopped(signal.reason as StopReason);
         await new Promise((resolve) => setImmediate(resolve));
         keyIndexes ??= model.primaryKey.map((column) => rows.columns.indexOf(column));
@@ -599,17 +603,26 @@ export class SyncRunner {
           if (batches.add(op)) await batches.flush();
         }
       }
+      // Read while the warehouse staged it: its count (and the model's refused rows) come now.
+      let planned = part.rows;
+      if (part.counted) {
+        const counted = await p.phases.during('plan', part.counted);
+        planned = counted.rows;
+        progress.expectedRows += counted.rows - part.rows;
+        modelRows = counted.rows + counted.refused.length;
+        await refuse(counted.refused);
+      }
       // A read that ended early without an error (a database's client can lose the end of a stream)
       // must not pass for a complete one: the run's end takes every planned row in as delivered.
-      if (read !== part.rows) {
+      if (read !== planned) {
         throw new LockstepError(
           ErrorCode.Transient,
-          `reading the ${part.op} rows of model "${model.slug}" from the warehouse returned ${read} rows where the comparison planned ${part.rows}; nothing unread is recorded as delivered, and the next attempt reads them again`,
+          `reading the ${part.op} rows of model "${model.slug}" from the warehouse returned ${read} rows where the comparison planned ${planned}; nothing unread is recorded as delivered, and the next attempt reads them again`,
         );
       }
     }
     progress.reading = false;
-    progress.querySize = plan.modelRows;
+    progress.querySize = modelRows;
     if (!resetCDC) {
       if (p.target === null) await prepare(model.primaryKey, undefined);
       await batches.end();

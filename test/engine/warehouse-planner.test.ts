@@ -8,7 +8,8 @@
  * (or, with `auto`, the store's planner); a stale attempt cannot write the planner's state.
  */
 import pg from 'pg';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it, onTestFinished, vi } from 'vitest';
+import { PostgresSource } from '../../src/connectors/index.js';
 import { PostgresPlanner, plannerTuning } from '../../src/connectors/postgres/postgres-planner.js';
 import type { ModelDef, SequenceDef, SyncDef } from '../../src/core/workspace.js';
 import { member, model, sequence, source, sync, workspace } from '../helpers/definitions.js';
@@ -140,8 +141,15 @@ describe('planner in the warehouse (PostgreSQL)', () => {
     expect((await run()).plannedRows).toEqual(NONE);
   });
 
-  it('finds null and duplicate keys in the warehouse and refuses them', async () => {
-    const { h, run } = await setup({
+  it.each([
+    ['first', 'never'],
+    ['alongside', 'always'],
+  ] as const)('finds null and duplicate keys in the warehouse and refuses them (a first run\'s staging table built %s)', async (_built, firstRun) => {
+    plannerTuning.firstRun = firstRun;
+    onTestFinished(() => {
+      plannerTuning.firstRun = 'unsorted';
+    });
+    const { url, h, run } = await setup({
       models: [
         model(
           'people',
@@ -160,6 +168,119 @@ describe('planner in the warehouse (PostgreSQL)', () => {
     expect(reasons).toContainEqual(['[null]', 'primary key column "id" is null']);
     expect(reasons.find(([key]) => key === '[5]')?.[1]).toMatch(/^duplicate primary key \[5\]/);
     expect(first.successfulRows.addedCount).toBe(ROWS);
+    // The one row of the repeated key that was sent is the one the planner table holds.
+    const row5 = 'select name from %s where id = 5';
+    expect(await sql(url, row5.replace('%s', 'crm_people'))).toEqual(await sql(url, row5.replace('%s', 'lockstep_planner.sync_1_people_to_crm')));
+  });
+
+  describe('a first run\'s staging table built alongside its delivery', () => {
+    afterEach(() => {
+      plannerTuning.firstRun = 'unsorted';
+      vi.restoreAllMocks();
+    });
+
+    it('delivers and stages the model as one snapshot saw it, whatever changes meanwhile', async () => {
+      plannerTuning.firstRun = 'always';
+      const { url, h, run, digest } = await setup();
+      await using _ = h;
+      // As the delivery takes the snapshot, the model changes: neither the delivery nor the staging table sees it.
+      const texts: string[] = [];
+      const query = pg.Client.prototype.query;
+      let changed = false;
+      vi.spyOn(pg.Client.prototype, 'query').mockImplementation(function (this: pg.Client, ...args: unknown[]) {
+        const text = typeof args[0] === 'string' ? args[0] : ((args[0] as { text?: string } | undefined)?.text ?? '');
+        texts.push(text);
+        const go = () => (query as (...a: unknown[]) => unknown).apply(this, args);
+        if (!text.includes('SET TRANSACTION SNAPSHOT') || changed) return go();
+        changed = true;
+        return sql(url, `update people set name = 'late' where id = 1; insert into people values (${ROWS + 1}, 'late', 1, null)`).then(go);
+      } as never);
+      const first = await run();
+      expect(first.status).toBe('success');
+      expect(first.plannedRows).toEqual({ addedCount: ROWS, changedCount: 0, removedCount: 0 });
+      expect(first.successfulRows.addedCount).toBe(ROWS);
+      expect(texts.filter((t) => t.includes('pg_export_snapshot'))).toHaveLength(1);
+      expect(changed).toBe(true);
+      expect(await sql(url, 'select name from crm_people where id = 1')).toEqual([{ name: 'person 1' }]);
+      expect(await digest('select * from lockstep_planner.sync_1_people_to_crm')).toEqual(await digest('select * from crm_people'));
+      expect(await sql(url, 'select count(*)::int as n from crm_people')).toEqual([{ n: ROWS }]);
+      vi.restoreAllMocks();
+
+      const second = await run();
+      expect(second.plannedRows).toEqual({ addedCount: 1, changedCount: 1, removedCount: 0 });
+      expect(await digest('select * from crm_people')).toEqual(await digest('select * from people'));
+    });
+
+    it('leaves nothing recorded when the run stops before the table is built, and the next attempt starts the first run again', async () => {
+      plannerTuning.firstRun = 'always';
+      const url = await createTestDatabase('lockstep_walong');
+      await sql(url, `create table people (id bigint primary key, name text); insert into people select g, 'p' || g from generate_series(1, 3000) g`);
+      const open = async () => {
+        const client = new pg.Client({ connectionString: url });
+        await client.connect();
+        return PostgresPlanner.open(client, 'lockstep_planner', 'test', {
+          connect: async () => {
+            const side = new pg.Client({ connectionString: url });
+            await side.connect();
+            return side;
+          },
+        });
+      };
+      // Insert mode never sends a row twice: its first run builds the table first.
+      const inserting = await open();
+      try {
+        const plan = await inserting.plan({ ...planRequest({ id: 1, attempt: 1 }), sync: { id: 8, slug: 'inserted' }, sends: { added: true, changed: false, removed: false } });
+        expect(plan.parts.map((p) => [p.op, p.rows, p.snapshot])).toEqual([['added', 3000, undefined]]);
+      } finally {
+        await inserting.close();
+      }
+
+      const stopped = await open();
+      const plan = await stopped.plan(planRequest({ id: 2, attempt: 1 }));
+      const [part] = plan.parts;
+      expect(part?.snapshot).toEqual(expect.any(String));
+      // The delivery reads in the snapshot, rows the model gains afterwards unseen.
+      await sql(url, `insert into people values (3001, 'later')`);
+      const reader = new pg.Client({ connectionString: url });
+      await reader.connect();
+      try {
+        await reader.query(`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '${part!.snapshot}'`);
+        expect((await reader.query(`SELECT count(*)::int AS n FROM (${part!.query}) AS r`)).rows).toEqual([{ n: 3000 }]);
+      } finally {
+        await reader.end();
+      }
+      expect(await part!.counted).toEqual({ rows: 3000, refused: [] });
+      // Delivered up to key 100, then stopped before the table was recorded.
+      await stopped.commit({ op: 'added', key: ['100'] }, [['7']]);
+      await stopped.close();
+      expect(await sql(url, 'select staging, part from lockstep_planner.lockstep_syncs where sync_id = 7')).toEqual([{ staging: null, part: -1 }]);
+
+      const again = await open();
+      try {
+        const next = await again.plan(planRequest({ id: 2, attempt: 2 }));
+        expect(next.notes).not.toContain('took in the rows an earlier attempt delivered before it stopped');
+        expect(next.plannerRows).toBe(0);
+        expect(await next.parts[0]!.counted).toEqual({ rows: 3001, refused: [] });
+        await again.commit({ op: 'added', key: ['3001'] }, [['7']]);
+        await again.finish();
+        expect(await sql(url, 'select count(*)::int as n from lockstep_planner.sync_7_people')).toEqual([{ n: 3000 }]);
+      } finally {
+        await again.close();
+      }
+    });
+
+    it('fails a read whose snapshot is gone, naming it', async () => {
+      const url = await createTestDatabase('lockstep_wsnap');
+      const source = await PostgresSource.connect({ url });
+      try {
+        const read = async () => {
+          for await (const _ of source.read('select 1 as one', { batchSize: 10, snapshot: '00000003-0000001B-1' })) void _;
+        };
+        await expect(read()).rejects.toThrow(/reading a first run's rows from source .* in the planner's snapshot failed: snapshot "00000003-0000001B-1" does not exist/);
+      } finally {
+        await source.close();
+      }
+    });
   });
 
   it('fails a run whose read of the planned rows ended early, and records only what was delivered', async () => {
@@ -179,7 +300,8 @@ describe('planner in the warehouse (PostgreSQL)', () => {
         models: [model('people', 'warehouse', 'select id, name, score, seen_at from people')],
         syncs: [sync('people-to-crm', { model: 'people', destination: 'crm', object: 'crm_people', mode: 'mirror', batchSize: 500 })],
       }),
-      connectors: (real) => withShortReads(real, (query) => short && query.includes('_stage')),
+      // The first run reads the model itself, in the snapshot its staging table is built in.
+      connectors: (real) => withShortReads(real, (query) => short && (query.includes('_stage') || query.includes('DISTINCT ON'))),
     });
     await using _ = h;
     const { run } = await h.app.worker.triggerSync('people-to-crm', {});
@@ -429,7 +551,8 @@ describe('planner in the warehouse (PostgreSQL)', () => {
       expect(plan.parts.map((p) => [p.op, p.rows])).toEqual([['added', 30], ['changed', 60], ['removed', 30]]);
       for (const part of plan.parts) await planner.commit({ op: part.op, key: ['3030'] }, []);
       await planner.finish();
-      expect(connect).toHaveBeenCalledTimes(1);
+      // Asked for by the first run's staging table (then built first) and by the second run's halves.
+      expect(connect).toHaveBeenCalledTimes(2);
       const digest = (table: string) => sql(url, `select count(*)::int as n, md5(string_agg(id || name, ',' order by id)) as m from ${table}`);
       expect(await digest('lockstep_planner.sync_7_people')).toEqual(await digest('people'));
     } finally {

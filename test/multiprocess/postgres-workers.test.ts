@@ -273,7 +273,8 @@ describe('workers and schedulers sharing a PostgreSQL store', () => {
     // A replacement may still be starting: it stops cleanly once it runs.
     for (const proc of workers) {
       await proc.waitForStderr(/: running on /, 30_000);
-      expect((await proc.stop()).code, `${note}${proc.stderr}`).toBe(0);
+      const stopped = await proc.stop();
+      expect(stopped.code, `${note}signal ${stopped.signal}: ${proc.stderr}`).toBe(0);
     }
 
     const cleanDir = await cleanRun(f, options);

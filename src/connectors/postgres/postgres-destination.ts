@@ -409,6 +409,7 @@ class PostgresWriter implements DestinationWriter {
 
   private async writeOn(client: pg.PoolClient, batch: WriteOperation[]): Promise<RowOutcome[]> {
     try {
+      if (await this.copyInOneGo(client, batch)) return batch.map(() => ({ ok: true }));
       // `begin` goes with the batch's first statement: every round trip waits for this process
       // to read the answer, which it does between batches of rows it plans.
       const outcomes = await this.writeByKind(client, batch, true, 'begin');
@@ -427,6 +428,28 @@ class PostgresWriter implements DestinationWriter {
     } catch (thrown) {
       await client.query('rollback').catch(() => undefined);
       throw thrown;
+    }
+  }
+
+  /**
+   * A batch of inserts, or of upserts into a table that was empty (see copyAndMerge), copied
+   * straight into the table in one exchange with the server: its transaction, the copy and the
+   * commit go as one message, so the server waits for nothing between batches but their rows.
+   * False when the batch is not such a batch, or when an upsert met a row that exists (the
+   * transaction is rolled back, and rows are merged from now on).
+   */
+  private async copyInOneGo(client: pg.PoolClient, batch: WriteOperation[]): Promise<boolean> {
+    const kind = (batch[0] as WriteOperation).kind;
+    if (!(kind === 'insert' || (kind === 'upsert' && this.straightCopies)) || !batch.every((op) => op.kind === kind)) return false;
+    const { columns } = this.target;
+    try {
+      await copyRows(client, `begin; copy ${this.table} (${columns.map(quoteIdent).join(', ')}) from stdin; commit`, batch, columns.length);
+      return true;
+    } catch (thrown) {
+      if (kind !== 'upsert' || errorCode(thrown) !== UNIQUE_VIOLATION) throw thrown;
+      await client.query('rollback');
+      this.straightCopies = false;
+      return false;
     }
   }
 

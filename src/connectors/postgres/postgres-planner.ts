@@ -13,8 +13,7 @@ import type pg from 'pg';
 import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
 import type { Value, WarehousePlan, WarehousePlanner, WarehousePlanPart, WarehousePlanRequest } from '../../core/ports.js';
 import { OPS, OP_CODE, duplicateKeyRefusal, pendingNote, plannedModelRows, plannerNotes, plannerTableName, previewRefusals, previewStatements, sameColumns, type ColumnType } from '../planner-tables.js';
-
-const quote = (name: string): string => `"${name.replace(/"/g, '""')}"`;
+import { addPrimaryKey, firstRunQuery, PLANNER_FILLFACTOR, plain, quote, refuseNullKeys, StagingAlongside } from './postgres-staging.js';
 
 /** How the staging table was built, which says how it is taken into the planner table. */
 type StagingKind =
@@ -64,13 +63,6 @@ interface Shape {
 
 /** Types without an equality operator are compared as text. */
 const TEXT_COMPARED = new Set(['json', 'xml', 'point', 'line', 'lseg', 'box', 'path', 'polygon', 'circle']);
-
-/**
- * Planner tables leave a tenth of each page free, so that updating a row's values keeps the new
- * version on its page without a new index entry (a HOT update): a run that changes rows spread
- * over the whole key range rewrites far fewer pages.
- */
-const PLANNER_FILLFACTOR = 90;
 
 /** Per kind of staged row ('a', 'c', 'r'): the key its upper half starts at, as a subquery. */
 type Halves = Map<string, string>;
@@ -131,20 +123,44 @@ async function applyChanges(client: pg.Client, c: Changes, half: { bounds: Halve
 }
 
 /**
- * Tests lower these. A full comparison of a planner table of `splitRows` rows or more runs in key
+ * Tests change these. A full comparison of a planner table of `splitRows` rows or more runs in key
  * ranges side by side (see ranges); staged rows of a kind are taken into the planner table in two
- * halves at once from `halfRows` rows (see applyInHalves).
+ * halves at once from `halfRows` rows (see applyInHalves); a first run's staging table is built
+ * alongside its delivery when the model reads in key order without a sort (`firstRun: 'unsorted'`,
+ * see startFirstRun), whatever its plan (`always`), or never.
  */
-export const plannerTuning = { splitRows: 200_000, halfRows: 20_000 };
+export const plannerTuning: { splitRows: number; halfRows: number; firstRun: 'unsorted' | 'always' | 'never' } = {
+  splitRows: 200_000,
+  halfRows: 20_000,
+  firstRun: 'unsorted',
+};
 /** At most this many ranges, whatever PostgreSQL allows. */
 const MAX_RANGES = 8;
 /** About how many of the planner table's rows are sampled to place the ranges' bounds. */
 const SAMPLE_ROWS = 30_000;
 
-/** SQLSTATEs: insufficient_privilege, unique_violation, not_null_violation. */
+/** SQLSTATE insufficient_privilege. */
 const NO_PRIVILEGE = '42501';
-const UNIQUE_VIOLATION = '23505';
-const NOT_NULL_VIOLATION = '23502';
+/**
+ * Rejected keys a first run holds while its staging table is built alongside (see
+ * StagingAlongside): past this many, delivery waits for the table.
+ */
+const PENDING_REJECTED = 50_000;
+
+/** A first run whose staging table is built alongside its delivery, until it is recorded in lockstep_syncs. */
+interface FirstRun {
+  staging: StagingAlongside;
+  /** What the meta row records with the staging table. */
+  name: string;
+  keys: string[];
+  modelColumns: ColumnType[];
+  pendingCursor: string | null;
+  comparison: 'full' | 'cursor';
+  /** The watermark and rejected keys delivered before the table was recorded. */
+  through: { op: WarehousePlanPart['op']; key: Value[] } | null;
+  rejected: Value[][];
+  recorded: boolean;
+}
 
 export class PostgresPlanner implements WarehousePlanner {
   /** Commits in the order they were asked for (each waits for the one before). */
@@ -156,6 +172,8 @@ export class PostgresPlanner implements WarehousePlanner {
 
   /** The run's staged rows of each kind, once planned. */
   private counts = { added: 0, changed: 0, removed: 0 };
+  /** A first run's staging table built alongside its delivery (see startFirstRun). */
+  private firstRun: FirstRun | null = null;
 
   private constructor(
     private readonly client: pg.Client,
@@ -361,6 +379,12 @@ export class PostgresPlanner implements WarehousePlanner {
     const q = (n: string) => quote(n);
     const keyList = keys.map(q).join(', ');
     await client.query(`DROP TABLE IF EXISTS ${this.table(staging)}, ${this.table(rejectedTable)}`);
+    // A first run of a sync whose rows may be sent again (an upsert, an update: not insert mode)
+    // delivers while its staging table is built.
+    if (kind === 'initial' && request.sends.changed) {
+      const alongside = await this.startFirstRun(shape, staging, rejectedTable);
+      if (alongside) return { ...alongside, notes };
+    }
     let created: number;
     if (kind === 'initial' || kind === 'reset') {
       // It becomes the planner table: room left in each page keeps later updates on their page (HOT).
@@ -378,40 +402,20 @@ export class PostgresPlanner implements WarehousePlanner {
 
     // Null and duplicate keys: found here, refused, and kept out of the plan. The staging table's
     // primary key finds them: only when it refuses one are they looked for (a scan of the whole
-    // model spared on a first run otherwise). Nulls are refused first, then duplicates.
+    // model spared on a first run otherwise).
     const refused: WarehousePlan['refused'] = [];
     const opFilter = kind === 'initial' || kind === 'reset' ? '' : "lockstep_op <> 'r' AND ";
-    const refuseNulls = async () => {
-      const nulls = await client.query({
-        text: `DELETE FROM ${this.table(staging)} WHERE ${opFilter}(${keys.map((k) => `${q(k)} IS NULL`).join(' OR ')}) RETURNING ${keyList}`,
-        rowMode: 'array',
-      });
-      for (const key of nulls.rows as Value[][]) {
-        refused.push({ key: key.map(plain), reason: `primary key column "${keys[key.indexOf(null)] ?? keys[0]}" is null` });
+    await addPrimaryKey(client, this.table(staging), `${staging}_pkey`, keys, async (found) => {
+      if (found === 'null') {
+        refused.push(...(await refuseNullKeys(client, this.table(staging), keys, opFilter)));
+        return;
       }
-    };
-    const refuseDuplicates = async () => {
       const dups = await client.query({
         text: `DELETE FROM ${this.table(staging)} AS a USING ${this.table(staging)} AS b WHERE ${keys.map((k) => `a.${q(k)} = b.${q(k)}`).join(' AND ')} AND a.ctid > b.ctid RETURNING ${keys.map((k) => `a.${q(k)}`).join(', ')}`,
         rowMode: 'array',
       });
-      for (const key of dups.rows as Value[][]) {
-        refused.push(duplicateKeyRefusal(key.map(plain)));
-      }
-    };
-    for (let tries = 0; ; tries++) {
-      await client.query('SAVEPOINT lockstep_key');
-      try {
-        await client.query(`ALTER TABLE ${this.table(staging)} ADD CONSTRAINT ${q(`${staging}_pkey`)} PRIMARY KEY (${keyList})`);
-        await client.query('RELEASE SAVEPOINT lockstep_key');
-        break;
-      } catch (error) {
-        const code = (error as { code?: string }).code;
-        if (tries === 2 || (code !== NOT_NULL_VIOLATION && code !== UNIQUE_VIOLATION)) throw error;
-        await client.query('ROLLBACK TO SAVEPOINT lockstep_key');
-        await (code === NOT_NULL_VIOLATION ? refuseNulls() : refuseDuplicates());
-      }
-    }
+      for (const key of dups.rows as Value[][]) refused.push(duplicateKeyRefusal(key.map(plain)));
+    });
     await client.query(`CREATE TABLE ${this.table(rejectedTable)} AS SELECT ${keyList} FROM ${this.table(staging)} WITH NO DATA`);
 
     const counts = { added: 0, changed: 0, removed: 0 };
@@ -440,6 +444,80 @@ export class PostgresPlanner implements WarehousePlanner {
       }
     }
     return { parts, refused, modelRows, plannerRows, comparison, notes };
+  }
+
+  /**
+   * Starts a first run's staging table on a second connection, alongside the delivery (see
+   * postgres-staging.ts), and plans the model's rows read in its snapshot. Null when PostgreSQL
+   * would sort the model to read it in key order (the sort would cost the delivery more than the
+   * table built first saves) or no second connection can be opened: then the table is built first.
+   */
+  private async startFirstRun(shape: Shape, staging: string, rejectedTable: string): Promise<Omit<WarehousePlan, 'notes'> | null> {
+    if (this.connect === null || plannerTuning.firstRun === 'never') return null;
+    const { client } = this;
+    const read = firstRunQuery(shape.query, shape.keys);
+    // Planned as the delivery reads it: in one process (see StagingAlongside.start).
+    await client.query("SELECT set_config('max_parallel_workers_per_gather', '0', true)");
+    const explained = await client.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (FORMAT JSON) ${read}`);
+    await client.query('SET LOCAL max_parallel_workers_per_gather TO DEFAULT');
+    const plan = json<Array<{ Plan: { 'Plan Rows': number } }>>(explained.rows[0]?.['QUERY PLAN']);
+    if (plannerTuning.firstRun === 'unsorted' && /"Node Type":\s*"(Incremental )?Sort"/.test(JSON.stringify(plan))) return null;
+    let side: pg.Client;
+    try {
+      side = await this.connect();
+    } catch {
+      return null;
+    }
+    let alongside: StagingAlongside;
+    try {
+      alongside = await StagingAlongside.start(side, {
+        query: shape.query,
+        keys: shape.keys,
+        staging: this.table(staging),
+        rejected: this.table(rejectedTable),
+        primaryKey: `${staging}_pkey`,
+      });
+    } catch (error) {
+      await side.end().catch(() => undefined);
+      throw error;
+    }
+    this.firstRun = {
+      staging: alongside,
+      name: staging,
+      keys: shape.keys,
+      modelColumns: shape.modelColumns,
+      pendingCursor: shape.pendingCursor,
+      comparison: shape.comparison,
+      through: null,
+      rejected: [],
+      recorded: false,
+    };
+    const estimate = Math.max(0, Math.round(plan[0]?.Plan['Plan Rows'] ?? 0));
+    this.counts = { added: estimate, changed: 0, removed: 0 };
+    const part: WarehousePlanPart = { op: 'added', rows: estimate, query: read, snapshot: alongside.snapshot, counted: alongside.counted };
+    return { parts: [part], refused: [], modelRows: estimate, plannerRows: 0, comparison: shape.comparison };
+  }
+
+  /**
+   * Records a first run's staging table in lockstep_syncs once it is committed (see
+   * StagingAlongside), with the watermark delivered meanwhile: from then on the run's commits and
+   * a later attempt take its delivered rows in as any run's.
+   */
+  private async recordFirstRun(first: FirstRun): Promise<void> {
+    first.staging.release();
+    let built: { rows: number };
+    try {
+      built = await first.staging.built;
+    } catch (error) {
+      throw this.failure('building the staging table of the first run', error);
+    }
+    await this.fenced(
+      `UPDATE ${this.meta} SET staging = $4, staging_kind = 'initial', key_columns = $5, model_columns = $6, part = -1, through = NULL, pending_cursor = $7, comparison = $8, staged_rows = $9, updated_at = now()`,
+      [first.name, JSON.stringify(first.keys), JSON.stringify(first.modelColumns), first.pendingCursor, first.comparison, built.rows],
+    );
+    first.recorded = true;
+    this.counts = { added: built.rows, changed: 0, removed: 0 };
+    if (first.through !== null) await this.commitNow(first.through, first.rejected);
   }
 
   /** The model's columns and keys, and how it is compared with the planner table (`meta`): shared by runs and dry runs. */
@@ -606,6 +684,17 @@ export class PostgresPlanner implements WarehousePlanner {
   }
 
   private async commitNow(through: { op: WarehousePlanPart['op']; key: Value[] }, rejected: Value[][]): Promise<void> {
+    const first = this.firstRun;
+    if (first !== null && !first.recorded) {
+      // A batch was delivered: the delivery took the snapshot. Until the staging table is built, the
+      // watermark waits here (delivery goes on); past PENDING_REJECTED rejected keys, for the table.
+      first.staging.release();
+      first.through = through;
+      first.rejected.push(...rejected);
+      if (first.staging.failure !== null) throw this.failure('building the staging table of the first run', first.staging.failure);
+      if (!first.staging.settled && first.rejected.length < PENDING_REJECTED) return;
+      return this.recordFirstRun(first);
+    }
     const { client } = this;
     const keys = this.keys;
     const record = (key: Value[]) => Object.fromEntries(keys.map((k, i) => [k, key[i] ?? null]));
@@ -626,6 +715,7 @@ export class PostgresPlanner implements WarehousePlanner {
   async finish(): Promise<void> {
     if (this.dryRun) return;
     await this.commits.settled();
+    if (this.firstRun !== null && !this.firstRun.recorded) await this.recordFirstRun(this.firstRun);
     const { client } = this;
     try {
       await client.query('BEGIN');
@@ -791,6 +881,7 @@ export class PostgresPlanner implements WarehousePlanner {
 
   async close(): Promise<void> {
     await this.commits.settled();
+    await this.firstRun?.staging.close();
     await this.client.end().catch(() => undefined);
   }
 
@@ -897,13 +988,6 @@ export class PostgresPlanner implements WarehousePlanner {
     const transient = code !== undefined && (code.startsWith('08') || code === '40001' || code === '40P01' || code === '57P01');
     return new LockstepError(transient ? ErrorCode.Transient : ErrorCode.Query, `${what} on ${this.where} failed: ${error.message}`, { cause: error });
   }
-}
-
-/** A value as the engine's keys hold it (pg gives bigints as strings already; dates as Date never, see postgresTypes). */
-function plain(value: unknown): Value {
-  if (value === null || typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') return value;
-  if (value instanceof Date) return value.toISOString();
-  return String(value);
 }
 
 /** The meta row of a sync the planner never ran for: compared as a first run. */

@@ -139,6 +139,7 @@ export class PostgresSource implements Source {
     const client = await this.openClient(signal);
     this.active.add(client);
     try {
+      if (options.snapshot !== undefined) await this.takeSnapshot(client, options.snapshot, signal);
       const fields = await this.describe(client, query, signal);
       if (fields && options.encoded) yield* this.readCopyLines(client, query, fields, batchSize, signal);
       else if (fields) yield* this.readCopy(client, query, fields, batchSize, signal);
@@ -146,6 +147,30 @@ export class PostgresSource implements Source {
     } finally {
       this.active.delete(client);
       await client.end().catch(() => undefined);
+    }
+  }
+
+  /**
+   * Reads in the snapshot the planner exported (a first run's staging table is built in it), in one
+   * process as the planner's builder reads: rows of a repeated key come in the same order to both.
+   * The connection is ended after the read, which ends this read-only transaction.
+   */
+  private async takeSnapshot(client: pg.Client, snapshot: string, signal: AbortSignal | undefined): Promise<void> {
+    try {
+      await this.deadline(
+        client,
+        client.query(
+          `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT ${client.escapeLiteral(snapshot)}; SET LOCAL max_parallel_workers_per_gather = 0`,
+        ),
+        signal,
+      );
+    } catch (error) {
+      if (error instanceof LockstepError || signal?.aborted) throw error;
+      throw new LockstepError(
+        ErrorCode.Transient,
+        `reading a first run's rows from source ${this.where} in the planner's snapshot failed: ${toError(error).message} — the planner's connection ended before the read began; the next attempt starts the first run again`,
+        { cause: error },
+      );
     }
   }
 
