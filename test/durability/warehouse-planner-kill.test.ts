@@ -61,9 +61,15 @@ describe('kill -9 during a sync planned in the warehouse', () => {
       const first = lockstep(dir, ['sync', 'run', 'rows-to-crm'], env);
       let killed = false;
       const deadline = Date.now() + 60_000;
+      // Killed once the watermark passed 5000 rows (a first run records it once its staging table,
+      // built alongside the delivery, is committed).
+      const watermark = async () => {
+        const rows = await sql<{ through: { id: string } | null }>(url, 'select through from lockstep_planner.lockstep_syncs').catch(() => []);
+        return Number(rows[0]?.through?.id ?? 0);
+      };
       while (!killed && Date.now() < deadline) {
         const [run] = await store.listSyncRuns({ limit: 1, offset: 0, order: 'desc' });
-        if (run?.status === 'processing' && run.successfulRows.addedCount >= 5000) {
+        if (run?.status === 'processing' && run.successfulRows.addedCount >= 5000 && (await watermark()) >= 5000) {
           first.child.kill('SIGKILL');
           killed = true;
         } else await new Promise((r) => setTimeout(r, 2));
