@@ -168,7 +168,7 @@ export class PostgresSource implements Source {
       if (error instanceof LockstepError || signal?.aborted) throw error;
       throw new LockstepError(
         ErrorCode.Transient,
-        `reading a first run's rows from source ${this.where} in the planner's snapshot failed: ${toError(error).message} — the planner's connection ended before the read began; the next attempt starts the first run again`,
+        `reading a first run's rows from source ${this.where} in the planner's snapshot failed: ${toError(error).message} — the snapshot ends with the planner's transaction that exported it, which failed or ended before the read began; the next attempt starts the first run again`,
         { cause: error },
       );
     }

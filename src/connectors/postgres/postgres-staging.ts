@@ -14,8 +14,9 @@
  *
  * The staging table is committed once the delivery has taken the snapshot (a row of it was
  * delivered, or the delivery ended): the snapshot lives as long as the transaction that exported
- * it. Until then nothing of the run is recorded; a run stopped before it leaves no staging table,
- * and the next attempt starts a first run again.
+ * it. The planner records the table (and the watermark delivered meanwhile) once it is committed;
+ * a run stopped before then leaves nothing recorded, and the next attempt drops what it left and
+ * starts a first run again.
  */
 import type pg from 'pg';
 import type { Value } from '../../core/ports.js';
