@@ -457,7 +457,7 @@ export class PostgresPlanner implements WarehousePlanner {
     const { client } = this;
     const read = firstRunQuery(shape.query, shape.keys);
     // Planned as the delivery reads it: in one process (see StagingAlongside.start).
-    await client.query("SELECT set_config('max_parallel_workers_per_gather', '0', true)");
+    await client.query('SET LOCAL max_parallel_workers_per_gather = 0');
     const explained = await client.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (FORMAT JSON) ${read}`);
     await client.query('SET LOCAL max_parallel_workers_per_gather TO DEFAULT');
     const plan = json<Array<{ Plan: { 'Plan Rows': number } }>>(explained.rows[0]?.['QUERY PLAN']);
