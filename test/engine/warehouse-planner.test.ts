@@ -204,6 +204,8 @@ describe('planner in the warehouse (PostgreSQL)', () => {
       expect(await sql(url, 'select name from crm_people where id = 1')).toEqual([{ name: 'person 1' }]);
       expect(await digest('select * from lockstep_planner.sync_1_people_to_crm')).toEqual(await digest('select * from crm_people'));
       expect(await sql(url, 'select count(*)::int as n from crm_people')).toEqual([{ n: ROWS }]);
+      // Analysed as it was built, for the next comparison's plan.
+      expect(await sql(url, "select count(*) > 0 as found from pg_stats where schemaname = 'lockstep_planner' and tablename = 'sync_1_people_to_crm'")).toEqual([{ found: true }]);
       vi.restoreAllMocks();
 
       const second = await run();

@@ -814,7 +814,10 @@ export class PostgresPlanner implements WarehousePlanner {
       await client.query(
         `CREATE TRIGGER lockstep_guard AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON ${p} FOR EACH STATEMENT EXECUTE FUNCTION ${q(this.schema)}.lockstep_guard()`,
       );
-      await client.query(`ANALYZE ${p}`);
+      // Statistics for the next comparison's plan, unless the table came with them (a first run's
+      // staging table built alongside is analysed there, off the run's path).
+      const analysed = await client.query<{ found: boolean }>('SELECT EXISTS (SELECT 1 FROM pg_stats WHERE schemaname = $1 AND tablename = $2) AS found', [this.schema, planner]);
+      if (!analysed.rows[0]?.found) await client.query(`ANALYZE ${p}`);
     } else {
       const changes: Changes = { staging: s, planner: p, keys, columns, delivered, lookUp: Number(meta.staged_rows) * 5 < Number(meta.row_count) };
       // The rows of each kind in two halves by key, one on a second connection, when the run ends

@@ -200,6 +200,8 @@ export class StagingAlongside {
       rows = (await copy(firstRunQuery(query, keys))).rowCount ?? 0;
     });
     await client.query(`CREATE TABLE ${rejected} AS SELECT ${keyList} FROM ${staging} WITH NO DATA`);
+    // The statistics the planner table needs, taken here rather than when the run ends.
+    await client.query(`ANALYZE ${staging}`);
     return { rows, refused };
   }
 }
