@@ -5,7 +5,8 @@
  * the warehouse; a planner table changed by hand, dropped, or of other column types is rebuilt and
  * the run record says so; a model's cursor reads only rows past it, with full comparisons every
  * `fullCompareEvery` runs or on demand; a user who may not create the schema gets the grant to add
- * (or, with `auto`, the store's planner); a stale attempt cannot write the planner's state.
+ * (or, with `auto`, the store's planner); a stale attempt cannot write the planner's state; on
+ * PostgreSQL a first run's staging table is built alongside its delivery, both in one snapshot.
  */
 import pg from 'pg';
 import { afterEach, describe, expect, it, onTestFinished, vi } from 'vitest';
