@@ -279,7 +279,7 @@ describe('planner in the warehouse (PostgreSQL)', () => {
         const read = async () => {
           for await (const _ of source.read('select 1 as one', { batchSize: 10, snapshot: '00000003-0000001B-1' })) void _;
         };
-        await expect(read()).rejects.toThrow(/reading a first run's rows from source .* in the planner's snapshot failed: snapshot "00000003-0000001B-1" does not exist/);
+        await expect(read()).rejects.toThrow(/reading a first run's rows from source .* in the planner's snapshot failed: .*"00000003-0000001B-1"/);
       } finally {
         await source.close();
       }
