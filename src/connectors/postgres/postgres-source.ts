@@ -4,6 +4,7 @@ import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
 import { CopyTextRows, type TextParser } from '../copy-text.js';
 import { CopyOut } from './postgres-copy-out.js';
 import { PostgresPlanner } from './postgres-planner.js';
+import { ONE_ORDER } from './postgres-staging.js';
 import { clientTimeouts, connectTimeoutError, describeDuration, destroySocket, hostPort, isConnectTimeout, type PostgresTimeouts, withDeadline } from './timeouts.js';
 import type { EncodedRows, PlannerMode, ReadOptions, RowBatch, Source, Value, WarehousePlannerAccess } from '../../core/ports.js';
 import {
@@ -151,8 +152,8 @@ export class PostgresSource implements Source {
   }
 
   /**
-   * Reads in the snapshot the planner exported (a first run's staging table is built in it), in one
-   * process as the planner's builder reads: rows of a repeated key come in the same order to both.
+   * Reads in the snapshot the planner exported (a first run's staging table is built in it), as the
+   * planner's builder reads (ONE_ORDER): rows of a repeated key come in the same order to both.
    * The connection is ended after the read, which ends this read-only transaction.
    */
   private async takeSnapshot(client: pg.Client, snapshot: string, signal: AbortSignal | undefined): Promise<void> {
@@ -160,7 +161,7 @@ export class PostgresSource implements Source {
       await this.deadline(
         client,
         client.query(
-          `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT ${client.escapeLiteral(snapshot)}; SET LOCAL max_parallel_workers_per_gather = 0`,
+          `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT ${client.escapeLiteral(snapshot)}; ${ONE_ORDER}`,
         ),
         signal,
       );

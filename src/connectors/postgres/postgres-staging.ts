@@ -80,6 +80,12 @@ export async function refuseNullKeys(client: pg.Client, table: string, keys: rea
   return (nulls.rows as Value[][]).map((key) => ({ key: key.map(plain), reason: `primary key column "${keys[key.indexOf(null)] ?? keys[0]}" is null` }));
 }
 
+/**
+ * Settings under which the delivery's read and the staging table's copy read the model alike: in
+ * one process, and each scan from the start of its table (not joining another scan of it midway).
+ */
+export const ONE_ORDER = 'SET LOCAL max_parallel_workers_per_gather = 0; SET LOCAL synchronize_seqscans = off';
+
 /** What a staging table built alongside the delivery holds: its rows, and the model's rows it refused. */
 export interface AlongsideCount {
   rows: number;
@@ -155,8 +161,9 @@ export class StagingAlongside {
    * exports its snapshot; the build starts at once.
    */
   static async start(client: pg.Client, spec: AlongsideSpec): Promise<StagingAlongside> {
-    // One process reads the model, as the delivery does: rows of a repeated key come in one order.
-    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ; SET LOCAL max_parallel_workers_per_gather = 0');
+    // One process reads the model, from the start of each table, as the delivery does: rows of a
+    // repeated key come to both in one order.
+    await client.query(`BEGIN ISOLATION LEVEL REPEATABLE READ; ${ONE_ORDER}`);
     const snapshot = (await client.query<{ id: string }>('SELECT pg_export_snapshot() AS id')).rows[0]?.id as string;
     return new StagingAlongside(client, snapshot, spec);
   }
