@@ -585,7 +585,7 @@ export class SyncRunner {
     for (const part of resetCDC ? [] : plan.parts) {
       let keyIndexes: number[] | null = null;
       let read = 0;
-      const reading = source.read(part.query, { batchSize: this.options.readBatchSize, signal, encoded: true, ...(part.snapshot ? { snapshot: part.snapshot } : {}) });
+      const reading = source.read(part.query, { batchSize: this.options.readBatchSize, signal, encoded: true, snapshot: part.snapshot });
       for await (const rows of timedReads(reading[Symbol.asyncIterator](), p.phases)) {
         if (signal.aborted) throw new RunStopped(signal.reason as StopReason);
         await new Promise((resolve) => setImmediate(resolve));

@@ -150,12 +150,9 @@ const PENDING_REJECTED = 50_000;
 /** A first run whose staging table is built alongside its delivery, until it is recorded in lockstep_syncs. */
 interface FirstRun {
   staging: StagingAlongside;
-  /** What the meta row records with the staging table. */
+  /** The staging table's name, and the run's shape: what the meta row records with it. */
   name: string;
-  keys: string[];
-  modelColumns: ColumnType[];
-  pendingCursor: string | null;
-  comparison: 'full' | 'cursor';
+  shape: Shape;
   /** The watermark and rejected keys delivered before the table was recorded. */
   through: { op: WarehousePlanPart['op']; key: Value[] } | null;
   rejected: Value[][];
@@ -484,10 +481,7 @@ export class PostgresPlanner implements WarehousePlanner {
     this.firstRun = {
       staging: alongside,
       name: staging,
-      keys: shape.keys,
-      modelColumns: shape.modelColumns,
-      pendingCursor: shape.pendingCursor,
-      comparison: shape.comparison,
+      shape,
       through: null,
       rejected: [],
       recorded: false,
@@ -513,7 +507,7 @@ export class PostgresPlanner implements WarehousePlanner {
     }
     await this.fenced(
       `UPDATE ${this.meta} SET staging = $4, staging_kind = 'initial', key_columns = $5, model_columns = $6, part = -1, through = NULL, pending_cursor = $7, comparison = $8, staged_rows = $9, updated_at = now()`,
-      [first.name, JSON.stringify(first.keys), JSON.stringify(first.modelColumns), first.pendingCursor, first.comparison, built.rows],
+      [first.name, JSON.stringify(first.shape.keys), JSON.stringify(first.shape.modelColumns), first.shape.pendingCursor, first.shape.comparison, built.rows],
     );
     first.recorded = true;
     this.counts = { added: built.rows, changed: 0, removed: 0 };
