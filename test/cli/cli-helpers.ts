@@ -40,8 +40,9 @@ export class CliProcess {
   stderr = '';
   readonly exited: Promise<CliResult>;
 
-  constructor(args: string[], options: { cwd: string; env?: Record<string, string> }) {
-    this.child = spawn(process.execPath, [BIN, ...args], { cwd: options.cwd, env: childEnv(options.env), stdio: ['ignore', 'pipe', 'pipe'] });
+  /** `nodeArgs`: options for Node itself, before the script (e.g. `--max-old-space-size=512`). */
+  constructor(args: string[], options: { cwd: string; env?: Record<string, string>; nodeArgs?: string[] }) {
+    this.child = spawn(process.execPath, [...(options.nodeArgs ?? []), BIN, ...args], { cwd: options.cwd, env: childEnv(options.env), stdio: ['ignore', 'pipe', 'pipe'] });
     children.add(this.child);
     this.child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (this.stdout += chunk));
     this.child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (this.stderr += chunk));
@@ -80,7 +81,7 @@ export class CliProcess {
 }
 
 /** Runs `lockstep <args>` to completion; kills it after `timeoutMs` so a hanging command fails the test. */
-export async function runCli(args: string[], options: { cwd: string; env?: Record<string, string>; timeoutMs?: number }): Promise<CliResult> {
+export async function runCli(args: string[], options: { cwd: string; env?: Record<string, string>; nodeArgs?: string[]; timeoutMs?: number }): Promise<CliResult> {
   const proc = new CliProcess(args, options);
   const timer = setTimeout(() => proc.child.kill('SIGKILL'), options.timeoutMs ?? 30_000);
   try {

@@ -44,6 +44,16 @@ describe('lockstep sync run', () => {
     expect(sqliteRows(join(dir, 'crm.db'), 'select * from contacts')).toEqual([]);
   });
 
+  it('runs under Node memory options (the store\'s write thread inherits them as Node allows)', async () => {
+    // V8 options such as --max-old-space-size are what an operator sets for a large model; a thread
+    // given them explicitly refuses to start.
+    const own = await appliedWorkspace();
+    const result = await runCli(['sync', 'run', 'accounts-to-crm', '--json'], { cwd: own, nodeArgs: ['--max-old-space-size=512', '--max-semi-space-size=16'] });
+    expect(result.code, result.stderr).toBe(0);
+    expect(JSON.parse(result.stdout)).toMatchObject({ status: 'success', successfulRows: counts(3) });
+    expect(sqliteRows(join(own, 'crm.db'), 'select id from accounts order by id')).toEqual([{ id: 1 }, { id: 2 }, { id: 3 }]);
+  });
+
   it('--json prints the run with its counts and rejected rows', async () => {
     sqlite(join(dir, 'warehouse.db'), `insert into accounts values (4, null);`);
     const result = await runCli(['--workspace', dir, 'sync', 'run', 'accounts-to-crm', '--json'], { cwd: tempDir() });

@@ -92,8 +92,12 @@ interface Reply {
  * and the built files. It opens its connection, then runs each transaction in `BEGIN IMMEDIATE`.
  */
 const WORKER_SOURCE = `
-const { parentPort, workerData } = require('node:worker_threads');
-const Database = require(workerData.driver);
+// Modules through process.getBuiltinModule and createRequire, not require: the thread inherits the
+// process's Node options as Node passes them (V8 flags like --max-old-space-size included, which an
+// explicit execArgv refuses), and so runs this code as an ES module when the process was started
+// with --input-type=module, as CommonJS otherwise.
+const { parentPort, workerData } = process.getBuiltinModule('node:worker_threads');
+const Database = process.getBuiltinModule('node:module').createRequire(workerData.driver)(workerData.driver);
 const db = new Database(workerData.path, { timeout: workerData.busyTimeoutMs });
 for (const pragma of workerData.pragmas) db.pragma(pragma);
 const statements = new Map();
@@ -111,7 +115,7 @@ const text = (bytes) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLe
 // The hashes of rows start..end as one BLOB, 8 bytes each, big end first: the words copied, then
 // their bytes swapped in one call where the machine keeps words little end first, rather than a
 // write call per word (two per row, and code the thread compiled in every process's first run).
-const littleEndian = require('node:os').endianness() === 'LE';
+const littleEndian = process.getBuiltinModule('node:os').endianness() === 'LE';
 const hashBlob = (hashes, start, end) => {
   const words = hashes.slice(2 * start, 2 * end);
   const bytes = Buffer.from(words.buffer, words.byteOffset, words.byteLength);
@@ -415,8 +419,6 @@ export class SqliteWriteWorker {
     this.sqlNumbers = new Map();
     const worker = new Worker(WORKER_SOURCE, {
       eval: true,
-      // The thread's code is CommonJS, whatever the process's entry was run as (node --input-type=module -e).
-      execArgv: process.execArgv.filter((arg) => !arg.startsWith('--input-type')),
       // Its garbage is a batch's parameters at a time: a small young generation keeps its memory down.
       resourceLimits: { maxYoungGenerationSizeMb: 8 },
       workerData: { driver, path: this.options.path, busyTimeoutMs: this.options.busyTimeoutMs, pragmas: this.options.pragmas },
