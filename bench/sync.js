@@ -162,10 +162,12 @@ async function lockstepSync(work, slug, env, flags = []) {
     probe,
     `import { writeFileSync } from 'node:fs';\nprocess.on('exit', () => writeFileSync(${JSON.stringify(rssFile)}, String(process.resourceUsage().maxRSS)));\n`,
   );
+  // LOCKSTEP_BENCH_NODE_ARGS: extra Node flags for the Lockstep process, e.g. `--cpu-prof` to see where its time goes.
+  const nodeArgs = (process.env.LOCKSTEP_BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
   const started = performance.now();
   const child = spawn(
     process.execPath,
-    ['--import', pathToFileURL(probe).href, join(here, '..', 'bin', 'lockstep.js'), '--workspace', work, 'sync', 'run', slug, '--json', ...flags],
+    [...nodeArgs, '--import', pathToFileURL(probe).href, join(here, '..', 'bin', 'lockstep.js'), '--workspace', work, 'sync', 'run', slug, '--json', ...flags],
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env, LOCKSTEP_LOG_LEVEL: 'warn' } },
   );
   let out = '';
