@@ -176,6 +176,41 @@ export function redactValue(value: unknown): unknown {
 }
 
 /**
+ * The texts of `values` a message must not show, longest first: each value itself and, for a URL,
+ * the parts `redactUrl` hides (a password or a lone token as user name, every query value, the
+ * fragment), raw and decoded. Values shorter than 4 characters are left out: hiding them would
+ * blank out ordinary words.
+ */
+export function secretTexts(values: readonly string[]): string[] {
+  const out = new Set<string>();
+  const add = (text: string | undefined) => {
+    if (text === undefined || text.length < 4) return;
+    out.add(text);
+    try {
+      const decoded = decodeURIComponent(text.replace(/\+/g, ' '));
+      if (decoded.length >= 4) out.add(decoded);
+    } catch {
+      // Not percent-encoded text: the raw form is enough.
+    }
+  };
+  for (const value of values) {
+    add(value);
+    const match = /^[a-z][a-z0-9+.-]*:\/\/([^/?#]*)[^?#]*(\?[^#]*)?(#.*)?$/i.exec(value);
+    if (!match) continue;
+    const [, authority = '', query, fragment] = match;
+    const at = authority.lastIndexOf('@');
+    if (at >= 0) {
+      const userinfo = authority.slice(0, at);
+      const colon = userinfo.indexOf(':');
+      add(colon >= 0 ? userinfo.slice(colon + 1) : userinfo);
+    }
+    for (const pair of query?.slice(1).split('&') ?? []) add(pair.slice(pair.indexOf('=') + 1 || pair.length));
+    add(fragment?.slice(1));
+  }
+  return [...out].sort((a, b) => b.length - a.length);
+}
+
+/**
  * A URL that is (or holds) a secret, as shown: its user information (a password, or a token written
  * as the user name), every query value and its fragment replaced by `***`, whatever the parameters are
  * called. Scheme, host, port and path stay, so it still says where it leads; text that is not a URL

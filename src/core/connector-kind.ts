@@ -17,6 +17,12 @@ export interface ConnectorContext {
   /** How calls to the peer are retried (the process's policy). */
   backoff: BackoffPolicy;
   /**
+   * The values the connection's settings read from the environment (`${VAR}`): a connector that
+   * shows text from its peer (an answer echoing a token) hides them, and their secret parts when a
+   * value is a URL (core/connections.ts `secretTexts`).
+   */
+  secretValues: readonly string[];
+  /**
    * The rate limiter shared by every run writing through this connection in this process, made
    * on first use with these limits (later calls share its budget). Opened for a run, the limiter
    * reports the time its requests wait for their turn to that run's phase clock.

@@ -210,6 +210,7 @@ export class ConnectorRegistry implements Connectors {
       clock: this.options.clock,
       logger: this.options.logger,
       backoff: this.backoff,
+      secretValues: connection.templateValues ?? [],
       rateLimiter: (limits) => {
         const shared = this.rateLimiter(connection.slug, limits);
         if (!waits) return shared;

@@ -401,6 +401,20 @@ describe('http destination: answers', () => {
     expect(all.map(reason)).toEqual(Array.from({ length: 3 }, () => `HTTP 422: ${long.slice(0, 500)}`));
   });
 
+  it('hides the url\'s query values and what the settings read from the environment, when an answer or a message would show them', async () => {
+    const receiver = await startReceiver((req, res) => {
+      if (req.path.includes('/slow/')) return undefined;
+      return json(res, 422, { error: `bad request to ${req.path}` });
+    });
+    const env = { API_KEY: 'key-from-the-env-4711', TENANT: 'tenant-secret-99' };
+    const destination = await openHttp(`${receiver.url}/t/\${TENANT}?api_key=\${API_KEY}&plain=visible%20words`, { timeoutMs: 300 }, { env });
+    const outcomes = await (await destination.prepare(target('/contacts'))).write([upsert(1)]);
+    expect(reason(outcomes[0])).toBe('HTTP 422: {"error":"bad request to /t/***/contacts?api_key=***&plain=***"}');
+    const error = await failure((await destination.prepare(target('/slow/{{ row.id }}'))).write([upsert(1)]));
+    expect(error.message).toContain('POST /t/***/slow/1');
+    expect(error.message).not.toContain(env.TENANT);
+  });
+
   it('fails the run on 401: no row can go with those credentials', async () => {
     const receiver = await startReceiver((req, res) => json(res, 401, { message: `token ${req.headers.authorization} expired` }));
     const destination = await openHttp(receiver.url);

@@ -17,6 +17,7 @@ import { EventEmitter } from 'node:events';
 import { Pool } from 'undici';
 import type { Dispatcher } from 'undici';
 import { parseRetryAfter } from '../../core/backoff.js';
+import { secretTexts } from '../../core/connections.js';
 import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
 import type { Clock, Logger, RateLimiter } from '../../core/ports.js';
 import type { HttpMethod } from './http-settings.js';
@@ -50,6 +51,8 @@ export interface HttpClientOptions {
   limiter: RateLimiter;
   clock: Clock;
   logger: Logger;
+  /** Values the connection's settings read from the environment: never shown either (default: none). */
+  secretValues?: readonly string[];
 }
 
 /** Characters of an answer kept in a refusal or an error. */
@@ -69,7 +72,11 @@ export class HttpClient {
   /** The headers of a request with a body (JSON unless a header says otherwise), and of one without. */
   private readonly bodyHeaders: Record<string, string>;
   private readonly noBodyHeaders: Record<string, string>;
-  /** Configured header values and their long words: never shown, even when an answer echoes them. */
+  /**
+   * Configured header values and their long words, the url's secret parts (password, query values,
+   * fragment) and the values read from the environment: never shown, even when an answer or a path
+   * echoes them.
+   */
   private readonly secrets: string[];
   private closed = false;
   private lastContentType = { type: '', kind: { html: false, json: false } };
@@ -89,10 +96,8 @@ export class HttpClient {
     this.headers = headers;
     this.bodyHeaders = { 'content-type': 'application/json', ...headers };
     this.noBodyHeaders = omit(headers, 'content-type');
-    this.secrets = Object.values(options.headers)
-      .flatMap((value) => [value, ...value.split(/\s+/).filter((word) => word.length >= 8)])
-      .filter((value) => value.length >= 4)
-      .sort((a, b) => b.length - a.length);
+    const headerTexts = Object.values(options.headers).flatMap((value) => [value, ...value.split(/\s+/).filter((word) => word.length >= 8)]);
+    this.secrets = secretTexts([...headerTexts, options.url.href, ...(options.secretValues ?? [])]).filter((text) => text !== options.url.href);
   }
 
   /** Whether bodies go as JSON (the content type is JSON, which it is unless a header says otherwise). */
@@ -119,16 +124,16 @@ export class HttpClient {
     await this.pool.destroy();
   }
 
-  /** `text` with every configured header value replaced by `***`. */
+  /** `text` with every secret (see `secrets`) replaced by `***`. */
   scrub(text: string): string {
     let out = text;
     for (const secret of this.secrets) if (out.includes(secret)) out = out.split(secret).join('***');
     return out;
   }
 
-  /** `http destination "api": POST /contacts` (the path without its query, which may hold keys). */
+  /** `http destination "api": POST /contacts` (the path without its query, which may hold keys, and without secrets). */
   describe(request: Pick<HttpRequest, 'method' | 'path'>): string {
-    return `http destination "${this.options.slug}": ${request.method} ${request.path.split('?')[0]}`;
+    return `http destination "${this.options.slug}": ${request.method} ${this.scrub(request.path.split('?')[0] ?? '')}`;
   }
 
   private async attempt(request: HttpRequest): Promise<HttpAnswer> {

@@ -43,7 +43,10 @@ export class HttpDestination implements Destination {
   ) {}
 
   /** Opens a connection; no request is made until a writer writes. */
-  static async open(settings: HttpConnectionSettings, context: Pick<ConnectorContext, 'slug' | 'clock' | 'logger' | 'rateLimiter'>): Promise<HttpDestination> {
+  static async open(
+    settings: HttpConnectionSettings,
+    context: Pick<ConnectorContext, 'slug' | 'clock' | 'logger' | 'rateLimiter'> & Partial<Pick<ConnectorContext, 'secretValues'>>,
+  ): Promise<HttpDestination> {
     const url = new URL(settings.url);
     await checkReachable(url, context.slug, Math.min(settings.timeoutMs, 10_000));
     const limiter = context.rateLimiter({ requestsPerSecond: settings.rateLimit?.requestsPerSecond ?? null, concurrency: settings.concurrency });
@@ -56,6 +59,7 @@ export class HttpDestination implements Destination {
       limiter,
       clock: context.clock,
       logger: context.logger,
+      secretValues: context.secretValues,
     });
     return new HttpDestination(client, context.slug, url, settings.concurrency);
   }
