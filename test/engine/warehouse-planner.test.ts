@@ -757,6 +757,30 @@ describe('planner in the warehouse (MySQL / MariaDB)', () => {
     expect(idle.comparison).toEqual({ planner: 'warehouse', kind: 'full' });
   });
 
+  it('compares a JSON column with its copy in the planner table (MariaDB keeps JSON as text): nothing changed is nothing sent', async () => {
+    const { createTestMysqlDatabase, mysqlSql } = await import('../helpers/mysql.js');
+    const url = await createTestMysqlDatabase('lockstep_wmy');
+    await mysqlSql(
+      url,
+      `create table docs (id bigint primary key, meta json null);
+       insert into docs values (1, '{"a": 1}'), (2, '[1, 2]'), (3, null);
+       create table crm_docs (id bigint primary key, meta text null)`,
+    );
+    const { h, run, my, planned } = await mysqlSetup({
+      url,
+      models: [model('people', 'warehouse', 'select id, meta from docs')],
+      sync: { object: 'crm_docs' },
+    });
+    await using _ = h;
+    expect((await run()).plannedRows).toEqual({ addedCount: 3, changedCount: 0, removedCount: 0 });
+    const idle = await run();
+    expect(idle.plannedRows).toEqual(NONE);
+    expect(idle.notes ?? []).toEqual([]);
+    await my(`update docs set meta = '{"a": 2}' where id = 1`);
+    expect((await run()).plannedRows).toEqual({ addedCount: 0, changedCount: 1, removedCount: 0 });
+    expect(await my(`select meta from ${planned()} where id = 1`)).toEqual([{ meta: '{"a": 2}' }]);
+  });
+
   it('takes the model as delivered on resetCDC, and sends only new keys in insert mode, full resync or not', async () => {
     const { h, run, my, count, planned } = await mysqlSetup({ sync: { mode: 'insert' } });
     await using _ = h;

@@ -881,7 +881,10 @@ export class MysqlPlanner implements WarehousePlanner {
 function typeName(field: Field): string {
   const base = TYPE_NAMES[field.columnType] ?? `type ${field.columnType}`;
   const unsigned = (field.flags & UNSIGNED_FLAG) !== 0 ? ' unsigned' : '';
-  if (field.extendedFormat === 'json' || field.columnType === 245) return 'json';
+  // MariaDB's JSON is LONGTEXT with a check, marked 'json' in a result only where the column is
+  // declared so: the planner table's copy of it is plain LONGTEXT. Named by its stored type, both
+  // read alike (MySQL's own JSON type, 245, is JSON in both).
+  if (field.columnType === 245) return 'json';
   if (field.columnType === 0 || field.columnType === 246) return `decimal(${field.columnLength},${field.decimals})${unsigned}`;
   if (field.columnType === 1 && field.columnLength === 1) return 'tinyint(1)';
   if (INTEGER_TYPES.has(field.columnType)) return `${base}${unsigned}`;
