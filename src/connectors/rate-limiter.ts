@@ -7,6 +7,7 @@
  */
 import pLimit from 'p-limit';
 import pThrottle from 'p-throttle';
+import { MAX_RETRY_AFTER_SECONDS } from '../core/backoff.js';
 import type { RateLimits } from '../core/connector-kind.js';
 import type { RateLimiter } from '../core/ports.js';
 import type { RunWaits } from '../core/run-phases.js';
@@ -35,7 +36,8 @@ export function createRateLimiter(limits: RateLimits): RateLimiter {
       });
     },
     pauseUntil(until: number): void {
-      pausedUntil = Math.max(pausedUntil, until);
+      // No longer than a run waits for a peer (see MAX_RETRY_AFTER_SECONDS): callers then ask again, and stop.
+      pausedUntil = Math.max(pausedUntil, Math.min(until, Date.now() + MAX_RETRY_AFTER_SECONDS * 1000));
     },
     observe(remaining: number, windowMs: number): void {
       // Nearly spent: hold everyone back until the window has room again.

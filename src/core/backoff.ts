@@ -24,6 +24,26 @@ export interface BackoffPolicy {
 export const DEFAULT_BACKOFF: BackoffPolicy = { attempts: 5, baseDelayMs: 200, maxDelayMs: 30_000 };
 
 /**
+ * The longest a peer's `Retry-After` is waited out within a run (15 minutes). An API that asks for
+ * longer (a daily quota spent) fails the attempt at once: the run does not hold its lease, its
+ * sequence and its connection's other callers for hours, and its rows go again on the next run.
+ */
+export const MAX_RETRY_AFTER_SECONDS = 15 * 60;
+
+/**
+ * The error to stop with when `error` asks to wait longer than MAX_RETRY_AFTER_SECONDS, else null.
+ */
+export function waitTooLong(error: LockstepError): LockstepError | null {
+  const seconds = error.retryAfterSeconds;
+  if (seconds === undefined || seconds <= MAX_RETRY_AFTER_SECONDS) return null;
+  return new LockstepError(
+    ErrorCode.Transient,
+    `${error.message} — the peer asks to wait ${Math.ceil(seconds)} s before trying again, longer than a run waits (${MAX_RETRY_AFTER_SECONDS / 60} min); the run stops here and its rows go again on the next run`,
+    { cause: error, retryable: false },
+  );
+}
+
+/**
  * How long to wait after failed attempt number `attempt` (1-based): the exponential bound with the
  * policy's jitter, and at least `retryAfterSeconds` when the peer said when to come back.
  */
@@ -66,6 +86,8 @@ export async function withBackoff<T>(fn: (attempt: number) => Promise<T>, option
       return await fn(attempt);
     } catch (thrown) {
       if (!(thrown instanceof LockstepError) || !thrown.retryable) throw thrown;
+      const tooLong = waitTooLong(thrown);
+      if (tooLong) throw tooLong;
       if (attempt >= policy.attempts) {
         throw new LockstepError(ErrorCode.Transient, `${toError(thrown).message} (gave up after ${attempt} attempts)`, {
           cause: thrown,

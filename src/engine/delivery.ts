@@ -5,7 +5,7 @@
  * and each written batch handed to the run's bookkeeping in the order the batches were planned.
  * The destination's rate limiter reports its waits to the run's phase clock by itself.
  */
-import { backoffDelay, withBackoff, type BackoffPolicy } from '../core/backoff.js';
+import { MAX_RETRY_AFTER_SECONDS, backoffDelay, withBackoff, type BackoffPolicy } from '../core/backoff.js';
 import { ErrorCode, LockstepError } from '../core/errors.js';
 import { lookupKeys } from '../core/keys.js';
 import type { Clock, DestinationWriter, Logger, RowOutcome, Store, WriteOperation } from '../core/ports.js';
@@ -278,7 +278,8 @@ export class Delivery implements BatchDelivery {
           retryAfter = Math.max(retryAfter ?? 0, answer.retryAfterSeconds ?? 0);
         }
       });
-      if (again.length === 0) break;
+      // Rows the destination asks to send again only after longer than a run waits stay refused: they go again on the next run.
+      if (again.length === 0 || (retryAfter ?? 0) > MAX_RETRY_AFTER_SECONDS) break;
       const delayMs = backoffDelay(retry, attempt, retryAfter);
       logger.warn('rows answered as retryable, sending them again', { syncRunId: this.options.runId, rows: again.length, attempt, delayMs: Math.round(delayMs) });
       try {

@@ -756,6 +756,22 @@ describe('http destination through the engine', () => {
     expect(mirror.error).toMatch(/^sync "contacts-1" deletes rows \(mode mirror or deleteBehavior delete\), but has no delete request for http destination "api" — add one/);
     expect(`${down.error} ${mirror.error}`).not.toContain('s3cret');
   });
+
+  it('stops at once, saying so, when the API asks to wait longer than a run waits (a spent daily quota)', async () => {
+    const receiver = await startReceiver((req, res) =>
+      req.path.startsWith('/v1/quota') ? json(res, 429, { message: 'daily limit reached' }, { 'retry-after': '86400' }) : json(res, 200, {}),
+    );
+    const { h, runSync } = await setup(receiver, [{ model: 'contacts', destination: 'api', object: '/quota' }]);
+    await using _ = h;
+    const started = Date.now();
+    const run = await runSync('contacts-0');
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect(run.status).toBe('failed');
+    expect(run.error).toBe(
+      'http destination "api": POST /v1/quota answered 429 (Retry-After: 86400 s): {"message":"daily limit reached"} — the peer asks to wait 86400 s before trying again, longer than a run waits (15 min); the run stops here and its rows go again on the next run',
+    );
+    expect(receiver.requests).toHaveLength(1);
+  });
 });
 
 // ---------------------------------------------------------------------------------------------

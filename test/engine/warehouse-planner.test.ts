@@ -775,7 +775,7 @@ describe('planner in the warehouse (MySQL / MariaDB)', () => {
     expect((await run()).plannedRows).toEqual({ addedCount: 3, changedCount: 0, removedCount: 0 });
     const idle = await run();
     expect(idle.plannedRows).toEqual(NONE);
-    expect(idle.notes ?? []).toEqual([]);
+    expect(idle.comparison).toEqual({ planner: 'warehouse', kind: 'full' });
     await my(`update docs set meta = '{"a": 2}' where id = 1`);
     expect((await run()).plannedRows).toEqual({ addedCount: 0, changedCount: 1, removedCount: 0 });
     expect(await my(`select meta from ${planned()} where id = 1`)).toEqual([{ meta: '{"a": 2}' }]);
