@@ -52,6 +52,11 @@ export interface DestinationKind<S, Y> {
    * sync. Kinds without any omit it, and a sync to them may set none.
    */
   syncSettings?: z.ZodType<Y>;
+  /**
+   * How a sync's `object` is checked for this kind at `validate` (e.g. an HTTP path, a Liquid
+   * template); default: any text.
+   */
+  object?: z.ZodType<string>;
   open(settings: S, context: ConnectorContext): Promise<Destination>;
 }
 

@@ -75,6 +75,12 @@ export class ConnectorRegistry implements Connectors {
     return parsed.success ? [] : parsed.error.issues;
   }
 
+  /** Checks a sync's `object` against the destination kind's rule for it (none: any text); issues at `object`. */
+  checkObject(kind: ConnectorKind, object: string, errorMap?: z.core.$ZodErrorMap): z.core.$ZodIssue[] {
+    const parsed = kind.destination?.object?.safeParse(object, { error: errorMap, reportInput: true });
+    return !parsed || parsed.success ? [] : parsed.error.issues.map((issue) => ({ ...issue, path: ['object', ...issue.path] }));
+  }
+
   /** The definition with its secret settings hidden (see `ConnectorKind.secrets`), as the API shows it. */
   redact(def: ConnectionDef): ConnectionDef {
     const kind = this.byType.get(def.type);

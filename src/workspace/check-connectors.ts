@@ -75,6 +75,7 @@ function checkSync(sync: Declaration, catalog: Catalog, registry: ConnectorRegis
       delete settings[key];
     }
     out.push(...registry.checkSyncSettings(kind, settings, workspaceErrorMap).flatMap((issue) => located(sync, path, issue)));
+    if (typeof data.object === 'string') out.push(...registry.checkObject(kind, data.object, workspaceErrorMap).flatMap((issue) => located(sync, path, issue)));
   }
   out.push(...checkLookups(sync, data, catalog, registry));
   return out;

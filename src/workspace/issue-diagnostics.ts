@@ -145,14 +145,15 @@ function hintForType(field: string, expected: string): string {
   }
 }
 
-function rangeHint(path: readonly PathSegment[], issue: { code: 'too_small' | 'too_big' }): string {
+function rangeHint(path: readonly PathSegment[], issue: { code: 'too_small' | 'too_big'; maximum?: unknown }): string {
   switch (fieldName(path)) {
     case 'batchSize':
       return 'use a whole number from 1 to 100000';
     case 'percent':
       return 'use a percentage from 0 to 100';
     case 'concurrency':
-      return 'use a whole number from 1 to 1000';
+      // Each kind of concurrency has its own ceiling (a connection's, a sequence's): the one refused is the one to name.
+      return issue.code === 'too_small' ? 'use a whole number of 1 or more' : `use a whole number up to ${String(issue.maximum)}`;
     case 'quantity':
       return 'use a whole number of 1 or more';
     case 'requestsPerSecond':

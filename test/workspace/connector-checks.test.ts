@@ -70,6 +70,29 @@ describe('connector checks in validate', () => {
     ]);
   });
 
+  it('checks an HTTP sync\'s object (a Liquid path) and names the ceiling of a connection\'s concurrency', async () => {
+    const result = await load(
+      yaml(
+        'sources:',
+        '  warehouse: { type: sqlite, path: warehouse.db }',
+        'destinations:',
+        '  api: { type: http, url: "https://api.example.com", concurrency: 500, headers: { Content-Length: "3" } }',
+        'models:',
+        '  accounts: { source: warehouse, primaryKey: id, query: "select id, name from accounts" }',
+        'syncs:',
+        '  a: { model: accounts, destination: api, object: "/x/{{ row.id }", mode: upsert }',
+        '  b: { model: accounts, destination: api, object: "/x/{% include \'secret\' %}", mode: upsert }',
+        '  c: { model: accounts, destination: api, object: "/accounts/{{ row.id }}", mode: upsert }',
+      ),
+    );
+    expect(result.errors).toEqual([
+      expect.stringMatching(/^lockstep\.yaml:4:\d+: destinations\.api\.concurrency: concurrency 500 is above the maximum 256 — use a whole number up to 256$/),
+      expect.stringMatching(/^lockstep\.yaml:4:\d+: destinations\.api\.headers\.Content-Length: header "Content-Length" is set by Lockstep's HTTP client — remove it$/),
+      expect.stringMatching(/^lockstep\.yaml:8:\d+: syncs\.a\.object: not a valid Liquid template: output "\{\{ row\.id \}" not closed/),
+      expect.stringMatching(/^lockstep\.yaml:9:\d+: syncs\.b\.object: not a valid Liquid template: .*include/),
+    ]);
+  });
+
   it('refuses a lookup of a sync whose destination does not record ids, and of an unknown sync', async () => {
     const result = await load(
       yaml(

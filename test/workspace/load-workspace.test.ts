@@ -568,7 +568,7 @@ describe('loadWorkspace: errors', () => {
     });
     expect(result.diagnostics.map((d) => `${brief(d)} — ${d.hint}`)).toEqual([
       'lockstep.yaml:2: destinations.api.rateLimit.requestsPerSecond: requestsPerSecond 0 must be more than 0 — use a number above 0, e.g. 10 (0.5 starts one request every 2 s)',
-      'lockstep.yaml:2: destinations.api.concurrency: concurrency 0 is below the minimum 1 — use a whole number from 1 to 1000',
+      'lockstep.yaml:2: destinations.api.concurrency: concurrency 0 is below the minimum 1 — use a whole number of 1 or more',
       'lockstep.yaml:3: destinations.slow.rateLimit.requestsPerSecond: requestsPerSecond -1 must be more than 0 — use a number above 0, e.g. 10 (0.5 starts one request every 2 s)',
     ]);
   });

@@ -3,6 +3,7 @@
  * a sync's (how each request is made: method, Liquid body, delete request, per-record results).
  */
 import { z } from 'zod';
+import { hinted } from '../../core/hints.js';
 import { intSetting, isTemplated, urlSetting } from '../settings.js';
 import { checkTemplate } from './http-templates.js';
 import type { DestinationCapabilities } from '../../core/ports.js';
@@ -25,13 +26,13 @@ const headers = z
   .superRefine((record, ctx) => {
     for (const [name, value] of Object.entries(record)) {
       if (!HEADER_NAME.test(name)) {
-        ctx.addIssue({ code: 'custom', path: [name], message: `"${name}" is not a valid header name — use letters, digits and - (e.g. Authorization, X-Api-Key)` });
+        ctx.addIssue({ code: 'custom', path: [name], message: hinted(`"${name}" is not a valid header name`, 'use letters, digits and - (e.g. Authorization, X-Api-Key)') });
       } else if (RESERVED_HEADERS.includes(name.toLowerCase())) {
-        ctx.addIssue({ code: 'custom', path: [name], message: `header "${name}" is set by Lockstep's HTTP client — remove it` });
+        ctx.addIssue({ code: 'custom', path: [name], message: hinted(`header "${name}" is set by Lockstep's HTTP client`, 'remove it') });
       }
       // The value is never echoed: headers hold secrets.
       if (!isTemplated(value) && /[\r\n\0]/.test(value)) {
-        ctx.addIssue({ code: 'custom', path: [name], message: `header "${name}" holds a line break — write its value on one line` });
+        ctx.addIssue({ code: 'custom', path: [name], message: hinted(`header "${name}" holds a line break`, 'write its value on one line') });
       }
     }
   })
@@ -88,6 +89,9 @@ const jsonPointer = z
     description:
       'JSON pointer (RFC 6901) to a per-record array in a 2xx answer, one item per row sent, in order; an item with `ok` or `success` false rejects its row with its `error` or `message`. The answer must then be JSON.',
   });
+
+/** A sync's `object` for an HTTP destination: the request's path under the base URL, a Liquid template. */
+export const httpObject = template('Path of the request under the base URL, a Liquid template, e.g. /contacts or /contacts/{{ row.id }}.');
 
 /** A sync's settings for an HTTP destination, written next to its own fields. */
 export const httpSyncSettings = z.strictObject({

@@ -1,6 +1,6 @@
 /** Any JSON API over HTTP(S), as a destination: requests built from Liquid templates, a shared rate limit. */
 import type { ConnectorKind } from '../../core/connector-kind.js';
-import { HTTP_CAPABILITIES, httpConnectionSettings, httpSyncSettings, type HttpConnectionSettings, type HttpSyncSettings } from './http-settings.js';
+import { HTTP_CAPABILITIES, httpConnectionSettings, httpObject, httpSyncSettings, type HttpConnectionSettings, type HttpSyncSettings } from './http-settings.js';
 
 export const httpConnector: ConnectorKind<HttpConnectionSettings, HttpSyncSettings> = {
   type: 'http',
@@ -15,6 +15,7 @@ export const httpConnector: ConnectorKind<HttpConnectionSettings, HttpSyncSettin
   destination: {
     capabilities: HTTP_CAPABILITIES,
     syncSettings: httpSyncSettings,
+    object: httpObject,
     open: async (settings, context) => (await import('./http-destination.js')).HttpDestination.open(settings, context),
   },
 };
