@@ -223,7 +223,11 @@ Exit codes:
         );
         // If the process running it dies, another worker takes the same run over: waiting on its id is enough.
         const stopProgress = opts.json ? async () => {} : followSyncRun(app, run.id, slug, line);
-        const final = await app.worker.waitForSyncRun(run.id).finally(stopProgress);
+        const stopCancelling = cancelOnSignal(line.terminal, `sync run ${run.id}`, () => app.worker.cancelSyncRun(run.id));
+        const final = await app.worker
+          .waitForSyncRun(run.id)
+          .finally(stopCancelling)
+          .finally(stopProgress);
         reported.push(final.id);
         const rejected = await app.store.listRejectedRows(final.id, 10, 0);
         if (opts.json) {
@@ -260,7 +264,11 @@ Exit codes:
    */
   const reportSequenceRun = async (app: App, runId: string, line: StatusLine, json: boolean, reported: number[]): Promise<void> => {
     const stopProgress = json ? async () => {} : followSequenceRun(app, runId, line);
-    const final = await app.worker.waitForSequenceRun(runId).finally(stopProgress);
+    const stopCancelling = cancelOnSignal(line.terminal, `sequence run ${runId}`, () => app.worker.cancelSequenceRun(runId));
+    const final = await app.worker
+      .waitForSequenceRun(runId)
+      .finally(stopCancelling)
+      .finally(stopProgress);
     const view = await sequenceRunDetails(app.store, final);
     for (const m of view.members) if (m.syncRunId !== null && !m.carriedOver) reported.push(m.syncRunId);
     if (json) term.out(JSON.stringify(view, null, 2));
@@ -659,6 +667,31 @@ async function printAlerts(app: App, term: Terminal, opts: { limit: number; json
       `  ${d.status === 'sent' ? '✔' : d.status === 'failed' ? '✖' : '…'} #${d.id} ${when}  ${d.channel}  ${d.notice.title}  ${d.status} after ${d.attempts} attempt(s)${next}${d.lastError ? `  — ${d.lastError}` : ''}`,
     );
   }
+}
+
+/**
+ * While a run the command started is under way, Ctrl-C (or SIGTERM) cancels it: it stops at its
+ * next batch, is recorded as cancelled, and the command reports it as for any end. A second signal
+ * quits at once; a worker then takes the run over once its lease has run out. Returns what removes
+ * the handlers.
+ */
+function cancelOnSignal(term: Terminal, what: string, cancel: () => Promise<unknown>): () => void {
+  let asked = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (asked) {
+      term.err(`${signal}: quitting without waiting for ${what} to stop (a worker takes it over once its lease runs out)`);
+      process.exit(signal === 'SIGINT' ? 130 : 143);
+    }
+    asked = true;
+    term.err(`${signal === 'SIGINT' ? 'Ctrl-C' : signal}: cancelling ${what}, which stops at its next batch (again to quit at once)`);
+    cancel().catch((error: unknown) => term.err(`could not cancel ${what}: ${toError(error).message}`));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return () => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  };
 }
 
 async function waitForStop(app: App, drain: boolean): Promise<void> {

@@ -4,6 +4,8 @@
  * assertion never leaves a server running.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -186,6 +188,38 @@ describe('workers sharing the embedded store', () => {
     expect(sqliteRows(join(dir, 'crm.db'), 'select count(*) as n from items')).toEqual([{ n: 150000 }]);
     expect((await frozen.stop()).code).toBe(0);
     expect((await other.stop()).code).toBe(0);
+  });
+});
+
+describe('Ctrl-C on a run the command started', () => {
+  it('cancels the sync run, which stops, is recorded as cancelled and is reported', async () => {
+    // An API that takes the requests and never answers: the run waits on it until it is stopped.
+    const hung = new Set<ServerResponse>();
+    const server = createServer((_req, res) => void hung.add(res));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const dir = hierarchyWorkspace();
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const yaml = readFileSync(join(dir, 'lockstep.yaml'), 'utf8')
+        .replace('destinations:\n', `destinations:\n  api: { type: http, url: "${url}", timeoutMs: 600000 }\n`)
+        .replace('syncs:\n', 'syncs:\n  accounts-to-api: { model: accounts, destination: api, object: /accounts, mode: upsert }\n');
+      writeFileSync(join(dir, 'lockstep.yaml'), yaml);
+      expect((await runMain(['--workspace', dir, 'apply'])).code).toBe(0);
+      const proc = new CliProcess(['sync', 'run', 'accounts-to-api'], { cwd: dir });
+      const deadline = Date.now() + 20_000;
+      while (hung.size === 0 && Date.now() < deadline) await sleep(25);
+      expect(hung.size, proc.stderr).toBeGreaterThan(0);
+      proc.child.kill('SIGINT');
+      const ended = await proc.exited;
+      expect(ended.stderr).toMatch(/Ctrl-C: cancelling sync run \d+, which stops at its next batch/);
+      expect(ended.code, ended.stderr).toBe(1);
+      expect(ended.stdout).toMatch(/CANCELLED/);
+      const runs = await listRuns(dir);
+      expect(runs.syncRuns.find((r) => r.sync === 'accounts-to-api')?.status).toBe('cancelled');
+    } finally {
+      for (const res of hung) res.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 });
 
