@@ -338,7 +338,7 @@ const READS = new Set<string>([
 ]);
 
 /** Calls of the store's snapshots a dry run passes through: they only read. */
-const SNAPSHOT_READS = new Set<string>(['get', 'changes', 'keys', 'pages', 'count']);
+const SNAPSHOT_READS = new Set<string>(['get', 'changes', 'keys', 'pages', 'count', 'cursorGet']);
 
 /**
  * The store as a dry run sees it: reads answered by `store`; the run's record kept in memory; the
@@ -354,6 +354,7 @@ function planningStore(
   let current = run;
   const snapshots = readOnlyView(store.snapshots, SNAPSHOT_READS, 'snapshots.', {
     write: async () => undefined,
+    cursorSet: async () => undefined,
     recordIdsWrite: async () => undefined,
     recordIdsGet: async (syncId: number, keys: string[]) => {
       const ids = await store.snapshots.recordIdsGet(syncId, keys);

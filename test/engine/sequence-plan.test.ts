@@ -161,6 +161,35 @@ describe('sequence plan', () => {
     expect(afterPlan.map((r) => r.failed.addedCount + r.failed.changedCount + r.failed.removedCount)).toEqual([0, 1, 2]);
   });
 
+  it('plans a model with a cursor past its cursor with the store\'s planner, as the run after it does, storing nothing', async () => {
+    const dir = tempDir();
+    createHierarchyFixture(dir);
+    const withCursor = () =>
+      workspace({
+        sources: [source('warehouse', { path: 'warehouse.db' })],
+        destinations: [source('crm', { path: 'crm.db' })],
+        models: [{ ...model('accounts', 'warehouse', 'select id, name from accounts'), cursor: 'id' }],
+        syncs: [sync('accounts', { model: 'accounts', destination: 'crm', object: 'accounts' })],
+        sequences: [sequence('crm', [member('accounts')])],
+      });
+    await using h = await startHarness({ dir, definition: withCursor() });
+    const first = await h.app.worker.triggerSequence('crm');
+    expect((await h.app.worker.waitForSequenceRun(first.run.id)).status).toBe('done');
+    // Account 1 is behind the cursor: only a full comparison sees its change.
+    sqlite(join(dir, 'warehouse.db'), "insert into accounts values (4, 'Account 4'); update accounts set name = 'unseen' where id = 1;");
+    const account = (await h.app.store.getSync('accounts'))!;
+    const cursor = await h.app.store.snapshots.cursorGet(account.id);
+    const plan = await h.app.planner.plan('crm', { samples: 1 });
+    expect(plan.members[0]!.error).toBeNull();
+    expect(plan.members[0]).toMatchObject({ status: 'planned', added: 1, changed: 0, removed: 0, rejected: 0 });
+    expect(await h.app.store.snapshots.cursorGet(account.id)).toEqual(cursor);
+    const { run } = await h.app.worker.triggerSequence('crm');
+    expect((await h.app.worker.waitForSequenceRun(run.id)).status).toBe('done');
+    const [last] = await h.app.store.listSyncRuns({ syncId: account.id, limit: 1, offset: 0, order: 'desc' });
+    expect(last!.comparison?.kind).toBe('cursor');
+    expect(last!.plannedRows).toEqual({ addedCount: 1, changedCount: 0, removedCount: 0 });
+  });
+
   it('reports a member whose run would fail, and warns about the mass-delete guard, still storing nothing', async () => {
     const dir = await deliveredThenChanged();
     sqlite(join(dir, 'warehouse.db'), 'delete from contacts where id > 1;');
