@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { sqlite, sqliteRows, tempDir } from '../helpers/harness.js';
-import { UUID, hierarchyWorkspace, killChildren, runCli, runMain } from './cli-helpers.js';
+import { CliProcess, UUID, hierarchyWorkspace, killChildren, runCli, runMain } from './cli-helpers.js';
 
 afterEach(killChildren);
 
@@ -52,6 +52,14 @@ describe('lockstep sync run', () => {
     expect(result.code, result.stderr).toBe(0);
     expect(JSON.parse(result.stdout)).toMatchObject({ status: 'success', successfulRows: counts(3) });
     expect(sqliteRows(join(own, 'crm.db'), 'select id from accounts order by id')).toEqual([{ id: 1 }, { id: 2 }, { id: 3 }]);
+  });
+
+  it('ends quietly with exit 0 when its reader closes the pipe early (lockstep runs | head)', async () => {
+    const proc = new CliProcess(['--workspace', dir, 'runs'], { cwd: dir });
+    proc.child.stdout!.destroy();
+    const ended = await proc.exited;
+    expect(ended.stderr).not.toMatch(/EPIPE|Unhandled/);
+    expect(ended.code).toBe(0);
   });
 
   it('--json prints the run with its counts and rejected rows', async () => {
