@@ -216,6 +216,12 @@ Exit codes:
       const reported: number[] = [];
       try {
         await requireSlug(app, 'sync', slug);
+        if (opts.fullResync && opts.resetCdc) {
+          throw new LockstepError(
+            ErrorCode.Validation,
+            '--full-resync and --reset-cdc contradict each other: --full-resync sends every row, --reset-cdc sends none and only records the model as delivered — choose one',
+          );
+        }
         const { run } = await app.worker.triggerSync(
           slug,
           { fullResync: Boolean(opts.fullResync), resetCDC: Boolean(opts.resetCdc), allowMassDelete: Boolean(opts.allowMassDelete), fullCompare: Boolean(opts.fullCompare) },

@@ -8,9 +8,10 @@ import type { SyncDef } from './workspace.js';
  * Why a run may not remove `removing` of the `managed` rows a sync delivered before (its
  * snapshot), or null when it may: over `maxDeletePercent` the run stops before its first delete.
  * A model that suddenly returns nothing (an emptied staging table, a broken upstream job) is the
- * case this is for.
+ * case this is for. `cursor`: the model declares one, so the run to allow the deletes must be told
+ * to compare in full.
  */
-export function massDeleteRefusal(sync: Pick<SyncDef, 'slug' | 'maxDeletePercent'>, removing: number, managed: number): string | null {
+export function massDeleteRefusal(sync: Pick<SyncDef, 'slug' | 'maxDeletePercent'>, removing: number, managed: number, options: { cursor?: boolean } = {}): string | null {
   if (sync.maxDeletePercent === null || managed === 0 || removing === 0) return null;
   const percent = (removing / managed) * 100;
   if (percent <= sync.maxDeletePercent) return null;
@@ -18,6 +19,7 @@ export function massDeleteRefusal(sync: Pick<SyncDef, 'slug' | 'maxDeletePercent
   return (
     `sync "${sync.slug}" would delete ${removing} of the ${managed} rows it manages (${shown}%), over its maxDeletePercent of ${sync.maxDeletePercent}% — ` +
     'nothing was deleted; check the model (did it lose rows?), then run it once with `lockstep sync run ' +
-    `${sync.slug} --allow-mass-delete\`, or raise maxDeletePercent (null turns the guard off)`
+    // Removals are seen only by a full comparison: a model with a cursor needs one asked for.
+    `${sync.slug} --allow-mass-delete${options.cursor ? ' --full-compare' : ''}\`, or raise maxDeletePercent (null turns the guard off)`
   );
 }

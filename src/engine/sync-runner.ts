@@ -447,7 +447,7 @@ export class SyncRunner {
     // Rows past a cursor say nothing of the rest: removals wait for a full comparison.
     if (deletes && !resetCDC && !byCursor && progress.expectedRows > 0 && !run.options.allowMassDelete) {
       const removing = index ? index.unseenCount() : progress.expectedRows - matched;
-      const refusal = massDeleteRefusal(sync, removing, progress.expectedRows);
+      const refusal = massDeleteRefusal(sync, removing, progress.expectedRows, { cursor: p.model.cursor !== undefined });
       if (refusal) throw new LockstepError(ErrorCode.Conflict, refusal);
     }
     if (deletes && index) {
@@ -558,7 +558,7 @@ export class SyncRunner {
     let modelRows = plan.modelRows;
     const removing = plan.parts.find((part) => part.op === 'removed')?.rows ?? 0;
     if (removing > 0 && !run.options.allowMassDelete) {
-      const refusal = massDeleteRefusal(sync, removing, plan.plannerRows);
+      const refusal = massDeleteRefusal(sync, removing, plan.plannerRows, { cursor: model.cursor !== undefined });
       if (refusal) throw new LockstepError(ErrorCode.Conflict, refusal);
     }
 

@@ -54,6 +54,12 @@ describe('lockstep sync run', () => {
     expect(sqliteRows(join(own, 'crm.db'), 'select id from accounts order by id')).toEqual([{ id: 1 }, { id: 2 }, { id: 3 }]);
   });
 
+  it('refuses --full-resync with --reset-cdc, which contradict each other, running nothing', async () => {
+    const result = await runMain(['--workspace', dir, 'sync', 'run', 'accounts-to-crm', '--full-resync', '--reset-cdc']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('--full-resync and --reset-cdc contradict each other');
+  });
+
   it('ends quietly with exit 0 when its reader closes the pipe early (lockstep runs | head)', async () => {
     const proc = new CliProcess(['--workspace', dir, 'runs'], { cwd: dir });
     proc.child.stdout!.destroy();

@@ -10,7 +10,7 @@ import { model, source, sync, workspace } from '../helpers/definitions.js';
 import { sqlite, sqliteRows, startHarness, tempDir } from '../helpers/harness.js';
 import { HttpReceiver, until } from '../alerts/receivers.js';
 
-async function setup(over: Partial<SyncDef>, alertsUrl?: string) {
+async function setup(over: Partial<SyncDef>, alertsUrl?: string, cursor?: string) {
   const dir = tempDir();
   const values = Array.from({ length: 10 }, (_, i) => `(${i + 1}, 'item ${i + 1}')`).join(', ');
   sqlite(join(dir, 'warehouse.db'), `create table items (id integer primary key, label text); insert into items values ${values};`);
@@ -18,7 +18,7 @@ async function setup(over: Partial<SyncDef>, alertsUrl?: string) {
   const definition = workspace({
     sources: [source('warehouse', { path: 'warehouse.db' })],
     destinations: [source('app', { path: 'app.db' })],
-    models: [model('items', 'warehouse', 'select id, label from items')],
+    models: [{ ...model('items', 'warehouse', 'select id, label from items'), ...(cursor ? { cursor } : {}) }],
     syncs: [sync('items', { model: 'items', destination: 'app', object: 'items', mode: 'mirror', ...over })],
   });
   if (alertsUrl) {
@@ -28,7 +28,7 @@ async function setup(over: Partial<SyncDef>, alertsUrl?: string) {
     };
   }
   const h = await startHarness({ dir, definition });
-  const run = async (options: { allowMassDelete?: boolean } = {}) => {
+  const run = async (options: { allowMassDelete?: boolean; fullCompare?: boolean } = {}) => {
     const { run: queued } = await h.app.worker.triggerSync('items', options);
     return h.app.worker.waitForSyncRun(queued.id);
   };
@@ -56,6 +56,17 @@ describe('mass-delete guard', () => {
     const allowed = await run({ allowMassDelete: true });
     expect(allowed).toMatchObject({ status: 'success', successfulRows: { removedCount: 10 } });
     expect(count()).toBe(0);
+  });
+
+  it('names --full-compare in the way through when the model has a cursor (only a full comparison sees removals)', async () => {
+    const { h, run, count, keep } = await setup({}, undefined, 'id');
+    await using _ = h;
+    await run();
+    keep(2);
+    const refused = await run({ fullCompare: true });
+    expect(refused.error).toContain('run it once with `lockstep sync run items --allow-mass-delete --full-compare`');
+    expect(await run({ allowMassDelete: true, fullCompare: true })).toMatchObject({ status: 'success', successfulRows: { removedCount: 8 } });
+    expect(count()).toBe(2);
   });
 
   it('lets through removals at or under the threshold, refuses above it, and lets everything through when off', async () => {
