@@ -211,6 +211,30 @@ export function secretTexts(values: readonly string[]): string[] {
 }
 
 /**
+ * What an error must not show of `values` read from the environment: their secret texts (see
+ * `secretTexts`) and, for a URL, its user name and the segments of its path (a database's name),
+ * which the variable held too.
+ */
+export function environmentTexts(values: readonly string[]): string[] {
+  const out = new Set(secretTexts(values));
+  for (const value of values) {
+    const match = /^[a-z][a-z0-9+.-]*:\/\/(?:([^/?#@:]*)(?::[^/?#@]*)?@)?[^/?#]*([^?#]*)/i.exec(value);
+    if (!match) continue;
+    const [, user, path = ''] = match;
+    for (const part of [user, ...path.split('/')]) {
+      if (part === undefined || part.length < 3) continue;
+      out.add(part);
+      try {
+        out.add(decodeURIComponent(part));
+      } catch {
+        // Not percent-encoded: the raw form is enough.
+      }
+    }
+  }
+  return [...out].sort((a, b) => b.length - a.length);
+}
+
+/**
  * A URL that is (or holds) a secret, as shown: its user information (a password, or a token written
  * as the user name), every query value and its fragment replaced by `***`, whatever the parameters are
  * called. Scheme, host, port and path stay, so it still says where it leads; text that is not a URL

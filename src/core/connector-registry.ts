@@ -8,7 +8,7 @@ import type { z } from 'zod';
 import type { AuditLogWriter } from './audit-log.js';
 import { DEFAULT_BACKOFF, type BackoffPolicy } from './backoff.js';
 import type { ConnectorContext, ConnectorKind, ConnectorRole, RateLimits } from './connector-kind.js';
-import { interpolateDeep, redactValue, templateValues, withoutValues, type TemplateEnv } from './connections.js';
+import { environmentTexts, interpolateDeep, redactValue, templateValues, withoutValues, type TemplateEnv } from './connections.js';
 import { ErrorCode, LockstepError } from './errors.js';
 import { splitHint } from './hints.js';
 import type { Clock, Connectors, Destination, DestinationWriter, Logger, RateLimiter, Source, WriteTarget } from './ports.js';
@@ -250,7 +250,7 @@ async function openedWithoutEnvValues<T>(connection: ResolvedConnection, open: (
   try {
     return await open();
   } catch (thrown) {
-    const values = connection.templateValues ?? [];
+    const values = environmentTexts(connection.templateValues ?? []);
     if (values.length === 0 || !(thrown instanceof Error)) throw thrown;
     const message = withoutValues(thrown.message, values);
     if (message === thrown.message) throw thrown;

@@ -6,7 +6,10 @@
  * answered with their user information and query values hidden, whatever the parameters are called.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createConnectorRegistry } from '../../src/app.js';
 import { EnvAllowList, redactUrl } from '../../src/core/connections.js';
+import { resolveConnection } from '../../src/core/connector-registry.js';
+import { createTestDatabase } from '../helpers/postgres.js';
 import { model, sync } from '../helpers/definitions.js';
 import { startApi, type ApiHarness } from './api-helpers.js';
 
@@ -118,6 +121,23 @@ describe('${ENV} in entities created through the API', () => {
       expect(done.error).not.toContain('no-such-folder-q7');
     }
     expect(api.logs.join('\n')).not.toContain('file-db-secret-name');
+  });
+});
+
+describe('a connection whose url the environment holds', () => {
+  it('fails to open naming what is wrong, without the database name or user the variable held', async () => {
+    const server = new URL(await createTestDatabase('lockstep_envurl'));
+    const url = Object.assign(new URL(server), { pathname: '/secret_dbname_zz4' }).toString();
+    const registry = createConnectorRegistry();
+    const def = { slug: 'warehouse', type: 'postgres', settings: { url: '${WH_URL}' } };
+    const error = await registry.openSource(resolveConnection(def, 'source', '/tmp', { WH_URL: url })).then(
+      () => null,
+      (thrown: unknown) => thrown as Error,
+    );
+    expect(error?.message).toMatch(/^cannot connect to source PostgreSQL/);
+    expect(error?.message).toContain('***');
+    expect(error?.message).not.toContain('secret_dbname_zz4');
+    expect(`${error?.message} ${error?.stack}`).not.toContain(` as ${decodeURIComponent(server.username)}`);
   });
 });
 
