@@ -544,6 +544,37 @@ describe('MysqlDestination', () => {
     }
   });
 
+  it('stops a write it gave up on at its timeout on the server too: it never lands later, and nothing waits for it', async () => {
+    const { url } = await crm();
+    const destination = await MysqlDestination.connect({ url, timeouts: { statementMs: 500 } });
+    const other = await mysql.createConnection({ uri: url });
+    try {
+      const writer = await destination.prepare({ object: 'contacts', keyColumns: ['id'], columns: CONTACT_COLUMNS });
+      // Another session holds the row: the write waits for its lock past the write timeout.
+      await other.query('start transaction');
+      await other.query('select * from contacts where id = 10 for update');
+      const started = Date.now();
+      const error = await writer.write([contact('update', 10, 2, 'taken@example.com', 'Too late')]).then(
+        () => null,
+        (thrown: unknown) => thrown,
+      );
+      expect((error as LockstepError).message).toMatch(/timed out: the server did not answer for 0\.5 s/);
+      expect(Date.now() - started).toBeLessThan(5_000);
+      // The server stopped the statement: nothing of it waits on the lock any more.
+      const db = new URL(url).pathname.slice(1);
+      const waiting = async () =>
+        (await mysqlSql(url, `select id from information_schema.processlist where db = ? and id <> connection_id() and info like 'update%'`, [db])).length;
+      for (let attempt = 0; attempt < 100 && (await waiting()) > 0; attempt++) await new Promise((resolve) => setTimeout(resolve, 25));
+      expect(await waiting()).toBe(0);
+      await other.query('rollback');
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(await mysqlSql(url, 'select name from contacts where id = 10')).toEqual([{ name: 'Existing' }]);
+    } finally {
+      await other.end();
+      await destination.close();
+    }
+  });
+
   it('sorts MySQL and MariaDB failures: deadlocks and lock wait timeouts transient, rule breaks per row, access fatal', () => {
     const error = (errno: number, sqlState: string, code = '') => Object.assign(new Error('x'), { errno, sqlState, code });
     expect(classifyMysqlError(error(1213, '40001', 'ER_LOCK_DEADLOCK'))).toBe(MysqlFailure.Transient);

@@ -356,9 +356,30 @@ export function stalledError(doing: string, ms: number, setting = 'statementTime
 }
 
 /**
+ * Ends a connection whose statement is given up on. The server is asked to stop the statement
+ * (`KILL QUERY`, sent through another connection of the pool): otherwise a write waiting on a lock
+ * would still land once the lock is free, and a long read would go on. The socket is closed at once:
+ * the driver's own close only half-closes it, which keeps the process waiting until the server
+ * answers.
+ */
+function abandon(connection: MysqlPoolConnection): void {
+  const core = connection.connection as MysqlCoreConnection & {
+    stream?: { destroy(): void };
+    _pool?: { _closed?: boolean; query(sql: string, done: (error: unknown) => void): void } | null;
+  };
+  // Read before destroy, which takes the connection out of its pool.
+  const pool = core._pool;
+  const threadId = core.threadId;
+  connection.destroy();
+  core.stream?.destroy();
+  // Best effort: a server that cannot be reached now ends the statement when it notices the closed socket.
+  if (pool && !pool._closed && Number.isInteger(threadId)) pool.query(`KILL QUERY ${threadId}`, () => undefined);
+}
+
+/**
  * Waits for `work` on `connection` at most `ms`: past it, and at once when `signal` aborts, the
- * connection is closed (the driver then fails whatever it was doing, and the server ends the
- * statement) and the wait ends with `timedOut()`'s error (or the signal's reason).
+ * statement is stopped on the server and the connection closed (see `abandon`; the driver then
+ * fails whatever it was doing), and the wait ends with `timedOut()`'s error (or the signal's reason).
  */
 export async function withDeadline<T>(
   connection: MysqlPoolConnection,
@@ -372,7 +393,7 @@ export async function withDeadline<T>(
   const stop = new Promise<never>((_, reject) => {
     const destroy = (error: unknown) => {
       reject(error);
-      connection.destroy();
+      abandon(connection);
     };
     timer = setTimeout(() => destroy(timedOut()), ms);
     if (signal) {
