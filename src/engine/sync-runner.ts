@@ -187,11 +187,13 @@ export class SyncRunner {
         );
       }
 
+      // A run taken over from a worker that stopped keeps what that worker delivered: those rows are
+      // in the snapshot and are not planned again, so they count as planned and delivered already.
+      // A full resync ignores the snapshot: taken over, it starts again, and counts from nothing.
+      const carried = claimed.attempt > 1 && !claimed.options.fullResync ? claimed.successfulRows : emptyCounts();
       const progress: RunProgress = {
-        planned: emptyCounts(),
-        // A run taken over from a worker that stopped keeps what that worker delivered: those rows
-        // are in the snapshot and are not planned again.
-        successful: claimed.attempt > 1 ? { ...claimed.successfulRows } : emptyCounts(),
+        planned: { ...carried },
+        successful: { ...carried },
         failed: emptyCounts(),
         querySize: 0,
         settled: 0,

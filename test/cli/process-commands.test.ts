@@ -121,20 +121,31 @@ describe('workers sharing the embedded store', () => {
     expect((await second.stop()).code).toBe(0);
   });
 
-  it('when the process running a sync dies mid-run, another worker takes the same run over and finishes it', async () => {
+  it.each([
+    ['', [] as string[]],
+    [' (a full resync: the taken-over attempt starts it again, and the run counts each row once)', ['--full-resync']],
+  ])('when the process running a sync dies mid-run, another worker takes the same run over and finishes it%s', async (_label, flags) => {
     const dir = await bigWorkspace();
-    const first = new CliProcess(['sync', 'run', 'items-to-crm'], { cwd: dir });
+    if (flags.length > 0) expect((await runCli(['sync', 'run', 'items-to-crm'], { cwd: dir })).code).toBe(0);
+    const runId = flags.length > 0 ? 2 : 1;
+    const first = new CliProcess(['sync', 'run', 'items-to-crm', ...flags], { cwd: dir });
     // The first process claims the run itself and is delivering batches when it dies.
     await first.waitForStderr(/ [1-9][\d,]* delivered/, 15_000);
     first.child.kill('SIGKILL');
     await first.exited;
-    expect(await syncRunRecord(dir, 1)).toMatchObject({ status: expect.stringMatching(/querying|processing/), attempt: 1 });
+    expect(await syncRunRecord(dir, runId)).toMatchObject({ status: expect.stringMatching(/querying|processing/), attempt: 1 });
 
     // The dead process was on this host: its lease is released at once, not after 30 s.
     const worker = new CliProcess(['worker'], { cwd: dir });
-    const run = await waitForSyncRun(dir, 1, 20_000);
-    expect(run).toMatchObject({ status: 'success', attempt: 2 });
+    const run = await waitForSyncRun(dir, runId, 20_000);
+    expect(run).toMatchObject({ status: 'success', attempt: 2, querySize: 150000 });
     expect(run.workerId).toContain(`/${worker.pid}/`);
+    // Each row is counted at most once. A full resync counts every row again; otherwise the rows the
+    // dead attempt delivered after its last count was stored are delivered but not counted.
+    const delivered = run.successfulRows.addedCount + run.successfulRows.changedCount;
+    if (flags.length > 0) expect(delivered).toBe(150000);
+    else expect(delivered).toBeLessThanOrEqual(150000);
+    expect(run.plannedRows.addedCount + run.plannedRows.changedCount).toBe(delivered);
     expect(sqliteRows(join(dir, 'crm.db'), 'select count(*) as n from items')).toEqual([{ n: 150000 }]);
     expect((await worker.stop()).code).toBe(0);
   });
