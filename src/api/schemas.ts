@@ -47,6 +47,10 @@ export const SyncRunView = z
     completionRatio: z.number(),
     error: z.string().nullable(),
     sequenceRunId: z.string().nullable(),
+    attempt: z
+      .number()
+      .int()
+      .openapi({ description: 'Which attempt ran it: 1, or more when a worker took the run over from one that stopped (same run id).' }),
     apiUsage: z
       .object({ used: z.number().int(), limit: z.number().int(), calls: z.number().int() })
       .optional()

@@ -3,7 +3,8 @@
  *
  * Exit codes: 0 success (a sequence run `done`, a sync run `success` or `warning`); 1 a run ended
  * `failed`, `cancelled` or `interrupted` (a sync run whose retry never appeared); 2 invalid input
- * (workspace errors, unknown slug, bad arguments); 3 anything else (store or connection trouble, a bug).
+ * (workspace errors, unknown slug, bad arguments) or a request the current state refuses (resuming a
+ * run that did not fail, a token name taken); 3 anything else (store or connection trouble, a bug).
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -130,7 +131,8 @@ export function buildProgram(term: Terminal = processTerminal, setExit: (code: n
 Exit codes:
   ${EXIT.ok}  success (a sequence run ended done, a sync run success or warning)
   ${EXIT.runFailed}  a run ended failed, cancelled or interrupted
-  ${EXIT.invalid}  invalid input: workspace errors, an unknown slug, bad arguments
+  ${EXIT.invalid}  invalid input: workspace errors, an unknown slug, bad arguments, or a request the
+     current state refuses (resuming a run that did not fail, a token name taken)
   ${EXIT.error}  anything else: store or connection trouble, another process on the store, a bug`,
     )
     .showHelpAfterError()
@@ -745,7 +747,7 @@ export async function main(argv: string[], term: Terminal = processTerminal): Pr
     const error = toError(thrown);
     term.err(error instanceof ValidationError ? error.message : `error: ${error.message}`);
     if (error instanceof LockstepError) {
-      return error.code === ErrorCode.Validation || error.code === ErrorCode.NotFound ? EXIT.invalid : EXIT.error;
+      return error.code === ErrorCode.Validation || error.code === ErrorCode.NotFound || error.code === ErrorCode.Conflict ? EXIT.invalid : EXIT.error;
     }
     if (process.env.LOCKSTEP_DEBUG) term.err(error.stack ?? '');
     return EXIT.error;

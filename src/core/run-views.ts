@@ -20,6 +20,8 @@ export interface SyncRunView {
   completionRatio: number;
   error: string | null;
   sequenceRunId: string | null;
+  /** Which attempt ran it: 1, or more when a worker took the run over from one that stopped (same run id). */
+  attempt: number;
   /** The destination's API budget as last reported in the run, and the calls the run made (SaaS destinations). */
   apiUsage?: ApiUsage;
   /** Where the run's time went, in milliseconds per phase (once it ended). */
@@ -79,6 +81,7 @@ export function syncRunView(run: SyncRun): SyncRunView {
     completionRatio: run.completionRatio,
     error: run.error,
     sequenceRunId: run.sequenceRunId,
+    attempt: run.attempt,
     ...(run.apiUsage ? { apiUsage: run.apiUsage } : {}),
     ...(run.phaseMs ? { phaseMs: run.phaseMs } : {}),
     ...(run.comparison ? { comparison: run.comparison } : {}),

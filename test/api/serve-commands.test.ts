@@ -18,7 +18,7 @@ describe('lockstep token', () => {
     const created = await runMain(['--workspace', dir, 'token', 'create', '--name', 'ci']);
     expect(created.code).toBe(0);
     expect(created.stdout.trim()).toMatch(/^lst_[A-Za-z0-9_-]{43}$/);
-    expect((await runMain(['--workspace', dir, 'token', 'create', '--name', 'ci'])).code).toBe(3);
+    expect((await runMain(['--workspace', dir, 'token', 'create', '--name', 'ci'])).code).toBe(2);
     const listed = await runMain(['--workspace', dir, 'token', 'list', '--json']);
     const tokens = JSON.parse(listed.stdout) as Array<{ name: string; lastUsedAt: string | null }>;
     expect(tokens).toEqual([{ name: 'ci', createdAt: expect.any(String), lastUsedAt: null }]);

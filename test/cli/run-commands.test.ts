@@ -205,7 +205,7 @@ describe('lockstep sequence resume', () => {
     const listed = await runMain(['--workspace', dir, 'runs', '--sequence', 'crm']);
     expect(listed.stdout).toContain(`(resumes ${failedView.id})`);
     const again = await runMain(['--workspace', dir, 'sequence', 'resume', failedView.id]);
-    expect(again.code).toBe(3);
+    expect(again.code).toBe(2);
     expect(again.stderr).toContain(`sequence run ${failedView.id} was already resumed by run`);
     const slug = await runMain(['--workspace', dir, 'sequence', 'resume', 'crm']);
     expect(slug.code).toBe(2);
