@@ -6,37 +6,7 @@
 import { z } from 'zod';
 import { hinted } from '../core/hints.js';
 
-const TEMPLATE = /\$\{[A-Za-z_][A-Za-z0-9_]*\}/;
-
-/** Whether a value still holds an `${ENV}` template (it is checked whole once resolved). */
-export function isTemplated(value: string): boolean {
-  return TEMPLATE.test(value);
-}
-
-/**
- * A URL setting with one of `protocols` (e.g. `['mysql:']`); `example` goes into the message.
- * A value with templates passes until they are resolved.
- */
-export function urlSetting(protocols: readonly string[], example: string, description: string) {
-  return z
-    .string()
-    .min(1, { error: hinted('url is empty', `write it, e.g. ${example}`) })
-    .superRefine((value, ctx) => {
-      if (isTemplated(value)) return;
-      let url: URL;
-      try {
-        url = new URL(value);
-      } catch {
-        // The value is not echoed: a URL may carry a password.
-        ctx.addIssue({ code: 'custom', message: hinted('url is not a URL', `write it like ${example}`) });
-        return;
-      }
-      if (!protocols.includes(url.protocol)) {
-        ctx.addIssue({ code: 'custom', message: hinted(`url must start with ${protocols.map((p) => `${p}//`).join(' or ')}, not ${url.protocol}//`, `e.g. ${example}`) });
-      }
-    })
-    .meta({ description });
-}
+export { isTemplated, urlSetting } from '../core/url-setting.js';
 
 /** A file path setting, relative to the workspace folder or absolute. */
 export function pathSetting(description: string) {

@@ -15,6 +15,7 @@ import {
 } from '../core/workspace.js';
 import { DEFAULT_MAX_DELETE_PERCENT, type ConnectionDef, type MemberDef, type ModelDef, type Schedule, type SequenceDef, type SyncDef } from '../core/workspace.js';
 import { assertNever } from '../core/errors.js';
+import { urlSetting } from '../core/url-setting.js';
 import { AlertEvent, PAGERDUTY_EVENTS_URL } from '../core/alerts.js';
 import type { AlertChannelDef, AlertRuleDef, AlertsDefinition } from '../core/alerts.js';
 import type { WebhookSettings } from '../core/webhooks.js';
@@ -435,12 +436,15 @@ type AlertChannelBody = AlertChannelDef extends infer C ? (C extends AlertChanne
 const alertChannelSchema = z
   .discriminatedUnion('type', [
     z
-      .strictObject({ type: z.literal('slack'), url: text('url', 'The Slack incoming webhook URL; use a template, e.g. "${SLACK_WEBHOOK}".') })
+      .strictObject({
+        type: z.literal('slack'),
+        url: urlSetting(['https:', 'http:'], '"${SLACK_WEBHOOK}" or https://hooks.slack.com/services/...', 'The Slack incoming webhook URL; use a template, e.g. "${SLACK_WEBHOOK}".'),
+      })
       .meta({ description: 'A Slack incoming webhook: a Block Kit message with a link to the run.' }),
     z
       .strictObject({
         type: z.literal('webhook'),
-        url: text('url', 'Where notices are POSTed as JSON; may hold ${ENV} templates.'),
+        url: urlSetting(['https:', 'http:'], 'https://alerts.example.com/lockstep', 'Where notices are POSTed as JSON; may hold ${ENV} templates.'),
         headers: z
           .record(z.string().min(1), z.string())
           .default({})
@@ -451,7 +455,12 @@ const alertChannelSchema = z
     z
       .strictObject({
         type: z.literal('email'),
-        smtp: text('smtp', 'SMTP server URL, e.g. "smtp://user:pass@mail.example.com:587" or "smtps://..."; may hold ${ENV} templates.'),
+        smtp: urlSetting(
+          ['smtp:', 'smtps:'],
+          '"smtp://user:${SMTP_PASSWORD}@mail.example.com:587"',
+          'SMTP server URL, e.g. "smtp://user:pass@mail.example.com:587" or "smtps://..."; may hold ${ENV} templates.',
+          'smtp',
+        ),
         from: text('from', 'Sender address.'),
         to: z
           .union([text('to', 'Recipient address.'), z.array(text('to', 'Recipient address.')).min(1, { error: hinted('to is an empty list', 'list at least one address') })], {
@@ -464,7 +473,7 @@ const alertChannelSchema = z
       .strictObject({
         type: z.literal('pagerduty'),
         routingKey: text('routingKey', 'The integration routing key; use a template, e.g. "${PD_ROUTING_KEY}".'),
-        url: text('url', `Events API endpoint (default: ${PAGERDUTY_EVENTS_URL}).`).optional(),
+        url: urlSetting(['https:', 'http:'], PAGERDUTY_EVENTS_URL, `Events API endpoint (default: ${PAGERDUTY_EVENTS_URL}).`).optional(),
       })
       .meta({ description: 'PagerDuty Events API v2: an incident per rule, subject and condition, resolved on recovery.' }),
   ])

@@ -153,6 +153,28 @@ describe('alerts in the workspace', () => {
     ]);
   });
 
+  it('checks each channel\'s URL where it is written: Slack and webhook URLs over http(s), an SMTP server', async () => {
+    const { diagnostics, definition } = await load({
+      'lockstep.yaml': yaml(
+        ...BASE,
+        'alerts:',
+        '  channels:',
+        '    ops: { type: slack, url: "not a url" }',
+        '    hook: { type: webhook, url: "ftp://x.example" }',
+        '    mail: { type: email, smtp: "nope", from: a@example.com, to: [b@example.com] }',
+        '    fine: { type: webhook, url: "${HOOK_URL}" }',
+        '  rules:',
+        '    - { on: [sync_failed], channels: [ops, hook, mail, fine] }',
+      ),
+    }, { HOOK_URL: 'https://hooks.example.com/x' });
+    expect(definition).toBeNull();
+    expect(diagnostics.map(brief)).toEqual([
+      'lockstep.yaml:13: url is not a URL — write it like "${SLACK_WEBHOOK}" or https://hooks.slack.com/services/...',
+      'lockstep.yaml:14: url must start with https:// or http://, not ftp:// — e.g. https://alerts.example.com/lockstep',
+      'lockstep.yaml:15: smtp is not a URL — write it like "smtp://user:${SMTP_PASSWORD}@mail.example.com:587"',
+    ]);
+  });
+
   it('merges alerts from several files and refuses a channel declared twice', async () => {
     const { diagnostics } = await load(
       {

@@ -51,6 +51,9 @@ describe('alert channels and rules through the API', () => {
     expect(created.body).toMatchObject({ name: 'hooks', type: 'webhook', origin: 'api', secret: '***', headers: { Authorization: '***' }, target: `${receiver.url}/ok` });
     expect(created.body.warning).toBeUndefined();
     expect((await call('POST', '/api/alerts/channels', { name: 'hooks', type: 'slack', url: 'https://hooks.slack.com/x' })).status).toBe(409);
+    const local = await call('POST', '/api/alerts/channels', { name: 'local', type: 'webhook', url: 'file:///etc/passwd' });
+    expect(local.status).toBe(422);
+    expect(JSON.stringify(local.body)).toContain('url must start with https:// or http://, not file://');
 
     const rule = await call('POST', '/api/alerts/rules', { name: 'crm-watch', sequences: ['crm-hierarchy'], on: ['sequence_failed', 'recovered'], channels: ['hooks'] });
     expect(rule.status).toBe(201);

@@ -1,0 +1,37 @@
+/**
+ * A URL in a setting: checked where it is written (`validate`, the API), with the scheme it must
+ * have. A value holding `${ENV}` templates passes until they are resolved; it is checked whole then.
+ */
+import { z } from 'zod';
+import { hinted } from './hints.js';
+
+const TEMPLATE = /\$\{[A-Za-z_][A-Za-z0-9_]*\}/;
+
+/** Whether a value still holds an `${ENV}` template (it is checked whole once resolved). */
+export function isTemplated(value: string): boolean {
+  return TEMPLATE.test(value);
+}
+
+/**
+ * A URL setting named `what` with one of `protocols` (e.g. `['mysql:']`); `example` goes into the
+ * message, which never echoes the value (a URL may carry a password).
+ */
+export function urlSetting(protocols: readonly string[], example: string, description: string, what = 'url') {
+  return z
+    .string()
+    .min(1, { error: hinted(`${what} is empty`, `write it, e.g. ${example}`) })
+    .superRefine((value, ctx) => {
+      if (isTemplated(value)) return;
+      let url: URL;
+      try {
+        url = new URL(value);
+      } catch {
+        ctx.addIssue({ code: 'custom', message: hinted(`${what} is not a URL`, `write it like ${example}`) });
+        return;
+      }
+      if (!protocols.includes(url.protocol)) {
+        ctx.addIssue({ code: 'custom', message: hinted(`${what} must start with ${protocols.map((p) => `${p}//`).join(' or ')}, not ${url.protocol}//`, `e.g. ${example}`) });
+      }
+    })
+    .meta({ description });
+}
