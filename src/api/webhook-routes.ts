@@ -9,7 +9,7 @@ import { bodyLimit } from 'hono/body-limit';
 import { interpolate } from '../core/connections.js';
 import { toError } from '../core/errors.js';
 import { DEFAULT_WEBHOOK_RETENTION, type WebhookSource } from '../core/webhooks.js';
-import { WebhookReceiver, type IncomingWebhook, type WebhookAnswer, type WebhookSecrets } from '../engine/webhook-receiver.js';
+import { WebhookReceiver, type IncomingWebhook, type WebhookAnswer, type WebhookSecret, type WebhookSecrets } from '../engine/webhook-receiver.js';
 import type { ApiDeps } from './context.js';
 import { defineRoute } from './route.js';
 import { errors } from './schemas.js';
@@ -27,13 +27,14 @@ export function registerWebhookRoutes(app: OpenAPIHono, deps: ApiDeps): void {
   const { store, logger, clock, env } = deps;
   const secrets = async (): Promise<WebhookSecrets> => {
     const { webhooks } = await store.loadWorkspace();
-    const resolve = (setting: { secret: string } | null, where: string) => {
+    const resolve = (setting: { secret: string } | null, where: string): WebhookSecret => {
       if (!setting) return null;
       try {
-        return interpolate(setting.secret, env, where);
+        return { secret: interpolate(setting.secret, env, where) };
       } catch (thrown) {
-        logger.warn('webhook secret cannot be resolved', { where, error: toError(thrown).message });
-        return null;
+        const error = toError(thrown).message;
+        logger.warn('webhook secret cannot be resolved', { where, error });
+        return { unreadable: error.replace(/ before running Lockstep$/, ' in the environment of the server') };
       }
     };
     return { dbtCloud: resolve(webhooks.dbtCloud, 'the dbt Cloud webhook'), fivetran: resolve(webhooks.fivetran, 'the Fivetran webhook') };

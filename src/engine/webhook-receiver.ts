@@ -20,9 +20,23 @@ import type { Schedule, WorkspaceState } from '../core/workspace.js';
 /** dbt Cloud's run status code for a successful run. */
 export const DBT_CLOUD_SUCCESS = 10;
 
+/**
+ * A webhook's signing secret as the server has it: the secret, why it cannot be read (its variable
+ * is not set in the server's environment: a message naming the variable, never a value), or null
+ * when the workspace declares none.
+ */
+export type WebhookSecret = { secret: string } | { unreadable: string } | null;
+
 export interface WebhookSecrets {
-  dbtCloud: string | null;
-  fivetran: string | null;
+  dbtCloud: WebhookSecret;
+  fivetran: WebhookSecret;
+}
+
+/** The secret, or the refusal of a delivery that cannot be checked without it. */
+function secretOr(setting: WebhookSecret, what: string, key: string): string | Decision {
+  if (setting === null) return reject(401, `no ${what} webhook secret is configured — set webhooks.${key}.secret in lockstep.yaml`);
+  if ('unreadable' in setting) return reject(401, `the ${what} webhook secret cannot be read by this server: ${setting.unreadable}, then restart it`);
+  return setting.secret;
 }
 
 /** The part of the worker the receiver needs: queueing runs. */
@@ -92,10 +106,8 @@ export class WebhookReceiver {
 
   receiveDbtCloud(incoming: IncomingWebhook): Promise<WebhookAnswer> {
     return this.receive('dbt_cloud', incoming, async () => {
-      const secret = (await this.options.secrets()).dbtCloud;
-      if (!secret) {
-        return reject(401, 'no dbt Cloud webhook secret is configured — set webhooks.dbtCloud.secret in lockstep.yaml');
-      }
+      const secret = secretOr((await this.options.secrets()).dbtCloud, 'dbt Cloud', 'dbtCloud');
+      if (typeof secret !== 'string') return secret;
       if (!signatureMatches(hmacHex(secret, incoming.rawBody), incoming.headers.authorization)) {
         return reject(401, 'the Authorization header is not the HMAC-SHA256 of the body with the configured dbt Cloud secret');
       }
@@ -130,10 +142,8 @@ export class WebhookReceiver {
 
   receiveFivetran(incoming: IncomingWebhook): Promise<WebhookAnswer> {
     return this.receive('fivetran', incoming, async () => {
-      const secret = (await this.options.secrets()).fivetran;
-      if (!secret) {
-        return reject(401, 'no Fivetran webhook secret is configured — set webhooks.fivetran.secret in lockstep.yaml');
-      }
+      const secret = secretOr((await this.options.secrets()).fivetran, 'Fivetran', 'fivetran');
+      if (typeof secret !== 'string') return secret;
       if (!signatureMatches(hmacHex(secret, incoming.rawBody), incoming.headers['x-fivetran-signature-256'])) {
         return reject(401, 'the X-Fivetran-Signature-256 header is not the HMAC-SHA256 of the body with the configured Fivetran secret');
       }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { WebhookReceiver, hmacHex } from '../../src/engine/webhook-receiver.js';
+import { WebhookReceiver, hmacHex, type WebhookSecrets } from '../../src/engine/webhook-receiver.js';
 import { member, model, sequence, source, sync, workspace } from '../helpers/definitions.js';
 import { createHierarchyFixture, startHarness, tempDir } from '../helpers/harness.js';
 
@@ -65,18 +65,19 @@ async function setup() {
       ],
     }),
   });
+  const secrets: WebhookSecrets = { dbtCloud: { secret: DBT_SECRET }, fivetran: { secret: FIVETRAN_SECRET } };
   const receiver = new WebhookReceiver({
     store: h.app.store,
     runs: h.app.worker,
     clock: h.app.clock,
     logger: h.app.logger,
-    secrets: async () => ({ dbtCloud: DBT_SECRET, fivetran: FIVETRAN_SECRET }),
+    secrets: async () => secrets,
   });
   const dbt = (body: string, signature = hmacHex(DBT_SECRET, body)) =>
     receiver.receiveDbtCloud({ rawBody: Buffer.from(body), headers: { authorization: signature } });
   const fivetran = (body: string, signature = hmacHex(FIVETRAN_SECRET, body).toUpperCase()) =>
     receiver.receiveFivetran({ rawBody: Buffer.from(body), headers: { 'x-fivetran-signature-256': signature } });
-  return { h, dbt, fivetran };
+  return { h, dbt, fivetran, secrets };
 }
 
 describe('webhook triggers', () => {
@@ -110,6 +111,18 @@ describe('webhook triggers', () => {
     expect(events).toHaveLength(4);
     expect(events.every((e) => e.outcome === 'rejected' && e.httpStatus === 401)).toBe(true);
     expect(events[3]?.reason).toMatch(/Authorization header/);
+  });
+
+  it('says why a delivery cannot be checked: no secret declared, or one whose variable the server lacks', async () => {
+    const { h, dbt, secrets } = await setup();
+    await using _ = h;
+    secrets.dbtCloud = { unreadable: 'the dbt Cloud webhook uses ${DBT_SECRET}, but the environment variable DBT_SECRET is not set — export DBT_SECRET=... in the environment of the server' };
+    const unreadable = await dbt(dbtCompleted({ eventId: 'wev_unset' }));
+    expect(unreadable.status).toBe(401);
+    expect(JSON.stringify(unreadable.body)).toContain('the dbt Cloud webhook secret cannot be read by this server: the dbt Cloud webhook uses ${DBT_SECRET}, but the environment variable DBT_SECRET is not set');
+    secrets.dbtCloud = null;
+    const none = await dbt(dbtCompleted({ eventId: 'wev_none' }));
+    expect(JSON.stringify(none.body)).toContain('no dbt Cloud webhook secret is configured — set webhooks.dbtCloud.secret in lockstep.yaml');
   });
 
   it('records and ignores other events, failed runs, unknown jobs and disabled sequences', async () => {
