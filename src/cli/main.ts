@@ -615,10 +615,11 @@ async function printRuns(app: App, term: Terminal, opts: { sequence?: string; sy
     const sync = opts.sync ? await app.store.getSync(opts.sync) : null;
     if (opts.sync && !sync) throw await unknownSlug(app, 'sync', opts.sync);
     const runs = await app.store.listSyncRuns({ ...page, syncId: sync?.id });
-    const slugs = new Map<number, string>();
+    // A sync since deleted (or renamed: a rename deletes and creates) has no slug any more: null, as the API answers.
+    const slugs = new Map<number, string | null>();
     for (const run of runs) {
-      if (!slugs.has(run.syncId)) slugs.set(run.syncId, (await app.store.getSync(run.syncId))?.slug ?? String(run.syncId));
-      out.syncRuns.push({ ...syncRunView(run), sync: slugs.get(run.syncId) });
+      if (!slugs.has(run.syncId)) slugs.set(run.syncId, (await app.store.getSync(run.syncId))?.slug ?? null);
+      out.syncRuns.push({ ...syncRunView(run), sync: slugs.get(run.syncId) ?? null });
     }
   }
   if (opts.json) {
@@ -628,14 +629,14 @@ async function printRuns(app: App, term: Terminal, opts: { sequence?: string; sy
   if (out.sequenceRuns.length > 0) {
     term.out('Sequence runs');
     for (const v of out.sequenceRuns as Awaited<ReturnType<typeof sequenceRunDetails>>[]) {
-      term.out(`  ${mark(v.status)} ${v.createdAt}  ${v.sequence ?? v.sequenceId}  ${v.status}  ${v.id}${v.resumedFrom ? `  (resumes ${v.resumedFrom})` : ''}${v.reason ? `  — ${v.reason}` : ''}`);
+      term.out(`  ${mark(v.status)} ${v.createdAt}  ${v.sequence ?? `(deleted sequence ${v.sequenceId})`}  ${v.status}  ${v.id}${v.resumedFrom ? `  (resumes ${v.resumedFrom})` : ''}${v.reason ? `  — ${v.reason}` : ''}`);
     }
   }
   if (out.syncRuns.length > 0) {
     term.out('Sync runs');
-    for (const v of out.syncRuns as Array<ReturnType<typeof syncRunView> & { sync: string }>) {
+    for (const v of out.syncRuns as Array<ReturnType<typeof syncRunView> & { sync: string | null }>) {
       term.out(
-        `  ${mark(v.status)} ${v.createdAt}  #${v.id}  ${v.sync}  ${v.status}  read ${v.querySize}, delivered +${v.successfulRows.addedCount} ~${v.successfulRows.changedCount} -${v.successfulRows.removedCount}, rejected ${v.failedRows.addedCount + v.failedRows.changedCount + v.failedRows.removedCount}${v.error ? `  — ${v.error}` : ''}`,
+        `  ${mark(v.status)} ${v.createdAt}  #${v.id}  ${v.sync ?? `(deleted sync ${v.syncId})`}  ${v.status}  read ${v.querySize}, delivered +${v.successfulRows.addedCount} ~${v.successfulRows.changedCount} -${v.successfulRows.removedCount}, rejected ${v.failedRows.addedCount + v.failedRows.changedCount + v.failedRows.removedCount}${v.error ? `  — ${v.error}` : ''}`,
       );
     }
   }

@@ -2,7 +2,7 @@
  * `lockstep sync run`, `sequence run` and `runs`, end to end on the hierarchy fixture: a SQLite
  * warehouse and a SQLite CRM whose tables have foreign keys and a NOT NULL account name.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { sqlite, sqliteRows, tempDir } from '../helpers/harness.js';
@@ -52,6 +52,18 @@ describe('lockstep sync run', () => {
     expect(result.code, result.stderr).toBe(0);
     expect(JSON.parse(result.stdout)).toMatchObject({ status: 'success', successfulRows: counts(3) });
     expect(sqliteRows(join(own, 'crm.db'), 'select id from accounts order by id')).toEqual([{ id: 1 }, { id: 2 }, { id: 3 }]);
+  });
+
+  it('lists a run of a sync since renamed as of a deleted sync, not by a bare number', async () => {
+    const own = await appliedWorkspace();
+    expect((await runMain(['--workspace', own, 'sync', 'run', 'accounts-to-crm'])).code).toBe(0);
+    const yaml = join(own, 'lockstep.yaml');
+    writeFileSync(yaml, readFileSync(yaml, 'utf8').replaceAll('accounts-to-crm', 'accounts-sync'));
+    expect((await runMain(['--workspace', own, 'apply'])).code).toBe(0);
+    const listed = await runMain(['--workspace', own, 'runs']);
+    expect(listed.stdout).toMatch(/#1 {2}\(deleted sync 1\) {2}success/);
+    const json = JSON.parse((await runMain(['--workspace', own, 'runs', '--json'])).stdout) as { syncRuns: Array<{ sync: string | null }> };
+    expect(json.syncRuns.map((r) => r.sync)).toEqual([null]);
   });
 
   it('refuses --full-resync with --reset-cdc, which contradict each other, running nothing', async () => {
