@@ -178,7 +178,8 @@ Exit codes:
         for (const c of changes) {
           const sign = c.action === 'create' ? '+' : c.action === 'delete' ? '-' : '~';
           const takeover = c.fields.includes('origin') ? ' — created through the API; the file takes it over' : '';
-          term.out(`${sign} ${c.action} ${c.kind} ${c.slug}${c.fields.length ? ` (${c.fields.join(', ')})` : ''}${takeover}`);
+          const dropped = c.action === 'delete' && c.kind === 'sync' ? await syncDeletionNote(app, c.slug) : '';
+          term.out(`${sign} ${c.action} ${c.kind} ${c.slug}${c.fields.length ? ` (${c.fields.join(', ')})` : ''}${takeover}${dropped}`);
         }
         for (const kept of apiOnlyEntities(await app.store.loadWorkspace(), definition)) {
           term.out(`= keep ${kept} (created through the API; apply leaves it alone)`);
@@ -194,9 +195,14 @@ Exit codes:
     .action(async () => {
       const { app, definition } = await openValidated(global(), term);
       try {
+        // What a deleted sync leaves behind, read before it goes.
+        const notes = new Map<string, string>();
+        for (const c of await app.store.planWorkspace(definition)) {
+          if (c.action === 'delete' && c.kind === 'sync') notes.set(c.slug, await syncDeletionNote(app, c.slug));
+        }
         const changes = await app.store.applyWorkspace(definition, app.clock.now());
         term.out(changes.length === 0 ? 'Nothing to apply: the store already matches.' : `Applied ${changes.length} change(s):`);
-        for (const c of changes) term.out(`  ${c.action} ${c.kind} ${c.slug}`);
+        for (const c of changes) term.out(`  ${c.action} ${c.kind} ${c.slug}${c.action === 'delete' && c.kind === 'sync' ? (notes.get(c.slug) ?? '') : ''}`);
       } finally {
         await app.close();
       }
@@ -600,6 +606,20 @@ async function unknownRun(app: App, kind: 'sync' | 'sequence', text: string): Pr
   const shown = kind === 'sync' && /^\d+$/.test(text) ? text : `"${text}"`;
   const guess = near === undefined ? '' : ` (did you mean ${kind} "${near}"? \`lockstep runs --${kind} ${near}\` lists its runs)`;
   return new NotFoundError(`no ${kind} run ${shown}${guess} — cancel takes a run id; \`lockstep runs\` lists the runs with their ids`);
+}
+
+/**
+ * What deleting sync `slug` drops, for plan and apply: its record of what it delivered (a sync
+ * declared again, under any name, starts over and sends every row), and a run of it in progress.
+ */
+async function syncDeletionNote(app: App, slug: string): Promise<string> {
+  const sync = await app.store.getSync(slug);
+  if (!sync) return '';
+  const rows = await app.store.snapshots.count(sync.id);
+  const [last] = await app.store.listSyncRuns({ syncId: sync.id, limit: 1, offset: 0, order: 'desc' });
+  const running = last && (ACTIVE_SYNC_RUN_STATUSES as readonly string[]).includes(last.status) ? `; its run #${last.id} in progress is not stopped` : '';
+  const what = rows > 0 ? `its record of ${rows} delivered row(s)` : 'its record of what it delivered';
+  return ` — ${what} goes with it: a sync declared again (a rename is a delete and a create) sends every row again${running}`;
 }
 
 async function printRuns(app: App, term: Terminal, opts: { sequence?: string; sync?: string; limit: number; json?: boolean }) {

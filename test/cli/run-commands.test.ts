@@ -54,12 +54,19 @@ describe('lockstep sync run', () => {
     expect(sqliteRows(join(own, 'crm.db'), 'select id from accounts order by id')).toEqual([{ id: 1 }, { id: 2 }, { id: 3 }]);
   });
 
-  it('lists a run of a sync since renamed as of a deleted sync, not by a bare number', async () => {
+  it('says what renaming a sync drops, and lists its earlier run as of a deleted sync, not by a bare number', async () => {
     const own = await appliedWorkspace();
     expect((await runMain(['--workspace', own, 'sync', 'run', 'accounts-to-crm'])).code).toBe(0);
     const yaml = join(own, 'lockstep.yaml');
     writeFileSync(yaml, readFileSync(yaml, 'utf8').replaceAll('accounts-to-crm', 'accounts-sync'));
-    expect((await runMain(['--workspace', own, 'apply'])).code).toBe(0);
+    // Plan and apply say what the delete of the old name drops.
+    const planned = await runMain(['--workspace', own, 'plan']);
+    expect(planned.stdout).toContain(
+      '- delete sync accounts-to-crm — its record of 3 delivered row(s) goes with it: a sync declared again (a rename is a delete and a create) sends every row again',
+    );
+    const applied = await runMain(['--workspace', own, 'apply']);
+    expect(applied.code).toBe(0);
+    expect(applied.stdout).toContain('  delete sync accounts-to-crm — its record of 3 delivered row(s) goes with it');
     const listed = await runMain(['--workspace', own, 'runs']);
     expect(listed.stdout).toMatch(/#1 {2}\(deleted sync 1\) {2}success/);
     const json = JSON.parse((await runMain(['--workspace', own, 'runs', '--json'])).stdout) as { syncRuns: Array<{ sync: string | null }> };
