@@ -175,7 +175,7 @@ describe('lockstep plan and apply', () => {
     const plan = await runMain([...ws, 'plan']);
     expect(plan.code, plan.stderr).toBe(0);
     expect(plan.stdout.trim().split('\n').sort()).toEqual(
-      ['~ update sync accounts-to-crm (mode)', '~ update sequence crm (members)', '- delete sync contacts-to-crm'].sort(),
+      ['~ update sync accounts-to-crm (mode)', '~ update sequence crm (members)', '- delete sync contacts-to-crm — its record of what it delivered goes with it: a sync declared again (a rename is a delete and a create) sends every row again'].sort(),
     );
 
     const applied = await runMain([...ws, 'apply']);
