@@ -57,6 +57,12 @@ export interface DestinationKind<S, Y> {
    * template); default: any text.
    */
   object?: z.ZodType<string>;
+  /**
+   * What a sync of this kind needs given how it writes, checked at `validate`: a problem, the
+   * sync field to show it at (`at`, e.g. `mode`) and how to fix it, or null (e.g. a mirror sync to
+   * an HTTP API needs a delete request). `settings` are the sync's kind settings as written.
+   */
+  checkSync?(sync: { mode: string; deleteBehavior: string; settings: Record<string, unknown> }): { at: string; message: string; hint: string } | null;
   open(settings: S, context: ConnectorContext): Promise<Destination>;
 }
 

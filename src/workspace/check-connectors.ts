@@ -76,6 +76,8 @@ function checkSync(sync: Declaration, catalog: Catalog, registry: ConnectorRegis
     }
     out.push(...registry.checkSyncSettings(kind, settings, workspaceErrorMap).flatMap((issue) => located(sync, path, issue)));
     if (typeof data.object === 'string') out.push(...registry.checkObject(kind, data.object, workspaceErrorMap).flatMap((issue) => located(sync, path, issue)));
+    const needs = kind.destination?.checkSync?.({ mode: String(data.mode), deleteBehavior: String(data.deleteBehavior ?? 'ignore'), settings });
+    if (needs) out.push(sync.file.diagnostic([...path, needs.at], needs.message, needs.hint));
   }
   out.push(...checkLookups(sync, data, catalog, registry));
   return out;

@@ -70,7 +70,7 @@ describe('connector checks in validate', () => {
     ]);
   });
 
-  it('checks an HTTP sync\'s object (a Liquid path) and names the ceiling of a connection\'s concurrency', async () => {
+  it('checks an HTTP sync\'s object (a Liquid path) and its delete request, and names the ceiling of a connection\'s concurrency', async () => {
     const result = await load(
       yaml(
         'sources:',
@@ -83,6 +83,8 @@ describe('connector checks in validate', () => {
         '  a: { model: accounts, destination: api, object: "/x/{{ row.id }", mode: upsert }',
         '  b: { model: accounts, destination: api, object: "/x/{% include \'secret\' %}", mode: upsert }',
         '  c: { model: accounts, destination: api, object: "/accounts/{{ row.id }}", mode: upsert }',
+        '  d: { model: accounts, destination: api, object: /accounts, mode: mirror }',
+        '  e: { model: accounts, destination: api, object: /accounts, mode: upsert, deleteBehavior: delete, delete: { path: "/accounts/{{ row.id }}" } }',
       ),
     );
     expect(result.errors).toEqual([
@@ -90,6 +92,9 @@ describe('connector checks in validate', () => {
       expect.stringMatching(/^lockstep\.yaml:4:\d+: destinations\.api\.headers\.Content-Length: header "Content-Length" is set by Lockstep's HTTP client — remove it$/),
       expect.stringMatching(/^lockstep\.yaml:8:\d+: syncs\.a\.object: not a valid Liquid template: output "\{\{ row\.id \}" not closed/),
       expect.stringMatching(/^lockstep\.yaml:9:\d+: syncs\.b\.object: not a valid Liquid template: .*include/),
+      expect.stringMatching(
+        /^lockstep\.yaml:11:\d+: syncs\.d\.mode: the sync deletes rows \(mode mirror\) but has no delete request — add one, e\.g\. delete: \{ method: DELETE, path: "\/contacts\/\{\{ row\.id \}\}" \}, or use mode upsert with deleteBehavior ignore$/,
+      ),
     ]);
   });
 

@@ -16,6 +16,14 @@ export const httpConnector: ConnectorKind<HttpConnectionSettings, HttpSyncSettin
     capabilities: HTTP_CAPABILITIES,
     syncSettings: httpSyncSettings,
     object: httpObject,
+    checkSync: ({ mode, deleteBehavior, settings }) =>
+      (mode === 'mirror' || deleteBehavior === 'delete') && settings.delete === undefined
+        ? {
+            at: mode === 'mirror' ? 'mode' : 'deleteBehavior',
+            message: `the sync deletes rows (${mode === 'mirror' ? 'mode mirror' : 'deleteBehavior delete'}) but has no delete request`,
+            hint: 'add one, e.g. delete: { method: DELETE, path: "/contacts/{{ row.id }}" }, or use mode upsert with deleteBehavior ignore',
+          }
+        : null,
     open: async (settings, context) => (await import('./http-destination.js')).HttpDestination.open(settings, context),
   },
 };
