@@ -131,8 +131,7 @@ export function buildProgram(term: Terminal = processTerminal, setExit: (code: n
 Exit codes:
   ${EXIT.ok}  success (a sequence run ended done, a sync run success or warning)
   ${EXIT.runFailed}  a run ended failed, cancelled or interrupted
-  ${EXIT.invalid}  invalid input: workspace errors, an unknown slug, bad arguments, or a request the
-     current state refuses (resuming a run that did not fail, a token name taken)
+  ${EXIT.invalid}  invalid input: workspace errors, an unknown slug, bad arguments, a request the state refuses
   ${EXIT.error}  anything else: store or connection trouble, another process on the store, a bug`,
     )
     .showHelpAfterError()

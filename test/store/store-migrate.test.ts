@@ -259,7 +259,7 @@ describe('lockstep store migrate', () => {
     await sql(url, "INSERT INTO lockstep.api_tokens (name, hash, created_at) VALUES ('only-here', 'h', 1)");
 
     const refused = await runMain(['--workspace', dir, 'store', 'migrate', '--to', url]);
-    expect(refused.code).toBe(3);
+    expect(refused.code).toBe(2);
     expect(refused.stderr).toMatch(/error: PostgreSQL at .* \(schema "lockstep"\) already holds a store \(rows in alert_definitions, .* and \d+ more tables\)/);
     expect(refused.stderr).toContain('--schema NAME');
     expect(refused.stderr).toContain('--replace');
@@ -278,7 +278,7 @@ describe('lockstep store migrate', () => {
     const url = await createTestDatabase('lockstep_store_copy');
 
     const refused = await runMain(['--workspace', busy, 'store', 'migrate', '--to', url]);
-    expect(refused.code).toBe(3);
+    expect(refused.code).toBe(2);
     expect(refused.stderr).toContain(`has 2 unfinished run(s): sync run ${syncRunId} (queued), sequence run ${sequenceRunId} (pending)`);
     expect(refused.stderr).toContain('lockstep worker --drain');
     expect(refused.stderr).toContain('--force');
