@@ -183,16 +183,7 @@ export function redactValue(value: unknown): unknown {
  */
 export function secretTexts(values: readonly string[]): string[] {
   const out = new Set<string>();
-  const add = (text: string | undefined) => {
-    if (text === undefined || text.length < 4) return;
-    out.add(text);
-    try {
-      const decoded = decodeURIComponent(text.replace(/\+/g, ' '));
-      if (decoded.length >= 4) out.add(decoded);
-    } catch {
-      // Not percent-encoded text: the raw form is enough.
-    }
-  };
+  const add = (text: string | undefined) => addWithDecoded(out, text, 4);
   for (const value of values) {
     add(value);
     const match = /^[a-z][a-z0-9+.-]*:\/\/([^/?#]*)[^?#]*(\?[^#]*)?(#.*)?$/i.exec(value);
@@ -221,17 +212,21 @@ export function environmentTexts(values: readonly string[]): string[] {
     const match = /^[a-z][a-z0-9+.-]*:\/\/(?:([^/?#@:]*)(?::[^/?#@]*)?@)?[^/?#]*([^?#]*)/i.exec(value);
     if (!match) continue;
     const [, user, path = ''] = match;
-    for (const part of [user, ...path.split('/')]) {
-      if (part === undefined || part.length < 3) continue;
-      out.add(part);
-      try {
-        out.add(decodeURIComponent(part));
-      } catch {
-        // Not percent-encoded: the raw form is enough.
-      }
-    }
+    for (const part of [user, ...path.split('/')]) addWithDecoded(out, part, 3);
   }
   return [...out].sort((a, b) => b.length - a.length);
+}
+
+/** Adds `text` and its percent-decoded form to `out`, each when at least `min` characters long. */
+function addWithDecoded(out: Set<string>, text: string | undefined, min: number): void {
+  if (text === undefined || text.length < min) return;
+  out.add(text);
+  try {
+    const decoded = decodeURIComponent(text.replace(/\+/g, ' '));
+    if (decoded.length >= min) out.add(decoded);
+  } catch {
+    // Not percent-encoded text: the raw form is enough.
+  }
 }
 
 /**
