@@ -4,6 +4,7 @@
  * and sorting PostgreSQL failures into what a caller can do about them.
  */
 import { isSqliteBusy, retryLocked } from '../core/lock-wait.js';
+import { postgresTlsHint } from '../core/connections.js';
 
 /** A double-quoted SQL identifier; embedded `"` doubled. Works for PostgreSQL, SQLite and DuckDB. */
 export function quoteIdent(name: string): string {
@@ -86,6 +87,8 @@ export function classifyPostgresError(error: unknown): PostgresFailure {
 /** What to do about a connection failure, for the end of a message. */
 export function postgresConnectionHint(error: unknown): string {
   const code = errorCode(error) ?? '';
+  const tls = postgresTlsHint(error instanceof Error ? error.message : String(error), 'connection URL');
+  if (tls) return tls;
   if (code.startsWith('28')) return 'check the user name and password in the connection URL';
   if (code === '3D000') return 'check the database name in the connection URL, or create the database';
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return 'check the host name in the connection URL';

@@ -257,3 +257,15 @@ export function redactUrl(url: string): string {
           .join('&')}`;
   return `${scheme}${hostPart}${path}${params}${fragment === undefined ? '' : `#${REDACTED}`}`;
 }
+
+/**
+ * What to do about a TLS failure connecting to PostgreSQL (`url` names the setting, e.g. "store
+ * URL"), or null when `message` is about something else.
+ */
+export function postgresTlsHint(message: string, url: string): string | null {
+  if (/does not support SSL/i.test(message)) return `the server does not take TLS connections: remove sslmode from the ${url} (or set sslmode=disable), or turn ssl on in the server`;
+  if (/self[- ]signed certificate|unable to (get local issuer|verify the first) certificate|certificate has expired|Hostname\/IP does not match/i.test(message)) {
+    return `the server's certificate is not trusted: add sslrootcert=<path of the CA's certificate> to the ${url}, or set sslmode=no-verify to encrypt without checking it`;
+  }
+  return null;
+}

@@ -5,6 +5,7 @@
  */
 import pg from 'pg';
 import { ErrorCode, LockstepError, NotFoundError, toError } from '../../core/errors.js';
+import { postgresTlsHint } from '../../core/connections.js';
 
 /** What the store's code needs of a connection or a pool: one statement at a time (STYLE rule 3). */
 export interface Queryable {
@@ -311,7 +312,7 @@ export class PostgresDatabase {
       return new LockstepError(ErrorCode.Store, `store ${this.where} is closed`, { cause: error });
     }
     if (connecting || isUnreachable(error)) {
-      return new LockstepError(ErrorCode.Store, `store ${this.where} cannot be reached: ${message} — ${connectionHint(code)}`, {
+      return new LockstepError(ErrorCode.Store, `store ${this.where} cannot be reached: ${message} — ${connectionHint(code, message)}`, {
         cause: error,
         retryable: !(code.startsWith('28') || code === '3D000'),
       });
@@ -359,7 +360,9 @@ function isUnreachable(error: unknown): boolean {
   return /timeout exceeded when trying to connect|connection timeout/i.test(toError(error).message);
 }
 
-function connectionHint(code: string): string {
+function connectionHint(code: string, message: string): string {
+  const tls = postgresTlsHint(message, 'store URL');
+  if (tls) return tls;
   if (code.startsWith('28')) return 'check the user name and password in the store URL';
   if (code === '3D000') return 'check the database name in the store URL, or create the database';
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return 'check the host name in the store URL';
