@@ -606,13 +606,16 @@ export interface SnapshotStore {
   changes?(syncId: number, rows: SnapshotRows): Promise<SnapshotChanges>;
   /**
    * Records delivered rows and removes deleted ones, in one transaction; with `fence`, refused
-   * (`lease_lost`, nothing written) unless the fenced run is still in that attempt.
+   * (`lease_lost`, nothing written) unless the fenced run is still in that attempt. With `fence`
+   * and `delivered`, the fenced run's delivered counts grow by `delivered` in the same transaction,
+   * so a run taken over after its process died counts exactly the rows its snapshot holds as sent.
    */
   write(
     syncId: number,
     upserts: Array<[key: string, hash: string]> | SnapshotRows,
     deletes: string[],
     fence?: RunFence,
+    delivered?: OperationCounts,
   ): Promise<void>;
   /** Every key in the snapshot, in batches, in key order. */
   keys(syncId: number, batchSize: number): AsyncIterable<string[]>;

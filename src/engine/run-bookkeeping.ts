@@ -337,7 +337,8 @@ export class RunBookkeeping {
       if (recordIds) await store.snapshots.recordIdsWrite(syncId, written.ids, written.deletes, fence);
       this.snapshotWrites++;
       try {
-        await store.snapshots.write(syncId, written.rows, written.deletes, fence);
+        // The run's delivered counts grow in the snapshot's transaction (see the record's update below).
+        await store.snapshots.write(syncId, written.rows, written.deletes, fence, written.successful);
       } finally {
         this.snapshotWrites--;
       }
@@ -358,6 +359,9 @@ export class RunBookkeeping {
     if (!first && now - this.lastReport < REPORT_EVERY_MS) return;
     if (!first && this.snapshotWrites > 0 && now - this.lastReport < REPORT_WAIT_MS) return;
     this.lastReport = now;
-    await this.options.record.update({ ...progressPatch(progress), status: first ? 'processing' : undefined });
+    // The store counts what the snapshot's commits delivered, in their transactions: an update from
+    // here, racing a later commit, would take its rows back off. The run's end records the total.
+    const { successfulRows: _counted, ...patch } = progressPatch(progress);
+    await this.options.record.update({ ...(planner ? progressPatch(progress) : patch), status: first ? 'processing' : undefined });
   }
 }

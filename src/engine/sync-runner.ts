@@ -191,6 +191,10 @@ export class SyncRunner {
       // in the snapshot and are not planned again, so they count as planned and delivered already.
       // A full resync ignores the snapshot: taken over, it starts again, and counts from nothing.
       const carried = claimed.attempt > 1 && !claimed.options.fullResync ? claimed.successfulRows : emptyCounts();
+      if (claimed.attempt > 1 && claimed.options.fullResync) {
+        // The counts start again with the resync (commits add to the stored ones).
+        await record.update({ plannedRows: emptyCounts(), successfulRows: emptyCounts(), failedRows: emptyCounts() });
+      }
       const progress: RunProgress = {
         planned: { ...carried },
         successful: { ...carried },

@@ -6,6 +6,7 @@
  */
 import type { LockstepError } from '../../core/errors.js';
 import type { RunFence } from '../../core/ports.js';
+import type { OperationCounts } from '../../core/runs.js';
 import type { SyncRunRow } from '../rows.js';
 import { leaseLostError } from '../run-rules.js';
 import type { PostgresDatabase, Queryable } from './postgres-database.js';
@@ -33,6 +34,29 @@ export class PostgresRunFence {
     await this.db.transaction(async (q) => {
       if (fence !== undefined) await this.check(q, fence);
       for (const [sql, params] of statements) await q.query(sql, params);
+    });
+  }
+
+  /**
+   * A fenced write that also adds `delivered` to the run's delivered counts. The count's update is
+   * the fence, and comes last: the run's row is locked only from there to the commit, so writes of
+   * one attempt wait for each other only that long (a share lock first, as `write` takes, would
+   * deadlock two of them), and once another worker took the run over it updates nothing and the
+   * whole write is rolled back.
+   */
+  async writeCounted(statements: Statement[], fence: RunFence, delivered: OperationCounts): Promise<void> {
+    await this.db.transaction(async (q) => {
+      for (const [sql, params] of statements) await q.query(sql, params);
+      const counted = await q.query(
+        `UPDATE ${this.syncRuns} SET successful_added = successful_added + $3, successful_changed = successful_changed + $4,
+                successful_removed = successful_removed + $5
+          WHERE id = $1 AND attempt = $2 RETURNING id`,
+        [fence.runId, fence.attempt, delivered.addedCount, delivered.changedCount, delivered.removedCount],
+      );
+      if (counted.rows.length === 0) {
+        const current = Number.isSafeInteger(fence.runId) ? ((await q.query<SyncRunRow>(`SELECT * FROM ${this.syncRuns} WHERE id = $1`, [fence.runId])).rows[0] ?? null) : null;
+        throw runLeaseLost(fence.runId, fence.attempt, current);
+      }
     });
   }
 

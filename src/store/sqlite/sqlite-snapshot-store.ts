@@ -9,6 +9,7 @@
 import { endianness } from 'node:os';
 import { hashText } from '../../core/hash-text.js';
 import type { RunFence, SnapshotChanges, SnapshotCursor, SnapshotPage, SnapshotRows, SnapshotStore } from '../../core/ports.js';
+import type { OperationCounts } from '../../core/runs.js';
 import { parseCursorValue } from '../rows.js';
 import type { SqliteDatabase, SqliteStatement, SqliteTransactions } from './sqlite-database.js';
 import type { SqliteRunFence } from './sqlite-run-fence.js';
@@ -97,6 +98,9 @@ function snapshotWriteStatements(syncId: number, upserts: Array<[key: string, ha
 }
 /** Finds the run while it is in the given attempt (the guard of a fenced snapshot write). */
 const FENCE_SQL = 'SELECT 1 FROM sync_runs WHERE id = ? AND attempt = ?';
+/** Adds a written batch's delivered rows to its run's counts (see SnapshotStore.write). */
+const COUNT_DELIVERED = `UPDATE sync_runs SET successful_added = successful_added + ?, successful_changed = successful_changed + ?,
+  successful_removed = successful_removed + ? WHERE id = ?`;
 
 /**
  * A snapshot write for the write worker: hex hashes under keys without `ROW_SEPARATOR` (what the
@@ -273,14 +277,17 @@ export class SqliteSnapshotStore implements SnapshotStore {
     upserts: Array<[key: string, hash: string]> | SnapshotRows,
     deletes: string[],
     fence?: RunFence,
+    delivered?: OperationCounts,
   ): Promise<void> {
     const columns = Array.isArray(upserts) ? null : upserts;
     if ((columns ? columns.keys.length : (upserts as unknown[]).length) === 0 && deletes.length === 0) return;
+    // The run's delivered counts grow in the same transaction (the fence's guard has checked its attempt).
+    const counted: WriteStatement[] = fence && delivered ? [[COUNT_DELIVERED, [delivered.addedCount, delivered.changedCount, delivered.removedCount, fence.runId]]] : [];
     if (this.writeWorker === null) {
       const statements = snapshotWriteStatements(syncId, columns ? snapshotPairs(columns) : (upserts as Array<[string, string]>), deletes);
       this.transactions.write(() => {
         this.fence.check(fence);
-        for (const [sql, params] of statements) this.statement(sql).run(...params);
+        for (const [sql, params] of [...statements, ...counted]) this.statement(sql).run(...params);
       });
       return;
     }
@@ -290,7 +297,7 @@ export class SqliteSnapshotStore implements SnapshotStore {
     const guard: WriteGuard | null = fence ? { sql: FENCE_SQL, params: [fence.runId, fence.attempt] } : null;
     try {
       const transaction = columns ? packedColumns(syncId, columns, deletes) : snapshotWriteTransaction(syncId, upserts as Array<[string, string]>, deletes);
-      await this.writeWorker.run({ ...transaction, guard });
+      await this.writeWorker.run({ ...transaction, statements: [...transaction.statements, ...counted], guard });
     } catch (error) {
       if (fence && (error as { code?: unknown }).code === GUARD_FAILED) throw this.transactions.read(() => this.fence.error(fence));
       throw this.wrap(error);

@@ -340,6 +340,7 @@ export function describeRunQueueContract(name: string, open: OpenStore): void {
           () => store.addRejectedRows(rejected('late'), first),
           () => store.snapshots.write(id, [['[2]', 'bbbbbbbbbbbbbbbb']], ['[1]'], first),
           () => store.snapshots.write(id, { keys: ['[3]'], hashes: new Uint32Array([1, 2]) }, [], first),
+          () => store.snapshots.write(id, { keys: ['[4]'], hashes: new Uint32Array([1, 2]) }, [], first, { addedCount: 1, changedCount: 0, removedCount: 0 }),
           () => store.snapshots.recordIdsWrite(id, [['[2]', 'r2']], ['[1]'], first),
           () => store.snapshots.clear(id, first),
           () => store.snapshots.cursorSet(id, { value: 'late', runs: 9 }, first),
@@ -358,6 +359,14 @@ export function describeRunQueueContract(name: string, open: OpenStore): void {
         const second = { runId: run.id, attempt: 2 };
         await store.snapshots.clear(id, second);
         await store.snapshots.write(id, { keys: ['[3]'], hashes: new Uint32Array([1, 2]) }, [], second);
+        // A write that counts what it records as delivered adds to the run's counts in its transaction, commits side by side included.
+        const counted = (changedCount: number) => ({ addedCount: 1, changedCount, removedCount: 2 });
+        await Promise.all([
+          store.snapshots.write(id, [['[5]', 'cccccccccccccccc']], ['[6]'], second, counted(3)),
+          store.snapshots.write(id, [['[7]', 'dddddddddddddddd']], [], second, counted(4)),
+        ]);
+        expect((await store.getSyncRun(run.id))?.successfulRows).toEqual({ addedCount: 2, changedCount: 7, removedCount: 4 });
+        await store.snapshots.write(id, [], ['[5]', '[7]'], second);
         await store.snapshots.recordIdsWrite(id, [['[2]', 'r2']], ['[1]'], second);
         await store.addRejectedRows(rejected('second attempt'), second);
         const done = await store.updateSyncRun(run.id, { status: 'success', completionRatio: 1 }, late + 1, 2);
