@@ -576,7 +576,8 @@ export class SyncRunner {
       assertUniqueColumns(sync, target.columns);
       p.target = target;
       const { delivery } = p;
-      delivery.lookups = await this.lookups(p, columns);
+      // Removals carry only their keys, and look nothing up (a run with nothing added or changed).
+      delivery.lookups = columns === model.primaryKey ? [] : await this.lookups(p, columns);
       const writer = await p.phases.during('connect', p.destination.prepare(target));
       delivery.writer = writer;
       return encoding !== undefined && writer.takesLines === true && delivery.lookups.length === 0;

@@ -12,6 +12,7 @@ import type { ConnectorKind } from '../../src/core/connector-kind.js';
 import type { DestinationWriter, RowOutcome, WriteOperation, WriteTarget } from '../../src/core/ports.js';
 import { member, model, sequence, source, sync, workspace } from '../helpers/definitions.js';
 import { createHierarchyFixture, sqlite, startHarness, tempDir } from '../helpers/harness.js';
+import { createTestDatabase, sql } from '../helpers/postgres.js';
 
 interface Recorder {
   /** Every write call, per object: the operations sent. */
@@ -170,5 +171,38 @@ describe('destination capabilities in the engine', () => {
     const mirrored = await runSync('workspaces');
     expect(mirrored.successfulRows.removedCount).toBe(1);
     expect((await h.app.store.snapshots.recordIdsGet(workspaces!.id, ['[6]'])).size).toBe(0);
+  });
+});
+
+describe('lookups with the planner in the warehouse', () => {
+  it('runs a sync whose mapping looks up parent ids when nothing is added or changed, and when only rows are removed', async () => {
+    const url = await createTestDatabase('lockstep_lookup_wh');
+    await sql(
+      url,
+      `create table accounts (id int primary key, name text);
+       create table workspaces (id int primary key, account_id int, name text);
+       insert into accounts values (1, 'a'), (2, 'b');
+       insert into workspaces values (10, 1, 'w10'), (11, 2, 'w11'), (12, 2, 'w12');`,
+    );
+    const recorder = newRecorder();
+    const registry = createConnectorRegistry().register(recordingKind(recorder));
+    const definition = workspace({
+      sources: [source('warehouse', { type: 'postgres', settings: { url, planner: 'warehouse' } })],
+      destinations: [source('crm', { type: 'recorder', settings: { name: 'crm' } })],
+      models: [model('accounts', 'warehouse', 'select id, name from accounts'), model('workspaces', 'warehouse', 'select id, account_id, name from workspaces')],
+      syncs: [
+        sync('accounts', { model: 'accounts', destination: 'crm', object: 'accounts' }),
+        sync('workspaces', { model: 'workspaces', destination: 'crm', object: 'workspaces', mode: 'mirror', mappings: [{ from: 'account_id', to: 'AccountId', lookup: { sync: 'accounts' } }] }),
+      ],
+    });
+    await using h = await startHarness({ dir: tempDir(), definition, connectors: () => registry });
+    const runSync = async (slug: string) => h.app.worker.waitForSyncRun((await h.app.worker.triggerSync(slug)).run.id);
+    expect((await runSync('accounts')).status).toBe('success');
+    expect((await runSync('workspaces')).successfulRows.addedCount).toBe(3);
+    const idle = await runSync('workspaces');
+    expect(idle).toMatchObject({ status: 'success', error: null, plannedRows: { addedCount: 0, changedCount: 0, removedCount: 0 } });
+    await sql(url, 'delete from workspaces where id = 12');
+    const removed = await runSync('workspaces');
+    expect(removed).toMatchObject({ status: 'success', error: null, successfulRows: { addedCount: 0, changedCount: 0, removedCount: 1 } });
   });
 });
