@@ -68,7 +68,8 @@ export function plannedModelRows(
 
 /** The notes a run records when its planner table was dropped or changed outside Lockstep, or the model's columns changed. */
 export const plannerNotes = {
-  dropped: (table: string) => `planner table ${table} was dropped outside Lockstep: every row is sent again and the table rebuilt`,
+  dropped: (table: string) =>
+    `planner table ${table} was dropped outside Lockstep: every row is sent again and the table rebuilt; rows that left the model since the last run are not removed from the destination (nothing records them any more) — remove them there by hand if the sync mirrors`,
   tampered: (table: string, byKeys: boolean) =>
     `planner table ${table} was changed outside Lockstep: compared by key only this run (every row sent again${byKeys ? ', rows gone from the model removed' : ''}) and rebuilt`,
   columnsChanged: (before: readonly ColumnType[], after: readonly ColumnType[]) =>

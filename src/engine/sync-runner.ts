@@ -230,8 +230,12 @@ export class SyncRunner {
         signal: control.signal,
         phases,
       });
+      // The source's planner changed since the sync last compared (planner: store ↔ warehouse, or
+      // auto falling back): the other planner's record of what was delivered is stale, so this run
+      // sends every row once, as a full resync does.
+      const switched = await this.plannerSwitch(claimed, planner === null ? 'store' : 'warehouse');
       const pipeline: Pipeline = {
-        run: claimed,
+        run: switched ? { ...claimed, options: { ...claimed.options, fullResync: true } } : claimed,
         sync,
         model,
         source,
@@ -246,7 +250,7 @@ export class SyncRunner {
         phases,
         seen: null,
         planner,
-        plannerNotes: opened.note ? [opened.note] : [],
+        plannerNotes: [...(opened.note ? [opened.note] : []), ...(switched ? [switched] : [])],
       };
       await withRetries('query', { retry: this.options.retry, clock, logger, signal: control.signal, phases }, async () => {
         // A transient failure part-way restarts the run's reading: what was delivered is in the
@@ -290,6 +294,18 @@ export class SyncRunner {
       await p.bookkeeping.settleCommits();
       await p.delivery.settleLeft(left);
     }
+  }
+
+  /**
+   * Why this run must send every row because the sync's planner is not the one its last comparing
+   * run used (null when it is the same, or no run compared before).
+   */
+  private async plannerSwitch(run: SyncRun, now: 'store' | 'warehouse'): Promise<string | null> {
+    if (run.options.fullResync || run.options.resetCDC) return null;
+    const earlier = await this.options.store.listSyncRuns({ syncId: run.syncId, limit: 20, offset: 0, order: 'desc' });
+    const last = earlier.find((r) => r.id !== run.id && r.comparison !== undefined)?.comparison?.planner;
+    if (last === undefined || last === now) return null;
+    return `the source's planner changed from ${last === 'store' ? "Lockstep's store" : 'the warehouse'} to ${now === 'store' ? "Lockstep's store" : 'the warehouse'} since the sync's last run: its record there is out of date, so every row is sent once`;
   }
 
   private async planAndDeliver(p: Pipeline): Promise<void> {

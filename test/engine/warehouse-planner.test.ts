@@ -119,6 +119,31 @@ describe('planner in the warehouse (PostgreSQL)', () => {
     expect((await run()).plannedRows).toEqual(NONE);
   });
 
+  it('sends every row once after the source switches planners, whose records went stale meanwhile; the destination ends equal', async () => {
+    const { url, h, run, digest } = await setup();
+    await using _ = h;
+    const switchTo = async (planner: 'store' | 'warehouse') => {
+      const state = await h.app.store.loadWorkspace();
+      const sources = state.sources.map((s) => (s.slug === 'warehouse' ? { ...s, settings: { ...s.settings, planner } } : s));
+      await h.app.store.applyWorkspace({ ...state, sources }, h.app.clock.now());
+    };
+    expect((await run()).plannedRows.addedCount).toBe(ROWS);
+    await switchTo('store');
+    // The store's planner has never run: its snapshot is empty, every row goes as added, once.
+    expect((await run()).plannedRows).toEqual({ addedCount: ROWS, changedCount: 0, removedCount: 0 });
+    expect((await run()).plannedRows).toEqual(NONE);
+    // A change while the store plans, then back to the warehouse, whose planner table missed it.
+    await sql(url, "update people set name = 'changed under the store' where id = 4");
+    expect((await run()).plannedRows).toEqual({ addedCount: 0, changedCount: 1, removedCount: 0 });
+    await sql(url, "update people set name = 'person 4' where id = 4");
+    await switchTo('warehouse');
+    const back = await run();
+    expect(back.plannedRows.addedCount + back.plannedRows.changedCount).toBe(ROWS);
+    expect(back.comparison?.notes?.join(' ')).toContain("the source's planner changed from Lockstep's store to the warehouse since the sync's last run");
+    expect(await digest('select * from crm_people')).toEqual(await digest('select * from people'));
+    expect((await run()).plannedRows).toEqual(NONE);
+  });
+
   it('takes the model as delivered on resetCDC, and sends only new keys in insert mode, full resync or not', async () => {
     const { url, h, run } = await setup({ sync: { mode: 'insert' } });
     await using _ = h;
