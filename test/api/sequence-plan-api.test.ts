@@ -2,9 +2,10 @@
  * The dry run through its two doors: `POST /api/sequences/{slug}/plan` on a real server, and
  * `lockstep sequence plan` in-process; both on a real SQLite store, warehouse and CRM.
  */
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sqliteRows } from '../helpers/harness.js';
+import { sqlite, sqliteRows } from '../helpers/harness.js';
 import { hierarchyWorkspace, runMain } from '../cli/cli-helpers.js';
 import { startApi, type ApiHarness } from './api-helpers.js';
 
@@ -62,6 +63,18 @@ describe('lockstep sequence plan', () => {
     expect(result.stdout).toContain('(1 of 12 planned rows shown)');
     const runs = await runMain(['--workspace', dir, 'runs', '--json']);
     expect(JSON.parse(runs.stdout)).toEqual({ sequenceRuns: [], syncRuns: [] });
+  });
+
+  it('shows a removal with what the destination holds now, not as a change to nulls', async () => {
+    const own = hierarchyWorkspace();
+    expect((await runMain(['--workspace', own, 'apply'])).code).toBe(0);
+    expect((await runMain(['--workspace', own, 'sync', 'run', 'accounts-to-crm'])).code).toBe(0);
+    writeFileSync(join(own, 'lockstep.yaml'), readFileSync(join(own, 'lockstep.yaml'), 'utf8').replace('mode: upsert }', 'mode: mirror }'));
+    expect((await runMain(['--workspace', own, 'apply'])).code).toBe(0);
+    sqlite(join(own, 'warehouse.db'), 'delete from accounts where id = 3');
+    const result = await runMain(['--workspace', own, 'sequence', 'plan', 'crm', '--samples', '5']);
+    expect(result.stdout).toContain('- 3  (in the destination: id: 3, name: "Account 3")');
+    expect(result.stdout).not.toMatch(/- 3 .*→ null/);
   });
 
   it('--json prints the plan for machines', async () => {

@@ -73,7 +73,7 @@ function memberDetails(m: MemberPlan): string[] {
   const { added, changed, removed, rejected } = m.samples;
   for (const s of added) lines.push(`  + ${keyText(s.key)}  ${fieldsText(s)}`);
   for (const s of changed) lines.push(`  ~ ${keyText(s.key)}  ${fieldsText(s)}`);
-  for (const s of removed) lines.push(`  - ${keyText(s.key)}${s.fields.length > 0 ? `  ${fieldsText(s)}` : ''}`);
+  for (const s of removed) lines.push(`  - ${keyText(s.key)}${s.fields.length > 0 ? `  ${removedText(s)}` : ''}`);
   for (const r of rejected) lines.push(`  ! ${r.key}  rejected before sending: ${r.reason}`);
   const shown = added.length + changed.length + removed.length;
   const planned = m.added + m.changed + m.removed;
@@ -94,6 +94,12 @@ function fieldsText(s: PlanSample): string {
   const parts = s.fields.map((f) => (s.before === 'read' ? `${f.field}: ${show(f.before ?? null)} → ${show(f.after)}` : `${f.field}: ${show(f.after)}`));
   const text = parts.join(', ');
   return s.before === 'absent' ? `${text}  (not in the destination yet)` : text;
+}
+
+/** A removed row: what the destination holds now, when it was read back (a removal has no new values to show). */
+function removedText(s: PlanSample): string {
+  if (s.before !== 'read') return fieldsText(s);
+  return `(in the destination: ${s.fields.map((f) => `${f.field}: ${show(f.before ?? null)}`).join(', ')})`;
 }
 
 function show(value: Value): string {
