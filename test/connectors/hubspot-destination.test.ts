@@ -419,6 +419,9 @@ sequences:
       expect(key.message).toBe(
         'sync "contacts-to-hubspot": HubSpot matches contacts records on idProperty "email", but the model\'s primary key is written to "external_id" — map the primary key column to it (mappings: [{ from: external_id, to: email }]) or set idProperty to the property the key is written to',
       );
+      // The mapping names the model's column, not the property a mapping already writes it to.
+      const mapped = await failure(destination.prepare(contactsTarget({ settings: { idProperty: 'email' }, modelColumns: ['id', 'email', 'firstname'] })));
+      expect(mapped.message).toContain('(mappings: [{ from: id, to: email }])');
     });
 
     it('reads an object\'s properties once per connection', async () => {

@@ -208,9 +208,11 @@ function checkIdProperty(target: WriteTarget, settings: HubSpotSyncSettings, pro
   const [key, ...more] = target.keyColumns;
   if (key !== idProperty || more.length > 0) {
     const written = target.keyColumns.map((c) => `"${c}"`).join(', ');
+    // The mapping names the model's column, which a mapping may have written under another name.
+    const from = (key !== undefined ? target.modelColumns?.[target.columns.indexOf(key)] : undefined) ?? key ?? 'id';
     throw new LockstepError(
       ErrorCode.Schema,
-      `sync "${sync}": HubSpot matches ${target.object} records on idProperty "${idProperty}", but the model's primary key is written to ${written} — map the primary key column to it (mappings: [{ from: ${target.keyColumns[0] ?? 'id'}, to: ${idProperty} }]) or set idProperty to the property the key is written to`,
+      `sync "${sync}": HubSpot matches ${target.object} records on idProperty "${idProperty}", but the model's primary key is written to ${written} — map the primary key column to it (mappings: [{ from: ${from}, to: ${idProperty} }]) or set idProperty to the property the key is written to`,
     );
   }
   return target.columns.indexOf(idProperty);
