@@ -316,6 +316,9 @@ describe('web UI', () => {
   });
 
   it('disabling a sequence: the switch, the list and the API agree, and its every-minute schedule no longer starts it', async () => {
+    // The minute must not turn while the sequences are made and one disabled (both would fire then).
+    const toNextMinute = 60_000 - (Date.now() % 60_000);
+    if (toNextMinute < 20_000) await new Promise((resolve) => setTimeout(resolve, toNextMinute + 500));
     // Two sequences on the same every-minute schedule: one stays enabled and proves the scheduler fires.
     for (const [slug, sync] of [
       ['minutely-on', 'accounts-to-crm'],
@@ -348,7 +351,7 @@ describe('web UI', () => {
       'a scheduled run of minutely-on',
       async () => {
         const { body } = await server.api<RunPage<SequenceRunView>>('GET', '/api/sequences/minutely-on/runs?limit=5');
-        return body.data.find((r) => r.trigger === 'schedule');
+        return body.data.find((r) => r.trigger === 'schedule' && Date.parse(r.createdAt) > disabledAt);
       },
       75_000,
       500,
