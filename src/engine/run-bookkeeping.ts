@@ -361,7 +361,8 @@ export class RunBookkeeping {
     this.lastReport = now;
     // The store counts what the snapshot's commits delivered, in their transactions: an update from
     // here, racing a later commit, would take its rows back off. The run's end records the total.
-    const { successfulRows: _counted, ...patch } = progressPatch(progress);
-    await this.options.record.update({ ...(planner ? progressPatch(progress) : patch), status: first ? 'processing' : undefined });
+    const patch = progressPatch(progress);
+    if (!planner) delete patch.successfulRows;
+    await this.options.record.update({ ...patch, status: first ? 'processing' : undefined });
   }
 }

@@ -123,7 +123,7 @@ export class SequencePlanner {
       warnings: [...recorder.warnings],
     };
     // A run's mass-delete guard compares with what its planner holds: the planner table, or the snapshot.
-    const cursor = (await this.options.store.getModel(sync.model))?.cursor !== undefined;
+    const cursor = (await store.getModel(sync.model))?.cursor !== undefined;
     const refusal = massDeleteRefusal(sync, plan.removed, recorder.plannerRows ?? (await store.snapshots.count(sync.id)), { cursor });
     if (refusal) plan.warnings.push(`a real run would stop before deleting: ${refusal}`);
     if (plan.status === 'planned') await this.readBefore(sync, recorder, plan);
