@@ -80,12 +80,17 @@ function workspaceDirFor(global: GlobalOptions): string {
  * The app, with a worker running here when the command runs work. Any number of processes may
  * work on one store: each claims runs with a lease, and a run whose process died is taken over.
  */
-async function openApp(global: GlobalOptions, term: Terminal, runWork: boolean): Promise<{ app: App; close: () => Promise<void> }> {
+async function openApp(
+  global: GlobalOptions,
+  term: Terminal,
+  runWork: boolean,
+  start: { awaitPrepare?: boolean } = {},
+): Promise<{ app: App; close: () => Promise<void> }> {
   const config = await configFor(global);
   const app = await createApp(config, {
     logger: createJsonLogger({ level: config.logLevel, write: (line) => term.err(line) }),
   });
-  return started(app, runWork);
+  return started(app, runWork, start);
 }
 
 /**
@@ -101,10 +106,10 @@ async function openAppToRead(global: GlobalOptions, term: Terminal): Promise<{ a
   return started(app, false);
 }
 
-async function started(app: App, runWork: boolean): Promise<{ app: App; close: () => Promise<void> }> {
+async function started(app: App, runWork: boolean, start: { awaitPrepare?: boolean } = {}): Promise<{ app: App; close: () => Promise<void> }> {
   if (runWork) {
     try {
-      await app.worker.start();
+      await app.worker.start(start);
     } catch (thrown) {
       await app.close().catch(() => undefined);
       throw thrown;
@@ -113,9 +118,12 @@ async function started(app: App, runWork: boolean): Promise<{ app: App; close: (
   return { app, close: () => app.close() };
 }
 
-/** Opens the app for a command that waits for its run. */
+/**
+ * Opens the app for a command that waits for its run. The run is triggered at once and its claim,
+ * connection and first reads overlap the drivers' loading and the store's readying of its writes.
+ */
 async function openAppToRun(global: GlobalOptions, term: Terminal) {
-  return openApp(global, term, true);
+  return openApp(global, term, true, { awaitPrepare: false });
 }
 
 export function buildProgram(term: Terminal = processTerminal, setExit: (code: number) => void = () => {}): Command {

@@ -125,12 +125,18 @@ export class Worker {
     return [...this.executions.keys()];
   }
 
-  /** Starts taking work: queued runs, runs whose worker is gone, running sequence runs' hand-offs. */
-  async start(): Promise<void> {
+  /**
+   * Starts taking work: queued runs, runs whose worker is gone, running sequence runs' hand-offs.
+   * With `awaitPrepare: false` (a command that runs one sync or sequence and exits), work is taken
+   * while the drivers load and the store readies its writes: the run's first connection and its
+   * first snapshot write wait for them, and meanwhile the run claims, connects and reads.
+   */
+  async start(options: { awaitPrepare?: boolean } = {}): Promise<void> {
     if (this.state !== 'stopped') return;
     this.state = 'running';
     const { store, logger } = this.options;
-    await this.options.prepare?.().catch(() => undefined);
+    const prepared = this.options.prepare?.().catch(() => undefined);
+    if (options.awaitPrepare !== false) await prepared;
     await this.releaseDeadLocalWorkers().catch((thrown: unknown) =>
       logger.warn('could not check the leases of other workers on this host', { error: toError(thrown).message }),
     );

@@ -71,6 +71,18 @@ describe('a worker prepares its workspace before it takes work', () => {
     expect(seen.openedLoaded).toEqual([true]);
   });
 
+  it('takes work at once when told not to wait (a command that runs one sync), the drivers loading meanwhile', async () => {
+    const dir = tempDir();
+    createHierarchyFixture(dir);
+    const { kind, seen } = slowKind(400);
+    await using h = await startHarness({ dir, definition: definition(), connectors: (real) => (real as ConnectorRegistry).register(kind), startWorker: false });
+    await h.app.worker.start({ awaitPrepare: false });
+    expect(seen.loaded).toBe(false);
+    const { run } = await h.app.worker.triggerSync('accounts');
+    expect((await h.app.worker.waitForSyncRun(run.id)).status).toBe('success');
+    expect(seen.openedLoaded).toHaveLength(1);
+  });
+
   it('leaves the write thread of the store alone when every sync plans in the warehouse', async () => {
     const dir = tempDir();
     createHierarchyFixture(dir);

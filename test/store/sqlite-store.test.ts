@@ -1,6 +1,8 @@
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ErrorCode, LockstepError } from '../../src/core/errors.js';
@@ -141,6 +143,24 @@ describe('SqliteStore on its file', () => {
       await worker.close();
     }
     await expect(worker.ready()).rejects.toThrow(/not open/);
+  });
+
+  it('keeps the process alive until the write worker has exited when it closes while its thread starts', async () => {
+    // A command that fails before its run (an unknown slug) closes the store while the thread it
+    // readies is still starting. The thread's answer to `ready` came before its exit, and let the
+    // process end with the close still waiting: Node's exit code 13, and nothing printed.
+    const path = join(tempFolder(), 'lockstep.db');
+    await (await SqliteStore.open({ path })).close();
+    const module = pathToFileURL(join(import.meta.dirname, '../../dist/store/sqlite/sqlite-write-worker.js')).href;
+    const script = `const { SqliteWriteWorker } = await import(${JSON.stringify(module)});
+      const worker = new SqliteWriteWorker({ path: ${JSON.stringify(path)}, busyTimeoutMs: 1000, pragmas: [] });
+      worker.ready().catch(() => {});
+      await worker.close();
+      console.log('closed');`;
+    for (let i = 0; i < 3; i++) {
+      const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
+      expect({ status: child.status, stdout: child.stdout.trim(), stderr: child.stderr }).toEqual({ status: 0, stdout: 'closed', stderr: '' });
+    }
   });
 
   it('answers each of the transactions that wait together on the write worker, a failing one with its own error', async () => {

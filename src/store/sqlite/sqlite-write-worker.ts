@@ -432,7 +432,8 @@ export class SqliteWriteWorker {
         return;
       }
       this.pending.delete(reply.id);
-      if (this.pending.size === 0) worker.unref();
+      // Idle, the thread does not keep the process alive; closing, it does until it has exited.
+      if (this.pending.size === 0 && !this.closed) worker.unref();
       if (reply.error) {
         const error = new Error(reply.error.message) as Error & { code?: string };
         if (reply.error.code !== undefined) error.code = reply.error.code;
