@@ -198,6 +198,18 @@ describe('Salesforce destination: logging in', () => {
     expect(gone.message).not.toContain(sf.clientSecret);
   });
 
+  it('refuses a token answer without instance_url, never quoting the token it holds', async () => {
+    const sf = await start();
+    const token = '00DXX0000001!AQ-not-to-be-shown';
+    sf.failNext(1, { status: 200, body: { access_token: token, token_type: 'Bearer', scope: 'api' }, only: ['token'] });
+    const error = await failure(open(sf));
+    expect(error.code).toBe(ErrorCode.Connection);
+    expect(error.retryable).toBe(false);
+    expect(error.message).toMatch(/access token but no instance_url.*check loginUrl/);
+    expect(error.message).not.toContain(token);
+    expect(error.stack).not.toContain(token);
+  });
+
   it('gets a new token once when the session expires mid-run, shared by the calls that saw it', async () => {
     const sf = await start();
     const { destination } = await open(sf);

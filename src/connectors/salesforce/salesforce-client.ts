@@ -237,6 +237,13 @@ export class SalesforceClient {
     const body = new URLSearchParams({ grant_type: 'client_credentials', client_id: clientId, client_secret: clientSecret }).toString();
     const raw = await this.send(url.origin, url.pathname, 'POST', { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' }, body, this.options.timeoutMs, where);
     const json = parseJson(raw.text);
+    if (isRecord(json) && typeof json.access_token === 'string' && (raw.status !== 200 || typeof json.instance_url !== 'string')) {
+      // Not a token this client can use; the answer is never quoted, as it holds one.
+      throw new LockstepError(
+        ErrorCode.Connection,
+        `${where}: answered ${raw.status} with an access token but ${raw.status === 200 ? 'no instance_url, which Salesforce\'s token endpoint always sends' : 'not the status 200 of a token'} — check loginUrl: your org's My Domain login URL, e.g. https://yourcompany.my.salesforce.com, not another OAuth server`,
+      );
+    }
     if (raw.status === 200 && isRecord(json) && typeof json.access_token === 'string' && typeof json.instance_url === 'string') {
       let instance: URL;
       try {
