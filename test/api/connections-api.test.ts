@@ -6,6 +6,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sqlite } from '../helpers/harness.js';
+import { startHubSpotStandIn } from '../standins/hubspot-standin.js';
 import { PG_PASSWORD, startApi, type ApiHarness } from './api-helpers.js';
 
 let api: ApiHarness;
@@ -64,6 +65,17 @@ describe('connection tests', () => {
 
     const missing = await api.call('POST', '/api/destinations/test', { type: 'sqlite', path: join(api.dir, 'nowhere.db') });
     expect(missing.body).toEqual({ ok: false, message: expect.stringContaining('not found') });
+  });
+
+  it('a HubSpot destination is tested with its token: a refused token or an unreachable baseUrl is not ok, and never shown', async () => {
+    await using hub = await startHubSpotStandIn({ token: 'pat-na1-the-right-token' });
+    const ok = await api.call('POST', '/api/destinations/test', { type: 'hubspot', baseUrl: hub.url, accessToken: 'pat-na1-the-right-token' });
+    expect(ok.body).toEqual({ ok: true, message: expect.stringContaining('Connected') });
+    const refused = await api.call('POST', '/api/destinations/test', { type: 'hubspot', baseUrl: hub.url, accessToken: 'pat-na1-a-wrong-token' });
+    expect(refused.body).toEqual({ ok: false, message: expect.stringMatching(/refused the access token .*401.*check accessToken/) });
+    expect(refused.body.message).not.toContain('pat-na1-a-wrong-token');
+    const unreachable = await api.call('POST', '/api/destinations/test', { type: 'hubspot', baseUrl: 'http://127.0.0.1:1', accessToken: 'pat-na1-a-wrong-token' });
+    expect(unreachable.body).toEqual({ ok: false, message: expect.stringMatching(/could not be reached at http:\/\/127\.0\.0\.1:1 .*check baseUrl/) });
   });
 
   it('settings that `lockstep validate` refuses are a 422 at their fields', async () => {

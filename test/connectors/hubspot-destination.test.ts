@@ -432,30 +432,40 @@ sequences:
   });
 
   describe('failures', () => {
-    it('401: a fatal connection error that never shows the token', async () => {
-      await destination.close();
-      destination = await openHubSpot(hub, { accessToken: 'pat-na1-wrong-token-value' });
-      const error = await failure(destination.prepare(contactsTarget()));
+    it('401: opening fails with a fatal connection error that never shows the token', async () => {
+      const error = await failure(openHubSpot(hub, { accessToken: 'pat-na1-wrong-token-value' }));
       expect(error.code).toBe(ErrorCode.Connection);
       expect(error.retryable).toBe(false);
-      expect(error.message).toMatch(/^HubSpot refused the access token of destination "hs" while reading the properties of contacts \(401 INVALID_AUTHENTICATION\) — check accessToken/);
+      expect(error.message).toMatch(/^HubSpot refused the access token of destination "hs" while checking the access token \(reading the properties of contacts\) \(401 INVALID_AUTHENTICATION\) — check accessToken/);
       expect(error.message).not.toContain('pat-na1-wrong-token-value');
     });
 
-    it('unreachable: a fatal connection error naming the URL, without the token', async () => {
-      await destination.close();
-      destination = await openHubSpot({ url: 'http://127.0.0.1:1' });
-      const error = await failure(destination.prepare(contactsTarget()));
+    it('unreachable: opening fails with a fatal connection error naming the URL, without the token', async () => {
+      const error = await failure(openHubSpot({ url: 'http://127.0.0.1:1' }));
       expect(error.code).toBe(ErrorCode.Connection);
       expect(error.retryable).toBe(false);
       expect(error.message).toMatch(/could not be reached at http:\/\/127\.0\.0\.1:1 .*ECONNREFUSED.*check baseUrl/);
       expect(error.message).not.toContain(TOKEN);
     });
 
+    it('opening reads the properties of contacts once, for syncs to contacts; a token without that scope still opens', async () => {
+      expect(hub.stats().calls['properties.list']).toBe(1);
+      await destination.prepare(contactsTarget());
+      expect(hub.stats().calls['properties.list']).toBe(1);
+      hub.failNext(1, { status: 403, body: { status: 'error', category: 'MISSING_SCOPES', message: 'This app hasn\'t been granted all required scopes to make this call.' } });
+      const scoped = await openHubSpot(hub);
+      await scoped.close();
+      hub.failNext(2, HUBSPOT_FAULTS.unavailable);
+      const retried = await openHubSpot(hub);
+      await retried.close();
+      expect(hub.stats().faultsServed).toBe(3);
+    });
+
     it('5xx: retryable, and the next attempt succeeds; prepare retries reads itself', async () => {
       hub.failNext(2, HUBSPOT_FAULTS.unavailable);
-      const writer = await destination.prepare(contactsTarget());
+      await destination.prepare(contactsTarget({ object: 'companies', columns: ['external_id', 'name'], keyColumns: ['external_id'] }));
       expect(hub.stats().faultsServed).toBe(2);
+      const writer = await destination.prepare(contactsTarget());
       hub.failNext(1, HUBSPOT_FAULTS.unavailable);
       const error = await failure(writer.write([op('upsert', 'a', ['a@example.com', 'A'])]));
       expect(error.retryable).toBe(true);
@@ -546,7 +556,9 @@ sequences:
       expect(hub.stats().rateLimited).toBe(0);
       // Every request took its turn from the connection's limiter.
       expect(limiter.scheduled).toBe(10);
-      expect(limiter.observed[0]).toEqual([3, 400]);
+      // The first answer (opening's check) says what is left of the window of 4.
+      expect(limiter.observed[0]?.[1]).toBe(400);
+      expect(limiter.observed[0]?.[0]).toBeLessThan(4);
       // 10 requests with 4 per 400 ms: at least two waits for the window.
       expect(Date.now() - started).toBeGreaterThanOrEqual(700);
     });

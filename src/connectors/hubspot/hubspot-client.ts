@@ -112,6 +112,18 @@ export class HubSpotClient {
     return this.interpret(exchange, what);
   }
 
+  /**
+   * A GET that checks HubSpot answers at baseUrl and takes the token: a 401, an unreachable host or
+   * an answer that is not HubSpot's are thrown as `request` throws them. A 403 (the private app
+   * lacks this endpoint's scope) proves both too, and answers null.
+   */
+  async check(path: string, what: string): Promise<HubSpotAnswer | null> {
+    const exchange = await this.options.limiter.schedule(() => this.exchange('GET', path, undefined, what));
+    this.observeLimits(exchange.headers);
+    if (exchange.status === 403) return null;
+    return this.interpret(exchange, what);
+  }
+
   async close(): Promise<void> {
     await this.agent.close();
   }

@@ -63,7 +63,11 @@ export class HubSpotDestination implements Destination {
 
   constructor(private readonly options: HubSpotDestinationOptions) {}
 
-  /** Opens a connection; no request is made until a sync prepares. */
+  /**
+   * Opens a connection and checks it with one read (the properties of contacts, kept for syncs to
+   * contacts): an unreachable baseUrl or a refused token fails here, as a connection error naming
+   * the fix, instead of when the first sync prepares.
+   */
   static async open(settings: HubSpotConnectionSettings, context: ConnectorContext): Promise<HubSpotDestination> {
     const limiter = context.rateLimiter({ requestsPerSecond: settings.requestsPerSecond, concurrency: settings.concurrency });
     const client = new HubSpotClient({
@@ -76,7 +80,14 @@ export class HubSpotDestination implements Destination {
       clock: context.clock,
       logger: context.logger,
     });
-    return new HubSpotDestination({ client, slug: context.slug, concurrency: settings.concurrency, backoff: context.backoff, clock: context.clock });
+    const destination = new HubSpotDestination({ client, slug: context.slug, concurrency: settings.concurrency, backoff: context.backoff, clock: context.clock });
+    try {
+      await destination.checkAccess();
+    } catch (thrown) {
+      await client.close();
+      throw thrown;
+    }
+    return destination;
   }
 
   /**
@@ -143,6 +154,17 @@ export class HubSpotDestination implements Destination {
     };
   }
 
+  /** Reads the properties of contacts, keeping them; a token without that scope is accepted (403), one HubSpot refuses is not (401). */
+  private async checkAccess(): Promise<void> {
+    const what = 'checking the access token (reading the properties of contacts)';
+    const answer = await withBackoff(() => this.options.client.check(`/crm/v3/properties/contacts?archived=false`, what), {
+      policy: this.options.backoff,
+      clock: this.options.clock,
+    });
+    const results = (answer?.body as { results?: unknown } | undefined)?.results;
+    if (answer && answer.status < 300 && Array.isArray(results)) this.properties.set('contacts', Promise.resolve(propertyList(results)));
+  }
+
   /** The object's properties, read once (transient failures retried); a schema error when HubSpot has no such object. */
   private propertiesOf(object: string, sync: string, setting = 'object'): Promise<HubSpotProperty[]> {
     let known = this.properties.get(object);
@@ -166,8 +188,13 @@ export class HubSpotDestination implements Destination {
     }
     const results = (answer.body as { results?: unknown } | undefined)?.results;
     if (!Array.isArray(results)) throw unexpected(what, answer.body);
-    return results.filter((p): p is HubSpotProperty => typeof (p as HubSpotProperty | null)?.name === 'string');
+    return propertyList(results);
   }
+}
+
+/** The properties in a Properties API answer's `results`. */
+function propertyList(results: unknown[]): HubSpotProperty[] {
+  return results.filter((p): p is HubSpotProperty => typeof (p as HubSpotProperty | null)?.name === 'string');
 }
 
 /** An association of the sync's rows, ready to write. */
