@@ -315,7 +315,11 @@ export class Delivery implements BatchDelivery {
       const values = [...op.values];
       for (const [n, lookup] of lookups.entries()) {
         const value = values[lookup.column] ?? null;
-        if (value === null) continue;
+        // An empty parent key names no parent, as lookupKeys reads it: the row goes without one.
+        if (value === null || value === '') {
+          values[lookup.column] = null;
+          continue;
+        }
         const id = lookupKeys(value).map((k) => ids[n]?.get(k)).find((found) => found !== undefined);
         if (id === undefined) {
           outcomes[i] = {

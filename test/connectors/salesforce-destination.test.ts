@@ -712,6 +712,19 @@ describe('Salesforce destination through the engine', () => {
     expect(sf.records('Contact')).toHaveLength(12);
   });
 
+  it('sends a contact whose account_id is empty or null with lookup without an account, instead of waiting for a parent', async () => {
+    const { sf, h, runSync, warehouse } = await engine();
+    await using _ = h;
+    warehouse(`insert into contacts values ('C-90', '', 'No account', 'c90@example.com'), ('C-91', null, 'No account', 'c91@example.com');`);
+    const { run } = await h.app.worker.triggerSequence('sf-lookup');
+    const done = await h.app.worker.waitForSequenceRun(run.id);
+    expect(done.status).toBe('done');
+    expect(done.members.map((m) => m.status)).toEqual(['success', 'success']);
+    expect(sf.get('Contact', 'External_Id__c', 'C-90')?.AccountId ?? null).toBeNull();
+    expect(sf.get('Contact', 'External_Id__c', 'C-91')?.AccountId ?? null).toBeNull();
+    expect((await runSync('contacts-lookup-to-sf')).plannedRows.addedCount).toBe(0);
+  });
+
   it('keeps the org\'s API usage and the run\'s calls in the run record', async () => {
     const { sf, runSync, h } = await engine({ standIn: { apiLimit: 15_000 } });
     await using _ = h;
