@@ -72,7 +72,7 @@ sources:
 # and CRMs (salesforce, hubspot); the README lists each kind's settings. For example:
 #   crm:        { type: mysql, url: "\${CRM_URL}" }
 #   api:        { type: http, url: https://api.example.com, headers: { Authorization: "Bearer \${API_TOKEN}" } }
-#   salesforce: { type: salesforce, clientId: "\${SF_CLIENT_ID}", clientSecret: "\${SF_CLIENT_SECRET}" }
+#   salesforce: { type: salesforce, loginUrl: "\${SF_LOGIN_URL}", clientId: "\${SF_CLIENT_ID}", clientSecret: "\${SF_CLIENT_SECRET}" }
 #   hubspot:    { type: hubspot, accessToken: "\${HUBSPOT_TOKEN}" }
 destinations:
   crm: { type: sqlite, path: crm.db }

@@ -154,17 +154,33 @@ async function failure(promise: Promise<unknown>): Promise<LockstepError> {
 
 describe('Salesforce destination: settings', () => {
   it('fills defaults, accepts 62.0 or v62.0, and refuses what is not a version or a field name', () => {
-    const parsed = salesforceConnectionSettings.parse({ clientId: 'id', clientSecret: 'secret' });
-    expect(parsed).toMatchObject({ loginUrl: 'https://login.salesforce.com', apiVersion: 'v62.0', concurrency: 4, timeoutMs: 30_000 });
-    expect(salesforceConnectionSettings.safeParse({ clientId: 'id', clientSecret: 's', apiVersion: '61.0' }).success).toBe(true);
-    expect(salesforceConnectionSettings.safeParse({ clientId: 'id', clientSecret: 's', apiVersion: 'v61' }).success).toBe(false);
-    expect(salesforceConnectionSettings.safeParse({ clientId: 'id', clientSecret: 's', apiVersion: '${SF_API}' }).success).toBe(true);
-    expect(salesforceConnectionSettings.safeParse({ clientId: 'id', clientSecret: 's', password: 'x' }).success).toBe(false);
+    const loginUrl = 'https://acme.my.salesforce.com';
+    const parsed = salesforceConnectionSettings.parse({ loginUrl, clientId: 'id', clientSecret: 'secret' });
+    expect(parsed).toMatchObject({ loginUrl, apiVersion: 'v62.0', concurrency: 4, timeoutMs: 30_000 });
+    expect(salesforceConnectionSettings.safeParse({ loginUrl, clientId: 'id', clientSecret: 's', apiVersion: '61.0' }).success).toBe(true);
+    expect(salesforceConnectionSettings.safeParse({ loginUrl, clientId: 'id', clientSecret: 's', apiVersion: 'v61' }).success).toBe(false);
+    expect(salesforceConnectionSettings.safeParse({ loginUrl, clientId: 'id', clientSecret: 's', apiVersion: '${SF_API}' }).success).toBe(true);
+    expect(salesforceConnectionSettings.safeParse({ loginUrl, clientId: 'id', clientSecret: 's', password: 'x' }).success).toBe(false);
     expect(salesforceSyncSettings.parse({ externalIdField: 'External_Id__c' })).toEqual({ externalIdField: 'External_Id__c', bulkThreshold: 10_000, bulkJobSize: 50_000 });
     expect(salesforceSyncSettings.safeParse({}).success).toBe(false);
     expect(salesforceSyncSettings.safeParse({ externalIdField: 'Account.External_Id__c' }).success).toBe(false);
     expect(salesforceConnector.secrets).toEqual(['clientId', 'clientSecret']);
     expect(salesforceConnector.destination?.capabilities).toEqual({ deletes: true, upsert: true, maxBatchSize: 200, recordIds: true });
+  });
+});
+
+describe('Salesforce destination: loginUrl', () => {
+  it("is required, and refuses Salesforce's generic login hosts, where the client credentials flow is not served", () => {
+    const registry = new ConnectorRegistry({ clock: new WarpClock(), logger: silentLogger, backoff: FAST_BACKOFF, createRateLimiter }).register(salesforceConnector);
+    const issues = (settings: Record<string, unknown>) => registry.checkSettings(salesforceConnector, { clientId: 'id', clientSecret: 's', ...settings }).map((i) => `${i.path.join('.')}: ${i.message}`);
+    expect(issues({})).toEqual([expect.stringMatching(/^loginUrl: /)]);
+    for (const generic of ['https://login.salesforce.com', 'https://TEST.salesforce.com/']) {
+      expect(issues({ loginUrl: generic })).toEqual([expect.stringMatching(/^loginUrl: loginUrl is Salesforce's generic login host.*My Domain login URL.*https:\/\/yourcompany\.my\.salesforce\.com/)]);
+    }
+    expect(issues({ loginUrl: 'not a url' })).toEqual([expect.stringMatching(/^loginUrl: loginUrl is not a URL/)]);
+    expect(issues({ loginUrl: 'https://acme.my.salesforce.com' })).toEqual([]);
+    // A template is checked once the run has read it.
+    expect(issues({ loginUrl: '${SF_LOGIN_URL}' })).toEqual([]);
   });
 });
 

@@ -26,13 +26,13 @@ const HEAD = [
   'sources:',
   '  warehouse: { type: sqlite, path: warehouse.db }',
   'destinations:',
-  '  sf: { type: salesforce, clientId: "${SF_ID}", clientSecret: "${SF_SECRET}" }',
+  '  sf: { type: salesforce, loginUrl: "${SF_LOGIN_URL}", clientId: "${SF_ID}", clientSecret: "${SF_SECRET}" }',
   '  crm: { type: mysql, url: "mysql://lockstep:pw@db.example.com:3306/crm" }',
   'models:',
   '  accounts: { source: warehouse, primaryKey: id, query: "select id, name from accounts" }',
   '  contacts: { source: warehouse, primaryKey: id, query: "select id, account_id from contacts" }',
 ];
-const ENV = { SF_ID: 'id', SF_SECRET: 'secret' };
+const ENV = { SF_LOGIN_URL: 'https://acme.my.salesforce.com', SF_ID: 'id', SF_SECRET: 'secret' };
 
 describe('connector checks in validate', () => {
   it('checks settings by kind with the field, the fix and did-you-mean, without echoing a secret', async () => {

@@ -2,6 +2,6 @@
 export { salesforceConnector } from './kind.js';
 export { SalesforceDestination } from './salesforce-destination.js';
 export { SALESFORCE_CAPABILITIES } from './salesforce-settings.js';
-export { salesforceConnectionSettings, salesforceSyncSettings, SALESFORCE_API_VERSION, SALESFORCE_LOGIN_URL } from './salesforce-settings.js';
+export { salesforceConnectionSettings, salesforceSyncSettings, SALESFORCE_API_VERSION, GENERIC_LOGIN_HOSTS } from './salesforce-settings.js';
 export type { SalesforceConnectionSettings, SalesforceSyncSettings } from './salesforce-settings.js';
 export { REQUEST_LIMIT_PAUSE_SECONDS } from './salesforce-client.js';

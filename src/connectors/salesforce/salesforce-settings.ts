@@ -8,19 +8,37 @@ import { hinted } from '../../core/hints.js';
 import { intSetting, isTemplated, urlSetting } from '../settings.js';
 import type { DestinationCapabilities } from '../../core/ports.js';
 
-/** Where the client credentials flow logs in unless a connection says otherwise. */
-export const SALESFORCE_LOGIN_URL = 'https://login.salesforce.com';
+/**
+ * Salesforce's generic login hosts. The client credentials flow does not log in there, only at an
+ * org's My Domain login URL, so a connection must name its own.
+ */
+export const GENERIC_LOGIN_HOSTS: readonly string[] = ['login.salesforce.com', 'test.salesforce.com'];
 /** The REST API version used unless a connection says otherwise (Winter '25). */
 export const SALESFORCE_API_VERSION = 'v62.0';
 
 const API_VERSION = /^v?\d{2,3}\.\d$/;
 
+const LOGIN_URL_DESCRIPTION =
+  "Where the OAuth 2.0 client credentials flow logs in: your org's My Domain login URL, e.g. https://yourcompany.my.salesforce.com (a sandbox: https://yourcompany--sandbox.sandbox.my.salesforce.com); the flow does not log in at login.salesforce.com or test.salesforce.com. The token's instance_url is then used for every call.";
+
+/** The host of a URL, lowercased; empty when it is not one (urlSetting reports that). */
+function hostOf(value: string): string {
+  try {
+    return new URL(value).hostname.toLowerCase();
+  } catch {
+    return '';
+  }
+}
+
 export const salesforceConnectionSettings = z.strictObject({
-  loginUrl: urlSetting(
-    ['https:', 'http:'],
-    'https://yourcompany.my.salesforce.com',
-    `Where the OAuth 2.0 client credentials flow logs in: your org's My Domain login URL, e.g. https://yourcompany.my.salesforce.com (a sandbox: https://yourcompany--sandbox.sandbox.my.salesforce.com) (default: ${SALESFORCE_LOGIN_URL}). The token's instance_url is then used for every call.`,
-  ).default(SALESFORCE_LOGIN_URL),
+  loginUrl: urlSetting(['https:', 'http:'], 'https://yourcompany.my.salesforce.com', LOGIN_URL_DESCRIPTION, 'loginUrl')
+    .refine((value) => isTemplated(value) || !GENERIC_LOGIN_HOSTS.includes(hostOf(value)), {
+      error: hinted(
+        `loginUrl is Salesforce's generic login host, where the client credentials flow is not supported`,
+        "use your org's My Domain login URL (Setup › My Domain), e.g. https://yourcompany.my.salesforce.com; a sandbox's: https://yourcompany--sandbox.sandbox.my.salesforce.com",
+      ),
+    })
+    .meta({ description: LOGIN_URL_DESCRIPTION }),
   clientId: z
     .string()
     .min(1, { error: hinted('clientId is empty', 'give the connected app\'s Consumer Key, e.g. "${SALESFORCE_CLIENT_ID}"') })
