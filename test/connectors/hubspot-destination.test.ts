@@ -125,7 +125,8 @@ describe('HubSpot destination', () => {
       const registry = createConnectorRegistry();
       expect(registry.redact({ slug: 'hs', type: 'hubspot', settings: { accessToken: TOKEN } }).settings.accessToken).toBe('***');
       const issues = registry.checkSettings(hubspotConnector, { accessToken: TOKEN, baseUrl: 'ftp://example.com' });
-      expect(issues[0]?.message).toMatch(/https:\/\/ or http:\/\//);
+      expect(issues[0]?.message).toMatch(/^baseUrl must start with https:\/\/ or http:\/\//);
+      expect(registry.checkSettings(hubspotConnector, { accessToken: TOKEN, baseUrl: 'api.hubapi.com' })[0]?.message).toMatch(/^baseUrl is not a URL/);
     });
 
     it('checks sync settings: idProperty is needed, an association to an object without default type needs one', () => {

@@ -16,7 +16,7 @@ export const hubspotConnectionSettings = z.strictObject({
     .string()
     .min(1, { error: hinted('accessToken is empty', 'give the private app\'s access token, e.g. "${HUBSPOT_TOKEN}"') })
     .meta({ description: 'A private app\'s access token (Settings › Integrations › Private apps), with the crm.objects.*.read/write and crm.schemas.*.read scopes of the objects synced; usually "${HUBSPOT_TOKEN}".' }),
-  baseUrl: urlSetting(['https:', 'http:'], HUBSPOT_API_URL, `Where HubSpot's API is (default: ${HUBSPOT_API_URL}); another URL only for a proxy or a test stand-in.`).default(HUBSPOT_API_URL),
+  baseUrl: urlSetting(['https:', 'http:'], HUBSPOT_API_URL, `Where HubSpot's API is (default: ${HUBSPOT_API_URL}); another URL only for a proxy or a test stand-in.`, 'baseUrl').default(HUBSPOT_API_URL),
   requestsPerSecond: z
     .number()
     .positive()
