@@ -18,8 +18,10 @@ import { duckdb, prepareFolder, runSequence, runSync } from './demo.js';
 import type { Terminal } from './output.js';
 
 const WORKSPACE_YAML = `# The Lockstep Salesforce demo: accounts, then contacts and opportunities, into Salesforce.
-# The demo points it at a local stand-in of Salesforce's API. For a real org, create a connected app
-# with the client-credentials flow, then:
+# The demo points it at a local stand-in of Salesforce's API, and this folder's store (lockstep.db)
+# records what it delivered there. For a real org, create a connected app with the client-credentials
+# flow, then start from a new store, or every row counts as delivered already and nothing is sent:
+#   rm <this folder>/lockstep.db
 #   export SALESFORCE_LOGIN_URL=https://<your-domain>.my.salesforce.com
 #   export SALESFORCE_CLIENT_ID=... SALESFORCE_CLIENT_SECRET=...
 #   lockstep --workspace <this folder> apply && lockstep --workspace <this folder> sequence run salesforce-hierarchy

@@ -3,7 +3,7 @@
  * embedded store (leases, takeover, fencing), and `lockstep demo`. Every child is killed in `afterEach`, so a failing
  * assertion never leaves a server running.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Database from 'better-sqlite3';
@@ -12,6 +12,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { SyncRun } from '../../src/core/runs.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { sqlite, sqliteRows, tempDir } from '../helpers/harness.js';
+import { startSalesforceStandIn } from '../standins/salesforce-standin.js';
 import { CliProcess, enqueueWork, hierarchyWorkspace, killChildren, runCli, runMain, sleep } from './cli-helpers.js';
 
 afterEach(killChildren);
@@ -273,7 +274,18 @@ describe('lockstep demo', () => {
     expect(part2).toMatch(/contacts-to-salesforce\s+success\s+100\s+\+100 ~0 -0/);
     expect(part2).toContain('20 accounts, 100 contacts (100 linked to their account), 40 opportunities (40 linked to their account)');
     // The workspace keeps its secrets as templates: a real org is three environment variables away.
-    expect(readFileSync(join(dir, 'lockstep.yaml'), 'utf8')).toContain('clientSecret: "${SALESFORCE_CLIENT_SECRET}"');
+    const yaml = readFileSync(join(dir, 'lockstep.yaml'), 'utf8');
+    expect(yaml).toContain('clientSecret: "${SALESFORCE_CLIENT_SECRET}"');
+
+    // Its comments' steps for another org (here a second stand-in) deliver the hierarchy there.
+    expect(yaml).toContain('#   rm <this folder>/lockstep.db');
+    await using org = await startSalesforceStandIn();
+    rmSync(join(dir, 'lockstep.db'));
+    const env = { SALESFORCE_LOGIN_URL: org.url, SALESFORCE_CLIENT_ID: org.clientId, SALESFORCE_CLIENT_SECRET: org.clientSecret };
+    expect((await runCli(['--workspace', dir, 'apply'], { cwd: parent, env })).code).toBe(0);
+    const real = await runCli(['--workspace', dir, 'sequence', 'run', 'salesforce-hierarchy'], { cwd: parent, env });
+    expect(real.code, real.stderr).toBe(0);
+    expect([org.records('Account').length, org.records('Contact').length, org.records('Opportunity').length]).toEqual([20, 100, 40]);
   });
 
   it('refuses a non-empty folder that is not a demo folder, touching nothing', async () => {
