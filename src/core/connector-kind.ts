@@ -58,12 +58,28 @@ export interface DestinationKind<S, Y> {
    */
   object?: z.ZodType<string>;
   /**
-   * What a sync of this kind needs given how it writes, checked at `validate`: a problem, the
-   * sync field to show it at (`at`, e.g. `mode`) and how to fix it, or null (e.g. a mirror sync to
-   * an HTTP API needs a delete request). `settings` are the sync's kind settings as written.
+   * What a sync of this kind needs given how it writes, checked at `validate`: a problem (or a
+   * list of them), the sync field to show it at (`at`, e.g. `mode`, or a path such as
+   * `['associations', 0, 'lookup']`) and how to fix it, or null (e.g. a mirror sync to an HTTP API
+   * needs a delete request).
+   * `settings` are the sync's kind settings as written; `destination` is the sync's destination and
+   * `syncOf` tells where another sync of the workspace writes (undefined when it is not declared).
    */
-  checkSync?(sync: { mode: string; deleteBehavior: string; settings: Record<string, unknown> }): { at: string; message: string; hint: string } | null;
+  checkSync?(sync: {
+    mode: string;
+    deleteBehavior: string;
+    settings: Record<string, unknown>;
+    destination: string;
+    syncOf: (slug: string) => { destination: string; object: string } | undefined;
+  }): SyncProblem | SyncProblem[] | null;
   open(settings: S, context: ConnectorContext): Promise<Destination>;
+}
+
+/** A problem `checkSync` finds: where in the sync (a field, or a path), what, and the fix. */
+export interface SyncProblem {
+  at: string | Array<string | number>;
+  message: string;
+  hint: string;
 }
 
 export interface ConnectorKind<S = unknown, Y = unknown> {

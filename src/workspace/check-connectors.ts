@@ -76,8 +76,19 @@ function checkSync(sync: Declaration, catalog: Catalog, registry: ConnectorRegis
     }
     out.push(...registry.checkSyncSettings(kind, settings, workspaceErrorMap).flatMap((issue) => located(sync, path, issue)));
     if (typeof data.object === 'string') out.push(...registry.checkObject(kind, data.object, workspaceErrorMap).flatMap((issue) => located(sync, path, issue)));
-    const needs = kind.destination?.checkSync?.({ mode: String(data.mode), deleteBehavior: String(data.deleteBehavior ?? 'ignore'), settings });
-    if (needs) out.push(sync.file.diagnostic([...path, needs.at], needs.message, needs.hint));
+    const needs = kind.destination?.checkSync?.({
+      mode: String(data.mode),
+      deleteBehavior: String(data.deleteBehavior ?? 'ignore'),
+      settings,
+      destination: String(data.destination),
+      syncOf: (slug) => {
+        const other = asRecord(catalog.syncs.get(slug)?.data);
+        return typeof other?.destination === 'string' && typeof other.object === 'string' ? { destination: other.destination, object: other.object } : undefined;
+      },
+    });
+    for (const need of needs === null || needs === undefined ? [] : Array.isArray(needs) ? needs : [needs]) {
+      out.push(sync.file.diagnostic([...path, ...(Array.isArray(need.at) ? need.at : [need.at])], need.message, need.hint));
+    }
   }
   out.push(...checkLookups(sync, data, catalog, registry));
   return out;

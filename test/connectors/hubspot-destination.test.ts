@@ -191,6 +191,39 @@ sequences:
       expect(contacts?.settings).toEqual({ idProperty: 'email', associations: [{ object: 'companies', from: 'company_id', lookup: { sync: 'companies-to-hubspot' } }] });
     });
 
+    it('refuses an association whose parent sync writes another object or to another destination', async () => {
+      const wrong = (association: string, extra = '') =>
+        load(
+          yaml(`  contacts-to-hubspot:
+    model: people
+    destination: hubspot
+    object: contacts
+    mode: upsert
+    idProperty: email
+    associations:
+      - ${association}
+${extra}`).replace('destinations:\n', 'destinations:\n  crm: { type: salesforce, loginUrl: "https://acme.my.salesforce.com", clientId: a, clientSecret: b }\n'),
+        );
+      const lines = (result: Awaited<ReturnType<typeof load>>) => result.diagnostics.map((d) => `${d.file}:${d.line}: ${d.path}: ${d.message} (hint: ${d.hint})`);
+      const objects = await wrong('{ object: deals, from: company_id, lookup: { sync: companies-to-hubspot } }\n      - { object: companies, from: email, lookup: { sync: contacts-to-hubspot } }');
+      expect(lines(objects)).toEqual([
+        expect.stringMatching(
+          /^lockstep\.yaml:25: syncs\.contacts-to-hubspot\.associations\[0\]\.lookup\.sync: the association is to deals, but sync "companies-to-hubspot" writes companies, so the ids it recorded are not deals records \(hint: look up the sync that writes deals, or associate with companies\)$/,
+        ),
+        expect.stringMatching(/^lockstep\.yaml:26: syncs\.contacts-to-hubspot\.associations\[1\]\.lookup\.sync: the association is to companies, but sync "contacts-to-hubspot" writes contacts/),
+      ]);
+      const elsewhere = await wrong(
+        '{ object: companies, from: company_id, lookup: { sync: accounts-to-crm } }',
+        '  accounts-to-crm: { model: companies, destination: crm, object: Account, mode: upsert, externalIdField: External_Id__c, mappings: [ { from: id, to: External_Id__c } ] }',
+      );
+      expect(lines(elsewhere)).toEqual([
+        expect.stringContaining('associations[0].lookup.sync: sync "accounts-to-crm" writes to destination "crm", not to "hubspot": an association links records of one HubSpot portal'),
+      ]);
+      // The singular and type id of a standard object name the same records; custom objects are not compared.
+      expect((await wrong('{ object: "0-2", from: company_id, lookup: { sync: companies-to-hubspot } }')).diagnostics).toEqual([]);
+      expect((await wrong('{ object: "2-1234", type: 9, from: company_id, lookup: { sync: pets-to-hubspot } }', '  pets-to-hubspot: { model: companies, destination: hubspot, object: pets, mode: upsert, idProperty: external_id }')).diagnostics).toEqual([]);
+    });
+
     it('reports a misspelt parent sync and a missing idProperty at their lines', async () => {
       const result = await load(
         yaml(`  contacts-to-hubspot:
@@ -206,6 +239,7 @@ sequences:
         expect.stringMatching(/^syncs\.contacts-to-hubspot\.idProperty: missing idProperty/),
         expect.stringMatching(/^syncs\.contacts-to-hubspot\.associations\[0\]\.lookup\.sync: unknown sync "company-to-hubspot" \(did you mean "companies-to-hubspot"\?\)/),
         'syncs.contacts-to-hubspot.associations[1].type: HubSpot has no default association type to "pets" (hint: set type to the association type id (GET /crm/v4/associations/{object}/pets/labels lists them))',
+        expect.stringMatching(/^syncs\.contacts-to-hubspot\.associations\[1\]\.lookup\.sync: the association is to pets, but sync "companies-to-hubspot" writes companies/),
       ]);
     });
   });

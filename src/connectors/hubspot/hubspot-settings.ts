@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { hinted } from '../../core/hints.js';
 import { urlSetting } from '../settings.js';
+import type { SyncProblem } from '../../core/connector-kind.js';
 import type { DestinationCapabilities } from '../../core/ports.js';
 
 /** HubSpot's own API root. */
@@ -165,6 +166,50 @@ export const hubspotSyncSettings = z.strictObject({
 });
 export type HubSpotSyncSettings = z.output<typeof hubspotSyncSettings>;
 export type HubSpotAssociationSetting = HubSpotSyncSettings['associations'][number];
+
+/**
+ * An association's parent sync must write the associated object to the same HubSpot destination:
+ * the ids it records are what the association links to. Each association that does not, as a
+ * problem for `validate` (a parent that is not declared is reported by the lookup check).
+ */
+export function checkAssociationParents(sync: {
+  settings: Record<string, unknown>;
+  destination: string;
+  syncOf: (slug: string) => { destination: string; object: string } | undefined;
+}): SyncProblem[] {
+  const problems: SyncProblem[] = [];
+  const associations = Array.isArray(sync.settings.associations) ? (sync.settings.associations as unknown[]) : [];
+  for (const [n, entry] of associations.entries()) {
+    const { object, lookup } = (entry ?? {}) as { object?: unknown; lookup?: { sync?: unknown } };
+    const slug = lookup?.sync;
+    if (typeof object !== 'string' || typeof slug !== 'string') continue;
+    const parent = sync.syncOf(slug);
+    if (!parent) continue;
+    const at = ['associations', n, 'lookup', 'sync'];
+    if (parent.destination !== sync.destination) {
+      problems.push({
+        at,
+        message: `sync "${slug}" writes to destination "${parent.destination}", not to "${sync.destination}": an association links records of one HubSpot portal, by the ids the parent sync recorded there`,
+        hint: `look up the sync that writes ${object} to "${sync.destination}"`,
+      });
+      continue;
+    }
+    // Custom objects may be named by name or type id, so only a standard object on either side is compared.
+    const [wanted, written] = [standardObject(object), standardObject(parent.object)];
+    if (wanted !== written && (isStandardObject(object) || isStandardObject(parent.object))) {
+      problems.push({
+        at,
+        message: `the association is to ${object}, but sync "${slug}" writes ${parent.object}, so the ids it recorded are not ${object} records`,
+        hint: `look up the sync that writes ${object}, or associate with ${parent.object}`,
+      });
+    }
+  }
+  return problems;
+}
+
+function isStandardObject(name: string): boolean {
+  return STANDARD_OBJECTS[name.toLowerCase()] !== undefined;
+}
 
 /** What every HubSpot destination can do. */
 export const HUBSPOT_CAPABILITIES: DestinationCapabilities = { deletes: true, upsert: true, maxBatchSize: 100, recordIds: true };

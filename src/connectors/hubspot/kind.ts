@@ -1,6 +1,6 @@
 /** HubSpot's CRM, as a destination: batch upserts by a unique property, deletes, and associations to parents' records. */
 import type { ConnectorKind } from '../../core/connector-kind.js';
-import { HUBSPOT_CAPABILITIES, hubspotConnectionSettings, hubspotSyncSettings, type HubSpotConnectionSettings, type HubSpotSyncSettings } from './hubspot-settings.js';
+import { checkAssociationParents, HUBSPOT_CAPABILITIES, hubspotConnectionSettings, hubspotSyncSettings, type HubSpotConnectionSettings, type HubSpotSyncSettings } from './hubspot-settings.js';
 
 export const hubspotConnector: ConnectorKind<HubSpotConnectionSettings, HubSpotSyncSettings> = {
   type: 'hubspot',
@@ -12,6 +12,7 @@ export const hubspotConnector: ConnectorKind<HubSpotConnectionSettings, HubSpotS
   destination: {
     capabilities: HUBSPOT_CAPABILITIES,
     syncSettings: hubspotSyncSettings,
+    checkSync: checkAssociationParents,
     open: async (settings, context) => (await import('./hubspot-destination.js')).HubSpotDestination.open(settings, context),
   },
 };
