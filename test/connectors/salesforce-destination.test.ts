@@ -363,7 +363,7 @@ describe('Salesforce destination: sObject Collections', () => {
     expect(sf.records('Account')).toHaveLength(4998);
   });
 
-  it('in update mode writes only records that exist (recorded, or found by external id), rejecting the rest', async () => {
+  it('in update mode writes only records that exist (found by external id), rejecting the rest', async () => {
     const sf = await start();
     const [a1] = sf.seed('Account', [{ External_Id__c: 'A-1', Name: 'Acme' }]);
     sf.seed('Account', [{ External_Id__c: 'A-2', Name: 'Globex' }]);
@@ -379,8 +379,21 @@ describe('Salesforce destination: sObject Collections', () => {
     expect(outcomes[1]).toMatchObject({ ok: true });
     expect(reason(outcomes[2])).toBe("no Account with External_Id__c = 'A-9' (mode update does not create records; the row is tried again on the next run)");
     expect(sf.records('Account')).toHaveLength(2);
-    // A-1's id was recorded: only A-2 and A-9 were looked up, in one query.
+    // Every key was looked up, in one query.
     expect(sf.stats().requests.query).toBe(1);
+  });
+
+  it('in update mode does not make again a record this sync delivered that was deleted in Salesforce since', async () => {
+    const sf = await start();
+    const [a1] = sf.seed('Account', [{ External_Id__c: 'A-1', Name: 'Acme' }]);
+    const { destination } = await open(sf);
+    const writer = await destination.prepare(accountsTarget({ recordIds: recordedIds({ '["A-1"]': a1 as string }) }));
+    const gone = await writer.write([remove('A-1')]);
+    expect(gone).toEqual([{ ok: true }]);
+    expect(sf.records('Account')).toHaveLength(0);
+    const outcomes = await writer.write([upsert(['A-1', 'Acme 2', null], 'update')]);
+    expect(reason(outcomes[0])).toBe("no Account with External_Id__c = 'A-1' (mode update does not create records; the row is tried again on the next run)");
+    expect(sf.records('Account')).toHaveLength(0);
   });
 
   it('in insert mode upserts: a record that already has the external id is updated, not duplicated', async () => {

@@ -12,9 +12,10 @@
  *   resolves it or rejects the child with its own error, and the row is tried again next run.
  * - Modes: `upsert` and `mirror` upsert; `insert` upserts the rows never delivered (what the engine
  *   sends as inserts), so a record that already has the external id is updated, not duplicated, and
- *   a batch re-sent after a crash is harmless; `update` writes only rows whose record exists — an id
- *   this sync recorded, or one found by external id with a SOQL query — and rejects the others
- *   ("no Account with External_Id__c = 'A-9'"), retried on later runs.
+ *   a batch re-sent after a crash is harmless; `update` writes only rows whose record exists — found
+ *   by external id with a SOQL query, one per batch, since a record this sync delivered may have been
+ *   deleted since — and rejects the others ("no Account with External_Id__c = 'A-9'"), retried on
+ *   later runs.
  * - Deletes (`DELETE composite/sobjects?ids=…&allOrNone=false`, 200 ids a call) use the ids this
  *   sync recorded, or look them up by external id; a record already gone counts as deleted.
  *
@@ -227,8 +228,9 @@ class SalesforceWriter implements DestinationWriter {
       (op.kind === 'update' ? updates : sends).push(i);
     });
     if (updates.length > 0) {
-      // Update mode never creates: a row goes only when its record exists.
-      const existing = await this.existingIds(updates.map((i) => (batch[i] as WriteOperation).key));
+      // Update mode never creates: a row goes only when its record exists now. A recorded id is not
+      // enough, as the record may have been deleted in Salesforce since, and the upsert would make it again.
+      const existing = await this.existingIds(updates.map((i) => (batch[i] as WriteOperation).key), false);
       for (const i of updates) {
         const key = (batch[i] as WriteOperation).key;
         if (existing.has(encodeKey(key))) sends.push(i);
@@ -384,13 +386,14 @@ class SalesforceWriter implements DestinationWriter {
   }
 
   /**
-   * The ids of the records of `keys` (encoded key → ids): those this sync recorded, the others
-   * looked up by external id with SOQL (several at once, within Salesforce's URI limit).
+   * The ids of the records of `keys` (encoded key → ids): those this sync recorded (unless
+   * `useRecorded` is false), the others looked up by external id with SOQL (several at once,
+   * within Salesforce's URI limit).
    */
-  private async existingIds(keys: Value[][]): Promise<Map<string, string[]>> {
+  private async existingIds(keys: Value[][], useRecorded = true): Promise<Map<string, string[]>> {
     const { target } = this.options;
     const encoded = keys.map((key) => encodeKey(key));
-    const recorded = target.recordIds && target.sync ? await target.recordIds(target.sync, encoded) : new Map<string, string>();
+    const recorded = useRecorded && target.recordIds && target.sync ? await target.recordIds(target.sync, encoded) : new Map<string, string>();
     const found = new Map<string, string[]>();
     // The keys still to find, by the external id as Salesforce compares it.
     const wanted = new Map<string, { literal: string; keys: string[] }>();
