@@ -13,6 +13,7 @@ import type { AlertChannel, AlertChannelDef, AlertDelivery, AlertNotice, AlertSt
 import { ErrorCode, LockstepError, NotFoundError, toError } from '../core/errors.js';
 import type { Clock, Logger } from '../core/ports.js';
 import { backoffDelay, type BackoffPolicy } from '../core/backoff.js';
+import { didYouMean } from '../core/hints.js';
 
 /** How notices are retried: the shared backoff (core/backoff.ts) with a steadier cadence. */
 export type AlertRetryPolicy = BackoffPolicy;
@@ -125,8 +126,9 @@ export class AlertDispatcher implements AsyncDisposable {
     const channel = definition.channels.find((c) => c.name === channelName);
     if (!channel) {
       const names = definition.channels.map((c) => c.name);
+      const known = names.length > 0 ? `the channels are: ${names.join(', ')}` : 'there are none';
       throw new NotFoundError(
-        `no alert channel "${channelName}" in the store — ${names.length > 0 ? `declared channels: ${names.join(', ')}` : 'declare one under alerts.channels'}, then run \`lockstep apply\``,
+        `no alert channel "${channelName}" in the store${didYouMean(channelName, names)} — ${known}; to add one, declare it under alerts.channels and run \`lockstep apply\``,
       );
     }
     const now = clock.now();

@@ -39,7 +39,10 @@ describe('lockstep alerts', () => {
 
     const unknown = await runMain(['--workspace', dir, 'alerts', 'test', 'hook']);
     expect(unknown.code).toBe(2);
-    expect(unknown.stderr).toContain('no alert channel "hook" in the store — declared channels: hooks, broken');
+    expect(unknown.stderr).toContain(
+      'no alert channel "hook" in the store (did you mean "hooks"?) — the channels are: hooks, broken; ' +
+        'to add one, declare it under alerts.channels and run `lockstep apply`',
+    );
 
     // A failing sequence run through the CLI: its alert goes out before the command exits.
     sqlite(join(dir, 'crm.db'), 'drop table workspaces');
