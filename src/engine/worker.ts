@@ -15,7 +15,7 @@
  * another worker (or the next start) takes them over at once.
  */
 import { hostname } from 'node:os';
-import { NotFoundError, toError } from '../core/errors.js';
+import { NotFoundError, ValidationError, toError } from '../core/errors.js';
 import { closeMatches } from '../core/hints.js';
 import type { Clock, LeaseRequest, Logger, Store } from '../core/ports.js';
 import type { SequenceRun, SyncRun, SyncRunOptions, Trigger } from '../core/runs.js';
@@ -180,13 +180,25 @@ export class Worker {
     await this.stop();
   }
 
-  /** Queues a run of a sync (by id or slug); a run already queued is shared. */
+  /**
+   * Queues a run of a sync (by id or slug); a run already queued is shared. `fullResync` and
+   * `resetCDC` together are refused: one sends every row, the other none.
+   */
   async triggerSync(
     ref: number | string,
     options: Partial<SyncRunOptions> = {},
     trigger: Trigger = { type: 'manual', detail: null },
   ): Promise<{ run: SyncRun; created: boolean }> {
     const { store, clock } = this.options;
+    if (options.fullResync && options.resetCDC) {
+      throw new ValidationError([
+        {
+          path: 'resetCDC',
+          message: 'fullResync and resetCDC contradict each other: fullResync sends every row, resetCDC sends none and only records the model as delivered',
+          hint: 'set one of them',
+        },
+      ]);
+    }
     const sync = await store.getSync(ref);
     if (!sync) throw new NotFoundError(`no sync "${ref}" in the workspace — check the slug, or run \`lockstep apply\` after adding it`);
     const result = await store.enqueueSyncRun(

@@ -190,6 +190,8 @@ describe('Hightouch-compatible API v1', () => {
       [{ syncId: 1, fullResync: 1 }, 'fullResync'],
       [{ syncId: 1, fullResync: 'yes' }, 'fullResync'],
       [{ syncId: 1, resetCDC: null }, 'resetCDC'],
+      [{ syncId: 1, fullResync: true, resetCDC: 'true' }, 'resetCDC'],
+      [{ syncId: 1, fullSync: 'true', resetCDC: true }, 'resetCDC'],
     ] as const) {
       const answer = await api.call('POST', '/api/v1/syncs/trigger', body);
       expect(answer.status, JSON.stringify(body)).toBe(422);
@@ -198,6 +200,9 @@ describe('Hightouch-compatible API v1', () => {
     for (const path of ['/api/v1/syncs/3.5', '/api/v1/syncs/1e0', '/api/v1/syncs/1.0/runs?runId=2.5', '/api/v1/syncs?offset=1.5']) {
       expect((await api.call('GET', path)).status, path).toBe(422);
     }
+    const both = await api.call('POST', '/api/v1/syncs/1/trigger', { fullResync: true, resetCDC: true });
+    expect(both.status).toBe(422);
+    expect(both.body.details.resetCDC).toMatch(/^fullResync and resetCDC contradict each other: .* — set one of them$/);
     // Lockstep's own API keeps to whole numbers written as such.
     expect((await api.call('GET', '/api/sync-runs/1.0')).status).toBe(422);
   });

@@ -227,6 +227,14 @@ describe('runs', () => {
     await api.app.worker.waitForSequenceRun(fromScript.body.id);
   });
 
+  it('refuses a sync run asked for both fullResync and resetCDC, and queues nothing', async () => {
+    const before = await api.app.store.listSyncRuns({ limit: 100, offset: 0, order: 'desc' });
+    const both = await api.call('POST', '/api/syncs/contacts-to-crm/runs', { fullResync: true, resetCDC: true });
+    expect(both.status).toBe(422);
+    expect(both.body.details.resetCDC).toMatch(/fullResync sends every row, resetCDC sends none/);
+    expect(await api.app.store.listSyncRuns({ limit: 100, offset: 0, order: 'desc' })).toEqual(before);
+  });
+
   it('runs a sync alone (rejected rows, with reasons and paging), then the sequence (done), and lists runs', async () => {
     const first = await api.call('POST', '/api/syncs/contacts-to-crm/runs', {});
     expect(first.status).toBe(202);
