@@ -244,6 +244,18 @@ describe('lockstep store migrate', () => {
     expect(run.stdout).toContain('planned +0 ~0 -0');
   });
 
+  it('shows the URL to point processes at with only its password hidden: user name and parameters as given', async () => {
+    const given = new URL(await createTestDatabase('lockstep_store_copy'));
+    given.searchParams.set('application_name', 'moved');
+    const result = await runMain(['--workspace', dir, 'store', 'migrate', '--to', given.toString()]);
+    expect(result.code, result.stderr).toBe(0);
+    const shown = new URL(given.toString());
+    if (shown.password) shown.password = '***';
+    expect(result.stdout).toContain(`export LOCKSTEP_STORE='${shown.toString()}'`);
+    expect(result.stdout).toContain(`lockstep --store '${shown.toString()}' serve`);
+    expect(result.stdout.includes('with your password in place of ***')).toBe(given.password !== '');
+  });
+
   it('copies into the schema named by --schema', async () => {
     const url = await createTestDatabase('lockstep_store_copy');
     const result = await runMain(['--workspace', dir, 'store', 'migrate', '--to', url, '--schema', 'ls_moved']);

@@ -125,7 +125,7 @@ function printSummary(term: Terminal, summary: CopySummary, flags: MigrateFlags,
     term.out(`  ${summary.unfinishedRuns} unfinished run(s) were copied as they are (--force); workers on the PostgreSQL store take them over once their leases end.`);
   }
   printSecrets(term, summary.secrets, keyGiven);
-  const url = redactUrl(flags.to);
+  const url = withPasswordHidden(flags.to);
   const password = url !== flags.to ? ' (with your password in place of ***)' : '';
   term.out('');
   term.out(`Next: stop using ${path} and point every Lockstep process at the PostgreSQL store${password}:`);
@@ -136,6 +136,23 @@ function printSummary(term: Terminal, summary: CopySummary, flags: MigrateFlags,
     term.out(`  Note: Lockstep processes open the schema "${DEFAULT_SCHEMA}"; this copy is in "${flags.schema}".`);
   }
   term.out(`The embedded store is left as it was: keep it as a backup. Runs made on it from now on are not in PostgreSQL.`);
+}
+
+/**
+ * The store URL for the commands to copy: only the password is hidden (in the user information
+ * or a `password` parameter), so the user name, host and parameters such as sslmode stay as given
+ * and putting the password back is all the command needs.
+ */
+function withPasswordHidden(url: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return redactUrl(url);
+  }
+  if (parsed.password) parsed.password = '***';
+  const shown = parsed.toString();
+  return shown.replace(/([?&][^=&#]*password=)[^&#]*/gi, '$1***');
 }
 
 /** Which key the target's processes need for the secrets copied, without ever showing a key. */
