@@ -9,7 +9,7 @@
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import { z } from '@hono/zod-openapi';
 import { ALERT_EVENTS, isDefaultRule, type AlertChannelDef, type AlertDelivery, type AlertDeliveryQuery, type AlertRuleDef } from '../core/alerts.js';
-import { assertNever, NotFoundError } from '../core/errors.js';
+import { assertNever, ErrorCode, LockstepError, NotFoundError } from '../core/errors.js';
 import { iso } from '../core/run-views.js';
 import type { WorkspaceState } from '../core/workspace.js';
 import { validateAlertChannel, validateAlertRule } from '../workspace/index.js';
@@ -155,7 +155,7 @@ export function registerAlertRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       const channel: AlertChannelDef = { ...result.definition, origin: 'api' };
       const stored = await store.updateAlerts((current) => {
         if (current.channels.some((x) => x.name === channel.name)) {
-          throw new HttpError(409, `alert channel "${channel.name}" exists already — update it with PUT /api/alerts/channels/${channel.name}`);
+          throw new LockstepError(ErrorCode.Conflict, `alert channel "${channel.name}" exists already — update it with PUT /api/alerts/channels/${channel.name}`);
         }
         return { ...current, channels: [...current.channels, channel] };
       }, clock.now());
@@ -202,7 +202,7 @@ export function registerAlertRoutes(app: OpenAPIHono, deps: ApiDeps): void {
         if (!current.channels.some((x) => x.name === params.name)) throw new NotFoundError(`no alert channel "${params.name}"`);
         const users = current.rules.filter((r) => r.channels.includes(params.name)).map((r) => `alert rule "${r.name}"`);
         if (users.length > 0) {
-          throw new HttpError(409, `alert channel "${params.name}" is used by ${users.join(', ')} — change or delete ${users.length === 1 ? 'it' : 'them'} first`);
+          throw new LockstepError(ErrorCode.Conflict, `alert channel "${params.name}" is used by ${users.join(', ')} — change or delete ${users.length === 1 ? 'it' : 'them'} first`);
         }
         return { ...current, channels: current.channels.filter((x) => x.name !== params.name) };
       }, clock.now());
@@ -245,7 +245,9 @@ export function registerAlertRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       if (!result.ok) throw validationFailed(result.details);
       const rule: AlertRuleDef = { ...result.definition, origin: 'api' };
       const stored = await store.updateAlerts((current) => {
-        if (current.rules.some((x) => x.name === rule.name)) throw new HttpError(409, `alert rule "${rule.name}" exists already`);
+        if (current.rules.some((x) => x.name === rule.name)) {
+          throw new LockstepError(ErrorCode.Conflict, `alert rule "${rule.name}" exists already — update it with PUT /api/alerts/rules/${rule.name}`);
+        }
         return { ...current, rules: [...current.rules, rule] };
       }, clock.now());
       return c.json(ruleAnswer(findRule({ ...state, alerts: stored }, rule.name)), 201);

@@ -1,12 +1,14 @@
 /**
- * Alerts through the API on a real server and a real SQLite store: channels and rules created,
- * read, replaced and deleted with `lockstep validate`'s rules; secrets never in an answer; test
- * alerts reaching a local HTTP receiver; a failing receiver's delivery with its attempts and error.
+ * Alerts through the API on a real server and a real SQLite store (PostgreSQL for the conflicts found
+ * inside the store's transaction): channels and rules created, read, replaced and deleted with
+ * `lockstep validate`'s rules; secrets never in an answer; test alerts reaching a local HTTP
+ * receiver; a failing receiver's delivery with its attempts and error.
  */
 import { createHmac } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AlertRuleDef, AlertsDefinition } from '../../src/core/alerts.js';
 import { HttpReceiver } from '../alerts/receivers.js';
+import { createTestDatabase } from '../helpers/postgres.js';
 import { startApi, type ApiHarness } from './api-helpers.js';
 
 const HOOK_SECRET = 'hook-s3cret-0123456789';
@@ -238,5 +240,24 @@ describe('test alerts and deliveries', () => {
     }
     const all = answers.join('\n') + api.logs.join('\n');
     for (const secret of SECRETS) expect(all).not.toContain(secret);
+  });
+});
+
+describe('alert channels and rules through the API on a PostgreSQL store', () => {
+  it('answers the conflicts found inside the store transaction with 409 naming them, as on the embedded store', async () => {
+    await using pg = await startApi({ env: { LOCKSTEP_STORE: await createTestDatabase('lockstep_alerts_api') } });
+    const hooks = { name: 'hooks', type: 'webhook', url: 'http://127.0.0.1:1/hook' };
+    expect((await pg.call('POST', '/api/alerts/channels', hooks)).status).toBe(201);
+    const rule = { name: 'watch', on: ['sync_failed'], channels: ['hooks'] };
+    expect((await pg.call('POST', '/api/alerts/rules', rule)).status).toBe(201);
+
+    const again = await pg.call('POST', '/api/alerts/channels', hooks);
+    expect(again.status).toBe(409);
+    expect(again.body.message).toBe('alert channel "hooks" exists already — update it with PUT /api/alerts/channels/hooks');
+    const used = await pg.call('DELETE', '/api/alerts/channels/hooks');
+    expect(used.status).toBe(409);
+    expect(used.body.message).toBe('alert channel "hooks" is used by alert rule "watch" — change or delete it first');
+    expect((await pg.call('GET', '/api/alerts')).body.channels.map((c: { name: string }) => c.name)).toEqual(['hooks']);
+    expect(pg.logs.filter((line) => line.includes('request failed'))).toEqual([]);
   });
 });
