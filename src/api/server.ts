@@ -12,6 +12,7 @@ import type { Context, Next } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { API_BODY_LIMIT_BYTES } from './route.js';
 import { ErrorCode, LockstepError, toError } from '../core/errors.js';
+import { isLoopbackHost } from '../core/hosts.js';
 import { findToken } from '../core/tokens.js';
 import { registerAlertRoutes } from './alert-routes.js';
 import type { ApiDeps } from './context.js';
@@ -64,10 +65,6 @@ const CONTENT_TYPES: Record<string, string> = {
   '.map': 'application/json',
   '.txt': 'text/plain; charset=utf-8',
 };
-
-export function isLoopbackHost(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127(\.\d{1,3}){3}$/.test(host);
-}
 
 export function createApiServer(serverOptions: ApiServerOptions): ApiServer {
   const options = { ...serverOptions, baseDir: serverOptions.baseDir ?? process.cwd() };

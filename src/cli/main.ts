@@ -13,6 +13,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { createApp, createConnectorRegistry, type App } from '../app.js';
 import { resolveConfig, type LockstepConfig } from '../config.js';
 import { ErrorCode, LockstepError, NotFoundError, ValidationError, formatDiagnostic, toError } from '../core/errors.js';
+import { isLoopbackHost } from '../core/hosts.js';
 import { createJsonLogger } from '../core/logger.js';
 import { redactUrl } from '../core/connections.js';
 import { iso, rejectedRowView, syncRunView } from '../core/run-views.js';
@@ -412,6 +413,8 @@ Exit codes:
     if (withWorker) cmd.option('--drain', 'exit once nothing is queued or running');
     if (name === 'serve') addServerOptions(cmd);
     cmd.action(async (opts: { drain?: boolean } & ServerFlags) => {
+      // Bad flags are refused before the worker or the scheduler starts: nothing is claimed or fired.
+      const server = name === 'serve' ? serverSettings(opts) : null;
       const { app, close } = await openApp(global(), term, withWorker);
       try {
         if (withScheduler) await app.startScheduler();
@@ -419,7 +422,7 @@ Exit codes:
         const where = app.config.store.type === 'sqlite' ? app.config.store.path : redactUrl(app.config.store.url);
         const as = withWorker ? ` as worker ${app.worker.workerId}` : '';
         term.err(`lockstep ${name}: running on ${where}${as} (Ctrl-C to stop)`);
-        if (name === 'serve') await startServer(app, opts, term);
+        if (server) await startServer(app, server, term);
       } catch (thrown) {
         await close();
         throw thrown;
@@ -499,7 +502,7 @@ Exit codes:
         const { app, close } = await openApp({ ...global(), workspace: resolve(dir) }, term, true);
         try {
           await app.startScheduler();
-          const url = await startServer(app, { port: opts.port, host: DEFAULT_HOST, auth: false }, term);
+          const url = await startServer(app, serverSettings({ port: opts.port, host: DEFAULT_HOST, auth: false }), term);
           term.out('');
           term.out(`The demo keeps running: open ${url} to see its runs in the web UI (Ctrl-C to stop).`);
         } catch (thrown) {
@@ -535,14 +538,32 @@ function addServerOptions(cmd: Command): void {
     .option('--no-auth', 'serve the API without tokens (only on a loopback host)');
 }
 
-/** Starts the HTTP server on a running app and prints its URL; returns the URL. */
-async function startServer(app: App, flags: ServerFlags, term: Terminal): Promise<string> {
+interface ServerSettings {
+  port: number;
+  host: string;
+  authRequired: boolean;
+}
+
+/** The server's flags checked: a port number, and `--no-auth` only on a loopback host. */
+function serverSettings(flags: ServerFlags): ServerSettings {
   const portText = flags.port ?? process.env.LOCKSTEP_PORT ?? String(DEFAULT_PORT);
   const port = Number(portText);
   if (!/^\d+$/.test(portText) || port > 65535) throw new LockstepError(ErrorCode.Validation, `port "${portText}" is not a port number (0..65535)`);
+  const host = flags.host ?? DEFAULT_HOST;
   const authRequired = flags.auth !== false;
+  if (!authRequired && !isLoopbackHost(host)) {
+    throw new LockstepError(
+      ErrorCode.Validation,
+      `--no-auth is allowed only on a loopback host (127.0.0.1, ::1, localhost), not ${host} — create a token with \`lockstep token create --name NAME\` instead`,
+    );
+  }
+  return { port, host, authRequired };
+}
+
+/** Starts the HTTP server on a running app and prints its URL; returns the URL. */
+async function startServer(app: App, { port, host, authRequired }: ServerSettings, term: Terminal): Promise<string> {
   const uiDir = existsSync(join(UI_DIR, 'index.html')) ? UI_DIR : null;
-  const { url } = await app.startServer({ port, host: flags.host ?? DEFAULT_HOST, authRequired, uiDir });
+  const { url } = await app.startServer({ port, host, authRequired, uiDir });
   term.err(`lockstep serve: API${uiDir ? ', web UI' : ''} and /metrics at ${url}${authRequired ? '' : ' (no token needed)'}`);
   if (authRequired && (await app.store.tokens.list()).length === 0) {
     term.err('  No API tokens yet: create one with `lockstep token create --name NAME`.');

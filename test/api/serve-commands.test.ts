@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createApp } from '../../src/app.js';
 import { resolveConfig } from '../../src/config.js';
 import { silentLogger } from '../../src/core/logger.js';
-import { CliProcess, hierarchyWorkspace, killChildren, runCli, runMain } from '../cli/cli-helpers.js';
+import { CliProcess, enqueueWork, hierarchyWorkspace, killChildren, runCli, runMain } from '../cli/cli-helpers.js';
 
 afterEach(async () => {
   await killChildren();
@@ -50,6 +50,27 @@ describe('lockstep serve', () => {
     const result = await runCli(['serve', '--no-auth', '--host', '0.0.0.0'], { cwd: dir, timeoutMs: 15_000 });
     expect(result.code).toBe(2);
     expect(result.stderr).toContain('--no-auth is allowed only on a loopback host');
+  });
+
+  it('refuses bad flags before its worker or scheduler starts: a queued run stays queued, untouched', async () => {
+    const dir = hierarchyWorkspace();
+    expect((await runMain(['--workspace', dir, 'apply'])).code).toBe(0);
+    const { syncRunId } = await enqueueWork(dir, 'crm', 'accounts-to-crm');
+    for (const [args, message] of [
+      [['--port', '99999'], 'port "99999" is not a port number (0..65535)'],
+      [['--no-auth', '--host', '0.0.0.0'], '--no-auth is allowed only on a loopback host'],
+    ] as const) {
+      const result = await runMain(['--workspace', dir, 'serve', ...args]);
+      expect(result.code, result.stderr).toBe(2);
+      expect(result.stderr).toContain(message);
+      expect(result.stderr).not.toContain('running on');
+    }
+    const app = await createApp(resolveConfig({ workspaceDir: dir, env: {} }), { logger: silentLogger });
+    try {
+      expect(await app.store.getSyncRun(syncRunId)).toMatchObject({ status: 'queued', attempt: 0 });
+    } finally {
+      await app.close();
+    }
   });
 });
 
