@@ -156,21 +156,33 @@ export function createApiServer(serverOptions: ApiServerOptions): ApiServer {
   });
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
   app.get('/readyz', async (c) => {
+    const unavailable = (message: string, log: string, thrown: unknown) => {
+      logger.warn(`not ready: ${log}`, { error: toError(thrown).message });
+      return c.json({ status: 'unavailable', message }, 503);
+    };
+    let queued: unknown[];
+    let leases: Awaited<ReturnType<typeof store.listLeases>>;
     try {
-      const [queued, leases] = await Promise.all([store.listQueuedSyncRuns(), store.listLeases()]);
-      const mine = leases.filter((lease) => lease.workerId === options.runs.workerId);
-      return c.json({
-        status: 'ready',
-        workerId: options.runs.workerId,
-        // The runs this process works on, with their leases as the store holds them.
-        leases: mine.map((lease) => ({ syncRunId: lease.runId, attempt: lease.attempt, expiresAt: new Date(lease.expiresAt).toISOString() })),
-        activeRuns: leases.length,
-        queueDepth: queued.length,
-      });
+      [queued, leases] = await Promise.all([store.listQueuedSyncRuns(), store.listLeases()]);
     } catch (thrown) {
-      logger.warn('not ready: the store does not answer', { error: toError(thrown).message });
-      return c.json({ status: 'unavailable', message: 'the store does not answer' }, 503);
+      return unavailable('the store does not answer', 'the store does not answer', thrown);
     }
+    try {
+      // A process that cannot read the workspace (its secrets sealed with another key, after a
+      // rotation) fails every run and most requests: it is not ready, though the store answers.
+      await store.loadWorkspace();
+    } catch (thrown) {
+      return unavailable('the store answers, but this process cannot read the workspace in it — the server log says why', 'the workspace cannot be read', thrown);
+    }
+    const mine = leases.filter((lease) => lease.workerId === options.runs.workerId);
+    return c.json({
+      status: 'ready',
+      workerId: options.runs.workerId,
+      // The runs this process works on, with their leases as the store holds them.
+      leases: mine.map((lease) => ({ syncRunId: lease.runId, attempt: lease.attempt, expiresAt: new Date(lease.expiresAt).toISOString() })),
+      activeRuns: leases.length,
+      queueDepth: queued.length,
+    });
   });
 
   if (options.uiDir !== null) {

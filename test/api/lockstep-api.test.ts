@@ -3,12 +3,15 @@
  * validation errors named by field, runs, cancel and rejected rows, API entities living next to
  * `apply`, live events, the OpenAPI document, auth and secrets.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { join } from 'node:path';
 import { mkdirSync } from 'node:fs';
 import { writeFileSync } from 'node:fs';
 import { createApiServer } from '../../src/api/server.js';
 import { silentLogger } from '../../src/core/logger.js';
+import { runMain } from '../cli/cli-helpers.js';
+import { createTestDatabase } from '../helpers/postgres.js';
 import { eventually, hierarchyWorkspace, PG_PASSWORD, startApi, type ApiHarness } from './api-helpers.js';
 
 let api: ApiHarness;
@@ -371,6 +374,33 @@ describe('OpenAPI, health and metrics', () => {
       expect(text).toContain(name);
     }
     expect(/lockstep_handoff_latency_seconds_count (\d+)/.exec(text)?.[1]).not.toBe('0');
+  });
+});
+
+describe('readiness on a PostgreSQL store', () => {
+  it('is not ready once another process rotated the key that seals the stored secrets', async () => {
+    const storeUrl = await createTestDatabase('lockstep_readyz');
+    const oldKey = randomBytes(32).toString('base64');
+    await using pg = await startApi({ env: { LOCKSTEP_STORE: storeUrl, LOCKSTEP_SECRET_KEY: oldKey } });
+    const channel = { name: 'hooks', type: 'webhook', url: 'http://127.0.0.1:1/hook', secret: 'hook-s3cret' };
+    expect((await pg.call('POST', '/api/alerts/channels', channel)).status).toBe(201);
+    expect((await fetch(`${pg.url}/readyz`)).status).toBe(200);
+
+    vi.stubEnv('LOCKSTEP_SECRET_KEY', oldKey);
+    vi.stubEnv('LOCKSTEP_NEW_SECRET_KEY', randomBytes(32).toString('base64'));
+    try {
+      const rotated = await runMain(['--workspace', pg.dir, '--store', storeUrl, 'secrets', 'rotate']);
+      expect(rotated.code, rotated.stderr).toBe(0);
+    } finally {
+      vi.unstubAllEnvs();
+    }
+    const answer = await fetch(`${pg.url}/readyz`);
+    expect(answer.status).toBe(503);
+    expect(await answer.json()).toEqual({
+      status: 'unavailable',
+      message: 'the store answers, but this process cannot read the workspace in it — the server log says why',
+    });
+    expect(pg.logs.some((line) => line.includes('not ready: the workspace cannot be read') && line.includes('holds secrets encrypted with key'))).toBe(true);
   });
 });
 
