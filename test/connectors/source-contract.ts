@@ -256,6 +256,19 @@ export function describeSourceContract(name: string, kind: SourceKind): void {
       }
     });
 
+    it('reads only: a model query that writes fails, and the source keeps its rows and tables', async () => {
+      const source = await kind.create({ tables: [NUMBERS] });
+      try {
+        for (const query of ['delete from numbers', 'drop table numbers']) {
+          await expect(collect(source.read(query, { batchSize: 100 })), query).rejects.toBeInstanceOf(LockstepError);
+        }
+        const [batch] = await collect(source.read('select count(*) as n from numbers', { batchSize: 10 }));
+        expect(Number(batch!.rows[0]![0])).toBe(25_000);
+      } finally {
+        await source.close();
+      }
+    });
+
     it('reports an unreachable or missing database as a connection error, without secrets', async () => {
       const failure = await kind.openUnreachable().then(
         () => null,

@@ -137,7 +137,7 @@ export class PostgresSource implements Source {
     const batchSize = checkBatchSize(options.batchSize);
     const { signal } = options;
     signal?.throwIfAborted();
-    const client = await this.openClient(signal);
+    const client = await this.openClient(signal, { readOnly: true });
     this.active.add(client);
     try {
       if (options.snapshot !== undefined) await this.takeSnapshot(client, options.snapshot, signal);
@@ -304,7 +304,12 @@ export class PostgresSource implements Source {
     );
   }
 
-  private async openClient(signal?: AbortSignal): Promise<pg.Client> {
+  /**
+   * A connection to the source. `readOnly`: every transaction of the session is read-only, so a
+   * model's query (which reads) cannot change the warehouse, as the other kinds open theirs; the
+   * planner's connections write to its own schema and are not.
+   */
+  private async openClient(signal?: AbortSignal, { readOnly = false }: { readOnly?: boolean } = {}): Promise<pg.Client> {
     const client = new pg.Client({ connectionString: this.url, types: postgresTypes, ...clientTimeouts(this.timeouts) });
     client.on('error', () => undefined); // a dropped idle connection surfaces on the next query instead
     // A cancelled run does not wait for a server that does not answer.
@@ -313,7 +318,8 @@ export class PostgresSource implements Source {
     try {
       await client.connect();
       // Dates and timestamps are parsed from ISO text; make sure the session prints ISO.
-      await this.deadline(client, client.query("SET DateStyle = 'ISO, YMD'"), signal);
+      const session = readOnly ? "SET DateStyle = 'ISO, YMD'; SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY" : "SET DateStyle = 'ISO, YMD'";
+      await this.deadline(client, client.query(session), signal);
       return client;
     } catch (thrown) {
       await client.end().catch(() => undefined);
