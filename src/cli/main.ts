@@ -17,7 +17,7 @@ import { isLoopbackHost } from '../core/hosts.js';
 import { createJsonLogger } from '../core/logger.js';
 import { redactUrl } from '../core/connections.js';
 import { iso, rejectedRowView, syncRunView } from '../core/run-views.js';
-import { generateToken, hashToken } from '../core/tokens.js';
+import { generateToken, hashToken, tokenNameProblem } from '../core/tokens.js';
 import { ENTITY_SECTIONS, type EntityKind, type Stored, type WorkspaceDefinition, type WorkspaceState } from '../core/workspace.js';
 import { ACTIVE_SYNC_RUN_STATUSES, type SyncRun } from '../core/runs.js';
 import { sequenceRunDetails } from '../engine/run-details.js';
@@ -438,6 +438,8 @@ Exit codes:
     .description('create a token and print it (once: only its hash is kept)')
     .requiredOption('--name <name>', 'a name to tell it by, e.g. airflow')
     .action(async (opts: { name: string }) => {
+      const problem = tokenNameProblem(opts.name);
+      if (problem) throw new LockstepError(ErrorCode.Validation, problem);
       const { app, close } = await openApp(global(), term, false);
       try {
         const token = generateToken();

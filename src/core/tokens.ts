@@ -35,6 +35,23 @@ export interface TokenStore {
   touch(id: number, now: number): Promise<void>;
 }
 
+/** The longest token name, in characters. */
+export const MAX_TOKEN_NAME_LENGTH = 100;
+
+/**
+ * What is wrong with a token name, or null when it will do: a name is what `token list` shows and
+ * `token revoke` takes, so it is not empty, has no control characters (a newline would pass for two
+ * lines of the list) and no space at either end.
+ */
+export function tokenNameProblem(name: string): string | null {
+  const fix = 'name the token after who uses it, e.g. --name airflow';
+  if (name.trim() === '') return `a token name cannot be empty — ${fix}`;
+  if ([...name].length > MAX_TOKEN_NAME_LENGTH) return `the token name is ${[...name].length} characters long; at most ${MAX_TOKEN_NAME_LENGTH} — ${fix}`;
+  if (/\p{Cc}/u.test(name)) return `the token name ${JSON.stringify(name)} holds a control character (a newline, a tab) — ${fix}`;
+  if (name !== name.trim()) return `the token name ${JSON.stringify(name)} starts or ends with a space — ${fix}`;
+  return null;
+}
+
 /** A new token's text: the prefix and 32 random bytes, base64url. */
 export function generateToken(): string {
   return TOKEN_PREFIX + randomBytes(32).toString('base64url');

@@ -26,6 +26,24 @@ describe('lockstep token', () => {
     expect((await runMain(['--workspace', dir, 'token', 'revoke', 'ci'])).stdout).toContain('revoked');
     expect((await runMain(['--workspace', dir, 'token', 'revoke', 'ci'])).code).toBe(2);
   });
+
+  it('refuses a token name that token list could not show or token revoke could not take', async () => {
+    const dir = hierarchyWorkspace();
+    for (const [name, message] of [
+      ['', 'a token name cannot be empty — name the token after who uses it, e.g. --name airflow'],
+      ['  ', 'a token name cannot be empty'],
+      ['ci\nprod', 'the token name "ci\\nprod" holds a control character (a newline, a tab)'],
+      [' ci', 'the token name " ci" starts or ends with a space'],
+      ['x'.repeat(101), 'the token name is 101 characters long; at most 100'],
+    ] as const) {
+      const refused = await runMain(['--workspace', dir, 'token', 'create', '--name', name]);
+      expect(refused.code, name).toBe(2);
+      expect(refused.stderr, name).toContain(message);
+      expect(refused.stdout, name).not.toMatch(/lst_/);
+    }
+    expect(JSON.parse((await runMain(['--workspace', dir, 'token', 'list', '--json'])).stdout)).toEqual([]);
+    expect((await runMain(['--workspace', dir, 'token', 'create', '--name', 'ci bot@example.com'])).code).toBe(0);
+  });
 });
 
 describe('lockstep serve', () => {
