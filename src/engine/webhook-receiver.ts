@@ -108,6 +108,9 @@ export class WebhookReceiver {
     return this.receive('dbt_cloud', incoming, async () => {
       const secret = secretOr((await this.options.secrets()).dbtCloud, 'dbt Cloud', 'dbtCloud');
       if (typeof secret !== 'string') return secret;
+      if (!incoming.headers.authorization?.trim()) {
+        return reject(401, "the delivery has no Authorization header — dbt Cloud signs every delivery there with the webhook's secret; only a dbt Cloud webhook can call this endpoint");
+      }
       if (!signatureMatches(hmacHex(secret, incoming.rawBody), incoming.headers.authorization)) {
         return reject(401, 'the Authorization header is not the HMAC-SHA256 of the body with the configured dbt Cloud secret');
       }
@@ -144,6 +147,12 @@ export class WebhookReceiver {
     return this.receive('fivetran', incoming, async () => {
       const secret = secretOr((await this.options.secrets()).fivetran, 'Fivetran', 'fivetran');
       if (typeof secret !== 'string') return secret;
+      if (!incoming.headers['x-fivetran-signature-256']?.trim()) {
+        return reject(
+          401,
+          "the delivery has no X-Fivetran-Signature-256 header — Fivetran signs deliveries only for a webhook created with a secret: give the webhook the same secret as webhooks.fivetran.secret",
+        );
+      }
       if (!signatureMatches(hmacHex(secret, incoming.rawBody), incoming.headers['x-fivetran-signature-256'])) {
         return reject(401, 'the X-Fivetran-Signature-256 header is not the HMAC-SHA256 of the body with the configured Fivetran secret');
       }

@@ -113,6 +113,20 @@ describe('webhook triggers', () => {
     expect(events[3]?.reason).toMatch(/Authorization header/);
   });
 
+  it('says when a delivery carries no signature at all, and what sends one', async () => {
+    const { h, dbt, fivetran } = await setup();
+    await using _ = h;
+    const unsigned = await dbt(dbtCompleted({ eventId: 'wev_unsigned' }), '');
+    expect(unsigned.status).toBe(401);
+    expect(unsigned.body.message).toBe(
+      "the delivery has no Authorization header — dbt Cloud signs every delivery there with the webhook's secret; only a dbt Cloud webhook can call this endpoint",
+    );
+    const bare = await fivetran(fivetranSyncEnd('SUCCESSFUL'), '');
+    expect(bare.status).toBe(401);
+    expect(bare.body.message).toMatch(/^the delivery has no X-Fivetran-Signature-256 header — .* give the webhook the same secret as webhooks\.fivetran\.secret$/);
+    expect(await h.app.store.listSequenceRuns({ limit: 10, offset: 0, order: 'asc' })).toHaveLength(0);
+  });
+
   it('says why a delivery cannot be checked: no secret declared, or one whose variable the server lacks', async () => {
     const { h, dbt, secrets } = await setup();
     await using _ = h;
