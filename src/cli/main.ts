@@ -415,14 +415,18 @@ Exit codes:
     cmd.action(async (opts: { drain?: boolean } & ServerFlags) => {
       // Bad flags are refused before the worker or the scheduler starts: nothing is claimed or fired.
       const server = name === 'serve' ? serverSettings(opts) : null;
-      const { app, close } = await openApp(global(), term, withWorker);
+      const { app, close } = await openApp(global(), term, withWorker && server === null);
       try {
+        // serve listens before its worker and scheduler start: a port already taken is refused
+        // before a run is claimed or a schedule fired.
+        const serving = server ? await listen(app, server) : null;
+        if (serving && withWorker) await app.worker.start();
         if (withScheduler) await app.startScheduler();
         if (withWorker) app.alerts.start();
         const where = app.config.store.type === 'sqlite' ? app.config.store.path : redactUrl(app.config.store.url);
         const as = withWorker ? ` as worker ${app.worker.workerId}` : '';
         term.err(`lockstep ${name}: running on ${where}${as} (Ctrl-C to stop)`);
-        if (server) await startServer(app, server, term);
+        if (serving) await printServing(app, serving, term);
       } catch (thrown) {
         await close();
         throw thrown;
@@ -563,14 +567,30 @@ function serverSettings(flags: ServerFlags): ServerSettings {
 }
 
 /** Starts the HTTP server on a running app and prints its URL; returns the URL. */
-async function startServer(app: App, { port, host, authRequired }: ServerSettings, term: Terminal): Promise<string> {
+async function startServer(app: App, settings: ServerSettings, term: Terminal): Promise<string> {
+  const serving = await listen(app, settings);
+  await printServing(app, serving, term);
+  return serving.url;
+}
+
+interface Serving {
+  url: string;
+  ui: boolean;
+  authRequired: boolean;
+}
+
+/** Starts the HTTP server on the app (its worker may not have started yet). */
+async function listen(app: App, { port, host, authRequired }: ServerSettings): Promise<Serving> {
   const uiDir = existsSync(join(UI_DIR, 'index.html')) ? UI_DIR : null;
   const { url } = await app.startServer({ port, host, authRequired, uiDir });
-  term.err(`lockstep serve: API${uiDir ? ', web UI' : ''} and /metrics at ${url}${authRequired ? '' : ' (no token needed)'}`);
+  return { url, ui: uiDir !== null, authRequired };
+}
+
+async function printServing(app: App, { url, ui, authRequired }: Serving, term: Terminal): Promise<void> {
+  term.err(`lockstep serve: API${ui ? ', web UI' : ''} and /metrics at ${url}${authRequired ? '' : ' (no token needed)'}`);
   if (authRequired && (await app.store.tokens.list()).length === 0) {
     term.err('  No API tokens yet: create one with `lockstep token create --name NAME`.');
   }
-  return url;
 }
 
 /** Entities created through the API that the files do not declare (apply keeps them), as `kind slug`. */

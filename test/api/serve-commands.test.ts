@@ -2,6 +2,7 @@
  * The command line around the server: `token create|list|revoke`, `serve` printing its URL and
  * answering with a token, `--no-auth` refused off loopback, and `plan` showing what the API created.
  */
+import { createServer, type AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createApp } from '../../src/app.js';
 import { resolveConfig } from '../../src/config.js';
@@ -11,6 +12,16 @@ import { CliProcess, enqueueWork, hierarchyWorkspace, killChildren, runCli, runM
 afterEach(async () => {
   await killChildren();
 });
+
+/** A port on 127.0.0.1 that a server of this test holds. */
+async function takePort(): Promise<{ port: number } & AsyncDisposable> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    [Symbol.asyncDispose]: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
 
 describe('lockstep token', () => {
   it('creates a token printed once, lists it, and revokes it', async () => {
@@ -70,16 +81,18 @@ describe('lockstep serve', () => {
     expect(result.stderr).toContain('--no-auth is allowed only on a loopback host');
   });
 
-  it('refuses bad flags before its worker or scheduler starts: a queued run stays queued, untouched', async () => {
+  it('refuses bad flags and a port already taken before its worker or scheduler starts: a queued run stays queued, untouched', async () => {
     const dir = hierarchyWorkspace();
     expect((await runMain(['--workspace', dir, 'apply'])).code).toBe(0);
     const { syncRunId } = await enqueueWork(dir, 'crm', 'accounts-to-crm');
-    for (const [args, message] of [
-      [['--port', '99999'], 'port "99999" is not a port number (0..65535)'],
-      [['--no-auth', '--host', '0.0.0.0'], '--no-auth is allowed only on a loopback host'],
+    await using taken = await takePort();
+    for (const [args, code, message] of [
+      [['--port', '99999'], 2, 'port "99999" is not a port number (0..65535)'],
+      [['--no-auth', '--host', '0.0.0.0'], 2, '--no-auth is allowed only on a loopback host'],
+      [['--port', String(taken.port)], 3, `cannot listen on 127.0.0.1:${taken.port}`],
     ] as const) {
       const result = await runMain(['--workspace', dir, 'serve', ...args]);
-      expect(result.code, result.stderr).toBe(2);
+      expect(result.code, result.stderr).toBe(code);
       expect(result.stderr).toContain(message);
       expect(result.stderr).not.toContain('running on');
     }
