@@ -42,6 +42,9 @@
  *   `failedResults` (`"sf__Id","sf__Error",...` with `CODE:message:fields --`), `unprocessedrecords`;
  *   relationship columns `Account.External_Id__c`; `#N/A` clears a field and an empty cell leaves it alone;
  *   a line ending that does not match the job's `lineEnding` fails the job; job not found is 404.
+ * - Versions (`GET /services/data/`, no authentication needed): `[{label, url, version}]` of the REST API
+ *   versions the org serves (31.0 to 62.0 unless a test says otherwise); a data path under another version is
+ *   404 NOT_FOUND, as for any resource the org does not have.
  * - Ids: 15-character base-62 ids with the object's key prefix (001 Account, 003 Contact, 006 Opportunity,
  *   a0… custom) plus Salesforce's 3-character case-safe checksum; 15- and 18-character forms both accepted.
  *
@@ -676,6 +679,13 @@ class ApiError extends Error {
 
 const NOT_FOUND_MESSAGE = 'The requested resource does not exist';
 const notFound = (): ApiError => new ApiError(404, 'NOT_FOUND', NOT_FOUND_MESSAGE);
+
+/** A version's release name: three a year, Winter '15 being 32.0. */
+function releaseLabel(version: string): string {
+  const n = Math.floor(Number(version)) - 32;
+  const season = ['Winter', 'Spring', 'Summer'][((n % 3) + 3) % 3];
+  return `${season} '${15 + Math.floor(n / 3)}`;
+}
 const noSuchColumn = (name: string, def: ObjectDef): ApiError =>
   new ApiError(400, 'INVALID_FIELD', `No such column '${name}' on sobject of type ${def.name}`);
 
@@ -1455,7 +1465,12 @@ export interface SalesforceStandInOptions {
   bulkPolls?: number;
   /** Upload limit of one Bulk API job, counted as Salesforce does after base64 encoding (default 150 MB). */
   bulkUploadLimitBytes?: number;
+  /** The REST API versions the org serves, e.g. `['61.0', '62.0']` (default: 31.0 to 62.0). */
+  apiVersions?: string[];
 }
+
+/** Summer '14 (31.0) to Winter '25 (62.0). */
+const DEFAULT_API_VERSIONS = Array.from({ length: 32 }, (_, i) => `${31 + i}.0`);
 
 /** The running stand-in and its test controls. */
 export interface SalesforceStandIn extends AsyncDisposable {
@@ -1519,9 +1534,11 @@ class SalesforceStandInServer implements SalesforceStandIn {
   private usage = 0;
   private bulkPolls: number;
   private readonly bulkUploadLimit: number;
+  private readonly apiVersions: string[];
   private counters = emptyStats();
 
   constructor(options: SalesforceStandInOptions) {
+    this.apiVersions = options.apiVersions ?? DEFAULT_API_VERSIONS;
     this.clientId = options.clientId ?? 'lockstep-test-client';
     this.clientSecret = options.clientSecret ?? 'lockstep-test-secret';
     this.apiLimit = options.apiLimit ?? 15_000;
@@ -1632,6 +1649,7 @@ class SalesforceStandInServer implements SalesforceStandIn {
       const fault = this.takeFault(route.kind);
       if (fault) return this.applyFault(fault, req, res);
       if (route.kind === 'token') return await this.handleToken(req, res);
+      if (/^\/services\/data\/?$/.test(url.pathname) && req.method === 'GET') return this.sendJson(res, 200, this.versions());
       if (!url.pathname.startsWith('/services/data/')) throw notFound();
       this.counters.dataRequests++;
       await this.handleData(req, res, url, route);
@@ -1645,6 +1663,7 @@ class SalesforceStandInServer implements SalesforceStandIn {
       throw new ApiError(414, 'URI_TOO_LONG', `The length of the URI exceeds the ${MAX_URI_BYTES} byte limit`);
     }
     this.authenticate(req);
+    if (!this.apiVersions.includes(route.version)) throw notFound();
     this.usage++;
     res.setHeader('Sforce-Limit-Info', `api-usage=${this.usage}/${this.apiLimit}`);
     if (this.usage > this.apiLimit) throw new ApiError(403, 'REQUEST_LIMIT_EXCEEDED', 'TotalRequests Limit exceeded.');
@@ -1700,6 +1719,11 @@ class SalesforceStandInServer implements SalesforceStandIn {
     this.counters.recordsReceived += count;
     this.counters.maxRecordsPerCall = Math.max(this.counters.maxRecordsPerCall, count);
     this.counters.maxRecordsPerCallByKind[kind] = Math.max(this.counters.maxRecordsPerCallByKind[kind] ?? 0, count);
+  }
+
+  /** The Versions resource: each version the org serves, oldest first. */
+  private versions(): Array<{ label: string; url: string; version: string }> {
+    return this.apiVersions.map((version) => ({ label: releaseLabel(version), url: `/services/data/v${version}`, version }));
   }
 
   // --- OAuth ----------------------------------------------------------------------------------------------

@@ -250,6 +250,18 @@ describe('Salesforce destination: prepare checks the object and its fields', () 
     expect(error.message).toMatch(/custom objects end in __c/);
   });
 
+  it('refuses an apiVersion the org does not serve, naming the versions it does, instead of blaming the sObject', async () => {
+    const sf = await start({ apiVersions: ['60.0', '61.0', '62.0'] });
+    const { destination } = await open(sf, { apiVersion: 'v99.0' });
+    const error = await failure(destination.prepare(accountsTarget()));
+    expect(error.code).toBe(ErrorCode.Schema);
+    expect(error.message).toBe(
+      'salesforce destination "sf" does not serve REST API version 99.0 (apiVersion v99.0); it serves 60.0 to 62.0 — set apiVersion to one of them, e.g. apiVersion: v62.0',
+    );
+    const { destination: served } = await open(sf, { apiVersion: '61.0' });
+    await served.prepare(accountsTarget());
+  });
+
   it('refuses a field the object does not have, with did-you-mean', async () => {
     const sf = await start();
     const { destination } = await open(sf);

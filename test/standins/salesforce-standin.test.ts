@@ -157,6 +157,24 @@ describe('API request limit', () => {
   });
 });
 
+describe('Versions', () => {
+  it('lists the versions the org serves without a token, and 404s a data path under another version', async () => {
+    const sf = await start({ apiVersions: ['61.0', '62.0'] });
+    const versions = await call(sf, null, 'GET', '/services/data/');
+    expect([versions.status, versions.json]).toEqual([
+      200,
+      [
+        { label: "Summer '24", url: '/services/data/v61.0', version: '61.0' },
+        { label: "Winter '25", url: '/services/data/v62.0', version: '62.0' },
+      ],
+    ]);
+    const token = await login(sf);
+    expect((await call(sf, token, 'GET', '/services/data/v62.0/sobjects/Account/describe')).status).toBe(200);
+    const other = await call(sf, token, 'GET', '/services/data/v99.0/sobjects/Account/describe');
+    expect([other.status, other.json]).toEqual([404, [{ errorCode: 'NOT_FOUND', message: 'The requested resource does not exist' }]]);
+  });
+});
+
 describe('describe', () => {
   it('lists the fields with their documented properties, and 404s an unknown object', async () => {
     const sf = await start();

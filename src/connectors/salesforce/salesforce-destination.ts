@@ -101,6 +101,7 @@ export class SalesforceDestination implements Destination {
     }
     const object = API_NAME.test(target.object) ? await this.describeObject(target.object) : null;
     if (!object) {
+      await this.checkApiVersion();
       const near = await this.nearestObject(target.object);
       throw new LockstepError(
         ErrorCode.Schema,
@@ -146,6 +147,28 @@ export class SalesforceDestination implements Destination {
       this.describes.set(key, described);
     }
     return described;
+  }
+
+  /**
+   * Throws when the org does not serve the connection's apiVersion (every resource under it is
+   * then 404, as an sObject it does not have would be); passes when the Versions resource does not answer.
+   */
+  private async checkApiVersion(): Promise<void> {
+    const version = apiVersionNumber(this.settings.apiVersion);
+    let served: string[];
+    try {
+      const answer = await this.client.call({ method: 'GET', path: '/services/data/', what: 'list the REST API versions' });
+      if (!answer.ok || !Array.isArray(answer.body)) return;
+      served = answer.body.filter(isRecord).flatMap((v) => (typeof v.version === 'string' ? [v.version] : []));
+    } catch {
+      return;
+    }
+    if (served.length === 0 || served.includes(version)) return;
+    const latest = served.reduce((a, b) => (Number(b) > Number(a) ? b : a));
+    throw new LockstepError(
+      ErrorCode.Schema,
+      `${this.client.name} does not serve REST API version ${version} (apiVersion ${this.settings.apiVersion}); it serves ${served.length === 1 ? latest : `${served[0]} to ${latest}`} — set apiVersion to one of them, e.g. apiVersion: v${latest}`,
+    );
   }
 
   /** The org's sObject nearest to a misspelt name (Describe Global), when the org answers it. */
