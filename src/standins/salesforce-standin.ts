@@ -17,7 +17,8 @@
  * - Error bodies are arrays of `{message, errorCode}` (request level) or, inside results, `{statusCode,
  *   message, fields}` (record level); unknown resources are 404 `NOT_FOUND` "The requested resource does not
  *   exist"; a URI over 16,384 bytes is 414.
- * - Describe (`GET sobjects/{object}/describe`) with the documented field properties.
+ * - Describe (`GET sobjects/{object}/describe`) with the documented field properties; Describe Global
+ *   (`GET sobjects`) listing every sObject's name, label and key prefix.
  * - sObject Collections upsert (`PATCH composite/sobjects/{object}/{externalIdField}`): up to 200 records,
  *   each with `attributes.type`, results in request order as `{id, success, errors, created}` (a failed
  *   record carries no id, as in the documented examples); `allOrNone` rolls the whole request back and
@@ -1374,6 +1375,7 @@ interface RouteSpec {
 
 const ROUTES: readonly RouteSpec[] = [
   { kind: 'describe', method: 'GET', pattern: /^\/sobjects\/([^/]+)\/describe\/?$/ },
+  { kind: 'describe', method: 'GET', pattern: /^\/sobjects\/?$/ },
   { kind: 'upsert', method: 'PATCH', pattern: /^\/composite\/sobjects\/([^/]+)\/([^/]+)\/?$/ },
   { kind: 'delete', method: 'DELETE', pattern: /^\/composite\/sobjects\/?$/ },
   { kind: 'query', method: 'GET', pattern: /^\/query\/?$/ },
@@ -1674,7 +1676,7 @@ class SalesforceStandInServer implements SalesforceStandIn {
     const [first = '', second = ''] = route.params;
     switch (route.kind) {
       case 'describe':
-        return this.sendJson(res, 200, this.describe(first, route.version));
+        return this.sendJson(res, 200, route.params.length === 0 ? this.describeGlobal(route.version) : this.describe(first, route.version));
       case 'upsert':
         return this.sendJson(res, 200, await this.collectionsUpsert(req, first, second));
       case 'delete':
@@ -1778,6 +1780,25 @@ class SalesforceStandInServer implements SalesforceStandIn {
     const table = this.org.table(object);
     if (!table) throw notFound();
     return table;
+  }
+
+  /** Describe Global: every sObject with its name, label and key prefix. */
+  private describeGlobal(version: string): unknown {
+    return {
+      encoding: 'UTF-8',
+      maxBatchSize: 200,
+      sobjects: [...this.org.tables.values()].map(({ def }) => ({
+        name: def.name,
+        label: def.label,
+        keyPrefix: def.keyPrefix,
+        custom: def.custom,
+        createable: true,
+        updateable: true,
+        deletable: true,
+        queryable: true,
+        urls: { sobject: `/services/data/v${version}/sobjects/${def.name}`, describe: `/services/data/v${version}/sobjects/${def.name}/describe` },
+      })),
+    };
   }
 
   private describe(object: string, version: string): unknown {

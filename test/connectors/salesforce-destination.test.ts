@@ -246,7 +246,7 @@ describe('Salesforce destination: prepare checks the object and its fields', () 
     const { destination } = await open(sf);
     const error = await failure(destination.prepare(accountsTarget({ object: 'Acount' })));
     expect(error.code).toBe(ErrorCode.Schema);
-    expect(error.message).toContain('sObject "Acount"');
+    expect(error.message).toContain('sObject "Acount", which salesforce destination "sf" does not have (did you mean "Account"?)');
     expect(error.message).toMatch(/custom objects end in __c/);
   });
 

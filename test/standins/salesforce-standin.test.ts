@@ -176,7 +176,7 @@ describe('Versions', () => {
 });
 
 describe('describe', () => {
-  it('lists the fields with their documented properties, and 404s an unknown object', async () => {
+  it('lists the sObjects (Describe Global) and the fields with their documented properties, and 404s an unknown object', async () => {
     const sf = await start();
     const token = await login(sf);
     const res = await call(sf, token, 'GET', `${V}/sobjects/Contact/describe`);
@@ -187,6 +187,13 @@ describe('describe', () => {
     expect(byName['External_Id__c']).toMatchObject({ type: 'string', externalId: true, idLookup: true, nillable: true, createable: true });
     expect(byName['LastName']).toMatchObject({ nillable: false });
     expect(byName['AccountId']).toMatchObject({ type: 'reference', referenceTo: ['Account'], relationshipName: 'Account' });
+    const global = await call(sf, token, 'GET', `${V}/sobjects`);
+    expect(global.status).toBe(200);
+    expect((global.json.sobjects as Array<{ name: string; keyPrefix: string }>).map((o) => [o.name, o.keyPrefix])).toEqual([
+      ['Account', '001'],
+      ['Contact', '003'],
+      ['Opportunity', '006'],
+    ]);
     const unknown = await call(sf, token, 'GET', `${V}/sobjects/Nope__c/describe`);
     expect([unknown.status, unknown.json]).toEqual([404, [{ errorCode: 'NOT_FOUND', message: 'The requested resource does not exist' }]]);
   });
