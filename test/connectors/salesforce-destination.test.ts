@@ -284,7 +284,10 @@ describe('Salesforce destination: prepare checks the object and its fields', () 
 
     const unmapped = await failure(destination.prepare(accountsTarget({ keyColumns: ['id'], columns: ['id', 'Name'] })));
     expect(unmapped.message).toContain('its model\'s primary key goes to field "id"');
-    expect(unmapped.message).toContain('mappings: [ { from: <key column>, to: External_Id__c } ]');
+    expect(unmapped.message).toContain('mappings: [ { from: id, to: External_Id__c } ]');
+    // The fix names the model's column, not the field a mapping already writes it to.
+    const renamed = await failure(destination.prepare(accountsTarget({ keyColumns: ['Site'], columns: ['Site', 'Name'], modelColumns: ['account_no', 'name'] })));
+    expect(renamed.message).toContain('mappings: [ { from: account_no, to: External_Id__c } ]');
   });
 
   it('checks a parent named by external id: a relationship, and an external id of the object it points to', async () => {

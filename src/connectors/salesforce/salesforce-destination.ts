@@ -114,6 +114,7 @@ export class SalesforceDestination implements Destination {
       externalIdField: parsed.data.externalIdField,
       keyColumns: target.keyColumns,
       columns: target.columns,
+      modelColumns: target.modelColumns,
       describe: (name) => this.describeObject(name),
     });
     return new SalesforceWriter({

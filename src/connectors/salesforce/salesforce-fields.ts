@@ -103,6 +103,8 @@ export interface PlanInput {
   externalIdField: string;
   keyColumns: string[];
   columns: string[];
+  /** The model's columns, aligned with `columns` (before mappings renamed them), for messages. */
+  modelColumns?: string[];
   describe: DescribeObject;
 }
 
@@ -112,13 +114,15 @@ export async function planTarget(input: PlanInput): Promise<TargetPlan> {
   const externalId = checkExternalId(sync, object, externalIdField);
   if (keyColumns.length !== 1 || keyColumns[0]?.toLowerCase() !== externalId.name.toLowerCase()) {
     const key = keyColumns.map((c) => `"${c}"`).join(', ');
+    // The mapping names the model's column, which a mapping may have written under another name.
+    const from = input.modelColumns?.[columns.indexOf(keyColumns[0] ?? '')] ?? keyColumns[0] ?? 'id';
     throw schemaError(
       keyColumns.length !== 1
         ? `${sync} upserts ${object.name} records by ${externalId.name}, one field, but its model's primary key has ${keyColumns.length} columns (${key})`
         : `${sync} upserts ${object.name} records by ${externalId.name}, but its model's primary key goes to field ${key}`,
       keyColumns.length !== 1
         ? `give the model a one-column key that is the external id (e.g. select a || '-' || b as id, ...) and map it: mappings: [ { from: id, to: ${externalId.name} } ]`
-        : `map the key column to the external id field: mappings: [ { from: <key column>, to: ${externalId.name} } ] (or set externalIdField to the field it is written to, if that is an external id)`,
+        : `map the key column to the external id field: mappings: [ { from: ${from}, to: ${externalId.name} } ] (or set externalIdField to the field it is written to, if that is an external id)`,
     );
   }
   const plans: ColumnPlan[] = [];
