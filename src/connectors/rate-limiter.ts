@@ -20,7 +20,7 @@ export function createRateLimiter(limits: RateLimits): RateLimiter {
     : null;
   let pausedUntil = 0;
   return {
-    schedule<T>(task: () => Promise<T>, phases?: RunWaits): Promise<T> {
+    schedule<T>(task: () => Promise<T>, phases?: RunWaits, signal?: AbortSignal): Promise<T> {
       // The time a request waits for its turn counts as the run's rate-limit wait (run-phases.ts);
       // waiting for a free slot (concurrency) does not: the run's own requests hold those.
       return slots(async () => {
@@ -28,7 +28,7 @@ export function createRateLimiter(limits: RateLimits): RateLimiter {
         try {
           if (startTurn) await startTurn();
           const wait = pausedUntil - Date.now();
-          if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+          if (wait > 0) await pause(wait, signal);
         } finally {
           phases?.end('rateLimit');
         }
@@ -44,4 +44,20 @@ export function createRateLimiter(limits: RateLimits): RateLimiter {
       if (remaining <= 1) pausedUntil = Math.max(pausedUntil, Date.now() + windowMs);
     },
   };
+}
+
+/** Waits `ms`, or until `signal` aborts: a pause may last minutes, and a stopped run does not wait it out. */
+function pause(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const stop = () => {
+      clearTimeout(timer);
+      reject(new Error('the run stopped while its request waited for the destination\'s rate limit'));
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', stop);
+      resolve();
+    }, ms);
+    if (signal?.aborted) stop();
+    else signal?.addEventListener('abort', stop, { once: true });
+  });
 }

@@ -121,10 +121,10 @@ export class ConnectorRegistry implements Connectors {
     return openedWithoutEnvValues(connection, () => (kind.source as NonNullable<ConnectorKind['source']>).open(this.settingsFor(kind, connection), this.context(connection)));
   }
 
-  async openDestination(connection: ResolvedConnection, run?: { waits: RunWaits }): Promise<Destination> {
+  async openDestination(connection: ResolvedConnection, run?: { waits: RunWaits; signal?: AbortSignal }): Promise<Destination> {
     const kind = this.require(connection, 'destination');
     const destination = await openedWithoutEnvValues(connection, () =>
-      (kind.destination as NonNullable<ConnectorKind['destination']>).open(this.settingsFor(kind, connection), this.context(connection, run?.waits)),
+      (kind.destination as NonNullable<ConnectorKind['destination']>).open(this.settingsFor(kind, connection), this.context(connection, run)),
     );
     const syncSettings = kind.destination?.syncSettings;
     if (!syncSettings) return destination;
@@ -209,8 +209,8 @@ export class ConnectorRegistry implements Connectors {
     return settings;
   }
 
-  /** `waits`: the run a destination is opened for, whose rate-limit waits its limiter reports. */
-  private context(connection: ResolvedConnection, waits?: RunWaits): ConnectorContext {
+  /** `run`: the run a destination is opened for, whose rate-limit waits its limiter reports and its stop ends. */
+  private context(connection: ResolvedConnection, run?: { waits: RunWaits; signal?: AbortSignal }): ConnectorContext {
     return {
       slug: connection.slug,
       clock: this.options.clock,
@@ -219,10 +219,10 @@ export class ConnectorRegistry implements Connectors {
       secretValues: connection.templateValues ?? [],
       rateLimiter: (limits) => {
         const shared = this.rateLimiter(connection.slug, limits);
-        if (!waits) return shared;
-        // The connection's shared budget; the waits of this opening's requests go to its run.
+        if (!run) return shared;
+        // The connection's shared budget; the waits of this opening's requests go to its run, and end when it stops.
         return {
-          schedule: <T>(task: () => Promise<T>) => shared.schedule(task, waits),
+          schedule: <T>(task: () => Promise<T>) => shared.schedule(task, run.waits, run.signal),
           pauseUntil: (until) => shared.pauseUntil(until),
           observe: (remaining, windowMs) => shared.observe(remaining, windowMs),
         };

@@ -372,9 +372,10 @@ export interface Destination {
 export interface RateLimiter {
   /**
    * Runs `task` when the budget allows (at most `requestsPerSecond`, at most `concurrency` at once).
-   * The time it waits for its turn is reported to `waits` (a run's rate-limit wait), when given.
+   * The time it waits for its turn is reported to `waits` (a run's rate-limit wait), when given; a
+   * wait for a pause ends when `signal` aborts (the run was cancelled), with an error.
    */
-  schedule<T>(task: () => Promise<T>, waits?: RunWaits): Promise<T>;
+  schedule<T>(task: () => Promise<T>, waits?: RunWaits, signal?: AbortSignal): Promise<T>;
   /** Holds every caller back until `until` (epoch ms): the peer said its budget is spent. */
   pauseUntil(until: number): void;
   /** Narrows the budget to what the peer says is left, e.g. from rate-limit headers. */
@@ -384,8 +385,11 @@ export interface RateLimiter {
 /** Opens connections from resolved definitions; app.ts wires the concrete kinds. */
 export interface Connectors {
   openSource(connection: ResolvedConnection): Promise<Source>;
-  /** `run.waits`: where the destination's rate limiter reports the time a request waits for its turn (the run's phase clock). */
-  openDestination(connection: ResolvedConnection, run?: { waits: RunWaits }): Promise<Destination>;
+  /**
+   * `run.waits`: where the destination's rate limiter reports the time a request waits for its turn
+   * (the run's phase clock); `run.signal`: the run's, which ends such a wait when the run stops.
+   */
+  openDestination(connection: ResolvedConnection, run?: { waits: RunWaits; signal?: AbortSignal }): Promise<Destination>;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -174,7 +174,7 @@ export class SyncRunner {
       );
       destination = await unlessStopped(
         // The destination's rate limiter reports the time the run's requests wait for their turn.
-        this.options.connectors.openDestination(resolveConnection(destinationDef, 'destination', this.options.baseDir, this.options.env), { waits: phases }),
+        this.options.connectors.openDestination(resolveConnection(destinationDef, 'destination', this.options.baseDir, this.options.env), { waits: phases, signal: control.signal }),
         control.signal,
       );
       const opened = await openWarehousePlanner(source, sourceDef.slug, logger, control.signal);

@@ -667,6 +667,23 @@ describe('HubSpot destination in the engine', () => {
     };
   }
 
+  it('a cancel ends the run while its requests wait out a 429 pause, instead of after the pause', async () => {
+    await using env = await setup({ companies: 250 });
+    const { hub, h } = env;
+    hub.failNext(1, {
+      status: 429,
+      headers: { 'retry-after': '600' },
+      body: { status: 'error', message: 'You have reached your ten_secondly_rolling limit.', errorType: 'RATE_LIMIT', policyName: 'TEN_SECONDLY_ROLLING' },
+      endpoint: 'objects.batchUpsert',
+    });
+    const { run } = await h.app.worker.triggerSync('companies-to-hubspot');
+    while (hub.stats().faultsServed === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    // The connection is paused for 600 s; the run's other batches wait for it in the rate limiter.
+    await h.app.worker.cancelSyncRun(run.id);
+    const cancelled = await h.app.worker.waitForSyncRun(run.id);
+    expect(cancelled.status).toBe('cancelled');
+  });
+
   it('contacts alone are rejected until their companies are delivered; one sequence run delivers both and associates them', async () => {
     await using env = await setup();
     const { hub, h, runSync, runSequence } = env;
