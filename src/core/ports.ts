@@ -593,6 +593,12 @@ export interface SnapshotCursor {
   runs: number;
 }
 
+/** How far a run had got when it wrote a batch: the rows it had read, and planned, by then. */
+export interface RunReach {
+  querySize: number;
+  planned: OperationCounts;
+}
+
 /**
  * Per sync, what was delivered. Snapshots: primary key (JSON array) → hash of the delivered values
  * (an opaque string; a store may keep lowercase hex compactly, and gives back the same string).
@@ -613,6 +619,8 @@ export interface SnapshotStore {
    * (`lease_lost`, nothing written) unless the fenced run is still in that attempt. With `fence`
    * and `delivered`, the fenced run's delivered counts grow by `delivered` in the same transaction,
    * so a run taken over after its process died counts exactly the rows its snapshot holds as sent.
+   * With `reach` too, its rows read and planned are raised to at least `reach`'s in that transaction:
+   * its record never shows more rows delivered than read or planned.
    */
   write(
     syncId: number,
@@ -620,6 +628,7 @@ export interface SnapshotStore {
     deletes: string[],
     fence?: RunFence,
     delivered?: OperationCounts,
+    reach?: RunReach,
   ): Promise<void>;
   /** Every key in the snapshot, in batches, in key order. */
   keys(syncId: number, batchSize: number): AsyncIterable<string[]>;

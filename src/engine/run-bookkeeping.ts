@@ -337,8 +337,10 @@ export class RunBookkeeping {
       if (recordIds) await store.snapshots.recordIdsWrite(syncId, written.ids, written.deletes, fence);
       this.snapshotWrites++;
       try {
-        // The run's delivered counts grow in the snapshot's transaction (see the record's update below).
-        await store.snapshots.write(syncId, written.rows, written.deletes, fence, written.successful);
+        // The run's delivered counts grow in the snapshot's transaction (see the record's update
+        // below), its rows read and planned up to where it is now: never fewer than delivered.
+        const reach = { querySize: progress.querySize, planned: { ...progress.planned } };
+        await store.snapshots.write(syncId, written.rows, written.deletes, fence, written.successful, reach);
       } finally {
         this.snapshotWrites--;
       }

@@ -5,7 +5,7 @@
  * `write`, which checks the fence in the write's own transaction, so a refused write writes nothing.
  */
 import type { LockstepError } from '../../core/errors.js';
-import type { RunFence } from '../../core/ports.js';
+import type { RunFence, RunReach } from '../../core/ports.js';
 import type { OperationCounts } from '../../core/runs.js';
 import type { SyncRunRow } from '../rows.js';
 import { leaseLostError } from '../run-rules.js';
@@ -44,14 +44,26 @@ export class PostgresRunFence {
    * deadlock two of them), and once another worker took the run over it updates nothing and the
    * whole write is rolled back.
    */
-  async writeCounted(statements: Statement[], fence: RunFence, delivered: OperationCounts): Promise<void> {
+  async writeCounted(statements: Statement[], fence: RunFence, delivered: OperationCounts, reach?: RunReach): Promise<void> {
     await this.db.transaction(async (q) => {
       for (const [sql, params] of statements) await q.query(sql, params);
+      // With the run's reach, its rows read and planned are raised to it: never fewer than delivered.
+      const reached = reach
+        ? `, query_size = GREATEST(query_size, $6), planned_added = GREATEST(planned_added, $7),
+           planned_changed = GREATEST(planned_changed, $8), planned_removed = GREATEST(planned_removed, $9)`
+        : '';
       const counted = await q.query(
         `UPDATE ${this.syncRuns} SET successful_added = successful_added + $3, successful_changed = successful_changed + $4,
-                successful_removed = successful_removed + $5
+                successful_removed = successful_removed + $5${reached}
           WHERE id = $1 AND attempt = $2 RETURNING id`,
-        [fence.runId, fence.attempt, delivered.addedCount, delivered.changedCount, delivered.removedCount],
+        [
+          fence.runId,
+          fence.attempt,
+          delivered.addedCount,
+          delivered.changedCount,
+          delivered.removedCount,
+          ...(reach ? [reach.querySize, reach.planned.addedCount, reach.planned.changedCount, reach.planned.removedCount] : []),
+        ],
       );
       if (counted.rows.length === 0) {
         const current = Number.isSafeInteger(fence.runId) ? ((await q.query<SyncRunRow>(`SELECT * FROM ${this.syncRuns} WHERE id = $1`, [fence.runId])).rows[0] ?? null) : null;

@@ -7,7 +7,7 @@
 import { endianness } from 'node:os';
 import { LockstepError } from '../../core/errors.js';
 import { hashText } from '../../core/hash-text.js';
-import type { RunFence, SnapshotChanges, SnapshotCursor, SnapshotPage, SnapshotRows, SnapshotStore } from '../../core/ports.js';
+import type { RunFence, RunReach, SnapshotChanges, SnapshotCursor, SnapshotPage, SnapshotRows, SnapshotStore } from '../../core/ports.js';
 import type { OperationCounts } from '../../core/runs.js';
 import { parseCursorValue } from '../rows.js';
 import { errorCode, readText, storedText, textList, textListSql, textListValue, type PostgresDatabase, type Queryable } from './postgres-database.js';
@@ -77,6 +77,7 @@ export class PostgresSnapshotStore implements SnapshotStore {
     deletes: string[],
     fence?: RunFence,
     delivered?: OperationCounts,
+    reach?: RunReach,
   ): Promise<void> {
     const columns = Array.isArray(upserts) ? null : upserts;
     const count = columns ? columns.keys.length : (upserts as unknown[]).length;
@@ -85,7 +86,7 @@ export class PostgresSnapshotStore implements SnapshotStore {
       const statements: Statement[] = [];
       if (count > 0) statements.push(Array.isArray(rows) ? this.snapshotPairsUpsert(syncId, rows) : this.snapshotColumnsUpsert(syncId, rows));
       if (deletes.length > 0) statements.push(this.deleteKeys(this.snapshots, syncId, deletes));
-      return fence && delivered ? this.fence.writeCounted(statements, fence, delivered) : this.fence.write(statements, fence);
+      return fence && delivered ? this.fence.writeCounted(statements, fence, delivered, reach) : this.fence.write(statements, fence);
     };
     try {
       await write(columns ?? (upserts as Array<[string, string]>));

@@ -8,7 +8,7 @@
  */
 import { endianness } from 'node:os';
 import { hashText } from '../../core/hash-text.js';
-import type { RunFence, SnapshotChanges, SnapshotCursor, SnapshotPage, SnapshotRows, SnapshotStore } from '../../core/ports.js';
+import type { RunFence, RunReach, SnapshotChanges, SnapshotCursor, SnapshotPage, SnapshotRows, SnapshotStore } from '../../core/ports.js';
 import type { OperationCounts } from '../../core/runs.js';
 import { parseCursorValue } from '../rows.js';
 import type { SqliteDatabase, SqliteStatement, SqliteTransactions } from './sqlite-database.js';
@@ -101,6 +101,19 @@ const FENCE_SQL = 'SELECT 1 FROM sync_runs WHERE id = ? AND attempt = ?';
 /** Adds a written batch's delivered rows to its run's counts (see SnapshotStore.write). */
 const COUNT_DELIVERED = `UPDATE sync_runs SET successful_added = successful_added + ?, successful_changed = successful_changed + ?,
   successful_removed = successful_removed + ? WHERE id = ?`;
+/** ... and raises its rows read and planned to at least the run's reach at the batch (see RunReach). */
+const COUNT_DELIVERED_REACHED = `UPDATE sync_runs SET successful_added = successful_added + ?, successful_changed = successful_changed + ?,
+  successful_removed = successful_removed + ?, query_size = max(query_size, ?), planned_added = max(planned_added, ?),
+  planned_changed = max(planned_changed, ?), planned_removed = max(planned_removed, ?) WHERE id = ?`;
+
+/** The statement that counts a fenced write's delivered rows in its run (none without both). */
+function countStatements(fence: RunFence | undefined, delivered: OperationCounts | undefined, reach: RunReach | undefined): WriteStatement[] {
+  if (!fence || !delivered) return [];
+  const { addedCount, changedCount, removedCount } = delivered;
+  if (!reach) return [[COUNT_DELIVERED, [addedCount, changedCount, removedCount, fence.runId]]];
+  const { planned } = reach;
+  return [[COUNT_DELIVERED_REACHED, [addedCount, changedCount, removedCount, reach.querySize, planned.addedCount, planned.changedCount, planned.removedCount, fence.runId]]];
+}
 
 /**
  * A snapshot write for the write worker: hex hashes under keys without `ROW_SEPARATOR` (what the
@@ -278,11 +291,12 @@ export class SqliteSnapshotStore implements SnapshotStore {
     deletes: string[],
     fence?: RunFence,
     delivered?: OperationCounts,
+    reach?: RunReach,
   ): Promise<void> {
     const columns = Array.isArray(upserts) ? null : upserts;
     if ((columns ? columns.keys.length : (upserts as unknown[]).length) === 0 && deletes.length === 0) return;
     // The run's delivered counts grow in the same transaction (the fence's guard has checked its attempt).
-    const counted: WriteStatement[] = fence && delivered ? [[COUNT_DELIVERED, [delivered.addedCount, delivered.changedCount, delivered.removedCount, fence.runId]]] : [];
+    const counted = countStatements(fence, delivered, reach);
     if (this.writeWorker === null) {
       const statements = snapshotWriteStatements(syncId, columns ? snapshotPairs(columns) : (upserts as Array<[string, string]>), deletes);
       this.transactions.write(() => {

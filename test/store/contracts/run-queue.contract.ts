@@ -366,6 +366,17 @@ export function describeRunQueueContract(name: string, open: OpenStore): void {
           store.snapshots.write(id, [['[7]', 'dddddddddddddddd']], [], second, counted(4)),
         ]);
         expect((await store.getSyncRun(run.id))?.successfulRows).toEqual({ addedCount: 2, changedCount: 7, removedCount: 4 });
+        // With the run's reach, its rows read and planned are raised to it, never lowered: a record
+        // never shows more rows delivered than read or planned, whichever update lands last.
+        await store.updateSyncRun(run.id, { querySize: 40, plannedRows: { addedCount: 3, changedCount: 30, removedCount: 4 } }, late, 2);
+        const reach = (querySize: number, changedCount: number) => ({ querySize, planned: { addedCount: 3, changedCount, removedCount: 5 } });
+        await store.snapshots.write(id, [['[8]', 'eeeeeeeeeeeeeeee']], [], second, counted(1), reach(50, 20));
+        expect(await store.getSyncRun(run.id)).toMatchObject({
+          querySize: 50,
+          plannedRows: { addedCount: 3, changedCount: 30, removedCount: 5 },
+          successfulRows: { addedCount: 3, changedCount: 8, removedCount: 6 },
+        });
+        await store.snapshots.write(id, [], ['[8]'], second);
         await store.snapshots.write(id, [], ['[5]', '[7]'], second);
         await store.snapshots.recordIdsWrite(id, [['[2]', 'r2']], ['[1]'], second);
         await store.addRejectedRows(rejected('second attempt'), second);
