@@ -639,6 +639,11 @@ function readOnlyError(values: Map<FieldDef, unknown>, access: 'createable' | 'u
   return saveError('INVALID_FIELD_FOR_INSERT_UPDATE', message, readOnly);
 }
 
+/** What Describe Global and an sObject's Describe both say of it. */
+function sobjectSummary(def: ObjectDef) {
+  return { name: def.name, label: def.label, keyPrefix: def.keyPrefix, custom: def.custom, createable: true, updateable: true, deletable: true, queryable: true };
+}
+
 function requiredError(def: ObjectDef, values: Map<FieldDef, unknown>, existing: SalesforceRecord | undefined): SaveError | undefined {
   const missing = def.fields
     .filter((f) => f.required)
@@ -1788,14 +1793,7 @@ class SalesforceStandInServer implements SalesforceStandIn {
       encoding: 'UTF-8',
       maxBatchSize: 200,
       sobjects: [...this.org.tables.values()].map(({ def }) => ({
-        name: def.name,
-        label: def.label,
-        keyPrefix: def.keyPrefix,
-        custom: def.custom,
-        createable: true,
-        updateable: true,
-        deletable: true,
-        queryable: true,
+        ...sobjectSummary(def),
         urls: { sobject: `/services/data/v${version}/sobjects/${def.name}`, describe: `/services/data/v${version}/sobjects/${def.name}/describe` },
       })),
     };
@@ -1804,14 +1802,7 @@ class SalesforceStandInServer implements SalesforceStandIn {
   private describe(object: string, version: string): unknown {
     const def = this.tableOrNotFound(object).def;
     return {
-      name: def.name,
-      label: def.label,
-      keyPrefix: def.keyPrefix,
-      custom: def.custom,
-      createable: true,
-      updateable: true,
-      deletable: true,
-      queryable: true,
+      ...sobjectSummary(def),
       fields: def.fields.map((f) => ({
         name: f.name,
         label: f.label,
