@@ -160,7 +160,8 @@ const CAN_TERMINATE = new Set<MemberRun['status']>(['warning', 'failed', 'cancel
  * - so does the run's deadline (`deadlineMinutes` from its start) once `now` passes it, unless a
  *   member terminated it earlier; its running members are stopped by the workers running them
  *   (see memberLimit);
- * - a cancel request stops running members and skips the rest; the run ends `cancelled`;
+ * - a cancel request stops running members and skips the rest; the run ends `cancelled`, and what
+ *   finishes after the request (members stopped by it) terminates nothing;
  * - otherwise members whose dependencies finished start, up to the sequence's concurrency; a
  *   pending member whose sync run is queued (its sync is busy) counts as in progress;
  * - once every member is finished the run ends `done`.
@@ -171,7 +172,9 @@ export function decideSequenceAdvance(state: SequenceAdvanceState): SequenceDeci
   if (run.status !== 'running') return decision;
   const definitions = memberDefinitions(run, sequence);
 
-  if (!run.reason) {
+  // Once a user asked to cancel, the members that cancel stops end `cancelled` because of it: they
+  // do not terminate the run, and the run ends `cancelled` without a member or deadline to blame.
+  if (!run.reason && !run.cancelRequested) {
     const finished = run.members
       .filter((m) => m.syncRunId !== null && CAN_TERMINATE.has(m.status))
       .sort((a, b) => (a.finishedAt ?? 0) - (b.finishedAt ?? 0));

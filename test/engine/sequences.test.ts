@@ -217,5 +217,8 @@ describe('sequences', () => {
     const final = await h.app.worker.waitForSequenceRun(run.id);
     expect(final.status).toBe('cancelled');
     expect(final.members.map((m) => m.status)).toEqual(['success', 'cancelled', 'skipped']);
+    // The user ended the run: the member stopped by the cancel did not terminate it.
+    expect(final.terminatedBy).toBeNull();
+    expect(final.reason).toBeNull();
   });
 });
