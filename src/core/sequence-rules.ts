@@ -193,7 +193,7 @@ export function decideSequenceAdvance(state: SequenceAdvanceState): SequenceDeci
     }
     const deadline = deadlineOf(run);
     if (deadline !== null && now >= deadline.at && deadline.at <= at) {
-      decision.terminate = { member: null, reason: deadlineReason(run, sequence, deadline.minutes) };
+      decision.terminate = { member: null, reason: deadlineReason(run, sequence, deadline) };
     }
   }
 
@@ -237,12 +237,16 @@ function deadlineOf(run: SequenceRun): { at: number; minutes: number } | null {
   return { at: run.startedAt + minutes * 60_000, minutes };
 }
 
-function deadlineReason(run: SequenceRun, sequence: SequenceRecord | null, minutes: number): string {
+function deadlineReason(run: SequenceRun, sequence: SequenceRecord | null, deadline: { at: number; minutes: number }): string {
   const notStarted = run.members.filter((m) => m.status === 'pending').map((m) => m.key);
-  const running = run.members.filter((m) => m.status === 'running').map((m) => m.key);
-  const parts = [`${sequence ? `sequence "${sequence.slug}"` : 'the sequence run'} passed its deadline of ${formatMinutes(minutes)}`];
+  // A member its worker stopped at the deadline (see memberLimit) may have ended `cancelled`
+  // before an advance saw the deadline: it was stopped all the same.
+  const stopped = run.members
+    .filter((m) => m.status === 'running' || (m.status === 'cancelled' && m.finishedAt !== null && m.finishedAt >= deadline.at))
+    .map((m) => m.key);
+  const parts = [`${sequence ? `sequence "${sequence.slug}"` : 'the sequence run'} passed its deadline of ${formatMinutes(deadline.minutes)}`];
   if (notStarted.length > 0) parts.push(`not started, so skipped: ${notStarted.join(', ')}`);
-  if (running.length > 0) parts.push(`stopped: ${running.join(', ')}`);
+  if (stopped.length > 0) parts.push(`stopped: ${stopped.join(', ')}`);
   return parts.join('; ');
 }
 

@@ -265,6 +265,25 @@ export function describeSequenceResumeContract(name: string, open: OpenStore): v
       expect(end.run.members.map((m) => m.status)).toEqual(['cancelled', 'skipped', 'skipped']);
     });
 
+    it('names a member its worker stopped at the deadline before an advance saw the deadline', async () => {
+      await applyCrm();
+      const hierarchy = await sequence('crm-hierarchy');
+      const { record } = await store.upsertEntity('sequence', { ...hierarchy, slug: 'with-deadline', deadlineMinutes: 1 }, 'api', T0);
+      const { run } = await store.enqueueSequenceRun(record, MANUAL, T0);
+      await store.claimSequenceRun(run.id, T0);
+      const [accounts] = (await advance(run.id, T0 + 1)).started;
+      await store.claimSyncRun(accounts!.id, T0 + 2, LEASE);
+      // A member blocked reading its source is stopped at once, ahead of the sequence's advance.
+      await store.updateSyncRun(accounts!.id, { status: 'cancelled', error: 'stopped: the sequence run passed its deadline of 1 minute' }, T0 + MINUTE, 1);
+      const end = await advance(run.id, T0 + MINUTE + 1);
+      expect(end.run).toMatchObject({
+        status: 'failed',
+        terminatedBy: null,
+        reason: 'sequence "with-deadline" passed its deadline of 1 minute; not started, so skipped: contacts-to-crm, deals-to-crm; stopped: accounts-to-crm',
+      });
+      expect(end.run.members.map((m) => m.status)).toEqual(['cancelled', 'skipped', 'skipped']);
+    });
+
     it('keeps the reason of a member that failed before the deadline, even when the advance comes after it', async () => {
       await applyCrm();
       const hierarchy = await sequence('crm-hierarchy');
