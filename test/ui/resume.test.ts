@@ -96,8 +96,15 @@ describe('resume and limits in the web UI', () => {
     await accounts.getByText('Carried over: it finished in the run this one resumes.').waitFor();
     expect(await members.getByRole('row', { name: 'broken-to-crm' }).getByText(/Carried over/).count()).toBe(0);
     expect(await resumedDetails.getByRole('button', { name: 'Resume' }).count()).toBe(0);
+    // The carried-over member did not run again, and the counts say so, here and in the history.
+    await resumedDetails.getByText('1 of 2 members ran, 1 carried over').waitFor();
     await screenshot(page, '22-resumed-run');
     expect((await server.api<{ resumedFrom: string }>('GET', `/api/sequence-runs/${resumedId}`)).body.resumedFrom).toBe(failed.id);
+
+    await page.goto(`${server.baseUrl}/sequences/fixable`);
+    const history = page.getByRole('table', { name: 'Sequence runs' });
+    expect(await history.locator(`tr[data-run="${resumedId}"]`).textContent()).toContain('1 of 2 members ran, 1 carried over');
+    await page.goto(`${server.baseUrl}/runs/sequence/${resumedId}`);
 
     // Back on the failed run, a second Resume is refused with the server's reason.
     await link.click();

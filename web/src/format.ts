@@ -98,14 +98,19 @@ export function runDuration(run: { startedAt: string | null; finishedAt: string 
   return formatDuration(ms);
 }
 
-/** "1 of 3 members ran, 2 skipped" (and how many run or wait, while the run goes on). */
-export function membersInWords(members: ReadonlyArray<{ status: string }>): string {
-  const countOf = (...statuses: string[]) => members.filter((m) => statuses.includes(m.status)).length;
+/**
+ * "1 of 3 members ran, 2 skipped" (and how many run or wait, while the run goes on). Members a
+ * resumed run carried over finished in the run it resumes: they are counted apart, not as ran.
+ */
+export function membersInWords(members: ReadonlyArray<{ status: string; carriedOver?: boolean }>): string {
+  const countOf = (...statuses: string[]) => members.filter((m) => !m.carriedOver && statuses.includes(m.status)).length;
   const ran = countOf('success', 'warning', 'failed', 'cancelled');
   const parts = [`${ran} of ${count(members.length, 'member')} ran`];
+  const carriedOver = members.filter((m) => m.carriedOver).length;
   const running = countOf('running');
   const waiting = countOf('pending');
   const skipped = countOf('skipped');
+  if (carriedOver > 0) parts.push(`${carriedOver} carried over`);
   if (running > 0) parts.push(`${running} running`);
   if (waiting > 0) parts.push(`${waiting} waiting`);
   if (skipped > 0) parts.push(`${skipped} skipped`);
