@@ -6,7 +6,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { sqlite, sqliteRows, tempDir } from '../helpers/harness.js';
-import { CliProcess, UUID, hierarchyWorkspace, killChildren, runCli, runMain } from './cli-helpers.js';
+import { CliProcess, UUID, hierarchyWorkspace, hierarchyWorkspaceYaml, killChildren, runCli, runMain } from './cli-helpers.js';
 
 afterEach(killChildren);
 
@@ -305,6 +305,26 @@ describe('lockstep runs', () => {
       expect(result.stderr).toContain('no workspace found');
     }
     expect(existsSync(join(empty, 'lockstep.db'))).toBe(false);
+  });
+
+  it('names the run whose end started a run (an after schedule)', async () => {
+    const own = hierarchyWorkspace();
+    const yaml = hierarchyWorkspaceYaml()
+      .replace('object: workspaces, mode: upsert }', 'object: workspaces, mode: upsert, schedule: { type: after, sequence: crm } }')
+      .concat('  after-crm:\n    schedule: { type: after, sequence: crm }\n    members: [accounts-to-crm]\n');
+    writeFileSync(join(own, 'lockstep.yaml'), yaml);
+    expect((await runMain(['--workspace', own, 'apply'])).code).toBe(0);
+    expect((await runMain(['--workspace', own, 'sequence', 'run', 'crm'])).code).toBe(0);
+    expect((await runMain(['--workspace', own, 'worker', '--drain'])).code).toBe(0);
+    const upstream = JSON.parse((await runMain(['--workspace', own, 'runs', '--sequence', 'crm', '--json'])).stdout) as { sequenceRuns: Array<{ id: string }> };
+    const ended = `sequence "crm" run ${upstream.sequenceRuns[0]!.id} ended done`;
+
+    const listed = await runMain(['--workspace', own, 'runs']);
+    expect(listed.code, listed.stderr).toBe(0);
+    const line = (pattern: RegExp) => listed.stdout.split('\n').find((l) => pattern.test(l));
+    expect(line(/ {2}after-crm {2}done /)).toContain(`  (after ${ended})`);
+    expect(line(/#\d+ {2}workspaces-to-crm {2}success .*after/)).toContain(`  (after ${ended})`);
+    expect(line(/ {2}crm {2}done /)).not.toContain('(after');
   });
 
   it('says how to start when there are no runs', async () => {
