@@ -250,13 +250,25 @@ function SequenceRunsTable({ runs, runHref }: { runs: SequenceRunView[]; runHref
               </td>
               <RunTimeCells run={run} now={now} openLabel={`Open run ${run.id}`} to={runHref(run.id)} />
               <td>{membersInWords(run.members)}</td>
-              <td>{run.terminatedBy ? <span title={run.reason ?? undefined}>{run.terminatedBy}</span> : <span className="muted">—</span>}</td>
+              <td>
+                <TerminatedBy run={run} />
+              </td>
             </tr>
           );
         })}
       </tbody>
     </table>
   );
+}
+
+/**
+ * The member that terminated a run, or, for a run that failed without one (its deadline passed),
+ * the first part of the reason (the whole of it on hover).
+ */
+function TerminatedBy({ run }: { run: SequenceRunView }) {
+  if (run.terminatedBy) return <span title={run.reason ?? undefined}>{run.terminatedBy}</span>;
+  if (run.status === 'failed' && run.reason) return <span title={run.reason}>{run.reason.split(';')[0]}</span>;
+  return <span className="muted">—</span>;
 }
 
 function SequenceRunDialog({ id, sequence, onClose }: { id: string; sequence: Sequence; onClose: () => void }) {

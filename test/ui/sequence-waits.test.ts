@@ -1,0 +1,65 @@
+/**
+ * Sequence runs that wait or stop on time, in the web UI against a real `lockstep serve`: a model
+ * on PostgreSQL whose query takes seconds (`pg_sleep`) holds its sync busy. A run ended by its
+ * deadline says so in the sequence's run history.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
+import { killChildren } from '../cli/cli-helpers.js';
+import { createTestDatabase } from '../helpers/postgres.js';
+import { ensureChromium } from '../setup/chromium.js';
+import { eventually, openBrowser, screenshot, startServer, uiWorkspace, type Browser, type UiServer } from './ui-harness.js';
+
+let server: UiServer;
+let browser: Browser;
+let page: Page;
+
+interface RunJson {
+  id: string;
+  status: string;
+  reason: string | null;
+}
+
+beforeAll(async () => {
+  ensureChromium();
+  const dir = await uiWorkspace();
+  server = await startServer(dir);
+  browser = await openBrowser();
+  page = browser.page;
+  const url = await createTestDatabase('lockstep_ui_waits');
+  const created = [
+    await server.api('POST', '/api/sources', { slug: 'slow-warehouse', type: 'postgres', url }),
+    await server.api('POST', '/api/models', { slug: 'slow-accounts', source: 'slow-warehouse', primaryKey: 'id', query: "select 1 as id, 'Slow' as name from pg_sleep(3)" }),
+    await server.api('POST', '/api/syncs', { slug: 'slow-to-crm', model: 'slow-accounts', destination: 'crm', object: 'accounts', mode: 'upsert' }),
+    await server.api('POST', '/api/sequences', { slug: 'hurried', name: 'Hurried', deadlineMinutes: 0.02, members: [{ sync: 'slow-to-crm' }, { sync: 'workspaces-to-crm' }] }),
+  ];
+  expect(created.map((c) => c.status)).toEqual([201, 201, 201, 201]);
+}, 60_000);
+
+afterAll(async () => {
+  await browser?.[Symbol.asyncDispose]();
+  await server?.[Symbol.asyncDispose]();
+  await killChildren();
+});
+
+describe('sequence runs that wait or stop on time, in the web UI', () => {
+  it('a run its deadline ended shows the deadline in the run history, not a bare dash', async () => {
+    const started = await server.api<RunJson>('POST', '/api/sequences/hurried/runs');
+    const failed = await eventually('the run to fail at its deadline', async () => {
+      const { body } = await server.api<RunJson>('GET', `/api/sequence-runs/${started.body.id}`);
+      return body.status === 'failed' ? body : undefined;
+    });
+    expect(failed.reason).toMatch(/^sequence "hurried" passed its deadline of 1\.2 seconds; /);
+    await page.goto(`${server.baseUrl}/sequences/hurried`);
+    const row = page.getByRole('table', { name: 'Sequence runs' }).locator(`tr[data-run="${failed.id}"]`);
+    await row.waitFor();
+    const cell = row.locator('td').last();
+    expect(await cell.textContent()).toBe('sequence "hurried" passed its deadline of 1.2 seconds');
+    expect(await cell.locator('span').getAttribute('title')).toBe(failed.reason);
+    await screenshot(page, '23-deadline-in-history');
+  });
+
+  it('the pages showed no script errors', () => {
+    expect(browser.errors).toEqual([]);
+  });
+});
