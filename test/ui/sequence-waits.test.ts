@@ -1,7 +1,8 @@
 /**
  * Sequence runs that wait or stop on time, in the web UI against a real `lockstep serve`: a model
- * on PostgreSQL whose query takes seconds (`pg_sleep`) holds its sync busy. A run ended by its
- * deadline says so in the sequence's run history.
+ * on PostgreSQL whose query takes seconds (`pg_sleep`) holds its sync busy. A member whose sync is
+ * running elsewhere says what it waits for; a run ended by its deadline says so in the sequence's
+ * run history.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
@@ -32,8 +33,9 @@ beforeAll(async () => {
     await server.api('POST', '/api/models', { slug: 'slow-accounts', source: 'slow-warehouse', primaryKey: 'id', query: "select 1 as id, 'Slow' as name from pg_sleep(3)" }),
     await server.api('POST', '/api/syncs', { slug: 'slow-to-crm', model: 'slow-accounts', destination: 'crm', object: 'accounts', mode: 'upsert' }),
     await server.api('POST', '/api/sequences', { slug: 'hurried', name: 'Hurried', deadlineMinutes: 0.02, members: [{ sync: 'slow-to-crm' }, { sync: 'workspaces-to-crm' }] }),
+    await server.api('POST', '/api/sequences', { slug: 'patient', name: 'Patient', members: [{ sync: 'slow-to-crm' }, { sync: 'workspaces-to-crm' }] }),
   ];
-  expect(created.map((c) => c.status)).toEqual([201, 201, 201, 201]);
+  expect(created.map((c) => c.status)).toEqual([201, 201, 201, 201, 201]);
 }, 60_000);
 
 afterAll(async () => {
@@ -57,6 +59,18 @@ describe('sequence runs that wait or stop on time, in the web UI', () => {
     expect(await cell.textContent()).toBe('sequence "hurried" passed its deadline of 1.2 seconds');
     expect(await cell.locator('span').getAttribute('title')).toBe(failed.reason);
     await screenshot(page, '23-deadline-in-history');
+  });
+
+  it('a member whose sync is busy in another run says it waits for it, then runs', async () => {
+    expect((await server.api('POST', '/api/syncs/slow-to-crm/runs')).status).toBe(202);
+    const started = await server.api<RunJson>('POST', '/api/sequences/patient/runs');
+    await page.goto(`${server.baseUrl}/runs/sequence/${started.body.id}`);
+    const members = page.getByRole('region', { name: 'Run details' }).getByRole('table', { name: 'Member runs' });
+    const waiting = members.getByRole('row', { name: 'slow-to-crm' }).getByText('Waiting for its sync, which is running elsewhere (alone or in another sequence); it starts when that run ends.');
+    await waiting.waitFor();
+    await screenshot(page, '24-member-waits-for-its-sync');
+    await page.getByRole('region', { name: 'Run details' }).locator('dl.facts [data-status="done"]').waitFor({ timeout: 20_000 });
+    expect(await waiting.count()).toBe(0);
   });
 
   it('the pages showed no script errors', () => {

@@ -302,6 +302,9 @@ function MemberRunRow({ member, terminated, reason, now }: { member: MemberRunVi
           <progress max={1} value={syncRun.completionRatio} aria-label={`Progress of ${member.key}`} />
         )}
         {member.status === 'skipped' && <span className="muted">Not started: the sequence ended before it.</span>}
+        {member.status === 'pending' && syncRun?.status === 'queued' && (
+          <div className="muted">Waiting for its sync, which is running elsewhere (alone or in another sequence); it starts when that run ends.</div>
+        )}
         {member.carriedOver && <div className="muted">Carried over: it finished in the run this one resumes.</div>}
         {syncRun && (
           <a className="small nowrap" href={href.syncRun(syncRun.id)}>
