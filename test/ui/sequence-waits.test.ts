@@ -73,6 +73,30 @@ describe('sequence runs that wait or stop on time, in the web UI', () => {
     expect(await waiting.count()).toBe(0);
   });
 
+  it('Run now while a run is under way says the new run is queued behind it, on a sequence and on a sync', async () => {
+    const running = await server.api<RunJson>('POST', '/api/sequences/patient/runs');
+    await page.goto(`${server.baseUrl}/sequences/patient`);
+    const history = page.getByRole('table', { name: 'Sequence runs' });
+    await history.locator(`tr[data-run="${running.body.id}"] [data-status="running"]`).waitFor();
+    await page.getByRole('button', { name: 'Run now' }).click();
+    await page.getByText('Run queued: it starts when the run in progress ends.').waitFor();
+    await screenshot(page, '25-run-now-queued-behind');
+
+    await page.goto(`${server.baseUrl}/syncs/slow-to-crm`);
+    await page.getByRole('button', { name: 'Run now' }).click();
+    await page.getByText('Run queued: it starts when the run in progress ends.').waitFor();
+    const ended = await eventually('the queued sequence run to end', async () => {
+      const { body } = await server.api<{ data: RunJson[] }>('GET', '/api/sequences/patient/runs?limit=5');
+      return body.data.length >= 2 && body.data.every((r) => r.status === 'done') ? body.data : undefined;
+    }, 40_000);
+    expect(ended.length).toBeGreaterThanOrEqual(2);
+
+    // With nothing under way, Run now starts at once.
+    await page.goto(`${server.baseUrl}/syncs/accounts-to-crm`);
+    await page.getByRole('button', { name: 'Run now' }).click();
+    await page.getByText('Run started.', { exact: true }).waitFor();
+  });
+
   it('the pages showed no script errors', () => {
     expect(browser.errors).toEqual([]);
   });

@@ -79,8 +79,8 @@ export interface PageAction {
   error: unknown;
   /** What the last action did, when it said (`done`). */
   notice: string | null;
-  /** Runs `what`; when it succeeds, shows `done` and calls the hook's `reload`. */
-  act: (what: () => Promise<unknown>, done?: string) => Promise<void>;
+  /** Runs `what`; when it succeeds, shows `done` (or what `done` says of its result) and calls the hook's `reload`. */
+  act: <T>(what: () => Promise<T>, done?: string | ((result: T) => string)) => Promise<void>;
 }
 
 /** The buttons of a page that change what it shows: one action at a time, then `reload`. */
@@ -88,13 +88,13 @@ export function usePageAction(reload: () => void): PageAction {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<unknown>(undefined);
   const [notice, setNotice] = useState<string | null>(null);
-  const act = async (what: () => Promise<unknown>, done?: string) => {
+  const act = async <T,>(what: () => Promise<T>, done?: string | ((result: T) => string)) => {
     setBusy(true);
     setError(undefined);
     setNotice(null);
     try {
-      await what();
-      if (done) setNotice(done);
+      const result = await what();
+      if (done) setNotice(typeof done === 'string' ? done : done(result));
       reload();
     } catch (thrown) {
       setError(thrown);

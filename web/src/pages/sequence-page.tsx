@@ -50,18 +50,25 @@ export function SequencePage({ slug, runId }: { slug: string; runId?: string }) 
     );
   }
 
-  const act = (what: () => Promise<unknown>, done?: string) => {
+  const act = <T,>(what: () => Promise<T>, done?: string | ((result: T) => string)) => {
     setStartedRun(null);
     return runAction(what, done);
   };
 
+  // A sequence never runs twice at once: while a run is under way, Run now queues the one run that
+  // follows it (and clicking again gives that same run).
   const runNow = () =>
-    act(async () => {
-      const run = await api.post<SequenceRunView>(`/api/sequences/${seg(slug)}/runs`);
-      setOffset(0);
-      setStatus('');
-      setStartedRun(run?.id ?? null);
-    }, 'Run started.');
+    act(
+      async () => {
+        const run = await api.post<SequenceRunView>(`/api/sequences/${seg(slug)}/runs`);
+        setOffset(0);
+        setStatus('');
+        setStartedRun(run?.id ?? null);
+        const running = await api.get<Page<SequenceRunView>>(`/api/sequences/${seg(slug)}/runs?status=running&limit=1`);
+        return running?.data.some((r) => r.id !== run?.id) ?? false;
+      },
+      (behind) => (behind ? 'Run queued: it starts when the run in progress ends.' : 'Run started.'),
+    );
 
   const setEnabled = async (enabled: boolean) => {
     const saved = await api.patch<Sequence>(`/api/sequences/${seg(slug)}`, { enabled });

@@ -126,11 +126,17 @@ export function SyncPage({ slug, runId }: { slug: string; runId?: number }) {
     const current = workspace.data;
     if (current) workspace.set({ ...current, syncs: current.syncs.map((s) => (s.slug === slug ? { ...s, enabled: saved?.enabled ?? enabled } : s)) });
   };
+  // A sync never runs twice at once: while a run is under way, a new one is queued to follow it.
   const run = (options: { fullResync?: boolean; resetCDC?: boolean }, done: string) =>
-    act(async () => {
-      await api.post<SyncRunView>(`/api/syncs/${seg(slug)}/runs`, options);
-      setOffset(0);
-    }, done);
+    act(
+      async () => {
+        const queued = await api.post<SyncRunView>(`/api/syncs/${seg(slug)}/runs`, options);
+        setOffset(0);
+        const recent = await api.get<Page<SyncRunView>>(`/api/syncs/${seg(slug)}/runs?limit=5`);
+        return recent?.data.some((r) => r.id !== queued?.id && r.status !== 'queued' && ACTIVE_SYNC.includes(r.status)) ?? false;
+      },
+      (behind) => (behind ? 'Run queued: it starts when the run in progress ends.' : done),
+    );
 
   return (
     <div className="page">
