@@ -120,11 +120,22 @@ async function started(app: App, runWork: boolean, start: { awaitPrepare?: boole
 }
 
 /**
- * Opens the app for a command that waits for its run. The run is triggered at once and its claim,
- * connection and first reads overlap the drivers' loading and the store's readying of its writes.
+ * Opens the app for a command that waits for its run, once `check` accepted what the command asks
+ * (a known slug, options that agree): the worker starts only then, so a command refused for a typo
+ * takes over no run another process left, only to drop it as it exits. Then the run is triggered at
+ * once and its claim, connection and first reads overlap the drivers' loading and the store's
+ * readying of its writes.
  */
-async function openAppToRun(global: GlobalOptions, term: Terminal) {
-  return openApp(global, term, true, { awaitPrepare: false });
+async function openAppToRun<T>(global: GlobalOptions, term: Terminal, check: (app: App) => Promise<T>): Promise<{ app: App; close: () => Promise<void>; checked: T }> {
+  const { app, close } = await openApp(global, term, false);
+  let checked: T;
+  try {
+    checked = await check(app);
+  } catch (thrown) {
+    await close().catch(() => undefined);
+    throw thrown;
+  }
+  return { ...(await started(app, true, { awaitPrepare: false })), checked };
 }
 
 export function buildProgram(term: Terminal = processTerminal, setExit: (code: number) => void = () => {}): Command {
@@ -228,16 +239,17 @@ Exit codes:
     .action(async (slug: string, opts: { fullResync?: boolean; resetCdc?: boolean; allowMassDelete?: boolean; fullCompare?: boolean; json?: boolean }) => {
       const line = new StatusLine(term);
       const log = new ReportedRunsLog(line.terminal);
-      const { app, close } = await openAppToRun(global(), log.terminal);
-      const reported: number[] = [];
-      try {
-        await requireSlug(app, 'sync', slug);
+      const { app, close } = await openAppToRun(global(), log.terminal, async (opened) => {
+        await requireSlug(opened, 'sync', slug);
         if (opts.fullResync && opts.resetCdc) {
           throw new LockstepError(
             ErrorCode.Validation,
             '--full-resync and --reset-cdc contradict each other: --full-resync sends every row, --reset-cdc sends none and only records the model as delivered — choose one',
           );
         }
+      });
+      const reported: number[] = [];
+      try {
         const { run } = await app.worker.triggerSync(
           slug,
           { fullResync: Boolean(opts.fullResync), resetCDC: Boolean(opts.resetCdc), allowMassDelete: Boolean(opts.allowMassDelete), fullCompare: Boolean(opts.fullCompare) },
@@ -309,10 +321,9 @@ Exit codes:
     .action(async (slug: string, opts: { json?: boolean }) => {
       const line = new StatusLine(term);
       const log = new ReportedRunsLog(line.terminal);
-      const { app, close } = await openAppToRun(global(), log.terminal);
+      const { app, close } = await openAppToRun(global(), log.terminal, (opened) => requireSlug(opened, 'sequence', slug));
       const reported: number[] = [];
       try {
-        await requireSlug(app, 'sequence', slug);
         const { run } = await app.worker.triggerSequence(slug, { type: 'manual', detail: 'cli' });
         await reportSequenceRun(app, run.id, line, opts.json === true, reported);
       } finally {
@@ -328,10 +339,12 @@ Exit codes:
     .action(async (runId: string, opts: { json?: boolean }) => {
       const line = new StatusLine(term);
       const log = new ReportedRunsLog(line.terminal);
-      const { app, close } = await openAppToRun(global(), log.terminal);
+      // The resume is queued (or refused) before the worker starts, which then claims it.
+      const { app, close, checked: run } = await openAppToRun(global(), log.terminal, (opened) =>
+        opened.worker.resumeSequenceRun(runId, { type: 'manual', detail: 'cli' }),
+      );
       const reported: number[] = [];
       try {
-        const run = await app.worker.resumeSequenceRun(runId, { type: 'manual', detail: 'cli' });
         const carried = run.members.filter((m) => m.status === 'success' || m.status === 'warning').map((m) => m.key);
         if (!opts.json) {
           term.err(`resuming sequence run ${runId} as run ${run.id}${carried.length > 0 ? `; carried over: ${carried.join(', ')}` : '; no member carried over'}`);

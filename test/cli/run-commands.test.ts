@@ -6,7 +6,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { sqlite, sqliteRows, tempDir } from '../helpers/harness.js';
-import { CliProcess, UUID, hierarchyWorkspace, hierarchyWorkspaceYaml, killChildren, runCli, runMain } from './cli-helpers.js';
+import { CliProcess, UUID, enqueueWork, hierarchyWorkspace, hierarchyWorkspaceYaml, killChildren, runCli, runMain } from './cli-helpers.js';
 
 afterEach(killChildren);
 
@@ -197,6 +197,24 @@ describe('lockstep sequence run', () => {
     expect(result.code).toBe(2);
     expect(result.stderr).toContain('"crm-hierarchy"');
     expect(result.stderr).toContain('lockstep apply');
+  });
+
+  it('a command refused before its run starts takes none of the work queued by others', async () => {
+    const dir = await appliedWorkspace();
+    const { sequenceRunId, syncRunId } = await enqueueWork(dir, 'crm', 'accounts-to-crm');
+    const refused = [
+      ['sequence', 'run', 'crm-hierarchy'],
+      ['sync', 'run', 'acounts-to-crm'],
+      ['sync', 'run', 'accounts-to-crm', '--full-resync', '--reset-cdc'],
+      ['sequence', 'resume', sequenceRunId],
+    ];
+    for (const args of refused) expect((await runMain(['--workspace', dir, ...args])).code, args.join(' ')).toBe(2);
+    const listed = JSON.parse((await runMain(['--workspace', dir, 'runs', '--json'])).stdout) as {
+      sequenceRuns: Array<{ id: string; status: string }>;
+      syncRuns: Array<{ id: number; status: string }>;
+    };
+    expect(listed.sequenceRuns.map((r) => [r.id, r.status])).toEqual([[sequenceRunId, 'pending']]);
+    expect(listed.syncRuns.map((r) => [r.id, r.status])).toEqual([[syncRunId, 'queued']]);
   });
 });
 
