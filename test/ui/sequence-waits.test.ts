@@ -80,6 +80,10 @@ describe('sequence runs that wait or stop on time, in the web UI', () => {
     await history.locator(`tr[data-run="${running.body.id}"] [data-status="running"]`).waitFor();
     await page.getByRole('button', { name: 'Run now' }).click();
     await page.getByText('Run queued: it starts when the run in progress ends.').waitFor();
+    // The members still show the run under way, not the one queued behind it.
+    await history.locator('tbody tr').first().locator('[data-status="pending"]').waitFor();
+    const steps = page.getByRole('list', { name: 'Members in order' });
+    expect(await steps.getByRole('listitem', { name: 'slow-to-crm' }).locator('[data-status]').getAttribute('data-status')).toBe('running');
     await screenshot(page, '25-run-now-queued-behind');
 
     await page.goto(`${server.baseUrl}/syncs/slow-to-crm`);

@@ -84,7 +84,8 @@ export function SequencePage({ slug, runId }: { slug: string; runId?: string }) 
     });
   };
 
-  const latest = runs.data?.data[0];
+  // The members show the run under way (or the last one that ran), not a run queued to follow it.
+  const latest = runs.data?.data.find((r) => r.status !== 'pending') ?? runs.data?.data[0];
   const statuses = latest && offset === 0 && !status ? new Map(latest.members.map((m) => [m.key, m.status])) : undefined;
 
   return (
