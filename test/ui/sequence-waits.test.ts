@@ -85,6 +85,9 @@ describe('sequence runs that wait or stop on time, in the web UI', () => {
     const steps = page.getByRole('list', { name: 'Members in order' });
     expect(await steps.getByRole('listitem', { name: 'slow-to-crm' }).locator('[data-status]').getAttribute('data-status')).toBe('running');
     await screenshot(page, '25-run-now-queued-behind');
+    await page.goto(`${server.baseUrl}/sequences`);
+    const listed = page.getByRole('row').filter({ has: page.getByRole('link', { name: 'Patient', exact: true }) });
+    expect(await listed.locator('.last-run [data-status]').getAttribute('data-status')).toBe('running');
 
     await page.goto(`${server.baseUrl}/syncs/slow-to-crm`);
     await page.getByRole('button', { name: 'Run now' }).click();

@@ -8,10 +8,13 @@ export function EnabledBadge({ enabled }: { enabled: boolean }) {
   return enabled ? <span className="badge badge-good">Enabled</span> : <span className="badge badge-muted">Disabled</span>;
 }
 
-/** The newest run at `runsPath` (a run history that takes `?limit=`), kept live: its status and when it started. */
+/**
+ * The newest run at `runsPath` (a run history that takes `?limit=`), kept live: its status and when
+ * it started. A run queued behind one under way (there is at most one) is not shown over it.
+ */
 export function LastRun({ runsPath }: { runsPath: string }) {
-  const runs = useApi<Page<{ status: string; createdAt: string; startedAt: string | null }>>(`${runsPath}?limit=1`, { live: true });
-  const last = runs.data?.data[0];
+  const runs = useApi<Page<{ status: string; createdAt: string; startedAt: string | null }>>(`${runsPath}?limit=2`, { live: true });
+  const last = runs.data?.data.find((r) => r.status !== 'pending' && r.status !== 'queued') ?? runs.data?.data[0];
   if (!last) return <span className="muted">{runs.loading ? '…' : runs.error ? 'unavailable' : 'Never run'}</span>;
   return (
     <span className="last-run">
