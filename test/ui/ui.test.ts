@@ -368,6 +368,25 @@ describe('web UI', () => {
     expect(syncRuns.body.data.filter((r) => r.trigger === 'schedule')).toEqual([]);
   }, 120_000);
 
+  it('an interval schedule with a start says when it starts, so when it fires can be read', async () => {
+    const startAt = '2026-12-07T03:15:00.000Z';
+    const created = await server.api('POST', '/api/sequences', {
+      slug: 'six-hourly',
+      name: 'Six-hourly',
+      enabled: false,
+      schedule: { type: 'interval', unit: 'hour', quantity: 6, startAt },
+      members: [{ sync: 'accounts-to-crm' }],
+    });
+    expect(created.status).toBe(201);
+    await go('sequences');
+    const row = page.getByRole('row', { name: /Six-hourly/ });
+    await row.waitFor();
+    const shown = await page.evaluate((iso) => new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' }).format(Date.parse(iso)), startAt);
+    expect(await row.textContent()).toContain(`Every 6 hours from ${shown}`);
+    await go('sequences/six-hourly');
+    expect(await page.locator('.subtitle').textContent()).toContain(`Every 6 hours from ${shown}`);
+  });
+
   it('the page showed no script errors', () => {
     // Failed fetches the tests provoked on purpose (422) are logged by Chromium as resource errors.
     expect(browser.errors.filter((e) => !/status of 4\d\d/.test(e))).toEqual([]);

@@ -33,7 +33,8 @@ export function scheduleInWords(schedule: Schedule): string {
     case 'manual':
       return 'Manual';
     case 'interval':
-      return `Every ${plural(schedule.quantity, schedule.unit)}`;
+      // The start sets when it fires (every 6 hours from 03:15 is 03:15, 09:15, ...): say it.
+      return `Every ${plural(schedule.quantity, schedule.unit)}${schedule.startAt ? ` from ${formatTime(schedule.startAt)}` : ''}`;
     case 'cron':
       return `Cron ${schedule.expression} (${schedule.timezone})`;
     case 'recurrence':
