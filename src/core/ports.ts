@@ -566,7 +566,8 @@ export interface SyncRunStore {
   renewLeases(runIds: number[], now: number, lease: LeaseRequest): Promise<number[]>;
   /**
    * Ends the leases of `workerId` at once (a worker that stops, or one found dead), so any worker
-   * takes its runs over without waiting for them to expire. Returns how many were released.
+   * takes its runs over without waiting for them to expire. Returns how many were released: leases
+   * already ended (released by a worker that stopped, or run out) are left as they are and not counted.
    */
   releaseLeases(workerId: string, now: number): Promise<number>;
   /** The leases of active runs, oldest run first. */

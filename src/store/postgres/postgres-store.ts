@@ -586,7 +586,7 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
     const rows = await this.db.query(
       `WITH released AS (
          UPDATE ${this.t.syncRuns} SET lease_expires_at = ${p.add(now, 'float8')}
-         WHERE worker_id = ${p.add(workerId, 'text')} AND status IN ${ACTIVE}
+         WHERE worker_id = ${p.add(workerId, 'text')} AND status IN ${ACTIVE} AND lease_expires_at > ${p.add(now, 'float8')}
          RETURNING id
        )
        SELECT id, ${this.notifySql('work', p)} AS notified FROM released`,

@@ -97,7 +97,7 @@ export function prepareStatements(db: SqliteDatabase) {
        WHERE id IN (SELECT value FROM json_each(@ids)) AND worker_id = @workerId AND status IN ${ACTIVE}
        RETURNING id`,
     ),
-    releaseLeases: db.prepare(`UPDATE sync_runs SET lease_expires_at = @now WHERE worker_id = @workerId AND status IN ${ACTIVE}`),
+    releaseLeases: db.prepare(`UPDATE sync_runs SET lease_expires_at = @now WHERE worker_id = @workerId AND status IN ${ACTIVE} AND lease_expires_at > @now`),
     leases: db.prepare(`SELECT id, sync_id, worker_id, attempt, lease_expires_at FROM sync_runs WHERE status IN ${ACTIVE} ORDER BY id`),
     runAttempt: db.prepare('SELECT attempt, worker_id FROM sync_runs WHERE id = ?'),
     recordFinishedRun: db.prepare('INSERT INTO finished_runs (kind, run_id, created_at) VALUES (?, ?, ?)'),

@@ -454,6 +454,8 @@ export function describeRunQueueContract(name: string, open: OpenStore): void {
         // A worker that stops releases its runs: another worker takes them over at once.
         expect(await store.releaseLeases(A.workerId, T0 + 8_000)).toBe(1);
         expect(await store.releaseLeases('host-c/303/e5f6', T0 + 8_000)).toBe(0);
+        // Leases already released (or run out) are not released again: a later look finds none.
+        expect(await store.releaseLeases(A.workerId, T0 + 8_500)).toBe(0);
         expect(await store.claimNextSyncRun(T0 + 8_000, B)).toMatchObject({ id: a1.id, attempt: 2, workerId: B.workerId });
         expect(await store.claimNextSyncRun(T0 + 8_000, B)).toBeNull();
         expect(await store.renewLeases([a1.id], T0 + 8_001, A)).toEqual([]);
