@@ -66,6 +66,15 @@ export interface DeliveryOptions extends RetrySettings {
 }
 
 /**
+ * What a retry logs. A query's retry starts the run's pipeline again: the failure may have been the
+ * source's read, or the destination's preparation (a describe, a schema read), not only a query.
+ */
+const RETRY_MESSAGES = {
+  query: 'transient error reading the model or preparing the destination, reading again',
+  write: 'transient write error, retrying',
+} as const;
+
+/**
  * Retries transient failures with the run's backoff policy (core/backoff.ts); a stop while waiting stops the run.
  * A query waits out its backoff in the run's main loop; a write beside it (run-phases.ts).
  */
@@ -78,7 +87,7 @@ export async function withRetries<T>(what: 'query' | 'write', settings: RetrySet
       policy: retry,
       clock: { now: () => clock.now(), sleep },
       signal,
-      onRetry: ({ attempt, delayMs, error }) => logger.warn(`transient ${what} error, retrying`, { attempt, delayMs: Math.round(delayMs), error: error.message }),
+      onRetry: ({ attempt, delayMs, error }) => logger.warn(RETRY_MESSAGES[what], { attempt, delayMs: Math.round(delayMs), error: error.message }),
     });
   } catch (thrown) {
     if (signal.aborted && !(thrown instanceof LockstepError)) throw new RunStopped(signal.reason as StopReason);

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { LockstepError, ErrorCode } from '../../src/core/errors.js';
+import { createJsonLogger } from '../../src/core/logger.js';
 import type { SyncDef } from '../../src/core/workspace.js';
 import { model, source, sync, workspace } from '../helpers/definitions.js';
 import { Gate, withWriteHook, type BeforeWrite } from '../helpers/fault-connectors.js';
@@ -170,6 +171,38 @@ describe('sync runs', () => {
     const result = await run();
     expect(result.status).toBe('success');
     expect(crm('select count(*) as n from accounts')).toEqual([{ n: 3 }]);
+  });
+
+  it('retries a destination whose preparation fails for a moment, and its log says what it retries', async () => {
+    const dir = tempDir();
+    createHierarchyFixture(dir);
+    const lines: string[] = [];
+    let failures = 1;
+    const h = await startHarness({
+      dir,
+      definition: accountsWorkspace(),
+      logger: createJsonLogger({ level: 'warn', write: (line) => lines.push(line) }),
+      connectors: (real) => ({
+        openSource: (c) => real.openSource(c),
+        async openDestination(c, run) {
+          const destination = await real.openDestination(c, run);
+          return {
+            capabilities: destination.capabilities,
+            close: () => destination.close(),
+            async prepare(target) {
+              // A describe refused for a moment (an API's limit reached, a server restarting).
+              if (failures-- > 0) throw new LockstepError(ErrorCode.Transient, 'describe answered 503', { retryAfterSeconds: 0 });
+              return destination.prepare(target);
+            },
+          };
+        },
+      }),
+    });
+    await using _ = h;
+    const { run: queued } = await h.app.worker.triggerSync('accounts-to-crm');
+    expect((await h.app.worker.waitForSyncRun(queued.id)).status).toBe('success');
+    const retried = lines.map((line) => JSON.parse(line) as { msg: string; error?: string }).filter((line) => line.error === 'describe answered 503');
+    expect(retried.map((line) => line.msg)).toEqual(['transient error reading the model or preparing the destination, reading again']);
   });
 
   it('keeps batches delivered before a fatal error, and does not send them again', async () => {
