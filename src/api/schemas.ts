@@ -107,6 +107,7 @@ export const SequenceRunView = z
     terminatedBy: z.string().nullable(),
     reason: z.string().nullable(),
     resumedFrom: z.string().uuid().nullable().openapi({ description: 'The failed run this one resumes, or null.' }),
+    resumedBy: z.string().uuid().nullable().openapi({ description: 'The run that resumes this failed one (a run is resumed at most once), or null.' }),
   })
   .openapi('SequenceRunView');
 

@@ -673,6 +673,8 @@ export interface SequenceRunStore {
   /** pending → running, if no other run of the same sequence is running; null if it must wait. */
   claimSequenceRun(id: string, now: number): Promise<SequenceRun | null>;
   getSequenceRun(id: string): Promise<SequenceRun | null>;
+  /** The id of the run that resumes the failed run `id` (at most one does), or null. */
+  resumingSequenceRunId(id: string): Promise<string | null>;
   listSequenceRuns(query: SequenceRunListQuery): Promise<SequenceRun[]>;
   listSequenceRunsByStatus(statuses: SequenceRunStatus[]): Promise<SequenceRun[]>;
   /**

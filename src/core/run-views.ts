@@ -61,6 +61,8 @@ export interface SequenceRunView {
   reason: string | null;
   /** The failed run this one resumes, or null. */
   resumedFrom: string | null;
+  /** The run that resumes this failed one, or null (a run is resumed at most once). */
+  resumedBy: string | null;
 }
 
 export const iso = (t: number | null): string | null => (t === null ? null : new Date(t).toISOString());
@@ -97,6 +99,7 @@ export function sequenceRunView(
   syncRuns: Map<number, SyncRun>,
   syncSlugs: Map<number, string>,
   sequenceSlug: string | null,
+  resumedBy: string | null = null,
 ): SequenceRunView {
   const members = run.members.map((m): MemberRunView => {
     const syncRun = m.syncRunId === null ? undefined : syncRuns.get(m.syncRunId);
@@ -135,6 +138,7 @@ export function sequenceRunView(
     terminatedBy: run.terminatedBy,
     reason: run.reason,
     resumedFrom: run.resumedFrom,
+    resumedBy,
   };
 }
 

@@ -15,5 +15,7 @@ export async function sequenceRunDetails(store: Store, run: SequenceRun): Promis
     if (sync) slugs.set(m.syncId, sync.slug);
   }
   const sequence = await store.getSequence(run.sequenceId);
-  return sequenceRunView(run, syncRuns, slugs, sequence?.slug ?? null);
+  // Only a failed run is ever resumed.
+  const resumedBy = run.status === 'failed' ? await store.resumingSequenceRunId(run.id) : null;
+  return sequenceRunView(run, syncRuns, slugs, sequence?.slug ?? null, resumedBy);
 }

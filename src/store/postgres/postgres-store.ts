@@ -754,6 +754,11 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
     return row ? sequenceRun(row) : null;
   }
 
+  async resumingSequenceRunId(id: string): Promise<string | null> {
+    const { rows } = await this.db.direct.query<{ id: string }>(`SELECT id FROM ${this.t.sequenceRuns} WHERE resumed_from = $1`, [id]);
+    return rows[0]?.id ?? null;
+  }
+
   async listSequenceRuns(query: SequenceRunListQuery): Promise<SequenceRun[]> {
     const p = new Params();
     const where: string[] = [];

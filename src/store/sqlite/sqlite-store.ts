@@ -601,6 +601,10 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
     });
   }
 
+  async resumingSequenceRunId(id: string): Promise<string | null> {
+    return this.read(() => (this.s.resumedBy.get(id) as SequenceRunRow | undefined)?.id ?? null);
+  }
+
   async listSequenceRuns(query: SequenceRunListQuery): Promise<SequenceRun[]> {
     return this.read(() => {
       const where: string[] = [];

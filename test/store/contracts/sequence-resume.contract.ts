@@ -85,9 +85,12 @@ export function describeSequenceResumeContract(name: string, open: OpenStore): v
     it('resumes a failed run: members that finished well are carried over with their runs, the rest run', async () => {
       await applyCrm();
       const failed = await failedLinearRun();
+      expect(await store.resumingSequenceRunId(failed.id)).toBeNull();
       const resumed = await resume(failed.id, T0 + 100);
       expect(resumed).toMatchObject({ status: 'pending', resumedFrom: failed.id, createdAt: T0 + 100, reason: null, terminatedBy: null });
       expect(resumed.id).not.toBe(failed.id);
+      expect(await store.resumingSequenceRunId(failed.id)).toBe(resumed.id);
+      expect(await store.resumingSequenceRunId(resumed.id)).toBeNull();
       expect(resumed.members.map((m) => [m.key, m.status])).toEqual([
         ['accounts-to-crm', 'success'],
         ['contacts-to-crm', 'warning'],

@@ -238,6 +238,14 @@ export function SequenceRunDetails({ id, run }: { id: string; run: Resource<Sequ
                 </dd>
               </div>
             )}
+            {data.resumedBy && (
+              <div>
+                <dt>Resumed by</dt>
+                <dd>
+                  <a href={href.sequenceRun(data.resumedBy)}>run {data.resumedBy.slice(0, 8)}</a>
+                </dd>
+              </div>
+            )}
           </RunFacts>
           {data.terminatedBy && (
             <div className="banner banner-error" role="note">
@@ -273,7 +281,8 @@ export function SequenceRunDetails({ id, run }: { id: string; run: Resource<Sequ
             </tbody>
           </table>
           {active && <CancelRunButton onCancel={cancel.cancel} />}
-          {data.status === 'failed' && <ResumeRunButton onResume={resume.resume} busy={resume.busy} />}
+          {/* A failed run is resumed once: after that, its page links to the run that resumed it. */}
+          {data.status === 'failed' && !data.resumedBy && <ResumeRunButton onResume={resume.resume} busy={resume.busy} />}
         </>
       )}
     </>
