@@ -47,8 +47,8 @@ const Entity = z
     id: z.number().int(),
     slug: z.string(),
     origin: z.enum(['file', 'api']),
-    createdAt: z.number(),
-    updatedAt: z.number(),
+    createdAt: z.number().int().openapi({ description: 'When it was created, in epoch milliseconds.' }),
+    updatedAt: z.number().int().openapi({ description: 'When it last changed, in epoch milliseconds.' }),
   })
   .catchall(z.unknown())
   .openapi('Entity', { description: 'A stored entity: its resolved definition (every default filled in) plus id, slug and origin. Connection urls are redacted.' });

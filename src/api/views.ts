@@ -14,9 +14,19 @@ import { fileForm } from '../workspace/index.js';
  * workspace file writes them, with the secrets of its kind hidden.
  */
 export function entityView<T extends object>(kind: EntityKind, record: T, connectors: ConnectorRegistry): T {
-  if (kind === 'source' || kind === 'destination') return fileForm(connectors.redact(record as unknown as ConnectionRecord) as unknown as Record<string, unknown>) as T;
-  if (kind === 'sync') return fileForm(record as Record<string, unknown>) as T;
-  return record;
+  if (kind === 'source' || kind === 'destination') return wholeMilliseconds(fileForm(connectors.redact(record as unknown as ConnectionRecord) as unknown as Record<string, unknown>) as T);
+  if (kind === 'sync') return wholeMilliseconds(fileForm(record as Record<string, unknown>) as T);
+  return wholeMilliseconds(record);
+}
+
+/** `createdAt` and `updatedAt` as whole epoch milliseconds: the store keeps the clock's fractions of one, which tell a reader nothing. */
+function wholeMilliseconds<T extends object>(view: T): T {
+  const { createdAt, updatedAt } = view as { createdAt?: unknown; updatedAt?: unknown };
+  return {
+    ...view,
+    ...(typeof createdAt === 'number' ? { createdAt: Math.floor(createdAt) } : {}),
+    ...(typeof updatedAt === 'number' ? { updatedAt: Math.floor(updatedAt) } : {}),
+  };
 }
 
 /** The warning an answer carries when it changed an entity the workspace files manage. */

@@ -49,6 +49,11 @@ describe('session and workspace', () => {
     expect(body.destinations.find((d: { slug: string }) => d.slug === 'pg').url).toBe('postgres://lockstep:***@db.example.com:5432/crm');
     expect(text).not.toContain(PG_PASSWORD);
     expect((await api.call('GET', '/api/destinations/pg')).text).not.toContain(PG_PASSWORD);
+    // Times are whole epoch milliseconds (the store keeps the clock's fractions of one).
+    const sections = Object.values(body) as Array<Array<{ createdAt: number; updatedAt: number }>>;
+    for (const entity of sections.flat()) expect([entity.createdAt, entity.updatedAt].every(Number.isInteger)).toBe(true);
+    const sync = (await api.call('GET', '/api/syncs/accounts-to-crm')).body as { createdAt: number };
+    expect(Number.isInteger(sync.createdAt)).toBe(true);
   });
 });
 
