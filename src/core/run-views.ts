@@ -10,6 +10,8 @@ export interface SyncRunView {
   syncId: number;
   status: SyncRun['status'];
   trigger: SyncRun['trigger']['type'];
+  /** What started it, in words: `cli`, `web UI`, the schedule's firing, the webhook delivery, or the run whose end started it. */
+  triggerDetail: string | null;
   createdAt: string;
   startedAt: string | null;
   finishedAt: string | null;
@@ -50,6 +52,8 @@ export interface SequenceRunView {
   sequence: string | null;
   status: SequenceRun['status'];
   trigger: SequenceRun['trigger']['type'];
+  /** What started it, in words (see SyncRunView.triggerDetail). */
+  triggerDetail: string | null;
   createdAt: string;
   startedAt: string | null;
   finishedAt: string | null;
@@ -73,6 +77,7 @@ export function syncRunView(run: SyncRun): SyncRunView {
     syncId: run.syncId,
     status: run.status,
     trigger: run.trigger.type,
+    triggerDetail: run.trigger.detail,
     createdAt: new Date(run.createdAt).toISOString(),
     startedAt: iso(run.startedAt),
     finishedAt: iso(run.finishedAt),
@@ -122,6 +127,7 @@ export function sequenceRunView(
     sequence: sequenceSlug,
     status: run.status,
     trigger: run.trigger.type,
+    triggerDetail: run.trigger.detail,
     createdAt: new Date(run.createdAt).toISOString(),
     startedAt: iso(run.startedAt),
     finishedAt: iso(run.finishedAt),

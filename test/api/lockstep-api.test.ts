@@ -226,13 +226,16 @@ describe('runs', () => {
       headers: { authorization: `Bearer ${api.token}`, 'x-lockstep-client': 'web' },
     });
     expect(fromUi.status).toBe(202);
-    const uiRun = (await fromUi.json()) as { id: string; trigger: string };
-    expect(uiRun.trigger).toBe('manual');
+    const uiRun = (await fromUi.json()) as { id: string; trigger: string; triggerDetail: string | null };
+    expect(uiRun).toMatchObject({ trigger: 'manual', triggerDetail: 'web UI' });
     // Wait for it: a trigger while it is still queued would join it instead of starting a run of its own.
     await api.app.worker.waitForSequenceRun(uiRun.id);
     const fromScript = await api.call('POST', '/api/sequences/crm-hierarchy/runs');
-    expect(fromScript.body.trigger).toBe('api');
+    expect(fromScript.body).toMatchObject({ trigger: 'api', triggerDetail: 'api' });
     await api.app.worker.waitForSequenceRun(fromScript.body.id);
+    // Its members' sync runs say what started them too.
+    const members = (await api.call('GET', `/api/sequence-runs/${fromScript.body.id}`)).body as { members: Array<{ syncRun: { trigger: string; triggerDetail: string | null } | null }> };
+    for (const member of members.members) expect(member.syncRun).toMatchObject({ trigger: expect.any(String), triggerDetail: expect.toBeOneOf([null, expect.any(String)]) });
   });
 
   it('refuses a sync run asked for both fullResync and resetCDC, and queues nothing', async () => {

@@ -343,6 +343,14 @@ describe('lockstep runs', () => {
     expect(line(/ {2}after-crm {2}done /)).toContain(`  (after ${ended})`);
     expect(line(/#\d+ {2}workspaces-to-crm {2}success .*after/)).toContain(`  (after ${ended})`);
     expect(line(/ {2}crm {2}done /)).not.toContain('(after');
+    // --json (and the API) carry the same words.
+    const json = JSON.parse((await runMain(['--workspace', own, 'runs', '--json'])).stdout) as {
+      sequenceRuns: Array<{ sequence: string; trigger: string; triggerDetail: string | null }>;
+      syncRuns: Array<{ sync: string; trigger: string; triggerDetail: string | null }>;
+    };
+    expect(json.sequenceRuns.find((r) => r.sequence === 'after-crm')).toMatchObject({ trigger: 'upstream', triggerDetail: ended });
+    expect(json.syncRuns.find((r) => r.sync === 'workspaces-to-crm' && r.trigger === 'upstream')).toMatchObject({ triggerDetail: ended });
+    expect(json.sequenceRuns.find((r) => r.sequence === 'crm')).toMatchObject({ trigger: 'manual', triggerDetail: 'cli' });
   });
 
   it('says how to start when there are no runs', async () => {

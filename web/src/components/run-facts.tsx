@@ -7,6 +7,8 @@ import { StatusBadge } from './ui.js';
 export interface RunTimes {
   status: string;
   trigger: string;
+  /** What started it, in words (the run whose end started it, the schedule's firing), when the server says. */
+  triggerDetail?: string | null;
   createdAt: string;
   startedAt: string | null;
   finishedAt: string | null;
@@ -25,7 +27,10 @@ export function RunFacts({ run, now, children }: { run: RunTimes; now: number; c
       </div>
       <div>
         <dt>Trigger</dt>
-        <dd>{triggerInWords(run.trigger)}</dd>
+        <dd>
+          {triggerInWords(run.trigger)}
+          {run.trigger === 'upstream' && run.triggerDetail ? `: after ${run.triggerDetail}` : ''}
+        </dd>
       </div>
       <div>
         <dt>Started</dt>
