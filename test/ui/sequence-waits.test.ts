@@ -104,6 +104,26 @@ describe('sequence runs that wait or stop on time, in the web UI', () => {
     await page.getByText('Run started.', { exact: true }).waitFor();
   });
 
+  it('a run an after schedule started names, on its page, the run whose end started it', async () => {
+    const follower = await server.api('POST', '/api/sequences', {
+      slug: 'follower',
+      name: 'Follower',
+      schedule: { type: 'after', sequence: 'hurried', on: 'any' },
+      members: [{ sync: 'accounts-to-crm' }],
+    });
+    expect(follower.status).toBe(201);
+    const upstream = await server.api<RunJson>('POST', '/api/sequences/hurried/runs');
+    const followed = await eventually('the after schedule to start its run', async () => {
+      const { body } = await server.api<{ data: Array<RunJson & { triggerDetail: string | null }> }>('GET', '/api/sequences/follower/runs?limit=5');
+      return body.data[0];
+    }, 40_000);
+    const ended = await server.api<RunJson>('GET', `/api/sequence-runs/${upstream.body.id}`);
+    expect(followed.triggerDetail).toBe(`sequence "hurried" run ${upstream.body.id} ended ${ended.body.status}`);
+    await page.goto(`${server.baseUrl}/runs/sequence/${followed.id}`);
+    const facts = page.getByRole('region', { name: 'Run details' }).locator('dl.facts');
+    await facts.getByText(`after sequence "hurried" run ${upstream.body.id} ended ${ended.body.status}`, { exact: false }).waitFor();
+  });
+
   it('the pages showed no script errors', () => {
     expect(browser.errors).toEqual([]);
   });
