@@ -507,6 +507,8 @@ Exit codes:
     .option('--port <port>', 'port for --serve (default: LOCKSTEP_PORT or 3000)')
     .action(async (opts: { dir?: string; salesforce?: boolean; serve?: boolean; port?: string }) => {
       const dir = opts.dir ?? (opts.salesforce ? 'lockstep-demo-salesforce' : 'lockstep-demo');
+      // A bad --port is refused before the demo is built, not after it ran.
+      const server = opts.serve ? serverSettings({ port: opts.port, host: DEFAULT_HOST, auth: false }) : null;
       // The demo builds a DuckDB warehouse: its modules load only for this command.
       let standIn: { close(): Promise<void> } | null = null;
       if (opts.salesforce) {
@@ -517,13 +519,17 @@ Exit codes:
         await runDemo({ dir, term });
       }
       try {
-        if (!opts.serve) return;
-        const { app, close } = await openApp({ ...global(), workspace: resolve(dir) }, term, true);
+        if (!server) return;
+        const { app, close } = await openApp({ ...global(), workspace: resolve(dir) }, term, false);
         try {
+          // As serve: it listens before its worker and scheduler start, so a port already taken
+          // is refused before anything is claimed or fired.
+          const serving = await listen(app, server);
+          await app.worker.start();
           await app.startScheduler();
-          const url = await startServer(app, serverSettings({ port: opts.port, host: DEFAULT_HOST, auth: false }), term);
+          await printServing(app, serving, term);
           term.out('');
-          term.out(`The demo keeps running: open ${url} to see its runs in the web UI (Ctrl-C to stop).`);
+          term.out(`The demo keeps running: open ${serving.url} to see its runs in the web UI (Ctrl-C to stop).`);
         } catch (thrown) {
           await close();
           throw thrown;
@@ -577,13 +583,6 @@ function serverSettings(flags: ServerFlags): ServerSettings {
     );
   }
   return { port, host, authRequired };
-}
-
-/** Starts the HTTP server on a running app and prints its URL; returns the URL. */
-async function startServer(app: App, settings: ServerSettings, term: Terminal): Promise<string> {
-  const serving = await listen(app, settings);
-  await printServing(app, serving, term);
-  return serving.url;
 }
 
 interface Serving {

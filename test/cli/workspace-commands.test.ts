@@ -3,7 +3,7 @@
  * command line as a child process where the process boundary matters (exit codes, stdout/stderr,
  * the environment), `main()` in-process elsewhere.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/harness.js';
@@ -217,6 +217,14 @@ describe('help and argument errors', () => {
     expect(result.code).toBe(0);
     expect(result.stdout).toContain(`Usage: lockstep ${args[0] === 'help' ? args[1] : args.slice(0, -1).join(' ')}`);
     expect(result.stdout).toContain(option);
+  });
+
+  it('demo --serve with a bad --port is refused before the demo is built', async () => {
+    const cwd = tempDir();
+    const result = await runCli(['demo', '--serve', '--port', '99999', '--dir', 'demo'], { cwd });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('99999');
+    expect(existsSync(join(cwd, 'demo'))).toBe(false);
   });
 
   it('an unknown command or option, or a missing argument, exits 2 with the reason', async () => {
