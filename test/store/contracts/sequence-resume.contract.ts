@@ -24,6 +24,17 @@ export function describeSequenceResumeContract(name: string, open: OpenStore): v
     });
     const advance = (id: string, now: number) => store.advanceSequenceRun(id, decideSequenceAdvance, now);
     const resume = (id: string, now: number) => store.resumeSequenceRun(id, decideSequenceResume, MANUAL, now);
+    /** A run of the hierarchy with a deadline of a minute, its first member's sync run started and claimed at T0 + 2. */
+    const deadlineRunWithFirstMemberClaimed = async () => {
+      await applyCrm();
+      const hierarchy = await sequence('crm-hierarchy');
+      const { record } = await store.upsertEntity('sequence', { ...hierarchy, slug: 'with-deadline', deadlineMinutes: 1 }, 'api', T0);
+      const { run } = await store.enqueueSequenceRun(record, MANUAL, T0);
+      await store.claimSequenceRun(run.id, T0);
+      const accounts = (await advance(run.id, T0 + 1)).started[0] as SyncRun;
+      await store.claimSyncRun(accounts.id, T0 + 2, LEASE);
+      return { run, accounts };
+    };
     const everything = () => store.listSequenceRuns({ limit: 100, offset: 0, order: 'asc' });
 
     /** Claims a member's sync run and ends it with `status`. */
@@ -245,13 +256,7 @@ export function describeSequenceResumeContract(name: string, open: OpenStore): v
     });
 
     it('ends a run at its deadline: members not started are skipped, the reason says so', async () => {
-      await applyCrm();
-      const hierarchy = await sequence('crm-hierarchy');
-      const { record } = await store.upsertEntity('sequence', { ...hierarchy, slug: 'with-deadline', deadlineMinutes: 1 }, 'api', T0);
-      const { run } = await store.enqueueSequenceRun(record, MANUAL, T0);
-      await store.claimSequenceRun(run.id, T0);
-      const [accounts] = (await advance(run.id, T0 + 1)).started;
-      await store.claimSyncRun(accounts!.id, T0 + 2, LEASE);
+      const { run, accounts } = await deadlineRunWithFirstMemberClaimed();
       // Before the deadline nothing happens; at it, the run records why it ends.
       expect((await advance(run.id, T0 + MINUTE - 1)).run.reason).toBeNull();
       const step = await advance(run.id, T0 + MINUTE);
@@ -262,22 +267,16 @@ export function describeSequenceResumeContract(name: string, open: OpenStore): v
       });
       expect(step.run.members.map((m) => m.status)).toEqual(['running', 'skipped', 'skipped']);
       // The member's worker stops it (see memberLimit); then the run fails with the deadline's reason.
-      await store.updateSyncRun(accounts!.id, { status: 'cancelled', error: 'stopped: the sequence run passed its deadline of 1 minute' }, T0 + MINUTE + 5, 1);
+      await store.updateSyncRun(accounts.id, { status: 'cancelled', error: 'stopped: the sequence run passed its deadline of 1 minute' }, T0 + MINUTE + 5, 1);
       const end = await advance(run.id, T0 + MINUTE + 6);
       expect(end.run).toMatchObject({ status: 'failed', reason: step.run.reason, terminatedBy: null });
       expect(end.run.members.map((m) => m.status)).toEqual(['cancelled', 'skipped', 'skipped']);
     });
 
     it('names a member its worker stopped at the deadline before an advance saw the deadline', async () => {
-      await applyCrm();
-      const hierarchy = await sequence('crm-hierarchy');
-      const { record } = await store.upsertEntity('sequence', { ...hierarchy, slug: 'with-deadline', deadlineMinutes: 1 }, 'api', T0);
-      const { run } = await store.enqueueSequenceRun(record, MANUAL, T0);
-      await store.claimSequenceRun(run.id, T0);
-      const [accounts] = (await advance(run.id, T0 + 1)).started;
-      await store.claimSyncRun(accounts!.id, T0 + 2, LEASE);
+      const { run, accounts } = await deadlineRunWithFirstMemberClaimed();
       // A member blocked reading its source is stopped at once, ahead of the sequence's advance.
-      await store.updateSyncRun(accounts!.id, { status: 'cancelled', error: 'stopped: the sequence run passed its deadline of 1 minute' }, T0 + MINUTE, 1);
+      await store.updateSyncRun(accounts.id, { status: 'cancelled', error: 'stopped: the sequence run passed its deadline of 1 minute' }, T0 + MINUTE, 1);
       const end = await advance(run.id, T0 + MINUTE + 1);
       expect(end.run).toMatchObject({
         status: 'failed',
