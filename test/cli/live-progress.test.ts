@@ -6,7 +6,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { progressLine, type Terminal } from '../../src/cli/output.js';
+import { progressLine, progressStep, type Terminal } from '../../src/cli/output.js';
 import { StatusLine, fit } from '../../src/cli/progress.js';
 import { ReportedRunsLog } from '../../src/cli/reported-runs-log.js';
 import type { SyncRun } from '../../src/core/runs.js';
@@ -93,8 +93,10 @@ describe('a progress line', () => {
       '  ▶ accounts [######..............]  30%  400 of ~1,000 rows read · 300 delivered',
     );
     expect(progressLine('accounts', processingRun(400, 300), { ratio: 0.3, expectedRows: null })).toBe('  ▶ accounts 400 rows read · 300 delivered');
-    // A model grown past the last count: no total rather than a wrong one.
-    expect(progressLine('accounts', processingRun(1200, 900), { ratio: 0.9, expectedRows: 1000 })).toContain(' 1,200 rows read · 900 delivered');
+    // A model grown past the last count: no total and no bar rather than wrong ones.
+    expect(progressLine('accounts', processingRun(1200, 900), { ratio: 0.9, expectedRows: 1000 })).toBe('  ▶ accounts 1,200 rows read · 900 delivered');
+    expect(progressStep(processingRun(1200, 900), { ratio: 0.9, expectedRows: 1000 })).toBe('processing, 2^10 rows read');
+    expect(progressStep(processingRun(400, 300), { ratio: 0.3, expectedRows: 1000 })).toBe('processing 3/10');
     expect(progressLine('accounts', { ...processingRun(1200, 1200), status: 'reporting' })).toBe('  ▶ accounts all 1,200 rows read · 1,200 delivered · reporting');
   });
 
