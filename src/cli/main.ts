@@ -81,17 +81,12 @@ function workspaceDirFor(global: GlobalOptions): string {
  * The app, with a worker running here when the command runs work. Any number of processes may
  * work on one store: each claims runs with a lease, and a run whose process died is taken over.
  */
-async function openApp(
-  global: GlobalOptions,
-  term: Terminal,
-  runWork: boolean,
-  start: { awaitPrepare?: boolean } = {},
-): Promise<{ app: App; close: () => Promise<void> }> {
+async function openApp(global: GlobalOptions, term: Terminal, runWork: boolean): Promise<{ app: App; close: () => Promise<void> }> {
   const config = await configFor(global);
   const app = await createApp(config, {
     logger: createJsonLogger({ level: config.logLevel, write: (line) => term.err(line) }),
   });
-  return started(app, runWork, start);
+  return started(app, runWork);
 }
 
 /**
@@ -687,20 +682,13 @@ async function syncDeletionNote(app: App, slug: string): Promise<string> {
 async function printRuns(app: App, term: Terminal, opts: { sequence?: string; sync?: string; limit: number; json?: boolean }) {
   const page = { limit: opts.limit, offset: 0, order: 'desc' as const };
   const out: { sequenceRuns: unknown[]; syncRuns: unknown[] } = { sequenceRuns: [], syncRuns: [] };
-  // A run started by another one's end names it: `sequence "crm" run 5f0c… ended done`.
-  const upstream = new Map<string | number, string>();
-  const noteUpstream = (run: { id: string | number; trigger: { type: string; detail: string | null } }) => {
-    if (run.trigger.type === 'upstream' && run.trigger.detail) upstream.set(run.id, run.trigger.detail);
-  };
-  const afterUpstream = (id: string | number) => (upstream.has(id) ? `  (after ${upstream.get(id)})` : '');
+  // A run started by another one's end names it, as its view says: `sequence "crm" run 5f0c… ended done`.
+  const afterUpstream = (v: { trigger: string; triggerDetail: string | null }) => (v.trigger === 'upstream' && v.triggerDetail ? `  (after ${v.triggerDetail})` : '');
   if (!opts.sync) {
     const sequence = opts.sequence ? await app.store.getSequence(opts.sequence) : null;
     if (opts.sequence && !sequence) throw await unknownSlug(app, 'sequence', opts.sequence);
     const runs = await app.store.listSequenceRuns({ ...page, sequenceId: sequence?.id });
-    for (const run of runs) {
-      noteUpstream(run);
-      out.sequenceRuns.push(await sequenceRunDetails(app.store, run));
-    }
+    for (const run of runs) out.sequenceRuns.push(await sequenceRunDetails(app.store, run));
   }
   if (!opts.sequence) {
     const sync = opts.sync ? await app.store.getSync(opts.sync) : null;
@@ -709,7 +697,6 @@ async function printRuns(app: App, term: Terminal, opts: { sequence?: string; sy
     // A sync since deleted (or renamed: a rename deletes and creates) has no slug any more: null, as the API answers.
     const slugs = new Map<number, string | null>();
     for (const run of runs) {
-      noteUpstream(run);
       if (!slugs.has(run.syncId)) slugs.set(run.syncId, (await app.store.getSync(run.syncId))?.slug ?? null);
       out.syncRuns.push({ ...syncRunView(run), sync: slugs.get(run.syncId) ?? null });
     }
@@ -721,14 +708,14 @@ async function printRuns(app: App, term: Terminal, opts: { sequence?: string; sy
   if (out.sequenceRuns.length > 0) {
     term.out('Sequence runs');
     for (const v of out.sequenceRuns as Awaited<ReturnType<typeof sequenceRunDetails>>[]) {
-      term.out(`  ${mark(v.status)} ${v.createdAt}  ${v.sequence ?? `(deleted sequence ${v.sequenceId})`}  ${v.status}  ${v.id}${v.resumedFrom ? `  (resumes ${v.resumedFrom})` : ''}${afterUpstream(v.id)}${v.reason ? `  — ${v.reason}` : ''}`);
+      term.out(`  ${mark(v.status)} ${v.createdAt}  ${v.sequence ?? `(deleted sequence ${v.sequenceId})`}  ${v.status}  ${v.id}${v.resumedFrom ? `  (resumes ${v.resumedFrom})` : ''}${afterUpstream(v)}${v.reason ? `  — ${v.reason}` : ''}`);
     }
   }
   if (out.syncRuns.length > 0) {
     term.out('Sync runs');
     for (const v of out.syncRuns as Array<ReturnType<typeof syncRunView> & { sync: string | null }>) {
       term.out(
-        `  ${mark(v.status)} ${v.createdAt}  #${v.id}  ${v.sync ?? `(deleted sync ${v.syncId})`}  ${v.status}  read ${v.querySize}, delivered +${v.successfulRows.addedCount} ~${v.successfulRows.changedCount} -${v.successfulRows.removedCount}, rejected ${v.failedRows.addedCount + v.failedRows.changedCount + v.failedRows.removedCount}${afterUpstream(v.id)}${v.error ? `  — ${v.error}` : ''}`,
+        `  ${mark(v.status)} ${v.createdAt}  #${v.id}  ${v.sync ?? `(deleted sync ${v.syncId})`}  ${v.status}  read ${v.querySize}, delivered +${v.successfulRows.addedCount} ~${v.successfulRows.changedCount} -${v.successfulRows.removedCount}, rejected ${v.failedRows.addedCount + v.failedRows.changedCount + v.failedRows.removedCount}${afterUpstream(v)}${v.error ? `  — ${v.error}` : ''}`,
       );
     }
   }
