@@ -553,6 +553,21 @@ describe('planner in the warehouse (PostgreSQL)', () => {
       expect(await digest('select * from crm_people')).toEqual(await digest('select * from people'));
     });
 
+    it('folds the delta in before a full resync compares by key', async () => {
+      keepInDelta(0, Number.POSITIVE_INFINITY);
+      const { url, h, run, digest } = await setup();
+      await using _h = h;
+      expect((await run()).status).toBe('success');
+      await sql(url, `update people set name = name || '!' where id % 100 = 0; delete from people where id % 97 = 0`);
+      expect((await run()).plannedRows).toEqual({ addedCount: 0, changedCount: 30, removedCount: 30 });
+      const all = await run({ fullResync: true });
+      expect(all.plannedRows).toEqual({ addedCount: 0, changedCount: ROWS - 30, removedCount: 0 });
+      expect(await sql(url, 'select delta_rows::int as n from lockstep_planner.lockstep_syncs')).toEqual([{ n: 0 }]);
+      expect(await digest(`select id, name, score, seen_at from ${planner}`)).toEqual(await digest('select * from people'));
+      expect(await digest('select * from crm_people')).toEqual(await digest('select * from people'));
+      expect((await run()).plannedRows).toEqual(NONE);
+    });
+
     it('compares by key once when the delta is written to or dropped by hand', async () => {
       keepInDelta(0, Number.POSITIVE_INFINITY);
       const { url, h, run, digest } = await setup();
