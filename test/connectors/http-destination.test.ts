@@ -367,6 +367,23 @@ describe('http destination: requests and bodies', () => {
     expect(receiver.requests.map((r) => `${r.method} ${r.path} ${r.body}`)).toEqual(['POST /contacts/archive {"ids": [4,5]}']);
   });
 
+  it('counts a 404 or 410 as deleted only for a delete whose path names its row; a batch delete answered 404 rejects its rows', async () => {
+    const receiver = await startReceiver((req, res) => {
+      if (req.path === '/contacts/4') return json(res, 404, { error: 'no contact 4' });
+      if (req.path === '/contacts/5') return json(res, 410, { error: 'contact 5 is gone' });
+      return text(res, 404, `Cannot ${req.method} ${req.path}`);
+    });
+    const destination = await openHttp(receiver.url);
+    const perRow = await destination.prepare(target('/contacts', { delete: { path: '/contacts/{{ row.id }}' } }));
+    expect(await perRow.write([remove(4), remove(5)])).toEqual([ok, ok]);
+
+    const refused = { ok: false, reason: 'HTTP 404: Cannot POST /contacts/archiv' };
+    const batch = await destination.prepare(target('/contacts', { delete: { method: 'POST', path: '/contacts/archiv' } }));
+    expect(await batch.write([remove(6), remove(7)])).toEqual([refused, refused]);
+    const oneByOne = await destination.prepare(target('/contacts', { delete: { method: 'POST', path: '/contacts/archiv' } }, { batchSize: 1 }));
+    expect(await oneByOne.write([remove(8)])).toEqual([refused]);
+  });
+
   it('fails a sync that deletes without a delete request, at its first delete, before sending anything', async () => {
     const receiver = await startReceiver();
     const destination = await openHttp(receiver.url);

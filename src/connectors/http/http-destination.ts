@@ -87,6 +87,11 @@ interface RequestShape {
   bodySetting: string;
   /** No body when none is written (a delete whose path names the row). */
   noDefaultBody: boolean;
+  /**
+   * A 404 or 410 answer means the row is gone already: a delete of one row whose path names it.
+   * A delete of a batch, or to a path that names no row, answered so reached no endpoint.
+   */
+  goneMeansDeleted: boolean;
   /** JSON pointer to the per-record results of a 2xx answer, or undefined when none are read. */
   results: string | undefined;
   resultsSetting: string;
@@ -245,7 +250,7 @@ class HttpWriter implements DestinationWriter {
           return this.delivered(p, answer.json).forEach((value, i) => (outcomes[p.rows[i] as number] = value));
         case 'refused':
           // A delete of a record that is not there (any more) has done what it was for.
-          if (p.shape === this.remove && (answer.status === 404 || answer.status === 410)) return all(p.rows, DELIVERED);
+          if (p.shape.goneMeansDeleted && (answer.status === 404 || answer.status === 410)) return all(p.rows, DELIVERED);
           return all(p.rows, { ok: false, reason: answer.reason });
         case 'transient':
           return all(p.rows, { ok: false, reason: answer.error.message, retryable: true, retryAfterSeconds: answer.error.retryAfterSeconds });
@@ -348,7 +353,7 @@ class HttpWriter implements DestinationWriter {
   }
 
   /** A request shape, refusing templates that read what they cannot. */
-  private shape(parts: Omit<RequestShape, 'oneRow' | 'noDefaultBody'>, batchSize: number | undefined, deleting: boolean): RequestShape {
+  private shape(parts: Omit<RequestShape, 'oneRow' | 'noDefaultBody' | 'goneMeansDeleted'>, batchSize: number | undefined, deleting: boolean): RequestShape {
     const templates = [
       { setting: parts.pathSetting, template: parts.path },
       ...(parts.body ? [{ setting: parts.bodySetting, template: parts.body }] : []),
@@ -374,7 +379,8 @@ class HttpWriter implements DestinationWriter {
     }
     const [form = RowsForm.Either] = [...forms];
     const oneRow = form === RowsForm.One || (form === RowsForm.Either && batchSize === 1);
-    return { ...parts, oneRow, noDefaultBody: deleting && oneRow && parts.path.form === RowsForm.One };
+    const namesRow = deleting && oneRow && parts.path.form === RowsForm.One;
+    return { ...parts, oneRow, noDefaultBody: namesRow, goneMeansDeleted: namesRow };
   }
 
   /** Refuses templates reading row fields the requests do not carry. */
