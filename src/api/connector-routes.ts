@@ -14,7 +14,7 @@ import { ErrorCode, LockstepError, NotFoundError, toError } from '../core/errors
 import { encodeKey } from '../core/keys.js';
 import type { Destination, Value } from '../core/ports.js';
 import { ENTITY_SECTIONS, type ConnectionDef, type EntityOrigin, type Stored } from '../core/workspace.js';
-import { validateEntity } from '../workspace/index.js';
+import { SLUG_PATTERN, validateEntity } from '../workspace/index.js';
 import type { ApiDeps } from './context.js';
 import { validationFailed } from './http-errors.js';
 import { refuseUnlistedTemplates } from './template-access.js';
@@ -215,7 +215,8 @@ export function registerConnectorRoutes(app: OpenAPIHono, deps: ApiDeps): void {
   async function checkedConnection(role: ConnectorRole, body: Record<string, unknown>) {
     const state = await store.loadWorkspace();
     const kind = role === 'source' ? 'source' : 'destination';
-    const slug = typeof body.slug === 'string' && body.slug !== '' ? body.slug : `new-${role}`;
+    // A test needs no slug: one the form has not finished yet (`CRM API`) is tested as a new connection.
+    const slug = typeof body.slug === 'string' && SLUG_PATTERN.test(body.slug) ? body.slug : `new-${role}`;
     const stored = (state[ENTITY_SECTIONS[kind]] as Array<ConnectionDef & Stored>).find((e) => e.slug === slug) ?? null;
     const withSecrets = stored ? connectors.keepRedacted(body, stored) : body;
     const checked = validateEntity(kind, { ...withSecrets, slug }, null, state, env, connectors);

@@ -53,6 +53,15 @@ describe('connection tests', () => {
     expect(stored.body.ok).toBe(true);
   });
 
+  it('a slug the form has not finished is tested as a new connection, not refused with nothing named', async () => {
+    const unfinished = await api.call('POST', '/api/destinations/test', { slug: 'CRM API', type: 'sqlite', path: join(api.dir, 'crm.db') });
+    expect(unfinished.status).toBe(200);
+    expect(unfinished.body).toEqual({ ok: true, message: 'Connected to destination "new-destination" (sqlite).' });
+    const wrong = await api.call('POST', '/api/sources/test', { slug: 'Warehouse', type: 'sqlite' });
+    expect(wrong.status).toBe(422);
+    expect(wrong.body.details).toEqual({ path: expect.stringContaining('path') });
+  });
+
   it('an unreachable one answers the connector’s message, without its password', async () => {
     // The stored destination's password, sent back hidden, is put back and used, and still never shown.
     const listed = await api.call('GET', '/api/destinations/pg');
