@@ -274,7 +274,8 @@ export class Delivery implements BatchDelivery {
     const { retry, clock, logger, signal, phases } = this.options;
     for (let attempt = 1; ops.length > 0; attempt++) {
       const sent = ops;
-      const answers = attempt === 1 && first !== null ? first : await withRetries('write', this.options, () => writer.write(sent));
+      const answers =
+        attempt === 1 && first !== null ? first : attempt === 1 ? await withRetries('write', this.options, () => writer.write(sent)) : await this.resend(writer, sent);
       if (answers.length !== sent.length) {
         throw new LockstepError(ErrorCode.Internal, `destination "${this.options.destination}" answered ${answers.length} outcomes for a batch of ${sent.length} rows`);
       }
@@ -300,6 +301,24 @@ export class Delivery implements BatchDelivery {
       places = again.map((i) => places[i] as number);
     }
     return outcomes;
+  }
+
+  /**
+   * Sends again rows answered retryable. The rest of their batch went through, so a transient
+   * failure of them all (an HTTP destination whose only request left answers 503) answers each of
+   * them retryable: the caller's attempts and backoff decide, and they are refused when the
+   * attempts run out, rather than failing the run and its delivered rows.
+   */
+  private async resend(writer: DestinationWriter, ops: WriteOperation[]): Promise<RowOutcome[]> {
+    try {
+      return await writer.write(ops);
+    } catch (thrown) {
+      const { signal } = this.options;
+      if (signal.aborted && !(thrown instanceof LockstepError)) throw new RunStopped(signal.reason as StopReason);
+      if (!(thrown instanceof LockstepError) || !thrown.retryable) throw thrown;
+      const answer: RowOutcome = { ok: false, reason: thrown.message, retryable: true, retryAfterSeconds: thrown.retryAfterSeconds };
+      return ops.map(() => answer);
+    }
   }
 
   /** The batch with looked-up fields replaced by the parents' ids; rows without one are refused in `outcomes`. */

@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { createConnectorRegistry } from '../../src/app.js';
 import type { ConnectorKind } from '../../src/core/connector-kind.js';
+import { ErrorCode, LockstepError } from '../../src/core/errors.js';
 import type { DestinationWriter, RowOutcome, WriteOperation, WriteTarget } from '../../src/core/ports.js';
 import { member, model, sequence, source, sync, workspace } from '../helpers/definitions.js';
 import { createHierarchyFixture, sqlite, startHarness, tempDir } from '../helpers/harness.js';
@@ -19,6 +20,11 @@ interface Recorder {
   calls: Map<string, WriteOperation[][]>;
   /** Objects whose rows are answered retryable this many times before being accepted. */
   flaky: Map<string, number>;
+  /**
+   * Keys answered retryable while the rest of their batch goes through; a write of only such keys
+   * fails as a whole, transiently (as an HTTP destination does when its one request answers 503).
+   */
+  stuck: Set<unknown>;
   planned: Array<{ rows: number; complete: boolean }>;
   planAhead: number;
 }
@@ -48,6 +54,10 @@ function recordingKind(recorder: Recorder): ConnectorKind<{ name: string }> {
                 if (flaky > 0) {
                   recorder.flaky.set(target.object, flaky - 1);
                   return batch.map(() => ({ ok: false, reason: 'HTTP 503: busy', retryable: true }));
+                }
+                if (batch.every((op) => recorder.stuck.has(op.key[0]))) throw new LockstepError(ErrorCode.Transient, 'POST /accounts/2 answered 503: down', { retryable: true });
+                if (batch.some((op) => recorder.stuck.has(op.key[0]))) {
+                  return batch.map((op) => (recorder.stuck.has(op.key[0]) ? { ok: false, reason: 'POST /accounts/2 answered 503: down', retryable: true } : { ok: true }));
                 }
                 return batch.map((op) => ({ ok: true, id: `${target.object}-${String(op.key[0])}` }));
               },
@@ -91,7 +101,7 @@ async function setup(recorder: Recorder) {
   return { h, runSync };
 }
 
-const newRecorder = (over: Partial<Recorder> = {}): Recorder => ({ calls: new Map(), flaky: new Map(), planned: [], planAhead: 0, ...over });
+const newRecorder = (over: Partial<Recorder> = {}): Recorder => ({ calls: new Map(), flaky: new Map(), stuck: new Set(), planned: [], planAhead: 0, ...over });
 
 describe('destination capabilities in the engine', () => {
   it('caps batches at maxBatchSize, records ids, and sends a parent id through lookup', async () => {
@@ -146,6 +156,21 @@ describe('destination capabilities in the engine', () => {
     expect(run.failedRows.addedCount).toBe(3);
     expect((await h.app.store.listRejectedRows(run.id, 10, 0))[0]?.reason).toBe('HTTP 503: busy');
     expect(recorder.calls.get('accounts')?.length).toBe(h.app.config.retry.attempts);
+  });
+
+  it('rejects a row answered retryable whose sends alone keep failing, and commits the rest of its batch', async () => {
+    const recorder = newRecorder({ stuck: new Set([2]) });
+    const { h, runSync } = await setup(recorder);
+    await using _ = h;
+    const run = await runSync('accounts');
+    expect(run.status).toBe('warning');
+    expect(run.error).toBeNull();
+    expect(run.successfulRows.addedCount).toBe(2);
+    expect(run.failedRows.addedCount).toBe(1);
+    const rejected = await h.app.store.listRejectedRows(run.id, 10, 0);
+    expect(rejected.map((r) => [r.key, r.reason])).toEqual([['[2]', 'POST /accounts/2 answered 503: down']]);
+    // The batch once, then the stuck row alone at each attempt left.
+    expect(recorder.calls.get('accounts')?.map((batch) => batch.length)).toEqual([3, ...Array<number>(h.app.config.retry.attempts - 1).fill(1)]);
   });
 
   it('lets a writer with planAhead see how many rows the run plans before its first batch', async () => {
