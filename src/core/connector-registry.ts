@@ -136,7 +136,7 @@ export class ConnectorRegistry implements Connectors {
       listObjects: destination.listObjects ? () => destination.listObjects?.() ?? Promise.resolve([]) : undefined,
       listFields: destination.listFields ? (object) => destination.listFields?.(object) ?? Promise.resolve([]) : undefined,
       readRows: destination.readRows ? (target, keys) => destination.readRows?.(target, keys) ?? Promise.resolve([]) : undefined,
-      prepare(target: WriteTarget): Promise<DestinationWriter> {
+      async prepare(target: WriteTarget): Promise<DestinationWriter> {
         const parsed = syncSettings.safeParse(target.settings ?? {});
         if (!parsed.success) {
           const first = parsed.error.issues[0];

@@ -196,6 +196,10 @@ describe('http destination settings', () => {
     expect(messages({ body: '{{ row.id ' })[0]).toMatch(/^body: not a valid Liquid template: output "\{\{ row.id " not closed/);
     expect(messages({ body: '{% include "/etc/passwd" %}' })[0]).toMatch(/tag "include" not found/);
     expect(messages({ delete: { path: '/c/{% if row.id %}' } })[0]).toMatch(/^delete.path: not a valid Liquid template: tag \{% if row.id %\} not closed/);
+    expect(messages({ body: '{"id": {{ record.id }}}' })[0]).toMatch(/^body: reads "record", which templates do not have.*use row \(one row per request\) or rows/);
+    expect(messages({ delete: { path: '/c/{{ customer.id }}' } })[0]).toMatch(/^delete.path: reads "customer"/);
+    const readme = '{"inputs": [{% for r in rows %}{"id": {{ r.id | json }}}{% unless forloop.last %},{% endunless %}{% endfor %}]}';
+    expect(messages({ body: readme, delete: { path: '/c/{% assign id = row.id %}{{ id }}' } })).toEqual([]);
     expect(messages({ results: 'results' })[0]).toMatch(/JSON pointer/);
     expect(messages({ results: '/data/~2' })[0]).toMatch(/JSON pointer/);
     expect(messages({ results: '/data/items' })).toEqual([]);
@@ -216,7 +220,7 @@ describe('http destination: preparing a writer', () => {
   it('refuses templates that read unknown variables, or both row and rows', async () => {
     const destination = await openHttp((await startReceiver()).url);
     const unknown = await failure(destination.prepare(target('/contacts', { body: '{"id": {{ record.id }}}' })));
-    expect(unknown.message).toMatch(/setting body reads "record", which templates do not have — use row/);
+    expect(unknown.message).toMatch(/setting body:? reads "record", which templates do not have — use row/);
     const both = await failure(destination.prepare(target('/contacts/{{ row.id }}', { body: '{{ rows | json }}' })));
     expect(both.message).toMatch(/object reads row, setting body reads rows — a request carries one row \(row\) or a batch \(rows\)/);
     const deleteFields = await failure(destination.prepare(target('/contacts', { delete: { path: '/contacts/{{ row.email }}' } })));

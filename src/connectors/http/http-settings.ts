@@ -5,7 +5,7 @@
 import { z } from 'zod';
 import { hinted } from '../../core/hints.js';
 import { intSetting, isTemplated, urlSetting } from '../settings.js';
-import { checkTemplate } from './http-templates.js';
+import { checkTemplate, unknownTemplateVariables } from './http-templates.js';
 import type { DestinationCapabilities } from '../../core/ports.js';
 
 /** The methods a request may use. */
@@ -77,7 +77,17 @@ const template = (description: string) =>
     .string()
     .superRefine((text, ctx) => {
       const problem = checkTemplate(text);
-      if (problem !== null) ctx.addIssue({ code: 'custom', message: `not a valid Liquid template: ${problem}` });
+      if (problem !== null) return ctx.addIssue({ code: 'custom', message: `not a valid Liquid template: ${problem}` });
+      const unknown = unknownTemplateVariables(text);
+      if (unknown.length > 0) {
+        ctx.addIssue({
+          code: 'custom',
+          message: hinted(
+            `reads ${unknown.map((v) => `"${v}"`).join(', ')}, which templates do not have`,
+            'use row (one row per request) or rows (the batch), e.g. {{ row.id }}',
+          ),
+        });
+      }
     })
     .meta({ description });
 

@@ -58,6 +58,21 @@ export function checkTemplate(text: string): string | null {
   }
 }
 
+/**
+ * The variables `text` reads that templates do not have (neither `row` nor `rows`); empty when it
+ * does not parse (checkTemplate says why).
+ */
+export function unknownTemplateVariables(text: string): string[] {
+  if (!/\{[{%]/.test(text)) return [];
+  const engine = (checker ??= createTemplateEngine());
+  try {
+    const names = engine.globalVariableSegmentsSync(engine.parse(text)).map(([name]) => String(name));
+    return [...new Set(names.filter((name) => !GLOBALS.includes(name)))];
+  } catch {
+    return [];
+  }
+}
+
 /** A parsed template with what it reads. */
 export class CompiledTemplate {
   /** `row` or `rows` (or neither), from the variables it reads. */
