@@ -655,6 +655,46 @@ describe('MySQL destination in a sync', () => {
     }
   });
 
+  it('writes binary values read from MySQL as their bytes: BINARY(16) ids and VARBINARY, loaded, merged and deleted', async () => {
+    const url = await createTestMysqlDatabase('destination_binary');
+    await mysqlSql(
+      url,
+      `create table things (id binary(16) primary key, data varbinary(8), name varchar(20));
+       create table things_copy (id binary(16) primary key, data varbinary(8), name varchar(20));
+       insert into things values (unhex('000102030405060708090a0b0c0d0e0f'), x'00ff', 'a'), (unhex('ffeeddccbbaa99887766554433221100'), '', 'b'),
+                                 (unhex('0123456789abcdef0123456789abcdef'), null, 'c')`,
+    );
+    const registry = createConnectorRegistry();
+    if (!registry.kind('mysql')) registry.register(mysqlConnector);
+    const h = await startHarness({
+      dir: tempDir(),
+      definition: workspace({
+        sources: [source('shop', { type: 'mysql', url })],
+        destinations: [source('copy', { type: 'mysql', url })],
+        models: [model('things', 'shop', 'select id, data, name from things')],
+        syncs: [sync('things', { model: 'things', destination: 'copy', object: 'things_copy', mode: 'mirror', maxDeletePercent: null })],
+      }),
+      connectors: () => registry,
+    });
+    await using _ = h;
+    const run = async () => {
+      const { run } = await h.app.worker.triggerSync('things');
+      return h.app.worker.waitForSyncRun(run.id);
+    };
+    const same = async () =>
+      expect(await mysqlSql(url, 'select hex(id) as id, hex(data) as data, name from things_copy order by id')).toEqual(
+        await mysqlSql(url, 'select hex(id) as id, hex(data) as data, name from things order by id'),
+      );
+    // Into the empty table in bulk, then merged by statements, then a row deleted by its key.
+    expect((await run()).status).toBe('success');
+    await same();
+    await mysqlSql(url, `update things set data = x'0a0b', name = 'a2' where name = 'a'; delete from things where name = 'c'`);
+    const second = await run();
+    expect(second.status).toBe('success');
+    expect(second.successfulRows).toEqual({ addedCount: 0, changedCount: 1, removedCount: 1 });
+    await same();
+  });
+
   it('takes rows from PostgreSQL as their COPY text lines, rejects a bad one alone, merges changes, and ends equal to the model', async () => {
     const pgUrl = await createTestDatabase('mysql_lines');
     await sql(

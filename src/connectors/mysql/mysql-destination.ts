@@ -335,6 +335,17 @@ export function isoToMysqlTime(value: Value, dateOnly: boolean): Value {
   return fraction ? `${date} ${time}.${fraction}` : `${date} ${time}`;
 }
 
+/** Base64 as sources write binary values (values.ts): groups of 4 characters, padded. */
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/**
+ * A value for a binary column (BINARY, VARBINARY, BLOB): sources give binary values as base64
+ * text, which goes as its bytes (a BINARY(16) id read from MySQL fits again); other values as they are.
+ */
+export function binaryParameter(value: Value): unknown {
+  return typeof value === 'string' && BASE64.test(value) ? Buffer.from(value, 'base64') : value;
+}
+
 const SIGNED_MIN = -(1n << 63n);
 const SIGNED_MAX = (1n << 63n) - 1n;
 const UNSIGNED_MAX = (1n << 64n) - 1n;
@@ -424,6 +435,8 @@ class MysqlWriter implements DestinationWriter {
   private readonly statementBytes: number;
   /** Inserts and upserts come as PostgreSQL COPY text lines, loaded as they are (see `lineField`). */
   readonly takesLines: boolean;
+  /** Per column, whether it holds bytes (BINARY, VARBINARY, BLOB): loaded as hex. */
+  private readonly binaryColumns: boolean[];
   /** Per column, how its field of a line is loaded (null when lines are not taken). */
   private readonly lineFields: LineField[] | null;
   /** Per column, how its field of a line becomes a value when the row goes by statement. */
@@ -444,6 +457,7 @@ class MysqlWriter implements DestinationWriter {
     const { columns, keyColumns } = target;
     const column = (name: string) => info.columns.get(name.toLowerCase()) as ColumnInfo;
     this.keyPositions = keyColumns.map((k) => columns.indexOf(k));
+    this.binaryColumns = columns.map((name) => BINARY_TYPES.has(column(name).dataType));
     this.nonKeyPositions = columns.flatMap((c, i) => (keyColumns.includes(c) ? [] : [i]));
     this.valueParameters = columns.map((name) => {
       const { dataType } = column(name);
@@ -451,6 +465,7 @@ class MysqlWriter implements DestinationWriter {
       if (dataType === 'datetime' || dataType === 'timestamp') return (v) => isoToMysqlTime(v, false);
       // A boolean into text is Lockstep's value (`true`), as in the other destinations, not MySQL's 1.
       if (TEXT_TYPES.has(dataType)) return (v) => (typeof v === 'boolean' ? String(v) : v);
+      if (BINARY_TYPES.has(dataType)) return binaryParameter;
       return (v) => v;
     });
     this.keyParameters = keyColumns.map((name, k) => {
@@ -607,9 +622,14 @@ class MysqlWriter implements DestinationWriter {
         continue;
       }
       for (let c = 0; c < width; c++) {
-        const value = (this.valueParameters[c] as (v: Value) => unknown)(op.values[c] ?? null) as Value;
+        const value = (this.valueParameters[c] as (v: Value) => unknown)(op.values[c] ?? null);
+        if (this.binaryColumns[c]) {
+          // Bytes as hex, which the load statement decodes (text in the load is read as utf8mb4).
+          fields[c] = value === null ? null : (Buffer.isBuffer(value) ? value : Buffer.from(String(value))).toString('hex');
+          continue;
+        }
         // A boolean for a number column (text columns took `true` already): MySQL's 1 and 0.
-        fields[c] = value === true ? 1 : value === false ? 0 : value;
+        fields[c] = value === true ? 1 : value === false ? 0 : (value as Value);
       }
       text += copyLine(fields, width);
     }
@@ -621,15 +641,20 @@ class MysqlWriter implements DestinationWriter {
    * The LOAD DATA statement. A timestamptz line field goes through a variable: PostgreSQL prints it
    * with its offset (`2024-01-02 05:04:05.5+02`), which MySQL does not read, so the server takes
    * the offset off and converts the time to UTC; a value it cannot convert stays as it is and
-   * raises the warning that sends the rows by statement.
+   * raises the warning that sends the rows by statement. A binary column's field is hex, decoded
+   * by the server (the load reads its text as utf8mb4, which bytes are not).
    */
   private loadStatement(): string {
     const cached = this.statements.get('load');
     if (cached) return cached;
     const columns = this.target.columns;
     const fields = this.lineFields;
-    const targets = columns.map((c, i) => (fields?.[i] === LineField.TimestampTz ? `@lockstep_${i}` : quoteMysqlIdent(c)));
-    const sets = columns.flatMap((c, i) => (fields?.[i] === LineField.TimestampTz ? [`${quoteMysqlIdent(c)} = ${utcFromOffsetText(`@lockstep_${i}`)}`] : []));
+    const through = (i: number) => fields?.[i] === LineField.TimestampTz || this.binaryColumns[i];
+    const targets = columns.map((c, i) => (through(i) ? `@lockstep_${i}` : quoteMysqlIdent(c)));
+    const sets = columns.flatMap((c, i) => {
+      if (fields?.[i] === LineField.TimestampTz) return [`${quoteMysqlIdent(c)} = ${utcFromOffsetText(`@lockstep_${i}`)}`];
+      return this.binaryColumns[i] ? [`${quoteMysqlIdent(c)} = unhex(@lockstep_${i})`] : [];
+    });
     // Separators as hex strings: they read the same whatever the session's NO_BACKSLASH_ESCAPES.
     const text =
       `load data local infile 'lockstep-rows' into table ${this.table} character set utf8mb4 fields terminated by x'09' escaped by x'5c' lines terminated by x'0a' (${targets.join(', ')})` +
