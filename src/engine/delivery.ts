@@ -264,7 +264,7 @@ export class Delivery implements BatchDelivery {
     let first: RowOutcome[] | null = null;
     if (this.lookups.length === 0) {
       // The common case: the batch as planned, answered without a row to send again.
-      first = await withRetries('write', this.options, () => writer.write(batch));
+      first = await this.withRetries(() => writer.write(batch));
       if (!first.some((answer) => !answer.ok && answer.retryable === true)) return first;
     }
     const outcomes: RowOutcome[] = new Array(batch.length);
@@ -275,7 +275,7 @@ export class Delivery implements BatchDelivery {
     for (let attempt = 1; ops.length > 0; attempt++) {
       const sent = ops;
       const answers =
-        attempt === 1 && first !== null ? first : attempt === 1 ? await withRetries('write', this.options, () => writer.write(sent)) : await this.resend(writer, sent);
+        attempt === 1 && first !== null ? first : attempt === 1 ? await this.withRetries(() => writer.write(sent)) : await this.resend(writer, sent);
       if (answers.length !== sent.length) {
         throw new LockstepError(ErrorCode.Internal, `destination "${this.options.destination}" answered ${answers.length} outcomes for a batch of ${sent.length} rows`);
       }
@@ -297,10 +297,24 @@ export class Delivery implements BatchDelivery {
       } catch {
         throw new RunStopped(signal.reason as StopReason);
       }
+      await this.checkStop();
       ops = again.map((i) => sent[i] as WriteOperation);
       places = again.map((i) => places[i] as number);
     }
     return outcomes;
+  }
+
+  /**
+   * A write retried with the run's backoff. Before each retry the store is asked whether the run was
+   * cancelled (by another process: `lockstep sync cancel`), so a batch the destination keeps
+   * failing does not hold a cancelled run until its attempts run out.
+   */
+  private async withRetries(write: () => Promise<RowOutcome[]>): Promise<RowOutcome[]> {
+    let attempts = 0;
+    return withRetries('write', this.options, async () => {
+      if (attempts++ > 0) await this.checkStop();
+      return write();
+    });
   }
 
   /**

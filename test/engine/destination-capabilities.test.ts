@@ -25,6 +25,8 @@ interface Recorder {
    * fails as a whole, transiently (as an HTTP destination does when its one request answers 503).
    */
   stuck: Set<unknown>;
+  /** Objects whose every write fails as a whole, transiently, asking to wait a second. */
+  down: Set<string>;
   planned: Array<{ rows: number; complete: boolean }>;
   planAhead: number;
 }
@@ -55,6 +57,7 @@ function recordingKind(recorder: Recorder): ConnectorKind<{ name: string }> {
                   recorder.flaky.set(target.object, flaky - 1);
                   return batch.map(() => ({ ok: false, reason: 'HTTP 503: busy', retryable: true }));
                 }
+                if (recorder.down.has(target.object)) throw new LockstepError(ErrorCode.Transient, 'HTTP 503: down', { retryable: true, retryAfterSeconds: 1 });
                 if (batch.every((op) => recorder.stuck.has(op.key[0]))) throw new LockstepError(ErrorCode.Transient, 'POST /accounts/2 answered 503: down', { retryable: true });
                 if (batch.some((op) => recorder.stuck.has(op.key[0]))) {
                   return batch.map((op) => (recorder.stuck.has(op.key[0]) ? { ok: false, reason: 'POST /accounts/2 answered 503: down', retryable: true } : { ok: true }));
@@ -101,7 +104,7 @@ async function setup(recorder: Recorder) {
   return { h, runSync };
 }
 
-const newRecorder = (over: Partial<Recorder> = {}): Recorder => ({ calls: new Map(), flaky: new Map(), stuck: new Set(), planned: [], planAhead: 0, ...over });
+const newRecorder = (over: Partial<Recorder> = {}): Recorder => ({ calls: new Map(), flaky: new Map(), stuck: new Set(), down: new Set(), planned: [], planAhead: 0, ...over });
 
 describe('destination capabilities in the engine', () => {
   it('caps batches at maxBatchSize, records ids, and sends a parent id through lookup', async () => {
@@ -171,6 +174,19 @@ describe('destination capabilities in the engine', () => {
     expect(rejected.map((r) => [r.key, r.reason])).toEqual([['[2]', 'POST /accounts/2 answered 503: down']]);
     // The batch once, then the stuck row alone at each attempt left.
     expect(recorder.calls.get('accounts')?.map((batch) => batch.length)).toEqual([3, ...Array<number>(h.app.config.retry.attempts - 1).fill(1)]);
+  });
+
+  it('stops a run cancelled from another process while a failing batch is retried, before its attempts run out', async () => {
+    const recorder = newRecorder({ down: new Set(['accounts']) });
+    const { h } = await setup(recorder);
+    await using _ = h;
+    const { run } = await h.app.worker.triggerSync('accounts');
+    while (!recorder.calls.has('accounts')) await new Promise((resolve) => setTimeout(resolve, 10));
+    // As `lockstep sync cancel` does from another process: the request is only in the store.
+    await h.app.store.requestSyncRunCancel(run.id);
+    const ended = await h.app.worker.waitForSyncRun(run.id);
+    expect(ended.status).toBe('cancelled');
+    expect(recorder.calls.get('accounts')?.length).toBeLessThan(h.app.config.retry.attempts);
   });
 
   it('lets a writer with planAhead see how many rows the run plans before its first batch', async () => {
