@@ -331,6 +331,21 @@ describe('http destination: requests and bodies', () => {
     expect(receiver.requests.map((r) => r.path)).toEqual(['/contacts/User%201']);
   });
 
+  it('rejects a row whose values leave a segment of its path empty, rather than sending it to another resource', async () => {
+    const receiver = await startReceiver();
+    const destination = await openHttp(receiver.url);
+    const nested = await destination.prepare(target('/teams/{{ row.name }}/members/{{ row.id }}?notify={{ row.email }}', { method: 'PUT' }));
+    const outcomes = await nested.write([upsert(1), upsert(2, 'b@example.com', null), upsert(3, '', 'Red')]);
+    expect(outcomes[0]).toEqual(ok);
+    expect(reason(outcomes[1])).toBe('object rendered a path with an empty segment ("/teams//members/2") — a value it reads is empty or null');
+    expect(outcomes[2]).toEqual(ok);
+    const last = await destination.prepare(target('/people/{{ row.name | url_encode }}', { method: 'PUT' }));
+    expect(reason((await last.write([upsert(4, 'd@example.com', '')]))[0])).toMatch(/^object rendered a path with an empty segment \("\/people\/"\)/);
+    const slash = await destination.prepare(target('/people/{{ row.id }}/', { method: 'PUT' }));
+    expect(await slash.write([upsert(5)])).toEqual([ok]);
+    expect(receiver.requests.map((r) => r.path).sort()).toEqual(['/people/5/', '/teams/Red/members/3?notify=', '/teams/User%201/members/1?notify=u1@example.com']);
+  });
+
   it('keeps the base URL\'s query on every request and never shows it in a message', async () => {
     const receiver = await startReceiver((req, res) => (req.path.includes('fail') ? text(res, 500, 'boom') : json(res, 200, {})));
     const destination = await openHttp(`${receiver.url}/v2?api_key=k3y-in-query`);

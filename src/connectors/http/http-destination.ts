@@ -306,7 +306,9 @@ class HttpWriter implements DestinationWriter {
   private request(shape: RequestShape, rows: number[], scope: TemplateScope, defaultBody: () => string): PlannedRequest {
     let path: string;
     try {
-      path = shape.path.constant ? (shape.constantPath ??= this.path(shape.path.text, shape.pathSetting)) : this.path(shape.path.render(scope), shape.pathSetting);
+      path = shape.path.constant
+        ? (shape.constantPath ??= this.path(shape.path.text, shape.pathSetting))
+        : this.path(checkedSegments(shape.path.render(scope), shape.path.text, shape.pathSetting), shape.pathSetting);
     } catch (thrown) {
       return { rows, shape, request: null, refused: toError(thrown).message };
     }
@@ -400,6 +402,20 @@ class HttpWriter implements DestinationWriter {
       );
     }
   }
+}
+
+/**
+ * A rendered path whose values left a segment empty (`/teams//members`, `/people/` from
+ * `/people/{{ row.name }}`) is refused: the request would go to another resource, such as the
+ * collection, rather than fail.
+ */
+function checkedSegments(rendered: string, template: string, setting: string): string {
+  const path = rendered.trim().split('?')[0] ?? '';
+  const ownPath = template.trim().split('?')[0] ?? '';
+  if ((path.includes('//') && !ownPath.includes('//')) || (path.endsWith('/') && !ownPath.endsWith('/'))) {
+    throw new Error(`${setting} rendered a path with an empty segment (${JSON.stringify(path.slice(0, 200))}) — a value it reads is empty or null`);
+  }
+  return rendered;
 }
 
 /** Makes a record of values by field name. */
