@@ -437,6 +437,16 @@ describe('http destination: answers', () => {
     expect(all.map(reason)).toEqual(Array.from({ length: 3 }, () => `HTTP 422: ${long.slice(0, 500)}`));
   });
 
+  it('says to lower the batch size when the API refuses a request as too large (413)', async () => {
+    const receiver = await startReceiver((req, res) => (req.body.length > 100 ? text(res, 413, 'Request Entity Too Large') : json(res, 200, {})));
+    const destination = await openHttp(receiver.url);
+    const writer = await destination.prepare(target('/contacts'));
+    const outcomes = await writer.write([upsert(1), upsert(2), upsert(3)]);
+    expect(outcomes.map(reason)).toEqual(
+      Array.from({ length: 3 }, () => "HTTP 413: Request Entity Too Large — the API refuses a request this large: lower the sync's batchSize, or map fewer fields"),
+    );
+  });
+
   it('hides the url\'s query values and what the settings read from the environment, when an answer or a message would show them', async () => {
     const receiver = await startReceiver((req, res) => {
       if (req.path.includes('/slow/')) return undefined;

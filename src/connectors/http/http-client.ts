@@ -7,7 +7,8 @@
  * - 408, 429, 5xx, a reset or refused connection, a timeout → transient (retryable, with
  *   `Retry-After`; a 429 or 503 that says when to come back pauses every caller of the limiter);
  * - 401, 407 → thrown: the connection's credentials are wrong, no row can go;
- * - any other 4xx → refused, with `HTTP <status>: <the answer's first 500 characters>`;
+ * - any other 4xx → refused, with `HTTP <status>: <the answer's first 500 characters>` (a 413 also
+ *   saying to lower the sync's batchSize);
  * - a 2xx HTML page, a body that is not the JSON it should be, a redirect → thrown: the API
  *   answers garbage, naming the destination, the path and what was wrong.
  *
@@ -211,7 +212,11 @@ export class HttpClient {
         `${where()} (not authenticated): ${snippet || '(empty body)'} — check the connection's headers (e.g. Authorization) and the variables they read`,
       );
     }
-    if (status >= 400 && status < 500) return { kind: 'refused', status, reason: `HTTP ${status}: ${snippet || '(empty body)'}` };
+    if (status >= 400 && status < 500) {
+      // A request too large is refused whatever its rows hold: the fix is in the sync's settings.
+      const fix = status === 413 ? " — the API refuses a request this large: lower the sync's batchSize, or map fewer fields" : '';
+      return { kind: 'refused', status, reason: `HTTP ${status}: ${snippet || '(empty body)'}${fix}` };
+    }
     const location = header(response.headers, 'location');
     throw this.garbage(
       status >= 300 && status < 400
