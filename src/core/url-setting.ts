@@ -32,6 +32,17 @@ export function urlSetting(protocols: readonly string[], example: string, descri
       if (!protocols.includes(url.protocol)) {
         ctx.addIssue({ code: 'custom', message: hinted(`${what} must start with ${protocols.map((p) => `${p}//`).join(' or ')}, not ${url.protocol}//`, `e.g. ${example}`) });
       }
+      // A database URL's password holding @, / or # unencoded splits the URL elsewhere than meant:
+      // part of the password would be taken for the host or the database, and shown as such.
+      if (!/^https?:$/.test(url.protocol) && (url.hash !== '' || url.pathname.includes('@'))) {
+        ctx.addIssue({
+          code: 'custom',
+          message: hinted(
+            `${what} does not read as user:password@host... (it has a # or a second @)`,
+            'percent-encode @, /, #, ? and : in the user name and password (@ is %40, / is %2F, # is %23)',
+          ),
+        });
+      }
     })
     .meta({ description });
 }

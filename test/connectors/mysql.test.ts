@@ -65,6 +65,13 @@ describe('mysqlConnector', () => {
     expect(check('mariadb://crm:pw@db.example.com/crm')).toEqual([]);
     expect(check('${CRM_URL}')).toEqual([]);
     expect(check('postgres://crm:pw@db.example.com/crm')).toEqual([expect.stringMatching(/^url must start with mysql:\/\/ or mariadb:\/\//)]);
+    // A password with @, / or # left unencoded would put part of it in the host or the database, shown in messages.
+    for (const url of ['mysql://crm:p@QZx/w:rd#1@db.example.com:3306/crm', 'mysql://crm:x@yzk/q@db.example.com/crm', 'mysql://crm:4321#x@db.example.com/crm']) {
+      const messages = check(url);
+      expect(messages).toEqual([expect.stringMatching(/^url does not read as user:password@host\.\.\. \(it has a # or a second @\).*percent-encode @, \/, #/)]);
+      expect(messages.join()).not.toMatch(/QZx|yzk|4321/);
+    }
+    expect(check('mysql://crm:p%40QZx%2Fw%3Ard%231@db.example.com:3306/crm')).toEqual([]);
     expect(registry.redact({ slug: 'crm', type: 'mysql', settings: { url: 'mysql://crm:s3cret@db.example.com/crm' } }).settings).toEqual({
       url: 'mysql://crm:***@db.example.com/crm',
     });
