@@ -346,6 +346,19 @@ describe('http destination: requests and bodies', () => {
     expect(receiver.requests.map((r) => r.path).sort()).toEqual(['/people/5/', '/teams/Red/members/3?notify=', '/teams/User%201/members/1?notify=u1@example.com']);
   });
 
+  it('sends the url\'s user and password as Basic authentication, unless a header sets Authorization, and never shows them', async () => {
+    const receiver = await startReceiver((req, res) => json(res, 403, { error: 'no', youSent: req.headers.authorization }));
+    const withCredentials = receiver.url.replace('http://', 'http://api%20user:p%40ss-w0rd-42@');
+    const basic = `Basic ${Buffer.from('api user:p@ss-w0rd-42').toString('base64')}`;
+    const destination = await openHttp(withCredentials, { headers: {} });
+    const outcomes = await (await destination.prepare(target('/contacts'))).write([upsert(1)]);
+    expect(receiver.requests.map((r) => r.headers.authorization)).toEqual([basic]);
+    expect(reason(outcomes[0])).toBe('HTTP 403: {"error":"no","youSent":"***"}');
+    const overridden = await openHttp(withCredentials);
+    await (await overridden.prepare(target('/contacts'))).write([upsert(2)]);
+    expect(receiver.requests[1]?.headers.authorization).toBe(TOKEN);
+  });
+
   it('keeps the base URL\'s query on every request and never shows it in a message', async () => {
     const receiver = await startReceiver((req, res) => (req.path.includes('fail') ? text(res, 500, 'boom') : json(res, 200, {})));
     const destination = await openHttp(`${receiver.url}/v2?api_key=k3y-in-query`);

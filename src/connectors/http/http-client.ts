@@ -12,6 +12,7 @@
  * - a 2xx HTML page, a body that is not the JSON it should be, a redirect → thrown: the API
  *   answers garbage, naming the destination, the path and what was wrong.
  *
+ * A user and password in the url go as Basic authentication, unless a header sets Authorization.
  * No message names a header's value: they hold secrets, and answers that echo them are scrubbed.
  */
 import { EventEmitter } from 'node:events';
@@ -93,11 +94,16 @@ export class HttpClient {
       connect: { timeout: options.timeoutMs },
     });
     const headers: Record<string, string> = { accept: 'application/json', 'user-agent': 'lockstep' };
+    const { username, password } = options.url;
+    // Credentials in the url go as Basic authentication, as curl sends them (the origin drops them).
+    const basic = username || password ? `Basic ${Buffer.from(`${decodeURIComponent(username)}:${decodeURIComponent(password)}`).toString('base64')}` : null;
+    if (basic !== null) headers.authorization = basic;
     for (const [name, value] of Object.entries(options.headers)) headers[name.toLowerCase()] = value;
     this.headers = headers;
     this.bodyHeaders = { 'content-type': 'application/json', ...headers };
     this.noBodyHeaders = omit(headers, 'content-type');
     const headerTexts = Object.values(options.headers).flatMap((value) => [value, ...value.split(/\s+/).filter((word) => word.length >= 8)]);
+    if (basic !== null) headerTexts.push(basic, basic.slice('Basic '.length));
     this.secrets = secretTexts([...headerTexts, options.url.href, ...(options.secretValues ?? [])]).filter((text) => text !== options.url.href);
   }
 
