@@ -72,6 +72,8 @@ export const plannerNotes = {
     `planner table ${table} was dropped outside Lockstep: every row is sent again and the table rebuilt; rows that left the model since the last run are not removed from the destination (nothing records them any more) — remove them there by hand if the sync mirrors`,
   tampered: (table: string, byKeys: boolean) =>
     `planner table ${table} was changed outside Lockstep: compared by key only this run (every row sent again${byKeys ? ', rows gone from the model removed' : ''}) and rebuilt`,
+  keysChanged: (table: string, before: readonly string[], after: readonly string[]) =>
+    `the model's primary key changed (${before.join(', ')} → ${after.join(', ')}): every row is sent again and planner table ${table} rebuilt; rows that left the model since the last run are not removed from the destination — remove them there by hand if the sync mirrors`,
   columnsChanged: (before: readonly ColumnType[], after: readonly ColumnType[]) =>
     `the model's columns changed (${describeChange(before, after)}): every row is compared again by key and sent once`,
 };

@@ -656,6 +656,37 @@ describe('planner in the warehouse (PostgreSQL)', () => {
     expect(asked.plannedRows).toEqual({ addedCount: 0, changedCount: 0, removedCount: 1 });
   });
 
+  it.each([
+    ['', plannerTuning.deltaRows],
+    [', changes kept in the delta', 0],
+  ])('starts the planner table again when the model\'s primary key changes, saying so%s', async (_name, deltaRows) => {
+    keepInDelta(deltaRows, Number.POSITIVE_INFINITY);
+    const { url, h, run, digest } = await setup();
+    await using _ = h;
+    await sql(url, 'create unique index on crm_people (id, name)');
+    expect((await run()).status).toBe('success');
+    await sql(url, 'update people set score = score + 1 where id % 100 = 0');
+    expect((await run()).plannedRows).toEqual({ addedCount: 0, changedCount: 30, removedCount: 0 });
+
+    const definition = workspace({
+      sources: [source('warehouse', { type: 'postgres', settings: { url, planner: 'warehouse' } })],
+      destinations: [source('crm', { type: 'postgres', url })],
+      models: [model('people', 'warehouse', 'select id, name, score, seen_at from people', ['id', 'name'])],
+      syncs: [sync('people-to-crm', { model: 'people', destination: 'crm', object: 'crm_people', mode: 'mirror', batchSize: 500 })],
+    });
+    await h.app.store.applyWorkspace(definition, h.app.clock.now());
+    await sql(url, 'update people set score = score + 1 where id % 100 = 0');
+    const rekeyed = await run();
+    expect(rekeyed.status).toBe('success');
+    expect(rekeyed.comparison?.notes?.[0]).toMatch(/the model's primary key changed \(id → id, name\): every row is sent again/);
+    expect(rekeyed.plannedRows).toEqual({ addedCount: ROWS, changedCount: 0, removedCount: 0 });
+    expect(await digest('select * from crm_people')).toEqual(await digest('select * from people'));
+    await sql(url, `update people set score = score + 1 where id % 100 = 0; delete from people where id = 7`);
+    expect((await run()).plannedRows).toEqual({ addedCount: 0, changedCount: 30, removedCount: 1 });
+    expect(await digest('select * from crm_people')).toEqual(await digest('select * from people'));
+    expect((await run()).plannedRows).toEqual(NONE);
+  });
+
   it('names the grant to add when the user may not create the planner schema, and falls back with planner: auto', async () => {
     const url = await createTestDatabase('lockstep_wgrant');
     const role = `reader_${url.slice(-6)}`;

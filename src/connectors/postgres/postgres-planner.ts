@@ -631,7 +631,13 @@ export class PostgresPlanner implements WarehousePlanner {
       const sameAsRecorded = sameColumns(existing.columns, meta.columns);
       const emptied = Number(meta.row_count) > 0 && !(await this.hasRows(plannerTable));
       deltaLost = Number(meta.delta_rows) > 0 && !(await this.deltaIntact(plannerTable, existing.columns));
-      if (meta.tampered || !sameAsRecorded || !existing.guarded || emptied || deltaLost) {
+      // The planner table (and its delta) is keyed by the key it was built with: another key starts it again.
+      const keyedBefore = meta.key_columns;
+      if (keyedBefore !== null && (keyedBefore.length !== keys.length || keyedBefore.some((k, i) => k !== keys[i]))) {
+        kind = 'initial';
+        deltaLost = false;
+        notes.push(plannerNotes.keysChanged(`${this.schema}.${plannerTable}`, keyedBefore, keys));
+      } else if (meta.tampered || !sameAsRecorded || !existing.guarded || emptied || deltaLost) {
         kind = keyTypesSame(existing.columns) ? 'keys' : 'initial';
         notes.push(plannerNotes.tampered(`${this.schema}.${plannerTable}`, kind === 'keys'));
       } else if (!sameColumns(existing.columns, modelColumns)) {
