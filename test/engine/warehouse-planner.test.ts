@@ -568,6 +568,33 @@ describe('planner in the warehouse (PostgreSQL)', () => {
       expect((await run()).plannedRows).toEqual(NONE);
     });
 
+    it('compares a model column named as the comparison\'s own, and refuses one named as the delta\'s, naming it', async () => {
+      keepInDelta(0, Number.POSITIVE_INFINITY);
+      const query = 'select id, name, score as lockstep_present, seen_at from people';
+      const { url, h, run } = await setup({ models: [model('people', 'warehouse', query)] });
+      await using _h = h;
+      await sql(url, 'alter table crm_people rename column score to lockstep_present');
+      expect((await run()).status).toBe('success');
+      for (const id of [1, 2]) {
+        await sql(url, `update people set score = score + 1 where id = ${id}`);
+        expect((await run()).plannedRows).toEqual({ addedCount: 0, changedCount: 1, removedCount: 0 });
+      }
+      expect(await sql(url, 'select count(*)::int as n from (select id, name, score, seen_at from people except select * from crm_people) d')).toEqual([{ n: 0 }]);
+
+      await h.app.store.applyWorkspace(
+        workspace({
+          sources: [source('warehouse', { type: 'postgres', settings: { url, planner: 'warehouse' } })],
+          destinations: [source('crm', { type: 'postgres', url })],
+          models: [model('people', 'warehouse', 'select id, name, score as lockstep_gone, seen_at from people')],
+          syncs: [sync('people-to-crm', { model: 'people', destination: 'crm', object: 'crm_people', mode: 'mirror', batchSize: 500, mappings: [{ from: 'lockstep_gone', to: 'lockstep_present' }] })],
+        }),
+        h.app.clock.now(),
+      );
+      const refused = await run();
+      expect(refused.status).toBe('failed');
+      expect(refused.error).toMatch(/the model's query returns a column named "lockstep_gone", which the planner in the warehouse uses itself — rename it/);
+    });
+
     it('compares by key once when the delta is written to or dropped by hand', async () => {
       keepInDelta(0, Number.POSITIVE_INFINITY);
       const { url, h, run, digest } = await setup();

@@ -66,6 +66,9 @@ interface Shape {
 }
 
 
+/** Column names the planner's tables use themselves: the staged rows' kind, and a delta's removed rows. */
+const RESERVED = new Set(['lockstep_op', 'lockstep_gone']);
+
 /** Types without an equality operator are compared as text. */
 const TEXT_COMPARED = new Set(['json', 'xml', 'point', 'line', 'lseg', 'box', 'path', 'polygon', 'circle']);
 
@@ -603,7 +606,7 @@ export class PostgresPlanner implements WarehousePlanner {
     const seen = new Set<string>();
     for (const name of names) {
       if (seen.has(name)) throw new LockstepError(ErrorCode.Schema, `the model's query returns column "${name}" twice — give each column its own name (AS ...) to use the planner in the warehouse`);
-      if (name === 'lockstep_op') throw new LockstepError(ErrorCode.Schema, 'the model\'s query returns a column named "lockstep_op", which the planner in the warehouse uses itself — rename it');
+      if (RESERVED.has(name)) throw new LockstepError(ErrorCode.Schema, `the model's query returns a column named "${name}", which the planner in the warehouse uses itself — rename it`);
       seen.add(name);
     }
     const keys = [...request.primaryKey];
@@ -752,11 +755,13 @@ export class PostgresPlanner implements WarehousePlanner {
     const valueOf = (v: string) => (kind === 'keys' ? `lockstep_x.${q(v)}` : `CASE WHEN ${x} IS NOT NULL THEN lockstep_x.${q(v)} ELSE b.${q(v)} END`);
     // Compared by key, the first comparison holds every row the model has.
     const lookup = kind === 'keys' ? '' : `LEFT JOIN LATERAL (SELECT * FROM ${this.table(plannerTable)} AS lockstep_b WHERE ${x} IS NULL AND ${matching('lockstep_b', 'd')} OFFSET 0) AS b ON true`;
-    const againOp = `CASE WHEN NOT mv.lockstep_present THEN (CASE WHEN d.lockstep_gone THEN NULL ELSE 'r' END) WHEN d.lockstep_gone THEN 'a' WHEN ${differsIn('mv', 'd')} THEN 'c' END`;
+    const againOp = `CASE WHEN NOT mp.lockstep_present THEN (CASE WHEN d.lockstep_gone THEN NULL ELSE 'r' END) WHEN d.lockstep_gone THEN 'a' WHEN ${differsIn('mv', 'd')} THEN 'c' END`;
     const again =
       `SELECT (${againOp})::char AS lockstep_op, ${[...keys.map((k) => `d.${q(k)}`), ...values.map((v) => `mv.${q(v)}`)].join(', ')}\n` +
       `FROM ${delta} AS d LEFT JOIN lockstep_x ON ${matching('lockstep_x', 'd')} ${lookup}\n` +
-      `CROSS JOIN LATERAL (SELECT ${[`${present} AS lockstep_present`, ...values.map((v) => `${valueOf(v)} AS ${q(v)}`)].join(', ')}) AS mv`;
+      `CROSS JOIN LATERAL (SELECT ${present} AS lockstep_present) AS mp\n` +
+      // The model's values apart from the flag above, which a model column of its name would hide.
+      `CROSS JOIN LATERAL (SELECT ${values.length === 0 ? 'NULL' : values.map((v) => `${valueOf(v)} AS ${q(v)}`).join(', ')}) AS mv`;
     return (
       `WITH lockstep_x AS MATERIALIZED (SELECT * FROM (${arms.join('\nUNION ALL\n')}) AS lockstep_all WHERE lockstep_op IN ('a', 'c', 'r'))\n` +
       `SELECT * FROM (SELECT * FROM lockstep_x WHERE NOT EXISTS (SELECT 1 FROM ${delta} AS d WHERE ${matching('d', 'lockstep_x')})\nUNION ALL\n${again}) AS lockstep_diff ${filter}`
