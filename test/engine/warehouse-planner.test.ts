@@ -737,6 +737,43 @@ describe('planner in the warehouse (PostgreSQL)', () => {
     expect(fallback.comparison?.notes?.[0]).toMatch(/planner: auto on source "warehouse" fell back to the store's planner/);
   });
 
+  it('names the owner to change when the planner\'s tables belong to another user, in a run and a dry run', async () => {
+    const owner = await setup();
+    const { url } = owner;
+    {
+      await using _ = owner.h;
+      expect((await owner.run()).status).toBe('success');
+    }
+    const role = `later_${url.slice(-6)}`;
+    await sql(
+      url,
+      `create role ${role} login password 'pw'; grant create on schema public to ${role}; grant all on people, crm_people to ${role};
+       grant usage, create on schema lockstep_planner to ${role}; grant all on all tables in schema lockstep_planner to ${role}`,
+    );
+    const later = new URL(url);
+    later.username = role;
+    later.password = 'pw';
+    const { h, run } = await setup({ url: later.toString(), sequences: [sequence('all', [member('people-to-crm')])] });
+    await using _ = h;
+    const fix = new RegExp(`belong to user "[^"]+", and user "${role}" may not change them .* run ALTER TABLE "lockstep_planner".lockstep_syncs OWNER TO "${role}";`);
+    const refused = await run();
+    expect(refused.status).toBe('failed');
+    expect(refused.error).toMatch(fix);
+    expect((await h.app.planner.plan('all')).members[0]?.error).toMatch(fix);
+
+    // The fix the message names, for each of the schema's tables and the function.
+    await sql(
+      url,
+      `do $$ declare t text; begin
+         for t in select relname from pg_class where relnamespace = 'lockstep_planner'::regnamespace and relkind = 'r' loop
+           execute format('alter table lockstep_planner.%I owner to ${role}', t);
+         end loop;
+         alter function lockstep_planner.lockstep_guard() owner to ${role};
+       end $$`,
+    );
+    expect((await run()).status).toBe('success');
+  });
+
   it('takes a run\'s changes in on one connection when a second one cannot be opened', async () => {
     const halfRows = plannerTuning.halfRows;
     plannerTuning.halfRows = 10;

@@ -200,6 +200,13 @@ const MAX_RANGES = 8;
 /** About how many of the planner table's rows are sampled to place the ranges' bounds. */
 const SAMPLE_ROWS = 30_000;
 
+/**
+ * The owner of the planner's table of syncs (schema `$1`) when the current user is not it (nor a
+ * member of its role), as SQL; else null.
+ */
+const FOREIGN_OWNER = `SELECT pg_get_userbyid(c.relowner) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE n.nspname = $1 AND c.relname = 'lockstep_syncs' AND NOT pg_has_role(c.relowner, 'USAGE')`;
+
 /** SQLSTATE insufficient_privilege. */
 const NO_PRIVILEGE = '42501';
 /**
@@ -224,6 +231,8 @@ export class PostgresPlanner implements WarehousePlanner {
   /** Commits in the order they were asked for (each waits for the one before). */
   private readonly commits = new PlannerCommits((through, rejected) => this.commitNow(through, rejected));
   private fence: { syncId: number; runId: number; attempt: number } | null = null;
+  /** The user the planner's connection is, once known (see setUp). */
+  private user: string | null = null;
   /** The run's key columns and planner table, once planned. */
   private keys: string[] = [];
   private plannerTable = '';
@@ -276,13 +285,15 @@ export class PostgresPlanner implements WarehousePlanner {
   private async setUp(): Promise<void> {
     const { client, schema } = this;
     try {
-      const found = await client.query<{ usable: boolean | null; user: string; database: string }>(
+      const found = await client.query<{ usable: boolean | null; owner: string | null; user: string; database: string }>(
         `SELECT (SELECT has_schema_privilege(n.oid, 'CREATE') AND has_schema_privilege(n.oid, 'USAGE') FROM pg_namespace n WHERE n.nspname = $1) AS usable,
-                current_user AS user, current_database() AS database`,
+                (${FOREIGN_OWNER}) AS owner, current_user AS user, current_database() AS database`,
         [schema],
       );
-      const { usable, user, database } = found.rows[0] as { usable: boolean | null; user: string; database: string };
+      const { usable, owner, user, database } = found.rows[0] as { usable: boolean | null; owner: string | null; user: string; database: string };
+      this.user = user;
       if (usable === false) throw this.schemaRefused(user);
+      if (owner !== null) throw this.ownedElsewhere(owner);
       await client.query('BEGIN');
       try {
         // One process at a time creates the schema's objects (two runs may start together).
@@ -344,13 +355,15 @@ export class PostgresPlanner implements WarehousePlanner {
    */
   private async checkAccess(): Promise<void> {
     try {
-      const found = await this.client.query<{ usable: boolean | null; creates: boolean; user: string; database: string }>(
+      const found = await this.client.query<{ usable: boolean | null; owner: string | null; creates: boolean; user: string; database: string }>(
         `SELECT (SELECT has_schema_privilege(n.oid, 'CREATE') AND has_schema_privilege(n.oid, 'USAGE') FROM pg_namespace n WHERE n.nspname = $1) AS usable,
-                has_database_privilege(current_database(), 'CREATE') AS creates, current_user AS user, current_database() AS database`,
+                (${FOREIGN_OWNER}) AS owner, has_database_privilege(current_database(), 'CREATE') AS creates, current_user AS user, current_database() AS database`,
         [this.schema],
       );
-      const { usable, creates, user, database } = found.rows[0] as { usable: boolean | null; creates: boolean; user: string; database: string };
+      const { usable, owner, creates, user, database } = found.rows[0] as { usable: boolean | null; owner: string | null; creates: boolean; user: string; database: string };
+      this.user = user;
       if (usable === false) throw this.schemaRefused(user);
+      if (owner !== null) throw this.ownedElsewhere(owner);
       if (usable === null && !creates) throw this.databaseRefused(user, database);
     } catch (error) {
       throw this.failure('setting up the planner', error);
@@ -361,6 +374,21 @@ export class PostgresPlanner implements WarehousePlanner {
     return new LockstepError(
       ErrorCode.Connection,
       `the planner schema "${this.schema}" on ${this.where} exists but user "${user}" may not create tables in it — run: GRANT USAGE, CREATE ON SCHEMA ${quote(this.schema)} TO ${quote(user)}; (or set planner: store on the source)`,
+    );
+  }
+
+  /**
+   * The planner's objects in the schema belong to a user this one is not (made by an earlier
+   * source user, say): creating the schema's objects again, and rebuilding a planner table, take
+   * their ownership, which no grant gives.
+   */
+  private ownedElsewhere(owner: string, cause?: unknown): LockstepError {
+    const user = this.user === null ? 'the source\'s user' : `user "${this.user}"`;
+    const to = this.user === null ? 'the source\'s user' : quote(this.user);
+    return new LockstepError(
+      ErrorCode.Connection,
+      `the planner's tables in schema "${this.schema}" on ${this.where} belong to ${owner === '' ? 'another user' : `user "${owner}"`}, and ${user} may not change them (grants are not enough: PostgreSQL lets only a table's owner alter or drop it) — make it their owner: run ALTER TABLE ${quote(this.schema)}.lockstep_syncs OWNER TO ${to}; and the same for each of the schema's sync_* tables and for FUNCTION ${quote(this.schema)}.lockstep_guard() (or give the source its own plannerSchema, or set planner: store on the source)`,
+      cause === undefined ? undefined : { cause },
     );
   }
 
@@ -1126,6 +1154,7 @@ export class PostgresPlanner implements WarehousePlanner {
     if (thrown instanceof LockstepError) return thrown;
     const error = toError(thrown);
     const code = (thrown as { code?: string }).code;
+    if (code === NO_PRIVILEGE && /^must be owner of /.test(error.message)) return this.ownedElsewhere('', error);
     if (code === NO_PRIVILEGE) {
       return new LockstepError(
         ErrorCode.Connection,
