@@ -620,6 +620,31 @@ describe('planner in the warehouse (PostgreSQL)', () => {
     });
   });
 
+  it.each([
+    ['the planner table', plannerTuning.deltaRows, ''],
+    ['the planner table', 0, ''],
+    ['its delta', 0, '_delta'],
+  ])('compares by key once when the primary key of %s is dropped by hand (changes kept in a delta from %i planner rows)', async (_name, deltaRows, suffix) => {
+    keepInDelta(deltaRows, Number.POSITIVE_INFINITY);
+    const { url, h, run, digest } = await setup();
+    await using _ = h;
+    expect((await run()).status).toBe('success');
+    await sql(url, `update people set name = name || '!' where id % 100 = 0`);
+    expect((await run()).plannedRows).toEqual({ addedCount: 0, changedCount: 30, removedCount: 0 });
+
+    await sql(url, `alter table lockstep_planner.sync_1_people_to_crm${suffix} drop constraint sync_1_people_to_crm${suffix}_pkey`);
+    await sql(url, `update people set score = score + 1 where id = 7; insert into people values (5001, 'new', 1, null)`);
+    const rebuilt = await run();
+    expect(rebuilt.status).toBe('success');
+    expect(rebuilt.comparison?.notes?.[0]).toMatch(/was changed outside Lockstep: compared by key only this run/);
+    expect(rebuilt.plannedRows).toEqual({ addedCount: 1, changedCount: ROWS, removedCount: 0 });
+    expect(await digest('select * from crm_people')).toEqual(await digest('select * from people'));
+    await sql(url, 'update people set score = score + 1 where id = 8');
+    expect((await run()).plannedRows).toEqual({ addedCount: 0, changedCount: 1, removedCount: 0 });
+    expect((await run()).plannedRows).toEqual(NONE);
+    expect(await digest('select * from crm_people')).toEqual(await digest('select * from people'));
+  });
+
   it('rebuilds a planner table changed or dropped by hand, and re-compares once when column types change, saying so', async () => {
     const { url, h, run, digest } = await setup();
     await using _ = h;

@@ -661,14 +661,17 @@ export class PostgresPlanner implements WarehousePlanner {
     } else {
       const sameAsRecorded = sameColumns(existing.columns, meta.columns);
       const emptied = Number(meta.row_count) > 0 && !(await this.hasRows(plannerTable));
-      deltaLost = Number(meta.delta_rows) > 0 && !(await this.deltaIntact(plannerTable, existing.columns));
+      // Without its primary key on the model's key, the table takes no rows in (they are found by it):
+      // it is rebuilt, and its delta, which could be folded into it only by that key, is given up.
+      const keyLost = !sameKeys(existing.primaryKey, keys);
+      deltaLost = Number(meta.delta_rows) > 0 && (keyLost || !(await this.deltaIntact(plannerTable, existing.columns, keys)));
       // The planner table (and its delta) is keyed by the key it was built with: another key starts it again.
       const keyedBefore = meta.key_columns;
-      if (keyedBefore !== null && (keyedBefore.length !== keys.length || keyedBefore.some((k, i) => k !== keys[i]))) {
+      if (keyedBefore !== null && !sameKeys(keyedBefore, keys)) {
         kind = 'initial';
         deltaLost = false;
         notes.push(plannerNotes.keysChanged(`${this.schema}.${plannerTable}`, keyedBefore, keys));
-      } else if (meta.tampered || !sameAsRecorded || !existing.guarded || emptied || deltaLost) {
+      } else if (meta.tampered || !sameAsRecorded || !existing.guarded || keyLost || emptied || deltaLost) {
         kind = keyTypesSame(existing.columns) ? 'keys' : 'initial';
         notes.push(plannerNotes.tampered(`${this.schema}.${plannerTable}`, kind === 'keys'));
       } else if (!sameColumns(existing.columns, modelColumns)) {
@@ -693,10 +696,10 @@ export class PostgresPlanner implements WarehousePlanner {
     return { query, names, modelColumns, keys, values, kind, comparison, pendingCursor, plannerTable, delta, dropDelta: deltaLost };
   }
 
-  /** Whether the planner table's delta is as Lockstep left it: there, watched by the guard, with the table's columns after its own. */
-  private async deltaIntact(plannerTable: string, columns: ColumnType[]): Promise<boolean> {
+  /** Whether the planner table's delta is as Lockstep left it: there, watched by the guard, keyed by `keys`, with the table's columns after its own. */
+  private async deltaIntact(plannerTable: string, columns: ColumnType[], keys: string[]): Promise<boolean> {
     const found = await this.describeTable(plannerTable + DELTA_SUFFIX);
-    if (found === null || !found.guarded) return false;
+    if (found === null || !found.guarded || !sameKeys(found.primaryKey, keys)) return false;
     const [gone, ...rest] = found.columns;
     return gone?.name === 'lockstep_gone' && gone.type === 'boolean' && sameColumns(rest, columns);
   }
@@ -995,7 +998,7 @@ export class PostgresPlanner implements WarehousePlanner {
   private async readyDelta(planner: string, keys: string[]): Promise<void> {
     const { client } = this;
     const table = await this.describeTable(planner);
-    if (table !== null && (await this.deltaIntact(planner, table.columns))) return;
+    if (table !== null && (await this.deltaIntact(planner, table.columns, keys))) return;
     const d = this.table(planner + DELTA_SUFFIX);
     await client.query(`DROP TABLE IF EXISTS ${d}`);
     await client.query(`CREATE TABLE ${d} AS SELECT false AS lockstep_gone, p.* FROM ${this.table(planner)} AS p WITH NO DATA`);
@@ -1073,17 +1076,22 @@ export class PostgresPlanner implements WarehousePlanner {
     return new LockstepError(ErrorCode.LeaseLost, `another attempt took over the planner of sync ${this.fence?.syncId}; this attempt writes nothing more`);
   }
 
-  /** A table of the planner's schema: its columns and whether the guard watches it; null when absent. */
-  private async describeTable(name: string): Promise<{ columns: ColumnType[]; guarded: boolean } | null> {
-    const found = await this.client.query<{ columns: ColumnType[] | null; guarded: boolean }>(
+  /**
+   * A table of the planner's schema: its columns, whether the guard watches it, and its primary
+   * key's columns (empty without one); null when absent.
+   */
+  private async describeTable(name: string): Promise<{ columns: ColumnType[]; guarded: boolean; primaryKey: string[] } | null> {
+    const found = await this.client.query<{ columns: ColumnType[] | null; guarded: boolean; primary_key: string[] | null }>(
       `SELECT (SELECT json_agg(json_build_object('name', a.attname, 'type', format_type(a.atttypid, a.atttypmod)) ORDER BY a.attnum)
                  FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns,
-              EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND t.tgname = 'lockstep_guard') AS guarded
+              EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND t.tgname = 'lockstep_guard') AS guarded,
+              (SELECT array_agg(a.attname::text ORDER BY k.n) FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n)
+                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum WHERE i.indrelid = c.oid AND i.indisprimary) AS primary_key
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind = 'r'`,
       [this.schema, name],
     );
     const row = found.rows[0];
-    return row ? { columns: json<ColumnType[] | null>(row.columns) ?? [], guarded: row.guarded } : null;
+    return row ? { columns: json<ColumnType[] | null>(row.columns) ?? [], guarded: row.guarded, primaryKey: row.primary_key ?? [] } : null;
   }
 
   /**
@@ -1165,6 +1173,11 @@ export class PostgresPlanner implements WarehousePlanner {
     const transient = code !== undefined && (code.startsWith('08') || code === '40001' || code === '40P01' || code === '57P01');
     return new LockstepError(transient ? ErrorCode.Transient : ErrorCode.Query, `${what} on ${this.where} failed: ${error.message}`, { cause: error });
   }
+}
+
+/** The same key columns in the same order. */
+function sameKeys(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((k, i) => k === b[i]);
 }
 
 /** The meta row of a sync the planner never ran for: compared as a first run. */
