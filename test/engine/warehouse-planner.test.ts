@@ -170,6 +170,21 @@ describe('planner in the warehouse (PostgreSQL)', () => {
     expect((await run()).plannedRows).toEqual(NONE);
   });
 
+  it('leaves only its table of syncs and the planner table between runs', async () => {
+    const { url, h, run } = await setup();
+    await using _ = h;
+    const tables = () => sql(url, "select relname from pg_class where relnamespace = 'lockstep_planner'::regnamespace and relkind = 'r' order by 1");
+    const left = [{ relname: 'lockstep_syncs' }, { relname: 'sync_1_people_to_crm' }];
+    expect((await run()).status).toBe('success');
+    expect(await tables()).toEqual(left);
+    await sql(url, "update people set name = 'changed' where id = 4");
+    expect((await run()).plannedRows).toEqual({ addedCount: 0, changedCount: 1, removedCount: 0 });
+    expect(await tables()).toEqual(left);
+    const { run: reset } = await h.app.worker.triggerSync('people-to-crm', { resetCDC: true });
+    expect((await h.app.worker.waitForSyncRun(reset.id)).status).toBe('success');
+    expect(await tables()).toEqual(left);
+  });
+
   it('takes the model as delivered on resetCDC, and sends only new keys in insert mode, full resync or not', async () => {
     const { url, h, run } = await setup({ sync: { mode: 'insert' } });
     await using _ = h;

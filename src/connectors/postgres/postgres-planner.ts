@@ -945,7 +945,7 @@ export class PostgresPlanner implements WarehousePlanner {
       // The planner table is replaced: by the staging table itself when everything went, else by
       // the delivered rows (and, comparing by key, the removals not delivered yet, so they stay planned).
       if (everything && !anyRejected && kind !== 'keys') {
-        await client.query(`DROP TABLE IF EXISTS ${p}, ${d}`);
+        await client.query(`DROP TABLE IF EXISTS ${p}, ${d}, ${this.table(rejectedTable)}`);
         await client.query(`ALTER TABLE ${s} RENAME TO ${q(planner)}`);
         await client.query(`ALTER INDEX ${this.table(`${staging}_pkey`)} RENAME TO ${q(`${planner}_pkey`)}`);
         rowCount = Number(meta.staged_rows);
