@@ -777,6 +777,22 @@ describe('planner in the warehouse (PostgreSQL)', () => {
     expect(fallback.comparison?.notes?.[0]).toMatch(/planner: auto on source "warehouse" fell back to the store's planner/);
   });
 
+  it('says the model\'s query was refused, not the planner\'s schema, when the user may not read the model', async () => {
+    const url = await createTestDatabase('lockstep_wread');
+    const role = `reader_${url.slice(-6)}`;
+    await sql(url, `create role ${role} login password 'pw'; grant create on schema public to ${role}; grant create on database ${new URL(url).pathname.slice(1)} to ${role}`);
+    await sql(url, 'create table secret_people (id bigint primary key, name text not null, score integer not null, seen_at timestamptz)');
+    const limited = new URL(url);
+    limited.username = role;
+    limited.password = 'pw';
+    const { h, run } = await setup({ url: limited.toString(), models: [model('people', 'warehouse', 'select id, name, score, seen_at from secret_people')] });
+    await using _ = h;
+    const refused = await run();
+    expect(refused.status).toBe('failed');
+    expect(refused.error).toMatch(/^the model's query failed on source PostgreSQL at .*: permission denied for table secret_people — check the model's query/);
+    expect(refused.error).not.toMatch(/GRANT|USAGE and CREATE/);
+  });
+
   it('names the owner to change when the planner\'s tables belong to another user, in a run and a dry run', async () => {
     const owner = await setup();
     const { url } = owner;

@@ -622,7 +622,19 @@ export class PostgresPlanner implements WarehousePlanner {
     const { client } = this;
     // The model's columns and types.
     const query = request.query.replace(/[\s;]+$/, '');
-    const described = await client.query({ text: `SELECT * FROM (\n${query}\n) AS lockstep_model LIMIT 0`, rowMode: 'array' });
+    let described: pg.QueryResult;
+    try {
+      described = await client.query({ text: `SELECT * FROM (\n${query}\n) AS lockstep_model LIMIT 0`, rowMode: 'array' });
+    } catch (error) {
+      // A query that names what is not there, or what the user may not read (class 42): the model's
+      // to fix, whatever the planner's schema allows.
+      if (!String((error as { code?: string }).code ?? '').startsWith('42')) throw error;
+      throw new LockstepError(
+        ErrorCode.Query,
+        `the model's query failed on source ${this.where}: ${toError(error).message} — check the model's query (run it with psql to see the full error)`,
+        { cause: error },
+      );
+    }
     const names = described.fields.map((f) => f.name);
     const typeNames = (
       await client.query<{ type: string }>('SELECT format_type(t.oid, t.mod) AS type FROM unnest($1::oid[], $2::int[]) WITH ORDINALITY t(oid, mod, n) ORDER BY n', [
