@@ -1210,6 +1210,38 @@ describe('planner in the warehouse (MySQL / MariaDB)', () => {
     }
   });
 
+  it('says the model\'s query was refused, not the planner\'s database, when the user may not read the model', async () => {
+    const { createTestMysqlDatabase, mysqlSql } = await import('../helpers/mysql.js');
+    const url = await createTestMysqlDatabase('lockstep_wmyread');
+    const database = new URL(url).pathname.slice(1);
+    const role = `reader_${database.slice(-6)}`;
+    await mysqlSql(
+      url,
+      `create table people (id bigint primary key, name varchar(100) not null, score int not null, seen_at datetime(3) null);
+       create table crm_people (id bigint primary key, name varchar(100), score int, seen_at datetime(3));
+       create table secret_people (id bigint primary key, name varchar(100) not null, score int not null, seen_at datetime(3) null);
+       create user '${role}'@'%' identified by 'pw'; grant all on \`${database}\`.people to '${role}'@'%';
+       grant all on \`${database}\`.crm_people to '${role}'@'%'; grant all on \`${database}_p\`.* to '${role}'@'%'`,
+    );
+    try {
+      const limited = new URL(url);
+      limited.username = role;
+      limited.password = 'pw';
+      const { h, run } = await mysqlSetup({
+        url: limited.toString(),
+        plannerSchema: `${database}_p`,
+        models: [model('people', 'warehouse', 'select id, name, score, seen_at from secret_people')],
+      });
+      await using _ = h;
+      const refused = await run();
+      expect(refused.status).toBe('failed');
+      expect(refused.error).toMatch(/^the model's query failed on source MySQL at .*: SELECT command denied .*secret_people.* — check the model's query/);
+      expect(refused.error).not.toMatch(/GRANT ALL/);
+    } finally {
+      await mysqlSql(url, `drop user '${role}'@'%'`);
+    }
+  });
+
   it('finishes a planner table swap that an attempt stopped in the middle of, before or after the rename', async () => {
     const { createTestMysqlDatabase, mysqlSeries, mysqlSql } = await import('../helpers/mysql.js');
     const { MysqlPlanner } = await import('../../src/connectors/mysql/mysql-planner.js');

@@ -439,7 +439,19 @@ export class MysqlPlanner implements WarehousePlanner {
   /** The model's columns and keys, and how it is compared with the planner table (`meta`): shared by runs and dry runs. */
   private async shape(request: WarehousePlanRequest, meta: MetaRow, plannerTable: string, notes: string[]): Promise<Shape> {
     const query = request.query.replace(/[\s;]+$/, '');
-    const { fields } = await this.arrays(`SELECT * FROM (\n${query}\n) AS lockstep_model LIMIT 0`);
+    let fields: Field[];
+    try {
+      ({ fields } = await this.arrays(`SELECT * FROM (\n${query}\n) AS lockstep_model LIMIT 0`));
+    } catch (thrown) {
+      // Refused or wrong, the model's query is the model's to fix, whatever the planner's database allows.
+      const error = toError(thrown);
+      if (classifyMysqlError(error) === MysqlFailure.Transient) throw thrown;
+      throw new LockstepError(
+        ErrorCode.Query,
+        `the model's query failed on source ${this.where}: ${error.message} — check the model's query (run it with the mysql client to see the full error)`,
+        { cause: error },
+      );
+    }
     const names = fields.map((f) => f.name);
     const modelColumns = fields.map((f) => ({ name: f.name, type: typeName(f) }));
     const seen = new Set<string>();
