@@ -90,7 +90,7 @@ describe('lockstep sequence plan', () => {
     expect(unknown.code).not.toBe(0);
     expect(unknown.stderr).toContain('no sequence "crn" in the workspace (did you mean "crm"?)');
     const bad = await runMain(['--workspace', dir, 'sequence', 'plan', 'crm', '--samples', 'many']);
-    expect(bad.code).not.toBe(0);
-    expect(bad.stderr).toContain('--samples must be a whole number from 0 to 100, not "many"');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toBe('error: --samples must be a whole number from 0 to 100, not "many"\n');
   });
 });

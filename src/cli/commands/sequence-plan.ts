@@ -5,7 +5,7 @@
  */
 import type { Command } from 'commander';
 import type { App } from '../../app.js';
-import { NotFoundError, ValidationError } from '../../core/errors.js';
+import { ErrorCode, LockstepError, NotFoundError } from '../../core/errors.js';
 import type { Value } from '../../core/ports.js';
 import { DEFAULT_PLAN_SAMPLES, MAX_PLAN_SAMPLES, type MemberPlan, type PlanSample, type SequencePlan } from '../../core/sequence-plans.js';
 import { didYouMean } from '../../workspace/suggestions.js';
@@ -37,7 +37,7 @@ not delivered yet, are counted as rejected.`,
     .action(async (slug: string, opts: { samples: string; json?: boolean }) => {
       const samples = Number(opts.samples);
       if (!Number.isInteger(samples) || samples < 0 || samples > MAX_PLAN_SAMPLES) {
-        throw new ValidationError([{ path: '--samples', message: `--samples must be a whole number from 0 to ${MAX_PLAN_SAMPLES}, not "${opts.samples}"` }]);
+        throw new LockstepError(ErrorCode.Validation, `--samples must be a whole number from 0 to ${MAX_PLAN_SAMPLES}, not "${opts.samples}"`);
       }
       const { app, close } = await deps.open();
       try {
