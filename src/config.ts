@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname, tmpdir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
-import { ENV_ALLOW_SETTING, EnvAllowList, interpolate, withEnvAllowList, type TemplateEnv } from './core/connections.js';
+import { ENV_ALLOW_SETTING, EnvAllowList, blankTemplateNames, interpolate, withEnvAllowList, type TemplateEnv } from './core/connections.js';
 import { ErrorCode, LockstepError } from './core/errors.js';
 import type { LogLevel } from './core/logger.js';
 import type { RetryPolicy } from './engine/sync-runner.js';
@@ -87,7 +87,7 @@ export function resolveConfig(input: ConfigInput = {}): LockstepConfig {
   else if (input.storeSetting) {
     store =
       input.storeSetting.type === 'postgres'
-        ? { type: 'postgres', url: interpolate(input.storeSetting.url, env, 'store') }
+        ? { type: 'postgres', url: storeUrl(input.storeSetting.url, env) }
         : { type: 'sqlite', path: absolute(input.storeSetting.path, workspaceDir) };
   } else store = { type: 'sqlite', path: join(workspaceDir, 'lockstep.db') };
 
@@ -119,6 +119,23 @@ export function resolveConfig(input: ConfigInput = {}): LockstepConfig {
     },
     env: withEnvAllowList(env, EnvAllowList.parse(env[ENV_ALLOW_SETTING])),
   };
+}
+
+/**
+ * The workspace's store URL with its templates resolved. A variable exported empty is refused here:
+ * an empty connection string would reach whatever PostgreSQL the driver's defaults point at.
+ */
+function storeUrl(setting: string, env: TemplateEnv): string {
+  const url = interpolate(setting, env, 'store');
+  const blank = blankTemplateNames(setting, env);
+  if (blank.length > 0) {
+    const name = blank[0] as string;
+    throw new LockstepError(
+      ErrorCode.Validation,
+      `store uses \${${name}}, but the environment variable ${name} is empty — export ${name}=postgres://user:password@host:5432/database before running Lockstep`,
+    );
+  }
+  return url;
 }
 
 /** `host/pid/random`: a worker on this host whose pid is gone is known dead at once (engine/worker.ts). */

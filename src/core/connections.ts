@@ -8,6 +8,18 @@ export function templateNames(text: string): string[] {
   return [...text.matchAll(TEMPLATE)].map((m) => m[1] as string);
 }
 
+/**
+ * The variables of `text`'s templates that are set but blank, when they leave `text` blank: a setting
+ * such as a URL read whole from a variable exported empty. None when a variable is not set (that has
+ * its own message) or when the resolved text is not blank.
+ */
+export function blankTemplateNames(text: string, env: Record<string, string | undefined>): string[] {
+  const names = [...new Set(templateNames(text))];
+  if (names.length === 0 || names.some((name) => env[name] === undefined)) return [];
+  if (text.replace(TEMPLATE, (_match, name: string) => env[name] ?? '').trim() !== '') return [];
+  return names.filter((name) => env[name]?.trim() === '');
+}
+
 /** The server setting that lists the variables entities created through the API may read. */
 export const ENV_ALLOW_SETTING = 'LOCKSTEP_ENV_ALLOW';
 

@@ -129,6 +129,20 @@ describe('lockstep validate', () => {
     expect(none.stderr).toContain('no workspace found');
     expect(none.stderr).toContain('lockstep init');
   });
+
+  it('refuses a store URL read from a variable exported empty, naming the variable', async () => {
+    const dir = hierarchyWorkspace();
+    writeFileSync(join(dir, 'lockstep.yaml'), `store: { type: postgres, url: "\${STORE_URL}" }\n${hierarchyWorkspaceYaml()}`);
+    const validate = await runCli(['validate'], { cwd: dir, env: { STORE_URL: '' } });
+    expect(validate.code).toBe(2);
+    expect(validate.stderr).toContain('lockstep.yaml:1:31: store.url: environment variable STORE_URL is empty (the store uses ${STORE_URL}) — export STORE_URL=postgres://');
+    // A command that only opens the store says the same, and connects nowhere.
+    const runs = await runCli(['runs'], { cwd: dir, env: { STORE_URL: '' } });
+    expect(runs.code).toBe(2);
+    expect(runs.stderr).toBe(
+      'error: store uses ${STORE_URL}, but the environment variable STORE_URL is empty — export STORE_URL=postgres://user:password@host:5432/database before running Lockstep\n',
+    );
+  });
 });
 
 describe('lockstep plan and apply', () => {
