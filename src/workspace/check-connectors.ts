@@ -9,7 +9,7 @@ import type { ConnectorKind, ConnectorRole } from '../core/connector-kind.js';
 import type { ConnectorRegistry } from '../core/connector-registry.js';
 import type { Diagnostic } from '../core/errors.js';
 import type { Catalog, Declaration } from './check-workspace.js';
-import { ALLOWED_KEYS, issueDiagnostics, workspaceErrorMap } from './issue-diagnostics.js';
+import { ALLOWED_KEYS, issueDiagnostics, workspaceErrorMap, type IssueOptions } from './issue-diagnostics.js';
 import { didYouMean, listNames } from './suggestions.js';
 import type { PathSegment } from './workspace-file.js';
 import { SYNC_FIELDS } from './workspace-schema.js';
@@ -49,7 +49,9 @@ function checkConnection(connection: Declaration, section: 'sources' | 'destinat
     issue.code === 'unrecognized_keys' && issue.path.length === 0 && issue.message.startsWith(ALLOWED_KEYS)
       ? { ...issue, message: issue.message.replace(ALLOWED_KEYS, `${ALLOWED_KEYS}type,`) }
       : issue;
-  return issues.flatMap((issue) => located(connection, path, withType(issue)));
+  // A secret setting's value stays out of the message: validate's output lands in terminals and CI logs.
+  const secret = (issue: z.core.$ZodIssue): boolean => kind.secrets.includes(String(issue.path[0]));
+  return issues.flatMap((issue) => located(connection, path, withType(issue), { secret: secret(issue) }));
 }
 
 function checkSync(sync: Declaration, catalog: Catalog, registry: ConnectorRegistry): Diagnostic[] {
@@ -202,6 +204,6 @@ function settingNames(schema: z.ZodType | undefined): string[] {
 }
 
 /** A settings issue, located in the declaration's file under `path`. */
-function located(declaration: Declaration, path: PathSegment[], issue: z.core.$ZodIssue): Diagnostic[] {
-  return issueDiagnostics({ ...issue, path: [...path, ...issue.path] } as z.core.$ZodIssue, declaration.file, declaration.file.content());
+function located(declaration: Declaration, path: PathSegment[], issue: z.core.$ZodIssue, options: IssueOptions = {}): Diagnostic[] {
+  return issueDiagnostics({ ...issue, path: [...path, ...issue.path] } as z.core.$ZodIssue, declaration.file, declaration.file.content(), options);
 }

@@ -5,7 +5,7 @@
 import type { z } from 'zod';
 import type { Diagnostic } from '../core/errors.js';
 import type { PathSegment, WorkspaceFile } from './workspace-file.js';
-import { didYouMean, listNames, show, splitHint } from './suggestions.js';
+import { didYouMean, listNames, show as showValue, splitHint } from './suggestions.js';
 
 /** Prefix of the message an error map gives unknown-key issues, followed by the allowed keys. */
 export const ALLOWED_KEYS = 'allowed keys:';
@@ -51,10 +51,16 @@ function lookup(data: unknown, path: readonly PathSegment[]): { present: boolean
   return { present: true, value };
 }
 
-export function issueDiagnostics(issue: z.core.$ZodIssue, file: WorkspaceFile, data: unknown): Diagnostic[] {
+export interface IssueOptions {
+  /** The value is a secret (a kind's `secrets` setting): messages say what kind of value it is, never the value. */
+  secret?: boolean;
+}
+
+export function issueDiagnostics(issue: z.core.$ZodIssue, file: WorkspaceFile, data: unknown, { secret = false }: IssueOptions = {}): Diagnostic[] {
   const path = issue.path as PathSegment[];
   const field = fieldName(path);
   const { present, value } = lookup(data, path);
+  const show = secret ? showKind : showValue;
   const custom = splitHint(issue.message);
 
   const discriminator = issue.code === 'invalid_union' && 'note' in issue && issue.note === 'No matching discriminator';
@@ -71,7 +77,8 @@ export function issueDiagnostics(issue: z.core.$ZodIssue, file: WorkspaceFile, d
       );
     }
     case 'invalid_type': {
-      const hint = issue.expected === 'string' && (typeof value === 'number' || typeof value === 'boolean') ? `write it in quotes: "${String(value)}"` : hintForType(field, issue.expected);
+      const quoted = secret ? 'write it in quotes' : `write it in quotes: "${String(value)}"`;
+      const hint = issue.expected === 'string' && (typeof value === 'number' || typeof value === 'boolean') ? quoted : hintForType(field, issue.expected);
       return [file.diagnostic(path, `${field} must be ${EXPECTED[issue.expected] ?? issue.expected}, got ${show(value)}`, hint)];
     }
     case 'invalid_value': {
@@ -90,7 +97,7 @@ export function issueDiagnostics(issue: z.core.$ZodIssue, file: WorkspaceFile, d
       // When the value's type picks one alternative (a list, not a string), its own problems say more.
       const fitting = issue.errors.filter((branch) => !branch.every((inner) => inner.code === 'invalid_type' && inner.path.length === 0));
       if (fitting.length === 1 && fitting[0] !== undefined) {
-        return fitting[0].flatMap((inner) => issueDiagnostics({ ...inner, path: [...path, ...inner.path] } as z.core.$ZodIssue, file, data));
+        return fitting[0].flatMap((inner) => issueDiagnostics({ ...inner, path: [...path, ...inner.path] } as z.core.$ZodIssue, file, data, { secret }));
       }
       return [file.diagnostic(path, custom.hint ? custom.message : `${field} ${show(value)} is not valid`, custom.hint)];
     }
@@ -117,6 +124,13 @@ export function issueDiagnostics(issue: z.core.$ZodIssue, file: WorkspaceFile, d
     default:
       return [file.diagnostic(path, custom.message, custom.hint ?? `check ${field}`)];
   }
+}
+
+/** What kind of value a secret setting holds, without the value. */
+function showKind(value: unknown): string {
+  if (typeof value === 'string') return 'a string';
+  if (typeof value === 'number') return 'a number';
+  return showValue(value);
 }
 
 function hintForType(field: string, expected: string): string {

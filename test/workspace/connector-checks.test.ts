@@ -53,6 +53,22 @@ describe('connector checks in validate', () => {
     expect(result.errors.join('\n')).not.toContain('hunter2');
   });
 
+  it('says what kind of value a secret setting holds when it is not a string, never the value', async () => {
+    const result = await load(
+      yaml(
+        'destinations:',
+        '  hubspot: { type: hubspot, accessToken: 8675309123 }',
+        '  api: { type: http, url: "https://api.example.com", headers: { Authorization: 4815162342, X-Debug: true } }',
+      ),
+    );
+    expect(result.errors).toEqual([
+      'lockstep.yaml:2:42: destinations.hubspot.accessToken: accessToken must be a string, got a number — write it in quotes',
+      expect.stringMatching(/^lockstep\.yaml:3:\d+: destinations\.api\.headers\.Authorization: Authorization must be a string, got a number — write it in quotes$/),
+      expect.stringMatching(/^lockstep\.yaml:3:\d+: destinations\.api\.headers\.X-Debug: X-Debug must be a string, got true — write it in quotes$/),
+    ]);
+    expect(result.errors.join('\n')).not.toMatch(/8675309123|4815162342/);
+  });
+
   it('checks a sync\'s kind settings against its destination', async () => {
     const result = await load(
       yaml(
