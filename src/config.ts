@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname, tmpdir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
-import { ENV_ALLOW_SETTING, EnvAllowList, blankTemplateNames, interpolate, withEnvAllowList, type TemplateEnv } from './core/connections.js';
+import { ENV_ALLOW_SETTING, EnvAllowList, blankTemplateNames, interpolate, redactUrl, withEnvAllowList, type TemplateEnv } from './core/connections.js';
 import { ErrorCode, LockstepError } from './core/errors.js';
 import type { LogLevel } from './core/logger.js';
 import type { RetryPolicy } from './engine/sync-runner.js';
@@ -83,7 +83,7 @@ export function resolveConfig(input: ConfigInput = {}): LockstepConfig {
   const workspaceDir = resolve(input.workspaceDir ?? env.LOCKSTEP_WORKSPACE ?? process.cwd());
   const storeText = input.storeFlag ?? env.LOCKSTEP_STORE;
   let store: StoreConfig;
-  if (storeText) store = parseStore(storeText, workspaceDir);
+  if (storeText) store = parseStore(storeText, workspaceDir, input.storeFlag !== undefined ? '--store' : 'LOCKSTEP_STORE');
   else if (input.storeSetting) {
     store =
       input.storeSetting.type === 'postgres'
@@ -143,8 +143,16 @@ export function newWorkerId(): string {
   return `${hostname()}/${process.pid}/${randomBytes(3).toString('hex')}`;
 }
 
-function parseStore(text: string, workspaceDir: string): StoreConfig {
+/** `from`: the flag or variable `text` came from, for the message. */
+function parseStore(text: string, workspaceDir: string, from: string): StoreConfig {
   if (/^postgres(ql)?:\/\//.test(text)) return { type: 'postgres', url: text };
+  // Another scheme would otherwise be taken for a file path: a folder named after the URL, password included.
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(text)) {
+    throw new LockstepError(
+      ErrorCode.Validation,
+      `${from} "${redactUrl(text)}" is neither a postgres:// URL nor a file path — give postgres://user:password@host:5432/database for a PostgreSQL store, or the path of the embedded store's file`,
+    );
+  }
   return { type: 'sqlite', path: absolute(text, workspaceDir) };
 }
 

@@ -3,7 +3,7 @@
  * command line as a child process where the process boundary matters (exit codes, stdout/stderr,
  * the environment), `main()` in-process elsewhere.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/harness.js';
@@ -261,5 +261,19 @@ describe('help and argument errors', () => {
     const limit = await runMain(['--workspace', hierarchyWorkspace(), 'runs', '--limit', '0']);
     expect(limit.code).toBe(2);
     expect(limit.stderr).toContain('--limit 0 is not a positive whole number');
+  });
+
+  it('a store URL of another scheme is refused, not taken for a file path, and its password is not shown', async () => {
+    const dir = hierarchyWorkspace();
+    const before = readdirSync(dir).sort();
+    const flag = await runCli(['--store', 'mysql://etl:hunter2@db.example.com/lockstep', 'runs'], { cwd: dir });
+    expect(flag.code).toBe(2);
+    expect(flag.stderr).toBe(
+      'error: --store "mysql://etl:***@db.example.com/lockstep" is neither a postgres:// URL nor a file path — give postgres://user:password@host:5432/database for a PostgreSQL store, or the path of the embedded store\'s file\n',
+    );
+    const variable = await runCli(['runs'], { cwd: dir, env: { LOCKSTEP_STORE: 'mysql://etl:hunter2@db.example.com/lockstep' } });
+    expect(variable.code).toBe(2);
+    expect(variable.stderr).toContain('error: LOCKSTEP_STORE "mysql://etl:***@db.example.com/lockstep" is neither a postgres:// URL nor a file path');
+    expect(readdirSync(dir).sort()).toEqual(before);
   });
 });
