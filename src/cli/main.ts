@@ -6,8 +6,8 @@
  * (workspace errors, unknown slug, bad arguments) or a request the current state refuses (resuming a
  * run that did not fail, a token name taken); 3 anything else (store or connection trouble, a bug).
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { createApp, createConnectorRegistry, type App } from '../app.js';
@@ -72,9 +72,20 @@ async function configFor(global: GlobalOptions): Promise<LockstepConfig> {
   return resolveConfig({ workspaceDir, storeSetting: loaded.store, storeFlag: global.store, logLevel: global.logLevel });
 }
 
-/** The workspace folder: `--workspace`, else LOCKSTEP_WORKSPACE, else the current folder. */
+/**
+ * The workspace folder: `--workspace`, else LOCKSTEP_WORKSPACE, else the current folder. A file given
+ * there (lockstep.yaml itself) is refused with the folder to give instead.
+ */
 function workspaceDirFor(global: GlobalOptions): string {
-  return global.workspace ?? process.env.LOCKSTEP_WORKSPACE ?? process.cwd();
+  const dir = global.workspace ?? process.env.LOCKSTEP_WORKSPACE ?? process.cwd();
+  if (statSync(dir, { throwIfNoEntry: false })?.isFile()) {
+    const from = global.workspace !== undefined ? '--workspace' : 'LOCKSTEP_WORKSPACE';
+    throw new LockstepError(
+      ErrorCode.Validation,
+      `${from} ${dir} is a file, not a folder — give the folder that holds the workspace, e.g. ${from === '--workspace' ? '--workspace ' : 'LOCKSTEP_WORKSPACE='}${dirname(resolve(dir))}`,
+    );
+  }
+  return dir;
 }
 
 /**

@@ -43,6 +43,20 @@ describe('lockstep init', () => {
     expect(readFileSync(join(dir, 'lockstep.yaml'), 'utf8')).toContain('# my edits');
   });
 
+  it('refuses the workspace file given as the workspace folder, naming the folder to give', async () => {
+    const dir = hierarchyWorkspace();
+    const file = join(dir, 'lockstep.yaml');
+    for (const args of [['validate'], ['runs'], ['init']]) {
+      const result = await runCli(['--workspace', 'lockstep.yaml', ...args], { cwd: dir });
+      expect(result.code, args.join(' ')).toBe(2);
+      expect(result.stderr).toBe(`error: --workspace lockstep.yaml is a file, not a folder — give the folder that holds the workspace, e.g. --workspace ${dir}\n`);
+    }
+    const variable = await runCli(['validate'], { cwd: tempDir(), env: { LOCKSTEP_WORKSPACE: file } });
+    expect(variable.code).toBe(2);
+    expect(variable.stderr).toContain(`error: LOCKSTEP_WORKSPACE ${file} is a file, not a folder — give the folder that holds the workspace, e.g. LOCKSTEP_WORKSPACE=${dir}`);
+    expect(readFileSync(file, 'utf8')).toBe(hierarchyWorkspaceYaml());
+  });
+
   it('uses LOCKSTEP_WORKSPACE like every other command', async () => {
     const cwd = tempDir('lockstep-cli-cwd-');
     const target = join(tempDir('lockstep-cli-env-'), 'ws');
