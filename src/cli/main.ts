@@ -577,9 +577,14 @@ interface ServerSettings {
 
 /** The server's flags checked: a port number, and `--no-auth` only on a loopback host. */
 function serverSettings(flags: ServerFlags): ServerSettings {
-  const portText = flags.port ?? process.env.LOCKSTEP_PORT ?? String(DEFAULT_PORT);
+  // An empty LOCKSTEP_PORT counts as unset, as the other LOCKSTEP_ settings do.
+  const fromEnv = flags.port === undefined && Boolean(process.env.LOCKSTEP_PORT);
+  const portText = flags.port ?? (process.env.LOCKSTEP_PORT || String(DEFAULT_PORT));
   const port = Number(portText);
-  if (!/^\d+$/.test(portText) || port > 65535) throw new LockstepError(ErrorCode.Validation, `port "${portText}" is not a port number (0..65535)`);
+  if (!/^\d+$/.test(portText) || port > 65535) {
+    const given = fromEnv ? `LOCKSTEP_PORT=${portText}` : `--port "${portText}"`;
+    throw new LockstepError(ErrorCode.Validation, `${given} is not a port number (0..65535) — give a free port, e.g. ${fromEnv ? 'LOCKSTEP_PORT=' : '--port '}8080`);
+  }
   const host = flags.host ?? DEFAULT_HOST;
   const authRequired = flags.auth !== false;
   if (!authRequired && !isLoopbackHost(host)) {

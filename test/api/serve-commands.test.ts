@@ -81,13 +81,24 @@ describe('lockstep serve', () => {
     expect(result.stderr).toContain('--no-auth is allowed only on a loopback host');
   });
 
+  it('names LOCKSTEP_PORT when its value is not a port, and takes it empty for unset', async () => {
+    const dir = hierarchyWorkspace();
+    const bad = await runCli(['serve', '--drain'], { cwd: dir, env: { LOCKSTEP_PORT: 'http' }, timeoutMs: 15_000 });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toBe('error: LOCKSTEP_PORT=http is not a port number (0..65535) — give a free port, e.g. LOCKSTEP_PORT=8080\n');
+    // Empty: the default port (taken or not here, it is not refused as a value).
+    const empty = await runCli(['serve', '--drain'], { cwd: dir, env: { LOCKSTEP_PORT: '' }, timeoutMs: 15_000 });
+    expect(empty.stderr).not.toContain('is not a port number');
+    expect(empty.stderr + empty.stdout).toContain('127.0.0.1:3000');
+  });
+
   it('refuses bad flags and a port already taken before its worker or scheduler starts: a queued run stays queued, untouched', async () => {
     const dir = hierarchyWorkspace();
     expect((await runMain(['--workspace', dir, 'apply'])).code).toBe(0);
     const { syncRunId } = await enqueueWork(dir, 'crm', 'accounts-to-crm');
     await using taken = await takePort();
     for (const [args, code, message] of [
-      [['--port', '99999'], 2, 'port "99999" is not a port number (0..65535)'],
+      [['--port', '99999'], 2, '--port "99999" is not a port number (0..65535)'],
       [['--no-auth', '--host', '0.0.0.0'], 2, '--no-auth is allowed only on a loopback host'],
       [['--port', String(taken.port)], 3, `cannot listen on 127.0.0.1:${taken.port}`],
     ] as const) {
