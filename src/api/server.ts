@@ -223,7 +223,7 @@ export function createApiServer(serverOptions: ApiServerOptions): ApiServer {
           const shown = info.family === 'IPv6' ? `[${info.address}]` : info.address;
           resolveListen({ url: `http://${shown}:${info.port}`, port: info.port });
         });
-        started.once('error', (e: unknown) => reject(new LockstepError(ErrorCode.Internal, `cannot listen on ${host}:${port}: ${toError(e).message}`)));
+        started.once('error', (e: unknown) => reject(new LockstepError(ErrorCode.Internal, `cannot listen on ${host}:${port}: ${toError(e).message}${listenHint(e)}`)));
         server = started;
       });
     },
@@ -243,4 +243,16 @@ export function createApiServer(serverOptions: ApiServerOptions): ApiServer {
 
 async function isFile(path: string): Promise<boolean> {
   return stat(path).then((s) => s.isFile(), () => false);
+}
+
+/** The fix for a port that cannot be listened on, when the cause says which. */
+function listenHint(error: unknown): string {
+  switch ((error as { code?: unknown }).code) {
+    case 'EADDRINUSE':
+      return ' — another program listens on that port: stop it, or pick another port with --port (or LOCKSTEP_PORT), e.g. --port 8080';
+    case 'EACCES':
+      return ' — this user may not listen on that port: pick a port of 1024 or more with --port (or LOCKSTEP_PORT), e.g. --port 8080';
+    default:
+      return '';
+  }
 }

@@ -100,7 +100,11 @@ describe('lockstep serve', () => {
     for (const [args, code, message] of [
       [['--port', '99999'], 2, '--port "99999" is not a port number (0..65535)'],
       [['--no-auth', '--host', '0.0.0.0'], 2, '--no-auth is allowed only on a loopback host'],
-      [['--port', String(taken.port)], 3, `cannot listen on 127.0.0.1:${taken.port}`],
+      [
+        ['--port', String(taken.port)],
+        3,
+        `cannot listen on 127.0.0.1:${taken.port}: listen EADDRINUSE: address already in use 127.0.0.1:${taken.port} — another program listens on that port: stop it, or pick another port with --port (or LOCKSTEP_PORT), e.g. --port 8080`,
+      ],
     ] as const) {
       const result = await runMain(['--workspace', dir, 'serve', ...args]);
       expect(result.code, result.stderr).toBe(code);
