@@ -8,7 +8,7 @@ import type { z } from 'zod';
 import type { AuditLogWriter } from './audit-log.js';
 import { DEFAULT_BACKOFF, type BackoffPolicy } from './backoff.js';
 import type { ConnectorContext, ConnectorKind, ConnectorRole, RateLimits } from './connector-kind.js';
-import { environmentTexts, interpolateDeep, redactValue, templateValues, withoutValues, type TemplateEnv } from './connections.js';
+import { blankTemplateNames, environmentTexts, interpolateDeep, redactValue, settingStrings, templateValues, withoutValues, type TemplateEnv } from './connections.js';
 import { ErrorCode, LockstepError } from './errors.js';
 import { splitHint } from './hints.js';
 import type { Clock, Connectors, Destination, DestinationWriter, Logger, RateLimiter, Source, WriteTarget } from './ports.js';
@@ -195,6 +195,14 @@ export class ConnectorRegistry implements Connectors {
     if (!parsed.success) {
       const first = parsed.error.issues[0];
       const field = first?.path.join('.') || '(settings)';
+      // A variable exported empty is the cause to name: the file says `${VAR}`, not an empty value.
+      const blank = connection.blankTemplates?.[field]?.[0];
+      if (blank !== undefined) {
+        throw new LockstepError(
+          ErrorCode.Validation,
+          `${kind.type} connection "${connection.slug}": setting ${field} is empty: it reads \${${blank}}, and the environment variable ${blank} is empty — export ${blank}=... before running Lockstep`,
+        );
+      }
       // The message never echoes the value: it may be a secret read from the environment.
       throw new LockstepError(
         ErrorCode.Validation,
@@ -242,7 +250,12 @@ export function resolveConnection(
   env: TemplateEnv,
 ): ResolvedConnection {
   const settings = interpolateDeep(def.settings, env, `${role} "${def.slug}"`, def.origin ?? 'file') as Record<string, unknown>;
-  return { slug: def.slug, type: def.type, settings, baseDir, templateValues: templateValues(def.settings, env) };
+  const blankTemplates = Object.fromEntries(
+    settingStrings(def.settings)
+      .map(({ path, value }) => [path.join('.'), blankTemplateNames(value, env)] as const)
+      .filter(([, names]) => names.length > 0),
+  );
+  return { slug: def.slug, type: def.type, settings, baseDir, templateValues: templateValues(def.settings, env), blankTemplates };
 }
 
 /** Runs `open`; an error it throws loses the values read from the environment (a connector may echo a path or a database name). */

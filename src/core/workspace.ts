@@ -28,6 +28,8 @@ export interface ResolvedConnection {
   baseDir: string;
   /** The values the templates read from the environment, kept out of the messages of errors opening it (default: none). */
   templateValues?: string[];
+  /** Settings left blank by variables exported empty: each setting's path (`url`, `headers.Authorization`) → those variables (default: none). */
+  blankTemplates?: Record<string, string[]>;
 }
 
 /** A SQL query on a source, with a primary key unique per row. */

@@ -3,7 +3,7 @@
  * for a misspelt one, the run to cancel for a slug given instead of a run id, and a failed run's
  * error printed once, with PostgreSQL's own hint when the source is PostgreSQL.
  */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { sqlite, tempDir } from '../helpers/harness.js';
@@ -131,6 +131,20 @@ describe("a failed run's error", () => {
     expect(json.code).toBe(1);
     expect(JSON.parse(json.stdout)).toMatchObject({ status: 'failed', error: expect.stringContaining('no such column: nmae') });
     expect(json.stderr).toBe('');
+  });
+
+  it('names the variable exported empty that left a setting empty', async () => {
+    const dir = hierarchyWorkspace();
+    const yaml = readFileSync(join(dir, 'lockstep.yaml'), 'utf8').replace('crm: { type: sqlite, path: crm.db }', 'crm: { type: sqlite, path: "${CRM_PATH}" }');
+    writeFileSync(join(dir, 'lockstep.yaml'), yaml);
+    const env = { CRM_PATH: '' };
+    expect((await runCli(['apply'], { cwd: dir, env })).code).toBe(0);
+
+    const result = await runCli(['sync', 'run', 'accounts-to-crm'], { cwd: dir, env });
+    expect(result.code).toBe(1);
+    expect(result.stdout).toContain(
+      '  error: sqlite connection "crm": setting path is empty: it reads ${CRM_PATH}, and the environment variable CRM_PATH is empty — export CRM_PATH=... before running Lockstep\n',
+    );
   });
 
   it("keeps PostgreSQL's hint (PostgreSQL source)", async () => {
