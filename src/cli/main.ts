@@ -69,6 +69,13 @@ async function configFor(global: GlobalOptions): Promise<LockstepConfig> {
   if (loaded.files.length === 0 && !global.store && !process.env.LOCKSTEP_STORE) {
     throw new ValidationError(loaded.diagnostics, formatValidationReport(loaded.diagnostics));
   }
+  // A `store` section that cannot be read (a misspelt type, a bad path) must not fall back to the
+  // default store: the command would read and write another store than the one the files name.
+  if (loaded.files.length > 0 && loaded.store === null && !global.store && !process.env.LOCKSTEP_STORE) {
+    const aboutStore = loaded.diagnostics.filter((d) => d.path === 'store' || d.path.startsWith('store.'));
+    const shown = aboutStore.length > 0 ? aboutStore : loaded.diagnostics;
+    throw new ValidationError(shown, formatValidationReport(shown));
+  }
   return resolveConfig({ workspaceDir, storeSetting: loaded.store, storeFlag: global.store, logLevel: global.logLevel });
 }
 

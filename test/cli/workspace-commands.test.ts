@@ -144,6 +144,17 @@ describe('lockstep validate', () => {
     expect(none.stderr).toContain('lockstep init');
   });
 
+  it('a store section that cannot be read stops the commands that open the store, instead of the default store being used', async () => {
+    const dir = hierarchyWorkspace();
+    writeFileSync(join(dir, 'lockstep.yaml'), `store: { type: postgress, url: "postgres://lockstep:hunter2@db.example.com/lockstep" }\n${hierarchyWorkspaceYaml()}`);
+    for (const args of [['runs'], ['sync', 'run', 'accounts-to-crm'], ['token', 'list']]) {
+      const result = await runCli(args, { cwd: dir });
+      expect(result.code, args.join(' ')).toBe(2);
+      expect(result.stderr).toBe('lockstep.yaml:1:16: store.type: unknown type "postgress" (did you mean "postgres"?) — use one of: sqlite, postgres\n1 error in lockstep.yaml\n');
+    }
+    expect(existsSync(join(dir, 'lockstep.db'))).toBe(false);
+  });
+
   it('refuses a store URL read from a variable exported empty, naming the variable', async () => {
     const dir = hierarchyWorkspace();
     writeFileSync(join(dir, 'lockstep.yaml'), `store: { type: postgres, url: "\${STORE_URL}" }\n${hierarchyWorkspaceYaml()}`);
