@@ -16,7 +16,7 @@ import { checkAlerts, type AlertsDeclaration } from './check-alerts.js';
 import type { Catalog, Declaration } from './check-workspace.js';
 import { issueDiagnostics, workspaceErrorMap } from './issue-diagnostics.js';
 import { WorkspaceFile } from './workspace-file.js';
-import { findWorkspaceFiles, WORKSPACE_FILE_NAMES, WORKSPACE_FOLDER } from './workspace-files.js';
+import { findWorkspaceFiles, mayDeclareStore, WORKSPACE_FILE_NAMES, WORKSPACE_FOLDER } from './workspace-files.js';
 
 export { findWorkspaceFiles, WORKSPACE_FILE_NAMES, WORKSPACE_FOLDER };
 import { SECTION_NAMES, buildAlerts, buildWebhooks, storeSchema, workspaceFileSchema } from './workspace-schema.js';
@@ -36,7 +36,10 @@ export interface LoadResult {
   warnings: Diagnostic[];
   /** The workspace files read, relative to the workspace folder. */
   files: string[];
-  /** The store setting (default: SQLite `lockstep.db` in the folder); null when it is invalid or no workspace was found. */
+  /**
+   * The store setting (default: SQLite `lockstep.db` in the folder); null when it is invalid, when no
+   * workspace was found, or when a file that may set it could not be read or parsed.
+   */
   store: StoreSetting | null;
 }
 
@@ -114,7 +117,10 @@ export async function loadWorkspace(dir: string, env: Env, registry: ConnectorRe
     warnings.push(...checkLookupOrder(catalog));
   }
 
-  const storeSetting = resolveStore(root, store, env, diagnostics);
+  // A file too broken to parse may be the one naming the store: the default would be a guess.
+  const unparsed = names.filter((name) => !files.some((f) => f.file === name && f.usable));
+  const storeUnknown = store === null && unparsed.length > 0 && (await mayDeclareStore(root, unparsed));
+  const storeSetting = storeUnknown ? null : resolveStore(root, store, env, diagnostics);
   const fileOrder = new Map(names.map((name, i) => [name, i]));
   diagnostics.sort(
     (a, b) =>

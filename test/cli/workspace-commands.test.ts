@@ -155,6 +155,24 @@ describe('lockstep validate', () => {
     expect(existsSync(join(dir, 'lockstep.db'))).toBe(false);
   });
 
+  it('a file naming the store that does not parse stops the commands that open the store; a broken file that cannot name it does not', async () => {
+    const dir = hierarchyWorkspace();
+    writeFileSync(join(dir, 'lockstep.yaml'), `store: { type: sqlite, path: state/lockstep.db }\n${hierarchyWorkspaceYaml()}syncs: [\n`);
+    const runs = await runCli(['runs'], { cwd: dir });
+    expect(runs.code).toBe(2);
+    expect(runs.stderr).toMatch(/^lockstep\.yaml:\d+:\d+: invalid YAML: /m);
+    expect(existsSync(join(dir, 'lockstep.db'))).toBe(false);
+
+    // The same break in a file without a store line: the store is the one the readable files name.
+    writeFileSync(join(dir, 'lockstep.yaml'), `store: { type: sqlite, path: state/lockstep.db }\n${hierarchyWorkspaceYaml()}`);
+    mkdirSync(join(dir, 'lockstep'));
+    writeFileSync(join(dir, 'lockstep', 'more.yaml'), 'syncs: [\n');
+    const other = await runCli(['runs'], { cwd: dir });
+    expect(other.code, other.stderr).toBe(0);
+    expect(existsSync(join(dir, 'state', 'lockstep.db'))).toBe(true);
+    expect(existsSync(join(dir, 'lockstep.db'))).toBe(false);
+  });
+
   it('refuses a store URL read from a variable exported empty, naming the variable', async () => {
     const dir = hierarchyWorkspace();
     writeFileSync(join(dir, 'lockstep.yaml'), `store: { type: postgres, url: "\${STORE_URL}" }\n${hierarchyWorkspaceYaml()}`);
