@@ -386,7 +386,8 @@ Exit codes:
   program
     .command('runs')
     .description('list recent sequence runs and sync runs')
-    .option('--sequence <slug>', 'only runs of this sequence')
+    // One or the other: with both, neither list would be shown.
+    .addOption(new Option('--sequence <slug>', 'only runs of this sequence').conflicts('sync'))
     .option('--sync <slug>', 'only runs of this sync')
     .option('--limit <n>', 'how many runs', '20')
     .option('--json', 'print JSON')

@@ -47,6 +47,13 @@ describe('a misspelt slug', () => {
     expect(sequences.stderr).toContain('(did you mean "crm"?)');
   });
 
+  it('runs refuses --sequence with --sync, which together would list nothing', async () => {
+    const result = await runMain(['--workspace', dir, 'runs', '--sequence', 'crm', '--sync', 'accounts-to-crm']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain("error: option '--sequence <slug>' cannot be used with option '--sync <slug>'");
+    expect(result.stdout).not.toContain('No runs yet');
+  });
+
   it('suggests nothing when no slug is close', async () => {
     const result = await runMain(['--workspace', dir, 'sequence', 'run', 'invoices']);
     expect(result.code).toBe(2);
