@@ -70,7 +70,7 @@ export interface ConfigInput {
   workspaceDir?: string;
   /** The workspace file's `store` section, if any. */
   storeSetting?: StoreConfig | null;
-  /** `--store` flag: a file path or a postgres:// URL. */
+  /** `--store` flag: a file path (relative to the current folder) or a postgres:// URL. */
   storeFlag?: string;
   logLevel?: string;
   env?: Record<string, string | undefined>;
@@ -81,9 +81,10 @@ const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
 export function resolveConfig(input: ConfigInput = {}): LockstepConfig {
   const env = input.env ?? process.env;
   const workspaceDir = resolve(input.workspaceDir ?? env.LOCKSTEP_WORKSPACE ?? process.cwd());
-  const storeText = input.storeFlag ?? env.LOCKSTEP_STORE;
   let store: StoreConfig;
-  if (storeText) store = parseStore(storeText, workspaceDir, input.storeFlag !== undefined ? '--store' : 'LOCKSTEP_STORE');
+  // A path typed on the command line is relative to where it is typed; LOCKSTEP_STORE's to the workspace.
+  if (input.storeFlag) store = parseStore(input.storeFlag, process.cwd(), '--store');
+  else if (env.LOCKSTEP_STORE) store = parseStore(env.LOCKSTEP_STORE, workspaceDir, 'LOCKSTEP_STORE');
   else if (input.storeSetting) {
     store =
       input.storeSetting.type === 'postgres'
@@ -143,8 +144,8 @@ export function newWorkerId(): string {
   return `${hostname()}/${process.pid}/${randomBytes(3).toString('hex')}`;
 }
 
-/** `from`: the flag or variable `text` came from, for the message. */
-function parseStore(text: string, workspaceDir: string, from: string): StoreConfig {
+/** `base`: the folder a relative path resolves against; `from`: the flag or variable `text` came from, for the message. */
+function parseStore(text: string, base: string, from: string): StoreConfig {
   if (/^postgres(ql)?:\/\//.test(text)) return { type: 'postgres', url: text };
   // Another scheme would otherwise be taken for a file path: a folder named after the URL, password included.
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(text)) {
@@ -153,7 +154,7 @@ function parseStore(text: string, workspaceDir: string, from: string): StoreConf
       `${from} "${redactUrl(text)}" is neither a postgres:// URL nor a file path — give postgres://user:password@host:5432/database for a PostgreSQL store, or the path of the embedded store's file`,
     );
   }
-  return { type: 'sqlite', path: absolute(text, workspaceDir) };
+  return { type: 'sqlite', path: absolute(text, base) };
 }
 
 function absolute(path: string, base: string): string {

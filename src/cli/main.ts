@@ -156,7 +156,7 @@ export function buildProgram(term: Terminal = processTerminal, setExit: (code: n
     .description('Reverse ETL with sync sequences: move warehouse rows into operational systems, in a dependable order.')
     .version(packageVersion(), '-V, --version', 'print the version')
     .option('-w, --workspace <dir>', 'workspace folder holding lockstep.yaml (default: the current folder)')
-    .option('--store <path-or-url>', 'store: a SQLite file path (default: lockstep.db in the workspace) or a postgres:// URL shared by many processes')
+    .option('--store <path-or-url>', 'store: a SQLite file path, relative to the current folder (default: lockstep.db in the workspace) or a postgres:// URL shared by many processes')
     .addOption(new Option('--log-level <level>', 'JSON log level on stderr').choices(['debug', 'info', 'warn', 'error']))
     .addHelpText(
       'after',

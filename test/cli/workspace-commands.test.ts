@@ -306,6 +306,17 @@ describe('help and argument errors', () => {
     expect(limit.stderr).toContain('--limit 0 is not a positive whole number');
   });
 
+  it('--store takes a relative path from the current folder, as --workspace does', async () => {
+    const parent = tempDir('lockstep-cli-store-path-');
+    const dir = join(parent, 'ws');
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'lockstep.yaml'), hierarchyWorkspaceYaml());
+    const result = await runCli(['--workspace', 'ws', '--store', 'backups/lockstep.db', 'token', 'create', '--name', 'ci'], { cwd: parent });
+    expect(result.code, result.stderr).toBe(0);
+    expect(existsSync(join(parent, 'backups', 'lockstep.db'))).toBe(true);
+    expect(existsSync(join(dir, 'backups'))).toBe(false);
+  });
+
   it('a store URL of another scheme is refused, not taken for a file path, and its password is not shown', async () => {
     const dir = hierarchyWorkspace();
     const before = readdirSync(dir).sort();
