@@ -8,6 +8,7 @@ import { isAbsolute, join, resolve } from 'node:path';
 import type { Diagnostic } from '../core/errors.js';
 import { toError } from '../core/errors.js';
 import { blankTemplateNames, interpolate } from '../core/connections.js';
+import { ALERT_CHANNEL_SECRETS } from '../core/secrets.js';
 import type { ConnectorRegistry } from '../core/connector-registry.js';
 import type { ConnectionDef, ModelDef, SequenceDef, SyncDef, WorkspaceDefinition } from '../core/workspace.js';
 import { checkTemplates, checkWorkspace } from './check-workspace.js';
@@ -91,7 +92,7 @@ export async function loadWorkspace(dir: string, env: Env, registry: ConnectorRe
     }
     const parsed = workspaceFileSchema.safeParse(record, { error: workspaceErrorMap, reportInput: true });
     if (parsed.success) contents.push(parsed.data);
-    else diagnostics.push(...parsed.error.issues.flatMap((issue) => issueDiagnostics(issue, file, record)));
+    else diagnostics.push(...parsed.error.issues.flatMap((issue) => issueDiagnostics(issue, file, record, { secret: isSecretPath(record, issue.path) })));
 
     for (const section of SECTION_NAMES) {
       const entries = asRecord(record[section]);
@@ -194,6 +195,18 @@ function checkWebhookSecrets(file: WorkspaceFile, section: unknown, env: Env): D
     const secret = asRecord(asRecord(section)?.[endpoint])?.secret;
     return typeof secret === 'string' ? checkTemplates(file, ['webhooks', endpoint, 'secret'], secret, `the ${endpoint} webhook`, env) : [];
   });
+}
+
+/**
+ * Whether `path` leads to a secret in a workspace file's data: an alert channel's secret settings
+ * (see ALERT_CHANNEL_SECRETS) or a webhook's signing secret. Messages about it never show its value.
+ */
+function isSecretPath(data: Record<string, unknown>, path: readonly PropertyKey[]): boolean {
+  const [section, group, name, field] = path.map(String);
+  if (section === 'webhooks') return name === 'secret';
+  if (section !== 'alerts' || group !== 'channels' || name === undefined || field === undefined) return false;
+  const type = asRecord(asRecord(asRecord(data.alerts)?.channels)?.[name])?.type;
+  return typeof type === 'string' && Object.hasOwn(ALERT_CHANNEL_SECRETS, type) && (ALERT_CHANNEL_SECRETS[type as keyof typeof ALERT_CHANNEL_SECRETS] ?? []).includes(field);
 }
 
 function asRecord(value: unknown): Record<string, unknown> | null {

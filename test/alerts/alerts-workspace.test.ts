@@ -175,6 +175,28 @@ describe('alerts in the workspace', () => {
     ]);
   });
 
+  it('never shows the value of a channel\'s secret or a webhook\'s signing secret written as a number', async () => {
+    const { diagnostics } = await load({
+      'lockstep.yaml': yaml(
+        ...BASE,
+        'alerts:',
+        '  channels:',
+        '    pd: { type: pagerduty, routingKey: 11223344556677 }',
+        '    hook: { type: webhook, url: "https://hooks.example.com/x", secret: 99887766554433, headers: { Authorization: 5544332211 } }',
+        '  rules:',
+        '    - { on: [sync_failed], channels: [pd, hook] }',
+        'webhooks:',
+        '  dbtCloud: { secret: 12121212343434 }',
+      ),
+    });
+    expect(diagnostics.map(brief)).toEqual([
+      'lockstep.yaml:13: routingKey must be a string, got a number — write it in quotes',
+      'lockstep.yaml:14: secret must be a string, got a number — write it in quotes',
+      'lockstep.yaml:14: Authorization must be a string, got a number — write it in quotes',
+      'lockstep.yaml:18: secret must be a string, got a number — write it in quotes',
+    ]);
+  });
+
   it('merges alerts from several files and refuses a channel declared twice', async () => {
     const { diagnostics } = await load(
       {
