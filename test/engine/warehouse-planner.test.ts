@@ -555,12 +555,18 @@ describe('planner in the warehouse (PostgreSQL)', () => {
       expect(deltaRows[0]?.n === 0).toBe(foldFraction === 0);
     });
 
-    it('takes the delivered rows into the delta again when the run failed as it recorded its end', async () => {
+    /** A sync whose changes stay in the delta, after its first run and `changes` to the model. */
+    const changedAfterFirstRun = async (changes: string) => {
       keepInDelta(0, Number.POSITIVE_INFINITY);
-      const { url, h, run, digest } = await setup();
+      const set = await setup();
+      expect((await set.run()).status).toBe('success');
+      await sql(set.url, changes);
+      return set;
+    };
+
+    it('takes the delivered rows into the delta again when the run failed as it recorded its end', async () => {
+      const { h, run, digest } = await changedAfterFirstRun(`update people set name = name || '!' where id % 50 = 0; delete from people where id % 97 = 0`);
       await using _h = h;
-      expect((await run()).status).toBe('success');
-      await sql(url, `update people set name = name || '!' where id % 50 = 0; delete from people where id % 97 = 0`);
       await expectTakenInAgain(run);
       vi.restoreAllMocks();
       expect((await run()).plannedRows).toEqual(NONE);
@@ -569,11 +575,8 @@ describe('planner in the warehouse (PostgreSQL)', () => {
     });
 
     it('folds the delta in before a full resync compares by key', async () => {
-      keepInDelta(0, Number.POSITIVE_INFINITY);
-      const { url, h, run, digest } = await setup();
+      const { url, h, run, digest } = await changedAfterFirstRun(`update people set name = name || '!' where id % 100 = 0; delete from people where id % 97 = 0`);
       await using _h = h;
-      expect((await run()).status).toBe('success');
-      await sql(url, `update people set name = name || '!' where id % 100 = 0; delete from people where id % 97 = 0`);
       expect((await run()).plannedRows).toEqual({ addedCount: 0, changedCount: 30, removedCount: 30 });
       const all = await run({ fullResync: true });
       expect(all.plannedRows).toEqual({ addedCount: 0, changedCount: ROWS - 30, removedCount: 0 });
@@ -611,11 +614,8 @@ describe('planner in the warehouse (PostgreSQL)', () => {
     });
 
     it('compares by key once when the delta is written to or dropped by hand', async () => {
-      keepInDelta(0, Number.POSITIVE_INFINITY);
-      const { url, h, run, digest } = await setup();
+      const { url, h, run, digest } = await changedAfterFirstRun(`update people set name = name || '!' where id % 100 = 0`);
       await using _h = h;
-      expect((await run()).status).toBe('success');
-      await sql(url, `update people set name = name || '!' where id % 100 = 0`);
       expect((await run()).plannedRows).toEqual({ addedCount: 0, changedCount: 30, removedCount: 0 });
 
       await sql(url, `update ${planner}_delta set name = 'tampered' where id = 100`);
