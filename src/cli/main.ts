@@ -4,7 +4,8 @@
  * Exit codes: 0 success (a sequence run `done`, a sync run `success` or `warning`); 1 a run ended
  * `failed`, `cancelled` or `interrupted` (a sync run whose retry never appeared); 2 invalid input
  * (workspace errors, unknown slug, bad arguments) or a request the current state refuses (resuming a
- * run that did not fail, a token name taken); 3 anything else (store or connection trouble, a bug).
+ * run that did not fail, a token name taken); 3 anything else (store or connection trouble, a bug);
+ * 130 or 143 a second Ctrl-C or SIGTERM that quit without waiting for the run (see cancelOnSignal).
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -165,7 +166,8 @@ Exit codes:
   ${EXIT.ok}  success (a sequence run ended done, a sync run success or warning)
   ${EXIT.runFailed}  a run ended failed, cancelled or interrupted
   ${EXIT.invalid}  invalid input: workspace errors, an unknown slug, bad arguments, a request the state refuses
-  ${EXIT.error}  anything else: store or connection trouble, another process on the store, a bug`,
+  ${EXIT.error}  anything else: store or connection trouble, another process on the store, a bug
+  130, 143  a second Ctrl-C or SIGTERM quit without waiting for the run it started to stop`,
     )
     .showHelpAfterError()
     .configureOutput({ writeOut: (s) => term.out(s), writeErr: (s) => term.err(s) })

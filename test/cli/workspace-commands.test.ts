@@ -260,7 +260,7 @@ describe('help and argument errors', () => {
     for (const command of ['init', 'validate', 'plan', 'apply', 'sync', 'sequence', 'runs', 'serve', 'worker', 'scheduler', 'demo']) {
       expect(result.stdout).toMatch(new RegExp(`^  ${command}\\b`, 'm'));
     }
-    expect(result.stdout).toMatch(/Exit codes:\n\s+0 .*\n\s+1 .*failed.*\n\s+2 .*invalid.*\n\s+3 /);
+    expect(result.stdout).toMatch(/Exit codes:\n\s+0 .*\n\s+1 .*failed.*\n\s+2 .*invalid.*\n\s+3 .*\n\s+130, 143 .*Ctrl-C/);
   });
 
   it.each([
