@@ -85,6 +85,29 @@ describe('PostgresDestination', () => {
     }
   });
 
+  it('writes lists given as JSON text into array columns, by copy and by statement', async () => {
+    const url = await createTestDatabase('destination');
+    await sql(url, 'create table lists (id integer primary key, ns integer[], tags text[], grid integer[][], note text)');
+    const destination = await PostgresDestination.connect({ url });
+    try {
+      const writer = await destination.prepare({ object: 'lists', keyColumns: ['id'], columns: ['id', 'ns', 'tags', 'grid', 'note'] });
+      const tags = JSON.stringify(['a', 'b "quoted"', 'back\\slash', null, '{braces}, comma']);
+      expect(
+        await writer.write([
+          { kind: 'upsert', key: [1], values: [1, '[50,51]', tags, '[[1,2],[3,4]]', '[not an array column]'] },
+          { kind: 'upsert', key: [2], values: [2, '{7,8}', '[]', null, null] },
+        ]),
+      ).toEqual([{ ok: true }, { ok: true }]);
+      expect(await writer.write([{ kind: 'update', key: [2], values: [2, '[9]', '["x"]', '[[5]]', null] }])).toEqual([{ ok: true }]);
+      expect(await sql(url, 'select id, ns, tags, grid, note from lists order by id')).toEqual([
+        { id: 1, ns: [50, 51], tags: ['a', 'b "quoted"', 'back\\slash', null, '{braces}, comma'], grid: [[1, 2], [3, 4]], note: '[not an array column]' },
+        { id: 2, ns: [9], tags: ['x'], grid: [[5]], note: null },
+      ]);
+    } finally {
+      await destination.close();
+    }
+  });
+
   it('writes to schema.table', async () => {
     const url = await createTestDatabase('destination');
     await sql(url, 'create schema crm; create table crm.accounts (id integer primary key, name text)');

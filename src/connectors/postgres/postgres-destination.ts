@@ -278,6 +278,32 @@ function toText(value: Value): string | null {
   return typeof value === 'string' ? value : String(value);
 }
 
+/**
+ * A value for an array column: sources give a list as JSON text (`[50,51]`, DuckDB's lists, a
+ * PostgreSQL array read as values), which PostgreSQL reads as an array only in its own literal
+ * (`{50,51}`). Anything else (already a literal, not JSON) goes as it is.
+ */
+function arrayValue(value: Value): Value {
+  if (typeof value !== 'string' || value.charCodeAt(0) !== 0x5b /* [ */) return value;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    return value;
+  }
+  return Array.isArray(parsed) ? arrayLiteral(parsed) : value;
+}
+
+function arrayLiteral(items: unknown[]): string {
+  const element = (item: unknown): string => {
+    if (item === null || item === undefined) return 'NULL';
+    if (Array.isArray(item)) return arrayLiteral(item);
+    const text = typeof item === 'string' ? item : typeof item === 'object' ? JSON.stringify(item) : String(item);
+    return `"${text.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
+  };
+  return `{${items.map(element).join(',')}}`;
+}
+
 type Kind = WriteOperation['kind'];
 /** Statements that move the staging table's rows into the table. */
 type MergeKind = 'merge-upsert';
@@ -291,7 +317,7 @@ const UNIQUE_VIOLATION = '23505';
  * Sends `ops` as COPY text to a `copy ... from stdin` statement and waits for it to finish: their
  * lines when they carry them (rows read from PostgreSQL as COPY text), otherwise their values.
  */
-async function copyRows(client: pg.PoolClient, statement: string, ops: readonly WriteOperation[], width: number): Promise<void> {
+async function copyRows(client: pg.PoolClient, statement: string, ops: readonly WriteOperation[], width: number, arrays: readonly boolean[] | null): Promise<void> {
   const copy = client.query(copyFrom(statement));
   const done = new Promise<void>((resolve, reject) => {
     copy.on('finish', resolve);
@@ -324,7 +350,10 @@ async function copyRows(client: pg.PoolClient, statement: string, ops: readonly 
     // Values are turned into text 1,000 rows at a time.
     for (let start = 0; start < ops.length; start += 1000) {
       let chunk = '';
-      for (let i = start; i < Math.min(ops.length, start + 1000); i++) chunk += copyLine((ops[i] as WriteOperation).values, width);
+      for (let i = start; i < Math.min(ops.length, start + 1000); i++) {
+        const values = (ops[i] as WriteOperation).values;
+        chunk += copyLine(arrays ? values.map((v, c) => (arrays[c] ? arrayValue(v) : v)) : values, width);
+      }
       await send(chunk);
     }
   }
@@ -365,6 +394,8 @@ class PostgresWriter implements DestinationWriter {
    */
   private straightCopies: boolean;
   readonly takesLines: boolean;
+  /** Per written column, whether it holds an array (see arrayValue); null when none does. */
+  private readonly arrays: boolean[] | null;
 
   constructor(
     private readonly destination: PostgresDestination,
@@ -379,6 +410,8 @@ class PostgresWriter implements DestinationWriter {
       target.columns.every((column, i) => readsAsIs(encoding.types[i] ?? 0, info.columnOids.get(column) ?? 0));
     const key = [...target.keyColumns].sort().join('\u0000');
     this.straightCopies = empty && info.uniqueKeys.some((columns) => columns.join('\u0000') === key);
+    const arrays = target.columns.map((column) => info.columnTypes.get(column)?.endsWith('[]') === true);
+    this.arrays = arrays.includes(true) ? arrays : null;
   }
 
   /**
@@ -443,7 +476,7 @@ class PostgresWriter implements DestinationWriter {
     if (!(kind === 'insert' || (kind === 'upsert' && this.straightCopies)) || !batch.every((op) => op.kind === kind)) return false;
     const { columns } = this.target;
     try {
-      await copyRows(client, `begin; copy ${this.table} (${columns.map(quoteIdent).join(', ')}) from stdin; commit`, batch, columns.length);
+      await copyRows(client, `begin; copy ${this.table} (${columns.map(quoteIdent).join(', ')}) from stdin; commit`, batch, columns.length, this.arrays);
       return true;
     } catch (thrown) {
       if (kind !== 'upsert' || errorCode(thrown) !== UNIQUE_VIOLATION) throw thrown;
@@ -522,7 +555,7 @@ class PostgresWriter implements DestinationWriter {
     const params: Array<Array<string | null>> =
       kind === 'delete'
         ? keyColumns.map((_, c) => ops.map((op) => toText(op.key[c] ?? null)))
-        : columns.map((_, c) => ops.map((op) => toText(op.values[c] ?? null)));
+        : columns.map((_, c) => ops.map((op) => toText(this.arrays?.[c] ? arrayValue(op.values[c] ?? null) : (op.values[c] ?? null))));
     const result = await client.query<{ ord: string }>(text, params);
     if (kind !== 'update') return null;
     return new Set(result.rows.map((r) => Number(r.ord)));
@@ -542,14 +575,14 @@ class PostgresWriter implements DestinationWriter {
     const withOpening = (statement: string) => (opening === null ? statement : `${opening}; ${statement}`);
     if (kind === 'insert') {
       if (opening !== null) await client.query(opening);
-      await copyRows(client, `copy ${this.table} (${columnList}) from stdin`, ops, columns.length);
+      await copyRows(client, `copy ${this.table} (${columnList}) from stdin`, ops, columns.length, this.arrays);
       return;
     }
     if (this.straightCopies) {
       await client.query(withOpening('savepoint lockstep_copy'));
       opening = null;
       try {
-        await copyRows(client, `copy ${this.table} (${columnList}) from stdin`, ops, columns.length);
+        await copyRows(client, `copy ${this.table} (${columnList}) from stdin`, ops, columns.length, this.arrays);
         // Not released: the commit (or the release of an enclosing savepoint) ends it, one round trip fewer.
         return;
       } catch (thrown) {
@@ -563,7 +596,7 @@ class PostgresWriter implements DestinationWriter {
     await client.query(
       withOpening(`create temporary table if not exists ${staging} (${columns.map((_, i) => `a${i + 1} text`).join(', ')}) on commit delete rows`),
     );
-    await copyRows(client, `copy ${staging} from stdin`, ops, columns.length);
+    await copyRows(client, `copy ${staging} from stdin`, ops, columns.length, this.arrays);
     await client.query(this.statement('merge-upsert'));
   }
 
