@@ -331,6 +331,14 @@ describe('http destination: requests and bodies', () => {
     expect(receiver.requests.map((r) => r.path)).toEqual(['/contacts/User%201']);
   });
 
+  it('encodes a value with url_encode for a path and a query alike: a space as %20, a slash and a plus escaped', async () => {
+    const receiver = await startReceiver();
+    const destination = await openHttp(receiver.url);
+    const writer = await destination.prepare(target('/people/{{ row.name | url_encode }}?email={{ row.email | url_encode }}', { method: 'PUT' }));
+    expect(await writer.write([upsert(1, 'a+b@example.com', 'Red tag/+x')])).toEqual([ok]);
+    expect(receiver.requests.map((r) => r.path)).toEqual(['/people/Red%20tag%2F%2Bx?email=a%2Bb%40example.com']);
+  });
+
   it('rejects a row whose values leave a segment of its path empty, rather than sending it to another resource', async () => {
     const receiver = await startReceiver();
     const destination = await openHttp(receiver.url);

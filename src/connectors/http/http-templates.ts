@@ -43,6 +43,9 @@ export function createTemplateEngine(): Liquid {
   });
   for (const tag of ['include', 'render', 'layout', 'block']) delete engine.tags[tag];
   engine.registerFilter('json', (value: unknown) => JSON.stringify(value === undefined ? null : value));
+  // A space as %20, where liquidjs writes the + of form encoding: in a path a + is a plus, and %20
+  // reads as a space in a query string as well.
+  engine.registerFilter('url_encode', (value: unknown) => encodeURIComponent(value === null || value === undefined ? '' : String(value)));
   return engine;
 }
 
