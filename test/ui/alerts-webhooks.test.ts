@@ -7,12 +7,11 @@
 import { createHmac } from 'node:crypto';
 import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
 import { HttpReceiver } from '../alerts/receivers.js';
-import { killChildren, runCli } from '../cli/cli-helpers.js';
-import { ensureChromium } from '../setup/chromium.js';
-import { eventually, openBrowser, screenshot, startServer, uiWorkspace, type Browser, type UiServer } from './ui-harness.js';
+import { runCli } from '../cli/cli-helpers.js';
+import { type Browser, eventually, screenshot, servedForTests, type UiServer, uiWorkspace } from './ui-harness.js';
 
 const DBT_SECRET = 'whsec-ui-0123456789';
 
@@ -21,8 +20,10 @@ let browser: Browser;
 let page: Page;
 let receiver: HttpReceiver;
 
-beforeAll(async () => {
-  ensureChromium();
+servedForTests({ workspace: makeWorkspace, ready: (ui) => void ({ server, browser, page } = ui) });
+
+/** The standard workspace with a sequence started by a dbt Cloud job, the webhook secret, and two alert channels, applied. */
+async function makeWorkspace(): Promise<string> {
   receiver = await HttpReceiver.start((path) => (path === '/down' ? { status: 503 } : { status: 200 }));
   const dir = await uiWorkspace();
   // A sequence started by a dbt Cloud job, the webhook secret, and two alert channels.
@@ -42,16 +43,11 @@ alerts:
   );
   const applied = await runCli(['--workspace', dir, 'apply'], { cwd: dir });
   if (applied.code !== 0) throw new Error(`lockstep apply failed (${applied.code}):\n${applied.stderr}`);
-  server = await startServer(dir);
-  browser = await openBrowser();
-  page = browser.page;
-}, 15 * 60_000);
+  return dir;
+}
 
 afterAll(async () => {
-  await browser?.[Symbol.asyncDispose]();
-  await server?.[Symbol.asyncDispose]();
   await receiver?.[Symbol.asyncDispose]();
-  await killChildren();
 });
 
 const go = (hash: string) => page.goto(`${server.baseUrl}/${hash}`);

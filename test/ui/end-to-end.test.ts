@@ -8,12 +8,10 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
-import { killChildren } from '../cli/cli-helpers.js';
 import { sqlite, sqliteRows, tempDir } from '../helpers/harness.js';
-import { ensureChromium } from '../setup/chromium.js';
-import { openBrowser, screenshot, startServer, type Browser, type UiServer } from './ui-harness.js';
+import { type Browser, screenshot, servedForTests, type UiServer } from './ui-harness.js';
 
 const YAML = '# Nothing here: everything is built in the web UI.\n';
 const SIZES = { staff: 6, permissions: 15, prospects: 20, assignments: 30 };
@@ -47,22 +45,18 @@ function createDatabases(): void {
   );
 }
 
-beforeAll(async () => {
-  ensureChromium();
-  dir = tempDir('lockstep-ui-e2e-');
-  createDatabases();
-  writeFileSync(join(dir, 'lockstep.yaml'), YAML);
-  server = await startServer(dir);
-  browser = await openBrowser();
-  page = browser.page;
-  // A slow machine: every step waits for the server, never for the clock.
-  page.setDefaultTimeout(20_000);
-}, 15 * 60_000);
-
-afterAll(async () => {
-  await browser?.[Symbol.asyncDispose]();
-  await server?.[Symbol.asyncDispose]();
-  await killChildren();
+servedForTests({
+  workspace: async () => {
+    dir = tempDir('lockstep-ui-e2e-');
+    createDatabases();
+    writeFileSync(join(dir, 'lockstep.yaml'), YAML);
+    return dir;
+  },
+  ready: (ui) => {
+    ({ server, browser, page } = ui);
+    // A slow machine: every step waits for the server, never for the clock.
+    page.setDefaultTimeout(20_000);
+  },
 });
 
 const nav = (name: string) => page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name, exact: true }).click();

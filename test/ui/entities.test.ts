@@ -8,13 +8,11 @@
 import { writeFileSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
-import { killChildren } from '../cli/cli-helpers.js';
 import { sqlite, tempDir } from '../helpers/harness.js';
 import { createTestDatabase, refusesWrongPassword } from '../helpers/postgres.js';
-import { ensureChromium } from '../setup/chromium.js';
-import { eventually, openBrowser, screenshot, startServer, type Browser, type UiServer } from './ui-harness.js';
+import { type Browser, eventually, screenshot, servedForTests, type UiServer } from './ui-harness.js';
 
 let server: UiServer;
 let browser: Browser;
@@ -23,8 +21,9 @@ let pgUrl: string;
 let pgPassword: string;
 let dir: string;
 
-beforeAll(async () => {
-  ensureChromium();
+servedForTests({ workspace: makeWorkspace, ready: (ui) => void ({ server, browser, page } = ui) });
+
+async function makeWorkspace(): Promise<string> {
   dir = tempDir('lockstep-ui-entities-');
   sqlite(
     join(dir, 'warehouse.db'),
@@ -37,16 +36,8 @@ beforeAll(async () => {
   writeFileSync(join(dir, 'lockstep.yaml'), '# Everything is added in the web UI.\n');
   pgUrl = await createTestDatabase('ui');
   pgPassword = decodeURIComponent(new URL(pgUrl).password);
-  server = await startServer(dir);
-  browser = await openBrowser();
-  page = browser.page;
-}, 15 * 60_000);
-
-afterAll(async () => {
-  await browser?.[Symbol.asyncDispose]();
-  await server?.[Symbol.asyncDispose]();
-  await killChildren();
-});
+  return dir;
+}
 
 const go = (path: string) => page.goto(`${server.baseUrl}${path}`);
 const nav = () => page.getByRole('navigation', { name: 'Main' });

@@ -4,11 +4,9 @@
  * sequence run's page offers Resume, which opens the new run: it says which run it resumes, shows
  * the carried-over member as such, and runs the rest to done.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
-import { killChildren } from '../cli/cli-helpers.js';
-import { ensureChromium } from '../setup/chromium.js';
-import { eventually, openBrowser, screenshot, startServer, uiWorkspace, type Browser, type UiServer } from './ui-harness.js';
+import { type Browser, eventually, screenshot, servedForTests, type UiServer } from './ui-harness.js';
 
 let server: UiServer;
 let browser: Browser;
@@ -25,25 +23,17 @@ interface RunJson {
 
 const brokenSync = (object: string) => ({ slug: 'broken-to-crm', model: 'accounts', destination: 'crm', object, mode: 'upsert' });
 
-beforeAll(async () => {
-  ensureChromium();
-  const dir = await uiWorkspace();
-  server = await startServer(dir);
-  browser = await openBrowser();
-  page = browser.page;
-  expect((await server.api('POST', '/api/syncs', brokenSync('missing_table'))).status).toBe(201);
-  const created = await server.api('POST', '/api/sequences', {
-    slug: 'fixable',
-    name: 'Fixable',
-    members: [{ sync: 'accounts-to-crm' }, { sync: 'broken-to-crm', timeoutMinutes: 5 }],
-  });
-  expect(created.status).toBe(201);
-}, 60_000);
-
-afterAll(async () => {
-  await browser?.[Symbol.asyncDispose]();
-  await server?.[Symbol.asyncDispose]();
-  await killChildren();
+servedForTests({
+  ready: async (ui) => {
+    ({ server, browser, page } = ui);
+    expect((await server.api('POST', '/api/syncs', brokenSync('missing_table'))).status).toBe(201);
+    const created = await server.api('POST', '/api/sequences', {
+      slug: 'fixable',
+      name: 'Fixable',
+      members: [{ sync: 'accounts-to-crm' }, { sync: 'broken-to-crm', timeoutMinutes: 5 }],
+    });
+    expect(created.status).toBe(201);
+  },
 });
 
 describe('resume and limits in the web UI', () => {

@@ -4,32 +4,18 @@
  * `lockstep serve` on a temp workspace, driven through headless Chromium.
  */
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
 import type { SequenceRunView } from '../../src/core/run-views.js';
-import { ensureChromium } from '../setup/chromium.js';
-import { killChildren } from '../cli/cli-helpers.js';
 import { sqlite, sqliteRows } from '../helpers/harness.js';
-import { eventually, openBrowser, screenshot, startServer, uiWorkspace, type Browser, type UiServer } from './ui-harness.js';
+import { type Browser, eventually, screenshot, servedForTests, type UiServer } from './ui-harness.js';
 
 let dir: string;
 let server: UiServer;
 let browser: Browser;
 let page: Page;
 
-beforeAll(async () => {
-  ensureChromium();
-  dir = await uiWorkspace();
-  server = await startServer(dir);
-  browser = await openBrowser();
-  page = browser.page;
-}, 15 * 60_000);
-
-afterAll(async () => {
-  await browser?.[Symbol.asyncDispose]();
-  await server?.[Symbol.asyncDispose]();
-  await killChildren();
-});
+servedForTests({ ready: (ui) => void ({ dir, server, browser, page } = ui) });
 
 const runsOf = async () => (await server.api<{ data: SequenceRunView[] }>('GET', '/api/sequences/crm/runs')).body.data;
 

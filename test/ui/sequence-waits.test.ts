@@ -4,12 +4,10 @@
  * running elsewhere says what it waits for; a run ended by its deadline says so in the sequence's
  * run history.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
-import { killChildren } from '../cli/cli-helpers.js';
 import { createTestDatabase } from '../helpers/postgres.js';
-import { ensureChromium } from '../setup/chromium.js';
-import { eventually, openBrowser, screenshot, startServer, uiWorkspace, type Browser, type UiServer } from './ui-harness.js';
+import { type Browser, eventually, screenshot, servedForTests, type UiServer } from './ui-harness.js';
 
 let server: UiServer;
 let browser: Browser;
@@ -21,27 +19,19 @@ interface RunJson {
   reason: string | null;
 }
 
-beforeAll(async () => {
-  ensureChromium();
-  const dir = await uiWorkspace();
-  server = await startServer(dir);
-  browser = await openBrowser();
-  page = browser.page;
-  const url = await createTestDatabase('lockstep_ui_waits');
-  const created = [
-    await server.api('POST', '/api/sources', { slug: 'slow-warehouse', type: 'postgres', url }),
-    await server.api('POST', '/api/models', { slug: 'slow-accounts', source: 'slow-warehouse', primaryKey: 'id', query: "select 1 as id, 'Slow' as name from pg_sleep(3)" }),
-    await server.api('POST', '/api/syncs', { slug: 'slow-to-crm', model: 'slow-accounts', destination: 'crm', object: 'accounts', mode: 'upsert' }),
-    await server.api('POST', '/api/sequences', { slug: 'hurried', name: 'Hurried', deadlineMinutes: 0.02, members: [{ sync: 'slow-to-crm' }, { sync: 'workspaces-to-crm' }] }),
-    await server.api('POST', '/api/sequences', { slug: 'patient', name: 'Patient', members: [{ sync: 'slow-to-crm' }, { sync: 'workspaces-to-crm' }] }),
-  ];
-  expect(created.map((c) => c.status)).toEqual([201, 201, 201, 201, 201]);
-}, 60_000);
-
-afterAll(async () => {
-  await browser?.[Symbol.asyncDispose]();
-  await server?.[Symbol.asyncDispose]();
-  await killChildren();
+servedForTests({
+  ready: async (ui) => {
+    ({ server, browser, page } = ui);
+    const url = await createTestDatabase('lockstep_ui_waits');
+    const created = [
+      await server.api('POST', '/api/sources', { slug: 'slow-warehouse', type: 'postgres', url }),
+      await server.api('POST', '/api/models', { slug: 'slow-accounts', source: 'slow-warehouse', primaryKey: 'id', query: "select 1 as id, 'Slow' as name from pg_sleep(3)" }),
+      await server.api('POST', '/api/syncs', { slug: 'slow-to-crm', model: 'slow-accounts', destination: 'crm', object: 'accounts', mode: 'upsert' }),
+      await server.api('POST', '/api/sequences', { slug: 'hurried', name: 'Hurried', deadlineMinutes: 0.02, members: [{ sync: 'slow-to-crm' }, { sync: 'workspaces-to-crm' }] }),
+      await server.api('POST', '/api/sequences', { slug: 'patient', name: 'Patient', members: [{ sync: 'slow-to-crm' }, { sync: 'workspaces-to-crm' }] }),
+    ];
+    expect(created.map((c) => c.status)).toEqual([201, 201, 201, 201, 201]);
+  },
 });
 
 describe('sequence runs that wait or stop on time, in the web UI', () => {

@@ -3,28 +3,23 @@
  * Sequences page (and its live updates, which take the token in the query string), and a token
  * revoked while the page is open sends the user back to sign in.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureChromium } from '../setup/chromium.js';
-import { killChildren, runCli } from '../cli/cli-helpers.js';
-import { createToken, openBrowser, screenshot, startServer, uiWorkspace, type Browser, type UiServer } from './ui-harness.js';
+import { describe, expect, it } from 'vitest';
+import { runCli } from '../cli/cli-helpers.js';
+import { type Browser, createToken, screenshot, servedForTests, type UiServer, uiWorkspace } from './ui-harness.js';
 
 let dir: string;
 let server: UiServer;
 let browser: Browser;
 let token: string;
 
-beforeAll(async () => {
-  ensureChromium();
-  dir = await uiWorkspace();
-  token = await createToken(dir, 'ui-test');
-  server = await startServer(dir, { auth: true });
-  browser = await openBrowser();
-}, 15 * 60_000);
-
-afterAll(async () => {
-  await browser?.[Symbol.asyncDispose]();
-  await server?.[Symbol.asyncDispose]();
-  await killChildren();
+servedForTests({
+  auth: true,
+  workspace: async () => {
+    const made = await uiWorkspace();
+    token = await createToken(made, 'ui-test');
+    return made;
+  },
+  ready: (ui) => void ({ dir, server, browser } = ui),
 });
 
 describe('signing in', () => {

@@ -9,8 +9,9 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { chromiumLaunchOptions } from '../setup/chromium.js';
-import { CliProcess, runCli, sleep } from '../cli/cli-helpers.js';
+import { afterAll, beforeAll } from 'vitest';
+import { chromiumLaunchOptions, ensureChromium } from '../setup/chromium.js';
+import { CliProcess, killChildren, runCli, sleep } from '../cli/cli-helpers.js';
 import { createHierarchyFixture, tempDir } from '../helpers/harness.js';
 
 export const SCREENSHOTS = fileURLToPath(new URL('../../test-artifacts/screenshots/', import.meta.url));
@@ -134,6 +135,37 @@ export async function openBrowser(): Promise<Browser> {
       await context.close();
     },
   };
+}
+
+/** A test file's served workspace and browser. */
+export interface UiSession {
+  dir: string;
+  server: UiServer;
+  browser: Browser;
+  page: Page;
+}
+
+/**
+ * Before a test file's tests: the workspace `workspace` builds (the standard one by default) is
+ * served and a browser opened, then `ready` runs with them (to keep them, or to add entities
+ * through the API). After the tests, both close, with any command they left running.
+ */
+export function servedForTests(options: { workspace?: () => Promise<string>; auth?: boolean; ready?: (ui: UiSession) => Promise<void> | void }): void {
+  let ui: Partial<UiSession> = {};
+  beforeAll(async () => {
+    ensureChromium();
+    const dir = await (options.workspace ?? (() => uiWorkspace()))();
+    const server = await startServer(dir, { auth: options.auth });
+    ui = { dir, server };
+    const browser = await openBrowser();
+    ui = { dir, server, browser, page: browser.page };
+    await options.ready?.(ui as UiSession);
+  }, 15 * 60_000);
+  afterAll(async () => {
+    await ui.browser?.[Symbol.asyncDispose]();
+    await ui.server?.[Symbol.asyncDispose]();
+    await killChildren();
+  });
 }
 
 /** Saves a full-page screenshot as test-artifacts/screenshots/<name>.png. */

@@ -5,12 +5,10 @@
  * Add sequence wizard, a run with live updates and its details dialog, the graph view, validation
  * errors at their fields, and a disabled sequence that its schedule no longer starts.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
 import type { SequenceRunView, SyncRunView } from '../../src/core/run-views.js';
-import { ensureChromium } from '../setup/chromium.js';
-import { killChildren } from '../cli/cli-helpers.js';
-import { SYNCS, eventually, openBrowser, screenshot, startServer, uiWorkspace, type Browser, type UiServer } from './ui-harness.js';
+import { type Browser, eventually, screenshot, servedForTests, SYNCS, type UiServer } from './ui-harness.js';
 
 interface SequenceJson {
   slug: string;
@@ -28,19 +26,7 @@ let server: UiServer;
 let browser: Browser;
 let page: Page;
 
-beforeAll(async () => {
-  ensureChromium();
-  const dir = await uiWorkspace();
-  server = await startServer(dir);
-  browser = await openBrowser();
-  page = browser.page;
-}, 15 * 60_000);
-
-afterAll(async () => {
-  await browser?.[Symbol.asyncDispose]();
-  await server?.[Symbol.asyncDispose]();
-  await killChildren();
-});
+servedForTests({ ready: (ui) => void ({ server, browser, page } = ui) });
 
 const go = (hash: string) => page.goto(`${server.baseUrl}/${hash}`);
 
