@@ -1,6 +1,7 @@
 /**
  * The composition root: the only file that names concrete stores and connectors.
  */
+import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { systemClock } from './core/clock.js';
 import { createJsonLogger, silentLogger } from './core/logger.js';
@@ -112,8 +113,16 @@ function storeKeyFile(config: LockstepConfig): string | null {
   return config.store.type === 'sqlite' ? keyFileFor(config.store.path === ':memory:' ? ':memory:' : resolve(config.store.path)) : null;
 }
 
+/**
+ * Whether the configured store was created: an embedded store's file exists. A PostgreSQL store
+ * counts as created (the first process opening it creates its schema).
+ */
+export async function storeCreated(config: LockstepConfig): Promise<boolean> {
+  return config.store.type === 'postgres' || config.store.path === ':memory:' || existsSync(config.store.path);
+}
+
 /** The store for messages: its file, or its URL without the password. */
-function storeName(config: LockstepConfig): string {
+export function storeName(config: LockstepConfig): string {
   return config.store.type === 'sqlite' ? resolve(config.store.path) : redactUrl(config.store.url);
 }
 

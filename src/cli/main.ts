@@ -11,12 +11,11 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
-import { createApp, createConnectorRegistry, type App } from '../app.js';
+import { createApp, createConnectorRegistry, storeCreated, storeName, type App } from '../app.js';
 import { resolveConfig, type LockstepConfig } from '../config.js';
 import { ErrorCode, LockstepError, NotFoundError, ValidationError, formatDiagnostic, toError } from '../core/errors.js';
 import { isLoopbackHost } from '../core/hosts.js';
 import { createJsonLogger } from '../core/logger.js';
-import { redactUrl } from '../core/connections.js';
 import { iso, rejectedRowView, syncRunView } from '../core/run-views.js';
 import { generateToken, hashToken, tokenNameProblem } from '../core/tokens.js';
 import { ENTITY_SECTIONS, type EntityKind, type Stored, type WorkspaceDefinition, type WorkspaceState } from '../core/workspace.js';
@@ -110,15 +109,27 @@ async function openApp(global: GlobalOptions, term: Terminal, runWork: boolean):
 
 /**
  * The app for a command that only reads the store (`runs`, `plan`, listings): an embedded store
- * that cannot be written (a read-only file, folder or disk) is opened read-only rather than refused.
+ * that cannot be written (a read-only file, folder or disk) is opened read-only rather than refused,
+ * and one not created yet is read as empty (see toRead).
  */
 async function openAppToRead(global: GlobalOptions, term: Terminal): Promise<{ app: App; close: () => Promise<void> }> {
-  const config = await configFor(global);
+  const config = await toRead(await configFor(global), term);
   const app = await createApp(config, {
     logger: createJsonLogger({ level: config.logLevel, write: (line) => term.err(line) }),
     readOnlyFallback: true,
   });
   return started(app, false);
+}
+
+/**
+ * The configuration a command that only reads opens. A store not created yet is read as an empty one
+ * in memory, and stderr says so: looking at a workspace where nothing ran leaves its folder as it
+ * was, with no empty lockstep.db; the commands that write (apply, sync run, serve...) create the store.
+ */
+async function toRead(config: LockstepConfig, term: Terminal): Promise<LockstepConfig> {
+  if (await storeCreated(config)) return config;
+  term.err(`No store yet at ${storeName(config)}: nothing was applied or run with it — \`lockstep apply\` creates it.`);
+  return { ...config, store: { type: 'sqlite', path: ':memory:' } };
 }
 
 async function started(app: App, runWork: boolean, start: { awaitPrepare?: boolean } = {}): Promise<{ app: App; close: () => Promise<void> }> {
@@ -346,7 +357,7 @@ Exit codes:
         await close();
       }
     });
-  registerSequencePlanCommand(sequenceCommand, { term, open: () => openApp(global(), term, false), setExit, failedExit: EXIT.runFailed });
+  registerSequencePlanCommand(sequenceCommand, { term, open: () => openAppToRead(global(), term), setExit, failedExit: EXIT.runFailed });
   sequenceCommand
     .command('resume <runId>')
     .description('resume a failed sequence run: members that finished well are carried over, the rest run; waits for the new run')
@@ -452,9 +463,8 @@ Exit codes:
         if (serving && withWorker) await app.worker.start();
         if (withScheduler) await app.startScheduler();
         if (withWorker) app.alerts.start();
-        const where = app.config.store.type === 'sqlite' ? app.config.store.path : redactUrl(app.config.store.url);
         const as = withWorker ? ` as worker ${app.worker.workerId}` : '';
-        term.err(`lockstep ${name}: running on ${where}${as} (Ctrl-C to stop)`);
+        term.err(`lockstep ${name}: running on ${storeName(app.config)}${as} (Ctrl-C to stop)`);
         if (serving) await printServing(app, serving, term);
       } catch (thrown) {
         await close();
@@ -642,7 +652,8 @@ async function openValidated(global: GlobalOptions, term: Terminal, options: { r
   const { loadWorkspace, formatValidationReport } = await workspaceModule();
   const loaded = await loadWorkspace(dir, process.env, createConnectorRegistry());
   if (!loaded.definition) throw new ValidationError(loaded.diagnostics, formatValidationReport(loaded.diagnostics));
-  const config = resolveConfig({ workspaceDir: dir, storeSetting: loaded.store, storeFlag: global.store, logLevel: global.logLevel });
+  const resolved = resolveConfig({ workspaceDir: dir, storeSetting: loaded.store, storeFlag: global.store, logLevel: global.logLevel });
+  const config = options.readOnly ? await toRead(resolved, term) : resolved;
   const app = await createApp(config, { logger: createJsonLogger({ level: config.logLevel, write: (line) => term.err(line) }), readOnlyFallback: options.readOnly });
   return { app, definition: loaded.definition };
 }

@@ -4,6 +4,7 @@
  * be made there) — while commands that write say why they cannot. A read-only store at an older
  * schema cannot be migrated, and the message says what to do. The commands run as a child process;
  * when the tests run as root (whom permissions do not stop), the child runs as the user `nobody`.
+ * On a workspace without a store yet, the commands that only read create none.
  */
 import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, readdirSync } from 'node:fs';
@@ -83,5 +84,34 @@ describe('a read-only store', () => {
     expect(runs.stderr).toContain('can only be read');
     expect(runs.stderr).toContain(`this one needs ${newest}`);
     expect(runs.stderr).toContain('run any command once with write access');
+  });
+});
+
+describe('a workspace without a store yet', () => {
+  it('the commands that only read answer as for an empty store, say there is none yet, and create none; one that writes creates it', async () => {
+    const dir = hierarchyWorkspace();
+    const before = readdirSync(dir).sort();
+    const ws = ['--workspace', dir];
+    const read = async (args: string[], code = 0) => {
+      const result = await runMain([...ws, ...args]);
+      expect(result.code, `${args.join(' ')}: ${result.stderr}`).toBe(code);
+      expect(result.stderr).toContain(`No store yet at ${join(dir, 'lockstep.db')}: nothing was applied or run with it — \`lockstep apply\` creates it.`);
+      return result;
+    };
+    expect((await read(['runs'])).stdout).toContain('No runs yet.');
+    expect(JSON.parse((await read(['runs', '--json'])).stdout)).toEqual({ sequenceRuns: [], syncRuns: [] });
+    expect((await read(['plan'])).stdout).toContain('+ create sequence crm');
+    expect((await read(['token', 'list'])).stdout).toContain('No tokens.');
+    expect(JSON.parse((await read(['token', 'list', '--json'])).stdout)).toEqual([]);
+    expect((await read(['alerts', 'list'])).stdout).toContain('No alerts declared.');
+    expect((await read(['sequence', 'plan', 'crm'], 2)).stderr).toContain('run `lockstep apply`');
+    expect(readdirSync(dir).sort()).toEqual(before);
+
+    const create = await runMain([...ws, 'token', 'create', '--name', 'ci']);
+    expect(create.code, create.stderr).toBe(0);
+    expect(existsSync(join(dir, 'lockstep.db'))).toBe(true);
+    const listed = await runMain([...ws, 'token', 'list']);
+    expect(listed.stderr).not.toContain('No store yet');
+    expect(listed.stdout).toContain('ci  created');
   });
 });
