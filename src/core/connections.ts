@@ -270,6 +270,41 @@ export function redactUrl(url: string): string {
   return `${scheme}${hostPart}${path}${params}${fragment === undefined ? '' : `#${REDACTED}`}`;
 }
 
+/** The parameter of a PostgreSQL store URL that names the schema of its tables. */
+export const STORE_SCHEMA_PARAMETER = 'schema';
+
+/**
+ * A PostgreSQL store URL's schema, named by its `schema` parameter
+ * (`postgres://user:password@host/db?schema=lockstep_staging`; null when it names none), and the URL
+ * without that parameter for the driver, which knows no such setting. The rest stays as written.
+ */
+export function storeUrlSchema(url: string): { url: string; schema: string | null } {
+  const match = /^([^?#]*)\?([^#]*)(#.*)?$/.exec(url);
+  if (!match) return { url, schema: null };
+  const [, base = '', query = '', fragment = ''] = match;
+  const pairs = query.split('&');
+  const named = pairs.find((pair) => decodedParameter(pair.split('=')[0] ?? '') === STORE_SCHEMA_PARAMETER);
+  if (named === undefined) return { url, schema: null };
+  const schema = decodedParameter(named.slice(named.indexOf('=') + 1 || named.length));
+  const kept = pairs.filter((pair) => pair !== named);
+  if (schema.trim() === '') {
+    throw new LockstepError(
+      ErrorCode.Validation,
+      `the store URL's ${STORE_SCHEMA_PARAMETER} parameter is empty — name the schema of the store's tables, e.g. ?${STORE_SCHEMA_PARAMETER}=lockstep, or leave the parameter out for lockstep`,
+    );
+  }
+  return { url: `${base}${kept.length > 0 ? `?${kept.join('&')}` : ''}${fragment}`, schema };
+}
+
+/** A URL query name or value as text; one whose %-escapes are malformed stays as written. */
+function decodedParameter(text: string): string {
+  try {
+    return decodeURIComponent(text.replace(/\+/g, ' '));
+  } catch {
+    return text;
+  }
+}
+
 /**
  * What to do about a TLS failure connecting to PostgreSQL (`url` names the setting, e.g. "store
  * URL"), or null when `message` is about something else.

@@ -256,13 +256,34 @@ describe('lockstep store migrate', () => {
     expect(result.stdout.includes('with your password in place of ***')).toBe(given.password !== '');
   });
 
-  it('copies into the schema named by --schema', async () => {
+  it('copies into the schema named by --schema, and prints the store URL that opens it', async () => {
     const url = await createTestDatabase('lockstep_store_copy');
     const result = await runMain(['--workspace', dir, 'store', 'migrate', '--to', url, '--schema', 'ls_moved']);
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toContain('(schema "ls_moved")');
     await using store = await openTarget(url, keyFileKey(dir), 'ls_moved');
     expect(await contents(store)).toEqual(expected);
+
+    // The next step as printed opens the copy: its URL names the schema.
+    const printed = /^ {2}or: lockstep --store '([^']+)' serve$/m.exec(result.stdout)?.[1];
+    expect(printed).toMatch(/[?&]schema=ls_moved$/);
+    const opening = new URL(printed!);
+    opening.password = new URL(url).password;
+    vi.stubEnv('LOCKSTEP_SECRET_KEY', keyFileKey(dir).text);
+    const runs = await runMain(['--workspace', dir, '--store', opening.toString(), 'runs', '--json']);
+    expect(runs.code, runs.stderr).toBe(0);
+    expect((JSON.parse(runs.stdout) as { syncRuns: unknown[] }).syncRuns).toHaveLength(expected.syncRuns.length);
+    expect(await sql(url, "SELECT schema_name FROM information_schema.schemata WHERE schema_name = 'lockstep'")).toEqual([]);
+
+    // The schema may be named in the --to URL instead; naming two is refused.
+    const other = await createTestDatabase('lockstep_store_copy');
+    const named = await runMain(['--workspace', dir, 'store', 'migrate', '--to', `${other}?schema=ls_named`]);
+    expect(named.code, named.stderr).toBe(0);
+    expect(named.stdout).toContain('(schema "ls_named")');
+    expect(named.stdout).toContain(`?schema=ls_named' serve`);
+    const two = await runMain(['--workspace', dir, 'store', 'migrate', '--to', `${other}?schema=ls_named`, '--schema', 'ls_other']);
+    expect(two.code).toBe(2);
+    expect(two.stderr).toContain('--schema ls_other and the schema parameter of --to (ls_named) name two schemas — give the schema once, in either');
   });
 
   it('refuses a target that holds a store, naming the schema and the fix; --replace copies over it', async () => {
@@ -348,6 +369,9 @@ describe('lockstep store migrate', () => {
     const notUrl = await runMain(['--workspace', dir, 'store', 'migrate', '--to', 'mysql://root:hunter2@db/x']);
     expect(notUrl.code).toBe(2);
     expect(notUrl.stderr).toContain('--to "mysql://root:***@db/x" is not a postgres:// URL');
+    const noSchema = await runMain(['--workspace', dir, 'store', 'migrate', '--to', 'postgres://u:hunter2@127.0.0.1:1/y?sslmode=disable&schema=']);
+    expect(noSchema.code).toBe(2);
+    expect(noSchema.stderr).toContain("the store URL's schema parameter is empty — name the schema of the store's tables, e.g. ?schema=lockstep");
     const already = await runMain(['--workspace', dir, '--store', 'postgres://u:hunter2@127.0.0.1:1/x', 'store', 'migrate', '--to', 'postgres://u:hunter2@127.0.0.1:1/y']);
     expect(already.code).toBe(2);
     expect(already.stderr).toContain('the current store is already PostgreSQL (postgres://u:***@127.0.0.1:1/x)');

@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { SECRET_KEY_ENV, copyStoreToPostgres, type CopyProgress, type CopySummary } from '../../app.js';
 import type { LockstepConfig } from '../../config.js';
-import { redactUrl } from '../../core/connections.js';
+import { STORE_SCHEMA_PARAMETER, redactUrl, storeUrlSchema } from '../../core/connections.js';
 import { ErrorCode, LockstepError, assertNever } from '../../core/errors.js';
 import { formatDuration, type Terminal } from '../output.js';
 
@@ -19,12 +19,12 @@ export interface StoreCommandContext {
 
 interface MigrateFlags {
   to: string;
-  schema: string;
+  schema?: string;
   replace?: boolean;
   force?: boolean;
 }
 
-/** The schema Lockstep's processes open (PostgresStore's default). */
+/** The schema Lockstep's processes open when their store URL names none (PostgresStore's default). */
 const DEFAULT_SCHEMA = 'lockstep';
 
 export function registerStoreCommands(program: Command, context: StoreCommandContext): void {
@@ -33,7 +33,7 @@ export function registerStoreCommands(program: Command, context: StoreCommandCon
     .command('migrate')
     .description('copy the embedded store (workspace, run history, snapshots, schedules, webhooks, alerts, API tokens) into a PostgreSQL store')
     .requiredOption('--to <postgres-url>', 'the PostgreSQL database to copy into: postgres://user:password@host:port/database')
-    .option('--schema <name>', 'the schema for the tables, created when missing', DEFAULT_SCHEMA)
+    .option('--schema <name>', `the schema for the tables, created when missing (default: the --to URL's ${STORE_SCHEMA_PARAMETER} parameter, else ${DEFAULT_SCHEMA})`)
     .option('--replace', 'delete what the schema holds first (otherwise a schema holding a store is refused)')
     .option('--force', 'copy unfinished runs as they are (otherwise refused: let them finish or cancel them first)')
     .addHelpText(
@@ -41,7 +41,8 @@ export function registerStoreCommands(program: Command, context: StoreCommandCon
       `
 The copy is one PostgreSQL transaction: if anything fails, the target is left as it was. The embedded
 store is left as it was. Afterwards, point every Lockstep process at the PostgreSQL store (--store or
-LOCKSTEP_STORE).`,
+LOCKSTEP_STORE); a schema other than ${DEFAULT_SCHEMA} is named in the store URL, as the command prints:
+postgres://user:password@host:5432/database?${STORE_SCHEMA_PARAMETER}=NAME.`,
     )
     .action(async (flags: MigrateFlags) => migrate(flags, context));
 }
@@ -53,7 +54,7 @@ async function migrate(flags: MigrateFlags, { term, config }: StoreCommandContex
       `--to "${redactUrl(flags.to)}" is not a postgres:// URL — give the database to copy into, e.g. postgres://user:password@host:5432/lockstep`,
     );
   }
-  if (flags.schema.trim() === '') throw new LockstepError(ErrorCode.Validation, '--schema is empty — give a schema name, e.g. lockstep');
+  const schema = targetSchema(flags);
   const resolved = await config();
   const current = resolved.store;
   if (current.type !== 'sqlite') {
@@ -69,20 +70,44 @@ async function migrate(flags: MigrateFlags, { term, config }: StoreCommandContex
       `no embedded store at ${path}: nothing to copy — run this in the workspace folder, or name the store file with --store PATH`,
     );
   }
-  term.err(`Copying the embedded store ${path} into ${redactUrl(flags.to)} (schema "${flags.schema}"), in one transaction:`);
+  term.err(`Copying the embedded store ${path} into ${redactUrl(flags.to)} (schema "${schema}"), in one transaction:`);
   const started = Date.now();
   const secretKey = resolved.env[SECRET_KEY_ENV] || null;
   const summary = await copyStoreToPostgres({
     sqlitePath: path,
-    url: flags.to,
-    schema: flags.schema,
+    url: storeUrlSchema(flags.to).url,
+    schema,
     replace: Boolean(flags.replace),
     force: Boolean(flags.force),
     secretKey: secretKey ? { text: secretKey, source: SECRET_KEY_ENV } : null,
     now: started,
     onProgress: progressPrinter(term),
   });
-  printSummary(term, summary, flags, path, Date.now() - started, Boolean(secretKey));
+  printSummary(term, summary, { ...flags, to: urlOpening(flags.to, schema) }, path, Date.now() - started, Boolean(secretKey));
+}
+
+/** The schema to copy into: --schema, else the one the --to URL names, else the default; the two may not differ. */
+function targetSchema(flags: MigrateFlags): string {
+  if (flags.schema !== undefined && flags.schema.trim() === '') throw new LockstepError(ErrorCode.Validation, '--schema is empty — give a schema name, e.g. lockstep');
+  const named = storeUrlSchema(flags.to).schema;
+  if (flags.schema !== undefined && named !== null && named !== flags.schema) {
+    throw new LockstepError(
+      ErrorCode.Validation,
+      `--schema ${flags.schema} and the ${STORE_SCHEMA_PARAMETER} parameter of --to (${named}) name two schemas — give the schema once, in either`,
+    );
+  }
+  return flags.schema ?? named ?? DEFAULT_SCHEMA;
+}
+
+/**
+ * The store URL that opens the copy: a schema other than the default must be named in it, since
+ * Lockstep's processes open the schema their store URL names (else the default one).
+ */
+function urlOpening(url: string, schema: string): string {
+  if (schema === DEFAULT_SCHEMA || storeUrlSchema(url).schema !== null) return url;
+  const hash = url.indexOf('#');
+  const [base, fragment] = hash < 0 ? [url, ''] : [url.slice(0, hash), url.slice(hash)];
+  return `${base}${base.includes('?') ? '&' : '?'}${STORE_SCHEMA_PARAMETER}=${encodeURIComponent(schema)}${fragment}`;
 }
 
 function count(n: number): string {
@@ -132,9 +157,6 @@ function printSummary(term: Terminal, summary: CopySummary, flags: MigrateFlags,
   term.out(`  export LOCKSTEP_STORE='${url}'`);
   term.out(`  or: lockstep --store '${url}' serve`);
   term.out('  or in lockstep.yaml: store: { type: postgres, url: "${LOCKSTEP_DATABASE_URL}" }');
-  if (flags.schema !== DEFAULT_SCHEMA) {
-    term.out(`  Note: Lockstep processes open the schema "${DEFAULT_SCHEMA}"; this copy is in "${flags.schema}".`);
-  }
   term.out(`The embedded store is left as it was: keep it as a backup. Runs made on it from now on are not in PostgreSQL.`);
 }
 

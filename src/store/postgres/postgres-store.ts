@@ -27,6 +27,7 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { systemClock } from '../../core/clock.js';
 import { ErrorCode, LockstepError, NotFoundError } from '../../core/errors.js';
+import { storeUrlSchema } from '../../core/connections.js';
 import type {
   Clock,
   FinishedRunEntry,
@@ -138,9 +139,12 @@ import { SEALED_PREFIX, SecretCodec, countSealed, type SecretResealer } from '..
 import { StoreSecretKeys } from '../secret-keys.js';
 
 export interface PostgresStoreOptions {
-  /** `postgres://user:password@host:port/database`; may carry libpq settings such as `?sslmode=require`. */
+  /**
+   * `postgres://user:password@host:port/database`; may carry libpq settings such as `?sslmode=require`,
+   * and the store's schema as `?schema=NAME`.
+   */
   url: string;
-  /** The schema Lockstep's tables live in; created when missing (default: `lockstep`). */
+  /** The schema Lockstep's tables live in; created when missing (default: the URL's `schema` parameter, else `lockstep`). */
   schema?: string;
   /** Gives the time for the few changes the port passes no `now` to (cancel requests) (default: the system clock). */
   clock?: Clock;
@@ -312,10 +316,11 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
 
   /** Connects, creates the schema when missing and brings it up to date (once, whoever starts first). */
   static async open(options: PostgresStoreOptions): Promise<PostgresStore> {
-    const schema = options.schema ?? 'lockstep';
+    const named = storeUrlSchema(options.url);
+    const schema = options.schema ?? named.schema ?? 'lockstep';
     const clock = options.clock ?? systemClock;
     const db = new PostgresDatabase({
-      url: options.url,
+      url: named.url,
       schema,
       poolSize: options.poolSize ?? 10,
       connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
