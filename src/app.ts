@@ -236,6 +236,15 @@ export interface AppOverrides {
   readOnlyFallback?: boolean;
 }
 
+/**
+ * Refuses a port the server could not listen on, naming the port and how to choose another, before
+ * a command's slow work (the demo) rather than after it; the server's code loads only then.
+ */
+export async function checkPortFree(port: number, host: string): Promise<void> {
+  const { checkPortFree: check } = await import('./api/server.js');
+  await check(port, host);
+}
+
 /** Wires store, connectors, runners, worker and scheduler. Nothing starts until `worker.start()` / `scheduler.start()`. */
 export async function createApp(config: LockstepConfig, overrides: AppOverrides = {}): Promise<App> {
   const clock = overrides.clock ?? systemClock;

@@ -4,7 +4,7 @@
  * `/readyz`, on one port.
  */
 import { readFile, stat } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
+import { createServer, type AddressInfo } from 'node:net';
 import { extname, join, resolve, sep } from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
 import { OpenAPIHono } from '@hono/zod-openapi';
@@ -223,7 +223,7 @@ export function createApiServer(serverOptions: ApiServerOptions): ApiServer {
           const shown = info.family === 'IPv6' ? `[${info.address}]` : info.address;
           resolveListen({ url: `http://${shown}:${info.port}`, port: info.port });
         });
-        started.once('error', (e: unknown) => reject(new LockstepError(ErrorCode.Internal, `cannot listen on ${host}:${port}: ${toError(e).message}${listenHint(e)}`)));
+        started.once('error', (e: unknown) => reject(listenError(e, host, port)));
         server = started;
       });
     },
@@ -243,6 +243,24 @@ export function createApiServer(serverOptions: ApiServerOptions): ApiServer {
 
 async function isFile(path: string): Promise<boolean> {
   return stat(path).then((s) => s.isFile(), () => false);
+}
+
+/**
+ * Refuses a port that cannot be listened on (another program listens there, or this user may not
+ * open it) with the error `listen` gives, for a command that has slow work to do before it serves.
+ * Port 0 (any free port) always passes.
+ */
+export async function checkPortFree(port: number, host: string): Promise<void> {
+  if (port === 0) return;
+  const probe = createServer();
+  await new Promise<void>((resolveProbe, reject) => {
+    probe.once('error', (e: unknown) => reject(listenError(e, host, port)));
+    probe.listen(port, host, () => probe.close(() => resolveProbe()));
+  });
+}
+
+function listenError(error: unknown, host: string, port: number): LockstepError {
+  return new LockstepError(ErrorCode.Internal, `cannot listen on ${host}:${port}: ${toError(error).message}${listenHint(error)}`);
 }
 
 /** The fix for a port that cannot be listened on, when the cause says which. */

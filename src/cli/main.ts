@@ -11,7 +11,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
-import { createApp, createConnectorRegistry, storeCreated, storeName, type App } from '../app.js';
+import { checkPortFree, createApp, createConnectorRegistry, storeCreated, storeName, type App } from '../app.js';
 import { resolveConfig, type LockstepConfig } from '../config.js';
 import { ErrorCode, LockstepError, NotFoundError, ValidationError, formatDiagnostic, toError } from '../core/errors.js';
 import { isLoopbackHost } from '../core/hosts.js';
@@ -533,8 +533,9 @@ Exit codes:
     .option('--port <port>', 'port for --serve (default: LOCKSTEP_PORT or 3000)')
     .action(async (opts: { dir?: string; salesforce?: boolean; serve?: boolean; port?: string }) => {
       const dir = opts.dir ?? (opts.salesforce ? 'lockstep-demo-salesforce' : 'lockstep-demo');
-      // A bad --port is refused before the demo is built, not after it ran.
+      // A bad --port, or one another program listens on, is refused before the demo is built, not after it ran.
       const server = opts.serve ? serverSettings({ port: opts.port, host: DEFAULT_HOST, auth: false }) : null;
+      if (server) await checkPortFree(server.port, server.host);
       // The demo builds a DuckDB warehouse: its modules load only for this command.
       let standIn: { close(): Promise<void> } | null = null;
       if (opts.salesforce) {

@@ -4,6 +4,7 @@
  * the environment), `main()` in-process elsewhere.
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/harness.js';
@@ -283,6 +284,23 @@ describe('help and argument errors', () => {
     expect(result.code).toBe(2);
     expect(result.stderr).toContain('99999');
     expect(existsSync(join(cwd, 'demo'))).toBe(false);
+  });
+
+  it('demo --serve on a port another program listens on is refused before the demo is built, saying how to choose another', async () => {
+    const cwd = tempDir();
+    const holder = createServer();
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = holder.address() as AddressInfo;
+      const result = await runCli(['demo', '--serve', '--port', String(port), '--dir', 'demo'], { cwd });
+      expect(result.code).toBe(3);
+      expect(result.stderr).toContain(`cannot listen on 127.0.0.1:${port}`);
+      expect(result.stderr).toContain('another program listens on that port: stop it, or pick another port with --port (or LOCKSTEP_PORT), e.g. --port 8080');
+      expect(result.stdout).toBe('');
+      expect(existsSync(join(cwd, 'demo'))).toBe(false);
+    } finally {
+      await new Promise((resolve) => holder.close(resolve));
+    }
   });
 
   it('an unknown command or option, or a missing argument, exits 2 with the reason', async () => {
