@@ -114,11 +114,13 @@ function storeKeyFile(config: LockstepConfig): string | null {
 }
 
 /**
- * Whether the configured store was created: an embedded store's file exists. A PostgreSQL store
- * counts as created (the first process opening it creates its schema).
+ * Whether the configured store was created: an embedded store's file exists, a PostgreSQL store's
+ * schema holds its tables. Opening a store creates it.
  */
 export async function storeCreated(config: LockstepConfig): Promise<boolean> {
-  return config.store.type === 'postgres' || config.store.path === ':memory:' || existsSync(config.store.path);
+  if (config.store.type === 'sqlite') return config.store.path === ':memory:' || existsSync(config.store.path);
+  const { PostgresStore } = await import('./store/postgres/postgres-store.js');
+  return PostgresStore.exists({ url: config.store.url });
 }
 
 /** The store for messages: its file, or its URL without the password. */

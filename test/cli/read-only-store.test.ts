@@ -11,6 +11,7 @@ import { chmodSync, existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
+import { createTestDatabase, sql } from '../helpers/postgres.js';
 import { BIN, hierarchyWorkspace, runMain, type CliResult } from './cli-helpers.js';
 
 /** Runs `lockstep` as a user the file permissions apply to. */
@@ -113,5 +114,23 @@ describe('a workspace without a store yet', () => {
     const listed = await runMain([...ws, 'token', 'list']);
     expect(listed.stderr).not.toContain('No store yet');
     expect(listed.stdout).toContain('ci  created');
+  });
+
+  it('on PostgreSQL, the commands that only read create no schema; one that writes creates it', async () => {
+    const dir = hierarchyWorkspace();
+    const database = await createTestDatabase('lockstep_no_store');
+    const ws = ['--workspace', dir, '--store', `${database}?schema=ls_unread`];
+    const schemas = async () =>
+      (await sql<{ name: string }>(database, "SELECT schema_name AS name FROM information_schema.schemata WHERE schema_name IN ('lockstep', 'ls_unread')")).map((r) => r.name);
+    for (const args of [['runs'], ['plan'], ['token', 'list'], ['alerts', 'list']]) {
+      const result = await runMain([...ws, ...args]);
+      expect(result.code, `${args.join(' ')}: ${result.stderr}`).toBe(0);
+      expect(result.stderr).toMatch(/^No store yet at postgres:\/\/.*: nothing was applied or run with it/);
+    }
+    expect(await schemas()).toEqual([]);
+    const create = await runMain([...ws, 'token', 'create', '--name', 'ci']);
+    expect(create.code, create.stderr).toBe(0);
+    expect(await schemas()).toEqual(['ls_unread']);
+    expect((await runMain([...ws, 'token', 'list'])).stdout).toContain('ci  created');
   });
 });

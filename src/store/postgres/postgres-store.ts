@@ -316,16 +316,8 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
 
   /** Connects, creates the schema when missing and brings it up to date (once, whoever starts first). */
   static async open(options: PostgresStoreOptions): Promise<PostgresStore> {
-    const named = storeUrlSchema(options.url);
-    const schema = options.schema ?? named.schema ?? 'lockstep';
+    const { db, schema } = PostgresStore.connection(options);
     const clock = options.clock ?? systemClock;
-    const db = new PostgresDatabase({
-      url: named.url,
-      schema,
-      poolSize: options.poolSize ?? 10,
-      connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
-      idleInTransactionMs: options.idleInTransactionMs ?? 30_000,
-    });
     try {
       const applied = await db.transaction((q) => migrate(q, schema, db.where, clock.now()));
       const secrets = options.secrets ?? new SecretCodec({ keys: new StoreSecretKeys({ store: db.where, keyFile: null }), secretSettings: () => [] });
@@ -337,6 +329,34 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
       await db.close().catch(() => undefined);
       throw wrapped;
     }
+  }
+
+  /**
+   * Whether a store was created in the schema `options` name (a process opened it): commands that
+   * only read open none where there is none, since opening creates it.
+   */
+  static async exists(options: Pick<PostgresStoreOptions, 'url' | 'schema' | 'connectTimeoutMs'>): Promise<boolean> {
+    const { db } = PostgresStore.connection({ ...options, poolSize: 1 });
+    try {
+      const [row] = await db.query<{ found: boolean }>('SELECT to_regclass($1) IS NOT NULL AS found', [`${db.schema}.schema_migrations`]);
+      return row?.found === true;
+    } finally {
+      await db.close().catch(() => undefined);
+    }
+  }
+
+  /** The pool for `options`: the schema given, else the one the URL names, else `lockstep`. */
+  private static connection(options: PostgresStoreOptions): { db: PostgresDatabase; schema: string } {
+    const named = storeUrlSchema(options.url);
+    const schema = options.schema ?? named.schema ?? 'lockstep';
+    const db = new PostgresDatabase({
+      url: named.url,
+      schema,
+      poolSize: options.poolSize ?? 10,
+      connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
+      idleInTransactionMs: options.idleInTransactionMs ?? 30_000,
+    });
+    return { db, schema };
   }
 
   async close(): Promise<void> {
