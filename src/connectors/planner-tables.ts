@@ -1,9 +1,11 @@
 /**
  * What the warehouse planners (PostgreSQL, MySQL, DuckDB) share about their tables: a sync's
  * planner table name, the order and codes of planned parts, how a model's columns compare with
- * those a planner table recorded, and (PostgreSQL, DuckDB) a dry run's statements.
+ * those a planner table recorded, what a run delivered before its plan, and (PostgreSQL, DuckDB) a
+ * dry run's statements.
  */
 import type { Value, WarehousePlanPart } from '../core/ports.js';
+import { ZERO_COUNTS, type OperationCounts } from '../core/runs.js';
 
 /** A column as a planner records it: its name and its type as the database spells it. */
 export interface ColumnType {
@@ -131,4 +133,15 @@ export function previewRefusals(keys: readonly string[], nullKeys: Value[][], re
     for (let i = 0; i < Number(row[keys.length]); i++) refused.push(duplicateKeyRefusal(key));
   }
   return refused;
+}
+
+/**
+ * The rows run `runId` delivered before this plan (WarehousePlan.delivered), as the sync's row of
+ * lockstep_syncs recorded them with the watermark (`delivered`: the counts, or their JSON text);
+ * none when the sync's planner last served another run.
+ */
+export function deliveredBefore(meta: { run_id: string | number | null; delivered: unknown }, runId: number): OperationCounts {
+  if (meta.run_id === null || Number(meta.run_id) !== runId || meta.delivered === null || meta.delivered === undefined) return { ...ZERO_COUNTS };
+  const recorded = (typeof meta.delivered === 'string' ? JSON.parse(meta.delivered) : meta.delivered) as Partial<OperationCounts>;
+  return { addedCount: Number(recorded.addedCount ?? 0), changedCount: Number(recorded.changedCount ?? 0), removedCount: Number(recorded.removedCount ?? 0) };
 }

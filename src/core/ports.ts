@@ -195,6 +195,12 @@ export interface WarehousePlan {
   comparison: 'full' | 'cursor';
   /** What the run should know: the planner table was rebuilt, column types changed, ... */
   notes: string[];
+  /**
+   * Rows this run delivered before this plan (its earlier attempts, or this attempt before it started
+   * over), as its last commit recorded them with the watermark the plan took in: the run's counts
+   * carry on from them. None for a run's first plan, or in a dry run.
+   */
+  delivered: OperationCounts;
 }
 
 /**
@@ -205,9 +211,11 @@ export interface WarehousePlanner {
   plan(request: WarehousePlanRequest): Promise<WarehousePlan>;
   /**
    * Rows delivered: every planned row up to and including `through` (a row of part `op`, by key),
-   * except the `rejected` keys, which stay as they were.
+   * except the `rejected` keys, which stay as they were. `delivered`: the run's delivered rows with
+   * these, the rows it carried on from included (WarehousePlan.delivered), recorded in the same
+   * transaction as the watermark, so that a later attempt counts every row it takes in.
    */
-  commit(through: { op: WarehousePlanPart['op']; key: Value[] }, rejected: Value[][]): Promise<void>;
+  commit(through: { op: WarehousePlanPart['op']; key: Value[] }, rejected: Value[][], delivered: OperationCounts): Promise<void>;
   /** Takes the delivered rows into the planner table (after the last commit of a run that ran to its end). */
   finish(): Promise<void>;
   close(): Promise<void>;

@@ -261,6 +261,8 @@ export class RunBookkeeping {
   private snapshotWrites = 0;
   /** The planner's commits in order (see persist). */
   private plannerCommits: Promise<void> = Promise.resolve();
+  /** The run's delivered rows as the planner's last commit recorded them with its watermark (see persist). */
+  private plannerDelivered = emptyCounts();
   /** When the run's record was last updated with the progress (performance.now()). */
   private lastReport = -Infinity;
 
@@ -307,6 +309,14 @@ export class RunBookkeeping {
     for (const commit of commits) await this.options.phases.during('commit', commit.catch(() => undefined));
   }
 
+  /**
+   * With the planner in the warehouse: the rows the run delivered before its plan
+   * (WarehousePlan.delivered), which the planner's commits count on from.
+   */
+  carryOn(delivered: OperationCounts): void {
+    this.plannerDelivered = { ...delivered };
+  }
+
   /** Waits for the planner's commits in the warehouse, in order. */
   plannerCommitted(): Promise<void> {
     return this.options.phases.during('commit', this.plannerCommits);
@@ -325,11 +335,16 @@ export class RunBookkeeping {
     // Ids first: a crash between the two re-sends the rows (an idempotent upsert), while a snapshot
     // entry without its id would leave child syncs waiting for an id that never comes.
     if (planner) {
-      // The planner's watermark moves in delivery order: each commit waits for the one before.
+      // The planner's watermark moves in delivery order: each commit waits for the one before. The
+      // run's delivered counts go with it, in its transaction: a worker killed before the run's
+      // record caught up leaves them to the attempt that takes the delivered rows in.
       const progressed = written.planner;
       const commit = this.plannerCommits.then(async () => {
         if (recordIds) await store.snapshots.recordIdsWrite(syncId, written.ids, written.deletes, fence);
-        if (progressed) await planner.commit(progressed.through, progressed.rejected);
+        const delivered = { ...this.plannerDelivered };
+        addCounts(delivered, written.successful);
+        if (progressed) await planner.commit(progressed.through, progressed.rejected, delivered);
+        this.plannerDelivered = delivered;
       });
       this.plannerCommits = commit.catch(() => undefined);
       await commit;

@@ -566,6 +566,14 @@ export class SyncRunner {
       ms: Math.round(performance.now() - started),
       ...(plan.notes.length > 0 ? { notes: plan.notes.join('; ') } : {}),
     });
+    // What the run delivered before (an earlier attempt, or this one before it started over) is what
+    // the planner took in by its watermark, counted as recorded with it: the run's record may not
+    // have caught up with it before a worker was killed. A full resync sends every row again.
+    const carried = fullResync ? emptyCounts() : plan.delivered;
+    progress.planned = { ...carried };
+    progress.successful = { ...carried };
+    progress.settled = totalCount(carried);
+    p.bookkeeping.carryOn(carried);
     const notes = [...p.plannerNotes, ...plan.notes];
     await p.record.update({ comparison: { planner: 'warehouse', kind: plan.comparison, ...(notes.length > 0 ? { notes } : {}) } });
     progress.expectedRows = plan.parts.reduce((n, part) => n + part.rows, 0);

@@ -467,7 +467,7 @@ describe('sequence plan with the planner in the warehouse', () => {
         ['changed', PEOPLE / 50 + 1],
         ['removed', 2],
       ]);
-      await running.commit({ op: 'removed', key: ['4'] }, []);
+      await running.commit({ op: 'removed', key: ['4'] }, [], { addedCount: 1, changedCount: PEOPLE / 50 + 1, removedCount: 2 });
       await running.finish();
     } finally {
       await running.close();

@@ -5,22 +5,26 @@
  * the warehouse; a planner table changed by hand, dropped, or of other column types is rebuilt and
  * the run record says so; a model's cursor reads only rows past it, with full comparisons every
  * `fullCompareEvery` runs or on demand; a user who may not create the schema gets the grant to add
- * (or, with `auto`, the store's planner); a stale attempt cannot write the planner's state; on
- * PostgreSQL a first run's staging table is built alongside its delivery, both in one snapshot.
+ * (or, with `auto`, the store's planner); a stale attempt cannot write the planner's state, and
+ * the attempt that takes a run over counts the rows taken in by the watermark as recorded with it;
+ * on PostgreSQL a first run's staging table is built alongside its delivery, both in one snapshot.
  */
 import pg from 'pg';
 import { afterEach, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { PostgresSource } from '../../src/connectors/index.js';
 import { PostgresPlanner, plannerTuning } from '../../src/connectors/postgres/postgres-planner.js';
+import type { Connectors, Value, WarehousePlanPart } from '../../src/core/ports.js';
 import type { ModelDef, SequenceDef, SyncDef } from '../../src/core/workspace.js';
 import { member, model, sequence, source, sync, workspace } from '../helpers/definitions.js';
-import { withShortReads } from '../helpers/fault-connectors.js';
+import { withPlannerStop, withShortReads } from '../helpers/fault-connectors.js';
 import { startHarness, tempDir } from '../helpers/harness.js';
 import { createTestDatabase, sql } from '../helpers/postgres.js';
 
 const ROWS = 3000;
 
-async function setup(options: { models?: ModelDef[]; sync?: Partial<SyncDef>; settings?: Record<string, unknown>; url?: string; sequences?: SequenceDef[] } = {}) {
+async function setup(
+  options: { models?: ModelDef[]; sync?: Partial<SyncDef>; settings?: Record<string, unknown>; url?: string; sequences?: SequenceDef[]; connectors?: (real: Connectors) => Connectors; env?: Record<string, string> } = {},
+) {
   const url = options.url ?? (await createTestDatabase('lockstep_wplan'));
   await sql(
     url,
@@ -38,6 +42,8 @@ async function setup(options: { models?: ModelDef[]; sync?: Partial<SyncDef>; se
       syncs: [sync('people-to-crm', { model: 'people', destination: 'crm', object: 'crm_people', mode: 'mirror', batchSize: 500, ...options.sync })],
       ...(options.sequences ? { sequences: options.sequences } : {}),
     }),
+    connectors: options.connectors,
+    env: options.env,
   });
   const run = async (options: { fullCompare?: boolean; fullResync?: boolean } = {}) => {
     const { run } = await h.app.worker.triggerSync('people-to-crm', options);
@@ -95,6 +101,47 @@ async function expectTakenInAgain(run: () => Promise<{ status: string; compariso
   expect(retried.status).toBe('success');
   expect(retried.comparison?.notes).toContain('took in the rows an earlier attempt delivered before it stopped');
 }
+
+/**
+ * Stops a run right after the planner's commit `stopAt` picks, once (withPlannerStop): as a worker
+ * killed before it recorded that commit's rows in the run's record. With a lease of a second, the
+ * worker takes the run over as its attempt 2.
+ */
+function plannerStop() {
+  let at: ((through: { op: WarehousePlanPart['op']; key: Value[] }) => boolean) | null = null;
+  return {
+    connectors: (real: Connectors) =>
+      withPlannerStop(real, (through) => {
+        if (!at?.(through)) return false;
+        at = null;
+        return true;
+      }),
+    env: { LOCKSTEP_LEASE_SECONDS: '1' },
+    /**
+     * Runs the sync by `run`, stopped after the first commit whose last row is row `key` of kind
+     * `op` or later in the planner's order; answers the run as it ended.
+     */
+    async run<T>(run: () => Promise<T>, op: WarehousePlanPart['op'], key: number): Promise<T> {
+      const kinds = ['added', 'changed', 'removed'];
+      at = (through) => kinds.indexOf(through.op) > kinds.indexOf(op) || (through.op === op && Number(through.key[0]) >= key);
+      const ended = await run();
+      expect(at, 'the run was not stopped').toBeNull();
+      return ended;
+    },
+  };
+}
+
+/** A run's planned, delivered and rejected counts, and how it ended. */
+const outcome = (r: { status: string; attempt: number; plannedRows: typeof NONE; successfulRows: typeof NONE; failedRows: typeof NONE }) => ({
+  status: r.status,
+  attempt: r.attempt,
+  planned: r.plannedRows,
+  delivered: r.successfulRows,
+  rejected: r.failedRows,
+});
+
+/** Counts of added, changed and removed rows. */
+const counts = (addedCount: number, changedCount: number, removedCount: number) => ({ addedCount, changedCount, removedCount });
 
 /** Keeps a run's changes in the planner table's delta from `deltaRows` planner rows, folded in past `foldFraction` of them, for this test. */
 function keepInDelta(deltaRows: number, foldFraction: number): void {
@@ -320,7 +367,7 @@ describe('planner in the warehouse (PostgreSQL)', () => {
       }
       expect(await part!.counted).toEqual({ rows: 3000, refused: [] });
       // Delivered up to key 100, then stopped before the table was recorded.
-      await stopped.commit({ op: 'added', key: ['100'] }, [['7']]);
+      await stopped.commit({ op: 'added', key: ['100'] }, [['7']], counts(99, 0, 0));
       await stopped.close();
       expect(await sql(url, 'select staging, part from lockstep_planner.lockstep_syncs where sync_id = 7')).toEqual([{ staging: null, part: -1 }]);
 
@@ -328,9 +375,11 @@ describe('planner in the warehouse (PostgreSQL)', () => {
       try {
         const next = await again.plan(planRequest({ id: 2, attempt: 2 }));
         expect(next.notes).not.toContain('took in the rows an earlier attempt delivered before it stopped');
+        // Nothing of attempt 1 was recorded, so it counts nothing: its rows are planned again.
+        expect(next.delivered).toEqual(NONE);
         expect(next.plannerRows).toBe(0);
         expect(await next.parts[0]!.counted).toEqual({ rows: 3001, refused: [] });
-        await again.commit({ op: 'added', key: ['3001'] }, [['7']]);
+        await again.commit({ op: 'added', key: ['3001'] }, [['7']], counts(3000, 0, 0));
         await again.finish();
         expect(await sql(url, 'select count(*)::int as n from lockstep_planner.sync_7_people')).toEqual([{ n: 3000 }]);
       } finally {
@@ -386,6 +435,28 @@ describe('planner in the warehouse (PostgreSQL)', () => {
     expect(rest.status).toBe('success');
     expect(await sql(url, 'select count(*)::int as n from crm_people')).toEqual([{ n: ROWS }]);
     expect(await sql(url, 'select count(*)::int as n from lockstep_planner.sync_1_people_to_crm')).toEqual([{ n: ROWS }]);
+  });
+
+  it('counts the rows an attempt delivered before it stopped once, when the next attempt takes them in by its watermark', async () => {
+    const stop = plannerStop();
+    const { url, h, run, digest } = await setup({ connectors: stop.connectors, env: stop.env });
+    await using _ = h;
+    // A first run (its staging table built alongside, recorded or not when it stops).
+    const first = await stop.run(run, 'added', 1500);
+    expect(outcome(first)).toEqual({ status: 'success', attempt: 2, planned: counts(ROWS, 0, 0), delivered: counts(ROWS, 0, 0), rejected: NONE });
+    expect(await digest('select * from crm_people')).toEqual(await digest('select * from people'));
+
+    // A run of every kind of change, stopped among the changed rows: the change the destination
+    // rejected before the stop is planned again, and rejected again, once.
+    await sql(
+      url,
+      `update people set name = name || '!', score = case when id = 100 then -1 else score end where id <= 2000; delete from people where id > 2800;
+       insert into people select g, 'new ' || g, 1, null from generate_series(${ROWS + 1}, ${ROWS + 300}) g`,
+    );
+    const second = await stop.run(run, 'changed', 1000);
+    expect(second.comparison?.notes).toContain('took in the rows an earlier attempt delivered before it stopped');
+    expect(outcome(second)).toEqual({ status: 'warning', attempt: 2, planned: counts(300, 2000, 200), delivered: counts(300, 1999, 200), rejected: counts(0, 1, 0) });
+    expect(await digest('select * from crm_people where id <> 100')).toEqual(await digest('select * from people where id <> 100'));
   });
 
   describe('in key ranges side by side', () => {
@@ -842,12 +913,12 @@ describe('planner in the warehouse (PostgreSQL)', () => {
     const request = (run: number) => planRequest({ id: run, attempt: 1 });
     try {
       await planner.plan(request(1));
-      await planner.commit({ op: 'added', key: ['3000'] }, []);
+      await planner.commit({ op: 'added', key: ['3000'] }, [], counts(3000, 0, 0));
       await planner.finish();
       await sql(url, `update people set name = name || '!' where id % 50 = 0; delete from people where id % 97 = 0; insert into people select g, 'new' from generate_series(3001, 3030) g`);
       const plan = await planner.plan(request(2));
       expect(plan.parts.map((p) => [p.op, p.rows])).toEqual([['added', 30], ['changed', 60], ['removed', 30]]);
-      for (const part of plan.parts) await planner.commit({ op: part.op, key: ['3030'] }, []);
+      for (const part of plan.parts) await planner.commit({ op: part.op, key: ['3030'] }, [], NONE);
       await planner.finish();
       // Asked for by the first run's staging table (then built first) and by the second run's halves.
       expect(connect).toHaveBeenCalledTimes(2);
@@ -872,12 +943,13 @@ describe('planner in the warehouse (PostgreSQL)', () => {
     const current = await open();
     try {
       expect((await stale.plan(request(1))).parts).toEqual([expect.objectContaining({ op: 'added', rows: 100 })]);
-      await stale.commit({ op: 'added', key: ['40'] }, []);
-      // Attempt 2 takes over: the 40 rows attempt 1 delivered go into the planner table.
+      await stale.commit({ op: 'added', key: ['40'] }, [], counts(40, 0, 0));
+      // Attempt 2 takes over: the 40 rows attempt 1 delivered go into the planner table, and count.
       const taken = await current.plan(request(2));
       expect(taken.notes).toContain('took in the rows an earlier attempt delivered before it stopped');
+      expect(taken.delivered).toEqual(counts(40, 0, 0));
       expect(taken.parts).toEqual([expect.objectContaining({ op: 'added', rows: 60 })]);
-      await expect(stale.commit({ op: 'added', key: ['90'] }, [])).rejects.toMatchObject({ code: 'lease_lost' });
+      await expect(stale.commit({ op: 'added', key: ['90'] }, [], counts(90, 0, 0))).rejects.toMatchObject({ code: 'lease_lost' });
       await expect(stale.finish()).rejects.toMatchObject({ code: 'lease_lost' });
       await expect(stale.plan(request(1))).rejects.toMatchObject({ code: 'lease_lost' });
       await current.finish();
@@ -890,7 +962,7 @@ describe('planner in the warehouse (PostgreSQL)', () => {
 });
 
 describe('planner in the warehouse (DuckDB)', () => {
-  async function duckSetup(over: Partial<ModelDef> = {}) {
+  async function duckSetup(over: Partial<ModelDef> = {}, harness: { connectors?: (real: Connectors) => Connectors; env?: Record<string, string> } = {}) {
     const dir = tempDir();
     const duck = await import('@duckdb/node-api');
     const path = `${dir}/warehouse.duckdb`;
@@ -917,6 +989,7 @@ describe('planner in the warehouse (DuckDB)', () => {
         syncs: [sync('people-to-crm', { model: 'people', destination: 'crm', object: 'crm_people', mode: 'mirror', batchSize: 500 })],
         sequences: [sequence('all', [member('people-to-crm')])],
       }),
+      ...harness,
     });
     const run = async (options: { fullCompare?: boolean } = {}) => {
       const { run } = await h.app.worker.triggerSync('people-to-crm', options);
@@ -976,11 +1049,41 @@ describe('planner in the warehouse (DuckDB)', () => {
     expect(afterTamper.plannedRows).toEqual({ addedCount: 0, changedCount: ROWS - 1, removedCount: 0 });
     expect((await run({ fullCompare: true })).plannedRows).toEqual(NONE);
   });
+
+  it('counts the rows an attempt delivered before it stopped once, when the next attempt takes them in by its watermark', async () => {
+    const stop = plannerStop();
+    const { h, run, exec, url } = await duckSetup({}, { connectors: stop.connectors, env: stop.env });
+    await using _ = h;
+    const digest = (table: string) => sql(url, `select count(*)::int as n, md5(string_agg(p::text, '|' order by id)) as m from ${table} p`);
+    const first = await stop.run(run, 'added', 1500);
+    expect(first.comparison?.notes).toContain('took in the rows an earlier attempt delivered before it stopped');
+    expect(outcome(first)).toEqual({ status: 'success', attempt: 2, planned: counts(ROWS, 0, 0), delivered: counts(ROWS, 0, 0), rejected: NONE });
+    expect(await digest('crm_people')).toEqual([{ n: ROWS, m: expect.any(String) }]);
+
+    await exec(
+      `update people set name = name || '!' where id <= 2000; delete from people where id > 2800;
+       insert into people select g, 'new ' || g, 1, null from range(${ROWS + 1}, ${ROWS + 301}) r(g)`,
+    );
+    const second = await stop.run(run, 'changed', 1000);
+    expect(second.comparison?.notes).toContain('took in the rows an earlier attempt delivered before it stopped');
+    expect(outcome(second)).toEqual({ status: 'success', attempt: 2, planned: counts(300, 2000, 200), delivered: counts(300, 2000, 200), rejected: NONE });
+    expect(await sql(url, "select count(*)::int as n, count(*) filter (where name like '%!')::int as changed from crm_people")).toEqual([{ n: ROWS + 100, changed: 2000 }]);
+  });
 });
 
 describe('planner in the warehouse (MySQL / MariaDB)', () => {
   /** A MySQL source and destination in one fresh database; the planner's database is the test's own (dropped with the run's). */
-  async function mysqlSetup(options: { models?: ModelDef[]; sync?: Partial<SyncDef>; settings?: Record<string, unknown>; url?: string; plannerSchema?: string } = {}) {
+  async function mysqlSetup(
+    options: {
+      models?: ModelDef[];
+      sync?: Partial<SyncDef>;
+      settings?: Record<string, unknown>;
+      url?: string;
+      plannerSchema?: string;
+      connectors?: (real: Connectors) => Connectors;
+      env?: Record<string, string>;
+    } = {},
+  ) {
     const { createTestMysqlDatabase, mysqlSeries, mysqlSql } = await import('../helpers/mysql.js');
     const url = options.url ?? (await createTestMysqlDatabase('lockstep_wmy'));
     const plannerSchema = options.plannerSchema ?? `${new URL(url).pathname.slice(1)}_p`;
@@ -1000,6 +1103,8 @@ describe('planner in the warehouse (MySQL / MariaDB)', () => {
         models: options.models ?? [model('people', 'warehouse', 'select id, name, score, seen_at from people')],
         syncs: [sync('people-to-crm', { model: 'people', destination: 'crm', object: 'crm_people', mode: 'mirror', batchSize: 500, ...options.sync })],
       }),
+      connectors: options.connectors,
+      env: options.env,
     });
     const run = async (runOptions: { fullCompare?: boolean; fullResync?: boolean } = {}) => {
       const { run } = await h.app.worker.triggerSync('people-to-crm', runOptions);
@@ -1050,6 +1155,29 @@ describe('planner in the warehouse (MySQL / MariaDB)', () => {
     const idle = await run();
     expect(idle.plannedRows).toEqual(NONE);
     expect(idle.comparison).toEqual({ planner: 'warehouse', kind: 'full' });
+  });
+
+  it('counts the rows an attempt delivered before it stopped once, when the next attempt takes them in by its watermark', async () => {
+    const stop = plannerStop();
+    const { h, run, my, digest } = await mysqlSetup({ connectors: stop.connectors, env: stop.env });
+    await using _ = h;
+    const first = await stop.run(run, 'added', 1500);
+    expect(first.comparison?.notes).toContain('took in the rows an earlier attempt delivered before it stopped');
+    expect(outcome(first)).toEqual({ status: 'success', attempt: 2, planned: counts(ROWS, 0, 0), delivered: counts(ROWS, 0, 0), rejected: NONE });
+    expect(await digest('crm_people')).toEqual(await digest('people'));
+
+    const { mysqlSeries } = await import('../helpers/mysql.js');
+    await my(
+      `update people set name = concat(name, '!'), score = if(id = 100, -1, score) where id <= 2000;
+       delete from people where id > 2800;
+       insert into people select ${ROWS} + seq, concat('new ', seq), 1, null from ${mysqlSeries(300)}`,
+    );
+    const second = await stop.run(run, 'changed', 1000);
+    expect(second.comparison?.notes).toContain('took in the rows an earlier attempt delivered before it stopped');
+    expect(outcome(second)).toEqual({ status: 'warning', attempt: 2, planned: counts(300, 2000, 200), delivered: counts(300, 1999, 200), rejected: counts(0, 1, 0) });
+    await my('update people set score = 7 where id = 100');
+    expect((await run()).plannedRows).toEqual(counts(0, 1, 0));
+    expect(await digest('crm_people')).toEqual(await digest('people'));
   });
 
   it('compares a JSON column with its copy in the planner table (MariaDB keeps JSON as text): nothing changed is nothing sent', async () => {
@@ -1259,14 +1387,14 @@ describe('planner in the warehouse (MySQL / MariaDB)', () => {
     try {
       // A first run delivers rows 1 to 40 and stops as its take-in had recorded the swap, before the rename.
       await planner.plan(request(1));
-      await planner.commit({ op: 'added', key: [40] }, []);
+      await planner.commit({ op: 'added', key: [40] }, [], NONE);
       await my(`delete from \`${schema}\`.sync_7_people_stage where id > 40; update \`${schema}\`.lockstep_syncs set swap_from = 'sync_7_people_stage'`);
       const second = await planner.plan(request(2));
       expect(second.notes).toContain('took in the rows an earlier attempt delivered before it stopped');
       expect(second.parts).toEqual([expect.objectContaining({ op: 'added', rows: 60 })]);
       // The second run delivers everything; its take-in stops right after a rename: the planner table
       // holds every row, but the sync's row still names the swap.
-      await planner.commit({ op: 'added', key: [100] }, []);
+      await planner.commit({ op: 'added', key: [100] }, [], NONE);
       await my(
         `delete from \`${schema}\`.sync_7_people where id > 40;
          insert into \`${schema}\`.sync_7_people select id, name from \`${schema}\`.sync_7_people_stage where lockstep_op = 'a';
@@ -1299,12 +1427,13 @@ describe('planner in the warehouse (MySQL / MariaDB)', () => {
     const current = await open();
     try {
       expect((await stale.plan(request(1))).parts).toEqual([expect.objectContaining({ op: 'added', rows: 100 })]);
-      await stale.commit({ op: 'added', key: [40] }, [[7]]);
+      await stale.commit({ op: 'added', key: [40] }, [[7]], counts(39, 0, 0));
       const taken = await current.plan(request(2));
       expect(taken.notes).toContain('took in the rows an earlier attempt delivered before it stopped');
-      // Rows 1 to 40 went in, but for the rejected row 7.
+      // Rows 1 to 40 went in, but for the rejected row 7; they count as recorded with them.
       expect(taken.parts).toEqual([expect.objectContaining({ op: 'added', rows: 61 })]);
-      await expect(stale.commit({ op: 'added', key: [90] }, [])).rejects.toMatchObject({ code: 'lease_lost' });
+      expect(taken.delivered).toEqual(counts(39, 0, 0));
+      await expect(stale.commit({ op: 'added', key: [90] }, [], counts(89, 0, 0))).rejects.toMatchObject({ code: 'lease_lost' });
       await expect(stale.finish()).rejects.toMatchObject({ code: 'lease_lost' });
       await expect(stale.plan(request(1))).rejects.toMatchObject({ code: 'lease_lost' });
       await current.finish();

@@ -1,4 +1,5 @@
-import type { Connectors, Destination, DestinationWriter, ReadOptions, RowBatch, RowOutcome, Source, WriteOperation, WriteTarget } from '../../src/core/ports.js';
+import { ErrorCode, LockstepError } from '../../src/core/errors.js';
+import type { Connectors, Destination, DestinationWriter, ReadOptions, RowBatch, RowOutcome, Source, WarehousePlanner, WarehousePlanPart, Value, WriteOperation, WriteTarget } from '../../src/core/ports.js';
 
 /** Called before each batch a destination writes; may wait (to hold a run mid-flight) or throw (to inject a failure). */
 export type BeforeWrite = (info: { object: string; batchIndex: number; batch: WriteOperation[] }) => Promise<void> | void;
@@ -63,6 +64,43 @@ export function withShortReads(inner: Connectors, matches: (query: string) => bo
             }
           })();
         },
+      });
+    },
+  };
+}
+
+/**
+ * Wraps real connectors so that a run's planner in the warehouse stops the run right after the
+ * commit `stops` picks has landed in the warehouse, as a worker killed before it recorded that
+ * commit's rows in the run's record: that commit and every later one of the attempt fail as a lost
+ * lease does (later ones without reaching the warehouse), and the run is left to the next worker
+ * once its lease ends.
+ */
+export function withPlannerStop(inner: Connectors, stops: (through: { op: WarehousePlanPart['op']; key: Value[] }) => boolean): Connectors {
+  const stopped = () => new LockstepError(ErrorCode.LeaseLost, 'the worker stopped after the planner\'s commit');
+  const wrap = (planner: WarehousePlanner): WarehousePlanner => {
+    let gone = false;
+    return {
+      plan: (request) => planner.plan(request),
+      async commit(through, rejected, delivered) {
+        if (gone) throw stopped();
+        await planner.commit(through, rejected, delivered);
+        if (!stops(through)) return;
+        gone = true;
+        throw stopped();
+      },
+      finish: () => planner.finish(),
+      close: () => planner.close(),
+    };
+  };
+  return {
+    openDestination: (c, run) => inner.openDestination(c, run),
+    async openSource(c) {
+      const source = await inner.openSource(c);
+      const access = source.warehousePlanner;
+      if (!access) return source;
+      return Object.assign(Object.create(source) as Source, {
+        warehousePlanner: { ...access, open: async (...args: Parameters<typeof access.open>) => wrap(await access.open(...args)) },
       });
     },
   };

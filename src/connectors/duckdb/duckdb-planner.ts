@@ -3,15 +3,17 @@
  * (connectors/postgres/postgres-planner.ts): per sync, a table in Lockstep's schema of the file
  * holds the delivered rows, a run compares the model with it in one statement (columns compared
  * with IS DISTINCT FROM) into a staging table of the rows that differ, and a fenced watermark
- * records what was delivered. DuckDB has no triggers: a planner table changed by hand is noticed
- * by its row count and a checksum of its rows (DuckDB's `hash` of the columns, XORed), checked at
- * every full comparison. DuckDB sorts fast, so the staging table needs no index.
+ * records what was delivered, with the run's delivered counts. DuckDB has no triggers: a planner
+ * table changed by hand is noticed by its row count and a checksum of its rows (DuckDB's `hash` of
+ * the columns, XORed), checked at every full comparison. DuckDB sorts fast, so the staging table
+ * needs no index.
  */
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
 import type { Value, WarehousePlan, WarehousePlanner, WarehousePlanPart, WarehousePlanRequest } from '../../core/ports.js';
+import { ZERO_COUNTS, type OperationCounts } from '../../core/runs.js';
 import { DuckDbMemory, isOutOfMemory } from './duckdb-memory.js';
-import { OPS, OP_CODE, duplicateKeyRefusal, pendingNote, plannedModelRows, plannerNotes, plannerTableName, previewRefusals, previewStatements, sameColumns, type ColumnType } from '../planner-tables.js';
+import { OPS, OP_CODE, deliveredBefore, duplicateKeyRefusal, pendingNote, plannedModelRows, plannerNotes, plannerTableName, previewRefusals, previewStatements, sameColumns, type ColumnType } from '../planner-tables.js';
 
 const quote = (name: string): string => `"${name.replace(/"/g, '""')}"`;
 
@@ -30,6 +32,8 @@ interface MetaRow {
   model_columns: ColumnType[] | null;
   part: number;
   through: Value[] | null;
+  /** The run's delivered counts with the watermark, as JSON (see deliveredBefore). */
+  delivered: string | null;
   cursor_value: string | null;
   pending_cursor: string | null;
   cursor_runs: number;
@@ -84,7 +88,9 @@ export class DuckDbPlanner implements WarehousePlanner {
         row_count BIGINT NOT NULL DEFAULT 0, checksum VARCHAR, run_id BIGINT, attempt INTEGER, staging VARCHAR,
         staging_kind VARCHAR, key_columns VARCHAR, model_columns VARCHAR, part INTEGER NOT NULL DEFAULT -1, through VARCHAR,
         cursor_value VARCHAR, pending_cursor VARCHAR, cursor_runs INTEGER NOT NULL DEFAULT 0, comparison VARCHAR,
-        staged_rows BIGINT NOT NULL DEFAULT 0)`);
+        staged_rows BIGINT NOT NULL DEFAULT 0, delivered VARCHAR)`);
+      // Planner schemas made before a run's delivered counts were kept with its watermark.
+      await connection.run(`ALTER TABLE ${planner.meta} ADD COLUMN IF NOT EXISTS delivered VARCHAR`);
     } catch (error) {
       throw planner.failure('setting up the planner', error);
     }
@@ -192,7 +198,13 @@ export class DuckDbPlanner implements WarehousePlanner {
       await this.apply(meta, false);
       notes.push('took in the rows an earlier attempt delivered before it stopped');
     }
-    await this.run(`UPDATE ${this.meta} SET run_id = ?, attempt = ?, staging = NULL, part = -1, through = NULL WHERE sync_id = ?`, [request.run.id, request.run.attempt, request.sync.id]);
+    const delivered = deliveredBefore(meta, request.run.id);
+    await this.run(`UPDATE ${this.meta} SET run_id = ?, attempt = ?, staging = NULL, part = -1, through = NULL, delivered = ? WHERE sync_id = ?`, [
+      request.run.id,
+      request.run.attempt,
+      JSON.stringify(delivered),
+      request.sync.id,
+    ]);
     meta = await this.readMeta(request.sync.id);
     this.fence = { syncId: request.sync.id, runId: request.run.id, attempt: request.run.attempt };
 
@@ -256,7 +268,7 @@ export class DuckDbPlanner implements WarehousePlanner {
         parts.push({ op, rows: counts[op], query: `SELECT ${op === 'removed' ? keyList : names.map(q).join(', ')} FROM ${this.table(staging)} ${filter}ORDER BY ${keyList}` });
       }
     }
-    return { parts, refused, modelRows, plannerRows, comparison, notes };
+    return { parts, refused, modelRows, plannerRows, comparison, notes, delivered };
   }
 
   /** The model's columns and keys, and how it is compared with the planner table (`meta`): shared by runs and dry runs. */
@@ -362,18 +374,18 @@ export class DuckDbPlanner implements WarehousePlanner {
     const plannerRows = shape.kind === 'initial' ? 0 : meta.row_count;
     const modelRows = plannedModelRows({ kind: shape.kind, comparison: shape.comparison, counts, plannerRows, refused: refused.length }, counts.added + refused.length);
     const parts = shape.kind === 'reset' ? [] : sql.parts(counts, repeated, shape.names);
-    return { parts, refused, modelRows, plannerRows, comparison: shape.comparison, notes };
+    return { parts, refused, modelRows, plannerRows, comparison: shape.comparison, notes, delivered: { ...ZERO_COUNTS } };
   }
 
-  commit(through: { op: WarehousePlanPart['op']; key: Value[] }, rejected: Value[][]): Promise<void> {
+  commit(through: { op: WarehousePlanPart['op']; key: Value[] }, rejected: Value[][], delivered: OperationCounts): Promise<void> {
     // A dry run delivered nothing: nothing to record.
     if (this.dryRun) return Promise.resolve();
-    const next = this.chain.then(() => this.commitNow(through, rejected));
+    const next = this.chain.then(() => this.commitNow(through, rejected, delivered));
     this.chain = next.catch(() => undefined);
     return next;
   }
 
-  private async commitNow(through: { op: WarehousePlanPart['op']; key: Value[] }, rejected: Value[][]): Promise<void> {
+  private async commitNow(through: { op: WarehousePlanPart['op']; key: Value[] }, rejected: Value[][], delivered: OperationCounts): Promise<void> {
     if (rejected.length === 0) {
       // One statement, its own transaction: the watermark moves only if this attempt still holds
       // the sync. A transaction of four statements took 60–130 ms per batch while the parts were
@@ -382,9 +394,10 @@ export class DuckDbPlanner implements WarehousePlanner {
       if (!fence) throw new LockstepError(ErrorCode.Internal, 'the planner was written to before a plan');
       let moved: unknown[];
       try {
-        moved = await this.rows(`UPDATE ${this.meta} SET part = ?, through = ? WHERE sync_id = ? AND run_id = ? AND attempt = ? RETURNING sync_id`, [
+        moved = await this.rows(`UPDATE ${this.meta} SET part = ?, through = ?, delivered = ? WHERE sync_id = ? AND run_id = ? AND attempt = ? RETURNING sync_id`, [
           OPS.indexOf(through.op),
           JSON.stringify(through.key),
+          JSON.stringify(delivered),
           fence.syncId,
           fence.runId,
           fence.attempt,
@@ -397,7 +410,7 @@ export class DuckDbPlanner implements WarehousePlanner {
     }
     await this.run('BEGIN TRANSACTION');
     try {
-      await this.fenced(`UPDATE ${this.meta} SET part = ?, through = ?`, [OPS.indexOf(through.op), JSON.stringify(through.key)]);
+      await this.fenced(`UPDATE ${this.meta} SET part = ?, through = ?, delivered = ?`, [OPS.indexOf(through.op), JSON.stringify(through.key), JSON.stringify(delivered)]);
       if (rejected.length > 0) {
         const row = `(${this.keyTypes.map((t) => `CAST(? AS ${t})`).join(', ')})`;
         await this.run(`INSERT INTO ${this.table(`${this.plannerTable}_rejected`)} VALUES ${rejected.map(() => row).join(', ')}`, rejected.flat());
@@ -581,6 +594,7 @@ function unplannedMeta(plannerTable: string): MetaRow {
     model_columns: null,
     part: -1,
     through: null,
+    delivered: null,
     cursor_value: null,
     pending_cursor: null,
     cursor_runs: 0,

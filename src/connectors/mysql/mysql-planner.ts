@@ -11,8 +11,9 @@
  * - a plan creates the (empty) staging tables first, then fills them, refuses null and duplicate
  *   keys and points the sync's row of lockstep_syncs at them in one transaction;
  * - a commit records the watermark (the last delivered row, in a typed row of the `_marks` table,
- *   and its kind in lockstep_syncs) and the rejected keys in one transaction fenced by run and
- *   attempt: a row counts as delivered only once that transaction committed;
+ *   and its kind in lockstep_syncs), the rejected keys and the run's delivered counts in one
+ *   transaction fenced by run and attempt: a row counts as delivered only once that transaction
+ *   committed;
  * - taking the delivered rows in is one transaction when the planner table is updated in place; when
  *   it is replaced (a first run's staging table, which holds the whole model keyed, less what was
  *   not delivered; or a table rebuilt from a comparison by key), the swap is recorded (`swap_from`)
@@ -25,9 +26,10 @@ import { createHash } from 'node:crypto';
 import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
 import { PlannerCommits } from '../planner-commits.js';
 import type { Value, WarehousePlan, WarehousePlanner, WarehousePlanPart, WarehousePlanRequest } from '../../core/ports.js';
+import { ZERO_COUNTS, type OperationCounts } from '../../core/runs.js';
 import { classifyMysqlError, MysqlFailure, mysqlErrno, quoteMysqlIdent as quote, type MysqlField, type MysqlPool, type MysqlPoolConnection } from './mysql-client.js';
 import { converterFor } from './mysql-source.js';
-import { OPS, OP_CODE, duplicateKeyRefusal, pendingNote, plannedModelRows, plannerNotes, plannerTableName, sameColumns, type ColumnType } from '../planner-tables.js';
+import { OPS, OP_CODE, deliveredBefore, duplicateKeyRefusal, pendingNote, plannedModelRows, plannerNotes, plannerTableName, sameColumns, type ColumnType } from '../planner-tables.js';
 
 /** A result column as the driver describes it, with what the planner reads of it. */
 interface Field extends MysqlField {
@@ -51,6 +53,8 @@ interface MetaRow {
   key_columns: string[] | null;
   model_columns: ColumnType[] | null;
   part: number;
+  /** The run's delivered counts with the watermark, as JSON (see deliveredBefore). */
+  delivered: string | null;
   cursor_value: string | null;
   pending_cursor: string | null;
   cursor_runs: number;
@@ -82,6 +86,8 @@ const NEEDS_SUPER = 1419;
 const NO_SUCH_TABLE = 1146;
 /** A BLOB/TEXT column in a key without a length; a key longer than the engine allows. */
 const KEY_UNINDEXABLE = new Set([1170, 1071]);
+/** ER_DUP_FIELDNAME: a column added meanwhile by another process. */
+const DUPLICATE_COLUMN = 1060;
 
 /** Protocol type codes, as names for messages and for the type recorded per column. */
 const TYPE_NAMES: Record<number, string> = {
@@ -96,7 +102,7 @@ const UNSIGNED_FLAG = 32;
 const BINARY_CHARSET = 63;
 
 export class MysqlPlanner implements WarehousePlanner {
-  private readonly commits = new PlannerCommits((through, rejected) => this.commitNow(through, rejected));
+  private readonly commits = new PlannerCommits((through, rejected, delivered) => this.commitNow(through, rejected, delivered));
   private fence: { syncId: number; runId: number; attempt: number } | null = null;
   private keys: string[] = [];
   private keyFields: Field[] = [];
@@ -214,6 +220,7 @@ export class MysqlPlanner implements WarehousePlanner {
         model_columns   LONGTEXT NULL,
         part            INT NOT NULL DEFAULT -1,
         through_key     LONGTEXT NULL,
+        delivered       LONGTEXT NULL,
         cursor_value    LONGTEXT NULL,
         pending_cursor  LONGTEXT NULL,
         cursor_runs     INT NOT NULL DEFAULT 0,
@@ -222,6 +229,17 @@ export class MysqlPlanner implements WarehousePlanner {
         swap_from       VARCHAR(64) NULL,
         updated_at      TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)
       ) ENGINE=InnoDB`);
+      // Planner databases made before a run's delivered counts were kept with its watermark (MySQL
+      // has no ADD COLUMN IF NOT EXISTS).
+      const [found] = await this.rows<{ n: number }>(
+        "SELECT COUNT(*) AS n FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'lockstep_syncs' AND COLUMN_NAME = 'delivered'",
+        [this.schema],
+      );
+      if (Number(found?.n ?? 0) === 0) {
+        await this.run(`ALTER TABLE ${this.meta} ADD COLUMN delivered LONGTEXT NULL`).catch((error: unknown) => {
+          if (mysqlErrno(error) !== DUPLICATE_COLUMN) throw error;
+        });
+      }
     } catch (error) {
       if (DENIED.has(mysqlErrno(error) ?? 0)) throw this.refused(await this.grantee(), error);
       throw error;
@@ -290,13 +308,15 @@ export class MysqlPlanner implements WarehousePlanner {
     // Take the sync's planner over for this attempt: from here on, an earlier attempt's commits are
     // refused, so what it recorded is final; its delivered rows are then taken in.
     await this.run(`INSERT IGNORE INTO ${this.meta} (sync_id, slug, planner_table) VALUES (?, ?, ?)`, [request.sync.id, request.sync.slug, plannerTable]);
+    let delivered: OperationCounts = { ...ZERO_COUNTS };
     const earlier = await this.transaction(async () => {
       const meta = await this.readMeta(request.sync.id, true);
       if (!meta) throw new LockstepError(ErrorCode.Internal, 'the planner lost its row in lockstep_syncs');
       if (meta.run_id === request.run.id && (meta.attempt ?? 0) > request.run.attempt) {
         throw new LockstepError(ErrorCode.LeaseLost, `attempt ${request.run.attempt} of sync run ${request.run.id} was taken over by attempt ${meta.attempt}`);
       }
-      await this.run(`UPDATE ${this.meta} SET run_id = ?, attempt = ? WHERE sync_id = ?`, [request.run.id, request.run.attempt, request.sync.id]);
+      delivered = deliveredBefore(meta, request.run.id);
+      await this.run(`UPDATE ${this.meta} SET run_id = ?, attempt = ?, delivered = ? WHERE sync_id = ?`, [request.run.id, request.run.attempt, JSON.stringify(delivered), request.sync.id]);
       return meta;
     });
     this.fence = { syncId: request.sync.id, runId: request.run.id, attempt: request.run.attempt };
@@ -416,7 +436,7 @@ export class MysqlPlanner implements WarehousePlanner {
           parts.push({ op, rows: counts[op], query: `SELECT ${op === 'removed' ? keyList : names.map(q).join(', ')} FROM ${this.table(staging)} ${filter}ORDER BY ${keyList}` });
         }
       }
-      return { parts, refused, modelRows, plannerRows, comparison, notes };
+      return { parts, refused, modelRows, plannerRows, comparison, notes, delivered };
     });
   }
 
@@ -610,27 +630,32 @@ export class MysqlPlanner implements WarehousePlanner {
         parts.push({ op: part, rows: counts[part], query });
       }
     }
-    return { parts, refused, modelRows, plannerRows, comparison: shape.comparison, notes };
+    return { parts, refused, modelRows, plannerRows, comparison: shape.comparison, notes, delivered: { ...ZERO_COUNTS } };
   }
 
-  commit(through: { op: WarehousePlanPart['op']; key: Value[] }, rejected: Value[][]): Promise<void> {
+  commit(through: { op: WarehousePlanPart['op']; key: Value[] }, rejected: Value[][], delivered: OperationCounts): Promise<void> {
     // A dry run delivered nothing: nothing to record.
     if (this.dryRun) return Promise.resolve();
-    return this.commits.commit(through, rejected);
+    return this.commits.commit(through, rejected, delivered);
   }
 
   /**
    * One transaction: the fenced watermark (its kind in lockstep_syncs, its key as a typed row of
-   * the marks table, so it compares with the staged keys in their own types) and the rejected keys.
+   * the marks table, so it compares with the staged keys in their own types), the run's delivered
+   * counts and the rejected keys.
    */
-  private async commitNow(through: { op: WarehousePlanPart['op']; key: Value[] }, rejected: Value[][]): Promise<void> {
+  private async commitNow(through: { op: WarehousePlanPart['op']; key: Value[] }, rejected: Value[][], delivered: OperationCounts): Promise<void> {
     const marks = this.table(`${this.plannerTable}_marks`);
     const keyList = this.keys.map(quote).join(', ');
     const row = `(?, ${this.keys.map(() => '?').join(', ')})`;
     const params = (mark: number, key: Value[]) => [mark, ...this.keyFields.map((field, i) => keyParameter(key[i] ?? null, field))];
     try {
       await this.transaction(async () => {
-        await this.fenced(`UPDATE ${this.meta} SET part = ?, through_key = ?, updated_at = CURRENT_TIMESTAMP(3)`, [OPS.indexOf(through.op), JSON.stringify(through.key)]);
+        await this.fenced(`UPDATE ${this.meta} SET part = ?, through_key = ?, delivered = ?, updated_at = CURRENT_TIMESTAMP(3)`, [
+          OPS.indexOf(through.op),
+          JSON.stringify(through.key),
+          JSON.stringify(delivered),
+        ]);
         await this.run(`DELETE FROM ${marks} WHERE lockstep_mark = 1`);
         await this.run(`INSERT INTO ${marks} (lockstep_mark, ${keyList}) VALUES ${row}`, params(1, through.key));
         for (let i = 0; i < rejected.length; i += 500) {
@@ -955,6 +980,7 @@ function parseMeta(row: Record<string, unknown>): MetaRow {
     key_columns: json(row.key_columns),
     model_columns: json(row.model_columns),
     part: num(row.part),
+    delivered: (row.delivered as string | null | undefined) ?? null,
     cursor_value: (row.cursor_value as string | null) ?? null,
     pending_cursor: (row.pending_cursor as string | null) ?? null,
     cursor_runs: num(row.cursor_runs),
@@ -980,6 +1006,7 @@ function unplannedMeta(syncId: number, plannerTable: string): MetaRow {
     key_columns: null,
     model_columns: null,
     part: -1,
+    delivered: null,
     cursor_value: null,
     pending_cursor: null,
     cursor_runs: 0,

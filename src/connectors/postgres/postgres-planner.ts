@@ -4,15 +4,16 @@
  * column per model column. A run compares the model with it in one statement (a merge join along
  * the key, columns compared with IS DISTINCT FROM) into a staging table of the rows that differ;
  * only those travel to Lockstep. Delivered rows are committed as a watermark (the last delivered
- * row of each kind, by key, with the rejected keys) fenced by the run's id and attempt, and the
- * staging table is taken into the planner table when the run ends, or by the next attempt when
- * this one stopped part-way.
+ * row of each kind, by key, with the rejected keys and the run's delivered counts) fenced by the
+ * run's id and attempt, and the staging table is taken into the planner table when the run ends,
+ * or by the next attempt when this one stopped part-way.
  */
 import { PlannerCommits } from '../planner-commits.js';
 import type pg from 'pg';
 import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
 import type { Value, WarehousePlan, WarehousePlanner, WarehousePlanPart, WarehousePlanRequest } from '../../core/ports.js';
-import { OPS, OP_CODE, duplicateKeyRefusal, pendingNote, plannedModelRows, plannerNotes, plannerTableName, previewRefusals, previewStatements, sameColumns, type ColumnType } from '../planner-tables.js';
+import { ZERO_COUNTS, type OperationCounts } from '../../core/runs.js';
+import { OPS, OP_CODE, deliveredBefore, duplicateKeyRefusal, pendingNote, plannedModelRows, plannerNotes, plannerTableName, previewRefusals, previewStatements, sameColumns, type ColumnType } from '../planner-tables.js';
 import { addPrimaryKey, firstRunQuery, PLANNER_FILLFACTOR, plain, quote, refuseNullKeys, StagingAlongside } from './postgres-staging.js';
 
 /** How the staging table was built, which says how it is taken into the planner table. */
@@ -40,6 +41,8 @@ interface MetaRow {
   model_columns: ColumnType[] | null;
   part: number;
   through: Record<string, Value> | null;
+  /** The run's delivered counts with the watermark (see deliveredBefore). */
+  delivered: OperationCounts | null;
   cursor_value: string | null;
   pending_cursor: string | null;
   cursor_runs: number;
@@ -221,15 +224,16 @@ interface FirstRun {
   /** The staging table's name, and the run's shape: what the meta row records with it. */
   name: string;
   shape: Shape;
-  /** The watermark and rejected keys delivered before the table was recorded. */
+  /** The watermark and rejected keys delivered before the table was recorded, and the run's delivered counts with them. */
   through: { op: WarehousePlanPart['op']; key: Value[] } | null;
   rejected: Value[][];
+  delivered: OperationCounts;
   recorded: boolean;
 }
 
 export class PostgresPlanner implements WarehousePlanner {
   /** Commits in the order they were asked for (each waits for the one before). */
-  private readonly commits = new PlannerCommits((through, rejected) => this.commitNow(through, rejected));
+  private readonly commits = new PlannerCommits((through, rejected, delivered) => this.commitNow(through, rejected, delivered));
   private fence: { syncId: number; runId: number; attempt: number } | null = null;
   /** The user the planner's connection is, once known (see setUp). */
   private user: string | null = null;
@@ -321,6 +325,7 @@ export class PostgresPlanner implements WarehousePlanner {
           model_columns  jsonb,
           part           integer NOT NULL DEFAULT -1,
           through        jsonb,
+          delivered      jsonb,
           cursor_value   text,
           pending_cursor text,
           cursor_runs    integer NOT NULL DEFAULT 0,
@@ -331,6 +336,8 @@ export class PostgresPlanner implements WarehousePlanner {
         )`);
         // Planner schemas made before planner tables had deltas.
         await client.query(`ALTER TABLE ${this.meta} ADD COLUMN IF NOT EXISTS delta_rows bigint NOT NULL DEFAULT 0`);
+        // Planner schemas made before a run's delivered counts were kept with its watermark.
+        await client.query(`ALTER TABLE ${this.meta} ADD COLUMN IF NOT EXISTS delivered jsonb`);
         // A planner table written by anyone but Lockstep is flagged, and rebuilt by the next run.
         await client.query(`CREATE OR REPLACE FUNCTION ${quote(schema)}.lockstep_guard() RETURNS trigger LANGUAGE plpgsql AS $guard$
           BEGIN
@@ -437,6 +444,7 @@ export class PostgresPlanner implements WarehousePlanner {
 
     // Take the sync's planner over for this attempt, first taking in what an earlier attempt delivered.
     let meta: MetaRow;
+    let delivered: OperationCounts;
     {
       await client.query(`INSERT INTO ${this.meta} (sync_id, slug, planner_table) VALUES ($1, $2, $3) ON CONFLICT (sync_id) DO NOTHING`, [
         request.sync.id,
@@ -451,10 +459,12 @@ export class PostgresPlanner implements WarehousePlanner {
         await this.apply(meta, false);
         notes.push('took in the rows an earlier attempt delivered before it stopped');
       }
-      await client.query(`UPDATE ${this.meta} SET run_id = $2, attempt = $3, staging = NULL, part = -1, through = NULL, updated_at = now() WHERE sync_id = $1`, [
+      delivered = deliveredBefore(meta, request.run.id);
+      await client.query(`UPDATE ${this.meta} SET run_id = $2, attempt = $3, staging = NULL, part = -1, through = NULL, delivered = $4, updated_at = now() WHERE sync_id = $1`, [
         request.sync.id,
         request.run.id,
         request.run.attempt,
+        JSON.stringify(delivered),
       ]);
     }
     meta = parseMeta((await client.query<MetaRow>(`SELECT * FROM ${this.meta} WHERE sync_id = $1`, [request.sync.id])).rows[0]);
@@ -483,7 +493,7 @@ export class PostgresPlanner implements WarehousePlanner {
     // delivers while its staging table is built.
     if (kind === 'initial' && request.sends.changed) {
       const alongside = await this.startFirstRun(shape, staging, rejectedTable);
-      if (alongside) return { ...alongside, notes };
+      if (alongside) return { ...alongside, notes, delivered };
     }
     let created: number;
     if (kind === 'initial' || kind === 'reset') {
@@ -543,7 +553,7 @@ export class PostgresPlanner implements WarehousePlanner {
         parts.push({ op, rows: counts[op], query: `SELECT ${op === 'removed' ? keyList : all} FROM ${this.table(staging)} ${filter}${order}` });
       }
     }
-    return { parts, refused, modelRows, plannerRows, comparison, notes };
+    return { parts, refused, modelRows, plannerRows, comparison, notes, delivered };
   }
 
   /**
@@ -552,7 +562,7 @@ export class PostgresPlanner implements WarehousePlanner {
    * would sort the model to read it in key order (the sort would cost the delivery more than the
    * table built first saves) or no second connection can be opened: then the table is built first.
    */
-  private async startFirstRun(shape: Shape, staging: string, rejectedTable: string): Promise<Omit<WarehousePlan, 'notes'> | null> {
+  private async startFirstRun(shape: Shape, staging: string, rejectedTable: string): Promise<Omit<WarehousePlan, 'notes' | 'delivered'> | null> {
     if (this.connect === null || plannerTuning.firstRun === 'never') return null;
     const { client } = this;
     const read = firstRunQuery(shape.query, shape.keys);
@@ -587,6 +597,7 @@ export class PostgresPlanner implements WarehousePlanner {
       shape,
       through: null,
       rejected: [],
+      delivered: { ...ZERO_COUNTS },
       recorded: false,
     };
     const estimate = Math.max(0, Math.round(plan[0]?.Plan['Plan Rows'] ?? 0));
@@ -614,7 +625,7 @@ export class PostgresPlanner implements WarehousePlanner {
     );
     first.recorded = true;
     this.counts = { added: built.rows, changed: 0, removed: 0 };
-    if (first.through !== null) await this.commitNow(first.through, first.rejected);
+    if (first.through !== null) await this.commitNow(first.through, first.rejected, first.delivered);
   }
 
   /** The model's columns and keys, and how it is compared with the planner table (`meta`): shared by runs and dry runs. */
@@ -838,16 +849,16 @@ export class PostgresPlanner implements WarehousePlanner {
     const plannerRows = shape.kind === 'initial' ? 0 : Number(meta.row_count);
     const modelRows = plannedModelRows({ kind: shape.kind, comparison: shape.comparison, counts, plannerRows, refused: refused.length }, counts.added + refused.length);
     const parts = shape.kind === 'reset' ? [] : sql.parts(counts, repeated, shape.names);
-    return { parts, refused, modelRows, plannerRows, comparison: shape.comparison, notes };
+    return { parts, refused, modelRows, plannerRows, comparison: shape.comparison, notes, delivered: { ...ZERO_COUNTS } };
   }
 
-  commit(through: { op: WarehousePlanPart['op']; key: Value[] }, rejected: Value[][]): Promise<void> {
+  commit(through: { op: WarehousePlanPart['op']; key: Value[] }, rejected: Value[][], delivered: OperationCounts): Promise<void> {
     // A dry run delivered nothing: nothing to record.
     if (this.dryRun) return Promise.resolve();
-    return this.commits.commit(through, rejected);
+    return this.commits.commit(through, rejected, delivered);
   }
 
-  private async commitNow(through: { op: WarehousePlanPart['op']; key: Value[] }, rejected: Value[][]): Promise<void> {
+  private async commitNow(through: { op: WarehousePlanPart['op']; key: Value[] }, rejected: Value[][], delivered: OperationCounts): Promise<void> {
     const first = this.firstRun;
     if (first !== null && !first.recorded) {
       // A batch was delivered: the delivery took the snapshot. Until the staging table is built, the
@@ -855,6 +866,7 @@ export class PostgresPlanner implements WarehousePlanner {
       first.staging.release();
       first.through = through;
       first.rejected.push(...rejected);
+      first.delivered = delivered;
       if (first.staging.failure !== null) throw this.failure('building the staging table of the first run', first.staging.failure);
       if (!first.staging.settled && first.rejected.length < PENDING_REJECTED) return;
       return this.recordFirstRun(first);
@@ -864,7 +876,11 @@ export class PostgresPlanner implements WarehousePlanner {
     const record = (key: Value[]) => Object.fromEntries(keys.map((k, i) => [k, key[i] ?? null]));
     await client.query('BEGIN');
     try {
-      await this.fenced('UPDATE ' + this.meta + ' SET part = $4, through = $5, updated_at = now()', [OPS.indexOf(through.op), JSON.stringify(record(through.key))]);
+      await this.fenced('UPDATE ' + this.meta + ' SET part = $4, through = $5, delivered = $6, updated_at = now()', [
+        OPS.indexOf(through.op),
+        JSON.stringify(record(through.key)),
+        JSON.stringify(delivered),
+      ]);
       if (rejected.length > 0) {
         const table = this.table(`${this.plannerTable}_rejected`);
         await client.query(`INSERT INTO ${table} SELECT * FROM json_populate_recordset(NULL::${table}, $1::json)`, [JSON.stringify(rejected.map(record))]);
@@ -1208,6 +1224,7 @@ function unplannedMeta(syncId: number, plannerTable: string): MetaRow {
     model_columns: null,
     part: -1,
     through: null,
+    delivered: null,
     cursor_value: null,
     pending_cursor: null,
     cursor_runs: 0,
