@@ -98,9 +98,12 @@ function workspaceDirFor(global: GlobalOptions): string {
 /**
  * The app, with a worker running here when the command runs work. Any number of processes may
  * work on one store: each claims runs with a lease, and a run whose process died is taken over.
+ * `lookingFor` names what the command acts on (`no token named "ci"`): a store not created yet holds
+ * nothing, so the command is refused as not found, and the store is left uncreated.
  */
-async function openApp(global: GlobalOptions, term: Terminal, runWork: boolean): Promise<{ app: App; close: () => Promise<void> }> {
+async function openApp(global: GlobalOptions, term: Terminal, runWork: boolean, lookingFor?: string): Promise<{ app: App; close: () => Promise<void> }> {
   const config = await configFor(global);
+  if (lookingFor !== undefined && !(await storeCreated(config))) throw new NotFoundError(`${lookingFor}. ${noStoreYet(config)}`);
   const app = await createApp(config, {
     logger: createJsonLogger({ level: config.logLevel, write: (line) => term.err(line) }),
   });
@@ -128,8 +131,13 @@ async function openAppToRead(global: GlobalOptions, term: Terminal): Promise<{ a
  */
 async function toRead(config: LockstepConfig, term: Terminal): Promise<LockstepConfig> {
   if (await storeCreated(config)) return config;
-  term.err(`No store yet at ${storeName(config)}: nothing was applied or run with it — \`lockstep apply\` creates it.`);
+  term.err(noStoreYet(config));
   return { ...config, store: { type: 'sqlite', path: ':memory:' } };
+}
+
+/** Says that the store was not created yet, where it was looked for, and what creates it. */
+function noStoreYet(config: LockstepConfig): string {
+  return `No store yet at ${storeName(config)}: nothing was applied or run with it — \`lockstep apply\` creates it.`;
 }
 
 async function started(app: App, runWork: boolean, start: { awaitPrepare?: boolean } = {}): Promise<{ app: App; close: () => Promise<void> }> {
@@ -151,8 +159,13 @@ async function started(app: App, runWork: boolean, start: { awaitPrepare?: boole
  * once and its claim, connection and first reads overlap the drivers' loading and the store's
  * readying of its writes.
  */
-async function openAppToRun<T>(global: GlobalOptions, term: Terminal, check: (app: App) => Promise<T>): Promise<{ app: App; close: () => Promise<void>; checked: T }> {
-  const { app, close } = await openApp(global, term, false);
+async function openAppToRun<T>(
+  global: GlobalOptions,
+  term: Terminal,
+  check: (app: App) => Promise<T>,
+  lookingFor?: string,
+): Promise<{ app: App; close: () => Promise<void>; checked: T }> {
+  const { app, close } = await openApp(global, term, false, lookingFor);
   let checked: T;
   try {
     checked = await check(app);
@@ -306,7 +319,7 @@ Exit codes:
     .command('cancel <runId>')
     .description('cancel a sync run (a running one stops at its next batch)')
     .action(async (runId: string) => {
-      const { app, close } = await openApp(global(), term, false);
+      const { app, close } = await openApp(global(), term, false, `no sync run ${runShown('sync', runId)}`);
       try {
         const id = Number(runId);
         const known = Number.isInteger(id) && id > 0 && (await app.store.getSyncRun(id)) !== null;
@@ -366,8 +379,11 @@ Exit codes:
       const line = new StatusLine(term);
       const log = new ReportedRunsLog(line.terminal);
       // The resume is queued (or refused) before the worker starts, which then claims it.
-      const { app, close, checked: run } = await openAppToRun(global(), log.terminal, (opened) =>
-        opened.worker.resumeSequenceRun(runId, { type: 'manual', detail: 'cli' }),
+      const { app, close, checked: run } = await openAppToRun(
+        global(),
+        log.terminal,
+        (opened) => opened.worker.resumeSequenceRun(runId, { type: 'manual', detail: 'cli' }),
+        `no sequence run ${runShown('sequence', runId)}`,
       );
       const reported: number[] = [];
       try {
@@ -385,7 +401,7 @@ Exit codes:
     .command('cancel <runId>')
     .description('cancel a sequence run: running members stop, the rest are skipped')
     .action(async (runId: string) => {
-      const { app, close } = await openApp(global(), term, false);
+      const { app, close } = await openApp(global(), term, false, `no sequence run ${runShown('sequence', runId)}`);
       try {
         const known = UUID.test(runId) && (await app.store.getSequenceRun(runId)) !== null;
         if (!known) throw await unknownRun(app, 'sequence', runId);
@@ -420,7 +436,7 @@ Exit codes:
     .command('test <channel>')
     .description('send a test alert to a channel now (exits 3 when the channel refuses it)')
     .action(async (channel: string) => {
-      const { app, close } = await openApp(global(), term, false);
+      const { app, close } = await openApp(global(), term, false, `no alert channel "${channel}"`);
       try {
         const delivery = await app.alerts.sendTestAlert(channel);
         term.out(`✔ test alert sent to channel "${channel}" (delivery ${delivery.id})`);
@@ -512,7 +528,7 @@ Exit codes:
     .command('revoke <name>')
     .description('revoke a token: requests with it get 401 from now on')
     .action(async (name: string) => {
-      const { app, close } = await openApp(global(), term, false);
+      const { app, close } = await openApp(global(), term, false, `no token named "${name}"`);
       try {
         if (!(await app.store.tokens.revoke(name))) throw new LockstepError(ErrorCode.NotFound, `no token named "${name}" — \`lockstep token list\` shows them`);
         term.out(`Token "${name}" revoked.`);
@@ -698,9 +714,13 @@ async function unknownRun(app: App, kind: 'sync' | 'sequence', text: string): Pr
     return new LockstepError(ErrorCode.Validation, `${what}: its runs in progress are ${active.join(', ')} — \`lockstep ${kind} cancel <run id>\``);
   }
   const [near] = closeMatches(text, entities.map((e) => e.slug), 1);
-  const shown = kind === 'sync' && /^\d+$/.test(text) ? text : `"${text}"`;
   const guess = near === undefined ? '' : ` (did you mean ${kind} "${near}"? \`lockstep runs --${kind} ${near}\` lists its runs)`;
-  return new NotFoundError(`no ${kind} run ${shown}${guess} — cancel takes a run id; \`lockstep runs\` lists the runs with their ids`);
+  return new NotFoundError(`no ${kind} run ${runShown(kind, text)}${guess} — cancel takes a run id; \`lockstep runs\` lists the runs with their ids`);
+}
+
+/** A run id as messages show it: a sync run's number bare, anything else quoted. */
+function runShown(kind: 'sync' | 'sequence', text: string): string {
+  return kind === 'sync' && /^\d+$/.test(text) ? text : `"${text}"`;
 }
 
 /**

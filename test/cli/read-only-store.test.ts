@@ -4,7 +4,8 @@
  * be made there) — while commands that write say why they cannot. A read-only store at an older
  * schema cannot be migrated, and the message says what to do. The commands run as a child process;
  * when the tests run as root (whom permissions do not stop), the child runs as the user `nobody`.
- * On a workspace without a store yet, the commands that only read create none.
+ * On a workspace without a store yet, the commands that only read create none, nor do those that act
+ * on a run, a token or an alert channel the store would hold: they find none.
  */
 import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, readdirSync } from 'node:fs';
@@ -88,6 +89,15 @@ describe('a read-only store', () => {
   });
 });
 
+/** Commands that act on something a store holds, and what each then says it did not find. */
+const ACTING_ON_THE_STORE: Array<[string[], string]> = [
+  [['sync', 'cancel', '5'], 'no sync run 5'],
+  [['sequence', 'cancel', '0b6f5c1e-8a1d-4f52-9c3e-2d7a4b9e6f10'], 'no sequence run "0b6f5c1e-8a1d-4f52-9c3e-2d7a4b9e6f10"'],
+  [['sequence', 'resume', '0b6f5c1e-8a1d-4f52-9c3e-2d7a4b9e6f10'], 'no sequence run "0b6f5c1e-8a1d-4f52-9c3e-2d7a4b9e6f10"'],
+  [['token', 'revoke', 'ci'], 'no token named "ci"'],
+  [['alerts', 'test', 'ops'], 'no alert channel "ops"'],
+];
+
 describe('a workspace without a store yet', () => {
   it('the commands that only read answer as for an empty store, say there is none yet, and create none; one that writes creates it', async () => {
     const dir = hierarchyWorkspace();
@@ -116,6 +126,17 @@ describe('a workspace without a store yet', () => {
     expect(listed.stdout).toContain('ci  created');
   });
 
+  it('the commands that act on what a store holds (a run, a token, an alert channel) find none, say there is no store yet, and create none', async () => {
+    const dir = hierarchyWorkspace();
+    const before = readdirSync(dir).sort();
+    for (const [args, missing] of ACTING_ON_THE_STORE) {
+      const result = await runMain(['--workspace', dir, ...args]);
+      expect(result.code, `${args.join(' ')}: ${result.stderr}`).toBe(2);
+      expect(result.stderr).toBe(`error: ${missing}. No store yet at ${join(dir, 'lockstep.db')}: nothing was applied or run with it — \`lockstep apply\` creates it.\n`);
+    }
+    expect(readdirSync(dir).sort()).toEqual(before);
+  });
+
   it('on PostgreSQL, the commands that only read create no schema; one that writes creates it', async () => {
     const dir = hierarchyWorkspace();
     const database = await createTestDatabase('lockstep_no_store');
@@ -126,6 +147,12 @@ describe('a workspace without a store yet', () => {
       const result = await runMain([...ws, ...args]);
       expect(result.code, `${args.join(' ')}: ${result.stderr}`).toBe(0);
       expect(result.stderr).toMatch(/^No store yet at postgres:\/\/.*: nothing was applied or run with it/);
+    }
+    for (const [args, missing] of ACTING_ON_THE_STORE) {
+      const result = await runMain([...ws, ...args]);
+      expect(result.code, `${args.join(' ')}: ${result.stderr}`).toBe(2);
+      expect(result.stderr).toMatch(/^error: .*\. No store yet at postgres:\/\/.*: nothing was applied or run with it/);
+      expect(result.stderr).toContain(missing);
     }
     expect(await schemas()).toEqual([]);
     const create = await runMain([...ws, 'token', 'create', '--name', 'ci']);
