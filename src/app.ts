@@ -128,6 +128,11 @@ export function storeName(config: LockstepConfig): string {
   return config.store.type === 'sqlite' ? resolve(config.store.path) : redactUrl(config.store.url);
 }
 
+/** Says that the store was not created yet (see storeCreated), where it was looked for, and what creates it. */
+export function noStoreYet(config: LockstepConfig): string {
+  return `No store yet at ${storeName(config)}: nothing was applied or run with it — \`lockstep apply\` creates it.`;
+}
+
 /**
  * `lockstep secrets rotate`: every secret of the configured store sealed again under a new key, in
  * one transaction — `newKey` (`--new-key`), else LOCKSTEP_NEW_SECRET_KEY, else (an embedded store

@@ -11,7 +11,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
-import { checkPortFree, createApp, createConnectorRegistry, storeCreated, storeName, type App } from '../app.js';
+import { checkPortFree, createApp, createConnectorRegistry, noStoreYet, storeCreated, storeName, type App } from '../app.js';
 import { resolveConfig, type LockstepConfig } from '../config.js';
 import { ErrorCode, LockstepError, NotFoundError, ValidationError, formatDiagnostic, toError } from '../core/errors.js';
 import { isLoopbackHost } from '../core/hosts.js';
@@ -133,11 +133,6 @@ async function toRead(config: LockstepConfig, term: Terminal): Promise<LockstepC
   if (await storeCreated(config)) return config;
   term.err(noStoreYet(config));
   return { ...config, store: { type: 'sqlite', path: ':memory:' } };
-}
-
-/** Says that the store was not created yet, where it was looked for, and what creates it. */
-function noStoreYet(config: LockstepConfig): string {
-  return `No store yet at ${storeName(config)}: nothing was applied or run with it — \`lockstep apply\` creates it.`;
 }
 
 async function started(app: App, runWork: boolean, start: { awaitPrepare?: boolean } = {}): Promise<{ app: App; close: () => Promise<void> }> {

@@ -3,7 +3,7 @@
  * by its key file, one keyed by LOCKSTEP_SECRET_KEY, and a PostgreSQL store. After a rotation the
  * old key no longer opens the store, the new one does, and runs still work.
  */
-import { copyFileSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SecretBox, generateSecretKey, parseSecretKey } from '../../src/core/secrets.js';
@@ -149,6 +149,28 @@ describe('an embedded store keyed by its key file', () => {
     const refused = await runWith({}, ['--workspace', dir, 'runs']);
     expect(refused.code).toBe(3);
     expect(refused.stderr).toContain(`the key file ${keyFile} can be read or written by other users (mode 0644) — restrict it with \`chmod 600 ${keyFile}\``);
+  });
+});
+
+describe('no store yet', () => {
+  it('an embedded store: there is nothing to rotate, and neither the store nor a key file is created', async () => {
+    const dir = secretWorkspace();
+    const before = readdirSync(dir).sort();
+    const rotated = await runWith({}, ['--workspace', dir, 'secrets', 'rotate']);
+    expect(rotated.code).toBe(2);
+    expect(rotated.stderr).toBe(
+      `error: no secret to rotate, and no key was written. No store yet at ${join(dir, 'lockstep.db')}: nothing was applied or run with it — \`lockstep apply\` creates it.\n`,
+    );
+    expect(rotated.stdout).toBe('');
+    expect(readdirSync(dir).sort()).toEqual(before);
+  });
+
+  it('a PostgreSQL store: there is nothing to rotate, and no schema is created', async () => {
+    const url = await createTestDatabase('lockstep_cli_secrets_none');
+    const rotated = await runWith({}, ['--workspace', secretWorkspace(), '--store', `${url}?schema=ls_rotated`, 'secrets', 'rotate', '--new-key', generateSecretKey()]);
+    expect(rotated.code).toBe(2);
+    expect(rotated.stderr).toMatch(/^error: no secret to rotate, and no key was written\. No store yet at postgres:\/\//);
+    expect(await sql(url, "SELECT 1 FROM information_schema.schemata WHERE schema_name IN ('lockstep', 'ls_rotated')")).toEqual([]);
   });
 });
 

@@ -3,8 +3,9 @@
  * webhook secrets) encrypted again under a new key, in one transaction of the store.
  */
 import type { Command } from 'commander';
-import { NEW_SECRET_KEY_ENV, SECRET_KEY_ENV, rotateStoreSecrets } from '../../app.js';
+import { NEW_SECRET_KEY_ENV, SECRET_KEY_ENV, noStoreYet, rotateStoreSecrets, storeCreated } from '../../app.js';
 import type { LockstepConfig } from '../../config.js';
+import { NotFoundError } from '../../core/errors.js';
 import type { Terminal } from '../output.js';
 
 export interface SecretsCommandDeps {
@@ -33,6 +34,9 @@ to --new-key: command lines can be seen by other users of the machine.`,
     )
     .action(async (opts: { newKey?: string }) => {
       const config = await deps.config();
+      // Opening the store would create it, and an embedded one its key file: a stray key beside no
+      // store would then be taken up by the store the next apply creates.
+      if (!(await storeCreated(config))) throw new NotFoundError(`no secret to rotate, and no key was written. ${noStoreYet(config)}`);
       const rotation = await rotateStoreSecrets(config, opts.newKey);
       const where = config.store.type === 'sqlite' ? config.store.path : 'the PostgreSQL store';
       if (rotation.finishedEarlier) deps.term.err('An earlier rotation that was cut short was finished first.');
