@@ -413,13 +413,12 @@ Exit codes:
     // One or the other: with both, neither list would be shown.
     .addOption(new Option('--sequence <slug>', 'only runs of this sequence').conflicts('sync'))
     .option('--sync <slug>', 'only runs of this sync')
-    .option('--limit <n>', 'how many runs', '20')
+    .option('--limit <n>', `how many runs, 1 to ${MAX_LIMIT}`, '20')
     .option('--json', 'print JSON')
     .action(async (opts: { sequence?: string; sync?: string; limit: string; json?: boolean }) => {
+      const limit = limitFlag(opts.limit);
       const { app, close } = await openAppToRead(global(), term);
       try {
-        const limit = Number(opts.limit);
-        if (!Number.isInteger(limit) || limit <= 0) throw new LockstepError(ErrorCode.Validation, `--limit ${opts.limit} is not a positive whole number`);
         await printRuns(app, term, { ...opts, limit });
       } finally {
         await close();
@@ -442,13 +441,12 @@ Exit codes:
   alertsCommand
     .command('list')
     .description('show alert channels, rules, current alert states and recent deliveries')
-    .option('--limit <n>', 'how many deliveries', '20')
+    .option('--limit <n>', `how many deliveries, 1 to ${MAX_LIMIT}`, '20')
     .option('--json', 'print JSON')
     .action(async (opts: { limit: string; json?: boolean }) => {
+      const limit = limitFlag(opts.limit);
       const { app, close } = await openAppToRead(global(), term);
       try {
-        const limit = Number(opts.limit);
-        if (!Number.isInteger(limit) || limit <= 0) throw new LockstepError(ErrorCode.Validation, `--limit ${opts.limit} is not a positive whole number`);
         await printAlerts(app, term, { limit, json: opts.json });
       } finally {
         await close();
@@ -672,6 +670,21 @@ async function openValidated(global: GlobalOptions, term: Terminal, options: { r
 
 function totalRejected(run: SyncRun): number {
   return run.failedRows.addedCount + run.failedRows.changedCount + run.failedRows.removedCount;
+}
+
+/** The most a listing's --limit shows. */
+const MAX_LIMIT = 100_000;
+
+/**
+ * A listing's --limit, checked before the store is opened: a bad value is refused without opening
+ * (or creating) anything. Digits only, so 1e3, 0x10 or 2.0 are refused rather than read as numbers.
+ */
+function limitFlag(text: string): number {
+  const limit = Number(text);
+  if (!/^\d+$/.test(text) || limit < 1 || limit > MAX_LIMIT) {
+    throw new LockstepError(ErrorCode.Validation, `--limit "${text}" is not a whole number from 1 to ${MAX_LIMIT} — give how many to show, e.g. --limit 50`);
+  }
+  return limit;
 }
 
 /** Sequence run ids are UUIDs. */

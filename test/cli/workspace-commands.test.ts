@@ -322,7 +322,23 @@ describe('help and argument errors', () => {
 
     const limit = await runMain(['--workspace', hierarchyWorkspace(), 'runs', '--limit', '0']);
     expect(limit.code).toBe(2);
-    expect(limit.stderr).toContain('--limit 0 is not a positive whole number');
+    expect(limit.stderr).toContain('--limit "0" is not a whole number from 1 to 100000');
+  });
+
+  it('a bad --limit of runs or alerts list is refused before the store is opened or created', async () => {
+    const dir = hierarchyWorkspace();
+    const before = readdirSync(dir).sort();
+    for (const [command, value] of [['runs', '0'], ['runs', '1e3'], ['runs', '100001'], ['alerts list', '-3'], ['alerts list', 'ten']] as const) {
+      const result = await runMain(['--workspace', dir, ...command.split(' '), '--limit', value]);
+      expect(result.code, result.stderr).toBe(2);
+      // Only the refusal: the store was not even looked for.
+      expect(result.stderr).toBe(`error: --limit "${value}" is not a whole number from 1 to 100000 — give how many to show, e.g. --limit 50\n`);
+    }
+    expect(readdirSync(dir).sort()).toEqual(before);
+    // A store that cannot be reached is not tried.
+    const unreachable = await runMain(['--workspace', dir, '--store', 'postgres://lockstep@127.0.0.1:1/lockstep', 'runs', '--limit', '0']);
+    expect(unreachable.code).toBe(2);
+    expect(unreachable.stderr).toBe('error: --limit "0" is not a whole number from 1 to 100000 — give how many to show, e.g. --limit 50\n');
   });
 
   it('--store takes a relative path from the current folder, as --workspace does', async () => {
