@@ -189,9 +189,10 @@ export function redactValue(value: unknown): unknown {
 
 /**
  * The texts of `values` a message must not show, longest first: each value itself and, for a URL,
- * the parts `redactUrl` hides (a password or a lone token as user name, every query value, the
- * fragment), raw and decoded. Values shorter than 4 characters are left out: hiding them would
- * blank out ordinary words.
+ * the parts that may be secret (a password or a lone token as user name, every query value, the
+ * fragment), raw and decoded. Query values `redactUrl` shows are hidden here too: a message loses
+ * little without them. Values shorter than 4 characters are left out: hiding them would blank out
+ * ordinary words.
  */
 export function secretTexts(values: readonly string[]): string[] {
   const out = new Set<string>();
@@ -242,10 +243,36 @@ function addWithDecoded(out: Set<string>, text: string | undefined, min: number)
 }
 
 /**
+ * Query parameters whose values a URL shows: connection settings that say how it connects, never who
+ * may (a store's schema, sslmode, application_name...). Any other parameter may carry a secret
+ * (password, sslpassword, sslkey, a webhook's token or signature under a name of its own), so its
+ * value is hidden: the list names what is harmless, not what is secret.
+ */
+const SHOWN_PARAMETERS = new Set([
+  'schema',
+  'sslmode',
+  'ssl',
+  'application_name',
+  'fallback_application_name',
+  'connect_timeout',
+  'target_session_attrs',
+  'load_balance_hosts',
+  'client_encoding',
+  'keepalives',
+  'keepalives_idle',
+  'keepalives_interval',
+  'keepalives_count',
+  'gssencmode',
+  'channel_binding',
+  'charset',
+  'timezone',
+]);
+
+/**
  * A URL that is (or holds) a secret, as shown: its user information (a password, or a token written
- * as the user name), every query value and its fragment replaced by `***`, whatever the parameters are
- * called. Scheme, host, port and path stay, so it still says where it leads; text that is not a URL
- * is hidden whole.
+ * as the user name), its fragment and every query value but those of harmless connection settings
+ * (see SHOWN_PARAMETERS) replaced by `***`. Scheme, host, port and path stay, so it still says where
+ * it leads; text that is not a URL is hidden whole.
  */
 export function redactUrl(url: string): string {
   const match = /^([a-z][a-z0-9+.-]*:\/\/)([^/?#]*)([^?#]*)(\?[^#]*)?(#.*)?$/i.exec(url);
@@ -265,7 +292,10 @@ export function redactUrl(url: string): string {
       : `?${query
           .slice(1)
           .split('&')
-          .map((pair) => (pair === '' ? pair : `${pair.split('=')[0]}=${REDACTED}`))
+          .map((pair) => {
+            const name = pair.split('=')[0] ?? '';
+            return pair === '' || SHOWN_PARAMETERS.has(decodedParameter(name).toLowerCase()) ? pair : `${name}=${REDACTED}`;
+          })
           .join('&')}`;
   return `${scheme}${hostPart}${path}${params}${fragment === undefined ? '' : `#${REDACTED}`}`;
 }

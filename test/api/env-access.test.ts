@@ -142,11 +142,23 @@ describe('a connection whose url the environment holds', () => {
 });
 
 describe('secret URLs', () => {
-  it('hides user information, every query value and the fragment, whatever they are called', () => {
+  it('hides user information, the fragment and every query value but harmless connection settings, whatever the parameters are called', () => {
     expect(redactUrl('https://hooks.example.com/notify?access_token=abc&x=1#frag')).toBe('https://hooks.example.com/notify?access_token=***&x=***#***');
-    expect(redactUrl('postgres://me:hunter22@db.example.com:5432/crm?sslmode=require')).toBe('postgres://me:***@db.example.com:5432/crm?sslmode=***');
+    expect(redactUrl('postgres://me:hunter22@db.example.com:5432/crm?sslmode=require')).toBe('postgres://me:***@db.example.com:5432/crm?sslmode=require');
     expect(redactUrl('https://t0ken@example.com/x')).toBe('https://***@example.com/x');
     expect(redactUrl('not a url')).toBe('***');
+  });
+
+  it('shows a store URL\'s schema, sslmode and application_name; never its password, in the user information or a parameter', () => {
+    const url =
+      'postgres://etl:pw-hunter-1@db.example.com/crm?schema=ls_staging&sslmode=verify-full&application_name=lockstep-ci&password=pw-param-2&sslpassword=pw-ssl-3&sslkey=%2Fkeys%2Fclient.key&SSLCert=%2Fkeys%2Fc.crt&Schema=x&token=t0k#pw-frag-4';
+    const shown = redactUrl(url);
+    expect(shown).toBe(
+      'postgres://etl:***@db.example.com/crm?schema=ls_staging&sslmode=verify-full&application_name=lockstep-ci&password=***&sslpassword=***&sslkey=***&SSLCert=***&Schema=x&token=***#***',
+    );
+    for (const secret of ['pw-hunter-1', 'pw-param-2', 'pw-ssl-3', 'client.key', 'c.crt', 't0k', 'pw-frag-4']) expect(shown).not.toContain(secret);
+    // A parameter's name written with %-escapes is the same parameter: password stays hidden.
+    expect(redactUrl('postgres://db.example.com/crm?pass%77ord=pw-escaped-5&sch%65ma=s1')).toBe('postgres://db.example.com/crm?pass%77ord=***&sch%65ma=s1');
   });
 
   it('GET /api/alerts answers a webhook channel URL without its token; sent back, the token stays', async () => {

@@ -155,6 +155,14 @@ describe('a workspace without a store yet', () => {
       expect(result.stderr).toContain(missing);
     }
     expect(await schemas()).toEqual([]);
+    // The line names the store as given, harmless parameters included; the password (trust lets any through) never shows.
+    const { username, host, pathname } = new URL(database);
+    const parameters = '?schema=ls_unread&sslmode=disable&application_name=lockstep-cli';
+    const named = await runMain(['--workspace', dir, '--store', `postgres://${username}:pw-7731@${host}${pathname}${parameters}`, 'runs']);
+    expect(named.code, named.stderr).toBe(0);
+    expect(named.stderr).toContain(`No store yet at postgres://${username}:***@${host}${pathname}${parameters}:`);
+    expect(named.stderr).not.toContain('pw-7731');
+    expect(await schemas()).toEqual([]);
     const create = await runMain([...ws, 'token', 'create', '--name', 'ci']);
     expect(create.code, create.stderr).toBe(0);
     expect(await schemas()).toEqual(['ls_unread']);
