@@ -273,15 +273,20 @@ Exit codes:
     .action(async (slug: string, opts: { fullResync?: boolean; resetCdc?: boolean; allowMassDelete?: boolean; fullCompare?: boolean; json?: boolean }) => {
       const line = new StatusLine(term);
       const log = new ReportedRunsLog(line.terminal);
-      const { app, close } = await openAppToRun(global(), log.terminal, async (opened) => {
-        await requireSlug(opened, 'sync', slug);
-        if (opts.fullResync && opts.resetCdc) {
-          throw new LockstepError(
-            ErrorCode.Validation,
-            '--full-resync and --reset-cdc contradict each other: --full-resync sends every row, --reset-cdc sends none and only records the model as delivered — choose one',
-          );
-        }
-      });
+      const { app, close } = await openAppToRun(
+        global(),
+        log.terminal,
+        async (opened) => {
+          await requireSlug(opened, 'sync', slug);
+          if (opts.fullResync && opts.resetCdc) {
+            throw new LockstepError(
+              ErrorCode.Validation,
+              '--full-resync and --reset-cdc contradict each other: --full-resync sends every row, --reset-cdc sends none and only records the model as delivered — choose one',
+            );
+          }
+        },
+        `no sync "${slug}"`,
+      );
       const reported: number[] = [];
       try {
         const { run } = await app.worker.triggerSync(
@@ -355,7 +360,7 @@ Exit codes:
     .action(async (slug: string, opts: { json?: boolean }) => {
       const line = new StatusLine(term);
       const log = new ReportedRunsLog(line.terminal);
-      const { app, close } = await openAppToRun(global(), log.terminal, (opened) => requireSlug(opened, 'sequence', slug));
+      const { app, close } = await openAppToRun(global(), log.terminal, (opened) => requireSlug(opened, 'sequence', slug), `no sequence "${slug}"`);
       const reported: number[] = [];
       try {
         const { run } = await app.worker.triggerSequence(slug, { type: 'manual', detail: 'cli' });
