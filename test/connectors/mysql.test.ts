@@ -264,6 +264,28 @@ describe('MysqlSource', () => {
     }
   });
 
+  it('reads zero dates and dates with a zero month or day (stored under a permissive sql_mode) as null', async () => {
+    const url = await createTestMysqlDatabase('source_zero_dates');
+    await mysqlSql(
+      url,
+      `set session sql_mode = '';
+       create table t (id int primary key, day date not null, at datetime(3) not null, ts timestamp null, kept date);
+       insert into t values (1, '0000-00-00', '0000-00-00 00:00:00', '0000-00-00 00:00:00', '2024-02-29'),
+         (2, '2024-00-00', '2024-03-00 10:00:00.250', null, '0001-01-01'), (3, '2024-01-02', '2024-01-02 03:04:05', '2024-01-02 03:04:05', null)`,
+    );
+    const source = await MysqlSource.connect({ url });
+    try {
+      const batch = await readAll(source, 'select id, day, at, ts, kept, cast(day as char) as text from t order by id');
+      expect(batch.rows).toEqual([
+        [1, null, null, null, '2024-02-29', '0000-00-00'],
+        [2, null, null, null, '0001-01-01', '2024-00-00'],
+        [3, '2024-01-02', '2024-01-02T03:04:05.000Z', '2024-01-02T03:04:05.000Z', null, '2024-01-02'],
+      ]);
+    } finally {
+      await source.close();
+    }
+  });
+
   it('refuses a query that writes (the session is read-only) as a query error', async () => {
     const url = await createTestMysqlDatabase('source_readonly');
     await mysqlSql(url, 'create table t (id int primary key)');

@@ -1411,6 +1411,38 @@ describe('planner in the warehouse (MySQL / MariaDB)', () => {
     }
   });
 
+  it('keeps zero dates as NULL, as the source reads them, on a server whose sql_mode refuses zero dates (MySQL 8\'s default)', async () => {
+    const { createTestMysqlDatabase, mysqlSql } = await import('../helpers/mysql.js');
+    const { MysqlPlanner } = await import('../../src/connectors/mysql/mysql-planner.js');
+    const { createMysqlPool } = await import('../../src/connectors/mysql/mysql-client.js');
+    const url = await createTestMysqlDatabase('lockstep_wmyzero');
+    const schema = `${new URL(url).pathname.slice(1)}_p`;
+    await mysqlSql(
+      url,
+      `set session sql_mode = '';
+       create table people (id int primary key, born date, seen datetime(6));
+       insert into people values (1, '0000-00-00', '2024-00-01 00:00:00'), (2, '2024-05-00', null), (3, '2024-05-06', '2024-05-06 07:08:09.123456')`,
+    );
+    const pool = createMysqlPool(url, 1);
+    const connection = await pool.getConnection();
+    await connection.query("SET SESSION sql_mode = 'STRICT_TRANS_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE'");
+    const planner = await MysqlPlanner.open(pool, connection, schema, 'test');
+    try {
+      expect((await planner.plan(planRequest({ id: 1, attempt: 1 }))).parts).toEqual([expect.objectContaining({ op: 'added', rows: 3 })]);
+      await planner.finish();
+      expect(await mysqlSql(url, `select id, born, seen from \`${schema}\`.sync_7_people order by id`)).toEqual([
+        { id: 1, born: null, seen: null },
+        { id: 2, born: null, seen: null },
+        { id: 3, born: '2024-05-06', seen: '2024-05-06 07:08:09.123456' },
+      ]);
+      await mysqlSql(url, `set session sql_mode = ''; update people set seen = '0000-00-00 00:00:00' where id = 2; update people set born = '2024-05-07' where id = 3`);
+      expect((await planner.plan(planRequest({ id: 2, attempt: 1 }))).parts).toEqual([expect.objectContaining({ op: 'changed', rows: 1 })]);
+      await planner.finish();
+    } finally {
+      await planner.close();
+    }
+  });
+
   it('refuses the writes of an attempt another attempt took over', async () => {
     const { createTestMysqlDatabase, mysqlSeries, mysqlSql } = await import('../helpers/mysql.js');
     const { MysqlPlanner } = await import('../../src/connectors/mysql/mysql-planner.js');

@@ -107,7 +107,10 @@ export const MysqlType = {
   Timestamp: 7,
   /** BIGINT. */
   LongLong: 8,
+  Date: 10,
   DateTime: 12,
+  /** DATE as older servers describe it. */
+  NewDate: 14,
   Bit: 16,
   /** MySQL's JSON (MariaDB sends JSON as text, marked in its extended metadata). */
   Json: 245,

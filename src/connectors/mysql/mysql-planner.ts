@@ -98,6 +98,8 @@ const TYPE_NAMES: Record<number, string> = {
 const STRING_TYPES = new Set([15, 247, 248, 249, 250, 251, 252, 253, 254]);
 const INTEGER_TYPES = new Set([1, 2, 3, 8, 9, 13]);
 const TEMPORAL_TYPES = new Set([7, 10, 11, 12]);
+/** TIMESTAMP, DATE, DATETIME (and DATE as older servers describe it): the types with a calendar day. */
+const DATE_TYPES = new Set([7, 10, 12, 14]);
 const UNSIGNED_FLAG = 32;
 const BINARY_CHARSET = 63;
 
@@ -384,9 +386,9 @@ export class MysqlPlanner implements WarehousePlanner {
         // are left out. Both are then looked up in the model, only when there are any (a key
         // column declared NOT NULL makes the null lookup free).
         const m = keys.map((k) => `m.${q(k)}`);
-        const anyNullInModel = m.map((k) => `${k} IS NULL`).join(' OR ');
+        const anyNullInModel = keys.map((k) => `${modelValue(shape, k)} IS NULL`).join(' OR ');
         const inserted = await this.header(
-          `INSERT IGNORE INTO ${this.table(staging)} (${names.map(q).join(', ')}) SELECT ${names.map((n) => `m.${q(n)}`).join(', ')} FROM (\n${shape.query}\n) AS m WHERE NOT (${anyNullInModel})`,
+          `INSERT IGNORE INTO ${this.table(staging)} (${names.map(q).join(', ')}) SELECT ${names.map((n) => modelValue(shape, n)).join(', ')} FROM (\n${shape.query}\n) AS m WHERE NOT (${anyNullInModel})`,
         );
         staged = inserted.affectedRows;
         const nulls = await this.arrays(`SELECT ${m.join(', ')} FROM (\n${shape.query}\n) AS m WHERE ${anyNullInModel}`);
@@ -518,7 +520,8 @@ export class MysqlPlanner implements WarehousePlanner {
       if (!names.includes(cursor.column)) {
         throw new LockstepError(ErrorCode.Schema, `the model's cursor column "${cursor.column}" is not among the columns its query returns (${names.map((c) => `"${c}"`).join(', ')}) — fix cursor or the query`);
       }
-      const [high] = await this.rows<{ high: string | null }>(`SELECT CAST(MAX(${quote(cursor.column)}) AS CHAR) AS high FROM (\n${query}\n) AS lockstep_model`);
+      const column = zeroDateAsNull(fields[names.indexOf(cursor.column)] as Field, `m.${quote(cursor.column)}`);
+      const [high] = await this.rows<{ high: string | null }>(`SELECT CAST(MAX(${column}) AS CHAR) AS high FROM (\n${query}\n) AS m`);
       pendingCursor = high?.high ?? null;
       if (kind === 'values' && !cursor.full && meta.cursor_value !== null && meta.cursor_runs < cursor.every - 1) comparison = 'cursor';
     }
@@ -538,7 +541,7 @@ export class MysqlPlanner implements WarehousePlanner {
   private changedSelect(shape: Shape, request: WarehousePlanRequest, cursor: string | null): string {
     const { query, names, fields, keys, values, kind, comparison, plannerTable } = shape;
     const q = quote;
-    const columns = names.map((n) => `m.${q(n)}`).join(', ');
+    const columns = names.map((n) => modelValue(shape, n)).join(', ');
     if (kind === 'initial' || kind === 'reset') return `SELECT 'a' AS lockstep_op, ${columns} FROM (\n${query}\n) AS m`;
     const cursorColumn = request.cursor?.column;
     const past =
@@ -547,7 +550,7 @@ export class MysqlPlanner implements WarehousePlanner {
         : '';
     const compared = values.map((v) => {
       const field = fields[names.indexOf(v)] as Field;
-      return STRING_TYPES.has(field.columnType) ? `CAST(m.${q(v)} AS BINARY) <=> CAST(p.${q(v)} AS BINARY)` : `m.${q(v)} <=> p.${q(v)}`;
+      return STRING_TYPES.has(field.columnType) ? `CAST(m.${q(v)} AS BINARY) <=> CAST(p.${q(v)} AS BINARY)` : `${modelValue(shape, v)} <=> p.${q(v)}`;
     });
     const absent = `p.${q(keys[0] as string)} IS NULL`;
     const differs = kind === 'keys' ? 'TRUE' : compared.length === 0 ? 'FALSE' : `NOT (${compared.join(' AND ')})`;
@@ -929,6 +932,20 @@ function typeName(field: Field): string {
   if (TEMPORAL_TYPES.has(field.columnType) && field.decimals > 0 && field.decimals < 31) return `${base}(${field.decimals})`;
   if (field.columnType === 16) return `bit(${field.columnLength})`;
   return base;
+}
+
+/**
+ * Column `name` of the model (`m`) as the source reads it (mysql-source.ts, hasZeroPart): a zero
+ * date, or one with a zero month or day, as NULL. The planner table then holds what was delivered,
+ * so such a date made NULL is no change, and no zero date is ever written (which MySQL 8's default
+ * sql_mode would refuse). Joins and the cursor's filter use the column itself, which keeps indexes.
+ */
+function modelValue(shape: Shape, name: string): string {
+  return zeroDateAsNull(shape.fields[shape.names.indexOf(name)] as Field, `m.${quote(name)}`);
+}
+
+function zeroDateAsNull(field: Field, column: string): string {
+  return DATE_TYPES.has(field.columnType) ? `CASE WHEN MONTH(${column}) = 0 OR DAYOFMONTH(${column}) = 0 THEN NULL ELSE ${column} END` : column;
 }
 
 /** A text as a SQL literal that no sql_mode can misread (hex, in the connection's character set). */

@@ -38,7 +38,8 @@ export interface MysqlSourceOptions {
  *
  * Values, as values.ts has every source give them: BIGINT as a number, or as its decimal text
  * beyond 2^53; DECIMAL as printed (`12.30`); DATETIME and TIMESTAMP as ISO-8601 UTC (the session's
- * time zone is UTC, and a DATETIME is taken as UTC); DATE as `YYYY-MM-DD`; JSON as compact text;
+ * time zone is UTC, and a DATETIME is taken as UTC); DATE as `YYYY-MM-DD`; a zero date, or one
+ * with a zero month or day, as null (see hasZeroPart); JSON as compact text;
  * binary strings and BLOBs as base64. TINYINT(1) — MySQL's BOOLEAN — and BIT(1) read as booleans
  * when they hold 0 or 1 (a TINYINT(1) holding another number stays that number); wider BITs as
  * numbers.
@@ -189,7 +190,10 @@ export function converterFor(field: MysqlField): Converter {
       return (v) => (typeof v === 'string' ? normalizeIntegerText(v) : normalizeValue(v));
     case MysqlType.DateTime:
     case MysqlType.Timestamp:
-      return (v) => (typeof v === 'string' ? timestampTextToIso(v) : normalizeValue(v));
+      return (v) => (typeof v !== 'string' ? normalizeValue(v) : hasZeroPart(v) ? null : timestampTextToIso(v));
+    case MysqlType.Date:
+    case MysqlType.NewDate:
+      return (v) => (typeof v === 'string' && hasZeroPart(v) ? null : normalizeValue(v));
     case MysqlType.Json:
       return (v) => (typeof v === 'string' ? canonicalJsonText(v) : normalizeValue(v));
     case MysqlType.Tiny:
@@ -200,6 +204,15 @@ export function converterFor(field: MysqlField): Converter {
       // DECIMAL arrives as printed; binary strings as Buffers (base64 in normalizeValue).
       return normalizeValue;
   }
+}
+
+/**
+ * A zero date (`0000-00-00`) or a date with a zero month or day (`2024-00-00`), which MySQL stores
+ * when sql_mode allows them: no calendar day, and no other database takes them. Read as null, as
+ * JDBC's zeroDateTimeBehavior=convertToNull does (the warehouse planner's `zeroDateAsNull` agrees).
+ */
+function hasZeroPart(text: string): boolean {
+  return text.startsWith('00', 5) || text.startsWith('00', 8);
 }
 
 /** A BIT(n) value (big-endian bytes) as its number, or its decimal text beyond 2^53. */

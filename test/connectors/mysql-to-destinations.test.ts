@@ -1,0 +1,121 @@
+/**
+ * A MySQL / MariaDB source as users have them, synced to PostgreSQL and to SQLite with both planners
+ * (the store's, and the warehouse's, which compares in MySQL by SQL): every row lands, values arrive
+ * as the source reads them, the two planners deliver the same, and a run after no change plans nothing.
+ */
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { SyncRun } from '../../src/core/runs.js';
+import { model, source, sync, workspace } from '../helpers/definitions.js';
+import { sqlite, sqliteRows, startHarness, tempDir } from '../helpers/harness.js';
+import { createTestMysqlDatabase, mysqlSql } from '../helpers/mysql.js';
+import { createTestDatabase, sql } from '../helpers/postgres.js';
+
+const PLANNERS = ['store', 'warehouse'] as const;
+const NONE = { addedCount: 0, changedCount: 0, removedCount: 0 };
+
+/**
+ * `query` on a MySQL database made by `ddl`, synced in mirror mode by each planner into table
+ * `p_<planner>` of a PostgreSQL database (made by `pgColumns`) and `s_<planner>` of a SQLite file
+ * (made by `sqliteColumns`). `run()` runs all four syncs and returns their runs by name.
+ */
+async function fourSyncs(options: { ddl: string; query: string; pgColumns: string; sqliteColumns: string }) {
+  const url = await createTestMysqlDatabase('mysql_dest');
+  await mysqlSql(url, options.ddl);
+  const pgUrl = await createTestDatabase('mysql_dest');
+  const dir = tempDir();
+  const lite = join(dir, 'lite.db');
+  for (const planner of PLANNERS) {
+    await sql(pgUrl, `create table p_${planner} (${options.pgColumns})`);
+    sqlite(lite, `create table s_${planner} (${options.sqliteColumns})`);
+  }
+  const plannerSchema = `${new URL(url).pathname.slice(1)}_p`;
+  const h = await startHarness({
+    dir,
+    definition: workspace({
+      sources: PLANNERS.map((planner) => source(planner, { type: 'mysql', settings: { url, planner, plannerSchema } })),
+      destinations: [source('pg', { type: 'postgres', url: pgUrl }), source('lite', { path: 'lite.db' })],
+      models: PLANNERS.map((planner) => model(planner, planner, options.query)),
+      syncs: PLANNERS.flatMap((planner) => [
+        sync(`${planner}-pg`, { model: planner, destination: 'pg', object: `p_${planner}`, mode: 'mirror', maxDeletePercent: null }),
+        sync(`${planner}-lite`, { model: planner, destination: 'lite', object: `s_${planner}`, mode: 'mirror', maxDeletePercent: null }),
+      ]),
+    }),
+  });
+  const run = async (): Promise<Record<string, SyncRun>> => {
+    const runs: Record<string, SyncRun> = {};
+    for (const planner of PLANNERS) {
+      for (const to of ['pg', 'lite']) {
+        const slug = `${planner}-${to}`;
+        const { run } = await h.app.worker.triggerSync(slug);
+        runs[slug] = await h.app.worker.waitForSyncRun(run.id);
+      }
+    }
+    return runs;
+  };
+  /** What each run rejected, by sync, for a readable failure. */
+  const rejected = async (runs: Record<string, SyncRun>) => {
+    const reasons: Record<string, string[]> = {};
+    for (const [slug, r] of Object.entries(runs)) reasons[slug] = (await h.app.store.listRejectedRows(r.id, 5, 0)).map((row) => `${row.key}: ${row.reason}`);
+    return reasons;
+  };
+  const pgRows = (planner: string, columns = '*') => sql(pgUrl, `select ${columns} from p_${planner} order by id`);
+  const liteRows = (planner: string, columns = '*') => sqliteRows(lite, `select ${columns} from s_${planner} order by id`);
+  return { url, h, run, rejected, pgRows, liteRows, my: (text: string) => mysqlSql(url, text) };
+}
+
+/** Every run succeeded with nothing rejected. */
+async function expectAllLanded(runs: Record<string, SyncRun>, rejected: (runs: Record<string, SyncRun>) => Promise<Record<string, string[]>>) {
+  const empty = Object.fromEntries(Object.keys(runs).map((slug) => [slug, []]));
+  expect(await rejected(runs)).toEqual(empty);
+  expect(Object.fromEntries(Object.entries(runs).map(([slug, r]) => [slug, r.status]))).toEqual(Object.fromEntries(Object.keys(runs).map((slug) => [slug, 'success'])));
+}
+
+function planned(runs: Record<string, SyncRun>) {
+  return Object.fromEntries(Object.entries(runs).map(([slug, r]) => [slug, r.plannedRows]));
+}
+
+describe('MySQL source to PostgreSQL and SQLite, with both planners', () => {
+  it('delivers zero dates and dates with a zero month or day as null, and plans no change for them afterwards', async () => {
+    const { h, run, rejected, pgRows, liteRows, my } = await fourSyncs({
+      ddl: `set session sql_mode = '';
+        create table events (id int primary key, day date null default '0000-00-00', at datetime(3) not null, ts timestamp null);
+        insert into events values (1, '0000-00-00', '0000-00-00 00:00:00', '0000-00-00 00:00:00'), (2, '2024-00-00', '2024-03-00 10:00:00', null),
+          (3, '2024-01-02', '2024-01-02 03:04:05.5', '2024-01-02 03:04:05')`,
+      query: 'select id, day, at, ts from events',
+      pgColumns: 'id int primary key, day date, at timestamptz, ts timestamptz',
+      sqliteColumns: 'id integer primary key, day text, at text, ts text',
+    });
+    await using _ = h;
+    await expectAllLanded(await run(), rejected);
+    for (const planner of PLANNERS) {
+      expect(await pgRows(planner, `id, day::text, at, ts`)).toEqual([
+        { id: 1, day: null, at: null, ts: null },
+        { id: 2, day: null, at: null, ts: null },
+        { id: 3, day: '2024-01-02', at: new Date('2024-01-02T03:04:05.500Z'), ts: new Date('2024-01-02T03:04:05Z') },
+      ]);
+      expect(await liteRows(planner)).toEqual([
+        { id: 1, day: null, at: null, ts: null },
+        { id: 2, day: null, at: null, ts: null },
+        { id: 3, day: '2024-01-02', at: '2024-01-02T03:04:05.500Z', ts: '2024-01-02T03:04:05.000Z' },
+      ]);
+    }
+    expect(planned(await run())).toEqual({ 'store-pg': NONE, 'store-lite': NONE, 'warehouse-pg': NONE, 'warehouse-lite': NONE });
+
+    // A zero date made null is no change to what was delivered; one made a real date is.
+    await my(`set session sql_mode = ''; update events set at = '2024-05-06 07:08:09' where id = 1; update events set day = '0000-00-00' where id = 3;
+      update events set ts = null where id = 1; update events set day = null where id = 2`);
+    const changed = await run();
+    await expectAllLanded(changed, rejected);
+    const one = { addedCount: 0, changedCount: 2, removedCount: 0 };
+    expect(planned(changed)).toEqual({ 'store-pg': one, 'store-lite': one, 'warehouse-pg': one, 'warehouse-lite': one });
+    for (const planner of PLANNERS) {
+      expect(await liteRows(planner, 'id, day, at')).toEqual([
+        { id: 1, day: null, at: '2024-05-06T07:08:09.000Z' },
+        { id: 2, day: null, at: null },
+        { id: 3, day: null, at: '2024-01-02T03:04:05.500Z' },
+      ]);
+    }
+    expect(planned(await run())).toEqual({ 'store-pg': NONE, 'store-lite': NONE, 'warehouse-pg': NONE, 'warehouse-lite': NONE });
+  });
+});
