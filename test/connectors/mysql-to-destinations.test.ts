@@ -118,4 +118,27 @@ describe('MySQL source to PostgreSQL and SQLite, with both planners', () => {
     }
     expect(planned(await run())).toEqual({ 'store-pg': NONE, 'store-lite': NONE, 'warehouse-pg': NONE, 'warehouse-lite': NONE });
   });
+
+  it('delivers JSON as the same compact text on both planners (MariaDB keeps a JSON column as text)', async () => {
+    const { h, run, rejected, liteRows, my } = await fourSyncs({
+      ddl: `create table docs (id int primary key, doc json);
+        insert into docs values (1, '{"b": [1, 2.50, "x"], "a": null, "u": "é😀"}'), (2, '[ ]'), (3, null)`,
+      query: 'select id, doc from docs',
+      pgColumns: 'id int primary key, doc jsonb',
+      sqliteColumns: 'id integer primary key, doc text',
+    });
+    await using _ = h;
+    await expectAllLanded(await run(), rejected);
+    const compact = [
+      { id: 1, doc: '{"b":[1,2.5,"x"],"a":null,"u":"é😀"}' },
+      { id: 2, doc: '[]' },
+      { id: 3, doc: null },
+    ];
+    for (const planner of PLANNERS) expect(await liteRows(planner)).toEqual(compact);
+    await my(`update docs set doc = '{"a":  1}' where id = 2`);
+    const changed = await run();
+    for (const planner of PLANNERS) expect(changed[`${planner}-lite`]?.plannedRows).toEqual({ addedCount: 0, changedCount: 1, removedCount: 0 });
+    for (const planner of PLANNERS) expect(await liteRows(planner, 'doc')).toEqual([{ doc: compact[0]?.doc }, { doc: '{"a":1}' }, { doc: null }]);
+    expect(planned(await run())).toEqual({ 'store-pg': NONE, 'store-lite': NONE, 'warehouse-pg': NONE, 'warehouse-lite': NONE });
+  });
 });

@@ -101,6 +101,8 @@ const TEMPORAL_TYPES = new Set([7, 10, 11, 12]);
 /** TIMESTAMP, DATE, DATETIME (and DATE as older servers describe it): the types with a calendar day. */
 const DATE_TYPES = new Set([7, 10, 12, 14]);
 const UNSIGNED_FLAG = 32;
+/** MySQL's own JSON type (MariaDB's JSON is LONGTEXT, marked `json` in a result's extended metadata). */
+const MYSQL_JSON = 245;
 const BINARY_CHARSET = 63;
 
 export class MysqlPlanner implements WarehousePlanner {
@@ -359,7 +361,7 @@ export class MysqlPlanner implements WarehousePlanner {
       }
       throw error;
     }
-    await this.nullable(staging, whole ? keys : []);
+    await this.nullable(staging, whole ? keys : [], fields);
     await this.run(`CREATE TABLE ${this.table(marks)} (KEY lockstep_key (lockstep_mark, ${keyList})) ENGINE=InnoDB AS SELECT 0 AS lockstep_mark, ${keyList} FROM ${this.table(staging)} LIMIT 0`);
 
     return this.transaction(async () => {
@@ -445,17 +447,24 @@ export class MysqlPlanner implements WarehousePlanner {
   /**
    * Makes the (empty) table's columns but `keys` nullable, as they may come NOT NULL from the model:
    * removed rows hold their key only, and a model whose column turns nullable keeps its planner table.
+   * MariaDB's JSON columns (of the model's `fields`) are declared JSON again: CREATE TABLE ... AS
+   * SELECT makes them plain LONGTEXT, whose text the source reads as it is, not as JSON (compact),
+   * so the planned rows read from the table would differ from the model's.
    */
-  private async nullable(name: string, keys: readonly string[]): Promise<void> {
+  private async nullable(name: string, keys: readonly string[], fields: readonly Field[]): Promise<void> {
     const columns = await this.rows<{ name: string; type: string; charset: string | null; collation: string | null }>(
       `SELECT COLUMN_NAME AS name, COLUMN_TYPE AS type, CHARACTER_SET_NAME AS charset, COLLATION_NAME AS collation FROM information_schema.COLUMNS
         WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND IS_NULLABLE = 'NO' AND COLUMN_NAME NOT IN ('lockstep_n', 'lockstep_op') ORDER BY ORDINAL_POSITION`,
       [this.schema, name],
     );
-    const loose = columns.filter((c) => !keys.includes(c.name));
-    if (loose.length === 0) return;
-    const modify = loose.map((c) => `MODIFY ${quote(c.name)} ${c.type}${c.charset ? ` CHARACTER SET ${c.charset}` : ''}${c.collation ? ` COLLATE ${c.collation}` : ''} NULL`);
-    await this.run(`ALTER TABLE ${this.table(name)} ${modify.join(', ')}`);
+    const json = fields.filter((f) => f.extendedFormat === 'json' && f.columnType !== MYSQL_JSON).map((f) => f.name);
+    // (A JSON column cannot be a key: it cannot be indexed.)
+    const loose = columns.filter((c) => !keys.includes(c.name) && !json.includes(c.name));
+    const modify = [
+      ...loose.map((c) => `MODIFY ${quote(c.name)} ${c.type}${c.charset ? ` CHARACTER SET ${c.charset}` : ''}${c.collation ? ` COLLATE ${c.collation}` : ''} NULL`),
+      ...json.map((c) => `MODIFY ${quote(c)} JSON NULL`),
+    ];
+    if (modify.length > 0) await this.run(`ALTER TABLE ${this.table(name)} ${modify.join(', ')}`);
   }
 
   /** The model's columns and keys, and how it is compared with the planner table (`meta`): shared by runs and dry runs. */
