@@ -224,6 +224,17 @@ export function toJsonCompatible(value: unknown): unknown {
   }
 }
 
+/** Base64 as sources write binary values (normalizeValue): groups of 4 characters, padded. */
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/**
+ * The bytes of a binary value as sources give it (base64 text), for a destination's binary column;
+ * null for a value that is not base64 text, which the destination writes as it is.
+ */
+export function base64Bytes(value: Value): Buffer | null {
+  return typeof value === 'string' && BASE64.test(value) ? Buffer.from(value, 'base64') : null;
+}
+
 /** Any value a driver hands back, as a Lockstep `Value`. */
 export function normalizeValue(value: unknown): Value {
   if (value === null || value === undefined) return null;

@@ -108,6 +108,31 @@ describe('PostgresDestination', () => {
     }
   });
 
+  it('writes binary values, which sources give as base64, into bytea columns as their bytes, by copy and by statement, and deletes by them', async () => {
+    const url = await createTestDatabase('destination');
+    await sql(url, 'create table blobs (id bytea primary key, data bytea, note text)');
+    const destination = await PostgresDestination.connect({ url });
+    try {
+      const writer = await destination.prepare({ object: 'blobs', keyColumns: ['id'], columns: ['id', 'data', 'note'] });
+      const key = (hex: string) => Buffer.from(hex, 'hex').toString('base64');
+      expect(
+        await writer.write([
+          { kind: 'upsert', key: [key('00ff10')], values: [key('00ff10'), key('deadbeef'), 'AP8Q'] },
+          { kind: 'upsert', key: [key('01')], values: [key('01'), '', null] },
+          { kind: 'upsert', key: [key('02')], values: [key('02'), '\\x0a0b', null] },
+        ]),
+      ).toEqual([{ ok: true }, { ok: true }, { ok: true }]);
+      expect(await writer.write([{ kind: 'update', key: [key('01')], values: [key('01'), key('cafe'), null] }])).toEqual([{ ok: true }]);
+      expect(await writer.write([{ kind: 'delete', key: [key('02')], values: [] }])).toEqual([{ ok: true }]);
+      expect(await sql(url, `select encode(id, 'hex') as id, encode(data, 'hex') as data, note from blobs order by id`)).toEqual([
+        { id: '00ff10', data: 'deadbeef', note: 'AP8Q' },
+        { id: '01', data: 'cafe', note: null },
+      ]);
+    } finally {
+      await destination.close();
+    }
+  });
+
   it('writes to schema.table', async () => {
     const url = await createTestDatabase('destination');
     await sql(url, 'create schema crm; create table crm.accounts (id integer primary key, name text)');

@@ -12,7 +12,7 @@ import type {
 } from '../../core/ports.js';
 import { COPY_TEXT_FORMAT, copyLine, INTEGER_OIDS, parseCopyField, type TextParser } from '../copy-text.js';
 import { describeKey, listNames } from '../sql.js';
-import { normalizeValue, timestampTextToIso } from '../values.js';
+import { base64Bytes, normalizeValue, timestampTextToIso } from '../values.js';
 import {
   bigintParameter,
   classifyMysqlError,
@@ -335,15 +335,12 @@ export function isoToMysqlTime(value: Value, dateOnly: boolean): Value {
   return fraction ? `${date} ${time}.${fraction}` : `${date} ${time}`;
 }
 
-/** Base64 as sources write binary values (values.ts): groups of 4 characters, padded. */
-const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
-
 /**
  * A value for a binary column (BINARY, VARBINARY, BLOB): sources give binary values as base64
  * text, which goes as its bytes (a BINARY(16) id read from MySQL fits again); other values as they are.
  */
 export function binaryParameter(value: Value): unknown {
-  return typeof value === 'string' && BASE64.test(value) ? Buffer.from(value, 'base64') : value;
+  return base64Bytes(value) ?? value;
 }
 
 const SIGNED_MIN = -(1n << 63n);

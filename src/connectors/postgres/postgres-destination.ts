@@ -35,7 +35,7 @@ import {
   socketDestroyed,
   withDeadline,
 } from './timeouts.js';
-import { normalizeIntegerText, normalizeValue } from '../values.js';
+import { base64Bytes, normalizeIntegerText, normalizeValue } from '../values.js';
 
 export interface PostgresDestinationOptions {
   /** `postgres://user:password@host:port/database`. */
@@ -304,6 +304,42 @@ function arrayLiteral(items: unknown[]): string {
   return `{${items.map(element).join(',')}}`;
 }
 
+/**
+ * A value for a bytea column: sources give binary values as base64 text, which PostgreSQL would
+ * store as the bytes of that text; it goes as its bytes, in bytea's hex form (`\x00ff`). Anything
+ * else (already `\x...`, not base64) goes as it is.
+ */
+function byteaValue(value: Value): Value {
+  const bytes = base64Bytes(value);
+  return bytes === null ? value : `\\x${bytes.toString('hex')}`;
+}
+
+/** Per column, how its values are written (see columnValue); null when all go as they are. */
+type Converters = ReadonlyArray<((value: Value) => Value) | null> | null;
+
+/** How a value is written into a column of type `type` (format_type's name), when not as it is. */
+function columnValue(type: string | undefined): ((value: Value) => Value) | null {
+  if (type?.endsWith('[]')) return arrayValue;
+  if (type === 'bytea') return byteaValue;
+  return null;
+}
+
+function columnValues(info: TableInfo, columns: readonly string[]): Converters {
+  const converters = columns.map((column) => columnValue(info.columnTypes.get(column)));
+  return converters.some((c) => c !== null) ? converters : null;
+}
+
+/** The value of column `c` as written (see columnValues). */
+function writtenValue(converters: Converters, c: number, value: Value): Value {
+  const convert = converters?.[c];
+  return convert ? convert(value) : value;
+}
+
+/** `values` as written (see columnValues). */
+function written(values: readonly Value[], converters: Converters): readonly Value[] {
+  return converters ? values.map((v, c) => writtenValue(converters, c, v)) : values;
+}
+
 type Kind = WriteOperation['kind'];
 /** Statements that move the staging table's rows into the table. */
 type MergeKind = 'merge-upsert';
@@ -317,7 +353,13 @@ const UNIQUE_VIOLATION = '23505';
  * Sends `ops` as COPY text to a `copy ... from stdin` statement and waits for it to finish: their
  * lines when they carry them (rows read from PostgreSQL as COPY text), otherwise their values.
  */
-async function copyRows(client: pg.PoolClient, statement: string, ops: readonly WriteOperation[], width: number, arrays: readonly boolean[] | null): Promise<void> {
+async function copyRows(
+  client: pg.PoolClient,
+  statement: string,
+  ops: readonly WriteOperation[],
+  width: number,
+  converters: Converters,
+): Promise<void> {
   const copy = client.query(copyFrom(statement));
   const done = new Promise<void>((resolve, reject) => {
     copy.on('finish', resolve);
@@ -350,10 +392,7 @@ async function copyRows(client: pg.PoolClient, statement: string, ops: readonly 
     // Values are turned into text 1,000 rows at a time.
     for (let start = 0; start < ops.length; start += 1000) {
       let chunk = '';
-      for (let i = start; i < Math.min(ops.length, start + 1000); i++) {
-        const values = (ops[i] as WriteOperation).values;
-        chunk += copyLine(arrays ? values.map((v, c) => (arrays[c] ? arrayValue(v) : v)) : values, width);
-      }
+      for (let i = start; i < Math.min(ops.length, start + 1000); i++) chunk += copyLine(written((ops[i] as WriteOperation).values, converters), width);
       await send(chunk);
     }
   }
@@ -394,8 +433,10 @@ class PostgresWriter implements DestinationWriter {
    */
   private straightCopies: boolean;
   readonly takesLines: boolean;
-  /** Per written column, whether it holds an array (see arrayValue); null when none does. */
-  private readonly arrays: boolean[] | null;
+  /** Per written column, how its values are written (see columnValue); null when all go as they are. */
+  private readonly converters: Converters;
+  /** The same for the key columns, for deletes. */
+  private readonly keyConverters: Converters;
 
   constructor(
     private readonly destination: PostgresDestination,
@@ -410,8 +451,8 @@ class PostgresWriter implements DestinationWriter {
       target.columns.every((column, i) => readsAsIs(encoding.types[i] ?? 0, info.columnOids.get(column) ?? 0));
     const key = [...target.keyColumns].sort().join('\u0000');
     this.straightCopies = empty && info.uniqueKeys.some((columns) => columns.join('\u0000') === key);
-    const arrays = target.columns.map((column) => info.columnTypes.get(column)?.endsWith('[]') === true);
-    this.arrays = arrays.includes(true) ? arrays : null;
+    this.converters = columnValues(info, target.columns);
+    this.keyConverters = columnValues(info, target.keyColumns);
   }
 
   /**
@@ -476,7 +517,7 @@ class PostgresWriter implements DestinationWriter {
     if (!(kind === 'insert' || (kind === 'upsert' && this.straightCopies)) || !batch.every((op) => op.kind === kind)) return false;
     const { columns } = this.target;
     try {
-      await copyRows(client, `begin; copy ${this.table} (${columns.map(quoteIdent).join(', ')}) from stdin; commit`, batch, columns.length, this.arrays);
+      await copyRows(client, `begin; copy ${this.table} (${columns.map(quoteIdent).join(', ')}) from stdin; commit`, batch, columns.length, this.converters);
       return true;
     } catch (thrown) {
       if (kind !== 'upsert' || errorCode(thrown) !== UNIQUE_VIOLATION) throw thrown;
@@ -554,8 +595,8 @@ class PostgresWriter implements DestinationWriter {
     const text = this.statement(kind);
     const params: Array<Array<string | null>> =
       kind === 'delete'
-        ? keyColumns.map((_, c) => ops.map((op) => toText(op.key[c] ?? null)))
-        : columns.map((_, c) => ops.map((op) => toText(this.arrays?.[c] ? arrayValue(op.values[c] ?? null) : (op.values[c] ?? null))));
+        ? keyColumns.map((_, c) => ops.map((op) => toText(writtenValue(this.keyConverters, c, op.key[c] ?? null))))
+        : columns.map((_, c) => ops.map((op) => toText(writtenValue(this.converters, c, op.values[c] ?? null))));
     const result = await client.query<{ ord: string }>(text, params);
     if (kind !== 'update') return null;
     return new Set(result.rows.map((r) => Number(r.ord)));
@@ -575,14 +616,14 @@ class PostgresWriter implements DestinationWriter {
     const withOpening = (statement: string) => (opening === null ? statement : `${opening}; ${statement}`);
     if (kind === 'insert') {
       if (opening !== null) await client.query(opening);
-      await copyRows(client, `copy ${this.table} (${columnList}) from stdin`, ops, columns.length, this.arrays);
+      await copyRows(client, `copy ${this.table} (${columnList}) from stdin`, ops, columns.length, this.converters);
       return;
     }
     if (this.straightCopies) {
       await client.query(withOpening('savepoint lockstep_copy'));
       opening = null;
       try {
-        await copyRows(client, `copy ${this.table} (${columnList}) from stdin`, ops, columns.length, this.arrays);
+        await copyRows(client, `copy ${this.table} (${columnList}) from stdin`, ops, columns.length, this.converters);
         // Not released: the commit (or the release of an enclosing savepoint) ends it, one round trip fewer.
         return;
       } catch (thrown) {
@@ -596,7 +637,7 @@ class PostgresWriter implements DestinationWriter {
     await client.query(
       withOpening(`create temporary table if not exists ${staging} (${columns.map((_, i) => `a${i + 1} text`).join(', ')}) on commit delete rows`),
     );
-    await copyRows(client, `copy ${staging} from stdin`, ops, columns.length, this.arrays);
+    await copyRows(client, `copy ${staging} from stdin`, ops, columns.length, this.converters);
     await client.query(this.statement('merge-upsert'));
   }
 
