@@ -198,6 +198,39 @@ describe('SqliteDestination', () => {
     expect(existsSync(path)).toBe(false);
   });
 
+  it('stores binary values, which sources give as base64, as BLOBs in columns declared BLOB, and finds and deletes rows by them', async () => {
+    const path = tempPath('crm.sqlite');
+    const setup = new Database(path);
+    setup.exec('create table blobs (id blob primary key, data blob, note text)');
+    setup.close();
+    const destination = await SqliteDestination.open({ path });
+    try {
+      const writer = await destination.prepare({ object: 'blobs', keyColumns: ['id'], columns: ['id', 'data', 'note'] });
+      const b64 = (hex: string) => Buffer.from(hex, 'hex').toString('base64');
+      expect(
+        await writer.write([
+          { kind: 'upsert', key: [b64('00ff10')], values: [b64('00ff10'), b64('deadbeef'), 'AP8Q'] },
+          { kind: 'insert', key: [b64('01')], values: [b64('01'), 'not base64!', null] },
+          { kind: 'upsert', key: [b64('02')], values: [b64('02'), '', null] },
+        ]),
+      ).toEqual([{ ok: true }, { ok: true }, { ok: true }]);
+      expect(await writer.write([{ kind: 'update', key: [b64('01')], values: [b64('01'), b64('cafe'), null] }])).toEqual([{ ok: true }]);
+      expect(await writer.write([{ kind: 'delete', key: [b64('02')], values: [] }])).toEqual([{ ok: true }]);
+      const db = new Database(path, { readonly: true });
+      try {
+        expect(db.prepare('select hex(id) as id, typeof(data) as type, hex(data) as data, note from blobs order by id').all()).toEqual([
+          { id: '00FF10', type: 'blob', data: 'DEADBEEF', note: 'AP8Q' },
+          { id: '01', type: 'blob', data: 'CAFE', note: null },
+        ]);
+      } finally {
+        db.close();
+      }
+      expect(await destination.readRows({ object: 'blobs', keyColumns: ['id'], columns: ['id', 'data'] }, [[b64('01')], [b64('02')]])).toEqual([[b64('01'), b64('cafe')], null]);
+    } finally {
+      await destination.close();
+    }
+  });
+
   it('stores booleans as 1/0 and reports a locked file as transient', async () => {
     const path = tempPath('crm.sqlite');
     const setup = new Database(path);

@@ -10,7 +10,7 @@ import type {
   WriteTarget,
 } from '../../core/ports.js';
 import { beginImmediate, describeKey, errorCode, listNames, quoteIdent } from '../sql.js';
-import { normalizeValue } from '../values.js';
+import { base64Bytes, normalizeValue } from '../values.js';
 import type { SqliteConstructor, SqliteDatabase, SqliteStatement } from '../sql.js';
 
 export interface SqliteDestinationOptions {
@@ -57,7 +57,13 @@ export class SqliteDestination implements Destination {
         `table "${target.object}" in SQLite destination ${this.path} has no column${missing.length > 1 ? 's' : ''} ${listNames(missing)} (it has: ${listNames(existing)}) — add the column${missing.length > 1 ? 's' : ''} to the table, or map the model's fields to existing columns`,
       );
     }
-    return new SqliteWriter(db, this.path, target, this.busyTimeoutMs);
+    return new SqliteWriter(db, this.path, target, this.busyTimeoutMs, this.blobColumns(target.object));
+  }
+
+  /** The columns of `object` declared BLOB (any type naming it), which take binary values as their bytes. */
+  private blobColumns(object: string): ReadonlySet<string> {
+    const columns = this.database().prepare('select name, type from pragma_table_info(?)').all(object) as Array<{ name: string; type: string }>;
+    return new Set(columns.filter((c) => /blob/i.test(c.type)).map((c) => c.name));
   }
 
   async listObjects(): Promise<string[]> {
@@ -83,8 +89,10 @@ export class SqliteDestination implements Destination {
     await this.listFields(target.object);
     const where = target.keyColumns.map((c) => `${quoteIdent(c)} = ?`).join(' and ');
     const statement = this.database().prepare(`select ${target.columns.map(quoteIdent).join(', ')} from ${quoteIdent(target.object)} where ${where} limit 1`);
+    const blobs = this.blobColumns(target.object);
+    const blobKeys = target.keyColumns.map((c) => blobs.has(c));
     return keys.map((key) => {
-      const row = statement.raw(true).all(...key.map((v) => (typeof v === 'boolean' ? Number(v) : v)))[0] as unknown[] | undefined;
+      const row = statement.raw(true).all(...key.map((v, i) => bindable(v, blobKeys[i] === true)))[0] as unknown[] | undefined;
       return row ? row.map(normalizeValue) : null;
     });
   }
@@ -125,11 +133,15 @@ export class SqliteDestination implements Destination {
   }
 }
 
-/** SQLite binds no booleans: true/false become 1/0, as SQLite itself stores them. */
-function bindable(value: Value | undefined): string | number | null {
+/**
+ * A value as SQLite binds it. SQLite binds no booleans: true/false become 1/0, as SQLite itself
+ * stores them. Into a `blob` column, binary values (base64 text, as sources give them) go as their
+ * bytes, which a BLOB read back from SQLite reads as again.
+ */
+function bindable(value: Value | undefined, blob: boolean): string | number | Buffer | null {
   if (value === undefined || value === null) return null;
   if (typeof value === 'boolean') return value ? 1 : 0;
-  return value;
+  return (blob && base64Bytes(value)) || value;
 }
 
 /** Error codes that mean "this row", not "this database". */
@@ -142,14 +154,20 @@ type Kind = WriteOperation['kind'];
 class SqliteWriter implements DestinationWriter {
   private readonly statements = new Map<Kind, SqliteStatement>();
   private readonly table: string;
+  /** Per written column, and per key column, whether it is declared BLOB (see bindable). */
+  private readonly blobs: boolean[];
+  private readonly blobKeys: boolean[];
 
   constructor(
     private readonly db: SqliteDatabase,
     private readonly path: string,
     private readonly target: WriteTarget,
     private readonly busyTimeoutMs: number,
+    blobs: ReadonlySet<string>,
   ) {
     this.table = quoteIdent(target.object);
+    this.blobs = target.columns.map((c) => blobs.has(c));
+    this.blobKeys = target.keyColumns.map((c) => blobs.has(c));
   }
 
   async write(batch: WriteOperation[]): Promise<RowOutcome[]> {
@@ -212,19 +230,21 @@ class SqliteWriter implements DestinationWriter {
     const { keyColumns, columns } = this.target;
     const statement = this.statement(op.kind);
     let changes: number;
+    const value = (i: number) => bindable(op.values[i], this.blobs[i] === true);
+    const key = () => keyColumns.map((_, i) => bindable(op.key[i], this.blobKeys[i] === true));
     switch (op.kind) {
       case 'insert':
       case 'upsert':
-        changes = statement.run(...columns.map((_, i) => bindable(op.values[i]))).changes;
+        changes = statement.run(...columns.map((_, i) => value(i))).changes;
         break;
       case 'update': {
         const nonKey = this.nonKeyIndexes();
-        const assigned = nonKey.length > 0 ? nonKey.map((i) => bindable(op.values[i])) : keyColumns.map((_, i) => bindable(op.key[i]));
-        changes = statement.run(...assigned, ...keyColumns.map((_, i) => bindable(op.key[i]))).changes;
+        const assigned = nonKey.length > 0 ? nonKey.map(value) : key();
+        changes = statement.run(...assigned, ...key()).changes;
         break;
       }
       case 'delete':
-        changes = statement.run(...keyColumns.map((_, i) => bindable(op.key[i]))).changes;
+        changes = statement.run(...key()).changes;
         break;
       default:
         return assertNever(op.kind);
