@@ -19,7 +19,7 @@ const NONE = { addedCount: 0, changedCount: 0, removedCount: 0 };
  * `p_<planner>` of a PostgreSQL database (made by `pgColumns`) and `s_<planner>` of a SQLite file
  * (made by `sqliteColumns`). `run()` runs all four syncs and returns their runs by name.
  */
-async function fourSyncs(options: { ddl: string; query: string; pgColumns: string; sqliteColumns: string }) {
+async function fourSyncs(options: { ddl: string; query: string; pgColumns: string; sqliteColumns: string; cursor?: string }) {
   const url = await createTestMysqlDatabase('mysql_dest');
   await mysqlSql(url, options.ddl);
   const pgUrl = await createTestDatabase('mysql_dest');
@@ -35,7 +35,7 @@ async function fourSyncs(options: { ddl: string; query: string; pgColumns: strin
     definition: workspace({
       sources: PLANNERS.map((planner) => source(planner, { type: 'mysql', settings: { url, planner, plannerSchema } })),
       destinations: [source('pg', { type: 'postgres', url: pgUrl }), source('lite', { path: 'lite.db' })],
-      models: PLANNERS.map((planner) => model(planner, planner, options.query)),
+      models: PLANNERS.map((planner) => ({ ...model(planner, planner, options.query), ...(options.cursor ? { cursor: options.cursor, fullCompareEvery: 3 } : {}) })),
       syncs: PLANNERS.flatMap((planner) => [
         sync(`${planner}-pg`, { model: planner, destination: 'pg', object: `p_${planner}`, mode: 'mirror', maxDeletePercent: null }),
         sync(`${planner}-lite`, { model: planner, destination: 'lite', object: `s_${planner}`, mode: 'mirror', maxDeletePercent: null }),
@@ -139,6 +139,47 @@ describe('MySQL source to PostgreSQL and SQLite, with both planners', () => {
     const changed = await run();
     for (const planner of PLANNERS) expect(changed[`${planner}-lite`]?.plannedRows).toEqual({ addedCount: 0, changedCount: 1, removedCount: 0 });
     for (const planner of PLANNERS) expect(await liteRows(planner, 'doc')).toEqual([{ doc: compact[0]?.doc }, { doc: '{"a":1}' }, { doc: null }]);
+    expect(planned(await run())).toEqual({ 'store-pg': NONE, 'store-lite': NONE, 'warehouse-pg': NONE, 'warehouse-lite': NONE });
+  });
+
+  it('delivers the column types tables have, each as the source reads it, the same on both planners, and plans nothing for a run with no change', async () => {
+    const { h, run, rejected, pgRows, liteRows } = await fourSyncs({
+      ddl: `create table things (id bigint unsigned primary key, amount decimal(38,10), b1 bit(1), flag tinyint(1), yr year, tm time(3), doc json,
+          size enum('small','large'), colours set('red','green','blue'), bin binary(4), vb varbinary(8), bl blob, emoji varchar(50),
+          doubled bigint as (id * 2) virtual, label varchar(80) as (concat(size, ':', emoji)) stored);
+        insert into things (id, amount, b1, flag, yr, tm, doc, size, colours, bin, vb, bl, emoji) values
+          (18446744073709551615, 1234567890123456789012345678.0123456789, b'1', 1, 2024, '10:11:12.345', '{"b": [1, 2.50], "a": "é😀"}',
+           'large', 'red,blue', x'00ff10', x'', x'deadbeef', 'héllo 😀 wörld'),
+          (9007199254740993, -0.0000000001, b'0', 0, 1901, '-00:00:01', '[]', 'small', '', x'00000000', x'01', '', ''),
+          (3, 0, null, null, null, null, null, null, null, null, null, null, null);
+        create view thing_view as select id, amount, b1, flag, yr, tm, doc, size, colours, bin, vb, bl, emoji, if(id < 10, doubled, null) as doubled, label from things`,
+      query: 'select * from thing_view',
+      pgColumns: `id numeric(20) primary key, amount numeric(38,10), b1 boolean, flag boolean, yr int, tm text, doc jsonb, size text, colours text,
+        bin bytea, vb bytea, bl bytea, emoji text, doubled bigint, label text`,
+      sqliteColumns: 'id primary key, amount, b1, flag, yr, tm, doc, size, colours, bin blob, vb blob, bl blob, emoji, doubled, label',
+    });
+    await using _ = h;
+    await expectAllLanded(await run(), rejected);
+    const binaries = "encode(bin, 'hex') as bin, encode(vb, 'hex') as vb, encode(bl, 'hex') as bl";
+    for (const planner of PLANNERS) {
+      expect(await pgRows(planner, `id::text, amount::text, b1, flag, yr, tm, doc::text, size, colours, ${binaries}, emoji, doubled, label`)).toEqual([
+        {
+          id: '18446744073709551615', amount: '1234567890123456789012345678.0123456789', b1: true, flag: true, yr: 2024, tm: '10:11:12.345',
+          doc: '{"a": "é😀", "b": [1, 2.5]}', size: 'large', colours: 'red,blue', bin: '00ff1000', vb: '', bl: 'deadbeef', emoji: 'héllo 😀 wörld',
+          doubled: null, label: 'large:héllo 😀 wörld',
+        },
+        { id: '3', amount: '0.0000000000', b1: null, flag: null, yr: null, tm: null, doc: null, size: null, colours: null, bin: null, vb: null, bl: null, emoji: null, doubled: '6', label: null },
+        {
+          id: '9007199254740993', amount: '-0.0000000001', b1: false, flag: false, yr: 1901, tm: '-00:00:01.000', doc: '[]', size: 'small', colours: '',
+          bin: '00000000', vb: '01', bl: '', emoji: '', doubled: null, label: 'small:',
+        },
+      ]);
+      expect(await liteRows(planner, 'id, amount, b1, flag, yr, tm, doc, hex(bin) as bin, typeof(vb) as vb, hex(bl) as bl, emoji, doubled')).toEqual([
+        { id: 3, amount: '0.0000000000', b1: null, flag: null, yr: null, tm: null, doc: null, bin: '', vb: 'null', bl: '', emoji: null, doubled: 6 },
+        { id: '18446744073709551615', amount: '1234567890123456789012345678.0123456789', b1: 1, flag: 1, yr: 2024, tm: '10:11:12.345', doc: '{"b":[1,2.5],"a":"é😀"}', bin: '00FF1000', vb: 'blob', bl: 'DEADBEEF', emoji: 'héllo 😀 wörld', doubled: null },
+        { id: '9007199254740993', amount: '-0.0000000001', b1: 0, flag: 0, yr: 1901, tm: '-00:00:01.000', doc: '[]', bin: '00000000', vb: 'blob', bl: '', emoji: '', doubled: null },
+      ]);
+    }
     expect(planned(await run())).toEqual({ 'store-pg': NONE, 'store-lite': NONE, 'warehouse-pg': NONE, 'warehouse-lite': NONE });
   });
 });
