@@ -1443,6 +1443,35 @@ describe('planner in the warehouse (MySQL / MariaDB)', () => {
     }
   });
 
+  it('gives every table it makes a primary key, which servers with sql_require_primary_key (MySQL) or innodb_force_primary_key (MariaDB) insist on', async () => {
+    const { createTestMysqlDatabase, mysqlSeries, mysqlSql } = await import('../helpers/mysql.js');
+    const { MysqlPlanner } = await import('../../src/connectors/mysql/mysql-planner.js');
+    const { createMysqlPool } = await import('../../src/connectors/mysql/mysql-client.js');
+    const url = await createTestMysqlDatabase('lockstep_wmypk');
+    const schema = `${new URL(url).pathname.slice(1)}_p`;
+    await mysqlSql(url, `create table people as select seq as id, concat('p', seq) as name from ${mysqlSeries(100)}`);
+    const withoutKey = () =>
+      mysqlSql(
+        url,
+        `select t.table_name as name from information_schema.tables t where t.table_schema = '${schema}' and not exists (
+           select 1 from information_schema.table_constraints c where c.table_schema = t.table_schema and c.table_name = t.table_name and c.constraint_type = 'PRIMARY KEY')`,
+      );
+    const pool = createMysqlPool(url, 1);
+    const planner = await MysqlPlanner.open(pool, await pool.getConnection(), schema, 'test');
+    try {
+      for (const [run, change] of [[1, ''], [2, "update people set name = 'x' where id = 5"], [3, 'delete from people where id = 7']] as const) {
+        if (change) await mysqlSql(url, change);
+        const plan = await planner.plan({ ...planRequest({ id: run, attempt: 1 }), resendAll: run === 3 });
+        await planner.commit({ op: plan.parts[0]?.op ?? 'added', key: [3] }, [[2]]);
+        expect(await withoutKey()).toEqual([]);
+        await planner.finish();
+        expect(await withoutKey()).toEqual([]);
+      }
+    } finally {
+      await planner.close();
+    }
+  });
+
   it('refuses the writes of an attempt another attempt took over', async () => {
     const { createTestMysqlDatabase, mysqlSeries, mysqlSql } = await import('../helpers/mysql.js');
     const { MysqlPlanner } = await import('../../src/connectors/mysql/mysql-planner.js');

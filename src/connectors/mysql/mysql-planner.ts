@@ -362,7 +362,12 @@ export class MysqlPlanner implements WarehousePlanner {
       throw error;
     }
     await this.nullable(staging, whole ? keys : [], fields);
-    await this.run(`CREATE TABLE ${this.table(marks)} (KEY lockstep_key (lockstep_mark, ${keyList})) ENGINE=InnoDB AS SELECT 0 AS lockstep_mark, ${keyList} FROM ${this.table(staging)} LIMIT 0`);
+    // Keyed by a number of its own, as every table Lockstep makes: servers with sql_require_primary_key
+    // (MySQL; managed services set it) or innodb_force_primary_key (MariaDB) refuse a table without one.
+    await this.run(
+      `CREATE TABLE ${this.table(marks)} (lockstep_n BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, KEY lockstep_key (lockstep_mark, ${keyList})) ENGINE=InnoDB
+         AS SELECT 0 AS lockstep_mark, ${keyList} FROM ${this.table(staging)} LIMIT 0`,
+    );
 
     return this.transaction(async () => {
       const refused: WarehousePlan['refused'] = [];
