@@ -128,6 +128,34 @@ describe('PostgresDestination', () => {
         { id: '00ff10', data: 'deadbeef', note: 'AP8Q' },
         { id: '01', data: 'cafe', note: null },
       ]);
+      expect(await destination.readRows({ object: 'blobs', keyColumns: ['id'], columns: ['id', 'data'] }, [[key('01')], [key('02')]])).toEqual([[key('01'), key('cafe')], null]);
+    } finally {
+      await destination.close();
+    }
+  });
+
+  it('writes 16-byte binary values (a MySQL BINARY(16) id, given as base64) into uuid columns as the uuid they hold', async () => {
+    const url = await createTestDatabase('destination');
+    await sql(url, 'create table ids (id uuid primary key, other uuid)');
+    const destination = await PostgresDestination.connect({ url });
+    try {
+      const writer = await destination.prepare({ object: 'ids', keyColumns: ['id'], columns: ['id', 'other'] });
+      const b64 = (hex: string) => Buffer.from(hex, 'hex').toString('base64');
+      const first = b64('0123456789abcdef0123456789abcdef');
+      expect(
+        await writer.write([
+          { kind: 'upsert', key: [first], values: [first, '6f1c4b0e-8f39-4d1a-9a57-0c8f4b7e2d11'] },
+          { kind: 'insert', key: ['00000000-0000-0000-0000-000000000002'], values: ['00000000-0000-0000-0000-000000000002', 'ffeeddccbbaa99887766554433221100'] },
+        ]),
+      ).toEqual([{ ok: true }, { ok: true }]);
+      expect(await writer.write([{ kind: 'update', key: [first], values: [first, b64('ffeeddccbbaa99887766554433221100')] }])).toEqual([{ ok: true }]);
+      expect(await writer.write([{ kind: 'delete', key: [first], values: [] }])).toEqual([{ ok: true }]);
+      expect(await writer.write([{ kind: 'upsert', key: [first], values: [first, null] }])).toEqual([{ ok: true }]);
+      expect(await sql(url, 'select id::text, other::text from ids order by id')).toEqual([
+        { id: '00000000-0000-0000-0000-000000000002', other: 'ffeeddcc-bbaa-9988-7766-554433221100' },
+        { id: '01234567-89ab-cdef-0123-456789abcdef', other: null },
+      ]);
+      expect(await destination.readRows({ object: 'ids', keyColumns: ['id'], columns: ['id'] }, [[first]])).toEqual([['01234567-89ab-cdef-0123-456789abcdef']]);
     } finally {
       await destination.close();
     }

@@ -151,9 +151,10 @@ export class PostgresDestination implements Destination {
         const table = await this.requireTable(client, target.object);
         const where = target.keyColumns.map((c, i) => `${quoteIdent(c)} = $${i + 1}`).join(' and ');
         const text = `select ${target.columns.map(quoteIdent).join(', ')} from ${quoteQualified(table.schema, table.name)} where ${where} limit 1`;
+        const keyConverters = columnValues(table, target.keyColumns);
         const rows: Array<Value[] | null> = [];
         for (const key of keys) {
-          const result = await client.query({ text, values: key, rowMode: 'array' });
+          const result = await client.query({ text, values: [...written(key, keyConverters)], rowMode: 'array' });
           const row = result.rows[0] as unknown[] | undefined;
           // Integers come as the source reads them: numbers while exact (bigint arrives as text).
           const value = (v: unknown, i: number) =>
@@ -314,6 +315,16 @@ function byteaValue(value: Value): Value {
   return bytes === null ? value : `\\x${bytes.toString('hex')}`;
 }
 
+/**
+ * A value for a uuid column: a 16-byte binary value (MySQL's BINARY(16) ids, given as base64) goes
+ * as the uuid it holds. Anything else (a uuid's text in any of its forms) goes as it is.
+ */
+function uuidValue(value: Value): Value {
+  if (typeof value !== 'string' || value.length !== 24) return value;
+  const hex = base64Bytes(value)?.toString('hex');
+  return hex?.length === 32 ? `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}` : value;
+}
+
 /** Per column, how its values are written (see columnValue); null when all go as they are. */
 type Converters = ReadonlyArray<((value: Value) => Value) | null> | null;
 
@@ -321,6 +332,7 @@ type Converters = ReadonlyArray<((value: Value) => Value) | null> | null;
 function columnValue(type: string | undefined): ((value: Value) => Value) | null {
   if (type?.endsWith('[]')) return arrayValue;
   if (type === 'bytea') return byteaValue;
+  if (type === 'uuid') return uuidValue;
   return null;
 }
 
