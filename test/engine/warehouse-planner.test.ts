@@ -1204,6 +1204,34 @@ describe('planner in the warehouse (MySQL / MariaDB)', () => {
     expect(await my(`select cast(meta as char) as meta from ${planned()} where id = 1`)).toEqual([{ meta: '{"a": 2}' }]);
   });
 
+  it('compares long text and blobs made by expressions (which MariaDB types apart from the table it makes of them): nothing changed is nothing sent', async () => {
+    const { createTestMysqlDatabase, mysqlSql } = await import('../helpers/mysql.js');
+    const url = await createTestMysqlDatabase('lockstep_wmy');
+    await mysqlSql(
+      url,
+      `create table notes (id bigint primary key, body text, doc json, raw blob);
+       insert into notes values (1, 'a', '{"x": 1}', x'00'), (2, null, null, null);
+       create table crm_notes (id bigint primary key, body2 text, as_text longtext, x text, raw2 longblob, joined text)`,
+    );
+    const { h, run } = await mysqlSetup({
+      url,
+      models: [
+        model(
+          'people',
+          'warehouse',
+          `select n.id, concat(body, body) as body2, cast(doc as char) as as_text, json_extract(doc, '$.x') as x, concat(raw, raw) as raw2,
+             (select group_concat(body) from notes) as joined from notes n`,
+        ),
+      ],
+      sync: { object: 'crm_notes' },
+    });
+    await using _ = h;
+    expect((await run()).plannedRows).toEqual({ addedCount: 2, changedCount: 0, removedCount: 0 });
+    const idle = await run();
+    expect(idle.comparison).toEqual({ planner: 'warehouse', kind: 'full' });
+    expect(idle.plannedRows).toEqual(NONE);
+  });
+
   it('takes the model as delivered on resetCDC, and sends only new keys in insert mode, full resync or not', async () => {
     const { h, run, my, count, planned } = await mysqlSetup({ sync: { mode: 'insert' } });
     await using _ = h;

@@ -96,6 +96,11 @@ const TYPE_NAMES: Record<number, string> = {
   249: 'tinyblob', 250: 'mediumblob', 251: 'longblob', 252: 'blob', 253: 'varchar', 254: 'char', 255: 'geometry',
 };
 const STRING_TYPES = new Set([15, 247, 248, 249, 250, 251, 252, 253, 254]);
+/** TINYBLOB, MEDIUMBLOB, LONGBLOB, BLOB: TEXT and BLOB columns, told apart by their character set. */
+const BLOB_TYPES = new Set([249, 250, 251, 252]);
+/** The most characters (or bytes) a TINY, plain, MEDIUM and LONG TEXT (or BLOB) holds. */
+const LONG_BLOB = 4294967295;
+const BLOB_SIZES = [255, 65535, 16777215, LONG_BLOB];
 const INTEGER_TYPES = new Set([1, 2, 3, 8, 9, 13]);
 const TEMPORAL_TYPES = new Set([7, 10, 11, 12]);
 /** TIMESTAMP, DATE, DATETIME (and DATE as older servers describe it): the types with a calendar day. */
@@ -942,7 +947,9 @@ function typeName(field: Field): string {
   if (field.columnType === 0 || field.columnType === 246) return `decimal(${field.columnLength},${field.decimals})${unsigned}`;
   if (field.columnType === 1 && field.columnLength === 1) return 'tinyint(1)';
   if (INTEGER_TYPES.has(field.columnType)) return `${base}${unsigned}`;
-  if (STRING_TYPES.has(field.columnType)) return `${field.characterSet === BINARY_CHARSET ? 'binary ' : ''}${base}(${field.columnLength})`;
+  const binary = field.characterSet === BINARY_CHARSET ? 'binary ' : '';
+  if (BLOB_TYPES.has(field.columnType)) return `${binary}blob(${blobLength(field)})`;
+  if (STRING_TYPES.has(field.columnType)) return `${binary}${base}(${field.columnLength})`;
   if (TEMPORAL_TYPES.has(field.columnType) && field.decimals > 0 && field.decimals < 31) return `${base}(${field.decimals})`;
   if (field.columnType === 16) return `bit(${field.columnLength})`;
   return base;
@@ -960,6 +967,21 @@ function modelValue(shape: Shape, name: string): string {
 
 function zeroDateAsNull(field: Field, column: string): string {
   return DATE_TYPES.has(field.columnType) ? `CASE WHEN MONTH(${column}) = 0 OR DAYOFMONTH(${column}) = 0 THEN NULL ELSE ${column} END` : column;
+}
+
+/**
+ * The length a TEXT or BLOB column of the planner's tables reports for `field`: of the four sizes
+ * (TINY, plain, MEDIUM, LONG), the smallest that holds it, as CREATE TABLE ... AS SELECT picks. A
+ * table's column reports its size's length, but an expression (`CAST(doc AS CHAR)`, `CONCAT` of
+ * TEXT, GROUP_CONCAT) reports its own length and a type of its own (MEDIUMBLOB, LONGBLOB): named
+ * by length alone, the model's column would differ from its copy on every run. Text lengths count
+ * bytes of the connection's utf8mb4, 4 a character.
+ */
+function blobLength(field: Field): number {
+  const bytesPerCharacter = field.characterSet === BINARY_CHARSET ? 1 : 4;
+  const characters = Math.ceil(field.columnLength / bytesPerCharacter);
+  const size = BLOB_SIZES.find((max) => characters <= max) ?? LONG_BLOB;
+  return size === LONG_BLOB ? LONG_BLOB : size * bytesPerCharacter;
 }
 
 /** A text as a SQL literal that no sql_mode can misread (hex, in the connection's character set). */
