@@ -1201,7 +1201,7 @@ describe('planner in the warehouse (MySQL / MariaDB)', () => {
     expect(idle.comparison).toEqual({ planner: 'warehouse', kind: 'full' });
     await my(`update docs set meta = '{"a": 2}' where id = 1`);
     expect((await run()).plannedRows).toEqual({ addedCount: 0, changedCount: 1, removedCount: 0 });
-    expect(await my(`select cast(meta as char) as meta from ${planned()} where id = 1`)).toEqual([{ meta: '{"a": 2}' }]);
+    expect(await my(`select meta from ${planned()} where id = 1`)).toEqual([{ meta: '{"a": 2}' }]);
   });
 
   it('compares long text and blobs made by expressions (which MariaDB types apart from the table it makes of them): nothing changed is nothing sent', async () => {

@@ -366,7 +366,7 @@ export class MysqlPlanner implements WarehousePlanner {
       }
       throw error;
     }
-    await this.nullable(staging, whole ? keys : [], fields);
+    await this.nullable(staging, whole ? keys : []);
     // Keyed by a number of its own, as every table Lockstep makes: servers with sql_require_primary_key
     // (MySQL; managed services set it) or innodb_force_primary_key (MariaDB) refuse a table without one.
     await this.run(
@@ -447,7 +447,8 @@ export class MysqlPlanner implements WarehousePlanner {
         for (const op of OPS) {
           if (counts[op] === 0) continue;
           const filter = whole ? '' : `WHERE lockstep_op = '${OP_CODE[op]}' `;
-          parts.push({ op, rows: counts[op], query: `SELECT ${op === 'removed' ? keyList : names.map(q).join(', ')} FROM ${this.table(staging)} ${filter}ORDER BY ${keyList}` });
+          const columns = op === 'removed' ? keyList : names.map((n) => deliveredColumn(shape, n)).join(', ');
+          parts.push({ op, rows: counts[op], query: `SELECT ${columns} FROM ${this.table(staging)} ${filter}ORDER BY ${keyList}` });
         }
       }
       return { parts, refused, modelRows, plannerRows, comparison, notes, delivered };
@@ -457,24 +458,17 @@ export class MysqlPlanner implements WarehousePlanner {
   /**
    * Makes the (empty) table's columns but `keys` nullable, as they may come NOT NULL from the model:
    * removed rows hold their key only, and a model whose column turns nullable keeps its planner table.
-   * MariaDB's JSON columns (of the model's `fields`) are declared JSON again: CREATE TABLE ... AS
-   * SELECT makes them plain LONGTEXT, whose text the source reads as it is, not as JSON (compact),
-   * so the planned rows read from the table would differ from the model's.
    */
-  private async nullable(name: string, keys: readonly string[], fields: readonly Field[]): Promise<void> {
+  private async nullable(name: string, keys: readonly string[]): Promise<void> {
     const columns = await this.rows<{ name: string; type: string; charset: string | null; collation: string | null }>(
       `SELECT COLUMN_NAME AS name, COLUMN_TYPE AS type, CHARACTER_SET_NAME AS charset, COLLATION_NAME AS collation FROM information_schema.COLUMNS
         WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND IS_NULLABLE = 'NO' AND COLUMN_NAME NOT IN ('lockstep_n', 'lockstep_op') ORDER BY ORDINAL_POSITION`,
       [this.schema, name],
     );
-    const json = fields.filter((f) => f.extendedFormat === 'json' && f.columnType !== MYSQL_JSON).map((f) => f.name);
-    // (A JSON column cannot be a key: it cannot be indexed.)
-    const loose = columns.filter((c) => !keys.includes(c.name) && !json.includes(c.name));
-    const modify = [
-      ...loose.map((c) => `MODIFY ${quote(c.name)} ${c.type}${c.charset ? ` CHARACTER SET ${c.charset}` : ''}${c.collation ? ` COLLATE ${c.collation}` : ''} NULL`),
-      ...json.map((c) => `MODIFY ${quote(c)} JSON NULL`),
-    ];
-    if (modify.length > 0) await this.run(`ALTER TABLE ${this.table(name)} ${modify.join(', ')}`);
+    const loose = columns.filter((c) => !keys.includes(c.name));
+    if (loose.length === 0) return;
+    const modify = loose.map((c) => `MODIFY ${quote(c.name)} ${c.type}${c.charset ? ` CHARACTER SET ${c.charset}` : ''}${c.collation ? ` COLLATE ${c.collation}` : ''} NULL`);
+    await this.run(`ALTER TABLE ${this.table(name)} ${modify.join(', ')}`);
   }
 
   /** The model's columns and keys, and how it is compared with the planner table (`meta`): shared by runs and dry runs. */
@@ -967,6 +961,17 @@ function modelValue(shape: Shape, name: string): string {
 
 function zeroDateAsNull(field: Field, column: string): string {
   return DATE_TYPES.has(field.columnType) ? `CASE WHEN MONTH(${column}) = 0 OR DAYOFMONTH(${column}) = 0 THEN NULL ELSE ${column} END` : column;
+}
+
+/**
+ * Column `name` of the staging table (of the model `shape` describes) as a run reads it to
+ * deliver. MariaDB marks JSON (a JSON column, what JSON functions return) only in results, so its
+ * copy in the staging table reads as plain text (`{"b": [1, 2.50]}`), not compact as the source
+ * reads the model's (`{"b":[1,2.5]}`): read through JSON_COMPACT, it is marked JSON again.
+ */
+function deliveredColumn(shape: Shape, name: string): string {
+  const field = shape.fields[shape.names.indexOf(name)] as Field;
+  return field.extendedFormat === 'json' && field.columnType !== MYSQL_JSON ? `JSON_COMPACT(${quote(name)}) AS ${quote(name)}` : quote(name);
 }
 
 /**
