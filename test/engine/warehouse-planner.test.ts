@@ -1232,6 +1232,15 @@ describe('planner in the warehouse (MySQL / MariaDB)', () => {
     expect(idle.plannedRows).toEqual(NONE);
   });
 
+  it('compares a column the model leaves NULL (`null as seen_at`) with its copy: nothing changed is nothing sent', async () => {
+    const { h, run } = await mysqlSetup({ models: [model('people', 'warehouse', 'select id, name, score, null as seen_at from people')] });
+    await using _ = h;
+    expect((await run()).plannedRows).toEqual({ addedCount: ROWS, changedCount: 0, removedCount: 0 });
+    const idle = await run();
+    expect(idle.comparison).toEqual({ planner: 'warehouse', kind: 'full' });
+    expect(idle.plannedRows).toEqual(NONE);
+  });
+
   it('takes the model as delivered on resetCDC, and sends only new keys in insert mode, full resync or not', async () => {
     const { h, run, my, count, planned } = await mysqlSetup({ sync: { mode: 'insert' } });
     await using _ = h;

@@ -106,6 +106,8 @@ const TEMPORAL_TYPES = new Set([7, 10, 11, 12]);
 /** TIMESTAMP, DATE, DATETIME (and DATE as older servers describe it): the types with a calendar day. */
 const DATE_TYPES = new Set([7, 10, 12, 14]);
 const UNSIGNED_FLAG = 32;
+/** The type of a column that is NULL in every row, as `NULL AS x` is. */
+const NULL_TYPE = 6;
 /** MySQL's own JSON type (MariaDB's JSON is LONGTEXT, marked `json` in a result's extended metadata). */
 const MYSQL_JSON = 245;
 const BINARY_CHARSET = 63;
@@ -938,6 +940,8 @@ function typeName(field: Field): string {
   // declared so: the planner table's copy of it is plain LONGTEXT. Named by its stored type, both
   // read alike (MySQL's own JSON type, 245, is JSON in both).
   if (field.columnType === 245) return 'json';
+  // A column the model leaves NULL (`NULL AS x`) has the protocol's NULL type; its copy is BINARY(0).
+  if (field.columnType === NULL_TYPE) return 'binary char(0)';
   if (field.columnType === 0 || field.columnType === 246) return `decimal(${field.columnLength},${field.decimals})${unsigned}`;
   if (field.columnType === 1 && field.columnLength === 1) return 'tinyint(1)';
   if (INTEGER_TYPES.has(field.columnType)) return `${base}${unsigned}`;
