@@ -35,6 +35,29 @@ function tempPath(file: string): string {
 // ---------------------------------------------------------------------------------------------
 // PostgreSQL
 
+/** A binary value as sources give it: base64 of its bytes (`hex`). */
+const base64 = (hex: string) => Buffer.from(hex, 'hex').toString('base64');
+
+/**
+ * Writes binary values given as base64 into table `blobs` (id, data, note), each kind of write once:
+ * rows 00ff10, 01 (then updated to data cafe) and 03 (data given as bytea's text `\x0a0b`) stay;
+ * row 02 is deleted by its key.
+ */
+async function writeBinaryRows(destination: PostgresDestination | SqliteDestination): Promise<void> {
+  const writer = await destination.prepare({ object: 'blobs', keyColumns: ['id'], columns: ['id', 'data', 'note'] });
+  const row = (hex: string, data: Value, note: Value = null) => ({ key: [base64(hex)], values: [base64(hex), data, note] });
+  expect(
+    await writer.write([
+      { kind: 'upsert', ...row('00ff10', base64('deadbeef'), 'AP8Q') },
+      { kind: 'insert', ...row('01', 'not base64!') },
+      { kind: 'upsert', ...row('02', '') },
+      { kind: 'upsert', ...row('03', '\\x0a0b') },
+    ]),
+  ).toEqual([{ ok: true }, { ok: true }, { ok: true }, { ok: true }]);
+  expect(await writer.write([{ kind: 'update', ...row('01', base64('cafe')) }])).toEqual([{ ok: true }]);
+  expect(await writer.write([{ kind: 'delete', key: [base64('02')], values: [] }])).toEqual([{ ok: true }]);
+}
+
 const PG_TYPES = { int: 'integer', text: 'text', float: 'double precision' } as const;
 
 describeDestinationContract('postgres', {
@@ -113,22 +136,16 @@ describe('PostgresDestination', () => {
     await sql(url, 'create table blobs (id bytea primary key, data bytea, note text)');
     const destination = await PostgresDestination.connect({ url });
     try {
-      const writer = await destination.prepare({ object: 'blobs', keyColumns: ['id'], columns: ['id', 'data', 'note'] });
-      const key = (hex: string) => Buffer.from(hex, 'hex').toString('base64');
-      expect(
-        await writer.write([
-          { kind: 'upsert', key: [key('00ff10')], values: [key('00ff10'), key('deadbeef'), 'AP8Q'] },
-          { kind: 'upsert', key: [key('01')], values: [key('01'), '', null] },
-          { kind: 'upsert', key: [key('02')], values: [key('02'), '\\x0a0b', null] },
-        ]),
-      ).toEqual([{ ok: true }, { ok: true }, { ok: true }]);
-      expect(await writer.write([{ kind: 'update', key: [key('01')], values: [key('01'), key('cafe'), null] }])).toEqual([{ ok: true }]);
-      expect(await writer.write([{ kind: 'delete', key: [key('02')], values: [] }])).toEqual([{ ok: true }]);
+      await writeBinaryRows(destination);
       expect(await sql(url, `select encode(id, 'hex') as id, encode(data, 'hex') as data, note from blobs order by id`)).toEqual([
         { id: '00ff10', data: 'deadbeef', note: 'AP8Q' },
         { id: '01', data: 'cafe', note: null },
+        { id: '03', data: '0a0b', note: null },
       ]);
-      expect(await destination.readRows({ object: 'blobs', keyColumns: ['id'], columns: ['id', 'data'] }, [[key('01')], [key('02')]])).toEqual([[key('01'), key('cafe')], null]);
+      expect(await destination.readRows({ object: 'blobs', keyColumns: ['id'], columns: ['id', 'data'] }, [[base64('01')], [base64('02')]])).toEqual([
+        [base64('01'), base64('cafe')],
+        null,
+      ]);
     } finally {
       await destination.close();
     }
@@ -140,15 +157,14 @@ describe('PostgresDestination', () => {
     const destination = await PostgresDestination.connect({ url });
     try {
       const writer = await destination.prepare({ object: 'ids', keyColumns: ['id'], columns: ['id', 'other'] });
-      const b64 = (hex: string) => Buffer.from(hex, 'hex').toString('base64');
-      const first = b64('0123456789abcdef0123456789abcdef');
+      const first = base64('0123456789abcdef0123456789abcdef');
       expect(
         await writer.write([
           { kind: 'upsert', key: [first], values: [first, '6f1c4b0e-8f39-4d1a-9a57-0c8f4b7e2d11'] },
           { kind: 'insert', key: ['00000000-0000-0000-0000-000000000002'], values: ['00000000-0000-0000-0000-000000000002', 'ffeeddccbbaa99887766554433221100'] },
         ]),
       ).toEqual([{ ok: true }, { ok: true }]);
-      expect(await writer.write([{ kind: 'update', key: [first], values: [first, b64('ffeeddccbbaa99887766554433221100')] }])).toEqual([{ ok: true }]);
+      expect(await writer.write([{ kind: 'update', key: [first], values: [first, base64('ffeeddccbbaa99887766554433221100')] }])).toEqual([{ ok: true }]);
       expect(await writer.write([{ kind: 'delete', key: [first], values: [] }])).toEqual([{ ok: true }]);
       expect(await writer.write([{ kind: 'upsert', key: [first], values: [first, null] }])).toEqual([{ ok: true }]);
       expect(await sql(url, 'select id::text, other::text from ids order by id')).toEqual([
@@ -233,27 +249,22 @@ describe('SqliteDestination', () => {
     setup.close();
     const destination = await SqliteDestination.open({ path });
     try {
-      const writer = await destination.prepare({ object: 'blobs', keyColumns: ['id'], columns: ['id', 'data', 'note'] });
-      const b64 = (hex: string) => Buffer.from(hex, 'hex').toString('base64');
-      expect(
-        await writer.write([
-          { kind: 'upsert', key: [b64('00ff10')], values: [b64('00ff10'), b64('deadbeef'), 'AP8Q'] },
-          { kind: 'insert', key: [b64('01')], values: [b64('01'), 'not base64!', null] },
-          { kind: 'upsert', key: [b64('02')], values: [b64('02'), '', null] },
-        ]),
-      ).toEqual([{ ok: true }, { ok: true }, { ok: true }]);
-      expect(await writer.write([{ kind: 'update', key: [b64('01')], values: [b64('01'), b64('cafe'), null] }])).toEqual([{ ok: true }]);
-      expect(await writer.write([{ kind: 'delete', key: [b64('02')], values: [] }])).toEqual([{ ok: true }]);
+      await writeBinaryRows(destination);
       const db = new Database(path, { readonly: true });
       try {
         expect(db.prepare('select hex(id) as id, typeof(data) as type, hex(data) as data, note from blobs order by id').all()).toEqual([
           { id: '00FF10', type: 'blob', data: 'DEADBEEF', note: 'AP8Q' },
           { id: '01', type: 'blob', data: 'CAFE', note: null },
+          // Not base64: kept as the text it is.
+          { id: '03', type: 'text', data: Buffer.from('\\x0a0b').toString('hex').toUpperCase(), note: null },
         ]);
       } finally {
         db.close();
       }
-      expect(await destination.readRows({ object: 'blobs', keyColumns: ['id'], columns: ['id', 'data'] }, [[b64('01')], [b64('02')]])).toEqual([[b64('01'), b64('cafe')], null]);
+      expect(await destination.readRows({ object: 'blobs', keyColumns: ['id'], columns: ['id', 'data'] }, [[base64('01')], [base64('02')]])).toEqual([
+        [base64('01'), base64('cafe')],
+        null,
+      ]);
     } finally {
       await destination.close();
     }

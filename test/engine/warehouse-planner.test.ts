@@ -1118,6 +1118,23 @@ describe('planner in the warehouse (MySQL / MariaDB)', () => {
     const planned = (table = 'sync_1_people_to_crm') => `\`${plannerSchema}\`.\`${table}\``;
     return { url, admin, plannerSchema, h, run, my, count, digest, planned };
   }
+
+  /**
+   * A fresh database made by `ddl`, and a planner opened on it by hand (the
+   * caller closes it), its session set up by `session` first.
+   */
+  async function handPlanner(prefix: string, ddl: string, session?: string) {
+    const { createTestMysqlDatabase, mysqlSql } = await import('../helpers/mysql.js');
+    const { MysqlPlanner } = await import('../../src/connectors/mysql/mysql-planner.js');
+    const { createMysqlPool } = await import('../../src/connectors/mysql/mysql-client.js');
+    const url = await createTestMysqlDatabase(prefix);
+    const schema = `${new URL(url).pathname.slice(1)}_p`;
+    await mysqlSql(url, ddl);
+    const pool = createMysqlPool(url, 1);
+    const connection = await pool.getConnection();
+    if (session) await connection.query(session);
+    return { url, schema, planner: await MysqlPlanner.open(pool, connection, schema, 'test') };
+  }
   it('sends only what changed, keeps rejected rows out of the planner table and retries them, and keeps nothing in the store', async () => {
     const { h, run, my, count, digest, planned } = await mysqlSetup();
     await using _ = h;
@@ -1449,21 +1466,14 @@ describe('planner in the warehouse (MySQL / MariaDB)', () => {
   });
 
   it('keeps zero dates as NULL, as the source reads them, on a server whose sql_mode refuses zero dates (MySQL 8\'s default)', async () => {
-    const { createTestMysqlDatabase, mysqlSql } = await import('../helpers/mysql.js');
-    const { MysqlPlanner } = await import('../../src/connectors/mysql/mysql-planner.js');
-    const { createMysqlPool } = await import('../../src/connectors/mysql/mysql-client.js');
-    const url = await createTestMysqlDatabase('lockstep_wmyzero');
-    const schema = `${new URL(url).pathname.slice(1)}_p`;
-    await mysqlSql(
-      url,
+    const { mysqlSql } = await import('../helpers/mysql.js');
+    const { url, schema, planner } = await handPlanner(
+      'lockstep_wmyzero',
       `set session sql_mode = '';
        create table people (id int primary key, born date, seen datetime(6));
        insert into people values (1, '0000-00-00', '2024-00-01 00:00:00'), (2, '2024-05-00', null), (3, '2024-05-06', '2024-05-06 07:08:09.123456')`,
+      "SET SESSION sql_mode = 'STRICT_TRANS_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE'",
     );
-    const pool = createMysqlPool(url, 1);
-    const connection = await pool.getConnection();
-    await connection.query("SET SESSION sql_mode = 'STRICT_TRANS_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE'");
-    const planner = await MysqlPlanner.open(pool, connection, schema, 'test');
     try {
       expect((await planner.plan(planRequest({ id: 1, attempt: 1 }))).parts).toEqual([expect.objectContaining({ op: 'added', rows: 3 })]);
       await planner.finish();
@@ -1481,20 +1491,14 @@ describe('planner in the warehouse (MySQL / MariaDB)', () => {
   });
 
   it('gives every table it makes a primary key, which servers with sql_require_primary_key (MySQL) or innodb_force_primary_key (MariaDB) insist on', async () => {
-    const { createTestMysqlDatabase, mysqlSeries, mysqlSql } = await import('../helpers/mysql.js');
-    const { MysqlPlanner } = await import('../../src/connectors/mysql/mysql-planner.js');
-    const { createMysqlPool } = await import('../../src/connectors/mysql/mysql-client.js');
-    const url = await createTestMysqlDatabase('lockstep_wmypk');
-    const schema = `${new URL(url).pathname.slice(1)}_p`;
-    await mysqlSql(url, `create table people as select seq as id, concat('p', seq) as name from ${mysqlSeries(100)}`);
+    const { mysqlSeries, mysqlSql } = await import('../helpers/mysql.js');
+    const { url, schema, planner } = await handPlanner('lockstep_wmypk', `create table people as select seq as id, concat('p', seq) as name from ${mysqlSeries(100)}`);
     const withoutKey = () =>
       mysqlSql(
         url,
         `select t.table_name as name from information_schema.tables t where t.table_schema = '${schema}' and not exists (
            select 1 from information_schema.table_constraints c where c.table_schema = t.table_schema and c.table_name = t.table_name and c.constraint_type = 'PRIMARY KEY')`,
       );
-    const pool = createMysqlPool(url, 1);
-    const planner = await MysqlPlanner.open(pool, await pool.getConnection(), schema, 'test');
     try {
       for (const [run, change] of [[1, ''], [2, "update people set name = 'x' where id = 5"], [3, 'delete from people where id = 7']] as const) {
         if (change) await mysqlSql(url, change);
