@@ -400,6 +400,7 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
         connectors: registry,
         authRequired: settings.authRequired,
         uiDir: settings.uiDir,
+        eventPollMs: config.pollIntervalMs,
         onWorkspaceChanged: async () => {
           if (schedulerStarted) await scheduler.reload();
         },

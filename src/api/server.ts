@@ -21,7 +21,7 @@ import { registerHightouchRoutes } from './hightouch-routes.js';
 import { registerLockstepRoutes } from './lockstep-routes.js';
 import { createMetrics } from './metrics.js';
 import { defineRoute } from './route.js';
-import { streamRunEvents } from './run-events.js';
+import { StoreRunWatch, streamRunEvents } from './run-events.js';
 import { isWebhookPath, registerWebhookRoutes } from './webhook-routes.js';
 import { z } from '@hono/zod-openapi';
 
@@ -38,6 +38,8 @@ export interface ApiServerOptions extends Omit<ApiDeps, 'baseDir'> {
   eventThrottleMs?: number;
   /** Time between keep-alive pings on the event stream, ms (default: 15000). */
   eventPingMs?: number;
+  /** How often the event streams read the store for the runs other processes execute, ms (default: 1000). */
+  eventPollMs?: number;
 }
 
 export interface ApiServer {
@@ -71,6 +73,7 @@ export function createApiServer(serverOptions: ApiServerOptions): ApiServer {
   const { store, logger, clock } = options;
   const closing = new AbortController();
   const metrics = createMetrics(options);
+  const runWatch = new StoreRunWatch({ store, logger, pollIntervalMs: options.eventPollMs ?? 1000 });
   // Not strict: a path with a trailing slash is routed, and seen by every middleware, as the path
   // without it (`/api/v1/syncs/?slug=x` is `/api/v1/syncs?slug=x`), so clients that add one work.
   const app = new OpenAPIHono({ strict: false });
@@ -131,7 +134,7 @@ export function createApiServer(serverOptions: ApiServerOptions): ApiServer {
       query: z.object({ token: z.string().optional() }),
       responses: { 200: { description: 'An event stream', schema: z.string(), contentType: 'text/event-stream' } },
     },
-    (c) => streamRunEvents(c, options, { throttleMs: options.eventThrottleMs ?? 200, pingIntervalMs: options.eventPingMs ?? 15_000 }, closing.signal),
+    (c) => streamRunEvents(c, options, runWatch, { throttleMs: options.eventThrottleMs ?? 200, pingIntervalMs: options.eventPingMs ?? 15_000 }, closing.signal),
   );
 
   const document = () =>
@@ -230,6 +233,8 @@ export function createApiServer(serverOptions: ApiServerOptions): ApiServer {
     async close() {
       closing.abort();
       metrics.stop();
+      // The store is closed after the server: a look at it under way ends first.
+      await runWatch.close();
       const running = server;
       server = null;
       if (!running) return;
