@@ -555,6 +555,9 @@ export class Worker {
         for (const id of ids) {
           // A run that ended (or is ending) meanwhile holds no lease any more, rightly.
           if (held.has(id) || this.executions.get(id) !== beating.get(id) || beating.get(id)?.handingOff) continue;
+          // Its end may be recorded and not yet seen here (this attempt, ended): that is no loss.
+          const latest = await store.getSyncRun(id);
+          if (latest && latest.attempt === beating.get(id)?.run.attempt && isTerminalSyncRunStatus(latest.status)) continue;
           logger.warn('lost the lease on a sync run; another worker took it over', { syncRunId: id });
           this.executions.get(id)?.controller.abort('lease-lost' satisfies StopReason);
         }

@@ -1,7 +1,8 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { LockstepError, ErrorCode } from '../../src/core/errors.js';
-import { createJsonLogger } from '../../src/core/logger.js';
+import { createJsonLogger, silentLogger } from '../../src/core/logger.js';
+import { isTerminalSyncRunStatus } from '../../src/core/runs.js';
 import type { SyncDef } from '../../src/core/workspace.js';
 import { model, source, sync, workspace } from '../helpers/definitions.js';
 import { Gate, withWriteHook, type BeforeWrite } from '../helpers/fault-connectors.js';
@@ -304,5 +305,30 @@ describe('sync runs', () => {
     const firstRun = await h.app.store.getSyncRun(a.run.id);
     expect(done.status).toBe('success');
     expect(done.startedAt!).toBeGreaterThanOrEqual(firstRun!.finishedAt!);
+  });
+});
+
+describe("a worker's heartbeat", () => {
+  it('takes a run whose end it renewed across for ended, not for lost to another worker', async () => {
+    const dir = tempDir();
+    createHierarchyFixture(dir);
+    const warnings: string[] = [];
+    const logger = { ...silentLogger, warn: (message: string) => void warnings.push(message) };
+    // 1-second leases: a heartbeat every third of a second.
+    const h = await startHarness({ dir, definition: accountsWorkspace(), logger, env: { LOCKSTEP_LEASE_SECONDS: '1' } });
+    await using _ = h;
+    const { store } = h.app;
+    const update = store.updateSyncRun.bind(store);
+    // The run's end is recorded in the store, and the run sees it a little later (its answer is
+    // slow to come back): a renewal in between finds the lease ended with the run.
+    store.updateSyncRun = async (...args) => {
+      const run = await update(...args);
+      if (isTerminalSyncRunStatus(run.status)) await new Promise((r) => setTimeout(r, 800));
+      return run;
+    };
+    const { run } = await h.app.worker.triggerSync('accounts-to-crm');
+    expect((await h.app.worker.waitForSyncRun(run.id)).status).toBe('success');
+    while (!h.app.worker.idle) await new Promise((r) => setTimeout(r, 20));
+    expect(warnings).toEqual([]);
   });
 });
