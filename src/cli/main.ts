@@ -484,8 +484,7 @@ Exit codes:
         await close();
         throw thrown;
       }
-      await waitForStop(app, Boolean(opts.drain));
-      await close();
+      await runUntilStopped(app, close, { drain: Boolean(opts.drain), term, name });
     });
   }
 
@@ -575,8 +574,7 @@ Exit codes:
           await close();
           throw thrown;
         }
-        await waitForStop(app, false);
-        await close();
+        await runUntilStopped(app, close, { drain: false, term, name: 'demo' });
       } finally {
         await standIn?.close();
       }
@@ -853,12 +851,41 @@ function cancelOnSignal(term: Terminal, what: string, cancel: () => Promise<unkn
   };
 }
 
-async function waitForStop(app: App, drain: boolean): Promise<void> {
+/**
+ * Waits for Ctrl-C or SIGTERM (or, with `drain`, for nothing left to do), then closes the app. A
+ * signal is answered at once with what stopping does — the runs this process holds stop at their
+ * next batch and are left to another worker, which can take a while, or longer when the store does
+ * not answer — and from then a second signal quits at once (its leases then end on their own).
+ */
+async function runUntilStopped(app: App, close: () => Promise<void>, options: { drain: boolean; term: Terminal; name: string }): Promise<void> {
+  const { drain, term, name } = options;
+  let held: number[] = [];
+  const quit = (signal: NodeJS.Signals) => {
+    const left = held.length === 0 ? '' : ` (another worker takes ${held.length === 1 ? 'its run' : 'its runs'} over once the lease runs out)`;
+    term.err(`lockstep ${name}: ${signal}: quitting without waiting${left}`);
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  };
+  const disarm = () => {
+    process.off('SIGINT', quit);
+    process.off('SIGTERM', quit);
+  };
   await new Promise<void>((resolve) => {
-    const stop = () => {
+    const stop = (signal?: NodeJS.Signals) => {
       clearInterval(timer);
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);
+      if (signal) {
+        held = app.worker.runningIds;
+        const runs =
+          held.length === 0
+            ? ''
+            : held.length === 1
+              ? `; sync run ${held[0]} stops at its next batch and is left to another worker`
+              : `; sync runs ${held.join(', ')} stop at their next batch and are left to other workers`;
+        term.err(`lockstep ${name}: ${signal === 'SIGINT' ? 'Ctrl-C' : signal}: stopping${runs} (again to quit at once)`);
+        process.on('SIGINT', quit);
+        process.on('SIGTERM', quit);
+      }
       resolve();
     };
     process.on('SIGINT', stop);
@@ -872,6 +899,11 @@ async function waitForStop(app: App, drain: boolean): Promise<void> {
       );
     }, 100);
   });
+  try {
+    await close();
+  } finally {
+    disarm();
+  }
 }
 
 /** The version in package.json (two folders above this file, in src/ and in dist/ alike). */

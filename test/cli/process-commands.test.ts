@@ -104,6 +104,25 @@ async function waitForSyncRun(dir: string, id: number, timeoutMs: number): Promi
   }
 }
 
+/** A `lockstep worker` in `dir`, once it delivers sync run 1 (queued here, on the big workspace's one sync). */
+async function workerDelivering(dir: string, env: Record<string, string> = {}): Promise<CliProcess> {
+  const worker = new CliProcess(['worker'], { cwd: dir, env });
+  await worker.waitForStderr(/lockstep worker: running on/);
+  const store = await SqliteStore.open({ path: join(dir, 'lockstep.db') });
+  try {
+    await store.enqueueSyncRun({ syncId: 1, trigger: { type: 'manual', detail: null }, options: { fullResync: false, resetCDC: false } }, Date.now());
+  } finally {
+    await store.close();
+  }
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const run = await syncRunRecord(dir, 1);
+    if (run.attempt === 1 && run.successfulRows.addedCount > 0) return worker;
+    if (Date.now() > deadline) throw new Error(`the worker never started delivering run 1 (${run.status})`);
+    await sleep(20);
+  }
+}
+
 describe('workers sharing the embedded store', () => {
   it('two servers work on one store; a sequence run from a third process finishes on either', async () => {
     const dir = await appliedWorkspace();
@@ -154,22 +173,8 @@ describe('workers sharing the embedded store', () => {
     // Short enough to keep the test quick, long enough that a loaded machine's pauses do not cost
     // the healthy worker its own lease.
     const env = { LOCKSTEP_LEASE_SECONDS: '3' };
-    const frozen = new CliProcess(['worker'], { cwd: dir, env });
-    await frozen.waitForStderr(/lockstep worker: running on/);
-    const store = await SqliteStore.open({ path: join(dir, 'lockstep.db') });
-    try {
-      await store.enqueueSyncRun({ syncId: 1, trigger: { type: 'manual', detail: null }, options: { fullResync: false, resetCDC: false } }, Date.now());
-    } finally {
-      await store.close();
-    }
     // The only worker claims it; freeze it while it delivers.
-    const deadline = Date.now() + 15_000;
-    for (;;) {
-      const run = await syncRunRecord(dir, 1);
-      if (run.attempt === 1 && run.successfulRows.addedCount > 0) break;
-      if (Date.now() > deadline) return expect.fail(`the worker never started delivering run 1 (${run.status})`);
-      await sleep(20);
-    }
+    const frozen = await workerDelivering(dir, env);
     // Frozen inside a transaction, it would hold that SQLite file's one write lock until it resumes
     // (the destination's, or the embedded store's during a commit), and no worker could write there
     // meanwhile: freeze it between two of them instead, which is what this test is about.
@@ -198,6 +203,22 @@ describe('workers sharing the embedded store', () => {
     expect(sqliteRows(join(dir, 'crm.db'), 'select count(*) as n from items')).toEqual([{ n: 150000 }]);
     expect((await frozen.stop()).code).toBe(0);
     expect((await other.stop()).code).toBe(0);
+  });
+});
+
+describe('SIGTERM to a worker', () => {
+  it('says it stops and leaves its run to another worker, exits 0, and the run is finished by the next one', async () => {
+    const dir = await bigWorkspace();
+    const worker = await workerDelivering(dir);
+    const stopped = await worker.stop();
+    expect(stopped.code, stopped.stderr).toBe(0);
+    expect(stopped.stderr).toContain('lockstep worker: SIGTERM: stopping; sync run 1 stops at its next batch and is left to another worker (again to quit at once)');
+    const left = await syncRunRecord(dir, 1);
+    expect(left.status).toBe('processing');
+    expect(left.successfulRows.addedCount).toBeLessThan(150_000);
+    const next = await runCli(['worker', '--drain'], { cwd: dir, timeoutMs: 60_000 });
+    expect(next.code, next.stderr).toBe(0);
+    expect(await syncRunRecord(dir, 1)).toMatchObject({ status: 'success', attempt: 2, successfulRows: { addedCount: 150_000 } });
   });
 });
 
