@@ -58,7 +58,8 @@ export interface SchedulerOptions {
   listSchedules: () => Promise<ScheduleEntry[]>;
   /**
    * Starts what the entry schedules. Called once per due time, after its firing key was recorded; a
-   * throw is logged and the firing is not retried.
+   * throw is logged and the firing is not retried, unless it is retryable (a store failing for a
+   * moment): then it is called again a second later, until it succeeds or a later due time replaces it.
    */
   fire: (entry: ScheduleEntry, dueTime: number, firingKey: string) => Promise<void>;
   /** Longest sleep between ticks, in ms (default: 1000). */
@@ -104,6 +105,11 @@ interface EntryState {
   wakeAt: number;
   /** Position in the heap, -1 when off it (disabled, invalid, no more due times). */
   heapIndex: number;
+  /**
+   * A firing key this scheduler recorded whose `fire` failed for a passing reason: fired at the
+   * entry's next look, though the store already holds the key. Null when there is none.
+   */
+  unfired: string | null;
 }
 
 type ArmMode = 'restore' | 'from-now';
@@ -273,7 +279,7 @@ export class Scheduler implements AsyncDisposable {
       const fingerprint = JSON.stringify(entry.schedule);
       const known = this.entries.get(entry.id);
       if (!known) {
-        const state: EntryState = { entry, fingerprint, cursor: null, wakeAt: 0, heapIndex: -1 };
+        const state: EntryState = { entry, fingerprint, cursor: null, wakeAt: 0, heapIndex: -1, unfired: null };
         this.entries.set(entry.id, state);
         if (entry.enabled) toArm.push({ state, mode: 'restore' });
         continue;
@@ -370,9 +376,14 @@ export class Scheduler implements AsyncDisposable {
         this.schedule(plan.state, now + STORE_RETRY_MS); // not recorded: evaluated again soon
       } else settled.push(plan);
     }
-    await forEachLimited(settled, this.concurrency, (plan) => this.fire(plan, recorded));
-    await this.saveCursors(settled);
-    for (const { state, latest } of settled) {
+    const retrying = new Set<Plan>();
+    await forEachLimited(settled, this.concurrency, async (plan) => {
+      if (!(await this.fire(plan, recorded))) retrying.add(plan);
+    });
+    for (const plan of retrying) this.schedule(plan.state, now + STORE_RETRY_MS); // its cursor stays before the due time
+    const fired = settled.filter((plan) => !retrying.has(plan));
+    await this.saveCursors(fired);
+    for (const { state, latest } of fired) {
       // Not while a reload disabled or dropped it in the meantime (reloads wait for ticks, but be safe).
       if (this.entries.get(state.entry.id) === state && state.entry.enabled) this.schedule(state, nextDueTime(state.entry.schedule, latest));
     }
@@ -423,15 +434,20 @@ export class Scheduler implements AsyncDisposable {
     return { state, cursor, latest, firingKey: fires ? `${id}@${new Date(latest).toISOString()}` : null };
   }
 
-  /** Fires a planned due time whose key this scheduler recorded; a throw is logged. */
-  private async fire(plan: Plan, recorded: Set<string> | null): Promise<void> {
+  /**
+   * Fires a planned due time whose key this scheduler recorded; a throw is logged. False when it is
+   * to be fired again soon (the throw was retryable): its key stays this scheduler's to fire.
+   */
+  private async fire(plan: Plan, recorded: Set<string> | null): Promise<boolean> {
     const { state, cursor, latest, firingKey } = plan;
     const { entry } = state;
     const { id, schedule } = entry;
-    if (firingKey === null) return;
-    if (!recorded?.has(firingKey)) {
+    const unfired = state.unfired;
+    state.unfired = null;
+    if (firingKey === null) return true;
+    if (!recorded?.has(firingKey) && unfired !== firingKey) {
       this.logger.debug('due time already fired elsewhere', { scheduleId: id, firingKey });
-      return;
+      return true;
     }
     const missedBefore = nextDueTime(schedule, cursor);
     if (missedBefore !== null && missedBefore < latest) {
@@ -444,8 +460,13 @@ export class Scheduler implements AsyncDisposable {
     try {
       await this.fireEntry(entry, latest, firingKey);
       this.logger.debug('schedule fired', { scheduleId: id, firingKey });
+      return true;
     } catch (thrown) {
-      this.logger.error(`schedule "${id}" failed to fire ${firingKey}: ${toError(thrown).message}`, { scheduleId: id, firingKey });
+      // The key is recorded: a firing not retried here is never fired by anyone.
+      const retry = thrown instanceof LockstepError && thrown.retryable;
+      if (retry) state.unfired = firingKey;
+      this.logger.error(`schedule "${id}" failed to fire ${firingKey}: ${toError(thrown).message}${retry ? '; will retry' : ''}`, { scheduleId: id, firingKey });
+      return !retry;
     }
   }
 

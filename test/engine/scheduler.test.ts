@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Logger } from '../../src/core/ports.js';
 import type { ScheduleEntry, SchedulerStore } from '../../src/engine/scheduler.js';
 import { Scheduler } from '../../src/engine/scheduler.js';
+import { ErrorCode, LockstepError } from '../../src/core/errors.js';
 import { FakeClock, flush } from '../helpers/fake-clock.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -504,6 +505,35 @@ describe('failures', () => {
     expect(lines.find((l) => l.level === 'error')?.message).toContain('could not record firing sync:a@2026-01-01T00:01:00.000Z');
     await clock.advance(1_000);
     expect(fired.map((f) => [f.due, iso(f.at)])).toEqual([['2026-01-01T00:01:00.000Z', '2026-01-01T00:01:01.000Z']]);
+    await scheduler.stop();
+  });
+
+  it('fires again, a second later, a due time whose run the store failed to queue after its firing was recorded', async () => {
+    const clock = new FakeClock('2026-01-01T00:00:30Z');
+    const store = new MemoryFiringStore();
+    let failures = 2;
+    const { scheduler, fired, lines } = makeScheduler({
+      clock,
+      store,
+      entries: [everyMinutes('sync:a')],
+      fire: async () => {
+        if (failures-- > 0) throw new LockstepError(ErrorCode.Store, 'store PostgreSQL at db:5432/lockstep cannot be reached: connect ECONNREFUSED', { retryable: true });
+      },
+    });
+    await scheduler.start();
+    await clock.advance(30_000);
+    expect(lines.find((l) => l.level === 'error')?.message).toContain('"sync:a" failed to fire sync:a@2026-01-01T00:01:00.000Z: store PostgreSQL at db:5432/lockstep cannot be reached');
+    expect(lines.find((l) => l.level === 'error')?.message).toContain('will retry');
+    await clock.advance(1_000);
+    await clock.advance(1_000);
+    expect(fired.map((f) => [f.due, iso(f.at)])).toEqual([
+      ['2026-01-01T00:01:00.000Z', '2026-01-01T00:01:00.000Z'],
+      ['2026-01-01T00:01:00.000Z', '2026-01-01T00:01:01.000Z'],
+      ['2026-01-01T00:01:00.000Z', '2026-01-01T00:01:02.000Z'],
+    ]);
+    expect(await store.getScheduleCursor('sync:a')).toBe(at('2026-01-01T00:01:00Z'));
+    await clock.advance(60_000);
+    expect(dues(fired).slice(3)).toEqual(['2026-01-01T00:02:00.000Z']);
     await scheduler.stop();
   });
 
