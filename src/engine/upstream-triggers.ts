@@ -15,6 +15,7 @@
  * The work happens after the upstream run's final state is stored, off the hand-off path, from the
  * store's outbox of finished runs (finished-run-relay.ts): once, whichever process ran the run.
  */
+import { withBackoff, type BackoffPolicy } from '../core/backoff.js';
 import { toError } from '../core/errors.js';
 import type { Clock, Logger, ScheduleStore, Store } from '../core/ports.js';
 import type { SequenceRun, SequenceRunStatus, SyncRun, SyncRunStatus, Trigger } from '../core/runs.js';
@@ -30,6 +31,13 @@ export const UPSTREAM_ANY_SYNC_STATUSES: readonly SyncRunStatus[] = ['success', 
 export const UPSTREAM_SUCCESS_SEQUENCE_STATUSES: readonly SequenceRunStatus[] = ['done'];
 /** Sequence run outcomes that count as `on: any`. */
 export const UPSTREAM_ANY_SEQUENCE_STATUSES: readonly SequenceRunStatus[] = ['done', 'failed'];
+
+/**
+ * Attempts at queuing a target whose key is recorded, while the failure passes (the store failing
+ * for a moment): about 15 s in all, well within the hold on the run's end (the lease, 30 s by
+ * default). The key is recorded, so a target not queued here is never queued by anyone.
+ */
+const TRIGGER_RETRY: BackoffPolicy = { attempts: 6, baseDelayMs: 500, maxDelayMs: 8_000, jitter: 0.2 };
 
 /** What a finished upstream run is, as `after` schedules see it. */
 export interface UpstreamRun {
@@ -135,7 +143,17 @@ export class UpstreamTriggers implements AsyncDisposable {
         detail: `${upstream.kind} "${upstream.slug}" run ${upstream.runId} ended ${upstream.status}`,
       };
       try {
-        await this.options.trigger(target, trigger);
+        await withBackoff(() => this.options.trigger(target, trigger), {
+          policy: TRIGGER_RETRY,
+          clock,
+          onRetry: ({ attempt, delayMs, error }) =>
+            logger.warn(`could not start ${target.kind} "${target.slug}" after ${upstream.kind} "${upstream.slug}"; trying again`, {
+              upstreamRunId: upstream.runId,
+              attempt,
+              delayMs: Math.round(delayMs),
+              error: error.message,
+            }),
+        });
         logger.info(`${target.kind} "${target.slug}" started after ${upstream.kind} "${upstream.slug}"`, {
           upstreamRunId: upstream.runId,
           upstreamStatus: upstream.status,

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { App } from '../../src/app.js';
+import { ErrorCode, LockstepError } from '../../src/core/errors.js';
 import type { SequenceRun, SyncRun } from '../../src/core/runs.js';
 import type { Schedule, SequenceDef, SyncDef } from '../../src/core/workspace.js';
 import { member, model, sequence, source, sync, workspace } from '../helpers/definitions.js';
@@ -182,6 +183,30 @@ describe('after schedules (upstream completion)', () => {
 });
 
 describe('after schedules across processes', () => {
+  it('a target the store could not queue for a moment, once its key was recorded, is queued when it answers again', async () => {
+    await using h = await setup(definition({ workspaces: { schedule: after('success', { sync: 'accounts' }) } }));
+    const { store } = h.app;
+    const workspaces = await store.getSync('workspaces');
+    const enqueue = store.enqueueSyncRun.bind(store);
+    let failures = 2;
+    store.enqueueSyncRun = async (input, now) => {
+      if (input.syncId === workspaces!.id && failures-- > 0) {
+        throw new LockstepError(ErrorCode.Store, 'store PostgreSQL at db:5432/lockstep cannot be reached: connect ECONNREFUSED', { retryable: true });
+      }
+      return enqueue(input, now);
+    };
+    const { run } = await h.app.worker.triggerSync('accounts');
+    expect((await h.app.worker.waitForSyncRun(run.id)).status).toBe('success');
+    const [started] = await eventually(async () => {
+      const runs = await syncRuns(h.app, 'workspaces');
+      return runs.length > 0 ? runs : undefined;
+    }, 'the workspaces run');
+    expect(started!.trigger).toMatchObject({ type: 'upstream', detail: 'sync "accounts" run 1 ended success' });
+    expect(failures).toBe(-1);
+    await settle(h.app);
+    expect(await syncRuns(h.app, 'workspaces')).toHaveLength(1);
+  });
+
   it('a run that ended in a process that died before acting on it starts its targets once, from another process', async () => {
     const dir = tempDir();
     createHierarchyFixture(dir);
