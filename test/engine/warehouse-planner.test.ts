@@ -1503,7 +1503,7 @@ describe('planner in the warehouse (MySQL / MariaDB)', () => {
       for (const [run, change] of [[1, ''], [2, "update people set name = 'x' where id = 5"], [3, 'delete from people where id = 7']] as const) {
         if (change) await mysqlSql(url, change);
         const plan = await planner.plan({ ...planRequest({ id: run, attempt: 1 }), resendAll: run === 3 });
-        await planner.commit({ op: plan.parts[0]?.op ?? 'added', key: [3] }, [[2]]);
+        await planner.commit({ op: plan.parts[0]?.op ?? 'added', key: [3] }, [[2]], NONE);
         expect(await withoutKey()).toEqual([]);
         await planner.finish();
         expect(await withoutKey()).toEqual([]);
