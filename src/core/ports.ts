@@ -593,6 +593,13 @@ export interface SyncRunStore {
   requestSyncRunCancel(id: number): Promise<SyncRun>;
   /** With `fence`, refused (`lease_lost`) unless the fenced run is still in that attempt. */
   addRejectedRows(rows: RejectedRow[], fence?: RunFence): Promise<void>;
+  /**
+   * Forgets the rows a run rejected so far: a run that reads its model again (taken over by its
+   * next attempt, or started over after a transient failure) plans each of them again, and lists
+   * what it rejects then, as its counts do. With `fence`, refused (`lease_lost`) unless the fenced
+   * run is still in that attempt.
+   */
+  clearRejectedRows(syncRunId: number, fence?: RunFence): Promise<void>;
   listRejectedRows(syncRunId: number, limit: number, offset: number): Promise<RejectedRow[]>;
 }
 

@@ -251,6 +251,11 @@ class PlanRecorder {
     };
   }
 
+  /** The dry run reads its model again (the store would forget the run's rejected rows): the rows it rejects then are the ones it shows. */
+  clearRejectedRows(): void {
+    this.rejected.length = 0;
+  }
+
   rejectedRows(rows: RejectedRow[]): void {
     for (const row of rows) {
       if (this.retriedKeys.has(row.key)) this.retried++;
@@ -374,6 +379,7 @@ function planningStore(
       return current;
     },
     addRejectedRows: async (rows: RejectedRow[]) => recorder.rejectedRows(rows),
+    clearRejectedRows: async () => recorder.clearRejectedRows(),
   });
 }
 

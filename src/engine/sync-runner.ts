@@ -252,7 +252,13 @@ export class SyncRunner {
         planner,
         plannerNotes: [...(opened.note ? [opened.note] : []), ...(switched ? [switched] : [])],
       };
+      // The rows rejected before this reading (by an earlier attempt, or by this one before it
+      // started over) were neither delivered nor recorded as such: each is planned again, and then
+      // rejected again or delivered. The run lists what its last reading rejected, as it counts it.
+      let readBefore = claimed.attempt > 1;
       await withRetries('query', { retry: this.options.retry, clock, logger, signal: control.signal, phases }, async () => {
+        if (readBefore) await this.options.store.clearRejectedRows(claimed.id, { runId: claimed.id, attempt: claimed.attempt });
+        readBefore = true;
         // A transient failure part-way restarts the run's reading: what was delivered is in the
         // snapshot by now and is not planned again, so it stays counted as planned and delivered.
         progress.planned = { ...progress.successful };

@@ -14,6 +14,7 @@ import type { ConnectorKind } from '../../src/core/connector-kind.js';
 import type { RowOutcome, Store, WriteOperation } from '../../src/core/ports.js';
 import type { ModelDef } from '../../src/core/workspace.js';
 import { member, model, sequence, source, sync, workspace } from '../helpers/definitions.js';
+import { withReadFailure } from '../helpers/fault-connectors.js';
 import { createHierarchyFixture, sqlite, sqliteRows, startHarness, tempDir } from '../helpers/harness.js';
 
 function definition() {
@@ -113,6 +114,15 @@ describe('sequence plan', () => {
       { key: '[null]', op: 'added', reason: 'primary key column "id" is null' },
     ]);
     expect(plan.samplesPerKind).toBe(5);
+  });
+
+  it('plans a member that reads its model again after a transient failure', async () => {
+    const dir = await deliveredThenChanged();
+    await using h = await startHarness({ dir, definition: definition(), connectors: (real) => withReadFailure(real, (query) => query.includes('from contacts')) });
+    const plan = await h.app.planner.plan('crm', { samples: 5 });
+    const contacts = plan.members[2]!;
+    expect([contacts.status, contacts.querySize, contacts.rejected]).toEqual(['planned', 12, 2]);
+    expect(contacts.samples.rejected.map((r) => r.key)).toEqual(['[1]', '[null]']);
   });
 
   it('sends nothing and changes nothing stored; a real run afterwards sends exactly what it would have without the plan', async () => {

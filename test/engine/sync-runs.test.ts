@@ -5,8 +5,10 @@ import { createJsonLogger, silentLogger } from '../../src/core/logger.js';
 import { isTerminalSyncRunStatus } from '../../src/core/runs.js';
 import type { SyncDef } from '../../src/core/workspace.js';
 import { model, source, sync, workspace } from '../helpers/definitions.js';
-import { Gate, withWriteHook, type BeforeWrite } from '../helpers/fault-connectors.js';
-import { createHierarchyFixture, sqlite, sqliteRows, startHarness, tempDir } from '../helpers/harness.js';
+import type { Connectors } from '../../src/core/ports.js';
+import type { SyncRun } from '../../src/core/runs.js';
+import { Gate, withReadFailure, withWriteHook, type BeforeWrite } from '../helpers/fault-connectors.js';
+import { createHierarchyFixture, sqlite, sqliteRows, startHarness, tempDir, type Harness } from '../helpers/harness.js';
 
 function accountsWorkspace(over: Partial<SyncDef> = {}, query = 'select id, name from accounts') {
   return workspace({
@@ -43,6 +45,31 @@ async function setup(over: Partial<SyncDef> = {}, hook?: BeforeWrite, query?: st
   const crm = (sql: string) => sqliteRows(join(dir, 'crm.db'), sql);
   const warehouse = (sql: string) => sqlite(join(dir, 'warehouse.db'), sql);
   return { dir, h, run, crm, warehouse };
+}
+
+/**
+ * The hierarchy with its contacts sent 5 a batch, each refused by the foreign key until its
+ * workspace exists; `connectors` wraps the real ones, and may add workspace 1 to the CRM.
+ */
+async function contactsSetup(connectors: (real: Connectors, addWorkspace: () => void) => Connectors, env?: Record<string, string>) {
+  const dir = tempDir();
+  createHierarchyFixture(dir);
+  const definition = accountsWorkspace();
+  definition.syncs = definition.syncs.map((s) => (s.slug === 'contacts-to-crm' ? { ...s, batchSize: 5 } : s));
+  const addWorkspace = () => sqlite(join(dir, 'crm.db'), "insert into accounts values (1, 'a'); insert into workspaces values (1, 1, 'w');");
+  const h = await startHarness({ dir, definition, connectors: (real) => connectors(real, addWorkspace), env });
+  const run = async () => {
+    const { run } = await h.app.worker.triggerSync('contacts-to-crm');
+    return h.app.worker.waitForSyncRun(run.id);
+  };
+  return { h, run };
+}
+
+/** Workspace 1's two contacts went through in the end; the ten others are rejected, and listed once each, as counted. */
+async function expectEachRejectedOnce(h: Harness, run: SyncRun, attempt: number): Promise<void> {
+  expect(run).toMatchObject({ status: 'warning', attempt, successfulRows: { addedCount: 2 }, failedRows: { addedCount: 10 } });
+  const rejected = await h.app.store.listRejectedRows(run.id, 100, 0);
+  expect(rejected.map((r) => r.key)).toEqual(['[2]', '[3]', '[4]', '[5]', '[6]', '[8]', '[9]', '[10]', '[11]', '[12]']);
 }
 
 describe('sync runs', () => {
@@ -131,6 +158,44 @@ describe('sync runs', () => {
       { id: 1, email_address: 'person1@example.com' },
       { id: 7, email_address: 'person7@example.com' },
     ]);
+  });
+
+  it('lists each row a run rejected once, as its last reading rejected it, when the run starts its reading over', async () => {
+    // The read fails for a moment once the model is read, after contacts were rejected: the run
+    // reads the model again, and workspace 1 exists by then.
+    let readAgain = false;
+    const written = new Gate();
+    const { h, run } = await contactsSetup((real, addWorkspace) => {
+      const hooked = withWriteHook(real, ({ object }) => {
+        if (object !== 'contacts') return;
+        written.open();
+        if (readAgain) addWorkspace();
+        readAgain = false;
+      });
+      return withReadFailure(hooked, (query) => query.includes('contacts'), async () => {
+        await written.wait();
+        readAgain = true;
+      });
+    });
+    await using _ = h;
+    await expectEachRejectedOnce(h, await run(), 1);
+  });
+
+  it('lists each row a run rejected once when the attempt that takes the run over rejects it again or delivers it', async () => {
+    // The worker stops, as one killed does, as its second batch of contacts goes out (the first
+    // was rejected); workspace 1 exists when the next attempt takes the run over.
+    let writes = 0;
+    const { h, run } = await contactsSetup(
+      (real, addWorkspace) =>
+        withWriteHook(real, ({ object }) => {
+          if (object !== 'contacts' || ++writes !== 2) return;
+          addWorkspace();
+          throw new LockstepError(ErrorCode.LeaseLost, 'the worker stopped');
+        }),
+      { LOCKSTEP_LEASE_SECONDS: '1' },
+    );
+    await using _ = h;
+    await expectEachRejectedOnce(h, await run(), 2);
   });
 
   it('rejects null and duplicate primary keys without sending them', async () => {

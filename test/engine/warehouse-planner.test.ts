@@ -16,7 +16,7 @@ import { PostgresPlanner, plannerTuning } from '../../src/connectors/postgres/po
 import type { Connectors, Value, WarehousePlanPart } from '../../src/core/ports.js';
 import type { ModelDef, SequenceDef, SyncDef } from '../../src/core/workspace.js';
 import { member, model, sequence, source, sync, workspace } from '../helpers/definitions.js';
-import { withPlannerStop, withShortReads } from '../helpers/fault-connectors.js';
+import { withPlannerStop, withShortReads, withWriteHook } from '../helpers/fault-connectors.js';
 import { startHarness, tempDir } from '../helpers/harness.js';
 import { createTestDatabase, sql } from '../helpers/postgres.js';
 
@@ -456,7 +456,38 @@ describe('planner in the warehouse (PostgreSQL)', () => {
     const second = await stop.run(run, 'changed', 1000);
     expect(second.comparison?.notes).toContain('took in the rows an earlier attempt delivered before it stopped');
     expect(outcome(second)).toEqual({ status: 'warning', attempt: 2, planned: counts(300, 2000, 200), delivered: counts(300, 1999, 200), rejected: counts(0, 1, 0) });
+    // Listed once, as the attempt that rejected it last did, where each attempt added its own.
+    expect((await h.app.store.listRejectedRows(second.id, 10, 0)).map((r) => [r.key, r.op])).toEqual([['[100]', 'changed']]);
     expect(await digest('select * from crm_people where id <> 100')).toEqual(await digest('select * from people where id <> 100'));
+  });
+
+  it('no longer lists a row an attempt rejected before it stopped once the attempt that takes the run over delivers it', async () => {
+    // The run stops among the changed rows, after the destination refused row 100's change; the
+    // destination then takes it (its check dropped), and the next attempt delivers it.
+    let stopped = false;
+    let fixed = false;
+    const connectors = (real: Connectors) =>
+      withWriteHook(
+        withPlannerStop(real, (through) => {
+          if (stopped || through.op !== 'changed' || Number(through.key[0]) < 1000) return false;
+          stopped = true;
+          return true;
+        }),
+        async () => {
+          if (!stopped || fixed) return;
+          fixed = true;
+          await sql(url, 'alter table crm_people drop constraint crm_people_score_check');
+        },
+      );
+    const { url, h, run, digest } = await setup({ connectors, env: { LOCKSTEP_LEASE_SECONDS: '1' } });
+    await using _ = h;
+    expect((await run()).status).toBe('success');
+    await sql(url, 'update people set name = name || \'!\', score = case when id = 100 then -1 else score end where id <= 2000');
+    const second = await run();
+    expect(stopped).toBe(true);
+    expect(outcome(second)).toEqual({ status: 'success', attempt: 2, planned: counts(0, 2000, 0), delivered: counts(0, 2000, 0), rejected: NONE });
+    expect(await h.app.store.listRejectedRows(second.id, 10, 0)).toEqual([]);
+    expect(await digest('select * from crm_people')).toEqual(await digest('select * from people'));
   });
 
   describe('in key ranges side by side', () => {

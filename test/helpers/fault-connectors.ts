@@ -43,30 +43,52 @@ export class Gate {
   }
 }
 
-/**
- * Wraps real connectors so that reads whose query `matches` lose their last batch without an error,
- * as a database client that loses the end of a stream would hand them over.
- */
-export function withShortReads(inner: Connectors, matches: (query: string) => boolean): Connectors {
+/** Wraps real connectors so that each read of a source goes through `change`, given its query and batches. */
+function withReads(inner: Connectors, change: (query: string, batches: AsyncIterable<RowBatch>) => AsyncIterable<RowBatch>): Connectors {
   return {
     openDestination: (c, run) => inner.openDestination(c, run),
     async openSource(c) {
       const source = await inner.openSource(c);
       return Object.assign(Object.create(source) as Source, {
-        read(query: string, options: ReadOptions): AsyncIterable<RowBatch> {
-          const batches = source.read(query, options);
-          if (!matches(query)) return batches;
-          return (async function* () {
-            let held: RowBatch | null = null;
-            for await (const batch of batches) {
-              if (held) yield held;
-              held = batch;
-            }
-          })();
-        },
+        read: (query: string, options: ReadOptions): AsyncIterable<RowBatch> => change(query, source.read(query, options)),
       });
     },
   };
+}
+
+/**
+ * Wraps real connectors so that reads whose query `matches` lose their last batch without an error,
+ * as a database client that loses the end of a stream would hand them over.
+ */
+export function withShortReads(inner: Connectors, matches: (query: string) => boolean): Connectors {
+  return withReads(inner, (query, batches) => {
+    if (!matches(query)) return batches;
+    return (async function* () {
+      let held: RowBatch | null = null;
+      for await (const batch of batches) {
+        if (held) yield held;
+        held = batch;
+      }
+    })();
+  });
+}
+
+/**
+ * Wraps real connectors so that the first read whose query `matches` fails for a moment (a
+ * transient error, retried at once) after handing over all its rows, once `ready` resolves: the
+ * run reads its model again.
+ */
+export function withReadFailure(inner: Connectors, matches: (query: string) => boolean, ready: () => Promise<void> = async () => undefined): Connectors {
+  let failed = false;
+  return withReads(inner, (query, batches) => {
+    if (failed || !matches(query)) return batches;
+    failed = true;
+    return (async function* () {
+      yield* batches;
+      await ready();
+      throw new LockstepError(ErrorCode.Transient, 'the connection was reset', { retryAfterSeconds: 0 });
+    })();
+  });
 }
 
 /**

@@ -699,6 +699,10 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
     );
   }
 
+  async clearRejectedRows(syncRunId: number, fence?: RunFence): Promise<void> {
+    await this.fence.write([[`DELETE FROM ${this.t.rejectedRows} WHERE sync_run_id = $1`, [safeId(syncRunId) ?? -1]]], fence);
+  }
+
   async listRejectedRows(syncRunId: number, limit: number, offset: number): Promise<RejectedRow[]> {
     const rows = await this.db.query<RejectedRowRow>(
       `SELECT * FROM ${this.t.rejectedRows} WHERE sync_run_id = $1 ORDER BY id LIMIT $2 OFFSET $3`,

@@ -150,6 +150,7 @@ export function prepareStatements(db: SqliteDatabase) {
     ),
     insertRejectedRow: db.prepare('INSERT INTO rejected_rows (sync_run_id, key, op, reason) VALUES (?, ?, ?, ?)'),
     rejectedRows: db.prepare('SELECT * FROM rejected_rows WHERE sync_run_id = ? ORDER BY id LIMIT ? OFFSET ?'),
+    clearRejectedRows: db.prepare('DELETE FROM rejected_rows WHERE sync_run_id = ?'),
 
     // --- sequence runs
     liveSequence: db.prepare('SELECT id FROM sequences WHERE id = ? AND deleted_at IS NULL'),

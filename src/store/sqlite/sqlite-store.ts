@@ -544,6 +544,13 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
     });
   }
 
+  async clearRejectedRows(syncRunId: number, fence?: RunFence): Promise<void> {
+    this.write(() => {
+      this.fence.check(fence);
+      this.s.clearRejectedRows.run(syncRunId);
+    });
+  }
+
   async listRejectedRows(syncRunId: number, limit: number, offset: number): Promise<RejectedRow[]> {
     return this.read(() => (this.s.rejectedRows.all(syncRunId, limit, offset) as RejectedRowRow[]).map(toRejectedRow));
   }

@@ -285,6 +285,14 @@ export function describeRunQueueContract(name: string, open: OpenStore): void {
         expect(await store.listRejectedRows(9999, 10, 0)).toEqual([]);
         await expectError(store.addRejectedRows([{ syncRunId: 9999, key: '[1]', op: 'added', reason: 'x' }]), ErrorCode.NotFound);
         expect(await store.listRejectedRows(a.id, 100, 0)).toHaveLength(7);
+
+        // A run that reads its model again forgets what it rejected before; other runs keep theirs.
+        await store.clearRejectedRows(a.id);
+        expect(await store.listRejectedRows(a.id, 100, 0)).toEqual([]);
+        expect(await store.listRejectedRows(b.id, 10, 0)).toHaveLength(1);
+        await store.addRejectedRows(rowsA.slice(2, 3));
+        expect(await store.listRejectedRows(a.id, 100, 0)).toEqual(rowsA.slice(2, 3));
+        await store.clearRejectedRows(9999);
       });
     });
 
@@ -338,6 +346,7 @@ export function describeRunQueueContract(name: string, open: OpenStore): void {
           () => store.updateSyncRun(run.id, { status: 'reporting' }, late, 1),
           () => store.updateSyncRun(run.id, { status: 'success', completionRatio: 1 }, late, 1),
           () => store.addRejectedRows(rejected('late'), first),
+          () => store.clearRejectedRows(run.id, first),
           () => store.snapshots.write(id, [['[2]', 'bbbbbbbbbbbbbbbb']], ['[1]'], first),
           () => store.snapshots.write(id, { keys: ['[3]'], hashes: new Uint32Array([1, 2]) }, [], first),
           () => store.snapshots.write(id, { keys: ['[4]'], hashes: new Uint32Array([1, 2]) }, [], first, { addedCount: 1, changedCount: 0, removedCount: 0 }),
@@ -380,11 +389,14 @@ export function describeRunQueueContract(name: string, open: OpenStore): void {
         await store.snapshots.write(id, [], ['[5]', '[7]'], second);
         await store.snapshots.recordIdsWrite(id, [['[2]', 'r2']], ['[1]'], second);
         await store.addRejectedRows(rejected('second attempt'), second);
+        expect((await store.listRejectedRows(run.id, 10, 0)).map((r) => r.reason)).toEqual(['first attempt', 'second attempt']);
+        await store.clearRejectedRows(run.id, second);
+        await store.addRejectedRows(rejected('second attempt, read again'), second);
         const done = await store.updateSyncRun(run.id, { status: 'success', completionRatio: 1 }, late + 1, 2);
         expect(done).toMatchObject({ status: 'success', attempt: 2, workerId: B.workerId, leaseExpiresAt: null, finishedAt: late + 1 });
         expect(Object.fromEntries(await store.snapshots.get(id, ['[1]', '[3]']))).toEqual({ '[3]': '0000000100000002' });
         expect(Object.fromEntries(await store.snapshots.recordIdsGet(id, ['[1]', '[2]']))).toEqual({ '[2]': 'r2' });
-        expect((await store.listRejectedRows(run.id, 10, 0)).map((r) => r.reason)).toEqual(['first attempt', 'second attempt']);
+        expect((await store.listRejectedRows(run.id, 10, 0)).map((r) => r.reason)).toEqual(['second attempt, read again']);
         // A fence naming a run that does not exist refuses too.
         await expectError(store.addRejectedRows(rejected('x'), { runId: 9999, attempt: 1 }), ErrorCode.LeaseLost);
         await expectError(store.updateSyncRun(9999, { querySize: 1 }, late, 1), ErrorCode.LeaseLost);
