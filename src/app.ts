@@ -47,6 +47,7 @@ import {
 } from './store/secret-keys.js';
 import { resolve } from 'node:path';
 import type { CopySummary, CopyToPostgresOptions } from './store/copy-to-postgres.js';
+import type { MetricsServer } from './api/metrics-server.js';
 import type { ApiServer } from './api/server.js';
 
 export interface OpenStoreOptions {
@@ -221,6 +222,11 @@ export interface App {
   startScheduler(reloadMs?: number): Promise<void>;
   /** Serves the API, the web UI, metrics and health checks; resolves with the URL. `close()` stops it. */
   startServer(settings: ServerSettings): Promise<{ url: string }>;
+  /**
+   * Serves this process's `/metrics`, `/healthz` and `/readyz` alone, for `worker` and `scheduler`
+   * (serve answers them on its own port); resolves with the URL. `close()` stops it.
+   */
+  startMetricsServer(settings: { port: number; host: string }): Promise<{ url: string }>;
   close(): Promise<void>;
 }
 
@@ -248,7 +254,7 @@ export interface AppOverrides {
  * a command's slow work (the demo) rather than after it; the server's code loads only then.
  */
 export async function checkPortFree(port: number, host: string): Promise<void> {
-  const { checkPortFree: check } = await import('./api/server.js');
+  const { checkPortFree: check } = await import('./api/listen-http.js');
   await check(port, host);
 }
 
@@ -363,6 +369,7 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
   let reloadTimer: NodeJS.Timeout | null = null;
   let schedulerStarted = false;
   let server: ApiServer | null = null;
+  let metricsServer: MetricsServer | null = null;
   return {
     config,
     registry,
@@ -410,8 +417,22 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
       if (config.publicUrl === null) publicUrl = reachableUrl(url, settings.host, port);
       return { url };
     },
+    async startMetricsServer({ port, host }) {
+      // As the API server, its code loads only in processes that serve metrics.
+      const { createMetricsServer } = await import('./api/metrics-server.js');
+      const listener = createMetricsServer({ store, runs: worker, events, logger });
+      try {
+        const { url } = await listener.listen(port, host);
+        metricsServer = listener;
+        return { url };
+      } catch (thrown) {
+        await listener.close();
+        throw thrown;
+      }
+    },
     async close() {
       await server?.close();
+      await metricsServer?.close();
       if (reloadTimer) clearInterval(reloadTimer);
       await scheduler.stop();
       await worker.stop();

@@ -1,7 +1,8 @@
 /**
  * Prometheus metrics (SPEC §6.5), in a registry of their own: runs by status, run durations, rows
  * delivered and rejected, queue depth, and hand-off latency (a member's start minus the end of the
- * member that finished last before it).
+ * member that finished last before it). Runs, rows and leases are those of this process: each
+ * process (serve, every worker) exports its own, and Prometheus sums them across instances.
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { toError } from '../core/errors.js';
@@ -16,7 +17,15 @@ export interface Metrics {
   stop(): void;
 }
 
-export function createMetrics(deps: Pick<ApiDeps, 'events' | 'store' | 'logger' | 'runs'>): Metrics {
+export interface MetricsOptions {
+  /**
+   * Whether to export the gauges read from the store, which describe every process sharing it
+   * (queue depth, runs held by any worker) rather than this one: serve's alone.
+   */
+  storeGauges: boolean;
+}
+
+export function createMetrics(deps: Pick<ApiDeps, 'events' | 'store' | 'logger' | 'runs'>, options: MetricsOptions): Metrics {
   const registry = new Registry();
   const syncRuns = new Counter({ name: 'lockstep_sync_runs_total', help: 'Sync runs finished, by status', labelNames: ['status'], registers: [registry] });
   const sequenceRuns = new Counter({ name: 'lockstep_sequence_runs_total', help: 'Sequence runs finished, by status', labelNames: ['status'], registers: [registry] });
@@ -54,16 +63,6 @@ export function createMetrics(deps: Pick<ApiDeps, 'events' | 'store' | 'logger' 
   const apiCalls = new Counter({ name: 'lockstep_destination_api_calls_total', help: 'API calls Lockstep made to a destination', labelNames: ['destination'], registers: [registry] });
   const { store } = deps;
   new Gauge({
-    name: 'lockstep_queue_depth',
-    help: 'Queued sync runs plus pending sequence runs',
-    registers: [registry],
-    async collect() {
-      const [queued, pending] = await Promise.all([store.listQueuedSyncRuns(), store.listSequenceRunsByStatus(['pending'])]);
-      this.set(queued.length + pending.length);
-    },
-  });
-
-  new Gauge({
     name: 'lockstep_worker_leases',
     help: 'Sync runs this worker holds a lease on, labelled with its worker id',
     labelNames: ['worker'],
@@ -73,14 +72,27 @@ export function createMetrics(deps: Pick<ApiDeps, 'events' | 'store' | 'logger' 
       this.set({ worker: deps.runs.workerId }, deps.runs.runningIds.length);
     },
   });
-  new Gauge({
-    name: 'lockstep_active_runs',
-    help: 'Sync runs held by any worker sharing the store',
-    registers: [registry],
-    async collect() {
-      this.set((await store.listLeases()).length);
-    },
-  });
+  // Read from the store, so the same in every process: exported by serve alone, where summing the
+  // processes' metrics counts them once (`worker` and `scheduler` count only what they do).
+  if (options.storeGauges) {
+    new Gauge({
+      name: 'lockstep_queue_depth',
+      help: 'Queued sync runs plus pending sequence runs, read from the store (the same in every serve process)',
+      registers: [registry],
+      async collect() {
+        const [queued, pending] = await Promise.all([store.listQueuedSyncRuns(), store.listSequenceRunsByStatus(['pending'])]);
+        this.set(queued.length + pending.length);
+      },
+    });
+    new Gauge({
+      name: 'lockstep_active_runs',
+      help: 'Sync runs held by any worker sharing the store, read from the store (the same in every serve process)',
+      registers: [registry],
+      async collect() {
+        this.set((await store.listLeases()).length);
+      },
+    });
+  }
 
   const observedStarts = new Set<number>();
   const onMemberStart = async (run: SyncRun) => {

@@ -4,21 +4,21 @@
  * `/readyz`, on one port.
  */
 import { readFile, stat } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import { extname, join, resolve, sep } from 'node:path';
-import { serve, type ServerType } from '@hono/node-server';
 import { OpenAPIHono } from '@hono/zod-openapi';
 import type { Context, Next } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { API_BODY_LIMIT_BYTES } from './route.js';
 import { ErrorCode, LockstepError, toError } from '../core/errors.js';
-import { isLoopbackHost } from '../core/hosts.js';
+import { SERVE_PORT, isLoopbackHost } from '../core/hosts.js';
 import { findToken } from '../core/tokens.js';
 import { registerAlertRoutes } from './alert-routes.js';
 import type { ApiDeps } from './context.js';
 import { HttpError, errorResponse } from './http-errors.js';
 import { registerHightouchRoutes } from './hightouch-routes.js';
 import { registerLockstepRoutes } from './lockstep-routes.js';
+import { registerHealthRoutes } from './health-routes.js';
+import { listenHttp, type Listening } from './listen-http.js';
 import { createMetrics } from './metrics.js';
 import { defineRoute } from './route.js';
 import { StoreRunWatch, streamRunEvents } from './run-events.js';
@@ -72,7 +72,7 @@ export function createApiServer(serverOptions: ApiServerOptions): ApiServer {
   const options = { ...serverOptions, baseDir: serverOptions.baseDir ?? process.cwd() };
   const { store, logger, clock } = options;
   const closing = new AbortController();
-  const metrics = createMetrics(options);
+  const metrics = createMetrics(options, { storeGauges: true });
   const runWatch = new StoreRunWatch({ store, logger, pollIntervalMs: options.eventPollMs ?? 1000 });
   // Not strict: a path with a trailing slash is routed, and seen by every middleware, as the path
   // without it (`/api/v1/syncs/?slug=x` is `/api/v1/syncs?slug=x`), so clients that add one work.
@@ -153,40 +153,7 @@ export function createApiServer(serverOptions: ApiServerOptions): ApiServer {
   );
   app.all('/api/*', (c) => c.json({ message: `no route ${c.req.method} ${c.req.path} — see /api/openapi.json` }, 404));
 
-  app.get('/metrics', async (c) => {
-    const text = await metrics.registry.metrics();
-    return c.body(text, 200, { 'content-type': metrics.registry.contentType });
-  });
-  app.get('/healthz', (c) => c.json({ status: 'ok' }));
-  app.get('/readyz', async (c) => {
-    const unavailable = (message: string, log: string, thrown: unknown) => {
-      logger.warn(`not ready: ${log}`, { error: toError(thrown).message });
-      return c.json({ status: 'unavailable', message }, 503);
-    };
-    let queued: unknown[];
-    let leases: Awaited<ReturnType<typeof store.listLeases>>;
-    try {
-      [queued, leases] = await Promise.all([store.listQueuedSyncRuns(), store.listLeases()]);
-    } catch (thrown) {
-      return unavailable('the store does not answer', 'the store does not answer', thrown);
-    }
-    try {
-      // A process that cannot read the workspace (its secrets sealed with another key, after a
-      // rotation) fails every run and most requests: it is not ready, though the store answers.
-      await store.loadWorkspace();
-    } catch (thrown) {
-      return unavailable('the store answers, but this process cannot read the workspace in it — the server log says why', 'the workspace cannot be read', thrown);
-    }
-    const mine = leases.filter((lease) => lease.workerId === options.runs.workerId);
-    return c.json({
-      status: 'ready',
-      workerId: options.runs.workerId,
-      // The runs this process works on, with their leases as the store holds them.
-      leases: mine.map((lease) => ({ syncRunId: lease.runId, attempt: lease.attempt, expiresAt: new Date(lease.expiresAt).toISOString() })),
-      activeRuns: leases.length,
-      queueDepth: queued.length,
-    });
-  });
+  registerHealthRoutes(app, options, metrics);
 
   if (options.uiDir !== null) {
     const root = resolve(options.uiDir);
@@ -209,7 +176,7 @@ export function createApiServer(serverOptions: ApiServerOptions): ApiServer {
   }
   app.notFound((c) => c.json({ message: `no route ${c.req.method} ${c.req.path}` }, 404));
 
-  let server: ServerType | null = null;
+  let listening: Listening | null = null;
   return {
     fetch: async (request) => app.fetch(request),
     listen(port, host) {
@@ -221,13 +188,9 @@ export function createApiServer(serverOptions: ApiServerOptions): ApiServer {
           ),
         );
       }
-      return new Promise((resolveListen, reject) => {
-        const started = serve({ fetch: app.fetch, port, hostname: host }, (info: AddressInfo) => {
-          const shown = info.family === 'IPv6' ? `[${info.address}]` : info.address;
-          resolveListen({ url: `http://${shown}:${info.port}`, port: info.port });
-        });
-        started.once('error', (e: unknown) => reject(listenError(e, host, port)));
-        server = started;
+      return listenHttp(app.fetch, port, host, SERVE_PORT).then((started) => {
+        listening = started;
+        return { url: started.url, port: started.port };
       });
     },
     async close() {
@@ -235,47 +198,13 @@ export function createApiServer(serverOptions: ApiServerOptions): ApiServer {
       metrics.stop();
       // The store is closed after the server: a look at it under way ends first.
       await runWatch.close();
-      const running = server;
-      server = null;
-      if (!running) return;
-      await new Promise<void>((done) => {
-        running.close(() => done());
-        (running as { closeAllConnections?: () => void }).closeAllConnections?.();
-      });
+      const running = listening;
+      listening = null;
+      await running?.close();
     },
   };
 }
 
 async function isFile(path: string): Promise<boolean> {
   return stat(path).then((s) => s.isFile(), () => false);
-}
-
-/**
- * Refuses a port that cannot be listened on (another program listens there, or this user may not
- * open it) with the error `listen` gives, for a command that has slow work to do before it serves.
- * Port 0 (any free port) always passes.
- */
-export async function checkPortFree(port: number, host: string): Promise<void> {
-  if (port === 0) return;
-  const probe = createServer();
-  await new Promise<void>((resolveProbe, reject) => {
-    probe.once('error', (e: unknown) => reject(listenError(e, host, port)));
-    probe.listen(port, host, () => probe.close(() => resolveProbe()));
-  });
-}
-
-function listenError(error: unknown, host: string, port: number): LockstepError {
-  return new LockstepError(ErrorCode.Internal, `cannot listen on ${host}:${port}: ${toError(error).message}${listenHint(error)}`);
-}
-
-/** The fix for a port that cannot be listened on, when the cause says which. */
-function listenHint(error: unknown): string {
-  switch ((error as { code?: unknown }).code) {
-    case 'EADDRINUSE':
-      return ' — another program listens on that port: stop it, or pick another port with --port (or LOCKSTEP_PORT), e.g. --port 8080';
-    case 'EACCES':
-      return ' — this user may not listen on that port: pick a port of 1024 or more with --port (or LOCKSTEP_PORT), e.g. --port 8080';
-    default:
-      return '';
-  }
 }

@@ -14,7 +14,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { checkPortFree, createApp, createConnectorRegistry, noStoreYet, storeCreated, storeName, type App } from '../app.js';
 import { resolveConfig, type LockstepConfig } from '../config.js';
 import { ErrorCode, LockstepError, NotFoundError, ValidationError, formatDiagnostic, toError } from '../core/errors.js';
-import { isLoopbackHost } from '../core/hosts.js';
+import { METRICS_PORT, SERVE_PORT, isLoopbackHost, type PortOption } from '../core/hosts.js';
 import { createJsonLogger } from '../core/logger.js';
 import { iso, rejectedRowView, syncRunView } from '../core/run-views.js';
 import { generateToken, hashToken, tokenNameProblem } from '../core/tokens.js';
@@ -466,20 +466,24 @@ Exit codes:
     const cmd = program.command(name).description(description);
     if (withWorker) cmd.option('--drain', 'exit once nothing is queued or running');
     if (name === 'serve') addServerOptions(cmd);
-    cmd.action(async (opts: { drain?: boolean } & ServerFlags) => {
+    else addMetricsOptions(cmd);
+    cmd.action(async (opts: { drain?: boolean } & ServerFlags & MetricsFlags) => {
       // Bad flags are refused before the worker or the scheduler starts: nothing is claimed or fired.
       const server = name === 'serve' ? serverSettings(opts) : null;
-      const { app, close } = await openApp(global(), term, withWorker && server === null);
+      const metrics = name === 'serve' ? null : metricsSettings(opts);
+      const { app, close } = await openApp(global(), term, withWorker && server === null && metrics === null);
       try {
-        // serve listens before its worker and scheduler start: a port already taken is refused
+        // A process listens before its worker and scheduler start: a port already taken is refused
         // before a run is claimed or a schedule fired.
         const serving = server ? await listen(app, server) : null;
-        if (serving && withWorker) await app.worker.start();
+        const metricsUrl = metrics ? (await app.startMetricsServer(metrics)).url : null;
+        if ((serving || metricsUrl) && withWorker) await app.worker.start();
         if (withScheduler) await app.startScheduler();
         if (withWorker) app.alerts.start();
         const as = withWorker ? ` as worker ${app.worker.workerId}` : '';
         term.err(`lockstep ${name}: running on ${storeName(app.config)}${as} (Ctrl-C to stop)`);
         if (serving) await printServing(app, serving, term);
+        if (metricsUrl) term.err(`lockstep ${name}: /metrics, /healthz and /readyz at ${metricsUrl}`);
       } catch (thrown) {
         await close();
         throw thrown;
@@ -610,14 +614,7 @@ interface ServerSettings {
 
 /** The server's flags checked: a port number, and `--no-auth` only on a loopback host. */
 function serverSettings(flags: ServerFlags): ServerSettings {
-  // An empty LOCKSTEP_PORT counts as unset, as the other LOCKSTEP_ settings do.
-  const fromEnv = flags.port === undefined && Boolean(process.env.LOCKSTEP_PORT);
-  const portText = flags.port ?? (process.env.LOCKSTEP_PORT || String(DEFAULT_PORT));
-  const port = Number(portText);
-  if (!/^\d+$/.test(portText) || port > 65535) {
-    const given = fromEnv ? `LOCKSTEP_PORT=${portText}` : `--port "${portText}"`;
-    throw new LockstepError(ErrorCode.Validation, `${given} is not a port number (0..65535) — give a free port, e.g. ${fromEnv ? 'LOCKSTEP_PORT=' : '--port '}8080`);
-  }
+  const port = portSetting(flags.port, SERVE_PORT) ?? DEFAULT_PORT;
   const host = flags.host ?? DEFAULT_HOST;
   const authRequired = flags.auth !== false;
   if (!authRequired && !isLoopbackHost(host)) {
@@ -627,6 +624,46 @@ function serverSettings(flags: ServerFlags): ServerSettings {
     );
   }
   return { port, host, authRequired };
+}
+
+interface MetricsFlags {
+  metricsPort?: string;
+  metricsHost?: string;
+}
+
+/**
+ * worker and scheduler serve their own /metrics, /healthz and /readyz when asked for a port: each
+ * process is scraped for what it does, as serve is on its port, and Prometheus sums them.
+ */
+function addMetricsOptions(cmd: Command): void {
+  cmd
+    .option('--metrics-port <port>', "serve this process's /metrics, /healthz and /readyz on this port (default: LOCKSTEP_METRICS_PORT, else none)")
+    .option('--metrics-host <host>', `address the metrics port listens on (default: ${DEFAULT_HOST})`);
+}
+
+/** The metrics listener's port and host, or null when none is asked for. */
+function metricsSettings(flags: MetricsFlags): { port: number; host: string } | null {
+  const port = portSetting(flags.metricsPort, METRICS_PORT);
+  if (port === null) {
+    if (flags.metricsHost !== undefined) {
+      throw new LockstepError(ErrorCode.Validation, `--metrics-host ${flags.metricsHost} needs a port to listen on — add --metrics-port (or LOCKSTEP_METRICS_PORT), e.g. --metrics-port ${METRICS_PORT.example}`);
+    }
+    return null;
+  }
+  return { port, host: flags.metricsHost ?? DEFAULT_HOST };
+}
+
+/** A port from its flag, else its environment variable (empty counts as unset, as for the other LOCKSTEP_ settings); null when neither is given. */
+function portSetting(flagValue: string | undefined, { flag, env, example }: PortOption): number | null {
+  const fromEnv = flagValue === undefined && Boolean(process.env[env]);
+  const portText = flagValue ?? (process.env[env] || null);
+  if (portText === null) return null;
+  const port = Number(portText);
+  if (!/^\d+$/.test(portText) || port > 65535) {
+    const given = fromEnv ? `${env}=${portText}` : `${flag} "${portText}"`;
+    throw new LockstepError(ErrorCode.Validation, `${given} is not a port number (0..65535) — give a free port, e.g. ${fromEnv ? `${env}=` : `${flag} `}${example}`);
+  }
+  return port;
 }
 
 interface Serving {
