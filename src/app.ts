@@ -312,10 +312,8 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
     logger,
     listSchedules: async () => scheduleEntries(await store.loadWorkspace()),
     fire: async (entry, _dueTime, firingKey) => {
-      const trigger = { type: 'schedule' as const, detail: firingKey };
       const [kind, slug] = splitScheduleId(entry.id);
-      if (kind === 'sync') await worker.triggerSync(slug, {}, trigger);
-      else await worker.triggerSequence(slug, trigger);
+      return (await worker.queueFiredRun(firingKey, { kind, slug }, { type: 'schedule', detail: firingKey })) !== null;
     },
   });
   const upstream = new UpstreamTriggers({

@@ -734,6 +734,24 @@ export interface SequenceRunStore {
   ): Promise<SequenceRun>;
 }
 
+/** The run a firing queues: a sync's standalone run or a sequence's run. */
+export type FiredRun = { kind: 'sync'; run: NewSyncRun } | { kind: 'sequence'; sequence: SequenceRecord; trigger: Trigger };
+
+/**
+ * Runs queued once per firing key: a schedule's due time (`scheduleId@dueTime`), an upstream run's
+ * end (`after:...`), a webhook delivery's target (`webhook:...`).
+ */
+export interface FiredRunQueue {
+  /**
+   * Records `key` with the schedule firings (ScheduleStore) and queues `run` (as enqueueSyncRun or
+   * enqueueSequenceRun), in one transaction: both happen or neither does, so a firing recorded always
+   * has its run, and one tried again after a crash or a failure is queued exactly once. Null when
+   * the key was recorded before (its run was queued then); NotFound, recording nothing, when the
+   * sync or sequence no longer exists.
+   */
+  enqueueFiredRun(key: string, run: FiredRun, now: number): Promise<{ runId: string; created: boolean } | null>;
+}
+
 /** What the outbox of finished runs holds: a run whose end upstream triggers and alert rules act on. */
 export interface FinishedRunEntry {
   id: number;
@@ -779,7 +797,7 @@ export interface ScheduleStore {
  * snapshots and record ids, schedule firings and cursors, webhook deliveries, alerts and API tokens. Every
  * method is atomic: it either happens whole or not at all. Components take the roles they use.
  */
-export interface Store extends WorkspaceStore, SyncRunStore, SequenceRunStore, FinishedRunOutbox {
+export interface Store extends WorkspaceStore, SyncRunStore, SequenceRunStore, FiredRunQueue, FinishedRunOutbox {
   readonly capabilities: StoreCapabilities;
   /** Pushed change notifications, for stores that have them (default: none; workers poll). */
   readonly watch?: StoreWatch['watch'];

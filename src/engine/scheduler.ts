@@ -24,9 +24,11 @@
  *   any ──gone from listSchedules──▶ forgotten
  *
  * The cursor is the due time up to which an entry has been evaluated: due times at or before it never
- * fire again, so a clock set backward replays nothing; firing keys (`id@ISO due time`, recorded in the
- * store before `fire`) make the same guarantee across processes. Armed entries sit in a min-heap by
- * wake-up time, so an idle tick looks at one entry whatever the number of schedules.
+ * fire again, so a clock set backward replays nothing; firing keys (`id@ISO due time`, recorded by
+ * `fire` in the transaction that queues the run) make the same guarantee across processes, and a due
+ * time whose firing failed or whose process died before the cursor moved past it is fired again,
+ * then queued once. Armed entries sit in a min-heap by wake-up time, so an idle tick looks at one
+ * entry whatever the number of schedules.
  */
 import { ErrorCode, LockstepError, toError } from '../core/errors.js';
 import type { Clock, Logger, ScheduleStore } from '../core/ports.js';
@@ -43,12 +45,10 @@ export interface ScheduleEntry {
 }
 
 /**
- * The part of the store's schedule role the scheduler needs (`store.schedules`). A store that can
- * record firings and save cursors in batches (one transaction for a burst of due times) offers
- * `recordFirings` / `setScheduleCursors`.
+ * The part of the store's schedule role the scheduler needs (`store.schedules`): the cursors. A store
+ * that can save cursors in batches (one transaction for a burst of due times) offers `setScheduleCursors`.
  */
-export type SchedulerStore = Pick<ScheduleStore, 'recordFiring' | 'getScheduleCursor' | 'setScheduleCursor'> &
-  Partial<Pick<ScheduleStore, 'recordFirings' | 'setScheduleCursors'>>;
+export type SchedulerStore = Pick<ScheduleStore, 'getScheduleCursor' | 'setScheduleCursor'> & Partial<Pick<ScheduleStore, 'setScheduleCursors'>>;
 
 export interface SchedulerOptions {
   store: SchedulerStore;
@@ -57,11 +57,13 @@ export interface SchedulerOptions {
   /** The timed schedules to keep, read at start and at every `reload()`. */
   listSchedules: () => Promise<ScheduleEntry[]>;
   /**
-   * Starts what the entry schedules. Called once per due time, after its firing key was recorded; a
-   * throw is logged and the firing is not retried, unless it is retryable (a store failing for a
-   * moment): then it is called again a second later, until it succeeds or a later due time replaces it.
+   * Records `firingKey` and queues what the entry schedules, in one store transaction
+   * (store.enqueueFiredRun): both or neither. False when the key was recorded before (another
+   * scheduler fired it). A throw means neither happened: it is logged, and when the store failed
+   * (LockstepError code `store`, or any retryable error) the due time is fired again a second later,
+   * until it succeeds or a later due time replaces it; otherwise (the sync is gone) it is given up.
    */
-  fire: (entry: ScheduleEntry, dueTime: number, firingKey: string) => Promise<void>;
+  fire: (entry: ScheduleEntry, dueTime: number, firingKey: string) => Promise<boolean>;
   /** Longest sleep between ticks, in ms (default: 1000). */
   maxSleepMs?: number;
   /** Due entries evaluated at once in a tick, so store round-trips and `fire` calls overlap (default: 16). */
@@ -105,11 +107,6 @@ interface EntryState {
   wakeAt: number;
   /** Position in the heap, -1 when off it (disabled, invalid, no more due times). */
   heapIndex: number;
-  /**
-   * A firing key this scheduler recorded whose `fire` failed for a passing reason: fired at the
-   * entry's next look, though the store already holds the key. Null when there is none.
-   */
-  unfired: string | null;
 }
 
 type ArmMode = 'restore' | 'from-now';
@@ -279,7 +276,7 @@ export class Scheduler implements AsyncDisposable {
       const fingerprint = JSON.stringify(entry.schedule);
       const known = this.entries.get(entry.id);
       if (!known) {
-        const state: EntryState = { entry, fingerprint, cursor: null, wakeAt: 0, heapIndex: -1, unfired: null };
+        const state: EntryState = { entry, fingerprint, cursor: null, wakeAt: 0, heapIndex: -1 };
         this.entries.set(entry.id, state);
         if (entry.enabled) toArm.push({ state, mode: 'restore' });
         continue;
@@ -356,8 +353,8 @@ export class Scheduler implements AsyncDisposable {
       due.push(top);
     }
     if (due.length === 0) return;
-    // Due times that arrive together (every ":00" schedule) are recorded, and their cursors saved,
-    // in one store transaction each, so a burst costs one commit instead of one per schedule.
+    // The cursors of due times that arrive together (every ":00" schedule) are saved in one store
+    // transaction, so a burst costs one commit for them instead of one per schedule.
     const plans: Plan[] = [];
     for (const state of due) {
       try {
@@ -369,19 +366,12 @@ export class Scheduler implements AsyncDisposable {
         });
       }
     }
-    const recorded = await this.recordFirings(plans.filter((p) => p.firingKey !== null).map((p) => p.firingKey as string), now);
-    const settled: Plan[] = [];
-    for (const plan of plans) {
-      if (plan.firingKey !== null && recorded === null) {
-        this.schedule(plan.state, now + STORE_RETRY_MS); // not recorded: evaluated again soon
-      } else settled.push(plan);
-    }
     const retrying = new Set<Plan>();
-    await forEachLimited(settled, this.concurrency, async (plan) => {
-      if (!(await this.fire(plan, recorded))) retrying.add(plan);
+    await forEachLimited(plans, this.concurrency, async (plan) => {
+      if (!(await this.fire(plan))) retrying.add(plan);
     });
     for (const plan of retrying) this.schedule(plan.state, now + STORE_RETRY_MS); // its cursor stays before the due time
-    const fired = settled.filter((plan) => !retrying.has(plan));
+    const fired = plans.filter((plan) => !retrying.has(plan));
     await this.saveCursors(fired);
     for (const { state, latest } of fired) {
       // Not while a reload disabled or dropped it in the meantime (reloads wait for ticks, but be safe).
@@ -435,20 +425,14 @@ export class Scheduler implements AsyncDisposable {
   }
 
   /**
-   * Fires a planned due time whose key this scheduler recorded; a throw is logged. False when it is
-   * to be fired again soon (the throw was retryable): its key stays this scheduler's to fire.
+   * Fires a planned due time; a throw is logged. False when it is to be fired again soon (the store
+   * failed): neither its key nor its run was written, so trying again queues it once.
    */
-  private async fire(plan: Plan, recorded: Set<string> | null): Promise<boolean> {
+  private async fire(plan: Plan): Promise<boolean> {
     const { state, cursor, latest, firingKey } = plan;
     const { entry } = state;
     const { id, schedule } = entry;
-    const unfired = state.unfired;
-    state.unfired = null;
     if (firingKey === null) return true;
-    if (!recorded?.has(firingKey) && unfired !== firingKey) {
-      this.logger.debug('due time already fired elsewhere', { scheduleId: id, firingKey });
-      return true;
-    }
     const missedBefore = nextDueTime(schedule, cursor);
     if (missedBefore !== null && missedBefore < latest) {
       this.logger.info(`schedule "${id}" missed due times while down; firing once for the latest`, {
@@ -458,31 +442,13 @@ export class Scheduler implements AsyncDisposable {
       });
     }
     try {
-      await this.fireEntry(entry, latest, firingKey);
-      this.logger.debug('schedule fired', { scheduleId: id, firingKey });
+      if (await this.fireEntry(entry, latest, firingKey)) this.logger.debug('schedule fired', { scheduleId: id, firingKey });
+      else this.logger.debug('due time already fired elsewhere', { scheduleId: id, firingKey });
       return true;
     } catch (thrown) {
-      // The key is recorded: a firing not retried here is never fired by anyone.
-      const retry = thrown instanceof LockstepError && thrown.retryable;
-      if (retry) state.unfired = firingKey;
+      const retry = thrown instanceof LockstepError && (thrown.retryable || thrown.code === ErrorCode.Store);
       this.logger.error(`schedule "${id}" failed to fire ${firingKey}: ${toError(thrown).message}${retry ? '; will retry' : ''}`, { scheduleId: id, firingKey });
       return !retry;
-    }
-  }
-
-  /** Records firing keys; returns those recorded now (not before, elsewhere), or null when the store failed. */
-  private async recordFirings(keys: string[], now: number): Promise<Set<string> | null> {
-    if (keys.length === 0) return new Set();
-    const at = this.clock.now();
-    try {
-      if (this.store.recordFirings) return new Set(await this.store.recordFirings(keys, at));
-      const recorded = new Set<string>();
-      for (const key of keys) if (await this.store.recordFiring(key, at)) recorded.add(key);
-      return recorded;
-    } catch (thrown) {
-      const what = keys.length === 1 ? `firing ${keys[0]}` : `${keys.length} firings (${keys[0]}, …)`;
-      this.logger.error(`could not record ${what}; will retry`, { error: toError(thrown).message, now });
-      return null;
     }
   }
 

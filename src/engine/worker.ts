@@ -17,7 +17,7 @@
 import { hostname } from 'node:os';
 import { NotFoundError, ValidationError, toError } from '../core/errors.js';
 import { closeMatches } from '../core/hints.js';
-import type { Clock, LeaseRequest, Logger, Store } from '../core/ports.js';
+import type { Clock, FiredRun, LeaseRequest, Logger, Store } from '../core/ports.js';
 import type { SequenceRun, SyncRun, SyncRunOptions, Trigger } from '../core/runs.js';
 import { TERMINAL_SEQUENCE_RUN_STATUSES, isTerminalSyncRunStatus } from '../core/runs.js';
 import { deadlinePassed, decideSequenceResume, memberLimit } from '../core/sequence-rules.js';
@@ -200,7 +200,7 @@ export class Worker {
       ]);
     }
     const sync = await store.getSync(ref);
-    if (!sync) throw new NotFoundError(`no sync "${ref}" in the workspace — check the slug, or run \`lockstep apply\` after adding it`);
+    if (!sync) throw unknownEntity('sync', ref);
     const result = await store.enqueueSyncRun(
       {
         syncId: sync.id,
@@ -225,12 +225,34 @@ export class Worker {
   ): Promise<{ run: SequenceRun; created: boolean }> {
     const { store, clock } = this.options;
     const sequence = await store.getSequence(ref);
-    if (!sequence) {
-      throw new NotFoundError(`no sequence "${ref}" in the workspace — check the slug, or run \`lockstep apply\` after adding it`);
-    }
+    if (!sequence) throw unknownEntity('sequence', ref);
     const result = await store.enqueueSequenceRun(sequence, trigger, clock.now());
     void this.pump();
     return result;
+  }
+
+  /**
+   * Queues a run of a sync or sequence (by slug) once per `key` — a schedule's due time, an upstream
+   * run's end, a webhook delivery's target — recording the key in the run's transaction
+   * (store.enqueueFiredRun): a caller that failed or died before it was answered calls again, and the
+   * run is queued exactly once. Null when the key was recorded before; NotFound when there is no
+   * such sync or sequence (nothing is recorded).
+   */
+  async queueFiredRun(key: string, target: { kind: 'sync' | 'sequence'; slug: string }, trigger: Trigger): Promise<{ runId: string; created: boolean } | null> {
+    const { store, clock } = this.options;
+    let run: FiredRun;
+    if (target.kind === 'sync') {
+      const sync = await store.getSync(target.slug);
+      if (!sync) throw unknownEntity('sync', target.slug);
+      run = { kind: 'sync', run: { syncId: sync.id, trigger, options: { fullResync: false, resetCDC: false } } };
+    } else {
+      const sequence = await store.getSequence(target.slug);
+      if (!sequence) throw unknownEntity('sequence', target.slug);
+      run = { kind: 'sequence', sequence, trigger };
+    }
+    const queued = await store.enqueueFiredRun(key, run, clock.now());
+    if (queued) void this.pump();
+    return queued;
   }
 
   /**
@@ -605,4 +627,9 @@ function processAlive(pid: number): boolean {
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/** The error for a trigger of a sync or sequence the workspace does not have. */
+function unknownEntity(kind: 'sync' | 'sequence', ref: number | string): NotFoundError {
+  return new NotFoundError(`no ${kind} "${ref}" in the workspace — check the slug, or run \`lockstep apply\` after adding it`);
 }

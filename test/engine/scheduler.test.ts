@@ -10,9 +10,16 @@ import { ErrorCode, LockstepError } from '../../src/core/errors.js';
 import { FakeClock, flush } from '../helpers/fake-clock.js';
 
 // ---------------------------------------------------------------------------------------------
-// Stores: the three scheduler methods, in memory and on a real SQLite file.
+// Stores: the scheduler's cursors and the firing keys `fire` records, in memory and on a real SQLite file.
 
-class MemoryFiringStore implements SchedulerStore {
+/** The cursors, and firing keys for the harness's `fire` (the real one records them with its run). */
+interface FiringStore extends SchedulerStore {
+  recordFiring(key: string): Promise<boolean>;
+  /** Drops a key whose run failed to queue: the real store's transaction rolls it back. */
+  forgetFiring(key: string): Promise<void>;
+}
+
+class MemoryFiringStore implements FiringStore {
   readonly firings = new Set<string>();
   readonly cursors = new Map<string, number>();
   calls = 0;
@@ -22,6 +29,9 @@ class MemoryFiringStore implements SchedulerStore {
     if (this.firings.has(key)) return false;
     this.firings.add(key);
     return true;
+  }
+  async forgetFiring(key: string): Promise<void> {
+    this.firings.delete(key);
   }
   async getScheduleCursor(id: string): Promise<number | null> {
     this.calls++;
@@ -34,7 +44,7 @@ class MemoryFiringStore implements SchedulerStore {
 }
 
 /** Firing keys under a unique key in a temp SQLite file (`insert or ignore`), as the real store does. */
-class SqliteFiringStore implements SchedulerStore {
+class SqliteFiringStore implements FiringStore {
   private readonly db: Database.Database;
 
   constructor(file: string) {
@@ -47,6 +57,9 @@ class SqliteFiringStore implements SchedulerStore {
   }
   async recordFiring(key: string): Promise<boolean> {
     return this.db.prepare('insert or ignore into firings(key) values (?)').run(key).changes === 1;
+  }
+  async forgetFiring(key: string): Promise<void> {
+    this.db.prepare('delete from firings where key = ?').run(key);
   }
   async getScheduleCursor(id: string): Promise<number | null> {
     const row = this.db.prepare('select due_time from schedule_cursors where schedule_id = ?').get(id) as
@@ -73,7 +86,7 @@ afterEach(() => {
 });
 
 /** One store, or several handles on one SQLite file (as separate processes would have). */
-const STORES: Array<[string, () => () => SchedulerStore]> = [
+const STORES: Array<[string, () => () => FiringStore]> = [
   [
     'memory',
     () => {
@@ -135,7 +148,7 @@ function cronEntry(id: string, expression: string, timezone = 'UTC', catchupWind
 
 interface HarnessOptions {
   clock: FakeClock;
-  store: SchedulerStore;
+  store: FiringStore;
   /** Read at every reload; tests change it in place. */
   entries: ScheduleEntry[];
   fired?: Firing[];
@@ -152,9 +165,17 @@ function makeScheduler(options: HarnessOptions) {
     clock: options.clock,
     logger: options.logger ?? logger,
     listSchedules: async () => options.entries.map((entry) => ({ ...entry })),
+    // As the store's enqueueFiredRun: the key and the run together, or neither.
     fire: async (entry, dueTime, firingKey) => {
+      if (!(await options.store.recordFiring(firingKey))) return false;
       fired.push({ id: entry.id, due: iso(dueTime), key: firingKey, at: options.clock.now() });
-      await options.fire?.(entry, dueTime);
+      try {
+        await options.fire?.(entry, dueTime);
+      } catch (thrown) {
+        await options.store.forgetFiring(firingKey);
+        throw thrown;
+      }
+      return true;
     },
     ...(options.maxSleepMs === undefined ? {} : { maxSleepMs: options.maxSleepMs }),
   });
@@ -299,7 +320,7 @@ describe.each(STORES)('firing once (%s store)', (_name, openStore) => {
     const handle = openStore();
     const store = handle();
     await store.setScheduleCursor('sync:a', at('2026-01-01T00:00:00Z'));
-    await store.recordFiring('sync:a@2026-01-01T00:01:00.000Z', at('2026-01-01T00:01:00Z'));
+    await store.recordFiring('sync:a@2026-01-01T00:01:00.000Z');
     const clock = new FakeClock('2026-01-01T00:01:20Z');
     const { scheduler, fired } = makeScheduler({ clock, store, entries: [everyMinutes('sync:a')] });
     await scheduler.start();
@@ -490,11 +511,12 @@ describe('failures', () => {
     const clock = new FakeClock('2026-01-01T00:00:30Z');
     const store = new MemoryFiringStore();
     let failures = 1;
-    const flaky: SchedulerStore = {
+    const flaky: FiringStore = {
       recordFiring: async (key) => {
-        if (failures-- > 0) throw new Error('database is locked');
+        if (failures-- > 0) throw new LockstepError(ErrorCode.Store, 'database is locked', { retryable: true });
         return store.recordFiring(key);
       },
+      forgetFiring: (key) => store.forgetFiring(key),
       getScheduleCursor: (id) => store.getScheduleCursor(id),
       setScheduleCursor: (id, t) => store.setScheduleCursor(id, t),
     };
@@ -502,13 +524,13 @@ describe('failures', () => {
     await scheduler.start();
     await clock.advance(30_000);
     expect(fired).toEqual([]);
-    expect(lines.find((l) => l.level === 'error')?.message).toContain('could not record firing sync:a@2026-01-01T00:01:00.000Z');
+    expect(lines.find((l) => l.level === 'error')?.message).toContain('"sync:a" failed to fire sync:a@2026-01-01T00:01:00.000Z: database is locked; will retry');
     await clock.advance(1_000);
     expect(fired.map((f) => [f.due, iso(f.at)])).toEqual([['2026-01-01T00:01:00.000Z', '2026-01-01T00:01:01.000Z']]);
     await scheduler.stop();
   });
 
-  it('fires again, a second later, a due time whose run the store failed to queue after its firing was recorded', async () => {
+  it('fires again, a second later, a due time whose run the store failed to queue', async () => {
     const clock = new FakeClock('2026-01-01T00:00:30Z');
     const store = new MemoryFiringStore();
     let failures = 2;
@@ -534,6 +556,28 @@ describe('failures', () => {
     expect(await store.getScheduleCursor('sync:a')).toBe(at('2026-01-01T00:01:00Z'));
     await clock.advance(60_000);
     expect(dues(fired).slice(3)).toEqual(['2026-01-01T00:02:00.000Z']);
+    await scheduler.stop();
+  });
+
+  it('fires again a due time whose firing the store refused for a reason it does not call passing (a full disk): nothing of it was written', async () => {
+    const clock = new FakeClock('2026-01-01T00:00:30Z');
+    const store = new MemoryFiringStore();
+    let failures = 1;
+    const { scheduler, fired } = makeScheduler({
+      clock,
+      store,
+      entries: [everyMinutes('sync:a')],
+      fire: async () => {
+        if (failures-- > 0) throw new LockstepError(ErrorCode.Store, 'store lockstep.db: the disk is full (SQLITE_FULL)');
+      },
+    });
+    await scheduler.start();
+    await clock.advance(31_000);
+    expect(fired.map((f) => [f.due, iso(f.at)])).toEqual([
+      ['2026-01-01T00:01:00.000Z', '2026-01-01T00:01:00.000Z'],
+      ['2026-01-01T00:01:00.000Z', '2026-01-01T00:01:01.000Z'],
+    ]);
+    expect(store.firings).toEqual(new Set(['sync:a@2026-01-01T00:01:00.000Z']));
     await scheduler.stop();
   });
 

@@ -5,7 +5,7 @@
  * without a transaction of its own.
  */
 import type { ScheduleStore } from '../../core/ports.js';
-import { readText, storedText, type PostgresDatabase } from './postgres-database.js';
+import { readText, storedText, type PostgresDatabase, type Queryable } from './postgres-database.js';
 
 export class PostgresScheduleStore implements ScheduleStore {
   /** Table names, qualified with the quoted schema. */
@@ -18,10 +18,12 @@ export class PostgresScheduleStore implements ScheduleStore {
   }
 
   async recordFiring(key: string, now: number): Promise<boolean> {
-    const rows = await this.db.query(`INSERT INTO ${this.firings} (key, recorded_at) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING key`, [
-      storedText(key),
-      now,
-    ]);
+    return this.recordKey(this.db.direct, key, now);
+  }
+
+  /** `recordFiring` through `q`: in the caller's transaction (PostgresStore.enqueueFiredRun). */
+  async recordKey(q: Queryable, key: string, now: number): Promise<boolean> {
+    const { rows } = await q.query(`INSERT INTO ${this.firings} (key, recorded_at) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING key`, [storedText(key), now]);
     return rows.length > 0;
   }
 

@@ -31,6 +31,7 @@ import { storeUrlSchema } from '../../core/connections.js';
 import type {
   Clock,
   FinishedRunEntry,
+  FiredRun,
   LeaseRequest,
   MemberStart,
   NewSyncRun,
@@ -485,13 +486,32 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
   // Sync runs
 
   async enqueueSyncRun(input: NewSyncRun, now: number): Promise<{ run: SyncRun; created: boolean }> {
+    return this.queueSyncRun(this.db.direct, input, now);
+  }
+
+  async enqueueFiredRun(key: string, run: FiredRun, now: number): Promise<{ runId: string; created: boolean } | null> {
+    return this.db.transaction(async (q) => {
+      // A key recorded by a transaction still open waits for it here, then counts as recorded.
+      if (!(await this.schedules.recordKey(q, key, now))) return null;
+      // A throw (the sync or sequence is gone) rolls the key back with the rest.
+      if (run.kind === 'sync') {
+        const queued = await this.queueSyncRun(q, run.run, now);
+        return { runId: String(queued.run.id), created: queued.created };
+      }
+      const queued = await this.queueSequenceRun(q, run.sequence, run.trigger, now);
+      return { runId: queued.run.id, created: queued.created };
+    });
+  }
+
+  /** Queues a standalone run, or joins the queued one, through `q` (a transaction's or the pool's). */
+  private async queueSyncRun(q: Queryable, input: NewSyncRun, now: number): Promise<{ run: SyncRun; created: boolean }> {
     // One statement: a trigger while a standalone run is queued joins it (the unique index of
     // queued standalone runs is the arbiter, so two processes triggering at once share one run),
     // and the shared follow-up honours every trigger's options: a full resync asked for is never
     // lost. The sync row is share-locked, so a concurrent delete of the sync either comes first
     // (nothing is queued) or waits until the run is queued (and then cancels it).
     const p = new Params();
-    const rows = await this.db.query<SyncRunResult>(
+    const { rows } = await q.query<SyncRunResult>(
       `WITH sync AS (SELECT id FROM ${this.t.syncs} WHERE id = ${p.add(safeId(input.syncId) ?? -1, 'bigint')} AND deleted_at IS NULL FOR SHARE),
        queued AS (
          INSERT INTO ${this.t.syncRuns} AS r (sync_id, status, trigger_type, trigger_detail, full_resync, reset_cdc, allow_mass_delete, full_compare, created_at)
@@ -715,45 +735,48 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
   // Sequence runs
 
   async enqueueSequenceRun(sequence: SequenceRecord, trigger: Trigger, now: number): Promise<{ run: SequenceRun; created: boolean }> {
-    return this.db.transaction(async (q) => {
-      // The sequence row is locked: enqueues of one sequence take turns (one pending run), and a
-      // delete of the sequence comes wholly before or after.
-      const live = await q.query(`SELECT id FROM ${this.t.sequences} WHERE id = $1 AND deleted_at IS NULL FOR UPDATE`, [safeId(sequence.id) ?? -1]);
-      if (live.rows.length === 0) throw new NotFoundError(`sequence "${sequence.slug}" does not exist`);
-      const pending = await q.query<SequenceRunResult>(
-        `SELECT ${this.sequenceRunColumns} FROM ${this.t.sequenceRuns} AS r WHERE r.sequence_id = $1 AND r.status = 'pending'`,
-        [sequence.id],
-      );
-      if (pending.rows[0]) return { run: sequenceRun(pending.rows[0]), created: false };
-      const syncs = await q.query<{ id: number; slug: string }>(
-        `SELECT id, slug FROM ${this.t.syncs} WHERE slug = ANY($1::text[]) AND deleted_at IS NULL FOR SHARE`,
-        [sequence.members.map((m) => m.sync)],
-      );
-      const bySlug = new Map(syncs.rows.map((r) => [r.slug, Number(r.id)]));
-      const syncIds = sequence.members.map((member) => {
-        const id = bySlug.get(member.sync);
-        if (id === undefined) throw new NotFoundError(`sequence "${sequence.slug}": member "${member.key}" runs unknown sync "${member.sync}"`);
-        return id;
-      });
-      const id = randomUUID();
-      await q.query(
-        `WITH run AS (
-           INSERT INTO ${this.t.sequenceRuns} (id, sequence_id, status, trigger_type, trigger_detail, created_at, deadline_minutes)
-           VALUES ($1, $2, 'pending', $3, $4, $5, $6)
-         )
-         INSERT INTO ${this.t.runGraphs} (sequence_run_id, members) VALUES ($1, $7)`,
-        [id, sequence.id, trigger.type, nullableStored(trigger.detail), now, sequence.deadlineMinutes ?? null, JSON.stringify(recordMembers(sequence))],
-      );
-      await q.query(
-        `INSERT INTO ${this.t.memberRuns} (sequence_run_id, key, position, sync_id, status, timeout_minutes)
-         SELECT $1, u.key, u.n - 1, u.sync_id, 'pending', u.timeout_minutes
-         FROM unnest($2::text[], $3::bigint[], $4::float8[]) WITH ORDINALITY AS u(key, sync_id, timeout_minutes, n)`,
-        [id, sequence.members.map((m) => m.key), syncIds, sequence.members.map((m) => m.timeoutMinutes ?? null)],
-      );
-      const created = await q.query<SequenceRunResult>(`SELECT ${this.sequenceRunColumns} FROM ${this.t.sequenceRuns} AS r WHERE r.id = $1`, [id]);
-      await this.notify(q, 'work');
-      return { run: sequenceRun(created.rows[0] as SequenceRunResult), created: true };
+    return this.db.transaction((q) => this.queueSequenceRun(q, sequence, trigger, now));
+  }
+
+  /** Queues a run with every member pending, or finds the pending one, in `q`'s transaction. */
+  private async queueSequenceRun(q: Queryable, sequence: SequenceRecord, trigger: Trigger, now: number): Promise<{ run: SequenceRun; created: boolean }> {
+    // The sequence row is locked: enqueues of one sequence take turns (one pending run), and a
+    // delete of the sequence comes wholly before or after.
+    const live = await q.query(`SELECT id FROM ${this.t.sequences} WHERE id = $1 AND deleted_at IS NULL FOR UPDATE`, [safeId(sequence.id) ?? -1]);
+    if (live.rows.length === 0) throw new NotFoundError(`sequence "${sequence.slug}" does not exist`);
+    const pending = await q.query<SequenceRunResult>(
+      `SELECT ${this.sequenceRunColumns} FROM ${this.t.sequenceRuns} AS r WHERE r.sequence_id = $1 AND r.status = 'pending'`,
+      [sequence.id],
+    );
+    if (pending.rows[0]) return { run: sequenceRun(pending.rows[0]), created: false };
+    const syncs = await q.query<{ id: number; slug: string }>(
+      `SELECT id, slug FROM ${this.t.syncs} WHERE slug = ANY($1::text[]) AND deleted_at IS NULL FOR SHARE`,
+      [sequence.members.map((m) => m.sync)],
+    );
+    const bySlug = new Map(syncs.rows.map((r) => [r.slug, Number(r.id)]));
+    const syncIds = sequence.members.map((member) => {
+      const id = bySlug.get(member.sync);
+      if (id === undefined) throw new NotFoundError(`sequence "${sequence.slug}": member "${member.key}" runs unknown sync "${member.sync}"`);
+      return id;
     });
+    const id = randomUUID();
+    await q.query(
+      `WITH run AS (
+         INSERT INTO ${this.t.sequenceRuns} (id, sequence_id, status, trigger_type, trigger_detail, created_at, deadline_minutes)
+         VALUES ($1, $2, 'pending', $3, $4, $5, $6)
+       )
+       INSERT INTO ${this.t.runGraphs} (sequence_run_id, members) VALUES ($1, $7)`,
+      [id, sequence.id, trigger.type, nullableStored(trigger.detail), now, sequence.deadlineMinutes ?? null, JSON.stringify(recordMembers(sequence))],
+    );
+    await q.query(
+      `INSERT INTO ${this.t.memberRuns} (sequence_run_id, key, position, sync_id, status, timeout_minutes)
+       SELECT $1, u.key, u.n - 1, u.sync_id, 'pending', u.timeout_minutes
+       FROM unnest($2::text[], $3::bigint[], $4::float8[]) WITH ORDINALITY AS u(key, sync_id, timeout_minutes, n)`,
+      [id, sequence.members.map((m) => m.key), syncIds, sequence.members.map((m) => m.timeoutMinutes ?? null)],
+    );
+    const created = await q.query<SequenceRunResult>(`SELECT ${this.sequenceRunColumns} FROM ${this.t.sequenceRuns} AS r WHERE r.id = $1`, [id]);
+    await this.notify(q, 'work');
+    return { run: sequenceRun(created.rows[0] as SequenceRunResult), created: true };
   }
 
   async claimSequenceRun(id: string, now: number): Promise<SequenceRun | null> {

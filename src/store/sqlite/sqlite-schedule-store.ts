@@ -25,7 +25,12 @@ export class SqliteScheduleStore implements ScheduleStore {
   }
 
   async recordFiring(key: string, now: number): Promise<boolean> {
-    return this.transactions.write(() => this.recordFiringStatement.run(key, now).changes > 0);
+    return this.transactions.write(() => this.recordKey(key, now));
+  }
+
+  /** `recordFiring` inside the caller's write transaction (SqliteStore.enqueueFiredRun). */
+  recordKey(key: string, now: number): boolean {
+    return this.recordFiringStatement.run(key, now).changes > 0;
   }
 
   async getScheduleCursor(scheduleId: string): Promise<number | null> {
@@ -41,7 +46,7 @@ export class SqliteScheduleStore implements ScheduleStore {
 
   async recordFirings(keys: string[], now: number): Promise<string[]> {
     if (keys.length === 0) return [];
-    return this.transactions.write(() => keys.filter((key) => this.recordFiringStatement.run(key, now).changes > 0));
+    return this.transactions.write(() => keys.filter((key) => this.recordKey(key, now)));
   }
 
   async setScheduleCursors(cursors: Array<{ scheduleId: string; dueTime: number }>): Promise<void> {

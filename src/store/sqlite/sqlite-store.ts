@@ -16,6 +16,7 @@ import { ErrorCode, LockstepError, NotFoundError, toError } from '../../core/err
 import type {
   Clock,
   FinishedRunEntry,
+  FiredRun,
   LeaseRequest,
   MemberStart,
   RunFence,
@@ -397,23 +398,39 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
   // Sync runs
 
   async enqueueSyncRun(input: NewSyncRun, now: number): Promise<{ run: SyncRun; created: boolean }> {
+    return this.write(() => this.queueSyncRun(input, now));
+  }
+
+  async enqueueFiredRun(key: string, run: FiredRun, now: number): Promise<{ runId: string; created: boolean } | null> {
     return this.write(() => {
-      if (!this.s.liveSync.get(input.syncId)) throw new NotFoundError(`sync ${input.syncId} does not exist`);
-      const queued = this.s.queuedStandaloneRun.get(input.syncId) as SyncRunRow | undefined;
-      if (queued) {
-        // The shared follow-up must honour every trigger's options: a full resync asked for is never lost.
-        const merged = this.s.mergeRunOptions.get({
-          id: queued.id,
-          fullResync: input.options.fullResync ? 1 : 0,
-          resetCdc: input.options.resetCDC ? 1 : 0,
-          allowMassDelete: input.options.allowMassDelete ? 1 : 0,
-          fullCompare: input.options.fullCompare ? 1 : 0,
-        }) as SyncRunRow;
-        return { run: toSyncRun(merged), created: false };
+      if (!this.schedules.recordKey(key, now)) return null;
+      // A throw (the sync or sequence is gone) rolls the key back with the rest.
+      if (run.kind === 'sync') {
+        const queued = this.queueSyncRun(run.run, now);
+        return { runId: String(queued.run.id), created: queued.created };
       }
-      const row = this.insertSyncRun(input.syncId, input.trigger, input.options, null, null, now);
-      return { run: toSyncRun(row), created: true };
+      const queued = this.queueSequenceRun(run.sequence, run.trigger, now);
+      return { runId: queued.run.id, created: queued.created };
     });
+  }
+
+  /** Queues a standalone run, or joins the queued one; the caller holds a write transaction. */
+  private queueSyncRun(input: NewSyncRun, now: number): { run: SyncRun; created: boolean } {
+    if (!this.s.liveSync.get(input.syncId)) throw new NotFoundError(`sync ${input.syncId} does not exist`);
+    const queued = this.s.queuedStandaloneRun.get(input.syncId) as SyncRunRow | undefined;
+    if (queued) {
+      // The shared follow-up must honour every trigger's options: a full resync asked for is never lost.
+      const merged = this.s.mergeRunOptions.get({
+        id: queued.id,
+        fullResync: input.options.fullResync ? 1 : 0,
+        resetCdc: input.options.resetCDC ? 1 : 0,
+        allowMassDelete: input.options.allowMassDelete ? 1 : 0,
+        fullCompare: input.options.fullCompare ? 1 : 0,
+      }) as SyncRunRow;
+      return { run: toSyncRun(merged), created: false };
+    }
+    const row = this.insertSyncRun(input.syncId, input.trigger, input.options, null, null, now);
+    return { run: toSyncRun(row), created: true };
   }
 
   async claimSyncRun(id: number, now: number, lease: LeaseRequest): Promise<SyncRun | null> {
@@ -563,33 +580,36 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
     trigger: Trigger,
     now: number,
   ): Promise<{ run: SequenceRun; created: boolean }> {
-    return this.write(() => {
-      if (!this.s.liveSequence.get(sequence.id)) throw new NotFoundError(`sequence "${sequence.slug}" does not exist`);
-      const pending = this.s.pendingSequenceRun.get(sequence.id) as SequenceRunRow | undefined;
-      if (pending) return { run: this.withMembers(pending), created: false };
-      const syncIds = sequence.members.map((member) => {
-        const found = this.s.liveSyncIdBySlug.get(member.sync) as { id: number } | undefined;
-        if (!found) {
-          throw new NotFoundError(`sequence "${sequence.slug}": member "${member.key}" runs unknown sync "${member.sync}"`);
-        }
-        return found.id;
-      });
-      const id = randomUUID();
-      const row = this.s.insertSequenceRun.get({
-        id,
-        sequenceId: sequence.id,
-        triggerType: trigger.type,
-        triggerDetail: trigger.detail,
-        now,
-        deadlineMinutes: sequence.deadlineMinutes ?? null,
-        resumedFrom: null,
-      }) as SequenceRunRow;
-      this.s.insertRunGraph.run(id, JSON.stringify(recordMembers(sequence)));
-      sequence.members.forEach((member, position) => {
-        this.s.insertMemberRun.run({ sequenceRunId: id, key: member.key, position, syncId: syncIds[position] ?? null, timeoutMinutes: member.timeoutMinutes ?? null });
-      });
-      return { run: this.withMembers(row), created: true };
+    return this.write(() => this.queueSequenceRun(sequence, trigger, now));
+  }
+
+  /** Queues a run with every member pending, or finds the pending one; the caller holds a write transaction. */
+  private queueSequenceRun(sequence: SequenceRecord, trigger: Trigger, now: number): { run: SequenceRun; created: boolean } {
+    if (!this.s.liveSequence.get(sequence.id)) throw new NotFoundError(`sequence "${sequence.slug}" does not exist`);
+    const pending = this.s.pendingSequenceRun.get(sequence.id) as SequenceRunRow | undefined;
+    if (pending) return { run: this.withMembers(pending), created: false };
+    const syncIds = sequence.members.map((member) => {
+      const found = this.s.liveSyncIdBySlug.get(member.sync) as { id: number } | undefined;
+      if (!found) {
+        throw new NotFoundError(`sequence "${sequence.slug}": member "${member.key}" runs unknown sync "${member.sync}"`);
+      }
+      return found.id;
     });
+    const id = randomUUID();
+    const row = this.s.insertSequenceRun.get({
+      id,
+      sequenceId: sequence.id,
+      triggerType: trigger.type,
+      triggerDetail: trigger.detail,
+      now,
+      deadlineMinutes: sequence.deadlineMinutes ?? null,
+      resumedFrom: null,
+    }) as SequenceRunRow;
+    this.s.insertRunGraph.run(id, JSON.stringify(recordMembers(sequence)));
+    sequence.members.forEach((member, position) => {
+      this.s.insertMemberRun.run({ sequenceRunId: id, key: member.key, position, syncId: syncIds[position] ?? null, timeoutMinutes: member.timeoutMinutes ?? null });
+    });
+    return { run: this.withMembers(row), created: true };
   }
 
   async claimSequenceRun(id: string, now: number): Promise<SequenceRun | null> {

@@ -5,8 +5,9 @@
  * releases it) the run is taken over under the same id as the next attempt, after which every
  * write of the earlier attempt (run patches, rejected rows, snapshot and record-id writes) is
  * refused with `lease_lost`, changing nothing. `claimNextSyncRun` takes an expired run first, then
- * the oldest queued run whose sync is free. A terminal status is final and sets `finishedAt`; runs
- * are listed with filters and paging, and keep their rejected rows in insertion order.
+ * the oldest queued run whose sync is free. A firing key and the run it queues are written together
+ * (enqueueFiredRun): once per key, never one without the other. A terminal status is final and sets
+ * `finishedAt`; runs are listed with filters and paging, and keep their rejected rows in insertion order.
  */
 import { describe, expect, it } from 'vitest';
 import { ErrorCode, NotFoundError } from '../../../src/core/errors.js';
@@ -91,6 +92,32 @@ export function describeRunQueueContract(name: string, open: OpenStore): void {
       it('refuses to queue a run of an unknown sync', async () => {
         await applyCrm();
         await expectError(store.enqueueSyncRun({ syncId: 9999, trigger: MANUAL, options: NO_OPTIONS }, T0), ErrorCode.NotFound);
+      });
+
+      it('records a firing key and queues its run together: once per key, and neither when the sync or sequence is gone', async () => {
+        const { syncs } = await applyCrm();
+        const id = syncs['accounts-to-crm']!.id;
+        const trigger = { type: 'schedule' as const, detail: 'sync:accounts-to-crm@t1' };
+        const first = await store.enqueueFiredRun('sync:accounts-to-crm@t1', { kind: 'sync', run: { syncId: id, trigger, options: NO_OPTIONS } }, T0);
+        expect(first).toEqual({ runId: expect.any(String), created: true });
+        expect((await store.getSyncRun(Number(first!.runId)))?.trigger).toEqual(trigger);
+        expect(await store.schedules.recordFiring('sync:accounts-to-crm@t1', T0)).toBe(false);
+        // The same key again (a retry after a crash): nothing more is queued.
+        expect(await store.enqueueFiredRun('sync:accounts-to-crm@t1', { kind: 'sync', run: { syncId: id, trigger, options: NO_OPTIONS } }, T0 + 1)).toBeNull();
+        expect(await store.listQueuedSyncRuns()).toHaveLength(1);
+        // Another key joins the queued run, as a trigger does.
+        expect(await store.enqueueFiredRun('sync:accounts-to-crm@t2', { kind: 'sync', run: { syncId: id, trigger, options: NO_OPTIONS } }, T0 + 2)).toEqual({
+          runId: first!.runId,
+          created: false,
+        });
+
+        const crm = await sequence('crm-hierarchy');
+        const fired = await store.enqueueFiredRun('sequence:crm-hierarchy@t1', { kind: 'sequence', sequence: crm, trigger: MANUAL }, T0 + 3);
+        expect(fired).toEqual({ runId: expect.any(String), created: true });
+        expect((await store.getSequenceRun(fired!.runId))?.status).toBe('pending');
+
+        await expectError(store.enqueueFiredRun('sync:gone@t1', { kind: 'sync', run: { syncId: 9999, trigger, options: NO_OPTIONS } }, T0 + 4), ErrorCode.NotFound);
+        expect(await store.schedules.recordFiring('sync:gone@t1', T0 + 5)).toBe(true);
       });
 
       it('claims a queued run only while no other run of its sync is active', async () => {
