@@ -318,14 +318,10 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
   });
   const upstream = new UpstreamTriggers({
     store,
-    schedules: store.schedules,
     finishedRuns,
     clock,
     logger,
-    trigger: async (target, trigger) => {
-      if (target.kind === 'sync') await worker.triggerSync(target.slug, {}, trigger);
-      else await worker.triggerSequence(target.slug, trigger);
-    },
+    queue: (key, target, trigger) => worker.queueFiredRun(key, target, trigger),
   });
   const auditLog = new AuditLogAppender({
     store,

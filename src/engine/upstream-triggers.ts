@@ -9,15 +9,17 @@
  * - never: `cancelled` (a user stopped it on purpose) and `interrupted` (the process died; the retry's
  *   completion triggers instead).
  * A sync run counts whether it ran alone or as a member of a sequence. Disabled targets do not
- * start. Each upstream run triggers each target at most once: the key `after:<target>@<run>` is
- * recorded with the schedule firings before the target is queued.
+ * start. Each upstream run triggers each target once: the key `after:<target>@<run>` is recorded
+ * with the schedule firings in the transaction that queues the target's run (store.enqueueFiredRun),
+ * so a trigger tried again — after a failure, or by another process once the one acting on the run's
+ * end died — queues it if and only if it was not queued yet.
  *
  * The work happens after the upstream run's final state is stored, off the hand-off path, from the
  * store's outbox of finished runs (finished-run-relay.ts): once, whichever process ran the run.
  */
 import { withBackoff, type BackoffPolicy } from '../core/backoff.js';
 import { toError } from '../core/errors.js';
-import type { Clock, Logger, ScheduleStore, Store } from '../core/ports.js';
+import type { Clock, Logger, Store } from '../core/ports.js';
 import type { SequenceRun, SequenceRunStatus, SyncRun, SyncRunStatus, Trigger } from '../core/runs.js';
 import type { Schedule, WorkspaceState } from '../core/workspace.js';
 import type { FinishedRunRelay } from './finished-run-relay.js';
@@ -33,9 +35,8 @@ export const UPSTREAM_SUCCESS_SEQUENCE_STATUSES: readonly SequenceRunStatus[] = 
 export const UPSTREAM_ANY_SEQUENCE_STATUSES: readonly SequenceRunStatus[] = ['done', 'failed'];
 
 /**
- * Attempts at queuing a target whose key is recorded, while the failure passes (the store failing
- * for a moment): about 15 s in all, well within the hold on the run's end (the lease, 30 s by
- * default). The key is recorded, so a target not queued here is never queued by anyone.
+ * Attempts at queuing a target, while the failure passes (the store failing for a moment): about
+ * 15 s in all, well within the hold on the run's end (the lease, 30 s by default).
  */
 const TRIGGER_RETRY: BackoffPolicy = { attempts: 6, baseDelayMs: 500, maxDelayMs: 8_000, jitter: 0.2 };
 
@@ -57,14 +58,15 @@ export interface UpstreamTarget {
 
 export interface UpstreamTriggersOptions {
   store: Pick<Store, 'loadWorkspace' | 'getSync' | 'getSequence'>;
-  /** Where each trigger's key is recorded, with the schedule firings (`store.schedules`). */
-  schedules: Pick<ScheduleStore, 'recordFiring'>;
   /** The ends of runs, from the store's outbox. */
   finishedRuns: FinishedRunRelay;
   clock: Clock;
   logger: Logger;
-  /** Queues a run of the target (the worker's triggerSync / triggerSequence). */
-  trigger: (target: UpstreamTarget, trigger: Trigger) => Promise<void>;
+  /**
+   * Records `key` and queues a run of the target, in one store transaction (the worker's
+   * queueFiredRun); null when the key was recorded before.
+   */
+  queue: (key: string, target: UpstreamTarget, trigger: Trigger) => Promise<{ runId: string } | null>;
 }
 
 export class UpstreamTriggers implements AsyncDisposable {
@@ -133,17 +135,17 @@ export class UpstreamTriggers implements AsyncDisposable {
 
   private async fire(upstream: UpstreamRun): Promise<void> {
     if (!upstream.counts) return;
-    const { store, schedules, clock, logger } = this.options;
+    const { store, clock, logger } = this.options;
     const targets = upstreamTargets(await store.loadWorkspace(), upstream);
     for (const target of targets) {
       const key = `after:${target.kind}:${target.slug}@${upstream.kind}-run-${upstream.runId}`;
-      if (!(await schedules.recordFiring(key, clock.now()))) continue;
       const trigger: Trigger = {
         type: 'upstream',
         detail: `${upstream.kind} "${upstream.slug}" run ${upstream.runId} ended ${upstream.status}`,
       };
       try {
-        await withBackoff(() => this.options.trigger(target, trigger), {
+        // Tried again whole: the key and the run are written together, so a retry never queues twice.
+        const queued = await withBackoff(() => this.options.queue(key, target, trigger), {
           policy: TRIGGER_RETRY,
           clock,
           onRetry: ({ attempt, delayMs, error }) =>
@@ -154,6 +156,7 @@ export class UpstreamTriggers implements AsyncDisposable {
               error: error.message,
             }),
         });
+        if (queued === null) continue; // queued before, by this process or another
         logger.info(`${target.kind} "${target.slug}" started after ${upstream.kind} "${upstream.slug}"`, {
           upstreamRunId: upstream.runId,
           upstreamStatus: upstream.status,

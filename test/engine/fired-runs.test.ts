@@ -1,7 +1,8 @@
 /**
- * A firing — a schedule's due time — and the run it queues are written together: a process killed
- * as it queues the run (before the store has it, or after, its answer lost) loses nothing and
- * doubles nothing once another process tries it again. On the SQLite file and on PostgreSQL.
+ * A firing — a schedule's due time, an upstream run's end — and the run it queues are written
+ * together: a process killed as it queues the run (before the store has it, or after, its answer
+ * lost) loses nothing and doubles nothing once another process tries it again. On the SQLite file
+ * and on PostgreSQL.
  */
 import { describe, expect, it } from 'vitest';
 import { createApp, openStore, type App } from '../../src/app.js';
@@ -75,6 +76,14 @@ async function syncRuns(app: App, slug: string): Promise<SyncRun[]> {
   return app.store.listSyncRuns({ syncId: found!.id, limit: 50, offset: 0, order: 'asc' });
 }
 
+async function eventually(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 async function settle(): Promise<void> {
   for (let i = 0; i < 20; i++) {
     await flush();
@@ -106,6 +115,32 @@ for (const { name, env: storeEnv } of STORES) {
         expect(runs.map((r) => r.trigger)).toEqual([{ type: 'schedule', detail: 'sync:accounts@2026-03-01T11:00:00.000Z' }]);
       } finally {
         await restarted.app.close();
+      }
+    });
+
+    it.each(WHEN)('a process killed as it queues the run scheduled after a finished run (%s the store has it): another process queues it once', async (when) => {
+      const dir = tempDir();
+      createHierarchyFixture(dir);
+      const env = await storeEnv();
+      const def = definition({ workspaces: { type: 'after', sync: 'accounts', sequence: null, on: 'success' } });
+
+      const first = await start(dir, env, def, { crashAt: { sync: 'workspaces', when } });
+      await first.app.worker.start();
+      const { run } = await first.app.worker.triggerSync('accounts');
+      expect((await first.app.worker.waitForSyncRun(run.id)).status).toBe('success');
+      await eventually(() => first.crash!.crashed, 'the crash');
+      await kill(first);
+
+      // The dead process's hold on the run's end runs out (1 s), and another process acts on it.
+      const other = await start(dir, env, def);
+      try {
+        await other.app.worker.start();
+        await eventually(async () => (await syncRuns(other.app, 'workspaces')).length > 0, 'the workspaces run');
+        await new Promise((r) => setTimeout(r, 1_500)); // past another hold: nothing is queued twice
+        const runs = await syncRuns(other.app, 'workspaces');
+        expect(runs.map((r) => r.trigger)).toEqual([{ type: 'upstream', detail: `sync "accounts" run ${run.id} ended success` }]);
+      } finally {
+        await other.app.close();
       }
     });
   });
