@@ -10,7 +10,7 @@ import type { Worker } from '../engine/worker.js';
 import type { WebhookRetention } from '../core/webhooks.js';
 
 /** The part of the worker the API drives. */
-export type RunControl = Pick<Worker, 'triggerSync' | 'triggerSequence' | 'cancelSyncRun' | 'cancelSequenceRun' | 'resumeSequenceRun' | 'workerId' | 'runningIds'>;
+export type RunControl = Pick<Worker, 'triggerSync' | 'triggerSequence' | 'queueFiredRun' | 'cancelSyncRun' | 'cancelSequenceRun' | 'resumeSequenceRun' | 'workerId' | 'runningIds'>;
 
 /** The part of the event emitter the API listens to. */
 export type RunEvents = Pick<EngineEventEmitter, 'on'>;

@@ -93,6 +93,10 @@ export function registerWebhookRoutes(app: OpenAPIHono, deps: ApiDeps): void {
         400: { description: 'Signed, but not a usable body', content: { 'application/json': { schema: answer } } },
         401: { description: 'Missing or wrong signature, or no secret configured', content: { 'application/json': { schema: answer } } },
         413: { description: `Body over ${WEBHOOK_BODY_LIMIT_BYTES} bytes`, content: { 'application/json': { schema: answer } } },
+        503: {
+          description: 'Accepted, but its runs could not be queued (the store failing): it does not count as received, and the sender delivers it again',
+          content: { 'application/json': { schema: answer } },
+        },
       },
     });
   }

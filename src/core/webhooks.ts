@@ -80,7 +80,8 @@ export interface WebhookRetention {
   refusedKept: number;
   /**
    * Days other deliveries are kept (default: 90, env LOCKSTEP_WEBHOOK_RETENTION_DAYS; 0 keeps them
-   * forever). An event accepted longer ago than this is no longer known, so a replay of it would start runs again.
+   * forever). An event accepted longer ago than this is no longer in the log, but a replay of it
+   * still starts nothing again: each run it started is kept as a firing key.
    */
   retentionDays: number;
 }

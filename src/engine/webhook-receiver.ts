@@ -11,7 +11,7 @@
  * Anything else verified is recorded as ignored, with why.
  */
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
-import { toError } from '../core/errors.js';
+import { NotFoundError, toError } from '../core/errors.js';
 import type { Clock, Logger, Store } from '../core/ports.js';
 import type { Trigger } from '../core/runs.js';
 import type { TriggeredRun, WebhookEvent, WebhookOutcome, WebhookRetention, WebhookSource } from '../core/webhooks.js';
@@ -39,10 +39,9 @@ function secretOr(setting: WebhookSecret, what: string, key: string): string | D
   return setting.secret;
 }
 
-/** The part of the worker the receiver needs: queueing runs. */
+/** The part of the worker the receiver needs: queueing runs once per key (Worker.queueFiredRun). */
 export interface RunStarter {
-  triggerSync(ref: string, options: object, trigger: Trigger): Promise<{ run: { id: number } }>;
-  triggerSequence(ref: string, trigger: Trigger): Promise<{ run: { id: string } }>;
+  queueFiredRun(key: string, target: { kind: 'sync' | 'sequence'; slug: string }, trigger: Trigger): Promise<{ runId: string } | null>;
 }
 
 export interface WebhookReceiverOptions {
@@ -205,44 +204,64 @@ export class WebhookReceiver {
         };
       }
     }
-    const { event, duplicate } = await store.webhooks.record(
-      {
-        source,
-        receivedAt: clock.now(),
-        eventId: decision.eventId,
-        eventType: decision.eventType,
-        outcome: decision.outcome,
-        reason: decision.reason,
-        httpStatus: decision.status,
-        triggered: [],
-        payloadExcerpt: incoming.rawBody.subarray(0, 2000).toString('utf8'),
-      },
+    const delivery = {
+      source,
+      receivedAt: clock.now(),
+      eventId: decision.eventId,
+      eventType: decision.eventType,
+      payloadExcerpt: incoming.rawBody.subarray(0, 2000).toString('utf8'),
+    };
+    const queued = decision.outcome === 'accepted' ? await this.queue(source, incoming, decision, targets) : null;
+    if (queued && 'failed' in queued) {
+      // Nothing of the delivery counts as accepted, and each target's key is written only with its
+      // run, so the redelivery starts what this one could not, once. Answered 503: dbt Cloud and
+      // Fivetran deliver again after a 5xx or no answer at all (a 4xx is final), and a 200 here
+      // would lose the runs for good.
+      const reason = `${decision.reason}, but its runs could not be queued (${queued.failed}): answered 503 so that the sender delivers it again`;
+      logger.error('webhook delivery could not queue its runs; the sender will deliver it again', { source, eventId: decision.eventId, error: queued.failed });
+      const { event } = await store.webhooks.record({ ...delivery, outcome: 'rejected', reason, httpStatus: 503, triggered: queued.started }, this.options.retention);
+      return answer(event, queued.started);
+    }
+    const started = queued?.started ?? [];
+    skipped.push(...(queued?.skipped ?? []));
+    const reason = queued ? [`${decision.reason}: started ${started.map((r) => `${r.kind} "${r.slug}"`).join(', ') || 'nothing'}`, ...skipped].join('; ') : decision.reason;
+    const { event } = await store.webhooks.record(
+      { ...delivery, outcome: decision.outcome, reason, httpStatus: decision.status, triggered: started },
       this.options.retention,
     );
     logger.info('webhook received', { source, deliveryId: event.id, outcome: event.outcome, reason: event.reason });
-    if (event.outcome !== 'accepted' || duplicate) return answer(event, []);
+    return answer(event, started);
+  }
 
-    const trigger: Trigger = { type: 'webhook', detail: `${source} delivery ${event.id}${decision.eventId ? ` (${decision.eventId})` : ''}` };
+  /**
+   * Queues a run of each target once per event (its key names the event and the target, recorded in
+   * the run's transaction), before the delivery is recorded: a delivery cut off in between, or
+   * delivered again, never starts a target twice and never loses one. `failed` when a run could not
+   * be queued (the store failing for a moment): the sender is to deliver it again.
+   */
+  private async queue(
+    source: WebhookSource,
+    incoming: IncomingWebhook,
+    decision: Decision,
+    targets: Array<{ kind: 'sync' | 'sequence'; slug: string }>,
+  ): Promise<{ started: TriggeredRun[]; skipped: string[] } | { started: TriggeredRun[]; failed: string }> {
+    const eventKey = decision.eventId ?? createHash('sha256').update(incoming.rawBody).digest('hex').slice(0, 32);
+    const trigger: Trigger = { type: 'webhook', detail: `${source} event ${decision.eventId ?? eventKey}` };
     const started: TriggeredRun[] = [];
+    const skipped: string[] = [];
     for (const target of targets) {
       try {
-        if (target.kind === 'sync') {
-          const { run } = await this.options.runs.triggerSync(target.slug, {}, trigger);
-          started.push({ kind: 'sync', slug: target.slug, runId: String(run.id) });
-        } else {
-          const { run } = await this.options.runs.triggerSequence(target.slug, trigger);
-          started.push({ kind: 'sequence', slug: target.slug, runId: run.id });
-        }
+        const queued = await this.options.runs.queueFiredRun(`webhook:${source}:${eventKey}>${target.kind}:${target.slug}`, target, trigger);
+        if (queued) started.push({ ...target, runId: queued.runId });
+        else skipped.push(`${target.kind} "${target.slug}" was started by an earlier delivery of this event`);
       } catch (thrown) {
-        skipped.push(`${target.kind} "${target.slug}" could not start: ${toError(thrown).message}`);
+        // Only a target gone since it matched is passed over; anything else (the store failing) may
+        // pass, and the delivery is to come again.
+        if (!(thrown instanceof NotFoundError)) return { started, failed: toError(thrown).message };
+        skipped.push(`${target.kind} "${target.slug}" could not start: ${thrown.message}`);
       }
     }
-    const reason = [
-      `${decision.reason}: started ${started.map((r) => `${r.kind} "${r.slug}"`).join(', ') || 'nothing'}`,
-      ...skipped,
-    ].join('; ');
-    await store.webhooks.setTriggered(event.id, started, reason);
-    return answer({ ...event, reason, triggered: started }, started);
+    return { started, skipped };
   }
 }
 

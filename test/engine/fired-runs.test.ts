@@ -1,8 +1,8 @@
 /**
- * A firing — a schedule's due time, an upstream run's end — and the run it queues are written
- * together: a process killed as it queues the run (before the store has it, or after, its answer
- * lost) loses nothing and doubles nothing once another process tries it again. On the SQLite file
- * and on PostgreSQL.
+ * A firing — a schedule's due time, an upstream run's end, a webhook delivery — and the run it
+ * queues are written together: a process killed as it queues the run (before the store has it, or
+ * after, its answer lost) loses nothing and doubles nothing once another process tries it again.
+ * On the SQLite file and on PostgreSQL.
  */
 import { describe, expect, it } from 'vitest';
 import { createApp, openStore, type App } from '../../src/app.js';
@@ -11,6 +11,7 @@ import { silentLogger } from '../../src/core/logger.js';
 import type { Clock } from '../../src/core/ports.js';
 import type { SyncRun } from '../../src/core/runs.js';
 import type { Schedule, WorkspaceDefinition } from '../../src/core/workspace.js';
+import { hmacHex, WebhookReceiver } from '../../src/engine/webhook-receiver.js';
 import { model, source, sync, workspace } from '../helpers/definitions.js';
 import { FakeClock, flush } from '../helpers/fake-clock.js';
 import { queuesSyncRun, withStoreCrash, type StoreCrash } from '../helpers/fault-store.js';
@@ -23,6 +24,7 @@ const STORES = [
 ];
 
 const WHEN = ['before', 'after'] as const;
+const FIVETRAN_SECRET = 'fivetran-secret';
 
 function definition(schedules: { accounts?: Schedule; workspaces?: Schedule }): WorkspaceDefinition {
   return workspace({
@@ -91,6 +93,10 @@ async function settle(): Promise<void> {
   }
 }
 
+function fivetranSyncEnd(): Buffer {
+  return Buffer.from(JSON.stringify({ event: 'sync_end', connector_id: 'app_db', sync_id: 'sync-7', data: { status: 'SUCCESSFUL' } }));
+}
+
 for (const { name, env: storeEnv } of STORES) {
   describe(`a firing and its run, on the ${name}`, () => {
     it.each(WHEN)("a scheduler killed as it queues a due time's run (%s the store has it) leaves it to a restart, which queues it once", async (when) => {
@@ -141,6 +147,42 @@ for (const { name, env: storeEnv } of STORES) {
         expect(runs.map((r) => r.trigger)).toEqual([{ type: 'upstream', detail: `sync "accounts" run ${run.id} ended success` }]);
       } finally {
         await other.app.close();
+      }
+    });
+
+    it.each(WHEN)("a server killed as it queues a webhook delivery's run (%s the store has it): the sender's redelivery queues it once", async (when) => {
+      const dir = tempDir();
+      createHierarchyFixture(dir);
+      const env = await storeEnv();
+      const def = definition({ accounts: { type: 'fivetran', connectorId: 'app_db' } });
+      const deliver = (app: App) => {
+        const receiver = new WebhookReceiver({
+          store: app.store,
+          runs: app.worker,
+          clock: app.clock,
+          logger: silentLogger,
+          secrets: async () => ({ dbtCloud: null, fivetran: { secret: FIVETRAN_SECRET } }),
+        });
+        const body = fivetranSyncEnd();
+        return receiver.receiveFivetran({ rawBody: body, headers: { 'x-fivetran-signature-256': hmacHex(FIVETRAN_SECRET, body) } });
+      };
+
+      const first = await start(dir, env, def, { crashAt: { sync: 'accounts', when } });
+      await deliver(first.app).catch(() => undefined); // the sender gets no answer, and delivers again
+      expect(first.crash!.crashed).toBe(true);
+      await kill(first);
+
+      const restarted = await start(dir, env, def);
+      try {
+        const answer = await deliver(restarted.app);
+        expect(answer.status).toBe(200);
+        const runs = await syncRuns(restarted.app, 'accounts');
+        expect(runs.map((r) => r.trigger)).toEqual([{ type: 'webhook', detail: 'fivetran event app_db:sync_end:sync-7' }]);
+        // A later redelivery is a duplicate: nothing more is queued.
+        expect((await deliver(restarted.app)).body.outcome).toBe('duplicate');
+        expect(await syncRuns(restarted.app, 'accounts')).toHaveLength(1);
+      } finally {
+        await restarted.app.close();
       }
     });
   });

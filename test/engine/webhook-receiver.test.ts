@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { ErrorCode, LockstepError } from '../../src/core/errors.js';
 import { WebhookReceiver, hmacHex, type WebhookSecrets } from '../../src/engine/webhook-receiver.js';
 import { member, model, sequence, source, sync, workspace } from '../helpers/definitions.js';
 import { createHierarchyFixture, startHarness, tempDir } from '../helpers/harness.js';
@@ -179,5 +180,33 @@ describe('webhook triggers', () => {
     const run = await h.app.worker.waitForSyncRun(Number(ok.body.runs[0]!.runId));
     expect(run.status).toBe('success');
     expect((await fivetran(fivetranSyncEnd('SUCCESSFUL'))).body.outcome).toBe('duplicate');
+  });
+
+  it('a delivery whose run the store could not queue is answered 503 and counts as not received: the redelivery starts it, once', async () => {
+    const { h, dbt } = await setup();
+    await using _ = h;
+    const { store } = h.app;
+    const enqueue = store.enqueueFiredRun.bind(store);
+    const enqueueSequence = store.enqueueSequenceRun.bind(store);
+    let failures = 1;
+    const failOnce = () => {
+      if (failures-- > 0) throw new LockstepError(ErrorCode.Store, 'store PostgreSQL at db:5432/lockstep cannot be reached: connect ECONNREFUSED', { retryable: true });
+    };
+    store.enqueueFiredRun = async (key, run, now) => (failOnce(), enqueue(key, run, now));
+    store.enqueueSequenceRun = async (sequence, trigger, now) => (failOnce(), enqueueSequence(sequence, trigger, now));
+
+    const first = await dbt(dbtCompleted());
+    // dbt Cloud and Fivetran deliver again after a 5xx; a 200 would have lost the run.
+    expect(first.status).toBe(503);
+    expect(first.body.message).toContain('its runs could not be queued (store PostgreSQL at db:5432/lockstep cannot be reached');
+    expect(first.body.runs).toEqual([]);
+    expect(await store.listSequenceRuns({ limit: 10, offset: 0, order: 'asc' })).toEqual([]);
+
+    const again = await dbt(dbtCompleted());
+    expect(again.status).toBe(200);
+    expect(again.body.outcome).toBe('accepted');
+    expect(again.body.runs).toEqual([{ kind: 'sequence', slug: 'after-dbt', runId: expect.any(String) }]);
+    expect((await dbt(dbtCompleted())).body.outcome).toBe('duplicate');
+    expect(await store.listSequenceRuns({ limit: 10, offset: 0, order: 'asc' })).toHaveLength(1);
   });
 });
