@@ -153,7 +153,7 @@ export async function main(args) {
     const delays = [];
     const worker = app.worker;
     scheduler = new Scheduler({
-      store: app.store,
+      store: app.store.schedules,
       clock: systemClock,
       logger: silentLogger,
       listSchedules: async () => scheduleEntries(await app.store.loadWorkspace()),
