@@ -225,10 +225,13 @@ describe('kill -9 during a sync planned in the warehouse of a DuckDB source', ()
         await sleep(500);
         return true;
       });
-      const [meta] = await duckRows<{ part: number; through: string }>('select part, through from lockstep_planner.lockstep_syncs');
-      expect(meta?.part).toBe(0);
-      const through = Number((JSON.parse(meta!.through) as number[])[0]);
-      expect(through).toBeGreaterThan(shown);
+      // Most often the watermark is past what the record showed; on a loaded machine the kill may
+      // come before the first commit reached the file (part -1: nothing delivered by the watermark,
+      // every row sent again). Either way the run must count each row once (takeOver).
+      const [meta] = await duckRows<{ part: number; through: string | null }>('select part, through from lockstep_planner.lockstep_syncs');
+      expect([-1, 0]).toContain(meta?.part);
+      const through = meta?.part === 0 ? Number((JSON.parse(meta.through as string) as number[])[0]) : 0;
+      if (through > 0) expect(through).toBeGreaterThan(shown);
       expect(through).toBeLessThan(ROWS);
       expect(await sql(url, `select count(*)::int as n from target_rows where id <= ${through}`)).toEqual([{ n: through }]);
 
