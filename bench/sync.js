@@ -94,12 +94,12 @@ async function query(url, text) {
   }
 }
 
-const COLUMNS_PG = `id bigint primary key, account_id integer not null, name text not null, email text,
+export const COLUMNS_PG = `id bigint primary key, account_id integer not null, name text not null, email text,
   score integer not null, created_at timestamptz not null, updated_at timestamp not null`;
 const COLUMNS_SQLITE = `id integer primary key, account_id integer not null, name text not null, email text,
   score integer not null, created_at text not null, updated_at text not null`;
 /** Row `g` of the model, as SQL over a series (PostgreSQL and DuckDB understand both). */
-const rowSql = (g) => `${g}, ${g} % 5000, 'customer ' || ${g}, case when ${g} % 10 = 0 then null else 'user' || ${g} || '@example.com' end,
+export const rowSql = (g) => `${g}, ${g} % 5000, 'customer ' || ${g}, case when ${g} % 10 = 0 then null else 'user' || ${g} || '@example.com' end,
   (${g}::bigint * 7919) % 100000, timestamptz '2024-01-01 00:00:00+00' + ${g} * interval '1 second', timestamp '2024-06-01' + ${g} * interval '17 second'`;
 
 const COLUMNS_MYSQL = `id bigint primary key, account_id int not null, name varchar(255) not null, email varchar(255),
@@ -138,7 +138,7 @@ async function mysqlQuery(url, text) {
 const sameForm = (value) => (typeof value === 'string' && /^\d{4}-\d\d-\d\dT[\d:.]+Z$/.test(value) ? new Date(value).toISOString() : value);
 
 /** The changes between the initial and the incremental run: 1% changed, 0.5% added, 0.5% removed. */
-function changesSql(rows, table) {
+export function changesSql(rows, table) {
   return [
     // updated_at moves past every earlier value, as a change cursor expects.
     `update ${table} set name = name || ' (renamed)', score = score + 1, updated_at = timestamp '2100-01-01' + id * interval '1 millisecond' where id % 100 = 7`,
