@@ -6,7 +6,7 @@
 import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { generateToken, hashToken } from '../../src/core/tokens.js';
-import { member, model, sequence, source, sync, workspace } from '../helpers/definitions.js';
+import { hierarchyWorkspace, member, sequence, sync } from '../helpers/definitions.js';
 import { createHierarchyFixture, startHarness, tempDir } from '../helpers/harness.js';
 
 const DBT_SECRET = 'whsec-dbt-0123456789';
@@ -19,13 +19,7 @@ async function serve(env: Record<string, string> = {}) {
     dir,
     env: { DBT_SECRET, FIVETRAN_SECRET, ...env },
     definition: {
-      ...workspace({
-        sources: [source('warehouse', { path: 'warehouse.db' })],
-        destinations: [source('crm', { path: 'crm.db' })],
-        models: [
-          model('accounts', 'warehouse', 'select id, name from accounts'),
-          model('workspaces', 'warehouse', 'select id, account_id, name from workspaces'),
-        ],
+      ...hierarchyWorkspace(['accounts', 'workspaces'], {
         syncs: [
           sync('accounts', { model: 'accounts', destination: 'crm', object: 'accounts', schedule: { type: 'fivetran', connectorId: 'warehouse_pg' } }),
           sync('workspaces', { model: 'workspaces', destination: 'crm', object: 'workspaces' }),

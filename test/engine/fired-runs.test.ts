@@ -12,7 +12,7 @@ import type { Clock } from '../../src/core/ports.js';
 import type { SyncRun } from '../../src/core/runs.js';
 import type { Schedule, WorkspaceDefinition } from '../../src/core/workspace.js';
 import { hmacHex, WebhookReceiver } from '../../src/engine/webhook-receiver.js';
-import { model, source, sync, workspace } from '../helpers/definitions.js';
+import { hierarchyWorkspace, sync } from '../helpers/definitions.js';
 import { FakeClock, flush } from '../helpers/fake-clock.js';
 import { queuesSyncRun, withStoreCrash, type StoreCrash } from '../helpers/fault-store.js';
 import { createHierarchyFixture, tempDir } from '../helpers/harness.js';
@@ -27,13 +27,7 @@ const WHEN = ['before', 'after'] as const;
 const FIVETRAN_SECRET = 'fivetran-secret';
 
 function definition(schedules: { accounts?: Schedule; workspaces?: Schedule }): WorkspaceDefinition {
-  return workspace({
-    sources: [source('warehouse', { path: 'warehouse.db' })],
-    destinations: [source('crm', { path: 'crm.db' })],
-    models: [
-      model('accounts', 'warehouse', 'select id, name from accounts'),
-      model('workspaces', 'warehouse', 'select id, account_id, name from workspaces'),
-    ],
+  return hierarchyWorkspace(['accounts', 'workspaces'], {
     syncs: [
       sync('accounts', { model: 'accounts', destination: 'crm', object: 'accounts', ...(schedules.accounts ? { schedule: schedules.accounts } : {}) }),
       sync('workspaces', { model: 'workspaces', destination: 'crm', object: 'workspaces', ...(schedules.workspaces ? { schedule: schedules.workspaces } : {}) }),

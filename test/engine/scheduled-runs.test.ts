@@ -4,20 +4,14 @@
  * and a disabled sequence does not run on its schedule.
  */
 import { describe, expect, it } from 'vitest';
-import { member, model, sequence, source, sync, workspace } from '../helpers/definitions.js';
+import { hierarchyWorkspace, member, sequence, sync } from '../helpers/definitions.js';
 import { FakeClock, flush } from '../helpers/fake-clock.js';
 import { createHierarchyFixture, startHarness, tempDir } from '../helpers/harness.js';
 
 const cron = (expression: string, timezone = 'UTC') => ({ type: 'cron' as const, expression, timezone, catchupWindowSeconds: 3600 });
 
 function definition() {
-  return workspace({
-    sources: [source('warehouse', { path: 'warehouse.db' })],
-    destinations: [source('crm', { path: 'crm.db' })],
-    models: [
-      model('accounts', 'warehouse', 'select id, name from accounts'),
-      model('workspaces', 'warehouse', 'select id, account_id, name from workspaces'),
-    ],
+  return hierarchyWorkspace(['accounts', 'workspaces'], {
     syncs: [
       sync('accounts', { model: 'accounts', destination: 'crm', object: 'accounts' }),
       sync('workspaces', {

@@ -11,7 +11,7 @@ import type { SequenceRun, SyncRun } from '../../src/core/runs.js';
 import type { MemberDef, SequenceDef } from '../../src/core/workspace.js';
 import { decideSequenceAdvance } from '../../src/core/sequence-rules.js';
 import type { App } from '../../src/app.js';
-import { member, model, sequence, source, sync, workspace } from '../helpers/definitions.js';
+import { hierarchyWorkspace, member, sequence, sync } from '../helpers/definitions.js';
 import { FakeClock, flush } from '../helpers/fake-clock.js';
 import { Gate, withWriteHook, type BeforeWrite } from '../helpers/fault-connectors.js';
 import { createHierarchyFixture, sqliteRows, startHarness, tempDir, type Harness } from '../helpers/harness.js';
@@ -21,14 +21,7 @@ import { join } from 'node:path';
 const SECOND = 1000;
 
 function definition(members: MemberDef[], over: Partial<SequenceDef> = {}) {
-  return workspace({
-    sources: [source('warehouse', { path: 'warehouse.db' })],
-    destinations: [source('crm', { path: 'crm.db' })],
-    models: [
-      model('accounts', 'warehouse', 'select id, name from accounts'),
-      model('workspaces', 'warehouse', 'select id, account_id, name from workspaces'),
-      model('contacts', 'warehouse', 'select id, workspace_id, email from contacts'),
-    ],
+  return hierarchyWorkspace(['accounts', 'workspaces', 'contacts'], {
     syncs: [
       sync('accounts', { model: 'accounts', destination: 'crm', object: 'accounts' }),
       sync('workspaces', { model: 'workspaces', destination: 'crm', object: 'workspaces' }),

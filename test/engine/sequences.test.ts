@@ -1,21 +1,14 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { MemberDef, SequenceDef } from '../../src/core/workspace.js';
-import { member, model, sequence, source, sync, workspace } from '../helpers/definitions.js';
+import { hierarchyWorkspace, member, sequence, sync } from '../helpers/definitions.js';
 import { Gate, withWriteHook, type BeforeWrite } from '../helpers/fault-connectors.js';
 import { createHierarchyFixture, sqlite, sqliteRows, startHarness, tempDir } from '../helpers/harness.js';
 
 const SYNCS = ['accounts', 'workspaces', 'contacts'] as const;
 
 function hierarchy(members: MemberDef[], over: Partial<SequenceDef> = {}, extraSequences: SequenceDef[] = []) {
-  return workspace({
-    sources: [source('warehouse', { path: 'warehouse.db' })],
-    destinations: [source('crm', { path: 'crm.db' })],
-    models: [
-      model('accounts', 'warehouse', 'select id, name from accounts'),
-      model('workspaces', 'warehouse', 'select id, account_id, name from workspaces'),
-      model('contacts', 'warehouse', 'select id, workspace_id, email from contacts'),
-    ],
+  return hierarchyWorkspace(['accounts', 'workspaces', 'contacts'], {
     syncs: [
       sync('accounts', { model: 'accounts', destination: 'crm', object: 'accounts', batchSize: 2 }),
       sync('workspaces', { model: 'workspaces', destination: 'crm', object: 'workspaces', batchSize: 2 }),

@@ -4,7 +4,7 @@ import type { App } from '../../src/app.js';
 import { ErrorCode, LockstepError } from '../../src/core/errors.js';
 import type { SequenceRun, SyncRun } from '../../src/core/runs.js';
 import type { Schedule, SequenceDef, SyncDef } from '../../src/core/workspace.js';
-import { member, model, sequence, source, sync, workspace } from '../helpers/definitions.js';
+import { hierarchyWorkspace, member, sequence, sync } from '../helpers/definitions.js';
 import { createHierarchyFixture, sqlite, startHarness, tempDir } from '../helpers/harness.js';
 
 const after = (on: 'success' | 'any', target: { sync?: string; sequence?: string }): Schedule => ({
@@ -16,14 +16,7 @@ const after = (on: 'success' | 'any', target: { sync?: string; sequence?: string
 
 /** The hierarchy fixture with one sync per table and the given extra syncs' schedules and sequences. */
 function definition(schedules: Partial<Record<'accounts' | 'workspaces' | 'contacts', Partial<SyncDef>>>, sequences: SequenceDef[] = []) {
-  return workspace({
-    sources: [source('warehouse', { path: 'warehouse.db' })],
-    destinations: [source('crm', { path: 'crm.db' })],
-    models: [
-      model('accounts', 'warehouse', 'select id, name from accounts'),
-      model('workspaces', 'warehouse', 'select id, account_id, name from workspaces'),
-      model('contacts', 'warehouse', 'select id, workspace_id, email from contacts'),
-    ],
+  return hierarchyWorkspace(['accounts', 'workspaces', 'contacts'], {
     syncs: [
       sync('accounts', { model: 'accounts', destination: 'crm', object: 'accounts', ...schedules.accounts }),
       sync('workspaces', { model: 'workspaces', destination: 'crm', object: 'workspaces', ...schedules.workspaces }),

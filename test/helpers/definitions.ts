@@ -65,3 +65,22 @@ export const workspace = (over: Partial<WorkspaceDefinition>): WorkspaceDefiniti
   sequences: [],
   ...over,
 });
+
+/** The hierarchy fixture's tables (harness.ts, createHierarchyFixture) as models read them. */
+const HIERARCHY_QUERIES = {
+  accounts: 'select id, name from accounts',
+  workspaces: 'select id, account_id, name from workspaces',
+  contacts: 'select id, workspace_id, email from contacts',
+} as const;
+
+/**
+ * A workspace over the hierarchy fixture: `warehouse.db` read, `crm.db` written, and a model of each
+ * of `tables` named after it; `over` gives the syncs, sequences and anything else.
+ */
+export const hierarchyWorkspace = (tables: ReadonlyArray<keyof typeof HIERARCHY_QUERIES>, over: Partial<WorkspaceDefinition>): WorkspaceDefinition =>
+  workspace({
+    sources: [source('warehouse', { path: 'warehouse.db' })],
+    destinations: [source('crm', { path: 'crm.db' })],
+    models: tables.map((table) => model(table, 'warehouse', HIERARCHY_QUERIES[table])),
+    ...over,
+  });
