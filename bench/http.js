@@ -14,7 +14,8 @@
  *   `concurrency`; timed as the run records itself (claimed → finished: opening, querying, planning,
  *   delivering and committing every batch to the snapshot). Its peak RSS is the child's.
  *
- * Each pair runs `--repeat` times, alternating; the medians are compared (the machine is shared).
+ * Each pair runs `--repeat` times (default 5), alternating; the medians are compared (the machine is
+ * shared: within one invocation of three pairs, the same child's runs took up to 1.9 times one another).
  * Next to the wall times, the CPU time each child used in the same span, all its threads and its
  * main thread: on a machine shared with other work these move far less with the load than wall time.
  * With `--warm`, each child does its work twice in its process and only the second time is timed
@@ -29,7 +30,7 @@
  * `--rate-rows` rows at batchSize 1 (one PUT per row); the rate is measured at the receiver, from
  * the first request's arrival to the last's.
  *
- * Usage: node bench/run.js http [--rows 100000] [--batches 100,500] [--concurrency 4] [--repeat 3] [--warm]
+ * Usage: node bench/run.js http [--rows 100000] [--batches 100,500] [--concurrency 4] [--repeat 5] [--warm]
  *                                [--rate-rows 200] [--rps 20]
  * Prints one JSON line per measurement, then a last line with all of them.
  */
@@ -44,7 +45,7 @@ import { formatPhaseTimes } from '../dist/core/run-phases.js';
 import { answerAsChild } from './lib/child.js';
 
 const self = fileURLToPath(import.meta.url);
-const DEFAULTS = { rows: 100_000, batches: '100,500', concurrency: 4, repeat: 3, 'rate-rows': 200, rps: 20, warm: false };
+const DEFAULTS = { rows: 100_000, batches: '100,500', concurrency: 4, repeat: 5, 'rate-rows': 200, rps: 20, warm: false };
 const COLUMNS = 'id, account_id, email, name, score, created_at';
 const AUTHORIZATION = 'Bearer bench-token';
 
