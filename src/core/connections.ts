@@ -250,6 +250,7 @@ function addWithDecoded(out: Set<string>, text: string | undefined, min: number)
  */
 const SHOWN_PARAMETERS = new Set([
   'schema',
+  'answer_timeout',
   'sslmode',
   'ssl',
   'application_name',
@@ -324,6 +325,36 @@ export function storeUrlSchema(url: string): { url: string; schema: string | nul
     );
   }
   return { url: `${base}${kept.length > 0 ? `?${kept.join('&')}` : ''}${fragment}`, schema };
+}
+
+/**
+ * The parameter of a PostgreSQL store URL that sets how long, in seconds, a store statement may go
+ * unanswered before the server is asked whether it is still working on it (see PostgresDatabase).
+ */
+export const STORE_ANSWER_TIMEOUT_PARAMETER = 'answer_timeout';
+
+/**
+ * A PostgreSQL store URL's answer timeout in ms, set by its `answer_timeout` parameter in seconds
+ * (`postgres://user:password@host/db?answer_timeout=20`; null when it sets none), and the URL
+ * without that parameter for the driver, which knows no such setting.
+ */
+export function storeUrlAnswerTimeout(url: string): { url: string; answerTimeoutMs: number | null } {
+  const match = /^([^?#]*)\?([^#]*)(#.*)?$/.exec(url);
+  if (!match) return { url, answerTimeoutMs: null };
+  const [, base = '', query = '', fragment = ''] = match;
+  const pairs = query.split('&');
+  const named = pairs.find((pair) => decodedParameter(pair.split('=')[0] ?? '') === STORE_ANSWER_TIMEOUT_PARAMETER);
+  if (named === undefined) return { url, answerTimeoutMs: null };
+  const text = decodedParameter(named.slice(named.indexOf('=') + 1 || named.length)).trim();
+  const seconds = Number(text);
+  if (text === '' || !Number.isFinite(seconds) || seconds <= 0) {
+    throw new LockstepError(
+      ErrorCode.Validation,
+      `the store URL's ${STORE_ANSWER_TIMEOUT_PARAMETER} parameter is ${JSON.stringify(text)}, not a number of seconds above 0 — write e.g. ?${STORE_ANSWER_TIMEOUT_PARAMETER}=10, or leave the parameter out for 10 seconds`,
+    );
+  }
+  const kept = pairs.filter((pair) => pair !== named);
+  return { url: `${base}${kept.length > 0 ? `?${kept.join('&')}` : ''}${fragment}`, answerTimeoutMs: Math.max(1, Math.round(seconds * 1000)) };
 }
 
 /** A URL query name or value as text; one whose %-escapes are malformed stays as written. */

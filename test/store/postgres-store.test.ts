@@ -172,7 +172,7 @@ describe('PostgresStore on a shared database', () => {
   it('runs a transaction PostgreSQL aborted as a deadlock victim again, so both deadlocked writers commit', async () => {
     const url = await createTestDatabase('lockstep_deadlock');
     await sql(url, 'CREATE TABLE counters (id int PRIMARY KEY, n int NOT NULL); INSERT INTO counters VALUES (1, 0), (2, 0)');
-    const db = new PostgresDatabase({ url, schema: 'public', poolSize: 4, connectTimeoutMs: 5000, idleInTransactionMs: 30_000 });
+    const db = new PostgresDatabase({ url, schema: 'public', poolSize: 4, connectTimeoutMs: 5000, idleInTransactionMs: 30_000, answerTimeoutMs: 10_000 });
     try {
       let attempts = 0;
       let arrived = 0;

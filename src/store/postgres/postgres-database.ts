@@ -27,6 +27,14 @@ export interface PostgresDatabaseOptions {
    * locked past its leases, or nobody could take its runs over.
    */
   idleInTransactionMs: number;
+  /**
+   * Milliseconds a statement may go unanswered before the server is asked, on a connection of its
+   * own, whether the statement's session is still at work. A network that drops packets without
+   * resetting the connection (a partition) would otherwise keep the process waiting forever:
+   * heartbeats stop without a word and lost leases go unnoticed. Long work the server is doing
+   * (a migration, a large delete) is waited for as long as it takes.
+   */
+  answerTimeoutMs: number;
 }
 
 /** Attempts of a transaction PostgreSQL aborted for a serialization failure or deadlock. */
@@ -96,6 +104,9 @@ export class PostgresDatabase {
     return this.backends.has(pid);
   }
 
+  /** Connections given up on after a statement went unanswered: their sockets are destroyed, never reused. */
+  private readonly abandoned = new WeakSet<pg.ClientBase>();
+
   /** One statement in its own transaction, run again when PostgreSQL aborted it for a conflict. */
   async query<R extends object = Record<string, unknown>>(text: string, values: unknown[] = []): Promise<R[]> {
     return (await this.statement<R>(text, values)).rows;
@@ -107,7 +118,7 @@ export class PostgresDatabase {
   private async statement<R extends object>(text: string, values: unknown[] = []): Promise<{ rows: R[]; rowCount: number | null }> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.pool.query<R>(text, values);
+        return await this.watched(text, values);
       } catch (error) {
         if (isConflict(error) && attempt < CONFLICT_ATTEMPTS) {
           await backoff(attempt);
@@ -123,6 +134,116 @@ export class PostgresDatabase {
         throw this.error(error);
       }
     }
+  }
+
+  /** `pool.query`, with the statement's answer waited for as `answered` does. */
+  private async watched<R extends object>(text: string, values: unknown[]): Promise<pg.QueryResult<R>> {
+    const client = await this.pool.connect();
+    // The connection may fail while it is checked out (the server ends the session, or it is
+    // given up on below): the statement fails with it, and the event must not crash the process.
+    const ignore = () => {};
+    client.on('error', ignore);
+    try {
+      const result = await this.answered(client, client.query<R>(text, values));
+      client.off('error', ignore);
+      client.release();
+      return result;
+    } catch (error) {
+      client.off('error', ignore);
+      // A connection whose statement failed may be broken (lost, or given up on): it is closed.
+      client.release(toError(error));
+      throw error;
+    }
+  }
+
+  /**
+   * Waits for the answer `send` is to `client`'s statement. Each time the answer is answerTimeoutMs
+   * late, the server is asked on a connection of its own whether the statement's session is still
+   * at work: while it is, the wait goes on; when it is not (the answer was lost on the way) or the
+   * question goes unanswered too (a partition), the connection is given up on — its socket
+   * destroyed, so it is never reused and nothing more is sent on it — and the statement fails with
+   * an error naming the store.
+   */
+  async answered<T>(client: pg.ClientBase, send: Promise<T>): Promise<T> {
+    const started = performance.now();
+    let settled = false;
+    const answer = send.then(
+      (value) => {
+        settled = true;
+        return { value };
+      },
+      (error: unknown) => {
+        settled = true;
+        throw error;
+      },
+    );
+    // An answer after the connection was given up on has nobody to tell.
+    answer.catch(() => undefined);
+    for (;;) {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<null>((resolve) => {
+        timer = setTimeout(() => resolve(null), this.options.answerTimeoutMs);
+      });
+      try {
+        const first = await Promise.race([answer, late]);
+        if (first) return first.value;
+      } finally {
+        clearTimeout(timer);
+      }
+      const session = await this.sessionState(client);
+      if (settled || session === 'working') continue;
+      this.abandoned.add(client);
+      destroySocket(client);
+      throw this.unanswered(performance.now() - started, session);
+    }
+  }
+
+  /** Whether `client`'s connection was given up on (see `answered`): it is closed, not rolled back. */
+  gaveUp(client: pg.ClientBase): boolean {
+    return this.abandoned.has(client);
+  }
+
+  /**
+   * What the server says of `client`'s session, asked on a connection of its own within
+   * answerTimeoutMs: `working` on a statement, `idle` (its answer was sent, or the session is
+   * gone), or `unreachable`.
+   */
+  private async sessionState(client: pg.ClientBase): Promise<'working' | 'idle' | 'unreachable'> {
+    const pid = (client as pg.ClientBase & { processID?: number }).processID;
+    const probe = new pg.Client({
+      connectionString: this.options.url,
+      connectionTimeoutMillis: this.options.answerTimeoutMs,
+      query_timeout: this.options.answerTimeoutMs,
+      application_name: 'lockstep answer check',
+      types,
+    });
+    probe.on('error', () => undefined);
+    try {
+      await probe.connect();
+      const { rows } = await probe.query<{ state: string | null }>('SELECT state FROM pg_stat_activity WHERE pid = $1', [pid ?? 0]);
+      await probe.end();
+      return rows[0]?.state === 'active' ? 'working' : 'idle';
+    } catch {
+      // The server did not answer this either: nothing polite is sent on the way out.
+      destroySocket(probe);
+      return 'unreachable';
+    }
+  }
+
+  /** The failure of a statement unanswered for `waitedMs`. */
+  private unanswered(waitedMs: number, session: 'idle' | 'unreachable'): LockstepError {
+    const seconds = Number((waitedMs / 1000).toFixed(1));
+    const what =
+      session === 'unreachable'
+        ? 'and did not answer on a new connection either'
+        : 'although the server says it is not working on it (its answer was lost on the way)';
+    return new LockstepError(
+      ErrorCode.Store,
+      `store ${this.where} did not answer a statement within ${seconds} s, ${what} — check the network between this process and the server ` +
+        `(a firewall, proxy or NAT may keep a connection open and pass nothing on) and that the server is up; the connection was closed, ` +
+        `and the wait is set by the store URL's answer_timeout parameter (seconds)`,
+      { retryable: true },
+    );
   }
 
   /** A connection of the pool; null after waiting out a server that is unavailable for now (try again). */
@@ -154,19 +275,17 @@ export class PostgresDatabase {
       // event must not crash the process meanwhile.
       const ignore = () => {};
       client.on('error', ignore);
+      const q: Queryable = { query: (text, values) => this.answered(client, client.query(text, values)) };
       try {
-        await client.query(begin);
-        const result = await fn(client as Queryable);
+        await q.query(begin);
+        const result = await fn(q);
         committing = true;
-        await client.query('COMMIT');
+        await q.query('COMMIT');
         client.off('error', ignore);
         client.release();
         return result;
       } catch (error) {
-        const broken = await client.query('ROLLBACK').then(
-          () => false,
-          () => true,
-        );
+        const broken = await this.rollBack(client);
         client.off('error', ignore);
         // A connection that cannot even roll back is closed rather than given to the next caller.
         client.release(broken ? toError(error) : undefined);
@@ -195,7 +314,7 @@ export class PostgresDatabase {
     for (let attempt = 1; ; attempt++) {
       const client = await this.connectOrWait(attempt);
       if (!client) continue;
-      const outcome = await runBatched(client, false, fn);
+      const outcome = await runBatched(this, client, false, fn);
       if (outcome.ok) return outcome.value;
       const { error, committing } = outcome;
       if (isConflict(error) && attempt < CONFLICT_ATTEMPTS) {
@@ -227,13 +346,10 @@ export class PostgresDatabase {
     client.on('error', ignore);
     let results: Array<{ rows: Record<string, unknown>[] }>;
     try {
-      const result = (await client.query(sql)) as unknown as pg.QueryResult | pg.QueryResult[];
+      const result = (await this.answered(client, client.query(sql))) as unknown as pg.QueryResult | pg.QueryResult[];
       results = Array.isArray(result) ? result : [result];
     } catch (error) {
-      const broken = await client.query('ROLLBACK').then(
-        () => false,
-        () => true,
-      );
+      const broken = await this.rollBack(client);
       client.off('error', ignore);
       client.release(broken ? toError(error) : undefined);
       return null;
@@ -245,20 +361,29 @@ export class PostgresDatabase {
       proceed: async (fn) => {
         if (taken) throw new Error('an open transaction goes on once');
         taken = true;
-        const outcome = await runBatched(client, true, fn);
+        const outcome = await runBatched(this, client, true, fn);
         if (outcome.ok) return outcome.value;
         throw this.error(outcome.error);
       },
       abandon: async () => {
         if (taken) return;
         taken = true;
-        const broken = await client.query('ROLLBACK').then(
-          () => false,
-          () => true,
-        );
+        const broken = await this.rollBack(client);
         client.release(broken ? new Error('the connection failed while rolling back') : undefined);
       },
     };
+  }
+
+  /**
+   * Rolls back `client`'s transaction; true when the connection is broken (it failed, or was given
+   * up on, so nothing is sent on it) and must be closed rather than reused.
+   */
+  async rollBack(client: pg.ClientBase): Promise<boolean> {
+    if (this.gaveUp(client)) return true;
+    return this.answered(client, client.query('ROLLBACK')).then(
+      () => false,
+      () => true,
+    );
   }
 
   /**
@@ -367,6 +492,12 @@ function connectionHint(code: string, message: string): string {
   if (code === '3D000') return 'check the database name in the store URL, or create the database';
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return 'check the host name in the store URL';
   return 'check that the server is running and reachable at that host and port, and that the store URL is right';
+}
+
+/** Closes the client's socket at once, without the protocol's goodbye (the server may not answer). */
+function destroySocket(client: pg.ClientBase): void {
+  const connection = (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection;
+  connection?.stream?.destroy();
 }
 
 /** A few milliseconds, growing, with jitter, so two transactions that collided do not collide again. */
@@ -486,6 +617,7 @@ export interface OpenTransaction {
  * back with whether the COMMIT had gone out.
  */
 async function runBatched<R>(
+  db: Pick<PostgresDatabase, 'answered' | 'rollBack'>,
   client: pg.PoolClient,
   begunAlready: boolean,
   fn: (tx: BatchedTransaction) => Promise<R>,
@@ -496,7 +628,7 @@ async function runBatched<R>(
   let committing = false;
   let committed = false;
   const multi = async (sql: string): Promise<Array<{ rows: Record<string, unknown>[] }>> => {
-    const result = (await client.query(sql)) as unknown as pg.QueryResult | pg.QueryResult[];
+    const result = (await db.answered(client, client.query(sql))) as unknown as pg.QueryResult | pg.QueryResult[];
     return Array.isArray(result) ? result : [result];
   };
   const tx: BatchedTransaction = {
@@ -504,9 +636,9 @@ async function runBatched<R>(
       if (committed) throw new Error('statement after the transaction was committed');
       if (!begun) {
         begun = true;
-        await client.query('BEGIN');
+        await db.answered(client, client.query('BEGIN'));
       }
-      return client.query(text, values);
+      return db.answered(client, client.query(text, values));
     },
     batch: async (sql) => {
       if (committed) throw new Error('statement after the transaction was committed');
@@ -533,17 +665,12 @@ async function runBatched<R>(
   try {
     const value = await fn(tx);
     committing = true;
-    if (begun && !committed) await client.query('COMMIT');
+    if (begun && !committed) await db.answered(client, client.query('COMMIT'));
     client.off('error', ignore);
     client.release();
     return { ok: true, value };
   } catch (error) {
-    const broken = committed || !begun
-      ? false
-      : await client.query('ROLLBACK').then(
-          () => false,
-          () => true,
-        );
+    const broken = committed || !begun ? false : await db.rollBack(client);
     client.off('error', ignore);
     client.release(broken ? toError(error) : undefined);
     return { ok: false, error, committing };

@@ -27,7 +27,7 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { systemClock } from '../../core/clock.js';
 import { ErrorCode, LockstepError, NotFoundError } from '../../core/errors.js';
-import { storeUrlSchema } from '../../core/connections.js';
+import { storeUrlAnswerTimeout, storeUrlSchema } from '../../core/connections.js';
 import type {
   Clock,
   FinishedRunEntry,
@@ -158,6 +158,14 @@ export interface PostgresStoreOptions {
    * (default: 30000, the default lease): locks held by a frozen process are freed by then.
    */
   idleInTransactionMs?: number;
+  /**
+   * Milliseconds a store statement may go unanswered before the server is asked, on a connection
+   * of its own, whether it is still working on it; the statement fails when it is not, or when
+   * that question is not answered in this time either (default: the URL's `answer_timeout`
+   * parameter in seconds, else 10000: a heartbeat that cannot reach the store fails within a
+   * third of the default lease).
+   */
+  answerTimeoutMs?: number;
   /**
    * Seals the secrets it writes and opens those it reads (default: no key: secrets are written as
    * they are, and a sealed one cannot be read).
@@ -349,13 +357,15 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
   /** The pool for `options`: the schema given, else the one the URL names, else `lockstep`. */
   private static connection(options: PostgresStoreOptions): { db: PostgresDatabase; schema: string } {
     const named = storeUrlSchema(options.url);
+    const timed = storeUrlAnswerTimeout(named.url);
     const schema = options.schema ?? named.schema ?? 'lockstep';
     const db = new PostgresDatabase({
-      url: named.url,
+      url: timed.url,
       schema,
       poolSize: options.poolSize ?? 10,
       connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
       idleInTransactionMs: options.idleInTransactionMs ?? 30_000,
+      answerTimeoutMs: options.answerTimeoutMs ?? timed.answerTimeoutMs ?? 10_000,
     });
     return { db, schema };
   }

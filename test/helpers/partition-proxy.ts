@@ -1,0 +1,94 @@
+import { connect, createServer, type Server, type Socket } from 'node:net';
+
+/**
+ * A TCP proxy on loopback in front of a server, that can stop passing anything on without closing
+ * a connection: a network partition that drops packets and sends no reset. A connection that lost
+ * data, or was opened meanwhile, stays silent for good (its flow is gone, as behind a NAT that
+ * forgot it); connections opened after `heal()` pass again.
+ */
+export class PartitionProxy implements AsyncDisposable {
+  private forwarding = true;
+  /** Connections from the client side, with whether their flow is gone. */
+  private readonly connections = new Map<Socket, { silent: boolean; upstream: Socket | null }>();
+
+  private constructor(
+    private readonly server: Server,
+    readonly port: number,
+  ) {}
+
+  /** Starts a proxy to `host:port` on a free port of 127.0.0.1. */
+  static async start(host: string, port: number): Promise<PartitionProxy> {
+    const server = createServer();
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => resolve());
+    });
+    const address = server.address();
+    const proxy = new PartitionProxy(server, typeof address === 'object' && address ? address.port : 0);
+    server.on('connection', (downstream) => proxy.accept(downstream, host, port));
+    return proxy;
+  }
+
+  /** `url` with its host and port replaced by the proxy's. */
+  url(url: string): string {
+    const proxied = new URL(url);
+    proxied.hostname = '127.0.0.1';
+    proxied.port = String(this.port);
+    return proxied.toString();
+  }
+
+  /** From now on nothing passes, either way, and nothing is closed. */
+  partition(): void {
+    this.forwarding = false;
+  }
+
+  /** Connections opened from now on pass again; those that went silent stay so. */
+  heal(): void {
+    this.forwarding = true;
+  }
+
+  /** Connections that went silent and that the client has not closed yet. */
+  silentOpen(): number {
+    let open = 0;
+    for (const [socket, state] of this.connections) if (state.silent && !socket.destroyed) open++;
+    return open;
+  }
+
+  /** Connections that went silent, closed by the client or not. */
+  silentCount(): number {
+    return [...this.connections.values()].filter((state) => state.silent).length;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    for (const [socket, state] of this.connections) {
+      socket.destroy();
+      state.upstream?.destroy();
+    }
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private accept(downstream: Socket, host: string, port: number): void {
+    const state = { silent: !this.forwarding, upstream: null as Socket | null };
+    this.connections.set(downstream, state);
+    downstream.on('error', () => undefined);
+    // Read and drop: a client closing it is seen.
+    if (state.silent) {
+      downstream.resume();
+      return;
+    }
+    const upstream = connect(port, host);
+    state.upstream = upstream;
+    upstream.on('error', () => downstream.destroy());
+    const pass = (to: Socket) => (data: Buffer) => {
+      if (!this.forwarding) state.silent = true;
+      if (!state.silent) to.write(data);
+    };
+    downstream.on('data', pass(upstream));
+    upstream.on('data', pass(downstream));
+    downstream.on('close', () => upstream.destroy());
+    upstream.on('close', () => {
+      if (!this.forwarding) state.silent = true;
+      if (!state.silent) downstream.destroy();
+    });
+  }
+}
