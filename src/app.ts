@@ -48,6 +48,7 @@ import {
 import { resolve } from 'node:path';
 import type { CopySummary, CopyToPostgresOptions } from './store/copy-to-postgres.js';
 import type { MetricsServer } from './api/metrics-server.js';
+import type { ProcessActivity } from './api/health-routes.js';
 import type { ApiServer } from './api/server.js';
 
 export interface OpenStoreOptions {
@@ -227,6 +228,8 @@ export interface App {
    * (serve answers them on its own port); resolves with the URL. `close()` stops it.
    */
   startMetricsServer(settings: { port: number; host: string }): Promise<{ url: string }>;
+  /** What this process runs now: its worker once started, the scheduler once started. */
+  activity(): ProcessActivity;
   close(): Promise<void>;
 }
 
@@ -364,6 +367,7 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
   let schedulerStarted = false;
   let server: ApiServer | null = null;
   let metricsServer: MetricsServer | null = null;
+  const activity = (): ProcessActivity => ({ workerId: worker.running ? worker.workerId : null, scheduler: schedulerStarted });
   return {
     config,
     registry,
@@ -402,6 +406,7 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
         authRequired: settings.authRequired,
         uiDir: settings.uiDir,
         eventPollMs: config.pollIntervalMs,
+        activity,
         onWorkspaceChanged: async () => {
           if (schedulerStarted) await scheduler.reload();
         },
@@ -411,10 +416,11 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
       if (config.publicUrl === null) publicUrl = reachableUrl(url, settings.host, port);
       return { url };
     },
+    activity,
     async startMetricsServer({ port, host }) {
       // As the API server, its code loads only in processes that serve metrics.
       const { createMetricsServer } = await import('./api/metrics-server.js');
-      const listener = createMetricsServer({ store, runs: worker, events, logger });
+      const listener = createMetricsServer({ store, runs: worker, events, logger, activity });
       try {
         const { url } = await listener.listen(port, host);
         metricsServer = listener;

@@ -7,7 +7,24 @@ import { toError } from '../core/errors.js';
 import type { ApiDeps } from './context.js';
 import type { Metrics } from './metrics.js';
 
-export function registerHealthRoutes(app: Pick<Hono, 'get'>, deps: Pick<ApiDeps, 'store' | 'logger' | 'runs'>, metrics: Metrics): void {
+/**
+ * What a process runs at the moment, as its `/readyz` tells: `serve` a worker and the scheduler,
+ * `worker` a worker, `scheduler` the scheduler alone — so a check of a scheduler is not told of a
+ * worker (nor of leases) that process never has.
+ */
+export interface ProcessActivity {
+  /** The id of the worker this process runs, null when it runs none. */
+  workerId: string | null;
+  /** Whether this process fires the schedules. */
+  scheduler: boolean;
+}
+
+export interface HealthDeps extends Pick<ApiDeps, 'store' | 'logger'> {
+  /** What this process runs now (read at each request: its worker and scheduler start after it listens). */
+  activity: () => ProcessActivity;
+}
+
+export function registerHealthRoutes(app: Pick<Hono, 'get'>, deps: HealthDeps, metrics: Metrics): void {
   const { store, logger } = deps;
   app.get('/metrics', async (c) => {
     const text = await metrics.registry.metrics();
@@ -33,14 +50,18 @@ export function registerHealthRoutes(app: Pick<Hono, 'get'>, deps: Pick<ApiDeps,
     } catch (thrown) {
       return unavailable('the store answers, but this process cannot read the workspace in it — the server log says why', 'the workspace cannot be read', thrown);
     }
-    const mine = leases.filter((lease) => lease.workerId === deps.runs.workerId);
-    return c.json({
-      status: 'ready',
-      workerId: deps.runs.workerId,
-      // The runs this process works on, with their leases as the store holds them.
-      leases: mine.map((lease) => ({ syncRunId: lease.runId, attempt: lease.attempt, expiresAt: new Date(lease.expiresAt).toISOString() })),
-      activeRuns: leases.length,
-      queueDepth: queued.length,
-    });
+    const { workerId, scheduler } = deps.activity();
+    const runs = [...(scheduler ? ['scheduler'] : []), ...(workerId !== null ? ['worker'] : [])];
+    const worker =
+      workerId === null
+        ? {}
+        : {
+            workerId,
+            // The runs this process works on, with their leases as the store holds them.
+            leases: leases
+              .filter((lease) => lease.workerId === workerId)
+              .map((lease) => ({ syncRunId: lease.runId, attempt: lease.attempt, expiresAt: new Date(lease.expiresAt).toISOString() })),
+          };
+    return c.json({ status: 'ready', runs, ...worker, activeRuns: leases.length, queueDepth: queued.length });
   });
 }

@@ -7,12 +7,12 @@
 import { Hono } from 'hono';
 import { METRICS_PORT } from '../core/hosts.js';
 import type { ApiDeps } from './context.js';
-import { registerHealthRoutes } from './health-routes.js';
+import { registerHealthRoutes, type HealthDeps } from './health-routes.js';
 import { errorResponse } from './http-errors.js';
 import { listenHttp, type Listening } from './listen-http.js';
 import { createMetrics } from './metrics.js';
 
-export type MetricsServerDeps = Pick<ApiDeps, 'events' | 'store' | 'logger' | 'runs'>;
+export type MetricsServerDeps = Pick<ApiDeps, 'events' | 'store' | 'logger' | 'runs'> & Pick<HealthDeps, 'activity'>;
 
 export interface MetricsServer {
   /** Answers one request (what tests call in-process). */

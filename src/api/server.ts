@@ -17,7 +17,7 @@ import type { ApiDeps } from './context.js';
 import { HttpError, errorResponse } from './http-errors.js';
 import { registerHightouchRoutes } from './hightouch-routes.js';
 import { registerLockstepRoutes } from './lockstep-routes.js';
-import { registerHealthRoutes } from './health-routes.js';
+import { registerHealthRoutes, type ProcessActivity } from './health-routes.js';
 import { listenHttp, type Listening } from './listen-http.js';
 import { createMetrics } from './metrics.js';
 import { defineRoute } from './route.js';
@@ -40,6 +40,8 @@ export interface ApiServerOptions extends Omit<ApiDeps, 'baseDir'> {
   eventPingMs?: number;
   /** How often the event streams read the store for the runs other processes execute, ms (default: 1000). */
   eventPollMs?: number;
+  /** What this process runs now, for `/readyz`. */
+  activity: () => ProcessActivity;
 }
 
 export interface ApiServer {

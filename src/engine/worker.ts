@@ -120,6 +120,11 @@ export class Worker {
     return this.options.workerId;
   }
 
+  /** Whether the worker takes work (started, and not stopping). */
+  get running(): boolean {
+    return this.state === 'running';
+  }
+
   /** The runs executing here. */
   get runningIds(): number[] {
     return [...this.executions.keys()];

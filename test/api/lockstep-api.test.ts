@@ -359,9 +359,10 @@ describe('OpenAPI, health and metrics', () => {
 
   it('answers /healthz, /readyz and /metrics without a token', async () => {
     expect((await fetch(`${api.url}/healthz`)).status).toBe(200);
-    // Ready, with this process's worker id, the leases it holds and the queue.
+    // Ready, with what this process runs (a worker here, no scheduler), its worker id, the leases it holds and the queue.
     expect(await (await fetch(`${api.url}/readyz`)).json()).toEqual({
       status: 'ready',
+      runs: ['worker'],
       workerId: expect.stringMatching(/^[^/]+\/\d+\/[0-9a-f]+$/),
       leases: [],
       activeRuns: 0,
@@ -414,7 +415,7 @@ describe('readiness on a PostgreSQL store', () => {
 
 describe('auth', () => {
   it('refuses --no-auth on a non-loopback host, and serves without a token on loopback', async () => {
-    const deps = { store: api.app.store, runs: api.app.worker, alerts: api.app.alerts, events: api.app.events, logger: silentLogger, clock: api.app.clock, env: {}, connectors: api.app.registry, onWorkspaceChanged: () => {}, uiDir: null };
+    const deps = { store: api.app.store, runs: api.app.worker, alerts: api.app.alerts, events: api.app.events, logger: silentLogger, clock: api.app.clock, env: {}, connectors: api.app.registry, onWorkspaceChanged: () => {}, uiDir: null, activity: api.app.activity };
     const open = createApiServer({ ...deps, authRequired: false });
     await expect(open.listen(0, '0.0.0.0')).rejects.toThrow(/--no-auth is allowed only on a loopback host/);
     const { url } = await open.listen(0, '127.0.0.1');
@@ -431,7 +432,7 @@ describe('auth', () => {
     mkdirSync(join(ui, 'assets'), { recursive: true });
     writeFileSync(join(ui, 'index.html'), '<!doctype html><title>Lockstep</title>');
     writeFileSync(join(ui, 'assets', 'app.js'), 'console.log(1)');
-    const server = createApiServer({ store: api.app.store, runs: api.app.worker, alerts: api.app.alerts, events: api.app.events, logger: silentLogger, clock: api.app.clock, env: {}, connectors: api.app.registry, onWorkspaceChanged: () => {}, uiDir: ui, authRequired: true });
+    const server = createApiServer({ store: api.app.store, runs: api.app.worker, alerts: api.app.alerts, events: api.app.events, logger: silentLogger, clock: api.app.clock, env: {}, connectors: api.app.registry, onWorkspaceChanged: () => {}, activity: api.app.activity, uiDir: ui, authRequired: true });
     const { url } = await server.listen(0, '127.0.0.1');
     try {
       const page = await fetch(`${url}/sequences/crm-hierarchy`);

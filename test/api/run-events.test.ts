@@ -37,7 +37,7 @@ describe('live events', () => {
     const warnings: string[] = [];
     const onWarning = (warning: Error) => warnings.push(`${warning.name}: ${warning.message}`);
     process.on('warning', onWarning);
-    const server = createApiServer({ store: api.app.store, runs: api.app.worker, alerts: api.app.alerts, events, logger: silentLogger, clock: api.app.clock, env: {}, connectors: api.app.registry, onWorkspaceChanged: () => {}, uiDir: null, authRequired: false });
+    const server = createApiServer({ store: api.app.store, runs: api.app.worker, alerts: api.app.alerts, events, logger: silentLogger, clock: api.app.clock, env: {}, connectors: api.app.registry, onWorkspaceChanged: () => {}, activity: api.app.activity, uiDir: null, authRequired: false });
     const { url } = await server.listen(0, '127.0.0.1');
     // Metrics listen too, for as long as the server runs.
     const base = subscribed;
@@ -104,7 +104,7 @@ describe('live events of runs other processes execute', () => {
         return typeof value === 'function' ? value.bind(target) : value;
       },
     });
-    const server = createApiServer({ store, runs: api.app.worker, alerts: api.app.alerts, events, logger: silentLogger, clock: api.app.clock, env: {}, connectors: api.app.registry, onWorkspaceChanged: () => {}, uiDir: null, authRequired: false, eventPollMs: 50 });
+    const server = createApiServer({ store, runs: api.app.worker, alerts: api.app.alerts, events, logger: silentLogger, clock: api.app.clock, env: {}, connectors: api.app.registry, onWorkspaceChanged: () => {}, activity: api.app.activity, uiDir: null, authRequired: false, eventPollMs: 50 });
     const { url } = await server.listen(0, '127.0.0.1');
     const controller = new AbortController();
     try {

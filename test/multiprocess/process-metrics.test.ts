@@ -66,7 +66,7 @@ describe('metrics of worker and scheduler processes on a PostgreSQL store', () =
     expect(await (await fetch(`${worker.url}/healthz`)).json()).toEqual({ status: 'ok' });
     const ready = await fetch(`${worker.url}/readyz`);
     expect(ready.status).toBe(200);
-    expect(await ready.json()).toEqual({ status: 'ready', workerId: expect.stringMatching(/^[^/]+\/\d+\/[0-9a-f]+$/), leases: [], activeRuns: 0, queueDepth: 0 });
+    expect(await ready.json()).toEqual({ status: 'ready', runs: ['worker'], workerId: expect.stringMatching(/^[^/]+\/\d+\/[0-9a-f]+$/), leases: [], activeRuns: 0, queueDepth: 0 });
     expect((await fetch(`${worker.url}/api/v1/syncs`)).status).toBe(404);
 
     // The worker alone runs: its run is counted by its own /metrics.
@@ -83,6 +83,8 @@ describe('metrics of worker and scheduler processes on a PostgreSQL store', () =
 
     // serve on the same store counts what it runs, not what the store records another process ran.
     const serve = await startListening(dir, ['--store', storeUrl, 'serve', '--no-auth'], 'and /metrics at');
+    // serve runs both: the scheduler and a worker of its own.
+    expect(await (await fetch(`${serve.url}/readyz`)).json()).toMatchObject({ status: 'ready', runs: ['scheduler', 'worker'], workerId: expect.any(String), leases: [] });
     const fromServe = await scrape(serve.url);
     expect(sample(fromServe, 'lockstep_sync_runs_total{status="success"}')).toBe(0);
     expect(sample(fromServe, 'lockstep_rows_delivered_total')).toBe(0);
@@ -108,7 +110,8 @@ describe('metrics of worker and scheduler processes on a PostgreSQL store', () =
       'lockstep scheduler: /metrics, /healthz and /readyz at',
     );
     expect((await fetch(`${scheduler.url}/healthz`)).status).toBe(200);
-    expect(await (await fetch(`${scheduler.url}/readyz`)).json()).toMatchObject({ status: 'ready', leases: [], queueDepth: 0 });
+    // A scheduler runs no worker: its /readyz names no worker id and no leases of its own.
+    expect(await (await fetch(`${scheduler.url}/readyz`)).json()).toEqual({ status: 'ready', runs: ['scheduler'], activeRuns: 0, queueDepth: 0 });
     const text = await scrape(scheduler.url);
     expect(text).toContain('# TYPE lockstep_sync_runs_total counter');
     expect(text).not.toContain('lockstep_queue_depth');
