@@ -15,7 +15,10 @@
  * end died — queues it if and only if it was not queued yet.
  *
  * The work happens after the upstream run's final state is stored, off the hand-off path, from the
- * store's outbox of finished runs (finished-run-relay.ts): once, whichever process ran the run.
+ * store's outbox of finished runs (finished-run-relay.ts): once, whichever process ran the run. A
+ * target that could not be queued fails the handling of the run's end, so the outbox keeps it and
+ * hands it over again once its hold ends (to this process or another): a store that stays
+ * unavailable past the retries delays the target's run, never loses it.
  */
 import { withBackoff, type BackoffPolicy } from '../core/backoff.js';
 import { toError } from '../core/errors.js';
@@ -97,13 +100,15 @@ export class UpstreamTriggers implements AsyncDisposable {
     while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
   }
 
+  /** Runs `work` soon; its failure goes to the relay, which keeps the run's end to hand over again. */
   private defer(work: () => Promise<void>): Promise<void> {
     // setImmediate: after the hand-off to the next member, which runs on promise continuations.
-    const done: Promise<void> = new Promise<void>((resolve) => setImmediate(resolve))
-      .then(work)
-      .catch((thrown: unknown) => this.options.logger.error('could not start runs scheduled after a finished run', { error: toError(thrown).message }))
-      .finally(() => this.pending.delete(done));
-    this.pending.add(done);
+    const done = new Promise<void>((resolve) => setImmediate(resolve)).then(work);
+    const tracked: Promise<void> = done.then(
+      () => undefined,
+      () => undefined,
+    ).finally(() => this.pending.delete(tracked));
+    this.pending.add(tracked);
     return done;
   }
 
@@ -137,6 +142,7 @@ export class UpstreamTriggers implements AsyncDisposable {
     if (!upstream.counts) return;
     const { store, clock, logger } = this.options;
     const targets = upstreamTargets(await store.loadWorkspace(), upstream);
+    const failed: string[] = [];
     for (const target of targets) {
       const key = `after:${target.kind}:${target.slug}@${upstream.kind}-run-${upstream.runId}`;
       const trigger: Trigger = {
@@ -162,11 +168,16 @@ export class UpstreamTriggers implements AsyncDisposable {
           upstreamStatus: upstream.status,
         });
       } catch (thrown) {
-        logger.error(`could not start ${target.kind} "${target.slug}" after ${upstream.kind} "${upstream.slug}"`, {
+        // The other targets are still tried; those queued now are not queued again (their keys).
+        logger.error(`could not start ${target.kind} "${target.slug}" after ${upstream.kind} "${upstream.slug}"; trying again later`, {
           upstreamRunId: upstream.runId,
           error: toError(thrown).message,
         });
+        failed.push(`${target.kind} "${target.slug}"`);
       }
+    }
+    if (failed.length > 0) {
+      throw new Error(`${failed.join(', ')} could not be started after ${upstream.kind} "${upstream.slug}" run ${upstream.runId}; the run's end is kept and acted on again`);
     }
   }
 }

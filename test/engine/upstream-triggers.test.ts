@@ -200,6 +200,38 @@ describe('after schedules across processes', () => {
     expect(await syncRuns(h.app, 'workspaces')).toHaveLength(1);
   });
 
+  it('a target the store kept refusing is queued once it takes it: the run\'s end is kept, and handed over again', async () => {
+    // A short lease: the run's end, held while it is acted on, is free again a second later.
+    const dir = tempDir();
+    createHierarchyFixture(dir);
+    await using h = await startHarness({
+      dir,
+      definition: definition({ workspaces: { schedule: after('success', { sync: 'accounts' }) } }),
+      env: { LOCKSTEP_LEASE_SECONDS: '1' },
+    });
+    const { store } = h.app;
+    const workspaces = await store.getSync('workspaces');
+    const enqueue = store.enqueueFiredRun.bind(store);
+    let refusals = 1;
+    store.enqueueFiredRun = async (key, run, now) => {
+      // Not worth trying again at once (as after a store that stayed unreachable through every attempt).
+      if (run.kind === 'sync' && run.run.syncId === workspaces!.id && refusals-- > 0) {
+        throw new LockstepError(ErrorCode.Store, 'store PostgreSQL at db:5432/lockstep: the server only allows reading (SQLSTATE 25006)');
+      }
+      return enqueue(key, run, now);
+    };
+    const { run } = await h.app.worker.triggerSync('accounts');
+    expect((await h.app.worker.waitForSyncRun(run.id)).status).toBe('success');
+    const [started] = await eventually(async () => {
+      const runs = await syncRuns(h.app, 'workspaces');
+      return runs.length > 0 ? runs : undefined;
+    }, 'the workspaces run');
+    expect(started!.trigger).toMatchObject({ type: 'upstream', detail: 'sync "accounts" run 1 ended success' });
+    expect(refusals).toBe(-1);
+    await settle(h.app);
+    expect(await syncRuns(h.app, 'workspaces')).toHaveLength(1);
+  });
+
   it('a run that ended in a process that died before acting on it starts its targets once, from another process', async () => {
     const dir = tempDir();
     createHierarchyFixture(dir);
