@@ -119,6 +119,63 @@ describe('MySQL source to PostgreSQL and SQLite, with both planners', () => {
     expect(planned(await run())).toEqual({ 'store-pg': NONE, 'store-lite': NONE, 'warehouse-pg': NONE, 'warehouse-lite': NONE });
   });
 
+  it('delivers a date in year 0 (stored under a permissive sql_mode) as null too, as a zero date is', async () => {
+    const { h, run, rejected, pgRows, liteRows, my } = await fourSyncs({
+      ddl: `set session sql_mode = '';
+        create table events (id int primary key, day date, at datetime(3), ts timestamp null);
+        insert into events values (1, '0000-01-15', '0000-01-15 10:00:00', null), (2, '0001-01-01', '0001-01-01 00:00:00', '2024-01-02 03:04:05')`,
+      query: 'select id, day, at, ts from events',
+      pgColumns: 'id int primary key, day date, at timestamptz, ts timestamptz',
+      sqliteColumns: 'id integer primary key, day text, at text, ts text',
+    });
+    await using _ = h;
+    await expectAllLanded(await run(), rejected);
+    for (const planner of PLANNERS) {
+      expect(await pgRows(planner, `id, day::text, at::text`)).toEqual([
+        { id: 1, day: null, at: null },
+        { id: 2, day: '0001-01-01', at: '0001-01-01 00:00:00+00' },
+      ]);
+      expect(await liteRows(planner, 'id, day, at')).toEqual([
+        { id: 1, day: null, at: null },
+        { id: 2, day: '0001-01-01', at: '0001-01-01T00:00:00.000Z' },
+      ]);
+    }
+    expect(planned(await run())).toEqual({ 'store-pg': NONE, 'store-lite': NONE, 'warehouse-pg': NONE, 'warehouse-lite': NONE });
+    await my(`set session sql_mode = ''; update events set day = '0000-12-31' where id = 2`);
+    const one = { addedCount: 0, changedCount: 1, removedCount: 0 };
+    const changed = await run();
+    await expectAllLanded(changed, rejected);
+    expect(planned(changed)).toEqual({ 'store-pg': one, 'store-lite': one, 'warehouse-pg': one, 'warehouse-lite': one });
+    for (const planner of PLANNERS) expect(await liteRows(planner, 'id, day')).toEqual([{ id: 1, day: null }, { id: 2, day: null }]);
+  });
+
+  it('delivers a TINYINT(1) as 0 and 1 into integer columns and as true and false into boolean ones; other numbers as they are', async () => {
+    const { h, run, rejected, pgRows, liteRows } = await fourSyncs({
+      ddl: `create table flags (id int primary key, flag tinyint(1), level tinyint(1));
+        insert into flags values (1, 1, 5), (2, 0, -1), (3, null, 1), (4, 1, 0)`,
+      query: 'select id, flag as as_int, flag as as_small, flag as as_big, flag as as_bool, level from flags',
+      pgColumns: 'id int primary key, as_int int, as_small smallint, as_big bigint, as_bool boolean, level int',
+      sqliteColumns: 'id integer primary key, as_int integer, as_small integer, as_big integer, as_bool integer, level integer',
+    });
+    await using _ = h;
+    await expectAllLanded(await run(), rejected);
+    for (const planner of PLANNERS) {
+      expect(await pgRows(planner, 'id, as_int, as_small, as_big::int, as_bool, level')).toEqual([
+        { id: 1, as_int: 1, as_small: 1, as_big: 1, as_bool: true, level: 5 },
+        { id: 2, as_int: 0, as_small: 0, as_big: 0, as_bool: false, level: -1 },
+        { id: 3, as_int: null, as_small: null, as_big: null, as_bool: null, level: 1 },
+        { id: 4, as_int: 1, as_small: 1, as_big: 1, as_bool: true, level: 0 },
+      ]);
+      expect(await liteRows(planner)).toEqual([
+        { id: 1, as_int: 1, as_small: 1, as_big: 1, as_bool: 1, level: 5 },
+        { id: 2, as_int: 0, as_small: 0, as_big: 0, as_bool: 0, level: -1 },
+        { id: 3, as_int: null, as_small: null, as_big: null, as_bool: null, level: 1 },
+        { id: 4, as_int: 1, as_small: 1, as_big: 1, as_bool: 1, level: 0 },
+      ]);
+    }
+    expect(planned(await run())).toEqual({ 'store-pg': NONE, 'store-lite': NONE, 'warehouse-pg': NONE, 'warehouse-lite': NONE });
+  });
+
   it('delivers JSON as the same compact text on both planners (MariaDB keeps a JSON column as text)', async () => {
     const { h, run, rejected, liteRows, my } = await fourSyncs({
       ddl: `create table docs (id int primary key, doc json);

@@ -325,6 +325,17 @@ function uuidValue(value: Value): Value {
   return hex?.length === 32 ? `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}` : value;
 }
 
+/**
+ * A value for a number column: a boolean (MySQL's TINYINT(1), which its driver reads as one) goes as
+ * 1 or 0, as PostgreSQL casts a boolean to an integer; PostgreSQL would refuse the text `true`.
+ */
+function numberValue(value: Value): Value {
+  return typeof value === 'boolean' ? (value ? 1 : 0) : value;
+}
+
+/** format_type's names of the number columns a boolean is written into as 1 or 0. */
+const NUMBER_TYPE = /^(smallint|integer|bigint|numeric(\(\d+(,\d+)?\))?|real|double precision)$/;
+
 /** Per column, how its values are written (see columnValue); null when all go as they are. */
 type Converters = ReadonlyArray<((value: Value) => Value) | null> | null;
 
@@ -333,6 +344,7 @@ function columnValue(type: string | undefined): ((value: Value) => Value) | null
   if (type?.endsWith('[]')) return arrayValue;
   if (type === 'bytea') return byteaValue;
   if (type === 'uuid') return uuidValue;
+  if (type !== undefined && NUMBER_TYPE.test(type)) return numberValue;
   return null;
 }
 
