@@ -264,14 +264,15 @@ describe('MysqlSource', () => {
     }
   });
 
-  it('reads zero dates and dates with a zero month or day (stored under a permissive sql_mode) as null', async () => {
+  it('reads zero dates and dates with a zero year, month or day (stored under a permissive sql_mode) as null', async () => {
     const url = await createTestMysqlDatabase('source_zero_dates');
     await mysqlSql(
       url,
       `set session sql_mode = '';
        create table t (id int primary key, day date not null, at datetime(3) not null, ts timestamp null, kept date);
        insert into t values (1, '0000-00-00', '0000-00-00 00:00:00', '0000-00-00 00:00:00', '2024-02-29'),
-         (2, '2024-00-00', '2024-03-00 10:00:00.250', null, '0001-01-01'), (3, '2024-01-02', '2024-01-02 03:04:05', '2024-01-02 03:04:05', null)`,
+         (2, '2024-00-00', '2024-03-00 10:00:00.250', null, '0001-01-01'), (3, '2024-01-02', '2024-01-02 03:04:05', '2024-01-02 03:04:05', null),
+         (4, '0000-01-15', '0000-01-15 10:00:00', null, '0000-12-31')`,
     );
     const source = await MysqlSource.connect({ url });
     try {
@@ -280,6 +281,7 @@ describe('MysqlSource', () => {
         [1, null, null, null, '2024-02-29', '0000-00-00'],
         [2, null, null, null, '0001-01-01', '2024-00-00'],
         [3, '2024-01-02', '2024-01-02T03:04:05.000Z', '2024-01-02T03:04:05.000Z', null, '2024-01-02'],
+        [4, null, null, null, null, '0000-01-15'],
       ]);
     } finally {
       await source.close();

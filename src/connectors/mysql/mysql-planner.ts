@@ -955,7 +955,7 @@ function typeName(field: Field): string {
 
 /**
  * Column `name` of the model (`m`) as the source reads it (mysql-source.ts, hasZeroPart): a zero
- * date, or one with a zero month or day, as NULL. The planner table then holds what was delivered,
+ * date, or one with a zero year, month or day, as NULL. The planner table then holds what was delivered,
  * so such a date made NULL is no change, and no zero date is ever written (which MySQL 8's default
  * sql_mode would refuse). Joins and the cursor's filter use the column itself, which keeps indexes.
  */
@@ -964,7 +964,7 @@ function modelValue(shape: Shape, name: string): string {
 }
 
 function zeroDateAsNull(field: Field, column: string): string {
-  return DATE_TYPES.has(field.columnType) ? `CASE WHEN MONTH(${column}) = 0 OR DAYOFMONTH(${column}) = 0 THEN NULL ELSE ${column} END` : column;
+  return DATE_TYPES.has(field.columnType) ? `CASE WHEN YEAR(${column}) = 0 OR MONTH(${column}) = 0 OR DAYOFMONTH(${column}) = 0 THEN NULL ELSE ${column} END` : column;
 }
 
 /**

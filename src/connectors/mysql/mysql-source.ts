@@ -39,7 +39,7 @@ export interface MysqlSourceOptions {
  * Values, as values.ts has every source give them: BIGINT as a number, or as its decimal text
  * beyond 2^53; DECIMAL as printed (`12.30`); DATETIME and TIMESTAMP as ISO-8601 UTC (the session's
  * time zone is UTC, and a DATETIME is taken as UTC); DATE as `YYYY-MM-DD`; a zero date, or one
- * with a zero month or day, as null (see hasZeroPart); JSON as compact text;
+ * with a zero year, month or day, as null (see hasZeroPart); JSON as compact text;
  * binary strings and BLOBs as base64. TINYINT(1) — MySQL's BOOLEAN — and BIT(1) read as booleans
  * when they hold 0 or 1 (a TINYINT(1) holding another number stays that number); wider BITs as
  * numbers.
@@ -207,12 +207,13 @@ export function converterFor(field: MysqlField): Converter {
 }
 
 /**
- * A zero date (`0000-00-00`) or a date with a zero month or day (`2024-00-00`), which MySQL stores
- * when sql_mode allows them: no calendar day, and no other database takes them. Read as null, as
- * JDBC's zeroDateTimeBehavior=convertToNull does (the warehouse planner's `zeroDateAsNull` agrees).
+ * A zero date (`0000-00-00`), or a date with a zero year, month or day (`0000-01-15`, `2024-00-00`),
+ * which MySQL stores when sql_mode allows them: no calendar day (the calendar has no year 0), and no
+ * other database takes them. Read as null, as JDBC's zeroDateTimeBehavior=convertToNull does for the
+ * zero date (the warehouse planner's `zeroDateAsNull` agrees).
  */
 function hasZeroPart(text: string): boolean {
-  return text.startsWith('00', 5) || text.startsWith('00', 8);
+  return text.startsWith('0000') || text.startsWith('00', 5) || text.startsWith('00', 8);
 }
 
 /** A BIT(n) value (big-endian bytes) as its number, or its decimal text beyond 2^53. */
