@@ -176,6 +176,26 @@ describe('MySQL source to PostgreSQL and SQLite, with both planners', () => {
     expect(planned(await run())).toEqual({ 'store-pg': NONE, 'store-lite': NONE, 'warehouse-pg': NONE, 'warehouse-lite': NONE });
   });
 
+  it('delivers a BIT(n) into a PostgreSQL bit column as the same bits, and into an integer column as its number', async () => {
+    const { h, run, rejected, pgRows } = await fourSyncs({
+      ddl: `create table masks (id int primary key, b1 bit(1), b8 bit(8), b12 bit(12));
+        insert into masks values (1, b'1', b'00000001', b'101'), (2, b'0', b'11111111', b'100000000000'), (3, null, null, null)`,
+      query: 'select id, b1, b8, b8 as b8_varying, b8 as b8_int, b12 from masks',
+      pgColumns: 'id int primary key, b1 bit, b8 bit(8), b8_varying bit varying(8), b8_int int, b12 bit(12)',
+      sqliteColumns: 'id integer primary key, b1, b8, b8_varying, b8_int, b12',
+    });
+    await using _ = h;
+    await expectAllLanded(await run(), rejected);
+    for (const planner of PLANNERS) {
+      expect(await pgRows(planner, 'id, b1::text, b8::text, b8_varying::text, b8_int, b12::text')).toEqual([
+        { id: 1, b1: '1', b8: '00000001', b8_varying: '1', b8_int: 1, b12: '000000000101' },
+        { id: 2, b1: '0', b8: '11111111', b8_varying: '11111111', b8_int: 255, b12: '100000000000' },
+        { id: 3, b1: null, b8: null, b8_varying: null, b8_int: null, b12: null },
+      ]);
+    }
+    expect(planned(await run())).toEqual({ 'store-pg': NONE, 'store-lite': NONE, 'warehouse-pg': NONE, 'warehouse-lite': NONE });
+  });
+
   it('delivers JSON as the same compact text on both planners (MariaDB keeps a JSON column as text)', async () => {
     const { h, run, rejected, liteRows, my } = await fourSyncs({
       ddl: `create table docs (id int primary key, doc json);

@@ -333,6 +333,24 @@ function numberValue(value: Value): Value {
   return typeof value === 'boolean' ? (value ? 1 : 0) : value;
 }
 
+/**
+ * A value for a `bit(n)` column (or `bit varying`, width null): a number (a MySQL BIT(n), read as
+ * one) or a boolean goes as its binary digits, right-aligned in the column's width as PostgreSQL's
+ * `5::bit(8)` is (its text `101` would be the bits 10100000); anything else (a bit string's text)
+ * goes as it is.
+ */
+function bitsValue(width: number | null): (value: Value) => Value {
+  return (value) => {
+    if (typeof value === 'boolean') value = value ? 1 : 0;
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) return value;
+    const digits = value.toString(2);
+    return width === null ? digits : digits.padStart(width, '0');
+  };
+}
+
+/** format_type's name of a fixed-width bit column (`bit` alone is bit(1)): its width. */
+const BIT_TYPE = /^bit(?:\((\d+)\))?$/;
+
 /** format_type's names of the number columns a boolean is written into as 1 or 0. */
 const NUMBER_TYPE = /^(smallint|integer|bigint|numeric(\(\d+(,\d+)?\))?|real|double precision)$/;
 
@@ -345,6 +363,9 @@ function columnValue(type: string | undefined): ((value: Value) => Value) | null
   if (type === 'bytea') return byteaValue;
   if (type === 'uuid') return uuidValue;
   if (type !== undefined && NUMBER_TYPE.test(type)) return numberValue;
+  const bits = type === undefined ? null : BIT_TYPE.exec(type);
+  if (bits) return bitsValue(Number(bits[1] ?? 1));
+  if (type?.startsWith('bit varying')) return bitsValue(null);
   return null;
 }
 
