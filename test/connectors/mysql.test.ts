@@ -726,6 +726,51 @@ describe('MySQL destination in a sync', () => {
     await same();
   });
 
+  it('writes BIT columns as the numbers and bit strings given, loaded and by statement', async () => {
+    const pgUrl = await createTestDatabase('mysql_bits');
+    await sql(
+      pgUrl,
+      `create table masks (id int primary key, n int, bits bit(8), flag boolean, wide numeric(20));
+       insert into masks values (1, 5, B'00000101', true, 18446744073709551615), (2, 255, B'11111111', false, 9007199254740993), (3, null, null, null, null)`,
+    );
+    const url = await createTestMysqlDatabase('destination_bits');
+    await mysqlSql(url, 'create table masks (id int primary key, n bit(8), bits bit(8), flag bit(1), wide bit(64))');
+    const registry = createConnectorRegistry();
+    if (!registry.kind('mysql')) registry.register(mysqlConnector);
+    const h = await startHarness({
+      dir: tempDir(),
+      definition: workspace({
+        sources: [source('warehouse', { type: 'postgres', url: pgUrl })],
+        destinations: [source('crm', { type: 'mysql', url })],
+        models: [model('masks', 'warehouse', 'select id, n, bits, flag, wide from masks')],
+        syncs: [sync('masks', { model: 'masks', destination: 'crm', object: 'masks', mode: 'mirror' })],
+      }),
+      connectors: () => registry,
+    });
+    await using _ = h;
+    const run = async () => {
+      const { run } = await h.app.worker.triggerSync('masks');
+      const done = await h.app.worker.waitForSyncRun(run.id);
+      expect((await h.app.store.listRejectedRows(done.id, 10, 0)).map((r) => r.reason)).toEqual([]);
+      return done;
+    };
+    const landed = () => mysqlSql(url, 'select id, n + 0 as n, bits + 0 as bits, flag + 0 as flag, cast(wide + 0 as char) as wide from masks order by id');
+    expect((await run()).status).toBe('success');
+    expect(await landed()).toEqual([
+      { id: 1, n: 5, bits: 5, flag: 1, wide: '18446744073709551615' },
+      { id: 2, n: 255, bits: 255, flag: 0, wide: '9007199254740993' },
+      { id: 3, n: null, bits: null, flag: null, wide: null },
+    ]);
+    // Changed rows go by statement.
+    await sql(pgUrl, `update masks set n = 6, bits = B'00000110', flag = false, wide = 18446744073709551614 where id = 1; update masks set n = 7, bits = B'00000111', flag = true, wide = 7 where id = 3`);
+    expect((await run()).successfulRows).toEqual({ addedCount: 0, changedCount: 2, removedCount: 0 });
+    expect(await landed()).toEqual([
+      { id: 1, n: 6, bits: 6, flag: 0, wide: '18446744073709551614' },
+      { id: 2, n: 255, bits: 255, flag: 0, wide: '9007199254740993' },
+      { id: 3, n: 7, bits: 7, flag: 1, wide: '7' },
+    ]);
+  });
+
   it('takes rows from PostgreSQL as their COPY text lines, rejects a bad one alone, merges changes, and ends equal to the model', async () => {
     const pgUrl = await createTestDatabase('mysql_lines');
     await sql(

@@ -12,7 +12,7 @@ import type {
 } from '../../core/ports.js';
 import { COPY_TEXT_FORMAT, copyLine, INTEGER_OIDS, parseCopyField, type TextParser } from '../copy-text.js';
 import { describeKey, listNames } from '../sql.js';
-import { base64Bytes, normalizeValue, timestampTextToIso } from '../values.js';
+import { base64Bytes, normalizeBigInt, normalizeValue, timestampTextToIso } from '../values.js';
 import {
   bigintParameter,
   classifyMysqlError,
@@ -343,6 +343,23 @@ export function binaryParameter(value: Value): unknown {
   return base64Bytes(value) ?? value;
 }
 
+/** A BIT column's width, from its column_type (`bit(8)`). */
+const BIT_COLUMN = /^bit\((\d+)\)$/;
+
+/**
+ * A value for a BIT(width) column as the number it stands for: MySQL would store text (and a
+ * bigint parameter) as the bytes of its characters, `5` as 53. Sources give a BIT as a number, as
+ * its decimal text beyond 2^53, or as a bit string (PostgreSQL's bit(n): `00000101`), told from
+ * decimal text by its length being the column's width (decimal text, only beyond 2^53, is never
+ * 54 digits long). A boolean is 1 or 0; anything else stays as it is, for the server to refuse.
+ */
+export function bitNumber(value: Value, width: number): Value {
+  if (typeof value === 'boolean') return value ? 1 : 0;
+  if (typeof value !== 'string') return value;
+  if (value.length === width && /^[01]+$/.test(value)) return normalizeBigInt(BigInt(`0b${value}`));
+  return /^\d{1,20}$/.test(value) ? normalizeBigInt(BigInt(value)) : value;
+}
+
 const SIGNED_MIN = -(1n << 63n);
 const SIGNED_MAX = (1n << 63n) - 1n;
 const UNSIGNED_MAX = (1n << 64n) - 1n;
@@ -434,6 +451,8 @@ class MysqlWriter implements DestinationWriter {
   readonly takesLines: boolean;
   /** Per column, whether it holds bytes (BINARY, VARBINARY, BLOB): loaded as hex. */
   private readonly binaryColumns: boolean[];
+  /** Per column, its width when it is a BIT column (its values load as numbers, see bitNumber). */
+  private readonly bitWidths: Array<number | null>;
   /** Per column, how its field of a line is loaded (null when lines are not taken). */
   private readonly lineFields: LineField[] | null;
   /** Per column, how its field of a line becomes a value when the row goes by statement. */
@@ -455,14 +474,26 @@ class MysqlWriter implements DestinationWriter {
     const column = (name: string) => info.columns.get(name.toLowerCase()) as ColumnInfo;
     this.keyPositions = keyColumns.map((k) => columns.indexOf(k));
     this.binaryColumns = columns.map((name) => BINARY_TYPES.has(column(name).dataType));
+    this.bitWidths = columns.map((name) => {
+      const bits = BIT_COLUMN.exec(column(name).columnType);
+      return bits ? Number(bits[1]) : null;
+    });
     this.nonKeyPositions = columns.flatMap((c, i) => (keyColumns.includes(c) ? [] : [i]));
-    this.valueParameters = columns.map((name) => {
+    this.valueParameters = columns.map((name, i) => {
       const { dataType } = column(name);
       if (dataType === 'date') return (v) => isoToMysqlTime(v, true);
       if (dataType === 'datetime' || dataType === 'timestamp') return (v) => isoToMysqlTime(v, false);
       // A boolean into text is Lockstep's value (`true`), as in the other destinations, not MySQL's 1.
       if (TEXT_TYPES.has(dataType)) return (v) => (typeof v === 'boolean' ? String(v) : v);
       if (BINARY_TYPES.has(dataType)) return binaryParameter;
+      const width = this.bitWidths[i];
+      if (width !== null && width !== undefined) {
+        // Beyond 2^53 the number goes as a BIGINT UNSIGNED parameter, never as text.
+        return (v) => {
+          const n = bitNumber(v, width);
+          return typeof n === 'string' && /^\d{16,20}$/.test(n) && BigInt(n) <= UNSIGNED_MAX ? bigintParameter(BigInt(n), true) : n;
+        };
+      }
       return (v) => v;
     });
     this.keyParameters = keyColumns.map((name, k) => {
@@ -619,6 +650,12 @@ class MysqlWriter implements DestinationWriter {
         continue;
       }
       for (let c = 0; c < width; c++) {
+        const bits = this.bitWidths[c];
+        if (bits !== null && bits !== undefined) {
+          // As decimal text, made a number by the load statement.
+          fields[c] = bitNumber(op.values[c] ?? null, bits);
+          continue;
+        }
         const value = (this.valueParameters[c] as (v: Value) => unknown)(op.values[c] ?? null);
         if (this.binaryColumns[c]) {
           // Bytes as hex, which the load statement decodes (text in the load is read as utf8mb4).
@@ -639,17 +676,19 @@ class MysqlWriter implements DestinationWriter {
    * with its offset (`2024-01-02 05:04:05.5+02`), which MySQL does not read, so the server takes
    * the offset off and converts the time to UTC; a value it cannot convert stays as it is and
    * raises the warning that sends the rows by statement. A binary column's field is hex, decoded
-   * by the server (the load reads its text as utf8mb4, which bytes are not).
+   * by the server (the load reads its text as utf8mb4, which bytes are not); a BIT column's is
+   * decimal text, made a number (loaded as it is, it would be the bytes of its characters).
    */
   private loadStatement(): string {
     const cached = this.statements.get('load');
     if (cached) return cached;
     const columns = this.target.columns;
     const fields = this.lineFields;
-    const through = (i: number) => fields?.[i] === LineField.TimestampTz || this.binaryColumns[i];
+    const through = (i: number) => fields?.[i] === LineField.TimestampTz || this.binaryColumns[i] || this.bitWidths[i] !== null;
     const targets = columns.map((c, i) => (through(i) ? `@lockstep_${i}` : quoteMysqlIdent(c)));
     const sets = columns.flatMap((c, i) => {
       if (fields?.[i] === LineField.TimestampTz) return [`${quoteMysqlIdent(c)} = ${utcFromOffsetText(`@lockstep_${i}`)}`];
+      if (this.bitWidths[i] !== null) return [`${quoteMysqlIdent(c)} = cast(@lockstep_${i} as unsigned)`];
       return this.binaryColumns[i] ? [`${quoteMysqlIdent(c)} = unhex(@lockstep_${i})`] : [];
     });
     // Separators as hex strings: they read the same whatever the session's NO_BACKSLASH_ESCAPES.
