@@ -535,6 +535,34 @@ describe('MysqlDestination', () => {
     }
   });
 
+  it('rejects a value that is no member of an ENUM or SET column with a message naming the members', async () => {
+    const url = await createTestMysqlDatabase('destination_members');
+    await mysqlSql(url, "create table items (id int primary key, size enum('small','large'), colours set('red','blue'))");
+    const destination = await MysqlDestination.connect({ url });
+    try {
+      const writer = await destination.prepare({ object: 'items', keyColumns: ['id'], columns: ['id', 'size', 'colours'] });
+      const outcomes = await writer.write([
+        { kind: 'insert', key: [1], values: [1, 'large', 'blue,red'] },
+        { kind: 'insert', key: [2], values: [2, 'medium', null] },
+        { kind: 'insert', key: [3], values: [3, null, 'red,green'] },
+      ]);
+      expect(outcomes).toEqual([
+        { ok: true },
+        {
+          ok: false,
+          reason: "Data truncated for column 'size': the value is not one of the column's members (enum('small','large')) — add it to the column's type, or change it to a member in the model's query",
+        },
+        {
+          ok: false,
+          reason: "Data truncated for column 'colours': the value is not a comma-separated list of the column's members (set('red','blue')) — add it to the column's type, or change it to a member in the model's query",
+        },
+      ]);
+      expect(await mysqlSql(url, 'select id, size, colours from items')).toEqual([{ id: 1, size: 'large', colours: 'red,blue' }]);
+    } finally {
+      await destination.close();
+    }
+  });
+
   it('fails the batch as transient when its connection is killed, and writes again afterwards', async () => {
     const { url, destination } = await crm();
     const other = await mysql.createConnection({ uri: url });

@@ -738,6 +738,20 @@ class MysqlWriter implements DestinationWriter {
    * they are rejected with the server's message and the others written. A few bad rows in a large
    * batch cost a few dozen statements, not one per row.
    */
+  /**
+   * Why the server rejected a row (mysqlRowMessage). For an ENUM or SET column, whose value is not
+   * one of its members, the server only says `Data truncated for column 'size'`: the message then
+   * names the members and what to do.
+   */
+  private rowMessage(thrown: unknown): string {
+    const message = mysqlRowMessage(thrown);
+    const truncated = /^Data truncated for column '(.+)'$/.exec(message);
+    const column = truncated ? this.info.columns.get((truncated[1] as string).toLowerCase()) : undefined;
+    if (column?.dataType !== 'enum' && column?.dataType !== 'set') return message;
+    const what = column.dataType === 'enum' ? 'one of' : 'a comma-separated list of';
+    return `${message}: the value is not ${what} the column's members (${column.columnType}) — add it to the column's type, or change it to a member in the model's query`;
+  }
+
   private async writePart(connection: MysqlPoolConnection, kind: Kind, part: Indexed[], outcomes: RowOutcome[]): Promise<void> {
     // A savepoint of the same name replaces the previous one: a part that failed no longer needs its own.
     await connection.query('savepoint lockstep_part');
@@ -749,7 +763,7 @@ class MysqlWriter implements DestinationWriter {
       if (classifyMysqlError(thrown) !== MysqlFailure.Data) throw thrown;
       await connection.query('rollback to savepoint lockstep_part');
       if (part.length === 1) {
-        outcomes[(part[0] as Indexed).index] = { ok: false, reason: mysqlRowMessage(thrown) };
+        outcomes[(part[0] as Indexed).index] = { ok: false, reason: this.rowMessage(thrown) };
         return;
       }
     }
