@@ -27,11 +27,16 @@ export function parseCopyField(raw: string, parse: TextParser): Value {
   return normalizeValue(parse(text));
 }
 
-/** One row of COPY text: tab-separated, `\N` for null, backslash, tab and line breaks escaped. */
-export function copyLine(values: readonly Value[], width: number): string {
+/**
+ * One row of COPY text: tab-separated, `\N` for null, backslash, tab and line breaks escaped.
+ * `convert`: per column, how a value is written when not as it is (applied here, so that a row
+ * needs no converted copy).
+ */
+export function copyLine(values: readonly Value[], width: number, convert?: ReadonlyArray<((value: Value) => Value) | null> | null): string {
   let line = '';
   for (let c = 0; c < width; c++) {
-    const value = values[c];
+    const converter = convert?.[c];
+    const value = converter ? converter(values[c] ?? null) : values[c];
     if (c > 0) line += '\t';
     if (value === null || value === undefined) line += '\\N';
     else if (typeof value === 'string') line += COPY_SPECIAL.test(value) ? value.replace(COPY_SPECIAL_ALL, escapeCopyChar) : value;

@@ -437,7 +437,7 @@ async function copyRows(
     // Values are turned into text 1,000 rows at a time.
     for (let start = 0; start < ops.length; start += 1000) {
       let chunk = '';
-      for (let i = start; i < Math.min(ops.length, start + 1000); i++) chunk += copyLine(written((ops[i] as WriteOperation).values, converters), width);
+      for (let i = start; i < Math.min(ops.length, start + 1000); i++) chunk += copyLine((ops[i] as WriteOperation).values, width, converters);
       await send(chunk);
     }
   }
