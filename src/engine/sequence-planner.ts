@@ -251,9 +251,15 @@ class PlanRecorder {
     };
   }
 
-  /** The dry run reads its model again (the store would forget the run's rejected rows): the rows it rejects then are the ones it shows. */
-  clearRejectedRows(): void {
-    this.rejected.length = 0;
+  /**
+   * The dry run reads its model again (the store would forget the run's rejected rows): none of
+   * the rows it planned were kept, so they are all planned again, and what it shows is what the new
+   * reading plans, rejects and warns of.
+   */
+  readingAgain(): void {
+    for (const list of [this.added, this.changed, this.removed, this.rejected, this.warnings]) list.length = 0;
+    this.retried = 0;
+    this.keep?.clear();
   }
 
   rejectedRows(rows: RejectedRow[]): void {
@@ -379,7 +385,7 @@ function planningStore(
       return current;
     },
     addRejectedRows: async (rows: RejectedRow[]) => recorder.rejectedRows(rows),
-    clearRejectedRows: async () => recorder.clearRejectedRows(),
+    clearRejectedRows: async () => recorder.readingAgain(),
   });
 }
 

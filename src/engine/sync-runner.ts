@@ -21,7 +21,7 @@ import { resolveConnection } from '../core/connector-registry.js';
 import { ErrorCode, LockstepError } from '../core/errors.js';
 import { encodeKey } from '../core/keys.js';
 import type { Clock, Connectors, Destination, EncodedRows, Logger, Source, Store, Value, WarehousePlan, WarehousePlanner, WriteOperation, WriteTarget } from '../core/ports.js';
-import type { ApiUsage, SyncRun } from '../core/runs.js';
+import type { ApiUsage, OperationCounts, SyncRun } from '../core/runs.js';
 import { PhaseClock } from '../core/run-phases.js';
 import { massDeleteRefusal } from '../core/sync-rules.js';
 import type { ModelRecord, SyncRecord } from '../core/workspace.js';
@@ -257,7 +257,10 @@ export class SyncRunner {
       // rejected again or delivered. The run lists what its last reading rejected, as it counts it.
       let readBefore = claimed.attempt > 1;
       await withRetries('query', { retry: this.options.retry, clock, logger, signal: control.signal, phases }, async () => {
-        if (readBefore) await this.options.store.clearRejectedRows(claimed.id, { runId: claimed.id, attempt: claimed.attempt });
+        if (readBefore) {
+          await store.clearRejectedRows(claimed.id, { runId: claimed.id, attempt: claimed.attempt });
+          progress.successful = await this.deliveredBefore(pipeline);
+        }
         readBefore = true;
         // A transient failure part-way restarts the run's reading: what was delivered is in the
         // snapshot by now and is not planned again, so it stays counted as planned and delivered.
@@ -300,6 +303,24 @@ export class SyncRunner {
       await p.bookkeeping.settleCommits();
       await p.delivery.settleLeft(left);
     }
+  }
+
+  /**
+   * What a run reading its model again (after a transient failure, or taken over) counts as
+   * delivered already: what the store holds as delivered, which the snapshot's commits count in
+   * their transactions, so exactly the rows not planned again. A dry run's store keeps none of its
+   * commits: its rows are all planned again, and it counts from nothing. A full resync sends every
+   * row again: its counts start again, stored ones too. With the planner in the warehouse, the
+   * planner says what was delivered (planInWarehouse).
+   */
+  private async deliveredBefore(p: Pipeline): Promise<OperationCounts> {
+    const { run, record } = p;
+    if (run.options.fullResync) {
+      await record.update({ plannedRows: emptyCounts(), successfulRows: emptyCounts(), failedRows: emptyCounts() });
+      return emptyCounts();
+    }
+    const stored = await this.options.store.getSyncRun(run.id);
+    return { ...(stored?.successfulRows ?? emptyCounts()) };
   }
 
   /**

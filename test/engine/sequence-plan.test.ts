@@ -11,7 +11,7 @@ import pg from 'pg';
 import { z } from 'zod';
 import { createConnectorRegistry } from '../../src/app.js';
 import type { ConnectorKind } from '../../src/core/connector-kind.js';
-import type { RowOutcome, Store, WriteOperation } from '../../src/core/ports.js';
+import type { Connectors, RowOutcome, Store, WriteOperation } from '../../src/core/ports.js';
 import type { ModelDef } from '../../src/core/workspace.js';
 import { member, model, sequence, source, sync, workspace } from '../helpers/definitions.js';
 import { withReadFailure } from '../helpers/fault-connectors.js';
@@ -123,6 +123,16 @@ describe('sequence plan', () => {
     const contacts = plan.members[2]!;
     expect([contacts.status, contacts.querySize, contacts.rejected]).toEqual(['planned', 12, 2]);
     expect(contacts.samples.rejected.map((r) => r.key)).toEqual(['[1]', '[null]']);
+  });
+
+  it('counts and samples each row once when a member reads its model again after rows were planned for delivery', async () => {
+    const dir = await deliveredThenChanged();
+    // The accounts' two changes fill a batch, which goes out before the read fails and starts over.
+    await using h = await startHarness({ dir, definition: definition(), connectors: (real) => withReadFailure(real, (query) => query.includes('from accounts')) });
+    const plan = await h.app.planner.plan('crm', { samples: 5 });
+    const accounts = plan.members[0]!;
+    expect([accounts.status, accounts.querySize, accounts.added, accounts.changed, accounts.removed, accounts.rejected]).toEqual(['planned', 4, 1, 1, 0, 0]);
+    expect([accounts.samples.added.map((s) => s.key), accounts.samples.changed.map((s) => s.key)]).toEqual([[[4]], [[2]]]);
   });
 
   it('sends nothing and changes nothing stored; a real run afterwards sends exactly what it would have without the plan', async () => {
@@ -348,7 +358,7 @@ describe('sequence plan with the planner in the warehouse', () => {
     return state;
   }
 
-  async function pgWorld(over: Partial<ModelDef> = {}) {
+  async function pgWorld(over: Partial<ModelDef> = {}, connectors?: (real: Connectors) => Connectors) {
     const { createTestDatabase, sql } = await import('../helpers/postgres.js');
     const url = await createTestDatabase('planwh');
     await sql(
@@ -367,6 +377,7 @@ describe('sequence plan with the planner in the warehouse', () => {
         syncs: [sync('people', { model: 'people', destination: 'crm', object: 'crm_people', mode: 'mirror', batchSize: 50 })],
         sequences: [sequence('crm', [member('people')])],
       }),
+      connectors,
     });
     const runSequence = async () => {
       const { run } = await h.app.worker.triggerSequence('crm');
@@ -422,6 +433,21 @@ describe('sequence plan with the planner in the warehouse', () => {
       [[4], 'read'],
     ]);
     expect(await plannerState(url)).toEqual(before);
+  });
+
+  it('plans a sync whose rows are read again after a transient failure as it plans it read once', async () => {
+    // The plan's first read of the rows the warehouse compared fails for a moment, once read: the
+    // dry run compares and reads again.
+    let failing = false;
+    const { h, runSequence, change } = await pgWorld({}, (real) => withReadFailure(real, () => failing));
+    await using _ = h;
+    await runSequence();
+    await change();
+    const once = await h.app.planner.plan('crm', { samples: 5 });
+    failing = true;
+    const again = await h.app.planner.plan('crm', { samples: 5 });
+    expect(again.members[0]).toMatchObject({ status: 'planned', querySize: PEOPLE, added: 2, changed: PEOPLE / 50 + 1, removed: 2, rejected: 1, retried: 1 });
+    expect(again).toEqual({ ...once, plannedAt: again.plannedAt });
   });
 
   it('a real run after plans sends exactly what a real run without them sends', async () => {

@@ -325,6 +325,31 @@ describe('sync runs', () => {
     expect(sqliteRows(join(dir, 'crm.db'), 'select count(*) as n from accounts')).toEqual([{ n: 6 }]);
   });
 
+  it('counts each row once when a run starts its reading over after rows were delivered, a full resync too', async () => {
+    // Accounts go one a batch, so rows are delivered before the read fails for a moment and the
+    // run reads the model again.
+    for (const fullResync of [false, true]) {
+      const dir = tempDir();
+      createHierarchyFixture(dir);
+      let failing = false;
+      await using h = await startHarness({
+        dir,
+        definition: accountsWorkspace({ batchSize: 1 }),
+        connectors: (real) => withReadFailure(real, (query) => failing && query.includes('from accounts')),
+      });
+      await h.app.worker.waitForSyncRun((await h.app.worker.triggerSync('accounts-to-crm')).run.id);
+      sqlite(join(dir, 'warehouse.db'), "update accounts set name = 'Renamed' where id = 2; insert into accounts values (4, 'Account 4'), (5, 'Account 5');");
+      failing = true;
+      const { run } = await h.app.worker.triggerSync('accounts-to-crm', { fullResync });
+      const final = await h.app.worker.waitForSyncRun(run.id);
+      expect([final.status, final.querySize, final.completionRatio], `fullResync ${fullResync}`).toEqual(['success', 5, 1]);
+      // A full resync sends every row again, and counts from nothing: the reading that starts over
+      // finds the new accounts in the snapshot, delivered by the first one.
+      expect(final.plannedRows, `fullResync ${fullResync}`).toEqual(fullResync ? { addedCount: 0, changedCount: 5, removedCount: 0 } : { addedCount: 2, changedCount: 1, removedCount: 0 });
+      expect(final.successfulRows, `fullResync ${fullResync}`).toEqual(final.plannedRows);
+    }
+  });
+
   it('fullResync sends every row; resetCDC rebuilds the snapshot without sending', async () => {
     const { h, run, crm } = await setup();
     await using _ = h;

@@ -16,7 +16,7 @@ import { PostgresPlanner, plannerTuning } from '../../src/connectors/postgres/po
 import type { Connectors, Value, WarehousePlanPart } from '../../src/core/ports.js';
 import type { ModelDef, SequenceDef, SyncDef } from '../../src/core/workspace.js';
 import { member, model, sequence, source, sync, workspace } from '../helpers/definitions.js';
-import { withPlannerStop, withShortReads, withWriteHook } from '../helpers/fault-connectors.js';
+import { withPlannerStop, withReadFailure, withShortReads, withWriteHook } from '../helpers/fault-connectors.js';
 import { startHarness, tempDir } from '../helpers/harness.js';
 import { createTestDatabase, sql } from '../helpers/postgres.js';
 
@@ -435,6 +435,29 @@ describe('planner in the warehouse (PostgreSQL)', () => {
     expect(rest.status).toBe('success');
     expect(await sql(url, 'select count(*)::int as n from crm_people')).toEqual([{ n: ROWS }]);
     expect(await sql(url, 'select count(*)::int as n from lockstep_planner.sync_1_people_to_crm')).toEqual([{ n: ROWS }]);
+  });
+
+  it('counts each row once when a run reads its planned rows again after a transient failure, a full resync too', async () => {
+    for (const fullResync of [false, true]) {
+      // The run's first read of its planned rows fails for a moment once read, its first batches
+      // delivered and taken in by the watermark: the run compares again and reads the rest.
+      let failing = false;
+      const { url, h, run, digest } = await setup({ connectors: (real) => withReadFailure(real, () => failing, async () => void (failing = false)) });
+      await using _ = h;
+      await run();
+      await sql(url, `update people set name = name || '!' where id <= 1200; delete from people where id > 2900; insert into people select g, 'new ' || g, 1, null from generate_series(${ROWS + 1}, ${ROWS + 1100}) g`);
+      failing = true;
+      const again = await run({ fullResync });
+      expect(failing).toBe(false);
+      expect(again.status).toBe('success');
+      expect(again.successfulRows).toEqual(again.plannedRows);
+      // A full resync sends every row again: each of the model's rows once (how the comparison that
+      // starts over splits them between added and changed is the planner's), and the removals.
+      if (fullResync) expect(again.plannedRows.addedCount + again.plannedRows.changedCount).toBe(ROWS - 100 + 1100);
+      else expect(again.plannedRows).toEqual(counts(1100, 1200, 100));
+      expect(again.plannedRows.removedCount).toBe(100);
+      expect(await digest('select * from crm_people')).toEqual(await digest('select * from people'));
+    }
   });
 
   it('counts the rows an attempt delivered before it stopped once, when the next attempt takes them in by its watermark', async () => {
