@@ -786,8 +786,6 @@ export interface ScheduleStore {
   /** The due time up to which a schedule has been evaluated, or null. */
   getScheduleCursor(scheduleId: string): Promise<number | null>;
   setScheduleCursor(scheduleId: string, dueTime: number): Promise<void>;
-  /** Records many firing keys in one transaction; returns the keys that were not recorded before. */
-  recordFirings(keys: string[], now: number): Promise<string[]>;
   /** Saves many schedules' cursors in one transaction. */
   setScheduleCursors(cursors: Array<{ scheduleId: string; dueTime: number }>): Promise<void>;
 }

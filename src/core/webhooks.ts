@@ -117,7 +117,5 @@ export interface WebhookEventStore {
   record(event: NewWebhookEvent, retention?: WebhookRetention): Promise<{ event: WebhookEvent; duplicate: boolean }>;
   /** The refused deliveries' totals, most recent first. */
   refusals(): Promise<WebhookRefusalTotal[]>;
-  /** Replaces the triggered runs of a recorded delivery (they are known only after it is recorded). */
-  setTriggered(id: number, triggered: TriggeredRun[], reason: string): Promise<void>;
   list(query: WebhookEventQuery): Promise<WebhookEvent[]>;
 }

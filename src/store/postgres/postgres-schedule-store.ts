@@ -5,7 +5,7 @@
  * without a transaction of its own.
  */
 import type { ScheduleStore } from '../../core/ports.js';
-import { readText, storedText, type PostgresDatabase, type Queryable } from './postgres-database.js';
+import { storedText, type PostgresDatabase, type Queryable } from './postgres-database.js';
 
 export class PostgresScheduleStore implements ScheduleStore {
   /** Table names, qualified with the quoted schema. */
@@ -34,20 +34,6 @@ export class PostgresScheduleStore implements ScheduleStore {
 
   async setScheduleCursor(scheduleId: string, dueTime: number): Promise<void> {
     await this.setScheduleCursors([{ scheduleId, dueTime }]);
-  }
-
-  async recordFirings(keys: string[], now: number): Promise<string[]> {
-    if (keys.length === 0) return [];
-    const rows = await this.db.query<{ key: string }>(
-      // In key order, so two schedulers recording overlapping keys lock them in the same order
-      // (opposite orders would deadlock, and PostgreSQL takes a second to notice).
-      `INSERT INTO ${this.firings} (key, recorded_at) SELECT u.key, $2 FROM unnest($1::text[]) AS u(key) ORDER BY u.key
-       ON CONFLICT DO NOTHING RETURNING key`,
-      [keys.map(storedText), now],
-    );
-    // In the order given, each key once (a key given twice is recorded by its first mention).
-    const recorded = new Set(rows.map((r) => readText(r.key)));
-    return keys.filter((key) => recorded.delete(key));
   }
 
   async setScheduleCursors(cursors: Array<{ scheduleId: string; dueTime: number }>): Promise<void> {

@@ -8,7 +8,6 @@ import { DEFAULT_WEBHOOK_RETENTION, NO_WEBHOOKS, REFUSED_WEBHOOK_STATUSES, isRef
 import type { SecretCodec } from '../../core/secrets.js';
 import type {
   NewWebhookEvent,
-  TriggeredRun,
   WebhookEvent,
   WebhookEventQuery,
   WebhookEventStore,
@@ -162,10 +161,6 @@ export class PostgresWebhookStore implements WebhookEventStore {
         await q.query(`INSERT INTO ${this.settings} (endpoint, settings, updated_at) VALUES ($1, $2, $3)`, [endpoint, JSON.stringify(this.secrets.sealWebhook(endpoint, value)), now]);
       }
     }
-  }
-
-  async setTriggered(id: number, triggered: TriggeredRun[], reason: string): Promise<void> {
-    await this.db.query(`UPDATE ${this.events} SET triggered = $1, reason = $2 WHERE id = $3`, [JSON.stringify(triggered), storedText(reason), id]);
   }
 
   async list(query: WebhookEventQuery): Promise<WebhookEvent[]> {

@@ -44,11 +44,6 @@ export class SqliteScheduleStore implements ScheduleStore {
     this.transactions.write(() => this.setCursorStatement.run(scheduleId, dueTime));
   }
 
-  async recordFirings(keys: string[], now: number): Promise<string[]> {
-    if (keys.length === 0) return [];
-    return this.transactions.write(() => keys.filter((key) => this.recordKey(key, now)));
-  }
-
   async setScheduleCursors(cursors: Array<{ scheduleId: string; dueTime: number }>): Promise<void> {
     if (cursors.length === 0) return;
     this.transactions.write(() => {

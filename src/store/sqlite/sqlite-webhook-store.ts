@@ -11,7 +11,6 @@ import type {
   WebhookRefusalTotal,
   WebhookRetention,
   WebhookSettings,
-  TriggeredRun,
   WebhookEvent,
   WebhookEventQuery,
   WebhookEventStore,
@@ -72,7 +71,6 @@ CREATE TABLE webhook_settings (
 export class SqliteWebhookStore implements WebhookEventStore {
   private readonly insert: SqliteStatement;
   private readonly findAccepted: SqliteStatement;
-  private readonly update: SqliteStatement;
   private readonly byId: SqliteStatement;
   private readonly countRefusal: SqliteStatement;
   private readonly pruneRefused: SqliteStatement;
@@ -92,7 +90,6 @@ export class SqliteWebhookStore implements WebhookEventStore {
     this.findAccepted = db.prepare(
       `SELECT id FROM webhook_events WHERE source = ? AND event_id = ? AND outcome = 'accepted'`,
     );
-    this.update = db.prepare('UPDATE webhook_events SET triggered = ?, reason = ? WHERE id = ?');
     this.byId = db.prepare('SELECT * FROM webhook_events WHERE id = ?');
     this.countRefusal = db.prepare(
       `INSERT INTO webhook_refusals (source, reason, http_status, count, first_at, last_at) VALUES (@source, @reason, @httpStatus, 1, @at, @at)
@@ -159,10 +156,6 @@ export class SqliteWebhookStore implements WebhookEventStore {
       const value = settings[endpoint];
       if (value) insert.run(endpoint, JSON.stringify(this.secrets.sealWebhook(endpoint, value)), now);
     }
-  }
-
-  async setTriggered(id: number, triggered: TriggeredRun[], reason: string): Promise<void> {
-    this.immediate(() => this.update.run(JSON.stringify(triggered), reason, id));
   }
 
   async list(query: WebhookEventQuery): Promise<WebhookEvent[]> {

@@ -1,6 +1,6 @@
 /**
- * The ScheduleStore contract: a firing key (`scheduleId@dueTime`) is recorded once, alone or in a
- * batch that answers which keys were new; each schedule keeps one cursor, the last one saved.
+ * The ScheduleStore contract: a firing key (`scheduleId@dueTime`) is recorded once (with its run:
+ * run-queue.contract.ts); each schedule keeps one cursor, the last one saved, alone or in a batch.
  */
 import { describe, expect, it } from 'vitest';
 import type { ScheduleStore } from '../../../src/core/ports.js';
@@ -30,11 +30,7 @@ export function describeScheduleStoreContract(name: string, open: OpenStore): vo
       expect(await schedules.getScheduleCursor('sequence:1')).toBe(T0 + 60_000);
     });
 
-    it('records firings and saves cursors in batches', async () => {
-      expect(await schedules.recordFiring('sync:2@a', T0)).toBe(true);
-      expect(await schedules.recordFirings(['sync:1@a', 'sync:2@a', 'sync:3@a'], T0 + 1)).toEqual(['sync:1@a', 'sync:3@a']);
-      expect(await schedules.recordFirings(['sync:1@a', 'sync:3@a'], T0 + 2)).toEqual([]);
-      expect(await schedules.recordFirings([], T0 + 3)).toEqual([]);
+    it('saves cursors in batches', async () => {
       await schedules.setScheduleCursors([
         { scheduleId: 'sync:1', dueTime: T0 },
         { scheduleId: 'sync:2', dueTime: T0 + 60_000 },
