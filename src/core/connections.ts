@@ -269,23 +269,28 @@ const SHOWN_PARAMETERS = new Set([
   'timezone',
 ]);
 
+/** Schemes of database URLs, whose user information is a user name and its password. */
+const DATABASE_SCHEMES = new Set(['postgres://', 'postgresql://', 'mysql://', 'mariadb://']);
+
 /**
  * A URL that is (or holds) a secret, as shown: its user information (a password, or a token written
- * as the user name), its fragment and every query value but those of harmless connection settings
+ * as the user name; a database URL's user name shows), its fragment and every query value but those of harmless connection settings
  * (see SHOWN_PARAMETERS) replaced by `***`. Scheme, host, port and path stay, so it still says where
  * it leads; text that is not a URL is hidden whole.
  */
 export function redactUrl(url: string): string {
   const match = /^([a-z][a-z0-9+.-]*:\/\/)([^/?#]*)([^?#]*)(\?[^#]*)?(#.*)?$/i.exec(url);
   if (!match) return REDACTED;
-  const [, scheme, authority = '', path = '', query, fragment] = match;
+  const [, scheme = '', authority = '', path = '', query, fragment] = match;
   const at = authority.lastIndexOf('@');
   let hostPart = authority;
   if (at >= 0) {
     const userinfo = authority.slice(0, at);
     const colon = userinfo.indexOf(':');
-    // `user:password@`: the user name stays (it says who connects); a lone `token@` is hidden.
-    hostPart = `${colon >= 0 ? `${userinfo.slice(0, colon)}:${REDACTED}` : REDACTED}@${authority.slice(at + 1)}`;
+    // `user:password@`: the user name stays (it says who connects); a lone `token@` is hidden, but
+    // in a database's URL it is the user name (a server trusting it, or a password file).
+    const user = colon >= 0 ? `${userinfo.slice(0, colon)}:${REDACTED}` : DATABASE_SCHEMES.has(scheme.toLowerCase()) ? userinfo : REDACTED;
+    hostPart = `${user}@${authority.slice(at + 1)}`;
   }
   const params =
     query === undefined

@@ -146,6 +146,9 @@ describe('secret URLs', () => {
     expect(redactUrl('https://hooks.example.com/notify?access_token=abc&x=1#frag')).toBe('https://hooks.example.com/notify?access_token=***&x=***#***');
     expect(redactUrl('postgres://me:hunter22@db.example.com:5432/crm?sslmode=require')).toBe('postgres://me:***@db.example.com:5432/crm?sslmode=require');
     expect(redactUrl('https://t0ken@example.com/x')).toBe('https://***@example.com/x');
+    // A database URL's user name alone is no token: it says who connects.
+    expect(redactUrl('postgres://etl@db.example.com/crm')).toBe('postgres://etl@db.example.com/crm');
+    expect(redactUrl('MySQL://etl@db.example.com/crm?password=pw')).toBe('MySQL://etl@db.example.com/crm?password=***');
     expect(redactUrl('not a url')).toBe('***');
   });
 

@@ -245,16 +245,29 @@ describe('lockstep store migrate', () => {
     expect(run.stdout).toContain('planned +0 ~0 -0');
   });
 
-  it('shows the URL to point processes at with only its password hidden: user name and parameters as given', async () => {
+  it('shows the URL to point processes at as every message shows a URL, and names what to put back in place of ***', async () => {
+    // A password (which a server trusting every connection ignores), a harmless parameter shown,
+    // and one that could hold a secret, hidden.
     const given = new URL(await createTestDatabase('lockstep_store_copy'));
+    const secret = given.password || 'pw-5519';
+    given.password = secret;
     given.searchParams.set('application_name', 'moved');
+    given.searchParams.set('statement_timeout', '60000');
     const result = await runMain(['--workspace', dir, 'store', 'migrate', '--to', given.toString()]);
     expect(result.code, result.stderr).toBe(0);
-    const shown = new URL(given.toString());
-    if (shown.password) shown.password = '***';
-    expect(result.stdout).toContain(`export LOCKSTEP_STORE='${shown.toString()}'`);
-    expect(result.stdout).toContain(`lockstep --store '${shown.toString()}' serve`);
-    expect(result.stdout.includes('with your password in place of ***')).toBe(given.password !== '');
+    const shown = `postgres://${given.username}:***@${given.host}${given.pathname}?application_name=moved&statement_timeout=***`;
+    expect(result.stdout).toContain('point every Lockstep process at the PostgreSQL store (with your password and the value of statement_timeout in place of ***):');
+    expect(result.stdout).toContain(`export LOCKSTEP_STORE='${shown}'`);
+    expect(result.stdout).toContain(`lockstep --store '${shown}' serve`);
+    expect(result.stdout + result.stderr).not.toContain(secret);
+
+    // A URL with nothing to hide (a user name alone, where the server needs no password) is shown as given.
+    const plain = await createTestDatabase('lockstep_store_copy');
+    if (new URL(plain).password === '') {
+      const opened = await runMain(['--workspace', dir, 'store', 'migrate', '--to', plain]);
+      expect(opened.code, opened.stderr).toBe(0);
+      expect(opened.stdout).toContain(`point every Lockstep process at the PostgreSQL store:\n  export LOCKSTEP_STORE='${plain}'`);
+    }
   });
 
   it('copies into the schema named by --schema, and prints the store URL that opens it', async () => {

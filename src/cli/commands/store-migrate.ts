@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { SECRET_KEY_ENV, copyStoreToPostgres, type CopyProgress, type CopySummary } from '../../app.js';
 import type { LockstepConfig } from '../../config.js';
-import { STORE_SCHEMA_PARAMETER, redactUrl, storeUrlSchema } from '../../core/connections.js';
+import { REDACTED, STORE_SCHEMA_PARAMETER, redactUrl, storeUrlSchema } from '../../core/connections.js';
 import { ErrorCode, LockstepError, assertNever } from '../../core/errors.js';
 import { formatDuration, type Terminal } from '../output.js';
 
@@ -150,10 +150,10 @@ function printSummary(term: Terminal, summary: CopySummary, flags: MigrateFlags,
     term.out(`  ${summary.unfinishedRuns} unfinished run(s) were copied as they are (--force); workers on the PostgreSQL store take them over once their leases end.`);
   }
   printSecrets(term, summary.secrets, keyGiven);
-  const url = withPasswordHidden(flags.to);
-  const password = url !== flags.to ? ' (with your password in place of ***)' : '';
+  const url = redactUrl(flags.to);
+  const hidden = hiddenInUrl(flags.to, url);
   term.out('');
-  term.out(`Next: stop using ${path} and point every Lockstep process at the PostgreSQL store${password}:`);
+  term.out(`Next: stop using ${path} and point every Lockstep process at the PostgreSQL store${hidden ? ` (with ${hidden} in place of ${REDACTED})` : ''}:`);
   term.out(`  export LOCKSTEP_STORE='${url}'`);
   term.out(`  or: lockstep --store '${url}' serve`);
   term.out('  or in lockstep.yaml: store: { type: postgres, url: "${LOCKSTEP_DATABASE_URL}" }');
@@ -161,20 +161,27 @@ function printSummary(term: Terminal, summary: CopySummary, flags: MigrateFlags,
 }
 
 /**
- * The store URL for the commands to copy: only the password is hidden (in the user information
- * or a `password` parameter), so the user name, host and parameters such as sslmode stay as given
- * and putting the password back is all the command needs.
+ * What the store URL as shown (redactUrl) hides, for the user to put back in the commands printed:
+ * the password, the values of parameters other than harmless connection settings, the fragment.
+ * Null when nothing is hidden.
  */
-function withPasswordHidden(url: string): string {
-  let parsed: URL;
+function hiddenInUrl(given: string, shown: string): string | null {
+  if (shown === given) return null;
+  let before: URL;
+  let after: URL;
   try {
-    parsed = new URL(url);
+    before = new URL(given);
+    after = new URL(shown);
   } catch {
-    return redactUrl(url);
+    return 'the URL you gave';
   }
-  if (parsed.password) parsed.password = '***';
-  const shown = parsed.toString();
-  return shown.replace(/([?&][^=&#]*password=)[^&#]*/gi, '$1***');
+  const parts: string[] = [];
+  if (before.password) parts.push('your password');
+  const parameters = [...new Set(before.searchParams.keys())].filter((name) => after.searchParams.get(name) === REDACTED && before.searchParams.get(name) !== REDACTED);
+  if (parameters.length > 0) parts.push(`the value${parameters.length === 1 ? '' : 's'} of ${parameters.join(', ')}`);
+  if (before.hash) parts.push('the fragment after #');
+  if (parts.length === 0) return 'what you gave';
+  return parts.length === 1 ? (parts[0] as string) : `${parts.slice(0, -1).join(', ')} and ${parts.at(-1) as string}`;
 }
 
 /** Which key the target's processes need for the secrets copied, without ever showing a key. */
