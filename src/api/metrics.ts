@@ -1,8 +1,13 @@
+/** The end of the help of a gauge every process exporting it exports alike. */
+const AGGREGATE_WITH_MAX = 'aggregate it over processes with max, not sum';
+
 /**
  * Prometheus metrics (SPEC §6.5), in a registry of their own: runs by status, run durations, rows
  * delivered and rejected, queue depth, and hand-off latency (a member's start minus the end of the
  * member that finished last before it). Runs, rows and leases are those of this process: each
- * process (serve, every worker) exports its own, and Prometheus sums them across instances.
+ * process (serve, every worker) exports its own, and Prometheus sums them across instances. The
+ * gauges that are not this process's (read from the store, or as a destination last reported) are
+ * the same in every process exporting them: their help says to aggregate them with max, not sum.
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { toError } from '../core/errors.js';
@@ -58,8 +63,8 @@ export function createMetrics(deps: Pick<ApiDeps, 'events' | 'store' | 'logger' 
     buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5],
     registers: [registry],
   });
-  const apiUsed = new Gauge({ name: 'lockstep_destination_api_usage', help: "API calls counted against a destination's limit, as it last reported (e.g. Salesforce's Sforce-Limit-Info)", labelNames: ['destination'], registers: [registry] });
-  const apiLimit = new Gauge({ name: 'lockstep_destination_api_limit', help: "The limit of a destination's API calls, as it last reported", labelNames: ['destination'], registers: [registry] });
+  const apiUsed = new Gauge({ name: 'lockstep_destination_api_usage', help: `API calls counted against a destination's limit, as it last reported (e.g. Salesforce's Sforce-Limit-Info): the destination's own count, exported by each process that saw it, so ${AGGREGATE_WITH_MAX}`, labelNames: ['destination'], registers: [registry] });
+  const apiLimit = new Gauge({ name: 'lockstep_destination_api_limit', help: `The limit of a destination's API calls, as it last reported: exported by each process that saw it, so ${AGGREGATE_WITH_MAX}`, labelNames: ['destination'], registers: [registry] });
   const apiCalls = new Counter({ name: 'lockstep_destination_api_calls_total', help: 'API calls Lockstep made to a destination', labelNames: ['destination'], registers: [registry] });
   const { store } = deps;
   new Gauge({
@@ -72,12 +77,13 @@ export function createMetrics(deps: Pick<ApiDeps, 'events' | 'store' | 'logger' 
       this.set({ worker: deps.runs.workerId }, deps.runs.runningIds.length);
     },
   });
-  // Read from the store, so the same in every process: exported by serve alone, where summing the
-  // processes' metrics counts them once (`worker` and `scheduler` count only what they do).
+  // Read from the store, so the same in every process: exported by serve alone (`worker` and
+  // `scheduler` count only what they do). Several serve processes on one PostgreSQL store each
+  // export them: a sum over processes would count them as many times.
   if (options.storeGauges) {
     new Gauge({
       name: 'lockstep_queue_depth',
-      help: 'Queued sync runs plus pending sequence runs, read from the store (the same in every serve process)',
+      help: `Queued sync runs plus pending sequence runs, read from the store: every serve process on the store exports the same value, so ${AGGREGATE_WITH_MAX}`,
       registers: [registry],
       async collect() {
         const [queued, pending] = await Promise.all([store.listQueuedSyncRuns(), store.listSequenceRunsByStatus(['pending'])]);
@@ -86,7 +92,7 @@ export function createMetrics(deps: Pick<ApiDeps, 'events' | 'store' | 'logger' 
     });
     new Gauge({
       name: 'lockstep_active_runs',
-      help: 'Sync runs held by any worker sharing the store, read from the store (the same in every serve process)',
+      help: `Sync runs held by any worker sharing the store, read from the store: every serve process on the store exports the same value, so ${AGGREGATE_WITH_MAX}`,
       registers: [registry],
       async collect() {
         this.set((await store.listLeases()).length);

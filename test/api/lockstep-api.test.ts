@@ -383,6 +383,11 @@ describe('OpenAPI, health and metrics', () => {
       expect(text).toContain(name);
     }
     expect(/lockstep_handoff_latency_seconds_count (\d+)/.exec(text)?.[1]).not.toBe('0');
+    // The gauges every serve process on a store exports alike say how to add the processes up.
+    for (const name of ['lockstep_queue_depth', 'lockstep_active_runs', 'lockstep_destination_api_usage', 'lockstep_destination_api_limit']) {
+      expect(new RegExp(`^# HELP ${name} .*, so aggregate it over processes with max, not sum$`, 'm').test(text), name).toBe(true);
+    }
+    for (const name of ['lockstep_sync_runs_total', 'lockstep_worker_leases']) expect(text).not.toMatch(new RegExp(`^# HELP ${name} .*max, not sum`, 'm'));
   });
 });
 
