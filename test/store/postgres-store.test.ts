@@ -177,6 +177,21 @@ describe('PostgresStore on a shared database', () => {
     expect(notThere.message).toMatch(/check the database name/);
   });
 
+  it('reports a server that takes no TLS, asked for it by the store URL, with the sslmode to change', async () => {
+    // The test servers run without ssl, so sslmode=require is refused as soon as a connection opens.
+    const url = new URL(await createTestDatabase('lockstep_tls'));
+    url.searchParams.set('sslmode', 'require');
+    // Opening connects first; asking whether the store exists (what `lockstep runs` does first) connects with its statement.
+    for (const attempt of [PostgresStore.open({ url: url.toString() }), PostgresStore.exists({ url: url.toString() })]) {
+      const error = await rejection(attempt);
+      expect(error.code).toBe(ErrorCode.Store);
+      expect(error.message).toContain(`${url.hostname}:${url.port}${url.pathname}`);
+      expect(error.message).toContain('does not support SSL');
+      expect(error.message).toContain('remove sslmode from the store URL (or set sslmode=disable), or turn ssl on in the server');
+      if (url.password) expect(error.message).not.toContain(url.password);
+    }
+  });
+
   it('runs a transaction PostgreSQL aborted as a deadlock victim again, so both deadlocked writers commit', async () => {
     const url = await createTestDatabase('lockstep_deadlock');
     await sql(url, 'CREATE TABLE counters (id int PRIMARY KEY, n int NOT NULL); INSERT INTO counters VALUES (1, 0), (2, 0)');

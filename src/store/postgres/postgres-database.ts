@@ -482,7 +482,10 @@ function isUnreachable(error: unknown): boolean {
   const code = errorCode(error) ?? '';
   if (CONNECT_CODES.has(code)) return true;
   if (code.startsWith('28') || code === '3D000' || code === '08001' || code === '08004') return true;
-  return /timeout exceeded when trying to connect|connection timeout/i.test(toError(error).message);
+  const message = toError(error).message;
+  // A TLS refusal happens while connecting, also when a pool connects for its first statement.
+  if (postgresTlsHint(message, 'store URL') !== null) return true;
+  return /timeout exceeded when trying to connect|connection timeout/i.test(message);
 }
 
 function connectionHint(code: string, message: string): string {
