@@ -289,6 +289,8 @@ export async function rotateSecretKey(options: RotateSecretKeyOptions): Promise<
       await store.close();
     }
   };
+  // A current key that is not a key is the fault to name, before anything asks for a new one.
+  if (options.currentKey) parseSecretKey(options.currentKey.text, options.currentKey.source);
   const newBox = options.newKey ? new SecretBox(parseSecretKey(options.newKey.text, options.newKey.source)) : null;
   const file = options.keyFile;
   if (file !== null && !options.currentKey) {

@@ -183,6 +183,13 @@ describe('an embedded store keyed by LOCKSTEP_SECRET_KEY', () => {
     expect(existsSync(join(dir, 'lockstep.db.key'))).toBe(false);
     expect(sealedKeyIds(rawFile(dir))).toEqual([keyId(k1)]);
 
+    // A current key that is no key at all is what is wrong, whatever the new key.
+    const badCurrent = await runWith({ LOCKSTEP_SECRET_KEY: 'not-a-key-77' }, ['--workspace', dir, 'secrets', 'rotate']);
+    expect(badCurrent.code).toBe(2);
+    expect(badCurrent.stderr).toContain('LOCKSTEP_SECRET_KEY is not a secret key');
+    expect(badCurrent.stderr).not.toContain('not-a-key-77');
+    expect(sealedKeyIds(rawFile(dir))).toEqual([keyId(k1)]);
+
     const withoutNew = await runWith({ LOCKSTEP_SECRET_KEY: k1 }, ['--workspace', dir, 'secrets', 'rotate']);
     expect(withoutNew.code).toBe(2);
     expect(withoutNew.stderr).toContain('is keyed by LOCKSTEP_SECRET_KEY: give the new key with --new-key or LOCKSTEP_NEW_SECRET_KEY');
