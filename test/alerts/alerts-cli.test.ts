@@ -1,5 +1,7 @@
 /** `lockstep alerts test` and `lockstep alerts list`, in-process, against a real HTTP receiver. */
 import { appendFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { hierarchyWorkspace, runMain } from '../cli/cli-helpers.js';
@@ -67,5 +69,46 @@ describe('lockstep alerts', () => {
       { name: 'broken', type: 'slack' },
     ]);
     expect(json.deliveries).toHaveLength(4);
+  });
+
+  it('keeps the secrets of a channel out of a refused delivery\'s error, which echoes what it was sent', async () => {
+    // A receiver that refuses everything and answers with what it got, as some APIs do in their errors.
+    const server = createServer((req, res) => {
+      let body = '';
+      req.on('data', (chunk: Buffer) => (body += chunk.toString('utf8')));
+      req.on('end', () => res.writeHead(401).end(JSON.stringify({ path: req.url, authorization: req.headers.authorization, body })));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    await using _server = { [Symbol.asyncDispose]: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const secrets = ['slack-path-secret-5521', 'hook-query-7731', 'hook-header-6621', 'pd-routing-key-4410'];
+    const dir = hierarchyWorkspace();
+    appendFileSync(
+      join(dir, 'lockstep.yaml'),
+      [
+        'alerts:',
+        '  channels:',
+        `    ops-slack: { type: slack, url: "${url}/services/T0/B0/slack-path-secret-5521" }`,
+        `    hooks: { type: webhook, url: "${url}/hook?token=hook-query-7731", headers: { Authorization: "Bearer hook-header-6621" } }`,
+        `    oncall: { type: pagerduty, routingKey: pd-routing-key-4410, url: "${url}/enqueue" }`,
+        '  rules:',
+        '    - { on: [sync_failed], channels: [ops-slack, hooks, oncall] }',
+        '',
+      ].join('\n'),
+    );
+    expect((await runMain(['--workspace', dir, 'apply'])).code).toBe(0);
+    for (const channel of ['ops-slack', 'hooks', 'oncall']) {
+      const refused = await runMain(['--workspace', dir, 'alerts', 'test', channel]);
+      expect(refused.code).toBe(3);
+      expect(refused.stderr).toMatch(new RegExp(`channel "${channel}": ${url.replace(/[.]/g, '\\.')} answered 401: \\{`));
+      for (const secret of secrets) expect(refused.stderr).not.toContain(secret);
+    }
+    const list = await runMain(['--workspace', dir, 'alerts', 'list']);
+    const json = await runMain(['--workspace', dir, 'alerts', 'list', '--json']);
+    expect(list.stdout).toContain('answered 401');
+    for (const secret of secrets) {
+      expect(list.stdout).not.toContain(secret);
+      expect(json.stdout).not.toContain(secret);
+    }
   });
 });

@@ -20,6 +20,7 @@ export class PagerDutyChannel implements AlertChannel {
     await postBody(this.options.url, JSON.stringify(pagerDutyEvent(notice, this.options.routingKey)), {
       what: `pagerduty channel "${this.options.name}"`,
       timeoutMs: this.options.timeoutMs,
+      secrets: [this.options.routingKey],
     });
   }
 }

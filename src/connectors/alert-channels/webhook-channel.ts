@@ -29,7 +29,12 @@ export class WebhookChannel implements AlertChannel {
       'X-Lockstep-Delivery': String(delivery.id),
     };
     if (this.options.secret !== null) headers[SIGNATURE_HEADER] = signature(body, this.options.secret);
-    await postBody(this.options.url, body, { what: `webhook channel "${this.options.name}"`, headers, timeoutMs: this.options.timeoutMs });
+    await postBody(this.options.url, body, {
+      what: `webhook channel "${this.options.name}"`,
+      headers,
+      timeoutMs: this.options.timeoutMs,
+      secrets: [...Object.values(this.options.headers), ...(this.options.secret !== null ? [this.options.secret] : [])],
+    });
   }
 }
 
