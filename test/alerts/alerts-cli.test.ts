@@ -81,7 +81,8 @@ describe('lockstep alerts', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     await using _server = { [Symbol.asyncDispose]: () => new Promise<void>((resolve) => server.close(() => resolve())) };
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    const secrets = ['slack-path-secret-5521', 'hook-query-7731', 'hook-header-6621', 'pd-routing-key-4410'];
+    const basic = Buffer.from('hook-user:hook-pass-8812').toString('base64');
+    const secrets = ['slack-path-secret-5521', 'hook-query-7731', 'hook-header-6621', 'pd-routing-key-4410', 'hook-pass-8812', basic];
     const dir = hierarchyWorkspace();
     appendFileSync(
       join(dir, 'lockstep.yaml'),
@@ -91,13 +92,14 @@ describe('lockstep alerts', () => {
         `    ops-slack: { type: slack, url: "${url}/services/T0/B0/slack-path-secret-5521" }`,
         `    hooks: { type: webhook, url: "${url}/hook?token=hook-query-7731", headers: { Authorization: "Bearer hook-header-6621" } }`,
         `    oncall: { type: pagerduty, routingKey: pd-routing-key-4410, url: "${url}/enqueue" }`,
+        `    basic: { type: webhook, url: "${url.replace('http://', 'http://hook-user:hook-pass-8812@')}/hook" }`,
         '  rules:',
-        '    - { on: [sync_failed], channels: [ops-slack, hooks, oncall] }',
+        '    - { on: [sync_failed], channels: [ops-slack, hooks, oncall, basic] }',
         '',
       ].join('\n'),
     );
     expect((await runMain(['--workspace', dir, 'apply'])).code).toBe(0);
-    for (const channel of ['ops-slack', 'hooks', 'oncall']) {
+    for (const channel of ['ops-slack', 'hooks', 'oncall', 'basic']) {
       const refused = await runMain(['--workspace', dir, 'alerts', 'test', channel]);
       expect(refused.code).toBe(3);
       expect(refused.stderr).toMatch(new RegExp(`channel "${channel}": ${url.replace(/[.]/g, '\\.')} answered 401: \\{`));
@@ -110,5 +112,17 @@ describe('lockstep alerts', () => {
       expect(list.stdout).not.toContain(secret);
       expect(json.stdout).not.toContain(secret);
     }
+  });
+
+  it('sends a webhook URL\'s user information as Basic authentication, as curl does', async () => {
+    await using http = await HttpReceiver.start();
+    const dir = hierarchyWorkspace();
+    const withUser = http.url.replace('http://', 'http://hook-user:hook%20pass-8812@');
+    appendFileSync(join(dir, 'lockstep.yaml'), ['alerts:', '  channels:', `    hooks: { type: webhook, url: "${withUser}/hook" }`, ''].join('\n'));
+    expect((await runMain(['--workspace', dir, 'apply'])).code).toBe(0);
+    const test = await runMain(['--workspace', dir, 'alerts', 'test', 'hooks']);
+    expect(test.code, test.stderr).toBe(0);
+    const [request] = http.at('/hook');
+    expect(request?.headers.authorization).toBe(`Basic ${Buffer.from('hook-user:hook pass-8812').toString('base64')}`);
   });
 });

@@ -20,9 +20,11 @@ export interface PostOptions {
 export async function postBody(url: string, body: string, options: PostOptions): Promise<string> {
   let response: Response;
   try {
-    response = await fetch(url, {
+    const { target, authorization } = withoutUserInfo(url);
+    const given = Object.keys(options.headers ?? {}).some((name) => name.toLowerCase() === 'authorization');
+    response = await fetch(target, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', 'user-agent': 'lockstep', ...options.headers },
+      headers: { 'content-type': 'application/json', 'user-agent': 'lockstep', ...(authorization && !given ? { authorization } : {}), ...options.headers },
       body,
       signal: AbortSignal.timeout(options.timeoutMs ?? 10_000),
     });
@@ -46,6 +48,34 @@ export async function postBody(url: string, body: string, options: PostOptions):
   );
 }
 
+/**
+ * `url` without its user information, which fetch refuses, and that information as the Basic
+ * authentication curl would send (a header the channel gives replaces it). A URL that does not parse
+ * goes as it is, for fetch to refuse.
+ */
+function withoutUserInfo(url: string): { target: string; authorization: string | null } {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return { target: url, authorization: null };
+  }
+  if (parsed.username === '' && parsed.password === '') return { target: url, authorization: null };
+  const credentials = `${decoded(parsed.username)}:${decoded(parsed.password)}`;
+  parsed.username = '';
+  parsed.password = '';
+  return { target: parsed.href, authorization: `Basic ${Buffer.from(credentials).toString('base64')}` };
+}
+
+/** Percent-decoded text; text whose escapes are malformed stays as written. */
+function decoded(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
 /** The scheme, host and port of a URL: webhook URLs carry secrets in their paths, which never reach a message. */
 export function safeOrigin(url: string): string {
   try {
@@ -58,8 +88,8 @@ export function safeOrigin(url: string): string {
 /**
  * What an error about a POST to `url` must not show, since receivers may echo what they were sent:
  * the URL with its secret parts (user information, query values), its path and the path's
- * token-like segments (Slack's secret is the last one), and the channel's secrets with their
- * token-like words (`Bearer <token>`).
+ * token-like segments (Slack's secret is the last one), and the channel's secrets and the Basic
+ * authentication made of the URL's user information, with their token-like words (`Bearer <token>`).
  */
 function hiddenTexts(url: string, options: PostOptions): string[] {
   const tokenLike = (text: string, separator: RegExp) => text.split(separator).filter((part) => part.length >= 8);
@@ -70,6 +100,7 @@ function hiddenTexts(url: string, options: PostOptions): string[] {
   } catch {
     // Not a URL: the whole text is hidden, and fetch said no more than that.
   }
-  for (const secret of options.secrets ?? []) texts.push(secret, ...tokenLike(secret, /\s+/));
+  const { authorization } = withoutUserInfo(url);
+  for (const secret of [...(options.secrets ?? []), ...(authorization ? [authorization] : [])]) texts.push(secret, ...tokenLike(secret, /\s+/));
   return secretTexts(texts);
 }
