@@ -373,9 +373,12 @@ function decodedParameter(text: string): string {
 
 /**
  * What to do about a TLS failure connecting to PostgreSQL (`url` names the setting, e.g. "store
- * URL"), or null when `message` is about something else.
+ * URL"), a certificate file that cannot be read included, or null when `message` is about something else.
  */
 export function postgresTlsHint(message: string, url: string): string | null {
+  // The driver reads the files sslrootcert, sslcert and sslkey name as it connects; no other file.
+  const file = /\b(ENOENT|EACCES|EPERM|EISDIR)\b.*\bopen '(.*)'/.exec(message);
+  if (file) return `the certificate or key file ${file[2]} cannot be read (${file[1]}): check the path given by sslrootcert, sslcert or sslkey in the ${url}, and that the user running Lockstep may read it`;
   if (/does not support SSL/i.test(message)) return `the server does not take TLS connections: remove sslmode from the ${url} (or set sslmode=disable), or turn ssl on in the server`;
   if (/self[- ]signed certificate|unable to (get local issuer|verify the first) certificate|certificate has expired|Hostname\/IP does not match/i.test(message)) {
     return `the server's certificate is not trusted: add sslrootcert=<path of the CA's certificate> to the ${url}, or set sslmode=no-verify to encrypt without checking it`;

@@ -1,10 +1,16 @@
 /**
  * What a failed PostgreSQL connection tells the user to do, for the failures pg reports without a
- * SQLSTATE: a server that takes no TLS, a certificate that is not trusted.
+ * SQLSTATE: a server that takes no TLS, a certificate that is not trusted, a certificate file that
+ * cannot be read.
  */
 import { describe, expect, it } from 'vitest';
+import { createConnectorRegistry } from '../../src/app.js';
+import { resolveConnection } from '../../src/core/connector-registry.js';
 import { postgresConnectionHint } from '../../src/connectors/sql.js';
 import { postgresTlsHint } from '../../src/core/connections.js';
+import { PostgresAuditLog } from '../../src/connectors/postgres/postgres-audit-log.js';
+import { PostgresStore } from '../../src/store/postgres/postgres-store.js';
+import { createTestDatabase } from '../helpers/postgres.js';
 
 describe('PostgreSQL connection hints', () => {
   it('names the sslmode to change when the server takes no TLS, or its certificate is not trusted', () => {
@@ -16,5 +22,31 @@ describe('PostgreSQL connection hints', () => {
     );
     expect(postgresTlsHint('unable to verify the first certificate', 'store URL')).toMatch(/to the store URL/);
     expect(postgresConnectionHint(Object.assign(new Error('password authentication failed'), { code: '28P01' }))).toBe('check the user name and password in the connection URL');
+  });
+
+  it('names the certificate file a connection URL points to that cannot be read, for a source, a destination, an audit log and the store', async () => {
+    const url = new URL(await createTestDatabase('lockstep_certfile'));
+    url.searchParams.set('sslmode', 'verify-full');
+    url.searchParams.set('sslrootcert', '/no-such-folder-c4/ca.pem');
+    const registry = createConnectorRegistry();
+    const failure = (opening: Promise<unknown>) =>
+      opening.then(
+        () => null,
+        (thrown: unknown) => thrown as Error,
+      );
+    const def = { slug: 'warehouse', type: 'postgres', settings: { url: url.toString() } };
+    const source = await failure(registry.openSource(resolveConnection(def, 'source', '/tmp', {})));
+    const destination = await failure(registry.openDestination(resolveConnection(def, 'destination', '/tmp', {})));
+    const auditLog = await failure(PostgresAuditLog.open({ url: url.toString(), schema: 'lockstep_audit', connection: 'warehouse', timeouts: { connectMs: 5000, statementMs: 5000 } }));
+    const store = await failure(PostgresStore.exists({ url: url.toString() }));
+    const hint = 'the certificate or key file /no-such-folder-c4/ca.pem cannot be read (ENOENT): check the path given by sslrootcert, sslcert or sslkey';
+    expect(source?.message).toMatch(/^cannot connect to source PostgreSQL at /);
+    expect(source?.message).toContain(`${hint} in the connection URL`);
+    expect(destination?.message).toMatch(/^cannot connect to destination PostgreSQL at /);
+    expect(destination?.message).toContain(`${hint} in the connection URL`);
+    expect(auditLog?.message).toMatch(/^cannot connect to the audit log of connection "warehouse" /);
+    expect(auditLog?.message).toContain(`${hint} in the connection URL`);
+    expect(store?.message).toMatch(/^store PostgreSQL at .* cannot be reached: /);
+    expect(store?.message).toContain(`${hint} in the store URL`);
   });
 });

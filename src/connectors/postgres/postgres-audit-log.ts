@@ -67,12 +67,14 @@ export class PostgresAuditLog implements AuditLogWriter {
   /** Connects and creates the schema and tables when missing; a missing privilege names its GRANT. */
   static async open(options: PostgresAuditLogOptions): Promise<PostgresAuditLog> {
     const where = describePostgresUrl(options.url);
-    const client = new pg.Client({ connectionString: options.url, ...clientTimeouts(options.timeouts) });
-    client.on('error', () => undefined);
+    let client: pg.Client | null = null;
     try {
+      // Inside the try: the driver reads the URL's certificate files here, and may fail to.
+      client = new pg.Client({ connectionString: options.url, ...clientTimeouts(options.timeouts) });
+      client.on('error', () => undefined);
       await client.connect();
     } catch (thrown) {
-      await client.end().catch(() => undefined);
+      await client?.end().catch(() => undefined);
       const error = toError(thrown);
       throw new LockstepError(
         classifyPostgresError(error) === PostgresFailure.Transient ? ErrorCode.Transient : ErrorCode.Connection,

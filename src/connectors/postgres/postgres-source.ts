@@ -310,19 +310,23 @@ export class PostgresSource implements Source {
    * planner's connections write to its own schema and are not.
    */
   private async openClient(signal?: AbortSignal, { readOnly = false }: { readOnly?: boolean } = {}): Promise<pg.Client> {
-    const client = new pg.Client({ connectionString: this.url, types: postgresTypes, ...clientTimeouts(this.timeouts) });
-    client.on('error', () => undefined); // a dropped idle connection surfaces on the next query instead
+    let client: pg.Client | null = null;
     // A cancelled run does not wait for a server that does not answer.
-    const onAbort = () => destroySocket(client);
+    const onAbort = () => {
+      if (client) destroySocket(client);
+    };
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
+      // Inside the try: the driver reads the URL's certificate files here, and may fail to.
+      client = new pg.Client({ connectionString: this.url, types: postgresTypes, ...clientTimeouts(this.timeouts) });
+      client.on('error', () => undefined); // a dropped idle connection surfaces on the next query instead
       await client.connect();
       // Dates and timestamps are parsed from ISO text; make sure the session prints ISO.
       const session = readOnly ? "SET DateStyle = 'ISO, YMD'; SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY" : "SET DateStyle = 'ISO, YMD'";
       await this.deadline(client, client.query(session), signal);
       return client;
     } catch (thrown) {
-      await client.end().catch(() => undefined);
+      await client?.end().catch(() => undefined);
       if (thrown instanceof LockstepError || signal?.aborted) throw thrown;
       if (isConnectTimeout(thrown)) throw connectTimeoutError('source', this.where, this.timeouts.connectMs, thrown);
       const error = toError(thrown);
