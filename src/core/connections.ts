@@ -362,6 +362,42 @@ export function storeUrlAnswerTimeout(url: string): { url: string; answerTimeout
   return { url: `${base}${kept.length > 0 ? `?${kept.join('&')}` : ''}${fragment}`, answerTimeoutMs: Math.max(1, Math.round(seconds * 1000)) };
 }
 
+/**
+ * `sent`, a URL as `redactUrl` showed it and then edited (another host, say), with each part still
+ * hidden taking `stored`'s value again: the password when the user name is the same, a lone hidden
+ * user information, the value of a parameter of the same name, the fragment. What was changed is kept
+ * as sent, so reading, editing and writing back never turns a secret into `***`.
+ */
+export function keepRedactedUrl(sent: string, stored: string): string {
+  const parts = (url: string) => /^([a-z][a-z0-9+.-]*:\/\/)(?:([^/?#@]*)@)?([^/?#]*)([^?#]*)(\?[^#]*)?(#.*)?$/i.exec(url);
+  const mine = parts(sent);
+  const theirs = parts(stored);
+  if (!mine || !theirs) return sent;
+  const [, scheme, userinfo, host = '', path = '', query, fragment] = mine;
+  const [, , storedUserinfo, , , storedQuery, storedFragment] = theirs;
+  let user = userinfo;
+  if (userinfo !== undefined && storedUserinfo !== undefined) {
+    const name = (info: string) => (info.includes(':') ? info.slice(0, info.indexOf(':')) : null);
+    if (userinfo === REDACTED && name(storedUserinfo) === null) user = storedUserinfo;
+    else if (userinfo.endsWith(`:${REDACTED}`) && name(userinfo) === name(storedUserinfo)) user = storedUserinfo;
+  }
+  const storedPairs = new Map<string, string>();
+  for (const pair of storedQuery?.slice(1).split('&') ?? []) {
+    const name = pair.split('=')[0] ?? '';
+    if (!storedPairs.has(name)) storedPairs.set(name, pair);
+  }
+  const params =
+    query === undefined
+      ? ''
+      : `?${query
+          .slice(1)
+          .split('&')
+          .map((pair) => (pair.endsWith(`=${REDACTED}`) ? (storedPairs.get(pair.slice(0, -REDACTED.length - 1)) ?? pair) : pair))
+          .join('&')}`;
+  const hash = fragment === `#${REDACTED}` && storedFragment !== undefined ? storedFragment : (fragment ?? '');
+  return `${scheme}${user === undefined ? '' : `${user}@`}${host}${path}${params}${hash}`;
+}
+
 /** A URL query name or value as text; one whose %-escapes are malformed stays as written. */
 function decodedParameter(text: string): string {
   try {

@@ -8,7 +8,7 @@ import type { z } from 'zod';
 import type { AuditLogWriter } from './audit-log.js';
 import { DEFAULT_BACKOFF, type BackoffPolicy } from './backoff.js';
 import type { ConnectorContext, ConnectorKind, ConnectorRole, RateLimits } from './connector-kind.js';
-import { blankTemplateNames, environmentTexts, interpolateDeep, redactValue, settingStrings, templateValues, withoutValues, type TemplateEnv } from './connections.js';
+import { blankTemplateNames, environmentTexts, interpolateDeep, keepRedactedUrl, redactValue, settingStrings, templateValues, withoutValues, type TemplateEnv } from './connections.js';
 import { ErrorCode, LockstepError } from './errors.js';
 import { splitHint } from './hints.js';
 import type { Clock, Connectors, Destination, DestinationWriter, Logger, RateLimiter, Source, WriteTarget } from './ports.js';
@@ -93,7 +93,8 @@ export class ConnectorRegistry implements Connectors {
 
   /**
    * Settings sent back as they were read carry hidden secrets; each setting equal to the hidden form
-   * of the stored one takes the stored value again, so reading and writing back never loses a secret.
+   * of the stored one takes the stored value again, and a URL edited around its hidden parts takes
+   * the stored parts back (see `keepRedactedUrl`), so reading and writing back never loses a secret.
    */
   keepRedacted(settings: Record<string, unknown>, previous: ConnectionDef | null): Record<string, unknown> {
     if (previous === null || previous.type !== settings.type) return settings;
@@ -111,6 +112,9 @@ export class ConnectorRegistry implements Connectors {
         kept[name] = merged;
       } else if (JSON.stringify(sent) === JSON.stringify(redactValue(stored))) {
         kept[name] = stored;
+      } else if (typeof sent === 'string' && typeof stored === 'string') {
+        // A URL read, then edited (another host): what it still has hidden is the stored value.
+        kept[name] = keepRedactedUrl(sent, stored);
       }
     }
     return kept;
