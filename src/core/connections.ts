@@ -415,6 +415,10 @@ export function postgresTlsHint(message: string, url: string): string | null {
   // The driver reads the files sslrootcert, sslcert and sslkey name as it connects; no other file.
   const file = /\b(ENOENT|EACCES|EPERM|EISDIR)\b.*\bopen '(.*)'/.exec(message);
   if (file) return `the certificate or key file ${file[2]} cannot be read (${file[1]}): check the path given by sslrootcert, sslcert or sslkey in the ${url}, and that the user running Lockstep may read it`;
+  // pg_hba.conf has a hostssl line for this client and no host line: only TLS gets in.
+  if (/no pg_hba\.conf entry .*no encryption/i.test(message)) {
+    return `the server takes only TLS connections from here: add sslmode=require to the ${url} (or sslmode=verify-full with sslrootcert=<path of the CA's certificate> to check the server too)`;
+  }
   if (/does not support SSL/i.test(message)) return `the server does not take TLS connections: remove sslmode from the ${url} (or set sslmode=disable), or turn ssl on in the server`;
   if (/self[- ]signed certificate|unable to (get local issuer|verify the first) certificate|certificate has expired|Hostname\/IP does not match/i.test(message)) {
     return `the server's certificate is not trusted: add sslrootcert=<path of the CA's certificate> to the ${url}, or set sslmode=no-verify to encrypt without checking it`;

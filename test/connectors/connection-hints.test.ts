@@ -1,11 +1,12 @@
 /**
  * What a failed PostgreSQL connection tells the user to do, for the failures pg reports without a
  * SQLSTATE: a server that takes no TLS, a certificate that is not trusted, a certificate file that
- * cannot be read.
+ * cannot be read; and a server of either kind that takes only TLS.
  */
 import { describe, expect, it } from 'vitest';
 import { createConnectorRegistry } from '../../src/app.js';
 import { resolveConnection } from '../../src/core/connector-registry.js';
+import { mysqlConnectionHint } from '../../src/connectors/mysql/mysql-client.js';
 import { postgresConnectionHint } from '../../src/connectors/sql.js';
 import { postgresTlsHint } from '../../src/core/connections.js';
 import { PostgresAuditLog } from '../../src/connectors/postgres/postgres-audit-log.js';
@@ -22,6 +23,13 @@ describe('PostgreSQL connection hints', () => {
     );
     expect(postgresTlsHint('unable to verify the first certificate', 'store URL')).toMatch(/to the store URL/);
     expect(postgresConnectionHint(Object.assign(new Error('password authentication failed'), { code: '28P01' }))).toBe('check the user name and password in the connection URL');
+  });
+
+  it('names the sslmode to add when the server takes only TLS connections (a hostssl line in pg_hba.conf), not the password', () => {
+    const refused = Object.assign(new Error('no pg_hba.conf entry for host "10.0.0.5", user "etl", database "wh", no encryption'), { code: '28000' });
+    const hint = 'the server takes only TLS connections from here: add sslmode=require to the connection URL (or sslmode=verify-full with sslrootcert=<path of the CA\'s certificate> to check the server too)';
+    expect(postgresConnectionHint(refused)).toBe(hint);
+    expect(postgresTlsHint(refused.message, 'store URL')).toBe(hint.replace('connection URL', 'store URL'));
   });
 
   it('names the certificate file a connection URL points to that cannot be read, for a source, a destination, an audit log and the store', async () => {
@@ -48,5 +56,18 @@ describe('PostgreSQL connection hints', () => {
     expect(auditLog?.message).toContain(`${hint} in the connection URL`);
     expect(store?.message).toMatch(/^store PostgreSQL at .* cannot be reached: /);
     expect(store?.message).toContain(`${hint} in the store URL`);
+  });
+});
+
+describe('MySQL connection hints', () => {
+  it('names the ssl parameter to add when the server takes only TLS connections (require_secure_transport), not the server being down', () => {
+    const refused = Object.assign(new Error('Connections using insecure transport are prohibited while --require_secure_transport=ON.'), {
+      errno: 3159,
+      code: 'ER_SECURE_TRANSPORT_REQUIRED',
+    });
+    expect(mysqlConnectionHint(refused)).toBe(
+      'the server takes only TLS connections (require_secure_transport): add ssl={"rejectUnauthorized":true} to the connection URL, ' +
+        'percent-encoded: ?ssl=%7B%22rejectUnauthorized%22%3Atrue%7D',
+    );
   });
 });

@@ -261,6 +261,10 @@ export function mysqlConnectionHint(error: unknown): string {
   if (errno === 1049) return 'check the database name in the connection URL, or create the database';
   if (errno === 1129 || errno === 1130) return "allow this host in the server's user accounts (or run FLUSH HOSTS)";
   if (errno === 1040 || errno === 1203) return "the server has no connection left: raise max_connections or close other clients' connections";
+  if (errno === 3159) {
+    // The driver reads a JSON value of ssl as its TLS options.
+    return 'the server takes only TLS connections (require_secure_transport): add ssl={"rejectUnauthorized":true} to the connection URL, percent-encoded: ?ssl=%7B%22rejectUnauthorized%22%3Atrue%7D';
+  }
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return 'check the host name in the connection URL';
   if (code.startsWith('HANDSHAKE_') || code.startsWith('ERR_TLS_')) return 'check the TLS settings (e.g. ?ssl=...) in the connection URL';
   return 'check that the server is running and reachable at that host and port, and that the URL is right';
