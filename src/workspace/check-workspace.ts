@@ -5,7 +5,7 @@
  * structural checks found problems, and every error is reported in one pass.
  */
 import type { Diagnostic } from '../core/errors.js';
-import { settingStrings, templateNames } from '../core/connections.js';
+import { blankTemplateNames, settingStrings, templateNames } from '../core/connections.js';
 import type { ConnectorRegistry } from '../core/connector-registry.js';
 import { checkConnectors } from './check-connectors.js';
 import type { SectionName } from './workspace-schema.js';
@@ -178,12 +178,21 @@ export function checkWorkspace(catalog: Catalog, env: Env, registry: ConnectorRe
   }
 }
 
-/** `${VAR}` templates in `value` whose variable `env` does not set. */
-export function checkTemplates(file: WorkspaceFile, path: PathSegment[], value: string, where: string, env: Env): Diagnostic[] {
+/**
+ * `${VAR}` templates in `value` whose variable `env` does not set, or sets empty when that leaves the
+ * whole setting empty (a run would refuse it; an empty password inside a URL is fine). `example`:
+ * the value the hint for an empty one shows (default: `...`).
+ */
+export function checkTemplates(file: WorkspaceFile, path: PathSegment[], value: string, where: string, env: Env, example = '...'): Diagnostic[] {
   const missing = [...new Set(templateNames(value))].filter((name) => env[name] === undefined);
-  return missing.map((name) =>
-    file.diagnostic(path, `environment variable ${name} is not set (${where} uses \${${name}})`, `export ${name}=... before running Lockstep`),
-  );
+  return [
+    ...missing.map((name) =>
+      file.diagnostic(path, `environment variable ${name} is not set (${where} uses \${${name}})`, `export ${name}=... before running Lockstep`),
+    ),
+    ...blankTemplateNames(value, env).map((name) =>
+      file.diagnostic(path, `environment variable ${name} is empty (${where} uses \${${name}})`, `export ${name}=${example} before running Lockstep`),
+    ),
+  ];
 }
 
 interface TriggerEdge {

@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { Diagnostic } from '../core/errors.js';
 import { toError } from '../core/errors.js';
-import { blankTemplateNames, interpolate } from '../core/connections.js';
+import { interpolate } from '../core/connections.js';
 import { ALERT_CHANNEL_SECRETS } from '../core/secrets.js';
 import type { ConnectorRegistry } from '../core/connector-registry.js';
 import type { ConnectionDef, ModelDef, SequenceDef, SyncDef, WorkspaceDefinition } from '../core/workspace.js';
@@ -154,16 +154,7 @@ function resolveStore(root: string, declared: { file: WorkspaceFile; data: unkno
   if (!parsed.success) return null;
   const setting = parsed.data;
   if (setting.type === 'postgres') {
-    diagnostics.push(...checkTemplates(declared.file, ['store', 'url'], setting.url, 'the store', env));
-    for (const name of blankTemplateNames(setting.url, env)) {
-      diagnostics.push(
-        declared.file.diagnostic(
-          ['store', 'url'],
-          `environment variable ${name} is empty (the store uses \${${name}})`,
-          `export ${name}=postgres://user:password@host:5432/database before running Lockstep`,
-        ),
-      );
-    }
+    diagnostics.push(...checkTemplates(declared.file, ['store', 'url'], setting.url, 'the store', env, 'postgres://user:password@host:5432/database'));
     return { type: 'postgres', url: setting.url };
   }
   const problems = checkTemplates(declared.file, ['store', 'path'], setting.path, 'the store', env);

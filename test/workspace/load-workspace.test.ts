@@ -354,6 +354,12 @@ describe('loadWorkspace: errors', () => {
     expect(set.diagnostics).toEqual([]);
     // Secrets stay templated in the definition; they are resolved when a connection opens.
     expect(set.definition?.sources[0]?.settings.url).toBe('postgres://${PGUSER}:${PGPASSWORD}@${PGHOST}/wh');
+    // A variable exported empty that leaves a whole setting empty fails every run: said now, as an unset one is.
+    const empty = await load(files, { PGUSER: 'u', PGHOST: 'h', PGPASSWORD: '', LOCKSTEP_DB: 'postgres://s', DATA_DIR: '/data', CRM_URL: ' ' });
+    expect(empty.definition).toBeNull();
+    expect(empty.diagnostics.map((d) => `${d.line}: ${d.path}: ${d.message} — ${d.hint}`)).toEqual([
+      '6: destinations.crm.url: environment variable CRM_URL is empty (destination "crm" uses ${CRM_URL}) — export CRM_URL=... before running Lockstep',
+    ]);
   });
 
   it('shows a dependency cycle among members with its path', async () => {
