@@ -315,21 +315,30 @@ export const STORE_SCHEMA_PARAMETER = 'schema';
  * without that parameter for the driver, which knows no such setting. The rest stays as written.
  */
 export function storeUrlSchema(url: string): { url: string; schema: string | null } {
-  const match = /^([^?#]*)\?([^#]*)(#.*)?$/.exec(url);
-  if (!match) return { url, schema: null };
-  const [, base = '', query = '', fragment = ''] = match;
-  const pairs = query.split('&');
-  const named = pairs.find((pair) => decodedParameter(pair.split('=')[0] ?? '') === STORE_SCHEMA_PARAMETER);
-  if (named === undefined) return { url, schema: null };
-  const schema = decodedParameter(named.slice(named.indexOf('=') + 1 || named.length));
-  const kept = pairs.filter((pair) => pair !== named);
-  if (schema.trim() === '') {
+  const taken = takeParameter(url, STORE_SCHEMA_PARAMETER);
+  if (taken.value === null) return { url, schema: null };
+  if (taken.value.trim() === '') {
     throw new LockstepError(
       ErrorCode.Validation,
       `the store URL's ${STORE_SCHEMA_PARAMETER} parameter is empty — name the schema of the store's tables, e.g. ?${STORE_SCHEMA_PARAMETER}=lockstep, or leave the parameter out for lockstep`,
     );
   }
-  return { url: `${base}${kept.length > 0 ? `?${kept.join('&')}` : ''}${fragment}`, schema };
+  return { url: taken.url, schema: taken.value };
+}
+
+/**
+ * The value of `url`'s query parameter `name` (decoded; null when there is none), and the URL
+ * without it. The rest stays as written.
+ */
+function takeParameter(url: string, name: string): { url: string; value: string | null } {
+  const match = /^([^?#]*)\?([^#]*)(#.*)?$/.exec(url);
+  if (!match) return { url, value: null };
+  const [, base = '', query = '', fragment = ''] = match;
+  const pairs = query.split('&');
+  const named = pairs.find((pair) => decodedParameter(pair.split('=')[0] ?? '') === name);
+  if (named === undefined) return { url, value: null };
+  const kept = pairs.filter((pair) => pair !== named);
+  return { url: `${base}${kept.length > 0 ? `?${kept.join('&')}` : ''}${fragment}`, value: decodedParameter(named.slice(named.indexOf('=') + 1 || named.length)) };
 }
 
 /**
@@ -344,13 +353,9 @@ export const STORE_ANSWER_TIMEOUT_PARAMETER = 'answer_timeout';
  * without that parameter for the driver, which knows no such setting.
  */
 export function storeUrlAnswerTimeout(url: string): { url: string; answerTimeoutMs: number | null } {
-  const match = /^([^?#]*)\?([^#]*)(#.*)?$/.exec(url);
-  if (!match) return { url, answerTimeoutMs: null };
-  const [, base = '', query = '', fragment = ''] = match;
-  const pairs = query.split('&');
-  const named = pairs.find((pair) => decodedParameter(pair.split('=')[0] ?? '') === STORE_ANSWER_TIMEOUT_PARAMETER);
-  if (named === undefined) return { url, answerTimeoutMs: null };
-  const text = decodedParameter(named.slice(named.indexOf('=') + 1 || named.length)).trim();
+  const taken = takeParameter(url, STORE_ANSWER_TIMEOUT_PARAMETER);
+  if (taken.value === null) return { url, answerTimeoutMs: null };
+  const text = taken.value.trim();
   const seconds = Number(text);
   if (text === '' || !Number.isFinite(seconds) || seconds <= 0) {
     throw new LockstepError(
@@ -358,8 +363,7 @@ export function storeUrlAnswerTimeout(url: string): { url: string; answerTimeout
       `the store URL's ${STORE_ANSWER_TIMEOUT_PARAMETER} parameter is ${JSON.stringify(text)}, not a number of seconds above 0 — write e.g. ?${STORE_ANSWER_TIMEOUT_PARAMETER}=10, or leave the parameter out for 10 seconds`,
     );
   }
-  const kept = pairs.filter((pair) => pair !== named);
-  return { url: `${base}${kept.length > 0 ? `?${kept.join('&')}` : ''}${fragment}`, answerTimeoutMs: Math.max(1, Math.round(seconds * 1000)) };
+  return { url: taken.url, answerTimeoutMs: Math.max(1, Math.round(seconds * 1000)) };
 }
 
 /**
