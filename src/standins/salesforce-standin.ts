@@ -28,7 +28,8 @@
  *   record with id: X"), DUPLICATE_EXTERNAL_ID ("F: more than one record found for external id field: [..]"),
  *   INVALID_FIELD "Foreign key external ID: A-1 not found for field External_Id__c in entity Account" for a
  *   parent referenced by external id that does not exist, INVALID_FIELD_FOR_INSERT_UPDATE for read-only
- *   fields. Request-level: 400 EXCEEDED_ID_LIMIT past 200 records, 400 INVALID_FIELD "No such column 'X' on
+ *   fields, STRING_TOO_LONG ("F: data value too large: v (max length=255)") for text longer than its field,
+ *   INVALID_EMAIL_ADDRESS ("F: invalid email address: v") for an email field. Request-level: 400 EXCEEDED_ID_LIMIT past 200 records, 400 INVALID_FIELD "No such column 'X' on
  *   sobject of type Account", 400 INVALID_FIELD "Field name provided, X does not match an External ID,
  *   Salesforce Id, or indexed field for Account", 404 for an unknown object, 400 JSON_PARSER_ERROR.
  * - sObject Collections delete (`DELETE composite/sobjects?ids=..&allOrNone=..`): up to 200 ids of any
@@ -535,6 +536,8 @@ class Org {
       if (coerced instanceof Error) {
         return { errors: [saveError('INVALID_TYPE_ON_FIELD_IN_RECORD', `${field.label}: value not of required type: ${String(raw)}`, [field.name])] };
       }
+      const refused = valueError(field, coerced);
+      if (refused) return { errors: [refused] };
       values.set(field, coerced);
     }
     for (const lookup of input.lookups) {
@@ -630,6 +633,25 @@ function coerceValue(field: FieldDef, raw: unknown): unknown {
       // Salesforce stores an empty text value as null.
       return raw === '' ? null : String(raw);
   }
+}
+
+/** Text kinds whose values Salesforce holds to the field's length (in characters). */
+const LENGTH_LIMITED_TYPES: ReadonlySet<SalesforceFieldType> = new Set(['string', 'textarea', 'email', 'phone', 'url', 'picklist']);
+const EMAIL_ADDRESS = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+
+/**
+ * A value of the right type that the field still refuses: text longer than the field
+ * (STRING_TOO_LONG) or an email field's value that is no address (INVALID_EMAIL_ADDRESS).
+ */
+function valueError(field: FieldDef, value: unknown): SaveError | undefined {
+  if (typeof value !== 'string') return undefined;
+  if (LENGTH_LIMITED_TYPES.has(field.type) && [...value].length > field.length) {
+    return saveError('STRING_TOO_LONG', `${field.label}: data value too large: ${value} (max length=${field.length})`, [field.name]);
+  }
+  if (field.type === 'email' && !EMAIL_ADDRESS.test(value)) {
+    return saveError('INVALID_EMAIL_ADDRESS', `${field.label}: invalid email address: ${value}`, [field.name]);
+  }
+  return undefined;
 }
 
 function readOnlyError(values: Map<FieldDef, unknown>, access: 'createable' | 'updateable'): SaveError | undefined {

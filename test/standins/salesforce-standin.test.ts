@@ -339,6 +339,23 @@ describe('sObject Collections upsert', () => {
     const res = await call(sf, token, 'PATCH', `${V}/composite/sobjects/Thing__c/Key__c`, { body: upsertBody('Thing__c', [{ Key__c: 'k2', Code__c: 'x' }]) });
     expect(res.json[0].errors[0]).toEqual({ statusCode: 'DUPLICATE_VALUE', message: `duplicate value found: Code__c duplicates value on record with id: ${first}`, fields: [] });
   });
+
+  it('fails a record whose text is longer than its field or whose email is no address', async () => {
+    const sf = await start();
+    const token = await login(sf);
+    const long = 'x'.repeat(256);
+    const res = await upsert(sf, token, 'Contact', [
+      { LastName: long, External_Id__c: 'C-1' },
+      { LastName: 'Ada', External_Id__c: 'C-2', Email: 'not-an-email' },
+      { LastName: 'y'.repeat(255), External_Id__c: 'C-3', Email: 'ada@example.com' },
+    ]);
+    expect(res.json).toEqual([
+      { success: false, created: false, errors: [{ statusCode: 'STRING_TOO_LONG', message: `LastName: data value too large: ${long} (max length=255)`, fields: ['LastName'] }] },
+      { success: false, created: false, errors: [{ statusCode: 'INVALID_EMAIL_ADDRESS', message: 'Email: invalid email address: not-an-email', fields: ['Email'] }] },
+      { id: expect.stringMatching(/^003/), success: true, errors: [], created: true },
+    ]);
+    expect(sf.records('Contact').map((c) => c['External_Id__c'])).toEqual(['C-3']);
+  });
 });
 
 describe('sObject Collections delete', () => {
