@@ -896,8 +896,10 @@ function batchUpsert(ctx: Context, objectSegment: string, body: unknown): Reply 
   if (!Array.isArray(inputs)) return inputs;
 
   const startedAt = iso(ctx.now());
-  // Multi-status needs a trace id on every input; contacts upserted by email never get it.
-  const multiStatus = inputs.every((input) => input.traceId) && !(object.name === 'contacts' && inputs.some((input) => input.idProperty === 'email'));
+  // Multi-status needs a unique trace id on every input (a repeated one could not say which input
+  // failed); contacts upserted by email never get it.
+  const traced = inputs.every((input) => input.traceId) && duplicatesIn(inputs.map((input) => input.traceId ?? '')).length === 0;
+  const multiStatus = traced && !(object.name === 'contacts' && inputs.some((input) => input.idProperty === 'email'));
   const claims = new Map<string, string>();
   const plans: UpsertPlan[] = [];
   const errors: Record<string, unknown>[] = [];

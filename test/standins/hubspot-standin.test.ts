@@ -191,6 +191,17 @@ describe('batch upsert', () => {
     expect(hs.find('deals', 'external_id', 'd-3')?.properties.amount).toBe('7');
   });
 
+  it('fails the whole batch when trace ids repeat, as multi-status needs a unique one per input', async () => {
+    const hs = await start();
+    const answer = await upsert(hs, 'deals', [
+      { idProperty: 'external_id', id: 'd-1', properties: { dealname: 'Good' }, objectWriteTraceId: 'same' },
+      { idProperty: 'external_id', id: 'd-2', properties: { dealname: 'Bad', amount: 'lots' }, objectWriteTraceId: 'same' },
+    ]);
+    expect(answer.status).toBe(400);
+    expect(answer.json).toMatchObject({ status: 'error', category: 'VALIDATION_ERROR' });
+    expect(hs.records('deals')).toEqual([]);
+  });
+
   it('refuses an invalid email; contacts upserted by email never get a partial result', async () => {
     const hs = await start();
     const byExternalId = await upsert(hs, 'contacts', [
