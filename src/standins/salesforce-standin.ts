@@ -38,7 +38,8 @@
  *   OR] [ORDER BY] [LIMIT] [OFFSET], parent fields as `Account.Name`), answers `{totalSize, done, records,
  *   nextRecordsUrl?}` with 2,000 records a page; MALFORMED_QUERY, INVALID_TYPE, INVALID_FIELD errors.
  * - Bulk API 2.0 ingest: create job (`POST jobs/ingest`, state Open, `contentUrl` without a leading slash),
- *   upload CSV (`PUT jobs/ingest/{id}/batches`, 201, only while Open, at most 150 MB once base64-encoded),
+ *   upload CSV (`PUT jobs/ingest/{id}/batches`, 201, only while Open, at most 150 MB once base64-encoded; once a
+ *   job: closing a job that took two uploads is 400 INVALIDJOB "Found multipe contents for job"),
  *   `PATCH` to UploadComplete or Aborted, job info with Open → UploadComplete → InProgress → JobComplete |
  *   Failed | Aborted and `numberRecordsProcessed/Failed`, `successfulResults` (`"sf__Id","sf__Created",...`),
  *   `failedResults` (`"sf__Id","sf__Error",...` with `CODE:message:fields --`), `unprocessedrecords`;
@@ -2043,7 +2044,11 @@ class SalesforceStandInServer implements SalesforceStandIn {
     const job = this.job(jobId);
     const body = await this.readJson(req);
     const state = isPlainObject(body) ? body['state'] : undefined;
-    if (state === 'UploadComplete' && job.state === 'Open') {
+    if (state === 'UploadComplete' && job.state === 'Open' && job.uploads.length > 1) {
+      // Bulk API 2.0 takes one upload a job; the close is what refuses more (body as orgs are reported to send it).
+      const message = `Found multipe contents for job: <${job.id}>, please 'Close' / 'Abort' / 'Delete' the current Job then create a new Job and make sure you only do 'PUT' once on a given Job.`;
+      throw new ApiError(400, 'INVALIDJOB', message);
+    } else if (state === 'UploadComplete' && job.state === 'Open') {
       job.state = 'UploadComplete';
       job.pollsBeforeComplete = this.bulkPolls;
     } else if (state === 'Aborted' && ['Open', 'UploadComplete', 'InProgress'].includes(job.state)) {

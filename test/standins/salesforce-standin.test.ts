@@ -514,6 +514,19 @@ describe('Bulk API 2.0 ingest', () => {
     expect([missing.status, missing.json]).toEqual([404, [{ errorCode: 'NOT_FOUND', message: 'The requested resource does not exist' }]]);
   });
 
+  it('takes one upload a job: closing a job that took two is refused and leaves it Open', async () => {
+    const sf = await start();
+    const token = await login(sf);
+    const id = (await createJob(sf, token, { object: 'Account', operation: 'insert' })).json.id as string;
+    expect((await upload(sf, token, id, 'Name\nAcme\n')).status).toBe(201);
+    expect((await upload(sf, token, id, 'Name\nGlobex\n')).status).toBe(201);
+    const closed = await close(sf, token, id);
+    expect(closed.status).toBe(400);
+    expect(closed.json[0]).toMatchObject({ errorCode: 'INVALIDJOB', message: expect.stringContaining("make sure you only do 'PUT' once on a given Job") });
+    expect((await info(sf, token, id)).json.state).toBe('Open');
+    expect(sf.records('Account')).toEqual([]);
+  });
+
   it('fails a job whose line ending or header does not fit, leaving its rows unprocessed', async () => {
     const sf = await start({ bulkPolls: 0 });
     const token = await login(sf);
