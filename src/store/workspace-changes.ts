@@ -41,6 +41,17 @@ export const CANCEL_REASONS = {
   CancelledBeforeStart: 'cancelled by a user before it started',
 } as const;
 
+/**
+ * Why a sequence run ends when a sync one of its members would still run is deleted: the run keeps
+ * the members its sequence had when it was queued, so that member can never start.
+ */
+export function memberSyncDeletedReason(memberKey: string, syncSlug: string): string {
+  return (
+    `member "${memberKey}" cannot run: its sync "${syncSlug}" was deleted after this run was queued ` +
+    '(a rename is a delete and a create) — start a new run of the sequence to run its current members'
+  );
+}
+
 /** A change of an entity (not of alerts or webhooks). */
 export type EntityChange = WorkspaceChange & { kind: EntityKind };
 

@@ -110,6 +110,7 @@ import {
   ENTITY_KINDS,
   ENTITY_TABLES,
   checkAlerts,
+  memberSyncDeletedReason,
   checkDelete,
   checkUpsert,
   declaredEntity,
@@ -1205,7 +1206,7 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
         `UPDATE ${this.entityTable(change.kind)} SET deleted_at = $2, updated_at = $2 WHERE slug = $1 AND deleted_at IS NULL RETURNING id`,
         [change.slug, now],
       );
-      if (rows[0]) await this.afterDelete(q, change.kind, Number(rows[0].id), now);
+      if (rows[0]) await this.afterDelete(q, change.kind, Number(rows[0].id), change.slug, now);
       return;
     }
     const entity = declaredEntity(definition, change);
@@ -1214,13 +1215,28 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
   }
 
   /** Work that can never run once its sync or sequence is gone is cancelled with it. */
-  private async afterDelete(q: Queryable, kind: EntityKind, id: number, now: number): Promise<void> {
+  private async afterDelete(q: Queryable, kind: EntityKind, id: number, slug: string, now: number): Promise<void> {
     if (kind === 'sync') {
       await q.query(
         `UPDATE ${this.t.syncRuns} SET status = 'cancelled', finished_at = $1, error = $2
          WHERE sync_id = $3 AND status = 'queued' AND sequence_run_id IS NULL`,
         [now, CANCEL_REASONS.SyncDeleted, id],
       );
+      // A sequence run keeps the members it was queued with: one that would still start this sync
+      // never could, and the run would wait for it forever. A queued run is cancelled; a running
+      // one is terminated by that member (what runs finishes, the rest is skipped) and ends failed.
+      const waiting = await q.query<{ id: string; status: string; key: string }>(
+        `SELECT r.id, r.status, m.key FROM ${this.t.memberRuns} AS m JOIN ${this.t.sequenceRuns} AS r ON r.id = m.sequence_run_id
+         WHERE m.sync_id = $1 AND m.status = 'pending' AND r.status IN ('pending', 'running')
+         FOR UPDATE OF r`,
+        [id],
+      );
+      for (const run of waiting.rows) {
+        const reason = memberSyncDeletedReason(run.key, slug);
+        if (run.status === 'pending') await this.cancelPendingSequenceRun(q, run.id, reason, now);
+        else await this.setTerminationIn(q, run.id, run.key, reason);
+        await this.skipPending(q, run.id, now);
+      }
       await this.snapshots.dropSync(q, id);
     } else if (kind === 'sequence') {
       const pending = await q.query<{ id: string }>(`SELECT id FROM ${this.t.sequenceRuns} WHERE sequence_id = $1 AND status = 'pending' FOR UPDATE`, [id]);

@@ -158,6 +158,10 @@ export function prepareStatements(db: SqliteDatabase) {
     liveSync: db.prepare('SELECT id FROM syncs WHERE id = ? AND deleted_at IS NULL'),
     sequenceRun: db.prepare('SELECT * FROM sequence_runs WHERE id = ?'),
     pendingSequenceRun: db.prepare("SELECT * FROM sequence_runs WHERE sequence_id = ? AND status = 'pending'"),
+    sequenceRunsWaitingOnSync: db.prepare(
+      `SELECT r.id, r.status, m.key FROM member_runs AS m JOIN sequence_runs AS r ON r.id = m.sequence_run_id
+       WHERE m.sync_id = ? AND m.status = 'pending' AND r.status IN ('pending', 'running')`,
+    ),
     pendingRunsOfSequence: db.prepare("SELECT id FROM sequence_runs WHERE sequence_id = ? AND status = 'pending'"),
     insertSequenceRun: db.prepare(
       `INSERT INTO sequence_runs (id, sequence_id, status, trigger_type, trigger_detail, created_at, deadline_minutes, resumed_from)

@@ -56,6 +56,7 @@ import type {
 } from '../../core/workspace.js';
 import {
   CANCEL_REASONS,
+  memberSyncDeletedReason,
   checkAlerts,
   checkDelete,
   checkUpsert,
@@ -853,7 +854,7 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
     const statements = this.s.entities[change.kind];
     if (change.action === 'delete') {
       const deleted = statements.softDelete.get({ slug: change.slug, now }) as { id: number } | undefined;
-      if (deleted) this.afterDelete(change.kind, deleted.id, now);
+      if (deleted) this.afterDelete(change.kind, deleted.id, change.slug, now);
       return;
     }
     const entity = declaredEntity(definition, change);
@@ -864,9 +865,19 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
   }
 
   /** Work that can never run once its sync or sequence is gone is cancelled with it. */
-  private afterDelete(kind: Kind, id: number, now: number): void {
+  private afterDelete(kind: Kind, id: number, slug: string, now: number): void {
     if (kind === 'sync') {
       this.s.cancelQueuedRunsOfSync.run(now, CANCEL_REASONS.SyncDeleted, id);
+      // A sequence run keeps the members it was queued with: one that would still start this sync
+      // never could, and the run would wait for it forever. A queued run is cancelled; a running
+      // one is terminated by that member (what runs finishes, the rest is skipped) and ends failed.
+      const waiting = this.s.sequenceRunsWaitingOnSync.all(id) as Array<{ id: string; status: string; key: string }>;
+      for (const run of waiting) {
+        const reason = memberSyncDeletedReason(run.key, slug);
+        if (run.status === 'pending') this.s.cancelPendingSequenceRun.run(now, reason, run.id);
+        else this.s.setTermination.run(run.key, reason, run.id);
+        this.skipPending(run.id, now);
+      }
       this.snapshots.dropSync(id);
     } else if (kind === 'sequence') {
       for (const { id: runId } of this.s.pendingRunsOfSequence.all(id) as Array<{ id: string }>) {

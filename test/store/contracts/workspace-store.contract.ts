@@ -122,6 +122,39 @@ export function describeWorkspaceStoreContract(name: string, open: OpenStore): v
       expect((await store.getSync('accounts-to-crm'))?.id).toBe(syncs['accounts-to-crm']!.id);
     });
 
+    it("ends sequence runs that would still start a deleted sync's member, saying which and why", async () => {
+      const { syncs } = await applyCrm();
+      const { run: running } = await store.enqueueSequenceRun(await sequence('crm-graph'), MANUAL, T0);
+      await store.claimSequenceRun(running.id, T0);
+      const [accounts] = await store.startMembers(running.id, [{ key: 'accounts', syncId: syncs['accounts-to-crm']!.id }], T0 + 1);
+      await store.claimSyncRun(accounts!.id, T0 + 1, LEASE);
+      const { run: queued } = await store.enqueueSequenceRun(await sequence('crm-graph'), MANUAL, T0 + 2);
+
+      // deals-to-crm renamed: a rename is a delete and a create.
+      const next = crmWorkspace();
+      next.syncs = next.syncs.map((s) => (s.slug === 'deals-to-crm' ? { ...s, slug: 'deals-to-crm-v2' } : s));
+      next.sequences = next.sequences.map((s) => ({
+        ...s,
+        members: s.members.map((m) => (m.sync === 'deals-to-crm' ? { ...m, sync: 'deals-to-crm-v2' } : m)),
+      }));
+      await store.applyWorkspace(next, T0 + 10);
+
+      const reason = /member "deals" cannot run: its sync "deals-to-crm" was deleted after this run was queued/;
+      const after = await store.getSequenceRun(running.id);
+      // The member already running finishes; the rest can never start.
+      expect(after).toMatchObject({ status: 'running', terminatedBy: 'deals' });
+      expect(after?.reason).toMatch(reason);
+      expect(after?.members.map((m) => [m.key, m.status])).toEqual([
+        ['accounts', 'running'],
+        ['contacts', 'skipped'],
+        ['deals', 'skipped'],
+      ]);
+      const follower = await store.getSequenceRun(queued.id);
+      expect(follower).toMatchObject({ status: 'cancelled', finishedAt: T0 + 10 });
+      expect(follower?.reason).toMatch(reason);
+      expect(follower?.members.every((m) => m.status === 'skipped')).toBe(true);
+    });
+
     it('refuses a definition with an unknown reference and changes nothing', async () => {
       await applyCrm();
       const before = await store.loadWorkspace();
