@@ -146,7 +146,8 @@ export class Worker {
       logger.warn('could not check the leases of other workers on this host', { error: toError(thrown).message }),
     );
     for (const run of await store.listSequenceRunsByStatus(['running'])) {
-      await this.sequences.advance(run.id);
+      // One run that cannot go on must not keep the worker from starting, nor the others from resuming.
+      await this.sequences.advance(run.id).catch((thrown: unknown) => this.logStuckRun(run.id, thrown));
     }
     await this.pump();
     this.options.finishedRuns.start();
@@ -596,6 +597,14 @@ export class Worker {
     }
   }
 
+  private logStuckRun(sequenceRunId: string, thrown: unknown): void {
+    this.options.logger.error('could not advance a running sequence run; if this repeats, cancel it and start a new run', {
+      sequenceRunId,
+      fix: `lockstep sequence cancel ${sequenceRunId}`,
+      error: toError(thrown).message,
+    });
+  }
+
   private async poll(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
       try {
@@ -614,7 +623,9 @@ export class Worker {
         const now = this.options.clock.now();
         for (const run of await this.options.store.listSequenceRunsByStatus(['running'])) {
           const inProgress = run.members.some((m) => m.status === 'running' || (m.status === 'pending' && m.syncRunId !== null));
-          if (run.cancelRequested || deadlinePassed(run, now) || !inProgress) await this.sequences.advance(run.id);
+          if (run.cancelRequested || deadlinePassed(run, now) || !inProgress) {
+            await this.sequences.advance(run.id).catch((thrown: unknown) => this.logStuckRun(run.id, thrown));
+          }
         }
       } catch (thrown) {
         this.options.logger.error('could not advance running sequence runs', { error: toError(thrown).message });

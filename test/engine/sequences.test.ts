@@ -214,4 +214,24 @@ describe('sequences', () => {
     expect(final.terminatedBy).toBeNull();
     expect(final.reason).toBeNull();
   });
+  it('a sequence run that cannot advance neither stops the worker from starting nor holds up other runs', async () => {
+    const dir = tempDir();
+    createHierarchyFixture(dir);
+    await using h = await startHarness({
+      dir,
+      definition: hierarchy(SYNCS.map((s) => member(s)), {}, [sequence('other', [member('workspaces')])]),
+      startWorker: false,
+    });
+    const { store, worker, clock } = h.app;
+    // Both runs were running when the process stopped; the first one's next member names a sync
+    // that is no longer in the store (as a store written before deleted syncs ended such runs).
+    const { run: broken } = await worker.triggerSequence('crm');
+    await store.claimSequenceRun(broken.id, clock.now());
+    sqlite(join(dir, 'lockstep.db'), `update member_runs set sync_id = 9999 where sequence_run_id = '${broken.id}' and key = 'accounts'`);
+    const { run: other } = await worker.triggerSequence('other');
+    await store.claimSequenceRun(other.id, clock.now());
+
+    await worker.start();
+    expect((await worker.waitForSequenceRun(other.id)).status).toBe('done');
+  });
 });
