@@ -182,8 +182,9 @@ describe('PostgresStore on a shared database', () => {
     const url = new URL(await createTestDatabase('lockstep_tls'));
     url.searchParams.set('sslmode', 'require');
     // Opening connects first; asking whether the store exists (what `lockstep runs` does first) connects with its statement.
-    for (const attempt of [PostgresStore.open({ url: url.toString() }), PostgresStore.exists({ url: url.toString() })]) {
-      const error = await rejection(attempt);
+    // One at a time: both started at once, the second would fail before anything awaited it.
+    for (const attempt of [() => PostgresStore.open({ url: url.toString() }), () => PostgresStore.exists({ url: url.toString() })]) {
+      const error = await rejection(attempt());
       expect(error.code).toBe(ErrorCode.Store);
       expect(error.message).toContain(`${url.hostname}:${url.port}${url.pathname}`);
       expect(error.message).toContain('does not support SSL');
