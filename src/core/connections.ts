@@ -292,17 +292,10 @@ export function redactUrl(url: string): string {
     const user = colon >= 0 ? `${userinfo.slice(0, colon)}:${REDACTED}` : DATABASE_SCHEMES.has(scheme.toLowerCase()) ? userinfo : REDACTED;
     hostPart = `${user}@${authority.slice(at + 1)}`;
   }
-  const params =
-    query === undefined
-      ? ''
-      : `?${query
-          .slice(1)
-          .split('&')
-          .map((pair) => {
-            const name = pair.split('=')[0] ?? '';
-            return pair === '' || SHOWN_PARAMETERS.has(decodedParameter(name).toLowerCase()) ? pair : `${name}=${REDACTED}`;
-          })
-          .join('&')}`;
+  const params = mapQueryPairs(query, (pair) => {
+    const name = pair.split('=')[0] ?? '';
+    return pair === '' || SHOWN_PARAMETERS.has(decodedParameter(name).toLowerCase()) ? pair : `${name}=${REDACTED}`;
+  });
   return `${scheme}${hostPart}${path}${params}${fragment === undefined ? '' : `#${REDACTED}`}`;
 }
 
@@ -390,16 +383,14 @@ export function keepRedactedUrl(sent: string, stored: string): string {
     const name = pair.split('=')[0] ?? '';
     if (!storedPairs.has(name)) storedPairs.set(name, pair);
   }
-  const params =
-    query === undefined
-      ? ''
-      : `?${query
-          .slice(1)
-          .split('&')
-          .map((pair) => (pair.endsWith(`=${REDACTED}`) ? (storedPairs.get(pair.slice(0, -REDACTED.length - 1)) ?? pair) : pair))
-          .join('&')}`;
+  const params = mapQueryPairs(query, (pair) => (pair.endsWith(`=${REDACTED}`) ? (storedPairs.get(pair.slice(0, -REDACTED.length - 1)) ?? pair) : pair));
   const hash = fragment === `#${REDACTED}` && storedFragment !== undefined ? storedFragment : (fragment ?? '');
   return `${scheme}${user === undefined ? '' : `${user}@`}${host}${path}${params}${hash}`;
+}
+
+/** A URL's query (`?a=1&b=2`, or undefined for none) with each `name=value` pair mapped. */
+function mapQueryPairs(query: string | undefined, map: (pair: string) => string): string {
+  return query === undefined ? '' : `?${query.slice(1).split('&').map(map).join('&')}`;
 }
 
 /** A URL query name or value as text; one whose %-escapes are malformed stays as written. */
