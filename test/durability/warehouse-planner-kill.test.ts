@@ -64,16 +64,26 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
  * watermark passed the delivered rows the run's record shows (answered): from then on the store is
  * held locked, so the record cannot follow the deliveries (the worker waits for the lock, well
  * within its busy timeout), and the kill lands after a watermark's commit, before its rows counted.
+ * `marked`, when given, says the source holds a watermark at all: a first run's watermark waits for
+ * its staging table, which a loaded machine may build after many batches went out; the store is
+ * locked only once it is there, or the next watermark would never come.
  */
-async function killAhead(worker: { child: ChildProcess; exit: Promise<number | null> }, dir: string, store: SqliteStore, ahead: (shown: number) => Promise<boolean>): Promise<number> {
+async function killAhead(
+  worker: { child: ChildProcess; exit: Promise<number | null> },
+  dir: string,
+  store: SqliteStore,
+  ahead: (shown: number) => Promise<boolean>,
+  marked: () => Promise<boolean> = async () => true,
+): Promise<number> {
   const latest = async () => (await store.listSyncRuns({ limit: 1, offset: 0, order: 'desc' }))[0];
   const deadline = Date.now() + 60_000;
   let run = await latest();
-  while (!(run?.status === 'processing' && run.successfulRows.addedCount >= 5000) && Date.now() < deadline) {
+  while (!(run?.status === 'processing' && run.successfulRows.addedCount >= 5000 && (await marked())) && Date.now() < deadline) {
     await sleep(2);
     run = await latest();
   }
   expect(run?.successfulRows.addedCount, 'the run never got to deliver 5000 rows').toBeGreaterThanOrEqual(5000);
+  expect(run?.status, 'the run ended before its watermark was in the source').toBe('processing');
   const lock = new Database(join(dir, 'lockstep.db'));
   lock.exec('BEGIN IMMEDIATE');
   try {
@@ -122,7 +132,13 @@ describe('kill -9 during a sync planned in the warehouse', () => {
         const rows = await sql<{ through: { id: string } | null }>(url, 'select through from lockstep_planner.lockstep_syncs').catch(() => []);
         return Number(rows[0]?.through?.id ?? 0);
       };
-      const shown = await killAhead(lockstep(dir, ['sync', 'run', 'rows-to-crm'], env), dir, store, async (shown) => (await watermark()) > shown);
+      const shown = await killAhead(
+        lockstep(dir, ['sync', 'run', 'rows-to-crm'], env),
+        dir,
+        store,
+        async (shown) => (await watermark()) > shown,
+        async () => (await watermark()) > 0,
+      );
 
       // The watermark covers rows the destination holds, with the values it holds: more than the
       // run's record showed delivered.
@@ -170,7 +186,13 @@ describe('kill -9 during a sync planned in the warehouse of a MySQL source', () 
         const marks = await mysqlSql<{ id: string }>(url, `select id from \`${plannerSchema}\`.sync_1_rows_to_crm_marks where lockstep_mark = 1`).catch(() => []);
         return Number(marks[0]?.id ?? 0);
       };
-      const shown = await killAhead(lockstep(dir, ['sync', 'run', 'rows-to-crm'], env), dir, store, async (shown) => (await watermark()) > shown);
+      const shown = await killAhead(
+        lockstep(dir, ['sync', 'run', 'rows-to-crm'], env),
+        dir,
+        store,
+        async (shown) => (await watermark()) > shown,
+        async () => (await watermark()) > 0,
+      );
 
       // The watermark (kind in lockstep_syncs, key in the marks table) covers rows the destination
       // holds, with the values it holds: more than the run's record showed delivered.
