@@ -219,6 +219,9 @@ export class Delivery implements BatchDelivery {
     const rejected: RejectedRow[] = [];
     const successful = emptyCounts();
     const failed = emptyCounts();
+    // Planned in the warehouse, the store keeps no snapshot of the rows (the source's planner
+    // records them; removed keys still leave the recorded ids).
+    const snapshot = !this.options.plannerInWarehouse;
     for (let i = 0; i < batch.length; i++) {
       const op = batch[i] as PlannedOp;
       const outcome = outcomes[i] as RowOutcome;
@@ -227,6 +230,7 @@ export class Delivery implements BatchDelivery {
         if (op.change === 'removed') deletes.push(op.keyText);
         else {
           if (outcome.id !== undefined) ids.push([op.keyText, outcome.id]);
+          if (!snapshot) continue;
           hashes[2 * keys.length] = op.hashHigh;
           hashes[2 * keys.length + 1] = op.hashLow;
           keys.push(op.keyText);

@@ -21,29 +21,42 @@ export class PlannedOp implements WriteOperation, EncodedLine {
     return new PlannedOp('removed', 'delete', keyText, NO_VALUES, null, 0, NO_LINE, 0, 0, 0, 0);
   }
 
-  /** A row read as values (its key taken from them, at `keyIndexes`, when asked for). */
-  static ofValues(change: Change, kind: WriteOperation['kind'], keyText: string, values: Value[], hashHigh: number, hashLow: number, keyIndexes: readonly number[]): PlannedOp {
+  /**
+   * A row read as values (its key taken from them, at `keyIndexes`, when asked for). `keyText`
+   * null: spelled from the values when first asked for.
+   */
+  static ofValues(change: Change, kind: WriteOperation['kind'], keyText: string | null, values: Value[], hashHigh: number, hashLow: number, keyIndexes: readonly number[]): PlannedOp {
     return new PlannedOp(change, kind, keyText, values, null, 0, NO_LINE, 0, 0, hashHigh, hashLow, keyIndexes);
   }
 
-  /** A row that goes as its line, bytes `start..end` of `data`. */
-  static ofLine(change: Change, kind: WriteOperation['kind'], keyText: string, data: Buffer, start: number, end: number, hashHigh: number, hashLow: number): PlannedOp {
-    return new PlannedOp(change, kind, keyText, NO_VALUES, null, 0, data, start, end, hashHigh, hashLow);
+  /** A row of `rows` that goes as its line, bytes `start..end` of `data` (`keyText` null: spelled from its key columns, `keyIndexes`, when asked for). */
+  static ofLine(
+    change: Change,
+    kind: WriteOperation['kind'],
+    keyText: string | null,
+    rows: EncodedRows,
+    row: number,
+    keyIndexes: readonly number[],
+    hashHigh: number,
+    hashLow: number,
+  ): PlannedOp {
+    const { data, starts } = rows;
+    return new PlannedOp(change, kind, keyText, NO_VALUES, rows, row, data, starts[row] as number, starts[row + 1] as number, hashHigh, hashLow, keyIndexes);
   }
 
-  /** An encoded row that goes as values, decoded from row `row` of `rows` when asked for. */
-  static ofEncoded(change: Change, kind: WriteOperation['kind'], keyText: string, rows: EncodedRows, row: number, hashHigh: number, hashLow: number): PlannedOp {
-    return new PlannedOp(change, kind, keyText, null, rows, row, NO_LINE, 0, 0, hashHigh, hashLow);
+  /** An encoded row that goes as values, decoded from row `row` of `rows` when asked for (`keyText` null: spelled from its key columns when asked for). */
+  static ofEncoded(change: Change, kind: WriteOperation['kind'], keyText: string | null, rows: EncodedRows, row: number, keyIndexes: readonly number[], hashHigh: number, hashLow: number): PlannedOp {
+    return new PlannedOp(change, kind, keyText, null, rows, row, NO_LINE, 0, 0, hashHigh, hashLow, keyIndexes);
   }
 
   private constructor(
     /** What happened to the row in the model. */
     readonly change: Change,
     readonly kind: WriteOperation['kind'],
-    /** The encoded key. */
-    readonly keyText: string,
+    /** The encoded key, once spelled (see keyText). */
+    private spelled: string | null,
     private decodedValues: Value[] | null,
-    /** Where the values are decoded from when they are asked for: row `row` of `encoded`. */
+    /** The row's source when it was read encoded: row `row` of `encoded` (its values are decoded from it when asked for). */
     private readonly encoded: EncodedRows | null,
     private readonly row: number,
     /** The row's line, when it goes as one: bytes `start..end` of `data`. */
@@ -53,7 +66,7 @@ export class PlannedOp implements WriteOperation, EncodedLine {
     /** The hash of the row, high and low word (0 for removals). */
     readonly hashHigh: number,
     readonly hashLow: number,
-    /** Where the key's values are in the values, for a row read as values (its key then taken from them when asked for). */
+    /** Where the key's columns are in the row (null for a removal, which has its key text). */
     private readonly keyIndexes: readonly number[] | null = null,
   ) {}
 
@@ -61,11 +74,27 @@ export class PlannedOp implements WriteOperation, EncodedLine {
   private decodedKey: Value[] | null = null;
 
   /**
+   * The encoded key. Planned in the warehouse, a row's key is seldom asked for (the last row of a
+   * batch, a rejected row): it is spelled then, not for every row that travels.
+   */
+  get keyText(): string {
+    return (this.spelled ??= this.spell());
+  }
+
+  private spell(): string {
+    const keyIndexes = this.keyIndexes as readonly number[];
+    const text = this.encoded ? this.encoded.keyText(this.row, keyIndexes) : encodeKey(keyOf(this.decodedValues as Value[], keyIndexes));
+    // Planning refused rows with a null key column before planning them.
+    if (text === null) throw new Error('a planned row has a null key column');
+    return text;
+  }
+
+  /**
    * The key's values, when first asked for (a row that goes as its line seldom is, an upsert to an
    * HTTP API never): taken from the row's values, or decoded from `keyText`.
    */
   get key(): Value[] {
-    return (this.decodedKey ??= this.keyIndexes ? keyOf(this.decodedValues as Value[], this.keyIndexes) : decodeKey(this.keyText));
+    return (this.decodedKey ??= this.keyIndexes && this.encoded === null ? keyOf(this.decodedValues as Value[], this.keyIndexes) : decodeKey(this.keyText));
   }
 
   get values(): Value[] {
@@ -104,8 +133,8 @@ export interface PlanningBatch {
   key(r: number): Value[];
   /** Hashes row `r` into `rowHash`. */
   hash(r: number): void;
-  /** The operation for row `r`. */
-  op(r: number, change: 'added' | 'changed', kind: WriteOperation['kind'], keyText: string, hashHigh: number, hashLow: number): PlannedOp;
+  /** The operation for row `r` (`keyText` null: spelled when asked for). */
+  op(r: number, change: 'added' | 'changed', kind: WriteOperation['kind'], keyText: string | null, hashHigh: number, hashLow: number): PlannedOp;
 }
 
 export class DecodedBatch implements PlanningBatch {
@@ -138,7 +167,7 @@ export class DecodedBatch implements PlanningBatch {
     hashRow(this.rows[r] as Value[]);
   }
 
-  op(r: number, change: 'added' | 'changed', kind: WriteOperation['kind'], keyText: string, hashHigh: number, hashLow: number): PlannedOp {
+  op(r: number, change: 'added' | 'changed', kind: WriteOperation['kind'], keyText: string | null, hashHigh: number, hashLow: number): PlannedOp {
     // The key's array only if a writer asks for it: no array per row planned.
     return PlannedOp.ofValues(change, kind, keyText, this.rows[r] as Value[], hashHigh, hashLow, this.keyIndexes);
   }
@@ -172,10 +201,9 @@ export class EncodedBatch implements PlanningBatch {
     hashBytes(this.rows.data, this.rows.starts[r] as number, (this.rows.starts[r + 1] as number) - 1);
   }
 
-  op(r: number, change: 'added' | 'changed', kind: WriteOperation['kind'], keyText: string, hashHigh: number, hashLow: number): PlannedOp {
-    const { data, starts } = this.rows;
+  op(r: number, change: 'added' | 'changed', kind: WriteOperation['kind'], keyText: string | null, hashHigh: number, hashLow: number): PlannedOp {
     return this.lines && (kind === 'insert' || kind === 'upsert')
-      ? PlannedOp.ofLine(change, kind, keyText, data, starts[r] as number, starts[r + 1] as number, hashHigh, hashLow)
-      : PlannedOp.ofEncoded(change, kind, keyText, this.rows, r, hashHigh, hashLow);
+      ? PlannedOp.ofLine(change, kind, keyText, this.rows, r, this.keyIndexes, hashHigh, hashLow)
+      : PlannedOp.ofEncoded(change, kind, keyText, this.rows, r, this.keyIndexes, hashHigh, hashLow);
   }
 }

@@ -652,12 +652,10 @@ export class SyncRunner {
         const view = rows.encoded ? new EncodedBatch(rows.encoded, keyIndexes, lines) : new DecodedBatch(rows.rows, keyIndexes);
         progress.querySize += view.count;
         read += view.count;
+        // A key is spelled only when asked for (a removal's delete, a batch's last row, a rejected
+        // row): not for every row that travels.
         for (let r = 0; r < view.count; r++) {
-          const k = view.keyText(r) as string;
-          const op =
-            part.op === 'removed'
-              ? PlannedOp.removal(k)
-              : view.op(r, part.op, sentAs(part.op), k, 0, 0);
+          const op = part.op === 'removed' ? PlannedOp.removal(view.keyText(r) as string) : view.op(r, part.op, sentAs(part.op), null, 0, 0);
           if (batches.add(op)) await batches.flush();
         }
       }
