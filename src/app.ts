@@ -73,7 +73,7 @@ export async function openStore(config: LockstepConfig, options: OpenStoreOption
   const logger = options.logger;
   let warned = false;
   const secrets = new SecretCodec({
-    keys: options.secretKeys ?? storeSecretKeys(config),
+    keys: options.secretKeys ?? storeSecretKeys(config, logger),
     secretSettings: (type) => registry.kind(type)?.secrets ?? [],
     onUnsealed: (where) => {
       // An embedded store always has a key (its key file); `:memory:` keeps nothing at rest.
@@ -101,9 +101,18 @@ export async function openStore(config: LockstepConfig, options: OpenStoreOption
   }
 }
 
-/** The keys of the configured store: LOCKSTEP_SECRET_KEY when set; the embedded store's key file besides. */
-function storeSecretKeys(config: LockstepConfig): StoreSecretKeys {
-  return new StoreSecretKeys({ store: storeName(config), key: currentSecretKey(config), keyFile: storeKeyFile(config) });
+/**
+ * The keys of the configured store: LOCKSTEP_SECRET_KEY when set, else the embedded store's key
+ * file. The logger is told which key an embedded store's first secret is sealed with when that is
+ * the variable's.
+ */
+function storeSecretKeys(config: LockstepConfig, logger: Logger | undefined): StoreSecretKeys {
+  return new StoreSecretKeys({
+    store: storeName(config),
+    key: currentSecretKey(config),
+    keyFile: storeKeyFile(config),
+    onFirstSealed: (message) => logger?.warn(message),
+  });
 }
 
 function currentSecretKey(config: LockstepConfig): KeyText | undefined {

@@ -124,6 +124,12 @@ export interface SecretKeys {
   sealingKey(): SecretBox | null;
   /** The key with this id; throws a LockstepError naming what is missing and how to fix it. */
   openingKey(keyId: string): SecretBox;
+  /**
+   * Checks, as a store opens, that these keys suit the ids of the keys that sealed what it holds
+   * (empty when it holds no sealed value yet); throws a LockstepError saying how to fix it when
+   * they do not (default: every id must have an opening key).
+   */
+  checkStore?(keyIds: ReadonlySet<string>): void;
 }
 
 /**
@@ -210,7 +216,9 @@ export class SecretCodec {
   checkKeys(texts: Iterable<string>): void {
     const ids = new Set<string>();
     for (const text of texts) for (const id of sealedKeyIds(text)) ids.add(id);
-    for (const id of ids) this.options.keys.openingKey(id);
+    const keys = this.options.keys;
+    if (keys.checkStore) keys.checkStore(ids);
+    else for (const id of ids) keys.openingKey(id);
   }
 
   private sealDeep(value: unknown, secretPaths: ReadonlyArray<readonly string[]>, where: (path: Path) => string): unknown {

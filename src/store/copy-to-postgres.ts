@@ -598,7 +598,7 @@ class SealedValues {
   constructor(sqlitePath: string, secretKey: KeyText | null) {
     this.target = secretKey ? new SecretBox(parseSecretKey(secretKey.text, secretKey.source)) : null;
     this.keyFile = keyFileFor(sqlitePath);
-    this.sourceKeys = new StoreSecretKeys({ store: sqlitePath, key: secretKey ?? undefined, keyFile: this.keyFile });
+    this.sourceKeys = new StoreSecretKeys({ store: sqlitePath, key: secretKey ?? undefined, keyFile: this.keyFile, rotating: true });
   }
 
   /** `text` with each sealed value in it as the target keeps it. */

@@ -9,6 +9,11 @@
  *   written. A key file other users can read or write is refused, and none is created in a folder
  *   every user may write to.
  *
+ * When the variable is set it is the store's key, as on PostgreSQL: an embedded store holding
+ * secrets that only its key file opens is refused when it opens, naming both, rather than taken up
+ * with new secrets sealed under the variable's key, which would leave a store that needs both keys.
+ * A store that holds no sealed value yet takes the variable's key and says so when it first seals.
+ *
  * A rotation of the key file keeps the previous key as `<key file>.old` until every value is sealed
  * again, so a rotation cut short leaves a store that still opens, and the next one finishes it.
  */
@@ -39,6 +44,18 @@ export interface StoreSecretKeysOptions {
   previousKeys?: readonly KeyText[];
   /** The embedded store's key file; null for a store that has none (PostgreSQL, `:memory:`). */
   keyFile: string | null;
+  /**
+   * Whether the store is being moved to `key` (a rotation, `lockstep store migrate`): secrets that
+   * only the key file opens are expected, and opened (default: false — a store holding such
+   * secrets is refused when it opens, see `checkStore`).
+   */
+  rotating?: boolean;
+  /**
+   * Told once, with a message naming the key by its id, when `key` seals the first secret of an
+   * embedded store that held none when it opened and whose key file does not hold that key
+   * (default: nobody).
+   */
+  onFirstSealed?: (message: string) => void;
 }
 
 /** The key file of the embedded store at `storePath` (none for `:memory:`). */
@@ -55,7 +72,11 @@ export function previousKeyFile(keyFile: string): string {
 export class StoreSecretKeys implements SecretKeys {
   private readonly given: SecretBox | null;
   private readonly givenSource: string | null;
+  /** The ids of the keys given in the options (`key` and `previousKeys`), not read from a key file. */
+  private readonly givenIds: ReadonlySet<string>;
   private readonly known = new Map<string, SecretBox>();
+  /** Whether the store held no sealed value when it opened (see checkStore), until the first sealing is told. */
+  private firstSealingToTell = false;
 
   constructor(private readonly options: StoreSecretKeysOptions) {
     this.given = options.key ? new SecretBox(parseSecretKey(options.key.text, options.key.source)) : null;
@@ -65,10 +86,18 @@ export class StoreSecretKeys implements SecretKeys {
       const box = new SecretBox(parseSecretKey(previous.text, previous.source));
       if (!this.known.has(box.keyId)) this.known.set(box.keyId, box);
     }
+    this.givenIds = new Set(this.known.keys());
   }
 
   sealingKey(): SecretBox | null {
-    if (this.given) return this.given;
+    if (this.given) {
+      if (this.firstSealingToTell) {
+        this.firstSealingToTell = false;
+        const message = this.firstSealingMessage(this.given);
+        if (message !== null) this.options.onFirstSealed?.(message);
+      }
+      return this.given;
+    }
     const file = this.options.keyFile;
     if (file === null) return null;
     // Read each time: a rotation by another process replaces the file, and this one follows it.
@@ -89,6 +118,47 @@ export class StoreSecretKeys implements SecretKeys {
       if (found) return found;
     }
     throw new LockstepError(ErrorCode.Store, this.missingKeyMessage(keyId, inFile));
+  }
+
+  /**
+   * Every key that sealed a value of the store must open here. With a key given, a secret that only
+   * the key file (or the previous key of a rotation under way) opens is refused, naming both keys'
+   * sources: the given key would seal new secrets beside it, and a process with either key alone
+   * could then no longer open the store. Opening the key file's secrets anyway is a rotation's work.
+   */
+  checkStore(keyIds: ReadonlySet<string>): void {
+    this.firstSealingToTell = keyIds.size === 0;
+    const file = this.options.keyFile;
+    if (this.given && file !== null && !this.options.rotating) {
+      for (const path of [file, previousKeyFile(file)]) {
+        const inFile = readKeyFile(path);
+        if (inFile && keyIds.has(inFile.keyId) && !this.givenIds.has(inFile.keyId)) {
+          throw new LockstepError(ErrorCode.Store, this.twoKeysMessage(this.given, inFile, path, keyIds.has(this.given.keyId)));
+        }
+      }
+    }
+    for (const keyId of keyIds) this.openingKey(keyId);
+  }
+
+  private twoKeysMessage(given: SecretBox, inFile: SecretBox, file: string, givenSealedSome: boolean): string {
+    const source = this.givenSource as string;
+    const rotate = `encrypt ${givenSealedSome ? 'them all' : 'the secrets'} again under the key in ${source} with \`${NEW_SECRET_KEY_ENV}="$${source}" ${source}= lockstep secrets rotate\` (the key file then holds that key)`;
+    const store = `the store ${this.options.store}`;
+    if (givenSealedSome) {
+      return `${store} holds secrets encrypted with key ${given.keyId}, the one in ${source}, and others with key ${inFile.keyId}, the one in its key file ${file}: neither opens them all — ${rotate}`;
+    }
+    return `${store} holds secrets encrypted with key ${inFile.keyId}, the one in its key file ${file}, but ${source} is another key (${given.keyId}) that opens none of them — unset ${source} to go on with the key file, or ${rotate}`;
+  }
+
+  /** What to tell when `given` seals a store's first secret; null when its key file holds that key (or it has none, as `:memory:`). */
+  private firstSealingMessage(given: SecretBox): string | null {
+    const file = this.options.keyFile;
+    if (file === null) return null;
+    const inFile = readKeyFile(file);
+    if (inFile?.keyId === given.keyId) return null;
+    const uses = `the store ${this.options.store} keeps its secrets encrypted with key ${given.keyId}, the one in ${this.givenSource}`;
+    const needs = `every process using the store needs ${this.givenSource} set to that key`;
+    return inFile ? `${uses}, not with key ${inFile.keyId} of its key file ${file}: ${needs}` : `${uses}; no key file is written: ${needs}`;
   }
 
   private missingKeyMessage(keyId: string, inFile: SecretBox | null): string {
@@ -294,15 +364,18 @@ export async function rotateSecretKey(options: RotateSecretKeyOptions): Promise<
   const newBox = options.newKey ? new SecretBox(parseSecretKey(options.newKey.text, options.newKey.source)) : null;
   const file = options.keyFile;
   if (file !== null && !options.currentKey) {
+    // Secrets already sealed with the new key open with it: a store given that key in
+    // LOCKSTEP_SECRET_KEY beside its key file may hold some, and is moved wholly to it here.
+    const fileKeys = () => new StoreSecretKeys({ store: options.store, keyFile: file, previousKeys: options.newKey ? [options.newKey] : [] });
     let finishedEarlier = false;
     if (rotationUnfinished(file)) {
       // A rotation cut short: its new key is in the file, some values may still be sealed with the old one.
-      await reseal(new StoreSecretKeys({ store: options.store, keyFile: file }));
+      await reseal(fileKeys());
       finishKeyFileRotation(file);
       finishedEarlier = true;
     } else {
       // The store must open with its key before the key file changes (opening checks every key it needs).
-      await (await options.open(new StoreSecretKeys({ store: options.store, keyFile: file }))).close();
+      await (await options.open(fileKeys())).close();
     }
     const key = options.newKey?.text ?? generateSecretKey();
     beginKeyFileRotation(file, key);
@@ -318,7 +391,7 @@ export async function rotateSecretKey(options: RotateSecretKeyOptions): Promise<
     );
   }
   const secrets = await reseal(
-    new StoreSecretKeys({ store: options.store, key: options.newKey, previousKeys: options.currentKey ? [options.currentKey] : [], keyFile: file }),
+    new StoreSecretKeys({ store: options.store, key: options.newKey, previousKeys: options.currentKey ? [options.currentKey] : [], keyFile: file, rotating: true }),
   );
   return { secrets, keyId: newBox.keyId, keyFile: null, generated: false, finishedEarlier: false };
 }

@@ -1,10 +1,12 @@
 /**
  * `lockstep secrets rotate` and secrets at rest through the command line: an embedded store keyed
- * by its key file, one keyed by LOCKSTEP_SECRET_KEY, and a PostgreSQL store. After a rotation the
- * old key no longer opens the store, the new one does, and runs still work.
+ * by its key file, one keyed by LOCKSTEP_SECRET_KEY, one given LOCKSTEP_SECRET_KEY besides its key
+ * file, and a PostgreSQL store. After a rotation the old key no longer opens the store, the new one
+ * does, and runs still work.
  */
 import { copyFileSync, existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SecretBox, generateSecretKey, parseSecretKey } from '../../src/core/secrets.js';
 import { writeKeyFile } from '../../src/store/secret-keys.js';
@@ -215,6 +217,135 @@ describe('an embedded store keyed by LOCKSTEP_SECRET_KEY', () => {
 
     const run = await runCli(['sequence', 'run', 'crm'], { cwd: dir, env: { TENANT: 'acme', LOCKSTEP_SECRET_KEY: k2 }, timeoutMs: 60_000 });
     expect(run.code, run.stderr).toBe(0);
+  });
+});
+
+/** The workspace's source password changed to `password`: applying it seals a new value. */
+function changeArchivePassword(dir: string, password: string): void {
+  const file = join(dir, 'lockstep.yaml');
+  writeFileSync(file, readFileSync(file, 'utf8').replace(/etl:[^@]+@/, `etl:${password}@`));
+}
+
+/** Runs the built `lockstep` in the workspace folder with these variables (TENANT set for the workspace's template). */
+function lockstep(dir: string, args: string[], env: Record<string, string> = {}) {
+  return runCli(args, { cwd: dir, env: { TENANT: 'acme', ...env }, timeoutMs: 60_000 });
+}
+
+describe('an embedded store given LOCKSTEP_SECRET_KEY besides its key file', () => {
+  it('refuses a key that opens none of the secrets its key file opens, naming both and the fix, and writes nothing', async () => {
+    const dir = secretWorkspace();
+    expect((await lockstep(dir, ['apply'])).code).toBe(0);
+    const store = join(dir, 'lockstep.db');
+    const keyFile = join(dir, 'lockstep.db.key');
+    const fileKey = readFileSync(keyFile, 'utf8').trim();
+    const other = generateSecretKey();
+
+    changeArchivePassword(dir, 'pg-pass-0815');
+    for (const command of [['apply'], ['plan'], ['runs'], ['sequence', 'run', 'crm']]) {
+      const refused = await lockstep(dir, command, { LOCKSTEP_SECRET_KEY: other });
+      expect(refused.code, `${command.join(' ')}: ${refused.stderr}`).toBe(3);
+      expect(refused.stderr).toContain(
+        `the store ${store} holds secrets encrypted with key ${keyId(fileKey)}, the one in its key file ${keyFile}, but LOCKSTEP_SECRET_KEY is another key (${keyId(other)}) that opens none of them — ` +
+          'unset LOCKSTEP_SECRET_KEY to go on with the key file, or encrypt the secrets again under the key in LOCKSTEP_SECRET_KEY with ' +
+          '`LOCKSTEP_NEW_SECRET_KEY="$LOCKSTEP_SECRET_KEY" LOCKSTEP_SECRET_KEY= lockstep secrets rotate` (the key file then holds that key)',
+      );
+      for (const key of [other, fileKey]) expect(refused.stdout + refused.stderr).not.toContain(key);
+    }
+    // Nothing was sealed with the other key: the key file alone still opens the whole store.
+    expect(sealedKeyIds(rawFile(dir))).toEqual([keyId(fileKey)]);
+    expect((await lockstep(dir, ['plan'])).stdout).toContain('update source archive');
+
+    // The fix it names: the store is encrypted again under the variable's key, which the key file then holds.
+    const rotated = await lockstep(dir, ['secrets', 'rotate'], { LOCKSTEP_NEW_SECRET_KEY: other });
+    expect(rotated.code, rotated.stderr).toBe(0);
+    expect(keyId(readFileSync(keyFile, 'utf8'))).toBe(keyId(other));
+    expect(sealedKeyIds(rawFile(dir))).toEqual([keyId(other)]);
+    const applied = await lockstep(dir, ['apply'], { LOCKSTEP_SECRET_KEY: other });
+    expect(applied.code, applied.stderr).toBe(0);
+    expect(sealedKeyIds(rawFile(dir))).toEqual([keyId(other)]);
+    expect((await lockstep(dir, ['sequence', 'run', 'crm'])).code).toBe(0);
+    expect((await lockstep(dir, ['plan'], { LOCKSTEP_SECRET_KEY: other })).stdout).toContain('No changes');
+  });
+
+  it('takes a key that is the one in its key file, in either spelling, and says nothing of it', async () => {
+    const dir = secretWorkspace();
+    expect((await lockstep(dir, ['apply'])).code).toBe(0);
+    const fileKey = readFileSync(join(dir, 'lockstep.db.key'), 'utf8');
+    const asHex = Buffer.from(parseSecretKey(fileKey, 'test')).toString('hex');
+    changeArchivePassword(dir, 'pg-pass-0815');
+    const applied = await lockstep(dir, ['apply'], { LOCKSTEP_SECRET_KEY: asHex });
+    expect(applied.code, applied.stderr).toBe(0);
+    expect(applied.stderr).toBe('');
+    expect(sealedKeyIds(rawFile(dir))).toEqual([keyId(fileKey)]);
+    expect((await lockstep(dir, ['plan'])).stdout).toContain('No changes');
+  });
+
+  it('refuses a store holding secrets under both keys, with either alone, and is mended by one rotation', async () => {
+    const dir = secretWorkspace();
+    expect((await lockstep(dir, ['apply'])).code).toBe(0);
+    const store = join(dir, 'lockstep.db');
+    const keyFile = join(dir, 'lockstep.db.key');
+    const fileKey = readFileSync(keyFile, 'utf8').trim();
+    const other = generateSecretKey();
+    // The source's URL sealed again with the other key, as a process given it used to leave the store.
+    const db = new Database(store);
+    const row = db.prepare("SELECT id, definition FROM sources WHERE slug = 'archive'").get() as { id: number; definition: string };
+    const definition = JSON.parse(row.definition) as { settings: { url: string } };
+    const fileBox = new SecretBox(parseSecretKey(fileKey, 'test'));
+    definition.settings.url = new SecretBox(parseSecretKey(other, 'test')).seal(fileBox.open(definition.settings.url));
+    db.prepare('UPDATE sources SET definition = ? WHERE id = ?').run(JSON.stringify(definition), row.id);
+    db.close();
+    expect(sealedKeyIds(rawFile(dir)).sort()).toEqual([keyId(fileKey), keyId(other)].sort());
+
+    const withVariable = await lockstep(dir, ['runs'], { LOCKSTEP_SECRET_KEY: other });
+    expect(withVariable.code).toBe(3);
+    expect(withVariable.stderr).toContain(
+      `the store ${store} holds secrets encrypted with key ${keyId(other)}, the one in LOCKSTEP_SECRET_KEY, and others with key ${keyId(fileKey)}, the one in its key file ${keyFile}: ` +
+        'neither opens them all — encrypt them all again under the key in LOCKSTEP_SECRET_KEY with ' +
+        '`LOCKSTEP_NEW_SECRET_KEY="$LOCKSTEP_SECRET_KEY" LOCKSTEP_SECRET_KEY= lockstep secrets rotate` (the key file then holds that key)',
+    );
+    expect((await lockstep(dir, ['runs'])).code).toBe(3);
+
+    const rotated = await lockstep(dir, ['secrets', 'rotate'], { LOCKSTEP_NEW_SECRET_KEY: other });
+    expect(rotated.code, rotated.stderr).toBe(0);
+    expect(sealedKeyIds(rawFile(dir))).toEqual([keyId(other)]);
+    expect((await lockstep(dir, ['sequence', 'run', 'crm'], { LOCKSTEP_SECRET_KEY: other })).code).toBe(0);
+    expect((await lockstep(dir, ['plan'])).stdout).toContain('No changes');
+  });
+
+  it('a store with no secret yet takes the given key and says which key it uses', async () => {
+    // No key file: the variable's key is the store's, and none is written.
+    const dir = secretWorkspace();
+    const key = generateSecretKey();
+    const applied = await lockstep(dir, ['apply'], { LOCKSTEP_SECRET_KEY: key });
+    expect(applied.code, applied.stderr).toBe(0);
+    const store = join(dir, 'lockstep.db');
+    const keyFile = join(dir, 'lockstep.db.key');
+    expect(applied.stderr).toContain(
+      `the store ${store} keeps its secrets encrypted with key ${keyId(key)}, the one in LOCKSTEP_SECRET_KEY; no key file is written: every process using the store needs LOCKSTEP_SECRET_KEY set to that key`,
+    );
+    expect(applied.stderr).not.toContain(key);
+    expect(existsSync(keyFile)).toBe(false);
+    expect(sealedKeyIds(rawFile(dir))).toEqual([keyId(key)]);
+    // Said once: the next process finds the store keyed.
+    changeArchivePassword(dir, 'pg-pass-0815');
+    const again = await lockstep(dir, ['apply'], { LOCKSTEP_SECRET_KEY: key });
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).toBe('');
+
+    // A key file that sealed nothing yet: the variable's key is taken, and the message says the key file is not used.
+    const second = secretWorkspace();
+    const secondKeyFile = join(second, 'lockstep.db.key');
+    const stray = generateSecretKey();
+    writeKeyFile(secondKeyFile, stray, false);
+    const taken = await lockstep(second, ['apply'], { LOCKSTEP_SECRET_KEY: key });
+    expect(taken.code, taken.stderr).toBe(0);
+    expect(taken.stderr).toContain(
+      `the store ${join(second, 'lockstep.db')} keeps its secrets encrypted with key ${keyId(key)}, the one in LOCKSTEP_SECRET_KEY, not with key ${keyId(stray)} of its key file ${secondKeyFile}: every process using the store needs LOCKSTEP_SECRET_KEY set to that key`,
+    );
+    for (const text of [key, stray]) expect(taken.stderr).not.toContain(text);
+    expect(sealedKeyIds(rawFile(second))).toEqual([keyId(key)]);
+    expect(keyId(readFileSync(secondKeyFile, 'utf8'))).toBe(keyId(stray));
   });
 });
 

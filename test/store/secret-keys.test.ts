@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ErrorCode, LockstepError } from '../../src/core/errors.js';
 import { SealError, SecretBox, SecretCodec, generateSecretKey, isSealed, parseSecretKey, type SecretKeys } from '../../src/core/secrets.js';
-import { StoreSecretKeys, createKeyFile, keyFileFor, readKeyFile } from '../../src/store/secret-keys.js';
+import { StoreSecretKeys, beginKeyFileRotation, createKeyFile, finishKeyFileRotation, keyFileFor, readKeyFile, writeKeyFile } from '../../src/store/secret-keys.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { contractSecrets, crmWorkspace } from './contracts/fixtures.js';
 
@@ -179,7 +179,7 @@ describe('the embedded store key file', () => {
     }
   });
 
-  it('prefers LOCKSTEP_SECRET_KEY for sealing, and still opens what the key file sealed', () => {
+  it('prefers LOCKSTEP_SECRET_KEY for sealing, and still opens what the key file sealed (for a rotation or a copy to move it)', () => {
     const file = join(tempFolder(), 'lockstep.db.key');
     const fromFile = createKeyFile(file);
     const sealed = fromFile.seal('x');
@@ -187,5 +187,71 @@ describe('the embedded store key file', () => {
     const keys = new StoreSecretKeys({ store: 's', key: { text: env, source: 'LOCKSTEP_SECRET_KEY' }, keyFile: file });
     expect(keys.sealingKey()?.keyId).toBe(new SecretBox(parseSecretKey(env, 't')).keyId);
     expect(keys.openingKey(fromFile.keyId).open(sealed)).toBe('x');
+  });
+
+  it('refuses to open a store that holds secrets only its key file opens while LOCKSTEP_SECRET_KEY is another key; a rotation opens it', async () => {
+    const path = join(tempFolder(), 'lockstep.db');
+    const keyFile = keyFileFor(path)!;
+    const withUrl = (url: string) => ({ ...crmWorkspace(), sources: [{ slug: 'warehouse', type: 'postgres', settings: { url } }] });
+    {
+      await using store = await SqliteStore.open({ path, secrets: contractSecrets(new StoreSecretKeys({ store: path, keyFile })) });
+      await store.applyWorkspace(withUrl('postgres://u:pw@h/db'), 1);
+    }
+    const fromFile = readKeyFile(keyFile)!;
+    const env = generateSecretKey();
+    const given = (options: { rotating?: boolean } = {}) => new StoreSecretKeys({ store: path, key: { text: env, source: 'LOCKSTEP_SECRET_KEY' }, keyFile, ...options });
+    const refusal = async (keys: StoreSecretKeys) => {
+      const error = await SqliteStore.open({ path, secrets: contractSecrets(keys) }).then(
+        async (store) => {
+          await store.close();
+          return null;
+        },
+        (e: unknown) => e,
+      );
+      expect(error).toBeInstanceOf(LockstepError);
+      return error as LockstepError;
+    };
+    const refused = await refusal(given());
+    expect(refused.code).toBe(ErrorCode.Store);
+    expect(refused.message).toContain(`holds secrets encrypted with key ${fromFile.keyId}, the one in its key file ${keyFile}, but LOCKSTEP_SECRET_KEY is another key`);
+    expect(refused.message).not.toContain(env);
+
+    // The previous key of a rotation cut short is the key file's too.
+    beginKeyFileRotation(keyFile, generateSecretKey());
+    expect((await refusal(given())).message).toContain(`key ${fromFile.keyId}, the one in its key file ${keyFile}.old`);
+
+    // A rotation to the given key opens them, and seals them with it.
+    {
+      await using store = await SqliteStore.open({ path, secrets: contractSecrets(given({ rotating: true })) });
+      expect((await store.resealSecrets()).secrets).toBe(1);
+    }
+    finishKeyFileRotation(keyFile);
+    await using store = await SqliteStore.open({ path, secrets: contractSecrets(given()) });
+    expect(await store.getSource('warehouse')).toMatchObject({ settings: { url: 'postgres://u:pw@h/db' } });
+  });
+
+  it('tells which key seals the first secret of a store that held none, once, unless the key file holds it', async () => {
+    const path = join(tempFolder(), 'lockstep.db');
+    const keyFile = keyFileFor(path)!;
+    const env = generateSecretKey();
+    const told: string[] = [];
+    const keys = (key: string) => new StoreSecretKeys({ store: path, key: { text: key, source: 'LOCKSTEP_SECRET_KEY' }, keyFile, onFirstSealed: (message) => told.push(message) });
+    const apply = async (key: string, url: string, at: number) => {
+      await using store = await SqliteStore.open({ path, secrets: contractSecrets(keys(key)) });
+      await store.applyWorkspace({ ...crmWorkspace(), sources: [{ slug: 'warehouse', type: 'postgres', settings: { url } }] }, at);
+      await store.applyWorkspace({ ...crmWorkspace(), sources: [{ slug: 'warehouse', type: 'postgres', settings: { url: `${url}2` } }] }, at + 1);
+    };
+    await apply(env, 'postgres://u:pw@h/db', 1);
+    expect(told).toEqual([`the store ${path} keeps its secrets encrypted with key ${new SecretBox(parseSecretKey(env, 't')).keyId}, the one in LOCKSTEP_SECRET_KEY; no key file is written: every process using the store needs LOCKSTEP_SECRET_KEY set to that key`]);
+    await apply(env, 'postgres://u:pw@h/db3', 3);
+    expect(told).toHaveLength(1);
+
+    // A new store whose key file holds the given key: nothing to tell.
+    const second = join(tempFolder(), 'lockstep.db');
+    const secondKeys = new StoreSecretKeys({ store: second, key: { text: env, source: 'LOCKSTEP_SECRET_KEY' }, keyFile: keyFileFor(second), onFirstSealed: (message) => told.push(message) });
+    writeKeyFile(keyFileFor(second)!, env, false);
+    await using store = await SqliteStore.open({ path: second, secrets: contractSecrets(secondKeys) });
+    await store.applyWorkspace({ ...crmWorkspace(), sources: [{ slug: 'warehouse', type: 'postgres', settings: { url: 'postgres://u:pw@h/db' } }] }, 1);
+    expect(told).toHaveLength(1);
   });
 });
