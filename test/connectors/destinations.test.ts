@@ -92,7 +92,7 @@ describe('PostgresDestination', () => {
         { kind: 'upsert', key: [4], values: [4, '40', null] },
       ]);
       expect(outcomes[0]).toEqual({ ok: true });
-      expect(outcomes[1]).toEqual({ ok: false, reason: 'invalid input syntax for type integer: "abc"' });
+      expect(outcomes[1]).toEqual({ ok: false, reason: 'column "score": invalid input syntax for type integer: "abc"' });
       // A boolean (a MySQL TINYINT(1) read as one) lands in a number column as 1 or 0.
       expect(outcomes[2]).toEqual({ ok: true });
       expect(outcomes[3]).toEqual({ ok: true });
@@ -127,6 +127,84 @@ describe('PostgresDestination', () => {
       expect(await sql(url, 'select id, ns, tags, grid, note from lists order by id')).toEqual([
         { id: 1, ns: [50, 51], tags: ['a', 'b "quoted"', 'back\\slash', null, '{braces}, comma'], grid: [[1, 2], [3, 4]], note: '[not an array column]' },
         { id: 2, ns: [9], tags: ['x'], grid: [[5]], note: null },
+      ]);
+    } finally {
+      await destination.close();
+    }
+  });
+
+  it('writes comma-separated text (a MySQL SET) into array columns as its items, and leaves array literals as they are', async () => {
+    const url = await createTestDatabase('destination');
+    await sql(url, 'create table sets (id integer primary key, tags text[], ns integer[])');
+    const destination = await PostgresDestination.connect({ url });
+    try {
+      const writer = await destination.prepare({ object: 'sets', keyColumns: ['id'], columns: ['id', 'tags', 'ns'] });
+      expect(
+        await writer.write([
+          { kind: 'insert', key: [1], values: [1, 'a,c', '1,2'] },
+          { kind: 'insert', key: [2], values: [2, '', ''] },
+          { kind: 'insert', key: [3], values: [3, 'NULL,"q" x,back\\slash', '7'] },
+          // PostgreSQL's own literals: with leading spaces, with dimensions.
+          { kind: 'insert', key: [4], values: [4, '  {x,y}', '[0:1]={5,6}'] },
+        ]),
+      ).toEqual([{ ok: true }, { ok: true }, { ok: true }, { ok: true }]);
+      expect(await writer.write([{ kind: 'update', key: [2], values: [2, 'b', '3,4'] }])).toEqual([{ ok: true }]);
+      expect(
+        await writer.write([
+          { kind: 'upsert', key: [5], values: [5, 'a,x', '1,x'] },
+          { kind: 'upsert', key: [6], values: [6, '{a', '1'] },
+        ]),
+      ).toEqual([
+        { ok: false, reason: 'column "ns": invalid input syntax for type integer: "x"' },
+        { ok: false, reason: 'column "tags": malformed array literal: "{a" (Unexpected end of input.)' },
+      ]);
+      expect(await sql(url, 'select id, tags, ns::text from sets order by id')).toEqual([
+        { id: 1, tags: ['a', 'c'], ns: '{1,2}' },
+        { id: 2, tags: ['b'], ns: '{3,4}' },
+        { id: 3, tags: ['NULL', '"q" x', 'back\\slash'], ns: '{7}' },
+        { id: 4, tags: ['x', 'y'], ns: '[0:1]={5,6}' },
+      ]);
+    } finally {
+      await destination.close();
+    }
+  });
+
+  it('writes integers beyond 2^53, given as decimal text (a MySQL BIT(64)), into bit columns as their bits; refuses what a column cannot hold, naming it', async () => {
+    const url = await createTestDatabase('destination');
+    await sql(url, 'create table masks (id integer primary key, b64 bit(64), v64 bit varying(64), v bit varying, b20 bit(20), n int, b8 bit(8))');
+    const destination = await PostgresDestination.connect({ url });
+    try {
+      const columns = ['id', 'b64', 'v64', 'v', 'b20', 'n', 'b8'];
+      const writer = await destination.prepare({ object: 'masks', keyColumns: ['id'], columns });
+      const top = '18446744073709551615';
+      const ones = '1'.repeat(20);
+      expect(
+        await writer.write([
+          { kind: 'insert', key: [1], values: [1, top, top, top, ones, 1, 5] },
+          // 0s and 1s that a column holds as bits are its bits (a PostgreSQL bit string read as a value).
+          { kind: 'insert', key: [2], values: [2, '1'.repeat(64), '10000000000000000', '10000000000000000', '00000000000000000001', 2, '00000101'] },
+        ]),
+      ).toEqual([{ ok: true }, { ok: true }]);
+      expect(await writer.write([{ kind: 'upsert', key: [2], values: [2, '9007199254740993', '9007199254740993', null, null, 2, 255] }])).toEqual([{ ok: true }]);
+      expect(await sql(url, 'select id, b64::text, v64::text, v::text, b20::text, b8::text from masks order by id')).toEqual([
+        { id: 1, b64: '1'.repeat(64), v64: '1'.repeat(64), v: '1'.repeat(64), b20: ones, b8: '00000101' },
+        { id: 2, b64: (9007199254740993n).toString(2).padStart(64, '0'), v64: (9007199254740993n).toString(2), v: null, b20: null, b8: '11111111' },
+      ]);
+      expect(
+        await writer.write([
+          { kind: 'upsert', key: [3], values: [3, null, null, null, null, 3, 4095] },
+          { kind: 'upsert', key: [4], values: [4, null, null, null, null, '3000000000', null] },
+          { kind: 'upsert', key: [5], values: [5, null, null, null, null, '-18446744073709551616', null] },
+          { kind: 'upsert', key: [6], values: [6, null, null, null, null, 6, '101010101'] },
+        ]),
+      ).toEqual([
+        { ok: false, reason: `column "b8" is bit(8), which holds 8 bits: 4095 has 12 — change the column's type to bit(12) (or bit varying) to hold it` },
+        { ok: false, reason: `column "n" is integer, which holds integers from -2147483648 to 2147483647: 3000000000 does not fit — change the column's type to bigint to hold it` },
+        {
+          ok: false,
+          reason: `column "n" is integer, which holds integers from -2147483648 to 2147483647: -18446744073709551616 does not fit — change the column's type to numeric(20) (or numeric) to hold it`,
+        },
+        { ok: false, reason: `column "b8" is bit(8), which holds 8 bits: the bit string 101010101 has 9 — change the column's type to bit(9) (or bit varying) to hold it` },
       ]);
     } finally {
       await destination.close();

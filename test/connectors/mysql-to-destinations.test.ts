@@ -196,6 +196,115 @@ describe('MySQL source to PostgreSQL and SQLite, with both planners', () => {
     expect(planned(await run())).toEqual({ 'store-pg': NONE, 'store-lite': NONE, 'warehouse-pg': NONE, 'warehouse-lite': NONE });
   });
 
+  it('delivers a BIT(64) beyond 2^53 into PostgreSQL bit columns as exactly its bits, and into numeric as its exact integer', async () => {
+    const { h, run, rejected, pgRows, my } = await fourSyncs({
+      ddl: `create table masks (id int primary key, b64 bit(64));
+        insert into masks values (1, 0), (2, 9007199254740993), (3, 18446744073709551615), (4, 9223372036854775808), (5, 12345678901234567890),
+          (6, 5), (7, null)`,
+      query: 'select id, b64, b64 as b64_varying, b64 as b64_numeric, b64 as b64_text from masks',
+      pgColumns: 'id int primary key, b64 bit(64), b64_varying bit varying(64), b64_numeric numeric(20), b64_text text',
+      sqliteColumns: 'id integer primary key, b64, b64_varying, b64_numeric, b64_text',
+    });
+    await using _ = h;
+    await expectAllLanded(await run(), rejected);
+    const bits = (n: bigint) => n.toString(2).padStart(64, '0');
+    const values = [0n, 9007199254740993n, 18446744073709551615n, 9223372036854775808n, 12345678901234567890n, 5n];
+    const expected = [
+      ...values.map((n, i) => ({ id: i + 1, b64: bits(n), b64_varying: n.toString(2), b64_numeric: n.toString(), b64_text: n.toString() })),
+      { id: 7, b64: null, b64_varying: null, b64_numeric: null, b64_text: null },
+    ];
+    for (const planner of PLANNERS) {
+      expect(await pgRows(planner, 'id, b64::text, b64_varying::text, b64_numeric::text, b64_text')).toEqual(expected);
+    }
+    expect(planned(await run())).toEqual({ 'store-pg': NONE, 'store-lite': NONE, 'warehouse-pg': NONE, 'warehouse-lite': NONE });
+
+    // Changed rows are merged into the table rather than copied straight in: the same bits.
+    await my('update masks set b64 = 18446744073709551614 where id = 1; update masks set b64 = 9007199254740992 where id = 3');
+    const changed = await run();
+    await expectAllLanded(changed, rejected);
+    for (const planner of PLANNERS) {
+      expect(await pgRows(planner, 'id, b64::text, b64_varying::text, b64_numeric::text')).toEqual(
+        expect.arrayContaining([
+          { id: 1, b64: bits(18446744073709551614n), b64_varying: (18446744073709551614n).toString(2), b64_numeric: '18446744073709551614' },
+          { id: 3, b64: bits(9007199254740992n), b64_varying: (9007199254740992n).toString(2), b64_numeric: '9007199254740992' },
+        ]),
+      );
+    }
+  });
+
+  it('delivers a BIT(64) into a bigint column as its integer, and refuses one above bigint\'s largest with a message naming the column and the fix', async () => {
+    const { h, run, rejected, pgRows } = await fourSyncs({
+      ddl: `create table masks (id int primary key, b64 bit(64));
+        insert into masks values (1, 9007199254740993), (2, 9223372036854775807), (3, 9223372036854775808), (4, 18446744073709551615), (5, 7)`,
+      query: 'select id, b64 from masks',
+      pgColumns: 'id int primary key, b64 bigint',
+      sqliteColumns: 'id integer primary key, b64',
+    });
+    await using _ = h;
+    const runs = await run();
+    const refusal = (value: string) =>
+      `column "b64" is bigint, which holds integers from -9223372036854775808 to 9223372036854775807: ${value} does not fit — change the column's type to numeric(20) (or numeric) to hold it`;
+    for (const planner of PLANNERS) {
+      expect((await rejected(runs))[`${planner}-pg`]).toEqual([`[3]: ${refusal('9223372036854775808')}`, `[4]: ${refusal('18446744073709551615')}`]);
+      expect(await pgRows(planner, 'id, b64::text')).toEqual([
+        { id: 1, b64: '9007199254740993' },
+        { id: 2, b64: '9223372036854775807' },
+        { id: 5, b64: '7' },
+      ]);
+    }
+  });
+
+  it('delivers a SET into a PostgreSQL text[] column as the list of its members, and into text as the text it reads', async () => {
+    const { h, run, rejected, pgRows, liteRows, my } = await fourSyncs({
+      ddl: `create table tagged (id int primary key, colours set('red','green','blue','sky blue','"quoted"','back\\\\slash','NULL','{x}'));
+        insert into tagged values (1, 'red,blue'), (2, ''), (3, null), (4, 'sky blue,"quoted",back\\\\slash'), (5, 'NULL'), (6, 'green,{x}')`,
+      query: 'select id, colours, colours as colour_list, colours as colour_names from tagged',
+      pgColumns: 'id int primary key, colours text, colour_list text[], colour_names varchar(20)[]',
+      sqliteColumns: 'id integer primary key, colours, colour_list, colour_names',
+    });
+    await using _ = h;
+    await expectAllLanded(await run(), rejected);
+    const lists = [['red', 'blue'], [], null, ['sky blue', '"quoted"', 'back\\slash'], ['NULL'], ['green', '{x}']];
+    const texts = ['red,blue', '', null, 'sky blue,"quoted",back\\slash', 'NULL', 'green,{x}'];
+    for (const planner of PLANNERS) {
+      expect(await pgRows(planner)).toEqual(lists.map((list, i) => ({ id: i + 1, colours: texts[i], colour_list: list, colour_names: list })));
+      expect(await liteRows(planner, 'id, colours, colour_list')).toEqual(texts.map((text, i) => ({ id: i + 1, colours: text, colour_list: text })));
+    }
+    expect(planned(await run())).toEqual({ 'store-pg': NONE, 'store-lite': NONE, 'warehouse-pg': NONE, 'warehouse-lite': NONE });
+
+    // Changed rows are merged into the table rather than copied straight in: the same lists.
+    await my(`update tagged set colours = 'green,blue' where id = 2; update tagged set colours = '' where id = 1`);
+    const changed = await run();
+    await expectAllLanded(changed, rejected);
+    for (const planner of PLANNERS) {
+      expect(await pgRows(planner, 'id, colours, colour_list')).toEqual(
+        expect.arrayContaining([
+          { id: 1, colours: '', colour_list: [] },
+          { id: 2, colours: 'green,blue', colour_list: ['green', 'blue'] },
+        ]),
+      );
+    }
+  });
+
+  it('refuses a SET whose members its array column cannot hold, row by row, naming the column', async () => {
+    const { h, run, rejected, pgRows } = await fourSyncs({
+      ddl: `create table tagged (id int primary key, codes set('1','2','x'));
+        insert into tagged values (1, '1,2'), (2, '2,x'), (3, '')`,
+      query: 'select id, codes from tagged',
+      pgColumns: 'id int primary key, codes int[]',
+      sqliteColumns: 'id integer primary key, codes',
+    });
+    await using _ = h;
+    const runs = await run();
+    for (const planner of PLANNERS) {
+      expect((await rejected(runs))[`${planner}-pg`]).toEqual(['[2]: column "codes": invalid input syntax for type integer: "x"']);
+      expect(await pgRows(planner)).toEqual([
+        { id: 1, codes: [1, 2] },
+        { id: 3, codes: [] },
+      ]);
+    }
+  });
+
   it('delivers JSON as the same compact text on both planners (MariaDB keeps a JSON column as text)', async () => {
     const { h, run, rejected, liteRows, my } = await fourSyncs({
       ddl: `create table docs (id int primary key, doc json);

@@ -42,7 +42,8 @@ export interface MysqlSourceOptions {
  * with a zero year, month or day, as null (see hasZeroPart); JSON as compact text;
  * binary strings and BLOBs as base64. TINYINT(1) — MySQL's BOOLEAN — and BIT(1) read as booleans
  * when they hold 0 or 1 (a TINYINT(1) holding another number stays that number); wider BITs as
- * numbers.
+ * numbers (as their decimal text beyond 2^53, as BIGINT). SET as its members joined by commas
+ * (`a,c`; the empty set as the empty text), as MySQL prints it.
  */
 export class MysqlSource implements Source {
   readonly cursorSql = mysqlCursor;

@@ -281,18 +281,35 @@ function toText(value: Value): string | null {
 
 /**
  * A value for an array column: sources give a list as JSON text (`[50,51]`, DuckDB's lists, a
- * PostgreSQL array read as values), which PostgreSQL reads as an array only in its own literal
- * (`{50,51}`). Anything else (already a literal, not JSON) goes as it is.
+ * PostgreSQL array read as values) or as comma-separated text (MySQL's SET: `a,c`, and the empty
+ * text for the empty set), which PostgreSQL reads as an array only in its own literal (`{50,51}`,
+ * `{a,c}`, `{}`). Anything else (already a literal, not a list) goes as it is.
  */
 function arrayValue(value: Value): Value {
-  if (typeof value !== 'string' || value.charCodeAt(0) !== 0x5b /* [ */) return value;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(value);
-  } catch {
-    return value;
+  const items = arrayItems(value);
+  return items === null ? value : arrayLiteral(items);
+}
+
+/**
+ * The items of a list given for an array column (see arrayValue), or null when the value is not
+ * one: text that starts with `{` (after PostgreSQL's leading spaces) is already an array literal,
+ * and text that starts with `[` and is not a JSON list is a literal with its dimensions
+ * (`[1:2]={7,8}`). Any other text is split at its commas, as a SET's members are joined (a SET
+ * member cannot hold a comma).
+ */
+function arrayItems(value: Value): unknown[] | null {
+  if (typeof value !== 'string') return null;
+  const first = value.trimStart().charCodeAt(0);
+  if (first === 0x7b /* { */) return null;
+  if (first === 0x5b /* [ */) {
+    try {
+      const parsed: unknown = JSON.parse(value);
+      return Array.isArray(parsed) ? parsed : null;
+    } catch {
+      return null;
+    }
   }
-  return Array.isArray(parsed) ? arrayLiteral(parsed) : value;
+  return value === '' ? [] : value.split(',');
 }
 
 function arrayLiteral(items: unknown[]): string {
@@ -334,22 +351,35 @@ function numberValue(value: Value): Value {
 }
 
 /**
- * A value for a `bit(n)` column (or `bit varying`, width null): a number (a MySQL BIT(n), read as
- * one) or a boolean goes as its binary digits, right-aligned in the column's width as PostgreSQL's
- * `5::bit(8)` is (its text `101` would be the bits 10100000); anything else (a bit string's text)
- * goes as it is.
+ * A value for a `bit(n)` column (`fixed`) or a `bit varying(n)` one (width null: no limit). A
+ * number (a MySQL BIT(n), read as one), the decimal text of a number beyond 2^53 (a BIT(64) there,
+ * see values.ts) or a boolean goes as its binary digits, right-aligned in a bit(n)'s width as
+ * PostgreSQL's `5::bit(8)` is (its text `101` would be the bits 10100000). Text of 0s and 1s that
+ * the column holds as it is (n of them for bit(n), at most n for bit varying(n)) is a bit string,
+ * PostgreSQL's own bits read as a value, and goes as it is, as anything else does. Decimal text
+ * has 16 to 20 digits: only into a bit varying or a bit(16) to bit(20) can decimal text of 0s and
+ * 1s alone (`10000000000000000`) be taken for bits.
  */
-function bitsValue(width: number | null): (value: Value) => Value {
+function bitsValue(width: number | null, fixed: boolean): (value: Value) => Value {
+  const digitsOf = (n: number | bigint) => {
+    const digits = n.toString(2);
+    return fixed && width !== null ? digits.padStart(width, '0') : digits;
+  };
   return (value) => {
     if (typeof value === 'boolean') value = value ? 1 : 0;
-    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) return value;
-    const digits = value.toString(2);
-    return width === null ? digits : digits.padStart(width, '0');
+    if (typeof value === 'number') return Number.isSafeInteger(value) && value >= 0 ? digitsOf(value) : value;
+    if (typeof value !== 'string' || !/^\d{16,20}$/.test(value)) return value;
+    const bitString = /^[01]+$/.test(value) && (width === null || (fixed ? value.length === width : value.length <= width));
+    if (bitString) return value;
+    const n = BigInt(value);
+    return n > BigInt(Number.MAX_SAFE_INTEGER) ? digitsOf(n) : value;
   };
 }
 
 /** format_type's name of a fixed-width bit column (`bit` alone is bit(1)): its width. */
 const BIT_TYPE = /^bit(?:\((\d+)\))?$/;
+/** format_type's name of a bit varying column: its width when it has one. */
+const VARYING_BIT_TYPE = /^bit varying(?:\((\d+)\))?$/;
 
 /** format_type's names of the number columns a boolean is written into as 1 or 0. */
 const NUMBER_TYPE = /^(smallint|integer|bigint|numeric(\(\d+(,\d+)?\))?|real|double precision)$/;
@@ -364,8 +394,9 @@ function columnValue(type: string | undefined): ((value: Value) => Value) | null
   if (type === 'uuid') return uuidValue;
   if (type !== undefined && NUMBER_TYPE.test(type)) return numberValue;
   const bits = type === undefined ? null : BIT_TYPE.exec(type);
-  if (bits) return bitsValue(Number(bits[1] ?? 1));
-  if (type?.startsWith('bit varying')) return bitsValue(null);
+  if (bits) return bitsValue(Number(bits[1] ?? 1), true);
+  const varying = type === undefined ? null : VARYING_BIT_TYPE.exec(type);
+  if (varying) return bitsValue(varying[1] === undefined ? null : Number(varying[1]), false);
   return null;
 }
 
@@ -384,6 +415,56 @@ function writtenValue(converters: Converters, c: number, value: Value): Value {
 function written(values: readonly Value[], converters: Converters): readonly Value[] {
   return converters ? values.map((v, c) => writtenValue(converters, c, v)) : values;
 }
+
+const BIGINT_RANGE = [-(1n << 63n), (1n << 63n) - 1n] as const;
+/** The integers each integer type holds, by format_type's name. */
+const INTEGER_RANGES: ReadonlyMap<string, readonly [bigint, bigint]> = new Map([
+  ['smallint', [-(1n << 15n), (1n << 15n) - 1n] as const],
+  ['integer', [-(1n << 31n), (1n << 31n) - 1n] as const],
+  ['bigint', BIGINT_RANGE],
+]);
+
+/**
+ * Why `value` cannot go into column `column` of type `type`, with the type that would hold it, when
+ * that can be told before PostgreSQL refuses it: an integer beyond its integer column's range (a
+ * BIGINT UNSIGNED or a BIT(64) above 2^63 into bigint), more bits than its bit column holds. Null
+ * when the value fits, or when PostgreSQL's own message has to say why.
+ */
+function misfit(column: string, type: string, value: Value, written: Value): string | null {
+  const range = INTEGER_RANGES.get(type);
+  if (range) {
+    const text = typeof value === 'number' && Number.isInteger(value) ? BigInt(value).toString() : typeof value === 'string' ? value : '';
+    if (!/^-?\d+$/.test(text)) return null;
+    const n = BigInt(text);
+    if (n >= range[0] && n <= range[1]) return null;
+    // numeric(20) holds every 64-bit unsigned integer (BIGINT UNSIGNED, BIT(64)), not only this one.
+    const digits = n >= 0n && n < 1n << 64n ? 20 : text.replace('-', '').length;
+    const wider = n >= BIGINT_RANGE[0] && n <= BIGINT_RANGE[1] ? 'bigint' : `numeric(${digits}) (or numeric)`;
+    return `column "${column}" is ${type}, which holds integers from ${range[0]} to ${range[1]}: ${text} does not fit — change the column's type to ${wider} to hold it`;
+  }
+  const bits = BIT_TYPE.exec(type) ?? VARYING_BIT_TYPE.exec(type);
+  const width = bits?.[1] ?? (bits && type === 'bit' ? '1' : undefined);
+  if (width === undefined || typeof written !== 'string' || !/^[01]+$/.test(written) || written.length <= Number(width)) return null;
+  const what = typeof value === 'string' && value === written ? `the bit string ${value}` : String(value);
+  return `column "${column}" is ${type}, which holds ${width} bit${width === '1' ? '' : 's'}: ${what} has ${written.length} — change the column's type to bit(${written.length}) (or bit varying) to hold it`;
+}
+
+/** format_type's name of a bit or bit varying column, or of an array of them: its brackets. */
+const ANY_BIT_TYPE = /^bit(?: varying)?(?:\(\d+\))?((?:\[\])*)$/;
+
+/**
+ * The type a value is cast to for a column of type `type` in a statement: the column's own, but
+ * bit varying for bit(n) and bit varying(n) (and their arrays), whose length is then checked as
+ * the value is assigned to the column. An explicit cast to bit(n) cuts or pads the bits to n
+ * without a word (`'111111111111'::bit(8)` is 11111111), where COPY refuses the value.
+ */
+function castType(type: string): string {
+  const bits = ANY_BIT_TYPE.exec(type);
+  return bits ? `bit varying${bits[1] ?? ''}` : type;
+}
+
+/** format_type's names of text types, which read any text: a refusal never quotes their value. */
+const TEXT_TYPE = /^(text|character varying(\(\d+\))?|character(\(\d+\))?|name)$/;
 
 type Kind = WriteOperation['kind'];
 /** Statements that move the staging table's rows into the table. */
@@ -619,7 +700,7 @@ class PostgresWriter implements DestinationWriter {
       if (classifyPostgresError(thrown) !== PostgresFailure.Data) throw thrown;
       await client.query('rollback to savepoint lockstep_part');
       await client.query('release savepoint lockstep_part');
-      if (batch.length === 1) return [{ ok: false, reason: databaseMessage(thrown) }];
+      if (batch.length === 1) return [{ ok: false, reason: this.rowMessage(batch[0] as WriteOperation, thrown) }];
     }
     // Small parts go row by row at once; larger ones are halved.
     const parts =
@@ -629,6 +710,41 @@ class PostgresWriter implements DestinationWriter {
     const outcomes: RowOutcome[] = [];
     for (const part of parts) outcomes.push(...(await this.writeIsolating(client, part)));
     return outcomes;
+  }
+
+  /**
+   * Why PostgreSQL refused the row `op`, naming the column: a value its column cannot hold, with
+   * the type that would (see misfit); otherwise PostgreSQL's message, which quotes the value it
+   * could not read (`invalid input syntax for type integer: "abc"`) but not its column, with the
+   * column that holds that value — or that value as an item of its list, for an array column — when
+   * one column alone does. A row copied as a line has no values to look at: PostgreSQL's message.
+   */
+  private rowMessage(op: WriteOperation, thrown: unknown): string {
+    const deleting = op.kind === 'delete';
+    const columns = deleting ? this.target.keyColumns : this.target.columns;
+    const values = deleting ? op.key : op.values;
+    const converters = deleting ? this.keyConverters : this.converters;
+    const types = columns.map((column) => this.info.columnTypes.get(column) ?? '');
+    for (let c = 0; c < values.length; c++) {
+      const value = values[c] ?? null;
+      if (value === null) continue;
+      const why = misfit(columns[c] as string, types[c] as string, value, writtenValue(converters, c, value));
+      if (why) return why;
+    }
+    const message = databaseMessage(thrown);
+    const quoted = /: "(.*)"$/s.exec(toError(thrown).message)?.[1];
+    if (quoted === undefined) return message;
+    const holders = columns.filter((_, c) => {
+      const value = values[c] ?? null;
+      const type = types[c] as string;
+      if (value === null || TEXT_TYPE.test(type)) return false;
+      if (toText(writtenValue(converters, c, value)) === quoted) return true;
+      // An array's items are read one by one: PostgreSQL quotes the item it could not read.
+      const element = type.replace(/(\[\])+$/, '');
+      const items = element !== type && !TEXT_TYPE.test(element) ? arrayItems(value) : null;
+      return items?.some((item) => (typeof item === 'string' || typeof item === 'number') && String(item) === quoted) ?? false;
+    });
+    return holders.length === 1 ? `column "${holders[0]}": ${message}` : message;
   }
 
   /**
@@ -695,7 +811,7 @@ class PostgresWriter implements DestinationWriter {
     const cached = this.statements.get(kind);
     if (cached) return cached;
     const { columns, keyColumns } = this.target;
-    const typeOf = (column: string) => this.info.columnTypes.get(column) as string;
+    const typeOf = (column: string) => castType(this.info.columnTypes.get(column) as string);
     // `source` selects the parameters as rows, each cast to its column's type: a1, a2, ... (and ord).
     const source = (cols: readonly string[]) => {
       const aliases = cols.map((_, i) => `a${i + 1}`);
