@@ -54,7 +54,10 @@ import type { ApiServer } from './api/server.js';
 export interface OpenStoreOptions {
   /** The keys that seal and open the store's secrets (default: LOCKSTEP_SECRET_KEY, else the embedded store's key file). */
   secretKeys?: SecretKeys;
-  /** Told when a secret is written unencrypted: a PostgreSQL store without LOCKSTEP_SECRET_KEY (default: nobody). */
+  /**
+   * Told when a secret is written unencrypted (a PostgreSQL store without LOCKSTEP_SECRET_KEY), and
+   * when a PostgreSQL store's notifications connection is lost (default: nobody).
+   */
   logger?: Logger;
   /**
    * An embedded store whose file or folder cannot be written is opened read-only instead of refused,
@@ -96,7 +99,7 @@ export async function openStore(config: LockstepConfig, options: OpenStoreOption
       // The PostgreSQL driver and the store's SQL load only in processes that use that store.
       const { PostgresStore } = await import('./store/postgres/postgres-store.js');
       // A process frozen inside a store transaction frees its locks within a lease.
-      return PostgresStore.open({ url: config.store.url, secrets, idleInTransactionMs: config.leaseMs });
+      return PostgresStore.open({ url: config.store.url, secrets, idleInTransactionMs: config.leaseMs, logger });
     }
   }
 }

@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCode, LockstepError } from '../../src/core/errors.js';
+import type { Logger, StoreTopic } from '../../src/core/ports.js';
 import { PostgresDatabase } from '../../src/store/postgres/postgres-database.js';
 import { PostgresStore } from '../../src/store/postgres/postgres-store.js';
-import { createTestDatabase } from '../helpers/postgres.js';
+import { createTestDatabase, sql } from '../helpers/postgres.js';
 import { PartitionProxy } from '../helpers/partition-proxy.js';
 import { LEASE } from './contracts/fixtures.js';
 
@@ -17,12 +18,12 @@ async function rejection(promise: Promise<unknown>): Promise<LockstepError> {
   return outcome as LockstepError;
 }
 
-/** A new test database, and a proxy in front of its server. */
-async function behindProxy(): Promise<{ url: string; proxy: PartitionProxy; password: string }> {
+/** A new test database, and a proxy in front of its server; `direct` reaches the database without the proxy. */
+async function behindProxy(): Promise<{ url: string; direct: string; proxy: PartitionProxy; password: string }> {
   const url = await createTestDatabase('lockstep_answer');
   const server = new URL(url);
   const proxy = await PartitionProxy.start(server.hostname, Number(server.port || 5432));
-  return { url: proxy.url(url), proxy, password: decodeURIComponent(server.password) };
+  return { url: proxy.url(url), direct: url, proxy, password: decodeURIComponent(server.password) };
 }
 
 function database(url: string, answerTimeoutMs: number): PostgresDatabase {
@@ -111,6 +112,57 @@ describe('PostgreSQL store statements the network stops answering', () => {
       await db.close();
     }
   }, 30_000);
+
+  it('on the notifications connection are noticed: it is dropped with one line naming the store, and listens again, hearing what it missed', async () => {
+    const { url, direct, proxy } = await behindProxy();
+    await using _proxy = proxy;
+    const warnings: string[] = [];
+    // A line as the JSON logger writes it: the message and its fields.
+    const line = (message: string, fields?: Record<string, unknown>) => warnings.push(`${message} ${JSON.stringify(fields ?? {})}`);
+    const logger: Logger = { debug() {}, info() {}, warn: line, error: line };
+    await using store = await PostgresStore.open({ url: `${url}?answer_timeout=0.5`, poolSize: 2, connectTimeoutMs: 2000, logger });
+    const listening = async () =>
+      Number(
+        (
+          await sql<{ n: string }>(
+            direct,
+            "SELECT count(*)::text AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'lockstep notifications' AND query ILIKE 'LISTEN%'",
+          )
+        )[0]?.n,
+      );
+    const notify = (topic: StoreTopic) => sql(direct, 'SELECT pg_notify($1, $2)', ['lockstep_lockstep', topic]);
+    const heard: StoreTopic[] = [];
+    store.watch((topic) => heard.push(topic));
+    await expect.poll(listening, { timeout: 5000 }).toBe(1);
+    await notify('work');
+    await expect.poll(() => heard, { timeout: 5000 }).toEqual(['work']);
+    heard.length = 0;
+
+    proxy.partition();
+    const started = Date.now();
+    await expect.poll(() => warnings.length, { timeout: 10_000 }).toBe(1);
+    expect(Date.now() - started).toBeLessThan(6000);
+    const where = new URL(url);
+    expect(warnings[0]).toContain(`store PostgreSQL at 127.0.0.1:${proxy.port}${where.pathname}`);
+    expect(warnings[0]).toMatch(/notifications/);
+    expect(warnings[0]).toMatch(/did not answer a statement within [\d.]+ s/);
+    // The connection that went silent was closed by the store.
+    expect(proxy.silentCount()).toBeGreaterThan(0);
+    await expect.poll(() => proxy.silentOpen(), { timeout: 3000 }).toBe(0);
+
+    // Work queued while nothing could be heard: once listening again, every topic is heard once.
+    await notify('work');
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect(heard).toEqual([]);
+    proxy.heal();
+    await expect.poll(() => [...heard].sort(), { timeout: 10_000 }).toEqual(['finished', 'work']);
+    await expect.poll(listening, { timeout: 5000 }).toBe(1);
+    heard.length = 0;
+    await notify('finished');
+    await expect.poll(() => heard, { timeout: 5000 }).toEqual(['finished']);
+    // One line for the loss, none for each attempt to connect while the network was down.
+    expect(warnings).toHaveLength(1);
+  }, 40_000);
 
   it('refuses an answer_timeout that is not a number of seconds, before connecting', async () => {
     const error = await rejection(PostgresStore.open({ url: 'postgres://lockstep:pw@127.0.0.1:1/store?answer_timeout=soon' }));

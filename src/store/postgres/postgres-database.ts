@@ -6,6 +6,7 @@
 import pg from 'pg';
 import { ErrorCode, LockstepError, NotFoundError, toError } from '../../core/errors.js';
 import { postgresTlsHint } from '../../core/connections.js';
+import { AnswerWatch } from './postgres-answer-watch.js';
 
 /** What the store's code needs of a connection or a pool: one statement at a time (STYLE rule 3). */
 export interface Queryable {
@@ -67,12 +68,15 @@ export class PostgresDatabase {
   readonly schema: string;
   private readonly pool: pg.Pool;
   private readonly options: PostgresDatabaseOptions;
+  /** Watches every statement sent for its answer. */
+  private readonly watch: AnswerWatch;
   private closed = false;
 
   constructor(options: PostgresDatabaseOptions) {
     this.options = options;
     this.where = `${describeUrl(options.url)} (schema "${options.schema}")`;
     this.schema = quoteIdent(options.schema);
+    this.watch = new AnswerWatch({ url: options.url, where: this.where, answerTimeoutMs: options.answerTimeoutMs });
     this.pool = new pg.Pool({
       connectionString: options.url,
       max: options.poolSize,
@@ -103,9 +107,6 @@ export class PostgresDatabase {
   ownsBackend(pid: number): boolean {
     return this.backends.has(pid);
   }
-
-  /** Connections given up on after a statement went unanswered: their sockets are destroyed, never reused. */
-  private readonly abandoned = new WeakSet<pg.ClientBase>();
 
   /** One statement in its own transaction, run again when PostgreSQL aborted it for a conflict. */
   async query<R extends object = Record<string, unknown>>(text: string, values: unknown[] = []): Promise<R[]> {
@@ -156,94 +157,19 @@ export class PostgresDatabase {
     }
   }
 
-  /**
-   * Waits for the answer `send` is to `client`'s statement. Each time the answer is answerTimeoutMs
-   * late, the server is asked on a connection of its own whether the statement's session is still
-   * at work: while it is, the wait goes on; when it is not (the answer was lost on the way) or the
-   * question goes unanswered too (a partition), the connection is given up on — its socket
-   * destroyed, so it is never reused and nothing more is sent on it — and the statement fails with
-   * an error naming the store.
-   */
-  async answered<T>(client: pg.ClientBase, send: Promise<T>): Promise<T> {
-    const started = performance.now();
-    let settled = false;
-    const answer = send.then(
-      (value) => {
-        settled = true;
-        return { value };
-      },
-      (error: unknown) => {
-        settled = true;
-        throw error;
-      },
-    );
-    // An answer after the connection was given up on has nobody to tell.
-    answer.catch(() => undefined);
-    for (;;) {
-      let timer: NodeJS.Timeout | undefined;
-      const late = new Promise<null>((resolve) => {
-        timer = setTimeout(() => resolve(null), this.options.answerTimeoutMs);
-      });
-      try {
-        const first = await Promise.race([answer, late]);
-        if (first) return first.value;
-      } finally {
-        clearTimeout(timer);
-      }
-      const session = await this.sessionState(client);
-      if (settled || session === 'working') continue;
-      this.abandoned.add(client);
-      destroySocket(client);
-      throw this.unanswered(performance.now() - started, session);
-    }
+  /** Waits for the answer `send` is to `client`'s statement, giving the connection up when it is lost (see AnswerWatch). */
+  answered<T>(client: pg.ClientBase, send: Promise<T>): Promise<T> {
+    return this.watch.answered(client, send);
   }
 
   /** Whether `client`'s connection was given up on (see `answered`): it is closed, not rolled back. */
   gaveUp(client: pg.ClientBase): boolean {
-    return this.abandoned.has(client);
+    return this.watch.gaveUp(client);
   }
 
-  /**
-   * What the server says of `client`'s session, asked on a connection of its own within
-   * answerTimeoutMs: `working` on a statement, `idle` (its answer was sent, or the session is
-   * gone), or `unreachable`.
-   */
-  private async sessionState(client: pg.ClientBase): Promise<'working' | 'idle' | 'unreachable'> {
-    const pid = (client as pg.ClientBase & { processID?: number }).processID;
-    const probe = new pg.Client({
-      connectionString: this.options.url,
-      connectionTimeoutMillis: this.options.answerTimeoutMs,
-      query_timeout: this.options.answerTimeoutMs,
-      application_name: 'lockstep answer check',
-      types,
-    });
-    probe.on('error', () => undefined);
-    try {
-      await probe.connect();
-      const { rows } = await probe.query<{ state: string | null }>('SELECT state FROM pg_stat_activity WHERE pid = $1', [pid ?? 0]);
-      await probe.end();
-      return rows[0]?.state === 'active' ? 'working' : 'idle';
-    } catch {
-      // The server did not answer this either: nothing polite is sent on the way out.
-      destroySocket(probe);
-      return 'unreachable';
-    }
-  }
-
-  /** The failure of a statement unanswered for `waitedMs`. */
-  private unanswered(waitedMs: number, session: 'idle' | 'unreachable'): LockstepError {
-    const seconds = Number((waitedMs / 1000).toFixed(1));
-    const what =
-      session === 'unreachable'
-        ? 'and did not answer on a new connection either'
-        : 'although the server says it is not working on it (its answer was lost on the way)';
-    return new LockstepError(
-      ErrorCode.Store,
-      `store ${this.where} did not answer a statement within ${seconds} s, ${what} — check the network between this process and the server ` +
-        `(a firewall, proxy or NAT may keep a connection open and pass nothing on) and that the server is up; the connection was closed, ` +
-        `and the wait is set by the store URL's answer_timeout parameter (seconds)`,
-      { retryable: true },
-    );
+  /** Milliseconds a statement may go unanswered before the server is asked about it (see PostgresDatabaseOptions). */
+  get answerTimeoutMs(): number {
+    return this.watch.answerTimeoutMs;
   }
 
   /** A connection of the pool; null after waiting out a server that is unavailable for now (try again). */
@@ -495,12 +421,6 @@ function connectionHint(code: string, message: string): string {
   if (code === '3D000') return 'check the database name in the store URL, or create the database';
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return 'check the host name in the store URL';
   return 'check that the server is running and reachable at that host and port, and that the store URL is right';
-}
-
-/** Closes the client's socket at once, without the protocol's goodbye (the server may not answer). */
-function destroySocket(client: pg.ClientBase): void {
-  const connection = (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection;
-  connection?.stream?.destroy();
 }
 
 /** A few milliseconds, growing, with jitter, so two transactions that collided do not collide again. */

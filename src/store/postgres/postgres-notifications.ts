@@ -2,16 +2,22 @@
  * Change notifications over LISTEN/NOTIFY, on a connection of its own: LISTEN belongs to a
  * session, and a pooled connection is handed to other work between statements.
  *
- *   idle ──watch──► connecting ──LISTEN done──► listening
- *                      ▲                            │ connection lost
+ *   idle ──watch──► connecting ──LISTEN done──► listening ◄──┐ a check every checkEveryMs
+ *                      ▲                            │    └──────┘ answered
+ *                      │                            │ connection lost, or a check unanswered (logged once)
  *                      └──── after a backoff ◄──────┘ (each listener then hears every topic once)
  *   any ──last unsubscribe──► idle;  any ──close──► closed
  *
- * A notification sent while the connection was down is gone; hearing every topic after a
- * reconnect makes listeners look for what they missed (polling would find it later anyway).
+ * A connection the network stopped answering gives no sign of it: nothing more is heard, and
+ * nothing says so. The checks are statements on it, watched as every store statement is (see
+ * AnswerWatch), so such a connection is given up within about the answer timeout. A notification
+ * sent while the connection was down is gone; hearing every topic after a reconnect makes
+ * listeners look for what they missed (polling would find it later anyway).
  */
 import type pg from 'pg';
-import type { StoreTopic } from '../../core/ports.js';
+import { toError } from '../../core/errors.js';
+import { silentLogger } from '../../core/logger.js';
+import type { Logger, StoreTopic } from '../../core/ports.js';
 import { quoteIdent } from './postgres-database.js';
 
 export const STORE_TOPICS: readonly StoreTopic[] = ['work', 'finished'];
@@ -21,6 +27,17 @@ export interface PostgresNotificationsOptions {
   client: () => pg.Client;
   /** The channel notifications are sent on (unquoted). */
   channel: string;
+  /** `PostgreSQL at host:port/database (schema "lockstep")`, for messages. */
+  where: string;
+  /**
+   * Waits for the answer to a statement sent on the connection, and fails when the network
+   * stopped answering, the connection closed (PostgresDatabase.answered).
+   */
+  answered: <T>(client: pg.Client, send: Promise<T>) => Promise<T>;
+  /** Milliseconds between checks that a listening connection still answers. */
+  checkEveryMs: number;
+  /** Told when a listening connection is lost (default: nobody). */
+  logger?: Logger;
   /** Milliseconds before the first attempt to reconnect; doubles on each failure (default: 100). */
   retryMs?: number;
   /** Milliseconds between attempts at most (default: 30000). */
@@ -43,6 +60,10 @@ export class PostgresNotifications {
   private readonly listeners = new Set<(topic: StoreTopic) => void>();
   private client: pg.Client | null = null;
   private timer: NodeJS.Timeout | null = null;
+  /** The next check that the connection still answers, while listening. */
+  private checkTimer: NodeJS.Timeout | null = null;
+  /** The connection listens: its loss is logged (failed attempts to connect again are not). */
+  private listening = false;
   /** Bumped whenever a connection is given up, so its late events change nothing. */
   private generation = 0;
   /** Failed attempts since the connection last worked. */
@@ -52,7 +73,7 @@ export class PostgresNotifications {
   private closed = false;
 
   constructor(options: PostgresNotificationsOptions) {
-    this.options = { retryMs: 100, maxRetryMs: 30_000, isOwnBackend: () => false, echoDelayMs: 0, ...options };
+    this.options = { retryMs: 100, maxRetryMs: 30_000, isOwnBackend: () => false, echoDelayMs: 0, logger: silentLogger, ...options };
   }
 
   watch(listener: (topic: StoreTopic) => void): () => void {
@@ -85,32 +106,64 @@ export class PostgresNotifications {
       }
     });
     // Without an 'error' listener a dropped connection would crash the process.
-    client.on('error', () => this.lost(generation));
+    client.on('error', (error) => this.lost(generation, error));
     client.on('end', () => this.lost(generation));
     client
       .connect()
-      .then(() => client.query(`LISTEN ${quoteIdent(this.options.channel)}`))
+      .then(() => this.listen(client))
       .then(
         () => {
           if (generation !== this.generation) return;
           this.failures = 0;
+          this.listening = true;
+          this.check(client, generation);
           if (this.missed) {
             this.missed = false;
             for (const topic of STORE_TOPICS) this.emit(topic);
           }
         },
-        () => this.lost(generation),
+        (error: unknown) => this.lost(generation, error),
       );
   }
 
-  private lost(generation: number): void {
+  /** LISTEN, watched: it does nothing on a session listening already, so it is the check too. */
+  private listen(client: pg.Client): Promise<unknown> {
+    return this.options.answered(client, client.query(`LISTEN ${quoteIdent(this.options.channel)}`));
+  }
+
+  /** Checks in checkEveryMs that the connection still answers, and so on while it does. */
+  private check(client: pg.Client, generation: number): void {
+    this.checkTimer = setTimeout(() => {
+      this.checkTimer = null;
+      if (generation !== this.generation) return;
+      this.listen(client).then(
+        () => {
+          if (generation === this.generation) this.check(client, generation);
+        },
+        (error: unknown) => this.lost(generation, error),
+      );
+    }, this.options.checkEveryMs);
+    // Listening alone keeps no process running.
+    this.checkTimer.unref();
+  }
+
+  private lost(generation: number, error?: unknown): void {
     if (generation !== this.generation) return;
     this.generation++;
     this.missed = true;
+    this.stopChecking();
     const client = this.client;
     this.client = null;
     client?.end().catch(() => undefined);
     if (this.closed || this.listeners.size === 0) return;
+    if (this.listening) {
+      this.listening = false;
+      this.options.logger.warn(
+        `stopped hearing notifications from store ${this.options.where}; listening again on a new connection, retried with backoff — ` +
+          'work queued meanwhile is looked for once it listens, and found by polling until then',
+        { error: error === undefined ? 'the server closed the connection' : toError(error).message },
+      );
+    }
     const delay = Math.min(this.options.maxRetryMs, this.options.retryMs * 2 ** this.failures++);
     this.timer = setTimeout(() => {
       this.timer = null;
@@ -122,11 +175,18 @@ export class PostgresNotifications {
     this.generation++;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    this.stopChecking();
     this.failures = 0;
     this.missed = false;
+    this.listening = false;
     const client = this.client;
     this.client = null;
     await client?.end().catch(() => undefined);
+  }
+
+  private stopChecking(): void {
+    if (this.checkTimer) clearTimeout(this.checkTimer);
+    this.checkTimer = null;
   }
 
   private emit(payload: string | undefined): void {

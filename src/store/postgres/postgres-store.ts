@@ -27,12 +27,14 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { systemClock } from '../../core/clock.js';
 import { ErrorCode, LockstepError, NotFoundError } from '../../core/errors.js';
+import { silentLogger } from '../../core/logger.js';
 import { storeUrlAnswerTimeout, storeUrlSchema } from '../../core/connections.js';
 import type {
   Clock,
   FinishedRunEntry,
   FiredRun,
   LeaseRequest,
+  Logger,
   MemberStart,
   NewSyncRun,
   RunFence,
@@ -172,6 +174,8 @@ export interface PostgresStoreOptions {
    * they are, and a sealed one cannot be read).
    */
   secrets?: SecretCodec;
+  /** Told when the connection listening for notifications is lost (default: nobody). */
+  logger?: Logger;
 }
 
 /** The stored texts holding sealed values: entity definitions (deleted ones too), the alert definition, webhook settings. */
@@ -286,7 +290,7 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
   /** Advances begun in the round trip that ended a member's run, by sequence run id (see endAndOpenAdvance). */
   private readonly openedAdvances = new Map<string, OpenedAdvance>();
 
-  private constructor(db: PostgresDatabase, schemaName: string, clock: Clock, applied: number[], secrets: SecretCodec) {
+  private constructor(db: PostgresDatabase, schemaName: string, clock: Clock, applied: number[], secrets: SecretCodec, logger: Logger) {
     this.db = db;
     this.secrets = secrets;
     this.where = db.where;
@@ -295,6 +299,11 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
     this.notifications = new PostgresNotifications({
       client: () => db.client('lockstep notifications'),
       channel: this.channel,
+      where: db.where,
+      answered: (client, send) => db.answered(client, send),
+      // A connection the network stopped answering is given up within about twice the answer timeout.
+      checkEveryMs: db.answerTimeoutMs,
+      logger,
       isOwnBackend: (pid) => db.ownsBackend(pid),
       echoDelayMs: ECHO_DELAY_MS,
     });
@@ -333,7 +342,7 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
       const secrets = options.secrets ?? new SecretCodec({ keys: new StoreSecretKeys({ store: db.where, keyFile: null }), secretSettings: () => [] });
       // A store whose secrets its keys cannot open is refused now, not at its first read.
       secrets.checkKeys(await sealedTexts(db.direct, db.schema));
-      return new PostgresStore(db, schema, clock, applied, secrets);
+      return new PostgresStore(db, schema, clock, applied, secrets, options.logger ?? silentLogger);
     } catch (error) {
       const wrapped = db.error(error);
       await db.close().catch(() => undefined);

@@ -1,0 +1,130 @@
+/**
+ * Statements watched for their answer: a network that drops packets without resetting the
+ * connection (a partition, a NAT or firewall that forgot the connection) would otherwise keep the
+ * process waiting forever. Used by every connection the PostgreSQL store opens: the pool's and the
+ * notifications connection.
+ */
+import pg from 'pg';
+import { ErrorCode, LockstepError } from '../../core/errors.js';
+
+export interface AnswerWatchOptions {
+  /** The server's URL, for the connection that asks about a late statement. */
+  url: string;
+  /** `PostgreSQL at host:port/database (schema "lockstep")`, for messages. */
+  where: string;
+  /**
+   * Milliseconds a statement may go unanswered before the server is asked, on a connection of its
+   * own, whether the statement's session is still at work; also how long that question may take.
+   */
+  answerTimeoutMs: number;
+}
+
+/** What the server says of a session whose statement is late. */
+type SessionState =
+  /** At work on the statement: its answer is still to come. */
+  | 'working'
+  /** Not at work: its answer was sent, or the session is gone. */
+  | 'idle'
+  /** The question went unanswered too. */
+  | 'unreachable';
+
+export class AnswerWatch {
+  /** Connections given up on after a statement went unanswered: their sockets are destroyed, never reused. */
+  private readonly abandoned = new WeakSet<pg.ClientBase>();
+
+  constructor(private readonly options: AnswerWatchOptions) {}
+
+  get answerTimeoutMs(): number {
+    return this.options.answerTimeoutMs;
+  }
+
+  /**
+   * Waits for the answer `send` is to `client`'s statement. Each time the answer is answerTimeoutMs
+   * late, the server is asked on a connection of its own whether the statement's session is still
+   * at work: while it is, the wait goes on; when it is not (the answer was lost on the way) or the
+   * question goes unanswered too (a partition), the connection is given up on — its socket destroyed, so it is never reused and
+   * nothing more is sent on it — and the statement fails with an error naming the store.
+   */
+  async answered<T>(client: pg.ClientBase, send: Promise<T>): Promise<T> {
+    const started = performance.now();
+    let settled = false;
+    const answer = send.then(
+      (value) => {
+        settled = true;
+        return { value };
+      },
+      (error: unknown) => {
+        settled = true;
+        throw error;
+      },
+    );
+    // An answer after the connection was given up on has nobody to tell.
+    answer.catch(() => undefined);
+    for (;;) {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<null>((resolve) => {
+        timer = setTimeout(() => resolve(null), this.options.answerTimeoutMs);
+      });
+      try {
+        const first = await Promise.race([answer, late]);
+        if (first) return first.value;
+      } finally {
+        clearTimeout(timer);
+      }
+      const session = await this.sessionState(client);
+      if (settled || session === 'working') continue;
+      this.abandoned.add(client);
+      destroySocket(client);
+      throw this.unanswered(performance.now() - started, session);
+    }
+  }
+
+  /** Whether `client`'s connection was given up on (see `answered`): it is closed, not rolled back. */
+  gaveUp(client: pg.ClientBase): boolean {
+    return this.abandoned.has(client);
+  }
+
+  /** What the server says of `client`'s session, asked on a connection of its own within answerTimeoutMs. */
+  private async sessionState(client: pg.ClientBase): Promise<SessionState> {
+    const pid = (client as pg.ClientBase & { processID?: number }).processID;
+    const probe = new pg.Client({
+      connectionString: this.options.url,
+      connectionTimeoutMillis: this.options.answerTimeoutMs,
+      query_timeout: this.options.answerTimeoutMs,
+      application_name: 'lockstep answer check',
+    });
+    probe.on('error', () => undefined);
+    try {
+      await probe.connect();
+      const { rows } = await probe.query<{ state: string | null }>('SELECT state FROM pg_stat_activity WHERE pid = $1', [pid ?? 0]);
+      await probe.end();
+      return rows[0]?.state === 'active' ? 'working' : 'idle';
+    } catch {
+      // The server did not answer this either: nothing polite is sent on the way out.
+      destroySocket(probe);
+      return 'unreachable';
+    }
+  }
+
+  /** The failure of a statement unanswered for `waitedMs`. */
+  private unanswered(waitedMs: number, session: Exclude<SessionState, 'working'>): LockstepError {
+    const seconds = Number((waitedMs / 1000).toFixed(1));
+    const what =
+      session === 'unreachable'
+        ? 'and did not answer on a new connection either'
+        : 'although the server says it is not working on it (its answer was lost on the way)';
+    return new LockstepError(
+      ErrorCode.Store,
+      `store ${this.options.where} did not answer a statement within ${seconds} s, ${what} — check the network between this process and the server ` +
+        `(a firewall, proxy or NAT may keep a connection open and pass nothing on) and that the server is up; the connection was closed, ` +
+        `and the wait is set by the store URL's answer_timeout parameter (seconds)`,
+      { retryable: true },
+    );
+  }
+}
+
+/** Closes the client's socket at once, without the protocol's goodbye (the server may not answer). */
+export function destroySocket(client: pg.ClientBase): void {
+  const connection = (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection;
+  connection?.stream?.destroy();
+}
