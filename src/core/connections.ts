@@ -341,6 +341,12 @@ function takeParameter(url: string, name: string): { url: string; value: string 
 export const STORE_ANSWER_TIMEOUT_PARAMETER = 'answer_timeout';
 
 /**
+ * Milliseconds a store statement may go unanswered when the store URL sets no answer_timeout: a
+ * heartbeat that cannot reach the store fails within a third of the default lease.
+ */
+export const DEFAULT_STORE_ANSWER_TIMEOUT_MS = 10_000;
+
+/**
  * A PostgreSQL store URL's answer timeout in ms, set by its `answer_timeout` parameter in seconds
  * (`postgres://user:password@host/db?answer_timeout=20`; null when it sets none), and the URL
  * without that parameter for the driver, which knows no such setting.
@@ -353,7 +359,7 @@ export function storeUrlAnswerTimeout(url: string): { url: string; answerTimeout
   if (text === '' || !Number.isFinite(seconds) || seconds <= 0) {
     throw new LockstepError(
       ErrorCode.Validation,
-      `the store URL's ${STORE_ANSWER_TIMEOUT_PARAMETER} parameter is ${JSON.stringify(text)}, not a number of seconds above 0 — write e.g. ?${STORE_ANSWER_TIMEOUT_PARAMETER}=10, or leave the parameter out for 10 seconds`,
+      `the store URL's ${STORE_ANSWER_TIMEOUT_PARAMETER} parameter is ${JSON.stringify(text)}, not a number of seconds above 0 — write e.g. ?${STORE_ANSWER_TIMEOUT_PARAMETER}=10, or leave the parameter out for ${DEFAULT_STORE_ANSWER_TIMEOUT_MS / 1000} seconds`,
     );
   }
   return { url: taken.url, answerTimeoutMs: Math.max(1, Math.round(seconds * 1000)) };

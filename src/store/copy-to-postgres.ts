@@ -13,6 +13,10 @@
  * converted: SQLite's 0 and 1 into booleans, snapshot hashes (see SPLIT_COLUMNS), and text
  * PostgreSQL cannot hold, escaped as the PostgreSQL store escapes it (see storedText).
  *
+ * Every statement and the COPY's rows are watched for their answer (see AnswerWatch): a network
+ * that stops answering fails the copy within about the answer timeout rather than leaving it
+ * waiting forever, and the command can be run again.
+ *
  * Secrets stay sealed: a sealed value (core/secrets.ts) is copied as it is, or, when the target's
  * processes have a key of their own (LOCKSTEP_SECRET_KEY) and the embedded store sealed it with
  * another (its key file's), opened with that one and sealed again with theirs. Never in the clear.
@@ -24,6 +28,7 @@ import { from as copyFrom } from 'pg-copy-streams';
 import { ErrorCode, LockstepError, toError } from '../core/errors.js';
 import { TERMINAL_SEQUENCE_RUN_STATUSES, TERMINAL_SYNC_RUN_STATUSES } from '../core/runs.js';
 import { SEALED_PREFIX, SecretBox, parseSecretKey, type SecretKeys } from '../core/secrets.js';
+import { AnswerWatch } from './postgres/postgres-answer-watch.js';
 import { describeUrl, errorCode, quoteIdent, storedText, type Queryable } from './postgres/postgres-database.js';
 import { migrate as migratePostgres } from './postgres/postgres-migrations.js';
 import { StoreSecretKeys, keyFileFor, readKeyFile, type KeyText } from './secret-keys.js';
@@ -49,6 +54,11 @@ export interface CopyToPostgresOptions {
   secretKey: KeyText | null;
   /** The time the migrations record, epoch ms. */
   now: number;
+  /**
+   * Milliseconds a statement may go unanswered before the server is asked whether it is still at
+   * work on it (the target store URL's answer_timeout; see AnswerWatch).
+   */
+  answerTimeoutMs: number;
   /** Told of each table as it is copied. */
   onProgress: (progress: CopyProgress) => void;
 }
@@ -142,13 +152,18 @@ export async function copyToPostgres(options: CopyToPostgresOptions): Promise<Co
     if (unfinished.length > 0 && !options.force) throw unfinishedRunsError(options.sqlitePath, unfinished);
     const secrets = new SealedValues(options.sqlitePath, options.secretKey);
     const client = await connect(options.url, where);
+    const watch = new AnswerWatch({ url: options.url, where, answerTimeoutMs: options.answerTimeoutMs });
+    const target: CopyTarget = { client, q: { query: (text, values) => watch.answered(client, client.query(text, values)) }, watch, table: null };
+    let committing = false;
     try {
-      await client.query('BEGIN');
-      const summary = await copyInTransaction(client, source, secrets, options, where);
-      await client.query('COMMIT');
+      await target.q.query('BEGIN');
+      const summary = await copyInTransaction(target, source, secrets, options, where);
+      committing = true;
+      await target.q.query('COMMIT');
       return { ...summary, unfinishedRuns: unfinished.length, secrets: secrets.summary() };
     } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
+      if (watch.gaveUp(client)) throw unansweredError(error, committing, target.table);
+      await target.q.query('ROLLBACK').catch(() => undefined);
       throw targetError(error, where);
     } finally {
       await client.end().catch(() => undefined);
@@ -159,14 +174,23 @@ export async function copyToPostgres(options: CopyToPostgresOptions): Promise<Co
   }
 }
 
+/** The copy's connection, and its statements as they are sent: each one watched for its answer. */
+interface CopyTarget {
+  client: pg.Client;
+  q: Queryable;
+  watch: AnswerWatch;
+  /** The table being copied, for messages (null between tables). */
+  table: string | null;
+}
+
 async function copyInTransaction(
-  client: pg.Client,
+  target: CopyTarget,
   source: SqliteDatabase,
   secrets: SealedValues,
   options: CopyToPostgresOptions,
   where: string,
 ): Promise<Omit<CopySummary, 'unfinishedRuns' | 'secrets'>> {
-  const q = client as unknown as Queryable;
+  const { q } = target;
   // Holds the schema's migration lock until the commit: a Lockstep process opening this store
   // meanwhile waits for the copy instead of finding it half done.
   await migratePostgres(q, options.schema, where, options.now);
@@ -187,26 +211,30 @@ async function copyInTransaction(
     if (!targets.has(table.name) && table.rows > 0) options.onProgress({ type: 'data:skipped', table: table.name, column: null, rows: table.rows });
   }
   const copied: CopySummary['tables'] = [];
-  for (const target of copyOrder(targets)) {
-    const from = sources.get(target.name);
+  for (const table of copyOrder(targets)) {
+    const from = sources.get(table.name);
     if (!from) continue;
-    const plan = planTable(from, target, source, secrets);
-    for (const skipped of plan.skipped) options.onProgress({ type: 'data:skipped', table: target.name, ...skipped });
-    options.onProgress({ type: 'table:started', table: target.name, rows: from.rows });
+    const plan = planTable(from, table, source, secrets);
+    for (const skipped of plan.skipped) options.onProgress({ type: 'data:skipped', table: table.name, ...skipped });
+    options.onProgress({ type: 'table:started', table: table.name, rows: from.rows });
     const started = Date.now();
     let rows = 0;
+    target.table = table.name;
     try {
-      if (from.rows > 0) rows = await copyTable(client, source, schema, plan, from.rows, options.onProgress);
+      if (from.rows > 0) rows = await copyTable(target, source, schema, plan, from.rows, options.onProgress);
     } catch (error) {
-      throw targetError(error, where, target.name);
+      // A connection given up on is reported with what became of the copy (see unansweredError).
+      if (target.watch.gaveUp(target.client)) throw error;
+      throw targetError(error, where, table.name);
     }
-    options.onProgress({ type: 'table:finished', table: target.name, rows, ms: Date.now() - started });
-    copied.push({ table: target.name, rows });
+    target.table = null;
+    options.onProgress({ type: 'table:finished', table: table.name, rows, ms: Date.now() - started });
+    copied.push({ table: table.name, rows });
   }
   // Last: a sequence moved by setval stays moved even when the transaction rolls back.
-  for (const target of targets.values()) {
-    const from = sources.get(target.name);
-    if (from) await advanceSequences(q, schema, target, from, source);
+  for (const table of targets.values()) {
+    const from = sources.get(table.name);
+    if (from) await advanceSequences(q, schema, table, from, source);
   }
   return { where, tables: copied, replaced: holding.length > 0 };
 }
@@ -385,6 +413,25 @@ async function connect(url: string, where: string): Promise<pg.Client> {
   return client;
 }
 
+/**
+ * The failure of a copy whose connection was given up on (`error`, from AnswerWatch, names the
+ * target): what became of the copy, and that the command can be run again. Before the COMMIT the
+ * transaction is rolled back by the server once it notices the connection is gone; after it, the
+ * copy may have been kept, and running again refuses a target holding it (then it is done).
+ */
+function unansweredError(error: unknown, committing: boolean, table: string | null): Error {
+  if (!(error instanceof LockstepError)) return toError(error);
+  const what = committing
+    ? 'the copy\'s COMMIT went unanswered, so whether the copy was kept there is not known — run `lockstep store migrate` again once the network passes: ' +
+      'it copies when nothing was kept, and refuses, naming the tables holding rows, when the copy was (then it is done)'
+    : 'the copy is one transaction: nothing of it is kept there (the server rolls it back once it notices the connection is gone) — ' +
+      'run `lockstep store migrate` again once the network passes';
+  return new LockstepError(ErrorCode.Store, `copying ${table ? `table ${table}` : 'the store'} stopped: ${error.message}; ${what}`, {
+    cause: error,
+    retryable: true,
+  });
+}
+
 /** Any failure inside the transaction, naming the target (and table) and saying that nothing was changed there. */
 function targetError(error: unknown, where: string, table?: string): Error {
   if (error instanceof LockstepError) return error;
@@ -454,7 +501,7 @@ function planTable(from: SourceTable, target: TargetTable, db: SqliteDatabase, s
 }
 
 async function copyTable(
-  client: pg.Client,
+  { client, watch }: CopyTarget,
   db: SqliteDatabase,
   schema: string,
   plan: TablePlan,
@@ -481,7 +528,8 @@ async function copyTable(
   const flush = async () => {
     const full = chunk;
     chunk = '';
-    if (!copy.write(full)) await Promise.race([once(copy, 'drain'), done]);
+    // The rows are taken as fast as the server reads them: a server that stops taking them is asked about.
+    if (!copy.write(full)) await watch.answered(client, Promise.race([once(copy, 'drain'), done]));
   };
   const report = () => onProgress({ type: 'table:progress', table: plan.table, copied, rows: total });
   try {
@@ -504,7 +552,7 @@ async function copyTable(
     if (copied !== total) throw new LockstepError(ErrorCode.Internal, `read ${copied} of the ${total} rows of table ${plan.table}; nothing was copied`);
     if (chunk.length > 0) copy.write(chunk);
     copy.end();
-    await done;
+    await watch.answered(client, done);
   } catch (error) {
     // Sends CopyFail, so the connection is ready for the ROLLBACK that follows.
     copy.destroy();

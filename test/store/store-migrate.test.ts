@@ -9,6 +9,8 @@ import { randomBytes } from 'node:crypto';
 import { appendFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import pg from 'pg';
+import { copyStoreToPostgres } from '../../src/app.js';
 import { SecretCodec, sealedKeyIds } from '../../src/core/secrets.js';
 import { hashToken } from '../../src/core/tokens.js';
 import type { Store } from '../../src/core/ports.js';
@@ -17,6 +19,7 @@ import { StoreSecretKeys, type KeyText } from '../../src/store/secret-keys.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { enqueueWork, hierarchyWorkspace, killChildren, runMain } from '../cli/cli-helpers.js';
 import { sqlite } from '../helpers/harness.js';
+import { PartitionProxy } from '../helpers/partition-proxy.js';
 import { createTestDatabase, sql } from '../helpers/postgres.js';
 
 afterEach(async () => {
@@ -378,6 +381,83 @@ describe('lockstep store migrate', () => {
     // Nor did the id sequences: they move only once every table is copied.
     expect(await sql(url, 'SELECT last_value::text AS value, is_called FROM lockstep.sync_runs_id_seq')).toEqual([{ value: '1', is_called: false }]);
   });
+
+  it('fails within the --to URL\'s answer_timeout when the network stops answering, naming the target; run again, it copies', async () => {
+    const url = await createTestDatabase('lockstep_store_copy');
+    const server = new URL(url);
+    await using proxy = await PartitionProxy.start(server.hostname, Number(server.port || 5432));
+    const to = `${proxy.url(url)}?answer_timeout=0.5`;
+    // The copy waits for the migration lock, held here, so the network stops answering while a statement is out.
+    const holder = new pg.Client({ connectionString: url });
+    await holder.connect();
+    try {
+      await holder.query("BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('lockstep:migrate:lockstep', 0))");
+      const copying = runMain(['--workspace', dir, 'store', 'migrate', '--to', to]);
+      await expect
+        .poll(async () => (await sql(url, "SELECT 1 FROM pg_stat_activity WHERE application_name = 'lockstep store migrate' AND wait_event_type = 'Lock'")).length, {
+          timeout: 10_000,
+        })
+        .toBe(1);
+      proxy.partition();
+      await holder.query('COMMIT');
+      const started = Date.now();
+      const failed = await copying;
+      expect(Date.now() - started).toBeLessThan(5000);
+      expect(failed.code).toBe(3);
+      expect(failed.stderr).toContain(`PostgreSQL at 127.0.0.1:${proxy.port}${server.pathname}`);
+      expect(failed.stderr).toContain('(schema "lockstep")');
+      expect(failed.stderr).toMatch(/did not answer a statement within [\d.]+ s/);
+      expect(failed.stderr).toContain('answer_timeout');
+      expect(failed.stderr).toMatch(/run `lockstep store migrate` again/);
+      await expect.poll(() => proxy.silentOpen(), { timeout: 2000 }).toBe(0);
+    } finally {
+      await holder.end();
+    }
+
+    proxy.heal();
+    const again = await runMain(['--workspace', dir, 'store', 'migrate', '--to', to]);
+    expect(again.code, again.stderr).toBe(0);
+    await using store = await openTarget(url, keyFileKey(dir));
+    expect(await contents(store)).toEqual(expected);
+  }, 60_000);
+
+  it('fails when a table\'s rows stop reaching the server part-way, though the server still answers new connections', async () => {
+    const url = await createTestDatabase('lockstep_store_copy');
+    const server = new URL(url);
+    await using proxy = await PartitionProxy.start(server.hostname, Number(server.port || 5432));
+    let cut = false;
+    const started = { at: 0 };
+    const copying = copyStoreToPostgres({
+      sqlitePath: join(dir, 'lockstep.db'),
+      url: proxy.url(url),
+      schema: 'lockstep',
+      replace: false,
+      force: false,
+      secretKey: null,
+      now: Date.now(),
+      answerTimeoutMs: 500,
+      onProgress: (progress) => {
+        // Part-way through the large table the connection loses its flow, as behind a NAT that
+        // forgot it; new connections pass at once.
+        if (progress.type !== 'table:progress' || cut) return;
+        cut = true;
+        started.at = Date.now();
+        proxy.partition();
+        setTimeout(() => proxy.heal(), 100);
+      },
+    });
+    const error = await copying.then(
+      () => new Error('expected a failure'),
+      (thrown: unknown) => thrown as Error,
+    );
+    expect(cut).toBe(true);
+    expect(Date.now() - started.at).toBeLessThan(5000);
+    expect(error.message).toContain(`copying table snapshots stopped: store PostgreSQL at 127.0.0.1:${proxy.port}${server.pathname}`);
+    expect(error.message).toMatch(/the server is waiting for the rest of what was sent/);
+    expect(error.message).toMatch(/run `lockstep store migrate` again/);
+    await expect.poll(() => proxy.silentOpen(), { timeout: 2000 }).toBe(0);
+    await expect.poll(async () => (await sql(url, "SELECT 1 FROM pg_namespace WHERE nspname = 'lockstep'")).length, { timeout: 5000 }).toBe(0);
+  }, 60_000);
 
   it('says what is wrong with the arguments and the current store', async () => {
     const notUrl = await runMain(['--workspace', dir, 'store', 'migrate', '--to', 'mysql://root:hunter2@db/x']);

@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { SECRET_KEY_ENV, copyStoreToPostgres, type CopyProgress, type CopySummary } from '../../app.js';
 import type { LockstepConfig } from '../../config.js';
-import { REDACTED, STORE_SCHEMA_PARAMETER, redactUrl, storeUrlSchema } from '../../core/connections.js';
+import { DEFAULT_STORE_ANSWER_TIMEOUT_MS, REDACTED, STORE_ANSWER_TIMEOUT_PARAMETER, STORE_SCHEMA_PARAMETER, redactUrl, storeUrlAnswerTimeout, storeUrlSchema } from '../../core/connections.js';
 import { ErrorCode, LockstepError, assertNever } from '../../core/errors.js';
 import { formatDuration, type Terminal } from '../output.js';
 
@@ -39,10 +39,11 @@ export function registerStoreCommands(program: Command, context: StoreCommandCon
     .addHelpText(
       'after',
       `
-The copy is one PostgreSQL transaction: if anything fails, the target is left as it was. The embedded
-store is left as it was. Afterwards, point every Lockstep process at the PostgreSQL store (--store or
-LOCKSTEP_STORE); a schema other than ${DEFAULT_SCHEMA} is named in the store URL, as the command prints:
-postgres://user:password@host:5432/database?${STORE_SCHEMA_PARAMETER}=NAME.`,
+The copy is one PostgreSQL transaction: if anything fails, the target is left as it was. A network
+that stops answering fails it within about the --to URL's ${STORE_ANSWER_TIMEOUT_PARAMETER} (seconds, default ${DEFAULT_STORE_ANSWER_TIMEOUT_MS / 1000}):
+run the command again then. The embedded store is left as it was. Afterwards, point every Lockstep
+process at the PostgreSQL store (--store or LOCKSTEP_STORE); a schema other than ${DEFAULT_SCHEMA} is named
+in the store URL, as the command prints: postgres://user:password@host:5432/database?${STORE_SCHEMA_PARAMETER}=NAME.`,
     )
     .action(async (flags: MigrateFlags) => migrate(flags, context));
 }
@@ -55,6 +56,8 @@ async function migrate(flags: MigrateFlags, { term, config }: StoreCommandContex
     );
   }
   const schema = targetSchema(flags);
+  // The URL the target's processes will use: its answer_timeout is the copy's too.
+  const timed = storeUrlAnswerTimeout(storeUrlSchema(flags.to).url);
   const resolved = await config();
   const current = resolved.store;
   if (current.type !== 'sqlite') {
@@ -75,12 +78,13 @@ async function migrate(flags: MigrateFlags, { term, config }: StoreCommandContex
   const secretKey = resolved.env[SECRET_KEY_ENV] || null;
   const summary = await copyStoreToPostgres({
     sqlitePath: path,
-    url: storeUrlSchema(flags.to).url,
+    url: timed.url,
     schema,
     replace: Boolean(flags.replace),
     force: Boolean(flags.force),
     secretKey: secretKey ? { text: secretKey, source: SECRET_KEY_ENV } : null,
     now: started,
+    answerTimeoutMs: timed.answerTimeoutMs ?? DEFAULT_STORE_ANSWER_TIMEOUT_MS,
     onProgress: progressPrinter(term),
   });
   printSummary(term, summary, { ...flags, to: urlOpening(flags.to, schema) }, path, Date.now() - started, Boolean(secretKey));

@@ -1,8 +1,8 @@
 /**
  * Statements watched for their answer: a network that drops packets without resetting the
  * connection (a partition, a NAT or firewall that forgot the connection) would otherwise keep the
- * process waiting forever. Used by every connection the PostgreSQL store opens: the pool's and the
- * notifications connection.
+ * process waiting forever. Used by every connection the PostgreSQL store opens: the pool's, the
+ * notifications connection and `lockstep store migrate`'s copy.
  */
 import pg from 'pg';
 import { ErrorCode, LockstepError } from '../../core/errors.js';
@@ -25,6 +25,8 @@ type SessionState =
   | 'working'
   /** Not at work: its answer was sent, or the session is gone. */
   | 'idle'
+  /** At work, but waiting for the rest of what was sent to it (COPY data, a message's end). */
+  | 'waiting'
   /** The question went unanswered too. */
   | 'unreachable';
 
@@ -39,10 +41,12 @@ export class AnswerWatch {
   }
 
   /**
-   * Waits for the answer `send` is to `client`'s statement. Each time the answer is answerTimeoutMs
-   * late, the server is asked on a connection of its own whether the statement's session is still
-   * at work: while it is, the wait goes on; when it is not (the answer was lost on the way) or the
-   * question goes unanswered too (a partition), the connection is given up on — its socket destroyed, so it is never reused and
+   * Waits for the answer `send` is to `client`'s statement (or for anything else the server must
+   * do before `send` settles: taking a COPY's rows). Each time the answer is answerTimeoutMs late,
+   * the server is asked on a connection of its own whether the statement's session is still at
+   * work: while it is, the wait goes on; when it is not (the answer was lost on the way), when it
+   * waits for what this process sent (that was lost), or when the question goes unanswered too (a
+   * partition), the connection is given up on — its socket destroyed, so it is never reused and
    * nothing more is sent on it — and the statement fails with an error naming the store.
    */
   async answered<T>(client: pg.ClientBase, send: Promise<T>): Promise<T> {
@@ -60,6 +64,7 @@ export class AnswerWatch {
     );
     // An answer after the connection was given up on has nobody to tell.
     answer.catch(() => undefined);
+    let sent = bytesSent(client);
     for (;;) {
       let timer: NodeJS.Timeout | undefined;
       const late = new Promise<null>((resolve) => {
@@ -71,8 +76,12 @@ export class AnswerWatch {
       } finally {
         clearTimeout(timer);
       }
+      // A server waiting for what this process is still sending (a large message on a slow link)
+      // waits for good reason.
+      const sending = bytesSent(client) > sent;
+      sent = bytesSent(client);
       const session = await this.sessionState(client);
-      if (settled || session === 'working') continue;
+      if (settled || session === 'working' || (session === 'waiting' && sending)) continue;
       this.abandoned.add(client);
       destroySocket(client);
       throw this.unanswered(performance.now() - started, session);
@@ -96,9 +105,16 @@ export class AnswerWatch {
     probe.on('error', () => undefined);
     try {
       await probe.connect();
-      const { rows } = await probe.query<{ state: string | null }>('SELECT state FROM pg_stat_activity WHERE pid = $1', [pid ?? 0]);
+      const { rows } = await probe.query<{ state: string | null; wait_event: string | null }>(
+        'SELECT state, wait_event FROM pg_stat_activity WHERE pid = $1',
+        [pid ?? 0],
+      );
       await probe.end();
-      return rows[0]?.state === 'active' ? 'working' : 'idle';
+      const row = rows[0];
+      if (row?.state !== 'active') return 'idle';
+      // A COPY FROM STDIN (or a statement whose message was cut) waits for this process: what it
+      // sent was lost, and the server would wait for it as long as this process waits for the answer.
+      return row.wait_event === 'ClientRead' ? 'waiting' : 'working';
     } catch {
       // The server did not answer this either: nothing polite is sent on the way out.
       destroySocket(probe);
@@ -112,7 +128,9 @@ export class AnswerWatch {
     const what =
       session === 'unreachable'
         ? 'and did not answer on a new connection either'
-        : 'although the server says it is not working on it (its answer was lost on the way)';
+        : session === 'waiting'
+          ? 'and the server is waiting for the rest of what was sent (it was lost on the way)'
+          : 'although the server says it is not working on it (its answer was lost on the way)';
     return new LockstepError(
       ErrorCode.Store,
       `store ${this.options.where} did not answer a statement within ${seconds} s, ${what} — check the network between this process and the server ` +
@@ -121,6 +139,12 @@ export class AnswerWatch {
       { retryable: true },
     );
   }
+}
+
+/** Bytes of the client's connection handed to the network so far (none queued in the process counted). */
+function bytesSent(client: pg.ClientBase): number {
+  const stream = (client as unknown as { connection?: { stream?: { bytesWritten?: number; writableLength?: number } } }).connection?.stream;
+  return (stream?.bytesWritten ?? 0) - (stream?.writableLength ?? 0);
 }
 
 /** Closes the client's socket at once, without the protocol's goodbye (the server may not answer). */

@@ -28,7 +28,7 @@ import pg from 'pg';
 import { systemClock } from '../../core/clock.js';
 import { ErrorCode, LockstepError, NotFoundError } from '../../core/errors.js';
 import { silentLogger } from '../../core/logger.js';
-import { storeUrlAnswerTimeout, storeUrlSchema } from '../../core/connections.js';
+import { DEFAULT_STORE_ANSWER_TIMEOUT_MS, storeUrlAnswerTimeout, storeUrlSchema } from '../../core/connections.js';
 import type {
   Clock,
   FinishedRunEntry,
@@ -375,7 +375,7 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
       poolSize: options.poolSize ?? 10,
       connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
       idleInTransactionMs: options.idleInTransactionMs ?? 30_000,
-      answerTimeoutMs: options.answerTimeoutMs ?? timed.answerTimeoutMs ?? 10_000,
+      answerTimeoutMs: options.answerTimeoutMs ?? timed.answerTimeoutMs ?? DEFAULT_STORE_ANSWER_TIMEOUT_MS,
     });
     return { db, schema };
   }
