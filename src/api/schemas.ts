@@ -191,8 +191,17 @@ export const SequencePlanView = z
         .object({
           key: z.string(),
           sync: z.string(),
-          status: z.enum(['planned', 'failed']),
+          status: z.enum(['planned', 'failed', 'skipped']).openapi({
+            description: 'What a run would do: `planned` (it runs), `failed` (it would fail now), `skipped` (it would not start: `blockedBy` says why; nothing is planned for it).',
+          }),
           error: z.string().nullable(),
+          terminates: z.string().nullable().openapi({
+            description: "Why a run would terminate the sequence at this member (its outcome meets its terminate policy), in the run's words; null when the sequence would go on.",
+          }),
+          blockedBy: z
+            .object({ member: z.string(), reason: z.string() })
+            .nullable()
+            .openapi({ description: 'For a skipped member: the member it waits for whose outcome would terminate the sequence, and why; null otherwise.' }),
           querySize: z.number().int(),
           added: z.number().int(),
           changed: z.number().int(),

@@ -33,8 +33,18 @@ import type {
   WriteTarget,
 } from '../core/ports.js';
 import type { RejectedRow, SyncRun } from '../core/runs.js';
-import { memberDependencies } from '../core/sequence-rules.js';
-import { DEFAULT_PLAN_SAMPLES, MAX_PLAN_SAMPLES, type MemberPlan, type PlanSample, type PlannedRejection, type SequencePlan } from '../core/sequence-plans.js';
+import { memberDependencies, terminationReason } from '../core/sequence-rules.js';
+import {
+  DEFAULT_PLAN_SAMPLES,
+  MAX_PLAN_SAMPLES,
+  mayNotStartWarning,
+  planBlock,
+  type MemberPlan,
+  type PlanBlock,
+  type PlanSample,
+  type PlannedRejection,
+  type SequencePlan,
+} from '../core/sequence-plans.js';
 import { massDeleteRefusal } from '../core/sync-rules.js';
 import type { MemberDef, SequenceRecord, SyncRecord } from '../core/workspace.js';
 import { resolveConnection } from '../core/connector-registry.js';
@@ -79,13 +89,30 @@ export class SequencePlanner {
     const lookedUp = new Set([...syncs.values()].flatMap((s) => s.mappings.flatMap((m) => (m.lookup ? [m.lookup.sync] : []))));
     const delivering = new Map<number, { slug: string; keys: Set<string> }>();
     const plans: MemberPlan[] = [];
+    // What a run would do after each member's outcome: the members whose outcome would terminate
+    // the sequence, and the members it would then skip rather than start (they are not planned).
+    const dependencies = memberDependencies(sequence);
+    const terminating = new Map<string, string>();
+    const skipped = new Map<string, PlanBlock>();
     for (const member of members) {
       // A caller that went away (a closed request) stops the plan between members too.
       if (signal.aborted) throw new LockstepError(ErrorCode.Conflict, `the plan of sequence "${sequence.slug}" was stopped`);
       const sync = syncs.get(member.key) as SyncRecord;
+      const block = planBlock(dependencies.get(member.key) ?? [], terminating, skipped, sequence.concurrency <= 1);
+      if (block) {
+        skipped.set(member.key, block);
+        plans.push(skippedPlan(member, sync, block));
+        continue;
+      }
       const keep = lookedUp.has(sync.slug) ? new Set<string>() : null;
-      plans.push(await this.planMember(member, sync, samples, delivering, keep, signal));
+      const plan = await this.planMember(member, sync, samples, delivering, keep, signal);
+      if (plan.terminates !== null) terminating.set(member.key, plan.terminates);
+      plans.push(plan);
       if (keep) delivering.set(sync.id, { slug: sync.slug, keys: keep });
+    }
+    for (const plan of plans) {
+      const warning = plan.status === 'skipped' ? null : mayNotStartWarning(plan.key, dependencies, terminating);
+      if (warning) plan.warnings.push(warning);
     }
     return { sequence: sequence.slug, plannedAt: this.options.runner.clock.now(), samplesPerKind: samples, members: plans };
   }
@@ -113,6 +140,9 @@ export class SequencePlanner {
       sync: sync.slug,
       status: final.status === 'failed' || final.status === 'cancelled' ? 'failed' : 'planned',
       error: final.status === 'failed' ? final.error : final.status === 'cancelled' ? 'the plan was stopped' : null,
+      // The run's own rule: rows rejected before sending count against the threshold as they would in a run.
+      terminates: final.status === 'cancelled' ? null : terminationReason(member, final),
+      blockedBy: null,
       querySize: final.querySize,
       added: final.plannedRows.addedCount,
       changed: final.plannedRows.changedCount,
@@ -303,6 +333,26 @@ class PlanRecorder {
       list.push({ key: [...op.key], fields: target.columns.map((field, i) => ({ field, after: op.values[i] ?? null })), before: 'unavailable' });
     }
   }
+}
+
+/** The plan of a member a real run would skip: nothing is planned for it. */
+function skippedPlan(member: MemberDef, sync: SyncRecord, block: PlanBlock): MemberPlan {
+  return {
+    key: member.key,
+    sync: sync.slug,
+    status: 'skipped',
+    error: null,
+    terminates: null,
+    blockedBy: block,
+    querySize: 0,
+    added: 0,
+    changed: 0,
+    removed: 0,
+    retried: 0,
+    rejected: 0,
+    samples: { added: [], changed: [], removed: [], rejected: [] },
+    warnings: [],
+  };
 }
 
 /** A stand-in run record for the runner: never stored, never claimed. */

@@ -34,6 +34,23 @@ describe('POST /api/sequences/{slug}/plan', () => {
     expect(sqliteRows(join(api.dir, 'crm.db'), 'select count(*) as n from accounts')).toEqual([{ n: 0 }]);
   });
 
+  it('shows the members after one whose run would fail as skipped, naming it', async () => {
+    sqlite(join(api.dir, 'crm.db'), 'alter table workspaces rename to workspaces_old;');
+    try {
+      const { status, body } = await api.call('POST', '/api/sequences/crm-hierarchy/plan', { samples: 0 });
+      expect(status).toBe(200);
+      const reason = body.members[1].terminates;
+      expect(reason).toMatch(/^member "workspaces-to-crm" failed: /);
+      expect(body.members.map((m: { key: string; status: string; blockedBy: unknown }) => [m.key, m.status, m.blockedBy])).toEqual([
+        ['accounts-to-crm', 'planned', null],
+        ['workspaces-to-crm', 'failed', null],
+        ['contacts-to-crm', 'skipped', { member: 'workspaces-to-crm', reason }],
+      ]);
+    } finally {
+      sqlite(join(api.dir, 'crm.db'), 'alter table workspaces_old rename to workspaces;');
+    }
+  });
+
   it('takes no body, and refuses bad input by name', async () => {
     expect((await api.call('POST', '/api/sequences/crm-hierarchy/plan')).status).toBe(200);
     const unknown = await api.call('POST', '/api/sequences/crm-hierachy/plan', {});
@@ -75,6 +92,18 @@ describe('lockstep sequence plan', () => {
     const result = await runMain(['--workspace', own, 'sequence', 'plan', 'crm', '--samples', '5']);
     expect(result.stdout).toContain('- 3  (in the destination: id: 3, name: "Account 3")');
     expect(result.stdout).not.toMatch(/- 3 .*→ null/);
+  });
+
+  it('says which members a run would skip after a member whose run would fail, and exits non-zero', async () => {
+    const own = hierarchyWorkspace();
+    expect((await runMain(['--workspace', own, 'apply'])).code).toBe(0);
+    sqlite(join(own, 'crm.db'), 'alter table workspaces rename to workspaces_old;');
+    const result = await runMain(['--workspace', own, 'sequence', 'plan', 'crm', '--samples', '0']);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toMatch(/2 +workspaces-to-crm +failed +0 /);
+    expect(result.stdout).toMatch(/3 +contacts-to-crm +skipped +- +- /);
+    expect(result.stdout).toContain('  ✗ the sequence would terminate here; members not started then are skipped');
+    expect(result.stdout).toContain('contacts-to-crm\n  · a run would skip it: it waits for workspaces-to-crm, whose outcome would terminate the sequence');
   });
 
   it('--json prints the plan for machines', async () => {

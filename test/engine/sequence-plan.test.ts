@@ -12,8 +12,8 @@ import { z } from 'zod';
 import { createConnectorRegistry } from '../../src/app.js';
 import type { ConnectorKind } from '../../src/core/connector-kind.js';
 import type { Connectors, RowOutcome, Store, WriteOperation } from '../../src/core/ports.js';
-import type { ModelDef } from '../../src/core/workspace.js';
-import { member, model, sequence, source, sync, workspace } from '../helpers/definitions.js';
+import type { MemberDef, ModelDef, SequenceDef } from '../../src/core/workspace.js';
+import { hierarchyWorkspace, member, model, sequence, source, sync, workspace } from '../helpers/definitions.js';
 import { withReadFailure } from '../helpers/fault-connectors.js';
 import { createHierarchyFixture, sqlite, sqliteRows, startHarness, tempDir } from '../helpers/harness.js';
 
@@ -214,7 +214,10 @@ describe('sequence plan', () => {
     const dir = await deliveredThenChanged();
     sqlite(join(dir, 'warehouse.db'), 'delete from contacts where id > 1;');
     sqlite(join(dir, 'crm.db'), 'alter table accounts rename to accounts_old;');
-    await using h = await startHarness({ dir, definition: definition() });
+    // The accounts member lets the sequence go on when it fails, so the members after it are planned.
+    const def = definition();
+    def.sequences[0]!.members[0]!.terminate = 'never';
+    await using h = await startHarness({ dir, definition: def });
     const before = await storedState(h.app.store);
     const plan = await h.app.planner.plan('crm');
     expect(plan.members[0]).toMatchObject({ key: 'accounts', status: 'failed', error: expect.stringContaining('table "accounts" does not exist') });
@@ -228,6 +231,97 @@ describe('sequence plan', () => {
     createHierarchyFixture(dir);
     await using h = await startHarness({ dir, definition: definition() });
     await expect(h.app.planner.plan('crn')).rejects.toThrow('no sequence "crn" in the workspace');
+  });
+});
+
+describe('sequence plan of a member whose outcome would terminate the run', () => {
+  const syncs = [
+    sync('accounts', { model: 'accounts', destination: 'crm', object: 'accounts' }),
+    sync('workspaces', { model: 'workspaces', destination: 'crm', object: 'workspaces' }),
+    sync('contacts', { model: 'contacts', destination: 'crm', object: 'contacts', mappings: [{ from: 'email', to: 'email_address' }] }),
+  ];
+  const crm = (members: MemberDef[], over: Partial<SequenceDef> = {}) =>
+    hierarchyWorkspace(['accounts', 'workspaces', 'contacts'], { syncs, sequences: [sequence('crm', members, over)] });
+  /** The hierarchy with the CRM's accounts table gone: a run of the accounts sync fails on its destination. */
+  const withoutAccountsTable = () => {
+    const dir = tempDir();
+    createHierarchyFixture(dir);
+    sqlite(join(dir, 'crm.db'), 'alter table accounts rename to accounts_old;');
+    return dir;
+  };
+
+  it('shows the members after a member that would fail as skipped, naming it and why, as the run then says', async () => {
+    const dir = withoutAccountsTable();
+    await using h = await startHarness({ dir, definition: crm([member('accounts'), member('workspaces'), member('contacts', { terminate: 'never' })]) });
+    const plan = await h.app.planner.plan('crm');
+    const reason = plan.members[0]!.terminates;
+    expect(reason).toMatch(/^member "accounts" failed: .*table "accounts" does not exist/);
+    expect(plan.members.map((m) => [m.key, m.status, m.blockedBy])).toEqual([
+      ['accounts', 'failed', null],
+      ['workspaces', 'skipped', { member: 'accounts', reason }],
+      ['contacts', 'skipped', { member: 'accounts', reason }],
+    ]);
+    expect(plan.members[1]).toMatchObject({ error: null, querySize: 0, added: 0, changed: 0, removed: 0, terminates: null });
+
+    // A real run does what the plan said, in the same words.
+    const { run } = await h.app.worker.triggerSequence('crm');
+    const done = await h.app.worker.waitForSequenceRun(run.id);
+    expect(done.members.map((m) => m.status)).toEqual(['failed', 'skipped', 'skipped']);
+    expect([done.terminatedBy, done.reason]).toEqual(['accounts', reason]);
+  });
+
+  it('in a graph, skips only the members that wait for it, and warns the others that a run may not get to start them', async () => {
+    const dir = withoutAccountsTable();
+    const graph = [member('accounts', { after: [] }), member('workspaces', { after: ['accounts'] }), member('contacts', { after: [] })];
+    await using h = await startHarness({ dir, definition: crm(graph) });
+    const plan = await h.app.planner.plan('crm');
+    expect(plan.members.map((m) => [m.key, m.status, m.blockedBy?.member ?? null])).toEqual([
+      ['accounts', 'failed', null],
+      ['workspaces', 'skipped', 'accounts'],
+      ['contacts', 'planned', null],
+    ]);
+    expect(plan.members[2]).toMatchObject({ querySize: 12, added: 12 });
+    expect(plan.members[2]!.warnings).toEqual([expect.stringContaining('member "accounts"')]);
+  });
+
+  it('in a graph that runs one member at a time, skips every member after it', async () => {
+    const dir = withoutAccountsTable();
+    const graph = [member('accounts', { after: [] }), member('workspaces', { after: ['accounts'] }), member('contacts', { after: [] })];
+    await using h = await startHarness({ dir, definition: crm(graph, { concurrency: 1 }) });
+    const plan = await h.app.planner.plan('crm');
+    expect(plan.members.map((m) => [m.key, m.status, m.blockedBy?.member ?? null])).toEqual([
+      ['accounts', 'failed', null],
+      ['workspaces', 'skipped', 'accounts'],
+      ['contacts', 'skipped', 'accounts'],
+    ]);
+    const { run } = await h.app.worker.triggerSequence('crm');
+    expect((await h.app.worker.waitForSequenceRun(run.id)).members.map((m) => m.status)).toEqual(['failed', 'skipped', 'skipped']);
+  });
+
+  it('plans the members after a failing member whose policy lets the sequence go on', async () => {
+    const dir = withoutAccountsTable();
+    await using h = await startHarness({ dir, definition: crm([member('accounts', { terminate: 'never' }), member('workspaces'), member('contacts')]) });
+    const plan = await h.app.planner.plan('crm');
+    expect(plan.members.map((m) => [m.key, m.status, m.terminates, m.blockedBy, m.querySize])).toEqual([
+      ['accounts', 'failed', null, null, 0],
+      ['workspaces', 'planned', null, null, 6],
+      ['contacts', 'planned', null, null, 12],
+    ]);
+  });
+
+  it('skips the members after one whose rows rejected before sending are over its threshold', async () => {
+    const dir = tempDir();
+    createHierarchyFixture(dir);
+    // Contact 1 comes twice: a duplicate key, rejected by every run.
+    const def = crm([member('contacts', { terminate: 'on_fatal_or_rejected' }), member('accounts')]);
+    def.models = def.models.map((m) => (m.slug === 'contacts' ? { ...m, query: `${m.query} union all select id, workspace_id, email from contacts where id = 1` } : m));
+    await using h = await startHarness({ dir, definition: def });
+    const plan = await h.app.planner.plan('crm');
+    const reason = 'member "contacts" rejected 1 of 13 rows, over its threshold of 0 rejected rows';
+    expect(plan.members.map((m) => [m.key, m.status, m.terminates, m.blockedBy])).toEqual([
+      ['contacts', 'planned', reason, null],
+      ['accounts', 'skipped', null, { member: 'contacts', reason }],
+    ]);
   });
 });
 

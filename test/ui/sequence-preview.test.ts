@@ -57,4 +57,25 @@ describe('sequence Preview', () => {
     await dialog.waitFor({ state: 'detached' });
     expect(browser.errors).toEqual([]);
   });
+
+  it('shows a member after one whose run would fail as skipped, naming the member it waits for', async () => {
+    sqlite(join(dir, 'crm.db'), 'alter table workspaces rename to workspaces_old;');
+    try {
+      await page.goto(`${server.baseUrl}/sequences/crm`);
+      await page.getByRole('button', { name: 'Preview' }).click();
+      const dialog = page.getByRole('dialog', { name: 'Preview of CRM hierarchy' });
+      const table = dialog.getByRole('table', { name: 'Plan per member' });
+      await table.waitFor();
+      expect((await table.locator('tr[data-member="contacts-to-crm"] td').allTextContents()).slice(1)).toEqual(['contacts-to-crm', 'Skipped: waits for workspaces-to-crm']);
+      expect(await dialog.getByRole('region', { name: 'Plan of workspaces-to-crm' }).textContent()).toContain('The sequence would terminate here.');
+      expect(await dialog.getByRole('region', { name: 'Plan of contacts-to-crm' }).textContent()).toContain(
+        'A run would skip it: it waits for workspaces-to-crm, whose outcome would terminate the sequence.',
+      );
+      await dialog.getByRole('button', { name: /close/i }).first().click();
+      await dialog.waitFor({ state: 'detached' });
+      expect(browser.errors).toEqual([]);
+    } finally {
+      sqlite(join(dir, 'crm.db'), 'alter table workspaces_old rename to workspaces;');
+    }
+  });
 });

@@ -30,7 +30,8 @@ export function registerSequencePlanCommand(sequenceCommand: Command, deps: Sequ
       'after',
       `
 Exits ${deps.failedExit} when a member's plan failed (its query fails, its destination object is missing, ...):
-a real run would fail there too. Rows the destination itself would refuse (constraints, API errors)
+a real run would fail there too. When a member's outcome would terminate the sequence (its terminate
+policy), the members waiting for it are shown as skipped, naming it, and are not planned. Rows the destination itself would refuse (constraints, API errors)
 cannot be known before sending; rows with a null or duplicate key, and rows whose parent record is
 not delivered yet, are counted as rejected.`,
     )
@@ -60,7 +61,9 @@ not delivered yet, are counted as rejected.`,
 export function formatPlan(plan: SequencePlan): string {
   const lines = [`Plan of sequence ${plan.sequence} — a dry run: nothing was sent, nothing stored changed`, ''];
   const rows = [['#', 'member', 'plan', 'rows read', 'added', 'changed', 'removed', 'retried', 'rejected']];
-  plan.members.forEach((m, i) => rows.push([String(i + 1), m.key, m.status, ...[m.querySize, m.added, m.changed, m.removed, m.retried, m.rejected].map(String)]));
+  // A member a run would skip was not planned: it has no counts to show.
+  const counts = (m: MemberPlan) => [m.querySize, m.added, m.changed, m.removed, m.retried, m.rejected].map((n) => (m.status === 'skipped' ? '-' : String(n)));
+  plan.members.forEach((m, i) => rows.push([String(i + 1), m.key, m.status, ...counts(m)]));
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
   for (const r of rows) lines.push(`  ${r.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd()}`);
   for (const m of plan.members) lines.push('', ...memberDetails(m));
@@ -69,7 +72,10 @@ export function formatPlan(plan: SequencePlan): string {
 
 function memberDetails(m: MemberPlan): string[] {
   const lines = [m.key === m.sync ? m.key : `${m.key} (sync ${m.sync})`];
-  if (m.error) lines.push(`  ✗ a run would fail: ${m.error}`);
+  if (m.blockedBy) lines.push(`  · a run would skip it: it waits for ${m.blockedBy.member}, whose outcome would terminate the sequence`);
+  if (m.error) lines.push(`  ✗ a run would fail: ${m.error}${m.terminates === null ? ' (its terminate policy lets the sequence go on)' : ''}`);
+  // A failure's reason repeats its error, just printed: the terminating is what is left to say.
+  if (m.terminates !== null) lines.push(`  ✗ the sequence would terminate here${m.error ? '' : `: ${m.terminates}`}; members not started then are skipped`);
   const { added, changed, removed, rejected } = m.samples;
   for (const s of added) lines.push(`  + ${keyText(s.key)}  ${fieldsText(s)}`);
   for (const s of changed) lines.push(`  ~ ${keyText(s.key)}  ${fieldsText(s)}`);

@@ -1,8 +1,9 @@
 /**
  * Preview: a dry run of a sequence, shown in a dialog. Each member's plan (rows read, added,
  * changed, removed, retried, rejected before sending) and a few sample rows per kind, with changed
- * fields as before → after where the destination can be read back. Nothing is sent and nothing
- * stored changes.
+ * fields as before → after where the destination can be read back; a member a run would skip
+ * (it waits for one whose outcome would terminate the sequence) says so. Nothing is sent and
+ * nothing stored changes.
  */
 import { useEffect, useState } from 'react';
 import type { MemberPlan, PlanSample, SequencePlan } from '../api-types.js';
@@ -55,12 +56,20 @@ function PlanTables({ plan }: { plan: SequencePlan }) {
             <tr key={m.key} data-member={m.key}>
               <td>{i + 1}</td>
               <td>{m.key}</td>
-              <td>{m.querySize}</td>
-              <td>{m.added}</td>
-              <td>{m.changed}</td>
-              <td>{m.removed}</td>
-              <td>{m.retried}</td>
-              <td>{m.rejected}</td>
+              {m.blockedBy ? (
+                <td colSpan={6} className="muted">
+                  Skipped: waits for {m.blockedBy.member}
+                </td>
+              ) : (
+                <>
+                  <td>{m.querySize}</td>
+                  <td>{m.added}</td>
+                  <td>{m.changed}</td>
+                  <td>{m.removed}</td>
+                  <td>{m.retried}</td>
+                  <td>{m.rejected}</td>
+                </>
+              )}
             </tr>
           ))}
         </tbody>
@@ -79,7 +88,16 @@ function MemberSamples({ member }: { member: MemberPlan }) {
   return (
     <section aria-label={`Plan of ${member.key}`} className="plan-member">
       <h3>{member.key}</h3>
+      {member.blockedBy && (
+        <p className="muted">A run would skip it: it waits for {member.blockedBy.member}, whose outcome would terminate the sequence. Nothing was planned for it.</p>
+      )}
       {member.error && <div className="banner banner-error">A run would fail: {member.error}</div>}
+      {/* A failure's reason repeats its error, shown above. */}
+      {member.terminates && (
+        <div className="banner banner-error">
+          The sequence would terminate here{member.error ? '' : `: ${member.terminates}`}. Members not started by then are skipped.
+        </div>
+      )}
       {member.status === 'planned' && planned === 0 && <p className="muted">Nothing to send: the destination is up to date.</p>}
       {(shown > 0 || rejected.length > 0) && (
         <table className="table compact" aria-label={`Sample rows of ${member.key}`}>
