@@ -7,12 +7,12 @@ import { z } from '@hono/zod-openapi';
 import { ErrorCode, LockstepError, NotFoundError } from '../core/errors.js';
 import { DEFAULT_PLAN_SAMPLES, MAX_PLAN_SAMPLES } from '../core/sequence-plans.js';
 import { didYouMean } from '../workspace/suggestions.js';
-import { rejectedRowView, syncRunView } from '../core/run-views.js';
+import { rejectedRowView } from '../core/run-views.js';
 import type { SequenceRunStatus, SyncRun, SyncRunStatus, Trigger } from '../core/runs.js';
 import type { Context } from 'hono';
 import { ENTITY_SECTIONS, type ConnectionDef, type EntityKind, type Stored, type WorkspaceState } from '../core/workspace.js';
 import type { ConnectorRegistry } from '../core/connector-registry.js';
-import { sequenceRunDetails } from '../engine/run-details.js';
+import { sequenceRunDetails, syncRunDetails } from '../engine/run-details.js';
 import { validateEntity } from '../workspace/index.js';
 import type { ApiDeps } from './context.js';
 import { refuseUnlistedTemplates } from './template-access.js';
@@ -239,11 +239,7 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
   }
 
   // --- runs
-  const syncSlugs = async (list: SyncRun[]) => {
-    const slugs = new Map<number, string | null>();
-    for (const run of list) if (!slugs.has(run.syncId)) slugs.set(run.syncId, (await store.getSync(run.syncId))?.slug ?? null);
-    return list.map((run) => ({ ...syncRunView(run), sync: slugs.get(run.syncId) ?? null }));
-  };
+  const syncSlugs = (list: SyncRun[]) => syncRunDetails(store, list);
   const requireSync = async (slug: string) => {
     const sync = await store.getSync(slug);
     if (!sync || sync.slug !== slug) throw new NotFoundError(`no sync "${slug}" in the workspace`);
@@ -269,7 +265,7 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     async (c, { params, body }) => {
       const sync = await requireSync(params.slug);
       const { run } = await runs.triggerSync(sync.id, { fullResync: body?.fullResync ?? false, resetCDC: body?.resetCDC ?? false, fullCompare: body?.fullCompare ?? false }, triggerOf(c));
-      return c.json({ ...syncRunView(run), sync: sync.slug }, 202);
+      return c.json((await syncSlugs([run]))[0], 202);
     },
   );
   defineRoute(

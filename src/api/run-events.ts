@@ -7,8 +7,8 @@
 import type { Context } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import { toError } from '../core/errors.js';
-import type { Logger, Store } from '../core/ports.js';
-import { syncRunView } from '../core/run-views.js';
+import type { EntitySlug, Logger, Store } from '../core/ports.js';
+import { runSyncName, syncRunView } from '../core/run-views.js';
 import { ACTIVE_SYNC_RUN_STATUSES, TERMINAL_SEQUENCE_RUN_STATUSES, isTerminalSyncRunStatus, type SequenceRun, type SyncRun } from '../core/runs.js';
 import { sequenceRunDetails } from '../engine/run-details.js';
 import type { ApiDeps } from './context.js';
@@ -143,7 +143,8 @@ export class StoreRunWatch {
 export function streamRunEvents(c: Context, deps: ApiDeps, watch: StoreRunWatch, options: RunEventOptions, closing: AbortSignal): Response {
   return streamSSE(c, async (stream) => {
     const pending = new Map<string, Pending>();
-    const slugs = new Map<number, string | null>();
+    // The slugs of the syncs whose runs were sent, deleted ones included (see NamedSyncRunView).
+    const slugs = new Map<number, EntitySlug>();
     let open = true;
     const send = async (key: string) => {
       const entry = pending.get(key);
@@ -154,8 +155,8 @@ export function streamRunEvents(c: Context, deps: ApiDeps, watch: StoreRunWatch,
       entry.lastSent = Date.now();
       try {
         if (latest.kind === 'syncRun') {
-          if (!slugs.has(latest.run.syncId)) slugs.set(latest.run.syncId, (await deps.store.getSync(latest.run.syncId))?.slug ?? null);
-          await stream.writeSSE({ event: 'syncRun', data: JSON.stringify({ ...syncRunView(latest.run), sync: slugs.get(latest.run.syncId) ?? null }) });
+          if (!slugs.has(latest.run.syncId)) for (const [id, named] of await deps.store.slugsById('sync', [latest.run.syncId])) slugs.set(id, named);
+          await stream.writeSSE({ event: 'syncRun', data: JSON.stringify({ ...syncRunView(latest.run), ...runSyncName(latest.run.syncId, slugs) }) });
         } else {
           const fresh = (await deps.store.getSequenceRun(latest.run.id)) ?? latest.run;
           await stream.writeSSE({ event: 'sequenceRun', data: JSON.stringify(await sequenceRunDetails(deps.store, fresh)) });

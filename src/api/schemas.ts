@@ -34,7 +34,9 @@ export const SyncRunView = z
   .object({
     id: z.number().int(),
     syncId: z.number().int(),
-    sync: z.string().nullable(),
+    sync: z.string().nullable().openapi({ description: "The sync's slug; null once the sync was deleted (see syncSlug)." }),
+    syncSlug: z.string().nullable().openapi({ description: 'The slug the sync had when the run ran, kept after the sync was deleted (or renamed); null only when the store has no record of it.' }),
+    syncDeleted: z.boolean().openapi({ description: 'Whether the sync was deleted since; its runs stay in the history.' }),
     status: syncRunStatus,
     trigger: triggerType,
     triggerDetail: z.string().nullable().openapi({ description: 'What started it, in words: cli, web UI, a schedule firing, a webhook delivery, or the run whose end started it (sequence "crm" run … ended done).' }),
@@ -73,14 +75,16 @@ export const SyncRunView = z
 const MemberRunView = z
   .object({
     key: z.string(),
-    sync: z.string().nullable(),
+    sync: z.string().nullable().openapi({ description: "The sync's slug; null once the sync was deleted (see syncSlug)." }),
+    syncSlug: z.string().nullable().openapi({ description: 'The slug the sync had when the run was queued, kept after the sync was deleted (or renamed).' }),
+    syncDeleted: z.boolean().openapi({ description: 'Whether the sync was deleted since.' }),
     syncId: z.number().int(),
     status: memberRunStatus,
     syncRunId: z.number().int().nullable(),
     startedAt: isoTime.nullable(),
     finishedAt: isoTime.nullable(),
     durationMs: z.number().nullable(),
-    syncRun: SyncRunView.omit({ sync: true }).nullable(),
+    syncRun: SyncRunView.omit({ sync: true, syncSlug: true, syncDeleted: true }).nullable(),
     carriedOver: z.boolean().openapi({ description: 'Finished in the failed run this one resumes, and was not run again.' }),
   })
   .openapi('MemberRunView');
@@ -96,7 +100,9 @@ export const SequenceRunView = z
   .object({
     id: z.string().uuid(),
     sequenceId: z.number().int(),
-    sequence: z.string().nullable(),
+    sequence: z.string().nullable().openapi({ description: "The sequence's slug; null once the sequence was deleted (see sequenceSlug)." }),
+    sequenceSlug: z.string().nullable().openapi({ description: 'The slug the sequence had when the run ran, kept after the sequence was deleted (or renamed).' }),
+    sequenceDeleted: z.boolean().openapi({ description: 'Whether the sequence was deleted since; its runs stay in the history.' }),
     status: sequenceRunStatus,
     trigger: triggerType,
     triggerDetail: z.string().nullable().openapi({ description: 'What started it, in words: cli, web UI, a schedule firing, a webhook delivery, or the run whose end started it (sequence "crm" run … ended done).' }),

@@ -16,11 +16,11 @@ import { resolveConfig, type LockstepConfig } from '../config.js';
 import { ErrorCode, LockstepError, NotFoundError, ValidationError, formatDiagnostic, toError } from '../core/errors.js';
 import { METRICS_PORT, SERVE_PORT, isLoopbackHost, type PortOption } from '../core/hosts.js';
 import { createJsonLogger } from '../core/logger.js';
-import { iso, rejectedRowView, syncRunView } from '../core/run-views.js';
+import { iso, rejectedRowView, syncRunView, type NamedSyncRunView } from '../core/run-views.js';
 import { generateToken, hashToken, tokenNameProblem } from '../core/tokens.js';
 import { ENTITY_SECTIONS, type EntityKind, type Stored, type WorkspaceDefinition, type WorkspaceState } from '../core/workspace.js';
 import { ACTIVE_SYNC_RUN_STATUSES, type SyncRun } from '../core/runs.js';
-import { sequenceRunDetails } from '../engine/run-details.js';
+import { sequenceRunDetails, syncRunDetails } from '../engine/run-details.js';
 import { closeMatches, didYouMean } from '../workspace/suggestions.js';
 import { findWorkspaceFiles, mayDeclareStore } from '../workspace/workspace-files.js';
 import { formatSequenceReport, formatSyncReport, mark, type Terminal } from './output.js';
@@ -305,7 +305,8 @@ Exit codes:
         const rejected = await app.store.listRejectedRows(final.id, 10, 0);
         if (opts.json) {
           const all = await app.store.listRejectedRows(final.id, 1000, 0);
-          term.out(JSON.stringify({ ...syncRunView(final), sync: slug, rejectedRows: all.map(rejectedRowView) }, null, 2));
+          const [named] = await syncRunDetails(app.store, [final]);
+          term.out(JSON.stringify({ ...named, rejectedRows: all.map(rejectedRowView) }, null, 2));
         } else {
           term.out(formatSyncReport(slug, syncRunView(final), rejected, totalRejected(final)));
         }
@@ -800,12 +801,8 @@ async function printRuns(app: App, term: Terminal, opts: { sequence?: string; sy
     const sync = opts.sync ? await app.store.getSync(opts.sync) : null;
     if (opts.sync && !sync) throw await unknownSlug(app, 'sync', opts.sync);
     const runs = await app.store.listSyncRuns({ ...page, syncId: sync?.id });
-    // A sync since deleted (or renamed: a rename deletes and creates) has no slug any more: null, as the API answers.
-    const slugs = new Map<number, string | null>();
-    for (const run of runs) {
-      if (!slugs.has(run.syncId)) slugs.set(run.syncId, (await app.store.getSync(run.syncId))?.slug ?? null);
-      out.syncRuns.push({ ...syncRunView(run), sync: slugs.get(run.syncId) ?? null });
-    }
+    // A sync since deleted (or renamed: a rename deletes and creates) is named by the slug its runs ran as, marked deleted, as the API answers.
+    out.syncRuns.push(...(await syncRunDetails(app.store, runs)));
   }
   if (opts.json) {
     term.out(JSON.stringify(out, null, 2));
@@ -814,18 +811,24 @@ async function printRuns(app: App, term: Terminal, opts: { sequence?: string; sy
   if (out.sequenceRuns.length > 0) {
     term.out('Sequence runs');
     for (const v of out.sequenceRuns as Awaited<ReturnType<typeof sequenceRunDetails>>[]) {
-      term.out(`  ${mark(v.status)} ${v.createdAt}  ${v.sequence ?? `(deleted sequence ${v.sequenceId})`}  ${v.status}  ${v.id}${v.resumedFrom ? `  (resumes ${v.resumedFrom})` : ''}${afterUpstream(v)}${v.reason ? `  — ${v.reason}` : ''}`);
+      term.out(`  ${mark(v.status)} ${v.createdAt}  ${deletedOrNot(v.sequence, v.sequenceSlug, `sequence ${v.sequenceId}`)}  ${v.status}  ${v.id}${v.resumedFrom ? `  (resumes ${v.resumedFrom})` : ''}${afterUpstream(v)}${v.reason ? `  — ${v.reason}` : ''}`);
     }
   }
   if (out.syncRuns.length > 0) {
     term.out('Sync runs');
-    for (const v of out.syncRuns as Array<ReturnType<typeof syncRunView> & { sync: string | null }>) {
+    for (const v of out.syncRuns as NamedSyncRunView[]) {
       term.out(
-        `  ${mark(v.status)} ${v.createdAt}  #${v.id}  ${v.sync ?? `(deleted sync ${v.syncId})`}  ${v.status}  read ${v.querySize}, delivered +${v.successfulRows.addedCount} ~${v.successfulRows.changedCount} -${v.successfulRows.removedCount}, rejected ${v.failedRows.addedCount + v.failedRows.changedCount + v.failedRows.removedCount}${afterUpstream(v)}${v.error ? `  — ${v.error}` : ''}`,
+        `  ${mark(v.status)} ${v.createdAt}  #${v.id}  ${deletedOrNot(v.sync, v.syncSlug, `sync ${v.syncId}`)}  ${v.status}  read ${v.querySize}, delivered +${v.successfulRows.addedCount} ~${v.successfulRows.changedCount} -${v.successfulRows.removedCount}, rejected ${v.failedRows.addedCount + v.failedRows.changedCount + v.failedRows.removedCount}${afterUpstream(v)}${v.error ? `  — ${v.error}` : ''}`,
       );
     }
   }
   if (out.sequenceRuns.length === 0 && out.syncRuns.length === 0) term.out('No runs yet. Start one with `lockstep sequence run <slug>` or `lockstep sync run <slug>`.');
+}
+
+/** A run's sync or sequence as the runs list names it: its slug, or the slug it ran as, marked deleted. */
+function deletedOrNot(live: string | null, ranAs: string | null, byId: string): string {
+  if (live !== null) return live;
+  return ranAs !== null ? `${ranAs} (deleted)` : `(deleted ${byId})`;
 }
 
 async function printAlerts(app: App, term: Terminal, opts: { limit: number; json?: boolean }) {

@@ -514,6 +514,12 @@ export interface MemberStart {
   syncId: number;
 }
 
+/** A sync's or sequence's slug as run history names it, and whether it was deleted since. */
+export interface EntitySlug {
+  slug: string;
+  deleted: boolean;
+}
+
 /** The workspace as stored: entities by slug, applied from files or changed through the API. */
 export interface WorkspaceStore {
   loadWorkspace(): Promise<WorkspaceState>;
@@ -524,6 +530,12 @@ export interface WorkspaceStore {
   /** By integer id or slug. */
   getSync(ref: number | string): Promise<SyncRecord | null>;
   getSequence(ref: number | string): Promise<SequenceRecord | null>;
+  /**
+   * The slugs of syncs or sequences by id, deleted ones included: run history keeps the ids of
+   * what was deleted, and a slug never changes under an id (a rename deletes and creates), so this
+   * is the slug each had when its runs ran. Ids the store never had are left out.
+   */
+  slugsById(kind: 'sync' | 'sequence', ids: readonly number[]): Promise<Map<number, EntitySlug>>;
   getModel(slug: string): Promise<ModelRecord | null>;
   getSource(slug: string): Promise<ConnectionRecord | null>;
   getDestination(slug: string): Promise<ConnectionRecord | null>;

@@ -2,6 +2,7 @@
  * Runs as the outside world sees them: the JSON shapes of the Hightouch-compatible API
  * (SPEC §6.3), shared by the command line's `--json` output and the HTTP API. Times are ISO-8601.
  */
+import type { EntitySlug } from './ports.js';
 import type { PhaseTimes } from './run-phases.js';
 import type { ApiUsage, OperationCounts, RejectedRow, RunComparison, SequenceRun, SyncRun } from './runs.js';
 
@@ -32,9 +33,24 @@ export interface SyncRunView {
   comparison?: RunComparison;
 }
 
-export interface MemberRunView {
-  key: string;
+/**
+ * A sync run with the sync it belongs to named: `sync` is the live sync's slug (null once the sync
+ * was deleted: there is no sync to go to), `syncSlug` the slug it had when the run ran, kept after
+ * a delete (or a rename, which deletes and creates), and `syncDeleted` whether it was deleted since.
+ */
+export interface NamedSyncRunView extends SyncRunView, RunSyncName {}
+
+/** The sync a run or a member belongs to, as run history names it (see NamedSyncRunView). */
+export interface RunSyncName {
   sync: string | null;
+  /** The slug the sync had when it ran, also once it was deleted; null only when the store has no record of the sync. */
+  syncSlug: string | null;
+  /** Whether the sync was deleted since (its runs stay in the history). */
+  syncDeleted: boolean;
+}
+
+export interface MemberRunView extends RunSyncName {
+  key: string;
   syncId: number;
   status: SequenceRun['members'][number]['status'];
   syncRunId: number | null;
@@ -49,7 +65,12 @@ export interface MemberRunView {
 export interface SequenceRunView {
   id: string;
   sequenceId: number;
+  /** The live sequence's slug; null once it was deleted. */
   sequence: string | null;
+  /** The slug the sequence had when it ran, also once it was deleted; null only when the store has no record of it. */
+  sequenceSlug: string | null;
+  /** Whether the sequence was deleted since (its runs stay in the history). */
+  sequenceDeleted: boolean;
   status: SequenceRun['status'];
   trigger: SequenceRun['trigger']['type'];
   /** What started it, in words (see SyncRunView.triggerDetail). */
@@ -95,22 +116,29 @@ export function syncRunView(run: SyncRun): SyncRunView {
   };
 }
 
+/** How run history names the sync of `syncId`, from the slugs by id (deleted syncs included). */
+export function runSyncName(syncId: number, syncSlugs: ReadonlyMap<number, EntitySlug>): RunSyncName {
+  const named = syncSlugs.get(syncId);
+  return { sync: named && !named.deleted ? named.slug : null, syncSlug: named?.slug ?? null, syncDeleted: named?.deleted ?? false };
+}
+
 /**
  * @param syncRuns the member sync runs by id (those not given appear without details)
- * @param syncSlugs sync slugs by id
+ * @param syncSlugs sync slugs by id, deleted syncs included
+ * @param sequenceSlug the sequence's slug, also when it was deleted; null when unknown
  */
 export function sequenceRunView(
   run: SequenceRun,
   syncRuns: Map<number, SyncRun>,
-  syncSlugs: Map<number, string>,
-  sequenceSlug: string | null,
+  syncSlugs: ReadonlyMap<number, EntitySlug>,
+  sequenceSlug: EntitySlug | null,
   resumedBy: string | null = null,
 ): SequenceRunView {
   const members = run.members.map((m): MemberRunView => {
     const syncRun = m.syncRunId === null ? undefined : syncRuns.get(m.syncRunId);
     return {
       key: m.key,
-      sync: syncSlugs.get(m.syncId) ?? null,
+      ...runSyncName(m.syncId, syncSlugs),
       syncId: m.syncId,
       status: m.status,
       syncRunId: m.syncRunId,
@@ -124,7 +152,9 @@ export function sequenceRunView(
   return {
     id: run.id,
     sequenceId: run.sequenceId,
-    sequence: sequenceSlug,
+    sequence: sequenceSlug && !sequenceSlug.deleted ? sequenceSlug.slug : null,
+    sequenceSlug: sequenceSlug?.slug ?? null,
+    sequenceDeleted: sequenceSlug?.deleted ?? false,
     status: run.status,
     trigger: run.trigger.type,
     triggerDetail: run.trigger.detail,

@@ -288,6 +288,27 @@ describe('runs', () => {
     expect(Object.keys(bad.body.details).sort()).toEqual(['limit', 'status']);
   });
 
+  it('names the sync and the sequence of runs after both were deleted, by the slugs they ran as, marked deleted', async () => {
+    expect((await api.call('POST', '/api/syncs', { slug: 'accounts-again', model: 'accounts', destination: 'crm', object: 'accounts', mode: 'upsert' })).status).toBe(201);
+    expect((await api.call('POST', '/api/sequences', { slug: 'accounts-only', name: 'Accounts only', members: [{ sync: 'accounts-again' }] })).status).toBe(201);
+    const started = await api.call('POST', '/api/sequences/accounts-only/runs');
+    const done = await finishedSequence(started.body.id);
+    expect(done.status).toBe('done');
+    expect(done).toMatchObject({ sequence: 'accounts-only', sequenceSlug: 'accounts-only', sequenceDeleted: false });
+    expect(done.members[0]).toMatchObject({ sync: 'accounts-again', syncSlug: 'accounts-again', syncDeleted: false });
+    const syncRunId = done.members[0].syncRunId as number;
+    expect((await api.call('DELETE', '/api/sequences/accounts-only')).status).toBe(204);
+    expect((await api.call('DELETE', '/api/syncs/accounts-again')).status).toBe(204);
+
+    // `sync` and `sequence` name what is live (null once deleted); the slugs the runs ran as stay.
+    expect((await api.call('GET', `/api/sync-runs/${syncRunId}`)).body).toMatchObject({ id: syncRunId, sync: null, syncSlug: 'accounts-again', syncDeleted: true });
+    const after = (await api.call('GET', `/api/sequence-runs/${started.body.id}`)).body;
+    expect(after).toMatchObject({ sequence: null, sequenceSlug: 'accounts-only', sequenceDeleted: true });
+    expect(after.members[0]).toMatchObject({ key: 'accounts-again', sync: null, syncSlug: 'accounts-again', syncDeleted: true });
+    const live = (await api.call('GET', '/api/syncs/accounts-to-crm/runs?limit=1')).body.data[0];
+    expect(live).toMatchObject({ sync: 'accounts-to-crm', syncSlug: 'accounts-to-crm', syncDeleted: false });
+  });
+
   it('cancels a queued sync run and a pending sequence run; cancelling again is a 409', async () => {
     await api.app.worker.stop();
     try {

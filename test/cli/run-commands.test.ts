@@ -54,7 +54,7 @@ describe('lockstep sync run', () => {
     expect(sqliteRows(join(own, 'crm.db'), 'select id from accounts order by id')).toEqual([{ id: 1 }, { id: 2 }, { id: 3 }]);
   });
 
-  it('says what renaming a sync drops, and lists its earlier run as of a deleted sync, not by a bare number', async () => {
+  it('says what renaming a sync drops, and lists its earlier run by the slug it ran as, marked deleted', async () => {
     const own = await appliedWorkspace();
     expect((await runMain(['--workspace', own, 'sync', 'run', 'accounts-to-crm'])).code).toBe(0);
     const yaml = join(own, 'lockstep.yaml');
@@ -67,10 +67,18 @@ describe('lockstep sync run', () => {
     const applied = await runMain(['--workspace', own, 'apply']);
     expect(applied.code).toBe(0);
     expect(applied.stdout).toContain('  delete sync accounts-to-crm — its record of 3 delivered row(s) goes with it');
+    expect((await runMain(['--workspace', own, 'sync', 'run', 'accounts-sync'])).code).toBe(0);
     const listed = await runMain(['--workspace', own, 'runs']);
-    expect(listed.stdout).toMatch(/#1 {2}\(deleted sync 1\) {2}success/);
-    const json = JSON.parse((await runMain(['--workspace', own, 'runs', '--json'])).stdout) as { syncRuns: Array<{ sync: string | null }> };
-    expect(json.syncRuns.map((r) => r.sync)).toEqual([null]);
+    expect(listed.stdout).toMatch(/#1 {2}accounts-to-crm \(deleted\) {2}success/);
+    expect(listed.stdout).toMatch(/#2 {2}accounts-sync {2}success/);
+    const json = JSON.parse((await runMain(['--workspace', own, 'runs', '--json'])).stdout) as {
+      syncRuns: Array<{ id: number; sync: string | null; syncSlug: string | null; syncDeleted: boolean }>;
+    };
+    // `sync` names the live sync, as the API answers; the slug a run ran as stays with the run.
+    expect(json.syncRuns.map((r) => [r.id, r.sync, r.syncSlug, r.syncDeleted])).toEqual([
+      [2, 'accounts-sync', 'accounts-sync', false],
+      [1, null, 'accounts-to-crm', true],
+    ]);
   });
 
   it('refuses --full-resync with --reset-cdc, which contradict each other, running nothing', async () => {

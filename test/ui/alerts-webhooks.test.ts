@@ -245,4 +245,15 @@ describe('run links', () => {
     await page.goto(`${server.baseUrl}/runs/sync/999999`);
     await page.getByRole('region', { name: 'There is no sync run #999999' }).waitFor();
   });
+
+  it('a run of a sync deleted since names the sync by the slug it ran as, marked deleted', async () => {
+    expect((await server.api('POST', '/api/syncs', { slug: 'accounts-once', model: 'accounts', destination: 'crm', object: 'accounts', mode: 'upsert' })).status).toBe(201);
+    const started = await server.api<{ id: number }>('POST', '/api/syncs/accounts-once/runs');
+    await eventually('the run to finish', async () => ((await server.api<{ finishedAt: string | null }>('GET', `/api/sync-runs/${started.body.id}`)).body.finishedAt ? true : undefined));
+    expect((await server.api('DELETE', '/api/syncs/accounts-once')).status).toBe(204);
+    await page.goto(`${server.baseUrl}/runs/sync/${started.body.id}`);
+    await page.getByRole('heading', { name: `Sync run #${started.body.id}`, level: 1 }).waitFor();
+    expect(await page.locator('.crumbs').textContent()).toBe(`Syncs / accounts-once (deleted) / run #${started.body.id}`);
+    expect(await page.locator('.subtitle').textContent()).toBe('A run of the sync accounts-once, deleted since.');
+  });
 });

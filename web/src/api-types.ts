@@ -2,11 +2,12 @@
  * The JSON shapes of Lockstep's own API (`/api/*`) as the UI reads and writes them.
  * Run views are the server's own declarations, shared with the command line's `--json` output.
  */
-import type { SyncRunView as SyncRunRecordView } from '../../src/core/run-views.js';
 export type { MemberRunView, RejectedRowView, SequenceRunView } from '../../src/core/run-views.js';
-
-/** A sync run as Lockstep's API answers it: with its sync's slug (null once the sync is deleted). */
-export type SyncRunView = SyncRunRecordView & { sync: string | null };
+/**
+ * A sync run as Lockstep's API answers it: with its sync's slug (null once the sync is deleted),
+ * and the slug it ran as, kept after a delete.
+ */
+export type { NamedSyncRunView as SyncRunView } from '../../src/core/run-views.js';
 
 export type IntervalUnit = 'minute' | 'hour' | 'day' | 'week';
 

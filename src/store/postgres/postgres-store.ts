@@ -31,6 +31,7 @@ import { silentLogger } from '../../core/logger.js';
 import { DEFAULT_STORE_ANSWER_TIMEOUT_MS, storeUrlAnswerTimeout, storeUrlSchema } from '../../core/connections.js';
 import type {
   Clock,
+  EntitySlug,
   FinishedRunEntry,
   FiredRun,
   LeaseRequest,
@@ -436,6 +437,17 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
 
   async getSequence(ref: number | string): Promise<SequenceRecord | null> {
     return this.entityByRef<SequenceRecord>('sequence', ref);
+  }
+
+  async slugsById(kind: 'sync' | 'sequence', ids: readonly number[]): Promise<Map<number, EntitySlug>> {
+    const safe = [...new Set(ids)].map(safeId).filter((id): id is number => id !== null);
+    if (safe.length === 0) return new Map();
+    // Deleted rows too: run history names what it ran, deleted since or not.
+    const rows = await this.db.query<{ id: string | number; slug: string; deleted: boolean }>(
+      `SELECT id, slug, deleted_at IS NOT NULL AS deleted FROM ${this.entityTable(kind)} WHERE id = ANY($1::bigint[])`,
+      [safe],
+    );
+    return new Map(rows.map((row) => [Number(row.id), { slug: row.slug, deleted: row.deleted }]));
   }
 
   async getModel(slug: string): Promise<ModelRecord | null> {

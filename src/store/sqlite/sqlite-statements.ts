@@ -32,6 +32,8 @@ function entityStatements(db: SqliteDatabase, kind: Kind) {
     live: db.prepare(`SELECT * FROM ${table} WHERE deleted_at IS NULL ORDER BY id`),
     bySlug: db.prepare(`SELECT * FROM ${table} WHERE slug = ? AND deleted_at IS NULL`),
     byId: db.prepare(`SELECT * FROM ${table} WHERE id = ? AND deleted_at IS NULL`),
+    // Deleted rows too: run history names what it ran, deleted since or not.
+    slugsByIds: db.prepare(`SELECT id, slug, deleted_at IS NOT NULL AS deleted FROM ${table} WHERE id IN (SELECT value FROM json_each(?))`),
     insert: db.prepare(
       enabled
         ? `INSERT INTO ${table} (slug, enabled, definition, created_at, updated_at, origin)

@@ -15,6 +15,7 @@ import { systemClock } from '../../core/clock.js';
 import { ErrorCode, LockstepError, NotFoundError, toError } from '../../core/errors.js';
 import type {
   Clock,
+  EntitySlug,
   FinishedRunEntry,
   FiredRun,
   LeaseRequest,
@@ -314,6 +315,12 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
 
   async getSequence(ref: number | string): Promise<SequenceRecord | null> {
     return this.read(() => this.entityByRef<SequenceRecord>('sequence', ref));
+  }
+
+  async slugsById(kind: 'sync' | 'sequence', ids: readonly number[]): Promise<Map<number, EntitySlug>> {
+    if (ids.length === 0) return new Map();
+    const rows = await this.read(() => this.s.entities[kind].slugsByIds.all(JSON.stringify([...new Set(ids)])) as Array<{ id: number; slug: string; deleted: number }>);
+    return new Map(rows.map((row) => [Number(row.id), { slug: row.slug, deleted: row.deleted === 1 }]));
   }
 
   async getModel(slug: string): Promise<ModelRecord | null> {

@@ -122,6 +122,36 @@ export function describeWorkspaceStoreContract(name: string, open: OpenStore): v
       expect((await store.getSync('accounts-to-crm'))?.id).toBe(syncs['accounts-to-crm']!.id);
     });
 
+    it('names syncs and sequences by id for run history, deleted ones included and marked', async () => {
+      const { syncs } = await applyCrm();
+      const dealsId = syncs['deals-to-crm']!.id;
+      const accountsId = syncs['accounts-to-crm']!.id;
+      const graphId = (await sequence('crm-graph')).id;
+      const next = crmWorkspace();
+      next.sequences = next.sequences.filter((s) => s.slug !== 'crm-graph').map((s) => ({ ...s, members: s.members.filter((m) => m.sync !== 'deals-to-crm') }));
+      next.syncs = next.syncs.filter((s) => s.slug !== 'deals-to-crm');
+      await store.applyWorkspace(next, T0 + 10);
+      // The slug declared again is another sync: the runs of the deleted one stay its own.
+      await store.applyWorkspace(crmWorkspace(), T0 + 20);
+      const recreated = (await store.getSync('deals-to-crm'))!.id;
+
+      expect(await store.slugsById('sync', [dealsId, recreated, accountsId, dealsId, 987654])).toEqual(
+        new Map([
+          [dealsId, { slug: 'deals-to-crm', deleted: true }],
+          [recreated, { slug: 'deals-to-crm', deleted: false }],
+          [accountsId, { slug: 'accounts-to-crm', deleted: false }],
+        ]),
+      );
+      const graphNow = (await sequence('crm-graph')).id;
+      expect(await store.slugsById('sequence', [graphId, graphNow])).toEqual(
+        new Map([
+          [graphId, { slug: 'crm-graph', deleted: true }],
+          [graphNow, { slug: 'crm-graph', deleted: false }],
+        ]),
+      );
+      expect(await store.slugsById('sync', [])).toEqual(new Map());
+    });
+
     it("ends sequence runs that would still start a deleted sync's member, saying which and why", async () => {
       const { syncs } = await applyCrm();
       const { run: running } = await store.enqueueSequenceRun(await sequence('crm-graph'), MANUAL, T0);

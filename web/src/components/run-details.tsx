@@ -296,6 +296,7 @@ function MemberRunRow({ member, terminated, reason, now }: { member: MemberRunVi
       <th scope="row" className="nowrap">
         {member.sync ? <a href={href.sync(member.sync)}>{member.key}</a> : member.key}
         {member.sync && member.sync !== member.key && <div className="muted small">{member.sync}</div>}
+        {member.syncDeleted && member.syncSlug && <div className="muted small">{member.syncSlug} (deleted)</div>}
       </th>
       <td>
         <StatusBadge status={member.status} />

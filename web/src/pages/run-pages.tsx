@@ -24,6 +24,8 @@ function MissingRun({ what }: { what: string }) {
 export function SyncRunPage({ id }: { id: number }) {
   const run = useSyncRun(id);
   const slug = run.data?.sync ?? null;
+  // A deleted sync is named by the slug the run ran as.
+  const removed = run.data?.syncSlug ? `${run.data.syncSlug} (deleted)` : 'a removed sync';
   useEffect(() => {
     document.title = `Sync run #${id} · Lockstep`;
   }, [id]);
@@ -33,10 +35,11 @@ export function SyncRunPage({ id }: { id: number }) {
       <header className="page-header">
         <div>
           <p className="crumbs">
-            <a href={href.syncs()}>Syncs</a> / {slug ? <a href={href.sync(slug)}>{slug}</a> : 'a removed sync'} / run #{id}
+            <a href={href.syncs()}>Syncs</a> / {slug ? <a href={href.sync(slug)}>{slug}</a> : removed} / run #{id}
           </p>
           <h1>Sync run #{id}</h1>
           {slug && <p className="subtitle">A run of the sync {slug}.</p>}
+          {!slug && run.data?.syncSlug && <p className="subtitle">A run of the sync {run.data.syncSlug}, deleted since.</p>}
         </div>
       </header>
       <section className="card" aria-label="Run details">
@@ -50,7 +53,9 @@ export function SequenceRunPage({ id }: { id: string }) {
   const run = useSequenceRun(id);
   const slug = run.data?.sequence ?? null;
   const sequence = useApi<Sequence>(slug ? `/api/sequences/${seg(slug)}` : null);
-  const name = sequence.data?.name ?? slug;
+  // A deleted sequence is named by the slug the run ran as.
+  const deleted = slug === null && run.data?.sequenceSlug ? run.data.sequenceSlug : null;
+  const name = sequence.data?.name ?? slug ?? (deleted ? `${deleted} (deleted)` : null);
   useEffect(() => {
     document.title = `Sequence run ${id.slice(0, 8)} · Lockstep`;
   }, [id]);
@@ -60,7 +65,7 @@ export function SequenceRunPage({ id }: { id: string }) {
       <header className="page-header">
         <div>
           <p className="crumbs">
-            <a href={href.sequences()}>Sequences</a> / {slug ? <a href={href.sequence(slug)}>{slug}</a> : 'a removed sequence'} / run {id.slice(0, 8)}
+            <a href={href.sequences()}>Sequences</a> / {slug ? <a href={href.sequence(slug)}>{slug}</a> : deleted ? `${deleted} (deleted)` : 'a removed sequence'} / run {id.slice(0, 8)}
           </p>
           <h1>{name ? `Run of ${name}` : 'Sequence run'}</h1>
         </div>
