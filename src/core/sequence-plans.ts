@@ -59,8 +59,8 @@ export interface MemberPlan {
   status: MemberPlanStatus;
   error: string | null;
   /**
-   * When this member's planned outcome meets its `terminate` policy (it would fail, or reject more
-   * rows before sending than its threshold allows): why a real run would terminate the sequence
+   * When this member's planned outcome meets its `terminate` policy (it would fail, the mass-delete
+   * guard would stop it, or it would reject more rows before sending than its threshold allows): why a real run would terminate the sequence
    * here, in the run's words. Null when the sequence would go on.
    */
   terminates: string | null;
@@ -120,8 +120,8 @@ export function planBlock(
 
 /**
  * A warning for a member a real run may or may not start, or null: in a graph, a member that does
- * not wait for a terminating member (and that such a member does not wait for) starts only if it
- * gets to before that member ends, as a run skips every member not started once it terminates.
+ * not wait for a terminating member (and that such a member does not wait for) is skipped if that
+ * member ends before it has started, as a run skips every member not started once it terminates.
  *
  * @param key the member planned
  * @param dependencies the members each member waits for (see memberDependencies)
@@ -132,8 +132,8 @@ export function mayNotStartWarning(key: string, dependencies: ReadonlyMap<string
   if (others.length === 0) return null;
   const names = others.map((t) => `"${t}"`).join(' or ');
   return (
-    `a real run starts this member only if it gets to before member ${names} ends: ` +
-    `${others.length === 1 ? "that member's" : 'their'} outcome would terminate the sequence, and members not started by then are skipped`
+    `a real run skips this member if member ${names} ends before it has started: ` +
+    `${others.length === 1 ? "that member's" : 'their'} outcome would terminate the sequence, and a terminated run starts no member`
   );
 }
 

@@ -155,7 +155,11 @@ export class SequencePlanner {
     // A run's mass-delete guard compares with what its planner holds: the planner table, or the snapshot.
     const cursor = (await store.getModel(sync.model))?.cursor !== undefined;
     const refusal = massDeleteRefusal(sync, plan.removed, recorder.plannerRows ?? (await store.snapshots.count(sync.id)), { cursor });
-    if (refusal) plan.warnings.push(`a real run would stop before deleting: ${refusal}`);
+    if (refusal) {
+      plan.warnings.push(`a real run would stop before deleting: ${refusal}`);
+      // A real run fails there (a sequence's runs never let a mass delete through), and its terminate policy acts on that failure.
+      if (plan.status === 'planned') plan.terminates = terminationReason(member, { ...final, status: 'failed', error: refusal });
+    }
     if (plan.status === 'planned') await this.readBefore(sync, recorder, plan);
     return plan;
   }

@@ -281,7 +281,7 @@ describe('sequence plan of a member whose outcome would terminate the run', () =
       ['contacts', 'planned', null],
     ]);
     expect(plan.members[2]).toMatchObject({ querySize: 12, added: 12 });
-    expect(plan.members[2]!.warnings).toEqual([expect.stringContaining('member "accounts"')]);
+    expect(plan.members[2]!.warnings).toEqual([expect.stringContaining('a real run skips this member if member "accounts" ends before it has started')]);
   });
 
   it('in a graph that runs one member at a time, skips every member after it', async () => {
@@ -307,6 +307,27 @@ describe('sequence plan of a member whose outcome would terminate the run', () =
       ['workspaces', 'planned', null, null, 6],
       ['contacts', 'planned', null, null, 12],
     ]);
+  });
+
+  it('skips the members after one whose run the mass-delete guard would stop', async () => {
+    const dir = await deliveredThenChanged();
+    // Workspace 6 left already; four more leave: 5 of the 6 delivered rows would go, over 50%.
+    sqlite(join(dir, 'warehouse.db'), 'delete from contacts where workspace_id > 1; delete from workspaces where id > 1;');
+    await using h = await startHarness({ dir, definition: definition() });
+    const plan = await h.app.planner.plan('crm');
+    const reason = plan.members[1]!.terminates;
+    expect(reason).toMatch(/^member "workspaces" failed: sync "workspaces" would delete 5 of the 6 rows it manages/);
+    expect(plan.members.map((m) => [m.key, m.status, m.blockedBy])).toEqual([
+      ['accounts', 'planned', null],
+      ['workspaces', 'planned', null],
+      ['contacts', 'skipped', { member: 'workspaces', reason }],
+    ]);
+    expect(plan.members[1]!.warnings).toEqual([expect.stringContaining('a real run would stop before deleting')]);
+
+    const { run } = await h.app.worker.triggerSequence('crm');
+    const done = await h.app.worker.waitForSequenceRun(run.id);
+    expect(done.members.map((m) => m.status)).toEqual(['success', 'failed', 'skipped']);
+    expect([done.terminatedBy, done.reason]).toEqual(['workspaces', reason]);
   });
 
   it('skips the members after one whose rows rejected before sending are over its threshold', async () => {
