@@ -211,6 +211,76 @@ describe('PostgresDestination', () => {
     }
   });
 
+  it('refuses text longer than its varchar(n) or char(n) column (or list item) by copy and by every statement, naming the column, and never cuts it', async () => {
+    const url = await createTestDatabase('destination');
+    await sql(url, 'create table codes (id char(5) primary key, code varchar(5), grade char(5), tags varchar(5)[], marks char(5)[])');
+    const destination = await PostgresDestination.connect({ url });
+    const tooLong = (column: string, type: string, value: string, length: number, wider: string) => ({
+      ok: false,
+      reason: `column "${column}" is ${type}, which holds ${type.endsWith('[]') ? 'items of ' : ''}5 characters: "${value}" has ${length} — change the column's type to ${wider} to hold it`,
+    });
+    try {
+      const writer = await destination.prepare({ object: 'codes', keyColumns: ['id'], columns: ['id', 'code', 'grade', 'tags', 'marks'] });
+      // Copied, then replayed row by row by statement to find the rows COPY refused.
+      expect(
+        await writer.write([
+          { kind: 'insert', key: ['a'], values: ['a', 'abc', 'x', '["ab"]', '["m"]'] },
+          { kind: 'insert', key: ['b'], values: ['b', 'abcdefgh', 'x', null, null] },
+          { kind: 'insert', key: ['c'], values: ['c', null, 'abcdef', null, null] },
+          { kind: 'insert', key: ['d'], values: ['d', null, null, '["ok","toolong"]', null] },
+          { kind: 'insert', key: ['e'], values: ['e', null, null, null, '["mmmmmm"]'] },
+          // Spaces past the length are dropped, as PostgreSQL does on any write.
+          { kind: 'insert', key: ['abcde'], values: ['abcde', 'fghij   ', 'x      ', null, null] },
+          // An array literal as PostgreSQL writes it: its items are not read here.
+          { kind: 'insert', key: ['f'], values: ['f', null, null, '{toolong}', null] },
+        ]),
+      ).toEqual([
+        { ok: true },
+        tooLong('code', 'character varying(5)', 'abcdefgh', 8, 'character varying(8) (or text)'),
+        tooLong('grade', 'character(5)', 'abcdef', 6, 'character(6) (or text)'),
+        tooLong('tags', 'character varying(5)[]', 'toolong', 7, 'character varying(7)[] (or text[])'),
+        tooLong('marks', 'character(5)[]', 'mmmmmm', 6, 'character(6)[] (or text[])'),
+        { ok: true },
+        { ok: false, reason: 'column "tags": value too long for type character varying(5)' },
+      ]);
+      // Updates go by statement; a char(n) key finds its row with or without its padding, and
+      // a key longer than the column finds no row (it is not cut to another row's key).
+      expect(
+        await writer.write([
+          { kind: 'update', key: ['a'], values: ['a', 'zzzzzzzz', 'y', null, null] },
+          { kind: 'update', key: ['a  '], values: ['a', 'ab', 'y', '["cd"]', null] },
+          { kind: 'update', key: ['abcde'], values: ['abcde', 'klm', null, '["ok","toolong"]', null] },
+          { kind: 'update', key: ['abcdefgh'], values: ['abcdefgh', 'nop', null, null, null] },
+        ]),
+      ).toEqual([
+        tooLong('code', 'character varying(5)', 'zzzzzzzz', 8, 'character varying(8) (or text)'),
+        { ok: true },
+        tooLong('tags', 'character varying(5)[]', 'toolong', 7, 'character varying(7)[] (or text[])'),
+        { ok: false, reason: 'no row with id = "abcdefgh" in "codes"' },
+      ]);
+      // Upserts meet existing rows: merged from the staging table, then replayed by statement.
+      expect(
+        await writer.write([
+          { kind: 'upsert', key: ['a'], values: ['a', 'ab', 'yyyyyyy', null, null] },
+          // Characters are counted, not bytes.
+          { kind: 'upsert', key: ['abcde'], values: ['abcde', 'ééééé', 'z', null, '["m","n"]'] },
+          { kind: 'upsert', key: ['g'], values: ['g', 'tuvwxyz', null, null, null] },
+        ]),
+      ).toEqual([
+        tooLong('grade', 'character(5)', 'yyyyyyy', 7, 'character(7) (or text)'),
+        { ok: true },
+        tooLong('code', 'character varying(5)', 'tuvwxyz', 7, 'character varying(7) (or text)'),
+      ]);
+      expect(await writer.write([{ kind: 'delete', key: ['abcdefgh'], values: [] }])).toEqual([{ ok: true }]);
+      expect(await sql(url, 'select id, code, grade, tags, marks from codes order by id')).toEqual([
+        { id: 'a    ', code: 'ab', grade: 'y    ', tags: ['cd'], marks: null },
+        { id: 'abcde', code: 'ééééé', grade: 'z    ', tags: null, marks: ['m    ', 'n    '] },
+      ]);
+    } finally {
+      await destination.close();
+    }
+  });
+
   it('writes binary values, which sources give as base64, into bytea columns as their bytes, by copy and by statement, and deletes by them', async () => {
     const url = await createTestDatabase('destination');
     await sql(url, 'create table blobs (id bytea primary key, data bytea, note text)');

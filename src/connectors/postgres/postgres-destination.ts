@@ -416,6 +416,33 @@ function written(values: readonly Value[], converters: Converters): readonly Val
   return converters ? values.map((v, c) => writtenValue(converters, c, v)) : values;
 }
 
+/**
+ * format_type's name of a varchar(n) or char(n) column, or of an array of them: the type's name,
+ * its length and its brackets.
+ */
+const BOUNDED_TEXT_TYPE = /^(character varying|character)\((\d+)\)((?:\[\])*)$/;
+
+/**
+ * Why text `written` (or an item of it, for an array column: see arrayItems) cannot go into
+ * column `column` of type `type`, a `name`(`length`) with `brackets`: it has more than `length`
+ * characters, not counting the spaces that end it, which PostgreSQL drops from a value too long
+ * (`'abc   '` goes into a varchar(3) as `abc`). Null when it fits, or when its items cannot be
+ * told (an array literal, which PostgreSQL reads).
+ */
+function tooLong(column: string, type: string, length: number, name: string, brackets: string, value: Value, written: Value): string | null {
+  const items = brackets === '' ? [written] : arrayItems(value);
+  for (const item of (items ?? []).flat(Infinity)) {
+    if (item === null || item === undefined) continue;
+    const text = typeof item === 'string' ? item : typeof item === 'object' ? JSON.stringify(item) : String(item);
+    const characters = [...text.replace(/ +$/, '')];
+    if (characters.length <= length) continue;
+    const shown = characters.length > 40 ? `${characters.slice(0, 40).join('')}…` : characters.join('');
+    const holds = brackets === '' ? '' : 'items of ';
+    return `column "${column}" is ${type}, which holds ${holds}${length} characters: "${shown}" has ${characters.length} — change the column's type to ${name}(${characters.length})${brackets} (or text${brackets}) to hold it`;
+  }
+  return null;
+}
+
 const BIGINT_RANGE = [-(1n << 63n), (1n << 63n) - 1n] as const;
 /** The integers each integer type holds, by format_type's name. */
 const INTEGER_RANGES: ReadonlyMap<string, readonly [bigint, bigint]> = new Map([
@@ -427,7 +454,8 @@ const INTEGER_RANGES: ReadonlyMap<string, readonly [bigint, bigint]> = new Map([
 /**
  * Why `value` cannot go into column `column` of type `type`, with the type that would hold it, when
  * that can be told before PostgreSQL refuses it: an integer beyond its integer column's range (a
- * BIGINT UNSIGNED or a BIT(64) above 2^63 into bigint), more bits than its bit column holds. Null
+ * BIGINT UNSIGNED or a BIT(64) above 2^63 into bigint), more bits than its bit column holds, more
+ * characters than its varchar(n) or char(n) column (or item of such an array column) holds. Null
  * when the value fits, or when PostgreSQL's own message has to say why.
  */
 function misfit(column: string, type: string, value: Value, written: Value): string | null {
@@ -442,6 +470,8 @@ function misfit(column: string, type: string, value: Value, written: Value): str
     const wider = n >= BIGINT_RANGE[0] && n <= BIGINT_RANGE[1] ? 'bigint' : `numeric(${digits}) (or numeric)`;
     return `column "${column}" is ${type}, which holds integers from ${range[0]} to ${range[1]}: ${text} does not fit — change the column's type to ${wider} to hold it`;
   }
+  const bounded = BOUNDED_TEXT_TYPE.exec(type);
+  if (bounded) return tooLong(column, type, Number(bounded[2]), bounded[1] as string, bounded[3] as string, value, written);
   const bits = BIT_TYPE.exec(type) ?? VARYING_BIT_TYPE.exec(type);
   const width = bits?.[1] ?? (bits && type === 'bit' ? '1' : undefined);
   if (width === undefined || typeof written !== 'string' || !/^[01]+$/.test(written) || written.length <= Number(width)) return null;
@@ -454,13 +484,20 @@ const ANY_BIT_TYPE = /^bit(?: varying)?(?:\(\d+\))?((?:\[\])*)$/;
 
 /**
  * The type a value is cast to for a column of type `type` in a statement: the column's own, but
- * bit varying for bit(n) and bit varying(n) (and their arrays), whose length is then checked as
- * the value is assigned to the column. An explicit cast to bit(n) cuts or pads the bits to n
- * without a word (`'111111111111'::bit(8)` is 11111111), where COPY refuses the value.
+ * without the length of the types whose explicit cast cuts a value to it without a word, where
+ * COPY and the assignment to the column refuse the value: bit varying for bit(n) and bit
+ * varying(n) (`'111111111111'::bit(8)` is 11111111), varchar for varchar(n) and bpchar for
+ * char(n) (`'abcdefgh'::varchar(5)` is abcde), and their arrays. The column's length is then
+ * checked as the value is assigned to it. Key columns compare alike either way: bpchar ignores
+ * the spaces that pad a char(n), and a key too long for its column matches no row, where cut it
+ * would match another row's.
  */
 function castType(type: string): string {
   const bits = ANY_BIT_TYPE.exec(type);
-  return bits ? `bit varying${bits[1] ?? ''}` : type;
+  if (bits) return `bit varying${bits[1] ?? ''}`;
+  const bounded = BOUNDED_TEXT_TYPE.exec(type);
+  if (bounded) return `${bounded[1] === 'character' ? 'bpchar' : 'varchar'}${bounded[3] ?? ''}`;
+  return type;
 }
 
 /** format_type's names of text types, which read any text: a refusal never quotes their value. */
@@ -732,6 +769,20 @@ class PostgresWriter implements DestinationWriter {
       if (why) return why;
     }
     const message = databaseMessage(thrown);
+    // A value too long whose length could not be told here (an array literal, a row copied as a
+    // line): PostgreSQL names the type, which names the column when one such column alone has it.
+    const tooLongFor = /^value too long for type (.*)$/.exec(toError(thrown).message)?.[1];
+    if (tooLongFor !== undefined) {
+      const holders = columns.filter((_, c) => {
+        const type = types[c] as string;
+        const element = type.replace(/(\[\])+$/, '');
+        if (element !== tooLongFor) return false;
+        if (values.length === 0) return true;
+        const value = values[c] ?? null;
+        return value !== null && element !== type && arrayItems(value) === null;
+      });
+      return holders.length === 1 ? `column "${holders[0]}": ${message}` : message;
+    }
     const quoted = /: "(.*)"$/s.exec(toError(thrown).message)?.[1];
     if (quoted === undefined) return message;
     const holders = columns.filter((_, c) => {
