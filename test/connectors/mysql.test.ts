@@ -535,6 +535,65 @@ describe('MysqlDestination', () => {
     }
   });
 
+  it('refuses text longer than its VARCHAR(n) or CHAR(n) column on every write path, loaded or by statement, and never cuts it', async () => {
+    const url = await createTestMysqlDatabase('destination_lengths');
+    await mysqlSql(url, 'create table codes (id char(5) primary key, code varchar(5), grade char(5))');
+    const destination = await MysqlDestination.connect({ url });
+    try {
+      const columns = ['id', 'code', 'grade'];
+      const writer = await destination.prepare({ object: 'codes', keyColumns: ['id'], columns });
+      // Loaded (a LOCAL load cuts the value with a warning), then written by statement.
+      expect(
+        await writer.write([
+          { kind: 'insert', key: ['a'], values: ['a', 'abc', 'x'] },
+          { kind: 'insert', key: ['b'], values: ['b', 'abcdefgh', 'x'] },
+          { kind: 'insert', key: ['c'], values: ['c', null, 'abcdef'] },
+          { kind: 'insert', key: ['abcde'], values: ['abcde', 'ééééé', 'x'] },
+        ]),
+      ).toEqual([{ ok: true }, { ok: false, reason: "Data too long for column 'code'" }, { ok: false, reason: "Data too long for column 'grade'" }, { ok: true }]);
+      // Updates join the rows by key: a key longer than the column finds no row (it is not cut to another's).
+      expect(
+        await writer.write([
+          { kind: 'update', key: ['a'], values: ['a', 'zzzzzzzz', 'y'] },
+          { kind: 'update', key: ['abcde'], values: ['abcde', 'klm', 'yyyyyyy'] },
+          { kind: 'update', key: ['abcdefgh'], values: ['abcdefgh', 'nop', null] },
+          { kind: 'update', key: ['a'], values: ['a', 'ab', 'y'] },
+        ]),
+      ).toEqual([
+        { ok: false, reason: "Data too long for column 'code'" },
+        { ok: false, reason: "Data too long for column 'grade'" },
+        { ok: false, reason: 'no row with id = "abcdefgh" in "codes"' },
+        { ok: true },
+      ]);
+      // Upserts of rows that exist: loaded, which meets them, then INSERT ... ON DUPLICATE KEY UPDATE.
+      expect(
+        await writer.write([
+          { kind: 'upsert', key: ['a'], values: ['a', 'abcdefgh', 'y'] },
+          { kind: 'upsert', key: ['abcde'], values: ['abcde', 'qrs', 'z'] },
+        ]),
+      ).toEqual([{ ok: false, reason: "Data too long for column 'code'" }, { ok: true }]);
+      expect(await writer.write([{ kind: 'delete', key: ['abcdefgh'], values: [] }])).toEqual([{ ok: true }]);
+
+      // Rows read from PostgreSQL as COPY text lines, loaded as they are, then decoded for statements.
+      const lineWriter = await destination.prepare({ object: 'codes', keyColumns: ['id'], columns, encoding: { format: COPY_TEXT_FORMAT, types: [25, 25, 25] } });
+      expect(lineWriter.takesLines).toBe(true);
+      const data = Buffer.from('d\tabc\tx\ne\tabcdefgh\tx\n');
+      expect(
+        await lineWriter.write([
+          { kind: 'insert', key: ['d'], values: [], line: { data, start: 0, end: 8 } },
+          { kind: 'insert', key: ['e'], values: [], line: { data, start: 8, end: data.length } },
+        ]),
+      ).toEqual([{ ok: true }, { ok: false, reason: "Data too long for column 'code'" }]);
+      expect(await mysqlSql(url, 'select id, code, grade from codes order by id')).toEqual([
+        { id: 'a', code: 'ab', grade: 'y' },
+        { id: 'abcde', code: 'qrs', grade: 'z' },
+        { id: 'd', code: 'abc', grade: 'x' },
+      ]);
+    } finally {
+      await destination.close();
+    }
+  });
+
   it('rejects a value that is no member of an ENUM or SET column with a message naming the members', async () => {
     const url = await createTestMysqlDatabase('destination_members');
     await mysqlSql(url, "create table items (id int primary key, size enum('small','large'), colours set('red','blue'))");
