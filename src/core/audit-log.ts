@@ -46,6 +46,7 @@ export interface AuditSyncRun {
 export interface AuditSequenceRun {
   runId: string;
   sequenceId: number;
+  /** The slug the sequence ran as, also when it was deleted since. */
   sequence: string | null;
   status: SequenceRun['status'];
   trigger: string;
@@ -55,7 +56,11 @@ export interface AuditSequenceRun {
   finishedAt: string;
   terminatedBy: string | null;
   reason: string | null;
-  /** The members as JSON text: `[{key, sync, status, syncRunId, startedAt, finishedAt}]`. */
+  /**
+   * The members as JSON text: `[{key, sync, syncDeleted, status, syncRunId, startedAt, finishedAt}]`;
+   * `sync` is the slug the member's sync ran as, also when it was deleted before the run was
+   * appended (`syncDeleted`: true).
+   */
   members: string;
 }
 

@@ -21,7 +21,7 @@ import type { FinishedRunRelay } from './finished-run-relay.js';
 import { FinishedRunSubscription } from './finished-run-subscription.js';
 
 export interface AuditLogAppenderOptions {
-  store: Pick<Store, 'loadWorkspace' | 'listRejectedRows'>;
+  store: Pick<Store, 'loadWorkspace' | 'listRejectedRows' | 'slugsById'>;
   finishedRuns: FinishedRunRelay;
   /** Opens a connection's audit log (the connector registry's `openAuditLog`); null when it keeps none. */
   open: (connection: ResolvedConnection) => Promise<AuditLogWriter | null>;
@@ -108,11 +108,15 @@ export class AuditLogAppender {
     const workspace = await this.workspace();
     const targets = auditTargets(workspace, run.members.map((m) => m.syncId));
     if (targets.length === 0) return;
-    const slugOf = (id: number) => workspace.syncs.find((s) => s.id === id)?.slug ?? null;
+    // A run keeps the members it was queued with: a member's sync (or the sequence) may have been
+    // deleted since, or before this hand-off. The record names each by the slug it ran as, and
+    // marks a member whose sync is gone, as run history does (run-views.ts).
+    const syncSlugs = await this.options.store.slugsById('sync', run.members.map((m) => m.syncId));
+    const sequence = (await this.options.store.slugsById('sequence', [run.sequenceId])).get(run.sequenceId);
     const record: AuditSequenceRun = {
       runId: run.id,
       sequenceId: run.sequenceId,
-      sequence: workspace.sequences.find((s) => s.id === run.sequenceId)?.slug ?? null,
+      sequence: sequence?.slug ?? null,
       status: run.status,
       trigger: run.trigger.type,
       triggerDetail: run.trigger.detail,
@@ -122,7 +126,15 @@ export class AuditLogAppender {
       terminatedBy: run.terminatedBy,
       reason: run.reason,
       members: JSON.stringify(
-        run.members.map((m) => ({ key: m.key, sync: slugOf(m.syncId), status: m.status, syncRunId: m.syncRunId, startedAt: iso(m.startedAt), finishedAt: iso(m.finishedAt) })),
+        run.members.map((m) => ({
+          key: m.key,
+          sync: syncSlugs.get(m.syncId)?.slug ?? null,
+          syncDeleted: syncSlugs.get(m.syncId)?.deleted ?? false,
+          status: m.status,
+          syncRunId: m.syncRunId,
+          startedAt: iso(m.startedAt),
+          finishedAt: iso(m.finishedAt),
+        })),
       ),
     };
     await this.appendEach(targets, `sequence run ${run.id}`, (log) => log.appendSequenceRun(record));

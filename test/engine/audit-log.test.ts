@@ -115,6 +115,45 @@ describe('audit log in a SQLite destination', () => {
     }
   });
 
+  it('names the sequence and a member whose sync were deleted before the sequence run was appended by the slugs they ran as, the sync marked deleted', async () => {
+    const dir = tempDir();
+    createHierarchyFixture(dir);
+    const config = resolveConfig({ workspaceDir: dir, env: { LOCKSTEP_POLL_MS: '50', LOCKSTEP_LEASE_SECONDS: '1' } });
+    const real = await openStore(config);
+    // The finished runs wait in the outbox until the sync is deleted, as they do while an audit log is down.
+    let handOver = false;
+    const store = new Proxy(real, {
+      get(target, name, receiver) {
+        if (name === 'takeFinishedRuns') return async (...args: Parameters<Store['takeFinishedRuns']>) => (handOver ? target.takeFinishedRuns(...args) : []);
+        const value: unknown = Reflect.get(target, name, receiver);
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    }) as Store;
+    const app = await createApp(config, { store, logger: capturingLogger([]) });
+    try {
+      const definition = hierarchy({ schema: 'lockstep_audit' });
+      await app.store.applyWorkspace(definition, app.clock.now());
+      await app.worker.start();
+      const { run } = await app.worker.triggerSequence('crm');
+      expect((await app.worker.waitForSequenceRun(run.id)).status).toBe('done');
+      await app.store.applyWorkspace({ ...definition, syncs: definition.syncs.filter((s) => s.slug !== 'workspaces'), sequences: [] }, app.clock.now());
+      handOver = true;
+
+      const crm = join(dir, 'crm.db');
+      const sequenceRuns = await eventually(() => {
+        const rows = sqliteRows(crm, "select * from sqlite_master where name = 'lockstep_audit_sequence_runs'").length > 0 && sqliteRows(crm, 'select * from lockstep_audit_sequence_runs');
+        return rows && rows.length === 1 && rows;
+      });
+      expect(sequenceRuns[0]).toMatchObject({ run_id: run.id, sequence: 'crm', status: 'done' });
+      expect(JSON.parse(sequenceRuns[0]!.members as string).map((m: { key: string; sync: string | null; syncDeleted: boolean }) => [m.key, m.sync, m.syncDeleted])).toEqual([
+        ['accounts', 'accounts', false],
+        ['workspaces', 'workspaces', true],
+      ]);
+    } finally {
+      await app.close();
+    }
+  });
+
   it('refuses an auditLog schema that is not a plain name at validation', async () => {
     const registry = createConnectorRegistry();
     const issues = registry.checkSettings(registry.kind('sqlite')!, { path: 'crm.db', auditLog: { schema: 'audit; drop table x' } });
