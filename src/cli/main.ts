@@ -417,8 +417,8 @@ Exit codes:
     .command('runs')
     .description('list recent sequence runs and sync runs')
     // One or the other: with both, neither list would be shown.
-    .addOption(new Option('--sequence <slug>', 'only runs of this sequence').conflicts('sync'))
-    .option('--sync <slug>', 'only runs of this sync')
+    .addOption(new Option('--sequence <slug>', 'only runs of this sequence (or of the ones deleted under that slug)').conflicts('sync'))
+    .option('--sync <slug>', 'only runs of this sync (or of the ones deleted under that slug)')
     .option('--limit <n>', `how many runs, 1 to ${MAX_LIMIT}`, '20')
     .option('--json', 'print JSON')
     .action(async (opts: { sequence?: string; sync?: string; limit: string; json?: boolean }) => {
@@ -792,15 +792,13 @@ async function printRuns(app: App, term: Terminal, opts: { sequence?: string; sy
   // A run started by another one's end names it, as its view says: `sequence "crm" run 5f0c… ended done`.
   const afterUpstream = (v: { trigger: string; triggerDetail: string | null }) => (v.trigger === 'upstream' && v.triggerDetail ? `  (after ${v.triggerDetail})` : '');
   if (!opts.sync) {
-    const sequence = opts.sequence ? await app.store.getSequence(opts.sequence) : null;
-    if (opts.sequence && !sequence) throw await unknownSlug(app, 'sequence', opts.sequence);
-    const runs = await app.store.listSequenceRuns({ ...page, sequenceId: sequence?.id });
+    const sequenceIds = opts.sequence ? await idsWithRuns(app, term, 'sequence', opts.sequence) : undefined;
+    const runs = await app.store.listSequenceRuns({ ...page, sequenceIds });
     for (const run of runs) out.sequenceRuns.push(await sequenceRunDetails(app.store, run));
   }
   if (!opts.sequence) {
-    const sync = opts.sync ? await app.store.getSync(opts.sync) : null;
-    if (opts.sync && !sync) throw await unknownSlug(app, 'sync', opts.sync);
-    const runs = await app.store.listSyncRuns({ ...page, syncId: sync?.id });
+    const syncIds = opts.sync ? await idsWithRuns(app, term, 'sync', opts.sync) : undefined;
+    const runs = await app.store.listSyncRuns({ ...page, syncIds });
     // A sync since deleted (or renamed: a rename deletes and creates) is named by the slug its runs ran as, marked deleted, as the API answers.
     out.syncRuns.push(...(await syncRunDetails(app.store, runs)));
   }
@@ -823,6 +821,21 @@ async function printRuns(app: App, term: Terminal, opts: { sequence?: string; sy
     }
   }
   if (out.sequenceRuns.length === 0 && out.syncRuns.length === 0) term.out('No runs yet. Start one with `lockstep sequence run <slug>` or `lockstep sync run <slug>`.');
+}
+
+/**
+ * The syncs (or sequences) whose runs `runs --sync <slug>` lists: the live one the slug names, else
+ * the ones deleted under it, whose runs stay in the history (stderr says it was deleted, so a list
+ * of old runs is not taken for the runs of something still there). A slug nothing ever had is an error.
+ */
+async function idsWithRuns(app: App, term: Terminal, kind: 'sync' | 'sequence', slug: string): Promise<number[]> {
+  const live = kind === 'sync' ? await app.store.getSync(slug) : await app.store.getSequence(slug);
+  if (live) return [live.id];
+  const deleted = await app.store.deletedIdsBySlug(kind, slug);
+  if (deleted.length === 0) throw await unknownSlug(app, kind, slug);
+  const whose = deleted.length === 1 ? 'the runs it had' : `the runs of the ${deleted.length} ${kind}s that had that slug, each deleted since`;
+  term.err(`${kind} "${slug}" was deleted and is no longer in the workspace: listing ${whose}`);
+  return deleted;
 }
 
 /** A run's sync or sequence as the runs list names it: its slug, or the slug it ran as, marked deleted. */

@@ -444,12 +444,16 @@ export interface RunListQuery {
 
 export interface SyncRunListQuery extends RunListQuery {
   syncId?: number;
+  /** Only runs of these syncs (none when empty): the syncs a slug named, deleted since (see deletedIdsBySlug). */
+  syncIds?: readonly number[];
   runId?: number;
   statuses?: SyncRunStatus[];
 }
 
 export interface SequenceRunListQuery extends RunListQuery {
   sequenceId?: number;
+  /** Only runs of these sequences (none when empty). */
+  sequenceIds?: readonly number[];
   statuses?: SequenceRunStatus[];
 }
 
@@ -536,6 +540,12 @@ export interface WorkspaceStore {
    * is the slug each had when its runs ran. Ids the store never had are left out.
    */
   slugsById(kind: 'sync' | 'sequence', ids: readonly number[]): Promise<Map<number, EntitySlug>>;
+  /**
+   * The ids of the syncs or sequences that had `slug` and were deleted since, newest first: a slug
+   * that names nothing live may still name run history (a rename deletes and creates, and a slug
+   * declared again after a delete is another sync, so one slug may have had several).
+   */
+  deletedIdsBySlug(kind: 'sync' | 'sequence', slug: string): Promise<number[]>;
   getModel(slug: string): Promise<ModelRecord | null>;
   getSource(slug: string): Promise<ConnectionRecord | null>;
   getDestination(slug: string): Promise<ConnectionRecord | null>;

@@ -307,6 +307,27 @@ describe('runs', () => {
     expect(after.members[0]).toMatchObject({ key: 'accounts-again', sync: null, syncSlug: 'accounts-again', syncDeleted: true });
     const live = (await api.call('GET', '/api/syncs/accounts-to-crm/runs?limit=1')).body.data[0];
     expect(live).toMatchObject({ sync: 'accounts-to-crm', syncSlug: 'accounts-to-crm', syncDeleted: false });
+
+    // The routes by slug answer 404 for what is gone, saying it was deleted and where its runs are.
+    for (const [method, path] of [
+      ['GET', '/api/syncs/accounts-again/runs'],
+      ['POST', '/api/syncs/accounts-again/runs'],
+      ['GET', '/api/syncs/accounts-again'],
+    ] as const) {
+      const gone = await api.call(method, path);
+      expect(gone.status, `${method} ${path}`).toBe(404);
+      expect(gone.body.message).toBe(
+        'no sync "accounts-again" in the workspace: it was deleted — its runs stay in the history, listed by `lockstep runs --sync accounts-again`',
+      );
+    }
+    const goneSequence = await api.call('GET', '/api/sequences/accounts-only/runs');
+    expect(goneSequence.status).toBe(404);
+    expect(goneSequence.body.message).toBe(
+      'no sequence "accounts-only" in the workspace: it was deleted — its runs stay in the history, listed by `lockstep runs --sequence accounts-only`',
+    );
+    expect((await api.call('POST', '/api/sequences/accounts-only/plan')).body.message).toContain('it was deleted');
+    // A slug nothing ever had is a bare "not in the workspace".
+    expect((await api.call('GET', '/api/syncs/never-declared/runs')).body.message).toBe('no sync "never-declared" in the workspace');
   });
 
   it('cancels a queued sync run and a pending sequence run; cancelling again is a 409', async () => {

@@ -323,6 +323,65 @@ describe('lockstep runs', () => {
     expect(sync.stderr).toContain('no sync "nope"');
   });
 
+  it('--sync and --sequence of a deleted one list the runs it had, saying it was deleted; a live one of that slug lists its own', async () => {
+    type Listing = {
+      sequenceRuns: Array<{ id: string; sequence: string | null; sequenceSlug: string; sequenceDeleted: boolean }>;
+      syncRuns: Array<{ id: number; sync: string | null; syncSlug: string; syncDeleted: boolean }>;
+    };
+    const listing = async (...args: string[]) => {
+      const result = await runMain(['--workspace', own, 'runs', ...args, '--json']);
+      expect(result.code, result.stderr).toBe(0);
+      return { ...(JSON.parse(result.stdout) as Listing), stderr: result.stderr };
+    };
+    const own = await appliedWorkspace();
+    const yaml = join(own, 'lockstep.yaml');
+    const declared = readFileSync(yaml, 'utf8');
+    const renamed = declared.replaceAll('accounts-to-crm', 'accounts-sync').replace('  crm:\n    members:', '  crm-all:\n    members:');
+    expect(renamed).toContain('crm-all:');
+    const apply = async (text: string) => {
+      writeFileSync(yaml, text);
+      const applied = await runMain(['--workspace', own, 'apply']);
+      expect(applied.code, applied.stderr).toBe(0);
+    };
+    expect((await runMain(['--workspace', own, 'sync', 'run', 'accounts-to-crm'])).code).toBe(0);
+    expect((await runMain(['--workspace', own, 'sequence', 'run', 'crm'])).code).toBe(0);
+    const before = await listing('--sync', 'accounts-to-crm');
+    const sequenceRun = (await listing('--sequence', 'crm')).sequenceRuns[0]!.id;
+    expect(before.syncRuns).toHaveLength(2);
+    expect(before.stderr).toBe('');
+    await apply(renamed);
+    expect((await runMain(['--workspace', own, 'sync', 'run', 'accounts-sync'])).code).toBe(0);
+
+    // The runs it had, newest first, named by the slug they ran as; stderr says it was deleted.
+    const deleted = await listing('--sync', 'accounts-to-crm');
+    expect(deleted.syncRuns.map((r) => [r.id, r.sync, r.syncSlug, r.syncDeleted])).toEqual(before.syncRuns.map((r) => [r.id, null, 'accounts-to-crm', true]));
+    expect(deleted.sequenceRuns).toEqual([]);
+    expect(deleted.stderr).toContain('sync "accounts-to-crm" was deleted');
+    const text = await runMain(['--workspace', own, 'runs', '--sync', 'accounts-to-crm']);
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toContain(`#${before.syncRuns[0]!.id}  accounts-to-crm (deleted)  success`);
+    expect(text.stdout).not.toContain('accounts-sync');
+    const deletedSequence = await listing('--sequence', 'crm');
+    expect(deletedSequence.sequenceRuns.map((r) => [r.id, r.sequence, r.sequenceSlug, r.sequenceDeleted])).toEqual([[sequenceRun, null, 'crm', true]]);
+    expect(deletedSequence.syncRuns).toEqual([]);
+    expect(deletedSequence.stderr).toContain('sequence "crm" was deleted');
+
+    // Declared again, the slug names the live sync: its runs only, as for any live sync.
+    await apply(declared);
+    expect((await runMain(['--workspace', own, 'sync', 'run', 'accounts-to-crm'])).code).toBe(0);
+    const live = await listing('--sync', 'accounts-to-crm');
+    expect(live.syncRuns.map((r) => [r.sync, r.syncDeleted])).toEqual([['accounts-to-crm', false]]);
+    expect(live.stderr).toBe('');
+    expect((await listing('--sequence', 'crm')).sequenceRuns).toEqual([]);
+
+    // Deleted twice: the runs of both syncs that had the slug, newest first.
+    await apply(renamed);
+    const twice = await listing('--sync', 'accounts-to-crm');
+    expect(twice.syncRuns.map((r) => [r.id, r.syncDeleted])).toEqual([[live.syncRuns[0]!.id, true], ...before.syncRuns.map((r) => [r.id, true])]);
+    expect((await listing('--sync', 'accounts-to-crm')).stderr).toContain('was deleted');
+    expect((await runMain(['--workspace', own, 'runs', '--sync', 'accounts-to-crm', '--limit', '1', '--json'])).stdout).toContain(`"id": ${live.syncRuns[0]!.id},`);
+  });
+
   it('refuses to open a store where there is no workspace, instead of creating one', async () => {
     const empty = tempDir('lockstep-cli-empty-');
     for (const args of [['runs'], ['sync', 'run', 'accounts-to-crm'], ['sequence', 'run', 'crm']]) {

@@ -450,6 +450,14 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
     return new Map(rows.map((row) => [Number(row.id), { slug: row.slug, deleted: row.deleted }]));
   }
 
+  async deletedIdsBySlug(kind: 'sync' | 'sequence', slug: string): Promise<number[]> {
+    const rows = await this.db.query<{ id: string | number }>(
+      `SELECT id FROM ${this.entityTable(kind)} WHERE slug = $1 AND deleted_at IS NOT NULL ORDER BY id DESC`,
+      [slug],
+    );
+    return rows.map((row) => Number(row.id));
+  }
+
   async getModel(slug: string): Promise<ModelRecord | null> {
     return this.entityBySlug<ModelRecord>(this.db.direct, 'model', slug);
   }
@@ -718,6 +726,7 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
     const p = new Params();
     const where: string[] = [];
     if (query.syncId !== undefined) where.push(`sync_id = ${p.add(safeId(query.syncId) ?? -1, 'bigint')}`);
+    if (query.syncIds !== undefined) where.push(`sync_id = ANY(${p.add(query.syncIds.map((id) => safeId(id) ?? -1), 'bigint[]')})`);
     if (query.runId !== undefined) where.push(`id = ${p.add(safeId(query.runId) ?? -1, 'bigint')}`);
     if (query.statuses !== undefined) where.push(`status = ANY(${p.add(query.statuses, 'text[]')})`);
     timeFilters(query, where, p);
@@ -847,6 +856,7 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
     const p = new Params();
     const where: string[] = [];
     if (query.sequenceId !== undefined) where.push(`r.sequence_id = ${p.add(safeId(query.sequenceId) ?? -1, 'bigint')}`);
+    if (query.sequenceIds !== undefined) where.push(`r.sequence_id = ANY(${p.add(query.sequenceIds.map((id) => safeId(id) ?? -1), 'bigint[]')})`);
     if (query.statuses !== undefined) where.push(`r.status = ANY(${p.add(query.statuses, 'text[]')})`);
     timeFilters(query, where, p, 'r.');
     const sql =

@@ -34,6 +34,7 @@ function entityStatements(db: SqliteDatabase, kind: Kind) {
     byId: db.prepare(`SELECT * FROM ${table} WHERE id = ? AND deleted_at IS NULL`),
     // Deleted rows too: run history names what it ran, deleted since or not.
     slugsByIds: db.prepare(`SELECT id, slug, deleted_at IS NOT NULL AS deleted FROM ${table} WHERE id IN (SELECT value FROM json_each(?))`),
+    deletedBySlug: db.prepare(`SELECT id FROM ${table} WHERE slug = ? AND deleted_at IS NOT NULL ORDER BY id DESC`),
     insert: db.prepare(
       enabled
         ? `INSERT INTO ${table} (slug, enabled, definition, created_at, updated_at, origin)

@@ -323,6 +323,10 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
     return new Map(rows.map((row) => [Number(row.id), { slug: row.slug, deleted: row.deleted === 1 }]));
   }
 
+  async deletedIdsBySlug(kind: 'sync' | 'sequence', slug: string): Promise<number[]> {
+    return this.read(() => (this.s.entities[kind].deletedBySlug.all(slug) as Array<{ id: number }>).map((row) => Number(row.id)));
+  }
+
   async getModel(slug: string): Promise<ModelRecord | null> {
     return this.read(() => this.entityBySlug<ModelRecord>('model', slug));
   }
@@ -536,6 +540,10 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
         where.push('sync_id = ?');
         params.push(query.syncId);
       }
+      if (query.syncIds !== undefined) {
+        where.push('sync_id IN (SELECT value FROM json_each(?))');
+        params.push(JSON.stringify(query.syncIds));
+      }
       if (query.runId !== undefined) {
         where.push('id = ?');
         params.push(query.runId);
@@ -647,6 +655,10 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
       if (query.sequenceId !== undefined) {
         where.push('sequence_id = ?');
         params.push(query.sequenceId);
+      }
+      if (query.sequenceIds !== undefined) {
+        where.push('sequence_id IN (SELECT value FROM json_each(?))');
+        params.push(JSON.stringify(query.sequenceIds));
       }
       if (query.statuses !== undefined) {
         where.push(query.statuses.length > 0 ? `status IN (${query.statuses.map(() => '?').join(', ')})` : '0');

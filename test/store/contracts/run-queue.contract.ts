@@ -275,6 +275,9 @@ export function describeRunQueueContract(name: string, open: OpenStore): void {
         expect(await list({})).toEqual([...ids].reverse());
         expect(await list({ order: 'asc' })).toEqual(ids);
         expect(await list({ syncId: accounts, order: 'asc' })).toEqual([ids[0], ids[2], ids[4]]);
+        expect(await list({ syncIds: [deals, accounts] })).toEqual([...ids].reverse());
+        expect(await list({ syncIds: [deals], limit: 2 })).toEqual([ids[5], ids[3]]);
+        expect(await list({ syncIds: [] })).toEqual([]);
         expect(await list({ runId: ids[3] })).toEqual([ids[3]]);
         expect(await list({ statuses: ['failed'] })).toEqual([ids[4]]);
         expect(await list({ statuses: ['failed', 'success'], syncId: deals })).toEqual([ids[5], ids[3], ids[1]]);

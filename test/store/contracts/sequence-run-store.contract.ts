@@ -304,6 +304,9 @@ export function describeSequenceRunStoreContract(name: string, open: OpenStore):
         expect(await list({})).toEqual(ids);
         expect(await list({ order: 'desc' })).toEqual([...ids].reverse());
         expect(await list({ sequenceId: graph.id })).toEqual([ids[2]]);
+        expect(await list({ sequenceIds: [graph.id, linear.id] })).toEqual(ids);
+        expect(await list({ sequenceIds: [graph.id], order: 'desc' })).toEqual([ids[2]]);
+        expect(await list({ sequenceIds: [] })).toEqual([]);
         expect(await list({ sequenceId: linear.id, statuses: ['done'] })).toEqual([ids[0], ids[3]]);
         expect(await list({ statuses: ['running', 'pending'] })).toEqual([ids[4], ids[5]]);
         expect(await list({ after: T0 + 100, before: T0 + 400 })).toEqual(ids.slice(1, 4));

@@ -150,6 +150,17 @@ export function describeWorkspaceStoreContract(name: string, open: OpenStore): v
         ]),
       );
       expect(await store.slugsById('sync', [])).toEqual(new Map());
+
+      // From a slug back to what was deleted under it: the history of a slug nothing live has now.
+      expect(await store.deletedIdsBySlug('sync', 'deals-to-crm')).toEqual([dealsId]);
+      expect(await store.deletedIdsBySlug('sequence', 'crm-graph')).toEqual([graphId]);
+      expect(await store.deletedIdsBySlug('sync', 'accounts-to-crm')).toEqual([]);
+      expect(await store.deletedIdsBySlug('sync', 'never-declared')).toEqual([]);
+      const again = crmWorkspace();
+      again.syncs = again.syncs.filter((s) => s.slug !== 'deals-to-crm');
+      again.sequences = again.sequences.filter((s) => s.slug !== 'crm-graph').map((s) => ({ ...s, members: s.members.filter((m) => m.sync !== 'deals-to-crm') }));
+      await store.applyWorkspace(again, T0 + 30);
+      expect(await store.deletedIdsBySlug('sync', 'deals-to-crm')).toEqual([recreated, dealsId]);
     });
 
     it("ends sequence runs that would still start a deleted sync's member, saying which and why", async () => {
