@@ -77,6 +77,8 @@ export class StoreSecretKeys implements SecretKeys {
   private readonly known = new Map<string, SecretBox>();
   /** Whether the store held no sealed value when it opened (see checkStore), until the first sealing is told. */
   private firstSealingToTell = false;
+  /** The ids of the keys that sealed what the store held when it opened (see checkStore); empty before. */
+  private heldKeyIds: ReadonlySet<string> = new Set();
 
   constructor(private readonly options: StoreSecretKeysOptions) {
     this.given = options.key ? new SecretBox(parseSecretKey(options.key.text, options.key.source)) : null;
@@ -128,6 +130,7 @@ export class StoreSecretKeys implements SecretKeys {
    */
   checkStore(keyIds: ReadonlySet<string>): void {
     this.firstSealingToTell = keyIds.size === 0;
+    this.heldKeyIds = keyIds;
     const file = this.options.keyFile;
     if (this.given && file !== null && !this.options.rotating) {
       for (const path of [file, previousKeyFile(file)]) {
@@ -172,6 +175,16 @@ export class StoreSecretKeys implements SecretKeys {
     }
     if (inFile === null) {
       return `${held}, but its key file ${file} is missing — restore the key file from a backup, or set ${SECRET_KEY_ENV} to that key (base64 or hex of its 32 bytes)`;
+    }
+    if (this.heldKeyIds.has(inFile.keyId)) {
+      // The key file opens the others: restoring another key file in its place would lose them, and
+      // the variable set to the other key is refused beside them (see twoKeysMessage). The other key
+      // is either the one LOCKSTEP_SECRET_KEY is set to in other processes, or an earlier key file's.
+      return (
+        `${held}, and others with key ${inFile.keyId}, the one in its key file ${file}, which opens only those — ` +
+        `if key ${keyId} is the one ${SECRET_KEY_ENV} is set to elsewhere, encrypt them all again under it with \`${NEW_SECRET_KEY_ENV}=<key ${keyId}> lockstep secrets rotate\` (the key file then holds that key); ` +
+        `if it is an earlier key of the key file, restore that key file from a backup as ${previousKeyFile(file)} and run \`lockstep secrets rotate\``
+      );
     }
     return `${held}, but its key file ${file} holds key ${inFile.keyId} — restore the right key file from a backup, or set ${SECRET_KEY_ENV} to key ${keyId} (base64 or hex of its 32 bytes)`;
   }
@@ -385,6 +398,10 @@ export async function rotateSecretKey(options: RotateSecretKeyOptions): Promise<
     return { secrets, keyId: box.keyId, keyFile: file, generated: !options.newKey, finishedEarlier };
   }
   if (!options.newKey || !newBox) {
+    // Beside a key file, the variable being set does not make it the store's key: opening with it
+    // refuses a store whose secrets only the key file opens, saying so and how to rotate either key
+    // (see checkStore), so the words below are said only of a store the variable's key opens.
+    if (file !== null && options.currentKey) await (await options.open(new StoreSecretKeys({ store: options.store, key: options.currentKey, keyFile: file }))).close();
     throw new LockstepError(
       ErrorCode.Validation,
       `the store ${options.store} is keyed by ${options.currentKey ? options.currentKey.source : SECRET_KEY_ENV}: give the new key with --new-key or ${NEW_SECRET_KEY_ENV} (${NEW_KEY_HINT})`,

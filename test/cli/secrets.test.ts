@@ -251,6 +251,15 @@ describe('an embedded store given LOCKSTEP_SECRET_KEY besides its key file', () 
       );
       for (const key of [other, fileKey]) expect(refused.stdout + refused.stderr).not.toContain(key);
     }
+    // A rotation asked for with the variable set does not take the store for one keyed by it.
+    const misread = await lockstep(dir, ['secrets', 'rotate'], { LOCKSTEP_SECRET_KEY: other });
+    expect(misread.code).toBe(3);
+    expect(misread.stderr).not.toContain('is keyed by LOCKSTEP_SECRET_KEY');
+    expect(misread.stderr).toContain(
+      `the store ${store} holds secrets encrypted with key ${keyId(fileKey)}, the one in its key file ${keyFile}, but LOCKSTEP_SECRET_KEY is another key (${keyId(other)}) that opens none of them — ` +
+        'unset LOCKSTEP_SECRET_KEY to go on with the key file',
+    );
+    for (const key of [other, fileKey]) expect(misread.stdout + misread.stderr).not.toContain(key);
     // Nothing was sealed with the other key: the key file alone still opens the whole store.
     expect(sealedKeyIds(rawFile(dir))).toEqual([keyId(fileKey)]);
     expect((await lockstep(dir, ['plan'])).stdout).toContain('update source archive');
@@ -304,7 +313,28 @@ describe('an embedded store given LOCKSTEP_SECRET_KEY besides its key file', () 
         'neither opens them all — encrypt them all again under the key in LOCKSTEP_SECRET_KEY with ' +
         '`LOCKSTEP_NEW_SECRET_KEY="$LOCKSTEP_SECRET_KEY" LOCKSTEP_SECRET_KEY= lockstep secrets rotate` (the key file then holds that key)',
     );
-    expect((await lockstep(dir, ['runs'])).code).toBe(3);
+    // Without the variable, the key file opens only some: the message names both ways out, never a key.
+    const withoutVariable = await lockstep(dir, ['runs']);
+    expect(withoutVariable.code).toBe(3);
+    expect(withoutVariable.stderr).toContain(
+      `the store ${store} holds secrets encrypted with key ${keyId(other)}, and others with key ${keyId(fileKey)}, the one in its key file ${keyFile}, which opens only those — ` +
+        `if key ${keyId(other)} is the one LOCKSTEP_SECRET_KEY is set to elsewhere, encrypt them all again under it with ` +
+        `\`LOCKSTEP_NEW_SECRET_KEY=<key ${keyId(other)}> lockstep secrets rotate\` (the key file then holds that key); ` +
+        `if it is an earlier key of the key file, restore that key file from a backup as ${keyFile}.old and run \`lockstep secrets rotate\``,
+    );
+    expect(withoutVariable.stderr).not.toContain('restore the right key file');
+    for (const key of [other, fileKey]) expect(withoutVariable.stderr).not.toContain(key);
+
+    // The second way out, on a copy of the store: the other key restored as the earlier key file.
+    const copy = secretWorkspace();
+    for (const suffix of ['', '-wal']) if (existsSync(`${store}${suffix}`)) copyFileSync(`${store}${suffix}`, join(copy, `lockstep.db${suffix}`));
+    writeKeyFile(join(copy, 'lockstep.db.key'), fileKey, false);
+    writeKeyFile(join(copy, 'lockstep.db.key.old'), other, false);
+    const restored = await lockstep(copy, ['secrets', 'rotate']);
+    expect(restored.code, restored.stderr).toBe(0);
+    expect(existsSync(join(copy, 'lockstep.db.key.old'))).toBe(false);
+    expect(sealedKeyIds(rawFile(copy))).toEqual([keyId(readFileSync(join(copy, 'lockstep.db.key'), 'utf8'))]);
+    expect((await lockstep(copy, ['plan'])).stdout).toContain('No changes');
 
     const rotated = await lockstep(dir, ['secrets', 'rotate'], { LOCKSTEP_NEW_SECRET_KEY: other });
     expect(rotated.code, rotated.stderr).toBe(0);

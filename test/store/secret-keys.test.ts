@@ -230,6 +230,32 @@ describe('the embedded store key file', () => {
     expect(await store.getSource('warehouse')).toMatchObject({ settings: { url: 'postgres://u:pw@h/db' } });
   });
 
+  it('without LOCKSTEP_SECRET_KEY, names both ways out for a store holding secrets under its key file and another key, and neither key', () => {
+    const keyFile = join(tempFolder(), 'lockstep.db.key');
+    const fromFile = createKeyFile(keyFile);
+    const otherText = generateSecretKey();
+    const other = new SecretBox(parseSecretKey(otherText, 't'));
+    const keys = () => new StoreSecretKeys({ store: 's', keyFile });
+
+    const both = thrown(() => keys().checkStore(new Set([fromFile.keyId, other.keyId])));
+    expect(both.code).toBe(ErrorCode.Store);
+    expect(both.message).toBe(
+      `the store s holds secrets encrypted with key ${other.keyId}, and others with key ${fromFile.keyId}, the one in its key file ${keyFile}, which opens only those — ` +
+        `if key ${other.keyId} is the one LOCKSTEP_SECRET_KEY is set to elsewhere, encrypt them all again under it with \`LOCKSTEP_NEW_SECRET_KEY=<key ${other.keyId}> lockstep secrets rotate\` (the key file then holds that key); ` +
+        `if it is an earlier key of the key file, restore that key file from a backup as ${keyFile}.old and run \`lockstep secrets rotate\``,
+    );
+    for (const text of [otherText, readFileSync(keyFile, 'utf8').trim()]) expect(both.message).not.toContain(text);
+
+    // Only the other key's secrets: the key file is not theirs, and the variable set to that key opens them all.
+    expect(thrown(() => keys().checkStore(new Set([other.keyId]))).message).toBe(
+      `the store s holds secrets encrypted with key ${other.keyId}, but its key file ${keyFile} holds key ${fromFile.keyId} — restore the right key file from a backup, or set LOCKSTEP_SECRET_KEY to key ${other.keyId} (base64 or hex of its 32 bytes)`,
+    );
+
+    // The earlier key restored as the previous key file: both open.
+    writeKeyFile(`${keyFile}.old`, otherText, false);
+    expect(() => keys().checkStore(new Set([fromFile.keyId, other.keyId]))).not.toThrow();
+  });
+
   it('tells which key seals the first secret of a store that held none, once, unless the key file holds it', async () => {
     const path = join(tempFolder(), 'lockstep.db');
     const keyFile = keyFileFor(path)!;
