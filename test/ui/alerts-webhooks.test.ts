@@ -253,6 +253,8 @@ describe('run links', () => {
     expect((await server.api('DELETE', '/api/syncs/accounts-once')).status).toBe(204);
     await page.goto(`${server.baseUrl}/runs/sync/${started.body.id}`);
     await page.getByRole('heading', { name: `Sync run #${started.body.id}`, level: 1 }).waitFor();
+    // The heading shows before the run is loaded; the subtitle only once it is.
+    await page.locator('.subtitle').waitFor();
     expect(await page.locator('.crumbs').textContent()).toBe(`Syncs / accounts-once (deleted) / run #${started.body.id}`);
     expect(await page.locator('.subtitle').textContent()).toBe('A run of the sync accounts-once, deleted since.');
   });

@@ -254,7 +254,7 @@ describe('syncs', () => {
     expect(await fieldOf('Cron expression').locator('.field-error').textContent()).toMatch(/61|minute/i);
     await page.getByLabel('Cron expression').fill('0 * * * *');
     await page.getByRole('button', { name: 'Save' }).click();
-    await page.getByRole('heading', { name: 'accounts-to-app', level: 1 }).waitFor();
+    await page.getByRole('heading', { name: 'accounts-to-app', level: 1, exact: true }).waitFor();
     expect(await page.locator('.subtitle').textContent()).toContain('mirror');
     expect(await page.locator('.subtitle').textContent()).toContain('Cron 0 * * * *');
 

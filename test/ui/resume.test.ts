@@ -54,7 +54,7 @@ describe('resume and limits in the web UI', () => {
     await page.getByLabel('Deadline (minutes)').fill('45');
     await screenshot(page, '20-wizard-deadline');
     await page.getByRole('button', { name: 'Save' }).click();
-    await page.getByRole('heading', { name: 'Fixable', level: 1 }).waitFor();
+    await page.getByRole('heading', { name: 'Fixable', level: 1, exact: true }).waitFor();
     const stored = (await server.api<SequenceJson>('GET', '/api/sequences/fixable')).body;
     expect(stored.deadlineMinutes).toBe(45);
     expect(stored.members.map((m) => m.timeoutMinutes)).toEqual([undefined, 10]);

@@ -24,8 +24,8 @@ function MissingRun({ what }: { what: string }) {
 export function SyncRunPage({ id }: { id: number }) {
   const run = useSyncRun(id);
   const slug = run.data?.sync ?? null;
-  // A deleted sync is named by the slug the run ran as.
-  const removed = run.data?.syncSlug ? `${run.data.syncSlug} (deleted)` : 'a removed sync';
+  // A deleted sync is named by the slug the run ran as; nothing is said of it before the run loaded.
+  const removed = !run.data ? '…' : run.data.syncSlug ? `${run.data.syncSlug} (deleted)` : 'a removed sync';
   useEffect(() => {
     document.title = `Sync run #${id} · Lockstep`;
   }, [id]);
