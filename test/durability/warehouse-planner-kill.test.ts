@@ -99,6 +99,12 @@ async function killAhead(
   }
 }
 
+/** Runs the sync and kills it (killAhead) once its watermark, read by `watermark` (0 before the first), passed what the run's record shows. */
+function killPastWatermark(dir: string, env: Record<string, string>, store: SqliteStore, watermark: () => Promise<number>): Promise<number> {
+  const worker = lockstep(dir, ['sync', 'run', 'rows-to-crm'], env);
+  return killAhead(worker, dir, store, async (shown) => (await watermark()) > shown, async () => (await watermark()) > 0);
+}
+
 /** Takes the killed run over (attempt 2) and checks it sent only the rows past the watermark, and counts every row once. */
 async function takeOver(dir: string, env: Record<string, string>, store: SqliteStore, through: number) {
   const worker = lockstep(dir, ['worker', '--drain'], { ...env, LOCKSTEP_LOG_LEVEL: 'info' });
@@ -132,13 +138,7 @@ describe('kill -9 during a sync planned in the warehouse', () => {
         const rows = await sql<{ through: { id: string } | null }>(url, 'select through from lockstep_planner.lockstep_syncs').catch(() => []);
         return Number(rows[0]?.through?.id ?? 0);
       };
-      const shown = await killAhead(
-        lockstep(dir, ['sync', 'run', 'rows-to-crm'], env),
-        dir,
-        store,
-        async (shown) => (await watermark()) > shown,
-        async () => (await watermark()) > 0,
-      );
+      const shown = await killPastWatermark(dir, env, store, watermark);
 
       // The watermark covers rows the destination holds, with the values it holds: more than the
       // run's record showed delivered.
@@ -186,13 +186,7 @@ describe('kill -9 during a sync planned in the warehouse of a MySQL source', () 
         const marks = await mysqlSql<{ id: string }>(url, `select id from \`${plannerSchema}\`.sync_1_rows_to_crm_marks where lockstep_mark = 1`).catch(() => []);
         return Number(marks[0]?.id ?? 0);
       };
-      const shown = await killAhead(
-        lockstep(dir, ['sync', 'run', 'rows-to-crm'], env),
-        dir,
-        store,
-        async (shown) => (await watermark()) > shown,
-        async () => (await watermark()) > 0,
-      );
+      const shown = await killPastWatermark(dir, env, store, watermark);
 
       // The watermark (kind in lockstep_syncs, key in the marks table) covers rows the destination
       // holds, with the values it holds: more than the run's record showed delivered.
