@@ -612,6 +612,10 @@ export interface SyncRunStore {
   listSyncRuns(query: SyncRunListQuery): Promise<SyncRun[]>;
   /** Queued runs, oldest first: the work waiting to be claimed. */
   listQueuedSyncRuns(): Promise<SyncRun[]>;
+  /**
+   * Cancels a queued run at once (recording it in the outbox of finished runs, as any run that
+   * ends) and flags an active one, which stops at its next batch boundary.
+   */
   requestSyncRunCancel(id: number): Promise<SyncRun>;
   /** With `fence`, refused (`lease_lost`) unless the fenced run is still in that attempt. */
   addRejectedRows(rows: RejectedRow[], fence?: RunFence): Promise<void>;
@@ -721,9 +725,13 @@ export interface SequenceRunStore {
   startMembers(sequenceRunId: string, members: MemberStart[], now: number): Promise<SyncRun[]>;
   /** Records which member terminated the run and why (the first call wins). */
   setTermination(sequenceRunId: string, memberKey: string | null, reason: string): Promise<void>;
-  /** Marks still-pending members `skipped`. */
+  /** Marks still-pending members `skipped`; their queued runs end `cancelled`, in the outbox of finished runs. */
   skipPendingMembers(sequenceRunId: string, now: number): Promise<void>;
   finishSequenceRun(sequenceRunId: string, status: SequenceRunStatus, now: number): Promise<SequenceRun>;
+  /**
+   * Cancels a pending run at once, its members skipped, recording it in the outbox of finished runs
+   * (so does deleting a sync or sequence a pending run waits on); flags a running one.
+   */
   requestSequenceRunCancel(id: string): Promise<SequenceRun>;
   /**
    * Moves a running sequence run forward in one transaction under a lock on the run: reads the run,

@@ -299,6 +299,8 @@ export class Worker {
   async cancelSyncRun(id: number): Promise<SyncRun> {
     const run = await this.options.store.requestSyncRunCancel(id);
     this.executions.get(id)?.controller.abort('cancel' satisfies StopReason);
+    // A queued run ends at once: its end is in the outbox (the audit log keeps it too).
+    if (run.status === 'cancelled') this.options.finishedRuns.kick();
     if (run.status === 'cancelled' && run.sequenceRunId !== null) await this.sequences.advance(run.sequenceRunId);
     return run;
   }
@@ -306,6 +308,8 @@ export class Worker {
   /** Cancels a sequence run: running members are cancelled, the rest skipped. */
   async cancelSequenceRun(id: string): Promise<SequenceRun> {
     const run = await this.options.store.requestSequenceRunCancel(id);
+    // A pending run ends at once, as a queued sync run does.
+    if (run.status === 'cancelled') this.options.finishedRuns.kick();
     if (run.status === 'running') await this.sequences.advance(id);
     return (await this.options.store.getSequenceRun(id)) ?? run;
   }

@@ -161,6 +161,86 @@ describe('audit log in a SQLite destination', () => {
   });
 });
 
+const STORES = [
+  { name: 'SQLite file', env: async (): Promise<Record<string, string>> => ({}) },
+  { name: 'PostgreSQL', env: async (): Promise<Record<string, string>> => ({ LOCKSTEP_STORE: await createTestDatabase('lockstep_audit_store') }) },
+];
+
+describe.each(STORES)('audit log of runs cancelled before they started, $name store', ({ env }) => {
+  it('appends a queued sync run and pending sequence runs cancelled by a user or by a deletion, which start nothing `after` them', async () => {
+    const dir = tempDir();
+    createHierarchyFixture(dir);
+    const config = resolveConfig({ workspaceDir: dir, env: { LOCKSTEP_POLL_MS: '50', LOCKSTEP_LEASE_SECONDS: '1', ...(await env()) } });
+    const app = await createApp(config, { logger: capturingLogger([]) });
+    try {
+      const base = hierarchy({ schema: 'lockstep_audit' });
+      // `on: any` counts failed runs too; a cancelled one, started or not, starts nothing.
+      const definition = {
+        ...base,
+        models: [...base.models, model('contacts', 'warehouse', 'select id, workspace_id, email from contacts')],
+        syncs: [
+          ...base.syncs,
+          sync('contacts', {
+            model: 'contacts',
+            destination: 'crm',
+            object: 'contacts',
+            mappings: [{ from: 'email', to: 'email_address' }],
+            schedule: { type: 'after', sync: 'accounts', sequence: null, on: 'any' },
+          }),
+        ],
+      };
+      await app.store.applyWorkspace(definition, app.clock.now());
+      // Queued while no worker runs, so nothing claims them before they are cancelled.
+      const { run: syncRun } = await app.worker.triggerSync('accounts');
+      expect((await app.worker.cancelSyncRun(syncRun.id)).status).toBe('cancelled');
+      const { run: byUser } = await app.worker.triggerSequence('crm');
+      expect((await app.worker.cancelSequenceRun(byUser.id)).status).toBe('cancelled');
+      const { run: bySyncDeleted } = await app.worker.triggerSequence('crm');
+      await app.store.applyWorkspace(
+        {
+          ...definition,
+          syncs: definition.syncs.filter((s) => s.slug !== 'workspaces'),
+          sequences: definition.sequences.map((s) => ({ ...s, members: s.members.filter((m) => m.sync !== 'workspaces') })),
+        },
+        app.clock.now(),
+      );
+      expect((await app.store.getSequenceRun(bySyncDeleted.id))?.status).toBe('cancelled');
+      await app.worker.start();
+
+      const crm = join(dir, 'crm.db');
+      const has = (table: string) => sqliteRows(crm, `select name from sqlite_master where name = '${table}'`).length > 0;
+      const sequenceRuns = await eventually(() => {
+        const rows = has('lockstep_audit_sequence_runs') && sqliteRows(crm, 'select * from lockstep_audit_sequence_runs order by created_at, run_id');
+        return rows && rows.length === 2 && rows;
+      });
+      expect(sequenceRuns.map((r) => [r.run_id, r.sequence, r.status, r.started_at])).toEqual(
+        expect.arrayContaining([
+          [byUser.id, 'crm', 'cancelled', null],
+          [bySyncDeleted.id, 'crm', 'cancelled', null],
+        ]),
+      );
+      for (const row of sequenceRuns) {
+        expect(JSON.parse(row.members as string).map((m: { key: string; status: string }) => [m.key, m.status])).toEqual([
+          ['accounts', 'skipped'],
+          ['workspaces', 'skipped'],
+        ]);
+      }
+      const syncRuns = await eventually(() => {
+        const rows = has('lockstep_audit_sync_runs') && sqliteRows(crm, 'select * from lockstep_audit_sync_runs');
+        return rows && rows.length === 1 && rows;
+      });
+      expect(syncRuns[0]).toMatchObject({ run_id: syncRun.id, sync: 'accounts', status: 'cancelled', started_at: null, trigger_type: 'manual' });
+
+      // Every end handed over and acted on: none of them started `contacts`.
+      await app.worker.stop();
+      const contacts = await app.store.getSync('contacts');
+      expect(await app.store.listSyncRuns({ syncId: contacts!.id, limit: 10, offset: 0, order: 'desc' })).toEqual([]);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
 describe('audit log in PostgreSQL', () => {
   it('names the missing grant when the schema cannot be created, then appends once granted, exactly once', async () => {
     const adminUrl = await createTestDatabase('audit');

@@ -712,7 +712,7 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
       if (!before) throw new NotFoundError(`sync run ${id} does not exist`);
       const row = await this.patchSyncRun(q, id, patch, now, attempt);
       if (!row) throw syncRunFinishedError(id, before.status, status);
-      if (!isTerminalSyncRunStatus(before.status as SyncRunStatus)) await this.recordFinishedRun(q, 'sync', String(id), now);
+      if (!isTerminalSyncRunStatus(before.status as SyncRunStatus)) await this.recordFinishedRuns(q, 'sync', [String(id)], now);
       return syncRun(row);
     });
   }
@@ -1107,7 +1107,6 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
       if (isTerminalSequenceRunStatus(current.status)) throw nothingToCancelError(`sequence run ${id}`, current.status);
       if (current.status === 'pending') {
         await this.cancelPendingSequenceRun(q, id, CANCEL_REASONS.CancelledBeforeStart, now);
-        await this.skipPending(q, id, now);
       } else {
         await q.query(`UPDATE ${this.t.sequenceRuns} SET cancel_requested = true WHERE id = $1`, [id]);
       }
@@ -1248,11 +1247,13 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
   /** Work that can never run once its sync or sequence is gone is cancelled with it. */
   private async afterDelete(q: Queryable, kind: EntityKind, id: number, slug: string, now: number): Promise<void> {
     if (kind === 'sync') {
-      await q.query(
+      const cancelled = await q.query<{ id: string }>(
         `UPDATE ${this.t.syncRuns} SET status = 'cancelled', finished_at = $1, error = $2
-         WHERE sync_id = $3 AND status = 'queued' AND sequence_run_id IS NULL`,
+         WHERE sync_id = $3 AND status = 'queued' AND sequence_run_id IS NULL
+         RETURNING id::text`,
         [now, CANCEL_REASONS.SyncDeleted, id],
       );
+      await this.recordFinishedRuns(q, 'sync', cancelled.rows.map((r) => r.id), now);
       // A sequence run keeps the members it was queued with: one that would still start this sync
       // never could, and the run would wait for it forever. A queued run is cancelled; a running
       // one is terminated by that member (what runs finishes, the rest is skipped) and ends failed.
@@ -1264,38 +1265,50 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
       );
       for (const run of waiting.rows) {
         const reason = memberSyncDeletedReason(run.key, slug);
-        if (run.status === 'pending') await this.cancelPendingSequenceRun(q, run.id, reason, now);
-        else await this.setTerminationIn(q, run.id, run.key, reason);
-        await this.skipPending(q, run.id, now);
+        if (run.status === 'pending') {
+          await this.cancelPendingSequenceRun(q, run.id, reason, now);
+        } else {
+          await this.setTerminationIn(q, run.id, run.key, reason);
+          await this.skipPending(q, run.id, now);
+        }
       }
       await this.snapshots.dropSync(q, id);
     } else if (kind === 'sequence') {
       const pending = await q.query<{ id: string }>(`SELECT id FROM ${this.t.sequenceRuns} WHERE sequence_id = $1 AND status = 'pending' FOR UPDATE`, [id]);
       for (const { id: runId } of pending.rows) {
         await this.cancelPendingSequenceRun(q, runId, CANCEL_REASONS.SequenceDeleted, now);
-        await this.skipPending(q, runId, now);
       }
     }
   }
 
+  /**
+   * Ends a pending run cancelled before it started (`reason` kept unless one is recorded), its
+   * members skipped, and records it as a finished run: the audit log keeps it like any run that ended.
+   */
   private async cancelPendingSequenceRun(q: Queryable, id: string, reason: string, now: number): Promise<void> {
-    await q.query(
-      `UPDATE ${this.t.sequenceRuns} SET status = 'cancelled', cancel_requested = true, finished_at = $1, reason = COALESCE(reason, $2) WHERE id = $3`,
+    const { rows } = await q.query(
+      `UPDATE ${this.t.sequenceRuns} SET status = 'cancelled', cancel_requested = true, finished_at = $1, reason = COALESCE(reason, $2)
+       WHERE id = $3 AND status = 'pending' RETURNING id`,
       [now, reason, id],
     );
+    if (rows.length === 0) return;
+    await this.skipPending(q, id, now);
+    await this.recordFinishedRuns(q, 'sequence', [id], now);
   }
 
   /**
    * Pending members become `skipped`. Their queued runs are cancelled directly: the member is
-   * `skipped`, not `cancelled`, because it never started.
+   * `skipped`, not `cancelled`, because it never started; the runs are recorded as finished runs.
    */
   private async skipPending(q: Queryable, sequenceRunId: string, now: number): Promise<void> {
-    await q.query(
+    const cancelled = await q.query<{ id: string }>(
       `UPDATE ${this.t.syncRuns} SET status = 'cancelled', finished_at = $2
        WHERE status = 'queued' AND id IN (SELECT sync_run_id FROM ${this.t.memberRuns}
-                                          WHERE sequence_run_id = $1 AND status = 'pending' AND sync_run_id IS NOT NULL)`,
+                                          WHERE sequence_run_id = $1 AND status = 'pending' AND sync_run_id IS NOT NULL)
+       RETURNING id::text`,
       [sequenceRunId, now],
     );
+    await this.recordFinishedRuns(q, 'sync', cancelled.rows.map((r) => r.id), now);
     await q.query(`UPDATE ${this.t.memberRuns} SET status = 'skipped', finished_at = $2 WHERE sequence_run_id = $1 AND status = 'pending'`, [
       sequenceRunId,
       now,
@@ -1437,7 +1450,7 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
        SELECT ${this.sequenceRunColumns} FROM finished AS r`,
       [sequenceRunId, status, terminal, now],
     );
-    if (terminal) await this.recordFinishedRun(q, 'sequence', sequenceRunId, now);
+    if (terminal) await this.recordFinishedRuns(q, 'sequence', [sequenceRunId], now);
     return sequenceRun(rows[0] as SequenceRunResult);
   }
 
@@ -1458,6 +1471,7 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
          SELECT * FROM cancelled`,
         p.values,
       );
+      await this.recordFinishedRuns(q, 'sync', [String(current.id)], now);
       return syncRun(rows[0] as SyncRunRow);
     }
     const { rows } = await q.query<SyncRunRow>(`UPDATE ${this.t.syncRuns} SET cancel_requested = true WHERE id = $1 RETURNING *`, [current.id]);
@@ -1513,7 +1527,7 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
          AND (${p.add(attempt ?? null, 'integer')} IS NULL OR attempt = ${p.add(attempt ?? null, 'integer')})
          ${ending ? `AND status NOT IN ${TERMINAL_SYNC}` : ''}
        RETURNING *`;
-    // `ending`: only a run that goes on is changed, and its end is recorded (see recordFinishedRun).
+    // `ending`: only a run that goes on is changed, and its end is recorded (see recordFinishedRuns).
     const outbox = ending
       ? `, outbox AS (INSERT INTO ${this.t.finishedRuns} (kind, run_id, created_at) SELECT 'sync', updated.id::text, ${at} FROM updated)`
       : '';
@@ -1541,11 +1555,16 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
   }
 
   /**
-   * Records a run's end in the outbox, in the transaction that ends it. Its sync or sequence is
-   * free for the next run too, so both topics are announced (at commit).
+   * Records runs' ends in the outbox, in the order given, in the transaction that ends them. Their
+   * syncs or sequences are free for the next run too, so both topics are announced (at commit).
    */
-  private async recordFinishedRun(q: Queryable, kind: FinishedRunEntry['kind'], runId: string, now: number): Promise<void> {
-    await q.query(`INSERT INTO ${this.t.finishedRuns} (kind, run_id, created_at) VALUES ($1, $2, $3)`, [kind, runId, now]);
+  private async recordFinishedRuns(q: Queryable, kind: FinishedRunEntry['kind'], runIds: string[], now: number): Promise<void> {
+    if (runIds.length === 0) return;
+    await q.query(
+      `INSERT INTO ${this.t.finishedRuns} (kind, run_id, created_at)
+       SELECT $1, run_id, $3 FROM unnest($2::text[]) WITH ORDINALITY AS ended(run_id, n) ORDER BY n`,
+      [kind, runIds, now],
+    );
     await this.notify(q, 'finished');
     await this.notify(q, 'work');
   }

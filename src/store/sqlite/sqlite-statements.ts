@@ -149,7 +149,8 @@ export function prepareStatements(db: SqliteDatabase) {
     ),
     cancelQueuedRunsOfSync: db.prepare(
       `UPDATE sync_runs SET status = 'cancelled', finished_at = ?, error = ?
-       WHERE sync_id = ? AND status = 'queued' AND sequence_run_id IS NULL`,
+       WHERE sync_id = ? AND status = 'queued' AND sequence_run_id IS NULL
+       RETURNING id`,
     ),
     insertRejectedRow: db.prepare('INSERT INTO rejected_rows (sync_run_id, key, op, reason) VALUES (?, ?, ?, ?)'),
     rejectedRows: db.prepare('SELECT * FROM rejected_rows WHERE sync_run_id = ? ORDER BY id LIMIT ? OFFSET ?'),
@@ -208,7 +209,8 @@ export function prepareStatements(db: SqliteDatabase) {
       `UPDATE sync_runs SET status = 'cancelled', finished_at = @now
        WHERE status = 'queued' AND id IN (SELECT sync_run_id FROM member_runs
                                           WHERE sequence_run_id = @sequenceRunId AND status = 'pending'
-                                            AND sync_run_id IS NOT NULL)`,
+                                            AND sync_run_id IS NOT NULL)
+       RETURNING id`,
     ),
     skipPendingMembers: db.prepare(
       `UPDATE member_runs SET status = 'skipped', finished_at = @now
@@ -220,7 +222,7 @@ export function prepareStatements(db: SqliteDatabase) {
     ),
     cancelPendingSequenceRun: db.prepare(
       `UPDATE sequence_runs SET status = 'cancelled', cancel_requested = 1, finished_at = ?, reason = COALESCE(reason, ?)
-       WHERE id = ?`,
+       WHERE id = ? AND status = 'pending' RETURNING id`,
     ),
     flagSequenceRunCancel: db.prepare('UPDATE sequence_runs SET cancel_requested = 1 WHERE id = ?'),
   };

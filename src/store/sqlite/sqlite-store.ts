@@ -828,8 +828,7 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
       if (!current) throw new NotFoundError(`sequence run ${id} does not exist`);
       if (isTerminalSequenceRunStatus(current.status)) throw nothingToCancelError(`sequence run ${id}`, current.status);
       if (current.status === 'pending') {
-        this.s.cancelPendingSequenceRun.run(now, CANCEL_REASONS.CancelledBeforeStart, id);
-        this.skipPending(id, now);
+        this.cancelPendingSequenceRunTx(id, CANCEL_REASONS.CancelledBeforeStart, now);
       } else {
         this.s.flagSequenceRunCancel.run(id);
       }
@@ -886,22 +885,26 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
   /** Work that can never run once its sync or sequence is gone is cancelled with it. */
   private afterDelete(kind: Kind, id: number, slug: string, now: number): void {
     if (kind === 'sync') {
-      this.s.cancelQueuedRunsOfSync.run(now, CANCEL_REASONS.SyncDeleted, id);
+      for (const run of this.s.cancelQueuedRunsOfSync.all(now, CANCEL_REASONS.SyncDeleted, id) as Array<{ id: number }>) {
+        this.s.recordFinishedRun.run('sync', String(run.id), now);
+      }
       // A sequence run keeps the members it was queued with: one that would still start this sync
       // never could, and the run would wait for it forever. A queued run is cancelled; a running
       // one is terminated by that member (what runs finishes, the rest is skipped) and ends failed.
       const waiting = this.s.sequenceRunsWaitingOnSync.all(id) as Array<{ id: string; status: string; key: string }>;
       for (const run of waiting) {
         const reason = memberSyncDeletedReason(run.key, slug);
-        if (run.status === 'pending') this.s.cancelPendingSequenceRun.run(now, reason, run.id);
-        else this.s.setTermination.run(run.key, reason, run.id);
-        this.skipPending(run.id, now);
+        if (run.status === 'pending') {
+          this.cancelPendingSequenceRunTx(run.id, reason, now);
+        } else {
+          this.s.setTermination.run(run.key, reason, run.id);
+          this.skipPending(run.id, now);
+        }
       }
       this.snapshots.dropSync(id);
     } else if (kind === 'sequence') {
       for (const { id: runId } of this.s.pendingRunsOfSequence.all(id) as Array<{ id: string }>) {
-        this.s.cancelPendingSequenceRun.run(now, CANCEL_REASONS.SequenceDeleted, runId);
-        this.skipPending(runId, now);
+        this.cancelPendingSequenceRunTx(runId, CANCEL_REASONS.SequenceDeleted, now);
       }
     }
   }
@@ -958,9 +961,22 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
     });
   }
 
+  /** Skips pending members; their queued runs end cancelled, recorded as finished runs. */
   private skipPending(sequenceRunId: string, now: number): void {
-    this.s.cancelQueuedRunsOfPendingMembers.run({ sequenceRunId, now });
+    for (const run of this.s.cancelQueuedRunsOfPendingMembers.all({ sequenceRunId, now }) as Array<{ id: number }>) {
+      this.s.recordFinishedRun.run('sync', String(run.id), now);
+    }
     this.s.skipPendingMembers.run({ sequenceRunId, now });
+  }
+
+  /**
+   * Ends a pending run cancelled before it started (`reason` kept unless one is recorded), its
+   * members skipped, and records it as a finished run: the audit log keeps it like any run that ended.
+   */
+  private cancelPendingSequenceRunTx(sequenceRunId: string, reason: string, now: number): void {
+    if (this.s.cancelPendingSequenceRun.get(now, reason, sequenceRunId) === undefined) return;
+    this.skipPending(sequenceRunId, now);
+    this.s.recordFinishedRun.run('sequence', sequenceRunId, now);
   }
 
   private startMembersTx(sequenceRunId: string, members: MemberStart[], now: number): SyncRun[] {
@@ -1039,6 +1055,7 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
     if (status === 'queued') {
       const row = this.s.cancelQueuedSyncRun.get(now, id) as SyncRunRow;
       this.followRun(row, now);
+      this.s.recordFinishedRun.run('sync', String(id), now);
       return toSyncRun(row);
     }
     return toSyncRun(this.s.flagSyncRunCancel.get(id) as SyncRunRow);
