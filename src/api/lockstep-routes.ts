@@ -6,7 +6,7 @@ import type { OpenAPIHono } from '@hono/zod-openapi';
 import { z } from '@hono/zod-openapi';
 import { ErrorCode, LockstepError, NotFoundError } from '../core/errors.js';
 import { DEFAULT_PLAN_SAMPLES, MAX_PLAN_SAMPLES } from '../core/sequence-plans.js';
-import { didYouMean } from '../workspace/suggestions.js';
+import { unknownSlugError } from '../core/unknown-slug.js';
 import { rejectedRowView } from '../core/run-views.js';
 import type { SequenceRunStatus, SyncRun, SyncRunStatus, Trigger } from '../core/runs.js';
 import type { Context } from 'hono';
@@ -131,7 +131,7 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     const find = async (slug: string) => {
       const state = await store.loadWorkspace();
       const found = (state[ENTITY_SECTIONS[kind]] as Array<Stored & { slug: string }>).find((e) => e.slug === slug);
-      if (!found) throw kind === 'sync' || kind === 'sequence' ? await notInWorkspace(store, kind, slug) : new NotFoundError(`no ${kind} "${slug}" in the workspace`);
+      if (!found) throw kind === 'sync' || kind === 'sequence' ? await unknownSlugError(store, kind, slug) : new NotFoundError(`no ${kind} "${slug}" in the workspace`);
       return { state, found };
     };
     const validate = (body: unknown, slug: string | null, state: WorkspaceState, previous: (Stored & { slug: string }) | null) => {
@@ -242,12 +242,12 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
   const syncSlugs = (list: SyncRun[]) => syncRunDetails(store, list);
   const requireSync = async (slug: string) => {
     const sync = await store.getSync(slug);
-    if (!sync || sync.slug !== slug) throw await notInWorkspace(store, 'sync', slug);
+    if (!sync || sync.slug !== slug) throw await unknownSlugError(store, 'sync', slug);
     return sync;
   };
   const requireSequence = async (slug: string) => {
     const sequence = await store.getSequence(slug);
-    if (!sequence || sequence.slug !== slug) throw await notInWorkspace(store, 'sequence', slug);
+    if (!sequence || sequence.slug !== slug) throw await unknownSlugError(store, 'sequence', slug);
     return sequence;
   };
 
@@ -301,10 +301,7 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     },
     async (c, { params, body }) => {
       const sequence = await store.getSequence(params.slug);
-      if (!sequence || sequence.slug !== params.slug) {
-        const slugs = (await store.loadWorkspace()).sequences.map((s) => s.slug);
-        throw await notInWorkspace(store, 'sequence', params.slug, didYouMean(params.slug, slugs));
-      }
+      if (!sequence || sequence.slug !== params.slug) throw await unknownSlugError(store, 'sequence', params.slug, { suggest: true });
       if (!plans) throw new LockstepError(ErrorCode.Internal, 'this server was started without a sequence planner');
       const plan = await plans.plan(sequence.slug, { samples: body?.samples, signal: c.req.raw.signal });
       return c.json({ ...plan, plannedAt: new Date(plan.plannedAt).toISOString() });
@@ -420,15 +417,6 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
  * A body sent back as it was read carries the hidden secrets (`user:***@`, `***`); the stored ones are
  * kept then, so reading an entity and writing it back never loses its password or token.
  */
-/**
- * The 404 for a sync or sequence slug that names nothing live. One deleted since says so and where
- * its runs are: they stay in the history, while a route by slug answers for what is there now.
- */
-async function notInWorkspace(store: ApiDeps['store'], kind: 'sync' | 'sequence', slug: string, suggestion = ''): Promise<NotFoundError> {
-  if ((await store.deletedIdsBySlug(kind, slug)).length === 0) return new NotFoundError(`no ${kind} "${slug}" in the workspace${suggestion}`);
-  return new NotFoundError(`no ${kind} "${slug}" in the workspace: it was deleted — its runs stay in the history, listed by \`lockstep runs --${kind} ${slug}\``);
-}
-
 function keepRedactedSecret(kind: EntityKind, body: unknown, previous: (Stored & { slug: string }) | null, connectors: ConnectorRegistry): unknown {
   if ((kind !== 'source' && kind !== 'destination') || previous === null || body === null || typeof body !== 'object') return body;
   return connectors.keepRedacted(body as Record<string, unknown>, previous as unknown as ConnectionDef);

@@ -20,8 +20,9 @@ import { iso, rejectedRowView, syncRunView, type NamedSyncRunView } from '../cor
 import { generateToken, hashToken, tokenNameProblem } from '../core/tokens.js';
 import { ENTITY_SECTIONS, type EntityKind, type Stored, type WorkspaceDefinition, type WorkspaceState } from '../core/workspace.js';
 import { ACTIVE_SYNC_RUN_STATUSES, type SyncRun } from '../core/runs.js';
+import { UNKNOWN_SLUG_FIX, unknownSlugError } from '../core/unknown-slug.js';
 import { sequenceRunDetails, syncRunDetails } from '../engine/run-details.js';
-import { closeMatches, didYouMean } from '../workspace/suggestions.js';
+import { closeMatches } from '../workspace/suggestions.js';
 import { findWorkspaceFiles, mayDeclareStore } from '../workspace/workspace-files.js';
 import { formatSequenceReport, formatSyncReport, mark, type Terminal } from './output.js';
 import { StatusLine, followSequenceRun, followSyncRun, printRejectedSamples } from './progress.js';
@@ -737,10 +738,9 @@ async function requireSlug(app: App, kind: 'sync' | 'sequence', slug: string): P
   if (!found) throw await unknownSlug(app, kind, slug);
 }
 
-async function unknownSlug(app: App, kind: 'sync' | 'sequence', slug: string): Promise<NotFoundError> {
-  const state = await app.store.loadWorkspace();
-  const slugs = (kind === 'sync' ? state.syncs : state.sequences).map((e) => e.slug);
-  return new NotFoundError(`no ${kind} "${slug}" in the workspace${didYouMean(slug, slugs)} — check the slug, or run \`lockstep apply\` after adding it`);
+/** A slug deleted since says so and where its runs are; any other names the closest live one and how to add it. */
+function unknownSlug(app: App, kind: 'sync' | 'sequence', slug: string): Promise<NotFoundError> {
+  return unknownSlugError(app.store, kind, slug, { suggest: true, fix: UNKNOWN_SLUG_FIX });
 }
 
 /**

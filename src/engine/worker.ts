@@ -21,6 +21,7 @@ import type { Clock, FiredRun, LeaseRequest, Logger, Store } from '../core/ports
 import type { SequenceRun, SyncRun, SyncRunOptions, Trigger } from '../core/runs.js';
 import { TERMINAL_SEQUENCE_RUN_STATUSES, isTerminalSyncRunStatus } from '../core/runs.js';
 import { deadlinePassed, decideSequenceResume, memberLimit } from '../core/sequence-rules.js';
+import { UNKNOWN_SLUG_FIX, unknownSlugError } from '../core/unknown-slug.js';
 import type { EngineEventEmitter } from './events.js';
 import type { FinishedRunRelay } from './finished-run-relay.js';
 import { SequenceRunner } from './sequence-runner.js';
@@ -206,7 +207,7 @@ export class Worker {
       ]);
     }
     const sync = await store.getSync(ref);
-    if (!sync) throw unknownEntity('sync', ref);
+    if (!sync) throw await unknownSlugError(store, 'sync', String(ref), { fix: UNKNOWN_SLUG_FIX });
     const result = await store.enqueueSyncRun(
       {
         syncId: sync.id,
@@ -231,7 +232,7 @@ export class Worker {
   ): Promise<{ run: SequenceRun; created: boolean }> {
     const { store, clock } = this.options;
     const sequence = await store.getSequence(ref);
-    if (!sequence) throw unknownEntity('sequence', ref);
+    if (!sequence) throw await unknownSlugError(store, 'sequence', String(ref), { fix: UNKNOWN_SLUG_FIX });
     const result = await store.enqueueSequenceRun(sequence, trigger, clock.now());
     void this.pump();
     return result;
@@ -249,11 +250,11 @@ export class Worker {
     let run: FiredRun;
     if (target.kind === 'sync') {
       const sync = await store.getSync(target.slug);
-      if (!sync) throw unknownEntity('sync', target.slug);
+      if (!sync) throw await unknownSlugError(store, 'sync', target.slug, { fix: UNKNOWN_SLUG_FIX });
       run = { kind: 'sync', run: { syncId: sync.id, trigger, options: { fullResync: false, resetCDC: false } } };
     } else {
       const sequence = await store.getSequence(target.slug);
-      if (!sequence) throw unknownEntity('sequence', target.slug);
+      if (!sequence) throw await unknownSlugError(store, 'sequence', target.slug, { fix: UNKNOWN_SLUG_FIX });
       run = { kind: 'sequence', sequence, trigger };
     }
     const queued = await store.enqueueFiredRun(key, run, clock.now());
@@ -649,7 +650,3 @@ function processAlive(pid: number): boolean {
   }
 }
 
-/** The error for a trigger of a sync or sequence the workspace does not have. */
-function unknownEntity(kind: 'sync' | 'sequence', ref: number | string): NotFoundError {
-  return new NotFoundError(`no ${kind} "${ref}" in the workspace — check the slug, or run \`lockstep apply\` after adding it`);
-}

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { sqlite, tempDir } from '../helpers/harness.js';
 import { createTestDatabase, sql } from '../helpers/postgres.js';
-import { enqueueWork, hierarchyWorkspace, killChildren, runCli, runMain } from './cli-helpers.js';
+import { enqueueWork, hierarchyWorkspace, hierarchyWorkspaceYaml, killChildren, runCli, runMain } from './cli-helpers.js';
 
 afterEach(killChildren);
 
@@ -59,6 +59,36 @@ describe('a misspelt slug', () => {
     expect(result.code).toBe(2);
     expect(result.stderr).not.toContain('did you mean');
     expect(result.stderr).toContain('lockstep apply');
+  });
+});
+
+describe('a slug whose sync or sequence was deleted', () => {
+  it('sync run, sequence run and sequence plan say it was deleted and where its runs are, and run nothing', async () => {
+    const dir = await appliedWorkspace();
+    // contacts-to-crm deleted; crm renamed, which deletes it and creates crm-all.
+    const next = hierarchyWorkspaceYaml({ withContacts: false }).replace('  crm:\n    members:', '  crm-all:\n    members:');
+    expect(next).toContain('crm-all:');
+    writeFileSync(join(dir, 'lockstep.yaml'), next);
+    const applied = await runMain(['--workspace', dir, 'apply']);
+    expect(applied.code, applied.stderr).toBe(0);
+
+    const sync = await runMain(['--workspace', dir, 'sync', 'run', 'contacts-to-crm']);
+    expect(sync.code).toBe(2);
+    expect(sync.stderr).toBe(
+      'error: no sync "contacts-to-crm" in the workspace: it was deleted — its runs stay in the history, listed by `lockstep runs --sync contacts-to-crm`\n',
+    );
+    const deletedSequence =
+      'error: no sequence "crm" in the workspace: it was deleted — its runs stay in the history, listed by `lockstep runs --sequence crm`\n';
+    for (const command of ['run', 'plan']) {
+      const sequence = await runMain(['--workspace', dir, 'sequence', command, 'crm']);
+      expect(sequence.code, command).toBe(2);
+      expect(sequence.stderr, command).toBe(deletedSequence);
+    }
+    expect(JSON.parse((await runMain(['--workspace', dir, 'runs', '--json'])).stdout)).toEqual({ sequenceRuns: [], syncRuns: [] });
+
+    // A slug nothing ever had is still met with the one meant.
+    const misspelt = await runMain(['--workspace', dir, 'sequence', 'plan', 'crm-al']);
+    expect(misspelt.stderr).toBe('error: no sequence "crm-al" in the workspace (did you mean "crm-all"?) — check the slug, or run `lockstep apply` after adding it\n');
   });
 });
 

@@ -5,10 +5,10 @@
  */
 import type { Command } from 'commander';
 import type { App } from '../../app.js';
-import { ErrorCode, LockstepError, NotFoundError } from '../../core/errors.js';
+import { ErrorCode, LockstepError } from '../../core/errors.js';
 import type { Value } from '../../core/ports.js';
 import { DEFAULT_PLAN_SAMPLES, MAX_PLAN_SAMPLES, type MemberPlan, type PlanSample, type SequencePlan } from '../../core/sequence-plans.js';
-import { didYouMean } from '../../workspace/suggestions.js';
+import { UNKNOWN_SLUG_FIX, unknownSlugError } from '../../core/unknown-slug.js';
 import type { Terminal } from '../output.js';
 
 export interface SequencePlanCommandDeps {
@@ -43,10 +43,7 @@ not delivered yet, are counted as rejected.`,
       const { app, close } = await deps.open();
       try {
         const sequence = await app.store.getSequence(slug);
-        if (!sequence || sequence.slug !== slug) {
-          const slugs = (await app.store.loadWorkspace()).sequences.map((s) => s.slug);
-          throw new NotFoundError(`no sequence "${slug}" in the workspace${didYouMean(slug, slugs)} — check the slug, or run \`lockstep apply\` after adding it`);
-        }
+        if (!sequence || sequence.slug !== slug) throw await unknownSlugError(app.store, 'sequence', slug, { suggest: true, fix: UNKNOWN_SLUG_FIX });
         const plan = await app.planner.plan(slug, { samples });
         if (opts.json) deps.term.out(JSON.stringify({ ...plan, plannedAt: new Date(plan.plannedAt).toISOString() }, null, 2));
         else deps.term.out(formatPlan(plan));
