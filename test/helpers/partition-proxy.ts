@@ -4,12 +4,14 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
  * A TCP proxy on loopback in front of a server, that can stop passing anything on without closing
  * a connection: a network partition that drops packets and sends no reset. A connection that lost
  * data, or was opened meanwhile, stays silent for good (its flow is gone, as behind a NAT that
- * forgot it); connections opened after `heal()` pass again.
+ * forgot it); connections opened after `heal()` pass again. A client that ends a silent connection
+ * with a goodbye (a FIN) gets none back, as behind a real partition: its side stays open until it
+ * closes the socket at once.
  */
 export class PartitionProxy implements AsyncDisposable {
   private forwarding = true;
-  /** Connections from the client side, with whether their flow is gone. */
-  private readonly connections = new Map<Socket, { silent: boolean; upstream: Socket | null }>();
+  /** Connections from the client side, with whether their flow is gone and whether the client ended its side. */
+  private readonly connections = new Map<Socket, { silent: boolean; ended: boolean; upstream: Socket | null }>();
 
   private constructor(
     private readonly server: Server,
@@ -18,7 +20,8 @@ export class PartitionProxy implements AsyncDisposable {
 
   /** Starts a proxy to `host:port` on a free port of 127.0.0.1. */
   static async start(host: string, port: number): Promise<PartitionProxy> {
-    const server = createServer();
+    // Half-open allowed: the proxy answers a client's FIN itself only while the flow passes.
+    const server = createServer({ allowHalfOpen: true });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(0, '127.0.0.1', () => resolve());
@@ -47,12 +50,13 @@ export class PartitionProxy implements AsyncDisposable {
     this.forwarding = true;
   }
 
-  /** Connections that went silent and that the client has not closed yet. */
+  /** Connections that went silent and that the client has neither closed nor ended yet. */
   silentOpen(): number {
     let open = 0;
-    for (const [socket, state] of this.connections) if (state.silent && !socket.destroyed) open++;
+    for (const [socket, state] of this.connections) if (state.silent && !state.ended && !socket.destroyed) open++;
     return open;
   }
+
 
   /** Connections that went silent, closed by the client or not. */
   silentCount(): number {
@@ -68,9 +72,16 @@ export class PartitionProxy implements AsyncDisposable {
   }
 
   private accept(downstream: Socket, host: string, port: number): void {
-    const state = { silent: !this.forwarding, upstream: null as Socket | null };
+    const state = { silent: !this.forwarding, ended: false, upstream: null as Socket | null };
     this.connections.set(downstream, state);
     downstream.on('error', () => undefined);
+    downstream.on('end', () => {
+      state.ended = true;
+      // A silent connection's goodbye gets no answer, and the server's side is let go (the server
+      // would drop it once its keepalive found nobody); a passing one ends on both sides.
+      if (state.silent) state.upstream?.destroy();
+      else state.upstream?.end();
+    });
     // Read and drop: a client closing it is seen.
     if (state.silent) {
       downstream.resume();

@@ -164,6 +164,32 @@ describe('PostgreSQL store statements the network stops answering', () => {
     expect(warnings).toHaveLength(1);
   }, 40_000);
 
+  it('let the store close within about the answer timeout: connections whose goodbye the server never answers are closed at once', async () => {
+    const { url, direct, proxy } = await behindProxy();
+    await using _proxy = proxy;
+    const store = await PostgresStore.open({ url: `${url}?answer_timeout=0.5`, poolSize: 2, connectTimeoutMs: 2000 });
+    try {
+      // A connection in the pool, and the notifications connection listening.
+      expect(await store.renewLeases([1], T0, LEASE)).toEqual([]);
+      store.watch(() => undefined);
+      const listening = async () =>
+        (await sql<{ n: number }>(direct, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'lockstep notifications'"))[0]?.n;
+      await expect.poll(listening, { timeout: 5000 }).toBe(1);
+
+      proxy.partition();
+      const started = Date.now();
+      const closed = await Promise.race([store.close().then(() => 'closed'), new Promise((resolve) => setTimeout(() => resolve('still closing after 10 s'), 10_000))]);
+      expect(closed).toBe('closed');
+      expect(Date.now() - started).toBeLessThan(5000);
+      // The goodbyes went unanswered: the store closed those sockets at once.
+      expect(proxy.silentCount()).toBeGreaterThan(0);
+      expect(proxy.silentOpen()).toBe(0);
+    } finally {
+      proxy.heal();
+      await store.close();
+    }
+  }, 30_000);
+
   it('refuses an answer_timeout that is not a number of seconds, before connecting', async () => {
     const error = await rejection(PostgresStore.open({ url: 'postgres://lockstep:pw@127.0.0.1:1/store?answer_timeout=soon' }));
     expect(error.code).toBe(ErrorCode.Validation);

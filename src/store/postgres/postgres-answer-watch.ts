@@ -147,6 +147,21 @@ function bytesSent(client: pg.ClientBase): number {
   return (stream?.bytesWritten ?? 0) - (stream?.writableLength ?? 0);
 }
 
+/**
+ * Waits for `closing` (connections ended with the protocol's goodbye) at most `ms`: on a network
+ * that stopped answering, the server never closes its side (TCP gives up only after many minutes),
+ * so past that `giveUp` closes the sockets at once.
+ */
+export async function closeWithin(closing: Promise<unknown>, ms: number, giveUp: () => void): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), ms)));
+  try {
+    if ((await Promise.race([closing.catch(() => undefined), late])) === 'late') giveUp();
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Closes the client's socket at once, without the protocol's goodbye (the server may not answer). */
 export function destroySocket(client: pg.ClientBase): void {
   const connection = (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection;

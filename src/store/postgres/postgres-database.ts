@@ -6,7 +6,7 @@
 import pg from 'pg';
 import { ErrorCode, LockstepError, NotFoundError, toError } from '../../core/errors.js';
 import { postgresTlsHint } from '../../core/connections.js';
-import { AnswerWatch } from './postgres-answer-watch.js';
+import { AnswerWatch, closeWithin, destroySocket } from './postgres-answer-watch.js';
 
 /** What the store's code needs of a connection or a pool: one statement at a time (STYLE rule 3). */
 export interface Queryable {
@@ -91,10 +91,12 @@ export class PostgresDatabase {
     // anything lasting. Without a listener the process would die.
     this.pool.on('error', () => undefined);
     this.pool.on('connect', (client) => {
+      this.clients.add(client);
       const pid = (client as pg.PoolClient & { processID?: number }).processID;
       if (typeof pid === 'number') this.backends.add(pid);
     });
     this.pool.on('remove', (client) => {
+      this.clients.delete(client);
       const pid = (client as pg.PoolClient & { processID?: number }).processID;
       if (typeof pid === 'number') this.backends.delete(pid);
     });
@@ -102,6 +104,8 @@ export class PostgresDatabase {
 
   /** The server process ids of the pool's connections. */
   private readonly backends = new Set<number>();
+  /** The pool's connections, to close at once when the network does not let them end (see close). */
+  private readonly clients = new Set<pg.PoolClient>();
 
   /** Whether `pid` is the server process of one of this pool's connections. */
   ownsBackend(pid: number): boolean {
@@ -341,7 +345,9 @@ export class PostgresDatabase {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.pool.end();
+    await closeWithin(this.pool.end(), this.answerTimeoutMs, () => {
+      for (const client of this.clients) destroySocket(client);
+    });
   }
 
   /**

@@ -19,6 +19,7 @@ import { toError } from '../../core/errors.js';
 import { silentLogger } from '../../core/logger.js';
 import type { Logger, StoreTopic } from '../../core/ports.js';
 import { quoteIdent } from './postgres-database.js';
+import { closeWithin, destroySocket } from './postgres-answer-watch.js';
 
 export const STORE_TOPICS: readonly StoreTopic[] = ['work', 'finished'];
 
@@ -181,7 +182,7 @@ export class PostgresNotifications {
     this.listening = false;
     const client = this.client;
     this.client = null;
-    await client?.end().catch(() => undefined);
+    if (client) await closeWithin(client.end(), this.options.checkEveryMs, () => destroySocket(client));
   }
 
   private stopChecking(): void {
