@@ -281,6 +281,83 @@ describe('PostgresDestination', () => {
     }
   });
 
+  it('refuses text longer than the varchar(n) a column\'s domain is over by every statement, naming the column, and never cuts it; a domain\'s check refuses its row alone', async () => {
+    const url = await createTestDatabase('destination');
+    await sql(
+      url,
+      `create domain code5 as varchar(5);
+       create domain label5 as code5;
+       create domain flags8 as bit(8);
+       create domain pos as integer check (value > 0);
+       create table coded (id code5 primary key, code code5, label label5, flags flags8, tags code5[], n pos)`,
+    );
+    const destination = await PostgresDestination.connect({ url });
+    const tooLong = (column: string, type: string, value: string, length: number, wider: string) => ({
+      ok: false,
+      reason: `column "${column}" is ${type}, which holds ${type.endsWith('[]') ? 'items of ' : ''}5 characters: "${value}" has ${length} — change the column's type to ${wider} to hold it`,
+    });
+    const notPositive = { ok: false, reason: 'column "n": value for domain pos violates check constraint "pos_check"' };
+    try {
+      const writer = await destination.prepare({ object: 'coded', keyColumns: ['id'], columns: ['id', 'code', 'label', 'flags', 'tags', 'n'] });
+      // Copied, then replayed row by row by statement to find the rows COPY refused.
+      expect(
+        await writer.write([
+          { kind: 'insert', key: ['a'], values: ['a', 'abc', 'lmn', '10101010', '["ab"]', 1] },
+          { kind: 'insert', key: ['b'], values: ['b', 'abcdefgh', null, null, null, null] },
+          { kind: 'insert', key: ['c'], values: ['c', null, 'lmnopqr', null, null, null] },
+          { kind: 'insert', key: ['d'], values: ['d', null, null, '111111111111', null, null] },
+          { kind: 'insert', key: ['e'], values: ['e', null, null, null, '["ok","toolong"]', null] },
+          { kind: 'insert', key: ['f'], values: ['f', null, null, null, null, -5] },
+          { kind: 'insert', key: ['g'], values: ['g', 'fghij', null, null, null, 7] },
+        ]),
+      ).toEqual([
+        { ok: true },
+        tooLong('code', 'character varying(5)', 'abcdefgh', 8, 'character varying(8) (or text)'),
+        tooLong('label', 'character varying(5)', 'lmnopqr', 7, 'character varying(7) (or text)'),
+        { ok: false, reason: `column "flags" is bit(8), which holds 8 bits: the bit string 111111111111 has 12 — change the column's type to bit(12) (or bit varying) to hold it` },
+        tooLong('tags', 'character varying(5)[]', 'toolong', 7, 'character varying(7)[] (or text[])'),
+        notPositive,
+        { ok: true },
+      ]);
+      // Updates go by statement and find their rows by a key of a domain as before; a key longer
+      // than the domain's length finds no row (it is not cut to another row's key).
+      expect(
+        await writer.write([
+          { kind: 'update', key: ['a'], values: ['a', 'zzzzzzzz', 'lmn', null, null, 1] },
+          { kind: 'update', key: ['g'], values: ['g', 'xy', 'uv', '11110000', '["cd"]', 0] },
+          { kind: 'update', key: ['g'], values: ['g', 'xy', 'uv', '11110000', '["cd"]', 8] },
+          { kind: 'update', key: ['abcdefgh'], values: ['abcdefgh', 'xy', null, null, null, null] },
+        ]),
+      ).toEqual([
+        tooLong('code', 'character varying(5)', 'zzzzzzzz', 8, 'character varying(8) (or text)'),
+        notPositive,
+        { ok: true },
+        { ok: false, reason: 'no row with id = "abcdefgh" in "coded"' },
+      ]);
+      // Upserts meet existing rows: merged from the staging table, then replayed by statement.
+      expect(
+        await writer.write([
+          { kind: 'upsert', key: ['a'], values: ['a', 'ab', 'cd', null, null, 2] },
+          { kind: 'upsert', key: ['h'], values: ['h', null, 'tuvwxyz', null, null, null] },
+          { kind: 'upsert', key: ['i'], values: ['i', 'ok', null, null, null, 0] },
+          { kind: 'upsert', key: ['abcdefgh'], values: ['abcdefgh', null, null, null, null, null] },
+        ]),
+      ).toEqual([
+        { ok: true },
+        tooLong('label', 'character varying(5)', 'tuvwxyz', 7, 'character varying(7) (or text)'),
+        notPositive,
+        tooLong('id', 'character varying(5)', 'abcdefgh', 8, 'character varying(8) (or text)'),
+      ]);
+      expect(await writer.write([{ kind: 'delete', key: ['abcdefgh'], values: [] }])).toEqual([{ ok: true }]);
+      expect(await sql(url, 'select id, code, label, flags::text, tags::text, n from coded order by id')).toEqual([
+        { id: 'a', code: 'ab', label: 'cd', flags: null, tags: null, n: 2 },
+        { id: 'g', code: 'xy', label: 'uv', flags: '11110000', tags: '{cd}', n: 8 },
+      ]);
+    } finally {
+      await destination.close();
+    }
+  });
+
   it('writes binary values, which sources give as base64, into bytea columns as their bytes, by copy and by statement, and deletes by them', async () => {
     const url = await createTestDatabase('destination');
     await sql(url, 'create table blobs (id bytea primary key, data bytea, note text)');

@@ -52,8 +52,14 @@ const DEFAULT_TIMEOUTS: PostgresTimeouts = { connectMs: 10_000, statementMs: 2 *
 interface TableInfo {
   schema: string;
   name: string;
-  /** Column name → its SQL type as `format_type` prints it (safe to use as a cast target). */
+  /**
+   * Column name → its SQL type as `format_type` prints it (safe to use as a cast target); for a
+   * column of a domain (or an array of one), the type the domain is over, with its length: values
+   * are cast to it, and the domain's constraints checked as they are assigned to the column.
+   */
   columnTypes: Map<string, string>;
+  /** Column name → its domain as `format_type` prints it (`code5`, `code5[]`), for a column of one. */
+  columnDomains: Map<string, string>;
   /** Column name → its type's OID. */
   columnOids: Map<string, number>;
   /** The column sets of the table's plain unique indexes (those `on conflict` can use). */
@@ -249,9 +255,27 @@ export class PostgresDestination implements Destination {
       );
       const row = found.rows[0];
       if (!row) continue;
-      const columns = await client.query<{ name: string; type: string; oid: number }>(
-        `select attname as name, format_type(atttypid, atttypmod) as type, atttypid::int4 as oid
-           from pg_attribute where attrelid = $1 and attnum > 0 and not attisdropped order by attnum`,
+      // A domain (or the item type of an array column, when a domain) is followed down to the type
+      // it is over, through domains over domains; the length is the last domain's (a domain
+      // takes none of its own). An explicit cast to a domain over varchar(n) cuts a value as a
+      // cast to varchar(n) does: values are cast as for the type it is over (see castType).
+      const columns = await client.query<{ name: string; type: string; base: string; domain: boolean; oid: number }>(
+        `with recursive declared as (
+           select a.attnum, a.attname, a.atttypid, a.atttypmod, item.oid as item
+             from pg_attribute a left join pg_type item on item.typarray = a.atttypid
+            where a.attrelid = $1 and a.attnum > 0 and not a.attisdropped
+         ), base (attnum, oid, typmod) as (
+           select attnum, coalesce(item, atttypid), atttypmod from declared
+           union all
+           select b.attnum, t.typbasetype, t.typtypmod from base b join pg_type t on t.oid = b.oid where t.typtype = 'd'
+         )
+         select d.attname as name, format_type(d.atttypid, d.atttypmod) as type, d.atttypid::int4 as oid,
+                coalesce(format_type(case when d.item is null then b.oid else nullif(t.typarray, 0) end, b.typmod),
+                         format_type(d.atttypid, d.atttypmod)) as base,
+                coalesce(d.item, d.atttypid) <> b.oid as domain
+           from declared d join base b on b.attnum = d.attnum join pg_type t on t.oid = b.oid
+          where t.typtype <> 'd'
+          order by d.attnum`,
         [row.oid],
       );
       const unique = await client.query<{ columns: string[] }>(
@@ -264,7 +288,8 @@ export class PostgresDestination implements Destination {
       return {
         schema: row.schema,
         name,
-        columnTypes: new Map(columns.rows.map((c) => [c.name, c.type])),
+        columnTypes: new Map(columns.rows.map((c) => [c.name, c.base])),
+        columnDomains: new Map(columns.rows.filter((c) => c.domain).map((c) => [c.name, c.type])),
         columnOids: new Map(columns.rows.map((c) => [c.name, c.oid])),
         uniqueKeys: unique.rows.map((u) => [...u.columns].sort()),
       };
@@ -780,6 +805,17 @@ class PostgresWriter implements DestinationWriter {
         if (values.length === 0) return true;
         const value = values[c] ?? null;
         return value !== null && element !== type && arrayItems(value) === null;
+      });
+      return holders.length === 1 ? `column "${holders[0]}": ${message}` : message;
+    }
+    // A domain's constraint refused a value: PostgreSQL names the domain, which names the column
+    // when one column alone is of it (or of an array of it) and holds a value (null, when the
+    // domain is not null).
+    const domain = /^(?:value for domain (.*) violates check constraint ".*"|domain (.*) does not allow (null) values)$/s.exec(toError(thrown).message);
+    if (domain) {
+      const holders = columns.filter((column, c) => {
+        if (this.info.columnDomains.get(column)?.replace(/(\[\])+$/, '') !== (domain[1] ?? domain[2])) return false;
+        return values.length === 0 || ((values[c] ?? null) === null) === (domain[3] !== undefined);
       });
       return holders.length === 1 ? `column "${holders[0]}": ${message}` : message;
     }
