@@ -2,6 +2,7 @@
  * A read batch's rows as planning sees them, whether they came as values or encoded (PlanningBatch),
  * and the operations planning makes of them (PlannedOp), which go to the destination as they are.
  */
+import { ErrorCode, LockstepError } from '../core/errors.js';
 import { decodeKey, encodeKey, encodeKeyOf } from '../core/keys.js';
 import type { EncodedLine, EncodedRows, Value, WriteOperation } from '../core/ports.js';
 import { hashBytes, hashRow } from './row-hash.js';
@@ -85,7 +86,7 @@ export class PlannedOp implements WriteOperation, EncodedLine {
     const keyIndexes = this.keyIndexes as readonly number[];
     const text = this.encoded ? this.encoded.keyText(this.row, keyIndexes) : encodeKey(keyOf(this.decodedValues as Value[], keyIndexes));
     // Planning refused rows with a null key column before planning them.
-    if (text === null) throw new Error('a planned row has a null key column');
+    if (text === null) throw new LockstepError(ErrorCode.Internal, 'a planned row has a null key column, which planning refuses before it plans a row');
     return text;
   }
 
