@@ -525,6 +525,11 @@ function castType(type: string): string {
   return type;
 }
 
+/** format_type's name of an array column's items (`integer` of `integer[]`); any other type as it is. */
+function itemType(type: string): string {
+  return type.replace(/(\[\])+$/, '');
+}
+
 /** format_type's names of text types, which read any text: a refusal never quotes their value. */
 const TEXT_TYPE = /^(text|character varying(\(\d+\))?|character(\(\d+\))?|name)$/;
 
@@ -794,44 +799,50 @@ class PostgresWriter implements DestinationWriter {
       if (why) return why;
     }
     const message = databaseMessage(thrown);
+    const said = toError(thrown).message;
+    // PostgreSQL's message, with the column when one column alone can be the one it speaks of.
+    const named = (holders: readonly string[]) => (holders.length === 1 ? `column "${holders[0]}": ${message}` : message);
     // A value too long whose length could not be told here (an array literal, a row copied as a
     // line): PostgreSQL names the type, which names the column when one such column alone has it.
-    const tooLongFor = /^value too long for type (.*)$/.exec(toError(thrown).message)?.[1];
+    const tooLongFor = /^value too long for type (.*)$/.exec(said)?.[1];
     if (tooLongFor !== undefined) {
-      const holders = columns.filter((_, c) => {
-        const type = types[c] as string;
-        const element = type.replace(/(\[\])+$/, '');
-        if (element !== tooLongFor) return false;
-        if (values.length === 0) return true;
-        const value = values[c] ?? null;
-        return value !== null && element !== type && arrayItems(value) === null;
-      });
-      return holders.length === 1 ? `column "${holders[0]}": ${message}` : message;
+      return named(
+        columns.filter((_, c) => {
+          const type = types[c] as string;
+          const element = itemType(type);
+          if (element !== tooLongFor) return false;
+          if (values.length === 0) return true;
+          const value = values[c] ?? null;
+          return value !== null && element !== type && arrayItems(value) === null;
+        }),
+      );
     }
     // A domain's constraint refused a value: PostgreSQL names the domain, which names the column
     // when one column alone is of it (or of an array of it) and holds a value (null, when the
     // domain is not null).
-    const domain = /^(?:value for domain (.*) violates check constraint ".*"|domain (.*) does not allow (null) values)$/s.exec(toError(thrown).message);
+    const domain = /^(?:value for domain (.*) violates check constraint ".*"|domain (.*) does not allow (null) values)$/s.exec(said);
     if (domain) {
-      const holders = columns.filter((column, c) => {
-        if (this.info.columnDomains.get(column)?.replace(/(\[\])+$/, '') !== (domain[1] ?? domain[2])) return false;
-        return values.length === 0 || ((values[c] ?? null) === null) === (domain[3] !== undefined);
-      });
-      return holders.length === 1 ? `column "${holders[0]}": ${message}` : message;
+      return named(
+        columns.filter((column, c) => {
+          if (itemType(this.info.columnDomains.get(column) ?? '') !== (domain[1] ?? domain[2])) return false;
+          return values.length === 0 || ((values[c] ?? null) === null) === (domain[3] !== undefined);
+        }),
+      );
     }
-    const quoted = /: "(.*)"$/s.exec(toError(thrown).message)?.[1];
+    const quoted = /: "(.*)"$/s.exec(said)?.[1];
     if (quoted === undefined) return message;
-    const holders = columns.filter((_, c) => {
-      const value = values[c] ?? null;
-      const type = types[c] as string;
-      if (value === null || TEXT_TYPE.test(type)) return false;
-      if (toText(writtenValue(converters, c, value)) === quoted) return true;
-      // An array's items are read one by one: PostgreSQL quotes the item it could not read.
-      const element = type.replace(/(\[\])+$/, '');
-      const items = element !== type && !TEXT_TYPE.test(element) ? arrayItems(value) : null;
-      return items?.some((item) => (typeof item === 'string' || typeof item === 'number') && String(item) === quoted) ?? false;
-    });
-    return holders.length === 1 ? `column "${holders[0]}": ${message}` : message;
+    return named(
+      columns.filter((_, c) => {
+        const value = values[c] ?? null;
+        const type = types[c] as string;
+        if (value === null || TEXT_TYPE.test(type)) return false;
+        if (toText(writtenValue(converters, c, value)) === quoted) return true;
+        // An array's items are read one by one: PostgreSQL quotes the item it could not read.
+        const element = itemType(type);
+        const items = element !== type && !TEXT_TYPE.test(element) ? arrayItems(value) : null;
+        return items?.some((item) => (typeof item === 'string' || typeof item === 'number') && String(item) === quoted) ?? false;
+      }),
+    );
   }
 
   /**
