@@ -57,6 +57,12 @@ export class PartitionProxy implements AsyncDisposable {
     return open;
   }
 
+  /** The proxy's own sockets still open, on either side: to tell them from a client's in this process. */
+  liveSockets(): number {
+    let live = 0;
+    for (const [socket, state] of this.connections) live += Number(!socket.destroyed) + Number(state.upstream !== null && !state.upstream.destroyed);
+    return live;
+  }
 
   /** Connections that went silent, closed by the client or not. */
   silentCount(): number {

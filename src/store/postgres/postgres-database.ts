@@ -345,8 +345,23 @@ export class PostgresDatabase {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await closeWithin(this.pool.end(), this.answerTimeoutMs, () => {
+    // The pool's end resolves once it let its idle connections go, not once they closed: wait for
+    // each one's goodbye too, or a socket the server never answers would keep the process up.
+    await closeWithin(this.pool.end().then(() => this.allRemoved()), this.answerTimeoutMs, () => {
       for (const client of this.clients) destroySocket(client);
+    });
+  }
+
+  /** Resolves once every connection of the pool has closed. */
+  private allRemoved(): Promise<void> {
+    return new Promise((resolve) => {
+      const check = () => {
+        if (this.clients.size > 0) return;
+        this.pool.off('remove', check);
+        resolve();
+      };
+      this.pool.on('remove', check);
+      check();
     });
   }
 
