@@ -300,9 +300,12 @@ export class Worker {
   async cancelSyncRun(id: number): Promise<SyncRun> {
     const run = await this.options.store.requestSyncRunCancel(id);
     this.executions.get(id)?.controller.abort('cancel' satisfies StopReason);
-    // A queued run ends at once: its end is in the outbox (the audit log keeps it too).
-    if (run.status === 'cancelled') this.options.finishedRuns.kick();
-    if (run.status === 'cancelled' && run.sequenceRunId !== null) await this.sequences.advance(run.sequenceRunId);
+    // A queued run ends at once: its end is in the outbox (the audit log keeps it too), and it is
+    // a finished run to this process's metrics and to whoever waits for it.
+    if (run.status !== 'cancelled') return run;
+    this.events.emit('syncRun:finished', run);
+    this.options.finishedRuns.kick();
+    if (run.sequenceRunId !== null) await this.sequences.advance(run.sequenceRunId);
     return run;
   }
 
@@ -310,7 +313,10 @@ export class Worker {
   async cancelSequenceRun(id: string): Promise<SequenceRun> {
     const run = await this.options.store.requestSequenceRunCancel(id);
     // A pending run ends at once, as a queued sync run does.
-    if (run.status === 'cancelled') this.options.finishedRuns.kick();
+    if (run.status === 'cancelled') {
+      this.events.emit('sequenceRun:finished', run);
+      this.options.finishedRuns.kick();
+    }
     if (run.status === 'running') await this.sequences.advance(id);
     return (await this.options.store.getSequenceRun(id)) ?? run;
   }

@@ -330,7 +330,12 @@ describe('runs', () => {
     expect((await api.call('GET', '/api/syncs/never-declared/runs')).body.message).toBe('no sync "never-declared" in the workspace');
   });
 
-  it('cancels a queued sync run and a pending sequence run; cancelling again is a 409', async () => {
+  it('cancels a queued sync run and a pending sequence run, counted in /metrics; cancelling again is a 409', async () => {
+    const counted = async (name: string) => {
+      const line = new RegExp(`^${name}\\{status="cancelled"\\} (\\d+)$`, 'm').exec(await (await fetch(`${api.url}/metrics`)).text());
+      return Number(line?.[1] ?? 0);
+    };
+    const cancelledBefore = { sync: await counted('lockstep_sync_runs_total'), sequence: await counted('lockstep_sequence_runs_total') };
     await api.app.worker.stop();
     try {
       const queued = await api.call('POST', '/api/syncs/accounts-to-crm/runs', { fullResync: true });
@@ -345,6 +350,9 @@ describe('runs', () => {
       expect(stopped.body.members.every((m: { status: string }) => m.status === 'skipped')).toBe(true);
       expect((await api.call('POST', `/api/sequence-runs/${pending.body.id}/cancel`)).status).toBe(409);
       expect((await api.call('POST', '/api/sync-runs/999999/cancel')).status).toBe(404);
+      // Runs that ended before they started are runs that ended: counted once each.
+      expect(await counted('lockstep_sync_runs_total')).toBe(cancelledBefore.sync + 1);
+      expect(await counted('lockstep_sequence_runs_total')).toBe(cancelledBefore.sequence + 1);
     } finally {
       await api.app.worker.start();
     }
