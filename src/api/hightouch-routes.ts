@@ -9,6 +9,7 @@ import type { OpenAPIHono } from '@hono/zod-openapi';
 import { z } from '@hono/zod-openapi';
 import type { Context, Next } from 'hono';
 import { NotFoundError } from '../core/errors.js';
+import { unknownIdError, unknownSlugError } from '../core/unknown-slug.js';
 import type { SyncRun } from '../core/runs.js';
 import type { ConnectionRecord, ModelRecord, SyncRecord, WorkspaceState } from '../core/workspace.js';
 import { sequenceRunDetails } from '../engine/run-details.js';
@@ -204,7 +205,7 @@ export function registerHightouchRoutes(app: OpenAPIHono, deps: ApiDeps): void {
   };
   const syncById = async (id: number) => {
     const sync = await store.getSync(id);
-    if (!sync) throw new NotFoundError(`no sync with id ${id}`);
+    if (!sync) throw await unknownIdError(store, 'sync', id);
     return sync;
   };
   const trigger = async (sync: SyncRecord, options: RunOptions | undefined) => {
@@ -327,7 +328,7 @@ export function registerHightouchRoutes(app: OpenAPIHono, deps: ApiDeps): void {
         sync = await store.getSync(body.syncSlug as string);
         if (sync && sync.slug !== body.syncSlug) sync = null;
       }
-      if (!sync) throw new NotFoundError(body.syncId !== undefined ? `no sync with id ${body.syncId}` : `no sync with slug "${body.syncSlug}"`);
+      if (!sync) throw body.syncId !== undefined ? await unknownIdError(store, 'sync', body.syncId) : await unknownSlugError(store, 'sync', body.syncSlug as string);
       return c.json(await trigger(sync, body));
     },
   );
@@ -472,8 +473,9 @@ export function registerHightouchRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       responses: { 200: { description: 'The id of the sequence run (a UUID)', schema: TriggerOutput }, 401: errors[401], 404: errors[404], 422: errors[422] },
     },
     async (c, { params }) => {
-      const sequence = await store.getSequence(sequenceRef(params.syncSequenceId));
-      if (!sequence) throw new NotFoundError(`no sync sequence "${params.syncSequenceId}"`);
+      const ref = sequenceRef(params.syncSequenceId);
+      const sequence = await store.getSequence(ref);
+      if (!sequence) throw typeof ref === 'number' ? await unknownIdError(store, 'sequence', ref, 'sync sequence') : await unknownSlugError(store, 'sequence', ref);
       const { run } = await runs.triggerSequence(sequence.id, { type: 'api', detail: 'api v1' });
       return c.json({ id: run.id });
     },

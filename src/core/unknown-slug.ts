@@ -37,3 +37,23 @@ export async function unknownSlugError(
   }
   return new NotFoundError(`${missing}${suggestion}${options.fix ? ` — ${options.fix}` : ''}`);
 }
+
+/**
+ * The error for an id that names no live sync (or sequence), where a route takes ids (the
+ * Hightouch-style API): one deleted since is named by the slug it had, and where its runs are.
+ * `noun` is what the caller calls the kind ("sync sequence").
+ */
+export async function unknownIdError(
+  store: Pick<WorkspaceStore, 'slugsById' | 'getSync' | 'getSequence'>,
+  kind: 'sync' | 'sequence',
+  id: number,
+  noun: string = kind,
+): Promise<NotFoundError> {
+  const missing = `no ${noun} with id ${id}`;
+  const had = (await store.slugsById(kind, [id])).get(id);
+  if (!had) return new NotFoundError(missing);
+  // The slug may name a live one again (declared after the delete): its runs are that one's.
+  const live = await (kind === 'sync' ? store.getSync(had.slug) : store.getSequence(had.slug));
+  const where = live?.slug === had.slug ? 'its runs stay in the history' : `its runs stay in the history, listed by \`lockstep runs --${kind} ${had.slug}\``;
+  return new NotFoundError(`${missing}: ${kind} "${had.slug}" was deleted — ${where}`);
+}

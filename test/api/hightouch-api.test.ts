@@ -113,6 +113,35 @@ describe('Hightouch-compatible API v1', () => {
     expect(unknown.body.message).toContain('nope');
   });
 
+  it('a sync or sync sequence deleted since is named in the 404, by id or slug, with where its runs are', async () => {
+    expect((await api.call('POST', '/api/syncs', { slug: 'short-lived', model: 'accounts', destination: 'crm', object: 'accounts', mode: 'upsert' })).status).toBe(201);
+    expect((await api.call('POST', '/api/sequences', { slug: 'short-lived-line', name: 'Short lived', members: [{ sync: 'short-lived' }] })).status).toBe(201);
+    const syncId = (await api.call('GET', '/api/v1/syncs?slug=short-lived')).body.data[0].id as number;
+    const sequenceId = (await api.call('GET', '/api/sequences/short-lived-line')).body.id as number;
+    expect((await api.call('DELETE', '/api/sequences/short-lived-line')).status).toBe(204);
+    expect((await api.call('DELETE', '/api/syncs/short-lived')).status).toBe(204);
+
+    const where = (kind: string, slug: string) => `was deleted — its runs stay in the history, listed by \`lockstep runs --${kind} ${slug}\``;
+    for (const [method, path, body] of [
+      ['GET', `/api/v1/syncs/${syncId}`, undefined],
+      ['POST', `/api/v1/syncs/${syncId}/trigger`, {}],
+      ['POST', '/api/v1/syncs/trigger', { syncId }],
+    ] as const) {
+      const gone = await api.call(method, path, body);
+      expect(gone.status, path).toBe(404);
+      expect(gone.body).toEqual({ message: `no sync with id ${syncId}: sync "short-lived" ${where('sync', 'short-lived')}` });
+    }
+    const bySlug = await api.call('POST', '/api/v1/syncs/trigger', { syncSlug: 'short-lived' });
+    expect(bySlug.status).toBe(404);
+    expect(bySlug.body).toEqual({ message: `no sync "short-lived" in the workspace: it ${where('sync', 'short-lived')}` });
+    const sequence = await api.call('POST', `/api/v1/sync-sequences/${sequenceId}/trigger`);
+    expect(sequence.status).toBe(404);
+    expect(sequence.body).toEqual({ message: `no sync sequence with id ${sequenceId}: sequence "short-lived-line" ${where('sequence', 'short-lived-line')}` });
+    expect((await api.call('POST', '/api/v1/sync-sequences/short-lived-line/trigger')).body.message).toContain(`it ${where('sequence', 'short-lived-line')}`);
+    // An id nothing ever had is a bare 404.
+    expect((await api.call('GET', '/api/v1/syncs/999999')).body).toEqual({ message: 'no sync with id 999999' });
+  });
+
   it('GET /api/v1/syncs/{id}/runs pages newest first with hasMore, and filters', async () => {
     for (let i = 0; i < 3; i++) await finishedRun(3, (await api.call('POST', '/api/v1/syncs/3/trigger')).body.id);
     const all = (await api.call('GET', '/api/v1/syncs/3/runs')).body;
