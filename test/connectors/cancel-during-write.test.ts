@@ -58,7 +58,7 @@ describe('cancel during a destination write', () => {
         async () => sockets.size > 0,
       );
       expect(run.status).toBe('cancelled');
-      expect(ms).toBeLessThan(5_000);
+      expect(ms).toBeLessThan(10_000);
       await new Promise((resolve) => setTimeout(resolve, 100));
       expect(closed).toBe(sockets.size);
     } finally {
@@ -82,7 +82,7 @@ describe('cancel during a destination write', () => {
           (await sql<{ n: number }>(url, `select count(*)::int as n from pg_stat_activity where datname = $1 and wait_event_type = 'Lock'`, [database]))[0]!.n > 0,
       );
       expect(run.status).toBe('cancelled');
-      expect(ms).toBeLessThan(5_000);
+      expect(ms).toBeLessThan(10_000);
       await holder.query('commit');
       // The server runs what it had received, then finds the connection gone and rolls back.
       await new Promise((resolve) => setTimeout(resolve, 500));
@@ -107,7 +107,7 @@ describe('cancel during a destination write', () => {
           )[0]!.n > 0,
       );
       expect(run.status).toBe('cancelled');
-      expect(ms).toBeLessThan(5_000);
+      expect(ms).toBeLessThan(10_000);
       await holder.query('unlock tables');
       await new Promise((resolve) => setTimeout(resolve, 500));
       expect(await mysqlSql(url, 'select count(*) as n from accounts')).toEqual([{ n: '0' }]);

@@ -564,7 +564,7 @@ describe('http destination: answers', () => {
     const destination = await openHttp(receiver.url, { timeoutMs: 200 });
     const started = performance.now();
     const error = await failure((await destination.prepare(target('/slow'))).write([upsert(1)]));
-    expect(performance.now() - started).toBeLessThan(2_000);
+    expect(performance.now() - started).toBeLessThan(10_000);
     expect(error.retryable).toBe(true);
     expect(error.code).toBe(ErrorCode.Transient);
     expect(error.message).toBe(
@@ -683,7 +683,7 @@ describe('http destination: answers', () => {
     await destination.close();
     const error = await failure(writing);
     expect(error.message).toMatch(/^http destination "api": POST \/hang: the destination is closed$/);
-    expect(performance.now() - started).toBeLessThan(1_000);
+    expect(performance.now() - started).toBeLessThan(5_000);
   });
 });
 

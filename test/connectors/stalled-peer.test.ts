@@ -60,7 +60,7 @@ describe('a peer that accepts the connection and never answers', () => {
     expect(error.code).toBe(ErrorCode.Connection);
     expect(error.message).toContain(`connecting to source PostgreSQL at 127.0.0.1:${peer.port} timed out after 1 s`);
     expect(error.message).not.toContain('s3cret');
-    expect(ms).toBeLessThan(5_000);
+    expect(ms).toBeLessThan(10_000);
   });
 
   it('fails a PostgreSQL destination after its connect timeout, naming host, port and phase', async () => {
@@ -69,7 +69,7 @@ describe('a peer that accepts the connection and never answers', () => {
     expect(error.code).toBe(ErrorCode.Connection);
     expect(error.message).toContain(`connecting to destination PostgreSQL at 127.0.0.1:${peer.port} timed out after 1 s`);
     expect(error.message).not.toContain('s3cret');
-    expect(ms).toBeLessThan(5_000);
+    expect(ms).toBeLessThan(10_000);
   });
 });
 
@@ -80,7 +80,7 @@ describe('a MySQL peer that accepts the connection and never answers', () => {
     expect(error.code).toBe(ErrorCode.Connection);
     expect(error.message).toContain(`connecting to source MySQL at 127.0.0.1:${peer.port} timed out after 1 s`);
     expect(error.message).not.toContain('s3cret');
-    expect(ms).toBeLessThan(5_000);
+    expect(ms).toBeLessThan(10_000);
   });
 
   it('fails a MySQL destination after its connect timeout, naming host, port and phase', async () => {
@@ -89,7 +89,7 @@ describe('a MySQL peer that accepts the connection and never answers', () => {
     expect(error.code).toBe(ErrorCode.Connection);
     expect(error.message).toContain(`connecting to destination MySQL at 127.0.0.1:${peer.port} timed out after 1 s`);
     expect(error.message).not.toContain('s3cret');
-    expect(ms).toBeLessThan(5_000);
+    expect(ms).toBeLessThan(10_000);
   });
 });
 
@@ -119,7 +119,7 @@ describe('a sync whose destination never answers', () => {
     expect(failed.error).not.toContain('s3cret');
     expect(delivered.status).toBe('success');
     expect(sqliteRows(join(dir, 'crm.db'), 'select count(*) as n from accounts')).toEqual([{ n: 3 }]);
-    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(Date.now() - started).toBeLessThan(20_000);
   });
 });
 
@@ -141,7 +141,7 @@ describe('cancelling a run that waits on a server that never answers', () => {
     await h.app.worker.cancelSyncRun(run.id);
     const ended = await h.app.worker.waitForSyncRun(run.id);
     expect(ended.status).toBe('cancelled');
-    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(Date.now() - started).toBeLessThan(10_000);
   });
 
   it('ends a read from a PostgreSQL source that never answers as soon as its signal aborts', async () => {
@@ -155,7 +155,7 @@ describe('cancelling a run that waits on a server that never answers', () => {
       for await (const _ of reader.read('select 1', { batchSize: 10, signal: controller.signal })) void _;
     })();
     await expect(reading).rejects.toBeDefined();
-    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(Date.now() - started).toBeLessThan(10_000);
     await reader.close();
   });
 });
@@ -200,7 +200,7 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('a PostgreSQL server that stops 
       const started = Date.now();
       const { error } = await failure(() => destination.listObjects());
       expect(error.message).toContain(`listing tables in destination PostgreSQL at 127.0.0.1:${proxy.port} timed out`);
-      expect(Date.now() - started).toBeLessThan(10_000);
+      expect(Date.now() - started).toBeLessThan(20_000);
     } finally {
       await destination.close();
       await proxy.close();

@@ -41,7 +41,7 @@ describe('PostgreSQL store statements the network stops answering', () => {
     const started = Date.now();
     // A heartbeat's renewal: it must fail, so the worker logs it and its leases' end is noticed.
     const error = await rejection(store.renewLeases([1], T0 + 10_000, LEASE));
-    expect(Date.now() - started).toBeLessThan(5000);
+    expect(Date.now() - started).toBeLessThan(10_000);
     expect(error.code).toBe(ErrorCode.Store);
     expect(error.retryable).toBe(true);
     const where = new URL(url);
@@ -72,7 +72,7 @@ describe('PostgreSQL store statements the network stops answering', () => {
           await q.query('SELECT 2');
         }),
       );
-      expect(Date.now() - started).toBeLessThan(4000);
+      expect(Date.now() - started).toBeLessThan(10_000);
       expect(error.message).toMatch(/did not answer a statement within/);
       await expect.poll(() => proxy.silentOpen(), { timeout: 2000 }).toBe(0);
 
@@ -140,8 +140,8 @@ describe('PostgreSQL store statements the network stops answering', () => {
 
     proxy.partition();
     const started = Date.now();
-    await expect.poll(() => warnings.length, { timeout: 10_000 }).toBe(1);
-    expect(Date.now() - started).toBeLessThan(6000);
+    await expect.poll(() => warnings.length, { timeout: 15_000 }).toBe(1);
+    expect(Date.now() - started).toBeLessThan(12_000);
     const where = new URL(url);
     expect(warnings[0]).toContain(`store PostgreSQL at 127.0.0.1:${proxy.port}${where.pathname}`);
     expect(warnings[0]).toMatch(/notifications/);
@@ -181,9 +181,9 @@ describe('PostgreSQL store statements the network stops answering', () => {
 
       proxy.partition();
       const started = Date.now();
-      const closed = await Promise.race([store.close().then(() => 'closed'), new Promise((resolve) => setTimeout(() => resolve('still closing after 10 s'), 10_000))]);
+      const closed = await Promise.race([store.close().then(() => 'closed'), new Promise((resolve) => setTimeout(() => resolve('still closing after 15 s'), 15_000))]);
       expect(closed).toBe('closed');
-      expect(Date.now() - started).toBeLessThan(5000);
+      expect(Date.now() - started).toBeLessThan(10_000);
       // The goodbyes went unanswered (the proxy sees them a moment later), and the store closed
       // its sockets all the same: none is left open waiting for an answer, keeping the process up.
       await expect.poll(() => proxy.silentCount(), { timeout: 2000 }).toBeGreaterThan(0);
