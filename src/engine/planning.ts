@@ -149,42 +149,42 @@ export class RowLoop {
   /** Rows to look up in the store (when `collect`), set by the caller per read batch. */
   candidates: Candidate[] = [];
 
-  constructor(private readonly s: RowLoopSettings) {}
+  constructor(private readonly settings: RowLoopSettings) {}
 
   /** Plans rows `from..` of `view` until one leaves something to await (`next`); returns the row to go on from. */
   rows(view: PlanningBatch, from: number): number {
-    const { index, seen, batches, fullResync } = this.s;
+    const { index, seen, batches, fullResync } = this.settings;
     const count = view.count;
     for (let r = from; r < count; r++) {
-      const k = view.keyText(r);
-      if (k === null) {
+      const keyText = view.keyText(r);
+      if (keyText === null) {
         if (this.reject(this.nullKey(view.key(r)))) return r + 1;
         continue;
       }
-      const entry = index ? index.visit(k) : -1;
-      if (entry === -2 || (entry === -1 && !seen.add(k))) {
-        if (this.reject(this.duplicate(k))) return r + 1;
+      const entry = index ? index.visit(keyText) : -1;
+      if (entry === -2 || (entry === -1 && !seen.add(keyText))) {
+        if (this.reject(this.duplicate(keyText))) return r + 1;
         continue;
       }
       view.hash(r);
-      const hh = rowHash[0] as number;
-      const hl = rowHash[1] as number;
+      const hashHigh = rowHash[0] as number;
+      const hashLow = rowHash[1] as number;
       if (index) {
-        if (entry >= 0 && !fullResync && index.sameHash(entry, hh, hl)) continue;
-        const kind = entry >= 0 ? this.s.changed : this.s.added;
-        if (kind !== null && batches.add(view.op(r, entry >= 0 ? 'changed' : 'added', kind, k, hh, hl))) {
+        if (entry >= 0 && !fullResync && index.sameHash(entry, hashHigh, hashLow)) continue;
+        const kind = entry >= 0 ? this.settings.changed : this.settings.added;
+        if (kind !== null && batches.add(view.op(r, entry >= 0 ? 'changed' : 'added', kind, keyText, hashHigh, hashLow))) {
           this.next = RowLoopNext.Flush;
           return r + 1;
         }
         continue;
       }
-      if (this.s.collect) {
-        this.candidates.push({ keyText: k, row: r, hashHigh: hh, hashLow: hl });
+      if (this.settings.collect) {
+        this.candidates.push({ keyText, row: r, hashHigh, hashLow });
         continue;
       }
       // An empty snapshot: every row is new, with nothing to look up first.
-      const added = this.s.added;
-      if (added !== null && batches.add(view.op(r, 'added', added, k, hh, hl))) {
+      const added = this.settings.added;
+      if (added !== null && batches.add(view.op(r, 'added', added, keyText, hashHigh, hashLow))) {
         this.next = RowLoopNext.Flush;
         return r + 1;
       }
@@ -195,7 +195,7 @@ export class RowLoop {
 
   /** Counts a rejected row; true (with `next` set) when REJECTED_FLUSH of them wait for the store. */
   private reject(row: RejectedRow): boolean {
-    const { progress } = this.s;
+    const { progress } = this.settings;
     bump(progress.planned, 'added');
     bump(progress.failed, 'added');
     progress.settled++;
@@ -207,10 +207,10 @@ export class RowLoop {
 
   private nullKey(key: Value[]): RejectedRow {
     const nullColumn = key.indexOf(null);
-    return { syncRunId: this.s.runId, key: encodeKey(key), op: 'added', reason: `primary key column "${this.s.primaryKey[nullColumn]}" is null` };
+    return { syncRunId: this.settings.runId, key: encodeKey(key), op: 'added', reason: `primary key column "${this.settings.primaryKey[nullColumn]}" is null` };
   }
 
-  private duplicate(k: string): RejectedRow {
-    return { syncRunId: this.s.runId, key: k, op: 'added', reason: `duplicate primary key ${k}: the model returned this key more than once; only its first row was planned` };
+  private duplicate(keyText: string): RejectedRow {
+    return { syncRunId: this.settings.runId, key: keyText, op: 'added', reason: `duplicate primary key ${keyText}: the model returned this key more than once; only its first row was planned` };
   }
 }
