@@ -524,6 +524,19 @@ export interface EntitySlug {
   deleted: boolean;
 }
 
+/**
+ * A sync as its runs ran it, deleted since or not: its definition when it was last live (a slug
+ * never changes under an id, and a deleted sync is not changed again).
+ */
+export interface SyncAsRun extends SyncRecord, EntitySlug {
+  /**
+   * The source of the model the sync names, as that model was last defined: for a deleted sync,
+   * the model of that slug that was live when the sync was deleted, deleted since or declared
+   * again on another source or not. Null when the store has no such model.
+   */
+  modelSource: string | null;
+}
+
 /** The workspace as stored: entities by slug, applied from files or changed through the API. */
 export interface WorkspaceStore {
   loadWorkspace(): Promise<WorkspaceState>;
@@ -540,6 +553,12 @@ export interface WorkspaceStore {
    * is the slug each had when its runs ran. Ids the store never had are left out.
    */
   slugsById(kind: 'sync' | 'sequence', ids: readonly number[]): Promise<Map<number, EntitySlug>>;
+  /**
+   * Syncs by id, deleted ones included and marked, each with the source its model read from: what
+   * a run needs of its sync once the sync may be gone from the workspace. Ids the store never had
+   * are left out.
+   */
+  syncsById(ids: readonly number[]): Promise<Map<number, SyncAsRun>>;
   /**
    * The ids of the syncs or sequences that had `slug` and were deleted since, newest first: a slug
    * that names nothing live may still name run history (a rename deletes and creates, and a slug

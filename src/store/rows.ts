@@ -17,9 +17,9 @@ import type {
   TriggerType,
 } from '../core/runs.js';
 import type { PhaseTimes } from '../core/run-phases.js';
-import type { FinishedRunEntry, RunLease } from '../core/ports.js';
+import type { FinishedRunEntry, RunLease, SyncAsRun } from '../core/ports.js';
 import { DEFAULT_MAX_DELETE_PERCENT } from '../core/workspace.js';
-import type { EntityKind, Stored } from '../core/workspace.js';
+import type { EntityKind, ModelRecord, Stored, SyncRecord } from '../core/workspace.js';
 import { SEALED_PREFIX, type SecretCodec } from '../core/secrets.js';
 import type { AlertCondition, AlertDelivery, AlertDeliveryStatus, AlertNotice, AlertState } from '../core/alerts.js';
 import type { StoredApiToken } from '../core/tokens.js';
@@ -60,6 +60,34 @@ export function toRecord<T extends { slug: string }>(row: EntityRow, kind: Entit
   } as unknown as T & Stored;
   if (row.enabled !== undefined) (record as unknown as { enabled: boolean }).enabled = Boolean(Number(row.enabled));
   return record;
+}
+
+/** A workspace entity's row, deleted or not: run history reads deleted rows too. */
+export interface HistoryEntityRow extends EntityRow {
+  deleted_at: Num | null;
+}
+
+/**
+ * Syncs as their runs ran them (WorkspaceStore.syncsById), from their rows and the rows of every
+ * model that had one of the slugs they name, deleted ones included.
+ */
+export function syncsAsRun(syncRows: readonly HistoryEntityRow[], modelRows: readonly HistoryEntityRow[], secrets: SecretCodec): Map<number, SyncAsRun> {
+  const syncs = new Map<number, SyncAsRun>();
+  for (const row of syncRows) {
+    const sync = toRecord<SyncRecord>(row, 'sync', secrets);
+    const deletedAt = row.deleted_at === null ? null : Number(row.deleted_at);
+    // The model named is the one live when the sync was deleted (or now). One row of a slug is
+    // live at a time; of two that meet at that instant (one deleted, the next created) the sync
+    // named the earlier, which could not be deleted while the sync named it.
+    const liveThen = (model: HistoryEntityRow) =>
+      deletedAt === null
+        ? model.deleted_at === null
+        : Number(model.created_at) <= deletedAt && (model.deleted_at === null || Number(model.deleted_at) >= deletedAt);
+    const model = modelRows.filter((m) => m.slug === sync.model && liveThen(m)).sort((a, b) => Number(a.id) - Number(b.id))[0];
+    const modelSource = model ? toRecord<ModelRecord>(model, 'model', secrets).source : null;
+    syncs.set(sync.id, { ...sync, deleted: deletedAt !== null, modelSource });
+  }
+  return syncs;
 }
 
 /**

@@ -32,6 +32,7 @@ import { DEFAULT_STORE_ANSWER_TIMEOUT_MS, storeUrlAnswerTimeout, storeUrlSchema 
 import type {
   Clock,
   EntitySlug,
+  SyncAsRun,
   FinishedRunEntry,
   FiredRun,
   LeaseRequest,
@@ -91,8 +92,10 @@ import {
   toRejectedRow,
   toSequenceRun,
   toSyncRun,
+  syncsAsRun,
   type EntityRow,
   type FinishedRunRow,
+  type HistoryEntityRow,
   type LeaseRow,
   type MemberRunRow,
   type RejectedRowRow,
@@ -448,6 +451,18 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
       [safe],
     );
     return new Map(rows.map((row) => [Number(row.id), { slug: row.slug, deleted: row.deleted }]));
+  }
+
+  async syncsById(ids: readonly number[]): Promise<Map<number, SyncAsRun>> {
+    const safe = [...new Set(ids)].map(safeId).filter((id): id is number => id !== null);
+    if (safe.length === 0) return new Map();
+    // Deleted rows too: a run's sync, and the model it named, may be gone since.
+    const syncs = await this.db.query<HistoryEntityRow>(`SELECT * FROM ${this.t.syncs} WHERE id = ANY($1::bigint[])`, [safe]);
+    const models = await this.db.query<HistoryEntityRow>(
+      `SELECT * FROM ${this.t.models} WHERE slug IN (SELECT definition::jsonb ->> 'model' FROM ${this.t.syncs} WHERE id = ANY($1::bigint[]))`,
+      [safe],
+    );
+    return syncsAsRun(syncs, models, this.secrets);
   }
 
   async deletedIdsBySlug(kind: 'sync' | 'sequence', slug: string): Promise<number[]> {

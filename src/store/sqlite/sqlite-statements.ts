@@ -63,6 +63,11 @@ export function prepareStatements(db: SqliteDatabase) {
   return {
     entities,
     setSyncEnabled: db.prepare('UPDATE syncs SET enabled = ?, updated_at = ? WHERE id = ? AND deleted_at IS NULL'),
+    // Deleted rows too: a run's sync, and the model it named, may be gone since (syncsById).
+    syncsByIds: db.prepare('SELECT * FROM syncs WHERE id IN (SELECT value FROM json_each(?))'),
+    modelsOfSyncs: db.prepare(
+      `SELECT * FROM models WHERE slug IN (SELECT json_extract(definition, '$.model') FROM syncs WHERE id IN (SELECT value FROM json_each(?)))`,
+    ),
     setSequenceEnabled: db.prepare(
       'UPDATE sequences SET enabled = ?, updated_at = ? WHERE id = ? AND deleted_at IS NULL',
     ),

@@ -16,6 +16,7 @@ import { ErrorCode, LockstepError, NotFoundError, toError } from '../../core/err
 import type {
   Clock,
   EntitySlug,
+  SyncAsRun,
   FinishedRunEntry,
   FiredRun,
   LeaseRequest,
@@ -105,6 +106,8 @@ import {
   type FinishedRunRow,
   toLease,
   toFinishedRun,
+  syncsAsRun,
+  type HistoryEntityRow,
 } from '../rows.js';
 import { checkSchemaIsCurrent, migrate } from './migrations.js';
 import { SEALED_PREFIX, SecretCodec, countSealed, type SecretResealer } from '../../core/secrets.js';
@@ -321,6 +324,14 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
     if (ids.length === 0) return new Map();
     const rows = await this.read(() => this.s.entities[kind].slugsByIds.all(JSON.stringify([...new Set(ids)])) as Array<{ id: number; slug: string; deleted: number }>);
     return new Map(rows.map((row) => [Number(row.id), { slug: row.slug, deleted: row.deleted === 1 }]));
+  }
+
+  async syncsById(ids: readonly number[]): Promise<Map<number, SyncAsRun>> {
+    if (ids.length === 0) return new Map();
+    const json = JSON.stringify([...new Set(ids)]);
+    return this.read(() =>
+      syncsAsRun(this.s.syncsByIds.all(json) as HistoryEntityRow[], this.s.modelsOfSyncs.all(json) as HistoryEntityRow[], this.secrets),
+    );
   }
 
   async deletedIdsBySlug(kind: 'sync' | 'sequence', slug: string): Promise<number[]> {

@@ -163,6 +163,35 @@ export function describeWorkspaceStoreContract(name: string, open: OpenStore): v
       expect(await store.deletedIdsBySlug('sync', 'deals-to-crm')).toEqual([recreated, dealsId]);
     });
 
+    it('gives syncs by id as their runs ran them, deleted ones included and marked, with the source of the model each named', async () => {
+      const { syncs } = await applyCrm();
+      const dealsId = syncs['deals-to-crm']!.id;
+      const contactsId = syncs['contacts-to-crm']!.id;
+      const accountsId = syncs['accounts-to-crm']!.id;
+      const lake = { slug: 'lake', type: 'postgres', settings: { url: '${LAKE_URL}' } };
+      // deals-to-crm is deleted with its model, contacts-to-crm without.
+      const removed = crmWorkspace();
+      removed.sources.push(lake);
+      removed.models = removed.models.filter((m) => m.slug !== 'deals');
+      removed.syncs = removed.syncs.filter((s) => s.slug !== 'deals-to-crm' && s.slug !== 'contacts-to-crm');
+      removed.sequences = [];
+      await store.applyWorkspace(removed, T0 + 10);
+      // The deals model declared again on another source: the deleted sync read from the first.
+      const again = crmWorkspace();
+      again.sources.push(lake);
+      again.models = again.models.map((m) => (m.slug === 'deals' ? { ...m, source: 'lake' } : m));
+      await store.applyWorkspace(again, T0 + 20);
+      const recreated = (await store.getSync('deals-to-crm'))!.id;
+
+      const found = await store.syncsById([dealsId, contactsId, recreated, accountsId, dealsId, 987654]);
+      expect([...found.keys()].sort((a, b) => a - b)).toEqual([dealsId, contactsId, accountsId, recreated].sort((a, b) => a - b));
+      expect(found.get(dealsId)).toEqual({ ...syncs['deals-to-crm'], updatedAt: T0 + 10, deleted: true, modelSource: 'warehouse' });
+      expect(found.get(contactsId)).toEqual({ ...syncs['contacts-to-crm'], updatedAt: T0 + 10, deleted: true, modelSource: 'warehouse' });
+      expect(found.get(recreated)).toMatchObject({ slug: 'deals-to-crm', model: 'deals', createdAt: T0 + 20, deleted: false, modelSource: 'lake' });
+      expect(found.get(accountsId)).toEqual({ ...syncs['accounts-to-crm'], deleted: false, modelSource: 'warehouse' });
+      expect(await store.syncsById([])).toEqual(new Map());
+    });
+
     it("ends sequence runs that would still start a deleted sync's member, saying which and why", async () => {
       const { syncs } = await applyCrm();
       const { run: running } = await store.enqueueSequenceRun(await sequence('crm-graph'), MANUAL, T0);
