@@ -25,6 +25,7 @@ export interface AuditSyncRun {
   runId: number;
   attempt: number;
   syncId: number;
+  /** The slug the sync ran as, also when it was deleted since. */
   sync: string | null;
   sequenceRunId: string | null;
   memberKey: string | null;

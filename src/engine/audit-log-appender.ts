@@ -1,10 +1,12 @@
 /**
  * Appends finished runs to the audit logs of the connections that keep one (`auditLog: { schema }`,
  * core/audit-log.ts): a sync run goes to the audit log of its model's source and of its
- * destination, a sequence run to those of its members' syncs. The runs come from the outbox of
- * finished runs (finished-run-relay.ts), so each run is handed here once whichever process ran it,
- * and again after a crash or a failed append until every audit log has it; appending a run that is
- * already there does nothing, so each audit log holds it once.
+ * destination, a sequence run to those of its members' syncs, named by the slugs they ran as. A
+ * sync deleted before its run's hand-off still names those connections: its run goes to those the
+ * workspace still has. The runs come from the outbox of finished runs (finished-run-relay.ts), so
+ * each run is handed here once whichever process ran it, and again after a crash or a failed
+ * append until every audit log has it; appending a run that is already there does nothing, so each
+ * audit log holds it once.
  *
  * An audit log that cannot be reached or written fails the hand-off, which the relay retries later;
  * for a while after such a failure that connection is not tried again, so other runs' ends are not
@@ -21,7 +23,7 @@ import type { FinishedRunRelay } from './finished-run-relay.js';
 import { FinishedRunSubscription } from './finished-run-subscription.js';
 
 export interface AuditLogAppenderOptions {
-  store: Pick<Store, 'loadWorkspace' | 'listRejectedRows' | 'slugsById'>;
+  store: Pick<Store, 'loadWorkspace' | 'listRejectedRows' | 'slugsById' | 'syncsById'>;
   finishedRuns: FinishedRunRelay;
   /** Opens a connection's audit log (the connector registry's `openAuditLog`); null when it keeps none. */
   open: (connection: ResolvedConnection) => Promise<AuditLogWriter | null>;
@@ -42,6 +44,14 @@ const REJECTED_PAGE = 1000;
 interface AuditTarget {
   role: 'source' | 'destination';
   def: ConnectionRecord;
+}
+
+/** What a run's sync was named, and the connections it named: where its runs are appended. */
+interface RunSync {
+  slug: string;
+  destination: string;
+  /** Its model's source; null when its model is nowhere to be found. */
+  source: string | null;
 }
 
 export class AuditLogAppender {
@@ -76,11 +86,34 @@ export class AuditLogAppender {
     this.subscription.close();
   }
 
+  /**
+   * The syncs of `syncIds` as their runs ran them: a live one from the workspace, one deleted since
+   * (gone from it) from the store, which keeps deleted syncs as they were last defined.
+   */
+  private async runSyncs(workspace: WorkspaceState, syncIds: readonly number[]): Promise<RunSync[]> {
+    const found: RunSync[] = [];
+    const gone: number[] = [];
+    for (const id of new Set(syncIds)) {
+      const sync = workspace.syncs.find((s) => s.id === id);
+      if (!sync) gone.push(id);
+      else found.push({ slug: sync.slug, destination: sync.destination, source: workspace.models.find((m) => m.slug === sync.model)?.source ?? null });
+    }
+    if (gone.length === 0) return found;
+    // A deleted sync's model may be gone too (an apply that removes a pipeline removes both), or
+    // its slug declared again on another source: the store gives the source of the model the sync
+    // named when it was deleted, which is what its runs read from, where the live model of that
+    // slug would send them to a source they never read.
+    for (const sync of (await this.options.store.syncsById(gone)).values()) {
+      found.push({ slug: sync.slug, destination: sync.destination, source: sync.modelSource });
+    }
+    return found;
+  }
+
   private async syncRunFinished(run: SyncRun): Promise<void> {
     const workspace = await this.workspace();
-    const targets = auditTargets(workspace, [run.syncId]);
+    const [sync] = await this.runSyncs(workspace, [run.syncId]);
+    const targets = auditTargets(workspace, sync ? [sync] : []);
     if (targets.length === 0) return;
-    const sync = workspace.syncs.find((s) => s.id === run.syncId);
     const record: AuditSyncRun = {
       runId: run.id,
       attempt: run.attempt,
@@ -106,7 +139,7 @@ export class AuditLogAppender {
 
   private async sequenceRunFinished(run: SequenceRun): Promise<void> {
     const workspace = await this.workspace();
-    const targets = auditTargets(workspace, run.members.map((m) => m.syncId));
+    const targets = auditTargets(workspace, await this.runSyncs(workspace, run.members.map((m) => m.syncId)));
     if (targets.length === 0) return;
     // A run keeps the members it was queued with: a member's sync (or the sequence) may have been
     // deleted since, or before this hand-off. The record names each by the slug it ran as, and
@@ -179,18 +212,14 @@ export class AuditLogAppender {
   }
 }
 
-/** The connections with an audit log that the syncs read from (their models' sources) or write to. */
-function auditTargets(workspace: WorkspaceState, syncIds: number[]): AuditTarget[] {
+/**
+ * The connections with an audit log that the syncs read from (their models' sources) or write to,
+ * among those the workspace still has.
+ */
+function auditTargets(workspace: WorkspaceState, syncs: readonly RunSync[]): AuditTarget[] {
   const keeps = (def: ConnectionRecord) => def.settings.auditLog !== undefined && def.settings.auditLog !== null;
-  const sources = new Set<string>();
-  const destinations = new Set<string>();
-  for (const id of syncIds) {
-    const sync = workspace.syncs.find((s) => s.id === id);
-    if (!sync) continue;
-    destinations.add(sync.destination);
-    const model = workspace.models.find((m) => m.slug === sync.model);
-    if (model) sources.add(model.source);
-  }
+  const sources = new Set(syncs.flatMap((sync) => (sync.source === null ? [] : [sync.source])));
+  const destinations = new Set(syncs.map((sync) => sync.destination));
   return [
     ...workspace.sources.filter((def) => keeps(def) && sources.has(def.slug)).map((def) => ({ role: 'source' as const, def })),
     ...workspace.destinations.filter((def) => keeps(def) && destinations.has(def.slug)).map((def) => ({ role: 'destination' as const, def })),

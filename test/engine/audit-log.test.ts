@@ -12,6 +12,7 @@ import { createApp, createConnectorRegistry, openStore } from '../../src/app.js'
 import { resolveConfig } from '../../src/config.js';
 import type { Logger, Store } from '../../src/core/ports.js';
 import { member, model, sequence, source, sync, workspace } from '../helpers/definitions.js';
+import { Gate, withWriteHook } from '../helpers/fault-connectors.js';
 import { createHierarchyFixture, sqlite, sqliteRows, startHarness, tempDir } from '../helpers/harness.js';
 import { createTestDatabase, sql } from '../helpers/postgres.js';
 
@@ -28,6 +29,22 @@ async function eventually<T>(check: () => Promise<T | null | undefined | false> 
 function capturingLogger(lines: string[]): Logger {
   const log = (level: string) => (message: string, fields?: Record<string, unknown>) => lines.push(JSON.stringify({ level, message, ...fields }));
   return { debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') };
+}
+
+/**
+ * The store with its finished runs kept in the outbox until `handOver()`, as they wait while an
+ * audit log is down: what happens meanwhile (a deletion) happens before the hand-off.
+ */
+function holdingHandOff(real: Store): { store: Store; handOver: () => void } {
+  let held = true;
+  const store = new Proxy(real, {
+    get(target, name, receiver) {
+      if (name === 'takeFinishedRuns') return async (...args: Parameters<Store['takeFinishedRuns']>) => (held ? [] : target.takeFinishedRuns(...args));
+      const value: unknown = Reflect.get(target, name, receiver);
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  }) as Store;
+  return { store, handOver: () => (held = false) };
 }
 
 function hierarchy(auditLog: Record<string, unknown> | undefined) {
@@ -119,16 +136,8 @@ describe('audit log in a SQLite destination', () => {
     const dir = tempDir();
     createHierarchyFixture(dir);
     const config = resolveConfig({ workspaceDir: dir, env: { LOCKSTEP_POLL_MS: '50', LOCKSTEP_LEASE_SECONDS: '1' } });
-    const real = await openStore(config);
-    // The finished runs wait in the outbox until the sync is deleted, as they do while an audit log is down.
-    let handOver = false;
-    const store = new Proxy(real, {
-      get(target, name, receiver) {
-        if (name === 'takeFinishedRuns') return async (...args: Parameters<Store['takeFinishedRuns']>) => (handOver ? target.takeFinishedRuns(...args) : []);
-        const value: unknown = Reflect.get(target, name, receiver);
-        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
-      },
-    }) as Store;
+    // The finished runs wait in the outbox until the sync is deleted.
+    const { store, handOver } = holdingHandOff(await openStore(config));
     const app = await createApp(config, { store, logger: capturingLogger([]) });
     try {
       const definition = hierarchy({ schema: 'lockstep_audit' });
@@ -137,7 +146,7 @@ describe('audit log in a SQLite destination', () => {
       const { run } = await app.worker.triggerSequence('crm');
       expect((await app.worker.waitForSequenceRun(run.id)).status).toBe('done');
       await app.store.applyWorkspace({ ...definition, syncs: definition.syncs.filter((s) => s.slug !== 'workspaces'), sequences: [] }, app.clock.now());
-      handOver = true;
+      handOver();
 
       const crm = join(dir, 'crm.db');
       const sequenceRuns = await eventually(() => {
@@ -241,6 +250,63 @@ describe.each(STORES)('audit log of runs cancelled before they started, $name st
   });
 });
 
+describe.each(STORES)('audit log of runs whose syncs were deleted before the hand-off, $name store', ({ env }) => {
+  it('appends a member run of a sync deleted while it ran, with its model, and the sequence run whose members all were, by the slugs they ran as, to the audit logs of the connections they named', async () => {
+    const dir = tempDir();
+    createHierarchyFixture(dir);
+    const config = resolveConfig({ workspaceDir: dir, env: { LOCKSTEP_POLL_MS: '50', LOCKSTEP_LEASE_SECONDS: '1', ...(await env()) } });
+    // The workspaces member is held at its first write while the apply runs, and the finished runs
+    // wait in the outbox until it ran (the appender's read of the workspace would otherwise still
+    // have the syncs for a moment).
+    const { store, handOver } = holdingHandOff(await openStore(config));
+    const writing = new Gate();
+    const release = new Gate();
+    const hold = async ({ object }: { object: string }) => {
+      if (object !== 'workspaces') return;
+      writing.open();
+      await release.wait();
+    };
+    const app = await createApp(config, { store, logger: capturingLogger([]), connectors: (real) => withWriteHook(real, hold) });
+    try {
+      const auditLog = { schema: 'lockstep_audit' };
+      const definition = { ...hierarchy(auditLog), sources: [source('warehouse', { settings: { path: 'warehouse.db', auditLog } })] };
+      await app.store.applyWorkspace(definition, app.clock.now());
+      await app.worker.start();
+      const { run } = await app.worker.triggerSequence('crm');
+      await writing.wait();
+      // The pipeline removed while it runs: both syncs, the sequence, and the workspaces model (the
+      // accounts model stays). The warehouse and the CRM, and their audit logs, stay.
+      await app.store.applyWorkspace({ ...definition, models: definition.models.filter((m) => m.slug !== 'workspaces'), syncs: [], sequences: [] }, app.clock.now());
+      release.open();
+      const finished = await app.worker.waitForSequenceRun(run.id);
+      const memberRuns = await Promise.all(finished.members.map(async (m) => (await app.store.getSyncRun(m.syncRunId!))!));
+      handOver();
+
+      for (const file of ['crm.db', 'warehouse.db']) {
+        const path = join(dir, file);
+        const has = (table: string) => sqliteRows(path, `select name from sqlite_master where name = '${table}'`).length > 0;
+        const syncRuns = await eventually(() => {
+          const rows = has('lockstep_audit_sync_runs') && sqliteRows(path, 'select * from lockstep_audit_sync_runs order by run_id');
+          return rows && rows.length === 2 && rows;
+        });
+        expect(syncRuns.map((r) => [r.run_id, r.sync, r.status, r.member_key])).toEqual(memberRuns.map((m) => [m.id, m.memberKey, m.status, m.memberKey]));
+        const sequenceRuns = await eventually(() => {
+          const rows = has('lockstep_audit_sequence_runs') && sqliteRows(path, 'select * from lockstep_audit_sequence_runs');
+          return rows && rows.length === 1 && rows;
+        });
+        expect(sequenceRuns[0]).toMatchObject({ run_id: run.id, sequence: 'crm', status: finished.status });
+        expect(JSON.parse(sequenceRuns[0]!.members as string).map((m: { key: string; sync: string | null; syncDeleted: boolean }) => [m.key, m.sync, m.syncDeleted])).toEqual([
+          ['accounts', 'accounts', true],
+          ['workspaces', 'workspaces', true],
+        ]);
+      }
+    } finally {
+      release.open();
+      await app.close();
+    }
+  });
+});
+
 describe('audit log in PostgreSQL', () => {
   it('names the missing grant when the schema cannot be created, then appends once granted, exactly once', async () => {
     const adminUrl = await createTestDatabase('audit');
@@ -294,6 +360,56 @@ describe('audit log in PostgreSQL', () => {
     await h.app.worker.waitForSequenceRun(again.run.id);
     await eventually(async () => (await sql<{ n: number }>(adminUrl, 'select count(*)::int as n from lockstep_audit.sequence_runs'))[0]!.n === 2);
     expect(await sql(adminUrl, 'select count(*)::int as n, count(distinct (run_id, attempt))::int as d from lockstep_audit.sync_runs')).toEqual([{ n: 2, d: 2 }]);
+  });
+
+  it('appends the runs of a sync deleted after they ran, before the hand-off, with its model and sequence, by the slugs they ran as', async () => {
+    const url = await createTestDatabase('audit_deleted');
+    await sql(url, 'create table accounts (id integer primary key, name text not null)');
+    const dir = tempDir();
+    createHierarchyFixture(dir);
+    const config = resolveConfig({ workspaceDir: dir, env: { LOCKSTEP_POLL_MS: '50', LOCKSTEP_LEASE_SECONDS: '1', CRM_URL: url } });
+    const { store, handOver } = holdingHandOff(await openStore(config));
+    const app = await createApp(config, { store, logger: capturingLogger([]) });
+    try {
+      await app.store.applyWorkspace(
+        workspace({
+          sources: [source('warehouse', { path: 'warehouse.db' })],
+          destinations: [{ slug: 'pg', type: 'postgres', settings: { url: '${CRM_URL}', auditLog: { schema: 'lockstep_audit' } } }],
+          models: [model('accounts', 'warehouse', 'select id, name from accounts')],
+          syncs: [sync('accounts', { model: 'accounts', destination: 'pg', object: 'accounts' })],
+          sequences: [sequence('crm', [member('accounts')])],
+        }),
+        app.clock.now(),
+      );
+      await app.worker.start();
+      const { run: sequenceRun } = await app.worker.triggerSequence('crm');
+      expect((await app.worker.waitForSequenceRun(sequenceRun.id)).status).toBe('done');
+      const { run: syncRun } = await app.worker.triggerSync('accounts');
+      expect((await app.worker.waitForSyncRun(syncRun.id)).status).toBe('success');
+      // Deleted through the API, one by one, before either run is handed over.
+      for (const kind of ['sequence', 'sync', 'model'] as const) await app.store.deleteEntity(kind, kind === 'sequence' ? 'crm' : 'accounts', app.clock.now());
+      handOver();
+
+      const syncRuns = await eventually(async () => {
+        const found = await sql(url, "select to_regclass('lockstep_audit.sync_runs') as t");
+        if (found[0]!.t === null) return null;
+        const rows = await sql(url, 'select run_id::int, sync, status, sequence_run_id from lockstep_audit.sync_runs order by run_id');
+        return rows.length === 2 && rows;
+      });
+      expect(syncRuns).toEqual([
+        { run_id: expect.any(Number), sync: 'accounts', status: 'success', sequence_run_id: sequenceRun.id },
+        { run_id: syncRun.id, sync: 'accounts', status: 'success', sequence_run_id: null },
+      ]);
+      const sequenceRuns = await eventually(async () => {
+        const found = await sql(url, "select to_regclass('lockstep_audit.sequence_runs') as t");
+        if (found[0]!.t === null) return null;
+        const rows = await sql(url, "select run_id, sequence, status, members->0->>'sync' as sync, members->0->>'syncDeleted' as deleted from lockstep_audit.sequence_runs");
+        return rows.length === 1 && rows;
+      });
+      expect(sequenceRuns).toEqual([{ run_id: sequenceRun.id, sequence: 'crm', status: 'done', sync: 'accounts', deleted: 'true' }]);
+    } finally {
+      await app.close();
+    }
   });
 });
 
