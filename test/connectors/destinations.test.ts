@@ -281,55 +281,71 @@ describe('PostgresDestination', () => {
     }
   });
 
-  it('refuses text longer than the varchar(n) a column\'s domain is over by every statement, naming the column, and never cuts it; a domain\'s check refuses its row alone', async () => {
+  it('refuses text longer than the varchar(n) or char(n) a column\'s domain is over (or bits, or an integer out of range) by every statement, naming the column and its domain, and never cuts it; a domain\'s check refuses its row alone', async () => {
     const url = await createTestDatabase('destination');
     await sql(
       url,
       `create domain code5 as varchar(5);
        create domain label5 as code5;
+       create domain grade5 as char(5);
        create domain flags8 as bit(8);
        create domain pos as integer check (value > 0);
-       create table coded (id code5 primary key, code code5, label label5, flags flags8, tags code5[], n pos)`,
+       create table coded (id code5 primary key, code code5, label label5, grade grade5, flags flags8, tags code5[], n pos)`,
     );
     const destination = await PostgresDestination.connect({ url });
+    // A column of a domain is named by the domain it was declared with and the type it is over.
     const tooLong = (column: string, type: string, value: string, length: number, wider: string) => ({
       ok: false,
-      reason: `column "${column}" is ${type}, which holds ${type.endsWith('[]') ? 'items of ' : ''}5 characters: "${value}" has ${length} — change the column's type to ${wider} to hold it`,
+      reason: `column "${column}" is ${type}, which holds ${type.includes('an array of') ? 'items of ' : ''}5 characters: "${value}" has ${length} — change the column's type to ${wider} to hold it`,
     });
+    const code5 = 'code5, a domain over character varying(5)';
     const notPositive = { ok: false, reason: 'column "n": value for domain pos violates check constraint "pos_check"' };
     try {
-      const writer = await destination.prepare({ object: 'coded', keyColumns: ['id'], columns: ['id', 'code', 'label', 'flags', 'tags', 'n'] });
+      const writer = await destination.prepare({ object: 'coded', keyColumns: ['id'], columns: ['id', 'code', 'label', 'grade', 'flags', 'tags', 'n'] });
       // Copied, then replayed row by row by statement to find the rows COPY refused.
       expect(
         await writer.write([
-          { kind: 'insert', key: ['a'], values: ['a', 'abc', 'lmn', '10101010', '["ab"]', 1] },
-          { kind: 'insert', key: ['b'], values: ['b', 'abcdefgh', null, null, null, null] },
-          { kind: 'insert', key: ['c'], values: ['c', null, 'lmnopqr', null, null, null] },
-          { kind: 'insert', key: ['d'], values: ['d', null, null, '111111111111', null, null] },
-          { kind: 'insert', key: ['e'], values: ['e', null, null, null, '["ok","toolong"]', null] },
-          { kind: 'insert', key: ['f'], values: ['f', null, null, null, null, -5] },
-          { kind: 'insert', key: ['g'], values: ['g', 'fghij', null, null, null, 7] },
+          { kind: 'insert', key: ['a'], values: ['a', 'abc', 'lmn', 'x', '10101010', '["ab"]', 1] },
+          { kind: 'insert', key: ['b'], values: ['b', 'abcdefgh', null, null, null, null, null] },
+          { kind: 'insert', key: ['c'], values: ['c', null, 'lmnopqr', null, null, null, null] },
+          { kind: 'insert', key: ['d'], values: ['d', null, null, null, '111111111111', null, null] },
+          { kind: 'insert', key: ['e'], values: ['e', null, null, null, null, '["ok","toolong"]', null] },
+          { kind: 'insert', key: ['f'], values: ['f', null, null, null, null, null, -5] },
+          { kind: 'insert', key: ['g'], values: ['g', 'fghij', null, null, null, null, 7] },
+          { kind: 'insert', key: ['j'], values: ['j', null, null, 'abcdef', null, null, null] },
+          { kind: 'insert', key: ['k'], values: ['k', null, null, null, null, null, 3000000000] },
+          // An array literal as PostgreSQL writes it: its items are not read here.
+          { kind: 'insert', key: ['l'], values: ['l', null, null, null, null, '{toolong}', null] },
         ]),
       ).toEqual([
         { ok: true },
-        tooLong('code', 'character varying(5)', 'abcdefgh', 8, 'character varying(8) (or text)'),
-        tooLong('label', 'character varying(5)', 'lmnopqr', 7, 'character varying(7) (or text)'),
-        { ok: false, reason: `column "flags" is bit(8), which holds 8 bits: the bit string 111111111111 has 12 — change the column's type to bit(12) (or bit varying) to hold it` },
-        tooLong('tags', 'character varying(5)[]', 'toolong', 7, 'character varying(7)[] (or text[])'),
+        tooLong('code', code5, 'abcdefgh', 8, 'character varying(8) (or text)'),
+        tooLong('label', 'label5, a domain over character varying(5)', 'lmnopqr', 7, 'character varying(7) (or text)'),
+        {
+          ok: false,
+          reason: `column "flags" is flags8, a domain over bit(8), which holds 8 bits: the bit string 111111111111 has 12 — change the column's type to bit(12) (or bit varying) to hold it`,
+        },
+        tooLong('tags', 'code5[], an array of a domain over character varying(5)', 'toolong', 7, 'character varying(7)[] (or text[])'),
         notPositive,
         { ok: true },
+        tooLong('grade', 'grade5, a domain over character(5)', 'abcdef', 6, 'character(6) (or text)'),
+        {
+          ok: false,
+          reason: `column "n" is pos, a domain over integer, which holds integers from -2147483648 to 2147483647: 3000000000 does not fit — change the column's type to bigint to hold it`,
+        },
+        { ok: false, reason: 'column "tags" (code5[], an array of a domain over character varying(5)): value too long for type character varying(5)' },
       ]);
       // Updates go by statement and find their rows by a key of a domain as before; a key longer
       // than the domain's length finds no row (it is not cut to another row's key).
       expect(
         await writer.write([
-          { kind: 'update', key: ['a'], values: ['a', 'zzzzzzzz', 'lmn', null, null, 1] },
-          { kind: 'update', key: ['g'], values: ['g', 'xy', 'uv', '11110000', '["cd"]', 0] },
-          { kind: 'update', key: ['g'], values: ['g', 'xy', 'uv', '11110000', '["cd"]', 8] },
-          { kind: 'update', key: ['abcdefgh'], values: ['abcdefgh', 'xy', null, null, null, null] },
+          { kind: 'update', key: ['a'], values: ['a', 'zzzzzzzz', 'lmn', null, null, null, 1] },
+          { kind: 'update', key: ['g'], values: ['g', 'xy', 'uv', null, '11110000', '["cd"]', 0] },
+          { kind: 'update', key: ['g'], values: ['g', 'xy', 'uv', 'y', '11110000', '["cd"]', 8] },
+          { kind: 'update', key: ['abcdefgh'], values: ['abcdefgh', 'xy', null, null, null, null, null] },
         ]),
       ).toEqual([
-        tooLong('code', 'character varying(5)', 'zzzzzzzz', 8, 'character varying(8) (or text)'),
+        tooLong('code', code5, 'zzzzzzzz', 8, 'character varying(8) (or text)'),
         notPositive,
         { ok: true },
         { ok: false, reason: 'no row with id = "abcdefgh" in "coded"' },
@@ -337,22 +353,48 @@ describe('PostgresDestination', () => {
       // Upserts meet existing rows: merged from the staging table, then replayed by statement.
       expect(
         await writer.write([
-          { kind: 'upsert', key: ['a'], values: ['a', 'ab', 'cd', null, null, 2] },
-          { kind: 'upsert', key: ['h'], values: ['h', null, 'tuvwxyz', null, null, null] },
-          { kind: 'upsert', key: ['i'], values: ['i', 'ok', null, null, null, 0] },
-          { kind: 'upsert', key: ['abcdefgh'], values: ['abcdefgh', null, null, null, null, null] },
+          { kind: 'upsert', key: ['a'], values: ['a', 'ab', 'cd', null, null, null, 2] },
+          { kind: 'upsert', key: ['h'], values: ['h', null, 'tuvwxyz', null, null, null, null] },
+          { kind: 'upsert', key: ['i'], values: ['i', 'ok', null, null, null, null, 0] },
+          { kind: 'upsert', key: ['abcdefgh'], values: ['abcdefgh', null, null, null, null, null, null] },
+          { kind: 'upsert', key: ['g'], values: ['g', 'xy', 'uv', 'yyyyyyy', '11110000', '["cd"]', 8] },
         ]),
       ).toEqual([
         { ok: true },
-        tooLong('label', 'character varying(5)', 'tuvwxyz', 7, 'character varying(7) (or text)'),
+        tooLong('label', 'label5, a domain over character varying(5)', 'tuvwxyz', 7, 'character varying(7) (or text)'),
         notPositive,
-        tooLong('id', 'character varying(5)', 'abcdefgh', 8, 'character varying(8) (or text)'),
+        tooLong('id', code5, 'abcdefgh', 8, 'character varying(8) (or text)'),
+        tooLong('grade', 'grade5, a domain over character(5)', 'yyyyyyy', 7, 'character(7) (or text)'),
       ]);
       expect(await writer.write([{ kind: 'delete', key: ['abcdefgh'], values: [] }])).toEqual([{ ok: true }]);
-      expect(await sql(url, 'select id, code, label, flags::text, tags::text, n from coded order by id')).toEqual([
-        { id: 'a', code: 'ab', label: 'cd', flags: null, tags: null, n: 2 },
-        { id: 'g', code: 'xy', label: 'uv', flags: '11110000', tags: '{cd}', n: 8 },
+      expect(await sql(url, 'select id, code, label, grade, flags::text, tags::text, n from coded order by id')).toEqual([
+        { id: 'a', code: 'ab', label: 'cd', grade: null, flags: null, tags: null, n: 2 },
+        { id: 'g', code: 'xy', label: 'uv', grade: 'y    ', flags: '11110000', tags: '{cd}', n: 8 },
       ]);
+    } finally {
+      await destination.close();
+    }
+  });
+
+  it('names a column of a domain over an array of varchar(n) by its domain when an item is too long', async () => {
+    const url = await createTestDatabase('destination');
+    await sql(url, 'create domain codes5 as varchar(5)[]; create table listed (id integer primary key, tags codes5)');
+    const destination = await PostgresDestination.connect({ url });
+    try {
+      const writer = await destination.prepare({ object: 'listed', keyColumns: ['id'], columns: ['id', 'tags'] });
+      expect(
+        await writer.write([
+          { kind: 'insert', key: [1], values: [1, '["ab","cd"]'] },
+          { kind: 'insert', key: [2], values: [2, '["ok","toolong"]'] },
+        ]),
+      ).toEqual([
+        { ok: true },
+        {
+          ok: false,
+          reason: `column "tags" is codes5, a domain over character varying(5)[], which holds items of 5 characters: "toolong" has 7 — change the column's type to character varying(7)[] (or text[]) to hold it`,
+        },
+      ]);
+      expect(await sql(url, 'select id, tags from listed order by id')).toEqual([{ id: 1, tags: ['ab', 'cd'] }]);
     } finally {
       await destination.close();
     }

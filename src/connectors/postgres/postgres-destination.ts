@@ -449,12 +449,12 @@ const BOUNDED_TEXT_TYPE = /^(character varying|character)\((\d+)\)((?:\[\])*)$/;
 
 /**
  * Why text `written` (or an item of it, for an array column: see arrayItems) cannot go into
- * column `column` of type `type`, a `name`(`length`) with `brackets`: it has more than `length`
- * characters, not counting the spaces that end it, which PostgreSQL drops from a value too long
- * (`'abc   '` goes into a varchar(3) as `abc`). Null when it fits, or when its items cannot be
- * told (an array literal, which PostgreSQL reads).
+ * column `column` of type `type` (named `declared`: see declaredType), a `name`(`length`) with
+ * `brackets`: it has more than `length` characters, not counting the spaces that end it, which
+ * PostgreSQL drops from a value too long (`'abc   '` goes into a varchar(3) as `abc`). Null when
+ * it fits, or when its items cannot be told (an array literal, which PostgreSQL reads).
  */
-function tooLong(column: string, type: string, length: number, name: string, brackets: string, value: Value, written: Value): string | null {
+function tooLong(column: string, declared: string, length: number, name: string, brackets: string, value: Value, written: Value): string | null {
   const items = brackets === '' ? [written] : arrayItems(value);
   for (const item of (items ?? []).flat(Infinity)) {
     if (item === null || item === undefined) continue;
@@ -463,7 +463,7 @@ function tooLong(column: string, type: string, length: number, name: string, bra
     if (characters.length <= length) continue;
     const shown = characters.length > 40 ? `${characters.slice(0, 40).join('')}…` : characters.join('');
     const holds = brackets === '' ? '' : 'items of ';
-    return `column "${column}" is ${type}, which holds ${holds}${length} characters: "${shown}" has ${characters.length} — change the column's type to ${name}(${characters.length})${brackets} (or text${brackets}) to hold it`;
+    return `column "${column}" is ${declared}, which holds ${holds}${length} characters: "${shown}" has ${characters.length} — change the column's type to ${name}(${characters.length})${brackets} (or text${brackets}) to hold it`;
   }
   return null;
 }
@@ -477,13 +477,24 @@ const INTEGER_RANGES: ReadonlyMap<string, readonly [bigint, bigint]> = new Map([
 ]);
 
 /**
- * Why `value` cannot go into column `column` of type `type`, with the type that would hold it, when
- * that can be told before PostgreSQL refuses it: an integer beyond its integer column's range (a
- * BIGINT UNSIGNED or a BIT(64) above 2^63 into bigint), more bits than its bit column holds, more
- * characters than its varchar(n) or char(n) column (or item of such an array column) holds. Null
- * when the value fits, or when PostgreSQL's own message has to say why.
+ * A column's type as a message names it: `type` (format_type's name), or for a column of a domain
+ * (or an array of one) the domain it was declared with, `domain`, and the type the domain is over,
+ * whose bounds a value breaks (`code5, a domain over character varying(5)`), as the user's schema says it.
  */
-function misfit(column: string, type: string, value: Value, written: Value): string | null {
+function declaredType(type: string, domain: string | undefined): string {
+  if (domain === undefined) return type;
+  return domain.endsWith('[]') ? `${domain}, an array of a domain over ${itemType(type)}` : `${domain}, a domain over ${type}`;
+}
+
+/**
+ * Why `value` cannot go into column `column` of type `type` (named `declared`: see declaredType),
+ * with the type that would hold it, when that can be told before PostgreSQL refuses it: an integer
+ * beyond its integer column's range (a BIGINT UNSIGNED or a BIT(64) above 2^63 into bigint), more
+ * bits than its bit column holds, more characters than its varchar(n) or char(n) column (or item
+ * of such an array column) holds. Null when the value fits, or when PostgreSQL's own message has
+ * to say why.
+ */
+function misfit(column: string, type: string, declared: string, value: Value, written: Value): string | null {
   const range = INTEGER_RANGES.get(type);
   if (range) {
     const text = typeof value === 'number' && Number.isInteger(value) ? BigInt(value).toString() : typeof value === 'string' ? value : '';
@@ -493,15 +504,15 @@ function misfit(column: string, type: string, value: Value, written: Value): str
     // numeric(20) holds every 64-bit unsigned integer (BIGINT UNSIGNED, BIT(64)), not only this one.
     const digits = n >= 0n && n < 1n << 64n ? 20 : text.replace('-', '').length;
     const wider = n >= BIGINT_RANGE[0] && n <= BIGINT_RANGE[1] ? 'bigint' : `numeric(${digits}) (or numeric)`;
-    return `column "${column}" is ${type}, which holds integers from ${range[0]} to ${range[1]}: ${text} does not fit — change the column's type to ${wider} to hold it`;
+    return `column "${column}" is ${declared}, which holds integers from ${range[0]} to ${range[1]}: ${text} does not fit — change the column's type to ${wider} to hold it`;
   }
   const bounded = BOUNDED_TEXT_TYPE.exec(type);
-  if (bounded) return tooLong(column, type, Number(bounded[2]), bounded[1] as string, bounded[3] as string, value, written);
+  if (bounded) return tooLong(column, declared, Number(bounded[2]), bounded[1] as string, bounded[3] as string, value, written);
   const bits = BIT_TYPE.exec(type) ?? VARYING_BIT_TYPE.exec(type);
   const width = bits?.[1] ?? (bits && type === 'bit' ? '1' : undefined);
   if (width === undefined || typeof written !== 'string' || !/^[01]+$/.test(written) || written.length <= Number(width)) return null;
   const what = typeof value === 'string' && value === written ? `the bit string ${value}` : String(value);
-  return `column "${column}" is ${type}, which holds ${width} bit${width === '1' ? '' : 's'}: ${what} has ${written.length} — change the column's type to bit(${written.length}) (or bit varying) to hold it`;
+  return `column "${column}" is ${declared}, which holds ${width} bit${width === '1' ? '' : 's'}: ${what} has ${written.length} — change the column's type to bit(${written.length}) (or bit varying) to hold it`;
 }
 
 /** format_type's name of a bit or bit varying column, or of an array of them: its brackets. */
@@ -792,16 +803,23 @@ class PostgresWriter implements DestinationWriter {
     const values = deleting ? op.key : op.values;
     const converters = deleting ? this.keyConverters : this.converters;
     const types = columns.map((column) => this.info.columnTypes.get(column) ?? '');
+    const declared = columns.map((column, c) => declaredType(types[c] as string, this.info.columnDomains.get(column)));
     for (let c = 0; c < values.length; c++) {
       const value = values[c] ?? null;
       if (value === null) continue;
-      const why = misfit(columns[c] as string, types[c] as string, value, writtenValue(converters, c, value));
+      const why = misfit(columns[c] as string, types[c] as string, declared[c] as string, value, writtenValue(converters, c, value));
       if (why) return why;
     }
     const message = databaseMessage(thrown);
     const said = toError(thrown).message;
-    // PostgreSQL's message, with the column when one column alone can be the one it speaks of.
-    const named = (holders: readonly string[]) => (holders.length === 1 ? `column "${holders[0]}": ${message}` : message);
+    // PostgreSQL's message, with the column when one column alone can be the one it speaks of;
+    // `withType` adds the column's domain when the message names only the type it is over.
+    const named = (holders: readonly string[], withType = false) => {
+      const column = holders.length === 1 ? (holders[0] as string) : null;
+      if (column === null) return message;
+      const type = withType && this.info.columnDomains.has(column) ? ` (${declared[columns.indexOf(column)]})` : '';
+      return `column "${column}"${type}: ${message}`;
+    };
     // A value too long whose length could not be told here (an array literal, a row copied as a
     // line): PostgreSQL names the type, which names the column when one such column alone has it.
     const tooLongFor = /^value too long for type (.*)$/.exec(said)?.[1];
@@ -815,6 +833,7 @@ class PostgresWriter implements DestinationWriter {
           const value = values[c] ?? null;
           return value !== null && element !== type && arrayItems(value) === null;
         }),
+        true,
       );
     }
     // A domain's constraint refused a value: PostgreSQL names the domain, which names the column
