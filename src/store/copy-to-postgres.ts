@@ -15,7 +15,8 @@
  *
  * Every statement and the COPY's rows are watched for their answer (see AnswerWatch): a network
  * that stops answering fails the copy within about the answer timeout rather than leaving it
- * waiting forever, and the command can be run again.
+ * waiting forever, and the command can be run again. The server may keep such a copy's session,
+ * holding the schema, long after: the next copy ends it once its lease lapses (see CopyLease).
  *
  * Secrets stay sealed: a sealed value (core/secrets.ts) is copied as it is, or, when the target's
  * processes have a key of their own (LOCKSTEP_SECRET_KEY) and the embedded store sealed it with
@@ -28,6 +29,7 @@ import { from as copyFrom } from 'pg-copy-streams';
 import { ErrorCode, LockstepError, toError } from '../core/errors.js';
 import { TERMINAL_SEQUENCE_RUN_STATUSES, TERMINAL_SYNC_RUN_STATUSES } from '../core/runs.js';
 import { SEALED_PREFIX, SecretBox, parseSecretKey, type SecretKeys } from '../core/secrets.js';
+import { CopyLease, takeSchema, type LeaseProgress } from './copy-lease.js';
 import { AnswerWatch } from './postgres/postgres-answer-watch.js';
 import { describeUrl, errorCode, quoteIdent, storedText, type Queryable } from './postgres/postgres-database.js';
 import { migrate as migratePostgres } from './postgres/postgres-migrations.js';
@@ -73,7 +75,8 @@ export type CopyProgress =
    * Data of the source the target has no place for, left behind: a whole table (`column` null) or
    * the non-null values of one column.
    */
-  | { type: 'data:skipped'; table: string; column: string | null; rows: number };
+  | { type: 'data:skipped'; table: string; column: string | null; rows: number }
+  | LeaseProgress;
 
 export interface CopySummary {
   /** The target, for messages: `PostgreSQL at host:port/database as user (schema "lockstep")`, never the password. */
@@ -105,7 +108,10 @@ const PROGRESS_ROWS = 100_000;
 const CHUNK_CHARS = 256 * 1024;
 /** The migrations' own bookkeeping: each store keeps its own history. */
 const MIGRATIONS_TABLE = 'schema_migrations';
-/** Milliseconds to wait for SQLite's lock (another process writing) or PostgreSQL's connection. */
+/**
+ * Milliseconds to wait for SQLite's lock (another process writing), PostgreSQL's connection, or
+ * the target schema's locks once the copy holds its lease.
+ */
 const WAIT_MS = 10_000;
 
 /**
@@ -153,19 +159,33 @@ export async function copyToPostgres(options: CopyToPostgresOptions): Promise<Co
     const secrets = new SealedValues(options.sqlitePath, options.secretKey);
     const client = await connect(options.url, where);
     const watch = new AnswerWatch({ url: options.url, where, answerTimeoutMs: options.answerTimeoutMs });
-    const target: CopyTarget = { client, q: { query: (text, values) => watch.answered(client, client.query(text, values)) }, watch, table: null };
+    let lease: CopyLease;
+    try {
+      lease = new CopyLease({ client: await connect(options.url, where, 'lockstep store migrate lease'), schema: options.schema, where, watch, onProgress: options.onProgress });
+    } catch (error) {
+      await client.end().catch(() => undefined);
+      throw error;
+    }
+    const target: CopyTarget = { client, q: leasedQueries(client, watch, lease), watch, lease, table: null };
     let committing = false;
     try {
+      await lease.take();
       await target.q.query('BEGIN');
       const summary = await copyInTransaction(target, source, secrets, options, where);
       committing = true;
-      await target.q.query('COMMIT');
+      // The COMMIT, once sent, is the server's to finish: a lease lost meanwhile changes nothing.
+      await watch.answered(client, client.query('COMMIT'));
       return { ...summary, unfinishedRuns: unfinished.length, secrets: secrets.summary() };
     } catch (error) {
+      // A connection given up on is reported with what became of the copy: the copy's own first, as
+      // it says what became of the copy's statement when one failure took both.
       if (watch.gaveUp(client)) throw unansweredError(error, committing, target.table);
-      await target.q.query('ROLLBACK').catch(() => undefined);
+      if (!committing && lease.gaveUp) throw unansweredError(lease.lost ?? error, false, target.table);
+      if (!committing && lease.lost) throw leaseEndedError(lease.lost, where, target.table);
+      await watch.answered(client, client.query('ROLLBACK')).catch(() => undefined);
       throw targetError(error, where);
     } finally {
+      await lease.release();
       await client.end().catch(() => undefined);
     }
   } finally {
@@ -177,10 +197,26 @@ export async function copyToPostgres(options: CopyToPostgresOptions): Promise<Co
 /** The copy's connection, and its statements as they are sent: each one watched for its answer. */
 interface CopyTarget {
   client: pg.Client;
+  /** The copy's statements, each sent only while the copy holds its lease (see leasedQueries). */
   q: Queryable;
   watch: AnswerWatch;
+  lease: CopyLease;
   /** The table being copied, for messages (null between tables). */
   table: string | null;
+}
+
+/**
+ * Statements on the copy's connection, each watched for its answer, and sent only while the copy
+ * holds its lease: a copy whose lease was lost stops at its next statement (or part of a COPY's
+ * rows), before the lease lapses and another copy may end its session.
+ */
+function leasedQueries(client: pg.Client, watch: AnswerWatch, lease: CopyLease): Queryable {
+  return {
+    query: async (text, values) => {
+      lease.assertHeld();
+      return watch.answered(client, client.query(text, values));
+    },
+  };
 }
 
 async function copyInTransaction(
@@ -191,8 +227,9 @@ async function copyInTransaction(
   where: string,
 ): Promise<Omit<CopySummary, 'unfinishedRuns' | 'secrets'>> {
   const { q } = target;
-  // Holds the schema's migration lock until the commit: a Lockstep process opening this store
-  // meanwhile waits for the copy instead of finding it half done.
+  // Holds the schema's copy and migration locks until the commit: a Lockstep process opening this
+  // store meanwhile waits for the copy instead of finding it half done.
+  await takeSchema(q, { schema: options.schema, where, waitMs: WAIT_MS, onProgress: options.onProgress });
   await migratePostgres(q, options.schema, where, options.now);
   const schema = quoteIdent(options.schema);
   const targets = await targetTables(q, options.schema);
@@ -396,8 +433,8 @@ function copyOrder(tables: Map<string, TargetTable>): TargetTable[] {
   return ordered;
 }
 
-async function connect(url: string, where: string): Promise<pg.Client> {
-  const client = new pg.Client({ connectionString: url, application_name: 'lockstep store migrate', connectionTimeoutMillis: WAIT_MS });
+async function connect(url: string, where: string, application = 'lockstep store migrate'): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: url, application_name: application, connectionTimeoutMillis: WAIT_MS });
   // A connection lost mid-copy fails the statement in flight; without a listener the process would die.
   client.on('error', () => undefined);
   try {
@@ -430,6 +467,19 @@ function unansweredError(error: unknown, committing: boolean, table: string | nu
     cause: error,
     retryable: true,
   });
+}
+
+/**
+ * The failure of a copy whose lease's session ended (the server ended it, or someone did): the
+ * copy stopped with it, so that no later copy takes the schema from a copy at work.
+ */
+function leaseEndedError(error: Error, where: string, table: string | null): Error {
+  return new LockstepError(
+    ErrorCode.Store,
+    `copying ${table ? `table ${table}` : 'the store'} into ${where} stopped: the session holding the copy's lease ended (${error.message}), ` +
+      'and the copy stops with it; it is one transaction: nothing of it is kept there — run `lockstep store migrate` again',
+    { cause: error, retryable: true },
+  );
 }
 
 /** Any failure inside the transaction, naming the target (and table) and saying that nothing was changed there. */
@@ -501,7 +551,7 @@ function planTable(from: SourceTable, target: TargetTable, db: SqliteDatabase, s
 }
 
 async function copyTable(
-  { client, watch }: CopyTarget,
+  { client, watch, lease }: CopyTarget,
   db: SqliteDatabase,
   schema: string,
   plan: TablePlan,
@@ -528,6 +578,7 @@ async function copyTable(
   const flush = async () => {
     const full = chunk;
     chunk = '';
+    lease.assertHeld();
     // The rows are taken as fast as the server reads them: a server that stops taking them is asked about.
     if (!copy.write(full)) await watch.answered(client, Promise.race([once(copy, 'drain'), done]));
   };

@@ -7,7 +7,17 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
  * forgot it); connections opened after `heal()` pass again. A client that ends a silent connection
  * with a goodbye (a FIN) gets none back, as behind a real partition: its side stays open until it
  * closes the socket at once.
+ *
+ * The server's side of a silent connection the client ended or closed is closed by default, as the
+ * server's TCP keepalive would find nobody there in the end. With `strand`, it stays open (until
+ * the proxy is disposed), as behind a real partition until that keepalive (two hours by default):
+ * the server's session lives on, with its transaction and locks.
  */
+export interface PartitionProxyOptions {
+  /** Keep the server's side of a silent connection open after the client ended or closed it (default: false). */
+  strand?: boolean;
+}
+
 export class PartitionProxy implements AsyncDisposable {
   private forwarding = true;
   /** Connections from the client side, with whether their flow is gone and whether the client ended its side. */
@@ -16,10 +26,11 @@ export class PartitionProxy implements AsyncDisposable {
   private constructor(
     private readonly server: Server,
     readonly port: number,
+    private readonly strand: boolean,
   ) {}
 
   /** Starts a proxy to `host:port` on a free port of 127.0.0.1. */
-  static async start(host: string, port: number): Promise<PartitionProxy> {
+  static async start(host: string, port: number, options: PartitionProxyOptions = {}): Promise<PartitionProxy> {
     // Half-open allowed: the proxy answers a client's FIN itself only while the flow passes.
     const server = createServer({ allowHalfOpen: true });
     await new Promise<void>((resolve, reject) => {
@@ -27,7 +38,7 @@ export class PartitionProxy implements AsyncDisposable {
       server.listen(0, '127.0.0.1', () => resolve());
     });
     const address = server.address();
-    const proxy = new PartitionProxy(server, typeof address === 'object' && address ? address.port : 0);
+    const proxy = new PartitionProxy(server, typeof address === 'object' && address ? address.port : 0, options.strand ?? false);
     server.on('connection', (downstream) => proxy.accept(downstream, host, port));
     return proxy;
   }
@@ -54,6 +65,13 @@ export class PartitionProxy implements AsyncDisposable {
   silentOpen(): number {
     let open = 0;
     for (const [socket, state] of this.connections) if (state.silent && !state.ended && !socket.destroyed) open++;
+    return open;
+  }
+
+  /** Connections that went silent whose server side is still open after the client ended or closed its side (see `strand`). */
+  stranded(): number {
+    let open = 0;
+    for (const [socket, state] of this.connections) if (state.silent && (state.ended || socket.destroyed) && state.upstream !== null && !state.upstream.destroyed) open++;
     return open;
   }
 
@@ -84,9 +102,9 @@ export class PartitionProxy implements AsyncDisposable {
     downstream.on('end', () => {
       state.ended = true;
       // A silent connection's goodbye gets no answer, and the server's side is let go (the server
-      // would drop it once its keepalive found nobody); a passing one ends on both sides.
-      if (state.silent) state.upstream?.destroy();
-      else state.upstream?.end();
+      // would drop it once its keepalive found nobody) unless stranded; a passing one ends on both sides.
+      if (!state.silent) state.upstream?.end();
+      else if (!this.strand) state.upstream?.destroy();
     });
     // Read and drop: a client closing it is seen.
     if (state.silent) {
@@ -102,7 +120,9 @@ export class PartitionProxy implements AsyncDisposable {
     };
     downstream.on('data', pass(upstream));
     upstream.on('data', pass(downstream));
-    downstream.on('close', () => upstream.destroy());
+    downstream.on('close', () => {
+      if (!(state.silent && this.strand)) upstream.destroy();
+    });
     upstream.on('close', () => {
       if (!this.forwarding) state.silent = true;
       if (!state.silent) downstream.destroy();

@@ -382,10 +382,11 @@ describe('lockstep store migrate', () => {
     expect(await sql(url, 'SELECT last_value::text AS value, is_called FROM lockstep.sync_runs_id_seq')).toEqual([{ value: '1', is_called: false }]);
   });
 
-  it('fails within the --to URL\'s answer_timeout when the network stops answering, naming the target; run again, it copies', async () => {
+  it('fails within the --to URL\'s answer_timeout when the network stops answering, naming the target; run again, it ends the session left holding the schema and copies', async () => {
     const url = await createTestDatabase('lockstep_store_copy');
     const server = new URL(url);
-    await using proxy = await PartitionProxy.start(server.hostname, Number(server.port || 5432));
+    // The server never hears that the copy's client went away, as behind a real partition.
+    await using proxy = await PartitionProxy.start(server.hostname, Number(server.port || 5432), { strand: true });
     const to = `${proxy.url(url)}?answer_timeout=0.5`;
     // The copy waits for the migration lock, held here, so the network stops answering while a statement is out.
     const holder = new pg.Client({ connectionString: url });
@@ -414,9 +415,13 @@ describe('lockstep store migrate', () => {
       await holder.end();
     }
 
+    // The copy's session, granted the lock as its answer was lost, lives on idle in its transaction.
+    const [stale] = await sql<{ pid: number }>(url, "SELECT pid FROM pg_stat_activity WHERE application_name = 'lockstep store migrate' AND state = 'idle in transaction'");
+    expect(stale).toBeDefined();
     proxy.heal();
     const again = await runMain(['--workspace', dir, 'store', 'migrate', '--to', to]);
     expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).toContain(`Ended server process ${stale?.pid}`);
     await using store = await openTarget(url, keyFileKey(dir));
     expect(await contents(store)).toEqual(expected);
   }, 60_000);
@@ -457,6 +462,134 @@ describe('lockstep store migrate', () => {
     expect(error.message).toMatch(/run `lockstep store migrate` again/);
     await expect.poll(() => proxy.silentOpen(), { timeout: 2000 }).toBe(0);
     await expect.poll(async () => (await sql(url, "SELECT 1 FROM pg_namespace WHERE nspname = 'lockstep'")).length, { timeout: 5000 }).toBe(0);
+  }, 60_000);
+
+  it('a copy cut off part-way by a partition leaves its session holding the target on the server; run again once the network passes, it ends that session and copies', async () => {
+    const url = await createTestDatabase('lockstep_store_copy');
+    const server = new URL(url);
+    // The server never hears that the copy's client went away, as behind a real partition.
+    await using proxy = await PartitionProxy.start(server.hostname, Number(server.port || 5432), { strand: true });
+    const to = `${proxy.url(url)}?answer_timeout=0.5`;
+    let cut = false;
+    const error = await copyStoreToPostgres({
+      sqlitePath: join(dir, 'lockstep.db'),
+      url: proxy.url(url),
+      schema: 'lockstep',
+      replace: false,
+      force: false,
+      secretKey: null,
+      now: Date.now(),
+      answerTimeoutMs: 500,
+      onProgress: (progress) => {
+        if (progress.type !== 'table:progress' || cut) return;
+        cut = true;
+        proxy.partition();
+      },
+    }).then(
+      () => new Error('expected a failure'),
+      (thrown: unknown) => thrown as Error,
+    );
+    expect(cut).toBe(true);
+    expect(error.message).toMatch(/run `lockstep store migrate` again/);
+    // The copy's session lives on, waiting for rows mid-COPY, its transaction holding the schema's
+    // migration lock (a transaction-level advisory lock).
+    const stale = await sql<{ pid: number; state: string; wait_event: string }>(
+      url,
+      `SELECT a.pid, a.state, a.wait_event FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+        WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+          AND (l.classid::int8 << 32) + l.objid::int8 = hashtextextended('lockstep:migrate:lockstep', 0)`,
+    );
+    expect(stale).toEqual([{ pid: expect.any(Number), state: 'active', wait_event: 'ClientRead' }]);
+    expect(proxy.stranded()).toBeGreaterThanOrEqual(1);
+
+    proxy.heal();
+    const started = Date.now();
+    const again = await Promise.race([
+      runMain(['--workspace', dir, 'store', 'migrate', '--to', to]),
+      new Promise<null>((resolve) => setTimeout(() => resolve(null), 20_000)),
+    ]);
+    try {
+      expect(again, 'the second copy still waits for the first one\'s session after 20 s').not.toBeNull();
+      expect(again?.code, again?.stderr).toBe(0);
+      expect(Date.now() - started).toBeLessThan(10_000);
+      expect(again?.stderr).toContain(`Ended server process ${stale[0]?.pid}`);
+      await using store = await openTarget(url, keyFileKey(dir));
+      expect(await contents(store)).toEqual(expected);
+    } finally {
+      // Lets a second copy that waits for the stale session go on, so nothing is left running.
+      await sql(url, 'SELECT pg_terminate_backend($1)', [stale[0]?.pid]);
+    }
+  }, 60_000);
+
+  it('a copy whose lease\'s session ended stops at its next statement, leaving the target as it was', async () => {
+    const url = await createTestDatabase('lockstep_store_copy');
+    let ended: Promise<unknown> | null = null;
+    const error = await copyStoreToPostgres({
+      sqlitePath: join(dir, 'lockstep.db'),
+      url,
+      schema: 'lockstep',
+      replace: false,
+      force: false,
+      secretKey: null,
+      now: Date.now(),
+      answerTimeoutMs: 500,
+      onProgress: (progress) => {
+        if (progress.type !== 'table:started' || ended) return;
+        ended = sql(url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'lockstep store migrate lease'");
+      },
+    }).then(
+      () => new Error('expected a failure'),
+      (thrown: unknown) => thrown as Error,
+    );
+    expect(await ended).toEqual([{ pg_terminate_backend: true }]);
+    expect(error.message).toMatch(
+      /^copying table \w+ into PostgreSQL at .* \(schema "lockstep"\) stopped: the session holding the copy's lease ended \(terminating connection due to administrator command\), and the copy stops with it; it is one transaction: nothing of it is kept there — run `lockstep store migrate` again$/,
+    );
+    expect(await sql(url, "SELECT 1 FROM pg_namespace WHERE nspname = 'lockstep'")).toEqual([]);
+  });
+
+  it('a second copy while one is at work waits for it up to its lease, then is refused naming its session; one kept waiting for the migration lock is refused naming who holds it', async () => {
+    const url = await createTestDatabase('lockstep_store_copy');
+    const to = `${url}?answer_timeout=0.5`;
+    const sessions = (where: string) => sql<{ pid: number }>(url, `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND ${where}`);
+    // A session holding the migration lock, as a Lockstep process opening the store holds it while it migrates.
+    const holder = new pg.Client({ connectionString: url });
+    await holder.connect();
+    try {
+      await holder.query("BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('lockstep:migrate:lockstep', 0))");
+      const holderPid = (holder as pg.Client & { processID: number }).processID;
+      const first = runMain(['--workspace', dir, 'store', 'migrate', '--to', to]);
+      await expect.poll(async () => (await sessions("application_name = 'lockstep store migrate' AND wait_event_type = 'Lock'")).length, { timeout: 10_000 }).toBe(1);
+      const [copying] = await sessions("application_name = 'lockstep store migrate' AND wait_event_type = 'Lock'");
+
+      // The first copy renews its lease while it waits: the second waits a lease's length (5 s, at least), then is refused.
+      const started = Date.now();
+      const second = await runMain(['--workspace', dir, 'store', 'migrate', '--to', to]);
+      expect(Date.now() - started).toBeGreaterThan(5000);
+      expect(second.code).toBe(2);
+      expect(second.stderr).toContain(`Another copy (server process ${copying?.pid}) holds the schema: waiting up to 5.5 s`);
+      expect(second.stderr).toMatch(
+        new RegExp(
+          `error: another \`lockstep store migrate\` is copying into PostgreSQL at .* \\(schema "lockstep"\\): server process ${copying?.pid} ` +
+            `\\(user \\w+, (from [\\d.:]+, )?application "lockstep store migrate", in its transaction for \\d+ s\\), and it kept its lease for the 5.5 s waited — ` +
+            `wait for it to finish, or stop it \\(where it runs, or on the server: SELECT pg_terminate_backend\\(${copying?.pid}\\)\\), then run this again`,
+        ),
+      );
+
+      // The first copy waits for the migration lock for 10 s, then is refused naming the session holding it.
+      const refused = await first;
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toMatch(
+        new RegExp(`error: PostgreSQL at .* \\(schema "lockstep"\\) is being migrated by another session, server process ${holderPid} \\(user \\w+, .*\\), which held the schema's migration lock for the 10 s waited`),
+      );
+      expect(refused.stderr).toContain(`end it (SELECT pg_terminate_backend(${holderPid})); then run this again`);
+      expect(await sql(url, "SELECT 1 FROM pg_namespace WHERE nspname = 'lockstep'")).toEqual([]);
+    } finally {
+      await holder.end();
+    }
+    const again = await runMain(['--workspace', dir, 'store', 'migrate', '--to', to]);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).not.toContain('holds the schema');
   }, 60_000);
 
   it('says what is wrong with the arguments and the current store', async () => {

@@ -41,7 +41,10 @@ export function registerStoreCommands(program: Command, context: StoreCommandCon
       `
 The copy is one PostgreSQL transaction: if anything fails, the target is left as it was. A network
 that stops answering fails it within about the --to URL's ${STORE_ANSWER_TIMEOUT_PARAMETER} (seconds, default ${DEFAULT_STORE_ANSWER_TIMEOUT_MS / 1000}):
-run the command again then. The embedded store is left as it was. Afterwards, point every Lockstep
+run the command again then. The server may keep the failed copy's session, holding the schema, until
+it notices the client is gone; the copy holds a lease the server ends 3 answer timeouts (at least
+5 s) after its last renewal, and the next copy waits for that, then ends the session and copies.
+The embedded store is left as it was. Afterwards, point every Lockstep
 process at the PostgreSQL store (--store or LOCKSTEP_STORE); a schema other than ${DEFAULT_SCHEMA} is named
 in the store URL, as the command prints: postgres://user:password@host:5432/database?${STORE_SCHEMA_PARAMETER}=NAME.`,
     )
@@ -139,6 +142,14 @@ function progressPrinter(term: Terminal): (progress: CopyProgress) => void {
         term.err(`  not copied: ${what} (${rows(progress.rows)}), which the PostgreSQL store does not have`);
         return;
       }
+      case 'target:waiting': {
+        const who = progress.pid === null ? 'Another copy' : `Another copy (server process ${progress.pid})`;
+        term.err(`  ${who} holds the schema: waiting up to ${formatDuration(progress.ms)} for it to finish, or for its lease to lapse if its client is gone…`);
+        return;
+      }
+      case 'target:taken-over':
+        term.err(`  Ended server process ${progress.pid}, left holding the schema by an earlier copy whose client went away: its transaction is rolled back.`);
+        return;
       default:
         return assertNever(progress);
     }

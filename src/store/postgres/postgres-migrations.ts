@@ -224,7 +224,7 @@ export const SCHEMA_VERSION = MIGRATIONS.reduce((max, m) => Math.max(max, m.vers
  * The advisory lock taken while migrating `schema`: one key per schema, so two Lockstep
  * installations sharing a database do not wait for each other.
  */
-function lockKey(schema: string): string {
+export function migrationLockKey(schema: string): string {
   return `lockstep:migrate:${schema}`;
 }
 
@@ -234,7 +234,7 @@ function lockKey(schema: string): string {
  * by a newer Lockstep, which this code cannot read. `where` names the database for messages.
  */
 export async function migrate(q: Queryable, schema: string, where: string, now: number): Promise<number[]> {
-  await q.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [lockKey(schema)]);
+  await q.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [migrationLockKey(schema)]);
   const quoted = `"${schema.replace(/"/g, '""')}"`;
   // Checked before creating: CREATE SCHEMA IF NOT EXISTS needs the CREATE privilege on the
   // database even when the schema exists, and a user may own only its schema.
