@@ -523,29 +523,40 @@ describe('lockstep store migrate', () => {
 
   it('a copy whose lease\'s session ended stops at its next statement, leaving the target as it was', async () => {
     const url = await createTestDatabase('lockstep_store_copy');
-    let ended: Promise<unknown> | null = null;
-    const error = await copyStoreToPostgres({
-      sqlitePath: join(dir, 'lockstep.db'),
-      url,
-      schema: 'lockstep',
-      replace: false,
-      force: false,
-      secretKey: null,
-      now: Date.now(),
-      answerTimeoutMs: 500,
-      onProgress: (progress) => {
-        if (progress.type !== 'table:started' || ended) return;
-        ended = sql(url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'lockstep store migrate lease'");
-      },
-    }).then(
-      () => new Error('expected a failure'),
-      (thrown: unknown) => thrown as Error,
-    );
-    expect(await ended).toEqual([{ pg_terminate_backend: true }]);
-    expect(error.message).toMatch(
-      /^copying table \w+ into PostgreSQL at .* \(schema "lockstep"\) stopped: the session holding the copy's lease ended \(terminating connection due to administrator command\), and the copy stops with it; it is one transaction: nothing of it is kept there — run `lockstep store migrate` again$/,
-    );
-    expect(await sql(url, "SELECT 1 FROM pg_namespace WHERE nspname = 'lockstep'")).toEqual([]);
+    const sessions = (where: string) => sql<{ pid: number }>(url, `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND ${where}`);
+    // The copy is held at the schema's migration lock, holding its lease, while the lease's session is
+    // ended; then let go. What it does next is its next statement, whatever the machine's speed.
+    const holder = new pg.Client({ connectionString: url });
+    await holder.connect();
+    try {
+      await holder.query("BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('lockstep:migrate:lockstep', 0))");
+      const copying = copyStoreToPostgres({
+        sqlitePath: join(dir, 'lockstep.db'),
+        url,
+        schema: 'lockstep',
+        replace: false,
+        force: false,
+        secretKey: null,
+        now: Date.now(),
+        answerTimeoutMs: 500,
+        onProgress: () => undefined,
+      }).then(
+        () => new Error('expected a failure'),
+        (thrown: unknown) => thrown as Error,
+      );
+      await expect.poll(async () => (await sessions("application_name = 'lockstep store migrate' AND wait_event_type = 'Lock'")).length, { timeout: 10_000 }).toBe(1);
+      expect(await sql(url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'lockstep store migrate lease'")).toEqual([{ pg_terminate_backend: true }]);
+      await expect.poll(async () => (await sessions("application_name = 'lockstep store migrate lease'")).length, { timeout: 10_000 }).toBe(0);
+      await holder.query('COMMIT');
+      const error = await copying;
+      // Stopped before it copied a table: at the first statement after the lock.
+      expect(error.message).toMatch(
+        /^copying the store into PostgreSQL at .* \(schema "lockstep"\) stopped: the session holding the copy's lease ended \(terminating connection due to administrator command\), and the copy stops with it; it is one transaction: nothing of it is kept there — run `lockstep store migrate` again$/,
+      );
+      expect(await sql(url, "SELECT 1 FROM pg_namespace WHERE nspname = 'lockstep'")).toEqual([]);
+    } finally {
+      await holder.end();
+    }
   });
 
   it('a second copy while one is at work waits for it up to its lease, then is refused naming its session; one kept waiting for the migration lock is refused naming who holds it', async () => {
