@@ -506,12 +506,13 @@ describe('lockstep store migrate', () => {
     const started = Date.now();
     const again = await Promise.race([
       runMain(['--workspace', dir, 'store', 'migrate', '--to', to]),
-      new Promise<null>((resolve) => setTimeout(() => resolve(null), 20_000)),
+      new Promise<null>((resolve) => setTimeout(() => resolve(null), 40_000)),
     ]);
     try {
-      expect(again, 'the second copy still waits for the first one\'s session after 20 s').not.toBeNull();
+      // Within about the lease (5 s) and a command's start, where it waited hours; a loaded machine gets room.
+      expect(again, 'the second copy still waits for the first one\'s session after 40 s').not.toBeNull();
       expect(again?.code, again?.stderr).toBe(0);
-      expect(Date.now() - started).toBeLessThan(10_000);
+      expect(Date.now() - started).toBeLessThan(30_000);
       expect(again?.stderr).toContain(`Ended server process ${stale[0]?.pid}`);
       await using store = await openTarget(url, keyFileKey(dir));
       expect(await contents(store)).toEqual(expected);
