@@ -26,6 +26,7 @@ import { closeMatches } from '../workspace/suggestions.js';
 import { findWorkspaceFiles, mayDeclareStore } from '../workspace/workspace-files.js';
 import { formatSequenceReport, formatSyncReport, mark, type Terminal } from './output.js';
 import { StatusLine, followSequenceRun, followSyncRun, printRejectedSamples } from './progress.js';
+import type { AppOpener, OpenedApp } from './commands/command-deps.js';
 import { registerSecretsCommand } from './commands/secrets.js';
 import { registerSequencePlanCommand } from './commands/sequence-plan.js';
 import { ReportedRunsLog } from './reported-runs-log.js';
@@ -102,13 +103,10 @@ function workspaceDirFor(global: GlobalOptions): string {
  * `lookingFor` names what the command acts on (`no token named "ci"`): a store not created yet holds
  * nothing, so the command is refused as not found, and the store is left uncreated.
  */
-async function openApp(global: GlobalOptions, term: Terminal, runWork: boolean, lookingFor?: string): Promise<{ app: App; close: () => Promise<void> }> {
+async function openApp(global: GlobalOptions, term: Terminal, runWork: boolean, lookingFor?: string): Promise<OpenedApp> {
   const config = await configFor(global);
   if (lookingFor !== undefined && !(await storeCreated(config))) throw new NotFoundError(`${lookingFor}. ${noStoreYet(config)}`);
-  const app = await createApp(config, {
-    logger: createJsonLogger({ level: config.logLevel, write: (line) => term.err(line) }),
-  });
-  return started(app, runWork);
+  return started(await createCliApp(config, term), runWork);
 }
 
 /**
@@ -116,13 +114,20 @@ async function openApp(global: GlobalOptions, term: Terminal, runWork: boolean, 
  * that cannot be written (a read-only file, folder or disk) is opened read-only rather than refused,
  * and one not created yet is read as empty (see toRead).
  */
-async function openAppToRead(global: GlobalOptions, term: Terminal): Promise<{ app: App; close: () => Promise<void> }> {
+async function openAppToRead(global: GlobalOptions, term: Terminal): Promise<OpenedApp> {
   const config = await toRead(await configFor(global), term);
-  const app = await createApp(config, {
+  return started(await createCliApp(config, term, { readOnly: true }), false);
+}
+
+/**
+ * The app every command opens, its log lines JSON on the terminal's stderr. `readOnly`: an embedded
+ * store that cannot be written is opened read-only rather than refused.
+ */
+function createCliApp(config: LockstepConfig, term: Terminal, options: { readOnly?: boolean } = {}): Promise<App> {
+  return createApp(config, {
     logger: createJsonLogger({ level: config.logLevel, write: (line) => term.err(line) }),
-    readOnlyFallback: true,
+    readOnlyFallback: options.readOnly,
   });
-  return started(app, false);
 }
 
 /**
@@ -136,7 +141,7 @@ async function toRead(config: LockstepConfig, term: Terminal): Promise<LockstepC
   return { ...config, store: { type: 'sqlite', path: ':memory:' } };
 }
 
-async function started(app: App, runWork: boolean, start: { awaitPrepare?: boolean } = {}): Promise<{ app: App; close: () => Promise<void> }> {
+async function started(app: App, runWork: boolean, start: { awaitPrepare?: boolean } = {}): Promise<OpenedApp> {
   if (runWork) {
     try {
       await app.worker.start(start);
@@ -146,6 +151,18 @@ async function started(app: App, runWork: boolean, start: { awaitPrepare?: boole
     }
   }
   return { app, close: () => app.close() };
+}
+
+/** Parses a workspace and opens the store; exits with the validation report if the files are invalid. */
+async function openValidated(global: GlobalOptions, term: Terminal, options: { readOnly?: boolean } = {}): Promise<OpenedApp & { definition: WorkspaceDefinition }> {
+  const dir = workspaceDirFor(global);
+  const { loadWorkspace, formatValidationReport } = await workspaceModule();
+  const loaded = await loadWorkspace(dir, process.env, createConnectorRegistry());
+  if (!loaded.definition) throw new ValidationError(loaded.diagnostics, formatValidationReport(loaded.diagnostics));
+  const resolved = resolveConfig({ workspaceDir: dir, storeSetting: loaded.store, storeFlag: global.store, logLevel: global.logLevel });
+  const config = options.readOnly ? await toRead(resolved, term) : resolved;
+  const app = await createCliApp(config, term, options);
+  return { ...(await started(app, false)), definition: loaded.definition };
 }
 
 /**
@@ -160,7 +177,7 @@ async function openAppToRun<T>(
   term: Terminal,
   check: (app: App) => Promise<T>,
   lookingFor?: string,
-): Promise<{ app: App; close: () => Promise<void>; checked: T }> {
+): Promise<OpenedApp & { checked: T }> {
   const { app, close } = await openApp(global, term, false, lookingFor);
   let checked: T;
   try {
@@ -193,6 +210,13 @@ Exit codes:
     .configureOutput({ writeOut: (s) => term.out(s), writeErr: (s) => term.err(s) })
     .exitOverride();
   const global = () => program.opts<GlobalOptions>();
+  // The one way the commands open the app: each opener reads the global options as the command runs.
+  const open: AppOpener = {
+    app: ({ runWork = false, lookingFor, workspace } = {}) => openApp(workspace === undefined ? global() : { ...global(), workspace }, term, runWork, lookingFor),
+    toRead: () => openAppToRead(global(), term),
+    toRun: (check, { term: logTo, lookingFor }) => openAppToRun(global(), logTo, check, lookingFor),
+    validated: (options) => openValidated(global(), term, options),
+  };
 
   program
     .command('init')
@@ -225,7 +249,7 @@ Exit codes:
     .command('plan')
     .description('show what `apply` would create, change or delete in the store')
     .action(async () => {
-      const { app, definition } = await openValidated(global(), term, { readOnly: true });
+      const { app, close, definition } = await open.validated({ readOnly: true });
       try {
         const changes = await app.store.planWorkspace(definition);
         if (changes.length === 0) term.out('No changes: the store matches the workspace files.');
@@ -239,7 +263,7 @@ Exit codes:
           term.out(`= keep ${kept} (created through the API; apply leaves it alone)`);
         }
       } finally {
-        await app.close();
+        await close();
       }
     });
 
@@ -247,7 +271,7 @@ Exit codes:
     .command('apply')
     .description('make the store match the workspace files')
     .action(async () => {
-      const { app, definition } = await openValidated(global(), term);
+      const { app, close, definition } = await open.validated();
       try {
         // What a deleted sync leaves behind, read before it goes.
         const notes = new Map<string, string>();
@@ -258,7 +282,7 @@ Exit codes:
         term.out(changes.length === 0 ? 'Nothing to apply: the store already matches.' : `Applied ${changes.length} change(s):`);
         for (const c of changes) term.out(`  ${c.action} ${c.kind} ${c.slug}${c.action === 'delete' && c.kind === 'sync' ? (notes.get(c.slug) ?? '') : ''}`);
       } finally {
-        await app.close();
+        await close();
       }
     });
 
@@ -274,9 +298,7 @@ Exit codes:
     .action(async (slug: string, opts: { fullResync?: boolean; resetCdc?: boolean; allowMassDelete?: boolean; fullCompare?: boolean; json?: boolean }) => {
       const line = new StatusLine(term);
       const log = new ReportedRunsLog(line.terminal);
-      const { app, close } = await openAppToRun(
-        global(),
-        log.terminal,
+      const { app, close } = await open.toRun(
         async (opened) => {
           await requireSlug(opened, 'sync', slug);
           if (opts.fullResync && opts.resetCdc) {
@@ -286,7 +308,7 @@ Exit codes:
             );
           }
         },
-        `no sync "${slug}"`,
+        { term: log.terminal, lookingFor: `no sync "${slug}"` },
       );
       const reported: number[] = [];
       try {
@@ -321,7 +343,7 @@ Exit codes:
     .command('cancel <runId>')
     .description('cancel a sync run (a running one stops at its next batch)')
     .action(async (runId: string) => {
-      const { app, close } = await openApp(global(), term, false, `no sync run ${runShown('sync', runId)}`);
+      const { app, close } = await open.app({ lookingFor: `no sync run ${runShown('sync', runId)}` });
       try {
         const id = Number(runId);
         const known = Number.isInteger(id) && id > 0 && (await app.store.getSyncRun(id)) !== null;
@@ -362,7 +384,7 @@ Exit codes:
     .action(async (slug: string, opts: { json?: boolean }) => {
       const line = new StatusLine(term);
       const log = new ReportedRunsLog(line.terminal);
-      const { app, close } = await openAppToRun(global(), log.terminal, (opened) => requireSlug(opened, 'sequence', slug), `no sequence "${slug}"`);
+      const { app, close } = await open.toRun((opened) => requireSlug(opened, 'sequence', slug), { term: log.terminal, lookingFor: `no sequence "${slug}"` });
       const reported: number[] = [];
       try {
         const { run } = await app.worker.triggerSequence(slug, { type: 'manual', detail: 'cli' });
@@ -372,7 +394,7 @@ Exit codes:
         await close();
       }
     });
-  registerSequencePlanCommand(sequenceCommand, { term, open: () => openAppToRead(global(), term), setExit, failedExit: EXIT.runFailed });
+  registerSequencePlanCommand(sequenceCommand, { term, open: () => open.toRead(), setExit, failedExit: EXIT.runFailed });
   sequenceCommand
     .command('resume <runId>')
     .description('resume a failed sequence run: members that finished well are carried over, the rest run; waits for the new run')
@@ -381,12 +403,10 @@ Exit codes:
       const line = new StatusLine(term);
       const log = new ReportedRunsLog(line.terminal);
       // The resume is queued (or refused) before the worker starts, which then claims it.
-      const { app, close, checked: run } = await openAppToRun(
-        global(),
-        log.terminal,
-        (opened) => opened.worker.resumeSequenceRun(runId, { type: 'manual', detail: 'cli' }),
-        `no sequence run ${runShown('sequence', runId)}`,
-      );
+      const { app, close, checked: run } = await open.toRun((opened) => opened.worker.resumeSequenceRun(runId, { type: 'manual', detail: 'cli' }), {
+        term: log.terminal,
+        lookingFor: `no sequence run ${runShown('sequence', runId)}`,
+      });
       const reported: number[] = [];
       try {
         const carried = run.members.filter((m) => m.status === 'success' || m.status === 'warning').map((m) => m.key);
@@ -403,7 +423,7 @@ Exit codes:
     .command('cancel <runId>')
     .description('cancel a sequence run: running members stop, the rest are skipped')
     .action(async (runId: string) => {
-      const { app, close } = await openApp(global(), term, false, `no sequence run ${runShown('sequence', runId)}`);
+      const { app, close } = await open.app({ lookingFor: `no sequence run ${runShown('sequence', runId)}` });
       try {
         const known = UUID.test(runId) && (await app.store.getSequenceRun(runId)) !== null;
         if (!known) throw await unknownRun(app, 'sequence', runId);
@@ -424,7 +444,7 @@ Exit codes:
     .option('--json', 'print JSON')
     .action(async (opts: { sequence?: string; sync?: string; limit: string; json?: boolean }) => {
       const limit = limitFlag(opts.limit);
-      const { app, close } = await openAppToRead(global(), term);
+      const { app, close } = await open.toRead();
       try {
         await printRuns(app, term, { ...opts, limit });
       } finally {
@@ -437,7 +457,7 @@ Exit codes:
     .command('test <channel>')
     .description('send a test alert to a channel now (exits 3 when the channel refuses it)')
     .action(async (channel: string) => {
-      const { app, close } = await openApp(global(), term, false, `no alert channel "${channel}"`);
+      const { app, close } = await open.app({ lookingFor: `no alert channel "${channel}"` });
       try {
         const delivery = await app.alerts.sendTestAlert(channel);
         term.out(`✔ test alert sent to channel "${channel}" (delivery ${delivery.id})`);
@@ -452,7 +472,7 @@ Exit codes:
     .option('--json', 'print JSON')
     .action(async (opts: { limit: string; json?: boolean }) => {
       const limit = limitFlag(opts.limit);
-      const { app, close } = await openAppToRead(global(), term);
+      const { app, close } = await open.toRead();
       try {
         await printAlerts(app, term, { limit, json: opts.json });
       } finally {
@@ -473,7 +493,7 @@ Exit codes:
       // Bad flags are refused before the worker or the scheduler starts: nothing is claimed or fired.
       const server = name === 'serve' ? serverSettings(opts) : null;
       const metrics = name === 'serve' ? null : metricsSettings(opts);
-      const { app, close } = await openApp(global(), term, withWorker && server === null && metrics === null);
+      const { app, close } = await open.app({ runWork: withWorker && server === null && metrics === null });
       try {
         // A process listens before its worker and scheduler start: a port already taken is refused
         // before a run is claimed or a schedule fired.
@@ -502,7 +522,7 @@ Exit codes:
     .action(async (opts: { name: string }) => {
       const problem = tokenNameProblem(opts.name);
       if (problem) throw new LockstepError(ErrorCode.Validation, problem);
-      const { app, close } = await openApp(global(), term, false);
+      const { app, close } = await open.app();
       try {
         const token = generateToken();
         await app.store.tokens.create(opts.name, hashToken(token), app.clock.now());
@@ -517,7 +537,7 @@ Exit codes:
     .description('list tokens: name, created, last used')
     .option('--json', 'print JSON')
     .action(async (opts: { json?: boolean }) => {
-      const { app, close } = await openAppToRead(global(), term);
+      const { app, close } = await open.toRead();
       try {
         const tokens = (await app.store.tokens.list()).map((t) => ({ name: t.name, createdAt: iso(t.createdAt), lastUsedAt: iso(t.lastUsedAt) }));
         if (opts.json) term.out(JSON.stringify(tokens, null, 2));
@@ -531,7 +551,7 @@ Exit codes:
     .command('revoke <name>')
     .description('revoke a token: requests with it get 401 from now on')
     .action(async (name: string) => {
-      const { app, close } = await openApp(global(), term, false, `no token named "${name}"`);
+      const { app, close } = await open.app({ lookingFor: `no token named "${name}"` });
       try {
         if (!(await app.store.tokens.revoke(name))) throw new LockstepError(ErrorCode.NotFound, `no token named "${name}" — \`lockstep token list\` shows them`);
         term.out(`Token "${name}" revoked.`);
@@ -566,7 +586,7 @@ Exit codes:
       }
       try {
         if (!server) return;
-        const { app, close } = await openApp({ ...global(), workspace: resolve(dir) }, term, false);
+        const { app, close } = await open.app({ workspace: resolve(dir) });
         try {
           // As serve: it listens before its worker and scheduler start, so a port already taken
           // is refused before anything is claimed or fired.
@@ -698,17 +718,6 @@ function apiOnlyEntities(state: WorkspaceState, definition: WorkspaceDefinition)
   return out;
 }
 
-/** Parses a workspace and opens the store; exits with the validation report if the files are invalid. */
-async function openValidated(global: GlobalOptions, term: Terminal, options: { readOnly?: boolean } = {}) {
-  const dir = workspaceDirFor(global);
-  const { loadWorkspace, formatValidationReport } = await workspaceModule();
-  const loaded = await loadWorkspace(dir, process.env, createConnectorRegistry());
-  if (!loaded.definition) throw new ValidationError(loaded.diagnostics, formatValidationReport(loaded.diagnostics));
-  const resolved = resolveConfig({ workspaceDir: dir, storeSetting: loaded.store, storeFlag: global.store, logLevel: global.logLevel });
-  const config = options.readOnly ? await toRead(resolved, term) : resolved;
-  const app = await createApp(config, { logger: createJsonLogger({ level: config.logLevel, write: (line) => term.err(line) }), readOnlyFallback: options.readOnly });
-  return { app, definition: loaded.definition };
-}
 
 function totalRejected(run: SyncRun): number {
   return run.failedRows.addedCount + run.failedRows.changedCount + run.failedRows.removedCount;
