@@ -13,12 +13,12 @@ import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { checkPortFree, createApp, createConnectorRegistry, noStoreYet, storeCreated, storeName, type App } from '../app.js';
 import { resolveConfig, type LockstepConfig } from '../config.js';
-import { ErrorCode, LockstepError, NotFoundError, ValidationError, formatDiagnostic, toError } from '../core/errors.js';
+import { ErrorCode, LockstepError, NotFoundError, ValidationError, toError } from '../core/errors.js';
 import { METRICS_PORT, SERVE_PORT, isLoopbackHost, type PortOption } from '../core/hosts.js';
 import { createJsonLogger } from '../core/logger.js';
 import { iso, rejectedRowView, syncRunView, type NamedSyncRunView } from '../core/run-views.js';
 import { generateToken, hashToken, tokenNameProblem } from '../core/tokens.js';
-import { ENTITY_SECTIONS, type EntityKind, type Stored, type WorkspaceDefinition, type WorkspaceState } from '../core/workspace.js';
+import type { WorkspaceDefinition } from '../core/workspace.js';
 import { ACTIVE_SYNC_RUN_STATUSES, type SyncRun } from '../core/runs.js';
 import { UNKNOWN_SLUG_FIX, unknownSlugError } from '../core/unknown-slug.js';
 import { sequenceRunDetails, syncRunDetails } from '../engine/run-details.js';
@@ -26,11 +26,12 @@ import { closeMatches } from '../workspace/suggestions.js';
 import { findWorkspaceFiles, mayDeclareStore } from '../workspace/workspace-files.js';
 import { formatSequenceReport, formatSyncReport, mark, type Terminal } from './output.js';
 import { StatusLine, followSequenceRun, followSyncRun, printRejectedSamples } from './progress.js';
-import type { AppOpener, OpenedApp } from './commands/command-deps.js';
+import type { AppOpener, CommandDeps, OpenedApp } from './commands/command-deps.js';
 import { registerSecretsCommand } from './commands/secrets.js';
 import { registerSequencePlanCommand } from './commands/sequence-plan.js';
 import { ReportedRunsLog } from './reported-runs-log.js';
 import { registerStoreCommands } from './commands/store-migrate.js';
+import { registerWorkspaceCommands } from './commands/workspace.js';
 
 export const EXIT = { ok: 0, runFailed: 1, invalid: 2, error: 3 } as const;
 
@@ -217,74 +218,9 @@ Exit codes:
     toRun: (check, { term: logTo, lookingFor }) => openAppToRun(global(), logTo, check, lookingFor),
     validated: (options) => openValidated(global(), term, options),
   };
+  const deps: CommandDeps = { term, open, setExit, exit: EXIT };
 
-  program
-    .command('init')
-    .description('write a starter lockstep.yaml into the workspace folder')
-    .action(async () => {
-      const dir = workspaceDirFor(global());
-      const files = await (await workspaceModule()).initWorkspace(dir);
-      for (const f of files) term.out(`wrote ${f}`);
-      term.out('Next: edit it, then `lockstep validate` and `lockstep apply`.');
-    });
-
-  program
-    .command('validate')
-    .description('check the workspace files and report every error at once')
-    .option('--json', 'print the diagnostics as JSON')
-    .action(async (opts: { json?: boolean }) => {
-      const dir = workspaceDirFor(global());
-      const { loadWorkspace, formatValidationReport } = await workspaceModule();
-      const result = await loadWorkspace(dir, process.env, createConnectorRegistry());
-      if (opts.json) term.out(JSON.stringify({ valid: result.diagnostics.length === 0, diagnostics: result.diagnostics, warnings: result.warnings }, null, 2));
-      else {
-        if (result.diagnostics.length > 0) term.err(formatValidationReport(result.diagnostics));
-        for (const warning of result.warnings) term.err(`warning: ${formatDiagnostic(warning)}`);
-        if (result.diagnostics.length === 0) term.out(`✔ workspace is valid (${result.files.join(', ')})`);
-      }
-      if (result.diagnostics.length > 0) setExit(EXIT.invalid);
-    });
-
-  program
-    .command('plan')
-    .description('show what `apply` would create, change or delete in the store')
-    .action(async () => {
-      const { app, close, definition } = await open.validated({ readOnly: true });
-      try {
-        const changes = await app.store.planWorkspace(definition);
-        if (changes.length === 0) term.out('No changes: the store matches the workspace files.');
-        for (const c of changes) {
-          const sign = c.action === 'create' ? '+' : c.action === 'delete' ? '-' : '~';
-          const takeover = c.fields.includes('origin') ? ' — created through the API; the file takes it over' : '';
-          const dropped = c.action === 'delete' && c.kind === 'sync' ? await syncDeletionNote(app, c.slug) : '';
-          term.out(`${sign} ${c.action} ${c.kind} ${c.slug}${c.fields.length ? ` (${c.fields.join(', ')})` : ''}${takeover}${dropped}`);
-        }
-        for (const kept of apiOnlyEntities(await app.store.loadWorkspace(), definition)) {
-          term.out(`= keep ${kept} (created through the API; apply leaves it alone)`);
-        }
-      } finally {
-        await close();
-      }
-    });
-
-  program
-    .command('apply')
-    .description('make the store match the workspace files')
-    .action(async () => {
-      const { app, close, definition } = await open.validated();
-      try {
-        // What a deleted sync leaves behind, read before it goes.
-        const notes = new Map<string, string>();
-        for (const c of await app.store.planWorkspace(definition)) {
-          if (c.action === 'delete' && c.kind === 'sync') notes.set(c.slug, await syncDeletionNote(app, c.slug));
-        }
-        const changes = await app.store.applyWorkspace(definition, app.clock.now());
-        term.out(changes.length === 0 ? 'Nothing to apply: the store already matches.' : `Applied ${changes.length} change(s):`);
-        for (const c of changes) term.out(`  ${c.action} ${c.kind} ${c.slug}${c.action === 'delete' && c.kind === 'sync' ? (notes.get(c.slug) ?? '') : ''}`);
-      } finally {
-        await close();
-      }
-    });
+  registerWorkspaceCommands(program, { ...deps, workspaceDir: () => workspaceDirFor(global()) });
 
   const syncCommand = program.command('sync').description('run and inspect syncs');
   syncCommand
@@ -708,16 +644,6 @@ async function printServing(app: App, { url, ui, authRequired }: Serving, term: 
   }
 }
 
-/** Entities created through the API that the files do not declare (apply keeps them), as `kind slug`. */
-function apiOnlyEntities(state: WorkspaceState, definition: WorkspaceDefinition): string[] {
-  const out: string[] = [];
-  for (const [kind, section] of Object.entries(ENTITY_SECTIONS) as Array<[EntityKind, keyof WorkspaceDefinition & keyof WorkspaceState]>) {
-    const declared = new Set((definition[section] as Array<{ slug: string }>).map((e) => e.slug));
-    for (const e of state[section] as Array<Stored & { slug: string }>) if (e.origin === 'api' && !declared.has(e.slug)) out.push(`${kind} ${e.slug}`);
-  }
-  return out;
-}
-
 
 function totalRejected(run: SyncRun): number {
   return run.failedRows.addedCount + run.failedRows.changedCount + run.failedRows.removedCount;
@@ -779,20 +705,6 @@ async function unknownRun(app: App, kind: 'sync' | 'sequence', text: string): Pr
 /** A run id as messages show it: a sync run's number bare, anything else quoted. */
 function runShown(kind: 'sync' | 'sequence', text: string): string {
   return kind === 'sync' && /^\d+$/.test(text) ? text : `"${text}"`;
-}
-
-/**
- * What deleting sync `slug` drops, for plan and apply: its record of what it delivered (a sync
- * declared again, under any name, starts over and sends every row), and a run of it in progress.
- */
-async function syncDeletionNote(app: App, slug: string): Promise<string> {
-  const sync = await app.store.getSync(slug);
-  if (!sync) return '';
-  const rows = await app.store.snapshots.count(sync.id);
-  const [last] = await app.store.listSyncRuns({ syncId: sync.id, limit: 1, offset: 0, order: 'desc' });
-  const running = last && (ACTIVE_SYNC_RUN_STATUSES as readonly string[]).includes(last.status) ? `; its run #${last.id} in progress is not stopped` : '';
-  const what = rows > 0 ? `its record of ${rows} delivered row(s)` : 'its record of what it delivered';
-  return ` — ${what} goes with it: a sync declared again (a rename is a delete and a create) sends every row again${running}`;
 }
 
 async function printRuns(app: App, term: Terminal, opts: { sequence?: string; sync?: string; limit: number; json?: boolean }) {
