@@ -5,7 +5,7 @@
  * `failed`, `cancelled` or `interrupted` (a sync run whose retry never appeared); 2 invalid input
  * (workspace errors, unknown slug, bad arguments) or a request the current state refuses (resuming a
  * run that did not fail, a token name taken); 3 anything else (store or connection trouble, a bug);
- * 130 or 143 a second Ctrl-C or SIGTERM that quit without waiting for the run (see cancelOnSignal).
+ * 130 or 143 a second Ctrl-C or SIGTERM that quit without waiting for the run (see cancelOnSignal in signals.ts).
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -16,21 +16,21 @@ import { resolveConfig, type LockstepConfig } from '../config.js';
 import { ErrorCode, LockstepError, NotFoundError, ValidationError, toError } from '../core/errors.js';
 import { METRICS_PORT, SERVE_PORT, isLoopbackHost, type PortOption } from '../core/hosts.js';
 import { createJsonLogger } from '../core/logger.js';
-import { iso, rejectedRowView, syncRunView, type NamedSyncRunView } from '../core/run-views.js';
+import { iso, type NamedSyncRunView } from '../core/run-views.js';
 import { generateToken, hashToken, tokenNameProblem } from '../core/tokens.js';
 import type { WorkspaceDefinition } from '../core/workspace.js';
-import { ACTIVE_SYNC_RUN_STATUSES, type SyncRun } from '../core/runs.js';
-import { UNKNOWN_SLUG_FIX, unknownSlugError } from '../core/unknown-slug.js';
 import { sequenceRunDetails, syncRunDetails } from '../engine/run-details.js';
-import { closeMatches } from '../workspace/suggestions.js';
 import { findWorkspaceFiles, mayDeclareStore } from '../workspace/workspace-files.js';
-import { formatSequenceReport, formatSyncReport, mark, type Terminal } from './output.js';
-import { StatusLine, followSequenceRun, followSyncRun, printRejectedSamples } from './progress.js';
+import { formatSequenceReport, mark, type Terminal } from './output.js';
+import { StatusLine, followSequenceRun, printRejectedSamples } from './progress.js';
 import type { AppOpener, CommandDeps, OpenedApp } from './commands/command-deps.js';
 import { registerSecretsCommand } from './commands/secrets.js';
 import { registerSequencePlanCommand } from './commands/sequence-plan.js';
 import { ReportedRunsLog } from './reported-runs-log.js';
+import { cancelOnSignal } from './signals.js';
+import { requireSlug, runShown, unknownRun, unknownSlug } from './lookups.js';
 import { registerStoreCommands } from './commands/store-migrate.js';
+import { registerSyncCommands } from './commands/sync.js';
 import { registerWorkspaceCommands } from './commands/workspace.js';
 
 export const EXIT = { ok: 0, runFailed: 1, invalid: 2, error: 3 } as const;
@@ -222,74 +222,7 @@ Exit codes:
 
   registerWorkspaceCommands(program, { ...deps, workspaceDir: () => workspaceDirFor(global()) });
 
-  const syncCommand = program.command('sync').description('run and inspect syncs');
-  syncCommand
-    .command('run <slug>')
-    .description('run a sync now and wait for it')
-    .option('--full-resync', 'send every row, ignoring what was delivered before')
-    .option('--reset-cdc', 'rebuild the snapshot from the model without sending anything')
-    .option('--allow-mass-delete', "let this run delete more than the sync's maxDeletePercent of its rows, once")
-    .option('--full-compare', 'compare the whole model even though it declares a cursor (catches deletes and late writes)')
-    .option('--json', 'print the finished run as JSON')
-    .action(async (slug: string, opts: { fullResync?: boolean; resetCdc?: boolean; allowMassDelete?: boolean; fullCompare?: boolean; json?: boolean }) => {
-      const line = new StatusLine(term);
-      const log = new ReportedRunsLog(line.terminal);
-      const { app, close } = await open.toRun(
-        async (opened) => {
-          await requireSlug(opened, 'sync', slug);
-          if (opts.fullResync && opts.resetCdc) {
-            throw new LockstepError(
-              ErrorCode.Validation,
-              '--full-resync and --reset-cdc contradict each other: --full-resync sends every row, --reset-cdc sends none and only records the model as delivered — choose one',
-            );
-          }
-        },
-        { term: log.terminal, lookingFor: `no sync "${slug}"` },
-      );
-      const reported: number[] = [];
-      try {
-        const { run } = await app.worker.triggerSync(
-          slug,
-          { fullResync: Boolean(opts.fullResync), resetCDC: Boolean(opts.resetCdc), allowMassDelete: Boolean(opts.allowMassDelete), fullCompare: Boolean(opts.fullCompare) },
-          { type: 'manual', detail: 'cli' },
-        );
-        // If the process running it dies, another worker takes the same run over: waiting on its id is enough.
-        const stopProgress = opts.json ? async () => {} : followSyncRun(app, run.id, slug, line);
-        const stopCancelling = cancelOnSignal(line.terminal, `sync run ${run.id}`, () => app.worker.cancelSyncRun(run.id));
-        const final = await app.worker
-          .waitForSyncRun(run.id)
-          .finally(stopCancelling)
-          .finally(stopProgress);
-        reported.push(final.id);
-        const rejected = await app.store.listRejectedRows(final.id, 10, 0);
-        if (opts.json) {
-          const all = await app.store.listRejectedRows(final.id, 1000, 0);
-          const [named] = await syncRunDetails(app.store, [final]);
-          term.out(JSON.stringify({ ...named, rejectedRows: all.map(rejectedRowView) }, null, 2));
-        } else {
-          term.out(formatSyncReport(slug, syncRunView(final), rejected, totalRejected(final)));
-        }
-        setExit(final.status === 'success' || final.status === 'warning' ? EXIT.ok : EXIT.runFailed);
-      } finally {
-        log.release(reported);
-        await close();
-      }
-    });
-  syncCommand
-    .command('cancel <runId>')
-    .description('cancel a sync run (a running one stops at its next batch)')
-    .action(async (runId: string) => {
-      const { app, close } = await open.app({ lookingFor: `no sync run ${runShown('sync', runId)}` });
-      try {
-        const id = Number(runId);
-        const known = Number.isInteger(id) && id > 0 && (await app.store.getSyncRun(id)) !== null;
-        if (!known) throw await unknownRun(app, 'sync', runId);
-        const run = await app.worker.cancelSyncRun(id);
-        term.out(`sync run ${run.id}: ${run.status === 'cancelled' ? 'cancelled' : 'cancel requested'}`);
-      } finally {
-        await close();
-      }
-    });
+  registerSyncCommands(program, deps);
 
   /**
    * Follows a sequence run to its end (live progress unless `json`), prints its report or its JSON,
@@ -644,11 +577,6 @@ async function printServing(app: App, { url, ui, authRequired }: Serving, term: 
   }
 }
 
-
-function totalRejected(run: SyncRun): number {
-  return run.failedRows.addedCount + run.failedRows.changedCount + run.failedRows.removedCount;
-}
-
 /** The most a listing's --limit shows. */
 const MAX_LIMIT = 100_000;
 
@@ -666,46 +594,6 @@ function limitFlag(text: string): number {
 
 /** Sequence run ids are UUIDs. */
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-/** Throws when the store has no sync (or sequence) `slug`, naming the closest one it has. */
-async function requireSlug(app: App, kind: 'sync' | 'sequence', slug: string): Promise<void> {
-  const found = kind === 'sync' ? await app.store.getSync(slug) : await app.store.getSequence(slug);
-  if (!found) throw await unknownSlug(app, kind, slug);
-}
-
-/** A slug deleted since says so and where its runs are; any other names the closest live one and how to add it. */
-function unknownSlug(app: App, kind: 'sync' | 'sequence', slug: string): Promise<NotFoundError> {
-  return unknownSlugError(app.store, kind, slug, { suggest: true, fix: UNKNOWN_SLUG_FIX });
-}
-
-/**
- * The error for `cancel` given something that is no run id of the store. A cancel takes a run's id,
- * but the slug it is given is the likeliest slip: then it names the runs in progress to cancel.
- */
-async function unknownRun(app: App, kind: 'sync' | 'sequence', text: string): Promise<LockstepError> {
-  const state = await app.store.loadWorkspace();
-  const entities: Array<{ id: number; slug: string }> = kind === 'sync' ? state.syncs : state.sequences;
-  const named = entities.find((e) => e.slug === text);
-  if (named) {
-    const page = { limit: 10, offset: 0, order: 'desc' as const };
-    const active =
-      kind === 'sync'
-        ? (await app.store.listSyncRuns({ ...page, syncId: named.id, statuses: ['queued', ...ACTIVE_SYNC_RUN_STATUSES] })).map((r) => String(r.id))
-        : (await app.store.listSequenceRuns({ ...page, sequenceId: named.id, statuses: ['pending', 'running'] })).map((r) => r.id);
-    const what = `"${text}" is a ${kind}, not a run id`;
-    if (active.length === 0) return new LockstepError(ErrorCode.Validation, `${what}, and no run of it is in progress — \`lockstep runs --${kind} ${text}\` lists its runs`);
-    if (active.length === 1) return new LockstepError(ErrorCode.Validation, `${what}: to cancel its run in progress, \`lockstep ${kind} cancel ${active[0]}\``);
-    return new LockstepError(ErrorCode.Validation, `${what}: its runs in progress are ${active.join(', ')} — \`lockstep ${kind} cancel <run id>\``);
-  }
-  const [near] = closeMatches(text, entities.map((e) => e.slug), 1);
-  const guess = near === undefined ? '' : ` (did you mean ${kind} "${near}"? \`lockstep runs --${kind} ${near}\` lists its runs)`;
-  return new NotFoundError(`no ${kind} run ${runShown(kind, text)}${guess} — cancel takes a run id; \`lockstep runs\` lists the runs with their ids`);
-}
-
-/** A run id as messages show it: a sync run's number bare, anything else quoted. */
-function runShown(kind: 'sync' | 'sequence', text: string): string {
-  return kind === 'sync' && /^\d+$/.test(text) ? text : `"${text}"`;
-}
 
 async function printRuns(app: App, term: Terminal, opts: { sequence?: string; sync?: string; limit: number; json?: boolean }) {
   const page = { limit: opts.limit, offset: 0, order: 'desc' as const };
@@ -798,31 +686,6 @@ async function printAlerts(app: App, term: Terminal, opts: { limit: number; json
       `  ${d.status === 'sent' ? '✔' : d.status === 'failed' ? '✖' : '…'} #${d.id} ${when}  ${d.channel}  ${d.notice.title}  ${d.status} after ${d.attempts} attempt(s)${next}${d.lastError ? `  — ${d.lastError}` : ''}`,
     );
   }
-}
-
-/**
- * While a run the command started is under way, Ctrl-C (or SIGTERM) cancels it: it stops at its
- * next batch, is recorded as cancelled, and the command reports it as for any end. A second signal
- * quits at once; a worker then takes the run over once its lease has run out. Returns what removes
- * the handlers.
- */
-function cancelOnSignal(term: Terminal, what: string, cancel: () => Promise<unknown>): () => void {
-  let asked = false;
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (asked) {
-      term.err(`${signal}: quitting without waiting for ${what} to stop (a worker takes it over once its lease runs out)`);
-      process.exit(signal === 'SIGINT' ? 130 : 143);
-    }
-    asked = true;
-    term.err(`${signal === 'SIGINT' ? 'Ctrl-C' : signal}: cancelling ${what}, which stops at its next batch (again to quit at once)`);
-    cancel().catch((error: unknown) => term.err(`could not cancel ${what}: ${toError(error).message}`));
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  return () => {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-  };
 }
 
 /**
