@@ -1,0 +1,101 @@
+/**
+ * `lockstep sequence run <slug>` runs a sequence and waits for it, `sequence plan` is its dry run
+ * (sequence-plan.ts), `sequence resume <runId>` runs again the members of a failed run that did not
+ * finish well, and `sequence cancel <runId>` cancels a run.
+ */
+import type { Command } from 'commander';
+import type { App } from '../../app.js';
+import { sequenceRunDetails } from '../../engine/run-details.js';
+import { requireSlug, runShown, unknownRun } from '../lookups.js';
+import { formatSequenceReport } from '../output.js';
+import { StatusLine, followSequenceRun, printRejectedSamples } from '../progress.js';
+import { ReportedRunsLog } from '../reported-runs-log.js';
+import { cancelOnSignal } from '../signals.js';
+import type { CommandDeps } from './command-deps.js';
+import { registerSequencePlanCommand } from './sequence-plan.js';
+
+/** Sequence run ids are UUIDs. */
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export function registerSequenceCommands(program: Command, deps: CommandDeps): void {
+  const { term, open, setExit, exit } = deps;
+
+  /**
+   * Follows a sequence run to its end (live progress unless `json`), prints its report or its JSON,
+   * and sets the exit code; the member runs it reported (not those carried over) go into `reported`.
+   */
+  const reportSequenceRun = async (app: App, runId: string, line: StatusLine, json: boolean, reported: number[]): Promise<void> => {
+    const stopProgress = json ? async () => {} : followSequenceRun(app, runId, line);
+    const stopCancelling = cancelOnSignal(line.terminal, `sequence run ${runId}`, () => app.worker.cancelSequenceRun(runId));
+    const final = await app.worker
+      .waitForSequenceRun(runId)
+      .finally(stopCancelling)
+      .finally(stopProgress);
+    const view = await sequenceRunDetails(app.store, final);
+    for (const m of view.members) if (m.syncRunId !== null && !m.carriedOver) reported.push(m.syncRunId);
+    if (json) term.out(JSON.stringify(view, null, 2));
+    else {
+      term.out(formatSequenceReport(view));
+      await printRejectedSamples(app, view, term);
+    }
+    setExit(final.status === 'done' ? exit.ok : exit.runFailed);
+  };
+
+  const sequenceCommand = program.command('sequence').description('run and inspect sequences');
+  sequenceCommand
+    .command('run <slug>')
+    .description('run a sequence now, show its progress, and wait for it')
+    .option('--json', 'print the finished run as JSON (the shape of GET /api/v1/sync-sequences/runs/{id})')
+    .action(async (slug: string, opts: { json?: boolean }) => {
+      const line = new StatusLine(term);
+      const log = new ReportedRunsLog(line.terminal);
+      const { app, close } = await open.toRun((opened) => requireSlug(opened, 'sequence', slug), { term: log.terminal, lookingFor: `no sequence "${slug}"` });
+      const reported: number[] = [];
+      try {
+        const { run } = await app.worker.triggerSequence(slug, { type: 'manual', detail: 'cli' });
+        await reportSequenceRun(app, run.id, line, opts.json === true, reported);
+      } finally {
+        log.release(reported);
+        await close();
+      }
+    });
+  registerSequencePlanCommand(sequenceCommand, { term, open: () => open.toRead(), setExit, failedExit: exit.runFailed });
+  sequenceCommand
+    .command('resume <runId>')
+    .description('resume a failed sequence run: members that finished well are carried over, the rest run; waits for the new run')
+    .option('--json', 'print the finished run as JSON (the shape of GET /api/sequence-runs/{id})')
+    .action(async (runId: string, opts: { json?: boolean }) => {
+      const line = new StatusLine(term);
+      const log = new ReportedRunsLog(line.terminal);
+      // The resume is queued (or refused) before the worker starts, which then claims it.
+      const { app, close, checked: run } = await open.toRun((opened) => opened.worker.resumeSequenceRun(runId, { type: 'manual', detail: 'cli' }), {
+        term: log.terminal,
+        lookingFor: `no sequence run ${runShown('sequence', runId)}`,
+      });
+      const reported: number[] = [];
+      try {
+        const carried = run.members.filter((m) => m.status === 'success' || m.status === 'warning').map((m) => m.key);
+        if (!opts.json) {
+          term.err(`resuming sequence run ${runId} as run ${run.id}${carried.length > 0 ? `; carried over: ${carried.join(', ')}` : '; no member carried over'}`);
+        }
+        await reportSequenceRun(app, run.id, line, opts.json === true, reported);
+      } finally {
+        log.release(reported);
+        await close();
+      }
+    });
+  sequenceCommand
+    .command('cancel <runId>')
+    .description('cancel a sequence run: running members stop, the rest are skipped')
+    .action(async (runId: string) => {
+      const { app, close } = await open.app({ lookingFor: `no sequence run ${runShown('sequence', runId)}` });
+      try {
+        const known = UUID.test(runId) && (await app.store.getSequenceRun(runId)) !== null;
+        if (!known) throw await unknownRun(app, 'sequence', runId);
+        const run = await app.worker.cancelSequenceRun(runId);
+        term.out(`sequence run ${run.id}: ${run.status === 'cancelled' ? 'cancelled' : 'cancel requested'}`);
+      } finally {
+        await close();
+      }
+    });
+}
