@@ -16,16 +16,16 @@ import { resolveConfig, type LockstepConfig } from '../config.js';
 import { ErrorCode, LockstepError, NotFoundError, ValidationError, toError } from '../core/errors.js';
 import { METRICS_PORT, SERVE_PORT, isLoopbackHost, type PortOption } from '../core/hosts.js';
 import { createJsonLogger } from '../core/logger.js';
-import { iso, type NamedSyncRunView } from '../core/run-views.js';
+import { iso } from '../core/run-views.js';
 import { generateToken, hashToken, tokenNameProblem } from '../core/tokens.js';
 import type { WorkspaceDefinition } from '../core/workspace.js';
-import { sequenceRunDetails, syncRunDetails } from '../engine/run-details.js';
 import { findWorkspaceFiles, mayDeclareStore } from '../workspace/workspace-files.js';
-import { mark, type Terminal } from './output.js';
+import type { Terminal } from './output.js';
 import type { AppOpener, CommandDeps, OpenedApp } from './commands/command-deps.js';
+import { registerAlertsCommands } from './commands/alerts.js';
+import { registerRunsCommand } from './commands/runs.js';
 import { registerSecretsCommand } from './commands/secrets.js';
 import { registerSequenceCommands } from './commands/sequence.js';
-import { unknownSlug } from './lookups.js';
 import { registerStoreCommands } from './commands/store-migrate.js';
 import { registerSyncCommands } from './commands/sync.js';
 import { registerWorkspaceCommands } from './commands/workspace.js';
@@ -223,51 +223,9 @@ Exit codes:
 
   registerSequenceCommands(program, deps);
 
-  program
-    .command('runs')
-    .description('list recent sequence runs and sync runs')
-    // One or the other: with both, neither list would be shown.
-    .addOption(new Option('--sequence <slug>', 'only runs of this sequence (or of the ones deleted under that slug)').conflicts('sync'))
-    .option('--sync <slug>', 'only runs of this sync (or of the ones deleted under that slug)')
-    .option('--limit <n>', `how many runs, 1 to ${MAX_LIMIT}`, '20')
-    .option('--json', 'print JSON')
-    .action(async (opts: { sequence?: string; sync?: string; limit: string; json?: boolean }) => {
-      const limit = limitFlag(opts.limit);
-      const { app, close } = await open.toRead();
-      try {
-        await printRuns(app, term, { ...opts, limit });
-      } finally {
-        await close();
-      }
-    });
+  registerRunsCommand(program, deps);
 
-  const alertsCommand = program.command('alerts').description('alert channels, rules and deliveries');
-  alertsCommand
-    .command('test <channel>')
-    .description('send a test alert to a channel now (exits 3 when the channel refuses it)')
-    .action(async (channel: string) => {
-      const { app, close } = await open.app({ lookingFor: `no alert channel "${channel}"` });
-      try {
-        const delivery = await app.alerts.sendTestAlert(channel);
-        term.out(`✔ test alert sent to channel "${channel}" (delivery ${delivery.id})`);
-      } finally {
-        await close();
-      }
-    });
-  alertsCommand
-    .command('list')
-    .description('show alert channels, rules, current alert states and recent deliveries')
-    .option('--limit <n>', `how many deliveries, 1 to ${MAX_LIMIT}`, '20')
-    .option('--json', 'print JSON')
-    .action(async (opts: { limit: string; json?: boolean }) => {
-      const limit = limitFlag(opts.limit);
-      const { app, close } = await open.toRead();
-      try {
-        await printAlerts(app, term, { limit, json: opts.json });
-      } finally {
-        await close();
-      }
-    });
+  registerAlertsCommands(program, deps);
 
   for (const [name, description, withScheduler, withWorker] of [
     ['serve', 'run the scheduler and the workers until stopped (Ctrl-C)', true, true],
@@ -494,114 +452,6 @@ async function printServing(app: App, { url, ui, authRequired }: Serving, term: 
   term.err(`lockstep serve: API${ui ? ', web UI' : ''} and /metrics at ${url}${authRequired ? '' : ' (no token needed)'}`);
   if (authRequired && (await app.store.tokens.list()).length === 0) {
     term.err('  No API tokens yet: create one with `lockstep token create --name NAME`.');
-  }
-}
-
-/** The most a listing's --limit shows. */
-const MAX_LIMIT = 100_000;
-
-/**
- * A listing's --limit, checked before the store is opened: a bad value is refused without opening
- * (or creating) anything. Digits only, so 1e3, 0x10 or 2.0 are refused rather than read as numbers.
- */
-function limitFlag(text: string): number {
-  const limit = Number(text);
-  if (!/^\d+$/.test(text) || limit < 1 || limit > MAX_LIMIT) {
-    throw new LockstepError(ErrorCode.Validation, `--limit "${text}" is not a whole number from 1 to ${MAX_LIMIT} — give how many to show, e.g. --limit 50`);
-  }
-  return limit;
-}
-
-async function printRuns(app: App, term: Terminal, opts: { sequence?: string; sync?: string; limit: number; json?: boolean }) {
-  const page = { limit: opts.limit, offset: 0, order: 'desc' as const };
-  const out: { sequenceRuns: unknown[]; syncRuns: unknown[] } = { sequenceRuns: [], syncRuns: [] };
-  // A run started by another one's end names it, as its view says: `sequence "crm" run 5f0c… ended done`.
-  const afterUpstream = (v: { trigger: string; triggerDetail: string | null }) => (v.trigger === 'upstream' && v.triggerDetail ? `  (after ${v.triggerDetail})` : '');
-  if (!opts.sync) {
-    const sequenceIds = opts.sequence ? await idsWithRuns(app, term, 'sequence', opts.sequence) : undefined;
-    const runs = await app.store.listSequenceRuns({ ...page, sequenceIds });
-    for (const run of runs) out.sequenceRuns.push(await sequenceRunDetails(app.store, run));
-  }
-  if (!opts.sequence) {
-    const syncIds = opts.sync ? await idsWithRuns(app, term, 'sync', opts.sync) : undefined;
-    const runs = await app.store.listSyncRuns({ ...page, syncIds });
-    // A sync since deleted (or renamed: a rename deletes and creates) is named by the slug its runs ran as, marked deleted, as the API answers.
-    out.syncRuns.push(...(await syncRunDetails(app.store, runs)));
-  }
-  if (opts.json) {
-    term.out(JSON.stringify(out, null, 2));
-    return;
-  }
-  if (out.sequenceRuns.length > 0) {
-    term.out('Sequence runs');
-    for (const v of out.sequenceRuns as Awaited<ReturnType<typeof sequenceRunDetails>>[]) {
-      term.out(`  ${mark(v.status)} ${v.createdAt}  ${deletedOrNot(v.sequence, v.sequenceSlug, `sequence ${v.sequenceId}`)}  ${v.status}  ${v.id}${v.resumedFrom ? `  (resumes ${v.resumedFrom})` : ''}${afterUpstream(v)}${v.reason ? `  — ${v.reason}` : ''}`);
-    }
-  }
-  if (out.syncRuns.length > 0) {
-    term.out('Sync runs');
-    for (const v of out.syncRuns as NamedSyncRunView[]) {
-      term.out(
-        `  ${mark(v.status)} ${v.createdAt}  #${v.id}  ${deletedOrNot(v.sync, v.syncSlug, `sync ${v.syncId}`)}  ${v.status}  read ${v.querySize}, delivered +${v.successfulRows.addedCount} ~${v.successfulRows.changedCount} -${v.successfulRows.removedCount}, rejected ${v.failedRows.addedCount + v.failedRows.changedCount + v.failedRows.removedCount}${afterUpstream(v)}${v.error ? `  — ${v.error}` : ''}`,
-      );
-    }
-  }
-  if (out.sequenceRuns.length === 0 && out.syncRuns.length === 0) term.out('No runs yet. Start one with `lockstep sequence run <slug>` or `lockstep sync run <slug>`.');
-}
-
-/**
- * The syncs (or sequences) whose runs `runs --sync <slug>` lists: the live one the slug names, else
- * the ones deleted under it, whose runs stay in the history (stderr says it was deleted, so a list
- * of old runs is not taken for the runs of something still there). A slug nothing ever had is an error.
- */
-async function idsWithRuns(app: App, term: Terminal, kind: 'sync' | 'sequence', slug: string): Promise<number[]> {
-  const live = kind === 'sync' ? await app.store.getSync(slug) : await app.store.getSequence(slug);
-  if (live) return [live.id];
-  const deleted = await app.store.deletedIdsBySlug(kind, slug);
-  if (deleted.length === 0) throw await unknownSlug(app, kind, slug);
-  const whose = deleted.length === 1 ? 'the runs it had' : `the runs of the ${deleted.length} ${kind}s that had that slug, each deleted since`;
-  term.err(`${kind} "${slug}" was deleted and is no longer in the workspace: listing ${whose}`);
-  return deleted;
-}
-
-/** A run's sync or sequence as the runs list names it: its slug, or the slug it ran as, marked deleted. */
-function deletedOrNot(live: string | null, ranAs: string | null, byId: string): string {
-  if (live !== null) return live;
-  return ranAs !== null ? `${ranAs} (deleted)` : `(deleted ${byId})`;
-}
-
-async function printAlerts(app: App, term: Terminal, opts: { limit: number; json?: boolean }) {
-  const definition = await app.store.alerts.getDefinition();
-  const states = await app.store.alerts.listStates();
-  const deliveries = await app.store.alerts.listDeliveries({ limit: opts.limit, offset: 0 });
-  if (opts.json) {
-    // Channel settings may hold secrets once resolved; as stored they are templates, shown by type only.
-    const channels = definition.channels.map((c) => ({ name: c.name, type: c.type }));
-    term.out(JSON.stringify({ channels, rules: definition.rules, states, deliveries }, null, 2));
-    return;
-  }
-  if (definition.channels.length === 0 && definition.rules.length === 0) {
-    term.out('No alerts declared. Add an alerts: section to lockstep.yaml (channels and rules), then `lockstep apply`.');
-    return;
-  }
-  term.out('Channels');
-  for (const c of definition.channels) term.out(`  ${c.name}  ${c.type}`);
-  term.out('Rules');
-  for (const r of definition.rules) {
-    const scope = r.syncs.length + r.sequences.length === 0 ? 'workspace default' : [...r.syncs.map((s) => `sync ${s}`), ...r.sequences.map((s) => `sequence ${s}`)].join(', ');
-    const limits = [r.on.includes('rejected_rows') ? `rejected > ${r.rejectedPercent}%` : '', r.slowerThanMinutes !== null ? `slower than ${r.slowerThanMinutes} min` : ''].filter(Boolean);
-    term.out(`  ${r.name}  on ${r.on.join(', ')}  — ${scope}${limits.length ? `; ${limits.join(', ')}` : ''}  → ${r.channels.join(', ')}`);
-  }
-  const raised = states.filter((s) => s.raised);
-  term.out(raised.length === 0 ? 'Nothing raised.' : 'Raised');
-  for (const s of raised) term.out(`  ${s.subject.kind} ${s.subject.slug}  ${s.condition}  since ${new Date(s.since).toISOString()}  (rule ${s.rule})`);
-  term.out(deliveries.length === 0 ? 'No deliveries yet.' : 'Recent deliveries');
-  for (const d of deliveries) {
-    const when = new Date(d.sentAt ?? d.createdAt).toISOString();
-    const next = d.status === 'pending' && d.nextAttemptAt !== null ? `, next attempt ${new Date(d.nextAttemptAt).toISOString()}` : '';
-    term.out(
-      `  ${d.status === 'sent' ? '✔' : d.status === 'failed' ? '✖' : '…'} #${d.id} ${when}  ${d.channel}  ${d.notice.title}  ${d.status} after ${d.attempts} attempt(s)${next}${d.lastError ? `  — ${d.lastError}` : ''}`,
-    );
   }
 }
 

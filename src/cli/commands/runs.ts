@@ -1,0 +1,89 @@
+/** `lockstep runs`: the recent sequence runs and sync runs, of one sync or sequence or of all. */
+import { Option, type Command } from 'commander';
+import type { App } from '../../app.js';
+import type { NamedSyncRunView } from '../../core/run-views.js';
+import { sequenceRunDetails, syncRunDetails } from '../../engine/run-details.js';
+import { MAX_LIMIT, limitFlag } from '../flags.js';
+import { unknownSlug } from '../lookups.js';
+import { mark, type Terminal } from '../output.js';
+import type { CommandDeps } from './command-deps.js';
+
+export function registerRunsCommand(program: Command, deps: CommandDeps): void {
+  const { term, open } = deps;
+
+  program
+    .command('runs')
+    .description('list recent sequence runs and sync runs')
+    // One or the other: with both, neither list would be shown.
+    .addOption(new Option('--sequence <slug>', 'only runs of this sequence (or of the ones deleted under that slug)').conflicts('sync'))
+    .option('--sync <slug>', 'only runs of this sync (or of the ones deleted under that slug)')
+    .option('--limit <n>', `how many runs, 1 to ${MAX_LIMIT}`, '20')
+    .option('--json', 'print JSON')
+    .action(async (opts: { sequence?: string; sync?: string; limit: string; json?: boolean }) => {
+      const limit = limitFlag(opts.limit);
+      const { app, close } = await open.toRead();
+      try {
+        await printRuns(app, term, { ...opts, limit });
+      } finally {
+        await close();
+      }
+    });
+}
+
+async function printRuns(app: App, term: Terminal, opts: { sequence?: string; sync?: string; limit: number; json?: boolean }) {
+  const page = { limit: opts.limit, offset: 0, order: 'desc' as const };
+  const out: { sequenceRuns: unknown[]; syncRuns: unknown[] } = { sequenceRuns: [], syncRuns: [] };
+  // A run started by another one's end names it, as its view says: `sequence "crm" run 5f0c… ended done`.
+  const afterUpstream = (v: { trigger: string; triggerDetail: string | null }) => (v.trigger === 'upstream' && v.triggerDetail ? `  (after ${v.triggerDetail})` : '');
+  if (!opts.sync) {
+    const sequenceIds = opts.sequence ? await idsWithRuns(app, term, 'sequence', opts.sequence) : undefined;
+    const runs = await app.store.listSequenceRuns({ ...page, sequenceIds });
+    for (const run of runs) out.sequenceRuns.push(await sequenceRunDetails(app.store, run));
+  }
+  if (!opts.sequence) {
+    const syncIds = opts.sync ? await idsWithRuns(app, term, 'sync', opts.sync) : undefined;
+    const runs = await app.store.listSyncRuns({ ...page, syncIds });
+    // A sync since deleted (or renamed: a rename deletes and creates) is named by the slug its runs ran as, marked deleted, as the API answers.
+    out.syncRuns.push(...(await syncRunDetails(app.store, runs)));
+  }
+  if (opts.json) {
+    term.out(JSON.stringify(out, null, 2));
+    return;
+  }
+  if (out.sequenceRuns.length > 0) {
+    term.out('Sequence runs');
+    for (const v of out.sequenceRuns as Awaited<ReturnType<typeof sequenceRunDetails>>[]) {
+      term.out(`  ${mark(v.status)} ${v.createdAt}  ${deletedOrNot(v.sequence, v.sequenceSlug, `sequence ${v.sequenceId}`)}  ${v.status}  ${v.id}${v.resumedFrom ? `  (resumes ${v.resumedFrom})` : ''}${afterUpstream(v)}${v.reason ? `  — ${v.reason}` : ''}`);
+    }
+  }
+  if (out.syncRuns.length > 0) {
+    term.out('Sync runs');
+    for (const v of out.syncRuns as NamedSyncRunView[]) {
+      term.out(
+        `  ${mark(v.status)} ${v.createdAt}  #${v.id}  ${deletedOrNot(v.sync, v.syncSlug, `sync ${v.syncId}`)}  ${v.status}  read ${v.querySize}, delivered +${v.successfulRows.addedCount} ~${v.successfulRows.changedCount} -${v.successfulRows.removedCount}, rejected ${v.failedRows.addedCount + v.failedRows.changedCount + v.failedRows.removedCount}${afterUpstream(v)}${v.error ? `  — ${v.error}` : ''}`,
+      );
+    }
+  }
+  if (out.sequenceRuns.length === 0 && out.syncRuns.length === 0) term.out('No runs yet. Start one with `lockstep sequence run <slug>` or `lockstep sync run <slug>`.');
+}
+
+/**
+ * The syncs (or sequences) whose runs `runs --sync <slug>` lists: the live one the slug names, else
+ * the ones deleted under it, whose runs stay in the history (stderr says it was deleted, so a list
+ * of old runs is not taken for the runs of something still there). A slug nothing ever had is an error.
+ */
+async function idsWithRuns(app: App, term: Terminal, kind: 'sync' | 'sequence', slug: string): Promise<number[]> {
+  const live = kind === 'sync' ? await app.store.getSync(slug) : await app.store.getSequence(slug);
+  if (live) return [live.id];
+  const deleted = await app.store.deletedIdsBySlug(kind, slug);
+  if (deleted.length === 0) throw await unknownSlug(app, kind, slug);
+  const whose = deleted.length === 1 ? 'the runs it had' : `the runs of the ${deleted.length} ${kind}s that had that slug, each deleted since`;
+  term.err(`${kind} "${slug}" was deleted and is no longer in the workspace: listing ${whose}`);
+  return deleted;
+}
+
+/** A run's sync or sequence as the runs list names it: its slug, or the slug it ran as, marked deleted. */
+function deletedOrNot(live: string | null, ranAs: string | null, byId: string): string {
+  if (live !== null) return live;
+  return ranAs !== null ? `${ranAs} (deleted)` : `(deleted ${byId})`;
+}
