@@ -16,8 +16,6 @@ import { resolveConfig, type LockstepConfig } from '../config.js';
 import { ErrorCode, LockstepError, NotFoundError, ValidationError, toError } from '../core/errors.js';
 import { METRICS_PORT, SERVE_PORT, isLoopbackHost, type PortOption } from '../core/hosts.js';
 import { createJsonLogger } from '../core/logger.js';
-import { iso } from '../core/run-views.js';
-import { generateToken, hashToken, tokenNameProblem } from '../core/tokens.js';
 import type { WorkspaceDefinition } from '../core/workspace.js';
 import { findWorkspaceFiles, mayDeclareStore } from '../workspace/workspace-files.js';
 import type { Terminal } from './output.js';
@@ -27,6 +25,7 @@ import { registerRunsCommand } from './commands/runs.js';
 import { registerSecretsCommand } from './commands/secrets.js';
 import { registerSequenceCommands } from './commands/sequence.js';
 import { registerStoreCommands } from './commands/store-migrate.js';
+import { registerTokenCommands } from './commands/tokens.js';
 import { registerSyncCommands } from './commands/sync.js';
 import { registerWorkspaceCommands } from './commands/workspace.js';
 
@@ -261,51 +260,7 @@ Exit codes:
     });
   }
 
-  const tokenCommand = program.command('token').description('API tokens: create, list and revoke them');
-  tokenCommand
-    .command('create')
-    .description('create a token and print it (once: only its hash is kept)')
-    .requiredOption('--name <name>', 'a name to tell it by, e.g. airflow')
-    .action(async (opts: { name: string }) => {
-      const problem = tokenNameProblem(opts.name);
-      if (problem) throw new LockstepError(ErrorCode.Validation, problem);
-      const { app, close } = await open.app();
-      try {
-        const token = generateToken();
-        await app.store.tokens.create(opts.name, hashToken(token), app.clock.now());
-        term.out(token);
-        term.err(`Token "${opts.name}" created. It is shown only now: send it as \`Authorization: Bearer <token>\`.`);
-      } finally {
-        await close();
-      }
-    });
-  tokenCommand
-    .command('list')
-    .description('list tokens: name, created, last used')
-    .option('--json', 'print JSON')
-    .action(async (opts: { json?: boolean }) => {
-      const { app, close } = await open.toRead();
-      try {
-        const tokens = (await app.store.tokens.list()).map((t) => ({ name: t.name, createdAt: iso(t.createdAt), lastUsedAt: iso(t.lastUsedAt) }));
-        if (opts.json) term.out(JSON.stringify(tokens, null, 2));
-        else if (tokens.length === 0) term.out('No tokens. Create one with `lockstep token create --name NAME`.');
-        else for (const t of tokens) term.out(`${t.name}  created ${t.createdAt}  last used ${t.lastUsedAt ?? 'never'}`);
-      } finally {
-        await close();
-      }
-    });
-  tokenCommand
-    .command('revoke <name>')
-    .description('revoke a token: requests with it get 401 from now on')
-    .action(async (name: string) => {
-      const { app, close } = await open.app({ lookingFor: `no token named "${name}"` });
-      try {
-        if (!(await app.store.tokens.revoke(name))) throw new LockstepError(ErrorCode.NotFound, `no token named "${name}" — \`lockstep token list\` shows them`);
-        term.out(`Token "${name}" revoked.`);
-      } finally {
-        await close();
-      }
-    });
+  registerTokenCommands(program, deps);
 
   registerSecretsCommand(program, { term, config: () => configFor(global()) });
   registerStoreCommands(program, { term, config: () => configFor(global()) });
