@@ -1,5 +1,6 @@
 /** Flags of the commands checked as they are read, before the store is opened. */
 import { ErrorCode, LockstepError } from '../core/errors.js';
+import type { PortOption } from '../core/hosts.js';
 
 /** The most a listing's --limit shows. */
 export const MAX_LIMIT = 100_000;
@@ -14,4 +15,17 @@ export function limitFlag(text: string): number {
     throw new LockstepError(ErrorCode.Validation, `--limit "${text}" is not a whole number from 1 to ${MAX_LIMIT} — give how many to show, e.g. --limit 50`);
   }
   return limit;
+}
+
+/** A port from its flag, else its environment variable (empty counts as unset, as for the other LOCKSTEP_ settings); null when neither is given. */
+export function portSetting(flagValue: string | undefined, { flag, env, example }: PortOption): number | null {
+  const fromEnv = flagValue === undefined && Boolean(process.env[env]);
+  const portText = flagValue ?? (process.env[env] || null);
+  if (portText === null) return null;
+  const port = Number(portText);
+  if (!/^\d+$/.test(portText) || port > 65535) {
+    const given = fromEnv ? `${env}=${portText}` : `${flag} "${portText}"`;
+    throw new LockstepError(ErrorCode.Validation, `${given} is not a port number (0..65535) — give a free port, e.g. ${fromEnv ? `${env}=` : `${flag} `}${example}`);
+  }
+  return port;
 }

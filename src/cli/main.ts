@@ -1,33 +1,36 @@
 /**
- * The `lockstep` command line.
+ * The `lockstep` command line. Each command lives in commands/; this file sets up the program and
+ * its global options, opens the app for the commands (AppOpener), and turns errors into exit codes.
  *
  * Exit codes: 0 success (a sequence run `done`, a sync run `success` or `warning`); 1 a run ended
  * `failed`, `cancelled` or `interrupted` (a sync run whose retry never appeared); 2 invalid input
  * (workspace errors, unknown slug, bad arguments) or a request the current state refuses (resuming a
  * run that did not fail, a token name taken); 3 anything else (store or connection trouble, a bug);
- * 130 or 143 a second Ctrl-C or SIGTERM that quit without waiting for the run (see cancelOnSignal in signals.ts).
+ * 130 or 143 a second Ctrl-C or SIGTERM that quit without waiting for the run (see cancelOnSignal
+ * in signals.ts).
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
-import { checkPortFree, createApp, createConnectorRegistry, noStoreYet, storeCreated, storeName, type App } from '../app.js';
+import { createApp, createConnectorRegistry, noStoreYet, storeCreated, type App } from '../app.js';
 import { resolveConfig, type LockstepConfig } from '../config.js';
 import { ErrorCode, LockstepError, NotFoundError, ValidationError, toError } from '../core/errors.js';
-import { METRICS_PORT, SERVE_PORT, isLoopbackHost, type PortOption } from '../core/hosts.js';
 import { createJsonLogger } from '../core/logger.js';
 import type { WorkspaceDefinition } from '../core/workspace.js';
 import { findWorkspaceFiles, mayDeclareStore } from '../workspace/workspace-files.js';
-import type { Terminal } from './output.js';
-import type { AppOpener, CommandDeps, OpenedApp } from './commands/command-deps.js';
 import { registerAlertsCommands } from './commands/alerts.js';
+import type { AppOpener, CommandDeps, OpenedApp } from './commands/command-deps.js';
+import { registerDemoCommand } from './commands/demo.js';
+import { registerProcessCommands } from './commands/processes.js';
 import { registerRunsCommand } from './commands/runs.js';
 import { registerSecretsCommand } from './commands/secrets.js';
 import { registerSequenceCommands } from './commands/sequence.js';
 import { registerStoreCommands } from './commands/store-migrate.js';
-import { registerTokenCommands } from './commands/tokens.js';
 import { registerSyncCommands } from './commands/sync.js';
+import { registerTokenCommands } from './commands/tokens.js';
 import { registerWorkspaceCommands } from './commands/workspace.js';
+import type { Terminal } from './output.js';
 
 export const EXIT = { ok: 0, runFailed: 1, invalid: 2, error: 3 } as const;
 
@@ -216,253 +219,18 @@ Exit codes:
   };
   const deps: CommandDeps = { term, open, setExit, exit: EXIT };
 
+  // In the order `lockstep --help` lists them.
   registerWorkspaceCommands(program, { ...deps, workspaceDir: () => workspaceDirFor(global()) });
-
   registerSyncCommands(program, deps);
-
   registerSequenceCommands(program, deps);
-
   registerRunsCommand(program, deps);
-
   registerAlertsCommands(program, deps);
-
-  for (const [name, description, withScheduler, withWorker] of [
-    ['serve', 'run the scheduler and the workers until stopped (Ctrl-C)', true, true],
-    ['worker', 'run queued work until stopped', false, true],
-    ['scheduler', 'fire schedules until stopped (another process runs the work)', true, false],
-  ] as const) {
-    const cmd = program.command(name).description(description);
-    if (withWorker) cmd.option('--drain', 'exit once nothing is queued or running');
-    if (name === 'serve') addServerOptions(cmd);
-    else addMetricsOptions(cmd);
-    cmd.action(async (opts: { drain?: boolean } & ServerFlags & MetricsFlags) => {
-      // Bad flags are refused before the worker or the scheduler starts: nothing is claimed or fired.
-      const server = name === 'serve' ? serverSettings(opts) : null;
-      const metrics = name === 'serve' ? null : metricsSettings(opts);
-      const { app, close } = await open.app({ runWork: withWorker && server === null && metrics === null });
-      try {
-        // A process listens before its worker and scheduler start: a port already taken is refused
-        // before a run is claimed or a schedule fired.
-        const serving = server ? await listen(app, server) : null;
-        const metricsUrl = metrics ? (await app.startMetricsServer(metrics)).url : null;
-        if ((serving || metricsUrl) && withWorker) await app.worker.start();
-        if (withScheduler) await app.startScheduler();
-        if (withWorker) app.alerts.start();
-        const as = withWorker ? ` as worker ${app.worker.workerId}` : '';
-        term.err(`lockstep ${name}: running on ${storeName(app.config)}${as} (Ctrl-C to stop)`);
-        if (serving) await printServing(app, serving, term);
-        if (metricsUrl) term.err(`lockstep ${name}: /metrics, /healthz and /readyz at ${metricsUrl}`);
-      } catch (thrown) {
-        await close();
-        throw thrown;
-      }
-      await runUntilStopped(app, close, { drain: Boolean(opts.drain), term, name });
-    });
-  }
-
+  registerProcessCommands(program, deps);
   registerTokenCommands(program, deps);
-
   registerSecretsCommand(program, { term, config: () => configFor(global()) });
   registerStoreCommands(program, { term, config: () => configFor(global()) });
-
-  program
-    .command('demo')
-    .description('build a small warehouse and CRM, and show a sequence running (no setup needed)')
-    .option('--dir <dir>', 'where to build the demo (default: lockstep-demo, or lockstep-demo-salesforce)')
-    .option('--salesforce', "the hierarchy accounts → contacts, opportunities into Salesforce (a local stand-in of its API)")
-    .option('--serve', 'afterwards, keep serving the demo workspace (API and web UI, no token on 127.0.0.1) until Ctrl-C')
-    .option('--port <port>', 'port for --serve (default: LOCKSTEP_PORT or 3000)')
-    .action(async (opts: { dir?: string; salesforce?: boolean; serve?: boolean; port?: string }) => {
-      const dir = opts.dir ?? (opts.salesforce ? 'lockstep-demo-salesforce' : 'lockstep-demo');
-      // A bad --port, or one another program listens on, is refused before the demo is built, not after it ran.
-      const server = opts.serve ? serverSettings({ port: opts.port, host: DEFAULT_HOST, auth: false }) : null;
-      if (server) await checkPortFree(server.port, server.host);
-      // The demo builds a DuckDB warehouse: its modules load only for this command.
-      let standIn: { close(): Promise<void> } | null = null;
-      if (opts.salesforce) {
-        const { runSalesforceDemo } = await import('./demo-salesforce.js');
-        standIn = await runSalesforceDemo({ dir, term });
-      } else {
-        const { runDemo } = await import('./demo.js');
-        await runDemo({ dir, term });
-      }
-      try {
-        if (!server) return;
-        const { app, close } = await open.app({ workspace: resolve(dir) });
-        try {
-          // As serve: it listens before its worker and scheduler start, so a port already taken
-          // is refused before anything is claimed or fired.
-          const serving = await listen(app, server);
-          await app.worker.start();
-          await app.startScheduler();
-          await printServing(app, serving, term);
-          term.out('');
-          term.out(`The demo keeps running: open ${serving.url} to see its runs in the web UI (Ctrl-C to stop).`);
-        } catch (thrown) {
-          await close();
-          throw thrown;
-        }
-        await runUntilStopped(app, close, { drain: false, term, name: 'demo' });
-      } finally {
-        await standIn?.close();
-      }
-    });
-
+  registerDemoCommand(program, deps);
   return program;
-}
-
-const DEFAULT_HOST = '127.0.0.1';
-const DEFAULT_PORT = 3000;
-/** The built web UI, next to the package's dist/ and src/. */
-const UI_DIR = fileURLToPath(new URL('../../web/dist', import.meta.url));
-
-interface ServerFlags {
-  port?: string;
-  host?: string;
-  /** False with --no-auth. */
-  auth?: boolean;
-}
-
-function addServerOptions(cmd: Command): void {
-  cmd
-    .option('--port <port>', `port for the API, UI and metrics (default: LOCKSTEP_PORT or ${DEFAULT_PORT})`)
-    .option('--host <host>', 'address to listen on', DEFAULT_HOST)
-    .option('--no-auth', 'serve the API without tokens (only on a loopback host)');
-}
-
-interface ServerSettings {
-  port: number;
-  host: string;
-  authRequired: boolean;
-}
-
-/** The server's flags checked: a port number, and `--no-auth` only on a loopback host. */
-function serverSettings(flags: ServerFlags): ServerSettings {
-  const port = portSetting(flags.port, SERVE_PORT) ?? DEFAULT_PORT;
-  const host = flags.host ?? DEFAULT_HOST;
-  const authRequired = flags.auth !== false;
-  if (!authRequired && !isLoopbackHost(host)) {
-    throw new LockstepError(
-      ErrorCode.Validation,
-      `--no-auth is allowed only on a loopback host (127.0.0.1, ::1, localhost), not ${host} — create a token with \`lockstep token create --name NAME\` instead`,
-    );
-  }
-  return { port, host, authRequired };
-}
-
-interface MetricsFlags {
-  metricsPort?: string;
-  metricsHost?: string;
-}
-
-/**
- * worker and scheduler serve their own /metrics, /healthz and /readyz when asked for a port: each
- * process is scraped for what it does, as serve is on its port, and Prometheus sums them.
- */
-function addMetricsOptions(cmd: Command): void {
-  cmd
-    .option('--metrics-port <port>', "serve this process's /metrics, /healthz and /readyz on this port (default: LOCKSTEP_METRICS_PORT, else none)")
-    .option('--metrics-host <host>', `address the metrics port listens on (default: ${DEFAULT_HOST})`);
-}
-
-/** The metrics listener's port and host, or null when none is asked for. */
-function metricsSettings(flags: MetricsFlags): { port: number; host: string } | null {
-  const port = portSetting(flags.metricsPort, METRICS_PORT);
-  if (port === null) {
-    if (flags.metricsHost !== undefined) {
-      throw new LockstepError(ErrorCode.Validation, `--metrics-host ${flags.metricsHost} needs a port to listen on — add --metrics-port (or LOCKSTEP_METRICS_PORT), e.g. --metrics-port ${METRICS_PORT.example}`);
-    }
-    return null;
-  }
-  return { port, host: flags.metricsHost ?? DEFAULT_HOST };
-}
-
-/** A port from its flag, else its environment variable (empty counts as unset, as for the other LOCKSTEP_ settings); null when neither is given. */
-function portSetting(flagValue: string | undefined, { flag, env, example }: PortOption): number | null {
-  const fromEnv = flagValue === undefined && Boolean(process.env[env]);
-  const portText = flagValue ?? (process.env[env] || null);
-  if (portText === null) return null;
-  const port = Number(portText);
-  if (!/^\d+$/.test(portText) || port > 65535) {
-    const given = fromEnv ? `${env}=${portText}` : `${flag} "${portText}"`;
-    throw new LockstepError(ErrorCode.Validation, `${given} is not a port number (0..65535) — give a free port, e.g. ${fromEnv ? `${env}=` : `${flag} `}${example}`);
-  }
-  return port;
-}
-
-interface Serving {
-  url: string;
-  ui: boolean;
-  authRequired: boolean;
-}
-
-/** Starts the HTTP server on the app (its worker may not have started yet). */
-async function listen(app: App, { port, host, authRequired }: ServerSettings): Promise<Serving> {
-  const uiDir = existsSync(join(UI_DIR, 'index.html')) ? UI_DIR : null;
-  const { url } = await app.startServer({ port, host, authRequired, uiDir });
-  return { url, ui: uiDir !== null, authRequired };
-}
-
-async function printServing(app: App, { url, ui, authRequired }: Serving, term: Terminal): Promise<void> {
-  term.err(`lockstep serve: API${ui ? ', web UI' : ''} and /metrics at ${url}${authRequired ? '' : ' (no token needed)'}`);
-  if (authRequired && (await app.store.tokens.list()).length === 0) {
-    term.err('  No API tokens yet: create one with `lockstep token create --name NAME`.');
-  }
-}
-
-/**
- * Waits for Ctrl-C or SIGTERM (or, with `drain`, for nothing left to do), then closes the app. A
- * signal is answered at once with what stopping does — the runs this process holds stop at their
- * next batch and are left to another worker, which can take a while, or longer when the store does
- * not answer — and from then a second signal quits at once (its leases then end on their own).
- */
-async function runUntilStopped(app: App, close: () => Promise<void>, options: { drain: boolean; term: Terminal; name: string }): Promise<void> {
-  const { drain, term, name } = options;
-  let held: number[] = [];
-  const quit = (signal: NodeJS.Signals) => {
-    const left = held.length === 0 ? '' : ` (another worker takes ${held.length === 1 ? 'its run' : 'its runs'} over once the lease runs out)`;
-    term.err(`lockstep ${name}: ${signal}: quitting without waiting${left}`);
-    process.exit(signal === 'SIGINT' ? 130 : 143);
-  };
-  const disarm = () => {
-    process.off('SIGINT', quit);
-    process.off('SIGTERM', quit);
-  };
-  await new Promise<void>((resolve) => {
-    const stop = (signal?: NodeJS.Signals) => {
-      clearInterval(timer);
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      if (signal) {
-        held = app.worker.runningIds;
-        const runs =
-          held.length === 0
-            ? ''
-            : held.length === 1
-              ? `; sync run ${held[0]} stops at its next batch and is left to another worker`
-              : `; sync runs ${held.join(', ')} stop at their next batch and are left to other workers`;
-        term.err(`lockstep ${name}: ${signal === 'SIGINT' ? 'Ctrl-C' : signal}: stopping${runs} (again to quit at once)`);
-        process.on('SIGINT', quit);
-        process.on('SIGTERM', quit);
-      }
-      resolve();
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-    const timer = setInterval(() => {
-      if (!drain) return;
-      void Promise.all([app.store.listQueuedSyncRuns(), app.store.listSequenceRunsByStatus(['pending', 'running'])]).then(
-        ([queued, sequences]) => {
-          if (queued.length === 0 && sequences.length === 0 && app.worker.idle) stop();
-        },
-      );
-    }, 100);
-  });
-  try {
-    await close();
-  } finally {
-    disarm();
-  }
 }
 
 /** The version in package.json (two folders above this file, in src/ and in dist/ alike). */

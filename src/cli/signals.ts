@@ -1,4 +1,5 @@
 /** What Ctrl-C and SIGTERM do to a command under way. */
+import type { App } from '../app.js';
 import { toError } from '../core/errors.js';
 import type { Terminal } from './output.js';
 
@@ -25,4 +26,59 @@ export function cancelOnSignal(term: Terminal, what: string, cancel: () => Promi
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   };
+}
+
+/**
+ * Waits for Ctrl-C or SIGTERM (or, with `drain`, for nothing left to do), then closes the app. A
+ * signal is answered at once with what stopping does — the runs this process holds stop at their
+ * next batch and are left to another worker, which can take a while, or longer when the store does
+ * not answer — and from then a second signal quits at once (its leases then end on their own).
+ */
+export async function runUntilStopped(app: App, close: () => Promise<void>, options: { drain: boolean; term: Terminal; name: string }): Promise<void> {
+  const { drain, term, name } = options;
+  let held: number[] = [];
+  const quit = (signal: NodeJS.Signals) => {
+    const left = held.length === 0 ? '' : ` (another worker takes ${held.length === 1 ? 'its run' : 'its runs'} over once the lease runs out)`;
+    term.err(`lockstep ${name}: ${signal}: quitting without waiting${left}`);
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  };
+  const disarm = () => {
+    process.off('SIGINT', quit);
+    process.off('SIGTERM', quit);
+  };
+  await new Promise<void>((resolve) => {
+    const stop = (signal?: NodeJS.Signals) => {
+      clearInterval(timer);
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      if (signal) {
+        held = app.worker.runningIds;
+        const runs =
+          held.length === 0
+            ? ''
+            : held.length === 1
+              ? `; sync run ${held[0]} stops at its next batch and is left to another worker`
+              : `; sync runs ${held.join(', ')} stop at their next batch and are left to other workers`;
+        term.err(`lockstep ${name}: ${signal === 'SIGINT' ? 'Ctrl-C' : signal}: stopping${runs} (again to quit at once)`);
+        process.on('SIGINT', quit);
+        process.on('SIGTERM', quit);
+      }
+      resolve();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+    const timer = setInterval(() => {
+      if (!drain) return;
+      void Promise.all([app.store.listQueuedSyncRuns(), app.store.listSequenceRunsByStatus(['pending', 'running'])]).then(
+        ([queued, sequences]) => {
+          if (queued.length === 0 && sequences.length === 0 && app.worker.idle) stop();
+        },
+      );
+    }, 100);
+  });
+  try {
+    await close();
+  } finally {
+    disarm();
+  }
 }
