@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import pg from 'pg';
 import { copyStoreToPostgres } from '../../src/app.js';
+import type { CopyProgress } from '../../src/store/copy-to-postgres.js';
 import { SecretCodec, sealedKeyIds } from '../../src/core/secrets.js';
 import { hashToken } from '../../src/core/tokens.js';
 import type { Store } from '../../src/core/ports.js';
@@ -160,6 +161,9 @@ describe('lockstep store migrate', () => {
     ({ dir, token } = await filledWorkspace());
     expected = await sqliteContents(dir);
   });
+  /** The filled store copied into `url` in-process, with an answer timeout of 0.5 s. */
+  const copyInto = (url: string, onProgress: (progress: CopyProgress) => void = () => undefined) =>
+    copyStoreToPostgres({ sqlitePath: join(dir, 'lockstep.db'), url, schema: 'lockstep', replace: false, force: false, secretKey: null, now: Date.now(), answerTimeoutMs: 500, onProgress });
 
   it('copies the whole store, which the PostgreSQL store gives back as the embedded one did', async () => {
     expect(expected.syncRuns).toHaveLength(4);
@@ -432,24 +436,14 @@ describe('lockstep store migrate', () => {
     await using proxy = await PartitionProxy.start(server.hostname, Number(server.port || 5432));
     let cut = false;
     const started = { at: 0 };
-    const copying = copyStoreToPostgres({
-      sqlitePath: join(dir, 'lockstep.db'),
-      url: proxy.url(url),
-      schema: 'lockstep',
-      replace: false,
-      force: false,
-      secretKey: null,
-      now: Date.now(),
-      answerTimeoutMs: 500,
-      onProgress: (progress) => {
-        // Part-way through the large table the connection loses its flow, as behind a NAT that
-        // forgot it; new connections pass at once.
-        if (progress.type !== 'table:progress' || cut) return;
-        cut = true;
-        started.at = Date.now();
-        proxy.partition();
-        setTimeout(() => proxy.heal(), 100);
-      },
+    const copying = copyInto(proxy.url(url), (progress) => {
+      // Part-way through the large table the connection loses its flow, as behind a NAT that
+      // forgot it; new connections pass at once.
+      if (progress.type !== 'table:progress' || cut) return;
+      cut = true;
+      started.at = Date.now();
+      proxy.partition();
+      setTimeout(() => proxy.heal(), 100);
     });
     const error = await copying.then(
       () => new Error('expected a failure'),
@@ -471,20 +465,10 @@ describe('lockstep store migrate', () => {
     await using proxy = await PartitionProxy.start(server.hostname, Number(server.port || 5432), { strand: true });
     const to = `${proxy.url(url)}?answer_timeout=0.5`;
     let cut = false;
-    const error = await copyStoreToPostgres({
-      sqlitePath: join(dir, 'lockstep.db'),
-      url: proxy.url(url),
-      schema: 'lockstep',
-      replace: false,
-      force: false,
-      secretKey: null,
-      now: Date.now(),
-      answerTimeoutMs: 500,
-      onProgress: (progress) => {
-        if (progress.type !== 'table:progress' || cut) return;
-        cut = true;
-        proxy.partition();
-      },
+    const error = await copyInto(proxy.url(url), (progress) => {
+      if (progress.type !== 'table:progress' || cut) return;
+      cut = true;
+      proxy.partition();
     }).then(
       () => new Error('expected a failure'),
       (thrown: unknown) => thrown as Error,
@@ -531,17 +515,7 @@ describe('lockstep store migrate', () => {
     await holder.connect();
     try {
       await holder.query("BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('lockstep:migrate:lockstep', 0))");
-      const copying = copyStoreToPostgres({
-        sqlitePath: join(dir, 'lockstep.db'),
-        url,
-        schema: 'lockstep',
-        replace: false,
-        force: false,
-        secretKey: null,
-        now: Date.now(),
-        answerTimeoutMs: 500,
-        onProgress: () => undefined,
-      }).then(
+      const copying = copyInto(url).then(
         () => new Error('expected a failure'),
         (thrown: unknown) => thrown as Error,
       );
