@@ -250,6 +250,9 @@ const scheduleSchema = z
   })
   .meta({ id: 'Schedule', description: 'When it runs (default: { type: manual }).' });
 
+/** A schedule as a workspace file (or a body sent to the API) writes it, before defaults are filled in. */
+export type ScheduleInput = z.input<typeof scheduleSchema>;
+
 function catchupSeconds(value: string | number | undefined): number {
   return value === undefined ? DEFAULT_CATCHUP_WINDOW_SECONDS : durationSeconds(value);
 }
@@ -426,6 +429,9 @@ const sequenceSchema = z
   .transform(({ deadlineMinutes, ...s }): Omit<SequenceDef, 'slug' | 'name'> & { name?: string } =>
     typeof deadlineMinutes === 'number' ? { ...s, deadlineMinutes } : s,
   );
+
+/** A sequence as a workspace file (or a body sent to the API, with its `slug`) writes it, before defaults are filled in. */
+export type SequenceInput = z.input<typeof sequenceSchema>;
 
 // ---------------------------------------------------------------------------------------------
 // Alerts (SPEC §5)

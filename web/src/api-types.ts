@@ -9,52 +9,42 @@ export type { MemberRunView, RejectedRowView, SequenceRunView } from '../../src/
  */
 export type { NamedSyncRunView as SyncRunView } from '../../src/core/run-views.js';
 
-export type IntervalUnit = 'minute' | 'hour' | 'day' | 'week';
+/**
+ * Schedules, sequences and models as the API answers them: the stored definitions, every default
+ * filled in (a schedule's catch-up window as `catchupWindowSeconds`, an interval's `startAt` null
+ * when not given), with id, origin and times.
+ */
+export type {
+  IntervalUnit,
+  MemberDef as Member,
+  ModelRecord as Model,
+  RejectedThreshold,
+  Schedule,
+  ScheduleType,
+  SequenceRecord as Sequence,
+  TerminatePolicy,
+  Weekday,
+} from '../../src/core/workspace.js';
+import type { ModelRecord as Model, Schedule, SequenceRecord as Sequence, Weekday } from '../../src/core/workspace.js';
 
-export const WEEKDAYS = ['monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday', 'sunday'] as const;
-export type Weekday = (typeof WEEKDAYS)[number];
+/** The days of the week in calendar order, as the schedule form offers them. */
+export const WEEKDAYS = ['monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday', 'sunday'] as const satisfies readonly Weekday[];
+type _EveryWeekdayListed = Holds<Listed<Weekday, (typeof WEEKDAYS)[number]>>;
 
 /**
- * Every schedule type of SPEC §4; the same for syncs and sequences. The server answers the
- * catch-up window as `catchupWindowSeconds` and accepts it as `catchupWindow` (seconds or "1h").
+ * A schedule as the forms send it: the workspace file's shape, which the API takes (the catch-up
+ * window as `catchupWindow`, seconds or "1h").
  */
-export type Schedule =
-  | { type: 'manual' }
-  | { type: 'interval'; unit: IntervalUnit; quantity: number; startAt?: string | null; catchupWindowSeconds?: number; catchupWindow?: number }
-  | { type: 'cron'; expression: string; timezone: string; catchupWindowSeconds?: number; catchupWindow?: number }
-  | { type: 'recurrence'; timezone: string; days: Weekday[]; times: string[]; catchupWindowSeconds?: number; catchupWindow?: number }
-  | { type: 'dbt_cloud'; accountId: string; jobId: string }
-  | { type: 'fivetran'; connectorId: string }
-  | { type: 'after'; sync?: string | null; sequence?: string | null; on: 'success' | 'any' };
+export type { ScheduleInput } from '../../src/workspace/workspace-schema.js';
+import type { SequenceInput as SequenceFileInput } from '../../src/workspace/workspace-schema.js';
 
-export type ScheduleType = Schedule['type'];
+/** Body of `POST /api/sequences` and `PUT /api/sequences/{slug}`: a sequence as a workspace file writes it, and its slug. */
+export type SequenceInput = SequenceFileInput & { slug: string };
 
-export type TerminatePolicy = 'on_fatal' | 'on_fatal_or_rejected' | 'never';
-
-export type RejectedThreshold = { percent: number } | { count: number };
-
-export interface Member {
-  key: string;
-  sync: string;
-  terminate: TerminatePolicy;
-  rejectedThreshold: RejectedThreshold;
-  after: string[] | null;
-  /** Minutes its run may take before it is stopped and fails (absent: no limit). */
-  timeoutMinutes?: number;
-}
-
-export interface Sequence {
-  id: number;
-  slug: string;
-  name: string;
-  members: Member[];
-  concurrency: number;
-  schedule: Schedule;
-  enabled: boolean;
-  /** Minutes a run may take before members not started are skipped and it fails (absent: no deadline). */
-  deadlineMinutes?: number;
-  origin?: string;
-}
+/** `true` when `Values` lists every member of `All`, else the members missing: a list the UI keeps of a server's union. */
+type Listed<All, Values extends All> = [Exclude<All, Values>] extends [never] ? true : { missing: Exclude<All, Values> };
+/** Compiles only when `T` is `true`. */
+type Holds<T extends true> = T;
 
 export interface Sync {
   id: number;
@@ -83,15 +73,6 @@ export interface Connection {
   type: string;
   origin?: string;
   [setting: string]: unknown;
-}
-
-export interface Model {
-  id: number;
-  slug: string;
-  source: string;
-  query: string;
-  primaryKey: string[];
-  origin?: string;
 }
 
 export interface Workspace {
@@ -144,17 +125,6 @@ export interface ModelPreview {
 export interface ConnectionTest {
   ok: boolean;
   message: string;
-}
-
-/** Body of `POST /api/sequences` and `PUT /api/sequences/{slug}`. */
-export interface SequenceInput {
-  slug: string;
-  name?: string;
-  schedule?: Schedule;
-  enabled?: boolean;
-  concurrency?: number;
-  deadlineMinutes?: number;
-  members: Array<{ sync: string; key?: string; terminate?: TerminatePolicy; rejectedThreshold?: RejectedThreshold; after?: string[] | null; timeoutMinutes?: number }>;
 }
 
 /** A page of a list endpoint. */

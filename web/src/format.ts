@@ -1,4 +1,4 @@
-import type { RejectedThreshold, Schedule, TerminatePolicy, Weekday } from './api-types.js';
+import type { RejectedThreshold, Schedule, ScheduleInput, TerminatePolicy, Weekday } from './api-types.js';
 
 function assertNever(value: never): never {
   throw new Error(`unexpected value ${JSON.stringify(value)}`);
@@ -27,8 +27,8 @@ function daysInWords(days: Weekday[]): string {
   return days.map((d) => DAY_SHORT[d]).join(', ');
 }
 
-/** A schedule in a few words: "Every 15 minutes", "Cron 0 * * * * (Europe/Berlin)". */
-export function scheduleInWords(schedule: Schedule): string {
+/** A schedule in a few words: "Every 15 minutes", "Cron 0 * * * * (Europe/Berlin)"; a stored one, or one a form is about to send. */
+export function scheduleInWords(schedule: Schedule | ScheduleInput): string {
   switch (schedule.type) {
     case 'manual':
       return 'Manual';

@@ -3,7 +3,7 @@
  * type back and forth does not lose what was typed.
  */
 import { useId, useMemo } from 'react';
-import { WEEKDAYS, type IntervalUnit, type Schedule, type ScheduleType, type Weekday } from '../api-types.js';
+import { WEEKDAYS, type IntervalUnit, type Schedule, type ScheduleInput, type ScheduleType, type Weekday } from '../api-types.js';
 import { FieldError } from './field.js';
 
 export interface ScheduleDraft {
@@ -104,7 +104,7 @@ function toLocalInput(iso: string): string {
 }
 
 /** The schedule to send, in the workspace file's shape. */
-export function scheduleFromDraft(draft: ScheduleDraft): Schedule {
+export function scheduleFromDraft(draft: ScheduleDraft): ScheduleInput {
   const catchup = draft.catchupWindowSeconds === null ? {} : { catchupWindow: draft.catchupWindowSeconds };
   switch (draft.type) {
     case 'manual':
