@@ -32,7 +32,7 @@ import {
   sequenceRunStatuses,
   syncRunStatuses,
 } from './schemas.js';
-import { entityView, fileManagedWarning } from './views.js';
+import { entityView, fileManagedWarning, workspaceView } from './views.js';
 
 const KINDS: ReadonlyArray<{ kind: EntityKind; plural: string; tag: string }> = [
   { kind: 'source', plural: 'sources', tag: 'Sources' },
@@ -118,10 +118,7 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
         401: errors[401],
       },
     },
-    async (c) => {
-      const state = await store.loadWorkspace();
-      return c.json(Object.fromEntries(KINDS.map(({ kind, plural }) => [plural, (state[ENTITY_SECTIONS[kind]] as object[]).map((e) => entityView(kind, e, connectors))])));
-    },
+    async (c) => c.json(workspaceView(await store.loadWorkspace(), connectors)),
   );
 
   // Before the entities' routes: `/api/sources/test` is not the source "test".

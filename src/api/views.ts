@@ -2,7 +2,7 @@
  * What the API shows of stored things: workspace entities with secrets redacted, and the
  * Hightouch-shaped sync, sync run, source, destination and model (SPEC §6.3).
  */
-import type { Schedule, SyncRecord, ModelRecord, ConnectionRecord, EntityKind, Stored } from '../core/workspace.js';
+import type { Schedule, SyncRecord, ModelRecord, ConnectionRecord, EntityKind, SequenceRecord, Stored, WorkspaceState } from '../core/workspace.js';
 import type { SyncRun } from '../core/runs.js';
 import { iso } from '../core/run-views.js';
 import type { ConnectorRegistry } from '../core/connector-registry.js';
@@ -10,13 +10,57 @@ import { redactUrl, redactValue } from '../core/connections.js';
 import { fileForm } from '../workspace/index.js';
 
 /**
- * A stored entity as the API answers it. A connection shows its settings next to its `type`, as a
- * workspace file writes them, with the secrets of its kind hidden.
+ * A sync or a connection as the API answers it: as a workspace file writes it, the settings of its
+ * kind next to its own fields instead of under `settings`.
  */
-export function entityView<T extends object>(kind: EntityKind, record: T, connectors: ConnectorRegistry): T {
-  if (kind === 'source' || kind === 'destination') return wholeMilliseconds(fileForm(connectors.redact(record as unknown as ConnectionRecord) as unknown as Record<string, unknown>) as T);
-  if (kind === 'sync') return wholeMilliseconds(fileForm(record as Record<string, unknown>) as T);
-  return wholeMilliseconds(record);
+export type FileFormView<T extends { settings: Record<string, unknown> }> = Omit<T, 'settings'> & { [setting: string]: unknown };
+
+/** A sync as the API answers it: a destination kind's own settings (an HTTP destination's `method`) sit next to its fields. */
+export type SyncView = FileFormView<SyncRecord>;
+
+/** A source or destination as the API answers it: its `type` and its kind's settings, the kind's secrets hidden (`***`, or a URL's password). */
+export type ConnectionView = FileFormView<ConnectionRecord>;
+
+/** `GET /api/workspace`: every stored entity by section, as the API answers each. */
+export interface WorkspaceView {
+  sources: ConnectionView[];
+  destinations: ConnectionView[];
+  models: ModelRecord[];
+  syncs: SyncView[];
+  sequences: SequenceRecord[];
+}
+
+/** A stored entity of `kind` as the API answers it (see WorkspaceView). */
+export function entityView(kind: EntityKind, record: object, connectors: ConnectorRegistry): ConnectionView | ModelRecord | SyncView | SequenceRecord {
+  switch (kind) {
+    case 'source':
+    case 'destination':
+      return connectionView(record as ConnectionRecord, connectors);
+    case 'sync':
+      return syncView(record as SyncRecord);
+    case 'model':
+      return wholeMilliseconds(record as ModelRecord);
+    case 'sequence':
+      return wholeMilliseconds(record as SequenceRecord);
+  }
+}
+
+export function workspaceView(state: WorkspaceState, connectors: ConnectorRegistry): WorkspaceView {
+  return {
+    sources: state.sources.map((source) => connectionView(source, connectors)),
+    destinations: state.destinations.map((destination) => connectionView(destination, connectors)),
+    models: state.models.map(wholeMilliseconds),
+    syncs: state.syncs.map(syncView),
+    sequences: state.sequences.map(wholeMilliseconds),
+  };
+}
+
+function connectionView(connection: ConnectionRecord, connectors: ConnectorRegistry): ConnectionView {
+  return wholeMilliseconds(fileForm(connectors.redact(connection) as unknown as Record<string, unknown>) as ConnectionView);
+}
+
+function syncView(sync: SyncRecord): SyncView {
+  return wholeMilliseconds(fileForm(sync as unknown as Record<string, unknown>) as SyncView);
 }
 
 /** `createdAt` and `updatedAt` as whole epoch milliseconds: the store keeps the clock's fractions of one, which tell a reader nothing. */

@@ -25,7 +25,7 @@ export type {
   TerminatePolicy,
   Weekday,
 } from '../../src/core/workspace.js';
-import type { ModelRecord as Model, Schedule, SequenceRecord as Sequence, Weekday } from '../../src/core/workspace.js';
+import type { Weekday } from '../../src/core/workspace.js';
 
 /** The days of the week in calendar order, as the schedule form offers them. */
 export const WEEKDAYS = ['monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday', 'sunday'] as const satisfies readonly Weekday[];
@@ -42,46 +42,20 @@ import type { SequenceInput as SequenceFileInput } from '../../src/workspace/wor
 export type SequenceInput = SequenceFileInput & { slug: string };
 
 /** `true` when `Values` lists every member of `All`, else the members missing: a list the UI keeps of a server's union. */
-type Listed<All, Values extends All> = [Exclude<All, Values>] extends [never] ? true : { missing: Exclude<All, Values> };
+export type Listed<All, Values extends All> = [Exclude<All, Values>] extends [never] ? true : { missing: Exclude<All, Values> };
 /** Compiles only when `T` is `true`. */
-type Holds<T extends true> = T;
-
-export interface Sync {
-  id: number;
-  slug: string;
-  /** A destination kind's own settings (an HTTP destination's `method`, Salesforce's `externalIdField`) sit next to the fields below. */
-  [setting: string]: unknown;
-  model: string;
-  destination: string;
-  object: string;
-  mode: 'upsert' | 'insert' | 'update' | 'mirror';
-  deleteBehavior: 'ignore' | 'delete';
-  mappings: Array<{ from: string; to: string }>;
-  schedule: Schedule;
-  enabled: boolean;
-  batchSize: number;
-  origin?: string;
-}
+export type Holds<T extends true> = T;
 
 /**
- * A source or destination as the API answers it: its `type` and its kind's settings next to it,
- * as the workspace file writes them, secrets hidden (`***`, or a URL's password).
+ * Syncs, sources and destinations as the API answers them: as a workspace file writes them, the
+ * settings of their kind next to their own fields (a connection's secrets hidden), with id, origin
+ * and times; and the whole workspace by section.
  */
-export interface Connection {
-  id: number;
-  slug: string;
-  type: string;
-  origin?: string;
-  [setting: string]: unknown;
-}
+export type { ConnectionView as Connection, SyncView as Sync, WorkspaceView as Workspace } from '../../src/api/views.js';
+import type { SyncRecord } from '../../src/core/workspace.js';
 
-export interface Workspace {
-  sources: Connection[];
-  destinations: Connection[];
-  models: Model[];
-  syncs: Sync[];
-  sequences: Sequence[];
-}
+/** The fields of a sync's answer that are not settings of its destination's kind. */
+export type SyncField = Exclude<keyof SyncRecord, 'settings'> | 'warning';
 
 /** A JSON Schema (draft-07) as `GET /api/connector-kinds` gives a kind's settings. */
 export interface JsonSchema {

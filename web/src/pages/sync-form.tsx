@@ -6,7 +6,7 @@
  * are typed. Saving is checked like `lockstep validate`; messages appear beside their fields.
  */
 import { useEffect, useId, useMemo, useState, type FormEvent } from 'react';
-import type { ConnectorKindInfo, ModelPreview, Schedule, Sync, Workspace } from '../api-types.js';
+import type { ConnectorKindInfo, Holds, Listed, ModelPreview, Sync, SyncField, Workspace } from '../api-types.js';
 import { ApiError, api, errorMessage, seg } from '../api.js';
 import { FieldError } from '../components/field.js';
 import { ScheduleEditor, scheduleDraft, scheduleFromDraft, scheduleProblems, type ScheduleDraft } from '../components/schedule-editor.js';
@@ -26,7 +26,26 @@ const MODES: Array<{ value: Mode; label: string; needsDeletes?: boolean }> = [
 ];
 
 /** The fields every sync has; anything else a stored sync carries is a setting of its destination's kind. */
-const SYNC_FIELDS = new Set(['id', 'slug', 'origin', 'createdAt', 'updatedAt', 'warning', 'model', 'destination', 'object', 'mode', 'deleteBehavior', 'mappings', 'schedule', 'enabled', 'batchSize']);
+const SYNC_FIELD_LIST = [
+  'id',
+  'slug',
+  'origin',
+  'createdAt',
+  'updatedAt',
+  'warning',
+  'model',
+  'destination',
+  'object',
+  'mode',
+  'deleteBehavior',
+  'mappings',
+  'schedule',
+  'enabled',
+  'batchSize',
+  'maxDeletePercent',
+] as const satisfies readonly SyncField[];
+type _EverySyncFieldListed = Holds<Listed<SyncField, (typeof SYNC_FIELD_LIST)[number]>>;
+const SYNC_FIELDS = new Set<string>(SYNC_FIELD_LIST);
 
 interface MappingDraft {
   from: string;
@@ -89,7 +108,7 @@ function SyncFormBody({ workspace, kinds, existing }: { workspace: Workspace; ki
   const [deletes, setDeletes] = useState(existing?.deleteBehavior === 'delete');
   const [mappings, setMappings] = useState<MappingDraft[]>(() => existing?.mappings.map((m) => ({ ...m })) ?? []);
   const [batchSize, setBatchSize] = useState(existing && existing.batchSize !== 1000 ? String(existing.batchSize) : '');
-  const [schedule, setSchedule] = useState<ScheduleDraft>(() => scheduleDraft(existing?.schedule as Schedule | undefined));
+  const [schedule, setSchedule] = useState<ScheduleDraft>(() => scheduleDraft(existing?.schedule));
   const [enabled, setEnabled] = useState(existing?.enabled ?? true);
   const storedSettings = useMemo(() => Object.fromEntries(Object.entries(existing ?? {}).filter(([k]) => !SYNC_FIELDS.has(k))), [existing]);
   const form = useEntityForm('syncs', existing);
