@@ -32,7 +32,7 @@ const KEY_CHECK_MS = 5_000;
 
 const Json = z.record(z.string(), z.unknown());
 
-const ConnectorKindView = z
+export const ConnectorKindView = z
   .object({
     type: z.string(),
     description: z.string(),
@@ -55,7 +55,7 @@ const ConnectionBody = z
   .catchall(z.unknown())
   .openapi('ConnectionBody', { description: 'A source or destination as the workspace file writes it: `type` and the settings of its kind.' });
 
-const ConnectionTest = z
+export const ConnectionTest = z
   .object({ ok: z.boolean(), message: z.string().openapi({ description: "What was reached, or the connector's error; never a secret." }) })
   .openapi('ConnectionTest');
 
@@ -67,7 +67,7 @@ const PreviewBody = z
   })
   .openapi('ModelPreviewBody');
 
-const ModelPreview = z
+export const ModelPreview = z
   .object({
     columns: z.array(z.string()),
     rows: z.array(z.array(z.union([z.string(), z.number(), z.boolean(), z.null()]))).openapi({ description: `The first ${PREVIEW_ROWS} rows, aligned with columns.` }),
@@ -83,14 +83,14 @@ const ModelPreview = z
   })
   .openapi('ModelPreview');
 
-const Fields = z
+export const DestinationFields = z
   .object({
     object: z.string(),
     fields: z.array(z.string()).nullable().openapi({ description: "The object's fields (a table's columns); null when this kind cannot list them." }),
   })
   .openapi('DestinationFields');
 
-const Objects = z
+export const DestinationObjects = z
   .object({ objects: z.array(z.string()).nullable().openapi({ description: 'The objects a sync may write to; null when this kind cannot list them.' }) })
   .openapi('DestinationObjects');
 
@@ -148,7 +148,7 @@ export function registerConnectorRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       summary: 'The objects (tables) a sync may write to in a destination',
       tag: 'Connections',
       params: z.object({ slug: z.string().min(1) }),
-      responses: { 200: { description: 'The objects', schema: Objects }, 401: errors[401], 404: errors[404], 422: errors[422] },
+      responses: { 200: { description: 'The objects', schema: DestinationObjects }, 401: errors[401], 404: errors[404], 422: errors[422] },
     },
     async (c, { params }) => c.json({ objects: await withDestination(params.slug, (d) => (d.listObjects ? d.listObjects() : null)) }),
   );
@@ -162,7 +162,7 @@ export function registerConnectorRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       tag: 'Connections',
       params: z.object({ slug: z.string().min(1) }),
       query: z.strictObject({ object: z.string().min(1, 'object is empty — name the table or object') }),
-      responses: { 200: { description: 'The fields', schema: Fields }, 401: errors[401], 404: errors[404], 422: errors[422] },
+      responses: { 200: { description: 'The fields', schema: DestinationFields }, 401: errors[401], 404: errors[404], 422: errors[422] },
     },
     async (c, { params, query }) => {
       try {

@@ -1,7 +1,25 @@
 /**
- * The JSON shapes of Lockstep's own API (`/api/*`) as the UI reads and writes them.
- * Run views are the server's own declarations, shared with the command line's `--json` output.
+ * The JSON shapes of Lockstep's own API (`/api/*`) as the UI reads and writes them: the server's own
+ * declarations (its core types, the zod schemas of its routes and of the workspace file), imported
+ * as types only, so the bundle carries none of the server's code. The few lists the UI needs at run
+ * time are checked against the server's unions when it compiles.
  */
+import type { z } from 'zod';
+import type {
+  ConnectionTest as ConnectionTestSchema,
+  ConnectorKindView,
+  DestinationFields as DestinationFieldsSchema,
+  DestinationObjects as DestinationObjectsSchema,
+  ModelPreview as ModelPreviewSchema,
+} from '../../src/api/connector-routes.js';
+import type { SyncRecord, Weekday } from '../../src/core/workspace.js';
+import type { SequenceInput as SequenceFileInput } from '../../src/workspace/workspace-schema.js';
+
+/** `true` when `Values` lists every member of `All`, else the members missing: a list the UI keeps of a server's union. */
+export type Listed<All, Values extends All> = [Exclude<All, Values>] extends [never] ? true : { missing: Exclude<All, Values> };
+/** Compiles only when `T` is `true`. */
+export type Holds<T extends true> = T;
+
 export type { MemberRunView, RejectedRowView, SequenceRunView } from '../../src/core/run-views.js';
 /**
  * A sync run as Lockstep's API answers it: with its sync's slug (null once the sync is deleted),
@@ -25,7 +43,6 @@ export type {
   TerminatePolicy,
   Weekday,
 } from '../../src/core/workspace.js';
-import type { Weekday } from '../../src/core/workspace.js';
 
 /** The days of the week in calendar order, as the schedule form offers them. */
 export const WEEKDAYS = ['monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday', 'sunday'] as const satisfies readonly Weekday[];
@@ -36,15 +53,9 @@ type _EveryWeekdayListed = Holds<Listed<Weekday, (typeof WEEKDAYS)[number]>>;
  * window as `catchupWindow`, seconds or "1h").
  */
 export type { ScheduleInput } from '../../src/workspace/workspace-schema.js';
-import type { SequenceInput as SequenceFileInput } from '../../src/workspace/workspace-schema.js';
 
 /** Body of `POST /api/sequences` and `PUT /api/sequences/{slug}`: a sequence as a workspace file writes it, and its slug. */
 export type SequenceInput = SequenceFileInput & { slug: string };
-
-/** `true` when `Values` lists every member of `All`, else the members missing: a list the UI keeps of a server's union. */
-export type Listed<All, Values extends All> = [Exclude<All, Values>] extends [never] ? true : { missing: Exclude<All, Values> };
-/** Compiles only when `T` is `true`. */
-export type Holds<T extends true> = T;
 
 /**
  * Syncs, sources and destinations as the API answers them: as a workspace file writes them, the
@@ -52,12 +63,11 @@ export type Holds<T extends true> = T;
  * and times; and the whole workspace by section.
  */
 export type { ConnectionView as Connection, SyncView as Sync, WorkspaceView as Workspace } from '../../src/api/views.js';
-import type { SyncRecord } from '../../src/core/workspace.js';
 
 /** The fields of a sync's answer that are not settings of its destination's kind. */
 export type SyncField = Exclude<keyof SyncRecord, 'settings'> | 'warning';
 
-/** A JSON Schema (draft-07) as `GET /api/connector-kinds` gives a kind's settings. */
+/** The parts of a JSON Schema (draft-07) the settings forms read: a standard format, as `GET /api/connector-kinds` gives a kind's settings. */
 export interface JsonSchema {
   type?: string | string[];
   description?: string;
@@ -73,33 +83,28 @@ export interface JsonSchema {
   maximum?: number;
 }
 
-/** One entry of `GET /api/connector-kinds`. */
-export interface ConnectorKindInfo {
-  type: string;
-  description: string;
-  roles: Array<'source' | 'destination'>;
+
+type ConnectorKindAnswer = z.infer<typeof ConnectorKindView>;
+/**
+ * One entry of `GET /api/connector-kinds`. The server declares the settings schemas as JSON
+ * objects; the forms read them as the JSON Schema above.
+ */
+export type ConnectorKindInfo = Omit<ConnectorKindAnswer, 'settings' | 'destination'> & {
   settings: JsonSchema;
-  secrets: string[];
-  paths: string[];
-  example: string;
-  destination: {
-    capabilities: { deletes: boolean; upsert: boolean; maxBatchSize: number | null; recordIds: boolean };
-    syncSettings: JsonSchema | null;
-  } | null;
-}
+  destination: (Omit<NonNullable<ConnectorKindAnswer['destination']>, 'syncSettings'> & { syncSettings: JsonSchema | null }) | null;
+};
 
 /** `POST /api/models/preview`. */
-export interface ModelPreview {
-  columns: string[];
-  rows: Array<Array<string | number | boolean | null>>;
-  keyCheck: { columns: string[]; missing: string[]; rowsChecked: number; complete: boolean; nulls: number; duplicates: number; examples: string[] };
-}
+export type ModelPreview = z.infer<typeof ModelPreviewSchema>;
 
 /** `POST /api/{sources|destinations}/test`. */
-export interface ConnectionTest {
-  ok: boolean;
-  message: string;
-}
+export type ConnectionTest = z.infer<typeof ConnectionTestSchema>;
+
+/** `GET /api/destinations/{slug}/objects`. */
+export type DestinationObjects = z.infer<typeof DestinationObjectsSchema>;
+
+/** `GET /api/destinations/{slug}/fields?object=…`. */
+export type DestinationFields = z.infer<typeof DestinationFieldsSchema>;
 
 /** A page of a list endpoint. */
 export interface Page<T> {

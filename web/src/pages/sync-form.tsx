@@ -6,7 +6,7 @@
  * are typed. Saving is checked like `lockstep validate`; messages appear beside their fields.
  */
 import { useEffect, useId, useMemo, useState, type FormEvent } from 'react';
-import type { ConnectorKindInfo, Holds, Listed, ModelPreview, Sync, SyncField, Workspace } from '../api-types.js';
+import type { ConnectorKindInfo, DestinationFields, DestinationObjects, Holds, Listed, ModelPreview, Sync, SyncField, Workspace } from '../api-types.js';
 import { ApiError, api, errorMessage, seg } from '../api.js';
 import { FieldError } from '../components/field.js';
 import { ScheduleEditor, scheduleDraft, scheduleFromDraft, scheduleProblems, type ScheduleDraft } from '../components/schedule-editor.js';
@@ -128,10 +128,10 @@ function SyncFormBody({ workspace, kinds, existing }: { workspace: Workspace; ki
     const preview = await api.post<ModelPreview>('/api/models/preview', { source: modelDef!.source, query: modelDef!.query });
     return preview.columns;
   });
-  const objects = useLoaded(destination || null, async () => (await api.get<{ objects: string[] | null }>(`/api/destinations/${seg(destination)}/objects`)).objects);
+  const objects = useLoaded(destination || null, async () => (await api.get<DestinationObjects>(`/api/destinations/${seg(destination)}/objects`)).objects);
   const fields = useLoaded(
     destination && object.trim() ? `${destination}\u0000${object.trim()}` : null,
-    async () => (await api.get<{ fields: string[] | null }>(`/api/destinations/${seg(destination)}/fields?object=${encodeURIComponent(object.trim())}`)).fields,
+    async () => (await api.get<DestinationFields>(`/api/destinations/${seg(destination)}/fields?object=${encodeURIComponent(object.trim())}`)).fields,
     300,
   );
   const modelColumns = columns.value ?? null;
