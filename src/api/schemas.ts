@@ -122,6 +122,9 @@ export const SequenceRunView = z
 export const page = <T extends z.ZodType>(item: T, name: string) =>
   z.object({ hasMore: z.boolean(), data: z.array(item) }).openapi(name);
 
+/** A page of a list endpoint whose items are `T`, as `page()` declares it. */
+export type Page<T> = z.output<ReturnType<typeof page<z.ZodType<T>>>>;
+
 /** A whole number in a query string or path. */
 export const intText = (what: string, min = 0, max = Number.MAX_SAFE_INTEGER) =>
   z

@@ -12,6 +12,7 @@ import type {
   DestinationObjects as DestinationObjectsSchema,
   ModelPreview as ModelPreviewSchema,
 } from '../../src/api/connector-routes.js';
+import type { Page } from '../../src/api/schemas.js';
 import type { SyncRecord, Weekday } from '../../src/core/workspace.js';
 import type { SequenceInput as SequenceFileInput } from '../../src/workspace/workspace-schema.js';
 
@@ -106,11 +107,8 @@ export type DestinationObjects = z.infer<typeof DestinationObjectsSchema>;
 /** `GET /api/destinations/{slug}/fields?object=…`. */
 export type DestinationFields = z.infer<typeof DestinationFieldsSchema>;
 
-/** A page of a list endpoint. */
-export interface Page<T> {
-  hasMore: boolean;
-  data: T[];
-}
+/** A page of a list endpoint: `hasMore`, and the items. */
+export type { Page } from '../../src/api/schemas.js';
 
 // --- alerts and webhooks
 
