@@ -8,7 +8,7 @@
  */
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import { z } from '@hono/zod-openapi';
-import { ALERT_EVENTS, isDefaultRule, type AlertChannelDef, type AlertDelivery, type AlertDeliveryQuery, type AlertRuleDef } from '../core/alerts.js';
+import { AlertEvent, isDefaultRule, type AlertChannelDef, type AlertDelivery, type AlertDeliveryQuery, type AlertRuleDef } from '../core/alerts.js';
 import { assertNever, ErrorCode, LockstepError, NotFoundError } from '../core/errors.js';
 import { iso } from '../core/run-views.js';
 import type { WorkspaceState } from '../core/workspace.js';
@@ -38,7 +38,7 @@ const DELIVERY_STATES = Object.values(DeliveryState) as [DeliveryState, ...Deliv
 
 const Origin = z.enum(['file', 'api']);
 
-const AlertChannelView = z
+export const AlertChannelView = z
   .object({
     name: z.string(),
     type: z.enum(['slack', 'webhook', 'email', 'pagerduty']),
@@ -51,10 +51,10 @@ const AlertChannelView = z
       'A channel as stored, its settings redacted: a Slack URL path, a webhook secret and header values, a PagerDuty routing key and an SMTP password show as *** (a value that is only a ${VAR} template is shown). Sending a redacted value back keeps the stored one.',
   });
 
-const AlertRuleView = z
+export const AlertRuleView = z
   .object({
     name: z.string(),
-    on: z.array(z.enum(ALERT_EVENTS as [string, ...string[]])),
+    on: z.array(z.enum(AlertEvent)),
     syncs: z.array(z.string()),
     sequences: z.array(z.string()),
     rejectedPercent: z.number(),
@@ -65,8 +65,12 @@ const AlertRuleView = z
   })
   .openapi('AlertRule');
 
-const withWarning = <T extends z.ZodObject>(schema: T, name: string) =>
-  schema.extend({ warning: z.string().optional().openapi({ description: 'Present when the workspace files manage it: the next apply puts the file version back.' }) }).openapi(name);
+const warning = z.string().optional().openapi({ description: 'Present when the workspace files manage it: the next apply puts the file version back.' });
+
+const AlertChannelWithWarning = AlertChannelView.extend({ warning }).openapi('AlertChannelWithWarning');
+export const AlertRuleWithWarning = AlertRuleView.extend({ warning }).openapi('AlertRuleWithWarning');
+
+export const AlertsView = z.object({ channels: z.array(AlertChannelView), rules: z.array(AlertRuleView) }).openapi('Alerts');
 
 const AlertChannelBody = z
   .object({ name: z.string().optional().openapi({ description: 'Required when creating.' }) })
@@ -78,7 +82,7 @@ const AlertRuleBody = z
   .catchall(z.unknown())
   .openapi('AlertRuleBody', { description: 'One item of alerts.rules (the same fields as in lockstep.yaml), named; validated like `lockstep validate`.' });
 
-const AlertDeliveryView = z
+export const AlertDeliveryView = z
   .object({
     id: z.number().int(),
     channel: z.string(),
@@ -128,7 +132,7 @@ export function registerAlertRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       path: '/api/alerts',
       summary: 'Alert channels (secrets redacted) and rules as stored',
       tag,
-      responses: { 200: { description: 'Channels and rules', schema: z.object({ channels: z.array(AlertChannelView), rules: z.array(AlertRuleView) }).openapi('Alerts') }, 401: errors[401] },
+      responses: { 200: { description: 'Channels and rules', schema: AlertsView }, 401: errors[401] },
     },
     async (c) => {
       const { channels, rules } = await store.alerts.getDefinition();
@@ -171,7 +175,7 @@ export function registerAlertRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       tag,
       params: NameParam,
       body: AlertChannelBody,
-      responses: { 200: { description: 'The stored channel; `warning` when the workspace files manage it', schema: withWarning(AlertChannelView, 'AlertChannelWithWarning') }, 401: errors[401], 404: errors[404], 422: errors[422] },
+      responses: { 200: { description: 'The stored channel; `warning` when the workspace files manage it', schema: AlertChannelWithWarning }, 401: errors[401], 404: errors[404], 422: errors[422] },
     },
     async (c, { params, body }) => {
       const state = await store.loadWorkspace();
@@ -262,7 +266,7 @@ export function registerAlertRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       tag,
       params: NameParam,
       body: AlertRuleBody,
-      responses: { 200: { description: 'The stored rule; `warning` when the workspace files manage it', schema: withWarning(AlertRuleView, 'AlertRuleWithWarning') }, 401: errors[401], 404: errors[404], 422: errors[422] },
+      responses: { 200: { description: 'The stored rule; `warning` when the workspace files manage it', schema: AlertRuleWithWarning }, 401: errors[401], 404: errors[404], 422: errors[422] },
     },
     async (c, { params, body }) => {
       const state = await store.loadWorkspace();

@@ -535,6 +535,9 @@ const alertRuleSchema = z
   })
   .meta({ id: 'AlertRule', description: 'Which events of which syncs and sequences go to which channels.' });
 
+/** An alert rule as a workspace file (or a body sent to the API) writes it, before defaults are filled in. */
+export type AlertRuleInput = z.input<typeof alertRuleSchema>;
+
 const alertsSchema = z
   .strictObject({
     channels: z.record(slug('alert channel name'), alertChannelSchema).nullable().optional().meta({ description: 'Channels by name.' }),

@@ -5,6 +5,7 @@
  * time are checked against the server's unions when it compiles.
  */
 import type { z } from 'zod';
+import type { AlertChannelView, AlertDeliveryView, AlertRuleView, AlertRuleWithWarning as AlertRuleWithWarningSchema, AlertsView } from '../../src/api/alert-routes.js';
 import type {
   ConnectionTest as ConnectionTestSchema,
   ConnectorKindView,
@@ -13,8 +14,9 @@ import type {
   ModelPreview as ModelPreviewSchema,
 } from '../../src/api/connector-routes.js';
 import type { Page } from '../../src/api/schemas.js';
+import type { AlertEvent } from '../../src/core/alerts.js';
 import type { SyncRecord, Weekday } from '../../src/core/workspace.js';
-import type { SequenceInput as SequenceFileInput } from '../../src/workspace/workspace-schema.js';
+import type { AlertRuleInput as AlertRuleFileInput, SequenceInput as SequenceFileInput } from '../../src/workspace/workspace-schema.js';
 
 /** `true` when `Values` lists every member of `All`, else the members missing: a list the UI keeps of a server's union. */
 export type Listed<All, Values extends All> = [Exclude<All, Values>] extends [never] ? true : { missing: Exclude<All, Values> };
@@ -112,64 +114,28 @@ export type { Page } from '../../src/api/schemas.js';
 
 // --- alerts and webhooks
 
-export const ALERT_EVENTS = ['sync_failed', 'rejected_rows', 'sequence_failed', 'slow_run', 'recovered'] as const;
-export type AlertEvent = (typeof ALERT_EVENTS)[number];
+/** The events an alert rule listens to, in the order the rule form offers them. */
+export const ALERT_EVENTS = ['sync_failed', 'rejected_rows', 'sequence_failed', 'slow_run', 'recovered'] as const satisfies readonly AlertEvent[];
+type _EveryAlertEventListed = Holds<Listed<AlertEvent, (typeof ALERT_EVENTS)[number]>>;
+export type { AlertEvent } from '../../src/core/alerts.js';
 
 /** An alert channel as `GET /api/alerts` answers it: secrets redacted, `target` for display. */
-export interface AlertChannel {
-  name: string;
-  type: 'slack' | 'webhook' | 'email' | 'pagerduty';
-  origin: 'file' | 'api';
-  target: string;
-}
+export type AlertChannel = z.infer<typeof AlertChannelView>;
 
-export interface AlertRule {
-  name: string;
-  on: AlertEvent[];
-  syncs: string[];
-  sequences: string[];
-  rejectedPercent: number;
-  slowerThanMinutes: number | null;
-  channels: string[];
-  origin: 'file' | 'api';
-  workspaceDefault: boolean;
-  warning?: string;
-}
+export type AlertRule = z.infer<typeof AlertRuleView>;
 
-export interface Alerts {
-  channels: AlertChannel[];
-  rules: AlertRule[];
-}
+/** An alert rule as `POST` and `PUT /api/alerts/rules` answer it: `warning` when the workspace files manage it. */
+export type AlertRuleWithWarning = z.infer<typeof AlertRuleWithWarningSchema>;
 
-/** Body of `POST /api/alerts/rules` and `PUT /api/alerts/rules/{name}`. */
-export interface AlertRuleInput {
-  name: string;
-  on: AlertEvent[];
-  syncs?: string[];
-  sequences?: string[];
-  rejectedPercent?: number;
-  slowerThanMinutes?: number;
-  channels: string[];
-}
+/** `GET /api/alerts`. */
+export type Alerts = z.infer<typeof AlertsView>;
 
-export type AlertDeliveryStatus = 'pending' | 'sent' | 'failed' | 'given_up';
+/** Body of `POST /api/alerts/rules` and `PUT /api/alerts/rules/{name}`: a rule as a workspace file writes it, and its name. */
+export type AlertRuleInput = AlertRuleFileInput & { name: string };
 
-export interface AlertDelivery {
-  id: number;
-  channel: string;
-  event: string;
-  kind: 'triggered' | 'resolved' | 'test';
-  title: string;
-  text: string;
-  subject: { kind: 'sync' | 'sequence'; slug: string } | null;
-  run: { kind: 'sync' | 'sequence'; id: string; url: string } | null;
-  status: AlertDeliveryStatus;
-  attempts: number;
-  nextAttemptAt: string | null;
-  lastError: string | null;
-  createdAt: string;
-  sentAt: string | null;
-}
+export type AlertDelivery = z.infer<typeof AlertDeliveryView>;
+
+export type AlertDeliveryStatus = AlertDelivery['status'];
 
 export type WebhookOutcome = 'accepted' | 'rejected' | 'ignored' | 'duplicate';
 

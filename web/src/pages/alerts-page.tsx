@@ -12,6 +12,7 @@ import {
   type AlertEvent,
   type AlertRule,
   type AlertRuleInput,
+  type AlertRuleWithWarning,
   type Alerts,
   type Page,
   type Workspace,
@@ -425,7 +426,7 @@ interface RuleForm {
   channels: string[];
 }
 
-function RuleDialog(props: { rule: AlertRule | null; channels: AlertChannel[]; onClose: () => void; onSaved: (rule: AlertRule) => void }) {
+function RuleDialog(props: { rule: AlertRule | null; channels: AlertChannel[]; onClose: () => void; onSaved: (rule: AlertRuleWithWarning) => void }) {
   const { rule } = props;
   const workspace = useApi<Workspace>('/api/workspace');
   const id = useId();
@@ -460,7 +461,7 @@ function RuleDialog(props: { rule: AlertRule | null; channels: AlertChannel[]; o
     if (form.rejectedPercent.trim() !== '') body.rejectedPercent = Number(form.rejectedPercent);
     if (form.slowerThanMinutes.trim() !== '') body.slowerThanMinutes = Number(form.slowerThanMinutes);
     try {
-      const saved = rule ? await api.put<AlertRule>(`/api/alerts/rules/${seg(rule.name)}`, body) : await api.post<AlertRule>('/api/alerts/rules', body);
+      const saved = rule ? await api.put<AlertRuleWithWarning>(`/api/alerts/rules/${seg(rule.name)}`, body) : await api.post<AlertRuleWithWarning>('/api/alerts/rules', body);
       props.onSaved(saved);
     } catch (thrown) {
       if (thrown instanceof ApiError && thrown.status === 422) setDetails(thrown.details);
