@@ -8,7 +8,7 @@ import type { Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { interpolate } from '../core/connections.js';
 import { toError } from '../core/errors.js';
-import { DEFAULT_WEBHOOK_RETENTION, type WebhookSource } from '../core/webhooks.js';
+import { DEFAULT_WEBHOOK_RETENTION, WebhookOutcome, WebhookSource, type WebhookEvent } from '../core/webhooks.js';
 import { WebhookReceiver, type IncomingWebhook, type WebhookAnswer, type WebhookSecret, type WebhookSecrets } from '../engine/webhook-receiver.js';
 import type { ApiDeps } from './context.js';
 import { defineRoute } from './route.js';
@@ -22,6 +22,55 @@ export const WEBHOOK_PATHS: Record<WebhookSource, string> = {
   dbt_cloud: '/api/v1/webhooks/dbt-cloud',
   fivetran: '/api/v1/webhooks/fivetran',
 };
+
+const webhookSource = z.enum(WebhookSource);
+
+/** A run a delivery started. */
+const TriggeredRunView = z.object({
+  kind: z.enum(['sync', 'sequence']),
+  slug: z.string(),
+  runId: z.string().openapi({ description: 'The sync run id (as a string) or the sequence run id.' }),
+});
+
+/** One delivery of the log, as `GET /api/webhook-events` answers it. */
+export const WebhookEventView = z
+  .object({
+    id: z.number().int(),
+    source: webhookSource,
+    receivedAt: z.string(),
+    eventId: z.string().nullable().openapi({ description: "The sender's event id (dbt Cloud's eventId; Fivetran has none, so Lockstep derives one)." }),
+    eventType: z.string().nullable(),
+    outcome: z.enum(WebhookOutcome),
+    reason: z.string().openapi({ description: 'Why, in words: what matched, or why nothing did.' }),
+    httpStatus: z.number().int().openapi({ description: 'The HTTP status answered.' }),
+    triggered: z.array(TriggeredRunView),
+    payloadExcerpt: z.string().openapi({ description: 'The start of the body as received (at most 2,000 characters), for debugging.' }),
+  })
+  .openapi('WebhookEvent');
+
+/** `GET /api/webhook-events`: a page of deliveries, the refused ones' totals, and what the log keeps. */
+export const WebhookEventPage = z
+  .object({
+    hasMore: z.boolean(),
+    data: z.array(WebhookEventView),
+    refusals: z
+      .array(
+        z.object({
+          source: webhookSource,
+          reason: z.string(),
+          httpStatus: z.number().int(),
+          count: z.number().int(),
+          firstReceivedAt: z.string(),
+          lastReceivedAt: z.string(),
+        }),
+      )
+      .openapi({ description: 'Every refused delivery (401, 413) ever received, counted per source and reason; the log keeps only the newest of them.' }),
+    retention: z.object({
+      refusedKept: z.number().int().openapi({ description: 'Refused deliveries kept in the log, the newest (LOCKSTEP_WEBHOOK_REFUSED_KEEP).' }),
+      retentionDays: z.number().int().openapi({ description: 'Days other deliveries are kept; 0 keeps them forever (LOCKSTEP_WEBHOOK_RETENTION_DAYS).' }),
+    }),
+  })
+  .openapi('WebhookEventPage');
 
 export function registerWebhookRoutes(app: OpenAPIHono, deps: ApiDeps): void {
   const { store, logger, clock, env } = deps;
@@ -73,10 +122,10 @@ export function registerWebhookRoutes(app: OpenAPIHono, deps: ApiDeps): void {
   app.post(WEBHOOK_PATHS.dbt_cloud, handle('dbt_cloud', (i) => receiver.receiveDbtCloud(i)));
   app.post(WEBHOOK_PATHS.fivetran, handle('fivetran', (i) => receiver.receiveFivetran(i)));
   const answer = z.object({
-    outcome: z.enum(['accepted', 'rejected', 'ignored', 'duplicate']),
+    outcome: z.enum(WebhookOutcome),
     message: z.string(),
     deliveryId: z.number().int(),
-    runs: z.array(z.object({ kind: z.enum(['sync', 'sequence']), slug: z.string(), runId: z.string() })),
+    runs: z.array(TriggeredRunView),
   });
   for (const [path, summary] of [
     [WEBHOOK_PATHS.dbt_cloud, "dbt Cloud's outgoing webhook; the Authorization header holds the hex HMAC-SHA256 of the raw body with webhooks.dbtCloud.secret. A job.run.completed with runStatusCode 10 starts what is scheduled on that job."],
@@ -116,29 +165,7 @@ export function registerWebhookRoutes(app: OpenAPIHono, deps: ApiDeps): void {
         offset: z.coerce.number().int().min(0).default(0),
       }),
       responses: {
-        200: {
-          description: 'A page of deliveries',
-          schema: z.object({
-            hasMore: z.boolean(),
-            data: z.array(z.record(z.string(), z.unknown())),
-            refusals: z
-              .array(
-                z.object({
-                  source: z.enum(['dbt_cloud', 'fivetran']),
-                  reason: z.string(),
-                  httpStatus: z.number().int(),
-                  count: z.number().int(),
-                  firstReceivedAt: z.string(),
-                  lastReceivedAt: z.string(),
-                }),
-              )
-              .openapi({ description: 'Every refused delivery (401, 413) ever received, counted per source and reason; the log keeps only the newest of them.' }),
-            retention: z.object({
-              refusedKept: z.number().int().openapi({ description: 'Refused deliveries kept in the log, the newest (LOCKSTEP_WEBHOOK_REFUSED_KEEP).' }),
-              retentionDays: z.number().int().openapi({ description: 'Days other deliveries are kept; 0 keeps them forever (LOCKSTEP_WEBHOOK_RETENTION_DAYS).' }),
-            }),
-          }),
-        },
+        200: { description: 'A page of deliveries', schema: WebhookEventPage },
         401: errors[401],
         422: errors[422],
       },
@@ -146,13 +173,18 @@ export function registerWebhookRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     async (c, { query }) => {
       const { source, limit, offset } = query;
       const rows = await store.webhooks.list({ source, limit: limit + 1, offset });
-      const data = rows.slice(0, limit).map((e) => ({ ...e, receivedAt: new Date(e.receivedAt).toISOString() }));
+      const data = rows.slice(0, limit).map(webhookEventView);
       const refusals = (await store.webhooks.refusals())
         .filter((r) => source === undefined || r.source === source)
         .map((r) => ({ ...r, firstReceivedAt: new Date(r.firstReceivedAt).toISOString(), lastReceivedAt: new Date(r.lastReceivedAt).toISOString() }));
-      return c.json({ hasMore: rows.length > limit, data, refusals, retention: { ...retention } });
+      const page: z.output<typeof WebhookEventPage> = { hasMore: rows.length > limit, data, refusals, retention: { ...retention } };
+      return c.json(page);
     },
   );
+}
+
+function webhookEventView(event: WebhookEvent): z.output<typeof WebhookEventView> {
+  return { ...event, receivedAt: new Date(event.receivedAt).toISOString() };
 }
 
 /** Whether a path is a webhook endpoint (signed by its sender, so no bearer token). */

@@ -13,7 +13,7 @@ import type {
   DestinationObjects as DestinationObjectsSchema,
   ModelPreview as ModelPreviewSchema,
 } from '../../src/api/connector-routes.js';
-import type { Page } from '../../src/api/schemas.js';
+import type { WebhookEventPage as WebhookEventPageSchema } from '../../src/api/webhook-routes.js';
 import type { AlertEvent } from '../../src/core/alerts.js';
 import type { SyncRecord, Weekday } from '../../src/core/workspace.js';
 import type { AlertRuleInput as AlertRuleFileInput, SequenceInput as SequenceFileInput } from '../../src/workspace/workspace-schema.js';
@@ -137,37 +137,15 @@ export type AlertDelivery = z.infer<typeof AlertDeliveryView>;
 
 export type AlertDeliveryStatus = AlertDelivery['status'];
 
-export type WebhookOutcome = 'accepted' | 'rejected' | 'ignored' | 'duplicate';
+/** `GET /api/webhook-events`: a page of deliveries, the refused ones' totals, and what the log keeps. */
+export type WebhookEventPage = z.infer<typeof WebhookEventPageSchema>;
 
-/** One entry of `GET /api/webhook-events`. */
-export interface WebhookEvent {
-  id: number;
-  source: 'dbt_cloud' | 'fivetran';
-  receivedAt: string;
-  eventId: string | null;
-  eventType: string | null;
-  outcome: WebhookOutcome;
-  reason: string;
-  httpStatus: number;
-  triggered: Array<{ kind: 'sync' | 'sequence'; slug: string; runId: string }>;
-}
+/** One delivery of the webhook log. */
+export type WebhookEvent = WebhookEventPage['data'][number];
+
+export type WebhookOutcome = WebhookEvent['outcome'];
 
 export type { MemberPlan, PlanSample, PlannedRejection } from '../../src/core/sequence-plans.js';
 import type { SequencePlan as SequencePlanRecord } from '../../src/core/sequence-plans.js';
 /** A dry run of a sequence as the API answers it (`POST /api/sequences/{slug}/plan`). */
 export type SequencePlan = Omit<SequencePlanRecord, 'plannedAt'> & { plannedAt: string };
-/** Refused deliveries of one source and reason, every one ever received (the log keeps only the newest). */
-export interface WebhookRefusal {
-  source: 'dbt_cloud' | 'fivetran';
-  reason: string;
-  httpStatus: number;
-  count: number;
-  firstReceivedAt: string;
-  lastReceivedAt: string;
-}
-
-/** `GET /api/webhook-events`: a page of deliveries, the refused ones' totals, and what the log keeps. */
-export interface WebhookEventPage extends Page<WebhookEvent> {
-  refusals: WebhookRefusal[];
-  retention: { refusedKept: number; retentionDays: number };
-}
