@@ -62,6 +62,8 @@ const EntityBody = z
     description: 'One entry of a workspace file (the same fields as in lockstep.yaml) plus its slug; validated like `lockstep validate`.',
   });
 
+export const Session = z.object({ authRequired: z.boolean() }).openapi('Session');
+
 const SlugParam = z.object({ slug: z.string().min(1) });
 const RunIdParam = z.object({ id: intText('id', 1) });
 const SequenceRunIdParam = z.object({ id: z.string().uuid('id must be a sequence run id (a UUID)') });
@@ -98,7 +100,7 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       summary: 'Whether this server needs a token',
       tag: 'Session',
       auth: false,
-      responses: { 200: { description: 'The session', schema: z.object({ authRequired: z.boolean() }).openapi('Session') } },
+      responses: { 200: { description: 'The session', schema: Session } },
     },
     (c) => c.json({ authRequired: c.get('authRequired' as never) as boolean }),
   );

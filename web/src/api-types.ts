@@ -13,8 +13,10 @@ import type {
   DestinationObjects as DestinationObjectsSchema,
   ModelPreview as ModelPreviewSchema,
 } from '../../src/api/connector-routes.js';
+import type { Session as SessionSchema } from '../../src/api/lockstep-routes.js';
 import type { WebhookEventPage as WebhookEventPageSchema } from '../../src/api/webhook-routes.js';
 import type { AlertEvent } from '../../src/core/alerts.js';
+import type { SequencePlan as SequencePlanRecord } from '../../src/core/sequence-plans.js';
 import type { SyncRecord, Weekday } from '../../src/core/workspace.js';
 import type { AlertRuleInput as AlertRuleFileInput, SequenceInput as SequenceFileInput } from '../../src/workspace/workspace-schema.js';
 
@@ -23,6 +25,10 @@ export type Listed<All, Values extends All> = [Exclude<All, Values>] extends [ne
 /** Compiles only when `T` is `true`. */
 export type Holds<T extends true> = T;
 
+/** `GET /api/session`: whether this server needs a token. */
+export type Session = z.infer<typeof SessionSchema>;
+
+/** Runs as the API answers them: core's run views, shared with the command line's `--json` output. */
 export type { MemberRunView, RejectedRowView, SequenceRunView } from '../../src/core/run-views.js';
 /**
  * A sync run as Lockstep's API answers it: with its sync's slug (null once the sync is deleted),
@@ -86,7 +92,6 @@ export interface JsonSchema {
   maximum?: number;
 }
 
-
 type ConnectorKindAnswer = z.infer<typeof ConnectorKindView>;
 /**
  * One entry of `GET /api/connector-kinds`. The server declares the settings schemas as JSON
@@ -146,6 +151,5 @@ export type WebhookEvent = WebhookEventPage['data'][number];
 export type WebhookOutcome = WebhookEvent['outcome'];
 
 export type { MemberPlan, PlanSample, PlannedRejection } from '../../src/core/sequence-plans.js';
-import type { SequencePlan as SequencePlanRecord } from '../../src/core/sequence-plans.js';
 /** A dry run of a sequence as the API answers it (`POST /api/sequences/{slug}/plan`). */
 export type SequencePlan = Omit<SequencePlanRecord, 'plannedAt'> & { plannedAt: string };

@@ -3,6 +3,7 @@
  * none (or a refused one) is kept, then the left navigation and the page for the current route.
  */
 import { useEffect, useId, useState, type FormEvent } from 'react';
+import type { Session } from './api-types.js';
 import { ApiError, api, auth, errorMessage } from './api.js';
 import { ErrorBanner, Loading } from './components/ui.js';
 import { LiveProvider, useLive } from './live.js';
@@ -30,7 +31,7 @@ export function App() {
   useEffect(() => {
     let stale = false;
     setSession({ kind: 'checking' });
-    api.get<{ authRequired: boolean }>('/api/session').then(
+    api.get<Session>('/api/session').then(
       ({ authRequired }) => {
         if (stale) return;
         setSession(authRequired && !auth.token() ? { kind: 'signed-out', authRequired: true } : { kind: 'ready', authRequired });

@@ -1,5 +1,5 @@
 /** The cells a list of syncs or sequences shows for each one: whether it is enabled, and its last run. */
-import type { Page } from '../api-types.js';
+import type { Page, SequenceRunView, SyncRunView } from '../api-types.js';
 import { formatRelative, formatTime } from '../format.js';
 import { useApi } from '../hooks.js';
 import { StatusBadge } from './ui.js';
@@ -13,7 +13,7 @@ export function EnabledBadge({ enabled }: { enabled: boolean }) {
  * it started. A run queued behind one under way (there is at most one) is not shown over it.
  */
 export function LastRun({ runsPath }: { runsPath: string }) {
-  const runs = useApi<Page<{ status: string; createdAt: string; startedAt: string | null }>>(`${runsPath}?limit=2`, { live: true });
+  const runs = useApi<Page<Pick<SyncRunView | SequenceRunView, 'status' | 'createdAt' | 'startedAt'>>>(`${runsPath}?limit=2`, { live: true });
   const last = runs.data?.data.find((r) => r.status !== 'pending' && r.status !== 'queued') ?? runs.data?.data[0];
   if (!last) return <span className="muted">{runs.loading ? '…' : runs.error ? 'unavailable' : 'Never run'}</span>;
   return (
