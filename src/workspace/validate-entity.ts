@@ -96,10 +96,14 @@ export function validateEntity<K extends EntityKind>(
   return { ok: true, definition };
 }
 
+/** Fields whose null is a value of its own, not "not given": a sync's `maxDeletePercent: null` turns the mass-delete guard off. */
+const NULL_IS_A_VALUE: ReadonlySet<string> = new Set(['maxDeletePercent']);
+
 /**
  * An entity as the API returned it, back in the file's shape: nulls (`url: null`, `after: null`,
- * `startAt: null`) mean "not given", and a schedule's `catchupWindowSeconds` is its `catchupWindow`.
- * So a body read from the API can be sent back with a change.
+ * `startAt: null`) mean "not given" (but see NULL_IS_A_VALUE), and a schedule's
+ * `catchupWindowSeconds` is its `catchupWindow`. So a body read from the API can be sent back with
+ * a change.
  */
 function fromStoredShape(fields: Record<string, unknown>): Record<string, unknown> {
   const clean = (value: unknown): unknown => {
@@ -112,8 +116,9 @@ function fromStoredShape(fields: Record<string, unknown>): Record<string, unknow
     }
     return out;
   };
+  const nullValues = Object.fromEntries(Object.keys(fields).filter((k) => fields[k] === null && NULL_IS_A_VALUE.has(k)).map((k) => [k, null]));
   for (const k of Object.keys(fields)) if (fields[k] === null) delete fields[k];
-  return clean(fields) as Record<string, unknown>;
+  return { ...(clean(fields) as Record<string, unknown>), ...nullValues };
 }
 
 /** A stored member carries the default threshold `{count: 0}` whatever its policy; the file form leaves it out. */

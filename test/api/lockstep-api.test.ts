@@ -189,6 +189,19 @@ describe('CRUD', () => {
     }
   });
 
+  it('turns a sync\'s mass-delete guard off with maxDeletePercent: null, and takes the sync back as it answered it, the guard still off', async () => {
+    const { body: sync } = await api.call('GET', '/api/syncs/workspaces-to-crm');
+    const off = await api.call('PUT', '/api/syncs/workspaces-to-crm', { ...sync, maxDeletePercent: null });
+    expect(off.status, off.text).toBe(200);
+    expect(off.body.maxDeletePercent).toBeNull();
+    expect((await api.app.store.getSync('workspaces-to-crm'))?.maxDeletePercent).toBeNull();
+    const again = await api.call('PUT', '/api/syncs/workspaces-to-crm', off.body);
+    expect(again.body.maxDeletePercent).toBeNull();
+    // Left out, it is the default.
+    const { maxDeletePercent: _left, ...rest } = again.body as Record<string, unknown>;
+    expect((await api.call('PUT', '/api/syncs/workspaces-to-crm', rest)).body.maxDeletePercent).toBe(50);
+  });
+
   it('deleting a sync that a sequence uses is a 409 naming the sequence', async () => {
     const { status, body } = await api.call('DELETE', '/api/syncs/contacts-to-crm');
     expect(status).toBe(409);
