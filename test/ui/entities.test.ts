@@ -180,6 +180,21 @@ describe('models', () => {
     await page.getByRole('heading', { name: 'Edit accounts', level: 1 }).waitFor();
     expect((await server.api<{ primaryKey: string[] }>('GET', '/api/models/accounts')).body.primaryKey).toEqual(['id']);
   });
+
+  it('saving a model keeps what its form does not edit: its cursor and how often it compares in full', async () => {
+    const plain = { source: 'warehouse', query: 'select id, name from accounts', primaryKey: 'id' };
+    expect((await server.api('PUT', '/api/models/accounts', { ...plain, cursor: 'id', fullCompareEvery: 6 })).status).toBe(200);
+    await page.reload();
+    await page.getByRole('heading', { name: 'Edit accounts', level: 1 }).waitFor();
+    await page.getByLabel('Query', { exact: true }).fill('select id, name from accounts where id > 0');
+    await page.getByRole('button', { name: 'Save' }).click();
+    const saved = await eventually('the model saved with its new query', async () => {
+      const { body } = await server.api<{ query: string }>('GET', '/api/models/accounts');
+      return body.query.endsWith('where id > 0') ? body : undefined;
+    });
+    expect(saved).toMatchObject({ cursor: 'id', fullCompareEvery: 6 });
+    expect((await server.api('PUT', '/api/models/accounts', plain)).status).toBe(200);
+  });
 });
 
 describe('syncs', () => {
@@ -240,6 +255,19 @@ describe('syncs', () => {
       lock.close();
     }
     await page.getByRole('table', { name: 'Sync runs' }).locator('tbody tr').first().locator('[data-status="success"]').waitFor({ timeout: 60_000 });
+  });
+
+  it('saving a sync keeps what its form does not edit: its mass-delete guard, also when it is off', async () => {
+    for (const [maxDeletePercent, batchSize] of [[80, 500], [null, 400]] as const) {
+      const { body: sync } = await server.api<Record<string, unknown>>('GET', '/api/syncs/accounts-to-app');
+      expect((await server.api('PUT', '/api/syncs/accounts-to-app', { ...sync, maxDeletePercent })).status).toBe(200);
+      await go('/syncs/accounts-to-app/edit');
+      await page.getByRole('heading', { name: 'Edit accounts-to-app', level: 1 }).waitFor();
+      await page.getByLabel('Rows per batch').fill(String(batchSize));
+      await page.getByRole('button', { name: 'Save' }).click();
+      await page.getByRole('heading', { name: 'accounts-to-app', level: 1, exact: true }).waitFor();
+      expect((await server.api('GET', '/api/syncs/accounts-to-app')).body).toMatchObject({ batchSize, maxDeletePercent });
+    }
   });
 
   it('edits the sync (mode and schedule, with the server’s messages at their fields) and deletes it', async () => {

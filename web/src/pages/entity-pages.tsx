@@ -460,7 +460,15 @@ function ModelForm({ workspace, existing }: { workspace: Workspace; existing: Mo
     if (!source) problems.source = 'Choose the source the query runs on.';
     if (!query.trim()) problems.query = 'Write the query.';
     if (keyColumns.length === 0) problems.primaryKey = 'Name the column that identifies a row (or several, separated by commas).';
-    const body = { slug: slug.trim(), source, query, primaryKey: keyColumns.length === 1 ? keyColumns[0] : keyColumns };
+    const body = {
+      slug: slug.trim(),
+      source,
+      query,
+      primaryKey: keyColumns.length === 1 ? keyColumns[0] : keyColumns,
+      // Kept as they were: the form does not edit a cursor (one not set is left out of the JSON).
+      cursor: existing?.cursor,
+      fullCompareEvery: existing?.fullCompareEvery,
+    };
     void form.save(body, problems, (saved) => navigate(href.entity('models', saved.slug ?? body.slug)));
   };
 

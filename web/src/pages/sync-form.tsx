@@ -172,6 +172,8 @@ function SyncFormBody({ workspace, kinds, existing }: { workspace: Workspace; ki
       schedule: scheduleFromDraft(schedule),
       enabled,
       ...(batchSize.trim() !== '' ? { batchSize: Number(batchSize) } : {}),
+      // Kept as it was: the form does not edit the mass-delete guard (null is the guard off).
+      ...(existing ? { maxDeletePercent: existing.maxDeletePercent } : {}),
       ...kindSettings,
     };
     void form.save(body, problems, (saved) => navigate(href.sync(saved.slug ?? body.slug)));
