@@ -7,6 +7,7 @@ import type { SyncRun } from '../core/runs.js';
 import { iso } from '../core/run-views.js';
 import type { ConnectorRegistry } from '../core/connector-registry.js';
 import { redactUrl, redactValue } from '../core/connections.js';
+import { assertNever } from '../core/errors.js';
 import { fileForm } from '../workspace/index.js';
 
 /**
@@ -42,9 +43,12 @@ export function entityView(kind: EntityKind, record: object, connectors: Connect
       return wholeMilliseconds(record as ModelRecord);
     case 'sequence':
       return wholeMilliseconds(record as SequenceRecord);
+    default:
+      return assertNever(kind);
   }
 }
 
+/** The stored workspace as `GET /api/workspace` answers it. */
 export function workspaceView(state: WorkspaceState, connectors: ConnectorRegistry): WorkspaceView {
   return {
     sources: state.sources.map((source) => connectionView(source, connectors)),
