@@ -1,8 +1,8 @@
 /**
  * Resume and run limits in the web UI against a real `lockstep serve`: the sequence form edits a
- * member's timeout and the sequence's deadline (a bad value is refused at its field), and a failed
- * sequence run's page offers Resume, which opens the new run: it says which run it resumes, shows
- * the carried-over member as such, and runs the rest to done.
+ * member's timeout and the sequence's deadline (a bad value is refused at its field, and what it
+ * does not show is kept), and a failed sequence run's page offers Resume, which opens the new run:
+ * it says which run it resumes, shows the carried-over member as such, and runs the rest to done.
  */
 import { describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
@@ -13,6 +13,7 @@ let browser: Browser;
 let page: Page;
 
 interface SequenceJson {
+  concurrency: number;
   deadlineMinutes?: number;
   members: Array<{ key: string; timeoutMinutes?: number }>;
 }
@@ -30,6 +31,8 @@ servedForTests({
     const created = await server.api('POST', '/api/sequences', {
       slug: 'fixable',
       name: 'Fixable',
+      // A line, whose concurrency the form does not show: an edit keeps it.
+      concurrency: 2,
       members: [{ sync: 'accounts-to-crm' }, { sync: 'broken-to-crm', timeoutMinutes: 5 }],
     });
     expect(created.status).toBe(201);
@@ -58,6 +61,7 @@ describe('resume and limits in the web UI', () => {
     const stored = (await server.api<SequenceJson>('GET', '/api/sequences/fixable')).body;
     expect(stored.deadlineMinutes).toBe(45);
     expect(stored.members.map((m) => m.timeoutMinutes)).toEqual([undefined, 10]);
+    expect(stored.concurrency).toBe(2);
   });
 
   it('a failed run offers Resume: the new run says what it resumes, carries the finished member over and runs the rest', async () => {

@@ -115,12 +115,15 @@ function toInput(draft: Draft): SequenceInput {
     };
   });
   const graph = members.some((m) => m.after !== undefined);
+  // A line does not show its concurrency, but keeps it: a save replaces the whole sequence.
+  const concurrency = Number(draft.concurrency);
+  const keepsConcurrency = graph || (Number.isInteger(concurrency) && concurrency >= 1);
   return {
     slug: draft.slug.trim(),
     name: draft.name.trim() || draft.slug.trim(),
     schedule: scheduleFromDraft(draft.schedule),
     enabled: draft.enabled,
-    ...(graph ? { concurrency: Number(draft.concurrency) } : {}),
+    ...(keepsConcurrency ? { concurrency } : {}),
     ...(draft.deadline.trim() !== '' ? { deadlineMinutes: Number(draft.deadline) } : {}),
     members,
   };
