@@ -399,7 +399,7 @@ describe('lockstep store migrate', () => {
       await holder.query("BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('lockstep:migrate:lockstep', 0))");
       const copying = runMain(['--workspace', dir, 'store', 'migrate', '--to', to]);
       await expect
-        .poll(async () => (await sql(url, "SELECT 1 FROM pg_stat_activity WHERE application_name = 'lockstep store migrate' AND wait_event_type = 'Lock'")).length, {
+        .poll(async () => (await sql(url, "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'lockstep store migrate' AND wait_event_type = 'Lock'")).length, {
           timeout: 10_000,
         })
         .toBe(1);
@@ -420,7 +420,7 @@ describe('lockstep store migrate', () => {
     }
 
     // The copy's session, granted the lock as its answer was lost, lives on idle in its transaction.
-    const [stale] = await sql<{ pid: number }>(url, "SELECT pid FROM pg_stat_activity WHERE application_name = 'lockstep store migrate' AND state = 'idle in transaction'");
+    const [stale] = await sql<{ pid: number }>(url, "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'lockstep store migrate' AND state = 'idle in transaction'");
     expect(stale).toBeDefined();
     proxy.heal();
     const again = await runMain(['--workspace', dir, 'store', 'migrate', '--to', to]);
@@ -481,6 +481,7 @@ describe('lockstep store migrate', () => {
       url,
       `SELECT a.pid, a.state, a.wait_event FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
         WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
           AND (l.classid::int8 << 32) + l.objid::int8 = hashtextextended('lockstep:migrate:lockstep', 0)`,
     );
     expect(stale).toEqual([{ pid: expect.any(Number), state: 'active', wait_event: 'ClientRead' }]);
@@ -520,7 +521,7 @@ describe('lockstep store migrate', () => {
         (thrown: unknown) => thrown as Error,
       );
       await expect.poll(async () => (await sessions("application_name = 'lockstep store migrate' AND wait_event_type = 'Lock'")).length, { timeout: 10_000 }).toBe(1);
-      expect(await sql(url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'lockstep store migrate lease'")).toEqual([{ pg_terminate_backend: true }]);
+      expect(await sql(url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'lockstep store migrate lease'")).toEqual([{ pg_terminate_backend: true }]);
       await expect.poll(async () => (await sessions("application_name = 'lockstep store migrate lease'")).length, { timeout: 10_000 }).toBe(0);
       await holder.query('COMMIT');
       const error = await copying;
