@@ -29,7 +29,7 @@ import { from as copyFrom } from 'pg-copy-streams';
 import { ErrorCode, LockstepError, toError } from '../core/errors.js';
 import { TERMINAL_SEQUENCE_RUN_STATUSES, TERMINAL_SYNC_RUN_STATUSES } from '../core/runs.js';
 import { SEALED_PREFIX, SecretBox, parseSecretKey, type SecretKeys } from '../core/secrets.js';
-import { CopyLease, takeSchema, type LeaseProgress } from './copy-lease.js';
+import { CopyLease, takeSchema, type LeaseProgress } from './postgres/postgres-copy-lease.js';
 import { AnswerWatch } from './postgres/postgres-answer-watch.js';
 import { describeUrl, errorCode, quoteIdent, storedText, type Queryable } from './postgres/postgres-database.js';
 import { migrate as migratePostgres } from './postgres/postgres-migrations.js';

@@ -23,10 +23,10 @@
  * rolled back: two copies never both commit.
  */
 import type pg from 'pg';
-import { ErrorCode, LockstepError, toError } from '../core/errors.js';
-import { closeWithin, destroySocket, type AnswerWatch } from './postgres/postgres-answer-watch.js';
-import { errorCode, type Queryable } from './postgres/postgres-database.js';
-import { migrationLockKey } from './postgres/postgres-migrations.js';
+import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
+import { closeWithin, destroySocket, type AnswerWatch } from './postgres-answer-watch.js';
+import { errorCode, type Queryable } from './postgres-database.js';
+import { migrationLockKey } from './postgres-migrations.js';
 
 /** A lease lapses this long after its last renewal at the least, whatever the answer timeout. */
 const MIN_LEASE_MS = 5000;
