@@ -507,6 +507,77 @@ describe('lockstep store migrate', () => {
     }
   }, 60_000);
 
+  it('a process opening the store where a copy cut off by a partition left its session holding the schema ends that session once its lease lapsed, and opens', async () => {
+    const url = await createTestDatabase('lockstep_store_copy');
+    const server = new URL(url);
+    await using proxy = await PartitionProxy.start(server.hostname, Number(server.port || 5432), { strand: true });
+    let cut = false;
+    const error = await copyInto(proxy.url(url), (progress) => {
+      if (progress.type !== 'table:progress' || cut) return;
+      cut = true;
+      proxy.partition();
+    }).then(
+      () => new Error('expected a failure'),
+      (thrown: unknown) => thrown as Error,
+    );
+    expect(cut, error.message).toBe(true);
+    const [stale] = await sql<{ pid: number }>(
+      url,
+      `SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND (l.classid::int8 << 32) + l.objid::int8 = hashtextextended('lockstep:migrate:lockstep', 0)`,
+    );
+    expect(stale).toBeDefined();
+    const said: string[] = [];
+    const logger = { debug() {}, info: (message: string) => said.push(message), warn: (message: string) => said.push(message), error() {} };
+    const started = Date.now();
+    const opening = PostgresStore.open({ url, logger });
+    const opened = await Promise.race([opening, new Promise<null>((resolve) => setTimeout(() => resolve(null), 40_000))]);
+    try {
+      // Within about the lease (5 s), where it waited for TCP keepalive (hours); a loaded machine gets room.
+      expect(opened, 'opening still waits for the copy\'s session after 40 s').not.toBeNull();
+      expect(Date.now() - started).toBeLessThan(30_000);
+      expect(said.join('\n')).toContain(`ended server process ${stale?.pid}`);
+      expect(said.join('\n')).toMatch(/`lockstep store migrate` copy left holding the schema .*rolled back/);
+      // Nothing of the copy was kept: the store is new.
+      expect((await opened?.loadWorkspace())?.syncs).toEqual([]);
+    } finally {
+      await sql(url, 'SELECT pg_terminate_backend($1)', [stale?.pid]);
+      await (opened ?? (await opening)).close();
+    }
+  }, 60_000);
+
+  it('a process opening the store while a copy is at work (its lease held) waits for it, saying so, and ends nothing', async () => {
+    const url = await createTestDatabase('lockstep_store_copy');
+    // A copy at work as the server sees it: one session holding the copy and migration locks, another its lease.
+    const copy = new pg.Client({ connectionString: url });
+    const lease = new pg.Client({ connectionString: url });
+    await copy.connect();
+    await lease.connect();
+    const said: string[] = [];
+    const logger = { debug() {}, info: (message: string) => said.push(message), warn: (message: string) => said.push(message), error() {} };
+    let opened: PostgresStore | null = null;
+    try {
+      await copy.query("BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('lockstep:copy:lockstep', 0)), pg_advisory_xact_lock(hashtextextended('lockstep:migrate:lockstep', 0))");
+      await lease.query("BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('lockstep:copy-lease:lockstep', 0))");
+      const copyPid = (copy as pg.Client & { processID: number }).processID;
+      const opening = PostgresStore.open({ url, logger }).then((store) => (opened = store));
+      await expect.poll(() => said.length, { timeout: 10_000 }).toBe(1);
+      expect(said[0]).toMatch(new RegExp(`is being migrated or copied into by another session, server process ${copyPid} .*: waiting for it to finish`));
+      // Past a few looks at the holder, the copy at work is still there, and the store still waits.
+      await new Promise((resolve) => setTimeout(resolve, 2500));
+      expect(opened).toBeNull();
+      expect(await sql(url, 'SELECT 1 FROM pg_stat_activity WHERE pid = $1', [copyPid])).toHaveLength(1);
+      await copy.query('COMMIT');
+      await opening;
+      expect(said).toHaveLength(1);
+    } finally {
+      await copy.end();
+      await lease.end();
+      await (opened as PostgresStore | null)?.close();
+    }
+  }, 60_000);
+
   it('a copy whose lease\'s session ended stops at its next statement, leaving the target as it was', async () => {
     const url = await createTestDatabase('lockstep_store_copy');
     const sessions = (where: string) => sql<{ pid: number }>(url, `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND ${where}`);

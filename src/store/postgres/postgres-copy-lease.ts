@@ -181,6 +181,43 @@ export async function takeSchema(
   }
 }
 
+/** What a process opening the store tells of the migration lock as it takes it. */
+export type MigrationLockProgress =
+  /** Another session holds it (a process migrating the schema, or a copy at work): waited for. */
+  | { type: 'store:waiting'; holder: string }
+  /** The session of a copy left holding it after its client went away was ended. */
+  | { type: 'store:taken-over'; pid: number; holder: string };
+
+/** How often a process waiting for the migration lock looks whether its holder is a left-over copy. */
+const MIGRATION_CHECK_MS = 1000;
+
+/**
+ * Takes the schema's migration lock for a process opening the store, in its migrating transaction
+ * `q`, waiting for the session that holds it: another process bringing the schema up to date, or a
+ * copy at work (however long it takes). A copy whose client went away leaves its session holding
+ * the lock until TCP keepalive notices (hours): once that copy's lease lapsed, its session is ended
+ * (its transaction rolled back, nothing of it kept) and the store opens, as the next copy would.
+ */
+export async function takeMigrationLock(
+  q: Queryable,
+  { schema, where, onProgress }: { schema: string; where: string; onProgress: (progress: MigrationLockProgress) => void },
+): Promise<void> {
+  const migration = migrationLockKey(schema);
+  if (await tryLock(q, migration)) return;
+  let told = false;
+  for (;;) {
+    const holder = await holderOf(q, migration);
+    if (holder && (await holderOf(q, copyKey(schema)))?.pid === holder.pid && (await holderOf(q, leaseKey(schema))) === null) {
+      await endSession(q, holder, where);
+      onProgress({ type: 'store:taken-over', pid: holder.pid, holder: describeHolder(holder) });
+    } else if (holder && !told) {
+      told = true;
+      onProgress({ type: 'store:waiting', holder: describeHolder(holder) });
+    }
+    if (await lockWithin(q, migration, MIGRATION_CHECK_MS)) return;
+  }
+}
+
 /** The lock a copy's lease holds. */
 function leaseKey(schema: string): string {
   return `lockstep:copy-lease:${schema}`;

@@ -137,6 +137,7 @@ import {
   type Queryable,
 } from './postgres-database.js';
 import { migrate } from './postgres-migrations.js';
+import { takeMigrationLock, type MigrationLockProgress } from './postgres-copy-lease.js';
 import { PostgresNotifications } from './postgres-notifications.js';
 import { PostgresRunFence, runLeaseLost } from './postgres-run-fence.js';
 import { PostgresScheduleStore } from './postgres-schedule-store.js';
@@ -342,11 +343,15 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
     const { db, schema } = PostgresStore.connection(options);
     const clock = options.clock ?? systemClock;
     try {
-      const applied = await db.transaction((q) => migrate(q, schema, db.where, clock.now()));
+      const logger = options.logger ?? silentLogger;
+      const applied = await db.transaction(async (q) => {
+        await takeMigrationLock(q, { schema, where: db.where, onProgress: (progress) => logMigrationLock(logger, db.where, progress) });
+        return migrate(q, schema, db.where, clock.now());
+      });
       const secrets = options.secrets ?? new SecretCodec({ keys: new StoreSecretKeys({ store: db.where, keyFile: null }), secretSettings: () => [] });
       // A store whose secrets its keys cannot open is refused now, not at its first read.
       secrets.checkKeys(await sealedTexts(db.direct, db.schema));
-      return new PostgresStore(db, schema, clock, applied, secrets, options.logger ?? silentLogger);
+      return new PostgresStore(db, schema, clock, applied, secrets, logger);
     } catch (error) {
       const wrapped = db.error(error);
       await db.close().catch(() => undefined);
@@ -1609,6 +1614,18 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
     const { rows } = await q.query<SequenceRunResult>(sql, [id]);
     return rows[0] ?? null;
   }
+}
+
+/** What opening the store says while another session holds the schema's migration lock. */
+function logMigrationLock(logger: Logger, where: string, progress: MigrationLockProgress): void {
+  if (progress.type === 'store:waiting') {
+    logger.info(`store ${where} is being migrated or copied into by another session, ${progress.holder}: waiting for it to finish`);
+    return;
+  }
+  logger.warn(
+    `store ${where}: ended ${progress.holder}, a \`lockstep store migrate\` copy left holding the schema after its client went away ` +
+      '(its lease lapsed); its transaction was rolled back, nothing of it kept — run that copy again if it is still wanted',
+  );
 }
 
 /** An id as PostgreSQL's bigint takes it, or null for a number no row can have (fractions, huge). */
