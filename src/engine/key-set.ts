@@ -31,6 +31,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fmix } from './row-hash.js';
 
 const WORDS = 4;
 /** Bytes per fingerprint. */
@@ -819,12 +820,6 @@ const SEED1 = seed.readUInt32LE(0);
 const SEED2 = seed.readUInt32LE(4);
 const SEED3 = seed.readUInt32LE(8);
 const SEED4 = seed.readUInt32LE(12);
-
-function fmix(h: number): number {
-  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
-  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
-  return (h ^ (h >>> 16)) >>> 0;
-}
 
 /** Computes the key's fingerprint into `fp`. */
 function fingerprint(key: string): void {

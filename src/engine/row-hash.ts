@@ -60,7 +60,8 @@ function putText(w: Int32Array, u: number, text: string): number {
   return u;
 }
 
-function fmix(h: number): number {
+/** MurmurHash3's 32-bit finalizer (fmix32): every bit of `h` moves every bit of the result. Shared by the row hash and the key set's fingerprints. */
+export function fmix(h: number): number {
   h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
   h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
   return h ^ (h >>> 16);
