@@ -235,6 +235,28 @@ describe('DuckDbSource', () => {
     }
   });
 
+  it('refuses a result that failed part-way, which the binding ends as if it were complete, rather than take it for the whole model', async () => {
+    const path = tempPath('warehouse.duckdb');
+    await loadDuckDb(path, []);
+    const source = await DuckDbSource.open({ path });
+    try {
+      // Fails at row 300,001, once the first rows were streamed: the binding's stream just ends.
+      const query = "select i, case when i < 300000 then i else error('no value for ' || i) end as v from range(600000) t(i)";
+      const error = (await readAll(source, query).then(
+        () => new Error('expected a failure'),
+        (thrown: unknown) => thrown,
+      )) as LockstepError;
+      expect(error.code).toBe(ErrorCode.Query);
+      // Either DuckDB said so before the first rows, or the read saw its result cut short.
+      expect(error.message).toMatch(/no value for 300000|ended the model's result after \d+ rows, though the query has 600000/);
+      expect(error.message).toMatch(/check the model's query|run the model's query in DuckDB to see what fails there/);
+      // A complete result passes.
+      expect((await readAll(source, 'select i from range(600000) t(i)')).rows).toHaveLength(600000);
+    } finally {
+      await source.close();
+    }
+  });
+
   it('normalises floats, lists, structs, huge integers and timestamp precisions', async () => {
     const path = tempPath('warehouse.duckdb');
     await loadDuckDb(path, []);

@@ -10,9 +10,10 @@
  *
  * Why not lower, as tried: at 64 MB a streamed read (`fetchChunk`) of a 10M-row table that had
  * been updated ended after 6,846,873 of its 9,999,750 rows, without an error (the bindings do not
- * report an error that ends a stream), which a mirror sync would take for removed rows. Streamed
- * reads of models (read-only files) therefore keep DuckDB's default limit, and the planner's
- * instance does not go below what it used before.
+ * report an error that ends a stream): the source now refuses such a read (DuckDbSource's
+ * checkComplete), but a run that fails is no better than one that runs. Streamed reads of models
+ * (read-only files) therefore keep DuckDB's default limit, and the planner's instance does not go
+ * below what it used before.
  */
 import type { DuckDBConnection } from '@duckdb/node-api';
 

@@ -120,6 +120,7 @@ export class DuckDbSource implements Source {
       const converters = columnConverters(duck, result);
       const batcher = new RowBatcher(batchSize);
       let yielded = false;
+      let read = 0;
       for (let first = true; ; first = false) {
         signal?.throwIfAborted();
         if (!first) {
@@ -130,6 +131,7 @@ export class DuckDbSource implements Source {
           }
         }
         if (!chunk || chunk.rowCount === 0) break;
+        read += chunk.rowCount;
         const rows = chunkRows(chunk, converters);
         // DuckDB frees a chunk's memory only when V8 collects its JS wrapper, which in practice
         // waits for a full GC, tens of chunks later. Resetting it now releases its string heap (about
@@ -141,6 +143,7 @@ export class DuckDbSource implements Source {
           signal?.throwIfAborted();
         }
       }
+      await this.checkComplete(connection, query, read);
       const rest = batcher.flush();
       // An empty result still tells the caller its columns.
       if (rest || !yielded) yield { columns, rows: rest ?? [] };
@@ -211,6 +214,31 @@ export class DuckDbSource implements Source {
         { cause: error },
       );
     }
+  }
+
+  /**
+   * DuckDB's Node.js binding ends a streamed result that failed part-way (a value that does not
+   * cast, error(), running out of memory) as if it were complete, and gives no way to read the
+   * result's error. Taken for the whole model, a result cut short would have every row after the
+   * cut planned as removed (deleted, in mirror mode). So before a read counts as complete, the rows
+   * read are checked against the query's own count (cheap: DuckDB reads no column it need not).
+   */
+  private async checkComplete(connection: DuckDBConnection, query: string, read: number): Promise<void> {
+    let counted: number;
+    try {
+      const answer = await connection.runAndReadAll(`SELECT count(*) AS lockstep_rows FROM (\n${query}\n) AS lockstep_model`);
+      counted = Number(answer.getRows()[0]?.[0]);
+    } catch (error) {
+      throw this.queryError(error);
+    }
+    if (counted === read) return;
+    throw new LockstepError(
+      ErrorCode.Query,
+      `DuckDB source ${this.path} ended the model's result after ${read} rows, though the query has ${counted}: a query that fails part-way ` +
+        `(a value that does not cast, error(), running out of memory) ends its result early, and DuckDB's Node.js binding does not say why; ` +
+        "the run stops rather than take the rows after the cut for removed — run the model's query in DuckDB to see what fails there. A model whose rows change from one read to the next " +
+        '(USING SAMPLE, random()) cannot be synced: make it return the same rows each time',
+    );
   }
 
   private queryError(thrown: unknown): LockstepError {
