@@ -52,6 +52,23 @@ export function memberSyncDeletedReason(memberKey: string, syncSlug: string): st
   );
 }
 
+/** What a sync's delete does to a sequence run that would still start it. */
+export interface WaitingRunEnd {
+  /** The run is cancelled (it is pending); otherwise it is terminated by that member. */
+  cancel: boolean;
+  reason: string;
+}
+
+/**
+ * What deleting sync `syncSlug` does to a pending or running sequence run whose pending member
+ * `key` runs it. A sequence run keeps the members it was queued with: that member could never
+ * start, and the run would wait for it forever. A pending run is cancelled; a running one is
+ * terminated by that member (what runs finishes, the rest is skipped) and ends failed.
+ */
+export function endOfRunWaitingOnDeletedSync(run: { status: string; key: string }, syncSlug: string): WaitingRunEnd {
+  return { cancel: run.status === 'pending', reason: memberSyncDeletedReason(run.key, syncSlug) };
+}
+
 /** A change of an entity (not of alerts or webhooks). */
 export type EntityChange = WorkspaceChange & { kind: EntityKind };
 

@@ -4,7 +4,7 @@
 import { ACTIVE_SYNC_RUN_STATUSES, TERMINAL_SYNC_RUN_STATUSES } from '../../core/runs.js';
 import type { EntityKind } from '../../core/workspace.js';
 import { ENTITY_KINDS, ENTITY_TABLES } from '../workspace-changes.js';
-import type { SqliteDatabase } from './sqlite-database.js';
+import type { SqliteDatabase, SqliteValue } from './sqlite-database.js';
 
 export type Kind = EntityKind;
 
@@ -234,3 +234,15 @@ export function prepareStatements(db: SqliteDatabase) {
 }
 
 export type Statements = ReturnType<typeof prepareStatements>;
+
+/** Adds a run list's `after`/`before` bounds on `created_at` to a WHERE clause and its parameters. */
+export function timeFilters(query: { after?: number; before?: number }, where: string[], params: SqliteValue[]): void {
+  if (query.after !== undefined) {
+    where.push('created_at >= ?');
+    params.push(query.after);
+  }
+  if (query.before !== undefined) {
+    where.push('created_at < ?');
+    params.push(query.before);
+  }
+}

@@ -1,0 +1,278 @@
+/**
+ * The run queue and run history of the embedded store (SyncRunStore): sync runs queued, claimed
+ * under a lease, updated and cancelled, and the rows a run rejected. A member run follows its sync
+ * run in the same transaction (../member-state.ts); a run's end is recorded in the outbox of
+ * finished runs in the transaction that ends it. It shares the SqliteStore's connection and
+ * transactions; the sequence-run role and workspace deletes use its in-transaction helpers.
+ */
+import type { Clock, LeaseRequest, NewSyncRun, RunFence, RunLease, SyncRunListQuery, SyncRunPatch, SyncRunStore } from '../../core/ports.js';
+import { NotFoundError } from '../../core/errors.js';
+import { isTerminalSyncRunStatus, type RejectedRow, type SyncRun, type SyncRunOptions, type SyncRunStatus, type Trigger } from '../../core/runs.js';
+import { memberTransition } from '../member-state.js';
+import { toLease, toRejectedRow, toSyncRun, type LeaseRow, type RejectedRowRow, type SyncRunRow } from '../rows.js';
+import { nothingToCancelError, syncRunFinishedError } from '../run-rules.js';
+import { CANCEL_REASONS } from '../workspace-changes.js';
+import type { SqliteStatement, SqliteTransactions, SqliteValue } from './sqlite-database.js';
+import type { SqliteRunFence } from './sqlite-run-fence.js';
+import { timeFilters, type Statements } from './sqlite-statements.js';
+
+export interface SqliteSyncRunStoreOptions {
+  /** The store's prepared statements. */
+  s: Statements;
+  transactions: SqliteTransactions;
+  /** Refuses the writes of a run's attempt once another worker took the run over. */
+  fence: SqliteRunFence;
+  /** A statement whose SQL depends on the arguments (list filters), prepared once per shape. */
+  statement: (sql: string) => SqliteStatement;
+  /** Gives the time of a cancel request the caller passes no `now` to. */
+  clock: Clock;
+}
+
+export class SqliteSyncRunStore implements SyncRunStore {
+  private readonly s: Statements;
+  private readonly transactions: SqliteTransactions;
+  private readonly fence: SqliteRunFence;
+  private readonly statement: (sql: string) => SqliteStatement;
+  private readonly clock: Clock;
+
+  constructor(options: SqliteSyncRunStoreOptions) {
+    this.s = options.s;
+    this.transactions = options.transactions;
+    this.fence = options.fence;
+    this.statement = options.statement;
+    this.clock = options.clock;
+  }
+
+  async enqueueSyncRun(input: NewSyncRun, now: number): Promise<{ run: SyncRun; created: boolean }> {
+    return this.transactions.write(() => this.queue(input, now));
+  }
+
+  async claimSyncRun(id: number, now: number, lease: LeaseRequest): Promise<SyncRun | null> {
+    return this.transactions.write(() => {
+      const claimed = this.claim(id, now, lease);
+      if (!claimed && !this.s.syncRun.get(id)) throw new NotFoundError(`sync run ${id} does not exist`);
+      return claimed;
+    });
+  }
+
+  async claimNextSyncRun(now: number, lease: LeaseRequest): Promise<SyncRun | null> {
+    // Looked for without the write lock first: a worker polls every second, mostly finding nothing,
+    // and taking the lock would wait (blocking the process) for a snapshot commit of a run in progress.
+    if (this.transactions.read(() => this.s.anyClaimableSyncRun.get({ now })) === undefined) return null;
+    return this.transactions.write(() => {
+      const row = this.s.claimNextSyncRun.get({ now, workerId: lease.workerId, until: now + lease.leaseMs }) as SyncRunRow | undefined;
+      if (!row) return null;
+      this.follow(row, now);
+      return toSyncRun(row);
+    });
+  }
+
+  async renewLeases(runIds: number[], now: number, lease: LeaseRequest): Promise<number[]> {
+    if (runIds.length === 0) return [];
+    return this.transactions.write(() =>
+      (this.s.renewLeases.all({ ids: JSON.stringify(runIds), workerId: lease.workerId, until: now + lease.leaseMs }) as Array<{ id: number }>).map(
+        (r) => Number(r.id),
+      ),
+    );
+  }
+
+  async releaseLeases(workerId: string, now: number): Promise<number> {
+    return this.transactions.write(() => this.s.releaseLeases.run({ workerId, now }).changes);
+  }
+
+  async listLeases(): Promise<RunLease[]> {
+    return this.transactions.read(() => (this.s.leases.all() as LeaseRow[]).map(toLease));
+  }
+
+  async updateSyncRun(id: number, patch: SyncRunPatch, now: number, attempt?: number): Promise<SyncRun> {
+    return this.transactions.write(() => {
+      const before = attempt === undefined ? ((this.s.syncRun.get(id) as SyncRunRow | undefined) ?? null) : this.fence.check({ runId: id, attempt });
+      const status = patch.status ?? null;
+      const row = this.s.updateSyncRun.get({
+        id,
+        now,
+        status,
+        terminal: status !== null && isTerminalSyncRunStatus(status) ? 1 : 0,
+        querySize: patch.querySize ?? null,
+        plannedAdded: patch.plannedRows?.addedCount ?? null,
+        plannedChanged: patch.plannedRows?.changedCount ?? null,
+        plannedRemoved: patch.plannedRows?.removedCount ?? null,
+        successfulAdded: patch.successfulRows?.addedCount ?? null,
+        successfulChanged: patch.successfulRows?.changedCount ?? null,
+        successfulRemoved: patch.successfulRows?.removedCount ?? null,
+        failedAdded: patch.failedRows?.addedCount ?? null,
+        failedChanged: patch.failedRows?.changedCount ?? null,
+        failedRemoved: patch.failedRows?.removedCount ?? null,
+        completionRatio: patch.completionRatio ?? null,
+        apiUsage: patch.apiUsage ? JSON.stringify(patch.apiUsage) : null,
+        phaseMs: patch.phaseMs ? JSON.stringify(patch.phaseMs) : null,
+        comparison: patch.comparison ? JSON.stringify(patch.comparison) : null,
+        setError: patch.error !== undefined ? 1 : 0,
+        error: patch.error ?? null,
+      }) as SyncRunRow | undefined;
+      if (!row) {
+        const current = this.s.syncRun.get(id) as SyncRunRow | undefined;
+        if (!current) throw new NotFoundError(`sync run ${id} does not exist`);
+        throw syncRunFinishedError(id, current.status, status);
+      }
+      if (status !== null) this.follow(row, now);
+      if (status !== null && isTerminalSyncRunStatus(status) && before !== null && !isTerminalSyncRunStatus(before.status as SyncRunStatus)) {
+        this.s.recordFinishedRun.run('sync', String(id), now);
+      }
+      return toSyncRun(row);
+    });
+  }
+
+  async getSyncRun(id: number): Promise<SyncRun | null> {
+    return this.transactions.read(() => {
+      const row = this.s.syncRun.get(id) as SyncRunRow | undefined;
+      return row ? toSyncRun(row) : null;
+    });
+  }
+
+  async listSyncRuns(query: SyncRunListQuery): Promise<SyncRun[]> {
+    return this.transactions.read(() => {
+      const where: string[] = [];
+      const params: SqliteValue[] = [];
+      if (query.syncId !== undefined) {
+        where.push('sync_id = ?');
+        params.push(query.syncId);
+      }
+      if (query.syncIds !== undefined) {
+        where.push('sync_id IN (SELECT value FROM json_each(?))');
+        params.push(JSON.stringify(query.syncIds));
+      }
+      if (query.runId !== undefined) {
+        where.push('id = ?');
+        params.push(query.runId);
+      }
+      if (query.statuses !== undefined) {
+        where.push(query.statuses.length > 0 ? `status IN (${query.statuses.map(() => '?').join(', ')})` : '0');
+        params.push(...query.statuses);
+      }
+      timeFilters(query, where, params);
+      const sql =
+        `SELECT * FROM sync_runs ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ` +
+        `ORDER BY id ${query.order === 'asc' ? 'ASC' : 'DESC'} LIMIT ? OFFSET ?`;
+      const rows = this.statement(sql).all(...params, query.limit, query.offset) as SyncRunRow[];
+      return rows.map(toSyncRun);
+    });
+  }
+
+  async listQueuedSyncRuns(): Promise<SyncRun[]> {
+    return this.transactions.read(() => (this.s.queuedSyncRuns.all() as SyncRunRow[]).map(toSyncRun));
+  }
+
+  async requestSyncRunCancel(id: number, now: number = this.clock.now()): Promise<SyncRun> {
+    return this.transactions.write(() => this.cancel(id, now));
+  }
+
+  async addRejectedRows(rows: RejectedRow[], fence?: RunFence): Promise<void> {
+    if (rows.length === 0) return;
+    this.transactions.write(() => {
+      this.fence.check(fence);
+      for (const row of rows) this.s.insertRejectedRow.run(row.syncRunId, row.key, row.op, row.reason);
+    });
+  }
+
+  async clearRejectedRows(syncRunId: number, fence?: RunFence): Promise<void> {
+    this.transactions.write(() => {
+      this.fence.check(fence);
+      this.s.clearRejectedRows.run(syncRunId);
+    });
+  }
+
+  async listRejectedRows(syncRunId: number, limit: number, offset: number): Promise<RejectedRow[]> {
+    return this.transactions.read(() => (this.s.rejectedRows.all(syncRunId, limit, offset) as RejectedRowRow[]).map(toRejectedRow));
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // In the caller's write transaction (the sequence-run role, fired runs, workspace deletes)
+
+  /** Queues a standalone run, or joins the queued one; the caller holds a write transaction. */
+  queue(input: NewSyncRun, now: number): { run: SyncRun; created: boolean } {
+    if (!this.s.liveSync.get(input.syncId)) throw new NotFoundError(`sync ${input.syncId} does not exist`);
+    const queued = this.s.queuedStandaloneRun.get(input.syncId) as SyncRunRow | undefined;
+    if (queued) {
+      // The shared follow-up must honour every trigger's options: a full resync asked for is never lost.
+      const merged = this.s.mergeRunOptions.get({
+        id: queued.id,
+        fullResync: input.options.fullResync ? 1 : 0,
+        resetCdc: input.options.resetCDC ? 1 : 0,
+        allowMassDelete: input.options.allowMassDelete ? 1 : 0,
+        fullCompare: input.options.fullCompare ? 1 : 0,
+      }) as SyncRunRow;
+      return { run: toSyncRun(merged), created: false };
+    }
+    const row = this.insert(input.syncId, input.trigger, input.options, null, null, now);
+    return { run: toSyncRun(row), created: true };
+  }
+
+  /** Claims run `id` for `lease` at `now` when it is claimable (its member follows); null otherwise. */
+  claim(id: number, now: number, lease: LeaseRequest): SyncRun | null {
+    const row = this.s.claimSyncRun.get({ id, now, workerId: lease.workerId, until: now + lease.leaseMs }) as SyncRunRow | undefined;
+    if (!row) return null;
+    this.follow(row, now);
+    return toSyncRun(row);
+  }
+
+  /** Inserts a queued sync run (a member's when `sequenceRunId` and `memberKey` are given). */
+  insert(
+    syncId: number,
+    trigger: Trigger,
+    options: SyncRunOptions,
+    sequenceRunId: string | null,
+    memberKey: string | null,
+    now: number,
+  ): SyncRunRow {
+    return this.s.insertSyncRun.get({
+      syncId,
+      triggerType: trigger.type,
+      triggerDetail: trigger.detail,
+      fullResync: options.fullResync ? 1 : 0,
+      resetCdc: options.resetCDC ? 1 : 0,
+      allowMassDelete: options.allowMassDelete ? 1 : 0,
+      fullCompare: options.fullCompare ? 1 : 0,
+      sequenceRunId,
+      memberKey,
+      now,
+    }) as SyncRunRow;
+  }
+
+  /** Moves a member run to follow its sync run's status (see member-state.ts). */
+  follow(row: SyncRunRow, now: number): void {
+    if (row.sequence_run_id === null || row.member_key === null) return;
+    const next = memberTransition(row.status as SyncRunStatus);
+    this.s.followRun.run({
+      status: next.status,
+      started: next.started ? 1 : 0,
+      finished: next.finished ? 1 : 0,
+      now,
+      sequenceRunId: row.sequence_run_id,
+      memberKey: row.member_key,
+      syncRunId: row.id,
+    });
+  }
+
+  /** A cancel request: a queued run ends at once, an active one is flagged and stops at its next batch boundary. */
+  cancel(id: number, now: number): SyncRun {
+    const current = this.s.syncRun.get(id) as SyncRunRow | undefined;
+    if (!current) throw new NotFoundError(`sync run ${id} does not exist`);
+    const status = current.status as SyncRunStatus;
+    if (isTerminalSyncRunStatus(status)) throw nothingToCancelError(`sync run ${id}`, status);
+    if (status === 'queued') {
+      const row = this.s.cancelQueuedSyncRun.get(now, id) as SyncRunRow;
+      this.follow(row, now);
+      this.s.recordFinishedRun.run('sync', String(id), now);
+      return toSyncRun(row);
+    }
+    return toSyncRun(this.s.flagSyncRunCancel.get(id) as SyncRunRow);
+  }
+
+  /** Cancels the standalone runs queued for the deleted sync `syncId`, recorded as finished runs: they can never run. */
+  cancelQueuedOfDeletedSync(syncId: number, now: number): void {
+    for (const run of this.s.cancelQueuedRunsOfSync.all(now, CANCEL_REASONS.SyncDeleted, syncId) as Array<{ id: number }>) {
+      this.s.recordFinishedRun.run('sync', String(run.id), now);
+    }
+  }
+}
