@@ -285,14 +285,14 @@ export class PostgresSequenceRunStore implements SequenceRunStore {
   }
 
   /**
-   * A member run's end, in one round trip with the first of its hand-off: the terminal UPDATE of
-   * patchSyncRun (`ending`) commits on its own, then a transaction begins that locks the run's
-   * sequence run and reads the advance's state, and is left open for the advance this process
-   * makes next (advanceSequenceRun takes it). Not taken within OPENED_ADVANCE_MS (this process
-   * does not hand off: it is stopping, the run was not a member), it is rolled back. Null when the
-   * round trip failed (the caller ends the run the plain way, which finds it ended if the UPDATE
-   * committed) and when no transaction is left open while another advance of that sequence run
-   * is under way here (it may be waiting for the lock).
+   * A member run's end, in one round trip with the first of its hand-off: the run queue's terminal
+   * UPDATE (PostgresSyncRunStore.patchSyncRunSql, `ending`) commits on its own, then a transaction
+   * begins that locks the run's sequence run and reads the advance's state, and is left open for
+   * the advance this process makes next (advanceSequenceRun takes it). Not taken within
+   * OPENED_ADVANCE_MS (this process does not hand off: it is stopping, the run was not a member),
+   * it is rolled back. Null when the round trip failed (the caller ends the run the plain way,
+   * which finds it ended if the UPDATE committed) and when no transaction is left open while
+   * another advance of that sequence run is under way here (it may be waiting for the lock).
    */
   async endAndOpenAdvance(id: number, patch: SyncRunPatch, now: number, attempt: number | undefined): Promise<SyncRunRow | null> {
     const p = new Params(pg.escapeLiteral);
@@ -460,40 +460,6 @@ export class PostgresSequenceRunStore implements SequenceRunStore {
     return { run: sequenceRun(created.rows[0] as SequenceRunResult), created: true };
   }
 
-  /**
-   * Ends a pending run cancelled before it started (`reason` kept unless one is recorded), its
-   * members skipped, and records it as a finished run: the audit log keeps it like any run that ended.
-   */
-  async cancelPending(q: Queryable, id: string, reason: string, now: number): Promise<void> {
-    const { rows } = await q.query(
-      `UPDATE ${this.t.sequenceRuns} SET status = 'cancelled', cancel_requested = true, finished_at = $1, reason = COALESCE(reason, $2)
-       WHERE id = $3 AND status = 'pending' RETURNING id`,
-      [now, reason, id],
-    );
-    if (rows.length === 0) return;
-    await this.skipPending(q, id, now);
-    await this.statements.recordFinishedRuns(q, 'sequence', [id], now);
-  }
-
-  /**
-   * Pending members become `skipped`. Their queued runs are cancelled directly: the member is
-   * `skipped`, not `cancelled`, because it never started; the runs are recorded as finished runs.
-   */
-  async skipPending(q: Queryable, sequenceRunId: string, now: number): Promise<void> {
-    const cancelled = await q.query<{ id: string }>(
-      `UPDATE ${this.t.syncRuns} SET status = 'cancelled', finished_at = $2
-       WHERE status = 'queued' AND id IN (SELECT sync_run_id FROM ${this.t.memberRuns}
-                                          WHERE sequence_run_id = $1 AND status = 'pending' AND sync_run_id IS NOT NULL)
-       RETURNING id::text`,
-      [sequenceRunId, now],
-    );
-    await this.statements.recordFinishedRuns(q, 'sync', cancelled.rows.map((r) => r.id), now);
-    await q.query(`UPDATE ${this.t.memberRuns} SET status = 'skipped', finished_at = $2 WHERE sequence_run_id = $1 AND status = 'pending'`, [
-      sequenceRunId,
-      now,
-    ]);
-  }
-
   /** Ends the sequence runs that would still start a member running the deleted sync `syncId`. */
   async endRunsWaitingOnDeletedSync(q: Queryable, syncId: number, syncSlug: string, now: number): Promise<void> {
     const waiting = await q.query<{ id: string; status: string; key: string }>(
@@ -519,6 +485,43 @@ export class PostgresSequenceRunStore implements SequenceRunStore {
     for (const { id } of pending.rows) {
       await this.cancelPending(q, id, CANCEL_REASONS.SequenceDeleted, now);
     }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Internals (in the caller's transaction)
+
+  /**
+   * Ends a pending run cancelled before it started (`reason` kept unless one is recorded), its
+   * members skipped, and records it as a finished run: the audit log keeps it like any run that ended.
+   */
+  private async cancelPending(q: Queryable, id: string, reason: string, now: number): Promise<void> {
+    const { rows } = await q.query(
+      `UPDATE ${this.t.sequenceRuns} SET status = 'cancelled', cancel_requested = true, finished_at = $1, reason = COALESCE(reason, $2)
+       WHERE id = $3 AND status = 'pending' RETURNING id`,
+      [now, reason, id],
+    );
+    if (rows.length === 0) return;
+    await this.skipPending(q, id, now);
+    await this.statements.recordFinishedRuns(q, 'sequence', [id], now);
+  }
+
+  /**
+   * Pending members become `skipped`. Their queued runs are cancelled directly: the member is
+   * `skipped`, not `cancelled`, because it never started; the runs are recorded as finished runs.
+   */
+  private async skipPending(q: Queryable, sequenceRunId: string, now: number): Promise<void> {
+    const cancelled = await q.query<{ id: string }>(
+      `UPDATE ${this.t.syncRuns} SET status = 'cancelled', finished_at = $2
+       WHERE status = 'queued' AND id IN (SELECT sync_run_id FROM ${this.t.memberRuns}
+                                          WHERE sequence_run_id = $1 AND status = 'pending' AND sync_run_id IS NOT NULL)
+       RETURNING id::text`,
+      [sequenceRunId, now],
+    );
+    await this.statements.recordFinishedRuns(q, 'sync', cancelled.rows.map((r) => r.id), now);
+    await q.query(`UPDATE ${this.t.memberRuns} SET status = 'skipped', finished_at = $2 WHERE sequence_run_id = $1 AND status = 'pending'`, [
+      sequenceRunId,
+      now,
+    ]);
   }
 
   /**

@@ -325,6 +325,20 @@ export class PostgresSyncRunStore implements SyncRunStore {
     return syncRun(rows[0] as SyncRunRow);
   }
 
+  /** Cancels the standalone runs queued for the deleted sync `syncId`, recorded as finished runs: they can never run. */
+  async cancelQueuedOfDeletedSync(q: Queryable, syncId: number, now: number): Promise<void> {
+    const cancelled = await q.query<{ id: string }>(
+      `UPDATE ${this.t.syncRuns} SET status = 'cancelled', finished_at = $1, error = $2
+       WHERE sync_id = $3 AND status = 'queued' AND sequence_run_id IS NULL
+       RETURNING id::text`,
+      [now, CANCEL_REASONS.SyncDeleted, syncId],
+    );
+    await this.statements.recordFinishedRuns(q, 'sync', cancelled.rows.map((r) => r.id), now);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // The queue's statements
+
   /**
    * Applies a patch in one statement (absent fields keep their value) unless the run is in another
    * attempt than `attempt`, or is finished and the patch names another status; null then. A
@@ -343,7 +357,7 @@ export class PostgresSyncRunStore implements SyncRunStore {
     return rows[0] ?? null;
   }
 
-  /** The statement of patchSyncRun, its values added to `p`. */
+  /** The statement of patchSyncRun, its values added to `p` (a member's end begins its hand-off's round trip with it: PostgresSequenceRunStore.endAndOpenAdvance). */
   patchSyncRunSql(id: number, patch: SyncRunPatch, now: number, attempt: number | undefined, p: Params, ending: boolean): string {
     const status = patch.status ?? null;
     const terminal = status !== null && isTerminalSyncRunStatus(status);
@@ -413,16 +427,5 @@ export class PostgresSyncRunStore implements SyncRunStore {
         finished_at = CASE WHEN ${p.add(next.finished, 'boolean')} THEN ${at} ELSE NULL END
       FROM ${runs} AS run
       WHERE m.sequence_run_id = run.sequence_run_id AND m.key = run.member_key AND m.sync_run_id = run.id`;
-  }
-
-  /** Cancels the standalone runs queued for the deleted sync `syncId`, recorded as finished runs: they can never run. */
-  async cancelQueuedOfDeletedSync(q: Queryable, syncId: number, now: number): Promise<void> {
-    const cancelled = await q.query<{ id: string }>(
-      `UPDATE ${this.t.syncRuns} SET status = 'cancelled', finished_at = $1, error = $2
-       WHERE sync_id = $3 AND status = 'queued' AND sequence_run_id IS NULL
-       RETURNING id::text`,
-      [now, CANCEL_REASONS.SyncDeleted, syncId],
-    );
-    await this.statements.recordFinishedRuns(q, 'sync', cancelled.rows.map((r) => r.id), now);
   }
 }

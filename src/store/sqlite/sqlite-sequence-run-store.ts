@@ -309,24 +309,6 @@ export class SqliteSequenceRunStore implements SequenceRunStore {
     return { run: this.withMembers(row), created: true };
   }
 
-  /** Skips pending members; their queued runs end cancelled, recorded as finished runs. */
-  skipPending(sequenceRunId: string, now: number): void {
-    for (const run of this.s.cancelQueuedRunsOfPendingMembers.all({ sequenceRunId, now }) as Array<{ id: number }>) {
-      this.s.recordFinishedRun.run('sync', String(run.id), now);
-    }
-    this.s.skipPendingMembers.run({ sequenceRunId, now });
-  }
-
-  /**
-   * Ends a pending run cancelled before it started (`reason` kept unless one is recorded), its
-   * members skipped, and records it as a finished run: the audit log keeps it like any run that ended.
-   */
-  cancelPending(sequenceRunId: string, reason: string, now: number): void {
-    if (this.s.cancelPendingSequenceRun.get(now, reason, sequenceRunId) === undefined) return;
-    this.skipPending(sequenceRunId, now);
-    this.s.recordFinishedRun.run('sequence', sequenceRunId, now);
-  }
-
   /** Ends the sequence runs that would still start a member running the deleted sync `syncId`. */
   endRunsWaitingOnDeletedSync(syncId: number, syncSlug: string, now: number): void {
     for (const run of this.s.sequenceRunsWaitingOnSync.all(syncId) as Array<{ id: string; status: string; key: string }>) {
@@ -345,6 +327,27 @@ export class SqliteSequenceRunStore implements SequenceRunStore {
     for (const { id } of this.s.pendingRunsOfSequence.all(sequenceId) as Array<{ id: string }>) {
       this.cancelPending(id, CANCEL_REASONS.SequenceDeleted, now);
     }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Internals (the caller holds a write transaction)
+
+  /** Skips pending members; their queued runs end cancelled, recorded as finished runs. */
+  private skipPending(sequenceRunId: string, now: number): void {
+    for (const run of this.s.cancelQueuedRunsOfPendingMembers.all({ sequenceRunId, now }) as Array<{ id: number }>) {
+      this.s.recordFinishedRun.run('sync', String(run.id), now);
+    }
+    this.s.skipPendingMembers.run({ sequenceRunId, now });
+  }
+
+  /**
+   * Ends a pending run cancelled before it started (`reason` kept unless one is recorded), its
+   * members skipped, and records it as a finished run: the audit log keeps it like any run that ended.
+   */
+  private cancelPending(sequenceRunId: string, reason: string, now: number): void {
+    if (this.s.cancelPendingSequenceRun.get(now, reason, sequenceRunId) === undefined) return;
+    this.skipPending(sequenceRunId, now);
+    this.s.recordFinishedRun.run('sequence', sequenceRunId, now);
   }
 
   private startMembersTx(sequenceRunId: string, members: MemberStart[], now: number): SyncRun[] {
