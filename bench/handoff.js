@@ -167,8 +167,8 @@ function workspaceDefinition(members) {
 
 /** Runs the sequence once and returns its hand-offs in ms, read back from the store. */
 async function measureRun(app) {
-  const { run: queued } = await app.worker.triggerSequence('chain');
-  const finished = await app.worker.waitForSequenceRun(queued.id);
+  const { run: queued } = await app.runs.triggerSequence('chain');
+  const finished = await app.runs.waitForSequenceRun(queued.id);
   if (finished.status !== 'done') throw new Error(`sequence run ${finished.id} ended ${finished.status}: ${finished.reason ?? ''}`);
   const run = await app.store.getSequenceRun(queued.id);
   const syncRuns = [];

@@ -244,15 +244,15 @@ async function runLockstep({ work, url, batch, concurrency, rows, rps, rateRows,
     );
     await app.worker.start();
     if (warmup) {
-      const first = await app.worker.triggerSync(warmup);
-      const done = await app.worker.waitForSyncRun(first.run.id);
+      const first = await app.runs.triggerSync(warmup);
+      const done = await app.runs.waitForSyncRun(first.run.id);
       if (done.status !== 'success') throw new Error(`warm-up run ended ${done.status}: ${done.error ?? ''}`);
       await receiverCall(url, '/__reset');
     }
     // CPU from the trigger to the recorded end: a little more than the run's own span (claimed → finished).
     const cpu = cpuNow();
-    const { run } = await app.worker.triggerSync(slug);
-    const finished = await app.worker.waitForSyncRun(run.id);
+    const { run } = await app.runs.triggerSync(slug);
+    const finished = await app.runs.waitForSyncRun(run.id);
     const used = cpuSince(cpu);
     if (finished.status !== 'success') throw new Error(`sync run ended ${finished.status}: ${finished.error ?? ''}`);
     if (finished.successfulRows.addedCount !== (limited ? rateRows : rows)) throw new Error(`sync run delivered ${finished.successfulRows.addedCount} rows`);

@@ -225,8 +225,8 @@ async function lockstepChild(work) {
       app.clock.now(),
     );
     await app.worker.start();
-    const { run } = await app.worker.triggerSync('rows-to-crm');
-    process.stdout.write(JSON.stringify(await app.worker.waitForSyncRun(run.id)));
+    const { run } = await app.runs.triggerSync('rows-to-crm');
+    process.stdout.write(JSON.stringify(await app.runs.waitForSyncRun(run.id)));
   } finally {
     await app.close();
   }

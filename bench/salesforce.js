@@ -213,8 +213,8 @@ async function runMode(mode, options, warehouse) {
         ['contacts-to-sf', options.contacts],
       ]) {
         await standIn.ask('resetStats');
-        const { run: queued } = await app.worker.triggerSync(slug);
-        const run = await app.worker.waitForSyncRun(queued.id);
+        const { run: queued } = await app.runs.triggerSync(slug);
+        const run = await app.runs.waitForSyncRun(queued.id);
         const stats = await standIn.ask('stats');
         if (run.status !== 'success') throw new Error(`${mode}: ${slug} ended ${run.status}: ${run.error ?? `${run.failedRows.addedCount} rows rejected`}`);
         if (run.successfulRows.addedCount !== rows) throw new Error(`${mode}: ${slug} delivered ${run.successfulRows.addedCount} of ${rows} rows`);

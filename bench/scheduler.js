@@ -7,7 +7,7 @@
  *   60% interval { unit: minute, quantity: 1 } with startAt spread over the minute (ms precision),
  *   20% cron "* * * * *" (UTC), 20% recurrence every day at the next minutes (UTC): these 40% are
  *   due at the same second, the burst a real workspace's ":00" schedules make.
- * A Scheduler built like the app's (same store, same listSchedules, same fire: worker.queueFiredRun)
+ * A Scheduler built like the app's (same store, same listSchedules, same fire: runs.queueFiredRun)
  * runs for --seconds (default 150); each firing's delay is (time the run was queued) − (due time).
  *
  * Idle CPU: after the measured window every schedule is changed to a daily interval due in 12 hours
@@ -151,7 +151,7 @@ export async function main(args) {
     process.stdout.write(`applied ${options.schedules} syncs with schedules in ${Date.now() - t} ms\n`);
 
     const delays = [];
-    const worker = app.worker;
+    const runs = app.runs;
     scheduler = new Scheduler({
       store: app.store.schedules,
       clock: systemClock,
@@ -159,7 +159,7 @@ export async function main(args) {
       listSchedules: async () => scheduleEntries(await app.store.loadWorkspace()),
       fire: async (entry, dueTime, firingKey) => {
         const target = { kind: 'sync', slug: entry.id.slice('sync:'.length) };
-        const queued = await worker.queueFiredRun(firingKey, target, { type: 'schedule', detail: firingKey });
+        const queued = await runs.queueFiredRun(firingKey, target, { type: 'schedule', detail: firingKey });
         delays.push(systemClock.now() - dueTime);
         return queued !== null;
       },

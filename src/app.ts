@@ -32,6 +32,8 @@ import { PagerDutyChannel } from './connectors/alert-channels/pagerduty-channel.
 import { SlackChannel } from './connectors/alert-channels/slack-channel.js';
 import { WebhookChannel } from './connectors/alert-channels/webhook-channel.js';
 import { Worker } from './engine/worker.js';
+import { RunService } from './engine/run-service.js';
+import { SequenceRunner } from './engine/sequence-runner.js';
 import { FinishedRunRelay } from './engine/finished-run-relay.js';
 import { SqliteStore, isNotWritable } from './store/sqlite/sqlite-store.js';
 import { NEW_KEY_HINT, SecretCodec, type SecretKeys, type SecretResealer } from './core/secrets.js';
@@ -214,6 +216,9 @@ export interface App {
   /** The connector kinds, for validating workspaces and opening connections. */
   registry: ConnectorRegistry;
   store: Store;
+  /** Queues, cancels and waits for runs: what the API, the CLI, the scheduler and webhooks call. */
+  runs: RunService;
+  /** Claims and executes runs in this process, once started. */
   worker: Worker;
   /** Dry runs of sequences: plans computed without sending anything or changing anything stored. */
   planner: SequencePlanner;
@@ -273,7 +278,7 @@ export async function checkPortFree(port: number, host: string): Promise<void> {
   await check(port, host);
 }
 
-/** Wires store, connectors, runners, worker and scheduler. Nothing starts until `worker.start()` / `scheduler.start()`. */
+/** Wires store, connectors, runners, run service, worker and scheduler. Nothing starts until `worker.start()` / `scheduler.start()`. */
 export async function createApp(config: LockstepConfig, overrides: AppOverrides = {}): Promise<App> {
   const clock = overrides.clock ?? systemClock;
   const logger = overrides.logger ?? createJsonLogger({ level: config.logLevel, write: (line) => process.stderr.write(line + '\n') });
@@ -309,9 +314,21 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
   const planner = new SequencePlanner({ store, connectors, runner: runnerOptions });
   const lease = { workerId: config.workerId, leaseMs: config.leaseMs };
   const finishedRuns = new FinishedRunRelay({ store, clock, logger, lease, pollIntervalMs: config.pollIntervalMs });
+  // The sequence runner starts and stops the members it decides on through this process's worker,
+  // and the worker advances sequence runs through it: each calls the other once both exist.
+  const sequences: SequenceRunner = new SequenceRunner({
+    store,
+    clock,
+    logger,
+    claim: () => worker.memberClaim(),
+    startSyncRuns: (memberRuns, sequenceRun) => worker.startMemberRuns(memberRuns, sequenceRun),
+    cancelSyncRun: async (id) => worker.cancelExecution(id),
+    onUpdate: (run) => worker.sequenceRunChanged(run),
+  });
   const worker = new Worker({
     store,
     syncRunner,
+    sequences,
     clock,
     logger,
     events,
@@ -321,6 +338,7 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
     finishedRuns,
     prepare: () => preloadWorkspace(true),
   });
+  const runs = new RunService({ store, clock, logger, events, worker, sequences, finishedRuns });
   const scheduler = new Scheduler({
     store: store.schedules,
     clock,
@@ -328,7 +346,7 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
     listSchedules: async () => scheduleEntries(await store.loadWorkspace()),
     fire: async (entry, _dueTime, firingKey) => {
       const [kind, slug] = splitScheduleId(entry.id);
-      return (await worker.queueFiredRun(firingKey, { kind, slug }, { type: 'schedule', detail: firingKey })) !== null;
+      return (await runs.queueFiredRun(firingKey, { kind, slug }, { type: 'schedule', detail: firingKey })) !== null;
     },
   });
   const upstream = new UpstreamTriggers({
@@ -336,7 +354,7 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
     finishedRuns,
     clock,
     logger,
-    queue: (key, target, trigger) => worker.queueFiredRun(key, target, trigger),
+    queue: (key, target, trigger) => runs.queueFiredRun(key, target, trigger),
   });
   const auditLog = new AuditLogAppender({
     store,
@@ -384,6 +402,7 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
     config,
     registry,
     store,
+    runs,
     worker,
     planner,
     scheduler,
@@ -405,7 +424,8 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
       const { createApiServer } = await import('./api/server.js');
       const api = createApiServer({
         store,
-        runs: worker,
+        runs,
+        worker,
         plans: planner,
         alerts,
         events,
@@ -432,7 +452,7 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
     async startMetricsServer({ port, host }) {
       // As the API server, its code loads only in processes that serve metrics.
       const { createMetricsServer } = await import('./api/metrics-server.js');
-      const listener = createMetricsServer({ store, runs: worker, events, logger, activity });
+      const listener = createMetricsServer({ store, worker, events, logger, activity });
       try {
         const { url } = await listener.listen(port, host);
         metricsServer = listener;

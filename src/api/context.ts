@@ -6,11 +6,15 @@ import type { ConnectorRegistry } from '../core/connector-registry.js';
 import type { AlertDispatcher } from '../engine/alert-dispatcher.js';
 import type { EngineEventEmitter } from '../engine/events.js';
 import type { SequencePlanner } from '../engine/sequence-planner.js';
+import type { RunService } from '../engine/run-service.js';
 import type { Worker } from '../engine/worker.js';
 import type { WebhookRetention } from '../core/webhooks.js';
 
-/** The part of the worker the API drives. */
-export type RunControl = Pick<Worker, 'triggerSync' | 'triggerSequence' | 'queueFiredRun' | 'cancelSyncRun' | 'cancelSequenceRun' | 'resumeSequenceRun' | 'workerId' | 'runningIds'>;
+/** The part of the run service the API drives. */
+export type RunControl = Pick<RunService, 'triggerSync' | 'triggerSequence' | 'queueFiredRun' | 'cancelSyncRun' | 'cancelSequenceRun' | 'resumeSequenceRun'>;
+
+/** The part of this process's worker the metrics read: the runs it holds. */
+export type WorkerLeases = Pick<Worker, 'workerId' | 'runningIds'>;
 
 /** The part of the event emitter the API listens to. */
 export type RunEvents = Pick<EngineEventEmitter, 'on'>;
@@ -21,6 +25,7 @@ export type AlertControl = Pick<AlertDispatcher, 'testChannel'>;
 export interface ApiDeps {
   store: Store;
   runs: RunControl;
+  worker: WorkerLeases;
   /** Dry runs of sequences (default: none; the plan route then answers that this server cannot plan). */
   plans?: Pick<SequencePlanner, 'plan'>;
   /** Sends test alerts. */

@@ -12,7 +12,7 @@ import { errorResponse } from './http-errors.js';
 import { listenHttp, type Listening } from './listen-http.js';
 import { createMetrics } from './metrics.js';
 
-export type MetricsServerDeps = Pick<ApiDeps, 'events' | 'store' | 'logger' | 'runs'> & Pick<HealthDeps, 'activity'>;
+export type MetricsServerDeps = Pick<ApiDeps, 'events' | 'store' | 'logger' | 'worker'> & Pick<HealthDeps, 'activity'>;
 
 export interface MetricsServer {
   /** Answers one request (what tests call in-process). */

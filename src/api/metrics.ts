@@ -30,7 +30,7 @@ export interface MetricsOptions {
   storeGauges: boolean;
 }
 
-export function createMetrics(deps: Pick<ApiDeps, 'events' | 'store' | 'logger' | 'runs'>, options: MetricsOptions): Metrics {
+export function createMetrics(deps: Pick<ApiDeps, 'events' | 'store' | 'logger' | 'worker'>, options: MetricsOptions): Metrics {
   const registry = new Registry();
   const syncRuns = new Counter({ name: 'lockstep_sync_runs_total', help: 'Sync runs finished, by status', labelNames: ['status'], registers: [registry] });
   const sequenceRuns = new Counter({ name: 'lockstep_sequence_runs_total', help: 'Sequence runs finished, by status', labelNames: ['status'], registers: [registry] });
@@ -74,7 +74,7 @@ export function createMetrics(deps: Pick<ApiDeps, 'events' | 'store' | 'logger' 
     registers: [registry],
     async collect() {
       this.reset();
-      this.set({ worker: deps.runs.workerId }, deps.runs.runningIds.length);
+      this.set({ worker: deps.worker.workerId }, deps.worker.runningIds.length);
     },
   });
   // Read from the store, so the same in every process: exported by serve alone (`worker` and

@@ -25,7 +25,7 @@ import { StoreRunWatch, streamRunEvents } from './run-events.js';
 import { isWebhookPath, registerWebhookRoutes } from './webhook-routes.js';
 import { z } from '@hono/zod-openapi';
 
-export type { AlertControl, ApiDeps, RunControl, RunEvents } from './context.js';
+export type { AlertControl, ApiDeps, RunControl, RunEvents, WorkerLeases } from './context.js';
 
 export interface ApiServerOptions extends Omit<ApiDeps, 'baseDir'> {
   /** The workspace folder connections' relative paths resolve against (default: the current folder). */

@@ -167,9 +167,9 @@ export async function runDemo(options: { dir: string; term: Terminal }): Promise
 }
 
 export async function runSync(app: App, slug: string, term: Terminal): Promise<void> {
-  const { run } = await app.worker.triggerSync(slug, {}, { type: 'manual', detail: 'demo' });
+  const { run } = await app.runs.triggerSync(slug, {}, { type: 'manual', detail: 'demo' });
   const stop = followSyncRun(app, run.id, slug, new StatusLine(term));
-  const final = await app.worker.waitForSyncRun(run.id);
+  const final = await app.runs.waitForSyncRun(run.id);
   await stop();
   const rejected = await app.store.listRejectedRows(final.id, 3, 0);
   const total = final.failedRows.addedCount + final.failedRows.changedCount + final.failedRows.removedCount;
@@ -177,9 +177,9 @@ export async function runSync(app: App, slug: string, term: Terminal): Promise<v
 }
 
 export async function runSequence(app: App, slug: string, term: Terminal): Promise<string> {
-  const { run } = await app.worker.triggerSequence(slug, { type: 'manual', detail: 'demo' });
+  const { run } = await app.runs.triggerSequence(slug, { type: 'manual', detail: 'demo' });
   const stop = followSequenceRun(app, run.id, new StatusLine(term));
-  const final = await app.worker.waitForSequenceRun(run.id);
+  const final = await app.runs.waitForSequenceRun(run.id);
   await stop();
   const view = await sequenceRunDetails(app.store, final);
   term.out(formatSequenceReport(view));

@@ -66,7 +66,7 @@ export interface UpstreamTriggersOptions {
   clock: Clock;
   logger: Logger;
   /**
-   * Records `key` and queues a run of the target, in one store transaction (the worker's
+   * Records `key` and queues a run of the target, in one store transaction (the run service's
    * queueFiredRun); null when the key was recorded before.
    */
   queue: (key: string, target: UpstreamTarget, trigger: Trigger) => Promise<{ runId: string } | null>;

@@ -39,7 +39,7 @@ function secretOr(setting: WebhookSecret, what: string, key: string): string | D
   return setting.secret;
 }
 
-/** The part of the worker the receiver needs: queueing runs once per key (Worker.queueFiredRun). */
+/** The part of the run service the receiver needs: queueing runs once per key (RunService.queueFiredRun). */
 export interface RunStarter {
   queueFiredRun(key: string, target: { kind: 'sync' | 'sequence'; slug: string }, trigger: Trigger): Promise<{ runId: string } | null>;
 }

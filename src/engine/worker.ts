@@ -1,6 +1,7 @@
 /**
  * The worker: claims work from the store and runs it in this process. Any number of workers, in
- * any number of processes on any number of machines, may share one store.
+ * any number of processes on any number of machines, may share one store. Runs are queued and
+ * cancelled through the run service (run-service.ts), in this process or any other.
  *
  *   stopped ──start()──► running ──stop()──► stopping ──► stopped
  *
@@ -15,22 +16,26 @@
  * another worker (or the next start) takes them over at once.
  */
 import { hostname } from 'node:os';
-import { NotFoundError, ValidationError, toError } from '../core/errors.js';
-import { closeMatches } from '../core/hints.js';
-import type { Clock, FiredRun, LeaseRequest, Logger, Store } from '../core/ports.js';
-import type { SequenceRun, SyncRun, SyncRunOptions, Trigger } from '../core/runs.js';
+import { toError } from '../core/errors.js';
+import type { Clock, LeaseRequest, Logger, Store } from '../core/ports.js';
+import type { SequenceRun, SyncRun } from '../core/runs.js';
 import { TERMINAL_SEQUENCE_RUN_STATUSES, isTerminalSyncRunStatus } from '../core/runs.js';
-import { deadlinePassed, decideSequenceResume, memberLimit } from '../core/sequence-rules.js';
-import { UNKNOWN_SLUG_FIX, unknownSlugError } from '../core/unknown-slug.js';
+import { deadlinePassed, memberLimit } from '../core/sequence-rules.js';
 import type { EngineEventEmitter } from './events.js';
 import type { FinishedRunRelay } from './finished-run-relay.js';
-import { SequenceRunner } from './sequence-runner.js';
+import type { SequenceRunner } from './sequence-runner.js';
 import type { StopReason } from './run-bookkeeping.js';
 import type { SyncRunner } from './sync-runner.js';
 
 export interface WorkerOptions {
   store: Store;
   syncRunner: SyncRunner;
+  /**
+   * Advances sequence runs: their hand-offs, and the pending ones this worker claims. It starts and
+   * stops their members through this worker (memberClaim, startMemberRuns, cancelExecution,
+   * sequenceRunChanged).
+   */
+  sequences: Pick<SequenceRunner, 'advance' | 'idle'>;
   clock: Clock;
   logger: Logger;
   events: EngineEventEmitter;
@@ -62,11 +67,7 @@ interface Execution {
   ended: AbortController | null;
 }
 
-/** Sequence run ids are UUIDs. */
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 export class Worker {
-  private readonly sequences: SequenceRunner;
   private readonly executions = new Map<number, Execution>();
   /** Claims under way: they count against the slots. */
   private claiming = 0;
@@ -82,38 +83,6 @@ export class Worker {
 
   constructor(private readonly options: WorkerOptions) {
     this.lease = { workerId: options.workerId, leaseMs: options.leaseMs };
-    this.sequences = new SequenceRunner({
-      store: options.store,
-      clock: options.clock,
-      logger: options.logger,
-      claim: () => {
-        const max = this.options.maxConcurrentRuns - this.executions.size - this.claiming;
-        return this.state === 'running' && max > 0 ? { lease: this.lease, max } : null;
-      },
-      startSyncRuns: (runs, sequenceRun) => {
-        for (const run of runs) {
-          if (run.status === 'querying' && run.workerId === this.options.workerId) this.execute(run, sequenceRun);
-          else void this.tryStart(run);
-        }
-      },
-      // The advance recorded the cancel request; a run executing here stops at once.
-      cancelSyncRun: async (id) => {
-        this.executions.get(id)?.controller.abort('cancel' satisfies StopReason);
-      },
-      onUpdate: (run) => {
-        options.events.emit('sequenceRun:updated', run);
-        if (TERMINAL_SEQUENCE_RUN_STATUSES.includes(run.status)) {
-          options.events.emit('sequenceRun:finished', run);
-          options.finishedRuns.kick();
-          // A follow-up run of this sequence may be waiting.
-          void this.pump();
-        }
-      },
-    });
-  }
-
-  get events(): EngineEventEmitter {
-    return this.options.events;
   }
 
   /** This worker's id, as its leases name it. */
@@ -148,7 +117,7 @@ export class Worker {
     );
     for (const run of await store.listSequenceRunsByStatus(['running'])) {
       // One run that cannot go on must not keep the worker from starting, nor the others from resuming.
-      await this.sequences.advance(run.id).catch((thrown: unknown) => this.logStuckRun(run.id, thrown));
+      await this.options.sequences.advance(run.id).catch((thrown: unknown) => this.logStuckRun(run.id, thrown));
     }
     await this.pump();
     this.options.finishedRuns.start();
@@ -172,7 +141,7 @@ export class Worker {
     for (const execution of this.executions.values()) execution.controller.abort('shutdown' satisfies StopReason);
     await Promise.allSettled([...this.executions.values()].map((e) => e.done));
     await this.pumping;
-    await this.sequences.idle();
+    await this.options.sequences.idle();
     await this.options.finishedRuns.stop();
     try {
       await this.options.store.releaseLeases(this.options.workerId, this.options.clock.now());
@@ -187,197 +156,45 @@ export class Worker {
     await this.stop();
   }
 
-  /**
-   * Queues a run of a sync (by id or slug); a run already queued is shared. `fullResync` and
-   * `resetCDC` together are refused: one sends every row, the other none.
-   */
-  async triggerSync(
-    ref: number | string,
-    options: Partial<SyncRunOptions> = {},
-    trigger: Trigger = { type: 'manual', detail: null },
-  ): Promise<{ run: SyncRun; created: boolean }> {
-    const { store, clock } = this.options;
-    if (options.fullResync && options.resetCDC) {
-      throw new ValidationError([
-        {
-          path: 'resetCDC',
-          message: 'fullResync and resetCDC contradict each other: fullResync sends every row, resetCDC sends none and only records the model as delivered',
-          hint: 'set one of them',
-        },
-      ]);
-    }
-    const sync = await store.getSync(ref);
-    if (!sync) throw await unknownSlugError(store, 'sync', String(ref), { fix: UNKNOWN_SLUG_FIX });
-    const result = await store.enqueueSyncRun(
-      {
-        syncId: sync.id,
-        trigger,
-        options: {
-          fullResync: options.fullResync ?? false,
-          resetCDC: options.resetCDC ?? false,
-          ...(options.allowMassDelete ? { allowMassDelete: true } : {}),
-          ...(options.fullCompare ? { fullCompare: true } : {}),
-        },
-      },
-      clock.now(),
-    );
-    void this.pump();
-    return result;
-  }
-
-  /** Queues a run of a sequence (by id or slug); a run already queued is shared. */
-  async triggerSequence(
-    ref: number | string,
-    trigger: Trigger = { type: 'manual', detail: null },
-  ): Promise<{ run: SequenceRun; created: boolean }> {
-    const { store, clock } = this.options;
-    const sequence = await store.getSequence(ref);
-    if (!sequence) throw await unknownSlugError(store, 'sequence', String(ref), { fix: UNKNOWN_SLUG_FIX });
-    const result = await store.enqueueSequenceRun(sequence, trigger, clock.now());
-    void this.pump();
-    return result;
-  }
-
-  /**
-   * Queues a run of a sync or sequence (by slug) once per `key` — a schedule's due time, an upstream
-   * run's end, a webhook delivery's target — recording the key in the run's transaction
-   * (store.enqueueFiredRun): a caller that failed or died before it was answered calls again, and the
-   * run is queued exactly once. Null when the key was recorded before; NotFound when there is no
-   * such sync or sequence (nothing is recorded).
-   */
-  async queueFiredRun(key: string, target: { kind: 'sync' | 'sequence'; slug: string }, trigger: Trigger): Promise<{ runId: string; created: boolean } | null> {
-    const { store, clock } = this.options;
-    let run: FiredRun;
-    if (target.kind === 'sync') {
-      const sync = await store.getSync(target.slug);
-      if (!sync) throw await unknownSlugError(store, 'sync', target.slug, { fix: UNKNOWN_SLUG_FIX });
-      run = { kind: 'sync', run: { syncId: sync.id, trigger, options: { fullResync: false, resetCDC: false } } };
-    } else {
-      const sequence = await store.getSequence(target.slug);
-      if (!sequence) throw await unknownSlugError(store, 'sequence', target.slug, { fix: UNKNOWN_SLUG_FIX });
-      run = { kind: 'sequence', sequence, trigger };
-    }
-    const queued = await store.enqueueFiredRun(key, run, clock.now());
-    if (queued) void this.pump();
-    return queued;
-  }
-
-  /**
-   * Queues a run that resumes failed sequence run `id` (SPEC §3.4): its members that finished well
-   * are carried over, the rest run. Refused, changing nothing, when the run did not fail, was
-   * resumed already, or its sequence's members changed since (see decideSequenceResume); an
-   * unknown id is named with the closest failed run's id.
-   */
-  async resumeSequenceRun(id: string, trigger: Trigger = { type: 'manual', detail: null }): Promise<SequenceRun> {
-    const { store, clock } = this.options;
-    const known = UUID.test(id) ? await store.getSequenceRun(id) : null;
-    if (!known) throw await this.unknownSequenceRun(id);
-    const run = await store.resumeSequenceRun(id, decideSequenceResume, trigger, clock.now());
-    void this.pump();
-    return run;
-  }
-
-  /** The error for a resume of `text`, no sequence run's id: names the failed run meant, when one is close. */
-  private async unknownSequenceRun(text: string): Promise<NotFoundError> {
-    const { store } = this.options;
-    const latestFailed = { limit: 100, offset: 0, order: 'desc' as const, statuses: ['failed' as const] };
-    const sequence = await store.getSequence(text);
-    if (sequence && sequence.slug === text) {
-      const [latest] = await store.listSequenceRuns({ ...latestFailed, limit: 1, sequenceId: sequence.id });
-      return new NotFoundError(
-        `no sequence run "${text}": "${text}" is a sequence, and resume takes a run's id` +
-          (latest ? ` — its latest failed run is ${latest.id}` : ' — it has no failed run'),
-      );
-    }
-    const failed = (await store.listSequenceRuns(latestFailed)).map((r) => r.id);
-    const lower = text.toLowerCase();
-    const [near] = lower.length >= 4 ? failed.filter((id) => id.startsWith(lower)) : [];
-    const guess = near ?? closeMatches(text, failed, 1)[0];
-    return new NotFoundError(`no sequence run "${text}"${guess ? ` (did you mean ${guess}?)` : ''} — resume takes the id of a failed sequence run`);
-  }
-
-  /** Cancels a sync run: a queued one at once, a running one at its next batch boundary. */
-  async cancelSyncRun(id: number): Promise<SyncRun> {
-    const run = await this.options.store.requestSyncRunCancel(id);
-    this.executions.get(id)?.controller.abort('cancel' satisfies StopReason);
-    // A queued run ends at once: its end is in the outbox (the audit log keeps it too), and it is
-    // a finished run to this process's metrics and to whoever waits for it.
-    if (run.status !== 'cancelled') return run;
-    this.events.emit('syncRun:finished', run);
-    this.options.finishedRuns.kick();
-    if (run.sequenceRunId !== null) await this.sequences.advance(run.sequenceRunId);
-    return run;
-  }
-
-  /** Cancels a sequence run: running members are cancelled, the rest skipped. */
-  async cancelSequenceRun(id: string): Promise<SequenceRun> {
-    const run = await this.options.store.requestSequenceRunCancel(id);
-    // A pending run ends at once, as a queued sync run does.
-    if (run.status === 'cancelled') {
-      this.events.emit('sequenceRun:finished', run);
-      this.options.finishedRuns.kick();
-    }
-    if (run.status === 'running') await this.sequences.advance(id);
-    return (await this.options.store.getSequenceRun(id)) ?? run;
-  }
-
-  /** Resolves with the sequence run once it is done, failed or cancelled. */
-  waitForSequenceRun(id: string): Promise<SequenceRun> {
-    return this.waitFor(
-      () => this.options.store.getSequenceRun(id),
-      (run) => TERMINAL_SEQUENCE_RUN_STATUSES.includes(run.status),
-      (resolve) => this.events.on('sequenceRun:finished', (run) => run.id === id && resolve(run)),
-      `sequence run ${id}`,
-    );
-  }
-
-  /** Resolves with the sync run once it reached a terminal status. */
-  waitForSyncRun(id: number): Promise<SyncRun> {
-    return this.waitFor(
-      () => this.options.store.getSyncRun(id),
-      (run) => isTerminalSyncRunStatus(run.status),
-      (resolve) => this.events.on('syncRun:finished', (run) => run.id === id && resolve(run)),
-      `sync run ${id}`,
-    );
-  }
-
   /** Whether nothing is executing or waiting in this process. */
   get idle(): boolean {
     return this.executions.size === 0 && this.pumping === null;
   }
 
-  private async waitFor<T>(
-    load: () => Promise<T | null>,
-    done: (value: T) => boolean,
-    subscribe: (resolve: (value: T) => void) => () => void,
-    what: string,
-  ): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      let settled = false;
-      const finish = (value: T) => {
-        if (settled) return;
-        settled = true;
-        unsubscribe();
-        clearInterval(timer);
-        resolve(value);
-      };
-      const unsubscribe = subscribe(finish);
-      const check = () =>
-        load().then(
-          (value) => {
-            if (value === null) {
-              settled = true;
-              unsubscribe();
-              clearInterval(timer);
-              reject(new NotFoundError(`${what} does not exist`));
-            } else if (done(value)) finish(value);
-          },
-          (err: unknown) => this.options.logger.warn('could not read run state', { what, error: toError(err).message }),
-        );
-      // Another process may finish the run; the store is the truth, checked now and then.
-      const timer = setInterval(() => void check(), 500);
-      void check();
-    });
+  /** Stops sync run `id` at its next batch boundary when it executes here: its cancel is recorded in the store. */
+  cancelExecution(id: number): void {
+    this.executions.get(id)?.controller.abort('cancel' satisfies StopReason);
+  }
+
+  /**
+   * What a sequence run's advance claims for this worker, in its own transaction: the member runs
+   * it starts, as many as slots are free; null (leave them queued) when this worker takes no work.
+   */
+  memberClaim(): { lease: LeaseRequest; max: number } | null {
+    const max = this.options.maxConcurrentRuns - this.executions.size - this.claiming;
+    return this.state === 'running' && max > 0 ? { lease: this.lease, max } : null;
+  }
+
+  /**
+   * Starts the member runs an advance of `sequenceRun` created: those it claimed for this worker
+   * run at once, the others are claimed when their sync is free.
+   */
+  startMemberRuns(runs: SyncRun[], sequenceRun: SequenceRun): void {
+    for (const run of runs) {
+      if (run.status === 'querying' && run.workerId === this.options.workerId) this.execute(run, sequenceRun);
+      else void this.tryStart(run);
+    }
+  }
+
+  /** Told by the sequence runner whenever a sequence run changed. */
+  sequenceRunChanged(run: SequenceRun): void {
+    this.options.events.emit('sequenceRun:updated', run);
+    if (TERMINAL_SEQUENCE_RUN_STATUSES.includes(run.status)) {
+      this.options.events.emit('sequenceRun:finished', run);
+      this.options.finishedRuns.kick();
+      // A follow-up run of this sequence may be waiting.
+      void this.pump();
+    }
   }
 
   /** Claims and runs what is queued, as far as slots and busy syncs allow. Calls coalesce. */
@@ -408,8 +225,8 @@ export class Worker {
       const claimed = await store.claimSequenceRun(pending.id, clock.now());
       if (!claimed) continue;
       this.options.logger.info('sequence run started', { sequenceRunId: claimed.id, sequenceId: claimed.sequenceId });
-      this.events.emit('sequenceRun:updated', claimed);
-      await this.sequences.advance(claimed.id);
+      this.options.events.emit('sequenceRun:updated', claimed);
+      await this.options.sequences.advance(claimed.id);
     }
     while (this.state === 'running' && this.hasSlot()) {
       this.claiming++;
@@ -455,7 +272,7 @@ export class Worker {
     // This process's own earlier attempt (its lease ran out while it was stalled) stops: its
     // writes are refused from now on.
     this.executions.get(claimed.id)?.controller.abort('lease-lost' satisfies StopReason);
-    this.events.emit('syncRun:updated', claimed);
+    this.options.events.emit('syncRun:updated', claimed);
     const controller = new AbortController();
     const execution: Execution = {
       run: claimed,
@@ -466,7 +283,7 @@ export class Worker {
           signal: controller.signal,
           onProgress: (r) => {
             if (isTerminalSyncRunStatus(r.status) && !execution.handingOff) this.beginHandOff(execution);
-            this.events.emit('syncRun:updated', r);
+            this.options.events.emit('syncRun:updated', r);
           },
         })
         .then(
@@ -531,10 +348,10 @@ export class Worker {
       if (this.state === 'running') void this.pump();
       return;
     }
-    this.events.emit('syncRun:finished', run);
+    this.options.events.emit('syncRun:finished', run);
     this.options.finishedRuns.kick();
     if (this.state !== 'running') return;
-    if (run.sequenceRunId !== null) await this.sequences.advance(run.sequenceRunId).catch((e: unknown) => this.advanceFailed(run, e));
+    if (run.sequenceRunId !== null) await this.options.sequences.advance(run.sequenceRunId).catch((e: unknown) => this.advanceFailed(run, e));
     execution.handingOff?.();
     await this.pump();
   }
@@ -635,7 +452,7 @@ export class Worker {
         for (const run of await this.options.store.listSequenceRunsByStatus(['running'])) {
           const inProgress = run.members.some((m) => m.status === 'running' || (m.status === 'pending' && m.syncRunId !== null));
           if (run.cancelRequested || deadlinePassed(run, now) || !inProgress) {
-            await this.sequences.advance(run.id).catch((thrown: unknown) => this.logStuckRun(run.id, thrown));
+            await this.options.sequences.advance(run.id).catch((thrown: unknown) => this.logStuckRun(run.id, thrown));
           }
         }
       } catch (thrown) {

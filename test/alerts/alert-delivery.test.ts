@@ -73,8 +73,8 @@ async function setup(answer?: (path: string, n: number) => Answer, env: Record<s
 }
 
 async function runSync(app: App, slug: string) {
-  const { run } = await app.worker.triggerSync(slug);
-  return app.worker.waitForSyncRun(run.id);
+  const { run } = await app.runs.triggerSync(slug);
+  return app.runs.waitForSyncRun(run.id);
 }
 
 /** Every run so far evaluated and every due notice sent. */
@@ -171,8 +171,8 @@ describe('alerts', () => {
     expect(rejected[0]!.text).toMatch(/FOREIGN KEY/i);
 
     sqlite(join(h.dir, 'crm.db'), 'drop table workspaces');
-    const { run } = await h.app.worker.triggerSequence('crm');
-    const final = await h.app.worker.waitForSequenceRun(run.id);
+    const { run } = await h.app.runs.triggerSequence('crm');
+    const final = await h.app.runs.waitForSequenceRun(run.id);
     expect(final.status).toBe('failed');
     await settle(h.app);
     const sequenceNotice = http

@@ -91,7 +91,7 @@ describe('bounded request handling', () => {
     const { createApiServer } = await import('../../src/api/server.js');
     const { silentLogger } = await import('../../src/core/logger.js');
     const app = api.app;
-    const server = createApiServer({ store: app.store, runs: app.worker, alerts: app.alerts, events: app.events, logger: silentLogger, clock: app.clock, env: {}, connectors: app.registry, onWorkspaceChanged: () => {}, activity: app.activity, uiDir: ui, authRequired: true });
+    const server = createApiServer({ store: app.store, runs: app.runs, worker: app.worker, alerts: app.alerts, events: app.events, logger: silentLogger, clock: app.clock, env: {}, connectors: app.registry, onWorkspaceChanged: () => {}, activity: app.activity, uiDir: ui, authRequired: true });
     const { url } = await server.listen(0, '127.0.0.1');
     try {
       const answer = await fetch(`${url}/%zz`);

@@ -94,8 +94,8 @@ describe('${ENV} in entities created through the API', () => {
     await api.app.store.upsertEntity('source', { slug: 'old-api', type: 'sqlite', settings: { path: '${SERVER_SECRET}' } }, 'api', now);
     await api.app.store.upsertEntity('model', model('old-api-accounts', 'old-api', 'select 1 as id'), 'api', now);
     await api.app.store.upsertEntity('sync', sync('old-api-sync', { model: 'old-api-accounts', destination: 'crm', object: 'accounts' }), 'api', now);
-    const { run } = await api.app.worker.triggerSync('old-api-sync');
-    const done = await api.app.worker.waitForSyncRun(run.id);
+    const { run } = await api.app.runs.triggerSync('old-api-sync');
+    const done = await api.app.runs.waitForSyncRun(run.id);
     expect(done.status).toBe('failed');
     expect(done.error).toContain('was created through the API');
     expect(done.error).toContain('LOCKSTEP_ENV_ALLOW');
@@ -113,8 +113,8 @@ describe('${ENV} in entities created through the API', () => {
       await api.app.store.upsertEntity('source', { slug, type: 'sqlite', settings: { path } }, origin, now);
       await api.app.store.upsertEntity('model', model(`${slug}-m`, slug, 'select 1 as id'), origin, now);
       await api.app.store.upsertEntity('sync', sync(`${slug}-s`, { model: `${slug}-m`, destination: 'crm', object: 'accounts' }), origin, now);
-      const { run } = await api.app.worker.triggerSync(`${slug}-s`);
-      const done = await api.app.worker.waitForSyncRun(run.id);
+      const { run } = await api.app.runs.triggerSync(`${slug}-s`);
+      const done = await api.app.runs.waitForSyncRun(run.id);
       expect(done.status, slug).toBe('failed');
       expect(done.error).not.toContain('file-db-secret-name');
       expect(done.error).not.toContain('allowed-db-name');

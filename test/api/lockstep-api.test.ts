@@ -249,10 +249,10 @@ describe('runs', () => {
     const uiRun = (await fromUi.json()) as { id: string; trigger: string; triggerDetail: string | null };
     expect(uiRun).toMatchObject({ trigger: 'manual', triggerDetail: 'web UI' });
     // Wait for it: a trigger while it is still queued would join it instead of starting a run of its own.
-    await api.app.worker.waitForSequenceRun(uiRun.id);
+    await api.app.runs.waitForSequenceRun(uiRun.id);
     const fromScript = await api.call('POST', '/api/sequences/crm-hierarchy/runs');
     expect(fromScript.body).toMatchObject({ trigger: 'api', triggerDetail: 'api' });
-    await api.app.worker.waitForSequenceRun(fromScript.body.id);
+    await api.app.runs.waitForSequenceRun(fromScript.body.id);
     // Its members' sync runs say what started them too.
     const members = (await api.call('GET', `/api/sequence-runs/${fromScript.body.id}`)).body as { members: Array<{ syncRun: { trigger: string; triggerDetail: string | null } | null }> };
     for (const member of members.members) expect(member.syncRun).toMatchObject({ trigger: expect.any(String), triggerDetail: expect.toBeOneOf([null, expect.any(String)]) });
@@ -490,7 +490,7 @@ describe('readiness on a PostgreSQL store', () => {
 
 describe('auth', () => {
   it('refuses --no-auth on a non-loopback host, and serves without a token on loopback', async () => {
-    const deps = { store: api.app.store, runs: api.app.worker, alerts: api.app.alerts, events: api.app.events, logger: silentLogger, clock: api.app.clock, env: {}, connectors: api.app.registry, onWorkspaceChanged: () => {}, uiDir: null, activity: api.app.activity };
+    const deps = { store: api.app.store, runs: api.app.runs, worker: api.app.worker, alerts: api.app.alerts, events: api.app.events, logger: silentLogger, clock: api.app.clock, env: {}, connectors: api.app.registry, onWorkspaceChanged: () => {}, uiDir: null, activity: api.app.activity };
     const open = createApiServer({ ...deps, authRequired: false });
     await expect(open.listen(0, '0.0.0.0')).rejects.toThrow(/--no-auth is allowed only on a loopback host/);
     const { url } = await open.listen(0, '127.0.0.1');
@@ -507,7 +507,7 @@ describe('auth', () => {
     mkdirSync(join(ui, 'assets'), { recursive: true });
     writeFileSync(join(ui, 'index.html'), '<!doctype html><title>Lockstep</title>');
     writeFileSync(join(ui, 'assets', 'app.js'), 'console.log(1)');
-    const server = createApiServer({ store: api.app.store, runs: api.app.worker, alerts: api.app.alerts, events: api.app.events, logger: silentLogger, clock: api.app.clock, env: {}, connectors: api.app.registry, onWorkspaceChanged: () => {}, activity: api.app.activity, uiDir: ui, authRequired: true });
+    const server = createApiServer({ store: api.app.store, runs: api.app.runs, worker: api.app.worker, alerts: api.app.alerts, events: api.app.events, logger: silentLogger, clock: api.app.clock, env: {}, connectors: api.app.registry, onWorkspaceChanged: () => {}, activity: api.app.activity, uiDir: ui, authRequired: true });
     const { url } = await server.listen(0, '127.0.0.1');
     try {
       const page = await fetch(`${url}/sequences/crm-hierarchy`);

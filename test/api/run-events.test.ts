@@ -37,7 +37,7 @@ describe('live events', () => {
     const warnings: string[] = [];
     const onWarning = (warning: Error) => warnings.push(`${warning.name}: ${warning.message}`);
     process.on('warning', onWarning);
-    const server = createApiServer({ store: api.app.store, runs: api.app.worker, alerts: api.app.alerts, events, logger: silentLogger, clock: api.app.clock, env: {}, connectors: api.app.registry, onWorkspaceChanged: () => {}, activity: api.app.activity, uiDir: null, authRequired: false });
+    const server = createApiServer({ store: api.app.store, runs: api.app.runs, worker: api.app.worker, alerts: api.app.alerts, events, logger: silentLogger, clock: api.app.clock, env: {}, connectors: api.app.registry, onWorkspaceChanged: () => {}, activity: api.app.activity, uiDir: null, authRequired: false });
     const { url } = await server.listen(0, '127.0.0.1');
     // Metrics listen too, for as long as the server runs.
     const base = subscribed;
@@ -104,15 +104,15 @@ describe('live events of runs other processes execute', () => {
         return typeof value === 'function' ? value.bind(target) : value;
       },
     });
-    const server = createApiServer({ store, runs: api.app.worker, alerts: api.app.alerts, events, logger: silentLogger, clock: api.app.clock, env: {}, connectors: api.app.registry, onWorkspaceChanged: () => {}, activity: api.app.activity, uiDir: null, authRequired: false, eventPollMs: 50 });
+    const server = createApiServer({ store, runs: api.app.runs, worker: api.app.worker, alerts: api.app.alerts, events, logger: silentLogger, clock: api.app.clock, env: {}, connectors: api.app.registry, onWorkspaceChanged: () => {}, activity: api.app.activity, uiDir: null, authRequired: false, eventPollMs: 50 });
     const { url } = await server.listen(0, '127.0.0.1');
     const controller = new AbortController();
     try {
       const response = await fetch(`${url}/api/events`, { signal: controller.signal });
       // Past the stream's first read of the store, so the run below is a change to it.
       await new Promise((r) => setTimeout(r, 200));
-      const { run } = await api.app.worker.triggerSequence('crm-hierarchy');
-      const finished = await api.app.worker.waitForSequenceRun(run.id);
+      const { run } = await api.app.runs.triggerSequence('crm-hierarchy');
+      const finished = await api.app.runs.waitForSequenceRun(run.id);
       expect(finished.status).toBe('done');
       const syncRunIds = finished.members.map((m) => m.syncRunId);
       const last = (seen: Awaited<ReturnType<typeof readEvents>>, event: string, id: number | string | null) => seen.filter((e) => e.event === event && e.data.id === id).at(-1)?.data.status;

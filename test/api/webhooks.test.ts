@@ -75,7 +75,7 @@ describe('webhook endpoints', () => {
     expect(ok.status).toBe(200);
     expect(ok.body.outcome).toBe('accepted');
     expect(ok.ms).toBeLessThan(10_000);
-    const run = await h.app.worker.waitForSequenceRun(ok.body.runs[0]!.runId);
+    const run = await h.app.runs.waitForSequenceRun(ok.body.runs[0]!.runId);
     expect(run.status).toBe('done');
 
     const replay = await post('/api/v1/webhooks/dbt-cloud', body, { authorization: sign(DBT_SECRET, body) });
@@ -121,7 +121,7 @@ describe('webhook endpoints', () => {
     const success = JSON.stringify({ event: 'sync_end', created: '2026-11-21T00:05:00Z', connector_id: 'warehouse_pg', sync_id: 's2', data: { status: 'SUCCESSFUL' } });
     const ok = await post('/api/v1/webhooks/fivetran', success, { 'x-fivetran-signature-256': sign(FIVETRAN_SECRET, success) });
     expect(ok.body.outcome).toBe('accepted');
-    expect((await h.app.worker.waitForSyncRun(Number(ok.body.runs[0]!.runId))).status).toBe('success');
+    expect((await h.app.runs.waitForSyncRun(Number(ok.body.runs[0]!.runId))).status).toBe('success');
     expect((await post('/api/v1/webhooks/fivetran', success, { 'x-fivetran-signature-256': 'f'.repeat(64) })).status).toBe(401);
     expect((await events()).map((e) => e.outcome)).toEqual(['rejected', 'accepted', 'ignored', 'ignored']);
   });

@@ -205,8 +205,8 @@ export function hierarchyWorkspace(): string {
 export async function enqueueWork(dir: string, sequence: string, sync: string): Promise<{ sequenceRunId: string; syncRunId: number }> {
   const app = await createApp(resolveConfig({ workspaceDir: dir, env: {} }), { logger: silentLogger });
   try {
-    const { run: sequenceRun } = await app.worker.triggerSequence(sequence);
-    const { run: syncRun } = await app.worker.triggerSync(sync);
+    const { run: sequenceRun } = await app.runs.triggerSequence(sequence);
+    const { run: syncRun } = await app.runs.triggerSync(sync);
     return { sequenceRunId: sequenceRun.id, syncRunId: syncRun.id };
   } finally {
     await app.close();

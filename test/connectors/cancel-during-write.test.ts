@@ -27,7 +27,7 @@ async function cancelWhenBlocked(destination: ConnectionDef, blocked: () => Prom
     syncs: [sync('accounts-out', { model: 'accounts', destination: destination.slug, object: 'accounts', settings })],
   });
   await using h = await startHarness({ dir, definition });
-  const { run } = await h.app.worker.triggerSync('accounts-out');
+  const { run } = await h.app.runs.triggerSync('accounts-out');
   const deadline = Date.now() + 20_000;
   while (!(await blocked())) {
     const now = await h.app.store.getSyncRun(run.id);
@@ -36,8 +36,8 @@ async function cancelWhenBlocked(destination: ConnectionDef, blocked: () => Prom
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   const started = Date.now();
-  await h.app.worker.cancelSyncRun(run.id);
-  const ended = await h.app.worker.waitForSyncRun(run.id);
+  await h.app.runs.cancelSyncRun(run.id);
+  const ended = await h.app.runs.waitForSyncRun(run.id);
   return { run: ended, ms: Date.now() - started };
 }
 

@@ -732,8 +732,8 @@ describe('http destination through the engine', () => {
     });
     const h = await startHarness({ dir, definition, connectors: () => registry, env: { API_TOKEN: 's3cret-from-env', ...env } });
     const runSync = async (slug: string) => {
-      const { run } = await h.app.worker.triggerSync(slug);
-      return h.app.worker.waitForSyncRun(run.id);
+      const { run } = await h.app.runs.triggerSync(slug);
+      return h.app.runs.waitForSyncRun(run.id);
     };
     return { dir, h, runSync };
   }

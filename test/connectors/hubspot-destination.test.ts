@@ -646,12 +646,12 @@ describe('HubSpot destination in the engine', () => {
     });
     const h = await startHarness({ dir, definition, connectors: () => registry });
     const runSync = async (slug: string) => {
-      const { run } = await h.app.worker.triggerSync(slug);
-      return h.app.worker.waitForSyncRun(run.id);
+      const { run } = await h.app.runs.triggerSync(slug);
+      return h.app.runs.waitForSyncRun(run.id);
     };
     const runSequence = async () => {
-      const { run } = await h.app.worker.triggerSequence('crm');
-      return h.app.worker.waitForSequenceRun(run.id);
+      const { run } = await h.app.runs.triggerSequence('crm');
+      return h.app.runs.waitForSequenceRun(run.id);
     };
     const warehouse = (statement: string) => sqlite(join(dir, 'warehouse.db'), statement);
     return {
@@ -676,11 +676,11 @@ describe('HubSpot destination in the engine', () => {
       body: { status: 'error', message: 'You have reached your ten_secondly_rolling limit.', errorType: 'RATE_LIMIT', policyName: 'TEN_SECONDLY_ROLLING' },
       endpoint: 'objects.batchUpsert',
     });
-    const { run } = await h.app.worker.triggerSync('companies-to-hubspot');
+    const { run } = await h.app.runs.triggerSync('companies-to-hubspot');
     while (hub.stats().faultsServed === 0) await new Promise((resolve) => setTimeout(resolve, 5));
     // The connection is paused for 600 s; the run's other batches wait for it in the rate limiter.
-    await h.app.worker.cancelSyncRun(run.id);
-    const cancelled = await h.app.worker.waitForSyncRun(run.id);
+    await h.app.runs.cancelSyncRun(run.id);
+    const cancelled = await h.app.runs.waitForSyncRun(run.id);
     expect(cancelled.status).toBe('cancelled');
   });
 

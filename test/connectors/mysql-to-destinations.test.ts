@@ -47,8 +47,8 @@ async function fourSyncs(options: { ddl: string; query: string; pgColumns: strin
     for (const planner of PLANNERS) {
       for (const to of ['pg', 'lite']) {
         const slug = `${planner}-${to}`;
-        const { run } = await h.app.worker.triggerSync(slug);
-        runs[slug] = await h.app.worker.waitForSyncRun(run.id);
+        const { run } = await h.app.runs.triggerSync(slug);
+        runs[slug] = await h.app.runs.waitForSyncRun(run.id);
       }
     }
     return runs;

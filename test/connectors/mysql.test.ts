@@ -755,8 +755,8 @@ describe('MySQL destination in a sync', () => {
     });
     await using _ = h;
     const run = async (slug: string) => {
-      const { run } = await h.app.worker.triggerSync(slug);
-      return h.app.worker.waitForSyncRun(run.id);
+      const { run } = await h.app.runs.triggerSync(slug);
+      return h.app.runs.waitForSyncRun(run.id);
     };
     for (const slug of ['mirror', 'upsert-delete']) expect((await run(slug)).status).toBe('success');
     expect(await mysqlSql(url, 'select (select count(*) from people) as a, (select count(*) from people2) as b')).toEqual([{ a: '50', b: '50' }]);
@@ -796,8 +796,8 @@ describe('MySQL destination in a sync', () => {
     });
     await using _ = h;
     const run = async () => {
-      const { run } = await h.app.worker.triggerSync('things');
-      return h.app.worker.waitForSyncRun(run.id);
+      const { run } = await h.app.runs.triggerSync('things');
+      return h.app.runs.waitForSyncRun(run.id);
     };
     const same = async () =>
       expect(await mysqlSql(url, 'select hex(id) as id, hex(data) as data, name from things_copy order by id')).toEqual(
@@ -836,8 +836,8 @@ describe('MySQL destination in a sync', () => {
     });
     await using _ = h;
     const run = async () => {
-      const { run } = await h.app.worker.triggerSync('masks');
-      const done = await h.app.worker.waitForSyncRun(run.id);
+      const { run } = await h.app.runs.triggerSync('masks');
+      const done = await h.app.runs.waitForSyncRun(run.id);
       expect((await h.app.store.listRejectedRows(done.id, 10, 0)).map((r) => r.reason)).toEqual([]);
       return done;
     };
@@ -894,8 +894,8 @@ describe('MySQL destination in a sync', () => {
     });
     await using _ = h;
     const run = async (slug: string) => {
-      const { run } = await h.app.worker.triggerSync(slug);
-      return h.app.worker.waitForSyncRun(run.id);
+      const { run } = await h.app.runs.triggerSync(slug);
+      return h.app.runs.waitForSyncRun(run.id);
     };
     const equalToModel = async (model: string, table: string) => {
       const left = await PostgresSource.connect({ url: pgUrl });

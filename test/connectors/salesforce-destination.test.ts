@@ -624,7 +624,7 @@ describe('Salesforce destination: failures', () => {
 interface EngineSetup {
   sf: SalesforceStandIn;
   h: Awaited<ReturnType<typeof startHarness>>;
-  runSync: (slug: string) => ReturnType<Awaited<ReturnType<typeof startHarness>>['app']['worker']['waitForSyncRun']>;
+  runSync: (slug: string) => ReturnType<Awaited<ReturnType<typeof startHarness>>['app']['runs']['waitForSyncRun']>;
   warehouse: (sql: string) => void;
 }
 
@@ -708,8 +708,8 @@ async function engine(options: { accounts?: number; contacts?: number; syncs?: P
     env: { LOCKSTEP_POLL_MS: '20', SF_LOGIN_URL: sf.url, SF_CLIENT_ID: sf.clientId, SF_CLIENT_SECRET: sf.clientSecret },
   });
   const runSync = async (slug: string) => {
-    const { run } = await h.app.worker.triggerSync(slug);
-    return h.app.worker.waitForSyncRun(run.id);
+    const { run } = await h.app.runs.triggerSync(slug);
+    return h.app.runs.waitForSyncRun(run.id);
   };
   return { sf, h, runSync, warehouse: (sql) => sqlite(join(dir, 'warehouse.db'), sql) };
 }
@@ -725,8 +725,8 @@ describe('Salesforce destination through the engine', () => {
     expect(rejected[0]?.reason).toBe('INVALID_FIELD: Foreign key external ID: A-1 not found for field External_Id__c in entity Account');
     expect(sf.records('Contact')).toHaveLength(0);
 
-    const { run } = await h.app.worker.triggerSequence('sf-hierarchy');
-    const done = await h.app.worker.waitForSequenceRun(run.id);
+    const { run } = await h.app.runs.triggerSequence('sf-hierarchy');
+    const done = await h.app.runs.waitForSequenceRun(run.id);
     expect(done.status).toBe('done');
     expect(done.members.map((m) => m.status)).toEqual(['success', 'success']);
     const accountIds = new Map(sf.records('Account').map((a) => [a.External_Id__c, a.Id]));
@@ -749,8 +749,8 @@ describe('Salesforce destination through the engine', () => {
     expect((await h.app.store.listRejectedRows(early.id, 1, 0))[0]?.reason).toBe(
       'account_id A-1 has not been delivered by accounts-to-sf yet (no id recorded for it); this row is sent again on the next run',
     );
-    const { run } = await h.app.worker.triggerSequence('sf-lookup');
-    expect((await h.app.worker.waitForSequenceRun(run.id)).status).toBe('done');
+    const { run } = await h.app.runs.triggerSequence('sf-lookup');
+    expect((await h.app.runs.waitForSequenceRun(run.id)).status).toBe('done');
     const account1 = sf.get('Account', 'External_Id__c', 'A-1')?.Id;
     expect(sf.get('Contact', 'External_Id__c', 'C-4')?.AccountId).toBe(account1);
     expect(sf.records('Contact')).toHaveLength(12);
@@ -760,8 +760,8 @@ describe('Salesforce destination through the engine', () => {
     const { sf, h, runSync, warehouse } = await engine();
     await using _ = h;
     warehouse(`insert into contacts values ('C-90', '', 'No account', 'c90@example.com'), ('C-91', null, 'No account', 'c91@example.com');`);
-    const { run } = await h.app.worker.triggerSequence('sf-lookup');
-    const done = await h.app.worker.waitForSequenceRun(run.id);
+    const { run } = await h.app.runs.triggerSequence('sf-lookup');
+    const done = await h.app.runs.waitForSequenceRun(run.id);
     expect(done.status).toBe('done');
     expect(done.members.map((m) => m.status)).toEqual(['success', 'success']);
     expect(sf.get('Contact', 'External_Id__c', 'C-90')?.AccountId ?? null).toBeNull();

@@ -111,9 +111,9 @@ describe('a sync whose destination never answers', () => {
     });
     await using h = await startHarness({ dir, definition });
     const started = Date.now();
-    const { run: stalled } = await h.app.worker.triggerSync('accounts-to-stalled');
-    const { run: other } = await h.app.worker.triggerSync('accounts-to-crm');
-    const [failed, delivered] = await Promise.all([h.app.worker.waitForSyncRun(stalled.id), h.app.worker.waitForSyncRun(other.id)]);
+    const { run: stalled } = await h.app.runs.triggerSync('accounts-to-stalled');
+    const { run: other } = await h.app.runs.triggerSync('accounts-to-crm');
+    const [failed, delivered] = await Promise.all([h.app.runs.waitForSyncRun(stalled.id), h.app.runs.waitForSyncRun(other.id)]);
     expect(failed.status).toBe('failed');
     expect(failed.error).toContain(`connecting to destination PostgreSQL at 127.0.0.1:${peer.port} timed out after 1 s`);
     expect(failed.error).not.toContain('s3cret');
@@ -134,12 +134,12 @@ describe('cancelling a run that waits on a server that never answers', () => {
       syncs: [sync('accounts-to-stalled', { model: 'accounts', destination: 'stalled', object: 'accounts' })],
     });
     await using h = await startHarness({ dir, definition });
-    const { run } = await h.app.worker.triggerSync('accounts-to-stalled');
+    const { run } = await h.app.runs.triggerSync('accounts-to-stalled');
     // Let the run reach the connection that never opens.
     await new Promise((resolve) => setTimeout(resolve, 500));
     const started = Date.now();
-    await h.app.worker.cancelSyncRun(run.id);
-    const ended = await h.app.worker.waitForSyncRun(run.id);
+    await h.app.runs.cancelSyncRun(run.id);
+    const ended = await h.app.runs.waitForSyncRun(run.id);
     expect(ended.status).toBe('cancelled');
     expect(Date.now() - started).toBeLessThan(10_000);
   });

@@ -96,8 +96,8 @@ describe('audit log in a SQLite destination', () => {
     try {
       await app.store.applyWorkspace(hierarchy({ schema: 'lockstep_audit' }), app.clock.now());
       await app.worker.start();
-      const { run } = await app.worker.triggerSequence('crm');
-      const finished = await app.worker.waitForSequenceRun(run.id);
+      const { run } = await app.runs.triggerSequence('crm');
+      const finished = await app.runs.waitForSequenceRun(run.id);
       expect(finished.status).toBe('done');
       const crm = join(dir, 'crm.db');
       // Every run handed over twice at least (the first acknowledgements were refused).
@@ -143,8 +143,8 @@ describe('audit log in a SQLite destination', () => {
       const definition = hierarchy({ schema: 'lockstep_audit' });
       await app.store.applyWorkspace(definition, app.clock.now());
       await app.worker.start();
-      const { run } = await app.worker.triggerSequence('crm');
-      expect((await app.worker.waitForSequenceRun(run.id)).status).toBe('done');
+      const { run } = await app.runs.triggerSequence('crm');
+      expect((await app.runs.waitForSequenceRun(run.id)).status).toBe('done');
       await app.store.applyWorkspace({ ...definition, syncs: definition.syncs.filter((s) => s.slug !== 'workspaces'), sequences: [] }, app.clock.now());
       handOver();
 
@@ -200,11 +200,11 @@ describe.each(STORES)('audit log of runs cancelled before they started, $name st
       };
       await app.store.applyWorkspace(definition, app.clock.now());
       // Queued while no worker runs, so nothing claims them before they are cancelled.
-      const { run: syncRun } = await app.worker.triggerSync('accounts');
-      expect((await app.worker.cancelSyncRun(syncRun.id)).status).toBe('cancelled');
-      const { run: byUser } = await app.worker.triggerSequence('crm');
-      expect((await app.worker.cancelSequenceRun(byUser.id)).status).toBe('cancelled');
-      const { run: bySyncDeleted } = await app.worker.triggerSequence('crm');
+      const { run: syncRun } = await app.runs.triggerSync('accounts');
+      expect((await app.runs.cancelSyncRun(syncRun.id)).status).toBe('cancelled');
+      const { run: byUser } = await app.runs.triggerSequence('crm');
+      expect((await app.runs.cancelSequenceRun(byUser.id)).status).toBe('cancelled');
+      const { run: bySyncDeleted } = await app.runs.triggerSequence('crm');
       await app.store.applyWorkspace(
         {
           ...definition,
@@ -272,13 +272,13 @@ describe.each(STORES)('audit log of runs whose syncs were deleted before the han
       const definition = { ...hierarchy(auditLog), sources: [source('warehouse', { settings: { path: 'warehouse.db', auditLog } })] };
       await app.store.applyWorkspace(definition, app.clock.now());
       await app.worker.start();
-      const { run } = await app.worker.triggerSequence('crm');
+      const { run } = await app.runs.triggerSequence('crm');
       await writing.wait();
       // The pipeline removed while it runs: both syncs, the sequence, and the workspaces model (the
       // accounts model stays). The warehouse and the CRM, and their audit logs, stay.
       await app.store.applyWorkspace({ ...definition, models: definition.models.filter((m) => m.slug !== 'workspaces'), syncs: [], sequences: [] }, app.clock.now());
       release.open();
-      const finished = await app.worker.waitForSequenceRun(run.id);
+      const finished = await app.runs.waitForSequenceRun(run.id);
       const memberRuns = await Promise.all(finished.members.map(async (m) => (await app.store.getSyncRun(m.syncRunId!))!));
       handOver();
 
@@ -331,8 +331,8 @@ describe('audit log in PostgreSQL', () => {
       sequences: [sequence('crm', [member('accounts')])],
     });
     await using h = await startHarness({ dir, definition, logger: capturingLogger(lines), env: { CRM_URL: url.toString(), LOCKSTEP_LEASE_SECONDS: '1' } });
-    const { run } = await h.app.worker.triggerSequence('crm');
-    expect((await h.app.worker.waitForSequenceRun(run.id)).status).toBe('done');
+    const { run } = await h.app.runs.triggerSequence('crm');
+    expect((await h.app.runs.waitForSequenceRun(run.id)).status).toBe('done');
     expect(await sql(adminUrl, 'select count(*)::int as n from accounts')).toEqual([{ n: 3 }]);
 
     const refused = await eventually(() => lines.find((l) => l.includes('could not append a run to the audit log')));
@@ -356,8 +356,8 @@ describe('audit log in PostgreSQL', () => {
     expect(sequenceRuns).toEqual([{ run_id: run.id, status: 'done', first: 'success' }]);
 
     // A second run appends its own rows; the first run's stay once.
-    const again = await h.app.worker.triggerSequence('crm');
-    await h.app.worker.waitForSequenceRun(again.run.id);
+    const again = await h.app.runs.triggerSequence('crm');
+    await h.app.runs.waitForSequenceRun(again.run.id);
     await eventually(async () => (await sql<{ n: number }>(adminUrl, 'select count(*)::int as n from lockstep_audit.sequence_runs'))[0]!.n === 2);
     expect(await sql(adminUrl, 'select count(*)::int as n, count(distinct (run_id, attempt))::int as d from lockstep_audit.sync_runs')).toEqual([{ n: 2, d: 2 }]);
   });
@@ -382,10 +382,10 @@ describe('audit log in PostgreSQL', () => {
         app.clock.now(),
       );
       await app.worker.start();
-      const { run: sequenceRun } = await app.worker.triggerSequence('crm');
-      expect((await app.worker.waitForSequenceRun(sequenceRun.id)).status).toBe('done');
-      const { run: syncRun } = await app.worker.triggerSync('accounts');
-      expect((await app.worker.waitForSyncRun(syncRun.id)).status).toBe('success');
+      const { run: sequenceRun } = await app.runs.triggerSequence('crm');
+      expect((await app.runs.waitForSequenceRun(sequenceRun.id)).status).toBe('done');
+      const { run: syncRun } = await app.runs.triggerSync('accounts');
+      expect((await app.runs.waitForSyncRun(syncRun.id)).status).toBe('success');
       // Deleted through the API, one by one, before either run is handed over.
       for (const kind of ['sequence', 'sync', 'model'] as const) await app.store.deleteEntity(kind, kind === 'sequence' ? 'crm' : 'accounts', app.clock.now());
       handOver();
@@ -439,8 +439,8 @@ describe('audit log in MySQL', () => {
       sequences: [sequence('crm', [member('accounts')])],
     });
     await using h = await startHarness({ dir, definition, logger: capturingLogger(lines), env: { CRM_URL: url.toString(), LOCKSTEP_LEASE_SECONDS: '1' } });
-    const { run } = await h.app.worker.triggerSequence('crm');
-    expect((await h.app.worker.waitForSequenceRun(run.id)).status).toBe('done');
+    const { run } = await h.app.runs.triggerSequence('crm');
+    expect((await h.app.runs.waitForSequenceRun(run.id)).status).toBe('done');
     const refused = await eventually(() => lines.find((l) => l.includes('could not append a run to the audit log')));
     const error = JSON.parse(refused).error as string;
     expect(error).toContain(`user '${user}'@'%' may not create database ${audit}`);

@@ -98,8 +98,8 @@ async function setup(recorder: Recorder) {
   });
   const h = await startHarness({ dir, definition, connectors: () => registry, env: { LOCKSTEP_POLL_MS: '20' } });
   const runSync = async (slug: string) => {
-    const { run } = await h.app.worker.triggerSync(slug);
-    return h.app.worker.waitForSyncRun(run.id);
+    const { run } = await h.app.runs.triggerSync(slug);
+    return h.app.runs.waitForSyncRun(run.id);
   };
   return { h, runSync };
 }
@@ -180,11 +180,11 @@ describe('destination capabilities in the engine', () => {
     const recorder = newRecorder({ down: new Set(['accounts']) });
     const { h } = await setup(recorder);
     await using _ = h;
-    const { run } = await h.app.worker.triggerSync('accounts');
+    const { run } = await h.app.runs.triggerSync('accounts');
     while (!recorder.calls.has('accounts')) await new Promise((resolve) => setTimeout(resolve, 10));
     // As `lockstep sync cancel` does from another process: the request is only in the store.
     await h.app.store.requestSyncRunCancel(run.id);
-    const ended = await h.app.worker.waitForSyncRun(run.id);
+    const ended = await h.app.runs.waitForSyncRun(run.id);
     expect(ended.status).toBe('cancelled');
     expect(recorder.calls.get('accounts')?.length).toBeLessThan(h.app.config.retry.attempts);
   });
@@ -237,7 +237,7 @@ describe('lookups with the planner in the warehouse', () => {
       ],
     });
     await using h = await startHarness({ dir: tempDir(), definition, connectors: () => registry });
-    const runSync = async (slug: string) => h.app.worker.waitForSyncRun((await h.app.worker.triggerSync(slug)).run.id);
+    const runSync = async (slug: string) => h.app.runs.waitForSyncRun((await h.app.runs.triggerSync(slug)).run.id);
     expect((await runSync('accounts')).status).toBe('success');
     expect((await runSync('workspaces')).successfulRows.addedCount).toBe(3);
     const idle = await runSync('workspaces');

@@ -126,8 +126,8 @@ for (const { name, env: storeEnv } of STORES) {
 
       const first = await start(dir, env, def, { crashAt: { sync: 'workspaces', when } });
       await first.app.worker.start();
-      const { run } = await first.app.worker.triggerSync('accounts');
-      expect((await first.app.worker.waitForSyncRun(run.id)).status).toBe('success');
+      const { run } = await first.app.runs.triggerSync('accounts');
+      expect((await first.app.runs.waitForSyncRun(run.id)).status).toBe('success');
       await eventually(() => first.crash!.crashed, 'the crash');
       await kill(first);
 
@@ -152,7 +152,7 @@ for (const { name, env: storeEnv } of STORES) {
       const deliver = (app: App) => {
         const receiver = new WebhookReceiver({
           store: app.store,
-          runs: app.worker,
+          runs: app.runs,
           clock: app.clock,
           logger: silentLogger,
           secrets: async () => ({ dbtCloud: null, fivetran: { secret: FIVETRAN_SECRET } }),

@@ -29,8 +29,8 @@ async function setup(over: Partial<SyncDef>, alertsUrl?: string, cursor?: string
   }
   const h = await startHarness({ dir, definition });
   const run = async (options: { allowMassDelete?: boolean; fullCompare?: boolean } = {}) => {
-    const { run: queued } = await h.app.worker.triggerSync('items', options);
-    return h.app.worker.waitForSyncRun(queued.id);
+    const { run: queued } = await h.app.runs.triggerSync('items', options);
+    return h.app.runs.waitForSyncRun(queued.id);
   };
   const count = () => sqliteRows<{ n: number }>(join(dir, 'app.db'), 'select count(*) as n from items')[0]!.n;
   const keep = (ids: number) => sqlite(join(dir, 'warehouse.db'), `delete from items where id > ${ids}`);

@@ -62,8 +62,8 @@ describe('a sequence into MySQL tables with foreign keys', () => {
     await using _ = h;
 
     // The ordering problem: contacts before their accounts.
-    const { run: started } = await h.app.worker.triggerSync('contacts');
-    const alone = await h.app.worker.waitForSyncRun(started.id);
+    const { run: started } = await h.app.runs.triggerSync('contacts');
+    const alone = await h.app.runs.waitForSyncRun(started.id);
     expect(alone.status).toBe('warning');
     expect(alone.successfulRows).toEqual({ addedCount: 0, changedCount: 0, removedCount: 0 });
     expect(alone.failedRows).toEqual({ addedCount: CONTACTS, changedCount: 0, removedCount: 0 });
@@ -75,8 +75,8 @@ describe('a sequence into MySQL tables with foreign keys', () => {
     expect(await mysqlSql(url, 'select count(*) as n from contacts')).toEqual([{ n: '0' }]);
 
     // The fix: the sequence writes the accounts first; the contacts rejected a moment ago are sent again.
-    const { run: queued } = await h.app.worker.triggerSequence('crm');
-    const run = await h.app.worker.waitForSequenceRun(queued.id);
+    const { run: queued } = await h.app.runs.triggerSequence('crm');
+    const run = await h.app.runs.waitForSequenceRun(queued.id);
     expect(run.status).toBe('done');
     expect(run.members.map((m) => [m.key, m.status])).toEqual([
       ['accounts', 'success'],

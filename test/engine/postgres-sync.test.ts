@@ -43,8 +43,8 @@ async function setup(planner: Planner, over: Partial<SyncDef> = {}) {
     planner,
   );
   const run = async () => {
-    const { run } = await h.app.worker.triggerSync('people-to-crm', {});
-    return h.app.worker.waitForSyncRun(run.id);
+    const { run } = await h.app.runs.triggerSync('people-to-crm', {});
+    return h.app.runs.waitForSyncRun(run.id);
   };
   return { url, h, run };
 }
@@ -128,8 +128,8 @@ describe.each(['store', 'warehouse'] as const)('PostgreSQL bulk delivery (planne
     );
     await using _ = h;
     for (const slug of ['same', 'other']) {
-      const { run } = await h.app.worker.triggerSync(slug, {});
-      expect((await h.app.worker.waitForSyncRun(run.id)).status).toBe('success');
+      const { run } = await h.app.runs.triggerSync(slug, {});
+      expect((await h.app.runs.waitForSyncRun(run.id)).status).toBe('success');
     }
     // Arrays, JSON and bytes arrive exactly (their text as PostgreSQL prints it is what it reads).
     const digest = (table: string) => sql(url, `select md5(string_agg(t::text, '|' order by id)) as m from ${table} t`);
@@ -141,8 +141,8 @@ describe.each(['store', 'warehouse'] as const)('PostgreSQL bulk delivery (planne
     ]);
     // A second run finds nothing changed on either path.
     for (const slug of ['same', 'other']) {
-      const { run } = await h.app.worker.triggerSync(slug, {});
-      expect((await h.app.worker.waitForSyncRun(run.id)).plannedRows).toEqual({ addedCount: 0, changedCount: 0, removedCount: 0 });
+      const { run } = await h.app.runs.triggerSync(slug, {});
+      expect((await h.app.runs.waitForSyncRun(run.id)).plannedRows).toEqual({ addedCount: 0, changedCount: 0, removedCount: 0 });
     }
   });
 });

@@ -68,8 +68,8 @@ describe("a sync run's phases", () => {
       connectors: (real) => withWriteHook(real, hook),
     });
     const run = async (): Promise<SyncRun> => {
-      const { run } = await h.app.worker.triggerSync('accounts-to-crm');
-      return h.app.worker.waitForSyncRun(run.id);
+      const { run } = await h.app.runs.triggerSync('accounts-to-crm');
+      return h.app.runs.waitForSyncRun(run.id);
     };
     return { h, run };
   }

@@ -53,7 +53,7 @@ describe('scheduled runs', () => {
     let runs = await a.app.store.listSequenceRuns({ limit: 10, offset: 0, order: 'asc' });
     expect(runs).toHaveLength(1);
     expect(runs[0]?.trigger).toEqual({ type: 'schedule', detail: 'sequence:crm@2026-03-01T10:15:00.000Z' });
-    const first = await a.app.worker.waitForSequenceRun(runs[0]!.id);
+    const first = await a.app.runs.waitForSequenceRun(runs[0]!.id);
     expect(first.status).toBe('done');
 
     await clock.set('2026-03-01T11:00:00Z');
@@ -72,7 +72,7 @@ describe('scheduled runs', () => {
       (r) => r.sequenceRunId === null,
     );
     expect(standalone.map((r) => r.trigger.detail)).toEqual(['sync:workspaces@2026-03-01T11:00:00.000Z']);
-    for (const run of runs) await a.app.worker.waitForSequenceRun(run.id);
+    for (const run of runs) await a.app.runs.waitForSequenceRun(run.id);
   });
 
   it('after downtime, missed firings inside the catch-up window collapse into one run', async () => {
@@ -92,6 +92,6 @@ describe('scheduled runs', () => {
     await settle();
     const runs = await second.app.store.listSequenceRuns({ limit: 10, offset: 0, order: 'asc' });
     expect(runs.map((r) => r.trigger.detail)).toEqual(['sequence:crm@2026-03-01T12:15:00.000Z']);
-    await second.app.worker.waitForSequenceRun(runs[0]!.id);
+    await second.app.runs.waitForSequenceRun(runs[0]!.id);
   });
 });

@@ -92,7 +92,7 @@ for (const { name, env: storeEnv } of STORES) {
       });
       await using _a = a;
       await using _b = b;
-      const { run } = await a.app.worker.triggerSequence('crm');
+      const { run } = await a.app.runs.triggerSequence('crm');
       const accounts = await memberRun(a.app, run, 'accounts', ['processing', 'querying']);
       const holder = [a, b].find((h) => h.app.worker.workerId === accounts.workerId) as Harness;
       expect(holder).toBeDefined();
@@ -126,9 +126,9 @@ for (const { name, env: storeEnv } of STORES) {
         startWorker: false,
         connectors: (real) => withWriteHook(real, ({ object }) => (object === 'accounts' ? held.wait() : undefined)),
       });
-      const { store, worker } = h.app;
+      const { store, worker, runs } = h.app;
       // A worker on another machine starts the first member, then dies: nobody renews its lease.
-      const { run } = await worker.triggerSequence('crm');
+      const { run } = await runs.triggerSequence('crm');
       await store.claimSequenceRun(run.id, clock.now());
       const ghost = { workerId: 'elsewhere/4242/dead', leaseMs: 90_000 };
       const [accounts] = (await store.advanceSequenceRun(run.id, decideSequenceAdvance, clock.now(), { lease: ghost, max: 1 })).started;
@@ -154,7 +154,7 @@ for (const { name, env: storeEnv } of STORES) {
       });
       await using _a = a;
       await using _b = b;
-      const { run } = await b.app.worker.triggerSequence('crm');
+      const { run } = await b.app.runs.triggerSequence('crm');
       const accounts = await memberRun(a.app, run, 'accounts', ['processing', 'querying']);
       await advance(clock, 50 * SECOND);
       expect((await a.app.store.getSequenceRun(run.id))?.reason).toBeNull();
@@ -190,16 +190,16 @@ for (const { name, env: storeEnv } of STORES) {
             if (object === 'workspaces' && failWorkspaces) throw new LockstepError(ErrorCode.Schema, 'column "plan" does not exist');
           }),
       });
-      const { worker, store } = h.app;
-      const { run } = await worker.triggerSequence('crm');
-      const failed = await worker.waitForSequenceRun(run.id);
+      const { runs, store } = h.app;
+      const { run } = await runs.triggerSequence('crm');
+      const failed = await runs.waitForSequenceRun(run.id);
       expect(failed).toMatchObject({ status: 'failed', terminatedBy: 'workspaces' });
       expect(failed.members.map((m) => m.status)).toEqual(['success', 'failed', 'skipped']);
 
       failWorkspaces = false;
-      const resumed = await worker.resumeSequenceRun(failed.id);
+      const resumed = await runs.resumeSequenceRun(failed.id);
       expect(resumed).toMatchObject({ resumedFrom: failed.id, status: 'pending' });
-      const done = await worker.waitForSequenceRun(resumed.id);
+      const done = await runs.waitForSequenceRun(resumed.id);
       expect(done.status).toBe('done');
       expect(done.members.map((m) => m.status)).toEqual(['success', 'success', 'success']);
       // accounts ran once, in the failed run; the new run ran the other two.
@@ -208,7 +208,7 @@ for (const { name, env: storeEnv } of STORES) {
       expect(accountsRuns).toHaveLength(1);
       expect(sqliteRows(join(dir, 'crm.db'), 'select count(*) as n from contacts')).toEqual([{ n: 12 }]);
 
-      const refusal = async (id: string) => worker.resumeSequenceRun(id).then(() => null, (e: unknown) => e as LockstepError);
+      const refusal = async (id: string) => runs.resumeSequenceRun(id).then(() => null, (e: unknown) => e as LockstepError);
       expect((await refusal(done.id))?.message).toContain('finished successfully (done); there is nothing to resume');
       expect((await refusal(failed.id))?.message).toContain(`was already resumed by run ${done.id} (done)`);
       const typo = `${failed.id.slice(0, -1)}${failed.id.endsWith('0') ? '1' : '0'}`;

@@ -66,8 +66,8 @@ async function deliveredThenChanged() {
   createHierarchyFixture(dir);
   {
     await using h = await startHarness({ dir, definition: definition() });
-    const { run } = await h.app.worker.triggerSequence('crm');
-    expect((await h.app.worker.waitForSequenceRun(run.id)).status).toBe('done');
+    const { run } = await h.app.runs.triggerSequence('crm');
+    expect((await h.app.runs.waitForSequenceRun(run.id)).status).toBe('done');
   }
   sqlite(
     join(dir, 'warehouse.db'),
@@ -150,13 +150,13 @@ describe('sequence plan', () => {
       await h.app.planner.plan('crm', { samples: 0 });
       expect(await storedState(h.app.store)).toEqual(before);
       expect(crmRows(dir)).toEqual(crmBefore);
-      const { run } = await h.app.worker.triggerSequence('crm');
-      expect((await h.app.worker.waitForSequenceRun(run.id)).status).toBe('done');
+      const { run } = await h.app.runs.triggerSequence('crm');
+      expect((await h.app.runs.waitForSequenceRun(run.id)).status).toBe('done');
     }
     {
       await using h = await startHarness({ dir: control, definition: definition() });
-      const { run } = await h.app.worker.triggerSequence('crm');
-      expect((await h.app.worker.waitForSequenceRun(run.id)).status).toBe('done');
+      const { run } = await h.app.runs.triggerSequence('crm');
+      expect((await h.app.runs.waitForSequenceRun(run.id)).status).toBe('done');
     }
     // Row for row, the destinations are the same, and so are the runs' counts and rejected rows.
     expect(crmRows(dir)).toEqual(crmRows(control));
@@ -193,8 +193,8 @@ describe('sequence plan', () => {
         sequences: [sequence('crm', [member('accounts')])],
       });
     await using h = await startHarness({ dir, definition: withCursor() });
-    const first = await h.app.worker.triggerSequence('crm');
-    expect((await h.app.worker.waitForSequenceRun(first.run.id)).status).toBe('done');
+    const first = await h.app.runs.triggerSequence('crm');
+    expect((await h.app.runs.waitForSequenceRun(first.run.id)).status).toBe('done');
     // Account 1 is behind the cursor: only a full comparison sees its change.
     sqlite(join(dir, 'warehouse.db'), "insert into accounts values (4, 'Account 4'); update accounts set name = 'unseen' where id = 1;");
     const account = (await h.app.store.getSync('accounts'))!;
@@ -203,8 +203,8 @@ describe('sequence plan', () => {
     expect(plan.members[0]!.error).toBeNull();
     expect(plan.members[0]).toMatchObject({ status: 'planned', added: 1, changed: 0, removed: 0, rejected: 0 });
     expect(await h.app.store.snapshots.cursorGet(account.id)).toEqual(cursor);
-    const { run } = await h.app.worker.triggerSequence('crm');
-    expect((await h.app.worker.waitForSequenceRun(run.id)).status).toBe('done');
+    const { run } = await h.app.runs.triggerSequence('crm');
+    expect((await h.app.runs.waitForSequenceRun(run.id)).status).toBe('done');
     const [last] = await h.app.store.listSyncRuns({ syncId: account.id, limit: 1, offset: 0, order: 'desc' });
     expect(last!.comparison?.kind).toBe('cursor');
     expect(last!.plannedRows).toEqual({ addedCount: 1, changedCount: 0, removedCount: 0 });
@@ -264,8 +264,8 @@ describe('sequence plan of a member whose outcome would terminate the run', () =
     expect(plan.members[1]).toMatchObject({ error: null, querySize: 0, added: 0, changed: 0, removed: 0, terminates: null });
 
     // A real run does what the plan said, in the same words.
-    const { run } = await h.app.worker.triggerSequence('crm');
-    const done = await h.app.worker.waitForSequenceRun(run.id);
+    const { run } = await h.app.runs.triggerSequence('crm');
+    const done = await h.app.runs.waitForSequenceRun(run.id);
     expect(done.members.map((m) => m.status)).toEqual(['failed', 'skipped', 'skipped']);
     expect([done.terminatedBy, done.reason]).toEqual(['accounts', reason]);
   });
@@ -294,8 +294,8 @@ describe('sequence plan of a member whose outcome would terminate the run', () =
       ['workspaces', 'skipped', 'accounts'],
       ['contacts', 'skipped', 'accounts'],
     ]);
-    const { run } = await h.app.worker.triggerSequence('crm');
-    expect((await h.app.worker.waitForSequenceRun(run.id)).members.map((m) => m.status)).toEqual(['failed', 'skipped', 'skipped']);
+    const { run } = await h.app.runs.triggerSequence('crm');
+    expect((await h.app.runs.waitForSequenceRun(run.id)).members.map((m) => m.status)).toEqual(['failed', 'skipped', 'skipped']);
   });
 
   it('plans the members after a failing member whose policy lets the sequence go on', async () => {
@@ -324,8 +324,8 @@ describe('sequence plan of a member whose outcome would terminate the run', () =
     ]);
     expect(plan.members[1]!.warnings).toEqual([expect.stringContaining('a real run would stop before deleting')]);
 
-    const { run } = await h.app.worker.triggerSequence('crm');
-    const done = await h.app.worker.waitForSequenceRun(run.id);
+    const { run } = await h.app.runs.triggerSequence('crm');
+    const done = await h.app.runs.waitForSequenceRun(run.id);
     expect(done.members.map((m) => m.status)).toEqual(['success', 'failed', 'skipped']);
     expect([done.terminatedBy, done.reason]).toEqual(['workspaces', reason]);
   });
@@ -406,8 +406,8 @@ describe('sequence plan with parent lookups', () => {
     expect(workspaces.samples.added[0]!.before).toBe('unavailable');
 
     // After a real run of the parent alone, the child's plan uses the recorded ids.
-    const { run } = await h.app.worker.triggerSync('accounts');
-    await h.app.worker.waitForSyncRun(run.id);
+    const { run } = await h.app.runs.triggerSync('accounts');
+    await h.app.runs.waitForSyncRun(run.id);
     sent.length = 0;
     const again = await h.app.planner.plan('crm', { samples: 1 });
     expect(sent).toEqual([]);
@@ -433,8 +433,8 @@ describe('sequence plan on PostgreSQL', () => {
     });
     const env = { CRM_URL: crmUrl, LOCKSTEP_STORE: storeUrl };
     await using h = await startHarness({ dir, definition: def, env });
-    const first = await h.app.worker.triggerSequence('crm');
-    expect((await h.app.worker.waitForSequenceRun(first.run.id)).status).toBe('done');
+    const first = await h.app.runs.triggerSequence('crm');
+    expect((await h.app.runs.waitForSequenceRun(first.run.id)).status).toBe('done');
     sqlite(join(dir, 'warehouse.db'), "update accounts set name = 'Acme' where id = 1; delete from accounts where id = 3;");
     const stored = async () => {
       const s = (await h.app.store.getSync('accounts'))!;
@@ -495,8 +495,8 @@ describe('sequence plan with the planner in the warehouse', () => {
       connectors,
     });
     const runSequence = async () => {
-      const { run } = await h.app.worker.triggerSequence('crm');
-      expect((await h.app.worker.waitForSequenceRun(run.id)).status).toBe('done');
+      const { run } = await h.app.runs.triggerSequence('crm');
+      expect((await h.app.runs.waitForSequenceRun(run.id)).status).toBe('done');
       const s = (await h.app.store.getSync('people'))!;
       const [last] = await h.app.store.listSyncRuns({ syncId: s.id, limit: 1, offset: 0, order: 'desc' });
       const rejected = (await h.app.store.listRejectedRows(last!.id, 100, 0)).map((r) => [r.key, r.op, r.reason]);
@@ -681,8 +681,8 @@ describe('sequence plan with the planner in the warehouse', () => {
       }),
     });
     const runSequence = async () => {
-      const { run } = await h.app.worker.triggerSequence('crm');
-      expect((await h.app.worker.waitForSequenceRun(run.id)).status).toBe('done');
+      const { run } = await h.app.runs.triggerSequence('crm');
+      expect((await h.app.runs.waitForSequenceRun(run.id)).status).toBe('done');
       const s = (await h.app.store.getSync('people'))!;
       const [last] = await h.app.store.listSyncRuns({ syncId: s.id, limit: 1, offset: 0, order: 'desc' });
       return last!;
@@ -737,8 +737,8 @@ describe('sequence plan with the planner in the warehouse', () => {
       }),
     });
     const runSequence = async () => {
-      const { run } = await h.app.worker.triggerSequence('crm');
-      expect((await h.app.worker.waitForSequenceRun(run.id)).status).toBe('done');
+      const { run } = await h.app.runs.triggerSequence('crm');
+      expect((await h.app.runs.waitForSequenceRun(run.id)).status).toBe('done');
       const s = (await h.app.store.getSync('people'))!;
       const [last] = await h.app.store.listSyncRuns({ syncId: s.id, limit: 1, offset: 0, order: 'desc' });
       return last!;

@@ -27,8 +27,8 @@ async function setup(members: MemberDef[], over: Partial<SequenceDef> = {}, hook
     connectors: hook ? (real) => withWriteHook(real, hook) : undefined,
   });
   const runSequence = async (slug = 'crm') => {
-    const { run } = await h.app.worker.triggerSequence(slug);
-    return h.app.worker.waitForSequenceRun(run.id);
+    const { run } = await h.app.runs.triggerSequence(slug);
+    return h.app.runs.waitForSequenceRun(run.id);
   };
   return { dir, h, runSequence, crm: (sql: string) => sqliteRows(join(dir, 'crm.db'), sql) };
 }
@@ -152,16 +152,16 @@ describe('sequences', () => {
       }
     });
     await using _ = h;
-    const first = await h.app.worker.triggerSequence('crm');
+    const first = await h.app.runs.triggerSequence('crm');
     await reached.wait();
-    const second = await h.app.worker.triggerSequence('crm');
-    const third = await h.app.worker.triggerSequence('crm');
+    const second = await h.app.runs.triggerSequence('crm');
+    const third = await h.app.runs.triggerSequence('crm');
     expect(second.created).toBe(true);
     expect(third.run.id).toBe(second.run.id);
     expect((await h.app.store.getSequenceRun(second.run.id))?.status).toBe('pending');
     gate.open();
-    const a = await h.app.worker.waitForSequenceRun(first.run.id);
-    const b = await h.app.worker.waitForSequenceRun(second.run.id);
+    const a = await h.app.runs.waitForSequenceRun(first.run.id);
+    const b = await h.app.runs.waitForSequenceRun(second.run.id);
     expect([a.status, b.status]).toEqual(['done', 'done']);
     expect(b.startedAt!).toBeGreaterThanOrEqual(a.finishedAt!);
     expect(await h.app.store.listSequenceRuns({ limit: 10, offset: 0, order: 'asc' })).toHaveLength(2);
@@ -179,15 +179,15 @@ describe('sequences', () => {
       }
     });
     await using _ = h;
-    const standalone = await h.app.worker.triggerSync('accounts');
+    const standalone = await h.app.runs.triggerSync('accounts');
     await reached.wait();
-    const { run } = await h.app.worker.triggerSequence('crm');
+    const { run } = await h.app.runs.triggerSequence('crm');
     await new Promise((r) => setTimeout(r, 100));
     const waiting = await h.app.store.getSequenceRun(run.id);
     expect(waiting?.status).toBe('running');
     expect(waiting?.members[0]?.status).toBe('pending');
     gate.open();
-    const final = await h.app.worker.waitForSequenceRun(run.id);
+    const final = await h.app.runs.waitForSequenceRun(run.id);
     const alone = await h.app.store.getSyncRun(standalone.run.id);
     expect(final.status).toBe('done');
     expect(final.members[0]!.startedAt!).toBeGreaterThanOrEqual(alone!.finishedAt!);
@@ -203,11 +203,11 @@ describe('sequences', () => {
       }
     });
     await using _ = h;
-    const { run } = await h.app.worker.triggerSequence('crm');
+    const { run } = await h.app.runs.triggerSequence('crm');
     await reached.wait();
-    await h.app.worker.cancelSequenceRun(run.id);
+    await h.app.runs.cancelSequenceRun(run.id);
     gate.open();
-    const final = await h.app.worker.waitForSequenceRun(run.id);
+    const final = await h.app.runs.waitForSequenceRun(run.id);
     expect(final.status).toBe('cancelled');
     expect(final.members.map((m) => m.status)).toEqual(['success', 'cancelled', 'skipped']);
     // The user ended the run: the member stopped by the cancel did not terminate it.
@@ -222,16 +222,16 @@ describe('sequences', () => {
       definition: hierarchy(SYNCS.map((s) => member(s)), {}, [sequence('other', [member('workspaces')])]),
       startWorker: false,
     });
-    const { store, worker, clock } = h.app;
+    const { store, worker, runs, clock } = h.app;
     // Both runs were running when the process stopped; the first one's next member names a sync
     // that is no longer in the store (as a store written before deleted syncs ended such runs).
-    const { run: broken } = await worker.triggerSequence('crm');
+    const { run: broken } = await runs.triggerSequence('crm');
     await store.claimSequenceRun(broken.id, clock.now());
     sqlite(join(dir, 'lockstep.db'), `update member_runs set sync_id = 9999 where sequence_run_id = '${broken.id}' and key = 'accounts'`);
-    const { run: other } = await worker.triggerSequence('other');
+    const { run: other } = await runs.triggerSequence('other');
     await store.claimSequenceRun(other.id, clock.now());
 
     await worker.start();
-    expect((await worker.waitForSequenceRun(other.id)).status).toBe('done');
+    expect((await runs.waitForSequenceRun(other.id)).status).toBe('done');
   });
 });

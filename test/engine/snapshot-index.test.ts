@@ -171,8 +171,8 @@ describe.each([
     const h = await startHarness({ dir, definition: mirrorWorkspace(), env });
     await using _ = h;
     const run = async () => {
-      const { run } = await h.app.worker.triggerSync('accounts-to-crm', {});
-      return h.app.worker.waitForSyncRun(run.id);
+      const { run } = await h.app.runs.triggerSync('accounts-to-crm', {});
+      return h.app.runs.waitForSyncRun(run.id);
     };
     const warehouse = (sql: string) => sqlite(join(dir, 'warehouse.db'), sql);
     expect((await run()).plannedRows).toEqual({ addedCount: 3, changedCount: 0, removedCount: 0 });
@@ -215,8 +215,8 @@ describe.each([
     });
     await using _ = h;
     const run = async () => {
-      const { run } = await h.app.worker.triggerSync('accounts-to-crm', {});
-      return h.app.worker.waitForSyncRun(run.id);
+      const { run } = await h.app.runs.triggerSync('accounts-to-crm', {});
+      return h.app.runs.waitForSyncRun(run.id);
     };
     const first = await run();
     expect(first.error).toBeNull();

@@ -85,8 +85,8 @@ describe.each(['postgres', 'sqlite'])('change cursor with the store planner (%s 
       }),
     });
     const run = async (options: { fullCompare?: boolean } = {}) => {
-      const { run } = await h.app.worker.triggerSync('people-to-crm', options);
-      return h.app.worker.waitForSyncRun(run.id);
+      const { run } = await h.app.runs.triggerSync('people-to-crm', options);
+      return h.app.runs.waitForSyncRun(run.id);
     };
     const delivered = async () => (await sql(crm, 'select id::int as id, name, score from crm_people order by id')) as unknown[];
     return { h, run, warehouse, delivered };

@@ -39,8 +39,8 @@ async function setup(over: Partial<SyncDef> = {}, hook?: BeforeWrite, query?: st
     connectors: hook ? (real) => withWriteHook(real, hook) : undefined,
   });
   const run = async (slug = 'accounts-to-crm', options = {}) => {
-    const { run } = await h.app.worker.triggerSync(slug, options);
-    return h.app.worker.waitForSyncRun(run.id);
+    const { run } = await h.app.runs.triggerSync(slug, options);
+    return h.app.runs.waitForSyncRun(run.id);
   };
   const crm = (sql: string) => sqliteRows(join(dir, 'crm.db'), sql);
   const warehouse = (sql: string) => sqlite(join(dir, 'warehouse.db'), sql);
@@ -59,8 +59,8 @@ async function contactsSetup(connectors: (real: Connectors, addWorkspace: () => 
   const addWorkspace = () => sqlite(join(dir, 'crm.db'), "insert into accounts values (1, 'a'); insert into workspaces values (1, 1, 'w');");
   const h = await startHarness({ dir, definition, connectors: (real) => connectors(real, addWorkspace), env });
   const run = async () => {
-    const { run } = await h.app.worker.triggerSync('contacts-to-crm');
-    return h.app.worker.waitForSyncRun(run.id);
+    const { run } = await h.app.runs.triggerSync('contacts-to-crm');
+    return h.app.runs.waitForSyncRun(run.id);
   };
   return { h, run };
 }
@@ -265,8 +265,8 @@ describe('sync runs', () => {
       }),
     });
     await using _ = h;
-    const { run: queued } = await h.app.worker.triggerSync('accounts-to-crm');
-    expect((await h.app.worker.waitForSyncRun(queued.id)).status).toBe('success');
+    const { run: queued } = await h.app.runs.triggerSync('accounts-to-crm');
+    expect((await h.app.runs.waitForSyncRun(queued.id)).status).toBe('success');
     const retried = lines.map((line) => JSON.parse(line) as { msg: string; error?: string }).filter((line) => line.error === 'describe answered 503');
     expect(retried.map((line) => line.msg)).toEqual(['transient error reading the model or preparing the destination, reading again']);
   });
@@ -284,16 +284,16 @@ describe('sync runs', () => {
         }),
     });
     await using _ = h;
-    const { run: queued } = await h.app.worker.triggerSync('accounts-to-crm');
-    const failed = await h.app.worker.waitForSyncRun(queued.id);
+    const { run: queued } = await h.app.runs.triggerSync('accounts-to-crm');
+    const failed = await h.app.runs.waitForSyncRun(queued.id);
     expect(failed.status).toBe('failed');
     expect(failed.error).toMatch(/connection refused/);
     expect(failed.successfulRows.addedCount).toBe(6);
     expect(sqliteRows(join(dir, 'crm.db'), 'select count(*) as n from accounts')).toEqual([{ n: 6 }]);
 
     failAt = null;
-    const { run: again } = await h.app.worker.triggerSync('accounts-to-crm');
-    const next = await h.app.worker.waitForSyncRun(again.id);
+    const { run: again } = await h.app.runs.triggerSync('accounts-to-crm');
+    const next = await h.app.runs.waitForSyncRun(again.id);
     expect(next.plannedRows.addedCount).toBe(4);
     expect(next.status).toBe('success');
   });
@@ -315,11 +315,11 @@ describe('sync runs', () => {
         }),
     });
     await using _ = h;
-    const { run } = await h.app.worker.triggerSync('accounts-to-crm');
+    const { run } = await h.app.runs.triggerSync('accounts-to-crm');
     await reached.wait();
-    await h.app.worker.cancelSyncRun(run.id);
+    await h.app.runs.cancelSyncRun(run.id);
     gate.open();
-    const final = await h.app.worker.waitForSyncRun(run.id);
+    const final = await h.app.runs.waitForSyncRun(run.id);
     expect(final.status).toBe('cancelled');
     expect(final.successfulRows.addedCount).toBe(6);
     expect(sqliteRows(join(dir, 'crm.db'), 'select count(*) as n from accounts')).toEqual([{ n: 6 }]);
@@ -337,11 +337,11 @@ describe('sync runs', () => {
         definition: accountsWorkspace({ batchSize: 1 }),
         connectors: (real) => withReadFailure(real, (query) => failing && query.includes('from accounts')),
       });
-      await h.app.worker.waitForSyncRun((await h.app.worker.triggerSync('accounts-to-crm')).run.id);
+      await h.app.runs.waitForSyncRun((await h.app.runs.triggerSync('accounts-to-crm')).run.id);
       sqlite(join(dir, 'warehouse.db'), "update accounts set name = 'Renamed' where id = 2; insert into accounts values (4, 'Account 4'), (5, 'Account 5');");
       failing = true;
-      const { run } = await h.app.worker.triggerSync('accounts-to-crm', { fullResync });
-      const final = await h.app.worker.waitForSyncRun(run.id);
+      const { run } = await h.app.runs.triggerSync('accounts-to-crm', { fullResync });
+      const final = await h.app.runs.waitForSyncRun(run.id);
       expect([final.status, final.querySize, final.completionRatio], `fullResync ${fullResync}`).toEqual(['success', 5, 1]);
       // A full resync sends every row again, and counts from nothing: the reading that starts over
       // finds the new accounts in the snapshot, delivered by the first one.
@@ -382,16 +382,16 @@ describe('sync runs', () => {
       }
     });
     await using _ = h;
-    const a = await h.app.worker.triggerSync('accounts-to-crm');
+    const a = await h.app.runs.triggerSync('accounts-to-crm');
     await reached.wait();
-    const b = await h.app.worker.triggerSync('accounts-to-crm');
-    const c = await h.app.worker.triggerSync('accounts-to-crm');
+    const b = await h.app.runs.triggerSync('accounts-to-crm');
+    const c = await h.app.runs.triggerSync('accounts-to-crm');
     expect(b.created).toBe(true);
     expect(c.created).toBe(false);
     expect(c.run.id).toBe(b.run.id);
     expect((await h.app.store.getSyncRun(b.run.id))?.status).toBe('queued');
     gate.open();
-    const done = await h.app.worker.waitForSyncRun(b.run.id);
+    const done = await h.app.runs.waitForSyncRun(b.run.id);
     const firstRun = await h.app.store.getSyncRun(a.run.id);
     expect(done.status).toBe('success');
     expect(done.startedAt!).toBeGreaterThanOrEqual(firstRun!.finishedAt!);
@@ -416,8 +416,8 @@ describe("a worker's heartbeat", () => {
       if (isTerminalSyncRunStatus(run.status)) await new Promise((r) => setTimeout(r, 800));
       return run;
     };
-    const { run } = await h.app.worker.triggerSync('accounts-to-crm');
-    expect((await h.app.worker.waitForSyncRun(run.id)).status).toBe('success');
+    const { run } = await h.app.runs.triggerSync('accounts-to-crm');
+    expect((await h.app.runs.waitForSyncRun(run.id)).status).toBe('success');
     while (!h.app.worker.idle) await new Promise((r) => setTimeout(r, 20));
     expect(warnings).toEqual([]);
   });

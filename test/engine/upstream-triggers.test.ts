@@ -67,15 +67,15 @@ async function settle(app: App, ms = 300): Promise<void> {
 describe('after schedules (upstream completion)', () => {
   it('a sync scheduled after another starts when it succeeds, with an upstream trigger naming the run', async () => {
     await using h = await setup(definition({ workspaces: { schedule: after('success', { sync: 'accounts' }) } }));
-    const { run } = await h.app.worker.triggerSync('accounts');
-    const upstream = await h.app.worker.waitForSyncRun(run.id);
+    const { run } = await h.app.runs.triggerSync('accounts');
+    const upstream = await h.app.runs.waitForSyncRun(run.id);
     expect(upstream.status).toBe('success');
     const [started] = await eventually(async () => {
       const runs = await syncRuns(h.app, 'workspaces');
       return runs.length > 0 ? runs : undefined;
     }, 'the workspaces run');
     expect(started!.trigger).toEqual({ type: 'upstream', detail: `sync "accounts" run ${run.id} ended success` });
-    expect((await h.app.worker.waitForSyncRun(started!.id)).status).toBe('success');
+    expect((await h.app.runs.waitForSyncRun(started!.id)).status).toBe('success');
     await settle(h.app);
     expect(await syncRuns(h.app, 'workspaces')).toHaveLength(1);
   });
@@ -88,14 +88,14 @@ describe('after schedules (upstream completion)', () => {
       }),
     );
     // contacts before workspaces exist: every row is rejected (foreign key) -> warning
-    const warning = await h.app.worker.waitForSyncRun((await h.app.worker.triggerSync('contacts')).run.id);
+    const warning = await h.app.runs.waitForSyncRun((await h.app.runs.triggerSync('contacts')).run.id);
     expect(warning.status).toBe('warning');
     await eventually(async () => ((await syncRuns(h.app, 'accounts')).length === 1 ? true : undefined), 'accounts after a warning');
     await eventually(async () => ((await syncRuns(h.app, 'workspaces')).length === 1 ? true : undefined), 'workspaces after a warning');
     await settle(h.app);
 
     sqlite(join(h.dir, 'crm.db'), 'drop table contacts');
-    const failed = await h.app.worker.waitForSyncRun((await h.app.worker.triggerSync('contacts')).run.id);
+    const failed = await h.app.runs.waitForSyncRun((await h.app.runs.triggerSync('contacts')).run.id);
     expect(failed.status).toBe('failed');
     const second = await eventually(async () => {
       const runs = await syncRuns(h.app, 'workspaces');
@@ -106,8 +106,8 @@ describe('after schedules (upstream completion)', () => {
     expect(await syncRuns(h.app, 'accounts')).toHaveLength(1);
 
     // A cancelled run triggers nothing.
-    const { run: queued } = await h.app.worker.triggerSync('contacts');
-    const cancelled = await h.app.worker.cancelSyncRun(queued.id).catch(() => null);
+    const { run: queued } = await h.app.runs.triggerSync('contacts');
+    const cancelled = await h.app.runs.cancelSyncRun(queued.id).catch(() => null);
     if (cancelled?.status === 'cancelled') {
       await settle(h.app);
       expect(await syncRuns(h.app, 'workspaces')).toHaveLength(2);
@@ -123,15 +123,15 @@ describe('after schedules (upstream completion)', () => {
         sequence('c', [member('contacts')], { schedule: after('success', { sequence: 'b' }) }),
       ]),
     );
-    const { run } = await h.app.worker.triggerSequence('a');
-    expect((await h.app.worker.waitForSequenceRun(run.id)).status).toBe('done');
+    const { run } = await h.app.runs.triggerSequence('a');
+    expect((await h.app.runs.waitForSequenceRun(run.id)).status).toBe('done');
     const b = await eventually(async () => (await sequenceRuns(h.app, 'b'))[0], 'sequence b');
     expect(b.trigger).toEqual({ type: 'upstream', detail: `sequence "a" run ${run.id} ended done` });
-    const bDone = await h.app.worker.waitForSequenceRun(b.id);
+    const bDone = await h.app.runs.waitForSequenceRun(b.id);
     expect(bDone.status).toBe('done');
     const c = await eventually(async () => (await sequenceRuns(h.app, 'c'))[0], 'sequence c');
     expect(c.trigger.detail).toBe(`sequence "b" run ${b.id} ended done`);
-    const cDone = await h.app.worker.waitForSequenceRun(c.id);
+    const cDone = await h.app.runs.waitForSequenceRun(c.id);
     expect(cDone.status).toBe('done');
     expect(cDone.startedAt!).toBeGreaterThanOrEqual(bDone.finishedAt!);
     expect(bDone.startedAt!).toBeGreaterThanOrEqual((await h.app.store.getSequenceRun(run.id))!.finishedAt!);
@@ -146,12 +146,12 @@ describe('after schedules (upstream completion)', () => {
       ]),
     );
     sqlite(join(h.dir, 'crm.db'), 'drop table workspaces');
-    const { run } = await h.app.worker.triggerSequence('a');
-    const final = await h.app.worker.waitForSequenceRun(run.id);
+    const { run } = await h.app.runs.triggerSequence('a');
+    const final = await h.app.runs.waitForSequenceRun(run.id);
     expect(final.status).toBe('failed');
     const c = await eventually(async () => (await sequenceRuns(h.app, 'c'))[0], 'sequence c (on: any)');
     expect(c.trigger.detail).toBe(`sequence "a" run ${run.id} ended failed`);
-    await h.app.worker.waitForSequenceRun(c.id);
+    await h.app.runs.waitForSequenceRun(c.id);
     // accounts ran as a member of a (and of c): contacts follows each successful accounts run
     await eventually(async () => ((await syncRuns(h.app, 'contacts')).length >= 1 ? true : undefined), 'contacts after the accounts member');
     await settle(h.app);
@@ -167,8 +167,8 @@ describe('after schedules (upstream completion)', () => {
         sequence('b', [member('contacts')], { schedule: after('any', { sync: 'accounts' }), enabled: false }),
       ]),
     );
-    const { run } = await h.app.worker.triggerSync('accounts');
-    expect((await h.app.worker.waitForSyncRun(run.id)).status).toBe('success');
+    const { run } = await h.app.runs.triggerSync('accounts');
+    expect((await h.app.runs.waitForSyncRun(run.id)).status).toBe('success');
     await settle(h.app);
     expect(await syncRuns(h.app, 'workspaces')).toHaveLength(0);
     expect(await sequenceRuns(h.app, 'b')).toHaveLength(0);
@@ -188,8 +188,8 @@ describe('after schedules across processes', () => {
       }
       return enqueue(key, run, now);
     };
-    const { run } = await h.app.worker.triggerSync('accounts');
-    expect((await h.app.worker.waitForSyncRun(run.id)).status).toBe('success');
+    const { run } = await h.app.runs.triggerSync('accounts');
+    expect((await h.app.runs.waitForSyncRun(run.id)).status).toBe('success');
     const [started] = await eventually(async () => {
       const runs = await syncRuns(h.app, 'workspaces');
       return runs.length > 0 ? runs : undefined;
@@ -220,8 +220,8 @@ describe('after schedules across processes', () => {
       }
       return enqueue(key, run, now);
     };
-    const { run } = await h.app.worker.triggerSync('accounts');
-    expect((await h.app.worker.waitForSyncRun(run.id)).status).toBe('success');
+    const { run } = await h.app.runs.triggerSync('accounts');
+    expect((await h.app.runs.waitForSyncRun(run.id)).status).toBe('success');
     const [started] = await eventually(async () => {
       const runs = await syncRuns(h.app, 'workspaces');
       return runs.length > 0 ? runs : undefined;
@@ -241,7 +241,7 @@ describe('after schedules across processes', () => {
     {
       await using first = await startHarness({ dir, definition: def, startWorker: false });
       const store = first.app.store;
-      const { run } = await first.app.worker.triggerSync('accounts');
+      const { run } = await first.app.runs.triggerSync('accounts');
       const lease = { workerId: 'gone/1/000000', leaseMs: 30_000 };
       const claimed = await store.claimSyncRun(run.id, Date.now(), lease);
       await store.updateSyncRun(run.id, { status: 'success' }, Date.now(), claimed!.attempt);

@@ -46,8 +46,8 @@ async function setup(
     env: options.env,
   });
   const run = async (options: { fullCompare?: boolean; fullResync?: boolean } = {}) => {
-    const { run } = await h.app.worker.triggerSync('people-to-crm', options);
-    return h.app.worker.waitForSyncRun(run.id);
+    const { run } = await h.app.runs.triggerSync('people-to-crm', options);
+    return h.app.runs.waitForSyncRun(run.id);
   };
   const digest = async (query: string) => sql(url, `select count(*)::int as n, md5(string_agg(p::text, '|' order by id)) as m from (${query}) p`);
   return { url, h, run, digest };
@@ -227,16 +227,16 @@ describe('planner in the warehouse (PostgreSQL)', () => {
     await sql(url, "update people set name = 'changed' where id = 4");
     expect((await run()).plannedRows).toEqual({ addedCount: 0, changedCount: 1, removedCount: 0 });
     expect(await tables()).toEqual(left);
-    const { run: reset } = await h.app.worker.triggerSync('people-to-crm', { resetCDC: true });
-    expect((await h.app.worker.waitForSyncRun(reset.id)).status).toBe('success');
+    const { run: reset } = await h.app.runs.triggerSync('people-to-crm', { resetCDC: true });
+    expect((await h.app.runs.waitForSyncRun(reset.id)).status).toBe('success');
     expect(await tables()).toEqual(left);
   });
 
   it('takes the model as delivered on resetCDC, and sends only new keys in insert mode, full resync or not', async () => {
     const { url, h, run } = await setup({ sync: { mode: 'insert' } });
     await using _ = h;
-    const { run: reset } = await h.app.worker.triggerSync('people-to-crm', { resetCDC: true });
-    const afterReset = await h.app.worker.waitForSyncRun(reset.id);
+    const { run: reset } = await h.app.runs.triggerSync('people-to-crm', { resetCDC: true });
+    const afterReset = await h.app.runs.waitForSyncRun(reset.id);
     expect(afterReset.status).toBe('success');
     expect(afterReset.plannedRows).toEqual(NONE);
     expect(await sql(url, 'select count(*)::int as n from crm_people')).toEqual([{ n: 0 }]);
@@ -422,16 +422,16 @@ describe('planner in the warehouse (PostgreSQL)', () => {
       connectors: (real) => withShortReads(real, (query) => short && (query.includes('_stage') || query.includes('DISTINCT ON'))),
     });
     await using _ = h;
-    const { run } = await h.app.worker.triggerSync('people-to-crm', {});
-    const failed = await h.app.worker.waitForSyncRun(run.id);
+    const { run } = await h.app.runs.triggerSync('people-to-crm', {});
+    const failed = await h.app.runs.waitForSyncRun(run.id);
     expect(failed.status).toBe('failed');
     expect(failed.error).toMatch(/reading the added rows of model "people" from the warehouse returned \d+ rows where the comparison planned \d+; nothing unread is recorded as delivered/);
     const delivered = (await sql<{ n: number }>(url, 'select count(*)::int as n from crm_people'))[0]?.n ?? 0;
     expect(delivered).toBeLessThan(ROWS);
     // Nothing unread was taken into the planner table: the next run sends the rest.
     short = false;
-    const { run: next } = await h.app.worker.triggerSync('people-to-crm', {});
-    const rest = await h.app.worker.waitForSyncRun(next.id);
+    const { run: next } = await h.app.runs.triggerSync('people-to-crm', {});
+    const rest = await h.app.runs.waitForSyncRun(next.id);
     expect(rest.status).toBe('success');
     expect(await sql(url, 'select count(*)::int as n from crm_people')).toEqual([{ n: ROWS }]);
     expect(await sql(url, 'select count(*)::int as n from lockstep_planner.sync_1_people_to_crm')).toEqual([{ n: ROWS }]);
@@ -1046,8 +1046,8 @@ describe('planner in the warehouse (DuckDB)', () => {
       ...harness,
     });
     const run = async (options: { fullCompare?: boolean } = {}) => {
-      const { run } = await h.app.worker.triggerSync('people-to-crm', options);
-      return h.app.worker.waitForSyncRun(run.id);
+      const { run } = await h.app.runs.triggerSync('people-to-crm', options);
+      return h.app.runs.waitForSyncRun(run.id);
     };
     return { h, run, exec, url };
   }
@@ -1161,8 +1161,8 @@ describe('planner in the warehouse (MySQL / MariaDB)', () => {
       env: options.env,
     });
     const run = async (runOptions: { fullCompare?: boolean; fullResync?: boolean } = {}) => {
-      const { run } = await h.app.worker.triggerSync('people-to-crm', runOptions);
-      return h.app.worker.waitForSyncRun(run.id);
+      const { run } = await h.app.runs.triggerSync('people-to-crm', runOptions);
+      return h.app.runs.waitForSyncRun(run.id);
     };
     const my = <T = Record<string, unknown>>(text: string) => mysqlSql<T>(admin, text);
     const count = async (table: string) => Number((await my<{ n: string }>(`select count(*) as n from ${table}`))[0]?.n);
@@ -1315,8 +1315,8 @@ describe('planner in the warehouse (MySQL / MariaDB)', () => {
   it('takes the model as delivered on resetCDC, and sends only new keys in insert mode, full resync or not', async () => {
     const { h, run, my, count, planned } = await mysqlSetup({ sync: { mode: 'insert' } });
     await using _ = h;
-    const { run: reset } = await h.app.worker.triggerSync('people-to-crm', { resetCDC: true });
-    const afterReset = await h.app.worker.waitForSyncRun(reset.id);
+    const { run: reset } = await h.app.runs.triggerSync('people-to-crm', { resetCDC: true });
+    const afterReset = await h.app.runs.waitForSyncRun(reset.id);
     expect(afterReset.status).toBe('success');
     expect(afterReset.plannedRows).toEqual(NONE);
     expect(await count('crm_people')).toBe(0);

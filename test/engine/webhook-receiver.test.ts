@@ -69,7 +69,7 @@ async function setup() {
   const secrets: WebhookSecrets = { dbtCloud: { secret: DBT_SECRET }, fivetran: { secret: FIVETRAN_SECRET } };
   const receiver = new WebhookReceiver({
     store: h.app.store,
-    runs: h.app.worker,
+    runs: h.app.runs,
     clock: h.app.clock,
     logger: h.app.logger,
     secrets: async () => secrets,
@@ -89,7 +89,7 @@ describe('webhook triggers', () => {
     expect(first.status).toBe(200);
     expect(first.body.outcome).toBe('accepted');
     expect(first.body.runs).toEqual([{ kind: 'sequence', slug: 'after-dbt', runId: expect.any(String) }]);
-    const run = await h.app.worker.waitForSequenceRun(first.body.runs[0]!.runId);
+    const run = await h.app.runs.waitForSequenceRun(first.body.runs[0]!.runId);
     expect(run.status).toBe('done');
     expect(run.trigger.type).toBe('webhook');
 
@@ -177,7 +177,7 @@ describe('webhook triggers', () => {
     const ok = await fivetran(fivetranSyncEnd('SUCCESSFUL'));
     expect(ok.body.outcome).toBe('accepted');
     expect(ok.body.runs[0]).toMatchObject({ kind: 'sync', slug: 'accounts' });
-    const run = await h.app.worker.waitForSyncRun(Number(ok.body.runs[0]!.runId));
+    const run = await h.app.runs.waitForSyncRun(Number(ok.body.runs[0]!.runId));
     expect(run.status).toBe('success');
     expect((await fivetran(fivetranSyncEnd('SUCCESSFUL'))).body.outcome).toBe('duplicate');
   });

@@ -66,8 +66,8 @@ describe('a worker prepares its workspace before it takes work', () => {
     expect(seen.loaded).toBe(true);
     expect(prepareWrites).toHaveBeenCalledTimes(1);
     prepareWrites.mockRestore();
-    const { run } = await h.app.worker.triggerSync('accounts');
-    expect((await h.app.worker.waitForSyncRun(run.id)).status).toBe('success');
+    const { run } = await h.app.runs.triggerSync('accounts');
+    expect((await h.app.runs.waitForSyncRun(run.id)).status).toBe('success');
     expect(seen.openedLoaded).toEqual([true]);
   });
 
@@ -78,8 +78,8 @@ describe('a worker prepares its workspace before it takes work', () => {
     await using h = await startHarness({ dir, definition: definition(), connectors: (real) => (real as ConnectorRegistry).register(kind), startWorker: false });
     await h.app.worker.start({ awaitPrepare: false });
     expect(seen.loaded).toBe(false);
-    const { run } = await h.app.worker.triggerSync('accounts');
-    expect((await h.app.worker.waitForSyncRun(run.id)).status).toBe('success');
+    const { run } = await h.app.runs.triggerSync('accounts');
+    expect((await h.app.runs.waitForSyncRun(run.id)).status).toBe('success');
     expect(seen.openedLoaded).toHaveLength(1);
   });
 
@@ -104,8 +104,8 @@ describe('a worker prepares its workspace before it takes work', () => {
     createHierarchyFixture(dir);
     const { kind, seen } = slowKind(10, true);
     await using h = await startHarness({ dir, definition: definition(), connectors: (real) => (real as ConnectorRegistry).register(kind) });
-    const { run } = await h.app.worker.triggerSync('accounts');
-    expect((await h.app.worker.waitForSyncRun(run.id)).status).toBe('success');
+    const { run } = await h.app.runs.triggerSync('accounts');
+    expect((await h.app.runs.waitForSyncRun(run.id)).status).toBe('success');
     expect(seen.openedLoaded).toEqual([false]);
   });
 });

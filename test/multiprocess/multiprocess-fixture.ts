@@ -389,7 +389,7 @@ export async function cleanRun(fixture: CrmFixture, options: CrmFixtureOptions):
   expect(applied.code, applied.stderr).toBe(0);
   const app = await createApp(resolveConfig({ workspaceDir: dir, env: {} }), { logger: silentLogger });
   try {
-    for (const slug of fixture.sequenceSlugs) await app.worker.triggerSequence(slug);
+    for (const slug of fixture.sequenceSlugs) await app.runs.triggerSequence(slug);
   } finally {
     await app.close();
   }

@@ -42,7 +42,7 @@ function sample(text: string, series: string): number {
 async function runElsewhere(dir: string, storeUrl: string, slug: string) {
   const app = await createApp(resolveConfig({ workspaceDir: dir, storeFlag: storeUrl, env: {} }), { logger: silentLogger });
   try {
-    const { run } = await app.worker.triggerSync(slug);
+    const { run } = await app.runs.triggerSync(slug);
     const deadline = Date.now() + 30_000;
     for (;;) {
       const seen = await app.store.getSyncRun(run.id);
@@ -124,7 +124,7 @@ describe('metrics of worker and scheduler processes on a PostgreSQL store', () =
     expect((await runMain(['--workspace', dir, '--store', storeUrl, 'apply'])).code).toBe(0);
     const app = await createApp(resolveConfig({ workspaceDir: dir, storeFlag: storeUrl, env: {} }), { logger: silentLogger });
     try {
-      const { run } = await app.worker.triggerSync('accounts-to-crm');
+      const { run } = await app.runs.triggerSync('accounts-to-crm');
       const taken = createServer();
       await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
       const port = (taken.address() as AddressInfo).port;

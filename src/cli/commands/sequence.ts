@@ -26,8 +26,8 @@ export function registerSequenceCommands(program: Command, deps: CommandDeps): v
    */
   const reportSequenceRun = async (app: App, runId: string, line: StatusLine, json: boolean, reported: number[]): Promise<void> => {
     const stopProgress = json ? async () => {} : followSequenceRun(app, runId, line);
-    const stopCancelling = cancelOnSignal(line.terminal, `sequence run ${runId}`, () => app.worker.cancelSequenceRun(runId));
-    const final = await app.worker
+    const stopCancelling = cancelOnSignal(line.terminal, `sequence run ${runId}`, () => app.runs.cancelSequenceRun(runId));
+    const final = await app.runs
       .waitForSequenceRun(runId)
       .finally(stopCancelling)
       .finally(stopProgress);
@@ -52,7 +52,7 @@ export function registerSequenceCommands(program: Command, deps: CommandDeps): v
       const { app, close } = await open.toRun((opened) => requireSlug(opened, 'sequence', slug), { term: log.terminal, lookingFor: `no sequence "${slug}"` });
       const reported: number[] = [];
       try {
-        const { run } = await app.worker.triggerSequence(slug, { type: 'manual', detail: 'cli' });
+        const { run } = await app.runs.triggerSequence(slug, { type: 'manual', detail: 'cli' });
         await reportSequenceRun(app, run.id, line, opts.json === true, reported);
       } finally {
         log.release(reported);
@@ -68,7 +68,7 @@ export function registerSequenceCommands(program: Command, deps: CommandDeps): v
       const line = new StatusLine(term);
       const log = new ReportedRunsLog(line.terminal);
       // The resume is queued (or refused) before the worker starts, which then claims it.
-      const { app, close, checked: run } = await open.toRun((opened) => opened.worker.resumeSequenceRun(runId, { type: 'manual', detail: 'cli' }), {
+      const { app, close, checked: run } = await open.toRun((opened) => opened.runs.resumeSequenceRun(runId, { type: 'manual', detail: 'cli' }), {
         term: log.terminal,
         lookingFor: `no sequence run ${runShown('sequence', runId)}`,
       });
@@ -92,7 +92,7 @@ export function registerSequenceCommands(program: Command, deps: CommandDeps): v
       try {
         const known = UUID.test(runId) && (await app.store.getSequenceRun(runId)) !== null;
         if (!known) throw await unknownRun(app, 'sequence', runId);
-        const run = await app.worker.cancelSequenceRun(runId);
+        const run = await app.runs.cancelSequenceRun(runId);
         term.out(`sequence run ${run.id}: ${run.status === 'cancelled' ? 'cancelled' : 'cancel requested'}`);
       } finally {
         await close();

@@ -43,15 +43,15 @@ export function registerSyncCommands(program: Command, deps: CommandDeps): void 
       );
       const reported: number[] = [];
       try {
-        const { run } = await app.worker.triggerSync(
+        const { run } = await app.runs.triggerSync(
           slug,
           { fullResync: Boolean(opts.fullResync), resetCDC: Boolean(opts.resetCdc), allowMassDelete: Boolean(opts.allowMassDelete), fullCompare: Boolean(opts.fullCompare) },
           { type: 'manual', detail: 'cli' },
         );
         // If the process running it dies, another worker takes the same run over: waiting on its id is enough.
         const stopProgress = opts.json ? async () => {} : followSyncRun(app, run.id, slug, line);
-        const stopCancelling = cancelOnSignal(line.terminal, `sync run ${run.id}`, () => app.worker.cancelSyncRun(run.id));
-        const final = await app.worker
+        const stopCancelling = cancelOnSignal(line.terminal, `sync run ${run.id}`, () => app.runs.cancelSyncRun(run.id));
+        const final = await app.runs
           .waitForSyncRun(run.id)
           .finally(stopCancelling)
           .finally(stopProgress);
@@ -79,7 +79,7 @@ export function registerSyncCommands(program: Command, deps: CommandDeps): void 
         const id = Number(runId);
         const known = Number.isInteger(id) && id > 0 && (await app.store.getSyncRun(id)) !== null;
         if (!known) throw await unknownRun(app, 'sync', runId);
-        const run = await app.worker.cancelSyncRun(id);
+        const run = await app.runs.cancelSyncRun(id);
         term.out(`sync run ${run.id}: ${run.status === 'cancelled' ? 'cancelled' : 'cancel requested'}`);
       } finally {
         await close();
