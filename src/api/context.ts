@@ -24,7 +24,9 @@ export type AlertControl = Pick<AlertDispatcher, 'testChannel'>;
 
 export interface ApiDeps {
   store: Store;
+  /** Queues, cancels and resumes runs. */
   runs: RunControl;
+  /** This process's worker: the metrics count the runs it holds. */
   worker: WorkerLeases;
   /** Dry runs of sequences (default: none; the plan route then answers that this server cannot plan). */
   plans?: Pick<SequencePlanner, 'plan'>;
