@@ -1,0 +1,79 @@
+/**
+ * The run service queues, cancels and waits; the worker of its process claims and executes. What
+ * passes between them: a run queued here starts on a local worker at once, not at its next poll; a
+ * run executing here stops at once when cancelled; a run cancelled before it started ends in this
+ * process as one that ran (its end announced, its waiters answered).
+ */
+import { describe, expect, it } from 'vitest';
+import type { SequenceRun, SyncRun } from '../../src/core/runs.js';
+import { hierarchyWorkspace, member, sequence, sync } from '../helpers/definitions.js';
+import { Gate, withWriteHook } from '../helpers/fault-connectors.js';
+import { createHierarchyFixture, startHarness, tempDir } from '../helpers/harness.js';
+
+const definition = hierarchyWorkspace(['accounts', 'workspaces'], {
+  syncs: [
+    sync('accounts', { model: 'accounts', destination: 'crm', object: 'accounts', batchSize: 1 }),
+    sync('workspaces', { model: 'workspaces', destination: 'crm', object: 'workspaces' }),
+  ],
+  sequences: [sequence('crm', [member('accounts'), member('workspaces')])],
+});
+
+/** A poll so slow that a run starting within the test was started by the service's nudge. */
+const NO_POLL = { LOCKSTEP_POLL_MS: '600000' };
+
+describe('the run service and the worker of its process', () => {
+  it('a run queued through the service starts on the local worker at once, without waiting for its poll', async () => {
+    const dir = tempDir();
+    createHierarchyFixture(dir);
+    await using h = await startHarness({ dir, definition, env: NO_POLL });
+    const { run } = await h.app.runs.triggerSync('accounts');
+    expect((await h.app.runs.waitForSyncRun(run.id)).status).toBe('success');
+    const { run: sequenceRun } = await h.app.runs.triggerSequence('crm');
+    expect((await h.app.runs.waitForSequenceRun(sequenceRun.id)).status).toBe('done');
+  });
+
+  it('cancelling a run the local worker executes stops it at its next batch', async () => {
+    const dir = tempDir();
+    createHierarchyFixture(dir);
+    const writing = new Gate();
+    const held = new Gate();
+    await using h = await startHarness({
+      dir,
+      definition,
+      env: NO_POLL,
+      connectors: (real) =>
+        withWriteHook(real, async () => {
+          writing.open();
+          await held.wait();
+        }),
+    });
+    const { run } = await h.app.runs.triggerSync('accounts');
+    await writing.wait();
+    expect(h.app.worker.runningIds).toEqual([run.id]);
+    const requested = await h.app.runs.cancelSyncRun(run.id);
+    expect(requested.status).not.toBe('cancelled');
+    held.open();
+    expect((await h.app.runs.waitForSyncRun(run.id)).status).toBe('cancelled');
+  });
+
+  it('a run cancelled before it started ends at once: its end is announced in this process and its waiters answered', async () => {
+    const dir = tempDir();
+    createHierarchyFixture(dir);
+    await using h = await startHarness({ dir, definition, startWorker: false });
+    const finishedSyncRuns: SyncRun[] = [];
+    const finishedSequenceRuns: SequenceRun[] = [];
+    h.app.events.on('syncRun:finished', (run) => finishedSyncRuns.push(run));
+    h.app.events.on('sequenceRun:finished', (run) => finishedSequenceRuns.push(run));
+
+    const { run } = await h.app.runs.triggerSync('accounts');
+    const waiting = h.app.runs.waitForSyncRun(run.id);
+    expect(await h.app.runs.cancelSyncRun(run.id)).toMatchObject({ id: run.id, status: 'cancelled' });
+    expect(finishedSyncRuns.map((r) => [r.id, r.status])).toEqual([[run.id, 'cancelled']]);
+    expect((await waiting).status).toBe('cancelled');
+
+    const { run: sequenceRun } = await h.app.runs.triggerSequence('crm');
+    expect(await h.app.runs.cancelSequenceRun(sequenceRun.id)).toMatchObject({ id: sequenceRun.id, status: 'cancelled' });
+    expect(finishedSequenceRuns.map((r) => [r.id, r.status])).toEqual([[sequenceRun.id, 'cancelled']]);
+    expect((await h.app.runs.waitForSequenceRun(sequenceRun.id)).status).toBe('cancelled');
+  });
+});
