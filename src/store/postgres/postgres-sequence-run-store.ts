@@ -92,7 +92,7 @@ export class PostgresSequenceRunStore implements SequenceRunStore {
   private readonly db: PostgresDatabase;
   private readonly statements: PostgresStatements;
   /** Table names, qualified with the quoted schema. */
-  private readonly t: PostgresStatements['t'];
+  private readonly tables: PostgresStatements['tables'];
   /** `r.*` of a sequence run plus its members, for the alias `r`. */
   private readonly sequenceRunColumns: string;
   private readonly secrets: SecretCodec;
@@ -106,7 +106,7 @@ export class PostgresSequenceRunStore implements SequenceRunStore {
   constructor(options: PostgresSequenceRunStoreOptions) {
     this.db = options.db;
     this.statements = options.statements;
-    this.t = options.statements.t;
+    this.tables = options.statements.tables;
     this.sequenceRunColumns = options.statements.sequenceRunColumns;
     this.secrets = options.secrets;
     this.clock = options.clock;
@@ -122,9 +122,9 @@ export class PostgresSequenceRunStore implements SequenceRunStore {
     try {
       const rows = await this.db.query<SequenceRunResult>(
         `WITH claimed AS (
-           UPDATE ${this.t.sequenceRuns} AS r SET status = 'running', started_at = $2
+           UPDATE ${this.tables.sequenceRuns} AS r SET status = 'running', started_at = $2
            WHERE r.id = $1 AND r.status = 'pending'
-             AND NOT EXISTS (SELECT 1 FROM ${this.t.sequenceRuns} AS other WHERE other.sequence_id = r.sequence_id AND other.status = 'running')
+             AND NOT EXISTS (SELECT 1 FROM ${this.tables.sequenceRuns} AS other WHERE other.sequence_id = r.sequence_id AND other.status = 'running')
            RETURNING r.*
          )
          SELECT ${this.sequenceRunColumns} FROM claimed AS r`,
@@ -145,7 +145,7 @@ export class PostgresSequenceRunStore implements SequenceRunStore {
   }
 
   async resumingSequenceRunId(id: string): Promise<string | null> {
-    const { rows } = await this.db.direct.query<{ id: string }>(`SELECT id FROM ${this.t.sequenceRuns} WHERE resumed_from = $1`, [id]);
+    const { rows } = await this.db.direct.query<{ id: string }>(`SELECT id FROM ${this.tables.sequenceRuns} WHERE resumed_from = $1`, [id]);
     return rows[0]?.id ?? null;
   }
 
@@ -157,7 +157,7 @@ export class PostgresSequenceRunStore implements SequenceRunStore {
     if (query.statuses !== undefined) where.push(`r.status = ANY(${p.add(query.statuses, 'text[]')})`);
     timeFilters(query, where, p, 'r.');
     const sql =
-      `SELECT ${this.sequenceRunColumns} FROM ${this.t.sequenceRuns} AS r ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ` +
+      `SELECT ${this.sequenceRunColumns} FROM ${this.tables.sequenceRuns} AS r ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ` +
       `ORDER BY r.seq ${query.order === 'asc' ? 'ASC' : 'DESC'} LIMIT ${p.add(query.limit, 'bigint')} OFFSET ${p.add(query.offset, 'bigint')}`;
     return (await this.db.query<SequenceRunResult>(sql, p.values)).map(sequenceRun);
   }
@@ -165,7 +165,7 @@ export class PostgresSequenceRunStore implements SequenceRunStore {
   async listSequenceRunsByStatus(statuses: SequenceRunStatus[]): Promise<SequenceRun[]> {
     if (statuses.length === 0) return [];
     const rows = await this.db.query<SequenceRunResult>(
-      `SELECT ${this.sequenceRunColumns} FROM ${this.t.sequenceRuns} AS r WHERE r.status = ANY($1::text[]) ORDER BY r.seq`,
+      `SELECT ${this.sequenceRunColumns} FROM ${this.tables.sequenceRuns} AS r WHERE r.status = ANY($1::text[]) ORDER BY r.seq`,
       [statuses],
     );
     return rows.map(sequenceRun);
@@ -182,7 +182,7 @@ export class PostgresSequenceRunStore implements SequenceRunStore {
 
   async skipPendingMembers(sequenceRunId: string, now: number): Promise<void> {
     await this.db.transaction(async (q) => {
-      const run = await q.query(`SELECT id FROM ${this.t.sequenceRuns} WHERE id = $1 FOR UPDATE`, [sequenceRunId]);
+      const run = await q.query(`SELECT id FROM ${this.tables.sequenceRuns} WHERE id = $1 FOR UPDATE`, [sequenceRunId]);
       if (run.rows.length === 0) throw new NotFoundError(`sequence run ${sequenceRunId} does not exist`);
       await this.skipPending(q, sequenceRunId, now);
     });
@@ -224,16 +224,16 @@ export class PostgresSequenceRunStore implements SequenceRunStore {
    * snapshot of its own, so a second advance waiting for the lock reads what the first committed.
    */
   private advanceStateSql(ref: string): string {
-    return `SELECT id FROM ${this.t.sequenceRuns} WHERE id = ${ref} FOR UPDATE;
+    return `SELECT id FROM ${this.tables.sequenceRuns} WHERE id = ${ref} FOR UPDATE;
       SELECT ${this.sequenceRunColumns},
-             COALESCE((SELECT json_agg(s) FROM ${this.t.syncRuns} AS s
-                       WHERE s.id IN (SELECT m.sync_run_id FROM ${this.t.memberRuns} AS m
+             COALESCE((SELECT json_agg(s) FROM ${this.tables.syncRuns} AS s
+                       WHERE s.id IN (SELECT m.sync_run_id FROM ${this.tables.memberRuns} AS m
                                       WHERE m.sequence_run_id = r.id
                                         AND (m.status = 'pending' OR (r.reason IS NULL AND m.status IN ('warning', 'failed', 'cancelled'))))),
                       '[]'::json) AS sync_runs
-      FROM ${this.t.sequenceRuns} AS r WHERE r.id = ${ref};
-      SELECT * FROM ${this.t.sequences}
-      WHERE id = (SELECT sequence_id FROM ${this.t.sequenceRuns} WHERE id = ${ref}) AND deleted_at IS NULL`;
+      FROM ${this.tables.sequenceRuns} AS r WHERE r.id = ${ref};
+      SELECT * FROM ${this.tables.sequences}
+      WHERE id = (SELECT sequence_id FROM ${this.tables.sequenceRuns} WHERE id = ${ref}) AND deleted_at IS NULL`;
   }
 
   /**
@@ -280,7 +280,7 @@ export class PostgresSequenceRunStore implements SequenceRunStore {
     );
     const started = decision.start.length > 0 ? await this.startMembersIn(tx, id, decision.start, now, { locked: true, known, claim: claims }) : [];
     if (decision.finish) return { run: await this.finishSequenceRunIn(tx, id, decision.finish, now), started, cancelled: decision.cancel };
-    const [after] = await tx.commitWith(`SELECT ${this.sequenceRunColumns} FROM ${this.t.sequenceRuns} AS r WHERE r.id = ${runId}`);
+    const [after] = await tx.commitWith(`SELECT ${this.sequenceRunColumns} FROM ${this.tables.sequenceRuns} AS r WHERE r.id = ${runId}`);
     return { run: sequenceRun(after?.rows[0] as unknown as SequenceRunResult), started, cancelled: decision.cancel };
   }
 
@@ -297,7 +297,7 @@ export class PostgresSequenceRunStore implements SequenceRunStore {
   async endAndOpenAdvance(id: number, patch: SyncRunPatch, now: number, attempt: number | undefined): Promise<SyncRunRow | null> {
     const p = new Params(pg.escapeLiteral);
     const update = this.syncRuns.patchSyncRunSql(id, patch, now, attempt, p, true);
-    const ref = `(SELECT sequence_run_id FROM ${this.t.syncRuns} WHERE id = ${p.add(safeId(id) ?? -1, 'bigint')})`;
+    const ref = `(SELECT sequence_run_id FROM ${this.tables.syncRuns} WHERE id = ${p.add(safeId(id) ?? -1, 'bigint')})`;
     const opened = await this.db.open(`${update}; COMMIT; BEGIN; ${this.advanceStateSql(ref)}`);
     if (!opened) return null;
     const [updated, , , locked, states, sequences] = opened.results;
@@ -341,23 +341,23 @@ export class PostgresSequenceRunStore implements SequenceRunStore {
       if (!found) throw new NotFoundError(`sequence run ${id} does not exist`);
       // The sequence row first, as enqueueSequenceRun locks it (queues of one sequence take turns),
       // then the run: two resumes of one run take turns too.
-      const live = await q.query<EntityRow>(`SELECT * FROM ${this.t.sequences} WHERE id = $1 AND deleted_at IS NULL FOR UPDATE`, [found.sequence_id]);
-      await q.query(`SELECT id FROM ${this.t.sequenceRuns} WHERE id = $1 FOR UPDATE`, [id]);
+      const live = await q.query<EntityRow>(`SELECT * FROM ${this.tables.sequences} WHERE id = $1 AND deleted_at IS NULL FOR UPDATE`, [found.sequence_id]);
+      await q.query(`SELECT id FROM ${this.tables.sequenceRuns} WHERE id = $1 FOR UPDATE`, [id]);
       const run = sequenceRun((await this.statements.sequenceRunRow(q, id)) as SequenceRunResult);
       const sequence = live.rows[0] ? entityRecord<SequenceRecord>('sequence', live.rows[0], this.secrets) : null;
       const finishedIds = run.members.filter((m) => (m.status === 'success' || m.status === 'warning') && m.syncRunId !== null).map((m) => m.syncRunId as number);
-      const finished = await q.query<SyncRunRow>(`SELECT * FROM ${this.t.syncRuns} WHERE id = ANY($1::bigint[])`, [finishedIds]);
-      const syncs = await q.query<{ id: number; slug: string }>(`SELECT id, slug FROM ${this.t.syncs} WHERE slug = ANY($1::text[]) AND deleted_at IS NULL FOR SHARE`, [
+      const finished = await q.query<SyncRunRow>(`SELECT * FROM ${this.tables.syncRuns} WHERE id = ANY($1::bigint[])`, [finishedIds]);
+      const syncs = await q.query<{ id: number; slug: string }>(`SELECT id, slug FROM ${this.tables.syncs} WHERE slug = ANY($1::text[]) AND deleted_at IS NULL FOR SHARE`, [
         (sequence?.members ?? []).map((m) => m.sync),
       ]);
       const syncIds = new Map(syncs.rows.map((r) => [r.slug, Number(r.id)]));
       const others = await q.query<SequenceRunResult>(
-        `SELECT ${this.sequenceRunColumns} FROM ${this.t.sequenceRuns} AS r WHERE r.resumed_from = $1 OR (r.sequence_id = $2 AND r.status = 'pending')`,
+        `SELECT ${this.sequenceRunColumns} FROM ${this.tables.sequenceRuns} AS r WHERE r.resumed_from = $1 OR (r.sequence_id = $2 AND r.status = 'pending')`,
         [id, run.sequenceId],
       );
       const resumedBy = others.rows.find((r) => r.resumed_from === id);
       const pending = others.rows.find((r) => r.status === 'pending');
-      const graph = await q.query<{ members: RecordedMember[] }>(`SELECT members FROM ${this.t.runGraphs} WHERE sequence_run_id = $1`, [id]);
+      const graph = await q.query<{ members: RecordedMember[] }>(`SELECT members FROM ${this.tables.runGraphs} WHERE sequence_run_id = $1`, [id]);
       const decision = decide({
         run,
         recorded: graph.rows[0]?.members ?? null,
@@ -372,16 +372,16 @@ export class PostgresSequenceRunStore implements SequenceRunStore {
       const newId = randomUUID();
       await q.query(
         `WITH run AS (
-           INSERT INTO ${this.t.sequenceRuns} (id, sequence_id, status, trigger_type, trigger_detail, created_at, deadline_minutes, resumed_from)
+           INSERT INTO ${this.tables.sequenceRuns} (id, sequence_id, status, trigger_type, trigger_detail, created_at, deadline_minutes, resumed_from)
            VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7)
          )
-         INSERT INTO ${this.t.runGraphs} (sequence_run_id, members) VALUES ($1, $8)`,
+         INSERT INTO ${this.tables.runGraphs} (sequence_run_id, members) VALUES ($1, $8)`,
         [newId, resumed.id, trigger.type, nullableStored(trigger.detail), now, resumed.deadlineMinutes ?? null, id, JSON.stringify(recordMembers(resumed))],
       );
       const carried = new Map(decision.carry.map((c) => [c.key, c]));
       const members = resumed.members.map((m) => ({ member: m, carried: carried.get(m.key) ?? null }));
       await q.query(
-        `INSERT INTO ${this.t.memberRuns} (sequence_run_id, key, position, sync_id, status, sync_run_id, started_at, finished_at, timeout_minutes)
+        `INSERT INTO ${this.tables.memberRuns} (sequence_run_id, key, position, sync_id, status, sync_run_id, started_at, finished_at, timeout_minutes)
          SELECT $1, u.key, u.n - 1, u.sync_id, u.status, u.sync_run_id, u.started_at, u.finished_at, u.timeout_minutes
          FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::float8[], $7::float8[], $8::float8[])
               WITH ORDINALITY AS u(key, sync_id, status, sync_run_id, started_at, finished_at, timeout_minutes, n)`,
@@ -396,7 +396,7 @@ export class PostgresSequenceRunStore implements SequenceRunStore {
           members.map((m) => m.member.timeoutMinutes ?? null),
         ],
       );
-      const created = await q.query<SequenceRunResult>(`SELECT ${this.sequenceRunColumns} FROM ${this.t.sequenceRuns} AS r WHERE r.id = $1`, [newId]);
+      const created = await q.query<SequenceRunResult>(`SELECT ${this.sequenceRunColumns} FROM ${this.tables.sequenceRuns} AS r WHERE r.id = $1`, [newId]);
       await this.statements.notify(q, 'work');
       return sequenceRun(created.rows[0] as SequenceRunResult);
     });
@@ -410,7 +410,7 @@ export class PostgresSequenceRunStore implements SequenceRunStore {
       if (current.status === 'pending') {
         await this.cancelPending(q, id, CANCEL_REASONS.CancelledBeforeStart, now);
       } else {
-        await q.query(`UPDATE ${this.t.sequenceRuns} SET cancel_requested = true WHERE id = $1`, [id]);
+        await q.query(`UPDATE ${this.tables.sequenceRuns} SET cancel_requested = true WHERE id = $1`, [id]);
       }
       return sequenceRun((await this.statements.sequenceRunRow(q, id)) as SequenceRunResult);
     });
@@ -423,15 +423,15 @@ export class PostgresSequenceRunStore implements SequenceRunStore {
   async queue(q: Queryable, sequence: SequenceRecord, trigger: Trigger, now: number): Promise<{ run: SequenceRun; created: boolean }> {
     // The sequence row is locked: enqueues of one sequence take turns (one pending run), and a
     // delete of the sequence comes wholly before or after.
-    const live = await q.query(`SELECT id FROM ${this.t.sequences} WHERE id = $1 AND deleted_at IS NULL FOR UPDATE`, [safeId(sequence.id) ?? -1]);
+    const live = await q.query(`SELECT id FROM ${this.tables.sequences} WHERE id = $1 AND deleted_at IS NULL FOR UPDATE`, [safeId(sequence.id) ?? -1]);
     if (live.rows.length === 0) throw new NotFoundError(`sequence "${sequence.slug}" does not exist`);
     const pending = await q.query<SequenceRunResult>(
-      `SELECT ${this.sequenceRunColumns} FROM ${this.t.sequenceRuns} AS r WHERE r.sequence_id = $1 AND r.status = 'pending'`,
+      `SELECT ${this.sequenceRunColumns} FROM ${this.tables.sequenceRuns} AS r WHERE r.sequence_id = $1 AND r.status = 'pending'`,
       [sequence.id],
     );
     if (pending.rows[0]) return { run: sequenceRun(pending.rows[0]), created: false };
     const syncs = await q.query<{ id: number; slug: string }>(
-      `SELECT id, slug FROM ${this.t.syncs} WHERE slug = ANY($1::text[]) AND deleted_at IS NULL FOR SHARE`,
+      `SELECT id, slug FROM ${this.tables.syncs} WHERE slug = ANY($1::text[]) AND deleted_at IS NULL FOR SHARE`,
       [sequence.members.map((m) => m.sync)],
     );
     const bySlug = new Map(syncs.rows.map((r) => [r.slug, Number(r.id)]));
@@ -443,19 +443,19 @@ export class PostgresSequenceRunStore implements SequenceRunStore {
     const id = randomUUID();
     await q.query(
       `WITH run AS (
-         INSERT INTO ${this.t.sequenceRuns} (id, sequence_id, status, trigger_type, trigger_detail, created_at, deadline_minutes)
+         INSERT INTO ${this.tables.sequenceRuns} (id, sequence_id, status, trigger_type, trigger_detail, created_at, deadline_minutes)
          VALUES ($1, $2, 'pending', $3, $4, $5, $6)
        )
-       INSERT INTO ${this.t.runGraphs} (sequence_run_id, members) VALUES ($1, $7)`,
+       INSERT INTO ${this.tables.runGraphs} (sequence_run_id, members) VALUES ($1, $7)`,
       [id, sequence.id, trigger.type, nullableStored(trigger.detail), now, sequence.deadlineMinutes ?? null, JSON.stringify(recordMembers(sequence))],
     );
     await q.query(
-      `INSERT INTO ${this.t.memberRuns} (sequence_run_id, key, position, sync_id, status, timeout_minutes)
+      `INSERT INTO ${this.tables.memberRuns} (sequence_run_id, key, position, sync_id, status, timeout_minutes)
        SELECT $1, u.key, u.n - 1, u.sync_id, 'pending', u.timeout_minutes
        FROM unnest($2::text[], $3::bigint[], $4::float8[]) WITH ORDINALITY AS u(key, sync_id, timeout_minutes, n)`,
       [id, sequence.members.map((m) => m.key), syncIds, sequence.members.map((m) => m.timeoutMinutes ?? null)],
     );
-    const created = await q.query<SequenceRunResult>(`SELECT ${this.sequenceRunColumns} FROM ${this.t.sequenceRuns} AS r WHERE r.id = $1`, [id]);
+    const created = await q.query<SequenceRunResult>(`SELECT ${this.sequenceRunColumns} FROM ${this.tables.sequenceRuns} AS r WHERE r.id = $1`, [id]);
     await this.statements.notify(q, 'work');
     return { run: sequenceRun(created.rows[0] as SequenceRunResult), created: true };
   }
@@ -463,7 +463,7 @@ export class PostgresSequenceRunStore implements SequenceRunStore {
   /** Ends the sequence runs that would still start a member running the deleted sync `syncId`. */
   async endRunsWaitingOnDeletedSync(q: Queryable, syncId: number, syncSlug: string, now: number): Promise<void> {
     const waiting = await q.query<{ id: string; status: string; key: string }>(
-      `SELECT r.id, r.status, m.key FROM ${this.t.memberRuns} AS m JOIN ${this.t.sequenceRuns} AS r ON r.id = m.sequence_run_id
+      `SELECT r.id, r.status, m.key FROM ${this.tables.memberRuns} AS m JOIN ${this.tables.sequenceRuns} AS r ON r.id = m.sequence_run_id
        WHERE m.sync_id = $1 AND m.status = 'pending' AND r.status IN ('pending', 'running')
        FOR UPDATE OF r`,
       [syncId],
@@ -481,7 +481,7 @@ export class PostgresSequenceRunStore implements SequenceRunStore {
 
   /** Cancels the pending runs of the deleted sequence `sequenceId`. */
   async cancelPendingOfDeletedSequence(q: Queryable, sequenceId: number, now: number): Promise<void> {
-    const pending = await q.query<{ id: string }>(`SELECT id FROM ${this.t.sequenceRuns} WHERE sequence_id = $1 AND status = 'pending' FOR UPDATE`, [sequenceId]);
+    const pending = await q.query<{ id: string }>(`SELECT id FROM ${this.tables.sequenceRuns} WHERE sequence_id = $1 AND status = 'pending' FOR UPDATE`, [sequenceId]);
     for (const { id } of pending.rows) {
       await this.cancelPending(q, id, CANCEL_REASONS.SequenceDeleted, now);
     }
@@ -496,7 +496,7 @@ export class PostgresSequenceRunStore implements SequenceRunStore {
    */
   private async cancelPending(q: Queryable, id: string, reason: string, now: number): Promise<void> {
     const { rows } = await q.query(
-      `UPDATE ${this.t.sequenceRuns} SET status = 'cancelled', cancel_requested = true, finished_at = $1, reason = COALESCE(reason, $2)
+      `UPDATE ${this.tables.sequenceRuns} SET status = 'cancelled', cancel_requested = true, finished_at = $1, reason = COALESCE(reason, $2)
        WHERE id = $3 AND status = 'pending' RETURNING id`,
       [now, reason, id],
     );
@@ -511,14 +511,14 @@ export class PostgresSequenceRunStore implements SequenceRunStore {
    */
   private async skipPending(q: Queryable, sequenceRunId: string, now: number): Promise<void> {
     const cancelled = await q.query<{ id: string }>(
-      `UPDATE ${this.t.syncRuns} SET status = 'cancelled', finished_at = $2
-       WHERE status = 'queued' AND id IN (SELECT sync_run_id FROM ${this.t.memberRuns}
+      `UPDATE ${this.tables.syncRuns} SET status = 'cancelled', finished_at = $2
+       WHERE status = 'queued' AND id IN (SELECT sync_run_id FROM ${this.tables.memberRuns}
                                           WHERE sequence_run_id = $1 AND status = 'pending' AND sync_run_id IS NOT NULL)
        RETURNING id::text`,
       [sequenceRunId, now],
     );
     await this.statements.recordFinishedRuns(q, 'sync', cancelled.rows.map((r) => r.id), now);
-    await q.query(`UPDATE ${this.t.memberRuns} SET status = 'skipped', finished_at = $2 WHERE sequence_run_id = $1 AND status = 'pending'`, [
+    await q.query(`UPDATE ${this.tables.memberRuns} SET status = 'skipped', finished_at = $2 WHERE sequence_run_id = $1 AND status = 'pending'`, [
       sequenceRunId,
       now,
     ]);
@@ -544,7 +544,7 @@ export class PostgresSequenceRunStore implements SequenceRunStore {
     // The sequence run is locked: two hand-offs replayed at once take turns, and the second
     // finds the members started.
     if (!locked) {
-      const run = (await q.query<{ status: string }>(`SELECT status FROM ${this.t.sequenceRuns} WHERE id = $1 FOR UPDATE`, [sequenceRunId])).rows[0];
+      const run = (await q.query<{ status: string }>(`SELECT status FROM ${this.tables.sequenceRuns} WHERE id = $1 FOR UPDATE`, [sequenceRunId])).rows[0];
       if (!run) throw new NotFoundError(`sequence run ${sequenceRunId} does not exist`);
       if (isTerminalSequenceRunStatus(run.status)) return [];
     }
@@ -571,26 +571,26 @@ export class PostgresSequenceRunStore implements SequenceRunStore {
       const claimedAt = claimNow ? (claim as { at: () => number }).at() : now;
       const { rows } = await q.query<SyncRunRow>(
         `WITH live AS (
-           SELECT id FROM ${this.t.syncs} WHERE id = ${syncId} AND deleted_at IS NULL FOR SHARE
+           SELECT id FROM ${this.tables.syncs} WHERE id = ${syncId} AND deleted_at IS NULL FOR SHARE
          ), claimed AS (
-           INSERT INTO ${this.t.syncRuns} AS r (sync_id, status, trigger_type, trigger_detail, full_resync, reset_cdc, sequence_run_id, member_key,
+           INSERT INTO ${this.tables.syncRuns} AS r (sync_id, status, trigger_type, trigger_detail, full_resync, reset_cdc, sequence_run_id, member_key,
                                                created_at, started_at, attempt, worker_id, lease_expires_at)
            SELECT live.id, 'querying', 'sequence', ${runId}, false, false, ${runId}, ${key}, ${createdAt}, ${p.add(claimedAt, 'float8')}, 1,
                   ${p.add(claim?.lease.workerId ?? null, 'text')}, ${p.add(claimedAt + (claim?.lease.leaseMs ?? 0), 'float8')}
            FROM live
            WHERE ${p.add(claimNow, 'boolean')}
-             AND NOT EXISTS (SELECT 1 FROM ${this.t.syncRuns} AS other WHERE other.sync_id = ${syncId} AND other.status IN ${ACTIVE})
+             AND NOT EXISTS (SELECT 1 FROM ${this.tables.syncRuns} AS other WHERE other.sync_id = ${syncId} AND other.status IN ${ACTIVE})
            ON CONFLICT DO NOTHING
            RETURNING r.*
          ), queued AS (
-           INSERT INTO ${this.t.syncRuns} (sync_id, status, trigger_type, trigger_detail, full_resync, reset_cdc, sequence_run_id, member_key, created_at)
+           INSERT INTO ${this.tables.syncRuns} (sync_id, status, trigger_type, trigger_detail, full_resync, reset_cdc, sequence_run_id, member_key, created_at)
            SELECT live.id, 'queued', 'sequence', ${runId}, false, false, ${runId}, ${key}, ${createdAt}
            FROM live WHERE NOT EXISTS (SELECT 1 FROM claimed)
            RETURNING *
          ), run AS (
            SELECT * FROM claimed UNION ALL SELECT * FROM queued
          ), linked AS (
-           UPDATE ${this.t.memberRuns} AS m SET sync_run_id = run.id, sync_id = run.sync_id,
+           UPDATE ${this.tables.memberRuns} AS m SET sync_run_id = run.id, sync_id = run.sync_id,
              status = CASE WHEN run.status = 'queued' THEN 'pending' ELSE 'running' END,
              started_at = CASE WHEN run.status = 'queued' THEN m.started_at ELSE COALESCE(m.started_at, run.started_at) END,
              finished_at = NULL
@@ -612,7 +612,7 @@ export class PostgresSequenceRunStore implements SequenceRunStore {
   private async memberStates(q: Queryable, sequenceRunId: string, members: MemberStart[]): Promise<Map<string, MemberWithRun>> {
     const { rows } = await q.query<{ key: string; member_status: string; sync_run_id: number | null; run_status: string | null }>(
       `SELECT m.key, m.status AS member_status, m.sync_run_id, r.status AS run_status
-       FROM ${this.t.memberRuns} AS m LEFT JOIN ${this.t.syncRuns} AS r ON r.id = m.sync_run_id
+       FROM ${this.tables.memberRuns} AS m LEFT JOIN ${this.tables.syncRuns} AS r ON r.id = m.sync_run_id
        WHERE m.sequence_run_id = $1 AND m.key = ANY($2::text[])`,
       [sequenceRunId, members.map((m) => m.key)],
     );
@@ -621,7 +621,7 @@ export class PostgresSequenceRunStore implements SequenceRunStore {
 
   /** Records the termination unless one is recorded (the first wins); false when nothing changed. */
   private async setTerminationIn(q: Queryable, sequenceRunId: string, memberKey: string | null, reason: string): Promise<boolean> {
-    const { rows } = await q.query(`UPDATE ${this.t.sequenceRuns} SET terminated_by = $1, reason = $2 WHERE id = $3 AND reason IS NULL RETURNING id`, [
+    const { rows } = await q.query(`UPDATE ${this.tables.sequenceRuns} SET terminated_by = $1, reason = $2 WHERE id = $3 AND reason IS NULL RETURNING id`, [
       memberKey,
       storedText(reason),
       sequenceRunId,
@@ -640,7 +640,7 @@ export class PostgresSequenceRunStore implements SequenceRunStore {
     const terminal = isTerminalSequenceRunStatus(status);
     const { rows } = await q.query<SequenceRunResult>(
       `WITH finished AS (
-         UPDATE ${this.t.sequenceRuns} SET status = $2, finished_at = CASE WHEN $3::boolean THEN $4::float8 ELSE finished_at END
+         UPDATE ${this.tables.sequenceRuns} SET status = $2, finished_at = CASE WHEN $3::boolean THEN $4::float8 ELSE finished_at END
          WHERE id = $1 RETURNING *
        )
        SELECT ${this.sequenceRunColumns} FROM finished AS r`,

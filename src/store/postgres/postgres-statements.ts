@@ -73,7 +73,7 @@ type Table =
 
 export class PostgresStatements {
   /** Table names, qualified with the quoted schema. */
-  readonly t: Record<Table, string>;
+  readonly tables: Record<Table, string>;
   /** `r.*` of a sequence run plus its members (as JSON, in position order), for the alias `r`. */
   readonly sequenceRunColumns: string;
 
@@ -83,7 +83,7 @@ export class PostgresStatements {
     private readonly channel: string,
   ) {
     const s = db.schema;
-    this.t = {
+    this.tables = {
       sources: `${s}.sources`,
       destinations: `${s}.destinations`,
       models: `${s}.models`,
@@ -96,7 +96,7 @@ export class PostgresStatements {
       finishedRuns: `${s}.finished_runs`,
       runGraphs: `${s}.sequence_run_graphs`,
     };
-    this.sequenceRunColumns = `r.*, COALESCE((SELECT json_agg(m ORDER BY m.position) FROM ${this.t.memberRuns} AS m
+    this.sequenceRunColumns = `r.*, COALESCE((SELECT json_agg(m ORDER BY m.position) FROM ${this.tables.memberRuns} AS m
       WHERE m.sequence_run_id = r.id), '[]'::json) AS members`;
   }
 
@@ -107,7 +107,7 @@ export class PostgresStatements {
   async recordFinishedRuns(q: Queryable, kind: FinishedRunEntry['kind'], runIds: string[], now: number): Promise<void> {
     if (runIds.length === 0) return;
     await q.query(
-      `INSERT INTO ${this.t.finishedRuns} (kind, run_id, created_at)
+      `INSERT INTO ${this.tables.finishedRuns} (kind, run_id, created_at)
        SELECT $1, run_id, $3 FROM unnest($2::text[]) WITH ORDINALITY AS ended(run_id, n) ORDER BY n`,
       [kind, runIds, now],
     );
@@ -131,12 +131,12 @@ export class PostgresStatements {
   async syncRunRow(q: Queryable, id: number, lock = ''): Promise<SyncRunRow | null> {
     const runId = safeId(id);
     if (runId === null) return null;
-    const { rows } = await q.query<SyncRunRow>(`SELECT * FROM ${this.t.syncRuns} WHERE id = $1 ${lock}`, [runId]);
+    const { rows } = await q.query<SyncRunRow>(`SELECT * FROM ${this.tables.syncRuns} WHERE id = $1 ${lock}`, [runId]);
     return rows[0] ?? null;
   }
 
   async sequenceRunRow(q: Queryable, id: string, lock = ''): Promise<SequenceRunResult | null> {
-    const sql = `SELECT ${this.sequenceRunColumns} FROM ${this.t.sequenceRuns} AS r WHERE r.id = $1 ${lock ? `${lock} OF r` : ''}`;
+    const sql = `SELECT ${this.sequenceRunColumns} FROM ${this.tables.sequenceRuns} AS r WHERE r.id = $1 ${lock ? `${lock} OF r` : ''}`;
     const { rows } = await q.query<SequenceRunResult>(sql, [id]);
     return rows[0] ?? null;
   }

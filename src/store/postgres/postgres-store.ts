@@ -124,7 +124,7 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
   private readonly db: PostgresDatabase;
   private readonly notifications: PostgresNotifications;
   /** Table names, qualified with the quoted schema. */
-  private readonly t: PostgresStatements['t'];
+  private readonly tables: PostgresStatements['tables'];
   /** Entities, with the alerts and webhook settings applied with them. */
   private readonly workspace: PostgresWorkspaceStore;
   /** The run queue and history of sync runs. */
@@ -150,7 +150,7 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
     });
     this.migrationsApplied = applied;
     const statements = new PostgresStatements(db, channel);
-    this.t = statements.t;
+    this.tables = statements.tables;
     this.webhooks = new PostgresWebhookStore(db, secrets);
     this.alerts = new PostgresAlertStore(db, secrets);
     this.tokens = new PostgresTokenStore(db);
@@ -336,10 +336,10 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
     // SKIP LOCKED: processes taking at once each get other entries, without waiting.
     const rows = await this.db.query<FinishedRunRow>(
       `WITH free AS (
-         SELECT id FROM ${this.t.finishedRuns} WHERE held_until IS NULL OR held_until <= $1
+         SELECT id FROM ${this.tables.finishedRuns} WHERE held_until IS NULL OR held_until <= $1
          ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED
        )
-       UPDATE ${this.t.finishedRuns} AS f SET held_by = $3, held_until = $4 FROM free WHERE f.id = free.id
+       UPDATE ${this.tables.finishedRuns} AS f SET held_by = $3, held_until = $4 FROM free WHERE f.id = free.id
        RETURNING f.id, f.kind, f.run_id`,
       [now, Math.floor(limit), lease.workerId, now + lease.leaseMs],
     );
@@ -349,7 +349,7 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
   async ackFinishedRuns(ids: number[]): Promise<void> {
     const safe = ids.map(safeId).filter((id): id is number => id !== null);
     if (safe.length === 0) return;
-    await this.db.query(`DELETE FROM ${this.t.finishedRuns} WHERE id = ANY($1::bigint[])`, [safe]);
+    await this.db.query(`DELETE FROM ${this.tables.finishedRuns} WHERE id = ANY($1::bigint[])`, [safe]);
   }
 }
 

@@ -51,7 +51,7 @@ export class PostgresSyncRunStore implements SyncRunStore {
   private readonly db: PostgresDatabase;
   private readonly statements: PostgresStatements;
   /** Table names, qualified with the quoted schema. */
-  private readonly t: PostgresStatements['t'];
+  private readonly tables: PostgresStatements['tables'];
   private readonly fence: PostgresRunFence;
   private readonly clock: Clock;
   private readonly endAndOpenAdvance: EndAndOpenAdvance;
@@ -59,7 +59,7 @@ export class PostgresSyncRunStore implements SyncRunStore {
   constructor(options: PostgresSyncRunStoreOptions) {
     this.db = options.db;
     this.statements = options.statements;
-    this.t = options.statements.t;
+    this.tables = options.statements.tables;
     this.fence = options.fence;
     this.clock = options.clock;
     this.endAndOpenAdvance = options.endAndOpenAdvance;
@@ -94,7 +94,7 @@ export class PostgresSyncRunStore implements SyncRunStore {
     try {
       const rows = await q.query<SyncRunRow>(
         `WITH claimed AS (
-           UPDATE ${this.t.syncRuns} AS r SET ${this.claimSetSql(lease, now, at, p)}
+           UPDATE ${this.tables.syncRuns} AS r SET ${this.claimSetSql(lease, now, at, p)}
            WHERE r.id = ${runId} AND ${this.claimableSql('r', at)}
            RETURNING r.*
          ), member AS (${this.followSql('claimed', memberTransition('querying'), at, p)})
@@ -123,18 +123,18 @@ export class PostgresSyncRunStore implements SyncRunStore {
       try {
         const rows = await this.db.query<SyncRunRow>(
           `WITH expired AS (
-             SELECT id FROM ${this.t.syncRuns}
+             SELECT id FROM ${this.tables.syncRuns}
              WHERE status IN ${ACTIVE} AND (lease_expires_at IS NULL OR lease_expires_at <= ${at})
              ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
            ), queued AS (
-             SELECT r.id FROM ${this.t.syncRuns} AS r
+             SELECT r.id FROM ${this.tables.syncRuns} AS r
              WHERE NOT EXISTS (SELECT 1 FROM expired) AND r.status = 'queued'
-               AND NOT EXISTS (SELECT 1 FROM ${this.t.syncRuns} AS other WHERE other.sync_id = r.sync_id AND other.status IN ${ACTIVE})
+               AND NOT EXISTS (SELECT 1 FROM ${this.tables.syncRuns} AS other WHERE other.sync_id = r.sync_id AND other.status IN ${ACTIVE})
              ORDER BY r.id LIMIT 1 FOR UPDATE OF r SKIP LOCKED
            ), candidate AS (
              SELECT id FROM expired UNION ALL SELECT id FROM queued
            ), claimed AS (
-             UPDATE ${this.t.syncRuns} AS r SET ${this.claimSetSql(lease, now, at, p)}
+             UPDATE ${this.tables.syncRuns} AS r SET ${this.claimSetSql(lease, now, at, p)}
              FROM candidate WHERE r.id = candidate.id
              RETURNING r.*
            ), member AS (${this.followSql('claimed', memberTransition('querying'), at, p)})
@@ -153,7 +153,7 @@ export class PostgresSyncRunStore implements SyncRunStore {
     const ids = runIds.map(safeId).filter((id): id is number => id !== null);
     if (ids.length === 0) return [];
     const rows = await this.db.query<{ id: number }>(
-      `UPDATE ${this.t.syncRuns} SET lease_expires_at = $3
+      `UPDATE ${this.tables.syncRuns} SET lease_expires_at = $3
        WHERE id = ANY($1::bigint[]) AND worker_id = $2 AND status IN ${ACTIVE}
        RETURNING id`,
       [ids, lease.workerId, now + lease.leaseMs],
@@ -166,7 +166,7 @@ export class PostgresSyncRunStore implements SyncRunStore {
     const p = new Params();
     const rows = await this.db.query(
       `WITH released AS (
-         UPDATE ${this.t.syncRuns} SET lease_expires_at = ${p.add(now, 'float8')}
+         UPDATE ${this.tables.syncRuns} SET lease_expires_at = ${p.add(now, 'float8')}
          WHERE worker_id = ${p.add(workerId, 'text')} AND status IN ${ACTIVE} AND lease_expires_at > ${p.add(now, 'float8')}
          RETURNING id
        )
@@ -178,7 +178,7 @@ export class PostgresSyncRunStore implements SyncRunStore {
 
   async listLeases(): Promise<RunLease[]> {
     const rows = await this.db.query<LeaseRow>(
-      `SELECT id, sync_id, worker_id, attempt, lease_expires_at FROM ${this.t.syncRuns} WHERE status IN ${ACTIVE} ORDER BY id`,
+      `SELECT id, sync_id, worker_id, attempt, lease_expires_at FROM ${this.tables.syncRuns} WHERE status IN ${ACTIVE} ORDER BY id`,
     );
     return rows.map(toLease);
   }
@@ -227,13 +227,13 @@ export class PostgresSyncRunStore implements SyncRunStore {
     if (query.statuses !== undefined) where.push(`status = ANY(${p.add(query.statuses, 'text[]')})`);
     timeFilters(query, where, p);
     const sql =
-      `SELECT * FROM ${this.t.syncRuns} ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ` +
+      `SELECT * FROM ${this.tables.syncRuns} ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ` +
       `ORDER BY id ${query.order === 'asc' ? 'ASC' : 'DESC'} LIMIT ${p.add(query.limit, 'bigint')} OFFSET ${p.add(query.offset, 'bigint')}`;
     return (await this.db.query<SyncRunRow>(sql, p.values)).map(syncRun);
   }
 
   async listQueuedSyncRuns(): Promise<SyncRun[]> {
-    return (await this.db.query<SyncRunRow>(`SELECT * FROM ${this.t.syncRuns} WHERE status = 'queued' ORDER BY id`)).map(syncRun);
+    return (await this.db.query<SyncRunRow>(`SELECT * FROM ${this.tables.syncRuns} WHERE status = 'queued' ORDER BY id`)).map(syncRun);
   }
 
   async requestSyncRunCancel(id: number, now: number = this.clock.now()): Promise<SyncRun> {
@@ -246,7 +246,7 @@ export class PostgresSyncRunStore implements SyncRunStore {
     await this.fence.write(
       [
         [
-          `INSERT INTO ${this.t.rejectedRows} (sync_run_id, key, op, reason)
+          `INSERT INTO ${this.tables.rejectedRows} (sync_run_id, key, op, reason)
            SELECT u.run, u.key, u.op, u.reason FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS u(run, key, op, reason, n)
            ORDER BY u.n`,
           [rows.map((r) => safeId(r.syncRunId) ?? -1), rows.map((r) => storedText(r.key)), rows.map((r) => r.op), rows.map((r) => storedText(r.reason))],
@@ -257,12 +257,12 @@ export class PostgresSyncRunStore implements SyncRunStore {
   }
 
   async clearRejectedRows(syncRunId: number, fence?: RunFence): Promise<void> {
-    await this.fence.write([[`DELETE FROM ${this.t.rejectedRows} WHERE sync_run_id = $1`, [safeId(syncRunId) ?? -1]]], fence);
+    await this.fence.write([[`DELETE FROM ${this.tables.rejectedRows} WHERE sync_run_id = $1`, [safeId(syncRunId) ?? -1]]], fence);
   }
 
   async listRejectedRows(syncRunId: number, limit: number, offset: number): Promise<RejectedRow[]> {
     const rows = await this.db.query<RejectedRowRow>(
-      `SELECT * FROM ${this.t.rejectedRows} WHERE sync_run_id = $1 ORDER BY id LIMIT $2 OFFSET $3`,
+      `SELECT * FROM ${this.tables.rejectedRows} WHERE sync_run_id = $1 ORDER BY id LIMIT $2 OFFSET $3`,
       [safeId(syncRunId) ?? -1, limit, offset],
     );
     return rows.map((row) => toRejectedRow({ ...row, key: readText(row.key), reason: readText(row.reason) }));
@@ -280,9 +280,9 @@ export class PostgresSyncRunStore implements SyncRunStore {
     // (nothing is queued) or waits until the run is queued (and then cancels it).
     const p = new Params();
     const { rows } = await q.query<SyncRunResult>(
-      `WITH sync AS (SELECT id FROM ${this.t.syncs} WHERE id = ${p.add(safeId(input.syncId) ?? -1, 'bigint')} AND deleted_at IS NULL FOR SHARE),
+      `WITH sync AS (SELECT id FROM ${this.tables.syncs} WHERE id = ${p.add(safeId(input.syncId) ?? -1, 'bigint')} AND deleted_at IS NULL FOR SHARE),
        queued AS (
-         INSERT INTO ${this.t.syncRuns} AS r (sync_id, status, trigger_type, trigger_detail, full_resync, reset_cdc, allow_mass_delete, full_compare, created_at)
+         INSERT INTO ${this.tables.syncRuns} AS r (sync_id, status, trigger_type, trigger_detail, full_resync, reset_cdc, allow_mass_delete, full_compare, created_at)
          SELECT sync.id, 'queued', ${p.add(input.trigger.type, 'text')}, ${p.add(nullableStored(input.trigger.detail), 'text')},
                 ${p.add(input.options.fullResync, 'boolean')}, ${p.add(input.options.resetCDC, 'boolean')},
                 ${p.add(input.options.allowMassDelete === true, 'boolean')}, ${p.add(input.options.fullCompare === true, 'boolean')}, ${p.add(now, 'float8')}
@@ -312,7 +312,7 @@ export class PostgresSyncRunStore implements SyncRunStore {
       const at = p.add(now, 'float8');
       const { rows } = await q.query<SyncRunRow>(
         `WITH cancelled AS (
-           UPDATE ${this.t.syncRuns} SET status = 'cancelled', cancel_requested = true, finished_at = ${at}
+           UPDATE ${this.tables.syncRuns} SET status = 'cancelled', cancel_requested = true, finished_at = ${at}
            WHERE id = ${p.add(current.id, 'bigint')} RETURNING *
          ), member AS (${this.followSql('cancelled', memberTransition('cancelled'), at, p)})
          SELECT * FROM cancelled`,
@@ -321,14 +321,14 @@ export class PostgresSyncRunStore implements SyncRunStore {
       await this.statements.recordFinishedRuns(q, 'sync', [String(current.id)], now);
       return syncRun(rows[0] as SyncRunRow);
     }
-    const { rows } = await q.query<SyncRunRow>(`UPDATE ${this.t.syncRuns} SET cancel_requested = true WHERE id = $1 RETURNING *`, [current.id]);
+    const { rows } = await q.query<SyncRunRow>(`UPDATE ${this.tables.syncRuns} SET cancel_requested = true WHERE id = $1 RETURNING *`, [current.id]);
     return syncRun(rows[0] as SyncRunRow);
   }
 
   /** Cancels the standalone runs queued for the deleted sync `syncId`, recorded as finished runs: they can never run. */
   async cancelQueuedOfDeletedSync(q: Queryable, syncId: number, now: number): Promise<void> {
     const cancelled = await q.query<{ id: string }>(
-      `UPDATE ${this.t.syncRuns} SET status = 'cancelled', finished_at = $1, error = $2
+      `UPDATE ${this.tables.syncRuns} SET status = 'cancelled', finished_at = $1, error = $2
        WHERE sync_id = $3 AND status = 'queued' AND sequence_run_id IS NULL
        RETURNING id::text`,
       [now, CANCEL_REASONS.SyncDeleted, syncId],
@@ -365,7 +365,7 @@ export class PostgresSyncRunStore implements SyncRunStore {
     const newStatus = p.add(status, 'text');
     const at = p.add(now, 'float8');
     const count = (value: number | undefined) => p.add(value ?? null, 'bigint');
-    const update = `UPDATE ${this.t.syncRuns} SET
+    const update = `UPDATE ${this.tables.syncRuns} SET
          status             = COALESCE(${newStatus}, status),
          query_size         = COALESCE(${count(patch.querySize)}, query_size),
          planned_added      = COALESCE(${count(patch.plannedRows?.addedCount)}, planned_added),
@@ -390,7 +390,7 @@ export class PostgresSyncRunStore implements SyncRunStore {
        RETURNING *`;
     // `ending`: only a run that goes on is changed, and its end is recorded (see recordFinishedRuns).
     const outbox = ending
-      ? `, outbox AS (INSERT INTO ${this.t.finishedRuns} (kind, run_id, created_at) SELECT 'sync', updated.id::text, ${at} FROM updated)`
+      ? `, outbox AS (INSERT INTO ${this.tables.finishedRuns} (kind, run_id, created_at) SELECT 'sync', updated.id::text, ${at} FROM updated)`
       : '';
     const announce = ending ? `, ${this.statements.notifySql('finished', p)} AS notified_finished, ${this.statements.notifySql('work', p)} AS notified_work` : '';
     return status === null
@@ -411,7 +411,7 @@ export class PostgresSyncRunStore implements SyncRunStore {
    */
   private claimableSql(alias: string, at: string): string {
     return `((${alias}.status = 'queued'
-        AND NOT EXISTS (SELECT 1 FROM ${this.t.syncRuns} AS other WHERE other.sync_id = ${alias}.sync_id AND other.status IN ${ACTIVE}))
+        AND NOT EXISTS (SELECT 1 FROM ${this.tables.syncRuns} AS other WHERE other.sync_id = ${alias}.sync_id AND other.status IN ${ACTIVE}))
       OR (${alias}.status IN ${ACTIVE} AND (${alias}.lease_expires_at IS NULL OR ${alias}.lease_expires_at <= ${at})))`;
   }
 
@@ -421,7 +421,7 @@ export class PostgresSyncRunStore implements SyncRunStore {
    * (see member-state.ts), for a data-modifying WITH clause.
    */
   private followSql(runs: string, next: MemberTransition, at: string, p: Params): string {
-    return `UPDATE ${this.t.memberRuns} AS m SET
+    return `UPDATE ${this.tables.memberRuns} AS m SET
         status      = ${p.add(next.status, 'text')},
         started_at  = CASE WHEN ${p.add(next.started, 'boolean')} THEN COALESCE(m.started_at, ${at}) ELSE m.started_at END,
         finished_at = CASE WHEN ${p.add(next.finished, 'boolean')} THEN ${at} ELSE NULL END

@@ -53,7 +53,7 @@ CREATE INDEX alert_deliveries_due ON alert_deliveries (next_attempt_at) WHERE st
 `;
 
 export class SqliteAlertStore implements AlertStore {
-  private readonly s: Record<
+  private readonly statements: Record<
     | 'definition'
     | 'saveDefinition'
     | 'state'
@@ -75,7 +75,7 @@ export class SqliteAlertStore implements AlertStore {
     /** Seals the channels' secrets in the stored definition. */
     private readonly secrets: SecretCodec,
   ) {
-    this.s = {
+    this.statements = {
       definition: db.prepare('SELECT definition FROM alert_definitions WHERE id = 1'),
       saveDefinition: db.prepare(
         `INSERT INTO alert_definitions (id, definition, updated_at) VALUES (1, ?, ?)
@@ -117,7 +117,7 @@ export class SqliteAlertStore implements AlertStore {
 
   /** The stored definition (synchronous; the caller holds a transaction or reads one statement). */
   readDefinition(): AlertsDefinition {
-    const row = this.s.definition.get() as { definition: string } | undefined;
+    const row = this.statements.definition.get() as { definition: string } | undefined;
     if (!row) return { channels: [...NO_ALERTS.channels], rules: [...NO_ALERTS.rules] };
     const stored = this.secrets.openAlerts(JSON.parse(row.definition) as AlertsDefinition);
     // Definitions written before alerts could be edited through the API all came from files.
@@ -129,7 +129,7 @@ export class SqliteAlertStore implements AlertStore {
 
   /** Replaces the stored definition (synchronous; the caller holds the write transaction). */
   writeDefinition(definition: AlertsDefinition, now: number): void {
-    this.s.saveDefinition.run(JSON.stringify(this.secrets.sealAlerts({ channels: definition.channels, rules: definition.rules })), now);
+    this.statements.saveDefinition.run(JSON.stringify(this.secrets.sealAlerts({ channels: definition.channels, rules: definition.rules })), now);
   }
 
   // --- the port
@@ -144,9 +144,9 @@ export class SqliteAlertStore implements AlertStore {
   ): Promise<{ change: AlertChange; deliveries: AlertDelivery[] }> {
     return this.immediate(() => {
       const subject = subjectKey(outcome.subject);
-      const row = this.s.state.get(outcome.rule, subject, outcome.condition) as { raised: number } | undefined;
+      const row = this.statements.state.get(outcome.rule, subject, outcome.condition) as { raised: number } | undefined;
       const change = alertChange(row ? row.raised === 1 : null, outcome.raised);
-      this.s.saveState.run({
+      this.statements.saveState.run({
         rule: outcome.rule,
         subject,
         condition: outcome.condition,
@@ -160,7 +160,7 @@ export class SqliteAlertStore implements AlertStore {
   }
 
   async listStates(): Promise<AlertState[]> {
-    return this.read(() => (this.s.states.all() as AlertStateRow[]).map(toAlertState));
+    return this.read(() => (this.statements.states.all() as AlertStateRow[]).map(toAlertState));
   }
 
   async enqueueDeliveries(deliveries: NewAlertDelivery[], now: number, firstAttemptAt: number = now): Promise<AlertDelivery[]> {
@@ -169,21 +169,21 @@ export class SqliteAlertStore implements AlertStore {
 
   async claimDueDeliveries(now: number, limit: number, leaseMs: number): Promise<AlertDelivery[]> {
     return this.immediate(() => {
-      const ids = this.s.due.all(now, limit) as Array<{ id: number }>;
-      return ids.map(({ id }) => toDelivery(this.s.claim.get(now + leaseMs, id) as DeliveryRow));
+      const ids = this.statements.due.all(now, limit) as Array<{ id: number }>;
+      return ids.map(({ id }) => toDelivery(this.statements.claim.get(now + leaseMs, id) as DeliveryRow));
     });
   }
 
   async nextDeliveryAt(): Promise<number | null> {
-    return this.read(() => (this.s.nextDue.get() as { at: number | null }).at);
+    return this.read(() => (this.statements.nextDue.get() as { at: number | null }).at);
   }
 
   async markDeliverySent(id: number, now: number): Promise<void> {
-    this.immediate(() => this.s.sent.run(now, id));
+    this.immediate(() => this.statements.sent.run(now, id));
   }
 
   async markDeliveryFailed(id: number, error: string, retryAt: number | null): Promise<void> {
-    this.immediate(() => this.s.failed.run({ id, error: error.slice(0, 2000), retryAt }));
+    this.immediate(() => this.statements.failed.run({ id, error: error.slice(0, 2000), retryAt }));
   }
 
   async listDeliveries(query: AlertDeliveryQuery): Promise<AlertDelivery[]> {
@@ -205,7 +205,7 @@ export class SqliteAlertStore implements AlertStore {
   }
 
   private insert(delivery: NewAlertDelivery, now: number, firstAttemptAt: number = now): AlertDelivery {
-    return toDelivery(this.s.insertDelivery.get(delivery.channel, JSON.stringify(delivery.notice), firstAttemptAt, now) as DeliveryRow);
+    return toDelivery(this.statements.insertDelivery.get(delivery.channel, JSON.stringify(delivery.notice), firstAttemptAt, now) as DeliveryRow);
   }
 
   private immediate<R>(fn: () => R): R {

@@ -13,7 +13,7 @@ import type { Statements } from './sqlite-statements.js';
 export class SqliteRunFence {
   constructor(
     /** The store's prepared statements: a run's row, and its attempt and worker. */
-    private readonly s: Pick<Statements, 'syncRun' | 'runAttempt'>,
+    private readonly statements: Pick<Statements, 'syncRun' | 'runAttempt'>,
   ) {}
 
   /**
@@ -22,14 +22,14 @@ export class SqliteRunFence {
    */
   check(fence: RunFence | undefined): SyncRunRow | null {
     if (fence === undefined) return null;
-    const row = this.s.syncRun.get(fence.runId) as SyncRunRow | undefined;
+    const row = this.statements.syncRun.get(fence.runId) as SyncRunRow | undefined;
     if (!row || Number(row.attempt) !== fence.attempt) throw this.error(fence);
     return row;
   }
 
   /** The refusal of a write of `fence`, naming the attempt and worker that hold the run now. */
   error(fence: RunFence): LockstepError {
-    const row = this.s.runAttempt.get(fence.runId) as { attempt: number; worker_id: string | null } | undefined;
+    const row = this.statements.runAttempt.get(fence.runId) as { attempt: number; worker_id: string | null } | undefined;
     return leaseLostError(fence.runId, fence.attempt, row ? Number(row.attempt) : null, row?.worker_id ?? null);
   }
 }

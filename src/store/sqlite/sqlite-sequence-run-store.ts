@@ -37,7 +37,7 @@ import type { SqliteSyncRunStore } from './sqlite-sync-run-store.js';
 
 export interface SqliteSequenceRunStoreOptions {
   /** The store's prepared statements. */
-  s: Statements;
+  statements: Statements;
   transactions: SqliteTransactions;
   /** A statement whose SQL depends on the arguments (list filters), prepared once per shape. */
   statement: (sql: string) => SqliteStatement;
@@ -50,7 +50,7 @@ export interface SqliteSequenceRunStoreOptions {
 }
 
 export class SqliteSequenceRunStore implements SequenceRunStore {
-  private readonly s: Statements;
+  private readonly statements: Statements;
   private readonly transactions: SqliteTransactions;
   private readonly statement: (sql: string) => SqliteStatement;
   private readonly secrets: SecretCodec;
@@ -60,7 +60,7 @@ export class SqliteSequenceRunStore implements SequenceRunStore {
   private readonly parsedSequences = new Map<number, { row: EntityRow; record: SequenceRecord }>();
 
   constructor(options: SqliteSequenceRunStoreOptions) {
-    this.s = options.s;
+    this.statements = options.statements;
     this.transactions = options.transactions;
     this.statement = options.statement;
     this.secrets = options.secrets;
@@ -78,22 +78,22 @@ export class SqliteSequenceRunStore implements SequenceRunStore {
 
   async claimSequenceRun(id: string, now: number): Promise<SequenceRun | null> {
     return this.transactions.write(() => {
-      const row = this.s.claimSequenceRun.get({ id, now }) as SequenceRunRow | undefined;
+      const row = this.statements.claimSequenceRun.get({ id, now }) as SequenceRunRow | undefined;
       if (row) return this.withMembers(row);
-      if (!this.s.sequenceRun.get(id)) throw new NotFoundError(`sequence run ${id} does not exist`);
+      if (!this.statements.sequenceRun.get(id)) throw new NotFoundError(`sequence run ${id} does not exist`);
       return null;
     });
   }
 
   async getSequenceRun(id: string): Promise<SequenceRun | null> {
     return this.transactions.read(() => {
-      const row = this.s.sequenceRun.get(id) as SequenceRunRow | undefined;
+      const row = this.statements.sequenceRun.get(id) as SequenceRunRow | undefined;
       return row ? this.withMembers(row) : null;
     });
   }
 
   async resumingSequenceRunId(id: string): Promise<string | null> {
-    return this.transactions.read(() => (this.s.resumedBy.get(id) as SequenceRunRow | undefined)?.id ?? null);
+    return this.transactions.read(() => (this.statements.resumedBy.get(id) as SequenceRunRow | undefined)?.id ?? null);
   }
 
   async listSequenceRuns(query: SequenceRunListQuery): Promise<SequenceRun[]> {
@@ -135,14 +135,14 @@ export class SqliteSequenceRunStore implements SequenceRunStore {
 
   async setTermination(sequenceRunId: string, memberKey: string | null, reason: string): Promise<void> {
     this.transactions.write(() => {
-      if (this.s.setTermination.run(memberKey, reason, sequenceRunId).changes > 0) return;
-      if (!this.s.sequenceRun.get(sequenceRunId)) throw new NotFoundError(`sequence run ${sequenceRunId} does not exist`);
+      if (this.statements.setTermination.run(memberKey, reason, sequenceRunId).changes > 0) return;
+      if (!this.statements.sequenceRun.get(sequenceRunId)) throw new NotFoundError(`sequence run ${sequenceRunId} does not exist`);
     });
   }
 
   async skipPendingMembers(sequenceRunId: string, now: number): Promise<void> {
     this.transactions.write(() => {
-      if (!this.s.sequenceRun.get(sequenceRunId)) throw new NotFoundError(`sequence run ${sequenceRunId} does not exist`);
+      if (!this.statements.sequenceRun.get(sequenceRunId)) throw new NotFoundError(`sequence run ${sequenceRunId} does not exist`);
       this.skipPending(sequenceRunId, now);
     });
   }
@@ -160,22 +160,22 @@ export class SqliteSequenceRunStore implements SequenceRunStore {
     const began = performance.now();
     // BEGIN IMMEDIATE holds the file's write lock: the decision and its effects are one step.
     return this.transactions.write(() => {
-      const row = this.s.sequenceRun.get(id) as SequenceRunRow | undefined;
+      const row = this.statements.sequenceRun.get(id) as SequenceRunRow | undefined;
       if (!row) throw new NotFoundError(`sequence run ${id} does not exist`);
       const run = this.withMembers(row);
       if (run.status !== 'running') return { run, started: [], cancelled: [] };
       const syncRuns = new Map<number, SyncRun>();
       for (const syncRunId of syncRunsToDecide(run)) {
-        const syncRun = this.s.syncRun.get(syncRunId) as SyncRunRow | undefined;
+        const syncRun = this.statements.syncRun.get(syncRunId) as SyncRunRow | undefined;
         if (syncRun) syncRuns.set(syncRunId, toSyncRun(syncRun));
       }
       const sequence = this.sequenceForAdvance(run.sequenceId);
       const decision = decide({ run, sequence, syncRuns, now });
       const changes = decision.terminate !== null || decision.cancel.length > 0 || decision.skipPending || decision.start.length > 0;
       if (!changes && !decision.finish) return { run, started: [], cancelled: [] };
-      if (decision.terminate) this.s.setTermination.run(decision.terminate.member, decision.terminate.reason, id);
+      if (decision.terminate) this.statements.setTermination.run(decision.terminate.member, decision.terminate.reason, id);
       for (const syncRunId of decision.cancel) {
-        const current = this.s.syncRun.get(syncRunId) as SyncRunRow | undefined;
+        const current = this.statements.syncRun.get(syncRunId) as SyncRunRow | undefined;
         if (current && !isTerminalSyncRunStatus(current.status as SyncRunStatus)) this.syncRuns.cancel(syncRunId, now);
       }
       if (decision.skipPending) this.skipPending(id, now);
@@ -187,7 +187,7 @@ export class SqliteSequenceRunStore implements SequenceRunStore {
         if (claimed) started[i] = claimed;
       }
       if (decision.finish) return { run: this.finishSequenceRunTx(id, decision.finish, now), started, cancelled: decision.cancel };
-      return { run: this.withMembers(this.s.sequenceRun.get(id) as SequenceRunRow), started, cancelled: decision.cancel };
+      return { run: this.withMembers(this.statements.sequenceRun.get(id) as SequenceRunRow), started, cancelled: decision.cancel };
     });
   }
 
@@ -198,24 +198,24 @@ export class SqliteSequenceRunStore implements SequenceRunStore {
     now: number,
   ): Promise<SequenceRun> {
     return this.transactions.write(() => {
-      const row = this.s.sequenceRun.get(id) as SequenceRunRow | undefined;
+      const row = this.statements.sequenceRun.get(id) as SequenceRunRow | undefined;
       if (!row) throw new NotFoundError(`sequence run ${id} does not exist`);
       const run = this.withMembers(row);
       const sequence = this.sequenceForAdvance(run.sequenceId);
       const syncRuns = new Map<number, SyncRun>();
       for (const m of run.members) {
         if ((m.status !== 'success' && m.status !== 'warning') || m.syncRunId === null) continue;
-        const syncRun = this.s.syncRun.get(m.syncRunId) as SyncRunRow | undefined;
+        const syncRun = this.statements.syncRun.get(m.syncRunId) as SyncRunRow | undefined;
         if (syncRun) syncRuns.set(m.syncRunId, toSyncRun(syncRun));
       }
       const syncIds = new Map<string, number>();
       for (const m of sequence?.members ?? []) {
-        const found = this.s.liveSyncIdBySlug.get(m.sync) as { id: number } | undefined;
+        const found = this.statements.liveSyncIdBySlug.get(m.sync) as { id: number } | undefined;
         if (found) syncIds.set(m.sync, Number(found.id));
       }
-      const resumedBy = this.s.resumedBy.get(id) as SequenceRunRow | undefined;
-      const pending = this.s.pendingSequenceRun.get(run.sequenceId) as SequenceRunRow | undefined;
-      const graph = this.s.runGraph.get(id) as { members: string } | undefined;
+      const resumedBy = this.statements.resumedBy.get(id) as SequenceRunRow | undefined;
+      const pending = this.statements.pendingSequenceRun.get(run.sequenceId) as SequenceRunRow | undefined;
+      const graph = this.statements.runGraph.get(id) as { members: string } | undefined;
       const decision = decide({
         run,
         recorded: graph ? (JSON.parse(graph.members) as RecordedMember[]) : null,
@@ -228,7 +228,7 @@ export class SqliteSequenceRunStore implements SequenceRunStore {
       if (!decision.ok) throw resumeRefused(decision);
       const resumed = sequence as SequenceRecord;
       const newId = randomUUID();
-      this.s.insertSequenceRun.run({
+      this.statements.insertSequenceRun.run({
         id: newId,
         sequenceId: resumed.id,
         triggerType: trigger.type,
@@ -237,17 +237,17 @@ export class SqliteSequenceRunStore implements SequenceRunStore {
         deadlineMinutes: resumed.deadlineMinutes ?? null,
         resumedFrom: id,
       });
-      this.s.insertRunGraph.run(newId, JSON.stringify(recordMembers(resumed)));
+      this.statements.insertRunGraph.run(newId, JSON.stringify(recordMembers(resumed)));
       const carried = new Map(decision.carry.map((c) => [c.key, c]));
       resumed.members.forEach((member, position) => {
         const syncId = syncIds.get(member.sync) as number;
         const c = carried.get(member.key);
         const timeoutMinutes = member.timeoutMinutes ?? null;
         if (!c) {
-          this.s.insertMemberRun.run({ sequenceRunId: newId, key: member.key, position, syncId, timeoutMinutes });
+          this.statements.insertMemberRun.run({ sequenceRunId: newId, key: member.key, position, syncId, timeoutMinutes });
           return;
         }
-        this.s.insertCarriedMember.run({
+        this.statements.insertCarriedMember.run({
           sequenceRunId: newId,
           key: member.key,
           position,
@@ -259,21 +259,21 @@ export class SqliteSequenceRunStore implements SequenceRunStore {
           timeoutMinutes,
         });
       });
-      return this.withMembers(this.s.sequenceRun.get(newId) as SequenceRunRow);
+      return this.withMembers(this.statements.sequenceRun.get(newId) as SequenceRunRow);
     });
   }
 
   async requestSequenceRunCancel(id: string, now: number = this.clock.now()): Promise<SequenceRun> {
     return this.transactions.write(() => {
-      const current = this.s.sequenceRun.get(id) as SequenceRunRow | undefined;
+      const current = this.statements.sequenceRun.get(id) as SequenceRunRow | undefined;
       if (!current) throw new NotFoundError(`sequence run ${id} does not exist`);
       if (isTerminalSequenceRunStatus(current.status)) throw nothingToCancelError(`sequence run ${id}`, current.status);
       if (current.status === 'pending') {
         this.cancelPending(id, CANCEL_REASONS.CancelledBeforeStart, now);
       } else {
-        this.s.flagSequenceRunCancel.run(id);
+        this.statements.flagSequenceRunCancel.run(id);
       }
-      return this.withMembers(this.s.sequenceRun.get(id) as SequenceRunRow);
+      return this.withMembers(this.statements.sequenceRun.get(id) as SequenceRunRow);
     });
   }
 
@@ -282,18 +282,18 @@ export class SqliteSequenceRunStore implements SequenceRunStore {
 
   /** Queues a run with every member pending, or finds the pending one; the caller holds a write transaction. */
   queue(sequence: SequenceRecord, trigger: Trigger, now: number): { run: SequenceRun; created: boolean } {
-    if (!this.s.liveSequence.get(sequence.id)) throw new NotFoundError(`sequence "${sequence.slug}" does not exist`);
-    const pending = this.s.pendingSequenceRun.get(sequence.id) as SequenceRunRow | undefined;
+    if (!this.statements.liveSequence.get(sequence.id)) throw new NotFoundError(`sequence "${sequence.slug}" does not exist`);
+    const pending = this.statements.pendingSequenceRun.get(sequence.id) as SequenceRunRow | undefined;
     if (pending) return { run: this.withMembers(pending), created: false };
     const syncIds = sequence.members.map((member) => {
-      const found = this.s.liveSyncIdBySlug.get(member.sync) as { id: number } | undefined;
+      const found = this.statements.liveSyncIdBySlug.get(member.sync) as { id: number } | undefined;
       if (!found) {
         throw new NotFoundError(`sequence "${sequence.slug}": member "${member.key}" runs unknown sync "${member.sync}"`);
       }
       return found.id;
     });
     const id = randomUUID();
-    const row = this.s.insertSequenceRun.get({
+    const row = this.statements.insertSequenceRun.get({
       id,
       sequenceId: sequence.id,
       triggerType: trigger.type,
@@ -302,21 +302,21 @@ export class SqliteSequenceRunStore implements SequenceRunStore {
       deadlineMinutes: sequence.deadlineMinutes ?? null,
       resumedFrom: null,
     }) as SequenceRunRow;
-    this.s.insertRunGraph.run(id, JSON.stringify(recordMembers(sequence)));
+    this.statements.insertRunGraph.run(id, JSON.stringify(recordMembers(sequence)));
     sequence.members.forEach((member, position) => {
-      this.s.insertMemberRun.run({ sequenceRunId: id, key: member.key, position, syncId: syncIds[position] ?? null, timeoutMinutes: member.timeoutMinutes ?? null });
+      this.statements.insertMemberRun.run({ sequenceRunId: id, key: member.key, position, syncId: syncIds[position] ?? null, timeoutMinutes: member.timeoutMinutes ?? null });
     });
     return { run: this.withMembers(row), created: true };
   }
 
   /** Ends the sequence runs that would still start a member running the deleted sync `syncId`. */
   endRunsWaitingOnDeletedSync(syncId: number, syncSlug: string, now: number): void {
-    for (const run of this.s.sequenceRunsWaitingOnSync.all(syncId) as Array<{ id: string; status: string; key: string }>) {
+    for (const run of this.statements.sequenceRunsWaitingOnSync.all(syncId) as Array<{ id: string; status: string; key: string }>) {
       const end = endOfRunWaitingOnDeletedSync(run, syncSlug);
       if (end.cancel) {
         this.cancelPending(run.id, end.reason, now);
       } else {
-        this.s.setTermination.run(run.key, end.reason, run.id);
+        this.statements.setTermination.run(run.key, end.reason, run.id);
         this.skipPending(run.id, now);
       }
     }
@@ -324,7 +324,7 @@ export class SqliteSequenceRunStore implements SequenceRunStore {
 
   /** Cancels the pending runs of the deleted sequence `sequenceId`. */
   cancelPendingOfDeletedSequence(sequenceId: number, now: number): void {
-    for (const { id } of this.s.pendingRunsOfSequence.all(sequenceId) as Array<{ id: string }>) {
+    for (const { id } of this.statements.pendingRunsOfSequence.all(sequenceId) as Array<{ id: string }>) {
       this.cancelPending(id, CANCEL_REASONS.SequenceDeleted, now);
     }
   }
@@ -334,10 +334,10 @@ export class SqliteSequenceRunStore implements SequenceRunStore {
 
   /** Skips pending members; their queued runs end cancelled, recorded as finished runs. */
   private skipPending(sequenceRunId: string, now: number): void {
-    for (const run of this.s.cancelQueuedRunsOfPendingMembers.all({ sequenceRunId, now }) as Array<{ id: number }>) {
-      this.s.recordFinishedRun.run('sync', String(run.id), now);
+    for (const run of this.statements.cancelQueuedRunsOfPendingMembers.all({ sequenceRunId, now }) as Array<{ id: number }>) {
+      this.statements.recordFinishedRun.run('sync', String(run.id), now);
     }
-    this.s.skipPendingMembers.run({ sequenceRunId, now });
+    this.statements.skipPendingMembers.run({ sequenceRunId, now });
   }
 
   /**
@@ -345,26 +345,26 @@ export class SqliteSequenceRunStore implements SequenceRunStore {
    * members skipped, and records it as a finished run: the audit log keeps it like any run that ended.
    */
   private cancelPending(sequenceRunId: string, reason: string, now: number): void {
-    if (this.s.cancelPendingSequenceRun.get(now, reason, sequenceRunId) === undefined) return;
+    if (this.statements.cancelPendingSequenceRun.get(now, reason, sequenceRunId) === undefined) return;
     this.skipPending(sequenceRunId, now);
-    this.s.recordFinishedRun.run('sequence', sequenceRunId, now);
+    this.statements.recordFinishedRun.run('sequence', sequenceRunId, now);
   }
 
   private startMembersTx(sequenceRunId: string, members: MemberStart[], now: number): SyncRun[] {
     {
-      const run = this.s.sequenceRun.get(sequenceRunId) as SequenceRunRow | undefined;
+      const run = this.statements.sequenceRun.get(sequenceRunId) as SequenceRunRow | undefined;
       if (!run) throw new NotFoundError(`sequence run ${sequenceRunId} does not exist`);
       if (isTerminalSequenceRunStatus(run.status)) return [];
       const created: SyncRun[] = [];
       for (const member of members) {
-        const current = this.s.memberWithRun.get(sequenceRunId, member.key) as
+        const current = this.statements.memberWithRun.get(sequenceRunId, member.key) as
           | { member_status: string; sync_run_id: number | null; run_status: string | null }
           | undefined;
         if (!current) {
           throw new NotFoundError(`sequence run ${sequenceRunId} has no member "${member.key}"`);
         }
         if (!memberNeedsRun({ memberStatus: current.member_status, syncRunId: current.sync_run_id, runStatus: current.run_status })) continue;
-        if (!this.s.liveSync.get(member.syncId)) {
+        if (!this.statements.liveSync.get(member.syncId)) {
           throw new NotFoundError(`member "${member.key}" of sequence run ${sequenceRunId} runs sync ${member.syncId}, which does not exist`);
         }
         const row = this.syncRuns.insert(
@@ -375,7 +375,7 @@ export class SqliteSequenceRunStore implements SequenceRunStore {
           member.key,
           now,
         );
-        this.s.linkMember.run({ sequenceRunId, key: member.key, syncRunId: row.id, syncId: member.syncId });
+        this.statements.linkMember.run({ sequenceRunId, key: member.key, syncRunId: row.id, syncId: member.syncId });
         created.push(toSyncRun(row));
       }
       return created;
@@ -384,19 +384,19 @@ export class SqliteSequenceRunStore implements SequenceRunStore {
 
   private finishSequenceRunTx(sequenceRunId: string, status: SequenceRunStatus, now: number): SequenceRun {
     {
-      const current = this.s.sequenceRun.get(sequenceRunId) as SequenceRunRow | undefined;
+      const current = this.statements.sequenceRun.get(sequenceRunId) as SequenceRunRow | undefined;
       if (!current) throw new NotFoundError(`sequence run ${sequenceRunId} does not exist`);
       if (isTerminalSequenceRunStatus(current.status)) {
         if (current.status === status) return this.withMembers(current);
         throw sequenceRunFinishedError(sequenceRunId, current.status, status);
       }
-      const row = this.s.finishSequenceRun.get({
+      const row = this.statements.finishSequenceRun.get({
         id: sequenceRunId,
         status,
         terminal: isTerminalSequenceRunStatus(status) ? 1 : 0,
         now,
       }) as SequenceRunRow;
-      this.s.recordFinishedRun.run('sequence', sequenceRunId, now);
+      this.statements.recordFinishedRun.run('sequence', sequenceRunId, now);
       return this.withMembers(row);
     }
   }
@@ -406,7 +406,7 @@ export class SqliteSequenceRunStore implements SequenceRunStore {
    * reads it, and parsing its definition each time cost as much as the rest of the hand-off.
    */
   private sequenceForAdvance(id: number): SequenceRecord | null {
-    const row = this.s.entities.sequence.byId.get(id) as EntityRow | undefined;
+    const row = this.statements.entities.sequence.byId.get(id) as EntityRow | undefined;
     if (!row) return null;
     const cached = this.parsedSequences.get(id);
     if (cached && cached.row.definition === row.definition && cached.row.updated_at === row.updated_at && cached.row.enabled === row.enabled) {
@@ -418,7 +418,7 @@ export class SqliteSequenceRunStore implements SequenceRunStore {
   }
 
   private withMembers(row: SequenceRunRow): SequenceRun {
-    return toSequenceRun(row, this.s.members.all(row.id) as MemberRunRow[]);
+    return toSequenceRun(row, this.statements.members.all(row.id) as MemberRunRow[]);
   }
 
 }

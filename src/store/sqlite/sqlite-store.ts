@@ -107,11 +107,11 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
 
   private readonly db: SqliteDatabase;
   private readonly busyTimeoutMs: number;
-  private readonly s: Statements;
+  private readonly statements: Statements;
   /** Refuses the writes of a run's attempt once another worker took the run over. */
   private readonly fence: SqliteRunFence;
   /** The read transactions' wrapper: it runs the function it is given (writes: immediateTransaction). */
-  private readonly tx: SqliteTransaction<[() => unknown], unknown>;
+  private readonly transaction: SqliteTransaction<[() => unknown], unknown>;
   /** Statements whose SQL depends on the arguments (IN-lists, list filters), prepared once per shape. */
   private readonly dynamic = new Map<string, SqliteStatement>();
   private readonly checkpointTimer: NodeJS.Timeout | null;
@@ -147,9 +147,9 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
     this.path = path;
     this.busyTimeoutMs = busyTimeoutMs;
     this.migrationsApplied = applied;
-    this.s = prepareStatements(db);
-    this.fence = new SqliteRunFence(this.s);
-    this.tx = db.transaction((fn: () => unknown) => fn());
+    this.statements = prepareStatements(db);
+    this.fence = new SqliteRunFence(this.statements);
+    this.transaction = db.transaction((fn: () => unknown) => fn());
     this.webhooks = new SqliteWebhookStore(db, (error) => toError(storeError(path, busyTimeoutMs, error)), secrets);
     this.alerts = new SqliteAlertStore(db, (error) => toError(storeError(path, busyTimeoutMs, error)), secrets);
     this.tokens = new SqliteTokenStore(db, (error) => toError(storeError(path, busyTimeoutMs, error)));
@@ -172,7 +172,7 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
     const statement = (sql: string) => this.statement(sql);
     this.workspace = new SqliteWorkspaceStore({
       db,
-      s: this.s,
+      statements: this.statements,
       transactions,
       statement,
       secrets,
@@ -181,8 +181,8 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
       webhooks: this.webhooks,
       afterDelete: (kind, id, slug, now) => this.afterDelete(kind, id, slug, now),
     });
-    this.syncRuns = new SqliteSyncRunStore({ s: this.s, transactions, fence: this.fence, statement, clock });
-    this.sequenceRuns = new SqliteSequenceRunStore({ s: this.s, transactions, statement, secrets, clock, syncRuns: this.syncRuns });
+    this.syncRuns = new SqliteSyncRunStore({ statements: this.statements, transactions, fence: this.fence, statement, clock });
+    this.sequenceRuns = new SqliteSequenceRunStore({ statements: this.statements, transactions, statement, secrets, clock, syncRuns: this.syncRuns });
   }
 
   /** Opens the store at `path`, creating the file and bringing its schema up to date. */
@@ -316,15 +316,15 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
 
   async takeFinishedRuns(limit: number, now: number, lease: LeaseRequest): Promise<FinishedRunEntry[]> {
     // As claimNextSyncRun: a poll that finds nothing takes no write lock.
-    if (this.read(() => this.s.anyFinishedRunFree.get({ now })) === undefined) return [];
+    if (this.read(() => this.statements.anyFinishedRunFree.get({ now })) === undefined) return [];
     return this.write(() =>
-      (this.s.takeFinishedRuns.all({ limit, now, workerId: lease.workerId, until: now + lease.leaseMs }) as FinishedRunRow[]).map(toFinishedRun),
+      (this.statements.takeFinishedRuns.all({ limit, now, workerId: lease.workerId, until: now + lease.leaseMs }) as FinishedRunRow[]).map(toFinishedRun),
     );
   }
 
   async ackFinishedRuns(ids: number[]): Promise<void> {
     if (ids.length === 0) return;
-    this.write(() => this.s.ackFinishedRuns.run(JSON.stringify(ids)));
+    this.write(() => this.statements.ackFinishedRuns.run(JSON.stringify(ids)));
   }
 
   // -------------------------------------------------------------------------------------------
@@ -366,7 +366,7 @@ export class SqliteStore implements Store, SecretResealer, AsyncDisposable {
   /** Runs `fn` in a read transaction, so multi-statement reads see one state of the file. */
   private read<R>(fn: () => R): R {
     try {
-      return this.tx(fn) as R;
+      return this.transaction(fn) as R;
     } catch (error) {
       throw storeError(this.path, this.busyTimeoutMs, error);
     }

@@ -18,7 +18,7 @@ import { timeFilters, type Statements } from './sqlite-statements.js';
 
 export interface SqliteSyncRunStoreOptions {
   /** The store's prepared statements. */
-  s: Statements;
+  statements: Statements;
   transactions: SqliteTransactions;
   /** Refuses the writes of a run's attempt once another worker took the run over. */
   fence: SqliteRunFence;
@@ -29,14 +29,14 @@ export interface SqliteSyncRunStoreOptions {
 }
 
 export class SqliteSyncRunStore implements SyncRunStore {
-  private readonly s: Statements;
+  private readonly statements: Statements;
   private readonly transactions: SqliteTransactions;
   private readonly fence: SqliteRunFence;
   private readonly statement: (sql: string) => SqliteStatement;
   private readonly clock: Clock;
 
   constructor(options: SqliteSyncRunStoreOptions) {
-    this.s = options.s;
+    this.statements = options.statements;
     this.transactions = options.transactions;
     this.fence = options.fence;
     this.statement = options.statement;
@@ -50,7 +50,7 @@ export class SqliteSyncRunStore implements SyncRunStore {
   async claimSyncRun(id: number, now: number, lease: LeaseRequest): Promise<SyncRun | null> {
     return this.transactions.write(() => {
       const claimed = this.claim(id, now, lease);
-      if (!claimed && !this.s.syncRun.get(id)) throw new NotFoundError(`sync run ${id} does not exist`);
+      if (!claimed && !this.statements.syncRun.get(id)) throw new NotFoundError(`sync run ${id} does not exist`);
       return claimed;
     });
   }
@@ -58,9 +58,9 @@ export class SqliteSyncRunStore implements SyncRunStore {
   async claimNextSyncRun(now: number, lease: LeaseRequest): Promise<SyncRun | null> {
     // Looked for without the write lock first: a worker polls every second, mostly finding nothing,
     // and taking the lock would wait (blocking the process) for a snapshot commit of a run in progress.
-    if (this.transactions.read(() => this.s.anyClaimableSyncRun.get({ now })) === undefined) return null;
+    if (this.transactions.read(() => this.statements.anyClaimableSyncRun.get({ now })) === undefined) return null;
     return this.transactions.write(() => {
-      const row = this.s.claimNextSyncRun.get({ now, workerId: lease.workerId, until: now + lease.leaseMs }) as SyncRunRow | undefined;
+      const row = this.statements.claimNextSyncRun.get({ now, workerId: lease.workerId, until: now + lease.leaseMs }) as SyncRunRow | undefined;
       if (!row) return null;
       this.follow(row, now);
       return toSyncRun(row);
@@ -70,25 +70,25 @@ export class SqliteSyncRunStore implements SyncRunStore {
   async renewLeases(runIds: number[], now: number, lease: LeaseRequest): Promise<number[]> {
     if (runIds.length === 0) return [];
     return this.transactions.write(() =>
-      (this.s.renewLeases.all({ ids: JSON.stringify(runIds), workerId: lease.workerId, until: now + lease.leaseMs }) as Array<{ id: number }>).map(
+      (this.statements.renewLeases.all({ ids: JSON.stringify(runIds), workerId: lease.workerId, until: now + lease.leaseMs }) as Array<{ id: number }>).map(
         (r) => Number(r.id),
       ),
     );
   }
 
   async releaseLeases(workerId: string, now: number): Promise<number> {
-    return this.transactions.write(() => this.s.releaseLeases.run({ workerId, now }).changes);
+    return this.transactions.write(() => this.statements.releaseLeases.run({ workerId, now }).changes);
   }
 
   async listLeases(): Promise<RunLease[]> {
-    return this.transactions.read(() => (this.s.leases.all() as LeaseRow[]).map(toLease));
+    return this.transactions.read(() => (this.statements.leases.all() as LeaseRow[]).map(toLease));
   }
 
   async updateSyncRun(id: number, patch: SyncRunPatch, now: number, attempt?: number): Promise<SyncRun> {
     return this.transactions.write(() => {
-      const before = attempt === undefined ? ((this.s.syncRun.get(id) as SyncRunRow | undefined) ?? null) : this.fence.check({ runId: id, attempt });
+      const before = attempt === undefined ? ((this.statements.syncRun.get(id) as SyncRunRow | undefined) ?? null) : this.fence.check({ runId: id, attempt });
       const status = patch.status ?? null;
-      const row = this.s.updateSyncRun.get({
+      const row = this.statements.updateSyncRun.get({
         id,
         now,
         status,
@@ -111,13 +111,13 @@ export class SqliteSyncRunStore implements SyncRunStore {
         error: patch.error ?? null,
       }) as SyncRunRow | undefined;
       if (!row) {
-        const current = this.s.syncRun.get(id) as SyncRunRow | undefined;
+        const current = this.statements.syncRun.get(id) as SyncRunRow | undefined;
         if (!current) throw new NotFoundError(`sync run ${id} does not exist`);
         throw syncRunFinishedError(id, current.status, status);
       }
       if (status !== null) this.follow(row, now);
       if (status !== null && isTerminalSyncRunStatus(status) && before !== null && !isTerminalSyncRunStatus(before.status as SyncRunStatus)) {
-        this.s.recordFinishedRun.run('sync', String(id), now);
+        this.statements.recordFinishedRun.run('sync', String(id), now);
       }
       return toSyncRun(row);
     });
@@ -125,7 +125,7 @@ export class SqliteSyncRunStore implements SyncRunStore {
 
   async getSyncRun(id: number): Promise<SyncRun | null> {
     return this.transactions.read(() => {
-      const row = this.s.syncRun.get(id) as SyncRunRow | undefined;
+      const row = this.statements.syncRun.get(id) as SyncRunRow | undefined;
       return row ? toSyncRun(row) : null;
     });
   }
@@ -160,7 +160,7 @@ export class SqliteSyncRunStore implements SyncRunStore {
   }
 
   async listQueuedSyncRuns(): Promise<SyncRun[]> {
-    return this.transactions.read(() => (this.s.queuedSyncRuns.all() as SyncRunRow[]).map(toSyncRun));
+    return this.transactions.read(() => (this.statements.queuedSyncRuns.all() as SyncRunRow[]).map(toSyncRun));
   }
 
   async requestSyncRunCancel(id: number, now: number = this.clock.now()): Promise<SyncRun> {
@@ -171,19 +171,19 @@ export class SqliteSyncRunStore implements SyncRunStore {
     if (rows.length === 0) return;
     this.transactions.write(() => {
       this.fence.check(fence);
-      for (const row of rows) this.s.insertRejectedRow.run(row.syncRunId, row.key, row.op, row.reason);
+      for (const row of rows) this.statements.insertRejectedRow.run(row.syncRunId, row.key, row.op, row.reason);
     });
   }
 
   async clearRejectedRows(syncRunId: number, fence?: RunFence): Promise<void> {
     this.transactions.write(() => {
       this.fence.check(fence);
-      this.s.clearRejectedRows.run(syncRunId);
+      this.statements.clearRejectedRows.run(syncRunId);
     });
   }
 
   async listRejectedRows(syncRunId: number, limit: number, offset: number): Promise<RejectedRow[]> {
-    return this.transactions.read(() => (this.s.rejectedRows.all(syncRunId, limit, offset) as RejectedRowRow[]).map(toRejectedRow));
+    return this.transactions.read(() => (this.statements.rejectedRows.all(syncRunId, limit, offset) as RejectedRowRow[]).map(toRejectedRow));
   }
 
   // -------------------------------------------------------------------------------------------
@@ -191,11 +191,11 @@ export class SqliteSyncRunStore implements SyncRunStore {
 
   /** Queues a standalone run, or joins the queued one; the caller holds a write transaction. */
   queue(input: NewSyncRun, now: number): { run: SyncRun; created: boolean } {
-    if (!this.s.liveSync.get(input.syncId)) throw new NotFoundError(`sync ${input.syncId} does not exist`);
-    const queued = this.s.queuedStandaloneRun.get(input.syncId) as SyncRunRow | undefined;
+    if (!this.statements.liveSync.get(input.syncId)) throw new NotFoundError(`sync ${input.syncId} does not exist`);
+    const queued = this.statements.queuedStandaloneRun.get(input.syncId) as SyncRunRow | undefined;
     if (queued) {
       // The shared follow-up must honour every trigger's options: a full resync asked for is never lost.
-      const merged = this.s.mergeRunOptions.get({
+      const merged = this.statements.mergeRunOptions.get({
         id: queued.id,
         fullResync: input.options.fullResync ? 1 : 0,
         resetCdc: input.options.resetCDC ? 1 : 0,
@@ -210,7 +210,7 @@ export class SqliteSyncRunStore implements SyncRunStore {
 
   /** Claims run `id` for `lease` at `now` when it is claimable (its member follows); null otherwise. */
   claim(id: number, now: number, lease: LeaseRequest): SyncRun | null {
-    const row = this.s.claimSyncRun.get({ id, now, workerId: lease.workerId, until: now + lease.leaseMs }) as SyncRunRow | undefined;
+    const row = this.statements.claimSyncRun.get({ id, now, workerId: lease.workerId, until: now + lease.leaseMs }) as SyncRunRow | undefined;
     if (!row) return null;
     this.follow(row, now);
     return toSyncRun(row);
@@ -225,7 +225,7 @@ export class SqliteSyncRunStore implements SyncRunStore {
     memberKey: string | null,
     now: number,
   ): SyncRunRow {
-    return this.s.insertSyncRun.get({
+    return this.statements.insertSyncRun.get({
       syncId,
       triggerType: trigger.type,
       triggerDetail: trigger.detail,
@@ -243,7 +243,7 @@ export class SqliteSyncRunStore implements SyncRunStore {
   follow(row: SyncRunRow, now: number): void {
     if (row.sequence_run_id === null || row.member_key === null) return;
     const next = memberTransition(row.status as SyncRunStatus);
-    this.s.followRun.run({
+    this.statements.followRun.run({
       status: next.status,
       started: next.started ? 1 : 0,
       finished: next.finished ? 1 : 0,
@@ -256,23 +256,23 @@ export class SqliteSyncRunStore implements SyncRunStore {
 
   /** A cancel request: a queued run ends at once, an active one is flagged and stops at its next batch boundary. */
   cancel(id: number, now: number): SyncRun {
-    const current = this.s.syncRun.get(id) as SyncRunRow | undefined;
+    const current = this.statements.syncRun.get(id) as SyncRunRow | undefined;
     if (!current) throw new NotFoundError(`sync run ${id} does not exist`);
     const status = current.status as SyncRunStatus;
     if (isTerminalSyncRunStatus(status)) throw nothingToCancelError(`sync run ${id}`, status);
     if (status === 'queued') {
-      const row = this.s.cancelQueuedSyncRun.get(now, id) as SyncRunRow;
+      const row = this.statements.cancelQueuedSyncRun.get(now, id) as SyncRunRow;
       this.follow(row, now);
-      this.s.recordFinishedRun.run('sync', String(id), now);
+      this.statements.recordFinishedRun.run('sync', String(id), now);
       return toSyncRun(row);
     }
-    return toSyncRun(this.s.flagSyncRunCancel.get(id) as SyncRunRow);
+    return toSyncRun(this.statements.flagSyncRunCancel.get(id) as SyncRunRow);
   }
 
   /** Cancels the standalone runs queued for the deleted sync `syncId`, recorded as finished runs: they can never run. */
   cancelQueuedOfDeletedSync(syncId: number, now: number): void {
-    for (const run of this.s.cancelQueuedRunsOfSync.all(now, CANCEL_REASONS.SyncDeleted, syncId) as Array<{ id: number }>) {
-      this.s.recordFinishedRun.run('sync', String(run.id), now);
+    for (const run of this.statements.cancelQueuedRunsOfSync.all(now, CANCEL_REASONS.SyncDeleted, syncId) as Array<{ id: number }>) {
+      this.statements.recordFinishedRun.run('sync', String(run.id), now);
     }
   }
 }

@@ -34,7 +34,7 @@ import type { SqliteWebhookStore } from './sqlite-webhook-store.js';
 export interface SqliteWorkspaceStoreOptions {
   db: SqliteDatabase;
   /** The store's prepared statements. */
-  s: Statements;
+  statements: Statements;
   transactions: SqliteTransactions;
   /** A statement whose SQL depends on the arguments, prepared once per shape. */
   statement: (sql: string) => SqliteStatement;
@@ -50,7 +50,7 @@ export interface SqliteWorkspaceStoreOptions {
 
 export class SqliteWorkspaceStore implements WorkspaceStore, SecretResealer {
   private readonly db: SqliteDatabase;
-  private readonly s: Statements;
+  private readonly statements: Statements;
   private readonly transactions: SqliteTransactions;
   private readonly statement: (sql: string) => SqliteStatement;
   private readonly secrets: SecretCodec;
@@ -61,7 +61,7 @@ export class SqliteWorkspaceStore implements WorkspaceStore, SecretResealer {
 
   constructor(options: SqliteWorkspaceStoreOptions) {
     this.db = options.db;
-    this.s = options.s;
+    this.statements = options.statements;
     this.transactions = options.transactions;
     this.statement = options.statement;
     this.secrets = options.secrets;
@@ -109,7 +109,7 @@ export class SqliteWorkspaceStore implements WorkspaceStore, SecretResealer {
 
   async slugsById(kind: 'sync' | 'sequence', ids: readonly number[]): Promise<Map<number, EntitySlug>> {
     if (ids.length === 0) return new Map();
-    const rows = await this.transactions.read(() => this.s.entities[kind].slugsByIds.all(JSON.stringify([...new Set(ids)])) as Array<{ id: number; slug: string; deleted: number }>);
+    const rows = await this.transactions.read(() => this.statements.entities[kind].slugsByIds.all(JSON.stringify([...new Set(ids)])) as Array<{ id: number; slug: string; deleted: number }>);
     return new Map(rows.map((row) => [Number(row.id), { slug: row.slug, deleted: row.deleted === 1 }]));
   }
 
@@ -117,12 +117,12 @@ export class SqliteWorkspaceStore implements WorkspaceStore, SecretResealer {
     if (ids.length === 0) return new Map();
     const json = JSON.stringify([...new Set(ids)]);
     return this.transactions.read(() =>
-      syncsAsRun(this.s.syncsByIds.all(json) as HistoryEntityRow[], this.s.modelsOfSyncs.all(json) as HistoryEntityRow[], this.secrets),
+      syncsAsRun(this.statements.syncsByIds.all(json) as HistoryEntityRow[], this.statements.modelsOfSyncs.all(json) as HistoryEntityRow[], this.secrets),
     );
   }
 
   async deletedIdsBySlug(kind: 'sync' | 'sequence', slug: string): Promise<number[]> {
-    return this.transactions.read(() => (this.s.entities[kind].deletedBySlug.all(slug) as Array<{ id: number }>).map((row) => Number(row.id)));
+    return this.transactions.read(() => (this.statements.entities[kind].deletedBySlug.all(slug) as Array<{ id: number }>).map((row) => Number(row.id)));
   }
 
   async getModel(slug: string): Promise<ModelRecord | null> {
@@ -145,7 +145,7 @@ export class SqliteWorkspaceStore implements WorkspaceStore, SecretResealer {
   ): Promise<{ record: EntityDefs[K] & Stored; created: boolean }> {
     return this.transactions.write(() => {
       checkUpsert(this.workspaceState(), kind, definition);
-      const statements = this.s.entities[kind];
+      const statements = this.statements.entities[kind];
       const created = !statements.bySlug.get(definition.slug);
       const params: Record<string, SqliteValue> = { slug: definition.slug, definition: definitionJson(definition, kind, this.secrets), now, origin };
       if (TABLES[kind].enabled) params.enabled = (definition as { enabled?: boolean }).enabled === false ? 0 : 1;
@@ -158,7 +158,7 @@ export class SqliteWorkspaceStore implements WorkspaceStore, SecretResealer {
   async deleteEntity(kind: EntityKind, slug: string, now: number): Promise<void> {
     this.transactions.write(() => {
       const current = this.workspaceState();
-      if (!this.s.entities[kind].bySlug.get(slug)) throw new NotFoundError(`no ${kind} "${slug}" in the workspace`);
+      if (!this.statements.entities[kind].bySlug.get(slug)) throw new NotFoundError(`no ${kind} "${slug}" in the workspace`);
       checkDelete(current, kind, slug);
       this.applyChange({ action: 'delete', kind, slug, fields: [] }, current, now);
     });
@@ -166,7 +166,7 @@ export class SqliteWorkspaceStore implements WorkspaceStore, SecretResealer {
 
   async setEnabled(kind: 'sync' | 'sequence', id: number, enabled: boolean, now: number): Promise<void> {
     this.transactions.write(() => {
-      const statement = kind === 'sync' ? this.s.setSyncEnabled : this.s.setSequenceEnabled;
+      const statement = kind === 'sync' ? this.statements.setSyncEnabled : this.statements.setSequenceEnabled;
       if (statement.run(enabled ? 1 : 0, now, id).changes === 0) throw new NotFoundError(`${kind} ${id} does not exist`);
     });
   }
@@ -205,7 +205,7 @@ export class SqliteWorkspaceStore implements WorkspaceStore, SecretResealer {
   }
 
   private workspaceState(): WorkspaceState {
-    const all = <T>(kind: Kind) => (this.s.entities[kind].live.all() as EntityRow[]).map((row) => toRecord(row, kind, this.secrets) as T);
+    const all = <T>(kind: Kind) => (this.statements.entities[kind].live.all() as EntityRow[]).map((row) => toRecord(row, kind, this.secrets) as T);
     return {
       sources: all<ConnectionRecord>('source'),
       destinations: all<ConnectionRecord>('destination'),
@@ -218,7 +218,7 @@ export class SqliteWorkspaceStore implements WorkspaceStore, SecretResealer {
   }
 
   private applyChange(change: EntityChange, definition: WorkspaceDefinition, now: number): void {
-    const statements = this.s.entities[change.kind];
+    const statements = this.statements.entities[change.kind];
     if (change.action === 'delete') {
       const deleted = statements.softDelete.get({ slug: change.slug, now }) as { id: number } | undefined;
       if (deleted) this.afterDelete(change.kind, deleted.id, change.slug, now);
@@ -232,7 +232,7 @@ export class SqliteWorkspaceStore implements WorkspaceStore, SecretResealer {
   }
 
   private entityByRef<T>(kind: 'sync' | 'sequence', ref: number | string): T | null {
-    const statements = this.s.entities[kind];
+    const statements = this.statements.entities[kind];
     if (typeof ref === 'number' || /^\d+$/.test(ref)) {
       const row = statements.byId.get(Number(ref)) as EntityRow | undefined;
       if (row) return toRecord(row, kind, this.secrets) as T;
@@ -242,7 +242,7 @@ export class SqliteWorkspaceStore implements WorkspaceStore, SecretResealer {
   }
 
   private entityBySlug<T>(kind: Kind, slug: string): T | null {
-    const row = this.s.entities[kind].bySlug.get(slug) as EntityRow | undefined;
+    const row = this.statements.entities[kind].bySlug.get(slug) as EntityRow | undefined;
     return row ? (toRecord(row, kind, this.secrets) as T) : null;
   }
 }
