@@ -238,6 +238,42 @@ describe('MysqlSource', () => {
     }
   });
 
+  it('fails a read whose connection the server ended part-way (KILL, a restart) at once, as a dropped connection to retry, not after its statement timeout', async () => {
+    const url = await createTestMysqlDatabase('source_killed');
+    await mysqlSql(url, 'create table big (id int primary key, label varchar(600) not null)');
+    await mysqlSql(url, seriesInsert('big', 200_000, `concat(n, ' ', repeat('x', 490))`));
+    const source = await MysqlSource.connect({ url });
+    const db = new URL(url).pathname.slice(1);
+    let read = 0;
+    let killed = false;
+    const started = Date.now();
+    try {
+      const error = await (async () => {
+        for await (const batch of source.read('select id, label /* lockstep_kill_probe */ from big order by id', { batchSize: 500 })) {
+          read += batch.rows.length;
+          if (killed || read < 5000) continue;
+          const [reading] = await mysqlSql<{ id: number }>(
+            url,
+            `select id from information_schema.processlist where db = ? and id <> connection_id() and info like '%lockstep_kill_probe%'`,
+            [db],
+          );
+          await mysqlSql(url, `kill connection ${Number(reading?.id)}`);
+          killed = true;
+        }
+        return new Error(`the read ended without an error after ${read} rows`);
+      })().catch((thrown: unknown) => thrown);
+      expect(killed).toBe(true);
+      expect(error).toBeInstanceOf(LockstepError);
+      expect(error).toMatchObject({ code: ErrorCode.Transient, retryable: true });
+      expect((error as LockstepError).message).toMatch(/^reading from source MySQL at .* failed: Connection lost: The server closed the connection\. — this is usually temporary; the read can be retried$/);
+      expect(read).toBeLessThan(200_000);
+      // Well within the statement timeout (30 minutes by default), which it used to wait out.
+      expect(Date.now() - started).toBeLessThan(20_000);
+    } finally {
+      await source.close();
+    }
+  }, 60_000);
+
   it('reads MySQL types as the other sources give them', async () => {
     const url = await createTestMysqlDatabase('source_types');
     await mysqlSql(

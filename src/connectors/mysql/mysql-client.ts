@@ -46,6 +46,9 @@ export interface MysqlCoreConnection {
   /** Stops reading from the socket: the server waits until `resume`. */
   pause(): void;
   resume(): void;
+  /** The connection failed or the server closed it; a query without a callback is not told. */
+  on(event: 'error' | 'end', listener: (error?: unknown) => void): unknown;
+  off(event: 'error' | 'end', listener: (error?: unknown) => void): unknown;
 }
 
 export interface MysqlPoolConnection {

@@ -274,6 +274,11 @@ class StreamedResult {
         this.finished = true;
         this.notify();
       });
+    // A query without a callback is not told when its connection ends (the server closed it:
+    // KILL, a restart, a failover): the driver tells the connection instead. Without this the read
+    // would wait for the statement timeout.
+    connection.on('error', this.lost);
+    connection.on('end', this.lost);
     signal?.addEventListener('abort', this.notify, { once: true });
   }
 
@@ -294,10 +299,20 @@ class StreamedResult {
     return rows;
   }
 
-  /** Stops listening to the signal. */
+  /** Stops listening to the signal and the connection. */
   dispose(): void {
     this.signal?.removeEventListener('abort', this.notify);
+    this.connection.off('error', this.lost);
+    this.connection.off('end', this.lost);
   }
+
+  /** The connection ended before the result did. */
+  private readonly lost = (error?: unknown) => {
+    if (this.finished) return;
+    this.error ??= error instanceof Error ? error : Object.assign(new Error('Connection lost: The server closed the connection.'), { code: 'PROTOCOL_CONNECTION_LOST', fatal: true });
+    this.finished = true;
+    this.notify();
+  };
 
   private readonly notify = () => {
     const wake = this.wake;
