@@ -1,10 +1,12 @@
 /**
  * What the warehouse planners (PostgreSQL, MySQL, DuckDB) share about their tables: a sync's
- * planner table name, the order and codes of planned parts, how a model's columns compare with
- * those a planner table recorded, what a run delivered before its plan, and (PostgreSQL, DuckDB) a
- * dry run's statements.
+ * planner table name, the order and codes of planned parts, what a run compares (decideComparison)
+ * and which models it refuses, how a model's columns compare with those a planner table recorded,
+ * what a run delivered before its plan, and (PostgreSQL, DuckDB) a dry run's statements. Each
+ * planner finds the facts with its database's SQL; the decisions are taken here, the same for all.
  */
-import type { Value, WarehousePlanPart } from '../core/ports.js';
+import { ErrorCode, LockstepError } from '../core/errors.js';
+import type { Value, WarehousePlanPart, WarehousePlanRequest } from '../core/ports.js';
 import { ZERO_COUNTS, type OperationCounts } from '../core/runs.js';
 
 /** A column as a planner records it: its name and its type as the database spells it. */
@@ -17,6 +19,22 @@ export interface ColumnType {
 export const OPS: ReadonlyArray<WarehousePlanPart['op']> = ['added', 'changed', 'removed'];
 /** Each part's code in a staging table's `lockstep_op` column. */
 export const OP_CODE = { added: 'a', changed: 'c', removed: 'r' } as const;
+
+/** How a run stages the model's rows, which says how they are taken into the planner table. */
+export type StagingKind =
+  /** No planner table to compare with: every model row is added (the staging table has the model's columns). */
+  | 'initial'
+  /** resetCDC: the model becomes the planner table, nothing is sent. */
+  | 'reset'
+  /** Compared by key only (values not trusted): matched rows are all changed; the planner table is rebuilt. */
+  | 'keys'
+  /** Compared by value (full or cursor): the planner table is updated in place. */
+  | 'values';
+
+/** The part a staging table's `lockstep_op` code stands for. */
+export function partOf(code: unknown): WarehousePlanPart['op'] {
+  return code === 'a' ? 'added' : code === 'c' ? 'changed' : 'removed';
+}
 
 /** The sync's planner table (and the prefix of its staging tables). */
 export function plannerTableName(sync: { id: number; slug: string }): string {
@@ -54,6 +72,148 @@ export function duplicateKeyRefusal(key: Value[]): { key: Value[]; reason: strin
   return { key, reason: `duplicate primary key ${JSON.stringify(key)}: the model returned this key more than once; only one of its rows was planned` };
 }
 
+/** A model row whose key (`key`, the values of `keys`) has a null, refused naming its first null column. */
+export function nullKeyRefusal(keys: readonly string[], key: Value[]): { key: Value[]; reason: string } {
+  return { key, reason: `primary key column "${keys[key.indexOf(null)] ?? keys[0]}" is null` };
+}
+
+/**
+ * Refuses a model the planner in the warehouse cannot compare: a column its query returns twice or
+ * that is named as one of the planner's own (`reserved`), a primary key or cursor column it does not
+ * return. `fold`: how the database tells column names apart (MySQL ignores their case).
+ */
+export function checkModelColumns(
+  names: readonly string[],
+  request: Pick<WarehousePlanRequest, 'primaryKey' | 'cursor'>,
+  reserved: ReadonlySet<string>,
+  fold: (name: string) => string = (name) => name,
+): void {
+  const seen = new Set<string>();
+  for (const name of names) {
+    if (seen.has(fold(name))) throw new LockstepError(ErrorCode.Schema, `the model's query returns column "${name}" twice — give each column its own name (AS ...) to use the planner in the warehouse`);
+    if (reserved.has(fold(name))) throw new LockstepError(ErrorCode.Schema, `the model's query returns a column named "${name}", which the planner in the warehouse uses itself — rename it`);
+    seen.add(fold(name));
+  }
+  const returned = names.map((c) => `"${c}"`).join(', ');
+  for (const key of request.primaryKey) {
+    if (!names.includes(key)) throw new LockstepError(ErrorCode.Schema, `the model declares primary key column "${key}", but its query returns only ${returned} — fix primaryKey or the query`);
+  }
+  const cursor = request.cursor;
+  if (cursor && !names.includes(cursor.column)) {
+    throw new LockstepError(ErrorCode.Schema, `the model's cursor column "${cursor.column}" is not among the columns its query returns (${returned}) — fix cursor or the query`);
+  }
+}
+
+/** What a planner found of a sync's planner table before a run (see decideComparison). */
+export interface PlannerTableState {
+  /** The table as notes name it (`schema.table`). */
+  name: string;
+  /** Its columns as they are; null when it is not there. */
+  columns: readonly ColumnType[] | null;
+  /** Its columns as Lockstep last recorded them; null when Lockstep never recorded it. */
+  recorded: readonly ColumnType[] | null;
+  /** The key it was built with, where a table serves only that key (PostgreSQL); null elsewhere. */
+  keyedBy: readonly string[] | null;
+  /**
+   * The database's own signs of a write outside Lockstep (a guard's flag or a missing guard, a row
+   * count or checksum that moved, ...), looked for only when the run compares with the table
+   * (comparesWithTable).
+   */
+  tampered: boolean;
+  /** The change cursor's last delivered value, and the cursor runs since the last full comparison. */
+  cursorValue: string | null;
+  cursorRuns: number;
+}
+
+/** Why a run compares as it does (see decideComparison). */
+export type ComparisonReason = 'reset' | 'first' | 'dropped' | 'keysChanged' | 'tampered' | 'columnsChanged' | 'resendAll' | 'unchanged';
+
+/** What a run compares, and the note it records about it, if any. */
+export interface ComparisonDecision {
+  kind: StagingKind;
+  comparison: 'full' | 'cursor';
+  reason: ComparisonReason;
+  note: string | null;
+}
+
+/** Whether a run compares the model with its planner table (rather than staging the whole model): the table is there and recorded. */
+export function comparesWithTable(request: Pick<WarehousePlanRequest, 'reset'>, columns: readonly ColumnType[] | null, recorded: readonly ColumnType[] | null): boolean {
+  return !request.reset && columns !== null && recorded !== null;
+}
+
+/**
+ * Whether a run that compares by value reads only the rows past the change cursor: the model has one,
+ * the run did not ask for a full comparison, a value was delivered, and the full comparison that
+ * comes every `every` runs is not due.
+ */
+export function cursorDue(cursor: WarehousePlanRequest['cursor'], state: { cursorValue: string | null; cursorRuns: number }): boolean {
+  return cursor !== null && !cursor.full && state.cursorValue !== null && state.cursorRuns < cursor.every - 1;
+}
+
+/**
+ * What a run compares: the whole model (a first run, a reset, or a table that was dropped or keyed
+ * by another key), the model by key only (a table changed outside Lockstep whose key columns kept
+ * their types, columns that changed, a full resync: every row sent again), or by value; and, by
+ * value, past the change cursor when it is due. A table whose key columns changed type starts again.
+ */
+export function decideComparison(
+  request: Pick<WarehousePlanRequest, 'reset' | 'resendAll' | 'cursor'>,
+  model: { keys: readonly string[]; columns: readonly ColumnType[] },
+  table: PlannerTableState,
+): ComparisonDecision {
+  const decided = (kind: StagingKind, reason: ComparisonReason, note: string | null = null): ComparisonDecision => ({
+    kind,
+    comparison: kind === 'values' && cursorDue(request.cursor, table) ? 'cursor' : 'full',
+    reason,
+    note,
+  });
+  if (request.reset) return decided('reset', 'reset');
+  const { columns, recorded } = table;
+  if (columns === null || recorded === null) return recorded === null ? decided('initial', 'first') : decided('initial', 'dropped', plannerNotes.dropped(table.name));
+  if (table.keyedBy !== null && !sameKeys(table.keyedBy, model.keys)) return decided('initial', 'keysChanged', plannerNotes.keysChanged(table.name, table.keyedBy, model.keys));
+  const typeOf = (found: readonly ColumnType[], name: string) => found.find((c) => c.name === name)?.type;
+  const byKeys: StagingKind = model.keys.every((k) => typeOf(columns, k) === typeOf(model.columns, k)) ? 'keys' : 'initial';
+  if (table.tampered || !sameColumns(columns, recorded)) return decided(byKeys, 'tampered', plannerNotes.tampered(table.name, byKeys === 'keys'));
+  if (!sameColumns(columns, model.columns)) return decided(byKeys, 'columnsChanged', plannerNotes.columnsChanged(columns, model.columns));
+  if (request.resendAll) return decided('keys', 'resendAll');
+  return decided('values', 'unchanged');
+}
+
+/** The same key columns in the same order. */
+export function sameKeys(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((k, i) => k === b[i]);
+}
+
+/**
+ * The refusal of an attempt of a run that a later attempt took over (the sync's row of
+ * lockstep_syncs names the later one); null when this attempt may plan.
+ */
+export function takenOver(recorded: { run_id: string | number | null; attempt: number | null }, run: { id: number; attempt: number }): LockstepError | null {
+  if (recorded.run_id === null || Number(recorded.run_id) !== run.id || (recorded.attempt ?? 0) <= run.attempt) return null;
+  return new LockstepError(ErrorCode.LeaseLost, `attempt ${run.attempt} of sync run ${run.id} was taken over by attempt ${recorded.attempt}`);
+}
+
+/** What a write refused by the fence (another attempt holds the sync's planner) throws. */
+export function leaseLost(syncId: number | undefined): LockstepError {
+  return new LockstepError(ErrorCode.LeaseLost, `another attempt took over the planner of sync ${syncId}; this attempt writes nothing more`);
+}
+
+/**
+ * A run's parts read from its staging table `staging` (qualified): each kind's rows in key order
+ * (`keyList`), removed rows by their key, the others as `columns` (the SQL of the delivered
+ * columns); none for a reset, which sends nothing.
+ */
+export function stagedParts(staging: string, kind: StagingKind, counts: Record<WarehousePlanPart['op'], number>, keyList: string, columns: string): WarehousePlanPart[] {
+  const parts: WarehousePlanPart[] = [];
+  if (kind === 'reset') return parts;
+  for (const op of OPS) {
+    if (counts[op] === 0) continue;
+    const filter = kind === 'initial' ? '' : `WHERE lockstep_op = '${OP_CODE[op]}' `;
+    parts.push({ op, rows: counts[op], query: `SELECT ${op === 'removed' ? keyList : columns} FROM ${staging} ${filter}ORDER BY ${keyList}` });
+  }
+  return parts;
+}
+
 /**
  * How many rows the model returned, as a plan counts them: `whole` (what an initial or reset run
  * staged) for those; for a cursor run, the rows past the cursor; else the planner table's rows
@@ -78,6 +238,7 @@ export const plannerNotes = {
     `the model's primary key changed (${before.join(', ')} → ${after.join(', ')}): every row is sent again and planner table ${table} rebuilt; rows that left the model since the last run are not removed from the destination — remove them there by hand if the sync mirrors`,
   columnsChanged: (before: readonly ColumnType[], after: readonly ColumnType[]) =>
     `the model's columns changed (${describeChange(before, after)}): every row is compared again by key and sent once`,
+  tookIn: 'took in the rows an earlier attempt delivered before it stopped',
 };
 
 /**
@@ -97,15 +258,7 @@ export function previewStatements(diff: string, keys: readonly string[], op: str
                FROM (SELECT ${op} AS lockstep_op, count(*) AS lockstep_n FROM (${diff}) AS d WHERE NOT (${anyNull}) GROUP BY 1, ${keyList}) AS k GROUP BY 1`,
     repeatedKeys: `SELECT ${keyList}, count(*) - 1 FROM (${diff}) AS d WHERE NOT (${anyNull}) GROUP BY ${keyList} HAVING count(*) > 1 ORDER BY ${keyList}`,
     /** The rows of `counts` (code, rows, repeated keys) as each part's rows, and whether any key repeats. */
-    tally(rows: ReadonlyArray<readonly [code: unknown, n: unknown, extra: unknown]>): { counts: Record<WarehousePlanPart['op'], number>; repeated: boolean } {
-      const counts = { added: 0, changed: 0, removed: 0 };
-      let repeated = false;
-      for (const [code, n, extra] of rows) {
-        counts[code === 'a' ? 'added' : code === 'c' ? 'changed' : 'removed'] = Number(n);
-        if (Number(extra) > 0) repeated = true;
-      }
-      return { counts, repeated };
-    },
+    tally: tallyParts,
     parts(counts: Record<WarehousePlanPart['op'], number>, repeated: boolean, names: readonly string[]): WarehousePlanPart[] {
       const parts: WarehousePlanPart[] = [];
       for (const part of OPS) {
@@ -126,13 +279,24 @@ export function previewStatements(diff: string, keys: readonly string[], op: str
  * (`repeated`: the key's columns, then how many times it repeats).
  */
 export function previewRefusals(keys: readonly string[], nullKeys: Value[][], repeated: Value[][]): Array<{ key: Value[]; reason: string }> {
-  const refused: Array<{ key: Value[]; reason: string }> = [];
-  for (const key of nullKeys) refused.push({ key, reason: `primary key column "${keys[key.indexOf(null)] ?? keys[0]}" is null` });
-  for (const row of repeated) {
-    const key = row.slice(0, keys.length);
-    for (let i = 0; i < Number(row[keys.length]); i++) refused.push(duplicateKeyRefusal(key));
+  return [...nullKeys.map((key) => nullKeyRefusal(keys, key)), ...repeated.flatMap((row) => repeatedKeyRefusals(keys, row))];
+}
+
+/** A key found more than once (`row`: the key's columns, then how many times it repeats), refused for each repeat. */
+export function repeatedKeyRefusals(keys: readonly string[], row: Value[]): Array<{ key: Value[]; reason: string }> {
+  const key = row.slice(0, keys.length);
+  return Array.from({ length: Number(row[keys.length]) }, () => duplicateKeyRefusal(key));
+}
+
+/** The rows of a dry run's count by code (code, rows, repeated keys) as each part's rows, and whether any key repeats. */
+export function tallyParts(rows: ReadonlyArray<readonly [code: unknown, n: unknown, extra: unknown]>): { counts: Record<WarehousePlanPart['op'], number>; repeated: boolean } {
+  const counts = { added: 0, changed: 0, removed: 0 };
+  let repeated = false;
+  for (const [code, n, extra] of rows) {
+    counts[partOf(code)] = Number(n);
+    if (Number(extra) > 0) repeated = true;
   }
-  return refused;
+  return { counts, repeated };
 }
 
 /**

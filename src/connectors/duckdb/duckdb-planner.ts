@@ -13,11 +13,34 @@ import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
 import type { Value, WarehousePlan, WarehousePlanner, WarehousePlanPart, WarehousePlanRequest } from '../../core/ports.js';
 import { ZERO_COUNTS, type OperationCounts } from '../../core/runs.js';
 import { DuckDbMemory, isOutOfMemory } from './duckdb-memory.js';
-import { OPS, OP_CODE, deliveredBefore, duplicateKeyRefusal, pendingNote, plannedModelRows, plannerNotes, plannerTableName, previewRefusals, previewStatements, sameColumns, type ColumnType } from '../planner-tables.js';
+import {
+  OPS,
+  checkModelColumns,
+  comparesWithTable,
+  cursorDue,
+  decideComparison,
+  deliveredBefore,
+  duplicateKeyRefusal,
+  leaseLost,
+  nullKeyRefusal,
+  partOf,
+  pendingNote,
+  plannedModelRows,
+  plannerNotes,
+  plannerTableName,
+  previewRefusals,
+  previewStatements,
+  sameColumns,
+  stagedParts,
+  takenOver,
+  type ColumnType,
+  type StagingKind,
+} from '../planner-tables.js';
 
 const quote = (name: string): string => `"${name.replace(/"/g, '""')}"`;
 
-type StagingKind = 'initial' | 'reset' | 'keys' | 'values';
+/** Column names the planner's tables use themselves. */
+const RESERVED = new Set(['lockstep_op']);
 
 interface MetaRow {
   planner_table: string;
@@ -191,12 +214,11 @@ export class DuckDbPlanner implements WarehousePlanner {
 
     await this.run(`INSERT INTO ${this.meta} (sync_id, slug, planner_table) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`, [request.sync.id, request.sync.slug, plannerTable]);
     let meta = await this.readMeta(request.sync.id);
-    if (meta.run_id === request.run.id && (meta.attempt ?? 0) > request.run.attempt) {
-      throw new LockstepError(ErrorCode.LeaseLost, `attempt ${request.run.attempt} of sync run ${request.run.id} was taken over by attempt ${meta.attempt}`);
-    }
+    const takeover = takenOver(meta, request.run);
+    if (takeover) throw takeover;
     if (meta.staging !== null) {
       await this.apply(meta, false);
-      notes.push('took in the rows an earlier attempt delivered before it stopped');
+      notes.push(plannerNotes.tookIn);
     }
     const delivered = deliveredBefore(meta, request.run.id);
     await this.run(`UPDATE ${this.meta} SET run_id = ?, attempt = ?, staging = NULL, part = -1, through = NULL, delivered = ? WHERE sync_id = ?`, [
@@ -223,17 +245,11 @@ export class DuckDbPlanner implements WarehousePlanner {
     const refused: WarehousePlan['refused'] = [];
     const opFilter = kind === 'initial' || kind === 'reset' ? '' : "lockstep_op <> 'r' AND ";
     const nulls = await this.connection.runAndReadAll(`DELETE FROM ${this.table(staging)} WHERE ${opFilter}(${keys.map((k) => `${q(k)} IS NULL`).join(' OR ')}) RETURNING ${keyList}`);
-    for (const key of nulls.getRowsJS() as unknown[][]) {
-      const values = key.map(plain);
-      refused.push({ key: values, reason: `primary key column "${keys[values.indexOf(null)] ?? keys[0]}" is null` });
-    }
+    for (const key of nulls.getRowsJS() as unknown[][]) refused.push(nullKeyRefusal(keys, key.map(plain)));
     const dups = await this.connection.runAndReadAll(
       `DELETE FROM ${this.table(staging)} WHERE rowid IN (SELECT rowid FROM (SELECT rowid, row_number() OVER (PARTITION BY ${keyList} ORDER BY rowid) AS n FROM ${this.table(staging)}) WHERE n > 1) RETURNING ${keyList}`,
     );
-    for (const key of dups.getRowsJS() as unknown[][]) {
-      const values = key.map(plain);
-      refused.push(duplicateKeyRefusal(values));
-    }
+    for (const key of dups.getRowsJS() as unknown[][]) refused.push(duplicateKeyRefusal(key.map(plain)));
     await this.run(`CREATE TABLE ${this.table(rejectedTable)} AS SELECT ${keyList} FROM ${this.table(staging)} LIMIT 0`);
 
     const counts = { added: 0, changed: 0, removed: 0 };
@@ -244,7 +260,7 @@ export class DuckDbPlanner implements WarehousePlanner {
       counts.added = staged;
     } else {
       for (const row of await this.rows<{ op: string; n: bigint }>(`SELECT lockstep_op AS op, count(*) AS n FROM ${this.table(staging)} GROUP BY 1`)) {
-        counts[row.op === 'a' ? 'added' : row.op === 'c' ? 'changed' : 'removed'] = Number(row.n);
+        counts[partOf(row.op)] = Number(row.n);
         staged += Number(row.n);
       }
     }
@@ -260,14 +276,7 @@ export class DuckDbPlanner implements WarehousePlanner {
       staged,
     ]);
 
-    const parts: WarehousePlanPart[] = [];
-    if (kind !== 'reset') {
-      for (const op of OPS) {
-        if (counts[op] === 0) continue;
-        const filter = kind === 'initial' ? '' : `WHERE lockstep_op = '${OP_CODE[op]}' `;
-        parts.push({ op, rows: counts[op], query: `SELECT ${op === 'removed' ? keyList : names.map(q).join(', ')} FROM ${this.table(staging)} ${filter}ORDER BY ${keyList}` });
-      }
-    }
+    const parts = stagedParts(this.table(staging), kind, counts, keyList, names.map(q).join(', '));
     return { parts, refused, modelRows, plannerRows, comparison, notes, delivered };
   }
 
@@ -276,56 +285,30 @@ export class DuckDbPlanner implements WarehousePlanner {
     const query = request.query.replace(/[\s;]+$/, '');
     const modelColumns = await this.describe(`SELECT * FROM (\n${query}\n) AS lockstep_model LIMIT 0`);
     const names = modelColumns.map((c) => c.name);
-    const seen = new Set<string>();
-    for (const name of names) {
-      if (seen.has(name)) throw new LockstepError(ErrorCode.Schema, `the model's query returns column "${name}" twice — give each column its own name (AS ...) to use the planner in the warehouse`);
-      if (name === 'lockstep_op') throw new LockstepError(ErrorCode.Schema, 'the model\'s query returns a column named "lockstep_op", which the planner in the warehouse uses itself — rename it');
-      seen.add(name);
-    }
+    checkModelColumns(names, request, RESERVED);
     const keys = [...request.primaryKey];
-    for (const key of keys) {
-      if (!seen.has(key)) {
-        throw new LockstepError(ErrorCode.Schema, `the model declares primary key column "${key}", but its query returns only ${names.map((c) => `"${c}"`).join(', ')} — fix primaryKey or the query`);
-      }
-    }
     const values = names.filter((n) => !keys.includes(n));
-    const typeOf = (name: string) => (modelColumns.find((c) => c.name === name) as ColumnType).type;
 
     const existing = await this.tableColumns(plannerTable);
-    const keyTypesSame = (columns: ColumnType[]) => keys.every((k) => columns.find((c) => c.name === k)?.type === typeOf(k));
-    let kind: StagingKind = 'values';
     const cursor = request.cursor;
-    let comparison: 'full' | 'cursor' = 'full';
-    let pendingCursor: string | null = null;
-    if (cursor) {
-      if (!seen.has(cursor.column)) {
-        throw new LockstepError(ErrorCode.Schema, `the model's cursor column "${cursor.column}" is not among the columns its query returns (${names.map((c) => `"${c}"`).join(', ')}) — fix cursor or the query`);
-      }
-      const [high] = await this.rows<{ high: string | null }>(`SELECT max(${quote(cursor.column)})::VARCHAR AS high FROM (\n${query}\n) AS lockstep_model`);
-      pendingCursor = high?.high ?? null;
-      if (!request.reset && existing !== null && meta.columns !== null && !cursor.full && meta.cursor_value !== null && meta.cursor_runs < cursor.every - 1) comparison = 'cursor';
+    const pendingCursor = cursor ? ((await this.rows<{ high: string | null }>(`SELECT max(${quote(cursor.column)})::VARCHAR AS high FROM (\n${query}\n) AS lockstep_model`))[0]?.high ?? null) : null;
+    let tampered = false;
+    if (existing !== null && meta.columns !== null && comparesWithTable(request, existing, meta.columns)) {
+      // Checked at full comparisons: a cursor run reads only a few rows of the table. The checksum
+      // reads the recorded columns, so only a table that still has them is checked.
+      const cursorRun = cursorDue(cursor, { cursorValue: meta.cursor_value, cursorRuns: meta.cursor_runs });
+      tampered = sameColumns(existing, meta.columns) && !cursorRun && (await this.checksum(plannerTable, meta.columns)) !== meta.checksum;
     }
-    if (request.reset) kind = 'reset';
-    else if (existing === null || meta.columns === null) {
-      kind = 'initial';
-      if (meta.columns !== null) notes.push(plannerNotes.dropped(`${this.schema}.${plannerTable}`));
-    } else {
-      // Checked at full comparisons: a cursor run reads only a few rows of the table.
-      const tampered = !sameColumns(existing, meta.columns) || (comparison === 'full' && (await this.checksum(plannerTable, meta.columns)) !== meta.checksum);
-      if (tampered) {
-        kind = keyTypesSame(existing) ? 'keys' : 'initial';
-        comparison = 'full';
-        notes.push(plannerNotes.tampered(`${this.schema}.${plannerTable}`, kind === 'keys'));
-      } else if (!sameColumns(existing, modelColumns)) {
-        kind = keyTypesSame(existing) ? 'keys' : 'initial';
-        comparison = 'full';
-        notes.push(plannerNotes.columnsChanged(existing, modelColumns));
-      } else if (request.resendAll) {
-        kind = 'keys';
-        comparison = 'full';
-      }
-    }
-    if (kind !== 'values') comparison = 'full';
+    const { kind, comparison, note } = decideComparison(request, { keys, columns: modelColumns }, {
+      name: `${this.schema}.${plannerTable}`,
+      columns: existing,
+      recorded: meta.columns,
+      keyedBy: null,
+      tampered,
+      cursorValue: meta.cursor_value,
+      cursorRuns: meta.cursor_runs,
+    });
+    if (note !== null) notes.push(note);
     return { query, names, modelColumns, keys, values, kind, comparison, pendingCursor, plannerTable };
   }
 
@@ -405,7 +388,7 @@ export class DuckDbPlanner implements WarehousePlanner {
       } catch (error) {
         throw this.failure('recording delivered rows in the planner table', error);
       }
-      if (moved.length === 0) throw this.leaseLost();
+      if (moved.length === 0) throw leaseLost(this.fence?.syncId);
       return;
     }
     await this.run('BEGIN TRANSACTION');
@@ -429,7 +412,7 @@ export class DuckDbPlanner implements WarehousePlanner {
       await this.run('BEGIN TRANSACTION');
       try {
         const meta = await this.readMeta(this.fence?.syncId ?? -1);
-        if (meta.run_id !== this.fence?.runId || meta.attempt !== this.fence.attempt) throw this.leaseLost();
+        if (meta.run_id !== this.fence?.runId || meta.attempt !== this.fence.attempt) throw leaseLost(this.fence?.syncId);
         await this.apply(meta, true);
         await this.run('COMMIT');
       } catch (error) {
@@ -545,12 +528,8 @@ export class DuckDbPlanner implements WarehousePlanner {
     const fence = this.fence;
     if (!fence) throw new LockstepError(ErrorCode.Internal, 'the planner was written to before a plan');
     const [row] = await this.rows<{ run_id: bigint | null; attempt: number | null }>(`SELECT run_id, attempt FROM ${this.meta} WHERE sync_id = ?`, [fence.syncId]);
-    if (!row || Number(row.run_id) !== fence.runId || row.attempt !== fence.attempt) throw this.leaseLost();
+    if (!row || Number(row.run_id) !== fence.runId || row.attempt !== fence.attempt) throw leaseLost(this.fence?.syncId);
     await this.run(`${set} WHERE sync_id = ?`, [...params, fence.syncId]);
-  }
-
-  private leaseLost(): LockstepError {
-    return new LockstepError(ErrorCode.LeaseLost, `another attempt took over the planner of sync ${this.fence?.syncId}; this attempt writes nothing more`);
   }
 
   private async describe(sql: string): Promise<ColumnType[]> {

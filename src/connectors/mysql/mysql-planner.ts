@@ -29,15 +29,33 @@ import type { Value, WarehousePlan, WarehousePlanner, WarehousePlanPart, Warehou
 import { ZERO_COUNTS, type OperationCounts } from '../../core/runs.js';
 import { classifyMysqlError, MysqlFailure, mysqlErrno, quoteMysqlIdent as quote, type MysqlField, type MysqlPool, type MysqlPoolConnection } from './mysql-client.js';
 import { converterFor } from './mysql-source.js';
-import { OPS, OP_CODE, deliveredBefore, duplicateKeyRefusal, pendingNote, plannedModelRows, plannerNotes, plannerTableName, sameColumns, type ColumnType } from '../planner-tables.js';
+import {
+  OPS,
+  OP_CODE,
+  checkModelColumns,
+  comparesWithTable,
+  decideComparison,
+  deliveredBefore,
+  leaseLost,
+  nullKeyRefusal,
+  partOf,
+  pendingNote,
+  plannedModelRows,
+  plannerNotes,
+  plannerTableName,
+  repeatedKeyRefusals,
+  stagedParts,
+  tallyParts,
+  takenOver,
+  type ColumnType,
+  type StagingKind,
+} from '../planner-tables.js';
 
 /** A result column as the driver describes it, with what the planner reads of it. */
 interface Field extends MysqlField {
   decimals: number;
   flags: number;
 }
-
-type StagingKind = 'initial' | 'reset' | 'keys' | 'values';
 
 interface MetaRow {
   sync_id: number;
@@ -323,9 +341,8 @@ export class MysqlPlanner implements WarehousePlanner {
     const earlier = await this.transaction(async () => {
       const meta = await this.readMeta(request.sync.id, true);
       if (!meta) throw new LockstepError(ErrorCode.Internal, 'the planner lost its row in lockstep_syncs');
-      if (meta.run_id === request.run.id && (meta.attempt ?? 0) > request.run.attempt) {
-        throw new LockstepError(ErrorCode.LeaseLost, `attempt ${request.run.attempt} of sync run ${request.run.id} was taken over by attempt ${meta.attempt}`);
-      }
+      const takeover = takenOver(meta, request.run);
+      if (takeover) throw takeover;
       delivered = deliveredBefore(meta, request.run.id);
       await this.run(`UPDATE ${this.meta} SET run_id = ?, attempt = ?, delivered = ? WHERE sync_id = ?`, [request.run.id, request.run.attempt, JSON.stringify(delivered), request.sync.id]);
       return meta;
@@ -333,7 +350,7 @@ export class MysqlPlanner implements WarehousePlanner {
     this.fence = { syncId: request.sync.id, runId: request.run.id, attempt: request.run.attempt };
     if (earlier.staging !== null || earlier.swap_from !== null) {
       await this.apply(earlier, false);
-      notes.push('took in the rows an earlier attempt delivered before it stopped');
+      notes.push(plannerNotes.tookIn);
     }
     const meta = (await this.readMeta(request.sync.id)) as MetaRow;
 
@@ -380,18 +397,10 @@ export class MysqlPlanner implements WarehousePlanner {
       const refused: WarehousePlan['refused'] = [];
       const keyValues = (fieldsOf: Field[], row: unknown[]) => row.map((v, i) => converterFor(fieldsOf[i] as Field)(v));
       const refuseNulls = (rows: unknown[][], fieldsOf: Field[]) => {
-        for (const row of rows) {
-          const key = keyValues(fieldsOf, row);
-          refused.push({ key, reason: `primary key column "${keys[key.indexOf(null)] ?? keys[0]}" is null` });
-        }
+        for (const row of rows) refused.push(nullKeyRefusal(keys, keyValues(fieldsOf, row)));
       };
       const refuseDuplicates = (rows: unknown[][], fieldsOf: Field[]) => {
-        for (const row of rows) {
-          const key = keyValues(fieldsOf, row.slice(0, keys.length));
-          for (let i = 0; i < Number(row[keys.length]); i++) {
-            refused.push(duplicateKeyRefusal(key));
-          }
-        }
+        for (const row of rows) refused.push(...repeatedKeyRefusals(keys, [...keyValues(fieldsOf, row.slice(0, keys.length)), Number(row[keys.length])]));
       };
       const counts = { added: 0, changed: 0, removed: 0 };
       let staged: number;
@@ -434,7 +443,7 @@ export class MysqlPlanner implements WarehousePlanner {
         }
         staged -= refused.length;
         for (const row of await this.rows<{ op: string; n: number | string }>(`SELECT lockstep_op AS op, COUNT(*) AS n FROM ${this.table(staging)} GROUP BY lockstep_op`)) {
-          counts[row.op === 'a' ? 'added' : row.op === 'c' ? 'changed' : 'removed'] = Number(row.n);
+          counts[partOf(row.op)] = Number(row.n);
         }
       }
       const plannerRows = kind === 'initial' ? 0 : meta.row_count;
@@ -444,15 +453,8 @@ export class MysqlPlanner implements WarehousePlanner {
         [staging, kind, JSON.stringify(keys), JSON.stringify(shape.modelColumns), pendingCursor, comparison, staged],
       );
 
-      const parts: WarehousePlanPart[] = [];
-      if (kind !== 'reset') {
-        for (const op of OPS) {
-          if (counts[op] === 0) continue;
-          const filter = whole ? '' : `WHERE lockstep_op = '${OP_CODE[op]}' `;
-          const columns = op === 'removed' ? keyList : names.map((n) => deliveredColumn(shape, n)).join(', ');
-          parts.push({ op, rows: counts[op], query: `SELECT ${columns} FROM ${this.table(staging)} ${filter}ORDER BY ${keyList}` });
-        }
-      }
+      const delivering = names.map((n) => deliveredColumn(shape, n)).join(', ');
+      const parts = stagedParts(this.table(staging), kind, counts, keyList, delivering);
       return { parts, refused, modelRows, plannerRows, comparison, notes, delivered };
     });
   }
@@ -491,54 +493,37 @@ export class MysqlPlanner implements WarehousePlanner {
     }
     const names = fields.map((f) => f.name);
     const modelColumns = fields.map((f) => ({ name: f.name, type: typeName(f) }));
-    const seen = new Set<string>();
-    for (const name of names) {
-      if (seen.has(name.toLowerCase())) throw new LockstepError(ErrorCode.Schema, `the model's query returns column "${name}" twice — give each column its own name (AS ...) to use the planner in the warehouse`);
-      if (RESERVED.has(name.toLowerCase())) throw new LockstepError(ErrorCode.Schema, `the model's query returns a column named "${name}", which the planner in the warehouse uses itself — rename it`);
-      seen.add(name.toLowerCase());
-    }
+    checkModelColumns(names, request, RESERVED, (name) => name.toLowerCase());
     const keys = [...request.primaryKey];
-    for (const key of keys) {
-      if (!names.includes(key)) {
-        throw new LockstepError(ErrorCode.Schema, `the model declares primary key column "${key}", but its query returns only ${names.map((c) => `"${c}"`).join(', ')} — fix primaryKey or the query`);
-      }
-    }
     const values = names.filter((n) => !keys.includes(n));
 
     // Is the planner table what Lockstep left? Then compare values; otherwise by key, or from scratch.
     const existing = await this.describeTable(plannerTable);
-    let kind: StagingKind = 'values';
-    const keyTypesSame = (columns: ColumnType[]) => keys.every((k) => columns.find((c) => c.name === k)?.type === modelColumns.find((c) => c.name === k)?.type);
-    if (request.reset) kind = 'reset';
-    else if (existing === null || meta.planned_columns === null) {
-      kind = 'initial';
-      if (meta.planned_columns !== null) notes.push(plannerNotes.dropped(`${this.schema}.${plannerTable}`));
-    } else {
-      const sameAsRecorded = sameColumns(existing.columns, meta.planned_columns);
+    let tampered = false;
+    if (existing !== null && comparesWithTable(request, existing.columns, meta.planned_columns)) {
       // TRUNCATE fires no trigger; without triggers (see guard), the row count is all there is to check.
       const count = meta.guarded ? null : await this.countRows(plannerTable);
       const emptied = meta.guarded ? meta.row_count > 0 && !(await this.hasRows(plannerTable)) : count !== meta.row_count;
-      if (meta.tampered || !sameAsRecorded || (meta.guarded && !existing.guarded) || emptied) {
-        kind = keyTypesSame(existing.columns) ? 'keys' : 'initial';
-        notes.push(plannerNotes.tampered(`${this.schema}.${plannerTable}`, kind === 'keys'));
-      } else if (!sameColumns(existing.columns, modelColumns)) {
-        kind = keyTypesSame(existing.columns) ? 'keys' : 'initial';
-        notes.push(plannerNotes.columnsChanged(existing.columns, modelColumns));
-      } else if (request.resendAll) kind = 'keys';
+      tampered = meta.tampered || (meta.guarded && !existing.guarded) || emptied;
     }
+    const { kind, comparison, note } = decideComparison(request, { keys, columns: modelColumns }, {
+      name: `${this.schema}.${plannerTable}`,
+      columns: existing?.columns ?? null,
+      recorded: meta.planned_columns,
+      keyedBy: null,
+      tampered,
+      cursorValue: meta.cursor_value,
+      cursorRuns: meta.cursor_runs,
+    });
+    if (note !== null) notes.push(note);
 
     // The change cursor: rows past the last delivered value, with a full comparison every so often.
-    let comparison: 'full' | 'cursor' = 'full';
     let pendingCursor: string | null = null;
     const cursor = request.cursor;
     if (cursor) {
-      if (!names.includes(cursor.column)) {
-        throw new LockstepError(ErrorCode.Schema, `the model's cursor column "${cursor.column}" is not among the columns its query returns (${names.map((c) => `"${c}"`).join(', ')}) — fix cursor or the query`);
-      }
       const column = zeroDateAsNull(fields[names.indexOf(cursor.column)] as Field, `m.${quote(cursor.column)}`);
       const [high] = await this.rows<{ high: string | null }>(`SELECT CAST(MAX(${column}) AS CHAR) AS high FROM (\n${query}\n) AS m`);
       pendingCursor = high?.high ?? null;
-      if (kind === 'values' && !cursor.full && meta.cursor_value !== null && meta.cursor_runs < cursor.every - 1) comparison = 'cursor';
     }
     return { query, names, fields, modelColumns, keys, values, kind, comparison, pendingCursor, plannerTable };
   }
@@ -607,30 +592,18 @@ export class MysqlPlanner implements WarehousePlanner {
     const removed = this.removedSelect(shape, request);
     const keyed = `SELECT lockstep_op, ${keyList} FROM (${changed}) AS c${removed ? ` UNION ALL ${removed}` : ''}`;
 
-    const refused: WarehousePlan['refused'] = [];
-    const nulls = await this.arrays(`SELECT ${keyList} FROM (${changed}) AS d WHERE ${anyNull}`);
-    for (const row of nulls.rows) {
-      const key = row.map((v, i) => converterFor(nulls.fields[i] as Field)(v));
-      refused.push({ key, reason: `primary key column "${shape.keys[key.indexOf(null)] ?? shape.keys[0]}" is null` });
-    }
-    const counts = { added: 0, changed: 0, removed: 0 };
-    let duplicates = false;
+    // Keys as the source reads them; a repeated key's row ends with how many times it repeats.
+    const keyRows = (found: { rows: unknown[][]; fields: Field[] }) =>
+      found.rows.map((row) => row.map((v, i) => (i < shape.keys.length ? converterFor(found.fields[i] as Field)(v) : Number(v))));
+    const refused: WarehousePlan['refused'] = keyRows(await this.arrays(`SELECT ${keyList} FROM (${changed}) AS d WHERE ${anyNull}`)).map((key) => nullKeyRefusal(shape.keys, key));
     const grouped = await this.rows<{ op: string; n: number | string; extra: number | string }>(
       `SELECT lockstep_op AS op, COUNT(*) AS n, SUM(lockstep_c > 1) AS extra
          FROM (SELECT lockstep_op, COUNT(*) AS lockstep_c FROM (${keyed}) AS d WHERE NOT (${anyNull}) GROUP BY lockstep_op, ${keyList}) AS k GROUP BY lockstep_op`,
     );
-    for (const row of grouped) {
-      counts[row.op === 'a' ? 'added' : row.op === 'c' ? 'changed' : 'removed'] = Number(row.n);
-      if (Number(row.extra) > 0) duplicates = true;
-    }
+    const { counts, repeated: duplicates } = tallyParts(grouped.map((row) => [row.op, row.n, row.extra] as const));
     if (duplicates) {
       const dups = await this.arrays(`SELECT ${keyList}, COUNT(*) - 1 FROM (${keyed}) AS d WHERE NOT (${anyNull}) GROUP BY ${keyList} HAVING COUNT(*) > 1 ORDER BY ${keyList}`);
-      for (const row of dups.rows) {
-        const key = row.slice(0, shape.keys.length).map((v, i) => converterFor(dups.fields[i] as Field)(v));
-        for (let i = 0; i < Number(row[shape.keys.length]); i++) {
-          refused.push(duplicateKeyRefusal(key));
-        }
-      }
+      for (const row of keyRows(dups)) refused.push(...repeatedKeyRefusals(shape.keys, row));
     }
     const plannerRows = shape.kind === 'initial' ? 0 : meta.row_count;
     const modelRows = plannedModelRows({ kind: shape.kind, comparison: shape.comparison, counts, plannerRows, refused: refused.length }, counts.added + refused.length);
@@ -694,7 +667,7 @@ export class MysqlPlanner implements WarehousePlanner {
     try {
       await this.lock(fence.syncId, async () => {
         const meta = await this.readMeta(fence.syncId);
-        if (!meta || meta.run_id !== fence.runId || meta.attempt !== fence.attempt) throw this.leaseLost();
+        if (!meta || meta.run_id !== fence.runId || meta.attempt !== fence.attempt) throw leaseLost(this.fence?.syncId);
         await this.apply(meta, true);
       });
     } catch (error) {
@@ -874,11 +847,7 @@ export class MysqlPlanner implements WarehousePlanner {
     const fence = this.fence;
     if (!fence) throw new LockstepError(ErrorCode.Internal, 'the planner was written to before a plan');
     const matched = await this.run(`${set} WHERE sync_id = ? AND run_id = ? AND attempt = ?`, [...params, fence.syncId, fence.runId, fence.attempt]);
-    if (matched === 0) throw this.leaseLost();
-  }
-
-  private leaseLost(): LockstepError {
-    return new LockstepError(ErrorCode.LeaseLost, `another attempt took over the planner of sync ${this.fence?.syncId}; this attempt writes nothing more`);
+    if (matched === 0) throw leaseLost(this.fence?.syncId);
   }
 
   private async tableExists(name: string): Promise<boolean> {

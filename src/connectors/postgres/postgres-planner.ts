@@ -13,19 +13,30 @@ import type pg from 'pg';
 import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
 import type { Value, WarehousePlan, WarehousePlanner, WarehousePlanPart, WarehousePlanRequest } from '../../core/ports.js';
 import { ZERO_COUNTS, type OperationCounts } from '../../core/runs.js';
-import { OPS, OP_CODE, deliveredBefore, duplicateKeyRefusal, pendingNote, plannedModelRows, plannerNotes, plannerTableName, previewRefusals, previewStatements, sameColumns, type ColumnType } from '../planner-tables.js';
+import {
+  OPS,
+  OP_CODE,
+  checkModelColumns,
+  comparesWithTable,
+  decideComparison,
+  deliveredBefore,
+  duplicateKeyRefusal,
+  leaseLost,
+  partOf,
+  pendingNote,
+  plannedModelRows,
+  plannerNotes,
+  plannerTableName,
+  previewRefusals,
+  previewStatements,
+  sameColumns,
+  sameKeys,
+  stagedParts,
+  takenOver,
+  type ColumnType,
+  type StagingKind,
+} from '../planner-tables.js';
 import { addPrimaryKey, firstRunQuery, PLANNER_FILLFACTOR, plain, quote, refuseNullKeys, StagingAlongside } from './postgres-staging.js';
-
-/** How the staging table was built, which says how it is taken into the planner table. */
-type StagingKind =
-  /** No planner table to compare with: every model row is added (the staging table has the model's columns). */
-  | 'initial'
-  /** resetCDC: the model becomes the planner table, nothing is sent. */
-  | 'reset'
-  /** Compared by key only (values not trusted): matched rows are all changed; the planner table is rebuilt. */
-  | 'keys'
-  /** Compared by value (full or cursor): the planner table is updated in place. */
-  | 'values';
 
 interface MetaRow {
   sync_id: string;
@@ -452,12 +463,11 @@ export class PostgresPlanner implements WarehousePlanner {
         plannerTable,
       ]);
       meta = parseMeta((await client.query<MetaRow>(`SELECT * FROM ${this.meta} WHERE sync_id = $1 FOR UPDATE`, [request.sync.id])).rows[0]);
-      if (meta.run_id !== null && Number(meta.run_id) === request.run.id && (meta.attempt ?? 0) > request.run.attempt) {
-        throw new LockstepError(ErrorCode.LeaseLost, `attempt ${request.run.attempt} of sync run ${request.run.id} was taken over by attempt ${meta.attempt}`);
-      }
+      const takeover = takenOver(meta, request.run);
+      if (takeover) throw takeover;
       if (meta.staging !== null) {
         await this.apply(meta, false);
-        notes.push('took in the rows an earlier attempt delivered before it stopped');
+        notes.push(plannerNotes.tookIn);
       }
       delivered = deliveredBefore(meta, request.run.id);
       await client.query(`UPDATE ${this.meta} SET run_id = $2, attempt = $3, staging = NULL, part = -1, through = NULL, delivered = $4, updated_at = now() WHERE sync_id = $1`, [
@@ -532,7 +542,7 @@ export class PostgresPlanner implements WarehousePlanner {
     if (kind === 'initial' || kind === 'reset') counts.added = created - refused.length;
     else {
       const grouped = await client.query<{ op: string; n: string }>(`SELECT lockstep_op AS op, count(*) AS n FROM ${this.table(staging)} GROUP BY 1`);
-      for (const row of grouped.rows) counts[row.op === 'a' ? 'added' : row.op === 'c' ? 'changed' : 'removed'] = Number(row.n);
+      for (const row of grouped.rows) counts[partOf(row.op)] = Number(row.n);
     }
     this.counts = counts;
     const plannerRows = kind === 'initial' ? 0 : Number(meta.row_count);
@@ -543,16 +553,7 @@ export class PostgresPlanner implements WarehousePlanner {
       [staging, kind, JSON.stringify(keys), JSON.stringify(modelColumns), pendingCursor, comparison, created - refused.length],
     );
 
-    const parts: WarehousePlanPart[] = [];
-    if (kind !== 'reset') {
-      const order = `ORDER BY ${keyList}`;
-      const all = names.map(q).join(', ');
-      for (const op of OPS) {
-        if (counts[op] === 0) continue;
-        const filter = kind === 'initial' ? '' : `WHERE lockstep_op = '${OP_CODE[op]}' `;
-        parts.push({ op, rows: counts[op], query: `SELECT ${op === 'removed' ? keyList : all} FROM ${this.table(staging)} ${filter}${order}` });
-      }
-    }
+    const parts = stagedParts(this.table(staging), kind, counts, keyList, names.map(q).join(', '));
     return { parts, refused, modelRows, plannerRows, comparison, notes, delivered };
   }
 
@@ -654,67 +655,39 @@ export class PostgresPlanner implements WarehousePlanner {
       ])
     ).rows.map((r) => r.type);
     const modelColumns: ColumnType[] = names.map((name, i) => ({ name, type: typeNames[i] as string }));
-    const seen = new Set<string>();
-    for (const name of names) {
-      if (seen.has(name)) throw new LockstepError(ErrorCode.Schema, `the model's query returns column "${name}" twice — give each column its own name (AS ...) to use the planner in the warehouse`);
-      if (RESERVED.has(name)) throw new LockstepError(ErrorCode.Schema, `the model's query returns a column named "${name}", which the planner in the warehouse uses itself — rename it`);
-      seen.add(name);
-    }
+    checkModelColumns(names, request, RESERVED);
     const keys = [...request.primaryKey];
-    for (const key of keys) {
-      if (!seen.has(key)) {
-        throw new LockstepError(
-          ErrorCode.Schema,
-          `the model declares primary key column "${key}", but its query returns only ${names.map((c) => `"${c}"`).join(', ')} — fix primaryKey or the query`,
-        );
-      }
-    }
     const values = names.filter((n) => !keys.includes(n));
 
     // Is the planner table what Lockstep left? Then compare values; otherwise by key, or from scratch.
     const existing = await this.describeTable(plannerTable);
-    let kind: StagingKind = 'values';
-    const keyTypesSame = (columns: ColumnType[]) =>
-      keys.every((k) => columns.find((c) => c.name === k)?.type === modelColumns.find((c) => c.name === k)?.type);
+    let tampered = false;
     let deltaLost = false;
-    if (request.reset) kind = 'reset';
-    else if (existing === null || meta.columns === null) {
-      kind = 'initial';
-      if (meta.columns !== null) notes.push(plannerNotes.dropped(`${this.schema}.${plannerTable}`));
-    } else {
-      const sameAsRecorded = sameColumns(existing.columns, meta.columns);
+    if (existing !== null && comparesWithTable(request, existing.columns, meta.columns)) {
       const emptied = Number(meta.row_count) > 0 && !(await this.hasRows(plannerTable));
       // Without its primary key on the model's key, the table takes no rows in (they are found by it):
       // it is rebuilt, and its delta, which could be folded into it only by that key, is given up.
       const keyLost = !sameKeys(existing.primaryKey, keys);
       deltaLost = Number(meta.delta_rows) > 0 && (keyLost || !(await this.deltaIntact(plannerTable, existing.columns, keys)));
-      // The planner table (and its delta) is keyed by the key it was built with: another key starts it again.
-      const keyedBefore = meta.key_columns;
-      if (keyedBefore !== null && !sameKeys(keyedBefore, keys)) {
-        kind = 'initial';
-        deltaLost = false;
-        notes.push(plannerNotes.keysChanged(`${this.schema}.${plannerTable}`, keyedBefore, keys));
-      } else if (meta.tampered || !sameAsRecorded || !existing.guarded || keyLost || emptied || deltaLost) {
-        kind = keyTypesSame(existing.columns) ? 'keys' : 'initial';
-        notes.push(plannerNotes.tampered(`${this.schema}.${plannerTable}`, kind === 'keys'));
-      } else if (!sameColumns(existing.columns, modelColumns)) {
-        kind = keyTypesSame(existing.columns) ? 'keys' : 'initial';
-        notes.push(plannerNotes.columnsChanged(existing.columns, modelColumns));
-      } else if (request.resendAll) kind = 'keys';
+      tampered = meta.tampered || !existing.guarded || keyLost || emptied || deltaLost;
     }
+    const { kind, comparison, reason, note } = decideComparison(request, { keys, columns: modelColumns }, {
+      name: `${this.schema}.${plannerTable}`,
+      columns: existing?.columns ?? null,
+      recorded: meta.columns,
+      // The planner table (and its delta) is keyed by the key it was built with: another key starts it again.
+      keyedBy: meta.key_columns,
+      tampered,
+      cursorValue: meta.cursor_value,
+      cursorRuns: meta.cursor_runs,
+    });
+    if (note !== null) notes.push(note);
+    // Started again, the table leaves its delta behind with it.
+    if (reason === 'keysChanged') deltaLost = false;
 
     // The change cursor: rows past the last delivered value, with a full comparison every so often.
-    let comparison: 'full' | 'cursor' = 'full';
-    let pendingCursor: string | null = null;
     const cursor = request.cursor;
-    if (cursor) {
-      const column = modelColumns.find((c) => c.name === cursor.column);
-      if (!column) {
-        throw new LockstepError(ErrorCode.Schema, `the model's cursor column "${cursor.column}" is not among the columns its query returns (${names.map((c) => `"${c}"`).join(', ')}) — fix cursor or the query`);
-      }
-      pendingCursor = (await client.query<{ high: string | null }>(`SELECT max(${quote(cursor.column)})::text AS high FROM (\n${query}\n) AS lockstep_model`)).rows[0]?.high ?? null;
-      if (kind === 'values' && !cursor.full && meta.cursor_value !== null && meta.cursor_runs < cursor.every - 1) comparison = 'cursor';
-    }
+    const pendingCursor = cursor ? ((await client.query<{ high: string | null }>(`SELECT max(${quote(cursor.column)})::text AS high FROM (\n${query}\n) AS lockstep_model`)).rows[0]?.high ?? null) : null;
     const delta = Number(meta.delta_rows) > 0 && !deltaLost && (kind === 'values' || kind === 'keys') ? this.table(plannerTable + DELTA_SUFFIX) : null;
     return { query, names, modelColumns, keys, values, kind, comparison, pendingCursor, plannerTable, delta, dropDelta: deltaLost };
   }
@@ -901,7 +874,7 @@ export class PostgresPlanner implements WarehousePlanner {
       await client.query('BEGIN');
       const found = (await client.query<MetaRow>(`SELECT * FROM ${this.meta} WHERE sync_id = $1 FOR UPDATE`, [this.fence?.syncId])).rows[0];
       const meta = found ? parseMeta(found) : null;
-      if (!meta || Number(meta.run_id) !== this.fence?.runId || meta.attempt !== this.fence.attempt) throw this.leaseLost();
+      if (!meta || Number(meta.run_id) !== this.fence?.runId || meta.attempt !== this.fence.attempt) throw leaseLost(this.fence?.syncId);
       await this.apply(meta, true);
       await client.query('COMMIT');
     } catch (error) {
@@ -1097,11 +1070,7 @@ export class PostgresPlanner implements WarehousePlanner {
     const fence = this.fence;
     if (!fence) throw new LockstepError(ErrorCode.Internal, 'the planner was written to before a plan');
     const result = await this.client.query(`${set} WHERE sync_id = $1 AND run_id = $2 AND attempt = $3`, [fence.syncId, fence.runId, fence.attempt, ...params]);
-    if (result.rowCount === 0) throw this.leaseLost();
-  }
-
-  private leaseLost(): LockstepError {
-    return new LockstepError(ErrorCode.LeaseLost, `another attempt took over the planner of sync ${this.fence?.syncId}; this attempt writes nothing more`);
+    if (result.rowCount === 0) throw leaseLost(this.fence?.syncId);
   }
 
   /**
@@ -1201,11 +1170,6 @@ export class PostgresPlanner implements WarehousePlanner {
     const transient = code !== undefined && (code.startsWith('08') || code === '40001' || code === '40P01' || code === '57P01');
     return new LockstepError(transient ? ErrorCode.Transient : ErrorCode.Query, `${what} on ${this.where} failed: ${error.message}`, { cause: error });
   }
-}
-
-/** The same key columns in the same order. */
-function sameKeys(a: readonly string[], b: readonly string[]): boolean {
-  return a.length === b.length && a.every((k, i) => k === b[i]);
 }
 
 /** The meta row of a sync the planner never ran for: compared as a first run. */

@@ -20,7 +20,7 @@
  */
 import type pg from 'pg';
 import type { Value } from '../../core/ports.js';
-import { duplicateKeyRefusal } from '../planner-tables.js';
+import { duplicateKeyRefusal, nullKeyRefusal } from '../planner-tables.js';
 
 export const quote = (name: string): string => `"${name.replace(/"/g, '""')}"`;
 
@@ -77,7 +77,7 @@ export async function refuseNullKeys(client: pg.Client, table: string, keys: rea
     text: `DELETE FROM ${table} WHERE ${where}(${keys.map((k) => `${quote(k)} IS NULL`).join(' OR ')}) RETURNING ${keys.map(quote).join(', ')}`,
     rowMode: 'array',
   });
-  return (nulls.rows as Value[][]).map((key) => ({ key: key.map(plain), reason: `primary key column "${keys[key.indexOf(null)] ?? keys[0]}" is null` }));
+  return (nulls.rows as Value[][]).map((key) => nullKeyRefusal(keys, key.map(plain)));
 }
 
 /**

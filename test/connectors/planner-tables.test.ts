@@ -1,0 +1,86 @@
+/**
+ * The decisions the warehouse planners (PostgreSQL, MySQL, DuckDB) share: what a run compares,
+ * which models they refuse, and the parts a run's staging table is read as.
+ */
+import { describe, expect, it } from 'vitest';
+import { LockstepError } from '../../src/core/errors.js';
+import { checkModelColumns, decideComparison, plannerNotes, stagedParts, takenOver, type PlannerTableState } from '../../src/connectors/planner-tables.js';
+
+const columns = [
+  { name: 'id', type: 'integer' },
+  { name: 'name', type: 'text' },
+];
+const model = { keys: ['id'], columns };
+const request = { reset: false, resendAll: false, cursor: null };
+const table: PlannerTableState = { name: 'lockstep_planner.sync_1_people', columns, recorded: columns, keyedBy: null, tampered: false, cursorValue: null, cursorRuns: 0 };
+
+describe('decideComparison', () => {
+  it('compares by value a table as Lockstep left it, past the cursor when one is due', () => {
+    expect(decideComparison(request, model, table)).toEqual({ kind: 'values', comparison: 'full', reason: 'unchanged', note: null });
+    const cursor = { column: 'name', full: false, every: 3 };
+    expect(decideComparison({ ...request, cursor }, model, { ...table, cursorValue: 'b', cursorRuns: 1 }).comparison).toBe('cursor');
+    // The full comparison every `every` runs, or asked for.
+    expect(decideComparison({ ...request, cursor }, model, { ...table, cursorValue: 'b', cursorRuns: 2 }).comparison).toBe('full');
+    expect(decideComparison({ ...request, cursor: { ...cursor, full: true } }, model, { ...table, cursorValue: 'b' }).comparison).toBe('full');
+  });
+
+  it('stages the whole model for a first run, a reset and a dropped table, noting only the drop', () => {
+    expect(decideComparison(request, model, { ...table, columns: null, recorded: null })).toMatchObject({ kind: 'initial', reason: 'first', note: null });
+    expect(decideComparison({ ...request, reset: true }, model, { ...table, tampered: true })).toMatchObject({ kind: 'reset', note: null });
+    expect(decideComparison(request, model, { ...table, columns: null })).toMatchObject({ kind: 'initial', note: plannerNotes.dropped(table.name) });
+  });
+
+  it('compares by key a table changed outside Lockstep, or whose model columns changed, and from scratch when the key types changed', () => {
+    const cursor = { column: 'name', full: false, every: 24 };
+    const tampered = decideComparison({ ...request, cursor }, model, { ...table, tampered: true, cursorValue: 'b' });
+    expect(tampered).toEqual({ kind: 'keys', comparison: 'full', reason: 'tampered', note: plannerNotes.tampered(table.name, true) });
+    expect(decideComparison(request, model, { ...table, recorded: [columns[0] as (typeof columns)[0]] }).reason).toBe('tampered');
+    const wider = [...columns, { name: 'score', type: 'integer' }];
+    expect(decideComparison(request, { keys: ['id'], columns: wider }, table)).toEqual({ kind: 'keys', comparison: 'full', reason: 'columnsChanged', note: plannerNotes.columnsChanged(columns, wider) });
+    const retyped = [{ name: 'id', type: 'bigint' }, columns[1] as (typeof columns)[1]];
+    expect(decideComparison(request, { keys: ['id'], columns: retyped }, table)).toMatchObject({ kind: 'initial', reason: 'columnsChanged' });
+    expect(decideComparison({ ...request, resendAll: true }, model, table)).toMatchObject({ kind: 'keys', reason: 'resendAll', note: null });
+  });
+
+  it('starts a table keyed by another key again, before looking at anything else', () => {
+    const decision = decideComparison(request, { keys: ['id', 'name'], columns }, { ...table, keyedBy: ['id'], tampered: true });
+    expect(decision).toEqual({ kind: 'initial', comparison: 'full', reason: 'keysChanged', note: plannerNotes.keysChanged(table.name, ['id'], ['id', 'name']) });
+  });
+});
+
+describe('checkModelColumns', () => {
+  const reserved = new Set(['lockstep_op']);
+  const check = (names: string[], extra: { primaryKey?: string[]; cursor?: { column: string; full: boolean; every: number } } = {}, fold?: (n: string) => string) =>
+    () => checkModelColumns(names, { primaryKey: extra.primaryKey ?? ['id'], cursor: extra.cursor ?? null }, reserved, fold);
+
+  it('refuses repeated, reserved and missing columns, naming them', () => {
+    expect(check(['id', 'name'])).not.toThrow();
+    expect(check(['id', 'name', 'name'])).toThrow('the model\'s query returns column "name" twice');
+    expect(check(['id', 'Name', 'name'], {}, (n) => n.toLowerCase())).toThrow('returns column "name" twice');
+    expect(check(['id', 'lockstep_op'])).toThrow('a column named "lockstep_op", which the planner in the warehouse uses itself');
+    expect(check(['name'])).toThrow('the model declares primary key column "id", but its query returns only "name" — fix primaryKey or the query');
+    expect(check(['id'], { cursor: { column: 'at', full: false, every: 24 } })).toThrow('the model\'s cursor column "at" is not among the columns its query returns ("id")');
+    expect(check(['id', 'id'])).toThrow(LockstepError);
+  });
+});
+
+describe('takenOver', () => {
+  it('refuses an attempt only when a later attempt of the same run holds the sync', () => {
+    expect(takenOver({ run_id: null, attempt: null }, { id: 5, attempt: 1 })).toBeNull();
+    expect(takenOver({ run_id: '4', attempt: 3 }, { id: 5, attempt: 1 })).toBeNull();
+    expect(takenOver({ run_id: 5, attempt: 1 }, { id: 5, attempt: 1 })).toBeNull();
+    expect(takenOver({ run_id: '5', attempt: 2 }, { id: 5, attempt: 1 })?.message).toBe('attempt 1 of sync run 5 was taken over by attempt 2');
+  });
+});
+
+describe('stagedParts', () => {
+  it('reads each kind of staged row in key order, none for a reset', () => {
+    const counts = { added: 2, changed: 0, removed: 1 };
+    expect(stagedParts('s.t', 'values', counts, '"id"', '"id", "name"')).toEqual([
+      { op: 'added', rows: 2, query: `SELECT "id", "name" FROM s.t WHERE lockstep_op = 'a' ORDER BY "id"` },
+      { op: 'removed', rows: 1, query: `SELECT "id" FROM s.t WHERE lockstep_op = 'r' ORDER BY "id"` },
+    ]);
+    expect(stagedParts('s.t', 'initial', { added: 2, changed: 0, removed: 0 }, '"id"', '"id", "name"')[0]?.query).toBe('SELECT "id", "name" FROM s.t ORDER BY "id"');
+    expect(stagedParts('s.t', 'reset', counts, '"id"', '"id"')).toEqual([]);
+  });
+});
