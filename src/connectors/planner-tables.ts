@@ -31,6 +31,65 @@ export type StagingKind =
   /** Compared by value (full or cursor): the planner table is updated in place. */
   | 'values';
 
+/**
+ * What every planner keeps alike in a sync's row of lockstep_syncs, as read: the planner table, the
+ * attempt that holds it, the run's staging table and how it was staged, the watermark's part, and
+ * the change cursor. Each planner's row adds what its database records in its own way.
+ */
+export interface PlannerRunRecord {
+  planner_table: string;
+  attempt: number | null;
+  staging: string | null;
+  staging_kind: StagingKind | null;
+  key_columns: string[] | null;
+  model_columns: ColumnType[] | null;
+  /** The watermark's part (its index in OPS), -1 before the first commit. */
+  part: number;
+  cursor_value: string | null;
+  pending_cursor: string | null;
+  /** Cursor runs since the last full comparison. */
+  cursor_runs: number;
+  comparison: 'full' | 'cursor' | null;
+}
+
+/** The record of a sync the planner never ran for: compared as a first run. */
+export function unplannedRun(plannerTable: string): PlannerRunRecord {
+  return {
+    planner_table: plannerTable,
+    attempt: null,
+    staging: null,
+    staging_kind: null,
+    key_columns: null,
+    model_columns: null,
+    part: -1,
+    cursor_value: null,
+    pending_cursor: null,
+    cursor_runs: 0,
+    comparison: null,
+  };
+}
+
+/** What a run compares, and how: the model's columns and keys, and the decision taken on them (see decideComparison). */
+export interface ComparedModel {
+  /** The model's query, without what ends it (see modelQuery). */
+  query: string;
+  names: string[];
+  modelColumns: ColumnType[];
+  keys: string[];
+  /** The model's columns that are not keys. */
+  values: string[];
+  kind: StagingKind;
+  comparison: 'full' | 'cursor';
+  /** The highest cursor value the model holds: the cursor's next value once the run delivered everything. */
+  pendingCursor: string | null;
+  plannerTable: string;
+}
+
+/** The model's query as the planner wraps it in its own (`SELECT ... FROM (query) AS m`): without trailing semicolons and space. */
+export function modelQuery(request: Pick<WarehousePlanRequest, 'query'>): string {
+  return request.query.replace(/[\s;]+$/, '');
+}
+
 /** The part a staging table's `lockstep_op` code stands for. */
 export function partOf(code: unknown): WarehousePlanPart['op'] {
   return code === 'a' ? 'added' : code === 'c' ? 'changed' : 'removed';
@@ -196,6 +255,60 @@ export function takenOver(recorded: { run_id: string | number | null; attempt: n
 /** What a write refused by the fence (another attempt holds the sync's planner) throws. */
 export function leaseLost(syncId: number | undefined): LockstepError {
   return new LockstepError(ErrorCode.LeaseLost, `another attempt took over the planner of sync ${syncId}; this attempt writes nothing more`);
+}
+
+/**
+ * Which staged rows `s` a run delivered, as SQL: all of them when it delivered everything
+ * (`complete`) or is a reset (which sends nothing); otherwise those up to the watermark, ranked
+ * by part (OPS) and then by key (`key`, the staged row's key, compared with `mark`, the SQL of the
+ * watermark's key; null when none was recorded), none before the first. Less the rejected rows:
+ * `notRejected`, when any were rejected. `condition` is null when every staged row counts;
+ * `marked` says whether it compares with `mark`.
+ */
+export function deliveredRows(staged: {
+  kind: StagingKind;
+  complete: boolean;
+  part: number;
+  key: string;
+  mark: string | null;
+  notRejected: string | null;
+}): { condition: string | null; marked: boolean } {
+  const { kind, part, key, mark } = staged;
+  const conditions: string[] = [];
+  let marked = false;
+  if (!staged.complete && kind !== 'reset') {
+    if (part < 0 || mark === null) conditions.push('false');
+    else {
+      const rank = kind === 'initial' ? '0' : `(CASE s.lockstep_op WHEN 'a' THEN 0 WHEN 'c' THEN 1 ELSE 2 END)`;
+      conditions.push(`(${rank} < ${part} OR (${rank} = ${part} AND ${key} <= ${mark}))`);
+      marked = true;
+    }
+  }
+  if (staged.notRejected !== null) conditions.push(staged.notRejected);
+  return { condition: conditions.length === 0 ? null : conditions.join(' AND '), marked };
+}
+
+/**
+ * The staged rows `s` a rebuilt planner table takes (`delivered`: their SQL condition, see
+ * deliveredRows): those delivered, and, compared by key, the removals not delivered yet, so that
+ * they stay planned.
+ */
+export function rowsKept(kind: StagingKind, delivered: string): string {
+  return kind === 'keys' ? `(s.lockstep_op <> 'r' AND ${delivered}) OR (s.lockstep_op = 'r' AND NOT (${delivered}))` : delivered;
+}
+
+/**
+ * The change cursor once a run's delivered rows are taken in. It moves to the highest value the
+ * run read only when the run delivered every row it read (`complete`, none `rejected`): the rows
+ * past the old value are read again otherwise. Moved, it counts one more cursor run since the last
+ * full comparison, or, after a full one, none.
+ */
+export function cursorAfterRun(
+  record: Pick<PlannerRunRecord, 'cursor_value' | 'pending_cursor' | 'cursor_runs' | 'comparison'>,
+  run: { complete: boolean; rejected: boolean },
+): { cursorValue: string | null; cursorRuns: number } {
+  if (!run.complete || run.rejected || record.pending_cursor === null) return { cursorValue: record.cursor_value, cursorRuns: record.cursor_runs };
+  return { cursorValue: record.pending_cursor, cursorRuns: record.comparison === 'cursor' ? record.cursor_runs + 1 : 0 };
 }
 
 /**

@@ -1,10 +1,11 @@
 /**
  * The decisions the warehouse planners (PostgreSQL, MySQL, DuckDB) share: what a run compares,
- * which models they refuse, and the parts a run's staging table is read as.
+ * which models they refuse, the parts a run's staging table is read as, which staged rows were
+ * delivered and where the change cursor goes.
  */
 import { describe, expect, it } from 'vitest';
 import { LockstepError } from '../../src/core/errors.js';
-import { checkModelColumns, decideComparison, plannerNotes, stagedParts, takenOver, type PlannerTableState } from '../../src/connectors/planner-tables.js';
+import { checkModelColumns, cursorAfterRun, decideComparison, deliveredRows, plannerNotes, stagedParts, takenOver, type PlannerTableState } from '../../src/connectors/planner-tables.js';
 
 const columns = [
   { name: 'id', type: 'integer' },
@@ -82,5 +83,35 @@ describe('stagedParts', () => {
     ]);
     expect(stagedParts('s.t', 'initial', { added: 2, changed: 0, removed: 0 }, '"id"', '"id", "name"')[0]?.query).toBe('SELECT "id", "name" FROM s.t ORDER BY "id"');
     expect(stagedParts('s.t', 'reset', counts, '"id"', '"id"')).toEqual([]);
+  });
+});
+
+describe('deliveredRows', () => {
+  const staged = { kind: 'values' as const, complete: false, part: 1, key: '(s."id")', mark: '(7)', notRejected: null };
+  const rank = `(CASE s.lockstep_op WHEN 'a' THEN 0 WHEN 'c' THEN 1 ELSE 2 END)`;
+
+  it('takes every row of a run that delivered everything, or of a reset', () => {
+    expect(deliveredRows({ ...staged, complete: true })).toEqual({ condition: null, marked: false });
+    expect(deliveredRows({ ...staged, kind: 'reset' })).toEqual({ condition: null, marked: false });
+  });
+
+  it('takes the rows up to the watermark, by part and then by key, none before the first, less the rejected ones', () => {
+    expect(deliveredRows(staged)).toEqual({ condition: `(${rank} < 1 OR (${rank} = 1 AND (s."id") <= (7)))`, marked: true });
+    expect(deliveredRows({ ...staged, kind: 'initial', part: 0 }).condition).toBe('(0 < 0 OR (0 = 0 AND (s."id") <= (7)))');
+    expect(deliveredRows({ ...staged, part: -1 })).toEqual({ condition: 'false', marked: false });
+    expect(deliveredRows({ ...staged, mark: null, notRejected: 'NOT r' })).toEqual({ condition: 'false AND NOT r', marked: false });
+    expect(deliveredRows({ ...staged, complete: true, notRejected: 'NOT r' }).condition).toBe('NOT r');
+  });
+});
+
+describe('cursorAfterRun', () => {
+  const record = { cursor_value: '2024-01-01', pending_cursor: '2024-02-01', cursor_runs: 3, comparison: 'cursor' as const };
+
+  it('moves the cursor only when the run delivered every row it read', () => {
+    expect(cursorAfterRun(record, { complete: true, rejected: false })).toEqual({ cursorValue: '2024-02-01', cursorRuns: 4 });
+    expect(cursorAfterRun({ ...record, comparison: 'full' }, { complete: true, rejected: false })).toEqual({ cursorValue: '2024-02-01', cursorRuns: 0 });
+    expect(cursorAfterRun(record, { complete: true, rejected: true })).toEqual({ cursorValue: '2024-01-01', cursorRuns: 3 });
+    expect(cursorAfterRun(record, { complete: false, rejected: false })).toEqual({ cursorValue: '2024-01-01', cursorRuns: 3 });
+    expect(cursorAfterRun({ ...record, pending_cursor: null }, { complete: true, rejected: false })).toEqual({ cursorValue: '2024-01-01', cursorRuns: 3 });
   });
 });

@@ -14,27 +14,9 @@ import type { Value, WarehousePlan, WarehousePlanner, WarehousePlanPart, Warehou
 import { ZERO_COUNTS, type OperationCounts } from '../../core/runs.js';
 import { DuckDbMemory, isOutOfMemory } from './duckdb-memory.js';
 import {
-  OPS,
-  checkModelColumns,
-  comparesWithTable,
-  cursorDue,
-  decideComparison,
-  deliveredBefore,
-  duplicateKeyRefusal,
-  leaseLost,
-  nullKeyRefusal,
-  partOf,
-  pendingNote,
-  plannedModelRows,
-  plannerNotes,
-  plannerTableName,
-  previewRefusals,
-  previewStatements,
-  sameColumns,
-  stagedParts,
-  takenOver,
-  type ColumnType,
-  type StagingKind,
+  OPS, checkModelColumns, comparesWithTable, cursorAfterRun, cursorDue, decideComparison, deliveredBefore, deliveredRows, duplicateKeyRefusal,
+  leaseLost, modelQuery, nullKeyRefusal, partOf, pendingNote, plannedModelRows, plannerNotes, plannerTableName, previewRefusals, previewStatements,
+  rowsKept, sameColumns, stagedParts, takenOver, unplannedRun, type ColumnType, type ComparedModel, type PlannerRunRecord, type StagingKind,
 } from '../planner-tables.js';
 
 const quote = (name: string): string => `"${name.replace(/"/g, '""')}"`;
@@ -42,40 +24,19 @@ const quote = (name: string): string => `"${name.replace(/"/g, '""')}"`;
 /** Column names the planner's tables use themselves. */
 const RESERVED = new Set(['lockstep_op']);
 
-interface MetaRow {
-  planner_table: string;
+interface MetaRow extends PlannerRunRecord {
   columns: ColumnType[] | null;
   row_count: number;
   checksum: string | null;
   run_id: number | null;
-  attempt: number | null;
-  staging: string | null;
-  staging_kind: StagingKind | null;
-  key_columns: string[] | null;
-  model_columns: ColumnType[] | null;
-  part: number;
   through: Value[] | null;
   /** The run's delivered counts with the watermark, as JSON (see deliveredBefore). */
   delivered: string | null;
-  cursor_value: string | null;
-  pending_cursor: string | null;
-  cursor_runs: number;
-  comparison: 'full' | 'cursor' | null;
   staged_rows: number;
 }
 
 /** What a run compares, and how (see DuckDbPlanner.shape). */
-interface Shape {
-  query: string;
-  names: string[];
-  modelColumns: ColumnType[];
-  keys: string[];
-  values: string[];
-  kind: StagingKind;
-  comparison: 'full' | 'cursor';
-  pendingCursor: string | null;
-  plannerTable: string;
-}
+type Shape = ComparedModel;
 
 
 export class DuckDbPlanner implements WarehousePlanner {
@@ -282,7 +243,7 @@ export class DuckDbPlanner implements WarehousePlanner {
 
   /** The model's columns and keys, and how it is compared with the planner table (`meta`): shared by runs and dry runs. */
   private async shape(request: WarehousePlanRequest, meta: MetaRow, plannerTable: string, notes: string[]): Promise<Shape> {
-    const query = request.query.replace(/[\s;]+$/, '');
+    const query = modelQuery(request);
     const modelColumns = await this.describe(`SELECT * FROM (\n${query}\n) AS lockstep_model LIMIT 0`);
     const names = modelColumns.map((c) => c.name);
     checkModelColumns(names, request, RESERVED);
@@ -444,49 +405,40 @@ export class DuckDbPlanner implements WarehousePlanner {
     }
     const [{ n: rejectedCount } = { n: 0n }] = await this.rows<{ n: bigint }>(`SELECT count(*) AS n FROM ${this.table(rejectedTable)}`);
     const anyRejected = Number(rejectedCount) > 0;
-    const cursorDone = complete && !anyRejected && meta.pending_cursor !== null;
+    const cursor = cursorAfterRun(meta, { complete, rejected: anyRejected });
     const record = async (rowCount: number, recorded: ColumnType[]) => {
       const checksum = await this.checksum(planner, recorded);
       await this.run(
-        `UPDATE ${this.meta} SET staging = NULL, part = -1, through = NULL, columns = ?, row_count = ?, checksum = ?,
-           cursor_value = CASE WHEN ? THEN pending_cursor ELSE cursor_value END,
-           cursor_runs = CASE WHEN NOT ? THEN cursor_runs WHEN comparison = 'cursor' THEN cursor_runs + 1 ELSE 0 END,
-           pending_cursor = NULL WHERE planner_table = ?`,
-        [JSON.stringify(recorded), rowCount, checksum, cursorDone, cursorDone, planner],
+        `UPDATE ${this.meta} SET staging = NULL, part = -1, through = NULL, columns = ?, row_count = ?, checksum = ?, cursor_value = ?, cursor_runs = ?, pending_cursor = NULL WHERE planner_table = ?`,
+        [JSON.stringify(recorded), rowCount, checksum, cursor.cursorValue, cursor.cursorRuns, planner],
       );
     };
     if (kind === 'values' && meta.staged_rows === 0) {
       await drop();
-      if (cursorDone) {
-        await this.run(
-          `UPDATE ${this.meta} SET staging = NULL, part = -1, through = NULL, cursor_value = pending_cursor,
-             cursor_runs = CASE WHEN comparison = 'cursor' THEN cursor_runs + 1 ELSE 0 END, pending_cursor = NULL WHERE planner_table = ?`,
-          [planner],
-        );
-      } else await this.run(`UPDATE ${this.meta} SET staging = NULL, part = -1, through = NULL, pending_cursor = NULL WHERE planner_table = ?`, [planner]);
+      await this.run(`UPDATE ${this.meta} SET staging = NULL, part = -1, through = NULL, cursor_value = ?, cursor_runs = ?, pending_cursor = NULL WHERE planner_table = ?`, [
+        cursor.cursorValue,
+        cursor.cursorRuns,
+        planner,
+      ]);
       return;
     }
     const q = quote;
     const keyRow = (alias: string) => `(${keys.map((k) => `${alias}.${q(k)}`).join(', ')})`;
-    const rank = kind === 'initial' || kind === 'reset' ? '0' : `(CASE s.lockstep_op WHEN 'a' THEN 0 WHEN 'c' THEN 1 ELSE 2 END)`;
-    const everything = complete || kind === 'reset';
-    const conditions: string[] = [];
-    const params: Value[] = [];
-    if (!everything) {
-      if (meta.part < 0 || meta.through === null) conditions.push('false');
-      else {
-        const types = columns.filter((c) => keys.includes(c.name));
-        const typed = keys.map((k) => `CAST(? AS ${(types.find((c) => c.name === k) as ColumnType).type})`);
-        conditions.push(`(${rank} < ${meta.part} OR (${rank} = ${meta.part} AND ${keyRow('s')} <= (${typed.join(', ')})))`);
-        params.push(...meta.through);
-      }
-    }
-    if (anyRejected) conditions.push(`NOT EXISTS (SELECT 1 FROM ${this.table(rejectedTable)} AS r WHERE ${keys.map((k) => `r.${q(k)} = s.${q(k)}`).join(' AND ')})`);
-    const delivered = conditions.length === 0 ? 'true' : conditions.join(' AND ');
+    const keyType = (k: string) => (columns.find((c) => c.name === k) as ColumnType).type;
+    const taken = deliveredRows({
+      kind,
+      complete,
+      part: meta.part,
+      key: keyRow('s'),
+      mark: meta.through === null ? null : `(${keys.map((k) => `CAST(? AS ${keyType(k)})`).join(', ')})`,
+      notRejected: anyRejected ? `NOT EXISTS (SELECT 1 FROM ${this.table(rejectedTable)} AS r WHERE ${keys.map((k) => `r.${q(k)} = s.${q(k)}`).join(' AND ')})` : null,
+    });
+    const delivered = taken.condition ?? 'true';
+    const params: Value[] = taken.marked ? (meta.through as Value[]) : [];
     const selected = columns.map((c) => `s.${q(c.name)}`).join(', ');
     let rowCount: number;
     if (kind === 'initial' || kind === 'reset' || kind === 'keys') {
-      const keep = kind === 'keys' ? `(s.lockstep_op <> 'r' AND ${delivered}) OR (s.lockstep_op = 'r' AND NOT (${delivered}))` : delivered;
+      const keep = rowsKept(kind, delivered);
       const keepParams = kind === 'keys' ? [...params, ...params] : params;
       // As PostgresPlanner.apply: rows not staged when compared by key keep what was delivered.
       const old = kind === 'keys' ? await this.tableColumns(planner) : null;
@@ -494,7 +446,7 @@ export class DuckDbPlanner implements WarehousePlanner {
         ? ` UNION ALL SELECT ${columns.map((c) => (old.some((o) => o.name === c.name) ? `CAST(p.${q(c.name)} AS ${c.type})` : `CAST(NULL AS ${c.type})`)).join(', ')} FROM ${p} AS p WHERE NOT EXISTS (SELECT 1 FROM ${s} AS s WHERE ${keys.map((k) => `s.${q(k)} = p.${q(k)}`).join(' AND ')})`
         : '';
       const staged = await this.tableColumns(staging);
-      if (kind !== 'keys' && conditions.length === 0 && staged !== null && sameColumnsInOrder(staged, columns)) {
+      if (kind !== 'keys' && taken.condition === null && staged !== null && sameColumnsInOrder(staged, columns)) {
         // Every staged row was delivered and the staging table holds just the model's columns: it
         // becomes the planner table as it is, instead of being copied (a copy of the whole model,
         // which under DuckDB's memory limit took seconds per million rows).
@@ -560,26 +512,7 @@ export class DuckDbPlanner implements WarehousePlanner {
 
 /** The meta row of a sync the planner never ran for: compared as a first run. */
 function unplannedMeta(plannerTable: string): MetaRow {
-  return {
-    planner_table: plannerTable,
-    columns: null,
-    row_count: 0,
-    checksum: null,
-    run_id: null,
-    attempt: null,
-    staging: null,
-    staging_kind: null,
-    key_columns: null,
-    model_columns: null,
-    part: -1,
-    through: null,
-    delivered: null,
-    cursor_value: null,
-    pending_cursor: null,
-    cursor_runs: 0,
-    comparison: null,
-    staged_rows: 0,
-  };
+  return { ...unplannedRun(plannerTable), columns: null, row_count: 0, checksum: null, run_id: null, through: null, delivered: null, staged_rows: 0 };
 }
 
 function plain(value: unknown): Value {

@@ -30,25 +30,9 @@ import { ZERO_COUNTS, type OperationCounts } from '../../core/runs.js';
 import { classifyMysqlError, MysqlFailure, mysqlErrno, quoteMysqlIdent as quote, type MysqlField, type MysqlPool, type MysqlPoolConnection } from './mysql-client.js';
 import { converterFor } from './mysql-source.js';
 import {
-  OPS,
-  OP_CODE,
-  checkModelColumns,
-  comparesWithTable,
-  decideComparison,
-  deliveredBefore,
-  leaseLost,
-  nullKeyRefusal,
-  partOf,
-  pendingNote,
-  plannedModelRows,
-  plannerNotes,
-  plannerTableName,
-  repeatedKeyRefusals,
-  stagedParts,
-  tallyParts,
-  takenOver,
-  type ColumnType,
-  type StagingKind,
+  OPS, OP_CODE, checkModelColumns, comparesWithTable, cursorAfterRun, decideComparison, deliveredBefore, deliveredRows, leaseLost, modelQuery,
+  nullKeyRefusal, partOf, pendingNote, plannedModelRows, plannerNotes, plannerTableName, repeatedKeyRefusals, rowsKept, stagedParts, takenOver,
+  tallyParts, unplannedRun, type ColumnType, type ComparedModel, type PlannerRunRecord, type StagingKind,
 } from '../planner-tables.js';
 
 /** A result column as the driver describes it, with what the planner reads of it. */
@@ -57,42 +41,22 @@ interface Field extends MysqlField {
   flags: number;
 }
 
-interface MetaRow {
+interface MetaRow extends PlannerRunRecord {
   sync_id: number;
-  planner_table: string;
   planned_columns: ColumnType[] | null;
   row_count: number;
   tampered: boolean;
   guarded: boolean;
   run_id: number | null;
-  attempt: number | null;
-  staging: string | null;
-  staging_kind: StagingKind | null;
-  key_columns: string[] | null;
-  model_columns: ColumnType[] | null;
-  part: number;
   /** The run's delivered counts with the watermark, as JSON (see deliveredBefore). */
   delivered: string | null;
-  cursor_value: string | null;
-  pending_cursor: string | null;
-  cursor_runs: number;
-  comparison: 'full' | 'cursor' | null;
   staged_rows: number;
   swap_from: string | null;
 }
 
-/** What a run compares, and how (see MysqlPlanner.shape). */
-interface Shape {
-  query: string;
-  names: string[];
+/** What a run compares, and how (see MysqlPlanner.shape), with the driver's description of the model's columns. */
+interface Shape extends ComparedModel {
   fields: Field[];
-  modelColumns: ColumnType[];
-  keys: string[];
-  values: string[];
-  kind: StagingKind;
-  comparison: 'full' | 'cursor';
-  pendingCursor: string | null;
-  plannerTable: string;
 }
 
 /** Column names the planner's tables use themselves. */
@@ -477,7 +441,7 @@ export class MysqlPlanner implements WarehousePlanner {
 
   /** The model's columns and keys, and how it is compared with the planner table (`meta`): shared by runs and dry runs. */
   private async shape(request: WarehousePlanRequest, meta: MetaRow, plannerTable: string, notes: string[]): Promise<Shape> {
-    const query = request.query.replace(/[\s;]+$/, '');
+    const query = modelQuery(request);
     let fields: Field[];
     try {
       ({ fields } = await this.arrays(`SELECT * FROM (\n${query}\n) AS lockstep_model LIMIT 0`));
@@ -695,7 +659,7 @@ export class MysqlPlanner implements WarehousePlanner {
     if (meta.swap_from !== null) {
       // The new planner table was filled; the rename may or may not have happened.
       if (await this.tableExists(meta.swap_from)) await this.swap(planner, meta.swap_from);
-      await this.finalize(meta, false, null);
+      await this.finalize(meta, cursorAfterRun(meta, { complete: false, rejected: false }), null);
       await drop();
       return;
     }
@@ -707,24 +671,20 @@ export class MysqlPlanner implements WarehousePlanner {
       return;
     }
     const anyRejected = (await this.rows(`SELECT 1 FROM ${this.table(marks)} WHERE lockstep_mark = 0 LIMIT 1`)).length > 0;
-    // The cursor moves only when the run delivered everything it read past it.
-    const cursorDone = complete && !anyRejected && meta.pending_cursor !== null;
+    const cursor = cursorAfterRun(meta, { complete, rejected: anyRejected });
     const kind = meta.staging_kind as StagingKind;
     const q = quote;
     const keyRow = (alias: string) => (keys.length === 1 ? `${alias}.${q(keys[0] as string)}` : `(${keys.map((k) => `${alias}.${q(k)}`).join(', ')})`);
     const whole = kind === 'initial' || kind === 'reset';
-    const rank = whole ? '0' : `(CASE s.lockstep_op WHEN 'a' THEN 0 WHEN 'c' THEN 1 ELSE 2 END)`;
-    const everything = complete || kind === 'reset';
-    const conditions: string[] = [];
-    if (!everything) {
-      if (meta.part < 0) conditions.push('FALSE');
-      else {
-        const mark = `(SELECT ${keys.map((k) => `w.${q(k)}`).join(', ')} FROM ${this.table(marks)} AS w WHERE w.lockstep_mark = 1)`;
-        conditions.push(`(${rank} < ${meta.part} OR (${rank} = ${meta.part} AND ${keyRow('s')} <= ${mark}))`);
-      }
-    }
-    if (anyRejected) conditions.push(`NOT EXISTS (SELECT 1 FROM ${this.table(marks)} AS r WHERE r.lockstep_mark = 0 AND ${keys.map((k) => `r.${q(k)} = s.${q(k)}`).join(' AND ')})`);
-    const delivered = conditions.length === 0 ? 'TRUE' : conditions.join(' AND ');
+    const taken = deliveredRows({
+      kind,
+      complete,
+      part: meta.part,
+      key: keyRow('s'),
+      mark: `(SELECT ${keys.map((k) => `w.${q(k)}`).join(', ')} FROM ${this.table(marks)} AS w WHERE w.lockstep_mark = 1)`,
+      notRejected: anyRejected ? `NOT EXISTS (SELECT 1 FROM ${this.table(marks)} AS r WHERE r.lockstep_mark = 0 AND ${keys.map((k) => `r.${q(k)} = s.${q(k)}`).join(' AND ')})` : null,
+    });
+    const delivered = taken.condition ?? 'TRUE';
     const all = columns.map((c) => q(c.name)).join(', ');
     const selected = columns.map((c) => `s.${q(c.name)}`).join(', ');
 
@@ -738,7 +698,7 @@ export class MysqlPlanner implements WarehousePlanner {
           const inserted = await this.run(`INSERT INTO ${p} (${all}) SELECT ${selected} FROM ${s} AS s WHERE s.lockstep_op IN ('a', 'c') AND ${delivered}`);
           rowCount += inserted - deleted;
         }
-        await this.finalize(meta, cursorDone, { rowCount, columns: meta.planned_columns ?? columns });
+        await this.finalize(meta, cursor, { rowCount, columns: meta.planned_columns ?? columns });
       });
       await drop();
       return;
@@ -748,11 +708,11 @@ export class MysqlPlanner implements WarehousePlanner {
       // The staging table holds the whole model, keyed: less what was not delivered, it becomes the
       // planner table (no copy).
       await this.transaction(async () => {
-        if (delivered !== 'TRUE') await this.run(`DELETE s FROM ${s} AS s WHERE NOT (${delivered})`);
+        if (taken.condition !== null) await this.run(`DELETE s FROM ${s} AS s WHERE NOT (${delivered})`);
         await this.run(`UPDATE ${this.meta} SET swap_from = ? WHERE sync_id = ?`, [staging, meta.sync_id]);
       });
       await this.swap(planner, staging as string);
-      await this.finalize(meta, cursorDone, null);
+      await this.finalize(meta, cursor, null);
       await drop();
       return;
     }
@@ -762,7 +722,7 @@ export class MysqlPlanner implements WarehousePlanner {
     await this.run(`DROP TABLE IF EXISTS ${this.table(rebuilt)}`);
     await this.run(`CREATE TABLE ${this.table(rebuilt)} LIKE ${s}`);
     await this.run(`ALTER TABLE ${this.table(rebuilt)} DROP COLUMN lockstep_n, DROP COLUMN lockstep_op, DROP INDEX lockstep_key, ADD PRIMARY KEY (${keys.map(q).join(', ')})`);
-    const keep = kind === 'keys' ? `((s.lockstep_op <> 'r' AND ${delivered}) OR (s.lockstep_op = 'r' AND NOT (${delivered})))` : delivered;
+    const keep = rowsKept(kind, delivered);
     const old = kind === 'keys' ? await this.describeTable(planner) : null;
     await this.transaction(async () => {
       // In the order the rows were staged (the staging table's own): for most models, key order already.
@@ -779,7 +739,7 @@ export class MysqlPlanner implements WarehousePlanner {
       await this.run(`UPDATE ${this.meta} SET swap_from = ? WHERE sync_id = ?`, [rebuilt, meta.sync_id]);
     });
     await this.swap(planner, rebuilt);
-    await this.finalize(meta, cursorDone, null);
+    await this.finalize(meta, cursor, null);
     await drop();
   }
 
@@ -793,23 +753,21 @@ export class MysqlPlanner implements WarehousePlanner {
   }
 
   /**
-   * Records the planner table as it now is and clears the run's staging. `counted`: the row count
-   * and columns when known (in place); otherwise the table is a new one: guarded and counted here.
+   * Records the planner table as it now is, with the change cursor as the run leaves it (see
+   * cursorAfterRun), and clears the run's staging. `counted`: the row count and columns when known
+   * (in place); otherwise the table is a new one: guarded and counted here.
    */
-  private async finalize(meta: MetaRow, cursorDone: boolean, counted: { rowCount: number; columns: ColumnType[] } | null): Promise<void> {
+  private async finalize(meta: MetaRow, cursor: { cursorValue: string | null; cursorRuns: number }, counted: { rowCount: number; columns: ColumnType[] } | null): Promise<void> {
     let recorded = counted;
     let guarded = meta.guarded;
     if (!recorded) {
       guarded = await this.guard(meta.sync_id, meta.planner_table);
       recorded = { rowCount: await this.countRows(meta.planner_table), columns: (await this.describeTable(meta.planner_table))?.columns ?? [] };
     }
-    // MySQL assigns left to right: the cursor takes pending_cursor before it is cleared.
     await this.run(
       `UPDATE ${this.meta} SET staging = NULL, swap_from = NULL, part = -1, through_key = NULL, planned_columns = ?, row_count = ?, tampered = 0, guarded = ?,
-         cursor_value = CASE WHEN ? THEN pending_cursor ELSE cursor_value END,
-         cursor_runs = CASE WHEN NOT ? THEN cursor_runs WHEN comparison = 'cursor' THEN cursor_runs + 1 ELSE 0 END,
-         pending_cursor = NULL, updated_at = CURRENT_TIMESTAMP(3) WHERE sync_id = ?`,
-      [JSON.stringify(recorded.columns), recorded.rowCount, guarded ? 1 : 0, cursorDone ? 1 : 0, cursorDone ? 1 : 0, meta.sync_id],
+         cursor_value = ?, cursor_runs = ?, pending_cursor = NULL, updated_at = CURRENT_TIMESTAMP(3) WHERE sync_id = ?`,
+      [JSON.stringify(recorded.columns), recorded.rowCount, guarded ? 1 : 0, cursor.cursorValue, cursor.cursorRuns, meta.sync_id],
     );
   }
 
@@ -1023,27 +981,6 @@ function parseMeta(row: Record<string, unknown>): MetaRow {
 
 /** The meta row of a sync the planner never ran for: compared as a first run. */
 function unplannedMeta(syncId: number, plannerTable: string): MetaRow {
-  return {
-    sync_id: syncId,
-    planner_table: plannerTable,
-    planned_columns: null,
-    row_count: 0,
-    tampered: false,
-    guarded: false,
-    run_id: null,
-    attempt: null,
-    staging: null,
-    staging_kind: null,
-    key_columns: null,
-    model_columns: null,
-    part: -1,
-    delivered: null,
-    cursor_value: null,
-    pending_cursor: null,
-    cursor_runs: 0,
-    comparison: null,
-    staged_rows: 0,
-    swap_from: null,
-  };
+  return { ...unplannedRun(plannerTable), sync_id: syncId, planned_columns: null, row_count: 0, tampered: false, guarded: false, run_id: null, delivered: null, staged_rows: 0, swap_from: null };
 }
 

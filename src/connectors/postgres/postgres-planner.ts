@@ -14,65 +14,27 @@ import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
 import type { Value, WarehousePlan, WarehousePlanner, WarehousePlanPart, WarehousePlanRequest } from '../../core/ports.js';
 import { ZERO_COUNTS, type OperationCounts } from '../../core/runs.js';
 import {
-  OPS,
-  OP_CODE,
-  checkModelColumns,
-  comparesWithTable,
-  decideComparison,
-  deliveredBefore,
-  duplicateKeyRefusal,
-  leaseLost,
-  partOf,
-  pendingNote,
-  plannedModelRows,
-  plannerNotes,
-  plannerTableName,
-  previewRefusals,
-  previewStatements,
-  sameColumns,
-  sameKeys,
-  stagedParts,
-  takenOver,
-  type ColumnType,
-  type StagingKind,
+  OPS, OP_CODE, checkModelColumns, comparesWithTable, cursorAfterRun, decideComparison, deliveredBefore, deliveredRows, duplicateKeyRefusal, leaseLost,
+  modelQuery, partOf, pendingNote, plannedModelRows, plannerNotes, plannerTableName, previewRefusals, previewStatements, rowsKept, sameColumns,
+  sameKeys, stagedParts, takenOver, unplannedRun, type ColumnType, type ComparedModel, type PlannerRunRecord, type StagingKind,
 } from '../planner-tables.js';
 import { addPrimaryKey, firstRunQuery, PLANNER_FILLFACTOR, plain, quote, refuseNullKeys, StagingAlongside } from './postgres-staging.js';
 
-interface MetaRow {
+interface MetaRow extends PlannerRunRecord {
   sync_id: string;
-  planner_table: string;
   columns: ColumnType[] | null;
   row_count: string;
   tampered: boolean;
   run_id: string | null;
-  attempt: number | null;
-  staging: string | null;
-  staging_kind: StagingKind | null;
-  key_columns: string[] | null;
-  model_columns: ColumnType[] | null;
-  part: number;
   through: Record<string, Value> | null;
   /** The run's delivered counts with the watermark (see deliveredBefore). */
   delivered: OperationCounts | null;
-  cursor_value: string | null;
-  pending_cursor: string | null;
-  cursor_runs: number;
-  comparison: 'full' | 'cursor' | null;
   staged_rows: string;
   delta_rows: string;
 }
 
-/** What a run compares, and how (see PostgresPlanner.shape). */
-interface Shape {
-  query: string;
-  names: string[];
-  modelColumns: ColumnType[];
-  keys: string[];
-  values: string[];
-  kind: StagingKind;
-  comparison: 'full' | 'cursor';
-  pendingCursor: string | null;
-  plannerTable: string;
+/** What a run compares, and how (see PostgresPlanner.shape), with the planner table's delta. */
+interface Shape extends ComparedModel {
   /** The planner table's delta (see takeIntoDelta), qualified, when it holds rows the comparison reads; else null. */
   delta: string | null;
   /** A delta left in a state Lockstep did not leave it in: dropped by the run (its planner table is compared by key). */
@@ -633,7 +595,7 @@ export class PostgresPlanner implements WarehousePlanner {
   private async shape(request: WarehousePlanRequest, meta: MetaRow, plannerTable: string, notes: string[]): Promise<Shape> {
     const { client } = this;
     // The model's columns and types.
-    const query = request.query.replace(/[\s;]+$/, '');
+    const query = modelQuery(request);
     let described: pg.QueryResult;
     try {
       described = await client.query({ text: `SELECT * FROM (\n${query}\n) AS lockstep_model LIMIT 0`, rowMode: 'array' });
@@ -907,15 +869,12 @@ export class PostgresPlanner implements WarehousePlanner {
       return;
     }
     const anyRejected = (await client.query(`SELECT 1 FROM ${this.table(rejectedTable)} LIMIT 1`)).rowCount !== 0;
-    // The cursor moves only when the run delivered everything it read past it.
-    const cursorDone = complete && !anyRejected && meta.pending_cursor !== null;
+    const cursor = cursorAfterRun(meta, { complete, rejected: anyRejected });
     const record = (rowCount: number, recorded: ColumnType[], deltaRows = Number(meta.delta_rows)) =>
       client.query(
         `UPDATE ${this.meta} SET staging = NULL, part = -1, through = NULL, columns = $2, row_count = $3, tampered = false,
-           cursor_value = CASE WHEN $4 THEN pending_cursor ELSE cursor_value END,
-           cursor_runs = CASE WHEN NOT $4 THEN cursor_runs WHEN comparison = 'cursor' THEN cursor_runs + 1 ELSE 0 END,
-           pending_cursor = NULL, delta_rows = $5, updated_at = now() WHERE sync_id = $1`,
-        [meta.sync_id, JSON.stringify(recorded), rowCount, cursorDone, deltaRows],
+           cursor_value = $4, cursor_runs = $5, pending_cursor = NULL, delta_rows = $6, updated_at = now() WHERE sync_id = $1`,
+        [meta.sync_id, JSON.stringify(recorded), rowCount, cursor.cursorValue, cursor.cursorRuns, deltaRows],
       );
     if (kind === 'values' && Number(meta.staged_rows) === 0) {
       // Nothing differed: the planner table stays as it is.
@@ -924,19 +883,16 @@ export class PostgresPlanner implements WarehousePlanner {
       return;
     }
     const q = quote;
-    const rank = kind === 'initial' || kind === 'reset' ? '0' : `(CASE s.lockstep_op WHEN 'a' THEN 0 WHEN 'c' THEN 1 ELSE 2 END)`;
-    const everything = complete || kind === 'reset';
-    const conditions: string[] = [];
-    if (!everything) {
-      if (meta.part < 0 || meta.through === null) conditions.push('false');
-      else {
-        conditions.push(
-          `(${rank} < ${meta.part} OR (${rank} = ${meta.part} AND ${keyRow(keys, 's')} <= (SELECT ${keyRow(keys, 't')} FROM json_populate_record(NULL::${this.table(rejectedTable)}, '${JSON.stringify(meta.through).replace(/'/g, "''")}'::json) AS t)))`,
-        );
-      }
-    }
-    if (anyRejected) conditions.push(`NOT EXISTS (SELECT 1 FROM ${this.table(rejectedTable)} AS r WHERE ${keyRow(keys, 'r')} = ${keyRow(keys, 's')})`);
-    const delivered = conditions.length === 0 ? 'true' : conditions.join(' AND ');
+    const watermark = meta.through === null ? null : `(SELECT ${keyRow(keys, 't')} FROM json_populate_record(NULL::${this.table(rejectedTable)}, '${JSON.stringify(meta.through).replace(/'/g, "''")}'::json) AS t)`;
+    const taken = deliveredRows({
+      kind,
+      complete,
+      part: meta.part,
+      key: keyRow(keys, 's'),
+      mark: watermark,
+      notRejected: anyRejected ? `NOT EXISTS (SELECT 1 FROM ${this.table(rejectedTable)} AS r WHERE ${keyRow(keys, 'r')} = ${keyRow(keys, 's')})` : null,
+    });
+    const delivered = taken.condition ?? 'true';
     const keyList = keys.map(q).join(', ');
 
     const d = this.table(planner + DELTA_SUFFIX);
@@ -945,7 +901,7 @@ export class PostgresPlanner implements WarehousePlanner {
     if (kind === 'initial' || kind === 'reset' || kind === 'keys') {
       // The planner table is replaced: by the staging table itself when everything went, else by
       // the delivered rows (and, comparing by key, the removals not delivered yet, so they stay planned).
-      if (everything && !anyRejected && kind !== 'keys') {
+      if (taken.condition === null && kind !== 'keys') {
         await client.query(`DROP TABLE IF EXISTS ${p}, ${d}, ${this.table(rejectedTable)}`);
         await client.query(`ALTER TABLE ${s} RENAME TO ${q(planner)}`);
         await client.query(`ALTER INDEX ${this.table(`${staging}_pkey`)} RENAME TO ${q(`${planner}_pkey`)}`);
@@ -953,7 +909,7 @@ export class PostgresPlanner implements WarehousePlanner {
       } else {
         const rebuilt = this.table(`${planner}_new`);
         await client.query(`DROP TABLE IF EXISTS ${rebuilt}`);
-        const keep = kind === 'keys' ? `(s.lockstep_op <> 'r' AND ${delivered}) OR (s.lockstep_op = 'r' AND NOT (${delivered}))` : delivered;
+        const keep = rowsKept(kind, delivered);
         // Compared by key, rows the sync does not send when changed (insert mode) were not staged:
         // they keep what was delivered, in the model's types.
         const old = kind === 'keys' ? await this.describeTable(planner) : null;
@@ -1174,28 +1130,7 @@ export class PostgresPlanner implements WarehousePlanner {
 
 /** The meta row of a sync the planner never ran for: compared as a first run. */
 function unplannedMeta(syncId: number, plannerTable: string): MetaRow {
-  return {
-    sync_id: String(syncId),
-    planner_table: plannerTable,
-    columns: null,
-    row_count: '0',
-    tampered: false,
-    run_id: null,
-    attempt: null,
-    staging: null,
-    staging_kind: null,
-    key_columns: null,
-    model_columns: null,
-    part: -1,
-    through: null,
-    delivered: null,
-    cursor_value: null,
-    pending_cursor: null,
-    cursor_runs: 0,
-    comparison: null,
-    staged_rows: '0',
-    delta_rows: '0',
-  };
+  return { ...unplannedRun(plannerTable), sync_id: String(syncId), columns: null, row_count: '0', tampered: false, run_id: null, through: null, delivered: null, staged_rows: '0', delta_rows: '0' };
 }
 
 function parseMeta(row: MetaRow | undefined): MetaRow {
