@@ -328,17 +328,19 @@ export function stagedParts(staging: string, kind: StagingKind, counts: Record<W
 }
 
 /**
- * How many rows the model returned, as a plan counts them: `whole` (what an initial or reset run
- * staged) for those; for a cursor run, the rows past the cursor; else the planner table's rows
- * moved by the plan, with the refused ones.
+ * A plan's row counts. `plannerRows`: the planner table's rows the model was compared with
+ * (`tableRows`, none for a first run). `modelRows`: how many rows the model returned, as the plan
+ * counts them: `whole` (what an initial or reset run staged) for those; for a cursor run, the rows
+ * past the cursor; else the planner table's rows moved by the plan, with the refused ones.
  */
-export function plannedModelRows(
-  plan: { kind: string; comparison: 'full' | 'cursor'; counts: Record<WarehousePlanPart['op'], number>; plannerRows: number; refused: number },
+export function plannedRows(
+  plan: { kind: StagingKind; comparison: 'full' | 'cursor'; counts: Record<WarehousePlanPart['op'], number>; tableRows: number; refused: number },
   whole: number,
-): number {
-  const { kind, comparison, counts, plannerRows, refused } = plan;
-  if (kind === 'initial' || kind === 'reset') return whole;
-  return comparison === 'cursor' ? counts.added + counts.changed : plannerRows + counts.added - counts.removed + refused;
+): { plannerRows: number; modelRows: number } {
+  const { kind, comparison, counts, refused } = plan;
+  const plannerRows = kind === 'initial' ? 0 : plan.tableRows;
+  if (kind === 'initial' || kind === 'reset') return { plannerRows, modelRows: whole };
+  return { plannerRows, modelRows: comparison === 'cursor' ? counts.added + counts.changed : plannerRows + counts.added - counts.removed + refused };
 }
 
 /** The notes a run records when its planner table was dropped or changed outside Lockstep, or the model's columns changed. */

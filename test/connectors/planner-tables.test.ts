@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { LockstepError } from '../../src/core/errors.js';
-import { checkModelColumns, cursorAfterRun, decideComparison, deliveredRows, plannerNotes, stagedParts, takenOver, type PlannerTableState } from '../../src/connectors/planner-tables.js';
+import { checkModelColumns, cursorAfterRun, decideComparison, deliveredRows, plannedRows, plannerNotes, stagedParts, takenOver, type PlannerTableState } from '../../src/connectors/planner-tables.js';
 
 const columns = [
   { name: 'id', type: 'integer' },
@@ -113,5 +113,16 @@ describe('cursorAfterRun', () => {
     expect(cursorAfterRun(record, { complete: true, rejected: true })).toEqual({ cursorValue: '2024-01-01', cursorRuns: 3 });
     expect(cursorAfterRun(record, { complete: false, rejected: false })).toEqual({ cursorValue: '2024-01-01', cursorRuns: 3 });
     expect(cursorAfterRun({ ...record, pending_cursor: null }, { complete: true, rejected: false })).toEqual({ cursorValue: '2024-01-01', cursorRuns: 3 });
+  });
+});
+
+describe('plannedRows', () => {
+  const counts = { added: 3, changed: 2, removed: 1 };
+
+  it('counts the model as staged on a first run or a reset, past the cursor on a cursor run, else by the table moved by the plan', () => {
+    expect(plannedRows({ kind: 'initial', comparison: 'full', counts, tableRows: 10, refused: 1 }, 4)).toEqual({ plannerRows: 0, modelRows: 4 });
+    expect(plannedRows({ kind: 'reset', comparison: 'full', counts, tableRows: 10, refused: 0 }, 4)).toEqual({ plannerRows: 10, modelRows: 4 });
+    expect(plannedRows({ kind: 'values', comparison: 'cursor', counts, tableRows: 10, refused: 0 }, 0)).toEqual({ plannerRows: 10, modelRows: 5 });
+    expect(plannedRows({ kind: 'values', comparison: 'full', counts, tableRows: 10, refused: 1 }, 0)).toEqual({ plannerRows: 10, modelRows: 13 });
   });
 });

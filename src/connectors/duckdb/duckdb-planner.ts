@@ -15,7 +15,7 @@ import { ZERO_COUNTS, type OperationCounts } from '../../core/runs.js';
 import { DuckDbMemory, isOutOfMemory } from './duckdb-memory.js';
 import {
   OPS, checkModelColumns, comparesWithTable, cursorAfterRun, cursorDue, decideComparison, deliveredBefore, deliveredRows, duplicateKeyRefusal,
-  leaseLost, modelQuery, nullKeyRefusal, partOf, pendingNote, plannedModelRows, plannerNotes, plannerTableName, previewRefusals, previewStatements,
+  leaseLost, modelQuery, nullKeyRefusal, partOf, pendingNote, plannedRows, plannerNotes, plannerTableName, previewRefusals, previewStatements,
   rowsKept, sameColumns, stagedParts, takenOver, unplannedRun, type ColumnType, type ComparedModel, type PlannerRunRecord, type StagingKind,
 } from '../planner-tables.js';
 
@@ -225,8 +225,7 @@ export class DuckDbPlanner implements WarehousePlanner {
         staged += Number(row.n);
       }
     }
-    const plannerRows = kind === 'initial' ? 0 : meta.row_count;
-    const modelRows = plannedModelRows({ kind, comparison, counts, plannerRows, refused: refused.length }, staged + refused.length);
+    const { plannerRows, modelRows } = plannedRows({ kind, comparison, counts, tableRows: meta.row_count, refused: refused.length }, staged + refused.length);
     await this.fenced('UPDATE ' + this.meta + ' SET staging = ?, staging_kind = ?, key_columns = ?, model_columns = ?, part = -1, through = NULL, pending_cursor = ?, comparison = ?, staged_rows = ?', [
       staging,
       kind,
@@ -315,8 +314,7 @@ export class DuckDbPlanner implements WarehousePlanner {
     const nullKeys = await rows(sql.nullKeys);
     const { counts, repeated } = sql.tally((await rows(sql.counts)) as Array<[Value, Value, Value]>);
     const refused = previewRefusals(shape.keys, nullKeys, repeated ? await rows(sql.repeatedKeys) : []);
-    const plannerRows = shape.kind === 'initial' ? 0 : meta.row_count;
-    const modelRows = plannedModelRows({ kind: shape.kind, comparison: shape.comparison, counts, plannerRows, refused: refused.length }, counts.added + refused.length);
+    const { plannerRows, modelRows } = plannedRows({ kind: shape.kind, comparison: shape.comparison, counts, tableRows: meta.row_count, refused: refused.length }, counts.added + refused.length);
     const parts = shape.kind === 'reset' ? [] : sql.parts(counts, repeated, shape.names);
     return { parts, refused, modelRows, plannerRows, comparison: shape.comparison, notes, delivered: { ...ZERO_COUNTS } };
   }

@@ -31,7 +31,7 @@ import { classifyMysqlError, MysqlFailure, mysqlErrno, quoteMysqlIdent as quote,
 import { converterFor } from './mysql-source.js';
 import {
   OPS, OP_CODE, checkModelColumns, comparesWithTable, cursorAfterRun, decideComparison, deliveredBefore, deliveredRows, leaseLost, modelQuery,
-  nullKeyRefusal, partOf, pendingNote, plannedModelRows, plannerNotes, plannerTableName, repeatedKeyRefusals, rowsKept, stagedParts, takenOver,
+  nullKeyRefusal, partOf, pendingNote, plannedRows, plannerNotes, plannerTableName, repeatedKeyRefusals, rowsKept, stagedParts, takenOver,
   tallyParts, unplannedRun, type ColumnType, type ComparedModel, type PlannerRunRecord, type StagingKind,
 } from '../planner-tables.js';
 
@@ -410,8 +410,7 @@ export class MysqlPlanner implements WarehousePlanner {
           counts[partOf(row.op)] = Number(row.n);
         }
       }
-      const plannerRows = kind === 'initial' ? 0 : meta.row_count;
-      const modelRows = plannedModelRows({ kind, comparison, counts, plannerRows, refused: refused.length }, staged + refused.length);
+      const { plannerRows, modelRows } = plannedRows({ kind, comparison, counts, tableRows: meta.row_count, refused: refused.length }, staged + refused.length);
       await this.fenced(
         `UPDATE ${this.meta} SET staging = ?, staging_kind = ?, key_columns = ?, model_columns = ?, part = -1, through_key = NULL, pending_cursor = ?, comparison = ?, staged_rows = ?, updated_at = CURRENT_TIMESTAMP(3)`,
         [staging, kind, JSON.stringify(keys), JSON.stringify(shape.modelColumns), pendingCursor, comparison, staged],
@@ -569,8 +568,7 @@ export class MysqlPlanner implements WarehousePlanner {
       const dups = await this.arrays(`SELECT ${keyList}, COUNT(*) - 1 FROM (${keyed}) AS d WHERE NOT (${anyNull}) GROUP BY ${keyList} HAVING COUNT(*) > 1 ORDER BY ${keyList}`);
       for (const row of keyRows(dups)) refused.push(...repeatedKeyRefusals(shape.keys, row));
     }
-    const plannerRows = shape.kind === 'initial' ? 0 : meta.row_count;
-    const modelRows = plannedModelRows({ kind: shape.kind, comparison: shape.comparison, counts, plannerRows, refused: refused.length }, counts.added + refused.length);
+    const { plannerRows, modelRows } = plannedRows({ kind: shape.kind, comparison: shape.comparison, counts, tableRows: meta.row_count, refused: refused.length }, counts.added + refused.length);
 
     const parts: WarehousePlanPart[] = [];
     if (shape.kind !== 'reset') {

@@ -15,7 +15,7 @@ import type { Value, WarehousePlan, WarehousePlanner, WarehousePlanPart, Warehou
 import { ZERO_COUNTS, type OperationCounts } from '../../core/runs.js';
 import {
   OPS, OP_CODE, checkModelColumns, comparesWithTable, cursorAfterRun, decideComparison, deliveredBefore, deliveredRows, duplicateKeyRefusal, leaseLost,
-  modelQuery, partOf, pendingNote, plannedModelRows, plannerNotes, plannerTableName, previewRefusals, previewStatements, rowsKept, sameColumns,
+  modelQuery, partOf, pendingNote, plannedRows, plannerNotes, plannerTableName, previewRefusals, previewStatements, rowsKept, sameColumns,
   sameKeys, stagedParts, takenOver, unplannedRun, type ColumnType, type ComparedModel, type PlannerRunRecord, type StagingKind,
 } from '../planner-tables.js';
 import { addPrimaryKey, firstRunQuery, PLANNER_FILLFACTOR, plain, quote, refuseNullKeys, StagingAlongside } from './postgres-staging.js';
@@ -507,8 +507,7 @@ export class PostgresPlanner implements WarehousePlanner {
       for (const row of grouped.rows) counts[partOf(row.op)] = Number(row.n);
     }
     this.counts = counts;
-    const plannerRows = kind === 'initial' ? 0 : Number(meta.row_count);
-    const modelRows = plannedModelRows({ kind, comparison, counts, plannerRows, refused: refused.length }, created);
+    const { plannerRows, modelRows } = plannedRows({ kind, comparison, counts, tableRows: Number(meta.row_count), refused: refused.length }, created);
 
     await this.fenced(
       `UPDATE ${this.meta} SET staging = $4, staging_kind = $5, key_columns = $6, model_columns = $7, part = -1, through = NULL, pending_cursor = $8, comparison = $9, staged_rows = $10, updated_at = now()`,
@@ -781,8 +780,7 @@ export class PostgresPlanner implements WarehousePlanner {
     const nullKeys = await rows(sql.nullKeys);
     const { counts, repeated } = sql.tally((await rows(sql.counts)) as Array<[Value, Value, Value]>);
     const refused = previewRefusals(shape.keys, nullKeys, repeated ? await rows(sql.repeatedKeys) : []);
-    const plannerRows = shape.kind === 'initial' ? 0 : Number(meta.row_count);
-    const modelRows = plannedModelRows({ kind: shape.kind, comparison: shape.comparison, counts, plannerRows, refused: refused.length }, counts.added + refused.length);
+    const { plannerRows, modelRows } = plannedRows({ kind: shape.kind, comparison: shape.comparison, counts, tableRows: Number(meta.row_count), refused: refused.length }, counts.added + refused.length);
     const parts = shape.kind === 'reset' ? [] : sql.parts(counts, repeated, shape.names);
     return { parts, refused, modelRows, plannerRows, comparison: shape.comparison, notes, delivered: { ...ZERO_COUNTS } };
   }
