@@ -31,7 +31,6 @@
  */
 import { systemClock } from '../../core/clock.js';
 import { DEFAULT_STORE_ANSWER_TIMEOUT_MS, storeUrlAnswerTimeout, storeUrlSchema } from '../../core/connections.js';
-import type { AlertsDefinition } from '../../core/alerts.js';
 import { silentLogger } from '../../core/logger.js';
 import type {
   Clock,
@@ -39,21 +38,14 @@ import type {
   FiredRun,
   LeaseRequest,
   Logger,
-  MemberStart,
-  NewSyncRun,
-  RunFence,
-  SequenceRunListQuery,
   Store,
   StoreCapabilities,
   StoreTopic,
-  SyncRunListQuery,
-  SyncRunPatch,
 } from '../../core/ports.js';
-import type { RejectedRow, SequenceRunStatus, Trigger } from '../../core/runs.js';
 import { SecretCodec, type SecretResealer } from '../../core/secrets.js';
-import type { SequenceAdvanceState, SequenceDecision, SequenceResumeDecision, SequenceResumeState } from '../../core/sequence-rules.js';
-import type { EntityDefs, EntityKind, EntityOrigin, SequenceRecord, WorkspaceDefinition } from '../../core/workspace.js';
+import type { EntityKind } from '../../core/workspace.js';
 import { toFinishedRun, type FinishedRunRow } from '../rows.js';
+import { StoreRoles } from '../store-roles.js';
 import { StoreSecretKeys } from '../secret-keys.js';
 import { PostgresAlertStore } from './postgres-alert-store.js';
 import { PostgresDatabase, type Queryable } from './postgres-database.js';
@@ -109,7 +101,7 @@ export interface PostgresStoreOptions {
 /** How much later this store's listeners hear what it announced itself, ms (see PostgresNotifications). */
 const ECHO_DELAY_MS = 20;
 
-export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
+export class PostgresStore extends StoreRoles implements Store, SecretResealer, AsyncDisposable {
   readonly capabilities: StoreCapabilities = { skipLocked: true, notifications: true };
   /** Schema versions this open applied (empty when the schema was already up to date). */
   readonly migrationsApplied: readonly number[];
@@ -126,13 +118,14 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
   /** Table names, qualified with the quoted schema. */
   private readonly tables: PostgresStatements['tables'];
   /** Entities, with the alerts and webhook settings applied with them. */
-  private readonly workspace: PostgresWorkspaceStore;
+  protected readonly workspace: PostgresWorkspaceStore;
   /** The run queue and history of sync runs. */
-  private readonly syncRuns: PostgresSyncRunStore;
+  protected readonly syncRuns: PostgresSyncRunStore;
   /** Sequence runs and their members. */
-  private readonly sequenceRuns: PostgresSequenceRunStore;
+  protected readonly sequenceRuns: PostgresSequenceRunStore;
 
   private constructor(db: PostgresDatabase, schemaName: string, clock: Clock, applied: number[], secrets: SecretCodec, logger: Logger) {
+    super();
     this.db = db;
     this.where = db.where;
     // The NOTIFY channel of this schema's store: processes sharing the schema hear each other.
@@ -247,58 +240,6 @@ export class PostgresStore implements Store, SecretResealer, AsyncDisposable {
     await this.close();
   }
 
-  // -------------------------------------------------------------------------------------------
-  // The roles of the Store port, each played by its own object on this database
-
-  loadWorkspace() { return this.workspace.loadWorkspace(); }
-  planWorkspace(definition: WorkspaceDefinition) { return this.workspace.planWorkspace(definition); }
-  applyWorkspace(definition: WorkspaceDefinition, now: number) { return this.workspace.applyWorkspace(definition, now); }
-  updateAlerts(update: (current: AlertsDefinition) => AlertsDefinition, now: number) { return this.workspace.updateAlerts(update, now); }
-  getSync(ref: number | string) { return this.workspace.getSync(ref); }
-  getSequence(ref: number | string) { return this.workspace.getSequence(ref); }
-  slugsById(kind: 'sync' | 'sequence', ids: readonly number[]) { return this.workspace.slugsById(kind, ids); }
-  syncsById(ids: readonly number[]) { return this.workspace.syncsById(ids); }
-  deletedIdsBySlug(kind: 'sync' | 'sequence', slug: string) { return this.workspace.deletedIdsBySlug(kind, slug); }
-  getModel(slug: string) { return this.workspace.getModel(slug); }
-  getSource(slug: string) { return this.workspace.getSource(slug); }
-  getDestination(slug: string) { return this.workspace.getDestination(slug); }
-  upsertEntity<K extends EntityKind>(kind: K, definition: EntityDefs[K], origin: EntityOrigin, now: number) { return this.workspace.upsertEntity(kind, definition, origin, now); }
-  deleteEntity(kind: EntityKind, slug: string, now: number) { return this.workspace.deleteEntity(kind, slug, now); }
-  setEnabled(kind: 'sync' | 'sequence', id: number, enabled: boolean, now: number) { return this.workspace.setEnabled(kind, id, enabled, now); }
-  resealSecrets() { return this.workspace.resealSecrets(); }
-
-  enqueueSyncRun(input: NewSyncRun, now: number) { return this.syncRuns.enqueueSyncRun(input, now); }
-  claimSyncRun(id: number, now: number, lease: LeaseRequest) { return this.syncRuns.claimSyncRun(id, now, lease); }
-  claimNextSyncRun(now: number, lease: LeaseRequest) { return this.syncRuns.claimNextSyncRun(now, lease); }
-  renewLeases(runIds: number[], now: number, lease: LeaseRequest) { return this.syncRuns.renewLeases(runIds, now, lease); }
-  releaseLeases(workerId: string, now: number) { return this.syncRuns.releaseLeases(workerId, now); }
-  listLeases() { return this.syncRuns.listLeases(); }
-  updateSyncRun(id: number, patch: SyncRunPatch, now: number, attempt?: number) { return this.syncRuns.updateSyncRun(id, patch, now, attempt); }
-  getSyncRun(id: number) { return this.syncRuns.getSyncRun(id); }
-  listSyncRuns(query: SyncRunListQuery) { return this.syncRuns.listSyncRuns(query); }
-  listQueuedSyncRuns() { return this.syncRuns.listQueuedSyncRuns(); }
-  requestSyncRunCancel(id: number, now?: number) { return this.syncRuns.requestSyncRunCancel(id, now); }
-  addRejectedRows(rows: RejectedRow[], fence?: RunFence) { return this.syncRuns.addRejectedRows(rows, fence); }
-  clearRejectedRows(syncRunId: number, fence?: RunFence) { return this.syncRuns.clearRejectedRows(syncRunId, fence); }
-  listRejectedRows(syncRunId: number, limit: number, offset: number) { return this.syncRuns.listRejectedRows(syncRunId, limit, offset); }
-
-  enqueueSequenceRun(sequence: SequenceRecord, trigger: Trigger, now: number) { return this.sequenceRuns.enqueueSequenceRun(sequence, trigger, now); }
-  claimSequenceRun(id: string, now: number) { return this.sequenceRuns.claimSequenceRun(id, now); }
-  getSequenceRun(id: string) { return this.sequenceRuns.getSequenceRun(id); }
-  resumingSequenceRunId(id: string) { return this.sequenceRuns.resumingSequenceRunId(id); }
-  listSequenceRuns(query: SequenceRunListQuery) { return this.sequenceRuns.listSequenceRuns(query); }
-  listSequenceRunsByStatus(statuses: SequenceRunStatus[]) { return this.sequenceRuns.listSequenceRunsByStatus(statuses); }
-  startMembers(sequenceRunId: string, members: MemberStart[], now: number) { return this.sequenceRuns.startMembers(sequenceRunId, members, now); }
-  setTermination(sequenceRunId: string, memberKey: string | null, reason: string) { return this.sequenceRuns.setTermination(sequenceRunId, memberKey, reason); }
-  skipPendingMembers(sequenceRunId: string, now: number) { return this.sequenceRuns.skipPendingMembers(sequenceRunId, now); }
-  finishSequenceRun(sequenceRunId: string, status: SequenceRunStatus, now: number) { return this.sequenceRuns.finishSequenceRun(sequenceRunId, status, now); }
-  requestSequenceRunCancel(id: string, now?: number) { return this.sequenceRuns.requestSequenceRunCancel(id, now); }
-  advanceSequenceRun(id: string, decide: (state: SequenceAdvanceState) => SequenceDecision, now: number, claim?: { lease: LeaseRequest; max: number }) {
-    return this.sequenceRuns.advanceSequenceRun(id, decide, now, claim);
-  }
-  resumeSequenceRun(id: string, decide: (state: SequenceResumeState) => SequenceResumeDecision, trigger: Trigger, now: number) {
-    return this.sequenceRuns.resumeSequenceRun(id, decide, trigger, now);
-  }
 
   // -------------------------------------------------------------------------------------------
   // Across roles, in one transaction
