@@ -2,6 +2,7 @@ import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { PostgresDestination, SqliteDestination } from '../../src/connectors/index.js';
 import { ErrorCode } from '../../src/core/errors.js';
@@ -455,6 +456,42 @@ describe('PostgresDestination', () => {
       expect(await writer.write([{ kind: 'upsert', key: [1], values: [1, 'Acme'] }])).toEqual([{ ok: true }]);
       expect(await sql(url, 'select * from crm.accounts')).toEqual([{ id: 1, name: 'Acme' }]);
     } finally {
+      await destination.close();
+    }
+  });
+
+  it('fails a write whose session the server ended (pg_terminate_backend, a restart) as transient, and the process lives on', async () => {
+    const url = await createTestDatabase('destination');
+    await sql(url, 'create table accounts (id integer primary key, name text); insert into accounts values (1, \'Acme\')');
+    const destination = await PostgresDestination.connect({ url });
+    const holder = new pg.Client({ connectionString: url });
+    await holder.connect();
+    try {
+      const writer = await destination.prepare({ object: 'accounts', keyColumns: ['id'], columns: ['id', 'name'] });
+      // The write waits for a lock another session holds; its session is ended while it waits.
+      await holder.query('begin');
+      await holder.query('lock table accounts in access exclusive mode');
+      const writing = writer.write([{ kind: 'upsert', key: [1], values: [1, 'Acme Corp'] }]).then(
+        () => new Error('expected a failure'),
+        (thrown: unknown) => thrown,
+      );
+      let ended = 0;
+      for (let attempt = 0; attempt < 200 && ended === 0; attempt++) {
+        const rows = await holder.query(
+          "select pg_terminate_backend(pid) from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and pid <> pg_backend_pid()",
+        );
+        ended = rows.rowCount ?? 0;
+        if (ended === 0) await new Promise((resolve) => setTimeout(resolve, 25));
+      }
+      expect(ended).toBe(1);
+      const error = await writing;
+      expect(error).toMatchObject({ code: ErrorCode.Transient, retryable: true });
+      await holder.query('rollback');
+      // The destination writes again on a new session.
+      expect(await writer.write([{ kind: 'upsert', key: [1], values: [1, 'Acme Corp'] }])).toEqual([{ ok: true }]);
+      expect(await sql(url, 'select name from accounts')).toEqual([{ name: 'Acme Corp' }]);
+    } finally {
+      await holder.end();
       await destination.close();
     }
   });

@@ -88,6 +88,10 @@ export class PostgresDestination implements Destination {
     this.pool = new pg.Pool({ connectionString: options.url, max: options.maxConnections ?? 4, ...clientTimeouts(this.timeouts) });
     // An idle connection that drops is replaced by the pool; the next query reports any real problem.
     this.pool.on('error', () => undefined);
+    // A session the server ends while a write holds it (pg_terminate_backend, a restart) fails the
+    // statement under way, which reports it; the client also emits 'error', which would end the
+    // process without a listener (the pool listens only while the client is idle).
+    this.pool.on('connect', (client) => client.on('error', () => undefined));
     this.pool.on('acquire', (client) => this.busy.add(client));
     this.pool.on('release', (_error, client) => this.busy.delete(client));
   }
