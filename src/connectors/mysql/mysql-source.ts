@@ -130,7 +130,7 @@ export class MysqlSource implements Source {
       result.dispose();
       this.active.delete(connection);
       // A connection in the middle of a result cannot be used again: closing it ends the query.
-      if (result.finished) connection.release();
+      if (result.finished && !result.lostConnection) connection.release();
       else connection.destroy();
     }
   }
@@ -231,8 +231,10 @@ function bitsToNumber(value: unknown): Value {
  */
 class StreamedResult {
   columns: string[] = [];
-  /** The result was read to its end (or failed): the connection can go back to the pool. */
+  /** The result was read to its end (or failed): the connection can go back to the pool, unless `lostConnection`. */
   finished = false;
+  /** The connection ended under the result: it is never used again. */
+  lostConnection = false;
   private converters: Converter[] = [];
   private pending: Value[][] = [];
   private error: unknown = null;
@@ -309,6 +311,7 @@ class StreamedResult {
   /** The connection ended before the result did. */
   private readonly lost = (error?: unknown) => {
     if (this.finished) return;
+    this.lostConnection = true;
     this.error ??= error instanceof Error ? error : Object.assign(new Error('Connection lost: The server closed the connection.'), { code: 'PROTOCOL_CONNECTION_LOST', fatal: true });
     this.finished = true;
     this.notify();
