@@ -3,23 +3,12 @@
  * as if it were complete. A mirror sync must not take the rows after the cut for removed rows.
  */
 import { join } from 'node:path';
-import { DuckDBInstance } from '@duckdb/node-api';
 import { describe, expect, it } from 'vitest';
+import { duckdb as duck } from '../../src/cli/demo.js';
 import { model, source, sync, workspace } from '../helpers/definitions.js';
 import { sqlite, sqliteRows, startHarness, tempDir } from '../helpers/harness.js';
 
 const ROWS = 200_000;
-
-async function duck(path: string, sql: string): Promise<void> {
-  const instance = await DuckDBInstance.create(path);
-  const connection = await instance.connect();
-  try {
-    await connection.run(sql);
-  } finally {
-    connection.closeSync();
-    instance.closeSync();
-  }
-}
 
 describe('a DuckDB model that fails part-way', () => {
   it('fails the mirror run, deleting nothing, where the rows after the cut were taken for removed', async () => {
