@@ -80,8 +80,18 @@ export function classifyPostgresError(error: unknown): PostgresFailure {
   if (code.length !== 5) return PostgresFailure.Statement;
   if (code.startsWith('28') || code === '3D000' || code === '08001' || code === '08004') return PostgresFailure.Connection;
   if (TRANSIENT_STATES.has(code) || code.startsWith('08') || code.startsWith('53')) return PostgresFailure.Transient;
-  if (code.startsWith('21') || code.startsWith('22') || code.startsWith('23')) return PostgresFailure.Data;
+  // Class P0: a PL/pgSQL error, most often a trigger refusing the row it was given (RAISE EXCEPTION, ASSERT).
+  if (code.startsWith('21') || code.startsWith('22') || code.startsWith('23') || code.startsWith('P0')) return PostgresFailure.Data;
   return PostgresFailure.Statement;
+}
+
+/**
+ * PostgreSQL's message (or `message`) with the hint it sends along, as psql shows it (e.g. `column "nmae" does
+ * not exist (HINT: Perhaps you meant to reference the column "accounts.name".)`).
+ */
+export function withHint(error: Error, message = error.message): string {
+  const hint = (error as { hint?: unknown }).hint;
+  return typeof hint === 'string' && hint ? `${message} (HINT: ${hint})` : message;
 }
 
 /** What to do about a connection failure, for the end of a message. */

@@ -111,6 +111,45 @@ describe('PostgresDestination', () => {
     }
   });
 
+  it("rejects alone a row that a trigger refuses (RAISE EXCEPTION), with the trigger's message, and writes the rest", async () => {
+    const url = await createTestDatabase('destination');
+    await sql(
+      url,
+      `create table members (id integer primary key, score integer);
+       create function members_check() returns trigger language plpgsql as $$
+       begin
+         if tg_op = 'DELETE' then
+           if old.id = 1 then raise exception 'member % is an owner and cannot be removed', old.id; end if;
+           return old;
+         end if;
+         if new.score < 0 then raise exception 'score % is below zero', new.score using hint = 'scores start at 0'; end if;
+         return new;
+       end $$;
+       create trigger members_check before insert or update or delete on members for each row execute function members_check();`,
+    );
+    const destination = await PostgresDestination.connect({ url });
+    try {
+      const writer = await destination.prepare({ object: 'members', keyColumns: ['id'], columns: ['id', 'score'] });
+      const refused = { ok: false, reason: 'score -5 is below zero (HINT: scores start at 0)' };
+      // Copied into the empty table, then merged into rows that exist, then each kind by statement.
+      expect(await writer.write([1, 2, 3].map((id) => ({ kind: 'upsert' as const, key: [id], values: [id, id === 2 ? -5 : id] })))).toEqual([{ ok: true }, refused, { ok: true }]);
+      expect(await writer.write([1, 2, 3].map((id) => ({ kind: 'upsert' as const, key: [id], values: [id, id === 3 ? -5 : 10 * id] })))).toEqual([{ ok: true }, { ok: true }, refused]);
+      expect(await writer.write([{ kind: 'update', key: [1], values: [1, -5] }, { kind: 'update', key: [2], values: [2, 7] }])).toEqual([refused, { ok: true }]);
+      expect(await writer.write([{ kind: 'insert', key: [4], values: [4, -5] }, { kind: 'insert', key: [5], values: [5, 5] }])).toEqual([refused, { ok: true }]);
+      expect(await writer.write([1, 2].map((id) => ({ kind: 'delete' as const, key: [id], values: [] })))).toEqual([
+        { ok: false, reason: 'member 1 is an owner and cannot be removed' },
+        { ok: true },
+      ]);
+      expect(await sql(url, 'select id, score from members order by id')).toEqual([
+        { id: 1, score: 10 },
+        { id: 3, score: 3 },
+        { id: 5, score: 5 },
+      ]);
+    } finally {
+      await destination.close();
+    }
+  });
+
   it('writes lists given as JSON text into array columns, by copy and by statement', async () => {
     const url = await createTestDatabase('destination');
     await sql(url, 'create table lists (id integer primary key, ns integer[], tags text[], grid integer[][], note text)');

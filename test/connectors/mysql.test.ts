@@ -407,6 +407,49 @@ describe('MysqlDestination', () => {
     }
   });
 
+  it("rejects alone each row a trigger refuses (SIGNAL SQLSTATE '45000'), with the trigger's message, loaded, merged, updated and deleted, and writes the rest", async () => {
+    const url = await createTestMysqlDatabase('destination_trigger');
+    await mysqlSql(
+      url,
+      `create table members (id int primary key, score int);
+       create trigger members_insert before insert on members for each row
+         begin if new.score < 0 then signal sqlstate '45000' set message_text = 'score below zero'; end if; end;
+       create trigger members_update before update on members for each row
+         begin if new.score < 0 then signal sqlstate '45000' set message_text = 'score below zero'; end if; end;
+       create trigger members_delete before delete on members for each row
+         begin if old.id = 1 then signal sqlstate '45000' set message_text = 'member 1 is an owner and cannot be removed'; end if; end;`,
+    );
+    const destination = await MysqlDestination.connect({ url });
+    try {
+      const writer = await destination.prepare({ object: 'members', keyColumns: ['id'], columns: ['id', 'score'] });
+      const refused = { ok: false, reason: 'score below zero' };
+      const upserts = (bad: number, score: (id: number) => number) =>
+        Array.from({ length: 300 }, (_, i) => i + 1).map((id) => ({ kind: 'upsert' as const, key: [id], values: [id, id === bad ? -5 : score(id)] }));
+      // Loaded into the empty table, then merged into rows that exist, then by statement.
+      const loaded = await writer.write(upserts(2, (id) => id));
+      expect(loaded.filter((o) => !o.ok)).toEqual([refused]);
+      expect(loaded[1]).toEqual(refused);
+      const merged = await writer.write(upserts(3, (id) => 10 * id));
+      expect(merged.filter((o) => !o.ok)).toEqual([refused]);
+      expect(merged[2]).toEqual(refused);
+      expect(await writer.write([{ kind: 'update', key: [1], values: [1, -5] }, { kind: 'update', key: [4], values: [4, 7] }])).toEqual([refused, { ok: true }]);
+      expect(await writer.write([1, 5].map((id) => ({ kind: 'delete' as const, key: [id], values: [] })))).toEqual([
+        { ok: false, reason: 'member 1 is an owner and cannot be removed' },
+        { ok: true },
+      ]);
+      expect(await mysqlSql(url, 'select id, score from members where id <= 6 order by id')).toEqual([
+        { id: 1, score: 10 },
+        { id: 2, score: 20 },
+        { id: 3, score: 3 },
+        { id: 4, score: 7 },
+        { id: 6, score: 60 },
+      ]);
+      expect(await mysqlSql(url, 'select count(*) as n from members')).toEqual([{ n: '299' }]);
+    } finally {
+      await destination.close();
+    }
+  });
+
   it('updates by key (a missing row rejected, keys compared as the column does), deletes many rows by key, and writes times, booleans and big keys', async () => {
     const url = await createTestMysqlDatabase('destination_types');
     await mysqlSql(
@@ -740,6 +783,7 @@ describe('MysqlDestination', () => {
     expect(classifyMysqlError(error(3819, 'HY000'))).toBe(MysqlFailure.Data);
     expect(classifyMysqlError(error(4025, '23000'))).toBe(MysqlFailure.Data);
     expect(classifyMysqlError(error(1452, '23000'))).toBe(MysqlFailure.Data);
+    expect(classifyMysqlError(error(1644, '45000', 'ER_SIGNAL_EXCEPTION'))).toBe(MysqlFailure.Data);
     expect(classifyMysqlError(error(1045, '28000'))).toBe(MysqlFailure.Connection);
     expect(classifyMysqlError(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED', errno: -111 }))).toBe(MysqlFailure.Connection);
     expect(classifyMysqlError(error(1054, '42S22'))).toBe(MysqlFailure.Statement);

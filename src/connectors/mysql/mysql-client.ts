@@ -234,9 +234,10 @@ const TRANSIENT_ERRNOS = new Set([
 ]);
 /**
  * Row-level errors outside SQLSTATE classes 22 and 23: MySQL's CHECK violation (3819), wrong
- * values reported as HY000 (1366, 1292), invalid JSON (3140), bad character strings (1300).
+ * values reported as HY000 (1366, 1292), invalid JSON (3140), bad character strings (1300), and a
+ * SIGNAL nothing handled (1644), most often a trigger refusing the row it was given.
  */
-const DATA_ERRNOS = new Set([1048, 1062, 1264, 1265, 1292, 1300, 1364, 1366, 1367, 1406, 1411, 1451, 1452, 1690, 3140, 3819, 4025]);
+const DATA_ERRNOS = new Set([1048, 1062, 1264, 1265, 1292, 1300, 1364, 1366, 1367, 1406, 1411, 1451, 1452, 1644, 1690, 3140, 3819, 4025]);
 
 export function classifyMysqlError(error: unknown): MysqlFailure {
   const errno = mysqlErrno(error);

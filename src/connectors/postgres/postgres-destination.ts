@@ -23,6 +23,7 @@ import {
   postgresConnectionHint,
   quoteIdent,
   quoteQualified,
+  withHint,
 } from '../sql.js';
 import {
   clientTimeouts,
@@ -1024,5 +1025,6 @@ class PostgresWriter implements DestinationWriter {
 function databaseMessage(thrown: unknown): string {
   const error = toError(thrown);
   const detail = (error as { detail?: unknown }).detail;
-  return typeof detail === 'string' && detail ? `${error.message} (${detail})` : error.message;
+  // As psql shows them: the message, its detail, then the hint (a trigger's RAISE … USING HINT says the fix there).
+  return withHint(error, typeof detail === 'string' && detail ? `${error.message} (${detail})` : error.message);
 }

@@ -12,6 +12,7 @@ import {
   describePostgresUrl,
   PostgresFailure,
   postgresConnectionHint,
+  withHint,
 } from '../sql.js';
 import {
   canonicalJsonText,
@@ -365,15 +366,6 @@ export class PostgresSource implements Source {
         );
     }
   }
-}
-
-/**
- * PostgreSQL's message with the hint it sends along, as psql shows it (e.g. `column "nmae" does
- * not exist (HINT: Perhaps you meant to reference the column "accounts.name".)`).
- */
-function withHint(error: Error): string {
-  const hint = (error as { hint?: unknown }).hint;
-  return typeof hint === 'string' && hint ? `${error.message} (HINT: ${hint})` : error.message;
 }
 
 function readCursor(cursor: Cursor<unknown[]>, count: number): Promise<{ rows: unknown[][]; fields: string[] }> {
