@@ -150,6 +150,36 @@ describe('PostgresDestination', () => {
     }
   });
 
+  it('rejects alone a row that breaks a deferred foreign key (checked at commit, as Django declares them), and writes the rest', async () => {
+    const url = await createTestDatabase('destination');
+    await sql(
+      url,
+      `create table accounts (id integer primary key);
+       insert into accounts values (1), (2);
+       create table contacts (id integer primary key, account_id integer references accounts (id) deferrable initially deferred);`,
+    );
+    const destination = await PostgresDestination.connect({ url });
+    try {
+      const writer = await destination.prepare({ object: 'contacts', keyColumns: ['id'], columns: ['id', 'account_id'] });
+      const noAccount = {
+        ok: false,
+        reason: 'insert or update on table "contacts" violates foreign key constraint "contacts_account_id_fkey" (Key (account_id)=(9) is not present in table "accounts".)',
+      };
+      const upserts = (bad: number) => [1, 2, 3].map((id) => ({ kind: 'upsert' as const, key: [id], values: [id, id === bad ? 9 : id === 3 ? 1 : id] }));
+      // Copied into the empty table, merged into rows that exist, and by statement.
+      expect(await writer.write(upserts(2))).toEqual([{ ok: true }, noAccount, { ok: true }]);
+      expect(await writer.write(upserts(3))).toEqual([{ ok: true }, { ok: true }, noAccount]);
+      expect(await writer.write([{ kind: 'update', key: [1], values: [1, 9] }, { kind: 'update', key: [2], values: [2, 1] }])).toEqual([noAccount, { ok: true }]);
+      expect(await sql(url, 'select id, account_id from contacts order by id')).toEqual([
+        { id: 1, account_id: 1 },
+        { id: 2, account_id: 1 },
+        { id: 3, account_id: 1 },
+      ]);
+    } finally {
+      await destination.close();
+    }
+  });
+
   it('writes lists given as JSON text into array columns, by copy and by statement', async () => {
     const url = await createTestDatabase('destination');
     await sql(url, 'create table lists (id integer primary key, ns integer[], tags text[], grid integer[][], note text)');
@@ -581,6 +611,32 @@ describeDestinationContract('sqlite', {
 });
 
 describe('SqliteDestination', () => {
+  it('rejects alone a row that breaks a deferred foreign key (checked at commit), and writes the rest', async () => {
+    const path = tempPath('deferred.sqlite');
+    const setup = new Database(path);
+    setup.exec(`create table accounts (id integer primary key);
+      insert into accounts values (1), (2);
+      create table contacts (id integer primary key, account_id integer references accounts (id) deferrable initially deferred);`);
+    setup.close();
+    const destination = await SqliteDestination.open({ path });
+    try {
+      const writer = await destination.prepare({ object: 'contacts', keyColumns: ['id'], columns: ['id', 'account_id'] });
+      const noAccount = { ok: false, reason: 'FOREIGN KEY constraint failed (at the commit: the row breaks a deferred foreign key)' };
+      const upserts = (bad: number) => [1, 2, 3].map((id) => ({ kind: 'upsert' as const, key: [id], values: [id, id === bad ? 9 : 1] }));
+      expect(await writer.write(upserts(2))).toEqual([{ ok: true }, noAccount, { ok: true }]);
+      expect(await writer.write([...upserts(3), { kind: 'update', key: [1], values: [1, 8] }])).toEqual([{ ok: true }, { ok: true }, noAccount, noAccount]);
+      const reader = new Database(path, { readonly: true });
+      expect(reader.prepare('select id, account_id from contacts order by id').all()).toEqual([
+        { id: 1, account_id: 1 },
+        { id: 2, account_id: 1 },
+        { id: 3, account_id: 1 },
+      ]);
+      reader.close();
+    } finally {
+      await destination.close();
+    }
+  });
+
   it('never creates a missing file', async () => {
     const path = tempPath('missing.sqlite');
     await expect(SqliteDestination.open({ path })).rejects.toMatchObject({ code: ErrorCode.Connection });

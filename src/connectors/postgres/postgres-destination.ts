@@ -702,9 +702,11 @@ class PostgresWriter implements DestinationWriter {
       await client.query('rollback').catch(() => undefined);
       if (classifyPostgresError(thrown) !== PostgresFailure.Data) throw thrown;
     }
-    // Some row broke a rule: replay the batch in a new transaction to find exactly which.
+    // Some row broke a rule: replay the batch in a new transaction to find exactly which. Deferred
+    // constraints (Django declares every foreign key so) are checked as each part is written, not
+    // at the commit, so that the part that breaks one is found.
     try {
-      await client.query('begin');
+      await client.query('begin; set constraints all immediate');
       const outcomes = await this.writeIsolating(client, batch);
       await client.query('commit');
       return outcomes;

@@ -145,6 +145,9 @@ function bindable(value: Value | undefined, blob: boolean): string | number | Bu
 }
 
 /** Error codes that mean "this row", not "this database". */
+/** A commit refused by a deferred foreign key (the transaction stays open). */
+const DEFERRED_REFUSED = 'SQLITE_CONSTRAINT_FOREIGNKEY';
+
 function isRowError(code: string): boolean {
   return code.startsWith('SQLITE_CONSTRAINT') || code === 'SQLITE_MISMATCH' || code === 'SQLITE_TOOBIG' || code === 'SQLITE_RANGE';
 }
@@ -176,17 +179,31 @@ class SqliteWriter implements DestinationWriter {
     // Prepared before the transaction: a statement SQLite refuses is a schema problem, not a row's.
     for (const op of batch) this.statement(op.kind);
     try {
-      beginImmediate(db, this.busyTimeoutMs);
-    } catch (thrown) {
-      throw this.batchError(thrown);
-    }
-    try {
-      const outcomes = this.writeAll(batch) ?? batch.map((op) => this.writeRow(op));
-      db.exec('commit');
-      return outcomes;
+      return this.writeCommitted(batch);
     } catch (thrown) {
       if (db.inTransaction) db.exec('rollback');
       throw this.batchError(thrown);
+    }
+  }
+
+  /**
+   * `batch` in a transaction of its own. A deferred foreign key is checked only at the commit,
+   * which then refuses the whole transaction: the batch is written again in halves, each committed
+   * alone, down to the rows that break it, which are rejected.
+   */
+  private writeCommitted(batch: WriteOperation[]): RowOutcome[] {
+    const { db } = this;
+    beginImmediate(db, this.busyTimeoutMs);
+    const outcomes = this.writeAll(batch) ?? batch.map((op) => this.writeRow(op));
+    try {
+      db.exec('commit');
+      return outcomes;
+    } catch (thrown) {
+      if (errorCode(thrown) !== DEFERRED_REFUSED || !db.inTransaction) throw thrown;
+      db.exec('rollback');
+      if (batch.length === 1) return [{ ok: false, reason: `${toError(thrown).message} (at the commit: the row breaks a deferred foreign key)` }];
+      const half = Math.ceil(batch.length / 2);
+      return [...this.writeCommitted(batch.slice(0, half)), ...this.writeCommitted(batch.slice(half))];
     }
   }
 
