@@ -80,8 +80,14 @@ export function classifyPostgresError(error: unknown): PostgresFailure {
   if (code.length !== 5) return PostgresFailure.Statement;
   if (code.startsWith('28') || code === '3D000' || code === '08001' || code === '08004') return PostgresFailure.Connection;
   if (TRANSIENT_STATES.has(code) || code.startsWith('08') || code.startsWith('53')) return PostgresFailure.Transient;
-  // Class P0: a PL/pgSQL error, most often a trigger refusing the row it was given (RAISE EXCEPTION, ASSERT).
-  if (code.startsWith('21') || code.startsWith('22') || code.startsWith('23') || code.startsWith('P0')) return PostgresFailure.Data;
+  // Class P0: a PL/pgSQL error, most often a trigger refusing the row it was given (RAISE EXCEPTION,
+  // ASSERT); class 44: a row outside an updatable view's WITH CHECK OPTION.
+  if (code.startsWith('21') || code.startsWith('22') || code.startsWith('23') || code.startsWith('P0') || code.startsWith('44')) {
+    return PostgresFailure.Data;
+  }
+  // A row a row-level security policy refuses (its WITH CHECK, or its USING for the row an upsert
+  // would update) is told from a table the user may not write by where the server raised it.
+  if (code === '42501' && (error as { routine?: unknown }).routine === 'ExecWithCheckOptions') return PostgresFailure.Data;
   return PostgresFailure.Statement;
 }
 

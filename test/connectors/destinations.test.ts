@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -174,6 +175,69 @@ describe('PostgresDestination', () => {
         { id: 1, account_id: 1 },
         { id: 2, account_id: 1 },
         { id: 3, account_id: 1 },
+      ]);
+    } finally {
+      await destination.close();
+    }
+  });
+
+  it('writes to a table whose row-level security applies to its user (no COPY into it), and rejects alone each row a policy refuses', async () => {
+    const adminUrl = await createTestDatabase('destination');
+    const role = `writer_${randomBytes(4).toString('hex')}`;
+    await sql(
+      adminUrl,
+      `create role ${role} login password 'pw';
+       create table members (id integer primary key, tenant text not null, score integer);
+       insert into members values (100, 'globex', 1);
+       alter table members enable row level security;
+       create policy acme_only on members using (tenant = 'acme') with check (tenant = 'acme');
+       grant select, insert, update, delete on members to ${role};`,
+    );
+    const url = new URL(adminUrl);
+    url.username = role;
+    url.password = 'pw';
+    const destination = await PostgresDestination.connect({ url: url.toString() });
+    try {
+      const writer = await destination.prepare({ object: 'members', keyColumns: ['id'], columns: ['id', 'tenant', 'score'] });
+      const refused = { ok: false, reason: 'new row violates row-level security policy for table "members"' };
+      const row = (kind: 'insert' | 'upsert' | 'update', id: number, tenant: string, score: number) => ({ kind, key: [id], values: [id, tenant, score] });
+      expect(await writer.write([row('upsert', 1, 'acme', 1), row('upsert', 2, 'globex', 2), row('upsert', 3, 'acme', 3)])).toEqual([{ ok: true }, refused, { ok: true }]);
+      expect(await writer.write([row('insert', 4, 'acme', 4), row('insert', 5, 'globex', 5)])).toEqual([{ ok: true }, refused]);
+      // A row of another tenant that exists is refused too (the policy hides it from the update).
+      expect(await writer.write([row('upsert', 1, 'acme', 10), row('upsert', 100, 'acme', 2)])).toEqual([
+        { ok: true },
+        { ok: false, reason: 'new row violates row-level security policy (USING expression) for table "members"' },
+      ]);
+      expect(await writer.write([row('update', 3, 'globex', 3), row('update', 4, 'acme', 40)])).toEqual([refused, { ok: true }]);
+      expect(await sql(adminUrl, 'select id, tenant, score from members order by id')).toEqual([
+        { id: 1, tenant: 'acme', score: 10 },
+        { id: 3, tenant: 'acme', score: 3 },
+        { id: 4, tenant: 'acme', score: 40 },
+        { id: 100, tenant: 'globex', score: 1 },
+      ]);
+    } finally {
+      await destination.close();
+    }
+  });
+
+  it("writes through an updatable view (no COPY into it), and rejects alone each row outside its WITH CHECK OPTION", async () => {
+    const url = await createTestDatabase('destination');
+    await sql(
+      url,
+      `create table members_all (id integer primary key, tenant text not null, score integer);
+       create view members as select * from members_all where tenant = 'acme' with check option;`,
+    );
+    const destination = await PostgresDestination.connect({ url });
+    try {
+      const writer = await destination.prepare({ object: 'members', keyColumns: ['id'], columns: ['id', 'tenant', 'score'] });
+      const outside = (score: number) => ({ ok: false, reason: `new row violates check option for view "members" (Failing row contains (2, globex, ${score}).)` });
+      const upserts = (factor: number) => [1, 2, 3].map((id) => ({ kind: 'upsert' as const, key: [id], values: [id, id === 2 ? 'globex' : 'acme', factor * id] }));
+      expect(await writer.write(upserts(1))).toEqual([{ ok: true }, outside(2), { ok: true }]);
+      expect(await writer.write(upserts(10))).toEqual([{ ok: true }, outside(20), { ok: true }]);
+      expect(await writer.write([{ kind: 'insert', key: [4], values: [4, 'acme', 4] }, { kind: 'delete', key: [3], values: [] }])).toEqual([{ ok: true }, { ok: true }]);
+      expect(await sql(url, 'select id, tenant, score from members_all order by id')).toEqual([
+        { id: 1, tenant: 'acme', score: 10 },
+        { id: 4, tenant: 'acme', score: 4 },
       ]);
     } finally {
       await destination.close();

@@ -65,6 +65,12 @@ interface TableInfo {
   columnOids: Map<string, number>;
   /** The column sets of the table's plain unique indexes (those `on conflict` can use). */
   uniqueKeys: string[][];
+  /**
+   * Whether rows may be copied (COPY) into the table itself: not into a view, nor into a table whose
+   * row-level security applies to this user (PostgreSQL refuses COPY there); rows then go through
+   * the staging table and an `insert … select`, each checked by the table's policies.
+   */
+  copiesInto: boolean;
 }
 
 /**
@@ -249,8 +255,8 @@ export class PostgresDestination implements Destination {
     const candidates: Array<[string | null, string]> = [[null, object]];
     if (dot > 0) candidates.push([object.slice(0, dot), object.slice(dot + 1)]);
     for (const [schema, name] of candidates) {
-      const found = await client.query<{ oid: number; schema: string }>(
-        `select c.oid, n.nspname as schema
+      const found = await client.query<{ oid: number; schema: string; copies_into: boolean }>(
+        `select c.oid, n.nspname as schema, c.relkind in ('r', 'p', 'f') and not row_security_active(c.oid) as copies_into
            from pg_class c join pg_namespace n on n.oid = c.relnamespace
           where c.relkind in ('r', 'p', 'v', 'f') and c.relname = $1
             and (($2::text is null and n.nspname = any (current_schemas(false))) or n.nspname = $2::text)
@@ -297,6 +303,7 @@ export class PostgresDestination implements Destination {
         columnDomains: new Map(columns.rows.filter((c) => c.domain).map((c) => [c.name, c.type])),
         columnOids: new Map(columns.rows.map((c) => [c.name, c.oid])),
         uniqueKeys: unique.rows.map((u) => [...u.columns].sort()),
+        copiesInto: row.copies_into,
       };
     }
     return null;
@@ -551,7 +558,7 @@ const TEXT_TYPE = /^(text|character varying(\(\d+\))?|character(\(\d+\))?|name)$
 
 type Kind = WriteOperation['kind'];
 /** Statements that move the staging table's rows into the table. */
-type MergeKind = 'merge-upsert';
+type MergeKind = 'merge-insert' | 'merge-upsert';
 
 /** Numbers staging tables, so two writers sharing a session never share one. */
 let stagingTables = 0;
@@ -659,7 +666,7 @@ class PostgresWriter implements DestinationWriter {
       encoding?.format === COPY_TEXT_FORMAT &&
       target.columns.every((column, i) => readsAsIs(encoding.types[i] ?? 0, info.columnOids.get(column) ?? 0));
     const key = [...target.keyColumns].sort().join('\u0000');
-    this.straightCopies = empty && info.uniqueKeys.some((columns) => columns.join('\u0000') === key);
+    this.straightCopies = empty && info.copiesInto && info.uniqueKeys.some((columns) => columns.join('\u0000') === key);
     this.converters = columnValues(info, target.columns);
     this.keyConverters = columnValues(info, target.keyColumns);
   }
@@ -725,7 +732,8 @@ class PostgresWriter implements DestinationWriter {
    */
   private async copyInOneGo(client: pg.PoolClient, batch: WriteOperation[]): Promise<boolean> {
     const kind = (batch[0] as WriteOperation).kind;
-    if (!(kind === 'insert' || (kind === 'upsert' && this.straightCopies)) || !batch.every((op) => op.kind === kind)) return false;
+    const copies = kind === 'insert' ? this.info.copiesInto : kind === 'upsert' && this.straightCopies;
+    if (!copies || !batch.every((op) => op.kind === kind)) return false;
     const { columns } = this.target;
     try {
       await copyRows(client, `begin; copy ${this.table} (${columns.map(quoteIdent).join(', ')}) from stdin; commit`, batch, columns.length, this.converters);
@@ -893,13 +901,13 @@ class PostgresWriter implements DestinationWriter {
    * PostgreSQL; for an upsert, under a savepoint, since any row might exist). Otherwise the rows are
    * copied into the session's staging table (text columns, emptied at commit) and merged with one
    * `insert ... on conflict` statement, casting each column to its type there, so a bad value fails
-   * like in any other statement.
+   * like in any other statement; so are inserts into a table COPY cannot go into (see TableInfo).
    */
   private async copyAndMerge(client: pg.PoolClient, kind: 'insert' | 'upsert', ops: WriteOperation[], opening: string | null): Promise<void> {
     const { columns } = this.target;
     const columnList = columns.map(quoteIdent).join(', ');
     const withOpening = (statement: string) => (opening === null ? statement : `${opening}; ${statement}`);
-    if (kind === 'insert') {
+    if (kind === 'insert' && this.info.copiesInto) {
       if (opening !== null) await client.query(opening);
       await copyRows(client, `copy ${this.table} (${columnList}) from stdin`, ops, columns.length, this.converters);
       return;
@@ -923,7 +931,7 @@ class PostgresWriter implements DestinationWriter {
       withOpening(`create temporary table if not exists ${staging} (${columns.map((_, i) => `a${i + 1} text`).join(', ')}) on commit delete rows`),
     );
     await copyRows(client, `copy ${staging} from stdin`, ops, columns.length, this.converters);
-    await client.query(this.statement('merge-upsert'));
+    await client.query(this.statement(kind === 'insert' ? 'merge-insert' : 'merge-upsert'));
   }
 
   private notFound(op: WriteOperation): RowOutcome {
@@ -949,6 +957,7 @@ class PostgresWriter implements DestinationWriter {
     const columnList = columns.map(quoteIdent).join(', ');
     const valueList = columns.map((_, i) => `v.a${i + 1}`).join(', ');
     const nonKey = columns.filter((c) => !keyColumns.includes(c));
+    const staged = `select ${columns.map((c, i) => `s.a${i + 1}::${typeOf(c)}`).join(', ')} from ${quoteIdent(this.stagingName)} as s`;
     let text: string;
     switch (kind) {
       case 'insert':
@@ -972,8 +981,10 @@ class PostgresWriter implements DestinationWriter {
       case 'delete':
         text = `delete from ${this.table} as t using (${source(keyColumns)}) as v where ${keyMatch(keyColumns)}`;
         break;
+      case 'merge-insert':
+        text = `insert into ${this.table} (${columnList}) ${staged}`;
+        break;
       case 'merge-upsert': {
-        const staged = `select ${columns.map((c, i) => `s.a${i + 1}::${typeOf(c)}`).join(', ')} from ${quoteIdent(this.stagingName)} as s`;
         const conflict = keyColumns.map(quoteIdent).join(', ');
         const action =
           nonKey.length === 0
