@@ -13,6 +13,7 @@ import pg from 'pg';
 import { afterEach, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { PostgresSource } from '../../src/connectors/index.js';
 import { PostgresPlanner, plannerTuning } from '../../src/connectors/postgres/postgres-planner.js';
+import { ErrorCode, type LockstepError } from '../../src/core/errors.js';
 import type { Connectors, Value, WarehousePlanPart } from '../../src/core/ports.js';
 import type { ModelDef, SequenceDef, SyncDef } from '../../src/core/workspace.js';
 import { member, model, sequence, source, sync, workspace } from '../helpers/definitions.js';
@@ -902,6 +903,32 @@ describe('planner in the warehouse (PostgreSQL)', () => {
     expect(fallback.comparison?.notes?.[0]).toMatch(/planner: auto on source "warehouse" fell back to the store's planner/);
   });
 
+  it('says the server only allows reading when the source is a standby (its user read-only here), and falls back with planner: auto', async () => {
+    const url = await createTestDatabase('lockstep_wstandby');
+    const role = `standby_${url.slice(-6)}`;
+    await sql(url, `create role ${role} login password 'pw'; alter role ${role} set default_transaction_read_only = on`);
+    const reader = new URL(url);
+    reader.username = role;
+    reader.password = 'pw';
+    const strict = await setup({ url, settings: { url: reader.toString() } });
+    await sql(url, `grant select on people to ${role}`);
+    {
+      await using _ = strict.h;
+      const failed = await strict.run();
+      expect(failed.status).toBe('failed');
+      expect(failed.error).toMatch(
+        /^the planner cannot keep its tables on PostgreSQL at .*: the server only allows reading there \(a standby, or default_transaction_read_only\) — point the source at a server that takes writes \(the primary\), or set planner: store on the source$/,
+      );
+    }
+    const auto = await setup({ url, settings: { url: reader.toString(), planner: 'auto' } });
+    await using _ = auto.h;
+    const fallback = await auto.run();
+    expect(fallback.status).toBe('success');
+    expect(fallback.comparison?.planner).toBe('store');
+    expect(fallback.comparison?.notes?.[0]).toMatch(/planner: auto on source "warehouse" fell back to the store's planner: the planner cannot keep its tables/);
+    expect(await sql(url, 'select count(*)::int as n from crm_people')).toEqual([{ n: ROWS }]);
+  });
+
   it('says the model\'s query was refused, not the planner\'s schema, when the user may not read the model', async () => {
     const url = await createTestDatabase('lockstep_wread');
     const role = `reader_${url.slice(-6)}`;
@@ -1443,6 +1470,29 @@ describe('planner in the warehouse (MySQL / MariaDB)', () => {
       expect(fallback.comparison?.notes?.[0]).toMatch(/planner: auto on source "warehouse" fell back to the store's planner/);
     } finally {
       await mysqlSql(url, `drop user '${role}'@'%'`);
+    }
+  });
+
+  it('says the server only allows reading when it refuses the planner\'s database as read-only, as a connection error (planner: auto falls back on those)', async () => {
+    const { createTestMysqlDatabase } = await import('../helpers/mysql.js');
+    const { MysqlPlanner } = await import('../../src/connectors/mysql/mysql-planner.js');
+    const { createMysqlPool } = await import('../../src/connectors/mysql/mysql-client.js');
+    const url = await createTestMysqlDatabase('lockstep_wmyro');
+    const pool = createMysqlPool(url, 1);
+    try {
+      // A replica answers 1290 (--read-only); a session that only reads, 1792: both say the server only allows reading.
+      const connection = await pool.getConnection();
+      await connection.query('SET SESSION TRANSACTION READ ONLY');
+      const refused = await MysqlPlanner.open(pool, connection, `${new URL(url).pathname.slice(1)}_p`, 'MySQL at replica').then(
+        () => null,
+        (error: unknown) => error as LockstepError,
+      );
+      expect(refused?.code).toBe(ErrorCode.Connection);
+      expect(refused?.message).toMatch(
+        /^the planner cannot keep its tables on MySQL at replica: the server only allows reading there \(.*READ ONLY transaction\) — point the source at a server that takes writes \(the primary\), or set planner: store on the source$/,
+      );
+    } finally {
+      await pool.end();
     }
   });
 

@@ -65,6 +65,8 @@ const RESERVED = new Set(['lockstep_op', 'lockstep_n', 'lockstep_mark', 'lockste
 /** Access denied to a database, a table or a command; SUPER needed (binary logging); no such table. */
 const DENIED = new Set([1044, 1142, 1143, 1227]);
 const NEEDS_SUPER = 1419;
+/** The server runs read-only (a replica: --read-only); a read-only transaction. */
+const READ_ONLY = new Set([1290, 1792]);
 const NO_SUCH_TABLE = 1146;
 /** A BLOB/TEXT column in a key without a length; a key longer than the engine allows. */
 const KEY_UNINDEXABLE = new Set([1170, 1071]);
@@ -234,7 +236,17 @@ export class MysqlPlanner implements WarehousePlanner {
         });
       }
     } catch (error) {
-      if (DENIED.has(mysqlErrno(error) ?? 0)) throw this.refused(await this.grantee(), error);
+      const errno = mysqlErrno(error) ?? 0;
+      if (DENIED.has(errno)) throw this.refused(await this.grantee(), error);
+      // Here, where nothing was written yet, a server that only allows reading is a replica (in a
+      // run, the same error is a failover under way: transient).
+      if (READ_ONLY.has(errno)) {
+        throw new LockstepError(
+          ErrorCode.Connection,
+          `the planner cannot keep its tables on ${this.where}: the server only allows reading there (${toError(error).message}) — point the source at a server that takes writes (the primary), or set planner: store on the source`,
+          { cause: error },
+        );
+      }
       throw error;
     }
   }

@@ -185,6 +185,10 @@ const FOREIGN_OWNER = `SELECT pg_get_userbyid(c.relowner) FROM pg_class c JOIN p
 
 /** SQLSTATE insufficient_privilege. */
 const NO_PRIVILEGE = '42501';
+/** SQLSTATE read_only_sql_transaction: a write on a standby, or in a read-only transaction. */
+const READ_ONLY_TRANSACTION = '25006';
+/** Whether this session's transactions are read-only: on a standby, or by default_transaction_read_only. */
+const READ_ONLY = "current_setting('transaction_read_only') = 'on'";
 /**
  * Rejected keys a first run holds while its staging table is built alongside (see
  * StagingAlongside): past this many, delivery waits for the table.
@@ -262,13 +266,14 @@ export class PostgresPlanner implements WarehousePlanner {
   private async setUp(): Promise<void> {
     const { client, schema } = this;
     try {
-      const found = await client.query<{ usable: boolean | null; owner: string | null; user: string; database: string }>(
+      const found = await client.query<{ usable: boolean | null; owner: string | null; user: string; database: string; read_only: boolean }>(
         `SELECT (SELECT has_schema_privilege(n.oid, 'CREATE') AND has_schema_privilege(n.oid, 'USAGE') FROM pg_namespace n WHERE n.nspname = $1) AS usable,
-                (${FOREIGN_OWNER}) AS owner, current_user AS user, current_database() AS database`,
+                (${FOREIGN_OWNER}) AS owner, current_user AS user, current_database() AS database, ${READ_ONLY} AS read_only`,
         [schema],
       );
-      const { usable, owner, user, database } = found.rows[0] as { usable: boolean | null; owner: string | null; user: string; database: string };
+      const { usable, owner, user, database, read_only } = found.rows[0] as { usable: boolean | null; owner: string | null; user: string; database: string; read_only: boolean };
       this.user = user;
+      if (read_only) throw this.readOnly();
       if (usable === false) throw this.schemaRefused(user);
       if (owner !== null) throw this.ownedElsewhere(owner);
       await client.query('BEGIN');
@@ -335,19 +340,37 @@ export class PostgresPlanner implements WarehousePlanner {
    */
   private async checkAccess(): Promise<void> {
     try {
-      const found = await this.client.query<{ usable: boolean | null; owner: string | null; creates: boolean; user: string; database: string }>(
+      const found = await this.client.query<{ usable: boolean | null; owner: string | null; creates: boolean; user: string; database: string; read_only: boolean }>(
         `SELECT (SELECT has_schema_privilege(n.oid, 'CREATE') AND has_schema_privilege(n.oid, 'USAGE') FROM pg_namespace n WHERE n.nspname = $1) AS usable,
-                (${FOREIGN_OWNER}) AS owner, has_database_privilege(current_database(), 'CREATE') AS creates, current_user AS user, current_database() AS database`,
+                (${FOREIGN_OWNER}) AS owner, has_database_privilege(current_database(), 'CREATE') AS creates, current_user AS user, current_database() AS database,
+                ${READ_ONLY} AS read_only`,
         [this.schema],
       );
-      const { usable, owner, creates, user, database } = found.rows[0] as { usable: boolean | null; owner: string | null; creates: boolean; user: string; database: string };
+      const { usable, owner, creates, user, database, read_only } = found.rows[0] as {
+        usable: boolean | null;
+        owner: string | null;
+        creates: boolean;
+        user: string;
+        database: string;
+        read_only: boolean;
+      };
       this.user = user;
+      if (read_only) throw this.readOnly();
       if (usable === false) throw this.schemaRefused(user);
       if (owner !== null) throw this.ownedElsewhere(owner);
       if (usable === null && !creates) throw this.databaseRefused(user, database);
     } catch (error) {
       throw this.failure('setting up the planner', error);
     }
+  }
+
+  /** A standby, or a server (or database, or user) whose transactions are read-only by default. */
+  private readOnly(cause?: unknown): LockstepError {
+    return new LockstepError(
+      ErrorCode.Connection,
+      `the planner cannot keep its tables on ${this.where}: the server only allows reading there (a standby, or default_transaction_read_only) — point the source at a server that takes writes (the primary), or set planner: store on the source`,
+      cause === undefined ? undefined : { cause },
+    );
   }
 
   private schemaRefused(user: string): LockstepError {
@@ -1114,6 +1137,7 @@ export class PostgresPlanner implements WarehousePlanner {
     const error = toError(thrown);
     const code = (thrown as { code?: string }).code;
     if (code === NO_PRIVILEGE && /^must be owner of /.test(error.message)) return this.ownedElsewhere('', error);
+    if (code === READ_ONLY_TRANSACTION) return this.readOnly(error);
     if (code === NO_PRIVILEGE) {
       return new LockstepError(
         ErrorCode.Connection,
