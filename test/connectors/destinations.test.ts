@@ -675,6 +675,30 @@ describeDestinationContract('sqlite', {
 });
 
 describe('SqliteDestination', () => {
+  it("rejects alone a row that a trigger refuses (RAISE(ABORT, ...)), with the trigger's message, and writes the rest", async () => {
+    const path = tempPath('trigger.sqlite');
+    const setup = new Database(path);
+    setup.exec(`create table members (id integer primary key, score integer);
+      create trigger members_insert before insert on members when new.score < 0 begin select raise(abort, 'score below zero'); end;
+      create trigger members_delete before delete on members when old.id = 1 begin select raise(abort, 'member 1 is an owner'); end;`);
+    setup.close();
+    const destination = await SqliteDestination.open({ path });
+    try {
+      const writer = await destination.prepare({ object: 'members', keyColumns: ['id'], columns: ['id', 'score'] });
+      expect(await writer.write([1, 2, 3].map((id) => ({ kind: 'upsert' as const, key: [id], values: [id, id === 2 ? -5 : id] })))).toEqual([
+        { ok: true },
+        { ok: false, reason: 'score below zero' },
+        { ok: true },
+      ]);
+      expect(await writer.write([1, 3].map((id) => ({ kind: 'delete' as const, key: [id], values: [] })))).toEqual([{ ok: false, reason: 'member 1 is an owner' }, { ok: true }]);
+      const reader = new Database(path, { readonly: true });
+      expect(reader.prepare('select id, score from members order by id').all()).toEqual([{ id: 1, score: 1 }]);
+      reader.close();
+    } finally {
+      await destination.close();
+    }
+  });
+
   it('rejects alone a row that breaks a deferred foreign key (checked at commit), and writes the rest', async () => {
     const path = tempPath('deferred.sqlite');
     const setup = new Database(path);
