@@ -245,8 +245,9 @@ export class PostgresPlanner implements WarehousePlanner {
   ): Promise<PostgresPlanner> {
     const planner = new PostgresPlanner(client, schema, where, options.dryRun === true, options.connect ?? null);
     if (planner.dryRun) {
-      await client.query('SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY');
+      // Checked before the session is made read-only here, which would look like a standby.
       await planner.checkAccess();
+      await client.query('SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY');
       return planner;
     }
     // Lockstep's own writes to planner tables; anything else trips the guard (see tampered).
