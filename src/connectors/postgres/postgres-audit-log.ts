@@ -9,7 +9,7 @@ import type { AuditLogWriter, AuditSequenceRun, AuditSyncRun } from '../../core/
 import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
 import type { RejectedRow } from '../../core/runs.js';
 import { classifyPostgresError, describePostgresUrl, errorCode, PostgresFailure, postgresConnectionHint, quoteIdent } from '../sql.js';
-import { clientTimeouts, type PostgresTimeouts } from './timeouts.js';
+import { clientTimeouts, type PostgresTimeouts, refusedStartupTimeout } from './timeouts.js';
 
 export interface PostgresAuditLogOptions {
   url: string;
@@ -70,11 +70,12 @@ export class PostgresAuditLog implements AuditLogWriter {
     let client: pg.Client | null = null;
     try {
       // Inside the try: the driver reads the URL's certificate files here, and may fail to.
-      client = new pg.Client({ connectionString: options.url, ...clientTimeouts(options.timeouts) });
+      client = new pg.Client({ connectionString: options.url, ...clientTimeouts(options.timeouts, options.url) });
       client.on('error', () => undefined);
       await client.connect();
     } catch (thrown) {
       await client?.end().catch(() => undefined);
+      if (refusedStartupTimeout(thrown, options.url)) return PostgresAuditLog.open(options);
       const error = toError(thrown);
       throw new LockstepError(
         classifyPostgresError(error) === PostgresFailure.Transient ? ErrorCode.Transient : ErrorCode.Connection,

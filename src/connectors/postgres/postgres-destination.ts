@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
@@ -33,6 +34,7 @@ import {
   hostPort,
   isConnectTimeout,
   type PostgresTimeouts,
+  refusedStartupTimeout,
   socketDestroyed,
   withDeadline,
 } from './timeouts.js';
@@ -83,24 +85,30 @@ interface TableInfo {
  */
 export class PostgresDestination implements Destination {
   readonly capabilities: DestinationCapabilities = { deletes: true, upsert: true, maxBatchSize: null, recordIds: false };
-  private readonly pool: pg.Pool;
+  private pool: pg.Pool;
   readonly where: string;
   readonly timeouts: PostgresTimeouts;
   /** Connections taken from the pool and not given back yet. */
   private readonly busy = new Set<pg.PoolClient>();
 
-  constructor(options: PostgresDestinationOptions) {
+  constructor(private readonly options: PostgresDestinationOptions) {
     this.where = describePostgresUrl(options.url);
     this.timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
-    this.pool = new pg.Pool({ connectionString: options.url, max: options.maxConnections ?? 4, ...clientTimeouts(this.timeouts) });
+    this.pool = this.newPool();
+  }
+
+  private newPool(): pg.Pool {
+    const { url, maxConnections } = this.options;
+    const pool = new pg.Pool({ connectionString: url, max: maxConnections ?? 4, ...clientTimeouts(this.timeouts, url) });
     // An idle connection that drops is replaced by the pool; the next query reports any real problem.
-    this.pool.on('error', () => undefined);
+    pool.on('error', () => undefined);
     // A session the server ends while a write holds it (pg_terminate_backend, a restart) fails the
     // statement under way, which reports it; the client also emits 'error', which would end the
     // process without a listener (the pool listens only while the client is idle).
-    this.pool.on('connect', (client) => client.on('error', () => undefined));
-    this.pool.on('acquire', (client) => this.busy.add(client));
-    this.pool.on('release', (_error, client) => this.busy.delete(client));
+    pool.on('connect', (client) => client.on('error', () => undefined));
+    pool.on('acquire', (client) => this.busy.add(client));
+    pool.on('release', (_error, client) => this.busy.delete(client));
+    return pool;
   }
 
   /** Creates the destination and checks that the server answers with these credentials. */
@@ -238,6 +246,13 @@ export class PostgresDestination implements Destination {
     try {
       return await this.pool.connect();
     } catch (thrown) {
+      if (refusedStartupTimeout(thrown, this.options.url)) {
+        // A pooler in front of the server: connections go without the statement timeout from now on.
+        const refused = this.pool;
+        this.pool = this.newPool();
+        await refused.end().catch(() => undefined);
+        return this.client();
+      }
       if (isConnectTimeout(thrown)) throw connectTimeoutError('destination', this.where, this.timeouts.connectMs, thrown);
       const error = toError(thrown);
       const transient = classifyPostgresError(error) === PostgresFailure.Transient;
@@ -562,6 +577,8 @@ type MergeKind = 'merge-insert' | 'merge-upsert';
 
 /** Numbers staging tables, so two writers sharing a session never share one. */
 let stagingTables = 0;
+/** Tells this process's staging tables from other processes' (see PostgresWriter.stagingName). */
+const PROCESS_TAG = randomBytes(4).toString('hex');
 
 const UNIQUE_VIOLATION = '23505';
 
@@ -639,8 +656,12 @@ const ROW_BY_ROW_BELOW = 8;
 class PostgresWriter implements DestinationWriter {
   private readonly table: string;
   private readonly statements = new Map<Kind | MergeKind, string>();
-  /** This writer's staging table, private to each session (a temporary table). */
-  private readonly stagingName = `lockstep_staging_${++stagingTables}`;
+  /**
+   * This writer's staging table, private to each session (a temporary table). Its name is this
+   * process's own: behind a connection pooler, a server session (and the temporary tables it holds)
+   * passes from one client to the next, and another writer's table of that name has other columns.
+   */
+  private readonly stagingName = `lockstep_staging_${PROCESS_TAG}_${++stagingTables}`;
   /**
    * Upserts are copied straight into the table until one meets an existing row, when the table was
    * empty as the writer started (otherwise the first batch would mostly fail and be sent twice),

@@ -5,7 +5,17 @@ import { CopyTextRows, type TextParser } from '../copy-text.js';
 import { CopyOut } from './postgres-copy-out.js';
 import { PostgresPlanner } from './postgres-planner.js';
 import { ONE_ORDER } from './postgres-staging.js';
-import { clientTimeouts, connectTimeoutError, describeDuration, destroySocket, hostPort, isConnectTimeout, type PostgresTimeouts, withDeadline } from './timeouts.js';
+import {
+  clientTimeouts,
+  connectTimeoutError,
+  describeDuration,
+  destroySocket,
+  hostPort,
+  isConnectTimeout,
+  type PostgresTimeouts,
+  refusedStartupTimeout,
+  withDeadline,
+} from './timeouts.js';
 import type { EncodedRows, PlannerMode, ReadOptions, RowBatch, Source, Value, WarehousePlannerAccess } from '../../core/ports.js';
 import {
   classifyPostgresError,
@@ -138,10 +148,12 @@ export class PostgresSource implements Source {
     const batchSize = checkBatchSize(options.batchSize);
     const { signal } = options;
     signal?.throwIfAborted();
-    const client = await this.openClient(signal, { readOnly: true });
+    const client = await this.openClient(signal, { forRead: true });
     this.active.add(client);
     try {
+      // Read-only, so a model's query cannot change the warehouse, as the other kinds open theirs.
       if (options.snapshot !== undefined) await this.takeSnapshot(client, options.snapshot, signal);
+      else await this.deadline(client, client.query(`BEGIN READ ONLY; ${ISO_DATES_HERE}`), signal);
       const fields = await this.describe(client, query, signal);
       if (fields && options.encoded) yield* this.readCopyLines(client, query, fields, batchSize, signal);
       else if (fields) yield* this.readCopy(client, query, fields, batchSize, signal);
@@ -162,7 +174,7 @@ export class PostgresSource implements Source {
       await this.deadline(
         client,
         client.query(
-          `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT ${client.escapeLiteral(snapshot)}; ${ONE_ORDER}`,
+          `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT ${client.escapeLiteral(snapshot)}; ${ONE_ORDER}; ${ISO_DATES_HERE}`,
         ),
         signal,
       );
@@ -181,6 +193,8 @@ export class PostgresSource implements Source {
    * (then it is read through a cursor, which also reports any real error in it).
    */
   private async describe(client: pg.Client, query: string, signal: AbortSignal | undefined): Promise<pg.FieldDef[] | null> {
+    // Under a savepoint: a query that fails here leaves the read's transaction usable for the cursor.
+    await this.deadline(client, client.query('SAVEPOINT lockstep_describe'), signal);
     try {
       const result = await this.deadline(
         client,
@@ -192,6 +206,7 @@ export class PostgresSource implements Source {
       if (error instanceof LockstepError || signal?.aborted) throw error;
       const failure = classifyPostgresError(error);
       if (failure === PostgresFailure.Transient || failure === PostgresFailure.Connection) throw this.queryError(error);
+      await this.deadline(client, client.query('ROLLBACK TO SAVEPOINT lockstep_describe'), signal);
       return null;
     }
   }
@@ -306,11 +321,12 @@ export class PostgresSource implements Source {
   }
 
   /**
-   * A connection to the source. `readOnly`: every transaction of the session is read-only, so a
-   * model's query (which reads) cannot change the warehouse, as the other kinds open theirs; the
-   * planner's connections write to its own schema and are not.
+   * A connection to the source. `forRead`: a model's read, whose statements run in a read-only
+   * transaction opened by read() (the session's own settings are left as they are: behind a
+   * connection pooler they would outlive the read, on a server connection another client uses next);
+   * otherwise the planner's, whose session prints dates as ISO.
    */
-  private async openClient(signal?: AbortSignal, { readOnly = false }: { readOnly?: boolean } = {}): Promise<pg.Client> {
+  private async openClient(signal?: AbortSignal, { forRead = false }: { forRead?: boolean } = {}): Promise<pg.Client> {
     let client: pg.Client | null = null;
     // A cancelled run does not wait for a server that does not answer.
     const onAbort = () => {
@@ -319,15 +335,15 @@ export class PostgresSource implements Source {
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
       // Inside the try: the driver reads the URL's certificate files here, and may fail to.
-      client = new pg.Client({ connectionString: this.url, types: postgresTypes, ...clientTimeouts(this.timeouts) });
+      client = new pg.Client({ connectionString: this.url, types: postgresTypes, ...clientTimeouts(this.timeouts, this.url) });
       client.on('error', () => undefined); // a dropped idle connection surfaces on the next query instead
       await client.connect();
       // Dates and timestamps are parsed from ISO text; make sure the session prints ISO.
-      const session = readOnly ? "SET DateStyle = 'ISO, YMD'; SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY" : "SET DateStyle = 'ISO, YMD'";
-      await this.deadline(client, client.query(session), signal);
+      if (!forRead) await this.deadline(client, client.query(ISO_DATES), signal);
       return client;
     } catch (thrown) {
       await client?.end().catch(() => undefined);
+      if (refusedStartupTimeout(thrown, this.url)) return this.openClient(signal, { forRead });
       if (thrown instanceof LockstepError || signal?.aborted) throw thrown;
       if (isConnectTimeout(thrown)) throw connectTimeoutError('source', this.where, this.timeouts.connectMs, thrown);
       const error = toError(thrown);
@@ -367,6 +383,11 @@ export class PostgresSource implements Source {
     }
   }
 }
+
+/** Dates and timestamps are parsed from ISO text: the session prints them so. */
+const ISO_DATES = "SET DateStyle = 'ISO, YMD'";
+/** The same for the read's transaction only. */
+const ISO_DATES_HERE = "SET LOCAL DateStyle = 'ISO, YMD'";
 
 function readCursor(cursor: Cursor<unknown[]>, count: number): Promise<{ rows: unknown[][]; fields: string[] }> {
   return new Promise((resolve, reject) => {

@@ -19,14 +19,33 @@ const GRACE_MS = 5_000;
 /** TCP keepalive probes start after this long without traffic, so a vanished peer is noticed. */
 const KEEPALIVE_MS = 30_000;
 
-/** The pg client settings for these timeouts. */
-export function clientTimeouts(timeouts: PostgresTimeouts): pg.ClientConfig {
+/**
+ * Connection URLs whose server refused `statement_timeout` as a startup parameter: a connection
+ * pooler in front of PostgreSQL (PgBouncer takes no parameter it does not know at connect). Their
+ * connections go without it; their statements are bounded by the client's own deadline (withDeadline).
+ */
+const refusingStartupTimeout = new Set<string>();
+
+/** The pg client settings for these timeouts, for connections to `url`. */
+export function clientTimeouts(timeouts: PostgresTimeouts, url: string): pg.ClientConfig {
   return {
     connectionTimeoutMillis: Math.max(1, Math.round(timeouts.connectMs)),
-    statement_timeout: Math.max(1, Math.round(timeouts.statementMs)),
+    ...(refusingStartupTimeout.has(url) ? {} : { statement_timeout: Math.max(1, Math.round(timeouts.statementMs)) }),
     keepAlive: true,
     keepAliveInitialDelayMillis: KEEPALIVE_MS,
   };
+}
+
+/**
+ * Whether `error` is a connection to `url` refused for the statement timeout sent at connect;
+ * if so, later connections to `url` go without it (see clientTimeouts), and the caller connects again.
+ */
+export function refusedStartupTimeout(error: unknown, url: string): boolean {
+  const refused =
+    (error as { code?: unknown }).code === '08P01' && /unsupported startup parameter.*statement_timeout/i.test(error instanceof Error ? error.message : '');
+  if (!refused || refusingStartupTimeout.has(url)) return false;
+  refusingStartupTimeout.add(url);
+  return true;
 }
 
 /** `10 s`, `2 min`: a duration for messages. */
