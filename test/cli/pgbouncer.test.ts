@@ -81,4 +81,14 @@ describe('PostgreSQL through PgBouncer (transaction pooling)', () => {
       { read_only: 'off', dates: (await sql(warehouse, "select current_setting('DateStyle') as dates"))[0]?.dates },
     ]);
   }, 180_000);
+
+  it('says why a store behind the pooler cannot be used, and what to give it instead', async () => {
+    const store = await createTestDatabase('pooled_store');
+    const dir = workspace('narrow', store, store);
+    const result = await runCli(['--store', pooler.url(databaseOf(store)), 'apply'], { cwd: dir });
+    expect(result.code).toBe(3);
+    expect(result.stderr).toMatch(
+      /cannot be reached: unsupported startup parameter: \w+ — a connection pooler \(PgBouncer\) answers so: the store keeps state in its sessions \(LISTEN, locks, timeouts\), so give it PostgreSQL itself/,
+    );
+  });
 });

@@ -441,6 +441,9 @@ function connectionHint(code: string, message: string): string {
   if (code.startsWith('28')) return 'check the user name and password in the store URL';
   if (code === '3D000') return 'check the database name in the store URL, or create the database';
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return 'check the host name in the store URL';
+  if (/unsupported startup parameter/i.test(message)) {
+    return "a connection pooler (PgBouncer) answers so: the store keeps state in its sessions (LISTEN, locks, timeouts), so give it PostgreSQL itself (the server's own port), or a pool in session mode that lets its startup parameters through (PgBouncer's ignore_startup_parameters)";
+  }
   return 'check that the server is running and reachable at that host and port, and that the store URL is right';
 }
 
