@@ -54,7 +54,7 @@ const PLAIN_UTC_TIMESTAMP_TEXT = /^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(?:\.(\
 /**
  * A timestamp as printed by PostgreSQL (DateStyle ISO) or DuckDB — `2024-01-02 03:04:05.123456`,
  * optionally with an offset like `+02`, `+05:30` — as ISO-8601 in UTC. Text without an offset is
- * taken as UTC. Values we cannot place on the calendar (`infinity`, BC dates) are returned as given.
+ * taken as UTC. Values we cannot place on the calendar (`infinity`, BC dates, years past 275760) are returned as given.
  */
 export function timestampTextToIso(text: string): string {
   // Most values are already UTC (no offset, or +00): only the text changes, no calendar arithmetic.
@@ -74,7 +74,10 @@ export function timestampTextToIso(text: string): string {
       Number(digits.slice(0, 2)) * 3600 + Number(digits.slice(2, 4) || '0') * 60 + Number(digits.slice(4, 6) || '0');
     ms -= sign * seconds * 1000;
   }
-  const whole = new Date(ms).toISOString().slice(0, -5); // drop ".000Z"
+  const instant = new Date(ms);
+  // PostgreSQL's timestamps reach year 294276 and DuckDB's 294247; a Date ends in 275760.
+  if (Number.isNaN(instant.getTime())) return text;
+  const whole = instant.toISOString().slice(0, -5); // drop ".000Z"
   return `${whole}.${formatFraction(fraction)}Z`;
 }
 
