@@ -124,4 +124,25 @@ describe.each(['store', 'warehouse'] as const)('PostgreSQL source (planner: %s)'
     const read = await readAll(new PostgresSource({ url }), `${query} order by id`);
     expect(delivered).toEqual(read.map((row) => row.map(asStored)));
   });
+
+  it('reads the same on a session of other settings (time zone, interval style, float digits, bytea output): nothing planned', async () => {
+    const url = await createTestDatabase('lockstep_types');
+    await sql(
+      url,
+      `create table typed (id integer primary key, tz timestamptz, tr tstzrange, iv interval, f8 double precision, b bytea);
+       insert into typed values (1, '2024-07-01 12:00:00+02', '[2024-01-01 00:00+00,2024-02-01 00:00+00)', '1 year 2 mons -3 days 04:05:06.7', 0.1::float8 + 0.2::float8, '\\x00ff')`,
+    );
+    const db = new URL(url).pathname.slice(1);
+    // As a database's or role's own settings (or a connection pooler's session) may have them.
+    const settings = (timezone: string, intervalstyle: string, digits: number, bytea: string) =>
+      sql(url, `alter database "${db}" set timezone to '${timezone}'; alter database "${db}" set intervalstyle to '${intervalstyle}';
+                alter database "${db}" set extra_float_digits to ${digits}; alter database "${db}" set bytea_output to '${bytea}'`);
+    await settings('America/New_York', 'sql_standard', 0, 'escape');
+    const columns = ['id', 'tz', 'tr', 'iv', 'f8', 'b'];
+    const { second, delivered } = await syncTwice({ type: 'postgres', settings: { url, planner } }, 'select * from typed', columns, () =>
+      settings('Asia/Kolkata', 'iso_8601', 2, 'hex'),
+    );
+    expect(second.plannedRows).toEqual(NONE);
+    expect(delivered).toEqual([[1, '2024-07-01T10:00:00.000Z', '["2024-01-01 00:00:00+00","2024-02-01 00:00:00+00")', '1 year 2 mons -3 days +04:05:06.7', 0.30000000000000004, 'AP8=']]);
+  });
 });

@@ -153,7 +153,7 @@ export class PostgresSource implements Source {
     try {
       // Read-only, so a model's query cannot change the warehouse, as the other kinds open theirs.
       if (options.snapshot !== undefined) await this.takeSnapshot(client, options.snapshot, signal);
-      else await this.deadline(client, client.query(`BEGIN READ ONLY; ${ISO_DATES_HERE}`), signal);
+      else await this.deadline(client, client.query(`BEGIN READ ONLY; ${PRINTING_HERE}`), signal);
       const fields = await this.describe(client, query, signal);
       if (fields && options.encoded) yield* this.readCopyLines(client, query, fields, batchSize, signal);
       else if (fields) yield* this.readCopy(client, query, fields, batchSize, signal);
@@ -174,7 +174,7 @@ export class PostgresSource implements Source {
       await this.deadline(
         client,
         client.query(
-          `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT ${client.escapeLiteral(snapshot)}; ${ONE_ORDER}; ${ISO_DATES_HERE}`,
+          `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT ${client.escapeLiteral(snapshot)}; ${ONE_ORDER}; ${PRINTING_HERE}`,
         ),
         signal,
       );
@@ -338,8 +338,8 @@ export class PostgresSource implements Source {
       client = new pg.Client({ connectionString: this.url, types: postgresTypes, ...clientTimeouts(this.timeouts, this.url) });
       client.on('error', () => undefined); // a dropped idle connection surfaces on the next query instead
       await client.connect();
-      // Dates and timestamps are parsed from ISO text; make sure the session prints ISO.
-      if (!forRead) await this.deadline(client, client.query(ISO_DATES), signal);
+      // The planner's session prints values as the reads do (see PRINTING).
+      if (!forRead) await this.deadline(client, client.query(PRINTING_SESSION), signal);
       return client;
     } catch (thrown) {
       await client?.end().catch(() => undefined);
@@ -384,10 +384,16 @@ export class PostgresSource implements Source {
   }
 }
 
-/** Dates and timestamps are parsed from ISO text: the session prints them so. */
-const ISO_DATES = "SET DateStyle = 'ISO, YMD'";
-/** The same for the read's transaction only. */
-const ISO_DATES_HERE = "SET LOCAL DateStyle = 'ISO, YMD'";
+/**
+ * Values are read, and rows hashed, from the text the server prints: it must print the same text
+ * whatever a database's or role's settings say, or an unchanged row would look changed. Floats
+ * with every digit they need (0 would round them).
+ */
+const PRINTING = ["DateStyle = 'ISO, YMD'", "TimeZone = 'UTC'", "IntervalStyle = 'postgres'", 'extra_float_digits = 3', "bytea_output = 'hex'"];
+/** For a session of its own (the planner's). */
+const PRINTING_SESSION = PRINTING.map((setting) => `SET ${setting}`).join('; ');
+/** For a read's transaction only: behind a connection pooler, a session's settings would outlive the read. */
+const PRINTING_HERE = PRINTING.map((setting) => `SET LOCAL ${setting}`).join('; ');
 
 function readCursor(cursor: Cursor<unknown[]>, count: number): Promise<{ rows: unknown[][]; fields: string[] }> {
   return new Promise((resolve, reject) => {
