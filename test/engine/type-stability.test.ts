@@ -26,13 +26,14 @@ async function readAll(source: Source, query: string): Promise<Value[][]> {
 
 /**
  * Syncs `query` of a source into a SQLite table of untyped columns (which keeps each value as it
- * comes) twice, `between` the two; answers both runs and the destination's rows, in key order.
+ * comes), then again after each of `changes` (by default once, with no change); answers the runs
+ * and the destination's rows, in key order.
  */
-async function syncTwice(
+async function syncRuns(
   connection: { type: string; settings: Record<string, unknown> },
   query: string,
   columns: string[],
-  between: () => Promise<void> = async () => undefined,
+  changes: Array<() => Promise<unknown>> = [async () => undefined],
 ) {
   const dir = tempDir();
   sqlite(`${dir}/crm.db`, `create table typed (${columns.map((c) => `"${c}"`).join(', ')}, primary key (id))`);
@@ -50,11 +51,13 @@ async function syncTwice(
     const { run } = await h.app.runs.triggerSync('typed-to-crm', {});
     return h.app.runs.waitForSyncRun(run.id);
   };
-  const first = await run();
-  await between();
-  const second = await run();
+  const runs = [await run()];
+  for (const change of changes) {
+    await change();
+    runs.push(await run());
+  }
   const delivered = sqliteRows<Record<string, unknown>>(`${dir}/crm.db`, 'select * from typed order by id').map((row) => columns.map((c) => row[c] ?? null));
-  return { first, second, delivered };
+  return { runs, delivered };
 }
 
 /** A value as the SQLite destination stores it: booleans as 1/0. */
@@ -115,12 +118,9 @@ describe.each(['store', 'warehouse'] as const)('PostgreSQL source (planner: %s)'
     );
     const query = 'select * from typed';
     const columns = ['id', ...PG_COLUMNS.map(([name]) => name)];
-    const { first, second, delivered } = await syncTwice({ type: 'postgres', settings: { url, planner } }, query, columns);
-    expect(first.error).toBeNull();
-    expect(first.status).toBe('success');
-    expect(first.plannedRows).toEqual({ addedCount: 3, changedCount: 0, removedCount: 0 });
-    expect(second.status).toBe('success');
-    expect(second.plannedRows).toEqual(NONE);
+    const { runs, delivered } = await syncRuns({ type: 'postgres', settings: { url, planner } }, query, columns);
+    expect(runs.map((r) => [r.status, r.error])).toEqual([['success', null], ['success', null]]);
+    expect(runs.map((r) => r.plannedRows)).toEqual([{ ...NONE, addedCount: 3 }, NONE]);
     const read = await readAll(new PostgresSource({ url }), `${query} order by id`);
     expect(delivered).toEqual(read.map((row) => row.map(asStored)));
   });
@@ -139,10 +139,32 @@ describe.each(['store', 'warehouse'] as const)('PostgreSQL source (planner: %s)'
                 alter database "${db}" set extra_float_digits to ${digits}; alter database "${db}" set bytea_output to '${bytea}'`);
     await settings('America/New_York', 'sql_standard', 0, 'escape');
     const columns = ['id', 'tz', 'tr', 'iv', 'f8', 'b'];
-    const { second, delivered } = await syncTwice({ type: 'postgres', settings: { url, planner } }, 'select * from typed', columns, () =>
-      settings('Asia/Kolkata', 'iso_8601', 2, 'hex'),
-    );
-    expect(second.plannedRows).toEqual(NONE);
+    const { runs, delivered } = await syncRuns({ type: 'postgres', settings: { url, planner } }, 'select * from typed', columns, [
+      () => settings('Asia/Kolkata', 'iso_8601', 2, 'hex'),
+    ]);
+    expect(runs[1]?.plannedRows).toEqual(NONE);
     expect(delivered).toEqual([[1, '2024-07-01T10:00:00.000Z', '["2024-01-01 00:00:00+00","2024-02-01 00:00:00+00")', '1 year 2 mons -3 days +04:05:06.7', 0.30000000000000004, 'AP8=']]);
+  });
+
+  it('compares columns of domains, types without an equality of their own (a domain or composite over json, jsonpath), and types whose equality is looser than their value', async () => {
+    const url = await createTestDatabase('lockstep_types');
+    await sql(
+      url,
+      `create domain doc as json;
+       create domain email as varchar(200) check (value like '%@%');
+       create type pair as (n integer, j json);
+       create table typed (id integer primary key, e email, d doc, ds doc[], p pair, jp jsonpath, iv interval, n numeric, n2 numeric(8,2));
+       insert into typed values (1, 'a@b.c', '{"b": 1, "a": 2}', array['[1]'::doc], row(1, '{"x": 1}'), '$.a[*] ? (@ > 1)', '1 day', 1.0, 1.5)`,
+    );
+    const columns = ['id', 'e', 'd', 'ds', 'p', 'jp', 'iv', 'n', 'n2'];
+    const { runs, delivered } = await syncRuns({ type: 'postgres', settings: { url, planner } }, 'select * from typed', columns, [
+      async () => undefined,
+      async () => undefined,
+      // The same values by PostgreSQL's equality, others as read: the destination must follow.
+      () => sql(url, `update typed set iv = '24 hours', n = 1.00, n2 = 1.50`),
+    ]);
+    expect(runs.map((r) => r.error)).toEqual([null, null, null, null]);
+    expect(runs.map((r) => r.plannedRows)).toEqual([{ ...NONE, addedCount: 1 }, NONE, NONE, { ...NONE, changedCount: 1 }]);
+    expect(delivered).toEqual([[1, 'a@b.c', '{"b":1,"a":2}', '{[1]}', '(1,"{""x"": 1}")', '$."a"[*]?(@ > 1)', '24:00:00', '1.00', '1.50']]);
   });
 });

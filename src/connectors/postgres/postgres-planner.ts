@@ -39,14 +39,46 @@ interface Shape extends ComparedModel {
   delta: string | null;
   /** A delta left in a state Lockstep did not leave it in: dropped by the run (its planner table is compared by key). */
   dropDelta: boolean;
+  /** The model's columns compared as text (see TEXT_COMPARED). */
+  byText: ReadonlySet<string>;
 }
 
 
 /** Column names the planner's tables use themselves: the staged rows' kind, and a delta's removed rows. */
 const RESERVED = new Set(['lockstep_op', 'lockstep_gone']);
 
-/** Types without an equality operator are compared as text. */
-const TEXT_COMPARED = new Set(['json', 'xml', 'point', 'line', 'lseg', 'box', 'path', 'polygon', 'circle']);
+/**
+ * Types compared as text: those without an equality operator, and those whose equality holds for
+ * values Lockstep reads apart (boxes and circles of the same area, `1 day` and `24:00:00`, a
+ * numeric's `1.0` and `1.00`, a citext's `a` and `A`), so a change to one of them would not be sent.
+ * A composite type, or an array or domain of one of these, is compared as text too.
+ */
+const TEXT_COMPARED = ['json', 'xml', 'point', 'line', 'lseg', 'box', 'path', 'polygon', 'circle', 'jsonpath', 'txid_snapshot', 'pg_snapshot', 'interval', 'citext'];
+
+/**
+ * Per column of a query's description (type OIDs `$1`, modifiers `$2`), its type as format_type
+ * spells it and whether it is compared as text (names in `$3`): the type is followed through
+ * domains and arrays to what it holds (a numeric without a scale compares as text).
+ */
+const DESCRIBE_TYPES = `WITH RECURSIVE held(n, oid, mod) AS (
+    SELECT n, oid, mod FROM unnest($1::oid[], $2::int[]) WITH ORDINALITY AS c(oid, mod, n)
+    UNION ALL
+    SELECT h.n, CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.typelem END, CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE h.mod END
+      FROM held AS h JOIN pg_type AS t ON t.oid = h.oid WHERE t.typtype = 'd' OR t.typcategory = 'A')
+  SELECT format_type(c.oid, c.mod) AS type,
+         EXISTS (SELECT 1 FROM held AS h JOIN pg_type AS t ON t.oid = h.oid
+                  WHERE h.n = c.n AND (t.typtype = 'c' OR t.typname = ANY ($3::text[]) OR (t.oid = 'numeric'::regtype AND h.mod = -1))) AS by_text
+    FROM unnest($1::oid[], $2::int[]) WITH ORDINALITY AS c(oid, mod, n) ORDER BY c.n`;
+
+/**
+ * A column's type as a query's description gives it, which names a domain's base type (and its
+ * modifier) rather than the domain, as SQL on the pg_attribute row \`a\`: a planner table whose
+ * column is of a domain is then described as the model is.
+ */
+const ATTRIBUTE_TYPE = `(WITH RECURSIVE base(oid, mod) AS (
+    SELECT a.atttypid, a.atttypmod
+    UNION ALL SELECT t.typbasetype, t.typtypmod FROM base AS b JOIN pg_type AS t ON t.oid = b.oid WHERE t.typtype = 'd')
+  SELECT format_type(b.oid, b.mod) FROM base AS b JOIN pg_type AS t ON t.oid = b.oid WHERE t.typtype <> 'd')`;
 
 /** Per kind of staged row ('a', 'c', 'r'): the key its upper half starts at, as a subquery. */
 type Halves = Map<string, string>;
@@ -633,13 +665,15 @@ export class PostgresPlanner implements WarehousePlanner {
       );
     }
     const names = described.fields.map((f) => f.name);
-    const typeNames = (
-      await client.query<{ type: string }>('SELECT format_type(t.oid, t.mod) AS type FROM unnest($1::oid[], $2::int[]) WITH ORDINALITY t(oid, mod, n) ORDER BY n', [
+    const types = (
+      await client.query<{ type: string; by_text: boolean }>(DESCRIBE_TYPES, [
         described.fields.map((f) => f.dataTypeID),
         described.fields.map((f) => f.dataTypeModifier),
+        TEXT_COMPARED,
       ])
-    ).rows.map((r) => r.type);
-    const modelColumns: ColumnType[] = names.map((name, i) => ({ name, type: typeNames[i] as string }));
+    ).rows;
+    const modelColumns: ColumnType[] = names.map((name, i) => ({ name, type: types[i]?.type as string }));
+    const byText = new Set(names.filter((_, i) => types[i]?.by_text === true));
     checkModelColumns(names, request, RESERVED);
     const keys = [...request.primaryKey];
     const values = names.filter((n) => !keys.includes(n));
@@ -674,7 +708,7 @@ export class PostgresPlanner implements WarehousePlanner {
     const cursor = request.cursor;
     const pendingCursor = cursor ? ((await client.query<{ high: string | null }>(`SELECT max(${quote(cursor.column)})::text AS high FROM (\n${query}\n) AS lockstep_model`)).rows[0]?.high ?? null) : null;
     const delta = Number(meta.delta_rows) > 0 && !deltaLost && (kind === 'values' || kind === 'keys') ? this.table(plannerTable + DELTA_SUFFIX) : null;
-    return { query, names, modelColumns, keys, values, kind, comparison, pendingCursor, plannerTable, delta, dropDelta: deltaLost };
+    return { query, names, modelColumns, keys, values, kind, comparison, pendingCursor, plannerTable, delta, dropDelta: deltaLost, byText };
   }
 
   /** Whether the planner table's delta is as Lockstep left it: there, watched by the guard, keyed by `keys`, with the table's columns after its own. */
@@ -700,12 +734,7 @@ export class PostgresPlanner implements WarehousePlanner {
     const differsIn = (m: string, p: string): string => {
       if (kind === 'keys' || values.length === 0) return kind === 'keys' ? 'true' : 'false';
       return values
-        .map((v) => {
-          const type = (modelColumns.find((c) => c.name === v) as ColumnType).type;
-          return TEXT_COMPARED.has(type) || (type.endsWith('[]') && TEXT_COMPARED.has(type.slice(0, -2)))
-            ? `${m}.${q(v)}::text IS DISTINCT FROM ${p}.${q(v)}::text`
-            : `${m}.${q(v)} IS DISTINCT FROM ${p}.${q(v)}`;
-        })
+        .map((v) => (shape.byText.has(v) ? `${m}.${q(v)}::text IS DISTINCT FROM ${p}.${q(v)}::text` : `${m}.${q(v)} IS DISTINCT FROM ${p}.${q(v)}`))
         .join(' OR ');
     };
     const differs = differsIn('m', 'p');
@@ -1057,7 +1086,7 @@ export class PostgresPlanner implements WarehousePlanner {
    */
   private async describeTable(name: string): Promise<{ columns: ColumnType[]; guarded: boolean; primaryKey: string[] } | null> {
     const found = await this.client.query<{ columns: ColumnType[] | null; guarded: boolean; primary_key: string[] | null }>(
-      `SELECT (SELECT json_agg(json_build_object('name', a.attname, 'type', format_type(a.atttypid, a.atttypmod)) ORDER BY a.attnum)
+      `SELECT (SELECT json_agg(json_build_object('name', a.attname, 'type', ${ATTRIBUTE_TYPE}) ORDER BY a.attnum)
                  FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns,
               EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND t.tgname = 'lockstep_guard') AS guarded,
               (SELECT array_agg(a.attname::text ORDER BY k.n) FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n)
