@@ -168,3 +168,109 @@ describe.each(['store', 'warehouse'] as const)('PostgreSQL source (planner: %s)'
     expect(delivered).toEqual([[1, 'a@b.c', '{"b":1,"a":2}', '{[1]}', '(1,"{""x"": 1}")', '$."a"[*]?(@ > 1)', '24:00:00', '1.00', '1.50']]);
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+// MySQL / MariaDB
+
+const MYSQL_COLUMNS: Array<[name: string, type: string, values: string[]]> = [
+  ['i8', 'bigint', ['9223372036854775807', '-9223372036854775808']],
+  ['u8', 'bigint unsigned', ['18446744073709551615', '0']],
+  ['dc', 'decimal(30,10)', ['12345678901234567890.0000000001', '-0.5']],
+  ['f', 'float', ['0.1', '-3.4e38']],
+  ['d', 'double', ['0.1 + 0.2', '5e-324']],
+  ['bo', 'boolean', ['true', '2']],
+  ['b1', 'bit(1)', ["b'1'", "b'0'"]],
+  ['b9', 'bit(9)', ["b'100000001'", "b'0'"]],
+  ['y', 'year', ['1901', '2155']],
+  ['tm', 'time(6)', ["'838:59:59.000000'", "'-12:00:00.5'"]],
+  ['dt', 'datetime(6)', ["'9999-12-31 23:59:59.999999'", "'1000-01-01 00:00:00'"]],
+  ['ts', 'timestamp(3)', ["'2038-01-19 03:14:07.123'", "'1970-01-01 00:00:01'"]],
+  ['da', 'date', ["'9999-12-31'", "'1000-01-01'"]],
+  ['j', 'json', [`'{"b": 1, "a": [1, 2.50, 1e2]}'`, "'null'"]],
+  ['e', "enum('x','y')", ["'y'", "'x'"]],
+  ['s', "set('a','b','c')", ["'c,a'", "''"]],
+  ['bl', 'blob', ['0x00ff', "''"]],
+  ['vb', 'varbinary(8)', ['0x6869', "''"]],
+  ['t', 'text', [`'tab\\there\\nline \\\\ ü'`, "''"]],
+  ['g', 'varchar(40) as (concat(t, e)) stored', ['default', 'default']],
+];
+
+describe.each(['store', 'warehouse'] as const)('MySQL source (planner: %s)', (planner: Planner) => {
+  it('plans nothing on a second run with no change, for every type; the destination holds what the source reads', async () => {
+    const { createTestMysqlDatabase, mysqlSql } = await import('../helpers/mysql.js');
+    const { MysqlSource } = await import('../../src/connectors/mysql/mysql-source.js');
+    const url = await createTestMysqlDatabase('lockstep_types');
+    const rows = [0, 1].map((r) => `(${r + 1}, ${MYSQL_COLUMNS.map(([, , values]) => values[r] as string).join(', ')})`);
+    await mysqlSql(
+      url,
+      `create table typed (id integer primary key, ${MYSQL_COLUMNS.map(([name, type]) => `${name} ${type}`).join(', ')});
+       insert into typed values ${rows.join(', ')}, (3${MYSQL_COLUMNS.map(([, type]) => (type.includes(' as ') ? ', default' : ', null')).join('')})`,
+    );
+    const query = 'select * from typed';
+    const columns = ['id', ...MYSQL_COLUMNS.map(([name]) => name)];
+    const plannerSchema = `${new URL(url).pathname.slice(1)}_p`;
+    const { runs, delivered } = await syncRuns({ type: 'mysql', settings: { url, planner, plannerSchema } }, query, columns);
+    expect(runs.map((r) => [r.status, r.error])).toEqual([['success', null], ['success', null]]);
+    expect(runs.map((r) => r.plannedRows)).toEqual([{ ...NONE, addedCount: 3 }, NONE]);
+    const read = await readAll(new MysqlSource({ url }), `${query} order by id`);
+    expect(delivered).toEqual(read.map((row) => row.map(asStored)));
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// DuckDB
+
+const DUCK_COLUMNS: Array<[name: string, type: string, values: string[]]> = [
+  ['hi', 'hugeint', ['170141183460469231731687303715884105727', '-1']],
+  ['ub', 'ubigint', ['18446744073709551615', '0']],
+  ['dc', 'decimal(38,10)', ['1234567890123456789012345678.0123456789', '-0.5']],
+  ['d4', 'decimal(4,1)', ['-999.9', '0']],
+  ['f', 'float', ['0.1', "'nan'"]],
+  ['d', 'double', ['0.1 + 0.2', "'-inf'"]],
+  ['bo', 'boolean', ['true', 'false']],
+  ['da', 'date', ["'5877642-06-25'", "'-infinity'"]],
+  ['tm', 'time', ["'24:00:00'", "'00:00:00.000001'"]],
+  ['ttz', 'timetz', ["'03:04:05+05:30'", "'00:00:00+00'"]],
+  ['ts', 'timestamp', ["'294247-01-10 04:00:54.775806'", "'0044-03-15 (BC) 12:00:00'"]],
+  ['tz', 'timestamptz', ["'2024-07-01 12:00:00+02'", "'infinity'"]],
+  ['tns', 'timestamp_ns', ["'2024-01-02 03:04:05.123456789'", "'1677-09-22 00:00:00'"]],
+  ['iv', 'interval', ["interval 1 year + interval 2 month - interval 3 day + interval '04:05:06.7'", "interval 0 second"]],
+  ['u', 'uuid', ["'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'", "'00000000-0000-0000-0000-000000000000'"]],
+  ['bl', 'blob', ["'\\x00\\xFF'::blob", "''::blob"]],
+  ['bi', 'bit', ["'1010'::bit", "'0'::bit"]],
+  ['j', 'json', [`'{"b": 1, "a": [1, 2.50]}'`, "'null'"]],
+  ['l', 'integer[]', ['[1, null, 3]', '[]']],
+  ['st', 'struct(b integer, a varchar)', ["{'b': 1, 'a': 'x'}", "{'b': null, 'a': null}"]],
+  ['m', 'map(varchar, double)', ["map {'z': 1.5, 'a': -0.0}", 'map {}']],
+  ['ar', 'double[2]', ['[0.1, 1e300]', '[0, -0.0]']],
+  ['en', "enum('sad', 'happy')", ["'happy'", "'sad'"]],
+  ['un', 'union(n integer, s varchar)', ['1', "'x'"]],
+];
+
+describe.each(['store', 'warehouse'] as const)('DuckDB source (planner: %s)', (planner: Planner) => {
+  it('plans nothing on a second run with no change, for every type; the destination holds what the source reads', async () => {
+    const duck = await import('@duckdb/node-api');
+    const { DuckDbSource } = await import('../../src/connectors/index.js');
+    const dir = tempDir();
+    const path = `${dir}/warehouse.duckdb`;
+    const instance = await duck.DuckDBInstance.create(path);
+    const connection = await instance.connect();
+    const rows = [0, 1].map((r) => `(${r + 1}, ${DUCK_COLUMNS.map(([, type, values]) => `(${values[r] as string})::${type}`).join(', ')})`);
+    try {
+      await connection.run(
+        `create table typed (id integer primary key, ${DUCK_COLUMNS.map(([name, type]) => `${name} ${type}`).join(', ')});
+         insert into typed values ${rows.join(', ')}, (3${', null'.repeat(DUCK_COLUMNS.length)})`,
+      );
+    } finally {
+      connection.closeSync();
+      instance.closeSync();
+    }
+    const query = 'select * from typed';
+    const columns = ['id', ...DUCK_COLUMNS.map(([name]) => name)];
+    const { runs, delivered } = await syncRuns({ type: 'duckdb', settings: { path, planner } }, query, columns);
+    expect(runs.map((r) => [r.status, r.error])).toEqual([['success', null], ['success', null]]);
+    expect(runs.map((r) => r.plannedRows)).toEqual([{ ...NONE, addedCount: 3 }, NONE]);
+    const read = await readAll(new DuckDbSource({ path }), `${query} order by id`);
+    expect(delivered).toEqual(read.map((row) => row.map(asStored)));
+  });
+});
