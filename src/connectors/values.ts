@@ -197,13 +197,59 @@ export function isoFromMillis(ms: number): string {
   return new Date(ms).toISOString();
 }
 
-/** JSON text in its compact form, so `{"a": 1}` and `{"a":1}` compare equal. Invalid JSON is kept as is. */
+/**
+ * JSON text in its compact form, so `{"a": 1}` and `{"a":1}` compare equal. Invalid JSON is kept as is.
+ * JSON.parse reads numbers as doubles, so text holding a number a double cannot give back
+ * (`12345678901234567890`, an id beyond 2^53, would come back as `12345678901234567000`; `1e400`
+ * as `null`) only loses the spaces between its tokens: its numbers, keys and strings stay as written.
+ */
 export function canonicalJsonText(text: string): string {
+  let parsed: unknown;
   try {
-    return JSON.stringify(JSON.parse(text));
+    parsed = JSON.parse(text);
   } catch {
     return text;
   }
+  if (MAYBE_INEXACT_NUMBER.test(text) && hasInexactNumber(text)) return text.replace(JSON_STRING_OR_SPACE, (m) => (m.charCodeAt(0) === 34 /* " */ ? m : ''));
+  return JSON.stringify(parsed);
+}
+
+/** A number of 16 significant digits or more, or with an exponent: one a double may not hold (a cheap first test). */
+const MAYBE_INEXACT_NUMBER = /\d(?:\.?\d){15}|\d[eE]/;
+const JSON_STRING_OR_NUMBER = /"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/g;
+const JSON_STRING_OR_SPACE = /"(?:[^"\\]|\\.)*"|[ \t\n\r]+/g;
+
+/** Whether valid JSON text holds a number whose double, printed, is another number. */
+function hasInexactNumber(text: string): boolean {
+  for (const [token] of text.matchAll(JSON_STRING_OR_NUMBER)) {
+    if (token.charCodeAt(0) !== 34 /* " */ && !sameDecimal(token, String(Number(token)))) return true;
+  }
+  return false;
+}
+
+const DECIMAL_TEXT = /^(-)?(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$/;
+
+/**
+ * Whether two decimal texts (`2.50`, `2.5`, `25e-1`) spell the same number, whatever their zeros
+ * and exponents; false when either is not a decimal (`Infinity`, `NaN`).
+ */
+export function sameDecimal(a: string, b: string): boolean {
+  const x = decimalParts(a);
+  const y = decimalParts(b);
+  return x !== null && y !== null && x.digits === y.digits && (x.digits === '' || (x.negative === y.negative && x.exponent === y.exponent));
+}
+
+/** A decimal text as its significant digits (no leading or trailing zeros; '' for zero), sign and exponent. */
+function decimalParts(text: string): { negative: boolean; digits: string; exponent: number } | null {
+  const m = DECIMAL_TEXT.exec(text.trim());
+  if (!m || (m[2] === '' && (m[3] ?? '') === '')) return null;
+  const fraction = m[3] ?? '';
+  let digits = `${m[2]}${fraction}`.replace(/^0+/, '');
+  let exponent = Number(m[4] ?? 0) - fraction.length;
+  const kept = digits.replace(/0+$/, '');
+  exponent += digits.length - kept.length;
+  digits = kept;
+  return { negative: m[1] === '-', digits, exponent };
 }
 
 /** Something JSON.stringify can print faithfully: bigints, buffers and dates made plain first. */
