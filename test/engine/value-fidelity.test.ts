@@ -89,4 +89,32 @@ describe('value fidelity across database kinds', () => {
     // Nothing changed, nothing planned: the text reads the same every time.
     for (const slug of ['pg-pg', 'my-pg', 'duck-pg']) expect((await run(slug)).status).toBe('success');
   });
+
+  it('keeps the items of a PostgreSQL numeric[] exact (digits beyond a double, trailing zeros) into MySQL JSON and SQLite, loaded and merged', async () => {
+    const pg = await createTestDatabase('fidelity_numeric_array');
+    const my = await createTestMysqlDatabase('fidelity_numeric_array');
+    const dir = tempDir();
+    await sql(pg, `create table amounts (id int primary key, parts numeric[]);
+      insert into amounts values (1, '{1.10,12345678901234567890.5,NULL}'), (2, '{}'), (3, null)`);
+    await mysqlSql(my, 'create table amounts (id int primary key, parts json)');
+    sqlite(join(dir, 'lite.db'), 'create table amounts (id integer primary key, parts text)');
+    const { h, run } = await harness(dir, [source('pg', { type: 'postgres', settings: { url: pg } })], [source('my', { type: 'mysql', url: my })], {
+      'to-my': ['pg', 'select * from amounts', 'my', 'amounts'],
+      'to-lite': ['pg', 'select * from amounts', 'lite', 'amounts'],
+    });
+    await using _ = h;
+    const expected = '["1.10","12345678901234567890.5",null]';
+    for (const round of [1, 2]) {
+      for (const slug of ['to-my', 'to-lite']) expect({ slug, ...(await run(slug)) }).toEqual({ slug, ...LANDED });
+      const items = "json_unquote(json_extract(parts, '$[0]')) as a, json_unquote(json_extract(parts, '$[1]')) as b, json_length(parts) as n";
+      expect(await mysqlSql(my, `select id, ${items} from amounts order by id`)).toEqual([
+        { id: 1, a: '1.10', b: '12345678901234567890.5', n: round === 1 ? 3 : 4 },
+        { id: 2, a: null, b: null, n: 0 },
+        { id: 3, a: null, b: null, n: null },
+      ]);
+      expect(sqliteRows(join(dir, 'lite.db'), 'select parts from amounts where id = 1')).toEqual([{ parts: round === 1 ? expected : expected.replace(']', ',"0.00"]') }]);
+      // The next round's runs update the row in place (merged, not loaded).
+      await sql(pg, "update amounts set parts = parts || '{0.00}'::numeric[] where id = 1");
+    }
+  });
 });

@@ -55,6 +55,7 @@ const Oid = {
   TimestampTz: 1184,
   Interval: 1186,
   Int8Array: 1016,
+  NumericArray: 1231,
   TextArray: 1009,
   DateArray: 1182,
   TimestampArray: 1115,
@@ -88,6 +89,9 @@ export const postgresTypes: pg.CustomTypesConfig = {
         return timestampTextToIso;
       case Oid.Int8Array:
         return (text: string) => mapNested(textArray(text), normalizeIntegerText);
+      // pg reads a numeric[]'s items as doubles (12345678901234567890.5 as 12345678901234567000):
+      // they stay the text PostgreSQL prints, as a numeric does.
+      case Oid.NumericArray:
       case Oid.DateArray:
         return textArray;
       case Oid.TimestampArray:
