@@ -117,4 +117,52 @@ describe('value fidelity across database kinds', () => {
       await sql(pg, "update amounts set parts = parts || '{0.00}'::numeric[] where id = 1");
     }
   });
+
+  it('refuses alone a number SQLite would store as another double in a column of a number affinity (decimal, integer, real), naming the column; text columns keep it', async () => {
+    const pg = await createTestDatabase('fidelity_sqlite_numbers');
+    const my = await createTestMysqlDatabase('fidelity_sqlite_numbers');
+    const dir = tempDir();
+    await sql(pg, `create table amounts (id int primary key, amount numeric(40,10), big numeric(20), ratio numeric);
+      insert into amounts values (1, 1234567890123456789012345678.0123456789, 1, 0.5), (2, 12.30, 18446744073709551615, 0.5),
+        (3, -0.0000000001, 9223372036854775807, 9007199254740993), (4, 1, 1, 1)`);
+    await mysqlSql(my, `create table ids (id bigint unsigned primary key, n bigint unsigned);
+      insert into ids values (18446744073709551615, 1), (9007199254740993, 18446744073709551614), (1, 9223372036854775807)`);
+    sqlite(join(dir, 'lite.db'), `create table amounts (id integer primary key, amount decimal(40,10), big integer, ratio real, exact text);
+      create table ids (id primary key, n int)`);
+    const { h, run } = await harness(dir, [source('pg', { type: 'postgres', settings: { url: pg } }), source('my', { type: 'mysql', settings: { url: my } })], [], {
+      'pg-lite': ['pg', 'select *, amount::text as exact from amounts', 'lite', 'amounts'],
+      'my-lite': ['my', 'select * from ids', 'lite', 'ids'],
+    });
+    await using _ = h;
+    const lost = (column: string, type: string, value: string, stored: string) =>
+      `column "${column}" is ${type} in SQLite, whose number affinity stores ${value} as the double ${stored} — declare the column TEXT (or without a type) to keep the value exactly`;
+    expect(await run('pg-lite')).toEqual({
+      status: 'warning',
+      error: null,
+      rejected: [
+        `[1]: ${lost('amount', 'decimal(40,10)', '1234567890123456789012345678.0123456789', '1.2345678901234569e+27')}`,
+        `[2]: ${lost('big', 'INTEGER', '18446744073709551615', '18446744073709552000')}`,
+        `[3]: ${lost('ratio', 'REAL', '9007199254740993', '9007199254740992')}`,
+      ],
+    });
+    const lite = (query: string) => sqliteRows(join(dir, 'lite.db'), query);
+    expect(lite('select id, amount, big, ratio, exact from amounts order by id')).toEqual([{ id: 4, amount: 1, big: 1, ratio: 1, exact: '1.0000000000' }]);
+    // A later run: a fixed row lands, a row changed to a number the column cannot hold is refused and kept as it was.
+    await sql(pg, 'update amounts set ratio = 0.25 where id = 3; update amounts set big = 99999999999999999999 where id = 4');
+    expect((await run('pg-lite')).rejected).toEqual([
+      `[1]: ${lost('amount', 'decimal(40,10)', '1234567890123456789012345678.0123456789', '1.2345678901234569e+27')}`,
+      `[2]: ${lost('big', 'INTEGER', '18446744073709551615', '18446744073709552000')}`,
+      `[4]: ${lost('big', 'INTEGER', '99999999999999999999', '100000000000000000000')}`,
+    ]);
+    expect(lite("select id, amount, big || '' as big, ratio from amounts order by id")).toEqual([
+      { id: 3, amount: -1e-10, big: '9223372036854775807', ratio: 0.25 },
+      { id: 4, amount: 1, big: '1', ratio: 1 },
+    ]);
+    // BIGINT UNSIGNED from MySQL: a key column without a type keeps any integer as text; an INT column refuses one beyond 64 bits signed.
+    expect((await run('my-lite')).rejected).toEqual([`["9007199254740993"]: ${lost('n', 'INT', '18446744073709551614', '18446744073709552000')}`]);
+    expect(lite("select id, n || '' as n from ids order by n")).toEqual([
+      { id: '18446744073709551615', n: '1' },
+      { id: 1, n: '9223372036854775807' },
+    ]);
+  });
 });

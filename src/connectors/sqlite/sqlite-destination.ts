@@ -10,7 +10,7 @@ import type {
   WriteTarget,
 } from '../../core/ports.js';
 import { beginImmediate, describeKey, errorCode, listNames, quoteIdent } from '../sql.js';
-import { base64Bytes, normalizeValue } from '../values.js';
+import { base64Bytes, normalizeValue, sameDecimal } from '../values.js';
 import type { SqliteConstructor, SqliteDatabase, SqliteStatement } from '../sql.js';
 
 export interface SqliteDestinationOptions {
@@ -57,7 +57,19 @@ export class SqliteDestination implements Destination {
         `table "${target.object}" in SQLite destination ${this.path} has no column${missing.length > 1 ? 's' : ''} ${listNames(missing)} (it has: ${listNames(existing)}) — add the column${missing.length > 1 ? 's' : ''} to the table, or map the model's fields to existing columns`,
       );
     }
-    return new SqliteWriter(db, this.path, target, this.busyTimeoutMs, this.blobColumns(target.object));
+    return new SqliteWriter(db, this.path, target, this.busyTimeoutMs, this.blobColumns(target.object), this.numberColumns(target.object));
+  }
+
+  /**
+   * The columns of `object` whose type affinity makes SQLite store number text as a number
+   * (INTEGER, REAL and NUMERIC: `decimal(38,10)`, `boolean`, `datetime`, and ANY outside a STRICT
+   * table), by name, with their declared type.
+   */
+  private numberColumns(object: string): ReadonlyMap<string, string> {
+    const db = this.database();
+    const columns = db.prepare('select name, type from pragma_table_info(?)').all(object) as Array<{ name: string; type: string }>;
+    const strict = (db.prepare('select strict from pragma_table_list where name = ?').all(object)[0] as { strict: number } | undefined)?.strict === 1;
+    return new Map(columns.filter((c) => numberAffinity(c.type, strict)).map((c) => [c.name, c.type]));
   }
 
   /** The columns of `object` declared BLOB (any type naming it), which take binary values as their bytes. */
@@ -144,6 +156,43 @@ function bindable(value: Value | undefined, blob: boolean): string | number | Bu
   return (blob && base64Bytes(value)) || value;
 }
 
+/**
+ * Whether a column of declared type `type` has a number affinity (SQLite's rules, in their order:
+ * INT, then CHAR/CLOB/TEXT, then BLOB or no type, then REAL/FLOA/DOUB, then anything else NUMERIC).
+ */
+function numberAffinity(type: string, strict: boolean): boolean {
+  const t = type.toUpperCase();
+  if (t.includes('INT')) return true;
+  if (/CHAR|CLOB|TEXT|BLOB/.test(t) || t.trim() === '') return false;
+  return !(strict && t.trim() === 'ANY');
+}
+
+/** Text SQLite stores as a number in a column of a number affinity. */
+const NUMBER_TEXT = /^\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*$/;
+const INTEGER_TEXT = /^\s*[+-]?\d+\s*$/;
+const INT64_RANGE = [-(1n << 63n), (1n << 63n) - 1n] as const;
+
+/**
+ * Why text `value` cannot go into column `column` (declared `type`, of a number affinity): SQLite
+ * stores number text there as an integer when it is one within 64 bits, otherwise as a double, which
+ * for an integer beyond 2^53 or beyond 64 bits, or a decimal of more than 15 to 17 digits, is
+ * another number (`18446744073709551615` becomes 18446744073709552000). Null when the number
+ * stored is the value's (`12.30` as 12.3), or SQLite keeps it as text.
+ */
+function lostAsNumber(column: string, type: string, value: Value | undefined): string | null {
+  if (typeof value !== 'string' || !NUMBER_TEXT.test(value)) return null;
+  const text = value.trim().replace(/^\+/, '');
+  // INTEGER and NUMERIC keep an integer of 64 bits as one; REAL makes every number a double.
+  const realAffinity = !/INT/i.test(type) && /REAL|FLOA|DOUB/i.test(type);
+  if (!realAffinity && INTEGER_TEXT.test(text)) {
+    const n = BigInt(text);
+    if (n >= INT64_RANGE[0] && n <= INT64_RANGE[1]) return null;
+  }
+  const stored = Number(text);
+  if (sameDecimal(text, String(stored))) return null;
+  return `column "${column}" is ${type} in SQLite, whose number affinity stores ${text} as the double ${stored} — declare the column TEXT (or without a type) to keep the value exactly`;
+}
+
 /** Error codes that mean "this row", not "this database". */
 /** A commit refused by a deferred foreign key (the transaction stays open). */
 const DEFERRED_REFUSED = 'SQLITE_CONSTRAINT_FOREIGNKEY';
@@ -160,6 +209,8 @@ class SqliteWriter implements DestinationWriter {
   /** Per written column, and per key column, whether it is declared BLOB (see bindable). */
   private readonly blobs: boolean[];
   private readonly blobKeys: boolean[];
+  /** Per written column, its declared type when it has a number affinity (see lostAsNumber). */
+  private readonly numberTypes: Array<string | null>;
 
   constructor(
     private readonly db: SqliteDatabase,
@@ -167,10 +218,12 @@ class SqliteWriter implements DestinationWriter {
     private readonly target: WriteTarget,
     private readonly busyTimeoutMs: number,
     blobs: ReadonlySet<string>,
+    numbers: ReadonlyMap<string, string>,
   ) {
     this.table = quoteIdent(target.object);
     this.blobs = target.columns.map((c) => blobs.has(c));
     this.blobKeys = target.keyColumns.map((c) => blobs.has(c));
+    this.numberTypes = target.columns.map((c) => numbers.get(c) ?? null);
   }
 
   async write(batch: WriteOperation[]): Promise<RowOutcome[]> {
@@ -245,6 +298,13 @@ class SqliteWriter implements DestinationWriter {
   /** Runs one row's statement; throws what SQLite throws. */
   private apply(op: WriteOperation): RowOutcome {
     const { keyColumns, columns } = this.target;
+    if (op.kind !== 'delete') {
+      for (let c = 0; c < columns.length; c++) {
+        const type = this.numberTypes[c];
+        const lost = type == null ? null : lostAsNumber(columns[c] as string, type, op.values[c]);
+        if (lost) return { ok: false, reason: lost };
+      }
+    }
     const statement = this.statement(op.kind);
     let changes: number;
     const value = (i: number) => bindable(op.values[i], this.blobs[i] === true);
