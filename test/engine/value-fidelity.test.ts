@@ -165,4 +165,36 @@ describe('value fidelity across database kinds', () => {
       { id: 1, n: '9223372036854775807' },
     ]);
   });
+
+  it('writes integers into SQLite as integers, not as doubles: a TEXT column holds 42, not 42.0, from PostgreSQL, MySQL and DuckDB', async () => {
+    const pg = await createTestDatabase('fidelity_sqlite_integers');
+    const my = await createTestMysqlDatabase('fidelity_sqlite_integers');
+    const dir = tempDir();
+    const query = 'select id, n, n as label, flag, ratio from things';
+    await sql(pg, 'create table things (id int primary key, n bigint, flag boolean, ratio float8); insert into things values (1, 42, true, 2.5), (2, -7, false, 3)');
+    await mysqlSql(my, 'create table things (id int primary key, n bigint, flag tinyint(1), ratio double); insert into things values (1, 42, 1, 2.5), (2, -7, 0, 3)');
+    await duckdbFile(join(dir, 'w.duckdb'), 'create table things as select * from (values (1, 42::bigint, true, 2.5::double), (2, -7, false, 3)) t(id, n, flag, ratio)');
+    const columns = 'id primary key, n, label text, flag, ratio';
+    sqlite(join(dir, 'lite.db'), `create table from_pg (${columns}); create table from_my (${columns}); create table from_duck (${columns})`);
+    const { h, run } = await harness(
+      dir,
+      [source('pg', { type: 'postgres', settings: { url: pg } }), source('my', { type: 'mysql', settings: { url: my } }), source('duck', { type: 'duckdb', settings: { path: 'w.duckdb' } })],
+      [],
+      { 'pg-lite': ['pg', query, 'lite', 'from_pg'], 'my-lite': ['my', query, 'lite', 'from_my'], 'duck-lite': ['duck', query, 'lite', 'from_duck'] },
+    );
+    await using _ = h;
+    for (const [slug, table] of [['pg-lite', 'from_pg'], ['my-lite', 'from_my'], ['duck-lite', 'from_duck']] as const) {
+      // A first run inserts; a later one upserts the changed row.
+      expect({ slug, ...(await run(slug)) }).toEqual({ slug, ...LANDED });
+      await Promise.all([sql(pg, 'update things set n = 43 where id = 2'), mysqlSql(my, 'update things set n = 43 where id = 2')]);
+      expect({ slug, ...(await run(slug)) }).toEqual({ slug, ...LANDED });
+      expect({ table, rows: sqliteRows(join(dir, 'lite.db'), `select typeof(id) as id, typeof(n) as n, label, flag, typeof(flag) as flag_type, ratio, typeof(ratio) as ratio_type from ${table} order by id`) }).toEqual({
+        table,
+        rows: [
+          { id: 'integer', n: 'integer', label: '42', flag: 1, flag_type: 'integer', ratio: 2.5, ratio_type: 'real' },
+          { id: 'integer', n: 'integer', label: table === 'from_duck' ? '-7' : '43', flag: 0, flag_type: 'integer', ratio: 3, ratio_type: 'integer' },
+        ],
+      });
+    }
+  });
 });

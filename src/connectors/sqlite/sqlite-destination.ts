@@ -147,12 +147,15 @@ export class SqliteDestination implements Destination {
 
 /**
  * A value as SQLite binds it. SQLite binds no booleans: true/false become 1/0, as SQLite itself
- * stores them. Into a `blob` column, binary values (base64 text, as sources give them) go as their
- * bytes, which a BLOB read back from SQLite reads as again.
+ * stores them. An integer goes as one (a bigint): the driver binds every number as a double,
+ * which a column without a type keeps as 1.0 and a TEXT column as the text `1.0`. Into a `blob`
+ * column, binary values (base64 text, as sources give them) go as their bytes, which a BLOB read
+ * back from SQLite reads as again.
  */
-function bindable(value: Value | undefined, blob: boolean): string | number | Buffer | null {
+function bindable(value: Value | undefined, blob: boolean): string | number | bigint | Buffer | null {
   if (value === undefined || value === null) return null;
-  if (typeof value === 'boolean') return value ? 1 : 0;
+  if (typeof value === 'boolean') return value ? 1n : 0n;
+  if (typeof value === 'number') return Number.isSafeInteger(value) ? BigInt(value) : value;
   return (blob && base64Bytes(value)) || value;
 }
 
