@@ -239,6 +239,16 @@ export function sameDecimal(a: string, b: string): boolean {
   return x !== null && y !== null && x.digits === y.digits && (x.digits === '' || (x.negative === y.negative && x.exponent === y.exponent));
 }
 
+/**
+ * The decimal places a number needs (`1.2300` needs 2, `1e-7` 7, `120` none), from a number or
+ * its decimal text; null for anything else.
+ */
+export function decimalPlaces(value: Value): number | null {
+  const parts = typeof value === 'number' ? decimalParts(String(value)) : typeof value === 'string' ? decimalParts(value) : null;
+  if (parts === null) return null;
+  return parts.digits === '' ? 0 : Math.max(0, -parts.exponent);
+}
+
 /** A decimal text as its significant digits (no leading or trailing zeros; '' for zero), sign and exponent. */
 function decimalParts(text: string): { negative: boolean; digits: string; exponent: number } | null {
   const m = DECIMAL_TEXT.exec(text.trim());

@@ -27,7 +27,7 @@ async function duckdbFile(path: string, ddl: string): Promise<void> {
 /**
  * A harness over `sources` and `destinations` (a SQLite destination `lite` at lite.db in `dir`
  * always among them), one mirror sync per entry of `syncs` (`slug: [source, query, destination, object]`).
- * `run(slug)` runs a sync and answers its status and its rejected rows as `key: reason`.
+ * `run(slug)` runs a sync and answers its status and its rejected rows as `key: reason`, sorted.
  */
 async function harness(dir: string, sources: ConnectionDef[], destinations: ConnectionDef[], syncs: Record<string, [string, string, string, string]>) {
   const models: ModelDef[] = Object.entries(syncs).map(([slug, [from, query]]) => model(slug, from, query));
@@ -41,7 +41,7 @@ async function harness(dir: string, sources: ConnectionDef[], destinations: Conn
   const run = async (slug: string) => {
     const { run } = await h.app.runs.triggerSync(slug);
     const done = await h.app.runs.waitForSyncRun(run.id);
-    const rejected = (await h.app.store.listRejectedRows(done.id, 20, 0)).map((r) => `${r.key}: ${r.reason}`);
+    const rejected = (await h.app.store.listRejectedRows(done.id, 20, 0)).map((r) => `${r.key}: ${r.reason}`).sort();
     return { status: done.status, error: done.error, rejected };
   };
   return { h, run };
@@ -196,5 +196,31 @@ describe('value fidelity across database kinds', () => {
         ],
       });
     }
+  });
+
+  it('refuses alone a number a MySQL DECIMAL(p,s) or integer column would round (MySQL rounds it with a note, or without a word), loaded and merged, from PostgreSQL and SQLite', async () => {
+    const pg = await createTestDatabase('fidelity_mysql_rounding');
+    const my = await createTestMysqlDatabase('fidelity_mysql_rounding');
+    const dir = tempDir();
+    await sql(pg, `create table prices (id int primary key, price numeric, qty numeric);
+      insert into prices values (1, 1.2345, 1), (2, 1.2300, 2), (3, 5, 12.5), (4, 0.10, 3.000)`);
+    sqlite(join(dir, 'w.db'), 'create table prices (id integer primary key, price real, qty real); insert into prices values (1, 0.125, 1), (2, 0.5, 2.5), (3, 1e-7, 3)');
+    await mysqlSql(my, 'create table from_pg (id int primary key, price decimal(10,2), qty int); create table from_lite (id int primary key, price decimal(10,2), qty int)');
+    const { h, run } = await harness(dir, [source('pg', { type: 'postgres', settings: { url: pg } }), source('w', { path: 'w.db' })], [source('my', { type: 'mysql', url: my })], {
+      'pg-my': ['pg', 'select * from prices', 'my', 'from_pg'],
+      'lite-my': ['w', 'select * from prices', 'my', 'from_lite'],
+    });
+    await using _ = h;
+    const scale = (value: string, wider: string) => `column "price" is decimal(10,2), which holds 2 decimal places: ${value} would be rounded — change the column's type to ${wider} to hold it`;
+    // MySQL 8 prints an int without its display width.
+    const [{ intType }] = await mysqlSql<{ intType: string }>(my, "select column_type as intType from information_schema.columns where table_schema = database() and column_name = 'qty' limit 1") as [{ intType: string }];
+    const integer = (value: string, wider: string) => `column "qty" is ${intType}, which holds integers: ${value} would be rounded — change the column's type to ${wider} (or double) to hold it`;
+    expect(await run('pg-my')).toEqual({ status: 'warning', error: null, rejected: [`[1]: ${scale('1.2345', 'decimal(12, 4)')}`, `[3]: ${integer('12.5', 'decimal(21, 1)')}`] });
+    expect(await run('lite-my')).toEqual({ status: 'warning', error: null, rejected: [`[1]: ${scale('0.125', 'decimal(11, 3)')}`, `[2]: ${integer('2.5', 'decimal(21, 1)')}`, `[3]: ${scale('1e-7', 'decimal(15, 7)')}`] });
+    expect(await mysqlSql(my, 'select id, price, qty from from_pg order by id')).toEqual([{ id: 2, price: '1.23', qty: 2 }, { id: 4, price: '0.10', qty: 3 }]);
+    // A later run merges: a row changed to a value the column would round is refused, and keeps its value.
+    await sql(pg, 'update prices set price = 1.23 where id = 1; update prices set price = 9.999 where id = 2');
+    expect(await run('pg-my')).toEqual({ status: 'warning', error: null, rejected: [`[2]: ${scale('9.999', 'decimal(11, 3)')}`, `[3]: ${integer('12.5', 'decimal(21, 1)')}`] });
+    expect(await mysqlSql(my, 'select id, price, qty from from_pg order by id')).toEqual([{ id: 1, price: '1.23', qty: 1 }, { id: 2, price: '1.23', qty: 2 }, { id: 4, price: '0.10', qty: 3 }]);
   });
 });

@@ -12,7 +12,7 @@ import type {
 } from '../../core/ports.js';
 import { COPY_TEXT_FORMAT, copyLine, INTEGER_OIDS, parseCopyField, type TextParser } from '../copy-text.js';
 import { describeKey, listNames } from '../sql.js';
-import { base64Bytes, normalizeBigInt, normalizeValue, timestampTextToIso } from '../values.js';
+import { base64Bytes, decimalPlaces, normalizeBigInt, normalizeValue, timestampTextToIso } from '../values.js';
 import {
   bigintParameter,
   classifyMysqlError,
@@ -457,6 +457,12 @@ class MysqlWriter implements DestinationWriter {
   private readonly lineFields: LineField[] | null;
   /** Per column, how its field of a line becomes a value when the row goes by statement. */
   private readonly lineParsers: TextParser[];
+  /**
+   * Per column, the decimal places it holds when it rounds a value with more without an error
+   * (MySQL rounds a DECIMAL to its scale with a note, an integer column silently: 1.5 becomes 2),
+   * with what to say of it; null for other columns, and for a line's integer field (see `misfit`).
+   */
+  private readonly roundingColumns: Array<{ places: number; holds: string; wider: (places: number) => string } | null>;
   /** Values decoded from lines, for rows that go by statement. */
   private readonly decoded = new WeakMap<WriteOperation, Value[]>();
   /** LOAD DATA LOCAL INFILE for inserts, until the server refuses it. */
@@ -518,6 +524,14 @@ class MysqlWriter implements DestinationWriter {
         ? columns.map((name, i) => lineField(encoding.types[i] as number, column(name)))
         : null;
     this.lineFields = fields && fields.every((f) => f !== null) ? (fields as LineField[]) : null;
+    this.roundingColumns = columns.map((name, i) => {
+      const { dataType, precision, scale } = column(name);
+      // A line's integer field is an integer: the common case needs no look at its text.
+      if (this.lineFields && INTEGER_OIDS.has(encoding?.types[i] ?? 0)) return null;
+      if (INTEGER_TYPES.has(dataType)) return { places: 0, holds: 'integers', wider: (places) => `decimal(${20 + places}, ${places}) (or double)` };
+      if (dataType !== 'decimal' || precision === null || scale === null) return null;
+      return { places: scale, holds: `${scale} decimal place${scale === 1 ? '' : 's'}`, wider: (places) => `decimal(${precision - scale + places}, ${places})` };
+    });
     this.takesLines = this.lineFields !== null;
     const asText: TextParser = (text) => text;
     this.lineParsers = columns.map((_, i) =>
@@ -588,8 +602,9 @@ class MysqlWriter implements DestinationWriter {
       list.push({ op, index });
       byKind.set(op.kind, list);
     });
-    for (const [kind, ops] of byKind) {
+    for (const [kind, all] of byKind) {
       if (kind === 'upsert' && !this.keyIsUnique) throw this.noUniqueKey();
+      const ops = kind === 'delete' ? all : this.withoutMisfits(all, outcomes);
       if (this.loads && (kind === 'insert' || (kind === 'upsert' && this.straightLoads))) {
         for (let start = 0; start < ops.length; start += LOAD_ROWS) {
           await this.loadPart(connection, kind, ops.slice(start, start + LOAD_ROWS), outcomes);
@@ -599,6 +614,32 @@ class MysqlWriter implements DestinationWriter {
       for (const part of this.statementParts(kind, ops, outcomes)) await this.writePart(connection, kind, part, outcomes);
     }
     return outcomes;
+  }
+
+  /**
+   * `ops` but those with a value its column would round (see roundingColumns), which are rejected
+   * with a message naming the column: a load and a statement would store the rounded value.
+   */
+  private withoutMisfits(ops: Indexed[], outcomes: RowOutcome[]): Indexed[] {
+    if (this.roundingColumns.every((c) => c === null)) return ops;
+    return ops.filter((item) => {
+      const why = this.misfit(this.valuesOf(item.op));
+      if (why) outcomes[item.index] = { ok: false, reason: why };
+      return why === null;
+    });
+  }
+
+  private misfit(values: readonly Value[]): string | null {
+    for (let c = 0; c < this.roundingColumns.length; c++) {
+      const rounding = this.roundingColumns[c];
+      const value = values[c] ?? null;
+      if (!rounding || value === null || typeof value === 'boolean') continue;
+      const places = decimalPlaces(value);
+      if (places === null || places <= rounding.places) continue;
+      const { columnType } = this.info.columns.get((this.target.columns[c] as string).toLowerCase()) as ColumnInfo;
+      return `column "${this.target.columns[c]}" is ${columnType}, which holds ${rounding.holds}: ${String(value)} would be rounded — change the column's type to ${rounding.wider(places)} to hold it`;
+    }
+    return null;
   }
 
   /**
