@@ -155,7 +155,8 @@ export class SqliteDestination implements Destination {
 function bindable(value: Value | undefined, blob: boolean): string | number | bigint | Buffer | null {
   if (value === undefined || value === null) return null;
   if (typeof value === 'boolean') return value ? 1n : 0n;
-  if (typeof value === 'number') return Number.isSafeInteger(value) ? BigInt(value) : value;
+  // A whole number as an integer (the driver binds a number as a double); -0 stays a double.
+  if (typeof value === 'number') return Number.isSafeInteger(value) && !Object.is(value, -0) ? BigInt(value) : value;
   return (blob && base64Bytes(value)) || value;
 }
 
