@@ -118,8 +118,11 @@ export interface StartedMariadb {
   stop(): Promise<void>;
 }
 
-/** Starts a throwaway MariaDB in a temp folder and waits until it takes connections. */
-export async function startMariadb(): Promise<StartedMariadb> {
+/**
+ * Starts a throwaway MariaDB in a temp folder and waits until it takes connections. `options` are
+ * more server options (`--sql-mode=ANSI_QUOTES`), which win over the defaults here.
+ */
+export async function startMariadb(options: readonly string[] = []): Promise<StartedMariadb> {
   const { server, installDb } = ensureMariadb();
   const user = serviceUser();
   const dir = mkdtempSync(join(tmpdir(), 'lockstep-mysql-'));
@@ -165,6 +168,7 @@ export async function startMariadb(): Promise<StartedMariadb> {
       '--innodb-buffer-pool-size=256M',
       '--innodb-flush-log-at-trx-commit=0',
       '--innodb-doublewrite=0',
+      ...options,
     ],
     { stdio: 'ignore' },
   );

@@ -212,8 +212,10 @@ export class MysqlDestination implements Destination {
       async (connection) => {
         // Strict mode, so a value a column cannot hold is an error rather than a silent default (a NULL
         // in a NOT NULL column would become '' or 0); UTC, so TIMESTAMPs store the instants sent;
-        // READ COMMITTED, so checking which keys exist takes no gap locks another batch could wait on.
-        await connection.query("SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), 'STRICT_ALL_TABLES'), time_zone = '+00:00'");
+        // READ COMMITTED, so checking which keys exist takes no gap locks another batch could wait on;
+        // autocommit, so a pooled connection that looked at a table holds no lock on it (an ALTER TABLE
+        // would wait on it), whatever the server's default.
+        await connection.query("SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), 'STRICT_ALL_TABLES'), time_zone = '+00:00', autocommit = 1");
         await connection.query('SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED');
       },
       (thrown) => {

@@ -118,10 +118,12 @@ export class MysqlPlanner implements WarehousePlanner {
   static async open(pool: MysqlPool, connection: MysqlPoolConnection, schema: string, where: string, options: { dryRun?: boolean } = {}): Promise<MysqlPlanner> {
     const planner = new MysqlPlanner(pool, connection, schema, where, options.dryRun === true);
     try {
-      // UTC, as the source reads (TIMESTAMPs and cursor values as instants); each statement of a
-      // comparison reads without locking the model's rows; @lockstep_planner marks Lockstep's own
-      // writes to planner tables, which the guard triggers let through.
-      await connection.query("SET SESSION time_zone = '+00:00'");
+      // UTC, as the source reads (TIMESTAMPs and cursor values as instants); a statement outside
+      // START TRANSACTION commits on its own, whatever the server's default (the steps between
+      // transactions count on it); each statement of a comparison reads without locking the model's
+      // rows; @lockstep_planner marks Lockstep's own writes to planner tables, which the guard
+      // triggers let through.
+      await connection.query("SET SESSION autocommit = 1, time_zone = '+00:00'");
       if (planner.dryRun) {
         await connection.query('SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ');
         await connection.query('SET SESSION TRANSACTION READ ONLY');

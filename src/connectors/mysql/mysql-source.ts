@@ -147,9 +147,12 @@ export class MysqlSource implements Source {
       this.ready,
       `source ${this.where}`,
       async (connection) => {
-        // UTC, so TIMESTAMPs read as the instants they are; read-only, since a model only reads; and
-        // the server waits as long as a slow destination holds the stream back (its default is 60 s).
-        await connection.query("SET SESSION time_zone = '+00:00', net_write_timeout = 86400");
+        // UTC, so TIMESTAMPs read as the instants they are; read-only, since a model only reads; the
+        // server waits as long as a slow destination holds the stream back (its default is 60 s); and
+        // each read its own transaction, whatever the server's default: a pooled connection left in a
+        // transaction would keep the tables it read locked (the warehouse planner could not replace
+        // its table, waiting on that lock for a day) and read the same snapshot again.
+        await connection.query("SET SESSION autocommit = 1, time_zone = '+00:00', net_write_timeout = 86400");
         await connection.query('SET SESSION TRANSACTION READ ONLY');
       },
       (thrown) => this.queryError(thrown),
