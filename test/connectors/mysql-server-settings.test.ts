@@ -8,6 +8,7 @@ import { createConnectorRegistry } from '../../src/app.js';
 import { mysqlConnector } from '../../src/connectors/mysql/index.js';
 import type { Connectors } from '../../src/core/ports.js';
 import { model, source, sync, workspace } from '../helpers/definitions.js';
+import { withWriteHook } from '../helpers/fault-connectors.js';
 import { startHarness, tempDir, type Harness } from '../helpers/harness.js';
 import { mysqlSql } from '../helpers/mysql.js';
 import { startMariadb, type StartedMariadb } from '../setup/mysql.js';
@@ -98,5 +99,37 @@ describe('a server whose sessions inherit an unusual sql_mode, latin1, a time zo
       expect(run.rejected).toEqual([cannot.emoji(t), cannot.emoji(t), cannot.long].sort());
       await expectRows(t, [{ ...ann, name: 'Ann 2', note: 'ok' }, bob]);
     }
+  });
+});
+
+describe('a server with a short wait_timeout and a small max_allowed_packet', () => {
+  let server: StartedMariadb;
+  beforeAll(async () => {
+    server = await startMariadb(['--wait-timeout=2', '--max-allowed-packet=1M']);
+    await mysqlSql(server.url, 'create database src; create database dst');
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  it('a run that pauses between batches longer than wait_timeout still delivers, with the warehouse planner', async () => {
+    await mysqlSql(`${server.url}src`, `create table t (id int primary key, name varchar(50)); insert into t values (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd')`);
+    await mysqlSql(`${server.url}dst`, 'create table slow (id int primary key, name varchar(50))');
+    const h = await startHarness({
+      dir: tempDir(),
+      definition: workspace({
+        sources: [source('wh', { type: 'mysql', settings: { url: `${server.url}src`, planner: 'warehouse' } })],
+        destinations: [source('crm', { type: 'mysql', url: `${server.url}dst` })],
+        models: [model('t', 'wh', 'select id, name from t')],
+        syncs: [sync('slow', { model: 't', destination: 'crm', object: 'slow', batchSize: 2 })],
+      }),
+      // A slow destination: every connection idle for longer than the server waits.
+      connectors: () => withWriteHook(registry(), ({ batchIndex }) => new Promise((resolve) => setTimeout(resolve, batchIndex === 1 ? 3000 : 0))),
+    });
+    await using _ = h;
+    expect(await runSync(h, 'slow')).toMatchObject({ status: 'success', error: null, ok: counts(4, 0, 0) });
+    await mysqlSql(`${server.url}src`, `update t set name = concat(name, '2')`);
+    expect(await runSync(h, 'slow')).toMatchObject({ status: 'success', error: null, ok: counts(0, 4, 0) });
+    expect(await mysqlSql(`${server.url}dst`, 'select id, name from slow order by id')).toEqual(['a2', 'b2', 'c2', 'd2'].map((name, i) => ({ id: i + 1, name })));
   });
 });

@@ -120,10 +120,11 @@ export class MysqlPlanner implements WarehousePlanner {
     try {
       // UTC, as the source reads (TIMESTAMPs and cursor values as instants); a statement outside
       // START TRANSACTION commits on its own, whatever the server's default (the steps between
-      // transactions count on it); each statement of a comparison reads without locking the model's
-      // rows; @lockstep_planner marks Lockstep's own writes to planner tables, which the guard
-      // triggers let through.
-      await connection.query("SET SESSION autocommit = 1, time_zone = '+00:00'");
+      // transactions count on it); the connection, and the sync's lock with it, lasts the run, idle
+      // while a slow destination writes (a server's wait_timeout may be seconds); each statement of
+      // a comparison reads without locking the model's rows; @lockstep_planner marks Lockstep's own
+      // writes to planner tables, which the guard triggers let through.
+      await connection.query("SET SESSION autocommit = 1, time_zone = '+00:00', wait_timeout = 86400");
       if (planner.dryRun) {
         await connection.query('SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ');
         await connection.query('SET SESSION TRANSACTION READ ONLY');
