@@ -132,4 +132,28 @@ describe('a server with a short wait_timeout and a small max_allowed_packet', ()
     expect(await runSync(h, 'slow')).toMatchObject({ status: 'success', error: null, ok: counts(0, 4, 0) });
     expect(await mysqlSql(`${server.url}dst`, 'select id, name from slow order by id')).toEqual(['a2', 'b2', 'c2', 'd2'].map((name, i) => ({ id: i + 1, name })));
   });
+
+  it('wide rows: loaded and merged in statements the server takes, bad rows rejected alone', async () => {
+    await mysqlSql(`${server.url}src`, `create table wide (id int primary key, body mediumtext, tag varchar(40));
+      insert into wide select seq, repeat(char(65 + seq % 26), 100000), if(seq = 7, 'far too long for the tag column', 'ok') from seq_1_to_40`);
+    await mysqlSql(`${server.url}dst`, 'create table wide (id int primary key, body mediumtext, tag varchar(20))');
+    const h = await startHarness({
+      dir: tempDir(),
+      definition: workspace({
+        sources: [source('wh', { type: 'mysql', url: `${server.url}src` })],
+        destinations: [source('crm', { type: 'mysql', url: `${server.url}dst` })],
+        models: [model('wide', 'wh', 'select id, body, tag from wide')],
+        syncs: [sync('wide', { model: 'wide', destination: 'crm', object: 'wide', deleteBehavior: 'delete' })],
+      }),
+      connectors: () => registry(),
+    });
+    await using _ = h;
+    const tooLong = "Data too long for column 'tag'";
+    const stored = () => mysqlSql(`${server.url}dst`, 'select count(*) as n, sum(length(body)) as bytes from wide');
+    expect(await runSync(h, 'wide')).toEqual({ status: 'warning', error: null, ok: counts(39, 0, 0), failed: counts(1, 0, 0), rejected: [tooLong] });
+    expect(await stored()).toEqual([{ n: '39', bytes: '3900000' }]);
+    await mysqlSql(`${server.url}src`, `update wide set body = concat(body, 'x')`);
+    expect(await runSync(h, 'wide')).toMatchObject({ status: 'warning', error: null, ok: counts(0, 39, 0), rejected: [tooLong] });
+    expect(await stored()).toEqual([{ n: '39', bytes: '3900039' }]);
+  });
 });

@@ -301,7 +301,7 @@ const STATEMENT_BYTES = 8 * 1024 * 1024;
 const ROW_BY_ROW_BELOW = 8;
 /** Rows per LOAD DATA at most: a load that meets a bad row is written again as statements. */
 const LOAD_ROWS = 10_000;
-/** Bytes of load data per packet (a packet holds 16 MB at most, and max_allowed_packet). */
+/** Bytes of load data per packet at most (a packet holds 16 MB at most, and less than max_allowed_packet). */
 const LOAD_CHUNK_BYTES = 1024 * 1024;
 
 const INTEGER_TYPES = new Set(['tinyint', 'smallint', 'mediumint', 'int', 'integer', 'bigint']);
@@ -449,6 +449,8 @@ class MysqlWriter implements DestinationWriter {
   /** It is the table's only unique index: ON DUPLICATE KEY UPDATE can only ever meet the row with that key. */
   private readonly keyIsOnlyUnique: boolean;
   private readonly statementBytes: number;
+  /** Bytes of load data per packet: the server drops the connection on a packet of max_allowed_packet or more. */
+  private readonly loadChunkBytes: number;
   /** Inserts and upserts come as PostgreSQL COPY text lines, loaded as they are (see `lineField`). */
   readonly takesLines: boolean;
   /** Per column, whether it holds bytes (BINARY, VARBINARY, BLOB): loaded as hex. */
@@ -519,6 +521,7 @@ class MysqlWriter implements DestinationWriter {
     this.keyIsUnique = matches.length > 0;
     this.keyIsOnlyUnique = this.keyIsUnique && info.uniqueKeys.length === matches.length;
     this.statementBytes = Math.max(64 * 1024, Math.min(STATEMENT_BYTES, info.maxPacketBytes - 64 * 1024));
+    this.loadChunkBytes = Math.max(512, Math.min(LOAD_CHUNK_BYTES, info.maxPacketBytes - 1024));
     this.straightLoads = info.empty && this.keyIsUnique;
     const encoding = target.encoding;
     const fields =
@@ -653,7 +656,7 @@ class MysqlWriter implements DestinationWriter {
     await connection.query('savepoint lockstep_part');
     const data = this.loadData(part);
     try {
-      const [header] = await connection.query<MysqlResultHeader>({ sql: this.loadStatement(), infileStreamFactory: () => Readable.from(chunks(data)) });
+      const [header] = await connection.query<MysqlResultHeader>({ sql: this.loadStatement(), infileStreamFactory: () => Readable.from(chunks(data, this.loadChunkBytes)) });
       if (header.affectedRows === part.length && header.warningStatus === 0) return;
       // Most likely a row exists already: upserts merge from now on.
       if (kind === 'upsert') this.straightLoads = false;
@@ -1041,9 +1044,9 @@ function utcFromOffsetText(variable: string): string {
   return `if(${v} like '%+00', left(${v}, char_length(${v}) - 3), ${converted})`;
 }
 
-/** A buffer in slices of at most LOAD_CHUNK_BYTES (each becomes one packet). */
-function* chunks(data: Buffer): Generator<Buffer> {
-  for (let start = 0; start < data.length; start += LOAD_CHUNK_BYTES) yield data.subarray(start, start + LOAD_CHUNK_BYTES);
+/** A buffer in slices of at most `size` bytes (each becomes one packet). */
+function* chunks(data: Buffer, size: number): Generator<Buffer> {
+  for (let start = 0; start < data.length; start += size) yield data.subarray(start, start + size);
 }
 
 /** An upper bound of the bytes a row's values take in a statement (UTF-8 takes at most 3 bytes per UTF-16 unit). */
