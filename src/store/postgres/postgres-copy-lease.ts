@@ -25,7 +25,7 @@
 import type pg from 'pg';
 import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
 import { closeWithin, destroySocket, type AnswerWatch } from './postgres-answer-watch.js';
-import { errorCode, type Queryable } from './postgres-database.js';
+import { BEGIN, errorCode, type Queryable } from './postgres-database.js';
 import { migrationLockKey } from './postgres-migrations.js';
 
 /** A lease lapses this long after its last renewal at the least, whatever the answer timeout. */
@@ -93,7 +93,7 @@ export class CopyLease {
     const { client, schema, where, watch } = this.options;
     const q: Queryable = { query: (text, values) => watch.answered(client, client.query(text, values)) };
     const ms = leaseMs(watch.answerTimeoutMs);
-    await q.query('BEGIN');
+    await q.query(BEGIN);
     await q.query(`SET LOCAL idle_in_transaction_session_timeout = ${Math.ceil(ms)}`);
     const key = leaseKey(schema);
     if (!(await tryLock(q, key))) {

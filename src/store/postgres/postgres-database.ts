@@ -51,6 +51,13 @@ const UNAVAILABLE_ATTEMPTS = 8;
 const UNAVAILABLE_STATES = new Set(['53300', '57P01', '57P02', '57P03']);
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT']);
 const DROPPED_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED']);
+/**
+ * How the store begins a transaction that writes. Its rules are written for READ COMMITTED (a
+ * statement after a lock sees what the lock's holder committed); a bare BEGIN would take the
+ * server's default_transaction_isolation, which a database or role may set to repeatable read or
+ * serializable, and then read the state from before the lock was granted.
+ */
+export const BEGIN = 'BEGIN ISOLATION LEVEL READ COMMITTED';
 
 /** int8 (counts, ids) read as numbers: Lockstep's ids and counts stay far below 2^53. */
 const INT8_OID = 20;
@@ -195,7 +202,7 @@ export class PostgresDatabase {
    * failure or a deadlock runs again from the start, so `fn` must only read and write through `q`.
    */
   async transaction<R>(fn: (q: Queryable) => Promise<R>, options: { readOnly?: boolean } = {}): Promise<R> {
-    const begin = options.readOnly ? 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY' : 'BEGIN';
+    const begin = options.readOnly ? 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY' : BEGIN;
     for (let attempt = 1; ; attempt++) {
       const client = await this.connectOrWait(attempt);
       if (!client) continue;
@@ -583,7 +590,7 @@ async function runBatched<R>(
       if (committed) throw new Error('statement after the transaction was committed');
       if (!begun) {
         begun = true;
-        await db.answered(client, client.query('BEGIN'));
+        await db.answered(client, client.query(BEGIN));
       }
       return db.answered(client, client.query(text, values));
     },
@@ -592,7 +599,7 @@ async function runBatched<R>(
       const first = !begun;
       // Set first: a failure part-way leaves a transaction to roll back.
       begun = true;
-      const results = await multi(first ? `BEGIN; ${sql}` : sql);
+      const results = await multi(first ? `${BEGIN}; ${sql}` : sql);
       if (first) results.shift();
       return results;
     },
@@ -601,7 +608,7 @@ async function runBatched<R>(
       const first = !begun;
       begun = true;
       committing = true;
-      const results = await multi(first ? `BEGIN; ${sql}; COMMIT` : `${sql}; COMMIT`);
+      const results = await multi(first ? `${BEGIN}; ${sql}; COMMIT` : `${sql}; COMMIT`);
       if (first) results.shift();
       committed = true;
       results.pop();

@@ -43,6 +43,7 @@ import {
 } from '../run-rules.js';
 import { CANCEL_REASONS, endOfRunWaitingOnDeletedSync } from '../workspace-changes.js';
 import {
+  BEGIN,
   errorCode,
   isConflictState,
   storedText,
@@ -298,7 +299,7 @@ export class PostgresSequenceRunStore implements SequenceRunStore {
     const p = new Params(pg.escapeLiteral);
     const update = this.syncRuns.patchSyncRunSql(id, patch, now, attempt, p, true);
     const ref = `(SELECT sequence_run_id FROM ${this.tables.syncRuns} WHERE id = ${p.add(safeId(id) ?? -1, 'bigint')})`;
-    const opened = await this.db.open(`${update}; COMMIT; BEGIN; ${this.advanceStateSql(ref)}`);
+    const opened = await this.db.open(`${update}; COMMIT; ${BEGIN}; ${this.advanceStateSql(ref)}`);
     if (!opened) return null;
     const [updated, , , locked, states, sequences] = opened.results;
     const row = updated?.rows[0] as SyncRunRow | undefined;
