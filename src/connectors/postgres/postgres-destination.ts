@@ -568,6 +568,31 @@ function itemType(type: string): string {
   return type.replace(/(\[\])+$/, '');
 }
 
+/** SQLSTATEs of a refused value, told apart without reading the message (which is in the server's language). */
+const STRING_TOO_LONG = '22001';
+const NOT_NULL_VIOLATION = '23502';
+const CHECK_VIOLATION = '23514';
+
+/** Whether `message` names the type `type` (format_type's name) as a whole, not as the start of a longer one. */
+function namesType(message: string, type: string): boolean {
+  const at = message.lastIndexOf(type);
+  return type !== '' && at >= 0 && !/^[\w([]/.test(message.slice(at + type.length));
+}
+
+/** Whether `message` ends with `text` in quotes, whichever quotes its language uses. */
+function endsQuoting(message: string, text: string): boolean {
+  // Either kind of quote mark may close: German writes »abc«.
+  const end = /\s?[\p{Pi}\p{Pf}\p{Pe}"']$/u.exec(message);
+  if (end === null || !message.slice(0, end.index).endsWith(text)) return false;
+  return /[\p{Pi}\p{Ps}\p{Pf}"']\s?$/u.test(message.slice(0, end.index - text.length));
+}
+
+/** A type's name without its schema (`sales.code5` → `code5`, `"My Type"` → `My Type`), as a server's error names it. */
+function unqualified(type: string): string {
+  const name = /(?:^|\.)("(?:[^"]|"")+"|[^."]+)$/.exec(type)?.[1] ?? type;
+  return name.startsWith('"') ? name.slice(1, -1).replace(/""/g, '"') : name;
+}
+
 /** format_type's names of text types, which read any text: a refusal never quotes their value. */
 const TEXT_TYPE = /^(text|character varying(\(\d+\))?|character(\(\d+\))?|name)$/;
 
@@ -856,15 +881,17 @@ class PostgresWriter implements DestinationWriter {
       const type = withType && this.info.columnDomains.has(column) ? ` (${declared[columns.indexOf(column)]})` : '';
       return `column "${column}"${type}: ${message}`;
     };
+    // What the server sends besides its message, which is in the server's language (lc_messages):
+    // the SQLSTATE, and for a domain's refusal the domain's name.
+    const { code, dataType } = thrown as { code?: unknown; dataType?: unknown };
     // A value too long whose length could not be told here (an array literal, a row copied as a
     // line): PostgreSQL names the type, which names the column when one such column alone has it.
-    const tooLongFor = /^value too long for type (.*)$/.exec(said)?.[1];
-    if (tooLongFor !== undefined) {
+    if (code === STRING_TOO_LONG) {
       return named(
         columns.filter((_, c) => {
           const type = types[c] as string;
           const element = itemType(type);
-          if (element !== tooLongFor) return false;
+          if (!namesType(said, element)) return false;
           if (values.length === 0) return true;
           const value = values[c] ?? null;
           return value !== null && element !== type && arrayItems(value) === null;
@@ -875,29 +902,30 @@ class PostgresWriter implements DestinationWriter {
     // A domain's constraint refused a value: PostgreSQL names the domain, which names the column
     // when one column alone is of it (or of an array of it) and holds a value (null, when the
     // domain is not null).
-    const domain = /^(?:value for domain (.*) violates check constraint ".*"|domain (.*) does not allow (null) values)$/s.exec(said);
-    if (domain) {
+    if ((code === CHECK_VIOLATION || code === NOT_NULL_VIOLATION) && typeof dataType === 'string') {
+      const refusedNull = code === NOT_NULL_VIOLATION;
       return named(
         columns.filter((column, c) => {
-          if (itemType(this.info.columnDomains.get(column) ?? '') !== (domain[1] ?? domain[2])) return false;
-          return values.length === 0 || ((values[c] ?? null) === null) === (domain[3] !== undefined);
+          if (unqualified(itemType(this.info.columnDomains.get(column) ?? '')) !== dataType) return false;
+          return values.length === 0 || ((values[c] ?? null) === null) === refusedNull;
         }),
       );
     }
-    const quoted = /: "(.*)"$/s.exec(said)?.[1];
-    if (quoted === undefined) return message;
-    return named(
-      columns.filter((_, c) => {
-        const value = values[c] ?? null;
-        const type = types[c] as string;
-        if (value === null || TEXT_TYPE.test(type)) return false;
-        if (toText(writtenValue(converters, c, value)) === quoted) return true;
-        // An array's items are read one by one: PostgreSQL quotes the item it could not read.
-        const element = itemType(type);
-        const items = element !== type && !TEXT_TYPE.test(element) ? arrayItems(value) : null;
-        return items?.some((item) => (typeof item === 'string' || typeof item === 'number') && String(item) === quoted) ?? false;
-      }),
-    );
+    // A value PostgreSQL could not read, which its message quotes last: `"abc"` in English, `»abc«`
+    // in German, `« abc »` in French.
+    const quotes = (text: string) => endsQuoting(said, text);
+    const holders = columns.filter((_, c) => {
+      const value = values[c] ?? null;
+      const type = types[c] as string;
+      if (value === null || TEXT_TYPE.test(type)) return false;
+      const written = toText(writtenValue(converters, c, value));
+      if (written !== null && quotes(written)) return true;
+      // An array's items are read one by one: PostgreSQL quotes the item it could not read.
+      const element = itemType(type);
+      const items = element !== type && !TEXT_TYPE.test(element) ? arrayItems(value) : null;
+      return items?.some((item) => (typeof item === 'string' || typeof item === 'number') && quotes(String(item))) ?? false;
+    });
+    return holders.length === 0 ? message : named(holders);
   }
 
   /**
