@@ -968,6 +968,12 @@ describe('planner in the warehouse (PostgreSQL)', () => {
     expect(refused.status).toBe('failed');
     expect(refused.error).toMatch(fix);
     expect((await h.app.planner.plan('all')).members[0]?.error).toMatch(fix);
+    // With the table of syncs its own, the user is still told who owns the sync's planner table
+    // (the catalog says so in any language the server speaks).
+    await sql(url, `alter table lockstep_planner.lockstep_syncs owner to ${role}`);
+    const stillRefused = await run();
+    expect(stillRefused.status).toBe('failed');
+    expect(stillRefused.error).toMatch(new RegExp(`belong to user "[^"]+", and user "${role}" may not change them`));
 
     // The fix the message names, for each of the schema's tables and the function.
     await sql(

@@ -209,11 +209,14 @@ const MAX_RANGES = 8;
 const SAMPLE_ROWS = 30_000;
 
 /**
- * The owner of the planner's table of syncs (schema `$1`) when the current user is not it (nor a
- * member of its role), as SQL; else null.
+ * The owner of one of the planner's tables (its table of syncs first; schema `$1`) when the
+ * current user is not it (nor a member of its role), as SQL; else null. Asked of the catalog: the
+ * server's refusal says so only in words, in its own language.
  */
 const FOREIGN_OWNER = `SELECT pg_get_userbyid(c.relowner) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-  WHERE n.nspname = $1 AND c.relname = 'lockstep_syncs' AND NOT pg_has_role(c.relowner, 'USAGE')`;
+  WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND (c.relname = 'lockstep_syncs' OR left(c.relname, 5) = 'sync_')
+    AND NOT pg_has_role(c.relowner, 'USAGE')
+  ORDER BY c.relname = 'lockstep_syncs' DESC, c.relname LIMIT 1`;
 
 /** SQLSTATE insufficient_privilege. */
 const NO_PRIVILEGE = '42501';
