@@ -336,7 +336,10 @@ class HttpWriter implements DestinationWriter {
 
   /** A rendered path under the base URL, as path and query; throws when it is not one. */
   private path(rendered: string, setting: string): string {
-    const text = rendered.trim();
+    // The URL parser drops tabs and line breaks, reads a backslash as a slash and cuts at a #: a
+    // value holding one sent its request elsewhere ("Team #1" to /teams/Team%20, "..\admin" out of
+    // the base path). Each goes as the character it is, as a space goes as %20.
+    const text = rendered.trim().replace(/[\t\n\r\\#]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
     if (text === '') throw new Error(`${setting} rendered an empty path`);
     if (/(^|\/)(\.|%2e){1,2}(\/|\?|#|$)/i.test(text)) {
       throw new Error(`${setting} rendered a path with a . or .. segment (${JSON.stringify(text.slice(0, 200))}) — write values in paths with the url_encode filter`);

@@ -1,0 +1,100 @@
+/**
+ * The HTTP destination against servers that behave as real ones do on real networks, beyond the
+ * well-behaved receiver of http-destination.test.ts: raw HTTP/1.0 and byte-by-byte answers, servers
+ * closing connections, answers before the request is read, byte order marks, compressed answers
+ * nobody asked for, huge error pages, odd Retry-After values, values in paths the URL parser would
+ * reinterpret, TLS with a private CA, and HTTP proxies. Every server listens on 127.0.0.1.
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Server, Socket } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createConnectorRegistry } from '../../src/app.js';
+import { httpConnector } from '../../src/connectors/http/index.js';
+import { resolveConnection } from '../../src/core/connector-registry.js';
+import type { Destination, RowOutcome, WriteOperation, WriteTarget } from '../../src/core/ports.js';
+
+const closers: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const close of closers.splice(0).reverse()) await close();
+});
+
+async function openHttp(url: string, settings: Record<string, unknown> = {}): Promise<Destination> {
+  const registry = createConnectorRegistry();
+  if (!registry.kind('http')) registry.register(httpConnector);
+  const def = { slug: 'api', type: 'http', settings: { url, headers: { Authorization: 'Bearer s3cret-token' }, ...settings } };
+  const destination = await registry.openDestination(resolveConnection(def, 'destination', '/tmp', {}));
+  closers.push(() => destination.close());
+  return destination;
+}
+
+async function write(destination: Destination, object: string, rows: WriteOperation[], settings: Record<string, unknown> = {}): Promise<RowOutcome[]> {
+  const target: WriteTarget = { object, keyColumns: ['id'], columns: ['id', 'name'], settings, sync: 'people' };
+  return (await destination.prepare(target)).write(rows);
+}
+
+const upsert = (id: number, name = `P ${id}`): WriteOperation => ({ kind: 'upsert', key: [id], values: [id, name] });
+const ok: RowOutcome = { ok: true };
+
+/** Listens on 127.0.0.1; closed (its sockets destroyed) after the test. */
+async function listen(server: Server): Promise<string> {
+  const sockets = new Set<Socket>();
+  server.on('connection', (s: Socket) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  closers.push(
+    () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  );
+  const address = server.address();
+  return `${'cert' in server ? 'https' : 'http'}://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+}
+
+interface Seen {
+  method: string;
+  path: string;
+  body: string;
+}
+
+/** A node:http server that reads each request whole, then calls `handler`. */
+async function receiver(handler: (req: Seen, res: ServerResponse, raw: IncomingMessage) => void) {
+  const seen: Seen[] = [];
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const s = { method: req.method ?? '', path: req.url ?? '', body: Buffer.concat(chunks).toString() };
+      seen.push(s);
+      handler(s, res, req);
+    });
+  });
+  return { url: await listen(server), seen };
+}
+
+function answer(res: ServerResponse, status: number, body: string | Buffer, headers: Record<string, string> = {}): void {
+  res.writeHead(status, { 'content-type': 'application/json', ...headers });
+  res.end(body);
+}
+
+describe('http destination: values in paths', () => {
+  it('sends a #, a backslash, a tab or a line break in a value as the character it is, not to another resource', async () => {
+    const api = await receiver((_req, res) => answer(res, 200, '{}'));
+    const destination = await openHttp(`${api.url}/v1/`);
+    const outcomes = await write(destination, 'people/{{ row.name }}?tag={{ row.name }}', [upsert(1, 'Team #1'), upsert(2, '..\\..\\admin'), upsert(3, 'a\tb\nc'), upsert(4, '.\t.'), upsert(5, 'Zoë 🚀/x?')], {
+      method: 'PUT',
+    });
+    expect(outcomes).toEqual([ok, ok, ok, ok, ok]);
+    expect(api.seen.map((r) => r.path).sort()).toEqual([
+      '/v1/people/..%5C..%5Cadmin?tag=..%5C..%5Cadmin',
+      '/v1/people/Team%20%231?tag=Team%20%231',
+      '/v1/people/.%09.?tag=.%09.',
+      '/v1/people/a%09b%0Ac?tag=a%09b%0Ac',
+      // Without url_encode a / and a ? keep their meaning, as the README says.
+      '/v1/people/Zo%C3%AB%20%F0%9F%9A%80/x??tag=Zo%C3%AB%20%F0%9F%9A%80/x?',
+    ].sort());
+  });
+});
