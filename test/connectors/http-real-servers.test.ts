@@ -98,3 +98,17 @@ describe('http destination: values in paths', () => {
     ].sort());
   });
 });
+
+describe('http destination: answers as servers send them', () => {
+  it('reads JSON after a UTF-8 byte order mark, whatever its JSON content type says', async () => {
+    const api = await receiver((req, res) => {
+      const type = req.path === '/vnd' ? 'application/vnd.api+json' : 'application/json; charset=utf-8';
+      answer(res, 200, '\uFEFF{"results": [{"ok": true}, {"ok": false, "error": "bad name"}]}', { 'content-type': type });
+    });
+    const destination = await openHttp(api.url);
+    const expected = [ok, { ok: false, reason: 'bad name' }];
+    expect(await write(destination, '/people', [upsert(1), upsert(2)], { results: '/results' })).toEqual(expected);
+    expect(await write(destination, '/vnd', [upsert(1), upsert(2)], { results: '/results' })).toEqual(expected);
+    expect(await write(destination, '/people', [upsert(1)])).toEqual([ok]);
+  });
+});

@@ -331,13 +331,21 @@ function readText(body: Dispatcher.ResponseData['body'], limit: number): Promise
       if (size > limit) {
         body.off('data', onData);
         body.destroy();
-        resolve({ text: Buffer.concat(chunks).subarray(0, limit).toString('utf8'), truncated: true });
+        resolve({ text: withoutBom(Buffer.concat(chunks).subarray(0, limit).toString('utf8')), truncated: true });
       }
     };
     body.on('data', onData);
-    body.once('end', () => resolve({ text: Buffer.concat(chunks, size).toString('utf8'), truncated: false }));
+    body.once('end', () => resolve({ text: withoutBom(Buffer.concat(chunks, size).toString('utf8')), truncated: false }));
     body.once('error', reject);
   });
+}
+
+/**
+ * UTF-8 text without its byte order mark, which some servers (.NET, IIS) put before their JSON:
+ * JSON.parse refuses it, so every answer of such an API read as garbage.
+ */
+function withoutBom(text: string): string {
+  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
 }
 
 /** Consumes a body we do not read, so that its connection can be used again. */
