@@ -7,10 +7,12 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Server, Socket } from 'node:net';
+import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createConnectorRegistry } from '../../src/app.js';
 import { httpConnector } from '../../src/connectors/http/index.js';
 import { resolveConnection } from '../../src/core/connector-registry.js';
+import { LockstepError } from '../../src/core/errors.js';
 import type { Destination, RowOutcome, WriteOperation, WriteTarget } from '../../src/core/ports.js';
 
 const closers: Array<() => Promise<void>> = [];
@@ -30,6 +32,16 @@ async function openHttp(url: string, settings: Record<string, unknown> = {}): Pr
 async function write(destination: Destination, object: string, rows: WriteOperation[], settings: Record<string, unknown> = {}): Promise<RowOutcome[]> {
   const target: WriteTarget = { object, keyColumns: ['id'], columns: ['id', 'name'], settings, sync: 'people' };
   return (await destination.prepare(target)).write(rows);
+}
+
+async function failure(promise: Promise<unknown>): Promise<LockstepError> {
+  const error = await promise.then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(LockstepError);
+  expect((error as Error).message).not.toContain('s3cret');
+  return error as LockstepError;
 }
 
 const upsert = (id: number, name = `P ${id}`): WriteOperation => ({ kind: 'upsert', key: [id], values: [id, name] });
@@ -110,5 +122,27 @@ describe('http destination: answers as servers send them', () => {
     expect(await write(destination, '/people', [upsert(1), upsert(2)], { results: '/results' })).toEqual(expected);
     expect(await write(destination, '/vnd', [upsert(1), upsert(2)], { results: '/results' })).toEqual(expected);
     expect(await write(destination, '/people', [upsert(1)])).toEqual([ok]);
+  });
+
+  it('reads an answer compressed with gzip, deflate or br that nobody asked for, 2xx or 4xx', async () => {
+    const api = await receiver((req, res) => {
+      const [, coding = '', status = '200'] = req.path.split('/');
+      const body = status === '200' ? '{"results": [{"ok": true}]}' : '{"error": "name is taken"}';
+      const encoders: Record<string, (text: string) => Buffer> = { gzip: gzipSync, deflate: deflateSync, br: brotliCompressSync };
+      const encoded = encoders[coding]?.(body) ?? Buffer.from('not gzip at all');
+      answer(res, Number(status), encoded, { 'content-encoding': coding === 'bad' ? 'gzip' : coding, 'content-type': status === '200' ? 'application/json' : 'application/problem+json' });
+    });
+    const destination = await openHttp(api.url);
+    for (const coding of ['gzip', 'deflate', 'br']) {
+      expect(await write(destination, `/${coding}/200`, [upsert(1)], { results: '/results' })).toEqual([ok]);
+      expect(await write(destination, `/${coding}/422`, [upsert(1)])).toEqual([{ ok: false, reason: 'HTTP 422: {"error": "name is taken"}' }]);
+    }
+    const unknown = await failure(write(destination, '/zstd/200', [upsert(1)], { results: '/results' }));
+    expect(unknown.message).toBe(
+      'http destination "api": POST /zstd/200 answered 200 with content-encoding zstd, which Lockstep cannot decode (it reads gzip, deflate and br) — make the API answer without it',
+    );
+    const corrupt = await failure(write(destination, '/bad/200', [upsert(1)], { results: '/results' }));
+    expect(corrupt.retryable).toBe(false);
+    expect(corrupt.message).toBe('http destination "api": POST /bad/200 answered 200 with a body that is not gzip as its content-encoding says (incorrect header check)');
   });
 });

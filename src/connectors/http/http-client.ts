@@ -16,6 +16,8 @@
  * No message names a header's value: they hold secrets, and answers that echo them are scrubbed.
  */
 import { EventEmitter } from 'node:events';
+import { pipeline, type Readable, type Transform } from 'node:stream';
+import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import { Pool } from 'undici';
 import type { Dispatcher } from 'undici';
 import { parseRetryAfter } from '../../core/backoff.js';
@@ -182,7 +184,7 @@ export class HttpClient {
         await drop(body);
         return { kind: 'delivered', json: undefined };
       }
-      const { text, truncated } = await readText(body, JSON_BODY_BYTES);
+      const { text, truncated } = await this.read(response, JSON_BODY_BYTES, where);
       if (truncated) throw this.garbage(`${where()} with more than ${JSON_BODY_BYTES / 1024 / 1024} MiB, which Lockstep does not read`);
       if (text.trim() === '') {
         if (request.needsJson) throw this.garbage(`${where()} with an empty body, but the sync's results setting needs a JSON answer`);
@@ -197,7 +199,7 @@ export class HttpClient {
         );
       }
     }
-    const { text } = await readText(body, ERROR_BODY_BYTES);
+    const { text } = await this.read(response, ERROR_BODY_BYTES, where);
     const snippet = this.snippet(text);
     if (status === 408 || status === 429 || status >= 500) {
       const retryAfterSeconds = parseRetryAfter(header(response.headers, 'retry-after'), this.options.clock.now());
@@ -229,6 +231,37 @@ export class HttpClient {
         ? `${where()}, a redirect${location ? ` to ${this.scrub(location.split('?')[0] ?? '')}` : ''}, which Lockstep does not follow — set the connection's url (or the sync's path) to where it points`
         : `${where()}, which is not an answer Lockstep understands: ${snippet || '(empty body)'}`,
     );
+  }
+
+  /**
+   * Reads an answer's body as text, its content codings undone: a server may compress an answer to
+   * a request without Accept-Encoding (RFC 9110 §12.5.3), and some do (gzip or br from a CDN or a
+   * proxy), which read as binary garbage. Throws when the body does not decode.
+   */
+  private async read(response: Dispatcher.ResponseData, limit: number, where: () => string): Promise<{ text: string; truncated: boolean }> {
+    const encoding = header(response.headers, 'content-encoding');
+    const codings = (encoding ?? '')
+      .toLowerCase()
+      .split(',')
+      .map((coding) => coding.trim())
+      .filter((coding) => coding !== '' && coding !== 'identity');
+    if (codings.length === 0) return readText(response.body, limit);
+    const decoders = codings.reverse().map((coding) => DECODERS[coding]?.());
+    if (decoders.some((decoder) => decoder === undefined)) {
+      await drop(response.body);
+      throw this.garbage(`${where()} with content-encoding ${encoding}, which Lockstep cannot decode (it reads gzip, deflate and br) — make the API answer without it`);
+    }
+    let broken: unknown = null;
+    response.body.once('error', (error) => (broken = error));
+    const chain = decoders as Transform[];
+    pipeline([response.body, ...chain], () => undefined);
+    try {
+      return await readText(chain.at(-1) as Transform, limit);
+    } catch (thrown) {
+      // A broken connection stays one (transient); a body that does not decode is the API's garbage.
+      if (thrown === broken) throw thrown;
+      throw this.garbage(`${where()} with a body that is not ${encoding} as its content-encoding says (${toError(thrown).message})`);
+    }
   }
 
   /** Whether a 2xx answer's content type is an HTML page or JSON, remembered for the last type seen (an API answers with the same one). */
@@ -321,7 +354,7 @@ function errorCode(error: Error): string | undefined {
  * through its events: an async iterator over the stream cost several times more per answer, which
  * counted when answers are small and many.
  */
-function readText(body: Dispatcher.ResponseData['body'], limit: number): Promise<{ text: string; truncated: boolean }> {
+function readText(body: Readable, limit: number): Promise<{ text: string; truncated: boolean }> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -347,6 +380,14 @@ function readText(body: Dispatcher.ResponseData['body'], limit: number): Promise
 function withoutBom(text: string): string {
   return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
 }
+
+/** Decoders of the content codings a body may come in. */
+const DECODERS: Readonly<Record<string, (() => Transform) | undefined>> = {
+  gzip: createGunzip,
+  'x-gzip': createGunzip,
+  deflate: createInflate,
+  br: createBrotliDecompress,
+};
 
 /** Consumes a body we do not read, so that its connection can be used again. */
 async function drop(body: Dispatcher.ResponseData['body']): Promise<void> {
