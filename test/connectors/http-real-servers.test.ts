@@ -6,7 +6,7 @@
  * reinterpret, TLS with a private CA, and HTTP proxies. Every server listens on 127.0.0.1.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { Server, Socket } from 'node:net';
+import { connect, type Server, type Socket } from 'node:net';
 import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createConnectorRegistry } from '../../src/app.js';
@@ -146,3 +146,67 @@ describe('http destination: answers as servers send them', () => {
     expect(corrupt.message).toBe('http destination "api": POST /bad/200 answered 200 with a body that is not gzip as its content-encoding says (incorrect header check)');
   });
 });
+
+describe('http destination: through an HTTP proxy', () => {
+  /** A CONNECT proxy, as corporate networks run, asking for `user:pass` when `auth` is set. */
+  async function startProxy(auth: string | null) {
+    const tunnels: Array<{ target: string; auth: string | undefined }> = [];
+    const server = createServer((_req, res) => answer(res, 405, 'CONNECT only'));
+    server.on('connect', (req: IncomingMessage, client: Socket, head: Buffer) => {
+      tunnels.push({ target: req.url ?? '', auth: req.headers['proxy-authorization'] });
+      if (auth !== null && req.headers['proxy-authorization'] !== `Basic ${Buffer.from(auth).toString('base64')}`) {
+        client.end('HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic\r\nContent-Length: 0\r\n\r\n');
+        return;
+      }
+      const [host, port] = (req.url ?? '').split(':');
+      const upstream = connect(Number(port), host, () => {
+        client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+        upstream.write(head);
+        upstream.pipe(client).pipe(upstream);
+      });
+      upstream.on('error', () => client.destroy());
+      client.on('error', () => upstream.destroy());
+    });
+    return { url: await listen(server), tunnels };
+  }
+
+  const saved = { ...process.env };
+  afterEach(() => {
+    for (const name of ['HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'http_proxy', 'https_proxy', 'no_proxy']) {
+      if (saved[name] === undefined) delete process.env[name];
+      else process.env[name] = saved[name];
+    }
+  });
+
+  it('goes through HTTP_PROXY with its credentials, and straight to a host NO_PROXY lists', async () => {
+    const api = await receiver((_req, res) => answer(res, 200, '{}'));
+    const proxy = await startProxy('corp:pr0xy-pass');
+    process.env.HTTP_PROXY = proxy.url.replace('http://', 'http://corp:pr0xy-pass@');
+    expect(await write(await openHttp(`${api.url}/v1`), '/people', [upsert(1)])).toEqual([ok]);
+    expect(proxy.tunnels).toEqual([{ target: new URL(api.url).host, auth: `Basic ${Buffer.from('corp:pr0xy-pass').toString('base64')}` }]);
+    expect(api.seen.map((r) => r.path)).toEqual(['/v1/people']);
+
+    process.env.NO_PROXY = 'example.com, 127.0.0.1';
+    expect(await write(await openHttp(api.url), '/people', [upsert(2)])).toEqual([ok]);
+    expect(proxy.tunnels).toHaveLength(1);
+    expect(api.seen).toHaveLength(2);
+  });
+
+  it('fails the run saying the proxy refused the tunnel, without its password', async () => {
+    const api = await receiver((_req, res) => answer(res, 200, '{}'));
+    const proxy = await startProxy('corp:right-pass');
+    process.env.HTTPS_PROXY = 'http://unused.invalid:1';
+    process.env.http_proxy = proxy.url.replace('http://', 'http://corp:wr0ng-pass@');
+    const error = await failure(write(await openHttp(api.url), '/people', [upsert(1)]));
+    expect(error.retryable).toBe(false);
+    expect(error.message).toBe(
+      `http destination "api": POST /people: the proxy ${new URL(proxy.url).host} answered 407 to the tunnel to ${new URL(api.url).host} (proxy authentication required) — check HTTPS_PROXY / HTTP_PROXY (and the user and password in it), or list the host in NO_PROXY`,
+    );
+    expect(api.seen).toHaveLength(0);
+
+    process.env.http_proxy = 'http://127.0.0.1:1';
+    const unreachable = await failure(openHttp(api.url));
+    expect(unreachable.message).toBe('http destination "api": cannot reach 127.0.0.1:1: connection refused — check the proxy (HTTPS_PROXY / HTTP_PROXY)');
+  });
+});
+

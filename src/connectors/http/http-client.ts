@@ -18,7 +18,7 @@
 import { EventEmitter } from 'node:events';
 import { pipeline, type Readable, type Transform } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
-import { Pool } from 'undici';
+import { Pool, ProxyAgent } from 'undici';
 import type { Dispatcher } from 'undici';
 import { parseRetryAfter } from '../../core/backoff.js';
 import { secretTexts } from '../../core/connections.js';
@@ -57,6 +57,8 @@ export interface HttpClientOptions {
   logger: Logger;
   /** Values the connection's settings read from the environment: never shown either (default: none). */
   secretValues?: readonly string[];
+  /** The HTTP proxy requests go through (http-proxy.ts), or null to connect directly (default: null). */
+  proxy?: URL | null;
 }
 
 /** Characters of an answer kept in a refusal or an error. */
@@ -70,7 +72,8 @@ const JSON_BODY_BYTES = 64 * 1024 * 1024;
 export const WRITE_ABANDONED = new Error('write abandoned');
 
 export class HttpClient {
-  private readonly pool: Pool;
+  /** A pool to the API's origin, or an agent tunnelling to it through the proxy. */
+  private readonly pool: Pool | ProxyAgent;
   private readonly origin: string;
   private readonly headers: Record<string, string>;
   /** The headers of a request with a body (JSON unless a header says otherwise), and of one without. */
@@ -87,14 +90,17 @@ export class HttpClient {
 
   constructor(private readonly options: HttpClientOptions) {
     this.origin = options.url.origin;
-    this.pool = new Pool(this.origin, {
+    const pool = {
       connections: options.concurrency,
       pipelining: 1,
       keepAliveTimeout: 10_000,
       headersTimeout: options.timeoutMs,
       bodyTimeout: options.timeoutMs,
-      connect: { timeout: options.timeoutMs },
-    });
+    };
+    const proxy = options.proxy ?? null;
+    this.pool = proxy
+      ? new ProxyAgent({ ...pool, uri: proxy.href, proxyTls: { timeout: options.timeoutMs }, requestTls: { timeout: options.timeoutMs } })
+      : new Pool(this.origin, { ...pool, connect: { timeout: options.timeoutMs } });
     const headers: Record<string, string> = { accept: 'application/json', 'user-agent': 'lockstep' };
     const { username, password } = options.url;
     // Credentials in the url go as Basic authentication, as curl sends them (the origin drops them).
@@ -106,7 +112,8 @@ export class HttpClient {
     this.noBodyHeaders = omit(headers, 'content-type');
     const headerTexts = Object.values(options.headers).flatMap((value) => [value, ...value.split(/\s+/).filter((word) => word.length >= 8)]);
     if (basic !== null) headerTexts.push(basic, basic.slice('Basic '.length));
-    this.secrets = secretTexts([...headerTexts, options.url.href, ...(options.secretValues ?? [])]).filter((text) => text !== options.url.href);
+    const urls = [options.url.href, ...(proxy ? [proxy.href] : [])];
+    this.secrets = secretTexts([...headerTexts, ...urls, ...(options.secretValues ?? [])]).filter((text) => !urls.includes(text));
   }
 
   /** Whether bodies go as JSON (the content type is JSON, which it is unless a header says otherwise). */
@@ -158,7 +165,7 @@ export class HttpClient {
     }, timeoutMs);
     const headers = request.body === null ? this.noBodyHeaders : this.bodyHeaders;
     try {
-      const response = await this.pool.request({ method: request.method, path: request.path, headers, body: request.body ?? undefined, signal: abort });
+      const response = await this.pool.request({ origin: this.origin, method: request.method, path: request.path, headers, body: request.body ?? undefined, signal: abort });
       return await this.answer(request, response);
     } catch (thrown) {
       if (thrown instanceof LockstepError) throw thrown;
@@ -299,6 +306,18 @@ export class HttpClient {
             ? `could not connect to ${this.options.url.host} within ${this.options.timeoutMs} ms`
             : `the connection broke before the answer was complete (${code}: ${this.scrub(error.message)})`;
       return { kind: 'transient', error: new LockstepError(ErrorCode.Transient, `${what}: ${why}`, { retryable: true, cause: error }) };
+    }
+    const proxied = /^Proxy response \((\d+)\)/.exec(error.message);
+    if (proxied && this.options.proxy) {
+      const status = Number(proxied[1]);
+      const why = `the proxy ${this.options.proxy.host} answered ${status} to the tunnel to ${this.options.url.host}`;
+      // A gateway error of the proxy is its path to the API failing for now; anything else is its refusal.
+      if (status >= 500) return { kind: 'transient', error: new LockstepError(ErrorCode.Transient, `${what}: ${why}`, { retryable: true, cause: error }) };
+      throw new LockstepError(
+        ErrorCode.Connection,
+        `${what}: ${why}${status === 407 ? ' (proxy authentication required)' : ''} — check HTTPS_PROXY / HTTP_PROXY (and the user and password in it), or list the host in NO_PROXY`,
+        { cause: error },
+      );
     }
     if (code === 'ENOTFOUND') {
       throw new LockstepError(ErrorCode.Connection, `${what}: host ${this.options.url.hostname} not found — check the connection's url`, { cause: error });

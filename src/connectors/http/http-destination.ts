@@ -22,6 +22,7 @@ import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
 import type { Destination, DestinationWriter, RowOutcome, Value, WriteOperation, WriteTarget } from '../../core/ports.js';
 import { HttpClient, WRITE_ABANDONED, type HttpAnswer, type HttpRequest } from './http-client.js';
 import type { HttpConnectionSettings, HttpMethod, HttpSyncSettings } from './http-settings.js';
+import { proxyFor } from './http-proxy.js';
 import { CompiledTemplate, RowsForm, createTemplateEngine, resolveJsonPointer } from './http-templates.js';
 
 import { HTTP_CAPABILITIES } from './http-settings.js';
@@ -48,7 +49,14 @@ export class HttpDestination implements Destination {
     context: Pick<ConnectorContext, 'slug' | 'clock' | 'logger' | 'rateLimiter'> & Partial<Pick<ConnectorContext, 'secretValues'>>,
   ): Promise<HttpDestination> {
     const url = new URL(settings.url);
-    await checkReachable(url, context.slug, Math.min(settings.timeoutMs, 10_000));
+    let proxy: URL | null;
+    try {
+      proxy = proxyFor(url, process.env);
+    } catch (thrown) {
+      throw new LockstepError(ErrorCode.Connection, `http destination "${context.slug}": ${toError(thrown).message}`);
+    }
+    // Behind a proxy, the API's host may be reachable only through it.
+    await checkReachable(proxy ?? url, context.slug, Math.min(settings.timeoutMs, 10_000), proxy ? 'the proxy (HTTPS_PROXY / HTTP_PROXY)' : "the connection's url and that the API is up");
     const limiter = context.rateLimiter({ requestsPerSecond: settings.rateLimit?.requestsPerSecond ?? null, concurrency: settings.concurrency });
     const client = new HttpClient({
       slug: context.slug,
@@ -60,6 +68,7 @@ export class HttpDestination implements Destination {
       clock: context.clock,
       logger: context.logger,
       secretValues: context.secretValues,
+      proxy,
     });
     return new HttpDestination(client, context.slug, url, settings.concurrency);
   }
@@ -465,14 +474,14 @@ function closest(name: string, fields: readonly string[]): string | undefined {
  * database does; a connection that breaks later, mid-run, is retried like any transient failure.
  * Nothing is sent: an API sees no request from this.
  */
-async function checkReachable(url: URL, slug: string, timeoutMs: number): Promise<void> {
+async function checkReachable(url: URL, slug: string, timeoutMs: number, check: string): Promise<void> {
   const port = Number(url.port) || (url.protocol === 'https:' ? 443 : 80);
   const host = url.hostname.replace(/^\[|\]$/g, '');
   await new Promise<void>((resolve, reject) => {
     const socket = connect({ host, port });
     const fail = (why: string) => {
       socket.destroy();
-      reject(new LockstepError(ErrorCode.Connection, `http destination "${slug}": cannot reach ${url.host}: ${why} — check the connection's url and that the API is up`));
+      reject(new LockstepError(ErrorCode.Connection, `http destination "${slug}": cannot reach ${url.host}: ${why} — check ${check}`));
     };
     socket.setTimeout(timeoutMs, () => fail(`no connection within ${Math.round(timeoutMs / 1000)} s`));
     socket.once('connect', () => {
