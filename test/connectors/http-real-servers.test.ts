@@ -5,7 +5,11 @@
  * nobody asked for, huge error pages, odd Retry-After values, values in paths the URL parser would
  * reinterpret, TLS with a private CA, and HTTP proxies. Every server listens on 127.0.0.1.
  */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { join } from 'node:path';
 import { connect, type Server, type Socket } from 'node:net';
 import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -13,6 +17,7 @@ import { createConnectorRegistry } from '../../src/app.js';
 import { httpConnector } from '../../src/connectors/http/index.js';
 import { resolveConnection } from '../../src/core/connector-registry.js';
 import { LockstepError } from '../../src/core/errors.js';
+import { tempDir } from '../helpers/harness.js';
 import type { Destination, RowOutcome, WriteOperation, WriteTarget } from '../../src/core/ports.js';
 
 const closers: Array<() => Promise<void>> = [];
@@ -207,6 +212,21 @@ describe('http destination: through an HTTP proxy', () => {
     process.env.http_proxy = 'http://127.0.0.1:1';
     const unreachable = await failure(openHttp(api.url));
     expect(unreachable.message).toBe('http destination "api": cannot reach 127.0.0.1:1: connection refused — check the proxy (HTTPS_PROXY / HTTP_PROXY)');
+  });
+});
+
+describe('http destination: TLS', () => {
+  it('says how to trust a private CA when the API\'s certificate is self-signed', async () => {
+    const dir = tempDir();
+    const [key, cert] = [join(dir, 'key.pem'), join(dir, 'cert.pem')];
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1'], { stdio: 'ignore' });
+    const server = createHttpsServer({ key: readFileSync(key), cert: readFileSync(cert) }, (_req, res) => answer(res, 200, '{}'));
+    const url = await listen(server);
+    const error = await failure(write(await openHttp(url), '/people', [upsert(1)]));
+    expect(error.retryable).toBe(false);
+    expect(error.message).toBe(
+      'http destination "api": POST /people: TLS failed (DEPTH_ZERO_SELF_SIGNED_CERT: self-signed certificate) — check the url\'s host and its certificate; if a private CA signed it, start Lockstep with NODE_EXTRA_CA_CERTS=/path/to/that-ca.pem',
+    );
   });
 });
 

@@ -330,7 +330,11 @@ export class HttpClient {
       throw new LockstepError(ErrorCode.Validation, `${what}: the request cannot be made (${this.scrub(error.message)}) — check the connection's headers and the sync's path`);
     }
     if (code !== undefined && /CERT|TLS|SSL/.test(code)) {
-      throw new LockstepError(ErrorCode.Connection, `${what}: TLS failed (${code}: ${this.scrub(error.message)}) — check the url's host and its certificate`, { cause: error });
+      // A certificate no known CA signed: most often an internal API's, signed by the company's own CA.
+      const privateCa = /SELF_SIGNED|UNABLE_TO_GET_ISSUER|UNABLE_TO_VERIFY_LEAF/.test(code)
+        ? "; if a private CA signed it, start Lockstep with NODE_EXTRA_CA_CERTS=/path/to/that-ca.pem"
+        : '';
+      throw new LockstepError(ErrorCode.Connection, `${what}: TLS failed (${code}: ${this.scrub(error.message)}) — check the url's host and its certificate${privateCa}`, { cause: error });
     }
     throw new LockstepError(ErrorCode.Connection, `${what}: ${code ? `${code}: ` : ''}${this.scrub(error.message)}`, { cause: error });
   }
