@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { join } from 'node:path';
-import { connect, type Server, type Socket } from 'node:net';
+import { connect, createServer as createNetServer, type Server, type Socket } from 'node:net';
 import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createConnectorRegistry } from '../../src/app.js';
@@ -149,6 +149,44 @@ describe('http destination: answers as servers send them', () => {
     const corrupt = await failure(write(destination, '/bad/200', [upsert(1)], { results: '/results' }));
     expect(corrupt.retryable).toBe(false);
     expect(corrupt.message).toBe('http destination "api": POST /bad/200 answered 200 with a body that is not gzip as its content-encoding says (incorrect header check)');
+  });
+});
+
+describe('http destination: connections as servers handle them', () => {
+  it('reads an HTTP/1.0 answer sent byte by byte and ended by closing the connection', async () => {
+    const server = createNetServer((socket) => {
+      let received = '';
+      socket.on('data', (chunk) => {
+        received += chunk.toString();
+        const end = received.indexOf('\r\n\r\n');
+        if (end < 0 || received.length < end + 4 + Number(/content-length: (\d+)/i.exec(received)?.[1] ?? 0)) return;
+        const bytes = 'HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{"results":[{"ok":true}]}';
+        let i = 0;
+        const next = () => (i < bytes.length ? socket.write(bytes[i++] as string, () => setImmediate(next)) : socket.end());
+        next();
+      });
+    });
+    const destination = await openHttp(await listen(server));
+    const rows = Array.from({ length: 6 }, (_, i) => upsert(i));
+    expect(await write(destination, '/p/{{ row.id }}', rows, { results: '/results' })).toEqual(rows.map(() => ok));
+  });
+
+  it('delivers every row when the server closes each connection after its answer without saying so', async () => {
+    const api = await receiver((_req, res, raw) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{}', () => raw.socket.destroy());
+    });
+    const destination = await openHttp(api.url, { concurrency: 2 });
+    const rows = Array.from({ length: 20 }, (_, i) => upsert(i));
+    expect(await write(destination, '/p/{{ row.id }}', rows)).toEqual(rows.map(() => ok));
+  });
+
+  it('rejects the rows with the 413 a server answers before reading a large body', async () => {
+    const server = createServer((_req, res) => answer(res, 413, 'too large', { 'content-type': 'text/plain', connection: 'close' }));
+    const destination = await openHttp(await listen(server));
+    const rows = Array.from({ length: 20_000 }, (_, i) => upsert(i, 'x'.repeat(200)));
+    const outcomes = await write(destination, '/people', rows);
+    expect(outcomes[0]).toEqual({ ok: false, reason: "HTTP 413: too large — the API refuses a request this large: lower the sync's batchSize, or map fewer fields" });
   });
 });
 
