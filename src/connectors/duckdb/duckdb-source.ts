@@ -11,7 +11,6 @@ import type {
   DuckDBDecimal32Vector,
   DuckDBDecimal64Vector,
   DuckDBDateVector,
-  DuckDBInstance,
   DuckDBResult,
   DuckDBTimestampTZVector,
   DuckDBTimestampVector,
@@ -34,7 +33,8 @@ import {
   timestampTextToIso,
 } from '../values.js';
 import { duckDbCursor } from '../cursor-sql.js';
-import { DuckDbMemory, isOutOfMemory } from './duckdb-memory.js';
+import { acquireDuckDb, type DuckDbLease } from './duckdb-files.js';
+import { isOutOfMemory } from './duckdb-memory.js';
 
 export interface DuckDbSourceOptions {
   /** Path of an existing DuckDB file. It is opened read-only (read-write with the planner in the warehouse) and never created. */
@@ -53,12 +53,9 @@ type DuckDbModule = typeof DuckDbApi;
 export class DuckDbSource implements Source {
   readonly cursorSql = duckDbCursor;
   private readonly path: string;
-  private opening: Promise<{ duck: DuckDbModule; instance: DuckDBInstance }> | null = null;
+  /** The file's instance, shared with the other sources on it in this process (see duckdb-files.ts). */
+  private opening: Promise<{ duck: DuckDbModule; lease: DuckDbLease }> | null = null;
   private readonly active = new Set<DuckDBConnection>();
-  /** DuckDB's memory limit with the planner in the warehouse: raised when a statement needs more (see duckdb-memory.ts). */
-  private readonly memory = new DuckDbMemory();
-  /** Whether the instance runs under `memory` (opened for the planner), or under DuckDB's default. */
-  private limited = false;
 
   readonly warehousePlanner?: WarehousePlannerAccess;
   /** Why the file could not be opened for writing, when the planner (`auto`) fell back to reading only. */
@@ -73,7 +70,7 @@ export class DuckDbSource implements Source {
         mode,
         schema,
         open: async (_signal, options) => {
-          const { instance } = await this.database();
+          const { lease } = await this.database();
           if (this.readOnlyBecause !== null) {
             throw new LockstepError(
               ErrorCode.Connection,
@@ -81,7 +78,8 @@ export class DuckDbSource implements Source {
             );
           }
           const { DuckDbPlanner } = await import('./duckdb-planner.js');
-          return DuckDbPlanner.open(await instance.connect(), schema, `DuckDB file ${this.path}`, { ...options, memory: this.memory });
+          const connection = await lease.instance.connect();
+          return lease.oneAtATime(() => DuckDbPlanner.open(connection, schema, `DuckDB file ${this.path}`, { ...options, memory: lease.memory }));
         },
       };
     }
@@ -98,8 +96,8 @@ export class DuckDbSource implements Source {
     const batchSize = checkBatchSize(options.batchSize);
     const { signal } = options;
     signal?.throwIfAborted();
-    const { duck, instance } = await this.database();
-    const connection = await instance.connect();
+    const { duck, lease } = await this.database();
+    const connection = await lease.instance.connect();
     this.active.add(connection);
     try {
       let result: DuckDBResult;
@@ -112,8 +110,8 @@ export class DuckDbSource implements Source {
           chunk = await result.fetchChunk();
           break;
         } catch (error) {
-          if (this.limited && isOutOfMemory(error) && (await this.memory.raise(connection).catch(() => false))) continue;
-          throw this.queryError(error);
+          if (limited(lease) && isOutOfMemory(error) && (await lease.memory.raise(connection).catch(() => false))) continue;
+          throw this.queryError(error, lease);
         }
       }
       const columns = result.columnNames();
@@ -127,7 +125,7 @@ export class DuckDbSource implements Source {
           try {
             chunk = await result.fetchChunk();
           } catch (error) {
-            throw this.queryError(error);
+            throw this.queryError(error, lease);
           }
         }
         if (!chunk || chunk.rowCount === 0) break;
@@ -143,7 +141,7 @@ export class DuckDbSource implements Source {
           signal?.throwIfAborted();
         }
       }
-      await this.checkComplete(connection, query, read);
+      await this.checkComplete(connection, query, read, lease);
       const rest = batcher.flush();
       // An empty result still tells the caller its columns.
       if (rest || !yielded) yield { columns, rows: rest ?? [] };
@@ -160,11 +158,11 @@ export class DuckDbSource implements Source {
     this.opening = null;
     if (opening) {
       const opened = await opening.catch(() => null);
-      opened?.instance.closeSync();
+      opened?.lease.release();
     }
   }
 
-  private database(): Promise<{ duck: DuckDbModule; instance: DuckDBInstance }> {
+  private database(): Promise<{ duck: DuckDbModule; lease: DuckDbLease }> {
     if (!this.opening) {
       const opening = this.openInstance();
       this.opening = opening;
@@ -176,7 +174,7 @@ export class DuckDbSource implements Source {
     return this.opening;
   }
 
-  private async openInstance(): Promise<{ duck: DuckDbModule; instance: DuckDBInstance }> {
+  private async openInstance(): Promise<{ duck: DuckDbModule; lease: DuckDbLease }> {
     // Check first: DuckDB's own message for a missing file varies by version; ours says what to do.
     if (!existsSync(this.path)) {
       throw new LockstepError(
@@ -190,22 +188,25 @@ export class DuckDbSource implements Source {
         // The planner keeps its tables in the file: opened for writing, or (auto) read-only as before.
         // Comparing and sorting spill to disk past its memory limit, instead of growing the process.
         try {
-          const instance = await duck.DuckDBInstance.create(this.path, { access_mode: 'READ_WRITE', memory_limit: this.memory.initial });
-          this.limited = true;
-          return { duck, instance };
+          const lease = await acquireDuckDb(this.path, 'READ_WRITE', (memory) =>
+            duck.DuckDBInstance.create(this.path, { access_mode: 'READ_WRITE', memory_limit: memory.initial }),
+          );
+          return { duck, lease };
         } catch (thrown) {
           if (this.warehousePlanner.mode !== 'auto') throw thrown;
           this.readOnlyBecause = toError(thrown).message;
         }
       }
-      // What spills goes to the machine's temporary folder, not next to a file Lockstep only reads
-      // (whose folder may not be writable). DuckDB creates the folder when it first spills and
-      // removes it when the instance closes.
-      const temp_directory = join(tmpdir(), `lockstep-duckdb-${randomUUID()}`);
-      // DuckDB's default memory limit: a streamed read that runs out of memory can end early without
-      // an error (see duckdb-memory.ts).
-      const instance = await duck.DuckDBInstance.create(this.path, { access_mode: 'READ_ONLY', temp_directory });
-      return { duck, instance };
+      const lease = await acquireDuckDb(this.path, 'READ_ONLY', () => {
+        // What spills goes to the machine's temporary folder, not next to a file Lockstep only reads
+        // (whose folder may not be writable). DuckDB creates the folder when it first spills and
+        // removes it when the instance closes.
+        const temp_directory = join(tmpdir(), `lockstep-duckdb-${randomUUID()}`);
+        // DuckDB's default memory limit: a streamed read that runs out of memory can end early without
+        // an error (see duckdb-memory.ts).
+        return duck.DuckDBInstance.create(this.path, { access_mode: 'READ_ONLY', temp_directory });
+      });
+      return { duck, lease };
     } catch (thrown) {
       const error = toError(thrown);
       throw new LockstepError(
@@ -223,13 +224,13 @@ export class DuckDbSource implements Source {
    * cut planned as removed (deleted, in mirror mode). So before a read counts as complete, the rows
    * read are checked against the query's own count (cheap: DuckDB reads no column it need not).
    */
-  private async checkComplete(connection: DuckDBConnection, query: string, read: number): Promise<void> {
+  private async checkComplete(connection: DuckDBConnection, query: string, read: number, lease: DuckDbLease): Promise<void> {
     let counted: number;
     try {
       const answer = await connection.runAndReadAll(`SELECT count(*) AS lockstep_rows FROM (\n${query}\n) AS lockstep_model`);
       counted = Number(answer.getRows()[0]?.[0]);
     } catch (error) {
-      throw this.queryError(error);
+      throw this.queryError(error, lease);
     }
     if (counted === read) return;
     throw new LockstepError(
@@ -241,16 +242,21 @@ export class DuckDbSource implements Source {
     );
   }
 
-  private queryError(thrown: unknown): LockstepError {
+  private queryError(thrown: unknown, lease: DuckDbLease): LockstepError {
     const error = toError(thrown);
     return new LockstepError(
       ErrorCode.Query,
       isOutOfMemory(error)
-        ? `the model's query ran out of memory on DuckDB source ${this.path}${this.limited ? `, even at a memory limit of ${this.memory.limit}` : ''}: ${error.message} — make the model's query need less memory (fewer or narrower joins, sorts and aggregates)`
+        ? `the model's query ran out of memory on DuckDB source ${this.path}${limited(lease) ? `, even at a memory limit of ${lease.memory.limit}` : ''}: ${error.message} — make the model's query need less memory (fewer or narrower joins, sorts and aggregates)`
         : `the model's query failed on DuckDB source ${this.path}: ${error.message} — check the model's query`,
       { cause: error },
     );
   }
+}
+
+/** Whether the instance runs under its `memory` limit (opened for the planner), or under DuckDB's default. */
+function limited(lease: DuckDbLease): boolean {
+  return lease.access === 'READ_WRITE';
 }
 
 /** Converts the item at `row` of one chunk's column vector; chosen once per column, from its type. */
