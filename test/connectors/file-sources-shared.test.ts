@@ -3,14 +3,40 @@
  * holds or writes while Lockstep reads it, two runs of one process on the same file, and model
  * queries that read files by relative path.
  */
+import { type ChildProcess, spawn } from 'node:child_process';
 import { renameSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { duckdb as duck } from '../../src/cli/demo.js';
 import { DuckDbSource } from '../../src/connectors/duckdb/duckdb-source.js';
+import type { Logger } from '../../src/core/ports.js';
 import type { WorkspaceDefinition } from '../../src/core/workspace.js';
 import { model, source, sync, workspace } from '../helpers/definitions.js';
-import { sqlite, startHarness, tempDir } from '../helpers/harness.js';
+import { sqlite, sqliteRows, startHarness, tempDir } from '../helpers/harness.js';
+
+const children: ChildProcess[] = [];
+afterEach(() => {
+  for (const child of children.splice(0)) child.kill('SIGKILL');
+});
+
+/** Runs `script` in a child Node process (with the project's node_modules); resolves once it prints "ready". */
+async function holder(script: string): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['-e', script], { cwd: process.cwd(), stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(child);
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (data: Buffer) => {
+      if (data.toString().includes('ready')) resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`holder exited with ${code}`)));
+  });
+  return child;
+}
+
+/** A child process that opens the DuckDB file for writing (inserting a row) and keeps it open. */
+const duckWriter = (path: string) =>
+  holder(`const { DuckDBInstance } = require('@duckdb/node-api');
+(async () => { const i = await DuckDBInstance.create(${JSON.stringify(path)}); const c = await i.connect();
+await c.run('insert into items values (1000, \\'from the writer\\')'); console.log('ready'); setInterval(() => {}, 1000); })();`);
 
 async function runSync(h: { app: { runs: { triggerSync(s: string): Promise<{ run: { id: number } }>; waitForSyncRun(id: number): Promise<{ status: string; error: string | null; plannedRows: { addedCount: number; changedCount: number; removedCount: number } }> } } }, slug: string) {
   return h.app.runs.waitForSyncRun((await h.app.runs.triggerSync(slug)).run.id);
@@ -26,7 +52,39 @@ function duckItems(dir: string, planner: 'store' | 'warehouse', query = 'select 
   });
 }
 
+/** A logger that calls `onWarn` with each warning's message and fields. */
+const warnings = (onWarn: (text: string) => void): Logger => ({ debug() {}, info() {}, error() {}, warn: (message, fields) => onWarn(`${message} ${JSON.stringify(fields ?? {})}`) });
+
 describe('a DuckDB source file used by other processes', () => {
+  for (const planner of ['store', 'warehouse'] as const) {
+    it(`a run that starts while another process writes the file waits for it (planner: ${planner})`, async () => {
+      const dir = tempDir();
+      const path = join(dir, 'warehouse.duckdb');
+      await duck(path, `create table items as select i as id, 'item ' || i as label from range(1, 11) t(i)`);
+      const writer = await duckWriter(path);
+      // The writer closes the file when the run first finds it held, as a dbt run ends.
+      const logger = warnings((text) => {
+        if (/held by another process/.test(text)) writer.kill();
+      });
+      await using h = await startHarness({ dir, definition: duckItems(dir, planner), logger });
+      const run = await runSync(h, 'items');
+      expect(run.status, run.error ?? '').toBe('success');
+      expect(sqliteRows(join(dir, 'app.db'), 'select label from items where id = 1000')).toEqual([{ label: 'from the writer' }]);
+    }, 30_000);
+  }
+
+  it('a file held throughout fails the run, naming the file, the holder and what to do', async () => {
+    const dir = tempDir();
+    const path = join(dir, 'warehouse.duckdb');
+    await duck(path, "create table items as select 1 as id, 'one' as label");
+    await duckWriter(path);
+    await using h = await startHarness({ dir, definition: duckItems(dir, 'store') });
+    const run = await runSync(h, 'items');
+    expect(run.status).toBe('failed');
+    expect(run.error).toContain(`DuckDB file ${path} is held by another process`);
+    expect(run.error).toMatch(/PID \d+.*gave up after 5 attempts/s);
+  }, 30_000);
+
   it('two syncs of one source with the planner in the file, run at once, each keep their planner table', async () => {
     const dir = tempDir();
     await duck(join(dir, 'warehouse.duckdb'), `create table items as select i as id, 'item ' || i as label from range(1, 2001) t(i)`);

@@ -17,8 +17,9 @@ import type {
   DuckDBType,
   DuckDBVector,
 } from '@duckdb/node-api';
+import { withBackoff, type BackoffPolicy } from '../../core/backoff.js';
 import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
-import type { PlannerMode, ReadOptions, RowBatch, Source, Value, WarehousePlannerAccess } from '../../core/ports.js';
+import type { Clock, Logger, PlannerMode, ReadOptions, RowBatch, Source, Value, WarehousePlannerAccess } from '../../core/ports.js';
 import {
   canonicalJsonText,
   checkBatchSize,
@@ -33,7 +34,7 @@ import {
   timestampTextToIso,
 } from '../values.js';
 import { duckDbCursor } from '../cursor-sql.js';
-import { acquireDuckDb, type DuckDbLease } from './duckdb-files.js';
+import { acquireDuckDb, HeldInProcess, type DuckDbLease } from './duckdb-files.js';
 import { isOutOfMemory } from './duckdb-memory.js';
 
 export interface DuckDbSourceOptions {
@@ -85,10 +86,22 @@ export class DuckDbSource implements Source {
     }
   }
 
-  /** Creates the source and opens the file, failing with a clear error when it is missing or locked. */
-  static async open(options: DuckDbSourceOptions): Promise<DuckDbSource> {
+  /**
+   * Creates the source and opens the file, failing with a clear error when it is missing; a file
+   * another process holds is tried again under `retry`, as a tool that writes it (a dbt run) may be
+   * about to close it.
+   */
+  static async open(options: DuckDbSourceOptions, retry?: { backoff: BackoffPolicy; clock: Clock; logger: Logger }): Promise<DuckDbSource> {
     const source = new DuckDbSource(options);
-    await source.database();
+    if (!retry) {
+      await source.database();
+      return source;
+    }
+    await withBackoff(() => source.database(), {
+      policy: retry.backoff,
+      clock: retry.clock,
+      onRetry: ({ attempt, delayMs, error }) => retry.logger.warn('DuckDB source file is held by another process, opening it again', { attempt, delayMs: Math.round(delayMs), error: error.message }),
+    });
     return source;
   }
 
@@ -209,9 +222,19 @@ export class DuckDbSource implements Source {
       return { duck, lease };
     } catch (thrown) {
       const error = toError(thrown);
+      if (error instanceof HeldInProcess || LOCK_CONFLICT.test(error.message)) {
+        const holder = error instanceof HeldInProcess ? error.message : (/Conflicting lock is held in [^.]*/.exec(error.message)?.[0] ?? error.message);
+        throw new LockstepError(
+          ErrorCode.Transient,
+          `DuckDB file ${this.path} is held by another process (${holder}): DuckDB lets no other process open a file while one writes to it` +
+            `${this.warehousePlanner ? ', and the planner in the warehouse needs it to itself' : ''} — ` +
+            'run the sync after the process writing the file has closed it (e.g. trigger it when the dbt run has finished, or close the duckdb session)',
+          { cause: error },
+        );
+      }
       throw new LockstepError(
         ErrorCode.Connection,
-        `cannot open DuckDB source file ${this.path}: ${error.message} — check that it is a DuckDB database and that no other process holds it open for writing`,
+        `cannot open DuckDB source file ${this.path}: ${error.message} — check that it is a DuckDB database`,
         { cause: error },
       );
     }
@@ -253,6 +276,9 @@ export class DuckDbSource implements Source {
     );
   }
 }
+
+/** DuckDB's answer when another process holds the file (`Could not set lock on file ...: Conflicting lock is held in ... (PID n)`). */
+const LOCK_CONFLICT = /Could not set lock on file/i;
 
 /** Whether the instance runs under its `memory` limit (opened for the planner), or under DuckDB's default. */
 function limited(lease: DuckDbLease): boolean {

@@ -17,5 +17,8 @@ export const duckdbConnector: ConnectorKind<z.output<typeof settings>> = {
   paths: ['path'],
   example: '{ type: duckdb, path: warehouse.duckdb }',
   preload: () => import('./duckdb-source.js'),
-  source: { open: async (s) => (await import('./duckdb-source.js')).DuckDbSource.open({ path: s.path, planner: { mode: s.planner, schema: s.plannerSchema } }) },
+  source: {
+    open: async (s, context) =>
+      (await import('./duckdb-source.js')).DuckDbSource.open({ path: s.path, planner: { mode: s.planner, schema: s.plannerSchema } }, context),
+  },
 };
