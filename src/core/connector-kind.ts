@@ -12,6 +12,8 @@ import type { Clock, Destination, DestinationCapabilities, Logger, RateLimiter, 
 export interface ConnectorContext {
   /** The connection's slug, for messages. */
   slug: string;
+  /** The folder relative paths are resolved against: the workspace folder. */
+  baseDir: string;
   clock: Clock;
   logger: Logger;
   /** How calls to the peer are retried (the process's policy). */

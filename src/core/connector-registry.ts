@@ -225,6 +225,7 @@ export class ConnectorRegistry implements Connectors {
   private context(connection: ResolvedConnection, run?: { waits: RunWaits; signal?: AbortSignal }): ConnectorContext {
     return {
       slug: connection.slug,
+      baseDir: connection.baseDir,
       clock: this.options.clock,
       logger: this.options.logger,
       backoff: this.backoff,

@@ -4,7 +4,7 @@
  * queries that read files by relative path.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { renameSync } from 'node:fs';
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { duckdb as duck } from '../../src/cli/demo.js';
@@ -98,6 +98,27 @@ describe('a DuckDB source file used by other processes', () => {
       expect(run.plannedRows).toMatchObject({ addedCount: 0, changedCount: 0, removedCount: 0 });
     }
   }, 60_000);
+});
+
+describe('a DuckDB model reading files by relative path', () => {
+  it('reads them from the workspace folder, whatever the process\'s working folder, and names a missing one', async () => {
+    const dir = tempDir();
+    await duck(join(dir, 'warehouse.duckdb'), 'select 1');
+    mkdirSync(join(dir, 'data'));
+    writeFileSync(join(dir, 'data', 'orders-1.csv'), 'id,label\n1,one\n2,two\n');
+    writeFileSync(join(dir, 'data', 'orders-2.csv'), 'id,label\n3,three\n');
+    expect(process.cwd()).not.toBe(dir);
+    const definition = duckItems(dir, 'store', "select id, label from read_csv_auto('data/orders-*.csv')");
+    await using h = await startHarness({ dir, definition });
+    const run = await runSync(h, 'items');
+    expect(run.status, run.error ?? '').toBe('success');
+    expect(sqliteRows(join(dir, 'app.db'), 'select count(*) as n from items')).toEqual([{ n: 3 }]);
+    await h.app.store.applyWorkspace(duckItems(dir, 'store', "select * from 'data/missing.parquet'"), h.app.clock.now());
+    const missing = await runSync(h, 'items');
+    expect(missing.status).toBe('failed');
+    expect(missing.error).toContain('data/missing.parquet');
+    expect(missing.error).toContain(`relative paths in a model's query are read from the workspace folder ${dir}`);
+  }, 30_000);
 });
 
 describe('DuckDbSource on a file replaced while it is open', () => {

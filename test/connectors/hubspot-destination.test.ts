@@ -59,7 +59,7 @@ function spyLimiter(): SpyLimiter {
 }
 
 function context(limiter: RateLimiter): ConnectorContext {
-  return { slug: 'hs', clock: systemClock, logger: silentLogger, backoff: { ...DEFAULT_BACKOFF, baseDelayMs: 5 }, secretValues: [], rateLimiter: () => limiter };
+  return { slug: 'hs', baseDir: process.cwd(), clock: systemClock, logger: silentLogger, backoff: { ...DEFAULT_BACKOFF, baseDelayMs: 5 }, secretValues: [], rateLimiter: () => limiter };
 }
 
 /** Opens a destination on the stand-in, with settings parsed as a run parses them. */

@@ -42,6 +42,11 @@ export interface DuckDbSourceOptions {
   path: string;
   /** Where syncs of this source keep their snapshot (default: in Lockstep's store). */
   planner?: { mode: PlannerMode; schema: string };
+  /**
+   * The folder a model's query reads files from by relative path (`select * from 'data/orders.parquet'`),
+   * as the source's own path is (default: the process's working folder, DuckDB's own).
+   */
+  workspaceDir?: string;
 }
 
 type DuckDbModule = typeof DuckDbApi;
@@ -54,6 +59,7 @@ type DuckDbModule = typeof DuckDbApi;
 export class DuckDbSource implements Source {
   readonly cursorSql = duckDbCursor;
   private readonly path: string;
+  private readonly workspaceDir: string | undefined;
   /** The file's instance, shared with the other sources on it in this process (see duckdb-files.ts). */
   private opening: Promise<{ duck: DuckDbModule; lease: DuckDbLease }> | null = null;
   private readonly active = new Set<DuckDBConnection>();
@@ -64,6 +70,7 @@ export class DuckDbSource implements Source {
 
   constructor(options: DuckDbSourceOptions) {
     this.path = options.path;
+    this.workspaceDir = options.workspaceDir;
     const planner = options.planner;
     if (planner && planner.mode !== 'store') {
       const { mode, schema } = planner;
@@ -197,12 +204,16 @@ export class DuckDbSource implements Source {
     }
     try {
       const duck = await import('@duckdb/node-api');
+      // DuckDB looks for a relative path in the process's working folder, then in these: a model
+      // reads its files from the workspace folder however Lockstep was started, as long as the
+      // working folder holds no file of the same name.
+      const files: Record<string, string> = this.workspaceDir === undefined ? {} : { file_search_path: this.workspaceDir };
       if (this.warehousePlanner) {
         // The planner keeps its tables in the file: opened for writing, or (auto) read-only as before.
         // Comparing and sorting spill to disk past its memory limit, instead of growing the process.
         try {
           const lease = await acquireDuckDb(this.path, 'READ_WRITE', (memory) =>
-            duck.DuckDBInstance.create(this.path, { access_mode: 'READ_WRITE', memory_limit: memory.initial }),
+            duck.DuckDBInstance.create(this.path, { access_mode: 'READ_WRITE', memory_limit: memory.initial, ...files }),
           );
           return { duck, lease };
         } catch (thrown) {
@@ -217,7 +228,7 @@ export class DuckDbSource implements Source {
         const temp_directory = join(tmpdir(), `lockstep-duckdb-${randomUUID()}`);
         // DuckDB's default memory limit: a streamed read that runs out of memory can end early without
         // an error (see duckdb-memory.ts).
-        return duck.DuckDBInstance.create(this.path, { access_mode: 'READ_ONLY', temp_directory });
+        return duck.DuckDBInstance.create(this.path, { access_mode: 'READ_ONLY', temp_directory, ...files });
       });
       return { duck, lease };
     } catch (thrown) {
@@ -271,10 +282,16 @@ export class DuckDbSource implements Source {
       ErrorCode.Query,
       isOutOfMemory(error)
         ? `the model's query ran out of memory on DuckDB source ${this.path}${limited(lease) ? `, even at a memory limit of ${lease.memory.limit}` : ''}: ${error.message} — make the model's query need less memory (fewer or narrower joins, sorts and aggregates)`
-        : `the model's query failed on DuckDB source ${this.path}: ${error.message} — check the model's query`,
+        : `the model's query failed on DuckDB source ${this.path}: ${error.message} — check the model's query${this.filesNote(error)}`,
       { cause: error },
     );
   }
+  /** Where a file the query did not find was looked for, when it names one. */
+  private filesNote(error: Error): string {
+    if (this.workspaceDir === undefined || !/No files found that match the pattern/.test(error.message)) return '';
+    return ` (relative paths in a model's query are read from the workspace folder ${this.workspaceDir}, or from the folder Lockstep runs in when it holds them)`;
+  }
+
 }
 
 /** DuckDB's answer when another process holds the file (`Could not set lock on file ...: Conflicting lock is held in ... (PID n)`). */

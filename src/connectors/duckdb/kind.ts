@@ -19,6 +19,9 @@ export const duckdbConnector: ConnectorKind<z.output<typeof settings>> = {
   preload: () => import('./duckdb-source.js'),
   source: {
     open: async (s, context) =>
-      (await import('./duckdb-source.js')).DuckDbSource.open({ path: s.path, planner: { mode: s.planner, schema: s.plannerSchema } }, context),
+      (await import('./duckdb-source.js')).DuckDbSource.open(
+        { path: s.path, planner: { mode: s.planner, schema: s.plannerSchema }, workspaceDir: context.baseDir },
+        context,
+      ),
   },
 };
