@@ -145,3 +145,34 @@ async function readRows(source: DuckDbSource, query: string): Promise<unknown[][
   for await (const batch of source.read(query, { batchSize: 100 })) rows.push(...batch.rows);
   return rows;
 }
+
+/** A child process that writes a row to the SQLite file in a transaction it holds open for `holdMs`. */
+const sqliteWriter = (path: string, holdMs: number) =>
+  holder(`const Database = require('better-sqlite3'); const db = new Database(${JSON.stringify(path)});
+db.exec("begin exclusive; insert into items values (1000, 'from the writer')"); console.log('ready');
+setTimeout(() => { db.exec('commit'); db.close(); }, ${holdMs}); setInterval(() => {}, 1000);`);
+
+describe('a SQLite source file written by another process', () => {
+  for (const journal of ['delete', 'wal'] as const) {
+    it(`reads it while a writer holds a transaction (journal_mode ${journal})`, async () => {
+      const dir = tempDir();
+      const path = join(dir, 'warehouse.db');
+      sqlite(path, `pragma journal_mode = ${journal}; create table items (id integer primary key, label text); insert into items values (1, 'one');`);
+      sqlite(join(dir, 'app.db'), 'create table items (id integer primary key, label text);');
+      await sqliteWriter(path, 1000);
+      const definition = workspace({
+        sources: [source('warehouse', { path: 'warehouse.db' })],
+        destinations: [source('app', { path: 'app.db' })],
+        models: [model('items', 'warehouse', 'select id, label from items')],
+        syncs: [sync('items', { model: 'items', destination: 'app', object: 'items' })],
+      });
+      await using h = await startHarness({ dir, definition });
+      const run = await runSync(h, 'items');
+      expect(run.status, run.error ?? '').toBe('success');
+      // Rollback journal: the read waits out the writer's lock (busy timeout) and sees its row;
+      // WAL: the read does not wait, and sees the rows committed before it began.
+      const labels = sqliteRows<{ label: string }>(join(dir, 'app.db'), 'select label from items order by id').map((r) => r.label);
+      expect(labels).toEqual(journal === 'delete' ? ['one', 'from the writer'] : ['one']);
+    }, 30_000);
+  }
+});
