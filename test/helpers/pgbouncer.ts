@@ -5,53 +5,24 @@
  * apt-get when the binary is missing (as the MySQL setup installs `mariadb-server`); PgBouncer
  * refuses to run as root, so its folder belongs to a service user and it runs as that user.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { inject } from 'vitest';
+import { aptInstall, freePort, serviceUser, tail } from '../setup/processes.js';
 
 const BINARY = '/usr/sbin/pgbouncer';
 
-function run(command: string, args: string[]): { ok: boolean; output: string } {
-  const result = spawnSync(command, args, { encoding: 'utf8', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }, timeout: 15 * 60_000 });
-  return { ok: result.status === 0, output: `${result.stdout ?? ''}${result.stderr ?? ''}${result.error ? String(result.error) : ''}` };
-}
-
 function ensurePgbouncer(): void {
   if (existsSync(BINARY)) return;
-  const lock = ['-o', 'DPkg::Lock::Timeout=600'];
-  const update = run('apt-get', [...lock, 'update']);
-  const install = update.ok ? run('apt-get', [...lock, 'install', '-y', 'pgbouncer']) : update;
+  const install = aptInstall('pgbouncer');
   if (!install.ok || !existsSync(BINARY)) {
     throw new Error(
-      `the connection pooler tests need PgBouncer at ${BINARY} and installing it failed (apt-get update && apt-get install -y pgbouncer, as root):\n${install.output.split('\n').slice(-15).join('\n')}`,
+      `the connection pooler tests need PgBouncer at ${BINARY} and installing it failed (apt-get update && apt-get install -y pgbouncer, as root):\n${tail(install.output)}`,
     );
   }
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
-
-/** The user PgBouncer runs as when we are root (it refuses root), with its uid and gid. */
-function serviceUser(): { name: string; uid: number; gid: number } | null {
-  if (process.getuid?.() !== 0) return null;
-  for (const name of ['postgres', 'nobody']) {
-    const uid = run('id', ['-u', name]);
-    const gid = run('id', ['-g', name]);
-    if (uid.ok && gid.ok) return { name, uid: Number(uid.output.trim()), gid: Number(gid.output.trim()) };
-  }
-  throw new Error('running as root, and there is neither a "postgres" nor a "nobody" user to run PgBouncer as (it refuses root)');
 }
 
 export interface StartedPgbouncer {
@@ -67,7 +38,7 @@ export interface StartedPgbouncer {
 export async function startPgbouncer(poolSize = 1): Promise<StartedPgbouncer> {
   ensurePgbouncer();
   const server = new URL(inject('postgresUrl'));
-  const user = serviceUser();
+  const user = serviceUser(['postgres', 'nobody'], 'PgBouncer');
   const dir = mkdtempSync(join(tmpdir(), 'lockstep-pgbouncer-'));
   const port = await freePort();
   const log = join(dir, 'pgbouncer.log');

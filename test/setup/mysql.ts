@@ -9,14 +9,14 @@
  * so the data folder belongs to the `mysql` service user and the server runs as that user.
  * Tests read the URL (a user with every privilege, no database) with `inject('mysqlUrl')`.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mysql from 'mysql2/promise';
 import type { TestProject } from 'vitest/node';
+import { aptInstall, freePort, run, serviceUser, tail } from './processes.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -44,20 +44,6 @@ export default async function setup(project: TestProject): Promise<(() => Promis
   return () => server.stop();
 }
 
-function run(command: string, args: string[]): { ok: boolean; output: string } {
-  const result = spawnSync(command, args, {
-    encoding: 'utf8',
-    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
-    timeout: 15 * 60_000,
-  });
-  const output = `${result.stdout ?? ''}${result.stderr ?? ''}${result.error ? String(result.error) : ''}`;
-  return { ok: result.status === 0, output };
-}
-
-function tail(text: string, lines = 15): string {
-  return text.split('\n').slice(-lines).join('\n');
-}
-
 /** The first of `names` found in the usual binary folders. */
 function findBinary(names: string[]): string | null {
   for (const name of names) {
@@ -74,10 +60,8 @@ function ensureMariadb(): { server: string; installDb: string } {
   const find = () => ({ server: findBinary(['mariadbd', 'mysqld']), installDb: findBinary(['mariadb-install-db', 'mysql_install_db']) });
   let found = find();
   if (!found.server || !found.installDb) {
-    // Two test runs may get here at once: wait for apt's lock instead of failing on it.
-    const lock = ['-o', 'DPkg::Lock::Timeout=600'];
-    const update = run('apt-get', [...lock, 'update']);
-    const install = update.ok ? run('apt-get', [...lock, 'install', '-y', 'mariadb-server']) : update;
+    // Two test runs may get here at once: aptInstall waits for apt's lock instead of failing on it.
+    const install = aptInstall('mariadb-server');
     found = find();
     if (!install.ok || !found.server || !found.installDb) {
       throw new Error(
@@ -87,29 +71,6 @@ function ensureMariadb(): { server: string; installDb: string } {
     }
   }
   return { server: found.server as string, installDb: found.installDb as string };
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** The service user's uid and gid, when we run as root (mariadbd refuses root). */
-function serviceUser(): { name: string; uid: number; gid: number } | null {
-  if (process.getuid?.() !== 0) return null;
-  for (const name of ['mysql', 'nobody']) {
-    const uid = run('id', ['-u', name]);
-    const gid = run('id', ['-g', name]);
-    if (uid.ok && gid.ok) return { name, uid: Number(uid.output.trim()), gid: Number(gid.output.trim()) };
-  }
-  throw new Error('running as root, and there is neither a "mysql" nor a "nobody" user to run mariadbd as (it refuses root)');
 }
 
 export interface StartedMariadb {
@@ -124,7 +85,7 @@ export interface StartedMariadb {
  */
 export async function startMariadb(options: readonly string[] = []): Promise<StartedMariadb> {
   const { server, installDb } = ensureMariadb();
-  const user = serviceUser();
+  const user = serviceUser(['mysql', 'nobody'], 'mariadbd');
   const dir = mkdtempSync(join(tmpdir(), 'lockstep-mysql-'));
   const dataDir = join(dir, 'data');
   const socket = join(dir, 'mysqld.sock');
