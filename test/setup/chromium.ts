@@ -2,10 +2,10 @@
  * Chromium for the browser tests: Debian's `/usr/bin/chromium`, installed with apt-get when it is
  * missing (the tests run as root in CI containers). Playwright's own browser downloads are never used.
  */
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { run } from './processes.js';
 
 export const CHROMIUM_PATH = '/usr/bin/chromium';
 
@@ -20,16 +20,6 @@ export const CHROMIUM_ARGS = [
   '--disable-sync',
   '--disable-default-apps',
 ];
-
-function run(command: string, args: string[]): { ok: boolean; output: string } {
-  const result = spawnSync(command, args, {
-    encoding: 'utf8',
-    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
-    timeout: 15 * 60_000,
-  });
-  const output = `${result.stdout ?? ''}${result.stderr ?? ''}${result.error ? String(result.error) : ''}`;
-  return { ok: result.status === 0, output };
-}
 
 /**
  * Returns the Chromium path, installing Debian's package first when it is not there.

@@ -5,7 +5,6 @@
  * builds); screenshots go to test-artifacts/screenshots/.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
@@ -13,6 +12,7 @@ import { afterAll, beforeAll } from 'vitest';
 import { chromiumLaunchOptions, ensureChromium } from '../setup/chromium.js';
 import { CliProcess, killChildren, runCli, sleep } from '../cli/cli-helpers.js';
 import { createHierarchyFixture, tempDir } from '../helpers/harness.js';
+import { freePort } from '../setup/processes.js';
 
 export const SCREENSHOTS = fileURLToPath(new URL('../../test-artifacts/screenshots/', import.meta.url));
 
@@ -45,18 +45,6 @@ export async function uiWorkspace(sizes = { accounts: 3, workspaces: 6, contacts
   const applied = await runCli(['--workspace', dir, 'apply'], { cwd: dir });
   if (applied.code !== 0) throw new Error(`lockstep apply failed (${applied.code}):\n${applied.stderr}`);
   return dir;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 export interface UiServer extends AsyncDisposable {
