@@ -5,7 +5,11 @@
  * entities read any; a run's error never holds a value read from the environment; secret URLs are
  * answered with their user information and query values hidden, whatever the parameters are called.
  */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { duckdb } from '../../src/cli/demo.js';
 import { createConnectorRegistry } from '../../src/app.js';
 import { EnvAllowList, redactUrl } from '../../src/core/connections.js';
 import { resolveConnection } from '../../src/core/connector-registry.js';
@@ -178,3 +182,19 @@ describe('secret URLs', () => {
     expect((await api.call('DELETE', '/api/alerts/channels/hook')).status).toBe(204);
   });
 });
+
+describe('files a DuckDB model may reach, through the API', () => {
+  it("refuses a preview that reads a file outside the source's folders, and says how to allow one", async () => {
+    const outside = mkdtempSync(join(tmpdir(), 'lockstep-outside-'));
+    writeFileSync(join(outside, 'keys.env'), 'SERVER_SECRET=server-only\n');
+    await duckdb(join(api.dir, 'lake.duckdb'), 'create table items as select 1 as id');
+    expect((await api.call('POST', '/api/sources', { slug: 'lake', type: 'duckdb', path: 'lake.duckdb' })).status).toBe(201);
+    const inside = await api.call('POST', '/api/models/preview', { source: 'lake', query: 'select id from items', primaryKey: 'id' });
+    expect(inside.status).toBe(200);
+    const peek = await api.call('POST', '/api/models/preview', { source: 'lake', query: `select content from read_text('${join(outside, 'keys.env')}')` });
+    expect(peek.status).toBe(422);
+    expect(JSON.stringify(peek.body)).not.toContain('server-only');
+    expect(peek.body.details.query).toContain('outside the folders a DuckDB model may use');
+  });
+});
+

@@ -4,7 +4,7 @@
  * queries that read files by relative path.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { duckdb as duck } from '../../src/cli/demo.js';
@@ -42,10 +42,16 @@ async function runSync(h: { app: { runs: { triggerSync(s: string): Promise<{ run
   return h.app.runs.waitForSyncRun((await h.app.runs.triggerSync(slug)).run.id);
 }
 
-function duckItems(dir: string, planner: 'store' | 'warehouse', query = 'select id, label from items', syncs = ['items']): WorkspaceDefinition {
+function duckItems(
+  dir: string,
+  planner: 'store' | 'warehouse',
+  query = 'select id, label from items',
+  syncs = ['items'],
+  allowedDirectories?: string[],
+): WorkspaceDefinition {
   sqlite(join(dir, 'app.db'), syncs.map((s) => `create table if not exists ${s} (id integer primary key, label text);`).join('\n'));
   return workspace({
-    sources: [source('warehouse', { type: 'duckdb', settings: { path: 'warehouse.duckdb', planner, plannerSchema: 'lockstep_planner' } })],
+    sources: [source('warehouse', { type: 'duckdb', settings: { path: 'warehouse.duckdb', planner, plannerSchema: 'lockstep_planner', ...(allowedDirectories ? { allowedDirectories } : {}) } })],
     destinations: [source('app', { path: 'app.db' })],
     models: [model('items', 'warehouse', query)],
     syncs: syncs.map((s) => sync(s, { model: 'items', destination: 'app', object: s })),
@@ -101,24 +107,55 @@ describe('a DuckDB source file used by other processes', () => {
 });
 
 describe('a DuckDB model reading files by relative path', () => {
-  it('reads them from the workspace folder, whatever the process\'s working folder, and names a missing one', async () => {
+  it('reads them from the workspace folder, whatever the process\'s working folder, and names a missing one (a source whose models reach any file)', async () => {
     const dir = tempDir();
     await duck(join(dir, 'warehouse.duckdb'), 'select 1');
     mkdirSync(join(dir, 'data'));
     writeFileSync(join(dir, 'data', 'orders-1.csv'), 'id,label\n1,one\n2,two\n');
     writeFileSync(join(dir, 'data', 'orders-2.csv'), 'id,label\n3,three\n');
     expect(process.cwd()).not.toBe(dir);
-    const definition = duckItems(dir, 'store', "select id, label from read_csv_auto('data/orders-*.csv')");
+    const definition = duckItems(dir, 'store', "select id, label from read_csv_auto('data/orders-*.csv')", ['items'], ['*']);
     await using h = await startHarness({ dir, definition });
     const run = await runSync(h, 'items');
     expect(run.status, run.error ?? '').toBe('success');
     expect(sqliteRows(join(dir, 'app.db'), 'select count(*) as n from items')).toEqual([{ n: 3 }]);
-    await h.app.store.applyWorkspace(duckItems(dir, 'store', "select * from 'data/missing.parquet'"), h.app.clock.now());
+    await h.app.store.applyWorkspace(duckItems(dir, 'store', "select * from 'data/missing.parquet'", ['items'], ['*']), h.app.clock.now());
     const missing = await runSync(h, 'items');
     expect(missing.status).toBe('failed');
     expect(missing.error).toContain('data/missing.parquet');
     expect(missing.error).toContain(`relative paths in a model's query are read from the workspace folder ${dir}`);
   }, 30_000);
+});
+
+describe('the files a DuckDB model may reach', () => {
+  it('are those of the workspace folder, the file\'s folder and the folders the source lists; any other is refused, saying how to allow it', async () => {
+    const dir = tempDir();
+    const elsewhere = tempDir();
+    const lake = tempDir();
+    await duck(join(dir, 'warehouse.duckdb'), 'select 1');
+    writeFileSync(join(dir, 'orders.csv'), 'id,label\n1,one\n');
+    writeFileSync(join(lake, 'orders.csv'), 'id,label\n2,two\n');
+    writeFileSync(join(elsewhere, 'secret.txt'), 'not for models\n');
+    const attempt = async (query: string, allowed?: string[]) => {
+      await using h = await startHarness({ dir, definition: duckItems(dir, 'store', query, ['items'], allowed) });
+      return await runSync(h, 'items');
+    };
+    expect((await attempt(`select id, label from read_csv('${join(dir, 'orders.csv')}')`)).status).toBe('success');
+    expect((await attempt(`select id, label from read_csv('${join(lake, 'orders.csv')}')`, [lake])).status).toBe('success');
+    for (const query of [
+      `select 1 as id, content as label from read_text('${join(elsewhere, 'secret.txt')}')`,
+      `copy (select 1 as id, 'x' as label) to '${join(elsewhere, 'out.csv')}'`,
+      `select id, label from read_csv('${join(lake, 'orders.csv')}')`,
+    ]) {
+      const refused = await attempt(query);
+      expect(refused.status).toBe('failed');
+      expect(refused.error).toContain(`reaches a file or an extension outside the folders a DuckDB model may use (${dir}/)`);
+      expect(refused.error).toContain("list its folder in the source's allowedDirectories");
+    }
+    expect(existsSync(join(elsewhere, 'out.csv'))).toBe(false);
+    // "*": as DuckDB itself.
+    expect((await attempt(`select 1 as id, content as label from read_text('${join(elsewhere, 'secret.txt')}')`, ['*'])).status).toBe('success');
+  }, 60_000);
 });
 
 describe('DuckDbSource on a file replaced while it is open', () => {

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, relative, isAbsolute, sep } from 'node:path';
 import type * as DuckDbApi from '@duckdb/node-api';
 import type {
   DuckDBConnection,
@@ -47,6 +47,12 @@ export interface DuckDbSourceOptions {
    * as the source's own path is (default: the process's working folder, DuckDB's own).
    */
   workspaceDir?: string;
+  /**
+   * Folders (absolute) a model's query may read and write files in besides the workspace folder and
+   * the file's own, or `any`: DuckDB's file functions (`read_csv`, `read_text`, `COPY ... TO`) and
+   * its extensions reach whatever the process may, and the API's model preview runs any query.
+   */
+  allowedDirectories?: readonly string[] | 'any';
 }
 
 type DuckDbModule = typeof DuckDbApi;
@@ -60,6 +66,7 @@ export class DuckDbSource implements Source {
   readonly cursorSql = duckDbCursor;
   private readonly path: string;
   private readonly workspaceDir: string | undefined;
+  private readonly allowedDirectories: readonly string[] | 'any';
   /** The file's instance, shared with the other sources on it in this process (see duckdb-files.ts). */
   private opening: Promise<{ duck: DuckDbModule; lease: DuckDbLease }> | null = null;
   private readonly active = new Set<DuckDBConnection>();
@@ -71,6 +78,7 @@ export class DuckDbSource implements Source {
   constructor(options: DuckDbSourceOptions) {
     this.path = options.path;
     this.workspaceDir = options.workspaceDir;
+    this.allowedDirectories = options.allowedDirectories ?? [];
     const planner = options.planner;
     if (planner && planner.mode !== 'store') {
       const { mode, schema } = planner;
@@ -212,8 +220,8 @@ export class DuckDbSource implements Source {
         // The planner keeps its tables in the file: opened for writing, or (auto) read-only as before.
         // Comparing and sorting spill to disk past its memory limit, instead of growing the process.
         try {
-          const lease = await acquireDuckDb(this.path, 'READ_WRITE', (memory) =>
-            duck.DuckDBInstance.create(this.path, { access_mode: 'READ_WRITE', memory_limit: memory.initial, ...files }),
+          const lease = await acquireDuckDb(this.path, 'READ_WRITE', async (memory) =>
+            this.confine(await duck.DuckDBInstance.create(this.path, { access_mode: 'READ_WRITE', memory_limit: memory.initial, ...files }), []),
           );
           return { duck, lease };
         } catch (thrown) {
@@ -221,14 +229,14 @@ export class DuckDbSource implements Source {
           this.readOnlyBecause = toError(thrown).message;
         }
       }
-      const lease = await acquireDuckDb(this.path, 'READ_ONLY', () => {
+      const lease = await acquireDuckDb(this.path, 'READ_ONLY', async () => {
         // What spills goes to the machine's temporary folder, not next to a file Lockstep only reads
         // (whose folder may not be writable). DuckDB creates the folder when it first spills and
         // removes it when the instance closes.
         const temp_directory = join(tmpdir(), `lockstep-duckdb-${randomUUID()}`);
         // DuckDB's default memory limit: a streamed read that runs out of memory can end early without
         // an error (see duckdb-memory.ts).
-        return duck.DuckDBInstance.create(this.path, { access_mode: 'READ_ONLY', temp_directory, ...files });
+        return this.confine(await duck.DuckDBInstance.create(this.path, { access_mode: 'READ_ONLY', temp_directory, ...files }), [temp_directory]);
       });
       return { duck, lease };
     } catch (thrown) {
@@ -276,8 +284,52 @@ export class DuckDbSource implements Source {
     );
   }
 
+  /** The folders a model's query may reach files in (see confine), or null when it may reach any. */
+  private folders(): string[] | null {
+    if (this.allowedDirectories === 'any') return null;
+    const folders = [...new Set([this.workspaceDir, dirname(this.path), ...this.allowedDirectories].filter((f): f is string => f !== undefined))];
+    return folders.map((folder) => (folder.endsWith(sep) ? folder : `${folder}${sep}`));
+  }
+
+  /**
+   * Confines the instance's file access to folders() (and `internal` ones, its spill folder): DuckDB
+   * then refuses a query any other file, extensions to load, and its own settings back. A relative
+   * path is let through when the folder Lockstep runs in is one of them, where DuckDB reads it first.
+   */
+  private async confine(instance: DuckDbApi.DuckDBInstance, internal: string[]): Promise<DuckDbApi.DuckDBInstance> {
+    const folders = this.folders();
+    if (folders === null) return instance;
+    const cwd = process.cwd();
+    const inside = folders.some((folder) => {
+      const path = relative(folder, cwd);
+      return path === '' || (!path.startsWith('..') && !isAbsolute(path));
+    });
+    const allowed = [...folders, ...internal.map((folder) => `${folder}${sep}`), ...(inside ? [`.${sep}`] : [])];
+    try {
+      const connection = await instance.connect();
+      try {
+        await connection.run(`SET allowed_directories = [${allowed.map((folder) => `'${folder.replace(/'/g, "''")}'`).join(', ')}]`);
+        await connection.run('SET enable_external_access = false');
+      } finally {
+        connection.closeSync();
+      }
+    } catch (error) {
+      instance.closeSync();
+      throw error;
+    }
+    return instance;
+  }
+
   private queryError(thrown: unknown, lease: DuckDbLease): LockstepError {
     const error = toError(thrown);
+    if (CONFINED.test(error.message)) {
+      return new LockstepError(
+        ErrorCode.Query,
+        `the model's query on DuckDB source ${this.path} reaches a file or an extension outside the folders a DuckDB model may use (${(this.folders() ?? []).join(', ')}): ${error.message} — ` +
+          "put the file in one of them, or list its folder in the source's allowedDirectories (\"*\" lets a model reach any file and load extensions, as DuckDB does; the API's model preview then can too); a relative path is read from the workspace folder only when Lockstep runs in it",
+        { cause: error },
+      );
+    }
     return new LockstepError(
       ErrorCode.Query,
       isOutOfMemory(error)
@@ -293,6 +345,9 @@ export class DuckDbSource implements Source {
   }
 
 }
+
+/** DuckDB's answer to a query reaching past the folders its instance is confined to (see confine). */
+const CONFINED = /file system operations are disabled by configuration|Loading external extensions is disabled/i;
 
 /** DuckDB's answer when another process holds the file (`Could not set lock on file ...: Conflicting lock is held in ... (PID n)`). */
 const LOCK_CONFLICT = /Could not set lock on file/i;
