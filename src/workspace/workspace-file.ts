@@ -3,7 +3,7 @@
  * column of the value (or key) it is about.
  */
 import { isAlias, isCollection, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument } from 'yaml';
-import type { Document, Node, ParsedNode } from 'yaml';
+import type { Document, Node, Pair, ParsedNode, YAMLMap } from 'yaml';
 import type { Diagnostic } from '../core/errors.js';
 import { splitHint } from './suggestions.js';
 
@@ -70,7 +70,7 @@ export class WorkspaceFile {
     for (const segment of path) {
       if (isAlias(node)) node = node.resolve(this.doc);
       if (isMap(node)) {
-        const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(segment));
+        const pair = this.findPair(node, String(segment));
         if (!pair) break;
         key = isScalar(pair.key) ? pair.key : null;
         node = pair.value;
@@ -95,6 +95,28 @@ export class WorkspaceFile {
     const d: Diagnostic = { file: this.file, line, column, path: formatPath(path), message };
     if (hint !== undefined) d.hint = hint;
     return d;
+  }
+
+  /**
+   * The pair for `key` in `map`, or, when the map takes it through a merge key (`<<: *defaults`),
+   * the pair in the merged mapping where its value is written.
+   */
+  private findPair(map: YAMLMap, key: string, seen = new Set<YAMLMap>()): Pair | undefined {
+    seen.add(map);
+    const own = map.items.find((p) => isScalar(p.key) && String(p.key.value) === key);
+    if (own) return own;
+    for (const pair of map.items) {
+      // With `merge: true` the parser reads an unquoted `<<` key as a symbol; a quoted "<<" is an ordinary key.
+      if (!isScalar(pair.key) || typeof pair.key.value !== 'symbol') continue;
+      const sources = isSeq(pair.value) ? pair.value.items : [pair.value];
+      for (const source of sources) {
+        const merged = isAlias(source) ? source.resolve(this.doc) : source;
+        if (!isMap(merged) || seen.has(merged)) continue;
+        const found = this.findPair(merged, key, seen);
+        if (found) return found;
+      }
+    }
+    return undefined;
   }
 
   private nodeAtOffset(offset: number): ParsedNode | null {

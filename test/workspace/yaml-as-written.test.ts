@@ -1,0 +1,92 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Diagnostic } from '../../src/core/errors.js';
+import { loadWorkspace } from '../../src/workspace/index.js';
+import { workspaceFolder, yaml } from './helpers.js';
+import { createConnectorRegistry } from '../../src/app.js';
+
+const registry = createConnectorRegistry();
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  await Promise.all(cleanups.splice(0).map((c) => c()));
+});
+
+async function load(files: Record<string, string>, env: Record<string, string | undefined> = {}) {
+  const folder = await workspaceFolder(files);
+  cleanups.push(folder.cleanup);
+  return loadWorkspace(folder.dir, env, registry);
+}
+
+const at = (d: Diagnostic) => `${d.file}:${d.line}:${d.column} ${d.path}: ${d.message}`;
+
+/** Lines 1-6: a source, a destination and a model that syncs can use. */
+const BASE = [
+  'sources:',
+  '  wh: { type: postgres, url: "postgres://w" }',
+  'destinations:',
+  '  crm: { type: postgres, url: "postgres://c" }',
+  'models:',
+  '  acc: { source: wh, primaryKey: id, query: "select 1" }',
+];
+const BAD_SYNC = ['syncs:', '  s1: { model: acc, destination: crm, object: accounts, mode: upsurt }'];
+
+describe('workspace files as people write them', () => {
+  it('points at the same line and column in a file saved with CRLF line endings or a byte order mark', async () => {
+    const expected = ['lockstep.yaml:8:63 syncs.s1.mode: unknown mode "upsurt" (did you mean "upsert"?)'];
+    const crlf = await load({ 'lockstep.yaml': [...BASE, ...BAD_SYNC].join('\r\n') + '\r\n' });
+    const bom = await load({ 'lockstep.yaml': '\uFEFF' + yaml(...BASE, ...BAD_SYNC) });
+    expect(crlf.diagnostics.map(at)).toEqual(expected);
+    expect(bom.diagnostics.map(at)).toEqual(expected);
+  });
+
+  it('takes merged keys as set, lets a sync override them, and locates a bad merged value where it is written', async () => {
+    const shared = ['syncs:', '  s1: &defaults', '    model: acc', '    destination: crm', '    object: a', '    mode: upsert', '  s2:', '    <<: *defaults'];
+    const ok = await load({ 'lockstep.yaml': yaml(...BASE, ...shared, '    object: b', '    mode: insert') });
+    expect(ok.diagnostics).toEqual([]);
+    expect(ok.definition?.syncs.map((s) => [s.slug, s.destination, s.object, s.mode])).toEqual([
+      ['s1', 'crm', 'a', 'upsert'],
+      ['s2', 'crm', 'b', 'insert'],
+    ]);
+
+    const bad = await load({ 'lockstep.yaml': yaml(...BASE, ...shared.map((l) => l.replace('mode: upsert', 'mode: upsurt'))) });
+    expect(bad.diagnostics.map(at)).toEqual([
+      'lockstep.yaml:12:11 syncs.s1.mode: unknown mode "upsurt" (did you mean "upsert"?)',
+      'lockstep.yaml:12:11 syncs.s2.mode: unknown mode "upsurt" (did you mean "upsert"?)',
+    ]);
+  });
+
+  it('refuses a key written twice in the same mapping, at the second one', async () => {
+    const { diagnostics } = await load({ 'lockstep.yaml': yaml(...BASE, 'syncs:', '  s1:', '    model: acc', '    mode: upsert', '    mode: mirror') });
+    expect(diagnostics.map(at)).toContain('lockstep.yaml:11:5 : key "mode" appears twice in the same mapping');
+  });
+
+  it('keeps a block scalar query whole, "#" in SQL included, and leaves out the comment after it', async () => {
+    const models = ['models:', '  a:', '    source: wh', '    primaryKey: id', '    query: |', "      select id, '#1' as tag", '      from a # kept', '    # a comment', '  b:', '    query: >', '      select id', '      from b', '    source: wh', '    primaryKey: id'];
+    const { diagnostics, definition } = await load({ 'lockstep.yaml': yaml(...BASE.slice(0, 4), ...models) });
+    expect(diagnostics).toEqual([]);
+    expect(definition?.models.map((m) => m.query)).toEqual(["select id, '#1' as tag\nfrom a # kept\n", 'select id from b\n']);
+  });
+
+  it('reads yes/on/no as strings (YAML 1.2) and asks for quotes around a number where a string belongs', async () => {
+    const syncs = ['syncs:', '  on: { model: acc, destination: crm, object: yes, mode: upsert }', '  no: { model: acc, destination: crm, object: 2024, mode: upsert }'];
+    const { diagnostics } = await load({ 'lockstep.yaml': yaml(...BASE, ...syncs) });
+    expect(diagnostics.map((d) => `${at(d)} | ${d.hint}`)).toEqual(['lockstep.yaml:9:47 syncs.no.object: object must be a string, got 2024 | write it in quotes: "2024"']);
+    const valid = await load({ 'lockstep.yaml': yaml(...BASE, ...syncs.slice(0, 2)) });
+    expect(valid.definition?.syncs.map((s) => [s.slug, s.object])).toEqual([['on', 'yes']]);
+  });
+
+  it('suggests the lowercase key for a key written with capitals', async () => {
+    const { diagnostics } = await load({ 'lockstep.yaml': yaml(...BASE, 'syncs:', '  s1: { model: acc, destination: crm, object: a, Mode: upsert }') });
+    expect(diagnostics.map(at)).toContain('lockstep.yaml:8:50 syncs.s1.Mode: unknown key "Mode" (did you mean "mode"?)');
+  });
+
+  it('takes an empty file, a file of comments and an empty YAML file under lockstep/ as declaring nothing, and skips other files there', async () => {
+    for (const main of ['', '# nothing yet\n', '---\n']) {
+      const { diagnostics, definition } = await load({ 'lockstep.yaml': main });
+      expect(diagnostics).toEqual([]);
+      expect(definition?.sources).toEqual([]);
+    }
+    const { diagnostics, files } = await load({ 'lockstep.yaml': yaml(...BASE), 'lockstep/empty.yaml': '', 'lockstep/notes.md': 'syncs: [', 'lockstep/old.yaml.bak': 'syncs: [' });
+    expect(diagnostics).toEqual([]);
+    expect(files).toEqual(['lockstep.yaml', 'lockstep/empty.yaml']);
+  });
+});
