@@ -41,8 +41,19 @@ export class WorkspaceFile {
         const key = node && isScalar(node) ? String(node.value) : '?';
         return { file, line, column: col, path: '', message: `key "${key}" appears twice in the same mapping`, hint: 'each slug and setting may be declared once; rename or remove one' };
       }
+      if (error.code === 'MULTIPLE_DOCS') {
+        return {
+          file,
+          line,
+          column: col,
+          path: '',
+          message: `${file} holds more than one YAML document: a second one starts at this "---" line`,
+          hint: `remove the "---" line and keep every section in one document, or move the rest to its own file under lockstep/`,
+        };
+      }
       const { message } = splitHint(error.message);
-      return { file, line, column: col, path: '', message: `invalid YAML: ${message}`, hint: 'fix the YAML syntax here (indentation, quotes, brackets)' };
+      const hint = error.code === 'TAB_AS_INDENT' ? 'YAML indents with spaces only: replace the tab with spaces' : 'fix the YAML syntax here (indentation, quotes, brackets)';
+      return { file, line, column: col, path: '', message: `invalid YAML: ${message}`, hint };
     });
     this.usable = doc.errors.every((e) => e.code === 'DUPLICATE_KEY');
   }

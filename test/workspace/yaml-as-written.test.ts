@@ -54,6 +54,19 @@ describe('workspace files as people write them', () => {
     ]);
   });
 
+  it('refuses a second YAML document, naming the "---" line', async () => {
+    const { diagnostics } = await load({ 'lockstep.yaml': yaml('---', ...BASE, '---', 'syncs: {}') });
+    expect(diagnostics.map(at)).toEqual(['lockstep.yaml:8:1 : lockstep.yaml holds more than one YAML document: a second one starts at this "---" line']);
+    expect(diagnostics[0]?.hint).toContain('lockstep/');
+  });
+
+  it('refuses a tab in indentation at its line, saying to use spaces', async () => {
+    const { diagnostics } = await load({ 'lockstep.yaml': yaml(...BASE, 'syncs:', '\ts1: {}') });
+    expect(diagnostics.map((d) => `${at(d)} | ${d.hint}`)).toEqual([
+      'lockstep.yaml:8:1 : invalid YAML: Tabs are not allowed as indentation | YAML indents with spaces only: replace the tab with spaces',
+    ]);
+  });
+
   it('refuses a key written twice in the same mapping, at the second one', async () => {
     const { diagnostics } = await load({ 'lockstep.yaml': yaml(...BASE, 'syncs:', '  s1:', '    model: acc', '    mode: upsert', '    mode: mirror') });
     expect(diagnostics.map(at)).toContain('lockstep.yaml:11:5 : key "mode" appears twice in the same mapping');
