@@ -186,6 +186,7 @@ export function checkWorkspace(catalog: Catalog, env: Env, registry: ConnectorRe
 export function checkTemplates(file: WorkspaceFile, path: PathSegment[], value: string, where: string, env: Env, example = '...'): Diagnostic[] {
   const missing = [...new Set(templateNames(value))].filter((name) => env[name] === undefined);
   return [
+    ...unsupportedTemplates(value).map((template) => file.diagnostic(path, ...unsupportedTemplateMessage(template, where))),
     ...missing.map((name) =>
       file.diagnostic(path, `environment variable ${name} is not set (${where} uses \${${name}})`, `export ${name}=... before running Lockstep`),
     ),
@@ -193,6 +194,26 @@ export function checkTemplates(file: WorkspaceFile, path: PathSegment[], value: 
       file.diagnostic(path, `environment variable ${name} is empty (${where} uses \${${name}})`, `export ${name}=${example} before running Lockstep`),
     ),
   ];
+}
+
+/**
+ * `${...}` in `value` that is not a `${NAME}` template. Runs would keep it as written, so a shell-style
+ * default (`${URL:-postgres://localhost}`) would reach the connector as literal text.
+ */
+function unsupportedTemplates(value: string): string[] {
+  return [...new Set([...value.matchAll(/\$\{[^}]*\}?/g)].map((m) => m[0]).filter((t) => !/^\$\{[A-Za-z_][A-Za-z0-9_]*\}$/.test(t)))];
+}
+
+function unsupportedTemplateMessage(template: string, where: string): [string, string] {
+  const shell = /^\$\{([A-Za-z_][A-Za-z0-9_]*):?[-=?+]/.exec(template);
+  if (shell) {
+    const name = shell[1] as string;
+    return [
+      `${template} is not supported (${where}): templates are \${NAME} only, without defaults or other shell operators`,
+      `write \${${name}} and export ${name} before running Lockstep (set the default in the environment)`,
+    ];
+  }
+  return [`${template} is not a valid template (${where})`, 'write ${NAME}: a letter or "_" then letters, digits or "_", e.g. ${WAREHOUSE_URL}'];
 }
 
 interface TriggerEdge {

@@ -79,6 +79,15 @@ describe('workspace files as people write them', () => {
     expect(definition?.models.map((m) => m.query)).toEqual(["select id, '#1' as tag\nfrom a # kept\n", 'select id from b\n']);
   });
 
+  it('refuses a shell-style default in a template instead of passing it on as text', async () => {
+    const { diagnostics } = await load({ 'lockstep.yaml': yaml('store: { type: sqlite, path: "${DATA:-./data}/lockstep.db" }', 'sources:', '  wh: { type: sqlite, path: "${WH_PATH:-wh.db}" }', '  w2: { type: sqlite, path: "${ WH }" }') });
+    expect(diagnostics.map((d) => `${at(d)} | ${d.hint}`)).toEqual([
+      'lockstep.yaml:1:30 store.path: ${DATA:-./data} is not supported (the store): templates are ${NAME} only, without defaults or other shell operators | write ${DATA} and export DATA before running Lockstep (set the default in the environment)',
+      'lockstep.yaml:3:29 sources.wh.path: ${WH_PATH:-wh.db} is not supported (source "wh"): templates are ${NAME} only, without defaults or other shell operators | write ${WH_PATH} and export WH_PATH before running Lockstep (set the default in the environment)',
+      'lockstep.yaml:4:29 sources.w2.path: ${ WH } is not a valid template (source "w2") | write ${NAME}: a letter or "_" then letters, digits or "_", e.g. ${WAREHOUSE_URL}',
+    ]);
+  });
+
   it('reads yes/on/no as strings (YAML 1.2) and asks for quotes around a number where a string belongs', async () => {
     const syncs = ['syncs:', '  on: { model: acc, destination: crm, object: yes, mode: upsert }', '  no: { model: acc, destination: crm, object: 2024, mode: upsert }'];
     const { diagnostics } = await load({ 'lockstep.yaml': yaml(...BASE, ...syncs) });
