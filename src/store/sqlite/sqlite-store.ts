@@ -380,7 +380,9 @@ function describeSqliteCode(code: string, busyTimeoutMs: number): string {
   if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {
     return `the file stayed locked by another process for more than ${busyTimeoutMs} ms`;
   }
-  if (code.startsWith('SQLITE_FULL')) return 'the disk is full';
+  if (code.startsWith('SQLITE_FULL')) {
+    return 'the disk holding it is full; free space on that disk (or move the workspace to a larger one), then run again — what was committed before is kept';
+  }
   if (code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB') {
     return 'the file is damaged or is not a Lockstep store; restore it from a backup or choose another path';
   }
