@@ -1,24 +1,11 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import type { AlertsDefinition } from '../../src/core/alerts.js';
 import type { Diagnostic } from '../../src/core/errors.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
-import { loadWorkspace } from '../../src/workspace/index.js';
-import { workspaceFolder, yaml } from '../workspace/helpers.js';
-import { createConnectorRegistry } from '../../src/app.js';
+import { loadFiles, yaml } from '../workspace/helpers.js';
 
-const registry = createConnectorRegistry();
-
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  await Promise.all(cleanups.splice(0).map((c) => c()));
-});
-
-async function load(files: Record<string, string>, env: Record<string, string | undefined> = {}) {
-  const folder = await workspaceFolder(files);
-  cleanups.push(folder.cleanup);
-  return { dir: folder.dir, ...(await loadWorkspace(folder.dir, env, registry)) };
-}
+const load = loadFiles;
 
 const brief = (d: Diagnostic) => `${d.file}:${d.line}: ${d.message}${d.hint ? ` — ${d.hint}` : ''}`;
 

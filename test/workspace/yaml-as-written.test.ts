@@ -1,20 +1,8 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Diagnostic } from '../../src/core/errors.js';
-import { loadWorkspace } from '../../src/workspace/index.js';
-import { workspaceFolder, yaml } from './helpers.js';
-import { createConnectorRegistry } from '../../src/app.js';
+import { loadFiles, yaml } from './helpers.js';
 
-const registry = createConnectorRegistry();
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  await Promise.all(cleanups.splice(0).map((c) => c()));
-});
-
-async function load(files: Record<string, string>, env: Record<string, string | undefined> = {}) {
-  const folder = await workspaceFolder(files);
-  cleanups.push(folder.cleanup);
-  return loadWorkspace(folder.dir, env, registry);
-}
+const load = loadFiles;
 
 const at = (d: Diagnostic) => `${d.file}:${d.line}:${d.column} ${d.path}: ${d.message}`;
 
