@@ -197,10 +197,10 @@ function lostAsNumber(column: string, type: string, value: Value | undefined): s
   return `column "${column}" is ${type} in SQLite, whose number affinity stores ${text} as the double ${stored} — declare the column TEXT (or without a type) to keep the value exactly`;
 }
 
-/** Error codes that mean "this row", not "this database". */
 /** A commit refused by a deferred foreign key (the transaction stays open). */
 const DEFERRED_REFUSED = 'SQLITE_CONSTRAINT_FOREIGNKEY';
 
+/** Error codes that mean "this row", not "this database". */
 function isRowError(code: string): boolean {
   return code.startsWith('SQLITE_CONSTRAINT') || code === 'SQLITE_MISMATCH' || code === 'SQLITE_TOOBIG' || code === 'SQLITE_RANGE';
 }
