@@ -8,6 +8,11 @@ export interface EngineEvents {
   'syncRun:updated': SyncRun;
   /** A sync run reached a terminal status. */
   'syncRun:finished': SyncRun;
+  /**
+   * A sync run stopped and its end could not be written to the store (its disk full, the store
+   * unreachable). It keeps its lease until that expires; then a worker takes it over.
+   */
+  'syncRun:unrecorded': { run: SyncRun; error: Error };
   /** A sequence run changed (a member started or finished, it terminated). */
   'sequenceRun:updated': SequenceRun;
   /** A sequence run reached a terminal status. */

@@ -4,7 +4,7 @@
  * worker alone claims and executes. Any process may trigger or cancel a run that another process
  * executes: the store is where the request lands, and the worker holding the run sees it there.
  */
-import { NotFoundError, ValidationError, toError } from '../core/errors.js';
+import { ErrorCode, LockstepError, NotFoundError, ValidationError, toError } from '../core/errors.js';
 import { closeMatches } from '../core/hints.js';
 import type { Clock, FiredRun, FiredRunQueue, Logger, SequenceRunStore, SyncRunStore, WorkspaceStore } from '../core/ports.js';
 import type { SequenceRun, SyncRun, SyncRunOptions, Trigger } from '../core/runs.js';
@@ -172,7 +172,15 @@ export class RunService {
     return this.waitFor(
       () => this.options.store.getSequenceRun(id),
       (run) => TERMINAL_SEQUENCE_RUN_STATUSES.includes(run.status),
-      (resolve) => this.options.events.on('sequenceRun:finished', (run) => run.id === id && resolve(run)),
+      (resolve, reject) => {
+        const { events } = this.options;
+        const offFinished = events.on('sequenceRun:finished', (run) => run.id === id && resolve(run));
+        const offUnrecorded = events.on('syncRun:unrecorded', ({ run, error }) => run.sequenceRunId === id && reject(unrecorded(run, error)));
+        return () => {
+          offFinished();
+          offUnrecorded();
+        };
+      },
       `sequence run ${id}`,
     );
   }
@@ -182,7 +190,15 @@ export class RunService {
     return this.waitFor(
       () => this.options.store.getSyncRun(id),
       (run) => isTerminalSyncRunStatus(run.status),
-      (resolve) => this.options.events.on('syncRun:finished', (run) => run.id === id && resolve(run)),
+      (resolve, reject) => {
+        const { events } = this.options;
+        const offFinished = events.on('syncRun:finished', (run) => run.id === id && resolve(run));
+        const offUnrecorded = events.on('syncRun:unrecorded', ({ run, error }) => run.id === id && reject(unrecorded(run, error)));
+        return () => {
+          offFinished();
+          offUnrecorded();
+        };
+      },
       `sync run ${id}`,
     );
   }
@@ -209,28 +225,26 @@ export class RunService {
   private async waitFor<T>(
     load: () => Promise<T | null>,
     done: (value: T) => boolean,
-    subscribe: (resolve: (value: T) => void) => () => void,
+    subscribe: (resolve: (value: T) => void, reject: (error: Error) => void) => () => void,
     what: string,
   ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       let settled = false;
-      const finish = (value: T) => {
+      const settle = (end: () => void) => {
         if (settled) return;
         settled = true;
         unsubscribe();
         clearInterval(timer);
-        resolve(value);
+        end();
       };
-      const unsubscribe = subscribe(finish);
+      const finish = (value: T) => settle(() => resolve(value));
+      const fail = (error: Error) => settle(() => reject(error));
+      const unsubscribe = subscribe(finish, fail);
       const check = () =>
         load().then(
           (value) => {
-            if (value === null) {
-              settled = true;
-              unsubscribe();
-              clearInterval(timer);
-              reject(new NotFoundError(`${what} does not exist`));
-            } else if (done(value)) finish(value);
+            if (value === null) fail(new NotFoundError(`${what} does not exist`));
+            else if (done(value)) finish(value);
           },
           (err: unknown) => this.options.logger.warn('could not read run state', { what, error: toError(err).message }),
         );
@@ -239,4 +253,16 @@ export class RunService {
       void check();
     });
   }
+}
+
+/**
+ * What a caller waiting on a run learns when the run stopped in this process and the store could
+ * not take its end: the store's own message, and that the run is finished later, not lost.
+ */
+function unrecorded(run: SyncRun, error: Error): LockstepError {
+  return new LockstepError(
+    ErrorCode.Store,
+    `sync run ${run.id} stopped, and its end could not be recorded: ${error.message}. The run keeps its place in the store; once the store can be written again, the next lockstep command or serving process takes it over`,
+    { cause: error },
+  );
 }

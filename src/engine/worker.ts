@@ -27,6 +27,9 @@ import type { SequenceRunner } from './sequence-runner.js';
 import type { StopReason } from './run-bookkeeping.js';
 import type { SyncRunner } from './sync-runner.js';
 
+/** How often the same failure to take queued work is logged again. */
+const PUMP_FAILURE_LOG_MS = 60_000;
+
 export interface WorkerOptions {
   store: Store;
   syncRunner: SyncRunner;
@@ -73,6 +76,8 @@ export class Worker {
   private claiming = 0;
   private pumping: Promise<void> | null = null;
   private pumpAgain = false;
+  /** The last failure to take queued work, and when it was logged (see pumpFailed). */
+  private pumpFailure: { message: string; loggedAt: number } | null = null;
   private state: 'stopped' | 'running' | 'stopping' = 'stopped';
   private loopsController: AbortController | null = null;
   private loops: Array<Promise<void>> = [];
@@ -210,13 +215,26 @@ export class Worker {
           this.pumpAgain = false;
           await this.pumpOnce();
         } while (this.pumpAgain && this.state === 'running');
+        this.pumpFailure = null;
       } catch (thrown) {
-        this.options.logger.error('could not take queued work', { error: toError(thrown).message });
+        this.pumpFailed(toError(thrown));
       } finally {
         this.pumping = null;
       }
     })();
     return this.pumping;
+  }
+
+  /**
+   * Logs why queued work could not be taken: a store that cannot be written (its disk full) fails
+   * every poll the same way, so the same message is logged again once a minute at most.
+   */
+  private pumpFailed(error: Error): void {
+    const now = Date.now();
+    const last = this.pumpFailure;
+    if (last && last.message === error.message && now - last.loggedAt < PUMP_FAILURE_LOG_MS) return;
+    this.pumpFailure = { message: error.message, loggedAt: now };
+    this.options.logger.error('could not take queued work', { error: error.message });
   }
 
   private async pumpOnce(): Promise<void> {
@@ -361,7 +379,9 @@ export class Worker {
     // The runner records every run-level failure itself; reaching here means the store failed. The
     // run keeps its lease until it ends; then any worker takes it over.
     execution.ended?.abort();
-    this.options.logger.error('sync run could not be recorded', { syncRunId: execution.run.id, error: toError(thrown).message });
+    const error = toError(thrown);
+    this.options.logger.error('sync run could not be recorded', { syncRunId: execution.run.id, error: error.message });
+    this.options.events.emit('syncRun:unrecorded', { run: execution.run, error });
     if (this.executions.get(execution.run.id) === execution) this.executions.delete(execution.run.id);
     if (this.state === 'running') void this.pump();
   }
