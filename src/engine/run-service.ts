@@ -172,15 +172,8 @@ export class RunService {
     return this.waitFor(
       () => this.options.store.getSequenceRun(id),
       (run) => TERMINAL_SEQUENCE_RUN_STATUSES.includes(run.status),
-      (resolve, reject) => {
-        const { events } = this.options;
-        const offFinished = events.on('sequenceRun:finished', (run) => run.id === id && resolve(run));
-        const offUnrecorded = events.on('syncRun:unrecorded', ({ run, error }) => run.sequenceRunId === id && reject(unrecorded(run, error)));
-        return () => {
-          offFinished();
-          offUnrecorded();
-        };
-      },
+      (resolve) => this.options.events.on('sequenceRun:finished', (run) => run.id === id && resolve(run)),
+      (member) => member.sequenceRunId === id,
       `sequence run ${id}`,
     );
   }
@@ -190,15 +183,8 @@ export class RunService {
     return this.waitFor(
       () => this.options.store.getSyncRun(id),
       (run) => isTerminalSyncRunStatus(run.status),
-      (resolve, reject) => {
-        const { events } = this.options;
-        const offFinished = events.on('syncRun:finished', (run) => run.id === id && resolve(run));
-        const offUnrecorded = events.on('syncRun:unrecorded', ({ run, error }) => run.id === id && reject(unrecorded(run, error)));
-        return () => {
-          offFinished();
-          offUnrecorded();
-        };
-      },
+      (resolve) => this.options.events.on('syncRun:finished', (run) => run.id === id && resolve(run)),
+      (run) => run.id === id,
       `sync run ${id}`,
     );
   }
@@ -225,7 +211,8 @@ export class RunService {
   private async waitFor<T>(
     load: () => Promise<T | null>,
     done: (value: T) => boolean,
-    subscribe: (resolve: (value: T) => void, reject: (error: Error) => void) => () => void,
+    subscribe: (resolve: (value: T) => void) => () => void,
+    concerns: (run: SyncRun) => boolean,
     what: string,
   ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
@@ -239,7 +226,13 @@ export class RunService {
       };
       const finish = (value: T) => settle(() => resolve(value));
       const fail = (error: Error) => settle(() => reject(error));
-      const unsubscribe = subscribe(finish, fail);
+      const offFinished = subscribe(finish);
+      // A run of this process that could not record its end will not finish here (see unrecorded).
+      const offUnrecorded = this.options.events.on('syncRun:unrecorded', ({ run, error }) => concerns(run) && fail(unrecorded(run, error)));
+      const unsubscribe = () => {
+        offFinished();
+        offUnrecorded();
+      };
       const check = () =>
         load().then(
           (value) => {
