@@ -31,7 +31,13 @@
  *   fields, STRING_TOO_LONG ("F: data value too large: v (max length=255)") for text longer than its field,
  *   INVALID_EMAIL_ADDRESS ("F: invalid email address: v") for an email field. Request-level: 400 EXCEEDED_ID_LIMIT past 200 records, 400 INVALID_FIELD "No such column 'X' on
  *   sobject of type Account", 400 INVALID_FIELD "Field name provided, X does not match an External ID,
- *   Salesforce Id, or indexed field for Account", 404 for an unknown object, 400 JSON_PARSER_ERROR.
+ *   Salesforce Id, or indexed field for Account", 404 for an unknown object, 400 JSON_PARSER_ERROR, also
+ *   for one record's value its field's type cannot be read from ("Cannot deserialize instance of date from
+ *   VALUE_STRING value 2024-01-02T03:04:05.000Z or request may be missing a required field"): a date takes
+ *   only yyyy-MM-dd, a dateTime yyyy-MM-ddTHH:mm:ss[.SSS] with Z or an offset (Valid Date and DateTime
+ *   Formats), a number a number or its text, a checkbox true or false. The real message ends with the
+ *   value's place, "at [line:1, column:N]", which the stand-in leaves out. In a Bulk API CSV such a value
+ *   fails only its row (INVALID_TYPE_ON_FIELD_IN_RECORD, unverified wording).
  * - sObject Collections delete (`DELETE composite/sobjects?ids=..&allOrNone=..`): up to 200 ids of any
  *   object; per-id ENTITY_IS_DELETED "entity is deleted", MALFORMED_ID, INVALID_CROSS_REFERENCE_KEY.
  * - Query (`GET query?q=`): a SOQL subset (SELECT fields | COUNT() FROM X [WHERE = != < > IN NOT IN LIKE AND
@@ -629,6 +635,10 @@ function coerceValue(field: FieldDef, raw: unknown): unknown {
       if (!Number.isFinite(n) || (field.type === 'int' && !Number.isInteger(n))) return new Error('not a number');
       return n;
     }
+    case 'date':
+    case 'datetime':
+      if (raw === '') return null;
+      return typeof raw === 'string' && isDateValue(raw, field.type) ? raw : new Error('not a date');
     default:
       if (typeof raw === 'object') return new Error('not a scalar');
       // Salesforce stores an empty text value as null.
@@ -735,9 +745,57 @@ function parseJsonRecord(org: Org, table: SObjectTable, raw: Record<string, unkn
     const field = def.byLowerName.get(key.toLowerCase());
     if (!field) throw noSuchColumn(key, def);
     if (Array.isArray(value)) throw new ApiError(400, 'JSON_PARSER_ERROR', `Cannot deserialize instance of ${field.type} from START_ARRAY value`);
+    const unreadable = jsonTypeProblem(field, value);
+    if (unreadable) throw new ApiError(400, 'JSON_PARSER_ERROR', `Cannot deserialize instance of ${field.type} from ${unreadable} or request may be missing a required field`);
     input.values.set(field, value);
   }
   return input;
+}
+
+/** `2024-01-02`: the only form a date field takes (no time, no offset). */
+const DATE_VALUE = /^\d{4}-\d{2}-\d{2}$/;
+/** `2024-01-02T03:04:05.000Z` or `…+02:00` (`+0200` too): seconds, optionally three-digit milliseconds, then a zone. */
+const DATETIME_VALUE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{3})?(Z|[+-]\d{2}:?\d{2})$/;
+
+/** Whether text is a real calendar date or dateTime in the documented formats. */
+function isDateValue(text: string, type: 'date' | 'datetime'): boolean {
+  if (!(type === 'date' ? DATE_VALUE : DATETIME_VALUE).test(text)) return false;
+  const [year, month, day] = text.slice(0, 10).split('-').map(Number) as [number, number, number];
+  const calendar = new Date(Date.UTC(year, month - 1, day));
+  if (calendar.getUTCMonth() !== month - 1 || calendar.getUTCDate() !== day) return false;
+  return type === 'date' || (Number(text.slice(11, 13)) < 24 && Number(text.slice(14, 16)) < 60 && Number(text.slice(17, 19)) < 60);
+}
+
+/**
+ * The JSON token a field's type cannot be read from, as Salesforce's JSON parser names it
+ * (`VALUE_STRING value 2024-01-02T03:04:05.123456Z`), or undefined when it can. Salesforce answers
+ * such a value with a 400 JSON_PARSER_ERROR for the whole request, not as a record's error: dates
+ * take only `yyyy-MM-dd`, dateTimes the documented ISO 8601 form, numbers a number or its text,
+ * checkboxes true or false.
+ */
+function jsonTypeProblem(field: FieldDef, value: unknown): string | undefined {
+  if (value === null || value === undefined) return undefined;
+  const token =
+    typeof value === 'string'
+      ? `VALUE_STRING value ${value}`
+      : typeof value === 'number'
+        ? `${Number.isInteger(value) ? 'VALUE_NUMBER_INT' : 'VALUE_NUMBER_FLOAT'} value ${value}`
+        : `VALUE_${String(value).toUpperCase()} value ${String(value)}`;
+  switch (field.type) {
+    case 'date':
+    case 'datetime':
+      return typeof value === 'string' && isDateValue(value, field.type) ? undefined : token;
+    case 'boolean':
+      return typeof value === 'boolean' || (typeof value === 'string' && /^(true|false)$/i.test(value)) ? undefined : token;
+    case 'int':
+    case 'double':
+    case 'currency':
+    case 'percent':
+      if (typeof value === 'number') return undefined;
+      return typeof value === 'string' && value.trim() !== '' && Number.isFinite(Number(value)) ? undefined : token;
+    default:
+      return undefined;
+  }
 }
 
 function parseJsonLookup(org: Org, def: ObjectDef, key: string, value: Record<string, unknown>): ParentLookup {

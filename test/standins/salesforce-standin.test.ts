@@ -281,6 +281,59 @@ describe('sObject Collections upsert', () => {
     expect(sf.records('Contact').map((c) => c['LastName'])).toEqual(['Fine']);
   });
 
+  it('refuses the whole request with 400 JSON_PARSER_ERROR when one record holds a value its field cannot be read as', async () => {
+    const sf = await start();
+    const token = await login(sf);
+    const opportunity = (id: string, over: Record<string, unknown>) => ({ Name: id, StageName: 'Prospecting', External_Id__c: id, CloseDate: '2024-06-30', ...over });
+    const refused = async (over: Record<string, unknown>, text: string) => {
+      const res = await upsert(sf, token, 'Opportunity', [opportunity('O-1', {}), opportunity('O-2', over)]);
+      expect(res.status).toBe(400);
+      expect(res.json).toEqual([{ errorCode: 'JSON_PARSER_ERROR', message: expect.stringContaining(text) }]);
+    };
+    // Documented: a date is yyyy-MM-dd, with no time or offset; a dateTime has a T, seconds, at most three-digit milliseconds and a zone.
+    await refused({ CloseDate: '2024-06-30T00:00:00.000Z' }, 'Cannot deserialize instance of date from VALUE_STRING value 2024-06-30T00:00:00.000Z');
+    await refused({ CloseDate: '2024-02-30' }, 'instance of date from VALUE_STRING value 2024-02-30');
+    await refused({ CloseDate: 20240630 }, 'instance of date from VALUE_NUMBER_INT value 20240630');
+    await refused({ Amount: 'NaN' }, 'instance of currency from VALUE_STRING value NaN');
+    await refused({ Amount: true }, 'instance of currency from VALUE_TRUE value true');
+    expect(sf.records('Opportunity')).toEqual([]);
+
+    const res = await upsert(sf, token, 'Opportunity', [opportunity('O-1', { Amount: '12.30' }), opportunity('O-2', { Amount: 7 })]);
+    expect(res.json.map((r: { success: boolean }) => r.success)).toEqual([true, true]);
+    expect(sf.get('Opportunity', 'External_Id__c', 'O-1')).toMatchObject({ CloseDate: '2024-06-30', Amount: 12.3 });
+  });
+
+  it('takes a dateTime only in the documented ISO 8601 forms, the whole request refused otherwise', async () => {
+    const sf = await start({ schema: { Event__c: { fields: { Key__c: { type: 'string', externalId: true }, Starts__c: { type: 'datetime' }, Done__c: { type: 'boolean' } } } } });
+    const token = await login(sf);
+    const send = (starts: unknown, done: unknown = true) =>
+      call(sf, token, 'PATCH', `${V}/composite/sobjects/Event__c/Key__c`, { body: upsertBody('Event__c', [{ Key__c: 'E-1', Starts__c: starts, Done__c: done }]) });
+    for (const good of ['2024-01-02T03:04:05.000Z', '2024-01-02T03:04:05Z', '2024-01-02T03:04:05.000+02:00', '2024-01-02T03:04:05.000+0000']) {
+      expect((await send(good)).json, good).toEqual([expect.objectContaining({ success: true })]);
+    }
+    for (const bad of ['2024-01-02T03:04:05.123456Z', '2024-01-02 03:04:05', '2024-01-02', '2024-01-02T25:00:00Z']) {
+      const res = await send(bad);
+      expect(res.status, bad).toBe(400);
+      expect(res.json[0].message).toBe(`Cannot deserialize instance of datetime from VALUE_STRING value ${bad} or request may be missing a required field`);
+    }
+    const checkbox = await send('2024-01-02T03:04:05Z', 'yes');
+    expect(checkbox.status).toBe(400);
+    expect(checkbox.json[0]).toMatchObject({ errorCode: 'JSON_PARSER_ERROR', message: expect.stringContaining('instance of boolean from VALUE_STRING value yes') });
+  });
+
+  it('fails only the row of a Bulk API upload whose date cannot be read', async () => {
+    const sf = await start({ bulkPolls: 0 });
+    const token = await login(sf);
+    const job = (await call(sf, token, 'POST', `${V}/jobs/ingest`, { body: { object: 'Opportunity', operation: 'upsert', externalIdFieldName: 'External_Id__c', lineEnding: 'LF' } })).json.id as string;
+    const csv = 'External_Id__c,Name,StageName,CloseDate\nO-1,One,Prospecting,2024-06-30\nO-2,Two,Prospecting,2024-06-30T00:00:00.000Z\n';
+    expect((await call(sf, token, 'PUT', `${V}/jobs/ingest/${job}/batches`, { body: csv, contentType: 'text/csv' })).status).toBe(201);
+    await call(sf, token, 'PATCH', `${V}/jobs/ingest/${job}`, { body: { state: 'UploadComplete' } });
+    expect((await call(sf, token, 'GET', `${V}/jobs/ingest/${job}`)).json).toMatchObject({ state: 'JobComplete', numberRecordsProcessed: 2, numberRecordsFailed: 1 });
+    const failed = parseCsv((await call(sf, token, 'GET', `${V}/jobs/ingest/${job}/failedResults`)).text, { columns: true }) as Array<Record<string, string>>;
+    expect(failed).toEqual([expect.objectContaining({ External_Id__c: 'O-2', sf__Error: expect.stringMatching(/^INVALID_TYPE_ON_FIELD_IN_RECORD:Close Date: value not of required type: 2024-06-30T00:00:00.000Z:CloseDate --$/) })]);
+    expect(sf.records('Opportunity').map((r) => r['External_Id__c'])).toEqual(['O-1']);
+  });
+
   it('resolves a parent by external id, and words a missing parent as Salesforce does', async () => {
     const sf = await start();
     const token = await login(sf);
