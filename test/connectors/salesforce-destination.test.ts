@@ -132,6 +132,39 @@ const contactsTarget = (over: Partial<WriteTarget> = {}): WriteTarget => ({
   ...over,
 });
 
+/** An object with a field of each type whose values Salesforce reads in a documented form. */
+const EVENT_SCHEMA = {
+  Event__c: {
+    fields: {
+      Key__c: { type: 'string', externalId: true, unique: true },
+      Starts__c: { type: 'datetime' },
+      Day__c: { type: 'date' },
+      Done__c: { type: 'boolean' },
+      Count__c: { type: 'double' },
+    },
+  },
+} as const satisfies SalesforceStandInOptions['schema'];
+const eventsTarget = (bulkThreshold: number): WriteTarget => ({
+  object: 'Event__c',
+  keyColumns: ['Key__c'],
+  columns: ['Key__c', 'Starts__c', 'Day__c', 'Done__c', 'Count__c'],
+  settings: { externalIdField: 'Key__c', bulkThreshold },
+  sync: 'events-to-sf',
+  recordIds: recordedIds(),
+});
+/** Values as Lockstep's sources hand them over (timestamps in UTC with micro-seconds, decimals as text, SQLite's 0/1), and four no field type can read. */
+const EVENT_ROWS: Value[][] = [
+  ['E-1', '2024-01-02T03:04:05.123456Z', '2024-01-02', true, 3],
+  ['E-2', '2024-01-02 03:04:05+02:00', '2024-01-02T22:00:00.000Z', 0, '12.30'],
+  ['E-3', '2024-01-02', null, 1, ''],
+  ['E-4', '2024-06-30T23:59:59Z', '2024-06-30', 'false', 1.5],
+  ['E-5', null, null, null, null],
+  ['bad-day', '2024-01-02T03:04:05Z', '30/06/2024', true, 1],
+  ['bad-time', '2024-01-02 25:00:00', '2024-01-02', true, 1],
+  ['bad-count', '2024-01-02T03:04:05Z', '2024-01-02', true, 'NaN'],
+  ['bad-done', '2024-01-02T03:04:05Z', '2024-01-02', 'yes', 1],
+];
+
 const upsert = (values: Value[], kind: WriteOperation['kind'] = 'upsert'): WriteOperation => ({ kind, key: [values[0] ?? null], values });
 const remove = (key: Value): WriteOperation => ({ kind: 'delete', key: [key], values: [] });
 
@@ -376,6 +409,31 @@ describe('Salesforce destination: sObject Collections', () => {
     const outcomes = await writer.write(Array.from({ length: 5000 }, (_, i) => upsert([`A-${i}`, bad.has(i) ? null : `Account ${i}`, null])));
     outcomes.forEach((outcome, i) => expect(outcome.ok).toBe(!bad.has(i)));
     expect(sf.records('Account')).toHaveLength(4998);
+  });
+
+  it('sends dates, dateTimes, numbers and checkboxes in the forms Salesforce reads, rejecting only the row whose value has none', async () => {
+    const sf = await start({ schema: EVENT_SCHEMA });
+    const { destination } = await open(sf);
+    // Through sObject Collections, then through a Bulk API 2.0 job.
+    for (const [bulkThreshold, p] of [[10_000, 'c'], [0, 'b']] as const) {
+      const writer = await destination.prepare(eventsTarget(bulkThreshold));
+      const outcomes = await writer.write(EVENT_ROWS.map(([key, ...rest]) => upsert([`${p}${String(key)}`, ...rest])));
+      expect(outcomes.map((o) => o.ok)).toEqual([true, true, true, true, true, false, false, false, false]);
+      expect(reason(outcomes[5])).toBe(
+        'Day__c is a date field, which takes yyyy-MM-dd (e.g. 2024-06-30), not "30/06/2024" — select a date or a timestamp in the model\'s query; the row is tried again on the next run',
+      );
+      expect(reason(outcomes[6])).toMatch(/^Starts__c is a dateTime field, which takes yyyy-MM-ddTHH:mm:ss.SSSZ .*, not "2024-01-02 25:00:00"/);
+      expect(reason(outcomes[7])).toMatch(/^Count__c is a double field, which takes a finite number, not "NaN"/);
+      expect(reason(outcomes[8])).toMatch(/^Done__c is a checkbox, which takes true or false, not "yes"/);
+      const event = (key: string) => sf.get('Event__c', 'Key__c', `${p}${key}`);
+      expect(event('E-1')).toMatchObject({ Starts__c: '2024-01-02T03:04:05.123Z', Day__c: '2024-01-02', Done__c: true, Count__c: 3 });
+      expect(event('E-2')).toMatchObject({ Starts__c: '2024-01-02T01:04:05.000Z', Day__c: '2024-01-02', Done__c: false, Count__c: 12.3 });
+      expect(event('E-3')).toMatchObject({ Starts__c: '2024-01-02T00:00:00.000Z', Done__c: true });
+      expect(event('E-3')?.Count__c).toBeUndefined();
+      expect(event('E-4')).toMatchObject({ Starts__c: '2024-06-30T23:59:59.000Z', Day__c: '2024-06-30', Done__c: false, Count__c: 1.5 });
+      expect(event('E-5')).toBeDefined();
+    }
+    expect(sf.records('Event__c')).toHaveLength(10);
   });
 
   it('in update mode writes only records that exist (found by external id), rejecting the rest', async () => {

@@ -32,7 +32,6 @@ import {
   closest,
   csvHeader,
   isNumberField,
-  isTextField,
   parseDescribe,
   planTarget,
   type FieldDescribe,
@@ -40,6 +39,7 @@ import {
   type TargetPlan,
 } from './salesforce-fields.js';
 import { apiVersionNumber, salesforceSyncSettings, type SalesforceConnectionSettings, type SalesforceSyncSettings } from './salesforce-settings.js';
+import { fieldValue } from './salesforce-values.js';
 
 import { SALESFORCE_CAPABILITIES } from './salesforce-settings.js';
 
@@ -267,10 +267,19 @@ class SalesforceWriter implements DestinationWriter {
       }
       sends.sort((a, b) => a - b);
     }
+    // Values in the forms Salesforce reads; a row with a value that has none is rejected here, as
+    // Salesforce would refuse the whole call it went in.
+    const values = new Map<number, Value[]>();
+    for (const i of sends) {
+      const converted = this.values(batch[i] as WriteOperation);
+      if (Array.isArray(converted)) values.set(i, converted);
+      else outcomes[i] = { ok: false, reason: converted.reason };
+    }
+    const ready = sends.filter((i) => values.has(i));
     const units: WriteUnit[] = [];
-    if (sends.length > 0) {
-      if (this.bulkMode) units.push({ rows: sends, run: () => this.bulkUpsert(batch, sends) });
-      else for (const rows of chunks(sends, COLLECTION_LIMIT)) units.push({ rows, run: () => this.collectionsUpsert(batch, rows) });
+    if (ready.length > 0) {
+      if (this.bulkMode) units.push({ rows: ready, run: () => this.bulkUpsert(batch, values, ready) });
+      else for (const rows of chunks(ready, COLLECTION_LIMIT)) units.push({ rows, run: () => this.collectionsUpsert(values, rows) });
     }
     if (deletes.length > 0) units.push(...(await this.deleteUnits(batch, deletes, outcomes)));
     await this.settle(units, outcomes);
@@ -307,14 +316,25 @@ class SalesforceWriter implements DestinationWriter {
     });
   }
 
+  /** A row's values as Salesforce reads them for their fields, or the first that has no such form. */
+  private values(op: WriteOperation): Value[] | { reason: string } {
+    const out: Value[] = new Array(this.options.plan.columns.length);
+    for (const [i, column] of this.options.plan.columns.entries()) {
+      const converted = fieldValue(column.kind === 'field' ? column.field : column.parentField, op.values[i] ?? null);
+      if (!converted.ok) return { reason: converted.reason };
+      out[i] = converted.value;
+    }
+    return out;
+  }
+
   /** One sObject Collections upsert of at most 200 rows. */
-  private async collectionsUpsert(batch: WriteOperation[], rows: number[]): Promise<Array<[number, RowOutcome]>> {
+  private async collectionsUpsert(values: Map<number, Value[]>, rows: number[]): Promise<Array<[number, RowOutcome]>> {
     const { client } = this.options;
     const request: SalesforceRequest = {
       method: 'PATCH',
       path: `composite/sobjects/${this.object}/${this.externalId.name}`,
       what: `upsert ${rows.length} ${this.object} records by ${this.externalId.name}`,
-      json: { allOrNone: false, records: rows.map((i) => this.record(batch[i] as WriteOperation)) },
+      json: { allOrNone: false, records: rows.map((i) => this.record(values.get(i) as Value[])) },
     };
     const answer = await client.call(request);
     if (!answer.ok) throw requestError(client, request, answer);
@@ -329,29 +349,29 @@ class SalesforceWriter implements DestinationWriter {
   }
 
   /** A record for sObject Collections: fields by API name, parents by external id nested under their relationship. */
-  private record(op: WriteOperation): Record<string, unknown> {
+  private record(values: Value[]): Record<string, unknown> {
     const record: Record<string, unknown> = { attributes: { type: this.object } };
     this.options.plan.columns.forEach((column, i) => {
-      const value = op.values[i] ?? null;
-      if (column.kind === 'field') record[column.field.name] = jsonValue(column.field, value);
+      const value = values[i] ?? null;
+      if (column.kind === 'field') record[column.field.name] = value;
       else if (value === null || value === '') record[column.reference.name] = null;
       else {
         const nested = isRecord(record[column.relationship]) ? (record[column.relationship] as Record<string, unknown>) : {};
-        record[column.relationship] = { ...nested, [column.parentField.name]: jsonValue(column.parentField, value) };
+        record[column.relationship] = { ...nested, [column.parentField.name]: value };
       }
     });
     return record;
   }
 
-  private async bulkUpsert(batch: WriteOperation[], rows: number[]): Promise<Array<[number, RowOutcome]>> {
+  private async bulkUpsert(batch: WriteOperation[], values: Map<number, Value[]>, rows: number[]): Promise<Array<[number, RowOutcome]>> {
     const { plan } = this.options;
     const keyColumn = plan.keyColumn;
     const lines: string[] = new Array(rows.length);
     const keys: string[] = new Array(rows.length);
     rows.forEach((row, n) => {
-      const op = batch[row] as WriteOperation;
-      lines[n] = csvLine(plan.columns.map((column, i) => csvText(column.kind === 'field' ? column.field : column.parentField, op.values[i] ?? null)));
-      keys[n] = csvText(this.externalId, keyColumn >= 0 ? (op.values[keyColumn] ?? null) : (op.key[0] ?? null));
+      const cells = values.get(row) as Value[];
+      lines[n] = csvLine(plan.columns.map((_, i) => csvText(cells[i] ?? null)));
+      keys[n] = csvText(keyColumn >= 0 ? (cells[keyColumn] ?? null) : ((batch[row] as WriteOperation).key[0] ?? null));
     });
     const outcomes = await this.options.bulk.upsert({
       object: this.object,
@@ -519,25 +539,10 @@ function worse(current: RowOutcome | undefined, next: RowOutcome): RowOutcome {
   return current.retryable && !next.retryable ? next : current;
 }
 
-/**
- * A value as JSON for a field: text fields get text (a model's number 7 becomes "7"), checkboxes
- * booleans (SQLite and MySQL models hold them as 1 and 0).
- */
-function jsonValue(field: FieldDescribe, value: Value): Value {
-  if (value === null) return null;
-  if (isTextField(field) && typeof value !== 'string') return String(value);
-  if (field.type === 'boolean' && typeof value !== 'boolean') {
-    if (value === 1 || value === 0) return value === 1;
-    if (typeof value === 'string' && /^(true|false|1|0)$/i.test(value)) return /^(true|1)$/i.test(value);
-  }
-  return value;
-}
-
-/** A value as a Bulk API 2.0 CSV cell: `#N/A` clears a field (an empty cell would leave it alone). */
-function csvText(field: FieldDescribe | null, value: Value): string {
+/** A value, in its field's form, as a Bulk API 2.0 CSV cell: `#N/A` clears a field (an empty cell would leave it alone). */
+function csvText(value: Value): string {
   if (value === null || value === '') return '#N/A';
-  const converted = field ? jsonValue(field, value) : value;
-  return typeof converted === 'string' ? converted : String(converted);
+  return typeof value === 'string' ? value : String(value);
 }
 
 /** A value as SOQL compares it with an external id: numbers as numbers, text case-insensitively unless the field is case-sensitive. */

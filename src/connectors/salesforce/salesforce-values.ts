@@ -1,0 +1,94 @@
+/**
+ * A model's values in the forms Salesforce reads for each field type. Salesforce reads a JSON
+ * record's values with a typed parser: one value it cannot read (a date with a time, a dateTime
+ * with micro-seconds, "abc" for a number) refuses the whole sObject Collections call with
+ * `400 JSON_PARSER_ERROR`, every other record of the call with it. So values are put in the
+ * documented forms before they are sent (REST API and Bulk API 2.0 "Valid Date and DateTime
+ * Formats"), and a value that has none is its row's rejection, naming the field and the fix:
+ *
+ * - date: `yyyy-MM-dd`; a timestamp gives its day in UTC (Lockstep reads timestamps in UTC);
+ * - dateTime: `yyyy-MM-ddTHH:mm:ss.SSSZ`, milliseconds at most; a date is its midnight UTC, and
+ *   a timestamp without an offset is UTC;
+ * - number, currency, percent: a finite number, or its text as the model holds it (`12.30`);
+ * - checkbox: true or false (also 1, 0 and their text, as SQLite and MySQL hold booleans);
+ * - text fields: text (a model's number 7 becomes "7");
+ * - an empty text is null for fields that are not text.
+ */
+import type { Value } from '../../core/ports.js';
+import { isNumberField, isTextField, type FieldDescribe } from './salesforce-fields.js';
+
+/** A value in the form Salesforce reads for its field, or why it has none. */
+export type FieldValue = { ok: true; value: Value } | { ok: false; reason: string };
+
+const DATE_TEXT = /^(\d{4})-(\d{2})-(\d{2})$/;
+/** A timestamp as sources print it: a date, a time with any fraction, an optional offset. */
+const TIMESTAMP_TEXT = /^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(\.\d+)?\s*(Z|[+-]\d{2}(?::?\d{2})?)?$/i;
+
+/** `value` as Salesforce reads it for `field`. */
+export function fieldValue(field: FieldDescribe, value: Value): FieldValue {
+  if (value === null) return { ok: true, value: null };
+  if (isTextField(field)) return { ok: true, value: typeof value === 'string' ? value : String(value) };
+  if (value === '') return { ok: true, value: null };
+  if (field.type === 'boolean') return checkbox(field, value);
+  if (isNumberField(field)) return number(field, value);
+  if (field.type === 'date') return date(field, value);
+  if (field.type === 'datetime') return dateTime(field, value);
+  return { ok: true, value };
+}
+
+function checkbox(field: FieldDescribe, value: Value): FieldValue {
+  if (typeof value === 'boolean') return { ok: true, value };
+  if (value === 1 || value === 0) return { ok: true, value: value === 1 };
+  if (typeof value === 'string' && /^(true|false|1|0)$/i.test(value.trim())) return { ok: true, value: /^(true|1)$/i.test(value.trim()) };
+  return refused(field, value, 'a checkbox, which takes true or false', 'select a boolean, e.g. status = \'active\' as is_active');
+}
+
+function number(field: FieldDescribe, value: Value): FieldValue {
+  if (typeof value === 'number' && Number.isFinite(value)) return { ok: true, value };
+  if (typeof value === 'string' && value.trim() !== '' && Number.isFinite(Number(value))) return { ok: true, value: value.trim() };
+  return refused(field, value, `a ${field.type} field, which takes a finite number`, 'select a number, or null where there is none');
+}
+
+function date(field: FieldDescribe, value: Value): FieldValue {
+  const text = typeof value === 'string' ? value.trim() : '';
+  if (DATE_TEXT.test(text) && isCalendarDay(text)) return { ok: true, value: text };
+  const instant = timestamp(text);
+  if (instant) return { ok: true, value: instant.toISOString().slice(0, 10) };
+  return refused(field, value, 'a date field, which takes yyyy-MM-dd (e.g. 2024-06-30)', 'select a date or a timestamp');
+}
+
+function dateTime(field: FieldDescribe, value: Value): FieldValue {
+  const text = typeof value === 'string' ? value.trim() : '';
+  const instant = DATE_TEXT.test(text) && isCalendarDay(text) ? new Date(`${text}T00:00:00Z`) : timestamp(text);
+  if (instant) return { ok: true, value: instant.toISOString() };
+  return refused(field, value, 'a dateTime field, which takes yyyy-MM-ddTHH:mm:ss.SSSZ (e.g. 2024-06-30T14:05:00.000Z)', 'select a timestamp or a date');
+}
+
+/** The instant a timestamp's text names (UTC unless it has an offset), or null when it is not one Salesforce can hold. */
+function timestamp(text: string): Date | null {
+  const m = TIMESTAMP_TEXT.exec(text);
+  if (!m) return null;
+  const [, day = '', time = '', fraction = '', zone] = m;
+  if (!isCalendarDay(day)) return null;
+  const [h, mi, s] = time.split(':').map(Number) as [number, number, number];
+  if (h > 23 || mi > 59 || s > 59) return null;
+  const millis = fraction.slice(1, 4).padEnd(3, '0');
+  let offset = 'Z';
+  if (zone && zone.toUpperCase() !== 'Z') {
+    const digits = zone.slice(1).replace(':', '').padEnd(4, '0');
+    offset = `${zone[0]}${digits.slice(0, 2)}:${digits.slice(2, 4)}`;
+  }
+  const instant = new Date(`${day}T${time}.${millis}${offset}`);
+  return Number.isNaN(instant.getTime()) ? null : instant;
+}
+
+function isCalendarDay(text: string): boolean {
+  const [year, month, day] = text.split('-').map(Number) as [number, number, number];
+  const calendar = new Date(Date.UTC(year, month - 1, day));
+  return calendar.getUTCFullYear() === year && calendar.getUTCMonth() === month - 1 && calendar.getUTCDate() === day;
+}
+
+function refused(field: FieldDescribe, value: Value, takes: string, fix: string): FieldValue {
+  const shown = typeof value === 'string' ? `"${value.length > 60 ? `${value.slice(0, 60)}…` : value}"` : String(value);
+  return { ok: false, reason: `${field.name} is ${takes}, not ${shown} — ${fix} in the model's query; the row is tried again on the next run` };
+}
