@@ -53,7 +53,8 @@
  *   a line ending that does not match the job's `lineEnding` fails the job; job not found is 404.
  * - Versions (`GET /services/data/`, no authentication needed): `[{label, url, version}]` of the REST API
  *   versions the org serves (31.0 to 62.0 unless a test says otherwise); a data path under another version is
- *   404 NOT_FOUND, as for any resource the org does not have.
+ *   404 NOT_FOUND, as for any resource the org does not have, and so is a resource under a version older than
+ *   the one it came in (sObject Collections upsert 46.0, sObject Collections 42.0, Bulk API 2.0 41.0).
  * - Ids: 15-character base-62 ids with the object's key prefix (001 Account, 003 Contact, 006 Opportunity,
  *   a0… custom) plus Salesforce's 3-character case-safe checksum; 15- and 18-character forms both accepted.
  *
@@ -1482,6 +1483,22 @@ interface RouteMatch {
   allowed: string[] | undefined;
 }
 
+/**
+ * The first API version of resources younger than the versions an org serves: sObject Collections
+ * upsert 46.0, sObject Collections 42.0, Bulk API 2.0 ingest 41.0. Under an older version the path
+ * is an unknown resource (404 NOT_FOUND).
+ */
+const FIRST_VERSION: Partial<Record<SalesforceEndpointKind, number>> = {
+  upsert: 46,
+  delete: 42,
+  bulkCreate: 41,
+  bulkUpload: 41,
+  bulkClose: 41,
+  bulkStatus: 41,
+  bulkResults: 41,
+  bulkDelete: 41,
+};
+
 const DATA_PATH = /^\/services\/data\/v(\d{2,3}\.\d)(\/.*)$/;
 const TOKEN_PATH = '/services/oauth2/token';
 
@@ -1752,6 +1769,8 @@ class SalesforceStandInServer implements SalesforceStandIn {
     }
     this.authenticate(req);
     if (!this.apiVersions.includes(route.version)) throw notFound();
+    const since = FIRST_VERSION[route.kind];
+    if (since !== undefined && Number(route.version) < since) throw notFound();
     this.usage++;
     res.setHeader('Sforce-Limit-Info', `api-usage=${this.usage}/${this.apiLimit}`);
     if (this.usage > this.apiLimit) throw new ApiError(403, 'REQUEST_LIMIT_EXCEEDED', 'TotalRequests Limit exceeded.');

@@ -173,6 +173,25 @@ describe('Versions', () => {
     const other = await call(sf, token, 'GET', '/services/data/v99.0/sobjects/Account/describe');
     expect([other.status, other.json]).toEqual([404, [{ errorCode: 'NOT_FOUND', message: 'The requested resource does not exist' }]]);
   });
+
+  it('404s a resource under a version older than the one it came in: Collections upsert 46.0, Collections 42.0, Bulk API 2.0 41.0', async () => {
+    const sf = await start();
+    const token = await login(sf);
+    const notFound = [404, [{ errorCode: 'NOT_FOUND', message: 'The requested resource does not exist' }]];
+    const body = upsertBody('Account', [{ Name: 'Acme', External_Id__c: 'A-1' }]);
+    const upsertUnder = async (version: string) => {
+      const res = await call(sf, token, 'PATCH', `/services/data/v${version}/composite/sobjects/Account/External_Id__c`, { body });
+      return [res.status, res.json];
+    };
+    expect(await upsertUnder('45.0')).toEqual(notFound);
+    expect((await upsertUnder('46.0'))[0]).toBe(200);
+    const deleteUnder = async (version: string) => (await call(sf, token, 'DELETE', `/services/data/v${version}/composite/sobjects?ids=001000000000001AAA`)).status;
+    expect([await deleteUnder('41.0'), await deleteUnder('42.0')]).toEqual([404, 200]);
+    const job = { object: 'Account', operation: 'insert' };
+    const createUnder = async (version: string) => (await call(sf, token, 'POST', `/services/data/v${version}/jobs/ingest`, { body: job })).status;
+    expect([await createUnder('40.0'), await createUnder('41.0')]).toEqual([404, 200]);
+    expect((await call(sf, token, 'GET', '/services/data/v31.0/sobjects/Account/describe')).status).toBe(200);
+  });
 });
 
 describe('describe', () => {
