@@ -202,6 +202,24 @@ describe('Salesforce destination: settings', () => {
   });
 });
 
+describe('Salesforce destination: apiVersion', () => {
+  it('refuses a version older than 46.0, under which Salesforce has no sObject Collections upsert, and writes under 46.0', async () => {
+    const registry = new ConnectorRegistry({ clock: new WarpClock(), logger: silentLogger, backoff: FAST_BACKOFF, createRateLimiter }).register(salesforceConnector);
+    const issues = (apiVersion: string) =>
+      registry.checkSettings(salesforceConnector, { loginUrl: 'https://acme.my.salesforce.com', clientId: 'id', clientSecret: 's', apiVersion }).map((i) => `${i.path.join('.')}: ${i.message}`);
+    for (const old of ['45.0', 'v31.0']) {
+      expect(issues(old)).toEqual([expect.stringMatching(/^apiVersion: apiVersion is older than 46\.0, the first that upserts records by external id through sObject Collections .*write v46\.0 or later, e\.g\. v62\.0$/s)]);
+    }
+    expect(issues('46.0')).toEqual([]);
+    expect(issues('v62.0')).toEqual([]);
+
+    const sf = await start();
+    const { destination } = await open(sf, { apiVersion: '46.0' });
+    const writer = await destination.prepare(accountsTarget());
+    expect(await writer.write([upsert(['A-1', 'Acme', null])])).toEqual([{ ok: true, id: expect.stringMatching(/^001/) }]);
+  });
+});
+
 describe('Salesforce destination: loginUrl', () => {
   it("is required, and refuses Salesforce's generic login hosts, where the client credentials flow is not served", () => {
     const registry = new ConnectorRegistry({ clock: new WarpClock(), logger: silentLogger, backoff: FAST_BACKOFF, createRateLimiter }).register(salesforceConnector);

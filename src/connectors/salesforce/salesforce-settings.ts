@@ -17,6 +17,8 @@ export const GENERIC_LOGIN_HOSTS: readonly string[] = ['login.salesforce.com', '
 export const SALESFORCE_API_VERSION = 'v62.0';
 
 const API_VERSION = /^v?\d{2,3}\.\d$/;
+/** The first REST API version with sObject Collections upsert by external id, which every sync's writes use (Summer '19). */
+export const FIRST_API_VERSION = 46;
 
 const LOGIN_URL_DESCRIPTION =
   "Where the OAuth 2.0 client credentials flow logs in: your org's My Domain login URL, e.g. https://yourcompany.my.salesforce.com (a sandbox: https://yourcompany--sandbox.sandbox.my.salesforce.com); the flow does not log in at login.salesforce.com or test.salesforce.com. The token's instance_url is then used for every call.";
@@ -52,8 +54,14 @@ export const salesforceConnectionSettings = z.strictObject({
     .refine((value) => isTemplated(value) || API_VERSION.test(value), {
       error: hinted('apiVersion is not an API version', `write it like ${SALESFORCE_API_VERSION} or ${SALESFORCE_API_VERSION.slice(1)}`),
     })
+    .refine((value) => isTemplated(value) || !API_VERSION.test(value) || Number(apiVersionNumber(value)) >= FIRST_API_VERSION, {
+      error: hinted(
+        `apiVersion is older than ${FIRST_API_VERSION}.0, the first that upserts records by external id through sObject Collections (Salesforce answers 404 to it under older versions)`,
+        `write v${FIRST_API_VERSION}.0 or later, e.g. ${SALESFORCE_API_VERSION}`,
+      ),
+    })
     .default(SALESFORCE_API_VERSION)
-    .meta({ description: `The REST API version, e.g. ${SALESFORCE_API_VERSION} or ${SALESFORCE_API_VERSION.slice(1)} (default: ${SALESFORCE_API_VERSION}).` }),
+    .meta({ description: `The REST API version, e.g. ${SALESFORCE_API_VERSION} or ${SALESFORCE_API_VERSION.slice(1)}, ${FIRST_API_VERSION}.0 or later (default: ${SALESFORCE_API_VERSION}).` }),
   concurrency: intSetting(
     1,
     25,
