@@ -80,6 +80,8 @@ export type SalesforceFieldType =
   | 'phone'
   | 'url'
   | 'picklist'
+  /** Several picklist values in one text, separated by semicolons (`Gold;Silver`); a JSON array is refused. */
+  | 'multipicklist'
   | 'boolean'
   | 'int'
   | 'double'

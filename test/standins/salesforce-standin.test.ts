@@ -340,6 +340,18 @@ describe('sObject Collections upsert', () => {
     expect(checkbox.json[0]).toMatchObject({ errorCode: 'JSON_PARSER_ERROR', message: expect.stringContaining('instance of boolean from VALUE_STRING value yes') });
   });
 
+  it('takes a multi-select picklist as values separated by semicolons, and refuses a JSON array for it', async () => {
+    const sf = await start({ schema: { Member__c: { fields: { Key__c: { type: 'string', externalId: true }, Tiers__c: { type: 'multipicklist' } } } } });
+    const token = await login(sf);
+    const described = await call(sf, token, 'GET', `${V}/sobjects/Member__c/describe`);
+    expect(described.json.fields.find((f: { name: string }) => f.name === 'Tiers__c')).toMatchObject({ type: 'multipicklist' });
+    const send = (tiers: unknown) => call(sf, token, 'PATCH', `${V}/composite/sobjects/Member__c/Key__c`, { body: upsertBody('Member__c', [{ Key__c: 'M-1', Tiers__c: tiers }]) });
+    const array = await send(['Gold', 'Silver']);
+    expect([array.status, array.json[0]]).toEqual([400, { errorCode: 'JSON_PARSER_ERROR', message: 'Cannot deserialize instance of multipicklist from START_ARRAY value' }]);
+    expect((await send('Gold;Silver')).json[0]).toMatchObject({ success: true });
+    expect(sf.get('Member__c', 'Key__c', 'M-1')).toMatchObject({ Tiers__c: 'Gold;Silver' });
+  });
+
   it('fails only the row of a Bulk API upload whose date cannot be read', async () => {
     const sf = await start({ bulkPolls: 0 });
     const token = await login(sf);
