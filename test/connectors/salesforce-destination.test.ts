@@ -454,6 +454,28 @@ describe('Salesforce destination: sObject Collections', () => {
     expect(sf.records('Event__c')).toHaveLength(10);
   });
 
+  it('sends a list to a multi-select picklist as its values separated by semicolons', async () => {
+    const sf = await start({ schema: { Member__c: { fields: { Key__c: { type: 'string', externalId: true }, Tiers__c: { type: 'multipicklist' }, Note__c: { type: 'string' } } } } });
+    const { destination } = await open(sf);
+    for (const bulkThreshold of [10_000, 0]) {
+      const writer = await destination.prepare({
+        object: 'Member__c',
+        keyColumns: ['Key__c'],
+        columns: ['Key__c', 'Tiers__c', 'Note__c'],
+        settings: { externalIdField: 'Key__c', bulkThreshold },
+        sync: 'members-to-sf',
+        recordIds: recordedIds(),
+      });
+      // A PostgreSQL text[] or a DuckDB list arrives as JSON text.
+      const p = bulkThreshold === 0 ? 'b' : 'c';
+      const outcomes = await writer.write([upsert([`${p}1`, '["Gold","Silver"]', '["kept","as text"]']), upsert([`${p}2`, 'Gold;Bronze', null]), upsert([`${p}3`, '[]', null])]);
+      expect(outcomes.every((o) => o.ok)).toBe(true);
+      expect(sf.get('Member__c', 'Key__c', `${p}1`)).toMatchObject({ Tiers__c: 'Gold;Silver', Note__c: '["kept","as text"]' });
+      expect(sf.get('Member__c', 'Key__c', `${p}2`)).toMatchObject({ Tiers__c: 'Gold;Bronze' });
+      expect(sf.get('Member__c', 'Key__c', `${p}3`)?.Tiers__c).toBeUndefined();
+    }
+  });
+
   it('in update mode writes only records that exist (found by external id), rejecting the rest', async () => {
     const sf = await start();
     const [a1] = sf.seed('Account', [{ External_Id__c: 'A-1', Name: 'Acme' }]);

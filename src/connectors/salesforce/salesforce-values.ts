@@ -11,6 +11,8 @@
  *   a timestamp without an offset is UTC;
  * - number, currency, percent: a finite number, or its text as the model holds it (`12.30`);
  * - checkbox: true or false (also 1, 0 and their text, as SQLite and MySQL hold booleans);
+ * - multi-select picklist: values separated by semicolons; a list (an array column, which
+ *   sources hand over as JSON text) is joined so: `["Gold","Silver"]` goes as `Gold;Silver`;
  * - text fields: text (a model's number 7 becomes "7");
  * - an empty text is null for fields that are not text.
  */
@@ -27,6 +29,7 @@ const TIMESTAMP_TEXT = /^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(\.\d+)?\s*(Z
 /** `value` as Salesforce reads it for `field`. */
 export function fieldValue(field: FieldDescribe, value: Value): FieldValue {
   if (value === null) return { ok: true, value: null };
+  if (field.type === 'multipicklist' && typeof value === 'string') return { ok: true, value: picklistValues(value) };
   if (isTextField(field)) return { ok: true, value: typeof value === 'string' ? value : String(value) };
   if (value === '') return { ok: true, value: null };
   if (field.type === 'boolean') return checkbox(field, value);
@@ -34,6 +37,19 @@ export function fieldValue(field: FieldDescribe, value: Value): FieldValue {
   if (field.type === 'date') return date(field, value);
   if (field.type === 'datetime') return dateTime(field, value);
   return { ok: true, value };
+}
+
+/** A list (an array column, which sources hand over as JSON text: `["Gold","Silver"]`) as `Gold;Silver`; other text as it is. */
+function picklistValues(text: string): string {
+  if (!text.startsWith('[')) return text;
+  let list: unknown;
+  try {
+    list = JSON.parse(text);
+  } catch {
+    return text;
+  }
+  if (!Array.isArray(list) || !list.every((item) => typeof item === 'string' || typeof item === 'number')) return text;
+  return list.map(String).join(';');
 }
 
 function checkbox(field: FieldDescribe, value: Value): FieldValue {
