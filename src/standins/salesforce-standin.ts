@@ -50,7 +50,10 @@
  *   Failed | Aborted and `numberRecordsProcessed/Failed`, `successfulResults` (`"sf__Id","sf__Created",...`),
  *   `failedResults` (`"sf__Id","sf__Error",...` with `CODE:message:fields --`), `unprocessedrecords`;
  *   relationship columns `Account.External_Id__c`; `#N/A` clears a field and an empty cell leaves it alone;
- *   a line ending that does not match the job's `lineEnding` fails the job; job not found is 404.
+ *   a line ending that does not match the job's `lineEnding` fails the job; job not found is 404. Records
+ *   processed in 24 hours are limited (150,000,000): a job that reaches the limit ends Failed, what it
+ *   processed before stays written and the rest is in its unprocessed records ("If the limit is exceeded
+ *   while processing your job data, the remaining data isn't processed"; the errorMessage is unverified).
  * - Versions (`GET /services/data/`, no authentication needed): `[{label, url, version}]` of the REST API
  *   versions the org serves (31.0 to 62.0 unless a test says otherwise); a data path under another version is
  *   404 NOT_FOUND, as for any resource the org does not have, and so is a resource under a version older than
@@ -1311,10 +1314,18 @@ function parseUpload(text: string, job: IngestJob): JobUpload {
   }
 }
 
+/** Records Bulk API 2.0 processes per rolling 24 hours (Bulk API 2.0 limits). */
+const DEFAULT_BULK_RECORDS_PER_DAY = 150_000_000;
+
 class BulkEngine {
   readonly jobs = new Map<string, IngestJob>();
+  /** Records processed so far; the stand-in's day never rolls over. */
+  private recordsToday = 0;
 
-  constructor(private readonly org: Org) {}
+  constructor(
+    private readonly org: Org,
+    private readonly recordsPerDay: number,
+  ) {}
 
   /** Runs the job's records through the org, as Salesforce does once the upload is complete. */
   process(job: IngestJob): void {
@@ -1329,6 +1340,13 @@ class BulkEngine {
       return;
     }
     for (const upload of job.uploads) this.processUpload(job, upload, results);
+    if (results.unprocessed.length > 0) {
+      // The daily limit was reached while the job ran: the rest of its data is not processed and
+      // the job fails; what was processed stays written (wording unverified).
+      job.state = 'Failed';
+      job.errorMessage = `Exceeded the ${this.recordsPerDay} records Bulk API processes in 24 hours; ${results.unprocessed.length} records were not processed`;
+      return;
+    }
     job.state = 'JobComplete';
   }
 
@@ -1347,7 +1365,13 @@ class BulkEngine {
     const columns = parseCsvHeader(this.org, job.object, upload.header) as CsvColumn[];
     const align = alignColumns(upload.header, results.header);
     for (let start = 0; start < upload.rows.length; start += BULK_CHUNK) {
-      const chunk = upload.rows.slice(start, start + BULK_CHUNK);
+      let chunk = upload.rows.slice(start, start + BULK_CHUNK);
+      const room = Math.max(0, this.recordsPerDay - this.recordsToday);
+      if (chunk.length > room) {
+        results.unprocessed.push(...chunk.slice(room).map(align));
+        chunk = chunk.slice(0, room);
+      }
+      this.recordsToday += chunk.length;
       const inputs = chunk.map((row) => csvRowInput(columns, row));
       const duplicates = job.operation === 'upsert' && job.externalIdField ? duplicateExternalIds(inputs, job.externalIdField) : new Map<number, string>();
       chunk.forEach((row, i) => {
@@ -1572,6 +1596,11 @@ export interface SalesforceStandInOptions {
   bulkPolls?: number;
   /** Upload limit of one Bulk API job, counted as Salesforce does after base64 encoding (default 150 MB). */
   bulkUploadLimitBytes?: number;
+  /**
+   * Records Bulk API 2.0 processes in 24 hours (default 150,000,000). A job that reaches it ends
+   * Failed: the records processed before stay written, the rest are in its unprocessed records.
+   */
+  bulkRecordsPerDay?: number;
   /** The REST API versions the org serves, e.g. `['61.0', '62.0']` (default: 31.0 to 62.0). */
   apiVersions?: string[];
 }
@@ -1652,7 +1681,7 @@ class SalesforceStandInServer implements SalesforceStandIn {
     this.bulkPolls = options.bulkPolls ?? 1;
     this.bulkUploadLimit = options.bulkUploadLimitBytes ?? DEFAULT_BULK_UPLOAD_LIMIT;
     this.org = new Org(options.schema ?? DEFAULT_SALESFORCE_SCHEMA);
-    this.bulk = new BulkEngine(this.org);
+    this.bulk = new BulkEngine(this.org, options.bulkRecordsPerDay ?? DEFAULT_BULK_RECORDS_PER_DAY);
     this.orgId = this.org.ids.make('00D');
     this.userId = this.org.ids.make('005');
     // The request line of a 200-id delete or a long IN query can pass Node's 16 KB header default;

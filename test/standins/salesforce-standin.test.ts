@@ -665,6 +665,21 @@ describe('Bulk API 2.0 ingest', () => {
     expect(sf.records('Account')).toHaveLength(0);
   });
 
+  it('fails a job that reaches the daily record limit, keeping what it processed and listing the rest as unprocessed', async () => {
+    const sf = await start({ bulkPolls: 0, bulkRecordsPerDay: 3 });
+    const token = await login(sf);
+    const job = (await createJob(sf, token, { object: 'Account', operation: 'upsert', externalIdFieldName: 'External_Id__c' })).json.id as string;
+    await upload(sf, token, job, 'External_Id__c,Name\nA-1,One\nA-2,\nA-3,Three\nA-4,Four\nA-5,Five\n');
+    await close(sf, token, job);
+    const state = (await info(sf, token, job)).json;
+    expect(state).toMatchObject({ state: 'Failed', numberRecordsProcessed: 3, numberRecordsFailed: 1, errorMessage: expect.stringContaining('2 records were not processed') });
+    expect(sf.records('Account').map((r) => r['External_Id__c'])).toEqual(['A-1', 'A-3']);
+    const read = async (which: string) => parseCsv((await call(sf, token, 'GET', `${V}/jobs/ingest/${job}/${which}`)).text, { columns: true }) as Array<Record<string, string>>;
+    expect((await read('successfulResults')).map((r) => r['External_Id__c'])).toEqual(['A-1', 'A-3']);
+    expect((await read('failedResults')).map((r) => r['External_Id__c'])).toEqual(['A-2']);
+    expect((await read('unprocessedrecords')).map((r) => r['External_Id__c'])).toEqual(['A-4', 'A-5']);
+  });
+
   it('takes 50,000 rows in one job without slowing to a crawl', async () => {
     const sf = await start({ bulkPolls: 0 });
     const token = await login(sf);
