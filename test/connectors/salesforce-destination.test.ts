@@ -619,6 +619,20 @@ describe('Salesforce destination: Bulk API 2.0', () => {
     expect(error.message).toMatch(/Bulk API job \S+ on Account ended Failed: InvalidBatch : Field name not found : Nmae — its rows were not written/);
   });
 
+  it('answers the rows a job that ended Failed part-way processed, and the others as retryable', async () => {
+    const sf = await start({ bulkPolls: 0, bulkRecordsPerDay: 3 });
+    const { destination } = await open(sf);
+    const writer = await destination.prepare(accountsTarget({ settings: { externalIdField: 'External_Id__c', bulkThreshold: 0 } }));
+    const outcomes = await writer.write([upsert(['A-1', 'One', null]), upsert(['A-2', null, null]), upsert(['A-3', 'Three', null]), upsert(['A-4', 'Four', null]), upsert(['A-5', 'Five', null])]);
+    expect(outcomes[0]).toEqual({ ok: true, id: sf.get('Account', 'External_Id__c', 'A-1')?.Id });
+    expect(outcomes[1]).toEqual({ ok: false, reason: 'REQUIRED_FIELD_MISSING: Required fields are missing: [Name]' });
+    expect(outcomes[2]).toEqual({ ok: true, id: sf.get('Account', 'External_Id__c', 'A-3')?.Id });
+    for (const outcome of outcomes.slice(3)) {
+      expect(outcome).toMatchObject({ ok: false, retryable: true });
+      expect(reason(outcome)).toMatch(/^Salesforce did not process this row: Bulk API job \S+ on Account ended Failed before it \(Exceeded .*\); it is sent again$/);
+    }
+  });
+
   it('retries a poll that fails transiently without starting the job again', async () => {
     const sf = await start({ bulkPolls: 1 });
     const { destination } = await open(sf);

@@ -7,9 +7,11 @@
  *   poll (GET jobs/ingest/{id}) with backoff on the injected clock             → InProgress → JobComplete | Failed | Aborted
  *   results (GET successfulResults: sf__Id; failedResults: sf__Error, only when some failed)
  *
- * Each row's outcome is found by its external id column in the results. A job that ends Failed or
- * Aborted, or outlives `jobTimeoutMs`, is an error with Salesforce's `errorMessage`; a job that
- * cannot be completed is aborted. Each call is retried on its own when it fails transiently (a
+ * Each row's outcome is found by its external id column in the results. A job that ends Failed
+ * after processing some records (Salesforce keeps them written) answers those rows from its
+ * results and the others as retryable; a job that ends Failed having processed none, or Aborted, or
+ * that outlives `jobTimeoutMs`, is an error with Salesforce's `errorMessage`; a job that cannot be
+ * completed is aborted. Each call is retried on its own when it fails transiently (a
  * retried poll does not start the job again).
  */
 import { parse as parseCsv } from 'csv-parse/sync';
@@ -114,6 +116,14 @@ export class BulkIngest {
       throw thrown;
     }
     const final = await this.waitFor(job.id, object, started, rows.signal);
+    if (final.state === 'Failed' && final.numberRecordsProcessed > 0) {
+      // Salesforce stopped part-way (the daily record limit, a batch it could not process after its
+      // retries): what it processed stays written, so those rows get their outcomes, and the rest is
+      // sent again.
+      logger.warn('salesforce bulk job failed part-way', { destination: client.name, job: job.id, processed: final.numberRecordsProcessed, error: final.errorMessage });
+      const unprocessed = `Salesforce did not process this row: Bulk API job ${job.id} on ${object} ended Failed before it${final.errorMessage ? ` (${client.scrub(final.errorMessage)})` : ''}; it is sent again`;
+      return this.results(rows, from, end, final, unprocessed);
+    }
     if (final.state !== 'JobComplete') {
       throw new LockstepError(
         ErrorCode.Internal,
@@ -151,8 +161,8 @@ export class BulkIngest {
     }
   }
 
-  /** Each row's outcome from the job's results, found by its external id cell. */
-  private async results(rows: BulkRows, from: number, end: number, job: JobInfo): Promise<RowOutcome[]> {
+  /** Each row's outcome from the job's results, found by its external id cell; a row in neither is `unprocessed`, retryable. */
+  private async results(rows: BulkRows, from: number, end: number, job: JobInfo, unprocessed?: string): Promise<RowOutcome[]> {
     const outcomes: Array<RowOutcome | undefined> = new Array(end - from);
     const queue = new KeyQueue(rows.keys.slice(from, end));
     const extHeader = rows.externalIdField;
@@ -187,7 +197,7 @@ export class BulkIngest {
     return Array.from(outcomes, (outcome) =>
       outcome ?? {
         ok: false,
-        reason: `Salesforce did not process this row in Bulk API job ${job.id} (it is in neither its successful nor its failed results)`,
+        reason: unprocessed ?? `Salesforce did not process this row in Bulk API job ${job.id} (it is in neither its successful nor its failed results)`,
         retryable: true,
       },
     );
