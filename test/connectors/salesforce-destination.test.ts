@@ -720,6 +720,23 @@ describe('Salesforce destination: failures', () => {
     expect(sf.records('Account')).toHaveLength(0);
   });
 
+  it('pauses only seconds when Salesforce refuses a call for the org\'s concurrent long-running requests, and says so', async () => {
+    const sf = await start();
+    const { destination, limiter, clock } = await open(sf);
+    const writer = await destination.prepare(accountsTarget());
+    sf.failNext(1, { status: 403, body: [{ message: 'ConcurrentPerOrgLongTxn Limit exceeded.', errorCode: 'REQUEST_LIMIT_EXCEEDED' }], only: ['upsert'] });
+    const before = clock.now();
+    const error = await failure(writer.write([upsert(['A-1', 'Acme', null])]));
+    expect(error.retryable).toBe(true);
+    expect(error.retryAfterSeconds).toBe(10);
+    expect(error.message).toMatch(/too many long-running calls under way at once \(REQUEST_LIMIT_EXCEEDED: ConcurrentPerOrgLongTxn Limit exceeded\.; Salesforce allows 25 calls of 20 s or more/);
+    expect(error.message).not.toMatch(/24 hours|an hour or more/);
+    expect(limiter.pauses).toHaveLength(1);
+    expect(limiter.pauses[0]).toBeLessThanOrEqual(before + 10_000 + 1_000);
+    // The next attempt goes through.
+    expect(await writer.write([upsert(['A-1', 'Acme', null])])).toEqual([{ ok: true, id: expect.stringMatching(/^001/) }]);
+  });
+
   it('keeps Sforce-Limit-Info and counts its calls', async () => {
     const sf = await start({ apiLimit: 5000 });
     const { destination } = await open(sf);

@@ -8,7 +8,8 @@
  * - paces every call through the connection's shared rate limiter;
  * - reads `Sforce-Limit-Info: api-usage=N/LIMIT` from every answer and counts the calls it made;
  * - sorts each answer: 2xx → its JSON or text; `403 REQUEST_LIMIT_EXCEEDED` → every writer of the
- *   connection paused and a retryable error; 408, 429, 5xx, a reset connection, a body cut short,
+ *   connection paused (a minute for the daily request limit, seconds for the concurrent
+ *   long-running request limit) and a retryable error; 408, 429, 5xx, a reset connection, a body cut short,
  *   a timeout → retryable; Salesforce's other request-level errors (`[{errorCode, message}]`) → an
  *   answer the caller words; anything else (an HTML page, a body that is not JSON, a redirect) →
  *   a fatal error naming the call, the status and the answer's first 200 characters.
@@ -78,6 +79,14 @@ export interface SalesforceUsage {
  * a run for hours; with the default 5 attempts the run gives up after about 4 minutes.
  */
 export const REQUEST_LIMIT_PAUSE_SECONDS = 60;
+
+/**
+ * How long writers pause when Salesforce refuses a call for the org's concurrent long-running
+ * requests (`REQUEST_LIMIT_EXCEEDED` "ConcurrentPerOrgLongTxn Limit exceeded" or "ConcurrentRequests
+ * … Limit exceeded": 25 calls of 20 s or more at once, by every integration together). Room comes
+ * back as those calls finish, in seconds, not as the daily count ages out.
+ */
+export const CONCURRENT_LIMIT_PAUSE_SECONDS = 10;
 
 /** Characters of an answer kept in messages. */
 const SNIPPET_CHARS = 200;
@@ -373,7 +382,9 @@ export class SalesforceClient {
     }
     const errors = apiErrors(raw.text);
     const first = errors?.[0];
-    if (status === 403 && first?.errorCode === 'REQUEST_LIMIT_EXCEEDED') return this.limitExceeded(request, first.message);
+    if (status === 403 && first?.errorCode === 'REQUEST_LIMIT_EXCEEDED') {
+      return /^Concurrent/i.test(first.message) ? this.concurrentLimitExceeded(request, first.message) : this.limitExceeded(request, first.message);
+    }
     if (status === 408 || status === 429 || status >= 500) {
       const retryAfterSeconds = parseRetryAfter(header(raw.headers, 'retry-after'), this.options.clock.now());
       const after = retryAfterSeconds === undefined ? '' : ` (Retry-After: ${Math.ceil(retryAfterSeconds)} s)`;
@@ -397,6 +408,18 @@ export class SalesforceClient {
       ErrorCode.Transient,
       `${this.describe(request)}: the org's API request limit is used up (REQUEST_LIMIT_EXCEEDED: ${this.scrub(message)}; ${usage}, counted over a rolling 24 hours) — room comes back as calls made 24 hours ago age out: run again in an hour or more (rows not sent stay planned for the next run), spread other integrations' calls, or ask Salesforce for a higher limit`,
       { retryable: true, retryAfterSeconds: REQUEST_LIMIT_PAUSE_SECONDS },
+    );
+  }
+
+  /** Too many long-running calls in the org at once: every writer of the connection waits a little, and the call is retryable. */
+  private concurrentLimitExceeded(request: SalesforceRequest, message: string): never {
+    const { clock, limiter, logger, slug } = this.options;
+    limiter.pauseUntil(clock.now() + CONCURRENT_LIMIT_PAUSE_SECONDS * 1000);
+    logger.warn('salesforce concurrent request limit exceeded, pausing this destination', { destination: slug });
+    throw new LockstepError(
+      ErrorCode.Transient,
+      `${this.describe(request)}: the org has too many long-running calls under way at once (REQUEST_LIMIT_EXCEEDED: ${this.scrub(message)}; Salesforce allows 25 calls of 20 s or more at a time, by every integration together) — the call is made again; if this persists, lower the connection's concurrency, or find the integration whose calls run long`,
+      { retryable: true, retryAfterSeconds: CONCURRENT_LIMIT_PAUSE_SECONDS },
     );
   }
 
