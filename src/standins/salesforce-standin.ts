@@ -92,6 +92,8 @@ export type SalesforceFieldType =
   | 'percent'
   | 'date'
   | 'datetime'
+  /** A time of day; its values are kept as sent (the forms Salesforce reads for it are not modelled). */
+  | 'time'
   | 'reference';
 
 /** One field of an sObject, as the stand-in is configured. */
