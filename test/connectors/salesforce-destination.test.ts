@@ -454,6 +454,31 @@ describe('Salesforce destination: sObject Collections', () => {
     expect(sf.records('Event__c')).toHaveLength(10);
   });
 
+  it('rejects only the rows holding a value Salesforce could not read (JSON_PARSER_ERROR refuses the whole call), the rest landing', async () => {
+    const sf = await start({ schema: { Shift__c: { fields: { Key__c: { type: 'string', externalId: true }, Ends__c: { type: 'time' }, Note__c: { type: 'string' } } } } });
+    const { destination } = await open(sf);
+    const writer = await destination.prepare({
+      object: 'Shift__c',
+      keyColumns: ['Key__c'],
+      columns: ['Key__c', 'Ends__c', 'Note__c'],
+      settings: { externalIdField: 'Key__c' },
+      sync: 'shifts-to-sf',
+      recordIds: recordedIds(),
+    });
+    // Salesforce's answer when one record's time is in a form it does not read.
+    const message = 'Cannot deserialize instance of time from VALUE_STRING value 25:00 or request may be missing a required field at [line:1, column:154]';
+    sf.failNext(1, { status: 400, body: [{ message, errorCode: 'JSON_PARSER_ERROR' }], only: ['upsert'] });
+    const outcomes = await writer.write([upsert(['S-1', '09:00:00.000Z', '25:00']), upsert(['S-2', '25:00', null]), upsert(['S-3', '17:30:00.000Z', null])]);
+    expect(outcomes[0]).toEqual({ ok: true, id: sf.get('Shift__c', 'Key__c', 'S-1')?.Id });
+    expect(reason(outcomes[1])).toBe(`JSON_PARSER_ERROR: ${message} — Salesforce cannot read this value for its field; fix its form in the model's query`);
+    expect(outcomes[2]).toEqual({ ok: true, id: sf.get('Shift__c', 'Key__c', 'S-3')?.Id });
+    expect(sf.stats().requests.upsert).toBe(2);
+
+    // An answer that names no value still fails the write, naming the call.
+    sf.failNext(1, { status: 400, body: [{ message: 'Unexpected character (\'x\' (code 120))', errorCode: 'JSON_PARSER_ERROR' }], only: ['upsert'] });
+    expect((await failure(writer.write([upsert(['S-4', null, null])]))).message).toMatch(/answered 400 JSON_PARSER_ERROR: Unexpected character/);
+  });
+
   it('sends a list to a multi-select picklist as its values separated by semicolons', async () => {
     const sf = await start({ schema: { Member__c: { fields: { Key__c: { type: 'string', externalId: true }, Tiers__c: { type: 'multipicklist' }, Note__c: { type: 'string' } } } } });
     const { destination } = await open(sf);

@@ -3,7 +3,9 @@
  *
  * - **sObject Collections** (`PATCH composite/sobjects/{object}/{externalIdField}`, 200 records a
  *   call, `allOrNone: false`): each record's `{success, errors}` is its row's outcome
- *   (`statusCode: message`), several calls at once through the connection's shared limiter.
+ *   (`statusCode: message`), several calls at once through the connection's shared limiter. Values
+ *   go in the forms Salesforce reads (salesforce-values.ts); a call Salesforce still refuses with
+ *   `JSON_PARSER_ERROR` for a value it names rejects the rows holding it and is made again without them.
  * - **Bulk API 2.0** when a run plans more than the sync's `bulkThreshold` rows (the writer asks to
  *   see that many planned rows first, `planAhead`, and then takes batches of `bulkJobSize`): one
  *   ingest job per batch (salesforce-bulk.ts).
@@ -337,7 +339,16 @@ class SalesforceWriter implements DestinationWriter {
       json: { allOrNone: false, records: rows.map((i) => this.record(values.get(i) as Value[])) },
     };
     const answer = await client.call(request);
-    if (!answer.ok) throw requestError(client, request, answer);
+    if (!answer.ok) {
+      // One record's value its field cannot be read as refuses the whole call: the records holding
+      // the value Salesforce names are rejected with its message, and the others are sent again.
+      const unreadable = answer.errorCode === 'JSON_PARSER_ERROR' ? this.unreadableRows(answer.message, values, rows) : [];
+      if (unreadable.length === 0) throw requestError(client, request, answer);
+      const reason = `JSON_PARSER_ERROR: ${answer.message} — Salesforce cannot read this value for its field; fix its form in the model's query`;
+      const rest = rows.filter((row) => !unreadable.includes(row));
+      const refused = unreadable.map((row): [number, RowOutcome] => [row, { ok: false, reason }]);
+      return rest.length === 0 ? refused : [...refused, ...(await this.collectionsUpsert(values, rest))];
+    }
     const results = answer.body;
     if (!Array.isArray(results) || results.length !== rows.length) {
       throw new LockstepError(
@@ -346,6 +357,24 @@ class SalesforceWriter implements DestinationWriter {
       );
     }
     return rows.map((row, n) => [row, recordOutcome(results[n], client)]);
+  }
+
+  /**
+   * The rows holding the value a JSON_PARSER_ERROR names ("Cannot deserialize instance of time from
+   * VALUE_STRING value 25:00 or request may be missing a required field at [line:1, column:80]") in a
+   * field of the type it names (in any field when none has that type); none when it names no value.
+   */
+  private unreadableRows(message: string, values: Map<number, Value[]>, rows: number[]): number[] {
+    const match = /instance of (\w+) from \w+ value ([\s\S]*?)(?: or request may be missing a required field)?(?: at \[line:\d+, ?column:\d+\])?$/.exec(message);
+    if (!match) return [];
+    const [, type = '', text = ''] = match;
+    const columns = this.options.plan.columns.map((column) => (column.kind === 'field' ? column.field : column.parentField));
+    const typed = columns.flatMap((field, i) => (field.type.toLowerCase() === type.toLowerCase() ? [i] : []));
+    const candidates = typed.length > 0 ? typed : columns.map((_, i) => i);
+    return rows.filter((row) => {
+      const cells = values.get(row) as Value[];
+      return candidates.some((i) => cells[i] !== null && cells[i] !== undefined && String(cells[i]) === text);
+    });
   }
 
   /** A record for sObject Collections: fields by API name, parents by external id nested under their relationship. */
