@@ -4,8 +4,9 @@
  * waited for.
  *
  * dbt Cloud: the `Authorization` header holds the hex HMAC-SHA256 of the raw body keyed with the
- * webhook's secret; a `job.run.completed` event with `data.runStatusCode` 10 (success) starts every
- * enabled sync and sequence whose schedule is `{type: dbt_cloud, accountId, jobId}` for that job.
+ * webhook's secret; a `job.run.completed` event whose run succeeded (`data.runStatusCode` 10, or
+ * `data.runStatus` "Success" in a payload without the code) starts every enabled sync and sequence
+ * whose schedule is `{type: dbt_cloud, accountId, jobId}` for that job.
  * Fivetran: `X-Fivetran-Signature-256` holds the hex HMAC-SHA256 of the body; a `sync_end` event
  * with `data.status` `SUCCESSFUL` starts what is scheduled on `{type: fivetran, connectorId}`.
  * Anything else verified is recorded as ignored, with why.
@@ -19,6 +20,8 @@ import type { Schedule, WorkspaceState } from '../core/workspace.js';
 
 /** dbt Cloud's run status code for a successful run. */
 export const DBT_CLOUD_SUCCESS = 10;
+/** dbt Cloud's run status name for a successful run. */
+export const DBT_CLOUD_SUCCESS_STATUS = 'Success';
 
 /**
  * A webhook's signing secret as the server has it: the secret, why it cannot be read (its variable
@@ -100,6 +103,16 @@ function parseJson(raw: Buffer): Record<string, unknown> | null {
 
 const text = (v: unknown): string | null => (typeof v === 'string' ? v : typeof v === 'number' ? String(v) : null);
 
+/**
+ * Whether a dbt Cloud run succeeded: `runStatusCode` 10, or, in payloads without the code (as dbt
+ * Cloud documented them first), `runStatus` "Success".
+ */
+function dbtRunSucceeded(data: Record<string, unknown>): boolean {
+  const code = text(data.runStatusCode);
+  if (code !== null && code.trim() !== '') return Number(code) === DBT_CLOUD_SUCCESS;
+  return text(data.runStatus) === DBT_CLOUD_SUCCESS_STATUS;
+}
+
 export class WebhookReceiver {
   constructor(private readonly options: WebhookReceiverOptions) {}
 
@@ -124,12 +137,12 @@ export class WebhookReceiver {
       if (eventType !== 'job.run.completed') {
         return { ...base, outcome: 'ignored', reason: `event type ${eventType ?? '(none)'} does not start runs; only job.run.completed does` };
       }
-      const statusCode = Number(data.runStatusCode);
-      if (statusCode !== DBT_CLOUD_SUCCESS) {
+      if (!dbtRunSucceeded(data)) {
+        const status = [text(data.runStatus), text(data.runStatusCode) === null ? null : `code ${text(data.runStatusCode)}`].filter((part) => part !== null);
         return {
           ...base,
           outcome: 'ignored',
-          reason: `dbt Cloud job ${jobId ?? '?'} run ${text(data.runId) ?? '?'} ended with status ${text(data.runStatus) ?? statusCode} (code ${data.runStatusCode as string}), not success (10)`,
+          reason: `dbt Cloud job ${jobId ?? '?'} run ${text(data.runId) ?? '?'} ended with status ${status.join(', ') || '(none)'}, not success (${DBT_CLOUD_SUCCESS_STATUS}, code ${DBT_CLOUD_SUCCESS})`,
         };
       }
       if (!jobId) return reject(400, 'data.jobId is missing');

@@ -111,6 +111,49 @@ describe('webhook endpoints', () => {
     ]);
   });
 
+  it("dbt Cloud: a completed run reported by runStatus alone (the documented payload without runStatusCode) starts on 'Success' only", async () => {
+    const { h, post, events } = await serve();
+    await using _ = h;
+    // dbt Cloud's example payloads ("Webhooks for your jobs"), first published without runStatusCode.
+    const documented = (eventId: string, eventType: string, runStatus: string, ended: Record<string, string>) =>
+      JSON.stringify({
+        accountId: 43,
+        eventId,
+        timestamp: '2023-01-31T19:29:35.789265936Z',
+        eventType,
+        webhookName: 'test',
+        data: {
+          jobId: '101',
+          jobName: 'Daily Job (dbt build)',
+          runId: '12345',
+          environmentId: '1234',
+          environmentName: 'Production',
+          dbtVersion: '',
+          projectName: 'Snowflake Github Demo',
+          runReason: '',
+          runStartedAt: '2023-01-31T19:28:07Z',
+          ...ended,
+          runStatus,
+          runStatusMessage: 'None',
+        },
+      });
+    const completed = documented('wev_2L6ZDoilyiWzKkSA59Gmc2d7FDD', 'job.run.completed', 'Success', { runFinishedAt: '2023-01-31T19:29:32Z' });
+    const ok = await post('/api/v1/webhooks/dbt-cloud', completed, { authorization: sign(DBT_SECRET, completed) });
+    expect(ok.status).toBe(200);
+    expect(ok.body).toMatchObject({ outcome: 'accepted', message: expect.stringMatching(/started sequence "nightly"/) });
+    expect((await h.app.runs.waitForSequenceRun(ok.body.runs[0]!.runId)).status).toBe('done');
+    expect((await post('/api/v1/webhooks/dbt-cloud', completed, { authorization: sign(DBT_SECRET, completed) })).body.outcome).toBe('duplicate');
+    const errored = documented('wev_2L6m5BggBw9uPNuSmtg4MUiW4Re', 'job.run.errored', 'Errored', { runErroredAt: '2023-01-31T21:15:20Z' });
+    const erroredAnswer = await post('/api/v1/webhooks/dbt-cloud', errored, { authorization: sign(DBT_SECRET, errored) });
+    expect(erroredAnswer.body.outcome).toBe('ignored');
+    const completedErrored = documented('wev_errored_completed', 'job.run.completed', 'Errored', { runFinishedAt: '2023-01-31T21:15:20Z' });
+    const notSuccess = await post('/api/v1/webhooks/dbt-cloud', completedErrored, { authorization: sign(DBT_SECRET, completedErrored) });
+    expect(notSuccess.body).toMatchObject({ outcome: 'ignored', message: expect.stringMatching(/ended with status Errored, not success \(Success, code 10\)/) });
+
+    expect(await h.app.store.listSequenceRuns({ limit: 10, offset: 0, order: 'asc' })).toHaveLength(1);
+    expect((await events()).map((e) => e.outcome)).toEqual(['ignored', 'ignored', 'duplicate', 'accepted']);
+  });
+
   it('Fivetran: sync_end SUCCESSFUL starts the sync on that connector; FAILURE_WITH_TASK and the test event are recorded and ignored', async () => {
     const { h, post, events } = await serve();
     await using _ = h;
