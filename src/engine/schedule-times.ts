@@ -52,6 +52,9 @@ const WEEKDAY_CRON: Record<Weekday, number> = {
   saturday: 6,
 };
 
+/** The cron nicknames croner knows, in lower case. */
+const CRON_NICKNAMES = ['@yearly', '@annually', '@monthly', '@weekly', '@daily', '@hourly'];
+
 /** A schedule reduced to the questions the scheduler asks. */
 interface CompiledSchedule {
   /** First due time strictly after `after`, or null when there is none. */
@@ -146,7 +149,14 @@ function compileUncached(schedule: TimedSchedule, path: string): CompiledSchedul
       const timezone = checkTimezone(schedule.timezone, `${path}.timezone`);
       const expression = schedule.expression.trim();
       const fields = expression.split(/\s+/);
-      if (!(fields.length === 5 || (fields.length === 1 && expression.startsWith('@'))) || expression.includes('?')) {
+      if (expression.startsWith('@') && !(fields.length === 1 && CRON_NICKNAMES.includes(expression.toLowerCase()))) {
+        throw invalid(`${path}.expression`, `unknown cron nickname "${expression}"`, 'use @yearly (or @annually), @monthly, @weekly, @daily or @hourly');
+      }
+      if (fields.length === 5 && expression.includes('?')) {
+        // croner would read "?" as the value of the moment the pattern is compiled.
+        throw invalid(`${path}.expression`, `cron expression "${schedule.expression}" uses "?", which 5-field cron does not have`, 'write * in its place');
+      }
+      if (!(fields.length === 5 || (fields.length === 1 && expression.startsWith('@')))) {
         throw invalid(
           `${path}.expression`,
           `cron expression "${schedule.expression}" must have 5 fields (minute hour day-of-month month day-of-week)`,

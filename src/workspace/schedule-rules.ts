@@ -43,9 +43,30 @@ export function checkTimezone(name: string): Problem | null {
 const CRON_FIELDS = 'minute hour day-of-month month day-of-week';
 const CRON_EXAMPLE = 'e.g. "0 * * * *" (every hour) or "30 6 * * 1-5" (06:30 on weekdays)';
 
+/** The nicknames croner knows (and the scheduler fires), in lower case. */
+const CRON_NICKNAMES = ['@yearly', '@annually', '@monthly', '@weekly', '@daily', '@hourly'];
+const NICKNAME_LIST = 'the nicknames are @yearly (or @annually), @monthly, @weekly, @daily and @hourly';
+
 export function checkCron(expression: string): Problem | null {
   const trimmed = expression.trim();
   const fields = trimmed.split(/\s+/).filter((f) => f !== '');
+  if (trimmed.startsWith('@') && !(fields.length === 1 && CRON_NICKNAMES.includes(trimmed.toLowerCase()))) {
+    const nickname = fields[0]!.toLowerCase();
+    const instead =
+      nickname === '@midnight'
+        ? 'write @daily (00:00 every day)'
+        : nickname === '@reboot'
+          ? '@reboot has no due time: use schedule type manual and start the run yourself'
+          : `write one of them or the 5 fields ${CRON_FIELDS}`;
+    return { message: `unknown cron nickname ${show(trimmed)}`, hint: `${instead}; ${NICKNAME_LIST}` };
+  }
+  if (fields.length === 5 && trimmed.includes('?')) {
+    // croner would read "?" as the value of the moment the pattern is parsed; the scheduler refuses it.
+    return {
+      message: `cron expression ${show(expression)} uses "?", which 5-field cron does not have`,
+      hint: `write * in its place: ${show(fields.map((f) => f.replaceAll('?', '*')).join(' '))}`,
+    };
+  }
   if (!trimmed.startsWith('@') && fields.length !== 5) {
     return {
       message: `cron expression ${show(expression)} has ${fields.length} field${fields.length === 1 ? '' : 's'}; Lockstep expects 5`,

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import type { Diagnostic } from '../../src/core/errors.js';
-import type { WorkspaceDefinition } from '../../src/core/workspace.js';
+import type { TimedSchedule, WorkspaceDefinition } from '../../src/core/workspace.js';
+import { validateTimedSchedule } from '../../src/engine/schedule-times.js';
 import { loadFiles, yaml } from './helpers.js';
 
 const load = loadFiles;
@@ -466,6 +467,40 @@ describe('loadWorkspace: errors', () => {
     );
     expect(byPath.get('syncs.d.schedule.timezone')?.hint).toBe('use an IANA timezone name such as "UTC", "Europe/Berlin" or "America/New_York"');
     expect(byPath.get('syncs.d.schedule.times[0]')?.hint).toBe('write a 24-hour time with two digits each, e.g. "06:30" or "18:00"');
+  });
+
+  it('refuses at validate time the cron forms the scheduler cannot fire: "?" and unknown @nicknames, naming what to write', async () => {
+    const result = await load({
+      'lockstep.yaml': yaml(
+        'sources: { wh: { type: sqlite, path: wh.db } }',
+        'destinations: { crm: { type: sqlite, path: crm.db } }',
+        'models: { m: { source: wh, primaryKey: id, query: select 1 } }',
+        'syncs:',
+        '  a: { model: m, destination: crm, object: a, mode: upsert, schedule: { type: cron, expression: "0 9 ? * MON-FRI" } }',
+        '  b: { model: m, destination: crm, object: b, mode: upsert, schedule: { type: cron, expression: "@midnight" } }',
+        '  c: { model: m, destination: crm, object: c, mode: upsert, schedule: { type: cron, expression: "@reboot" } }',
+      ),
+    });
+    expect(result.diagnostics.map((d) => `${brief(d)} — ${d.hint}`)).toEqual([
+      'lockstep.yaml:5: syncs.a.schedule.expression: cron expression "0 9 ? * MON-FRI" uses "?", which 5-field cron does not have — write * in its place: "0 9 * * MON-FRI"',
+      'lockstep.yaml:6: syncs.b.schedule.expression: unknown cron nickname "@midnight" — write @daily (00:00 every day); the nicknames are @yearly (or @annually), @monthly, @weekly, @daily and @hourly',
+      'lockstep.yaml:7: syncs.c.schedule.expression: unknown cron nickname "@reboot" — @reboot has no due time: use schedule type manual and start the run yourself; the nicknames are @yearly (or @annually), @monthly, @weekly, @daily and @hourly',
+    ]);
+    // What validate accepts, the scheduler can fire; what it refuses, the scheduler refuses too.
+    const valid = await load({
+      'lockstep.yaml': yaml(
+        'sources: { wh: { type: sqlite, path: wh.db } }',
+        'destinations: { crm: { type: sqlite, path: crm.db } }',
+        'models: { m: { source: wh, primaryKey: id, query: select 1 } }',
+        'syncs:',
+        '  d: { model: m, destination: crm, object: d, mode: upsert, schedule: { type: cron, expression: "@HOURLY", timezone: Europe/Berlin } }',
+        '  e: { model: m, destination: crm, object: e, mode: upsert, schedule: { type: cron, expression: "@annually" } }',
+      ),
+    });
+    expect(valid.diagnostics).toEqual([]);
+    for (const sync of valid.definition!.syncs) expect(validateTimedSchedule(sync.schedule as TimedSchedule)).toEqual([]);
+    const question: TimedSchedule = { type: 'cron', expression: '0 9 ? * MON-FRI', timezone: 'UTC', catchupWindowSeconds: 3600 };
+    expect(validateTimedSchedule(question)[0]?.message).toBe('cron expression "0 9 ? * MON-FRI" uses "?", which 5-field cron does not have');
   });
 
   it('reports rejectedThreshold shapes and member forms precisely', async () => {
