@@ -12,6 +12,7 @@
  * outcomes of the same kind send nothing: one notification per change of state, not per run.
  * Outcomes that say nothing about health (a cancelled or interrupted run) leave the state alone.
  */
+import { createHash } from 'node:crypto';
 import { interpolate, type TemplateEnv } from './connections.js';
 import { assertNever } from './errors.js';
 import type { EntityOrigin } from './workspace.js';
@@ -207,8 +208,21 @@ export interface AlertNotice {
   occurredAt: number;
 }
 
+/** The longest dedup key PagerDuty takes ("Send an Alert Event"); a longer one is refused with a 400. */
+export const MAX_DEDUP_KEY_LENGTH = 255;
+
 export function dedupKey(rule: string, subject: AlertSubject, condition: AlertCondition): string {
-  return `lockstep:${rule}:${subjectKey(subject)}:${condition}`;
+  return boundedDedupKey(`lockstep:${rule}:${subjectKey(subject)}:${condition}`);
+}
+
+/**
+ * `key` when it fits MAX_DEDUP_KEY_LENGTH; else its start (what a responder reads) followed by `~` and
+ * a hash of the whole key, so that long keys stay distinct and the same key always shortens the same way.
+ */
+export function boundedDedupKey(key: string): string {
+  if (key.length <= MAX_DEDUP_KEY_LENGTH) return key;
+  const hash = createHash('sha256').update(key).digest('hex').slice(0, 32);
+  return `${key.slice(0, MAX_DEDUP_KEY_LENGTH - hash.length - 1)}~${hash}`;
 }
 
 /**

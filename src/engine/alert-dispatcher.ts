@@ -9,7 +9,7 @@
  * `attempts`; an error that retrying cannot fix (a wrong URL, an unknown channel) ends it at
  * once. Nothing here ever waits on a run, and no run ever waits on it.
  */
-import type { AlertChannel, AlertChannelDef, AlertDelivery, AlertNotice, AlertStore } from '../core/alerts.js';
+import { boundedDedupKey, type AlertChannel, type AlertChannelDef, type AlertDelivery, type AlertNotice, type AlertStore } from '../core/alerts.js';
 import { ErrorCode, LockstepError, NotFoundError, toError } from '../core/errors.js';
 import type { Clock, Logger } from '../core/ports.js';
 import { backoffDelay, type BackoffPolicy } from '../core/backoff.js';
@@ -143,7 +143,7 @@ export class AlertDispatcher implements AsyncDisposable {
       text: `channel "${channelName}" (${channel.type}) works: this is what a Lockstep alert looks like here`,
       fields: [{ label: 'Channel', value: channelName }],
       severity: 'info',
-      dedupKey: `lockstep:test:${channelName}`,
+      dedupKey: boundedDedupKey(`lockstep:test:${channelName}`),
       occurredAt: now,
     };
     // Recorded first, out of the loop's reach until it is marked, so the id is known when sending.

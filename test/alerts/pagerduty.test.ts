@@ -1,0 +1,106 @@
+/**
+ * Alerts to PagerDuty's Events API v2, against a stand-in written from PagerDuty's documentation:
+ * one incident per failing sync, resolved when it recovers, whatever the order in which attempts
+ * fail and succeed.
+ */
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { App } from '../../src/app.js';
+import type { AlertsDefinition } from '../../src/core/alerts.js';
+import { model, source, sync, workspace } from '../helpers/definitions.js';
+import { createHierarchyFixture, sqlite, startHarness, tempDir } from '../helpers/harness.js';
+import { PagerDutyStandin } from '../standins/pagerduty-standin.js';
+
+/** An integration key as PagerDuty issues them: 32 characters. */
+const ROUTING_KEY = 'R0123456789abcdef0123456789abcde';
+
+async function setup(options: { retryMs?: number; slug?: string } = {}) {
+  const pd = await PagerDutyStandin.start();
+  const slug = options.slug ?? 'accounts';
+  const alerts: AlertsDefinition = {
+    channels: [{ name: 'oncall', type: 'pagerduty', routingKey: '${PD_KEY}', url: pd.url }],
+    rules: [{ name: 'default', on: ['sync_failed', 'recovered'], syncs: [], sequences: [], rejectedPercent: 0, slowerThanMinutes: null, channels: ['oncall'] }],
+  };
+  const dir = tempDir();
+  createHierarchyFixture(dir);
+  const h = await startHarness({
+    dir,
+    env: { PD_KEY: ROUTING_KEY, LOCKSTEP_ALERT_RETRY_MS: String(options.retryMs ?? 200) },
+    definition: {
+      ...workspace({
+        sources: [source('warehouse', { path: 'warehouse.db' })],
+        destinations: [source('crm', { path: 'crm.db' })],
+        models: [model('accounts', 'warehouse', 'select id, name from accounts')],
+        syncs: [sync(slug, { model: 'accounts', destination: 'crm', object: 'accounts' })],
+      }),
+      alerts,
+    },
+  });
+  return {
+    h,
+    pd,
+    slug,
+    async [Symbol.asyncDispose]() {
+      await h.app.close();
+      await pd[Symbol.asyncDispose]();
+    },
+  };
+}
+
+async function runSync(app: App, slug: string) {
+  const { run } = await app.runs.triggerSync(slug);
+  return app.runs.waitForSyncRun(run.id);
+}
+
+/** Every run so far evaluated and every due notice sent. */
+async function settle(app: App): Promise<void> {
+  await app.alertMonitor.idle();
+  await app.alerts.sendDue();
+}
+
+describe('PagerDuty channel', () => {
+  it('opens one incident per failing sync and resolves it when the sync recovers', async () => {
+    await using t = await setup();
+    const { h, pd } = t;
+    sqlite(join(h.dir, 'crm.db'), 'alter table accounts rename to accounts_gone');
+    for (let i = 0; i < 3; i++) {
+      expect((await runSync(h.app, 'accounts')).status).toBe('failed');
+      await settle(h.app);
+    }
+    expect(pd.open()).toEqual([expect.objectContaining({ dedupKey: 'lockstep:default:sync:accounts:failed', status: 'triggered', triggers: 1 })]);
+    expect(pd.open()[0]!.summary).toMatch(/^Sync "accounts" failed: /);
+
+    sqlite(join(h.dir, 'crm.db'), 'alter table accounts_gone rename to accounts');
+    expect((await runSync(h.app, 'accounts')).status).toBe('success');
+    await settle(h.app);
+    expect(pd.open()).toEqual([]);
+    expect(pd.events.map((e) => [e.action, e.applied])).toEqual([
+      ['trigger', true],
+      ['resolve', true],
+    ]);
+  });
+
+  it('keeps the dedup key within the 255 characters PagerDuty takes, one key per rule, sync and condition', async () => {
+    const slug = `accounts-${'x'.repeat(250)}`;
+    await using t = await setup({ slug });
+    const { h, pd } = t;
+    sqlite(join(h.dir, 'crm.db'), 'alter table accounts rename to accounts_gone');
+    expect((await runSync(h.app, slug)).status).toBe('failed');
+    await settle(h.app);
+    const [delivery] = await h.app.store.alerts.listDeliveries({ channel: 'oncall', limit: 1, offset: 0 });
+    expect(delivery).toMatchObject({ status: 'sent' });
+    expect(pd.open()).toHaveLength(1);
+    const key = pd.open()[0]!.dedupKey;
+    expect(key.length).toBeLessThanOrEqual(255);
+    expect(key.startsWith('lockstep:default:sync:accounts-xxx')).toBe(true);
+
+    sqlite(join(h.dir, 'crm.db'), 'alter table accounts_gone rename to accounts');
+    expect((await runSync(h.app, slug)).status).toBe('success');
+    await settle(h.app);
+    expect(pd.open()).toEqual([]);
+    expect(pd.events.map((e) => [e.action, e.dedupKey === key, e.applied])).toEqual([
+      ['trigger', true, true],
+      ['resolve', true, true],
+    ]);
+  });
+});
