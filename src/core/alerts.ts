@@ -307,10 +307,14 @@ export interface AlertStore {
   enqueueDeliveries(deliveries: NewAlertDelivery[], now: number, firstAttemptAt?: number): Promise<AlertDelivery[]>;
   /**
    * Takes up to `limit` pending deliveries due at `now`: their next attempt moves to `now + leaseMs`
-   * and their attempt count goes up, so no other process takes them meanwhile.
+   * and their attempt count goes up, so no other process takes them meanwhile. A delivery is held
+   * back while an older one of the same channel and dedup key is pending (being retried, or sent
+   * right now): the notices of one condition reach a channel in the order they were raised, so a
+   * recovery never overtakes the trigger it resolves (PagerDuty drops a resolve with no open alert,
+   * and the late trigger would open an incident nothing resolves).
    */
   claimDueDeliveries(now: number, limit: number, leaseMs: number): Promise<AlertDelivery[]>;
-  /** The earliest next attempt of a pending delivery, or null. */
+  /** The earliest next attempt of a pending delivery that is not held back, or null. */
   nextDeliveryAt(): Promise<number | null>;
   markDeliverySent(id: number, now: number): Promise<void>;
   /** Records a failed attempt: pending again at `retryAt`, or `failed` for good when `retryAt` is null. */

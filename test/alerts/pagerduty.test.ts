@@ -10,6 +10,7 @@ import type { AlertsDefinition } from '../../src/core/alerts.js';
 import { model, source, sync, workspace } from '../helpers/definitions.js';
 import { createHierarchyFixture, sqlite, startHarness, tempDir } from '../helpers/harness.js';
 import { PagerDutyStandin } from '../standins/pagerduty-standin.js';
+import { until } from './receivers.js';
 
 /** An integration key as PagerDuty issues them: 32 characters. */
 const ROUTING_KEY = 'R0123456789abcdef0123456789abcde';
@@ -78,6 +79,30 @@ describe('PagerDuty channel', () => {
       ['trigger', true],
       ['resolve', true],
     ]);
+  });
+
+  it('resolves the incident when the trigger went through only after the sync had recovered (PagerDuty answered 429 first)', async () => {
+    // The first attempt of the trigger is refused; its retry comes about 2 s later.
+    await using t = await setup({ retryMs: 2000 });
+    const { h, pd } = t;
+    pd.failNext(429);
+    sqlite(join(h.dir, 'crm.db'), 'alter table accounts rename to accounts_gone');
+    expect((await runSync(h.app, 'accounts')).status).toBe('failed');
+    await settle(h.app);
+    expect(pd.answers).toEqual([429]);
+
+    // Recovered before the trigger's retry is due.
+    sqlite(join(h.dir, 'crm.db'), 'alter table accounts_gone rename to accounts');
+    expect((await runSync(h.app, 'accounts')).status).toBe('success');
+    await settle(h.app);
+
+    const deliveries = () => h.app.store.alerts.listDeliveries({ channel: 'oncall', limit: 10, offset: 0 });
+    await until(async () => {
+      await h.app.alerts.sendDue();
+      return (await deliveries()).every((d) => d.status === 'sent');
+    }, 'both notices sent', 15_000);
+    expect(pd.events.map((e) => e.action)).toEqual(['trigger', 'resolve']);
+    expect(pd.open()).toEqual([]);
   });
 
   it('keeps the dedup key within the 255 characters PagerDuty takes, one key per rule, sync and condition', async () => {

@@ -148,8 +148,8 @@ export class PostgresAlertStore implements AlertStore {
     // Deliveries another process is claiming right now are skipped, not waited for.
     const rows = await this.db.query<DeliveryRow & { due_at: number }>(
       `WITH due AS (
-         SELECT id, next_attempt_at AS due_at FROM ${this.deliveries}
-         WHERE status = 'pending' AND next_attempt_at <= $1
+         SELECT id, next_attempt_at AS due_at FROM ${this.deliveries} AS d
+         WHERE status = 'pending' AND next_attempt_at <= $1 AND ${this.notHeldBack()}
          ORDER BY next_attempt_at, id LIMIT $2
          FOR UPDATE SKIP LOCKED
        ), claimed AS (
@@ -164,8 +164,21 @@ export class PostgresAlertStore implements AlertStore {
   }
 
   async nextDeliveryAt(): Promise<number | null> {
-    const row = (await this.db.query<{ at: number | null }>(`SELECT min(next_attempt_at) AS at FROM ${this.deliveries} WHERE status = 'pending'`))[0];
+    const row = (
+      await this.db.query<{ at: number | null }>(`SELECT min(next_attempt_at) AS at FROM ${this.deliveries} AS d WHERE status = 'pending' AND ${this.notHeldBack()}`)
+    )[0];
     return row?.at ?? null;
+  }
+
+  /**
+   * A pending delivery `d` is held back while an older one of the same channel and dedup key is
+   * pending (see AlertStore.claimDueDeliveries): a condition's notices reach a channel in the order raised.
+   */
+  private notHeldBack(): string {
+    return `NOT EXISTS (
+      SELECT 1 FROM ${this.deliveries} AS older
+      WHERE older.status = 'pending' AND older.channel = d.channel AND older.id < d.id
+        AND (older.notice::json ->> 'dedupKey') = (d.notice::json ->> 'dedupKey'))`;
   }
 
   async markDeliverySent(id: number, now: number): Promise<void> {

@@ -52,6 +52,15 @@ CREATE TABLE alert_deliveries (
 CREATE INDEX alert_deliveries_due ON alert_deliveries (next_attempt_at) WHERE status = 'pending';
 `;
 
+/**
+ * A pending delivery `d` is held back while an older one of the same channel and dedup key is pending
+ * (see AlertStore.claimDueDeliveries): a condition's notices reach a channel in the order raised.
+ */
+const NOT_HELD_BACK = `NOT EXISTS (
+  SELECT 1 FROM alert_deliveries AS older
+  WHERE older.status = 'pending' AND older.channel = d.channel AND older.id < d.id
+    AND json_extract(older.notice, '$.dedupKey') = json_extract(d.notice, '$.dedupKey'))`;
+
 export class SqliteAlertStore implements AlertStore {
   private readonly statements: Record<
     | 'definition'
@@ -95,13 +104,14 @@ export class SqliteAlertStore implements AlertStore {
          VALUES (?, ?, 'pending', 0, ?, ?) RETURNING *`,
       ),
       due: db.prepare(
-        `SELECT id FROM alert_deliveries WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?`,
+        `SELECT id FROM alert_deliveries AS d WHERE status = 'pending' AND next_attempt_at <= ? AND ${NOT_HELD_BACK}
+         ORDER BY next_attempt_at, id LIMIT ?`,
       ),
       claim: db.prepare(
         `UPDATE alert_deliveries SET next_attempt_at = ?, attempts = attempts + 1
          WHERE id = ? AND status = 'pending' RETURNING *`,
       ),
-      nextDue: db.prepare(`SELECT MIN(next_attempt_at) AS at FROM alert_deliveries WHERE status = 'pending'`),
+      nextDue: db.prepare(`SELECT MIN(next_attempt_at) AS at FROM alert_deliveries AS d WHERE status = 'pending' AND ${NOT_HELD_BACK}`),
       sent: db.prepare(
         // A delivery marked sent or failed was attempted at least once (test alerts are sent unclaimed).
         `UPDATE alert_deliveries SET status = 'sent', sent_at = ?, next_attempt_at = NULL, attempts = MAX(attempts, 1) WHERE id = ?`,

@@ -1,12 +1,13 @@
 /**
  * The Store contract, one suite per role of the port (src/core/ports.ts): the workspace, the run
  * queue, snapshots and record ids, sequence runs, schedules, the outbox of finished runs, tokens,
- * secrets at rest, and the webhook delivery log. A store's test file runs every one of them against
+ * secrets at rest, the webhook delivery log and the alert outbox. A store's test file runs every one of them against
  * an `open` that opens a fresh, empty store: `for (const describeContract of STORE_CONTRACTS)
  * describeContract('sqlite', open)`. The suites test through the port only; nothing in them knows
  * which database is behind it (the secrets suite reads what the store keeps through the `raw` its
  * `open` gives).
  */
+import { describeAlertOutboxContract } from './alert-outbox.contract.js';
 import { describeFinishedRunsContract } from './finished-runs.contract.js';
 import type { DescribeStoreContract } from './fixtures.js';
 import { describeRunQueueContract } from './run-queue.contract.js';
@@ -30,6 +31,7 @@ export const STORE_CONTRACTS: readonly DescribeStoreContract[] = [
   describeScheduleStoreContract,
   describeSecretsContract,
   describeWebhookStoreContract,
+  describeAlertOutboxContract,
 ];
 
 export type { DescribeStoreContract, OpenStore, StoreUnderTest } from './fixtures.js';
