@@ -34,13 +34,13 @@ export class SlackChannel implements AlertChannel {
 export function slackMessage(notice: AlertNotice): { text: string; blocks: unknown[] } {
   const emoji = notice.kind === 'resolved' ? ':white_check_mark:' : EMOJI[notice.severity];
   const blocks: unknown[] = [
-    { type: 'header', text: { type: 'plain_text', text: `${notice.title}`.slice(0, 150), emoji: true } },
-    { type: 'section', text: { type: 'mrkdwn', text: `${emoji} ${escapeMrkdwn(notice.text)}`.slice(0, 3000) } },
+    { type: 'header', text: { type: 'plain_text', text: clip(notice.title, 150), emoji: true } },
+    { type: 'section', text: { type: 'mrkdwn', text: clip(`${emoji} ${escapeMrkdwn(notice.text)}`, 3000) } },
   ];
   if (notice.fields.length > 0) {
     blocks.push({
       type: 'section',
-      fields: notice.fields.slice(0, 10).map((f) => ({ type: 'mrkdwn', text: `*${escapeMrkdwn(f.label)}*\n${escapeMrkdwn(f.value)}`.slice(0, 2000) })),
+      fields: notice.fields.slice(0, 10).map((f) => ({ type: 'mrkdwn', text: clip(`*${escapeMrkdwn(f.label)}*\n${escapeMrkdwn(f.value)}`, 2000) })),
     });
   }
   if (notice.run) {
@@ -50,10 +50,24 @@ export function slackMessage(notice: AlertNotice): { text: string; blocks: unkno
     });
   }
   blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: `Lockstep · rule ${escapeMrkdwn(notice.rule)} · ${new Date(notice.occurredAt).toISOString()}` }] });
-  return { text: `${notice.title}: ${notice.text}`, blocks };
+  // The fallback text is read as mrkdwn too: unescaped, "<!channel>" in an error would notify everyone.
+  return { text: clip(`${escapeMrkdwn(notice.title)}: ${escapeMrkdwn(notice.text)}`, MAX_TEXT_CHARS), blocks };
 }
 
-/** Slack mrkdwn treats &, < and > as markup. */
+/** Slack truncates a message's text past this many characters ("Truncating really long messages"). */
+const MAX_TEXT_CHARS = 40_000;
+
+/** Slack mrkdwn treats &, < and > as markup ("Formatting text for app surfaces": escape them). */
 function escapeMrkdwn(text: string): string {
   return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+/**
+ * At most `max` characters of `text`, as Slack counts them (code points), cut neither inside an
+ * escape such as `&amp;` nor inside a surrogate pair.
+ */
+function clip(text: string, max: number): string {
+  const chars = [...text];
+  if (chars.length <= max) return text;
+  return chars.slice(0, max).join('').replace(/&[a-z]{0,3}$/, '');
 }
