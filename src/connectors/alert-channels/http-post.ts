@@ -14,6 +14,11 @@ export interface PostOptions {
   what: string;
   /** Values of the channel no message may show, besides its URL: header values, a routing key (default: none). */
   secrets?: readonly string[];
+  /**
+   * Says in words what a non-2xx answer means and what to do, from its status and body (already
+   * cleared of secrets); undefined keeps the plain "answered <status>: <body>" (default: none).
+   */
+  explain?: (status: number, body: string) => string | undefined;
 }
 
 /** POSTs `body` (already serialized) and returns the answer's text; throws a LockstepError on failure. */
@@ -41,9 +46,11 @@ export async function postBody(url: string, body: string, options: PostOptions):
   const status = response.status;
   const retryable = status === 408 || status === 429 || status >= 500;
   const retryAfter = Number(response.headers.get('retry-after'));
+  const answered = withoutValues(text, hiddenTexts(url, options)).slice(0, 200);
+  const explained = options.explain?.(status, answered.trim());
   throw new LockstepError(
     retryable ? ErrorCode.Transient : ErrorCode.Connection,
-    `${options.what}: ${safeOrigin(url)} answered ${status}${text ? `: ${withoutValues(text, hiddenTexts(url, options)).slice(0, 200)}` : ''}`,
+    `${options.what}: ${explained ?? `${safeOrigin(url)} answered ${status}${answered ? `: ${answered}` : ''}`}`,
     { retryable, retryAfterSeconds: Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : undefined },
   );
 }

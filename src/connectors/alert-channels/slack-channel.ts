@@ -26,7 +26,41 @@ export class SlackChannel implements AlertChannel {
     await postBody(this.options.url, JSON.stringify(slackMessage(notice)), {
       what: `slack channel "${this.options.name}"`,
       timeoutMs: this.options.timeoutMs,
+      explain: slackRefusal,
     });
+  }
+}
+
+const NEW_WEBHOOK = "create an incoming webhook for another channel and set the channel's url to it";
+
+/**
+ * What Slack's answer means and what to do, for the error codes Slack documents for incoming
+ * webhooks ("Handling errors": a status and the code as the body); undefined for other answers.
+ */
+export function slackRefusal(status: number, code: string): string | undefined {
+  const answer = `${status} ${code}`;
+  switch (code) {
+    case 'channel_is_archived':
+      return `the Slack channel of this incoming webhook is archived (${answer}) — unarchive it, or ${NEW_WEBHOOK}`;
+    case 'channel_not_found':
+      return `the Slack channel of this incoming webhook no longer exists (${answer}) — ${NEW_WEBHOOK}`;
+    case 'no_service':
+    case 'no_team':
+    case 'team_disabled':
+    case 'invalid_token':
+      return `Slack no longer knows this incoming webhook (${answer}): it was revoked, or its app removed — create a new incoming webhook and set the channel's url to it`;
+    case 'action_prohibited':
+    case 'posting_to_general_channel_denied':
+      return `Slack refuses posts from this incoming webhook (${answer}) — a workspace admin restricts it: ask them to allow it, or ${NEW_WEBHOOK}`;
+    case 'invalid_payload':
+    case 'invalid_blocks':
+    case 'no_text':
+    case 'too_many_attachments':
+      return `Slack refused the message Lockstep made (${answer}) — a fault of Lockstep's: report it with the notice (\`lockstep alerts list\`)`;
+    case 'rollup_error':
+      return `Slack failed to post the message (${answer}); it is tried again`;
+    default:
+      return status === 429 ? `Slack limits how often this incoming webhook may post (429); it is tried again` : undefined;
   }
 }
 
