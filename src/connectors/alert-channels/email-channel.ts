@@ -1,5 +1,9 @@
 /**
  * Email over SMTP (nodemailer): a plain-text message with the notice, its details and the run's link.
+ *
+ * `smtp://` upgrades with STARTTLS when the server offers it, and must when the URL holds a user and
+ * password: they are sent only encrypted. `smtps://` speaks TLS from the start (port 465). A reply of
+ * 4xx is tried again; 5xx, a refused login and a certificate Lockstep does not trust are final.
  */
 import type { AlertChannel, AlertNotice } from '../../core/alerts.js';
 import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
@@ -23,20 +27,54 @@ export class EmailChannel implements AlertChannel {
     const timeout = this.options.timeoutMs ?? 10_000;
     // nodemailer loads with the first email sent, not with every process that could send one.
     const { default: nodemailer } = await import('nodemailer');
-    const transport = nodemailer.createTransport({ ...smtpSettings(this.options.smtp, this.options.name), connectionTimeout: timeout, greetingTimeout: timeout, socketTimeout: timeout });
+    const settings = smtpSettings(this.options.smtp, this.options.name);
+    const transport = nodemailer.createTransport({
+      ...settings,
+      // A user and password never go over a connection STARTTLS did not encrypt.
+      requireTLS: !settings.secure && settings.auth !== undefined,
+      connectionTimeout: timeout,
+      greetingTimeout: timeout,
+      socketTimeout: timeout,
+    });
     try {
       await transport.sendMail({ from: this.options.from, to: this.options.to, subject: `[Lockstep] ${notice.title}`, text: emailText(notice) });
     } catch (thrown) {
-      const error = toError(thrown) as Error & { responseCode?: number; code?: string };
-      const permanent = typeof error.responseCode === 'number' && error.responseCode >= 500 && !TRANSIENT_SMTP.test(String(error.responseCode));
-      throw new LockstepError(permanent ? ErrorCode.Connection : ErrorCode.Transient, `email channel "${this.options.name}": ${error.message}`, {
-        retryable: !permanent,
-        cause: thrown,
-      });
+      throw smtpFailure(toError(thrown), `email channel "${this.options.name}"`, settings);
     } finally {
       transport.close();
     }
   }
+}
+
+/** Node's words for a server certificate it does not trust (X.509 verification, host name). */
+const UNTRUSTED_CERTIFICATE = /certificate|altnames|self[- ]signed|unable to (verify|get)/i;
+/** OpenSSL's words when what came back is not TLS (smtps:// to a plain or STARTTLS port). */
+const NOT_TLS = /wrong version number|packet length too long|unknown protocol/i;
+
+/** A send's failure as a LockstepError: what went wrong, what to do, and whether trying again may help. */
+function smtpFailure(error: Error & { responseCode?: number; code?: string; command?: string }, what: string, settings: SmtpSettings): LockstepError {
+  const server = `${settings.host}:${settings.port}`;
+  const final = (message: string) => new LockstepError(ErrorCode.Connection, `${what}: ${message}`, { retryable: false, cause: error });
+  if (error.code === 'ETLS' && error.command === 'STARTTLS') {
+    return final(
+      `the SMTP server ${server} offers no STARTTLS (${error.message}), and Lockstep sends the user and password only encrypted — enable STARTTLS on the server, or write smtps:// if it takes TLS at once; if it needs no login, remove the user and password from the smtp URL`,
+    );
+  }
+  if (error.code === 'EAUTH') {
+    return final(`the SMTP server ${server} refused the login (${error.message}) — check the user and password in the channel's smtp URL`);
+  }
+  if (typeof error.responseCode !== 'number' && UNTRUSTED_CERTIFICATE.test(error.message)) {
+    return final(
+      `the SMTP server ${server} has a certificate Lockstep does not trust (${error.message}) — check the server's certificate and that the URL names the host it was issued for; if a private CA signed it, start Lockstep with NODE_EXTRA_CA_CERTS=/path/to/that-ca.pem`,
+    );
+  }
+  if (settings.secure && typeof error.responseCode !== 'number' && NOT_TLS.test(error.message)) {
+    return final(
+      `the SMTP server ${server} does not speak TLS at once, as smtps:// asks — write smtp:// for a server that upgrades with STARTTLS (usually port 587); smtps:// is for port 465`,
+    );
+  }
+  const permanent = typeof error.responseCode === 'number' && error.responseCode >= 500 && !TRANSIENT_SMTP.test(String(error.responseCode));
+  return new LockstepError(permanent ? ErrorCode.Connection : ErrorCode.Transient, `${what}: ${error.message}`, { retryable: !permanent, cause: error });
 }
 
 export function emailText(notice: AlertNotice): string {
@@ -47,8 +85,15 @@ export function emailText(notice: AlertNotice): string {
   return lines.join('\n');
 }
 
+interface SmtpSettings {
+  host: string;
+  port: number;
+  secure: boolean;
+  auth?: { user: string; pass: string };
+}
+
 /** Host, port, TLS and credentials from an `smtp://` or `smtps://` URL. */
-function smtpSettings(url: string, name: string): { host: string; port: number; secure: boolean; auth?: { user: string; pass: string } } {
+function smtpSettings(url: string, name: string): SmtpSettings {
   let parsed: URL;
   try {
     parsed = new URL(url);

@@ -1,0 +1,176 @@
+/**
+ * The email channel against a real SMTP server on loopback (smtp-server): STARTTLS, logins, the
+ * server's replies (4xx tried again, 5xx final) and subjects in any script.
+ */
+import { execFileSync } from 'node:child_process';
+import { appendFileSync, readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
+import { describe, expect, it } from 'vitest';
+import { EmailChannel } from '../../src/connectors/alert-channels/email-channel.js';
+import type { AlertNotice } from '../../src/core/alerts.js';
+import { LockstepError } from '../../src/core/errors.js';
+import { hierarchyWorkspace, runCli } from '../cli/cli-helpers.js';
+import { tempDir } from '../helpers/harness.js';
+import { subjectOf } from './receivers.js';
+
+const PASSWORD = 'pa55-w0rd-smtp';
+
+interface Session {
+  secure: boolean;
+  user: string | null;
+  raw: string;
+}
+
+/** An SMTP server on 127.0.0.1 recording the logins it was offered and the messages it took. */
+async function smtpServer(options: SMTPServerOptions) {
+  const logins: string[] = [];
+  const messages: Session[] = [];
+  const server = new SMTPServer({
+    logger: false,
+    onAuth(auth, _session, callback) {
+      logins.push(`${auth.username}:${auth.password}`);
+      if (auth.password === PASSWORD) callback(null, { user: auth.username });
+      else callback(new Error('Invalid username or password'));
+    },
+    onData(stream, session, callback) {
+      const chunks: Buffer[] = [];
+      stream.on('data', (c: Buffer) => chunks.push(c));
+      stream.on('end', () => {
+        messages.push({ secure: session.secure, user: typeof session.user === 'string' ? session.user : null, raw: Buffer.concat(chunks).toString('utf8') });
+        callback();
+      });
+    },
+    ...options,
+  });
+  server.on('error', () => {}); // a client that gives up on TLS closes the socket mid-handshake
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const port = (server.server.address() as AddressInfo).port;
+  return {
+    port,
+    logins,
+    messages,
+    async [Symbol.asyncDispose]() {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** A CA and a certificate it signed for 127.0.0.1, made with openssl. */
+function certificates(): { ca: string; key: string; cert: string; caFile: string } {
+  const dir = tempDir('lockstep-smtp-tls-');
+  const run = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+  run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=Lockstep test CA');
+  run('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1');
+  appendFileSync(join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1\n');
+  run('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'san.ext');
+  return { ca: readFileSync(join(dir, 'ca.pem'), 'utf8'), key: readFileSync(join(dir, 'server.key'), 'utf8'), cert: readFileSync(join(dir, 'server.pem'), 'utf8'), caFile: join(dir, 'ca.pem') };
+}
+
+const notice: AlertNotice = {
+  kind: 'triggered',
+  event: 'sync_failed',
+  condition: 'failed',
+  rule: 'default',
+  subject: { kind: 'sync', slug: 'accounts' },
+  run: null,
+  title: 'Sync "accounts" failed',
+  text: 'no such table: accounts',
+  fields: [],
+  severity: 'error',
+  dedupKey: 'lockstep:default:sync:accounts:failed',
+  occurredAt: Date.parse('2026-12-07T12:00:00Z'),
+};
+
+async function refusal(smtp: string): Promise<LockstepError> {
+  const error = await new EmailChannel({ name: 'mail', smtp, from: 'lockstep@example.test', to: ['ops@example.test'], timeoutMs: 5000 }).send(notice).then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(LockstepError);
+  expect((error as Error).message).not.toContain(PASSWORD);
+  return error as LockstepError;
+}
+
+describe('email channel', () => {
+  it('gives up at once on a STARTTLS certificate it does not trust, saying how to trust a private CA', async () => {
+    // smtp-server's own certificate: self-signed, and long expired.
+    await using server = await smtpServer({ authOptional: true });
+    const error = await refusal(`smtp://127.0.0.1:${server.port}`);
+    expect(error.retryable).toBe(false);
+    expect(error.message).toMatch(
+      new RegExp(`^email channel "mail": the SMTP server 127\\.0\\.0\\.1:${server.port} has a certificate Lockstep does not trust \\(certificate has expired\\) — .*NODE_EXTRA_CA_CERTS=/path/to/that-ca\\.pem$`),
+    );
+    expect(server.messages).toEqual([]);
+  });
+
+  it('sends a user and password only encrypted: a server without STARTTLS never sees them', async () => {
+    await using server = await smtpServer({ disabledCommands: ['STARTTLS'], allowInsecureAuth: true });
+    const error = await refusal(`smtp://ops:${PASSWORD}@127.0.0.1:${server.port}`);
+    expect(error.retryable).toBe(false);
+    expect(error.message).toMatch(/the SMTP server 127\.0\.0\.1:\d+ offers no STARTTLS .* Lockstep sends the user and password only encrypted — enable STARTTLS on the server/);
+    expect(server.logins).toEqual([]);
+    expect(server.messages).toEqual([]);
+  });
+
+  it('says to write smtp:// when smtps:// reaches a server that does not speak TLS at once', async () => {
+    await using server = await smtpServer({ authOptional: true, disabledCommands: ['STARTTLS'] });
+    const error = await refusal(`smtps://127.0.0.1:${server.port}`);
+    expect(error.retryable).toBe(false);
+    expect(error.message).toMatch(/does not speak TLS at once, as smtps:\/\/ asks — write smtp:\/\/ for a server that upgrades with STARTTLS/);
+  });
+
+  it('tries a 4xx reply again and gives up on a 5xx reply and a refused login, naming what to check', async () => {
+    const reply = (code: number, text: string) => Object.assign(new Error(text), { responseCode: code });
+    await using busy = await smtpServer({ authOptional: true, disabledCommands: ['STARTTLS', 'AUTH'], onRcptTo: (_a, _s, cb) => cb(reply(451, 'mailbox busy, try later')) });
+    const transient = await refusal(`smtp://127.0.0.1:${busy.port}`);
+    expect(transient).toMatchObject({ retryable: true, message: expect.stringMatching(/451 mailbox busy/) });
+    await using unknown = await smtpServer({ authOptional: true, disabledCommands: ['STARTTLS', 'AUTH'], onRcptTo: (_a, _s, cb) => cb(reply(550, 'no such user')) });
+    expect(await refusal(`smtp://127.0.0.1:${unknown.port}`)).toMatchObject({ retryable: false, message: expect.stringMatching(/550 no such user/) });
+    await using full = await smtpServer({ authOptional: true, disabledCommands: ['STARTTLS', 'AUTH'], onConnect: (_s, cb) => cb(reply(421, 'too busy')) });
+    expect(await refusal(`smtp://127.0.0.1:${full.port}`)).toMatchObject({ retryable: true });
+
+    const tls = certificates();
+    await using login = await smtpServer({ key: tls.key, cert: tls.cert });
+    const wrong = await new EmailChannel({ name: 'mail', smtp: `smtp://ops:wrong@127.0.0.1:${login.port}`, from: 'a@example.test', to: ['b@example.test'] }).send(notice).then(
+      () => null,
+      (e: unknown) => e as LockstepError,
+    );
+    // The CA is not trusted in this process: the certificate is what fails first.
+    expect(wrong?.message).toMatch(/has a certificate Lockstep does not trust \((self-signed certificate in certificate chain|unable to get local issuer certificate|unable to verify the first certificate)\)/);
+  });
+
+  it('delivers over STARTTLS with a login when the server\'s CA is trusted (NODE_EXTRA_CA_CERTS), with names in any script encoded per RFC 2047', async () => {
+    const tls = certificates();
+    await using server = await smtpServer({ key: tls.key, cert: tls.cert });
+    const dir = hierarchyWorkspace();
+    appendFileSync(
+      join(dir, 'lockstep.yaml'),
+      [
+        'alerts:',
+        '  channels:',
+        `    mail: { type: email, smtp: "smtp://ops:\${SMTP_PASSWORD}@127.0.0.1:${server.port}", from: "Lockstep Überwachung <lockstep@example.test>", to: ["José Núñez <ops@example.test>", "運用 <oncall@example.test>"] }`,
+        `    wrong: { type: email, smtp: "smtp://ops:not-it@127.0.0.1:${server.port}", from: lockstep@example.test, to: [ops@example.test] }`,
+        '',
+      ].join('\n'),
+    );
+    const env = { SMTP_PASSWORD: PASSWORD, NODE_EXTRA_CA_CERTS: tls.caFile };
+    const apply = await runCli(['--workspace', dir, 'apply'], { cwd: dir, env });
+    expect(apply.code, apply.stderr).toBe(0);
+    const sent = await runCli(['--workspace', dir, 'alerts', 'test', 'mail'], { cwd: dir, env });
+    expect(sent.code, sent.stderr).toBe(0);
+    expect(server.messages).toHaveLength(1);
+    const [message] = server.messages;
+    expect(message).toMatchObject({ secure: true, user: 'ops' });
+    expect(subjectOf(message!.raw)).toBe('[Lockstep] Test alert from Lockstep');
+    expect(message!.raw).toMatch(/^From: =\?UTF-8\?Q\?Lockstep_=C3=9Cberwachung\?= <lockstep@example\.test>/m);
+    expect(message!.raw).toContain('=?UTF-8?Q?Jos=C3=A9_N=C3=BA=C3=B1ez?= <ops@example.test>');
+    expect([...message!.raw].every((c) => c.charCodeAt(0) < 128)).toBe(true);
+
+    const refused = await runCli(['--workspace', dir, 'alerts', 'test', 'wrong'], { cwd: dir, env });
+    expect(refused.code).toBe(3);
+    expect(refused.stderr).toMatch(/email channel "wrong": the SMTP server 127\.0\.0\.1:\d+ refused the login \(Invalid login: 535 .*\) — check the user and password in the channel's smtp URL/);
+    expect(refused.stderr).not.toContain('not-it');
+  });
+});
