@@ -2,8 +2,7 @@
  * The email channel against a real SMTP server on loopback (smtp-server): STARTTLS, logins, the
  * server's replies (4xx tried again, 5xx final) and subjects in any script.
  */
-import { execFileSync } from 'node:child_process';
-import { appendFileSync, readFileSync } from 'node:fs';
+import { appendFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
@@ -12,8 +11,7 @@ import { EmailChannel } from '../../src/connectors/alert-channels/email-channel.
 import type { AlertNotice } from '../../src/core/alerts.js';
 import { LockstepError } from '../../src/core/errors.js';
 import { hierarchyWorkspace, runCli } from '../cli/cli-helpers.js';
-import { tempDir } from '../helpers/harness.js';
-import { subjectOf } from './receivers.js';
+import { subjectOf, testCertificates } from './receivers.js';
 
 const PASSWORD = 'pa55-w0rd-smtp';
 
@@ -55,17 +53,6 @@ async function smtpServer(options: SMTPServerOptions) {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
-}
-
-/** A CA and a certificate it signed for 127.0.0.1, made with openssl. */
-function certificates(): { ca: string; key: string; cert: string; caFile: string } {
-  const dir = tempDir('lockstep-smtp-tls-');
-  const run = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=Lockstep test CA');
-  run('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1');
-  appendFileSync(join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1\n');
-  run('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'san.ext');
-  return { ca: readFileSync(join(dir, 'ca.pem'), 'utf8'), key: readFileSync(join(dir, 'server.key'), 'utf8'), cert: readFileSync(join(dir, 'server.pem'), 'utf8'), caFile: join(dir, 'ca.pem') };
 }
 
 const notice: AlertNotice = {
@@ -131,7 +118,7 @@ describe('email channel', () => {
     await using full = await smtpServer({ authOptional: true, disabledCommands: ['STARTTLS', 'AUTH'], onConnect: (_s, cb) => cb(reply(421, 'too busy')) });
     expect(await refusal(`smtp://127.0.0.1:${full.port}`)).toMatchObject({ retryable: true });
 
-    const tls = certificates();
+    const tls = testCertificates();
     await using login = await smtpServer({ key: tls.key, cert: tls.cert });
     const wrong = await new EmailChannel({ name: 'mail', smtp: `smtp://ops:wrong@127.0.0.1:${login.port}`, from: 'a@example.test', to: ['b@example.test'] }).send(notice).then(
       () => null,
@@ -142,7 +129,7 @@ describe('email channel', () => {
   });
 
   it('delivers over STARTTLS with a login when the server\'s CA is trusted (NODE_EXTRA_CA_CERTS), with names in any script encoded per RFC 2047', async () => {
-    const tls = certificates();
+    const tls = testCertificates();
     await using server = await smtpServer({ key: tls.key, cert: tls.cert });
     const dir = hierarchyWorkspace();
     appendFileSync(

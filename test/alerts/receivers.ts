@@ -1,6 +1,10 @@
+import { execFileSync } from 'node:child_process';
+import { appendFileSync, readFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { SMTPServer } from 'smtp-server';
+import { tempDir } from '../helpers/harness.js';
 
 export interface ReceivedRequest {
   path: string;
@@ -125,4 +129,16 @@ export function subjectOf(raw: string): string {
   return unfolded.replace(/=\?UTF-8\?Q\?(.*?)\?=/gi, (_m, text: string) =>
     Buffer.from(text.replace(/_/g, ' ').replace(/=([0-9A-F]{2})/gi, (_x, hex: string) => String.fromCharCode(parseInt(hex, 16))), 'latin1').toString('utf8'),
   );
+}
+
+/** A CA, and a certificate for 127.0.0.1 it signed, made with openssl; `caFile` is the CA's PEM file. */
+export function testCertificates(): { ca: string; key: string; cert: string; caFile: string } {
+  const dir = tempDir('lockstep-tls-');
+  const run = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+  run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=Lockstep test CA');
+  run('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1');
+  appendFileSync(join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1\n');
+  run('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'san.ext');
+  const read = (name: string) => readFileSync(join(dir, name), 'utf8');
+  return { ca: read('ca.pem'), key: read('server.key'), cert: read('server.pem'), caFile: join(dir, 'ca.pem') };
 }

@@ -1,7 +1,7 @@
 /**
  * One HTTP POST for the HTTP-based alert channels, with Lockstep's error rules: a network failure,
  * a timeout, 408, 429 and 5xx are retryable (honouring `Retry-After`); any other non-2xx answer is
- * not (the channel is misconfigured: a wrong URL or key).
+ * not (the channel is misconfigured: a wrong URL or key), nor is a certificate Lockstep does not trust.
  */
 import { secretTexts, withoutValues } from '../../core/connections.js';
 import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
@@ -35,6 +35,16 @@ export async function postBody(url: string, body: string, options: PostOptions):
     });
   } catch (thrown) {
     const error = toError(thrown);
+    const code = (error.cause as { code?: unknown } | undefined)?.code;
+    if (typeof code === 'string' && /CERT|TLS|SSL|SELF_SIGNED|UNABLE_TO_(VERIFY|GET)/.test(code)) {
+      // A certificate problem stays until someone acts: most often an internal endpoint signed by the company's own CA.
+      const reason = withoutValues(toError(error.cause).message, hiddenTexts(url, options));
+      throw new LockstepError(
+        ErrorCode.Connection,
+        `${options.what}: ${safeOrigin(url)} has a certificate Lockstep does not trust (${code}: ${reason}) — check the url's host and its certificate; if a private CA signed it, start Lockstep with NODE_EXTRA_CA_CERTS=/path/to/that-ca.pem`,
+        { retryable: false, cause: thrown },
+      );
+    }
     const reason = error.name === 'TimeoutError' ? `no answer within ${options.timeoutMs ?? 10_000} ms` : (toError(error.cause ?? error).message || error.message);
     throw new LockstepError(ErrorCode.Connection, `${options.what}: cannot reach ${safeOrigin(url)}: ${withoutValues(reason, hiddenTexts(url, options))}`, {
       retryable: true,
