@@ -15,7 +15,7 @@ import { until } from './receivers.js';
 /** An integration key as PagerDuty issues them: 32 characters. */
 const ROUTING_KEY = 'R0123456789abcdef0123456789abcde';
 
-async function setup(options: { retryMs?: number; slug?: string } = {}) {
+async function setup(options: { retryMs?: number; slug?: string; routingKey?: string } = {}) {
   const pd = await PagerDutyStandin.start();
   const slug = options.slug ?? 'accounts';
   const alerts: AlertsDefinition = {
@@ -26,7 +26,7 @@ async function setup(options: { retryMs?: number; slug?: string } = {}) {
   createHierarchyFixture(dir);
   const h = await startHarness({
     dir,
-    env: { PD_KEY: ROUTING_KEY, LOCKSTEP_ALERT_RETRY_MS: String(options.retryMs ?? 200) },
+    env: { PD_KEY: options.routingKey ?? ROUTING_KEY, LOCKSTEP_ALERT_RETRY_MS: String(options.retryMs ?? 200) },
     definition: {
       ...workspace({
         sources: [source('warehouse', { path: 'warehouse.db' })],
@@ -127,5 +127,23 @@ describe('PagerDuty channel', () => {
       ['trigger', true, true],
       ['resolve', true, true],
     ]);
+  });
+
+  it("gives up at once on a routing key PagerDuty refuses, naming PagerDuty's errors and the key to set", async () => {
+    // A REST API key pasted instead of the integration key: 20 characters.
+    await using t = await setup({ routingKey: 'u+Ab1Cd2Ef3Gh4Ij5Kl6' });
+    const { h, pd } = t;
+    const error = await h.app.alerts.sendTestAlert('oncall').then(
+      () => null,
+      (e: unknown) => e as Error & { retryable?: boolean },
+    );
+    expect(pd.answers).toEqual([400]);
+    expect(error?.retryable).toBe(false);
+    expect(error?.message).toBe(
+      "pagerduty channel \"oncall\": PagerDuty refused the event (400 Event object is invalid: Length of 'routing_key' is incorrect (should be 32 characters)) — set the channel's routingKey to the 32-character Integration Key of an Events API v2 integration of the service",
+    );
+    const [delivery] = await h.app.store.alerts.listDeliveries({ channel: 'oncall', limit: 1, offset: 0 });
+    expect(delivery).toMatchObject({ status: 'failed', attempts: 1 });
+    expect(delivery!.lastError).not.toContain('u+Ab1Cd2Ef3Gh4Ij5Kl6');
   });
 });

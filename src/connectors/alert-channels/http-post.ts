@@ -56,11 +56,11 @@ export async function postBody(url: string, body: string, options: PostOptions):
   const status = response.status;
   const retryable = status === 408 || status === 429 || status >= 500;
   const retryAfter = Number(response.headers.get('retry-after'));
-  const answered = withoutValues(text, hiddenTexts(url, options)).slice(0, 200);
+  const answered = withoutValues(text.slice(0, 4000), hiddenTexts(url, options));
   const explained = options.explain?.(status, answered.trim());
   throw new LockstepError(
     retryable ? ErrorCode.Transient : ErrorCode.Connection,
-    `${options.what}: ${explained ?? `${safeOrigin(url)} answered ${status}${answered ? `: ${answered}` : ''}`}`,
+    `${options.what}: ${explained ?? `${safeOrigin(url)} answered ${status}${answered ? `: ${answered.slice(0, 200)}` : ''}`}`,
     { retryable, retryAfterSeconds: Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : undefined },
   );
 }

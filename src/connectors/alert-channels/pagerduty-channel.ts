@@ -21,8 +21,30 @@ export class PagerDutyChannel implements AlertChannel {
       what: `pagerduty channel "${this.options.name}"`,
       timeoutMs: this.options.timeoutMs,
       secrets: [this.options.routingKey],
+      explain: pagerDutyRefusal,
     });
   }
+}
+
+/**
+ * What an Events API answer means and what to do ("Events API v2 Overview": 400 is final and names
+ * what is invalid in `errors`; 429 and 5xx are tried again); undefined for other answers.
+ */
+export function pagerDutyRefusal(status: number, body: string): string | undefined {
+  if (status === 429) return 'PagerDuty limits the events of this integration key (429, about 120 a minute); it is tried again';
+  if (status !== 400) return undefined;
+  let answer: { message?: unknown; errors?: unknown };
+  try {
+    answer = JSON.parse(body) as typeof answer;
+  } catch {
+    return undefined; // not PagerDuty's answer (a proxy's page, another endpoint): said as it came
+  }
+  if (!answer || typeof answer !== 'object' || typeof answer.message !== 'string') return undefined;
+  const errors = Array.isArray(answer.errors) ? answer.errors.filter((e): e is string => typeof e === 'string') : [];
+  const refused = `PagerDuty refused the event (400 ${answer.message}${errors.length > 0 ? `: ${errors.join('; ')}` : ''})`;
+  return errors.some((e) => e.includes('routing_key'))
+    ? `${refused} — set the channel's routingKey to the 32-character Integration Key of an Events API v2 integration of the service`
+    : `${refused} — a fault of Lockstep's: report it with the notice (\`lockstep alerts list\`)`;
 }
 
 export function pagerDutyEvent(notice: AlertNotice, routingKey: string): Record<string, unknown> {
