@@ -146,4 +146,16 @@ describe('PagerDuty channel', () => {
     expect(delivery).toMatchObject({ status: 'failed', attempts: 1 });
     expect(delivery!.lastError).not.toContain('u+Ab1Cd2Ef3Gh4Ij5Kl6');
   });
+
+  it('a test alert shows in PagerDuty and resolves itself: it leaves no open incident', async () => {
+    await using t = await setup();
+    const { h, pd } = t;
+    await h.app.alerts.sendTestAlert('oncall');
+    expect(pd.events.map((e) => [e.action, e.dedupKey, e.applied])).toEqual([
+      ['trigger', 'lockstep:test:oncall', true],
+      ['resolve', 'lockstep:test:oncall', true],
+    ]);
+    expect(pd.alerts).toEqual([expect.objectContaining({ summary: expect.stringMatching(/^Test alert from Lockstep: /), status: 'resolved' })]);
+    expect(pd.open()).toEqual([]);
+  });
 });

@@ -1,6 +1,7 @@
 /**
  * PagerDuty Events API v2: a raised condition is a `trigger` event, its recovery a `resolve` event
- * with the same dedup key (one incident per rule, subject and condition).
+ * with the same dedup key (one incident per rule, subject and condition). A test alert is a trigger
+ * resolved at once.
  */
 import type { AlertChannel, AlertNotice } from '../../core/alerts.js';
 import { postBody } from './http-post.js';
@@ -17,7 +18,13 @@ export class PagerDutyChannel implements AlertChannel {
   constructor(private readonly options: PagerDutyChannelOptions) {}
 
   async send(notice: AlertNotice): Promise<void> {
-    await postBody(this.options.url, JSON.stringify(pagerDutyEvent(notice, this.options.routingKey)), {
+    await this.post(pagerDutyEvent(notice, this.options.routingKey));
+    // A test alert has no recovery to resolve it: it is resolved at once, so it leaves no open incident.
+    if (notice.kind === 'test') await this.post(pagerDutyEvent({ ...notice, kind: 'resolved' }, this.options.routingKey));
+  }
+
+  private async post(event: Record<string, unknown>): Promise<void> {
+    await postBody(this.options.url, JSON.stringify(event), {
       what: `pagerduty channel "${this.options.name}"`,
       timeoutMs: this.options.timeoutMs,
       secrets: [this.options.routingKey],
