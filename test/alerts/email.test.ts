@@ -128,6 +128,29 @@ describe('email channel', () => {
     expect(wrong?.message).toMatch(/has a certificate Lockstep does not trust \((self-signed certificate in certificate chain|unable to get local issuer certificate|unable to verify the first certificate)\)/);
   });
 
+  it('says which recipients the server refused when it took the message for the others: a 5xx ends the delivery, a 4xx tries again', async () => {
+    const reply = (code: number, text: string) => Object.assign(new Error(text), { responseCode: code });
+    const refuse = (address: string, code: number, text: string): SMTPServerOptions['onRcptTo'] => (to, _s, cb) => cb(to.address === address ? reply(code, text) : undefined);
+    const channel = (port: number) =>
+      new EmailChannel({ name: 'mail', smtp: `smtp://127.0.0.1:${port}`, from: 'lockstep@example.test', to: ['ops@example.test', 'oncall@example.test'], timeoutMs: 5000 });
+    await using gone = await smtpServer({ authOptional: true, disabledCommands: ['STARTTLS', 'AUTH'], onRcptTo: refuse('oncall@example.test', 550, 'no such user') });
+    const permanent = await channel(gone.port).send(notice).then(
+      () => null,
+      (e: unknown) => e as LockstepError,
+    );
+    expect(gone.messages).toHaveLength(1);
+    expect(permanent).toMatchObject({
+      retryable: false,
+      message: 'email channel "mail": sent to ops@example.test, but the server refused oncall@example.test (550 no such user) — check the addresses in the channel\'s to',
+    });
+    await using full = await smtpServer({ authOptional: true, disabledCommands: ['STARTTLS', 'AUTH'], onRcptTo: refuse('oncall@example.test', 452, 'mailbox full') });
+    const later = await channel(full.port).send(notice).then(
+      () => null,
+      (e: unknown) => e as LockstepError,
+    );
+    expect(later).toMatchObject({ retryable: true, message: expect.stringMatching(/sent to ops@example\.test, but the server refused oncall@example\.test for now \(452 mailbox full\); tried again/) });
+  });
+
   it('delivers over STARTTLS with a login when the server\'s CA is trusted (NODE_EXTRA_CA_CERTS), with names in any script encoded per RFC 2047', async () => {
     const tls = testCertificates();
     await using server = await smtpServer({ key: tls.key, cert: tls.cert });

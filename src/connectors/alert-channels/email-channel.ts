@@ -36,14 +36,37 @@ export class EmailChannel implements AlertChannel {
       greetingTimeout: timeout,
       socketTimeout: timeout,
     });
+    let info: SentInfo;
     try {
-      await transport.sendMail({ from: this.options.from, to: this.options.to, subject: `[Lockstep] ${notice.title}`, text: emailText(notice) });
+      info = (await transport.sendMail({ from: this.options.from, to: this.options.to, subject: `[Lockstep] ${notice.title}`, text: emailText(notice) })) as SentInfo;
     } catch (thrown) {
       throw smtpFailure(toError(thrown), `email channel "${this.options.name}"`, settings);
     } finally {
       transport.close();
     }
+    const refused = info.rejectedErrors ?? [];
+    if (refused.length > 0) throw partlyRefused(`email channel "${this.options.name}"`, info.accepted ?? [], refused);
   }
+}
+
+/** What nodemailer answers when the server took the message (the subset used). */
+interface SentInfo {
+  accepted?: Array<string | { address: string }>;
+  /** Recipients the server refused at RCPT TO while it took the message for the others. */
+  rejectedErrors?: Array<Error & { recipient?: string; response?: string; responseCode?: number }>;
+}
+
+/**
+ * The server took the message for some recipients and refused others: said, naming them. A 4xx
+ * refusal is tried again (for every recipient: the others may get it twice rather than one losing it).
+ */
+function partlyRefused(what: string, accepted: NonNullable<SentInfo['accepted']>, refused: NonNullable<SentInfo['rejectedErrors']>): LockstepError {
+  const sentTo = accepted.map((a) => (typeof a === 'string' ? a : a.address)).join(', ');
+  const temporary = refused.some((e) => TRANSIENT_SMTP.test(String(e.responseCode)));
+  const reasons = refused.map((e) => `${e.recipient ?? '?'} ${temporary ? 'for now ' : ''}(${e.response ?? e.message})`).join(', ');
+  return temporary
+    ? new LockstepError(ErrorCode.Transient, `${what}: sent to ${sentTo}, but the server refused ${reasons}; tried again`, { retryable: true })
+    : new LockstepError(ErrorCode.Connection, `${what}: sent to ${sentTo}, but the server refused ${reasons} — check the addresses in the channel's to`, { retryable: false });
 }
 
 /** Node's words for a server certificate it does not trust (X.509 verification, host name). */
