@@ -244,9 +244,19 @@ export function sameDecimal(a: string, b: string): boolean {
  * its decimal text; null for anything else.
  */
 export function decimalPlaces(value: Value): number | null {
+  const scale = decimalScale(value);
+  return scale === null ? null : Math.max(0, scale);
+}
+
+/**
+ * The scale a number needs, as PostgreSQL counts a numeric's: its decimal places (`1.2300` needs
+ * 2), or less the zeros that end a whole number (`1200` needs -2); zero needs none (-Infinity).
+ * Null for anything that is not a number (`NaN`, `Infinity`, other text).
+ */
+export function decimalScale(value: Value): number | null {
   const parts = typeof value === 'number' ? decimalParts(String(value)) : typeof value === 'string' ? decimalParts(value) : null;
   if (parts === null) return null;
-  return parts.digits === '' ? 0 : Math.max(0, -parts.exponent);
+  return parts.digits === '' ? -Infinity : -parts.exponent;
 }
 
 /** A decimal text as its significant digits (no leading or trailing zeros; '' for zero), sign and exponent. */

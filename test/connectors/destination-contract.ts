@@ -9,7 +9,8 @@ import type { Destination, RowOutcome, Value, WriteOperation, WriteTarget } from
 
 export interface FixtureColumn {
   name: string;
-  type: 'int' | 'text' | 'float';
+  /** `decimal`: a decimal number column of precision 10 and scale 2, as the kind declares one. */
+  type: 'int' | 'text' | 'float' | 'decimal';
   notNull?: boolean;
   unique?: boolean;
   references?: { table: string; column: string };
@@ -99,6 +100,16 @@ const ORDER: FixtureTable = {
   name: 'order',
   columns: QUOTED_COLUMNS.map((name, i) => ({ name, type: i === 0 ? 'int' : 'text' })),
   primaryKey: ['id'],
+};
+
+const PRICES: FixtureTable = {
+  name: 'prices',
+  columns: [
+    { name: 'id', type: 'int' },
+    { name: 'price', type: 'decimal' },
+  ],
+  primaryKey: ['id'],
+  rows: [[1, 1.5]],
 };
 
 const ok: RowOutcome = { ok: true };
@@ -194,6 +205,30 @@ export function describeDestinationContract(name: string, kind: DestinationKind)
         expect(rejected(outcomes[5])).toMatch(/unique|duplicate key/i);
         expect(outcomes[6]).toEqual(ok);
         expect((await rows('contacts', 'id')).map((r) => r.id)).toEqual([1, 6, 10]);
+      });
+    });
+
+    it("never lands a number rounded to its decimal column's scale: it lands as sent, or its row alone is rejected naming the column, in every kind of write", async () => {
+      await withTables([PRICES], async ({ destination, rows }) => {
+        const writer = await destination.prepare({ object: 'prices', keyColumns: ['id'], columns: ['id', 'price'] });
+        const price = (kind: WriteOperation['kind'], id: number, value: Value): WriteOperation => ({ kind, key: [id], values: [id, value] });
+        const sent = new Map<number, Value>([[1, 1.5]]);
+        const write = async (ops: WriteOperation[]) => {
+          const outcomes = await writer.write(ops);
+          ops.forEach((op, i) => {
+            const outcome = outcomes[i] as RowOutcome;
+            const wide = Number(op.values[1]) === 1.23456;
+            if (outcome.ok) sent.set(op.key[0] as number, op.values[1] as Value);
+            else expect(outcome.reason).toContain('"price"');
+            // Only a value the column would round may be refused.
+            if (!wide) expect(outcome).toEqual(ok);
+          });
+        };
+        await write([price('insert', 2, 1.23456), price('insert', 3, '2.50')]);
+        await write([price('upsert', 4, '1.23456'), price('upsert', 1, 1.23456), price('upsert', 5, 0.25)]);
+        await write([price('update', 3, 1.23456), price('update', 5, '0.75')]);
+        const landed = await rows('prices', 'id');
+        expect(landed.map((r) => [r.id, Number(r.price)])).toEqual([...sent].sort(([a], [b]) => a - b).map(([id, value]) => [id, Number(value)]));
       });
     });
 

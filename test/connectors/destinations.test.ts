@@ -5,9 +5,10 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
+import { COPY_TEXT_FORMAT } from '../../src/connectors/copy-text.js';
 import { PostgresDestination, SqliteDestination } from '../../src/connectors/index.js';
 import { ErrorCode } from '../../src/core/errors.js';
-import type { Value } from '../../src/core/ports.js';
+import type { Value, WriteOperation } from '../../src/core/ports.js';
 import { createTestDatabase, refusesWrongPassword, sql } from '../helpers/postgres.js';
 import { describeDestinationContract, type FixtureColumn, type FixtureTable } from './destination-contract.js';
 
@@ -60,7 +61,7 @@ async function writeBinaryRows(destination: PostgresDestination | SqliteDestinat
   expect(await writer.write([{ kind: 'delete', key: [base64('02')], values: [] }])).toEqual([{ ok: true }]);
 }
 
-const PG_TYPES = { int: 'integer', text: 'text', float: 'double precision' } as const;
+const PG_TYPES = { int: 'integer', text: 'text', float: 'double precision', decimal: 'numeric(10,2)' } as const;
 
 describeDestinationContract('postgres', {
   async create(fixture) {
@@ -534,6 +535,73 @@ describe('PostgresDestination', () => {
     }
   });
 
+  it('refuses alone a number with more places than its numeric(p,s) column holds (PostgreSQL rounds it without a word), naming the column, by copy, by line, merged and by every statement, and writes the rest', async () => {
+    const url = await createTestDatabase('destination');
+    await sql(url, 'create domain fee3 as numeric(8,3); create table prices (id integer primary key, price numeric(10,2), whole numeric(6), hundreds numeric(5,-2), fee fee3)');
+    const destination = await PostgresDestination.connect({ url });
+    const rounded = (column: string, type: string, holds: string, value: string, wider: string) => ({
+      ok: false,
+      reason: `column "${column}" is ${type}, which holds ${holds}: ${value} would be rounded — change the column's type to ${wider} (or numeric) to hold it`,
+    });
+    const price = (value: string, wider: string) => rounded('price', 'numeric(10,2)', '2 decimal places', value, wider);
+    const row = (kind: WriteOperation['kind'], id: number, values: Value[]): WriteOperation => ({ kind, key: [id], values: [id, ...values] });
+    const columns = ['id', 'price', 'whole', 'hundreds', 'fee'];
+    try {
+      const writer = await destination.prepare({ object: 'prices', keyColumns: ['id'], columns });
+      // Inserts are copied straight into the table; a row PostgreSQL refuses is still found.
+      expect(
+        await writer.write([
+          row('insert', 1, [1.23456, null, null, null]),
+          row('insert', 2, ['1.2300', 12, 1200, '0.5']),
+          row('insert', 3, [null, 12.5, null, null]),
+          row('insert', 4, ['abc', null, null, null]),
+          row('insert', 5, [null, null, 1250, null]),
+          row('insert', 6, [1e-7, null, null, null]),
+          row('insert', 7, [null, null, null, '0.0005']),
+          row('insert', 8, ['-0.10', '7.000', '-300', '12.345']),
+        ]),
+      ).toEqual([
+        price('1.23456', 'numeric(13,5)'),
+        { ok: true },
+        rounded('whole', 'numeric(6,0)', 'whole numbers', '12.5', 'numeric(7,1)'),
+        { ok: false, reason: 'column "price": invalid input syntax for type numeric: "abc"' },
+        rounded('hundreds', 'numeric(5,-2)', 'multiples of 100', '1250', 'numeric(6,-1)'),
+        price('1e-7', 'numeric(15,7)'),
+        rounded('fee', 'fee3, a domain over numeric(8,3)', '3 decimal places', '0.0005', 'numeric(9,4)'),
+        { ok: true },
+      ]);
+      // Upserts into a table with rows are merged from the staging table; updates go by statement.
+      expect(await writer.write([row('upsert', 2, ['9.999', 12, 1200, '0.5']), row('upsert', 9, ['3.10', null, null, null]), row('upsert', 8, ['-0.1', 7, -300, '1.2345'])])).toEqual([
+        price('9.999', 'numeric(11,3)'),
+        { ok: true },
+        rounded('fee', 'fee3, a domain over numeric(8,3)', '3 decimal places', '1.2345', 'numeric(9,4)'),
+      ]);
+      expect(await writer.write([row('update', 9, ['3.105', null, null, null]), row('update', 2, ['2.5', 13, 1300, null])])).toEqual([price('3.105', 'numeric(11,3)'), { ok: true }]);
+      // Rows read from PostgreSQL as COPY text go as their lines; their numeric fields are checked as they are.
+      const lines = Buffer.from('10\t1.005\t\\N\t\\N\n11\t1.000\t3\t\\N\n12\t\\N\t\\N\t150\n13\tNaN\t4.0\t\\N\n');
+      const lineColumns = ['id', 'price', 'whole', 'hundreds'];
+      const lineWriter = await destination.prepare({ object: 'prices', keyColumns: ['id'], columns: lineColumns, encoding: { format: COPY_TEXT_FORMAT, types: [23, 1700, 1700, 23] } });
+      expect(lineWriter.takesLines).toBe(true);
+      const ends = [0, ...[...lines.entries()].filter(([, byte]) => byte === 10).map(([i]) => i + 1)];
+      const line = (kind: WriteOperation['kind'], n: number, id: number): WriteOperation => ({ kind, key: [id], values: [], line: { data: lines, start: ends[n] as number, end: ends[n + 1] as number } });
+      expect(await lineWriter.write([line('insert', 0, 10), line('insert', 1, 11), line('upsert', 2, 12), line('upsert', 3, 13)])).toEqual([
+        price('1.005', 'numeric(11,3)'),
+        { ok: true },
+        rounded('hundreds', 'numeric(5,-2)', 'multiples of 100', '150', 'numeric(6,-1)'),
+        { ok: true },
+      ]);
+      expect(await sql(url, 'select id, price, whole, hundreds, fee from prices order by id')).toEqual([
+        { id: 2, price: '2.50', whole: '13', hundreds: '1300', fee: null },
+        { id: 8, price: '-0.10', whole: '7', hundreds: '-300', fee: '12.345' },
+        { id: 9, price: '3.10', whole: null, hundreds: null, fee: null },
+        { id: 11, price: '1.00', whole: '3', hundreds: null, fee: null },
+        { id: 13, price: 'NaN', whole: '4', hundreds: null, fee: null },
+      ]);
+    } finally {
+      await destination.close();
+    }
+  });
+
   it('writes binary values, which sources give as base64, into bytea columns as their bytes, by copy and by statement, and deletes by them', async () => {
     const url = await createTestDatabase('destination');
     await sql(url, 'create table blobs (id bytea primary key, data bytea, note text)');
@@ -646,7 +714,7 @@ describe('PostgresDestination', () => {
 // ---------------------------------------------------------------------------------------------
 // SQLite
 
-const SQLITE_TYPES = { int: 'INTEGER', text: 'TEXT', float: 'REAL' } as const;
+const SQLITE_TYPES = { int: 'INTEGER', text: 'TEXT', float: 'REAL', decimal: 'DECIMAL(10,2)' } as const;
 
 describeDestinationContract('sqlite', {
   async create(fixture) {

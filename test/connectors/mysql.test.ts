@@ -154,7 +154,7 @@ describeSourceContract('mysql', {
 // ---------------------------------------------------------------------------------------------
 // Destination contract
 
-const DESTINATION_TYPES = { int: 'int', text: 'varchar(255)', float: 'double' } as const;
+const DESTINATION_TYPES = { int: 'int', text: 'varchar(255)', float: 'double', decimal: 'decimal(10,2)' } as const;
 
 /** The contract's table in MySQL's terms: foreign keys and checks at table level (MySQL ignores them inline), backticks. */
 function mysqlTableDdl(table: DestinationTable): string {

@@ -38,7 +38,7 @@ import {
   socketDestroyed,
   withDeadline,
 } from './timeouts.js';
-import { base64Bytes, normalizeIntegerText, normalizeValue } from '../values.js';
+import { base64Bytes, decimalScale, normalizeIntegerText, normalizeValue } from '../values.js';
 
 export interface PostgresDestinationOptions {
   /** `postgres://user:password@host:port/database`. */
@@ -542,6 +542,56 @@ function misfit(column: string, type: string, declared: string, value: Value, wr
   return `column "${column}" is ${declared}, which holds ${width} bit${width === '1' ? '' : 's'}: ${what} has ${written.length} — change the column's type to bit(${written.length}) (or bit varying) to hold it`;
 }
 
+/** format_type's name of a numeric column with a precision and scale (`numeric(10,2)`; PostgreSQL 15 allows a negative scale). */
+const SCALED_NUMERIC_TYPE = /^numeric\((\d+),(-?\d+)\)$/;
+
+/** A numeric(p,s) column as the writer checks its values: see PostgresWriter.scales. */
+interface NumericScale {
+  precision: number;
+  scale: number;
+}
+
+/** The precision and scale of a column of type `type` (format_type's name) when it is a numeric(p,s); null for any other. */
+function numericScale(type: string | undefined): NumericScale | null {
+  const m = type === undefined ? null : SCALED_NUMERIC_TYPE.exec(type);
+  return m ? { precision: Number(m[1]), scale: Number(m[2]) } : null;
+}
+
+/** Whether the decimal text `data[start..end)` (a COPY field) has digits past `scale`, which a numeric of that scale rounds away. */
+function fieldRounds(data: Buffer, start: number, end: number, scale: number): boolean {
+  let dot = -1;
+  for (let i = start; i < end; i++) {
+    const byte = data[i] as number;
+    if (byte === 46 /* . */) dot = i;
+    // Anything but digits, a sign and a point (NaN, Infinity, an exponent): read as text.
+    else if ((byte < 48 || byte > 57) && byte !== 45 /* - */) return rounds(data.toString('latin1', start, end), scale);
+  }
+  if (scale < 0) return rounds(data.toString('latin1', start, end), scale);
+  if (dot < 0) return false;
+  let last = end;
+  while (last > dot + 1 && data[last - 1] === 48 /* 0 */) last--;
+  return last - dot - 1 > scale;
+}
+
+/** Whether `value` has digits past `scale` (see decimalScale), which a numeric of that scale rounds away. */
+function rounds(value: Value, scale: number): boolean {
+  if (typeof value === 'number' && scale >= 0 && Number.isInteger(value)) return false;
+  const needed = decimalScale(value);
+  return needed !== null && needed > scale;
+}
+
+/**
+ * Why `value` (text as written) cannot go into column `column` (named `declared`: see
+ * declaredType), a numeric(`precision`,`scale`) that would round it to its scale without a word,
+ * with the type that holds it: as many digits before the point, and the places it needs.
+ */
+function roundedAway(column: string, declared: string, { precision, scale }: NumericScale, value: string): string {
+  const needed = decimalScale(value) as number;
+  const holds = scale > 0 ? `${scale} decimal place${scale === 1 ? '' : 's'}` : scale === 0 ? 'whole numbers' : `multiples of 1${'0'.repeat(-scale)}`;
+  const wider = precision - scale + needed <= 1000 ? `numeric(${precision - scale + needed},${needed}) (or numeric)` : 'numeric';
+  return `column "${column}" is ${declared}, which holds ${holds}: ${value} would be rounded — change the column's type to ${wider} to hold it`;
+}
+
 /** format_type's name of a bit or bit varying column, or of an array of them: its brackets. */
 const ANY_BIT_TYPE = /^bit(?: varying)?(?:\(\d+\))?((?:\[\])*)$/;
 
@@ -699,6 +749,17 @@ class PostgresWriter implements DestinationWriter {
   private readonly converters: Converters;
   /** The same for the key columns, for deletes. */
   private readonly keyConverters: Converters;
+  /**
+   * Per written column, its precision and scale when it is a numeric(p,s), which rounds a value
+   * with more places to its scale without a word (COPY, a cast and an assignment alike): such a
+   * row is refused before it is written (see rounded). Null when no column is one.
+   */
+  private readonly scales: ReadonlyArray<NumericScale | null> | null;
+  /**
+   * The written columns whose field of a line is checked so (a line's integer field has no
+   * places, unless its column's scale is negative), in order.
+   */
+  private readonly lineScaleColumns: number[];
 
   constructor(
     private readonly destination: PostgresDestination,
@@ -715,6 +776,9 @@ class PostgresWriter implements DestinationWriter {
     this.straightCopies = empty && info.copiesInto && info.uniqueKeys.some((columns) => columns.join('\u0000') === key);
     this.converters = columnValues(info, target.columns);
     this.keyConverters = columnValues(info, target.keyColumns);
+    const scales = target.columns.map((column) => numericScale(info.columnTypes.get(column)));
+    this.scales = scales.some((s) => s !== null) ? scales : null;
+    this.lineScaleColumns = scales.flatMap((s, c) => (s !== null && (s.scale < 0 || !INTEGER_OIDS.has(encoding?.types[c] ?? 0)) ? [c] : []));
   }
 
   /**
@@ -729,6 +793,64 @@ class PostgresWriter implements DestinationWriter {
 
   async write(batch: WriteOperation[]): Promise<RowOutcome[]> {
     if (batch.length === 0) return [];
+    const refused = this.roundedRows(batch);
+    if (refused === null) return this.writeChecked(batch);
+    const rest = batch.filter((_, i) => !refused.has(i));
+    const outcomes = rest.length > 0 ? await this.writeChecked(rest) : [];
+    let next = 0;
+    return batch.map((_, i) => refused.get(i) ?? (outcomes[next++] as RowOutcome));
+  }
+
+  /** The rows of `batch` with a value its numeric(p,s) column would round (see scales), refused by position; null when none. */
+  private roundedRows(batch: readonly WriteOperation[]): Map<number, RowOutcome> | null {
+    if (this.scales === null) return null;
+    let refused: Map<number, RowOutcome> | null = null;
+    for (let i = 0; i < batch.length; i++) {
+      const op = batch[i] as WriteOperation;
+      if (op.kind === 'delete') continue;
+      const why = op.line ? this.roundedField(op.line) : this.rounded(op.values);
+      if (why !== null) (refused ??= new Map()).set(i, { ok: false, reason: why });
+    }
+    return refused;
+  }
+
+  /** Why a row of `values` cannot be written as it is: a value its numeric(p,s) column would round. */
+  private rounded(values: readonly Value[]): string | null {
+    const scales = this.scales as ReadonlyArray<NumericScale | null>;
+    for (let c = 0; c < scales.length; c++) {
+      const numeric = scales[c];
+      const value = values[c] ?? null;
+      if (!numeric || value === null || typeof value === 'boolean' || !rounds(value, numeric.scale)) continue;
+      return this.roundedMessage(c, numeric, String(value));
+    }
+    return null;
+  }
+
+  /** The same for a row that comes as a line: its fields are found, not decoded. */
+  private roundedField(line: EncodedLine): string | null {
+    const { data } = line;
+    const last = line.end - 1; // the line break
+    let start = line.start;
+    let field = 0;
+    for (const c of this.lineScaleColumns) {
+      for (; field < c; field++) start = data.indexOf(9 /* tab */, start) + 1;
+      let end = data.indexOf(9 /* tab */, start);
+      if (end < 0 || end > last) end = last;
+      const numeric = (this.scales as ReadonlyArray<NumericScale | null>)[c] as NumericScale;
+      if (end - start === 2 && data[start] === 92 /* \ */ && data[start + 1] === 78 /* N */) continue;
+      if (fieldRounds(data, start, end, numeric.scale)) return this.roundedMessage(c, numeric, data.toString('latin1', start, end));
+    }
+    return null;
+  }
+
+  private roundedMessage(c: number, numeric: NumericScale, value: string): string {
+    const column = this.target.columns[c] as string;
+    const declared = declaredType(this.info.columnTypes.get(column) as string, this.info.columnDomains.get(column));
+    return roundedAway(column, declared, numeric, value);
+  }
+
+  /** Writes a batch none of whose rows is refused before it is written. */
+  private async writeChecked(batch: WriteOperation[]): Promise<RowOutcome[]> {
     const client = await this.destination.client();
     let broken: Error | undefined;
     try {
