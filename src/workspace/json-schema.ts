@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { ConnectorRegistry } from '../core/connector-registry.js';
-import { workspaceFileSchema } from './workspace-schema.js';
+import { SECTION_NAMES, workspaceFileSchema } from './workspace-schema.js';
 
 /** Where the published schema lives in the repository (and in the npm package). */
 export const JSON_SCHEMA_FILE = 'schema/lockstep.schema.json';
@@ -27,10 +27,11 @@ export function workspaceJsonSchema(registry: ConnectorRegistry): JsonObject {
         properties: { type: { type: 'string', const: kind.type }, ...(settings.properties ?? {}) },
         required: ['type', ...(settings.required ?? [])],
         additionalProperties: false,
+        patternProperties: EXTENSIONS,
       };
     }),
   };
-  const sync = syncEntry(schema);
+  const sync = sectionEntry(schema, 'syncs');
   if (sync) {
     const properties = sync.properties as JsonObject;
     for (const kind of registry.kinds('destination')) {
@@ -43,14 +44,25 @@ export function workspaceJsonSchema(registry: ConnectorRegistry): JsonObject {
     }
     sync.additionalProperties = false;
   }
+  schema.patternProperties = EXTENSIONS;
+  for (const section of SECTION_NAMES) {
+    const entry = sectionEntry(schema, section);
+    if (entry && entry.type === 'object') entry.patternProperties = EXTENSIONS;
+  }
   return schema;
 }
 
-/** The schema of one sync entry inside the `syncs` section. */
-function syncEntry(schema: JsonObject): JsonObject | undefined {
-  const syncs = (schema.properties as Record<string, { anyOf?: Array<{ additionalProperties?: JsonObject }> }>).syncs;
-  return syncs?.anyOf?.find((option) => option.additionalProperties?.properties !== undefined)?.additionalProperties;
+/** Keys an object may hold besides its properties: extension fields (see EXTENSION_KEY in workspace-schema.ts). */
+const EXTENSIONS: JsonObject = {
+  '^x-': { description: 'An extension field, which Lockstep ignores: e.g. a YAML anchor to merge elsewhere, x-defaults: &defaults { ... } then <<: *defaults.' },
+};
+
+/** The schema of one entry of a section (a sync of `syncs`), when written there (not a reference). */
+function sectionEntry(schema: JsonObject, section: string): JsonObject | undefined {
+  const property = (schema.properties as Record<string, { anyOf?: Array<{ additionalProperties?: JsonObject }> }>)[section];
+  return property?.anyOf?.find((option) => option.additionalProperties !== undefined)?.additionalProperties;
 }
+
 
 /** The committed file's exact text. */
 export function renderJsonSchema(registry: ConnectorRegistry): string {

@@ -20,7 +20,7 @@ import { WorkspaceFile } from './workspace-file.js';
 import { findWorkspaceFiles, mayDeclareStore, WORKSPACE_FILE_NAMES, WORKSPACE_FOLDER } from './workspace-files.js';
 
 export { findWorkspaceFiles, WORKSPACE_FILE_NAMES, WORKSPACE_FOLDER };
-import { SECTION_NAMES, buildAlerts, buildWebhooks, storeSchema, workspaceFileSchema } from './workspace-schema.js';
+import { SECTION_NAMES, buildAlerts, buildWebhooks, storeSchema, withoutExtensions, workspaceFileSchema } from './workspace-schema.js';
 import type { WorkspaceFileContent } from './workspace-schema.js';
 
 /** Where Lockstep keeps its state, as the workspace declares it. */
@@ -83,13 +83,14 @@ export async function loadWorkspace(dir: string, env: Env, registry: ConnectorRe
     diagnostics.push(...file.syntaxDiagnostics);
     if (!file.usable) continue;
     const data = file.content();
-    const record = asRecord(data);
-    if (record === null) {
+    const mapping = asRecord(data);
+    if (mapping === null) {
       diagnostics.push(
         file.diagnostic([], `${file.file} must be a mapping of sections, got ${Array.isArray(data) ? 'a list' : 'a single value'}`, `write sections at the top level: ${['store', ...SECTION_NAMES].join(', ')}`),
       );
       continue;
     }
+    const record = withoutExtensions(mapping);
     const parsed = workspaceFileSchema.safeParse(record, { error: workspaceErrorMap, reportInput: true });
     if (parsed.success) contents.push(parsed.data);
     else diagnostics.push(...parsed.error.issues.flatMap((issue) => issueDiagnostics(issue, file, record, { secret: isSecretPath(record, issue.path) })));

@@ -640,3 +640,32 @@ export const workspaceFileSchema = z
 export type WorkspaceFileContent = z.output<typeof workspaceFileSchema>;
 export type SectionName = Exclude<keyof WorkspaceFileContent, 'store' | 'alerts' | 'webhooks'>;
 export const SECTION_NAMES: readonly SectionName[] = ['sources', 'destinations', 'models', 'syncs', 'sequences'];
+
+/**
+ * Keys starting with `x-` are extension fields, which Lockstep ignores: at the top level of a file,
+ * and in the definition of a source, destination, model, sync or sequence. They hold what the file
+ * shares with itself, as in docker-compose files: `x-defaults: &defaults { ... }`, merged into a
+ * sync with `<<: *defaults`. The keys of a section are slugs, which may start with `x-`: never extensions.
+ */
+export const EXTENSION_KEY = /^x-/;
+
+/** A workspace file's data without its extension fields (see EXTENSION_KEY). */
+export function withoutExtensions(data: Record<string, unknown>): Record<string, unknown> {
+  const kept: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(data)) {
+    if (EXTENSION_KEY.test(key)) continue;
+    kept[key] = (SECTION_NAMES as readonly string[]).includes(key) ? sectionWithoutExtensions(value) : value;
+  }
+  return kept;
+}
+
+function sectionWithoutExtensions(section: unknown): unknown {
+  if (!isMapping(section)) return section;
+  return Object.fromEntries(
+    Object.entries(section).map(([slug, entry]) => [slug, isMapping(entry) ? Object.fromEntries(Object.entries(entry).filter(([key]) => !EXTENSION_KEY.test(key))) : entry]),
+  );
+}
+
+function isMapping(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}

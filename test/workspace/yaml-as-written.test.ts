@@ -42,6 +42,52 @@ describe('workspace files as people write them', () => {
     ]);
   });
 
+  it('ignores keys starting with x- at the top level and in a definition, as places for anchors merged with <<: *name', async () => {
+    const file = yaml(
+      'x-defaults: &defaults',
+      '  model: acc',
+      '  destination: crm',
+      '  mode: upsert',
+      'x-notes: [owned by the data team]',
+      'sources:',
+      '  wh: { type: postgres, url: "postgres://w", x-owner: data-team }',
+      'destinations:',
+      '  crm:',
+      '    type: postgres',
+      '    url: "postgres://c"',
+      '    x-owner: crm-team',
+      ...BASE.slice(4),
+      'syncs:',
+      '  s1:',
+      '    <<: *defaults',
+      '    object: a',
+      '    x-ticket: 42',
+      '  s2: { <<: *defaults, object: b, mode: insert }',
+      // A slug is a slug, whatever it starts with.
+      '  x-legacy: { <<: *defaults, object: c }',
+      'sequences:',
+      '  nightly: { x-comment: accounts first, members: [{ sync: s1 }, { sync: s2 }] }',
+    );
+    const { diagnostics, definition } = await load({ 'lockstep.yaml': file });
+    expect(diagnostics).toEqual([]);
+    expect(definition?.syncs.map((s) => [s.slug, s.model, s.destination, s.object, s.mode])).toEqual([
+      ['s1', 'acc', 'crm', 'a', 'upsert'],
+      ['s2', 'acc', 'crm', 'b', 'insert'],
+      ['x-legacy', 'acc', 'crm', 'c', 'upsert'],
+    ]);
+    expect([...(definition?.sources ?? []), ...(definition?.destinations ?? [])]).toEqual([
+      { slug: 'wh', type: 'postgres', settings: { url: 'postgres://w' } },
+      { slug: 'crm', type: 'postgres', settings: { url: 'postgres://c' } },
+    ]);
+    expect(definition?.sequences.map((s) => [s.slug, s.members.map((m) => m.sync)])).toEqual([['nightly', ['s1', 's2']]]);
+
+    // A typo of a real key still gets its did-you-mean, at the top level and in a definition.
+    const typos = await load({ 'lockstep.yaml': yaml('x-defaults: &defaults { destination: crm, mode: upsert }', ...BASE, 'sync:', '  s1: { <<: *defaults, modle: acc, object: a }') });
+    expect(typos.diagnostics.map(at)).toEqual(['lockstep.yaml:8:1 sync: unknown key "sync" (did you mean "syncs"?)']);
+    const inside = await load({ 'lockstep.yaml': yaml('x-defaults: &defaults { model: acc, mode: upsert }', ...BASE, 'syncs:', '  s1: { <<: *defaults, destination: crm, object: a, batchSise: 500, x-note: n }') });
+    expect(inside.diagnostics.map(at)).toEqual(['lockstep.yaml:9:53 syncs.s1.batchSise: unknown key "batchSise" (did you mean "batchSize"?)']);
+  });
+
   it('refuses a second YAML document, naming the "---" line', async () => {
     const { diagnostics } = await load({ 'lockstep.yaml': yaml('---', ...BASE, '---', 'syncs: {}') });
     expect(diagnostics.map(at)).toEqual(['lockstep.yaml:8:1 : lockstep.yaml holds more than one YAML document: a second one starts at this "---" line']);
