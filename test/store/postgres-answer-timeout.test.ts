@@ -27,7 +27,7 @@ async function behindProxy(): Promise<{ url: string; direct: string; proxy: Part
 }
 
 function database(url: string, answerTimeoutMs: number): PostgresDatabase {
-  return new PostgresDatabase({ url, schema: 'public', poolSize: 2, connectTimeoutMs: 2000, idleInTransactionMs: 30_000, answerTimeoutMs });
+  return new PostgresDatabase({ url, schema: 'public', poolSize: 2, connectTimeoutMs: 2000, idleInTransactionMs: 30_000, statementTimeoutMs: 60_000, answerTimeoutMs });
 }
 
 describe('PostgreSQL store statements the network stops answering', () => {

@@ -196,7 +196,7 @@ describe('PostgresStore on a shared database', () => {
   it('runs a transaction PostgreSQL aborted as a deadlock victim again, so both deadlocked writers commit', async () => {
     const url = await createTestDatabase('lockstep_deadlock');
     await sql(url, 'CREATE TABLE counters (id int PRIMARY KEY, n int NOT NULL); INSERT INTO counters VALUES (1, 0), (2, 0)');
-    const db = new PostgresDatabase({ url, schema: 'public', poolSize: 4, connectTimeoutMs: 5000, idleInTransactionMs: 30_000, answerTimeoutMs: 10_000 });
+    const db = new PostgresDatabase({ url, schema: 'public', poolSize: 4, connectTimeoutMs: 5000, idleInTransactionMs: 30_000, statementTimeoutMs: 60_000, answerTimeoutMs: 10_000 });
     try {
       let attempts = 0;
       let arrived = 0;
@@ -263,6 +263,51 @@ describe('PostgresStore on a shared database', () => {
     expect(await admin.takeFinishedRuns(10, T0 + 3, LEASE)).toHaveLength(1);
     // Fencing holds as before: a write of an attempt that no longer holds the run is refused.
     await expect(store.updateSyncRun(run.id, { status: 'failed' }, T0 + 4, 2)).rejects.toMatchObject({ code: ErrorCode.LeaseLost });
+  });
+
+  it("runs its statements under a statement timeout of its own: a role's low statement_timeout fails none of them", async () => {
+    const url = await createTestDatabase('lockstep_role_timeout');
+    const role = `lockstep_timeout_${Math.random().toString(36).slice(2, 10)}`;
+    await sql(url, `CREATE ROLE ${role} LOGIN PASSWORD 'timeout'; ALTER ROLE ${role} SET statement_timeout = '100ms'; ALTER DATABASE "${new URL(url).pathname.slice(1)}" OWNER TO ${role}`);
+    const asRole = new URL(url);
+    asRole.username = role;
+    asRole.password = 'timeout';
+    // The role's setting holds on its sessions.
+    expect(await sql(asRole.toString(), "SELECT current_setting('statement_timeout') AS timeout")).toEqual([{ timeout: '100ms' }]);
+    await using store = await PostgresStore.open({ url: asRole.toString(), poolSize: 2 });
+    await store.applyWorkspace(crmWorkspace(), T0);
+    // Another session holds the table of syncs for a second: the store's read waits for it, then answers.
+    const holder = new pg.Client({ connectionString: url });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN; LOCK TABLE lockstep.syncs IN ACCESS EXCLUSIVE MODE');
+      const read = store.getSync('accounts-to-crm');
+      read.catch(() => undefined); // awaited below
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      await holder.query('COMMIT');
+      expect((await read)?.slug).toBe('accounts-to-crm');
+    } finally {
+      await holder.end();
+    }
+  });
+
+  it('ends a store statement stalled on a lock past its own statement timeout when the role sets none, saying what to look for', async () => {
+    const url = await createTestDatabase('lockstep_stalled');
+    await using store = await PostgresStore.open({ url, poolSize: 2, statementTimeoutMs: 500 });
+    await store.applyWorkspace(crmWorkspace(), T0);
+    const holder = new pg.Client({ connectionString: url });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN; LOCK TABLE lockstep.syncs IN ACCESS EXCLUSIVE MODE');
+      const error = await rejection(store.getSync('accounts-to-crm'));
+      expect(error.code).toBe(ErrorCode.Store);
+      expect(error.message).toMatch(
+        /^store PostgreSQL at .* \(schema "lockstep"\): .* \(SQLSTATE 57014\) — the store's statements may run for 500 ms \(its statement_timeout, whatever the database or role sets\): look for a session holding locks on the store's tables for long/,
+      );
+    } finally {
+      await holder.query('ROLLBACK');
+      await holder.end();
+    }
   });
 
   it('reports use after close as a store error', async () => {

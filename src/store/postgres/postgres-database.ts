@@ -29,6 +29,13 @@ export interface PostgresDatabaseOptions {
    */
   idleInTransactionMs: number;
   /**
+   * Milliseconds a store statement may run before the server ends it (`statement_timeout`), set on
+   * every session of the pool whatever the database or role sets: a low value there would fail the
+   * store's longer statements (a large snapshot write, a sweep of old runs), and none at all would
+   * leave a statement stalled on a lock waiting for ever. A transaction may set its own (migrations).
+   */
+  statementTimeoutMs: number;
+  /**
    * Milliseconds a statement may go unanswered before the server is asked, on a connection of its
    * own, whether the statement's session is still at work. A network that drops packets without
    * resetting the connection (a partition) would otherwise keep the process waiting forever:
@@ -93,6 +100,10 @@ export class PostgresDatabase {
       // A peer that vanished is noticed by the socket, not only at the next statement.
       keepAlive: true,
       types,
+      // The timeouts again, and the statement timeout, as settings of the session: a pooler in
+      // session mode told to pass over startup parameters (PgBouncer's ignore_startup_parameters)
+      // drops them without a word, and takes a SET.
+      onConnect: (client) => this.answered(client, client.query(this.sessionSettings)).then(() => undefined),
     });
     // An idle connection the server dropped (a restart): the pool replaces it; the next use reports
     // anything lasting. Without a listener the process would die.
@@ -107,6 +118,12 @@ export class PostgresDatabase {
       const pid = (client as pg.PoolClient & { processID?: number }).processID;
       if (typeof pid === 'number') this.backends.delete(pid);
     });
+  }
+
+  /** What each connection of the pool sets as it opens (see onConnect). */
+  private get sessionSettings(): string {
+    const { statementTimeoutMs, idleInTransactionMs } = this.options;
+    return `SET statement_timeout = ${Math.max(1, Math.round(statementTimeoutMs))}; SET idle_in_transaction_session_timeout = ${Math.max(1, Math.round(idleInTransactionMs))}`;
   }
 
   /** The server process ids of the pool's connections. */
@@ -396,6 +413,14 @@ export class PostgresDatabase {
         retryable: !(code.startsWith('28') || code === '3D000'),
       });
     }
+    if (code === QUERY_CANCELED) {
+      return new LockstepError(
+        ErrorCode.Store,
+        `store ${this.where}: ${message} (SQLSTATE ${code}) — the store's statements may run for ${describeMs(this.options.statementTimeoutMs)} (its statement_timeout, whatever the database or role sets): ` +
+          'look for a session holding locks on the store\'s tables for long (pg_stat_activity, pg_locks), or a server too busy to answer',
+        { cause: error },
+      );
+    }
     if (code === '42501' || code === '25006') {
       // A read-only user, a standby, or default_transaction_read_only: the store must write.
       const what = code === '25006' ? 'the server only allows reading (a standby, or default_transaction_read_only)' : message;
@@ -413,6 +438,15 @@ export class PostgresDatabase {
       retryable: transient,
     });
   }
+}
+
+/** SQLSTATE of a statement the server ended: past statement_timeout, or asked to (pg_cancel_backend). */
+const QUERY_CANCELED = '57014';
+
+/** `10 min`, `300 ms`: a duration for messages. */
+function describeMs(ms: number): string {
+  if (ms >= 60_000 && ms % 60_000 === 0) return `${ms / 60_000} min`;
+  return ms >= 1000 ? `${Number((ms / 1000).toFixed(1))} s` : `${ms} ms`;
 }
 
 /** The SQLSTATE or Node socket code of an error, if any. */

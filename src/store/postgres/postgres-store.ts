@@ -82,6 +82,11 @@ export interface PostgresStoreOptions {
    */
   idleInTransactionMs?: number;
   /**
+   * Milliseconds a store statement may run before the server ends it, whatever the database or
+   * role sets (default: 600000, 10 minutes); migrations run without a limit.
+   */
+  statementTimeoutMs?: number;
+  /**
    * Milliseconds a store statement may go unanswered before the server is asked, on a connection
    * of its own, whether it is still working on it; the statement fails when it is not, or when
    * that question is not answered in this time either (default: the URL's `answer_timeout`
@@ -97,6 +102,9 @@ export interface PostgresStoreOptions {
   /** Told when the connection listening for notifications is lost (default: nobody). */
   logger?: Logger;
 }
+
+/** How long a store statement may run, ms (see PostgresStoreOptions.statementTimeoutMs). */
+const DEFAULT_STATEMENT_TIMEOUT_MS = 10 * 60_000;
 
 /** How much later this store's listeners hear what it announced itself, ms (see PostgresNotifications). */
 const ECHO_DELAY_MS = 20;
@@ -176,6 +184,9 @@ export class PostgresStore extends StoreRoles implements Store, SecretResealer, 
     try {
       const logger = options.logger ?? silentLogger;
       const applied = await db.transaction(async (q) => {
+        // A migration may rewrite a large table, and a process waits for another's migration as
+        // long as that one is at it (takeMigrationLock tells a copy left behind from one at work).
+        await q.query('SET LOCAL statement_timeout = 0');
         await takeMigrationLock(q, { schema, where: db.where, onProgress: (progress) => logMigrationLock(logger, db.where, progress) });
         return migrate(q, schema, db.where, clock.now());
       });
@@ -215,6 +226,7 @@ export class PostgresStore extends StoreRoles implements Store, SecretResealer, 
       poolSize: options.poolSize ?? 10,
       connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
       idleInTransactionMs: options.idleInTransactionMs ?? 30_000,
+      statementTimeoutMs: options.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS,
       answerTimeoutMs: options.answerTimeoutMs ?? timed.answerTimeoutMs ?? DEFAULT_STORE_ANSWER_TIMEOUT_MS,
     });
     return { db, schema };
