@@ -439,6 +439,9 @@ async function connect(url: string, where: string, application = 'lockstep store
   client.on('error', () => undefined);
   try {
     await client.connect();
+    // A copy is one transaction of long statements (a COPY of millions of snapshot rows), bounded
+    // by its lease (see CopyLease), not by a statement_timeout the database or role may set.
+    await client.query('SET statement_timeout = 0');
   } catch (error) {
     await client.end().catch(() => undefined);
     throw new LockstepError(

@@ -367,6 +367,18 @@ describe('lockstep store migrate', () => {
     expect(refused.stderr).toContain('cannot copy table sync_runs: the PostgreSQL store needs region');
   });
 
+  it("copies into a database whose role has a low statement_timeout, which the copy's long statements do not go by", async () => {
+    const url = await createTestDatabase('store_migrate_role_timeout');
+    const role = `lockstep_copy_${randomBytes(4).toString('hex')}`;
+    await sql(url, `CREATE ROLE ${role} LOGIN PASSWORD 'copy'; ALTER ROLE ${role} SET statement_timeout = '100ms'; ALTER DATABASE "${new URL(url).pathname.slice(1)}" OWNER TO ${role}`);
+    const asRole = new URL(url);
+    asRole.username = role;
+    asRole.password = 'copy';
+    await copyInto(asRole.toString());
+    await using store = await openTarget(asRole.toString(), keyFileKey(dir));
+    expect(await store.snapshots.count(LOOSE_SYNC)).toBe(expected.loose.count);
+  });
+
   it('a failure half-way leaves the target as it was', async () => {
     const url = await createTestDatabase('lockstep_store_copy');
     await (await PostgresStore.open({ url })).close();
