@@ -602,6 +602,46 @@ describe('PostgresDestination', () => {
     }
   });
 
+  it('refuses alone a list item with more places than its numeric(p,s)[] column holds, by copy, by line and by statement', async () => {
+    const url = await createTestDatabase('destination');
+    await sql(url, 'create table baskets (id integer primary key, prices numeric(6,2)[])');
+    const destination = await PostgresDestination.connect({ url });
+    const rounded = (value: string, wider: string) => ({
+      ok: false,
+      reason: `column "prices" is numeric(6,2)[], which holds items of 2 decimal places: ${value} would be rounded — change the column's type to ${wider}[] (or numeric[]) to hold it`,
+    });
+    try {
+      const writer = await destination.prepare({ object: 'baskets', keyColumns: ['id'], columns: ['id', 'prices'] });
+      expect(
+        await writer.write([
+          { kind: 'insert', key: [1], values: [1, '[1.5,"2.25"]'] },
+          { kind: 'insert', key: [2], values: [2, '[[1.5],[2.255]]'] },
+          { kind: 'insert', key: [3], values: [3, '{1.10,NULL,3.001}'] },
+          { kind: 'insert', key: [4], values: [4, '{{1,2.50},{3,4}}'] },
+        ]),
+      ).toEqual([{ ok: true }, rounded('2.255', 'numeric(7,3)'), rounded('3.001', 'numeric(7,3)'), { ok: true }]);
+      expect(await writer.write([{ kind: 'update', key: [1], values: [1, '[0.125]'] }, { kind: 'upsert', key: [4], values: [4, '[7.7]'] }])).toEqual([
+        rounded('0.125', 'numeric(7,3)'),
+        { ok: true },
+      ]);
+      // Rows read from PostgreSQL as COPY text go as their lines.
+      const lines = Buffer.from('5\t{1.00,2.5}\n6\t{{1.5},{9.999}}\n7\t\\N\n');
+      const lineWriter = await destination.prepare({ object: 'baskets', keyColumns: ['id'], columns: ['id', 'prices'], encoding: { format: COPY_TEXT_FORMAT, types: [23, 1231] } });
+      expect(lineWriter.takesLines).toBe(true);
+      const line = (id: number, start: number, end: number): WriteOperation => ({ kind: 'insert', key: [id], values: [], line: { data: lines, start, end } });
+      const ends = [0, ...[...lines.entries()].filter(([, byte]) => byte === 10).map(([i]) => i + 1)] as number[];
+      expect(await lineWriter.write([line(5, ends[0]!, ends[1]!), line(6, ends[1]!, ends[2]!), line(7, ends[2]!, ends[3]!)])).toEqual([{ ok: true }, rounded('9.999', 'numeric(7,3)'), { ok: true }]);
+      expect(await sql(url, 'select id, prices::text from baskets order by id')).toEqual([
+        { id: 1, prices: '{1.50,2.25}' },
+        { id: 4, prices: '{7.70}' },
+        { id: 5, prices: '{1.00,2.50}' },
+        { id: 7, prices: null },
+      ]);
+    } finally {
+      await destination.close();
+    }
+  });
+
   it('writes binary values, which sources give as base64, into bytea columns as their bytes, by copy and by statement, and deletes by them', async () => {
     const url = await createTestDatabase('destination');
     await sql(url, 'create table blobs (id bytea primary key, data bytea, note text)');

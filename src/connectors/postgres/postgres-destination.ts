@@ -542,19 +542,37 @@ function misfit(column: string, type: string, declared: string, value: Value, wr
   return `column "${column}" is ${declared}, which holds ${width} bit${width === '1' ? '' : 's'}: ${what} has ${written.length} — change the column's type to bit(${written.length}) (or bit varying) to hold it`;
 }
 
-/** format_type's name of a numeric column with a precision and scale (`numeric(10,2)`; PostgreSQL 15 allows a negative scale). */
-const SCALED_NUMERIC_TYPE = /^numeric\((\d+),(-?\d+)\)$/;
+/**
+ * format_type's name of a numeric column with a precision and scale (`numeric(10,2)`; PostgreSQL
+ * 15 allows a negative scale), or of an array of them: its precision, scale and brackets.
+ */
+const SCALED_NUMERIC_TYPE = /^numeric\((\d+),(-?\d+)\)((?:\[\])*)$/;
 
-/** A numeric(p,s) column as the writer checks its values: see PostgresWriter.scales. */
+/** A numeric(p,s) column (or an array of them) as the writer checks its values: see PostgresWriter.scales. */
 interface NumericScale {
   precision: number;
   scale: number;
+  /** `[]` for an array column, whose items are checked; '' otherwise. */
+  brackets: string;
 }
 
-/** The precision and scale of a column of type `type` (format_type's name) when it is a numeric(p,s); null for any other. */
+/** The precision and scale of a column of type `type` (format_type's name) when it is a numeric(p,s) or an array of them; null for any other. */
 function numericScale(type: string | undefined): NumericScale | null {
   const m = type === undefined ? null : SCALED_NUMERIC_TYPE.exec(type);
-  return m ? { precision: Number(m[1]), scale: Number(m[2]) } : null;
+  return m ? { precision: Number(m[1]), scale: Number(m[2]), brackets: m[3] as string } : null;
+}
+
+/**
+ * The first item of a list for a numeric(p,s) array column that has digits past `scale`, as
+ * written; null when none has. The list is one sources give (see arrayItems) or an array literal,
+ * whose numbers PostgreSQL prints without quotes (`{1.5,NULL}`, `{{1,2},{3,4}}`).
+ */
+function roundedItem(value: Value, scale: number): string | null {
+  const items = arrayItems(value) ?? (typeof value === 'string' ? (value.match(/[^{},\s"]+/g) ?? []).filter((item) => item.toUpperCase() !== 'NULL') : []);
+  for (const item of items.flat(Infinity)) {
+    if ((typeof item === 'string' || typeof item === 'number') && rounds(item, scale)) return String(item);
+  }
+  return null;
 }
 
 /** Whether the decimal text `data[start..end)` (a COPY field) has digits past `scale`, which a numeric of that scale rounds away. */
@@ -585,11 +603,11 @@ function rounds(value: Value, scale: number): boolean {
  * declaredType), a numeric(`precision`,`scale`) that would round it to its scale without a word,
  * with the type that holds it: as many digits before the point, and the places it needs.
  */
-function roundedAway(column: string, declared: string, { precision, scale }: NumericScale, value: string): string {
+function roundedAway(column: string, declared: string, { precision, scale, brackets }: NumericScale, value: string): string {
   const needed = decimalScale(value) as number;
   const holds = scale > 0 ? `${scale} decimal place${scale === 1 ? '' : 's'}` : scale === 0 ? 'whole numbers' : `multiples of 1${'0'.repeat(-scale)}`;
-  const wider = precision - scale + needed <= 1000 ? `numeric(${precision - scale + needed},${needed}) (or numeric)` : 'numeric';
-  return `column "${column}" is ${declared}, which holds ${holds}: ${value} would be rounded — change the column's type to ${wider} to hold it`;
+  const wider = precision - scale + needed <= 1000 ? `numeric(${precision - scale + needed},${needed})${brackets} (or numeric${brackets})` : `numeric${brackets}`;
+  return `column "${column}" is ${declared}, which holds ${brackets === '' ? '' : 'items of '}${holds}: ${value} would be rounded — change the column's type to ${wider} to hold it`;
 }
 
 /** format_type's name of a bit or bit varying column, or of an array of them: its brackets. */
@@ -750,9 +768,10 @@ class PostgresWriter implements DestinationWriter {
   /** The same for the key columns, for deletes. */
   private readonly keyConverters: Converters;
   /**
-   * Per written column, its precision and scale when it is a numeric(p,s), which rounds a value
-   * with more places to its scale without a word (COPY, a cast and an assignment alike): such a
-   * row is refused before it is written (see rounded). Null when no column is one.
+   * Per written column, its precision and scale when it is a numeric(p,s) (or an array of them),
+   * which rounds a value with more places to its scale without a word (COPY, a cast and an
+   * assignment alike): such a row is refused before it is written (see rounded). Null when no
+   * column is one.
    */
   private readonly scales: ReadonlyArray<NumericScale | null> | null;
   /**
@@ -820,8 +839,9 @@ class PostgresWriter implements DestinationWriter {
     for (let c = 0; c < scales.length; c++) {
       const numeric = scales[c];
       const value = values[c] ?? null;
-      if (!numeric || value === null || typeof value === 'boolean' || !rounds(value, numeric.scale)) continue;
-      return this.roundedMessage(c, numeric, String(value));
+      if (!numeric || value === null || typeof value === 'boolean') continue;
+      const rounded = numeric.brackets === '' ? (rounds(value, numeric.scale) ? String(value) : null) : roundedItem(value, numeric.scale);
+      if (rounded !== null) return this.roundedMessage(c, numeric, rounded);
     }
     return null;
   }
@@ -838,7 +858,10 @@ class PostgresWriter implements DestinationWriter {
       if (end < 0 || end > last) end = last;
       const numeric = (this.scales as ReadonlyArray<NumericScale | null>)[c] as NumericScale;
       if (end - start === 2 && data[start] === 92 /* \ */ && data[start + 1] === 78 /* N */) continue;
-      if (fieldRounds(data, start, end, numeric.scale)) return this.roundedMessage(c, numeric, data.toString('latin1', start, end));
+      if (numeric.brackets !== '') {
+        const item = roundedItem(data.toString('latin1', start, end), numeric.scale);
+        if (item !== null) return this.roundedMessage(c, numeric, item);
+      } else if (fieldRounds(data, start, end, numeric.scale)) return this.roundedMessage(c, numeric, data.toString('latin1', start, end));
     }
     return null;
   }
