@@ -148,6 +148,11 @@ export interface HubSpotFault {
 /** Ready-made faults for the failure modes a client must survive. */
 export const HUBSPOT_FAULTS = {
   unavailable: { status: 503, contentType: 'text/plain', body: 'Service Unavailable' },
+  // "Error handling" documents these two statuses and their waits, not their bodies.
+  /** "423 Locked": records written in large volume in a short time are locked for 2 seconds. */
+  locked: { status: 423, body: { status: 'error', message: 'Locked' } },
+  /** "477 Migration in Progress": the portal is moving between data hosting locations; Retry-After in seconds. */
+  migrating: { status: 477, body: { status: 'error', message: 'Migration in Progress' }, headers: { 'Retry-After': '3600' } },
   htmlOnSuccess: {
     status: 200,
     contentType: 'text/html; charset=utf-8',

@@ -508,6 +508,33 @@ ${extra}`).replace('destinations:\n', 'destinations:\n  crm: { type: salesforce,
       expect((await writer.write([op('upsert', 'a', ['a@example.com', 'A'])]))[0]?.ok).toBe(true);
     });
 
+    it('423 Locked: retryable after the 2 s lock, pausing the connection, wherever it comes; 477: retryable after its Retry-After', async () => {
+      const limiter = spyLimiter();
+      await destination.close();
+      destination = await openHubSpot(hub, {}, limiter);
+      const writer = await destination.prepare(contactsTarget());
+      hub.failNext(1, { ...HUBSPOT_FAULTS.locked, endpoint: 'objects.batchUpsert' });
+      const upserting = await failure(writer.write([op('upsert', 'a', ['a@example.com', 'A'])]));
+      expect(upserting.code).toBe(ErrorCode.Transient);
+      expect(upserting.retryable).toBe(true);
+      expect(upserting.retryAfterSeconds).toBe(2);
+      expect(upserting.message).toBe('HubSpot answered 423 Locked while upserting contacts: Locked; trying again in 2 s');
+      expect(limiter.pauses).toHaveLength(1);
+      expect(hub.records('contacts')).toHaveLength(0);
+
+      expect((await writer.write([op('upsert', 'a', ['a@example.com', 'A'])]))[0]?.ok).toBe(true);
+      hub.failNext(1, { ...HUBSPOT_FAULTS.locked, endpoint: 'objects.batchArchive' });
+      const archiving = await failure(writer.write([op('delete', 'a')]));
+      expect(archiving.retryable).toBe(true);
+      expect(hub.records('contacts')).toHaveLength(1);
+
+      hub.failNext(1, { ...HUBSPOT_FAULTS.migrating, endpoint: 'objects.batchUpsert' });
+      const migrating = await failure(writer.write([op('upsert', 'b', ['b@example.com', 'B'])]));
+      expect(migrating.retryable).toBe(true);
+      expect(migrating.retryAfterSeconds).toBe(3600);
+      expect(migrating.message).toBe('HubSpot is moving this portal to another data centre (477 Migration in Progress while upserting contacts); it asks to try again in 3600 s');
+    });
+
     it('an HTML page or a body cut short: a clear retryable error naming the object and what came back', async () => {
       const writer = await destination.prepare(contactsTarget());
       hub.failNext(1, HUBSPOT_FAULTS.htmlOnSuccess);

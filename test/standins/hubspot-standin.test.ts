@@ -427,6 +427,17 @@ describe('faults', () => {
     expect(hs.stats().calls['properties.list']).toBe(4);
   });
 
+  it('serves the documented 423 Locked and 477 Migration in Progress (with Retry-After)', async () => {
+    const hs = await start();
+    hs.failNext(1, HUBSPOT_FAULTS.locked);
+    hs.failNext(1, HUBSPOT_FAULTS.migrating);
+    expect((await upsert(hs, 'contacts', contacts(1))).status).toBe(423);
+    const migrating = await upsert(hs, 'contacts', contacts(1));
+    expect(migrating.status).toBe(477);
+    expect(migrating.headers.get('retry-after')).toBe('3600');
+    expect(hs.records('contacts')).toHaveLength(0);
+  });
+
   it('resets the connection or never answers', async () => {
     const hs = await start();
     hs.failNext(1, HUBSPOT_FAULTS.connectionReset);

@@ -6,9 +6,9 @@
  *
  * What comes back: answers HubSpot gives on purpose (2xx, and 4xx about the request's content) are
  * returned with their JSON body for the caller to read per record. Everything else is thrown as a
- * LockstepError: 401/403 as fatal `connection` errors, 429 (after pausing the limiter), 5xx,
- * timeouts, dropped connections and bodies that are not JSON (an HTML page, a body cut short) as
- * retryable `transient` ones. Messages never carry the access token.
+ * LockstepError: 401/403 as fatal `connection` errors, 429 and 423 Locked (after pausing the
+ * limiter), 477 Migration in Progress, 5xx, timeouts, dropped connections and bodies that are not
+ * JSON (an HTML page, a body cut short) as retryable `transient` ones. Messages never carry the access token.
  */
 import { Agent, type Dispatcher } from 'undici';
 import { parseRetryAfter } from '../../core/backoff.js';
@@ -80,6 +80,8 @@ export interface HubSpotProperty {
 const QUOTED_CHARS = 200;
 /** The rolling window HubSpot applies when its headers do not say (Professional/Enterprise). */
 const DEFAULT_WINDOW_MS = 10_000;
+/** How long HubSpot holds a 423 lock ("Locks will last for 2 seconds"). */
+const LOCK_SECONDS = 2;
 
 export class HubSpotClient {
   private readonly agent: Agent;
@@ -173,6 +175,8 @@ export class HubSpotClient {
         `HubSpot denied destination "${this.options.slug}" while ${what} (403${this.detail(exchange)}) — give the private app the scopes it needs (crm.objects.<object>.read and .write, crm.schemas.<object>.read)`,
       );
     }
+    if (status === 423) throw this.locked(exchange, what);
+    if (status === 477) throw this.migrating(exchange, what);
     if (status >= 500) {
       throw new LockstepError(ErrorCode.Transient, `HubSpot answered ${status} while ${what}${this.detail(exchange)}`, { retryable: true });
     }
@@ -207,6 +211,36 @@ export class HubSpotClient {
       ErrorCode.Transient,
       `HubSpot's rate limit was reached while ${what} (429 ${error?.policyName ?? 'RATE_LIMIT'}); trying again in ${retryAfterSeconds} s`,
       { retryable: true, retryAfterSeconds },
+    );
+  }
+
+  /**
+   * 423 Locked: HubSpot locks a portal's records for 2 seconds when a lot is written in a short time
+   * ("Error handling"). Every run writing through this connection waits them out, then tries again.
+   */
+  private locked(exchange: Exchange, what: string): LockstepError {
+    const now = this.options.clock.now();
+    const seconds = parseRetryAfter(header(exchange.headers, 'retry-after'), now) ?? LOCK_SECONDS;
+    this.options.limiter.pauseUntil(now + seconds * 1000);
+    this.options.logger.warn('HubSpot locked the records being written, pausing the connection', { destination: this.options.slug, retryAfterSeconds: seconds });
+    return new LockstepError(ErrorCode.Transient, `HubSpot answered 423 Locked while ${what}${this.detail(exchange)}; trying again in ${seconds} s`, {
+      retryable: true,
+      retryAfterSeconds: seconds,
+    });
+  }
+
+  /**
+   * 477 Migration in Progress: the portal is moving between data centres; HubSpot's Retry-After says
+   * when to come back (up to 24 hours); a wait longer than a run waits ends the run, and its rows
+   * go on a later one.
+   */
+  private migrating(exchange: Exchange, what: string): LockstepError {
+    const now = this.options.clock.now();
+    const seconds = parseRetryAfter(header(exchange.headers, 'retry-after'), now) ?? DEFAULT_WINDOW_MS / 1000;
+    return new LockstepError(
+      ErrorCode.Transient,
+      `HubSpot is moving this portal to another data centre (477 Migration in Progress while ${what}); it asks to try again in ${seconds} s`,
+      { retryable: true, retryAfterSeconds: seconds },
     );
   }
 
