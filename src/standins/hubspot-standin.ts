@@ -15,6 +15,10 @@
  * - An invalid or unknown property is a 400 VALIDATION_ERROR whose message lists
  *   `{isValid, message, error: PROPERTY_DOESNT_EXIST, name, localizedErrorMessage, portalId}` and whose
  *   `errors[]` carry `code` and `context.propertyName` ("Using object APIs › Error handling").
+ * - Values ("Properties API", date and time formats): a date takes `YYYY-MM-DD` or midnight-UTC
+ *   epoch milliseconds (others: "… is at 4:10:33.600 UTC, not midnight!"); a datetime takes epoch
+ *   milliseconds or ISO 8601 with a zone designator; a bool `true`/`false`; a multiple checkboxes
+ *   enumeration its options separated by `;`; an empty string clears a property.
  * - Multi-status: when every input carries a unique `objectWriteTraceId`, failing inputs come back
  *   in `errors[]` of a 207 (`numErrors`, `context.objectWriteTraceId: [id]`) while the others are
  *   written ("Multi-status errors for batch create requests"). Without trace ids, or when contacts
@@ -59,6 +63,11 @@ export interface HubSpotPropertySpec {
   readonly label?: string;
   /** Allowed values of an `enumeration` property. */
   readonly options?: readonly string[];
+  /**
+   * How the property is edited (default: from the type; `select` for an enumeration). An enumeration
+   * with `checkbox` takes several options at once, separated by semicolons.
+   */
+  readonly fieldType?: 'select' | 'radio' | 'checkbox';
 }
 
 /** Object name (e.g. `contacts`, or a custom object such as `pets`) → its properties. */
@@ -275,6 +284,12 @@ const STANDARD_OBJECTS: Readonly<Record<string, StandardObject>> = {
     hubspotDefined: ['dealname', 'amount'],
   },
 };
+
+/** The two options of every booleancheckbox property. */
+const BOOLEAN_OPTIONS = [
+  { label: 'Yes', value: 'true', displayOrder: 0, hidden: false },
+  { label: 'No', value: 'false', displayOrder: 1, hidden: false },
+];
 
 const FIELD_TYPES: Readonly<Record<HubSpotPropertyType, string>> = {
   string: 'text',
@@ -671,28 +686,47 @@ function normaliseValue(property: PropertyModel, raw: unknown): Normalised {
       return text.trim() !== '' && Number.isFinite(Number(text)) ? { value: text.trim() } : problem('INVALID_FLOAT', `${text} was not a valid number.`);
     case 'bool':
       return /^(true|false)$/i.test(text) ? { value: text.toLowerCase() } : problem('INVALID_BOOLEAN', `${text} was not a valid boolean.`);
-    case 'date':
-      return isDate(text) ? { value: text } : problem('INVALID_DATE', `${text} was not a valid date.`);
+    case 'date': {
+      if (isDate(text)) return { value: text };
+      // Epoch milliseconds off midnight get HubSpot's own wording.
+      if (/^\d+$/.test(text)) return problem('INVALID_DATE', `${text} is at ${timeOfDay(Number(text))} UTC, not midnight!`);
+      return problem('INVALID_DATE', `${text} was not a valid date.`);
+    }
     case 'datetime':
       return isDateTime(text) ? { value: text } : problem('INVALID_DATETIME', `${text} was not a valid datetime.`);
-    case 'enumeration':
-      return property.options?.includes(text)
+    case 'enumeration': {
+      // A multiple checkboxes property takes several options separated by semicolons.
+      const chosen = property.fieldType === 'checkbox' ? text.split(';') : [text];
+      const wrong = chosen.find((option) => !property.options?.includes(option));
+      return wrong === undefined
         ? { value: text }
-        : problem('INVALID_OPTION', `${text} was not one of the allowed options: [${(property.options ?? []).join(', ')}]`);
+        : problem('INVALID_OPTION', `${wrong} was not one of the allowed options: [${(property.options ?? []).join(', ')}]`);
+    }
     default:
       if (property.name === 'email' && !EMAIL.test(text.trim())) return problem('INVALID_EMAIL', `Email address ${text} is invalid`);
       return { value: text };
   }
 }
 
-/** Date properties take midnight-UTC epoch milliseconds or `YYYY-MM-DD`. */
+/** Date properties take midnight-UTC epoch milliseconds or `YYYY-MM-DD` ("Properties API", date formats). */
 function isDate(text: string): boolean {
   if (DATE_ONLY.test(text)) return !Number.isNaN(Date.parse(`${text}T00:00:00Z`));
   return /^\d+$/.test(text) && Number(text) % 86_400_000 === 0;
 }
 
+/** ISO 8601 as HubSpot documents it for datetimes: `YYYY-MM-DDThh:mm:ss.sTZD`. */
+const ISO_DATETIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})$/;
+
+/** Datetime properties take epoch milliseconds or ISO 8601 with a time zone designator; no other text. */
 function isDateTime(text: string): boolean {
-  return /^\d+$/.test(text) || !Number.isNaN(Date.parse(text));
+  if (/^\d+$/.test(text)) return true;
+  return ISO_DATETIME.test(text) && !Number.isNaN(Date.parse(text));
+}
+
+/** `H:mm:ss.SSS` of an instant in UTC, as HubSpot writes it in its "not midnight" message. */
+function timeOfDay(ms: number): string {
+  const iso = new Date(ms).toISOString();
+  return `${Number(iso.slice(11, 13))}${iso.slice(13, 23)}`;
 }
 
 function invalidProperties(problems: readonly PropertyProblem[], portalId: number): InputFailure {
@@ -797,10 +831,10 @@ function listProperties(ctx: Context, objectSegment: string): Reply {
     name: property.name,
     label: property.label ?? property.name,
     type: property.type,
-    fieldType: FIELD_TYPES[property.type],
+    fieldType: property.fieldType ?? FIELD_TYPES[property.type],
     description: '',
     groupName: object.groupName,
-    options: (property.options ?? []).map((value, order) => ({ label: value, value, displayOrder: order, hidden: false })),
+    options: property.type === 'bool' ? BOOLEAN_OPTIONS : (property.options ?? []).map((value, order) => ({ label: value, value, displayOrder: order, hidden: false })),
     displayOrder,
     calculated: false,
     externalOptions: false,

@@ -266,6 +266,54 @@ describe('batch upsert', () => {
     expect(badOption.status).toBe(400);
     expect(hs.records('pets')).toEqual([expect.objectContaining({ properties: { pet_id: 'p1', kind: 'dog' } })]);
   });
+  it('takes the documented date, datetime, boolean and multiple checkboxes forms, and refuses others', async () => {
+    const hs = await start({
+      schema: {
+        ...DEFAULT_HUBSPOT_SCHEMA,
+        companies: [
+          { name: 'external_id', type: 'string', hasUniqueValue: true },
+          { name: 'founded', type: 'date' },
+          { name: 'renewed_at', type: 'datetime' },
+          { name: 'active', type: 'bool' },
+          { name: 'regions', type: 'enumeration', fieldType: 'checkbox', options: ['emea', 'amer', 'apac'] },
+          { name: 'tier', type: 'enumeration', options: ['gold', 'silver'] },
+        ],
+      },
+    });
+    const properties = await call(hs, 'GET', '/crm/v3/properties/companies');
+    const byName = new Map((properties.json.results as { name: string }[]).map((p) => [p.name, p]));
+    expect(byName.get('regions')).toMatchObject({ type: 'enumeration', fieldType: 'checkbox' });
+    expect(byName.get('tier')).toMatchObject({ fieldType: 'select' });
+    expect(byName.get('active')).toMatchObject({ fieldType: 'booleancheckbox', options: [expect.objectContaining({ value: 'true' }), expect.objectContaining({ value: 'false' })] });
+
+    const good = [
+      { founded: '2024-05-01', renewed_at: '2024-05-01T10:15:00.123Z', active: 'true', regions: 'emea;apac', tier: 'gold' },
+      { founded: '1714521600000', renewed_at: '1714558500123', active: 'FALSE', regions: 'amer', tier: '' },
+      { renewed_at: '2024-05-01T12:15:00+02:00' },
+    ];
+    for (const [n, values] of good.entries()) {
+      const answer = await upsert(hs, 'companies', [{ idProperty: 'external_id', id: `g${n}`, properties: values }]);
+      expect(answer.status, JSON.stringify(values)).toBe(200);
+    }
+    expect(hs.find('companies', 'external_id', 'g0')?.properties.regions).toBe('emea;apac');
+
+    const bad: Array<[Record<string, string>, string]> = [
+      [{ founded: '1714558500123' }, '1714558500123 is at 10:15:00.123 UTC, not midnight!'],
+      [{ founded: '2024-05-01T00:00:00.000Z' }, 'was not a valid date'],
+      [{ renewed_at: '2024-05-01 10:15:00' }, 'was not a valid datetime'],
+      [{ renewed_at: 'May 1 2024' }, 'was not a valid datetime'],
+      [{ active: '1' }, 'was not a valid boolean'],
+      [{ regions: '["emea","apac"]' }, 'was not one of the allowed options'],
+      [{ regions: 'emea,apac' }, 'was not one of the allowed options'],
+      [{ tier: 'gold;silver' }, 'was not one of the allowed options'],
+    ];
+    for (const [values, message] of bad) {
+      const answer = await upsert(hs, 'companies', [{ idProperty: 'external_id', id: 'bad', properties: values }]);
+      expect(answer.status, JSON.stringify(values)).toBe(400);
+      expect(answer.json.message).toContain(message);
+    }
+    expect(hs.find('companies', 'external_id', 'bad')).toBeUndefined();
+  });
 });
 
 describe('batch read and archive', () => {
