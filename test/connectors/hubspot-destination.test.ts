@@ -320,6 +320,42 @@ ${extra}`).replace('destinations:\n', 'destinations:\n  crm: { type: salesforce,
       ]);
     });
 
+    it('sends dates, timestamps, 0/1 booleans and arrays for multiple checkboxes as HubSpot takes them', async () => {
+      await start({
+        schema: {
+          companies: [
+            { name: 'external_id', type: 'string', hasUniqueValue: true },
+            { name: 'founded', type: 'date' },
+            { name: 'renewed_at', type: 'datetime' },
+            { name: 'active', type: 'bool' },
+            { name: 'regions', type: 'enumeration', fieldType: 'checkbox', options: ['emea', 'amer', 'apac'] },
+          ],
+        },
+      });
+      const writer = await destination.prepare({
+        object: 'companies',
+        keyColumns: ['external_id'],
+        columns: ['external_id', 'founded', 'renewed_at', 'active', 'regions'],
+        settings: { idProperty: 'external_id' },
+        sync: 'companies-to-hubspot',
+      });
+      const outcomes = await writer.write([
+        // A timestamp column at midnight, SQLite's text timestamp, SQLite's 1, a text[] column.
+        op('upsert', 'a', ['2024-05-01T00:00:00.000Z', '2024-05-01 10:15:00', 1, '["emea","apac"]']),
+        op('upsert', 'b', ['2024-05-01', '2024-05-01T10:15:00.123456Z', 0, '["amer"]']),
+        op('upsert', 'c', ['2024-05-01T15:00:00.000Z', null, true, null]),
+        op('upsert', 'd', [null, '2024-06-01', false, 'emea;amer']),
+      ]);
+      expect(outcomes.map((o) => o.ok)).toEqual([true, true, false, true]);
+      expect(hub.find('companies', 'external_id', 'a')?.properties).toMatchObject({ founded: '2024-05-01', renewed_at: '2024-05-01T10:15:00.000Z', active: 'true', regions: 'emea;apac' });
+      expect(hub.find('companies', 'external_id', 'b')?.properties).toMatchObject({ founded: '2024-05-01', active: 'false', regions: 'amer' });
+      expect(reason(outcomes[2])).toBe(
+        'property "founded" is a date, and 2024-05-01T15:00:00.000Z is not at midnight UTC (HubSpot keeps dates without a time) — cast it to a date in the model\'s query, or write it to a datetime property',
+      );
+      expect(hub.find('companies', 'external_id', 'd')?.properties).toMatchObject({ renewed_at: '2024-06-01T00:00:00.000Z', regions: 'emea;amer' });
+      expect(hub.find('companies', 'external_id', 'c')).toBeUndefined();
+    });
+
     it('refuses rows without an idProperty value or written twice in one batch, without sending them', async () => {
       const target = contactsTarget({ keyColumns: ['email'], columns: ['email', 'firstname'], settings: { idProperty: 'email' } });
       const writer = await destination.prepare(target);

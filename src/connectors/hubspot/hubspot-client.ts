@@ -70,7 +70,10 @@ export interface HubSpotObject {
 export interface HubSpotProperty {
   name: string;
   label?: string;
+  /** The data type: string, number, bool, date, datetime, enumeration, … */
   type?: string;
+  /** How it is edited; an enumeration with `checkbox` takes several options, separated by `;`. */
+  fieldType?: string;
   hasUniqueValue?: boolean;
   calculated?: boolean;
   modificationMetadata?: { readOnlyValue?: boolean };

@@ -5,7 +5,8 @@
  *
  * A batch is written in these steps, each row's outcome decided by the first step that refuses it:
  *
- * 1. rows without an idProperty value, or with one written twice in the batch, are refused;
+ * 1. rows without an idProperty value, with one written twice in the batch, or with a value its
+ *    property cannot take (hubspot-values.ts: a date that is not at midnight UTC), are refused;
  * 2. associations: each row's parent ids are looked up in the ids the parent syncs recorded; a row
  *    whose parent has not been delivered yet is refused without being sent, and sent again on the
  *    next run (it stays out of the snapshot), so a record never reaches HubSpot without its parents;
@@ -28,6 +29,7 @@ import { assertNever, ErrorCode, LockstepError } from '../../core/errors.js';
 import { splitHint } from '../../core/hints.js';
 import { encodeKey, lookupKeys } from '../../core/keys.js';
 import type { Clock, Destination, DestinationWriter, RowOutcome, Value, WriteOperation, WriteTarget } from '../../core/ports.js';
+import { hubspotValue } from './hubspot-values.js';
 import { HubSpotClient, type HubSpotBatchAnswer, type HubSpotError, type HubSpotObject, type HubSpotProperty } from './hubspot-client.js';
 import {
   defaultAssociationTargets,
@@ -262,7 +264,7 @@ function checkColumns(target: WriteTarget, properties: HubSpotProperty[], idColu
       return;
     }
     if (property.modificationMetadata?.readOnlyValue === true || property.calculated === true) readOnly.push(name);
-    else written.push({ index, name });
+    else written.push({ index, name, property });
   });
   if (unknown.length > 0) {
     const listed = unknown.map((name) => `"${name}"${didYouMean(name, properties)}`).join(', ');
@@ -286,6 +288,7 @@ function checkColumns(target: WriteTarget, properties: HubSpotProperty[], idColu
 interface PropertyColumn {
   index: number;
   name: string;
+  property: HubSpotProperty;
 }
 
 interface WriterOptions {
@@ -306,6 +309,8 @@ interface PendingRow {
   op: WriteOperation;
   /** Its idProperty value, as sent. */
   id: string;
+  /** Its property values, as sent. */
+  properties: Record<string, string>;
   /** Per association, the parent's HubSpot id (null: no parent for this row). */
   parents: Array<string | null>;
   /** HubSpot's id of the record, once written. */
@@ -356,8 +361,13 @@ class HubSpotWriter implements DestinationWriter {
             refuse(index, `${idProperty} ${id} is written by two rows of one batch: HubSpot would match both to one record`);
             return;
           }
+          const properties = this.properties(op.values);
+          if (typeof properties === 'string') {
+            refuse(index, properties);
+            return;
+          }
           seen.add(this.normalise(id));
-          writes.push({ index, op, id, parents: [] });
+          writes.push({ index, op, id, properties, parents: [] });
           return;
         }
         default:
@@ -429,7 +439,7 @@ class HubSpotWriter implements DestinationWriter {
   private async upsert(rows: PendingRow[], refuse: (index: number, reason: string) => void): Promise<PendingRow[]> {
     if (rows.length === 0) return [];
     const { client, target, idProperty } = this.options;
-    const inputs = rows.map((row, n) => ({ idProperty, id: row.id, properties: this.properties(row.op.values), objectWriteTraceId: String(n) }));
+    const inputs = rows.map((row, n) => ({ idProperty, id: row.id, properties: row.properties, objectWriteTraceId: String(n) }));
     const what = `upserting ${target.object}`;
     const answer = await client.request('POST', `${this.objectPath}/batch/upsert`, { inputs }, what);
     if (answer.status >= 400) {
@@ -555,12 +565,16 @@ class HubSpotWriter implements DestinationWriter {
     return found;
   }
 
-  /** A row's property values as HubSpot takes them: text, an empty string clearing a property. */
-  private properties(values: Value[]): Record<string, string> {
+  /**
+   * A row's property values as HubSpot takes them for each property's type (an empty string clears
+   * a property), or why one cannot be sent.
+   */
+  private properties(values: Value[]): Record<string, string> | string {
     const properties: Record<string, string> = {};
-    for (const { index, name } of this.options.propertyColumns) {
-      const value = values[index] ?? null;
-      properties[name] = value === null ? '' : String(value);
+    for (const { index, name, property } of this.options.propertyColumns) {
+      const value = hubspotValue(property, values[index] ?? null);
+      if ('problem' in value) return value.problem;
+      properties[name] = value.text;
     }
     return properties;
   }

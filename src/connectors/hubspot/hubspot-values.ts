@@ -1,0 +1,80 @@
+/**
+ * A row's value as the text HubSpot takes for a property of its type ("Properties API", date and
+ * time formats), from the values sources give (values.ts): dates `YYYY-MM-DD`, timestamps ISO-8601
+ * in UTC, booleans (SQLite's and MySQL's as 0/1), arrays and lists as JSON text.
+ *
+ * - any property: null → "" (which clears it);
+ * - date: `YYYY-MM-DD`; a timestamp at midnight UTC becomes its date, one at another time is
+ *   refused here (HubSpot refuses it too: "… is at 10:15:00.123 UTC, not midnight!");
+ * - datetime: ISO-8601 with its zone; a timestamp written without a zone (`2024-05-01 10:15:00`)
+ *   is UTC, as everywhere in Lockstep, and a date alone is its midnight UTC;
+ * - bool: `true` / `false`, from booleans, 1/0 and their text;
+ * - multiple checkboxes: a JSON array of options (a text[] or list column) becomes `a;b`.
+ *
+ * Anything else goes as its text, for HubSpot to accept or refuse with its own message.
+ */
+import type { Value } from '../../core/ports.js';
+import { timestampTextToIso } from '../values.js';
+import type { HubSpotProperty } from './hubspot-client.js';
+
+/** The text to send, or why the value cannot be sent. */
+export type HubSpotValue = { text: string } | { problem: string };
+
+const DATE_ONLY = /^\d{4}-\d{2}-\d{2}$/;
+/** A timestamp as sources print it: date, `T` or a space, time, optional fraction and zone. */
+const TIMESTAMP = /^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:\s*(?:Z|[+-]\d{2}(?::?\d{2})?))?$/;
+
+export function hubspotValue(property: HubSpotProperty, value: Value): HubSpotValue {
+  if (value === null) return { text: '' };
+  switch (property.type) {
+    case 'date':
+      return dateValue(property, value);
+    case 'datetime':
+      return { text: datetimeText(value) };
+    case 'bool':
+      return { text: booleanText(value) };
+    case 'enumeration':
+      return { text: property.fieldType === 'checkbox' ? checkboxText(value) : String(value) };
+    default:
+      return { text: String(value) };
+  }
+}
+
+function dateValue(property: HubSpotProperty, value: Value): HubSpotValue {
+  if (typeof value !== 'string') return { text: String(value) };
+  const text = value.trim();
+  if (DATE_ONLY.test(text) || !TIMESTAMP.test(text)) return { text };
+  const iso = timestampTextToIso(text);
+  if (iso.slice(10) === 'T00:00:00.000Z') return { text: iso.slice(0, 10) };
+  return {
+    problem: `property "${property.name}" is a date, and ${value} is not at midnight UTC (HubSpot keeps dates without a time) — cast it to a date in the model's query, or write it to a datetime property`,
+  };
+}
+
+function datetimeText(value: Value): string {
+  if (typeof value !== 'string') return String(value);
+  const text = value.trim();
+  if (DATE_ONLY.test(text)) return `${text}T00:00:00.000Z`;
+  return TIMESTAMP.test(text) ? timestampTextToIso(text) : value;
+}
+
+function booleanText(value: Value): string {
+  if (typeof value === 'boolean') return String(value);
+  const text = String(value).trim().toLowerCase();
+  if (text === 'true' || text === '1') return 'true';
+  if (text === 'false' || text === '0') return 'false';
+  return String(value);
+}
+
+/** A JSON array of options (as sources give a text[] or a list) as HubSpot's `a;b`. */
+function checkboxText(value: Value): string {
+  if (typeof value !== 'string' || !value.trimStart().startsWith('[')) return String(value);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    return value;
+  }
+  if (!Array.isArray(parsed) || !parsed.every((option) => typeof option === 'string' || typeof option === 'number' || typeof option === 'boolean')) return value;
+  return parsed.map(String).join(';');
+}
