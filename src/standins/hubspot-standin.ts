@@ -11,7 +11,8 @@
  * - `GET /crm/v3/properties/{objectType}` → `{results: Property[]}` with the documented Property
  *   fields (name, label, type, fieldType, hasUniqueValue, modificationMetadata, …) ("Properties API").
  * - Object batch endpoints (`batch/upsert`, `batch/read`, `batch/archive`) take at most 100 inputs
- *   ("Using object APIs › Limits"); upsert is by a unique-value property, or `email` for contacts.
+ *   ("Using object APIs › Limits"); upsert is by a unique-value property, or `email` for contacts
+ *   (which the Properties API lists with `hasUniqueValue: false`).
  * - An invalid or unknown property is a 400 VALIDATION_ERROR whose message lists
  *   `{isValid, message, error: PROPERTY_DOESNT_EXIST, name, localizedErrorMessage, portalId}` and whose
  *   `errors[]` carry `code` and `context.propertyName` ("Using object APIs › Error handling").
@@ -81,7 +82,8 @@ export const DEFAULT_HUBSPOT_SCHEMA: HubSpotSchema = {
     { name: 'external_id', type: 'string', hasUniqueValue: true, label: 'External ID' },
   ],
   contacts: [
-    { name: 'email', type: 'string', hasUniqueValue: true, label: 'Email' },
+    // HubSpot keeps one contact per email and upserts contacts by it, but lists it as not unique.
+    { name: 'email', type: 'string', label: 'Email' },
     { name: 'firstname', type: 'string', label: 'First name' },
     { name: 'lastname', type: 'string', label: 'Last name' },
     { name: 'external_id', type: 'string', hasUniqueValue: true, label: 'External ID' },
@@ -341,6 +343,11 @@ function uniqueKey(property: string, value: string): string {
   return property === 'email' ? value.trim().toLowerCase() : value;
 }
 
+/** Contacts' email: unique in fact (one contact per email, upserts by it), though listed with hasUniqueValue false. */
+function isContactEmail(object: string, property: string): boolean {
+  return object === 'contacts' && property === 'email';
+}
+
 function capitalise(word: string): string {
   return word.charAt(0).toUpperCase() + word.slice(1);
 }
@@ -371,7 +378,7 @@ function buildObject(name: string, specs: readonly HubSpotPropertySpec[], custom
     lastModified,
     properties,
     records: new Map(),
-    unique: new Map(specs.filter((spec) => spec.hasUniqueValue).map((spec) => [spec.name, new Map<string, string>()])),
+    unique: new Map(specs.filter((spec) => spec.hasUniqueValue || isContactEmail(name, spec.name)).map((spec) => [spec.name, new Map<string, string>()])),
   };
 }
 
@@ -792,7 +799,7 @@ function duplicatesIn(values: readonly string[]): string[] {
 function checkIdProperty(object: ObjectModel, name: string): Reply | undefined {
   const property = object.properties.get(name);
   if (!property) return validationError(`Property "${name}" does not exist`, { errors: [{ message: `Property "${name}" does not exist`, code: 'PROPERTY_DOESNT_EXIST', context: { propertyName: [name] } }] });
-  if (!property.hasUniqueValue) return validationError(`Unable to perform update/upsert by non-unique ${object.objectTypeId} property`);
+  if (!object.unique.has(name)) return validationError(`Unable to perform update/upsert by non-unique ${object.objectTypeId} property`);
   return undefined;
 }
 

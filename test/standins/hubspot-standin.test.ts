@@ -89,7 +89,8 @@ describe('properties API', () => {
     const answer = await call(hs, 'GET', '/crm/v3/properties/contacts');
     expect(answer.status).toBe(200);
     const byName = new Map((answer.json.results as { name: string }[]).map((p) => [p.name, p]));
-    expect(byName.get('email')).toMatchObject({ name: 'email', type: 'string', fieldType: 'text', hasUniqueValue: true, label: 'Email' });
+    // Upserts match contacts on email, but HubSpot does not list it as a unique-value property.
+    expect(byName.get('email')).toMatchObject({ name: 'email', type: 'string', fieldType: 'text', hasUniqueValue: false, label: 'Email' });
     expect(byName.get('firstname')).toMatchObject({ hasUniqueValue: false });
     expect(byName.get('hs_object_id')).toMatchObject({ modificationMetadata: { readOnlyValue: true } });
     const deals = await call(hs, 'GET', '/crm/v3/properties/0-3');
