@@ -6,6 +6,11 @@
  * Documented behaviours it implements:
  * - Private-app auth with `Authorization: Bearer <token>`; anything else is a 401 whose body has
  *   `category: INVALID_AUTHENTICATION` ("API usage guidelines", "Error handling").
+ * - OAuth ("OAuth tokens"): `POST /oauth/v1/token` (form-encoded, grant_type=refresh_token,
+ *   client_id, client_secret, refresh_token) answers `{token_type: "bearer", refresh_token,
+ *   access_token, expires_in: 1800}`, or a 400 `{status: "BAD_REFRESH_TOKEN" | "BAD_CLIENT_ID" | …,
+ *   message}`. An access token past its life gets a 401 EXPIRED_AUTHENTICATION, "The OAuth token used
+ *   to make this call expired 5 minute(s) ago.", with `context: {"expire time": [...]}`.
  * - Error bodies `{status: "error", message, correlationId, category, errors?, context?}` and the
  *   `X-HubSpot-Correlation-Id` header ("Error handling").
  * - `GET /crm/v3/properties/{objectType}` → `{results: Property[]}` with the documented Property
@@ -127,6 +132,7 @@ export type HubSpotEndpoint =
   | 'objects.batchRead'
   | 'associations.batchCreate'
   | 'associations.createDefault'
+  | 'oauth.token'
   | 'unknown';
 
 const ENDPOINTS: readonly HubSpotEndpoint[] = [
@@ -136,6 +142,7 @@ const ENDPOINTS: readonly HubSpotEndpoint[] = [
   'objects.batchRead',
   'associations.batchCreate',
   'associations.createDefault',
+  'oauth.token',
   'unknown',
 ];
 
@@ -174,6 +181,14 @@ export const HUBSPOT_FAULTS = {
   noAnswer: { mode: 'hang' },
 } as const satisfies Record<string, HubSpotFault>;
 
+export interface HubSpotOAuthApp {
+  readonly clientId: string;
+  readonly clientSecret: string;
+  readonly refreshToken: string;
+  /** How long an access token lasts (default: 1800, HubSpot's 30 minutes). */
+  readonly accessTokenSeconds?: number;
+}
+
 export interface HubSpotRateLimit {
   /** Requests allowed in the rolling window. */
   readonly max?: number;
@@ -191,6 +206,11 @@ export interface HubSpotStandInOptions {
   readonly rateLimit?: HubSpotRateLimit;
   /** Send `Retry-After` (seconds) on 429s. HubSpot does not document one, so it is off by default. */
   readonly retryAfter?: boolean;
+  /**
+   * An OAuth app installed in the portal: `POST /oauth/v1/token` exchanges its refresh token for
+   * access tokens (besides the private app's `token`, which keeps working).
+   */
+  readonly oauth?: HubSpotOAuthApp;
   readonly portalId?: number;
   /** Milliseconds since the epoch; tests of the rolling window pass a fake clock. */
   readonly now?: () => number;
@@ -1122,6 +1142,8 @@ interface Route {
 }
 
 const ROUTES: readonly Route[] = [
+  // Answered before authentication (see answer()); the handler here is never reached.
+  { method: 'POST', pattern: /^\/oauth\/v1\/token$/, endpoint: 'oauth.token', handle: () => ({ status: 500 }) },
   { method: 'GET', pattern: /^\/crm\/v3\/properties\/([^/]+)\/?$/, endpoint: 'properties.list', handle: (ctx, [type = '']) => listProperties(ctx, type) },
   { method: 'POST', pattern: /^\/crm\/v3\/objects\/([^/]+)\/batch\/upsert$/, endpoint: 'objects.batchUpsert', handle: (ctx, [type = ''], body) => batchUpsert(ctx, type, body) },
   { method: 'POST', pattern: /^\/crm\/v3\/objects\/([^/]+)\/batch\/archive$/, endpoint: 'objects.batchArchive', handle: (ctx, [type = ''], body) => batchArchive(ctx, type, body) },
@@ -1274,6 +1296,42 @@ function rateLimitedReply(policy: 'TEN_SECONDLY_ROLLING' | 'DAILY'): Reply {
   };
 }
 
+/** "The OAuth token used to make this call expired 5 minute(s) ago." (401 EXPIRED_AUTHENTICATION) */
+function expiredToken(expiredAt: number, now: number): Reply {
+  const seconds = Math.max(0, Math.floor((now - expiredAt) / 1000));
+  const [amount, unit] =
+    seconds < 60 ? [seconds, 'second'] : seconds < 3600 ? [Math.floor(seconds / 60), 'minute'] : seconds < 86_400 ? [Math.floor(seconds / 3600), 'hour'] : [Math.floor(seconds / 86_400), 'day'];
+  return errorReply(401, {
+    message: `The OAuth token used to make this call expired ${amount} ${unit}(s) ago.`,
+    category: 'EXPIRED_AUTHENTICATION',
+    context: { 'expire time': [iso(expiredAt)] },
+  });
+}
+
+/** A token endpoint error: `{status: "BAD_REFRESH_TOKEN", message}` with 400 (no `category`). */
+function tokenError(status: string, message: string): Reply {
+  return { status: 400, body: { status, message, correlationId: randomUUID() } };
+}
+
+/**
+ * `POST /oauth/v1/token` with `grant_type=refresh_token` (form-encoded): a new access token for the
+ * installed app's refresh token, `{token_type, refresh_token, access_token, expires_in}`. The
+ * authorization-code grant needs a browser, so this stand-in has none.
+ */
+function issueToken(req: IncomingMessage, raw: string, app: HubSpotOAuthApp | undefined, issue: () => { accessToken: string; seconds: number }): Reply {
+  const contentType = (req.headers['content-type'] ?? '').toLowerCase();
+  if (!contentType.startsWith('application/x-www-form-urlencoded')) {
+    return errorReply(415, { message: `Content type '${contentType || 'none'}' not supported`, category: 'VALIDATION_ERROR' });
+  }
+  const form = new URLSearchParams(raw);
+  if (form.get('grant_type') !== 'refresh_token') return tokenError('BAD_GRANT_TYPE', 'missing or unknown grant type');
+  if (!app || form.get('client_id') !== app.clientId) return tokenError('BAD_CLIENT_ID', 'missing or unknown client id');
+  if (form.get('client_secret') !== app.clientSecret) return tokenError('BAD_CLIENT_SECRET', 'missing or invalid client secret');
+  if (form.get('refresh_token') !== app.refreshToken) return tokenError('BAD_REFRESH_TOKEN', 'missing or invalid refresh token');
+  const { accessToken, seconds } = issue();
+  return { status: 200, body: { token_type: 'bearer', refresh_token: app.refreshToken, access_token: accessToken, expires_in: seconds } };
+}
+
 function unauthenticated(): Reply {
   return {
     ...errorReply(401, {
@@ -1294,6 +1352,14 @@ export async function startHubSpotStandIn(options: HubSpotStandInOptions = {}): 
   const portal = new Portal(options.schema ?? DEFAULT_HUBSPOT_SCHEMA, [...DEFAULT_HUBSPOT_ASSOCIATION_TYPES, ...(options.associationTypes ?? [])], options.portalId ?? 12_345_678);
   const limiter = new RateLimiter(options.rateLimit?.max ?? DEFAULT_WINDOW_MAX, options.rateLimit?.intervalMs ?? DEFAULT_WINDOW_MS, options.rateLimit?.daily ?? DEFAULT_DAILY);
   const faults = new FaultQueue();
+  /** Access tokens issued at the token endpoint → when they expire. */
+  const accessTokens = new Map<string, number>();
+  const issueAccessToken = (at: number): { accessToken: string; seconds: number } => {
+    const seconds = options.oauth?.accessTokenSeconds ?? 1800;
+    const accessToken = `oauth-${randomUUID()}`;
+    accessTokens.set(accessToken, at + seconds * 1000);
+    return { accessToken, seconds };
+  };
   let calls = emptyCounts();
   let maxInputs = emptyCounts();
   let rateLimited = 0;
@@ -1303,7 +1369,12 @@ export async function startHubSpotStandIn(options: HubSpotStandInOptions = {}): 
   function answer(req: IncomingMessage, method: string, matched: Matched, raw: string): { reply: Reply; headers: Record<string, string> } {
     const at = now();
     const headers = (): Record<string, string> => ({ 'X-HubSpot-Correlation-Id': randomUUID(), ...limiter.headers(at) });
-    if (req.headers.authorization !== `Bearer ${token}`) return { reply: unauthenticated(), headers: headers() };
+    // The token endpoint takes no bearer token and does not count against the API limits.
+    if (matched.endpoint === 'oauth.token') return { reply: issueToken(req, raw, options.oauth, () => issueAccessToken(at)), headers: { 'X-HubSpot-Correlation-Id': randomUUID() } };
+    const bearer = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1];
+    const expiresAt = bearer === undefined ? undefined : accessTokens.get(bearer);
+    if (expiresAt !== undefined && at >= expiresAt) return { reply: expiredToken(expiresAt, at), headers: headers() };
+    if (bearer !== token && expiresAt === undefined) return { reply: unauthenticated(), headers: headers() };
     const admission = limiter.admit(at);
     if (admission.policy) {
       rateLimited++;

@@ -72,6 +72,46 @@ describe('authentication', () => {
   });
 });
 
+describe('OAuth', () => {
+  const app = { clientId: 'client-1', clientSecret: 'secret-1', refreshToken: 'refresh-1' };
+  const tokenRequest = (hs: HubSpotStandIn, fields: Record<string, string>, contentType = 'application/x-www-form-urlencoded') =>
+    fetch(`${hs.url}/oauth/v1/token`, { method: 'POST', headers: { 'content-type': contentType }, body: new URLSearchParams(fields).toString() });
+
+  it('exchanges the refresh token for access tokens that expire after their life with EXPIRED_AUTHENTICATION', async () => {
+    let clock = Date.UTC(2025, 0, 15, 12);
+    const hs = await start({ oauth: app, now: () => clock });
+    const answer = await tokenRequest(hs, { grant_type: 'refresh_token', client_id: 'client-1', client_secret: 'secret-1', refresh_token: 'refresh-1' });
+    expect(answer.status).toBe(200);
+    const tokens = (await answer.json()) as { token_type: string; access_token: string; refresh_token: string; expires_in: number };
+    expect(tokens).toMatchObject({ token_type: 'bearer', refresh_token: 'refresh-1', expires_in: 1800 });
+    expect((await call(hs, 'GET', '/crm/v3/properties/contacts', undefined, tokens.access_token)).status).toBe(200);
+    // The private app's token keeps working beside it.
+    expect((await call(hs, 'GET', '/crm/v3/properties/contacts')).status).toBe(200);
+    clock += 1800_000 + 5 * 60_000;
+    const expired = await call(hs, 'GET', '/crm/v3/properties/contacts', undefined, tokens.access_token);
+    expect(expired.status).toBe(401);
+    expect(expired.json).toMatchObject({ status: 'error', category: 'EXPIRED_AUTHENTICATION', message: 'The OAuth token used to make this call expired 5 minute(s) ago.' });
+    expect(expired.json.context['expire time']).toEqual([new Date(Date.UTC(2025, 0, 15, 12, 30)).toISOString()]);
+    expect(hs.stats().calls['oauth.token']).toBe(1);
+  });
+
+  it('refuses a bad refresh token, client id or secret with the status naming it, and a JSON body', async () => {
+    const hs = await start({ oauth: app });
+    const good = { grant_type: 'refresh_token', client_id: 'client-1', client_secret: 'secret-1', refresh_token: 'refresh-1' };
+    for (const [field, status] of [
+      ['refresh_token', 'BAD_REFRESH_TOKEN'],
+      ['client_id', 'BAD_CLIENT_ID'],
+      ['client_secret', 'BAD_CLIENT_SECRET'],
+      ['grant_type', 'BAD_GRANT_TYPE'],
+    ] as const) {
+      const answer = await tokenRequest(hs, { ...good, [field]: 'wrong' });
+      expect(answer.status).toBe(400);
+      expect(await answer.json()).toMatchObject({ status });
+    }
+    expect((await tokenRequest(hs, good, 'application/json')).status).toBe(415);
+  });
+});
+
 describe('routing', () => {
   it('answers 404 for an unknown path and 405 for a known path with the wrong method', async () => {
     const hs = await start();
