@@ -120,7 +120,7 @@ describe('HubSpot destination', () => {
         concurrency: 4,
         timeoutSeconds: 30,
       });
-      expect(hubspotConnector.secrets).toEqual(['accessToken']);
+      expect(hubspotConnector.secrets).toEqual(['accessToken', 'clientSecret', 'refreshToken']);
       expect(hubspotConnector.destination?.capabilities).toEqual({ deletes: true, upsert: true, maxBatchSize: 100, recordIds: true });
       const registry = createConnectorRegistry();
       expect(registry.redact({ slug: 'hs', type: 'hubspot', settings: { accessToken: TOKEN } }).settings.accessToken).toBe('***');
@@ -511,6 +511,19 @@ ${extra}`).replace('destinations:\n', 'destinations:\n  crm: { type: salesforce,
       expect(error.message).not.toContain('pat-na1-wrong-token-value');
     });
 
+    it('an expired OAuth access token given as accessToken: a fatal error saying it expired and how to let Lockstep renew it', async () => {
+      const writer = await destination.prepare(contactsTarget());
+      hub.failNext(1, {
+        status: 401,
+        body: { status: 'error', message: 'The OAuth token used to make this call expired 5 minute(s) ago.', category: 'EXPIRED_AUTHENTICATION' },
+      });
+      const error = await failure(writer.write([op('upsert', 'a', ['a@example.com', 'A'])]));
+      expect(error.code).toBe(ErrorCode.Connection);
+      expect(error.message).toBe(
+        'HubSpot says the access token of destination "hs" has expired (401 EXPIRED_AUTHENTICATION while upserting contacts): it is an OAuth access token, which lasts 30 minutes — give a private app\'s token as accessToken (it does not expire), or the OAuth app\'s clientId, clientSecret and refreshToken instead, and Lockstep gets new access tokens itself',
+      );
+    });
+
     it('unreachable: opening fails with a fatal connection error naming the URL, without the token', async () => {
       const error = await failure(openHubSpot({ url: 'http://127.0.0.1:1' }));
       expect(error.code).toBe(ErrorCode.Connection);
@@ -605,6 +618,66 @@ ${extra}`).replace('destinations:\n', 'destinations:\n  crm: { type: salesforce,
       const error = await failure(writer.write([op('upsert', 'a', ['a@example.com', 'A'])]));
       expect(error.retryable).toBe(true);
       expect(error.message).toBe('HubSpot request failed while upserting contacts (no answer within 0.3 s)');
+    });
+  });
+
+  describe('OAuth', () => {
+    const app = { clientId: 'client-7', clientSecret: 'oauth-client-secret-value', refreshToken: 'oauth-refresh-token-value' };
+    const openOAuth = (over: Record<string, unknown> = {}) => {
+      const settings = hubspotConnector.settings.parse({ baseUrl: hub.url, ...app, ...over });
+      return hubspotConnector.destination!.open(settings, context(spyLimiter()));
+    };
+
+    it('gets access tokens with the refresh token, and a new one when HubSpot says the last expired', async () => {
+      let offset = 0;
+      await start({ oauth: app, now: () => Date.now() + offset });
+      await destination.close();
+      destination = await openOAuth();
+      expect(hub.stats().calls['oauth.token']).toBe(1);
+      const writer = await destination.prepare(contactsTarget());
+      expect((await writer.write([op('upsert', 'a', ['a@example.com', 'A'])]))[0]?.ok).toBe(true);
+      // 31 minutes later for HubSpot: the token is refused, renewed once, and the batch sent again.
+      offset = 31 * 60_000;
+      const later = await writer.write([op('upsert', 'b', ['b@example.com', 'B']), op('upsert', 'c', ['c@example.com', 'C'])]);
+      expect(later.map((o) => o.ok)).toEqual([true, true]);
+      expect(hub.stats().calls['oauth.token']).toBe(2);
+      expect(hub.records('contacts')).toHaveLength(3);
+    });
+
+    it('renews an access token before it expires', async () => {
+      await start({ oauth: { ...app, accessTokenSeconds: 1 } });
+      await destination.close();
+      destination = await openOAuth();
+      const writer = await destination.prepare(contactsTarget());
+      await new Promise((resolve) => setTimeout(resolve, 1100));
+      expect((await writer.write([op('upsert', 'a', ['a@example.com', 'A'])]))[0]?.ok).toBe(true);
+      expect(hub.stats().calls['oauth.token']).toBe(2);
+      // Renewed before sending: the upsert went once, not refused and sent again.
+      expect(hub.stats().calls['objects.batchUpsert']).toBe(1);
+    });
+
+    it('a refresh token HubSpot refuses fails opening, naming the setting, without any secret', async () => {
+      await start({ oauth: app });
+      const error = await failure(openOAuth({ refreshToken: 'revoked-refresh-token' }));
+      expect(error.code).toBe(ErrorCode.Connection);
+      expect(error.message).toBe(
+        'HubSpot gave destination "hs" no access token (400 BAD_REFRESH_TOKEN: missing or invalid refresh token) — check refreshToken: the one the install of the OAuth app in this portal gave (uninstalling the app revokes it; installing it again gives a new one)',
+      );
+      const secret = await failure(openOAuth({ clientSecret: 'wrong-client-secret' }));
+      expect(secret.message).toMatch(/400 BAD_CLIENT_SECRET.*check clientSecret/);
+      for (const e of [error, secret]) for (const value of [...Object.values(app), 'revoked-refresh-token', 'wrong-client-secret']) expect(e.message).not.toContain(value);
+    });
+
+    it('settings take either accessToken or all of clientId, clientSecret and refreshToken', () => {
+      const problems = (settings: Record<string, unknown>) => {
+        const parsed = hubspotConnector.settings.safeParse(settings);
+        return parsed.success ? [] : parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
+      };
+      expect(problems(app)).toEqual([]);
+      expect(problems({ accessToken: TOKEN })).toEqual([]);
+      expect(problems({})).toEqual([expect.stringMatching(/^accessToken: accessToken is missing/)]);
+      expect(problems({ clientId: 'c', refreshToken: 'r' })).toEqual([expect.stringMatching(/^clientSecret: clientSecret is missing/)]);
+      expect(problems({ accessToken: TOKEN, ...app })).toEqual([expect.stringMatching(/^clientId: give either accessToken/)]);
     });
   });
 

@@ -8,18 +8,25 @@
  * returned with their JSON body for the caller to read per record. Everything else is thrown as a
  * LockstepError: 401/403 as fatal `connection` errors, 429 and 423 Locked (after pausing the
  * limiter), 477 Migration in Progress, 5xx, timeouts, dropped connections and bodies that are not
- * JSON (an HTML page, a body cut short) as retryable `transient` ones. Messages never carry the access token.
+ * JSON (an HTML page, a body cut short) as retryable `transient` ones.
+ *
+ * Credentials: a private app's token, sent as it is, or an OAuth app's refresh token, exchanged at
+ * `POST /oauth/v1/token` for access tokens that last 30 minutes. An access token is renewed shortly
+ * before it expires, and once more when HubSpot refuses it anyway (401 EXPIRED_AUTHENTICATION): one
+ * renewal shared by every request that saw it, then the request is sent again. Messages carry
+ * neither the client secret, the refresh token nor any access token.
  */
 import { Agent, type Dispatcher } from 'undici';
-import { parseRetryAfter } from '../../core/backoff.js';
+import { parseRetryAfter, withBackoff, type BackoffPolicy } from '../../core/backoff.js';
 import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
 import type { Clock, Logger, RateLimiter } from '../../core/ports.js';
 import { redactUrl } from '../../core/connections.js';
+import type { HubSpotCredentials } from './hubspot-settings.js';
 
 export interface HubSpotClientOptions {
   /** The connection's slug, for messages. */
   slug: string;
-  accessToken: string;
+  credentials: HubSpotCredentials;
   /** Where the API is, e.g. `https://api.hubapi.com` (a path is kept as a prefix). */
   baseUrl: string;
   /** How long one request may take, headers and body each. */
@@ -29,6 +36,14 @@ export interface HubSpotClientOptions {
   limiter: RateLimiter;
   clock: Clock;
   logger: Logger;
+  /** How getting an OAuth access token is retried when it fails transiently. */
+  backoff: BackoffPolicy;
+}
+
+/** An access token and when to stop using it (never, for a private app's). */
+interface Session {
+  accessToken: string;
+  renewAt: number;
 }
 
 /** An answer HubSpot gave on purpose: a 2xx, or a 4xx about the request's content. */
@@ -85,6 +100,10 @@ const QUOTED_CHARS = 200;
 const DEFAULT_WINDOW_MS = 10_000;
 /** How long HubSpot holds a 423 lock ("Locks will last for 2 seconds"). */
 const LOCK_SECONDS = 2;
+/** An OAuth access token's life when the token endpoint does not say (30 minutes). */
+const DEFAULT_TOKEN_SECONDS = 1800;
+/** How long before it expires an access token is renewed, at most. */
+const RENEW_EARLY_MS = 60_000;
 
 export class HubSpotClient {
   private readonly agent: Agent;
@@ -92,8 +111,23 @@ export class HubSpotClient {
   private readonly prefix: string;
   /** The base URL as messages show it. */
   readonly where: string;
+  /** The OAuth app's credentials; null for a private app's token. */
+  private readonly oauth: { clientId: string; clientSecret: string; refreshToken: string } | null;
+  private session: Session | null = null;
+  private renewing: Promise<Session> | null = null;
+  /** What messages must never show: the credentials and every access token HubSpot issued. */
+  private readonly secrets: string[];
 
   constructor(private readonly options: HubSpotClientOptions) {
+    const { credentials } = options;
+    if ('accessToken' in credentials) {
+      this.oauth = null;
+      this.session = { accessToken: credentials.accessToken, renewAt: Number.POSITIVE_INFINITY };
+      this.secrets = [credentials.accessToken];
+    } else {
+      this.oauth = { ...credentials };
+      this.secrets = [credentials.clientSecret, credentials.refreshToken];
+    }
     const url = new URL(options.baseUrl);
     this.origin = url.origin;
     this.prefix = url.pathname.replace(/\/+$/, '');
@@ -111,10 +145,7 @@ export class HubSpotClient {
    * returned and what is thrown). `what` says what the request does, for messages: "upserting contacts".
    */
   async request(method: 'GET' | 'POST', path: string, body: unknown, what: string): Promise<HubSpotAnswer> {
-    const { limiter } = this.options;
-    const exchange = await limiter.schedule(() => this.exchange(method, path, body, what));
-    this.observeLimits(exchange.headers);
-    return this.interpret(exchange, what);
+    return this.interpret(await this.send(method, path, body, what), what);
   }
 
   /**
@@ -123,8 +154,7 @@ export class HubSpotClient {
    * lacks this endpoint's scope) proves both too, and answers null.
    */
   async check(path: string, what: string): Promise<HubSpotAnswer | null> {
-    const exchange = await this.options.limiter.schedule(() => this.exchange('GET', path, undefined, what));
-    this.observeLimits(exchange.headers);
+    const exchange = await this.send('GET', path, undefined, what);
     if (exchange.status === 403) return null;
     return this.interpret(exchange, what);
   }
@@ -133,10 +163,90 @@ export class HubSpotClient {
     await this.agent.close();
   }
 
+  /**
+   * One request in its turn from the limiter, with a current access token. An OAuth access token
+   * HubSpot refuses (expired, revoked) is renewed once and the request sent again.
+   */
+  private async send(method: 'GET' | 'POST', path: string, body: unknown, what: string): Promise<Exchange> {
+    const { limiter } = this.options;
+    const session = await this.currentSession();
+    let exchange = await limiter.schedule(() => this.exchange(method, path, body, what, session.accessToken));
+    this.observeLimits(exchange.headers);
+    if (exchange.status === 401 && this.oauth) {
+      this.options.logger.info('HubSpot refused the access token, getting a new one', { destination: this.options.slug, category: this.errorOf(exchange)?.category });
+      const renewed = await this.renew(session);
+      exchange = await limiter.schedule(() => this.exchange(method, path, body, what, renewed.accessToken));
+      this.observeLimits(exchange.headers);
+    }
+    return exchange;
+  }
+
+  private currentSession(): Promise<Session> {
+    if (this.renewing) return this.renewing;
+    if (this.session && this.options.clock.now() < this.session.renewAt) return Promise.resolve(this.session);
+    return this.renew(this.session);
+  }
+
+  /** A new access token, unless another request got one since `stale` was handed out. */
+  private renew(stale: Session | null): Promise<Session> {
+    if (this.session !== null && this.session !== stale && this.options.clock.now() < this.session.renewAt) return Promise.resolve(this.session);
+    this.renewing ??= withBackoff(() => this.requestToken(), { policy: this.options.backoff, clock: this.options.clock })
+      .then((session) => (this.session = session))
+      .finally(() => (this.renewing = null));
+    return this.renewing;
+  }
+
+  /** `POST /oauth/v1/token` with the refresh token: a new access token, or why there is none. */
+  private async requestToken(): Promise<Session> {
+    const oauth = this.oauth;
+    if (!oauth) throw new LockstepError(ErrorCode.Internal, `destination "${this.options.slug}": a private app's token cannot be renewed`);
+    const what = 'getting an OAuth access token (POST /oauth/v1/token)';
+    const form = new URLSearchParams({ grant_type: 'refresh_token', client_id: oauth.clientId, client_secret: oauth.clientSecret, refresh_token: oauth.refreshToken });
+    let exchange: Exchange;
+    try {
+      const response = await this.agent.request({
+        origin: this.origin,
+        path: `${this.prefix}/oauth/v1/token`,
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+        body: form.toString(),
+        signal: AbortSignal.timeout(this.options.timeoutMs * 2),
+      });
+      exchange = { status: response.statusCode, headers: response.headers, text: await response.body.text() };
+    } catch (thrown) {
+      throw this.transportError(thrown, what);
+    }
+    const json = parseJson(exchange.text);
+    const answer = json !== null && typeof json === 'object' && !Array.isArray(json) ? (json as Record<string, unknown>) : undefined;
+    if (exchange.status === 200 && typeof answer?.access_token === 'string' && answer.access_token !== '') {
+      const seconds = typeof answer.expires_in === 'number' && answer.expires_in > 0 ? answer.expires_in : DEFAULT_TOKEN_SECONDS;
+      this.secrets.push(answer.access_token);
+      // Should HubSpot hand out a new refresh token with the access token, the next renewal uses it.
+      if (typeof answer.refresh_token === 'string' && answer.refresh_token !== '' && answer.refresh_token !== oauth.refreshToken) {
+        oauth.refreshToken = answer.refresh_token;
+        this.secrets.push(answer.refresh_token);
+      }
+      return { accessToken: answer.access_token, renewAt: this.options.clock.now() + seconds * 1000 - Math.min(RENEW_EARLY_MS, seconds * 500) };
+    }
+    if (exchange.status === 429 || exchange.status >= 500) {
+      throw new LockstepError(ErrorCode.Transient, `HubSpot answered ${exchange.status} while ${what}${this.detail(exchange)}`, {
+        retryable: true,
+        retryAfterSeconds: parseRetryAfter(header(exchange.headers, 'retry-after'), this.options.clock.now()),
+      });
+    }
+    // HubSpot's token errors name the bad credential in `status`: BAD_REFRESH_TOKEN, BAD_CLIENT_ID, ...
+    const code = typeof answer?.status === 'string' ? answer.status : undefined;
+    const said = typeof answer?.message === 'string' ? this.scrub(answer.message) : this.quote(exchange.text);
+    throw new LockstepError(
+      ErrorCode.Connection,
+      `HubSpot gave destination "${this.options.slug}" no access token (${exchange.status}${code ? ` ${code}` : ''}${said ? `: ${said}` : ''}) — ${tokenFix(code)}`,
+    );
+  }
+
   /** One request and its whole body, or a thrown transport failure. */
-  private async exchange(method: 'GET' | 'POST', path: string, body: unknown, what: string): Promise<Exchange> {
+  private async exchange(method: 'GET' | 'POST', path: string, body: unknown, what: string, accessToken: string): Promise<Exchange> {
     const headers: Record<string, string> = {
-      authorization: `Bearer ${this.options.accessToken}`,
+      authorization: `Bearer ${accessToken}`,
       accept: 'application/json',
     };
     if (body !== undefined) headers['content-type'] = 'application/json';
@@ -166,12 +276,7 @@ export class HubSpotClient {
   private interpret(exchange: Exchange, what: string): HubSpotAnswer {
     const { status, text } = exchange;
     if (status === 429) throw this.rateLimited(exchange, what);
-    if (status === 401) {
-      throw new LockstepError(
-        ErrorCode.Connection,
-        `HubSpot refused the access token of destination "${this.options.slug}" while ${what} (401 ${this.errorOf(exchange)?.category ?? 'Unauthorized'}) — check accessToken: a private app's token (Settings › Integrations › Private apps), valid for this portal`,
-      );
-    }
+    if (status === 401) throw this.unauthorized(exchange, what);
     if (status === 403) {
       throw new LockstepError(
         ErrorCode.Connection,
@@ -214,6 +319,27 @@ export class HubSpotClient {
       ErrorCode.Transient,
       `HubSpot's rate limit was reached while ${what} (429 ${error?.policyName ?? 'RATE_LIMIT'}); trying again in ${retryAfterSeconds} s`,
       { retryable: true, retryAfterSeconds },
+    );
+  }
+
+  private unauthorized(exchange: Exchange, what: string): LockstepError {
+    const { slug } = this.options;
+    const category = this.errorOf(exchange)?.category ?? 'Unauthorized';
+    if (this.oauth) {
+      return new LockstepError(
+        ErrorCode.Connection,
+        `HubSpot refused the access token it had just issued to destination "${slug}" while ${what} (401 ${category}) — check that the OAuth app is still installed in this portal, with the scopes of the objects synced`,
+      );
+    }
+    if (category === 'EXPIRED_AUTHENTICATION') {
+      return new LockstepError(
+        ErrorCode.Connection,
+        `HubSpot says the access token of destination "${slug}" has expired (401 EXPIRED_AUTHENTICATION while ${what}): it is an OAuth access token, which lasts 30 minutes — give a private app's token as accessToken (it does not expire), or the OAuth app's clientId, clientSecret and refreshToken instead, and Lockstep gets new access tokens itself`,
+      );
+    }
+    return new LockstepError(
+      ErrorCode.Connection,
+      `HubSpot refused the access token of destination "${slug}" while ${what} (401 ${category}) — check accessToken: a private app's token (Settings › Integrations › Private apps), valid for this portal`,
     );
   }
 
@@ -283,7 +409,9 @@ export class HubSpotClient {
   }
 
   private scrub(text: string): string {
-    return text.split(this.options.accessToken).join('***');
+    let out = text;
+    for (const secret of this.secrets) if (secret.length >= 3 && out.includes(secret)) out = out.split(secret).join('***');
+    return out;
   }
 }
 
@@ -292,6 +420,20 @@ interface Exchange {
   status: number;
   headers: Dispatcher.ResponseData['headers'];
   text: string;
+}
+
+/** What to fix when the token endpoint refuses, by HubSpot's error status. */
+function tokenFix(code: string | undefined): string {
+  switch (code) {
+    case 'BAD_REFRESH_TOKEN':
+      return 'check refreshToken: the one the install of the OAuth app in this portal gave (uninstalling the app revokes it; installing it again gives a new one)';
+    case 'BAD_CLIENT_ID':
+      return "check clientId: the OAuth app's client ID (the app's Auth tab)";
+    case 'BAD_CLIENT_SECRET':
+      return "check clientSecret: the OAuth app's client secret (the app's Auth tab)";
+    default:
+      return "check clientId, clientSecret and refreshToken: the OAuth app's, and the refresh token its install in this portal gave";
+  }
 }
 
 function header(headers: Exchange['headers'], name: string): string | undefined {

@@ -34,6 +34,7 @@ import { HubSpotClient, type HubSpotBatchAnswer, type HubSpotError, type HubSpot
 import {
   defaultAssociationTargets,
   defaultAssociationType,
+  hubspotCredentials,
   hubspotSyncSettings,
   singular,
   standardObject,
@@ -74,13 +75,14 @@ export class HubSpotDestination implements Destination {
     const limiter = context.rateLimiter({ requestsPerSecond: settings.requestsPerSecond, concurrency: settings.concurrency });
     const client = new HubSpotClient({
       slug: context.slug,
-      accessToken: settings.accessToken,
+      credentials: hubspotCredentials(settings),
       baseUrl: settings.baseUrl,
       timeoutMs: settings.timeoutSeconds * 1000,
       connections: settings.concurrency,
       limiter,
       clock: context.clock,
       logger: context.logger,
+      backoff: context.backoff,
     });
     const destination = new HubSpotDestination({ client, slug: context.slug, concurrency: settings.concurrency, backoff: context.backoff, clock: context.clock });
     try {

@@ -12,33 +12,82 @@ import type { DestinationCapabilities } from '../../core/ports.js';
 /** HubSpot's own API root. */
 export const HUBSPOT_API_URL = 'https://api.hubapi.com';
 
-export const hubspotConnectionSettings = z.strictObject({
-  accessToken: z
-    .string()
-    .min(1, { error: hinted('accessToken is empty', 'give the private app\'s access token, e.g. "${HUBSPOT_TOKEN}"') })
-    .meta({ description: 'A private app\'s access token (Settings › Integrations › Private apps), with the crm.objects.*.read/write and crm.schemas.*.read scopes of the objects synced; usually "${HUBSPOT_TOKEN}".' }),
-  baseUrl: urlSetting(['https:', 'http:'], HUBSPOT_API_URL, `Where HubSpot's API is (default: ${HUBSPOT_API_URL}); another URL only for a proxy or a test stand-in.`, 'baseUrl').default(HUBSPOT_API_URL),
-  requestsPerSecond: z
-    .number()
-    .positive()
-    .max(1000)
-    .default(19)
-    .meta({ description: "Requests per second at most, shared by every run writing through this connection (default: 19, i.e. 190 per 10 s, HubSpot's limit for Professional and Enterprise private apps; 10 for Free and Starter portals)." }),
-  concurrency: z
-    .number()
-    .int()
-    .min(1)
-    .max(32)
-    .default(4)
-    .meta({ description: 'Requests under way at once at most, and batches of a run written at once (default: 4).' }),
-  timeoutSeconds: z
-    .number()
-    .positive()
-    .max(600)
-    .default(30)
-    .meta({ description: 'How long one request may take before it counts as failed (and is retried) (default: 30).' }),
-});
+export const hubspotConnectionSettings = z
+  .strictObject({
+    accessToken: z
+      .string()
+      .min(1, { error: hinted('accessToken is empty', 'give the private app\'s access token, e.g. "${HUBSPOT_TOKEN}"') })
+      .optional()
+      .meta({
+        description:
+          'A private app\'s access token (Settings › Integrations › Private apps), with the crm.objects.*.read/write and crm.schemas.*.read scopes of the objects synced; usually "${HUBSPOT_TOKEN}". Or, for an OAuth app, clientId, clientSecret and refreshToken instead.',
+      }),
+    clientId: z
+      .string()
+      .min(1, { error: hinted('clientId is empty', 'give the OAuth app\'s client ID, e.g. "${HUBSPOT_CLIENT_ID}"') })
+      .optional()
+      .meta({ description: "An OAuth app's client ID (the app's Auth tab), with clientSecret and refreshToken: Lockstep gets the 30-minute access tokens itself, instead of accessToken." }),
+    clientSecret: z
+      .string()
+      .min(1, { error: hinted('clientSecret is empty', 'give the OAuth app\'s client secret, e.g. "${HUBSPOT_CLIENT_SECRET}"') })
+      .optional()
+      .meta({ description: "The OAuth app's client secret; usually \"${HUBSPOT_CLIENT_SECRET}\"." }),
+    refreshToken: z
+      .string()
+      .min(1, { error: hinted('refreshToken is empty', 'give the refresh token the portal\'s install of the app gave, e.g. "${HUBSPOT_REFRESH_TOKEN}"') })
+      .optional()
+      .meta({ description: 'The refresh token the install of the OAuth app in the portal gave (POST /oauth/v1/token, grant_type authorization_code); usually "${HUBSPOT_REFRESH_TOKEN}".' }),
+    baseUrl: urlSetting(['https:', 'http:'], HUBSPOT_API_URL, `Where HubSpot's API is (default: ${HUBSPOT_API_URL}); another URL only for a proxy or a test stand-in.`, 'baseUrl').default(HUBSPOT_API_URL),
+    requestsPerSecond: z
+      .number()
+      .positive()
+      .max(1000)
+      .default(19)
+      .meta({ description: "Requests per second at most, shared by every run writing through this connection (default: 19, i.e. 190 per 10 s, HubSpot's limit for Professional and Enterprise private apps; 10 for Free and Starter portals)." }),
+    concurrency: z
+      .number()
+      .int()
+      .min(1)
+      .max(32)
+      .default(4)
+      .meta({ description: 'Requests under way at once at most, and batches of a run written at once (default: 4).' }),
+    timeoutSeconds: z
+      .number()
+      .positive()
+      .max(600)
+      .default(30)
+      .meta({ description: 'How long one request may take before it counts as failed (and is retried) (default: 30).' }),
+  })
+  .superRefine((settings, ctx) => {
+    const oauth = (['clientId', 'clientSecret', 'refreshToken'] as const).filter((name) => settings[name] !== undefined);
+    if (settings.accessToken !== undefined && oauth.length > 0) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [oauth[0] as string],
+        message: hinted('give either accessToken (a private app) or clientId, clientSecret and refreshToken (an OAuth app), not both', `remove ${oauth.join(', ')} or accessToken`),
+      });
+    } else if (settings.accessToken === undefined && oauth.length < 3) {
+      const missing = (['clientId', 'clientSecret', 'refreshToken'] as const).filter((name) => settings[name] === undefined);
+      ctx.addIssue({
+        code: 'custom',
+        path: [oauth.length === 0 ? 'accessToken' : (missing[0] as string)],
+        message:
+          oauth.length === 0
+            ? hinted('accessToken is missing', 'give the private app\'s access token, e.g. accessToken: "${HUBSPOT_TOKEN}" (or an OAuth app\'s clientId, clientSecret and refreshToken)')
+            : hinted(`${missing.join(' and ')} ${missing.length === 1 ? 'is' : 'are'} missing`, 'an OAuth app needs clientId, clientSecret and refreshToken together'),
+      });
+    }
+  });
 export type HubSpotConnectionSettings = z.output<typeof hubspotConnectionSettings>;
+
+/** How the connection authenticates: a private app's token, or an OAuth app's refresh token. */
+export type HubSpotCredentials = { accessToken: string } | { clientId: string; clientSecret: string; refreshToken: string };
+
+/** The credentials the settings give (checked by the schema: one form or the other). */
+export function hubspotCredentials(settings: HubSpotConnectionSettings): HubSpotCredentials {
+  if (settings.accessToken !== undefined) return { accessToken: settings.accessToken };
+  return { clientId: settings.clientId ?? '', clientSecret: settings.clientSecret ?? '', refreshToken: settings.refreshToken ?? '' };
+}
 
 /** Who defined an association type (HubSpot's `associationCategory`). */
 export const AssociationCategory = {

@@ -4,9 +4,9 @@ import { checkAssociationParents, HUBSPOT_CAPABILITIES, hubspotConnectionSetting
 
 export const hubspotConnector: ConnectorKind<HubSpotConnectionSettings, HubSpotSyncSettings> = {
   type: 'hubspot',
-  description: "HubSpot's CRM (contacts, companies, deals, custom objects), written with a private app's `accessToken`.",
+  description: "HubSpot's CRM (contacts, companies, deals, custom objects), written with a private app's `accessToken`, or an OAuth app's `clientId`, `clientSecret` and `refreshToken`.",
   settings: hubspotConnectionSettings,
-  secrets: ['accessToken'],
+  secrets: ['accessToken', 'clientSecret', 'refreshToken'],
   example: '{ type: hubspot, accessToken: "${HUBSPOT_TOKEN}" }',
   preload: () => import('./hubspot-destination.js'),
   destination: {
