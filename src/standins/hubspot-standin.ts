@@ -11,6 +11,8 @@
  *   access_token, expires_in: 1800}`, or a 400 `{status: "BAD_REFRESH_TOKEN" | "BAD_CLIENT_ID" | …,
  *   message}`. An access token past its life gets a 401 EXPIRED_AUTHENTICATION, "The OAuth token used
  *   to make this call expired 5 minute(s) ago.", with `context: {"expire time": [...]}`.
+ * - Scopes: a call needing a scope the app lacks is a 403 MISSING_SCOPES whose `errors[0].context.
+ *   requiredGranularScopes` lists the scopes that would do ("Scopes").
  * - Error bodies `{status: "error", message, correlationId, category, errors?, context?}` and the
  *   `X-HubSpot-Correlation-Id` header ("Error handling").
  * - `GET /crm/v3/properties/{objectType}` → `{results: Property[]}` with the documented Property
@@ -211,6 +213,11 @@ export interface HubSpotStandInOptions {
    * access tokens (besides the private app's `token`, which keeps working).
    */
   readonly oauth?: HubSpotOAuthApp;
+  /**
+   * The scopes the app was granted (default: every scope). A call needing one it lacks gets 403
+   * MISSING_SCOPES naming the scopes that would do, e.g. `crm.objects.companies.write`.
+   */
+  readonly scopes?: readonly string[];
   readonly portalId?: number;
   /** Milliseconds since the epoch; tests of the rolling window pass a fake clock. */
   readonly now?: () => number;
@@ -1332,6 +1339,45 @@ function issueToken(req: IncomingMessage, raw: string, app: HubSpotOAuthApp | un
   return { status: 200, body: { token_type: 'bearer', refresh_token: app.refreshToken, access_token: accessToken, expires_in: seconds } };
 }
 
+/**
+ * The scopes of which a call needs one: reading an object's properties takes its objects or schemas
+ * read scope, reading records its objects read scope, writing records or their associations its
+ * write scope. Custom objects share `crm.objects.custom.*`. None for an object the portal lacks.
+ */
+function requiredScopes(portal: Portal, endpoint: HubSpotEndpoint, params: readonly string[]): string[] {
+  const object = portal.object(params[0] ?? '');
+  if (!object) return [];
+  const name = STANDARD_OBJECTS[object.name] ? object.name : 'custom';
+  switch (endpoint) {
+    case 'properties.list':
+      return [`crm.objects.${name}.read`, `crm.schemas.${name}.read`];
+    case 'objects.batchRead':
+      return [`crm.objects.${name}.read`];
+    case 'objects.batchUpsert':
+    case 'objects.batchArchive':
+    case 'associations.batchCreate':
+    case 'associations.createDefault':
+      return [`crm.objects.${name}.write`];
+    default:
+      return [];
+  }
+}
+
+/** 403 MISSING_SCOPES, as HubSpot answers a token without the scope a call needs. */
+function missingScopes(scopes: readonly string[]): Reply {
+  return {
+    status: 403,
+    body: {
+      status: 'error',
+      message: "This app hasn't been granted all required scopes to make this call. Read more about required scopes here: https://developers.hubspot.com/scopes.",
+      correlationId: randomUUID(),
+      errors: [{ message: 'One or more of the following scopes are required.', context: { requiredGranularScopes: [...scopes] } }],
+      links: { scopes: 'https://developers.hubspot.com/scopes' },
+      category: 'MISSING_SCOPES',
+    },
+  };
+}
+
 function unauthenticated(): Reply {
   return {
     ...errorReply(401, {
@@ -1386,6 +1432,8 @@ export async function startHubSpotStandIn(options: HubSpotStandInOptions = {}): 
       const reply = matched.wrongMethod ? errorReply(405, { message: `HTTP method ${method} is not supported by this URL` }) : errorReply(404, { message: 'Resource not found' });
       return { reply, headers: headers() };
     }
+    const needed = options.scopes ? requiredScopes(portal, matched.endpoint, matched.params) : [];
+    if (needed.length > 0 && !needed.some((scope) => options.scopes?.includes(scope))) return { reply: missingScopes(needed), headers: headers() };
     const parsed = parseBody(method, req, raw);
     if (!('body' in parsed)) return { reply: parsed, headers: headers() };
     const endpoint = matched.endpoint;

@@ -112,6 +112,21 @@ describe('OAuth', () => {
   });
 });
 
+describe('scopes', () => {
+  it('answers 403 MISSING_SCOPES naming the scopes a call needs that the app was not granted', async () => {
+    const hs = await start({ scopes: ['crm.objects.contacts.read', 'crm.objects.contacts.write', 'crm.schemas.companies.read'] });
+    expect((await call(hs, 'GET', '/crm/v3/properties/contacts')).status).toBe(200);
+    expect((await call(hs, 'GET', '/crm/v3/properties/companies')).status).toBe(200);
+    expect((await upsert(hs, 'contacts', contacts(1))).status).toBe(200);
+    const denied = await upsert(hs, 'companies', [{ idProperty: 'external_id', id: 'c1', properties: { name: 'Acme' } }]);
+    expect(denied.status).toBe(403);
+    expect(denied.json).toMatchObject({ status: 'error', category: 'MISSING_SCOPES', errors: [{ context: { requiredGranularScopes: ['crm.objects.companies.write'] } }] });
+    expect(hs.records('companies')).toEqual([]);
+    const read = await call(hs, 'GET', '/crm/v3/properties/deals');
+    expect(read.json.errors[0].context.requiredGranularScopes).toEqual(['crm.objects.deals.read', 'crm.schemas.deals.read']);
+  });
+});
+
 describe('routing', () => {
   it('answers 404 for an unknown path and 405 for a known path with the wrong method', async () => {
     const hs = await start();
