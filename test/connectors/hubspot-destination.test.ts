@@ -545,6 +545,18 @@ ${extra}`).replace('destinations:\n', 'destinations:\n  crm: { type: salesforce,
       expect(hub.stats().faultsServed).toBe(3);
     });
 
+    it('403 MISSING_SCOPES: a fatal error naming the scope the private app lacks', async () => {
+      await start({ scopes: ['crm.objects.contacts.read', 'crm.objects.contacts.write', 'crm.schemas.companies.read'] });
+      const writer = await destination.prepare(contactsTarget({ object: 'companies', columns: ['external_id', 'name'] }));
+      const error = await failure(writer.write([op('upsert', 'c1', ['Acme'])]));
+      expect(error.code).toBe(ErrorCode.Connection);
+      expect(error.message).toBe(
+        'HubSpot denied destination "hs" while upserting companies (403: MISSING_SCOPES: This app hasn\'t been granted all required scopes to make this call. Read more about required scopes here: https://developers.hubspot.com/scopes.) — give the private app the scope crm.objects.companies.write',
+      );
+      const deals = await failure(destination.prepare(contactsTarget({ object: 'deals', columns: ['external_id', 'dealname'] })));
+      expect(deals.message).toMatch(/reading the properties of deals \(403: MISSING_SCOPES: .*\) — give the private app the scope crm\.objects\.deals\.read or crm\.schemas\.deals\.read$/);
+    });
+
     it('5xx: retryable, and the next attempt succeeds; prepare retries reads itself', async () => {
       hub.failNext(2, HUBSPOT_FAULTS.unavailable);
       await destination.prepare(contactsTarget({ object: 'companies', columns: ['external_id', 'name'], keyColumns: ['external_id'] }));

@@ -277,12 +277,7 @@ export class HubSpotClient {
     const { status, text } = exchange;
     if (status === 429) throw this.rateLimited(exchange, what);
     if (status === 401) throw this.unauthorized(exchange, what);
-    if (status === 403) {
-      throw new LockstepError(
-        ErrorCode.Connection,
-        `HubSpot denied destination "${this.options.slug}" while ${what} (403${this.detail(exchange)}) — give the private app the scopes it needs (crm.objects.<object>.read and .write, crm.schemas.<object>.read)`,
-      );
-    }
+    if (status === 403) throw this.denied(exchange, what);
     if (status === 423) throw this.locked(exchange, what);
     if (status === 477) throw this.migrating(exchange, what);
     if (status >= 500) {
@@ -320,6 +315,18 @@ export class HubSpotClient {
       `HubSpot's rate limit was reached while ${what} (429 ${error?.policyName ?? 'RATE_LIMIT'}); trying again in ${retryAfterSeconds} s`,
       { retryable: true, retryAfterSeconds },
     );
+  }
+
+  /** 403: the app lacks a scope; HubSpot's MISSING_SCOPES body names the ones that would do. */
+  private denied(exchange: Exchange, what: string): LockstepError {
+    const error = this.errorOf(exchange);
+    const scopes = [...new Set((error?.errors ?? []).flatMap((e) => scopeList(e.context?.requiredGranularScopes ?? e.context?.requiredScopes)))];
+    const app = this.oauth ? 'OAuth app (then install it again in the portal)' : 'private app';
+    const fix =
+      scopes.length > 0
+        ? `give the ${app} the scope ${scopes.length === 1 ? scopes[0] : `${scopes.slice(0, -1).join(', ')} or ${scopes.at(-1)}`}`
+        : `give the ${app} the scopes of the objects synced (crm.objects.<object>.read and .write, crm.schemas.<object>.read; crm.objects.custom.* for custom objects)`;
+    return new LockstepError(ErrorCode.Connection, `HubSpot denied destination "${this.options.slug}" while ${what} (403${this.detail(exchange)}) — ${fix}`);
   }
 
   private unauthorized(exchange: Exchange, what: string): LockstepError {
@@ -420,6 +427,11 @@ interface Exchange {
   status: number;
   headers: Dispatcher.ResponseData['headers'];
   text: string;
+}
+
+/** Scope names from a MISSING_SCOPES context value: a list of names. */
+function scopeList(value: unknown): string[] {
+  return Array.isArray(value) ? value.filter((scope): scope is string => typeof scope === 'string' && scope !== '') : [];
 }
 
 /** What to fix when the token endpoint refuses, by HubSpot's error status. */
