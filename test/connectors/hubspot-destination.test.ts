@@ -596,6 +596,23 @@ ${extra}`).replace('destinations:\n', 'destinations:\n  crm: { type: salesforce,
       expect(migrating.message).toBe('HubSpot is moving this portal to another data centre (477 Migration in Progress while upserting contacts); it asks to try again in 3600 s');
     });
 
+    it('502/504 (HubSpot\'s processing limits) and 503: the connection pauses a few seconds before the batch goes again', async () => {
+      const limiter = spyLimiter();
+      await destination.close();
+      destination = await openHubSpot(hub, {}, limiter);
+      const writer = await destination.prepare(contactsTarget());
+      hub.failNext(1, { status: 504, contentType: 'text/plain', body: 'request timed out' });
+      const before = Date.now();
+      const timedOut = await failure(writer.write([op('upsert', 'a', ['a@example.com', 'A'])]));
+      expect(timedOut.retryable).toBe(true);
+      expect(timedOut.retryAfterSeconds).toBe(3);
+      expect(timedOut.message).toBe('HubSpot answered 504 while upserting contacts: request timed out');
+      expect(limiter.pauses).toHaveLength(1);
+      expect(limiter.pauses[0]).toBeGreaterThanOrEqual(before + 3000);
+      hub.failNext(1, { status: 502, body: { status: 'error', message: 'Bad Gateway' }, headers: { 'Retry-After': '1' } });
+      expect((await failure(writer.write([op('upsert', 'a', ['a@example.com', 'A'])]))).retryAfterSeconds).toBe(1);
+    });
+
     it('an HTML page or a body cut short: a clear retryable error naming the object and what came back', async () => {
       const writer = await destination.prepare(contactsTarget());
       hub.failNext(1, HUBSPOT_FAULTS.htmlOnSuccess);

@@ -6,8 +6,8 @@
  *
  * What comes back: answers HubSpot gives on purpose (2xx, and 4xx about the request's content) are
  * returned with their JSON body for the caller to read per record. Everything else is thrown as a
- * LockstepError: 401/403 as fatal `connection` errors, 429 and 423 Locked (after pausing the
- * limiter), 477 Migration in Progress, 5xx, timeouts, dropped connections and bodies that are not
+ * LockstepError: 401/403 as fatal `connection` errors, 429, 423 Locked and 5xx (after pausing the
+ * limiter), 477 Migration in Progress, timeouts, dropped connections and bodies that are not
  * JSON (an HTML page, a body cut short) as retryable `transient` ones.
  *
  * Credentials: a private app's token, sent as it is, or an OAuth app's refresh token, exchanged at
@@ -100,6 +100,8 @@ const QUOTED_CHARS = 200;
 const DEFAULT_WINDOW_MS = 10_000;
 /** How long HubSpot holds a 423 lock ("Locks will last for 2 seconds"). */
 const LOCK_SECONDS = 2;
+/** How long requests pause after a 5xx without Retry-After: HubSpot asks for "a few seconds". */
+const OVERLOAD_PAUSE_SECONDS = 3;
 /** An OAuth access token's life when the token endpoint does not say (30 minutes). */
 const DEFAULT_TOKEN_SECONDS = 1800;
 /** How long before it expires an access token is renewed, at most. */
@@ -280,9 +282,7 @@ export class HubSpotClient {
     if (status === 403) throw this.denied(exchange, what);
     if (status === 423) throw this.locked(exchange, what);
     if (status === 477) throw this.migrating(exchange, what);
-    if (status >= 500) {
-      throw new LockstepError(ErrorCode.Transient, `HubSpot answered ${status} while ${what}${this.detail(exchange)}`, { retryable: true });
-    }
+    if (status >= 500) throw this.unavailable(exchange, what);
     if (status === 204 || (text.trim() === '' && status < 300)) return { status, body: undefined };
     const parsed = parseJson(text);
     if (parsed === undefined) {
@@ -348,6 +348,18 @@ export class HubSpotClient {
       ErrorCode.Connection,
       `HubSpot refused the access token of destination "${slug}" while ${what} (401 ${category}) — check accessToken: a private app's token (Settings › Integrations › Private apps), valid for this portal`,
     );
+  }
+
+  /**
+   * 5xx: HubSpot asks to pause requests for a few seconds after a 502/504 (its processing limits,
+   * reached by many requests over a sustained period) or a 503 ("Error handling"); quick retries
+   * would only meet the same limit. Every run writing through this connection waits.
+   */
+  private unavailable(exchange: Exchange, what: string): LockstepError {
+    const now = this.options.clock.now();
+    const seconds = parseRetryAfter(header(exchange.headers, 'retry-after'), now) ?? OVERLOAD_PAUSE_SECONDS;
+    this.options.limiter.pauseUntil(now + seconds * 1000);
+    return new LockstepError(ErrorCode.Transient, `HubSpot answered ${exchange.status} while ${what}${this.detail(exchange)}`, { retryable: true, retryAfterSeconds: seconds });
   }
 
   /**
