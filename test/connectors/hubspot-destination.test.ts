@@ -304,6 +304,24 @@ ${extra}`).replace('destinations:\n', 'destinations:\n  crm: { type: salesforce,
       expect(again[0]).toEqual({ ok: true, id: hub.find('contacts', 'email', 'a@example.com')?.id });
     });
 
+    it('a property deleted in HubSpot since prepare fails the run as a schema error at once, without splitting the batch', async () => {
+      const writer = await destination.prepare(contactsTarget());
+      const listed = [{ isValid: false, message: 'Property "firstname" does not exist', error: 'PROPERTY_DOESNT_EXIST', name: 'firstname', localizedErrorMessage: 'Property "firstname" does not exist', portalId: 12345678 }];
+      const body = {
+        status: 'error',
+        message: `Property values were not valid: ${JSON.stringify(listed)}`,
+        category: 'VALIDATION_ERROR',
+        errors: [{ message: 'Property "firstname" does not exist', code: 'PROPERTY_DOESNT_EXIST', context: { propertyName: ['firstname'] } }],
+      };
+      hub.failNext(10, { endpoint: 'objects.batchUpsert', status: 400, body });
+      const error = await failure(writer.write(['a', 'b', 'c', 'd'].map((key) => op('upsert', key, [`${key}@example.com`, key.toUpperCase()]))));
+      expect(error.code).toBe(ErrorCode.Schema);
+      expect(error.message).toBe(
+        'sync "contacts-to-hubspot": contacts has no property "firstname" any more (HubSpot answered PROPERTY_DOESNT_EXIST while upserting contacts) — create it again in HubSpot, or write the column to another property (mappings) or leave it out of the model\'s query',
+      );
+      expect(hub.stats().calls['objects.batchUpsert']).toBe(1);
+    });
+
     it('matches results by idProperty value when HubSpot answers out of order without trace ids', async () => {
       const writer = await destination.prepare(contactsTarget());
       hub.failNext(1, {

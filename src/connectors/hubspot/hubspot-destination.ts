@@ -446,6 +446,14 @@ class HubSpotWriter implements DestinationWriter {
     const answer = await client.request('POST', `${this.objectPath}/batch/upsert`, { inputs }, what);
     if (answer.status >= 400) {
       if (answer.status !== 400 && answer.status !== 409) throw refusedRequest(what, answer.status, answer.body);
+      // Every row carries every mapped property: one HubSpot no longer has fails them all alike.
+      const gone = missingProperties(answer.body);
+      if (gone.length > 0) {
+        throw new LockstepError(
+          ErrorCode.Schema,
+          `sync "${this.options.sync}": ${target.object} has no ${gone.length === 1 ? 'property' : 'properties'} ${gone.map((name) => `"${name}"`).join(', ')} any more (HubSpot answered PROPERTY_DOESNT_EXIST while ${what}) — create ${gone.length === 1 ? 'it' : 'them'} again in HubSpot, or write the column to another property (mappings) or leave it out of the model's query`,
+        );
+      }
       if (rows.length === 1) {
         refuse((rows[0] as PendingRow).index, errorText(answer.body));
         return [];
@@ -584,6 +592,27 @@ class HubSpotWriter implements DestinationWriter {
   private normalise(id: string): string {
     return this.caseless ? id.trim().toLowerCase() : id;
   }
+}
+
+/** The properties a 400 says do not exist (PROPERTY_DOESNT_EXIST), from its errors or its packed message. */
+function missingProperties(body: unknown): string[] {
+  const error = (body ?? {}) as HubSpotError;
+  const names = new Set<string>();
+  for (const detail of error.errors ?? []) {
+    const name = detail.context?.propertyName;
+    if (detail.code === 'PROPERTY_DOESNT_EXIST' && Array.isArray(name) && typeof name[0] === 'string') names.add(name[0]);
+  }
+  const packed = typeof error.message === 'string' ? /^Property values were not valid: (\[.*\])$/s.exec(error.message) : null;
+  if (packed) {
+    try {
+      for (const problem of JSON.parse(packed[1] as string) as Array<{ name?: unknown; error?: unknown }>) {
+        if (problem.error === 'PROPERTY_DOESNT_EXIST' && typeof problem.name === 'string') names.add(problem.name);
+      }
+    } catch {
+      // Not the list HubSpot packs; nothing to read from it.
+    }
+  }
+  return [...names];
 }
 
 /** Whether a 207 error names `id` in its context field `field`. */
