@@ -69,8 +69,8 @@ export interface HubSpotPropertySpec {
   /** A unique-value property can be used as `idProperty` and refuses duplicate values. */
   readonly hasUniqueValue?: boolean;
   readonly label?: string;
-  /** Allowed values of an `enumeration` property. */
-  readonly options?: readonly string[];
+  /** Allowed values of an `enumeration` property: a value, or a value with the label people see. */
+  readonly options?: readonly (string | { readonly value: string; readonly label: string })[];
   /**
    * How the property is edited (default: from the type; `select` for an enumeration). An enumeration
    * with `checkbox` takes several options at once, separated by semicolons.
@@ -731,15 +731,21 @@ function normaliseValue(property: PropertyModel, raw: unknown): Normalised {
     case 'enumeration': {
       // A multiple checkboxes property takes several options separated by semicolons.
       const chosen = property.fieldType === 'checkbox' ? text.split(';') : [text];
-      const wrong = chosen.find((option) => !property.options?.includes(option));
+      const values = (property.options ?? []).map(optionValue);
+      const wrong = chosen.find((option) => !values.includes(option));
       return wrong === undefined
         ? { value: text }
-        : problem('INVALID_OPTION', `${wrong} was not one of the allowed options: [${(property.options ?? []).join(', ')}]`);
+        : problem('INVALID_OPTION', `${wrong} was not one of the allowed options: [${values.join(', ')}]`);
     }
     default:
       if (property.name === 'email' && !EMAIL.test(text.trim())) return problem('INVALID_EMAIL', `Email address ${text} is invalid`);
       return { value: text };
   }
+}
+
+/** An option's value, what the API takes (never its label). */
+function optionValue(option: string | { readonly value: string }): string {
+  return typeof option === 'string' ? option : option.value;
 }
 
 /** Date properties take midnight-UTC epoch milliseconds or `YYYY-MM-DD` ("Properties API", date formats). */
@@ -868,7 +874,10 @@ function listProperties(ctx: Context, objectSegment: string): Reply {
     fieldType: property.fieldType ?? FIELD_TYPES[property.type],
     description: '',
     groupName: object.groupName,
-    options: property.type === 'bool' ? BOOLEAN_OPTIONS : (property.options ?? []).map((value, order) => ({ label: value, value, displayOrder: order, hidden: false })),
+    options:
+      property.type === 'bool'
+        ? BOOLEAN_OPTIONS
+        : (property.options ?? []).map((option, order) => ({ label: typeof option === 'string' ? option : option.label, value: optionValue(option), displayOrder: order, hidden: false })),
     displayOrder,
     calculated: false,
     externalOptions: false,

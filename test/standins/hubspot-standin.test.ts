@@ -333,6 +333,7 @@ describe('batch upsert', () => {
           { name: 'active', type: 'bool' },
           { name: 'regions', type: 'enumeration', fieldType: 'checkbox', options: ['emea', 'amer', 'apac'] },
           { name: 'tier', type: 'enumeration', options: ['gold', 'silver'] },
+          { name: 'stage', type: 'enumeration', options: [{ value: 'customer', label: 'Customer' }] },
         ],
       },
     });
@@ -340,6 +341,7 @@ describe('batch upsert', () => {
     const byName = new Map((properties.json.results as { name: string }[]).map((p) => [p.name, p]));
     expect(byName.get('regions')).toMatchObject({ type: 'enumeration', fieldType: 'checkbox' });
     expect(byName.get('tier')).toMatchObject({ fieldType: 'select' });
+    expect(byName.get('stage')).toMatchObject({ options: [expect.objectContaining({ value: 'customer', label: 'Customer' })] });
     expect(byName.get('active')).toMatchObject({ fieldType: 'booleancheckbox', options: [expect.objectContaining({ value: 'true' }), expect.objectContaining({ value: 'false' })] });
 
     const good = [
@@ -362,6 +364,8 @@ describe('batch upsert', () => {
       [{ regions: '["emea","apac"]' }, 'was not one of the allowed options'],
       [{ regions: 'emea,apac' }, 'was not one of the allowed options'],
       [{ tier: 'gold;silver' }, 'was not one of the allowed options'],
+      // The API takes an option's value, not its label.
+      [{ stage: 'Customer' }, 'Customer was not one of the allowed options: [customer]'],
     ];
     for (const [values, message] of bad) {
       const answer = await upsert(hs, 'companies', [{ idProperty: 'external_id', id: 'bad', properties: values }]);
