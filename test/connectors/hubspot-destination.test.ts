@@ -374,6 +374,35 @@ ${extra}`).replace('destinations:\n', 'destinations:\n  crm: { type: salesforce,
       expect(hub.find('companies', 'external_id', 'c')).toBeUndefined();
     });
 
+    it('refuses a value that is not one of an enumeration\'s options before sending, naming them, so a batch by email is not split', async () => {
+      await start({
+        schema: {
+          contacts: [
+            { name: 'email', type: 'string' },
+            { name: 'lifecyclestage', type: 'enumeration', options: [{ value: 'lead', label: 'Lead' }, { value: 'customer', label: 'Customer' }] },
+            { name: 'regions', type: 'enumeration', fieldType: 'checkbox', options: ['emea', 'amer'] },
+          ],
+        },
+      });
+      const writer = await destination.prepare(
+        contactsTarget({ keyColumns: ['email'], columns: ['email', 'lifecyclestage', 'regions'], settings: { idProperty: 'email' } }),
+      );
+      const rows: Array<[string, Value, Value]> = [
+        ['a@example.com', 'lead', 'emea'],
+        ['b@example.com', 'Customer', null],
+        ['c@example.com', 'customer', 'emea;apac'],
+        ['d@example.com', '', '["amer","emea"]'],
+      ];
+      const outcomes = await writer.write(rows.map(([email, stage, regions]) => ({ kind: 'upsert', key: [email], values: [email, stage, regions] })));
+      expect(outcomes.map((o) => o.ok)).toEqual([true, false, false, true]);
+      expect(reason(outcomes[1])).toBe(
+        'property "lifecyclestage" takes one of lead, customer; "Customer" is not one of them ("Customer" is the label of option "customer": send the value) — map the model\'s values to these options in its query, or add the option in HubSpot',
+      );
+      expect(reason(outcomes[2])).toMatch(/^property "regions" takes one of emea, amer; "apac" is not one of them — /);
+      expect(hub.stats().calls['objects.batchUpsert']).toBe(1);
+      expect(hub.find('contacts', 'email', 'd@example.com')?.properties.regions).toBe('amer;emea');
+    });
+
     it('refuses rows without an idProperty value or written twice in one batch, without sending them', async () => {
       const target = contactsTarget({ keyColumns: ['email'], columns: ['email', 'firstname'], settings: { idProperty: 'email' } });
       const writer = await destination.prepare(target);

@@ -89,6 +89,10 @@ export interface HubSpotProperty {
   type?: string;
   /** How it is edited; an enumeration with `checkbox` takes several options, separated by `;`. */
   fieldType?: string;
+  /** An enumeration's options: `value` is what the API takes, `label` what people see. */
+  options?: Array<{ value?: string; label?: string }>;
+  /** Options come from elsewhere (owners, pipelines): `options` does not list them. */
+  externalOptions?: boolean;
   hasUniqueValue?: boolean;
   calculated?: boolean;
   modificationMetadata?: { readOnlyValue?: boolean };

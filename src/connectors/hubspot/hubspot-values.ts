@@ -9,7 +9,8 @@
  * - datetime: ISO-8601 with its zone; a timestamp written without a zone (`2024-05-01 10:15:00`)
  *   is UTC, as everywhere in Lockstep, and a date alone is its midnight UTC;
  * - bool: `true` / `false`, from booleans, 1/0 and their text;
- * - multiple checkboxes: a JSON array of options (a text[] or list column) becomes `a;b`.
+ * - enumeration: one of its options' values (not a label), else refused here; a multiple
+ *   checkboxes property takes several, and a JSON array of them (a text[] or list column) becomes `a;b`.
  *
  * Anything else goes as its text, for HubSpot to accept or refuse with its own message.
  */
@@ -34,7 +35,7 @@ export function hubspotValue(property: HubSpotProperty, value: Value): HubSpotVa
     case 'bool':
       return { text: booleanText(value) };
     case 'enumeration':
-      return { text: property.fieldType === 'checkbox' ? checkboxText(value) : String(value) };
+      return optionValue(property, property.fieldType === 'checkbox' ? checkboxText(value) : String(value));
     default:
       return { text: String(value) };
   }
@@ -48,6 +49,24 @@ function dateValue(property: HubSpotProperty, value: Value): HubSpotValue {
   if (iso.slice(10) === 'T00:00:00.000Z') return { text: iso.slice(0, 10) };
   return {
     problem: `property "${property.name}" is a date, and ${value} is not at midnight UTC (HubSpot keeps dates without a time) — cast it to a date in the model's query, or write it to a datetime property`,
+  };
+}
+
+/**
+ * An enumeration's value, checked against its options here: HubSpot refuses another (a label
+ * included) and, for contacts upserted by email, with the whole batch.
+ */
+function optionValue(property: HubSpotProperty, text: string): HubSpotValue {
+  const options = (property.options ?? []).filter((option) => typeof option.value === 'string');
+  if (text === '' || options.length === 0 || property.externalOptions === true) return { text };
+  const values = options.map((option) => option.value as string);
+  const chosen = property.fieldType === 'checkbox' ? text.split(';') : [text];
+  const wrong = chosen.find((option) => !values.includes(option));
+  if (wrong === undefined) return { text };
+  const labelled = options.find((option) => option.label === wrong || option.label?.toLowerCase() === wrong.toLowerCase());
+  const shown = values.length > 10 ? `${values.slice(0, 10).join(', ')}, … (${values.length} in all)` : values.join(', ');
+  return {
+    problem: `property "${property.name}" takes one of ${shown}; "${wrong}" is not one of them${labelled ? ` ("${labelled.label}" is the label of option "${labelled.value}": send the value)` : ''} — map the model's values to these options in its query, or add the option in HubSpot`,
   };
 }
 
