@@ -40,7 +40,8 @@
  *   deal→company 341 (Primary 5), company→deal 342 (Primary 6) ("Associations v4 › type ID values").
  *   Associations are two-way: the inverse type is visible from the other record.
  * - Rate limits: a rolling window (default 190 requests per 10 s, Professional/Enterprise private
- *   apps) and a daily limit (default 650,000, Professional) ("Increasing our API limits" changelog).
+ *   apps) and a daily limit (default 650,000, Professional) ("Increasing our API limits" changelog)
+ *   that resets at midnight in the portal's time zone.
  *   Every answer carries `X-HubSpot-RateLimit-{Max,Remaining,Interval-Milliseconds,Daily,
  *   Daily-Remaining,Secondly,Secondly-Remaining}`; the secondly pair is informational only (no longer
  *   enforced). Over a limit → 429 `{status, message, errorType: "RATE_LIMIT", correlationId,
@@ -219,6 +220,8 @@ export interface HubSpotStandInOptions {
    */
   readonly scopes?: readonly string[];
   readonly portalId?: number;
+  /** The portal's time zone (IANA), whose midnight resets the daily limit (default: UTC). */
+  readonly timeZone?: string;
   /** Milliseconds since the epoch; tests of the rolling window pass a fake clock. */
   readonly now?: () => number;
 }
@@ -551,18 +554,25 @@ interface Admission {
   readonly retryAfterMs?: number;
 }
 
-/** A rolling window (timestamps of admitted requests) plus a daily counter that resets at 00:00 UTC. */
+/**
+ * A rolling window (timestamps of admitted requests) plus a daily counter that resets at midnight
+ * in the portal's time zone ("daily limits reset at midnight based on your time zone setting").
+ */
 class RateLimiter {
   private stamps: number[] = [];
   private head = 0;
   private day = '';
   private usedToday = 0;
+  private readonly calendar: Intl.DateTimeFormat;
 
   constructor(
     private max: number,
     private intervalMs: number,
     private daily: number,
-  ) {}
+    timeZone: string,
+  ) {
+    this.calendar = new Intl.DateTimeFormat('en-CA', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' });
+  }
 
   configure(limit: HubSpotRateLimit): void {
     this.max = limit.max ?? this.max;
@@ -572,7 +582,7 @@ class RateLimiter {
 
   admit(now: number): Admission {
     this.rollDay(now);
-    if (this.usedToday >= this.daily) return { policy: 'DAILY', retryAfterMs: msUntilUtcMidnight(now) };
+    if (this.usedToday >= this.daily) return { policy: 'DAILY', retryAfterMs: this.untilMidnight(now) };
     this.prune(now);
     if (this.inWindow() >= this.max) {
       const oldest = this.stamps[this.head] ?? now;
@@ -615,18 +625,24 @@ class RateLimiter {
   }
 
   private rollDay(now: number): void {
-    const day = new Date(now).toISOString().slice(0, 10);
+    const { day } = this.local(now);
     if (day !== this.day) {
       this.day = day;
       this.usedToday = 0;
     }
   }
-}
 
-function msUntilUtcMidnight(now: number): number {
-  const midnight = new Date(now);
-  midnight.setUTCHours(24, 0, 0, 0);
-  return midnight.getTime() - now;
+  /** Milliseconds until the portal's next midnight (a DST change day is taken as 24 hours). */
+  private untilMidnight(now: number): number {
+    const { secondOfDay } = this.local(now);
+    return (86_400 - secondOfDay) * 1000 - (((now % 1000) + 1000) % 1000);
+  }
+
+  /** The portal's calendar day (`YYYY-MM-DD`) and the second of that day at `now`. */
+  private local(now: number): { day: string; secondOfDay: number } {
+    const parts = Object.fromEntries(this.calendar.formatToParts(now).map((part) => [part.type, part.value]));
+    return { day: `${parts.year}-${parts.month}-${parts.day}`, secondOfDay: Number(parts.hour) * 3600 + Number(parts.minute) * 60 + Number(parts.second) };
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1405,7 +1421,12 @@ export async function startHubSpotStandIn(options: HubSpotStandInOptions = {}): 
   const token = options.token ?? DEFAULT_TOKEN;
   const now = options.now ?? Date.now;
   const portal = new Portal(options.schema ?? DEFAULT_HUBSPOT_SCHEMA, [...DEFAULT_HUBSPOT_ASSOCIATION_TYPES, ...(options.associationTypes ?? [])], options.portalId ?? 12_345_678);
-  const limiter = new RateLimiter(options.rateLimit?.max ?? DEFAULT_WINDOW_MAX, options.rateLimit?.intervalMs ?? DEFAULT_WINDOW_MS, options.rateLimit?.daily ?? DEFAULT_DAILY);
+  const limiter = new RateLimiter(
+    options.rateLimit?.max ?? DEFAULT_WINDOW_MAX,
+    options.rateLimit?.intervalMs ?? DEFAULT_WINDOW_MS,
+    options.rateLimit?.daily ?? DEFAULT_DAILY,
+    options.timeZone ?? 'UTC',
+  );
   const faults = new FaultQueue();
   /** Access tokens issued at the token endpoint → when they expire. */
   const accessTokens = new Map<string, number>();

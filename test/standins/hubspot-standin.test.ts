@@ -517,6 +517,22 @@ describe('rate limits', () => {
   });
 });
 
+describe('daily limit', () => {
+  it('resets at midnight in the portal\'s time zone, and says so in Retry-After', async () => {
+    // 23:00 in New York is 04:00 UTC the next day: a UTC reset would already have passed.
+    let clock = Date.UTC(2025, 0, 16, 4, 0, 0);
+    const hs = await start({ now: () => clock, retryAfter: true, timeZone: 'America/New_York', rateLimit: { daily: 1 } });
+    expect((await call(hs, 'GET', '/crm/v3/properties/deals')).status).toBe(200);
+    clock = Date.UTC(2025, 0, 16, 4, 30, 0);
+    const spent = await call(hs, 'GET', '/crm/v3/properties/deals');
+    expect(spent.status).toBe(429);
+    expect(spent.json.policyName).toBe('DAILY');
+    expect(spent.headers.get('retry-after')).toBe(String(30 * 60));
+    clock = Date.UTC(2025, 0, 16, 5, 0, 1);
+    expect((await call(hs, 'GET', '/crm/v3/properties/deals')).status).toBe(200);
+  });
+});
+
 describe('faults', () => {
   it('serves a 503, an HTML page on 200, and truncated JSON, then answers normally', async () => {
     const hs = await start();
