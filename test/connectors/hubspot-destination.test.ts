@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createConnectorRegistry } from '../../src/app.js';
 import { hubspotConnector } from '../../src/connectors/hubspot/index.js';
-import { hubspotSyncSettings } from '../../src/connectors/hubspot/hubspot-settings.js';
+import { hubspotRequestsPerSecond, hubspotSyncSettings } from '../../src/connectors/hubspot/hubspot-settings.js';
 import { createRateLimiter } from '../../src/connectors/rate-limiter.js';
 import { DEFAULT_BACKOFF } from '../../src/core/backoff.js';
 import { systemClock } from '../../src/core/clock.js';
@@ -113,13 +113,17 @@ describe('HubSpot destination', () => {
 
   describe('settings', () => {
     it('fills defaults, keeps the token secret, and refuses a baseUrl that is not http(s)', () => {
-      expect(hubspotConnector.settings.parse({ accessToken: TOKEN })).toEqual({
+      const settings = hubspotConnector.settings.parse({ accessToken: TOKEN });
+      expect(settings).toEqual({
         accessToken: TOKEN,
         baseUrl: 'https://api.hubapi.com',
-        requestsPerSecond: 19,
         concurrency: 4,
         timeoutSeconds: 30,
       });
+      // HubSpot's limit per 10 s: 190 for a private app, 100 for an OAuth app.
+      expect(hubspotRequestsPerSecond(settings)).toBe(19);
+      expect(hubspotRequestsPerSecond(hubspotConnector.settings.parse({ clientId: 'c', clientSecret: 's', refreshToken: 'r' }))).toBe(10);
+      expect(hubspotRequestsPerSecond(hubspotConnector.settings.parse({ clientId: 'c', clientSecret: 's', refreshToken: 'r', requestsPerSecond: 5 }))).toBe(5);
       expect(hubspotConnector.secrets).toEqual(['accessToken', 'clientSecret', 'refreshToken']);
       expect(hubspotConnector.destination?.capabilities).toEqual({ deletes: true, upsert: true, maxBatchSize: 100, recordIds: true });
       const registry = createConnectorRegistry();
@@ -718,6 +722,18 @@ ${extra}`).replace('destinations:\n', 'destinations:\n  crm: { type: salesforce,
       expect(later.map((o) => o.ok)).toEqual([true, true]);
       expect(hub.stats().calls['oauth.token']).toBe(2);
       expect(hub.records('contacts')).toHaveLength(3);
+    });
+
+    it('a 401 other than EXPIRED_AUTHENTICATION is not taken for an expired token: a fatal error, no new token', async () => {
+      await start({ oauth: app });
+      await destination.close();
+      destination = await openOAuth();
+      const writer = await destination.prepare(contactsTarget());
+      hub.failNext(1, { status: 401, body: { status: 'error', message: 'Authentication credentials not found.', category: 'INVALID_AUTHENTICATION' } });
+      const error = await failure(writer.write([op('upsert', 'a', ['a@example.com', 'A'])]));
+      expect(error.code).toBe(ErrorCode.Connection);
+      expect(error.message).toMatch(/^HubSpot refused the OAuth access token of destination "hs" while upserting contacts \(401 INVALID_AUTHENTICATION\) — check that the OAuth app is still installed/);
+      expect(hub.stats().calls['oauth.token']).toBe(1);
     });
 
     it('renews an access token before it expires', async () => {

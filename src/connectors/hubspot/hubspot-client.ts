@@ -12,7 +12,7 @@
  *
  * Credentials: a private app's token, sent as it is, or an OAuth app's refresh token, exchanged at
  * `POST /oauth/v1/token` for access tokens that last 30 minutes. An access token is renewed shortly
- * before it expires, and once more when HubSpot refuses it anyway (401 EXPIRED_AUTHENTICATION): one
+ * before it expires, and once more when HubSpot says it expired anyway (401 EXPIRED_AUTHENTICATION): one
  * renewal shared by every request that saw it, then the request is sent again. Messages carry
  * neither the client secret, the refresh token nor any access token.
  */
@@ -171,14 +171,16 @@ export class HubSpotClient {
 
   /**
    * One request in its turn from the limiter, with a current access token. An OAuth access token
-   * HubSpot refuses (expired, revoked) is renewed once and the request sent again.
+   * HubSpot says has expired (early, or by a clock that runs apart) is renewed once and the request
+   * sent again.
    */
   private async send(method: 'GET' | 'POST', path: string, body: unknown, what: string): Promise<Exchange> {
     const { limiter } = this.options;
     const session = await this.currentSession();
     let exchange = await limiter.schedule(() => this.exchange(method, path, body, what, session.accessToken));
     this.observeLimits(exchange.headers);
-    if (exchange.status === 401 && this.oauth) {
+    // Only an expired token is renewed: HubSpot warns that a 401 alone does not mean a new token is needed.
+    if (exchange.status === 401 && this.oauth && this.errorOf(exchange)?.category === 'EXPIRED_AUTHENTICATION') {
       this.options.logger.info('HubSpot refused the access token, getting a new one', { destination: this.options.slug, category: this.errorOf(exchange)?.category });
       const renewed = await this.renew(session);
       exchange = await limiter.schedule(() => this.exchange(method, path, body, what, renewed.accessToken));
@@ -339,7 +341,7 @@ export class HubSpotClient {
     if (this.oauth) {
       return new LockstepError(
         ErrorCode.Connection,
-        `HubSpot refused the access token it had just issued to destination "${slug}" while ${what} (401 ${category}) — check that the OAuth app is still installed in this portal, with the scopes of the objects synced`,
+        `HubSpot refused the OAuth access token of destination "${slug}" while ${what} (401 ${category}) — check that the OAuth app is still installed in this portal, with the scopes of the objects synced`,
       );
     }
     if (category === 'EXPIRED_AUTHENTICATION') {

@@ -35,6 +35,7 @@ import {
   defaultAssociationTargets,
   defaultAssociationType,
   hubspotCredentials,
+  hubspotRequestsPerSecond,
   hubspotSyncSettings,
   singular,
   standardObject,
@@ -72,7 +73,7 @@ export class HubSpotDestination implements Destination {
    * the fix, instead of when the first sync prepares.
    */
   static async open(settings: HubSpotConnectionSettings, context: ConnectorContext): Promise<HubSpotDestination> {
-    const limiter = context.rateLimiter({ requestsPerSecond: settings.requestsPerSecond, concurrency: settings.concurrency });
+    const limiter = context.rateLimiter({ requestsPerSecond: hubspotRequestsPerSecond(settings), concurrency: settings.concurrency });
     const client = new HubSpotClient({
       slug: context.slug,
       credentials: hubspotCredentials(settings),

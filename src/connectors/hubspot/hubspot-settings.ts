@@ -42,8 +42,11 @@ export const hubspotConnectionSettings = z
       .number()
       .positive()
       .max(1000)
-      .default(19)
-      .meta({ description: "Requests per second at most, shared by every run writing through this connection (default: 19, i.e. 190 per 10 s, HubSpot's limit for Professional and Enterprise private apps; 10 for Free and Starter portals)." }),
+      .optional()
+      .meta({
+        description:
+          "Requests per second at most, shared by every run writing through this connection (default: 19 with accessToken, i.e. 190 per 10 s, HubSpot's limit for Professional and Enterprise private apps, 10 for Free and Starter portals; 10 for an OAuth app, whose limit is 100 per 10 s).",
+      }),
     concurrency: z
       .number()
       .int()
@@ -82,6 +85,16 @@ export type HubSpotConnectionSettings = z.output<typeof hubspotConnectionSetting
 
 /** How the connection authenticates: a private app's token, or an OAuth app's refresh token. */
 export type HubSpotCredentials = { accessToken: string } | { clientId: string; clientSecret: string; refreshToken: string };
+
+/** Requests per second a private app's token may make at most by default (190 per 10 s). */
+const PRIVATE_APP_REQUESTS_PER_SECOND = 19;
+/** An OAuth app's: "Apps using OAuth are only subject to a limit of 100 requests every 10 seconds". */
+const OAUTH_APP_REQUESTS_PER_SECOND = 10;
+
+/** The connection's request rate: as set, else HubSpot's limit for the kind of app. */
+export function hubspotRequestsPerSecond(settings: HubSpotConnectionSettings): number {
+  return settings.requestsPerSecond ?? (settings.accessToken !== undefined ? PRIVATE_APP_REQUESTS_PER_SECOND : OAUTH_APP_REQUESTS_PER_SECOND);
+}
 
 /** The credentials the settings give (checked by the schema: one form or the other). */
 export function hubspotCredentials(settings: HubSpotConnectionSettings): HubSpotCredentials {
