@@ -467,8 +467,10 @@ ${extra}`).replace('destinations:\n', 'destinations:\n  crm: { type: salesforce,
       expect(outcomes[1]?.ok).toBe(true);
       expect(reason(outcomes[2])).toBe('company 42 has not been delivered by companies-to-hubspot yet');
       expect(outcomes[3]?.ok).toBe(true);
-      // Recorded, but no longer in HubSpot: the association fails and the row is tried again later.
-      expect(reason(outcomes[4])).toMatch(/^associating with company 7 \(HubSpot id 424242\) failed: OBJECT_NOT_FOUND: /);
+      // Recorded, but deleted in HubSpot since: the association fails, saying how to deliver the company again.
+      expect(reason(outcomes[4])).toBe(
+        'associating with company 7 (HubSpot id 424242) failed: OBJECT_NOT_FOUND: No COMPANY with id 424242 exists — the company was deleted in HubSpot after companies-to-hubspot delivered it; run companies-to-hubspot with fullResync to deliver it again',
+      );
       expect(hub.find('contacts', 'external_id', 'c3')).toBeUndefined();
       const c1 = hub.find('contacts', 'external_id', 'c1')!;
       expect(hub.associations('contacts', c1.id)).toEqual([

@@ -527,7 +527,7 @@ class HubSpotWriter implements DestinationWriter {
           refuse(
             row.index,
             error
-              ? `associating with ${association.noun} ${String(value)} (HubSpot id ${parent}) failed: ${errorText(error)}`
+              ? `associating with ${association.noun} ${String(value)} (HubSpot id ${parent}) failed: ${errorText(error)}${parentGone(error, parent) ? ` — the ${association.noun} was deleted in HubSpot after ${association.parentSync} delivered it; run ${association.parentSync} with fullResync to deliver it again` : ''}`
               : `associating with ${association.noun} ${String(value)} (HubSpot id ${parent}): HubSpot did not confirm it; it is tried again on the next run`,
           );
         }
@@ -614,6 +614,11 @@ function missingProperties(body: unknown): string[] {
     }
   }
   return [...names];
+}
+
+/** Whether an association's error says its parent record (`to`) does not exist. */
+function parentGone(error: HubSpotError, parent: string): boolean {
+  return error.category === 'OBJECT_NOT_FOUND' && mentions(error, 'toObjectId', parent);
 }
 
 /** Whether a 207 error names `id` in its context field `field`. */
