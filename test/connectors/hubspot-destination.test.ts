@@ -128,6 +128,8 @@ describe('HubSpot destination', () => {
       expect(hubspotConnector.destination?.capabilities).toEqual({ deletes: true, upsert: true, maxBatchSize: 100, recordIds: true });
       const registry = createConnectorRegistry();
       expect(registry.redact({ slug: 'hs', type: 'hubspot', settings: { accessToken: TOKEN } }).settings.accessToken).toBe('***');
+      const oauth = registry.redact({ slug: 'hs', type: 'hubspot', settings: { clientId: 'client-7', clientSecret: 'the-client-secret', refreshToken: 'the-refresh-token' } }).settings;
+      expect(oauth).toMatchObject({ clientId: 'client-7', clientSecret: '***', refreshToken: '***' });
       const issues = registry.checkSettings(hubspotConnector, { accessToken: TOKEN, baseUrl: 'ftp://example.com' });
       expect(issues[0]?.message).toMatch(/^baseUrl must start with https:\/\/ or http:\/\//);
       expect(registry.checkSettings(hubspotConnector, { accessToken: TOKEN, baseUrl: 'api.hubapi.com' })[0]?.message).toMatch(/^baseUrl is not a URL/);
