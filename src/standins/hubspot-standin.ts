@@ -44,7 +44,8 @@
  *   that resets at midnight in the portal's time zone.
  *   Every answer carries `X-HubSpot-RateLimit-{Max,Remaining,Interval-Milliseconds,Daily,
  *   Daily-Remaining,Secondly,Secondly-Remaining}`; the secondly pair is informational only (no longer
- *   enforced). Over a limit → 429 `{status, message, errorType: "RATE_LIMIT", correlationId,
+ *   enforced). OAuth calls have no daily limit and no daily headers ("Rate limit headers will now
+ *   appear for OAuth authenticated calls"). Over a limit → 429 `{status, message, errorType: "RATE_LIMIT", correlationId,
  *   policyName: "TEN_SECONDLY_ROLLING" | "DAILY", requestId}`. HubSpot does not document
  *   `Retry-After`, so it is only sent when the `retryAfter` option is on.
  *
@@ -580,20 +581,22 @@ class RateLimiter {
     this.daily = limit.daily ?? this.daily;
   }
 
-  admit(now: number): Admission {
+  /** Admits a request now, or says which limit refuses it; `daily`: the request counts toward the daily limit. */
+  admit(now: number, daily: boolean): Admission {
     this.rollDay(now);
-    if (this.usedToday >= this.daily) return { policy: 'DAILY', retryAfterMs: this.untilMidnight(now) };
+    if (daily && this.usedToday >= this.daily) return { policy: 'DAILY', retryAfterMs: this.untilMidnight(now) };
     this.prune(now);
     if (this.inWindow() >= this.max) {
       const oldest = this.stamps[this.head] ?? now;
       return { policy: 'TEN_SECONDLY_ROLLING', retryAfterMs: Math.max(0, oldest + this.intervalMs - now) };
     }
     this.stamps.push(now);
-    this.usedToday++;
+    if (daily) this.usedToday++;
     return {};
   }
 
-  headers(now: number): Record<string, string> {
+  /** The rate-limit headers of an answer; `daily`: with the daily pair. */
+  headers(now: number, daily: boolean): Record<string, string> {
     this.rollDay(now);
     this.prune(now);
     const secondly = Math.ceil((this.max * 1000) / this.intervalMs);
@@ -603,8 +606,9 @@ class RateLimiter {
       'X-HubSpot-RateLimit-Max': String(this.max),
       'X-HubSpot-RateLimit-Remaining': String(Math.max(0, this.max - this.inWindow())),
       'X-HubSpot-RateLimit-Interval-Milliseconds': String(this.intervalMs),
-      'X-HubSpot-RateLimit-Daily': String(this.daily),
-      'X-HubSpot-RateLimit-Daily-Remaining': String(Math.max(0, this.daily - this.usedToday)),
+      ...(daily
+        ? { 'X-HubSpot-RateLimit-Daily': String(this.daily), 'X-HubSpot-RateLimit-Daily-Remaining': String(Math.max(0, this.daily - this.usedToday)) }
+        : {}),
       // Still sent by HubSpot with accurate data, but no longer enforced.
       'X-HubSpot-RateLimit-Secondly': String(secondly),
       'X-HubSpot-RateLimit-Secondly-Remaining': String(Math.max(0, secondly - lastSecond)),
@@ -1444,14 +1448,17 @@ export async function startHubSpotStandIn(options: HubSpotStandInOptions = {}): 
   /** Everything after transport: auth, rate limit, routing, parsing and the handler. */
   function answer(req: IncomingMessage, method: string, matched: Matched, raw: string): { reply: Reply; headers: Record<string, string> } {
     const at = now();
-    const headers = (): Record<string, string> => ({ 'X-HubSpot-Correlation-Id': randomUUID(), ...limiter.headers(at) });
+    let oauthCall = false;
+    const headers = (): Record<string, string> => ({ 'X-HubSpot-Correlation-Id': randomUUID(), ...limiter.headers(at, !oauthCall) });
     // The token endpoint takes no bearer token and does not count against the API limits.
     if (matched.endpoint === 'oauth.token') return { reply: issueToken(req, raw, options.oauth, () => issueAccessToken(at)), headers: { 'X-HubSpot-Correlation-Id': randomUUID() } };
     const bearer = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1];
     const expiresAt = bearer === undefined ? undefined : accessTokens.get(bearer);
     if (expiresAt !== undefined && at >= expiresAt) return { reply: expiredToken(expiresAt, at), headers: headers() };
     if (bearer !== token && expiresAt === undefined) return { reply: unauthenticated(), headers: headers() };
-    const admission = limiter.admit(at);
+    // OAuth calls have no daily limit, and their answers no daily headers.
+    oauthCall = bearer !== token;
+    const admission = limiter.admit(at, !oauthCall);
     if (admission.policy) {
       rateLimited++;
       const retry: Record<string, string> =

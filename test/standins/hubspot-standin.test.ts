@@ -95,6 +95,20 @@ describe('OAuth', () => {
     expect(hs.stats().calls['oauth.token']).toBe(1);
   });
 
+  it('has no daily limit for OAuth calls, nor daily headers in their answers', async () => {
+    const hs = await start({ oauth: app, rateLimit: { daily: 1 } });
+    const answer = await tokenRequest(hs, { grant_type: 'refresh_token', client_id: 'client-1', client_secret: 'secret-1', refresh_token: 'refresh-1' });
+    const { access_token: accessToken } = (await answer.json()) as { access_token: string };
+    for (let i = 0; i < 3; i++) {
+      const oauth = await call(hs, 'GET', '/crm/v3/properties/contacts', undefined, accessToken);
+      expect(oauth.status).toBe(200);
+      expect(oauth.headers.get('x-hubspot-ratelimit-remaining')).not.toBeNull();
+      expect(oauth.headers.get('x-hubspot-ratelimit-daily')).toBeNull();
+    }
+    expect((await call(hs, 'GET', '/crm/v3/properties/contacts')).status).toBe(200);
+    expect((await call(hs, 'GET', '/crm/v3/properties/contacts')).json.policyName).toBe('DAILY');
+  });
+
   it('refuses a bad refresh token, client id or secret with the status naming it, and a JSON body', async () => {
     const hs = await start({ oauth: app });
     const good = { grant_type: 'refresh_token', client_id: 'client-1', client_secret: 'secret-1', refresh_token: 'refresh-1' };
