@@ -3,7 +3,8 @@
  */
 import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { systemClock } from './core/clock.js';
+import { AlignedClock, systemClock } from './core/clock.js';
+import { toError } from './core/errors.js';
 import { createJsonLogger, silentLogger } from './core/logger.js';
 import type { Clock, Connectors, Logger, Store } from './core/ports.js';
 import { isTimedSchedule, type WorkspaceState } from './core/workspace.js';
@@ -280,9 +281,10 @@ export async function checkPortFree(port: number, host: string): Promise<void> {
 
 /** Wires store, connectors, runners, run service, worker and scheduler. Nothing starts until `worker.start()` / `scheduler.start()`. */
 export async function createApp(config: LockstepConfig, overrides: AppOverrides = {}): Promise<App> {
-  const clock = overrides.clock ?? systemClock;
   const logger = overrides.logger ?? createJsonLogger({ level: config.logLevel, write: (line) => process.stderr.write(line + '\n') });
   const store = overrides.store ?? (await openStore(config, { logger, readOnlyFallback: overrides.readOnlyFallback }));
+  const storeClock = overrides.clock ? null : await keepToStoreTime(store, config, logger);
+  const clock = overrides.clock ?? storeClock?.clock ?? systemClock;
   const events = new EngineEventEmitter(logger);
   const registry = createConnectorRegistry({ clock, logger, backoff: config.retry });
   // The drivers of the kinds the workspace uses load while the process starts, not in its first
@@ -466,6 +468,7 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
       await server?.close();
       await metricsServer?.close();
       if (reloadTimer) clearInterval(reloadTimer);
+      storeClock?.stop();
       await scheduler.stop();
       await worker.stop();
       await upstream.stop();
@@ -478,6 +481,40 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
       await store.close();
     },
   };
+}
+
+/** How often a process measures again how far its clock is from the store server's. */
+const STORE_TIME_CHECK_MS = 60_000;
+
+/**
+ * The clock of a process on a store with a server of its own (PostgreSQL): the system clock kept to
+ * the server's time, measured at the start and every minute after. Leases are compared across
+ * machines, so a machine whose clock is minutes off would otherwise take runs at work from their
+ * workers, or have its own taken, as soon as it claimed them. Null for a store without one.
+ */
+async function keepToStoreTime(store: Store, config: LockstepConfig, logger: Logger): Promise<{ clock: AlignedClock; stop(): void } | null> {
+  const { serverTime } = store;
+  if (!serverTime) return null;
+  const clock = new AlignedClock(systemClock);
+  const align = async () => {
+    try {
+      if (!(await clock.align(() => serverTime.call(store)))) return;
+    } catch (thrown) {
+      // The store is unreachable: the last offset holds, and the store's own errors say why.
+      logger.debug('could not read the store server\'s time', { error: toError(thrown).message });
+      return;
+    }
+    const ahead = clock.aheadMs;
+    if (Math.abs(ahead) < 1000) return;
+    logger.warn(
+      `this machine's clock is ${(Math.abs(ahead) / 1000).toFixed(1)} s ${ahead > 0 ? 'ahead of' : 'behind'} the time of store ${storeName(config)}: ` +
+        "Lockstep keeps to the store's time for leases, schedules and run times — set this machine's clock right (NTP)",
+    );
+  };
+  await align();
+  const timer = setInterval(() => void align(), STORE_TIME_CHECK_MS);
+  timer.unref();
+  return { clock, stop: () => clearInterval(timer) };
 }
 
 /** Where alert links point when LOCKSTEP_PUBLIC_URL is not set and this process serves no UI. */

@@ -848,6 +848,11 @@ export interface Store extends WorkspaceStore, SyncRunStore, SequenceRunStore, F
   readonly capabilities: StoreCapabilities;
   /** Pushed change notifications, for stores that have them (default: none; workers poll). */
   readonly watch?: StoreWatch['watch'];
+  /**
+   * The store server's time, epoch ms, for a store that processes on several machines share: they
+   * keep to it, not to their machines' clocks (default: none; the process's clock is the store's).
+   */
+  serverTime?(): Promise<number>;
   /** Per sync, the snapshot of delivered rows, its change cursor and the destination's record ids. */
   readonly snapshots: SnapshotStore;
   /** What the scheduler keeps: firing keys and each schedule's cursor. */

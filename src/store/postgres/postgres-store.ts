@@ -281,6 +281,12 @@ export class PostgresStore extends StoreRoles implements Store, SecretResealer, 
     }
   }
 
+  async serverTime(): Promise<number> {
+    // clock_timestamp(): the time at this statement, not at its transaction's start.
+    const [row] = await this.db.query<{ now: number }>('SELECT extract(epoch FROM clock_timestamp())::float8 * 1000 AS now');
+    return Number(row!.now);
+  }
+
   // -------------------------------------------------------------------------------------------
   // Outbox of finished runs
 
