@@ -40,9 +40,13 @@ export class CliProcess {
   stderr = '';
   readonly exited: Promise<CliResult>;
 
-  /** `nodeArgs`: options for Node itself, before the script (e.g. `--max-old-space-size=512`). */
-  constructor(args: string[], options: { cwd: string; env?: Record<string, string>; nodeArgs?: string[] }) {
-    this.child = spawn(process.execPath, [...(options.nodeArgs ?? []), BIN, ...args], { cwd: options.cwd, env: childEnv(options.env), stdio: ['ignore', 'pipe', 'pipe'] });
+  /**
+   * `nodeArgs`: options for Node itself, before the script (e.g. `--max-old-space-size=512`).
+   * `wrapper`: a command Node runs under, with its arguments (e.g. `['unshare', '--pid', '--fork']`).
+   */
+  constructor(args: string[], options: { cwd: string; env?: Record<string, string>; nodeArgs?: string[]; wrapper?: string[] }) {
+    const command = [...(options.wrapper ?? []), process.execPath, ...(options.nodeArgs ?? []), BIN, ...args];
+    this.child = spawn(command[0]!, command.slice(1), { cwd: options.cwd, env: childEnv(options.env), stdio: ['ignore', 'pipe', 'pipe'] });
     children.add(this.child);
     this.child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (this.stdout += chunk));
     this.child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (this.stderr += chunk));
