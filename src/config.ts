@@ -3,10 +3,11 @@
  * filled in. Inner code never sees an optional setting.
  */
 import { randomBytes } from 'node:crypto';
-import { hostname, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { ENV_ALLOW_SETTING, EnvAllowList, blankTemplateNames, interpolate, redactUrl, withEnvAllowList, type TemplateEnv } from './core/connections.js';
 import { ErrorCode, LockstepError } from './core/errors.js';
+import { processHost } from './core/hosts.js';
 import type { LogLevel } from './core/logger.js';
 import type { RetryPolicy } from './engine/sync-runner.js';
 import { DEFAULT_BACKOFF } from './core/backoff.js';
@@ -141,7 +142,7 @@ function storeUrl(setting: string, env: TemplateEnv): string {
 
 /** `host/pid/random`: a worker on this host whose pid is gone is known dead at once (engine/worker.ts). */
 export function newWorkerId(): string {
-  return `${hostname()}/${process.pid}/${randomBytes(3).toString('hex')}`;
+  return `${processHost()}/${process.pid}/${randomBytes(3).toString('hex')}`;
 }
 
 /** `base`: the folder a relative path resolves against; `from`: the flag or variable `text` came from, for the message. */

@@ -15,8 +15,8 @@
  * stopping: running syncs stop at their next batch boundary and their leases are released, so
  * another worker (or the next start) takes them over at once.
  */
-import { hostname } from 'node:os';
 import { toError } from '../core/errors.js';
+import { processHost } from '../core/hosts.js';
 import type { Clock, LeaseRequest, Logger, Store } from '../core/ports.js';
 import type { SequenceRun, SyncRun } from '../core/runs.js';
 import { TERMINAL_SEQUENCE_RUN_STATUSES, isTerminalSyncRunStatus } from '../core/runs.js';
@@ -395,11 +395,13 @@ export class Worker {
 
   /**
    * Workers on this host whose process is gone hold leases nobody renews: they are released at
-   * once, so a restart after a crash resumes without waiting for them to expire.
+   * once, so a restart after a crash resumes without waiting for them to expire. Only a worker
+   * whose id names this host and PID namespace (processHost) counts: another namespace's process
+   * ids name other processes here.
    */
   private async releaseDeadLocalWorkers(): Promise<void> {
     const { store, clock, logger } = this.options;
-    const here = hostname();
+    const here = processHost();
     const dead = new Set<string>();
     for (const lease of await store.listLeases()) {
       if (lease.workerId === this.options.workerId || dead.has(lease.workerId)) continue;
