@@ -106,13 +106,28 @@ async function backoffWait(sleeping: Promise<void>, phases: PhaseClock): Promise
 }
 
 /**
- * Aborts when the run is cancelled or its lease moved on, so a write in flight is interrupted (its
- * connection closed) instead of waited for; on a shutdown the batches being written finish.
+ * How long a shutdown waits for the writes in flight before interrupting them, ms: a destination
+ * that does not answer would otherwise hold the process for its whole request timeout, past the
+ * few seconds a service manager (systemd, Kubernetes: 30 s) waits before killing it, and the run's
+ * lease would then have to run out before another worker could take it over.
  */
-export function interruptingWrites(signal: AbortSignal): AbortSignal {
+export const SHUTDOWN_WRITE_GRACE_MS = 10_000;
+
+/**
+ * Aborts when the run is cancelled or its lease moved on, so a write in flight is interrupted (its
+ * connection closed) instead of waited for; on a shutdown the batches being written may finish
+ * within `graceMs` (default: SHUTDOWN_WRITE_GRACE_MS), and are interrupted then: their rows are
+ * not committed, and the run's next attempt sends them again.
+ */
+export function interruptingWrites(signal: AbortSignal, graceMs = SHUTDOWN_WRITE_GRACE_MS): AbortSignal {
   const controller = new AbortController();
   const onAbort = () => {
-    if ((signal.reason as StopReason) !== 'shutdown') controller.abort(signal.reason);
+    if ((signal.reason as StopReason) !== 'shutdown') {
+      controller.abort(signal.reason);
+      return;
+    }
+    // A real-time bound, as a request timeout is; it does not keep the process alive.
+    setTimeout(() => controller.abort(signal.reason), graceMs).unref();
   };
   if (signal.aborted) onAbort();
   else signal.addEventListener('abort', onAbort, { once: true });

@@ -32,7 +32,8 @@ export interface HeldSync {
   close(): Promise<void>;
 }
 
-export async function createHeldSync(prefix: string): Promise<HeldSync> {
+/** `destination`: more settings of the HTTP destination, as YAML flow entries (e.g. `timeoutMs: 120000`). */
+export async function createHeldSync(prefix: string, options: { destination?: string } = {}): Promise<HeldSync> {
   let release: () => void = () => undefined;
   const released = new Promise<void>((resolve) => (release = resolve));
   let requests = 0;
@@ -47,7 +48,7 @@ export async function createHeldSync(prefix: string): Promise<HeldSync> {
   const dir = hierarchyWorkspace();
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const yaml = readFileSync(join(dir, 'lockstep.yaml'), 'utf8')
-    .replace('destinations:\n', `destinations:\n  api: { type: http, url: "${url}", concurrency: 1 }\n`)
+    .replace('destinations:\n', `destinations:\n  api: { type: http, url: "${url}", concurrency: 1${options.destination ? `, ${options.destination}` : ''} }\n`)
     .replace('syncs:\n', 'syncs:\n  accounts-to-api: { model: accounts, destination: api, object: /accounts, mode: upsert, batchSize: 1 }\n');
   writeFileSync(join(dir, 'lockstep.yaml'), yaml);
   const applied = await runMain(['--workspace', dir, '--store', storeUrl, 'apply']);
