@@ -35,7 +35,7 @@ export class AlignedClock implements Clock {
 
   /** base's time minus the reference's, in ms, as last measured: positive when base is ahead (0 within the tolerance). */
   get aheadMs(): number {
-    return -this.offset;
+    return this.offset === 0 ? 0 : -this.offset;
   }
 
   now(): number {
