@@ -12,6 +12,7 @@
 import { toError } from '../core/errors.js';
 import type { Clock, LeaseRequest, Logger, Store } from '../core/ports.js';
 import type { SequenceRun, SyncRun } from '../core/runs.js';
+import { RepeatedFailureLog } from './repeated-failure-log.js';
 
 /** What acts on an ended run; the entry is removed once the returned promise settles. */
 export interface FinishedRunHandlers {
@@ -43,7 +44,12 @@ export class FinishedRunRelay implements AsyncDisposable {
   private holds = 0;
   private kickedWhileHeld = false;
 
-  constructor(private readonly options: FinishedRunRelayOptions) {}
+  /** Drains failing while the store is unreachable: a few lines for an outage, not one per poll. */
+  private readonly drainFailures: RepeatedFailureLog;
+
+  constructor(private readonly options: FinishedRunRelayOptions) {
+    this.drainFailures = new RepeatedFailureLog({ logger: options.logger, clock: options.clock, failed: 'could not act on finished runs', recovered: 'acting on finished runs again' });
+  }
 
   /** Adds handlers for every run whose end this relay takes; returns their removal. */
   subscribe(handlers: FinishedRunHandlers): () => void {
@@ -103,8 +109,9 @@ export class FinishedRunRelay implements AsyncDisposable {
           await new Promise<void>((resolve) => setImmediate(resolve));
           while ((await this.drainOnce()) === TAKE);
         } while (this.drainAgain);
+        this.drainFailures.success();
       } catch (thrown) {
-        this.options.logger.error('could not act on finished runs', { error: toError(thrown).message });
+        this.drainFailures.failure(toError(thrown).message);
       } finally {
         this.draining = null;
       }

@@ -22,13 +22,11 @@ import type { SequenceRun, SyncRun } from '../core/runs.js';
 import { TERMINAL_SEQUENCE_RUN_STATUSES, isTerminalSyncRunStatus } from '../core/runs.js';
 import { deadlinePassed, memberLimit } from '../core/sequence-rules.js';
 import type { EngineEventEmitter } from './events.js';
+import { RepeatedFailureLog } from './repeated-failure-log.js';
 import type { FinishedRunRelay } from './finished-run-relay.js';
 import type { SequenceRunner } from './sequence-runner.js';
 import type { StopReason } from './run-bookkeeping.js';
 import type { SyncRunner } from './sync-runner.js';
-
-/** How often the same failure to take queued work is logged again. */
-const PUMP_FAILURE_LOG_MS = 60_000;
 
 export interface WorkerOptions {
   store: Store;
@@ -76,8 +74,6 @@ export class Worker {
   private claiming = 0;
   private pumping: Promise<void> | null = null;
   private pumpAgain = false;
-  /** The last failure to take queued work, and when it was logged (see pumpFailed). */
-  private pumpFailure: { message: string; loggedAt: number } | null = null;
   private state: 'stopped' | 'running' | 'stopping' = 'stopped';
   private loopsController: AbortController | null = null;
   private loops: Array<Promise<void>> = [];
@@ -85,9 +81,17 @@ export class Worker {
   private readonly lease: LeaseRequest;
   /** Runs of this process between the record of their end and their hand-off. */
   private handingOff = 0;
+  /** The loops' failures while the store is unreachable: a few lines for an outage, not one per round. */
+  private readonly pumpFailures: RepeatedFailureLog;
+  private readonly pollFailures: RepeatedFailureLog;
+  private readonly heartbeatFailures: RepeatedFailureLog;
 
   constructor(private readonly options: WorkerOptions) {
     this.lease = { workerId: options.workerId, leaseMs: options.leaseMs };
+    const { logger, clock } = options;
+    this.pumpFailures = new RepeatedFailureLog({ logger, clock, failed: 'could not take queued work', recovered: 'taking queued work again' });
+    this.pollFailures = new RepeatedFailureLog({ logger, clock, failed: 'could not advance running sequence runs', recovered: 'advancing running sequence runs again' });
+    this.heartbeatFailures = new RepeatedFailureLog({ logger, clock, failed: 'could not renew leases', recovered: 'renewing leases again' });
   }
 
   /** This worker's id, as its leases name it. */
@@ -215,26 +219,14 @@ export class Worker {
           this.pumpAgain = false;
           await this.pumpOnce();
         } while (this.pumpAgain && this.state === 'running');
-        this.pumpFailure = null;
+        this.pumpFailures.success();
       } catch (thrown) {
-        this.pumpFailed(toError(thrown));
+        this.pumpFailures.failure(toError(thrown).message);
       } finally {
         this.pumping = null;
       }
     })();
     return this.pumping;
-  }
-
-  /**
-   * Logs why queued work could not be taken: a store that cannot be written (its disk full) fails
-   * every poll the same way, so the same message is logged again once a minute at most.
-   */
-  private pumpFailed(error: Error): void {
-    const now = Date.now();
-    const last = this.pumpFailure;
-    if (last && last.message === error.message && now - last.loggedAt < PUMP_FAILURE_LOG_MS) return;
-    this.pumpFailure = { message: error.message, loggedAt: now };
-    this.options.logger.error('could not take queued work', { error: error.message });
   }
 
   private async pumpOnce(): Promise<void> {
@@ -439,10 +431,11 @@ export class Worker {
           logger.warn('lost the lease on a sync run; another worker took it over', { syncRunId: id });
           this.executions.get(id)?.controller.abort('lease-lost' satisfies StopReason);
         }
+        this.heartbeatFailures.success();
       } catch (thrown) {
         // The store is unreachable: the runs go on and renew at the next beat; if the leases end
         // meanwhile, their writes are refused and they stop.
-        logger.error('could not renew leases', { error: toError(thrown).message });
+        this.heartbeatFailures.failure(toError(thrown).message);
       }
     }
   }
@@ -477,8 +470,9 @@ export class Worker {
             await this.options.sequences.advance(run.id).catch((thrown: unknown) => this.logStuckRun(run.id, thrown));
           }
         }
+        this.pollFailures.success();
       } catch (thrown) {
-        this.options.logger.error('could not advance running sequence runs', { error: toError(thrown).message });
+        this.pollFailures.failure(toError(thrown).message);
       }
       await this.pump();
     }

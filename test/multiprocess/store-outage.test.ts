@@ -179,11 +179,20 @@ describe('a worker whose store goes away under it', () => {
       await trigger();
       await waitFor('a member at work', statuses, (s) => s.syncRuns.filter((r) => r.status === 'processing').length === 1, 20_000, context);
       await sleep(500);
+      const logBefore = worker.stderr.length;
       await server.stop();
       await sleep(LEASE_SECONDS * 1000 + 1000);
       await server.start();
       everyRunWell(await waitFor('the second sequence run ended', statuses, finished(2), 90_000, context), 2);
       expect(worker.stderr).toMatch(/cannot be reached: connect ECONNREFUSED/);
+      // Each loop that failed on every round (every 250 ms) says so once, and once that it works again.
+      const outageLog = worker.stderr.slice(logBefore);
+      const lines = (msg: string) => outageLog.split('\n').filter((line) => line.includes(`"msg":"${msg}"`)).length;
+      for (const msg of ['could not take queued work', 'could not advance running sequence runs', 'could not act on finished runs']) {
+        expect(lines(msg), `${msg}:\n${tail(outageLog, 30)}`).toBe(1);
+      }
+      expect(lines('could not renew leases')).toBeLessThanOrEqual(1);
+      expect(lines('taking queued work again'), tail(outageLog, 30)).toBe(1);
 
       // 3. Work queued afterwards is heard of and run, by the same process.
       await trigger();
