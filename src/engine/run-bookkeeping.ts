@@ -218,6 +218,12 @@ export class RunRecord {
       return await this.update({ ...progressPatch(progress), status: 'cancelled', error: 'cancelled by a user', phaseMs: phases.times() });
     }
     const error = toError(thrown);
+    if (storeUnreachable(thrown)) {
+      // The store's outage is not the run's failure: its lease runs out, and once the store answers
+      // again a worker takes it over as its next attempt, which sends what was not committed.
+      logger.error('sync run left for its next attempt: the store cannot be reached', { ...runLog, error: error.message });
+      return (await store.getSyncRun(claimed.id).catch(() => null)) ?? claimed;
+    }
     logger.error('sync run failed', { ...runLog, error: error.message });
     return await this.update({ ...progressPatch(progress), status: 'failed', error: error.message, apiUsage, phaseMs: phases.times() });
   }
@@ -382,4 +388,12 @@ export class RunBookkeeping {
     if (!planner) delete patch.successfulRows;
     await this.options.record.update({ ...patch, status: first ? 'processing' : undefined });
   }
+}
+
+/** Whether `thrown`, or an error it was caused by (a retry that gave up), is the store's server out of reach for now. */
+function storeUnreachable(thrown: unknown): boolean {
+  for (let error: unknown = thrown; error instanceof Error; error = error.cause) {
+    if (error instanceof LockstepError && error.code === ErrorCode.Store && error.retryable) return true;
+  }
+  return false;
 }
