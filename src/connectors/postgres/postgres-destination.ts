@@ -275,7 +275,8 @@ export class PostgresDestination implements Destination {
            from pg_class c join pg_namespace n on n.oid = c.relnamespace
           where c.relkind in ('r', 'p', 'v', 'f') and c.relname = $1
             and (($2::text is null and n.nspname = any (current_schemas(false))) or n.nspname = $2::text)
-          order by array_position(current_schemas(false), n.nspname::text) nulls last
+          -- As text[]: PostgreSQL 12 has no array_position(name[], text).
+          order by array_position(current_schemas(false)::text[], n.nspname::text) nulls last
           limit 1`,
         [name, schema],
       );
