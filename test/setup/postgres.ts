@@ -70,7 +70,12 @@ async function dropRunDatabases(adminUrl: string, tag: string): Promise<void> {
   await client.connect();
   try {
     const { rows } = await client.query<{ datname: string }>("SELECT datname FROM pg_database WHERE datname LIKE '%\\_' || $1 || '\\_%'", [tag]);
-    for (const { datname } of rows) await client.query(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`).catch(() => undefined);
+    // WITH (FORCE) is PostgreSQL 13's; before it, the sessions left on a database are ended first.
+    const force = Number((await client.query<{ n: string }>("SELECT current_setting('server_version_num') AS n")).rows[0]?.n) >= 130000;
+    for (const { datname } of rows) {
+      if (!force) await client.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [datname]).catch(() => undefined);
+      await client.query(`DROP DATABASE IF EXISTS "${datname}"${force ? ' WITH (FORCE)' : ''}`).catch(() => undefined);
+    }
   } finally {
     await client.end();
   }
