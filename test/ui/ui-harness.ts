@@ -61,9 +61,12 @@ export async function createToken(dir: string, name: string): Promise<string> {
   return created.stdout.trim();
 }
 
-/** `lockstep serve --port <free>` on `dir` (with `--no-auth` unless `auth`), once `/api/session` answers. */
-export async function startServer(dir: string, options: { auth?: boolean } = {}): Promise<UiServer> {
-  const port = await freePort();
+/**
+ * `lockstep serve --port <free>` on `dir` (with `--no-auth` unless `auth`), once `/api/session`
+ * answers; `port` serves on that port instead (a server started again where the last one was).
+ */
+export async function startServer(dir: string, options: { auth?: boolean; port?: number } = {}): Promise<UiServer> {
+  const port = options.port ?? (await freePort());
   const args = ['--workspace', dir, 'serve', '--port', String(port), ...(options.auth ? [] : ['--no-auth'])];
   const proc = new CliProcess(args, { cwd: dir });
   const baseUrl = `http://127.0.0.1:${port}`;
