@@ -1,5 +1,5 @@
 /** Small building blocks shared by the pages. */
-import { useEffect, useId, useRef, type ReactNode } from 'react';
+import { useEffect, useId, useLayoutEffect, useRef, type ReactNode } from 'react';
 import { errorMessage } from '../api.js';
 
 const STATUS_TONE: Record<string, string> = {
@@ -72,10 +72,21 @@ export function Dialog(props: { title: ReactNode; onClose: () => void; children:
   const ref = useRef<HTMLDialogElement>(null);
   const titleId = useId();
   const { onClose } = props;
+  useLayoutEffect(() => {
+    const dialog = ref.current;
+    const opener = document.activeElement;
+    if (dialog && !dialog.open) dialog.showModal();
+    return () => {
+      // The dialog goes by being removed, and the browser gives the focus back to what had it (the
+      // link that opened a run) only when a dialog closes: without this, the keyboard starts over
+      // at the top of the page.
+      if (dialog?.open) dialog.close();
+      if (opener instanceof HTMLElement && opener !== document.body && opener.isConnected) opener.focus();
+    };
+  }, []);
   useEffect(() => {
     const dialog = ref.current;
     if (!dialog) return;
-    if (!dialog.open) dialog.showModal();
     const onCancel = (event: Event) => {
       event.preventDefault();
       onClose();

@@ -1,0 +1,79 @@
+/**
+ * A run's details as a user reads them and moves through them with the keyboard: the run dialogs
+ * over a sync's and a sequence's page, on a workspace with a sequence that ran to the end.
+ */
+import { describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
+import { type Browser, eventually, servedForTests, type UiServer } from './ui-harness.js';
+
+let server: UiServer;
+let browser: Browser;
+let page: Page;
+
+interface RunJson {
+  id: string;
+  status: string;
+}
+
+servedForTests({
+  ready: async (ui) => {
+    ({ server, browser, page } = ui);
+    const created = await server.api('POST', '/api/sequences', {
+      slug: 'hierarchy',
+      name: 'Hierarchy',
+      members: [{ sync: 'accounts-to-crm' }, { sync: 'workspaces-to-crm' }, { sync: 'contacts-to-crm' }],
+    });
+    expect(created.status).toBe(201);
+    for (let i = 0; i < 2; i++) {
+      const started = await server.api<RunJson>('POST', '/api/sequences/hierarchy/runs');
+      await eventually('the sequence run to end', async () => {
+        const { body } = await server.api<RunJson>('GET', `/api/sequence-runs/${started.body.id}`);
+        return body.status === 'done' ? true : undefined;
+      });
+    }
+  },
+});
+
+/** What has the keyboard focus, as `tag "name"`. */
+const focused = () =>
+  page.evaluate(() => {
+    const element = document.activeElement;
+    if (!element || element === document.body) return 'nothing (the page itself)';
+    return `${element.tagName.toLowerCase()} "${(element.getAttribute('aria-label') ?? element.textContent ?? '').trim()}"`;
+  });
+
+describe('run details', () => {
+  it('closing a run dialog with the keyboard gives the focus back to the run it was opened from', async () => {
+    await page.goto(`${server.baseUrl}/sequences/hierarchy`);
+    const links = page.getByRole('table', { name: 'Sequence runs' }).getByRole('link', { name: /^Open run / });
+    await eventually('two runs in the history', async () => ((await links.count()) === 2 ? true : undefined));
+    const second = links.nth(1);
+    const name = await second.getAttribute('aria-label');
+    await second.focus();
+    await page.keyboard.press('Enter');
+    const dialog = page.getByRole('dialog', { name: 'Run of Hierarchy' });
+    await dialog.waitFor();
+    await page.keyboard.press('Escape');
+    await dialog.waitFor({ state: 'detached' });
+    expect(await focused()).toBe(`a "${name}"`);
+    // Tab goes on from there, not from the top of the page.
+    await page.keyboard.press('Tab');
+    expect(await focused()).toBe('button "Delete sequence"');
+
+    await page.goto(`${server.baseUrl}/syncs/contacts-to-crm`);
+    const syncLinks = page.getByRole('table', { name: 'Sync runs' }).getByRole('link', { name: /^Open sync run / });
+    await eventually('two sync runs in the history', async () => ((await syncLinks.count()) === 2 ? true : undefined));
+    const syncRunName = await syncLinks.first().getAttribute('aria-label');
+    await syncLinks.first().focus();
+    await page.keyboard.press('Enter');
+    const syncDialog = page.getByRole('dialog', { name: /^Sync run #\d+$/ });
+    await syncDialog.waitFor();
+    await syncDialog.getByRole('button', { name: 'Close' }).press('Enter');
+    await syncDialog.waitFor({ state: 'detached' });
+    expect(await focused()).toBe(`a "${syncRunName}"`);
+  });
+
+  it('the pages showed no script errors', () => {
+    expect(browser.errors.filter((e) => !/status of 4\d\d/.test(e))).toEqual([]);
+  });
+});
