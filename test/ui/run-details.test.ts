@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
-import { type Browser, eventually, servedForTests, type UiServer } from './ui-harness.js';
+import { type Browser, eventually, screenshot, servedForTests, type UiServer } from './ui-harness.js';
 
 let server: UiServer;
 let browser: Browser;
@@ -71,6 +71,32 @@ describe('run details', () => {
     await syncDialog.getByRole('button', { name: 'Close' }).press('Enter');
     await syncDialog.waitFor({ state: 'detached' });
     expect(await focused()).toBe(`a "${syncRunName}"`);
+  });
+
+  it('times say their zone: a browser in Tokyo shows when a run started with GMT+9, not as a bare clock time', async () => {
+    const cdp = await page.context().newCDPSession(page);
+    await cdp.send('Emulation.setTimezoneOverride', { timezoneId: 'Asia/Tokyo' });
+    try {
+      const { body: runs } = await server.api<{ data: Array<{ id: string; startedAt: string }> }>('GET', '/api/sequences/hierarchy/runs?limit=1');
+      const run = runs.data[0]!;
+      await page.goto(`${server.baseUrl}/runs/sequence/${run.id}`);
+      const facts = page.getByRole('region', { name: 'Run details' }).locator('dl.facts');
+      await facts.waitFor();
+      const started = (await facts.locator('div', { has: page.locator('dt', { hasText: 'Started' }) }).locator('dd').textContent()) ?? '';
+      expect(started).toMatch(/ GMT\+9$/);
+      const members = page.getByRole('table', { name: 'Member runs' });
+      const memberStarts = await members.locator('tbody tr td:nth-of-type(2)').allTextContents();
+      expect(memberStarts).toHaveLength(3);
+      for (const text of memberStarts) expect(text).toMatch(/ GMT\+9$/);
+      await screenshot(page, 'run-times-with-zone');
+
+      await page.goto(`${server.baseUrl}/sequences/hierarchy`);
+      const link = page.getByRole('link', { name: `Open run ${run.id}` });
+      expect(await link.getAttribute('title')).toMatch(/ GMT\+9$/);
+    } finally {
+      await cdp.send('Emulation.setTimezoneOverride', { timezoneId: '' });
+      await cdp.detach();
+    }
   });
 
   it('the pages showed no script errors', () => {

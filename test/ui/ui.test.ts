@@ -367,7 +367,7 @@ describe('web UI', () => {
     await go('sequences');
     const row = page.getByRole('row', { name: /Six-hourly/ });
     await row.waitFor();
-    const shown = await page.evaluate((iso) => new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' }).format(Date.parse(iso)), startAt);
+    const shown = await page.evaluate((iso) => new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'long' }).format(Date.parse(iso)), startAt);
     expect(await row.textContent()).toContain(`Every 6 hours from ${shown}`);
     await go('sequences/six-hourly');
     expect(await page.locator('.subtitle').textContent()).toContain(`Every 6 hours from ${shown}`);

@@ -118,8 +118,12 @@ export function membersInWords(members: ReadonlyArray<{ status: string; carriedO
   return parts.join(', ');
 }
 
-/** The one format of a date and time in the UI: "Jan 5, 2026, 14:03:07" in the browser's locale. */
-const dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+/**
+ * The one format of a date and time in the UI: "Jan 5, 2026, 2:03:07 PM GMT+1" in the browser's
+ * locale and zone. The zone is said: schedules name theirs and the command line and logs write UTC,
+ * so a bare clock time cannot be matched with either.
+ */
+const dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'long' });
 
 export function formatTime(iso: string | null | undefined): string {
   if (!iso) return '—';
