@@ -99,6 +99,39 @@ describe('run details', () => {
     }
   });
 
+  it('a member with a long sync slug leaves room for every column of the run: its state, times, rows and its sync run', async () => {
+    const slug = 'accounts-to-the-customer-relationship-management-system-of-the-emea-region-in-production';
+    const created = [
+      await server.api('POST', '/api/syncs', { slug, model: 'accounts', destination: 'crm', object: 'accounts', mode: 'upsert' }),
+      await server.api('POST', '/api/sequences', { slug: 'long-names', name: 'Long names', members: [{ key: 'accounts', sync: slug }, { sync: 'workspaces-to-crm' }] }),
+    ];
+    expect(created.map((c) => c.status)).toEqual([201, 201]);
+    const started = await server.api<RunJson>('POST', '/api/sequences/long-names/runs');
+    await eventually('the run to end', async () => {
+      const { body } = await server.api<RunJson>('GET', `/api/sequence-runs/${started.body.id}`);
+      return body.status === 'done' ? true : undefined;
+    });
+
+    /** How far each member's last cell (its sync run link) reaches past the right edge of `box`, in pixels; 0 when it fits. */
+    const overflow = (box: string) =>
+      page.evaluate((selector) => {
+        const container = document.querySelector(selector)!.getBoundingClientRect();
+        const rows = Array.from(document.querySelectorAll(`${selector} table[aria-label="Member runs"] tbody tr`));
+        return rows.map((row) => Math.max(0, Math.round(row.lastElementChild!.getBoundingClientRect().right - container.right)));
+      }, box);
+
+    await page.goto(`${server.baseUrl}/sequences/long-names/runs/${started.body.id}`);
+    const dialog = page.getByRole('dialog', { name: 'Run of Long names' });
+    await dialog.getByRole('link', { name: /^Sync run #/ }).first().waitFor();
+    await screenshot(page, 'run-dialog-long-slug');
+    expect(await overflow('dialog')).toEqual([0, 0]);
+    expect(await dialog.getByText(slug).isVisible()).toBe(true);
+
+    await page.goto(`${server.baseUrl}/runs/sequence/${started.body.id}`);
+    await page.getByRole('link', { name: /^Sync run #/ }).first().waitFor();
+    expect(await overflow('section[aria-label="Run details"]')).toEqual([0, 0]);
+  });
+
   it('the pages showed no script errors', () => {
     expect(browser.errors.filter((e) => !/status of 4\d\d/.test(e))).toEqual([]);
   });
