@@ -1,29 +1,59 @@
 /**
  * Live updates: one EventSource on `/api/events` for the whole app. Every `syncRun` or `sequenceRun`
  * event bumps a version number (at most every 250 ms); data hooks reload when it changes, so what
- * is on screen follows the runs without a page reload. A connection that comes back after it was
- * lost bumps it too: no event tells of the runs that changed while it was down. A stream the browser
- * gave up on (an error page instead of events, as a proxy answers while the server restarts) is
- * opened again, waiting a little longer each time.
+ * is on screen follows the runs without a page reload. The event also bumps the version of the sync
+ * or sequence it is about, for a list that shows each one's last run: a run of one reloads its row
+ * alone, not every row of the list. A connection that comes back after it was lost bumps every
+ * version: no event tells of the runs that changed while it was down. A stream the browser gave up
+ * on (an error page instead of events, as a proxy answers while the server restarts) is opened
+ * again, waiting a little longer each time.
  */
 import { createContext, useContext, useEffect, useState, type ReactNode } from 'react';
 import { auth } from './api.js';
 
 export type LiveState = 'connecting' | 'live' | 'offline';
 
+/** One sync or one sequence, whose runs' updates a hook follows. */
+export type LiveTopic = { sync: string } | { sequence: string };
+
 interface Live {
+  /** Changes with every update. */
   version: number;
+  /** Changes with the updates of `topic`'s runs (and after a lost connection came back). */
+  versionOf: (topic: LiveTopic) => number;
   state: LiveState;
+}
+
+interface Versions {
+  all: number;
+  /** Reconnections: every topic's version counts them. */
+  reconnects: number;
+  /** Updates by topic key (`sync:<slug>`, `sequence:<slug>`). */
+  of: ReadonlyMap<string, number>;
 }
 
 /** The first wait before opening a stream the browser closed again, ms; it doubles up to RETRY_MAX_MS. */
 const RETRY_MIN_MS = 1000;
 const RETRY_MAX_MS = 30_000;
 
-const LiveContext = createContext<Live>({ version: 0, state: 'offline' });
+const topicKey = (topic: LiveTopic): string => ('sync' in topic ? `sync:${topic.sync}` : `sequence:${topic.sequence}`);
+
+/** The topic an event's run belongs to: a sync run's `sync`, a sequence run's `sequence` (null once deleted). */
+function topicOf(event: Event): string | null {
+  try {
+    const run = JSON.parse(String((event as MessageEvent).data)) as { sync?: unknown; sequence?: unknown };
+    if (event.type === 'syncRun' && typeof run.sync === 'string') return topicKey({ sync: run.sync });
+    if (event.type === 'sequenceRun' && typeof run.sequence === 'string') return topicKey({ sequence: run.sequence });
+  } catch {
+    // Not JSON: the update still reaches the hooks that follow every run.
+  }
+  return null;
+}
+
+const LiveContext = createContext<Live>({ version: 0, versionOf: () => 0, state: 'offline' });
 
 export function LiveProvider({ children }: { children: ReactNode }) {
-  const [version, setVersion] = useState(0);
+  const [versions, setVersions] = useState<Versions>({ all: 0, reconnects: 0, of: new Map() });
   const [state, setState] = useState<LiveState>('connecting');
 
   useEffect(() => {
@@ -34,13 +64,26 @@ export function LiveProvider({ children }: { children: ReactNode }) {
     let retry: number | undefined;
     let retryMs = RETRY_MIN_MS;
     let wasOpen = false;
-    const bump = () => {
+    // What the next bump is about: topic keys, and whether a connection came back.
+    let topics = new Set<string>();
+    let reconnected = false;
+    const bump = (topic: string | null) => {
+      if (topic !== null) topics.add(topic);
       if (pending !== undefined) return;
       pending = window.setTimeout(() => {
         pending = undefined;
-        setVersion((v) => v + 1);
+        const bumped = topics;
+        const reconnect = reconnected;
+        topics = new Set();
+        reconnected = false;
+        setVersions((previous) => {
+          const of = new Map(previous.of);
+          for (const key of bumped) of.set(key, (of.get(key) ?? 0) + 1);
+          return { all: previous.all + 1, reconnects: previous.reconnects + (reconnect ? 1 : 0), of };
+        });
       }, 250);
     };
+    const onRun = (event: Event) => bump(topicOf(event));
     const connect = () => {
       retry = undefined;
       const opened = new EventSource(url);
@@ -48,7 +91,10 @@ export function LiveProvider({ children }: { children: ReactNode }) {
       opened.addEventListener('open', () => {
         setState('live');
         retryMs = RETRY_MIN_MS;
-        if (wasOpen) bump();
+        if (wasOpen) {
+          reconnected = true;
+          bump(null);
+        }
         wasOpen = true;
       });
       opened.addEventListener('error', () => {
@@ -58,8 +104,8 @@ export function LiveProvider({ children }: { children: ReactNode }) {
         retry = window.setTimeout(connect, retryMs);
         retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
       });
-      opened.addEventListener('syncRun', bump);
-      opened.addEventListener('sequenceRun', bump);
+      opened.addEventListener('syncRun', onRun);
+      opened.addEventListener('sequenceRun', onRun);
     };
     connect();
     return () => {
@@ -69,7 +115,12 @@ export function LiveProvider({ children }: { children: ReactNode }) {
     };
   }, []);
 
-  return <LiveContext.Provider value={{ version, state }}>{children}</LiveContext.Provider>;
+  const live: Live = {
+    version: versions.all,
+    versionOf: (topic) => versions.reconnects + (versions.of.get(topicKey(topic)) ?? 0),
+    state,
+  };
+  return <LiveContext.Provider value={live}>{children}</LiveContext.Provider>;
 }
 
 export function useLive(): Live {

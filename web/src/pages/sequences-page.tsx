@@ -1,6 +1,5 @@
 import { useEffect } from 'react';
 import type { Sequence, Workspace } from '../api-types.js';
-import { seg } from '../api.js';
 import { EnabledBadge, LastRun } from '../components/last-run.js';
 import { EmptyState, ErrorBanner, Loading } from '../components/ui.js';
 import { scheduleInWords } from '../format.js';
@@ -76,7 +75,7 @@ function SequenceRow({ sequence }: { sequence: Sequence }) {
         <EnabledBadge enabled={sequence.enabled} />
       </td>
       <td>
-        <LastRun runsPath={`/api/sequences/${seg(sequence.slug)}/runs`} />
+        <LastRun of={{ sequence: sequence.slug }} />
       </td>
     </tr>
   );

@@ -89,7 +89,7 @@ function SyncRow({ sync, sequences }: { sync: Sync; sequences: string[] }) {
         <EnabledBadge enabled={sync.enabled} />
       </td>
       <td>
-        <LastRun runsPath={`/api/syncs/${seg(sync.slug)}/runs`} />
+        <LastRun of={{ sync: sync.slug }} />
       </td>
     </tr>
   );

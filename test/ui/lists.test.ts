@@ -1,0 +1,87 @@
+/**
+ * The Syncs and Sequences lists of a workspace with many of them: each row shows its last run, kept
+ * live, and a run of one sync or sequence reads the run history of that one alone, not of every row.
+ */
+import { describe, expect, it } from 'vitest';
+import type { Page, Request } from 'playwright-core';
+import { type Browser, eventually, screenshot, servedForTests, type UiServer } from './ui-harness.js';
+
+const MORE_SYNCS = 40;
+const MORE_SEQUENCES = 10;
+
+let server: UiServer;
+let browser: Browser;
+let page: Page;
+
+servedForTests({
+  ready: async (ui) => {
+    ({ server, browser, page } = ui);
+    const statuses: number[] = [];
+    for (let i = 1; i <= MORE_SYNCS; i++) {
+      const slug = `accounts-copy-${String(i).padStart(2, '0')}`;
+      statuses.push((await server.api('POST', '/api/syncs', { slug, model: 'accounts', destination: 'crm', object: 'accounts', mode: 'upsert' })).status);
+    }
+    for (let i = 1; i <= MORE_SEQUENCES; i++) {
+      const slug = `accounts-only-${String(i).padStart(2, '0')}`;
+      statuses.push((await server.api('POST', '/api/sequences', { slug, name: `Accounts only ${i}`, members: [{ sync: 'accounts-to-crm' }] })).status);
+    }
+    expect(statuses.every((s) => s === 201)).toBe(true);
+  },
+});
+
+/** The slugs whose run history the page asks for (`/api/syncs/<slug>/runs`, `/api/sequences/<slug>/runs`) from now on. */
+function runHistoriesRead(kind: 'syncs' | 'sequences'): { slugs: Set<string>; stop: () => void } {
+  const slugs = new Set<string>();
+  const pattern = new RegExp(`/api/${kind}/([^/?]+)/runs(\\?|$)`);
+  const onRequest = (request: Request) => {
+    const match = pattern.exec(new URL(request.url()).pathname + new URL(request.url()).search);
+    if (match) slugs.add(decodeURIComponent(match[1]!));
+  };
+  page.on('request', onRequest);
+  return { slugs, stop: () => page.off('request', onRequest) };
+}
+
+async function waitForRun(path: string): Promise<void> {
+  const started = await server.api<{ id: string | number }>('POST', path);
+  expect(started.status).toBe(202);
+  const runPath = path.startsWith('/api/syncs/') ? `/api/sync-runs/${started.body.id}` : `/api/sequence-runs/${started.body.id}`;
+  await eventually('the run to end', async () => {
+    const { body } = await server.api<{ status: string }>('GET', runPath);
+    return ['success', 'warning', 'done'].includes(body.status) ? true : undefined;
+  });
+}
+
+describe('lists of many syncs and sequences', () => {
+  it('on the Syncs list, a run of one sync shows in its row and reads that sync’s runs alone', async () => {
+    await page.goto(`${server.baseUrl}/syncs`);
+    const rows = page.getByRole('table').locator('tbody tr');
+    await eventually('every row to show its last run', async () => ((await page.getByText('Never run').count()) === MORE_SYNCS + 3 ? true : undefined));
+    expect(await rows.count()).toBe(MORE_SYNCS + 3);
+
+    const read = runHistoriesRead('syncs');
+    await waitForRun('/api/syncs/accounts-to-crm/runs');
+    const row = page.getByRole('row', { name: /^accounts-to-crm / });
+    await row.locator('[data-status="success"]').waitFor();
+    // Updates come at most every 250 ms: give the page time to ask for whatever it was going to.
+    await page.waitForTimeout(1500);
+    read.stop();
+    expect([...read.slugs]).toEqual(['accounts-to-crm']);
+    await screenshot(page, 'syncs-list-many');
+  });
+
+  it('on the Sequences list, a run of one sequence shows in its row and reads that sequence’s runs alone', async () => {
+    await page.goto(`${server.baseUrl}/sequences`);
+    await eventually('every row to show its last run', async () => ((await page.getByText('Never run').count()) === MORE_SEQUENCES ? true : undefined));
+
+    const read = runHistoriesRead('sequences');
+    await waitForRun('/api/sequences/accounts-only-07/runs');
+    await page.getByRole('row', { name: /^Accounts only 7 / }).locator('[data-status="done"]').waitFor();
+    await page.waitForTimeout(1500);
+    read.stop();
+    expect([...read.slugs]).toEqual(['accounts-only-07']);
+  });
+
+  it('the pages showed no script errors', () => {
+    expect(browser.errors).toEqual([]);
+  });
+});
