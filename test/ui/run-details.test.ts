@@ -2,8 +2,10 @@
  * A run's details as a user reads them and moves through them with the keyboard: the run dialogs
  * over a sync's and a sequence's page, on a workspace with a sequence that ran to the end.
  */
+import { createServer } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
+import { freePort } from '../setup/processes.js';
 import { type Browser, eventually, screenshot, servedForTests, type UiServer } from './ui-harness.js';
 
 let server: UiServer;
@@ -130,6 +132,55 @@ describe('run details', () => {
     await page.goto(`${server.baseUrl}/runs/sequence/${started.body.id}`);
     await page.getByRole('link', { name: /^Sync run #/ }).first().waitFor();
     expect(await overflow('section[aria-label="Run details"]')).toEqual([0, 0]);
+  });
+
+  it('a rejected row whose reason is an API’s compact JSON, without a space in it, stays inside the run’s page and dialog', async () => {
+    // An API that refuses every record with its error as compact JSON, as most send it.
+    const refusal = JSON.stringify({
+      errors: [{ field: 'email_address_of_the_primary_contact', code: 'INVALID_EMAIL_ADDRESS_FORMAT_EXPECTED_LOCAL_PART_AT_DOMAIN', path: '/records/0/properties/email_address_of_the_primary_contact' }],
+    });
+    const api = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(422, { 'Content-Type': 'application/json' });
+        res.end(refusal);
+      });
+    });
+    const port = await freePort();
+    await new Promise<void>((resolve) => api.listen(port, '127.0.0.1', resolve));
+    try {
+      const created = [
+        await server.api('POST', '/api/destinations', { slug: 'strict-api', type: 'http', url: `http://127.0.0.1:${port}/v1` }),
+        await server.api('POST', '/api/syncs', { slug: 'accounts-to-strict-api', model: 'accounts', destination: 'strict-api', object: '/accounts', mode: 'upsert', batchSize: 1 }),
+      ];
+      expect(created.map((c) => c.status)).toEqual([201, 201]);
+      const started = await server.api<{ id: number }>('POST', '/api/syncs/accounts-to-strict-api/runs');
+      await eventually('the run to end with rejected rows', async () => {
+        const { body } = await server.api<RunJson>('GET', `/api/sync-runs/${started.body.id}`);
+        return body.status === 'warning' ? true : undefined;
+      });
+
+      /** How far `selector`'s content reaches past its width, in pixels (0 when nothing needs a sideways scroll). */
+      const sideways = (selector: string) =>
+        page.evaluate((target) => {
+          const element = target === 'document' ? document.documentElement : document.querySelector(target)!;
+          return element.scrollWidth - element.clientWidth;
+        }, selector);
+
+      await page.goto(`${server.baseUrl}/runs/sync/${started.body.id}`);
+      const rejected = page.getByRole('table', { name: 'Rejected rows' });
+      await rejected.waitFor();
+      expect(await rejected.locator('td.reason').first().textContent()).toContain('INVALID_EMAIL_ADDRESS_FORMAT_EXPECTED_LOCAL_PART_AT_DOMAIN');
+      await rejected.scrollIntoViewIfNeeded();
+      await screenshot(page, 'run-page-compact-json-reason');
+      expect(await sideways('document')).toBe(0);
+
+      await page.goto(`${server.baseUrl}/syncs/accounts-to-strict-api/runs/${started.body.id}`);
+      await page.getByRole('dialog').getByRole('table', { name: 'Rejected rows' }).waitFor();
+      expect(await sideways('dialog')).toBe(0);
+    } finally {
+      await new Promise<void>((resolve) => api.close(() => resolve()));
+    }
   });
 
   it('the pages showed no script errors', () => {

@@ -126,7 +126,7 @@ export function SyncRunDetails({ id, run }: { id: number; run: Resource<SyncRunV
               <tbody>
                 {rejected.data.data.map((row, i) => (
                   <tr key={`${offset + i}`}>
-                    <td className="mono">{keyInWords(row.key)}</td>
+                    <td className="mono rejected-key">{keyInWords(row.key)}</td>
                     <td>{row.op}</td>
                     <td className="reason">{row.reason}</td>
                   </tr>
