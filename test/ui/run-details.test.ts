@@ -183,6 +183,40 @@ describe('run details', () => {
     }
   });
 
+  it('a run cancelled with its Cancel run button says it was cancelled, not that it met a fatal error', async () => {
+    // An API that takes two seconds per request, so the run is still delivering when it is cancelled.
+    const api = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        setTimeout(() => {
+          res.writeHead(200, { 'Content-Type': 'application/json' });
+          res.end('{"ok":true}');
+        }, 2000);
+      });
+    });
+    const port = await freePort();
+    await new Promise<void>((resolve) => api.listen(port, '127.0.0.1', resolve));
+    try {
+      const created = [
+        await server.api('POST', '/api/destinations', { slug: 'slow-api', type: 'http', url: `http://127.0.0.1:${port}/v1` }),
+        await server.api('POST', '/api/syncs', { slug: 'accounts-to-slow-api', model: 'accounts', destination: 'slow-api', object: '/accounts', mode: 'upsert', batchSize: 1 }),
+      ];
+      expect(created.map((c) => c.status)).toEqual([201, 201]);
+      const started = await server.api<{ id: number }>('POST', '/api/syncs/accounts-to-slow-api/runs');
+      await page.goto(`${server.baseUrl}/runs/sync/${started.body.id}`);
+      await page.getByRole('button', { name: 'Cancel run' }).click();
+      await page.locator('[data-status="cancelled"]').waitFor({ timeout: 20_000 });
+      const note = page.getByRole('note');
+      await note.waitFor();
+      await screenshot(page, 'run-cancelled');
+      expect(await note.textContent()).not.toMatch(/fatal/i);
+      expect(await note.textContent()).toMatch(/^Cancelled/);
+    } finally {
+      api.closeAllConnections();
+      await new Promise<void>((resolve) => api.close(() => resolve()));
+    }
+  });
+
   it('the pages showed no script errors', () => {
     expect(browser.errors.filter((e) => !/status of 4\d\d/.test(e))).toEqual([]);
   });

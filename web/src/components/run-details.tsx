@@ -77,7 +77,13 @@ export function SyncRunDetails({ id, run }: { id: number; run: Resource<SyncRunV
             )}
           </RunFacts>
           {active && data.status !== 'queued' && <progress className="wide" max={1} value={data.completionRatio} aria-label="Progress" />}
-          {data.error && (
+          {/* A cancelled run records who stopped it as its error: that is no failure of the run. */}
+          {data.error && data.status === 'cancelled' && (
+            <div className="banner banner-warn" role="note">
+              <strong>Cancelled:</strong> {data.error}
+            </div>
+          )}
+          {data.error && data.status !== 'cancelled' && (
             <div className="banner banner-error" role="note">
               <strong>Fatal error:</strong> {data.error}
             </div>
