@@ -81,6 +81,21 @@ describe('lists of many syncs and sequences', () => {
     expect([...read.slugs]).toEqual(['accounts-only-07']);
   });
 
+  it('a list or run history left open keeps its times true: an hour later, the last run says it was an hour ago', async () => {
+    await page.clock.install();
+    await page.goto(`${server.baseUrl}/syncs`);
+    const lastRun = page.getByRole('row', { name: /^accounts-to-crm / }).locator('time');
+    await eventually('the last run to be recent', async () => (/just now|seconds? ago|minutes? ago/.test((await lastRun.textContent()) ?? '') ? true : undefined));
+    await page.clock.fastForward('01:01:00');
+    await eventually('the last run to be an hour old', async () => ((await lastRun.textContent()) === '1 hour ago' ? true : undefined), 5_000);
+
+    await page.goto(`${server.baseUrl}/syncs/accounts-to-crm`);
+    const started = page.getByRole('table', { name: 'Sync runs' }).getByRole('link', { name: /^Open sync run / }).first();
+    await eventually('the run to be an hour old', async () => ((await started.textContent()) === '1 hour ago' ? true : undefined), 5_000);
+    await page.clock.fastForward('01:00:00');
+    await eventually('the run to be two hours old', async () => ((await started.textContent()) === '2 hours ago' ? true : undefined), 5_000);
+  });
+
   it('the pages showed no script errors', () => {
     expect(browser.errors).toEqual([]);
   });

@@ -73,6 +73,18 @@ export function useTicker(active: boolean, ms = 1000): number {
   return now;
 }
 
+/** How often a page with nothing running refreshes its relative times, ms. */
+const RELATIVE_TIME_TICK_MS = 30_000;
+
+/**
+ * The time that durations and relative times ("5 minutes ago") are shown against: every second while
+ * `running` (a running duration ticks), every 30 seconds otherwise, so a page left open does not go
+ * on saying "2 minutes ago" of a run an hour old.
+ */
+export function useClock(running: boolean): number {
+  return useTicker(true, running ? 1000 : RELATIVE_TIME_TICK_MS);
+}
+
 export interface PageAction {
   /** True while an action is under way; the page's buttons wait for it. */
   busy: boolean;

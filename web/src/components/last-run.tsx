@@ -2,7 +2,7 @@
 import type { Page, SequenceRunView, SyncRunView } from '../api-types.js';
 import { seg } from '../api.js';
 import { formatRelative, formatTime } from '../format.js';
-import { useApi } from '../hooks.js';
+import { useApi, useClock } from '../hooks.js';
 import type { LiveTopic } from '../live.js';
 import { StatusBadge } from './ui.js';
 
@@ -18,12 +18,13 @@ export function LastRun({ of }: { of: LiveTopic }) {
   const runsPath = 'sync' in of ? `/api/syncs/${seg(of.sync)}/runs` : `/api/sequences/${seg(of.sequence)}/runs`;
   const runs = useApi<Page<Pick<SyncRunView | SequenceRunView, 'status' | 'createdAt' | 'startedAt'>>>(`${runsPath}?limit=2`, { live: of });
   const last = runs.data?.data.find((r) => r.status !== 'pending' && r.status !== 'queued') ?? runs.data?.data[0];
+  const now = useClock(false);
   if (!last) return <span className="muted">{runs.loading ? '…' : runs.error ? 'unavailable' : 'Never run'}</span>;
   return (
     <span className="last-run">
       <StatusBadge status={last.status} />
       <time dateTime={last.createdAt} title={formatTime(last.createdAt)}>
-        {formatRelative(last.startedAt ?? last.createdAt)}
+        {formatRelative(last.startedAt ?? last.createdAt, now)}
       </time>
     </span>
   );

@@ -13,7 +13,7 @@ import { SequenceGraph, dependencies, isGraph } from '../components/sequence-gra
 import { SequencePlanDialog } from '../components/sequence-plan.js';
 import { Dialog, EmptyState, ErrorBanner, Loading, StatusBadge, Switch } from '../components/ui.js';
 import { membersInWords, scheduleInWords, terminateInWords } from '../format.js';
-import { useApi, usePageAction, useTicker } from '../hooks.js';
+import { useApi, useClock, usePageAction } from '../hooks.js';
 import { href, navigate } from '../router.js';
 
 const PAGE_SIZE = 20;
@@ -236,7 +236,7 @@ function Members({ sequence, statuses }: { sequence: Sequence; statuses: Map<str
 }
 
 function SequenceRunsTable({ runs, runHref }: { runs: SequenceRunView[]; runHref: (id: string) => string }) {
-  const now = useTicker(runs.some((r) => ACTIVE_SEQUENCE.includes(r.status)));
+  const now = useClock(runs.some((r) => ACTIVE_SEQUENCE.includes(r.status)));
   return (
     <table className="table clickable" aria-label="Sequence runs">
       <thead>

@@ -12,7 +12,7 @@ import { RunTimeCells } from '../components/run-facts.js';
 import { RunHistory } from '../components/run-history.js';
 import { Dialog, EmptyState, ErrorBanner, Loading, StatusBadge, Switch } from '../components/ui.js';
 import { formatCount, scheduleInWords } from '../format.js';
-import { useApi, usePageAction, useTicker } from '../hooks.js';
+import { useApi, useClock, usePageAction } from '../hooks.js';
 import { href, navigate } from '../router.js';
 
 const RUNS_PAGE = 20;
@@ -207,7 +207,7 @@ export function SyncPage({ slug, runId }: { slug: string; runId?: number }) {
 }
 
 function SyncRunsTable({ runs, runHref }: { runs: SyncRunView[]; runHref: (id: number) => string }) {
-  const now = useTicker(runs.some((r) => ACTIVE_SYNC.includes(r.status)));
+  const now = useClock(runs.some((r) => ACTIVE_SYNC.includes(r.status)));
   return (
     <table className="table clickable counts" aria-label="Sync runs">
       <thead>
