@@ -183,7 +183,7 @@ describe('run details', () => {
     }
   });
 
-  it('a run cancelled with its Cancel run button says it was cancelled, not that it met a fatal error', async () => {
+  it('a run cancelled with its Cancel run button (clicked twice in haste) is cancelled once and says it was cancelled, not that it met a fatal error', async () => {
     // An API that takes two seconds per request, so the run is still delivering when it is cancelled.
     const api = createServer((req, res) => {
       req.resume();
@@ -204,8 +204,18 @@ describe('run details', () => {
       expect(created.map((c) => c.status)).toEqual([201, 201]);
       const started = await server.api<{ id: number }>('POST', '/api/syncs/accounts-to-slow-api/runs');
       await page.goto(`${server.baseUrl}/runs/sync/${started.body.id}`);
-      await page.getByRole('button', { name: 'Cancel run' }).click();
+      const cancels: string[] = [];
+      const onRequest = (request: { method(): string; url(): string }) => {
+        if (request.method() === 'POST' && request.url().endsWith('/cancel')) cancels.push(request.url());
+      };
+      page.on('request', onRequest);
+      await page.getByRole('button', { name: 'Cancel run' }).dblclick();
       await page.locator('[data-status="cancelled"]').waitFor({ timeout: 20_000 });
+      await page.waitForTimeout(500);
+      page.off('request', onRequest);
+      expect(cancels).toHaveLength(1);
+      // The second click is not answered with "Could not cancel: ... is already cancelled".
+      expect(await page.getByRole('alert').count()).toBe(0);
       const note = page.getByRole('note');
       await note.waitFor();
       await screenshot(page, 'run-cancelled');

@@ -1,29 +1,50 @@
 /** Cancelling a run from its dialog, and resuming a failed sequence run: the requests, their errors, and the buttons. */
-import { useState } from 'react';
+import { useRef, useState } from 'react';
 import type { SequenceRunView } from '../api-types.js';
 import { api, seg } from '../api.js';
 import { href, navigate } from '../router.js';
 
-/** POSTs to `path` on `cancel()` and calls `reload` after; a failure is kept in `error` for a banner. */
-export function useCancelRun(path: string, reload: () => void): { error: unknown; cancel: () => Promise<void> } {
+/**
+ * POSTs to `path` on `cancel()` and calls `reload` after; a failure is kept in `error` for a banner.
+ * One cancel at a time, and none once it was accepted: the run stops at its next batch boundary,
+ * and a second request would only be told the run is already cancelled.
+ */
+export function useCancelRun(path: string, reload: () => void): { error: unknown; state: CancelState; cancel: () => Promise<void> } {
   const [error, setError] = useState<unknown>(undefined);
+  const [state, setState] = useState<CancelState>('idle');
+  const sending = useRef(false);
   const cancel = async () => {
+    if (sending.current || state === 'requested') return;
+    sending.current = true;
     setError(undefined);
+    setState('sending');
     try {
       await api.post(path);
+      setState('requested');
       reload();
     } catch (thrown) {
       setError(thrown);
+      setState('idle');
+    } finally {
+      sending.current = false;
     }
   };
-  return { error, cancel };
+  return { error, state, cancel };
 }
 
-export function CancelRunButton({ onCancel }: { onCancel: () => Promise<void> }) {
+/** Where a cancel stands: not asked, on its way, or accepted (the run stops at its next batch boundary). */
+export type CancelState = 'idle' | 'sending' | 'requested';
+
+export function CancelRunButton({ onCancel, state }: { onCancel: () => Promise<void>; state: CancelState }) {
   return (
     <div className="dialog-actions">
-      <button type="button" className="button danger" onClick={() => void onCancel()}>
-        Cancel run
+      {state === 'requested' && (
+        <span className="hint" role="status">
+          Cancelling: the run stops at the end of the batch under way.
+        </span>
+      )}
+      <button type="button" className="button danger" disabled={state !== 'idle'} onClick={() => void onCancel()}>
+        {state === 'idle' ? 'Cancel run' : 'Cancelling…'}
       </button>
     </div>
   );

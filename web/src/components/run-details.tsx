@@ -143,7 +143,7 @@ export function SyncRunDetails({ id, run }: { id: number; run: Resource<SyncRunV
           {rejected.data && (
             <Pager label="Rejected rows pages" offset={offset} limit={REJECTED_PAGE} hasMore={rejected.data.hasMore} count={rejected.data.data.length} onChange={setOffset} />
           )}
-          {active && <CancelRunButton onCancel={cancel.cancel} />}
+          {active && <CancelRunButton onCancel={cancel.cancel} state={cancel.state} />}
         </>
       )}
     </>
@@ -286,7 +286,7 @@ export function SequenceRunDetails({ id, run }: { id: string; run: Resource<Sequ
               ))}
             </tbody>
           </table>
-          {active && <CancelRunButton onCancel={cancel.cancel} />}
+          {active && <CancelRunButton onCancel={cancel.cancel} state={cancel.state} />}
           {/* A failed run is resumed once: after that, its page links to the run that resumed it. */}
           {data.status === 'failed' && !data.resumedBy && <ResumeRunButton onResume={resume.resume} busy={resume.busy} />}
         </>
