@@ -81,6 +81,34 @@ describe('lists of many syncs and sequences', () => {
     expect([...read.slugs]).toEqual(['accounts-only-07']);
   });
 
+  it('on a 1024-pixel-wide window, the Syncs list and a sync’s run history keep every column in their card: they scroll inside it, the page does not', async () => {
+    await waitForRun('/api/syncs/accounts-to-crm/runs');
+    await page.setViewportSize({ width: 1024, height: 800 });
+    try {
+      /** How far `cell` reaches past the right edge of the card around it once scrolled into view, in pixels; 0 when it shows. */
+      const pastCard = async (cell: ReturnType<Page['locator']>) => {
+        await cell.scrollIntoViewIfNeeded();
+        return cell.evaluate((element) => Math.max(0, Math.round(element.getBoundingClientRect().right - element.closest('.card, .page')!.getBoundingClientRect().right)));
+      };
+      const sideways = () => page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+
+      await page.goto(`${server.baseUrl}/syncs/accounts-to-crm`);
+      const row = page.getByRole('table', { name: 'Sync runs' }).locator('tbody tr').first();
+      await row.waitFor();
+      expect(await pastCard(row.locator('[data-count="removed-rejected"]'))).toBe(0);
+      await screenshot(page, 'sync-page-1024');
+      expect(await sideways()).toBe(0);
+
+      await page.goto(`${server.baseUrl}/syncs`);
+      const last = page.getByRole('row', { name: /^accounts-to-crm / }).locator('td').last();
+      await last.locator('[data-status]').waitFor();
+      expect(await pastCard(last)).toBe(0);
+      expect(await sideways()).toBe(0);
+    } finally {
+      await page.setViewportSize({ width: 1280, height: 800 });
+    }
+  });
+
   it('a list or run history left open keeps its times true: an hour later, the last run says it was an hour ago', async () => {
     await page.clock.install();
     await page.goto(`${server.baseUrl}/syncs`);

@@ -15,7 +15,8 @@ export function RunHistory<T>(props: { runs: Resource<Page<T>>; offset: number; 
       <ErrorBanner error={runs.error} title="Could not load the runs" />
       {runs.loading && !runs.data && <Loading />}
       {runs.data && runs.data.data.length === 0 && <p className="empty-inline">{props.empty}</p>}
-      {runs.data && runs.data.data.length > 0 && props.table(runs.data.data)}
+      {/* Ten columns of counts do not fit a laptop's window beside the navigation: they scroll inside the card, not off its edge. */}
+      {runs.data && runs.data.data.length > 0 && <div className="scroll-x">{props.table(runs.data.data)}</div>}
       {runs.data && <Pager label="Run history pages" offset={offset} limit={limit} hasMore={runs.data.hasMore} count={runs.data.data.length} onChange={props.onOffset} />}
     </>
   );

@@ -39,22 +39,24 @@ export function SequencesPage() {
         </EmptyState>
       )}
       {workspace.data && workspace.data.sequences.length > 0 && (
-        <table className="table clickable">
-          <thead>
-            <tr>
-              <th scope="col">Name</th>
-              <th scope="col">Syncs</th>
-              <th scope="col">Schedule</th>
-              <th scope="col">Enabled</th>
-              <th scope="col">Last run</th>
-            </tr>
-          </thead>
-          <tbody>
-            {workspace.data.sequences.map((sequence) => (
-              <SequenceRow key={sequence.slug} sequence={sequence} />
-            ))}
-          </tbody>
-        </table>
+        <div className="scroll-x">
+          <table className="table clickable">
+            <thead>
+              <tr>
+                <th scope="col">Name</th>
+                <th scope="col">Syncs</th>
+                <th scope="col">Schedule</th>
+                <th scope="col">Enabled</th>
+                <th scope="col">Last run</th>
+              </tr>
+            </thead>
+            <tbody>
+              {workspace.data.sequences.map((sequence) => (
+                <SequenceRow key={sequence.slug} sequence={sequence} />
+              ))}
+            </tbody>
+          </table>
+        </div>
       )}
     </div>
   );

@@ -48,24 +48,26 @@ export function SyncsPage() {
         </EmptyState>
       )}
       {workspace.data && workspace.data.syncs.length > 0 && (
-        <table className="table clickable">
-          <thead>
-            <tr>
-              <th scope="col">Sync</th>
-              <th scope="col">Model → destination</th>
-              <th scope="col">Mode</th>
-              <th scope="col">Schedule</th>
-              <th scope="col">Sequences</th>
-              <th scope="col">Enabled</th>
-              <th scope="col">Last run</th>
-            </tr>
-          </thead>
-          <tbody>
-            {workspace.data.syncs.map((sync) => (
-              <SyncRow key={sync.slug} sync={sync} sequences={sequencesOf(sync.slug)} />
-            ))}
-          </tbody>
-        </table>
+        <div className="scroll-x">
+          <table className="table clickable">
+            <thead>
+              <tr>
+                <th scope="col">Sync</th>
+                <th scope="col">Model → destination</th>
+                <th scope="col">Mode</th>
+                <th scope="col">Schedule</th>
+                <th scope="col">Sequences</th>
+                <th scope="col">Enabled</th>
+                <th scope="col">Last run</th>
+              </tr>
+            </thead>
+            <tbody>
+              {workspace.data.syncs.map((sync) => (
+                <SyncRow key={sync.slug} sync={sync} sequences={sequencesOf(sync.slug)} />
+              ))}
+            </tbody>
+          </table>
+        </div>
       )}
     </div>
   );
