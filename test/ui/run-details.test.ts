@@ -227,6 +227,25 @@ describe('run details', () => {
     }
   });
 
+  it('a sync’s More menu closes with Escape, back on its button, and once an action in it is chosen', async () => {
+    await page.goto(`${server.baseUrl}/syncs/workspaces-to-crm`);
+    const menu = page.locator('details.menu');
+    const summary = menu.locator('summary', { hasText: 'More' });
+    await summary.focus();
+    await page.keyboard.press('Enter');
+    expect(await menu.evaluate((details: HTMLDetailsElement) => details.open)).toBe(true);
+    await page.keyboard.press('Escape');
+    expect(await menu.evaluate((details: HTMLDetailsElement) => details.open)).toBe(false);
+    expect(await focused()).toBe('summary "More"');
+
+    await page.keyboard.press('Enter');
+    await page.keyboard.press('Tab');
+    expect(await focused()).toBe('button "Full resync"');
+    await page.keyboard.press('Enter');
+    await page.getByRole('status').filter({ hasText: 'Full resync started' }).waitFor();
+    expect(await menu.evaluate((details: HTMLDetailsElement) => details.open)).toBe(false);
+  });
+
   it('the pages showed no script errors', () => {
     expect(browser.errors.filter((e) => !/status of 4\d\d/.test(e))).toEqual([]);
   });

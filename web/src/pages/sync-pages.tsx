@@ -3,7 +3,7 @@
  * successful/rejected per run), Run now, enable/disable, Edit, and a run's rejected rows with
  * reasons (in a dialog at `/syncs/<slug>/runs/<id>`, which links to the run's own page).
  */
-import { Fragment, useEffect, useState } from 'react';
+import { Fragment, useEffect, useRef, useState } from 'react';
 import type { Page, Sync, SyncRunView, Workspace } from '../api-types.js';
 import { api, seg } from '../api.js';
 import { EnabledBadge, LastRun } from '../components/last-run.js';
@@ -106,6 +106,14 @@ export function SyncPage({ slug, runId }: { slug: string; runId?: number }) {
     workspace.reload();
     runs.reload();
   });
+  const more = useRef<HTMLDetailsElement>(null);
+  // The More menu is a <details>: it closes once an item is chosen, and on Escape (back to its summary).
+  const closeMore = (focusSummary: boolean) => {
+    const menu = more.current;
+    if (!menu?.open) return;
+    menu.open = false;
+    if (focusSummary) menu.querySelector('summary')?.focus();
+  };
 
   useEffect(() => {
     document.title = `${slug} · Lockstep`;
@@ -163,13 +171,35 @@ export function SyncPage({ slug, runId }: { slug: string; runId?: number }) {
           <a className="button" href={href.editSync(slug)}>
             Edit
           </a>
-          <details className="menu">
+          <details
+            className="menu"
+            ref={more}
+            onKeyDown={(event) => {
+              if (event.key !== 'Escape' || !more.current?.open) return;
+              event.preventDefault();
+              closeMore(true);
+            }}
+          >
             <summary className="button">More</summary>
             <div className="menu-items">
-              <button type="button" onClick={() => void run({ fullResync: true }, 'Full resync started: every row is sent again.')} disabled={busy}>
+              <button
+                type="button"
+                onClick={() => {
+                  closeMore(false);
+                  void run({ fullResync: true }, 'Full resync started: every row is sent again.');
+                }}
+                disabled={busy}
+              >
                 Full resync
               </button>
-              <button type="button" onClick={() => void run({ resetCDC: true }, 'Snapshot reset started: nothing is sent.')} disabled={busy}>
+              <button
+                type="button"
+                onClick={() => {
+                  closeMore(false);
+                  void run({ resetCDC: true }, 'Snapshot reset started: nothing is sent.');
+                }}
+                disabled={busy}
+              >
                 Reset snapshot (no sending)
               </button>
             </div>
