@@ -109,6 +109,27 @@ describe('lists of many syncs and sequences', () => {
     }
   });
 
+  it('a sync’s run history of more than a page is filtered by status, as a sequence’s is: its one warning run is found without paging', async () => {
+    // Contacts before their accounts and workspaces exist: every row is rejected (warning); then 24 runs that succeed.
+    await waitForRun('/api/syncs/contacts-to-crm/runs');
+    await waitForRun('/api/syncs/accounts-to-crm/runs');
+    await waitForRun('/api/syncs/workspaces-to-crm/runs');
+    for (let i = 0; i < 24; i++) await waitForRun('/api/syncs/contacts-to-crm/runs');
+    await page.goto(`${server.baseUrl}/syncs/contacts-to-crm`);
+    const runs = page.getByRole('table', { name: 'Sync runs' }).locator('tbody tr');
+    await eventually('a full first page', async () => ((await runs.count()) === 20 ? true : undefined));
+    expect(await runs.locator('[data-status="warning"]').count()).toBe(0);
+
+    await page.getByRole('combobox', { name: 'Status' }).selectOption('warning');
+    await eventually('the warning run alone', async () => ((await runs.count()) === 1 ? true : undefined));
+    expect(await runs.locator('[data-status]').getAttribute('data-status')).toBe('warning');
+    expect(await page.getByRole('navigation', { name: 'Run history pages' }).count()).toBe(0);
+    await screenshot(page, 'sync-runs-filtered');
+
+    await page.getByRole('combobox', { name: 'Status' }).selectOption('');
+    await eventually('the first page again', async () => ((await runs.count()) === 20 ? true : undefined));
+  });
+
   it('a list or run history left open keeps its times true: an hour later, the last run says it was an hour ago', async () => {
     await page.clock.install();
     await page.goto(`${server.baseUrl}/syncs`);

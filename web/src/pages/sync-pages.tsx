@@ -101,7 +101,11 @@ export function SyncPage({ slug, runId }: { slug: string; runId?: number }) {
   const workspace = useApi<Workspace>('/api/workspace');
   const sync = workspace.data?.syncs.find((s) => s.slug === slug);
   const [offset, setOffset] = useState(0);
-  const runs = useApi<Page<SyncRunView>>(`/api/syncs/${seg(slug)}/runs?limit=${RUNS_PAGE}&offset=${offset}`, { live: true });
+  const [status, setStatus] = useState('');
+  const runs = useApi<Page<SyncRunView>>(
+    `/api/syncs/${seg(slug)}/runs?limit=${RUNS_PAGE}&offset=${offset}${status ? `&status=${encodeURIComponent(status)}` : ''}`,
+    { live: true },
+  );
   const { busy, error: actionError, notice, act } = usePageAction(() => {
     workspace.reload();
     runs.reload();
@@ -142,6 +146,7 @@ export function SyncPage({ slug, runId }: { slug: string; runId?: number }) {
       async () => {
         const queued = await api.post<SyncRunView>(`/api/syncs/${seg(slug)}/runs`, options);
         setOffset(0);
+        setStatus('');
         const recent = await api.get<Page<SyncRunView>>(`/api/syncs/${seg(slug)}/runs?limit=5`);
         return recent?.data.some((r) => r.id !== queued?.id && r.status !== 'queued' && ACTIVE_SYNC.includes(r.status)) ?? false;
       },
@@ -222,13 +227,33 @@ export function SyncPage({ slug, runId }: { slug: string; runId?: number }) {
       )}
 
       <section className="card" aria-labelledby="sync-runs-heading">
-        <h2 id="sync-runs-heading">Run history</h2>
+        <div className="section-header">
+          <h2 id="sync-runs-heading">Run history</h2>
+          <label className="inline-field">
+            Status
+            <select
+              value={status}
+              onChange={(e) => {
+                setStatus(e.target.value);
+                setOffset(0);
+              }}
+            >
+              <option value="">All</option>
+              <option value="queued,querying,processing,reporting">Running or queued</option>
+              <option value="success">Success</option>
+              <option value="warning">Warning</option>
+              <option value="failed">Failed</option>
+              <option value="cancelled">Cancelled</option>
+              <option value="interrupted">Interrupted</option>
+            </select>
+          </label>
+        </div>
         <RunHistory
           runs={runs}
           offset={offset}
           limit={RUNS_PAGE}
           onOffset={setOffset}
-          empty={offset > 0 ? 'No more runs.' : 'This sync has not run yet. Use Run now, or wait for its schedule.'}
+          empty={status ? 'No runs match.' : offset > 0 ? 'No more runs.' : 'This sync has not run yet. Use Run now, or wait for its schedule.'}
           table={(page) => <SyncRunsTable runs={page} runHref={(id) => href.syncRunOf(slug, id)} />}
         />
       </section>
