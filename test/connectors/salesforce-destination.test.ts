@@ -406,6 +406,24 @@ describe('Salesforce destination: sObject Collections', () => {
     expect(sf.get('Contact', 'External_Id__c', 'C-2')?.AccountId).toBeUndefined();
   });
 
+  it('refuses a lookup field\'s value that is not a record id (the parent\'s external id mapped to AccountId), naming the ways to name a parent', async () => {
+    const sf = await start();
+    const [account] = sf.seed('Account', [{ External_Id__c: 'A-1', Name: 'Acme' }]);
+    const { destination } = await open(sf);
+    for (const bulkThreshold of [10_000, 0]) {
+      const contacts = await destination.prepare(contactsTarget({ columns: ['External_Id__c', 'LastName', 'AccountId'], settings: { externalIdField: 'External_Id__c', bulkThreshold } }));
+      const p = bulkThreshold === 0 ? 'b' : 'c';
+      const outcomes = await contacts.write([upsert([`${p}1`, 'Lovelace', 'A-1']), upsert([`${p}2`, 'Hopper', account as string]), upsert([`${p}3`, 'Noether', null])]);
+      expect(reason(outcomes[0])).toBe(
+        'AccountId is a lookup to Account, which takes a Salesforce record id (15 or 18 letters and digits), not "A-1" — map the column to Account.<an External ID field of Account> (e.g. Account.External_Id__c) to name the parent by its external id, or add lookup: { sync: <the parent\'s sync> } to the mapping to send the id that sync recorded — or select the parent\'s Salesforce Id in the model\'s query; the row is tried again on the next run',
+      );
+      expect(outcomes[1]).toMatchObject({ ok: true });
+      expect(outcomes[2]).toMatchObject({ ok: true });
+      expect(sf.get('Contact', 'External_Id__c', `${p}2`)?.AccountId).toBe(account);
+      expect(sf.get('Contact', 'External_Id__c', `${p}1`)).toBeUndefined();
+    }
+  });
+
   it('splits more than 200 rows into calls of 200 at most, several at once, and sends numbers to text fields as text', async () => {
     const sf = await start();
     const { destination } = await open(sf);

@@ -13,6 +13,7 @@
  * - checkbox: true or false (also 1, 0 and their text, as SQLite and MySQL hold booleans);
  * - multi-select picklist: values separated by semicolons; a list (an array column, which
  *   sources hand over as JSON text) is joined so: `["Gold","Silver"]` goes as `Gold;Silver`;
+ * - lookup (reference) fields: a record id of 15 or 18 letters and digits;
  * - text fields: text (a model's number 7 becomes "7");
  * - an empty text is null for fields that are not text.
  */
@@ -22,6 +23,8 @@ import { isNumberField, isTextField, type FieldDescribe } from './salesforce-fie
 /** A value in the form Salesforce reads for its field, or why it has none. */
 export type FieldValue = { ok: true; value: Value } | { ok: false; reason: string };
 
+/** A Salesforce record id: 15 letters and digits (case-sensitive), or 18 (with its case-safe suffix). */
+const SALESFORCE_ID = /^[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$/;
 const DATE_TEXT = /^(\d{4})-(\d{2})-(\d{2})$/;
 /** A timestamp as sources print it: a date, a time with any fraction, an optional offset. */
 const TIMESTAMP_TEXT = /^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(\.\d+)?\s*(Z|[+-]\d{2}(?::?\d{2})?)?$/i;
@@ -29,6 +32,7 @@ const TIMESTAMP_TEXT = /^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(\.\d+)?\s*(Z
 /** `value` as Salesforce reads it for `field`. */
 export function fieldValue(field: FieldDescribe, value: Value): FieldValue {
   if (value === null) return { ok: true, value: null };
+  if (field.type === 'reference') return reference(field, value);
   if (field.type === 'multipicklist' && typeof value === 'string') return { ok: true, value: picklistValues(value) };
   if (isTextField(field)) return { ok: true, value: typeof value === 'string' ? value : String(value) };
   if (value === '') return { ok: true, value: null };
@@ -37,6 +41,20 @@ export function fieldValue(field: FieldDescribe, value: Value): FieldValue {
   if (field.type === 'date') return date(field, value);
   if (field.type === 'datetime') return dateTime(field, value);
   return { ok: true, value };
+}
+
+/**
+ * A lookup field's value: a Salesforce record id, 15 or 18 letters and digits. Anything else
+ * (most often the parent's external id, mapped to AccountId) is refused by Salesforce with
+ * MALFORMED_ID; it is refused here naming the two ways to name a parent.
+ */
+function reference(field: FieldDescribe, value: Value): FieldValue {
+  const text = typeof value === 'string' ? value.trim() : '';
+  if (text === '') return { ok: true, value: null };
+  if (SALESFORCE_ID.test(text)) return { ok: true, value: text };
+  const parent = field.referenceTo.length === 1 ? field.referenceTo[0] : 'the parent';
+  const byExternalId = field.relationshipName ? `map the column to ${field.relationshipName}.<an External ID field of ${parent}> (e.g. ${field.relationshipName}.External_Id__c) to name the parent by its external id, or ` : '';
+  return refused(field, value, `a lookup to ${field.referenceTo.join(' or ') || 'another record'}, which takes a Salesforce record id (15 or 18 letters and digits)`, `${byExternalId}add lookup: { sync: <the parent's sync> } to the mapping to send the id that sync recorded — or select the parent's Salesforce Id`);
 }
 
 /** A list (an array column, which sources hand over as JSON text: `["Gold","Silver"]`) as `Gold;Silver`; other text as it is. */
