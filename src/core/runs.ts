@@ -236,8 +236,9 @@ export interface SequenceRun {
 }
 
 /**
- * A member as its sequence declared it when a run was queued: the member graph a resume compares
- * with the sequence as it is then (kept beside the run, read only by a resume).
+ * A member as its sequence declared it when a run was queued: the member graph the run's members
+ * wait for one another by, and that a resume compares with the sequence as it is then (kept beside
+ * the run; a store reads it once per run, not at every hand-off).
  */
 export interface RecordedMember {
   key: string;

@@ -101,6 +101,12 @@ export interface SequenceAdvanceState {
   run: SequenceRun;
   /** The sequence's current definition; null when it was deleted (members then keep default rules). */
   sequence: SequenceRecord | null;
+  /**
+   * The member graph the run was queued with: its members wait for one another as recorded then,
+   * whatever the sequence says now. Null for runs queued before Lockstep kept it (they follow the
+   * sequence as it is).
+   */
+  recorded: readonly RecordedMember[] | null;
   /** The sync runs the members are linked to, by id: at least those `syncRunsToDecide` names. */
   syncRuns: ReadonlyMap<number, SyncRun>;
   /** The time of the advance (the sequence's deadline is checked against it). */
@@ -162,12 +168,13 @@ const CAN_TERMINATE = new Set<MemberRun['status']>(['warning', 'failed', 'cancel
  *   (see memberLimit);
  * - a cancel request stops running members and skips the rest; the run ends `cancelled`, and what
  *   finishes after the request (members stopped by it) terminates nothing;
- * - otherwise members whose dependencies finished start, up to the sequence's concurrency; a
+ * - otherwise members whose dependencies finished start, up to the sequence's concurrency; the
+ *   dependencies are those the run was queued with (an apply while it runs does not reorder it); a
  *   pending member whose sync run is queued (its sync is busy) counts as in progress;
  * - once every member is finished the run ends `done`.
  */
 export function decideSequenceAdvance(state: SequenceAdvanceState): SequenceDecision {
-  const { run, sequence, syncRuns, now } = state;
+  const { run, sequence, recorded, syncRuns, now } = state;
   const decision: SequenceDecision = { terminate: null, cancel: [], skipPending: false, start: [], finish: null };
   if (run.status !== 'running') return decision;
   const definitions = memberDefinitions(run, sequence);
@@ -207,7 +214,7 @@ export function decideSequenceAdvance(state: SequenceAdvanceState): SequenceDeci
     return decision;
   }
 
-  const deps = memberDependencies({ members: [...definitions.values()] });
+  const deps = memberDependencies({ members: recorded ?? [...definitions.values()] });
   const byKey = new Map(run.members.map((m) => [m.key, m]));
   let inProgress = 0;
   const ready: MemberRun[] = [];

@@ -193,6 +193,34 @@ describe('sequences', () => {
     expect(final.members[0]!.startedAt!).toBeGreaterThanOrEqual(alone!.finishedAt!);
   });
 
+  it('a running run keeps the order it was queued with when apply changes the dependencies', async () => {
+    const gate = new Gate();
+    const reached = new Gate();
+    const { h } = await setup(SYNCS.map((s) => member(s)), {}, async ({ object }) => {
+      if (object === 'accounts') {
+        reached.open();
+        await gate.wait();
+      }
+    });
+    await using _ = h;
+    const { run } = await h.app.runs.triggerSequence('crm');
+    await reached.wait();
+    // While accounts runs, the sequence becomes a graph: workspaces and contacts both after accounts.
+    const graph = [member('accounts', { after: [] }), member('workspaces', { after: ['accounts'] }), member('contacts', { after: ['accounts'] })];
+    await h.app.store.applyWorkspace(hierarchy(graph), h.app.clock.now());
+    gate.open();
+    const final = await h.app.runs.waitForSequenceRun(run.id);
+    expect(final.status).toBe('done');
+    expect(final.members.map((m) => [m.key, m.status])).toEqual([
+      ['accounts', 'success'],
+      ['workspaces', 'success'],
+      ['contacts', 'success'],
+    ]);
+    for (let i = 1; i < final.members.length; i++) {
+      expect(final.members[i]!.startedAt!).toBeGreaterThanOrEqual(final.members[i - 1]!.finishedAt!);
+    }
+  });
+
   it('cancel stops the running member and skips the rest', async () => {
     const gate = new Gate();
     const reached = new Gate();

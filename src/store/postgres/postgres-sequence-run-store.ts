@@ -66,6 +66,7 @@ import {
   type SequenceRunResult,
 } from './postgres-statements.js';
 import type { PostgresSyncRunStore } from './postgres-sync-run-store.js';
+import { RunGraphCache } from '../run-graph-cache.js';
 
 /** How long an advance begun with a member's end waits for this process's hand-off, ms. */
 const OPENED_ADVANCE_MS = 250;
@@ -101,6 +102,8 @@ export class PostgresSequenceRunStore implements SequenceRunStore {
   private readonly syncRuns: PostgresSyncRunStore;
   /** Advances under way in this store, by sequence run id (how many). */
   private readonly advancing = new Map<string, number>();
+  /** The member graphs of the runs advanced here: every hand-off of a run decides by its graph. */
+  private readonly runGraphs = new RunGraphCache();
   /** Advances begun in the round trip that ended a member's run, by sequence run id (see endAndOpenAdvance). */
   private readonly openedAdvances = new Map<string, OpenedAdvance>();
 
@@ -262,7 +265,11 @@ export class PostgresSequenceRunStore implements SequenceRunStore {
     const sequence = sequenceRow ? entityRecord<SequenceRecord>('sequence', sequenceRow, this.secrets) : null;
 
     // The sync runs decide reads (core/sequence-rules.ts syncRunsToDecide), in the same statement.
-    const decision = decide({ run, sequence, syncRuns, now });
+    const recorded = await this.runGraphs.get(id, async () => {
+      const graph = await tx.query<{ members: RecordedMember[] }>(`SELECT members FROM ${this.tables.runGraphs} WHERE sequence_run_id = $1`, [id]);
+      return graph.rows[0]?.members ?? null;
+    });
+    const decision = decide({ run, sequence, recorded, syncRuns, now });
     const changes = decision.terminate !== null || decision.cancel.length > 0 || decision.skipPending || decision.start.length > 0;
     if (!changes && !decision.finish) return { run, started: [], cancelled: [] };
     if (decision.terminate) await this.setTerminationIn(tx, id, decision.terminate.member, decision.terminate.reason);
@@ -280,7 +287,10 @@ export class PostgresSequenceRunStore implements SequenceRunStore {
       ]),
     );
     const started = decision.start.length > 0 ? await this.startMembersIn(tx, id, decision.start, now, { locked: true, known, claim: claims }) : [];
-    if (decision.finish) return { run: await this.finishSequenceRunIn(tx, id, decision.finish, now), started, cancelled: decision.cancel };
+    if (decision.finish) {
+      this.runGraphs.forget(id);
+      return { run: await this.finishSequenceRunIn(tx, id, decision.finish, now), started, cancelled: decision.cancel };
+    }
     const [after] = await tx.commitWith(`SELECT ${this.sequenceRunColumns} FROM ${this.tables.sequenceRuns} AS r WHERE r.id = ${runId}`);
     return { run: sequenceRun(after?.rows[0] as unknown as SequenceRunResult), started, cancelled: decision.cancel };
   }

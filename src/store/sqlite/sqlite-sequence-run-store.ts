@@ -34,6 +34,7 @@ import { CANCEL_REASONS, endOfRunWaitingOnDeletedSync } from '../workspace-chang
 import type { SqliteStatement, SqliteTransactions, SqliteValue } from './sqlite-database.js';
 import { timeFilters, type Statements } from './sqlite-statements.js';
 import type { SqliteSyncRunStore } from './sqlite-sync-run-store.js';
+import { RunGraphCache } from '../run-graph-cache.js';
 
 export interface SqliteSequenceRunStoreOptions {
   /** The store's prepared statements. */
@@ -56,6 +57,8 @@ export class SqliteSequenceRunStore implements SequenceRunStore {
   private readonly secrets: SecretCodec;
   private readonly clock: Clock;
   private readonly syncRuns: SqliteSyncRunStore;
+  /** The member graphs of the runs advanced here: every hand-off of a run decides by its graph. */
+  private readonly runGraphs = new RunGraphCache();
   /** Parsed sequences by id, with the row they were parsed from (see sequenceForAdvance). */
   private readonly parsedSequences = new Map<number, { row: EntityRow; record: SequenceRecord }>();
 
@@ -170,7 +173,11 @@ export class SqliteSequenceRunStore implements SequenceRunStore {
         if (syncRun) syncRuns.set(syncRunId, toSyncRun(syncRun));
       }
       const sequence = this.sequenceForAdvance(run.sequenceId);
-      const decision = decide({ run, sequence, syncRuns, now });
+      const recorded = this.runGraphs.getSync(id, () => {
+        const graph = this.statements.runGraph.get(id) as { members: string } | undefined;
+        return graph ? (JSON.parse(graph.members) as RecordedMember[]) : null;
+      });
+      const decision = decide({ run, sequence, recorded, syncRuns, now });
       const changes = decision.terminate !== null || decision.cancel.length > 0 || decision.skipPending || decision.start.length > 0;
       if (!changes && !decision.finish) return { run, started: [], cancelled: [] };
       if (decision.terminate) this.statements.setTermination.run(decision.terminate.member, decision.terminate.reason, id);
@@ -186,7 +193,10 @@ export class SqliteSequenceRunStore implements SequenceRunStore {
         const claimed = this.syncRuns.claim((started[i] as SyncRun).id, claimedAt, claim.lease);
         if (claimed) started[i] = claimed;
       }
-      if (decision.finish) return { run: this.finishSequenceRunTx(id, decision.finish, now), started, cancelled: decision.cancel };
+      if (decision.finish) {
+        this.runGraphs.forget(id);
+        return { run: this.finishSequenceRunTx(id, decision.finish, now), started, cancelled: decision.cancel };
+      }
       return { run: this.withMembers(this.statements.sequenceRun.get(id) as SequenceRunRow), started, cancelled: decision.cancel };
     });
   }

@@ -359,6 +359,29 @@ export function describeSequenceRunStoreContract(name: string, open: OpenStore):
         expect(await store.claimSyncRun(step.started[0]!.id, T0 + 2, { workerId: 'another', leaseMs: 1000 })).toBeNull();
       });
 
+      it('decides by the member graph the run was queued with, not by the sequence as changed since', async () => {
+        await applyCrm();
+        const slugs = ['accounts-to-crm', 'contacts-to-crm', 'deals-to-crm'];
+        const line: SequenceDef = {
+          slug: 'line-then-graph',
+          name: 'Line',
+          members: slugs.map((sync) => member(sync)),
+          concurrency: 3,
+          schedule: { type: 'manual' },
+          enabled: true,
+        };
+        const { record } = await store.upsertEntity('sequence', line, 'api', T0);
+        const { run } = await store.enqueueSequenceRun(record, MANUAL, T0);
+        await store.claimSequenceRun(run.id, T0);
+        const first = await advance(run.id, T0 + 1);
+        expect(first.started).toHaveLength(1);
+        // While the first member runs, the sequence becomes a graph in which every member starts at once.
+        await store.upsertEntity('sequence', { ...line, members: slugs.map((sync) => member(sync, { after: [] })) }, 'api', T0 + 2);
+        expect((await advance(run.id, T0 + 3)).started).toEqual([]);
+        await finishMember(first.started[0]!, 'success', T0 + 4);
+        expect((await advance(run.id, T0 + 5)).started.map((r) => r.memberKey)).toEqual(['contacts-to-crm']);
+      });
+
       it('starts ready members up to the concurrency, never one twice, when advances race', async () => {
         await applyCrm();
         // Four members with nothing to wait for, at most two at once.
