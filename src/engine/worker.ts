@@ -317,8 +317,12 @@ export class Worker {
       if (!sequenceRun || run.memberKey === null || this.executions.get(run.id) !== execution) return;
       const limit = memberLimit(sequenceRun, run.memberKey, run.startedAt ?? clock.now());
       if (!limit) return;
-      if (limit.at > clock.now()) {
-        execution.ended = new AbortController();
+      // A timer may wake a little before its time by the clock (Node's count whole milliseconds
+      // from the event loop's cached time): the run must stop at its limit or after it, or its end
+      // comes before the deadline and is taken for a cancel of its own, which terminates the run
+      // in the member's name instead of the deadline's.
+      while (limit.at > clock.now()) {
+        execution.ended ??= new AbortController();
         await clock.sleep(limit.at - clock.now(), execution.ended.signal);
       }
       execution.controller.abort({ status: limit.status, error: limit.error } satisfies StopReason);

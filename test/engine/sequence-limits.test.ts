@@ -16,6 +16,8 @@ import { FakeClock, flush } from '../helpers/fake-clock.js';
 import { Gate, withWriteHook, type BeforeWrite } from '../helpers/fault-connectors.js';
 import { createHierarchyFixture, sqliteRows, startHarness, tempDir, type Harness } from '../helpers/harness.js';
 import { createTestDatabase } from '../helpers/postgres.js';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 
 const SECOND = 1000;
@@ -54,6 +56,16 @@ async function advance(clock: FakeClock, ms: number, step = 5 * SECOND): Promise
   for (let moved = 0; moved < ms; moved += step) {
     await clock.advance(Math.min(step, ms - moved));
     await settle(3);
+  }
+}
+
+/**
+ * A fake clock whose sleeps of more than a millisecond wake a millisecond early, as Node's timers
+ * may by the wall clock (they count whole milliseconds from the event loop's cached time).
+ */
+class EarlyTimersClock extends FakeClock {
+  override sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    return super.sleep(ms > 1 ? ms - 1 : ms, signal);
   }
 }
 
@@ -174,6 +186,48 @@ for (const { name, env: storeEnv } of STORES) {
       expect(final).toMatchObject({ terminatedBy: null, reason: fired.reason });
       expect(final.members.map((m) => m.status)).toEqual(['cancelled', 'skipped', 'skipped']);
       expect(await a.app.store.getSyncRun(accounts.id)).toMatchObject({ status: 'cancelled', error: 'stopped: the sequence run passed its deadline of 1 minute' });
+    });
+
+    it('puts a member stopped at the deadline while it waits out a Retry-After down to the deadline, though its timer fired early', async () => {
+      // The API answers 429 with Retry-After: 120 s; the sequence's deadline is 1 minute.
+      let asked = 0;
+      const api = createServer((req, res) => {
+        asked++;
+        req.resume();
+        req.on('end', () => {
+          res.writeHead(429, { 'Content-Type': 'application/json', 'Retry-After': '120' });
+          res.end('{"message":"rate limit exceeded"}');
+        });
+      });
+      await new Promise<void>((resolve) => api.listen(0, '127.0.0.1', resolve));
+      try {
+        const dir = tempDir();
+        createHierarchyFixture(dir);
+        const clock = new EarlyTimersClock('2026-03-01T10:00:00Z');
+        const workspace = definition([member('accounts'), member('contacts')], { deadlineMinutes: 1 });
+        workspace.destinations.push({ slug: 'api', type: 'http', settings: { url: `http://127.0.0.1:${(api.address() as AddressInfo).port}` } });
+        workspace.syncs = workspace.syncs.map((s) => (s.slug === 'accounts' ? { ...s, destination: 'api', object: '/accounts' } : s));
+        await using h = await startHarness({ dir, definition: workspace, clock, env: { ...(await storeEnv()), LOCKSTEP_POLL_MS: '1000' } });
+        const { run } = await h.app.runs.triggerSequence('crm');
+        // The member's first write was answered 429: it waits out the Retry-After.
+        await until('the first write', async () => asked > 0);
+        await settle();
+        await advance(clock, 65 * SECOND);
+        const final = await until('the sequence run to end', async () => {
+          const current = await h.app.store.getSequenceRun(run.id);
+          return current?.status === 'failed' ? current : null;
+        });
+        expect(final.members.map((m) => m.status)).toEqual(['cancelled', 'skipped']);
+        expect(final).toMatchObject({
+          terminatedBy: null,
+          reason: 'sequence "crm" passed its deadline of 1 minute; not started, so skipped: contacts; stopped: accounts',
+        });
+        const accounts = await h.app.store.getSyncRun(final.members[0]!.syncRunId!);
+        expect(accounts).toMatchObject({ status: 'cancelled', error: 'stopped: the sequence run passed its deadline of 1 minute' });
+      } finally {
+        api.closeAllConnections();
+        await new Promise((resolve) => api.close(resolve));
+      }
     });
 
     it('resumes a failed run: finished members are carried over, the rest run; bad ids and runs that did not fail are refused', async () => {
