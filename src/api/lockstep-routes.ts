@@ -396,15 +396,15 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     {
       method: 'post',
       path: '/api/sequence-runs/{id}/resume',
-      summary: 'Resume a failed sequence run: a new run in which members that finished well are carried over, and the rest run',
+      summary: 'Resume a failed or cancelled sequence run: a new run in which members that finished well are carried over, and the rest run',
       tag: 'Sequence runs',
       params: SequenceRunIdParam,
       body: z.strictObject({}).optional().openapi({ description: 'No options: send no body, or {}.' }),
       responses: {
-        202: { description: 'The queued run; `resumedFrom` names the failed run', schema: SequenceRunView },
+        202: { description: 'The queued run; `resumedFrom` names the run it resumes', schema: SequenceRunView },
         401: errors[401],
         404: errors[404],
-        409: { description: 'The run did not fail, was resumed already, or its sequence changed since; the message says which', schema: errors[404].schema },
+        409: { description: 'The run is still queued or running or ended done, was resumed already, or its sequence changed since; the message says which', schema: errors[404].schema },
         422: errors[422],
       },
     },

@@ -114,8 +114,8 @@ export const SequenceRunView = z
     members: z.array(MemberRunView),
     terminatedBy: z.string().nullable(),
     reason: z.string().nullable(),
-    resumedFrom: z.string().uuid().nullable().openapi({ description: 'The failed run this one resumes, or null.' }),
-    resumedBy: z.string().uuid().nullable().openapi({ description: 'The run that resumes this failed one (a run is resumed at most once), or null.' }),
+    resumedFrom: z.string().uuid().nullable().openapi({ description: 'The failed or cancelled run this one resumes, or null.' }),
+    resumedBy: z.string().uuid().nullable().openapi({ description: 'The run that resumes this failed or cancelled one (a run is resumed at most once), or null.' }),
   })
   .openapi('SequenceRunView');
 

@@ -43,7 +43,7 @@ export function formatSequenceReport(view: SequenceRunView): string {
   lines.push(
     `${mark(view.status)} Sequence ${view.sequence ?? view.sequenceId} — run ${view.id} — ${view.status.toUpperCase()} in ${formatDuration(view.durationMs)}`,
   );
-  if (view.resumedFrom) lines.push(`  Resumes failed run ${view.resumedFrom}; members marked "carried over" finished there and did not run again`);
+  if (view.resumedFrom) lines.push(`  Resumes run ${view.resumedFrom}; members marked "carried over" finished there and did not run again`);
   const rows = [['', '#', 'member', 'status', 'rows read', 'delivered', 'rejected', 'time', 'sync run']];
   view.members.forEach((m, i) => {
     const r = m.syncRun;

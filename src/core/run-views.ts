@@ -84,9 +84,9 @@ export interface SequenceRunView {
   members: MemberRunView[];
   terminatedBy: string | null;
   reason: string | null;
-  /** The failed run this one resumes, or null. */
+  /** The failed or cancelled run this one resumes, or null. */
   resumedFrom: string | null;
-  /** The run that resumes this failed one, or null (a run is resumed at most once). */
+  /** The run that resumes this failed or cancelled one, or null (a run is resumed at most once). */
   resumedBy: string | null;
 }
 

@@ -226,7 +226,7 @@ export interface SequenceRun {
   reason: string | null;
   cancelRequested: boolean;
   members: MemberRun[];
-  /** The failed run this one resumes (its finished members were carried over), or null. */
+  /** The failed or cancelled run this one resumes (its finished members were carried over), or null. */
   resumedFrom: string | null;
   /**
    * Minutes from the run's start after which members not started are skipped and the run fails, as

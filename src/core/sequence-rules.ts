@@ -344,9 +344,10 @@ export type SequenceResumeDecision =
   | { ok: false; code: 'not_found' | 'conflict'; reason: string };
 
 /**
- * Whether a sequence run can be resumed, and what carries over (SPEC §3.4). Only a `failed` run is
- * resumed, once, while its sequence has the members it ran with (same keys, syncs and
- * dependencies) and no run of it is queued. Members that ended `success` are carried over, and
+ * Whether a sequence run can be resumed, and what carries over (SPEC §3.4). A `failed` or
+ * `cancelled` run is resumed (a cancel, a Ctrl-C on a resume included, must not leave the work
+ * only a full run can take up again), once, while its sequence has the members it ran with (same
+ * keys, syncs and dependencies) and no run of it is queued. Members that ended `success` are carried over, and
  * those that ended `warning` unless their terminate policy (as it is now) refuses the outcome or
  * they terminated the run; every other member runs again.
  */
@@ -357,11 +358,10 @@ export function decideSequenceResume(state: SequenceResumeState): SequenceResume
   switch (run.status) {
     case 'pending':
     case 'running':
-      return refuse(`sequence run ${run.id} is still ${run.status}; only a failed run can be resumed — wait for it to end (or cancel it)`);
+      return refuse(`sequence run ${run.id} is still ${run.status}; only a failed or cancelled run can be resumed — wait for it to end (or cancel it)`);
     case 'done':
       return refuse(`sequence run ${run.id} finished successfully (done); there is nothing to resume${again}`);
     case 'cancelled':
-      return refuse(`sequence run ${run.id} was cancelled, not failed; only a failed run can be resumed${again}`);
     case 'failed':
       break;
     default:
@@ -369,7 +369,8 @@ export function decideSequenceResume(state: SequenceResumeState): SequenceResume
   }
   if (sequence === null) return refuse(`the sequence of run ${run.id} was deleted; there is nothing to resume it with`, 'not_found');
   if (resumedBy !== null) {
-    return refuse(`sequence run ${run.id} was already resumed by run ${resumedBy.id} (${resumedBy.status})${resumedBy.status === 'failed' ? `; resume ${resumedBy.id} instead` : ''}`);
+    const resumable = resumedBy.status === 'failed' || resumedBy.status === 'cancelled';
+    return refuse(`sequence run ${run.id} was already resumed by run ${resumedBy.id} (${resumedBy.status})${resumable ? `; resume ${resumedBy.id} instead` : ''}`);
   }
   if (pending !== null) {
     return refuse(`sequence "${sequence.slug}" already has a queued run, ${pending.id}; resume ${run.id} after it has run, or cancel it first`);

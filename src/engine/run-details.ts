@@ -16,8 +16,8 @@ export async function sequenceRunDetails(store: Store, run: SequenceRun): Promis
   }
   const syncSlugs = await store.slugsById('sync', run.members.map((m) => m.syncId));
   const sequence = (await store.slugsById('sequence', [run.sequenceId])).get(run.sequenceId) ?? null;
-  // Only a failed run is ever resumed.
-  const resumedBy = run.status === 'failed' ? await store.resumingSequenceRunId(run.id) : null;
+  // Only a failed or cancelled run is ever resumed.
+  const resumedBy = run.status === 'failed' || run.status === 'cancelled' ? await store.resumingSequenceRunId(run.id) : null;
   return sequenceRunView(run, syncRuns, syncSlugs, sequence, resumedBy);
 }
 

@@ -124,9 +124,9 @@ export class RunService {
   }
 
   /**
-   * Queues a run that resumes failed sequence run `id` (SPEC §3.4): its members that finished well
-   * are carried over, the rest run. Refused, changing nothing, when the run did not fail, was
-   * resumed already, or its sequence's members changed since (see decideSequenceResume); an
+   * Queues a run that resumes failed or cancelled sequence run `id` (SPEC §3.4): its members that
+   * finished well are carried over, the rest run. Refused, changing nothing, when the run is still
+   * queued or running, ended done, was resumed already, or its sequence's members changed since (see decideSequenceResume); an
    * unknown id is named with the closest failed run's id.
    */
   async resumeSequenceRun(id: string, trigger: Trigger = { type: 'manual', detail: null }): Promise<SequenceRun> {
@@ -192,20 +192,20 @@ export class RunService {
   /** The error for a resume of `text`, no sequence run's id: names the failed run meant, when one is close. */
   private async unknownSequenceRun(text: string): Promise<NotFoundError> {
     const { store } = this.options;
-    const latestFailed = { limit: 100, offset: 0, order: 'desc' as const, statuses: ['failed' as const] };
+    const latestFailed = { limit: 100, offset: 0, order: 'desc' as const, statuses: ['failed' as const, 'cancelled' as const] };
     const sequence = await store.getSequence(text);
     if (sequence && sequence.slug === text) {
       const [latest] = await store.listSequenceRuns({ ...latestFailed, limit: 1, sequenceId: sequence.id });
       return new NotFoundError(
         `no sequence run "${text}": "${text}" is a sequence, and resume takes a run's id` +
-          (latest ? ` — its latest failed run is ${latest.id}` : ' — it has no failed run'),
+          (latest ? ` — its latest ${latest.status} run is ${latest.id}` : ' — it has no failed or cancelled run'),
       );
     }
     const failed = (await store.listSequenceRuns(latestFailed)).map((r) => r.id);
     const lower = text.toLowerCase();
     const [near] = lower.length >= 4 ? failed.filter((id) => id.startsWith(lower)) : [];
     const guess = near ?? closeMatches(text, failed, 1)[0];
-    return new NotFoundError(`no sequence run "${text}"${guess ? ` (did you mean ${guess}?)` : ''} — resume takes the id of a failed sequence run`);
+    return new NotFoundError(`no sequence run "${text}"${guess ? ` (did you mean ${guess}?)` : ''} — resume takes the id of a failed or cancelled sequence run`);
   }
 
   private async waitFor<T>(

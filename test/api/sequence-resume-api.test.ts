@@ -87,7 +87,7 @@ describe('resume and limits through the API', () => {
     const typo = `${failed.id.slice(0, -1)}${failed.id.endsWith('0') ? '1' : '0'}`;
     const unknown = await api.call('POST', `/api/sequence-runs/${typo}/resume`);
     expect(unknown.status).toBe(404);
-    expect(unknown.body.message).toBe(`no sequence run "${typo}" (did you mean ${failed.id}?) — resume takes the id of a failed sequence run`);
+    expect(unknown.body.message).toBe(`no sequence run "${typo}" (did you mean ${failed.id}?) — resume takes the id of a failed or cancelled sequence run`);
     expect((await api.call('POST', '/api/sequence-runs/resumable/resume')).status).toBe(422);
     expect((await api.call('GET', '/api/sequences/resumable/runs')).body.data).toHaveLength(2);
   });

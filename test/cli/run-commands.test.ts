@@ -242,7 +242,7 @@ describe('lockstep sequence resume', () => {
     expect(result.stderr).toMatch(new RegExp(`^resuming sequence run ${failedView.id} as run [0-9a-f-]{36}; carried over: accounts-to-crm$`, 'm'));
     const lines = result.stdout.split('\n');
     expect(lines[0]).toMatch(/^✔ Sequence crm — run [0-9a-f-]{36} — DONE in /);
-    expect(lines[1]).toBe(`  Resumes failed run ${failedView.id}; members marked "carried over" finished there and did not run again`);
+    expect(lines[1]).toBe(`  Resumes run ${failedView.id}; members marked "carried over" finished there and did not run again`);
     expect(lines.find((l) => l.includes(' accounts-to-crm '))).toMatch(new RegExp(`✔\\s+1\\s+accounts-to-crm\\s+success \\(carried over\\)\\s.*\\s${failedView.members[0]!.syncRunId}$`));
     expect(lines.find((l) => l.includes(' workspaces-to-crm '))).toMatch(/✔\s+2\s+workspaces-to-crm\s+success\s+6\s/);
     expect(sqliteRows(crm, 'select count(*) as n from contacts')).toEqual([{ n: 12 }]);

@@ -266,7 +266,7 @@ for (const { name, env: storeEnv } of STORES) {
       expect((await refusal(done.id))?.message).toContain('finished successfully (done); there is nothing to resume');
       expect((await refusal(failed.id))?.message).toContain(`was already resumed by run ${done.id} (done)`);
       const typo = `${failed.id.slice(0, -1)}${failed.id.endsWith('0') ? '1' : '0'}`;
-      expect(await refusal(typo)).toMatchObject({ code: ErrorCode.NotFound, message: `no sequence run "${typo}" (did you mean ${failed.id}?) — resume takes the id of a failed sequence run` });
+      expect(await refusal(typo)).toMatchObject({ code: ErrorCode.NotFound, message: `no sequence run "${typo}" (did you mean ${failed.id}?) — resume takes the id of a failed or cancelled sequence run` });
       expect((await refusal(failed.id.slice(0, 8)))?.message).toContain(`(did you mean ${failed.id}?)`);
       expect((await refusal('crm'))?.message).toBe(`no sequence run "crm": "crm" is a sequence, and resume takes a run's id — its latest failed run is ${failed.id}`);
       expect((await store.listSequenceRuns({ limit: 10, offset: 0, order: 'asc' })).map((r) => r.id)).toEqual([failed.id, done.id]);

@@ -242,6 +242,48 @@ describe('sequences', () => {
     expect(final.terminatedBy).toBeNull();
     expect(final.reason).toBeNull();
   });
+  it('a run cancelled while a member writes is resumed: what was delivered stays, finished members are carried over, the rest run in order', async () => {
+    const gate = new Gate();
+    const reached = new Gate();
+    let hold = true;
+    const { h, crm } = await setup(SYNCS.map((s) => member(s)), {}, async ({ object, batchIndex }) => {
+      // workspaces is held at its second batch: some of its rows are delivered, not all.
+      if (object === 'workspaces' && batchIndex === 1 && hold) {
+        reached.open();
+        await gate.wait();
+      }
+    });
+    await using _ = h;
+    const { run } = await h.app.runs.triggerSequence('crm');
+    await reached.wait();
+    await h.app.runs.cancelSequenceRun(run.id);
+    gate.open();
+    const cancelled = await h.app.runs.waitForSequenceRun(run.id);
+    expect(cancelled.members.map((m) => m.status)).toEqual(['success', 'cancelled', 'skipped']);
+    const stopped = await h.app.store.getSyncRun(cancelled.members[1]!.syncRunId!);
+    const delivered = stopped!.successfulRows.addedCount;
+    expect(delivered).toBeGreaterThan(0);
+    expect(delivered).toBeLessThan(6);
+
+    hold = false;
+    const resumed = await h.app.runs.resumeSequenceRun(run.id);
+    expect(resumed.resumedFrom).toBe(run.id);
+    const final = await h.app.runs.waitForSequenceRun(resumed.id);
+    expect(final.status).toBe('done');
+    expect(final.members.map((m) => [m.key, m.status])).toEqual([
+      ['accounts', 'success'],
+      ['workspaces', 'success'],
+      ['contacts', 'success'],
+    ]);
+    // accounts did not run again; workspaces sent only the rows the cancelled run had not delivered.
+    expect(final.members[0]!.syncRunId).toBe(cancelled.members[0]!.syncRunId);
+    const workspaces = await h.app.store.getSyncRun(final.members[1]!.syncRunId!);
+    expect(workspaces?.successfulRows.addedCount).toBe(6 - delivered);
+    expect(final.members[2]!.startedAt!).toBeGreaterThanOrEqual(final.members[1]!.finishedAt!);
+    expect(crm('select count(*) as n from workspaces')).toEqual([{ n: 6 }]);
+    expect(crm('select count(*) as n from contacts')).toEqual([{ n: 12 }]);
+  });
+
   it('a sequence run that cannot advance neither stops the worker from starting nor holds up other runs', async () => {
     const dir = tempDir();
     createHierarchyFixture(dir);

@@ -83,7 +83,7 @@ describe('resume and limits in the web UI', () => {
     const resumedId = new URL(page.url()).pathname.split('/').pop()!;
     const resumedDetails = page.getByRole('region', { name: 'Run details' });
     await resumedDetails.locator('dl.facts [data-status="done"]').waitFor({ timeout: 30_000 });
-    const link = resumedDetails.getByRole('link', { name: `failed run ${failed.id.slice(0, 8)}` });
+    const link = resumedDetails.getByRole('link', { name: `run ${failed.id.slice(0, 8)}` });
     expect(await link.getAttribute('href')).toBe(`/runs/sequence/${failed.id}`);
     const members = resumedDetails.getByRole('table', { name: 'Member runs' });
     const accounts = members.getByRole('row', { name: 'accounts-to-crm' });

@@ -1,7 +1,7 @@
 /**
  * `lockstep sequence run <slug>` runs a sequence and waits for it, `sequence plan` is its dry run
- * (sequence-plan.ts), `sequence resume <runId>` runs again the members of a failed run that did not
- * finish well, and `sequence cancel <runId>` cancels a run.
+ * (sequence-plan.ts), `sequence resume <runId>` runs again the members of a failed or cancelled
+ * run that did not finish well, and `sequence cancel <runId>` cancels a run.
  */
 import type { Command } from 'commander';
 import type { App } from '../../app.js';
@@ -62,7 +62,7 @@ export function registerSequenceCommands(program: Command, deps: CommandDeps): v
   registerSequencePlanCommand(sequenceCommand, { term, open: () => open.toRead(), setExit, failedExit: exit.runFailed });
   sequenceCommand
     .command('resume <runId>')
-    .description('resume a failed sequence run: members that finished well are carried over, the rest run; waits for the new run')
+    .description('resume a failed or cancelled sequence run: members that finished well are carried over, the rest run; waits for the new run')
     .option('--json', 'print the finished run as JSON (the shape of GET /api/sequence-runs/{id})')
     .action(async (runId: string, opts: { json?: boolean }) => {
       const line = new StatusLine(term);

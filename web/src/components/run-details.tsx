@@ -240,7 +240,7 @@ export function SequenceRunDetails({ id, run }: { id: string; run: Resource<Sequ
               <div>
                 <dt>Resumes</dt>
                 <dd>
-                  <a href={href.sequenceRun(data.resumedFrom)}>failed run {data.resumedFrom.slice(0, 8)}</a>
+                  <a href={href.sequenceRun(data.resumedFrom)}>run {data.resumedFrom.slice(0, 8)}</a>
                 </dd>
               </div>
             )}
@@ -287,8 +287,8 @@ export function SequenceRunDetails({ id, run }: { id: string; run: Resource<Sequ
             </tbody>
           </table>
           {active && <CancelRunButton onCancel={cancel.cancel} state={cancel.state} />}
-          {/* A failed run is resumed once: after that, its page links to the run that resumed it. */}
-          {data.status === 'failed' && !data.resumedBy && <ResumeRunButton onResume={resume.resume} busy={resume.busy} />}
+          {/* A failed or cancelled run is resumed once: after that, its page links to the run that resumed it. */}
+          {(data.status === 'failed' || data.status === 'cancelled') && !data.resumedBy && <ResumeRunButton onResume={resume.resume} busy={resume.busy} />}
         </>
       )}
     </>
