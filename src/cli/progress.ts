@@ -167,7 +167,9 @@ export function followSequenceRun(app: App, id: string, line: StatusLine): () =>
         }
         continue;
       }
-      const end = `  ${mark(m.status)} ${m.key} ${m.status}`;
+      // A member that finished before this run started was carried over from the run it resumes: it did not run now.
+      const carried = run.resumedFrom !== null && run.startedAt !== null && m.finishedAt !== null && m.finishedAt < run.startedAt;
+      const end = `  ${mark(m.status)} ${m.key} ${m.status}${carried ? ' (carried over)' : ''}`;
       if (said.get(m.key) === end) continue;
       said.set(m.key, end);
       line.print(end);

@@ -240,6 +240,9 @@ describe('lockstep sequence resume', () => {
     const result = await runCli(['sequence', 'resume', failedView.id], { cwd: dir });
     expect(result.code, result.stderr).toBe(0);
     expect(result.stderr).toMatch(new RegExp(`^resuming sequence run ${failedView.id} as run [0-9a-f-]{36}; carried over: accounts-to-crm$`, 'm'));
+    // Live progress does not show the carried-over member as if it had just run.
+    expect(result.stderr).toMatch(/^ {2}✔ accounts-to-crm success \(carried over\)$/m);
+    expect(result.stderr).toMatch(/^ {2}✔ workspaces-to-crm success$/m);
     const lines = result.stdout.split('\n');
     expect(lines[0]).toMatch(/^✔ Sequence crm — run [0-9a-f-]{36} — DONE in /);
     expect(lines[1]).toBe(`  Resumes run ${failedView.id}; members marked "carried over" finished there and did not run again`);
