@@ -204,7 +204,7 @@ Exit codes:
   ${EXIT.runFailed}  a run ended failed, cancelled or interrupted
   ${EXIT.invalid}  invalid input: workspace errors, an unknown slug, bad arguments, a request the state refuses
   ${EXIT.error}  anything else: store or connection trouble, another process on the store, a bug
-  130, 143  a second Ctrl-C or SIGTERM quit without waiting for the run it started to stop`,
+  130, 143  a second Ctrl-C or SIGTERM quit without waiting for the run it started to stop, or a Ctrl-C or SIGTERM left a run queued before the command to go on`,
     )
     .showHelpAfterError()
     .configureOutput({ writeOut: (s) => term.out(s), writeErr: (s) => term.err(s) })

@@ -29,6 +29,30 @@ export function cancelOnSignal(term: Terminal, what: string, cancel: () => Promi
 }
 
 /**
+ * While a run the command did not start is under way (it was queued before, by a schedule, the API
+ * or another command, and the command waits for it), Ctrl-C (or SIGTERM) quits at once without
+ * cancelling it: the run is whoever queued it's. What this process was executing of it is taken
+ * over by a worker once its lease has run out. Returns what removes the handlers.
+ *
+ * @param cancelWith the command that cancels the run, for the message
+ */
+export function quitOnSignal(term: Terminal, what: string, queuedBy: string, cancelWith: string): () => void {
+  const onSignal = (signal: NodeJS.Signals) => {
+    term.err(
+      `${signal === 'SIGINT' ? 'Ctrl-C' : signal}: quitting without cancelling ${what}, which was queued before this command (${queuedBy}) and goes on; ` +
+        `\`${cancelWith}\` cancels it`,
+    );
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return () => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  };
+}
+
+/**
  * Waits for Ctrl-C or SIGTERM (or, with `drain`, for nothing left to do), then closes the app. A
  * signal is answered at once with what stopping does — the runs this process holds stop at their
  * next batch and are left to another worker, which can take a while, or longer when the store does

@@ -10,7 +10,7 @@ import { requireSlug, runShown, unknownRun } from '../lookups.js';
 import { formatSequenceReport } from '../output.js';
 import { StatusLine, followSequenceRun, printRejectedSamples } from '../progress.js';
 import { ReportedRunsLog } from '../reported-runs-log.js';
-import { cancelOnSignal } from '../signals.js';
+import { cancelOnSignal, quitOnSignal } from '../signals.js';
 import type { CommandDeps } from './command-deps.js';
 import { registerSequencePlanCommand } from './sequence-plan.js';
 
@@ -23,10 +23,16 @@ export function registerSequenceCommands(program: Command, deps: CommandDeps): v
   /**
    * Follows a sequence run to its end (live progress unless `json`), prints its report or its JSON,
    * and sets the exit code; the member runs it reported (not those carried over) go into `reported`.
+   * Ctrl-C cancels the run when the command queued it; one queued before (`joined`, with what
+   * queued it) is not the command's to cancel.
    */
-  const reportSequenceRun = async (app: App, runId: string, line: StatusLine, json: boolean, reported: number[]): Promise<void> => {
+  const reportSequenceRun = async (app: App, runId: string, line: StatusLine, json: boolean, reported: number[], joined: string | null = null): Promise<void> => {
     const stopProgress = json ? async () => {} : followSequenceRun(app, runId, line);
-    const stopCancelling = cancelOnSignal(line.terminal, `sequence run ${runId}`, () => app.runs.cancelSequenceRun(runId));
+    const what = `sequence run ${runId}`;
+    const stopCancelling =
+      joined === null
+        ? cancelOnSignal(line.terminal, what, () => app.runs.cancelSequenceRun(runId))
+        : quitOnSignal(line.terminal, what, joined, `lockstep sequence cancel ${runId}`);
     const final = await app.runs
       .waitForSequenceRun(runId)
       .finally(stopCancelling)
@@ -52,8 +58,11 @@ export function registerSequenceCommands(program: Command, deps: CommandDeps): v
       const { app, close } = await open.toRun((opened) => requireSlug(opened, 'sequence', slug), { term: log.terminal, lookingFor: `no sequence "${slug}"` });
       const reported: number[] = [];
       try {
-        const { run } = await app.runs.triggerSequence(slug, { type: 'manual', detail: 'cli' });
-        await reportSequenceRun(app, run.id, line, opts.json === true, reported);
+        const { run, created } = await app.runs.triggerSequence(slug, { type: 'manual', detail: 'cli' });
+        // A run already queued is shared: this command waits for it, and it stays its trigger's.
+        const joined = created ? null : `queued by ${run.trigger.type}${run.trigger.detail ? ` (${run.trigger.detail})` : ''}`;
+        if (joined) line.print(`… sequence "${slug}" already had a queued run, ${run.id}, ${joined}: waiting for it`);
+        await reportSequenceRun(app, run.id, line, opts.json === true, reported, joined);
       } finally {
         log.release(reported);
         await close();

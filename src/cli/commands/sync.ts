@@ -11,7 +11,7 @@ import { requireSlug, runShown, unknownRun } from '../lookups.js';
 import { formatSyncReport } from '../output.js';
 import { StatusLine, followSyncRun } from '../progress.js';
 import { ReportedRunsLog } from '../reported-runs-log.js';
-import { cancelOnSignal } from '../signals.js';
+import { cancelOnSignal, quitOnSignal } from '../signals.js';
 import type { CommandDeps } from './command-deps.js';
 
 export function registerSyncCommands(program: Command, deps: CommandDeps): void {
@@ -43,14 +43,20 @@ export function registerSyncCommands(program: Command, deps: CommandDeps): void 
       );
       const reported: number[] = [];
       try {
-        const { run } = await app.runs.triggerSync(
+        const { run, created } = await app.runs.triggerSync(
           slug,
           { fullResync: Boolean(opts.fullResync), resetCDC: Boolean(opts.resetCdc), allowMassDelete: Boolean(opts.allowMassDelete), fullCompare: Boolean(opts.fullCompare) },
           { type: 'manual', detail: 'cli' },
         );
         // If the process running it dies, another worker takes the same run over: waiting on its id is enough.
         const stopProgress = opts.json ? async () => {} : followSyncRun(app, run.id, slug, line);
-        const stopCancelling = cancelOnSignal(line.terminal, `sync run ${run.id}`, () => app.runs.cancelSyncRun(run.id));
+        // A run already queued is shared: this command waits for it, and Ctrl-C leaves it to its trigger.
+        const joined = created ? null : `queued by ${run.trigger.type}${run.trigger.detail ? ` (${run.trigger.detail})` : ''}`;
+        if (joined) line.print(`… sync "${slug}" already had a queued run, ${run.id}, ${joined}: waiting for it`);
+        const stopCancelling =
+          joined === null
+            ? cancelOnSignal(line.terminal, `sync run ${run.id}`, () => app.runs.cancelSyncRun(run.id))
+            : quitOnSignal(line.terminal, `sync run ${run.id}`, joined, `lockstep sync cancel ${run.id}`);
         const final = await app.runs
           .waitForSyncRun(run.id)
           .finally(stopCancelling)
