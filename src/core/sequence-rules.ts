@@ -347,9 +347,9 @@ export type SequenceResumeDecision =
  * Whether a sequence run can be resumed, and what carries over (SPEC §3.4). A `failed` or
  * `cancelled` run is resumed (a cancel, a Ctrl-C on a resume included, must not leave the work
  * only a full run can take up again), once, while its sequence has the members it ran with (same
- * keys, syncs and dependencies) and no run of it is queued. Members that ended `success` are carried over, and
- * those that ended `warning` unless their terminate policy (as it is now) refuses the outcome or
- * they terminated the run; every other member runs again.
+ * keys, syncs and dependencies) and no run of it is queued. Members that ended `success` are
+ * carried over, and those that ended `warning` unless their terminate policy (as it is now)
+ * refuses the outcome or they terminated the run; every other member runs again.
  */
 export function decideSequenceResume(state: SequenceResumeState): SequenceResumeDecision {
   const { run, recorded, sequence, syncRuns, syncIds, resumedBy, pending } = state;
