@@ -222,24 +222,38 @@ describe('SIGTERM to a worker', () => {
   });
 });
 
+/**
+ * Runs `test` in a workspace whose sync accounts-to-api (and sequence to-api of it alone) writes to
+ * an API that takes requests and never answers, once `command` started in it holds one of them.
+ */
+async function withHungApi(command: string[], test: (dir: string, first: CliProcess) => Promise<void>): Promise<void> {
+  const hung = new Set<ServerResponse>();
+  const server = createServer((_req, res) => void hung.add(res));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    const dir = hierarchyWorkspace();
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const yaml = readFileSync(join(dir, 'lockstep.yaml'), 'utf8')
+      .replace('destinations:\n', `destinations:\n  api: { type: http, url: "${url}", timeoutMs: 600000 }\n`)
+      .replace('syncs:\n', 'syncs:\n  accounts-to-api: { model: accounts, destination: api, object: /accounts, mode: upsert }\n')
+      .replace('sequences:\n', 'sequences:\n  to-api:\n    members:\n      - { sync: accounts-to-api }\n');
+    writeFileSync(join(dir, 'lockstep.yaml'), yaml);
+    expect((await runMain(['--workspace', dir, 'apply'])).code).toBe(0);
+    const first = new CliProcess(command, { cwd: dir });
+    const deadline = Date.now() + 20_000;
+    while (hung.size === 0 && Date.now() < deadline) await sleep(25);
+    expect(hung.size, first.stderr).toBeGreaterThan(0);
+    await test(dir, first);
+  } finally {
+    for (const res of hung) res.destroy();
+    await new Promise((resolve) => server.close(resolve));
+  }
+}
+
 describe('Ctrl-C on a run the command started', () => {
   it('cancels the sync run, which stops, is recorded as cancelled and is reported', async () => {
     // An API that takes the requests and never answers: the run waits on it until it is stopped.
-    const hung = new Set<ServerResponse>();
-    const server = createServer((_req, res) => void hung.add(res));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    try {
-      const dir = hierarchyWorkspace();
-      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-      const yaml = readFileSync(join(dir, 'lockstep.yaml'), 'utf8')
-        .replace('destinations:\n', `destinations:\n  api: { type: http, url: "${url}", timeoutMs: 600000 }\n`)
-        .replace('syncs:\n', 'syncs:\n  accounts-to-api: { model: accounts, destination: api, object: /accounts, mode: upsert }\n');
-      writeFileSync(join(dir, 'lockstep.yaml'), yaml);
-      expect((await runMain(['--workspace', dir, 'apply'])).code).toBe(0);
-      const proc = new CliProcess(['sync', 'run', 'accounts-to-api'], { cwd: dir });
-      const deadline = Date.now() + 20_000;
-      while (hung.size === 0 && Date.now() < deadline) await sleep(25);
-      expect(hung.size, proc.stderr).toBeGreaterThan(0);
+    await withHungApi(['sync', 'run', 'accounts-to-api'], async (dir, proc) => {
       proc.child.kill('SIGINT');
       const ended = await proc.exited;
       expect(ended.stderr).toMatch(/Ctrl-C: cancelling sync run \d+, which stops at its next batch/);
@@ -247,32 +261,14 @@ describe('Ctrl-C on a run the command started', () => {
       expect(ended.stdout).toMatch(/CANCELLED/);
       const runs = await listRuns(dir);
       expect(runs.syncRuns.find((r) => r.sync === 'accounts-to-api')?.status).toBe('cancelled');
-    } finally {
-      for (const res of hung) res.destroy();
-      await new Promise((resolve) => server.close(resolve));
-    }
+    });
   });
 });
 
 describe('Ctrl-C on a run queued before the command', () => {
   it('leaves the sequence run to whoever queued it: the command quits, the run stays queued', async () => {
     // An API that takes the requests and never answers: the sequence's first run holds it.
-    const hung = new Set<ServerResponse>();
-    const server = createServer((_req, res) => void hung.add(res));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    try {
-      const dir = hierarchyWorkspace();
-      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-      const yaml = readFileSync(join(dir, 'lockstep.yaml'), 'utf8')
-        .replace('destinations:\n', `destinations:\n  api: { type: http, url: "${url}", timeoutMs: 600000 }\n`)
-        .replace('syncs:\n', 'syncs:\n  accounts-to-api: { model: accounts, destination: api, object: /accounts, mode: upsert }\n')
-        .replace('sequences:\n', 'sequences:\n  to-api:\n    members:\n      - { sync: accounts-to-api }\n');
-      writeFileSync(join(dir, 'lockstep.yaml'), yaml);
-      expect((await runMain(['--workspace', dir, 'apply'])).code).toBe(0);
-      const first = new CliProcess(['sequence', 'run', 'to-api'], { cwd: dir });
-      const deadline = Date.now() + 20_000;
-      while (hung.size === 0 && Date.now() < deadline) await sleep(25);
-      expect(hung.size, first.stderr).toBeGreaterThan(0);
+    await withHungApi(['sequence', 'run', 'to-api'], async (dir) => {
       // Another trigger (a schedule, the API) queues the follow-up run; then the command joins it.
       const { sequenceRunId: queued } = await enqueueWork(dir, 'to-api', 'workspaces-to-crm');
       const joining = new CliProcess(['sequence', 'run', 'to-api'], { cwd: dir });
@@ -283,30 +279,13 @@ describe('Ctrl-C on a run queued before the command', () => {
       expect(ended.code).toBe(130);
       const runs = await listRuns(dir);
       expect(runs.sequenceRuns.find((r) => r.id === queued)?.status).toBe('pending');
-    } finally {
-      for (const res of hung) res.destroy();
-      await new Promise((resolve) => server.close(resolve));
-    }
+    });
   });
 });
 
 describe('Ctrl-C on a sync run queued before the command', () => {
   it('leaves the sync run to whoever queued it: the command quits, the run stays queued', async () => {
-    const hung = new Set<ServerResponse>();
-    const server = createServer((_req, res) => void hung.add(res));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    try {
-      const dir = hierarchyWorkspace();
-      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-      const yaml = readFileSync(join(dir, 'lockstep.yaml'), 'utf8')
-        .replace('destinations:\n', `destinations:\n  api: { type: http, url: "${url}", timeoutMs: 600000 }\n`)
-        .replace('syncs:\n', 'syncs:\n  accounts-to-api: { model: accounts, destination: api, object: /accounts, mode: upsert }\n');
-      writeFileSync(join(dir, 'lockstep.yaml'), yaml);
-      expect((await runMain(['--workspace', dir, 'apply'])).code).toBe(0);
-      const first = new CliProcess(['sync', 'run', 'accounts-to-api'], { cwd: dir });
-      const deadline = Date.now() + 20_000;
-      while (hung.size === 0 && Date.now() < deadline) await sleep(25);
-      expect(hung.size, first.stderr).toBeGreaterThan(0);
+    await withHungApi(['sync', 'run', 'accounts-to-api'], async (dir) => {
       const { syncRunId: queued } = await enqueueWork(dir, 'crm', 'accounts-to-api');
       const joining = new CliProcess(['sync', 'run', 'accounts-to-api'], { cwd: dir });
       await joining.waitForStderr(/accounts-to-api waiting/, 20_000);
@@ -316,10 +295,7 @@ describe('Ctrl-C on a sync run queued before the command', () => {
       expect(ended.code).toBe(130);
       const runs = await listRuns(dir);
       expect(runs.syncRuns.find((r) => r.id === queued)?.status).toBe('queued');
-    } finally {
-      for (const res of hung) res.destroy();
-      await new Promise((resolve) => server.close(resolve));
-    }
+    });
   });
 });
 
