@@ -21,3 +21,20 @@ export function RunHistory<T>(props: { runs: Resource<Page<T>>; offset: number; 
     </>
   );
 }
+
+/** A run history's Status filter: `options` as [value, label] after All (the empty value). */
+export function StatusFilter(props: { value: string; options: ReadonlyArray<readonly [string, string]>; onChange: (value: string) => void }) {
+  return (
+    <label className="inline-field">
+      Status
+      <select value={props.value} onChange={(e) => props.onChange(e.target.value)}>
+        <option value="">All</option>
+        {props.options.map(([value, label]) => (
+          <option key={value} value={value}>
+            {label}
+          </option>
+        ))}
+      </select>
+    </label>
+  );
+}

@@ -8,13 +8,22 @@ import type { Page, Sequence, SequenceRunView, Workspace } from '../api-types.js
 import { api, seg } from '../api.js';
 import { ACTIVE_SEQUENCE, SequenceRunDetails, useSequenceRun } from '../components/run-details.js';
 import { RunTimeCells } from '../components/run-facts.js';
-import { RunHistory } from '../components/run-history.js';
+import { RunHistory, StatusFilter } from '../components/run-history.js';
 import { SequenceGraph, dependencies, isGraph } from '../components/sequence-graph.js';
 import { SequencePlanDialog } from '../components/sequence-plan.js';
 import { Dialog, EmptyState, ErrorBanner, Loading, StatusBadge, Switch } from '../components/ui.js';
 import { membersInWords, scheduleInWords, terminateInWords } from '../format.js';
 import { useApi, useClock, usePageAction } from '../hooks.js';
 import { href, navigate } from '../router.js';
+
+/** The statuses the run history filters by, as [value, label]. */
+const SEQUENCE_RUN_FILTERS = [
+  ['pending', 'Pending'],
+  ['running', 'Running'],
+  ['done', 'Done'],
+  ['failed', 'Failed'],
+  ['cancelled', 'Cancelled'],
+] as const;
 
 const PAGE_SIZE = 20;
 
@@ -138,23 +147,14 @@ export function SequencePage({ slug, runId }: { slug: string; runId?: string }) 
       <section className="card" aria-labelledby="runs-heading">
         <div className="section-header">
           <h2 id="runs-heading">Run history</h2>
-          <label className="inline-field">
-            Status
-            <select
-              value={status}
-              onChange={(e) => {
-                setStatus(e.target.value);
-                setOffset(0);
-              }}
-            >
-              <option value="">All</option>
-              <option value="pending">Pending</option>
-              <option value="running">Running</option>
-              <option value="done">Done</option>
-              <option value="failed">Failed</option>
-              <option value="cancelled">Cancelled</option>
-            </select>
-          </label>
+          <StatusFilter
+            value={status}
+            options={SEQUENCE_RUN_FILTERS}
+            onChange={(value) => {
+              setStatus(value);
+              setOffset(0);
+            }}
+          />
         </div>
         <RunHistory
           runs={runs}

@@ -9,11 +9,21 @@ import { api, seg } from '../api.js';
 import { EnabledBadge, LastRun } from '../components/last-run.js';
 import { ACTIVE_SYNC, OPS, SyncRunDetails, useSyncRun } from '../components/run-details.js';
 import { RunTimeCells } from '../components/run-facts.js';
-import { RunHistory } from '../components/run-history.js';
+import { RunHistory, StatusFilter } from '../components/run-history.js';
 import { Dialog, EmptyState, ErrorBanner, Loading, StatusBadge, Switch } from '../components/ui.js';
 import { formatCount, scheduleInWords } from '../format.js';
 import { useApi, useClock, usePageAction } from '../hooks.js';
 import { href, navigate } from '../router.js';
+
+/** The statuses the run history filters by, as [value, label]. */
+const SYNC_RUN_FILTERS = [
+  ['queued,querying,processing,reporting', 'Running or queued'],
+  ['success', 'Success'],
+  ['warning', 'Warning'],
+  ['failed', 'Failed'],
+  ['cancelled', 'Cancelled'],
+  ['interrupted', 'Interrupted'],
+] as const;
 
 const RUNS_PAGE = 20;
 
@@ -229,24 +239,14 @@ export function SyncPage({ slug, runId }: { slug: string; runId?: number }) {
       <section className="card" aria-labelledby="sync-runs-heading">
         <div className="section-header">
           <h2 id="sync-runs-heading">Run history</h2>
-          <label className="inline-field">
-            Status
-            <select
-              value={status}
-              onChange={(e) => {
-                setStatus(e.target.value);
-                setOffset(0);
-              }}
-            >
-              <option value="">All</option>
-              <option value="queued,querying,processing,reporting">Running or queued</option>
-              <option value="success">Success</option>
-              <option value="warning">Warning</option>
-              <option value="failed">Failed</option>
-              <option value="cancelled">Cancelled</option>
-              <option value="interrupted">Interrupted</option>
-            </select>
-          </label>
+          <StatusFilter
+            value={status}
+            options={SYNC_RUN_FILTERS}
+            onChange={(value) => {
+              setStatus(value);
+              setOffset(0);
+            }}
+          />
         </div>
         <RunHistory
           runs={runs}
