@@ -5,7 +5,7 @@
 import type { z } from 'zod';
 import type { Diagnostic } from '../core/errors.js';
 import type { PathSegment, WorkspaceFile } from './workspace-file.js';
-import { didYouMean, listNames, show as showValue, splitHint } from './suggestions.js';
+import { closeMatches, didYouMean, listNames, show as showValue, splitHint } from './suggestions.js';
 
 /** Prefix of the message an error map gives unknown-key issues, followed by the allowed keys. */
 export const ALLOWED_KEYS = 'allowed keys:';
@@ -51,12 +51,70 @@ function lookup(data: unknown, path: readonly PathSegment[]): { present: boolean
   return { present: true, value };
 }
 
+/**
+ * The key beside a missing one at `path` that is a slip of its name (`destinaton` for a missing
+ * `destination`), or null: the missing key is then the misspelt one, and the message says so.
+ */
+function misspelt(data: unknown, path: readonly PathSegment[], schema: z.ZodType | undefined): { key: string; strict: boolean } | null {
+  const name = path[path.length - 1];
+  const mapping = schema ? mappingAt(schema, path.slice(0, -1)) : null;
+  if (typeof name !== 'string' || mapping === null) return null;
+  const { present, value: parent } = lookup(data, path.slice(0, -1));
+  if (!present || parent === null || typeof parent !== 'object' || Array.isArray(parent)) return null;
+  // A key the mapping takes is not a slip, however close (`mode` beside a missing `model`).
+  const [near] = closeMatches(
+    name,
+    Object.keys(parent).filter((key) => !mapping.keys.has(key)),
+    1,
+  );
+  return near === undefined ? null : { key: near, strict: mapping.strict };
+}
+
+/** The zod definition fields keysAt walks through. */
+interface SchemaDef {
+  type: string;
+  shape?: Record<string, z.ZodType>;
+  valueType?: z.ZodType;
+  element?: z.ZodType;
+  innerType?: z.ZodType;
+  in?: z.ZodType;
+  catchall?: z.ZodType;
+}
+
+const defOf = (schema: z.ZodType | undefined): SchemaDef | undefined => (schema as { _zod?: { def?: SchemaDef } } | undefined)?._zod?.def;
+
+/**
+ * The keys the mapping at `path` in `schema` declares, and whether it refuses any other (a strict
+ * object); null when that is not a mapping with known keys.
+ */
+function mappingAt(schema: z.ZodType, path: readonly PathSegment[]): { keys: Set<string>; strict: boolean } | null {
+  const unwrap = (node: z.ZodType | undefined): SchemaDef | undefined => {
+    let def = defOf(node);
+    while (def && (def.innerType !== undefined || def.type === 'pipe')) def = defOf(def.type === 'pipe' ? def.in : def.innerType);
+    return def;
+  };
+  let def = unwrap(schema);
+  for (const segment of path) {
+    if (def?.type === 'object') def = unwrap(def.shape?.[String(segment)]);
+    else if (def?.type === 'record') def = unwrap(def.valueType);
+    else if (def?.type === 'array') def = unwrap(def.element);
+    else return null;
+  }
+  if (def?.type !== 'object' || !def.shape) return null;
+  return { keys: new Set(Object.keys(def.shape)), strict: defOf(def.catchall)?.type === 'never' };
+}
+
 export interface IssueOptions {
   /** The value is a secret (a kind's `secrets` setting): messages say what kind of value it is, never the value. */
   secret?: boolean;
+  /**
+   * The schema the data was parsed with: a missing key beside a key it does not declare and that
+   * is close to the missing one's name is reported as that key misspelt.
+   */
+  schema?: z.ZodType;
 }
 
-export function issueDiagnostics(issue: z.core.$ZodIssue, file: WorkspaceFile, data: unknown, { secret = false }: IssueOptions = {}): Diagnostic[] {
+export function issueDiagnostics(issue: z.core.$ZodIssue, file: WorkspaceFile, data: unknown, { secret = false, schema }: IssueOptions = {}): Diagnostic[] {
   const path = issue.path as PathSegment[];
   const field = fieldName(path);
   const { present, value } = lookup(data, path);
@@ -66,6 +124,10 @@ export function issueDiagnostics(issue: z.core.$ZodIssue, file: WorkspaceFile, d
   const discriminator = issue.code === 'invalid_union' && 'note' in issue && issue.note === 'No matching discriminator';
   if (!present && path.length > 0 && !discriminator && (issue.code === 'invalid_type' || issue.code === 'invalid_value' || issue.code === 'invalid_union')) {
     const expected = issue.code === 'invalid_value' ? `one of ${issue.values.map(String).join(', ')}` : issue.code === 'invalid_type' ? `<${EXPECTED[issue.expected] ?? issue.expected}>` : '...';
+    const slip = misspelt(data, path, schema);
+    // A mapping that allows no other key reports the slip itself, as an unknown key with its did-you-mean.
+    if (slip?.strict) return [];
+    if (slip) return [file.diagnostic([...path.slice(0, -1), slip.key], `unknown key "${slip.key}" (did you mean "${field}"?)`, `rename it to ${field}`, 'key')];
     return [file.diagnostic(path, `missing ${field}`, `add ${field}: ${expected}`)];
   }
 
@@ -97,7 +159,7 @@ export function issueDiagnostics(issue: z.core.$ZodIssue, file: WorkspaceFile, d
       // When the value's type picks one alternative (a list, not a string), its own problems say more.
       const fitting = issue.errors.filter((branch) => !branch.every((inner) => inner.code === 'invalid_type' && inner.path.length === 0));
       if (fitting.length === 1 && fitting[0] !== undefined) {
-        return fitting[0].flatMap((inner) => issueDiagnostics({ ...inner, path: [...path, ...inner.path] } as z.core.$ZodIssue, file, data, { secret }));
+        return fitting[0].flatMap((inner) => issueDiagnostics({ ...inner, path: [...path, ...inner.path] } as z.core.$ZodIssue, file, data, { secret, schema }));
       }
       return [file.diagnostic(path, custom.hint ? custom.message : `${field} ${show(value)} is not valid`, custom.hint)];
     }

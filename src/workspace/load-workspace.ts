@@ -93,7 +93,7 @@ export async function loadWorkspace(dir: string, env: Env, registry: ConnectorRe
     const record = withoutExtensions(mapping);
     const parsed = workspaceFileSchema.safeParse(record, { error: workspaceErrorMap, reportInput: true });
     if (parsed.success) contents.push(parsed.data);
-    else diagnostics.push(...parsed.error.issues.flatMap((issue) => issueDiagnostics(issue, file, record, { secret: isSecretPath(record, issue.path) })));
+    else diagnostics.push(...parsed.error.issues.flatMap((issue) => issueDiagnostics(issue, file, record, { secret: isSecretPath(record, issue.path), schema: workspaceFileSchema })));
 
     for (const section of SECTION_NAMES) {
       const entries = asRecord(record[section]);

@@ -182,6 +182,35 @@ describe('loadWorkspace: a valid workspace', () => {
 });
 
 describe('loadWorkspace: errors', () => {
+  it('says a required key is misspelt, not missing, when a key beside it is a slip of its name', async () => {
+    const result = await load({
+      'lockstep.yaml': yaml(
+        /* 1 */ 'sources:',
+        /* 2 */ '  warehouse: { type: sqlite, path: ./warehouse.db }',
+        /* 3 */ 'destinations:',
+        /* 4 */ '  crm: { type: sqlite, path: ./crm.db }',
+        /* 5 */ 'models:',
+        /* 6 */ '  account: { source: warehouse, querry: "select 1 as id", primaryKey: id }',
+        /* 7 */ 'syncs:',
+        /* 8 */ '  accounts-to-crm:',
+        /* 9 */ '    model: account',
+        /* 10 */ '    destinaton: crm',
+        /* 11 */ '    object: accounts',
+        /* 12 */ '    mode: upsert',
+        /* 13 */ '  contacts-to-crm:',
+        /* 14 */ '    mode: upsert',
+        /* 15 */ '    destination: crm',
+        /* 16 */ '    object: contacts',
+      ),
+    });
+    expect(result.diagnostics.map((d) => `${brief(d)} — ${d.hint}`)).toEqual([
+      'lockstep.yaml:6: models.account.querry: unknown key "querry" (did you mean "query"?) — allowed here: source, query, primaryKey, cursor, fullCompareEvery',
+      'lockstep.yaml:10: syncs.accounts-to-crm.destinaton: unknown key "destinaton" (did you mean "destination"?) — rename it to destination',
+      // A key the sync takes is no slip, however close: `mode` beside a missing `model`.
+      'lockstep.yaml:13: syncs.contacts-to-crm.model: missing model — add model: <a string>',
+    ]);
+  });
+
   it('reports every mistake of a workspace in one pass, with exact lines, paths, values and hints', async () => {
     const result = await load(
       {
