@@ -1,11 +1,11 @@
 import { createHmac } from 'node:crypto';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { App } from '../../src/app.js';
 import type { AlertsDefinition } from '../../src/core/alerts.js';
 import { NotFoundError } from '../../src/core/errors.js';
 import { member, model, sequence, source, sync, workspace } from '../helpers/definitions.js';
 import { createHierarchyFixture, sqlite, startHarness, tempDir } from '../helpers/harness.js';
+import { runSync, settle } from './app-steps.js';
 import { HttpReceiver, SmtpReceiver, subjectOf, until, type Answer } from './receivers.js';
 
 const SECRET = 'hook-secret';
@@ -70,17 +70,6 @@ async function setup(answer?: (path: string, n: number) => Answer, env: Record<s
       await smtp[Symbol.asyncDispose]();
     },
   };
-}
-
-async function runSync(app: App, slug: string) {
-  const { run } = await app.runs.triggerSync(slug);
-  return app.runs.waitForSyncRun(run.id);
-}
-
-/** Every run so far evaluated and every due notice sent. */
-async function settle(app: App): Promise<void> {
-  await app.alertMonitor.idle();
-  await app.alerts.sendDue();
 }
 
 describe('alerts', () => {

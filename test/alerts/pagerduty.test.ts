@@ -5,11 +5,11 @@
  */
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { App } from '../../src/app.js';
 import type { AlertsDefinition } from '../../src/core/alerts.js';
 import { model, source, sync, workspace } from '../helpers/definitions.js';
 import { createHierarchyFixture, sqlite, startHarness, tempDir } from '../helpers/harness.js';
 import { PagerDutyStandin } from '../standins/pagerduty-standin.js';
+import { runSync, settle } from './app-steps.js';
 import { until } from './receivers.js';
 
 /** An integration key as PagerDuty issues them: 32 characters. */
@@ -46,17 +46,6 @@ async function setup(options: { retryMs?: number; slug?: string; routingKey?: st
       await pd[Symbol.asyncDispose]();
     },
   };
-}
-
-async function runSync(app: App, slug: string) {
-  const { run } = await app.runs.triggerSync(slug);
-  return app.runs.waitForSyncRun(run.id);
-}
-
-/** Every run so far evaluated and every due notice sent. */
-async function settle(app: App): Promise<void> {
-  await app.alertMonitor.idle();
-  await app.alerts.sendDue();
 }
 
 describe('PagerDuty channel', () => {
