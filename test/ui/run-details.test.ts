@@ -227,7 +227,7 @@ describe('run details', () => {
     }
   });
 
-  it('a sync’s More menu closes with Escape, back on its button, and once an action in it is chosen', async () => {
+  it('a sync’s More menu closes with Escape, back on its button, once an action in it is chosen, and on a click elsewhere', async () => {
     await page.goto(`${server.baseUrl}/syncs/workspaces-to-crm`);
     const menu = page.locator('details.menu');
     const summary = menu.locator('summary', { hasText: 'More' });
@@ -243,6 +243,12 @@ describe('run details', () => {
     expect(await focused()).toBe('button "Full resync"');
     await page.keyboard.press('Enter');
     await page.getByRole('status').filter({ hasText: 'Full resync started' }).waitFor();
+    expect(await menu.evaluate((details: HTMLDetailsElement) => details.open)).toBe(false);
+
+    // A click elsewhere on the page closes it too.
+    await summary.click();
+    expect(await menu.evaluate((details: HTMLDetailsElement) => details.open)).toBe(true);
+    await page.getByRole('heading', { level: 1 }).click();
     expect(await menu.evaluate((details: HTMLDetailsElement) => details.open)).toBe(false);
   });
 

@@ -121,7 +121,7 @@ export function SyncPage({ slug, runId }: { slug: string; runId?: number }) {
     runs.reload();
   });
   const more = useRef<HTMLDetailsElement>(null);
-  // The More menu is a <details>: it closes once an item is chosen, and on Escape (back to its summary).
+  // The More menu is a <details>: it closes once an item is chosen, on Escape (back to its summary) and on a click elsewhere.
   const closeMore = (focusSummary: boolean) => {
     const menu = more.current;
     if (!menu?.open) return;
@@ -132,6 +132,15 @@ export function SyncPage({ slug, runId }: { slug: string; runId?: number }) {
   useEffect(() => {
     document.title = `${slug} · Lockstep`;
   }, [slug]);
+
+  // A click anywhere else on the page closes the More menu, as menus do.
+  useEffect(() => {
+    const outside = (event: PointerEvent) => {
+      if (more.current?.open && !more.current.contains(event.target as Node)) closeMore(false);
+    };
+    document.addEventListener('pointerdown', outside);
+    return () => document.removeEventListener('pointerdown', outside);
+  }, []);
 
   if (workspace.loading && !workspace.data) return <Loading />;
   if (!workspace.data) return <ErrorBanner error={workspace.error} title="Could not load the sync" />;
