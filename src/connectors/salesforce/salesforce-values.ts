@@ -18,6 +18,7 @@
  * - an empty text is null for fields that are not text.
  */
 import type { Value } from '../../core/ports.js';
+import { timestampTextToIso } from '../values.js';
 import { isNumberField, isTextField, type FieldDescribe } from './salesforce-fields.js';
 
 /** A value in the form Salesforce reads for its field, or why it has none. */
@@ -102,17 +103,11 @@ function dateTime(field: FieldDescribe, value: Value): FieldValue {
 function timestamp(text: string): Date | null {
   const m = TIMESTAMP_TEXT.exec(text);
   if (!m) return null;
-  const [, day = '', time = '', fraction = '', zone] = m;
+  const [, day = '', time = ''] = m;
   if (!isCalendarDay(day)) return null;
   const [h, mi, s] = time.split(':').map(Number) as [number, number, number];
   if (h > 23 || mi > 59 || s > 59) return null;
-  const millis = fraction.slice(1, 4).padEnd(3, '0');
-  let offset = 'Z';
-  if (zone && zone.toUpperCase() !== 'Z') {
-    const digits = zone.slice(1).replace(':', '').padEnd(4, '0');
-    offset = `${zone[0]}${digits.slice(0, 2)}:${digits.slice(2, 4)}`;
-  }
-  const instant = new Date(`${day}T${time}.${millis}${offset}`);
+  const instant = new Date(timestampTextToIso(text));
   return Number.isNaN(instant.getTime()) ? null : instant;
 }
 
