@@ -269,6 +269,12 @@ export interface WriteTarget {
    */
   recordIds?: (sync: string, keys: string[]) => Promise<Map<string, string>>;
   /**
+   * Whether the sync delivered rows in earlier runs (its snapshot holds keys); absent when the
+   * engine does not know. False tells a destination whose keys can match one another (Salesforce's
+   * external ids, without regard to case) that no key of this run can meet one delivered before.
+   */
+  delivered?: boolean;
+  /**
    * Aborts when the run is cancelled (or another worker took it over): a writer then ends what it
    * waits on at once — a write, a poll — closing the connection it was made on, rather than letting
    * a peer that never answers hold the cancel up (default: never aborts).

@@ -427,6 +427,8 @@ export class SyncRunner {
         });
         const encoding = rows.encoded ? { format: rows.encoded.format, types: rows.encoded.types } : undefined;
         const target = this.writeTarget(p, { keyColumns, columns: rows.columns.map((c) => mapColumn(sync, c)), encoding, modelColumns: rows.columns });
+        // Past a cursor or after resetCDC the snapshot was not counted: whether the sync delivered before is not known.
+        if (!resetCDC && !byCursor) target.delivered = progress.expectedRows > 0;
         assertUniqueColumns(sync, target.columns);
         p.target = target;
         p.delivery.lookups = await this.lookups(p, rows.columns);

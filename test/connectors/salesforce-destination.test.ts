@@ -23,7 +23,7 @@ import { createRateLimiter } from '../../src/connectors/rate-limiter.js';
 import { REQUEST_LIMIT_PAUSE_SECONDS, SalesforceDestination, salesforceConnectionSettings, salesforceConnector, salesforceSyncSettings } from '../../src/connectors/salesforce/index.js';
 import { member, model, sequence, source, sync, workspace } from '../helpers/definitions.js';
 import { sqlite, startHarness, tempDir } from '../helpers/harness.js';
-import { startSalesforceStandIn, type SalesforceStandIn, type SalesforceStandInOptions } from '../standins/salesforce-standin.js';
+import { DEFAULT_SALESFORCE_SCHEMA, startSalesforceStandIn, type SalesforceStandIn, type SalesforceStandInOptions } from '../standins/salesforce-standin.js';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -1020,6 +1020,81 @@ describe('Salesforce destination through the engine', () => {
     const run = await runSync('accounts-to-sf');
     expect(run.status).toBe('failed');
     expect(run.error).toContain('writes field "Nmae", which Account does not have (did you mean "Name"?)');
+  });
+});
+
+describe('Salesforce destination through the engine: external ids that differ only in case', () => {
+  const twinReason = (key: string, other: string) =>
+    new RegExp(`^External_Id__c "${key}" is the same Account to Salesforce as "${other}", .*matches without regard to case .*give the model keys that differ by more than case`);
+
+  it('sends the first of two keys in one call and rejects the other naming both, where Salesforce refused both', async () => {
+    const { sf, runSync, h, warehouse } = await engine();
+    await using _ = h;
+    warehouse("insert into accounts values ('a-1', 'Twin of A-1')");
+    const run = await runSync('accounts-to-sf');
+    expect(run.status).toBe('warning');
+    expect(run.successfulRows.addedCount).toBe(3);
+    const rejected = await h.app.store.listRejectedRows(run.id, 10, 0);
+    expect(rejected.map((r) => r.key)).toEqual(['["a-1"]']);
+    expect(rejected[0]?.reason).toMatch(twinReason('a-1', 'A-1'));
+    expect(rejected[0]?.reason).toContain('another row of this run');
+    expect(sf.get('Account', 'External_Id__c', 'A-1')).toMatchObject({ External_Id__c: 'A-1', Name: 'Account 1' });
+    // A first run has delivered nothing a new key could meet: no lookup.
+    expect(sf.stats().requests.query).toBe(0);
+  });
+
+  it('does not let a key in a later batch of the run overwrite its twin\'s record', async () => {
+    const { sf, runSync, h, warehouse } = await engine({ syncs: { 'accounts-to-sf': { batchSize: 1 } } });
+    await using _ = h;
+    warehouse("insert into accounts values ('a-1', 'Twin of A-1')");
+    const run = await runSync('accounts-to-sf');
+    expect(run.status).toBe('warning');
+    expect((await h.app.store.listRejectedRows(run.id, 10, 0)).map((r) => r.reason)).toEqual([expect.stringMatching(twinReason('a-1', 'A-1'))]);
+    expect(sf.records('Account')).toHaveLength(3);
+    expect(sf.get('Account', 'External_Id__c', 'A-1')).toMatchObject({ External_Id__c: 'A-1', Name: 'Account 1' });
+  });
+
+  it('rejects a new key whose twin this sync delivered in an earlier run, on every run, leaving the record alone', async () => {
+    const { sf, runSync, h, warehouse } = await engine();
+    await using _ = h;
+    expect((await runSync('accounts-to-sf')).status).toBe('success');
+    const id = sf.get('Account', 'External_Id__c', 'A-2')?.Id;
+    warehouse("insert into accounts values ('a-2', 'Twin of A-2'), ('A-4', 'Account 4')");
+    for (let n = 0; n < 2; n++) {
+      const run = await runSync('accounts-to-sf');
+      expect(run.status).toBe('warning');
+      const rejected = await h.app.store.listRejectedRows(run.id, 10, 0);
+      expect(rejected.map((r) => r.key)).toEqual(['["a-2"]']);
+      expect(rejected[0]?.reason).toMatch(twinReason('a-2', 'A-2'));
+      expect(rejected[0]?.reason).toContain(`which this sync delivered to Account ${id}`);
+      expect(sf.get('Account', 'External_Id__c', 'A-2')).toMatchObject({ Id: id, External_Id__c: 'A-2', Name: 'Account 2' });
+    }
+    expect(sf.records('Account')).toHaveLength(4);
+  });
+
+  it('in mirror mode, a key whose case changed does not take its record away to be deleted, and arrives next run', async () => {
+    const { sf, runSync, h, warehouse } = await engine({ syncs: { 'accounts-to-sf': { mode: 'mirror' } } });
+    await using _ = h;
+    expect((await runSync('accounts-to-sf')).status).toBe('success');
+    warehouse("update accounts set id = 'a-2' where id = 'A-2'");
+    const renamed = await runSync('accounts-to-sf');
+    expect(renamed.status).toBe('warning');
+    expect(renamed.successfulRows.removedCount).toBe(1);
+    expect((await h.app.store.listRejectedRows(renamed.id, 10, 0)).map((r) => r.key)).toEqual(['["a-2"]']);
+    const next = await runSync('accounts-to-sf');
+    expect(next.status).toBe('success');
+    expect(sf.records('Account').map((a) => a.External_Id__c).sort()).toEqual(['A-1', 'A-3', 'a-2']);
+  });
+
+  it('sends both keys as two records when the field is case-sensitive', async () => {
+    const schema = structuredClone(DEFAULT_SALESFORCE_SCHEMA);
+    (schema.Account as { fields: Record<string, object> }).fields.External_Id__c = { type: 'string', externalId: true, unique: true, caseSensitive: true, length: 255 };
+    const { sf, runSync, h, warehouse } = await engine({ standIn: { schema } });
+    await using _ = h;
+    warehouse("insert into accounts values ('a-1', 'Twin of A-1')");
+    const run = await runSync('accounts-to-sf');
+    expect(run.status).toBe('success');
+    expect(sf.records('Account').map((a) => a.External_Id__c).sort()).toEqual(['A-1', 'A-2', 'A-3', 'a-1']);
   });
 });
 

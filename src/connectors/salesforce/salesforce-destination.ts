@@ -18,6 +18,10 @@
  *   by external id with a SOQL query, one per batch, since a record this sync delivered may have been
  *   deleted since — and rejects the others ("no Account with External_Id__c = 'A-9'"), retried on
  *   later runs.
+ * - An external id field not marked case-sensitive matches without regard to case: of two keys
+ *   that differ only in case, the first sent in a run is written and the other rejected, naming
+ *   both; a new key whose twin this sync delivered before is rejected too (caseTwins), as Salesforce
+ *   would write it over that record.
  * - Deletes (`DELETE composite/sobjects?ids=…&allOrNone=false`, 200 ids a call) use the ids this
  *   sync recorded, or look them up by external id; a record already gone counts as deleted.
  *
@@ -209,6 +213,11 @@ class SalesforceWriter implements DestinationWriter {
   private readonly object: string;
   private readonly externalId: FieldDescribe;
   private readonly sync: string;
+  /**
+   * The external ids this run sent, as Salesforce matches them → as the model wrote them, when the
+   * field matches text without regard to case (only ids with a letter: others have no twin).
+   */
+  private readonly sent = new Map<string, string>();
 
   constructor(private readonly options: WriterOptions) {
     const threshold = options.settings.bulkThreshold;
@@ -269,6 +278,11 @@ class SalesforceWriter implements DestinationWriter {
       }
       sends.sort((a, b) => a - b);
     }
+    if (this.ignoresCase()) {
+      const twins = await this.caseTwins(batch, sends);
+      for (const [i, reason] of twins) outcomes[i] = { ok: false, reason };
+      if (twins.size > 0) sends.splice(0, sends.length, ...sends.filter((i) => !twins.has(i)));
+    }
     // Values in the forms Salesforce reads; a row with a value that has none is rejected here, as
     // Salesforce would refuse the whole call it went in.
     const values = new Map<number, Value[]>();
@@ -316,6 +330,59 @@ class SalesforceWriter implements DestinationWriter {
         outcomes[row] = worse(outcomes[row], { ok: false, reason: error.message, retryable: true, retryAfterSeconds: error.retryAfterSeconds });
       }
     });
+  }
+
+  /** Whether Salesforce matches the external id's values without regard to case (a text field not marked case-sensitive). */
+  private ignoresCase(): boolean {
+    return !isNumberField(this.externalId) && !this.externalId.caseSensitive;
+  }
+
+  /**
+   * The rows of `sends` whose external id differs only in case from another key's, with why they
+   * are not sent: Salesforce takes both for one record, so the second would overwrite the first's.
+   * A key meets its twin earlier in this run (the first one sent wins), or in a record this sync
+   * delivered in an earlier run (looked up by external id for new keys once the sync has delivered).
+   */
+  private async caseTwins(batch: WriteOperation[], sends: number[]): Promise<Map<number, string>> {
+    const twins = new Map<number, string>();
+    const fresh: number[] = [];
+    for (const i of sends) {
+      const op = batch[i] as WriteOperation;
+      const text = String(op.key[0]);
+      if (text.toLowerCase() === text.toUpperCase()) continue;
+      const match = text.toLowerCase();
+      const first = this.sent.get(match);
+      if (first === undefined) this.sent.set(match, text);
+      if (first !== undefined && first !== text) twins.set(i, this.twinReason(text, first, 'another row of this run, sent instead of this one'));
+      else if (op.change === 'added' && this.options.target.delivered !== false) fresh.push(i);
+    }
+    const { target } = this.options;
+    if (fresh.length === 0 || !target.recordIds || !target.sync) return twins;
+    const found = await this.findByExternalId(fresh.map((i) => (batch[i] as WriteOperation).key[0] ?? null));
+    // Records holding a twin of a new key: is the twin a key this sync delivered to that very record?
+    const others = new Map<string, { id: string; value: string }>();
+    for (const { id, value } of found) if (id !== undefined) others.set(String(value).toLowerCase(), { id, value: String(value) });
+    const candidates = fresh.flatMap((i) => {
+      const text = String((batch[i] as WriteOperation).key[0]);
+      const other = others.get(text.toLowerCase());
+      return other && other.value !== text ? [{ row: i, text, other }] : [];
+    });
+    if (candidates.length === 0) return twins;
+    const recorded = await target.recordIds(target.sync, candidates.map((c) => encodeKey([c.other.value])));
+    for (const { row, text, other } of candidates) {
+      if (recorded.get(encodeKey([other.value])) !== other.id) continue;
+      twins.set(row, this.twinReason(text, other.value, `which this sync delivered to ${this.object} ${other.id}; this row is sent once that key leaves the model and its record is deleted`));
+    }
+    return twins;
+  }
+
+  private twinReason(text: string, other: string, which: string): string {
+    const field = this.externalId.name;
+    return (
+      `${field} "${text}" is the same ${this.object} to Salesforce as "${other}", ${which}: ${field} matches without regard to case ` +
+      `(it is not "Unique, case sensitive"), so the two would write one record — give the model keys that differ by more than case, ` +
+      `or make ${field} case-sensitive in Setup › Object Manager › ${this.object} › Fields & Relationships (Unique: treat "ABC" and "abc" as different values)`
+    );
   }
 
   /** A row's values as Salesforce reads them for their fields, or the first that has no such form. */
@@ -469,7 +536,7 @@ class SalesforceWriter implements DestinationWriter {
     const recorded = useRecorded && target.recordIds && target.sync ? await target.recordIds(target.sync, encoded) : new Map<string, string>();
     const found = new Map<string, string[]>();
     // The keys still to find, by the external id as Salesforce compares it.
-    const wanted = new Map<string, { literal: string; keys: string[] }>();
+    const wanted = new Map<string, { value: Value; keys: string[] }>();
     keys.forEach((key, i) => {
       const k = encoded[i] as string;
       const id = recorded.get(k);
@@ -479,13 +546,33 @@ class SalesforceWriter implements DestinationWriter {
       const match = matchText(this.externalId, value);
       const entry = wanted.get(match);
       if (entry) entry.keys.push(k);
-      else wanted.set(match, { literal: soqlLiteral(this.externalId, value), keys: [k] });
+      else wanted.set(match, { value, keys: [k] });
     });
     if (wanted.size === 0) return found;
+    const records = await this.findByExternalId([...wanted.values()].map((w) => w.value));
+    for (const { id, value } of records) {
+      if (id === undefined) continue;
+      for (const k of wanted.get(matchText(this.externalId, value))?.keys ?? []) {
+        const ids = found.get(k);
+        if (ids) ids.push(id);
+        else found.set(k, [id]);
+      }
+    }
+    return found;
+  }
+
+  /**
+   * The records whose external id SOQL finds equal to one of `values` (case-insensitively for text,
+   * as Salesforce compares it), with the value each holds: several queries at once, each within
+   * Salesforce's URI limit.
+   */
+  private async findByExternalId(values: Value[]): Promise<Array<{ id: string | undefined; value: Value }>> {
+    const literals = [...new Set(values.flatMap((value) => (value === null || (isNumberField(this.externalId) && !Number.isFinite(Number(value))) ? [] : [soqlLiteral(this.externalId, value)])))];
+    if (literals.length === 0) return [];
     const field = this.externalId.name;
     const groups: string[][] = [[]];
     let size = 0;
-    for (const { literal } of wanted.values()) {
+    for (const literal of literals) {
       const cost = encodeURIComponent(literal).length + 3;
       if (size + cost > SOQL_VALUES_BUDGET && (groups.at(-1) as string[]).length > 0) {
         groups.push([]);
@@ -497,17 +584,11 @@ class SalesforceWriter implements DestinationWriter {
     const answers = await Promise.all(
       groups.map((group) => this.query(`SELECT Id, ${field} FROM ${this.object} WHERE ${field} IN (${group.join(',')})`, `look up ${group.length} ${this.object} records by ${field}`)),
     );
-    for (const record of answers.flat()) {
-      const id = record.Id;
+    return answers.flat().flatMap((record) => {
       const value = record[field] ?? Object.entries(record).find(([name]) => name.toLowerCase() === field.toLowerCase())?.[1];
-      if (typeof id !== 'string' || value === undefined || value === null || typeof value === 'object') continue;
-      for (const k of wanted.get(matchText(this.externalId, value as Value))?.keys ?? []) {
-        const ids = found.get(k);
-        if (ids) ids.push(id);
-        else found.set(k, [id]);
-      }
-    }
-    return found;
+      if (value === undefined || value === null || typeof value === 'object') return [];
+      return [{ id: typeof record.Id === 'string' ? record.Id : undefined, value: value as Value }];
+    });
   }
 
   /** Every record a SOQL query finds, following `nextRecordsUrl`. */
