@@ -320,6 +320,19 @@ describe('Salesforce destination: prepare checks the object and its fields', () 
     expect(error.code).toBe(ErrorCode.Schema);
     expect(error.message).toContain('sync "accounts-to-sf" writes field "Nmae", which Account does not have (did you mean "Name"?)');
     expect(error.message).toMatch(/writable fields: .*Industry/);
+    // Salesforce's describe leaves out a field hidden from the user as if it did not exist.
+    expect(error.message).toContain("a field that exists but that field-level security hides from the connected app's Run As user is not in Salesforce's describe");
+  });
+
+  it('refuses a field the Run As user cannot write, naming field-level security as well as formula and system fields', async () => {
+    const schema = structuredClone(DEFAULT_SALESFORCE_SCHEMA);
+    (schema.Account as { fields: Record<string, object> }).fields.Tier__c = { type: 'string', createable: false, updateable: false };
+    const sf = await start({ schema });
+    const { destination } = await open(sf);
+    const error = await failure(destination.prepare(accountsTarget({ columns: ['External_Id__c', 'Name', 'Tier__c'] })));
+    expect(error.code).toBe(ErrorCode.Schema);
+    expect(error.message).toContain("writes field Tier__c of Account, which the connected app's Run As user cannot write");
+    expect(error.message).toContain('Account › Fields & Relationships › Tier__c › Set Field-Level Security');
   });
 
   it('refuses an externalIdField that is not an external id, or that the key is not written to', async () => {

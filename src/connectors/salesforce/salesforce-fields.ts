@@ -138,7 +138,10 @@ export async function planTarget(input: PlanInput): Promise<TargetPlan> {
       continue;
     }
     if (!field.createable && !field.updateable) {
-      throw schemaError(`${sync} writes field ${field.name} of ${object.name}, which is read-only (${field.type}, set by Salesforce)`, 'remove it from the model\'s query or map it to a writable field');
+      throw schemaError(
+        `${sync} writes field ${field.name} of ${object.name}, which the connected app's Run As user cannot write (its describe says neither createable nor updateable: a formula, roll-up, auto-number or system field, or one that field-level security makes read-only for that user)`,
+        `remove it from the model's query or map it to a writable field; or, if it is an ordinary field, give the Run As user's profile or permission set Edit access to it (Setup › Object Manager › ${object.name} › Fields & Relationships › ${field.name} › Set Field-Level Security)`,
+      );
     }
     plans.push({ kind: 'field', field });
   }
@@ -148,7 +151,7 @@ export async function planTarget(input: PlanInput): Promise<TargetPlan> {
     const writable = object.fields.filter((f) => f.createable || f.updateable).map((f) => f.name);
     throw schemaError(
       `${sync} writes ${unknown.length === 1 ? 'field' : 'fields'} ${unknown.map((c) => `"${c}"`).join(', ')}, which ${object.name} does not have${near ? ` (did you mean "${near}"?)` : ''}`,
-      `map each model column to one of ${object.name}'s fields (mappings: [ { from: column, to: Field__c } ]; custom fields end in __c), or create the field in Setup › Object Manager › ${object.name} › Fields; writable fields: ${listNames(writable)}`,
+      `map each model column to one of ${object.name}'s fields (mappings: [ { from: column, to: Field__c } ]; custom fields end in __c), or create the field in Setup › Object Manager › ${object.name} › Fields; a field that exists but that field-level security hides from the connected app's Run As user is not in Salesforce's describe either: give that user's profile or permission set Read and Edit access to it; writable fields: ${listNames(writable)}`,
     );
   }
   return { object: object.name, externalId, columns: plans, keyColumn: plans.findIndex((p) => p.kind === 'field' && p.field === externalId) };
