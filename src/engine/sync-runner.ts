@@ -626,6 +626,7 @@ export class SyncRunner {
     const prepare = async (columns: string[], encoded: EncodedRows | undefined) => {
       const encoding = encoded ? { format: encoded.format, types: encoded.types } : undefined;
       const target = this.writeTarget(p, { keyColumns, columns: columns.map((c) => mapColumn(sync, c)), encoding, modelColumns: columns });
+      target.delivered = plan.plannerRows > 0 || totalCount(plan.delivered) > 0;
       assertUniqueColumns(sync, target.columns);
       p.target = target;
       const { delivery } = p;

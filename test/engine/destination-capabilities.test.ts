@@ -29,6 +29,8 @@ interface Recorder {
   down: Set<string>;
   planned: Array<{ rows: number; complete: boolean }>;
   planAhead: number;
+  /** Per prepare: whether the engine said the sync delivered rows before (`WriteTarget.delivered`). */
+  delivered: Array<boolean | undefined>;
 }
 
 function recordingKind(recorder: Recorder): ConnectorKind<{ name: string }> {
@@ -45,6 +47,7 @@ function recordingKind(recorder: Recorder): ConnectorKind<{ name: string }> {
           capabilities: { deletes: true, upsert: true, maxBatchSize: 3, recordIds: true },
           async close() {},
           async prepare(target: WriteTarget): Promise<DestinationWriter> {
+            recorder.delivered.push(target.delivered);
             const writer: DestinationWriter = {
               planAhead: recorder.planAhead,
               plan: (planned) => recorder.planned.push(planned),
@@ -104,7 +107,7 @@ async function setup(recorder: Recorder) {
   return { h, runSync };
 }
 
-const newRecorder = (over: Partial<Recorder> = {}): Recorder => ({ calls: new Map(), flaky: new Map(), stuck: new Set(), down: new Set(), planned: [], planAhead: 0, ...over });
+const newRecorder = (over: Partial<Recorder> = {}): Recorder => ({ calls: new Map(), flaky: new Map(), stuck: new Set(), down: new Set(), planned: [], planAhead: 0, delivered: [], ...over });
 
 describe('destination capabilities in the engine', () => {
   it('caps batches at maxBatchSize, records ids, and sends a parent id through lookup', async () => {
@@ -200,6 +203,16 @@ describe('destination capabilities in the engine', () => {
     expect(recorder.planned).toEqual([{ rows: 3, complete: true }, { rows: 0, complete: true }]);
   });
 
+  it('tells the writer whether the sync delivered rows before', async () => {
+    const recorder = newRecorder();
+    const { h, runSync } = await setup(recorder);
+    await using _ = h;
+    await runSync('accounts');
+    sqlite(`${h.dir}/warehouse.db`, "insert into accounts values (9, 'new')");
+    await runSync('accounts');
+    expect(recorder.delivered).toEqual([false, true]);
+  });
+
   it('drops the ids of deleted rows', async () => {
     const recorder = newRecorder();
     const { h, runSync } = await setup(recorder);
@@ -242,6 +255,8 @@ describe('lookups with the planner in the warehouse', () => {
     expect((await runSync('workspaces')).successfulRows.addedCount).toBe(3);
     const idle = await runSync('workspaces');
     expect(idle).toMatchObject({ status: 'success', error: null, plannedRows: { addedCount: 0, changedCount: 0, removedCount: 0 } });
+    // The writer hears whether the sync delivered before: not on its first run.
+    expect(recorder.delivered).toEqual([false, false, true]);
     await sql(url, 'delete from workspaces where id = 12');
     const removed = await runSync('workspaces');
     expect(removed).toMatchObject({ status: 'success', error: null, successfulRows: { addedCount: 0, changedCount: 0, removedCount: 1 } });
