@@ -408,7 +408,10 @@ describe('Salesforce destination: sObject Collections', () => {
     const { destination } = await open(sf);
     const contacts = await destination.prepare(contactsTarget());
     const early = await contacts.write([upsert(['C-1', 'Lovelace', 'A-1']), upsert(['C-2', 'Hopper', null])]);
-    expect(reason(early[0])).toBe('INVALID_FIELD: Foreign key external ID: A-1 not found for field External_Id__c in entity Account');
+    expect(reason(early[0])).toBe(
+      'INVALID_FIELD: Foreign key external ID: A-1 not found for field External_Id__c in entity Account' +
+      ' — no Account has External_Id__c A-1 yet: deliver that Account before this row (run the sync writing Account first, e.g. ahead of this one in a sequence, and fix its row there if it was rejected); this row is sent again on every run until then',
+    );
     expect(early[1]).toMatchObject({ ok: true });
 
     const accounts = await destination.prepare(accountsTarget());
@@ -644,7 +647,10 @@ describe('Salesforce destination: Bulk API 2.0', () => {
     expect(outcomes[0]).toEqual({ ok: true, id: sf.get('Contact', 'External_Id__c', 'C-1')?.Id });
     expect(reason(outcomes[1])).toBe('REQUIRED_FIELD_MISSING: Required fields are missing: [LastName]');
     expect(outcomes[2]).toEqual({ ok: true, id: sf.get('Contact', 'External_Id__c', 'C-3')?.Id });
-    expect(reason(outcomes[3])).toBe('INVALID_FIELD: Foreign key external ID: A-404 not found for field External_Id__c in entity Account');
+    expect(reason(outcomes[3])).toBe(
+      'INVALID_FIELD: Foreign key external ID: A-404 not found for field External_Id__c in entity Account' +
+      ' — no Account has External_Id__c A-404 yet: deliver that Account before this row (run the sync writing Account first, e.g. ahead of this one in a sequence, and fix its row there if it was rejected); this row is sent again on every run until then',
+    );
     expect(outcomes[4]).toEqual({ ok: true, id: sf.get('Contact', 'External_Id__c', '5')?.Id });
     expect(outcomes[5]).toEqual({ ok: true, id: sf.get('Contact', 'External_Id__c', 'c-6')?.Id });
     expect(sf.get('Contact', 'External_Id__c', 'C-3')).toMatchObject({ LastName: 'Hopper, "Grace"' });
@@ -907,7 +913,10 @@ describe('Salesforce destination through the engine', () => {
     expect(early.status).toBe('warning');
     expect(early.failedRows.addedCount).toBe(12);
     const rejected = await h.app.store.listRejectedRows(early.id, 20, 0);
-    expect(rejected[0]?.reason).toBe('INVALID_FIELD: Foreign key external ID: A-1 not found for field External_Id__c in entity Account');
+    expect(rejected[0]?.reason).toBe(
+      'INVALID_FIELD: Foreign key external ID: A-1 not found for field External_Id__c in entity Account' +
+      ' — no Account has External_Id__c A-1 yet: deliver that Account before this row (run the sync writing Account first, e.g. ahead of this one in a sequence, and fix its row there if it was rejected); this row is sent again on every run until then',
+    );
     expect(sf.records('Contact')).toHaveLength(0);
 
     const { run } = await h.app.runs.triggerSequence('sf-hierarchy');

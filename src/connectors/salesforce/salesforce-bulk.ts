@@ -291,7 +291,22 @@ export function bulkError(cell: string): { reason: string; code: string } {
   const match = /^([A-Z0-9_]+):([\s\S]*?):[^:]*--\s*$/.exec(cell);
   if (!match) return { reason: cell.trim() || 'refused by Salesforce (no sf__Error given)', code: '' };
   const [, code = '', message = ''] = match;
-  return { reason: `${code}: ${message}`, code };
+  return { reason: recordErrorReason(code, message), code };
+}
+
+/**
+ * A record's error as its row's reason, `CODE: message`, with the fix where Salesforce's message
+ * gives none: a parent named by an external id that no record has (yet) is delivered first.
+ */
+export function recordErrorReason(code: string, message: string): string {
+  const reason = `${code}: ${message}`;
+  const parent = /^Foreign key external ID: ([\s\S]*) not found for field (\w+) in entity (\w+)$/.exec(message);
+  if (code !== 'INVALID_FIELD' || !parent) return reason;
+  const [, value = '', field = '', entity = ''] = parent;
+  return (
+    `${reason} — no ${entity} has ${field} ${value} yet: deliver that ${entity} before this row (run the sync writing ${entity} first, e.g. ahead of this one in a sequence, ` +
+    `and fix its row there if it was rejected); this row is sent again on every run until then`
+  );
 }
 
 /** One CSV line: cells quoted when they hold a comma, a quote, a line break or edge spaces. */

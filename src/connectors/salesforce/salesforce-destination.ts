@@ -32,7 +32,7 @@ import { ErrorCode, LockstepError } from '../../core/errors.js';
 import { encodeKey } from '../../core/keys.js';
 import type { ApiUsage } from '../../core/runs.js';
 import type { Destination, DestinationWriter, Logger, RowOutcome, Value, WriteOperation, WriteTarget } from '../../core/ports.js';
-import { BulkIngest, RETRYABLE_RECORD_CODES, csvLine } from './salesforce-bulk.js';
+import { BulkIngest, RETRYABLE_RECORD_CODES, csvLine, recordErrorReason } from './salesforce-bulk.js';
 import { SalesforceClient, isRecord, type SalesforceAnswer, type SalesforceRequest } from './salesforce-client.js';
 import {
   closest,
@@ -618,7 +618,7 @@ function recordOutcome(result: unknown, client: SalesforceClient): RowOutcome {
   if (result.success) return typeof result.id === 'string' ? { ok: true, id: result.id } : { ok: true };
   const errors = Array.isArray(result.errors) ? result.errors.filter(isRecord) : [];
   if (errors.length === 0) return { ok: false, reason: 'refused by Salesforce (its result gives no error)' };
-  const reason = errors.map((e) => `${String(e.statusCode ?? 'UNKNOWN')}: ${String(e.message ?? '')}`).join('; ');
+  const reason = errors.map((e) => recordErrorReason(String(e.statusCode ?? 'UNKNOWN'), String(e.message ?? ''))).join('; ');
   const retryable = errors.every((e) => RETRYABLE_RECORD_CODES.has(String(e.statusCode)));
   return retryable ? { ok: false, reason: client.scrub(reason), retryable: true } : { ok: false, reason: client.scrub(reason) };
 }
