@@ -1045,6 +1045,41 @@ describe('Salesforce destination through the engine', () => {
   });
 });
 
+describe('Salesforce destination through the engine: fields Salesforce sets only on create', () => {
+  // A master-detail field that is not reparentable: createable, not updateable.
+  const schema = structuredClone(DEFAULT_SALESFORCE_SCHEMA);
+  (schema.Contact as { fields: Record<string, object> }).fields.AccountId = {
+    type: 'reference',
+    referenceTo: 'Account',
+    relationshipName: 'Account',
+    label: 'Account ID',
+    createable: true,
+    updateable: false,
+  };
+
+  for (const bulkThreshold of [10_000, 0]) {
+    it(`updates a changed row without its parent, which Salesforce refuses to change (${bulkThreshold === 0 ? 'Bulk API 2.0' : 'sObject Collections'})`, async () => {
+      const { sf, runSync, h, warehouse } = await engine({
+        standIn: { schema },
+        syncs: { 'contacts-to-sf': { settings: { externalIdField: 'External_Id__c', bulkThreshold } } },
+      });
+      await using _ = h;
+      expect((await runSync('accounts-to-sf')).status).toBe('success');
+      expect((await runSync('contacts-to-sf')).status).toBe('success');
+      const account = sf.get('Contact', 'External_Id__c', 'C-1')?.AccountId;
+      expect(account).toBe(sf.get('Account', 'External_Id__c', 'A-1')?.Id);
+      warehouse("update contacts set last_name = 'Renamed' where id = 'C-1'; insert into contacts values ('C-99', 'A-2', 'New', 'c99@example.com');");
+      const run = await runSync('contacts-to-sf');
+      expect((await h.app.store.listRejectedRows(run.id, 10, 0)).map((r) => r.reason)).toEqual([]);
+      expect(run.status).toBe('success');
+      expect(run.successfulRows).toMatchObject({ addedCount: 1, changedCount: 1 });
+      expect(sf.get('Contact', 'External_Id__c', 'C-1')).toMatchObject({ LastName: 'Renamed', AccountId: account });
+      // A new record gets its parent.
+      expect(sf.get('Contact', 'External_Id__c', 'C-99')?.AccountId).toBe(sf.get('Account', 'External_Id__c', 'A-2')?.Id);
+    });
+  }
+});
+
 describe('Salesforce destination through the engine: external ids that differ only in case', () => {
   const twinReason = (key: string, other: string) =>
     new RegExp(`^External_Id__c "${key}" is the same Account to Salesforce as "${other}", .*matches without regard to case .*give the model keys that differ by more than case`);

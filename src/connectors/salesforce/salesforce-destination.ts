@@ -218,6 +218,12 @@ class SalesforceWriter implements DestinationWriter {
    * field matches text without regard to case (only ids with a letter: others have no twin).
    */
   private readonly sent = new Map<string, string>();
+  /**
+   * Per column: Salesforce sets it only when it creates a record (its describe says createable,
+   * not updateable: a master-detail field that is not reparentable, CampaignMember's CampaignId), and
+   * refuses a whole record that updates it; a row whose record exists goes without it.
+   */
+  private readonly createOnly: boolean[];
 
   constructor(private readonly options: WriterOptions) {
     const threshold = options.settings.bulkThreshold;
@@ -227,6 +233,7 @@ class SalesforceWriter implements DestinationWriter {
     this.object = options.plan.object;
     this.externalId = options.plan.externalId;
     this.sync = options.target.sync ?? options.target.object;
+    this.createOnly = options.plan.columns.map((column) => !(column.kind === 'field' ? column.field : column.reference).updateable);
   }
 
   get concurrentWrites(): number {
@@ -292,10 +299,12 @@ class SalesforceWriter implements DestinationWriter {
       else outcomes[i] = { ok: false, reason: converted.reason };
     }
     const ready = sends.filter((i) => values.has(i));
+    // Rows whose record this sync delivered before, or that update mode found: they leave out the create-only fields.
+    const existing = new Set(this.createOnly.includes(true) ? ready.filter((i) => (batch[i] as WriteOperation).kind === 'update' || (batch[i] as WriteOperation).change === 'changed') : []);
     const units: WriteUnit[] = [];
     if (ready.length > 0) {
-      if (this.bulkMode) units.push({ rows: ready, run: () => this.bulkUpsert(batch, values, ready) });
-      else for (const rows of chunks(ready, COLLECTION_LIMIT)) units.push({ rows, run: () => this.collectionsUpsert(values, rows) });
+      if (this.bulkMode) units.push({ rows: ready, run: () => this.bulkUpsert(batch, values, ready, existing) });
+      else for (const rows of chunks(ready, COLLECTION_LIMIT)) units.push({ rows, run: () => this.collectionsUpsert(values, rows, existing) });
     }
     if (deletes.length > 0) units.push(...(await this.deleteUnits(batch, deletes, outcomes)));
     await this.settle(units, outcomes);
@@ -397,13 +406,13 @@ class SalesforceWriter implements DestinationWriter {
   }
 
   /** One sObject Collections upsert of at most 200 rows. */
-  private async collectionsUpsert(values: Map<number, Value[]>, rows: number[]): Promise<Array<[number, RowOutcome]>> {
+  private async collectionsUpsert(values: Map<number, Value[]>, rows: number[], existing: ReadonlySet<number>): Promise<Array<[number, RowOutcome]>> {
     const { client } = this.options;
     const request: SalesforceRequest = {
       method: 'PATCH',
       path: `composite/sobjects/${this.object}/${this.externalId.name}`,
       what: `upsert ${rows.length} ${this.object} records by ${this.externalId.name}`,
-      json: { allOrNone: false, records: rows.map((i) => this.record(values.get(i) as Value[])) },
+      json: { allOrNone: false, records: rows.map((i) => this.record(values.get(i) as Value[], existing.has(i))) },
     };
     const answer = await client.call(request);
     if (!answer.ok) {
@@ -414,7 +423,7 @@ class SalesforceWriter implements DestinationWriter {
       const reason = `JSON_PARSER_ERROR: ${answer.message} — Salesforce cannot read this value for its field; fix its form in the model's query`;
       const rest = rows.filter((row) => !unreadable.includes(row));
       const refused = unreadable.map((row): [number, RowOutcome] => [row, { ok: false, reason }]);
-      return rest.length === 0 ? refused : [...refused, ...(await this.collectionsUpsert(values, rest))];
+      return rest.length === 0 ? refused : [...refused, ...(await this.collectionsUpsert(values, rest, existing))];
     }
     const results = answer.body;
     if (!Array.isArray(results) || results.length !== rows.length) {
@@ -444,10 +453,14 @@ class SalesforceWriter implements DestinationWriter {
     });
   }
 
-  /** A record for sObject Collections: fields by API name, parents by external id nested under their relationship. */
-  private record(values: Value[]): Record<string, unknown> {
+  /**
+   * A record for sObject Collections: fields by API name, parents by external id nested under their
+   * relationship; without the create-only fields when the record exists.
+   */
+  private record(values: Value[], exists: boolean): Record<string, unknown> {
     const record: Record<string, unknown> = { attributes: { type: this.object } };
     this.options.plan.columns.forEach((column, i) => {
+      if (exists && this.createOnly[i]) return;
       const value = values[i] ?? null;
       if (column.kind === 'field') record[column.field.name] = value;
       else if (value === null || value === '') record[column.reference.name] = null;
@@ -459,14 +472,16 @@ class SalesforceWriter implements DestinationWriter {
     return record;
   }
 
-  private async bulkUpsert(batch: WriteOperation[], values: Map<number, Value[]>, rows: number[]): Promise<Array<[number, RowOutcome]>> {
+  private async bulkUpsert(batch: WriteOperation[], values: Map<number, Value[]>, rows: number[], existing: ReadonlySet<number>): Promise<Array<[number, RowOutcome]>> {
     const { plan } = this.options;
     const keyColumn = plan.keyColumn;
     const lines: string[] = new Array(rows.length);
     const keys: string[] = new Array(rows.length);
     rows.forEach((row, n) => {
       const cells = values.get(row) as Value[];
-      lines[n] = csvLine(plan.columns.map((_, i) => csvText(cells[i] ?? null)));
+      // An empty cell leaves a field as it is: a record that exists keeps its create-only fields.
+      const exists = existing.has(row);
+      lines[n] = csvLine(plan.columns.map((_, i) => (exists && this.createOnly[i] ? '' : csvText(cells[i] ?? null))));
       keys[n] = csvText(keyColumn >= 0 ? (cells[keyColumn] ?? null) : ((batch[row] as WriteOperation).key[0] ?? null));
     });
     const outcomes = await this.options.bulk.upsert({
