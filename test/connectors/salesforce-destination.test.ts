@@ -362,10 +362,27 @@ describe('Salesforce destination: prepare checks the object and its fields', () 
     expect((await failure(prepare('AccountId.External_Id__c'))).message).toContain('(did you mean "Account.External_Id__c"?)');
     const notExternal = await failure(prepare('Account.Name'));
     expect(notExternal.code).toBe(ErrorCode.Schema);
-    expect(notExternal.message).toContain('Name of Account is not an external id field');
+    expect(notExternal.message).toContain('Name of Account is neither an external id field nor one Salesforce looks records up by (idLookup)');
     expect(notExternal.message).toContain('Account.External_Id__c');
     expect((await failure(prepare('Account.External_Id_c'))).message).toContain('(did you mean "Account.External_Id__c"?)');
     await expect(prepare('account.external_id__c')).resolves.toBeDefined();
+  });
+
+  it('names a parent by a field Salesforce looks records up by (idLookup), as ReportsTo.Email, in both write paths', async () => {
+    const schema = structuredClone(DEFAULT_SALESFORCE_SCHEMA);
+    (schema.Contact as { fields: Record<string, object> }).fields.ReportsToId = { type: 'reference', referenceTo: 'Contact', relationshipName: 'ReportsTo', label: 'Reports To ID' };
+    const sf = await start({ schema });
+    const { destination } = await open(sf);
+    const columns = ['External_Id__c', 'LastName', 'Email', 'ReportsTo.Email'];
+    for (const bulkThreshold of [10_000, 0]) {
+      const writer = await destination.prepare(contactsTarget({ columns, settings: { externalIdField: 'External_Id__c', bulkThreshold } }));
+      const boss = `boss${bulkThreshold}@example.com`;
+      const [lead] = await writer.write([upsert([`B-${bulkThreshold}`, 'Boss', boss, null])]);
+      const outcomes = await writer.write([upsert([`R-${bulkThreshold}`, 'Report', `report${bulkThreshold}@example.com`, boss]), upsert([`X-${bulkThreshold}`, 'Orphan', null, 'nobody@example.com'])]);
+      expect(outcomes[0]).toMatchObject({ ok: true });
+      expect(sf.get('Contact', 'External_Id__c', `R-${bulkThreshold}`)?.ReportsToId).toBe(lead && lead.ok ? lead.id : 'missing');
+      expect(reason(outcomes[1])).toMatch(/^INVALID_FIELD: Foreign key external ID: nobody@example.com not found for field Email in entity Contact/);
+    }
   });
 
   it('describes each object once per connection', async () => {

@@ -1,7 +1,8 @@
 /**
  * What a sync writes to an sObject, checked against Salesforce's describe: the object exists, the
  * external id field is one, every mapped field exists and can be written, and a dotted field
- * (`Account.External_Id__c`) names a parent by its external id through a relationship. The result
+ * (`Account.External_Id__c`, `ReportsTo.Email`) names a parent through a relationship by an external id
+ * field or a field Salesforce looks records up by (idLookup). The result
  * is a plan per column saying how its value goes into a record (JSON) and a CSV header.
  */
 import { distance } from 'fastest-levenshtein';
@@ -204,15 +205,16 @@ async function planParent(input: PlanInput, column: string): Promise<ColumnPlan>
   const parent = await input.describe(parentObject);
   if (!parent) throw schemaError(`${sync} writes "${column}", but ${parentObject}, the object ${reference.name} points to, cannot be described`, 'check that the connected app\'s Run As user can read it');
   const parentField = findField(parent, parentName);
-  const externalIds = parent.fields.filter((f) => f.externalId).map((f) => f.name);
-  if (!parentField || !parentField.externalId) {
+  // Salesforce finds a parent by an External ID field or by an idLookup one (Contact's Email, RecordType's Name).
+  const externalIds = parent.fields.filter((f) => (f.externalId || f.idLookup) && f.name !== 'Id').map((f) => f.name);
+  if (!parentField || !(parentField.externalId || parentField.idLookup)) {
     const near = parentField ? undefined : closest(parentName, externalIds);
     throw schemaError(
       parentField
-        ? `${sync} writes "${column}", but ${parentField.name} of ${parentObject} is not an external id field, so Salesforce cannot find the parent by it`
+        ? `${sync} writes "${column}", but ${parentField.name} of ${parentObject} is neither an external id field nor one Salesforce looks records up by (idLookup), so Salesforce cannot find the parent by it`
         : `${sync} writes "${column}", but ${parentObject} has no field "${parentName}"${near ? ` (did you mean "${relationship}.${near}"?)` : ''}`,
       externalIds.length > 0
-        ? `name the parent by one of ${parentObject}'s external id fields: ${externalIds.map((f) => `${reference.relationshipName}.${f}`).join(', ')}`
+        ? `name the parent by one of the fields ${parentObject}'s records are found by: ${listNames(externalIds.map((f) => `${reference.relationshipName}.${f}`))}`
         : `mark a field of ${parentObject} as "External ID" in Setup › Object Manager › ${parentObject} › Fields, or map the parent's Salesforce Id to ${reference.name} with lookup: { sync: <the parent's sync> }`,
     );
   }
