@@ -105,7 +105,7 @@ export interface SalesforceFieldSpec {
   externalId?: boolean;
   /** Unique fields refuse a second record with the same value (DUPLICATE_VALUE). */
   unique?: boolean;
-  /** External ids match case-insensitively unless marked case-sensitive, as in Salesforce. */
+  /** A Unique field matches case-insensitively unless marked case-sensitive; an External ID that is not Unique matches as written, as in Salesforce. */
   caseSensitive?: boolean;
   /** Indexed for lookups (Id, Email on Contact, …); external id fields always are. */
   idLookup?: boolean;
@@ -369,9 +369,19 @@ class UndoLog {
   }
 }
 
+/**
+ * Whether records are matched on the field without regard to case. "Custom field matching is
+ * case-insensitive only if the custom field has the Unique and Treat "ABC" and "abc" as duplicate
+ * values (case insensitive) attributes selected" (Upserting Records): an External ID that is not
+ * Unique matches as written. SOQL's comparisons ignore case whatever the field (see Query.matches).
+ */
+function matchesWithoutCase(field: FieldDef): boolean {
+  return !field.caseSensitive && (field.unique || !field.externalId);
+}
+
 function indexKey(field: FieldDef, value: unknown): string {
   const text = String(value);
-  return field.caseSensitive ? text : text.toLowerCase();
+  return matchesWithoutCase(field) ? text.toLowerCase() : text;
 }
 
 class SObjectTable {
@@ -1136,6 +1146,8 @@ class QueryPlan {
       if (!values || values.includes(null)) continue;
       const path = this.path(c.field);
       if (path.relationship || !(path.field.indexed || path.field.name === 'Id')) continue;
+      // An index that keeps case cannot answer SOQL, which ignores it.
+      if (path.field.name !== 'Id' && !matchesWithoutCase(path.field)) continue;
       const ids = new Set(values.flatMap((v) => this.table.findBy(path.field, v)));
       return [...ids].map((id) => this.table.rows.get(id)).filter((r): r is SalesforceRecord => r !== undefined);
     }

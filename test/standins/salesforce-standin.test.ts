@@ -424,6 +424,31 @@ describe('sObject Collections upsert', () => {
     expect(res.json[0].errors[0]).toEqual({ statusCode: 'DUPLICATE_VALUE', message: `duplicate value found: Code__c duplicates value on record with id: ${first}`, fields: [] });
   });
 
+  it('matches a Unique external id without regard to case unless it is case-sensitive, and one that is not Unique as written', async () => {
+    const sf = await start({
+      schema: {
+        Thing__c: {
+          fields: {
+            Folded__c: { type: 'string', externalId: true, unique: true },
+            Exact__c: { type: 'string', externalId: true, unique: true, caseSensitive: true },
+            Plain__c: { type: 'string', externalId: true },
+          },
+        },
+      },
+    });
+    const token = await login(sf);
+    for (const field of ['Folded__c', 'Exact__c', 'Plain__c']) {
+      const path = `${V}/composite/sobjects/Thing__c/${field}`;
+      const first = await call(sf, token, 'PATCH', path, { body: upsertBody('Thing__c', [{ [field]: `${field}-A-1` }]) });
+      const second = await call(sf, token, 'PATCH', path, { body: upsertBody('Thing__c', [{ [field]: `${field}-a-1` }]) });
+      expect(second.json[0].created).toBe(field !== 'Folded__c');
+      expect(second.json[0].id === first.json[0].id).toBe(field === 'Folded__c');
+    }
+    // SOQL ignores case, whatever the field.
+    const found = await query(sf, token, "SELECT Id FROM Thing__c WHERE Plain__c IN ('PLAIN__C-A-1')");
+    expect(found.json.totalSize).toBe(2);
+  });
+
   it('fails a record whose text is longer than its field or whose email is no address', async () => {
     const sf = await start();
     const token = await login(sf);
