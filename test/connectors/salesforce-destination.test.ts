@@ -1160,6 +1160,19 @@ describe('Salesforce destination through the engine: external ids that differ on
     expect(sf.records('Account').map((a) => a.External_Id__c).sort()).toEqual(['A-1', 'A-3', 'a-2']);
   });
 
+  it('sends both keys as two records when the field is not Unique, which Salesforce matches as written', async () => {
+    const schema = structuredClone(DEFAULT_SALESFORCE_SCHEMA);
+    (schema.Account as { fields: Record<string, object> }).fields.External_Id__c = { type: 'string', externalId: true, length: 255 };
+    const { sf, runSync, h, warehouse } = await engine({ standIn: { schema } });
+    await using _ = h;
+    expect((await runSync('accounts-to-sf')).status).toBe('success');
+    warehouse("insert into accounts values ('a-1', 'Twin of A-1')");
+    const run = await runSync('accounts-to-sf');
+    expect(run.status).toBe('success');
+    expect(sf.records('Account').map((a) => a.External_Id__c).sort()).toEqual(['A-1', 'A-2', 'A-3', 'a-1']);
+    expect(sf.get('Account', 'External_Id__c', 'A-1')).toMatchObject({ Name: 'Account 1' });
+  });
+
   it('sends both keys as two records when the field is case-sensitive', async () => {
     const schema = structuredClone(DEFAULT_SALESFORCE_SCHEMA);
     (schema.Account as { fields: Record<string, object> }).fields.External_Id__c = { type: 'string', externalId: true, unique: true, caseSensitive: true, length: 255 };

@@ -38,6 +38,7 @@ import {
   closest,
   csvHeader,
   isNumberField,
+  matchesWithoutCase,
   parseDescribe,
   planTarget,
   type FieldDescribe,
@@ -285,7 +286,7 @@ class SalesforceWriter implements DestinationWriter {
       }
       sends.sort((a, b) => a - b);
     }
-    if (this.ignoresCase()) {
+    if (matchesWithoutCase(this.externalId)) {
       const twins = await this.caseTwins(batch, sends);
       for (const [i, reason] of twins) outcomes[i] = { ok: false, reason };
       if (twins.size > 0) sends.splice(0, sends.length, ...sends.filter((i) => !twins.has(i)));
@@ -341,11 +342,6 @@ class SalesforceWriter implements DestinationWriter {
     });
   }
 
-  /** Whether Salesforce matches the external id's values without regard to case (a text field not marked case-sensitive). */
-  private ignoresCase(): boolean {
-    return !isNumberField(this.externalId) && !this.externalId.caseSensitive;
-  }
-
   /**
    * The rows of `sends` whose external id differs only in case from another key's, with why they
    * are not sent: Salesforce takes both for one record, so the second would overwrite the first's.
@@ -389,7 +385,7 @@ class SalesforceWriter implements DestinationWriter {
     const field = this.externalId.name;
     return (
       `${field} "${text}" is the same ${this.object} to Salesforce as "${other}", ${which}: ${field} matches without regard to case ` +
-      `(it is not "Unique, case sensitive"), so the two would write one record — give the model keys that differ by more than case, ` +
+      `(it is Unique, treating "ABC" and "abc" as duplicate values), so the two would write one record — give the model keys that differ by more than case, ` +
       `or make ${field} case-sensitive in Setup › Object Manager › ${this.object} › Fields & Relationships (Unique: treat "ABC" and "abc" as different values)`
     );
   }
@@ -670,11 +666,14 @@ function csvText(value: Value): string {
   return typeof value === 'string' ? value : String(value);
 }
 
-/** A value as SOQL compares it with an external id: numbers as numbers, text case-insensitively unless the field is case-sensitive. */
+/**
+ * A value as Salesforce matches records on an external id: numbers as numbers, text without regard
+ * to case where the field is so matched (SOQL, which ignores case, finds more; they are set apart here).
+ */
 function matchText(field: FieldDescribe, value: Value): string {
   if (isNumberField(field)) return String(Number(value));
   const text = String(value);
-  return field.caseSensitive ? text : text.toLowerCase();
+  return matchesWithoutCase(field) ? text.toLowerCase() : text;
 }
 
 /** A SOQL literal for a field's value: numbers bare, text quoted with SOQL's escapes. */

@@ -17,6 +17,7 @@ export interface FieldDescribe {
   idLookup: boolean;
   createable: boolean;
   updateable: boolean;
+  unique: boolean;
   caseSensitive: boolean;
   referenceTo: string[];
   relationshipName: string | null;
@@ -47,6 +48,15 @@ export function isTextField(field: FieldDescribe): boolean {
   return TEXT_TYPES.has(field.type);
 }
 
+/**
+ * Whether Salesforce matches records on an external id field without regard to case: a text field
+ * marked Unique and not case-sensitive ("Custom field matching is case-insensitive only if the custom
+ * field has the Unique and Treat "ABC" and "abc" as duplicate values attributes", Upserting Records).
+ */
+export function matchesWithoutCase(field: FieldDescribe): boolean {
+  return !isNumberField(field) && field.unique && !field.caseSensitive;
+}
+
 /** Whether a field's values are numbers (SOQL writes them without quotes). */
 export function isNumberField(field: FieldDescribe): boolean {
   return NUMBER_TYPES.has(field.type);
@@ -68,6 +78,7 @@ export function parseDescribe(json: unknown, what: string): SObjectDescribe {
             idLookup: f.idLookup === true,
             createable: f.createable !== false,
             updateable: f.updateable !== false,
+            unique: f.unique === true,
             caseSensitive: f.caseSensitive === true,
             referenceTo: Array.isArray(f.referenceTo) ? f.referenceTo.filter((r): r is string => typeof r === 'string') : [],
             relationshipName: typeof f.relationshipName === 'string' ? f.relationshipName : null,
