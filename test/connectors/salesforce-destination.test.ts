@@ -615,6 +615,20 @@ describe('Salesforce destination: deletes', () => {
     expect(sf.records('Account').map((r) => r.External_Id__c).sort()).toEqual(['A-2', 'A-3']);
   });
 
+  it('looks up a record to delete by an external id that is not Unique as written, leaving the record of a key that differs only in case', async () => {
+    const schema = structuredClone(DEFAULT_SALESFORCE_SCHEMA);
+    (schema.Account as { fields: Record<string, object> }).fields.External_Id__c = { type: 'string', externalId: true, length: 255 };
+    const sf = await start({ schema });
+    sf.seed('Account', [
+      { External_Id__c: 'A-1', Name: 'Acme' },
+      { External_Id__c: 'a-1', Name: 'Acme twin' },
+    ]);
+    const { destination } = await open(sf);
+    const writer = await destination.prepare(accountsTarget());
+    expect(await writer.write([remove('a-1')])).toEqual([{ ok: true }]);
+    expect(sf.records('Account').map((r) => r.External_Id__c)).toEqual(['A-1']);
+  });
+
   it('looks records up by external id when no id was recorded, and answers a missing one as deleted', async () => {
     const sf = await start();
     sf.seed('Account', [
