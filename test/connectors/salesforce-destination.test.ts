@@ -368,6 +368,20 @@ describe('Salesforce destination: prepare checks the object and its fields', () 
     await expect(prepare('account.external_id__c')).resolves.toBeDefined();
   });
 
+  it('refuses a parent written two ways, by its Id and its external id, or by two of its fields', async () => {
+    const schema = structuredClone(DEFAULT_SALESFORCE_SCHEMA);
+    (schema.Account as { fields: Record<string, object> }).fields.Legacy_Id__c = { type: 'string', externalId: true, unique: true };
+    const sf = await start({ schema });
+    const { destination } = await open(sf);
+    const prepare = (...columns: string[]) => destination.prepare(contactsTarget({ columns: ['External_Id__c', 'LastName', ...columns] }));
+    const both = await failure(prepare('Account.External_Id__c', 'AccountId'));
+    expect(both.code).toBe(ErrorCode.Schema);
+    expect(both.message).toContain('writes Contact\'s parent AccountId twice, as "Account.External_Id__c" and as "AccountId", which Salesforce refuses');
+    expect(both.message).toContain('map the parent one way only');
+    const twoFields = await failure(prepare('Account.External_Id__c', 'Account.Legacy_Id__c'));
+    expect(twoFields.message).toContain('as "Account.External_Id__c" and as "Account.Legacy_Id__c"');
+  });
+
   it('names a parent by a field Salesforce looks records up by (idLookup), as ReportsTo.Email, in both write paths', async () => {
     const schema = structuredClone(DEFAULT_SALESFORCE_SCHEMA);
     (schema.Contact as { fields: Record<string, object> }).fields.ReportsToId = { type: 'reference', referenceTo: 'Contact', relationshipName: 'ReportsTo', label: 'Reports To ID' };

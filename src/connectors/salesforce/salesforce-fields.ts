@@ -166,7 +166,29 @@ export async function planTarget(input: PlanInput): Promise<TargetPlan> {
       `map each model column to one of ${object.name}'s fields (mappings: [ { from: column, to: Field__c } ]; custom fields end in __c), or create the field in Setup › Object Manager › ${object.name} › Fields; a field that exists but that field-level security hides from the connected app's Run As user is not in Salesforce's describe either: give that user's profile or permission set Read and Edit access to it; writable fields: ${listNames(writable)}`,
     );
   }
+  checkOneWayPerParent(sync, object, columns, plans);
   return { object: object.name, externalId, columns: plans, keyColumn: plans.findIndex((p) => p.kind === 'field' && p.field === externalId) };
+}
+
+/**
+ * A lookup field is written one way: by the parent's Id or by one field of the parent. Salesforce
+ * refuses a record naming its parent both ways ("Cannot specify both an external ID reference
+ * Account and a salesforce id, AccountId") or by two fields ("More than 1 field provided in an
+ * external foreign key reference"), the latter for the whole call.
+ */
+function checkOneWayPerParent(sync: string, object: SObjectDescribe, columns: string[], plans: ColumnPlan[]): void {
+  const seen = new Map<string, string>();
+  plans.forEach((plan, i) => {
+    const reference = plan.kind === 'field' ? (plan.field.type === 'reference' ? plan.field : null) : plan.reference;
+    if (!reference) return;
+    const column = columns[i] as string;
+    const other = seen.get(reference.name);
+    if (other === undefined) return seen.set(reference.name, column);
+    throw schemaError(
+      `${sync} writes ${object.name}'s parent ${reference.name} twice, as "${other}" and as "${column}", which Salesforce refuses`,
+      `map the parent one way only: its external id (${reference.relationshipName ?? reference.name}.External_Id__c) or its Salesforce Id (${reference.name}, e.g. with lookup: { sync: <the parent's sync> })`,
+    );
+  });
 }
 
 function checkExternalId(sync: string, object: SObjectDescribe, name: string): FieldDescribe {
