@@ -136,6 +136,9 @@ export type HubSpotEndpoint =
   | 'objects.batchRead'
   | 'associations.batchCreate'
   | 'associations.createDefault'
+  | 'associations.batchRead'
+  | 'associations.batchArchive'
+  | 'associations.batchArchiveLabels'
   | 'oauth.token'
   | 'unknown';
 
@@ -146,6 +149,9 @@ const ENDPOINTS: readonly HubSpotEndpoint[] = [
   'objects.batchRead',
   'associations.batchCreate',
   'associations.createDefault',
+  'associations.batchRead',
+  'associations.batchArchive',
+  'associations.batchArchiveLabels',
   'oauth.token',
   'unknown',
 ];
@@ -283,6 +289,8 @@ const DEFAULT_WINDOW_MAX = 190;
 const DEFAULT_WINDOW_MS = 10_000;
 const DEFAULT_DAILY = 650_000;
 const JSON_TYPE = 'application/json;charset=utf-8';
+/** The label of HubSpot's primary company types (contact→company 1, deal→company 5, …). */
+const PRIMARY_LABEL = 'Primary';
 
 interface StandardObject {
   readonly objectTypeId: string;
@@ -477,10 +485,50 @@ class Portal {
     return this.associationTypes.find((type) => type.from === from && type.to === to && type.isDefault);
   }
 
-  /** Links two records with a type and its inverse; idempotent, like HubSpot. */
+  /**
+   * Links two records with a type and its inverse; idempotent, like HubSpot. A labelled type brings
+   * the pair's unlabeled type along ("Unlabeled: an association type added when any … record is
+   * associated"), and a Primary company moves: a record has one primary company ("the main company
+   * that the other record is associated with"; "this API supports changing which company is
+   * considered the primary"), the one it had before stays associated without the label.
+   */
   associate(type: AssociationTypeModel, fromId: string, toId: string): void {
+    if (type.label === PRIMARY_LABEL) this.dropOtherPrimary(type, fromId, toId);
     this.link(`${type.from.name}|${fromId}`, `${type.to.name}|${toId}`, type.typeId);
     this.link(`${type.to.name}|${toId}`, `${type.from.name}|${fromId}`, type.inverseTypeId);
+    const unlabeled = type.label === undefined ? undefined : this.defaultAssociationType(type.from, type.to);
+    if (unlabeled && unlabeled !== type) this.associate(unlabeled, fromId, toId);
+  }
+
+  /**
+   * Removes association types between two records (both directions). Removing the unlabeled type
+   * removes every type between them: "Deleting an unlabeled association will also delete all
+   * labeled associations between those two objects."
+   */
+  dissociate(from: ObjectModel, fromId: string, to: ObjectModel, toId: string, types: readonly AssociationTypeModel[] | 'all'): void {
+    const all = types === 'all' || types.some((type) => type.label === undefined);
+    const forward = this.links.get(`${from.name}|${fromId}`)?.get(`${to.name}|${toId}`);
+    const inverse = this.links.get(`${to.name}|${toId}`)?.get(`${from.name}|${fromId}`);
+    for (const type of types === 'all' ? [] : types) {
+      forward?.delete(type.typeId);
+      inverse?.delete(type.inverseTypeId);
+    }
+    if (all || forward?.size === 0) this.links.get(`${from.name}|${fromId}`)?.delete(`${to.name}|${toId}`);
+    if (all || inverse?.size === 0) this.links.get(`${to.name}|${toId}`)?.delete(`${from.name}|${fromId}`);
+  }
+
+  /** Takes the Primary label off the record's other companies before `type` gives it a new one. */
+  private dropOtherPrimary(type: AssociationTypeModel, fromId: string, toId: string): void {
+    // The record whose primary company this is, seen from the record (contact → company).
+    const [record, recordId, primary] = type.to.name === 'companies' ? [type.from, fromId, type] : [type.to, toId, this.associationType(type.to, type.from, type.inverseTypeId)];
+    if (!primary) return;
+    const company = primary.to;
+    const companyId = primary === type ? toId : fromId;
+    for (const [key, typeIds] of this.links.get(`${record.name}|${recordId}`) ?? []) {
+      const [name = '', id = ''] = key.split('|');
+      if (name !== company.name || id === companyId || !typeIds.has(primary.typeId)) continue;
+      this.dissociate(record, recordId, company, id, [primary]);
+    }
   }
 
   private link(from: string, to: string, typeId: number): void {
@@ -1141,6 +1189,79 @@ function batchCreateAssociations(ctx: Context, fromSegment: string, toSegment: s
   return { status: 207, body: { status: 'COMPLETE', results, numErrors: errors.length, errors, startedAt, completedAt } };
 }
 
+/**
+ * `POST /crm/v4/associations/{from}/{to}/batch/read` (at most 100 ids, "Batch read limit for HubSpot
+ * associations API"): per id, the records of `to` it is associated with and every type between them
+ * (`{category, typeId, label}`, the unlabeled type with `label: null`). Ids with no association of
+ * that object are left out of `results`.
+ */
+function batchReadAssociations(ctx: Context, fromSegment: string, toSegment: string, body: unknown): Reply {
+  const from = ctx.portal.object(fromSegment);
+  if (!from) return unknownObjectType(fromSegment);
+  const to = ctx.portal.object(toSegment);
+  if (!to) return unknownObjectType(toSegment);
+  const raw = requireInputs(body);
+  if (!Array.isArray(raw)) return raw;
+  ctx.noteInputs(raw.length);
+  if (raw.length > ASSOCIATION_BATCH_LIMIT) return tooManyInputs(raw.length, ASSOCIATION_BATCH_LIMIT);
+  const ids: string[] = [];
+  for (const item of raw) {
+    const id = isObject(item) ? idOf(item.id) : undefined;
+    if (!id) return missingFields(['id']);
+    ids.push(id);
+  }
+  const startedAt = iso(ctx.now());
+  const results: Json[] = [];
+  for (const id of ids) {
+    const linked = ctx.portal.associationsOf(from, id).filter((view) => view.toObjectType === to.name);
+    if (linked.length === 0) continue;
+    results.push({
+      from: { id },
+      to: linked.map((view) => ({
+        toObjectId: Number(view.toObjectId),
+        associationTypes: view.types.map((type) => ({
+          category: type.associationCategory,
+          typeId: type.associationTypeId,
+          label: ctx.portal.associationType(from, to, type.associationTypeId)?.label ?? null,
+        })),
+      })),
+    });
+  }
+  return { status: 200, body: { status: 'COMPLETE', results, startedAt, completedAt: iso(ctx.now()) } };
+}
+
+/**
+ * `POST /crm/v4/associations/{from}/{to}/batch/archive` (`inputs: [{from: {id}, to: [{id}]}]`)
+ * removes every association between each pair; `…/batch/labels/archive` (`inputs: [{from: {id},
+ * to: {id}, types}]`) removes the types given, and everything between the pair when one of them is
+ * the unlabeled type. Both answer 204 with no body; a pair that is not associated is left as it is.
+ */
+function batchArchiveAssociations(ctx: Context, fromSegment: string, toSegment: string, body: unknown, labels: boolean): Reply {
+  const from = ctx.portal.object(fromSegment);
+  if (!from) return unknownObjectType(fromSegment);
+  const to = ctx.portal.object(toSegment);
+  if (!to) return unknownObjectType(toSegment);
+  const raw = requireInputs(body);
+  if (!Array.isArray(raw)) return raw;
+  ctx.noteInputs(raw.length);
+  if (raw.length > ASSOCIATION_BATCH_LIMIT) return tooManyInputs(raw.length, ASSOCIATION_BATCH_LIMIT);
+  if (labels) {
+    const inputs = parseAssociationInputs(ctx, from, to, raw);
+    if (!Array.isArray(inputs)) return inputs;
+    for (const input of inputs) ctx.portal.dissociate(from, input.fromId, to, input.toId, input.types);
+    return { status: 204 };
+  }
+  const pairs: Array<{ fromId: string; toIds: string[] }> = [];
+  for (const item of raw) {
+    const fromId = isObject(item) && isObject(item.from) ? idOf(item.from.id) : undefined;
+    const targets = isObject(item) && Array.isArray(item.to) ? item.to.map((target) => (isObject(target) ? idOf(target.id) : undefined)) : undefined;
+    if (!fromId || !targets || targets.some((id) => id === undefined)) return missingFields(['from', 'to']);
+    pairs.push({ fromId, toIds: targets as string[] });
+  }
+  for (const { fromId, toIds } of pairs) for (const toId of toIds) ctx.portal.dissociate(from, fromId, to, toId, 'all');
+  return { status: 204 };
+}
+
 function missingEndpoint(object: ObjectModel, id: string, field: string): InputFailure | undefined {
   if (object.records.has(id)) return undefined;
   return { category: 'OBJECT_NOT_FOUND', message: `No ${object.messageName} with id ${id} exists`, context: { [field]: [id] } };
@@ -1189,6 +1310,24 @@ const ROUTES: readonly Route[] = [
     pattern: /^\/crm\/v4\/associations\/([^/]+)\/([^/]+)\/batch\/create$/,
     endpoint: 'associations.batchCreate',
     handle: (ctx, [from = '', to = ''], body) => batchCreateAssociations(ctx, from, to, body),
+  },
+  {
+    method: 'POST',
+    pattern: /^\/crm\/v4\/associations\/([^/]+)\/([^/]+)\/batch\/read$/,
+    endpoint: 'associations.batchRead',
+    handle: (ctx, [from = '', to = ''], body) => batchReadAssociations(ctx, from, to, body),
+  },
+  {
+    method: 'POST',
+    pattern: /^\/crm\/v4\/associations\/([^/]+)\/([^/]+)\/batch\/archive$/,
+    endpoint: 'associations.batchArchive',
+    handle: (ctx, [from = '', to = ''], body) => batchArchiveAssociations(ctx, from, to, body, false),
+  },
+  {
+    method: 'POST',
+    pattern: /^\/crm\/v4\/associations\/([^/]+)\/([^/]+)\/batch\/labels\/archive$/,
+    endpoint: 'associations.batchArchiveLabels',
+    handle: (ctx, [from = '', to = ''], body) => batchArchiveAssociations(ctx, from, to, body, true),
   },
   {
     method: 'PUT',
@@ -1381,11 +1520,14 @@ function requiredScopes(portal: Portal, endpoint: HubSpotEndpoint, params: reado
     case 'properties.list':
       return [`crm.objects.${name}.read`, `crm.schemas.${name}.read`];
     case 'objects.batchRead':
+    case 'associations.batchRead':
       return [`crm.objects.${name}.read`];
     case 'objects.batchUpsert':
     case 'objects.batchArchive':
     case 'associations.batchCreate':
     case 'associations.createDefault':
+    case 'associations.batchArchive':
+    case 'associations.batchArchiveLabels':
       return [`crm.objects.${name}.write`];
     default:
       return [];

@@ -483,6 +483,64 @@ ${extra}`).replace('destinations:\n', 'destinations:\n  crm: { type: salesforce,
       expect(hub.stats().calls['associations.batchCreate']).toBe(1);
     });
 
+    it('a changed parent replaces the association with the old one, an emptied key removes it; other objects stay', async () => {
+      const acme = hub.seed('companies', { external_id: '1', name: 'Acme' });
+      const globex = hub.seed('companies', { external_id: '2', name: 'Globex' });
+      const writer = await destination.prepare(associated({ [encodeKey([1])]: acme.id, [encodeKey([2])]: globex.id }));
+      await writer.write([op('upsert', 'c1', ['a@example.com', 1]), op('upsert', 'c2', ['b@example.com', 1])]);
+      expect(hub.stats().calls['associations.batchRead']).toBe(0); // new records have nothing to replace
+      const c1 = hub.find('contacts', 'external_id', 'c1')!;
+      const c2 = hub.find('contacts', 'external_id', 'c2')!;
+      const deal = hub.seed('deals', { external_id: 'd1', dealname: 'Big' });
+      const dealTypes = await fetch(`${hub.url}/crm/v4/associations/contacts/deals/batch/create`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ inputs: [{ from: { id: c1.id }, to: { id: deal.id }, types: [{ associationCategory: 'HUBSPOT_DEFINED', associationTypeId: 4 }] }] }),
+      });
+      expect(dealTypes.status).toBe(201);
+
+      const outcomes = await writer.write([op('upsert', 'c1', ['a@example.com', 2]), op('upsert', 'c2', ['b@example.com', null])]);
+      expect(outcomes.every((o) => o.ok)).toBe(true);
+      expect(hub.associations('contacts', c1.id)).toEqual([
+        { toObjectType: 'deals', toObjectId: deal.id, types: [{ associationCategory: 'HUBSPOT_DEFINED', associationTypeId: 4 }] },
+        { toObjectType: 'companies', toObjectId: globex.id, types: [{ associationCategory: 'HUBSPOT_DEFINED', associationTypeId: 279 }] },
+      ]);
+      expect(hub.associations('contacts', c2.id)).toEqual([]);
+      expect(hub.associations('companies', acme.id)).toEqual([]);
+    });
+
+    it('Primary (type 1) moves to the new company and the old one stays associated without the label, as HubSpot keeps one primary', async () => {
+      const acme = hub.seed('companies', { external_id: '1', name: 'Acme' });
+      const globex = hub.seed('companies', { external_id: '2', name: 'Globex' });
+      const target = contactsTarget(
+        {
+          columns: ['external_id', 'company_id'],
+          settings: { idProperty: 'external_id', associations: [{ object: 'companies', from: 'company_id', lookup: { sync: 'companies' }, type: 1 }] },
+        },
+        { companies: { [encodeKey([1])]: acme.id, [encodeKey([2])]: globex.id } },
+      );
+      const writer = await destination.prepare(target);
+      await writer.write([op('upsert', 'c1', [1])]);
+      const c1 = hub.find('contacts', 'external_id', 'c1')!;
+      const types = (company: string) => hub.associations('contacts', c1.id).find((a) => a.toObjectId === company)?.types.map((t) => t.associationTypeId);
+      expect(types(acme.id)).toEqual([1, 279]);
+      await writer.write([op('upsert', 'c1', [2])]);
+      expect(types(acme.id)).toEqual([279]);
+      expect(types(globex.id)).toEqual([1, 279]);
+
+      // Both types on one column: the primary moves and the old company goes.
+      const both = await destination.prepare({
+        ...target,
+        settings: {
+          idProperty: 'external_id',
+          associations: [1, 279].map((type) => ({ object: 'companies', from: 'company_id', lookup: { sync: 'companies' }, type })),
+        },
+      });
+      expect((await both.write([op('upsert', 'c1', [1])])).every((o) => o.ok)).toBe(true);
+      expect(types(globex.id)).toBeUndefined();
+      expect(types(acme.id)).toEqual([279, 1]);
+    });
+
     it('refuses a pair without a default type, naming the fix, and a type HubSpot does not know', async () => {
       const target = contactsTarget({
         object: 'deals',

@@ -470,6 +470,66 @@ describe('associations v4', () => {
     expect(wrongType.status).toBe(400);
   });
 
+  it('adds the unlabeled type with a labelled one, and keeps one Primary company per record', async () => {
+    const hs = await start();
+    const contact = hs.seed('contacts', { email: 'c@example.com' });
+    const [acme, globex] = [hs.seed('companies', { name: 'Acme' }), hs.seed('companies', { name: 'Globex' })];
+    const primary = (company: string) => ({ from: { id: contact.id }, to: { id: company }, types: [{ associationCategory: 'HUBSPOT_DEFINED', associationTypeId: 1 }] });
+    expect((await call(hs, 'POST', '/crm/v4/associations/contacts/companies/batch/create', { inputs: [primary(acme.id)] })).status).toBe(201);
+    expect((await call(hs, 'POST', '/crm/v4/associations/contacts/companies/batch/create', { inputs: [primary(globex.id)] })).status).toBe(201);
+    const types = (id: string) => hs.associations('contacts', contact.id).find((a) => a.toObjectId === id)?.types.map((t) => t.associationTypeId);
+    expect(types(acme.id)).toEqual([279]);
+    expect(types(globex.id)).toEqual([1, 279]);
+    expect(hs.associations('companies', acme.id)[0]?.types.map((t) => t.associationTypeId)).toEqual([280]);
+  });
+
+  it('batch-reads a record\'s associations with their types, and removes labels or whole associations with 204', async () => {
+    const hs = await start();
+    const [c1, c2] = [hs.seed('contacts', { email: 'a@example.com' }), hs.seed('contacts', { email: 'b@example.com' })];
+    const [acme, globex] = [hs.seed('companies', { name: 'Acme' }), hs.seed('companies', { name: 'Globex' })];
+    const type = (associationTypeId: number) => ({ associationCategory: 'HUBSPOT_DEFINED', associationTypeId });
+    await call(hs, 'POST', '/crm/v4/associations/contacts/companies/batch/create', {
+      inputs: [
+        { from: { id: c1.id }, to: { id: acme.id }, types: [type(1)] },
+        { from: { id: c1.id }, to: { id: globex.id }, types: [type(279)] },
+        { from: { id: c2.id }, to: { id: acme.id }, types: [type(1)] },
+      ],
+    });
+    const read = await call(hs, 'POST', '/crm/v4/associations/contacts/companies/batch/read', { inputs: [{ id: c1.id }, { id: '31337' }] });
+    expect(read.status).toBe(200);
+    expect(read.json.results).toEqual([
+      {
+        from: { id: c1.id },
+        to: [
+          {
+            toObjectId: Number(acme.id),
+            associationTypes: [
+              { category: 'HUBSPOT_DEFINED', typeId: 1, label: 'Primary' },
+              { category: 'HUBSPOT_DEFINED', typeId: 279, label: null },
+            ],
+          },
+          { toObjectId: Number(globex.id), associationTypes: [{ category: 'HUBSPOT_DEFINED', typeId: 279, label: null }] },
+        ],
+      },
+    ]);
+
+    // A label goes alone; the unlabeled type takes every label between the two records with it.
+    const labels = await call(hs, 'POST', '/crm/v4/associations/contacts/companies/batch/labels/archive', {
+      inputs: [{ from: { id: c1.id }, to: { id: acme.id }, types: [type(1)] }],
+    });
+    expect(labels.status).toBe(204);
+    expect(hs.associations('contacts', c1.id).map((a) => a.types.map((t) => t.associationTypeId))).toEqual([[279], [279]]);
+    await call(hs, 'POST', '/crm/v4/associations/contacts/companies/batch/labels/archive', { inputs: [{ from: { id: c2.id }, to: { id: acme.id }, types: [type(279)] }] });
+    expect(hs.associations('contacts', c2.id)).toEqual([]);
+    expect(hs.associations('companies', acme.id).map((a) => a.toObjectId)).toEqual([c1.id]);
+
+    const all = await call(hs, 'POST', '/crm/v4/associations/contacts/companies/batch/archive', { inputs: [{ from: { id: c1.id }, to: [{ id: acme.id }, { id: globex.id }] }] });
+    expect(all.status).toBe(204);
+    expect(hs.associations('contacts', c1.id)).toEqual([]);
+    expect(hs.associations('companies', globex.id)).toEqual([]);
+    expect(hs.stats().calls['associations.batchArchiveLabels']).toBe(2);
+  });
+
   it('creates the default association with PUT', async () => {
     const hs = await start();
     const deal = hs.seed('deals', { dealname: 'D' });

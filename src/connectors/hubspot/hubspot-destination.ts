@@ -17,8 +17,11 @@
  *    id, else by idProperty value (HubSpot does not promise their order). Where HubSpot fails the
  *    whole request for one bad input (contacts upserted by email take no partial upserts), the
  *    batch is split in halves until the bad rows stand alone;
- * 5. v4 `batch/create` of the associations of the rows written; a row whose association fails is
- *    refused (its record is written, and is written again with its association on the next run);
+ * 5. associations of the rows written: a record the upsert found already there (`new: false`) is
+ *    read (v4 `batch/read`) and loses the sync's association type to any record other than its
+ *    parent now (v4 `batch/labels/archive`: a changed parent, or a key emptied); then v4
+ *    `batch/create` of the parent's. A row whose association fails is refused (its record is
+ *    written, and is written again with its association on the next run);
  * 6. deletes: `batch/archive` of the ids this sync recorded, or of the records found by idProperty
  *    when none is recorded; a record already gone counts as deleted.
  */
@@ -202,6 +205,13 @@ function propertyList(results: unknown[]): HubSpotProperty[] {
   return results.filter((p): p is HubSpotProperty => typeof (p as HubSpotProperty | null)?.name === 'string');
 }
 
+/** One record's associations in a v4 `batch/read` answer. */
+interface AssociationsOf {
+  from?: { id?: unknown };
+  to?: Array<{ toObjectId?: unknown; associationTypes?: Array<{ category?: string; typeId?: number; label?: string | null }> }>;
+  paging?: { next?: { after?: unknown } };
+}
+
 /** An association of the sync's rows, ready to write. */
 interface Association {
   /** The associated object type as written in the settings. */
@@ -318,6 +328,8 @@ interface PendingRow {
   parents: Array<string | null>;
   /** HubSpot's id of the record, once written. */
   recordId?: string;
+  /** The upsert found the record already there (`new: false`): it may carry associations from before. */
+  existed?: boolean;
 }
 
 /** A delete on its way. */
@@ -473,6 +485,7 @@ class HubSpotWriter implements DestinationWriter {
       const row = traced ?? (typeof value === 'string' ? byId.get(this.normalise(value)) : undefined);
       if (!row || settled.has(row) || result.id === undefined || result.id === null) continue;
       row.recordId = String(result.id);
+      row.existed = result.new !== true;
       settled.add(row);
       written.push(row);
     }
@@ -494,11 +507,18 @@ class HubSpotWriter implements DestinationWriter {
     return written;
   }
 
-  /** Creates the associations of written rows; rows whose association fails are refused. */
+  /**
+   * Sets the associations of written rows: a record that was there before loses its association of
+   * the sync's type to any other record of that object (its parent changed, or its key is now
+   * empty), then gets the one to its parent. Rows whose association fails are refused.
+   */
   private async associate(rows: PendingRow[], refuse: (index: number, reason: string) => void): Promise<void> {
     const { client, target } = this.options;
     for (const [n, association] of this.options.associations.entries()) {
-      const linked = rows.filter((row) => row.parents[n] !== null && row.parents[n] !== undefined && row.recordId !== undefined);
+      const stale = await this.staleAssociations(rows, n, association);
+      const failed = await this.archiveAssociations(stale, association);
+      for (const [row, reason] of failed) refuse(row.index, reason);
+      const linked = rows.filter((row) => row.parents[n] !== null && row.parents[n] !== undefined && row.recordId !== undefined && !failed.has(row));
       for (let start = 0; start < linked.length; start += BATCH_LIMIT) {
         const chunk = linked.slice(start, start + BATCH_LIMIT);
         const types = [{ associationCategory: association.category, associationTypeId: association.typeId }];
@@ -533,6 +553,68 @@ class HubSpotWriter implements DestinationWriter {
         }
       }
     }
+  }
+
+  /**
+   * Per row whose record existed before this write, the records of the association's object it is
+   * associated with by the sync's type, other than its parent now: a parent it had before.
+   */
+  private async staleAssociations(rows: PendingRow[], n: number, association: Association): Promise<Array<{ row: PendingRow; toId: string }>> {
+    const { client, target } = this.options;
+    const existing = rows.filter((row) => row.existed === true && row.recordId !== undefined);
+    const stale: Array<{ row: PendingRow; toId: string }> = [];
+    const what = `reading the associations of ${target.object} with ${association.object}`;
+    const path = `/crm/v4/associations/${encodeURIComponent(target.object)}/${encodeURIComponent(association.object)}/batch/read`;
+    // HubSpot pages a record's associations; `after` asks for the next page of that record.
+    let pending = existing.map((row) => ({ row, after: undefined as string | undefined }));
+    while (pending.length > 0) {
+      const next: typeof pending = [];
+      for (let start = 0; start < pending.length; start += BATCH_LIMIT) {
+        const chunk = pending.slice(start, start + BATCH_LIMIT);
+        const inputs = chunk.map(({ row, after }) => ({ id: row.recordId, ...(after === undefined ? {} : { after }) }));
+        const answer = await client.request('POST', path, { inputs }, what);
+        if (answer.status >= 400) throw refusedRequest(what, answer.status, answer.body);
+        const body = answer.body as HubSpotBatchAnswer<AssociationsOf> | undefined;
+        if (!Array.isArray(body?.results)) throw unexpected(what, answer.body);
+        const byRecord = new Map(chunk.map((entry) => [entry.row.recordId as string, entry.row]));
+        for (const result of body.results) {
+          const row = byRecord.get(String(result.from?.id));
+          if (!row) continue;
+          for (const to of result.to ?? []) {
+            const toId = String(to.toObjectId);
+            const typed = (to.associationTypes ?? []).some((type) => type.typeId === association.typeId && type.category === association.category);
+            if (typed && toId !== row.parents[n]) stale.push({ row, toId });
+          }
+          const after = result.paging?.next?.after;
+          if (typeof after === 'string' && after !== '') next.push({ row, after });
+        }
+      }
+      pending = next;
+    }
+    return stale;
+  }
+
+  /**
+   * Takes the sync's association type off each stale pair (`batch/labels/archive`): an unlabeled
+   * type goes with every label between the two records, as HubSpot removes it; a labelled one
+   * (Primary, a custom label) leaves the records associated without it. Answers the rows it failed for.
+   */
+  private async archiveAssociations(stale: Array<{ row: PendingRow; toId: string }>, association: Association): Promise<Map<PendingRow, string>> {
+    const { client, target } = this.options;
+    const failed = new Map<PendingRow, string>();
+    const types = [{ associationCategory: association.category, associationTypeId: association.typeId }];
+    const what = `removing associations of ${target.object} with ${association.object}`;
+    const path = `/crm/v4/associations/${encodeURIComponent(target.object)}/${encodeURIComponent(association.object)}/batch/labels/archive`;
+    for (let start = 0; start < stale.length; start += BATCH_LIMIT) {
+      const chunk = stale.slice(start, start + BATCH_LIMIT);
+      const inputs = chunk.map(({ row, toId }) => ({ from: { id: row.recordId }, to: { id: toId }, types }));
+      const answer = await client.request('POST', path, { inputs }, what);
+      if (answer.status < 400) continue;
+      for (const { row, toId } of chunk) {
+        failed.set(row, `removing its association with ${association.noun} HubSpot id ${toId}, which it had before, failed (${answer.status}: ${errorText(answer.body)}); it is tried again on the next run`);
+      }
+    }
+    return failed;
   }
 
   /** Archives deleted rows' records: by the ids this sync recorded, else found by idProperty. */
