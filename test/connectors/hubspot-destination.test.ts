@@ -409,6 +409,32 @@ ${extra}`).replace('destinations:\n', 'destinations:\n  crm: { type: salesforce,
       expect(hub.find('contacts', 'email', 'd@example.com')?.properties.regions).toBe('amer;emea');
     });
 
+    it('refuses text that is not a number for a number property, and not true or false for a bool, before sending, so a batch by email is not split', async () => {
+      await start({
+        schema: {
+          contacts: [
+            { name: 'email', type: 'string' },
+            { name: 'score', type: 'number' },
+            { name: 'opted_in', type: 'bool' },
+          ],
+        },
+      });
+      const writer = await destination.prepare(contactsTarget({ keyColumns: ['email'], columns: ['email', 'score', 'opted_in'], settings: { idProperty: 'email' } }));
+      const rows: Array<[string, Value, Value]> = [
+        ['a@example.com', '12.5', 'true'],
+        ['b@example.com', 'n/a', true],
+        ['c@example.com', 7, 'yes'],
+        ['d@example.com', ' -1e3 ', 0],
+        ['e@example.com', '', null],
+      ];
+      const outcomes = await writer.write(rows.map(([email, score, opted]) => ({ kind: 'upsert', key: [email], values: [email, score, opted] })));
+      expect(outcomes.map((o) => o.ok)).toEqual([true, false, false, true, true]);
+      expect(reason(outcomes[1])).toBe('property "score" is a number, and "n/a" is not one — turn it into a number (or null, which clears the property) in the model\'s query');
+      expect(reason(outcomes[2])).toBe('property "opted_in" is a bool (true or false), and "yes" is neither — turn it into a boolean (or null, which clears the property) in the model\'s query');
+      expect(hub.stats().calls['objects.batchUpsert']).toBe(1);
+      expect(hub.find('contacts', 'email', 'd@example.com')?.properties).toMatchObject({ score: '-1e3', opted_in: 'false' });
+    });
+
     it('refuses rows without an idProperty value or written twice in one batch, without sending them', async () => {
       const target = contactsTarget({ keyColumns: ['email'], columns: ['email', 'firstname'], settings: { idProperty: 'email' } });
       const writer = await destination.prepare(target);

@@ -8,7 +8,9 @@
  *   refused here (HubSpot refuses it too: "… is at 10:15:00.123 UTC, not midnight!");
  * - datetime: ISO-8601 with its zone; a timestamp written without a zone (`2024-05-01 10:15:00`)
  *   is UTC, as everywhere in Lockstep, and a date alone is its midnight UTC;
- * - bool: `true` / `false`, from booleans, 1/0 and their text;
+ * - number: a decimal number (exponent allowed), else refused here;
+ * - bool: `true` / `false`, from booleans, 1/0 and their text, else refused here (HubSpot refuses
+ *   other text, and for contacts upserted by email with the whole batch, which is then split);
  * - enumeration: one of its options' values (not a label), else refused here; a multiple
  *   checkboxes property takes several, and a JSON array of them (a text[] or list column) becomes `a;b`.
  *
@@ -32,8 +34,10 @@ export function hubspotValue(property: HubSpotProperty, value: Value): HubSpotVa
       return dateValue(property, value);
     case 'datetime':
       return { text: datetimeText(value) };
+    case 'number':
+      return numberValue(property, value);
     case 'bool':
-      return { text: booleanText(value) };
+      return booleanValue(property, value);
     case 'enumeration':
       return optionValue(property, property.fieldType === 'checkbox' ? checkboxText(value) : String(value));
     default:
@@ -77,12 +81,24 @@ function datetimeText(value: Value): string {
   return TIMESTAMP.test(text) ? timestampTextToIso(text) : value;
 }
 
-function booleanText(value: Value): string {
-  if (typeof value === 'boolean') return String(value);
+/** Numbers as HubSpot reads them: decimal digits, a sign, a point, an exponent. */
+const NUMBER = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
+
+function numberValue(property: HubSpotProperty, value: Value): HubSpotValue {
+  const text = String(value).trim();
+  if (text === '' || NUMBER.test(text)) return { text };
+  return { problem: `property "${property.name}" is a number, and "${String(value)}" is not one — turn it into a number (or null, which clears the property) in the model's query` };
+}
+
+function booleanValue(property: HubSpotProperty, value: Value): HubSpotValue {
+  if (typeof value === 'boolean') return { text: String(value) };
   const text = String(value).trim().toLowerCase();
-  if (text === 'true' || text === '1') return 'true';
-  if (text === 'false' || text === '0') return 'false';
-  return String(value);
+  if (text === 'true' || text === '1') return { text: 'true' };
+  if (text === 'false' || text === '0') return { text: 'false' };
+  if (text === '') return { text: '' };
+  return {
+    problem: `property "${property.name}" is a bool (true or false), and "${String(value)}" is neither — turn it into a boolean (or null, which clears the property) in the model's query`,
+  };
 }
 
 /** A JSON array of options (as sources give a text[] or a list) as HubSpot's `a;b`. */
