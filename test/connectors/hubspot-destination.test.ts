@@ -291,7 +291,7 @@ ${extra}`).replace('destinations:\n', 'destinations:\n  crm: { type: salesforce,
       ]);
       expect(outcomes[0]?.ok).toBe(true);
       expect(reason(outcomes[1])).toBe('VALIDATION_ERROR: email: Email address not-an-email is invalid (INVALID_EMAIL)');
-      expect(reason(outcomes[2])).toMatch(/^CONFLICT: Contact already exists\. Existing ID: \d+$/);
+      expect(reason(outcomes[2])).toMatch(/^CONFLICT: Contact already exists\. Existing ID: \d+ — another contacts record \(HubSpot id \d+\) already has this row's email taken@example.com/);
       expect(outcomes[3]?.ok).toBe(true);
       expect(hub.stats().calls['objects.batchUpsert']).toBe(1);
       expect(hub.records('contacts').map((r) => r.properties.external_id).sort()).toEqual(['a', 'd', 'taken']);
@@ -433,6 +433,16 @@ ${extra}`).replace('destinations:\n', 'destinations:\n  crm: { type: salesforce,
       expect(reason(outcomes[2])).toBe('property "opted_in" is a bool (true or false), and "yes" is neither — turn it into a boolean (or null, which clears the property) in the model\'s query');
       expect(hub.stats().calls['objects.batchUpsert']).toBe(1);
       expect(hub.find('contacts', 'email', 'd@example.com')?.properties).toMatchObject({ score: '-1e3', opted_in: 'false' });
+    });
+
+    it('a CONFLICT (an email another contact has) names the email, the other record and what to do', async () => {
+      const other = hub.seed('contacts', { external_id: 'x', email: 'taken@example.com' });
+      const writer = await destination.prepare(contactsTarget());
+      const outcomes = await writer.write([op('upsert', 'c1', ['TAKEN@example.com', 'Ann']), op('upsert', 'c2', ['free@example.com', 'Bo'])]);
+      expect(reason(outcomes[0])).toBe(
+        `CONFLICT: Contact already exists. Existing ID: ${other.id} — another contacts record (HubSpot id ${other.id}) already has this row's email TAKEN@example.com, which HubSpot keeps unique: remove the duplicate from the model, or merge or delete the other record in HubSpot`,
+      );
+      expect(outcomes[1]?.ok).toBe(true);
     });
 
     it('refuses rows without an idProperty value or written twice in one batch, without sending them', async () => {

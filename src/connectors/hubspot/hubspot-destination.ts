@@ -127,6 +127,7 @@ export class HubSpotDestination implements Destination {
       idProperty: settings.idProperty,
       idColumn,
       propertyColumns,
+      uniqueColumns: propertyColumns.filter(({ property }) => property.hasUniqueValue === true || (standardObject(target.object) === 'contacts' && property.name === 'email')),
       associations,
       concurrentWrites: this.options.concurrency,
     });
@@ -311,6 +312,8 @@ interface WriterOptions {
   idProperty: string;
   idColumn: number;
   propertyColumns: PropertyColumn[];
+  /** The written properties HubSpot keeps unique besides idProperty (a contact's email, unique-value properties), for conflict messages. */
+  uniqueColumns: PropertyColumn[];
   associations: Association[];
   concurrentWrites: number;
 }
@@ -468,7 +471,8 @@ class HubSpotWriter implements DestinationWriter {
         );
       }
       if (rows.length === 1) {
-        refuse((rows[0] as PendingRow).index, errorText(answer.body));
+        const row = rows[0] as PendingRow;
+        refuse(row.index, this.rowError(answer.body as HubSpotError, row));
         return [];
       }
       const half = Math.ceil(rows.length / 2);
@@ -497,7 +501,7 @@ class HubSpotWriter implements DestinationWriter {
       for (const row of matched) {
         if (settled.has(row)) continue;
         settled.add(row);
-        refuse(row.index, errorText(error));
+        refuse(row.index, this.rowError(error, row));
       }
     }
     // Rows HubSpot did not mention: refused with the errors it did not attribute, else (no
@@ -505,6 +509,25 @@ class HubSpotWriter implements DestinationWriter {
     const unattributed = [...new Set(untraced.map(errorText))].join(' | ');
     for (const row of rows) if (!settled.has(row) && unattributed !== '') refuse(row.index, unattributed);
     return written;
+  }
+
+  /**
+   * HubSpot's error for a row as its reason; a CONFLICT (a unique value, such as a contact's email,
+   * that another record holds) names the row's unique values and what to do, which HubSpot's
+   * "Contact already exists. Existing ID: 1153" leaves to guess.
+   */
+  private rowError(error: HubSpotError | undefined, row: PendingRow): string {
+    const text = errorText(error);
+    if (error?.category !== 'CONFLICT') return text;
+    const { target, uniqueColumns } = this.options;
+    const held = uniqueColumns
+      .map(({ name, index }) => [name, row.op.values[index] ?? null] as const)
+      .filter(([, value]) => value !== null && value !== '')
+      .map(([name, value]) => `${name} ${String(value)}`);
+    const ids = error.context?.existingId;
+    const other = Array.isArray(ids) && ids.length > 0 ? `another ${target.object} record (HubSpot id ${ids.map(String).join(', ')})` : `another ${target.object} record`;
+    const values = held.length > 0 ? `this row's ${held.join(' or ')}` : `one of this row's unique values`;
+    return `${text} — ${other} already has ${values}, which HubSpot keeps unique: remove the duplicate from the model, or merge or delete the other record in HubSpot`;
   }
 
   /**
