@@ -1062,6 +1062,10 @@ describe('HubSpot destination in the engine', () => {
     expect(first.status).toBe('success');
     expect(first.successfulRows.addedCount).toBe(250);
     expect(hub.records('contacts')).toHaveLength(250);
+    // The run records the portal's daily budget from HubSpot's headers, and its own calls.
+    const calls = Object.values(hub.stats().calls).reduce((a, b) => a + b, 0);
+    expect(first.apiUsage).toEqual({ used: expect.any(Number), limit: 650_000, calls });
+    expect(first.apiUsage!.used).toBeGreaterThan(calls);
     expect(hub.stats().calls['objects.batchUpsert']).toBe(3);
     expect(hub.stats().maxInputsPerCall['objects.batchUpsert']).toBe(100);
     expect(hub.stats().calls['associations.batchCreate']).toBe(3);

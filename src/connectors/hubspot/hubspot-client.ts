@@ -19,6 +19,7 @@
 import { Agent, type Dispatcher } from 'undici';
 import { parseRetryAfter, withBackoff, type BackoffPolicy } from '../../core/backoff.js';
 import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
+import type { ApiUsage } from '../../core/runs.js';
 import type { Clock, Logger, RateLimiter } from '../../core/ports.js';
 import { redactUrl } from '../../core/connections.js';
 import type { HubSpotCredentials } from './hubspot-settings.js';
@@ -123,6 +124,10 @@ export class HubSpotClient {
   private renewing: Promise<Session> | null = null;
   /** What messages must never show: the credentials and every access token HubSpot issued. */
   private readonly secrets: string[];
+  /** Calls made through this client (every answer HubSpot gave, refusals included). */
+  private calls = 0;
+  /** The portal's daily limit and what was left of it, from the last answer that said. */
+  private daily: { limit: number; remaining: number } | null = null;
 
   constructor(private readonly options: HubSpotClientOptions) {
     const { credentials } = options;
@@ -274,11 +279,27 @@ export class HubSpotClient {
     }
   }
 
-  /** Narrows the shared budget to what HubSpot says is left of its rolling window. */
+  /**
+   * Counts the call, keeps the portal's daily budget its answer reports, and narrows the shared
+   * budget to what HubSpot says is left of its rolling window.
+   */
   private observeLimits(headers: Exchange['headers']): void {
+    this.calls++;
+    const daily = numberHeader(headers, 'x-hubspot-ratelimit-daily');
+    const dailyRemaining = numberHeader(headers, 'x-hubspot-ratelimit-daily-remaining');
+    if (daily !== undefined && dailyRemaining !== undefined) this.daily = { limit: daily, remaining: dailyRemaining };
     const remaining = numberHeader(headers, 'x-hubspot-ratelimit-remaining');
     if (remaining === undefined) return;
     this.options.limiter.observe(remaining, numberHeader(headers, 'x-hubspot-ratelimit-interval-milliseconds') ?? DEFAULT_WINDOW_MS);
+  }
+
+  /**
+   * The portal's daily budget as HubSpot last reported it (`X-HubSpot-RateLimit-Daily` and
+   * `-Daily-Remaining`, sent to private apps), and the calls made through this client; null before
+   * an answer said it, and for OAuth apps, which HubSpot does not count by day.
+   */
+  usage(): ApiUsage | null {
+    return this.daily === null ? null : { used: this.daily.limit - this.daily.remaining, limit: this.daily.limit, calls: this.calls };
   }
 
   private interpret(exchange: Exchange, what: string): HubSpotAnswer {

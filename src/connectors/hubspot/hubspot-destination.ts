@@ -31,6 +31,7 @@ import type { ConnectorContext } from '../../core/connector-kind.js';
 import { assertNever, ErrorCode, LockstepError } from '../../core/errors.js';
 import { splitHint } from '../../core/hints.js';
 import { encodeKey, lookupKeys } from '../../core/keys.js';
+import type { ApiUsage } from '../../core/runs.js';
 import type { Clock, Destination, DestinationWriter, RowOutcome, Value, WriteOperation, WriteTarget } from '../../core/ports.js';
 import { hubspotValue } from './hubspot-values.js';
 import { HubSpotClient, type HubSpotBatchAnswer, type HubSpotError, type HubSpotObject, type HubSpotProperty } from './hubspot-client.js';
@@ -131,6 +132,11 @@ export class HubSpotDestination implements Destination {
       associations,
       concurrentWrites: this.options.concurrency,
     });
+  }
+
+  /** The portal's daily API budget HubSpot reported last, and the calls this connection made. */
+  apiUsage(): ApiUsage | null {
+    return this.options.client.usage();
   }
 
   async close(): Promise<void> {
