@@ -1081,6 +1081,23 @@ describe('HubSpot destination in the engine', () => {
     expect(hub.stats().calls['objects.batchRead']).toBe(0);
   });
 
+  it('a mirror keyed by email keeps a contact whose email changed case, instead of archiving it as the removed key', async () => {
+    await using env = await setup({ contacts: 3, contactSync: { mode: 'mirror' } });
+    const { hub, runSync, warehouse } = env;
+    expect((await runSync('companies-to-hubspot')).status).toBe('success');
+    expect((await runSync('contacts-to-hubspot')).status).toBe('success');
+    const before = hub.find('contacts', 'email', 'p1@example.com')!;
+    warehouse("update people set email = 'P1@Example.com' where email = 'p1@example.com'");
+    const run = await runSync('contacts-to-hubspot');
+    expect(run.status).toBe('success');
+    expect(run.successfulRows).toMatchObject({ addedCount: 1, removedCount: 1 });
+    expect(hub.find('contacts', 'email', 'p1@example.com')?.id).toBe(before.id);
+    expect(hub.records('contacts')).toHaveLength(3);
+    // The next run has nothing to send: the record is the new key's.
+    const next = await runSync('contacts-to-hubspot');
+    expect(next.plannedRows).toEqual({ addedCount: 0, changedCount: 0, removedCount: 0 });
+  });
+
   it('a 5xx is retried by the engine and the run succeeds; a 401 fails the run without the token', async () => {
     await using env = await setup();
     const { hub, runSync } = env;

@@ -23,7 +23,8 @@
  *    `batch/create` of the parent's. A row whose association fails is refused (its record is
  *    written, and is written again with its association on the next run);
  * 6. deletes: `batch/archive` of the ids this sync recorded, or of the records found by idProperty
- *    when none is recorded; a record already gone counts as deleted.
+ *    when none is recorded; a record already gone counts as deleted, and one this run wrote for
+ *    another key (an email whose case changed) is left to that key.
  */
 import { distance } from 'fastest-levenshtein';
 import { withBackoff, type BackoffPolicy } from '../../core/backoff.js';
@@ -353,6 +354,13 @@ class HubSpotWriter implements DestinationWriter {
   private readonly objectPath: string;
   /** Emails are matched without regard to case, as HubSpot matches them. */
   private readonly caseless: boolean;
+  /**
+   * Records this writer wrote in this run, with the idProperty value each was written for. A delete
+   * of another value that finds one of them is of a key that now names the same record another way
+   * (an email whose case changed: `Ann@x.com` for `ann@x.com`), so the record is the new key's and
+   * is not archived.
+   */
+  private readonly writtenIds = new Map<string, string>();
 
   constructor(private readonly options: WriterOptions) {
     this.concurrentWrites = options.concurrentWrites;
@@ -415,7 +423,10 @@ class HubSpotWriter implements DestinationWriter {
       written.push(...(await this.upsert(ready.slice(start, start + BATCH_LIMIT), refuse)));
     }
     await this.associate(written, refuse);
-    for (const row of written) outcomes[row.index] ??= { ok: true, id: row.recordId };
+    for (const row of written) {
+      if (row.recordId !== undefined) this.writtenIds.set(row.recordId, row.id);
+      outcomes[row.index] ??= { ok: true, id: row.recordId };
+    }
     if (deletes.length > 0) await this.remove(deletes, outcomes);
     return outcomes.map((outcome) => outcome ?? { ok: false, reason: 'HubSpot answered nothing for this row; it is sent again', retryable: true });
   }
@@ -658,8 +669,12 @@ class HubSpotWriter implements DestinationWriter {
       const found = await this.readByIdProperty(unknown.map((row) => String(row.op.key[0])));
       for (const row of unknown) row.recordId = found.get(this.normalise(String(row.op.key[0])));
     }
-    const archived = rows.filter((row) => row.recordId !== undefined);
-    for (const row of rows) if (row.recordId === undefined) outcomes[row.index] = { ok: true };
+    const takenOver = (row: PendingDelete) => {
+      const writtenFor = row.recordId === undefined ? undefined : this.writtenIds.get(row.recordId);
+      return writtenFor !== undefined && writtenFor !== String(row.op.key[0]);
+    };
+    const archived = rows.filter((row) => row.recordId !== undefined && !takenOver(row));
+    for (const row of rows) if (!archived.includes(row)) outcomes[row.index] = { ok: true };
     for (let start = 0; start < archived.length; start += BATCH_LIMIT) {
       const chunk = archived.slice(start, start + BATCH_LIMIT);
       const what = `archiving ${target.object}`;
