@@ -435,6 +435,36 @@ ${extra}`).replace('destinations:\n', 'destinations:\n  crm: { type: salesforce,
       expect(hub.find('contacts', 'email', 'd@example.com')?.properties).toMatchObject({ score: '-1e3', opted_in: 'false' });
     });
 
+    it('refuses text that is no date for a date or datetime property before sending, and takes epoch milliseconds', async () => {
+      await start({
+        schema: {
+          contacts: [
+            { name: 'email', type: 'string' },
+            { name: 'born', type: 'date' },
+            { name: 'seen_at', type: 'datetime' },
+          ],
+        },
+      });
+      const writer = await destination.prepare(contactsTarget({ keyColumns: ['email'], columns: ['email', 'born', 'seen_at'], settings: { idProperty: 'email' } }));
+      const rows: Array<[string, Value, Value]> = [
+        ['a@example.com', '1714521600000', 1714557300123],
+        ['b@example.com', '30/06/2024', '2024-05-01T10:15Z'],
+        ['c@example.com', '2024-05-01', 'soon'],
+        ['d@example.com', 1714557300123, null],
+      ];
+      const outcomes = await writer.write(rows.map(([email, born, seen]) => ({ kind: 'upsert', key: [email], values: [email, born, seen] })));
+      expect(outcomes.map((o) => o.ok)).toEqual([true, false, false, false]);
+      expect(reason(outcomes[1])).toBe(
+        'property "born" is a date, and "30/06/2024" is not one HubSpot reads (YYYY-MM-DD, or a timestamp at midnight UTC) — turn it into a date (or null, which clears the property) in the model\'s query',
+      );
+      expect(reason(outcomes[2])).toBe(
+        'property "seen_at" is a datetime, and "soon" is not one HubSpot reads (an ISO 8601 timestamp with its zone, or a date) — turn it into a timestamp (or null, which clears the property) in the model\'s query',
+      );
+      expect(reason(outcomes[3])).toMatch(/^property "born" is a date, and 1714557300123 is not at midnight UTC/);
+      expect(hub.stats().calls['objects.batchUpsert']).toBe(1);
+      expect(hub.find('contacts', 'email', 'a@example.com')?.properties).toMatchObject({ born: '1714521600000', seen_at: '1714557300123' });
+    });
+
     it('a CONFLICT (an email another contact has) names the email, the other record and what to do', async () => {
       const other = hub.seed('contacts', { external_id: 'x', email: 'taken@example.com' });
       const writer = await destination.prepare(contactsTarget());

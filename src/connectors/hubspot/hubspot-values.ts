@@ -5,9 +5,11 @@
  *
  * - any property: null → "" (which clears it);
  * - date: `YYYY-MM-DD`; a timestamp at midnight UTC becomes its date, one at another time is
- *   refused here (HubSpot refuses it too: "… is at 10:15:00.123 UTC, not midnight!");
+ *   refused here (HubSpot refuses it too: "… is at 10:15:00.123 UTC, not midnight!"), and so is
+ *   text that is no date;
  * - datetime: ISO-8601 with its zone; a timestamp written without a zone (`2024-05-01 10:15:00`)
- *   is UTC, as everywhere in Lockstep, and a date alone is its midnight UTC;
+ *   is UTC, as everywhere in Lockstep, and a date alone is its midnight UTC; text that is neither
+ *   is refused here;
  * - number: a decimal number (exponent allowed), else refused here;
  * - bool: `true` / `false`, from booleans, 1/0 and their text, else refused here (HubSpot refuses
  *   other text, and for contacts upserted by email with the whole batch, which is then split);
@@ -26,6 +28,10 @@ export type HubSpotValue = { text: string } | { problem: string };
 const DATE_ONLY = /^\d{4}-\d{2}-\d{2}$/;
 /** A timestamp as sources print it: date, `T` or a space, time, optional fraction and zone. */
 const TIMESTAMP = /^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:\s*(?:Z|[+-]\d{2}(?::?\d{2})?))?$/;
+/** An instant as HubSpot takes it for a datetime: ISO 8601 with `T` and a zone designator. */
+const ISO_INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})$/;
+/** Epoch milliseconds, which date and datetime properties take too. */
+const EPOCH_MS = /^-?\d+$/;
 
 export function hubspotValue(property: HubSpotProperty, value: Value): HubSpotValue {
   if (value === null) return { text: '' };
@@ -33,7 +39,7 @@ export function hubspotValue(property: HubSpotProperty, value: Value): HubSpotVa
     case 'date':
       return dateValue(property, value);
     case 'datetime':
-      return { text: datetimeText(value) };
+      return datetimeValue(property, value);
     case 'number':
       return numberValue(property, value);
     case 'bool':
@@ -46,13 +52,29 @@ export function hubspotValue(property: HubSpotProperty, value: Value): HubSpotVa
 }
 
 function dateValue(property: HubSpotProperty, value: Value): HubSpotValue {
-  if (typeof value !== 'string') return { text: String(value) };
-  const text = value.trim();
-  if (DATE_ONLY.test(text) || !TIMESTAMP.test(text)) return { text };
-  const iso = timestampTextToIso(text);
-  if (iso.slice(10) === 'T00:00:00.000Z') return { text: iso.slice(0, 10) };
+  const text = String(value).trim();
+  const notMidnight = {
+    problem: `property "${property.name}" is a date, and ${String(value)} is not at midnight UTC (HubSpot keeps dates without a time) — cast it to a date in the model's query, or write it to a datetime property`,
+  };
+  if (DATE_ONLY.test(text)) return { text };
+  // Epoch milliseconds, which HubSpot takes at midnight UTC only.
+  if (EPOCH_MS.test(text)) return Number(text) % 86_400_000 === 0 ? { text } : notMidnight;
+  if (typeof value === 'string' && TIMESTAMP.test(text)) {
+    const iso = timestampTextToIso(text);
+    if (iso.slice(10) === 'T00:00:00.000Z') return { text: iso.slice(0, 10) };
+    if (ISO_INSTANT.test(iso)) return notMidnight;
+  }
   return {
-    problem: `property "${property.name}" is a date, and ${value} is not at midnight UTC (HubSpot keeps dates without a time) — cast it to a date in the model's query, or write it to a datetime property`,
+    problem: `property "${property.name}" is a date, and "${String(value)}" is not one HubSpot reads (YYYY-MM-DD, or a timestamp at midnight UTC) — turn it into a date (or null, which clears the property) in the model's query`,
+  };
+}
+
+/** A datetime: ISO-8601 in UTC, epoch milliseconds as they are; other text is refused. */
+function datetimeValue(property: HubSpotProperty, value: Value): HubSpotValue {
+  const text = datetimeText(value).trim();
+  if (EPOCH_MS.test(text) || (ISO_INSTANT.test(text) && !Number.isNaN(Date.parse(text)))) return { text };
+  return {
+    problem: `property "${property.name}" is a datetime, and "${String(value)}" is not one HubSpot reads (an ISO 8601 timestamp with its zone, or a date) — turn it into a timestamp (or null, which clears the property) in the model's query`,
   };
 }
 
