@@ -5,6 +5,7 @@
 import { z } from '@hono/zod-openapi';
 import { RUN_PHASES, type RunPhase } from '../core/run-phases.js';
 import { SequenceRunStatus, SyncRunStatus, MemberRunStatus, TriggerType } from '../core/runs.js';
+import { TerminatePolicy } from '../core/workspace.js';
 
 export const ErrorBody = z.object({ message: z.string() }).openapi('Error');
 export const ValidationErrorBody = z
@@ -86,6 +87,15 @@ const MemberRunView = z
     durationMs: z.number().nullable(),
     syncRun: SyncRunView.omit({ sync: true, syncSlug: true, syncDeleted: true }).nullable(),
     carriedOver: z.boolean().openapi({ description: 'Finished in the failed run this one resumes, and was not run again.' }),
+    terminate: z
+      .enum(Object.values(TerminatePolicy) as [TerminatePolicy, ...TerminatePolicy[]])
+      .nullable()
+      .openapi({ description: "What of the member's outcome ends the run, as the run was queued with it (an edit while it runs applies to the next run); null for runs queued before it was kept." }),
+    rejectedThreshold: z
+      .union([z.object({ count: z.number() }), z.object({ percent: z.number() })])
+      .nullable()
+      .openapi({ description: 'The rejected rows `on_fatal_or_rejected` allows, as the run was queued with it; null with `terminate`.' }),
+    timeoutMinutes: z.number().nullable().openapi({ description: "Minutes the member's run may take, as the run was queued with it; null: no limit." }),
   })
   .openapi('MemberRunView');
 
@@ -116,6 +126,12 @@ export const SequenceRunView = z
     reason: z.string().nullable(),
     resumedFrom: z.string().uuid().nullable().openapi({ description: 'The failed or cancelled run this one resumes, or null.' }),
     resumedBy: z.string().uuid().nullable().openapi({ description: 'The run that resumes this failed or cancelled one (a run is resumed at most once), or null.' }),
+    concurrency: z
+      .number()
+      .int()
+      .nullable()
+      .openapi({ description: 'Members of a graph running at once, as the run was queued with it (an edit while it runs applies to the next run); null for runs queued before it was kept.' }),
+    deadlineMinutes: z.number().nullable().openapi({ description: 'Minutes from its start after which the run fails, as it was queued with it; null: none.' }),
   })
   .openapi('SequenceRunView');
 

@@ -4,7 +4,7 @@
  */
 import type { EntitySlug } from './ports.js';
 import type { PhaseTimes } from './run-phases.js';
-import type { ApiUsage, OperationCounts, RejectedRow, RunComparison, SequenceRun, SyncRun } from './runs.js';
+import type { ApiUsage, MemberRun, OperationCounts, RejectedRow, RunComparison, SequenceRun, SyncRun } from './runs.js';
 
 export interface SyncRunView {
   id: number;
@@ -60,6 +60,11 @@ export interface MemberRunView extends RunSyncName {
   syncRun: SyncRunView | null;
   /** The member finished in the failed run this one resumes (its sync run is that run's), and did not run again. */
   carriedOver: boolean;
+  /** What of its outcome ends the run, as the run was queued with it; null for runs queued before Lockstep kept it. */
+  terminate: MemberRun['terminate'];
+  rejectedThreshold: MemberRun['rejectedThreshold'];
+  /** Minutes its run may take, as the run was queued with it; null: no limit. */
+  timeoutMinutes: number | null;
 }
 
 export interface SequenceRunView {
@@ -88,6 +93,10 @@ export interface SequenceRunView {
   resumedFrom: string | null;
   /** The run that resumes this failed or cancelled one, or null (a run is resumed at most once). */
   resumedBy: string | null;
+  /** Members of a graph running at once, as the run was queued with it; null for runs queued before Lockstep kept it. */
+  concurrency: number | null;
+  /** Minutes from its start after which the run fails, as it was queued with it; null: none. */
+  deadlineMinutes: number | null;
 }
 
 export const iso = (t: number | null): string | null => (t === null ? null : new Date(t).toISOString());
@@ -147,6 +156,9 @@ export function sequenceRunView(
       durationMs: m.startedAt !== null && m.finishedAt !== null ? Math.round(m.finishedAt - m.startedAt) : null,
       syncRun: syncRun ? syncRunView(syncRun) : null,
       carriedOver: syncRun !== undefined && syncRun.sequenceRunId !== run.id,
+      terminate: m.terminate,
+      rejectedThreshold: m.rejectedThreshold,
+      timeoutMinutes: m.timeoutMinutes,
     };
   });
   return {
@@ -175,6 +187,8 @@ export function sequenceRunView(
     reason: run.reason,
     resumedFrom: run.resumedFrom,
     resumedBy,
+    concurrency: run.concurrency,
+    deadlineMinutes: run.deadlineMinutes,
   };
 }
 

@@ -3,6 +3,7 @@
  * Times are epoch milliseconds (fractional when the clock gives sub-millisecond precision).
  */
 import type { PhaseTimes } from './run-phases.js';
+import type { RejectedThreshold, TerminatePolicy } from './workspace.js';
 
 /**
  * Sync run states.
@@ -209,6 +210,13 @@ export interface MemberRun {
   finishedAt: number | null;
   /** Minutes its run may take before it is stopped and fails, as its sequence said when the run was queued; null: no limit. */
   timeoutMinutes: number | null;
+  /**
+   * What of its outcome ends the sequence, as its sequence said when the run was queued (a later
+   * edit applies to the next run); null for runs queued before Lockstep kept it.
+   */
+  terminate: TerminatePolicy | null;
+  /** The rejected rows `on_fatal_or_rejected` allows, kept with `terminate`; null when `terminate` is. */
+  rejectedThreshold: RejectedThreshold | null;
 }
 
 export interface SequenceRun {
@@ -233,6 +241,11 @@ export interface SequenceRun {
    * its sequence said when the run was queued (a later edit applies to the next run); null: none.
    */
   deadlineMinutes: number | null;
+  /**
+   * Members of a graph running at once, as its sequence said when the run was queued (a later edit
+   * applies to the next run); null for runs queued before Lockstep kept it.
+   */
+  concurrency: number | null;
 }
 
 /**

@@ -96,10 +96,16 @@ function formatPercent(p: number): string {
   return `${p.toFixed(p < 10 ? 1 : 0)}%`;
 }
 
-/** What a sequence run's advance decides from: the run, the sequence as it is now, its members' sync runs. */
+/**
+ * What a sequence run's advance decides from: the run (with the policies and limits it was queued
+ * with), the sequence as it is now, its members' sync runs.
+ */
 export interface SequenceAdvanceState {
   run: SequenceRun;
-  /** The sequence's current definition; null when it was deleted (members then keep default rules). */
+  /**
+   * The sequence's current definition, for its slug; its rules apply only to runs queued before
+   * Lockstep kept them with the run. Null when it was deleted.
+   */
   sequence: SequenceRecord | null;
   /**
    * The member graph the run was queued with: its members wait for one another as recorded then,
@@ -169,7 +175,8 @@ const CAN_TERMINATE = new Set<MemberRun['status']>(['warning', 'failed', 'cancel
  * - a cancel request stops running members and skips the rest; the run ends `cancelled`, and what
  *   finishes after the request (members stopped by it) terminates nothing;
  * - otherwise members whose dependencies finished start, up to the sequence's concurrency; the
- *   dependencies are those the run was queued with (an apply while it runs does not reorder it); a
+ *   dependencies, concurrency and terminate policies are those the run was queued with (an apply
+ *   while it runs changes neither its order nor what ends it); a
  *   pending member whose sync run is queued (its sync is busy) counts as in progress;
  * - once every member is finished the run ends `done`.
  */
@@ -231,7 +238,7 @@ export function decideSequenceAdvance(state: SequenceAdvanceState): SequenceDeci
     });
     if (!waiting) ready.push(m);
   }
-  const room = Math.max(0, (sequence?.concurrency ?? 1) - inProgress);
+  const room = Math.max(0, (run.concurrency ?? sequence?.concurrency ?? 1) - inProgress);
   decision.start = ready.slice(0, room).map((m) => ({ key: m.key, syncId: m.syncId }));
   if (decision.start.length === 0 && run.members.every((m) => FINISHED_MEMBER.has(m.status))) decision.finish = 'done';
   return decision;
@@ -427,13 +434,18 @@ function memberChanges(
   return changes;
 }
 
-/** The member definitions of the sequence as it is now, with default rules for members it no longer declares. */
+/**
+ * The members' rules as the run was queued with them. Runs queued before Lockstep kept them follow
+ * the sequence as it is now, with default rules for members it no longer declares.
+ */
 function memberDefinitions(run: SequenceRun, sequence: SequenceRecord | null): Map<string, MemberDef> {
   const declared = new Map((sequence?.members ?? []).map((m) => [m.key, m]));
   return new Map(
-    run.members.map((m): [string, MemberDef] => [
-      m.key,
-      declared.get(m.key) ?? { key: m.key, sync: String(m.syncId), terminate: 'on_fatal', rejectedThreshold: { count: 0 }, after: null },
-    ]),
+    run.members.map((m): [string, MemberDef] => {
+      const now = declared.get(m.key);
+      const base: MemberDef = now ?? { key: m.key, sync: String(m.syncId), terminate: 'on_fatal', rejectedThreshold: { count: 0 }, after: null };
+      if (m.terminate === null) return [m.key, base];
+      return [m.key, { ...base, terminate: m.terminate, rejectedThreshold: m.rejectedThreshold ?? { count: 0 } }];
+    }),
   );
 }

@@ -19,7 +19,7 @@ import type {
 import type { PhaseTimes } from '../core/run-phases.js';
 import type { FinishedRunEntry, RunLease, SyncAsRun } from '../core/ports.js';
 import { DEFAULT_MAX_DELETE_PERCENT } from '../core/workspace.js';
-import type { EntityKind, ModelRecord, Stored, SyncRecord } from '../core/workspace.js';
+import type { EntityKind, MemberDef, ModelRecord, RejectedThreshold, Stored, SyncRecord, TerminatePolicy } from '../core/workspace.js';
 import { SEALED_PREFIX, type SecretCodec } from '../core/secrets.js';
 import type { AlertCondition, AlertDelivery, AlertDeliveryStatus, AlertNotice, AlertState } from '../core/alerts.js';
 import type { StoredApiToken } from '../core/tokens.js';
@@ -204,6 +204,7 @@ export interface SequenceRunRow {
   /** Columns added by a later migration (absent in rows read before it). */
   resumed_from?: string | null;
   deadline_minutes?: Num | null;
+  concurrency?: Num | null;
 }
 
 export interface MemberRunRow {
@@ -215,8 +216,11 @@ export interface MemberRunRow {
   sync_run_id: Num | null;
   started_at: Num | null;
   finished_at: Num | null;
-  /** Added by a later migration (absent in rows read before it). */
+  /** Added by later migrations (absent in rows read before them). */
   timeout_minutes?: Num | null;
+  terminate?: string | null;
+  /** JSON text. */
+  rejected_threshold?: string | null;
 }
 
 export function toMemberRun(row: MemberRunRow): MemberRun {
@@ -229,7 +233,14 @@ export function toMemberRun(row: MemberRunRow): MemberRun {
     startedAt: toTime(row.started_at),
     finishedAt: toTime(row.finished_at),
     timeoutMinutes: row.timeout_minutes === null || row.timeout_minutes === undefined ? null : Number(row.timeout_minutes),
+    terminate: (row.terminate ?? null) as TerminatePolicy | null,
+    rejectedThreshold: row.rejected_threshold ? (JSON.parse(row.rejected_threshold) as RejectedThreshold) : null,
   };
+}
+
+/** The columns keeping what a member was declared with when its run was queued (see MemberRun). */
+export function memberLimitColumns(member: MemberDef): { timeoutMinutes: number | null; terminate: string; rejectedThreshold: string } {
+  return { timeoutMinutes: member.timeoutMinutes ?? null, terminate: member.terminate, rejectedThreshold: JSON.stringify(member.rejectedThreshold) };
 }
 
 /** `members` must be ordered by position. */
@@ -248,6 +259,7 @@ export function toSequenceRun(row: SequenceRunRow, members: MemberRunRow[]): Seq
     members: members.map(toMemberRun),
     resumedFrom: row.resumed_from ?? null,
     deadlineMinutes: row.deadline_minutes === null || row.deadline_minutes === undefined ? null : Number(row.deadline_minutes),
+    concurrency: row.concurrency === null || row.concurrency === undefined ? null : Number(row.concurrency),
   };
 }
 

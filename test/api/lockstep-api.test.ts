@@ -307,8 +307,16 @@ describe('runs', () => {
     const started = await api.call('POST', '/api/sequences/accounts-only/runs');
     const done = await finishedSequence(started.body.id);
     expect(done.status).toBe('done');
-    expect(done).toMatchObject({ sequence: 'accounts-only', sequenceSlug: 'accounts-only', sequenceDeleted: false });
-    expect(done.members[0]).toMatchObject({ sync: 'accounts-again', syncSlug: 'accounts-again', syncDeleted: false });
+    expect(done).toMatchObject({ sequence: 'accounts-only', sequenceSlug: 'accounts-only', sequenceDeleted: false, concurrency: 4, deadlineMinutes: null });
+    // The run shows the rules it ran with.
+    expect(done.members[0]).toMatchObject({
+      sync: 'accounts-again',
+      syncSlug: 'accounts-again',
+      syncDeleted: false,
+      terminate: 'on_fatal',
+      rejectedThreshold: { count: 0 },
+      timeoutMinutes: null,
+    });
     const syncRunId = done.members[0].syncRunId as number;
     expect((await api.call('DELETE', '/api/sequences/accounts-only')).status).toBe(204);
     expect((await api.call('DELETE', '/api/syncs/accounts-again')).status).toBe(204);

@@ -221,6 +221,64 @@ describe('sequences', () => {
     }
   });
 
+  it('a running run keeps the terminate policies it was queued with when apply changes them', async () => {
+    const gate = new Gate();
+    const reached = new Gate();
+    const line = [member('accounts'), member('workspaces', { terminate: 'on_fatal' }), member('contacts')];
+    const { h } = await setup(line, {}, async ({ object }) => {
+      if (object === 'accounts') {
+        reached.open();
+        await gate.wait();
+      }
+    });
+    await using _ = h;
+    sqlite(join(h.dir, 'crm.db'), 'drop table workspaces');
+    const { run } = await h.app.runs.triggerSequence('crm');
+    await reached.wait();
+    // While accounts runs, workspaces is told to let the sequence go on whatever its outcome.
+    await h.app.store.applyWorkspace(hierarchy([member('accounts'), member('workspaces', { terminate: 'never' }), member('contacts')]), h.app.clock.now());
+    gate.open();
+    const final = await h.app.runs.waitForSequenceRun(run.id);
+    expect(final.status).toBe('failed');
+    expect(final.terminatedBy).toBe('workspaces');
+    expect(final.members.map((m) => [m.key, m.status])).toEqual([
+      ['accounts', 'success'],
+      ['workspaces', 'failed'],
+      ['contacts', 'skipped'],
+    ]);
+    expect(final.members.map((m) => m.terminate)).toEqual(['on_fatal', 'on_fatal', 'on_fatal']);
+    // The next run uses the policy as it is now: workspaces' failure lets it go on, to contacts.
+    const next = await h.app.runs.waitForSequenceRun((await h.app.runs.triggerSequence('crm')).run.id);
+    expect(next.members.map((m) => m.terminate)).toEqual(['on_fatal', 'never', 'on_fatal']);
+    expect(next.members.map((m) => m.status)).toEqual(['success', 'failed', 'failed']);
+    expect(next.terminatedBy).toBe('contacts');
+  });
+
+  it('a running run keeps the concurrency it was queued with when apply changes it', async () => {
+    const gate = new Gate();
+    const reached = new Gate();
+    let parallel = 0;
+    let maxParallel = 0;
+    const graph = SYNCS.map((s) => member(s, { after: [] }));
+    const { h } = await setup(graph, { concurrency: 1 }, async () => {
+      parallel++;
+      maxParallel = Math.max(maxParallel, parallel);
+      reached.open();
+      await gate.wait();
+      await new Promise((r) => setTimeout(r, 20));
+      parallel--;
+    });
+    await using _ = h;
+    const { run } = await h.app.runs.triggerSequence('crm');
+    await reached.wait();
+    await h.app.store.applyWorkspace(hierarchy(graph, { concurrency: 4 }), h.app.clock.now());
+    gate.open();
+    const final = await h.app.runs.waitForSequenceRun(run.id);
+    expect(maxParallel).toBe(1);
+    expect(final.concurrency).toBe(1);
+    expect(final.members.every((m) => m.status === 'success' || m.status === 'warning')).toBe(true);
+  });
+
   it('cancel stops the running member and skips the rest', async () => {
     const gate = new Gate();
     const reached = new Gate();

@@ -199,6 +199,16 @@ CREATE TABLE sequence_run_graphs (
 );
 `;
 
+/**
+ * A run keeps its sequence's concurrency and each member's terminate policy as they were when it
+ * was queued: an edit while it runs applies to the next run.
+ */
+const RUN_POLICIES_SCHEMA = `
+ALTER TABLE sequence_runs ADD COLUMN concurrency integer;
+ALTER TABLE member_runs ADD COLUMN terminate text;
+ALTER TABLE member_runs ADD COLUMN rejected_threshold text;
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial schema', sql: INITIAL_SCHEMA + API_TOKENS_SCHEMA + ALERTS_SCHEMA + WEBHOOKS_SCHEMA },
   { version: 2, name: 'a run let through the mass-delete guard', sql: 'ALTER TABLE sync_runs ADD COLUMN allow_mass_delete boolean NOT NULL DEFAULT false;' },
@@ -215,6 +225,7 @@ export const MIGRATIONS: readonly Migration[] = [
     name: "a model's change cursor as the store's planner last delivered it",
     sql: 'CREATE TABLE snapshot_cursors (sync_id bigint PRIMARY KEY, value text NOT NULL, runs integer NOT NULL DEFAULT 0);',
   },
+  { version: 8, name: 'the concurrency and member policies a sequence run was queued with', sql: RUN_POLICIES_SCHEMA },
 ];
 
 /** The schema version this code writes and reads. */

@@ -32,7 +32,7 @@ import {
   type SequenceResumeState,
 } from '../../core/sequence-rules.js';
 import type { SequenceRecord } from '../../core/workspace.js';
-import type { EntityRow, SyncRunRow } from '../rows.js';
+import { memberLimitColumns, type EntityRow, type SyncRunRow } from '../rows.js';
 import {
   isTerminalSequenceRunStatus,
   memberNeedsRun,
@@ -383,19 +383,30 @@ export class PostgresSequenceRunStore implements SequenceRunStore {
       const newId = randomUUID();
       await q.query(
         `WITH run AS (
-           INSERT INTO ${this.tables.sequenceRuns} (id, sequence_id, status, trigger_type, trigger_detail, created_at, deadline_minutes, resumed_from)
-           VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7)
+           INSERT INTO ${this.tables.sequenceRuns} (id, sequence_id, status, trigger_type, trigger_detail, created_at, deadline_minutes, resumed_from, concurrency)
+           VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $9)
          )
          INSERT INTO ${this.tables.runGraphs} (sequence_run_id, members) VALUES ($1, $8)`,
-        [newId, resumed.id, trigger.type, nullableStored(trigger.detail), now, resumed.deadlineMinutes ?? null, id, JSON.stringify(recordMembers(resumed))],
+        [
+          newId,
+          resumed.id,
+          trigger.type,
+          nullableStored(trigger.detail),
+          now,
+          resumed.deadlineMinutes ?? null,
+          id,
+          JSON.stringify(recordMembers(resumed)),
+          resumed.concurrency,
+        ],
       );
       const carried = new Map(decision.carry.map((c) => [c.key, c]));
-      const members = resumed.members.map((m) => ({ member: m, carried: carried.get(m.key) ?? null }));
+      const members = resumed.members.map((m) => ({ member: m, carried: carried.get(m.key) ?? null, limits: memberLimitColumns(m) }));
       await q.query(
-        `INSERT INTO ${this.tables.memberRuns} (sequence_run_id, key, position, sync_id, status, sync_run_id, started_at, finished_at, timeout_minutes)
-         SELECT $1, u.key, u.n - 1, u.sync_id, u.status, u.sync_run_id, u.started_at, u.finished_at, u.timeout_minutes
-         FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::float8[], $7::float8[], $8::float8[])
-              WITH ORDINALITY AS u(key, sync_id, status, sync_run_id, started_at, finished_at, timeout_minutes, n)`,
+        `INSERT INTO ${this.tables.memberRuns}
+           (sequence_run_id, key, position, sync_id, status, sync_run_id, started_at, finished_at, timeout_minutes, terminate, rejected_threshold)
+         SELECT $1, u.key, u.n - 1, u.sync_id, u.status, u.sync_run_id, u.started_at, u.finished_at, u.timeout_minutes, u.terminate, u.rejected_threshold
+         FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::float8[], $7::float8[], $8::float8[], $9::text[], $10::text[])
+              WITH ORDINALITY AS u(key, sync_id, status, sync_run_id, started_at, finished_at, timeout_minutes, terminate, rejected_threshold, n)`,
         [
           newId,
           members.map((m) => m.member.key),
@@ -404,7 +415,9 @@ export class PostgresSequenceRunStore implements SequenceRunStore {
           members.map((m) => m.carried?.syncRunId ?? null),
           members.map((m) => m.carried?.startedAt ?? null),
           members.map((m) => m.carried?.finishedAt ?? null),
-          members.map((m) => m.member.timeoutMinutes ?? null),
+          members.map((m) => m.limits.timeoutMinutes),
+          members.map((m) => m.limits.terminate),
+          members.map((m) => m.limits.rejectedThreshold),
         ],
       );
       const created = await q.query<SequenceRunResult>(`SELECT ${this.sequenceRunColumns} FROM ${this.tables.sequenceRuns} AS r WHERE r.id = $1`, [newId]);
@@ -454,17 +467,35 @@ export class PostgresSequenceRunStore implements SequenceRunStore {
     const id = randomUUID();
     await q.query(
       `WITH run AS (
-         INSERT INTO ${this.tables.sequenceRuns} (id, sequence_id, status, trigger_type, trigger_detail, created_at, deadline_minutes)
-         VALUES ($1, $2, 'pending', $3, $4, $5, $6)
+         INSERT INTO ${this.tables.sequenceRuns} (id, sequence_id, status, trigger_type, trigger_detail, created_at, deadline_minutes, concurrency)
+         VALUES ($1, $2, 'pending', $3, $4, $5, $6, $8)
        )
        INSERT INTO ${this.tables.runGraphs} (sequence_run_id, members) VALUES ($1, $7)`,
-      [id, sequence.id, trigger.type, nullableStored(trigger.detail), now, sequence.deadlineMinutes ?? null, JSON.stringify(recordMembers(sequence))],
+      [
+        id,
+        sequence.id,
+        trigger.type,
+        nullableStored(trigger.detail),
+        now,
+        sequence.deadlineMinutes ?? null,
+        JSON.stringify(recordMembers(sequence)),
+        sequence.concurrency,
+      ],
     );
+    const limits = sequence.members.map(memberLimitColumns);
     await q.query(
-      `INSERT INTO ${this.tables.memberRuns} (sequence_run_id, key, position, sync_id, status, timeout_minutes)
-       SELECT $1, u.key, u.n - 1, u.sync_id, 'pending', u.timeout_minutes
-       FROM unnest($2::text[], $3::bigint[], $4::float8[]) WITH ORDINALITY AS u(key, sync_id, timeout_minutes, n)`,
-      [id, sequence.members.map((m) => m.key), syncIds, sequence.members.map((m) => m.timeoutMinutes ?? null)],
+      `INSERT INTO ${this.tables.memberRuns} (sequence_run_id, key, position, sync_id, status, timeout_minutes, terminate, rejected_threshold)
+       SELECT $1, u.key, u.n - 1, u.sync_id, 'pending', u.timeout_minutes, u.terminate, u.rejected_threshold
+       FROM unnest($2::text[], $3::bigint[], $4::float8[], $5::text[], $6::text[])
+            WITH ORDINALITY AS u(key, sync_id, timeout_minutes, terminate, rejected_threshold, n)`,
+      [
+        id,
+        sequence.members.map((m) => m.key),
+        syncIds,
+        limits.map((l) => l.timeoutMinutes),
+        limits.map((l) => l.terminate),
+        limits.map((l) => l.rejectedThreshold),
+      ],
     );
     const created = await q.query<SequenceRunResult>(`SELECT ${this.sequenceRunColumns} FROM ${this.tables.sequenceRuns} AS r WHERE r.id = $1`, [id]);
     await this.statements.notify(q, 'work');

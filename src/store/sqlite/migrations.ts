@@ -226,6 +226,16 @@ CREATE TABLE sequence_run_graphs (
 ) WITHOUT ROWID;
 `;
 
+/**
+ * A run keeps its sequence's concurrency and each member's terminate policy as they were when it
+ * was queued: an edit while it runs applies to the next run.
+ */
+const RUN_POLICIES_SCHEMA = `
+ALTER TABLE sequence_runs ADD COLUMN concurrency INTEGER;
+ALTER TABLE member_runs ADD COLUMN terminate TEXT;
+ALTER TABLE member_runs ADD COLUMN rejected_threshold TEXT;
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial schema', sql: INITIAL_SCHEMA },
   { version: 2, name: 'entity origin and API tokens', sql: ENTITY_ORIGIN_SCHEMA + API_TOKENS_SCHEMA },
@@ -248,6 +258,7 @@ export const MIGRATIONS: readonly Migration[] = [
     name: "a model's change cursor as the store's planner last delivered it",
     sql: 'CREATE TABLE snapshot_cursors (sync_id INTEGER PRIMARY KEY, value TEXT NOT NULL, runs INTEGER NOT NULL DEFAULT 0);',
   },
+  { version: 15, name: 'the concurrency and member policies a sequence run was queued with', sql: RUN_POLICIES_SCHEMA },
 ];
 
 /** The schema version this code writes and reads. */

@@ -28,7 +28,7 @@ import {
   type SequenceResumeState,
 } from '../../core/sequence-rules.js';
 import type { SequenceRecord } from '../../core/workspace.js';
-import { toRecord, toSequenceRun, toSyncRun, type EntityRow, type MemberRunRow, type SequenceRunRow, type SyncRunRow } from '../rows.js';
+import { memberLimitColumns, toRecord, toSequenceRun, toSyncRun, type EntityRow, type MemberRunRow, type SequenceRunRow, type SyncRunRow } from '../rows.js';
 import { isTerminalSequenceRunStatus, memberNeedsRun, nothingToCancelError, resumeRefused, sequenceRunFinishedError } from '../run-rules.js';
 import { CANCEL_REASONS, endOfRunWaitingOnDeletedSync } from '../workspace-changes.js';
 import type { SqliteStatement, SqliteTransactions, SqliteValue } from './sqlite-database.js';
@@ -246,15 +246,16 @@ export class SqliteSequenceRunStore implements SequenceRunStore {
         now,
         deadlineMinutes: resumed.deadlineMinutes ?? null,
         resumedFrom: id,
+        concurrency: resumed.concurrency,
       });
       this.statements.insertRunGraph.run(newId, JSON.stringify(recordMembers(resumed)));
       const carried = new Map(decision.carry.map((c) => [c.key, c]));
       resumed.members.forEach((member, position) => {
         const syncId = syncIds.get(member.sync) as number;
         const c = carried.get(member.key);
-        const timeoutMinutes = member.timeoutMinutes ?? null;
+        const limits = memberLimitColumns(member);
         if (!c) {
-          this.statements.insertMemberRun.run({ sequenceRunId: newId, key: member.key, position, syncId, timeoutMinutes });
+          this.statements.insertMemberRun.run({ sequenceRunId: newId, key: member.key, position, syncId, ...limits });
           return;
         }
         this.statements.insertCarriedMember.run({
@@ -266,7 +267,7 @@ export class SqliteSequenceRunStore implements SequenceRunStore {
           syncRunId: c.syncRunId,
           startedAt: c.startedAt,
           finishedAt: c.finishedAt,
-          timeoutMinutes,
+          ...limits,
         });
       });
       return this.withMembers(this.statements.sequenceRun.get(newId) as SequenceRunRow);
@@ -311,10 +312,11 @@ export class SqliteSequenceRunStore implements SequenceRunStore {
       now,
       deadlineMinutes: sequence.deadlineMinutes ?? null,
       resumedFrom: null,
+      concurrency: sequence.concurrency,
     }) as SequenceRunRow;
     this.statements.insertRunGraph.run(id, JSON.stringify(recordMembers(sequence)));
     sequence.members.forEach((member, position) => {
-      this.statements.insertMemberRun.run({ sequenceRunId: id, key: member.key, position, syncId: syncIds[position] ?? null, timeoutMinutes: member.timeoutMinutes ?? null });
+      this.statements.insertMemberRun.run({ sequenceRunId: id, key: member.key, position, syncId: syncIds[position] ?? null, ...memberLimitColumns(member) });
     });
     return { run: this.withMembers(row), created: true };
   }

@@ -173,20 +173,20 @@ export function prepareStatements(db: SqliteDatabase) {
     ),
     pendingRunsOfSequence: db.prepare("SELECT id FROM sequence_runs WHERE sequence_id = ? AND status = 'pending'"),
     insertSequenceRun: db.prepare(
-      `INSERT INTO sequence_runs (id, sequence_id, status, trigger_type, trigger_detail, created_at, deadline_minutes, resumed_from)
-       VALUES (@id, @sequenceId, 'pending', @triggerType, @triggerDetail, @now, @deadlineMinutes, @resumedFrom)
+      `INSERT INTO sequence_runs (id, sequence_id, status, trigger_type, trigger_detail, created_at, deadline_minutes, resumed_from, concurrency)
+       VALUES (@id, @sequenceId, 'pending', @triggerType, @triggerDetail, @now, @deadlineMinutes, @resumedFrom, @concurrency)
        RETURNING *`,
     ),
     resumedBy: db.prepare('SELECT * FROM sequence_runs WHERE resumed_from = ?'),
     insertRunGraph: db.prepare('INSERT INTO sequence_run_graphs (sequence_run_id, members) VALUES (?, ?)'),
     runGraph: db.prepare('SELECT members FROM sequence_run_graphs WHERE sequence_run_id = ?'),
     insertCarriedMember: db.prepare(
-      `INSERT INTO member_runs (sequence_run_id, key, position, sync_id, status, sync_run_id, started_at, finished_at, timeout_minutes)
-       VALUES (@sequenceRunId, @key, @position, @syncId, @status, @syncRunId, @startedAt, @finishedAt, @timeoutMinutes)`,
+      `INSERT INTO member_runs (sequence_run_id, key, position, sync_id, status, sync_run_id, started_at, finished_at, timeout_minutes, terminate, rejected_threshold)
+       VALUES (@sequenceRunId, @key, @position, @syncId, @status, @syncRunId, @startedAt, @finishedAt, @timeoutMinutes, @terminate, @rejectedThreshold)`,
     ),
     insertMemberRun: db.prepare(
-      `INSERT INTO member_runs (sequence_run_id, key, position, sync_id, status, timeout_minutes)
-       VALUES (@sequenceRunId, @key, @position, @syncId, 'pending', @timeoutMinutes)`,
+      `INSERT INTO member_runs (sequence_run_id, key, position, sync_id, status, timeout_minutes, terminate, rejected_threshold)
+       VALUES (@sequenceRunId, @key, @position, @syncId, 'pending', @timeoutMinutes, @terminate, @rejectedThreshold)`,
     ),
     members: db.prepare('SELECT * FROM member_runs WHERE sequence_run_id = ? ORDER BY position'),
     memberWithRun: db.prepare(

@@ -50,6 +50,9 @@ export function describeSequenceRunStoreContract(name: string, open: OpenStore):
             startedAt: null,
             finishedAt: null,
             timeoutMinutes: null,
+            // The rules each member was queued with, as the sequence declares them.
+            terminate: linear.members[position]!.terminate,
+            rejectedThreshold: linear.members[position]!.rejectedThreshold,
           })),
         );
         expect(await store.getSequenceRun(run.id)).toEqual(run);
@@ -380,6 +383,46 @@ export function describeSequenceRunStoreContract(name: string, open: OpenStore):
         expect((await advance(run.id, T0 + 3)).started).toEqual([]);
         await finishMember(first.started[0]!, 'success', T0 + 4);
         expect((await advance(run.id, T0 + 5)).started.map((r) => r.memberKey)).toEqual(['contacts-to-crm']);
+      });
+
+      it('decides by the policies and concurrency the run was queued with, not by the sequence as changed since', async () => {
+        await applyCrm();
+        const graph: SequenceDef = {
+          slug: 'kept-rules',
+          name: 'Kept rules',
+          members: [
+            member('accounts-to-crm', { after: [], terminate: 'on_fatal_or_rejected', rejectedThreshold: { percent: 5 } }),
+            member('contacts-to-crm', { after: [], terminate: 'never' }),
+            member('deals-to-crm', { after: ['accounts-to-crm'] }),
+          ],
+          concurrency: 1,
+          schedule: { type: 'manual' },
+          enabled: true,
+        };
+        const { record } = await store.upsertEntity('sequence', graph, 'api', T0);
+        const { run } = await store.enqueueSequenceRun(record, MANUAL, T0);
+        expect(run.concurrency).toBe(1);
+        expect(run.members.map((m) => [m.terminate, m.rejectedThreshold])).toEqual([
+          ['on_fatal_or_rejected', { percent: 5 }],
+          ['never', { count: 0 }],
+          ['on_fatal', { count: 0 }],
+        ]);
+        await store.claimSequenceRun(run.id, T0);
+        const first = await advance(run.id, T0 + 1);
+        expect(first.started.map((r) => r.memberKey)).toEqual(['accounts-to-crm']);
+        // While it runs: any number at once, and accounts may reject whatever it likes.
+        const loose = { ...graph, concurrency: 3, members: graph.members.map((m) => ({ ...m, terminate: 'never' as const })) };
+        await store.upsertEntity('sequence', loose, 'api', T0 + 2);
+        expect((await advance(run.id, T0 + 3)).started).toEqual([]);
+        await finishMember(first.started[0]!, 'warning', T0 + 4, {
+          plannedRows: { addedCount: 10, changedCount: 0, removedCount: 0 },
+          successfulRows: { addedCount: 9, changedCount: 0, removedCount: 0 },
+          failedRows: { addedCount: 1, changedCount: 0, removedCount: 0 },
+        });
+        const after = await advance(run.id, T0 + 5);
+        expect(after.started).toEqual([]);
+        expect(after.run).toMatchObject({ status: 'failed', terminatedBy: 'accounts-to-crm' });
+        expect(after.run.reason).toMatch(/rejected 1 of 10 rows \(10%\), over its threshold of 5%/);
       });
 
       it('starts ready members up to the concurrency, never one twice, when advances race', async () => {
