@@ -502,7 +502,7 @@ export function registerHightouchRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     async (c, { params }) => {
       const run = await store.getSequenceRun(params.syncSequenceRunId);
       if (!run) throw new NotFoundError(`no sync sequence run ${params.syncSequenceRunId}`);
-      const view = await sequenceRunDetails(store, run);
+      const view = await sequenceRunDetails(store, run, deps.clock.now());
       return c.json({ id: view.id, status: view.status, syncRuns: view.syncRuns, members: view.members, terminatedBy: view.terminatedBy, reason: view.reason });
     },
   );

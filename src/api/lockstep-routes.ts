@@ -8,7 +8,7 @@ import { ErrorCode, LockstepError, NotFoundError } from '../core/errors.js';
 import { DEFAULT_PLAN_SAMPLES, MAX_PLAN_SAMPLES } from '../core/sequence-plans.js';
 import { unknownSlugError } from '../core/unknown-slug.js';
 import { rejectedRowView } from '../core/run-views.js';
-import type { SequenceRunStatus, SyncRun, SyncRunStatus, Trigger } from '../core/runs.js';
+import { ACTIVE_SYNC_RUN_STATUSES, syncRunStatusAt, type SequenceRunStatus, type SyncRun, type SyncRunStatus, type Trigger } from '../core/runs.js';
 import type { Context } from 'hono';
 import { ENTITY_SECTIONS, type ConnectionDef, type EntityKind, type Stored, type WorkspaceState } from '../core/workspace.js';
 import type { ConnectorRegistry } from '../core/connector-registry.js';
@@ -238,7 +238,7 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
   }
 
   // --- runs
-  const syncSlugs = (list: SyncRun[]) => syncRunDetails(store, list);
+  const syncSlugs = (list: SyncRun[]) => syncRunDetails(store, list, clock.now());
   const requireSync = async (slug: string) => {
     const sync = await store.getSync(slug);
     if (!sync || sync.slug !== slug) throw await unknownSlugError(store, 'sync', slug);
@@ -281,7 +281,7 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     async (c, { params }) => {
       const sequence = await requireSequence(params.slug);
       const { run } = await runs.triggerSequence(sequence.id, triggerOf(c));
-      return c.json(await sequenceRunDetails(store, run), 202);
+      return c.json(await sequenceRunDetails(store, run, clock.now()), 202);
     },
   );
   defineRoute(
@@ -320,7 +320,14 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     async (c, { params, query }) => {
       const sync = await requireSync(params.slug);
       const limit = query.limit ?? 20;
-      const list = await store.listSyncRuns({ syncId: sync.id, statuses: query.status, after: query.after, before: query.before, limit: limit + 1, offset: query.offset ?? 0, order: 'desc' });
+      // The status filter is by the status shown: a run whose process stopped is recorded active and
+      // shown `interrupted` (syncRunStatusAt). A sync has one active run at most, so asking one row
+      // more than the page covers the one the filter may drop.
+      const wanted = query.status;
+      const statuses = wanted?.includes('interrupted') ? [...new Set([...wanted, ...ACTIVE_SYNC_RUN_STATUSES])] : wanted;
+      const now = clock.now();
+      const listed = await store.listSyncRuns({ syncId: sync.id, statuses, after: query.after, before: query.before, limit: limit + 2, offset: query.offset ?? 0, order: 'desc' });
+      const list = wanted ? listed.filter((run) => wanted.includes(syncRunStatusAt(run, now))) : listed.slice(0, limit + 1);
       return c.json({ hasMore: list.length > limit, data: await syncSlugs(list.slice(0, limit)) });
     },
   );
@@ -340,7 +347,7 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       const limit = query.limit ?? 20;
       const list = await store.listSequenceRuns({ sequenceId: sequence.id, statuses: query.status, after: query.after, before: query.before, limit: limit + 1, offset: query.offset ?? 0, order: 'desc' });
       const data = [];
-      for (const run of list.slice(0, limit)) data.push(await sequenceRunDetails(store, run));
+      for (const run of list.slice(0, limit)) data.push(await sequenceRunDetails(store, run, clock.now()));
       return c.json({ hasMore: list.length > limit, data });
     },
   );
@@ -383,13 +390,13 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     async (c, { params }) => {
       const run = await store.getSequenceRun(params.id);
       if (!run) throw new NotFoundError(`no sequence run ${params.id}`);
-      return c.json(await sequenceRunDetails(store, run));
+      return c.json(await sequenceRunDetails(store, run, clock.now()));
     },
   );
   defineRoute(
     app,
     { method: 'post', path: '/api/sequence-runs/{id}/cancel', summary: 'Cancel a sequence run: running members stop, the rest are skipped', tag: 'Sequence runs', params: SequenceRunIdParam, responses: { 200: { description: 'The run', schema: SequenceRunView }, 401: errors[401], 404: errors[404], 409: { description: 'Already finished', schema: errors[404].schema } } },
-    async (c, { params }) => c.json(await sequenceRunDetails(store, await runs.cancelSequenceRun(params.id))),
+    async (c, { params }) => c.json(await sequenceRunDetails(store, await runs.cancelSequenceRun(params.id), clock.now())),
   );
   defineRoute(
     app,
@@ -408,7 +415,7 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
         422: errors[422],
       },
     },
-    async (c, { params }) => c.json(await sequenceRunDetails(store, await runs.resumeSequenceRun(params.id, triggerOf(c))), 202),
+    async (c, { params }) => c.json(await sequenceRunDetails(store, await runs.resumeSequenceRun(params.id, triggerOf(c)), clock.now()), 202),
   );
 }
 

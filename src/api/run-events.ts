@@ -156,10 +156,10 @@ export function streamRunEvents(c: Context, deps: ApiDeps, watch: StoreRunWatch,
       try {
         if (latest.kind === 'syncRun') {
           if (!slugs.has(latest.run.syncId)) for (const [id, named] of await deps.store.slugsById('sync', [latest.run.syncId])) slugs.set(id, named);
-          await stream.writeSSE({ event: 'syncRun', data: JSON.stringify({ ...syncRunView(latest.run), ...runSyncName(latest.run.syncId, slugs) }) });
+          await stream.writeSSE({ event: 'syncRun', data: JSON.stringify({ ...syncRunView(latest.run, deps.clock.now()), ...runSyncName(latest.run.syncId, slugs) }) });
         } else {
           const fresh = (await deps.store.getSequenceRun(latest.run.id)) ?? latest.run;
-          await stream.writeSSE({ event: 'sequenceRun', data: JSON.stringify(await sequenceRunDetails(deps.store, fresh)) });
+          await stream.writeSSE({ event: 'sequenceRun', data: JSON.stringify(await sequenceRunDetails(deps.store, fresh, deps.clock.now())) });
         }
       } catch (thrown) {
         deps.logger.debug('could not send a run update', { error: toError(thrown).message });

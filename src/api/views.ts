@@ -148,6 +148,12 @@ export function hightouchSync(
 }
 
 /** Hightouch's SyncRun: `error` is null when there is none, as in Hightouch's examples. */
+/**
+ * A sync run in Hightouch's shape, with its recorded status: a run whose process stopped stays
+ * `querying` or `processing` here (not `interrupted`, as Lockstep's own views show it) until a
+ * worker takes it over under this id and ends it, since Hightouch clients take `interrupted` for
+ * the end of a run and stop following it.
+ */
 export function hightouchSyncRun(run: SyncRun) {
   return {
     id: run.id,

@@ -173,7 +173,7 @@ export async function runSync(app: App, slug: string, term: Terminal): Promise<v
   await stop();
   const rejected = await app.store.listRejectedRows(final.id, 3, 0);
   const total = final.failedRows.addedCount + final.failedRows.changedCount + final.failedRows.removedCount;
-  term.out(formatSyncReport(slug, syncRunView(final), rejected, total));
+  term.out(formatSyncReport(slug, syncRunView(final, app.clock.now()), rejected, total));
 }
 
 export async function runSequence(app: App, slug: string, term: Terminal): Promise<string> {
@@ -181,7 +181,7 @@ export async function runSequence(app: App, slug: string, term: Terminal): Promi
   const stop = followSequenceRun(app, run.id, new StatusLine(term));
   const final = await app.runs.waitForSequenceRun(run.id);
   await stop();
-  const view = await sequenceRunDetails(app.store, final);
+  const view = await sequenceRunDetails(app.store, final, app.clock.now());
   term.out(formatSequenceReport(view));
   await printRejectedSamples(app, view, term);
   return final.status;

@@ -4,7 +4,7 @@
  */
 import type { EntitySlug } from './ports.js';
 import type { PhaseTimes } from './run-phases.js';
-import type { ApiUsage, MemberRun, OperationCounts, RejectedRow, RunComparison, SequenceRun, SyncRun } from './runs.js';
+import { INTERRUPTED_RUN_NOTE, syncRunStatusAt, type ApiUsage, type MemberRun, type OperationCounts, type RejectedRow, type RunComparison, type SequenceRun, type SyncRun } from './runs.js';
 
 export interface SyncRunView {
   id: number;
@@ -101,11 +101,13 @@ export interface SequenceRunView {
 
 export const iso = (t: number | null): string | null => (t === null ? null : new Date(t).toISOString());
 
-export function syncRunView(run: SyncRun): SyncRunView {
+/** `run` as it is shown at `now`: a run whose process stopped, not taken over yet, is `interrupted` (syncRunStatusAt). */
+export function syncRunView(run: SyncRun, now: number): SyncRunView {
+  const status = syncRunStatusAt(run, now);
   return {
     id: run.id,
     syncId: run.syncId,
-    status: run.status,
+    status,
     trigger: run.trigger.type,
     triggerDetail: run.trigger.detail,
     createdAt: new Date(run.createdAt).toISOString(),
@@ -116,7 +118,7 @@ export function syncRunView(run: SyncRun): SyncRunView {
     successfulRows: run.successfulRows,
     failedRows: run.failedRows,
     completionRatio: run.completionRatio,
-    error: run.error,
+    error: run.error ?? (status === 'interrupted' ? INTERRUPTED_RUN_NOTE : null),
     sequenceRunId: run.sequenceRunId,
     attempt: run.attempt,
     ...(run.apiUsage ? { apiUsage: run.apiUsage } : {}),
@@ -135,12 +137,14 @@ export function runSyncName(syncId: number, syncSlugs: ReadonlyMap<number, Entit
  * @param syncRuns the member sync runs by id (those not given appear without details)
  * @param syncSlugs sync slugs by id, deleted syncs included
  * @param sequenceSlug the sequence's slug, also when it was deleted; null when unknown
+ * @param now the time the members' sync runs are shown at (see syncRunView)
  */
 export function sequenceRunView(
   run: SequenceRun,
   syncRuns: Map<number, SyncRun>,
   syncSlugs: ReadonlyMap<number, EntitySlug>,
   sequenceSlug: EntitySlug | null,
+  now: number,
   resumedBy: string | null = null,
 ): SequenceRunView {
   const members = run.members.map((m): MemberRunView => {
@@ -154,7 +158,7 @@ export function sequenceRunView(
       startedAt: iso(m.startedAt),
       finishedAt: iso(m.finishedAt),
       durationMs: m.startedAt !== null && m.finishedAt !== null ? Math.round(m.finishedAt - m.startedAt) : null,
-      syncRun: syncRun ? syncRunView(syncRun) : null,
+      syncRun: syncRun ? syncRunView(syncRun, now) : null,
       carriedOver: syncRun !== undefined && syncRun.sequenceRunId !== run.id,
       terminate: m.terminate,
       rejectedThreshold: m.rejectedThreshold,

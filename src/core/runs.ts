@@ -10,7 +10,10 @@ import type { RejectedThreshold, TerminatePolicy } from './workspace.js';
  *
  *   queued ──► querying ──► processing ──► reporting ──► success | warning | failed
  *      │           │             │
- *      └───────────┴─────────────┴──► cancelled        (any active state ──► interrupted when the process dies)
+ *      └───────────┴─────────────┴──► cancelled
+ *
+ * An active run whose process stopped is shown `interrupted` (syncRunStatusAt) until a worker takes
+ * it over, under the same id as its next attempt, in the state it was recorded in.
  */
 export const SyncRunStatus = {
   /** Waiting to start (its sync is busy, or no worker has taken it yet). */
@@ -29,7 +32,11 @@ export const SyncRunStatus = {
   Failed: 'failed',
   /** Stopped by a user at a batch boundary. */
   Cancelled: 'cancelled',
-  /** The process died while it ran; it was run again as a new run. */
+  /**
+   * The process running it stopped (killed, crashed, cut off from the store) and no worker has
+   * taken it over yet (see syncRunStatusAt). The next worker resumes it under the same id as its
+   * next attempt.
+   */
   Interrupted: 'interrupted',
 } as const;
 export type SyncRunStatus = (typeof SyncRunStatus)[keyof typeof SyncRunStatus];
@@ -47,6 +54,21 @@ export const TERMINAL_SYNC_RUN_STATUSES: readonly SyncRunStatus[] = [
 
 export function isTerminalSyncRunStatus(status: SyncRunStatus): boolean {
   return TERMINAL_SYNC_RUN_STATUSES.includes(status);
+}
+
+/** What a run whose process stopped (killed, crashed, cut off) says until a worker takes it over. */
+export const INTERRUPTED_RUN_NOTE =
+  'the process running it stopped; the next worker to start (`lockstep serve`, `lockstep worker`) resumes it under the same id from the rows it delivered';
+
+/**
+ * The status a sync run is shown with at `now` (SPEC §2.3): a run still recorded active whose
+ * lease has ended — the process running it stopped and no worker has taken it over yet — is
+ * `interrupted`; once a worker takes it over (same id, next attempt) it is active again. The store
+ * keeps the recorded status: the queue claims such a run by its lease, not by this.
+ */
+export function syncRunStatusAt(run: Pick<SyncRun, 'status' | 'leaseExpiresAt'>, now: number): SyncRunStatus {
+  if (!ACTIVE_SYNC_RUN_STATUSES.includes(run.status)) return run.status;
+  return run.leaseExpiresAt === null || run.leaseExpiresAt <= now ? 'interrupted' : run.status;
 }
 
 /** Sequence run states: pending ──► running ──► done | failed | cancelled (pending ──► cancelled too). */

@@ -35,16 +35,18 @@ async function printRuns(app: App, term: Terminal, opts: { sequence?: string; sy
   const out: { sequenceRuns: unknown[]; syncRuns: unknown[] } = { sequenceRuns: [], syncRuns: [] };
   // A run started by another one's end names it, as its view says: `sequence "crm" run 5f0c… ended done`.
   const afterUpstream = (v: { trigger: string; triggerDetail: string | null }) => (v.trigger === 'upstream' && v.triggerDetail ? `  (after ${v.triggerDetail})` : '');
+  // A run taken over after its process stopped went on under its id: say so, as its earlier attempts left no run of their own.
+  const takenOver = (v: { attempt: number }) => (v.attempt > 1 ? `  (attempt ${v.attempt}: resumed after the process running it stopped)` : '');
   if (!opts.sync) {
     const sequenceIds = opts.sequence ? await idsWithRuns(app, term, 'sequence', opts.sequence) : undefined;
     const runs = await app.store.listSequenceRuns({ ...page, sequenceIds });
-    for (const run of runs) out.sequenceRuns.push(await sequenceRunDetails(app.store, run));
+    for (const run of runs) out.sequenceRuns.push(await sequenceRunDetails(app.store, run, app.clock.now()));
   }
   if (!opts.sequence) {
     const syncIds = opts.sync ? await idsWithRuns(app, term, 'sync', opts.sync) : undefined;
     const runs = await app.store.listSyncRuns({ ...page, syncIds });
     // A sync since deleted (or renamed: a rename deletes and creates) is named by the slug its runs ran as, marked deleted, as the API answers.
-    out.syncRuns.push(...(await syncRunDetails(app.store, runs)));
+    out.syncRuns.push(...(await syncRunDetails(app.store, runs, app.clock.now())));
   }
   if (opts.json) {
     term.out(JSON.stringify(out, null, 2));
@@ -60,7 +62,7 @@ async function printRuns(app: App, term: Terminal, opts: { sequence?: string; sy
     term.out('Sync runs');
     for (const v of out.syncRuns as NamedSyncRunView[]) {
       term.out(
-        `  ${mark(v.status)} ${v.createdAt}  #${v.id}  ${deletedOrNot(v.sync, v.syncSlug, `sync ${v.syncId}`)}  ${v.status}  read ${v.querySize}, delivered +${v.successfulRows.addedCount} ~${v.successfulRows.changedCount} -${v.successfulRows.removedCount}, rejected ${v.failedRows.addedCount + v.failedRows.changedCount + v.failedRows.removedCount}${afterUpstream(v)}${v.error ? `  — ${v.error}` : ''}`,
+        `  ${mark(v.status)} ${v.createdAt}  #${v.id}  ${deletedOrNot(v.sync, v.syncSlug, `sync ${v.syncId}`)}  ${v.status}  read ${v.querySize}, delivered +${v.successfulRows.addedCount} ~${v.successfulRows.changedCount} -${v.successfulRows.removedCount}, rejected ${v.failedRows.addedCount + v.failedRows.changedCount + v.failedRows.removedCount}${afterUpstream(v)}${takenOver(v)}${v.error ? `  — ${v.error}` : ''}`,
       );
     }
   }

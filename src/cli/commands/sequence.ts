@@ -37,7 +37,7 @@ export function registerSequenceCommands(program: Command, deps: CommandDeps): v
       .waitForSequenceRun(runId)
       .finally(stopCancelling)
       .finally(stopProgress);
-    const view = await sequenceRunDetails(app.store, final);
+    const view = await sequenceRunDetails(app.store, final, app.clock.now());
     for (const m of view.members) if (m.syncRunId !== null && !m.carriedOver) reported.push(m.syncRunId);
     if (json) term.out(JSON.stringify(view, null, 2));
     else {

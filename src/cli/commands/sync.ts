@@ -65,10 +65,10 @@ export function registerSyncCommands(program: Command, deps: CommandDeps): void 
         const rejected = await app.store.listRejectedRows(final.id, 10, 0);
         if (opts.json) {
           const all = await app.store.listRejectedRows(final.id, 1000, 0);
-          const [named] = await syncRunDetails(app.store, [final]);
+          const [named] = await syncRunDetails(app.store, [final], app.clock.now());
           term.out(JSON.stringify({ ...named, rejectedRows: all.map(rejectedRowView) }, null, 2));
         } else {
-          term.out(formatSyncReport(slug, syncRunView(final), rejected, totalRejected(final)));
+          term.out(formatSyncReport(slug, syncRunView(final, app.clock.now()), rejected, totalRejected(final)));
         }
         setExit(final.status === 'success' || final.status === 'warning' ? exit.ok : exit.runFailed);
       } finally {
