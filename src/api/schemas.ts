@@ -149,12 +149,20 @@ export const intText = (what: string, min = 0, max = Number.MAX_SAFE_INTEGER) =>
     .transform(Number)
     .refine((n) => n >= min && n <= max, `${what} must be from ${min} to ${max}`);
 
-/** An ISO-8601 date and time in a query string, as epoch ms. */
+/** A date and time with no zone (`2026-01-01T10:00:00`, `2026-01-01 10:00:00.123456`), which JavaScript would read in the server's zone. */
+const ZONELESS_TIME = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$/;
+
+/** Epoch ms of an ISO text; one without a zone is UTC (as Python's `utcnow().isoformat()` means it, and as Hightouch reads it). */
+function parseIso(text: string): number {
+  return Date.parse(ZONELESS_TIME.test(text) ? `${text}Z` : text);
+}
+
+/** An ISO-8601 date and time in a query string, as epoch ms; without a zone it is UTC. */
 export const isoText = (what: string) =>
   z
     .string()
-    .refine((t) => /^\d{4}-\d{2}-\d{2}/.test(t) && !Number.isNaN(Date.parse(t)), `${what} must be an ISO date and time, e.g. 2026-01-01T00:00:00Z`)
-    .transform((t) => Date.parse(t));
+    .refine((t) => /^\d{4}-\d{2}-\d{2}/.test(t) && !Number.isNaN(parseIso(t)), `${what} must be an ISO date and time, e.g. 2026-01-01T00:00:00Z`)
+    .transform(parseIso);
 
 export const flag = z.boolean();
 

@@ -162,6 +162,27 @@ describe('Hightouch-compatible API v1', () => {
     expect(Object.keys(bad.body.details).sort()).toEqual(['after', 'orderBy']);
   });
 
+  it('reads after/before without a zone as UTC, as Hightouch does, whatever the zone of the server', async () => {
+    const { id } = (await api.call('POST', '/api/v1/syncs/3/trigger')).body;
+    const run = await finishedRun(3, id);
+    // Python's datetime.utcnow().isoformat(): UTC, written without a zone, to the microsecond.
+    const naive = (ms: number) => new Date(ms).toISOString().replace('Z', '000');
+    const createdAt = Date.parse(run.createdAt);
+    const zone = process.env.TZ;
+    process.env.TZ = 'America/New_York';
+    try {
+      const ids = async (query: string) => (await api.call('GET', `/api/v1/syncs/3/runs?${query}`)).body.data.map((r: { id: number }) => r.id);
+      expect(await ids(`after=${naive(createdAt - 60_000)}`)).toContain(run.id);
+      expect(await ids(`before=${naive(createdAt - 60_000)}`)).not.toContain(run.id);
+      expect(await ids(`after=${naive(createdAt - 60_000).replace('T', ' ')}`)).toContain(run.id);
+      const lockstep = (await api.call('GET', `/api/syncs/contacts-to-crm/runs?after=${naive(createdAt - 60_000)}`)).body.data.map((r: { id: number }) => r.id);
+      expect(lockstep).toContain(run.id);
+    } finally {
+      if (zone === undefined) delete process.env.TZ;
+      else process.env.TZ = zone;
+    }
+  });
+
   it('POST /api/v1/sync-sequences/{id}/trigger answers a UUID; GET /sync-sequences/runs/{runId} shows its sync runs and members', async () => {
     const trigger = await api.call('POST', '/api/v1/sync-sequences/crm-hierarchy/trigger');
     expect(trigger.status).toBe(200);
