@@ -9,6 +9,7 @@
  * (`application/x-www-form-urlencoded`, by python-requests), the `data` of a GET as the query string.
  * Every request carries `accept: application/json` and `Authorization: Bearer <token>`, plus
  * `User-Agent: AirflowHightouchOperator/<version>`. A non-2xx answer is retried, then fails the task.
+ * The URL is the Airflow connection's host, a slash, and `api/v1/<endpoint>`.
  *
  * HightouchTriggerSyncOperator (synchronous), in order:
  *   POST api/v1/syncs/trigger              syncId=<id> | syncSlug=<slug>   reads `id` (a string)
@@ -43,13 +44,22 @@ const headers = () => ({
 });
 const formHeaders = () => ({ ...headers(), 'Content-Type': 'application/x-www-form-urlencoded' });
 
+/**
+ * Where the hook sends `endpoint`: HttpHook.url_from_endpoint writes the connection's host (Lockstep's
+ * address, as the README says to set it), a slash, then urljoin("api/v1/", endpoint).
+ */
+function hookPath(endpoint: string, host = api.url): string {
+  const url = new URL(`${host.endsWith('/') ? host : `${host}/`}api/v1/${endpoint}`);
+  return url.pathname + url.search;
+}
+
 /** What the hook's make_request returns: `data` when the answer has it, else the answer. */
 const unwrap = (body: Record<string, unknown>) => ('data' in body ? body.data : body);
 
 /** The hook's poll_sync loop: the run by id until a terminal status, as utils.parse_sync_run_details reads it. */
 async function pollSync(syncId: string | number, runId: string) {
   return poll(async () => {
-    const runs = unwrap((await sendOk(api, { method: 'GET', path: `/api/v1/syncs/${syncId}/runs?runId=${runId}`, headers: headers() })).body) as Record<string, unknown>[];
+    const runs = unwrap((await sendOk(api, { method: 'GET', path: hookPath(`syncs/${syncId}/runs?runId=${runId}`), headers: headers() })).body) as Record<string, unknown>[];
     const run = runs[0]!;
     expectParsable(run);
     const status = run.status as string;
@@ -74,7 +84,7 @@ function expectParsable(run: Record<string, unknown>) {
 
 describe('Airflow: airflow-provider-hightouch 4.0.0', () => {
   it('HightouchTriggerSyncOperator(sync_id=1): form trigger, runs polled by runId, then the sync', async () => {
-    const trigger = await sendOk(api, { method: 'POST', path: '/api/v1/syncs/trigger', headers: formHeaders(), body: 'syncId=1' });
+    const trigger = await sendOk(api, { method: 'POST', path: hookPath('syncs/trigger'), headers: formHeaders(), body: 'syncId=1' });
     const runId = unwrap(trigger.body) as { id: string };
     expect(runId).toEqual({ id: expect.stringMatching(/^\d+$/) });
 
@@ -84,19 +94,19 @@ describe('Airflow: airflow-provider-hightouch 4.0.0', () => {
     expect(run.id).toBe(Number(runId.id));
     expect(run.querySize).toBe(3);
 
-    const sync = unwrap((await sendOk(api, { method: 'GET', path: '/api/v1/syncs/1', headers: headers() })).body) as Record<string, unknown>;
+    const sync = unwrap((await sendOk(api, { method: 'GET', path: hookPath('syncs/1'), headers: headers() })).body) as Record<string, unknown>;
     expect(sync).toMatchObject({ id: 1, slug: 'accounts-to-crm', status: 'success' });
   });
 
   it('HightouchTriggerSyncOperator(sync_slug=...): form trigger by slug, the id looked up by slug, runs polled', async () => {
-    const trigger = await sendOk(api, { method: 'POST', path: '/api/v1/syncs/trigger', headers: formHeaders(), body: 'syncSlug=workspaces-to-crm' });
+    const trigger = await sendOk(api, { method: 'POST', path: hookPath('syncs/trigger'), headers: formHeaders(), body: 'syncSlug=workspaces-to-crm' });
     const { id: runId } = unwrap(trigger.body) as { id: string };
-    const found = unwrap((await sendOk(api, { method: 'GET', path: '/api/v1/syncs?slug=workspaces-to-crm', headers: headers() })).body) as Array<{ id: number }>;
+    const found = unwrap((await sendOk(api, { method: 'GET', path: hookPath('syncs?slug=workspaces-to-crm'), headers: headers() })).body) as Array<{ id: number }>;
     const syncId = found[0]!.id;
     expect(syncId).toBe(2);
     const run = await pollSync(syncId, runId);
     expect(run).toMatchObject({ status: 'success', error: null, querySize: 6 });
-    await sendOk(api, { method: 'GET', path: `/api/v1/syncs/${syncId}`, headers: headers() });
+    await sendOk(api, { method: 'GET', path: hookPath(`syncs/${syncId}`), headers: headers() });
   });
 
   it('form bodies take the flags as text; a bad form field is a 422 naming it, as JSON would be', async () => {

@@ -6,7 +6,9 @@
  *
  * HightouchResource.make_request uses python-requests with `params=` (a query string, never a body):
  * headers `Authorization: Bearer <key>` and `User-Agent: HightouchDagsterOp/<version>`; a POST without
- * a body goes out with `Content-Length: 0`. A non-2xx answer is retried, then the op fails.
+ * a body goes out with `Content-Length: 0`. A non-2xx answer is retried, then the op fails. Each
+ * endpoint is urljoin'ed to the module constant HIGHTOUCH_API_BASE (https://api.hightouch.io/api/v1/),
+ * not a setting: the README points it at Lockstep by setting that constant, as these tests do.
  *
  * sync_and_poll, in order:
  *   POST syncs/<id>/trigger                                  reads `id`
@@ -19,7 +21,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PG_PASSWORD, startApi, type ApiHarness } from '../api-helpers.js';
-import { ISO, PENDING_STATUSES, TERMINAL_STATUSES, poll, sendOk, send } from './wire.js';
+import { ISO, PENDING_STATUSES, TERMINAL_STATUSES, poll, sendOk, send, urljoinPath } from './wire.js';
 
 let api: ApiHarness;
 beforeAll(async () => {
@@ -36,24 +38,30 @@ const headers = () => ({
   Connection: 'keep-alive',
   Authorization: `Bearer ${api.token}`,
 });
+/**
+ * The resource's base URL, `dagster_hightouch.resources.HIGHTOUCH_API_BASE`, set as the README says;
+ * make_request joins each endpoint to it with urljoin.
+ */
+const HIGHTOUCH_API_BASE = () => `${api.url}/api/v1/`;
+const endpoint = (path: string) => urljoinPath(HIGHTOUCH_API_BASE(), path);
 const unwrap = (body: Record<string, unknown>) => ('data' in body ? body.data : body);
 const get = async (path: string) => unwrap((await sendOk(api, { method: 'GET', path, headers: headers() })).body) as Record<string, unknown>;
 
 /** HightouchResource.sync_and_poll for one sync id: what the op receives. */
 async function syncAndPoll(syncId: string) {
-  const trigger = await sendOk(api, { method: 'POST', path: `/api/v1/syncs/${syncId}/trigger`, headers: { ...headers(), 'Content-Length': '0' } });
+  const trigger = await sendOk(api, { method: 'POST', path: endpoint(`syncs/${syncId}/trigger`), headers: { ...headers(), 'Content-Length': '0' } });
   const requestId = (unwrap(trigger.body) as { id: string }).id;
   expect(requestId).toMatch(/^\d+$/);
   const run = await poll(async () => {
-    const runs = unwrap((await sendOk(api, { method: 'GET', path: `/api/v1/syncs/${syncId}/runs?runId=${requestId}`, headers: headers() })).body) as Record<string, unknown>[];
+    const runs = unwrap((await sendOk(api, { method: 'GET', path: endpoint(`syncs/${syncId}/runs?runId=${requestId}`), headers: headers() })).body) as Record<string, unknown>[];
     const latest = runs[0]!;
     expect([...TERMINAL_STATUSES, ...PENDING_STATUSES]).toContain(latest.status);
     return TERMINAL_STATUSES.includes(latest.status as string) ? latest : undefined;
   });
   // fail_on_warning is off by default: a warning goes on like a success.
   expect(['success', 'warning']).toContain(run.status);
-  const sync = await get(`/api/v1/syncs/${syncId}`);
-  const destination = await get(`/api/v1/destinations/${String(sync.destinationId)}`);
+  const sync = await get(endpoint(`syncs/${syncId}`));
+  const destination = await get(endpoint(`destinations/${String(sync.destinationId)}`));
   return { run, sync, destination };
 }
 

@@ -10,7 +10,9 @@
  *   (first version) curl --location -g --request POST <base>/api/v1/syncs/<sync-id>/trigger, no body
  *
  * Action inputs are strings, so the id and the flag arrive as JSON strings (`full-resync` defaults to
- * "false"). `--fail` fails the step on any status from 400; the answer's body is not read.
+ * "false"). `--fail` fails the step on any status from 400; the answer's body is not read. The URL is
+ * written into action.yml (https://api.hightouch.com), so the README has users run this request as a
+ * step of their own, with Lockstep's address.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApi, type ApiHarness } from '../api-helpers.js';
@@ -55,6 +57,12 @@ describe('GitHub Action: hightouchio/hightouch-github-action v1.0.x', () => {
     expect(run).toMatchObject({ syncId: 1, status: 'success', options: { fullResync: true } });
     // A full resync sends every row again, though none changed.
     expect(run.successfulRows.changedCount + run.successfulRows.addedCount).toBe(3);
+  });
+
+  it("the README's step in its place: the same curl to Lockstep's address, without fullResync", async () => {
+    const answer = await sendOk(api, { method: 'POST', path: '/api/v1/syncs/trigger', headers: curl(true), body: '{"syncSlug": "accounts-to-crm"}' });
+    const run = await finished(answer.body.id);
+    expect(run).toMatchObject({ syncId: 1, status: 'success', options: { fullResync: false } });
   });
 
   it('the first version: POST /api/v1/syncs/{id}/trigger with no body and no content type', async () => {

@@ -78,3 +78,12 @@ export const PENDING_STATUSES = ['queued', 'querying', 'processing', 'reporting'
 
 /** An ISO time as Python's dateutil parser and JavaScript's Date both read it. */
 export const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+
+/**
+ * Python's `urljoin(base, endpoint)` for the relative endpoints the clients join to their base URL
+ * (RFC 3986 resolution, as WHATWG URL does it): the path and query string it requests.
+ */
+export function urljoinPath(base: string, endpoint: string): string {
+  const url = new URL(endpoint, base);
+  return url.pathname + url.search;
+}
