@@ -185,6 +185,35 @@ function documentFormBodies(app: OpenAPIHono): void {
   }
 }
 
+/** The v1 routes by method, as paths under /api/v1: to tell a client whose base URL lost or doubled `/api/v1` where its request belongs. */
+const V1_PATHS: ReadonlyArray<readonly [string, RegExp]> = [
+  ['GET', /^\/(syncs|sources|destinations|models)(\/[^/]+)?\/?$/],
+  ['GET', /^\/syncs\/[^/]+\/runs\/?$/],
+  ['GET', /^\/sync-sequences\/runs\/[^/]+\/?$/],
+  ['POST', /^\/syncs(\/[^/]+)?\/trigger\/?$/],
+  ['POST', /^\/sync-sequences\/[^/]+\/trigger\/?$/],
+];
+
+const isV1Path = (method: string, path: string) => V1_PATHS.some(([m, pattern]) => m === method && pattern.test(path));
+
+/**
+ * What to say of a request no route answers that a Hightouch client sent to the wrong place: its
+ * base URL held `/api/v1` though the client adds it (Airflow's connection host, `ht login`), or lost
+ * it (a dagster-hightouch base without its last slash, which urljoin drops `/v1` from). Null for
+ * any other path.
+ */
+export function misplacedV1Hint(method: string, path: string): string | null {
+  const doubled = /^\/api\/v1(?:\/api\/v1)+(\/.*)$/.exec(path);
+  if (doubled && isV1Path(method, doubled[1]!)) {
+    return "/api/v1 is in the path twice: the client adds it to the address it is given, so give it Lockstep's address alone (http://host:port)";
+  }
+  const rest = /^\/api\/v1\//.test(path) ? null : (/^\/api(\/.*)$/.exec(path)?.[1] ?? path);
+  if (rest !== null && isV1Path(method, rest)) {
+    return `did you mean /api/v1${rest}? A Hightouch client's base URL is Lockstep's address followed by /api/v1/, with the last slash (without it, urljoin drops /v1)`;
+  }
+  return null;
+}
+
 /** A sync sequence's id (`3` or `3.0`) as a number, or its slug as given. */
 function sequenceRef(ref: string): number | string {
   return /^\d{1,15}(\.0+)?$/.test(ref) ? Number(ref) : ref;

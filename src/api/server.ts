@@ -15,7 +15,7 @@ import { findToken } from '../core/tokens.js';
 import { registerAlertRoutes } from './alert-routes.js';
 import type { ApiDeps } from './context.js';
 import { HttpError, errorResponse } from './http-errors.js';
-import { registerHightouchRoutes } from './hightouch-routes.js';
+import { misplacedV1Hint, registerHightouchRoutes } from './hightouch-routes.js';
 import { registerLockstepRoutes } from './lockstep-routes.js';
 import { registerHealthRoutes, type ProcessActivity } from './health-routes.js';
 import { listenHttp, type Listening } from './listen-http.js';
@@ -153,7 +153,7 @@ export function createApiServer(serverOptions: ApiServerOptions): ApiServer {
     { method: 'get', path: '/api/openapi.json', summary: 'This document', tag: 'Session', responses: { 200: { description: 'The OpenAPI 3.1 document', schema: z.record(z.string(), z.unknown()) } } },
     (c) => c.json(document()),
   );
-  app.all('/api/*', (c) => c.json({ message: `no route ${c.req.method} ${c.req.path} — see /api/openapi.json` }, 404));
+  app.all('/api/*', (c) => c.json({ message: `no route ${c.req.method} ${c.req.path} — ${misplacedV1Hint(c.req.method, c.req.path) ?? 'see /api/openapi.json'}` }, 404));
 
   registerHealthRoutes(app, options, metrics);
 
@@ -176,7 +176,10 @@ export function createApiServer(serverOptions: ApiServerOptions): ApiServer {
       });
     });
   }
-  app.notFound((c) => c.json({ message: `no route ${c.req.method} ${c.req.path}` }, 404));
+  app.notFound((c) => {
+    const hint = misplacedV1Hint(c.req.method, c.req.path);
+    return c.json({ message: `no route ${c.req.method} ${c.req.path}${hint === null ? '' : ` — ${hint}`}` }, 404);
+  });
 
   let listening: Listening | null = null;
   return {

@@ -125,6 +125,14 @@ describe('Airflow: airflow-provider-hightouch 4.0.0', () => {
     expect(unknown.status).toBe(404);
   });
 
+  it('a connection host given with /api/v1 (the hook adds it too) gets a 404 saying to give the address alone', async () => {
+    const answer = await send(api, { method: 'POST', path: hookPath('syncs/trigger', `${api.url}/api/v1`), headers: formHeaders(), body: 'syncId=1' });
+    expect(answer.status).toBe(404);
+    expect(answer.body.message).toBe(
+      "no route POST /api/v1/api/v1/syncs/trigger — /api/v1 is in the path twice: the client adds it to the address it is given, so give it Lockstep's address alone (http://host:port)",
+    );
+  });
+
   it('HightouchSyncRunSensor: each poke reads data[0] of the run by id', async () => {
     const { id } = (await sendOk(api, { method: 'POST', path: '/api/v1/syncs/trigger', headers: formHeaders(), body: 'syncId=3' })).body as { id: string };
     const run = await pollSync(3, id);

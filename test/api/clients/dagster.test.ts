@@ -105,6 +105,23 @@ describe('Dagster: dagster-hightouch 0.1.8', () => {
     });
   });
 
+  it('HIGHTOUCH_API_BASE without its last slash (urljoin drops /v1) or without /api/v1 gets a 404 naming the path meant', async () => {
+    for (const [base, path] of [
+      [`${api.url}/api/v1`, '/api/syncs/1/trigger'],
+      [`${api.url}/`, '/syncs/1/trigger'],
+    ] as const) {
+      const trigger = { method: 'POST', path: urljoinPath(base, 'syncs/1/trigger'), headers: { ...headers(), 'Content-Length': '0' } } as const;
+      expect(trigger.path).toBe(path);
+      const answer = await send(api, trigger);
+      expect(answer.status).toBe(404);
+      expect(answer.body.message).toBe(
+        `no route POST ${path} — did you mean /api/v1/syncs/1/trigger? A Hightouch client's base URL is Lockstep's address followed by /api/v1/, with the last slash (without it, urljoin drops /v1)`,
+      );
+    }
+    // Lockstep's own routes and paths that are no v1 route keep the plain answer.
+    expect((await send(api, { method: 'POST', path: '/api/syncs/1/nothing', headers: headers() })).body.message).toBe('no route POST /api/syncs/1/nothing — see /api/openapi.json');
+  });
+
   it('GET destinations/{id} hides secrets, and answers 404 for an unknown id', async () => {
     const all = (await sendOk(api, { method: 'GET', path: '/api/v1/destinations', headers: headers() })).body as { data: Array<{ id: number; slug: string }> };
     const pg = all.data.find((d) => d.slug === 'pg')!;
