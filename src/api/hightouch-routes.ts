@@ -503,7 +503,8 @@ export function registerHightouchRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     },
     async (c, { params }) => {
       const ref = sequenceRef(params.syncSequenceId);
-      const sequence = await store.getSequence(ref);
+      // Hightouch's path holds an id; a slug of digits that is no sequence's id still names its own.
+      const sequence = (await store.getSequence(ref)) ?? (typeof ref === 'number' ? await store.getSequence(params.syncSequenceId) : null);
       if (!sequence) throw typeof ref === 'number' ? await unknownIdError(store, 'sequence', ref, 'sync sequence') : await unknownSlugError(store, 'sequence', ref);
       const { run } = await runs.triggerSequence(sequence.id, { type: 'api', detail: 'api v1' });
       return c.json({ id: run.id });

@@ -550,8 +550,12 @@ export interface WorkspaceStore {
   planWorkspace(definition: WorkspaceDefinition): Promise<WorkspaceChange[]>;
   /** Makes the store's workspace equal to `definition` (by slug; ids stay stable) and returns what changed. */
   applyWorkspace(definition: WorkspaceDefinition, now: number): Promise<WorkspaceChange[]>;
-  /** By integer id or slug. */
+  /**
+   * By integer id (a number) or slug (text). Text of digits that is no slug is taken for an id, so a
+   * slug of digits (`"2024"`) names its own sync, never the one whose id it spells.
+   */
   getSync(ref: number | string): Promise<SyncRecord | null>;
+  /** As getSync. */
   getSequence(ref: number | string): Promise<SequenceRecord | null>;
   /**
    * The slugs of syncs or sequences by id, deleted ones included: run history keeps the ids of

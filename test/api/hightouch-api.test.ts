@@ -211,6 +211,24 @@ describe('Hightouch-compatible API v1', () => {
     expect(bad.body).toEqual({ message: 'Validation failed', details: { syncSequenceRunId: expect.any(String) } });
   });
 
+  it('POST /api/v1/sync-sequences/{id}/trigger takes an id first, then a slug of digits that is no id', async () => {
+    expect((await api.call('POST', '/api/sequences', { slug: '2024', members: [{ sync: 'accounts-to-crm' }] })).status).toBe(201);
+    try {
+      const sequenceId = (await api.call('GET', '/api/sequences/2024')).body.id as number;
+      const bySlug = await api.call('POST', '/api/v1/sync-sequences/2024/trigger');
+      expect(bySlug.status).toBe(200);
+      expect((await api.app.store.getSequenceRun(bySlug.body.id))?.sequenceId).toBe(sequenceId);
+      const byId = await api.call('POST', '/api/v1/sync-sequences/1/trigger');
+      expect((await api.app.store.getSequenceRun(byId.body.id))?.sequenceId).toBe(1);
+      await eventually(async () => {
+        const runs = await Promise.all([bySlug.body.id, byId.body.id].map((id: string) => api.call('GET', `/api/v1/sync-sequences/runs/${id}`)));
+        return runs.every((r) => ['done', 'failed', 'cancelled'].includes(r.body.status));
+      });
+    } finally {
+      expect((await api.call('DELETE', '/api/sequences/2024')).status).toBe(204);
+    }
+  });
+
   it('ignores a trailing slash on every /api route, for every method, before the token check', async () => {
     expect((await api.call('GET', '/api/v1/syncs/?slug=accounts-to-crm')).body.data.map((s: { slug: string }) => s.slug)).toEqual(['accounts-to-crm']);
     expect((await api.call('GET', '/api/v1/syncs/1/')).body).toMatchObject({ id: 1 });

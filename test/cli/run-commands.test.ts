@@ -129,6 +129,16 @@ describe('lockstep sync run', () => {
     expect(result.stdout).toMatch(/ {2}error: .*contacts/);
   });
 
+  it('a sync slugged with digits runs itself, not the sync whose id its slug spells', async () => {
+    const digits = await appliedWorkspace();
+    // Added after the others, so that id 1 is accounts-to-crm's.
+    const yaml = hierarchyWorkspaceYaml().replace('sequences:\n', '  "1": { model: contacts, destination: crm, object: contacts, mode: upsert, mappings: [ { from: email, to: email_address } ] }\nsequences:\n');
+    writeFileSync(join(digits, 'lockstep.yaml'), yaml);
+    expect((await runMain(['--workspace', digits, 'apply'])).code).toBe(0);
+    const result = await runMain(['--workspace', digits, 'sync', 'run', '1', '--json']);
+    expect(JSON.parse(result.stdout)).toMatchObject({ sync: '1', querySize: 12 });
+  });
+
   it('an unknown slug exits 2 naming the slug and `lockstep apply`', async () => {
     const result = await runCli(['sync', 'run', 'contacts-to-hubspot'], { cwd: dir });
     expect(result.code).toBe(2);

@@ -243,16 +243,16 @@ export class PostgresWorkspaceStore implements WorkspaceStore, SecretResealer {
     return `${this.db.schema}.${ENTITY_TABLES[kind].table}`;
   }
 
+  /** A number is an id; text is a slug, or, when no slug is that text, an id written in digits (see WorkspaceStore.getSync). */
   private async entityByRef<T>(kind: 'sync' | 'sequence', ref: number | string): Promise<T | null> {
-    if (typeof ref === 'number' || /^\d+$/.test(ref)) {
-      const id = safeId(Number(ref));
-      if (id !== null) {
-        const rows = await this.db.query<EntityRow>(`SELECT * FROM ${this.entityTable(kind)} WHERE id = $1 AND deleted_at IS NULL`, [id]);
-        if (rows[0]) return entityRecord<T>(kind, rows[0], this.secrets);
-      }
-      if (typeof ref === 'number') return null;
+    if (typeof ref === 'string') {
+      const bySlug = await this.entityBySlug<T>(this.db.direct, kind, ref);
+      if (bySlug || !/^\d+$/.test(ref)) return bySlug;
     }
-    return this.entityBySlug<T>(this.db.direct, kind, ref);
+    const id = safeId(Number(ref));
+    if (id === null) return null;
+    const rows = await this.db.query<EntityRow>(`SELECT * FROM ${this.entityTable(kind)} WHERE id = $1 AND deleted_at IS NULL`, [id]);
+    return rows[0] ? entityRecord<T>(kind, rows[0], this.secrets) : null;
   }
 
   private async entityBySlug<T>(q: Queryable, kind: EntityKind, slug: string): Promise<T | null> {

@@ -231,14 +231,14 @@ export class SqliteWorkspaceStore implements WorkspaceStore, SecretResealer {
     (change.action === 'create' ? statements.insert : statements.update).run(params);
   }
 
+  /** A number is an id; text is a slug, or, when no slug is that text, an id written in digits (see WorkspaceStore.getSync). */
   private entityByRef<T>(kind: 'sync' | 'sequence', ref: number | string): T | null {
-    const statements = this.statements.entities[kind];
-    if (typeof ref === 'number' || /^\d+$/.test(ref)) {
-      const row = statements.byId.get(Number(ref)) as EntityRow | undefined;
-      if (row) return toRecord(row, kind, this.secrets) as T;
-      if (typeof ref === 'number') return null;
+    if (typeof ref === 'string') {
+      const bySlug = this.entityBySlug<T>(kind, ref);
+      if (bySlug || !/^\d+$/.test(ref)) return bySlug;
     }
-    return this.entityBySlug<T>(kind, ref);
+    const row = this.statements.entities[kind].byId.get(Number(ref)) as EntityRow | undefined;
+    return row ? (toRecord(row, kind, this.secrets) as T) : null;
   }
 
   private entityBySlug<T>(kind: Kind, slug: string): T | null {

@@ -71,6 +71,19 @@ describe('GitHub Action: hightouchio/hightouch-github-action v1.0.x', () => {
     await finished(answer.body.id);
   });
 
+  it('with a sync-slug of digits: the sync of that slug, not the one whose id it spells', async () => {
+    const created = await api.call('POST', '/api/syncs', { slug: '2', model: 'contacts', destination: 'crm', object: 'contacts', mode: 'upsert', mappings: [{ from: 'email', to: 'email_address' }] });
+    expect(created.status).toBe(201);
+    try {
+      const answer = await sendOk(api, { method: 'POST', path: '/api/v1/syncs/trigger', headers: curl(true), body: '{ "syncSlug": "2", "fullResync": "false" }' });
+      const run = await finished(answer.body.id);
+      expect(run.syncId).toBe(created.body.id);
+      expect(run.syncId).not.toBe(2);
+    } finally {
+      expect((await api.call('DELETE', '/api/syncs/2')).status).toBe(204);
+    }
+  });
+
   it('inputs that are not a sync or a flag fail the step (--fail) with a 422 naming the input', async () => {
     const badId = await send(api, { method: 'POST', path: '/api/v1/syncs/trigger', headers: curl(true), body: '{ "syncId": "abc", "fullResync": "false" }' });
     expect(badId.status).toBe(422);

@@ -265,6 +265,17 @@ export function describeWorkspaceStoreContract(name: string, open: OpenStore): v
       expect(await store.getSequence('crm-graph')).toEqual(graph);
       expect(await store.getSequence('nope')).toBeNull();
 
+      // A slug of digits names its own sync or sequence, never the one with that id.
+      const contacts = syncs['contacts-to-crm']!;
+      const digits = crmWorkspace();
+      digits.syncs.push({ ...digits.syncs.find((s) => s.slug === 'contacts-to-crm')!, slug: String(contacts.id) });
+      digits.sequences.push({ ...digits.sequences.find((s) => s.slug === 'crm-graph')!, slug: String(graph.id) });
+      await store.applyWorkspace(digits, T0 + 1);
+      expect(await store.getSync(String(contacts.id))).toMatchObject({ slug: String(contacts.id) });
+      expect(await store.getSync(contacts.id)).toMatchObject({ slug: 'contacts-to-crm' });
+      expect(await store.getSequence(String(graph.id))).toMatchObject({ slug: String(graph.id) });
+      expect(await store.getSequence(graph.id)).toMatchObject({ slug: 'crm-graph' });
+
       expect(await store.getModel('deals')).toMatchObject({ slug: 'deals', primaryKey: ['region', 'id'] });
       expect(await store.getSource('warehouse')).toMatchObject({ type: 'postgres', settings: { url: '${WAREHOUSE_URL}' } });
       expect(await store.getDestination('crm')).toMatchObject({ type: 'sqlite', settings: { path: 'crm.db' } });
