@@ -17,7 +17,9 @@
  * ValidateErrorJSON {message, details}.
  *
  * The calls replayed, in the order a script makes them: list_sync(slug), get_sync, trigger_run,
- * trigger_run_custom, list_sync_runs(run_id) until terminal, get_destination(sync.destination_id),
+ * trigger_run_custom, list_sync_runs(run_id) until terminal, trigger_sequence_run and
+ * get_sync_sequence_run until the run ends (models/shared/syncsequencestatusoutput.py @7a23d15: enums
+ * SyncSequenceRequestStatus and SyncRunStatus), get_destination(sync.destination_id),
  * get_model(sync.model_id), get_source(model.source_id), list_destination, list_model, list_source.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -94,6 +96,30 @@ describe('Python SDK: hightouch 3.x (Speakeasy)', () => {
       });
       expect(run.status).toBe('success');
     }
+  });
+
+  it('trigger_sequence_run, then get_sync_sequence_run until the run ends: the enums SyncSequenceStatusOutput decodes', async () => {
+    // Both take the id as a string path parameter and send no body.
+    const trigger = await sendOk(api, { method: 'POST', path: '/api/v1/sync-sequences/1/trigger', headers: headers() });
+    expect(trigger.body).toEqual({ id: expect.stringMatching(/^[0-9a-f-]{36}$/) });
+    const run = await poll(async () => {
+      const status = await get(`/api/v1/sync-sequences/runs/${trigger.body.id}`);
+      // SyncSequenceRequestStatus and SyncRunStatus are enums: any other value fails decoding.
+      expect(['pending', 'running', 'done', 'failed', 'cancelled']).toContain(status.status);
+      for (const syncRun of status.syncRuns) {
+        expect(Object.keys(syncRun).sort()).toEqual(['finishedAt', 'status', 'syncId', 'syncRunId']);
+        expect([...TERMINAL_STATUSES, 'queued', 'querying', 'processing', 'reporting']).toContain(syncRun.status);
+      }
+      return ['done', 'failed', 'cancelled'].includes(status.status) ? status : undefined;
+    });
+    expect(run).toMatchObject({ id: trigger.body.id, status: 'done' });
+    expect(run.syncRuns.map((r: { syncId: number }) => r.syncId)).toEqual([1, 2, 3]);
+    for (const syncRun of run.syncRuns) expect(syncRun).toEqual({ syncId: expect.any(Number), syncRunId: expect.any(Number), status: 'success', finishedAt: expect.stringMatching(ISO) });
+    // A run id that is no UUID is a ValidateErrorJSON; one that names no run, a 404.
+    const bad = await send(api, { method: 'GET', path: '/api/v1/sync-sequences/runs/42', headers: headers() });
+    expect(bad.status).toBe(422);
+    expect(bad.body).toEqual({ message: 'Validation failed', details: { syncSequenceRunId: expect.any(String) } });
+    expect((await send(api, { method: 'GET', path: '/api/v1/sync-sequences/runs/0cb7da35-1fff-4d4a-bf1b-6534d515e5b5', headers: headers() })).status).toBe(404);
   });
 
   it('get_destination, get_model and get_source with the float ids read from the sync and the model', async () => {
