@@ -249,6 +249,12 @@ describe('Hightouch-compatible API v1', () => {
     await finishedRun(1, text.body.id);
     expect((await api.call('GET', `/api/v1/syncs/1.0/runs?runId=${text.body.id}.0&limit=1.0`)).body.data).toHaveLength(1);
     expect((await api.call('POST', '/api/v1/sync-sequences/1.0/trigger')).status).toBe(200);
+    // Hightouch's clearAndFill, and the CLI's fullSync, ask for a full resync.
+    for (const flag of ['clearAndFill', 'fullSync']) {
+      const full = await api.call('POST', '/api/v1/syncs/2/trigger', { [flag]: true });
+      expect((await api.app.store.getSyncRun(Number(full.body.id)))?.options.fullResync, flag).toBe(true);
+      await finishedRun(2, full.body.id);
+    }
 
     for (const [body, field] of [
       [{ syncId: 1.5 }, 'syncId'],
