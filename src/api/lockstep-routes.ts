@@ -351,6 +351,24 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       return c.json({ hasMore: list.length > limit, data });
     },
   );
+  // Before `/api/sync-runs/{id}`: "latest" is not a run id.
+  defineRoute(
+    app,
+    {
+      method: 'get',
+      path: '/api/sync-runs/latest',
+      summary: "Each sync's last run, for a list of syncs",
+      tag: 'Sync runs',
+      responses: {
+        200: {
+          description: 'One run per sync that has run (deleted syncs left out): its newest run; when that one is waiting in the queue, the run before it, if any',
+          schema: z.object({ data: z.array(SyncRunView) }).openapi('LatestSyncRuns'),
+        },
+        401: errors[401],
+      },
+    },
+    async (c) => c.json({ data: await syncSlugs(lastOfEach(await store.latestSyncRuns(2), (r) => r.syncId)) }),
+  );
   const requireSyncRun = async (id: number) => {
     const run = await store.getSyncRun(id);
     if (!run) throw new NotFoundError(`no sync run ${id}`);
@@ -383,6 +401,28 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     app,
     { method: 'post', path: '/api/sync-runs/{id}/cancel', summary: 'Cancel a sync run (a running one stops at its next batch)', tag: 'Sync runs', params: RunIdParam, responses: { 200: { description: 'The run', schema: SyncRunView }, 401: errors[401], 404: errors[404], 409: { description: 'Already finished', schema: errors[404].schema } } },
     async (c, { params }) => c.json((await syncSlugs([await runs.cancelSyncRun(params.id)]))[0]),
+  );
+  // Before `/api/sequence-runs/{id}`: "latest" is not a run id.
+  defineRoute(
+    app,
+    {
+      method: 'get',
+      path: '/api/sequence-runs/latest',
+      summary: "Each sequence's last run, for a list of sequences",
+      tag: 'Sequence runs',
+      responses: {
+        200: {
+          description: 'One run per sequence that has run (deleted sequences left out): its newest run; when that one is waiting in the queue, the run before it, if any',
+          schema: z.object({ data: z.array(SequenceRunView) }).openapi('LatestSequenceRuns'),
+        },
+        401: errors[401],
+      },
+    },
+    async (c) => {
+      const data = [];
+      for (const run of lastOfEach(await store.latestSequenceRuns(2), (r) => r.sequenceId)) data.push(await sequenceRunDetails(store, run));
+      return c.json({ data });
+    },
   );
   defineRoute(
     app,
@@ -417,6 +457,21 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     },
     async (c, { params }) => c.json(await sequenceRunDetails(store, await runs.resumeSequenceRun(params.id, triggerOf(c)), clock.now()), 202),
   );
+}
+
+/**
+ * From the two newest runs of each sync or sequence (newest first, grouped by `owner`), the one a list
+ * shows as its last run: the newest, unless it is a follow-up waiting in the queue (there is at most
+ * one), which has not run yet.
+ */
+function lastOfEach<R extends { status: SyncRunStatus | SequenceRunStatus }>(newest: R[], owner: (run: R) => number): R[] {
+  const waiting = (run: R) => run.status === 'queued' || run.status === 'pending';
+  const last = new Map<number, R>();
+  for (const run of newest) {
+    const seen = last.get(owner(run));
+    if (seen === undefined || (waiting(seen) && !waiting(run))) last.set(owner(run), run);
+  }
+  return [...last.values()];
 }
 
 /**

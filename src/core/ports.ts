@@ -639,6 +639,11 @@ export interface SyncRunStore {
   updateSyncRun(id: number, patch: SyncRunPatch, now: number, attempt?: number): Promise<SyncRun>;
   getSyncRun(id: number): Promise<SyncRun | null>;
   listSyncRuns(query: SyncRunListQuery): Promise<SyncRun[]>;
+  /**
+   * The newest `perSync` runs of every sync in the workspace (deleted syncs left out), newest first
+   * within each sync: what a list of syncs shows of their runs, read at once instead of sync by sync.
+   */
+  latestSyncRuns(perSync: number): Promise<SyncRun[]>;
   /** Queued runs, oldest first: the work waiting to be claimed. */
   listQueuedSyncRuns(): Promise<SyncRun[]>;
   /**
@@ -746,6 +751,11 @@ export interface SequenceRunStore {
   /** The id of the run that resumes the failed run `id` (at most one does), or null. */
   resumingSequenceRunId(id: string): Promise<string | null>;
   listSequenceRuns(query: SequenceRunListQuery): Promise<SequenceRun[]>;
+  /**
+   * The newest `perSequence` runs of every sequence in the workspace (deleted sequences left out),
+   * newest first within each sequence: what a list of sequences shows of their runs, read at once.
+   */
+  latestSequenceRuns(perSequence: number): Promise<SequenceRun[]>;
   listSequenceRunsByStatus(statuses: SequenceRunStatus[]): Promise<SequenceRun[]>;
   /**
    * Creates a queued sync run for each member and links it, atomically. A member that already has

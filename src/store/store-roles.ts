@@ -53,6 +53,7 @@ export abstract class StoreRoles implements WorkspaceStore, SyncRunStore, Sequen
   updateSyncRun(id: number, patch: SyncRunPatch, now: number, attempt?: number) { return this.syncRuns.updateSyncRun(id, patch, now, attempt); }
   getSyncRun(id: number) { return this.syncRuns.getSyncRun(id); }
   listSyncRuns(query: SyncRunListQuery) { return this.syncRuns.listSyncRuns(query); }
+  latestSyncRuns(perSync: number) { return this.syncRuns.latestSyncRuns(perSync); }
   listQueuedSyncRuns() { return this.syncRuns.listQueuedSyncRuns(); }
   requestSyncRunCancel(id: number) { return this.syncRuns.requestSyncRunCancel(id); }
   addRejectedRows(rows: RejectedRow[], fence?: RunFence) { return this.syncRuns.addRejectedRows(rows, fence); }
@@ -64,6 +65,7 @@ export abstract class StoreRoles implements WorkspaceStore, SyncRunStore, Sequen
   getSequenceRun(id: string) { return this.sequenceRuns.getSequenceRun(id); }
   resumingSequenceRunId(id: string) { return this.sequenceRuns.resumingSequenceRunId(id); }
   listSequenceRuns(query: SequenceRunListQuery) { return this.sequenceRuns.listSequenceRuns(query); }
+  latestSequenceRuns(perSequence: number) { return this.sequenceRuns.latestSequenceRuns(perSequence); }
   listSequenceRunsByStatus(statuses: SequenceRunStatus[]) { return this.sequenceRuns.listSequenceRunsByStatus(statuses); }
   startMembers(sequenceRunId: string, members: MemberStart[], now: number) { return this.sequenceRuns.startMembers(sequenceRunId, members, now); }
   setTermination(sequenceRunId: string, memberKey: string | null, reason: string) { return this.sequenceRuns.setTermination(sequenceRunId, memberKey, reason); }

@@ -13,12 +13,14 @@ export interface Resource<T> {
 
 /**
  * GETs `path` (nothing when null), again when `path` changes, when `reload()` is called and, with
- * `live`, on every live update (`true`), or on those of one sync's or sequence's runs (a topic).
- * Earlier data stays on screen while a reload is under way.
+ * `live`, on every live update (`true`), on those of one sync's or sequence's runs (a topic), or
+ * each time a lost connection comes back (`'reconnects'`). Earlier data stays on screen while a
+ * reload is under way.
  */
-export function useApi<T>(path: string | null, options: { live?: boolean | LiveTopic } = {}): Resource<T> {
+export function useApi<T>(path: string | null, options: { live?: boolean | LiveTopic | 'reconnects' } = {}): Resource<T> {
   const live = useLive();
-  const liveVersion = options.live === true ? live.version : options.live ? live.versionOf(options.live) : 0;
+  const liveVersion =
+    options.live === true ? live.version : options.live === 'reconnects' ? live.reconnects : options.live ? live.versionOf(options.live) : 0;
   const [data, setData] = useState<T | undefined>(undefined);
   const [error, setError] = useState<unknown>(undefined);
   const [loading, setLoading] = useState(path !== null);

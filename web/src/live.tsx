@@ -3,8 +3,9 @@
  * event bumps a version number (at most every 250 ms); data hooks reload when it changes, so what
  * is on screen follows the runs without a page reload. The event also bumps the version of the sync
  * or sequence it is about, for a list that shows each one's last run: a run of one reloads its row
- * alone, not every row of the list. A connection that comes back after it was lost bumps every
- * version: no event tells of the runs that changed while it was down. A stream the browser gave up
+ * alone, not every row of the list. A connection that comes back after it was lost bumps `version`
+ * and `reconnects` (no event tells of the runs that changed while it was down), so such a list
+ * reads every row's last run again in one request. A stream the browser gave up
  * on (an error page instead of events, as a proxy answers while the server restarts) is opened
  * again, waiting a little longer each time.
  */
@@ -19,14 +20,16 @@ export type LiveTopic = { sync: string } | { sequence: string };
 interface Live {
   /** Changes with every update. */
   version: number;
-  /** Changes with the updates of `topic`'s runs (and after a lost connection came back). */
+  /** Changes with the updates of `topic`'s runs. */
   versionOf: (topic: LiveTopic) => number;
+  /** Changes each time a lost connection comes back. */
+  reconnects: number;
   state: LiveState;
 }
 
 interface Versions {
   all: number;
-  /** Reconnections: every topic's version counts them. */
+  /** Reconnections. */
   reconnects: number;
   /** Updates by topic key (`sync:<slug>`, `sequence:<slug>`). */
   of: ReadonlyMap<string, number>;
@@ -50,7 +53,7 @@ function topicOf(event: Event): string | null {
   return null;
 }
 
-const LiveContext = createContext<Live>({ version: 0, versionOf: () => 0, state: 'offline' });
+const LiveContext = createContext<Live>({ version: 0, versionOf: () => 0, reconnects: 0, state: 'offline' });
 
 export function LiveProvider({ children }: { children: ReactNode }) {
   const [versions, setVersions] = useState<Versions>({ all: 0, reconnects: 0, of: new Map() });
@@ -117,7 +120,8 @@ export function LiveProvider({ children }: { children: ReactNode }) {
 
   const live: Live = {
     version: versions.all,
-    versionOf: (topic) => versions.reconnects + (versions.of.get(topicKey(topic)) ?? 0),
+    versionOf: (topic) => versions.of.get(topicKey(topic)) ?? 0,
+    reconnects: versions.reconnects,
     state,
   };
   return <LiveContext.Provider value={live}>{children}</LiveContext.Provider>;

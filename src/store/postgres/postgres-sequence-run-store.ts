@@ -166,6 +166,14 @@ export class PostgresSequenceRunStore implements SequenceRunStore {
     return (await this.db.query<SequenceRunResult>(sql, p.values)).map(sequenceRun);
   }
 
+  async latestSequenceRuns(perSequence: number): Promise<SequenceRun[]> {
+    const sql =
+      `SELECT ${this.sequenceRunColumns} FROM ${this.tables.sequences} AS s CROSS JOIN LATERAL ` +
+      `(SELECT * FROM ${this.tables.sequenceRuns} WHERE sequence_id = s.id ORDER BY seq DESC LIMIT $1) AS r ` +
+      'WHERE s.deleted_at IS NULL ORDER BY r.sequence_id, r.seq DESC';
+    return (await this.db.query<SequenceRunResult>(sql, [perSequence])).map(sequenceRun);
+  }
+
   async listSequenceRunsByStatus(statuses: SequenceRunStatus[]): Promise<SequenceRun[]> {
     if (statuses.length === 0) return [];
     const rows = await this.db.query<SequenceRunResult>(

@@ -232,6 +232,14 @@ export class PostgresSyncRunStore implements SyncRunStore {
     return (await this.db.query<SyncRunRow>(sql, p.values)).map(syncRun);
   }
 
+  async latestSyncRuns(perSync: number): Promise<SyncRun[]> {
+    const sql =
+      `SELECT r.* FROM ${this.tables.syncs} AS s CROSS JOIN LATERAL ` +
+      `(SELECT * FROM ${this.tables.syncRuns} WHERE sync_id = s.id ORDER BY id DESC LIMIT $1) AS r ` +
+      'WHERE s.deleted_at IS NULL ORDER BY r.sync_id, r.id DESC';
+    return (await this.db.query<SyncRunRow>(sql, [perSync])).map(syncRun);
+  }
+
   async listQueuedSyncRuns(): Promise<SyncRun[]> {
     return (await this.db.query<SyncRunRow>(`SELECT * FROM ${this.tables.syncRuns} WHERE status = 'queued' ORDER BY id`)).map(syncRun);
   }

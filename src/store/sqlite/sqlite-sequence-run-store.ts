@@ -124,6 +124,15 @@ export class SqliteSequenceRunStore implements SequenceRunStore {
     });
   }
 
+  async latestSequenceRuns(perSequence: number): Promise<SequenceRun[]> {
+    return this.transactions.read(() => {
+      const sql =
+        'SELECT r.* FROM sequences AS s JOIN sequence_runs AS r ON r.seq IN (SELECT seq FROM sequence_runs WHERE sequence_id = s.id ORDER BY seq DESC LIMIT ?) ' +
+        'WHERE s.deleted_at IS NULL ORDER BY r.sequence_id, r.seq DESC';
+      return (this.statement(sql).all(perSequence) as SequenceRunRow[]).map((row) => this.withMembers(row));
+    });
+  }
+
   async listSequenceRunsByStatus(statuses: SequenceRunStatus[]): Promise<SequenceRun[]> {
     if (statuses.length === 0) return [];
     return this.transactions.read(() => {

@@ -159,6 +159,15 @@ export class SqliteSyncRunStore implements SyncRunStore {
     });
   }
 
+  async latestSyncRuns(perSync: number): Promise<SyncRun[]> {
+    return this.transactions.read(() => {
+      const sql =
+        'SELECT r.* FROM syncs AS s JOIN sync_runs AS r ON r.id IN (SELECT id FROM sync_runs WHERE sync_id = s.id ORDER BY id DESC LIMIT ?) ' +
+        'WHERE s.deleted_at IS NULL ORDER BY r.sync_id, r.id DESC';
+      return (this.statement(sql).all(perSync) as SyncRunRow[]).map(toSyncRun);
+    });
+  }
+
   async listQueuedSyncRuns(): Promise<SyncRun[]> {
     return this.transactions.read(() => (this.statements.queuedSyncRuns.all() as SyncRunRow[]).map(toSyncRun));
   }

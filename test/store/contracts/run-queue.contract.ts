@@ -291,6 +291,36 @@ export function describeRunQueueContract(name: string, open: OpenStore): void {
         expect(await list({ limit: 3, offset: 1, order: 'desc' })).toEqual([ids[4], ids[3], ids[2]]);
       });
 
+      it('reads the newest runs of every sync at once, a sync without runs and a deleted sync left out', async () => {
+        await applyCrm();
+        const accounts = await syncId('accounts-to-crm');
+        const deals = await syncId('deals-to-crm');
+        const ended: SyncRun[] = [];
+        for (let i = 0; i < 5; i++) {
+          const { run } = await store.enqueueSyncRun({ syncId: i < 3 ? accounts : deals, trigger: MANUAL, options: NO_OPTIONS }, T0 + i * 100);
+          await store.claimSyncRun(run.id, T0 + i * 100 + 1, LEASE);
+          ended.push(await store.updateSyncRun(run.id, { status: i === 1 ? 'warning' : 'success' }, T0 + i * 100 + 2));
+        }
+        const running = await runningRun('accounts-to-crm', T0 + 600);
+        const { run: queued } = await store.enqueueSyncRun({ syncId: accounts, trigger: MANUAL, options: NO_OPTIONS }, T0 + 700);
+        const latest = async (perSync: number) => (await store.latestSyncRuns(perSync)).map((r) => [r.syncId, r.id, r.status]);
+
+        expect(await latest(2)).toEqual([
+          [accounts, queued.id, 'queued'],
+          [accounts, running.id, 'querying'],
+          [deals, ended[4]!.id, 'success'],
+          [deals, ended[3]!.id, 'success'],
+        ]);
+        expect(await latest(1)).toEqual([
+          [accounts, queued.id, 'queued'],
+          [deals, ended[4]!.id, 'success'],
+        ]);
+
+        for (const sequence of ['crm-hierarchy', 'crm-graph']) await store.deleteEntity('sequence', sequence, T0 + 800);
+        await store.deleteEntity('sync', 'deals-to-crm', T0 + 800);
+        expect(await latest(1)).toEqual([[accounts, queued.id, 'queued']]);
+      });
+
       it('keeps rejected rows per run, in insertion order, with paging', async () => {
         await applyCrm();
         const a = await runningRun('accounts-to-crm');

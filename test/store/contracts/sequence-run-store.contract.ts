@@ -325,6 +325,38 @@ export function describeSequenceRunStoreContract(name: string, open: OpenStore):
         );
         expect(await store.listSequenceRunsByStatus(['cancelled'])).toEqual([]);
       });
+
+      it('reads the newest runs of every sequence at once, with their members, a deleted sequence left out', async () => {
+        await applyCrm();
+        const linear = await sequence('crm-hierarchy');
+        const graph = await sequence('crm-graph');
+        const ids: string[] = [];
+        for (let i = 0; i < 4; i++) {
+          const { run } = await store.enqueueSequenceRun(i === 0 ? graph : linear, MANUAL, T0 + i * 100);
+          await store.claimSequenceRun(run.id, T0 + i * 100 + 1);
+          await store.finishSequenceRun(run.id, i === 2 ? 'failed' : 'done', T0 + i * 100 + 2);
+          ids.push(run.id);
+        }
+        const { run: pending } = await store.enqueueSequenceRun(linear, MANUAL, T0 + 600);
+        const latest = async (perSequence: number) => (await store.latestSequenceRuns(perSequence)).map((r) => [r.sequenceId, r.id, r.status]);
+
+        expect(await latest(2)).toEqual([
+          [linear.id, pending.id, 'pending'],
+          [linear.id, ids[3], 'done'],
+          [graph.id, ids[0], 'done'],
+        ]);
+        expect(await latest(1)).toEqual([
+          [linear.id, pending.id, 'pending'],
+          [graph.id, ids[0], 'done'],
+        ]);
+        expect((await store.latestSequenceRuns(1))[0]?.members.map((m) => m.position)).toEqual([0, 1, 2]);
+
+        await store.deleteEntity('sequence', 'crm-graph', T0 + 700);
+        expect(await latest(2)).toEqual([
+          [linear.id, pending.id, 'pending'],
+          [linear.id, ids[3], 'done'],
+        ]);
+      });
     });
 
     describe('sequence advance', () => {

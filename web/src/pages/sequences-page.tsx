@@ -1,6 +1,6 @@
 import { useEffect } from 'react';
 import type { Sequence, Workspace } from '../api-types.js';
-import { EnabledBadge, LastRun } from '../components/last-run.js';
+import { EnabledBadge, LastRun, useLastRuns, type LastRunRead } from '../components/last-run.js';
 import { EmptyState, ErrorBanner, Loading } from '../components/ui.js';
 import { scheduleInWords } from '../format.js';
 import { useApi } from '../hooks.js';
@@ -8,6 +8,7 @@ import { href, navigate } from '../router.js';
 
 export function SequencesPage() {
   const workspace = useApi<Workspace>('/api/workspace');
+  const lastRuns = useLastRuns('sequence');
   useEffect(() => {
     document.title = 'Sequences · Lockstep';
   }, []);
@@ -52,7 +53,7 @@ export function SequencesPage() {
             </thead>
             <tbody>
               {workspace.data.sequences.map((sequence) => (
-                <SequenceRow key={sequence.slug} sequence={sequence} />
+                <SequenceRow key={sequence.slug} sequence={sequence} lastRun={lastRuns.read(sequence.slug)} generation={lastRuns.generation} />
               ))}
             </tbody>
           </table>
@@ -62,7 +63,7 @@ export function SequencesPage() {
   );
 }
 
-function SequenceRow({ sequence }: { sequence: Sequence }) {
+function SequenceRow({ sequence, lastRun, generation }: { sequence: Sequence; lastRun: LastRunRead; generation: number }) {
   return (
     <tr onClick={() => navigate(href.sequence(sequence.slug))}>
       <td>
@@ -77,7 +78,7 @@ function SequenceRow({ sequence }: { sequence: Sequence }) {
         <EnabledBadge enabled={sequence.enabled} />
       </td>
       <td>
-        <LastRun of={{ sequence: sequence.slug }} />
+        <LastRun key={generation} of={{ sequence: sequence.slug }} read={lastRun} />
       </td>
     </tr>
   );

@@ -6,7 +6,7 @@
 import { Fragment, useEffect, useRef, useState } from 'react';
 import type { Page, Sync, SyncRunView, Workspace } from '../api-types.js';
 import { api, seg } from '../api.js';
-import { EnabledBadge, LastRun } from '../components/last-run.js';
+import { EnabledBadge, LastRun, useLastRuns, type LastRunRead } from '../components/last-run.js';
 import { ACTIVE_SYNC, OPS, SyncRunDetails, useSyncRun } from '../components/run-details.js';
 import { RunTimeCells } from '../components/run-facts.js';
 import { RunHistory, StatusFilter } from '../components/run-history.js';
@@ -29,6 +29,7 @@ const RUNS_PAGE = 20;
 
 export function SyncsPage() {
   const workspace = useApi<Workspace>('/api/workspace');
+  const lastRuns = useLastRuns('sync');
   useEffect(() => {
     document.title = 'Syncs · Lockstep';
   }, []);
@@ -73,7 +74,7 @@ export function SyncsPage() {
             </thead>
             <tbody>
               {workspace.data.syncs.map((sync) => (
-                <SyncRow key={sync.slug} sync={sync} sequences={sequencesOf(sync.slug)} />
+                <SyncRow key={sync.slug} sync={sync} sequences={sequencesOf(sync.slug)} lastRun={lastRuns.read(sync.slug)} generation={lastRuns.generation} />
               ))}
             </tbody>
           </table>
@@ -83,7 +84,7 @@ export function SyncsPage() {
   );
 }
 
-function SyncRow({ sync, sequences }: { sync: Sync; sequences: string[] }) {
+function SyncRow({ sync, sequences, lastRun, generation }: { sync: Sync; sequences: string[]; lastRun: LastRunRead; generation: number }) {
   return (
     <tr onClick={() => navigate(href.sync(sync.slug))}>
       <td>
@@ -101,7 +102,7 @@ function SyncRow({ sync, sequences }: { sync: Sync; sequences: string[] }) {
         <EnabledBadge enabled={sync.enabled} />
       </td>
       <td>
-        <LastRun of={{ sync: sync.slug }} />
+        <LastRun key={generation} of={{ sync: sync.slug }} read={lastRun} />
       </td>
     </tr>
   );
