@@ -252,6 +252,47 @@ describe('run details', () => {
     expect(await menu.evaluate((details: HTMLDetailsElement) => details.open)).toBe(false);
   });
 
+  it('a member’s slug breaks between its words, not inside one, next to a member’s long error', async () => {
+    const created = [
+      await server.api('POST', '/api/models', { slug: 'broken', source: 'warehouse', primaryKey: 'id', query: 'select id, name from no_such_table' }),
+      await server.api('POST', '/api/syncs', { slug: 'broken-query-to-crm', model: 'broken', destination: 'crm', object: 'accounts', mode: 'upsert' }),
+      await server.api('POST', '/api/sequences', {
+        slug: 'with-a-failure',
+        name: 'With a failure',
+        members: [{ sync: 'contacts-to-crm' }, { sync: 'broken-query-to-crm', terminate: 'never' }, { sync: 'workspaces-to-crm' }],
+      }),
+    ];
+    expect(created.map((c) => c.status)).toEqual([201, 201, 201]);
+    const started = await server.api<RunJson>('POST', '/api/sequences/with-a-failure/runs');
+    await eventually('the run to end', async () => {
+      const { body } = await server.api<RunJson>('GET', `/api/sequence-runs/${started.body.id}`);
+      return body.status === 'done' ? true : undefined;
+    });
+
+    await page.goto(`${server.baseUrl}/runs/sequence/${started.body.id}`);
+    await page.getByText(/no such table/).waitFor();
+    await screenshot(page, 'run-page-member-error');
+    // Each member's slug as it is laid out: the text of each of its lines.
+    const lines = await page.evaluate(() =>
+      Array.from(document.querySelectorAll('table[aria-label="Member runs"] tbody th a')).map((link) => {
+        const text = link.firstChild as Text;
+        const range = document.createRange();
+        const out: string[] = [];
+        let top: number | null = null;
+        for (let i = 0; i < text.length; i++) {
+          range.setStart(text, i);
+          range.setEnd(text, i + 1);
+          const y = Math.round(range.getBoundingClientRect().top);
+          if (top === null || y > top + 2) out.push(text.data[i]!);
+          else out.push(`${out.pop()!}${text.data[i]!}`);
+          top = y;
+        }
+        return out;
+      }),
+    );
+    for (const member of lines) for (const line of member.slice(0, -1)) expect(line, `${member.join('|')} breaks inside a word`).toMatch(/-$/);
+  });
+
   it('the pages showed no script errors', () => {
     expect(browser.errors.filter((e) => !/status of 4\d\d/.test(e))).toEqual([]);
   });

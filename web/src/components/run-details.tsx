@@ -299,8 +299,8 @@ function MemberRunRow({ member, terminated, reason, now }: { member: MemberRunVi
   const syncRun = member.syncRun;
   return (
     <tr aria-label={member.key} data-member={member.key} className={terminated ? 'terminated' : undefined}>
-      {/* Slugs have no length limit: a long one breaks across lines rather than push the run's columns out of sight. */}
-      <th scope="row" className="break">
+      {/* Slugs have no length limit: a long one breaks across lines (between its words first) rather than push the run's columns out of sight. */}
+      <th scope="row" className="break member-cell">
         {member.sync ? <a href={href.sync(member.sync)}>{member.key}</a> : member.key}
         {member.sync && member.sync !== member.key && <div className="muted small">{member.sync}</div>}
         {member.syncDeleted && member.syncSlug && <div className="muted small">{member.syncSlug} (deleted)</div>}
