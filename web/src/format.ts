@@ -64,15 +64,19 @@ export function terminateInWords(policy: TerminatePolicy, threshold: RejectedThr
   return threshold.count === 0 ? 'On fatal error or any rejected row' : `On fatal error or more than ${threshold.count} rejected rows`;
 }
 
+/**
+ * "840 ms", "7.9 s", "42 s", "1 min 2 s", "3 h 5 min". The time is rounded once, to what is shown,
+ * before it is split into units: 119.6 s is "2 min 0 s", not "1 min 60 s".
+ */
 export function formatDuration(ms: number | null | undefined): string {
   if (ms === null || ms === undefined || !Number.isFinite(ms)) return '—';
-  if (ms < 1000) return `${Math.max(0, Math.round(ms))} ms`;
-  const s = ms / 1000;
-  if (s < 60) return `${s < 10 ? s.toFixed(1) : Math.round(s)} s`;
-  const m = Math.floor(s / 60);
-  const rest = Math.round(s % 60);
-  if (m < 60) return `${m} min ${rest} s`;
-  return `${Math.floor(m / 60)} h ${m % 60} min`;
+  if (ms < 999.5) return `${Math.max(0, Math.round(ms))} ms`;
+  if (ms < 9_950) return `${(ms / 1000).toFixed(1)} s`;
+  const seconds = Math.round(ms / 1000);
+  if (seconds < 60) return `${seconds} s`;
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 60) return `${minutes} min ${seconds % 60} s`;
+  return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
 }
 
 /**
