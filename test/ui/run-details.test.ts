@@ -252,6 +252,32 @@ describe('run details', () => {
     expect(await menu.evaluate((details: HTMLDetailsElement) => details.open)).toBe(false);
   });
 
+  it('Back after closing a run dialog leaves the page, rather than open the closed run again', async () => {
+    await page.goto(`${server.baseUrl}/syncs`);
+    await page.getByRole('link', { name: 'accounts-to-crm', exact: true }).click();
+    await page.getByRole('link', { name: /^Open sync run / }).first().click();
+    const dialog = page.getByRole('dialog');
+    await dialog.waitFor();
+    await page.keyboard.press('Escape');
+    await dialog.waitFor({ state: 'detached' });
+    expect(new URL(page.url()).pathname).toBe('/syncs/accounts-to-crm');
+    await page.goBack();
+    await page.getByRole('heading', { name: 'Syncs', level: 1 }).waitFor();
+    expect(new URL(page.url()).pathname).toBe('/syncs');
+    expect(await dialog.count()).toBe(0);
+
+    // A run opened from a shared link: closing it leaves its sequence's page in its place, and Back what was open before.
+    const runs = await server.api<{ data: RunJson[] }>('GET', '/api/sequences/hierarchy/runs?limit=1');
+    await page.goto(`${server.baseUrl}/sequences/hierarchy/runs/${runs.body.data[0]!.id}`);
+    await dialog.waitFor();
+    await dialog.getByRole('button', { name: 'Close' }).click();
+    await dialog.waitFor({ state: 'detached' });
+    expect(new URL(page.url()).pathname).toBe('/sequences/hierarchy');
+    await page.goBack();
+    await page.getByRole('heading', { name: 'Syncs', level: 1 }).waitFor();
+    expect(new URL(page.url()).pathname).toBe('/syncs');
+  });
+
   it('a member’s slug breaks between its words, not inside one, next to a member’s long error', async () => {
     const created = [
       await server.api('POST', '/api/models', { slug: 'broken', source: 'warehouse', primaryKey: 'id', query: 'select id, name from no_such_table' }),

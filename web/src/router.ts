@@ -110,13 +110,38 @@ export const href = {
 
 const NAVIGATED = 'lockstep:navigate';
 
+/** What each history entry the UI adds remembers: the path it was opened from. */
+interface EntryState {
+  from: string;
+}
+
+const here = () => window.location.pathname + window.location.search;
+
 /** Opens `to` (a path) without reloading the page; `replace` keeps the current entry out of the history. */
 export function navigate(to: string, options: { replace?: boolean } = {}): void {
-  if (to === window.location.pathname + window.location.search) return;
-  if (options.replace) window.history.replaceState(null, '', to);
-  else window.history.pushState(null, '', to);
+  if (to === here()) return;
+  const state: EntryState = { from: here() };
+  if (options.replace) window.history.replaceState(state, '', to);
+  else window.history.pushState(state, '', to);
   window.dispatchEvent(new Event(NAVIGATED));
   if (!options.replace) window.scrollTo(0, 0);
+}
+
+/** A step back under way: a second close before it lands (a double click) must not take another. */
+let goingBack = false;
+
+/**
+ * Leaves what is open over the page at `to` (a run's dialog over its sync's page) for that page: a
+ * step back in the history when the dialog was opened from it, so that Back then leaves the page
+ * instead of opening the closed dialog again; the page in the dialog's place when a link opened
+ * the dialog directly.
+ */
+export function closeTo(to: string): void {
+  if (goingBack) return;
+  if ((window.history.state as Partial<EntryState> | null)?.from !== to) return navigate(to, { replace: true });
+  goingBack = true;
+  window.addEventListener('popstate', () => (goingBack = false), { once: true });
+  window.history.back();
 }
 
 /** A hash route of an older link (`/#/syncs/x`) becomes its path. */

@@ -14,7 +14,7 @@ import { SequencePlanDialog } from '../components/sequence-plan.js';
 import { Dialog, EmptyState, ErrorBanner, Loading, StatusBadge, Switch } from '../components/ui.js';
 import { membersInWords, scheduleInWords, terminateInWords } from '../format.js';
 import { useApi, useClock, usePageAction } from '../hooks.js';
-import { href, navigate } from '../router.js';
+import { closeTo, href, navigate } from '../router.js';
 
 /** The statuses the run history filters by, as [value, label]. */
 const SEQUENCE_RUN_FILTERS = [
@@ -173,7 +173,7 @@ export function SequencePage({ slug, runId }: { slug: string; runId?: string }) 
       </section>
 
       {previewing && <SequencePlanDialog slug={slug} name={sequence.name} onClose={() => setPreviewing(false)} />}
-      {runId && <SequenceRunDialog key={runId} id={runId} sequence={sequence} onClose={() => navigate(href.sequence(slug))} />}
+      {runId && <SequenceRunDialog key={runId} id={runId} sequence={sequence} onClose={() => closeTo(href.sequence(slug))} />}
     </div>
   );
 }

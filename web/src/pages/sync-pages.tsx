@@ -13,7 +13,7 @@ import { RunHistory, StatusFilter } from '../components/run-history.js';
 import { Dialog, EmptyState, ErrorBanner, Loading, StatusBadge, Switch } from '../components/ui.js';
 import { formatCount, scheduleInWords } from '../format.js';
 import { useApi, useClock, usePageAction } from '../hooks.js';
-import { href, navigate } from '../router.js';
+import { closeTo, href, navigate } from '../router.js';
 
 /** The statuses the run history filters by, as [value, label]. */
 const SYNC_RUN_FILTERS = [
@@ -268,7 +268,7 @@ export function SyncPage({ slug, runId }: { slug: string; runId?: number }) {
         />
       </section>
 
-      {runId !== undefined && <SyncRunDialog id={runId} onClose={() => navigate(href.sync(slug))} />}
+      {runId !== undefined && <SyncRunDialog id={runId} onClose={() => closeTo(href.sync(slug))} />}
     </div>
   );
 }
