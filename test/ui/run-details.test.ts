@@ -252,6 +252,48 @@ describe('run details', () => {
     expect(await menu.evaluate((details: HTMLDetailsElement) => details.open)).toBe(false);
   });
 
+  it('a run waiting in the queue says when it was queued, not that it started then', async () => {
+    // An API that takes two seconds per request, so the first run is still delivering while the second waits.
+    const api = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => setTimeout(() => res.writeHead(200, { 'Content-Type': 'application/json' }).end('{"ok":true}'), 2000));
+    });
+    const port = await freePort();
+    await new Promise<void>((resolve) => api.listen(port, '127.0.0.1', resolve));
+    try {
+      const created = [
+        await server.api('POST', '/api/destinations', { slug: 'queue-api', type: 'http', url: `http://127.0.0.1:${port}/v1` }),
+        await server.api('POST', '/api/syncs', { slug: 'accounts-to-queue-api', model: 'accounts', destination: 'queue-api', object: '/accounts', mode: 'upsert', batchSize: 1 }),
+      ];
+      expect(created.map((c) => c.status)).toEqual([201, 201]);
+      const running = await server.api<{ id: number }>('POST', '/api/syncs/accounts-to-queue-api/runs');
+      const queued = await server.api<{ id: number; status: string }>('POST', '/api/syncs/accounts-to-queue-api/runs');
+      expect(queued.body.id).not.toBe(running.body.id);
+
+      await page.goto(`${server.baseUrl}/runs/sync/${queued.body.id}`);
+      const facts = page.locator('dl.facts');
+      await facts.locator('[data-status="queued"]').waitFor();
+      const terms = async () => (await facts.locator('dt').allTextContents()).map((t) => t.trim());
+      expect(await terms()).toContain('Queued');
+      expect(await terms()).not.toContain('Started');
+
+      // Cancelled before it ever started: it still says when it was queued.
+      expect((await server.api('POST', `/api/sync-runs/${queued.body.id}/cancel`)).status).toBe(200);
+      await facts.locator('[data-status="cancelled"]').waitFor();
+      expect(await terms()).toContain('Queued');
+      expect(await terms()).not.toContain('Started');
+
+      await page.goto(`${server.baseUrl}/runs/sync/${running.body.id}`);
+      await facts.locator('[data-status="processing"], [data-status="querying"]').first().waitFor();
+      expect(await terms()).toContain('Started');
+      expect((await server.api('POST', `/api/sync-runs/${running.body.id}/cancel`)).status).toBe(200);
+      await facts.locator('[data-status="cancelled"]').waitFor({ timeout: 20_000 });
+    } finally {
+      api.closeAllConnections();
+      await new Promise<void>((resolve) => api.close(() => resolve()));
+    }
+  });
+
   it('Back after closing a run dialog leaves the page, rather than open the closed run again', async () => {
     await page.goto(`${server.baseUrl}/syncs`);
     await page.getByRole('link', { name: 'accounts-to-crm', exact: true }).click();

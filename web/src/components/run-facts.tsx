@@ -15,7 +15,7 @@ export interface RunTimes {
   durationMs?: number | null;
 }
 
-/** Status, trigger, start and duration of `run` (a running one measured up to `now`), then `children`. */
+/** Status, trigger, start (or when it was queued) and duration of `run` (a running one measured up to `now`), then `children`. */
 export function RunFacts({ run, now, children }: { run: RunTimes; now: number; children?: ReactNode }) {
   return (
     <dl className="facts">
@@ -32,8 +32,9 @@ export function RunFacts({ run, now, children }: { run: RunTimes; now: number; c
           {run.trigger === 'upstream' && run.triggerDetail ? `: after ${run.triggerDetail}` : ''}
         </dd>
       </div>
+      {/* A run that has not started (waiting in the queue, or cancelled there) says when it was queued. */}
       <div>
-        <dt>Started</dt>
+        <dt>{run.startedAt ? 'Started' : 'Queued'}</dt>
         <dd>{formatTime(run.startedAt ?? run.createdAt)}</dd>
       </div>
       <div>
