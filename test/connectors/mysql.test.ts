@@ -701,6 +701,29 @@ describe('MysqlDestination', () => {
     }
   });
 
+  it('refuses to write a generated column before any row goes, naming it and its expression; a default expression takes writes', async () => {
+    const url = await createTestMysqlDatabase('destination_generated');
+    await mysqlSql(
+      url,
+      `create table people (id int primary key, first varchar(20), last varchar(20), full_name varchar(41) as (concat(first, ' ', last)) virtual,
+         initials varchar(2) as (concat(left(first, 1), left(last, 1))) stored, seen datetime default current_timestamp)`,
+    );
+    const destination = await MysqlDestination.connect({ url });
+    try {
+      const error = await failure(destination.prepare({ object: 'people', keyColumns: ['id'], columns: ['id', 'first', 'last', 'full_name', 'initials'] }));
+      expect(error.code).toBe(ErrorCode.Schema);
+      // The expression as the server prints it (MySQL 8 adds the literals' character sets).
+      expect(error.message).toMatch(/^columns "full_name" \(as concat\(`first`,.*`last`\)\), "initials" \(as concat\(left\(`first`,1\),left\(`last`,1\)\)\) of table "people" in destination MySQL at .* are generated columns: MySQL computes their values and refuses any written to them — leave them out of the model's query, or map the model's fields to other columns$/);
+      const single = await failure(destination.prepare({ object: 'people', keyColumns: ['id'], columns: ['id', 'Full_Name'] }));
+      expect(single.message).toMatch(/^column "full_name" \(as .*\) of table "people" .* is a generated column: MySQL computes its values and refuses any written to it — leave it out/);
+      const writer = await destination.prepare({ object: 'people', keyColumns: ['id'], columns: ['id', 'first', 'last', 'seen'] });
+      expect(await writer.write([{ kind: 'upsert', key: [1], values: [1, 'Ada', 'Lovelace', '2024-01-02T03:04:05Z'] }])).toEqual([{ ok: true }]);
+      expect(await mysqlSql(url, 'select full_name, initials, seen from people')).toEqual([{ full_name: 'Ada Lovelace', initials: 'AL', seen: '2024-01-02 03:04:05' }]);
+    } finally {
+      await destination.close();
+    }
+  });
+
   it('fails the batch as transient when its connection is killed, and writes again afterwards', async () => {
     const { url, destination } = await crm();
     const other = await mysql.createConnection({ uri: url });

@@ -52,6 +52,8 @@ interface ColumnInfo {
   collation: string | null;
   precision: number | null;
   scale: number | null;
+  /** A generated column's expression (MySQL computes its values and refuses any written to it), else null. */
+  generatedAs: string | null;
 }
 
 /** A destination table as information_schema describes it. */
@@ -134,6 +136,15 @@ export class MysqlDestination implements Destination {
         throw new LockstepError(
           ErrorCode.Schema,
           `table "${target.object}" in destination ${this.where} has no column${s} ${listNames(missing)} (it has: ${listNames([...table.columns.values()].map((c) => c.name))}) — add the column${s} to the table, or map the model's fields to existing columns`,
+        );
+      }
+      const generated = wanted.map((c) => table.columns.get(c.toLowerCase()) as ColumnInfo).filter((c) => c.generatedAs !== null);
+      if (generated.length > 0) {
+        const s = generated.length > 1 ? 's' : '';
+        const which = generated.map((c) => `"${c.name}" (as ${c.generatedAs})`).join(', ');
+        throw new LockstepError(
+          ErrorCode.Schema,
+          `column${s} ${which} of table "${target.object}" in destination ${this.where} ${s ? 'are generated columns' : 'is a generated column'}: MySQL computes ${s ? 'their' : 'its'} values and refuses any written to ${s ? 'them' : 'it'} — leave ${s ? 'them' : 'it'} out of the model's query, or map the model's fields to other columns`,
         );
       }
       return new MysqlWriter(this, table, target);
@@ -242,10 +253,21 @@ export class MysqlDestination implements Destination {
       const table = found[0];
       if (!table) continue;
       const [columns] = await connection.execute<
-        Array<{ name: string; dataType: string; columnType: string; charset: string | null; collation: string | null; numPrecision: unknown; numScale: unknown }>
+        Array<{
+          name: string;
+          dataType: string;
+          columnType: string;
+          charset: string | null;
+          collation: string | null;
+          numPrecision: unknown;
+          numScale: unknown;
+          extra: string | null;
+          expression: string | null;
+        }>
       >(
         `select column_name as name, data_type as dataType, column_type as columnType, character_set_name as charset,
-                collation_name as collation, numeric_precision as numPrecision, numeric_scale as numScale
+                collation_name as collation, numeric_precision as numPrecision, numeric_scale as numScale,
+                extra, generation_expression as expression
            from information_schema.columns where table_schema = ? and table_name = ? order by ordinal_position`,
         [table.db, table.name],
       );
@@ -272,6 +294,8 @@ export class MysqlDestination implements Destination {
               collation: c.collation,
               precision: c.numPrecision == null ? null : Number(c.numPrecision),
               scale: c.numScale == null ? null : Number(c.numScale),
+              // MySQL says VIRTUAL or STORED GENERATED (and DEFAULT_GENERATED of a default expression, which takes writes); MariaDB also PERSISTENT.
+              generatedAs: GENERATED_EXTRA.test(c.extra ?? '') ? String(c.expression ?? '').trim() || 'an expression' : null,
             },
           ]),
         ),
@@ -307,6 +331,8 @@ const LOAD_CHUNK_BYTES = 1024 * 1024;
 const INTEGER_TYPES = new Set(['tinyint', 'smallint', 'mediumint', 'int', 'integer', 'bigint']);
 const TEXT_TYPES = new Set(['char', 'varchar', 'tinytext', 'text', 'mediumtext', 'longtext', 'enum', 'set']);
 const BINARY_TYPES = new Set(['binary', 'varbinary', 'tinyblob', 'blob', 'mediumblob', 'longblob']);
+/** information_schema.columns.extra of a generated column: MySQL's VIRTUAL or STORED GENERATED, MariaDB's PERSISTENT too. */
+const GENERATED_EXTRA = /\b(VIRTUAL|STORED|PERSISTENT) GENERATED\b/i;
 /** A name the server gave (a character set or collation), safe to write into SQL as it is. */
 const PLAIN_NAME = /^[A-Za-z0-9_]+$/;
 
