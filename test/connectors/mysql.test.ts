@@ -876,6 +876,41 @@ describe('MySQL destination in a sync', () => {
     }
   });
 
+  it('writes a UUID given as text (PostgreSQL uuid, DuckDB UUID) into a BINARY(16) or VARBINARY(16) column as its 16 bytes, loaded, merged, updated and deleted by it', async () => {
+    const url = await createTestMysqlDatabase('destination_uuid');
+    await mysqlSql(url, 'create table accounts (id binary(16) primary key, owner varbinary(16), name varchar(20), raw varbinary(40))');
+    const destination = await MysqlDestination.connect({ url });
+    try {
+      const writer = await destination.prepare({ object: 'accounts', keyColumns: ['id'], columns: ['id', 'owner', 'name', 'raw'] });
+      const a = '550e8400-e29b-41d4-a716-446655440000';
+      const b = '6BA7B810-9DAD-11D1-80B4-00C04FD430C8';
+      const owner = 'f47ac10b-58cc-4372-a567-0e02b2c3d479';
+      const stored = () => mysqlSql(url, 'select hex(id) as id, hex(owner) as owner, name, cast(raw as char) as raw from accounts order by id');
+      // Inserted (a LOCAL load into the empty table); a wider column keeps the text as it is.
+      expect(
+        await writer.write([
+          { kind: 'upsert', key: [a], values: [a, owner, 'Acme', a] },
+          { kind: 'upsert', key: [b], values: [b, null, 'Globex', null] },
+        ]),
+      ).toEqual([{ ok: true }, { ok: true }]);
+      expect(await stored()).toEqual([
+        { id: '550E8400E29B41D4A716446655440000', owner: 'F47AC10B58CC4372A5670E02B2C3D479', name: 'Acme', raw: a },
+        { id: '6BA7B8109DAD11D180B400C04FD430C8', owner: null, name: 'Globex', raw: null },
+      ]);
+      // Merged and updated by key (a key's text in another case is the same UUID), then deleted.
+      expect(await writer.write([{ kind: 'upsert', key: [a], values: [a, owner, 'Acme 2', null] }])).toEqual([{ ok: true }]);
+      expect(await writer.write([{ kind: 'update', key: [b.toLowerCase()], values: [b.toLowerCase(), owner, 'Globex 2', null] }])).toEqual([{ ok: true }]);
+      expect((await stored()).map((r) => [r.name, r.owner])).toEqual([
+        ['Acme 2', 'F47AC10B58CC4372A5670E02B2C3D479'],
+        ['Globex 2', 'F47AC10B58CC4372A5670E02B2C3D479'],
+      ]);
+      expect(await writer.write([{ kind: 'delete', key: [a], values: [] }])).toEqual([{ ok: true }]);
+      expect((await stored()).map((r) => r.id)).toEqual(['6BA7B8109DAD11D180B400C04FD430C8']);
+    } finally {
+      await destination.close();
+    }
+  });
+
   it('writes binary values read from MySQL as their bytes: BINARY(16) ids and VARBINARY, loaded, merged and deleted', async () => {
     const url = await createTestMysqlDatabase('destination_binary');
     await mysqlSql(

@@ -363,13 +363,22 @@ export function isoToMysqlTime(value: Value, dateOnly: boolean): Value {
   return fraction ? `${date} ${time}.${fraction}` : `${date} ${time}`;
 }
 
+/** A UUID as text (PostgreSQL's uuid, DuckDB's UUID, `UUID()`): 32 hex digits in groups of 8-4-4-4-12. */
+const UUID_TEXT = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 /**
  * A value for a binary column (BINARY, VARBINARY, BLOB): sources give binary values as base64
  * text, which goes as its bytes (a BINARY(16) id read from MySQL fits again); other values as they are.
+ * A column of 16 bytes (`uuidBytes`), where MySQL keeps UUIDs (`UUID_TO_BIN`), takes a UUID's text as
+ * its 16 bytes, as UUID_TO_BIN makes them: its text (36 bytes) would never fit.
  */
-export function binaryParameter(value: Value): unknown {
+export function binaryParameter(value: Value, uuidBytes = false): unknown {
+  if (uuidBytes && typeof value === 'string' && UUID_TEXT.test(value)) return Buffer.from(value.replace(/-/g, ''), 'hex');
   return base64Bytes(value) ?? value;
 }
+
+/** A BINARY(16) or VARBINARY(16) column, from its column_type. */
+const SIXTEEN_BYTES = /^(var)?binary\(16\)$/;
 
 /** A BIT column's width, from its column_type (`bit(8)`). */
 const BIT_COLUMN = /^bit\((\d+)\)$/;
@@ -521,7 +530,10 @@ class MysqlWriter implements DestinationWriter {
       if (dataType === 'datetime' || dataType === 'timestamp') return (v) => isoToMysqlTime(v, false);
       // A boolean into text is Lockstep's value (`true`), as in the other destinations, not MySQL's 1.
       if (TEXT_TYPES.has(dataType)) return (v) => (typeof v === 'boolean' ? String(v) : v);
-      if (BINARY_TYPES.has(dataType)) return binaryParameter;
+      if (BINARY_TYPES.has(dataType)) {
+        const uuidBytes = SIXTEEN_BYTES.test(column(name).columnType);
+        return (v) => binaryParameter(v, uuidBytes);
+      }
       const width = this.bitWidths[i];
       if (width !== null && width !== undefined) {
         // Beyond 2^53 the number goes as a BIGINT UNSIGNED parameter, never as text.
