@@ -701,6 +701,36 @@ describe('MysqlDestination', () => {
     }
   });
 
+  it('rejects text a utf8mb3 or latin1 column cannot hold (an emoji) with a message naming the column, its character set and how to widen it', async () => {
+    const url = await createTestMysqlDatabase('destination_charsets');
+    await mysqlSql(url, 'create table notes (id int primary key, title varchar(20) character set utf8mb3 not null, body text character set latin1, tag varchar(10) character set utf8mb4)');
+    const destination = await MysqlDestination.connect({ url });
+    try {
+      const writer = await destination.prepare({ object: 'notes', keyColumns: ['id'], columns: ['id', 'title', 'body', 'tag'] });
+      const widen = (column: string, type: string) =>
+        ` — change the column to character set utf8mb4, which holds every character (alter table \`${new URL(url).pathname.slice(1)}\`.\`notes\` modify \`${column}\` ${type} character set utf8mb4, keeping its NOT NULL and DEFAULT), or convert the value in the model's query`;
+      const rows = (kind: 'insert' | 'upsert'): WriteOperation[] => [
+        { kind, key: [1], values: [1, 'héllo', 'café', '😀'] },
+        { kind, key: [2], values: [2, 'party 🎉', null, null] },
+        { kind, key: [3], values: [3, 'ok', 'Ζεύς', null] },
+      ];
+      // Loaded into the empty table (the load's warning sends the rows by statement), then merged.
+      for (const kind of ['insert', 'upsert'] as const) {
+        const outcomes = await writer.write(rows(kind));
+        expect(outcomes[0]).toEqual({ ok: true });
+        expect(outcomes[1]).toEqual({
+          ok: false,
+          reason: expect.stringMatching(/^Incorrect string value: '\\xF0\\x9F\\x8E\\x89' for column .*title.*: column "title" is varchar\(20\) in character set utf8mb3, which holds no 4-byte character \(an emoji, say\) — /),
+        });
+        expect((outcomes[1] as { reason: string }).reason.endsWith(widen('title', 'varchar(20)'))).toBe(true);
+        expect(outcomes[2]).toEqual({ ok: false, reason: expect.stringMatching(/: column "body" is text in character set latin1, which does not have this character — /) });
+      }
+      expect(await mysqlSql(url, 'select id, title, body, tag from notes')).toEqual([{ id: 1, title: 'héllo', body: 'café', tag: '😀' }]);
+    } finally {
+      await destination.close();
+    }
+  });
+
   it('refuses to write a generated column before any row goes, naming it and its expression; a default expression takes writes', async () => {
     const url = await createTestMysqlDatabase('destination_generated');
     await mysqlSql(

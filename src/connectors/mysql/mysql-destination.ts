@@ -829,11 +829,29 @@ class MysqlWriter implements DestinationWriter {
    */
   private rowMessage(thrown: unknown): string {
     const message = mysqlRowMessage(thrown);
+    const badText = /^Incorrect string value: '(.*)' for column (?:`[^`]*`\.`[^`]*`\.`([^`]+)`|'([^']+)')$/.exec(message);
+    if (badText) {
+      const named = this.info.columns.get((badText[2] ?? badText[3] ?? '').toLowerCase());
+      if (named?.charset && named.charset !== 'utf8mb4' && named.charset !== 'binary') return `${message}: ${this.charsetHint(named, badText[1] as string)}`;
+      return message;
+    }
     const truncated = /^Data truncated for column '(.+)'$/.exec(message);
     const column = truncated ? this.info.columns.get((truncated[1] as string).toLowerCase()) : undefined;
     if (column?.dataType !== 'enum' && column?.dataType !== 'set') return message;
     const what = column.dataType === 'enum' ? 'one of' : 'a comma-separated list of';
     return `${message}: the value is not ${what} the column's members (${column.columnType}) — add it to the column's type, or change it to a member in the model's query`;
+  }
+
+  /** Why a text column refused a character (MySQL names only its bytes), and how to widen the column's character set. */
+  private charsetHint(column: ColumnInfo, bytes: string): string {
+    // A UTF-8 character of 4 bytes starts with F0 to F4: an emoji, or a rarer CJK character.
+    const fourBytes = /^\\x[fF][0-4]/.test(bytes);
+    const utf8mb3 = column.charset === 'utf8mb3' || column.charset === 'utf8';
+    const what =
+      utf8mb3 && fourBytes
+        ? `column "${column.name}" is ${column.columnType} in character set ${column.charset}, which holds no 4-byte character (an emoji, say)`
+        : `column "${column.name}" is ${column.columnType} in character set ${column.charset}, which does not have this character`;
+    return `${what} — change the column to character set utf8mb4, which holds every character (alter table ${quoteMysqlIdent(this.info.database)}.${quoteMysqlIdent(this.info.name)} modify ${quoteMysqlIdent(column.name)} ${column.columnType} character set utf8mb4, keeping its NOT NULL and DEFAULT), or convert the value in the model's query`;
   }
 
   private async writePart(connection: MysqlPoolConnection, kind: Kind, part: Indexed[], outcomes: RowOutcome[]): Promise<void> {
