@@ -701,6 +701,48 @@ describe('MysqlDestination', () => {
     }
   });
 
+  it('fails a sync whose user lacks a privilege on the table with the GRANT that gives it, naming the account', async () => {
+    const url = new URL(await createTestMysqlDatabase('destination_grants'));
+    const database = url.pathname.slice(1);
+    const user = `ro_${database.slice(-10)}`;
+    await mysqlSql(
+      url.toString(),
+      `create table people (id int primary key, name varchar(20)); insert into people values (1, 'Ann');
+       create user '${user}'@'%' identified by 'pw'; grant select on \`${database}\`.people to '${user}'@'%';
+       create user '${user}_w'@'%' identified by 'pw'; grant insert on \`${database}\`.people to '${user}_w'@'%'`,
+    );
+    const as = (name: string) => Object.assign(new URL(url.toString()), { username: name, password: 'pw' }).toString();
+    const table = `\`${database}\`.\`people\``;
+    try {
+      // May read, not write: the grant names what the batch does.
+      const reader = await MysqlDestination.connect({ url: as(user) });
+      try {
+        const writer = await reader.prepare({ object: 'people', keyColumns: ['id'], columns: ['id', 'name'] });
+        const upsert = await failure(writer.write([{ kind: 'upsert', key: [2], values: [2, 'Bob'] }]));
+        expect(upsert.code).toBe(ErrorCode.Schema);
+        expect(upsert.message).toMatch(new RegExp(`^writing to "people" in destination MySQL at .* was refused: .*command denied to user '${user}'.* — grant the destination's user what the sync does: GRANT SELECT, INSERT, UPDATE ON ${table} TO '${user}'@'%'$`));
+        const deletes = await failure(writer.write([{ kind: 'delete', key: [1], values: [] }]));
+        expect(deletes.message).toMatch(new RegExp(`GRANT SELECT, DELETE ON ${table} TO '${user}'@'%'$`));
+      } finally {
+        await reader.close();
+      }
+      // May write, not read: refused before any row goes.
+      const writerOnly = await MysqlDestination.connect({ url: as(`${user}_w`) });
+      try {
+        const denied = await failure(writerOnly.prepare({ object: 'people', keyColumns: ['id'], columns: ['id', 'name'] }));
+        expect(denied.code).toBe(ErrorCode.Schema);
+        expect(denied.message).toMatch(
+          new RegExp(`^table "people" in destination MySQL at .* cannot be read: SELECT command denied .* — grant the destination's user what the sync does: GRANT SELECT, INSERT, UPDATE ON ${table} TO '${user}_w'@'%' \\(and DELETE when the sync deletes rows\\)$`),
+        );
+      } finally {
+        await writerOnly.close();
+      }
+      expect(await mysqlSql(url.toString(), 'select id, name from people')).toEqual([{ id: 1, name: 'Ann' }]);
+    } finally {
+      await mysqlSql(url.toString(), `drop user '${user}'@'%'; drop user '${user}_w'@'%'`);
+    }
+  });
+
   it('rejects text a utf8mb3 or latin1 column cannot hold (an emoji) with a message naming the column, its character set and how to widen it', async () => {
     const url = await createTestMysqlDatabase('destination_charsets');
     await mysqlSql(url, 'create table notes (id int primary key, title varchar(20) character set utf8mb3 not null, body text character set latin1, tag varchar(10) character set utf8mb4)');

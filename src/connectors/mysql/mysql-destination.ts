@@ -20,6 +20,7 @@ import {
   describeMysqlUrl,
   MysqlFailure,
   mysqlConnectionHint,
+  mysqlErrno,
   mysqlRowMessage,
   quoteMysqlIdent,
   sessionConnection,
@@ -66,6 +67,8 @@ interface TableInfo {
   uniqueKeys: string[][];
   /** The server's max_allowed_packet: no statement may be larger. */
   maxPacketBytes: number;
+  /** The session's account as GRANT names it (`'crm'@'%'`), for messages. */
+  account: string;
   /** The table held no row when the sync started writing (a first sync). */
   empty: boolean;
 }
@@ -276,8 +279,21 @@ export class MysqlDestination implements Destination {
           where table_schema = ? and table_name = ? and non_unique = 0 order by index_name, seq_in_index`,
         [table.db, table.name],
       );
-      const [[packet]] = await connection.execute<Array<{ bytes: unknown }>>('select @@max_allowed_packet as bytes', []);
-      const [someRow] = await connection.execute<unknown[]>(`select 1 from ${quoteMysqlIdent(table.db)}.${quoteMysqlIdent(table.name)} limit 1`, []);
+      const [[packet]] = await connection.execute<Array<{ bytes: unknown; user: string | null }>>('select @@max_allowed_packet as bytes, current_user() as user', []);
+      const qualified = `${quoteMysqlIdent(table.db)}.${quoteMysqlIdent(table.name)}`;
+      const account = accountOf(packet?.user);
+      let someRow: unknown[];
+      try {
+        [someRow] = await connection.execute<unknown[]>(`select 1 from ${qualified} limit 1`, []);
+      } catch (thrown) {
+        if (mysqlErrno(thrown) !== TABLE_ACCESS_DENIED) throw thrown;
+        // Every write reads the table (which keys exist, whether it is empty): SELECT is needed whatever the mode.
+        throw new LockstepError(
+          ErrorCode.Schema,
+          `table "${object}" in destination ${this.where} cannot be read: ${toError(thrown).message} — grant the destination's user what the sync does: GRANT SELECT, INSERT, UPDATE ON ${qualified} TO ${account} (and DELETE when the sync deletes rows)`,
+          { cause: thrown },
+        );
+      }
       const byIndex = new Map<string, string[]>();
       for (const row of unique) byIndex.set(row.indexName, [...(byIndex.get(row.indexName) ?? []), row.name.toLowerCase()]);
       return {
@@ -301,6 +317,7 @@ export class MysqlDestination implements Destination {
         ),
         uniqueKeys: [...byIndex.values()],
         maxPacketBytes: Number(packet?.bytes ?? 4 * 1024 * 1024),
+        account,
         empty: someRow.length === 0,
       };
     }
@@ -331,6 +348,21 @@ const LOAD_CHUNK_BYTES = 1024 * 1024;
 const INTEGER_TYPES = new Set(['tinyint', 'smallint', 'mediumint', 'int', 'integer', 'bigint']);
 const TEXT_TYPES = new Set(['char', 'varchar', 'tinytext', 'text', 'mediumtext', 'longtext', 'enum', 'set']);
 const BINARY_TYPES = new Set(['binary', 'varbinary', 'tinyblob', 'blob', 'mediumblob', 'longblob']);
+/** `name@host`, as CURRENT_USER() answers, as GRANT spells an account: 'name'@'host'. */
+function accountOf(user: string | null | undefined): string {
+  return (user ?? '').replace(/^(.*)@([^@]*)$/, (_all, name: string, host: string) => `'${name}'@'${host}'`) || 'CURRENT_USER';
+}
+
+/** ER_TABLEACCESS_DENIED_ERROR and ER_COLUMNACCESS_DENIED_ERROR: the user lacks a privilege on the table (or a column). */
+const TABLE_ACCESS_DENIED = 1142;
+const COLUMN_ACCESS_DENIED = 1143;
+/** The privileges each kind of write needs besides SELECT, which every write needs (prepare reads the table). */
+const PRIVILEGES_OF: Record<WriteOperation['kind'], string[]> = {
+  insert: ['INSERT'],
+  upsert: ['INSERT', 'UPDATE'],
+  update: ['UPDATE'],
+  delete: ['DELETE'],
+};
 /** information_schema.columns.extra of a generated column: MySQL's VIRTUAL or STORED GENERATED, MariaDB's PERSISTENT too. */
 const GENERATED_EXTRA = /\b(VIRTUAL|STORED|PERSISTENT) GENERATED\b/i;
 /** A name the server gave (a character set or collation), safe to write into SQL as it is. */
@@ -626,7 +658,7 @@ class MysqlWriter implements DestinationWriter {
       };
       return await this.destination.deadline(connection, `writing a batch of ${batch.length} rows to "${this.target.object}"`, work(), this.target.signal);
     } catch (thrown) {
-      const error = this.writeError(thrown);
+      const error = this.writeError(thrown, batch);
       broken = error.code !== ErrorCode.Schema;
       throw error;
     } finally {
@@ -1028,10 +1060,20 @@ class MysqlWriter implements DestinationWriter {
   }
 
   /** A failure of the batch as a whole, as a LockstepError the engine can act on. */
-  private writeError(thrown: unknown): LockstepError {
+  private writeError(thrown: unknown, batch: WriteOperation[]): LockstepError {
     if (thrown instanceof LockstepError) return thrown;
     const error = toError(thrown);
     const where = `destination ${this.destination.where}`;
+    const errno = mysqlErrno(error);
+    if (errno === TABLE_ACCESS_DENIED || errno === COLUMN_ACCESS_DENIED) {
+      const privileges = new Set(batch.flatMap((op) => PRIVILEGES_OF[op.kind]));
+      const needed = ['SELECT', 'INSERT', 'UPDATE', 'DELETE'].filter((p) => p === 'SELECT' || privileges.has(p)).join(', ');
+      return new LockstepError(
+        ErrorCode.Schema,
+        `writing to "${this.target.object}" in ${where} was refused: ${error.message} — grant the destination's user what the sync does: GRANT ${needed} ON ${this.table} TO ${this.info.account}`,
+        { cause: error },
+      );
+    }
     switch (classifyMysqlError(error)) {
       case MysqlFailure.Transient:
         return new LockstepError(ErrorCode.Transient, `writing to "${this.target.object}" in ${where} failed: ${error.message} — the batch can be retried`, {
