@@ -948,6 +948,41 @@ describe('MySQL destination in a sync', () => {
     }
   });
 
+  it('writes times a SQLite file holds as text with a space and an offset (as Python prints them) into DATETIME, TIMESTAMP and DATE columns as UTC', async () => {
+    const url = await createTestMysqlDatabase('destination_text_times');
+    await mysqlSql(url, 'create table events (id int primary key, at datetime(6), seen timestamp(3) null, day date)');
+    const dir = tempDir();
+    sqlite(
+      join(dir, 'app.db'),
+      `create table events (id integer primary key, at text, seen text, day text);
+       insert into events values (1, '2024-03-31 01:30:00+02:00', '2024-03-31 01:30:00.250+00:00', '2024-03-31 23:30:00-02:00'),
+                                 (2, '2024-01-02 03:04:05.123456', '2024-01-02 03:04:05', '2024-01-02'),
+                                 (3, '2024-01-02T03:04:05Z', null, '2024-01-02 00:00:00')`,
+    );
+    const registry = createConnectorRegistry();
+    if (!registry.kind('mysql')) registry.register(mysqlConnector);
+    const h = await startHarness({
+      dir,
+      definition: workspace({
+        sources: [source('app', { path: 'app.db' })],
+        destinations: [source('crm', { type: 'mysql', url })],
+        models: [model('events', 'app', 'select id, at, seen, day from events')],
+        syncs: [sync('events', { model: 'events', destination: 'crm', object: 'events', mode: 'upsert' })],
+      }),
+      connectors: () => registry,
+    });
+    await using _ = h;
+    const { run } = await h.app.runs.triggerSync('events');
+    const done = await h.app.runs.waitForSyncRun(run.id);
+    expect(await h.app.store.listRejectedRows(done.id, 10, 0)).toEqual([]);
+    expect(done).toMatchObject({ status: 'success', successfulRows: { addedCount: 3, changedCount: 0, removedCount: 0 } });
+    expect(await mysqlSql(url, "select id, at, date_format(seen, '%Y-%m-%d %H:%i:%s.%f') as seen, day from events order by id")).toEqual([
+      { id: 1, at: '2024-03-30 23:30:00.000000', seen: '2024-03-31 01:30:00.250000', day: '2024-04-01' },
+      { id: 2, at: '2024-01-02 03:04:05.123456', seen: '2024-01-02 03:04:05.000000', day: '2024-01-02' },
+      { id: 3, at: '2024-01-02 03:04:05.000000', seen: null, day: '2024-01-02' },
+    ]);
+  });
+
   it('writes a UUID given as text (PostgreSQL uuid, DuckDB UUID) into a BINARY(16) or VARBINARY(16) column as its 16 bytes, loaded, merged, updated and deleted by it', async () => {
     const url = await createTestMysqlDatabase('destination_uuid');
     await mysqlSql(url, 'create table accounts (id binary(16) primary key, owner varbinary(16), name varchar(20), raw varbinary(40))');

@@ -368,12 +368,14 @@ const GENERATED_EXTRA = /\b(VIRTUAL|STORED|PERSISTENT) GENERATED\b/i;
 /** A name the server gave (a character set or collation), safe to write into SQL as it is. */
 const PLAIN_NAME = /^[A-Za-z0-9_]+$/;
 
-const ISO_TIMESTAMP = /^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}(?::?\d{2})?)?$/;
+const ISO_TIMESTAMP = /^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}(?::?\d{2})?)?$/;
 
 /**
  * An ISO-8601 timestamp (as sources give them: `2024-01-02T03:04:05.000Z`) as MySQL reads a
  * DATETIME, in UTC (`2024-01-02 03:04:05.000`), or its date alone for a DATE column. MySQL refuses
- * the `T` and `Z` forms in strict mode. Anything else is left as it is.
+ * the `T` and `Z` forms in strict mode, and MariaDB (and MySQL before 8.0.19) an offset. The date and
+ * time may be apart by a space, as SQL prints them and as text in a SQLite file often has them
+ * (Python's `str()` of a datetime: `2024-01-02 05:04:05+02:00`). Anything else is left as it is.
  */
 export function isoToMysqlTime(value: Value, dateOnly: boolean): Value {
   if (typeof value !== 'string') return value;
