@@ -238,6 +238,25 @@ describe('DuckDbSource values', () => {
     expect(column('dt')).toEqual(expect.arrayContaining(['0001-01-01', '9999-12-31', '10000-01-01']));
   });
 
+  it('writes FLOATs inside lists, arrays, structs and maps as a FLOAT column holds them: 0.1, not 0.10000000149011612', async () => {
+    const file = tempPath('floats.duckdb');
+    const instance = await DuckDBInstance.create(file);
+    const connection = await instance.connect();
+    try {
+      await connection.run(
+        `create table embeddings as select 1 as id, 0.1::float as f, [0.1, 0.25, -3.3, null]::float[] as v, [0.1, 0.2]::float[2] as a,
+           {'w': 0.7::float, 'd': 0.7::double, 'n': [1.1]::float[]} as s, map {'x': 0.3::float} as m, [0.1]::double[] as dl`,
+      );
+    } finally {
+      connection.closeSync();
+      instance.closeSync();
+    }
+    const query = 'select * from embeddings';
+    const expected = [[1, 0.1, '[0.1,0.25,-3.3,null]', '[0.1,0.2]', '{"w":0.7,"d":0.7,"n":[1.1]}', '{"x":0.3}', '[0.1]']];
+    expect(await readSource(file, query, 10)).toEqual(expected);
+    expect(await readReference(file, query)).toEqual(expected);
+  });
+
   it('gives TIMESTAMPTZ the same UTC text whatever local offset the reference prints it with', async () => {
     // The reference prints TIMESTAMPTZ in the process's local offset, then converts the text back to
     // UTC; the column converter computes UTC directly. Values the converter hands back (BC, year

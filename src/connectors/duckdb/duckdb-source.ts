@@ -452,21 +452,27 @@ function chunkRows(chunk: DuckDBDataChunk, converters: readonly ColumnConverter[
  * reference conversion, applied value by value; the column converters above are its fast paths.
  */
 export function convertDuckItem(duck: DuckDbModule, type: DuckDBType, value: unknown): Value {
-  if (type.alias === 'JSON') return typeof value === 'string' ? canonicalJsonText(value) : convertDuckValue(duck, value);
-  if (type.typeId === duck.DuckDBTypeId.FLOAT) return typeof value === 'number' ? normalizeFloat32(value) : convertDuckValue(duck, value);
-  return convertDuckValue(duck, value);
+  if (type.alias === 'JSON') return typeof value === 'string' ? canonicalJsonText(value) : convertDuckValue(duck, value, null);
+  if (type.typeId === duck.DuckDBTypeId.FLOAT) return typeof value === 'number' ? normalizeFloat32(value) : convertDuckValue(duck, value, type);
+  return convertDuckValue(duck, value, type);
 }
 
-/** One DuckDB value as a Lockstep Value (values.ts has the rules). */
-function convertDuckValue(duck: DuckDbModule, value: unknown): Value {
+/** One DuckDB value of type `type` as a Lockstep Value (values.ts has the rules). */
+function convertDuckValue(duck: DuckDbModule, value: unknown, type: DuckDBType | null): Value {
   if (value === null || typeof value !== 'object') return normalizeValue(value);
-  const plain = plainDuckValue(duck, value);
+  const plain = plainDuckValue(duck, value, type);
   return typeof plain === 'object' && plain !== null ? JSON.stringify(plain) : (plain as Value);
 }
 
-/** A DuckDB value as plain JSON-compatible data: nested values become arrays and objects. */
-function plainDuckValue(duck: DuckDbModule, value: unknown): unknown {
+/**
+ * A DuckDB value as plain JSON-compatible data: nested values become arrays and objects. `type` (null
+ * when unknown) says which numbers are FLOATs, written as the shortest decimal that is that float, as
+ * a FLOAT column's own values are (a `FLOAT[]` of embeddings holds 0.1, not 0.10000000149011612).
+ */
+function plainDuckValue(duck: DuckDbModule, value: unknown, type: DuckDBType | null): unknown {
   if (value === null || value === undefined) return null;
+  const Id = duck.DuckDBTypeId;
+  if (typeof value === 'number' && type?.typeId === Id.FLOAT) return normalizeFloat32(value);
   if (typeof value === 'bigint') return normalizeBigInt(value);
   if (typeof value !== 'object') return normalizeValue(value);
   if (value instanceof duck.DuckDBDecimalValue) return value.toString();
@@ -481,13 +487,17 @@ function plainDuckValue(duck: DuckDbModule, value: unknown): unknown {
   }
   if (value instanceof duck.DuckDBBlobValue) return Buffer.from(value.bytes).toString('base64');
   if (value instanceof duck.DuckDBListValue || value instanceof duck.DuckDBArrayValue) {
-    return value.items.map((item) => plainDuckValue(duck, item));
+    const itemType = type?.typeId === Id.LIST || type?.typeId === Id.ARRAY ? type.valueType : null;
+    return value.items.map((item) => plainDuckValue(duck, item, itemType));
   }
   if (value instanceof duck.DuckDBStructValue) {
-    return Object.fromEntries(Object.entries(value.entries).map(([k, v]) => [k, plainDuckValue(duck, v)]));
+    const struct = type?.typeId === Id.STRUCT ? type : null;
+    const entryType = (name: string) => (struct ? (struct.entryTypes[struct.entryIndexes[name] ?? -1] ?? null) : null);
+    return Object.fromEntries(Object.entries(value.entries).map(([k, v]) => [k, plainDuckValue(duck, v, entryType(k))]));
   }
   if (value instanceof duck.DuckDBMapValue) {
-    return Object.fromEntries(value.entries.map((e) => [String(e.key), plainDuckValue(duck, e.value)]));
+    const valueType = type?.typeId === Id.MAP ? type.valueType : null;
+    return Object.fromEntries(value.entries.map((e) => [String(e.key), plainDuckValue(duck, e.value, valueType)]));
   }
   // Dates, times, UUIDs, intervals, bits, unions: DuckDB's own text form.
   return String(value);
