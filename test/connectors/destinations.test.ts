@@ -833,6 +833,33 @@ describe('SqliteDestination', () => {
     }
   });
 
+  it('finds columns whatever the case of their names, as SQLite does, with their BLOB and number types', async () => {
+    const path = tempPath('case.sqlite');
+    const setup = new Database(path);
+    setup.exec('create table People (ID integer primary key, Name text, Photo blob, Score integer)');
+    setup.close();
+    const destination = await SqliteDestination.open({ path });
+    try {
+      const writer = await destination.prepare({ object: 'people', keyColumns: ['id'], columns: ['id', 'NAME', 'photo', 'score'] });
+      expect(
+        await writer.write([
+          { kind: 'upsert', key: [1], values: [1, 'Ann', 'AP8=', 5] },
+          { kind: 'upsert', key: [2], values: [2, 'Bob', null, '18446744073709551615'] },
+        ]),
+      ).toEqual([{ ok: true }, { ok: false, reason: expect.stringMatching(/^column "score" is INTEGER in SQLite, whose number affinity stores 18446744073709551615 as the double/) }]);
+      expect(await destination.readRows({ object: 'people', keyColumns: ['id'], columns: ['id', 'name', 'photo'] }, [[1]])).toEqual([[1, 'Ann', 'AP8=']]);
+      const reader = new Database(path, { readonly: true });
+      expect(reader.prepare('select ID, Name, hex(Photo) as photo, Score from People').all()).toEqual([{ ID: 1, Name: 'Ann', photo: '00FF', Score: 5 }]);
+      reader.close();
+      // A column that is not there still is not.
+      await expect(destination.prepare({ object: 'people', keyColumns: ['id'], columns: ['id', 'email'] })).rejects.toThrow(
+        /^table "people" in SQLite destination .* has no column "email" \(it has: "ID", "Name", "Photo", "Score"\)/,
+      );
+    } finally {
+      await destination.close();
+    }
+  });
+
   it('never creates a missing file', async () => {
     const path = tempPath('missing.sqlite');
     await expect(SqliteDestination.open({ path })).rejects.toMatchObject({ code: ErrorCode.Connection });

@@ -50,7 +50,8 @@ export class SqliteDestination implements Destination {
     const db = this.database();
     const existing = await this.listFields(target.object);
     const wanted = [...new Set([...target.columns, ...target.keyColumns])];
-    const missing = wanted.filter((c) => !existing.includes(c));
+    const known = new Set(existing.map(foldName));
+    const missing = wanted.filter((c) => !known.has(foldName(c)));
     if (missing.length > 0) {
       throw new LockstepError(
         ErrorCode.Schema,
@@ -69,13 +70,13 @@ export class SqliteDestination implements Destination {
     const db = this.database();
     const columns = db.prepare('select name, type from pragma_table_info(?)').all(object) as Array<{ name: string; type: string }>;
     const strict = (db.prepare('select strict from pragma_table_list where name = ?').all(object)[0] as { strict: number } | undefined)?.strict === 1;
-    return new Map(columns.filter((c) => numberAffinity(c.type, strict)).map((c) => [c.name, c.type]));
+    return new Map(columns.filter((c) => numberAffinity(c.type, strict)).map((c) => [foldName(c.name), c.type]));
   }
 
-  /** The columns of `object` declared BLOB (any type naming it), which take binary values as their bytes. */
+  /** The columns of `object` declared BLOB (any type naming it), which take binary values as their bytes, by folded name. */
   private blobColumns(object: string): ReadonlySet<string> {
     const columns = this.database().prepare('select name, type from pragma_table_info(?)').all(object) as Array<{ name: string; type: string }>;
-    return new Set(columns.filter((c) => /blob/i.test(c.type)).map((c) => c.name));
+    return new Set(columns.filter((c) => /blob/i.test(c.type)).map((c) => foldName(c.name)));
   }
 
   async listObjects(): Promise<string[]> {
@@ -102,7 +103,7 @@ export class SqliteDestination implements Destination {
     const where = target.keyColumns.map((c) => `${quoteIdent(c)} = ?`).join(' and ');
     const statement = this.database().prepare(`select ${target.columns.map(quoteIdent).join(', ')} from ${quoteIdent(target.object)} where ${where} limit 1`);
     const blobs = this.blobColumns(target.object);
-    const blobKeys = target.keyColumns.map((c) => blobs.has(c));
+    const blobKeys = target.keyColumns.map((c) => blobs.has(foldName(c)));
     return keys.map((key) => {
       const row = statement.raw(true).all(...key.map((v, i) => bindable(v, blobKeys[i] === true)))[0] as unknown[] | undefined;
       return row ? row.map(normalizeValue) : null;
@@ -143,6 +144,11 @@ export class SqliteDestination implements Destination {
     this.db = db;
     return db;
   }
+}
+
+/** A column's name as SQLite compares names: `Name` is the column `name` (SQLite folds only ASCII letters). */
+function foldName(name: string): string {
+  return name.replace(/[A-Z]+/g, (letters) => letters.toLowerCase());
 }
 
 /**
@@ -225,9 +231,9 @@ class SqliteWriter implements DestinationWriter {
     numbers: ReadonlyMap<string, string>,
   ) {
     this.table = quoteIdent(target.object);
-    this.blobs = target.columns.map((c) => blobs.has(c));
-    this.blobKeys = target.keyColumns.map((c) => blobs.has(c));
-    this.numberTypes = target.columns.map((c) => numbers.get(c) ?? null);
+    this.blobs = target.columns.map((c) => blobs.has(foldName(c)));
+    this.blobKeys = target.keyColumns.map((c) => blobs.has(foldName(c)));
+    this.numberTypes = target.columns.map((c) => numbers.get(foldName(c)) ?? null);
   }
 
   async write(batch: WriteOperation[]): Promise<RowOutcome[]> {
