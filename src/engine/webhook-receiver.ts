@@ -242,7 +242,9 @@ export class WebhookReceiver {
       { ...delivery, outcome: decision.outcome, reason, httpStatus: decision.status, triggered: started },
       this.options.retention,
     );
-    logger.info('webhook received', { source, deliveryId: event.id, outcome: event.outcome, reason: event.reason });
+    // A refused delivery is answered without its reason (see answer()), so the operator reads it here.
+    const log = event.httpStatus === 401 || event.httpStatus >= 500 ? logger.warn.bind(logger) : logger.info.bind(logger);
+    log(event.httpStatus === 401 ? 'webhook delivery refused' : 'webhook received', { source, deliveryId: event.id, outcome: event.outcome, reason: event.reason });
     return answer(event, started);
   }
 
@@ -282,8 +284,20 @@ function reject(status: number, reason: string): Decision {
   return { outcome: 'rejected', reason, status, eventId: null, eventType: null };
 }
 
+/**
+ * What a caller that has not proven it holds the secret is told. The reason recorded (and logged for
+ * the operator) may say how the server is set up — no secret configured, its variable not set — which
+ * is none of an anonymous caller's business; this says only what the sender's documentation does.
+ */
+const UNVERIFIED_ANSWER: Record<WebhookSource, string> = {
+  dbt_cloud: "not signed with this endpoint's secret: the Authorization header must hold the hex HMAC-SHA256 of the raw body keyed with the dbt Cloud webhook's secret",
+  fivetran: "not signed with this endpoint's secret: the X-Fivetran-Signature-256 header must hold the hex HMAC-SHA256 of the raw body keyed with the Fivetran webhook's secret",
+};
+const FAILED_ANSWER = 'the delivery could not be processed; it is recorded in the server log';
+
 function answer(event: WebhookEvent, runs: TriggeredRun[]): WebhookAnswer {
-  return { status: event.httpStatus, body: { outcome: event.outcome, message: event.reason, deliveryId: event.id, runs } };
+  const message = event.httpStatus === 401 ? UNVERIFIED_ANSWER[event.source] : event.httpStatus === 500 ? FAILED_ANSWER : event.reason;
+  return { status: event.httpStatus, body: { outcome: event.outcome, message, deliveryId: event.id, runs } };
 }
 
 /** Enabled syncs and sequences whose schedule matches; disabled ones are named in `skipped`. */

@@ -5,19 +5,22 @@
  */
 import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import type { Logger } from '../../src/core/ports.js';
 import { generateToken, hashToken } from '../../src/core/tokens.js';
+import type { WorkspaceDefinition } from '../../src/core/workspace.js';
 import { hierarchyWorkspace, member, sequence, sync } from '../helpers/definitions.js';
 import { createHierarchyFixture, startHarness, tempDir } from '../helpers/harness.js';
 
 const DBT_SECRET = 'whsec-dbt-0123456789';
 const FIVETRAN_SECRET = 'whsec-fivetran-9876543210';
 
-async function serve(env: Record<string, string> = {}) {
+async function serve(env: Record<string, string> = {}, options: { logger?: Logger; webhooks?: WorkspaceDefinition['webhooks'] } = {}) {
   const dir = tempDir('lockstep-webhooks-');
   createHierarchyFixture(dir);
   const h = await startHarness({
     dir,
     env: { DBT_SECRET, FIVETRAN_SECRET, ...env },
+    logger: options.logger,
     definition: {
       ...hierarchyWorkspace(['accounts', 'workspaces'], {
         syncs: [
@@ -29,7 +32,7 @@ async function serve(env: Record<string, string> = {}) {
           sequence('paused', [member('accounts')], { schedule: { type: 'dbt_cloud', accountId: '43', jobId: '202' }, enabled: false }),
         ],
       }),
-      webhooks: { dbtCloud: { secret: '${DBT_SECRET}' }, fivetran: { secret: '${FIVETRAN_SECRET}' } },
+      webhooks: options.webhooks ?? { dbtCloud: { secret: '${DBT_SECRET}' }, fivetran: { secret: '${FIVETRAN_SECRET}' } },
     },
   });
   const token = generateToken();
@@ -186,5 +189,42 @@ describe('webhook endpoints', () => {
     expect(listed.data.filter((e) => e.httpStatus === 401)).toHaveLength(5);
     expect(listed.data.map((e) => e.outcome)).toContain('ignored');
     expect(listed.refusals).toEqual([expect.objectContaining({ source: 'dbt_cloud', httpStatus: 401, count: 200, reason: expect.stringContaining('HMAC-SHA256') })]);
+  });
+
+  it("a refused delivery's answer says nothing of how the server is set up; the server's log and the delivery log say it", async () => {
+    const lines: Array<{ level: string; message: string; fields: Record<string, unknown> }> = [];
+    const log = (level: string) => (message: string, fields?: Record<string, unknown>) => void lines.push({ level, message, fields: fields ?? {} });
+    const logger: Logger = { debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') };
+    // dbt Cloud: no secret declared; Fivetran: a secret whose variable the server does not have.
+    const { h, post, events } = await serve({}, { logger, webhooks: { dbtCloud: null, fivetran: { secret: '${FIVETRAN_HOOK_KEY}' } } });
+    await using _ = h;
+    const dbt = dbtEvent('wev_anon', '101');
+    const fivetran = JSON.stringify({ event: 'sync_end', connector_id: 'warehouse_pg', sync_id: 's9', data: { status: 'SUCCESSFUL' } });
+    const answers = [
+      await post('/api/v1/webhooks/dbt-cloud', dbt, {}),
+      await post('/api/v1/webhooks/dbt-cloud', dbt, { authorization: sign('guess', dbt) }),
+      await post('/api/v1/webhooks/fivetran', fivetran, {}),
+      await post('/api/v1/webhooks/fivetran', fivetran, { 'x-fivetran-signature-256': sign('guess', fivetran) }),
+    ];
+    expect(answers.map((a) => a.status)).toEqual([401, 401, 401, 401]);
+    for (const { body } of answers) {
+      expect(body.message).not.toMatch(/configured|lockstep\.yaml|webhooks\.|FIVETRAN_HOOK_KEY|environment|restart/);
+    }
+    // The same answer whether a secret is missing, unreadable or simply not matched.
+    expect(answers[0]!.body.message).toBe(answers[1]!.body.message);
+    expect(answers[2]!.body.message).toBe(answers[3]!.body.message);
+    expect(answers[0]!.body.message).toMatch(/Authorization header must hold the hex HMAC-SHA256 of the raw body/);
+    expect(answers[2]!.body.message).toMatch(/X-Fivetran-Signature-256 header must hold the hex HMAC-SHA256 of the raw body/);
+
+    const refused = lines.filter((l) => l.message === 'webhook delivery refused');
+    expect(refused.map((l) => [l.level, l.fields.source])).toEqual([
+      ['warn', 'dbt_cloud'],
+      ['warn', 'dbt_cloud'],
+      ['warn', 'fivetran'],
+      ['warn', 'fivetran'],
+    ]);
+    expect(refused[0]!.fields.reason).toMatch(/no dbt Cloud webhook secret is configured — set webhooks\.dbtCloud\.secret/);
+    expect(refused[2]!.fields.reason).toMatch(/FIVETRAN_HOOK_KEY/);
+    expect((await events()).map((e) => e.reason)).toEqual(refused.map((l) => l.fields.reason).reverse());
   });
 });

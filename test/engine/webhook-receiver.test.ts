@@ -114,30 +114,37 @@ describe('webhook triggers', () => {
     expect(events[3]?.reason).toMatch(/Authorization header/);
   });
 
-  it('says when a delivery carries no signature at all, and what sends one', async () => {
+  it('says in the delivery log when a delivery carries no signature at all, and what sends one; the caller is told only what signs one', async () => {
     const { h, dbt, fivetran } = await setup();
     await using _ = h;
     const unsigned = await dbt(dbtCompleted({ eventId: 'wev_unsigned' }), '');
     expect(unsigned.status).toBe(401);
-    expect(unsigned.body.message).toBe(
-      "the delivery has no Authorization header — dbt Cloud signs every delivery there with the webhook's secret; only a dbt Cloud webhook can call this endpoint",
-    );
+    expect(unsigned.body.message).toMatch(/^not signed with this endpoint's secret: the Authorization header must hold the hex HMAC-SHA256/);
     const bare = await fivetran(fivetranSyncEnd('SUCCESSFUL'), '');
     expect(bare.status).toBe(401);
-    expect(bare.body.message).toMatch(/^the delivery has no X-Fivetran-Signature-256 header — .* give the webhook the same secret as webhooks\.fivetran\.secret$/);
+    expect(bare.body.message).toMatch(/^not signed with this endpoint's secret: the X-Fivetran-Signature-256 header must hold/);
+    const [fivetranEvent, dbtEvent] = await h.app.store.webhooks.list({ limit: 10, offset: 0 });
+    expect(dbtEvent?.reason).toBe(
+      "the delivery has no Authorization header — dbt Cloud signs every delivery there with the webhook's secret; only a dbt Cloud webhook can call this endpoint",
+    );
+    expect(fivetranEvent?.reason).toMatch(/^the delivery has no X-Fivetran-Signature-256 header — .* give the webhook the same secret as webhooks\.fivetran\.secret$/);
     expect(await h.app.store.listSequenceRuns({ limit: 10, offset: 0, order: 'asc' })).toHaveLength(0);
   });
 
-  it('says why a delivery cannot be checked: no secret declared, or one whose variable the server lacks', async () => {
+  it('says in the delivery log, not to the caller, why a delivery cannot be checked: no secret declared, or one whose variable the server lacks', async () => {
     const { h, dbt, secrets } = await setup();
     await using _ = h;
     secrets.dbtCloud = { unreadable: 'the dbt Cloud webhook uses ${DBT_SECRET}, but the environment variable DBT_SECRET is not set — export DBT_SECRET=... in the environment of the server' };
     const unreadable = await dbt(dbtCompleted({ eventId: 'wev_unset' }));
     expect(unreadable.status).toBe(401);
-    expect(JSON.stringify(unreadable.body)).toContain('the dbt Cloud webhook secret cannot be read by this server: the dbt Cloud webhook uses ${DBT_SECRET}, but the environment variable DBT_SECRET is not set');
+    expect(JSON.stringify(unreadable.body)).not.toContain('DBT_SECRET');
     secrets.dbtCloud = null;
     const none = await dbt(dbtCompleted({ eventId: 'wev_none' }));
-    expect(JSON.stringify(none.body)).toContain('no dbt Cloud webhook secret is configured — set webhooks.dbtCloud.secret in lockstep.yaml');
+    expect(JSON.stringify(none.body)).not.toContain('configured');
+    expect(none.body.message).toBe(unreadable.body.message);
+    const [noneEvent, unreadableEvent] = await h.app.store.webhooks.list({ limit: 10, offset: 0 });
+    expect(unreadableEvent?.reason).toContain('the dbt Cloud webhook secret cannot be read by this server: the dbt Cloud webhook uses ${DBT_SECRET}, but the environment variable DBT_SECRET is not set');
+    expect(noneEvent?.reason).toContain('no dbt Cloud webhook secret is configured — set webhooks.dbtCloud.secret in lockstep.yaml');
   });
 
   it('records and ignores other events, failed runs, unknown jobs and disabled sequences', async () => {
