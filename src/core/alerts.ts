@@ -60,6 +60,8 @@ export type AlertChannelType = (typeof AlertChannelType)[keyof typeof AlertChann
 
 /** PagerDuty's Events API v2 endpoint. */
 export const PAGERDUTY_EVENTS_URL = 'https://events.pagerduty.com/v2/enqueue';
+/** Length of a PagerDuty Integration Key, the Events API v2 `routing_key` ("Send an Alert Event"). */
+export const PAGERDUTY_ROUTING_KEY_LENGTH = 32;
 
 /**
  * Where a stored channel or rule came from, as for entities: `file` (written by `apply`, which may

@@ -1,9 +1,12 @@
 /**
  * Checks of the `alerts` sections that span files and entities: channel names declared once, rules
  * naming declared channels, syncs and sequences (with did-you-mean), rule names unique, and `${VAR}`
- * templates in channel settings whose variable is not set. Like check-workspace.ts, it reads the
+ * templates in channel settings whose variable is not set, and a PagerDuty routing key (as written, or
+ * as its variables give it) that is not an Integration Key's 32 characters. Like check-workspace.ts, it reads the
  * plain YAML data defensively.
  */
+import { PAGERDUTY_ROUTING_KEY_LENGTH } from '../core/alerts.js';
+import { templateNames } from '../core/connections.js';
 import type { Diagnostic } from '../core/errors.js';
 import type { Catalog } from './check-workspace.js';
 import { checkTemplates } from './check-workspace.js';
@@ -51,6 +54,9 @@ export function checkAlerts(declarations: readonly AlertsDeclaration[], catalog:
       }
       for (const [header, value] of Object.entries(asRecord(settings?.headers) ?? {})) {
         if (typeof value === 'string') out.push(...checkTemplates(file, ['alerts', 'channels', name, 'headers', header], value, where, env));
+      }
+      if (settings?.type === 'pagerduty' && typeof settings.routingKey === 'string') {
+        out.push(...checkRoutingKey(file, ['alerts', 'channels', name, 'routingKey'], settings.routingKey, where, env));
       }
     }
   }
@@ -107,4 +113,26 @@ export function checkAlerts(declarations: readonly AlertsDeclaration[], catalog:
     });
   }
   return out;
+}
+
+/**
+ * PagerDuty takes only its 32-character Integration Key as `routing_key` and refuses any other with a
+ * 400, which would show only when an alert fires. The key is checked as the variables it reads give
+ * it (when they are all set; checkTemplates reports the others), and never shown.
+ */
+function checkRoutingKey(file: WorkspaceFile, path: PathSegment[], value: string, where: string, env: Env): Diagnostic[] {
+  const names = [...new Set(templateNames(value))];
+  if (names.some((n) => env[n] === undefined) || /\$\{/.test(value.replace(/\$\{[A-Za-z_][A-Za-z0-9_]*\}/g, ''))) return [];
+  const key = value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_m, n: string) => env[n] ?? '');
+  if (key.length === PAGERDUTY_ROUTING_KEY_LENGTH || key.trim() === '') return [];
+  const from = names.length > 0 ? ` (as ${names.map((n) => `\${${n}}`).join(' and ')} ${names.length > 1 ? 'give' : 'gives'} it)` : '';
+  const fix = names.length === 1 && value === `\${${names[0]}}` ? `set ${names[0]} to` : names.length > 0 ? 'make it' : 'use';
+  const spaces = key.trim().length === PAGERDUTY_ROUTING_KEY_LENGTH ? ' without the spaces or line break around it' : '';
+  return [
+    file.diagnostic(
+      path,
+      `routingKey of ${where} is ${key.length} characters long${from}; a PagerDuty Integration Key has ${PAGERDUTY_ROUTING_KEY_LENGTH}`,
+      `${fix} the Integration Key of an Events API v2 integration of the PagerDuty service (Service → Integrations)${spaces}`,
+    ),
+  ];
 }

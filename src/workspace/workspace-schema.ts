@@ -478,7 +478,7 @@ const alertChannelSchema = z
     z
       .strictObject({
         type: z.literal('pagerduty'),
-        routingKey: text('routingKey', 'The integration routing key; use a template, e.g. "${PD_ROUTING_KEY}".'),
+        routingKey: text('routingKey', 'The 32-character Integration Key of an Events API v2 integration of the service; use a template, e.g. "${PD_ROUTING_KEY}".'),
         url: urlSetting(['https:', 'http:'], PAGERDUTY_EVENTS_URL, `Events API endpoint (default: ${PAGERDUTY_EVENTS_URL}).`).optional(),
       })
       .meta({ description: 'PagerDuty Events API v2: an incident per rule, subject and condition, resolved on recovery.' }),

@@ -91,7 +91,7 @@ describe('lockstep alerts', () => {
         '  channels:',
         `    ops-slack: { type: slack, url: "${url}/services/T0/B0/slack-path-secret-5521" }`,
         `    hooks: { type: webhook, url: "${url}/hook?token=hook-query-7731", headers: { Authorization: "Bearer hook-header-6621" } }`,
-        `    oncall: { type: pagerduty, routingKey: pd-routing-key-4410, url: "${url}/enqueue" }`,
+        `    oncall: { type: pagerduty, routingKey: pd-routing-key-4410-0123456789ab, url: "${url}/enqueue" }`,
         `    basic: { type: webhook, url: "${url.replace('http://', 'http://hook-user:hook-pass-8812@')}/hook" }`,
         '  rules:',
         '    - { on: [sync_failed], channels: [ops-slack, hooks, oncall, basic] }',

@@ -22,7 +22,10 @@ const BASE = [
   '  crm: { members: [accounts-to-crm] }',
 ];
 
-const ENV = { SLACK_WEBHOOK: 'https://hooks.slack.test/x', PD_KEY: 'k', HOOK_SECRET: 's', TOKEN: 't' };
+/** An Integration Key as PagerDuty issues them: 32 characters. */
+const PD_INTEGRATION_KEY = 'R0123456789abcdef0123456789abcde';
+
+const ENV = { SLACK_WEBHOOK: 'https://hooks.slack.test/x', PD_KEY: PD_INTEGRATION_KEY, HOOK_SECRET: 's', TOKEN: 't' };
 
 const ALERTS = [
   'alerts:',
@@ -182,6 +185,38 @@ describe('alerts in the workspace', () => {
       'lockstep.yaml:14: Authorization must be a string, got a number — write it in quotes',
       'lockstep.yaml:18: secret must be a string, got a number — write it in quotes',
     ]);
+  });
+
+  it('refuses a PagerDuty routing key that is not an Integration Key\'s 32 characters, written or read from a variable, without showing it', async () => {
+    const { diagnostics, definition } = await load(
+      {
+        'lockstep.yaml': yaml(
+          ...BASE,
+          'alerts:',
+          '  channels:',
+          '    pd-written: { type: pagerduty, routingKey: "pd-routing-k3y-4410" }',
+          '    pd-env: { type: pagerduty, routingKey: "${PD_KEY}" }',
+          '    pd-newline: { type: pagerduty, routingKey: "${PD_KEY_FILE}" }',
+          '    pd-good: { type: pagerduty, routingKey: "${PD_GOOD}" }',
+          '    pd-unset: { type: pagerduty, routingKey: "${PD_UNSET}" }',
+          '  rules:',
+          '    - { on: [sync_failed], channels: [pd-written, pd-env, pd-newline, pd-good, pd-unset] }',
+        ),
+      },
+      // A key read from a file keeps its line break; the Events API v1 service key format is not a routing key.
+      { PD_KEY: 'v1-s3rvice-key-abc', PD_KEY_FILE: `${PD_INTEGRATION_KEY}\n`, PD_GOOD: PD_INTEGRATION_KEY },
+    );
+    expect(definition).toBeNull();
+    const hint = 'the Integration Key of an Events API v2 integration of the PagerDuty service (Service → Integrations)';
+    expect(diagnostics.map(brief)).toEqual([
+      `lockstep.yaml:13: routingKey of alert channel "pd-written" is 19 characters long; a PagerDuty Integration Key has 32 — use ${hint}`,
+      `lockstep.yaml:14: routingKey of alert channel "pd-env" is 18 characters long (as \${PD_KEY} gives it); a PagerDuty Integration Key has 32 — set PD_KEY to ${hint}`,
+      `lockstep.yaml:15: routingKey of alert channel "pd-newline" is 33 characters long (as \${PD_KEY_FILE} gives it); a PagerDuty Integration Key has 32 — set PD_KEY_FILE to ${hint} without the spaces or line break around it`,
+      'lockstep.yaml:17: environment variable PD_UNSET is not set (alert channel "pd-unset" uses ${PD_UNSET}) — export PD_UNSET=... before running Lockstep',
+    ]);
+    for (const secret of ['pd-routing-k3y-4410', 'v1-s3rvice-key-abc', PD_INTEGRATION_KEY]) {
+      expect(diagnostics.map(brief).join('\n')).not.toContain(secret);
+    }
   });
 
   it('merges alerts from several files and refuses a channel declared twice', async () => {

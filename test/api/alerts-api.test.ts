@@ -14,7 +14,8 @@ import { startApi, type ApiHarness } from './api-helpers.js';
 const HOOK_SECRET = 'hook-s3cret-0123456789';
 const HEADER_TOKEN = 'hdr-t0ken-abcdef';
 const SLACK_PATH = 'T0001/B0002/slack-s3cret-path';
-const ROUTING_KEY = 'pd-r0uting-key-777';
+/** An Integration Key's 32 characters. */
+const ROUTING_KEY = 'pd-r0uting-key-777-0123456789abc';
 const SMTP_PASSWORD = 'mail-pa55word';
 const SECRETS = [HOOK_SECRET, HEADER_TOKEN, SLACK_PATH, 'slack-s3cret-path', ROUTING_KEY, SMTP_PASSWORD];
 
@@ -30,7 +31,7 @@ async function call(method: string, path: string, body?: unknown) {
 }
 
 beforeAll(async () => {
-  api = await startApi({ env: { PD_KEY: 'pd-from-env', SLACK_WEBHOOK_URL: 'http://127.0.0.1:1/slack', LOCKSTEP_ENV_ALLOW: 'PD_KEY,SLACK_WEBHOOK_URL' } });
+  api = await startApi({ env: { PD_KEY: 'pd-from-env-0123456789abcdefghij', SLACK_WEBHOOK_URL: 'http://127.0.0.1:1/slack', LOCKSTEP_ENV_ALLOW: 'PD_KEY,SLACK_WEBHOOK_URL' } });
   receiver = await HttpReceiver.start((path) => (path === '/fail' ? { status: 500 } : { status: 200 }));
 });
 afterAll(async () => {
@@ -159,6 +160,9 @@ describe('alert channels and rules through the API', () => {
 
     const missing = await call('POST', '/api/alerts/channels', { name: 'pd', type: 'pagerduty' });
     expect(missing.body.details.routingKey).toMatch(/required|routingKey/);
+    const short = await call('POST', '/api/alerts/channels', { name: 'pd', type: 'pagerduty', routingKey: 'pd-r0uting-key-777' });
+    expect(short.status).toBe(422);
+    expect(short.body.details.routingKey).toMatch(/^routingKey of alert channel "pd" is 18 characters long; a PagerDuty Integration Key has 32 — use the Integration Key/);
 
     const renamed = await call('PUT', '/api/alerts/channels/ops-slack', { name: 'other', type: 'slack', url: '${SLACK_WEBHOOK_URL}' });
     expect(renamed.body.details.name).toMatch(/differs from "ops-slack"/);
