@@ -7,6 +7,17 @@ import { hinted } from './hints.js';
 
 const TEMPLATE = /\$\{[A-Za-z_][A-Za-z0-9_]*\}/;
 
+/** How to write a user name or password that holds characters a URL gives a meaning to. */
+export const PERCENT_ENCODE_HINT = 'percent-encode @, /, #, ? and : in the user name and password (@ is %40, / is %2F, # is %23)';
+
+/**
+ * Whether a URL with user information was split elsewhere than meant: a password holding # or a
+ * second @ unencoded leaves part of it in the fragment or the path.
+ */
+export function splitsUserInfo(url: URL): boolean {
+  return url.hash !== '' || url.pathname.includes('@');
+}
+
 /** Whether a value still holds an `${ENV}` template (it is checked whole once resolved). */
 export function isTemplated(value: string): boolean {
   return TEMPLATE.test(value);
@@ -34,12 +45,12 @@ export function urlSetting(protocols: readonly string[], example: string, descri
       }
       // A database URL's password holding @, / or # unencoded splits the URL elsewhere than meant:
       // part of the password would be taken for the host or the database, and shown as such.
-      if (!/^https?:$/.test(url.protocol) && (url.hash !== '' || url.pathname.includes('@'))) {
+      if (!/^https?:$/.test(url.protocol) && splitsUserInfo(url)) {
         ctx.addIssue({
           code: 'custom',
           message: hinted(
             `${what} does not read as user:password@host... (it has a # or a second @)`,
-            'percent-encode @, /, #, ? and : in the user name and password (@ is %40, / is %2F, # is %23)',
+            PERCENT_ENCODE_HINT,
           ),
         });
       }

@@ -183,4 +183,42 @@ describe('email channel', () => {
     expect(refused.stderr).toMatch(/email channel "wrong": the SMTP server 127\.0\.0\.1:\d+ refused the login \(Invalid login: 535 .*\) — check the user and password in the channel's smtp URL/);
     expect(refused.stderr).not.toContain('not-it');
   });
+
+  it('sends a password with a % that starts no escape as written, the way it is set in the environment', async () => {
+    const tls = testCertificates();
+    const password = '50%off-pa55';
+    const logins: string[] = [];
+    await using server = await smtpServer({
+      key: tls.key,
+      cert: tls.cert,
+      onAuth(auth, _session, callback) {
+        logins.push(`${auth.username}:${auth.password}`);
+        if (auth.password === password) callback(null, { user: auth.username });
+        else callback(new Error('Invalid username or password'));
+      },
+    });
+    const dir = hierarchyWorkspace();
+    appendFileSync(
+      join(dir, 'lockstep.yaml'),
+      ['alerts:', '  channels:', `    mail: { type: email, smtp: "smtp://ops:\${SMTP_PASSWORD}@127.0.0.1:${server.port}", from: lockstep@example.test, to: [ops@example.test] }`, ''].join('\n'),
+    );
+    const env = { SMTP_PASSWORD: password, NODE_EXTRA_CA_CERTS: tls.caFile };
+    expect((await runCli(['--workspace', dir, 'apply'], { cwd: dir, env })).code).toBe(0);
+    const sent = await runCli(['--workspace', dir, 'alerts', 'test', 'mail'], { cwd: dir, env });
+    expect(sent.stderr).not.toContain('URI malformed');
+    expect(sent.code, sent.stderr).toBe(0);
+    expect(logins).toEqual([`ops:${password}`]);
+    expect(server.messages).toHaveLength(1);
+  });
+
+  it('says to percent-encode a password that splits the smtp URL (a # or / in it), without trying a host made of its pieces', async () => {
+    await using server = await smtpServer({ disabledCommands: ['STARTTLS'] });
+    for (const secret of ['2024#Pa55word', 'abcd/efgh#ijkl']) {
+      const error = await refusal(`smtp://ops:${secret}@127.0.0.1:${server.port}`);
+      expect(error).toMatchObject({ retryable: false });
+      expect(error.message).toMatch(/^email channel "mail": smtp (is not a URL|does not read as user:password@host:port).* percent-encode @, \/, #, \? and : in the user name and password/);
+      for (const piece of secret.split(/[#/]/)) expect(error.message).not.toContain(piece);
+    }
+    expect(server.logins).toEqual([]);
+  });
 });

@@ -7,6 +7,7 @@
  */
 import type { AlertChannel, AlertNotice } from '../../core/alerts.js';
 import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
+import { PERCENT_ENCODE_HINT, splitsUserInfo } from '../../core/url-setting.js';
 
 export interface EmailChannelOptions {
   name: string;
@@ -117,21 +118,34 @@ interface SmtpSettings {
 
 /** Host, port, TLS and credentials from an `smtp://` or `smtps://` URL. */
 function smtpSettings(url: string, name: string): SmtpSettings {
+  // The URL as its ${VAR}s gave it, so a password read from the environment may be what breaks it.
   let parsed: URL;
   try {
     parsed = new URL(url);
   } catch {
-    throw new LockstepError(ErrorCode.Validation, `email channel "${name}": smtp is not a URL — write e.g. smtp://user:pass@mail.example.com:587`);
+    throw new LockstepError(ErrorCode.Validation, `email channel "${name}": smtp is not a URL — write it like smtp://user:pass@mail.example.com:587; ${PERCENT_ENCODE_HINT}`);
   }
   if (parsed.protocol !== 'smtp:' && parsed.protocol !== 'smtps:') {
     throw new LockstepError(ErrorCode.Validation, `email channel "${name}": smtp must start with smtp:// or smtps://`);
   }
+  if (splitsUserInfo(parsed)) {
+    throw new LockstepError(ErrorCode.Validation, `email channel "${name}": smtp does not read as user:password@host:port (it has a # or a second @) — ${PERCENT_ENCODE_HINT}`);
+  }
   const secure = parsed.protocol === 'smtps:';
-  const user = decodeURIComponent(parsed.username);
+  const user = decoded(parsed.username);
   return {
     host: parsed.hostname,
     port: parsed.port ? Number(parsed.port) : secure ? 465 : 587,
     secure,
-    ...(user ? { auth: { user, pass: decodeURIComponent(parsed.password) } } : {}),
+    ...(user ? { auth: { user, pass: decoded(parsed.password) } } : {}),
   };
+}
+
+/** Percent-decoded text; a `%` that starts no escape (a password such as `50%off`) stays as written. */
+function decoded(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
 }
