@@ -28,7 +28,13 @@ function asRecord(value: unknown): Record<string, unknown> | null {
   return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
 }
 
-export function checkAlerts(declarations: readonly AlertsDeclaration[], catalog: Catalog, env: Env): Diagnostic[] {
+/**
+ * @param readable the variables whose values may be read to check what they give (default: all); a
+ *   body sent to the API reads only those its allow-list lists, so no answer tells a caller anything
+ *   of another variable's value
+ */
+export function checkAlerts(declarations: readonly AlertsDeclaration[], catalog: Catalog, env: Env, readable: (name: string) => boolean = () => true): Diagnostic[] {
+  const readableEnv: Env = Object.fromEntries(Object.entries(env).filter(([name]) => readable(name)));
   const out: Diagnostic[] = [];
   const channels = new Map<string, WorkspaceFile>();
   for (const { file, data } of declarations) {
@@ -56,7 +62,7 @@ export function checkAlerts(declarations: readonly AlertsDeclaration[], catalog:
         if (typeof value === 'string') out.push(...checkTemplates(file, ['alerts', 'channels', name, 'headers', header], value, where, env));
       }
       if (settings?.type === 'pagerduty' && typeof settings.routingKey === 'string') {
-        out.push(...checkRoutingKey(file, ['alerts', 'channels', name, 'routingKey'], settings.routingKey, where, env));
+        out.push(...checkRoutingKey(file, ['alerts', 'channels', name, 'routingKey'], settings.routingKey, where, readableEnv));
       }
     }
   }
@@ -121,18 +127,29 @@ export function checkAlerts(declarations: readonly AlertsDeclaration[], catalog:
  * it (when they are all set; checkTemplates reports the others), and never shown.
  */
 function checkRoutingKey(file: WorkspaceFile, path: PathSegment[], value: string, where: string, env: Env): Diagnostic[] {
-  const names = [...new Set(templateNames(value))];
-  if (names.some((n) => env[n] === undefined) || /\$\{/.test(value.replace(/\$\{[A-Za-z_][A-Za-z0-9_]*\}/g, ''))) return [];
-  const key = value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_m, n: string) => env[n] ?? '');
+  const resolved = resolvedText(value, env);
+  if (!resolved) return [];
+  const { text: key, names } = resolved;
   if (key.length === PAGERDUTY_ROUTING_KEY_LENGTH || key.trim() === '') return [];
-  const from = names.length > 0 ? ` (as ${names.map((n) => `\${${n}}`).join(' and ')} ${names.length > 1 ? 'give' : 'gives'} it)` : '';
   const fix = names.length === 1 && value === `\${${names[0]}}` ? `set ${names[0]} to` : names.length > 0 ? 'make it' : 'use';
   const spaces = key.trim().length === PAGERDUTY_ROUTING_KEY_LENGTH ? ' without the spaces or line break around it' : '';
   return [
     file.diagnostic(
       path,
-      `routingKey of ${where} is ${key.length} characters long${from}; a PagerDuty Integration Key has ${PAGERDUTY_ROUTING_KEY_LENGTH}`,
+      `routingKey of ${where} is ${key.length} characters long${givenBy(names)}; a PagerDuty Integration Key has ${PAGERDUTY_ROUTING_KEY_LENGTH}`,
       `${fix} the Integration Key of an Events API v2 integration of the PagerDuty service (Service → Integrations)${spaces}`,
     ),
   ];
+}
+
+/** `value` with its `${VAR}` templates filled in from `env`; null when one is not set or not a template (checkTemplates reports those). */
+function resolvedText(value: string, env: Env): { text: string; names: string[] } | null {
+  const names = [...new Set(templateNames(value))];
+  if (names.some((n) => env[n] === undefined) || /\$\{/.test(value.replace(/\$\{[A-Za-z_][A-Za-z0-9_]*\}/g, ''))) return null;
+  return { text: value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_m, n: string) => env[n] ?? ''), names };
+}
+
+/** ` (as ${A} gives it)`, or nothing for a value written out. */
+function givenBy(names: readonly string[]): string {
+  return names.length > 0 ? ` (as ${names.map((n) => `\${${n}}`).join(' and ')} ${names.length > 1 ? 'give' : 'gives'} it)` : '';
 }

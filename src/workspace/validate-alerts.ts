@@ -6,6 +6,7 @@
  * back keyed by field path inside the body (`channels[0]`).
  */
 import type { AlertChannelDef, AlertRuleDef, AlertsDefinition } from '../core/alerts.js';
+import { envAllowListOf, type TemplateEnv } from '../core/connections.js';
 import type { Diagnostic } from '../core/errors.js';
 import type { WorkspaceState } from '../core/workspace.js';
 import { checkAlerts } from './check-alerts.js';
@@ -14,7 +15,7 @@ import { catalogOf, describe, relativePath, storedDocument } from './validate-en
 import { WorkspaceFile } from './workspace-file.js';
 import { SLUG_PATTERN, SLUG_RULE, buildAlerts, suggestSlug, workspaceFileSchema } from './workspace-schema.js';
 
-type Env = Record<string, string | undefined>;
+type Env = TemplateEnv;
 
 export type AlertValidation<T> = { ok: true; definition: T } | { ok: false; details: Record<string, string> };
 
@@ -113,7 +114,8 @@ function check(
   };
   const storedFile = WorkspaceFile.parse(STORED, JSON.stringify({ alerts: storedAlerts }));
   const catalog = catalogOf(storedDocument(current, '', null), storedFile);
-  for (const d of checkAlerts([{ file: storedFile, data: storedAlerts }, { file, data: section }], catalog, env)) {
+  const allowList = envAllowListOf(env);
+  for (const d of checkAlerts([{ file: storedFile, data: storedAlerts }, { file, data: section }], catalog, env, (name) => allowList.allows(name))) {
     if (d.file === BODY) diagnostics.push(d);
   }
 

@@ -31,7 +31,7 @@ async function call(method: string, path: string, body?: unknown) {
 }
 
 beforeAll(async () => {
-  api = await startApi({ env: { PD_KEY: 'pd-from-env-0123456789abcdefghij', SLACK_WEBHOOK_URL: 'http://127.0.0.1:1/slack', LOCKSTEP_ENV_ALLOW: 'PD_KEY,SLACK_WEBHOOK_URL' } });
+  api = await startApi({ env: { PD_KEY: 'pd-from-env-0123456789abcdefghij', NOT_LISTED_KEY: 'short', SLACK_WEBHOOK_URL: 'http://127.0.0.1:1/slack', LOCKSTEP_ENV_ALLOW: 'PD_KEY,SLACK_WEBHOOK_URL' } });
   receiver = await HttpReceiver.start((path) => (path === '/fail' ? { status: 500 } : { status: 200 }));
 });
 afterAll(async () => {
@@ -163,6 +163,11 @@ describe('alert channels and rules through the API', () => {
     const short = await call('POST', '/api/alerts/channels', { name: 'pd', type: 'pagerduty', routingKey: 'pd-r0uting-key-777' });
     expect(short.status).toBe(422);
     expect(short.body.details.routingKey).toMatch(/^routingKey of alert channel "pd" is 18 characters long; a PagerDuty Integration Key has 32 — use the Integration Key/);
+    // A variable the allow-list does not list is refused as such; nothing of its value is told.
+    const unlisted = await call('POST', '/api/alerts/channels', { name: 'pd', type: 'pagerduty', routingKey: '${NOT_LISTED_KEY}' });
+    expect(unlisted.status).toBe(422);
+    expect(unlisted.body.details.routingKey).toMatch(/uses \$\{NOT_LISTED_KEY\}, which entities created or changed through the API may not read/);
+    expect(unlisted.text).not.toMatch(/characters long/);
 
     const renamed = await call('PUT', '/api/alerts/channels/ops-slack', { name: 'other', type: 'slack', url: '${SLACK_WEBHOOK_URL}' });
     expect(renamed.body.details.name).toMatch(/differs from "ops-slack"/);
