@@ -4,7 +4,7 @@
 import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { AlignedClock, systemClock } from './core/clock.js';
-import { toError } from './core/errors.js';
+import { toError, type LockstepError } from './core/errors.js';
 import { createJsonLogger, silentLogger } from './core/logger.js';
 import type { Clock, Connectors, Logger, Store } from './core/ports.js';
 import { isTimedSchedule, type WorkspaceState } from './core/workspace.js';
@@ -248,6 +248,13 @@ export interface App {
   startMetricsServer(settings: { port: number; host: string }): Promise<{ url: string }>;
   /** What this process runs now: its worker once started, the scheduler once started. */
   activity(): ProcessActivity;
+  /**
+   * Watches the store for a migration by a newer Lockstep while this process runs (a rolling
+   * upgrade), from the first call until `close()`: resolves with the refusal to go on, naming both
+   * schema versions and the fix, once logged as an error; never resolves while the store stays at
+   * the version this code knows. A long-running process stops on it.
+   */
+  newerSchema(): Promise<LockstepError>;
   close(): Promise<void>;
 }
 
@@ -399,6 +406,7 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
   let schedulerStarted = false;
   let server: ApiServer | null = null;
   let metricsServer: MetricsServer | null = null;
+  let schemaWatch: { refused: Promise<LockstepError>; stop(): void } | null = null;
   const activity = (): ProcessActivity => ({ workerId: worker.running ? worker.workerId : null, scheduler: schedulerStarted });
   return {
     config,
@@ -464,7 +472,12 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
         throw thrown;
       }
     },
+    newerSchema() {
+      schemaWatch ??= watchSchema(store, logger);
+      return schemaWatch.refused;
+    },
     async close() {
+      schemaWatch?.stop();
       await server?.close();
       await metricsServer?.close();
       if (reloadTimer) clearInterval(reloadTimer);
@@ -515,6 +528,55 @@ async function keepToStoreTime(store: Store, config: LockstepConfig, logger: Log
   const timer = setInterval(() => void align(), STORE_TIME_CHECK_MS);
   timer.unref();
   return { clock, stop: () => clearInterval(timer) };
+}
+
+/**
+ * How often a process reads the store's schema version, ms: the migrating process's notification
+ * tells it at once, this finds a migration whose notification it missed.
+ */
+const SCHEMA_CHECK_MS = 10_000;
+
+/**
+ * Watches for a newer Lockstep's migration of the store (see App.newerSchema): on the store's
+ * `schema` notifications, when it has them, and every SCHEMA_CHECK_MS. `refused` never settles
+ * for a store that cannot tell (none migrates under the process).
+ */
+function watchSchema(store: Store, logger: Logger): { refused: Promise<LockstepError>; stop(): void } {
+  const { newerSchema } = store;
+  let timer: NodeJS.Timeout | null = null;
+  let unwatch: (() => void) | null = null;
+  const stop = () => {
+    if (timer) clearInterval(timer);
+    timer = null;
+    unwatch?.();
+    unwatch = null;
+  };
+  const refused = new Promise<LockstepError>((resolve) => {
+    if (!newerSchema) return;
+    let checking = false;
+    const check = async () => {
+      if (checking) return;
+      checking = true;
+      try {
+        const refusal = await newerSchema.call(store);
+        if (refusal === null || timer === null) return;
+        stop();
+        logger.error(refusal.message);
+        resolve(refusal);
+      } catch (thrown) {
+        // The store is unreachable: the next check tells, and the store's own errors say why.
+        logger.debug("could not read the store's schema version", { error: toError(thrown).message });
+      } finally {
+        checking = false;
+      }
+    };
+    timer = setInterval(() => void check(), SCHEMA_CHECK_MS);
+    timer.unref();
+    unwatch = store.watch?.((topic) => {
+      if (topic === 'schema') void check();
+    }) ?? null;
+  });
+  return { refused, stop };
 }
 
 /** Where alert links point when LOCKSTEP_PUBLIC_URL is not set and this process serves no UI. */

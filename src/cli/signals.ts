@@ -1,6 +1,6 @@
 /** What Ctrl-C and SIGTERM do to a command under way. */
 import type { App } from '../app.js';
-import { toError } from '../core/errors.js';
+import { toError, type LockstepError } from '../core/errors.js';
 import type { Terminal } from './output.js';
 
 /**
@@ -57,6 +57,8 @@ export function quitOnSignal(term: Terminal, what: string, queuedBy: string, can
  * signal is answered at once with what stopping does — the runs this process holds stop at their
  * next batch and are left to another worker, which can take a while, or longer when the store does
  * not answer — and from then a second signal quits at once (its leases then end on their own).
+ * A store migrated by a newer Lockstep meanwhile stops the process the same way, then throws the
+ * refusal (the command fails with it).
  */
 export async function runUntilStopped(app: App, close: () => Promise<void>, options: { drain: boolean; term: Terminal; name: string }): Promise<void> {
   const { drain, term, name } = options;
@@ -70,8 +72,12 @@ export async function runUntilStopped(app: App, close: () => Promise<void>, opti
     process.off('SIGINT', quit);
     process.off('SIGTERM', quit);
   };
+  let refusal: LockstepError | null = null;
   await new Promise<void>((resolve) => {
-    const stop = (signal?: NodeJS.Signals) => {
+    let stopped = false;
+    const stop = (signal?: NodeJS.Signals | LockstepError) => {
+      if (stopped) return;
+      stopped = true;
       clearInterval(timer);
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);
@@ -83,12 +89,18 @@ export async function runUntilStopped(app: App, close: () => Promise<void>, opti
             : held.length === 1
               ? `; sync run ${held[0]} stops at its next batch and is left to another worker`
               : `; sync runs ${held.join(', ')} stop at their next batch and are left to other workers`;
-        term.err(`lockstep ${name}: ${signal === 'SIGINT' ? 'Ctrl-C' : signal}: stopping${runs} (again to quit at once)`);
+        if (typeof signal === 'string') {
+          term.err(`lockstep ${name}: ${signal === 'SIGINT' ? 'Ctrl-C' : signal}: stopping${runs} (again to quit at once)`);
+        } else {
+          refusal = signal;
+          term.err(`lockstep ${name}: the store was migrated by a newer Lockstep: stopping${runs} (Ctrl-C to quit at once)`);
+        }
         process.on('SIGINT', quit);
         process.on('SIGTERM', quit);
       }
       resolve();
     };
+    void app.newerSchema().then(stop);
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
     const timer = setInterval(() => {
@@ -105,4 +117,5 @@ export async function runUntilStopped(app: App, close: () => Promise<void>, opti
   } finally {
     disarm();
   }
+  if (refusal) throw refusal;
 }

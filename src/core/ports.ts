@@ -32,6 +32,7 @@ import type {
 import type { WebhookEventStore } from './webhooks.js';
 import type { AlertStore, AlertsDefinition } from './alerts.js';
 import type { TokenStore } from './tokens.js';
+import type { LockstepError } from './errors.js';
 
 // ---------------------------------------------------------------------------------------------
 // Time, ids, logs
@@ -841,10 +842,13 @@ export interface FinishedRunOutbox {
 }
 
 /** Change notifications a store can push (PostgreSQL LISTEN/NOTIFY); polling finds the same work later. */
-export type StoreTopic = 'work' | 'finished';
+export type StoreTopic = 'work' | 'finished' | 'schema';
 
 export interface StoreWatch {
-  /** Calls `listener` soon after work was queued or a run finished, in any process; returns an unsubscribe. */
+  /**
+   * Calls `listener` soon after work was queued, a run finished or the store was migrated, in any
+   * process; returns an unsubscribe.
+   */
   watch(listener: (topic: StoreTopic) => void): () => void;
 }
 
@@ -873,6 +877,13 @@ export interface Store extends WorkspaceStore, SyncRunStore, SequenceRunStore, F
    * keep to it, not to their machines' clocks (default: none; the process's clock is the store's).
    */
   serverTime?(): Promise<number>;
+  /**
+   * The refusal to go on when a newer Lockstep migrated the store since this process opened it (a
+   * rolling upgrade: this code cannot read what that one writes), naming both schema versions and
+   * the fix; null while the store is at the version this code knows. Throws when the store cannot
+   * be read (default: none; nothing migrates the store under the process).
+   */
+  newerSchema?(): Promise<LockstepError | null>;
   /** Per sync, the snapshot of delivered rows, its change cursor and the destination's record ids. */
   readonly snapshots: SnapshotStore;
   /** What the scheduler keeps: firing keys and each schedule's cursor. */

@@ -241,6 +241,22 @@ describe('SqliteStore on its file', () => {
     expect(error.message).toContain(`schema version ${SCHEMA_VERSION + 1}`);
   });
 
+  it('tells a process that opened the file when a newer Lockstep migrated it since, naming both versions', async () => {
+    const path = join(tempFolder(), 'lockstep.db');
+    await using store = await SqliteStore.open({ path });
+    expect(await store.newerSchema()).toBeNull();
+    const raw = new Database(path);
+    raw.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(SCHEMA_VERSION + 1, 'future', T0);
+    raw.close();
+
+    const refusal = await store.newerSchema();
+    expect(refusal?.code).toBe(ErrorCode.Store);
+    expect(refusal?.message).toBe(
+      `store ${path} was migrated to schema version ${SCHEMA_VERSION + 1} by a newer Lockstep while this process ran; this Lockstep knows ` +
+        `version ${SCHEMA_VERSION} at most and cannot read or write what the newer one keeps — upgrade Lockstep on this machine, and start this process again`,
+    );
+  });
+
   it('reports a file that is not a database as a store error naming it', async () => {
     const path = join(tempFolder(), 'lockstep.db');
     writeFileSync(path, 'this is not a SQLite database, it is a text file that is long enough to have a header'.repeat(20));

@@ -239,12 +239,19 @@ export function migrationLockKey(schema: string): string {
   return `lockstep:migrate:${schema}`;
 }
 
+/** The NOTIFY channel of the store in `schema`: processes sharing the schema hear each other. */
+export function notificationChannel(schema: string): string {
+  return `${schema}_lockstep`;
+}
+
 /**
- * Creates `schema` when missing and brings it to SCHEMA_VERSION in the transaction `q` holds;
- * returns the versions it applied (empty when the schema was up to date). Refuses a schema written
- * by a newer Lockstep, which this code cannot read. `where` names the database for messages.
+ * Creates `schema` when missing and brings it to the newest of `migrations` (default: this code's,
+ * up to SCHEMA_VERSION) in the transaction `q` holds; returns the versions it applied (empty when
+ * the schema was up to date). Refuses a schema written by a newer Lockstep, which this code cannot
+ * read. `where` names the database for messages. Processes of an older Lockstep still at work on
+ * the schema hear of the migration when it commits (topic `schema`) and stop (see `newerSchema`).
  */
-export async function migrate(q: Queryable, schema: string, where: string, now: number): Promise<number[]> {
+export async function migrate(q: Queryable, schema: string, where: string, now: number, migrations: readonly Migration[] = MIGRATIONS): Promise<number[]> {
   await q.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [migrationLockKey(schema)]);
   const quoted = `"${schema.replace(/"/g, '""')}"`;
   // Checked before creating: CREATE SCHEMA IF NOT EXISTS needs the CREATE privilege on the
@@ -258,23 +265,43 @@ export async function migrate(q: Queryable, schema: string, where: string, now: 
     applied_at double precision NOT NULL
   )`);
   const done = new Set((await q.query<{ version: number }>('SELECT version FROM schema_migrations')).rows.map((r) => Number(r.version)));
+  const known = migrations.reduce((max, m) => Math.max(max, m.version), 0);
   const newest = Math.max(0, ...done);
-  if (newest > SCHEMA_VERSION) throw newerSchemaError(where, newest);
+  if (newest > known) throw newerSchemaError(where, newest, known);
   const applied: number[] = [];
   // Each migration is applied unless recorded, in version order (versions may land in any order).
-  for (const migration of [...MIGRATIONS].sort((a, b) => a.version - b.version)) {
+  for (const migration of [...migrations].sort((a, b) => a.version - b.version)) {
     if (done.has(migration.version)) continue;
     await q.query(migration.sql);
     await q.query('INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)', [migration.version, migration.name, now]);
     applied.push(migration.version);
   }
+  // Heard by the processes at work on the schema once this commits: an older one stops.
+  if (applied.length > 0) await q.query('SELECT pg_notify($1, $2)', [notificationChannel(schema), 'schema']);
   return applied;
 }
 
-function newerSchemaError(where: string, version: number): LockstepError {
+/**
+ * The refusal to go on for a process whose code knows schema versions up to `known`, when a newer
+ * Lockstep migrated the schema past it while the process ran; null while it has not. `where` names
+ * the database for the message.
+ */
+export async function newerSchemaSinceOpened(q: Queryable, schemaTable: string, where: string, known = SCHEMA_VERSION): Promise<LockstepError | null> {
+  const [row] = (await q.query<{ version: number | null }>(`SELECT max(version) AS version FROM ${schemaTable}`)).rows;
+  const stored = Number(row?.version ?? 0);
+  if (stored <= known) return null;
   return new LockstepError(
     ErrorCode.Store,
-    `store ${where} has schema version ${version}, newer than this Lockstep knows (${SCHEMA_VERSION}); ` +
+    `store ${where} was migrated to schema version ${stored} by a newer Lockstep while this process ran; this Lockstep knows ` +
+      `version ${known} at most and cannot read or write what the newer one keeps — upgrade Lockstep on this machine to the ` +
+      'version that migrated the store, and start this process again (its runs are left to the upgraded workers)',
+  );
+}
+
+function newerSchemaError(where: string, version: number, known: number): LockstepError {
+  return new LockstepError(
+    ErrorCode.Store,
+    `store ${where} has schema version ${version}, newer than this Lockstep knows (${known}); ` +
       'upgrade Lockstep, or point it at another database or schema',
   );
 }

@@ -21,7 +21,7 @@ import type { Logger, StoreTopic } from '../../core/ports.js';
 import { quoteIdent } from './postgres-database.js';
 import { closeWithin, destroySocket } from './postgres-answer-watch.js';
 
-export const STORE_TOPICS: readonly StoreTopic[] = ['work', 'finished'];
+export const STORE_TOPICS: readonly StoreTopic[] = ['work', 'finished', 'schema'];
 
 export interface PostgresNotificationsOptions {
   /** A new, unconnected client with the store's settings. */
@@ -191,10 +191,11 @@ export class PostgresNotifications {
   }
 
   private emit(payload: string | undefined): void {
-    if (payload !== 'work' && payload !== 'finished') return;
+    const topic = STORE_TOPICS.find((t) => t === payload);
+    if (topic === undefined) return;
     for (const listener of [...this.listeners]) {
       try {
-        listener(payload);
+        listener(topic);
       } catch {
         // A listener's failure is its own: the others still hear, and the connection stays.
       }

@@ -30,6 +30,7 @@
  * deleted sync or sequence leaves behind.
  */
 import { systemClock } from '../../core/clock.js';
+import type { LockstepError } from '../../core/errors.js';
 import { DEFAULT_STORE_ANSWER_TIMEOUT_MS, storeUrlAnswerTimeout, storeUrlSchema } from '../../core/connections.js';
 import { silentLogger } from '../../core/logger.js';
 import type {
@@ -49,7 +50,7 @@ import { StoreRoles } from '../store-roles.js';
 import { StoreSecretKeys } from '../secret-keys.js';
 import { PostgresAlertStore } from './postgres-alert-store.js';
 import { PostgresDatabase, type Queryable } from './postgres-database.js';
-import { migrate } from './postgres-migrations.js';
+import { migrate, newerSchemaSinceOpened, notificationChannel } from './postgres-migrations.js';
 import { takeMigrationLock, type MigrationLockProgress } from './postgres-copy-lease.js';
 import { PostgresNotifications } from './postgres-notifications.js';
 import { PostgresRunFence } from './postgres-run-fence.js';
@@ -136,8 +137,7 @@ export class PostgresStore extends StoreRoles implements Store, SecretResealer, 
     super();
     this.db = db;
     this.where = db.where;
-    // The NOTIFY channel of this schema's store: processes sharing the schema hear each other.
-    const channel = `${schemaName}_lockstep`;
+    const channel = notificationChannel(schemaName);
     this.notifications = new PostgresNotifications({
       client: () => db.client('lockstep notifications'),
       channel,
@@ -279,6 +279,10 @@ export class PostgresStore extends StoreRoles implements Store, SecretResealer, 
     } else if (kind === 'sequence') {
       await this.sequenceRuns.cancelPendingOfDeletedSequence(q, id, now);
     }
+  }
+
+  async newerSchema(): Promise<LockstepError | null> {
+    return newerSchemaSinceOpened(this.db.direct, `${this.db.schema}.schema_migrations`, this.db.where);
   }
 
   async serverTime(): Promise<number> {

@@ -315,6 +315,21 @@ export function checkSchemaIsCurrent(db: SqliteDatabase, path: string): void {
   );
 }
 
+/**
+ * The refusal to go on for a process that opened the file at `path`, when a newer Lockstep migrated
+ * it past SCHEMA_VERSION since (another process on this machine); null while it has not.
+ */
+export function newerSchemaSinceOpened(db: SqliteDatabase, path: string): LockstepError | null {
+  const stored = (db.prepare('SELECT COALESCE(MAX(version), 0) AS version FROM schema_migrations').get() as { version: number }).version;
+  if (stored <= SCHEMA_VERSION) return null;
+  return new LockstepError(
+    ErrorCode.Store,
+    `store ${path} was migrated to schema version ${stored} by a newer Lockstep while this process ran; this Lockstep knows ` +
+      `version ${SCHEMA_VERSION} at most and cannot read or write what the newer one keeps — upgrade Lockstep on this machine, ` +
+      'and start this process again',
+  );
+}
+
 function newerSchemaError(path: string, version: number): LockstepError {
   return new LockstepError(
     ErrorCode.Store,

@@ -24,7 +24,7 @@ import type { EntityKind } from '../../core/workspace.js';
 import { toFinishedRun, type FinishedRunRow } from '../rows.js';
 import { StoreRoles } from '../store-roles.js';
 import { StoreSecretKeys, keyFileFor } from '../secret-keys.js';
-import { checkSchemaIsCurrent, migrate } from './migrations.js';
+import { checkSchemaIsCurrent, migrate, newerSchemaSinceOpened } from './migrations.js';
 import { SqliteAlertStore } from './sqlite-alert-store.js';
 import {
   immediateTransaction,
@@ -286,6 +286,10 @@ export class SqliteStore extends StoreRoles implements Store, SecretResealer, As
       this.dynamic.set(sql, statement);
     }
     return statement;
+  }
+
+  async newerSchema(): Promise<LockstepError | null> {
+    return this.read(() => newerSchemaSinceOpened(this.db, this.path));
   }
 
   /** Runs `fn` in a write transaction (`BEGIN IMMEDIATE`). */
