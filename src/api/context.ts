@@ -14,7 +14,7 @@ import type { WebhookRetention } from '../core/webhooks.js';
 export type RunControl = Pick<RunService, 'triggerSync' | 'triggerSequence' | 'queueFiredRun' | 'cancelSyncRun' | 'cancelSequenceRun' | 'resumeSequenceRun'>;
 
 /** The part of this process's worker the metrics read: the runs it holds. */
-export type WorkerLeases = Pick<Worker, 'workerId' | 'runningIds'>;
+export type WorkerLeases = Pick<Worker, 'workerId' | 'leasedIds'>;
 
 /** The part of the event emitter the API listens to. */
 export type RunEvents = Pick<EngineEventEmitter, 'on'>;

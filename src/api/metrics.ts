@@ -74,7 +74,7 @@ export function createMetrics(deps: Pick<ApiDeps, 'events' | 'store' | 'logger' 
     registers: [registry],
     async collect() {
       this.reset();
-      this.set({ worker: deps.worker.workerId }, deps.worker.runningIds.length);
+      this.set({ worker: deps.worker.workerId }, deps.worker.leasedIds.length);
     },
   });
   // Read from the store, so the same in every process: exported by serve alone (`worker` and

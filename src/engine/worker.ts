@@ -66,6 +66,13 @@ interface Execution {
   handingOff?: () => void;
   /** Set while a watch on its limits sleeps; aborted when the execution ends. */
   ended: AbortController | null;
+  /**
+   * When this worker's lease on the run ends, as of its claim or last renewal: past it, with the
+   * store out of reach, the run may be another worker's already.
+   */
+  leaseEndsAt: number;
+  /** Whether the lease was seen to end without a renewal (logged once). */
+  leaseLapsed: boolean;
 }
 
 export class Worker {
@@ -107,6 +114,15 @@ export class Worker {
   /** The runs executing here. */
   get runningIds(): number[] {
     return [...this.executions.keys()];
+  }
+
+  /**
+   * The runs executing here whose lease this worker holds as far as it knows: not those whose
+   * lease ended without a renewal (the store out of reach), which another worker may have taken.
+   */
+  get leasedIds(): number[] {
+    const now = this.options.clock.now();
+    return [...this.executions].filter(([, execution]) => execution.leaseEndsAt > now).map(([id]) => id);
   }
 
   /**
@@ -288,6 +304,8 @@ export class Worker {
       run: claimed,
       controller,
       ended: null,
+      leaseEndsAt: claimed.leaseExpiresAt ?? this.options.clock.now() + this.options.leaseMs,
+      leaseLapsed: false,
       done: this.options.syncRunner
         .execute(claimed, {
           signal: controller.signal,
@@ -424,8 +442,13 @@ export class Worker {
       const beating = new Map(this.executions);
       const ids = [...beating.keys()];
       if (ids.length === 0) continue;
+      const now = clock.now();
       try {
-        const held = new Set(await store.renewLeases(ids, clock.now(), this.lease));
+        const held = new Set(await store.renewLeases(ids, now, this.lease));
+        for (const id of held) {
+          const execution = beating.get(id);
+          if (execution) Object.assign(execution, { leaseEndsAt: now + this.options.leaseMs, leaseLapsed: false });
+        }
         for (const id of ids) {
           // A run that ended (or is ending) meanwhile holds no lease any more, rightly.
           if (held.has(id) || this.executions.get(id) !== beating.get(id) || beating.get(id)?.handingOff) continue;
@@ -440,7 +463,22 @@ export class Worker {
         // The store is unreachable: the runs go on and renew at the next beat; if the leases end
         // meanwhile, their writes are refused and they stop.
         this.heartbeatFailures.failure(toError(thrown).message);
+        this.logLapsedLeases(beating);
       }
+    }
+  }
+
+  /** Says once per run that its lease ended unrenewed: another worker may be taking it over. */
+  private logLapsedLeases(beating: Map<number, Execution>): void {
+    const now = this.options.clock.now();
+    for (const [id, execution] of beating) {
+      if (execution.leaseLapsed || execution.leaseEndsAt > now || this.executions.get(id) !== execution) continue;
+      execution.leaseLapsed = true;
+      this.options.logger.warn(
+        'the lease on a sync run ended without a renewal, the store out of reach: another worker may take the run over; ' +
+          "this attempt's writes are refused once another holds it, and it stops when the store answers",
+        { syncRunId: id, attempt: execution.run.attempt, leaseEndedAt: new Date(execution.leaseEndsAt).toISOString() },
+      );
     }
   }
 
