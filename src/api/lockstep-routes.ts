@@ -420,7 +420,7 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     },
     async (c) => {
       const data = [];
-      for (const run of lastOfEach(await store.latestSequenceRuns(2), (r) => r.sequenceId)) data.push(await sequenceRunDetails(store, run));
+      for (const run of lastOfEach(await store.latestSequenceRuns(2), (r) => r.sequenceId)) data.push(await sequenceRunDetails(store, run, clock.now()));
       return c.json({ data });
     },
   );
