@@ -18,10 +18,12 @@
  *   by external id with a SOQL query, one per batch, since a record this sync delivered may have been
  *   deleted since — and rejects the others ("no Account with External_Id__c = 'A-9'"), retried on
  *   later runs.
- * - An external id field not marked case-sensitive matches without regard to case: of two keys
- *   that differ only in case, the first sent in a run is written and the other rejected, naming
- *   both; a new key whose twin this sync delivered before is rejected too (caseTwins), as Salesforce
- *   would write it over that record.
+ * - A Unique external id field not marked case-sensitive matches without regard to case: of two
+ *   keys that differ only in case, the first sent in a run is written and the other rejected,
+ *   naming both; a new key whose twin this sync delivered before is rejected too (caseTwins), as
+ *   Salesforce would write it over that record.
+ * - Fields Salesforce sets only on create (createable, not updateable) are left out of the
+ *   records of changed rows, which Salesforce would refuse whole.
  * - Deletes (`DELETE composite/sobjects?ids=…&allOrNone=false`, 200 ids a call) use the ids this
  *   sync recorded, or look them up by external id; a record already gone counts as deleted.
  *
@@ -301,7 +303,9 @@ class SalesforceWriter implements DestinationWriter {
     }
     const ready = sends.filter((i) => values.has(i));
     // Rows whose record this sync delivered before, or that update mode found: they leave out the create-only fields.
-    const existing = new Set(this.createOnly.includes(true) ? ready.filter((i) => (batch[i] as WriteOperation).kind === 'update' || (batch[i] as WriteOperation).change === 'changed') : []);
+    const existing = new Set(
+      this.createOnly.includes(true) ? ready.filter((i) => (batch[i] as WriteOperation).kind === 'update' || (batch[i] as WriteOperation).change === 'changed') : [],
+    );
     const units: WriteUnit[] = [];
     if (ready.length > 0) {
       if (this.bulkMode) units.push({ rows: ready, run: () => this.bulkUpsert(batch, values, ready, existing) });
@@ -573,9 +577,9 @@ class SalesforceWriter implements DestinationWriter {
   }
 
   /**
-   * The records whose external id SOQL finds equal to one of `values` (case-insensitively for text,
-   * as Salesforce compares it), with the value each holds: several queries at once, each within
-   * Salesforce's URI limit.
+   * The records whose external id SOQL finds equal to one of `values` (SOQL ignores case: the
+   * caller sets apart what upserts would not match), with the value each holds: several queries at
+   * once, each within Salesforce's URI limit.
    */
   private async findByExternalId(values: Value[]): Promise<Array<{ id: string | undefined; value: Value }>> {
     const literals = [...new Set(values.flatMap((value) => (value === null || (isNumberField(this.externalId) && !Number.isFinite(Number(value))) ? [] : [soqlLiteral(this.externalId, value)])))];
