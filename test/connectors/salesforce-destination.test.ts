@@ -1122,6 +1122,22 @@ describe('Salesforce destination through the engine: fields Salesforce sets only
       // A new record gets its parent.
       expect(sf.get('Contact', 'External_Id__c', 'C-99')?.AccountId).toBe(sf.get('Account', 'External_Id__c', 'A-2')?.Id);
     });
+
+    it(`updates a record that exists before the sync delivered it without its parent (${bulkThreshold === 0 ? 'Bulk API 2.0' : 'sObject Collections'})`, async () => {
+      const { sf, runSync, h } = await engine({
+        standIn: { schema },
+        syncs: { 'contacts-to-sf': { settings: { externalIdField: 'External_Id__c', bulkThreshold } } },
+      });
+      await using _ = h;
+      expect((await runSync('accounts-to-sf')).status).toBe('success');
+      // Made by another tool (or before the sync's snapshot was reset): new to the sync, not to Salesforce.
+      const account = sf.get('Account', 'External_Id__c', 'A-1')?.Id;
+      sf.seed('Contact', [{ External_Id__c: 'C-1', LastName: 'Old name', AccountId: account }]);
+      const run = await runSync('contacts-to-sf');
+      expect((await h.app.store.listRejectedRows(run.id, 10, 0)).map((r) => r.reason)).toEqual([]);
+      expect(run.successfulRows.addedCount).toBe(12);
+      expect(sf.get('Contact', 'External_Id__c', 'C-1')).toMatchObject({ LastName: 'Person 1', AccountId: account });
+    });
   }
 });
 

@@ -313,6 +313,19 @@ class SalesforceWriter implements DestinationWriter {
     }
     if (deletes.length > 0) units.push(...(await this.deleteUnits(batch, deletes, outcomes)));
     await this.settle(units, outcomes);
+    // A new row whose record exists already (made elsewhere, or before the sync's snapshot was reset)
+    // is refused for its create-only fields: it goes again without them, as the update it is.
+    const again = this.createOnly.includes(true) ? ready.filter((i) => !existing.has(i) && refusedAsUpdate(outcomes[i])) : [];
+    if (again.length > 0) {
+      const updating = new Set(again);
+      for (const i of again) outcomes[i] = undefined;
+      await this.settle(
+        this.bulkMode
+          ? [{ rows: again, run: () => this.bulkUpsert(batch, values, again, updating) }]
+          : chunks(again, COLLECTION_LIMIT).map((rows) => ({ rows, run: () => this.collectionsUpsert(values, rows, updating) })),
+        outcomes,
+      );
+    }
     return outcomes.map((outcome, i) => {
       if (outcome) return outcome;
       throw new LockstepError(ErrorCode.Internal, `${this.options.client.name}: no outcome for row ${i} of a batch of ${batch.length} (a bug in Lockstep's Salesforce writer)`);
@@ -654,6 +667,11 @@ function requestError(client: SalesforceClient, request: SalesforceRequest, answ
     default:
       return new LockstepError(ErrorCode.Internal, what);
   }
+}
+
+/** Whether Salesforce refused a record for fields it does not let an update set (a create-only field, on a record that exists). */
+function refusedAsUpdate(outcome: RowOutcome | undefined): boolean {
+  return outcome !== undefined && !outcome.ok && outcome.reason.startsWith('INVALID_FIELD_FOR_INSERT_UPDATE:');
 }
 
 /** The worse of two outcomes of one row (a row whose records went in several calls). */
