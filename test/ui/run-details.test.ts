@@ -294,6 +294,27 @@ describe('run details', () => {
     }
   });
 
+  it('the keyboard focus stays on Run now and on the Enabled switch once pressed, on a sync’s page and a sequence’s', async () => {
+    for (const path of ['/syncs/workspaces-to-crm', '/sequences/hierarchy']) {
+      await page.goto(`${server.baseUrl}${path}`);
+      const runNow = page.getByRole('button', { name: 'Run now' });
+      await runNow.focus();
+      await page.keyboard.press('Enter');
+      await page.getByRole('status').filter({ hasText: /started|queued/i }).waitFor();
+      expect(await focused(), path).toBe('button "Run now"');
+
+      const enabled = page.getByRole('switch', { name: 'Enabled' });
+      await enabled.focus();
+      await page.keyboard.press('Space');
+      await page.getByRole('status').filter({ hasText: /disabled/i }).waitFor();
+      expect(await focused(), path).toBe('button "Enabled"');
+      await page.keyboard.press('Space');
+      await page.getByRole('status').filter({ hasText: /enabled/i }).waitFor();
+      expect(await enabled.getAttribute('aria-checked')).toBe('true');
+      expect(await focused(), path).toBe('button "Enabled"');
+    }
+  });
+
   it('Back after closing a run dialog leaves the page, rather than open the closed run again', async () => {
     await page.goto(`${server.baseUrl}/syncs`);
     await page.getByRole('link', { name: 'accounts-to-crm', exact: true }).click();

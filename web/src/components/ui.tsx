@@ -1,5 +1,5 @@
 /** Small building blocks shared by the pages. */
-import { useEffect, useId, useLayoutEffect, useRef, type ReactNode } from 'react';
+import { useEffect, useId, useLayoutEffect, useRef, type ButtonHTMLAttributes, type ReactNode } from 'react';
 import { errorMessage } from '../api.js';
 
 const STATUS_TONE: Record<string, string> = {
@@ -48,22 +48,31 @@ export function StatusBadge({ status }: { status: string }) {
 }
 
 /** An on/off switch (`role="switch"`), labelled for screen readers and tests. */
-export function Switch(props: { checked: boolean; onChange: (checked: boolean) => void; label: string; disabled?: boolean }) {
+/**
+ * A button that waits while an action is under way (`busy`): it takes no click then, yet keeps the
+ * keyboard focus. A disabled button loses it, so a keyboard user who pressed Run now had to start
+ * over from the top of the page.
+ */
+export function ActionButton({ busy, onClick, ...props }: ButtonHTMLAttributes<HTMLButtonElement> & { busy: boolean }) {
+  return <button type="button" {...props} aria-disabled={busy || undefined} onClick={(event) => (busy ? undefined : onClick?.(event))} />;
+}
+
+/** An on/off switch; while `busy` it waits as an ActionButton does, keeping the focus. */
+export function Switch(props: { checked: boolean; onChange: (checked: boolean) => void; label: string; busy?: boolean }) {
   return (
-    <button
-      type="button"
+    <ActionButton
       role="switch"
       aria-checked={props.checked}
       aria-label={props.label}
       className={`switch${props.checked ? ' on' : ''}`}
-      disabled={props.disabled}
+      busy={props.busy ?? false}
       onClick={() => props.onChange(!props.checked)}
     >
       <span className="switch-knob" aria-hidden="true" />
       <span className="switch-text" aria-hidden="true">
         {props.checked ? 'Enabled' : 'Disabled'}
       </span>
-    </button>
+    </ActionButton>
   );
 }
 

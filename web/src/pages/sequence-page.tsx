@@ -11,7 +11,7 @@ import { RunTimeCells } from '../components/run-facts.js';
 import { RunHistory, StatusFilter } from '../components/run-history.js';
 import { SequenceGraph, dependencies, isGraph } from '../components/sequence-graph.js';
 import { SequencePlanDialog } from '../components/sequence-plan.js';
-import { Dialog, EmptyState, ErrorBanner, Loading, StatusBadge, Switch } from '../components/ui.js';
+import { ActionButton, Dialog, EmptyState, ErrorBanner, Loading, StatusBadge, Switch } from '../components/ui.js';
 import { membersInWords, scheduleInWords, terminateInWords } from '../format.js';
 import { useApi, useClock, usePageAction } from '../hooks.js';
 import { closeTo, href, navigate } from '../router.js';
@@ -112,16 +112,16 @@ export function SequencePage({ slug, runId }: { slug: string; runId?: string }) 
           </p>
         </div>
         <div className="header-actions">
-          <Switch label="Enabled" checked={sequence.enabled} disabled={busy} onChange={(enabled) => void act(() => setEnabled(enabled), enabled ? 'Sequence enabled.' : 'Sequence disabled: its schedule no longer starts it.')} />
+          <Switch label="Enabled" checked={sequence.enabled} busy={busy} onChange={(enabled) => void act(() => setEnabled(enabled), enabled ? 'Sequence enabled.' : 'Sequence disabled: its schedule no longer starts it.')} />
           <a className="button" href={href.editSequence(slug)}>
             Edit
           </a>
-          <button type="button" className="button" onClick={() => setPreviewing(true)} disabled={busy} title="Dry run: what each member would send now, without sending anything">
+          <ActionButton className="button" onClick={() => setPreviewing(true)} busy={busy} title="Dry run: what each member would send now, without sending anything">
             Preview
-          </button>
-          <button type="button" className="button primary" onClick={() => void runNow()} disabled={busy}>
+          </ActionButton>
+          <ActionButton className="button primary" onClick={() => void runNow()} busy={busy}>
             Run now
-          </button>
+          </ActionButton>
         </div>
       </header>
       <ErrorBanner error={actionError} />

@@ -10,7 +10,7 @@ import { EnabledBadge, LastRun, useLastRuns, type LastRunRead } from '../compone
 import { ACTIVE_SYNC, OPS, SyncRunDetails, useSyncRun } from '../components/run-details.js';
 import { RunTimeCells } from '../components/run-facts.js';
 import { RunHistory, StatusFilter } from '../components/run-history.js';
-import { Dialog, EmptyState, ErrorBanner, Loading, StatusBadge, Switch } from '../components/ui.js';
+import { ActionButton, Dialog, EmptyState, ErrorBanner, Loading, StatusBadge, Switch } from '../components/ui.js';
 import { formatCount, scheduleInWords } from '../format.js';
 import { useApi, useClock, usePageAction } from '../hooks.js';
 import { closeTo, href, navigate } from '../router.js';
@@ -190,7 +190,7 @@ export function SyncPage({ slug, runId }: { slug: string; runId?: number }) {
           <Switch
             label="Enabled"
             checked={sync.enabled}
-            disabled={busy}
+            busy={busy}
             onChange={(enabled) => void act(() => setEnabled(enabled), enabled ? 'Sync enabled.' : 'Sync disabled: its schedule no longer starts it.')}
           />
           <a className="button" href={href.editSync(slug)}>
@@ -207,31 +207,29 @@ export function SyncPage({ slug, runId }: { slug: string; runId?: number }) {
           >
             <summary className="button">More</summary>
             <div className="menu-items">
-              <button
-                type="button"
+              <ActionButton
                 onClick={() => {
                   closeMore(false);
                   void run({ fullResync: true }, 'Full resync started: every row is sent again.');
                 }}
-                disabled={busy}
+                busy={busy}
               >
                 Full resync
-              </button>
-              <button
-                type="button"
+              </ActionButton>
+              <ActionButton
                 onClick={() => {
                   closeMore(false);
                   void run({ resetCDC: true }, 'Snapshot reset started: nothing is sent.');
                 }}
-                disabled={busy}
+                busy={busy}
               >
                 Reset snapshot (no sending)
-              </button>
+              </ActionButton>
             </div>
           </details>
-          <button type="button" className="button primary" onClick={() => void run({}, 'Run started.')} disabled={busy}>
+          <ActionButton className="button primary" onClick={() => void run({}, 'Run started.')} busy={busy}>
             Run now
-          </button>
+          </ActionButton>
         </div>
       </header>
       <ErrorBanner error={actionError} />
