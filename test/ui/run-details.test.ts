@@ -315,6 +315,15 @@ describe('run details', () => {
     }
   });
 
+  it('a link to a run that is not there leads back to the list of its kind', async () => {
+    await page.goto(`${server.baseUrl}/runs/sync/999999`);
+    await page.getByRole('heading', { name: 'There is no sync run #999999' }).waitFor();
+    expect(await page.getByRole('link', { name: 'Back to syncs' }).getAttribute('href')).toBe('/syncs');
+    await page.goto(`${server.baseUrl}/runs/sequence/00000000-0000-4000-8000-000000000000`);
+    await page.getByRole('heading', { name: /^There is no sequence run / }).waitFor();
+    expect(await page.getByRole('link', { name: 'Back to sequences' }).getAttribute('href')).toBe('/sequences');
+  });
+
   it('Back after closing a run dialog leaves the page, rather than open the closed run again', async () => {
     await page.goto(`${server.baseUrl}/syncs`);
     await page.getByRole('link', { name: 'accounts-to-crm', exact: true }).click();

@@ -11,10 +11,11 @@ import { EmptyState } from '../components/ui.js';
 import { useApi } from '../hooks.js';
 import { href } from '../router.js';
 
-function MissingRun({ what }: { what: string }) {
+function MissingRun({ kind, what }: { kind: 'sync' | 'sequence'; what: string }) {
+  const back = kind === 'sync' ? <a className="button" href={href.syncs()}>Back to syncs</a> : <a className="button" href={href.sequences()}>Back to sequences</a>;
   return (
     <div className="page">
-      <EmptyState title={`There is no ${what}`} action={<a className="button" href={href.sequences()}>Back to sequences</a>}>
+      <EmptyState title={`There is no ${what}`} action={back}>
         <p>Its id may be mistyped, or the run was removed with its sync or sequence.</p>
       </EmptyState>
     </div>
@@ -29,7 +30,7 @@ export function SyncRunPage({ id }: { id: number }) {
   useEffect(() => {
     document.title = `Sync run #${id} · Lockstep`;
   }, [id]);
-  if (run.error instanceof ApiError && run.error.status === 404) return <MissingRun what={`sync run #${id}`} />;
+  if (run.error instanceof ApiError && run.error.status === 404) return <MissingRun kind="sync" what={`sync run #${id}`} />;
   return (
     <div className="page">
       <header className="page-header">
@@ -59,7 +60,7 @@ export function SequenceRunPage({ id }: { id: string }) {
   useEffect(() => {
     document.title = `Sequence run ${id.slice(0, 8)} · Lockstep`;
   }, [id]);
-  if (run.error instanceof ApiError && run.error.status === 404) return <MissingRun what={`sequence run ${id}`} />;
+  if (run.error instanceof ApiError && run.error.status === 404) return <MissingRun kind="sequence" what={`sequence run ${id}`} />;
   return (
     <div className="page">
       <header className="page-header">
