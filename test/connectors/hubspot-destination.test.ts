@@ -512,14 +512,20 @@ ${extra}`).replace('destinations:\n', 'destinations:\n  crm: { type: salesforce,
   });
 
   describe('associations', () => {
-    const associated = (recorded: Record<string, string>) =>
+    /** Contacts associated with the companies `recorded` names; `mine` holds the ids the contacts sync recorded. */
+    const associated = (recorded: Record<string, string>, mine: Record<string, string> = {}) =>
       contactsTarget(
         {
           columns: ['external_id', 'email', 'company_id'],
           settings: { idProperty: 'external_id', associations: [{ object: 'companies', from: 'company_id', lookup: { sync: 'companies-to-hubspot' } }] },
         },
-        { 'companies-to-hubspot': recorded },
+        { 'companies-to-hubspot': recorded, 'contacts-to-hubspot': mine },
       );
+    /** Records the ids a write reported, as the engine does. */
+    const record = (mine: Record<string, string>, batch: WriteOperation[], outcomes: RowOutcome[]) =>
+      outcomes.forEach((outcome, i) => {
+        if (outcome.ok && outcome.id) mine[encodeKey(batch[i]!.key)] = outcome.id;
+      });
 
     it('associates each row with the record its parent sync delivered, and refuses rows whose parent is not delivered yet', async () => {
       const acme = hub.seed('companies', { external_id: '1', name: 'Acme' });
@@ -552,8 +558,10 @@ ${extra}`).replace('destinations:\n', 'destinations:\n  crm: { type: salesforce,
     it('a changed parent replaces the association with the old one, an emptied key removes it; other objects stay', async () => {
       const acme = hub.seed('companies', { external_id: '1', name: 'Acme' });
       const globex = hub.seed('companies', { external_id: '2', name: 'Globex' });
-      const writer = await destination.prepare(associated({ [encodeKey([1])]: acme.id, [encodeKey([2])]: globex.id }));
-      await writer.write([op('upsert', 'c1', ['a@example.com', 1]), op('upsert', 'c2', ['b@example.com', 1])]);
+      const mine: Record<string, string> = {};
+      const writer = await destination.prepare(associated({ [encodeKey([1])]: acme.id, [encodeKey([2])]: globex.id }, mine));
+      const first = [op('upsert', 'c1', ['a@example.com', 1]), op('upsert', 'c2', ['b@example.com', 1])];
+      record(mine, first, await writer.write(first));
       expect(hub.stats().calls['associations.batchRead']).toBe(0); // new records have nothing to replace
       const c1 = hub.find('contacts', 'external_id', 'c1')!;
       const c2 = hub.find('contacts', 'external_id', 'c2')!;
@@ -575,7 +583,18 @@ ${extra}`).replace('destinations:\n', 'destinations:\n  crm: { type: salesforce,
       expect(hub.associations('companies', acme.id)).toEqual([]);
     });
 
+    it('a record made by hand keeps the companies it had when the sync first writes it', async () => {
+      const acme = hub.seed('companies', { external_id: '1', name: 'Acme' });
+      const globex = hub.seed('companies', { external_id: '2', name: 'Globex' });
+      const byHand = hub.seed('contacts', { external_id: 'c1', email: 'a@example.com' });
+      await fetch(`${hub.url}/crm/v4/objects/contacts/${byHand.id}/associations/default/companies/${acme.id}`, { method: 'PUT', headers: { authorization: `Bearer ${TOKEN}` } });
+      const writer = await destination.prepare(associated({ [encodeKey([2])]: globex.id }));
+      expect((await writer.write([op('upsert', 'c1', ['a@example.com', 2])]))[0]?.ok).toBe(true);
+      expect(hub.associations('contacts', byHand.id).map((a) => a.toObjectId)).toEqual([acme.id, globex.id]);
+    });
+
     it('Primary (type 1) moves to the new company and the old one stays associated without the label, as HubSpot keeps one primary', async () => {
+      const mine: Record<string, string> = {};
       const acme = hub.seed('companies', { external_id: '1', name: 'Acme' });
       const globex = hub.seed('companies', { external_id: '2', name: 'Globex' });
       const target = contactsTarget(
@@ -583,10 +602,11 @@ ${extra}`).replace('destinations:\n', 'destinations:\n  crm: { type: salesforce,
           columns: ['external_id', 'company_id'],
           settings: { idProperty: 'external_id', associations: [{ object: 'companies', from: 'company_id', lookup: { sync: 'companies' }, type: 1 }] },
         },
-        { companies: { [encodeKey([1])]: acme.id, [encodeKey([2])]: globex.id } },
+        { companies: { [encodeKey([1])]: acme.id, [encodeKey([2])]: globex.id }, 'contacts-to-hubspot': mine },
       );
       const writer = await destination.prepare(target);
-      await writer.write([op('upsert', 'c1', [1])]);
+      const first = [op('upsert', 'c1', [1])];
+      record(mine, first, await writer.write(first));
       const c1 = hub.find('contacts', 'external_id', 'c1')!;
       const types = (company: string) => hub.associations('contacts', c1.id).find((a) => a.toObjectId === company)?.types.map((t) => t.associationTypeId);
       expect(types(acme.id)).toEqual([1, 279]);

@@ -17,10 +17,11 @@
  *    id, else by idProperty value (HubSpot does not promise their order). Where HubSpot fails the
  *    whole request for one bad input (contacts upserted by email take no partial upserts), the
  *    batch is split in halves until the bad rows stand alone;
- * 5. associations of the rows written: a record the upsert found already there (`new: false`) is
- *    read (v4 `batch/read`) and loses the sync's association type to any record other than its
- *    parent now (v4 `batch/labels/archive`: a changed parent, or a key emptied); then v4
- *    `batch/create` of the parent's. A row whose association fails is refused (its record is
+ * 5. associations of the rows written: a record the upsert found already there (`new: false`)
+ *    and that this sync delivered before (it recorded an id for the key) is read (v4 `batch/read`)
+ *    and loses the sync's association type to any record other than its parent now (v4
+ *    `batch/labels/archive`: a changed parent, or a key emptied); then v4 `batch/create` of the
+ *    parent's. A row whose association fails is refused (its record is
  *    written, and is written again with its association on the next run);
  * 6. deletes: `batch/archive` of the ids this sync recorded, or of the records found by idProperty
  *    when none is recorded; a record already gone counts as deleted, and one this run wrote for
@@ -554,8 +555,9 @@ class HubSpotWriter implements DestinationWriter {
    */
   private async associate(rows: PendingRow[], refuse: (index: number, reason: string) => void): Promise<void> {
     const { client, target } = this.options;
+    const ours = this.options.associations.length > 0 ? await this.deliveredBefore(rows) : [];
     for (const [n, association] of this.options.associations.entries()) {
-      const stale = await this.staleAssociations(rows, n, association);
+      const stale = await this.staleAssociations(ours, n, association);
       const failed = await this.archiveAssociations(stale, association);
       for (const [row, reason] of failed) refuse(row.index, reason);
       const linked = rows.filter((row) => row.parents[n] !== null && row.parents[n] !== undefined && row.recordId !== undefined && !failed.has(row));
@@ -596,12 +598,26 @@ class HubSpotWriter implements DestinationWriter {
   }
 
   /**
+   * The rows whose record was there before this write and that this sync delivered before (it
+   * recorded an id for their key): their associations of the sync's type are the sync's to
+   * replace. A record made by hand or by another tool keeps the ones it had when the sync first
+   * writes it.
+   */
+  private async deliveredBefore(rows: PendingRow[]): Promise<PendingRow[]> {
+    const { target } = this.options;
+    const existing = rows.filter((row) => row.existed === true && row.recordId !== undefined);
+    if (existing.length === 0 || !target.recordIds || !target.sync) return [];
+    const keys = existing.map((row) => encodeKey(row.op.key));
+    const recorded = await target.recordIds(target.sync, keys);
+    return existing.filter((_, i) => recorded.has(keys[i] as string));
+  }
+
+  /**
    * Per row whose record existed before this write, the records of the association's object it is
    * associated with by the sync's type, other than its parent now: a parent it had before.
    */
-  private async staleAssociations(rows: PendingRow[], n: number, association: Association): Promise<Array<{ row: PendingRow; toId: string }>> {
+  private async staleAssociations(existing: PendingRow[], n: number, association: Association): Promise<Array<{ row: PendingRow; toId: string }>> {
     const { client, target } = this.options;
-    const existing = rows.filter((row) => row.existed === true && row.recordId !== undefined);
     const stale: Array<{ row: PendingRow; toId: string }> = [];
     const what = `reading the associations of ${target.object} with ${association.object}`;
     const path = `/crm/v4/associations/${encodeURIComponent(target.object)}/${encodeURIComponent(association.object)}/batch/read`;
