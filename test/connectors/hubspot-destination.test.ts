@@ -539,7 +539,7 @@ ${extra}`).replace('destinations:\n', 'destinations:\n  crm: { type: salesforce,
       ]);
       expect(outcomes[0]?.ok).toBe(true);
       expect(outcomes[1]?.ok).toBe(true);
-      expect(reason(outcomes[2])).toBe('company 42 has not been delivered by companies-to-hubspot yet');
+      expect(reason(outcomes[2])).toBe('company 42 has not been delivered by companies-to-hubspot yet: it has no id recorded there (that sync has not run since the company was added, rejected it, or its model no longer has it); this row is sent again on the next run');
       expect(outcomes[3]?.ok).toBe(true);
       // Recorded, but deleted in HubSpot since: the association fails, saying how to deliver the company again.
       expect(reason(outcomes[4])).toBe(
@@ -1069,9 +1069,9 @@ describe('HubSpot destination in the engine', () => {
     expect(alone.failedRows.addedCount).toBe(3);
     const rejected = await h.app.store.listRejectedRows(alone.id, 10, 0);
     expect(rejected.map((r) => r.reason).sort()).toEqual([
-      'company 1 has not been delivered by companies-to-hubspot yet',
-      'company 1 has not been delivered by companies-to-hubspot yet',
-      'company 2 has not been delivered by companies-to-hubspot yet',
+      'company 1 has not been delivered by companies-to-hubspot yet: it has no id recorded there (that sync has not run since the company was added, rejected it, or its model no longer has it); this row is sent again on the next run',
+      'company 1 has not been delivered by companies-to-hubspot yet: it has no id recorded there (that sync has not run since the company was added, rejected it, or its model no longer has it); this row is sent again on the next run',
+      'company 2 has not been delivered by companies-to-hubspot yet: it has no id recorded there (that sync has not run since the company was added, rejected it, or its model no longer has it); this row is sent again on the next run',
     ]);
     expect(hub.records('contacts')).toHaveLength(0);
 

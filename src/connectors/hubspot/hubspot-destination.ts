@@ -461,7 +461,10 @@ class HubSpotWriter implements DestinationWriter {
         row.parents.push(id ?? null);
         if (id === undefined && !refused.has(row)) {
           refused.add(row);
-          refuse(row.index, `${association.noun} ${String(value)} has not been delivered by ${association.parentSync} yet`);
+          refuse(
+            row.index,
+            `${association.noun} ${String(value)} has not been delivered by ${association.parentSync} yet: it has no id recorded there (that sync has not run since the ${association.noun} was added, rejected it, or its model no longer has it); this row is sent again on the next run`,
+          );
         }
       }
     }
