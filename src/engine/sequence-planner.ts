@@ -32,7 +32,7 @@ import type {
   WriteOperation,
   WriteTarget,
 } from '../core/ports.js';
-import type { RejectedRow, SyncRun } from '../core/runs.js';
+import { ACTIVE_SYNC_RUN_STATUSES, type RejectedRow, type SyncRun } from '../core/runs.js';
 import { memberDependencies, terminationReason } from '../core/sequence-rules.js';
 import {
   DEFAULT_PLAN_SAMPLES,
@@ -152,6 +152,8 @@ export class SequencePlanner {
       samples: { added: recorder.added, changed: recorder.changed, removed: recorder.removed, rejected: recorder.rejected },
       warnings: [...recorder.warnings],
     };
+    const underWay = await this.runUnderWay(sync);
+    if (underWay) plan.warnings.push(underWay);
     // A run's mass-delete guard compares with what its planner holds: the planner table, or the snapshot.
     const cursor = (await store.getModel(sync.model))?.cursor !== undefined;
     const refusal = massDeleteRefusal(sync, plan.removed, recorder.plannerRows ?? (await store.snapshots.count(sync.id)), { cursor });
@@ -183,6 +185,19 @@ export class SequencePlanner {
     } finally {
       await destination?.close().catch(() => undefined);
     }
+  }
+
+  /**
+   * A warning when the sync has a run under way, or null: the plan compares with what that run has
+   * delivered so far, so it counts the rows the run has still to send, which the run sends itself.
+   */
+  private async runUnderWay(sync: SyncRecord): Promise<string | null> {
+    const [active] = await this.options.store.listSyncRuns({ syncId: sync.id, statuses: [...ACTIVE_SYNC_RUN_STATUSES], limit: 1, offset: 0, order: 'desc' });
+    if (!active) return null;
+    return (
+      `sync "${sync.slug}" has run ${active.id} under way (${active.status}): this plan counts the rows it has still to deliver, ` +
+      'which that run sends; a run queued now waits for it and sends what is left then'
+    );
   }
 
   /** The keys the sync's last finished run rejected: planned again now, so counted as retried. */

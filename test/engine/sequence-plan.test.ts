@@ -14,7 +14,7 @@ import type { ConnectorKind } from '../../src/core/connector-kind.js';
 import type { Connectors, RowOutcome, Store, WriteOperation } from '../../src/core/ports.js';
 import type { MemberDef, ModelDef, SequenceDef } from '../../src/core/workspace.js';
 import { hierarchyWorkspace, member, model, sequence, source, sync, workspace } from '../helpers/definitions.js';
-import { withReadFailure } from '../helpers/fault-connectors.js';
+import { Gate, withReadFailure, withWriteHook } from '../helpers/fault-connectors.js';
 import { createHierarchyFixture, sqlite, sqliteRows, startHarness, tempDir } from '../helpers/harness.js';
 
 function definition() {
@@ -114,6 +114,36 @@ describe('sequence plan', () => {
       { key: '[null]', op: 'added', reason: 'primary key column "id" is null' },
     ]);
     expect(plan.samplesPerKind).toBe(5);
+  });
+
+  it('says which member has a run under way: its plan counts the rows that run has still to deliver', async () => {
+    const dir = await deliveredThenChanged();
+    const gate = new Gate();
+    const reached = new Gate();
+    let held = false;
+    await using h = await startHarness({
+      dir,
+      definition: definition(),
+      connectors: (real) =>
+        withWriteHook(real, async ({ object }) => {
+          if (object === 'accounts' && !held) {
+            held = true;
+            reached.open();
+            await gate.wait();
+          }
+        }),
+    });
+    const { run } = await h.app.runs.triggerSync('accounts');
+    await reached.wait();
+    // The held run is let go before anything is checked: a failed check must not leave it holding the harness.
+    const plan = await h.app.planner.plan('crm', { samples: 0 }).finally(() => gate.open());
+    const [accounts, workspaces] = plan.members;
+    expect(accounts!.added + accounts!.changed).toBe(2);
+    expect(accounts!.warnings).toEqual([
+      `sync "accounts" has run ${run.id} under way (querying): this plan counts the rows it has still to deliver, which that run sends; a run queued now waits for it and sends what is left then`,
+    ]);
+    expect(workspaces!.warnings).toEqual([]);
+    expect((await h.app.runs.waitForSyncRun(run.id)).status).toBe('success');
   });
 
   it('plans a member that reads its model again after a transient failure', async () => {
