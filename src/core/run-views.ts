@@ -4,7 +4,7 @@
  */
 import type { EntitySlug } from './ports.js';
 import type { PhaseTimes } from './run-phases.js';
-import { INTERRUPTED_RUN_NOTE, syncRunStatusAt, type ApiUsage, type MemberRun, type OperationCounts, type RejectedRow, type RunComparison, type SequenceRun, type SyncRun } from './runs.js';
+import { INTERRUPTED_CANCELLED_RUN_NOTE, INTERRUPTED_RUN_NOTE, syncRunStatusAt, type ApiUsage, type MemberRun, type OperationCounts, type RejectedRow, type RunComparison, type SequenceRun, type SyncRun } from './runs.js';
 
 export interface SyncRunView {
   id: number;
@@ -118,7 +118,7 @@ export function syncRunView(run: SyncRun, now: number): SyncRunView {
     successfulRows: run.successfulRows,
     failedRows: run.failedRows,
     completionRatio: run.completionRatio,
-    error: run.error ?? (status === 'interrupted' ? INTERRUPTED_RUN_NOTE : null),
+    error: run.error ?? (status !== 'interrupted' ? null : run.cancelRequested ? INTERRUPTED_CANCELLED_RUN_NOTE : INTERRUPTED_RUN_NOTE),
     sequenceRunId: run.sequenceRunId,
     attempt: run.attempt,
     ...(run.apiUsage ? { apiUsage: run.apiUsage } : {}),

@@ -59,6 +59,9 @@ export function isTerminalSyncRunStatus(status: SyncRunStatus): boolean {
 /** What a run whose process stopped (killed, crashed, cut off) says until a worker takes it over. */
 export const INTERRUPTED_RUN_NOTE =
   'the process running it stopped; the next worker to start (`lockstep serve`, `lockstep worker`) resumes it under the same id from the rows it delivered';
+/** The same, once a cancel was asked for: the worker taking it over ends it instead. */
+export const INTERRUPTED_CANCELLED_RUN_NOTE =
+  'the process running it stopped; cancel requested: the next worker to start (`lockstep serve`, `lockstep worker`) records it cancelled, sending nothing more';
 
 /**
  * The status a sync run is shown with at `now` (SPEC §2.3): a run still recorded active whose
