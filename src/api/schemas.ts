@@ -55,6 +55,13 @@ export const SyncRunView = z
       .number()
       .int()
       .openapi({ description: 'Which attempt ran it: 1, or more when a worker took the run over from one that stopped (same run id).' }),
+    lease: z
+      .object({ workerId: z.string(), expiresAt: isoTime })
+      .nullable()
+      .openapi({
+        description:
+          "While the run is at work: the worker holding it (its id, as that process's log, /readyz and lockstep_worker_leases name it) and when its lease ends unless renewed; a time past means that worker stopped renewing it, and another takes the run over. Null while queued and once ended.",
+      }),
     apiUsage: z
       .object({ used: z.number().int(), limit: z.number().int(), calls: z.number().int() })
       .optional()

@@ -4,7 +4,7 @@
  */
 import type { EntitySlug } from './ports.js';
 import type { PhaseTimes } from './run-phases.js';
-import { INTERRUPTED_CANCELLED_RUN_NOTE, INTERRUPTED_RUN_NOTE, syncRunStatusAt, type ApiUsage, type MemberRun, type OperationCounts, type RejectedRow, type RunComparison, type SequenceRun, type SyncRun } from './runs.js';
+import { ACTIVE_SYNC_RUN_STATUSES, INTERRUPTED_CANCELLED_RUN_NOTE, INTERRUPTED_RUN_NOTE, syncRunStatusAt, type ApiUsage, type MemberRun, type OperationCounts, type RejectedRow, type RunComparison, type SequenceRun, type SyncRun } from './runs.js';
 
 export interface SyncRunView {
   id: number;
@@ -25,6 +25,12 @@ export interface SyncRunView {
   sequenceRunId: string | null;
   /** Which attempt ran it: 1, or more when a worker took the run over from one that stopped (same run id). */
   attempt: number;
+  /**
+   * While the run is at work: the worker holding it (its id, as that process's log, `/readyz` and
+   * `lockstep_worker_leases` name it) and when its lease ends unless renewed; a time past means
+   * that worker stopped renewing it, and another takes the run over. Null while queued and once ended.
+   */
+  lease: { workerId: string; expiresAt: string } | null;
   /** The destination's API budget as last reported in the run, and the calls the run made (SaaS destinations). */
   apiUsage?: ApiUsage;
   /** Where the run's time went, in milliseconds per phase (once it ended). */
@@ -121,6 +127,10 @@ export function syncRunView(run: SyncRun, now: number): SyncRunView {
     error: run.error ?? (status !== 'interrupted' ? null : run.cancelRequested ? INTERRUPTED_CANCELLED_RUN_NOTE : INTERRUPTED_RUN_NOTE),
     sequenceRunId: run.sequenceRunId,
     attempt: run.attempt,
+    lease:
+      ACTIVE_SYNC_RUN_STATUSES.includes(run.status) && run.workerId !== null && run.leaseExpiresAt !== null
+        ? { workerId: run.workerId, expiresAt: new Date(run.leaseExpiresAt).toISOString() }
+        : null,
     ...(run.apiUsage ? { apiUsage: run.apiUsage } : {}),
     ...(run.phaseMs ? { phaseMs: run.phaseMs } : {}),
     ...(run.comparison ? { comparison: run.comparison } : {}),

@@ -7,7 +7,7 @@
  * each row once.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { CliProcess, killChildren, sleep } from '../cli/cli-helpers.js';
+import { CliProcess, killChildren, runMain, sleep } from '../cli/cli-helpers.js';
 import { PartitionProxy } from '../helpers/partition-proxy.js';
 import { createHeldSync } from './held-sync.js';
 import { syncRunRows } from './multiprocess-fixture.js';
@@ -26,6 +26,14 @@ async function metricsWorker(dir: string, storeUrl: string): Promise<{ process: 
   return { process, url: pattern.exec(process.stderr)![1]! };
 }
 
+/** What `lockstep runs` says of run `runId`: the line of its text and the lease in its JSON. */
+async function runListed(dir: string, storeUrl: string, runId: number): Promise<{ line: string; lease: { workerId: string; expiresAt: string } | null }> {
+  const text = await runMain(['--workspace', dir, '--store', storeUrl, 'runs']);
+  const json = await runMain(['--workspace', dir, '--store', storeUrl, 'runs', '--json']);
+  const run = (JSON.parse(json.stdout) as { syncRuns: Array<{ id: number; lease: { workerId: string; expiresAt: string } | null }> }).syncRuns.find((r) => r.id === runId);
+  return { line: text.stdout.split('\n').find((l) => l.includes(`#${runId} `)) ?? text.stdout, lease: run!.lease };
+}
+
 /** The `lockstep_worker_leases` a worker's /metrics reports. */
 async function leasesReported(url: string): Promise<number> {
   const text = await (await fetch(`${url}/metrics`)).text();
@@ -34,7 +42,7 @@ async function leasesReported(url: string): Promise<number> {
 }
 
 describe('a worker partitioned from its store while it holds a run', () => {
-  it('stops reporting the lease it lost and says so; another worker takes the run over; its late writes are refused after the heal', async () => {
+  it('stops reporting the lease it lost and says so; another worker takes the run over; runs name the worker holding them; late writes are refused after the heal', async () => {
     const held = await createHeldSync('lockstep_partition');
     const store = new URL(held.storeUrl);
     await using proxy = await PartitionProxy.start(store.hostname, Number(store.port || 5432));
@@ -45,18 +53,30 @@ describe('a worker partitioned from its store while it holds a run', () => {
       const runId = await held.trigger();
       await held.waitUntilHeld(cutOff.process, runId);
       expect(await leasesReported(cutOff.url)).toBe(1);
+      const cutOffId = (await syncRunRows(held.db, [runId]))[0]!.workerId!;
+      expect(await runListed(held.dir, held.storeUrl, runId)).toMatchObject({ lease: { workerId: cutOffId } });
 
       proxy.partition();
       await cutOff.process.waitForStderr(/the lease on a sync run ended without a renewal, the store out of reach/, 30_000);
       expect(cutOff.process.stderr).toMatch(new RegExp(`"syncRunId":${runId},"attempt":1,"leaseEndedAt":"`));
       // Its lease is over: counted by nobody until another worker takes the run.
       expect(await leasesReported(cutOff.url)).toBe(0);
+      // What the store tells of the fleet: the run still on that worker, its lease over.
+      const lapsed = await runListed(held.dir, held.storeUrl, runId);
+      expect(lapsed.lease?.workerId).toBe(cutOffId);
+      expect(Date.parse(lapsed.lease!.expiresAt)).toBeLessThan(Date.now());
+      expect(lapsed.line).toContain(`on worker ${cutOffId}, whose lease ended ${lapsed.lease!.expiresAt} (another worker takes the run over)`);
 
       const other = await metricsWorker(held.dir, held.storeUrl);
       await other.process.waitForStderr(/sync run taken over from a worker whose lease ended/, 20_000);
       await expect.poll(() => leasesReported(other.url), { timeout: 5000 }).toBe(1);
       // One run, one lease across the fleet: what `sum(lockstep_worker_leases)` adds up.
       expect((await leasesReported(cutOff.url)) + (await leasesReported(other.url))).toBe(1);
+      const otherId = (await syncRunRows(held.db, [runId]))[0]!.workerId!;
+      expect(otherId.split('/')[1]).toBe(String(other.process.pid));
+      const takenOver = await runListed(held.dir, held.storeUrl, runId);
+      expect(takenOver.lease?.workerId).toBe(otherId);
+      expect(takenOver.line).toContain(`on worker ${otherId} (attempt 2)`);
 
       proxy.heal();
       held.release();
@@ -76,6 +96,7 @@ describe('a worker partitioned from its store while it holds a run', () => {
       expect((await syncRunRows(held.db, [runId]))[0]!.attempt).toBe(2);
       await sleep(200);
       expect(await leasesReported(cutOff.url)).toBe(0);
+      expect((await runListed(held.dir, held.storeUrl, runId)).lease).toBeNull();
     } finally {
       await held.close();
     }

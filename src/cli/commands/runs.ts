@@ -60,13 +60,23 @@ async function printRuns(app: App, term: Terminal, opts: { sequence?: string; sy
   }
   if (out.syncRuns.length > 0) {
     term.out('Sync runs');
+    const now = app.clock.now();
     for (const v of out.syncRuns as NamedSyncRunView[]) {
       term.out(
-        `  ${mark(v.status)} ${v.createdAt}  #${v.id}  ${deletedOrNot(v.sync, v.syncSlug, `sync ${v.syncId}`)}  ${v.status}  read ${v.querySize}, delivered +${v.successfulRows.addedCount} ~${v.successfulRows.changedCount} -${v.successfulRows.removedCount}, rejected ${v.failedRows.addedCount + v.failedRows.changedCount + v.failedRows.removedCount}${afterUpstream(v)}${takenOver(v)}${v.error ? `  — ${v.error}` : ''}`,
+        `  ${mark(v.status)} ${v.createdAt}  #${v.id}  ${deletedOrNot(v.sync, v.syncSlug, `sync ${v.syncId}`)}  ${v.status}  read ${v.querySize}, delivered +${v.successfulRows.addedCount} ~${v.successfulRows.changedCount} -${v.successfulRows.removedCount}, rejected ${v.failedRows.addedCount + v.failedRows.changedCount + v.failedRows.removedCount}${heldBy(v, now)}${afterUpstream(v)}${v.lease ? '' : takenOver(v)}${v.error ? `  — ${v.error}` : ''}`,
       );
     }
   }
   if (out.sequenceRuns.length === 0 && out.syncRuns.length === 0) term.out('No runs yet. Start one with `lockstep sequence run <slug>` or `lockstep sync run <slug>`.');
+}
+
+/** Which worker a run at work is on, and whether its lease ran out (that worker stopped renewing it). */
+function heldBy(v: NamedSyncRunView, now: number): string {
+  if (!v.lease) return '';
+  const expired = Date.parse(v.lease.expiresAt) <= now;
+  return expired
+    ? `  on worker ${v.lease.workerId}, whose lease ended ${v.lease.expiresAt} (another worker takes the run over)`
+    : `  on worker ${v.lease.workerId} (attempt ${v.attempt})`;
 }
 
 /**
