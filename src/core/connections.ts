@@ -418,7 +418,11 @@ export function postgresTlsHint(message: string, url: string): string | null {
   if (file) return `the certificate or key file ${file[2]} cannot be read (${file[1]}): check the path given by sslrootcert, sslcert or sslkey in the ${url}, and that the user running Lockstep may read it`;
   // pg_hba.conf has a hostssl line for this client and no host line: only TLS gets in.
   if (/no pg_hba\.conf entry .*no encryption/i.test(message)) {
-    return `the server takes only TLS connections from here: add sslmode=require to the ${url} (or sslmode=verify-full with sslrootcert=<path of the CA's certificate> to check the server too)`;
+    // The driver checks the certificate under sslmode=require as under verify-full (unlike libpq).
+    return (
+      `the server takes only TLS connections from here: add sslmode=require to the ${url}; its certificate is then checked against ` +
+      "the trusted CAs, as with sslmode=verify-full — for a private CA add sslrootcert=<path of the CA's certificate>, or use sslmode=no-verify to encrypt without checking it"
+    );
   }
   if (/does not support SSL/i.test(message)) return `the server does not take TLS connections: remove sslmode from the ${url} (or set sslmode=disable), or turn ssl on in the server`;
   if (/self[- ]signed certificate|unable to (get local issuer|verify the first) certificate|certificate has expired|Hostname\/IP does not match/i.test(message)) {

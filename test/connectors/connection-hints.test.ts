@@ -27,7 +27,10 @@ describe('PostgreSQL connection hints', () => {
 
   it('names the sslmode to add when the server takes only TLS connections (a hostssl line in pg_hba.conf), not the password', () => {
     const refused = Object.assign(new Error('no pg_hba.conf entry for host "10.0.0.5", user "etl", database "wh", no encryption'), { code: '28000' });
-    const hint = 'the server takes only TLS connections from here: add sslmode=require to the connection URL (or sslmode=verify-full with sslrootcert=<path of the CA\'s certificate> to check the server too)';
+    // sslmode=require checks the certificate (the driver takes it as verify-full): the hint says so, and how to get a private CA's server in.
+    const hint =
+      'the server takes only TLS connections from here: add sslmode=require to the connection URL; its certificate is then checked against ' +
+      "the trusted CAs, as with sslmode=verify-full — for a private CA add sslrootcert=<path of the CA's certificate>, or use sslmode=no-verify to encrypt without checking it";
     expect(postgresConnectionHint(refused)).toBe(hint);
     expect(postgresTlsHint(refused.message, 'store URL')).toBe(hint.replace('connection URL', 'store URL'));
   });
