@@ -33,27 +33,30 @@ export function urlSetting(protocols: readonly string[], example: string, descri
     .min(1, { error: hinted(`${what} is empty`, `write it, e.g. ${example}`) })
     .superRefine((value, ctx) => {
       if (isTemplated(value)) return;
-      let url: URL;
-      try {
-        url = new URL(value);
-      } catch {
-        ctx.addIssue({ code: 'custom', message: hinted(`${what} is not a URL`, `write it like ${example}`) });
-        return;
-      }
-      if (!protocols.includes(url.protocol)) {
-        ctx.addIssue({ code: 'custom', message: hinted(`${what} must start with ${protocols.map((p) => `${p}//`).join(' or ')}, not ${url.protocol}//`, `e.g. ${example}`) });
-      }
-      // A database URL's password holding @, / or # unencoded splits the URL elsewhere than meant:
-      // part of the password would be taken for the host or the database, and shown as such.
-      if (!/^https?:$/.test(url.protocol) && splitsUserInfo(url)) {
-        ctx.addIssue({
-          code: 'custom',
-          message: hinted(
-            `${what} does not read as user:password@host... (it has a # or a second @)`,
-            PERCENT_ENCODE_HINT,
-          ),
-        });
-      }
+      for (const message of urlProblems(value, protocols, example, what)) ctx.addIssue({ code: 'custom', message });
     })
     .meta({ description });
+}
+
+/**
+ * What is wrong with `value` as a URL setting named `what` (each message `hinted`), never echoing it:
+ * the rules of `urlSetting`, also for a value its `${ENV}` templates gave.
+ */
+export function urlProblems(value: string, protocols: readonly string[], example: string, what = 'url'): string[] {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return [hinted(`${what} is not a URL`, `write it like ${example}`)];
+  }
+  const problems: string[] = [];
+  if (!protocols.includes(url.protocol)) {
+    problems.push(hinted(`${what} must start with ${protocols.map((p) => `${p}//`).join(' or ')}, not ${url.protocol}//`, `e.g. ${example}`));
+  }
+  // A database URL's password holding @, / or # unencoded splits the URL elsewhere than meant:
+  // part of the password would be taken for the host or the database, and shown as such.
+  if (!/^https?:$/.test(url.protocol) && splitsUserInfo(url)) {
+    problems.push(hinted(`${what} does not read as user:password@host... (it has a # or a second @)`, PERCENT_ENCODE_HINT));
+  }
+  return problems;
 }

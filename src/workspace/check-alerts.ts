@@ -1,13 +1,15 @@
 /**
  * Checks of the `alerts` sections that span files and entities: channel names declared once, rules
  * naming declared channels, syncs and sequences (with did-you-mean), rule names unique, and `${VAR}`
- * templates in channel settings whose variable is not set, and a PagerDuty routing key (as written, or
- * as its variables give it) that is not an Integration Key's 32 characters. Like check-workspace.ts, it reads the
- * plain YAML data defensively.
+ * templates in channel settings whose variable is not set, URLs as their variables give them, and a
+ * PagerDuty routing key (as written, or as its variables give it) that is not an Integration Key's 32
+ * characters. Like check-workspace.ts, it reads the plain YAML data defensively.
  */
-import { PAGERDUTY_ROUTING_KEY_LENGTH } from '../core/alerts.js';
+import { PAGERDUTY_EVENTS_URL, PAGERDUTY_ROUTING_KEY_LENGTH } from '../core/alerts.js';
 import { templateNames } from '../core/connections.js';
 import type { Diagnostic } from '../core/errors.js';
+import { splitHint } from '../core/hints.js';
+import { urlProblems } from '../core/url-setting.js';
 import type { Catalog } from './check-workspace.js';
 import { checkTemplates } from './check-workspace.js';
 import { didYouMean, listNames } from './suggestions.js';
@@ -23,6 +25,14 @@ type Env = Record<string, string | undefined>;
 
 /** Channel settings that may hold `${VAR}` templates. */
 const TEMPLATED_FIELDS = ['url', 'secret', 'routingKey', 'smtp', 'from'] as const;
+
+/** Each kind's URL settings, with the schemes they take; the schema checks them as written, this once their variables are filled in. */
+const URL_FIELDS: Record<string, { field: string; protocols: string[]; example: string }> = {
+  slack: { field: 'url', protocols: ['https:', 'http:'], example: 'https://hooks.slack.com/services/...' },
+  webhook: { field: 'url', protocols: ['https:', 'http:'], example: 'https://alerts.example.com/lockstep' },
+  email: { field: 'smtp', protocols: ['smtp:', 'smtps:'], example: 'smtp://user:password@mail.example.com:587' },
+  pagerduty: { field: 'url', protocols: ['https:', 'http:'], example: PAGERDUTY_EVENTS_URL },
+};
 
 function asRecord(value: unknown): Record<string, unknown> | null {
   return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
@@ -60,6 +70,11 @@ export function checkAlerts(declarations: readonly AlertsDeclaration[], catalog:
       }
       for (const [header, value] of Object.entries(asRecord(settings?.headers) ?? {})) {
         if (typeof value === 'string') out.push(...checkTemplates(file, ['alerts', 'channels', name, 'headers', header], value, where, env));
+      }
+      const urlField = typeof settings?.type === 'string' ? URL_FIELDS[settings.type] : undefined;
+      const url = urlField ? settings?.[urlField.field] : undefined;
+      if (urlField && typeof url === 'string') {
+        out.push(...checkResolvedUrl(file, ['alerts', 'channels', name, urlField.field], url, urlField, where, readableEnv));
       }
       if (settings?.type === 'pagerduty' && typeof settings.routingKey === 'string') {
         out.push(...checkRoutingKey(file, ['alerts', 'channels', name, 'routingKey'], settings.routingKey, where, readableEnv));
@@ -140,6 +155,26 @@ function checkRoutingKey(file: WorkspaceFile, path: PathSegment[], value: string
       `${fix} the Integration Key of an Events API v2 integration of the PagerDuty service (Service → Integrations)${spaces}`,
     ),
   ];
+}
+
+/**
+ * A URL setting that holds `${VAR}` templates, checked as its variables give it (the schema checked it
+ * as written): a Slack URL exported without its https:// would otherwise fail every notice.
+ */
+function checkResolvedUrl(
+  file: WorkspaceFile,
+  path: PathSegment[],
+  value: string,
+  rules: { field: string; protocols: string[]; example: string },
+  where: string,
+  env: Env,
+): Diagnostic[] {
+  const resolved = resolvedText(value, env);
+  if (!resolved || resolved.names.length === 0 || resolved.text.trim() === '') return [];
+  return urlProblems(resolved.text, rules.protocols, rules.example, `${rules.field} of ${where}`).map((problem) => {
+    const { message, hint } = splitHint(problem);
+    return file.diagnostic(path, `${message}${givenBy(resolved.names)}`, `check ${resolved.names.join(' and ')}: ${hint ?? `e.g. ${rules.example}`}`);
+  });
 }
 
 /** `value` with its `${VAR}` templates filled in from `env`; null when one is not set or not a template (checkTemplates reports those). */

@@ -1,8 +1,11 @@
 import { createHmac } from 'node:crypto';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { AlertsDefinition } from '../../src/core/alerts.js';
-import { NotFoundError } from '../../src/core/errors.js';
+import { PagerDutyChannel } from '../../src/connectors/alert-channels/pagerduty-channel.js';
+import { SlackChannel } from '../../src/connectors/alert-channels/slack-channel.js';
+import { WebhookChannel } from '../../src/connectors/alert-channels/webhook-channel.js';
+import type { AlertNotice, AlertsDefinition } from '../../src/core/alerts.js';
+import { NotFoundError, type LockstepError } from '../../src/core/errors.js';
 import { member, model, sequence, source, sync, workspace } from '../helpers/definitions.js';
 import { createHierarchyFixture, sqlite, startHarness, tempDir } from '../helpers/harness.js';
 import { runSync, settle } from './app-steps.js';
@@ -209,6 +212,23 @@ describe('alerts', () => {
     const [delivery] = await h.app.store.alerts.listDeliveries({ channel: 'ops-slack', limit: 5, offset: 0 });
     expect(delivery).toMatchObject({ status: 'failed', attempts: 1, nextAttemptAt: null });
     expect(delivery!.lastError).toMatch(/slack channel "ops-slack": http:\/\/127\.0\.0\.1:\d+ answered 404/);
+  });
+
+  it('gives up at once on a channel URL its variable made something else than an http(s) URL, without showing it', async () => {
+    const notice: AlertNotice = { kind: 'test', event: 'test', condition: null, rule: 'test', subject: null, run: null, title: 'Test', text: 'test', fields: [], severity: 'info', dedupKey: 'test', occurredAt: 0 };
+    const channels = [
+      new SlackChannel({ name: 'ops', url: 'hooks.slack.com/services/T0/B0/sl4ck-s3cret' }),
+      new WebhookChannel({ name: 'hooks', url: 'ftp://alerts.example.test/h00k-s3cret', headers: {}, secret: null }),
+      new PagerDutyChannel({ name: 'oncall', url: 'events.pagerduty.com/v2/enqueue', routingKey: 'R0123456789abcdef0123456789abcde' }),
+    ];
+    const errors = await Promise.all(channels.map((c) => c.send(notice, { id: 1 }).then(() => null, (e: unknown) => e as LockstepError)));
+    expect(errors.map((e) => [e?.retryable, e?.message.replace(/ once .*/, '')])).toEqual([
+      [false, 'slack channel "ops": its url is not a URL'],
+      [false, 'webhook channel "hooks": its url is a ftp:// URL'],
+      [false, 'pagerduty channel "oncall": its url is not a URL'],
+    ]);
+    for (const error of errors) expect(error?.message).toMatch(/set it to an https:\/\/ \(or http:\/\/\) URL; `lockstep validate` checks it/);
+    expect(errors.map((e) => e?.message).join('\n')).not.toMatch(/s3cret/);
   });
 
   it('sends a test alert to a channel now, and says so when the channel is unknown or refuses it', async () => {

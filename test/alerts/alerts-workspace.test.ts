@@ -219,6 +219,37 @@ describe('alerts in the workspace', () => {
     }
   });
 
+  it('checks a channel URL read from a variable as the variable gives it, without showing it', async () => {
+    const { diagnostics, definition } = await load(
+      {
+        'lockstep.yaml': yaml(
+          ...BASE,
+          'alerts:',
+          '  channels:',
+          '    ops: { type: slack, url: "${SLACK_WEBHOOK}" }',
+          '    hook: { type: webhook, url: "${HOOK_BASE}/lockstep" }',
+          '    mail: { type: email, smtp: "smtp://ops:${SMTP_PASSWORD}@mail.example.test:587", from: a@example.test, to: b@example.test }',
+          '    fine: { type: slack, url: "${GOOD_WEBHOOK}" }',
+          '  rules:',
+          '    - { on: [sync_failed], channels: [ops, hook, mail, fine] }',
+        ),
+      },
+      {
+        SLACK_WEBHOOK: 'hooks.slack.com/services/T0/B0/sl4ck-s3cret',
+        HOOK_BASE: 'ftp://alerts.example.test',
+        SMTP_PASSWORD: '2024#s3cret-pw',
+        GOOD_WEBHOOK: 'https://hooks.slack.com/services/T0/B0/g00d-s3cret',
+      },
+    );
+    expect(definition).toBeNull();
+    expect(diagnostics.map(brief)).toEqual([
+      'lockstep.yaml:13: url of alert channel "ops" is not a URL (as ${SLACK_WEBHOOK} gives it) — check SLACK_WEBHOOK: write it like https://hooks.slack.com/services/...',
+      'lockstep.yaml:14: url of alert channel "hook" must start with https:// or http://, not ftp:// (as ${HOOK_BASE} gives it) — check HOOK_BASE: e.g. https://alerts.example.com/lockstep',
+      'lockstep.yaml:15: smtp of alert channel "mail" does not read as user:password@host... (it has a # or a second @) (as ${SMTP_PASSWORD} gives it) — check SMTP_PASSWORD: percent-encode @, /, #, ? and : in the user name and password (@ is %40, / is %2F, # is %23)',
+    ]);
+    for (const secret of ['sl4ck-s3cret', 's3cret-pw', 'g00d-s3cret']) expect(diagnostics.map(brief).join('\n')).not.toContain(secret);
+  });
+
   it('merges alerts from several files and refuses a channel declared twice', async () => {
     const { diagnostics } = await load(
       {

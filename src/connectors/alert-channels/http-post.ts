@@ -23,6 +23,14 @@ export interface PostOptions {
 
 /** POSTs `body` (already serialized) and returns the answer's text; throws a LockstepError on failure. */
 export async function postBody(url: string, body: string, options: PostOptions): Promise<string> {
+  if (!/^https?:$/.test(protocolOf(url) ?? '')) {
+    // Its ${VAR} gave something else than an http(s) URL: no attempt can reach it, so none is repeated.
+    throw new LockstepError(
+      ErrorCode.Validation,
+      `${options.what}: its url is ${protocolOf(url) === null ? 'not a URL' : `a ${protocolOf(url)}// URL`} once its \${VAR}s are filled in — set it to an https:// (or http://) URL; \`lockstep validate\` checks it where the variables are set`,
+      { retryable: false },
+    );
+  }
   let response: Response;
   try {
     const { target, authorization } = withoutUserInfo(url);
@@ -90,6 +98,15 @@ function decoded(text: string): string {
     return decodeURIComponent(text);
   } catch {
     return text;
+  }
+}
+
+/** A URL's scheme (`https:`), or null for text that is not a URL. */
+function protocolOf(url: string): string | null {
+  try {
+    return new URL(url).protocol;
+  } catch {
+    return null;
   }
 }
 
