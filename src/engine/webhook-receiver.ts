@@ -39,6 +39,10 @@ export interface WebhookSecrets {
 function secretOr(setting: WebhookSecret, what: string, key: string): string | Decision {
   if (setting === null) return reject(401, `no ${what} webhook secret is configured — set webhooks.${key}.secret in lockstep.yaml`);
   if ('unreadable' in setting) return reject(401, `the ${what} webhook secret cannot be read by this server: ${setting.unreadable}, then restart it`);
+  // An HMAC keyed with nothing is one anybody can compute: a blank secret (a variable exported empty) checks nothing.
+  if (setting.secret.trim() === '') {
+    return reject(401, `the ${what} webhook secret is empty on this server (webhooks.${key}.secret, or the variable it reads, is blank) — set it to the secret ${what} shows for the webhook, then restart the server`);
+  }
   return setting.secret;
 }
 

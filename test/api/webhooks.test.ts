@@ -227,4 +227,26 @@ describe('webhook endpoints', () => {
     expect(refused[2]!.fields.reason).toMatch(/FIVETRAN_HOOK_KEY/);
     expect((await events()).map((e) => e.reason)).toEqual(refused.map((l) => l.fields.reason).reverse());
   });
+
+  it('refuses every delivery while a secret is empty on the server: an HMAC keyed with nothing is one anybody can make', async () => {
+    // validate refuses a variable exported empty, but a server started with one still answers.
+    const { h, post, events } = await serve({ DBT_SECRET: '', FIVETRAN_SECRET: ' ' });
+    await using _ = h;
+    const dbt = dbtEvent('wev_empty', '101');
+    const fivetran = JSON.stringify({ event: 'sync_end', connector_id: 'warehouse_pg', sync_id: 's-empty', data: { status: 'SUCCESSFUL' } });
+    const answers = [
+      await post('/api/v1/webhooks/dbt-cloud', dbt, { authorization: sign('', dbt) }),
+      await post('/api/v1/webhooks/fivetran', fivetran, { 'x-fivetran-signature-256': sign(' ', fivetran) }),
+    ];
+    expect(answers.map((a) => [a.status, a.body.outcome])).toEqual([
+      [401, 'rejected'],
+      [401, 'rejected'],
+    ]);
+    expect(await h.app.store.listSequenceRuns({ limit: 10, offset: 0, order: 'asc' })).toHaveLength(0);
+    expect(await h.app.store.listSyncRuns({ limit: 10, offset: 0, order: 'asc' })).toHaveLength(0);
+    expect((await events()).map((e) => e.reason)).toEqual([
+      expect.stringMatching(/^the Fivetran webhook secret is empty on this server \(webhooks\.fivetran\.secret, or the variable it reads, is blank\)/),
+      expect.stringMatching(/^the dbt Cloud webhook secret is empty on this server/),
+    ]);
+  });
 });
