@@ -82,6 +82,31 @@ async function setup() {
 }
 
 describe('webhook triggers', () => {
+  it('an event delivered again after the log forgot it starts nothing again: its runs were keyed by the event', async () => {
+    const { h } = await setup();
+    await using _ = h;
+    let now = h.app.clock.now();
+    const receiver = new WebhookReceiver({
+      store: h.app.store,
+      runs: h.app.runs,
+      clock: { now: () => now, sleep: (ms, signal) => h.app.clock.sleep(ms, signal) },
+      logger: h.app.logger,
+      secrets: async () => ({ dbtCloud: { secret: DBT_SECRET }, fivetran: null }),
+      retention: { refusedKept: 100, retentionDays: 1 },
+    });
+    const dbt = (body: string) => receiver.receiveDbtCloud({ rawBody: Buffer.from(body), headers: { authorization: hmacHex(DBT_SECRET, body) } });
+    const first = await dbt(dbtCompleted({ eventId: 'wev_kept_by_key' }));
+    expect(first.body.outcome).toBe('accepted');
+    await h.app.runs.waitForSequenceRun(first.body.runs[0]!.runId);
+    now += 3 * 24 * 3600_000;
+    await dbt(dbtCompleted({ eventId: 'wev_other', jobId: '555' })); // prunes the log past its day
+    expect((await h.app.store.webhooks.list({ limit: 10, offset: 0 })).map((e) => e.eventId)).not.toContain('wev_kept_by_key');
+    const replay = await dbt(dbtCompleted({ eventId: 'wev_kept_by_key' }));
+    expect(replay.body.runs).toEqual([]);
+    expect(replay.body.message).toMatch(/was started by an earlier delivery of this event/);
+    expect(await h.app.store.listSequenceRuns({ limit: 10, offset: 0, order: 'asc' })).toHaveLength(1);
+  });
+
   it('a signed dbt Cloud job.run.completed with status 10 starts the sequence scheduled on that job, once per event id', async () => {
     const { h, dbt } = await setup();
     await using _ = h;
