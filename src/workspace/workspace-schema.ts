@@ -51,6 +51,15 @@ function text(what: string, description: string) {
   return z.string().min(1, { error: hinted(`${what} is empty`, `write the ${what}`) }).meta({ description });
 }
 
+/** A signing secret: spaces alone are refused too, as an HMAC keyed with them is one anybody can make. */
+function secretText(what: string, description: string) {
+  return z
+    .string()
+    .min(1, { error: hinted(`${what} is empty`, `write the ${what}`) })
+    .refine((value) => value.trim() !== '', { error: hinted(`${what} is blank`, `a blank ${what} signs nothing anybody could not sign: write the ${what}, or a \${ENV} template`) })
+    .meta({ description });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Connections
 
@@ -455,7 +464,7 @@ const alertChannelSchema = z
           .record(z.string().min(1), z.string())
           .default({})
           .meta({ description: 'Extra request headers; values may hold ${ENV} templates (default: none).' }),
-        secret: text('secret', 'Key of the X-Lockstep-Signature header (sha256=<hex HMAC-SHA256 of the body>); use a template, e.g. "${HOOK_SECRET}".').optional(),
+        secret: secretText('secret', 'Key of the X-Lockstep-Signature header (sha256=<hex HMAC-SHA256 of the body>); use a template, e.g. "${HOOK_SECRET}".').optional(),
       })
       .meta({ description: 'Any HTTP endpoint: a JSON body, custom headers, an HMAC-SHA256 signature.' }),
     z
@@ -576,7 +585,7 @@ export function buildAlerts(sections: ReadonlyArray<z.output<typeof alertsSchema
 
 const webhookSecret = z
   .strictObject({
-    secret: text('secret', 'The signing secret the sender was given; use a ${ENV} template, e.g. "${DBT_CLOUD_WEBHOOK_SECRET}".'),
+    secret: secretText('secret', 'The signing secret the sender was given; use a ${ENV} template, e.g. "${DBT_CLOUD_WEBHOOK_SECRET}".'),
   })
   .nullable()
   .optional();

@@ -44,4 +44,26 @@ describe('the webhooks section', () => {
       await cleanup();
     }
   });
+
+  it('refuses a signing secret of spaces alone, which anybody could sign with', async () => {
+    const { dir, cleanup } = await workspaceFolder({
+      'lockstep.yaml': yaml(
+        'webhooks:',
+        '  dbtCloud: { secret: "   " }',
+        'alerts:',
+        '  channels:',
+        '    hooks: { type: webhook, url: "https://alerts.example.test/lockstep", secret: " " }',
+      ),
+    });
+    try {
+      const result = await loadWorkspace(dir, {}, registry);
+      expect(result.definition).toBeNull();
+      expect(result.diagnostics.map((d) => `${d.line}: ${d.path}: ${d.message} — ${d.hint}`)).toEqual([
+        '2: webhooks.dbtCloud.secret: secret is blank — a blank secret signs nothing anybody could not sign: write the secret, or a ${ENV} template',
+        '5: alerts.channels.hooks.secret: secret is blank — a blank secret signs nothing anybody could not sign: write the secret, or a ${ENV} template',
+      ]);
+    } finally {
+      await cleanup();
+    }
+  });
 });
