@@ -7,7 +7,7 @@ import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { COPY_TEXT_FORMAT } from '../../src/connectors/copy-text.js';
 import { PostgresDestination, SqliteDestination } from '../../src/connectors/index.js';
-import { ErrorCode } from '../../src/core/errors.js';
+import { ErrorCode, type LockstepError } from '../../src/core/errors.js';
 import type { Value, WriteOperation } from '../../src/core/ports.js';
 import { createTestDatabase, refusesWrongPassword, sql } from '../helpers/postgres.js';
 import { describeDestinationContract, type FixtureColumn, type FixtureTable } from './destination-contract.js';
@@ -855,6 +855,32 @@ describe('SqliteDestination', () => {
       await expect(destination.prepare({ object: 'people', keyColumns: ['id'], columns: ['id', 'email'] })).rejects.toThrow(
         /^table "people" in SQLite destination .* has no column "email" \(it has: "ID", "Name", "Photo", "Score"\)/,
       );
+    } finally {
+      await destination.close();
+    }
+  });
+
+  it('refuses to write a generated column before any row goes, naming it as one (it is no column SQLite lists)', async () => {
+    const path = tempPath('generated.sqlite');
+    const setup = new Database(path);
+    setup.exec(`create table people (id integer primary key, first text, last text, full_name text generated always as (first || ' ' || last) virtual,
+      initials text as (substr(first, 1, 1) || substr(last, 1, 1)) stored)`);
+    setup.close();
+    const destination = await SqliteDestination.open({ path });
+    try {
+      const error = await destination.prepare({ object: 'people', keyColumns: ['id'], columns: ['id', 'first', 'Full_Name', 'initials'] }).then(
+        () => null,
+        (thrown: unknown) => thrown as LockstepError,
+      );
+      expect(error).toMatchObject({ code: ErrorCode.Schema });
+      expect(error?.message).toMatch(
+        /^columns "full_name", "initials" of table "people" in SQLite destination .* are generated columns \(GENERATED ALWAYS AS\): SQLite computes their values and refuses any written to them — leave them out of the model's query, or map the model's fields to other columns$/,
+      );
+      const writer = await destination.prepare({ object: 'people', keyColumns: ['id'], columns: ['id', 'first', 'last'] });
+      expect(await writer.write([{ kind: 'upsert', key: [1], values: [1, 'Ada', 'Lovelace'] }])).toEqual([{ ok: true }]);
+      const reader = new Database(path, { readonly: true });
+      expect(reader.prepare('select full_name, initials from people').all()).toEqual([{ full_name: 'Ada Lovelace', initials: 'AL' }]);
+      reader.close();
     } finally {
       await destination.close();
     }

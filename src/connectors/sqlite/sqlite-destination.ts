@@ -53,6 +53,15 @@ export class SqliteDestination implements Destination {
     const known = new Set(existing.map(foldName));
     const missing = wanted.filter((c) => !known.has(foldName(c)));
     if (missing.length > 0) {
+      const generated = this.generatedColumns(target.object);
+      const computed = missing.flatMap((c) => generated.get(foldName(c)) ?? []);
+      if (computed.length > 0) {
+        const s = computed.length > 1;
+        throw new LockstepError(
+          ErrorCode.Schema,
+          `column${s ? 's' : ''} ${listNames(computed)} of table "${target.object}" in SQLite destination ${this.path} ${s ? 'are generated columns' : 'is a generated column'} (GENERATED ALWAYS AS): SQLite computes ${s ? 'their' : 'its'} values and refuses any written to ${s ? 'them' : 'it'} — leave ${s ? 'them' : 'it'} out of the model's query, or map the model's fields to other columns`,
+        );
+      }
       throw new LockstepError(
         ErrorCode.Schema,
         `table "${target.object}" in SQLite destination ${this.path} has no column${missing.length > 1 ? 's' : ''} ${listNames(missing)} (it has: ${listNames(existing)}) — add the column${missing.length > 1 ? 's' : ''} to the table, or map the model's fields to existing columns`,
@@ -71,6 +80,13 @@ export class SqliteDestination implements Destination {
     const columns = db.prepare('select name, type from pragma_table_info(?)').all(object) as Array<{ name: string; type: string }>;
     const strict = (db.prepare('select strict from pragma_table_list where name = ?').all(object)[0] as { strict: number } | undefined)?.strict === 1;
     return new Map(columns.filter((c) => numberAffinity(c.type, strict)).map((c) => [foldName(c.name), c.type]));
+  }
+
+  /** The generated columns of `object` (which table_info leaves out), by folded name. */
+  private generatedColumns(object: string): ReadonlyMap<string, string> {
+    // hidden: 2 for a VIRTUAL generated column, 3 for a STORED one (1 is a virtual table's hidden column).
+    const columns = this.database().prepare('select name from pragma_table_xinfo(?) where hidden in (2, 3)').all(object) as Array<{ name: string }>;
+    return new Map(columns.map((c) => [foldName(c.name), c.name]));
   }
 
   /** The columns of `object` declared BLOB (any type naming it), which take binary values as their bytes, by folded name. */
