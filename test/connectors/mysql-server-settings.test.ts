@@ -3,9 +3,11 @@
  * the way real servers often are, not with the test server's defaults: throwaway MariaDBs of this
  * file's own, whose server-wide settings every session inherits.
  */
+import mysql from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createConnectorRegistry } from '../../src/app.js';
-import { mysqlConnector } from '../../src/connectors/mysql/index.js';
+import { mysqlConnector, MysqlDestination } from '../../src/connectors/mysql/index.js';
+import { ErrorCode, type LockstepError } from '../../src/core/errors.js';
 import type { Connectors } from '../../src/core/ports.js';
 import { model, source, sync, workspace } from '../helpers/definitions.js';
 import { withWriteHook } from '../helpers/fault-connectors.js';
@@ -102,10 +104,10 @@ describe('a server whose sessions inherit an unusual sql_mode, latin1, a time zo
   });
 });
 
-describe('a server with a short wait_timeout and a small max_allowed_packet', () => {
+describe('a server with a short wait_timeout, a small max_allowed_packet and a short innodb_lock_wait_timeout', () => {
   let server: StartedMariadb;
   beforeAll(async () => {
-    server = await startMariadb(['--wait-timeout=2', '--max-allowed-packet=1M']);
+    server = await startMariadb(['--wait-timeout=2', '--max-allowed-packet=1M', '--innodb-lock-wait-timeout=1']);
     await mysqlSql(server.url, 'create database src; create database dst');
   });
   afterAll(async () => {
@@ -155,5 +157,31 @@ describe('a server with a short wait_timeout and a small max_allowed_packet', ()
     await mysqlSql(`${server.url}src`, `update wide set body = concat(body, 'x')`);
     expect(await runSync(h, 'wide')).toMatchObject({ status: 'warning', error: null, ok: counts(0, 39, 0), rejected: [tooLong] });
     expect(await stored()).toEqual([{ n: '39', bytes: '3900039' }]);
+  });
+
+  it('fails a batch that waits on rows another session holds locked with a message saying where to look, and writes it once they are free', async () => {
+    await mysqlSql(`${server.url}dst`, "create table locked (id int primary key, name varchar(20)); insert into locked values (1, 'a')");
+    const holder = await mysql.createConnection({ uri: `${server.url}dst` });
+    const destination = await MysqlDestination.connect({ url: `${server.url}dst` });
+    try {
+      await holder.query('start transaction');
+      await holder.query('select * from locked where id = 1 for update');
+      const writer = await destination.prepare({ object: 'locked', keyColumns: ['id'], columns: ['id', 'name'] });
+      const batch = [{ kind: 'upsert' as const, key: [1], values: [1, 'b'] }];
+      const error = await writer.write(batch).then(
+        () => null,
+        (thrown: unknown) => thrown as LockstepError,
+      );
+      expect(error).toMatchObject({ code: ErrorCode.Transient });
+      expect(error?.message).toMatch(
+        /^writing to "locked" in destination MySQL at .* failed: Lock wait timeout exceeded; try restarting transaction — another session holds locks on rows of the table for longer than the server's innodb_lock_wait_timeout — find its transaction \(select \* from information_schema\.innodb_trx\) and end it, or run the sync when it is done$/,
+      );
+      await holder.query('rollback');
+      expect(await writer.write(batch)).toEqual([{ ok: true }]);
+      expect(await mysqlSql(`${server.url}dst`, 'select id, name from locked')).toEqual([{ id: 1, name: 'b' }]);
+    } finally {
+      await holder.end();
+      await destination.close();
+    }
   });
 });

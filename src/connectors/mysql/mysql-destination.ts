@@ -348,6 +348,9 @@ const LOAD_CHUNK_BYTES = 1024 * 1024;
 const INTEGER_TYPES = new Set(['tinyint', 'smallint', 'mediumint', 'int', 'integer', 'bigint']);
 const TEXT_TYPES = new Set(['char', 'varchar', 'tinytext', 'text', 'mediumtext', 'longtext', 'enum', 'set']);
 const BINARY_TYPES = new Set(['binary', 'varbinary', 'tinyblob', 'blob', 'mediumblob', 'longblob']);
+/** ER_LOCK_WAIT_TIMEOUT: the batch waited too long on rows another session holds. */
+const LOCK_WAIT_TIMEOUT = 1205;
+
 /** `name@host`, as CURRENT_USER() answers, as GRANT spells an account: 'name'@'host'. */
 function accountOf(user: string | null | undefined): string {
   return (user ?? '').replace(/^(.*)@([^@]*)$/, (_all, name: string, host: string) => `'${name}'@'${host}'`) || 'CURRENT_USER';
@@ -1077,10 +1080,14 @@ class MysqlWriter implements DestinationWriter {
       );
     }
     switch (classifyMysqlError(error)) {
-      case MysqlFailure.Transient:
-        return new LockstepError(ErrorCode.Transient, `writing to "${this.target.object}" in ${where} failed: ${error.message} — the batch can be retried`, {
-          cause: error,
-        });
+      case MysqlFailure.Transient: {
+        // Rows another session holds: retrying helps only once it lets go, so the message says where to look.
+        const hint =
+          errno === LOCK_WAIT_TIMEOUT
+            ? "another session holds locks on rows of the table for longer than the server's innodb_lock_wait_timeout — find its transaction (select * from information_schema.innodb_trx) and end it, or run the sync when it is done"
+            : 'the batch can be retried';
+        return new LockstepError(ErrorCode.Transient, `writing to "${this.target.object}" in ${where} failed: ${error.message} — ${hint}`, { cause: error });
+      }
       case MysqlFailure.Connection:
         return new LockstepError(ErrorCode.Connection, `cannot write to ${where}: ${error.message} — ${mysqlConnectionHint(error)}`, { cause: error });
       case MysqlFailure.Data:
