@@ -948,6 +948,53 @@ describe('MySQL destination in a sync', () => {
     }
   });
 
+  it('keeps a row whose key is 0 under 0 in an AUTO_INCREMENT key column, run after run, and deletes it', async () => {
+    const url = await createTestMysqlDatabase('destination_zero_key');
+    await mysqlSql(url, 'create table accounts (id int auto_increment primary key, name varchar(20))');
+    const dir = tempDir();
+    const warehouse = join(dir, 'warehouse.db');
+    sqlite(warehouse, `create table accounts (id integer primary key, name text); insert into accounts values (0, 'Unknown'), (1, 'Acme'), (2, 'Globex')`);
+    const registry = createConnectorRegistry();
+    if (!registry.kind('mysql')) registry.register(mysqlConnector);
+    const h = await startHarness({
+      dir,
+      definition: workspace({
+        sources: [source('warehouse', { path: 'warehouse.db' })],
+        destinations: [source('crm', { type: 'mysql', url })],
+        models: [model('accounts', 'warehouse', 'select id, name from accounts')],
+        syncs: [sync('accounts', { model: 'accounts', destination: 'crm', object: 'accounts', mode: 'mirror', maxDeletePercent: null })],
+      }),
+      connectors: () => registry,
+    });
+    await using _ = h;
+    const run = async (options: { fullResync?: boolean } = {}) => {
+      const { run } = await h.app.runs.triggerSync('accounts', options);
+      return h.app.runs.waitForSyncRun(run.id);
+    };
+    const stored = () => mysqlSql(url, 'select id, name from accounts order by id');
+    // Loaded into the empty table, then merged by statement, then sent again in full.
+    expect((await run()).status).toBe('success');
+    expect(await stored()).toEqual([
+      { id: 0, name: 'Unknown' },
+      { id: 1, name: 'Acme' },
+      { id: 2, name: 'Globex' },
+    ]);
+    sqlite(warehouse, `update accounts set name = 'Nobody' where id = 0`);
+    expect((await run()).status).toBe('success');
+    expect((await run({ fullResync: true })).status).toBe('success');
+    expect(await stored()).toEqual([
+      { id: 0, name: 'Nobody' },
+      { id: 1, name: 'Acme' },
+      { id: 2, name: 'Globex' },
+    ]);
+    sqlite(warehouse, 'delete from accounts where id = 0');
+    expect((await run()).successfulRows).toEqual({ addedCount: 0, changedCount: 0, removedCount: 1 });
+    expect(await stored()).toEqual([
+      { id: 1, name: 'Acme' },
+      { id: 2, name: 'Globex' },
+    ]);
+  });
+
   it('writes times a SQLite file holds as text with a space and an offset (as Python prints them) into DATETIME, TIMESTAMP and DATE columns as UTC', async () => {
     const url = await createTestMysqlDatabase('destination_text_times');
     await mysqlSql(url, 'create table events (id int primary key, at datetime(6), seen timestamp(3) null, day date)');

@@ -228,8 +228,12 @@ export class MysqlDestination implements Destination {
         // in a NOT NULL column would become '' or 0); UTC, so TIMESTAMPs store the instants sent;
         // READ COMMITTED, so checking which keys exist takes no gap locks another batch could wait on;
         // autocommit, so a pooled connection that looked at a table holds no lock on it (an ALTER TABLE
-        // would wait on it), whatever the server's default.
-        await connection.query("SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), 'STRICT_ALL_TABLES'), time_zone = '+00:00', autocommit = 1");
+        // would wait on it), whatever the server's default; NO_AUTO_VALUE_ON_ZERO, so a row whose key is 0
+        // is stored under 0 in an AUTO_INCREMENT key column, not under the next number (every later upsert
+        // of it would then add another row).
+        await connection.query(
+          "SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), 'STRICT_ALL_TABLES', 'NO_AUTO_VALUE_ON_ZERO'), time_zone = '+00:00', autocommit = 1",
+        );
         await connection.query('SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED');
       },
       (thrown) => {
