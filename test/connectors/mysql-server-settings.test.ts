@@ -80,7 +80,9 @@ describe('a server whose sessions inherit an unusual sql_mode, latin1, a time zo
     });
     await using _ = h;
     const cannot = {
-      emoji: (t: string) => `Incorrect string value: '\\xF0\\x9F\\x98\\x80' for column \`dst\`.\`${t}\`.\`note\``,
+      emoji: (t: string) =>
+        `Incorrect string value: '\\xF0\\x9F\\x98\\x80' for column \`dst\`.\`${t}\`.\`note\`: column "note" is varchar(200) in character set latin1, which does not have this character` +
+        ` — change the column to character set utf8mb4, which holds every character (alter table \`dst\`.\`${t}\` modify \`note\` varchar(200) character set utf8mb4, keeping its NOT NULL and DEFAULT), or convert the value in the model's query`,
       long: "Data too long for column 'name'",
     };
     const expectRows = async (t: string, rows: unknown[]) => expect(await sqlOn('dst', `select id, name, note, seen, at from ${t} order by id`)).toEqual(rows);
