@@ -20,7 +20,15 @@ import type { Clock, Destination, RateLimiter, RowOutcome, Value, WriteOperation
 import type { SyncDef } from '../../src/core/workspace.js';
 import { sqliteConnector } from '../../src/connectors/index.js';
 import { createRateLimiter } from '../../src/connectors/rate-limiter.js';
-import { REQUEST_LIMIT_PAUSE_SECONDS, SalesforceDestination, salesforceConnectionSettings, salesforceConnector, salesforceSyncSettings } from '../../src/connectors/salesforce/index.js';
+import {
+  CaseTwins,
+  REQUEST_LIMIT_PAUSE_SECONDS,
+  SalesforceDestination,
+  salesforceConnectionSettings,
+  salesforceConnector,
+  salesforceSyncSettings,
+  type SalesforceDestinationOptions,
+} from '../../src/connectors/salesforce/index.js';
 import { member, model, sequence, source, sync, workspace } from '../helpers/definitions.js';
 import { sqlite, startHarness, tempDir } from '../helpers/harness.js';
 import { DEFAULT_SALESFORCE_SCHEMA, startSalesforceStandIn, type SalesforceStandIn, type SalesforceStandInOptions } from '../standins/salesforce-standin.js';
@@ -90,7 +98,7 @@ interface Opened {
   clock: WarpClock;
 }
 
-async function open(sf: SalesforceStandIn, over: Record<string, unknown> = {}): Promise<Opened> {
+async function open(sf: SalesforceStandIn, over: Record<string, unknown> = {}, options: SalesforceDestinationOptions = {}): Promise<Opened> {
   const clock = new WarpClock();
   let limiter: TestLimiter | undefined;
   const context: Pick<ConnectorContext, 'slug' | 'clock' | 'logger' | 'backoff' | 'rateLimiter'> = {
@@ -101,7 +109,7 @@ async function open(sf: SalesforceStandIn, over: Record<string, unknown> = {}): 
     rateLimiter: (limits: RateLimits) => (limiter ??= new TestLimiter(clock, createRateLimiter(limits))),
   };
   const settings = salesforceConnectionSettings.parse({ loginUrl: sf.url, clientId: sf.clientId, clientSecret: sf.clientSecret, ...over });
-  const destination = await SalesforceDestination.open(settings, context);
+  const destination = await SalesforceDestination.open(settings, context, options);
   opened.push(destination);
   return { destination, limiter: limiter as TestLimiter, clock };
 }
@@ -1215,6 +1223,47 @@ describe('Salesforce destination through the engine: external ids that differ on
     expect(run.status).toBe('success');
     expect(sf.records('Account').map((a) => a.External_Id__c).sort()).toEqual(['A-1', 'A-2', 'A-3', 'a-1']);
     expect(sf.get('Account', 'External_Id__c', 'A-1')).toMatchObject({ Name: 'Account 1' });
+  });
+
+  it('keeps the keys a run sent within a memory bound, the rest on disk, and finds twins on either side of it exactly', () => {
+    const budget = 16 * 1024;
+    const twins = new CaseTwins(budget);
+    const keys = Array.from({ length: 3_000 }, (_, n) => `Key-${n}`);
+    try {
+      expect(twins.firsts(keys)).toEqual(keys);
+      expect(twins.bytes).toBeLessThanOrEqual(budget);
+      expect(twins.bytes).toBeGreaterThan(budget - 200);
+      expect(twins.spilled).toBeGreaterThan(2_500);
+      // Twins of a key held in memory and of one on disk, a key sent again, a new key and its own twin
+      // later in the same call, and two keys whose lone surrogates differ (the same text in UTF-8).
+      const again = ['KEY-0', 'key-2999', 'Key-2999', 'Key-10', 'New-1', 'new-1', '\uD800x', '\uDC00x', '\uDC00X'];
+      expect(twins.firsts(again)).toEqual(['Key-0', 'Key-2999', 'Key-2999', 'Key-10', 'New-1', 'New-1', '\uD800x', '\uDC00x', '\uDC00x']);
+      expect(twins.bytes).toBeLessThanOrEqual(budget);
+    } finally {
+      twins.close();
+    }
+    expect(() => twins.firsts(['Key-1'])).toThrow('the destination is closed');
+  });
+
+  it('past the memory bound, still rejects a twin of a key sent earlier in the run naming both, with no call to look it up', async () => {
+    const sf = await start();
+    const { destination } = await open(sf, {}, { caseTwinBytes: 8 * 1024 });
+    const writer = await destination.prepare(accountsTarget());
+    const keys = Array.from({ length: 3_000 }, (_, n) => `A-${n}`);
+    for (let n = 0; n < keys.length; n += 200) {
+      const outcomes = await writer.write(keys.slice(n, n + 200).map((key) => upsert([key, `Account ${key}`, null])));
+      expect(outcomes.every((o) => o.ok)).toBe(true);
+    }
+    const upserts = sf.stats().requests.upsert;
+    const outcomes = await writer.write([upsert(['a-1', 'Twin', null]), upsert(['a-2999', 'Twin', null]), upsert(['A-2998', 'Again', null]), upsert(['B-1', 'New', null])]);
+    expect(reason(outcomes[0])).toMatch(/^External_Id__c "a-1" is the same Account to Salesforce as "A-1", another row of this run/);
+    expect(reason(outcomes[1])).toMatch(/^External_Id__c "a-2999" is the same Account to Salesforce as "A-2999", another row of this run/);
+    expect(outcomes.slice(2).map((o) => o.ok)).toEqual([true, true]);
+    expect(sf.get('Account', 'External_Id__c', 'A-2999')).toMatchObject({ Name: 'Account A-2999' });
+    expect(sf.get('Account', 'External_Id__c', 'A-1')).toMatchObject({ Name: 'Account A-1' });
+    expect(sf.records('Account')).toHaveLength(3_001);
+    expect(sf.stats().requests.upsert).toBe(upserts + 1);
+    expect(sf.stats().requests.query).toBe(0);
   });
 
   it('sends both keys as two records when the field is case-sensitive', async () => {

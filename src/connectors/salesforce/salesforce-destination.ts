@@ -21,7 +21,8 @@
  * - A Unique external id field not marked case-sensitive matches without regard to case: of two
  *   keys that differ only in case, the first sent in a run is written and the other rejected,
  *   naming both; a new key whose twin this sync delivered before is rejected too (caseTwins), as
- *   Salesforce would write it over that record.
+ *   Salesforce would write it over that record. The keys a run sent are held in memory up to a
+ *   bound, and past it in a temporary file (salesforce-case-twins.ts).
  * - Fields Salesforce sets only on create (createable, not updateable) are left out of the
  *   records of changed rows, which Salesforce would refuse whole.
  * - Deletes (`DELETE composite/sobjects?ids=…&allOrNone=false`, 200 ids a call) use the ids this
@@ -34,6 +35,7 @@ import { ErrorCode, LockstepError } from '../../core/errors.js';
 import { encodeKey } from '../../core/keys.js';
 import type { ApiUsage } from '../../core/runs.js';
 import type { Destination, DestinationWriter, Logger, RowOutcome, Value, WriteOperation, WriteTarget } from '../../core/ports.js';
+import { CaseTwins } from './salesforce-case-twins.js';
 import { BulkIngest, RETRYABLE_RECORD_CODES, csvLine, recordErrorReason } from './salesforce-bulk.js';
 import { SalesforceClient, isRecord, type SalesforceAnswer, type SalesforceRequest } from './salesforce-client.js';
 import {
@@ -60,22 +62,38 @@ const SOQL_VALUES_BUDGET = 12_000;
 const GONE_CODES = new Set(['ENTITY_IS_DELETED', 'INVALID_CROSS_REFERENCE_KEY']);
 const API_NAME = /^[A-Za-z][A-Za-z0-9_]*$/;
 
+/** How the destination works, besides its settings. */
+export interface SalesforceDestinationOptions {
+  /**
+   * Memory a writer's record of the external ids its run sent may take (to find keys that differ
+   * only in case); past it they go to a temporary file (default: CASE_TWIN_BYTES, 16 MiB).
+   */
+  caseTwinBytes?: number;
+}
+
 export class SalesforceDestination implements Destination {
   readonly capabilities = SALESFORCE_CAPABILITIES;
   private readonly describes = new Map<string, Promise<SObjectDescribe | null>>();
   private readonly bulk: BulkIngest;
+  /** The writers' records of the keys their runs sent: their temporary files go when the connection closes. */
+  private readonly twins = new Set<CaseTwins>();
 
   private constructor(
     private readonly client: SalesforceClient,
     private readonly settings: SalesforceConnectionSettings,
     private readonly logger: Logger,
     context: Pick<ConnectorContext, 'clock' | 'backoff'>,
+    private readonly options: SalesforceDestinationOptions,
   ) {
     this.bulk = new BulkIngest({ client, clock: context.clock, logger, backoff: context.backoff, jobTimeoutMs: settings.bulkJobTimeoutMinutes * 60_000 });
   }
 
   /** Logs in (a wrong credential is a fatal error naming loginUrl and the fix); no other call is made yet. */
-  static async open(settings: SalesforceConnectionSettings, context: Pick<ConnectorContext, 'slug' | 'clock' | 'logger' | 'backoff' | 'rateLimiter'>): Promise<SalesforceDestination> {
+  static async open(
+    settings: SalesforceConnectionSettings,
+    context: Pick<ConnectorContext, 'slug' | 'clock' | 'logger' | 'backoff' | 'rateLimiter'>,
+    options: SalesforceDestinationOptions = {},
+  ): Promise<SalesforceDestination> {
     const limiter = context.rateLimiter({ requestsPerSecond: null, concurrency: settings.concurrency });
     const client = await SalesforceClient.connect({
       slug: context.slug,
@@ -90,7 +108,7 @@ export class SalesforceDestination implements Destination {
       logger: context.logger,
       backoff: context.backoff,
     });
-    return new SalesforceDestination(client, settings, context.logger, context);
+    return new SalesforceDestination(client, settings, context.logger, context, options);
   }
 
   /** The org's API budget from the last `Sforce-Limit-Info`, and the calls this connection made. */
@@ -126,8 +144,11 @@ export class SalesforceDestination implements Destination {
       modelColumns: target.modelColumns,
       describe: (name) => this.describeObject(name),
     });
+    const twins = new CaseTwins(this.options.caseTwinBytes);
+    this.twins.add(twins);
     return new SalesforceWriter({
       client: this.client,
+      twins,
       bulk: this.bulk,
       logger: this.logger,
       target,
@@ -138,6 +159,8 @@ export class SalesforceDestination implements Destination {
   }
 
   async close(): Promise<void> {
+    for (const twins of this.twins) twins.close();
+    this.twins.clear();
     await this.client.close();
   }
 
@@ -196,6 +219,11 @@ export class SalesforceDestination implements Destination {
 
 interface WriterOptions {
   client: SalesforceClient;
+  /**
+   * The external ids this run sent, when the field matches text without regard to case (only ids
+   * with a letter: others have no twin); bounded in memory.
+   */
+  twins: CaseTwins;
   bulk: BulkIngest;
   logger: Logger;
   target: WriteTarget;
@@ -216,11 +244,6 @@ class SalesforceWriter implements DestinationWriter {
   private readonly object: string;
   private readonly externalId: FieldDescribe;
   private readonly sync: string;
-  /**
-   * The external ids this run sent, as Salesforce matches them → as the model wrote them, when the
-   * field matches text without regard to case (only ids with a letter: others have no twin).
-   */
-  private readonly sent = new Map<string, string>();
   /**
    * Per column: Salesforce sets it only when it creates a record (its describe says createable,
    * not updateable: a master-detail field that is not reparentable, CampaignMember's CampaignId), and
@@ -368,16 +391,19 @@ class SalesforceWriter implements DestinationWriter {
   private async caseTwins(batch: WriteOperation[], sends: number[]): Promise<Map<number, string>> {
     const twins = new Map<number, string>();
     const fresh: number[] = [];
-    for (const i of sends) {
-      const op = batch[i] as WriteOperation;
-      const text = String(op.key[0]);
-      if (text.toLowerCase() === text.toUpperCase()) continue;
-      const match = text.toLowerCase();
-      const first = this.sent.get(match);
-      if (first === undefined) this.sent.set(match, text);
-      if (first !== undefined && first !== text) twins.set(i, this.twinReason(text, first, 'another row of this run, sent instead of this one'));
-      else if (op.change === 'added' && this.options.target.delivered !== false) fresh.push(i);
-    }
+    const rows = sends.filter((i) => {
+      const text = String((batch[i] as WriteOperation).key[0]);
+      return text.toLowerCase() !== text.toUpperCase();
+    });
+    const texts = rows.map((i) => String((batch[i] as WriteOperation).key[0]));
+    // At once, before any wait: of two batches written at once, the first to get here sends its key.
+    const firsts = this.options.twins.firsts(texts);
+    rows.forEach((i, n) => {
+      const text = texts[n] as string;
+      const first = firsts[n] as string;
+      if (first !== text) twins.set(i, this.twinReason(text, first, 'another row of this run, sent instead of this one'));
+      else if ((batch[i] as WriteOperation).change === 'added' && this.options.target.delivered !== false) fresh.push(i);
+    });
     const { target } = this.options;
     if (fresh.length === 0 || !target.recordIds || !target.sync) return twins;
     const found = await this.findByExternalId(fresh.map((i) => (batch[i] as WriteOperation).key[0] ?? null));
