@@ -30,6 +30,7 @@ import { registerStoreCommands } from './commands/store-migrate.js';
 import { registerSyncCommands } from './commands/sync.js';
 import { registerTokenCommands } from './commands/tokens.js';
 import { registerWorkspaceCommands } from './commands/workspace.js';
+import { asksForJson, jsonError } from './json-error.js';
 import type { Terminal } from './output.js';
 
 export const EXIT = { ok: 0, runFailed: 1, invalid: 2, error: 3 } as const;
@@ -247,15 +248,22 @@ function packageVersion(): string {
 export async function main(argv: string[], term: Terminal = processTerminal): Promise<number> {
   let exitCode: number = EXIT.ok;
   const program = buildProgram(term, (code) => (exitCode = code));
+  // With --json, a failure is also a JSON object on stdout (json-error.ts), so a script always has JSON to read.
+  let json = asksForJson(argv.slice(2));
+  program.hook('preAction', (_program, command) => {
+    json = command.opts<{ json?: boolean }>().json === true;
+  });
   try {
     await program.parseAsync(argv);
     return exitCode;
   } catch (thrown) {
     if (thrown instanceof CommanderError) {
+      if (thrown.exitCode !== 0 && json) term.out(JSON.stringify(jsonError(thrown, { badArgument: true }), null, 2));
       return thrown.exitCode === 0 ? EXIT.ok : EXIT.invalid;
     }
     const error = toError(thrown);
     term.err(error instanceof ValidationError ? error.message : `error: ${error.message}`);
+    if (json) term.out(JSON.stringify(jsonError(error), null, 2));
     if (error instanceof LockstepError) {
       return error.code === ErrorCode.Validation || error.code === ErrorCode.NotFound || error.code === ErrorCode.Conflict ? EXIT.invalid : EXIT.error;
     }
