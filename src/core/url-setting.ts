@@ -47,7 +47,9 @@ export function urlProblems(value: string, protocols: readonly string[], example
   try {
     url = new URL(value);
   } catch {
-    return [hinted(`${what} is not a URL`, `write it like ${example}`)];
+    // A password holding /, # or ? unencoded ends the host early (postgres://u:pa#ss@db/app reads as host u, port pa).
+    const userInfo = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*[/?#][^@]*@/i.test(value) && !/^https?:/i.test(value);
+    return [hinted(`${what} is not a URL`, `write it like ${example}${userInfo ? `; ${PERCENT_ENCODE_HINT}` : ''}`)];
   }
   const problems: string[] = [];
   if (!protocols.includes(url.protocol)) {

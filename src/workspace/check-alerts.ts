@@ -6,12 +6,12 @@
  * characters. Like check-workspace.ts, it reads the plain YAML data defensively.
  */
 import { PAGERDUTY_EVENTS_URL, PAGERDUTY_ROUTING_KEY_LENGTH } from '../core/alerts.js';
-import { templateNames } from '../core/connections.js';
 import type { Diagnostic } from '../core/errors.js';
 import { splitHint } from '../core/hints.js';
 import { urlProblems } from '../core/url-setting.js';
 import type { Catalog } from './check-workspace.js';
 import { checkTemplates } from './check-workspace.js';
+import { givenBy, resolvedText } from './resolved-settings.js';
 import { didYouMean, listNames } from './suggestions.js';
 import type { PathSegment, WorkspaceFile } from './workspace-file.js';
 
@@ -177,14 +177,3 @@ function checkResolvedUrl(
   });
 }
 
-/** `value` with its `${VAR}` templates filled in from `env`; null when one is not set or not a template (checkTemplates reports those). */
-function resolvedText(value: string, env: Env): { text: string; names: string[] } | null {
-  const names = [...new Set(templateNames(value))];
-  if (names.some((n) => env[n] === undefined) || /\$\{/.test(value.replace(/\$\{[A-Za-z_][A-Za-z0-9_]*\}/g, ''))) return null;
-  return { text: value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_m, n: string) => env[n] ?? ''), names };
-}
-
-/** ` (as ${A} gives it)`, or nothing for a value written out. */
-function givenBy(names: readonly string[]): string {
-  return names.length > 0 ? ` (as ${names.map((n) => `\${${n}}`).join(' and ')} ${names.length > 1 ? 'give' : 'gives'} it)` : '';
-}

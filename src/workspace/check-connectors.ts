@@ -8,11 +8,15 @@ import type { z } from 'zod';
 import type { ConnectorKind, ConnectorRole } from '../core/connector-kind.js';
 import type { ConnectorRegistry } from '../core/connector-registry.js';
 import type { Diagnostic } from '../core/errors.js';
+import { splitHint } from '../core/hints.js';
 import type { Catalog, Declaration } from './check-workspace.js';
 import { ALLOWED_KEYS, issueDiagnostics, workspaceErrorMap, type IssueOptions } from './issue-diagnostics.js';
 import { didYouMean, listNames } from './suggestions.js';
+import { givenBy, resolvedText } from './resolved-settings.js';
 import type { PathSegment } from './workspace-file.js';
 import { SYNC_FIELDS } from './workspace-schema.js';
+
+type Env = Record<string, string | undefined>;
 
 const ROLE = { sources: 'source', destinations: 'destination' } as const satisfies Record<string, ConnectorRole>;
 
@@ -20,16 +24,20 @@ function asRecord(value: unknown): Record<string, unknown> | null {
   return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
 }
 
-export function checkConnectors(catalog: Catalog, registry: ConnectorRegistry): Diagnostic[] {
+/**
+ * @param env the variables a connection's `${VAR}` templates are read from, to check its settings as
+ *   they give them (default: none); the API passes only those its allow-list lists
+ */
+export function checkConnectors(catalog: Catalog, registry: ConnectorRegistry, env: Env = {}): Diagnostic[] {
   const out: Diagnostic[] = [];
   for (const section of ['sources', 'destinations'] as const) {
-    for (const connection of catalog[section].values()) out.push(...checkConnection(connection, section, registry));
+    for (const connection of catalog[section].values()) out.push(...checkConnection(connection, section, registry, env));
   }
   for (const sync of catalog.syncs.values()) out.push(...checkSync(sync, catalog, registry));
   return out;
 }
 
-function checkConnection(connection: Declaration, section: 'sources' | 'destinations', registry: ConnectorRegistry): Diagnostic[] {
+function checkConnection(connection: Declaration, section: 'sources' | 'destinations', registry: ConnectorRegistry, env: Env): Diagnostic[] {
   const data = asRecord(connection.data);
   if (data === null || typeof data.type !== 'string' || data.type === '') return [];
   const role = ROLE[section];
@@ -51,7 +59,42 @@ function checkConnection(connection: Declaration, section: 'sources' | 'destinat
       : issue;
   // A secret setting's value stays out of the message: validate's output lands in terminals and CI logs.
   const secret = (issue: z.core.$ZodIssue): boolean => kind.secrets.includes(String(issue.path[0]));
-  return issues.flatMap((issue) => located(connection, path, withType(issue), { secret: secret(issue) }));
+  return [
+    ...issues.flatMap((issue) => located(connection, path, withType(issue), { secret: secret(issue) })),
+    ...checkResolvedSettings(connection, path, kind, settings, registry, env),
+  ];
+}
+
+/**
+ * A connection's settings that hold `${VAR}` templates, checked as their variables give them (the
+ * schema passed them as written): a postgres URL exported as http://..., or with a # in its password,
+ * would otherwise pass validate and fail every run. Only the checks a setting's kind adds (its URL's
+ * scheme and shape) are read, whose messages never hold the value; the variables are named instead.
+ */
+function checkResolvedSettings(
+  connection: Declaration,
+  path: PathSegment[],
+  kind: ConnectorKind,
+  settings: Record<string, unknown>,
+  registry: ConnectorRegistry,
+  env: Env,
+): Diagnostic[] {
+  const given = new Map<string, string[]>();
+  const resolved: Record<string, unknown> = { ...settings };
+  for (const [field, value] of Object.entries(settings)) {
+    const filled = typeof value === 'string' ? resolvedText(value, env) : null;
+    if (!filled || filled.names.length === 0 || filled.text.trim() === '') continue;
+    resolved[field] = filled.text;
+    given.set(field, filled.names);
+  }
+  if (given.size === 0) return [];
+  return registry.checkSettings(kind, resolved).flatMap((issue) => {
+    const field = String(issue.path[0]);
+    const names = given.get(field);
+    if (issue.code !== 'custom' || issue.path.length !== 1 || !names) return [];
+    const { message, hint } = splitHint(issue.message);
+    return [connection.file.diagnostic([...path, field], `${message}${givenBy(names)}`, `check ${names.join(' and ')}${hint ? `: ${hint}` : ''}`)];
+  });
 }
 
 function checkSync(sync: Declaration, catalog: Catalog, registry: ConnectorRegistry): Diagnostic[] {

@@ -40,7 +40,12 @@ function asString(value: unknown): string | null {
   return typeof value === 'string' && value !== '' ? value : null;
 }
 
-export function checkWorkspace(catalog: Catalog, env: Env, registry: ConnectorRegistry): Diagnostic[] {
+/**
+ * @param readable the variables whose values may be read to check what they give (default: all); a
+ *   body sent to the API reads only those its allow-list lists, so no answer tells a caller anything
+ *   of another variable's value
+ */
+export function checkWorkspace(catalog: Catalog, env: Env, registry: ConnectorRegistry, readable: (name: string) => boolean = () => true): Diagnostic[] {
   const out: Diagnostic[] = [];
 
   const reference = (from: Declaration, path: PathSegment[], value: unknown, section: SectionName): void => {
@@ -84,7 +89,7 @@ export function checkWorkspace(catalog: Catalog, env: Env, registry: ConnectorRe
       }
     }
   }
-  out.push(...checkConnectors(catalog, registry));
+  out.push(...checkConnectors(catalog, registry, Object.fromEntries(Object.entries(env).filter(([name]) => readable(name)))));
   return out;
 
   function checkAfterSchedule(from: Declaration, section: 'syncs' | 'sequences', schedule: unknown): void {

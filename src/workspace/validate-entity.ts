@@ -5,6 +5,7 @@
  * by field path inside the entity (`members[1].sync`), or by workspace path when the change breaks
  * another entity (`sequences.crm.members[0].sync`).
  */
+import { envAllowListOf } from '../core/connections.js';
 import type { Diagnostic } from '../core/errors.js';
 import {
   ENTITY_SECTIONS,
@@ -75,9 +76,12 @@ export function validateEntity<K extends EntityKind>(
   const stored = storedDocument(current, section, entitySlug);
   const storedFile = WorkspaceFile.parse(STORED, JSON.stringify(stored));
   const catalog = catalogOf(stored, storedFile);
-  const baseline = new Set(checkWorkspace(catalogOf(storedDocument(current, section, null), storedFile), env, registry).map(key));
+  // Settings are checked as their variables give them only for the variables the allow-list lets the API read.
+  const allowList = envAllowListOf(env);
+  const readable = (name: string) => allowList.allows(name);
+  const baseline = new Set(checkWorkspace(catalogOf(storedDocument(current, section, null), storedFile), env, registry, readable).map(key));
   catalog[section].set(entitySlug, { file, slug: entitySlug, data: fields });
-  for (const d of checkWorkspace(catalog, env, registry)) {
+  for (const d of checkWorkspace(catalog, env, registry, readable)) {
     if (d.file === BODY || !baseline.has(key(d))) diagnostics.push(d);
   }
 

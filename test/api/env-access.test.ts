@@ -29,6 +29,7 @@ beforeAll(async () => {
       LOCKSTEP_ENV_ALLOW: 'CRM_PATH, API_*',
       CRM_PATH: 'crm.db',
       API_DB_NAME: 'missing-folder-x9/allowed-db-name.db',
+      API_WH_URL: 'http://wh-host-k2.example.com/warehouse',
       FILE_DB_PATH: '/no-such-folder-q7/file-db-secret-name.db',
     },
   });
@@ -74,6 +75,15 @@ describe('${ENV} in entities created through the API', () => {
     expect(channel.status).toBe(422);
     expect(channel.body.details.url).toContain('SERVER_SECRET');
     expect((await api.app.store.alerts.getDefinition()).channels).toEqual([]);
+  });
+
+  it('checks a URL as a listed variable gives it, naming the variable and never its value', async () => {
+    const answer = await api.call('POST', '/api/sources', { slug: 'wh', type: 'postgres', url: '${API_WH_URL}' });
+    expect(answer.status).toBe(422);
+    expect(answer.body.details.url).toBe(
+      'url must start with postgres:// or postgresql://, not http:// (as ${API_WH_URL} gives it) — check API_WH_URL: e.g. postgres://user:password@host:5432/database',
+    );
+    expect(answer.text).not.toContain('wh-host-k2');
   });
 
   it('accepts listed names and prefixes', async () => {

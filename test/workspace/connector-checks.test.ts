@@ -169,4 +169,42 @@ describe('connector checks in validate', () => {
     const ordered = await load(yaml(...HEAD, ...syncs, 'sequences:', '  crm:', '    members: [accounts-to-sf, contacts-to-sf]'), ENV);
     expect(ordered.warned).toEqual([]);
   });
+
+  it('checks a connection URL read from a variable as the variable gives it, naming the variable and never its value', async () => {
+    const text = yaml(
+      'sources:',
+      '  warehouse: { type: postgres, url: "${WH_URL}" }',
+      'destinations:',
+      '  crm: { type: mysql, url: "mysql://lockstep:${CRM_PASSWORD}@db.example.com:3306/crm" }',
+      '  app: { type: postgres, url: "postgres://app:${APP_PASSWORD}@db.example.com:5432/app" }',
+      '  api: { type: http, url: "${API_BASE}/v1" }',
+      '  later: { type: postgres, url: "${LATER_URL}" }',
+      'models:',
+      '  accounts: { source: warehouse, primaryKey: id, query: "select id, name from accounts" }',
+    );
+    const result = await load(text, {
+      WH_URL: 'http://warehouse.example.com/wh-s3cret',
+      CRM_PASSWORD: '2024#crm-s3cret',
+      APP_PASSWORD: 'pa/app-s3cret',
+      API_BASE: 'https://api.example.com',
+    });
+    const encode = 'percent-encode @, /, #, ? and : in the user name and password (@ is %40, / is %2F, # is %23)';
+    expect(result.errors).toEqual([
+      'lockstep.yaml:2:37: sources.warehouse.url: url must start with postgres:// or postgresql://, not http:// (as ${WH_URL} gives it) — check WH_URL: e.g. postgres://user:password@host:5432/database',
+      `lockstep.yaml:4:28: destinations.crm.url: url does not read as user:password@host... (it has a # or a second @) (as \${CRM_PASSWORD} gives it) — check CRM_PASSWORD: ${encode}`,
+      `lockstep.yaml:5:31: destinations.app.url: url is not a URL (as \${APP_PASSWORD} gives it) — check APP_PASSWORD: write it like postgres://user:password@host:5432/database; ${encode}`,
+      // An unset variable keeps its own message.
+      'lockstep.yaml:7:33: destinations.later.url: environment variable LATER_URL is not set (destination "later" uses ${LATER_URL}) — export LATER_URL=... before running Lockstep',
+    ]);
+    expect(result.errors.join('\n')).not.toMatch(/s3cret|warehouse\.example\.com/);
+    // The values fixed, it is valid.
+    const fixed = await load(text, {
+      WH_URL: 'postgres://wh:pw@warehouse.example.com/wh',
+      CRM_PASSWORD: '2024%23crm-s3cret',
+      APP_PASSWORD: 'pa%2Fapp-s3cret',
+      API_BASE: 'https://api.example.com',
+      LATER_URL: 'postgresql://later.example.com/db',
+    });
+    expect(fixed.errors).toEqual([]);
+  });
 });
