@@ -235,8 +235,9 @@ export class WebhookReceiver {
       // Fivetran deliver again after a 5xx or no answer at all (a 4xx is final), and a 200 here
       // would lose the runs for good.
       const reason = `${decision.reason}, but its runs could not be queued (${queued.failed}): answered 503 so that the sender delivers it again`;
-      logger.error('webhook delivery could not queue its runs; the sender will deliver it again', { source, eventId: decision.eventId, error: queued.failed });
       const { event } = await store.webhooks.record({ ...delivery, outcome: 'rejected', reason, httpStatus: 503, triggered: queued.started }, this.options.retention);
+      // The store's error (its host, its database) is for the operator: the answer names the delivery to look up.
+      logger.error('webhook delivery could not queue its runs; the sender will deliver it again', { source, deliveryId: event.id, eventId: decision.eventId, error: queued.failed });
       return answer(event, queued.started);
     }
     const started = queued?.started ?? [];
@@ -299,8 +300,13 @@ const UNVERIFIED_ANSWER: Record<WebhookSource, string> = {
 };
 const FAILED_ANSWER = 'the delivery could not be processed; it is recorded in the server log';
 
+/** A 503's answer: what the sender is to do, and the delivery the server's log holds the reason under; never the store's error. */
+const unqueuedAnswer = (deliveryId: number): string =>
+  `its runs could not be queued, so it does not count as received: deliver it again — the server log has why, under delivery ${deliveryId}`;
+
 function answer(event: WebhookEvent, runs: TriggeredRun[]): WebhookAnswer {
-  const message = event.httpStatus === 401 ? UNVERIFIED_ANSWER[event.source] : event.httpStatus === 500 ? FAILED_ANSWER : event.reason;
+  const message =
+    event.httpStatus === 401 ? UNVERIFIED_ANSWER[event.source] : event.httpStatus === 500 ? FAILED_ANSWER : event.httpStatus === 503 ? unqueuedAnswer(event.id) : event.reason;
   return { status: event.httpStatus, body: { outcome: event.outcome, message, deliveryId: event.id, runs } };
 }
 

@@ -227,11 +227,29 @@ describe('webhook triggers', () => {
     store.enqueueFiredRun = async (key, run, now) => (failOnce(), enqueue(key, run, now));
     store.enqueueSequenceRun = async (sequence, trigger, now) => (failOnce(), enqueueSequence(sequence, trigger, now));
 
-    const first = await dbt(dbtCompleted());
+    const logged: Array<{ message: string; fields: Record<string, unknown> }> = [];
+    const receiver = new WebhookReceiver({
+      store,
+      runs: h.app.runs,
+      clock: h.app.clock,
+      logger: { debug: () => {}, info: () => {}, warn: () => {}, error: (message, fields) => void logged.push({ message, fields: fields ?? {} }) },
+      secrets: async () => ({ dbtCloud: { secret: DBT_SECRET }, fivetran: null }),
+    });
+    const first = await receiver.receiveDbtCloud({ rawBody: Buffer.from(dbtCompleted()), headers: { authorization: hmacHex(DBT_SECRET, dbtCompleted()) } });
     // dbt Cloud and Fivetran deliver again after a 5xx; a 200 would have lost the run.
     expect(first.status).toBe(503);
-    expect(first.body.message).toContain('its runs could not be queued (store PostgreSQL at db:5432/lockstep cannot be reached');
+    // The caller is told what to do and which delivery to look up, never how the store is reached.
+    expect(first.body.message).not.toMatch(/db:5432|lockstep|ECONNREFUSED|PostgreSQL/);
+    expect(first.body.message).toBe(
+      `its runs could not be queued, so it does not count as received: deliver it again — the server log has why, under delivery ${first.body.deliveryId}`,
+    );
     expect(first.body.runs).toEqual([]);
+    // The server's log and the delivery log keep the detail for the operator.
+    expect(logged).toEqual([
+      expect.objectContaining({ fields: expect.objectContaining({ deliveryId: first.body.deliveryId, error: expect.stringContaining('db:5432/lockstep cannot be reached') }) }),
+    ]);
+    const [recorded] = await store.webhooks.list({ limit: 1, offset: 0 });
+    expect(recorded!.reason).toContain('its runs could not be queued (store PostgreSQL at db:5432/lockstep cannot be reached');
     expect(await store.listSequenceRuns({ limit: 10, offset: 0, order: 'asc' })).toEqual([]);
 
     const again = await dbt(dbtCompleted());
