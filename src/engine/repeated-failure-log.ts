@@ -3,6 +3,8 @@
  * unreachable): written once when it starts, then at most once per `everyMs` while it goes on (with
  * how many rounds failed since the last line), and once (a warning) when the loop works again. An outage of
  * minutes writes a few lines, not one per round; a failure with another error is written at once.
+ * Refused webhook deliveries are logged the same way, one log per reason, so a flood of forged
+ * calls writes a line a minute.
  */
 import type { Clock, Logger } from '../core/ports.js';
 
@@ -15,6 +17,12 @@ export interface RepeatedFailureLogOptions {
   recovered: string;
   /** Least time between two lines of one failure, ms (default: 60,000). */
   everyMs?: number;
+  /** The level of the failure's lines (default: error); the line when it works again is a warning either way. */
+  level?: 'error' | 'warn';
+  /** The field the error goes in (default: `error`). */
+  errorField?: string;
+  /** Fields of every line, saying what fails (default: none). */
+  fields?: Record<string, unknown>;
 }
 
 interface Failing {
@@ -31,9 +39,9 @@ export class RepeatedFailureLog {
 
   constructor(private readonly options: RepeatedFailureLogOptions) {}
 
-  /** A round failed with `error`. */
-  failure(error: string): void {
-    const { logger, clock, failed, everyMs = 60_000 } = this.options;
+  /** A round failed with `error`; `details` go into the line when this failure's is written (e.g. which delivery it was). */
+  failure(error: string, details: Record<string, unknown> = {}): void {
+    const { logger, clock, failed, everyMs = 60_000, level = 'error', errorField = 'error', fields = {} } = this.options;
     const now = clock.now();
     const current = this.failing;
     if (current && current.error === error && now - current.writtenAt < everyMs) {
@@ -41,13 +49,14 @@ export class RepeatedFailureLog {
       current.unwritten++;
       return;
     }
+    const write = (extra: Record<string, unknown>) => logger[level](failed, { ...fields, ...details, [errorField]: error, ...extra });
     if (!current) {
       this.failing = { error, since: now, total: 1, unwritten: 0, writtenAt: now };
-      logger.error(failed, { error });
+      write({});
       return;
     }
     current.total++;
-    logger.error(failed, { error, failingSince: new Date(current.since).toISOString(), failures: current.total, sinceLastLine: current.unwritten + 1 });
+    write({ failingSince: new Date(current.since).toISOString(), failures: current.total, sinceLastLine: current.unwritten + 1 });
     Object.assign(current, { error, unwritten: 0, writtenAt: now });
   }
 
@@ -58,6 +67,11 @@ export class RepeatedFailureLog {
     this.failing = null;
     const { logger, clock, recovered } = this.options;
     // A warning, not info: it closes the errors an operator saw, at a level shown by default.
-    logger.warn(recovered, { failingSince: new Date(current.since).toISOString(), failures: current.total, forMs: Math.round(clock.now() - current.since) });
+    logger.warn(recovered, {
+      ...this.options.fields,
+      failingSince: new Date(current.since).toISOString(),
+      failures: current.total,
+      forMs: Math.round(clock.now() - current.since),
+    });
   }
 }

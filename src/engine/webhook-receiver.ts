@@ -17,6 +17,7 @@ import type { Clock, Logger, Store } from '../core/ports.js';
 import type { Trigger } from '../core/runs.js';
 import type { TriggeredRun, WebhookEvent, WebhookOutcome, WebhookRetention, WebhookSource } from '../core/webhooks.js';
 import type { Schedule, WorkspaceState } from '../core/workspace.js';
+import { RepeatedFailureLog } from './repeated-failure-log.js';
 
 /** dbt Cloud's run status code for a successful run. */
 export const DBT_CLOUD_SUCCESS = 10;
@@ -117,8 +118,34 @@ function dbtRunSucceeded(data: Record<string, unknown>): boolean {
   return text(data.runStatus) === DBT_CLOUD_SUCCESS_STATUS;
 }
 
+/** Reasons of refusal whose repeats are summed up; they come from the server's setup, so a few at a time. */
+const MAX_REFUSAL_LOGS = 32;
+
 export class WebhookReceiver {
+  /** The log of refused deliveries, one per source and reason. */
+  private readonly refusalLogs = new Map<string, RepeatedFailureLog>();
+
   constructor(private readonly options: WebhookReceiverOptions) {}
+
+  private refusals(source: WebhookSource, reason: string): RepeatedFailureLog {
+    const key = `${source}:${reason}`;
+    let log = this.refusalLogs.get(key);
+    if (!log) {
+      if (this.refusalLogs.size >= MAX_REFUSAL_LOGS) this.refusalLogs.delete(this.refusalLogs.keys().next().value as string);
+      const { logger, clock } = this.options;
+      log = new RepeatedFailureLog({
+        logger,
+        clock,
+        level: 'warn',
+        failed: 'webhook delivery refused',
+        recovered: 'webhook delivery verified after refused ones',
+        errorField: 'reason',
+        fields: { source, reason },
+      });
+      this.refusalLogs.set(key, log);
+    }
+    return log;
+  }
 
   receiveDbtCloud(incoming: IncomingWebhook): Promise<WebhookAnswer> {
     return this.receive('dbt_cloud', incoming, async () => {
@@ -247,9 +274,16 @@ export class WebhookReceiver {
       { ...delivery, outcome: decision.outcome, reason, httpStatus: decision.status, triggered: started },
       this.options.retention,
     );
-    // A refused delivery is answered without its reason (see answer()), so the operator reads it here.
-    const log = event.httpStatus === 401 || event.httpStatus >= 500 ? logger.warn.bind(logger) : logger.info.bind(logger);
-    log(event.httpStatus === 401 ? 'webhook delivery refused' : 'webhook received', { source, deliveryId: event.id, outcome: event.outcome, reason: event.reason });
+    // A refused delivery is answered without its reason (see answer()), so the operator reads it here:
+    // once, then summed up at most once a minute per reason, as anyone can send a flood of them.
+    if (event.httpStatus === 401) {
+      this.refusals(source, event.reason).failure(event.reason, { deliveryId: event.id, outcome: event.outcome });
+      return answer(event, started);
+    }
+    // A delivery that passed the signature check (a 500 may not have reached it) closes the refusals' lines with their counts.
+    if (event.httpStatus < 500) for (const [key, refusals] of this.refusalLogs) if (key.startsWith(`${source}:`)) refusals.success();
+    const log = event.httpStatus >= 500 ? logger.warn.bind(logger) : logger.info.bind(logger);
+    log('webhook received', { source, deliveryId: event.id, outcome: event.outcome, reason: event.reason });
     return answer(event, started);
   }
 

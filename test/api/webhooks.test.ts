@@ -216,16 +216,15 @@ describe('webhook endpoints', () => {
     expect(answers[0]!.body.message).toMatch(/Authorization header must hold the hex HMAC-SHA256 of the raw body/);
     expect(answers[2]!.body.message).toMatch(/X-Fivetran-Signature-256 header must hold the hex HMAC-SHA256 of the raw body/);
 
+    // A reason repeated within a minute is logged once (see the flood test in the receiver's tests); the delivery log has each.
     const refused = lines.filter((l) => l.message === 'webhook delivery refused');
     expect(refused.map((l) => [l.level, l.fields.source])).toEqual([
       ['warn', 'dbt_cloud'],
-      ['warn', 'dbt_cloud'],
-      ['warn', 'fivetran'],
       ['warn', 'fivetran'],
     ]);
     expect(refused[0]!.fields.reason).toMatch(/no dbt Cloud webhook secret is configured — set webhooks\.dbtCloud\.secret/);
-    expect(refused[2]!.fields.reason).toMatch(/FIVETRAN_HOOK_KEY/);
-    expect((await events()).map((e) => e.reason)).toEqual(refused.map((l) => l.fields.reason).reverse());
+    expect(refused[1]!.fields.reason).toMatch(/FIVETRAN_HOOK_KEY/);
+    expect((await events()).map((e) => e.reason)).toEqual([refused[1], refused[1], refused[0], refused[0]].map((l) => l!.fields.reason));
   });
 
   it('refuses every delivery while a secret is empty on the server: an HMAC keyed with nothing is one anybody can make', async () => {

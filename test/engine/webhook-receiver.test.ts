@@ -214,6 +214,45 @@ describe('webhook triggers', () => {
     expect((await fivetran(fivetranSyncEnd('SUCCESSFUL'))).body.outcome).toBe('duplicate');
   });
 
+  it('a flood of forged deliveries writes a warning per reason, then a line a minute with how many came', async () => {
+    const { h } = await setup();
+    await using _ = h;
+    let now = h.app.clock.now();
+    const lines: Array<{ level: string; message: string; fields: Record<string, unknown> }> = [];
+    const log = (level: string) => (message: string, fields?: Record<string, unknown>) => void lines.push({ level, message, fields: fields ?? {} });
+    const receiver = new WebhookReceiver({
+      store: h.app.store,
+      runs: h.app.runs,
+      clock: { now: () => now, sleep: (ms, signal) => h.app.clock.sleep(ms, signal) },
+      logger: { debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') },
+      secrets: async () => ({ dbtCloud: { secret: DBT_SECRET }, fivetran: null }),
+    });
+    const body = dbtCompleted({ jobId: '555' });
+    const deliver = (authorization?: string) => receiver.receiveDbtCloud({ rawBody: Buffer.from(body), headers: authorization === undefined ? {} : { authorization } });
+    for (let i = 0; i < 50; i++) expect((await deliver('f'.repeat(64))).status).toBe(401);
+    for (let i = 0; i < 10; i++) expect((await deliver()).status).toBe(401);
+    const refused = () => lines.filter((l) => l.message === 'webhook delivery refused');
+    expect(refused().map((l) => [l.level, l.fields.source, l.fields.reason])).toEqual([
+      ['warn', 'dbt_cloud', expect.stringMatching(/^the Authorization header is not the HMAC-SHA256/)],
+      ['warn', 'dbt_cloud', expect.stringMatching(/^the delivery has no Authorization header/)],
+    ]);
+    expect(refused()[0]!.fields.deliveryId).toEqual(expect.any(Number));
+
+    now += 61_000;
+    await deliver('f'.repeat(64));
+    expect(refused()).toHaveLength(3);
+    expect(refused()[2]!.fields).toMatchObject({ source: 'dbt_cloud', failures: 51, sinceLastLine: 50 });
+
+    // A signed delivery closes each reason's lines with its count.
+    expect((await deliver(hmacHex(DBT_SECRET, body))).status).toBe(200);
+    expect(lines.filter((l) => l.message === 'webhook delivery verified after refused ones').map((l) => [l.level, l.fields.failures])).toEqual([
+      ['warn', 51],
+      ['warn', 10],
+    ]);
+    // Every delivery is still in the delivery log's counts.
+    expect((await h.app.store.webhooks.refusals()).map((r) => r.count).sort((a, b) => a - b)).toEqual([10, 51]);
+  });
+
   it('a delivery whose run the store could not queue is answered 503 and counts as not received: the redelivery starts it, once', async () => {
     const { h, dbt } = await setup();
     await using _ = h;
