@@ -8,6 +8,8 @@ import { isAbsolute, join, resolve } from 'node:path';
 import type { Diagnostic } from '../core/errors.js';
 import { toError } from '../core/errors.js';
 import { interpolate } from '../core/connections.js';
+import { splitHint } from '../core/hints.js';
+import { urlProblems } from '../core/url-setting.js';
 import { ALERT_CHANNEL_SECRETS } from '../core/secrets.js';
 import type { ConnectorRegistry } from '../core/connector-registry.js';
 import type { ConnectionDef, ModelDef, SequenceDef, SyncDef, WorkspaceDefinition } from '../core/workspace.js';
@@ -16,6 +18,7 @@ import { checkLookupOrder } from './check-connectors.js';
 import { checkAlerts, type AlertsDeclaration } from './check-alerts.js';
 import type { Catalog, Declaration } from './check-workspace.js';
 import { issueDiagnostics, workspaceErrorMap } from './issue-diagnostics.js';
+import { givenBy, resolvedText } from './resolved-settings.js';
 import { WorkspaceFile } from './workspace-file.js';
 import { findWorkspaceFiles, mayDeclareStore, WORKSPACE_FILE_NAMES, WORKSPACE_FOLDER } from './workspace-files.js';
 
@@ -155,14 +158,32 @@ function resolveStore(root: string, declared: { file: WorkspaceFile; data: unkno
   if (!parsed.success) return null;
   const setting = parsed.data;
   if (setting.type === 'postgres') {
-    diagnostics.push(...checkTemplates(declared.file, ['store', 'url'], setting.url, 'the store', env, 'postgres://user:password@host:5432/database'));
-    return { type: 'postgres', url: setting.url };
+    diagnostics.push(...checkTemplates(declared.file, ['store', 'url'], setting.url, 'the store', env, STORE_URL_EXAMPLE));
+    // A URL its variables split elsewhere than meant names no store to open: the commands that open one stop on it.
+    const split = checkResolvedStoreUrl(declared.file, setting.url, env);
+    diagnostics.push(...split);
+    return split.length > 0 ? null : { type: 'postgres', url: setting.url };
   }
   const problems = checkTemplates(declared.file, ['store', 'path'], setting.path, 'the store', env);
   diagnostics.push(...problems);
   if (problems.length > 0) return null;
   const path = interpolate(setting.path, env, 'the store');
   return { type: 'sqlite', path: isAbsolute(path) ? path : resolve(root, path) };
+}
+
+const STORE_URL_EXAMPLE = 'postgres://user:password@host:5432/database';
+
+/**
+ * The store's URL as its variables give it (when they are all set): a password with a # unencoded
+ * would otherwise pass validate, and every command would then fail to reach a host made of part of it.
+ */
+function checkResolvedStoreUrl(file: WorkspaceFile, value: string, env: Env): Diagnostic[] {
+  const resolved = resolvedText(value, env);
+  if (!resolved || resolved.names.length === 0 || resolved.text.trim() === '') return [];
+  return urlProblems(resolved.text, ['postgres:', 'postgresql:'], STORE_URL_EXAMPLE, 'url of the store').map((problem) => {
+    const { message, hint } = splitHint(problem);
+    return file.diagnostic(['store', 'url'], `${message}${givenBy(resolved.names)}`, `check ${resolved.names.join(' and ')}${hint ? `: ${hint}` : ''}`);
+  });
 }
 
 function buildDefinition(contents: WorkspaceFileContent[]): WorkspaceDefinition {

@@ -156,6 +156,17 @@ describe('lockstep validate', () => {
     expect(existsSync(join(dir, 'lockstep.db'))).toBe(false);
   });
 
+  it("a store URL its variable splits elsewhere than meant stops the commands that open the store, naming the variable and the fix", async () => {
+    const dir = hierarchyWorkspace();
+    writeFileSync(join(dir, 'lockstep.yaml'), `store: { type: postgres, url: "\${STORE_URL}" }\n${hierarchyWorkspaceYaml()}`);
+    const result = await runCli(['runs'], { cwd: dir, env: { STORE_URL: 'postgres://lockstep:2024#hunter2@127.0.0.1:5432/lockstep' } });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toBe(
+      'lockstep.yaml:1:31: store.url: url of the store does not read as user:password@host... (it has a # or a second @) (as ${STORE_URL} gives it) — check STORE_URL: percent-encode @, /, #, ? and : in the user name and password (@ is %40, / is %2F, # is %23)\n1 error in lockstep.yaml\n',
+    );
+    expect(existsSync(join(dir, 'lockstep.db'))).toBe(false);
+  });
+
   it('a file naming the store that does not parse stops the commands that open the store; a broken file that cannot name it does not', async () => {
     const dir = hierarchyWorkspace();
     writeFileSync(join(dir, 'lockstep.yaml'), `store: { type: sqlite, path: state/lockstep.db }\n${hierarchyWorkspaceYaml()}syncs: [\n`);

@@ -379,6 +379,22 @@ describe('loadWorkspace: errors', () => {
     ]);
   });
 
+  it("checks the store's URL as its variables give it, naming them and never the value", async () => {
+    const files = { 'lockstep.yaml': yaml('store: { type: postgres, url: "postgres://lockstep:${STORE_PASSWORD}@${STORE_HOST}/lockstep" }') };
+    const split = await load(files, { STORE_PASSWORD: '12#st0re-s3cret', STORE_HOST: 'db.example.com' });
+    expect(split.diagnostics.map((d) => `${d.line}: ${d.path}: ${d.message} — ${d.hint}`)).toEqual([
+      '1: store.url: url of the store does not read as user:password@host... (it has a # or a second @) (as ${STORE_PASSWORD} and ${STORE_HOST} give it) — check STORE_PASSWORD and STORE_HOST: percent-encode @, /, #, ? and : in the user name and password (@ is %40, / is %2F, # is %23)',
+    ]);
+    expect(JSON.stringify(split.diagnostics)).not.toContain('st0re-s3cret');
+    // No store is named, so the commands that open one stop on it rather than reach a host made of the password.
+    expect(split.store).toBeNull();
+    const scheme = await load({ 'lockstep.yaml': yaml('store: { type: postgres, url: "${STORE_URL}" }') }, { STORE_URL: 'mysql://db.example.com/lockstep' });
+    expect(scheme.diagnostics.map((d) => `${d.message} — ${d.hint}`)).toEqual([
+      'url of the store must start with postgres:// or postgresql://, not mysql:// (as ${STORE_URL} gives it) — check STORE_URL: e.g. postgres://user:password@host:5432/database',
+    ]);
+    expect((await load(files, { STORE_PASSWORD: '12%23st0re-s3cret', STORE_HOST: 'db.example.com' })).diagnostics).toEqual([]);
+  });
+
   it('shows a dependency cycle among members with its path', async () => {
     const result = await load({
       'lockstep.yaml': yaml(
