@@ -47,11 +47,23 @@ export function useSequenceRun(id: string): Resource<SequenceRunView> {
   return useApi<SequenceRunView>(`/api/sequence-runs/${seg(id)}`, { live: true });
 }
 
+/**
+ * What a run waiting in the queue waits for, when the API tells: the run of its sync under way (a
+ * sync never runs twice at once). Nothing is asked of a run that is not waiting.
+ */
+function useRunAhead(run: SyncRunView | undefined): SyncRunView | undefined {
+  const path = run?.status === 'queued' && run.sync !== null ? `/api/syncs/${seg(run.sync)}/runs?status=querying,processing,reporting&limit=1` : null;
+  return useApi<Page<SyncRunView>>(path, { live: true }).data?.data.find((r) => r.id !== run?.id);
+}
+
 export function SyncRunDetails({ id, run }: { id: number; run: Resource<SyncRunView> }) {
   const [offset, setOffset] = useState(0);
-  const rejected = useApi<Page<RejectedRowView>>(`/api/sync-runs/${id}/rejected-rows?limit=${REJECTED_PAGE}&offset=${offset}`, { live: true });
-  const cancel = useCancelRun(`/api/sync-runs/${id}/cancel`, run.reload);
   const data = run.data;
+  // A run that never started (waiting in the queue, or cancelled there) has no counts and no rejected rows: nothing is asked or shown of them.
+  const started = data ? data.startedAt !== null : false;
+  const rejected = useApi<Page<RejectedRowView>>(started ? `/api/sync-runs/${id}/rejected-rows?limit=${REJECTED_PAGE}&offset=${offset}` : null, { live: true });
+  const cancel = useCancelRun(`/api/sync-runs/${id}/cancel`, run.reload);
+  const ahead = useRunAhead(data);
   const active = data ? ACTIVE_SYNC.includes(data.status) : false;
   const now = useTicker(active);
 
@@ -65,7 +77,7 @@ export function SyncRunDetails({ id, run }: { id: number; run: Resource<SyncRunV
           <RunFacts run={data} now={now}>
             <div>
               <dt>Rows queried</dt>
-              <dd>{formatCount(data.querySize)}</dd>
+              <dd>{started ? formatCount(data.querySize) : '—'}</dd>
             </div>
             {data.sequenceRunId && (
               <div>
@@ -76,6 +88,18 @@ export function SyncRunDetails({ id, run }: { id: number; run: Resource<SyncRunV
               </div>
             )}
           </RunFacts>
+          {data.status === 'queued' && (
+            <div className="banner banner-info" role="status">
+              Waiting in the queue since {formatTime(data.createdAt)}
+              {ahead ? (
+                <>
+                  : it starts when <a href={href.syncRun(ahead.id)}>run #{ahead.id}</a> of this sync, under way, ends.
+                </>
+              ) : (
+                '.'
+              )}
+            </div>
+          )}
           {active && data.status !== 'queued' && <progress className="wide" max={1} value={data.completionRatio} aria-label="Progress" />}
           {/* A cancelled run records who stopped it as its error: that is no failure of the run. */}
           {data.error && data.status === 'cancelled' && (
@@ -88,60 +112,64 @@ export function SyncRunDetails({ id, run }: { id: number; run: Resource<SyncRunV
               <strong>Fatal error:</strong> {data.error}
             </div>
           )}
-          <table className="table compact counts" aria-label="Row counts">
-            <thead>
-              <tr>
-                <th scope="col">Rows</th>
-                <th scope="col" className="num">
-                  Planned
-                </th>
-                <th scope="col" className="num">
-                  Successful
-                </th>
-                <th scope="col" className="num">
-                  Rejected
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {OPS.map(([op, field]) => (
-                <tr key={op}>
-                  <th scope="row">{op[0]!.toUpperCase() + op.slice(1)}</th>
-                  <td className="num">{formatCount(data.plannedRows[field])}</td>
-                  <td className={`num${data.successfulRows[field] > 0 ? ' good-num' : ''}`}>{formatCount(data.successfulRows[field])}</td>
-                  <td className={`num${data.failedRows[field] > 0 ? ' bad-num' : ''}`}>{formatCount(data.failedRows[field])}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-
-          {data.phaseMs && <PhaseTable phases={data.phaseMs} />}
-
-          <h3>Rejected rows</h3>
-          <ErrorBanner error={rejected.error} title="Could not load the rejected rows" />
-          {rejected.data && rejected.data.data.length === 0 && offset === 0 && <p className="empty-inline">No rejected rows in this run.</p>}
-          {rejected.data && rejected.data.data.length > 0 && (
-            <table className="table compact" aria-label="Rejected rows">
-              <thead>
-                <tr>
-                  <th scope="col">Primary key</th>
-                  <th scope="col">Operation</th>
-                  <th scope="col">Reason</th>
-                </tr>
-              </thead>
-              <tbody>
-                {rejected.data.data.map((row, i) => (
-                  <tr key={`${offset + i}`}>
-                    <td className="mono rejected-key">{keyInWords(row.key)}</td>
-                    <td>{row.op}</td>
-                    <td className="reason">{row.reason}</td>
+          {started && (
+            <>
+              <table className="table compact counts" aria-label="Row counts">
+                <thead>
+                  <tr>
+                    <th scope="col">Rows</th>
+                    <th scope="col" className="num">
+                      Planned
+                    </th>
+                    <th scope="col" className="num">
+                      Successful
+                    </th>
+                    <th scope="col" className="num">
+                      Rejected
+                    </th>
                   </tr>
-                ))}
-              </tbody>
-            </table>
-          )}
-          {rejected.data && (
-            <Pager label="Rejected rows pages" offset={offset} limit={REJECTED_PAGE} hasMore={rejected.data.hasMore} count={rejected.data.data.length} onChange={setOffset} />
+                </thead>
+                <tbody>
+                  {OPS.map(([op, field]) => (
+                    <tr key={op}>
+                      <th scope="row">{op[0]!.toUpperCase() + op.slice(1)}</th>
+                      <td className="num">{formatCount(data.plannedRows[field])}</td>
+                      <td className={`num${data.successfulRows[field] > 0 ? ' good-num' : ''}`}>{formatCount(data.successfulRows[field])}</td>
+                      <td className={`num${data.failedRows[field] > 0 ? ' bad-num' : ''}`}>{formatCount(data.failedRows[field])}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+
+              {data.phaseMs && <PhaseTable phases={data.phaseMs} />}
+
+              <h3>Rejected rows</h3>
+              <ErrorBanner error={rejected.error} title="Could not load the rejected rows" />
+              {rejected.data && rejected.data.data.length === 0 && offset === 0 && <p className="empty-inline">No rejected rows in this run.</p>}
+              {rejected.data && rejected.data.data.length > 0 && (
+                <table className="table compact" aria-label="Rejected rows">
+                  <thead>
+                    <tr>
+                      <th scope="col">Primary key</th>
+                      <th scope="col">Operation</th>
+                      <th scope="col">Reason</th>
+                    </tr>
+                  </thead>
+                  <tbody>
+                    {rejected.data.data.map((row, i) => (
+                      <tr key={`${offset + i}`}>
+                        <td className="mono rejected-key">{keyInWords(row.key)}</td>
+                        <td>{row.op}</td>
+                        <td className="reason">{row.reason}</td>
+                      </tr>
+                    ))}
+                  </tbody>
+                </table>
+              )}
+              {rejected.data && (
+                <Pager label="Rejected rows pages" offset={offset} limit={REJECTED_PAGE} hasMore={rejected.data.hasMore} count={rejected.data.data.length} onChange={setOffset} />
+              )}
+            </>
           )}
           {active && <CancelRunButton onCancel={cancel.cancel} state={cancel.state} />}
         </>

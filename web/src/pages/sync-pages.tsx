@@ -321,10 +321,10 @@ function SyncRunsTable({ runs, runHref }: { runs: SyncRunView[]; runHref: (id: n
             {OPS.map(([op, field]) => (
               <Fragment key={op}>
                 <td className={`num${run.successfulRows[field] > 0 ? ' good-num' : ' muted'}`} data-count={`${op}-successful`}>
-                  {formatCount(run.successfulRows[field])}
+                  {run.startedAt === null ? '—' : formatCount(run.successfulRows[field])}
                 </td>
                 <td className={`num${run.failedRows[field] > 0 ? ' bad-num' : ' muted'}`} data-count={`${op}-rejected`}>
-                  {formatCount(run.failedRows[field])}
+                  {run.startedAt === null ? '—' : formatCount(run.failedRows[field])}
                 </td>
               </Fragment>
             ))}

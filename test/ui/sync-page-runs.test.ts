@@ -1,0 +1,136 @@
+/**
+ * A sync's runs as its list and page show them while they run and wait: against an HTTP API that
+ * holds every request until the test lets it answer, so a run stays under way and the next one
+ * waits in the queue behind it for as long as a test needs.
+ */
+import { createServer, type ServerResponse } from 'node:http';
+import { describe, expect, it } from 'vitest';
+import type { Page, Response } from 'playwright-core';
+import { freePort } from '../setup/processes.js';
+import { type Browser, eventually, screenshot, servedForTests, type UiServer } from './ui-harness.js';
+
+let server: UiServer;
+let browser: Browser;
+let page: Page;
+
+/** Requests of the held API waiting for an answer; `holding` false answers them and every later one at once. */
+const held: ServerResponse[] = [];
+let holding = true;
+const heldApi = createServer((req, res) => {
+  req.resume();
+  req.on('end', () => {
+    if (holding) held.push(res);
+    else answer(res);
+  });
+});
+const answer = (res: ServerResponse) => res.writeHead(200, { 'Content-Type': 'application/json' }).end('{"ok":true}');
+const release = () => {
+  holding = false;
+  for (const res of held.splice(0)) answer(res);
+};
+
+interface SyncRunJson {
+  id: number;
+  status: string;
+  createdAt: string;
+  startedAt: string | null;
+}
+
+servedForTests({
+  ready: async (ui) => {
+    ({ server, browser, page } = ui);
+    const port = await freePort();
+    await new Promise<void>((resolve) => heldApi.listen(port, '127.0.0.1', resolve));
+    const created = [
+      await server.api('POST', '/api/destinations', { slug: 'slow-api', type: 'http', url: `http://127.0.0.1:${port}/v1` }),
+      await server.api('POST', '/api/syncs', { slug: 'accounts-to-slow-api', model: 'accounts', destination: 'slow-api', object: '/accounts', mode: 'upsert', batchSize: 1 }),
+    ];
+    expect(created.map((c) => c.status)).toEqual([201, 201]);
+  },
+});
+
+/** Starts a run of the held sync and one queued behind it, and waits until the first is under way. */
+async function runningAndQueued(): Promise<{ running: SyncRunJson; queued: SyncRunJson }> {
+  // The runs an earlier test left end first, unheld.
+  release();
+  await eventually('the runs of an earlier test to end', async () => {
+    const { body } = await server.api<{ data: SyncRunJson[] }>('GET', '/api/syncs/accounts-to-slow-api/runs?status=queued,querying,processing,reporting&limit=1');
+    return body.data.length === 0 ? true : undefined;
+  }, 30_000);
+  holding = true;
+  // A full resync sends every row again, so each test's run has requests to hold.
+  const running = await server.api<SyncRunJson>('POST', '/api/syncs/accounts-to-slow-api/runs', { fullResync: true });
+  await eventually('the run to send its first request', async () => (held.length > 0 ? true : undefined));
+  const queued = await server.api<SyncRunJson>('POST', '/api/syncs/accounts-to-slow-api/runs');
+  expect(queued.body.status).toBe('queued');
+  return { running: running.body, queued: queued.body };
+}
+
+async function ended(id: number): Promise<SyncRunJson> {
+  return eventually(`sync run ${id} to end`, async () => {
+    const { body } = await server.api<SyncRunJson>('GET', `/api/sync-runs/${id}`);
+    return ['success', 'warning', 'failed', 'cancelled'].includes(body.status) ? body : undefined;
+  }, 30_000);
+}
+
+/** The API answers of 400 and above the page receives while `action` runs, and a moment after. */
+async function failedRequestsDuring(action: () => Promise<void>): Promise<string[]> {
+  const failed: string[] = [];
+  const onResponse = (response: Response) => {
+    const url = new URL(response.url());
+    if (url.pathname.startsWith('/api/') && response.status() >= 400) failed.push(`${response.status()} ${url.pathname}${url.search}`);
+  };
+  page.on('response', onResponse);
+  try {
+    await action();
+    await page.waitForTimeout(1000);
+  } finally {
+    page.off('response', onResponse);
+  }
+  return failed;
+}
+
+describe('a sync’s runs under way and in the queue', () => {
+  it('a run waiting in the queue says so and since when, shows no counts it does not have, and asks for nothing that must fail', async () => {
+    const { running, queued } = await runningAndQueued();
+    try {
+      const failed = await failedRequestsDuring(async () => {
+        await page.goto(`${server.baseUrl}/runs/sync/${queued.id}`);
+        await page.locator('dl.facts [data-status="queued"]').waitFor();
+        await page.getByText('Waiting in the queue').waitFor();
+      });
+      expect(failed).toEqual([]);
+      const details = page.getByRole('region', { name: 'Run details' });
+      const waiting = (await details.getByRole('status').filter({ hasText: 'Waiting in the queue' }).textContent()) ?? '';
+      const since = await page.evaluate((iso) => new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'long' }).format(Date.parse(iso)), queued.createdAt);
+      expect(waiting).toContain(since);
+      // What it waits for: the run of the same sync under way, with a link to it.
+      expect(waiting).toContain(`run #${running.id}`);
+      expect(await details.getByRole('link', { name: `run #${running.id}` }).getAttribute('href')).toBe(`/runs/sync/${running.id}`);
+      expect(await details.getByRole('table', { name: 'Row counts' }).count()).toBe(0);
+      expect(await details.locator('dl.facts div', { has: page.locator('dt', { hasText: 'Rows queried' }) }).locator('dd').textContent()).toBe('—');
+      expect(await details.getByText('No rejected rows').count()).toBe(0);
+      await screenshot(page, 'sync-run-in-queue');
+      // Its row in the run history has no counts either.
+      await page.goto(`${server.baseUrl}/syncs/accounts-to-slow-api`);
+      const row = page.locator(`tr[data-run="${queued.id}"]`);
+      await row.waitFor();
+      expect(new Set(await row.locator('td[data-count]').allTextContents())).toEqual(new Set(['—']));
+    } finally {
+      release();
+    }
+    // Once it starts, its counts show.
+    await ended(running.id);
+    await ended(queued.id);
+    await page.goto(`${server.baseUrl}/runs/sync/${queued.id}`);
+    await page.getByRole('table', { name: 'Row counts' }).waitFor();
+    expect(await page.getByText('Waiting in the queue').count()).toBe(0);
+  });
+
+  it('the pages showed no script errors', async () => {
+    release();
+    heldApi.closeAllConnections();
+    await new Promise<void>((resolve) => heldApi.close(() => resolve()));
+    expect(browser.errors.filter((e) => !/status of 4\d\d/.test(e))).toEqual([]);
+  });
+});
