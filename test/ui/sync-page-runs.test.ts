@@ -127,6 +127,56 @@ describe('a sync’s runs under way and in the queue', () => {
     expect(await page.getByText('Waiting in the queue').count()).toBe(0);
   });
 
+  it('on a sync’s page, a run under way and one in the queue each have a Cancel button, which asks first', async () => {
+    const { running, queued } = await runningAndQueued();
+    try {
+      await page.goto(`${server.baseUrl}/syncs/accounts-to-slow-api`);
+      const runs = page.getByRole('table', { name: 'Sync runs' });
+      const cancelRunning = runs.getByRole('button', { name: `Cancel run #${running.id}` });
+      const cancelQueued = runs.getByRole('button', { name: `Cancel run #${queued.id}` });
+      await cancelRunning.waitFor();
+      await cancelQueued.waitFor();
+
+      const cancels: string[] = [];
+      const onRequest = (request: { method(): string; url(): string }) => {
+        if (request.method() === 'POST' && request.url().endsWith('/cancel')) cancels.push(new URL(request.url()).pathname);
+      };
+      page.on('request', onRequest);
+      const asked: string[] = [];
+      // Dismissed: nothing is cancelled, and the row's run does not open.
+      page.once('dialog', (dialog) => {
+        asked.push(dialog.message());
+        void dialog.dismiss();
+      });
+      await cancelQueued.click();
+      await page.waitForTimeout(300);
+      expect(cancels).toEqual([]);
+      expect(new URL(page.url()).pathname).toBe('/syncs/accounts-to-slow-api');
+      expect(asked).toHaveLength(1);
+      expect(asked[0]).toContain(`#${queued.id}`);
+
+      page.once('dialog', (dialog) => void dialog.accept());
+      await cancelQueued.click();
+      await runs.locator(`tr[data-run="${queued.id}"] [data-status="cancelled"]`).waitFor();
+      expect(cancels).toEqual([`/api/sync-runs/${queued.id}/cancel`]);
+      expect(new URL(page.url()).pathname).toBe('/syncs/accounts-to-slow-api');
+      expect(await cancelQueued.count()).toBe(0);
+
+      page.once('dialog', (dialog) => void dialog.accept());
+      await cancelRunning.click();
+      expect(await page.getByRole('dialog').count()).toBe(0);
+      await screenshot(page, 'sync-run-cancel-from-history');
+      release();
+      await runs.locator(`tr[data-run="${running.id}"] [data-status="cancelled"]`).waitFor({ timeout: 20_000 });
+      page.off('request', onRequest);
+      expect(cancels).toEqual([`/api/sync-runs/${queued.id}/cancel`, `/api/sync-runs/${running.id}/cancel`]);
+      expect(await runs.getByRole('button', { name: /^Cancel run/ }).count()).toBe(0);
+    } finally {
+      release();
+    }
+    await ended(running.id);
+  });
+
   it('the pages showed no script errors', async () => {
     release();
     heldApi.closeAllConnections();

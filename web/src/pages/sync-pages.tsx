@@ -121,6 +121,8 @@ export function SyncPage({ slug, runId }: { slug: string; runId?: number }) {
     workspace.reload();
     runs.reload();
   });
+  /** Runs whose cancel was accepted: a running one goes on to the end of its batch, and is not cancelled twice. */
+  const [cancelling, setCancelling] = useState<ReadonlySet<number>>(new Set());
   const more = useRef<HTMLDetailsElement>(null);
   // The More menu is a <details>: it closes once an item is chosen, on Escape (back to its summary) and on a click elsewhere.
   const closeMore = (focusSummary: boolean) => {
@@ -172,6 +174,20 @@ export function SyncPage({ slug, runId }: { slug: string; runId?: number }) {
       },
       (behind) => (behind ? 'Run queued: it starts when the run in progress ends.' : done),
     );
+
+  // Asked first, as deletes are: a Cancel button sits in a row that opens the run when clicked.
+  const cancelRun = (target: SyncRunView) => {
+    const queued = target.status === 'queued';
+    const effect = queued ? 'It leaves the queue without running.' : 'It stops at the end of the batch under way; the batches delivered stay delivered.';
+    if (!window.confirm(`Cancel run #${target.id} of ${slug}? ${effect}`)) return;
+    void act(
+      async () => {
+        await api.post(`/api/sync-runs/${target.id}/cancel`);
+        setCancelling((ids) => new Set(ids).add(target.id));
+      },
+      queued ? `Run #${target.id} cancelled: it left the queue without running.` : `Cancelling run #${target.id}: it stops at the end of the batch under way.`,
+    );
+  };
 
   return (
     <div className="page">
@@ -262,7 +278,9 @@ export function SyncPage({ slug, runId }: { slug: string; runId?: number }) {
           limit={RUNS_PAGE}
           onOffset={setOffset}
           empty={status ? 'No runs match.' : offset > 0 ? 'No more runs.' : 'This sync has not run yet. Use Run now, or wait for its schedule.'}
-          table={(page) => <SyncRunsTable runs={page} runHref={(id) => href.syncRunOf(slug, id)} />}
+          table={(page) => (
+            <SyncRunsTable runs={page} runHref={(id) => href.syncRunOf(slug, id)} cancel={{ run: cancelRun, busy, requested: cancelling }} />
+          )}
         />
       </section>
 
@@ -271,7 +289,14 @@ export function SyncPage({ slug, runId }: { slug: string; runId?: number }) {
   );
 }
 
-function SyncRunsTable({ runs, runHref }: { runs: SyncRunView[]; runHref: (id: number) => string }) {
+/** Cancelling a run from its row: what does it, whether an action is under way, and the runs whose cancel was accepted. */
+interface RowCancel {
+  run: (run: SyncRunView) => void;
+  busy: boolean;
+  requested: ReadonlySet<number>;
+}
+
+function SyncRunsTable({ runs, runHref, cancel }: { runs: SyncRunView[]; runHref: (id: number) => string; cancel: RowCancel }) {
   const now = useClock(runs.some((r) => ACTIVE_SYNC.includes(r.status)));
   return (
     <table className="table clickable counts" aria-label="Sync runs">
@@ -315,6 +340,21 @@ function SyncRunsTable({ runs, runHref }: { runs: SyncRunView[]; runHref: (id: n
               <StatusBadge status={run.status} />
               {ACTIVE_SYNC.includes(run.status) && run.status !== 'queued' && (
                 <progress max={1} value={run.completionRatio} aria-label={`Progress of run ${run.id}`} />
+              )}
+              {ACTIVE_SYNC.includes(run.status) && (
+                // Waits as an ActionButton does (keeping the focus), and never opens the row's run.
+                <button
+                  type="button"
+                  className="button small danger row-action"
+                  aria-label={`Cancel run #${run.id}`}
+                  aria-disabled={cancel.busy || cancel.requested.has(run.id) || undefined}
+                  onClick={(event) => {
+                    event.stopPropagation();
+                    if (!cancel.busy && !cancel.requested.has(run.id)) cancel.run(run);
+                  }}
+                >
+                  {cancel.requested.has(run.id) ? 'Cancelling…' : 'Cancel'}
+                </button>
               )}
             </td>
             <RunTimeCells run={run} now={now} openLabel={`Open sync run ${run.id}`} to={runHref(run.id)} />
