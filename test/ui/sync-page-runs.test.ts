@@ -177,6 +177,22 @@ describe('a sync’s runs under way and in the queue', () => {
     await ended(running.id);
   });
 
+  it('on the Syncs list, a last run’s time and its tooltip tell the same time, and say which', async () => {
+    const { running, queued } = await runningAndQueued();
+    // The queued run waits a few seconds, so when it was queued and when it started differ.
+    await page.waitForTimeout(2500);
+    release();
+    await ended(running.id);
+    const last = await ended(queued.id);
+    expect(last.startedAt).not.toBeNull();
+    await page.goto(`${server.baseUrl}/syncs`);
+    const time = page.getByRole('row', { name: /accounts-to-slow-api/ }).locator('.last-run time');
+    await time.waitFor();
+    expect(await time.getAttribute('datetime')).toBe(last.startedAt);
+    const started = await page.evaluate((iso) => new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'long' }).format(Date.parse(iso)), last.startedAt!);
+    expect(await time.getAttribute('title')).toBe(`Started ${started}`);
+  });
+
   it('the pages showed no script errors', async () => {
     release();
     heldApi.closeAllConnections();

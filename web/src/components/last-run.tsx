@@ -56,11 +56,14 @@ export function LastRun({ of, read }: { of: LiveTopic; read: LastRunRead }) {
     const failed = own.data === undefined && Boolean(read.error);
     return <span className="muted">{loading ? '…' : failed ? 'unavailable' : 'Never run'}</span>;
   }
+  // The time shown and its tooltip are one time, said which: when the run started, or, when it never
+  // did (waiting in the queue, or cancelled there), when it was queued.
+  const [what, at] = last.startedAt ? ['Started', last.startedAt] : ['Queued', last.createdAt];
   return (
     <span className="last-run">
       <StatusBadge status={last.status} />
-      <time dateTime={last.createdAt} title={formatTime(last.createdAt)}>
-        {formatRelative(last.startedAt ?? last.createdAt, now)}
+      <time dateTime={at} title={`${what} ${formatTime(at)}`}>
+        {last.startedAt ? formatRelative(at, now) : `queued ${formatRelative(at, now)}`}
       </time>
     </span>
   );
