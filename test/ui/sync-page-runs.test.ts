@@ -193,6 +193,22 @@ describe('a sync’s runs under way and in the queue', () => {
     expect(await time.getAttribute('title')).toBe(`Started ${started}`);
   });
 
+  it('an HTTP destination is named with its path, as other kinds are with their object', async () => {
+    await page.goto(`${server.baseUrl}/syncs`);
+    const row = page.getByRole('row', { name: /accounts-to-slow-api/ });
+    await row.waitFor();
+    const cells = await row.locator('td').allTextContents();
+    expect(cells[1]).toBe('accounts → slow-api /accounts');
+    expect(await page.getByRole('row', { name: /accounts-to-crm/ }).locator('td').nth(1).textContent()).toBe('accounts → crm.accounts');
+    await page.goto(`${server.baseUrl}/syncs/accounts-to-slow-api`);
+    expect(await page.locator('.page-header .subtitle').textContent()).toMatch(/^accounts → slow-api \/accounts · upsert/);
+    await page.goto(`${server.baseUrl}/sequences/new`);
+    const option = page.locator('label', { hasText: 'accounts-to-slow-api' }).first();
+    await option.waitFor();
+    expect(await option.textContent()).toContain('accounts → slow-api /accounts');
+    expect(await option.textContent()).not.toContain('slow-api./accounts');
+  });
+
   it('the pages showed no script errors', async () => {
     release();
     heldApi.closeAllConnections();

@@ -52,6 +52,17 @@ export function scheduleInWords(schedule: Schedule | ScheduleInput): string {
   }
 }
 
+/**
+ * Where a sync writes, after its model's arrow: the destination's name and its object as other kinds
+ * read them ("crm.accounts", "salesforce.Account", "crm.public.accounts"); an HTTP destination's
+ * object is a path under its URL, so its name and path are apart ("slow-api /contacts"), not
+ * joined by a dot into "slow-api./contacts".
+ */
+export function syncTargetInWords(sync: { destination: string; object: string }, destinations: ReadonlyArray<{ slug: string; type: string }>): string {
+  const kind = destinations.find((d) => d.slug === sync.destination)?.type;
+  return kind === 'http' ? `${sync.destination} ${sync.object}` : `${sync.destination}.${sync.object}`;
+}
+
 export const TERMINATE_LABELS: Record<TerminatePolicy, string> = {
   on_fatal: 'On fatal error',
   on_fatal_or_rejected: 'On fatal error or rejected rows',

@@ -13,7 +13,7 @@ import { FieldError, fieldErrors, normalizeField } from '../components/field.js'
 import { ScheduleEditor, scheduleDraft, scheduleFromDraft, scheduleProblems, type ScheduleDraft } from '../components/schedule-editor.js';
 import { SequenceGraph, isGraph } from '../components/sequence-graph.js';
 import { ErrorBanner, Loading } from '../components/ui.js';
-import { TERMINATE_LABELS, scheduleInWords, slugify } from '../format.js';
+import { TERMINATE_LABELS, scheduleInWords, slugify, syncTargetInWords } from '../format.js';
 import { useApi } from '../hooks.js';
 import { href, navigate } from '../router.js';
 
@@ -351,7 +351,7 @@ function WizardForm({ workspace, existing }: { workspace: Workspace; existing: S
                       <input type="checkbox" checked={selected.has(sync.slug)} onChange={(e) => toggleSync(sync.slug, e.target.checked)} />
                       <span className="pick-main">{sync.slug}</span>
                       <span className="pick-sub">
-                        {sync.model} → {sync.destination}.{sync.object} · {sync.mode}
+                        {sync.model} → {syncTargetInWords(sync, workspace.destinations)} · {sync.mode}
                         {!sync.enabled && ' · disabled'}
                       </span>
                     </label>
@@ -396,7 +396,7 @@ function WizardForm({ workspace, existing }: { workspace: Workspace; existing: S
                       {m.key !== m.sync && <span className="tag">key {m.key}</span>}
                       {sync && (
                         <span className="pick-sub">
-                          {sync.model} → {sync.destination}.{sync.object}
+                          {sync.model} → {syncTargetInWords(sync, workspace.destinations)}
                         </span>
                       )}
                     </div>

@@ -11,7 +11,7 @@ import { ACTIVE_SYNC, OPS, SyncRunDetails, useSyncRun } from '../components/run-
 import { RunTimeCells } from '../components/run-facts.js';
 import { RunHistory, StatusFilter } from '../components/run-history.js';
 import { ActionButton, Dialog, EmptyState, ErrorBanner, Loading, StatusBadge, Switch } from '../components/ui.js';
-import { formatCount, scheduleInWords } from '../format.js';
+import { formatCount, scheduleInWords, syncTargetInWords } from '../format.js';
 import { useApi, useClock, usePageAction } from '../hooks.js';
 import { closeTo, href, navigate } from '../router.js';
 
@@ -38,6 +38,7 @@ export function SyncsPage() {
       Add sync
     </a>
   );
+  const destinations = workspace.data?.destinations ?? [];
   const sequencesOf = (slug: string) => workspace.data?.sequences.filter((s) => s.members.some((m) => m.sync === slug)).map((s) => s.slug) ?? [];
   return (
     <div className="page">
@@ -74,7 +75,7 @@ export function SyncsPage() {
             </thead>
             <tbody>
               {workspace.data.syncs.map((sync) => (
-                <SyncRow key={sync.slug} sync={sync} sequences={sequencesOf(sync.slug)} lastRun={lastRuns.read(sync.slug)} generation={lastRuns.generation} />
+                <SyncRow key={sync.slug} sync={sync} target={syncTargetInWords(sync, destinations)} sequences={sequencesOf(sync.slug)} lastRun={lastRuns.read(sync.slug)} generation={lastRuns.generation} />
               ))}
             </tbody>
           </table>
@@ -84,7 +85,7 @@ export function SyncsPage() {
   );
 }
 
-function SyncRow({ sync, sequences, lastRun, generation }: { sync: Sync; sequences: string[]; lastRun: LastRunRead; generation: number }) {
+function SyncRow({ sync, target, sequences, lastRun, generation }: { sync: Sync; target: string; sequences: string[]; lastRun: LastRunRead; generation: number }) {
   return (
     <tr onClick={() => navigate(href.sync(sync.slug))}>
       <td>
@@ -93,7 +94,7 @@ function SyncRow({ sync, sequences, lastRun, generation }: { sync: Sync; sequenc
         </a>
       </td>
       <td>
-        {sync.model} → {sync.destination}.{sync.object}
+        {sync.model} → {target}
       </td>
       <td>{sync.mode}</td>
       <td>{scheduleInWords(sync.schedule)}</td>
@@ -198,7 +199,7 @@ export function SyncPage({ slug, runId }: { slug: string; runId?: number }) {
           </p>
           <h1>{sync.slug}</h1>
           <p className="subtitle">
-            {sync.model} → {sync.destination}.{sync.object} · {sync.mode}
+            {sync.model} → {syncTargetInWords(sync, workspace.data.destinations)} · {sync.mode}
             {sync.mode !== 'mirror' && sync.deleteBehavior === 'delete' && ', deletes removed rows'} · {scheduleInWords(sync.schedule)}
           </p>
         </div>
