@@ -209,6 +209,15 @@ describe('a sync’s runs under way and in the queue', () => {
     expect(await option.textContent()).not.toContain('slow-api./accounts');
   });
 
+  it('a run opened over another sync’s page moves to the page of the sync it belongs to', async () => {
+    const started = await server.api<SyncRunJson>('POST', '/api/syncs/accounts-to-crm/runs');
+    await ended(started.body.id);
+    await page.goto(`${server.baseUrl}/syncs/contacts-to-crm/runs/${started.body.id}`);
+    await page.waitForURL(`**/syncs/accounts-to-crm/runs/${started.body.id}`);
+    await page.getByRole('dialog', { name: `Sync run #${started.body.id}` }).waitFor();
+    expect(await page.getByRole('heading', { level: 1 }).textContent()).toBe('accounts-to-crm');
+  });
+
   it('the pages showed no script errors', async () => {
     release();
     heldApi.closeAllConnections();

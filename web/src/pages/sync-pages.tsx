@@ -285,7 +285,7 @@ export function SyncPage({ slug, runId }: { slug: string; runId?: number }) {
         />
       </section>
 
-      {runId !== undefined && <SyncRunDialog id={runId} onClose={() => closeTo(href.sync(slug))} />}
+      {runId !== undefined && <SyncRunDialog slug={slug} id={runId} onClose={() => closeTo(href.sync(slug))} />}
     </div>
   );
 }
@@ -376,8 +376,27 @@ function SyncRunsTable({ runs, runHref, cancel }: { runs: SyncRunView[]; runHref
   );
 }
 
-function SyncRunDialog({ id, onClose }: { id: number; onClose: () => void }) {
+/**
+ * Run `id` over the page of sync `slug`. A run of another sync (a link with the wrong sync in it)
+ * moves to that sync's page; a run of a deleted sync is not shown over a page it does not belong to.
+ */
+function SyncRunDialog({ slug, id, onClose }: { slug: string; id: number; onClose: () => void }) {
   const run = useSyncRun(id);
+  const owner = run.data ? run.data.sync : slug;
+  useEffect(() => {
+    if (owner !== null && owner !== slug) navigate(href.syncRunOf(owner, id), { replace: true });
+  }, [owner, slug, id]);
+  if (owner !== slug) {
+    if (owner !== null) return null;
+    return (
+      <Dialog title={`Sync run #${id}`} onClose={onClose}>
+        <p role="note">
+          This run belongs to another sync, {run.data?.syncSlug ? `${run.data.syncSlug}, deleted since` : 'deleted since'}, not to {slug}.{' '}
+          <a href={href.syncRun(id)}>Open it on its own page</a>
+        </p>
+      </Dialog>
+    );
+  }
   return (
     <Dialog title={`Sync run #${id}`} onClose={onClose} wide>
       <p className="dialog-link">
