@@ -218,6 +218,23 @@ describe('a sync’s runs under way and in the queue', () => {
     expect(await page.getByRole('heading', { level: 1 }).textContent()).toBe('accounts-to-crm');
   });
 
+  it('a sequence run opened over another sequence’s page moves to the page of the sequence it belongs to', async () => {
+    const created = [
+      await server.api('POST', '/api/sequences', { slug: 'accounts-first', name: 'Accounts first', members: [{ sync: 'accounts-to-crm' }] }),
+      await server.api('POST', '/api/sequences', { slug: 'contacts-first', name: 'Contacts first', members: [{ sync: 'contacts-to-crm' }] }),
+    ];
+    expect(created.map((c) => c.status)).toEqual([201, 201]);
+    const started = await server.api<{ id: string }>('POST', '/api/sequences/accounts-first/runs');
+    await eventually('the sequence run to end', async () => {
+      const { body } = await server.api<{ status: string }>('GET', `/api/sequence-runs/${started.body.id}`);
+      return body.status === 'done' ? true : undefined;
+    });
+    await page.goto(`${server.baseUrl}/sequences/contacts-first/runs/${started.body.id}`);
+    await page.waitForURL(`**/sequences/accounts-first/runs/${started.body.id}`);
+    await page.getByRole('dialog', { name: 'Run of Accounts first' }).waitFor();
+    expect(await page.getByRole('heading', { level: 1 }).textContent()).toBe('Accounts first');
+  });
+
   it('the pages showed no script errors', async () => {
     release();
     heldApi.closeAllConnections();

@@ -173,7 +173,7 @@ export function SequencePage({ slug, runId }: { slug: string; runId?: string }) 
       </section>
 
       {previewing && <SequencePlanDialog slug={slug} name={sequence.name} onClose={() => setPreviewing(false)} />}
-      {runId && <SequenceRunDialog key={runId} id={runId} sequence={sequence} onClose={() => closeTo(href.sequence(slug))} />}
+      {runId && <SequenceRunDialog key={runId} slug={slug} id={runId} sequence={sequence} onClose={() => closeTo(href.sequence(slug))} />}
     </div>
   );
 }
@@ -279,8 +279,28 @@ function TerminatedBy({ run }: { run: SequenceRunView }) {
   return <span className="muted">—</span>;
 }
 
-function SequenceRunDialog({ id, sequence, onClose }: { id: string; sequence: Sequence; onClose: () => void }) {
+/**
+ * Run `id` over the page of sequence `slug`. A run of another sequence (a link with the wrong
+ * sequence in it) moves to that sequence's page; a run of a deleted sequence is not shown over a
+ * page it does not belong to.
+ */
+function SequenceRunDialog({ slug, id, sequence, onClose }: { slug: string; id: string; sequence: Sequence; onClose: () => void }) {
   const run = useSequenceRun(id);
+  const owner = run.data ? run.data.sequence : slug;
+  useEffect(() => {
+    if (owner !== null && owner !== slug) navigate(href.sequenceRunOf(owner, id), { replace: true });
+  }, [owner, slug, id]);
+  if (owner !== slug) {
+    if (owner !== null) return null;
+    return (
+      <Dialog title="Sequence run" onClose={onClose}>
+        <p role="note">
+          This run belongs to another sequence, {run.data?.sequenceSlug ? `${run.data.sequenceSlug}, deleted since` : 'deleted since'}, not to {sequence.name}.{' '}
+          <a href={href.sequenceRun(id)}>Open it on its own page</a>
+        </p>
+      </Dialog>
+    );
+  }
   return (
     <Dialog title={`Run of ${sequence.name}`} onClose={onClose} wide>
       <p className="dialog-link">
