@@ -235,6 +235,52 @@ describe('a sync’s runs under way and in the queue', () => {
     expect(await page.getByRole('heading', { level: 1 }).textContent()).toBe('Accounts first');
   });
 
+  it('on a sequence’s page, a run under way and one in the queue each have a Cancel button, which asks first', async () => {
+    release();
+    const created = [
+      await server.api('POST', '/api/syncs', { slug: 'accounts-to-slow-api-again', model: 'accounts', destination: 'slow-api', object: '/accounts-again', mode: 'upsert', batchSize: 1 }),
+      await server.api('POST', '/api/sequences', { slug: 'slow', name: 'Slow', members: [{ sync: 'accounts-to-slow-api-again' }, { sync: 'contacts-to-crm' }] }),
+    ];
+    expect(created.map((c) => c.status)).toEqual([201, 201]);
+    holding = true;
+    const running = await server.api<{ id: string }>('POST', '/api/sequences/slow/runs');
+    await eventually('the run to send its first request', async () => (held.length > 0 ? true : undefined));
+    const queued = await server.api<{ id: string; status: string }>('POST', '/api/sequences/slow/runs');
+    expect(queued.body.status).toBe('pending');
+    try {
+      await page.goto(`${server.baseUrl}/sequences/slow`);
+      const runs = page.getByRole('table', { name: 'Sequence runs' });
+      const cancelQueued = runs.getByRole('button', { name: `Cancel run ${queued.body.id}` });
+      const cancelRunning = runs.getByRole('button', { name: `Cancel run ${running.body.id}` });
+      await cancelQueued.waitFor();
+      await cancelRunning.waitFor();
+      const cancels: string[] = [];
+      const onRequest = (request: { method(): string; url(): string }) => {
+        if (request.method() === 'POST' && request.url().endsWith('/cancel')) cancels.push(new URL(request.url()).pathname);
+      };
+      page.on('request', onRequest);
+      page.once('dialog', (dialog) => void dialog.dismiss());
+      await cancelQueued.click();
+      await page.waitForTimeout(300);
+      expect(cancels).toEqual([]);
+      expect(new URL(page.url()).pathname).toBe('/sequences/slow');
+
+      page.once('dialog', (dialog) => void dialog.accept());
+      await cancelQueued.click();
+      await runs.locator(`tr[data-run="${queued.body.id}"] [data-status="cancelled"]`).waitFor();
+      page.once('dialog', (dialog) => void dialog.accept());
+      await cancelRunning.click();
+      release();
+      await runs.locator(`tr[data-run="${running.body.id}"] [data-status="cancelled"]`).waitFor({ timeout: 20_000 });
+      page.off('request', onRequest);
+      expect(cancels).toEqual([`/api/sequence-runs/${queued.body.id}/cancel`, `/api/sequence-runs/${running.body.id}/cancel`]);
+      expect(new URL(page.url()).pathname).toBe('/sequences/slow');
+      expect(await runs.getByRole('button', { name: /^Cancel run/ }).count()).toBe(0);
+    } finally {
+      release();
+    }
+  });
+
   it('the pages showed no script errors', async () => {
     release();
     heldApi.closeAllConnections();

@@ -51,6 +51,28 @@ export function CancelRunButton({ onCancel, state }: { onCancel: () => Promise<v
 }
 
 /**
+ * Cancel beside a run in a run history's row, which opens the run when clicked: the click never
+ * reaches the row. While `busy` (an action of the page under way) or once the cancel was
+ * `requested`, it takes no click yet keeps the keyboard focus, as an ActionButton does.
+ */
+export function RowCancelButton({ label, busy, requested, onCancel }: { label: string; busy: boolean; requested: boolean; onCancel: () => void }) {
+  return (
+    <button
+      type="button"
+      className="button small danger row-action"
+      aria-label={label}
+      aria-disabled={busy || requested || undefined}
+      onClick={(event) => {
+        event.stopPropagation();
+        if (!busy && !requested) onCancel();
+      }}
+    >
+      {requested ? 'Cancelling…' : 'Cancel'}
+    </button>
+  );
+}
+
+/**
  * POSTs the resume of failed sequence run `id` on `resume()` and opens the new run's page; a
  * refusal (the run was resumed already, its sequence changed) is kept in `error` for a banner.
  */

@@ -6,6 +6,7 @@
 import { useEffect, useState } from 'react';
 import type { Page, Sequence, SequenceRunView, Workspace } from '../api-types.js';
 import { api, seg } from '../api.js';
+import { RowCancelButton } from '../components/cancel-run.js';
 import { ACTIVE_SEQUENCE, SequenceRunDetails, useSequenceRun } from '../components/run-details.js';
 import { RunTimeCells } from '../components/run-facts.js';
 import { RunHistory, StatusFilter } from '../components/run-history.js';
@@ -42,6 +43,8 @@ export function SequencePage({ slug, runId }: { slug: string; runId?: string }) 
   });
   const [startedRun, setStartedRun] = useState<string | null>(null);
   const [previewing, setPreviewing] = useState(false);
+  /** Runs whose cancel was accepted: members under way go on to the end of their batch, and the run is not cancelled twice. */
+  const [cancelling, setCancelling] = useState<ReadonlySet<string>>(new Set());
 
   useEffect(() => {
     document.title = `${sequence?.name ?? slug} · Lockstep`;
@@ -83,6 +86,22 @@ export function SequencePage({ slug, runId }: { slug: string; runId?: string }) 
     const saved = await api.patch<Sequence>(`/api/sequences/${seg(slug)}`, { enabled });
     const current = workspace.data;
     if (current) workspace.set({ ...current, sequences: current.sequences.map((s) => (s.slug === slug ? { ...s, enabled: saved?.enabled ?? enabled } : s)) });
+  };
+
+  // Asked first, as deletes are: a Cancel button sits in a row that opens the run when clicked.
+  const cancelRun = (target: SequenceRunView) => {
+    const pending = target.status === 'pending';
+    const effect = pending
+      ? 'It leaves the queue without running.'
+      : 'Its members under way stop at the end of the batch under way (the batches delivered stay delivered); the members not started are skipped.';
+    if (!window.confirm(`Cancel run ${target.id.slice(0, 8)} of ${sequence.name}? ${effect}`)) return;
+    void act(
+      async () => {
+        await api.post(`/api/sequence-runs/${seg(target.id)}/cancel`);
+        setCancelling((ids) => new Set(ids).add(target.id));
+      },
+      pending ? `Run ${target.id.slice(0, 8)} cancelled: it left the queue without running.` : `Cancelling run ${target.id.slice(0, 8)}: its members under way stop at the end of their batch.`,
+    );
   };
 
   const remove = () => {
@@ -162,7 +181,9 @@ export function SequencePage({ slug, runId }: { slug: string; runId?: string }) 
           limit={PAGE_SIZE}
           onOffset={setOffset}
           empty={status || offset > 0 ? 'No runs match.' : 'This sequence has not run yet. Use Run now, or wait for its schedule.'}
-          table={(page) => <SequenceRunsTable runs={page} runHref={(id) => href.sequenceRunOf(slug, id)} />}
+          table={(page) => (
+            <SequenceRunsTable runs={page} runHref={(id) => href.sequenceRunOf(slug, id)} cancel={{ run: cancelRun, busy, requested: cancelling }} />
+          )}
         />
       </section>
 
@@ -235,7 +256,14 @@ function Members({ sequence, statuses }: { sequence: Sequence; statuses: Map<str
   );
 }
 
-function SequenceRunsTable({ runs, runHref }: { runs: SequenceRunView[]; runHref: (id: string) => string }) {
+/** Cancelling a run from its row: what does it, whether an action is under way, and the runs whose cancel was accepted. */
+interface RowCancel {
+  run: (run: SequenceRunView) => void;
+  busy: boolean;
+  requested: ReadonlySet<string>;
+}
+
+function SequenceRunsTable({ runs, runHref, cancel }: { runs: SequenceRunView[]; runHref: (id: string) => string; cancel: RowCancel }) {
   const now = useClock(runs.some((r) => ACTIVE_SEQUENCE.includes(r.status)));
   return (
     <table className="table clickable" aria-label="Sequence runs">
@@ -255,6 +283,9 @@ function SequenceRunsTable({ runs, runHref }: { runs: SequenceRunView[]; runHref
             <tr key={run.id} onClick={() => navigate(runHref(run.id))} data-run={run.id}>
               <td>
                 <StatusBadge status={run.status} />
+                {ACTIVE_SEQUENCE.includes(run.status) && (
+                  <RowCancelButton label={`Cancel run ${run.id}`} busy={cancel.busy} requested={cancel.requested.has(run.id)} onCancel={() => cancel.run(run)} />
+                )}
               </td>
               <RunTimeCells run={run} now={now} openLabel={`Open run ${run.id}`} to={runHref(run.id)} />
               <td>{membersInWords(run.members)}</td>

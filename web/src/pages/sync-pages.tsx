@@ -6,6 +6,7 @@
 import { Fragment, useEffect, useRef, useState } from 'react';
 import type { Page, Sync, SyncRunView, Workspace } from '../api-types.js';
 import { api, seg } from '../api.js';
+import { RowCancelButton } from '../components/cancel-run.js';
 import { EnabledBadge, LastRun, useLastRuns, type LastRunRead } from '../components/last-run.js';
 import { ACTIVE_SYNC, OPS, SyncRunDetails, useSyncRun } from '../components/run-details.js';
 import { RunTimeCells } from '../components/run-facts.js';
@@ -343,19 +344,7 @@ function SyncRunsTable({ runs, runHref, cancel }: { runs: SyncRunView[]; runHref
                 <progress max={1} value={run.completionRatio} aria-label={`Progress of run ${run.id}`} />
               )}
               {ACTIVE_SYNC.includes(run.status) && (
-                // Waits as an ActionButton does (keeping the focus), and never opens the row's run.
-                <button
-                  type="button"
-                  className="button small danger row-action"
-                  aria-label={`Cancel run #${run.id}`}
-                  aria-disabled={cancel.busy || cancel.requested.has(run.id) || undefined}
-                  onClick={(event) => {
-                    event.stopPropagation();
-                    if (!cancel.busy && !cancel.requested.has(run.id)) cancel.run(run);
-                  }}
-                >
-                  {cancel.requested.has(run.id) ? 'Cancelling…' : 'Cancel'}
-                </button>
+                <RowCancelButton label={`Cancel run #${run.id}`} busy={cancel.busy} requested={cancel.requested.has(run.id)} onCancel={() => cancel.run(run)} />
               )}
             </td>
             <RunTimeCells run={run} now={now} openLabel={`Open sync run ${run.id}`} to={runHref(run.id)} />
