@@ -235,7 +235,7 @@ describe('a sync’s runs under way and in the queue', () => {
     expect(await page.getByRole('heading', { level: 1 }).textContent()).toBe('Accounts first');
   });
 
-  it('on a sequence’s page, a run under way and one in the queue each have a Cancel button, which asks first', async () => {
+  it('a sequence run in the queue says what it waits for; on its sequence’s page, it and the run under way each have a Cancel button, which asks first', async () => {
     release();
     const created = [
       await server.api('POST', '/api/syncs', { slug: 'accounts-to-slow-api-again', model: 'accounts', destination: 'slow-api', object: '/accounts-again', mode: 'upsert', batchSize: 1 }),
@@ -245,9 +245,17 @@ describe('a sync’s runs under way and in the queue', () => {
     holding = true;
     const running = await server.api<{ id: string }>('POST', '/api/sequences/slow/runs');
     await eventually('the run to send its first request', async () => (held.length > 0 ? true : undefined));
-    const queued = await server.api<{ id: string; status: string }>('POST', '/api/sequences/slow/runs');
+    const queued = await server.api<{ id: string; status: string; createdAt: string }>('POST', '/api/sequences/slow/runs');
     expect(queued.body.status).toBe('pending');
     try {
+      // The run in the queue says so, since when, and which run it waits for.
+      await page.goto(`${server.baseUrl}/runs/sequence/${queued.body.id}`);
+      const waiting = page.getByRole('status').filter({ hasText: 'Waiting in the queue' });
+      await waiting.waitFor();
+      const since = await page.evaluate((iso) => new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'long' }).format(Date.parse(iso)), queued.body.createdAt);
+      expect(await waiting.textContent()).toContain(since);
+      expect(await waiting.getByRole('link', { name: `run ${running.body.id.slice(0, 8)}` }).getAttribute('href')).toBe(`/runs/sequence/${running.body.id}`);
+
       await page.goto(`${server.baseUrl}/sequences/slow`);
       const runs = page.getByRole('table', { name: 'Sequence runs' });
       const cancelQueued = runs.getByRole('button', { name: `Cancel run ${queued.body.id}` });

@@ -240,10 +240,17 @@ function PhaseTable({ phases }: { phases: Partial<Record<RunPhase, number>> }) {
   );
 }
 
+/** What a sequence run waiting in the queue waits for, when the API tells: the run of its sequence under way. */
+function useSequenceRunAhead(run: SequenceRunView | undefined): SequenceRunView | undefined {
+  const path = run?.status === 'pending' && run.sequence !== null ? `/api/sequences/${seg(run.sequence)}/runs?status=running&limit=1` : null;
+  return useApi<Page<SequenceRunView>>(path, { live: true }).data?.data.find((r) => r.id !== run?.id);
+}
+
 export function SequenceRunDetails({ id, run }: { id: string; run: Resource<SequenceRunView> }) {
   const cancel = useCancelRun(`/api/sequence-runs/${seg(id)}/cancel`, run.reload);
   const resume = useResumeRun(id);
   const data = run.data;
+  const ahead = useSequenceRunAhead(data);
   const active = data ? ACTIVE_SEQUENCE.includes(data.status) : false;
   const now = useTicker(active);
 
@@ -281,6 +288,18 @@ export function SequenceRunDetails({ id, run }: { id: string; run: Resource<Sequ
               </div>
             )}
           </RunFacts>
+          {data.status === 'pending' && (
+            <div className="banner banner-info" role="status">
+              Waiting in the queue since {formatTime(data.createdAt)}
+              {ahead ? (
+                <>
+                  : it starts when <a href={href.sequenceRun(ahead.id)}>run {ahead.id.slice(0, 8)}</a> of this sequence, under way, ends.
+                </>
+              ) : (
+                '.'
+              )}
+            </div>
+          )}
           {data.terminatedBy && (
             <div className="banner banner-error" role="note">
               Terminated by <strong>{data.terminatedBy}</strong>
