@@ -372,7 +372,8 @@ ${extra}`).replace('destinations:\n', 'destinations:\n  crm: { type: salesforce,
       ]);
       expect(outcomes.map((o) => o.ok)).toEqual([true, true, false, true]);
       expect(hub.find('companies', 'external_id', 'a')?.properties).toMatchObject({ founded: '2024-05-01', renewed_at: '2024-05-01T10:15:00.000Z', active: 'true', regions: 'emea;apac' });
-      expect(hub.find('companies', 'external_id', 'b')?.properties).toMatchObject({ founded: '2024-05-01', active: 'false', regions: 'amer' });
+      // HubSpot keeps milliseconds and documents ISO 8601 in UTC or epoch milliseconds: micro-seconds are cut.
+      expect(hub.find('companies', 'external_id', 'b')?.properties).toMatchObject({ founded: '2024-05-01', renewed_at: '2024-05-01T10:15:00.123Z', active: 'false', regions: 'amer' });
       expect(reason(outcomes[2])).toBe(
         'property "founded" is a date, and 2024-05-01T15:00:00.000Z is not at midnight UTC (HubSpot keeps dates without a time) — cast it to a date in the model\'s query, or write it to a datetime property',
       );
@@ -451,9 +452,12 @@ ${extra}`).replace('destinations:\n', 'destinations:\n  crm: { type: salesforce,
         ['b@example.com', '30/06/2024', '2024-05-01T10:15Z'],
         ['c@example.com', '2024-05-01', 'soon'],
         ['d@example.com', 1714557300123, null],
+        // PostgreSQL's timestamptz text, and an ISO instant with an offset and micro-seconds.
+        ['e@example.com', null, '2024-06-30 10:00:21.862967+00'],
+        ['f@example.com', null, '2024-06-30T12:00:21.862967+02:00'],
       ];
       const outcomes = await writer.write(rows.map(([email, born, seen]) => ({ kind: 'upsert', key: [email], values: [email, born, seen] })));
-      expect(outcomes.map((o) => o.ok)).toEqual([true, false, false, false]);
+      expect(outcomes.map((o) => o.ok)).toEqual([true, false, false, false, true, true]);
       expect(reason(outcomes[1])).toBe(
         'property "born" is a date, and "30/06/2024" is not one HubSpot reads (YYYY-MM-DD, or a timestamp at midnight UTC) — turn it into a date (or null, which clears the property) in the model\'s query',
       );
@@ -463,6 +467,8 @@ ${extra}`).replace('destinations:\n', 'destinations:\n  crm: { type: salesforce,
       expect(reason(outcomes[3])).toMatch(/^property "born" is a date, and 1714557300123 is not at midnight UTC/);
       expect(hub.stats().calls['objects.batchUpsert']).toBe(1);
       expect(hub.find('contacts', 'email', 'a@example.com')?.properties).toMatchObject({ born: '1714521600000', seen_at: '1714557300123' });
+      expect(hub.find('contacts', 'email', 'e@example.com')?.properties.seen_at).toBe('2024-06-30T10:00:21.862Z');
+      expect(hub.find('contacts', 'email', 'f@example.com')?.properties.seen_at).toBe('2024-06-30T10:00:21.862Z');
     });
 
     it('a CONFLICT (an email another contact has) names the email, the other record and what to do', async () => {

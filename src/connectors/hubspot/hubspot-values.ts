@@ -7,9 +7,10 @@
  * - date: `YYYY-MM-DD`; a timestamp at midnight UTC becomes its date, one at another time is
  *   refused here (HubSpot refuses it too: "… is at 10:15:00.123 UTC, not midnight!"), and so is
  *   text that is no date;
- * - datetime: ISO-8601 with its zone; a timestamp written without a zone (`2024-05-01 10:15:00`)
- *   is UTC, as everywhere in Lockstep, and a date alone is its midnight UTC; text that is neither
- *   is refused here;
+ * - datetime: ISO-8601 in UTC to the millisecond (HubSpot keeps milliseconds, and documents ISO 8601
+ *   in UTC or epoch milliseconds: finer digits, `.862967`, are cut to `.862`); a timestamp written
+ *   without a zone (`2024-05-01 10:15:00`) is UTC, as everywhere in Lockstep, and a date alone is
+ *   its midnight UTC; text that is neither is refused here;
  * - number: a decimal number (exponent allowed), else refused here;
  * - bool: `true` / `false`, from booleans, 1/0 and their text, else refused here (HubSpot refuses
  *   other text, and for contacts upserted by email with the whole batch, which is then split);
@@ -69,10 +70,14 @@ function dateValue(property: HubSpotProperty, value: Value): HubSpotValue {
   };
 }
 
-/** A datetime: ISO-8601 in UTC, epoch milliseconds as they are; other text is refused. */
+/** A datetime: ISO-8601 in UTC to the millisecond, epoch milliseconds as they are; other text is refused. */
 function datetimeValue(property: HubSpotProperty, value: Value): HubSpotValue {
   const text = datetimeText(value).trim();
-  if (EPOCH_MS.test(text) || (ISO_INSTANT.test(text) && !Number.isNaN(Date.parse(text)))) return { text };
+  if (EPOCH_MS.test(text)) return { text };
+  if (ISO_INSTANT.test(text)) {
+    const ms = Date.parse(text);
+    if (!Number.isNaN(ms)) return { text: new Date(ms).toISOString() };
+  }
   return {
     problem: `property "${property.name}" is a datetime, and "${String(value)}" is not one HubSpot reads (an ISO 8601 timestamp with its zone, or a date) — turn it into a timestamp (or null, which clears the property) in the model's query`,
   };
