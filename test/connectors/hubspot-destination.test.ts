@@ -305,8 +305,9 @@ ${extra}`).replace('destinations:\n', 'destinations:\n  crm: { type: salesforce,
       expect(outcomes.map((o) => o.ok)).toEqual([true, true, false, true, true]);
       expect(reason(outcomes[2])).toMatch(/^VALIDATION_ERROR: .*bad-address/);
       expect(hub.records('contacts')).toHaveLength(4);
-      // Emails match without regard to case, as HubSpot matches them.
-      const again = await writer.write([{ kind: 'update', key: ['A@Example.com'], values: ['A@Example.com', 'Upper'] }]);
+      // Emails match without regard to case, as HubSpot matches them (in a later run: in this one, the key would be a twin of a@example.com).
+      const later = await destination.prepare(target);
+      const again = await later.write([{ kind: 'update', key: ['A@Example.com'], values: ['A@Example.com', 'Upper'] }]);
       expect(again[0]).toEqual({ ok: true, id: hub.find('contacts', 'email', 'a@example.com')?.id });
     });
 
@@ -490,8 +491,49 @@ ${extra}`).replace('destinations:\n', 'destinations:\n  crm: { type: salesforce,
         { kind: 'upsert', key: [''], values: ['', 'Empty'] },
       ]);
       expect(outcomes[0]?.ok).toBe(true);
-      expect(reason(outcomes[1])).toBe('email X@example.com is written by two rows of one batch: HubSpot would match both to one record');
+      expect(reason(outcomes[1])).toBe(
+        'email "X@example.com" is the same contacts record to HubSpot as "x@example.com", another row of this run, sent instead of this one: HubSpot matches emails without regard to case, so the two would write one record — give the model one row per address (e.g. lower(email) in its query, keeping one row for each)',
+      );
       expect(reason(outcomes[2])).toBe('email is empty: HubSpot matches contacts records on it');
+    });
+
+    it('of two emails that differ only in case, in different batches of a run, writes the first and rejects the other naming both', async () => {
+      const writer = await destination.prepare(contactsTarget({ keyColumns: ['email'], columns: ['email', 'firstname'], settings: { idProperty: 'email' } }));
+      const first = await writer.write([{ kind: 'upsert', key: ['ann@x.com'], values: ['ann@x.com', 'Ann'], change: 'added' }]);
+      const second = await writer.write([
+        { kind: 'upsert', key: ['Ann@X.com'], values: ['Ann@X.com', 'Annie'], change: 'added' },
+        { kind: 'upsert', key: ['bo@x.com'], values: ['bo@x.com', 'Bo'], change: 'added' },
+      ]);
+      expect(first[0]?.ok).toBe(true);
+      expect(reason(second[0])).toBe(
+        'email "Ann@X.com" is the same contacts record to HubSpot as "ann@x.com", another row of this run, sent instead of this one: HubSpot matches emails without regard to case, so the two would write one record — give the model one row per address (e.g. lower(email) in its query, keeping one row for each)',
+      );
+      expect(second[1]?.ok).toBe(true);
+      expect(hub.find('contacts', 'email', 'ann@x.com')?.properties).toMatchObject({ email: 'ann@x.com', firstname: 'Ann' });
+    });
+
+    it('rejects a new email whose twin in case this sync delivered in an earlier run, and writes one whose twin another tool made', async () => {
+      const ours = hub.seed('contacts', { email: 'ann@x.com', firstname: 'Ann' });
+      const theirs = hub.seed('contacts', { email: 'cy@x.com', firstname: 'Cy' });
+      const writer = await destination.prepare(
+        contactsTarget({ keyColumns: ['email'], columns: ['email', 'firstname'], settings: { idProperty: 'email' }, delivered: true }, { 'contacts-to-hubspot': { [encodeKey(['ann@x.com'])]: ours.id } }),
+      );
+      const outcomes = await writer.write([
+        { kind: 'upsert', key: ['Ann@X.com'], values: ['Ann@X.com', 'Annie'], change: 'added' },
+        { kind: 'upsert', key: ['CY@x.com'], values: ['CY@x.com', 'Cyril'], change: 'added' },
+      ]);
+      expect(reason(outcomes[0])).toBe(
+        `email "Ann@X.com" is the same contacts record to HubSpot as "ann@x.com", which this sync delivered to contacts record ${ours.id}; this row is sent once that key leaves the model: HubSpot matches emails without regard to case, so the two would write one record — give the model one row per address (e.g. lower(email) in its query, keeping one row for each)`,
+      );
+      expect(outcomes[1]).toEqual({ ok: true, id: theirs.id });
+      expect(hub.find('contacts', 'email', 'ann@x.com')?.properties.firstname).toBe('Ann');
+    });
+
+    it('matches a unique-value property other than a contact\'s email as written', async () => {
+      const writer = await destination.prepare(contactsTarget());
+      const first = await writer.write([op('upsert', 'k-1', ['k1@x.com', 'A'])]);
+      const second = await writer.write([op('upsert', 'K-1', ['k2@x.com', 'B'])]);
+      expect([first[0]?.ok, second[0]?.ok]).toEqual([true, true]);
     });
   });
 
@@ -1137,21 +1179,58 @@ describe('HubSpot destination in the engine', () => {
     expect(hub.stats().calls['objects.batchRead']).toBe(0);
   });
 
-  it('a mirror keyed by email keeps a contact whose email changed case, instead of archiving it as the removed key', async () => {
+  it('a mirror keyed by email keeps a contact whose email changed case, instead of archiving it as the removed key, and writes it for the new key on the next run', async () => {
     await using env = await setup({ contacts: 3, contactSync: { mode: 'mirror' } });
     const { hub, runSync, warehouse } = env;
     expect((await runSync('companies-to-hubspot')).status).toBe('success');
     expect((await runSync('contacts-to-hubspot')).status).toBe('success');
     const before = hub.find('contacts', 'email', 'p1@example.com')!;
     warehouse("update people set email = 'P1@Example.com' where email = 'p1@example.com'");
+    // The new key is the old one's twin while the old one is delivered: it waits, and the old
+    // key's removal leaves the record to it.
     const run = await runSync('contacts-to-hubspot');
-    expect(run.status).toBe('success');
-    expect(run.successfulRows).toMatchObject({ addedCount: 1, removedCount: 1 });
+    expect(run.status).toBe('warning');
+    expect(run.successfulRows).toMatchObject({ addedCount: 0, removedCount: 1 });
+    expect(run.failedRows).toMatchObject({ addedCount: 1 });
     expect(hub.find('contacts', 'email', 'p1@example.com')?.id).toBe(before.id);
+    const then = await runSync('contacts-to-hubspot');
+    expect(then.status).toBe('success');
+    expect(then.successfulRows).toMatchObject({ addedCount: 1 });
+    expect(hub.find('contacts', 'email', 'P1@Example.com')?.id).toBe(before.id);
     expect(hub.records('contacts')).toHaveLength(3);
     // The next run has nothing to send: the record is the new key's.
     const next = await runSync('contacts-to-hubspot');
     expect(next.plannedRows).toEqual({ addedCount: 0, changedCount: 0, removedCount: 0 });
+  });
+
+  it('two emails of a mirrored model that differ only in case: the one delivered keeps its contact, the other is rejected naming both until the first leaves', async () => {
+    await using env = await setup({ contacts: 3, contactSync: { mode: 'mirror' } });
+    const { hub, h, runSync, warehouse } = env;
+    expect((await runSync('companies-to-hubspot')).status).toBe('success');
+    warehouse("insert into people values ('P4@example.com', 'Twin', 1)");
+    warehouse("insert into people values ('p4@example.com', 'First', 1)");
+    const first = await runSync('contacts-to-hubspot');
+    expect(first.status).toBe('warning');
+    expect(first.successfulRows.addedCount).toBe(4);
+    const rejected = await h.app.store.listRejectedRows(first.id, 10, 0);
+    expect(rejected).toHaveLength(1);
+    const [winner, twin] = rejected[0]?.key === encodeKey(['P4@example.com']) ? ['p4@example.com', 'P4@example.com'] : ['P4@example.com', 'p4@example.com'];
+    expect(rejected[0]?.reason).toMatch(new RegExp(`^email "${twin}" is the same contacts record to HubSpot as "${winner}", another row of this run`));
+    const contact = hub.find('contacts', 'email', winner)!;
+    expect(contact.properties.email).toBe(winner);
+    // Next run: the twin meets the key delivered before, and is rejected again.
+    const second = await runSync('contacts-to-hubspot');
+    expect(second.status).toBe('warning');
+    expect((await h.app.store.listRejectedRows(second.id, 10, 0))[0]?.reason).toMatch(new RegExp(`as "${winner}", which this sync delivered to contacts record ${contact.id}`));
+    // The delivered key leaves the model: its contact is not archived, and the twin takes it over.
+    warehouse(`delete from people where email = '${winner}'`);
+    const third = await runSync('contacts-to-hubspot');
+    expect(third.successfulRows.removedCount).toBe(1);
+    expect(hub.find('contacts', 'email', winner)?.id).toBe(contact.id);
+    const fourth = await runSync('contacts-to-hubspot');
+    expect(fourth.status).toBe('success');
+    expect(hub.find('contacts', 'email', twin)?.id).toBe(contact.id);
+    expect(hub.records('contacts')).toHaveLength(4);
   });
 
   it('a 5xx is retried by the engine and the run succeeds; a 401 fails the run without the token', async () => {

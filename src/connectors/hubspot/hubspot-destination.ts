@@ -7,6 +7,10 @@
  *
  * 1. rows without an idProperty value, with one written twice in the batch, or with a value its
  *    property cannot take (hubspot-values.ts: a date that is not at midnight UTC), are refused;
+ *    so are contacts whose email differs only in case from one sent before in the run (the first
+ *    sent wins; case-twins.ts keeps them off the heap), or from the key this sync delivered to the
+ *    record HubSpot finds for a new email — HubSpot matches emails without regard to case, and
+ *    would write both to one record (other unique-value properties are matched as written);
  * 2. associations: each row's parent ids are looked up in the ids the parent syncs recorded; a row
  *    whose parent has not been delivered yet is refused without being sent, and sent again on the
  *    next run (it stays out of the snapshot), so a record never reaches HubSpot without its parents;
@@ -25,7 +29,8 @@
  *    written, and is written again with its association on the next run);
  * 6. deletes: `batch/archive` of the ids this sync recorded, or of the records found by idProperty
  *    when none is recorded; a record already gone counts as deleted, and one this run wrote for
- *    another key (an email whose case changed) is left to that key.
+ *    another key, or that a twin of the key rejected in this run waits for (an email whose case
+ *    changed), is left to that key.
  */
 import { distance } from 'fastest-levenshtein';
 import { withBackoff, type BackoffPolicy } from '../../core/backoff.js';
@@ -35,6 +40,7 @@ import { splitHint } from '../../core/hints.js';
 import { encodeKey, lookupKeys } from '../../core/keys.js';
 import type { ApiUsage } from '../../core/runs.js';
 import type { Clock, Destination, DestinationWriter, RowOutcome, Value, WriteOperation, WriteTarget } from '../../core/ports.js';
+import { CaseTwins } from '../case-twins.js';
 import { hubspotValue } from './hubspot-values.js';
 import { HubSpotClient, type HubSpotBatchAnswer, type HubSpotError, type HubSpotObject, type HubSpotProperty } from './hubspot-client.js';
 import {
@@ -70,6 +76,8 @@ export class HubSpotDestination implements Destination {
   readonly capabilities = HUBSPOT_CAPABILITIES;
   /** Properties per object, read once per connection. */
   private readonly properties = new Map<string, Promise<HubSpotProperty[]>>();
+  /** The case twins of the writers prepared on this connection (one run's), closed with it. */
+  private readonly caseTwins: CaseTwins[] = [];
 
   constructor(private readonly options: HubSpotDestinationOptions) {}
 
@@ -133,7 +141,14 @@ export class HubSpotDestination implements Destination {
       uniqueColumns: propertyColumns.filter(({ property }) => property.hasUniqueValue === true || (standardObject(target.object) === 'contacts' && property.name === 'email')),
       associations,
       concurrentWrites: this.options.concurrency,
+      caseTwins: this.track(new CaseTwins()),
     });
+  }
+
+  /** Keeps a writer's case twins until the connection closes (a writer has no end of its own). */
+  private track(twins: CaseTwins): CaseTwins {
+    this.caseTwins.push(twins);
+    return twins;
   }
 
   /** The portal's daily API budget HubSpot reported last, and the calls this connection made. */
@@ -142,6 +157,7 @@ export class HubSpotDestination implements Destination {
   }
 
   async close(): Promise<void> {
+    for (const twins of this.caseTwins.splice(0)) twins.close();
     await this.options.client.close();
   }
 
@@ -324,6 +340,8 @@ interface WriterOptions {
   uniqueColumns: PropertyColumn[];
   associations: Association[];
   concurrentWrites: number;
+  /** The idProperty values sent in this run, when HubSpot matches them without regard to case. */
+  caseTwins: CaseTwins;
 }
 
 /** An insert, upsert or update on its way through a batch's steps. */
@@ -353,8 +371,16 @@ interface PendingDelete {
 class HubSpotWriter implements DestinationWriter {
   readonly concurrentWrites: number;
   private readonly objectPath: string;
-  /** Emails are matched without regard to case, as HubSpot matches them. */
+  /**
+   * Contacts' emails are matched without regard to case, as HubSpot matches them; its docs say
+   * nothing of the kind for other unique-value properties, which are matched as written.
+   */
   private readonly caseless: boolean;
+  /**
+   * Records of a key this sync delivered that a twin of it, rejected in this run, waits for: a
+   * delete of that key (its case changed in the model) leaves the record to the twin.
+   */
+  private readonly awaited = new Map<string, string>();
   /**
    * Records this writer wrote in this run, with the idProperty value each was written for. A delete
    * of another value that finds one of them is of a key that now names the same record another way
@@ -366,7 +392,7 @@ class HubSpotWriter implements DestinationWriter {
   constructor(private readonly options: WriterOptions) {
     this.concurrentWrites = options.concurrentWrites;
     this.objectPath = `/crm/v3/objects/${encodeURIComponent(options.target.object)}`;
-    this.caseless = options.idProperty === 'email';
+    this.caseless = standardObject(options.target.object) === 'contacts' && options.idProperty === 'email';
   }
 
   async write(batch: WriteOperation[]): Promise<RowOutcome[]> {
@@ -375,7 +401,8 @@ class HubSpotWriter implements DestinationWriter {
     const { idProperty, idColumn, target } = this.options;
     const writes: PendingRow[] = [];
     const deletes: PendingDelete[] = [];
-    const seen = new Set<string>();
+    /** The batch's idProperty values, as HubSpot matches them → as the first row wrote them. */
+    const seen = new Map<string, string>();
     batch.forEach((op, index) => {
       switch (op.kind) {
         case 'delete':
@@ -390,8 +417,12 @@ class HubSpotWriter implements DestinationWriter {
             return;
           }
           const id = String(value);
-          if (seen.has(this.normalise(id))) {
-            refuse(index, `${idProperty} ${id} is written by two rows of one batch: HubSpot would match both to one record`);
+          const first = seen.get(this.normalise(id));
+          if (first !== undefined) {
+            refuse(
+              index,
+              first === id ? `${idProperty} ${id} is written by two rows of one batch: HubSpot would match both to one record` : this.twinReason(id, first, 'another row of this run, sent instead of this one'),
+            );
             return;
           }
           const properties = this.properties(op.values);
@@ -399,7 +430,7 @@ class HubSpotWriter implements DestinationWriter {
             refuse(index, properties);
             return;
           }
-          seen.add(this.normalise(id));
+          seen.set(this.normalise(id), id);
           writes.push({ index, op, id, properties, parents: [] });
           return;
         }
@@ -408,7 +439,7 @@ class HubSpotWriter implements DestinationWriter {
       }
     });
 
-    let ready = writes;
+    let ready = this.caseless && writes.length > 0 ? await this.withoutCaseTwins(writes, refuse) : writes;
     if (ready.length > 0 && this.options.associations.length > 0) ready = await this.resolveParents(ready, refuse);
     const updates = ready.filter((row) => row.op.kind === 'update');
     if (updates.length > 0) {
@@ -430,6 +461,51 @@ class HubSpotWriter implements DestinationWriter {
     }
     if (deletes.length > 0) await this.remove(deletes, outcomes);
     return outcomes.map((outcome) => outcome ?? { ok: false, reason: 'HubSpot answered nothing for this row; it is sent again', retryable: true });
+  }
+
+  /**
+   * The rows whose email is not another key's in all but case; the others are refused, as HubSpot
+   * would write both to one record. The other key was sent earlier in this run (the first sent
+   * wins), or was delivered by this sync in an earlier run to the record HubSpot finds for a new
+   * key's email (one `batch/read` per batch with new keys, once the sync has delivered).
+   */
+  private async withoutCaseTwins(rows: PendingRow[], refuse: (index: number, reason: string) => void): Promise<PendingRow[]> {
+    const { target, sync } = this.options;
+    const firsts = this.options.caseTwins.claim(rows.map((row) => row.id));
+    const twinned = new Set<PendingRow>();
+    rows.forEach((row, n) => {
+      const first = firsts.get(n);
+      if (first === undefined) return;
+      twinned.add(row);
+      refuse(row.index, this.twinReason(row.id, first, 'another row of this run, sent instead of this one'));
+    });
+    const fresh = rows.filter((row) => !twinned.has(row) && row.op.change === 'added');
+    if (fresh.length > 0 && target.delivered !== false && target.recordIds) {
+      const records = await this.recordsByIdProperty(fresh.map((row) => row.id));
+      const held = new Map(records.map((record) => [this.normalise(record.value), record]));
+      const candidates = fresh.flatMap((row) => {
+        const record = held.get(this.normalise(row.id));
+        return record && record.value !== row.id ? [{ row, record }] : [];
+      });
+      if (candidates.length > 0) {
+        const recorded = await target.recordIds(sync, candidates.map(({ record }) => encodeKey([record.value])));
+        for (const { row, record } of candidates) {
+          if (recorded.get(encodeKey([record.value])) !== record.id) continue;
+          twinned.add(row);
+          this.awaited.set(record.id, row.id);
+          refuse(row.index, this.twinReason(row.id, record.value, `which this sync delivered to ${target.object} record ${record.id}; this row is sent once that key leaves the model`));
+        }
+      }
+    }
+    return twinned.size === 0 ? rows : rows.filter((row) => !twinned.has(row));
+  }
+
+  private twinReason(id: string, other: string, which: string): string {
+    const { idProperty, target } = this.options;
+    return (
+      `${idProperty} "${id}" is the same ${target.object} record to HubSpot as "${other}", ${which}: HubSpot matches emails without regard to case, ` +
+      `so the two would write one record — give the model one row per address (e.g. lower(${idProperty}) in its query, keeping one row for each)`
+    );
   }
 
   /** Rows with their parents' ids; rows whose parent has no recorded id yet are refused. */
@@ -689,7 +765,8 @@ class HubSpotWriter implements DestinationWriter {
       for (const row of unknown) row.recordId = found.get(this.normalise(String(row.op.key[0])));
     }
     const takenOver = (row: PendingDelete) => {
-      const writtenFor = row.recordId === undefined ? undefined : this.writtenIds.get(row.recordId);
+      if (row.recordId === undefined) return false;
+      const writtenFor = this.writtenIds.get(row.recordId) ?? this.awaited.get(row.recordId);
       return writtenFor !== undefined && writtenFor !== String(row.op.key[0]);
     };
     const archived = rows.filter((row) => row.recordId !== undefined && !takenOver(row));
@@ -704,8 +781,15 @@ class HubSpotWriter implements DestinationWriter {
 
   /** Record ids by normalised idProperty value, for the values that have a record. */
   private async readByIdProperty(values: string[]): Promise<Map<string, string>> {
-    const { client, target, idProperty } = this.options;
     const found = new Map<string, string>();
+    for (const { id, value } of await this.recordsByIdProperty(values)) found.set(this.normalise(value), id);
+    return found;
+  }
+
+  /** The records HubSpot finds for `values` of idProperty, with the value each holds. */
+  private async recordsByIdProperty(values: string[]): Promise<Array<{ id: string; value: string }>> {
+    const { client, target, idProperty } = this.options;
+    const found: Array<{ id: string; value: string }> = [];
     for (let start = 0; start < values.length; start += BATCH_LIMIT) {
       const inputs = values.slice(start, start + BATCH_LIMIT).map((id) => ({ id }));
       const what = `reading ${target.object} by ${idProperty}`;
@@ -715,7 +799,7 @@ class HubSpotWriter implements DestinationWriter {
       if (!Array.isArray(body?.results)) throw unexpected(what, answer.body);
       for (const result of body.results) {
         const value = result.properties?.[idProperty];
-        if (typeof value === 'string' && result.id !== undefined) found.set(this.normalise(value), String(result.id));
+        if (typeof value === 'string' && result.id !== undefined) found.push({ id: String(result.id), value });
       }
     }
     return found;
