@@ -22,7 +22,7 @@
  *   keys that differ only in case, the first sent in a run is written and the other rejected,
  *   naming both; a new key whose twin this sync delivered before is rejected too (caseTwins), as
  *   Salesforce would write it over that record. The keys a run sent are held in memory up to a
- *   bound, and past it in a temporary file (salesforce-case-twins.ts).
+ *   bound, and past it in a temporary file (../case-twins.ts).
  * - Fields Salesforce sets only on create (createable, not updateable) are left out of the
  *   records of changed rows, which Salesforce would refuse whole.
  * - Deletes (`DELETE composite/sobjects?ids=…&allOrNone=false`, 200 ids a call) use the ids this
@@ -35,7 +35,7 @@ import { ErrorCode, LockstepError } from '../../core/errors.js';
 import { encodeKey } from '../../core/keys.js';
 import type { ApiUsage } from '../../core/runs.js';
 import type { Destination, DestinationWriter, Logger, RowOutcome, Value, WriteOperation, WriteTarget } from '../../core/ports.js';
-import { CaseTwins } from './salesforce-case-twins.js';
+import { CaseTwins } from '../case-twins.js';
 import { BulkIngest, RETRYABLE_RECORD_CODES, csvLine, recordErrorReason } from './salesforce-bulk.js';
 import { SalesforceClient, isRecord, type SalesforceAnswer, type SalesforceRequest } from './salesforce-client.js';
 import {

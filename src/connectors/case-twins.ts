@@ -1,19 +1,20 @@
 /**
- * The external ids a run sent to a field that matches them without regard to case, each under its
- * lowercased text with the text first sent: a later key with the same lowercased text and another
- * text is its twin, and the first one sent wins.
+ * Keys that differ only in case, for destinations that match a key without regard to case
+ * (Salesforce's case-insensitive external ids, HubSpot's contact emails): two such keys write one
+ * record, so the first sent in a run wins and a later one with the same lowercased text and another
+ * text is its twin, rejected naming it.
  *
  * Memory is bounded whatever the model's size: keys are held in a Map up to `budgetBytes` (about
  * 100 bytes per key of 10 characters, estimated at 2 bytes a character); past it, new keys go to a
  * private temporary SQLite database, on disk, whose page cache is held to CACHE_BYTES. A run thus
  * holds at most `budgetBytes` + CACHE_BYTES for them. SQLite makes the file in its temporary
- * folder (SQLITE_TMPDIR or TMPDIR, else /var/tmp or /tmp) and, on Unix, unlinks it as soon as it opens it, so nothing is left behind. Every
- * lookup compares the keys' whole text, in memory or on disk (no fingerprint, so no twin on a
- * hash's collision), and none calls Salesforce.
+ * folder (SQLITE_TMPDIR or TMPDIR, else /var/tmp or /tmp) and, on Unix, unlinks it as soon as it
+ * opens it, so nothing is left behind. Every lookup compares the keys' whole text, in memory or on
+ * disk (no fingerprint, so no twin on a hash's collision), and none calls the destination.
  */
 import Database from 'better-sqlite3';
-import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
-import type { SqliteConstructor, SqliteDatabase, SqliteStatement } from '../sql.js';
+import { ErrorCode, LockstepError, toError } from '../core/errors.js';
+import type { SqliteConstructor, SqliteDatabase, SqliteStatement } from './sql.js';
 
 const SqliteDatabaseClass = Database as unknown as SqliteConstructor;
 
@@ -96,11 +97,27 @@ export class CaseTwins {
       if (began && this.db?.inTransaction) this.db.exec('rollback');
       throw new LockstepError(
         ErrorCode.Internal,
-        `could not keep the external ids this run sent past ${Math.round(this.budgetBytes / 1024)} KiB in a temporary SQLite file (${TEMP_FOLDER}): ${error.message} — free space there, or set TMPDIR to a folder with room`,
+        `could not keep the keys this run sent past ${Math.round(this.budgetBytes / 1024)} KiB in a temporary SQLite file (${TEMP_FOLDER}): ${error.message} — free space there, or set TMPDIR to a folder with room`,
         { cause: error },
       );
     }
     return out;
+  }
+
+  /**
+   * Records each of `texts` as sent, unless a key that differs from it only in case was sent
+   * before (in this run, or earlier in `texts`): those are answered, by their place in `texts`,
+   * with the text sent first. Texts without a letter have no twin and are not kept.
+   */
+  claim(texts: readonly string[]): Map<number, string> {
+    const twins = new Map<number, string>();
+    const cased = texts.flatMap((text, i) => (text.toLowerCase() === text.toUpperCase() ? [] : [i]));
+    if (cased.length === 0) return twins;
+    const firsts = this.firsts(cased.map((i) => texts[i] as string));
+    cased.forEach((i, n) => {
+      if (firsts[n] !== texts[i]) twins.set(i, firsts[n] as string);
+    });
+    return twins;
   }
 
   /** Removes the temporary file, if there is one (the set answers nothing after). */
