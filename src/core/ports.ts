@@ -348,6 +348,13 @@ export interface DestinationWriter {
    * cannot be written: `retryable` for transient failures, otherwise fatal.
    */
   write(batch: WriteOperation[]): Promise<RowOutcome[]>;
+  /**
+   * Why the destination would refuse an insert, upsert or update without sending it (a value its
+   * field cannot take, an empty key it matches on), or null. A dry run calls it so that its plan
+   * shows such rows as rejected, with the reason a run would give (default: a dry run sends none
+   * to be checked, and shows them as planned).
+   */
+  check?(op: WriteOperation): string | null;
 }
 
 /** A connection to a system that syncs write to. */

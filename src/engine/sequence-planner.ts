@@ -11,7 +11,9 @@
  * with the planner in the warehouse opens it as a dry run (WarehousePlannerAccess.open): it only
  * reads, and its commits and finish do nothing.
  *
- * What a plan cannot know: rows the destination itself would refuse (a constraint, a 4xx). A
+ * What a plan cannot know: rows the destination itself would refuse (a constraint, a 4xx), but
+ * for those its writer refuses before sending (`check`: a value a field cannot take), which the
+ * plan shows rejected with the writer's reason. A
  * child's lookup of a parent key counts as found when the parent has an id recorded, or when the
  * parent member planned to deliver that key earlier in this plan.
  */
@@ -257,9 +259,9 @@ class PlanRecorder {
       capabilities: real.capabilities,
       close: () => real.close(),
       prepare: async (target) => {
-        await real.prepare(target);
+        const writer = await real.prepare(target);
         this.target = target;
-        return this.writer(target);
+        return this.writer(target, writer);
       },
     };
   }
@@ -318,12 +320,18 @@ class PlanRecorder {
     }
   }
 
-  private writer(target: WriteTarget): DestinationWriter {
+  /** A writer that sends nothing: rows the real writer refuses before sending (`check`) are rejected with its reason, the others delivered. */
+  private writer(target: WriteTarget, real: DestinationWriter): DestinationWriter {
     return {
       concurrentWrites: 1,
       write: async (batch: WriteOperation[]): Promise<RowOutcome[]> => {
         const upserts: WriteOperation[] = [];
-        for (const op of batch) {
+        const outcomes: RowOutcome[] = batch.map((op) => {
+          const reason = op.kind === 'delete' ? null : (real.check?.(op) ?? null);
+          return reason === null ? { ok: true } : { ok: false, reason };
+        });
+        for (const [n, op] of batch.entries()) {
+          if (!(outcomes[n] as RowOutcome).ok) continue;
           const k = this.retriedKeys.size > 0 || this.keep !== null ? encodeKey(op.key) : '';
           if (this.retriedKeys.has(k)) this.retried++;
           if (op.kind === 'delete') {
@@ -334,7 +342,7 @@ class PlanRecorder {
           upserts.push(op);
         }
         await this.sample(target, upserts);
-        return batch.map(() => ({ ok: true }));
+        return outcomes;
       },
     };
   }

@@ -25,7 +25,7 @@ import type { SyncDef } from '../../src/core/workspace.js';
 import { loadWorkspace } from '../../src/workspace/load-workspace.js';
 import { member, model, sequence, source, sync, workspace } from '../helpers/definitions.js';
 import { sqlite, startHarness, tempDir } from '../helpers/harness.js';
-import { HUBSPOT_FAULTS, startHubSpotStandIn, type HubSpotStandIn, type HubSpotStandInOptions } from '../standins/hubspot-standin.js';
+import { DEFAULT_HUBSPOT_SCHEMA, HUBSPOT_FAULTS, startHubSpotStandIn, type HubSpotStandIn, type HubSpotStandInOptions } from '../standins/hubspot-standin.js';
 
 const TOKEN = 'pat-na1-0b5e3c1d-secret-token';
 
@@ -1028,8 +1028,8 @@ ${extra}`).replace('destinations:\n', 'destinations:\n  crm: { type: salesforce,
 // In the engine: a SQLite warehouse, the stand-in as the CRM
 
 describe('HubSpot destination in the engine', () => {
-  async function setup(options: { contacts?: number; companies?: number; contactSync?: Partial<SyncDef> } = {}) {
-    const hub = await startHubSpotStandIn({ token: TOKEN });
+  async function setup(options: { contacts?: number; companies?: number; contactSync?: Partial<SyncDef>; schema?: HubSpotStandInOptions['schema'] } = {}) {
+    const hub = await startHubSpotStandIn({ token: TOKEN, schema: options.schema });
     const dir = tempDir();
     const companies = options.companies ?? 2;
     const contacts = options.contacts ?? 3;
@@ -1231,6 +1231,30 @@ describe('HubSpot destination in the engine', () => {
     expect(fourth.status).toBe('success');
     expect(hub.find('contacts', 'email', twin)?.id).toBe(contact.id);
     expect(hub.records('contacts')).toHaveLength(4);
+  });
+
+  it('sequence plan shows a row the destination would refuse before sending (a label for an option\'s value) as rejected, with the reason', async () => {
+    const options = [
+      { value: 'Person 1', label: 'Person 1' },
+      { value: 'person_2', label: 'Person 2' },
+      { value: 'Person 3', label: 'Person 3' },
+    ];
+    const contacts = DEFAULT_HUBSPOT_SCHEMA.contacts!.map((p) => (p.name === 'firstname' ? { ...p, type: 'enumeration' as const, fieldType: 'select' as const, options } : p));
+    await using env = await setup({ schema: { ...DEFAULT_HUBSPOT_SCHEMA, contacts } });
+    const { hub, h } = env;
+    const plan = await h.app.planner.plan('crm', { samples: 5 });
+    const member = plan.members.find((m) => m.sync === 'contacts-to-hubspot')!;
+    expect(member).toMatchObject({ status: 'planned', added: 3, rejected: 1 });
+    expect(member.samples.rejected).toEqual([
+      {
+        key: encodeKey(['p2@example.com']),
+        op: 'added',
+        reason:
+          'property "firstname" takes one of Person 1, person_2, Person 3; "Person 2" is not one of them ("Person 2" is the label of option "person_2": send the value) — map the model\'s values to these options in its query, or add the option in HubSpot',
+      },
+    ]);
+    expect(member.samples.added.map((s) => s.key)).toEqual([['p1@example.com'], ['p3@example.com']]);
+    expect(hub.records('contacts')).toHaveLength(0);
   });
 
   it('a 5xx is retried by the engine and the run succeeds; a 401 fails the run without the token', async () => {

@@ -463,6 +463,16 @@ class HubSpotWriter implements DestinationWriter {
     return outcomes.map((outcome) => outcome ?? { ok: false, reason: 'HubSpot answered nothing for this row; it is sent again', retryable: true });
   }
 
+  /** The reason step 1 refuses a row for on its own (an empty idProperty, a value its property cannot take), without sending it. */
+  check(op: WriteOperation): string | null {
+    if (op.kind === 'delete') return null;
+    const { idProperty, idColumn, target } = this.options;
+    const value = op.values[idColumn] ?? null;
+    if (value === null || String(value).trim() === '') return `${idProperty} is empty: HubSpot matches ${target.object} records on it`;
+    const properties = this.properties(op.values);
+    return typeof properties === 'string' ? properties : null;
+  }
+
   /**
    * The rows whose email is not another key's in all but case; the others are refused, as HubSpot
    * would write both to one record. The other key was sent earlier in this run (the first sent
