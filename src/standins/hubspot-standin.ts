@@ -1154,7 +1154,11 @@ function parseAssociationInputs(ctx: Context, from: ObjectModel, to: ObjectModel
   return inputs;
 }
 
-function batchCreateAssociations(ctx: Context, fromSegment: string, toSegment: string, body: unknown): Reply {
+/**
+ * What every v4 association batch checks first: both object types known, an `inputs` array, and
+ * at most ASSOCIATION_BATCH_LIMIT of them; the refusal HubSpot answers otherwise.
+ */
+function associationBatch(ctx: Context, fromSegment: string, toSegment: string, body: unknown): { from: ObjectModel; to: ObjectModel; raw: unknown[] } | Reply {
   const from = ctx.portal.object(fromSegment);
   if (!from) return unknownObjectType(fromSegment);
   const to = ctx.portal.object(toSegment);
@@ -1163,6 +1167,13 @@ function batchCreateAssociations(ctx: Context, fromSegment: string, toSegment: s
   if (!Array.isArray(raw)) return raw;
   ctx.noteInputs(raw.length);
   if (raw.length > ASSOCIATION_BATCH_LIMIT) return tooManyInputs(raw.length, ASSOCIATION_BATCH_LIMIT);
+  return { from, to, raw };
+}
+
+function batchCreateAssociations(ctx: Context, fromSegment: string, toSegment: string, body: unknown): Reply {
+  const batch = associationBatch(ctx, fromSegment, toSegment, body);
+  if (!('raw' in batch)) return batch;
+  const { from, to, raw } = batch;
   const inputs = parseAssociationInputs(ctx, from, to, raw);
   if (!Array.isArray(inputs)) return inputs;
 
@@ -1196,14 +1207,9 @@ function batchCreateAssociations(ctx: Context, fromSegment: string, toSegment: s
  * that object are left out of `results`.
  */
 function batchReadAssociations(ctx: Context, fromSegment: string, toSegment: string, body: unknown): Reply {
-  const from = ctx.portal.object(fromSegment);
-  if (!from) return unknownObjectType(fromSegment);
-  const to = ctx.portal.object(toSegment);
-  if (!to) return unknownObjectType(toSegment);
-  const raw = requireInputs(body);
-  if (!Array.isArray(raw)) return raw;
-  ctx.noteInputs(raw.length);
-  if (raw.length > ASSOCIATION_BATCH_LIMIT) return tooManyInputs(raw.length, ASSOCIATION_BATCH_LIMIT);
+  const batch = associationBatch(ctx, fromSegment, toSegment, body);
+  if (!('raw' in batch)) return batch;
+  const { from, to, raw } = batch;
   const ids: string[] = [];
   for (const item of raw) {
     const id = isObject(item) ? idOf(item.id) : undefined;
@@ -1237,14 +1243,9 @@ function batchReadAssociations(ctx: Context, fromSegment: string, toSegment: str
  * the unlabeled type. Both answer 204 with no body; a pair that is not associated is left as it is.
  */
 function batchArchiveAssociations(ctx: Context, fromSegment: string, toSegment: string, body: unknown, labels: boolean): Reply {
-  const from = ctx.portal.object(fromSegment);
-  if (!from) return unknownObjectType(fromSegment);
-  const to = ctx.portal.object(toSegment);
-  if (!to) return unknownObjectType(toSegment);
-  const raw = requireInputs(body);
-  if (!Array.isArray(raw)) return raw;
-  ctx.noteInputs(raw.length);
-  if (raw.length > ASSOCIATION_BATCH_LIMIT) return tooManyInputs(raw.length, ASSOCIATION_BATCH_LIMIT);
+  const batch = associationBatch(ctx, fromSegment, toSegment, body);
+  if (!('raw' in batch)) return batch;
+  const { from, to, raw } = batch;
   if (labels) {
     const inputs = parseAssociationInputs(ctx, from, to, raw);
     if (!Array.isArray(inputs)) return inputs;
