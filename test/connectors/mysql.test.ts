@@ -867,6 +867,40 @@ describe('MysqlDestination', () => {
     }
   });
 
+  it('fails a batch the server rolled back to end a deadlock with another session with a message naming it and where to read it, and writes it once that session is done', async () => {
+    const url = await createTestMysqlDatabase('destination_deadlock');
+    await mysqlSql(url, `create table deadlocked (id int primary key, name varchar(20)); ${seriesInsert('deadlocked', 40)}`);
+    const destination = await MysqlDestination.connect({ url });
+    const other = await mysql.createConnection({ uri: url });
+    try {
+      const writer = await destination.prepare({ object: 'deadlocked', keyColumns: ['id'], columns: ['id', 'name'] });
+      // The other session changes more rows than the batch (so the server picks the batch to roll
+      // back), row 2 among them; the batch deletes row 1, then waits on row 2.
+      await other.query('start transaction');
+      await other.query("update deadlocked set name = 'other' where id >= 2");
+      const writing = writer.write([1, 2].map((id) => ({ kind: 'delete' as const, key: [id], values: [] }))).then(
+        () => null,
+        (thrown: unknown) => thrown as LockstepError,
+      );
+      const waiting = async () =>
+        (await mysqlSql(url, "select trx_id from information_schema.innodb_trx where trx_state = 'LOCK WAIT' and trx_query like 'delete from %deadlocked%'")).length;
+      for (let attempt = 0; attempt < 200 && (await waiting()) === 0; attempt++) await new Promise((resolve) => setTimeout(resolve, 25));
+      // The other session now waits on row 1: each waits on the other.
+      await other.query("update deadlocked set name = 'other' where id = 1");
+      const error = await writing;
+      expect(error).toMatchObject({ code: ErrorCode.Transient, retryable: true });
+      expect(error?.message).toMatch(
+        /^writing to "deadlocked" in destination MySQL at .* failed: Deadlock found when trying to get lock; try restarting transaction — the batch and another session writing the same rows each waited on rows the other had locked \(a deadlock\), and the server rolled the batch back — SHOW ENGINE INNODB STATUS shows both sessions' statements under LATEST DETECTED DEADLOCK: find that other writer, and run the sync when it is done$/,
+      );
+      await other.query('commit');
+      expect(await writer.write([1, 2].map((id) => ({ kind: 'delete' as const, key: [id], values: [] })))).toEqual([{ ok: true }, { ok: true }]);
+      expect(await mysqlSql(url, 'select count(*) as n, min(id) as first from deadlocked')).toEqual([{ n: '38', first: 3 }]);
+    } finally {
+      await other.end();
+      await destination.close();
+    }
+  });
+
   it('sorts MySQL and MariaDB failures: deadlocks and lock wait timeouts transient, rule breaks per row, access fatal', () => {
     const error = (errno: number, sqlState: string, code = '') => Object.assign(new Error('x'), { errno, sqlState, code });
     expect(classifyMysqlError(error(1213, '40001', 'ER_LOCK_DEADLOCK'))).toBe(MysqlFailure.Transient);

@@ -354,6 +354,8 @@ const TEXT_TYPES = new Set(['char', 'varchar', 'tinytext', 'text', 'mediumtext',
 const BINARY_TYPES = new Set(['binary', 'varbinary', 'tinyblob', 'blob', 'mediumblob', 'longblob']);
 /** ER_LOCK_WAIT_TIMEOUT: the batch waited too long on rows another session holds. */
 const LOCK_WAIT_TIMEOUT = 1205;
+/** ER_LOCK_DEADLOCK: the batch and another session each waited on rows the other held; the server rolled the batch back. */
+const LOCK_DEADLOCK = 1213;
 
 /** `name@host`, as CURRENT_USER() answers, as GRANT spells an account: 'name'@'host'. */
 function accountOf(user: string | null | undefined): string {
@@ -1086,10 +1088,15 @@ class MysqlWriter implements DestinationWriter {
     switch (classifyMysqlError(error)) {
       case MysqlFailure.Transient: {
         // Rows another session holds: retrying helps only once it lets go, so the message says where to look.
-        const hint =
-          errno === LOCK_WAIT_TIMEOUT
-            ? "another session holds locks on rows of the table for longer than the server's innodb_lock_wait_timeout — find its transaction (select * from information_schema.innodb_trx) and end it, or run the sync when it is done"
-            : 'the batch can be retried';
+        let hint = 'the batch can be retried';
+        if (errno === LOCK_WAIT_TIMEOUT) {
+          hint =
+            "another session holds locks on rows of the table for longer than the server's innodb_lock_wait_timeout — find its transaction (select * from information_schema.innodb_trx) and end it, or run the sync when it is done";
+        } else if (errno === LOCK_DEADLOCK) {
+          hint =
+            'the batch and another session writing the same rows each waited on rows the other had locked (a deadlock), and the server rolled the batch back — ' +
+            "SHOW ENGINE INNODB STATUS shows both sessions' statements under LATEST DETECTED DEADLOCK: find that other writer, and run the sync when it is done";
+        }
         return new LockstepError(ErrorCode.Transient, `writing to "${this.target.object}" in ${where} failed: ${error.message} — ${hint}`, { cause: error });
       }
       case MysqlFailure.Connection:
