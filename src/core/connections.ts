@@ -430,3 +430,27 @@ export function postgresTlsHint(message: string, url: string): string | null {
   }
   return null;
 }
+
+/** The sslmodes the driver takes as verify-full (see postgresDriverUrl). */
+const CHECKED_SSL_MODES = new Set(['prefer', 'require', 'verify-ca']);
+
+/**
+ * `url` as the PostgreSQL driver is given it: sslmode=prefer, require and verify-ca written as
+ * verify-full, which is what the driver does with them. Said outright, the driver prints no warning
+ * into the logs that they will mean libpq's (weaker) modes in its next major version, and the
+ * certificate stays checked as the README says whatever version is installed. A URL that asks for
+ * libpq's meanings (uselibpqcompat=true) stays as written.
+ */
+export function postgresDriverUrl(url: string): string {
+  const match = /^([^?#]*)(\?[^#]*)(#.*)?$/.exec(url);
+  if (!match) return url;
+  const [, base = '', query, fragment = ''] = match;
+  const names = (query ?? '').slice(1).split('&').map((pair) => decodedParameter(pair.split('=')[0] ?? ''));
+  if (names.includes('uselibpqcompat')) return url;
+  const params = mapQueryPairs(query, (pair) => {
+    const at = pair.indexOf('=');
+    if (at < 0 || decodedParameter(pair.slice(0, at)) !== 'sslmode') return pair;
+    return CHECKED_SSL_MODES.has(decodedParameter(pair.slice(at + 1))) ? `${pair.slice(0, at)}=verify-full` : pair;
+  });
+  return `${base}${params}${fragment}`;
+}

@@ -26,6 +26,7 @@ import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
+import { postgresDriverUrl } from '../core/connections.js';
 import { ErrorCode, LockstepError, toError } from '../core/errors.js';
 import { TERMINAL_SEQUENCE_RUN_STATUSES, TERMINAL_SYNC_RUN_STATUSES } from '../core/runs.js';
 import { SEALED_PREFIX, SecretBox, parseSecretKey, type SecretKeys } from '../core/secrets.js';
@@ -434,7 +435,7 @@ function copyOrder(tables: Map<string, TargetTable>): TargetTable[] {
 }
 
 async function connect(url: string, where: string, application = 'lockstep store migrate'): Promise<pg.Client> {
-  const client = new pg.Client({ connectionString: url, application_name: application, connectionTimeoutMillis: WAIT_MS });
+  const client = new pg.Client({ connectionString: postgresDriverUrl(url), application_name: application, connectionTimeoutMillis: WAIT_MS });
   // A connection lost mid-copy fails the statement in flight; without a listener the process would die.
   client.on('error', () => undefined);
   try {

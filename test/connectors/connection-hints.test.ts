@@ -8,7 +8,7 @@ import { createConnectorRegistry } from '../../src/app.js';
 import { resolveConnection } from '../../src/core/connector-registry.js';
 import { mysqlConnectionHint } from '../../src/connectors/mysql/mysql-client.js';
 import { postgresConnectionHint } from '../../src/connectors/sql.js';
-import { postgresTlsHint } from '../../src/core/connections.js';
+import { postgresDriverUrl, postgresTlsHint } from '../../src/core/connections.js';
 import { PostgresAuditLog } from '../../src/connectors/postgres/postgres-audit-log.js';
 import { PostgresStore } from '../../src/store/postgres/postgres-store.js';
 import { createTestDatabase } from '../helpers/postgres.js';
@@ -59,6 +59,48 @@ describe('PostgreSQL connection hints', () => {
     expect(auditLog?.message).toContain(`${hint} in the connection URL`);
     expect(store?.message).toMatch(/^store PostgreSQL at .* cannot be reached: /);
     expect(store?.message).toContain(`${hint} in the store URL`);
+  });
+});
+
+describe('TLS modes of a PostgreSQL URL', () => {
+  it('asks for TLS under sslmode=prefer, require and verify-ca, checking the certificate, with no warning of the driver printed into the logs', async () => {
+    // The driver warns once per process, on stderr, that these modes will mean libpq's in its next major version.
+    const warnings: string[] = [];
+    const listener = (warning: Error) => warnings.push(warning.message);
+    process.on('warning', listener);
+    const base = await createTestDatabase('lockstep_tlsmodes');
+    const registry = createConnectorRegistry();
+    const failure = (opening: Promise<unknown>) =>
+      opening.then(
+        () => null,
+        (thrown: unknown) => thrown as Error,
+      );
+    try {
+      for (const mode of ['prefer', 'require', 'verify-ca']) {
+        const url = `${base}?sslmode=${mode}&application_name=lockstep-tls`;
+        const def = { slug: 'warehouse', type: 'postgres', settings: { url } };
+        // The test server takes no TLS: each one fails, none falls back to a plain connection.
+        const noTls = /the server does not take TLS connections/;
+        expect((await failure(registry.openSource(resolveConnection(def, 'source', '/tmp', {}))))?.message).toMatch(noTls);
+        expect((await failure(registry.openDestination(resolveConnection(def, 'destination', '/tmp', {}))))?.message).toMatch(noTls);
+        const auditLog = PostgresAuditLog.open({ url, schema: 'lockstep_audit', connection: 'warehouse', timeouts: { connectMs: 5000, statementMs: 5000 } });
+        expect((await failure(auditLog))?.message).toMatch(noTls);
+        expect((await failure(PostgresStore.exists({ url })))?.message).toMatch(noTls);
+      }
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(warnings).toEqual([]);
+    } finally {
+      process.off('warning', listener);
+    }
+  });
+
+  it('gives the driver prefer, require and verify-ca as verify-full, its meaning of them, and leaves a URL asking for libpq\'s meanings as it is', () => {
+    expect(postgresDriverUrl('postgres://u:p@db:5432/wh?sslmode=require&application_name=x')).toBe('postgres://u:p@db:5432/wh?sslmode=verify-full&application_name=x');
+    expect(postgresDriverUrl('postgres://db/wh?sslmode=prefer')).toBe('postgres://db/wh?sslmode=verify-full');
+    expect(postgresDriverUrl('postgres://db/wh?sslrootcert=%2Fca.pem&sslmode=verify-ca')).toBe('postgres://db/wh?sslrootcert=%2Fca.pem&sslmode=verify-full');
+    for (const kept of ['postgres://db/wh', 'postgres://db/wh?sslmode=disable', 'postgres://db/wh?sslmode=no-verify', 'postgres://db/wh?sslmode=verify-full', 'postgres://db/wh?uselibpqcompat=true&sslmode=require']) {
+      expect(postgresDriverUrl(kept)).toBe(kept);
+    }
   });
 });
 

@@ -6,6 +6,7 @@
  */
 import pg from 'pg';
 import type { AuditLogWriter, AuditSequenceRun, AuditSyncRun } from '../../core/audit-log.js';
+import { postgresDriverUrl } from '../../core/connections.js';
 import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
 import type { RejectedRow } from '../../core/runs.js';
 import { classifyPostgresError, describePostgresUrl, errorCode, PostgresFailure, postgresConnectionHint, quoteIdent } from '../sql.js';
@@ -70,7 +71,7 @@ export class PostgresAuditLog implements AuditLogWriter {
     let client: pg.Client | null = null;
     try {
       // Inside the try: the driver reads the URL's certificate files here, and may fail to.
-      client = new pg.Client({ connectionString: options.url, ...clientTimeouts(options.timeouts, options.url) });
+      client = new pg.Client({ connectionString: postgresDriverUrl(options.url), ...clientTimeouts(options.timeouts, options.url) });
       client.on('error', () => undefined);
       await client.connect();
     } catch (thrown) {

@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { COPY_TEXT_FORMAT, copyLine, INTEGER_OIDS } from '../copy-text.js';
+import { postgresDriverUrl } from '../../core/connections.js';
 import { assertNever, ErrorCode, LockstepError, toError } from '../../core/errors.js';
 import type {
   Destination,
@@ -99,7 +100,7 @@ export class PostgresDestination implements Destination {
 
   private newPool(): pg.Pool {
     const { url, maxConnections } = this.options;
-    const pool = new pg.Pool({ connectionString: url, max: maxConnections ?? 4, ...clientTimeouts(this.timeouts, url) });
+    const pool = new pg.Pool({ connectionString: postgresDriverUrl(url), max: maxConnections ?? 4, ...clientTimeouts(this.timeouts, url) });
     // An idle connection that drops is replaced by the pool; the next query reports any real problem.
     pool.on('error', () => undefined);
     // A session the server ends while a write holds it (pg_terminate_backend, a restart) fails the

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import Cursor from 'pg-cursor';
+import { postgresDriverUrl } from '../../core/connections.js';
 import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
 import { CopyTextRows, type TextParser } from '../copy-text.js';
 import { CopyOut } from './postgres-copy-out.js';
@@ -339,7 +340,7 @@ export class PostgresSource implements Source {
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
       // Inside the try: the driver reads the URL's certificate files here, and may fail to.
-      client = new pg.Client({ connectionString: this.url, types: postgresTypes, ...clientTimeouts(this.timeouts, this.url) });
+      client = new pg.Client({ connectionString: postgresDriverUrl(this.url), types: postgresTypes, ...clientTimeouts(this.timeouts, this.url) });
       client.on('error', () => undefined); // a dropped idle connection surfaces on the next query instead
       await client.connect();
       // The planner's session prints values as the reads do (see PRINTING).

@@ -5,6 +5,7 @@
  * notifications connection and `lockstep store migrate`'s copy.
  */
 import pg from 'pg';
+import { postgresDriverUrl } from '../../core/connections.js';
 import { ErrorCode, LockstepError } from '../../core/errors.js';
 
 export interface AnswerWatchOptions {
@@ -97,7 +98,7 @@ export class AnswerWatch {
   private async sessionState(client: pg.ClientBase): Promise<SessionState> {
     const pid = (client as pg.ClientBase & { processID?: number }).processID;
     const probe = new pg.Client({
-      connectionString: this.options.url,
+      connectionString: postgresDriverUrl(this.options.url),
       connectionTimeoutMillis: this.options.answerTimeoutMs,
       query_timeout: this.options.answerTimeoutMs,
       application_name: 'lockstep answer check',

@@ -5,7 +5,7 @@
  */
 import pg from 'pg';
 import { ErrorCode, LockstepError, NotFoundError, toError } from '../../core/errors.js';
-import { postgresTlsHint } from '../../core/connections.js';
+import { postgresDriverUrl, postgresTlsHint } from '../../core/connections.js';
 import { AnswerWatch, closeWithin, destroySocket } from './postgres-answer-watch.js';
 
 /** What the store's code needs of a connection or a pool: one statement at a time (STYLE rule 3). */
@@ -92,7 +92,7 @@ export class PostgresDatabase {
     this.schema = quoteIdent(options.schema);
     this.watch = new AnswerWatch({ url: options.url, where: this.where, answerTimeoutMs: options.answerTimeoutMs });
     this.pool = new pg.Pool({
-      connectionString: options.url,
+      connectionString: postgresDriverUrl(options.url),
       max: options.poolSize,
       connectionTimeoutMillis: options.connectTimeoutMs,
       application_name: 'lockstep',
@@ -359,7 +359,7 @@ export class PostgresDatabase {
    */
   client(applicationName: string): pg.Client {
     return new pg.Client({
-      connectionString: this.options.url,
+      connectionString: postgresDriverUrl(this.options.url),
       connectionTimeoutMillis: this.options.connectTimeoutMs,
       application_name: applicationName,
       types,
