@@ -6,6 +6,7 @@
  * planner finds the facts with its database's SQL; the decisions are taken here, the same for all.
  */
 import { ErrorCode, LockstepError } from '../core/errors.js';
+import { didYouMean } from '../core/hints.js';
 import type { Value, WarehousePlanPart, WarehousePlanRequest } from '../core/ports.js';
 import { ZERO_COUNTS, type OperationCounts } from '../core/runs.js';
 
@@ -155,11 +156,13 @@ export function checkModelColumns(
   }
   const returned = names.map((c) => `"${c}"`).join(', ');
   for (const key of request.primaryKey) {
-    if (!names.includes(key)) throw new LockstepError(ErrorCode.Schema, `the model declares primary key column "${key}", but its query returns only ${returned} — fix primaryKey or the query`);
+    if (!names.includes(key)) {
+      throw new LockstepError(ErrorCode.Schema, `the model declares primary key column "${key}", but its query returns only ${returned}${didYouMean(key, names)} — fix primaryKey or the query`);
+    }
   }
   const cursor = request.cursor;
   if (cursor && !names.includes(cursor.column)) {
-    throw new LockstepError(ErrorCode.Schema, `the model's cursor column "${cursor.column}" is not among the columns its query returns (${returned}) — fix cursor or the query`);
+    throw new LockstepError(ErrorCode.Schema, `the model's cursor column "${cursor.column}" is not among the columns its query returns (${returned})${didYouMean(cursor.column, names)} — fix cursor or the query`);
   }
 }
 

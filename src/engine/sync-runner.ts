@@ -19,6 +19,7 @@
 import type { BackoffPolicy } from '../core/backoff.js';
 import { resolveConnection } from '../core/connector-registry.js';
 import { ErrorCode, LockstepError } from '../core/errors.js';
+import { didYouMean } from '../core/hints.js';
 import { encodeKey } from '../core/keys.js';
 import type { Clock, Connectors, Destination, EncodedRows, Logger, Source, Store, Value, WarehousePlan, WarehousePlanner, WriteOperation, WriteTarget } from '../core/ports.js';
 import type { ApiUsage, OperationCounts, SyncRun } from '../core/runs.js';
@@ -420,7 +421,7 @@ export class SyncRunner {
           if (index < 0) {
             throw new LockstepError(
               ErrorCode.Schema,
-              `model "${model.slug}" declares primary key column "${column}", but its query returns only ${rows.columns.map((c) => `"${c}"`).join(', ')} — fix primaryKey or the query`,
+              `model "${model.slug}" declares primary key column "${column}", but its query returns only ${rows.columns.map((c) => `"${c}"`).join(', ')}${didYouMean(column, rows.columns)} — fix primaryKey or the query`,
             );
           }
           return index;

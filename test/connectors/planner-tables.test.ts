@@ -63,6 +63,15 @@ describe('checkModelColumns', () => {
     expect(check(['id'], { cursor: { column: 'at', full: false, every: 24 } })).toThrow('the model\'s cursor column "at" is not among the columns its query returns ("id")');
     expect(check(['id', 'id'])).toThrow(LockstepError);
   });
+
+  it('names the column a primary key or cursor written in another case is, as the query spells it', () => {
+    expect(check(['id', 'name'], { primaryKey: ['ID'] })).toThrow(
+      'the model declares primary key column "ID", but its query returns only "id", "name" (did you mean "id"?) — fix primaryKey or the query',
+    );
+    expect(check(['id', 'updatedAt'], { cursor: { column: 'updated_at', full: false, every: 24 } })).toThrow(
+      'the model\'s cursor column "updated_at" is not among the columns its query returns ("id", "updatedAt") (did you mean "updatedAt"?) — fix cursor or the query',
+    );
+  });
 });
 
 describe('takenOver', () => {

@@ -228,6 +228,14 @@ describe('sync runs', () => {
     }
   });
 
+  it('fails a model whose primary key its query spells in another case, naming the column as the query spells it', async () => {
+    const { h, run } = await setup({}, undefined, 'select id as ID, name from accounts');
+    await using _ = h;
+    const result = await run();
+    expect(result.status).toBe('failed');
+    expect(result.error).toBe('model "accounts" declares primary key column "id", but its query returns only "ID", "name" (did you mean "ID"?) — fix primaryKey or the query');
+  });
+
   it('retries transient errors with backoff, then delivers', async () => {
     let failures = 2;
     const { h, run, crm } = await setup({}, () => {
