@@ -140,19 +140,23 @@ export function nullKeyRefusal(keys: readonly string[], key: Value[]): { key: Va
 /**
  * Refuses a model the planner in the warehouse cannot compare: a column its query returns twice or
  * that is named as one of the planner's own (`reserved`), a primary key or cursor column it does not
- * return. `fold`: how the database tells column names apart (MySQL ignores their case).
+ * return. `caseInsensitiveIn`: the database, when its tables tell column names apart without regard
+ * to case (MySQL, DuckDB), so that names differing only in case are one name there.
  */
 export function checkModelColumns(
   names: readonly string[],
   request: Pick<WarehousePlanRequest, 'primaryKey' | 'cursor'>,
   reserved: ReadonlySet<string>,
-  fold: (name: string) => string = (name) => name,
+  caseInsensitiveIn?: string,
 ): void {
-  const seen = new Set<string>();
+  const fold = (name: string) => (caseInsensitiveIn === undefined ? name : name.toLowerCase());
+  const seen = new Map<string, string>();
   for (const name of names) {
-    if (seen.has(fold(name))) throw new LockstepError(ErrorCode.Schema, `the model's query returns column "${name}" twice — give each column its own name (AS ...) to use the planner in the warehouse`);
+    const first = seen.get(fold(name));
+    if (first === name) throw new LockstepError(ErrorCode.Schema, `the model's query returns column "${name}" twice — give each column its own name (AS ...) to use the planner in the warehouse`);
+    if (first !== undefined) throw caseOnlyDuplicate(`columns "${first}" and "${name}"`, caseInsensitiveIn ?? '');
     if (reserved.has(fold(name))) throw new LockstepError(ErrorCode.Schema, `the model's query returns a column named "${name}", which the planner in the warehouse uses itself — rename it`);
-    seen.add(fold(name));
+    seen.set(fold(name), name);
   }
   const returned = names.map((c) => `"${c}"`).join(', ');
   for (const key of request.primaryKey) {
@@ -164,6 +168,18 @@ export function checkModelColumns(
   if (cursor && !names.includes(cursor.column)) {
     throw new LockstepError(ErrorCode.Schema, `the model's cursor column "${cursor.column}" is not among the columns its query returns (${returned})${didYouMean(cursor.column, names)} — fix cursor or the query`);
   }
+}
+
+/**
+ * The refusal of a model whose query returns `columns` (e.g. `columns "name" and "NAME"`) with names
+ * differing only in case, which `database`'s tables, the planner's among them, take as one name
+ * (though the query alone returns them as they are).
+ */
+export function caseOnlyDuplicate(columns: string, database: string): LockstepError {
+  return new LockstepError(
+    ErrorCode.Schema,
+    `the model's query returns ${columns}: ${database} takes column names that differ only in case as one name in a table, and the planner in the warehouse keeps the model's columns in tables of its own — give one of them another name (AS ...)`,
+  );
 }
 
 /** What a planner found of a sync's planner table before a run (see decideComparison). */

@@ -218,6 +218,16 @@ describe('planner in the warehouse (PostgreSQL)', () => {
     expect((await run()).plannedRows).toEqual(NONE);
   });
 
+  it('compares and sends columns whose names differ only in case (quoted), which PostgreSQL keeps apart', async () => {
+    const { url, h, run } = await setup({ models: [model('people', 'warehouse', 'select id, name, upper(name) as "NAME", score, seen_at from people where id <= 5')] });
+    await using _ = h;
+    await sql(url, 'alter table crm_people add column "NAME" text');
+    expect(await run()).toMatchObject({ status: 'success', successfulRows: counts(5, 0, 0) });
+    await sql(url, "update people set name = 'changed' where id = 2");
+    expect(await run()).toMatchObject({ status: 'success', successfulRows: counts(0, 1, 0) });
+    expect(await sql(url, 'select name, "NAME" from crm_people where id = 2')).toEqual([{ name: 'changed', NAME: 'CHANGED' }]);
+  });
+
   it('leaves only its table of syncs and the planner table between runs', async () => {
     const { url, h, run } = await setup();
     await using _ = h;
@@ -1085,6 +1095,16 @@ describe('planner in the warehouse (DuckDB)', () => {
     return { h, run, exec, url };
   }
 
+  it('refuses a model returning columns whose names differ only in case, which DuckDB takes as one in a table, instead of sending one as NAME_1', async () => {
+    const { h, run } = await duckSetup({ query: 'select id, name, upper(name) as NAME, score, seen_at from people' });
+    await using _ = h;
+    const refused = await run();
+    expect(refused.status).toBe('failed');
+    expect(refused.error).toBe(
+      'the model\'s query returns columns "name" and "NAME": DuckDB takes column names that differ only in case as one name in a table, and the planner in the warehouse keeps the model\'s columns in tables of its own — give one of them another name (AS ...)',
+    );
+  });
+
   it('plans in a dry run what the run after it plans, null and duplicate keys refused', async () => {
     const { h, run, exec } = await duckSetup({
       query: `select id, name, score, seen_at from people
@@ -1500,6 +1520,19 @@ describe('planner in the warehouse (MySQL / MariaDB)', () => {
     } finally {
       await pool.end();
     }
+  });
+
+  it('refuses a model returning columns whose names differ only in case, which MySQL takes as one in a table, saying so and to rename one', async () => {
+    const query = "select id, name, upper(name) as NAME, score, seen_at from people";
+    const { h, run, my } = await mysqlSetup({ models: [model('people', 'warehouse', query)] });
+    await using _ = h;
+    // The query alone runs, and returns both columns as written.
+    expect(Object.keys((await my(`${query} where id = 1`))[0] ?? {})).toEqual(['id', 'name', 'NAME', 'score', 'seen_at']);
+    const refused = await run();
+    expect(refused.status).toBe('failed');
+    expect(refused.error).toBe(
+      'the model\'s query returns more than one column named "NAME" without regard to case: MySQL takes column names that differ only in case as one name in a table, and the planner in the warehouse keeps the model\'s columns in tables of its own — give one of them another name (AS ...)',
+    );
   });
 
   it('says the model\'s query was refused, not the planner\'s database, when the user may not read the model', async () => {

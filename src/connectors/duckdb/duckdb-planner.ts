@@ -245,7 +245,9 @@ export class DuckDbPlanner implements WarehousePlanner {
     const query = modelQuery(request);
     const modelColumns = await this.describe(`SELECT * FROM (\n${query}\n) AS lockstep_model LIMIT 0`);
     const names = modelColumns.map((c) => c.name);
-    checkModelColumns(names, request, RESERVED);
+    // As a table, the query's columns of one name without regard to case come out renamed (name,
+    // NAME_1): the names the query itself returns are the ones to check.
+    checkModelColumns((await this.returnedNames(query)) ?? names, request, RESERVED, 'DuckDB');
     const keys = [...request.primaryKey];
     const values = names.filter((n) => !keys.includes(n));
 
@@ -486,6 +488,16 @@ export class DuckDbPlanner implements WarehousePlanner {
     const result = await this.connection.runAndReadAll(sql);
     const types = result.columnTypes().map(String);
     return result.columnNames().map((name, i) => ({ name, type: types[i] as string }));
+  }
+
+  /** The column names `query` returns as it is written, or null when DuckDB cannot describe it alone. */
+  private async returnedNames(query: string): Promise<string[] | null> {
+    try {
+      const described = await this.rows<{ column_name: string }>(`DESCRIBE ${query}`);
+      return described.map((row) => row.column_name);
+    } catch {
+      return null;
+    }
   }
 
   private async tableColumns(name: string): Promise<ColumnType[] | null> {

@@ -30,7 +30,7 @@ import { ZERO_COUNTS, type OperationCounts } from '../../core/runs.js';
 import { classifyMysqlError, MysqlFailure, mysqlErrno, quoteMysqlIdent as quote, type MysqlField, type MysqlPool, type MysqlPoolConnection } from './mysql-client.js';
 import { converterFor } from './mysql-source.js';
 import {
-  OPS, OP_CODE, checkModelColumns, comparesWithTable, cursorAfterRun, decideComparison, deliveredBefore, deliveredRows, leaseLost, modelQuery,
+  OPS, OP_CODE, caseOnlyDuplicate, checkModelColumns, comparesWithTable, cursorAfterRun, decideComparison, deliveredBefore, deliveredRows, leaseLost, modelQuery,
   nullKeyRefusal, partOf, pendingNote, plannedRows, plannerNotes, plannerTableName, repeatedKeyRefusals, rowsKept, stagedParts, takenOver,
   tallyParts, unplannedRun, type ColumnType, type ComparedModel, type PlannerRunRecord, type StagingKind,
 } from '../planner-tables.js';
@@ -463,6 +463,10 @@ export class MysqlPlanner implements WarehousePlanner {
       // Refused or wrong, the model's query is the model's to fix, whatever the planner's database allows.
       const error = toError(thrown);
       if (classifyMysqlError(error) === MysqlFailure.Transient) throw thrown;
+      // The query as a table (the planner's, this derived one) may not hold two columns of one name
+      // without regard to case, which the query alone, run in the mysql client, may return.
+      const repeated = mysqlErrno(error) === DUPLICATE_COLUMN ? /'(.*)'/.exec(error.message)?.[1] : undefined;
+      if (repeated !== undefined) throw caseOnlyDuplicate(`more than one column named "${repeated}" without regard to case`, 'MySQL');
       throw new LockstepError(
         ErrorCode.Query,
         `the model's query failed on source ${this.where}: ${error.message} — check the model's query (run it with the mysql client to see the full error)`,
@@ -471,7 +475,7 @@ export class MysqlPlanner implements WarehousePlanner {
     }
     const names = fields.map((f) => f.name);
     const modelColumns = fields.map((f) => ({ name: f.name, type: typeName(f) }));
-    checkModelColumns(names, request, RESERVED, (name) => name.toLowerCase());
+    checkModelColumns(names, request, RESERVED, 'MySQL');
     const keys = [...request.primaryKey];
     const values = names.filter((n) => !keys.includes(n));
 
