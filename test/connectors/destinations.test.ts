@@ -851,6 +851,10 @@ describe('SqliteDestination', () => {
       const reader = new Database(path, { readonly: true });
       expect(reader.prepare('select ID, Name, hex(Photo) as photo, Score from People').all()).toEqual([{ ID: 1, Name: 'Ann', photo: '00FF', Score: 5 }]);
       reader.close();
+      // Two of the model's columns that are one column to SQLite: refused, rather than one value lost.
+      await expect(destination.prepare({ object: 'people', keyColumns: ['id'], columns: ['id', 'name', 'NAME'] })).rejects.toThrow(
+        /^columns "name" and "NAME" of the model are one column "name" to table "people" in SQLite destination .*, which compares column names without regard to case — give one of them another name/,
+      );
       // A column that is not there still is not.
       await expect(destination.prepare({ object: 'people', keyColumns: ['id'], columns: ['id', 'email'] })).rejects.toThrow(
         /^table "people" in SQLite destination .* has no column "email" \(it has: "ID", "Name", "Photo", "Score"\)/,

@@ -51,6 +51,19 @@ export class SqliteDestination implements Destination {
     const existing = await this.listFields(target.object);
     const wanted = [...new Set([...target.columns, ...target.keyColumns])];
     const known = new Set(existing.map(foldName));
+    // Two of the model's columns that differ only in case are one column to SQLite: the second
+    // value written would be lost without a word.
+    const byFolded = new Map<string, string>();
+    for (const c of wanted) {
+      const other = byFolded.get(foldName(c));
+      if (other !== undefined) {
+        throw new LockstepError(
+          ErrorCode.Schema,
+          `columns "${other}" and "${c}" of the model are one column "${foldName(c)}" to table "${target.object}" in SQLite destination ${this.path}, which compares column names without regard to case — give one of them another name (AS ...) in the model's query, or map it to another column`,
+        );
+      }
+      byFolded.set(foldName(c), c);
+    }
     const missing = wanted.filter((c) => !known.has(foldName(c)));
     if (missing.length > 0) {
       const generated = this.generatedColumns(target.object);
