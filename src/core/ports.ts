@@ -656,9 +656,12 @@ export interface SyncRunStore {
   listQueuedSyncRuns(): Promise<SyncRun[]>;
   /**
    * Cancels a queued run at once (recording it in the outbox of finished runs, as any run that
-   * ends) and flags an active one, which stops at its next batch boundary.
+   * ends), and an active run whose lease has ended at `now` (no worker is at work on it: it is
+   * shown `interrupted`), in the transaction that checks the lease; from then on every fenced
+   * write of its attempt is refused. An active run a worker holds is flagged, and stops at its next
+   * batch boundary. `now` defaults to the store's clock.
    */
-  requestSyncRunCancel(id: number): Promise<SyncRun>;
+  requestSyncRunCancel(id: number, now?: number): Promise<SyncRun>;
   /** With `fence`, refused (`lease_lost`) unless the fenced run is still in that attempt. */
   addRejectedRows(rows: RejectedRow[], fence?: RunFence): Promise<void>;
   /**

@@ -61,7 +61,10 @@ export const INTERRUPTED_RUN_NOTE =
   'the process running it stopped; the next worker to start (`lockstep serve`, `lockstep worker`) resumes it under the same id from the rows it delivered';
 /** The same, once a cancel was asked for: the worker taking it over ends it instead. */
 export const INTERRUPTED_CANCELLED_RUN_NOTE =
-  'the process running it stopped; cancel requested: the next worker to start (`lockstep serve`, `lockstep worker`) records it cancelled, sending nothing more';
+  'the process running it stopped; cancel requested: the next worker to start (`lockstep serve`, `lockstep worker`) records it cancelled, sending nothing more, or cancel it again to end it now';
+/** The error of a run cancelled once the process running it had stopped: no worker was at work on it, so it ends at once. */
+export const CANCELLED_INTERRUPTED_RUN_ERROR =
+  'cancelled by a user after the process running it stopped; the batches it delivered stay delivered, and no worker resumes it';
 
 /**
  * The status a sync run is shown with at `now` (SPEC §2.3): a run still recorded active whose

@@ -138,14 +138,17 @@ export class RunService {
     return run;
   }
 
-  /** Cancels a sync run: a queued one at once, a running one at its next batch boundary. */
+  /**
+   * Cancels a sync run: a queued one at once, and an interrupted one (its lease ended, no worker
+   * took it over) too; a running one at its next batch boundary.
+   */
   async cancelSyncRun(id: number): Promise<SyncRun> {
-    const { store, events, worker, finishedRuns } = this.options;
-    const run = await store.requestSyncRunCancel(id);
+    const { store, events, worker, finishedRuns, clock } = this.options;
+    const run = await store.requestSyncRunCancel(id, clock.now());
     // A run executing here stops at once; one executing in another process sees the request in
     // the store at its next batch.
     worker.cancelExecution(id);
-    // A queued run ends at once: its end is in the outbox (the audit log keeps it too), and it is
+    // A queued or interrupted run ends at once: its end is in the outbox (the audit log keeps it too), and it is
     // a finished run to this process's metrics and to whoever waits for it.
     if (run.status !== 'cancelled') return run;
     events.emit('syncRun:finished', run);

@@ -6,8 +6,12 @@
  *   interrupted (so a replayed hand-off never runs a member twice);
  * - a finished or cancelled sequence run starts nothing, even when a hand-off is replayed late.
  * - a write carrying a run's attempt number (status, counts, rejected rows, snapshot and record-id
- *   commits) is refused once the run is in another attempt: a worker whose lease expired and was
- *   taken over can no longer change anything (fencing);
+ *   commits) is refused once the run is in another attempt, or has ended: a worker whose lease
+ *   expired and was taken over, or whose run a user cancelled meanwhile, can no longer change
+ *   anything (fencing);
+ * - a cancel of an active run whose lease has ended (no worker at work on it) ends it `cancelled`
+ *   at once, in the transaction that checks the lease, so a worker taking it over at that moment
+ *   either comes first (the run is flagged, and that worker ends it) or finds it ended;
  * The stores also keep at most one queued standalone run and one active run per sync, and one
  * pending and one running run per sequence, as unique indexes: the database refuses a double claim.
  */
@@ -52,14 +56,17 @@ export function sequenceRunFinishedError(id: string, current: string, wanted: st
 }
 
 /**
- * A fenced write refused: the run is in attempt `current` (held by `holder`), the writer in `attempt`.
- * The writer stops at once; the run goes on with the worker that took it over.
+ * A fenced write refused: the run is in attempt `current` (held by `holder`), the writer in `attempt`,
+ * or the run ended (`ended`, its status: a user cancelled it once the writer's lease had expired).
+ * The writer stops at once; the run goes on with the worker that took it over, or stays ended.
  */
-export function leaseLostError(runId: number, attempt: number, current: number | null, holder: string | null): LockstepError {
+export function leaseLostError(runId: number, attempt: number, current: number | null, holder: string | null, ended: string | null = null): LockstepError {
   const now =
     current === null
       ? 'it no longer exists'
-      : `it is in attempt ${current}${holder ? ` on worker ${holder}` : ''}, after this worker's lease expired`;
+      : ended !== null && current === attempt
+        ? `it ended ${ended} after this worker's lease expired`
+        : `it is in attempt ${current}${holder ? ` on worker ${holder}` : ''}, after this worker's lease expired`;
   return new LockstepError(ErrorCode.LeaseLost, `sync run ${runId} attempt ${attempt} may no longer write: ${now}; this attempt stops and its late writes are refused`);
 }
 

@@ -55,7 +55,7 @@ export abstract class StoreRoles implements WorkspaceStore, SyncRunStore, Sequen
   listSyncRuns(query: SyncRunListQuery) { return this.syncRuns.listSyncRuns(query); }
   latestSyncRuns(perSync: number) { return this.syncRuns.latestSyncRuns(perSync); }
   listQueuedSyncRuns() { return this.syncRuns.listQueuedSyncRuns(); }
-  requestSyncRunCancel(id: number) { return this.syncRuns.requestSyncRunCancel(id); }
+  requestSyncRunCancel(id: number, now?: number) { return this.syncRuns.requestSyncRunCancel(id, now); }
   addRejectedRows(rows: RejectedRow[], fence?: RunFence) { return this.syncRuns.addRejectedRows(rows, fence); }
   clearRejectedRows(syncRunId: number, fence?: RunFence) { return this.syncRuns.clearRejectedRows(syncRunId, fence); }
   listRejectedRows(syncRunId: number, limit: number, offset: number) { return this.syncRuns.listRejectedRows(syncRunId, limit, offset); }

@@ -1,15 +1,17 @@
 /**
  * The fence of a run's writes in the PostgreSQL store (RunFence): once a run's lease expired and
- * another worker took it over as attempt + 1, the writes of the attempt before are refused. The run
+ * another worker took it over as attempt + 1, or a user cancelled it, the writes of the attempt
+ * before are refused. The run
  * queue's rejected rows and the snapshot role's commits (snapshot, cursor, record ids) go through
  * `write`, which checks the fence in the write's own transaction, so a refused write writes nothing.
  */
 import type { LockstepError } from '../../core/errors.js';
 import type { RunFence, RunReach } from '../../core/ports.js';
-import type { OperationCounts } from '../../core/runs.js';
+import { isTerminalSyncRunStatus, type OperationCounts, type SyncRunStatus } from '../../core/runs.js';
 import type { SyncRunRow } from '../rows.js';
 import { leaseLostError } from '../run-rules.js';
 import type { PostgresDatabase, Queryable } from './postgres-database.js';
+import { TERMINAL_SYNC } from './postgres-statements.js';
 
 /** One statement of a write: its SQL and parameters. */
 export type Statement = [sql: string, params: unknown[]];
@@ -55,7 +57,7 @@ export class PostgresRunFence {
       const counted = await q.query(
         `UPDATE ${this.syncRuns} SET successful_added = successful_added + $3, successful_changed = successful_changed + $4,
                 successful_removed = successful_removed + $5${reached}
-          WHERE id = $1 AND attempt = $2 RETURNING id`,
+          WHERE id = $1 AND attempt = $2 AND status NOT IN ${TERMINAL_SYNC} RETURNING id`,
         [
           fence.runId,
           fence.attempt,
@@ -73,7 +75,7 @@ export class PostgresRunFence {
   }
 
   /**
-   * Refuses a write of the fenced attempt (a `lease_lost` error) unless the run is still in it. The
+   * Refuses a write of the fenced attempt (a `lease_lost` error) unless the run is still in it and goes on. The
    * run's row is share-locked until the write commits: a takeover waits for the write, or the
    * write, coming after a takeover, sees the new attempt; writes of one attempt do not wait for
    * each other.
@@ -83,11 +85,17 @@ export class PostgresRunFence {
     const current = Number.isSafeInteger(fence.runId)
       ? ((await q.query<SyncRunRow>(`SELECT * FROM ${this.syncRuns} WHERE id = $1 FOR SHARE`, [fence.runId])).rows[0] ?? null)
       : null;
-    if (!current || Number(current.attempt) !== fence.attempt) throw runLeaseLost(fence.runId, fence.attempt, current);
+    if (!fenceHolds(current, fence.attempt)) throw runLeaseLost(fence.runId, fence.attempt, current);
   }
+}
+
+/** Whether a write of `attempt` may go on the run's row as it is now: the run exists, is in that attempt and has not ended. */
+export function fenceHolds(current: SyncRunRow | null, attempt: number): current is SyncRunRow {
+  return current !== null && Number(current.attempt) === attempt && !isTerminalSyncRunStatus(current.status as SyncRunStatus);
 }
 
 /** The refusal of a write of `attempt` by the run's row as it is now (null: it does not exist). */
 export function runLeaseLost(runId: number, attempt: number, current: SyncRunRow | null): LockstepError {
-  return leaseLostError(runId, attempt, current ? Number(current.attempt) : null, current?.worker_id ?? null);
+  const ended = current && isTerminalSyncRunStatus(current.status as SyncRunStatus) ? current.status : null;
+  return leaseLostError(runId, attempt, current ? Number(current.attempt) : null, current?.worker_id ?? null, ended);
 }

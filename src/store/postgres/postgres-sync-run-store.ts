@@ -9,13 +9,13 @@
  */
 import { NotFoundError } from '../../core/errors.js';
 import type { Clock, LeaseRequest, NewSyncRun, RunFence, RunLease, SyncRunListQuery, SyncRunPatch, SyncRunStore } from '../../core/ports.js';
-import { isTerminalSyncRunStatus, type RejectedRow, type SyncRun, type SyncRunStatus } from '../../core/runs.js';
+import { CANCELLED_INTERRUPTED_RUN_ERROR, isTerminalSyncRunStatus, type RejectedRow, type SyncRun, type SyncRunStatus } from '../../core/runs.js';
 import { memberTransition, type MemberTransition } from '../member-state.js';
 import { toLease, toRejectedRow, type LeaseRow, type RejectedRowRow, type SyncRunRow } from '../rows.js';
 import { nothingToCancelError, syncRunFinishedError } from '../run-rules.js';
 import { CANCEL_REASONS } from '../workspace-changes.js';
 import { readText, storedText, type PostgresDatabase, type Queryable } from './postgres-database.js';
-import { runLeaseLost, type PostgresRunFence } from './postgres-run-fence.js';
+import { fenceHolds, runLeaseLost, type PostgresRunFence } from './postgres-run-fence.js';
 import {
   ACTIVE,
   TERMINAL_SYNC,
@@ -191,7 +191,7 @@ export class PostgresSyncRunStore implements SyncRunStore {
       const row = await this.patchSyncRun(this.db.direct, id, patch, now, attempt);
       if (row) return syncRun(row);
       const current = await this.statements.syncRunRow(this.db.direct, id);
-      if (attempt !== undefined && (!current || Number(current.attempt) !== attempt)) throw runLeaseLost(id, attempt, current);
+      if (attempt !== undefined && !fenceHolds(current, attempt)) throw runLeaseLost(id, attempt, current);
       if (!current) throw new NotFoundError(`sync run ${id} does not exist`);
       throw syncRunFinishedError(id, current.status, status);
     }
@@ -204,7 +204,7 @@ export class PostgresSyncRunStore implements SyncRunStore {
     // Not ended by it (already finished, another attempt, no such run): the row, locked, says which.
     return this.db.transaction(async (q) => {
       const before = await this.statements.syncRunRow(q, id, 'FOR UPDATE');
-      if (attempt !== undefined && (!before || Number(before.attempt) !== attempt)) throw runLeaseLost(id, attempt, before);
+      if (attempt !== undefined && !fenceHolds(before, attempt)) throw runLeaseLost(id, attempt, before);
       if (!before) throw new NotFoundError(`sync run ${id} does not exist`);
       const row = await this.patchSyncRun(q, id, patch, now, attempt);
       if (!row) throw syncRunFinishedError(id, before.status, status);
@@ -309,7 +309,11 @@ export class PostgresSyncRunStore implements SyncRunStore {
     return { run: syncRun(row), created: row.created === true };
   }
 
-  /** A cancel request: a queued run ends at once, an active one is flagged and stops at its next batch boundary. */
+  /**
+   * A cancel request: a queued run ends at once, and so does an active one whose lease has ended
+   * (the worker that held it finds its writes refused); an active one held by a worker is flagged
+   * and stops at its next batch boundary.
+   */
   async cancel(q: Queryable, id: number, now: number): Promise<SyncRun> {
     const current = await this.statements.syncRunRow(q, id, 'FOR UPDATE');
     if (!current) throw new NotFoundError(`sync run ${id} does not exist`);
@@ -321,6 +325,25 @@ export class PostgresSyncRunStore implements SyncRunStore {
       const { rows } = await q.query<SyncRunRow>(
         `WITH cancelled AS (
            UPDATE ${this.tables.syncRuns} SET status = 'cancelled', cancel_requested = true, finished_at = ${at}
+           WHERE id = ${p.add(current.id, 'bigint')} RETURNING *
+         ), member AS (${this.followSql('cancelled', memberTransition('cancelled'), at, p)})
+         SELECT * FROM cancelled`,
+        p.values,
+      );
+      await this.statements.recordFinishedRuns(q, 'sync', [String(current.id)], now);
+      return syncRun(rows[0] as SyncRunRow);
+    }
+    // An active run whose lease has ended ends at once: no worker is at work on it. The row is
+    // locked, so a worker taking it over waits and then finds it ended; one that took it over
+    // first holds a live lease, and the run is flagged for it.
+    const leaseEnd = current.lease_expires_at == null ? null : Number(current.lease_expires_at);
+    if (leaseEnd === null || leaseEnd <= now) {
+      const p = new Params();
+      const at = p.add(now, 'float8');
+      const { rows } = await q.query<SyncRunRow>(
+        `WITH cancelled AS (
+           UPDATE ${this.tables.syncRuns} SET status = 'cancelled', cancel_requested = true, finished_at = ${at}, lease_expires_at = NULL,
+                  error = ${p.add(CANCELLED_INTERRUPTED_RUN_ERROR, 'text')}
            WHERE id = ${p.add(current.id, 'bigint')} RETURNING *
          ), member AS (${this.followSql('cancelled', memberTransition('cancelled'), at, p)})
          SELECT * FROM cancelled`,
@@ -349,7 +372,7 @@ export class PostgresSyncRunStore implements SyncRunStore {
 
   /**
    * Applies a patch in one statement (absent fields keep their value) unless the run is in another
-   * attempt than `attempt`, or is finished and the patch names another status; null then. A
+   * attempt than `attempt` or has ended (with `attempt`), or is finished and the patch names another status; null then. A
    * member follows a new status.
    */
   private async patchSyncRun(
@@ -393,7 +416,7 @@ export class PostgresSyncRunStore implements SyncRunStore {
          finished_at        = CASE WHEN ${p.add(terminal, 'boolean')} AND status <> ${newStatus} THEN ${at} ELSE finished_at END,
          lease_expires_at   = CASE WHEN ${p.add(terminal, 'boolean')} THEN NULL ELSE lease_expires_at END
        WHERE id = ${runId} AND (${newStatus} IS NULL OR status = ${newStatus} OR status NOT IN ${TERMINAL_SYNC})
-         AND (${p.add(attempt ?? null, 'integer')} IS NULL OR attempt = ${p.add(attempt ?? null, 'integer')})
+         AND (${p.add(attempt ?? null, 'integer')} IS NULL OR (attempt = ${p.add(attempt ?? null, 'integer')} AND status NOT IN ${TERMINAL_SYNC}))
          ${ending ? `AND status NOT IN ${TERMINAL_SYNC}` : ''}
        RETURNING *`;
     // `ending`: only a run that goes on is changed, and its end is recorded (see recordFinishedRuns).

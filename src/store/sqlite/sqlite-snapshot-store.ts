@@ -9,7 +9,7 @@
 import { endianness } from 'node:os';
 import { hashText } from '../../core/hash-text.js';
 import type { RunFence, RunReach, SnapshotChanges, SnapshotCursor, SnapshotPage, SnapshotRows, SnapshotStore } from '../../core/ports.js';
-import type { OperationCounts } from '../../core/runs.js';
+import { TERMINAL_SYNC_RUN_STATUSES, type OperationCounts } from '../../core/runs.js';
 import { parseCursorValue } from '../rows.js';
 import type { SqliteDatabase, SqliteStatement, SqliteTransactions } from './sqlite-database.js';
 import type { SqliteRunFence } from './sqlite-run-fence.js';
@@ -96,8 +96,8 @@ function snapshotWriteStatements(syncId: number, upserts: Array<[key: string, ha
   }
   return statements;
 }
-/** Finds the run while it is in the given attempt (the guard of a fenced snapshot write). */
-const FENCE_SQL = 'SELECT 1 FROM sync_runs WHERE id = ? AND attempt = ?';
+/** Finds the run while it is in the given attempt and goes on (the guard of a fenced snapshot write). */
+const FENCE_SQL = `SELECT 1 FROM sync_runs WHERE id = ? AND attempt = ? AND status NOT IN (${TERMINAL_SYNC_RUN_STATUSES.map((s) => `'${s}'`).join(', ')})`;
 /** Adds a written batch's delivered rows to its run's counts (see SnapshotStore.write). */
 const COUNT_DELIVERED = `UPDATE sync_runs SET successful_added = successful_added + ?, successful_changed = successful_changed + ?,
   successful_removed = successful_removed + ? WHERE id = ?`;

@@ -107,7 +107,7 @@ export function prepareStatements(db: SqliteDatabase) {
     ),
     releaseLeases: db.prepare(`UPDATE sync_runs SET lease_expires_at = @now WHERE worker_id = @workerId AND status IN ${ACTIVE} AND lease_expires_at > @now`),
     leases: db.prepare(`SELECT id, sync_id, worker_id, attempt, lease_expires_at FROM sync_runs WHERE status IN ${ACTIVE} ORDER BY id`),
-    runAttempt: db.prepare('SELECT attempt, worker_id FROM sync_runs WHERE id = ?'),
+    runAttempt: db.prepare('SELECT attempt, worker_id, status FROM sync_runs WHERE id = ?'),
     recordFinishedRun: db.prepare('INSERT INTO finished_runs (kind, run_id, created_at) VALUES (?, ?, ?)'),
     anyFinishedRunFree: db.prepare('SELECT 1 FROM finished_runs WHERE held_until IS NULL OR held_until <= @now LIMIT 1'),
     takeFinishedRuns: db.prepare(
@@ -144,6 +144,12 @@ export function prepareStatements(db: SqliteDatabase) {
       `UPDATE sync_runs SET status = 'cancelled', cancel_requested = 1, finished_at = ? WHERE id = ? RETURNING *`,
     ),
     flagSyncRunCancel: db.prepare('UPDATE sync_runs SET cancel_requested = 1 WHERE id = ? RETURNING *'),
+    // An active run whose lease has ended (see CLAIMABLE) ends at once: no worker is at work on it.
+    cancelInterruptedSyncRun: db.prepare(
+      `UPDATE sync_runs SET status = 'cancelled', cancel_requested = 1, finished_at = @now, lease_expires_at = NULL, error = @error
+       WHERE id = @id AND status IN ${ACTIVE} AND (lease_expires_at IS NULL OR lease_expires_at <= @now)
+       RETURNING *`,
+    ),
     queuedSyncRuns: db.prepare("SELECT * FROM sync_runs WHERE status = 'queued' ORDER BY id"),
     followRun: db.prepare(
       `UPDATE member_runs SET

@@ -7,7 +7,7 @@
  */
 import type { Clock, LeaseRequest, NewSyncRun, RunFence, RunLease, SyncRunListQuery, SyncRunPatch, SyncRunStore } from '../../core/ports.js';
 import { NotFoundError } from '../../core/errors.js';
-import { isTerminalSyncRunStatus, type RejectedRow, type SyncRun, type SyncRunOptions, type SyncRunStatus, type Trigger } from '../../core/runs.js';
+import { CANCELLED_INTERRUPTED_RUN_ERROR, isTerminalSyncRunStatus, type RejectedRow, type SyncRun, type SyncRunOptions, type SyncRunStatus, type Trigger } from '../../core/runs.js';
 import { memberTransition } from '../member-state.js';
 import { toLease, toRejectedRow, toSyncRun, type LeaseRow, type RejectedRowRow, type SyncRunRow } from '../rows.js';
 import { nothingToCancelError, syncRunFinishedError } from '../run-rules.js';
@@ -263,7 +263,11 @@ export class SqliteSyncRunStore implements SyncRunStore {
     });
   }
 
-  /** A cancel request: a queued run ends at once, an active one is flagged and stops at its next batch boundary. */
+  /**
+   * A cancel request: a queued run ends at once, and so does an active one whose lease has ended
+   * (no worker is at work on it; the one that held it finds its writes refused); an active one
+   * held by a worker is flagged and stops at its next batch boundary.
+   */
   cancel(id: number, now: number): SyncRun {
     const current = this.statements.syncRun.get(id) as SyncRunRow | undefined;
     if (!current) throw new NotFoundError(`sync run ${id} does not exist`);
@@ -274,6 +278,12 @@ export class SqliteSyncRunStore implements SyncRunStore {
       this.follow(row, now);
       this.statements.recordFinishedRun.run('sync', String(id), now);
       return toSyncRun(row);
+    }
+    const ended = this.statements.cancelInterruptedSyncRun.get({ id, now, error: CANCELLED_INTERRUPTED_RUN_ERROR }) as SyncRunRow | undefined;
+    if (ended) {
+      this.follow(ended, now);
+      this.statements.recordFinishedRun.run('sync', String(id), now);
+      return toSyncRun(ended);
     }
     return toSyncRun(this.statements.flagSyncRunCancel.get(id) as SyncRunRow);
   }

@@ -45,7 +45,7 @@ export function describeFinishedRunsContract(name: string, open: OpenStore): voi
       await applyCrm();
       const { run: queued } = await store.enqueueSyncRun({ syncId: await syncId('accounts-to-crm'), trigger: MANUAL, options: NO_OPTIONS }, T0);
       const { run: pending } = await store.enqueueSequenceRun(await sequence('crm-hierarchy'), MANUAL, T0);
-      expect(await store.requestSyncRunCancel(queued.id)).toMatchObject({ status: 'cancelled' });
+      expect(await store.requestSyncRunCancel(queued.id, T0 + 1)).toMatchObject({ status: 'cancelled' });
       expect(await store.requestSequenceRunCancel(pending.id)).toMatchObject({ status: 'cancelled' });
       expect(await drain(T0 + 10)).toEqual([
         ['sync', String(queued.id)],
@@ -63,7 +63,7 @@ export function describeFinishedRunsContract(name: string, open: OpenStore): voi
       await store.claimSequenceRun(run.id, T0);
       const [accounts] = await store.startMembers(run.id, [{ key: 'accounts', syncId: syncs['accounts-to-crm']!.id }], T0 + 1);
       // Cancelled by a user while queued: its member is cancelled with it.
-      await store.requestSyncRunCancel(accounts!.id);
+      await store.requestSyncRunCancel(accounts!.id, T0 + 1);
       const [contacts] = await store.startMembers(run.id, [{ key: 'contacts', syncId: syncs['contacts-to-crm']!.id }], T0 + 2);
       // Skipped with its member, never having started.
       await store.skipPendingMembers(run.id, T0 + 3);

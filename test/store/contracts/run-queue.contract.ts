@@ -234,12 +234,12 @@ export function describeRunQueueContract(name: string, open: OpenStore): void {
         expect(await store.listQueuedSyncRuns()).toEqual([]);
 
         const active = await runningRun('accounts-to-crm');
-        const flagged = await store.requestSyncRunCancel(active.id);
+        const flagged = await store.requestSyncRunCancel(active.id, T0 + 2);
         expect(flagged).toMatchObject({ status: 'querying', cancelRequested: true, finishedAt: null });
         expect((await store.getSyncRun(active.id))?.cancelRequested).toBe(true);
         await store.updateSyncRun(active.id, { status: 'cancelled' }, T0 + 5);
 
-        const conflict = await expectError(store.requestSyncRunCancel(active.id), ErrorCode.Conflict);
+        const conflict = await expectError(store.requestSyncRunCancel(active.id, T0 + 6), ErrorCode.Conflict);
         expect(conflict.message).toContain(String(active.id));
         const missing = await expectError(store.requestSyncRunCancel(9999), ErrorCode.NotFound);
         expect(missing).toBeInstanceOf(NotFoundError);
@@ -460,6 +460,71 @@ export function describeRunQueueContract(name: string, open: OpenStore): void {
         // A fence naming a run that does not exist refuses too.
         await expectError(store.addRejectedRows(rejected('x'), { runId: 9999, attempt: 1 }), ErrorCode.LeaseLost);
         await expectError(store.updateSyncRun(9999, { querySize: 1 }, late, 1), ErrorCode.LeaseLost);
+      });
+
+      it('ends at once a cancelled run whose lease has ended, and refuses every later write of its attempt', async () => {
+        const { syncs } = await applyCrm();
+        const id = syncs['accounts-to-crm']!.id;
+        const { run } = await store.enqueueSyncRun({ syncId: id, trigger: MANUAL, options: NO_OPTIONS }, T0);
+        await store.claimSyncRun(run.id, T0 + 1, A);
+        const first = { runId: run.id, attempt: 1 };
+        await store.snapshots.write(id, [['[1]', 'aaaaaaaaaaaaaaaa']], [], first, { addedCount: 1, changedCount: 0, removedCount: 0 });
+        await store.updateSyncRun(run.id, { status: 'processing', querySize: 10 }, T0 + 2, 1);
+        // While its worker holds the lease, a cancel is a request that worker acts on.
+        expect(await store.requestSyncRunCancel(run.id, T0 + 3)).toMatchObject({ status: 'processing', cancelRequested: true, finishedAt: null });
+
+        // The worker stopped: once its lease has ended, nobody is at work on the run, and a cancel ends it.
+        const end = T0 + 1 + A.leaseMs;
+        const cancelled = await store.requestSyncRunCancel(run.id, end);
+        expect(cancelled).toMatchObject({ status: 'cancelled', cancelRequested: true, finishedAt: end, attempt: 1, leaseExpiresAt: null, querySize: 10 });
+        expect(cancelled.successfulRows).toEqual({ addedCount: 1, changedCount: 0, removedCount: 0 });
+        expect(cancelled.error).toMatch(/cancelled by a user after the process running it stopped/);
+        expect(await store.getSyncRun(run.id)).toEqual(cancelled);
+        expect((await store.takeFinishedRuns(10, end, B)).map((e) => [e.kind, e.runId])).toEqual([['sync', String(run.id)]]);
+        expect(await store.listLeases()).toEqual([]);
+        // No worker takes it over, and the one that held it, waking, writes nothing more.
+        expect(await store.claimSyncRun(run.id, end + 1, B)).toBeNull();
+        expect(await store.claimNextSyncRun(end + 1, B)).toBeNull();
+        const late = end + 2;
+        const refused = [
+          () => store.updateSyncRun(run.id, { querySize: 99 }, late, 1),
+          () => store.updateSyncRun(run.id, { status: 'cancelled', successfulRows: { addedCount: 5, changedCount: 0, removedCount: 0 }, error: 'cancelled by a user' }, late, 1),
+          () => store.updateSyncRun(run.id, { status: 'success', completionRatio: 1 }, late, 1),
+          () => store.addRejectedRows([{ syncRunId: run.id, key: '[9]', op: 'added' as const, reason: 'late' }], first),
+          () => store.snapshots.write(id, [['[2]', 'bbbbbbbbbbbbbbbb']], ['[1]'], first),
+          () => store.snapshots.write(id, { keys: ['[3]'], hashes: new Uint32Array([1, 2]) }, [], first, { addedCount: 1, changedCount: 0, removedCount: 0 }),
+          () => store.snapshots.recordIdsWrite(id, [['[2]', 'r2']], [], first),
+          () => store.snapshots.clear(id, first),
+          () => store.snapshots.cursorSet(id, { value: 'late', runs: 9 }, first),
+        ];
+        for (const write of refused) {
+          const error = await expectError(write(), ErrorCode.LeaseLost);
+          expect(error.message).toContain(`sync run ${run.id} attempt 1 may no longer write: it ended cancelled`);
+        }
+        expect(await store.getSyncRun(run.id)).toEqual(cancelled);
+        expect(Object.fromEntries(await store.snapshots.get(id, ['[1]', '[2]', '[3]']))).toEqual({ '[1]': 'aaaaaaaaaaaaaaaa' });
+        expect(await store.listRejectedRows(run.id, 10, 0)).toEqual([]);
+        expect(await store.takeFinishedRuns(10, late, B)).toEqual([]);
+        await expectError(store.requestSyncRunCancel(run.id, late), ErrorCode.Conflict);
+
+        // A worker that took the run over first holds a live lease: the cancel is a request it acts on.
+        const { run: other } = await store.enqueueSyncRun({ syncId: id, trigger: MANUAL, options: NO_OPTIONS }, late);
+        await store.claimSyncRun(other.id, late, A);
+        const otherEnd = late + A.leaseMs;
+        expect(await store.claimSyncRun(other.id, otherEnd, B)).toMatchObject({ attempt: 2 });
+        expect(await store.requestSyncRunCancel(other.id, otherEnd)).toMatchObject({ status: 'querying', attempt: 2, cancelRequested: true, finishedAt: null });
+      });
+
+      it('ends a cancelled member run whose lease has ended, its member with it', async () => {
+        const { syncs } = await applyCrm();
+        const { run } = await store.enqueueSequenceRun(await sequence('crm-graph'), MANUAL, T0);
+        await store.claimSequenceRun(run.id, T0);
+        const [accounts] = await store.startMembers(run.id, [{ key: 'accounts', syncId: syncs['accounts-to-crm']!.id }], T0 + 1);
+        await store.claimSyncRun(accounts!.id, T0 + 2, A);
+        const end = T0 + 2 + A.leaseMs;
+        expect(await store.requestSyncRunCancel(accounts!.id, end)).toMatchObject({ status: 'cancelled', sequenceRunId: run.id });
+        const member = (await store.getSequenceRun(run.id))!.members.find((m) => m.key === 'accounts');
+        expect(member).toMatchObject({ status: 'cancelled', syncRunId: accounts!.id, finishedAt: end });
       });
 
       it('claims the next run: an expired one first, then the oldest queued run whose sync is free', async () => {

@@ -194,7 +194,7 @@ export function describeSequenceRunStoreContract(name: string, open: OpenStore):
         let members = (await store.getSequenceRun(run.id))!.members;
         expect(members[0]).toMatchObject({ status: 'pending', syncRunId: accountsRun!.id, finishedAt: null });
 
-        await store.requestSyncRunCancel(contactsRun!.id);
+        await store.requestSyncRunCancel(contactsRun!.id, T0 + 4);
         members = (await store.getSequenceRun(run.id))!.members;
         expect(members[1]).toMatchObject({ status: 'cancelled', syncRunId: contactsRun!.id });
         expect(members[1]!.finishedAt).not.toBeNull();
