@@ -8,7 +8,7 @@ import { ErrorCode, LockstepError, NotFoundError } from '../core/errors.js';
 import { DEFAULT_PLAN_SAMPLES, MAX_PLAN_SAMPLES } from '../core/sequence-plans.js';
 import { unknownSlugError } from '../core/unknown-slug.js';
 import { rejectedRowView } from '../core/run-views.js';
-import { ACTIVE_SYNC_RUN_STATUSES, syncRunStatusAt, type SequenceRunStatus, type SyncRun, type SyncRunStatus, type Trigger } from '../core/runs.js';
+import { type SequenceRunStatus, type SyncRun, type SyncRunStatus, type Trigger } from '../core/runs.js';
 import type { Context } from 'hono';
 import { ENTITY_SECTIONS, type ConnectionDef, type EntityKind, type Stored, type WorkspaceState } from '../core/workspace.js';
 import type { ConnectorRegistry } from '../core/connector-registry.js';
@@ -238,7 +238,7 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
   }
 
   // --- runs
-  const syncSlugs = (list: SyncRun[]) => syncRunDetails(store, list, clock.now());
+  const syncSlugs = (list: SyncRun[], now: number = clock.now()) => syncRunDetails(store, list, now);
   const requireSync = async (slug: string) => {
     const sync = await store.getSync(slug);
     if (!sync || sync.slug !== slug) throw await unknownSlugError(store, 'sync', slug);
@@ -321,14 +321,11 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       const sync = await requireSync(params.slug);
       const limit = query.limit ?? 20;
       // The status filter is by the status shown: a run whose process stopped is recorded active and
-      // shown `interrupted` (syncRunStatusAt). A sync has one active run at most, so asking one row
-      // more than the page covers the one the filter may drop.
-      const wanted = query.status;
-      const statuses = wanted?.includes('interrupted') ? [...new Set([...wanted, ...ACTIVE_SYNC_RUN_STATUSES])] : wanted;
+      // shown `interrupted` (syncRunStatusAt). The store filters by that rule at the time the page
+      // is shown at, so its paging counts the runs the page shows.
       const now = clock.now();
-      const listed = await store.listSyncRuns({ syncId: sync.id, statuses, after: query.after, before: query.before, limit: limit + 2, offset: query.offset ?? 0, order: 'desc' });
-      const list = wanted ? listed.filter((run) => wanted.includes(syncRunStatusAt(run, now))) : listed.slice(0, limit + 1);
-      return c.json({ hasMore: list.length > limit, data: await syncSlugs(list.slice(0, limit)) });
+      const list = await store.listSyncRuns({ syncId: sync.id, statuses: query.status, statusesAt: now, after: query.after, before: query.before, limit: limit + 1, offset: query.offset ?? 0, order: 'desc' });
+      return c.json({ hasMore: list.length > limit, data: await syncSlugs(list.slice(0, limit), now) });
     },
   );
   defineRoute(

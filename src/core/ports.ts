@@ -462,6 +462,11 @@ export interface SyncRunListQuery extends RunListQuery {
   syncIds?: readonly number[];
   runId?: number;
   statuses?: SyncRunStatus[];
+  /**
+   * Match `statuses` as runs are shown at this time (syncRunStatusAt): an active run whose lease
+   * has ended by then is `interrupted`, not its recorded status. Without it, by recorded status.
+   */
+  statusesAt?: number;
 }
 
 export interface SequenceRunListQuery extends RunListQuery {

@@ -17,10 +17,12 @@
  */
 import { ErrorCode, LockstepError } from '../core/errors.js';
 import {
+  ACTIVE_SYNC_RUN_STATUSES,
   TERMINAL_MEMBER_RUN_STATUSES,
   TERMINAL_SEQUENCE_RUN_STATUSES,
   type MemberRunStatus,
   type SequenceRunStatus,
+  type SyncRunStatus,
 } from '../core/runs.js';
 
 export function isTerminalSequenceRunStatus(status: string): boolean {
@@ -38,6 +40,26 @@ export interface MemberWithRun {
 export function memberNeedsRun(member: MemberWithRun): boolean {
   if (TERMINAL_MEMBER_RUN_STATUSES.includes(member.memberStatus as MemberRunStatus)) return false;
   return member.syncRunId === null || member.runStatus === 'interrupted';
+}
+
+/**
+ * A status filter of sync runs as they are shown at a time (syncRunStatusAt), in the terms a store's
+ * SQL needs: runs recorded in `recorded`, or recorded in `held` with a lease not ended by then, or,
+ * with `lapsed`, recorded active with a lease ended by then (shown `interrupted`).
+ */
+export interface StatusFilterAt {
+  recorded: SyncRunStatus[];
+  held: SyncRunStatus[];
+  lapsed: boolean;
+}
+
+export function statusFilterAt(statuses: readonly SyncRunStatus[]): StatusFilterAt {
+  const active = (s: SyncRunStatus) => ACTIVE_SYNC_RUN_STATUSES.includes(s);
+  return {
+    recorded: statuses.filter((s) => !active(s)),
+    held: statuses.filter(active),
+    lapsed: statuses.includes('interrupted'),
+  };
 }
 
 /** A status change refused because the sync run is already `current`. */

@@ -12,7 +12,7 @@ import type { Clock, LeaseRequest, NewSyncRun, RunFence, RunLease, SyncRunListQu
 import { CANCELLED_INTERRUPTED_RUN_ERROR, isTerminalSyncRunStatus, type RejectedRow, type SyncRun, type SyncRunStatus } from '../../core/runs.js';
 import { memberTransition, type MemberTransition } from '../member-state.js';
 import { toLease, toRejectedRow, type LeaseRow, type RejectedRowRow, type SyncRunRow } from '../rows.js';
-import { nothingToCancelError, syncRunFinishedError } from '../run-rules.js';
+import { nothingToCancelError, statusFilterAt, syncRunFinishedError } from '../run-rules.js';
 import { CANCEL_REASONS } from '../workspace-changes.js';
 import { readText, storedText, type PostgresDatabase, type Queryable } from './postgres-database.js';
 import { fenceHolds, runLeaseLost, type PostgresRunFence } from './postgres-run-fence.js';
@@ -224,7 +224,17 @@ export class PostgresSyncRunStore implements SyncRunStore {
     if (query.syncId !== undefined) where.push(`sync_id = ${p.add(safeId(query.syncId) ?? -1, 'bigint')}`);
     if (query.syncIds !== undefined) where.push(`sync_id = ANY(${p.add(query.syncIds.map((id) => safeId(id) ?? -1), 'bigint[]')})`);
     if (query.runId !== undefined) where.push(`id = ${p.add(safeId(query.runId) ?? -1, 'bigint')}`);
-    if (query.statuses !== undefined) where.push(`status = ANY(${p.add(query.statuses, 'text[]')})`);
+    if (query.statuses !== undefined && query.statusesAt !== undefined) {
+      // As shown at that time: an active run whose lease has ended is `interrupted` (syncRunStatusAt).
+      const { recorded, held, lapsed } = statusFilterAt(query.statuses);
+      const at = p.add(query.statusesAt, 'float8');
+      const any = [
+        `status = ANY(${p.add(recorded, 'text[]')})`,
+        `(status = ANY(${p.add(held, 'text[]')}) AND lease_expires_at > ${at})`,
+        ...(lapsed ? [`(status IN ${ACTIVE} AND (lease_expires_at IS NULL OR lease_expires_at <= ${at}))`] : []),
+      ];
+      where.push(`(${any.join(' OR ')})`);
+    } else if (query.statuses !== undefined) where.push(`status = ANY(${p.add(query.statuses, 'text[]')})`);
     timeFilters(query, where, p);
     const sql =
       `SELECT * FROM ${this.tables.syncRuns} ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ` +

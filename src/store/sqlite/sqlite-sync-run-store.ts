@@ -7,10 +7,10 @@
  */
 import type { Clock, LeaseRequest, NewSyncRun, RunFence, RunLease, SyncRunListQuery, SyncRunPatch, SyncRunStore } from '../../core/ports.js';
 import { NotFoundError } from '../../core/errors.js';
-import { CANCELLED_INTERRUPTED_RUN_ERROR, isTerminalSyncRunStatus, type RejectedRow, type SyncRun, type SyncRunOptions, type SyncRunStatus, type Trigger } from '../../core/runs.js';
+import { ACTIVE_SYNC_RUN_STATUSES, CANCELLED_INTERRUPTED_RUN_ERROR, isTerminalSyncRunStatus, type RejectedRow, type SyncRun, type SyncRunOptions, type SyncRunStatus, type Trigger } from '../../core/runs.js';
 import { memberTransition } from '../member-state.js';
 import { toLease, toRejectedRow, toSyncRun, type LeaseRow, type RejectedRowRow, type SyncRunRow } from '../rows.js';
-import { nothingToCancelError, syncRunFinishedError } from '../run-rules.js';
+import { nothingToCancelError, statusFilterAt, syncRunFinishedError } from '../run-rules.js';
 import { CANCEL_REASONS } from '../workspace-changes.js';
 import type { SqliteStatement, SqliteTransactions, SqliteValue } from './sqlite-database.js';
 import type { SqliteRunFence } from './sqlite-run-fence.js';
@@ -146,7 +146,20 @@ export class SqliteSyncRunStore implements SyncRunStore {
         where.push('id = ?');
         params.push(query.runId);
       }
-      if (query.statuses !== undefined) {
+      if (query.statuses !== undefined && query.statusesAt !== undefined) {
+        // As shown at that time: an active run whose lease has ended is `interrupted` (syncRunStatusAt).
+        const { recorded, held, lapsed } = statusFilterAt(query.statuses);
+        const marks = (list: readonly string[]) => list.map(() => '?').join(', ');
+        const any = [
+          ...(recorded.length > 0 ? [`status IN (${marks(recorded)})`] : []),
+          ...(held.length > 0 ? [`(status IN (${marks(held)}) AND lease_expires_at > ?)`] : []),
+          ...(lapsed ? [`(status IN (${marks(ACTIVE_SYNC_RUN_STATUSES)}) AND (lease_expires_at IS NULL OR lease_expires_at <= ?))`] : []),
+        ];
+        where.push(any.length > 0 ? `(${any.join(' OR ')})` : '0');
+        params.push(...recorded);
+        if (held.length > 0) params.push(...held, query.statusesAt);
+        if (lapsed) params.push(...ACTIVE_SYNC_RUN_STATUSES, query.statusesAt);
+      } else if (query.statuses !== undefined) {
         where.push(query.statuses.length > 0 ? `status IN (${query.statuses.map(() => '?').join(', ')})` : '0');
         params.push(...query.statuses);
       }

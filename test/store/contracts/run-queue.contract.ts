@@ -12,7 +12,7 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCode, NotFoundError } from '../../../src/core/errors.js';
 import type { LeaseRequest, Store } from '../../../src/core/ports.js';
-import type { SyncRun } from '../../../src/core/runs.js';
+import type { SyncRun, SyncRunStatus } from '../../../src/core/runs.js';
 import { LEASE, MANUAL, NO_OPTIONS, T0, expectError, useFreshStore, type OpenStore } from './fixtures.js';
 
 export function describeRunQueueContract(name: string, open: OpenStore): void {
@@ -289,6 +289,37 @@ export function describeRunQueueContract(name: string, open: OpenStore): void {
         expect(await list({ limit: 2, offset: 2, order: 'asc' })).toEqual(ids.slice(2, 4));
         expect(await list({ limit: 2, offset: 5, order: 'asc' })).toEqual(ids.slice(5));
         expect(await list({ limit: 3, offset: 1, order: 'desc' })).toEqual([ids[4], ids[3], ids[2]]);
+      });
+
+      it('filters runs by the status they are shown with at a time: an active run whose lease has ended is interrupted', async () => {
+        await applyCrm();
+        const accounts = await syncId('accounts-to-crm');
+        const ids: number[] = [];
+        for (let i = 0; i < 3; i++) {
+          const { run } = await store.enqueueSyncRun({ syncId: accounts, trigger: MANUAL, options: NO_OPTIONS }, T0 + i * 100);
+          await store.claimSyncRun(run.id, T0 + i * 100 + 1, LEASE);
+          ids.push((await store.updateSyncRun(run.id, { status: 'success' }, T0 + i * 100 + 2)).id);
+        }
+        const active = await runningRun('accounts-to-crm', T0 + 1_000);
+        await store.updateSyncRun(active.id, { status: 'processing' }, T0 + 1_002, 1);
+        const held = T0 + 1_010;
+        const lapsed = active.leaseExpiresAt! + 1;
+        const list = (statuses: SyncRunStatus[], at: number, page: { limit?: number; offset?: number } = {}) =>
+          store.listSyncRuns({ syncId: accounts, statuses, statusesAt: at, limit: 100, offset: 0, order: 'desc', ...page }).then((runs) => runs.map((r) => r.id));
+
+        expect(await list(['processing'], held)).toEqual([active.id]);
+        expect(await list(['interrupted'], held)).toEqual([]);
+        expect(await list(['processing'], lapsed)).toEqual([]);
+        expect(await list(['interrupted'], lapsed)).toEqual([active.id]);
+        expect(await list(['querying', 'processing', 'reporting'], lapsed)).toEqual([]);
+        // Paging counts only the runs the filter keeps.
+        expect(await list(['interrupted', 'success'], lapsed, { limit: 2 })).toEqual([active.id, ids[2]]);
+        expect(await list(['interrupted', 'success'], lapsed, { limit: 2, offset: 2 })).toEqual([ids[1], ids[0]]);
+        expect(await list(['success', 'processing'], lapsed, { limit: 2 })).toEqual([ids[2], ids[1]]);
+        expect(await list(['success', 'processing'], lapsed, { limit: 2, offset: 2 })).toEqual([ids[0]]);
+        expect(await list([], lapsed)).toEqual([]);
+        // Without a time, by the status recorded.
+        expect((await store.listSyncRuns({ syncId: accounts, statuses: ['processing'], limit: 10, offset: 0, order: 'desc' })).map((r) => r.id)).toEqual([active.id]);
       });
 
       it('reads the newest runs of every sync at once, a sync without runs and a deleted sync left out', async () => {
