@@ -5,6 +5,7 @@
 import { z } from '@hono/zod-openapi';
 import { RUN_PHASES, type RunPhase } from '../core/run-phases.js';
 import { SequenceRunStatus, SyncRunStatus, MemberRunStatus, TriggerType } from '../core/runs.js';
+import type { MemberRunViewStatus } from '../core/run-views.js';
 import { TerminatePolicy } from '../core/workspace.js';
 
 export const ErrorBody = z.object({ message: z.string() }).openapi('Error');
@@ -26,7 +27,9 @@ export const Counts = z
 
 const syncRunStatus = z.enum(Object.values(SyncRunStatus) as [SyncRunStatus, ...SyncRunStatus[]]);
 const sequenceRunStatus = z.enum(Object.values(SequenceRunStatus) as [SequenceRunStatus, ...SequenceRunStatus[]]);
-const memberRunStatus = z.enum(Object.values(MemberRunStatus) as [MemberRunStatus, ...MemberRunStatus[]]);
+/** A member's state as shown (MemberRunViewStatus): `interrupted` while its sync run is. */
+const memberRunViewStatuses: MemberRunViewStatus[] = [...Object.values(MemberRunStatus), 'interrupted'];
+const memberRunStatus = z.enum(memberRunViewStatuses as [MemberRunViewStatus, ...MemberRunViewStatus[]]);
 const triggerType = z.enum(Object.values(TriggerType) as [TriggerType, ...TriggerType[]]);
 export const syncRunStatuses = Object.values(SyncRunStatus);
 export const sequenceRunStatuses = Object.values(SequenceRunStatus);
@@ -87,7 +90,7 @@ const MemberRunView = z
     syncSlug: z.string().nullable().openapi({ description: 'The slug the sync had when the run was queued, kept after the sync was deleted (or renamed).' }),
     syncDeleted: z.boolean().openapi({ description: 'Whether the sync was deleted since.' }),
     syncId: z.number().int(),
-    status: memberRunStatus,
+    status: memberRunStatus.openapi({ description: '`interrupted` while its sync run is (its process stopped and no worker took it over yet); recorded `running` meanwhile.' }),
     syncRunId: z.number().int().nullable(),
     startedAt: isoTime.nullable(),
     finishedAt: isoTime.nullable(),

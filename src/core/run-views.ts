@@ -4,7 +4,7 @@
  */
 import type { EntitySlug } from './ports.js';
 import type { PhaseTimes } from './run-phases.js';
-import { ACTIVE_SYNC_RUN_STATUSES, INTERRUPTED_CANCELLED_RUN_NOTE, INTERRUPTED_RUN_NOTE, syncRunStatusAt, type ApiUsage, type MemberRun, type OperationCounts, type RejectedRow, type RunComparison, type SequenceRun, type SyncRun } from './runs.js';
+import { ACTIVE_SYNC_RUN_STATUSES, INTERRUPTED_CANCELLED_RUN_NOTE, INTERRUPTED_RUN_NOTE, syncRunStatusAt, type ApiUsage, type MemberRun, type MemberRunStatus, type OperationCounts, type RejectedRow, type RunComparison, type SequenceRun, type SyncRun } from './runs.js';
 
 export interface SyncRunView {
   id: number;
@@ -55,10 +55,16 @@ export interface RunSyncName {
   syncDeleted: boolean;
 }
 
+/**
+ * A member's state as shown: its recorded state, except that a `running` member whose sync run is
+ * shown `interrupted` (its process stopped, no worker took it over yet: SPEC §3.3) is `interrupted`.
+ */
+export type MemberRunViewStatus = MemberRunStatus | 'interrupted';
+
 export interface MemberRunView extends RunSyncName {
   key: string;
   syncId: number;
-  status: SequenceRun['members'][number]['status'];
+  status: MemberRunViewStatus;
   syncRunId: number | null;
   startedAt: string | null;
   finishedAt: string | null;
@@ -159,16 +165,18 @@ export function sequenceRunView(
 ): SequenceRunView {
   const members = run.members.map((m): MemberRunView => {
     const syncRun = m.syncRunId === null ? undefined : syncRuns.get(m.syncRunId);
+    const syncRunShown = syncRun ? syncRunView(syncRun, now) : null;
     return {
       key: m.key,
       ...runSyncName(m.syncId, syncSlugs),
       syncId: m.syncId,
-      status: m.status,
+      // The store keeps the member `running` until a worker takes its sync run over or it ends.
+      status: m.status === 'running' && syncRunShown?.status === 'interrupted' ? 'interrupted' : m.status,
       syncRunId: m.syncRunId,
       startedAt: iso(m.startedAt),
       finishedAt: iso(m.finishedAt),
       durationMs: m.startedAt !== null && m.finishedAt !== null ? Math.round(m.finishedAt - m.startedAt) : null,
-      syncRun: syncRun ? syncRunView(syncRun, now) : null,
+      syncRun: syncRunShown,
       carriedOver: syncRun !== undefined && syncRun.sequenceRunId !== run.id,
       terminate: m.terminate,
       rejectedThreshold: m.rejectedThreshold,

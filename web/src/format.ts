@@ -124,10 +124,12 @@ export function membersInWords(members: ReadonlyArray<{ status: string; carriedO
   const parts = [`${ran} of ${count(members.length, 'member')} ran`];
   const carriedOver = members.filter((m) => m.carriedOver).length;
   const running = countOf('running');
+  const interrupted = countOf('interrupted');
   const waiting = countOf('pending');
   const skipped = countOf('skipped');
   if (carriedOver > 0) parts.push(`${carriedOver} carried over`);
   if (running > 0) parts.push(`${running} running`);
+  if (interrupted > 0) parts.push(`${interrupted} interrupted`);
   if (waiting > 0) parts.push(`${waiting} waiting`);
   if (skipped > 0) parts.push(`${skipped} skipped`);
   return parts.join(', ');
