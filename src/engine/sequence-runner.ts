@@ -17,7 +17,7 @@
  *   a member whose worker died keeps its sync run, which another worker takes over.
  */
 import type { Clock, LeaseRequest, Logger, Store } from '../core/ports.js';
-import type { SequenceRun, SyncRun } from '../core/runs.js';
+import { isTerminalSyncRunStatus, type SequenceRun, type SyncRun } from '../core/runs.js';
 import { decideSequenceAdvance, type SequenceDecision } from '../core/sequence-rules.js';
 
 export interface SequenceRunnerOptions {
@@ -85,5 +85,11 @@ export class SequenceRunner {
     for (const syncRunId of result.cancelled) await this.options.cancelSyncRun(syncRunId);
     if (result.started.length > 0) this.options.startSyncRuns(result.started, result.run);
     this.options.onUpdate(result.run);
+    // A member whose process stopped (its lease ended, no worker at work on it) ends with its
+    // cancel at once: the run moves on now, not once a worker would have ended it.
+    if (decision.finish === null && result.cancelled.length > 0) {
+      const cancelled = await Promise.all(result.cancelled.map((id) => store.getSyncRun(id)));
+      if (cancelled.some((run) => run !== null && isTerminalSyncRunStatus(run.status))) await this.advanceOnce(sequenceRunId);
+    }
   }
 }

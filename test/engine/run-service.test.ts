@@ -76,4 +76,39 @@ describe('the run service and the worker of its process', () => {
     expect(finishedSequenceRuns.map((r) => [r.id, r.status])).toEqual([[sequenceRun.id, 'cancelled']]);
     expect((await h.app.runs.waitForSequenceRun(sequenceRun.id)).status).toBe('cancelled');
   });
+
+  it('cancelling an interrupted member run (its process stopped, no worker at work) ends it at once and moves its sequence run on', async () => {
+    const dir = tempDir();
+    createHierarchyFixture(dir);
+    await using h = await startHarness({ dir, definition, startWorker: false });
+    const { store, clock } = h.app;
+    const lapsed = { workerId: 'host/1/gone', leaseMs: 1 };
+    const interruptedMember = async () => {
+      const { run } = await h.app.runs.triggerSequence('crm');
+      await store.claimSequenceRun(run.id, clock.now());
+      const [accounts] = await store.startMembers(run.id, [{ key: 'accounts', syncId: (await store.getSync('accounts'))!.id }], clock.now());
+      await store.claimSyncRun(accounts!.id, clock.now() - 10_000, lapsed);
+      return { sequenceRunId: run.id, syncRunId: accounts!.id };
+    };
+
+    // Cancelled as a sync run: the sequence goes on as after any cancelled member.
+    const first = await interruptedMember();
+    expect(await h.app.runs.cancelSyncRun(first.syncRunId)).toMatchObject({ status: 'cancelled' });
+    const ended = await h.app.runs.waitForSequenceRun(first.sequenceRunId);
+    expect(ended.members.map((m) => [m.key, m.status])).toEqual([
+      ['accounts', 'cancelled'],
+      ['workspaces', 'skipped'],
+    ]);
+
+    // Cancelled as a sequence run: the member ends too, rather than wait for a worker.
+    const second = await interruptedMember();
+    await h.app.runs.cancelSequenceRun(second.sequenceRunId);
+    const cancelled = await h.app.runs.waitForSequenceRun(second.sequenceRunId);
+    expect(cancelled.status).toBe('cancelled');
+    expect(cancelled.members.map((m) => [m.key, m.status])).toEqual([
+      ['accounts', 'cancelled'],
+      ['workspaces', 'skipped'],
+    ]);
+    expect(await store.getSyncRun(second.syncRunId)).toMatchObject({ status: 'cancelled' });
+  });
 });
