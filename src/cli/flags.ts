@@ -1,6 +1,7 @@
 /** Flags of the commands checked as they are read, before the store is opened. */
 import { ErrorCode, LockstepError } from '../core/errors.js';
 import type { PortOption } from '../core/hosts.js';
+import { SyncRunStatus } from '../core/runs.js';
 
 /** The most a listing's --limit shows. */
 export const MAX_LIMIT = 100_000;
@@ -15,6 +16,21 @@ export function limitFlag(text: string): number {
     throw new LockstepError(ErrorCode.Validation, `--limit "${text}" is not a whole number from 1 to ${MAX_LIMIT} — give how many to show, e.g. --limit 50`);
   }
   return limit;
+}
+
+/**
+ * `lockstep runs --status`: sync run states, comma-separated, checked before the store is opened.
+ * They are the states runs are shown in, `interrupted` included.
+ */
+export function syncRunStatusFlag(text: string): SyncRunStatus[] {
+  const known: readonly string[] = Object.values(SyncRunStatus);
+  const wanted = text.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const unknown = wanted.filter((s) => !known.includes(s));
+  if (wanted.length === 0 || unknown.length > 0) {
+    const what = wanted.length === 0 ? 'names no state' : `has ${unknown.map((s) => `"${s}"`).join(', ')}, not a sync run state`;
+    throw new LockstepError(ErrorCode.Validation, `--status "${text}" ${what} — give states from ${known.join(', ')}, comma-separated, e.g. --status interrupted,failed`);
+  }
+  return wanted as SyncRunStatus[];
 }
 
 /** A port from its flag, else its environment variable (empty counts as unset, as for the other LOCKSTEP_ settings); null when neither is given. */

@@ -1,21 +1,24 @@
 /**
  * The run history's Status filter pages by the status shown (SPEC §2.3): a run whose process stopped
  * (recorded active, its lease ended, not taken over) is `interrupted`, and a page of runs filtered
- * by status counts exactly the runs it shows, on the embedded store and on PostgreSQL.
+ * by status counts exactly the runs it shows, in the API and in `lockstep runs --status`, on the
+ * embedded store and on PostgreSQL.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createApp, type App } from '../../src/app.js';
 import { resolveConfig } from '../../src/config.js';
 import { silentLogger } from '../../src/core/logger.js';
 import { loadWorkspace } from '../../src/workspace/load-workspace.js';
+import { runMain } from '../cli/cli-helpers.js';
 import { sqlite, tempDir } from '../helpers/harness.js';
 import { createTestDatabase } from '../helpers/postgres.js';
 
 const apps: App[] = [];
 afterEach(async () => {
   for (const app of apps.splice(0)) await app.close();
+  vi.unstubAllEnvs();
 });
 
 const STORES: Array<[string, () => Promise<Record<string, string>>]> = [
@@ -74,6 +77,23 @@ syncs:
       expect(await page('status=interrupted,success&limit=2&offset=2')).toEqual({ hasMore: false, ids: [r2, r1], statuses: ['success', 'success'] });
       expect(await page('status=interrupted&limit=1')).toEqual({ hasMore: false, ids: [stopped.id], statuses: ['interrupted'] });
       expect(await page('status=querying,processing,reporting')).toEqual({ hasMore: false, ids: [], statuses: [] });
+
+      // `lockstep runs --status` filters the same way.
+      if (env.LOCKSTEP_STORE) vi.stubEnv('LOCKSTEP_STORE', env.LOCKSTEP_STORE);
+      const cli = async (status: string, limit = '2') => {
+        const result = await runMain(['--workspace', dir, 'runs', '--status', status, '--limit', limit, '--json']);
+        expect(result.code, result.stderr).toBe(0);
+        return (JSON.parse(result.stdout) as { syncRuns: Array<{ id: number; status: string }> }).syncRuns.map((r) => [r.id, r.status]);
+      };
+      expect(await cli('processing,success')).toEqual([[r3, 'success'], [r2, 'success']]);
+      expect(await cli('interrupted', '5')).toEqual([[stopped.id, 'interrupted']]);
+      expect(await cli('querying,processing')).toEqual([]);
+      const text = await runMain(['--workspace', dir, 'runs', '--status', 'interrupted']);
+      expect(text.stdout).toMatch(new RegExp(`#${stopped.id}  contacts  interrupted `));
+      expect(text.stdout).not.toMatch(/Sequence runs/);
+      const bad = await runMain(['--workspace', dir, 'runs', '--status', 'stopped']);
+      expect(bad.code).toBe(2);
+      expect(bad.stderr).toContain('--status "stopped" has "stopped", not a sync run state — give states from queued, querying');
     });
   }
 });

@@ -3,7 +3,8 @@ import { Option, type Command } from 'commander';
 import type { App } from '../../app.js';
 import type { NamedSyncRunView } from '../../core/run-views.js';
 import { sequenceRunDetails, syncRunDetails } from '../../engine/run-details.js';
-import { MAX_LIMIT, limitFlag } from '../flags.js';
+import type { SyncRunStatus } from '../../core/runs.js';
+import { MAX_LIMIT, limitFlag, syncRunStatusFlag } from '../flags.js';
 import { unknownSlug } from '../lookups.js';
 import { mark, type Terminal } from '../output.js';
 import type { CommandDeps } from './command-deps.js';
@@ -18,35 +19,41 @@ export function registerRunsCommand(program: Command, deps: CommandDeps): void {
     .addOption(new Option('--sequence <slug>', 'only runs of this sequence (or of the ones deleted under that slug)').conflicts('sync'))
     .option('--sync <slug>', 'only runs of this sync (or of the ones deleted under that slug)')
     .option('--limit <n>', `how many runs, 1 to ${MAX_LIMIT}`, '20')
+    .addOption(
+      new Option('--status <states>', 'only sync runs in these states as shown, comma-separated (e.g. interrupted,failed); lists sync runs only').conflicts('sequence'),
+    )
     .option('--json', 'print JSON')
-    .action(async (opts: { sequence?: string; sync?: string; limit: string; json?: boolean }) => {
+    .action(async (opts: { sequence?: string; sync?: string; limit: string; status?: string; json?: boolean }) => {
       const limit = limitFlag(opts.limit);
+      const statuses = opts.status === undefined ? undefined : syncRunStatusFlag(opts.status);
       const { app, close } = await open.toRead();
       try {
-        await printRuns(app, term, { ...opts, limit });
+        await printRuns(app, term, { ...opts, limit, statuses });
       } finally {
         await close();
       }
     });
 }
 
-async function printRuns(app: App, term: Terminal, opts: { sequence?: string; sync?: string; limit: number; json?: boolean }) {
+async function printRuns(app: App, term: Terminal, opts: { sequence?: string; sync?: string; limit: number; statuses?: SyncRunStatus[] | undefined; json?: boolean }) {
   const page = { limit: opts.limit, offset: 0, order: 'desc' as const };
   const out: { sequenceRuns: unknown[]; syncRuns: unknown[] } = { sequenceRuns: [], syncRuns: [] };
   // A run started by another one's end names it, as its view says: `sequence "crm" run 5f0c… ended done`.
   const afterUpstream = (v: { trigger: string; triggerDetail: string | null }) => (v.trigger === 'upstream' && v.triggerDetail ? `  (after ${v.triggerDetail})` : '');
   // A run taken over after its process stopped went on under its id: say so, as its earlier attempts left no run of their own.
   const takenOver = (v: { attempt: number }) => (v.attempt > 1 ? `  (attempt ${v.attempt}: resumed after the process running it stopped)` : '');
-  if (!opts.sync) {
+  const now = app.clock.now();
+  if (!opts.sync && !opts.statuses) {
     const sequenceIds = opts.sequence ? await idsWithRuns(app, term, 'sequence', opts.sequence) : undefined;
     const runs = await app.store.listSequenceRuns({ ...page, sequenceIds });
     for (const run of runs) out.sequenceRuns.push(await sequenceRunDetails(app.store, run, app.clock.now()));
   }
   if (!opts.sequence) {
     const syncIds = opts.sync ? await idsWithRuns(app, term, 'sync', opts.sync) : undefined;
-    const runs = await app.store.listSyncRuns({ ...page, syncIds });
+    // States as shown at `now`: a run whose process stopped is `interrupted` (syncRunStatusAt), filtered so by the store.
+    const runs = await app.store.listSyncRuns({ ...page, syncIds, ...(opts.statuses ? { statuses: opts.statuses, statusesAt: now } : {}) });
     // A sync since deleted (or renamed: a rename deletes and creates) is named by the slug its runs ran as, marked deleted, as the API answers.
-    out.syncRuns.push(...(await syncRunDetails(app.store, runs, app.clock.now())));
+    out.syncRuns.push(...(await syncRunDetails(app.store, runs, now)));
   }
   if (opts.json) {
     term.out(JSON.stringify(out, null, 2));
@@ -60,7 +67,6 @@ async function printRuns(app: App, term: Terminal, opts: { sequence?: string; sy
   }
   if (out.syncRuns.length > 0) {
     term.out('Sync runs');
-    const now = app.clock.now();
     for (const v of out.syncRuns as NamedSyncRunView[]) {
       term.out(
         `  ${mark(v.status)} ${v.createdAt}  #${v.id}  ${deletedOrNot(v.sync, v.syncSlug, `sync ${v.syncId}`)}  ${v.status}  read ${v.querySize}, delivered +${v.successfulRows.addedCount} ~${v.successfulRows.changedCount} -${v.successfulRows.removedCount}, rejected ${v.failedRows.addedCount + v.failedRows.changedCount + v.failedRows.removedCount}${heldBy(v, now)}${afterUpstream(v)}${v.lease ? '' : takenOver(v)}${v.error ? `  — ${v.error}` : ''}`,
