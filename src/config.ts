@@ -7,6 +7,8 @@ import { tmpdir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { ENV_ALLOW_SETTING, EnvAllowList, blankTemplateNames, interpolate, redactUrl, withEnvAllowList, type TemplateEnv } from './core/connections.js';
 import { ErrorCode, LockstepError } from './core/errors.js';
+import { splitHint } from './core/hints.js';
+import { urlProblems } from './core/url-setting.js';
 import { processHost } from './core/hosts.js';
 import type { LogLevel } from './core/logger.js';
 import type { RetryPolicy } from './engine/sync-runner.js';
@@ -147,7 +149,16 @@ export function newWorkerId(): string {
 
 /** `base`: the folder a relative path resolves against; `from`: the flag or variable `text` came from, for the message. */
 function parseStore(text: string, base: string, from: string): StoreConfig {
-  if (/^postgres(ql)?:\/\//.test(text)) return { type: 'postgres', url: text };
+  if (/^postgres(ql)?:\/\//.test(text)) {
+    // A password holding #, / or ? unencoded splits the URL elsewhere than meant: the store would be
+    // looked for on a host made of part of the password, which the error would then show.
+    const [problem] = urlProblems(text, ['postgres:', 'postgresql:'], 'postgres://user:password@host:5432/database', from);
+    if (problem) {
+      const { message, hint } = splitHint(problem);
+      throw new LockstepError(ErrorCode.Validation, hint ? `${message} — ${hint}` : message);
+    }
+    return { type: 'postgres', url: text };
+  }
   // Another scheme would otherwise be taken for a file path: a folder named after the URL, password included.
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(text)) {
     throw new LockstepError(

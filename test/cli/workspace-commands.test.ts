@@ -376,4 +376,19 @@ describe('help and argument errors', () => {
     expect(variable.stderr).toContain('error: LOCKSTEP_STORE "mysql://etl:***@db.example.com/lockstep" is neither a postgres:// URL nor a file path');
     expect(readdirSync(dir).sort()).toEqual(before);
   });
+
+  it('a store URL whose password holds an unencoded # or / is refused naming the fix, not sent to a host made of part of the password', async () => {
+    const dir = hierarchyWorkspace();
+    for (const [args, env, from] of [
+      [['--store', 'postgres://etl:pa#ss@db.example.com:5432/lockstep', 'runs'], {}, '--store'],
+      [['runs'], { LOCKSTEP_STORE: 'postgres://etl:pa/ss@db.example.com:5432/lockstep' }, 'LOCKSTEP_STORE'],
+    ] as const) {
+      const result = await runCli([...args], { cwd: dir, env: { ...env } });
+      expect(result.code, result.stderr).toBe(2);
+      expect(result.stderr).toMatch(new RegExp(`^error: ${from} .*percent-encode`));
+      expect(result.stderr).not.toContain('pa#ss');
+      expect(result.stderr).not.toContain('pa/ss');
+      expect(result.stderr).not.toContain('ss@db');
+    }
+  });
 });
