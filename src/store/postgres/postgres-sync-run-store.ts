@@ -329,40 +329,30 @@ export class PostgresSyncRunStore implements SyncRunStore {
     if (!current) throw new NotFoundError(`sync run ${id} does not exist`);
     const status = current.status as SyncRunStatus;
     if (isTerminalSyncRunStatus(status)) throw nothingToCancelError(`sync run ${id}`, status);
-    if (status === 'queued') {
-      const p = new Params();
-      const at = p.add(now, 'float8');
-      const { rows } = await q.query<SyncRunRow>(
-        `WITH cancelled AS (
-           UPDATE ${this.tables.syncRuns} SET status = 'cancelled', cancel_requested = true, finished_at = ${at}
-           WHERE id = ${p.add(current.id, 'bigint')} RETURNING *
-         ), member AS (${this.followSql('cancelled', memberTransition('cancelled'), at, p)})
-         SELECT * FROM cancelled`,
-        p.values,
-      );
-      await this.statements.recordFinishedRuns(q, 'sync', [String(current.id)], now);
-      return syncRun(rows[0] as SyncRunRow);
-    }
+    if (status === 'queued') return this.endCancelled(q, current.id, now, null);
     // An active run whose lease has ended ends at once: no worker is at work on it. The row is
     // locked, so a worker taking it over waits and then finds it ended; one that took it over
     // first holds a live lease, and the run is flagged for it.
     const leaseEnd = current.lease_expires_at == null ? null : Number(current.lease_expires_at);
-    if (leaseEnd === null || leaseEnd <= now) {
-      const p = new Params();
-      const at = p.add(now, 'float8');
-      const { rows } = await q.query<SyncRunRow>(
-        `WITH cancelled AS (
-           UPDATE ${this.tables.syncRuns} SET status = 'cancelled', cancel_requested = true, finished_at = ${at}, lease_expires_at = NULL,
-                  error = ${p.add(CANCELLED_INTERRUPTED_RUN_ERROR, 'text')}
-           WHERE id = ${p.add(current.id, 'bigint')} RETURNING *
-         ), member AS (${this.followSql('cancelled', memberTransition('cancelled'), at, p)})
-         SELECT * FROM cancelled`,
-        p.values,
-      );
-      await this.statements.recordFinishedRuns(q, 'sync', [String(current.id)], now);
-      return syncRun(rows[0] as SyncRunRow);
-    }
+    if (leaseEnd === null || leaseEnd <= now) return this.endCancelled(q, current.id, now, CANCELLED_INTERRUPTED_RUN_ERROR);
     const { rows } = await q.query<SyncRunRow>(`UPDATE ${this.tables.syncRuns} SET cancel_requested = true WHERE id = $1 RETURNING *`, [current.id]);
+    return syncRun(rows[0] as SyncRunRow);
+  }
+
+  /** Ends run `id` cancelled at `now` (with `error`, for a run whose process stopped), its member with it. */
+  private async endCancelled(q: Queryable, id: number | string, now: number, error: string | null): Promise<SyncRun> {
+    const p = new Params();
+    const at = p.add(now, 'float8');
+    const ended = error === null ? '' : `, lease_expires_at = NULL, error = ${p.add(error, 'text')}`;
+    const { rows } = await q.query<SyncRunRow>(
+      `WITH cancelled AS (
+         UPDATE ${this.tables.syncRuns} SET status = 'cancelled', cancel_requested = true, finished_at = ${at}${ended}
+         WHERE id = ${p.add(id, 'bigint')} RETURNING *
+       ), member AS (${this.followSql('cancelled', memberTransition('cancelled'), at, p)})
+       SELECT * FROM cancelled`,
+      p.values,
+    );
+    await this.statements.recordFinishedRuns(q, 'sync', [String(id)], now);
     return syncRun(rows[0] as SyncRunRow);
   }
 
