@@ -23,6 +23,8 @@
  * - An invalid or unknown property is a 400 VALIDATION_ERROR whose message lists
  *   `{isValid, message, error: PROPERTY_DOESNT_EXIST, name, localizedErrorMessage, portalId}` and whose
  *   `errors[]` carry `code` and `context.propertyName` ("Using object APIs › Error handling").
+ * - Text (single-line and multi-line) takes at most 65,536 characters through the CRM ("Property
+ *   field types in HubSpot"); a longer value is a VALIDATION_ERROR like any invalid value.
  * - Values ("Properties API", date and time formats): a date takes `YYYY-MM-DD` or midnight-UTC
  *   epoch milliseconds (others: "… is at 4:10:33.600 UTC, not midnight!"); a datetime takes epoch
  *   milliseconds or ISO 8601 with a zone designator; a bool `true`/`false`; a multiple checkboxes
@@ -772,6 +774,8 @@ interface PropertyProblem {
 type Normalised = { readonly value: string | null } | { readonly problem: PropertyProblem };
 
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+/** Single-line and multi-line text take at most 65,536 characters through the CRM ("Property field types in HubSpot"). */
+const TEXT_LIMIT = 65_536;
 const DATE_ONLY = /^\d{4}-\d{2}-\d{2}$/;
 
 /** Checks one value against its property and turns it into the string HubSpot stores ("" clears). */
@@ -806,6 +810,10 @@ function normaliseValue(property: PropertyModel, raw: unknown): Normalised {
         : problem('INVALID_OPTION', `${wrong} was not one of the allowed options: [${values.join(', ')}]`);
     }
     default:
+      if (text.length > TEXT_LIMIT) {
+        // The limit is documented; the error HubSpot answers with is not, so its name and wording here are the stand-in's.
+        return problem('INVALID_LENGTH', `Value for property ${property.name} is ${text.length} characters long, more than the limit of ${TEXT_LIMIT}`);
+      }
       if (property.name === 'email' && !EMAIL.test(text.trim())) return problem('INVALID_EMAIL', `Email address ${text} is invalid`);
       return { value: text };
   }

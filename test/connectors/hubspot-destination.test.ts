@@ -437,6 +437,32 @@ ${extra}`).replace('destinations:\n', 'destinations:\n  crm: { type: salesforce,
       expect(hub.find('contacts', 'email', 'd@example.com')?.properties).toMatchObject({ score: '-1e3', opted_in: 'false' });
     });
 
+    it('refuses text longer than HubSpot\'s 65,536 characters before sending, naming the row, the property and the limit, so a batch by email is not split', async () => {
+      const writer = await destination.prepare(contactsTarget({ keyColumns: ['email'], columns: ['email', 'firstname'], settings: { idProperty: 'email' } }));
+      const rows: Array<[string, string]> = [
+        ['a@example.com', 'A'],
+        ['b@example.com', 'x'.repeat(70_000)],
+        ['c@example.com', 'y'.repeat(65_536)],
+      ];
+      const ops: WriteOperation[] = rows.map(([email, firstname]) => ({ kind: 'upsert', key: [email], values: [email, firstname] }));
+      const outcomes = await writer.write(ops);
+      expect(outcomes.map((o) => o.ok)).toEqual([true, false, true]);
+      const expected =
+        'email b@example.com: property "firstname" takes at most 65,536 characters (HubSpot\'s limit for text), and this value has 70,000 — shorten it in the model\'s query (e.g. left(firstname, 65536)), or leave the column out';
+      expect(reason(outcomes[1])).toBe(expected);
+      expect(writer.check?.(ops[1] as WriteOperation)).toBe(expected);
+      expect(hub.stats().calls['objects.batchUpsert']).toBe(1);
+      expect(hub.find('contacts', 'email', 'c@example.com')?.properties.firstname).toHaveLength(65_536);
+
+      // The idProperty's own value goes to HubSpot too.
+      const byId = await destination.prepare(contactsTarget());
+      const [tooLong] = await byId.write([op('upsert', 'z'.repeat(65_537), ['z@example.com', 'Z'])]);
+      expect(reason(tooLong)).toBe(
+        'external_id zzzzzzzzzzzzzzzzzzzz…: property "external_id" takes at most 65,536 characters (HubSpot\'s limit for text), and this value has 65,537 — shorten the key in the model\'s query',
+      );
+      expect(hub.stats().calls['objects.batchUpsert']).toBe(1);
+    });
+
     it('refuses text that is no date for a date or datetime property before sending, and takes epoch milliseconds', async () => {
       await start({
         schema: {

@@ -289,6 +289,23 @@ describe('batch upsert', () => {
     expect(hs.find('contacts', 'email', 'new@example.com')).toBeUndefined();
   });
 
+  it('refuses text longer than 65,536 characters, in a property or as the idProperty value, and takes 65,536', async () => {
+    const hs = await start();
+    const long = 'x'.repeat(65_537);
+    const answer = await upsert(hs, 'contacts', [
+      { idProperty: 'external_id', id: 'e-1', properties: { firstname: long }, objectWriteTraceId: 'a' },
+      { idProperty: 'external_id', id: long, properties: {}, objectWriteTraceId: 'b' },
+      { idProperty: 'external_id', id: 'e-3', properties: { firstname: 'y'.repeat(65_536) }, objectWriteTraceId: 'c' },
+    ]);
+    expect(answer.status).toBe(207);
+    expect(answer.json.errors.map((e: { category: string; context: { objectWriteTraceId: string[] } }) => [e.category, e.context.objectWriteTraceId[0]])).toEqual([
+      ['VALIDATION_ERROR', 'a'],
+      ['VALIDATION_ERROR', 'b'],
+    ]);
+    expect(answer.json.errors[0].message).toContain('firstname');
+    expect(hs.records('contacts').map((r) => r.properties.external_id)).toEqual(['e-3']);
+  });
+
   it('refuses a unique value that belongs to another record, and duplicate ids in one batch', async () => {
     const hs = await start();
     const owner = hs.seed('contacts', { email: 'taken@example.com', external_id: 'owner' });

@@ -6,7 +6,8 @@
  * A batch is written in these steps, each row's outcome decided by the first step that refuses it:
  *
  * 1. rows without an idProperty value, with one written twice in the batch, or with a value its
- *    property cannot take (hubspot-values.ts: a date that is not at midnight UTC), are refused;
+ *    property cannot take (hubspot-values.ts: a date that is not at midnight UTC; text, the
+ *    idProperty's value included, longer than HubSpot's 65,536 characters), are refused;
  *    so are contacts whose email differs only in case from one sent before in the run (the first
  *    sent wins; case-twins.ts keeps them off the heap), or from the key this sync delivered to the
  *    record HubSpot finds for a new email — HubSpot matches emails without regard to case, and
@@ -41,7 +42,7 @@ import { encodeKey, lookupKeys } from '../../core/keys.js';
 import type { ApiUsage } from '../../core/runs.js';
 import type { Clock, Destination, DestinationWriter, RowOutcome, Value, WriteOperation, WriteTarget } from '../../core/ports.js';
 import { CaseTwins } from '../case-twins.js';
-import { hubspotValue } from './hubspot-values.js';
+import { hubspotValue, TEXT_LIMIT } from './hubspot-values.js';
 import { HubSpotClient, type HubSpotBatchAnswer, type HubSpotError, type HubSpotObject, type HubSpotProperty } from './hubspot-client.js';
 import {
   defaultAssociationTargets,
@@ -820,13 +821,30 @@ class HubSpotWriter implements DestinationWriter {
    * a property), or why one cannot be sent.
    */
   private properties(values: Value[]): Record<string, string> | string {
+    const { idProperty, idColumn } = this.options;
+    const id = String(values[idColumn] ?? '');
+    if (id.length > TEXT_LIMIT) return this.tooLong(id, idProperty, idColumn, id.length);
     const properties: Record<string, string> = {};
     for (const { index, name, property } of this.options.propertyColumns) {
       const value = hubspotValue(property, values[index] ?? null);
       if ('problem' in value) return value.problem;
+      if (property.type === 'string' && value.text.length > TEXT_LIMIT) return this.tooLong(id, name, index, value.text.length);
       properties[name] = value.text;
     }
     return properties;
+  }
+
+  /**
+   * Why a text value over HubSpot's limit is not sent: HubSpot would refuse it, and for contacts
+   * upserted by email the whole batch with it. Names the row by its idProperty value (cut short,
+   * as it may be the long one), the property and the limit; the value itself is not shown.
+   */
+  private tooLong(id: string, property: string, column: number, length: number): string {
+    const { idProperty, target } = this.options;
+    const row = id.length > 20 ? `${id.slice(0, 20)}…` : id;
+    const from = target.modelColumns?.[column] ?? property;
+    const fix = property === idProperty ? "shorten the key in the model's query" : `shorten it in the model's query (e.g. left(${from}, ${TEXT_LIMIT})), or leave the column out`;
+    return `${idProperty} ${row}: property "${property}" takes at most ${TEXT_LIMIT.toLocaleString('en-US')} characters (HubSpot's limit for text), and this value has ${length.toLocaleString('en-US')} — ${fix}`;
   }
 
   private normalise(id: string): string {

@@ -23,6 +23,13 @@ import type { Value } from '../../core/ports.js';
 import { timestampTextToIso } from '../values.js';
 import type { HubSpotProperty } from './hubspot-client.js';
 
+/**
+ * Characters a text property (single-line or multi-line) takes through the API: "When the value is
+ * added through the CRM, the character limit is 65,536 characters" ("Property field types in
+ * HubSpot"). Counted in UTF-16 units, which is never fewer than HubSpot's count.
+ */
+export const TEXT_LIMIT = 65_536;
+
 /** The text to send, or why the value cannot be sent. */
 export type HubSpotValue = { text: string } | { problem: string };
 
