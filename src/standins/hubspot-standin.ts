@@ -15,6 +15,10 @@
  *   requiredGranularScopes` lists the scopes that would do ("Scopes").
  * - Error bodies `{status: "error", message, correlationId, category, errors?, context?}` and the
  *   `X-HubSpot-Correlation-Id` header ("Error handling").
+ * - Object types in paths: a standard object by its name, singular or type id (`contacts`, `contact`,
+ *   `0-1`); a custom object by its type id (`2-…`), short-hand `p_{name}` or fully qualified name
+ *   `p{portalId}_{name}`, not by its base name ("Removed Support for Referencing Custom Object Types
+ *   by Base Name", June 2025). Test options and inspection helpers take the schema's name.
  * - `GET /crm/v3/properties/{objectType}` → `{results: Property[]}` with the documented Property
  *   fields (name, label, type, fieldType, hasUniqueValue, modificationMetadata, …) ("Properties API").
  * - Object batch endpoints (`batch/upsert`, `batch/read`, `batch/archive`) take at most 100 inputs
@@ -440,20 +444,24 @@ class Portal {
     for (const [name, specs] of Object.entries(schema)) {
       const object = buildObject(name, specs, STANDARD_OBJECTS[name] ? 0 : customIndex++);
       this.objects.set(name, object);
-      for (const alias of [name, object.objectTypeId, STANDARD_OBJECTS[name]?.singular]) {
+      // A custom object is named by its type id, `p_{name}` or `p{portalId}_{name}`, no longer by its
+      // base name ("Breaking Change: Removed Support for Referencing Custom Object Types by Base Name").
+      const names = STANDARD_OBJECTS[name] ? [name, STANDARD_OBJECTS[name]?.singular] : [`p_${name}`, `p${portalId}_${name}`];
+      for (const alias of [...names, object.objectTypeId]) {
         if (alias) this.aliases.set(alias.toLowerCase(), object);
       }
     }
     for (const type of associationTypes) this.addAssociationType(type);
   }
 
-  /** Resolves a path segment: `contacts`, `contact`, `0-1`, a custom object's name or `2-…` id. */
+  /** Resolves a path segment: `contacts`, `contact`, `0-1`, a custom object's `p_name`, `p123_name` or `2-…` id. */
   object(segment: string): ObjectModel | undefined {
     return this.aliases.get(segment.toLowerCase());
   }
 
+  /** An object by any name a path takes, or by its name in the schema (test options and inspection helpers). */
   requireObject(segment: string): ObjectModel {
-    const object = this.object(segment);
+    const object = this.objects.get(segment) ?? this.object(segment);
     if (!object) throw new Error(`the stand-in's schema has no object type "${segment}"`);
     return object;
   }
@@ -463,8 +471,8 @@ class Portal {
   }
 
   private addAssociationType(type: HubSpotAssociationType): void {
-    const from = this.object(type.fromObjectType);
-    const to = this.object(type.toObjectType);
+    const from = this.objects.get(type.fromObjectType) ?? this.object(type.fromObjectType);
+    const to = this.objects.get(type.toObjectType) ?? this.object(type.toObjectType);
     // A type between objects this portal does not have is simply not offered.
     if (!from || !to) return;
     this.associationTypes.push({ ...type, from, to });

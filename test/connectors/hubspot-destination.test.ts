@@ -737,6 +737,38 @@ ${extra}`).replace('destinations:\n', 'destinations:\n  crm: { type: salesforce,
       expect(error.message).toMatch(/^sync "contacts-to-hubspot": HubSpot has no object type "people" \(400: ERROR: Unable to infer object type from: people\) — set object to contacts, companies, deals/);
     });
 
+    it('writes a custom object named as HubSpot takes it (p_name, type id), and refuses its plain name saying which names HubSpot takes', async () => {
+      await start({
+        portalId: 345,
+        schema: { ...DEFAULT_HUBSPOT_SCHEMA, pets: [{ name: 'pet_id', type: 'string', hasUniqueValue: true }, { name: 'kind', type: 'enumeration', options: ['cat', 'dog'] }] },
+        associationTypes: [{ fromObjectType: 'pets', toObjectType: 'contacts', typeId: 900, inverseTypeId: 901, category: 'USER_DEFINED' }],
+      });
+      const owner = hub.seed('contacts', { external_id: 'o1', email: 'owner@example.com' });
+      const pets = (object: string): WriteTarget => ({
+        object,
+        keyColumns: ['pet_id'],
+        columns: ['pet_id', 'kind', 'owner_id'],
+        settings: { idProperty: 'pet_id', associations: [{ object: 'contacts', from: 'owner_id', lookup: { sync: 'contacts-to-hubspot' }, type: 900, category: 'USER_DEFINED' }] },
+        sync: 'pets-to-hubspot',
+        recordIds: async (slug, keys) => new Map(slug === 'contacts-to-hubspot' ? keys.filter((k) => k === encodeKey(['o1'])).map((k) => [k, owner.id] as [string, string]) : []),
+      });
+      const plain = await failure(destination.prepare(pets('pets')));
+      expect(plain.code).toBe(ErrorCode.Schema);
+      expect(plain.message).toBe(
+        'sync "pets-to-hubspot": HubSpot has no object type "pets" (400: ERROR: Unable to infer object type from: pets) — set object to contacts, companies, deals, tickets, or a custom object\'s type id (e.g. 2-1234567), short name p_pets or fully qualified name (p<portal id>_pets): HubSpot no longer takes a custom object\'s plain name (GET /crm/v3/schemas lists them)',
+      );
+
+      const writer = await destination.prepare(pets('p_pets'));
+      const outcomes = await writer.write([{ kind: 'upsert', key: ['rex'], values: ['rex', 'dog', 'o1'] }]);
+      const rex = hub.find('pets', 'pet_id', 'rex')!;
+      expect(outcomes).toEqual([{ ok: true, id: rex.id }]);
+      expect(rex.properties.kind).toBe('dog');
+      expect(hub.associations('pets', rex.id)).toEqual([{ toObjectType: 'contacts', toObjectId: owner.id, types: [{ associationCategory: 'USER_DEFINED', associationTypeId: 900 }] }]);
+      const byTypeId = await destination.prepare(pets('2-100'));
+      expect(await byTypeId.write([{ kind: 'delete', key: ['rex'], values: [] }])).toEqual([{ ok: true }]);
+      expect(hub.records('pets')).toHaveLength(0);
+    });
+
     it('refuses columns that are not properties, suggesting close names', async () => {
       const error = await failure(destination.prepare(contactsTarget({ columns: ['external_id', 'frstname', 'last_name', 'shoe_size'] })));
       expect(error.code).toBe(ErrorCode.Schema);

@@ -340,16 +340,22 @@ describe('batch upsert', () => {
     expect(missing.json.message).toContain('Some required fields were not set');
   });
 
-  it('supports custom objects by name and by object type id', async () => {
+  it('supports custom objects by short-hand name, fully qualified name and object type id, not by base name', async () => {
     const hs = await start({
+      portalId: 345,
       schema: { ...DEFAULT_HUBSPOT_SCHEMA, pets: [{ name: 'pet_id', type: 'string', hasUniqueValue: true }, { name: 'kind', type: 'enumeration', options: ['cat', 'dog'] }] },
     });
-    expect((await call(hs, 'GET', '/crm/v3/properties/pets')).status).toBe(200);
+    expect((await call(hs, 'GET', '/crm/v3/properties/p_pets')).status).toBe(200);
+    const byBaseName = await call(hs, 'GET', '/crm/v3/properties/pets');
+    expect(byBaseName.status).toBe(400);
+    expect(byBaseName.json.message).toBe('Unable to infer object type from: pets');
+    expect((await upsert(hs, 'pets', [{ idProperty: 'pet_id', id: 'p1', properties: { kind: 'cat' } }])).status).toBe(400);
     // The first custom object gets object type id 2-100.
     const typeId = '2-100';
-    expect((await upsert(hs, 'pets', [{ idProperty: 'pet_id', id: 'p1', properties: { kind: 'cat' } }])).status).toBe(200);
+    expect((await upsert(hs, 'p_pets', [{ idProperty: 'pet_id', id: 'p1', properties: { kind: 'cat' } }])).status).toBe(200);
     expect((await upsert(hs, typeId, [{ idProperty: 'pet_id', id: 'p1', properties: { kind: 'dog' } }])).json.results[0].new).toBe(false);
-    const badOption = await upsert(hs, 'pets', [{ idProperty: 'pet_id', id: 'p2', properties: { kind: 'fish' } }]);
+    expect((await upsert(hs, 'p345_pets', [{ idProperty: 'pet_id', id: 'p1', properties: { kind: 'dog' } }])).json.results[0].new).toBe(false);
+    const badOption = await upsert(hs, 'p_pets', [{ idProperty: 'pet_id', id: 'p2', properties: { kind: 'fish' } }]);
     expect(badOption.status).toBe(400);
     expect(hs.records('pets')).toEqual([expect.objectContaining({ properties: { pet_id: 'p1', kind: 'dog' } })]);
   });

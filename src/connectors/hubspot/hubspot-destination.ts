@@ -217,13 +217,25 @@ export class HubSpotDestination implements Destination {
     if (answer.status >= 400) {
       throw new LockstepError(
         ErrorCode.Schema,
-        `sync "${sync}": HubSpot has no object type "${object}" (${answer.status}: ${errorText(answer.body)}) — set ${setting} to contacts, companies, deals, tickets, or a custom object's name or type id (e.g. 2-1234567; GET /crm/v3/schemas lists them)`,
+        `sync "${sync}": HubSpot has no object type "${object}" (${answer.status}: ${errorText(answer.body)}) — set ${setting} to contacts, companies, deals, tickets, or ${customObjectNames(object)} (GET /crm/v3/schemas lists them)`,
       );
     }
     const results = (answer.body as { results?: unknown } | undefined)?.results;
     if (!Array.isArray(results)) throw unexpected(what, answer.body);
     return propertyList(results);
   }
+}
+
+/**
+ * The names a custom object goes by in HubSpot's paths, for messages: its type id, `p_{name}` or
+ * `p{portalId}_{name}`. A plain name (`pets`) is not one since June 2025 ("Removed Support for
+ * Referencing Custom Object Types by Base Name"), so one written so is shown in the forms HubSpot takes.
+ */
+function customObjectNames(object: string): string {
+  const plain = !/^\d+-\d+$/.test(object) && !/^p\d*_/i.test(object);
+  return plain
+    ? `a custom object's type id (e.g. 2-1234567), short name p_${object} or fully qualified name (p<portal id>_${object}): HubSpot no longer takes a custom object's plain name`
+    : "a custom object's type id (e.g. 2-1234567), short name (p_<name>) or fully qualified name (p<portal id>_<name>)";
 }
 
 /** The properties in a Properties API answer's `results`. */

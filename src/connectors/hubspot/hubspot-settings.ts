@@ -176,7 +176,7 @@ export function singular(object: string): string {
 
 const association = z
   .strictObject({
-    object: z.string().min(1).meta({ description: 'The associated object type, e.g. `companies` (a standard object, or a custom object\'s name or type id).' }),
+    object: z.string().min(1).meta({ description: 'The associated object type, e.g. `companies` (a standard object, or a custom object\'s type id, `p_{name}` or `p{portalId}_{name}`: HubSpot no longer takes its plain name).' }),
     from: z
       .string()
       .min(1)
