@@ -781,7 +781,12 @@ interface PropertyProblem {
 
 type Normalised = { readonly value: string | null } | { readonly problem: PropertyProblem };
 
-const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+/**
+ * The form HubSpot checks an email against ("How does HubSpot validate email addresses?"): an
+ * address (RFC 2822) whose local part is not quoted and whose domain ends in a top-level domain
+ * (IANA's are letters, or `xn--` and letters and digits for internationalised ones).
+ */
+const EMAIL = /^[^\s@"]+@[^\s@"]+\.(?:\p{L}{2,}|xn--[a-z0-9-]+)$/iu;
 /** Single-line and multi-line text take at most 65,536 characters through the CRM ("Property field types in HubSpot"). */
 const TEXT_LIMIT = 65_536;
 const DATE_ONLY = /^\d{4}-\d{2}-\d{2}$/;

@@ -285,12 +285,12 @@ ${extra}`).replace('destinations:\n', 'destinations:\n  crm: { type: salesforce,
       const writer = await destination.prepare(contactsTarget());
       const outcomes = await writer.write([
         op('upsert', 'a', ['a@example.com', 'A']),
-        op('upsert', 'b', ['not-an-email', 'B']),
+        op('upsert', 'b', ['b@example.c0m', 'B']),
         op('upsert', 'c', ['taken@example.com', 'C']),
         op('upsert', 'd', ['d@example.com', 'D']),
       ]);
       expect(outcomes[0]?.ok).toBe(true);
-      expect(reason(outcomes[1])).toBe('VALIDATION_ERROR: email: Email address not-an-email is invalid (INVALID_EMAIL)');
+      expect(reason(outcomes[1])).toBe('VALIDATION_ERROR: email: Email address b@example.c0m is invalid (INVALID_EMAIL)');
       expect(reason(outcomes[2])).toMatch(/^CONFLICT: Contact already exists\. Existing ID: \d+ — another contacts record \(HubSpot id \d+\) already has this row's email taken@example.com/);
       expect(outcomes[3]?.ok).toBe(true);
       expect(hub.stats().calls['objects.batchUpsert']).toBe(1);
@@ -300,10 +300,11 @@ ${extra}`).replace('destinations:\n', 'destinations:\n  crm: { type: salesforce,
     it('contacts upserted by email (no partial upserts): splits the batch until the bad row stands alone', async () => {
       const target = contactsTarget({ keyColumns: ['email'], columns: ['email', 'firstname'], settings: { idProperty: 'email' } });
       const writer = await destination.prepare(target);
-      const emails = ['a@example.com', 'b@example.com', 'bad-address', 'd@example.com', 'e@example.com'];
+      // A top-level domain that does not exist is HubSpot's to refuse.
+      const emails = ['a@example.com', 'b@example.com', 'bad@example.c0m', 'd@example.com', 'e@example.com'];
       const outcomes = await writer.write(emails.map((email, i) => ({ kind: 'upsert', key: [email], values: [email, `P${i}`] })));
       expect(outcomes.map((o) => o.ok)).toEqual([true, true, false, true, true]);
-      expect(reason(outcomes[2])).toMatch(/^VALIDATION_ERROR: .*bad-address/);
+      expect(reason(outcomes[2])).toMatch(/^VALIDATION_ERROR: .*bad@example\.c0m/);
       expect(hub.records('contacts')).toHaveLength(4);
       // Emails match without regard to case, as HubSpot matches them (in a later run: in this one, the key would be a twin of a@example.com).
       const later = await destination.prepare(target);
@@ -461,6 +462,30 @@ ${extra}`).replace('destinations:\n', 'destinations:\n  crm: { type: salesforce,
         'external_id zzzzzzzzzzzzzzzzzzzz…: property "external_id" takes at most 65,536 characters (HubSpot\'s limit for text), and this value has 65,537 — shorten the key in the model\'s query',
       );
       expect(hub.stats().calls['objects.batchUpsert']).toBe(1);
+    });
+
+    it('refuses emails HubSpot cannot take (spaces, no or two @, quotes, no top-level domain) before sending, so a batch by email is not split', async () => {
+      const writer = await destination.prepare(contactsTarget({ keyColumns: ['email'], columns: ['email', 'firstname'], settings: { idProperty: 'email' } }));
+      const emails = ['a@example.com', 'Ann Smith <ann@example.com>', 'no-at-sign', '"quoted"@example.com', 'x@localhost', 'b@@example.com', 'josé+tag@exämple.de', 'c@example.com'];
+      const ops: WriteOperation[] = emails.map((email) => ({ kind: 'upsert', key: [email], values: [email, 'X'] }));
+      const outcomes = await writer.write(ops);
+      expect(outcomes.map((o) => o.ok)).toEqual([true, false, false, false, false, false, true, true]);
+      expect(reason(outcomes[1])).toBe(
+        'email "Ann Smith <ann@example.com>" is not an address HubSpot takes (one @, no spaces or quotes, a domain ending in a top-level domain such as .com) — correct it in the model\'s query, or leave such rows out',
+      );
+      expect(writer.check?.(ops[2] as WriteOperation)).toBe(
+        'email "no-at-sign" is not an address HubSpot takes (one @, no spaces or quotes, a domain ending in a top-level domain such as .com) — correct it in the model\'s query, or leave such rows out',
+      );
+      expect(hub.stats().calls['objects.batchUpsert']).toBe(1);
+      expect(hub.records('contacts')).toHaveLength(3);
+
+      // An email written as a property, contacts matched on another key: the same, naming the property; null clears it.
+      const byId = await destination.prepare(contactsTarget());
+      const [bad, cleared] = await byId.write([op('upsert', 'e1', ['ann at example.com', 'Ann']), op('upsert', 'e2', [null, 'Bo'])]);
+      expect(reason(bad)).toBe(
+        'property "email" takes an email address, and "ann at example.com" is not one HubSpot takes (one @, no spaces or quotes, a domain ending in a top-level domain such as .com) — correct it in the model\'s query, or send null, which clears the property',
+      );
+      expect(cleared?.ok).toBe(true);
     });
 
     it('refuses text that is no date for a date or datetime property before sending, and takes epoch milliseconds', async () => {
@@ -1360,7 +1385,7 @@ describeApiDestinationContract('hubspot', {
   fields: ['email', 'firstname'],
   settings: { idProperty: 'external_id' },
   values: (key, version) => [`${key}@example.com`, `First v${version}`],
-  badRow: { values: () => ['not-an-email', 'Bad'], reason: /^VALIDATION_ERROR: email: Email address not-an-email is invalid \(INVALID_EMAIL\)$/ },
+  badRow: { values: () => ['someone@example.c0m', 'Bad'], reason: /^VALIDATION_ERROR: email: Email address someone@example\.c0m is invalid \(INVALID_EMAIL\)$/ },
   checksSchema: true,
   openUnreachable: () => openHubSpot({ url: 'http://127.0.0.1:1' }),
   secret: TOKEN,

@@ -281,6 +281,14 @@ describe('batch upsert', () => {
     expect(byExternalId.status).toBe(207);
     expect(byExternalId.json.errors[0].message).toContain('INVALID_EMAIL');
 
+    // Quoted local parts and domains not ending in a top-level domain are not taken ("How does HubSpot validate email addresses?").
+    for (const email of ['"ann"@example.com', 'ann@example.c0m', 'ann@localhost']) {
+      const refused = await upsert(hs, 'contacts', [{ idProperty: 'external_id', id: 'e-3', properties: { email } }]);
+      expect(refused.status, email).toBe(400);
+      expect(refused.json.message).toContain('INVALID_EMAIL');
+    }
+    expect((await upsert(hs, 'contacts', [{ idProperty: 'external_id', id: 'e-3', properties: { email: 'josé@exämple.xn--p1ai' } }])).status).toBe(200);
+
     const byEmail = await upsert(hs, 'contacts', [
       { idProperty: 'email', id: 'new@example.com', properties: {}, objectWriteTraceId: 'c' },
       { idProperty: 'email', id: 'broken@', properties: {}, objectWriteTraceId: 'd' },

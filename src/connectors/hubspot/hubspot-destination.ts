@@ -7,7 +7,8 @@
  *
  * 1. rows without an idProperty value, with one written twice in the batch, or with a value its
  *    property cannot take (hubspot-values.ts: a date that is not at midnight UTC; text, the
- *    idProperty's value included, longer than HubSpot's 65,536 characters), are refused;
+ *    idProperty's value included, longer than HubSpot's 65,536 characters; a contact's email
+ *    that is no address HubSpot takes), are refused;
  *    so are contacts whose email differs only in case from one sent before in the run (the first
  *    sent wins; case-twins.ts keeps them off the heap), or from the key this sync delivered to the
  *    record HubSpot finds for a new email — HubSpot matches emails without regard to case, and
@@ -42,7 +43,7 @@ import { encodeKey, lookupKeys } from '../../core/keys.js';
 import type { ApiUsage } from '../../core/runs.js';
 import type { Clock, Destination, DestinationWriter, RowOutcome, Value, WriteOperation, WriteTarget } from '../../core/ports.js';
 import { CaseTwins } from '../case-twins.js';
-import { hubspotValue, TEXT_LIMIT } from './hubspot-values.js';
+import { EMAIL_FORM, hubspotValue, isHubSpotEmail, TEXT_LIMIT } from './hubspot-values.js';
 import { HubSpotClient, type HubSpotBatchAnswer, type HubSpotError, type HubSpotObject, type HubSpotProperty } from './hubspot-client.js';
 import {
   defaultAssociationTargets,
@@ -389,6 +390,8 @@ class HubSpotWriter implements DestinationWriter {
    * nothing of the kind for other unique-value properties, which are matched as written.
    */
   private readonly caseless: boolean;
+  /** Whether the object is contacts, whose `email` HubSpot checks as an address. */
+  private readonly contacts: boolean;
   /**
    * Records of a key this sync delivered that a twin of it, rejected in this run, waits for: a
    * delete of that key (its case changed in the model) leaves the record to the twin.
@@ -405,7 +408,8 @@ class HubSpotWriter implements DestinationWriter {
   constructor(private readonly options: WriterOptions) {
     this.concurrentWrites = options.concurrentWrites;
     this.objectPath = `/crm/v3/objects/${encodeURIComponent(options.target.object)}`;
-    this.caseless = standardObject(options.target.object) === 'contacts' && options.idProperty === 'email';
+    this.contacts = standardObject(options.target.object) === 'contacts';
+    this.caseless = this.contacts && options.idProperty === 'email';
   }
 
   async write(batch: WriteOperation[]): Promise<RowOutcome[]> {
@@ -836,11 +840,16 @@ class HubSpotWriter implements DestinationWriter {
     const { idProperty, idColumn } = this.options;
     const id = String(values[idColumn] ?? '');
     if (id.length > TEXT_LIMIT) return this.tooLong(id, idProperty, idColumn, id.length);
+    // A contact's email HubSpot cannot take fails the whole batch when contacts are upserted by email.
+    if (this.caseless && !isHubSpotEmail(id)) return `${idProperty} "${id}" is not an address HubSpot takes (${EMAIL_FORM}) — correct it in the model's query, or leave such rows out`;
     const properties: Record<string, string> = {};
     for (const { index, name, property } of this.options.propertyColumns) {
       const value = hubspotValue(property, values[index] ?? null);
       if ('problem' in value) return value.problem;
       if (property.type === 'string' && value.text.length > TEXT_LIMIT) return this.tooLong(id, name, index, value.text.length);
+      if (name === 'email' && this.contacts && value.text !== '' && !isHubSpotEmail(value.text)) {
+        return `property "email" takes an email address, and "${value.text}" is not one HubSpot takes (${EMAIL_FORM}) — correct it in the model's query, or send null, which clears the property`;
+      }
       properties[name] = value.text;
     }
     return properties;

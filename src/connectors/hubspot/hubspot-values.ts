@@ -30,6 +30,21 @@ import type { HubSpotProperty } from './hubspot-client.js';
  */
 export const TEXT_LIMIT = 65_536;
 
+/** What an email HubSpot takes looks like, for messages. */
+export const EMAIL_FORM = 'one @, no spaces or quotes, a domain ending in a top-level domain such as .com';
+
+/**
+ * Whether HubSpot can take `text` as a contact's email: it checks the form (RFC 2822), refuses a
+ * quoted local part, and wants a domain ending in a top-level domain ("How does HubSpot validate
+ * email addresses?"). Only what it surely refuses is caught here: whitespace inside, quotes, other
+ * than one @, a domain without a dot or with an empty or all-digit last part; whether the
+ * top-level domain exists is left to HubSpot. Spaces around the address are not counted.
+ */
+export function isHubSpotEmail(text: string): boolean {
+  const match = /^[^\s@"]+@([^\s@".]+(?:\.[^\s@".]+)+)$/u.exec(text.trim());
+  return match !== null && !/\.\d+$/.test(match[1] as string);
+}
+
 /** The text to send, or why the value cannot be sent. */
 export type HubSpotValue = { text: string } | { problem: string };
 
