@@ -29,6 +29,8 @@
  *   `errors[]` carry `code` and `context.propertyName` ("Using object APIs › Error handling").
  * - Text (single-line and multi-line) takes at most 65,536 characters through the CRM ("Property
  *   field types in HubSpot"); a longer value is a VALIDATION_ERROR like any invalid value.
+ * - A value of any type but string with whitespace or an invisible character at either end is a
+ *   VALIDATION_ERROR LEADING_TRAILING_WHITESPACE ("Enhanced Validations for Non-String Properties").
  * - Values ("Properties API", date and time formats): a date takes `YYYY-MM-DD` or midnight-UTC
  *   epoch milliseconds (others: "… is at 4:10:33.600 UTC, not midnight!"); a datetime takes epoch
  *   milliseconds or ISO 8601 with a zone designator; a bool `true`/`false`; a multiple checkboxes
@@ -787,6 +789,11 @@ type Normalised = { readonly value: string | null } | { readonly problem: Proper
  * (IANA's are letters, or `xn--` and letters and digits for internationalised ones).
  */
 const EMAIL = /^[^\s@"]+@[^\s@"]+\.(?:\p{L}{2,}|xn--[a-z0-9-]+)$/iu;
+/**
+ * Whitespace, or an invisible character, at either end: a value of any type but string that has it
+ * is refused ("Enhanced Validations for Non-String Properties in HubSpot's CRMObject APIs", 2025).
+ */
+const EDGE_SPACE = /^[\s\u200B-\u200D\u2060]|[\s\u200B-\u200D\u2060]$/;
 /** Single-line and multi-line text take at most 65,536 characters through the CRM ("Property field types in HubSpot"). */
 const TEXT_LIMIT = 65_536;
 const DATE_ONLY = /^\d{4}-\d{2}-\d{2}$/;
@@ -800,6 +807,7 @@ function normaliseValue(property: PropertyModel, raw: unknown): Normalised {
     return problem('INVALID_VALUE', `${JSON.stringify(raw)} is not a valid value for property ${property.name}`);
   }
   const text = String(raw);
+  if (property.type !== 'string' && EDGE_SPACE.test(text)) return problem('LEADING_TRAILING_WHITESPACE', `"${text}" includes leading or trailing whitespace.`);
   switch (property.type) {
     case 'number':
       return text.trim() !== '' && Number.isFinite(Number(text)) ? { value: text.trim() } : problem('INVALID_FLOAT', `${text} was not a valid number.`);

@@ -488,6 +488,29 @@ ${extra}`).replace('destinations:\n', 'destinations:\n  crm: { type: salesforce,
       expect(cleared?.ok).toBe(true);
     });
 
+    it('sends values of every type but text without the spaces around them (a char(n) column\'s padding), which HubSpot refuses, so a batch by email is not split', async () => {
+      await start({
+        schema: {
+          contacts: [
+            { name: 'email', type: 'string' },
+            { name: 'phone', type: 'phone_number' },
+            { name: 'tier', type: 'enumeration', options: ['gold', 'silver'] },
+            { name: 'regions', type: 'enumeration', fieldType: 'checkbox', options: ['emea', 'apac'] },
+            { name: 'notes', type: 'string' },
+          ],
+        },
+      });
+      const writer = await destination.prepare(contactsTarget({ keyColumns: ['email'], columns: ['email', 'phone', 'tier', 'regions', 'notes'], settings: { idProperty: 'email' } }));
+      const outcomes = await writer.write([
+        { kind: 'upsert', key: ['a@example.com'], values: ['a@example.com', ' +1 555 0100 ', 'gold      ', 'emea; apac', ' kept as written '] },
+        { kind: 'upsert', key: ['b@example.com'], values: ['b@example.com', '+44 20 7946 0000\u00a0', '\u200bsilver', '["apac "]', null] },
+      ]);
+      expect(outcomes.map((o) => o.ok)).toEqual([true, true]);
+      expect(hub.stats().calls['objects.batchUpsert']).toBe(1);
+      expect(hub.find('contacts', 'email', 'a@example.com')?.properties).toMatchObject({ phone: '+1 555 0100', tier: 'gold', regions: 'emea;apac', notes: ' kept as written ' });
+      expect(hub.find('contacts', 'email', 'b@example.com')?.properties).toMatchObject({ phone: '+44 20 7946 0000', tier: 'silver', regions: 'apac' });
+    });
+
     it('refuses text that is no date for a date or datetime property before sending, and takes epoch milliseconds', async () => {
       await start({
         schema: {

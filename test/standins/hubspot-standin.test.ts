@@ -406,6 +406,10 @@ describe('batch upsert', () => {
       [{ renewed_at: '2024-05-01 10:15:00' }, 'was not a valid datetime'],
       [{ renewed_at: 'May 1 2024' }, 'was not a valid datetime'],
       [{ active: '1' }, 'was not a valid boolean'],
+      // Values of every type but string are refused with whitespace (or an invisible character) at either end.
+      [{ tier: 'gold ' }, 'includes leading or trailing whitespace.'],
+      [{ active: '\u00a0true' }, 'LEADING_TRAILING_WHITESPACE'],
+      [{ regions: 'emea;apac\u200b' }, 'LEADING_TRAILING_WHITESPACE'],
       [{ regions: '["emea","apac"]' }, 'was not one of the allowed options'],
       [{ regions: 'emea,apac' }, 'was not one of the allowed options'],
       [{ tier: 'gold;silver' }, 'was not one of the allowed options'],

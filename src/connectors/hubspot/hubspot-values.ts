@@ -15,7 +15,9 @@
  * - bool: `true` / `false`, from booleans, 1/0 and their text, else refused here (HubSpot refuses
  *   other text, and for contacts upserted by email with the whole batch, which is then split);
  * - enumeration: one of its options' values (not a label), else refused here; a multiple
- *   checkboxes property takes several, and a JSON array of them (a text[] or list column) becomes `a;b`.
+ *   checkboxes property takes several, and a JSON array of them (a text[] or list column) becomes `a;b`;
+ * - every type but string (number, enumeration, phone_number, …) goes without the whitespace around
+ *   it, which HubSpot refuses in such values.
  *
  * Anything else goes as its text, for HubSpot to accept or refuse with its own message.
  */
@@ -68,10 +70,26 @@ export function hubspotValue(property: HubSpotProperty, value: Value): HubSpotVa
     case 'bool':
       return booleanValue(property, value);
     case 'enumeration':
-      return optionValue(property, property.fieldType === 'checkbox' ? checkboxText(value) : String(value));
-    default:
+      return optionValue(property, property.fieldType === 'checkbox' ? checkboxText(value) : withoutEdgeSpace(String(value)));
+    case 'string':
+    case undefined:
       return { text: String(value) };
+    default:
+      // phone_number and the like: HubSpot refuses spaces around a value of any type but string.
+      return { text: withoutEdgeSpace(String(value)) };
   }
+}
+
+/** Whitespace or an invisible character (zero-width space, word joiner) at either end. */
+const EDGE_SPACE = /^[\s\u200B-\u200D\u2060]+|[\s\u200B-\u200D\u2060]+$/g;
+
+/**
+ * The text without whitespace or invisible characters around it, which HubSpot refuses in a value
+ * of any type but string ("Enhanced Validations for Non-String Properties", 2025): a char(n)
+ * column's padding (`gold      `), a no-break space copied from a page.
+ */
+function withoutEdgeSpace(text: string): string {
+  return text.replace(EDGE_SPACE, '');
 }
 
 function dateValue(property: HubSpotProperty, value: Value): HubSpotValue {
@@ -134,7 +152,7 @@ function datetimeText(value: Value): string {
 const NUMBER = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
 
 function numberValue(property: HubSpotProperty, value: Value): HubSpotValue {
-  const text = String(value).trim();
+  const text = withoutEdgeSpace(String(value));
   if (text === '' || NUMBER.test(text)) return { text };
   return { problem: `property "${property.name}" is a number, and "${String(value)}" is not one — turn it into a number (or null, which clears the property) in the model's query` };
 }
@@ -150,15 +168,16 @@ function booleanValue(property: HubSpotProperty, value: Value): HubSpotValue {
   };
 }
 
-/** A JSON array of options (as sources give a text[] or a list) as HubSpot's `a;b`. */
+/** A JSON array of options (as sources give a text[] or a list) as HubSpot's `a;b`, each option without spaces around it. */
 function checkboxText(value: Value): string {
-  if (typeof value !== 'string' || !value.trimStart().startsWith('[')) return String(value);
+  const options = (text: string) => text.split(';').map(withoutEdgeSpace).join(';');
+  if (typeof value !== 'string' || !value.trimStart().startsWith('[')) return options(String(value));
   let parsed: unknown;
   try {
     parsed = JSON.parse(value);
   } catch {
-    return value;
+    return options(value);
   }
-  if (!Array.isArray(parsed) || !parsed.every((option) => typeof option === 'string' || typeof option === 'number' || typeof option === 'boolean')) return value;
-  return parsed.map(String).join(';');
+  if (!Array.isArray(parsed) || !parsed.every((option) => typeof option === 'string' || typeof option === 'number' || typeof option === 'boolean')) return options(value);
+  return parsed.map((option) => withoutEdgeSpace(String(option))).join(';');
 }
