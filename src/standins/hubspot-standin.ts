@@ -1626,7 +1626,11 @@ export async function startHubSpotStandIn(options: HubSpotStandInOptions = {}): 
     if (matched.endpoint === 'oauth.token') return { reply: issueToken(req, raw, options.oauth, () => issueAccessToken(at)), headers: { 'X-HubSpot-Correlation-Id': randomUUID() } };
     const bearer = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1];
     const expiresAt = bearer === undefined ? undefined : accessTokens.get(bearer);
-    if (expiresAt !== undefined && at >= expiresAt) return { reply: expiredToken(expiresAt, at), headers: headers() };
+    if (expiresAt !== undefined && at >= expiresAt) {
+      // An OAuth call, answered without the daily headers like every other.
+      oauthCall = true;
+      return { reply: expiredToken(expiresAt, at), headers: headers() };
+    }
     if (bearer !== token && expiresAt === undefined) return { reply: unauthenticated(), headers: headers() };
     // OAuth calls have no daily limit, and their answers no daily headers.
     oauthCall = bearer !== token;

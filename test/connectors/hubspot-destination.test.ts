@@ -1024,6 +1024,8 @@ ${extra}`).replace('destinations:\n', 'destinations:\n  crm: { type: salesforce,
       expect(later.map((o) => o.ok)).toEqual([true, true]);
       expect(hub.stats().calls['oauth.token']).toBe(2);
       expect(hub.records('contacts')).toHaveLength(3);
+      // HubSpot does not count an OAuth app's calls by day: no daily budget to show, its 401 included.
+      expect(destination.apiUsage?.()).toBeNull();
     });
 
     it('a 401 other than EXPIRED_AUTHENTICATION is not taken for an expired token: a fatal error, no new token', async () => {

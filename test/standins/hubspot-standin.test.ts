@@ -109,6 +109,18 @@ describe('OAuth', () => {
     expect((await call(hs, 'GET', '/crm/v3/properties/contacts')).json.policyName).toBe('DAILY');
   });
 
+  it('answers an expired access token without daily headers, as every OAuth call', async () => {
+    let offset = 0;
+    const hs = await start({ oauth: app, now: () => Date.now() + offset });
+    const answer = await tokenRequest(hs, { grant_type: 'refresh_token', client_id: 'client-1', client_secret: 'secret-1', refresh_token: 'refresh-1' });
+    const { access_token: accessToken } = (await answer.json()) as { access_token: string };
+    offset = 31 * 60_000;
+    const expired = await call(hs, 'GET', '/crm/v3/properties/contacts', undefined, accessToken);
+    expect(expired.status).toBe(401);
+    expect(expired.json.category).toBe('EXPIRED_AUTHENTICATION');
+    expect(expired.headers.get('x-hubspot-ratelimit-daily')).toBeNull();
+  });
+
   it('refuses a bad refresh token, client id or secret with the status naming it, and a JSON body', async () => {
     const hs = await start({ oauth: app });
     const good = { grant_type: 'refresh_token', client_id: 'client-1', client_secret: 'secret-1', refresh_token: 'refresh-1' };

@@ -287,7 +287,8 @@ export class HubSpotClient {
     this.calls++;
     const daily = numberHeader(headers, 'x-hubspot-ratelimit-daily');
     const dailyRemaining = numberHeader(headers, 'x-hubspot-ratelimit-daily-remaining');
-    if (daily !== undefined && dailyRemaining !== undefined) this.daily = { limit: daily, remaining: dailyRemaining };
+    // An OAuth app has no daily limit: daily figures an answer carries (a 401's) are not its budget.
+    if (daily !== undefined && dailyRemaining !== undefined && this.oauth === null) this.daily = { limit: daily, remaining: dailyRemaining };
     const remaining = numberHeader(headers, 'x-hubspot-ratelimit-remaining');
     if (remaining === undefined) return;
     this.options.limiter.observe(remaining, numberHeader(headers, 'x-hubspot-ratelimit-interval-milliseconds') ?? DEFAULT_WINDOW_MS);
