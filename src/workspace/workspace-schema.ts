@@ -20,7 +20,7 @@ import { AlertEvent, PAGERDUTY_EVENTS_URL } from '../core/alerts.js';
 import type { AlertChannelDef, AlertRuleDef, AlertsDefinition } from '../core/alerts.js';
 import type { WebhookSettings } from '../core/webhooks.js';
 import { checkCron, checkTimezone, DURATION_PATTERN, durationSeconds, TIME_OF_DAY_PATTERN } from './schedule-rules.js';
-import { hinted, show } from './suggestions.js';
+import { didYouMean, hinted, show } from './suggestions.js';
 
 /** What a slug may be: lowercase letters, digits, `-` and `_`, starting with a letter or digit. */
 export const SLUG_PATTERN = /^[a-z0-9][a-z0-9_-]*$/;
@@ -341,16 +341,34 @@ const syncSchema = z
 // ---------------------------------------------------------------------------------------------
 // Sequences
 
+/**
+ * What is wrong with a rejectedThreshold neither form takes: the key or value at fault when it is a
+ * mapping (each form alone would only say the other key is unknown).
+ */
+function rejectedThresholdProblem(input: unknown): string {
+  const forms = 'e.g. rejectedThreshold: { percent: 5 } or rejectedThreshold: { count: 10 }';
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+    return hinted(`rejectedThreshold must be { percent: P } or { count: N }, got ${show(input)}`, forms);
+  }
+  const given = input as Record<string, unknown>;
+  const keys = Object.keys(given);
+  const unknown = keys.find((key) => key !== 'percent' && key !== 'count');
+  if (unknown !== undefined) {
+    return hinted(`rejectedThreshold has an unknown key "${unknown}"${didYouMean(unknown, ['percent', 'count'])}`, `give percent (a share of the planned rows) or count (a number of rows), ${forms}`);
+  }
+  if (keys.length === 2) return hinted('rejectedThreshold gives both percent and count', 'keep one of them: { percent: 5 } or { count: 10 }');
+  if ('count' in given) return hinted(`rejectedThreshold count must be a whole number of rows, got ${show(given.count)}`, 'e.g. rejectedThreshold: { count: 10 }');
+  if ('percent' in given) return hinted(`rejectedThreshold percent must be a number from 0 to 100, got ${show(given.percent)}`, 'e.g. rejectedThreshold: { percent: 5 }');
+  return hinted('rejectedThreshold is empty', forms);
+}
+
 const rejectedThresholdSchema = z
   .union(
     [
       z.strictObject({ percent: z.number().min(0).max(100).meta({ description: 'Share of planned rows, 0..100.' }) }),
       z.strictObject({ count: z.number().int().min(0).meta({ description: 'Number of rows.' }) }),
     ],
-    {
-      error: (issue) =>
-        hinted(`rejectedThreshold must be { percent: P } or { count: N }, got ${show(issue.input)}`, 'e.g. rejectedThreshold: { percent: 5 } or rejectedThreshold: { count: 10 }'),
-    },
+    { error: (issue) => rejectedThresholdProblem(issue.input) },
   )
   .meta({ id: 'RejectedThreshold', description: 'Rejected rows allowed before on_fatal_or_rejected terminates the sequence (default: { count: 0 }).' });
 

@@ -569,10 +569,36 @@ describe('loadWorkspace: errors', () => {
     });
     expect(result.diagnostics.map(brief)).toEqual([
       'lockstep.yaml:11: sequences.s.members[0].rejectedThreshold.percent: percent 120 is above the maximum 100',
-      'lockstep.yaml:12: sequences.s.members[1].rejectedThreshold: rejectedThreshold must be { percent: P } or { count: N }, got a mapping',
+      'lockstep.yaml:12: sequences.s.members[1].rejectedThreshold: rejectedThreshold gives both percent and count',
       'lockstep.yaml:13: sequences.s.members[2]: a member must be a sync slug or a mapping, got 42',
       'lockstep.yaml:14: sequences.s.members[3].terminate: unknown terminate "sometimes"',
       'lockstep.yaml:14: sequences.s.members[3].key: invalid member key "C"',
+    ]);
+  });
+
+  it('names the key or value at fault in a rejectedThreshold, not only the two forms it takes', async () => {
+    const thresholds = ['{ count: 1.5 }', '{ count: "3" }', '{ percnt: 5 }', '{ percent: five }', '{}', '[5]'];
+    const result = await load({
+      'lockstep.yaml': yaml(
+        'sources: { wh: { type: sqlite, path: wh.db } }',
+        'destinations: { crm: { type: sqlite, path: crm.db } }',
+        'models: { m: { source: wh, primaryKey: id, query: select 1 } }',
+        'syncs:',
+        ...thresholds.map((_, i) => `  s${i}: { model: m, destination: crm, object: t${i}, mode: upsert }`),
+        'sequences:',
+        '  s:',
+        '    members:',
+        ...thresholds.map((threshold, i) => `      - { sync: s${i}, terminate: on_fatal_or_rejected, rejectedThreshold: ${threshold} }`),
+      ),
+    });
+    expect(result.diagnostics.map((d) => `${d.path}: ${d.message} — ${d.hint}`)).toEqual([
+      'sequences.s.members[0].rejectedThreshold: rejectedThreshold count must be a whole number of rows, got 1.5 — e.g. rejectedThreshold: { count: 10 }',
+      'sequences.s.members[1].rejectedThreshold: rejectedThreshold count must be a whole number of rows, got "3" — e.g. rejectedThreshold: { count: 10 }',
+      'sequences.s.members[2].rejectedThreshold: rejectedThreshold has an unknown key "percnt" (did you mean "percent"?) — ' +
+        'give percent (a share of the planned rows) or count (a number of rows), e.g. rejectedThreshold: { percent: 5 } or rejectedThreshold: { count: 10 }',
+      'sequences.s.members[3].rejectedThreshold: rejectedThreshold percent must be a number from 0 to 100, got "five" — e.g. rejectedThreshold: { percent: 5 }',
+      'sequences.s.members[4].rejectedThreshold: rejectedThreshold is empty — e.g. rejectedThreshold: { percent: 5 } or rejectedThreshold: { count: 10 }',
+      'sequences.s.members[5].rejectedThreshold: rejectedThreshold must be { percent: P } or { count: N }, got a list — e.g. rejectedThreshold: { percent: 5 } or rejectedThreshold: { count: 10 }',
     ]);
   });
 
