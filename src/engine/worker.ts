@@ -75,6 +75,9 @@ interface Execution {
   leaseLapsed: boolean;
 }
 
+/** The run a command started (or joined) and waits for. */
+export type AwaitedRun = { syncRunId: number } | { sequenceRunId: string };
+
 export class Worker {
   private readonly executions = new Map<number, Execution>();
   /** Claims under way: they count against the slots. */
@@ -88,6 +91,9 @@ export class Worker {
   private readonly lease: LeaseRequest;
   /** Runs of this process between the record of their end and their hand-off. */
   private handingOff = 0;
+  /** The run a command waits for (see takeWorkUntilEnd), and whether it has ended here. */
+  private awaited: AwaitedRun | null = null;
+  private awaitedEnded = false;
   /** The loops' failures while the store is unreachable: a few lines for an outage, not one per round. */
   private readonly pumpFailures: RepeatedFailureLog;
   private readonly pollFailures: RepeatedFailureLog;
@@ -181,6 +187,30 @@ export class Worker {
     await this.stop();
   }
 
+  /**
+   * For a command that runs one sync or sequence and exits: once that run has ended, this worker
+   * claims nothing more (what it runs already goes on until `stop()`). Otherwise the run queued
+   * behind it (a schedule's, another command's member) is claimed at the hand-off, stopped a moment
+   * later when the command exits, and taken over by another worker as attempt 2.
+   */
+  takeWorkUntilEnd(run: AwaitedRun): void {
+    this.awaited = run;
+  }
+
+  /** Whether this worker claims work now: running, and its command's run (if any) not ended yet. */
+  private get takesWork(): boolean {
+    return this.state === 'running' && !this.awaitedEnded;
+  }
+
+  /** Notes the end of a run here; the command's own ends this worker's taking of work. */
+  private ended(run: AwaitedRun): void {
+    const awaited = this.awaited;
+    if (awaited === null) return;
+    const same =
+      'syncRunId' in awaited ? 'syncRunId' in run && run.syncRunId === awaited.syncRunId : 'sequenceRunId' in run && run.sequenceRunId === awaited.sequenceRunId;
+    if (same) this.awaitedEnded = true;
+  }
+
   /** Whether nothing is executing or waiting in this process. */
   get idle(): boolean {
     return this.executions.size === 0 && this.pumping === null;
@@ -197,7 +227,7 @@ export class Worker {
    */
   memberClaim(): { lease: LeaseRequest; max: number } | null {
     const max = this.options.maxConcurrentRuns - this.executions.size - this.claiming;
-    return this.state === 'running' && max > 0 ? { lease: this.lease, max } : null;
+    return this.takesWork && max > 0 ? { lease: this.lease, max } : null;
   }
 
   /**
@@ -215,6 +245,7 @@ export class Worker {
   sequenceRunChanged(run: SequenceRun): void {
     this.options.events.emit('sequenceRun:updated', run);
     if (TERMINAL_SEQUENCE_RUN_STATUSES.includes(run.status)) {
+      this.ended({ sequenceRunId: run.id });
       this.options.events.emit('sequenceRun:finished', run);
       this.options.finishedRuns.kick();
       // A follow-up run of this sequence may be waiting.
@@ -247,14 +278,16 @@ export class Worker {
 
   private async pumpOnce(): Promise<void> {
     const { store, clock } = this.options;
+    if (!this.takesWork) return;
     for (const pending of await store.listSequenceRunsByStatus(['pending'])) {
+      if (!this.takesWork) return;
       const claimed = await store.claimSequenceRun(pending.id, clock.now());
       if (!claimed) continue;
       this.options.logger.info('sequence run started', { sequenceRunId: claimed.id, sequenceId: claimed.sequenceId });
       this.options.events.emit('sequenceRun:updated', claimed);
       await this.options.sequences.advance(claimed.id);
     }
-    while (this.state === 'running' && this.hasSlot()) {
+    while (this.takesWork && this.hasSlot()) {
       this.claiming++;
       let claimed: SyncRun | null;
       try {
@@ -274,7 +307,7 @@ export class Worker {
   /** Claims a run just queued here (a member handed off to) and executes it, if a slot is open. */
   private async tryStart(run: SyncRun): Promise<void> {
     const { store, clock } = this.options;
-    if (this.state !== 'running' || !this.hasSlot()) return;
+    if (!this.takesWork || !this.hasSlot()) return;
     this.claiming++;
     let claimed: SyncRun | null = null;
     try {
@@ -380,6 +413,7 @@ export class Worker {
       if (this.state === 'running') void this.pump();
       return;
     }
+    this.ended({ syncRunId: run.id });
     this.options.events.emit('syncRun:finished', run);
     this.options.finishedRuns.kick();
     if (this.state !== 'running') return;

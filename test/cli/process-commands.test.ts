@@ -206,6 +206,29 @@ describe('workers sharing the embedded store', () => {
   });
 });
 
+describe('a command that waits for its run', () => {
+  it('leaves the run queued behind its own to the next worker: it does not take it up as it exits', async () => {
+    const dir = await bigWorkspace();
+    const first = new CliProcess(['sync', 'run', 'items-to-crm'], { cwd: dir });
+    await first.waitForStderr(/ [1-9][\d,]* delivered/, 15_000);
+    // Queued meanwhile (a schedule's run, another command's member): it waits for the sync to be free.
+    const store = await SqliteStore.open({ path: join(dir, 'lockstep.db') });
+    try {
+      await store.enqueueSyncRun({ syncId: 1, trigger: { type: 'manual', detail: null }, options: { fullResync: false, resetCDC: false } }, Date.now());
+    } finally {
+      await store.close();
+    }
+    const ended = await first.exited;
+    expect(ended.code, ended.stderr).toBe(0);
+    expect(await syncRunRecord(dir, 2)).toMatchObject({ status: 'queued', workerId: null });
+
+    const next = await runCli(['worker', '--drain'], { cwd: dir, timeoutMs: 60_000 });
+    expect(next.code, next.stderr).toBe(0);
+    expect(next.stderr).not.toContain('taken over');
+    expect(await syncRunRecord(dir, 2)).toMatchObject({ status: 'success', attempt: 1 });
+  });
+});
+
 describe('SIGTERM to a worker', () => {
   it('says it stops and leaves its run to another worker, exits 0, and the run is finished by the next one', async () => {
     const dir = await bigWorkspace();

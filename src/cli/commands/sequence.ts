@@ -27,6 +27,8 @@ export function registerSequenceCommands(program: Command, deps: CommandDeps): v
    * queued it) is not the command's to cancel.
    */
   const reportSequenceRun = async (app: App, runId: string, line: StatusLine, json: boolean, reported: number[], joined: string | null = null): Promise<void> => {
+    // This process exits once the run ends: it takes up no other work then.
+    app.worker.takeWorkUntilEnd({ sequenceRunId: runId });
     const stopProgress = json ? async () => {} : followSequenceRun(app, runId, line);
     const what = `sequence run ${runId}`;
     const stopCancelling =

@@ -48,6 +48,8 @@ export function registerSyncCommands(program: Command, deps: CommandDeps): void 
           { fullResync: Boolean(opts.fullResync), resetCDC: Boolean(opts.resetCdc), allowMassDelete: Boolean(opts.allowMassDelete), fullCompare: Boolean(opts.fullCompare) },
           { type: 'manual', detail: 'cli' },
         );
+        // This process exits once the run ends: it takes up no other work then.
+        app.worker.takeWorkUntilEnd({ syncRunId: run.id });
         // If the process running it dies, another worker takes the same run over: waiting on its id is enough.
         const stopProgress = opts.json ? async () => {} : followSyncRun(app, run.id, slug, line);
         // A run already queued is shared: this command waits for it, and Ctrl-C leaves it to its trigger.
