@@ -259,7 +259,12 @@ export class Delivery implements BatchDelivery {
     return { rows: { keys, hashes: hashes.subarray(0, 2 * keys.length) }, deletes, ids, rejected, successful, failed, count: batch.length, planner };
   }
 
-  private async checkStop(): Promise<void> {
+  /**
+   * Throws RunStopped when the run was cancelled or taken over: by this process (its signal), or
+   * through the store by another one. Also asked between the model's read batches, so a run that
+   * reads for long with little or nothing to send stops there too.
+   */
+  async checkStop(): Promise<void> {
     const { signal } = this.options;
     if (signal.aborted) throw new RunStopped(signal.reason as StopReason);
     // Another process (the CLI, a second worker) may have asked for the cancel through the store;

@@ -411,7 +411,8 @@ export class SyncRunner {
     // Lines go to the destination as the source read them when the writer reads their format.
     let lines = false;
     for await (const rows of timedReads(resume(first, reading), p.phases)) {
-      if (signal.aborted) throw new RunStopped(signal.reason as StopReason);
+      // A cancel from another process is in the store only: a run with nothing to send yet looks there too.
+      await p.delivery.checkStop();
       // A source with rows buffered answers without going through the event loop: let the
       // destination's replies in (its write goes on while this batch is planned).
       await new Promise((resolve) => setImmediate(resolve));
@@ -649,7 +650,7 @@ export class SyncRunner {
       let read = 0;
       const reading = source.read(part.query, { batchSize: this.options.readBatchSize, signal, encoded: true, snapshot: part.snapshot });
       for await (const rows of timedReads(reading[Symbol.asyncIterator](), p.phases)) {
-        if (signal.aborted) throw new RunStopped(signal.reason as StopReason);
+        await p.delivery.checkStop();
         await new Promise((resolve) => setImmediate(resolve));
         keyIndexes ??= model.primaryKey.map((column) => rows.columns.indexOf(column));
         if (p.target === null) lines = part.op === 'removed' ? await prepare(model.primaryKey, undefined) : await prepare(rows.columns, rows.encoded);

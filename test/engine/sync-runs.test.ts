@@ -333,6 +333,55 @@ describe('sync runs', () => {
     expect(sqliteRows(join(dir, 'crm.db'), 'select count(*) as n from accounts')).toEqual([{ n: 6 }]);
   });
 
+  it('stops a run cancelled from another process while it reads the model, with nothing to send', async () => {
+    const dir = tempDir();
+    createHierarchyFixture(dir, { accounts: 9, workspaces: 1, contacts: 1 });
+    let hold: { reached: Gate; gate: Gate } | null = null;
+    const h = await startHarness({
+      dir,
+      definition: accountsWorkspace(),
+      // Three rows a read batch; the read pauses after its first batch while a hold is set.
+      env: { LOCKSTEP_READ_BATCH: '3' },
+      connectors: (real) => ({
+        openDestination: (connection, run) => real.openDestination(connection, run),
+        async openSource(connection) {
+          const inner = await real.openSource(connection);
+          return {
+            cursorSql: inner.cursorSql,
+            close: () => inner.close(),
+            read: (query, options) =>
+              (async function* () {
+                let batches = 0;
+                for await (const batch of inner.read(query, options)) {
+                  if (batches++ === 1 && hold) {
+                    hold.reached.open();
+                    await hold.gate.wait();
+                  }
+                  yield batch;
+                }
+              })(),
+          };
+        },
+      }),
+    });
+    await using _ = h;
+    const { run: first } = await h.app.runs.triggerSync('accounts-to-crm');
+    const firstEnded = await h.app.runs.waitForSyncRun(first.id);
+    expect(firstEnded.status, firstEnded.error ?? '').toBe('success');
+
+    // The model is unchanged: the next run only reads and compares, and sends nothing.
+    hold = { reached: new Gate(), gate: new Gate() };
+    const { run } = await h.app.runs.triggerSync('accounts-to-crm');
+    await hold.reached.wait();
+    // As `lockstep sync cancel` (or the API of another server) does: the request is only in the store.
+    await h.app.store.requestSyncRunCancel(run.id);
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    hold.gate.open();
+    const final = await h.app.runs.waitForSyncRun(run.id);
+    expect(final.status).toBe('cancelled');
+    expect(final.querySize).toBeLessThan(9);
+  });
+
   it('counts each row once when a run starts its reading over after rows were delivered, a full resync too', async () => {
     // Accounts go one a batch, so rows are delivered before the read fails for a moment and the
     // run reads the model again.
