@@ -7,7 +7,7 @@ import { AlignedClock, systemClock } from './core/clock.js';
 import { toError, type LockstepError } from './core/errors.js';
 import { createJsonLogger, silentLogger } from './core/logger.js';
 import type { Clock, Connectors, Logger, Store } from './core/ports.js';
-import { isTimedSchedule, type WorkspaceState } from './core/workspace.js';
+import { isTimedSchedule, type Schedule, type WorkspaceState } from './core/workspace.js';
 import type { LockstepConfig } from './config.js';
 import { ConnectorRegistry } from './core/connector-registry.js';
 import type { BackoffPolicy } from './core/backoff.js';
@@ -355,7 +355,10 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
     listSchedules: async () => scheduleEntries(await store.loadWorkspace()),
     fire: async (entry, _dueTime, firingKey) => {
       const [kind, slug] = splitScheduleId(entry.id);
-      return (await runs.queueFiredRun(firingKey, { kind, slug }, { type: 'schedule', detail: firingKey })) !== null;
+      // The schedules are read again only every reload: another process (an apply, another server's
+      // API) may have disabled the sync or sequence, or changed its schedule, since. Then it does not fire.
+      const unchanged = (stored: { enabled: boolean; schedule: Schedule }) => stored.enabled && JSON.stringify(stored.schedule) === JSON.stringify(entry.schedule);
+      return (await runs.queueFiredRun(firingKey, { kind, slug }, { type: 'schedule', detail: firingKey }, unchanged)) !== null;
     },
   });
   const upstream = new UpstreamTriggers({

@@ -11,6 +11,7 @@ import type { SequenceRun, SyncRun, SyncRunOptions, Trigger } from '../core/runs
 import { TERMINAL_SEQUENCE_RUN_STATUSES, isTerminalSyncRunStatus } from '../core/runs.js';
 import { decideSequenceResume } from '../core/sequence-rules.js';
 import { UNKNOWN_SLUG_FIX, unknownSlugError } from '../core/unknown-slug.js';
+import type { Schedule } from '../core/workspace.js';
 import type { EngineEventEmitter } from './events.js';
 import type { FinishedRunRelay } from './finished-run-relay.js';
 import type { SequenceRunner } from './sequence-runner.js';
@@ -103,19 +104,27 @@ export class RunService {
    * Queues a run of a sync or sequence (by slug) once per `key` — a schedule's due time, an upstream
    * run's end, a webhook delivery's target — recording the key in the run's transaction
    * (store.enqueueFiredRun): a caller that failed or died before it was answered calls again, and the
-   * run is queued exactly once. Null when the key was recorded before; NotFound when there is no
-   * such sync or sequence (nothing is recorded).
+   * run is queued exactly once. Null when the key was recorded before, or when `still` refuses the
+   * sync or sequence as stored now (nothing is recorded then); NotFound when there is no such sync
+   * or sequence (nothing is recorded).
    */
-  async queueFiredRun(key: string, target: { kind: 'sync' | 'sequence'; slug: string }, trigger: Trigger): Promise<{ runId: string; created: boolean } | null> {
+  async queueFiredRun(
+    key: string,
+    target: { kind: 'sync' | 'sequence'; slug: string },
+    trigger: Trigger,
+    still?: (stored: { enabled: boolean; schedule: Schedule }) => boolean,
+  ): Promise<{ runId: string; created: boolean } | null> {
     const { store, clock } = this.options;
     let run: FiredRun;
     if (target.kind === 'sync') {
       const sync = await store.getSync(target.slug);
       if (!sync) throw await unknownSlugError(store, 'sync', target.slug, { fix: UNKNOWN_SLUG_FIX });
+      if (still && !still(sync)) return null;
       run = { kind: 'sync', run: { syncId: sync.id, trigger, options: { fullResync: false, resetCDC: false } } };
     } else {
       const sequence = await store.getSequence(target.slug);
       if (!sequence) throw await unknownSlugError(store, 'sequence', target.slug, { fix: UNKNOWN_SLUG_FIX });
+      if (still && !still(sequence)) return null;
       run = { kind: 'sequence', sequence, trigger };
     }
     const queued = await store.enqueueFiredRun(key, run, clock.now());

@@ -94,4 +94,26 @@ describe('scheduled runs', () => {
     expect(runs.map((r) => r.trigger.detail)).toEqual(['sequence:crm@2026-03-01T12:15:00.000Z']);
     await second.app.runs.waitForSequenceRun(runs[0]!.id);
   });
+
+  it('does not fire a schedule another process disabled or changed since this scheduler last read the schedules', async () => {
+    const dir = tempDir();
+    createHierarchyFixture(dir);
+    const clock = new FakeClock('2026-03-01T10:05:00Z');
+    const env = { LOCKSTEP_POLL_MS: '3600000' };
+    // `lockstep serve`, reading the schedules again only after its reload interval.
+    await using served = await startHarness({ dir, definition: definition(), clock, env });
+    await served.app.startScheduler(3_600_000);
+    await settle();
+    // `lockstep apply` in another process: crm is disabled, the workspaces sync moves to 11:30.
+    await using other = await startHarness({ dir, definition: definition(), clock, env, startWorker: false });
+    const changed = definition();
+    changed.sequences = changed.sequences.map((s) => (s.slug === 'crm' ? { ...s, enabled: false } : s));
+    changed.syncs = changed.syncs.map((s) => (s.slug === 'workspaces' ? { ...s, schedule: cron('30 11 * * *') } : s));
+    await other.app.store.applyWorkspace(changed, clock.now());
+
+    await clock.set('2026-03-01T11:00:00Z');
+    await settle();
+    expect(await served.app.store.listSequenceRuns({ limit: 10, offset: 0, order: 'asc' })).toEqual([]);
+    expect(await served.app.store.listSyncRuns({ limit: 10, offset: 0, order: 'asc' })).toEqual([]);
+  });
 });
