@@ -329,7 +329,7 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
     store,
     clock,
     logger,
-    claim: () => worker.memberClaim(),
+    claim: (sequenceRunId) => worker.memberClaim(sequenceRunId),
     startSyncRuns: (memberRuns, sequenceRun) => worker.startMemberRuns(memberRuns, sequenceRun),
     cancelSyncRun: async (id) => worker.cancelExecution(id),
     onUpdate: (run) => worker.sequenceRunChanged(run),

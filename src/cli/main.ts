@@ -187,6 +187,8 @@ async function openAppToRun<T>(
     await close().catch(() => undefined);
     throw thrown;
   }
+  // Its worker takes up only the work of the run the command names (Worker.takeWorkUntilEnd).
+  app.worker.runForCommand();
   return { ...(await started(app, true, { awaitPrepare: false })), checked };
 }
 

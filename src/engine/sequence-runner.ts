@@ -28,7 +28,7 @@ export interface SequenceRunnerOptions {
    * Who claims the member runs an advance starts, in the advance's own transaction, and how many
    * it can take now; null to leave them queued.
    */
-  claim: () => { lease: LeaseRequest; max: number } | null;
+  claim: (sequenceRunId: string) => { lease: LeaseRequest; max: number } | null;
   /**
    * Starts freshly created member sync runs of `sequenceRun` (as the advance left it): those claimed
    * by the advance (`querying`) run at once, the others are claimed when their sync is free.
@@ -75,7 +75,7 @@ export class SequenceRunner {
         return decided;
       },
       clock.now(),
-      this.options.claim() ?? undefined,
+      this.options.claim(sequenceRunId) ?? undefined,
     );
     const decision = decided as SequenceDecision | null;
     if (decision === null) return;

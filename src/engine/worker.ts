@@ -19,7 +19,7 @@ import { toError } from '../core/errors.js';
 import { processHost } from '../core/hosts.js';
 import type { Clock, LeaseRequest, Logger, Store } from '../core/ports.js';
 import type { SequenceRun, SyncRun } from '../core/runs.js';
-import { TERMINAL_SEQUENCE_RUN_STATUSES, isTerminalSyncRunStatus } from '../core/runs.js';
+import { ACTIVE_SYNC_RUN_STATUSES, TERMINAL_SEQUENCE_RUN_STATUSES, isTerminalSyncRunStatus } from '../core/runs.js';
 import { deadlinePassed, memberLimit } from '../core/sequence-rules.js';
 import type { EngineEventEmitter } from './events.js';
 import { RepeatedFailureLog } from './repeated-failure-log.js';
@@ -91,6 +91,8 @@ export class Worker {
   private readonly lease: LeaseRequest;
   /** Runs of this process between the record of their end and their hand-off. */
   private handingOff = 0;
+  /** Whether this worker works for one command (see runForCommand). */
+  private forCommand = false;
   /** The run a command waits for (see takeWorkUntilEnd), and whether it has ended here. */
   private awaited: AwaitedRun | null = null;
   private awaitedEnded = false;
@@ -188,18 +190,35 @@ export class Worker {
   }
 
   /**
-   * For a command that runs one sync or sequence and exits: once that run has ended, this worker
-   * claims nothing more (what it runs already goes on until `stop()`). Otherwise the run queued
-   * behind it (a schedule's, another command's member) is claimed at the hand-off, stopped a moment
-   * later when the command exits, and taken over by another worker as attempt 2.
+   * Before `start()`, for a command that runs one sync or sequence and exits: the worker takes only
+   * that run's work, once `takeWorkUntilEnd` names it — the run, its members, and a run of their
+   * syncs whose process stopped (its lease ended), which holds them up. Work queued by others (a
+   * schedule's run, another command's) is left to the workers that stay: taken up here, it would be
+   * stopped when the command exits, and taken over by another worker as attempt 2.
+   */
+  runForCommand(): void {
+    this.forCommand = true;
+  }
+
+  /**
+   * The run a command started (or joined) and waits for. Once it has ended, this worker claims
+   * nothing more; what it runs already goes on until `stop()`.
    */
   takeWorkUntilEnd(run: AwaitedRun): void {
     this.awaited = run;
+    void this.pump();
   }
 
   /** Whether this worker claims work now: running, and its command's run (if any) not ended yet. */
   private get takesWork(): boolean {
-    return this.state === 'running' && !this.awaitedEnded;
+    return this.state === 'running' && !this.awaitedEnded && (!this.forCommand || this.awaited !== null);
+  }
+
+  /** Whether sync run `run` is work of the command this worker runs for (always, without one). */
+  private owns(run: Pick<SyncRun, 'id' | 'sequenceRunId'>): boolean {
+    const awaited = this.awaited;
+    if (!this.forCommand || awaited === null) return !this.forCommand;
+    return 'syncRunId' in awaited ? run.id === awaited.syncRunId : run.sequenceRunId === awaited.sequenceRunId;
   }
 
   /** Notes the end of a run here; the command's own ends this worker's taking of work. */
@@ -223,11 +242,12 @@ export class Worker {
 
   /**
    * What a sequence run's advance claims for this worker, in its own transaction: the member runs
-   * it starts, as many as slots are free; null (leave them queued) when this worker takes no work.
+   * it starts, as many as slots are free; null (leave them queued) when this worker takes no work,
+   * or not that sequence run's (see runForCommand).
    */
-  memberClaim(): { lease: LeaseRequest; max: number } | null {
+  memberClaim(sequenceRunId: string): { lease: LeaseRequest; max: number } | null {
     const max = this.options.maxConcurrentRuns - this.executions.size - this.claiming;
-    return this.takesWork && max > 0 ? { lease: this.lease, max } : null;
+    return this.takesWork && max > 0 && this.owns({ id: -1, sequenceRunId }) ? { lease: this.lease, max } : null;
   }
 
   /**
@@ -279,13 +299,10 @@ export class Worker {
   private async pumpOnce(): Promise<void> {
     const { store, clock } = this.options;
     if (!this.takesWork) return;
+    if (this.forCommand) return this.pumpForCommand();
     for (const pending of await store.listSequenceRunsByStatus(['pending'])) {
       if (!this.takesWork) return;
-      const claimed = await store.claimSequenceRun(pending.id, clock.now());
-      if (!claimed) continue;
-      this.options.logger.info('sequence run started', { sequenceRunId: claimed.id, sequenceId: claimed.sequenceId });
-      this.options.events.emit('sequenceRun:updated', claimed);
-      await this.options.sequences.advance(claimed.id);
+      await this.startSequenceRun(pending.id);
     }
     while (this.takesWork && this.hasSlot()) {
       this.claiming++;
@@ -300,6 +317,41 @@ export class Worker {
     }
   }
 
+  private async startSequenceRun(id: string): Promise<void> {
+    const { store, clock } = this.options;
+    const claimed = await store.claimSequenceRun(id, clock.now());
+    if (!claimed) return;
+    this.options.logger.info('sequence run started', { sequenceRunId: claimed.id, sequenceId: claimed.sequenceId });
+    this.options.events.emit('sequenceRun:updated', claimed);
+    await this.options.sequences.advance(claimed.id);
+  }
+
+  /** pumpOnce for a command (see runForCommand): its own runs, and runs of their syncs whose process stopped. */
+  private async pumpForCommand(): Promise<void> {
+    const { store, clock } = this.options;
+    const awaited = this.awaited as AwaitedRun;
+    if ('sequenceRunId' in awaited && (await store.listSequenceRunsByStatus(['pending'])).some((r) => r.id === awaited.sequenceRunId)) {
+      await this.startSequenceRun(awaited.sequenceRunId);
+    }
+    const now = clock.now();
+    const runs = await store.listSyncRuns({ statuses: ['queued', ...ACTIVE_SYNC_RUN_STATUSES], limit: 1000, offset: 0, order: 'asc' });
+    const leaseEnded = (run: SyncRun) => run.status !== 'queued' && (run.leaseExpiresAt ?? 0) <= now;
+    const own = runs.filter((run) => this.owns(run));
+    const held = new Set(own.map((run) => run.syncId));
+    const claimable = runs.filter((run) => (this.owns(run) ? run.status === 'queued' || leaseEnded(run) : held.has(run.syncId) && leaseEnded(run)));
+    for (const run of claimable) {
+      if (!this.takesWork || !this.hasSlot()) return;
+      this.claiming++;
+      let claimed: SyncRun | null;
+      try {
+        claimed = await store.claimSyncRun(run.id, clock.now(), this.lease);
+      } finally {
+        this.claiming--;
+      }
+      if (claimed) this.execute(claimed);
+    }
+  }
+
   private hasSlot(): boolean {
     return this.executions.size + this.claiming < this.options.maxConcurrentRuns;
   }
@@ -307,7 +359,7 @@ export class Worker {
   /** Claims a run just queued here (a member handed off to) and executes it, if a slot is open. */
   private async tryStart(run: SyncRun): Promise<void> {
     const { store, clock } = this.options;
-    if (!this.takesWork || !this.hasSlot()) return;
+    if (!this.takesWork || !this.hasSlot() || !this.owns(run)) return;
     this.claiming++;
     let claimed: SyncRun | null = null;
     try {

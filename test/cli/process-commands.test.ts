@@ -227,6 +227,34 @@ describe('a command that waits for its run', () => {
     expect(next.stderr).not.toContain('taken over');
     expect(await syncRunRecord(dir, 2)).toMatchObject({ status: 'success', attempt: 1 });
   });
+
+  it('sequence run leaves a run another command queued to that command, while its own members go on', async () => {
+    const dir = await bigWorkspace();
+    sqlite(join(dir, 'crm.db'), 'create table one (id integer primary key, label text);');
+    const yaml = readFileSync(join(dir, 'lockstep.yaml'), 'utf8');
+    writeFileSync(
+      join(dir, 'lockstep.yaml'),
+      `${yaml}sequences: { s: { members: [items-to-crm, one-to-crm] } }\n`.replace(
+        'syncs: {',
+        'syncs: { one-to-crm: { model: items, destination: crm, object: one, mode: upsert }, ',
+      ),
+    );
+    expect((await runMain(['--workspace', dir, 'apply'])).code).toBe(0);
+    const first = new CliProcess(['sequence', 'run', 's'], { cwd: dir });
+    await first.waitForStderr(/ [1-9][\d,]* delivered/, 15_000);
+    // `lockstep sync run items-to-crm` in another terminal: its run waits for the member's.
+    const store = await SqliteStore.open({ path: join(dir, 'lockstep.db') });
+    let queued: number;
+    try {
+      ({ run: { id: queued } } = await store.enqueueSyncRun({ syncId: 1, trigger: { type: 'manual', detail: 'cli' }, options: { fullResync: false, resetCDC: false } }, Date.now()));
+    } finally {
+      await store.close();
+    }
+    const ended = await first.exited;
+    expect(ended.code, ended.stderr).toBe(0);
+    expect(ended.stdout).toMatch(/DONE/);
+    expect(await syncRunRecord(dir, queued)).toMatchObject({ status: 'queued', workerId: null });
+  });
 });
 
 describe('SIGTERM to a worker', () => {
