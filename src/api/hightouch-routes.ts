@@ -102,13 +102,14 @@ const Model = z
 
 const TriggerOutput = z.object({ id: z.string() }).openapi('TriggerRunOutput');
 
+// A field given as null is taken as absent, as Hightouch takes it (`{"syncId": 3, "syncSlug": null}`).
 const runOptions = {
-  fullResync: v1Flag('fullResync').optional().openapi({ description: 'Resync every row, ignoring what was delivered before.' }),
-  resetCDC: v1Flag('resetCDC').optional().openapi({ description: 'Rebuild the snapshot without sending anything.' }),
-  clearAndFill: v1Flag('clearAndFill').optional().openapi({ description: 'Accepted for compatibility; Lockstep treats it as fullResync.' }),
-  fullSync: v1Flag('fullSync').optional().openapi({ description: "Accepted as fullResync (Hightouch's CLI sends it)." }),
+  fullResync: v1Flag('fullResync').nullish().openapi({ description: 'Resync every row, ignoring what was delivered before.' }),
+  resetCDC: v1Flag('resetCDC').nullish().openapi({ description: 'Rebuild the snapshot without sending anything.' }),
+  clearAndFill: v1Flag('clearAndFill').nullish().openapi({ description: 'Accepted for compatibility; Lockstep treats it as fullResync.' }),
+  fullSync: v1Flag('fullSync').nullish().openapi({ description: "Accepted as fullResync (Hightouch's CLI sends it)." }),
 };
-type RunOptions = { fullResync?: boolean; resetCDC?: boolean; clearAndFill?: boolean; fullSync?: boolean };
+type RunOptions = { fullResync?: boolean | null; resetCDC?: boolean | null; clearAndFill?: boolean | null; fullSync?: boolean | null };
 
 const limitText = v1WholeText('limit')
   .transform((n) => Math.min(Math.max(n, 1), MAX_PAGE))
@@ -341,23 +342,25 @@ export function registerHightouchRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       summary: 'Trigger a sync run by sync id or slug',
       tag: TAG,
       body: z.strictObject({
-        syncId: v1Id('syncId').optional(),
-        syncSlug: z.string().min(1, 'syncSlug is empty').optional(),
+        syncId: v1Id('syncId').nullish(),
+        syncSlug: z.string({ error: 'syncSlug must be a string, e.g. "accounts-to-crm"' }).min(1, 'syncSlug is empty').nullish(),
         ...runOptions,
       }),
       responses: { 200: { description: 'The id of the sync run, as a string', schema: TriggerOutput }, 401: errors[401], 404: errors[404], 422: errors[422] },
     },
     async (c, { body }) => {
-      if ((body.syncId === undefined) === (body.syncSlug === undefined)) {
-        throw validationFailed({ syncId: body.syncId === undefined ? 'give syncId or syncSlug' : 'give syncId or syncSlug, not both' });
+      const syncId = body.syncId ?? undefined;
+      const syncSlug = body.syncSlug ?? undefined;
+      if ((syncId === undefined) === (syncSlug === undefined)) {
+        throw validationFailed({ syncId: syncId === undefined ? 'give syncId or syncSlug' : 'give syncId or syncSlug, not both' });
       }
       let sync: SyncRecord | null;
-      if (body.syncId !== undefined) sync = await store.getSync(body.syncId);
+      if (syncId !== undefined) sync = await store.getSync(syncId);
       else {
-        sync = await store.getSync(body.syncSlug as string);
-        if (sync && sync.slug !== body.syncSlug) sync = null;
+        sync = await store.getSync(syncSlug as string);
+        if (sync && sync.slug !== syncSlug) sync = null;
       }
-      if (!sync) throw body.syncId !== undefined ? await unknownIdError(store, 'sync', body.syncId) : await unknownSlugError(store, 'sync', body.syncSlug as string);
+      if (!sync) throw syncId !== undefined ? await unknownIdError(store, 'sync', syncId) : await unknownSlugError(store, 'sync', syncSlug as string);
       return c.json(await trigger(sync, body));
     },
   );

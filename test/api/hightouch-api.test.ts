@@ -113,6 +113,23 @@ describe('Hightouch-compatible API v1', () => {
     expect(unknown.body.message).toContain('nope');
   });
 
+  it('POST /api/v1/syncs/trigger takes a null field as absent, as Hightouch does', async () => {
+    const byId = await api.call('POST', '/api/v1/syncs/trigger', { syncId: 2, syncSlug: null, fullResync: null, resetCDC: null });
+    expect(byId.status, byId.text).toBe(200);
+    expect((await api.app.store.getSyncRun(Number(byId.body.id)))?.options).toMatchObject({ fullResync: false, resetCDC: false });
+    await finishedRun(2, byId.body.id);
+    const bySlug = await api.call('POST', '/api/v1/syncs/trigger', { syncId: null, syncSlug: 'workspaces-to-crm' });
+    expect(bySlug.status, bySlug.text).toBe(200);
+    await finishedRun(2, bySlug.body.id);
+    const byPath = await api.call('POST', '/api/v1/syncs/2/trigger', { fullResync: null });
+    expect(byPath.status, byPath.text).toBe(200);
+    await finishedRun(2, byPath.body.id);
+    // Both null is neither given.
+    const neither = await api.call('POST', '/api/v1/syncs/trigger', { syncId: null, syncSlug: null });
+    expect(neither.status).toBe(422);
+    expect(neither.body.details).toEqual({ syncId: 'give syncId or syncSlug' });
+  });
+
   it('a sync or sync sequence deleted since is named in the 404, by id or slug, with where its runs are', async () => {
     expect((await api.call('POST', '/api/syncs', { slug: 'short-lived', model: 'accounts', destination: 'crm', object: 'accounts', mode: 'upsert' })).status).toBe(201);
     expect((await api.call('POST', '/api/sequences', { slug: 'short-lived-line', name: 'Short lived', members: [{ sync: 'short-lived' }] })).status).toBe(201);
@@ -263,7 +280,6 @@ describe('Hightouch-compatible API v1', () => {
       [{ syncId: 0 }, 'syncId'],
       [{ syncId: 1, fullResync: 1 }, 'fullResync'],
       [{ syncId: 1, fullResync: 'yes' }, 'fullResync'],
-      [{ syncId: 1, resetCDC: null }, 'resetCDC'],
       [{ syncId: 1, fullResync: true, resetCDC: 'true' }, 'resetCDC'],
       [{ syncId: 1, fullSync: 'true', resetCDC: true }, 'resetCDC'],
     ] as const) {
