@@ -13,8 +13,8 @@
  * Outcomes that say nothing about health (a cancelled or interrupted run) leave the state alone.
  */
 import { createHash } from 'node:crypto';
-import { interpolate, type TemplateEnv } from './connections.js';
-import { assertNever } from './errors.js';
+import { blankTemplateNames, interpolate, type TemplateEnv } from './connections.js';
+import { ErrorCode, LockstepError, assertNever } from './errors.js';
 import type { EntityOrigin } from './workspace.js';
 
 /** What a rule can notify about. */
@@ -335,7 +335,8 @@ export interface AlertChannel {
 
 /**
  * A channel with its `${ENV}` templates resolved from `env`; throws a validation error naming an unset
- * variable, or one a channel created through the API may not read (the allow-list attached to `env`).
+ * variable, one a channel created through the API may not read (the allow-list attached to `env`), or
+ * one that leaves a webhook's signing secret empty.
  */
 export function resolveAlertChannel(def: AlertChannelDef, env: TemplateEnv): AlertChannelDef {
   const where = `alert channel "${def.name}"`;
@@ -348,7 +349,7 @@ export function resolveAlertChannel(def: AlertChannelDef, env: TemplateEnv): Ale
         ...def,
         url: value(def.url),
         headers: Object.fromEntries(Object.entries(def.headers).map(([k, v]) => [k, value(v)])),
-        secret: def.secret === null ? null : value(def.secret),
+        secret: def.secret === null ? null : signingSecret(def.secret, env, where, value),
       };
     case 'email':
       return { ...def, smtp: value(def.smtp), from: value(def.from), to: def.to.map(value) };
@@ -357,4 +358,21 @@ export function resolveAlertChannel(def: AlertChannelDef, env: TemplateEnv): Ale
     default:
       return assertNever(def);
   }
+}
+
+/**
+ * A webhook channel's signing secret with its templates filled in. One its variables leave empty (a
+ * variable exported empty) is refused: an HMAC keyed with nothing is one anybody can compute.
+ */
+function signingSecret(template: string, env: TemplateEnv, where: string, value: (text: string) => string): string {
+  const secret = value(template);
+  const [blank] = blankTemplateNames(template, env);
+  if (blank !== undefined) {
+    throw new LockstepError(
+      ErrorCode.Validation,
+      `${where} signs its notices with \${${blank}}, but the environment variable ${blank} is empty: an HMAC keyed with nothing proves nothing — ` +
+        `export ${blank}=<the secret the receiver checks signatures with> before running Lockstep, or remove the channel's secret to send notices unsigned`,
+    );
+  }
+  return secret;
 }

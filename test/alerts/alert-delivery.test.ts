@@ -231,6 +231,24 @@ describe('alerts', () => {
     expect(errors.map((e) => e?.message).join('\n')).not.toMatch(/s3cret/);
   });
 
+  it('refuses a webhook channel whose signing secret comes from a variable exported empty, naming it, and sends nothing unsigned', async () => {
+    await using t = await setup(undefined, { HOOK_SECRET: '' });
+    const { h, http } = t;
+    const { delivery, error } = await h.app.alerts.testChannel('hooks');
+    expect(error?.message).toBe(
+      'alert channel "hooks" signs its notices with ${HOOK_SECRET}, but the environment variable HOOK_SECRET is empty: an HMAC keyed with nothing proves nothing — export HOOK_SECRET=<the secret the receiver checks signatures with> before running Lockstep, or remove the channel\'s secret to send notices unsigned',
+    );
+    expect(delivery).toMatchObject({ channel: 'hooks', status: 'failed', lastError: error?.message });
+    expect(http.at('/hook')).toHaveLength(0);
+    // A notice of a failed run is refused the same way, at once, not retried.
+    sqlite(join(h.dir, 'crm.db'), 'drop table accounts');
+    await runSync(h.app, 'accounts');
+    await settle(h.app);
+    const [failed] = await h.app.store.alerts.listDeliveries({ channel: 'hooks', limit: 1, offset: 0 });
+    expect(failed).toMatchObject({ status: 'failed', attempts: 1, lastError: error?.message });
+    expect(http.at('/hook')).toHaveLength(0);
+  });
+
   it('sends a test alert to a channel now, and says so when the channel is unknown or refuses it', async () => {
     await using t = await setup((path) => (path === '/pd' ? { status: 400 } : { status: 200 }));
     const { h, http, smtp } = t;
