@@ -197,8 +197,9 @@ export class AlertDispatcher implements AsyncDisposable {
       const error = toError(thrown);
       const retryable = !(error instanceof LockstepError) || error.retryable;
       const attempts = delivery.attempts;
+      const recorded = deliveryError(error);
       if (!retryable || attempts >= this.retry.attempts) {
-        await store.markDeliveryFailed(delivery.id, error.message, null);
+        await store.markDeliveryFailed(delivery.id, recorded, null);
         logger.error(`alert to channel "${delivery.channel}" given up after ${attempts} attempt(s): ${error.message}`, {
           deliveryId: delivery.id,
           attempts,
@@ -206,11 +207,21 @@ export class AlertDispatcher implements AsyncDisposable {
         return;
       }
       const delay = backoffDelay(this.retry, attempts, error instanceof LockstepError ? error.retryAfterSeconds : undefined);
-      await store.markDeliveryFailed(delivery.id, error.message, clock.now() + delay);
+      await store.markDeliveryFailed(delivery.id, recorded, clock.now() + delay);
       logger.warn(`alert to channel "${delivery.channel}" failed; trying again in ${Math.round(delay / 1000)} s: ${error.message}`, {
         deliveryId: delivery.id,
         attempts,
       });
     }
   }
+}
+
+/**
+ * What the delivery log (read by every API token) says of a failed attempt: the channel's own error,
+ * which names the channel and never its secrets, or a summary of a store error, whose text names the
+ * store's host, database and user. The server log has the store's error in full.
+ */
+function deliveryError(error: Error): string {
+  if (error instanceof LockstepError && error.code === ErrorCode.Store) return 'the store could not be read to send it — the server log has the error, under this delivery id';
+  return error.message;
 }

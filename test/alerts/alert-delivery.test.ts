@@ -8,6 +8,12 @@ import type { AlertNotice, AlertsDefinition } from '../../src/core/alerts.js';
 import { NotFoundError, type LockstepError } from '../../src/core/errors.js';
 import { member, model, sequence, source, sync, workspace } from '../helpers/definitions.js';
 import { createHierarchyFixture, sqlite, startHarness, tempDir } from '../helpers/harness.js';
+import { createTestDatabase } from '../helpers/postgres.js';
+import pg from 'pg';
+import { AlertDispatcher } from '../../src/engine/alert-dispatcher.js';
+import { openAlertChannel } from '../../src/app.js';
+import { systemClock } from '../../src/core/clock.js';
+import { PostgresStore } from '../../src/store/postgres/postgres-store.js';
 import { runSync, settle } from './app-steps.js';
 import { HttpReceiver, SmtpReceiver, subjectOf, until, type Answer } from './receivers.js';
 
@@ -268,5 +274,37 @@ describe('alerts', () => {
       ['hooks', 'sent'],
       ['ops-slack', 'sent'],
     ]);
+  });
+
+  it('records a store it could not read as a summary in the delivery log, never the store\'s host or database', async () => {
+    await using http = await HttpReceiver.start();
+    const url = await createTestDatabase('lockstep_alert_log');
+    const store = await PostgresStore.open({ url, poolSize: 2, statementTimeoutMs: 300 });
+    const locker = new pg.Client({ connectionString: url });
+    try {
+      await store.applyWorkspace(
+        { ...workspace({ sources: [source('warehouse', { path: 'warehouse.db' })] }), alerts: { channels: [{ name: 'hooks', type: 'webhook', url: `${http.url}/hook`, headers: {}, secret: null }], rules: [] } },
+        Date.now(),
+      );
+      const notice: AlertNotice = { kind: 'test', event: 'test', condition: null, rule: 'test', subject: null, run: null, title: 'Test', text: 'test', fields: [], severity: 'info', dedupKey: 'test', occurredAt: Date.now() };
+      const [queued] = await store.alerts.enqueueDeliveries([{ channel: 'hooks', notice }], Date.now());
+      // Maintenance on the store holds the table of channels past the store's statement timeout.
+      await locker.connect();
+      await locker.query('BEGIN');
+      await locker.query('LOCK TABLE lockstep.alert_definitions IN ACCESS EXCLUSIVE MODE');
+      const logged: string[] = [];
+      const logger = { debug() {}, info() {}, warn: (m: string) => logged.push(m), error: (m: string) => logged.push(m) };
+      const dispatcher = new AlertDispatcher({ store: store.alerts, clock: systemClock, logger, openChannel: (def) => openAlertChannel(def, {}) });
+      expect(await dispatcher.sendDue()).toBe(1);
+      const [delivery] = await store.alerts.listDeliveries({ channel: 'hooks', limit: 1, offset: 0 });
+      expect(delivery!.id).toBe(queued!.id);
+      expect(delivery!.lastError).toBe('the store could not be read to send it — the server log has the error, under this delivery id');
+      // The server log keeps the store's own words, for whoever runs it.
+      expect(logged.join('\n')).toMatch(/statement timeout/);
+      expect(http.at('/hook')).toHaveLength(0);
+    } finally {
+      await locker.end();
+      await store.close();
+    }
   });
 });
