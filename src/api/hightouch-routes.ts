@@ -17,7 +17,7 @@ import type { ApiDeps } from './context.js';
 import { validationFailed } from './http-errors.js';
 import { defineRoute } from './route.js';
 import { Counts, SequenceRunView, errors, isoText, v1Flag, v1Id, v1WholeText } from './schemas.js';
-import { hightouchDestination, hightouchModel, hightouchSource, hightouchSync, hightouchSyncRun } from './views.js';
+import { hightouchDestination, hightouchLastRun, hightouchModel, hightouchSource, hightouchSync, hightouchSyncRun } from './views.js';
 import { isWebhookPath } from './webhook-routes.js';
 
 const TAG = 'Hightouch-compatible v1';
@@ -37,9 +37,9 @@ const Sync = z
     modelId: z.number().int().nullable(),
     configuration: z.record(z.string(), z.unknown()),
     schedule: z.object({ type: z.string(), schedule: z.record(z.string(), z.unknown()) }).nullable(),
-    status: z.string(),
+    status: z.string().openapi({ description: "`disabled`, `pending` before a first run, else its newest run's; while a follow-up waits in the queue, the status of the run under way, then `queued`." }),
     disabled: z.boolean(),
-    lastRunAt: isoTime.nullable(),
+    lastRunAt: isoTime.nullable().openapi({ description: 'When its last run started; a follow-up waiting in the queue has not run yet.' }),
     primaryKey: z.string(),
     referencedColumns: z.array(z.string()),
     externalSegment: z.object({}),
@@ -229,9 +229,9 @@ export function registerHightouchRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     const [model, destination, last] = await Promise.all([
       store.getModel(sync.model),
       store.getDestination(sync.destination),
-      store.listSyncRuns({ syncId: sync.id, limit: 1, offset: 0, order: 'desc' }),
+      store.listSyncRuns({ syncId: sync.id, limit: 2, offset: 0, order: 'desc' }),
     ]);
-    return hightouchSync(sync, model, destination, last[0] ?? null);
+    return hightouchSync(sync, model, destination, hightouchLastRun(last));
   };
   const syncById = async (id: number) => {
     const sync = await store.getSync(id);

@@ -3,7 +3,7 @@
  * Hightouch-shaped sync, sync run, source, destination and model (SPEC §6.3).
  */
 import type { Schedule, SyncRecord, ModelRecord, ConnectionRecord, EntityKind, SequenceRecord, Stored, WorkspaceState } from '../core/workspace.js';
-import type { SyncRun } from '../core/runs.js';
+import { ACTIVE_SYNC_RUN_STATUSES, type SyncRun } from '../core/runs.js';
 import { iso } from '../core/run-views.js';
 import type { ConnectorRegistry } from '../core/connector-registry.js';
 import { redactUrl, redactValue } from '../core/connections.js';
@@ -113,12 +113,28 @@ export function hightouchSchedule(schedule: Schedule): { type: string; schedule:
   }
 }
 
-/** Hightouch's Sync. */
+/**
+ * What a Hightouch-shaped sync says of its runs, from its two newest (newest first): `status`, its
+ * newest run's, except that a follow-up waiting in the queue behind a run under way leaves the sync
+ * that run's status (the sync is running); behind a finished run it is `queued`, which a client that
+ * triggered it and polls the sync waits on. `lastRunAt` is when its last run started: a follow-up
+ * waiting in the queue has not run, so it is the run's before it (when it was queued, for a first run
+ * that never started).
+ */
+export function hightouchLastRun(newest: SyncRun[]): { status: SyncRun['status']; lastRunAt: string | null } | null {
+  const [latest, before] = newest;
+  if (!latest) return null;
+  const ran = latest.status === 'queued' && before ? before : latest;
+  const status = ran !== latest && ACTIVE_SYNC_RUN_STATUSES.includes(ran.status) ? ran.status : latest.status;
+  return { status, lastRunAt: iso(ran.startedAt ?? ran.createdAt) };
+}
+
+/** Hightouch's Sync; `lastRun` as hightouchLastRun gives it, null before its first run. */
 export function hightouchSync(
   sync: SyncRecord,
   model: ModelRecord | null,
   destination: ConnectionRecord | null,
-  lastRun: SyncRun | null,
+  lastRun: { status: SyncRun['status']; lastRunAt: string | null } | null,
 ) {
   const primaryKey = model?.primaryKey ?? [];
   return {
@@ -139,7 +155,7 @@ export function hightouchSync(
     schedule: hightouchSchedule(sync.schedule),
     status: !sync.enabled ? 'disabled' : (lastRun?.status ?? 'pending'),
     disabled: !sync.enabled,
-    lastRunAt: lastRun ? iso(lastRun.startedAt ?? lastRun.createdAt) : null,
+    lastRunAt: lastRun?.lastRunAt ?? null,
     primaryKey: primaryKey.join(','),
     referencedColumns: [...new Set([...primaryKey, ...sync.mappings.map((m) => m.from)])],
     externalSegment: {},

@@ -130,6 +130,37 @@ describe('Hightouch-compatible API v1', () => {
     expect(neither.body.details).toEqual({ syncId: 'give syncId or syncSlug' });
   });
 
+  it("a sync's status and lastRunAt while a follow-up run waits in the queue: the run under way, or queued once the run before it ended", async () => {
+    // A worker of its own, stopped, so the runs are where the store puts them (a busy worker leaves them so).
+    await using own = await startApi();
+    await own.app.worker.stop();
+    const { store, clock } = own.app;
+    const lease = { workerId: 'worker-a', leaseMs: 60_000 };
+    const trigger = { type: 'api', detail: 'api v1' } as const;
+    const options = { fullResync: false, resetCDC: false };
+    const { run: first } = await store.enqueueSyncRun({ syncId: 1, trigger, options }, clock.now());
+    const running = await store.claimSyncRun(first.id, clock.now(), lease);
+    await new Promise((r) => setTimeout(r, 20));
+    // Triggered again while it runs: the follow-up waits behind it.
+    const followUp = (await own.call('POST', '/api/v1/syncs/1/trigger')).body.id;
+    expect((await store.getSyncRun(Number(followUp)))?.status).toBe('queued');
+    const startedAt = new Date(running!.startedAt!).toISOString();
+    const under = (await own.call('GET', '/api/v1/syncs/1')).body;
+    expect({ status: under.status, lastRunAt: under.lastRunAt }).toEqual({ status: running!.status, lastRunAt: startedAt });
+    expect((await own.call('GET', '/api/v1/syncs?slug=accounts-to-crm')).body.data[0]).toMatchObject({ status: running!.status, lastRunAt: startedAt });
+
+    // The run ends; the follow-up still waits for a worker: queued, as a client that triggered it waits for it,
+    // and it has not run, so the sync last ran when the run before it started.
+    await store.updateSyncRun(first.id, { status: 'success' }, clock.now());
+    const behindFinished = (await own.call('GET', '/api/v1/syncs/1')).body;
+    expect({ status: behindFinished.status, lastRunAt: behindFinished.lastRunAt }).toEqual({ status: 'queued', lastRunAt: startedAt });
+    const page = (await own.call('GET', '/api/v1/syncs/1/runs')).body.data;
+    expect(page.map((r: { id: number; status: string }) => [r.id, r.status])).toEqual([
+      [Number(followUp), 'queued'],
+      [first.id, 'success'],
+    ]);
+  });
+
   it('a sync or sync sequence deleted since is named in the 404, by id or slug, with where its runs are', async () => {
     expect((await api.call('POST', '/api/syncs', { slug: 'short-lived', model: 'accounts', destination: 'crm', object: 'accounts', mode: 'upsert' })).status).toBe(201);
     expect((await api.call('POST', '/api/sequences', { slug: 'short-lived-line', name: 'Short lived', members: [{ sync: 'short-lived' }] })).status).toBe(201);
