@@ -255,6 +255,27 @@ describe('alerts', () => {
     expect(http.at('/hook')).toHaveLength(0);
   });
 
+  it("sends a webhook channel's headers once each, whatever their case: its Content-Type as given, never its own X-Lockstep-* in place of Lockstep's", async () => {
+    await using http = await HttpReceiver.start();
+    const notice: AlertNotice = { kind: 'test', event: 'test', condition: null, rule: 'test', subject: null, run: null, title: 'Test', text: 'test', fields: [], severity: 'info', dedupKey: 'test', occurredAt: 0 };
+    const channel = new WebhookChannel({
+      name: 'hooks',
+      url: `${http.url}/hook`,
+      headers: { 'Content-Type': 'application/json; charset=utf-8', 'User-Agent': 'acme-alerts', 'x-lockstep-event': 'sync_failed', 'X-Team': 'data' },
+      secret: SECRET,
+    });
+    await channel.send(notice, { id: 7 });
+    const [hook] = http.at('/hook');
+    expect(hook!.headers).toMatchObject({
+      'content-type': 'application/json; charset=utf-8',
+      'user-agent': 'acme-alerts',
+      'x-lockstep-event': 'test',
+      'x-lockstep-delivery': '7',
+      'x-team': 'data',
+      'x-lockstep-signature': `sha256=${createHmac('sha256', SECRET).update(hook!.raw).digest('hex')}`,
+    });
+  });
+
   it('sends a test alert to a channel now, and says so when the channel is unknown or refuses it', async () => {
     await using t = await setup((path) => (path === '/pd' ? { status: 400 } : { status: 200 }));
     const { h, http, smtp } = t;

@@ -34,10 +34,14 @@ export async function postBody(url: string, body: string, options: PostOptions):
   let response: Response;
   try {
     const { target, authorization } = withoutUserInfo(url);
-    const given = Object.keys(options.headers ?? {}).some((name) => name.toLowerCase() === 'authorization');
+    // Set one by one, a later header replaces an earlier one of the same name in any case: two
+    // values would go as one joined with a comma ("application/json, application/json; charset=utf-8").
+    const headers = new Headers({ 'content-type': 'application/json', 'user-agent': 'lockstep' });
+    if (authorization) headers.set('authorization', authorization);
+    for (const [name, value] of Object.entries(options.headers ?? {})) headers.set(name, value);
     response = await fetch(target, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', 'user-agent': 'lockstep', ...(authorization && !given ? { authorization } : {}), ...options.headers },
+      headers,
       body,
       signal: AbortSignal.timeout(options.timeoutMs ?? 10_000),
     });
