@@ -195,7 +195,8 @@ export class AlertDispatcher implements AsyncDisposable {
       logger.info(`alert sent to channel "${delivery.channel}"`, { deliveryId: delivery.id, event: delivery.notice.event, attempts: delivery.attempts });
     } catch (thrown) {
       const error = toError(thrown);
-      const retryable = !(error instanceof LockstepError) || error.retryable;
+      // A store that could not be read says nothing of the channel: the next attempt may read it.
+      const retryable = !(error instanceof LockstepError) || error.retryable || error.code === ErrorCode.Store;
       const attempts = delivery.attempts;
       const recorded = deliveryError(error);
       if (!retryable || attempts >= this.retry.attempts) {

@@ -13,6 +13,7 @@ import pg from 'pg';
 import { AlertDispatcher } from '../../src/engine/alert-dispatcher.js';
 import { openAlertChannel } from '../../src/app.js';
 import { systemClock } from '../../src/core/clock.js';
+import { silentLogger } from '../../src/core/logger.js';
 import { PostgresStore } from '../../src/store/postgres/postgres-store.js';
 import { runSync, settle } from './app-steps.js';
 import { HttpReceiver, SmtpReceiver, subjectOf, until, type Answer } from './receivers.js';
@@ -323,6 +324,44 @@ describe('alerts', () => {
       // The server log keeps the store's own words, for whoever runs it.
       expect(logged.join('\n')).toMatch(/statement timeout/);
       expect(http.at('/hook')).toHaveLength(0);
+    } finally {
+      await locker.end();
+      await store.close();
+    }
+  });
+
+  it('tries a delivery again when the store could not be read for a moment, and sends it once it can', async () => {
+    await using http = await HttpReceiver.start();
+    const url = await createTestDatabase('lockstep_alert_retry');
+    const store = await PostgresStore.open({ url, poolSize: 2, statementTimeoutMs: 300 });
+    const locker = new pg.Client({ connectionString: url });
+    try {
+      await store.applyWorkspace(
+        { ...workspace({ sources: [source('warehouse', { path: 'warehouse.db' })] }), alerts: { channels: [{ name: 'hooks', type: 'webhook', url: `${http.url}/hook`, headers: {}, secret: null }], rules: [] } },
+        Date.now(),
+      );
+      const notice: AlertNotice = { kind: 'test', event: 'test', condition: null, rule: 'test', subject: null, run: null, title: 'Test', text: 'test', fields: [], severity: 'info', dedupKey: 'test', occurredAt: Date.now() };
+      await store.alerts.enqueueDeliveries([{ channel: 'hooks', notice }], Date.now());
+      await locker.connect();
+      await locker.query('BEGIN');
+      await locker.query('LOCK TABLE lockstep.alert_definitions IN ACCESS EXCLUSIVE MODE');
+      const dispatcher = new AlertDispatcher({
+        store: store.alerts,
+        clock: systemClock,
+        logger: silentLogger,
+        openChannel: (def) => openAlertChannel(def, {}),
+        retry: { attempts: 5, baseDelayMs: 50, maxDelayMs: 50, jitter: 0 },
+      });
+      await dispatcher.sendDue();
+      const [waiting] = await store.alerts.listDeliveries({ channel: 'hooks', limit: 1, offset: 0 });
+      expect(waiting).toMatchObject({ status: 'pending', attempts: 1, nextAttemptAt: expect.any(Number) });
+      // The maintenance ends; the next attempt reads the channel and sends the notice.
+      await locker.query('COMMIT');
+      await new Promise((r) => setTimeout(r, 100));
+      await dispatcher.sendDue();
+      const [sent] = await store.alerts.listDeliveries({ channel: 'hooks', limit: 1, offset: 0 });
+      expect(sent).toMatchObject({ status: 'sent', attempts: 2 });
+      expect(http.at('/hook')).toHaveLength(1);
     } finally {
       await locker.end();
       await store.close();
