@@ -536,7 +536,12 @@ export function registerHightouchRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       const run = await store.getSequenceRun(params.syncSequenceRunId);
       if (!run) throw new NotFoundError(`no sync sequence run ${params.syncSequenceRunId}`);
       const view = await sequenceRunDetails(store, run, deps.clock.now());
-      return c.json({ id: view.id, status: view.status, syncRuns: view.syncRuns, members: view.members, terminatedBy: view.terminatedBy, reason: view.reason });
+      // A member's sync run whose process stopped is shown as GET /syncs/{id}/runs shows it (hightouchSyncRun):
+      // as recorded, since Hightouch clients take `interrupted` for its end. `members` says interrupted.
+      const syncRuns = await Promise.all(
+        view.syncRuns.map(async (r) => (r.status === 'interrupted' ? { ...r, status: (await store.getSyncRun(r.syncRunId))?.status ?? r.status } : r)),
+      );
+      return c.json({ id: view.id, status: view.status, syncRuns, members: view.members, terminatedBy: view.terminatedBy, reason: view.reason });
     },
   );
 

@@ -259,6 +259,23 @@ describe('Hightouch-compatible API v1', () => {
     expect(bad.body).toEqual({ message: 'Validation failed', details: { syncSequenceRunId: expect.any(String) } });
   });
 
+  it("a sequence run's syncRuns show a member's sync run whose process stopped as its runs show it, not interrupted", async () => {
+    await using own = await startApi();
+    await own.app.worker.stop();
+    const { store, clock } = own.app;
+    const trigger = await own.call('POST', '/api/v1/sync-sequences/crm-hierarchy/trigger');
+    await store.claimSequenceRun(trigger.body.id, clock.now());
+    const [member] = await store.startMembers(trigger.body.id, [{ key: 'accounts-to-crm', syncId: 1 }], clock.now());
+    // Its worker claimed it, then stopped: the lease ended, and no worker took the run over yet.
+    await store.claimSyncRun(member!.id, clock.now() - 10_000, { workerId: 'host/1/gone', leaseMs: 1 });
+    const [syncRun] = (await own.call('GET', `/api/v1/syncs/1/runs?runId=${member!.id}`)).body.data;
+    expect(syncRun.status).toBe('querying');
+    const status = (await own.call('GET', `/api/v1/sync-sequences/runs/${trigger.body.id}`)).body;
+    expect(status).toMatchObject({ status: 'running', syncRuns: [{ syncId: 1, syncRunId: member!.id, status: 'querying', finishedAt: null }] });
+    // Lockstep's own members say what happened.
+    expect(status.members[0]).toMatchObject({ key: 'accounts-to-crm', status: 'interrupted' });
+  });
+
   it('POST /api/v1/sync-sequences/{id}/trigger takes an id first, then a slug of digits that is no id', async () => {
     expect((await api.call('POST', '/api/sequences', { slug: '2024', members: [{ sync: 'accounts-to-crm' }] })).status).toBe(201);
     try {
