@@ -366,13 +366,26 @@ export function resolveAlertChannel(def: AlertChannelDef, env: TemplateEnv): Ale
  */
 function signingSecret(template: string, env: TemplateEnv, where: string, value: (text: string) => string): string {
   const secret = value(template);
-  const [blank] = blankTemplateNames(template, env);
-  if (blank !== undefined) {
-    throw new LockstepError(
-      ErrorCode.Validation,
-      `${where} signs its notices with \${${blank}}, but the environment variable ${blank} is empty: an HMAC keyed with nothing proves nothing — ` +
-        `export ${blank}=<the secret the receiver checks signatures with> before running Lockstep, or remove the channel's secret to send notices unsigned`,
-    );
-  }
+  refuseBlankSecret(template, env, where);
   return secret;
+}
+
+/**
+ * Refuses, before a process that sends alerts starts, a webhook channel whose signing secret its
+ * variables leave empty (see signingSecret), naming the first such channel and variable.
+ */
+export function checkSigningSecrets(channels: readonly AlertChannelDef[], env: TemplateEnv): void {
+  for (const channel of channels) {
+    if (channel.type === 'webhook' && channel.secret !== null) refuseBlankSecret(channel.secret, env, `alert channel "${channel.name}"`);
+  }
+}
+
+function refuseBlankSecret(template: string, env: TemplateEnv, where: string): void {
+  const [blank] = blankTemplateNames(template, env);
+  if (blank === undefined) return;
+  throw new LockstepError(
+    ErrorCode.Validation,
+    `${where} signs its notices with \${${blank}}, but the environment variable ${blank} is empty: an HMAC keyed with nothing proves nothing — ` +
+      `export ${blank}=<the secret the receiver checks signatures with> before running Lockstep, or remove the channel's secret to send notices unsigned`,
+  );
 }

@@ -2,7 +2,9 @@
  * The command line around the server: `token create|list|revoke`, `serve` printing its URL and
  * answering with a token, `--no-auth` refused off loopback, and `plan` showing what the API created.
  */
+import { appendFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createApp } from '../../src/app.js';
 import { resolveConfig } from '../../src/config.js';
@@ -116,6 +118,35 @@ describe('lockstep serve', () => {
       expect(await app.store.getSyncRun(syncRunId)).toMatchObject({ status: 'queued', attempt: 0 });
     } finally {
       await app.close();
+    }
+  });
+});
+
+describe('lockstep serve and worker with alert channels', () => {
+  it('refuse to start while a webhook channel signs with a variable exported empty, naming it: a queued run stays queued', async () => {
+    const dir = hierarchyWorkspace();
+    appendFileSync(join(dir, 'lockstep.yaml'), ['alerts:', '  channels:', '    hooks: { type: webhook, url: "https://alerts.example.test/lockstep", secret: "${HOOK_SECRET}" }', ''].join('\n'));
+    const before = process.env.HOOK_SECRET;
+    try {
+      process.env.HOOK_SECRET = 'sh4red-secret';
+      expect((await runMain(['--workspace', dir, 'apply'])).code).toBe(0);
+      const { syncRunId } = await enqueueWork(dir, 'crm', 'accounts-to-crm');
+      process.env.HOOK_SECRET = '';
+      for (const command of [['serve', '--port', '0'], ['worker', '--drain']]) {
+        const result = await runMain(['--workspace', dir, ...command]);
+        expect(result.code, result.stderr).toBe(2);
+        expect(result.stderr).toContain('alert channel "hooks" signs its notices with ${HOOK_SECRET}, but the environment variable HOOK_SECRET is empty');
+        expect(result.stderr).not.toContain('running on');
+      }
+      const app = await createApp(resolveConfig({ workspaceDir: dir, env: {} }), { logger: silentLogger });
+      try {
+        expect(await app.store.getSyncRun(syncRunId)).toMatchObject({ status: 'queued', attempt: 0 });
+      } finally {
+        await app.close();
+      }
+    } finally {
+      if (before === undefined) delete process.env.HOOK_SECRET;
+      else process.env.HOOK_SECRET = before;
     }
   });
 });

@@ -4,6 +4,7 @@
  */
 import type { Command } from 'commander';
 import { storeName } from '../../app.js';
+import { checkSigningSecrets } from '../../core/alerts.js';
 import { ErrorCode, LockstepError } from '../../core/errors.js';
 import { METRICS_PORT } from '../../core/hosts.js';
 import { portSetting } from '../flags.js';
@@ -29,6 +30,8 @@ export function registerProcessCommands(program: Command, deps: CommandDeps): vo
       const metrics = name === 'serve' ? null : metricsSettings(opts);
       const { app, close } = await open.app({ runWork: withWorker && server === null && metrics === null });
       try {
+        // A process that sends alerts never signs them with an empty key: refused before anything runs.
+        if (withWorker) checkSigningSecrets((await app.store.alerts.getDefinition()).channels, app.config.env);
         // A process listens before its worker and scheduler start: a port already taken is refused
         // before a run is claimed or a schedule fired.
         const serving = server ? await listen(app, server) : null;
