@@ -23,7 +23,7 @@ export interface AlertsDeclaration {
 
 type Env = Record<string, string | undefined>;
 
-/** Channel settings that may hold `${VAR}` templates. */
+/** Channel settings that may hold `${VAR}` templates (besides each header and each recipient in `to`). */
 const TEMPLATED_FIELDS = ['url', 'secret', 'routingKey', 'smtp', 'from'] as const;
 
 /** Each kind's URL settings, with the schemes they take; the schema checks them as written, this once their variables are filled in. */
@@ -70,6 +70,14 @@ export function checkAlerts(declarations: readonly AlertsDeclaration[], catalog:
       }
       for (const [header, value] of Object.entries(asRecord(settings?.headers) ?? {})) {
         if (typeof value === 'string') out.push(...checkTemplates(file, ['alerts', 'channels', name, 'headers', header], value, where, env));
+      }
+      // An email channel's recipients: one address, or a list of them.
+      const to = settings?.to;
+      if (typeof to === 'string') out.push(...checkTemplates(file, ['alerts', 'channels', name, 'to'], to, where, env));
+      if (Array.isArray(to)) {
+        to.forEach((value, index) => {
+          if (typeof value === 'string') out.push(...checkTemplates(file, ['alerts', 'channels', name, 'to', index], value, where, env));
+        });
       }
       const urlField = typeof settings?.type === 'string' ? URL_FIELDS[settings.type] : undefined;
       const url = urlField ? settings?.[urlField.field] : undefined;

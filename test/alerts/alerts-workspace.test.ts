@@ -143,6 +143,27 @@ describe('alerts in the workspace', () => {
     ]);
   });
 
+  it('reports an email channel\'s recipient read from a variable that is not set or is empty', async () => {
+    const { diagnostics, definition } = await load(
+      {
+        'lockstep.yaml': yaml(
+          ...BASE,
+          'alerts:',
+          '  channels:',
+          '    mail: { type: email, smtp: "smtp://127.0.0.1:2525", from: lockstep@example.test, to: ["${ONCALL_EMAIL}", "${TEAM_EMAIL}"] }',
+          '    pager-mail: { type: email, smtp: "smtp://127.0.0.1:2525", from: lockstep@example.test, to: "${PAGER_EMAIL}" }',
+        ),
+      },
+      { TEAM_EMAIL: '' },
+    );
+    expect(definition).toBeNull();
+    expect(diagnostics.map(brief)).toEqual([
+      'lockstep.yaml:13: environment variable ONCALL_EMAIL is not set (alert channel "mail" uses ${ONCALL_EMAIL}) — export ONCALL_EMAIL=... before running Lockstep',
+      'lockstep.yaml:13: environment variable TEAM_EMAIL is empty (alert channel "mail" uses ${TEAM_EMAIL}) — export TEAM_EMAIL=... before running Lockstep',
+      'lockstep.yaml:14: environment variable PAGER_EMAIL is not set (alert channel "pager-mail" uses ${PAGER_EMAIL}) — export PAGER_EMAIL=... before running Lockstep',
+    ]);
+  });
+
   it('checks each channel\'s URL where it is written: Slack and webhook URLs over http(s), an SMTP server', async () => {
     const { diagnostics, definition } = await load({
       'lockstep.yaml': yaml(
