@@ -270,6 +270,13 @@ export interface WriteTarget {
    */
   recordIds?: (sync: string, keys: string[]) => Promise<Map<string, string>>;
   /**
+   * The syncs writing to `object` (its name compared without regard to case) through this sync's
+   * destination connection, this sync among them, with their kind settings as written: for a
+   * destination whose rows name another object's records by their key (Salesforce's parents by
+   * external id), which then asks `recordIds` which of those keys a sync delivered (default: none known).
+   */
+  syncsWriting?: (object: string) => Promise<Array<{ slug: string; settings: Readonly<Record<string, unknown>> }>>;
+  /**
    * Whether the sync delivered rows in earlier runs (its snapshot holds keys); absent when the
    * engine does not know. False tells a destination whose keys can match one another (Salesforce's
    * external ids, without regard to case) that no key of this run can meet one delivered before.

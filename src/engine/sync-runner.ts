@@ -742,6 +742,12 @@ export class SyncRunner {
         const parent = await store.getSync(slug);
         return parent ? store.snapshots.recordIdsGet(parent.id, keys) : new Map();
       },
+      syncsWriting: async (object) => {
+        const { syncs } = await store.loadWorkspace();
+        return syncs
+          .filter((s) => s.destination === p.sync.destination && s.object.toLowerCase() === object.toLowerCase())
+          .map((s) => ({ slug: s.slug, settings: s.settings }));
+      },
     };
   }
 

@@ -1266,6 +1266,29 @@ describe('Salesforce destination through the engine: external ids that differ on
     expect(sf.stats().requests.query).toBe(0);
   });
 
+  it('rejects a contact whose account was rejected as the twin of another key, instead of linking it to that key\'s record', async () => {
+    const { sf, runSync, h, warehouse } = await engine();
+    await using _ = h;
+    warehouse("insert into accounts values ('a-1', 'Twin of A-1'); insert into contacts values ('C-90', 'a-1', 'Under a-1', 'c90@example.com')");
+    expect((await runSync('accounts-to-sf')).status).toBe('warning');
+    sf.resetStats();
+    for (let n = 0; n < 2; n++) {
+      const run = await runSync('contacts-to-sf');
+      expect(run.status).toBe('warning');
+      const rejected = await h.app.store.listRejectedRows(run.id, 10, 0);
+      expect(rejected.map((r) => r.key)).toEqual(['["C-90"]']);
+      expect(rejected[0]?.reason).toMatch(
+        /^Account\.External_Id__c "a-1" names the Account whose External_Id__c is "A-1" \(001\w+\): Salesforce matches External_Id__c without regard to case, so this row would be linked to that record — deliver the Account "a-1" first .*this row is sent again on every run until then$/,
+      );
+      expect(sf.get('Contact', 'External_Id__c', 'C-90')).toBeUndefined();
+    }
+    const account1 = sf.get('Account', 'External_Id__c', 'A-1')?.Id;
+    expect(sf.get('Contact', 'External_Id__c', 'C-1')?.AccountId).toBe(account1);
+    // Accounts the accounts sync delivered are known from its recorded ids: only a-1 is looked up, once a
+    // run (and, on the second, C-90 itself, a new key of a sync that delivered before).
+    expect(sf.stats().requests.query).toBe(3);
+  });
+
   it('sends both keys as two records when the field is case-sensitive', async () => {
     const schema = structuredClone(DEFAULT_SALESFORCE_SCHEMA);
     (schema.Account as { fields: Record<string, object> }).fields.External_Id__c = { type: 'string', externalId: true, unique: true, caseSensitive: true, length: 255 };

@@ -22,7 +22,9 @@
  *   keys that differ only in case, the first sent in a run is written and the other rejected,
  *   naming both; a new key whose twin this sync delivered before is rejected too (caseTwins), as
  *   Salesforce would write it over that record. The keys a run sent are held in memory up to a
- *   bound, and past it in a temporary file (../case-twins.ts).
+ *   bound, and past it in a temporary file (../case-twins.ts). A child naming its parent by such a
+ *   field is rejected when the parent key it names is not in Salesforce but its twin is, which
+ *   Salesforce would link it to (parentTwins).
  * - Fields Salesforce sets only on create (createable, not updateable) are left out of the
  *   records of changed rows, which Salesforce would refuse whole.
  * - Deletes (`DELETE composite/sobjects?ids=…&allOrNone=false`, 200 ids a call) use the ids this
@@ -250,6 +252,8 @@ class SalesforceWriter implements DestinationWriter {
    * refuses a whole record that updates it; a row whose record exists goes without it.
    */
   private readonly createOnly: boolean[];
+  /** Per parent object and field (`account.external_id__c`): the syncs writing that object by that external id field. */
+  private readonly parentSyncs = new Map<string, Promise<string[]>>();
 
   constructor(private readonly options: WriterOptions) {
     const threshold = options.settings.bulkThreshold;
@@ -283,6 +287,43 @@ class SalesforceWriter implements DestinationWriter {
   async write(batch: WriteOperation[]): Promise<RowOutcome[]> {
     if (batch.length === 0) return [];
     const outcomes: Array<RowOutcome | undefined> = new Array(batch.length);
+    const { ready, values, deletes } = await this.screen(batch, outcomes);
+    // Rows whose record this sync delivered before, or that update mode found: they leave out the create-only fields.
+    const existing = new Set(
+      this.createOnly.includes(true) ? ready.filter((i) => (batch[i] as WriteOperation).kind === 'update' || (batch[i] as WriteOperation).change === 'changed') : [],
+    );
+    const units: WriteUnit[] = [];
+    if (ready.length > 0) {
+      if (this.bulkMode) units.push({ rows: ready, run: () => this.bulkUpsert(batch, values, ready, existing) });
+      else for (const rows of chunks(ready, COLLECTION_LIMIT)) units.push({ rows, run: () => this.collectionsUpsert(values, rows, existing) });
+    }
+    if (deletes.length > 0) units.push(...(await this.deleteUnits(batch, deletes, outcomes)));
+    await this.settle(units, outcomes);
+    // A new row whose record exists already (made elsewhere, or before the sync's snapshot was reset)
+    // is refused for its create-only fields: it goes again without them, as the update it is.
+    const again = this.createOnly.includes(true) ? ready.filter((i) => !existing.has(i) && refusedAsUpdate(outcomes[i])) : [];
+    if (again.length > 0) {
+      const updating = new Set(again);
+      for (const i of again) outcomes[i] = undefined;
+      await this.settle(
+        this.bulkMode
+          ? [{ rows: again, run: () => this.bulkUpsert(batch, values, again, updating) }]
+          : chunks(again, COLLECTION_LIMIT).map((rows) => ({ rows, run: () => this.collectionsUpsert(values, rows, updating) })),
+        outcomes,
+      );
+    }
+    return outcomes.map((outcome, i) => {
+      if (outcome) return outcome;
+      throw new LockstepError(ErrorCode.Internal, `${this.options.client.name}: no outcome for row ${i} of a batch of ${batch.length} (a bug in Lockstep's Salesforce writer)`);
+    });
+  }
+
+  /**
+   * Sets apart the rows Salesforce would refuse or write wrongly (an empty key, a missing record in
+   * mode update, a case twin, a value with no form its field reads, a parent that is another key's
+   * record), rejecting them in `outcomes`; answers the rows to send, with their values, and the deletes.
+   */
+  private async screen(batch: WriteOperation[], outcomes: Array<RowOutcome | undefined>): Promise<{ ready: number[]; values: Map<number, Value[]>; deletes: number[] }> {
     const sends: number[] = [];
     const updates: number[] = [];
     const deletes: number[] = [];
@@ -325,34 +366,9 @@ class SalesforceWriter implements DestinationWriter {
       else outcomes[i] = { ok: false, reason: converted.reason };
     }
     const ready = sends.filter((i) => values.has(i));
-    // Rows whose record this sync delivered before, or that update mode found: they leave out the create-only fields.
-    const existing = new Set(
-      this.createOnly.includes(true) ? ready.filter((i) => (batch[i] as WriteOperation).kind === 'update' || (batch[i] as WriteOperation).change === 'changed') : [],
-    );
-    const units: WriteUnit[] = [];
-    if (ready.length > 0) {
-      if (this.bulkMode) units.push({ rows: ready, run: () => this.bulkUpsert(batch, values, ready, existing) });
-      else for (const rows of chunks(ready, COLLECTION_LIMIT)) units.push({ rows, run: () => this.collectionsUpsert(values, rows, existing) });
-    }
-    if (deletes.length > 0) units.push(...(await this.deleteUnits(batch, deletes, outcomes)));
-    await this.settle(units, outcomes);
-    // A new row whose record exists already (made elsewhere, or before the sync's snapshot was reset)
-    // is refused for its create-only fields: it goes again without them, as the update it is.
-    const again = this.createOnly.includes(true) ? ready.filter((i) => !existing.has(i) && refusedAsUpdate(outcomes[i])) : [];
-    if (again.length > 0) {
-      const updating = new Set(again);
-      for (const i of again) outcomes[i] = undefined;
-      await this.settle(
-        this.bulkMode
-          ? [{ rows: again, run: () => this.bulkUpsert(batch, values, again, updating) }]
-          : chunks(again, COLLECTION_LIMIT).map((rows) => ({ rows, run: () => this.collectionsUpsert(values, rows, updating) })),
-        outcomes,
-      );
-    }
-    return outcomes.map((outcome, i) => {
-      if (outcome) return outcome;
-      throw new LockstepError(ErrorCode.Internal, `${this.options.client.name}: no outcome for row ${i} of a batch of ${batch.length} (a bug in Lockstep's Salesforce writer)`);
-    });
+    const parents = await this.parentTwins(values, ready);
+    for (const [i, reason] of parents) outcomes[i] = { ok: false, reason };
+    return { ready: parents.size === 0 ? ready : ready.filter((i) => !parents.has(i)), values, deletes };
   }
 
   /**
@@ -422,6 +438,77 @@ class SalesforceWriter implements DestinationWriter {
       twins.set(row, this.twinReason(text, other.value, `which this sync delivered to ${this.object} ${other.id}; this row is sent once that key leaves the model and its record is deleted`));
     }
     return twins;
+  }
+
+  /**
+   * The rows of `ready` naming a parent by an external id that Salesforce, matching it without
+   * regard to case, would find in another key's record (that key's twin was rejected, or never
+   * made), with why they are not sent. A parent key some sync writing the parent's object by that
+   * field delivered is its own record (its recorded ids: no call); the others are looked up by SOQL.
+   */
+  private async parentTwins(values: Map<number, Value[]>, ready: number[]): Promise<Map<number, string>> {
+    const refused = new Map<number, string>();
+    for (const [c, column] of this.options.plan.columns.entries()) {
+      if (column.kind !== 'parent' || !matchesWithoutCase(column.parentField)) continue;
+      // The parent keys with a letter (others have no twin), and the rows naming each.
+      const naming = new Map<string, number[]>();
+      for (const i of ready) {
+        if (refused.has(i)) continue;
+        const value = (values.get(i) as Value[])[c] ?? null;
+        const text = value === null ? '' : String(value);
+        if (text.toLowerCase() === text.toUpperCase()) continue;
+        const rows = naming.get(text);
+        if (rows) rows.push(i);
+        else naming.set(text, [i]);
+      }
+      if (naming.size === 0) continue;
+      const delivered = await this.deliveredParents(column.parentObject, column.parentField, [...naming.keys()]);
+      const unknown = [...naming.keys()].filter((text) => !delivered.has(text));
+      if (unknown.length === 0) continue;
+      const found = await this.findByField(column.parentObject, column.parentField, unknown);
+      const held = new Map<string, { id: string; value: string }>();
+      for (const { id, value } of found) if (id !== undefined) held.set(String(value).toLowerCase(), { id, value: String(value) });
+      for (const text of unknown) {
+        const record = held.get(text.toLowerCase());
+        if (!record || record.value === text) continue;
+        const name = `${column.relationship}.${column.parentField.name}`;
+        const field = column.parentField.name;
+        const reason =
+          `${name} "${text}" names the ${column.parentObject} whose ${field} is "${record.value}" (${record.id}): Salesforce matches ${field} without regard to case, ` +
+          `so this row would be linked to that record — deliver the ${column.parentObject} "${text}" first (a sync writing ${column.parentObject} rejects it while "${record.value}" is there: ` +
+          `give the ${column.parentObject} keys that differ by more than case, or make ${field} case-sensitive), or name "${record.value}" if that is the parent meant; this row is sent again on every run until then`;
+        for (const i of naming.get(text) ?? []) refused.set(i, reason);
+      }
+    }
+    return refused;
+  }
+
+  /**
+   * Which of `texts` a sync writing `object` by `field` through this connection delivered (it
+   * recorded an id for the key): such a record holds that very text.
+   */
+  private async deliveredParents(object: string, field: FieldDescribe, texts: string[]): Promise<Set<string>> {
+    const { target } = this.options;
+    const delivered = new Set<string>();
+    if (!target.syncsWriting || !target.recordIds) return delivered;
+    const key = `${object}.${field.name}`.toLowerCase();
+    let writing = this.parentSyncs.get(key);
+    if (!writing) {
+      writing = target.syncsWriting(object).then((syncs) =>
+        syncs.flatMap((sync) => {
+          const settings = salesforceSyncSettings.safeParse(sync.settings);
+          return settings.success && settings.data.externalIdField.toLowerCase() === field.name.toLowerCase() ? [sync.slug] : [];
+        }),
+      );
+      this.parentSyncs.set(key, writing);
+    }
+    for (const slug of await writing) {
+      const wanted = texts.filter((text) => !delivered.has(text));
+      if (wanted.length === 0) break;
+      const recorded = await target.recordIds(slug, wanted.map((text) => encodeKey([text])));
+      for (const text of wanted) if (recorded.has(encodeKey([text]))) delivered.add(text);
+    }
+    return delivered;
   }
 
   private twinReason(text: string, other: string, which: string): string {
@@ -620,10 +707,15 @@ class SalesforceWriter implements DestinationWriter {
    * caller sets apart what upserts would not match), with the value each holds: several queries at
    * once, each within Salesforce's URI limit.
    */
-  private async findByExternalId(values: Value[]): Promise<Array<{ id: string | undefined; value: Value }>> {
-    const literals = [...new Set(values.flatMap((value) => (value === null || (isNumberField(this.externalId) && !Number.isFinite(Number(value))) ? [] : [soqlLiteral(this.externalId, value)])))];
+  private findByExternalId(values: Value[]): Promise<Array<{ id: string | undefined; value: Value }>> {
+    return this.findByField(this.object, this.externalId, values);
+  }
+
+  /** As findByExternalId, for the records of `object` by one of its fields (a parent's external id). */
+  private async findByField(object: string, described: FieldDescribe, values: Value[]): Promise<Array<{ id: string | undefined; value: Value }>> {
+    const literals = [...new Set(values.flatMap((value) => (value === null || (isNumberField(described) && !Number.isFinite(Number(value))) ? [] : [soqlLiteral(described, value)])))];
     if (literals.length === 0) return [];
-    const field = this.externalId.name;
+    const field = described.name;
     const groups: string[][] = [[]];
     let size = 0;
     for (const literal of literals) {
@@ -636,7 +728,7 @@ class SalesforceWriter implements DestinationWriter {
       size += cost;
     }
     const answers = await Promise.all(
-      groups.map((group) => this.query(`SELECT Id, ${field} FROM ${this.object} WHERE ${field} IN (${group.join(',')})`, `look up ${group.length} ${this.object} records by ${field}`)),
+      groups.map((group) => this.query(`SELECT Id, ${field} FROM ${object} WHERE ${field} IN (${group.join(',')})`, `look up ${group.length} ${object} records by ${field}`)),
     );
     return answers.flat().flatMap((record) => {
       const value = record[field] ?? Object.entries(record).find(([name]) => name.toLowerCase() === field.toLowerCase())?.[1];
