@@ -362,6 +362,12 @@ export interface DestinationWriter {
    * to be checked, and shows them as planned).
    */
   check?(op: WriteOperation): string | null;
+  /**
+   * As `check`, for a whole batch at once (deletes answered null), for a writer that finds some
+   * reasons by reading the destination (a record another key holds): it reads, never writes. A dry
+   * run calls it instead of `check` when the writer has it.
+   */
+  checkBatch?(batch: WriteOperation[]): Promise<Array<string | null>>;
 }
 
 /** A connection to a system that syncs write to. */

@@ -320,16 +320,14 @@ class PlanRecorder {
     }
   }
 
-  /** A writer that sends nothing: rows the real writer refuses before sending (`check`) are rejected with its reason, the others delivered. */
+  /** A writer that sends nothing: rows the real writer refuses before sending (`checkBatch` or `check`) are rejected with its reason, the others delivered. */
   private writer(target: WriteTarget, real: DestinationWriter): DestinationWriter {
     return {
       concurrentWrites: 1,
       write: async (batch: WriteOperation[]): Promise<RowOutcome[]> => {
         const upserts: WriteOperation[] = [];
-        const outcomes: RowOutcome[] = batch.map((op) => {
-          const reason = op.kind === 'delete' ? null : (real.check?.(op) ?? null);
-          return reason === null ? { ok: true } : { ok: false, reason };
-        });
+        const reasons = real.checkBatch ? await real.checkBatch(batch) : batch.map((op) => (op.kind === 'delete' ? null : (real.check?.(op) ?? null)));
+        const outcomes: RowOutcome[] = reasons.map((reason) => (reason === null ? { ok: true } : { ok: false, reason }));
         for (const [n, op] of batch.entries()) {
           if (!(outcomes[n] as RowOutcome).ok) continue;
           const k = this.retriedKeys.size > 0 || this.keep !== null ? encodeKey(op.key) : '';

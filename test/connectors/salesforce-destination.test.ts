@@ -942,6 +942,7 @@ async function engine(options: { accounts?: number; contacts?: number; syncs?: P
     sequences: [
       sequence('sf-hierarchy', [member('accounts-to-sf', { terminate: 'on_fatal_or_rejected' }), member('contacts-to-sf')]),
       sequence('sf-lookup', [member('accounts-to-sf', { terminate: 'on_fatal_or_rejected' }), member('contacts-lookup-to-sf')]),
+      sequence('sf-hierarchy-on', [member('accounts-to-sf', { terminate: 'never' }), member('contacts-to-sf')]),
     ],
   });
   const h = await startHarness({
@@ -1287,6 +1288,28 @@ describe('Salesforce destination through the engine: external ids that differ on
     // Accounts the accounts sync delivered are known from its recorded ids: only a-1 is looked up, once a
     // run (and, on the second, C-90 itself, a new key of a sync that delivered before).
     expect(sf.stats().requests.query).toBe(3);
+  });
+
+  it('sequence plan shows the rows a run would reject as twins: in the run, of a key delivered before, and a contact under a twin', async () => {
+    const { sf, runSync, h, warehouse } = await engine();
+    await using _ = h;
+    expect((await runSync('accounts-to-sf')).status).toBe('success');
+    warehouse(
+      "insert into accounts values ('B-1', 'Account B-1'), ('b-1', 'Twin of B-1'), ('a-2', 'Twin of A-2'); insert into contacts values ('C-90', 'a-2', 'Under a-2', 'c90@example.com')",
+    );
+    const plan = await h.app.planner.plan('sf-hierarchy-on', { samples: 5 });
+    const accounts = plan.members.find((m) => m.sync === 'accounts-to-sf')!;
+    expect(accounts).toMatchObject({ status: 'planned', added: 3, rejected: 2 });
+    expect(Object.fromEntries(accounts.samples.rejected.map((r) => [r.key, r.reason]))).toEqual({
+      '["b-1"]': expect.stringMatching(twinReason('b-1', 'B-1')),
+      '["a-2"]': expect.stringMatching(twinReason('a-2', 'A-2')),
+    });
+    expect(accounts.samples.added.map((s) => s.key)).toEqual([['B-1']]);
+    const contacts = plan.members.find((m) => m.sync === 'contacts-to-sf')!;
+    expect(contacts).toMatchObject({ status: 'planned', added: 13, rejected: 1 });
+    expect(contacts.samples.rejected).toEqual([{ key: '["C-90"]', op: 'added', reason: expect.stringMatching(/^Account\.External_Id__c "a-2" names the Account whose External_Id__c is "A-2"/) }]);
+    expect(sf.records('Account')).toHaveLength(3);
+    expect(sf.records('Contact')).toHaveLength(0);
   });
 
   it('sends both keys as two records when the field is case-sensitive', async () => {

@@ -319,6 +319,19 @@ class SalesforceWriter implements DestinationWriter {
   }
 
   /**
+   * Why the rows of a batch would be rejected without being sent, as `write` finds it: reads only
+   * (SOQL look-ups, the sync's recorded ids), so a dry run shows them as rejected; deletes are null.
+   */
+  async checkBatch(batch: WriteOperation[]): Promise<Array<string | null>> {
+    const outcomes: Array<RowOutcome | undefined> = new Array(batch.length);
+    if (batch.length > 0) await this.screen(batch, outcomes);
+    return batch.map((_, i) => {
+      const outcome = outcomes[i];
+      return outcome && !outcome.ok ? outcome.reason : null;
+    });
+  }
+
+  /**
    * Sets apart the rows Salesforce would refuse or write wrongly (an empty key, a missing record in
    * mode update, a case twin, a value with no form its field reads, a parent that is another key's
    * record), rejecting them in `outcomes`; answers the rows to send, with their values, and the deletes.
