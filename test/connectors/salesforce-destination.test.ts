@@ -1017,6 +1017,31 @@ describe('Salesforce destination through the engine', () => {
     expect((await runSync('contacts-lookup-to-sf')).plannedRows.addedCount).toBe(0);
   });
 
+  it('says a parent the accounts sync delivered was deleted or merged in Salesforce since, and how to make it again, where Salesforce says it is not found', async () => {
+    const { sf, h, runSync } = await engine();
+    await using _ = h;
+    expect((await runSync('accounts-to-sf')).status).toBe('success');
+    const deleted = sf.get('Account', 'External_Id__c', 'A-1')?.Id;
+    // Someone deletes (or merges away) account A-1 in Salesforce.
+    const { destination } = await open(sf);
+    const writer = await destination.prepare(accountsTarget({ recordIds: recordedIds({ '["A-1"]': deleted as string }) }));
+    expect(await writer.write([remove('A-1')])).toEqual([{ ok: true }]);
+    const run = await runSync('contacts-to-sf');
+    expect(run.status).toBe('warning');
+    const rejected = await h.app.store.listRejectedRows(run.id, 10, 0);
+    expect(rejected.map((r) => r.key).sort()).toEqual(['["C-1"]', '["C-10"]', '["C-4"]', '["C-7"]']);
+    expect(rejected[0]?.reason).toBe(
+      'INVALID_FIELD: Foreign key external ID: A-1 not found for field External_Id__c in entity Account' +
+        ` — sync "accounts-to-sf" delivered that Account (${deleted}), and it is no longer in Salesforce: it was deleted, or merged into another Account, since;` +
+        ' run accounts-to-sf with fullResync to make it again, or name the Account it was merged into in this row; this row is sent again on every run until then',
+    );
+    // Made again, the account takes its contacts on the next run.
+    const { run: resync } = await h.app.runs.triggerSync('accounts-to-sf', { fullResync: true });
+    expect((await h.app.runs.waitForSyncRun(resync.id)).status).toBe('success');
+    expect((await runSync('contacts-to-sf')).status).toBe('success');
+    expect(sf.get('Contact', 'External_Id__c', 'C-1')?.AccountId).toBe(sf.get('Account', 'External_Id__c', 'A-1')?.Id);
+  });
+
   it('keeps the org\'s API usage and the run\'s calls in the run record', async () => {
     const { sf, runSync, h } = await engine({ standIn: { apiLimit: 15_000 } });
     await using _ = h;

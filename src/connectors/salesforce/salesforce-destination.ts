@@ -47,6 +47,7 @@ import {
   matchesWithoutCase,
   parseDescribe,
   planTarget,
+  type ColumnPlan,
   type FieldDescribe,
   type SObjectDescribe,
   type TargetPlan,
@@ -63,6 +64,8 @@ const SOQL_VALUES_BUDGET = 12_000;
 /** Record errors of a delete that mean the record is already gone. */
 const GONE_CODES = new Set(['ENTITY_IS_DELETED', 'INVALID_CROSS_REFERENCE_KEY']);
 const API_NAME = /^[A-Za-z][A-Za-z0-9_]*$/;
+/** Salesforce's record error for a parent named by a value no record holds: the value, the field, the object. */
+const MISSING_PARENT = /^INVALID_FIELD: Foreign key external ID: ([\s\S]*) not found for field (\w+) in entity (\w+)(?: — |$)/;
 
 /** How the destination works, besides its settings. */
 export interface SalesforceDestinationOptions {
@@ -312,6 +315,7 @@ class SalesforceWriter implements DestinationWriter {
         outcomes,
       );
     }
+    await this.explainMissingParents(outcomes);
     return outcomes.map((outcome, i) => {
       if (outcome) return outcome;
       throw new LockstepError(ErrorCode.Internal, `${this.options.client.name}: no outcome for row ${i} of a batch of ${batch.length} (a bug in Lockstep's Salesforce writer)`);
@@ -497,12 +501,51 @@ class SalesforceWriter implements DestinationWriter {
   }
 
   /**
-   * Which of `texts` a sync writing `object` by `field` through this connection delivered (it
-   * recorded an id for the key): such a record holds that very text.
+   * Rows refused as naming a parent Salesforce does not find ("Foreign key external ID: A-1 not
+   * found"), whose parent a sync delivered: that record was deleted or merged away in Salesforce
+   * since, and the sync, which counts it delivered, does not send it again by itself. Their reason
+   * says so and how to make it again, instead of to deliver the parent first.
    */
-  private async deliveredParents(object: string, field: FieldDescribe, texts: string[]): Promise<Set<string>> {
+  private async explainMissingParents(outcomes: Array<RowOutcome | undefined>): Promise<void> {
+    const missing = new Map<string, { column: Extract<ColumnPlan, { kind: 'parent' }>; text: string; rows: number[] }>();
+    outcomes.forEach((outcome, i) => {
+      if (!outcome || outcome.ok) return;
+      const found = MISSING_PARENT.exec(outcome.reason);
+      if (!found) return;
+      const [, text = '', field = '', entity = ''] = found;
+      const column = this.options.plan.columns.find(
+        (c): c is Extract<ColumnPlan, { kind: 'parent' }> => c.kind === 'parent' && c.parentObject.toLowerCase() === entity.toLowerCase() && c.parentField.name.toLowerCase() === field.toLowerCase(),
+      );
+      if (!column) return;
+      const key = `${column.relationship}\u0000${text}`;
+      const entry = missing.get(key);
+      if (entry) entry.rows.push(i);
+      else missing.set(key, { column, text, rows: [i] });
+    });
+    for (const { column, text, rows } of missing.values()) {
+      const delivered = (await this.deliveredParents(column.parentObject, column.parentField, [text])).get(text);
+      if (!delivered) continue;
+      const object = column.parentObject;
+      for (const i of rows) {
+        const outcome = outcomes[i] as Extract<RowOutcome, { ok: false }>;
+        const salesforce = outcome.reason.split(' — ')[0] as string;
+        outcomes[i] = {
+          ok: false,
+          reason:
+            `${salesforce} — sync "${delivered.sync}" delivered that ${object} (${delivered.id}), and it is no longer in Salesforce: it was deleted, or merged into another ${object}, since; ` +
+            `run ${delivered.sync} with fullResync to make it again, or name the ${object} it was merged into in this row; this row is sent again on every run until then`,
+        };
+      }
+    }
+  }
+
+  /**
+   * Which of `texts` a sync writing `object` by `field` through this connection delivered (it
+   * recorded an id for the key: such a record holds that very text), with the sync and the id.
+   */
+  private async deliveredParents(object: string, field: FieldDescribe, texts: string[]): Promise<Map<string, { sync: string; id: string }>> {
     const { target } = this.options;
-    const delivered = new Set<string>();
+    const delivered = new Map<string, { sync: string; id: string }>();
     if (!target.syncsWriting || !target.recordIds) return delivered;
     const key = `${object}.${field.name}`.toLowerCase();
     let writing = this.parentSyncs.get(key);
@@ -519,7 +562,10 @@ class SalesforceWriter implements DestinationWriter {
       const wanted = texts.filter((text) => !delivered.has(text));
       if (wanted.length === 0) break;
       const recorded = await target.recordIds(slug, wanted.map((text) => encodeKey([text])));
-      for (const text of wanted) if (recorded.has(encodeKey([text]))) delivered.add(text);
+      for (const text of wanted) {
+        const id = recorded.get(encodeKey([text]));
+        if (id !== undefined) delivered.set(text, { sync: slug, id });
+      }
     }
     return delivered;
   }
