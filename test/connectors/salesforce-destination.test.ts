@@ -527,6 +527,24 @@ describe('Salesforce destination: sObject Collections', () => {
     expect(sf.records('Event__c')).toHaveLength(10);
   });
 
+  it('rejects a text longer than its field before sending, naming the field, its length and the fix, without quoting the whole text', async () => {
+    const sf = await start();
+    const { destination } = await open(sf);
+    const long = 'x'.repeat(100_000);
+    // Through sObject Collections, then through a Bulk API 2.0 job.
+    for (const [bulkThreshold, p] of [[10_000, 'c'], [0, 'b']] as const) {
+      const writer = await destination.prepare(accountsTarget({ settings: { externalIdField: 'External_Id__c', bulkThreshold }, modelColumns: ['id', 'name', 'industry'] }));
+      const upserts = sf.stats().requests.upsert + sf.stats().requests.bulkCreate;
+      const outcomes = await writer.write([upsert([`${p}-1`, long, null]), upsert([`${p}-2`, 'é'.repeat(255), null])]);
+      expect(reason(outcomes[0])).toBe(
+        'Name takes at most 255 characters, not "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…" (100000 characters) — cut it to 255 in the model\'s query (e.g. left(name, 255)), or widen the field in Salesforce; the row is tried again on the next run',
+      );
+      expect(outcomes[1]?.ok).toBe(true);
+      expect(sf.stats().requests.upsert + sf.stats().requests.bulkCreate).toBe(upserts + 1);
+      expect(sf.get('Account', 'External_Id__c', `${p}-1`)).toBeUndefined();
+    }
+  });
+
   it('rejects only the rows holding a value Salesforce could not read (JSON_PARSER_ERROR refuses the whole call), the rest landing', async () => {
     const sf = await start({ schema: { Shift__c: { fields: { Key__c: { type: 'string', externalId: true }, Ends__c: { type: 'time' }, Note__c: { type: 'string' } } } } });
     const { destination } = await open(sf);

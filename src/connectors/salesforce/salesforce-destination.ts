@@ -583,7 +583,7 @@ class SalesforceWriter implements DestinationWriter {
   private values(op: WriteOperation): Value[] | { reason: string } {
     const out: Value[] = new Array(this.options.plan.columns.length);
     for (const [i, column] of this.options.plan.columns.entries()) {
-      const converted = fieldValue(column.kind === 'field' ? column.field : column.parentField, op.values[i] ?? null);
+      const converted = fieldValue(column.kind === 'field' ? column.field : column.parentField, op.values[i] ?? null, this.options.target.modelColumns?.[i]);
       if (!converted.ok) return { reason: converted.reason };
       out[i] = converted.value;
     }

@@ -21,6 +21,8 @@ export interface FieldDescribe {
   caseSensitive: boolean;
   referenceTo: string[];
   relationshipName: string | null;
+  /** Characters a text field holds at most (0: no limit given). */
+  length: number;
 }
 
 /** The parts of an sObject's describe that Lockstep reads. */
@@ -82,6 +84,7 @@ export function parseDescribe(json: unknown, what: string): SObjectDescribe {
             caseSensitive: f.caseSensitive === true,
             referenceTo: Array.isArray(f.referenceTo) ? f.referenceTo.filter((r): r is string => typeof r === 'string') : [],
             relationshipName: typeof f.relationshipName === 'string' ? f.relationshipName : null,
+            length: typeof f.length === 'number' && Number.isInteger(f.length) && f.length > 0 ? f.length : 0,
           },
         ],
   );

@@ -14,7 +14,7 @@
  * - multi-select picklist: values separated by semicolons; a list (an array column, which
  *   sources hand over as JSON text) is joined so: `["Gold","Silver"]` goes as `Gold;Silver`;
  * - lookup (reference) fields: a record id of 15 or 18 letters and digits;
- * - text fields: text (a model's number 7 becomes "7");
+ * - text fields: text (a model's number 7 becomes "7") no longer than the field's length;
  * - an empty text is null for fields that are not text.
  */
 import type { Value } from '../../core/ports.js';
@@ -30,12 +30,12 @@ const DATE_TEXT = /^(\d{4})-(\d{2})-(\d{2})$/;
 /** A timestamp as sources print it: a date, a time with any fraction, an optional offset. */
 const TIMESTAMP_TEXT = /^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(\.\d+)?\s*(Z|[+-]\d{2}(?::?\d{2})?)?$/i;
 
-/** `value` as Salesforce reads it for `field`. */
-export function fieldValue(field: FieldDescribe, value: Value): FieldValue {
+/** `value` as Salesforce reads it for `field`; `column`, the model's column it comes from, for messages. */
+export function fieldValue(field: FieldDescribe, value: Value, column = 'column'): FieldValue {
   if (value === null) return { ok: true, value: null };
   if (field.type === 'reference') return reference(field, value);
-  if (field.type === 'multipicklist' && typeof value === 'string') return { ok: true, value: picklistValues(value) };
-  if (isTextField(field)) return { ok: true, value: typeof value === 'string' ? value : String(value) };
+  if (field.type === 'multipicklist' && typeof value === 'string') return withinLength(field, picklistValues(value), column);
+  if (isTextField(field)) return withinLength(field, typeof value === 'string' ? value : String(value), column);
   if (value === '') return { ok: true, value: null };
   if (field.type === 'boolean') return checkbox(field, value);
   if (isNumberField(field)) return number(field, value);
@@ -56,6 +56,23 @@ function reference(field: FieldDescribe, value: Value): FieldValue {
   const parent = field.referenceTo.length === 1 ? field.referenceTo[0] : 'the parent';
   const byExternalId = field.relationshipName ? `map the column to ${field.relationshipName}.<an External ID field of ${parent}> (e.g. ${field.relationshipName}.External_Id__c) to name the parent by its external id, or ` : '';
   return refused(field, value, `a lookup to ${field.referenceTo.join(' or ') || 'another record'}, which takes a Salesforce record id (15 or 18 letters and digits)`, `${byExternalId}add lookup: { sync: <the parent's sync> } to the mapping to send the id that sync recorded — or select the parent's Salesforce Id`);
+}
+
+/**
+ * A text no longer than its field (the describe's `length`, in characters): Salesforce refuses a
+ * longer one with STRING_TOO_LONG, quoting it whole.
+ */
+function withinLength(field: FieldDescribe, text: string, column: string): FieldValue {
+  // A text's UTF-16 length is at least its count of characters: most texts need no count.
+  if (field.length <= 0 || text.length <= field.length) return { ok: true, value: text };
+  const characters = [...text].length;
+  if (characters <= field.length) return { ok: true, value: text };
+  return {
+    ok: false,
+    reason:
+      `${field.name} takes at most ${field.length} characters, not "${[...text].slice(0, 60).join('')}…" (${characters} characters) — ` +
+      `cut it to ${field.length} in the model's query (e.g. left(${column}, ${field.length})), or widen the field in Salesforce; the row is tried again on the next run`,
+  };
 }
 
 /** A list (an array column, which sources hand over as JSON text: `["Gold","Silver"]`) as `Gold;Silver`; other text as it is. */
