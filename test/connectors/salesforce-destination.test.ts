@@ -1060,6 +1060,28 @@ describe('Salesforce destination through the engine', () => {
     expect(sf.get('Contact', 'External_Id__c', 'C-1')?.AccountId).toBe(sf.get('Account', 'External_Id__c', 'A-1')?.Id);
   });
 
+  it('says a parent whose recorded Salesforce Id a lookup sent was deleted or merged in Salesforce since, and how to make it again', async () => {
+    const { sf, h, runSync } = await engine();
+    await using _ = h;
+    expect((await runSync('accounts-to-sf')).status).toBe('success');
+    const deleted = sf.get('Account', 'External_Id__c', 'A-1')?.Id as string;
+    const { destination } = await open(sf);
+    const writer = await destination.prepare(accountsTarget({ recordIds: recordedIds({ '["A-1"]': deleted }) }));
+    expect(await writer.write([remove('A-1')])).toEqual([{ ok: true }]);
+    const run = await runSync('contacts-lookup-to-sf');
+    expect(run.status).toBe('warning');
+    const rejected = await h.app.store.listRejectedRows(run.id, 10, 0);
+    expect(rejected).toHaveLength(4);
+    expect(rejected[0]?.reason).toBe(
+      `ENTITY_IS_DELETED: entity is deleted — AccountId ${deleted} names an Account that was deleted, or merged into another, in Salesforce since its id was recorded:` +
+        ' run the sync that delivered it with fullResync to make it again (this row then takes its new id), or name the Account it was merged into; this row is sent again on every run until then',
+    );
+    const { run: resync } = await h.app.runs.triggerSync('accounts-to-sf', { fullResync: true });
+    expect((await h.app.runs.waitForSyncRun(resync.id)).status).toBe('success');
+    expect((await runSync('contacts-lookup-to-sf')).status).toBe('success');
+    expect(sf.get('Contact', 'External_Id__c', 'C-1')?.AccountId).toBe(sf.get('Account', 'External_Id__c', 'A-1')?.Id);
+  });
+
   it('keeps the org\'s API usage and the run\'s calls in the run record', async () => {
     const { sf, runSync, h } = await engine({ standIn: { apiLimit: 15_000 } });
     await using _ = h;

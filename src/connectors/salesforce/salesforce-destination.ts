@@ -316,6 +316,7 @@ class SalesforceWriter implements DestinationWriter {
       );
     }
     await this.explainMissingParents(outcomes);
+    this.explainDeletedReferences(outcomes, values);
     return outcomes.map((outcome, i) => {
       if (outcome) return outcome;
       throw new LockstepError(ErrorCode.Internal, `${this.options.client.name}: no outcome for row ${i} of a batch of ${batch.length} (a bug in Lockstep's Salesforce writer)`);
@@ -537,6 +538,31 @@ class SalesforceWriter implements DestinationWriter {
         };
       }
     }
+  }
+
+  /**
+   * Rows refused with ENTITY_IS_DELETED, which an upsert meets when a lookup field holds the id of
+   * a record deleted (or merged away) in Salesforce, most often an id a parent's sync recorded: their
+   * reason names the field, the id and how to make the parent again.
+   */
+  private explainDeletedReferences(outcomes: Array<RowOutcome | undefined>, values: Map<number, Value[]>): void {
+    const references = this.options.plan.columns.flatMap((column, c) => (column.kind === 'field' && column.field.type === 'reference' ? [{ c, field: column.field }] : []));
+    if (references.length === 0) return;
+    outcomes.forEach((outcome, i) => {
+      if (!outcome || outcome.ok || !outcome.reason.startsWith('ENTITY_IS_DELETED:') || outcome.reason.includes(' — ')) return;
+      const cells = values.get(i);
+      const named = cells ? references.filter(({ c }) => cells[c] !== null && cells[c] !== undefined && cells[c] !== '') : [];
+      if (named.length === 0) return;
+      const parents = named.map(({ field }) => field.referenceTo.join(' or ') || 'record');
+      const which = named.map(({ c, field }) => `${field.name} ${String((cells as Value[])[c])}`).join(' or ');
+      const parent = parents.length === 1 ? `${/^[AEIOU]/i.test(parents[0] as string) ? 'an' : 'a'} ${parents[0]}` : 'a record';
+      outcomes[i] = {
+        ok: false,
+        reason:
+          `${outcome.reason} — ${which} names ${parent} that was deleted, or merged into another, in Salesforce since its id was recorded: ` +
+          `run the sync that delivered it with fullResync to make it again (this row then takes its new id), or name the ${parents.length === 1 ? parents[0] : 'record'} it was merged into; this row is sent again on every run until then`,
+      };
+    });
   }
 
   /**
