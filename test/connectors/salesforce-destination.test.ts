@@ -1377,6 +1377,24 @@ describe('Salesforce destination through the engine: external ids that differ on
     expect(sf.records('Contact')).toHaveLength(0);
   });
 
+  it('asks again for the syncs writing a parent\'s object when the store could not answer, instead of failing every later batch', async () => {
+    const sf = await start();
+    const { destination } = await open(sf);
+    let asks = 0;
+    const writer = await destination.prepare(
+      contactsTarget({
+        syncsWriting: async () => {
+          if (asks++ === 0) throw new LockstepError(ErrorCode.Transient, 'the store is out of reach', { retryable: true });
+          return [];
+        },
+      }),
+    );
+    await failure(writer.write([upsert(['C-1', 'Person 1', 'A-1'])]));
+    const outcomes = await writer.write([upsert(['C-1', 'Person 1', 'A-1'])]);
+    expect(reason(outcomes[0])).toMatch(/^INVALID_FIELD: Foreign key external ID: A-1 not found/);
+    expect(asks).toBe(2);
+  });
+
   it('sends both keys as two records when the field is case-sensitive', async () => {
     const schema = structuredClone(DEFAULT_SALESFORCE_SCHEMA);
     (schema.Account as { fields: Record<string, object> }).fields.External_Id__c = { type: 'string', externalId: true, unique: true, caseSensitive: true, length: 255 };

@@ -582,6 +582,8 @@ class SalesforceWriter implements DestinationWriter {
           return settings.success && settings.data.externalIdField.toLowerCase() === field.name.toLowerCase() ? [sync.slug] : [];
         }),
       );
+      // A failure is not kept: the next batch asks again.
+      writing.catch(() => this.parentSyncs.delete(key));
       this.parentSyncs.set(key, writing);
     }
     for (const slug of await writing) {
