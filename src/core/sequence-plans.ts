@@ -9,6 +9,19 @@ export const DEFAULT_PLAN_SAMPLES = 5;
 /** Sample rows per kind of change at most. */
 export const MAX_PLAN_SAMPLES = 100;
 
+/**
+ * The record id a dry run gives a `lookup` whose parent an earlier member of the plan delivers
+ * first: no id any destination made, so a destination that checks ids' form lets it pass.
+ */
+export function plannedRecordId(parentSync: string): string {
+  return `(id of the ${parentSync} record delivered first)`;
+}
+
+/** Whether a value is a record id a dry run stands in for one its parent member makes (plannedRecordId). */
+export function isPlannedRecordId(value: Value): boolean {
+  return typeof value === 'string' && value.startsWith('(id of the ') && value.endsWith(' record delivered first)');
+}
+
 /** One planned row, as a sample: its key and the fields it would write. */
 export interface PlanSample {
   /** The primary key's values, in the model's key order. */

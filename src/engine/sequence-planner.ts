@@ -41,6 +41,7 @@ import {
   MAX_PLAN_SAMPLES,
   mayNotStartWarning,
   planBlock,
+  plannedRecordId,
   type MemberPlan,
   type PlanBlock,
   type PlanSample,
@@ -446,7 +447,7 @@ function planningStore(
     recordIdsGet: async (syncId: number, keys: string[]) => {
       const ids = await store.snapshots.recordIdsGet(syncId, keys);
       const planned = delivering.get(syncId);
-      if (planned) for (const k of keys) if (!ids.has(k) && planned.keys.has(k)) ids.set(k, `(id of the ${planned.slug} record delivered first)`);
+      if (planned) for (const k of keys) if (!ids.has(k) && planned.keys.has(k)) ids.set(k, plannedRecordId(planned.slug));
       return ids;
     },
   });

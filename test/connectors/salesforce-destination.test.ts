@@ -1022,6 +1022,17 @@ describe('Salesforce destination through the engine', () => {
     expect(sf.records('Contact')).toHaveLength(12);
   });
 
+  it('sequence plan shows a contact whose lookup names an account the plan delivers first as planned, not as a lookup that is no record id', async () => {
+    const { sf, h } = await engine();
+    await using _ = h;
+    const plan = await h.app.planner.plan('sf-lookup', { samples: 5 });
+    expect(plan.members.map((m) => [m.sync, m.status, m.added, m.rejected])).toEqual([
+      ['accounts-to-sf', 'planned', 3, 0],
+      ['contacts-lookup-to-sf', 'planned', 12, 0],
+    ]);
+    expect(sf.records('Account')).toHaveLength(0);
+  });
+
   it('sends a contact whose account_id is empty or null with lookup without an account, instead of waiting for a parent', async () => {
     const { sf, h, runSync, warehouse } = await engine();
     await using _ = h;

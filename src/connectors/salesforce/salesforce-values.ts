@@ -18,6 +18,7 @@
  * - an empty text is null for fields that are not text.
  */
 import type { Value } from '../../core/ports.js';
+import { isPlannedRecordId } from '../../core/sequence-plans.js';
 import { timestampTextToIso } from '../values.js';
 import { isNumberField, isTextField, type FieldDescribe } from './salesforce-fields.js';
 
@@ -52,7 +53,8 @@ export function fieldValue(field: FieldDescribe, value: Value, column = 'column'
 function reference(field: FieldDescribe, value: Value): FieldValue {
   const text = typeof value === 'string' ? value.trim() : '';
   if (text === '') return { ok: true, value: null };
-  if (SALESFORCE_ID.test(text)) return { ok: true, value: text };
+  // A dry run's stand-in for the id a parent member of the plan makes first.
+  if (SALESFORCE_ID.test(text) || isPlannedRecordId(text)) return { ok: true, value: text };
   const parent = field.referenceTo.length === 1 ? field.referenceTo[0] : 'the parent';
   const byExternalId = field.relationshipName ? `map the column to ${field.relationshipName}.<an External ID field of ${parent}> (e.g. ${field.relationshipName}.External_Id__c) to name the parent by its external id, or ` : '';
   return refused(field, value, `a lookup to ${field.referenceTo.join(' or ') || 'another record'}, which takes a Salesforce record id (15 or 18 letters and digits)`, `${byExternalId}add lookup: { sync: <the parent's sync> } to the mapping to send the id that sync recorded — or select the parent's Salesforce Id`);
