@@ -570,6 +570,20 @@ describe('Salesforce destination: sObject Collections', () => {
     expect((await failure(writer.write([upsert(['S-4', null, null])]))).message).toMatch(/answered 400 JSON_PARSER_ERROR: Unexpected character/);
   });
 
+  it('says how to fix a value a restricted picklist refuses, after Salesforce\'s message', async () => {
+    const sf = await start();
+    const { destination } = await open(sf);
+    const writer = await destination.prepare(accountsTarget());
+    // Salesforce's record error for a value that is not one of a restricted picklist's.
+    const message = 'Industry: bad value for restricted picklist field: Tech';
+    sf.failNext(1, { status: 200, body: [{ success: false, errors: [{ statusCode: 'INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST', message, fields: ['Industry'] }] }], only: ['upsert'] });
+    const outcomes = await writer.write([upsert(['A-1', 'Account 1', 'Tech'])]);
+    expect(reason(outcomes[0])).toBe(
+      `INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST: ${message} — the field is a restricted picklist, which takes only the values listed for it (for the record's record type):` +
+        ' map the model\'s values to them in its query, or add the value to the picklist in Setup › Object Manager; the row is tried again on the next run',
+    );
+  });
+
   it('sends a list to a multi-select picklist as its values separated by semicolons', async () => {
     const sf = await start({ schema: { Member__c: { fields: { Key__c: { type: 'string', externalId: true }, Tiers__c: { type: 'multipicklist' }, Note__c: { type: 'string' } } } } });
     const { destination } = await open(sf);

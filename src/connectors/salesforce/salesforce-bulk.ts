@@ -296,10 +296,17 @@ export function bulkError(cell: string): { reason: string; code: string } {
 
 /**
  * A record's error as its row's reason, `CODE: message`, with the fix where Salesforce's message
- * gives none: a parent named by an external id that no record has (yet) is delivered first.
+ * gives none: a parent named by an external id that no record has (yet) is delivered first; a
+ * restricted picklist's value is one of its values.
  */
 export function recordErrorReason(code: string, message: string): string {
   const reason = `${code}: ${message}`;
+  if (code === 'INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST') {
+    return (
+      `${reason} — the field is a restricted picklist, which takes only the values listed for it (for the record's record type): ` +
+      `map the model's values to them in its query, or add the value to the picklist in Setup › Object Manager; the row is tried again on the next run`
+    );
+  }
   const parent = /^Foreign key external ID: ([\s\S]*) not found for field (\w+) in entity (\w+)$/.exec(message);
   if (code !== 'INVALID_FIELD' || !parent) return reason;
   const [, value = '', field = '', entity = ''] = parent;
