@@ -1402,6 +1402,26 @@ describe('Salesforce destination through the engine: external ids that differ on
     expect(sf.records('Contact')).toHaveLength(0);
   });
 
+  it('reads the recorded ids of the parents Salesforce no longer has once a batch, not once a parent', async () => {
+    const sf = await start();
+    const { destination } = await open(sf);
+    const recorded = recordedIds({ '["A-1"]': '001000000000001AAA', '["A-2"]': '001000000000002AAA', '["A-3"]': '001000000000003AAA' });
+    let reads = 0;
+    const writer = await destination.prepare(
+      contactsTarget({
+        syncsWriting: async () => [{ slug: 'accounts-to-sf', settings: { externalIdField: 'External_Id__c' } }],
+        recordIds: async (sync, keys) => {
+          reads++;
+          return (recorded as NonNullable<WriteTarget['recordIds']>)(sync, keys);
+        },
+      }),
+    );
+    const outcomes = await writer.write([upsert(['C-1', 'Person 1', 'A-1']), upsert(['C-2', 'Person 2', 'A-2']), upsert(['C-3', 'Person 3', 'A-3'])]);
+    for (const outcome of outcomes) expect(reason(outcome)).toMatch(/ — sync "accounts-to-sf" delivered that Account \(001000000000\d{3}AAA\), and it is no longer in Salesforce/);
+    // One read to know the parents are the accounts sync's, one to explain the three refusals.
+    expect(reads).toBe(2);
+  });
+
   it('asks again for the syncs writing a parent\'s object when the store could not answer, instead of failing every later batch', async () => {
     const sf = await start();
     const { destination } = await open(sf);

@@ -508,7 +508,8 @@ class SalesforceWriter implements DestinationWriter {
    * says so and how to make it again, instead of to deliver the parent first.
    */
   private async explainMissingParents(outcomes: Array<RowOutcome | undefined>): Promise<void> {
-    const missing = new Map<string, { column: Extract<ColumnPlan, { kind: 'parent' }>; text: string; rows: number[] }>();
+    // Per parent column, the rows naming each parent value Salesforce did not find.
+    const missing = new Map<Extract<ColumnPlan, { kind: 'parent' }>, Map<string, number[]>>();
     outcomes.forEach((outcome, i) => {
       if (!outcome || outcome.ok) return;
       const found = MISSING_PARENT.exec(outcome.reason);
@@ -518,24 +519,24 @@ class SalesforceWriter implements DestinationWriter {
         (c): c is Extract<ColumnPlan, { kind: 'parent' }> => c.kind === 'parent' && c.parentObject.toLowerCase() === entity.toLowerCase() && c.parentField.name.toLowerCase() === field.toLowerCase(),
       );
       if (!column) return;
-      const key = `${column.relationship}\u0000${text}`;
-      const entry = missing.get(key);
-      if (entry) entry.rows.push(i);
-      else missing.set(key, { column, text, rows: [i] });
+      const texts = missing.get(column) ?? new Map<string, number[]>();
+      missing.set(column, texts);
+      texts.set(text, [...(texts.get(text) ?? []), i]);
     });
-    for (const { column, text, rows } of missing.values()) {
-      const delivered = (await this.deliveredParents(column.parentObject, column.parentField, [text])).get(text);
-      if (!delivered) continue;
+    for (const [column, texts] of missing) {
+      const delivered = await this.deliveredParents(column.parentObject, column.parentField, [...texts.keys()]);
       const object = column.parentObject;
-      for (const i of rows) {
-        const outcome = outcomes[i] as Extract<RowOutcome, { ok: false }>;
-        const salesforce = outcome.reason.split(' — ')[0] as string;
-        outcomes[i] = {
-          ok: false,
-          reason:
-            `${salesforce} — sync "${delivered.sync}" delivered that ${object} (${delivered.id}), and it is no longer in Salesforce: it was deleted, or merged into another ${object}, since; ` +
-            `run ${delivered.sync} with fullResync to make it again, or name the ${object} it was merged into in this row; this row is sent again on every run until then`,
-        };
+      for (const [text, { sync, id }] of delivered) {
+        for (const i of texts.get(text) ?? []) {
+          const outcome = outcomes[i] as Extract<RowOutcome, { ok: false }>;
+          const salesforce = outcome.reason.split(' — ')[0] as string;
+          outcomes[i] = {
+            ok: false,
+            reason:
+              `${salesforce} — sync "${sync}" delivered that ${object} (${id}), and it is no longer in Salesforce: it was deleted, or merged into another ${object}, since; ` +
+              `run ${sync} with fullResync to make it again, or name the ${object} it was merged into in this row; this row is sent again on every run until then`,
+          };
+        }
       }
     }
   }
