@@ -1222,6 +1222,21 @@ describe('Salesforce destination through the engine: fields Salesforce sets only
       expect(sf.get('Contact', 'External_Id__c', 'C-99')?.AccountId).toBe(sf.get('Account', 'External_Id__c', 'A-2')?.Id);
     });
 
+    it(`updates a changed row whose parent is now a twin's key, as its parent is not sent (${bulkThreshold === 0 ? 'Bulk API 2.0' : 'sObject Collections'})`, async () => {
+      const { sf, runSync, h, warehouse } = await engine({
+        standIn: { schema },
+        syncs: { 'contacts-to-sf': { settings: { externalIdField: 'External_Id__c', bulkThreshold } } },
+      });
+      await using _ = h;
+      expect((await runSync('accounts-to-sf')).status).toBe('success');
+      expect((await runSync('contacts-to-sf')).status).toBe('success');
+      const account = sf.get('Contact', 'External_Id__c', 'C-1')?.AccountId;
+      warehouse("update contacts set last_name = 'Renamed', account_id = 'a-2' where id = 'C-1'");
+      const run = await runSync('contacts-to-sf');
+      expect((await h.app.store.listRejectedRows(run.id, 10, 0)).map((r) => r.reason)).toEqual([]);
+      expect(sf.get('Contact', 'External_Id__c', 'C-1')).toMatchObject({ LastName: 'Renamed', AccountId: account });
+    });
+
     it(`updates a record that exists before the sync delivered it without its parent (${bulkThreshold === 0 ? 'Bulk API 2.0' : 'sObject Collections'})`, async () => {
       const { sf, runSync, h } = await engine({
         standIn: { schema },

@@ -293,7 +293,7 @@ class SalesforceWriter implements DestinationWriter {
     const { ready, values, deletes } = await this.screen(batch, outcomes);
     // Rows whose record this sync delivered before, or that update mode found: they leave out the create-only fields.
     const existing = new Set(
-      this.createOnly.includes(true) ? ready.filter((i) => (batch[i] as WriteOperation).kind === 'update' || (batch[i] as WriteOperation).change === 'changed') : [],
+      this.createOnly.includes(true) ? ready.filter((i) => recordExists(batch[i] as WriteOperation)) : [],
     );
     const units: WriteUnit[] = [];
     if (ready.length > 0) {
@@ -384,7 +384,7 @@ class SalesforceWriter implements DestinationWriter {
       else outcomes[i] = { ok: false, reason: converted.reason };
     }
     const ready = sends.filter((i) => values.has(i));
-    const parents = await this.parentTwins(values, ready);
+    const parents = await this.parentTwins(batch, values, ready);
     for (const [i, reason] of parents) outcomes[i] = { ok: false, reason };
     return { ready: parents.size === 0 ? ready : ready.filter((i) => !parents.has(i)), values, deletes };
   }
@@ -464,7 +464,7 @@ class SalesforceWriter implements DestinationWriter {
    * made), with why they are not sent. A parent key some sync writing the parent's object by that
    * field delivered is its own record (its recorded ids: no call); the others are looked up by SOQL.
    */
-  private async parentTwins(values: Map<number, Value[]>, ready: number[]): Promise<Map<number, string>> {
+  private async parentTwins(batch: WriteOperation[], values: Map<number, Value[]>, ready: number[]): Promise<Map<number, string>> {
     const refused = new Map<number, string>();
     for (const [c, column] of this.options.plan.columns.entries()) {
       if (column.kind !== 'parent' || !matchesWithoutCase(column.parentField)) continue;
@@ -472,6 +472,8 @@ class SalesforceWriter implements DestinationWriter {
       const naming = new Map<string, number[]>();
       for (const i of ready) {
         if (refused.has(i)) continue;
+        // A parent set only on create does not go with a record that exists.
+        if (this.createOnly[c] && recordExists(batch[i] as WriteOperation)) continue;
         const value = (values.get(i) as Value[])[c] ?? null;
         const text = value === null ? '' : String(value);
         if (text.toLowerCase() === text.toUpperCase()) continue;
@@ -873,6 +875,11 @@ function requestError(client: SalesforceClient, request: SalesforceRequest, answ
     default:
       return new LockstepError(ErrorCode.Internal, what);
   }
+}
+
+/** Whether a row's record is known to exist: this sync delivered it before, or update mode found it. */
+function recordExists(op: WriteOperation): boolean {
+  return op.kind === 'update' || op.change === 'changed';
 }
 
 /** Whether Salesforce refused a record for fields it does not let an update set (a create-only field, on a record that exists). */
