@@ -557,9 +557,9 @@ describe('Salesforce destination: sObject Collections', () => {
       recordIds: recordedIds(),
     });
     // Salesforce's answer when one record's time is in a form it does not read.
-    const message = 'Cannot deserialize instance of time from VALUE_STRING value 25:00 or request may be missing a required field at [line:1, column:154]';
+    const message = 'Cannot deserialize instance of time from VALUE_STRING value 10:00:00.000Z or request may be missing a required field at [line:1, column:154]';
     sf.failNext(1, { status: 400, body: [{ message, errorCode: 'JSON_PARSER_ERROR' }], only: ['upsert'] });
-    const outcomes = await writer.write([upsert(['S-1', '09:00:00.000Z', '25:00']), upsert(['S-2', '25:00', null]), upsert(['S-3', '17:30:00.000Z', null])]);
+    const outcomes = await writer.write([upsert(['S-1', '09:00:00.000Z', '10:00:00.000Z']), upsert(['S-2', '10:00', null]), upsert(['S-3', '17:30:00.000Z', null])]);
     expect(outcomes[0]).toEqual({ ok: true, id: sf.get('Shift__c', 'Key__c', 'S-1')?.Id });
     expect(reason(outcomes[1])).toBe(`JSON_PARSER_ERROR: ${message} — Salesforce cannot read this value for its field; fix its form in the model's query`);
     expect(outcomes[2]).toEqual({ ok: true, id: sf.get('Shift__c', 'Key__c', 'S-3')?.Id });
@@ -582,6 +582,36 @@ describe('Salesforce destination: sObject Collections', () => {
       `INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST: ${message} — the field is a restricted picklist, which takes only the values listed for it (for the record's record type):` +
         ' map the model\'s values to them in its query, or add the value to the picklist in Setup › Object Manager; the row is tried again on the next run',
     );
+  });
+
+  it('sends a time in the form Salesforce reads (HH:mm:ss.SSSZ), rejecting only a row whose time has none', async () => {
+    const sf = await start({ schema: { Shift__c: { fields: { Key__c: { type: 'string', externalId: true }, Ends__c: { type: 'time' } } } } });
+    const { destination } = await open(sf);
+    // Times as PostgreSQL, MySQL and DuckDB hand them over: seconds, micro-seconds, a zone.
+    const times = ['14:05', '14:05:09', '14:05:09.123456', '14:05:09Z', '14:05:09+02', '00:30:00-01:30', '25:00'];
+    for (const bulkThreshold of [10_000, 0]) {
+      const writer = await destination.prepare({
+        object: 'Shift__c',
+        keyColumns: ['Key__c'],
+        columns: ['Key__c', 'Ends__c'],
+        settings: { externalIdField: 'Key__c', bulkThreshold },
+        sync: 'shifts-to-sf',
+        recordIds: recordedIds(),
+      });
+      const outcomes = await writer.write(times.map((time, n) => upsert([`S-${bulkThreshold}-${n}`, time])));
+      expect(outcomes.map((o) => o.ok)).toEqual([true, true, true, true, true, true, false]);
+      expect(reason(outcomes[6])).toBe(
+        'Ends__c is a time field, which takes HH:mm:ss.SSSZ (e.g. 14:05:00.000Z), not "25:00" — select a time of day in the model\'s query; the row is tried again on the next run',
+      );
+      expect(times.slice(0, 6).map((_, n) => sf.get('Shift__c', 'Key__c', `S-${bulkThreshold}-${n}`)?.Ends__c)).toEqual([
+        '14:05:00.000Z',
+        '14:05:09.000Z',
+        '14:05:09.123Z',
+        '14:05:09.000Z',
+        '12:05:09.000Z',
+        '02:00:00.000Z',
+      ]);
+    }
   });
 
   it('sends a list to a multi-select picklist as its values separated by semicolons', async () => {

@@ -9,6 +9,7 @@
  * - date: `yyyy-MM-dd`; a timestamp gives its day in UTC (Lockstep reads timestamps in UTC);
  * - dateTime: `yyyy-MM-ddTHH:mm:ss.SSSZ`, milliseconds at most; a date is its midnight UTC, and
  *   a timestamp without an offset is UTC;
+ * - time: `HH:mm:ss.SSSZ` (Salesforce's form for time fields); a time with an offset is moved to UTC;
  * - number, currency, percent: a finite number, or its text as the model holds it (`12.30`);
  * - checkbox: true or false (also 1, 0 and their text, as SQLite and MySQL hold booleans);
  * - multi-select picklist: values separated by semicolons; a list (an array column, which
@@ -28,6 +29,8 @@ export type FieldValue = { ok: true; value: Value } | { ok: false; reason: strin
 /** A Salesforce record id: 15 letters and digits (case-sensitive), or 18 (with its case-safe suffix). */
 const SALESFORCE_ID = /^[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$/;
 const DATE_TEXT = /^(\d{4})-(\d{2})-(\d{2})$/;
+/** A time of day as sources print it: hours and minutes, optional seconds and fraction, an optional offset. */
+const TIME_TEXT = /^(\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?\s*(?:Z|([+-]\d{2}(?::?\d{2})?))?$/i;
 /** A timestamp as sources print it: a date, a time with any fraction, an optional offset. */
 const TIMESTAMP_TEXT = /^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(\.\d+)?\s*(Z|[+-]\d{2}(?::?\d{2})?)?$/i;
 
@@ -42,6 +45,7 @@ export function fieldValue(field: FieldDescribe, value: Value, column = 'column'
   if (isNumberField(field)) return number(field, value);
   if (field.type === 'date') return date(field, value);
   if (field.type === 'datetime') return dateTime(field, value);
+  if (field.type === 'time') return timeOfDay(field, value);
   return { ok: true, value };
 }
 
@@ -116,6 +120,24 @@ function dateTime(field: FieldDescribe, value: Value): FieldValue {
   const instant = DATE_TEXT.test(text) && isCalendarDay(text) ? new Date(`${text}T00:00:00Z`) : timestamp(text);
   if (instant) return { ok: true, value: instant.toISOString() };
   return refused(field, value, 'a dateTime field, which takes yyyy-MM-ddTHH:mm:ss.SSSZ (e.g. 2024-06-30T14:05:00.000Z)', 'select a timestamp or a date');
+}
+
+/**
+ * A time of day as Salesforce's time fields take it, `HH:mm:ss.SSSZ`: seconds and milliseconds
+ * filled in, a finer fraction cut, a time with an offset moved to UTC (as timestamps are).
+ */
+function timeOfDay(field: FieldDescribe, value: Value): FieldValue {
+  const m = typeof value === 'string' ? TIME_TEXT.exec(value.trim()) : null;
+  const [h, mi, s] = m ? [Number(m[1]), Number(m[2]), Number(m[3] ?? 0)] : [NaN, NaN, NaN];
+  if (!m || !(h <= 23 && mi <= 59 && s <= 59)) {
+    return refused(field, value, 'a time field, which takes HH:mm:ss.SSSZ (e.g. 14:05:00.000Z)', 'select a time of day');
+  }
+  const millis = Number(((m[4] ?? '') + '000').slice(1, 4));
+  const [, sign = '+', oh = '0', om = '0'] = /^([+-])(\d{2}):?(\d{2})?$/.exec(m[5] ?? '') ?? [];
+  const offset = (sign === '-' ? -1 : 1) * (Number(oh) * 60 + Number(om)) * 60_000;
+  const day = 24 * 3_600_000;
+  const utc = (((((h * 60 + mi) * 60 + s) * 1000 + millis - offset) % day) + day) % day;
+  return { ok: true, value: new Date(utc).toISOString().slice(11) };
 }
 
 /** The instant a timestamp's text names (UTC unless it has an offset), or null when it is not one Salesforce can hold. */
