@@ -458,6 +458,22 @@ describe('http destination: answers', () => {
     expect(all.map(reason)).toEqual(Array.from({ length: 3 }, () => `HTTP 422: ${long.slice(0, 500)}`));
   });
 
+  it('shows no part of a secret the API echoes where its answer is cut at 500 characters', async () => {
+    // The token starts at character 490 of the answer: a cut at 500 would leave its first characters.
+    const echo = (req: Received) => `${'x'.repeat(490)}${req.headers.authorization} and more`;
+    const receiver = await startReceiver((req, res) => {
+      if (req.path === '/results') return json(res, 200, { results: [{ ok: false, error: echo(req) }] });
+      return text(res, 400, echo(req));
+    });
+    const destination = await openHttp(receiver.url);
+    const refused = await (await destination.prepare(target('/contacts'))).write([upsert(1)]);
+    const record = await (await destination.prepare(target('/results', { results: '/results' }))).write([upsert(1)]);
+    for (const outcome of [refused[0], record[0]]) {
+      expect(reason(outcome)).toMatch(/x\*\*\*/);
+      expect(reason(outcome)).not.toMatch(/s3c|tok/);
+    }
+  });
+
   it('says to lower the batch size when the API refuses a request as too large (413)', async () => {
     const receiver = await startReceiver((req, res) => (req.body.length > 100 ? text(res, 413, 'Request Entity Too Large') : json(res, 200, {})));
     const destination = await openHttp(receiver.url);

@@ -345,7 +345,8 @@ export class HttpClient {
 
   /** The first 500 characters of an answer, on one line, without secrets. */
   private snippet(text: string): string {
-    return this.scrub(text.trim().slice(0, SNIPPET_CHARS));
+    // Scrubbed before the cut: a secret the cut goes through would no longer match, and its start would show.
+    return this.scrub(text.trim()).slice(0, SNIPPET_CHARS);
   }
 }
 

@@ -285,7 +285,7 @@ class HttpWriter implements DestinationWriter {
       if (ok) return DELIVERED;
       const message = record.error ?? record.message;
       const text = message === undefined || message === null ? 'refused by the API (its result gives no error or message)' : typeof message === 'string' ? message : JSON.stringify(message);
-      return { ok: false, reason: this.client.scrub(text.slice(0, REASON_CHARS)) };
+      return { ok: false, reason: this.client.scrub(text).slice(0, REASON_CHARS) };
     });
   }
 
