@@ -320,6 +320,23 @@ describe('http destination: requests and bodies', () => {
     });
   });
 
+  it('writes times with the date filter in UTC, as Lockstep reads them, whatever the time zone it runs in', async () => {
+    const zone = process.env.TZ;
+    process.env.TZ = 'America/New_York';
+    try {
+      const receiver = await startReceiver();
+      const destination = await openHttp(receiver.url);
+      const body = '{"day": {{ row.day | date: "%Y-%m-%d" | json }}, "at": {{ row.at | date: "%Y-%m-%d %H:%M %Z" | json }}, "wall": {{ row.wall | date_to_xmlschema | json }}, "epoch": {{ row.wall | date: "%s" }}}';
+      const writer = await destination.prepare(target('/events', { body }, { columns: ['id', 'day', 'at', 'wall'], batchSize: 1 }));
+      // A DATE, a time with its offset, and a time without one (as a SQLite file holds it), which Lockstep takes as UTC.
+      expect(await writer.write([{ kind: 'upsert', key: [1], values: [1, '1990-01-02', '2024-03-31T01:30:00+02:00', '2024-03-30 23:30:00'] }])).toEqual([ok]);
+      expect(JSON.parse(receiver.requests[0]!.body)).toEqual({ day: '1990-01-02', at: '2024-03-30 23:30 UTC', wall: '2024-03-30T23:30:00+00:00', epoch: 1711841400 });
+    } finally {
+      if (zone === undefined) delete process.env.TZ;
+      else process.env.TZ = zone;
+    }
+  });
+
   it('rejects a row whose body renders invalid JSON, or whose path leaves the API, and sends the rest', async () => {
     const receiver = await startReceiver();
     const destination = await openHttp(receiver.url);

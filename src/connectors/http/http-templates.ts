@@ -30,7 +30,12 @@ const GLOBALS = ['row', 'rows'];
 /** Properties Liquid gives every array, not fields of a row. */
 const ARRAY_PROPERTIES = ['size', 'first', 'last'];
 
-/** A Liquid engine that cannot reach the filesystem, with the `json` filter. */
+/** Liquid's filters that read a time. */
+const DATE_FILTERS = ['date', 'date_to_xmlschema', 'date_to_rfc822', 'date_to_string', 'date_to_long_string'];
+/** A date and time of day without an offset. */
+const LOCAL_TIME = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$/;
+
+/** A Liquid engine that cannot reach the filesystem, with the `json` filter; times in UTC. */
 export function createTemplateEngine(): Liquid {
   const engine = new (loadLiquid().Liquid)({
     templates: {},
@@ -40,8 +45,18 @@ export function createTemplateEngine(): Liquid {
     renderLimit: 10_000,
     memoryLimit: 256 * 1024 * 1024,
     parseLimit: 1024 * 1024,
+    // Times in UTC, as Lockstep reads them: in the process's time zone, a DATE west of UTC came out a day early.
+    timezoneOffset: 'UTC',
   });
   for (const tag of ['include', 'render', 'layout', 'block']) delete engine.tags[tag];
+  // A time without an offset (`2024-03-30 23:30:00`, as SQLite files hold them) is UTC too, as the
+  // sources read it; JavaScript would take it in the process's time zone.
+  for (const name of DATE_FILTERS) {
+    const filter = engine.filters[name] as (this: unknown, value: unknown, ...args: unknown[]) => unknown;
+    engine.registerFilter(name, function (this: unknown, value: unknown, ...args: unknown[]) {
+      return filter.call(this, typeof value === 'string' && LOCAL_TIME.test(value) ? `${value.replace(' ', 'T')}Z` : value, ...args);
+    });
+  }
   engine.registerFilter('json', (value: unknown) => JSON.stringify(value === undefined ? null : value));
   // A space as %20, where liquidjs writes the + of form encoding: in a path a + is a plus, and %20
   // reads as a space in a query string as well.
