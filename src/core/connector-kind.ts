@@ -68,6 +68,8 @@ export interface DestinationKind<S, Y> {
    * `syncOf` tells where another sync of the workspace writes (undefined when it is not declared).
    */
   checkSync?(sync: {
+    /** The sync's `object` as written (undefined when it is not a string). */
+    object?: string;
     mode: string;
     deleteBehavior: string;
     settings: Record<string, unknown>;

@@ -122,6 +122,7 @@ function checkSync(sync: Declaration, catalog: Catalog, registry: ConnectorRegis
     out.push(...registry.checkSyncSettings(kind, settings, workspaceErrorMap).flatMap((issue) => located(sync, path, issue)));
     if (typeof data.object === 'string') out.push(...registry.checkObject(kind, data.object, workspaceErrorMap).flatMap((issue) => located(sync, path, issue)));
     const needs = kind.destination?.checkSync?.({
+      object: typeof data.object === 'string' ? data.object : undefined,
       mode: String(data.mode),
       deleteBehavior: String(data.deleteBehavior ?? 'ignore'),
       settings,

@@ -200,6 +200,13 @@ describe('http destination settings', () => {
     expect(messages({ delete: { path: '/c/{{ customer.id }}' } })[0]).toMatch(/^delete.path: reads "customer"/);
     const readme = '{"inputs": [{% for r in rows %}{"id": {{ r.id | json }}}{% unless forloop.last %},{% endunless %}{% endfor %}]}';
     expect(messages({ body: readme, delete: { path: '/c/{% assign id = row.id %}{{ id }}' } })).toEqual([]);
+    // What a run would refuse at its start, validate refuses where it is written.
+    const both = messages({ body: '{"id": {{ row.id }}, "all": {{ rows | json }}}' });
+    expect(both).toHaveLength(1);
+    expect(both[0]).toMatch(/^body: reads both row and rows\W+a request carries one row \(row\) or a batch \(rows\); use one of them$/);
+    const mixed = messages({ delete: { path: '/c/{{ row.id }}', body: '{"ids": {{ rows | map: "id" | json }}}' } });
+    expect(mixed).toHaveLength(1);
+    expect(mixed[0]).toMatch(/^delete\.body: reads rows, while delete\.path reads row\W+a request carries one row \(row\) or a batch \(rows\); use the same in both$/);
     expect(messages({ results: 'results' })[0]).toMatch(/JSON pointer/);
     expect(messages({ results: '/data/~2' })[0]).toMatch(/JSON pointer/);
     expect(messages({ results: '/data/items' })).toEqual([]);

@@ -114,6 +114,27 @@ describe('connector checks in validate', () => {
     ]);
   });
 
+  it('refuses an HTTP request whose templates carry one row in one place and the batch in another, as a run would', async () => {
+    const result = await load(
+      yaml(
+        'sources:',
+        '  warehouse: { type: sqlite, path: warehouse.db }',
+        'destinations:',
+        '  api: { type: http, url: "https://api.example.com" }',
+        'models:',
+        '  accounts: { source: warehouse, primaryKey: id, query: "select id, name from accounts" }',
+        'syncs:',
+        '  a: { model: accounts, destination: api, object: "/x/{{ row.id }}", mode: upsert, body: "{{ rows | json }}" }',
+        '  b: { model: accounts, destination: api, object: /x, mode: upsert, body: "[{{ row | json }}, {{ rows.size }}]" }',
+        '  c: { model: accounts, destination: api, object: "/x/{{ row.id }}", mode: upsert, body: "{{ row | json }}" }',
+      ),
+    );
+    expect(result.errors).toEqual([
+      expect.stringMatching(/^lockstep\.yaml:8:\d+: syncs\.a\.body: reads rows, while object reads row — a request carries one row \(row\) or a batch \(rows\); use the same in both$/),
+      expect.stringMatching(/^lockstep\.yaml:9:\d+: syncs\.b\.body: reads both row and rows — a request carries one row \(row\) or a batch \(rows\); use one of them$/),
+    ]);
+  });
+
   it('refuses a lookup of a sync whose destination does not record ids, and of an unknown sync', async () => {
     const result = await load(
       yaml(

@@ -5,7 +5,7 @@
 import { z } from 'zod';
 import { hinted } from '../../core/hints.js';
 import { intSetting, isTemplated, urlSetting } from '../settings.js';
-import { checkTemplate, unknownTemplateVariables } from './http-templates.js';
+import { checkTemplate, templateVariables, unknownTemplateVariables } from './http-templates.js';
 import type { DestinationCapabilities } from '../../core/ports.js';
 
 /** The methods a request may use. */
@@ -88,8 +88,21 @@ const template = (description: string) =>
           ),
         });
       }
+      const read = templateVariables(text);
+      if (read.includes('row') && read.includes('rows')) {
+        ctx.addIssue({ code: 'custom', message: hinted('reads both row and rows', `${ONE_FORM}; use one of them`) });
+      }
     })
     .meta({ description });
+
+const ONE_FORM = 'a request carries one row (row) or a batch (rows)';
+
+/** `row` or `rows`, whichever a template reads; undefined when it reads neither or both, or is not a template. */
+export function rowsRead(text: unknown): 'row' | 'rows' | undefined {
+  if (typeof text !== 'string') return undefined;
+  const read = templateVariables(text).filter((name) => name === 'row' || name === 'rows');
+  return read.length === 1 ? (read[0] as 'row' | 'rows') : undefined;
+}
 
 /** RFC 6901: empty (the whole document) or `/`-separated tokens with `~0` and `~1` escapes. */
 const jsonPointer = z
@@ -115,6 +128,13 @@ export const httpSyncSettings = z.strictObject({
       path: template('Path of the delete request under the base URL, a Liquid template; the rows carry only the key fields, e.g. /contacts/{{ row.id }}.'),
       body: template('Liquid template of the delete request\'s body (default: none when the path names the row, else the keys as JSON).').optional(),
       results: jsonPointer.optional(),
+    })
+    .superRefine((request, ctx) => {
+      // The path and the body of one request carry the same rows.
+      const [path, body] = [rowsRead(request.path), rowsRead(request.body)];
+      if (path !== undefined && body !== undefined && path !== body) {
+        ctx.addIssue({ code: 'custom', path: ['body'], message: hinted(`reads ${body}, while delete.path reads ${path}`, `${ONE_FORM}; use the same in both`) });
+      }
     })
     .optional()
     .meta({ description: 'The request that deletes rows, needed by a mirror sync or deleteBehavior: delete (default: none; such a sync fails at its first delete).' }),

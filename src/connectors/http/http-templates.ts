@@ -81,11 +81,15 @@ export function checkTemplate(text: string): string | null {
  * does not parse (checkTemplate says why).
  */
 export function unknownTemplateVariables(text: string): string[] {
+  return templateVariables(text).filter((name) => !GLOBALS.includes(name));
+}
+
+/** The variables `text` reads (`row`, `rows` or others), each once; empty when it does not parse. */
+export function templateVariables(text: string): string[] {
   if (!/\{[{%]/.test(text)) return [];
   const engine = (checker ??= createTemplateEngine());
   try {
-    const names = engine.globalVariableSegmentsSync(engine.parse(text)).map(([name]) => String(name));
-    return [...new Set(names.filter((name) => !GLOBALS.includes(name)))];
+    return [...new Set(engine.globalVariableSegmentsSync(engine.parse(text)).map(([name]) => String(name)))];
   } catch {
     return [];
   }
