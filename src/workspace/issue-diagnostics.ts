@@ -124,7 +124,9 @@ export function issueDiagnostics(issue: z.core.$ZodIssue, file: WorkspaceFile, d
   const discriminator = issue.code === 'invalid_union' && 'note' in issue && issue.note === 'No matching discriminator';
   if (!present && path.length > 0 && !discriminator && (issue.code === 'invalid_type' || issue.code === 'invalid_value' || issue.code === 'invalid_union')) {
     const expected = issue.code === 'invalid_value' ? `one of ${issue.values.map(String).join(', ')}` : issue.code === 'invalid_type' ? `<${EXPECTED[issue.expected] ?? issue.expected}>` : '...';
-    const slip = misspelt(data, path, schema);
+    let slip = misspelt(data, path, schema);
+    // A key whose value the missing one could not take is another setting (an HTTP sync's `body` beside a missing `mode`).
+    if (slip && issue.code === 'invalid_value' && !issue.values.includes(lookup(data, [...path.slice(0, -1), slip.key]).value as never)) slip = null;
     // A mapping that allows no other key reports the slip itself, as an unknown key with its did-you-mean.
     if (slip?.strict) return [];
     if (slip) return [file.diagnostic([...path.slice(0, -1), slip.key], `unknown key "${slip.key}" (did you mean "${field}"?)`, `rename it to ${field}`, 'key')];

@@ -135,6 +135,22 @@ describe('connector checks in validate', () => {
     ]);
   });
 
+  it('says an HTTP sync without a mode misses it, not that its body is a slip of mode', async () => {
+    const result = await load(
+      yaml(
+        'sources:',
+        '  warehouse: { type: sqlite, path: warehouse.db }',
+        'destinations:',
+        '  api: { type: http, url: "https://api.example.com" }',
+        'models:',
+        '  accounts: { source: warehouse, primaryKey: id, query: "select id, name from accounts" }',
+        'syncs:',
+        '  a: { model: accounts, destination: api, object: /x, body: "{{ rows | json }}" }',
+      ),
+    );
+    expect(result.errors).toEqual([expect.stringMatching(/^lockstep\.yaml:8:\d+: syncs\.a\.mode: missing mode — add mode: one of upsert, insert, update, mirror$/)]);
+  });
+
   it('refuses a lookup of a sync whose destination does not record ids, and of an unknown sync', async () => {
     const result = await load(
       yaml(
