@@ -129,6 +129,21 @@ describe('http destination: answers as servers send them', () => {
     expect(await write(destination, '/people', [upsert(1)])).toEqual([ok]);
   });
 
+  it('gives a refusal on one line: an error page\'s lines joined, a binary body by its size and type', async () => {
+    const page = '<html>\r\n<head><title>404 Not Found</title></head>\r\n<body>\r\n<center><h1>404 Not Found</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n';
+    const api = await receiver((req, res) => {
+      if (req.path === '/page') return answer(res, 404, page, { 'content-type': 'text/html' });
+      if (req.path === '/pretty') return answer(res, 422, JSON.stringify({ error: 'invalid', fields: ['email'] }, null, 2));
+      answer(res, 400, Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0xff, 0xfe, 0x00, 0x41, 0x0a, 0x42]), { 'content-type': 'application/octet-stream' });
+    });
+    const destination = await openHttp(api.url);
+    expect(await write(destination, '/page', [upsert(1)])).toEqual([
+      { ok: false, reason: 'HTTP 404: <html> <head><title>404 Not Found</title></head> <body> <center><h1>404 Not Found</h1></center> <hr><center>nginx</center> </body> </html>' },
+    ]);
+    expect(await write(destination, '/pretty', [upsert(1)])).toEqual([{ ok: false, reason: 'HTTP 422: { "error": "invalid", "fields": [ "email" ] }' }]);
+    expect(await write(destination, '/binary', [upsert(1)])).toEqual([{ ok: false, reason: 'HTTP 400: (10 bytes of application/octet-stream, not text)' }]);
+  });
+
   it('reads an answer compressed with gzip, deflate or br that nobody asked for, 2xx or 4xx', async () => {
     const api = await receiver((req, res) => {
       const [, coding = '', status = '200'] = req.path.split('/');

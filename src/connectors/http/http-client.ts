@@ -65,6 +65,8 @@ export interface HttpClientOptions {
 const SNIPPET_CHARS = 500;
 /** Bytes of a non-2xx answer read for its message; the rest is dropped. */
 const ERROR_BODY_BYTES = 64 * 1024;
+/** Characters no text answer holds: control characters but tab and line ends, and what is not UTF-8. */
+const NOT_TEXT = /[^\P{Cc}\t\n\v\f\r]|\ufffd/u;
 /** Bytes of a JSON answer read at most. */
 const JSON_BODY_BYTES = 64 * 1024 * 1024;
 
@@ -202,12 +204,12 @@ export class HttpClient {
       } catch (thrown) {
         const why = request.needsJson && !json ? 'the sync\'s results setting needs a JSON answer' : `it says it is ${contentType}`;
         throw this.garbage(
-          `${where()} with a body that is not valid JSON (${toError(thrown).message}; ${Buffer.byteLength(text)} bytes, content-type ${contentType || 'none'}), but ${why}: ${this.snippet(text)}`,
+          `${where()} with a body that is not valid JSON (${toError(thrown).message}; ${Buffer.byteLength(text)} bytes, content-type ${contentType || 'none'}), but ${why}: ${this.snippet(text, { bytes: Buffer.byteLength(text), truncated: false, contentType })}`,
         );
       }
     }
-    const { text } = await this.read(response, ERROR_BODY_BYTES, where);
-    const snippet = this.snippet(text);
+    const { text, bytes, truncated } = await this.read(response, ERROR_BODY_BYTES, where);
+    const snippet = this.snippet(text, { bytes, truncated, contentType });
     if (status === 408 || status === 429 || status >= 500) {
       const retryAfterSeconds = parseRetryAfter(header(response.headers, 'retry-after'), this.options.clock.now());
       if ((status === 429 || status === 503) && retryAfterSeconds !== undefined) {
@@ -245,7 +247,7 @@ export class HttpClient {
    * a request without Accept-Encoding (RFC 9110 §12.5.3), and some do (gzip or br from a CDN or a
    * proxy), which read as binary garbage. Throws when the body does not decode.
    */
-  private async read(response: Dispatcher.ResponseData, limit: number, where: () => string): Promise<{ text: string; truncated: boolean }> {
+  private async read(response: Dispatcher.ResponseData, limit: number, where: () => string): Promise<{ text: string; truncated: boolean; bytes: number }> {
     const encoding = header(response.headers, 'content-encoding');
     const codings = (encoding ?? '')
       .toLowerCase()
@@ -343,10 +345,16 @@ export class HttpClient {
     return new LockstepError(ErrorCode.Internal, message);
   }
 
-  /** The first 500 characters of an answer, on one line, without secrets. */
-  private snippet(text: string): string {
+  /**
+   * The first 500 characters of an answer, on one line, without secrets; a body that is not text
+   * (an image, a compressed or binary payload) by its size and type instead.
+   */
+  private snippet(text: string, body: { bytes: number; truncated: boolean; contentType: string }): string {
+    if (NOT_TEXT.test(text)) return `(${body.truncated ? 'more than ' : ''}${body.bytes} bytes of ${body.contentType || 'an unnamed type'}, not text)`;
     // Scrubbed before the cut: a secret the cut goes through would no longer match, and its start would show.
-    return this.scrub(text.trim()).slice(0, SNIPPET_CHARS);
+    const cut = this.scrub(text.trim().replace(/\s+/g, ' ')).slice(0, SNIPPET_CHARS);
+    // Not half of a character outside the BMP (an emoji).
+    return /[\ud800-\udbff]$/.test(cut) ? cut.slice(0, -1) : cut;
   }
 }
 
@@ -378,7 +386,7 @@ function errorCode(error: Error): string | undefined {
  * through its events: an async iterator over the stream cost several times more per answer, which
  * counted when answers are small and many.
  */
-function readText(body: Readable, limit: number): Promise<{ text: string; truncated: boolean }> {
+function readText(body: Readable, limit: number): Promise<{ text: string; truncated: boolean; bytes: number }> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -388,11 +396,11 @@ function readText(body: Readable, limit: number): Promise<{ text: string; trunca
       if (size > limit) {
         body.off('data', onData);
         body.destroy();
-        resolve({ text: withoutBom(Buffer.concat(chunks).subarray(0, limit).toString('utf8')), truncated: true });
+        resolve({ text: withoutBom(Buffer.concat(chunks).subarray(0, limit).toString('utf8')), truncated: true, bytes: limit });
       }
     };
     body.on('data', onData);
-    body.once('end', () => resolve({ text: withoutBom(Buffer.concat(chunks, size).toString('utf8')), truncated: false }));
+    body.once('end', () => resolve({ text: withoutBom(Buffer.concat(chunks, size).toString('utf8')), truncated: false, bytes: size }));
     body.once('error', reject);
   });
 }
