@@ -682,6 +682,7 @@ describe('http destination: answers', () => {
       if (req.path === '/success-message') return json(res, 207, records.map((r) => ({ success: r.id !== 2, message: r.id === 2 ? 'duplicate email' : undefined })));
       if (req.path === '/short') return json(res, 200, { results: [{ ok: true }] });
       if (req.path === '/not-array') return json(res, 200, { results: { ok: true } });
+      if (req.path === '/null') return json(res, 200, { results: null });
       return json(res, 200, { results: records.map(() => ({ status: 'done' })) });
     });
     const destination = await openHttp(receiver.url);
@@ -696,7 +697,8 @@ describe('http destination: answers', () => {
     expect((await failure(write('/short', '/results'))).message).toBe(
       'http destination "api": POST /short answered with 1 results at "/results" for 3 rows sent (one per row, in order, is needed) — check the sync\'s results setting ("/results") against what the API answers',
     );
-    expect((await failure(write('/not-array', '/results'))).message).toMatch(/answered with no array at "\/results" \(a object\)/);
+    expect((await failure(write('/not-array', '/results'))).message).toMatch(/answered with no array at "\/results" \(an object\) — check/);
+    expect((await failure(write('/null', '/results'))).message).toMatch(/answered with no array at "\/results" \(null\) — check/);
     expect((await failure(write('/no-flag', '/results'))).message).toMatch(/answered with result 0 at "\/results" without a boolean "ok" or "success"/);
   });
 

@@ -276,7 +276,10 @@ class HttpWriter implements DestinationWriter {
     const garbage = (what: string) =>
       new LockstepError(ErrorCode.Internal, `${this.client.describe(request)} answered with ${what} — check the sync's ${p.shape.resultsSetting} setting ("${pointer}") against what the API answers`);
     const results = resolveJsonPointer(json, pointer);
-    if (!Array.isArray(results)) throw garbage(`no array at "${pointer}" (${results === undefined ? 'nothing there' : `a ${typeof results}`})`);
+    if (!Array.isArray(results)) {
+      const found = results === undefined ? 'nothing there' : results === null ? 'null' : typeof results === 'object' ? 'an object' : `a ${typeof results}`;
+      throw garbage(`no array at "${pointer}" (${found})`);
+    }
     if (results.length !== p.rows.length) throw garbage(`${results.length} results at "${pointer}" for ${p.rows.length} rows sent (one per row, in order, is needed)`);
     return results.map((item, i) => {
       const record = item !== null && typeof item === 'object' ? (item as Record<string, unknown>) : {};
