@@ -186,6 +186,16 @@ describe('http destination: connections as servers handle them', () => {
     expect(await write(destination, '/p/{{ row.id }}', rows, { results: '/results' })).toEqual(rows.map(() => ok));
   });
 
+  it('fails the run saying to check the url when the server at its port does not answer HTTP', async () => {
+    const server = createNetServer((socket) => socket.once('data', () => socket.end('-ERR unknown command \'POST\'\r\n')));
+    const url = await listen(server);
+    const error = await failure(write(await openHttp(url), '/people', [upsert(1)]));
+    expect(error.retryable).toBe(false);
+    expect(error.message).toBe(
+      `http destination "api": POST /people: ${new URL(url).host} answered with something that is not HTTP (Response does not match the HTTP/1.1 protocol (Expected HTTP/, RTSP/ or ICE/)) — check the connection's url: its port may be another service's, or one that wants https://`,
+    );
+  });
+
   it('delivers every row when the server closes each connection after its answer without saying so', async () => {
     const api = await receiver((_req, res, raw) => {
       res.writeHead(200, { 'content-type': 'application/json' });

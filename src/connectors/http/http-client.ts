@@ -321,6 +321,14 @@ export class HttpClient {
         { cause: error },
       );
     }
+    if (error.name === 'HTTPParserError') {
+      // Most often the url's port is another service's (a database, Redis) or a TLS one reached with http://.
+      throw new LockstepError(
+        ErrorCode.Connection,
+        `${what}: ${this.options.url.host} answered with something that is not HTTP (${this.scrub(error.message)}) — check the connection's url: its port may be another service's, or one that wants https://`,
+        { cause: error },
+      );
+    }
     if (code === 'ENOTFOUND') {
       throw new LockstepError(ErrorCode.Connection, `${what}: host ${this.options.url.hostname} not found — check the connection's url`, { cause: error });
     }
