@@ -353,6 +353,13 @@ describe('http destination: requests and bodies', () => {
     expect(reason(outcomes[1])).toMatch(/^setting body rendered invalid JSON \(.*\) — write values with the json filter, e\.g\. \{\{ row\.name \| json \}\}$/);
     expect(reason(outcomes[2])).toMatch(/^object rendered a path with a \. or \.\. segment .* url_encode/);
     expect(receiver.requests.map((r) => r.path)).toEqual(['/contacts/User%201']);
+
+    // A path taken whole from a row, holding a full URL, would go under the base URL as a path.
+    const whole = await destination.prepare(target('{{ row.name }}'));
+    const urls = await whole.write([upsert(4, 'd@example.com', `${receiver.url}/contacts/4`), upsert(5, 'e@example.com', '/contacts/5')]);
+    expect(reason(urls[0])).toBe(`object rendered ${JSON.stringify(`${receiver.url}/contacts/4`)}, a URL, not a path under the destination's url — render the path alone, e.g. /contacts/4`);
+    expect(urls[1]).toEqual(ok);
+    expect(receiver.requests.map((r) => r.path)).toEqual(['/contacts/User%201', '/contacts/5']);
   });
 
   it('encodes a value with url_encode for a path and a query alike: a space as %20, a slash and a plus escaped', async () => {

@@ -135,6 +135,28 @@ describe('connector checks in validate', () => {
     ]);
   });
 
+  it('refuses a full URL where an HTTP sync takes a path under the destination\'s url', async () => {
+    const result = await load(
+      yaml(
+        'sources:',
+        '  warehouse: { type: sqlite, path: warehouse.db }',
+        'destinations:',
+        '  api: { type: http, url: "https://api.example.com/v1" }',
+        'models:',
+        '  accounts: { source: warehouse, primaryKey: id, query: "select id, name from accounts" }',
+        'syncs:',
+        '  a: { model: accounts, destination: api, object: "https://api.example.com/v1/accounts/{{ row.id }}", mode: upsert }',
+        '  b: { model: accounts, destination: api, object: /accounts, mode: mirror, delete: { path: "HTTPS://api.example.com/v1/accounts/{{ row.id }}" } }',
+      ),
+    );
+    expect(result.errors).toEqual([
+      expect.stringMatching(
+        /^lockstep\.yaml:8:\d+: syncs\.a\.object: is a URL, not a path under the destination's url — write the path alone, e\.g\. \/contacts\/\{\{ row\.id \}\}, and the API's address in the destination's url$/,
+      ),
+      expect.stringMatching(/^lockstep\.yaml:9:\d+: syncs\.b\.delete\.path: is a URL, not a path under the destination's url — write the path alone/),
+    ]);
+  });
+
   it('says an HTTP sync without a mode misses it, not that its body is a slip of mode', async () => {
     const result = await load(
       yaml(

@@ -320,7 +320,7 @@ class HttpWriter implements DestinationWriter {
     try {
       path = shape.path.constant
         ? (shape.constantPath ??= this.path(shape.path.text, shape.pathSetting))
-        : this.path(checkedSegments(shape.path.render(scope), shape.path.text, shape.pathSetting), shape.pathSetting);
+        : this.path(shape.path.render(scope), shape.pathSetting, shape.path.text);
     } catch (thrown) {
       return { rows, shape, request: null, refused: toError(thrown).message };
     }
@@ -346,8 +346,19 @@ class HttpWriter implements DestinationWriter {
     return { rows, shape, request: { method: shape.method, path, body, needsJson: shape.results !== undefined }, refused: null };
   }
 
-  /** A rendered path under the base URL, as path and query; throws when it is not one. */
-  private path(rendered: string, setting: string): string {
+  /**
+   * A rendered path under the base URL, as path and query; throws when it is not one (and, given
+   * the `template` it was rendered from, when a value left one of its segments empty).
+   */
+  private path(rendered: string, setting: string, template?: string): string {
+    const absolute = /^\s*[a-z][a-z\d+.-]*:\/\//i.test(rendered) ? URL.parse(rendered.trim()) : null;
+    if (absolute !== null) {
+      // A full URL would go under the base URL as a path (/v1/https://api.example.com/...).
+      const { pathname } = absolute;
+      const example = pathname.startsWith(`${this.basePath}/`) ? pathname.slice(this.basePath.length) : pathname;
+      throw new Error(`${setting} rendered ${JSON.stringify(this.client.scrub(rendered.trim().slice(0, 200)))}, a URL, not a path under the destination's url — render the path alone, e.g. ${example}`);
+    }
+    if (template !== undefined) checkedSegments(rendered, template, setting);
     // The URL parser drops tabs and line breaks, reads a backslash as a slash and cuts at a #: a
     // value holding one sent its request elsewhere ("Team #1" to /teams/Team%20, "..\admin" out of
     // the base path). Each goes as the character it is, as a space goes as %20.

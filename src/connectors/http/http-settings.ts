@@ -71,13 +71,23 @@ const method = (fallback: HttpMethod, what: string) =>
     .default(fallback)
     .meta({ description: `${what}: POST, PUT, PATCH or DELETE (default: ${fallback}).` });
 
-/** A Liquid template setting, checked for syntax (and filesystem access) where it is written. */
-const template = (description: string) =>
+/**
+ * A Liquid template setting, checked for syntax (and filesystem access) where it is written; a
+ * request's path (`path`) is also refused when it is a full URL.
+ */
+const template = (description: string, path = false) =>
   z
     .string()
     .superRefine((text, ctx) => {
       const problem = checkTemplate(text);
       if (problem !== null) return ctx.addIssue({ code: 'custom', message: `not a valid Liquid template: ${problem}` });
+      if (path && /^\s*[a-z][a-z\d+.-]*:\/\//i.test(text)) {
+        // It would go under the base URL as a path: /v1/https://api.example.com/v1/contacts.
+        ctx.addIssue({
+          code: 'custom',
+          message: hinted("is a URL, not a path under the destination's url", "write the path alone, e.g. /contacts/{{ row.id }}, and the API's address in the destination's url"),
+        });
+      }
       const unknown = unknownTemplateVariables(text);
       if (unknown.length > 0) {
         ctx.addIssue({
@@ -114,7 +124,7 @@ const jsonPointer = z
   });
 
 /** A sync's `object` for an HTTP destination: the request's path under the base URL, a Liquid template. */
-export const httpObject = template('Path of the request under the base URL, a Liquid template, e.g. /contacts or /contacts/{{ row.id }}.');
+export const httpObject = template('Path of the request under the base URL, a Liquid template, e.g. /contacts or /contacts/{{ row.id }}.', true);
 
 /** A sync's settings for an HTTP destination, written next to its own fields. */
 export const httpSyncSettings = z.strictObject({
@@ -125,7 +135,7 @@ export const httpSyncSettings = z.strictObject({
   delete: z
     .strictObject({
       method: method(HttpMethod.Delete, 'method of the delete request'),
-      path: template('Path of the delete request under the base URL, a Liquid template; the rows carry only the key fields, e.g. /contacts/{{ row.id }}.'),
+      path: template('Path of the delete request under the base URL, a Liquid template; the rows carry only the key fields, e.g. /contacts/{{ row.id }}.', true),
       body: template('Liquid template of the delete request\'s body (default: none when the path names the row, else the keys as JSON).').optional(),
       results: jsonPointer.optional(),
     })
