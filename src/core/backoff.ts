@@ -62,7 +62,8 @@ export function parseRetryAfter(header: string | null | undefined, now: number):
   if (header === null || header === undefined || header.trim() === '') return undefined;
   const text = header.trim();
   if (/^\d+$/.test(text)) return Number(text);
-  const date = Date.parse(text);
+  // An asctime-date (`Sun Nov  6 08:49:37 1994`) is GMT without saying so; JavaScript would read it in the process's time zone.
+  const date = Date.parse(/^[a-z]{3} [a-z]{3} [ \d]\d \d{2}:\d{2}:\d{2} \d{4}$/i.test(text) ? `${text} GMT` : text);
   return Number.isNaN(date) ? undefined : Math.max(0, (date - now) / 1000);
 }
 

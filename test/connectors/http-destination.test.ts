@@ -135,6 +135,7 @@ function target(object: string, settings: Record<string, unknown> = {}, over: Pa
 const upsert = (id: number, email: Value = `u${id}@example.com`, name: Value = `User ${id}`): WriteOperation => ({ kind: 'upsert', key: [id], values: [id, email, name] });
 const remove = (id: number): WriteOperation => ({ kind: 'delete', key: [id], values: [] });
 const ok: RowOutcome = { ok: true };
+const WEEKDAYS: Record<string, string> = { Mon: 'Monday', Tue: 'Tuesday', Wed: 'Wednesday', Thu: 'Thursday', Fri: 'Friday', Sat: 'Saturday', Sun: 'Sunday' };
 
 async function failure(promise: Promise<unknown>): Promise<LockstepError> {
   const error = await promise.then(
@@ -570,6 +571,28 @@ describe('http destination: answers', () => {
     expect(error.retryable).toBe(true);
     expect(error.retryAfterSeconds).toBeGreaterThan(3);
     expect(error.retryAfterSeconds).toBeLessThanOrEqual(5);
+  });
+
+  it('reads Retry-After in the obsolete date formats HTTP recipients accept, as GMT whatever the time zone Lockstep runs in', async () => {
+    // RFC 9110 §5.6.7: rfc850-date (Sunday, 06-Nov-94 08:49:37 GMT) and asctime-date (Sun Nov  6 08:49:37 1994), both GMT.
+    const zone = process.env.TZ;
+    process.env.TZ = 'America/New_York';
+    try {
+      const formats = {
+        rfc850: (d: Date) => d.toUTCString().replace(/^(\w{3}), (\d{2}) (\w{3}) \d{2}(\d{2})/, (_m, day: string, date: string, month: string, year: string) => `${WEEKDAYS[day]}, ${date}-${month}-${year}`),
+        asctime: (d: Date) => d.toUTCString().replace(/^(\w{3}), (\d{2}) (\w{3}) (\d{4}) ([\d:]{8}) GMT$/, (_m, day: string, date: string, month: string, year: string, time: string) => `${day} ${month} ${date.replace(/^0/, ' ')} ${time} ${year}`),
+      };
+      for (const [name, format] of Object.entries(formats)) {
+        const receiver = await startReceiver((_req, res) => json(res, 429, {}, { 'retry-after': format(new Date(Date.now() + 5_000)) }));
+        const destination = await openHttp(receiver.url);
+        const error = await failure((await destination.prepare(target('/contacts'))).write([upsert(1)]));
+        expect(error.retryAfterSeconds, name).toBeGreaterThan(3);
+        expect(error.retryAfterSeconds, name).toBeLessThanOrEqual(5);
+      }
+    } finally {
+      if (zone === undefined) delete process.env.TZ;
+      else process.env.TZ = zone;
+    }
   });
 
   it('throws retryable errors on 408 and 5xx, and the batch goes through when the API comes back', async () => {
