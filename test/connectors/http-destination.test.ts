@@ -713,6 +713,7 @@ describe('http destination: answers', () => {
       if (req.path === '/short') return json(res, 200, { results: [{ ok: true }] });
       if (req.path === '/not-array') return json(res, 200, { results: { ok: true } });
       if (req.path === '/null') return json(res, 200, { results: null });
+      if (req.path === '/blank') return json(res, 200, { results: [{ ok: false, error: '' }, { success: false, message: '  ' }, { ok: false, error: null, message: 'taken' }] });
       return json(res, 200, { results: records.map(() => ({ status: 'done' })) });
     });
     const destination = await openHttp(receiver.url);
@@ -729,6 +730,12 @@ describe('http destination: answers', () => {
     );
     expect((await failure(write('/not-array', '/results'))).message).toMatch(/answered with no array at "\/results" \(an object\) — check/);
     expect((await failure(write('/null', '/results'))).message).toMatch(/answered with no array at "\/results" \(null\) — check/);
+    // A record refused without words gets a reason all the same.
+    expect(await write('/blank', '/results')).toEqual([
+      { ok: false, reason: 'refused by the API (its result gives no error or message)' },
+      { ok: false, reason: 'refused by the API (its result gives no error or message)' },
+      { ok: false, reason: 'taken' },
+    ]);
     expect((await failure(write('/no-flag', '/results'))).message).toMatch(/answered with result 0 at "\/results" without a boolean "ok" or "success"/);
   });
 

@@ -286,8 +286,10 @@ class HttpWriter implements DestinationWriter {
       const ok = typeof record.ok === 'boolean' ? record.ok : typeof record.success === 'boolean' ? record.success : undefined;
       if (ok === undefined) throw garbage(`result ${i} at "${pointer}" without a boolean "ok" or "success"`);
       if (ok) return DELIVERED;
-      const message = record.error ?? record.message;
-      const text = message === undefined || message === null ? 'refused by the API (its result gives no error or message)' : typeof message === 'string' ? message : JSON.stringify(message);
+      // An empty error says no more than none: the reason must say something.
+      const said = (value: unknown) => (typeof value === 'string' ? value.trim() !== '' : value !== undefined && value !== null);
+      const message = [record.error, record.message].find(said);
+      const text = message === undefined ? 'refused by the API (its result gives no error or message)' : typeof message === 'string' ? message.trim() : JSON.stringify(message);
       return { ok: false, reason: this.client.scrub(text).slice(0, REASON_CHARS) };
     });
   }
