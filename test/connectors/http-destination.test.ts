@@ -514,6 +514,10 @@ describe('http destination: answers', () => {
     expect(outcomes.map(reason)).toEqual(
       Array.from({ length: 3 }, () => "HTTP 413: Request Entity Too Large — the API refuses a request this large: lower the sync's batchSize, or map fewer fields"),
     );
+    // A request of one row is not made smaller by a smaller batch.
+    const large = upsert(4, 'd@example.com', 'D'.repeat(200));
+    const one = await (await destination.prepare(target('/contacts/{{ row.id }}'))).write([upsert(3), large]);
+    expect(one).toEqual([ok, { ok: false, reason: 'HTTP 413: Request Entity Too Large — the API refuses a request this large, of one row: map fewer fields, or write less of them in the body' }]);
   });
 
   it('hides the url\'s query values and what the settings read from the environment, when an answer or a message would show them', async () => {

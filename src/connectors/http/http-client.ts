@@ -36,6 +36,8 @@ export interface HttpRequest {
   body: string | null;
   /** Whether the answer must be JSON (per-record `results` are read from it). */
   needsJson: boolean;
+  /** How many rows it carries (for messages). */
+  rows: number;
 }
 
 /** What came of a request that the writer turns into row outcomes. */
@@ -231,7 +233,12 @@ export class HttpClient {
     }
     if (status >= 400 && status < 500) {
       // A request too large is refused whatever its rows hold: the fix is in the sync's settings.
-      const fix = status === 413 ? " — the API refuses a request this large: lower the sync's batchSize, or map fewer fields" : '';
+      const fix =
+        status !== 413
+          ? ''
+          : request.rows > 1
+            ? " — the API refuses a request this large: lower the sync's batchSize, or map fewer fields"
+            : ' — the API refuses a request this large, of one row: map fewer fields, or write less of them in the body';
       return { kind: 'refused', status, reason: `HTTP ${status}: ${snippet || '(empty body)'}${fix}` };
     }
     const location = header(response.headers, 'location');

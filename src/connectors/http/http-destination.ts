@@ -345,7 +345,7 @@ class HttpWriter implements DestinationWriter {
         };
       }
     }
-    return { rows, shape, request: { method: shape.method, path, body, needsJson: shape.results !== undefined }, refused: null };
+    return { rows, shape, request: { method: shape.method, path, body, needsJson: shape.results !== undefined, rows: rows.length }, refused: null };
   }
 
   /**
