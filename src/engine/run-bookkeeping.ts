@@ -189,7 +189,8 @@ export class RunRecord {
   /**
    * Records a run that did not finish, its connections closed: one the worker left at its shutdown
    * stays as it is for the next start, one another worker took over is that worker's; one cancelled
-   * or at its limit ends with what it delivered, and any other error fails it.
+   * or at its limit ends with what it delivered, and any other error fails it. A cancel that found
+   * the run's lease lapsed ended it in the store already: that is logged as the cancel it was.
    */
   async ended(
     thrown: unknown,
@@ -206,16 +207,29 @@ export class RunRecord {
         return (await store.getSyncRun(claimed.id)) ?? claimed;
       }
       if (reason === 'lease-lost') {
+        const current = await store.getSyncRun(claimed.id);
+        if (current && cancelledInAttempt(current, claimed.attempt)) {
+          logger.info(CANCELLED_AFTER_LAPSE, { ...runLog, attempt: claimed.attempt });
+          return current;
+        }
         // Another worker runs it now; this attempt writes nothing more.
         logger.warn('sync run taken over by another worker after this worker\'s lease ended; this attempt stops', { ...runLog, attempt: claimed.attempt });
-        return (await store.getSyncRun(claimed.id)) ?? claimed;
+        return current ?? claimed;
       }
       if (typeof reason === 'object') {
         logger.warn('sync run stopped at its limit', { ...runLog, error: reason.error });
         return await this.update({ ...progressPatch(progress), status: reason.status, error: reason.error });
       }
-      logger.info('sync run cancelled', runLog);
-      return await this.update({ ...progressPatch(progress), status: 'cancelled', error: 'cancelled by a user', phaseMs: phases.times() });
+      try {
+        const run = await this.update({ ...progressPatch(progress), status: 'cancelled', error: 'cancelled by a user', phaseMs: phases.times() });
+        logger.info('sync run cancelled', runLog);
+        return run;
+      } catch (refused) {
+        const current = refused instanceof LockstepError && refused.code === ErrorCode.LeaseLost ? await store.getSyncRun(claimed.id) : null;
+        if (!current || !cancelledInAttempt(current, claimed.attempt)) throw refused;
+        logger.info(CANCELLED_AFTER_LAPSE, { ...runLog, attempt: claimed.attempt });
+        return current;
+      }
     }
     const error = toError(thrown);
     if (storeUnreachable(thrown)) {
@@ -227,6 +241,14 @@ export class RunRecord {
     logger.error('sync run failed', { ...runLog, error: error.message });
     return await this.update({ ...progressPatch(progress), status: 'failed', error: error.message, apiUsage, phaseMs: phases.times() });
   }
+}
+
+/** What a worker logs of its run that a user cancelled while its lease had lapsed: the cancel ended it in the store at once. */
+const CANCELLED_AFTER_LAPSE = "sync run cancelled by a user while this worker's lease had lapsed; this attempt stops";
+
+/** Whether `run` ended cancelled in `attempt`: a cancel ended it while that attempt's lease had lapsed, and no other worker took it. */
+function cancelledInAttempt(run: SyncRun, attempt: number): boolean {
+  return run.attempt === attempt && run.status === 'cancelled';
 }
 
 export interface RunBookkeepingOptions {

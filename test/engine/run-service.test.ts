@@ -4,11 +4,13 @@
  * run executing here stops at once when cancelled; a run cancelled before it started ends in this
  * process as one that ran (its end announced, its waiters answered).
  */
-import { describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { describe, expect, it, vi } from 'vitest';
+import { createJsonLogger } from '../../src/core/logger.js';
 import type { SequenceRun, SyncRun } from '../../src/core/runs.js';
 import { hierarchyWorkspace, member, sequence, sync } from '../helpers/definitions.js';
 import { Gate, withWriteHook } from '../helpers/fault-connectors.js';
-import { createHierarchyFixture, startHarness, tempDir } from '../helpers/harness.js';
+import { createHierarchyFixture, sqlite, startHarness, tempDir } from '../helpers/harness.js';
 
 const definition = hierarchyWorkspace(['accounts', 'workspaces'], {
   syncs: [
@@ -110,5 +112,63 @@ describe('the run service and the worker of its process', () => {
       ['workspaces', 'skipped'],
     ]);
     expect(await store.getSyncRun(second.syncRunId)).toMatchObject({ status: 'cancelled' });
+  });
+});
+
+describe('a run cancelled while its worker had let its lease lapse', () => {
+  /**
+   * Holds the accounts run in the worker of an app logging to `lines` at its first write, then
+   * lets its lease lapse (the worker stalled, or the store was out of its reach), so that a
+   * cancel ends the run at once in the store rather than waiting for that worker.
+   */
+  async function heldWithLapsedLease(lines: string[]) {
+    const dir = tempDir();
+    createHierarchyFixture(dir);
+    const writing = new Gate();
+    const held = new Gate();
+    const h = await startHarness({
+      dir,
+      definition,
+      env: NO_POLL,
+      logger: createJsonLogger({ level: 'info', write: (line) => lines.push(line) }),
+      connectors: (real) =>
+        withWriteHook(real, async () => {
+          writing.open();
+          await held.wait();
+        }),
+    });
+    const { run } = await h.app.runs.triggerSync('accounts');
+    await writing.wait();
+    sqlite(join(dir, 'lockstep.db'), `UPDATE sync_runs SET lease_expires_at = ${Date.now() - 1000} WHERE id = ${run.id}`);
+    return { dir, h, run, held };
+  }
+
+  const messages = (lines: string[]) => lines.map((line) => JSON.parse(line) as { level: string; msg: string; syncRunId?: number });
+
+  it('cancelled by another process: its worker logs that the run was cancelled, not that another worker took it over', async () => {
+    const lines: string[] = [];
+    const { dir, h, run, held } = await heldWithLapsedLease(lines);
+    await using _worker = h;
+    await using other = await startHarness({ dir, definition, startWorker: false });
+    expect(await other.app.runs.cancelSyncRun(run.id)).toMatchObject({ status: 'cancelled' });
+    held.open();
+    await vi.waitUntil(() => h.app.worker.runningIds.length === 0, { timeout: 10_000 });
+    const logged = messages(lines).filter((entry) => entry.syncRunId === run.id);
+    expect(logged.map((entry) => entry.msg).join('\n')).not.toMatch(/taken over|another worker|could not be recorded/);
+    expect(logged.at(-1)).toMatchObject({ level: 'info', msg: expect.stringMatching(/^sync run cancelled/) });
+    expect(await h.app.store.getSyncRun(run.id)).toMatchObject({ status: 'cancelled', attempt: 1 });
+  });
+
+  it('cancelled in its own process: the worker logs the cancel once, and no failure to record it', async () => {
+    const lines: string[] = [];
+    const { h, run, held } = await heldWithLapsedLease(lines);
+    await using _worker = h;
+    expect(await h.app.runs.cancelSyncRun(run.id)).toMatchObject({ status: 'cancelled' });
+    held.open();
+    await vi.waitUntil(() => h.app.worker.runningIds.length === 0, { timeout: 10_000 });
+    const logged = messages(lines).filter((entry) => entry.syncRunId === run.id);
+    expect(logged.filter((entry) => entry.level !== 'info')).toEqual([]);
+    expect(logged.filter((entry) => entry.msg.startsWith('sync run cancelled'))).toHaveLength(1);
+    expect(await h.app.store.getSyncRun(run.id)).toMatchObject({ status: 'cancelled', attempt: 1 });
   });
 });
