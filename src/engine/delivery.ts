@@ -60,7 +60,7 @@ export interface DeliveryOptions extends RetrySettings {
   /** Asked whether the run was cancelled, and for parents' recorded ids. */
   store: Store;
   /** Where written batches go: grouped for their commit, or, once the pipeline stopped, committed at once. */
-  bookkeeping: Pick<RunBookkeeping, 'add' | 'commitGrouped' | 'persist'>;
+  bookkeeping: Pick<RunBookkeeping, 'add' | 'commitGrouped' | 'persist' | 'delivering'>;
   /** With the planner in the warehouse, a written batch carries its last row and rejected keys (its watermark). */
   plannerInWarehouse: boolean;
 }
@@ -164,6 +164,7 @@ export class Delivery implements BatchDelivery {
     const writer = this.writer as DestinationWriter;
     while (this.inflight.length >= Math.max(1, writer.concurrentWrites ?? 1)) await this.retire();
     await this.checkStop();
+    await this.options.bookkeeping.delivering();
     // What the writer does before its first wait (encoding the batch) is delivery's time.
     const { phases } = this.options;
     const was = phases.enter('deliver');

@@ -297,6 +297,18 @@ export class RunBookkeeping {
   constructor(private readonly options: RunBookkeepingOptions) {}
 
   /**
+   * Records the run `processing` when its first batch goes to the destination, with the rows read
+   * and planned so far: a destination slow to answer that batch does not leave the run shown
+   * `querying` once its model was read.
+   */
+  async delivering(): Promise<void> {
+    const { progress, record } = this.options;
+    if (progress.processing) return;
+    progress.processing = true;
+    await record.update({ status: 'processing', querySize: progress.querySize, plannedRows: { ...progress.planned } });
+  }
+
+  /**
    * Groups a written batch for its commit; true when the group is due (commitGrouped). Small
    * batches are committed together (up to GROUP_ROWS rows, or GROUP_MS after the first of them was
    * written), so a commit's fixed cost is not paid per batch; the run's first batch is committed at

@@ -382,6 +382,26 @@ describe('sync runs', () => {
     expect(final.querySize).toBeLessThan(9);
   });
 
+  it('is processing, not querying, while its first batch waits for the destination after the model was read', async () => {
+    const writing = new Gate();
+    const held = new Gate();
+    const { h } = await setup({}, async () => {
+      writing.open();
+      await held.wait();
+    });
+    await using _ = h;
+    const { run } = await h.app.runs.triggerSync('accounts-to-crm');
+    await writing.wait();
+    try {
+      // The model's 3 rows were read and planned; the one batch is with the destination.
+      await expect.poll(async () => (await h.app.store.getSyncRun(run.id))?.status, { timeout: 2000 }).toBe('processing');
+      expect(await h.app.store.getSyncRun(run.id)).toMatchObject({ querySize: 3, plannedRows: { addedCount: 3 }, successfulRows: { addedCount: 0 } });
+    } finally {
+      held.open();
+    }
+    expect(await h.app.runs.waitForSyncRun(run.id)).toMatchObject({ status: 'success', successfulRows: { addedCount: 3 } });
+  });
+
   it('counts each row once when a run starts its reading over after rows were delivered, a full resync too', async () => {
     // Accounts go one a batch, so rows are delivered before the read fails for a moment and the
     // run reads the model again.
