@@ -4,7 +4,7 @@
  */
 import { createServer } from 'node:http';
 import { describe, expect, it } from 'vitest';
-import type { Page } from 'playwright-core';
+import type { Dialog, Page } from 'playwright-core';
 import { freePort } from '../setup/processes.js';
 import { type Browser, eventually, screenshot, servedForTests, type UiServer } from './ui-harness.js';
 
@@ -209,6 +209,19 @@ describe('run details', () => {
         if (request.method() === 'POST' && request.url().endsWith('/cancel')) cancels.push(request.url());
       };
       page.on('request', onRequest);
+      // It asks first, as the run history's Cancel does; an answer of no cancels nothing.
+      const asked: string[] = [];
+      page.once('dialog', (dialog) => {
+        asked.push(dialog.message());
+        void dialog.dismiss();
+      });
+      await page.getByRole('button', { name: 'Cancel run' }).click();
+      await page.waitForTimeout(300);
+      expect(asked).toEqual([`Cancel run #${started.body.id} of accounts-to-slow-api? It stops at the end of the batch under way; the batches delivered stay delivered.`]);
+      expect(cancels).toEqual([]);
+      expect(await page.getByRole('button', { name: 'Cancel run' }).isEnabled()).toBe(true);
+      const accept = (dialog: Dialog) => void dialog.accept();
+      page.on('dialog', accept);
       await page.getByRole('button', { name: 'Cancel run' }).dblclick();
       await page.locator('[data-status="cancelled"]').waitFor({ timeout: 20_000 });
       await page.waitForTimeout(500);
@@ -221,6 +234,26 @@ describe('run details', () => {
       await screenshot(page, 'run-cancelled');
       expect(await note.textContent()).not.toMatch(/fatal/i);
       expect(await note.textContent()).toMatch(/^Cancelled/);
+
+      // A sequence run's own page asks too.
+      expect((await server.api('POST', '/api/sequences', { slug: 'to-slow-api', name: 'To slow API', members: [{ sync: 'accounts-to-slow-api' }] })).status).toBe(201);
+      const sequenceRun = await server.api<RunJson>('POST', '/api/sequences/to-slow-api/runs');
+      page.off('dialog', accept);
+      await page.goto(`${server.baseUrl}/runs/sequence/${sequenceRun.body.id}`);
+      await page.locator('dl.facts [data-status="running"]').waitFor();
+      page.once('dialog', (dialog) => {
+        asked.push(dialog.message());
+        void dialog.dismiss();
+      });
+      await page.getByRole('button', { name: 'Cancel run' }).click();
+      await page.waitForTimeout(300);
+      expect(asked[1]).toBe(
+        `Cancel run ${sequenceRun.body.id.slice(0, 8)} of to-slow-api? Its members under way stop at the end of the batch under way (the batches delivered stay delivered); the members not started are skipped.`,
+      );
+      expect(cancels).toHaveLength(1);
+      page.once('dialog', (dialog) => void dialog.accept());
+      await page.getByRole('button', { name: 'Cancel run' }).click();
+      await page.locator('dl.facts [data-status="cancelled"]').waitFor({ timeout: 20_000 });
     } finally {
       api.closeAllConnections();
       await new Promise<void>((resolve) => api.close(() => resolve()));

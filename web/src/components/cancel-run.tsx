@@ -35,7 +35,23 @@ export function useCancelRun(path: string, reload: () => void): { error: unknown
 /** Where a cancel stands: not asked, on its way, or accepted (the run stops at its next batch boundary). */
 export type CancelState = 'idle' | 'sending' | 'requested';
 
-export function CancelRunButton({ onCancel, state }: { onCancel: () => Promise<void>; state: CancelState }) {
+/** What Cancel asks of sync run `run` (of sync `slug`, when it is known) before cancelling it, saying what the cancel does. */
+export function syncRunCancelQuestion(run: { id: number; status: string }, slug: string | null): string {
+  const effect = run.status === 'queued' ? 'It leaves the queue without running.' : 'It stops at the end of the batch under way; the batches delivered stay delivered.';
+  return `Cancel run #${run.id}${slug ? ` of ${slug}` : ''}? ${effect}`;
+}
+
+/** What Cancel asks of sequence run `run` (of the sequence named `name`, when it is known) before cancelling it. */
+export function sequenceRunCancelQuestion(run: { id: string; status: string }, name: string | null): string {
+  const effect =
+    run.status === 'pending'
+      ? 'It leaves the queue without running.'
+      : 'Its members under way stop at the end of the batch under way (the batches delivered stay delivered); the members not started are skipped.';
+  return `Cancel run ${run.id.slice(0, 8)}${name ? ` of ${name}` : ''}? ${effect}`;
+}
+
+/** Cancel run on a run's page and dialog: it asks `question` first, as the run histories' Cancel does. */
+export function CancelRunButton({ onCancel, state, question }: { onCancel: () => Promise<void>; state: CancelState; question: string }) {
   return (
     <div className="dialog-actions">
       {state === 'requested' && (
@@ -43,7 +59,7 @@ export function CancelRunButton({ onCancel, state }: { onCancel: () => Promise<v
           Cancelling: the run stops at the end of the batch under way.
         </span>
       )}
-      <button type="button" className="button danger" disabled={state !== 'idle'} onClick={() => void onCancel()}>
+      <button type="button" className="button danger" disabled={state !== 'idle'} onClick={() => window.confirm(question) && void onCancel()}>
         {state === 'idle' ? 'Cancel run' : 'Cancelling…'}
       </button>
     </div>

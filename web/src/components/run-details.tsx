@@ -10,7 +10,7 @@ import { seg } from '../api.js';
 import { formatCount, formatTime, membersInWords, runDuration } from '../format.js';
 import { useApi, useTicker, type Resource } from '../hooks.js';
 import { href } from '../router.js';
-import { CancelRunButton, ResumeRunButton, useCancelRun, useResumeRun } from './cancel-run.js';
+import { CancelRunButton, ResumeRunButton, sequenceRunCancelQuestion, syncRunCancelQuestion, useCancelRun, useResumeRun } from './cancel-run.js';
 import { RunFacts } from './run-facts.js';
 import { ErrorBanner, Loading, Pager, StatusBadge } from './ui.js';
 
@@ -171,7 +171,7 @@ export function SyncRunDetails({ id, run }: { id: number; run: Resource<SyncRunV
               )}
             </>
           )}
-          {active && <CancelRunButton onCancel={cancel.cancel} state={cancel.state} />}
+          {active && <CancelRunButton onCancel={cancel.cancel} state={cancel.state} question={syncRunCancelQuestion(data, data.sync)} />}
         </>
       )}
     </>
@@ -333,7 +333,7 @@ export function SequenceRunDetails({ id, run }: { id: string; run: Resource<Sequ
               ))}
             </tbody>
           </table>
-          {active && <CancelRunButton onCancel={cancel.cancel} state={cancel.state} />}
+          {active && <CancelRunButton onCancel={cancel.cancel} state={cancel.state} question={sequenceRunCancelQuestion(data, data.sequence)} />}
           {/* A failed or cancelled run is resumed once: after that, its page links to the run that resumed it. */}
           {(data.status === 'failed' || data.status === 'cancelled') && !data.resumedBy && <ResumeRunButton onResume={resume.resume} busy={resume.busy} />}
         </>

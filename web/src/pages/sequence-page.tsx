@@ -6,7 +6,7 @@
 import { useEffect, useState } from 'react';
 import type { Page, Sequence, SequenceRunView, Workspace } from '../api-types.js';
 import { api, seg } from '../api.js';
-import { RowCancelButton } from '../components/cancel-run.js';
+import { RowCancelButton, sequenceRunCancelQuestion } from '../components/cancel-run.js';
 import { ACTIVE_SEQUENCE, SequenceRunDetails, useSequenceRun } from '../components/run-details.js';
 import { RunTimeCells } from '../components/run-facts.js';
 import { RunHistory, StatusFilter } from '../components/run-history.js';
@@ -91,10 +91,7 @@ export function SequencePage({ slug, runId }: { slug: string; runId?: string }) 
   // Asked first, as deletes are: a Cancel button sits in a row that opens the run when clicked.
   const cancelRun = (target: SequenceRunView) => {
     const pending = target.status === 'pending';
-    const effect = pending
-      ? 'It leaves the queue without running.'
-      : 'Its members under way stop at the end of the batch under way (the batches delivered stay delivered); the members not started are skipped.';
-    if (!window.confirm(`Cancel run ${target.id.slice(0, 8)} of ${sequence.name}? ${effect}`)) return;
+    if (!window.confirm(sequenceRunCancelQuestion(target, sequence.name))) return;
     void act(
       async () => {
         await api.post(`/api/sequence-runs/${seg(target.id)}/cancel`);

@@ -6,7 +6,7 @@
 import { Fragment, useEffect, useRef, useState } from 'react';
 import type { Page, Sync, SyncRunView, Workspace } from '../api-types.js';
 import { api, seg } from '../api.js';
-import { RowCancelButton } from '../components/cancel-run.js';
+import { RowCancelButton, syncRunCancelQuestion } from '../components/cancel-run.js';
 import { EnabledBadge, LastRun, useLastRuns, type LastRunRead } from '../components/last-run.js';
 import { ACTIVE_SYNC, OPS, SyncRunDetails, useSyncRun } from '../components/run-details.js';
 import { RunTimeCells } from '../components/run-facts.js';
@@ -180,8 +180,7 @@ export function SyncPage({ slug, runId }: { slug: string; runId?: number }) {
   // Asked first, as deletes are: a Cancel button sits in a row that opens the run when clicked.
   const cancelRun = (target: SyncRunView) => {
     const queued = target.status === 'queued';
-    const effect = queued ? 'It leaves the queue without running.' : 'It stops at the end of the batch under way; the batches delivered stay delivered.';
-    if (!window.confirm(`Cancel run #${target.id} of ${slug}? ${effect}`)) return;
+    if (!window.confirm(syncRunCancelQuestion(target, slug))) return;
     void act(
       async () => {
         await api.post(`/api/sync-runs/${target.id}/cancel`);
