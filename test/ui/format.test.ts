@@ -1,6 +1,6 @@
 /** How the web UI words durations: each unit rounded once, so a value near a unit's end rolls over into the next. */
 import { describe, expect, it } from 'vitest';
-import { formatDuration } from '../../web/src/format.js';
+import { formatDuration, formatMinutes } from '../../web/src/format.js';
 
 describe('formatDuration', () => {
   it('words milliseconds, seconds, minutes and hours', () => {
@@ -20,5 +20,15 @@ describe('formatDuration', () => {
     expect(formatDuration(59_600)).toBe('1 min 0 s');
     expect(formatDuration(119_600)).toBe('2 min 0 s');
     expect(formatDuration(3_599_600)).toBe('1 h 0 min');
+  });
+});
+
+describe('formatMinutes', () => {
+  it('words a limit set in minutes as the sequence form takes it, and a fraction of one as a duration', () => {
+    expect(formatMinutes(10)).toBe('10 min');
+    expect(formatMinutes(90)).toBe('1 h 30 min');
+    expect(formatMinutes(120)).toBe('2 h');
+    expect(formatMinutes(0.02)).toBe('1.2 s');
+    expect(formatMinutes(1.5)).toBe('1 min 30 s');
   });
 });

@@ -87,7 +87,7 @@ describe('run details', () => {
       const started = (await facts.locator('div', { has: page.locator('dt', { hasText: 'Started' }) }).locator('dd').textContent()) ?? '';
       expect(started).toMatch(/ GMT\+9$/);
       const members = page.getByRole('table', { name: 'Member runs' });
-      const memberStarts = await members.locator('tbody tr td:nth-of-type(2)').allTextContents();
+      const memberStarts = await members.locator('tbody tr td:nth-of-type(3)').allTextContents();
       expect(memberStarts).toHaveLength(3);
       for (const text of memberStarts) expect(text).toMatch(/ GMT\+9$/);
       await screenshot(page, 'run-times-with-zone');
@@ -132,6 +132,36 @@ describe('run details', () => {
     await page.goto(`${server.baseUrl}/runs/sequence/${started.body.id}`);
     await page.getByRole('link', { name: /^Sync run #/ }).first().waitFor();
     expect(await overflow('section[aria-label="Run details"]')).toEqual([0, 0]);
+  });
+
+  it('a sequence run shows the terminate policies, timeouts, concurrency and deadline it was queued with, not those edited since', async () => {
+    const members = (terminate: string, threshold: object | undefined, timeoutMinutes: number | undefined) => [
+      { sync: 'accounts-to-crm', terminate, ...(threshold ? { rejectedThreshold: threshold } : {}), ...(timeoutMinutes ? { timeoutMinutes } : {}), after: [] },
+      { sync: 'workspaces-to-crm', terminate: 'never', after: ['accounts-to-crm'] },
+    ];
+    const queuedWith = { slug: 'policies', name: 'Policies', concurrency: 2, deadlineMinutes: 30, members: members('on_fatal_or_rejected', { percent: 5 }, 10) };
+    expect((await server.api('POST', '/api/sequences', queuedWith)).status).toBe(201);
+    const started = await server.api<RunJson>('POST', '/api/sequences/policies/runs');
+    await eventually('the run to end', async () => {
+      const { body } = await server.api<RunJson>('GET', `/api/sequence-runs/${started.body.id}`);
+      return body.status === 'done' ? true : undefined;
+    });
+    // Edited since: the run still shows what it ran with.
+    const edited = { slug: 'policies', name: 'Policies', concurrency: 1, members: members('on_fatal', undefined, undefined) };
+    expect((await server.api('PUT', '/api/sequences/policies', edited)).status).toBe(200);
+
+    for (const path of [`/runs/sequence/${started.body.id}`, `/sequences/policies/runs/${started.body.id}`]) {
+      await page.goto(`${server.baseUrl}${path}`);
+      const runs = page.getByRole('table', { name: 'Member runs' });
+      await runs.getByRole('link', { name: /^Sync run #/ }).first().waitFor();
+      const terminate = (member: string) => runs.locator(`tr[data-member="${member}"] td.terminate`).innerText();
+      expect(await terminate('accounts-to-crm')).toBe('On fatal error or more than 5% rejected\nTimeout 10 min');
+      expect(await terminate('workspaces-to-crm')).toBe('Never');
+      const fact = async (term: string) => (await page.locator('dl.facts div', { has: page.locator('dt', { hasText: term }) }).locator('dd').innerText()).trim();
+      expect(await fact('Concurrency')).toBe('Up to 2 members at once');
+      expect(await fact('Deadline')).toBe('30 min after it started');
+    }
+    await screenshot(page, 'run-queued-with-policies');
   });
 
   it('a rejected row whose reason is an API’s compact JSON, without a space in it, stays inside the run’s page and dialog', async () => {

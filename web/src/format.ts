@@ -90,6 +90,13 @@ export function formatDuration(ms: number | null | undefined): string {
   return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
 }
 
+/** A limit set in minutes, as the sequence form takes it: "10 min", "1 h 30 min"; below a minute or fractional, as a duration ("1.2 s"). */
+export function formatMinutes(minutes: number): string {
+  if (!Number.isInteger(minutes) || minutes < 1) return formatDuration(minutes * 60_000);
+  if (minutes < 60) return `${minutes} min`;
+  return minutes % 60 === 0 ? `${minutes / 60} h` : `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+}
+
 /**
  * Duration between two ISO times; a running one (no `end`) counts to `now`. A start a little after
  * `now` (the server's clock ahead of the browser's) counts as just started, not as a negative time.

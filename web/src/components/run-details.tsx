@@ -7,7 +7,7 @@ import { useState } from 'react';
 import type { RunPhase } from '../../../src/core/run-phases.js';
 import type { MemberRunView, Page, RejectedRowView, SequenceRunView, SyncRunView } from '../api-types.js';
 import { seg } from '../api.js';
-import { formatCount, formatTime, membersInWords, runDuration } from '../format.js';
+import { formatCount, formatMinutes, formatTime, membersInWords, runDuration, terminateInWords } from '../format.js';
 import { useApi, useTicker, type Resource } from '../hooks.js';
 import { href } from '../router.js';
 import { CancelRunButton, ResumeRunButton, sequenceRunCancelQuestion, syncRunCancelQuestion, useCancelRun, useResumeRun } from './cancel-run.js';
@@ -27,6 +27,8 @@ export const OPS = [
   ['removed', 'removedCount'],
 ] as const;
 
+/** "1 member" / "3 members". */
+const count = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
 const sum = (c: { addedCount: number; changedCount: number; removedCount: number } | undefined) => (c ? c.addedCount + c.changedCount + c.removedCount : 0);
 
 /** A composite key `{a: 1, b: 2}` as `a=1, b=2`; a single value as itself. */
@@ -271,6 +273,19 @@ export function SequenceRunDetails({ id, run }: { id: string; run: Resource<Sequ
               <dt>Run ID</dt>
               <dd className="mono small">{data.id}</dd>
             </div>
+            {/* As the run was queued with them: an edit of the sequence since applies to its next run. */}
+            {data.concurrency !== null && (
+              <div>
+                <dt>Concurrency</dt>
+                <dd>Up to {count(data.concurrency, 'member')} at once</dd>
+              </div>
+            )}
+            {data.deadlineMinutes !== null && (
+              <div>
+                <dt>Deadline</dt>
+                <dd>{formatMinutes(data.deadlineMinutes)} after it started</dd>
+              </div>
+            )}
             {data.resumedFrom && (
               <div>
                 <dt>Resumes</dt>
@@ -316,6 +331,7 @@ export function SequenceRunDetails({ id, run }: { id: string; run: Resource<Sequ
               <tr>
                 <th scope="col">Member</th>
                 <th scope="col">Final state</th>
+                <th scope="col">Terminate</th>
                 <th scope="col">Started</th>
                 <th scope="col">Execution time</th>
                 <th scope="col" className="num">
@@ -354,6 +370,11 @@ function MemberRunRow({ member, terminated, reason, now }: { member: MemberRunVi
       </th>
       <td>
         <StatusBadge status={member.status} />
+      </td>
+      {/* The policy and time limit the run was queued with (runs queued before Lockstep kept them have none). */}
+      <td className="terminate">
+        {member.terminate ? terminateInWords(member.terminate, member.rejectedThreshold ?? { count: 0 }) : <span className="muted">—</span>}
+        {member.timeoutMinutes !== null && <div className="muted small nowrap">Timeout {formatMinutes(member.timeoutMinutes)}</div>}
       </td>
       <td className="nowrap">{member.startedAt ? <time dateTime={member.startedAt}>{formatTime(member.startedAt)}</time> : <span className="muted">—</span>}</td>
       <td>{runDuration(member, now)}</td>
