@@ -65,10 +65,10 @@ export async function createToken(dir: string, name: string): Promise<string> {
  * `lockstep serve --port <free>` on `dir` (with `--no-auth` unless `auth`), once `/api/session`
  * answers; `port` serves on that port instead (a server started again where the last one was).
  */
-export async function startServer(dir: string, options: { auth?: boolean; port?: number } = {}): Promise<UiServer> {
+export async function startServer(dir: string, options: { auth?: boolean; port?: number; env?: Record<string, string> } = {}): Promise<UiServer> {
   const port = options.port ?? (await freePort());
   const args = ['--workspace', dir, 'serve', '--port', String(port), ...(options.auth ? [] : ['--no-auth'])];
-  const proc = new CliProcess(args, { cwd: dir });
+  const proc = new CliProcess(args, { cwd: dir, env: options.env });
   const baseUrl = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 20_000;
   for (;;) {
@@ -141,12 +141,18 @@ export interface UiSession {
  * served and a browser opened, then `ready` runs with them (to keep them, or to add entities
  * through the API). After the tests, both close, with any command they left running.
  */
-export function servedForTests(options: { workspace?: () => Promise<string>; auth?: boolean; ready?: (ui: UiSession) => Promise<void> | void }): void {
+export function servedForTests(options: {
+  workspace?: () => Promise<string>;
+  auth?: boolean;
+  /** Environment of the server beside the test's own (e.g. LOCKSTEP_CONCURRENCY). */
+  env?: Record<string, string>;
+  ready?: (ui: UiSession) => Promise<void> | void;
+}): void {
   let ui: Partial<UiSession> = {};
   beforeAll(async () => {
     ensureChromium();
     const dir = await (options.workspace ?? (() => uiWorkspace()))();
-    const server = await startServer(dir, { auth: options.auth });
+    const server = await startServer(dir, { auth: options.auth, env: options.env });
     ui = { dir, server };
     const browser = await openBrowser();
     ui = { dir, server, browser, page: browser.page };

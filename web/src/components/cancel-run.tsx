@@ -37,7 +37,12 @@ export type CancelState = 'idle' | 'sending' | 'requested';
 
 /** What Cancel asks of sync run `run` (of sync `slug`, when it is known) before cancelling it, saying what the cancel does. */
 export function syncRunCancelQuestion(run: { id: number; status: string }, slug: string | null): string {
-  const effect = run.status === 'queued' ? 'It leaves the queue without running.' : 'It stops at the end of the batch under way; the batches delivered stay delivered.';
+  const effect =
+    run.status === 'queued'
+      ? 'It leaves the queue without running.'
+      : run.status === 'interrupted'
+        ? 'The process running it stopped: it ends now, and the batches delivered stay delivered.'
+        : 'It stops at the end of the batch under way; the batches delivered stay delivered.';
   return `Cancel run #${run.id}${slug ? ` of ${slug}` : ''}? ${effect}`;
 }
 

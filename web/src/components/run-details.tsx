@@ -18,6 +18,11 @@ const REJECTED_PAGE = 25;
 
 /** Sync run states before the end: the duration ticks and the run can be cancelled. */
 export const ACTIVE_SYNC = ['queued', 'querying', 'processing', 'reporting'];
+/**
+ * Sync run states a cancel applies to: those before the end, and `interrupted` (its process stopped
+ * and no worker took it over yet), which a cancel ends at once.
+ */
+export const CANCELLABLE_SYNC = [...ACTIVE_SYNC, 'interrupted'];
 /** Sequence run states before the end. */
 export const ACTIVE_SEQUENCE = ['pending', 'running'];
 
@@ -67,6 +72,7 @@ export function SyncRunDetails({ id, run }: { id: number; run: Resource<SyncRunV
   const cancel = useCancelRun(`/api/sync-runs/${id}/cancel`, run.reload);
   const ahead = useRunAhead(data);
   const active = data ? ACTIVE_SYNC.includes(data.status) : false;
+  const cancellable = data ? CANCELLABLE_SYNC.includes(data.status) : false;
   const now = useTicker(active);
 
   return (
@@ -109,7 +115,13 @@ export function SyncRunDetails({ id, run }: { id: number; run: Resource<SyncRunV
               <strong>Cancelled:</strong> {data.error}
             </div>
           )}
-          {data.error && data.status !== 'cancelled' && (
+          {/* An interrupted run says what comes next for it (resumed, or ended by a cancel): it met no error. */}
+          {data.error && data.status === 'interrupted' && (
+            <div className="banner banner-warn" role="note">
+              <strong>Interrupted:</strong> {data.error}
+            </div>
+          )}
+          {data.error && data.status !== 'cancelled' && data.status !== 'interrupted' && (
             <div className="banner banner-error" role="note">
               <strong>Fatal error:</strong> {data.error}
             </div>
@@ -173,7 +185,7 @@ export function SyncRunDetails({ id, run }: { id: number; run: Resource<SyncRunV
               )}
             </>
           )}
-          {active && <CancelRunButton onCancel={cancel.cancel} state={cancel.state} question={syncRunCancelQuestion(data, data.sync)} />}
+          {cancellable && <CancelRunButton onCancel={cancel.cancel} state={cancel.state} question={syncRunCancelQuestion(data, data.sync)} />}
         </>
       )}
     </>
@@ -382,7 +394,7 @@ function MemberRunRow({ member, terminated, reason, now }: { member: MemberRunVi
       <td className="num">{syncRun ? formatCount(sum(syncRun.failedRows)) : '—'}</td>
       <td>
         {terminated && <div className="terminated-note">Terminated the sequence{reason && !syncRun?.error ? `: ${reason}` : ''}</div>}
-        {syncRun?.error && <div className="error-text">{syncRun.error}</div>}
+        {syncRun?.error && <div className={syncRun.status === 'interrupted' ? 'muted' : 'error-text'}>{syncRun.error}</div>}
         {syncRun && !syncRun.error && ['querying', 'processing', 'reporting'].includes(syncRun.status) && (
           <progress max={1} value={syncRun.completionRatio} aria-label={`Progress of ${member.key}`} />
         )}

@@ -8,7 +8,7 @@ import type { Page, Sync, SyncRunView, Workspace } from '../api-types.js';
 import { api, seg } from '../api.js';
 import { RowCancelButton, syncRunCancelQuestion } from '../components/cancel-run.js';
 import { EnabledBadge, LastRun, useLastRuns, type LastRunRead } from '../components/last-run.js';
-import { ACTIVE_SYNC, OPS, SyncRunDetails, useSyncRun } from '../components/run-details.js';
+import { ACTIVE_SYNC, CANCELLABLE_SYNC, OPS, SyncRunDetails, useSyncRun } from '../components/run-details.js';
 import { RunTimeCells } from '../components/run-facts.js';
 import { RunHistory, StatusFilter } from '../components/run-history.js';
 import { ActionButton, Dialog, EmptyState, ErrorBanner, Loading, StatusBadge, Switch } from '../components/ui.js';
@@ -186,7 +186,11 @@ export function SyncPage({ slug, runId }: { slug: string; runId?: number }) {
         await api.post(`/api/sync-runs/${target.id}/cancel`);
         setCancelling((ids) => new Set(ids).add(target.id));
       },
-      queued ? `Run #${target.id} cancelled: it left the queue without running.` : `Cancelling run #${target.id}: it stops at the end of the batch under way.`,
+      queued
+        ? `Run #${target.id} cancelled: it left the queue without running.`
+        : target.status === 'interrupted'
+          ? `Run #${target.id} cancelled: the process running it had stopped.`
+          : `Cancelling run #${target.id}: it stops at the end of the batch under way.`,
     );
   };
 
@@ -342,7 +346,7 @@ function SyncRunsTable({ runs, runHref, cancel }: { runs: SyncRunView[]; runHref
               {ACTIVE_SYNC.includes(run.status) && run.status !== 'queued' && (
                 <progress max={1} value={run.completionRatio} aria-label={`Progress of run ${run.id}`} />
               )}
-              {ACTIVE_SYNC.includes(run.status) && (
+              {CANCELLABLE_SYNC.includes(run.status) && (
                 <RowCancelButton label={`Cancel run #${run.id}`} busy={cancel.busy} requested={cancel.requested.has(run.id)} onCancel={() => cancel.run(run)} />
               )}
             </td>
