@@ -17,7 +17,7 @@
  *   a member whose worker died keeps its sync run, which another worker takes over.
  */
 import type { Clock, LeaseRequest, Logger, Store } from '../core/ports.js';
-import { isTerminalSyncRunStatus, type SequenceRun, type SyncRun } from '../core/runs.js';
+import { TERMINAL_SEQUENCE_RUN_STATUSES, isTerminalSyncRunStatus, type SequenceRun, type SyncRun } from '../core/runs.js';
 import { decideSequenceAdvance, type SequenceDecision } from '../core/sequence-rules.js';
 
 export interface SequenceRunnerOptions {
@@ -81,6 +81,11 @@ export class SequenceRunner {
     if (decision === null) return;
     if (decision.terminate) {
       logger.info('sequence run terminated', { sequenceRunId, member: decision.terminate.member, reason: decision.terminate.reason });
+    }
+    if (decision.finish !== null && TERMINAL_SEQUENCE_RUN_STATUSES.includes(result.run.status)) {
+      // Its end, as 'sequence run started' says its start: done, failed (terminated, or past its deadline) or cancelled.
+      const { sequenceId, status, reason } = result.run;
+      logger.info('sequence run finished', { sequenceRunId, sequenceId, status, ...(reason ? { reason } : {}) });
     }
     for (const syncRunId of result.cancelled) await this.options.cancelSyncRun(syncRunId);
     if (result.started.length > 0) this.options.startSyncRuns(result.started, result.run);

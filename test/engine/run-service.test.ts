@@ -172,3 +172,44 @@ describe('a run cancelled while its worker had let its lease lapse', () => {
     expect(await h.app.store.getSyncRun(run.id)).toMatchObject({ status: 'cancelled', attempt: 1 });
   });
 });
+
+describe("the worker's log of a sequence run", () => {
+  it('says when a sequence run ends and how, as it says when one starts: done, or cancelled', async () => {
+    const dir = tempDir();
+    createHierarchyFixture(dir);
+    const lines: string[] = [];
+    const writing = new Gate();
+    const held = new Gate();
+    let hold = false;
+    await using h = await startHarness({
+      dir,
+      definition,
+      env: NO_POLL,
+      logger: createJsonLogger({ level: 'info', write: (line) => lines.push(line) }),
+      connectors: (real) =>
+        withWriteHook(real, async () => {
+          if (!hold) return;
+          writing.open();
+          await held.wait();
+        }),
+    });
+    const sequenceLog = (id: string) =>
+      lines.map((line) => JSON.parse(line) as { level: string; msg: string; sequenceRunId?: string; status?: string }).filter((entry) => entry.sequenceRunId === id);
+
+    const { run: done } = await h.app.runs.triggerSequence('crm');
+    expect((await h.app.runs.waitForSequenceRun(done.id)).status).toBe('done');
+    expect(sequenceLog(done.id).map((entry) => [entry.msg, entry.status])).toEqual([
+      ['sequence run started', undefined],
+      ['sequence run finished', 'done'],
+    ]);
+
+    hold = true;
+    sqlite(join(dir, 'warehouse.db'), "UPDATE accounts SET name = name || ' (renamed)'");
+    const { run: cancelled } = await h.app.runs.triggerSequence('crm');
+    await writing.wait();
+    await h.app.runs.cancelSequenceRun(cancelled.id);
+    held.open();
+    expect((await h.app.runs.waitForSequenceRun(cancelled.id)).status).toBe('cancelled');
+    expect(sequenceLog(cancelled.id).at(-1)).toMatchObject({ level: 'info', msg: 'sequence run finished', status: 'cancelled' });
+  });
+});
