@@ -160,6 +160,12 @@ describe('run details', () => {
       const fact = async (term: string) => (await page.locator('dl.facts div', { has: page.locator('dt', { hasText: term }) }).locator('dd').innerText()).trim();
       expect(await fact('Concurrency')).toBe('Up to 2 members at once');
       expect(await fact('Deadline')).toBe('30 min after it started');
+      // The column it takes leaves the table inside its card or dialog, beside the navigation of a laptop's window.
+      const past = await runs.evaluate((table) => {
+        const box = table.parentElement!;
+        return Math.round(table.getBoundingClientRect().right - (box.getBoundingClientRect().right - parseFloat(getComputedStyle(box).paddingRight)));
+      });
+      expect(past, path).toBeLessThanOrEqual(0);
     }
     await screenshot(page, 'run-queued-with-policies');
   });

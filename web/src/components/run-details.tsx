@@ -386,15 +386,15 @@ function MemberRunRow({ member, terminated, reason, now }: { member: MemberRunVi
       {/* The policy and time limit the run was queued with (runs queued before Lockstep kept them have none). */}
       <td className="terminate">
         {member.terminate ? terminateInWords(member.terminate, member.rejectedThreshold ?? { count: 0 }) : <span className="muted">—</span>}
-        {member.timeoutMinutes !== null && <div className="muted small nowrap">Timeout {formatMinutes(member.timeoutMinutes)}</div>}
+        {member.timeoutMinutes !== null && <div className="muted small">Timeout {formatMinutes(member.timeoutMinutes)}</div>}
       </td>
-      <td className="nowrap">{member.startedAt ? <time dateTime={member.startedAt}>{formatTime(member.startedAt)}</time> : <span className="muted">—</span>}</td>
+      <td>{member.startedAt ? <time dateTime={member.startedAt}>{formatTime(member.startedAt)}</time> : <span className="muted">—</span>}</td>
       <td>{runDuration(member, now)}</td>
       <td className="num">{syncRun ? formatCount(sum(syncRun.successfulRows)) : '—'}</td>
       <td className="num">{syncRun ? formatCount(sum(syncRun.failedRows)) : '—'}</td>
       <td>
         {terminated && <div className="terminated-note">Terminated the sequence{reason && !syncRun?.error ? `: ${reason}` : ''}</div>}
-        {syncRun?.error && <div className={syncRun.status === 'interrupted' ? 'muted' : 'error-text'}>{syncRun.error}</div>}
+        {syncRun?.error && <div className={syncRun.status === 'interrupted' || syncRun.status === 'cancelled' ? 'muted' : 'error-text'}>{syncRun.error}</div>}
         {syncRun && !syncRun.error && ['querying', 'processing', 'reporting'].includes(syncRun.status) && (
           <progress max={1} value={syncRun.completionRatio} aria-label={`Progress of ${member.key}`} />
         )}
