@@ -433,6 +433,16 @@ describe('lockstep runs', () => {
     expect(json.sequenceRuns.find((r) => r.sequence === 'crm')).toMatchObject({ trigger: 'manual', triggerDetail: 'cli' });
   });
 
+  it('shows no counts for a sync run that never started, waiting in the queue or cancelled there, as the UI does', async () => {
+    const idle = await appliedWorkspace();
+    // Queued, with no worker to run it.
+    const { syncRunId } = await enqueueWork(idle, 'crm', 'contacts-to-crm');
+    const line = async () => (await runMain(['--workspace', idle, 'runs', '--sync', 'contacts-to-crm'])).stdout.split('\n').find((l) => l.includes(`#${syncRunId} `));
+    expect(await line()).toMatch(new RegExp(`#${syncRunId} {2}contacts-to-crm {2}queued {2}not started$`));
+    expect((await runMain(['--workspace', idle, 'sync', 'cancel', String(syncRunId)])).code).toBe(0);
+    expect(await line()).toMatch(new RegExp(`#${syncRunId} {2}contacts-to-crm {2}cancelled {2}not started$`));
+  });
+
   it('says how to start when there are no runs', async () => {
     const result = await runMain(['--workspace', await appliedWorkspace(), 'runs']);
     expect(result.code).toBe(0);

@@ -69,11 +69,18 @@ async function printRuns(app: App, term: Terminal, opts: { sequence?: string; sy
     term.out('Sync runs');
     for (const v of out.syncRuns as NamedSyncRunView[]) {
       term.out(
-        `  ${mark(v.status)} ${v.createdAt}  #${v.id}  ${deletedOrNot(v.sync, v.syncSlug, `sync ${v.syncId}`)}  ${v.status}  read ${v.querySize}, delivered +${v.successfulRows.addedCount} ~${v.successfulRows.changedCount} -${v.successfulRows.removedCount}, rejected ${v.failedRows.addedCount + v.failedRows.changedCount + v.failedRows.removedCount}${heldBy(v, now)}${afterUpstream(v)}${v.lease ? '' : takenOver(v)}${v.error ? `  — ${v.error}` : ''}`,
+        `  ${mark(v.status)} ${v.createdAt}  #${v.id}  ${deletedOrNot(v.sync, v.syncSlug, `sync ${v.syncId}`)}  ${v.status}  ${rowCounts(v)}${heldBy(v, now)}${afterUpstream(v)}${v.lease ? '' : takenOver(v)}${v.error ? `  — ${v.error}` : ''}`,
       );
     }
   }
   if (out.sequenceRuns.length === 0 && out.syncRuns.length === 0) term.out('No runs yet. Start one with `lockstep sequence run <slug>` or `lockstep sync run <slug>`.');
+}
+
+/** What a run read, delivered and rejected; a run that never started (queued, or cancelled in the queue) has no counts yet. */
+function rowCounts(v: NamedSyncRunView): string {
+  if (v.startedAt === null) return 'not started';
+  const { successfulRows: delivered, failedRows: rejected } = v;
+  return `read ${v.querySize}, delivered +${delivered.addedCount} ~${delivered.changedCount} -${delivered.removedCount}, rejected ${rejected.addedCount + rejected.changedCount + rejected.removedCount}`;
 }
 
 /** Which worker a run at work is on, and whether its lease ran out (that worker stopped renewing it). */
