@@ -105,6 +105,8 @@ export interface ProgressEstimate {
    * ratio says nothing of how much of the model is left, and no bar is drawn.
    */
   expectedRows: number | null;
+  /** A queued run waits for the run of its sync under way (a sync never runs twice at once): that run's id, when known. */
+  ahead?: number | null;
 }
 
 /**
@@ -117,7 +119,7 @@ export function progressLine(label: string, run: SyncRun, estimate: ProgressEsti
   const outcome = `${rowCount(totalCount(run.successfulRows))} delivered${rejected > 0 ? ` · ${rowCount(rejected)} rejected` : ''}`;
   switch (run.status) {
     case 'queued':
-      return `  … ${label} waiting`;
+      return estimate.ahead ? `  … ${label} waiting for sync run ${estimate.ahead} of its sync, under way, to end` : `  … ${label} waiting`;
     case 'querying':
       return `  ▶ ${label} reading the model`;
     case 'processing': {

@@ -99,15 +99,23 @@ function poll(tick: () => Promise<void>, intervalMs: number): () => Promise<void
 class RunGauge {
   private ratio = 0;
   private expectedRows: Promise<number | null> | null = null;
+  private ahead: Promise<number | null> | null = null;
 
   constructor(private readonly app: App) {}
 
   async part(key: string, label: string, run: SyncRun): Promise<LivePart> {
     this.expectedRows ??= lastRowCount(this.app, run).catch(() => null);
+    if (run.status === 'queued') this.ahead ??= runAhead(this.app, run).catch(() => null);
     if (run.status === 'processing') this.ratio = Math.max(this.ratio, run.completionRatio);
-    const estimate = { ratio: this.ratio, expectedRows: await this.expectedRows };
+    const estimate = { ratio: this.ratio, expectedRows: await this.expectedRows, ahead: run.status === 'queued' ? await this.ahead : null };
     return { key, text: progressLine(label, run, estimate), step: progressStep(run, estimate) };
   }
+}
+
+/** The run of `run`'s sync under way, which queued `run` waits for; null when there is none. */
+async function runAhead(app: App, run: SyncRun): Promise<number | null> {
+  const active = await app.store.listSyncRuns({ syncId: run.syncId, statuses: ['querying', 'processing', 'reporting'], limit: 2, offset: 0, order: 'desc' });
+  return active.find((r) => r.id !== run.id)?.id ?? null;
 }
 
 /** The rows the sync's last finished run before `run` read, or null when none read any. */

@@ -100,6 +100,12 @@ describe('a progress line', () => {
     expect(progressLine('accounts', { ...processingRun(1200, 1200), status: 'reporting' })).toBe('  ▶ accounts all 1,200 rows read · 1,200 delivered · reporting');
   });
 
+  it('says which run of its sync a queued run waits for, when one is under way', () => {
+    const queued = { ...processingRun(0, 0), id: 3, status: 'queued', startedAt: null } as SyncRun;
+    expect(progressLine('accounts', queued, { ratio: 0, expectedRows: null, ahead: 2 })).toBe('  … accounts waiting for sync run 2 of its sync, under way, to end');
+    expect(progressLine('accounts', queued, { ratio: 0, expectedRows: null, ahead: null })).toBe('  … accounts waiting');
+  });
+
   it('is cut to the terminal width', () => {
     expect(fit('abcdefghijklmnopqrstuvwxyz', 20)).toBe('abcdefghijklmnopqr…');
     expect(fit('short', 20)).toBe('short');
