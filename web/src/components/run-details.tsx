@@ -289,7 +289,7 @@ export function SequenceRunDetails({ id, run }: { id: string; run: Resource<Sequ
             {data.concurrency !== null && (
               <div>
                 <dt>Concurrency</dt>
-                <dd>Up to {count(data.concurrency, 'member')} at once</dd>
+                <dd title="Members of a graph that may run at once; the members of a list run one after another.">Up to {count(data.concurrency, 'member')} at once</dd>
               </div>
             )}
             {data.deadlineMinutes !== null && (
