@@ -190,7 +190,8 @@ export class RunRecord {
    * Records a run that did not finish, its connections closed: one the worker left at its shutdown
    * stays as it is for the next start, one another worker took over is that worker's; one cancelled
    * or at its limit ends with what it delivered, and any other error fails it. A cancel that found
-   * the run's lease lapsed ended it in the store already: that is logged as the cancel it was.
+   * the run's lease lapsed ended it in the store already: that is logged as the cancel it was, and
+   * the run is returned as claimed, its end being the canceller's to report (see Worker.handOff).
    */
   async ended(
     thrown: unknown,
@@ -209,8 +210,9 @@ export class RunRecord {
       if (reason === 'lease-lost') {
         const current = await store.getSyncRun(claimed.id);
         if (current && cancelledInAttempt(current, claimed.attempt)) {
+          // The cancel that ended it reported its end: this attempt's is not one more.
           logger.info(CANCELLED_AFTER_LAPSE, { ...runLog, attempt: claimed.attempt });
-          return current;
+          return claimed;
         }
         // Another worker runs it now; this attempt writes nothing more.
         logger.warn('sync run taken over by another worker after this worker\'s lease ended; this attempt stops', { ...runLog, attempt: claimed.attempt });
@@ -228,7 +230,7 @@ export class RunRecord {
         const current = refused instanceof LockstepError && refused.code === ErrorCode.LeaseLost ? await store.getSyncRun(claimed.id) : null;
         if (!current || !cancelledInAttempt(current, claimed.attempt)) throw refused;
         logger.info(CANCELLED_AFTER_LAPSE, { ...runLog, attempt: claimed.attempt });
-        return current;
+        return claimed;
       }
     }
     const error = toError(thrown);

@@ -460,7 +460,8 @@ export class Worker {
 
   private async handOff(execution: Execution, run: SyncRun): Promise<void> {
     if (this.executions.get(run.id) === execution) this.executions.delete(run.id);
-    // A run that stopped without ending (shutdown, lease lost) is another worker's now.
+    // A run that stopped without ending (shutdown, lease lost) is another worker's now; one a
+    // cancel ended in the store while this worker's lease had lapsed was reported by that cancel.
     if (!isTerminalSyncRunStatus(run.status) || run.attempt !== execution.run.attempt) {
       if (this.state === 'running') void this.pump();
       return;

@@ -163,9 +163,14 @@ describe('a run cancelled while its worker had let its lease lapse', () => {
     const lines: string[] = [];
     const { h, run, held } = await heldWithLapsedLease(lines);
     await using _worker = h;
+    const finished: number[] = [];
+    h.app.events.on('syncRun:finished', (ended) => finished.push(ended.id));
     expect(await h.app.runs.cancelSyncRun(run.id)).toMatchObject({ status: 'cancelled' });
     held.open();
     await vi.waitUntil(() => h.app.worker.runningIds.length === 0, { timeout: 10_000 });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    // Its end is reported once in the process (its metrics count it once), by the cancel that ended it.
+    expect(finished.filter((id) => id === run.id)).toHaveLength(1);
     const logged = messages(lines).filter((entry) => entry.syncRunId === run.id);
     expect(logged.filter((entry) => entry.level !== 'info')).toEqual([]);
     expect(logged.filter((entry) => entry.msg.startsWith('sync run cancelled'))).toHaveLength(1);
