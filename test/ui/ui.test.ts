@@ -184,7 +184,7 @@ describe('web UI', () => {
       const row = members.getByRole('row', { name: sync });
       expect(await row.locator('[data-status]').getAttribute('data-status')).toBe('success');
       delivered[sync] = (await row.locator('td.num').first().textContent()) ?? '';
-      expect(await row.locator('td').nth(2).textContent()).toMatch(/\d+ ms|\d+(\.\d)? s/);
+      expect(await row.locator('td').nth(3).textContent()).toMatch(/\d+ ms|\d+(\.\d)? s/);
     }
     // The contacts rejected earlier are retried and delivered once their workspaces exist.
     expect(delivered).toEqual({ 'accounts-to-crm': '3', 'workspaces-to-crm': '6', 'contacts-to-crm': '30' });
