@@ -146,6 +146,14 @@ describe('run details', () => {
       const { body } = await server.api<RunJson>('GET', `/api/sequence-runs/${started.body.id}`);
       return body.status === 'done' ? true : undefined;
     });
+    // The sequence's page shows them too, as they are now.
+    await page.goto(`${server.baseUrl}/sequences/policies`);
+    const memberTable = page.getByRole('region', { name: 'Members (2)' }).getByRole('table');
+    await memberTable.waitFor();
+    expect(await memberTable.getByRole('row', { name: /^accounts-to-crm / }).locator('td').last().innerText()).toBe('On fatal error or more than 5% rejected\nTimeout 10 min');
+    expect(await page.getByText(/^Deadline: /).textContent()).toBe(
+      'Deadline: a run not ended 30 min after it started fails; its members under way stop and the rest are skipped.',
+    );
     // Edited since: the run still shows what it ran with.
     const edited = { slug: 'policies', name: 'Policies', concurrency: 1, members: members('on_fatal', undefined, undefined) };
     expect((await server.api('PUT', '/api/sequences/policies', edited)).status).toBe(200);
@@ -168,6 +176,10 @@ describe('run details', () => {
       expect(past, path).toBeLessThanOrEqual(0);
     }
     await screenshot(page, 'run-queued-with-policies');
+    await page.goto(`${server.baseUrl}/sequences/policies`);
+    await page.getByRole('region', { name: 'Members (2)' }).getByRole('table').waitFor();
+    expect(await page.getByText(/^Deadline: /).count()).toBe(0);
+    expect(await page.getByText(/Timeout/).count()).toBe(0);
   });
 
   it('a rejected row whose reason is an API’s compact JSON, without a space in it, stays inside the run’s page and dialog', async () => {

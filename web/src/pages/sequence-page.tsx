@@ -13,7 +13,7 @@ import { RunHistory, StatusFilter } from '../components/run-history.js';
 import { SequenceGraph, dependencies, isGraph } from '../components/sequence-graph.js';
 import { SequencePlanDialog } from '../components/sequence-plan.js';
 import { ActionButton, Dialog, EmptyState, ErrorBanner, Loading, StatusBadge, Switch } from '../components/ui.js';
-import { membersInWords, scheduleInWords, terminateInWords } from '../format.js';
+import { formatMinutes, membersInWords, scheduleInWords, terminateInWords } from '../format.js';
 import { useApi, useClock, usePageAction } from '../hooks.js';
 import { closeTo, href, navigate } from '../router.js';
 
@@ -224,32 +224,52 @@ function Members({ sequence, statuses }: { sequence: Sequence; statuses: Map<str
                   <a href={href.sync(m.sync)}>{m.sync}</a>
                 </td>
                 <td>{(deps.get(m.key) ?? []).join(', ') || 'starts at once'}</td>
-                <td>{terminateInWords(m.terminate, m.rejectedThreshold)}</td>
+                <td>
+                  {terminateInWords(m.terminate, m.rejectedThreshold)}
+                  {m.timeoutMinutes !== undefined && <div className="muted small">Timeout {formatMinutes(m.timeoutMinutes)}</div>}
+                </td>
               </tr>
             ))}
           </tbody>
         </table>
         <p className="hint">Up to {sequence.concurrency} members run at once.</p>
+        <Deadline sequence={sequence} />
       </>
     );
   }
   return (
-    <ol className="member-steps" aria-label="Members in order">
-      {sequence.members.map((m, i) => {
-        const status = statuses?.get(m.key);
-        return (
-          <li key={m.key} aria-label={m.key}>
-            <span className="member-index">{i + 1}</span>
-            <div className="member-main">
-              <a href={href.sync(m.sync)}>{m.sync}</a>
-              {m.key !== m.sync && <span className="tag">key {m.key}</span>}
-              <div className="muted small">Terminate: {terminateInWords(m.terminate, m.rejectedThreshold)}</div>
-            </div>
-            {status && <StatusBadge status={status} />}
-          </li>
-        );
-      })}
-    </ol>
+    <>
+      <ol className="member-steps" aria-label="Members in order">
+        {sequence.members.map((m, i) => {
+          const status = statuses?.get(m.key);
+          return (
+            <li key={m.key} aria-label={m.key}>
+              <span className="member-index">{i + 1}</span>
+              <div className="member-main">
+                <a href={href.sync(m.sync)}>{m.sync}</a>
+                {m.key !== m.sync && <span className="tag">key {m.key}</span>}
+                <div className="muted small">
+                  Terminate: {terminateInWords(m.terminate, m.rejectedThreshold)}
+                  {m.timeoutMinutes !== undefined && ` · Timeout ${formatMinutes(m.timeoutMinutes)}`}
+                </div>
+              </div>
+              {status && <StatusBadge status={status} />}
+            </li>
+          );
+        })}
+      </ol>
+      <Deadline sequence={sequence} />
+    </>
+  );
+}
+
+/** The sequence's deadline, when it has one: what happens to a run still under way then. */
+function Deadline({ sequence }: { sequence: Sequence }) {
+  if (sequence.deadlineMinutes === undefined) return null;
+  return (
+    <p className="hint">
+      Deadline: a run not ended {formatMinutes(sequence.deadlineMinutes)} after it started fails; its members under way stop and the rest are skipped.
+    </p>
   );
 }
 
