@@ -118,7 +118,9 @@ describe('cancel given a slug instead of a run id', () => {
     // The ids named work.
     const cancelled = await runMain(['--workspace', dir, 'sequence', 'cancel', sequenceRunId]);
     expect(cancelled.code, cancelled.stderr).toBe(0);
-    expect(cancelled.stdout).toBe(`sequence run ${sequenceRunId}: cancelled\n`);
+    expect(cancelled.stdout).toBe(`sequence run ${sequenceRunId}: cancelled: it left the queue without running\n`);
+    const cancelledSync = await runMain(['--workspace', dir, 'sync', 'cancel', String(syncRunId)]);
+    expect(cancelledSync.stdout).toBe(`sync run ${syncRunId}: cancelled: it left the queue without running\n`);
   });
 });
 

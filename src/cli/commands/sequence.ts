@@ -104,7 +104,13 @@ export function registerSequenceCommands(program: Command, deps: CommandDeps): v
         const known = UUID.test(runId) && (await app.store.getSequenceRun(runId)) !== null;
         if (!known) throw await unknownRun(app, 'sequence', runId);
         const run = await app.runs.cancelSequenceRun(runId);
-        term.out(`sequence run ${run.id}: ${run.status === 'cancelled' ? 'cancelled' : 'cancel requested'}`);
+        const outcome =
+          run.status !== 'cancelled'
+            ? 'cancel requested: its members under way stop at the end of the batch under way; the members not started are skipped'
+            : run.startedAt === null
+              ? 'cancelled: it left the queue without running'
+              : 'cancelled';
+        term.out(`sequence run ${run.id}: ${outcome}`);
       } finally {
         await close();
       }

@@ -88,7 +88,13 @@ export function registerSyncCommands(program: Command, deps: CommandDeps): void 
         const known = Number.isInteger(id) && id > 0 && (await app.store.getSyncRun(id)) !== null;
         if (!known) throw await unknownRun(app, 'sync', runId);
         const run = await app.runs.cancelSyncRun(id);
-        term.out(`sync run ${run.id}: ${run.status === 'cancelled' ? 'cancelled' : 'cancel requested'}`);
+        const outcome =
+          run.status !== 'cancelled'
+            ? 'cancel requested: it stops at the end of the batch under way; the batches delivered stay delivered'
+            : run.startedAt === null
+              ? 'cancelled: it left the queue without running'
+              : 'cancelled: the process running it had stopped; the batches it delivered stay delivered';
+        term.out(`sync run ${run.id}: ${outcome}`);
       } finally {
         await close();
       }
