@@ -2,7 +2,7 @@
  * A run's details as a user reads them and moves through them with the keyboard: the run dialogs
  * over a sync's and a sequence's page, on a workspace with a sequence that ran to the end.
  */
-import { createServer } from 'node:http';
+import { createServer, type ServerResponse } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import type { Dialog, Page } from 'playwright-core';
 import { freePort } from '../setup/processes.js';
@@ -334,10 +334,13 @@ describe('run details', () => {
   });
 
   it('a run waiting in the queue says when it was queued, not that it started then', async () => {
-    // An API that takes two seconds per request, so the first run is still delivering while the second waits.
+    // An API that answers no request until the test ends, so the first run is still delivering
+    // while the second waits, however slow the machine (a run of three rows sent at once ended
+    // within the two seconds an API answer used to take, before the test could cancel it).
+    const held = new Set<ServerResponse>();
     const api = createServer((req, res) => {
       req.resume();
-      req.on('end', () => setTimeout(() => res.writeHead(200, { 'Content-Type': 'application/json' }).end('{"ok":true}'), 2000));
+      held.add(res);
     });
     const port = await freePort();
     await new Promise<void>((resolve) => api.listen(port, '127.0.0.1', resolve));
@@ -370,6 +373,7 @@ describe('run details', () => {
       expect((await server.api('POST', `/api/sync-runs/${running.body.id}/cancel`)).status).toBe(200);
       await facts.locator('[data-status="cancelled"]').waitFor({ timeout: 20_000 });
     } finally {
+      for (const res of held) res.destroy();
       api.closeAllConnections();
       await new Promise<void>((resolve) => api.close(() => resolve()));
     }
