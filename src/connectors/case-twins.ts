@@ -105,6 +105,19 @@ export class CaseTwins {
   }
 
   /**
+   * The key first sent of `key`'s twins (it may be `key` itself), or undefined when none was sent;
+   * unlike `firsts`, `key` is not remembered.
+   */
+  find(key: string): string | undefined {
+    if (this.closed) throw new LockstepError(ErrorCode.Connection, 'checking the external ids of a batch: the destination is closed');
+    const lower = key.toLowerCase();
+    const held = this.held.get(lower);
+    if (held !== undefined || this.select === null) return held;
+    const found = this.select.all(Buffer.from(lower, 'utf16le'))[0] as [Buffer] | undefined;
+    return found?.[0].toString('utf16le');
+  }
+
+  /**
    * Records each of `texts` as sent, unless a key that differs from it only in case was sent
    * before (in this run, or earlier in `texts`): those are answered, by their place in `texts`,
    * with the text sent first. Texts without a letter have no twin and are not kept.

@@ -17,6 +17,7 @@ import { createRateLimiter } from '../../src/connectors/rate-limiter.js';
 import { DEFAULT_BACKOFF } from '../../src/core/backoff.js';
 import { systemClock } from '../../src/core/clock.js';
 import type { ConnectorContext } from '../../src/core/connector-kind.js';
+import { CaseTwins } from '../../src/connectors/case-twins.js';
 import { ErrorCode, LockstepError } from '../../src/core/errors.js';
 import { encodeKey } from '../../src/core/keys.js';
 import { silentLogger } from '../../src/core/logger.js';
@@ -630,6 +631,27 @@ ${extra}`).replace('destinations:\n', 'destinations:\n  crm: { type: salesforce,
       expect(hub.records('contacts').map((r) => r.id)).toEqual([kept.id]);
       expect(hub.find('contacts', 'external_id', 'p')).toBeUndefined();
       expect(byProperty.id).not.toBe(kept.id);
+    });
+
+    it('keeps a contact whose email this run wrote in another case, archiving it for neither key, and remembers emails past a memory bound', async () => {
+      const ann = hub.seed('contacts', { email: 'ann@x.com', firstname: 'Ann' });
+      const writer = await destination.prepare(
+        contactsTarget({ keyColumns: ['email'], columns: ['email', 'firstname'], settings: { idProperty: 'email' }, delivered: false }, { 'contacts-to-hubspot': { [encodeKey(['ann@x.com'])]: ann.id } }),
+      );
+      expect(await writer.write([{ kind: 'upsert', key: ['Ann@x.com'], values: ['Ann@x.com', 'Annie'], change: 'added' }])).toEqual([{ ok: true, id: ann.id }]);
+      expect(await writer.write([op('delete', 'ann@x.com')])).toEqual([{ ok: true }]);
+      expect(hub.find('contacts', 'email', 'Ann@x.com')).toMatchObject({ id: ann.id, properties: { firstname: 'Annie' } });
+
+      const written = new CaseTwins(4 * 1024);
+      try {
+        written.firsts(Array.from({ length: 500 }, (_, n) => `p${n}@x.com`));
+        expect(written.spilled).toBeGreaterThan(400);
+        expect([written.find('P0@x.com'), written.find('P499@X.com'), written.find('p499@x.com'), written.find('q@x.com')]).toEqual(['p0@x.com', 'p499@x.com', 'p499@x.com', undefined]);
+        // Looking up does not remember.
+        expect(written.firsts(['Q@x.com'])).toEqual(['Q@x.com']);
+      } finally {
+        written.close();
+      }
     });
   });
 

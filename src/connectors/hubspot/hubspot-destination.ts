@@ -30,9 +30,9 @@
  *    parent's. A row whose association fails is refused (its record is
  *    written, and is written again with its association on the next run);
  * 6. deletes: `batch/archive` of the ids this sync recorded, or of the records found by idProperty
- *    when none is recorded; a record already gone counts as deleted, and one this run wrote for
- *    another key, or that a twin of the key rejected in this run waits for (an email whose case
- *    changed), is left to that key.
+ *    when none is recorded; a record already gone counts as deleted, and for a contact's email
+ *    whose case changed, one this run wrote for the email in its new case, or that its twin rejected
+ *    in this run waits for, is left to that key.
  */
 import { distance } from 'fastest-levenshtein';
 import { withBackoff, type BackoffPolicy } from '../../core/backoff.js';
@@ -144,6 +144,7 @@ export class HubSpotDestination implements Destination {
       associations,
       concurrentWrites: this.options.concurrency,
       caseTwins: this.track(new CaseTwins()),
+      writtenTwins: this.track(new CaseTwins()),
     });
   }
 
@@ -356,6 +357,8 @@ interface WriterOptions {
   concurrentWrites: number;
   /** The idProperty values sent in this run, when HubSpot matches them without regard to case. */
   caseTwins: CaseTwins;
+  /** The idProperty values written in this run, likewise (used only then). */
+  writtenTwins: CaseTwins;
 }
 
 /** An insert, upsert or update on its way through a batch's steps. */
@@ -397,13 +400,6 @@ class HubSpotWriter implements DestinationWriter {
    * delete of that key (its case changed in the model) leaves the record to the twin.
    */
   private readonly awaited = new Map<string, string>();
-  /**
-   * Records this writer wrote in this run, with the idProperty value each was written for. A delete
-   * of another value that finds one of them is of a key that now names the same record another way
-   * (an email whose case changed: `Ann@x.com` for `ann@x.com`), so the record is the new key's and
-   * is not archived.
-   */
-  private readonly writtenIds = new Map<string, string>();
 
   constructor(private readonly options: WriterOptions) {
     this.concurrentWrites = options.concurrentWrites;
@@ -472,10 +468,11 @@ class HubSpotWriter implements DestinationWriter {
       written.push(...(await this.upsert(ready.slice(start, start + BATCH_LIMIT), refuse)));
     }
     await this.associate(written, refuse);
-    for (const row of written) {
-      if (row.recordId !== undefined) this.writtenIds.set(row.recordId, row.id);
-      outcomes[row.index] ??= { ok: true, id: row.recordId };
-    }
+    // An email written in this run, kept on disk past a memory bound (case-twins.ts): a delete of
+    // its twin in case (`ann@x.com` when `Ann@x.com` was written) finds the record the email now
+    // names, which is not archived.
+    if (this.caseless) this.options.writtenTwins.firsts(written.filter((row) => row.recordId !== undefined).map((row) => row.id));
+    for (const row of written) outcomes[row.index] ??= { ok: true, id: row.recordId };
     if (deletes.length > 0) await this.remove(deletes, outcomes);
     return outcomes.map((outcome) => outcome ?? { ok: false, reason: 'HubSpot answered nothing for this row; it is sent again', retryable: true });
   }
@@ -792,9 +789,10 @@ class HubSpotWriter implements DestinationWriter {
       for (const row of unknown) row.recordId = found.get(this.normalise(String(row.op.key[0])));
     }
     const takenOver = (row: PendingDelete) => {
-      if (row.recordId === undefined) return false;
-      const writtenFor = this.writtenIds.get(row.recordId) ?? this.awaited.get(row.recordId);
-      return writtenFor !== undefined && writtenFor !== String(row.op.key[0]);
+      if (row.recordId === undefined || !this.caseless) return false;
+      const key = String(row.op.key[0]);
+      const writtenFor = this.options.writtenTwins.find(key) ?? this.awaited.get(row.recordId);
+      return writtenFor !== undefined && writtenFor !== key;
     };
     const archived = rows.filter((row) => row.recordId !== undefined && !takenOver(row));
     for (const row of rows) if (!archived.includes(row)) outcomes[row.index] = { ok: true };
