@@ -699,6 +699,24 @@ ${extra}`).replace('destinations:\n', 'destinations:\n  crm: { type: salesforce,
       expect(hub.stats().calls['associations.batchCreate']).toBe(1);
     });
 
+    it('finds a contact named by its email in another case than its sync delivered it, as HubSpot matches emails', async () => {
+      const ann = hub.seed('contacts', { email: 'ann@x.com' });
+      hub.seed('contacts', { email: 'cy@x.com' });
+      const writer = await destination.prepare({
+        object: 'deals',
+        keyColumns: ['external_id'],
+        columns: ['external_id', 'dealname', 'contact_email'],
+        settings: { idProperty: 'external_id', associations: [{ object: 'contacts', from: 'contact_email', lookup: { sync: 'contacts-to-hubspot' } }] },
+        sync: 'deals-to-hubspot',
+        recordIds: async (slug, keys) => new Map(slug === 'contacts-to-hubspot' ? keys.filter((k) => k === encodeKey(['ann@x.com'])).map((k) => [k, ann.id] as [string, string]) : []),
+      });
+      const outcomes = await writer.write([op('upsert', 'd1', ['Big deal', 'Ann@X.com']), op('upsert', 'd2', ['Small deal', 'CY@x.com'])]);
+      expect(outcomes[0]?.ok).toBe(true);
+      expect(hub.associations('deals', hub.find('deals', 'external_id', 'd1')!.id).map((a) => a.toObjectId)).toEqual([ann.id]);
+      // A contact the sync did not deliver (made by hand) is not taken for the one it names.
+      expect(reason(outcomes[1])).toMatch(/^contact CY@x.com has not been delivered by contacts-to-hubspot yet/);
+    });
+
     it('a changed parent replaces the association with the old one, an emptied key removes it; other objects stay', async () => {
       const acme = hub.seed('companies', { external_id: '1', name: 'Acme' });
       const globex = hub.seed('companies', { external_id: '2', name: 'Globex' });

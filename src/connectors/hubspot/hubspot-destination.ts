@@ -16,6 +16,7 @@
  * 2. associations: each row's parent ids are looked up in the ids the parent syncs recorded; a row
  *    whose parent has not been delivered yet is refused without being sent, and sent again on the
  *    next run (it stays out of the snapshot), so a record never reaches HubSpot without its parents;
+ *    a contact named by its email in another case than its sync delivered it is the one HubSpot finds;
  * 3. updates: `batch/read` by idProperty; rows with no record are refused ("no contacts record
  *    with email = x");
  * 4. inserts, upserts and updates: `batch/upsert` by idProperty, every input with its own
@@ -549,15 +550,16 @@ class HubSpotWriter implements DestinationWriter {
       const keys = new Set<string>();
       for (const row of rows) for (const key of lookupKeys(row.op.values[column] ?? null)) keys.add(key);
       const ids = keys.size > 0 ? await recordIds(association.parentSync, [...keys]) : new Map<string, string>();
+      const found = (value: Value) => lookupKeys(value).map((key) => ids.get(key)).find((id) => id !== undefined);
+      const missing = rows.map((row) => row.op.values[column] ?? null).filter((value) => value !== null && value !== '' && found(value) === undefined);
+      const byEmail = standardObject(association.object) === 'contacts' ? await this.parentsByEmail(missing, association) : new Map<string, string>();
       for (const row of rows) {
         const value = row.op.values[column] ?? null;
         if (value === null || value === '') {
           row.parents.push(null);
           continue;
         }
-        const id = lookupKeys(value)
-          .map((key) => ids.get(key))
-          .find((found) => found !== undefined);
+        const id = found(value) ?? byEmail.get(String(value));
         row.parents.push(id ?? null);
         if (id === undefined && !refused.has(row)) {
           refused.add(row);
@@ -569,6 +571,27 @@ class HubSpotWriter implements DestinationWriter {
       }
     }
     return rows.filter((row) => !refused.has(row));
+  }
+
+  /**
+   * Contacts named by an email in another case than their sync delivered them (`Ann@X.com` for
+   * `ann@x.com`): HubSpot matches emails without regard to case, so the contact it finds for the
+   * email is the parent when the parent sync recorded that id for the email the contact holds.
+   * Answers their ids by the value as the row gives it; one `batch/read` per batch with such values.
+   */
+  private async parentsByEmail(values: Value[], association: Association): Promise<Map<string, string>> {
+    const { target } = this.options;
+    const emails = [...new Set(values.map(String).filter((value) => isHubSpotEmail(value)))];
+    const parents = new Map<string, string>();
+    if (emails.length === 0 || !target.recordIds) return parents;
+    const records = await this.recordsByIdProperty(emails, association.object, 'email');
+    const held = new Map(records.map((record) => [record.value.trim().toLowerCase(), record]));
+    const recorded = await target.recordIds(association.parentSync, records.map((record) => encodeKey([record.value])));
+    for (const email of emails) {
+      const record = held.get(email.trim().toLowerCase());
+      if (record && recorded.get(encodeKey([record.value])) === record.id) parents.set(email, record.id);
+    }
+    return parents;
   }
 
   /**
@@ -811,14 +834,14 @@ class HubSpotWriter implements DestinationWriter {
     return found;
   }
 
-  /** The records HubSpot finds for `values` of idProperty, with the value each holds. */
-  private async recordsByIdProperty(values: string[]): Promise<Array<{ id: string; value: string }>> {
-    const { client, target, idProperty } = this.options;
+  /** The records HubSpot finds for `values` of idProperty (of `object`'s `property`), with the value each holds. */
+  private async recordsByIdProperty(values: string[], object = this.options.target.object, idProperty = this.options.idProperty): Promise<Array<{ id: string; value: string }>> {
+    const { client } = this.options;
     const found: Array<{ id: string; value: string }> = [];
     for (let start = 0; start < values.length; start += BATCH_LIMIT) {
       const inputs = values.slice(start, start + BATCH_LIMIT).map((id) => ({ id }));
-      const what = `reading ${target.object} by ${idProperty}`;
-      const answer = await client.request('POST', `${this.objectPath}/batch/read`, { idProperty, inputs, properties: [idProperty] }, what);
+      const what = `reading ${object} by ${idProperty}`;
+      const answer = await client.request('POST', `/crm/v3/objects/${encodeURIComponent(object)}/batch/read`, { idProperty, inputs, properties: [idProperty] }, what);
       if (answer.status >= 400) throw refusedRequest(what, answer.status, answer.body);
       const body = answer.body as HubSpotBatchAnswer<HubSpotObject> | undefined;
       if (!Array.isArray(body?.results)) throw unexpected(what, answer.body);
