@@ -331,6 +331,28 @@ ${extra}`).replace('destinations:\n', 'destinations:\n  crm: { type: salesforce,
       expect(hub.stats().calls['objects.batchUpsert']).toBe(1);
     });
 
+    it('a 400 for the whole request (idProperty no longer unique, the object deleted) fails the run at once naming the cause and fix, without splitting the batch', async () => {
+      const writer = await destination.prepare(contactsTarget());
+      const rows = ['a', 'b', 'c', 'd'].map((key) => op('upsert', key, [`${key}@example.com`, key.toUpperCase()]));
+      const nonUnique = { status: 'error', message: 'Unable to perform update/upsert by non-unique 0-1 property external_id in portal ID 12345678', correlationId: 'c-1', category: 'VALIDATION_ERROR' };
+      hub.failNext(1, { endpoint: 'objects.batchUpsert', status: 400, body: nonUnique });
+      const notUnique = await failure(writer.write(rows));
+      expect(notUnique.code).toBe(ErrorCode.Schema);
+      expect(notUnique.message).toBe(
+        'sync "contacts-to-hubspot": HubSpot no longer takes "external_id" of contacts as a unique-value property, so it cannot match records on it (400 VALIDATION_ERROR: Unable to perform update/upsert by non-unique 0-1 property external_id in portal ID 12345678) — turn "Require unique values" on again for external_id in HubSpot, or set idProperty to another unique-value property',
+      );
+      expect(hub.stats().calls['objects.batchUpsert']).toBe(1);
+
+      hub.resetStats();
+      hub.failNext(1, { endpoint: 'objects.batchUpsert', status: 400, body: { status: 'error', message: 'Unable to infer object type from: contacts', correlationId: 'c-2' } });
+      const gone = await failure(writer.write(rows));
+      expect(gone.code).toBe(ErrorCode.Schema);
+      expect(gone.message).toBe(
+        'sync "contacts-to-hubspot": HubSpot no longer has object type "contacts" (400 ERROR: Unable to infer object type from: contacts) — set object to an object type HubSpot has (GET /crm/v3/schemas lists the custom ones), or create it again in HubSpot',
+      );
+      expect(hub.stats().calls['objects.batchUpsert']).toBe(1);
+    });
+
     it('matches results by idProperty value when HubSpot answers out of order without trace ids', async () => {
       const writer = await destination.prepare(contactsTarget());
       hub.failNext(1, {

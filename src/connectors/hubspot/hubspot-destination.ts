@@ -23,7 +23,8 @@
  *    `objectWriteTraceId` so HubSpot answers per record (207); results are matched back by trace
  *    id, else by idProperty value (HubSpot does not promise their order). Where HubSpot fails the
  *    whole request for one bad input (contacts upserted by email take no partial upserts), the
- *    batch is split in halves until the bad rows stand alone;
+ *    batch is split in halves until the bad rows stand alone; a 400 no input is to blame for (a
+ *    property, the idProperty's uniqueness or the object type gone) fails the run at once;
  * 5. associations of the rows written: a record the upsert found already there (`new: false`)
  *    and that this sync delivered before (it recorded an id for the key) is read (v4 `batch/read`)
  *    and loses the sync's association type to any record other than its parent now (v4
@@ -614,6 +615,8 @@ class HubSpotWriter implements DestinationWriter {
           `sync "${this.options.sync}": ${target.object} has no ${gone.length === 1 ? 'property' : 'properties'} ${gone.map((name) => `"${name}"`).join(', ')} any more (HubSpot answered PROPERTY_DOESNT_EXIST while ${what}) — create ${gone.length === 1 ? 'it' : 'them'} again in HubSpot, or write the column to another property (mappings) or leave it out of the model's query`,
         );
       }
+      const whole = wholeRequestError(answer.status, answer.body, this.options.sync, target.object, idProperty);
+      if (whole) throw whole;
       if (rows.length === 1) {
         const row = rows[0] as PendingRow;
         refuse(row.index, this.rowError(answer.body as HubSpotError, row));
@@ -913,6 +916,29 @@ function missingProperties(body: unknown): string[] {
     }
   }
   return [...names];
+}
+
+/**
+ * A 400 that no row of the request is to blame for, so no split of the batch gets past it: the
+ * idProperty is no longer a unique-value property ("Unable to perform update/upsert by non-unique
+ * 0-1 property …"), or the object type is gone ("Unable to infer object type from: …"). Null for another.
+ */
+function wholeRequestError(status: number, body: unknown, sync: string, object: string, idProperty: string): LockstepError | null {
+  const message = (body as HubSpotError | undefined)?.message ?? '';
+  if (status !== 400 || typeof message !== 'string') return null;
+  if (message.startsWith('Unable to perform update/upsert by non-unique ')) {
+    return new LockstepError(
+      ErrorCode.Schema,
+      `sync "${sync}": HubSpot no longer takes "${idProperty}" of ${object} as a unique-value property, so it cannot match records on it (${status} ${errorText(body)}) — turn "Require unique values" on again for ${idProperty} in HubSpot, or set idProperty to another unique-value property`,
+    );
+  }
+  if (message.startsWith('Unable to infer object type from: ')) {
+    return new LockstepError(
+      ErrorCode.Schema,
+      `sync "${sync}": HubSpot no longer has object type "${object}" (${status} ${errorText(body)}) — set object to an object type HubSpot has (GET /crm/v3/schemas lists the custom ones), or create it again in HubSpot`,
+    );
+  }
+  return null;
 }
 
 /** Whether an association's error says its parent record (`to`) does not exist. */
