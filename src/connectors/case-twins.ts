@@ -27,6 +27,8 @@ const TEMP_FOLDER = 'the folder SQLITE_TMPDIR or TMPDIR names, else /var/tmp or 
 /** Estimated bytes of a Map entry besides its two strings' characters. */
 const ENTRY_BYTES = 64;
 
+const lowerCase = (key: string): string => key.toLowerCase();
+
 export class CaseTwins {
   /** Lowercased key → the key as first sent, while within the budget. */
   private readonly held = new Map<string, string>();
@@ -37,8 +39,15 @@ export class CaseTwins {
   private insert: SqliteStatement | null = null;
   private closed = false;
 
-  /** `budgetBytes`: memory the keys may take before the rest go to disk (default: CASE_TWIN_BYTES). */
-  constructor(private readonly budgetBytes: number = CASE_TWIN_BYTES) {}
+  /**
+   * `budgetBytes`: memory the keys may take before the rest go to disk (default: CASE_TWIN_BYTES);
+   * `fold`: the form in which two keys are twins (default: lowercased; HubSpot's emails also go
+   * without the spaces around them).
+   */
+  constructor(
+    private readonly budgetBytes: number = CASE_TWIN_BYTES,
+    private readonly fold: (key: string) => string = lowerCase,
+  ) {}
 
   /** Estimated bytes the keys held in memory take (at most `budgetBytes`). */
   get bytes(): number {
@@ -61,7 +70,7 @@ export class CaseTwins {
     let began = false;
     try {
       keys.forEach((key, n) => {
-        const lower = key.toLowerCase();
+        const lower = this.fold(key);
         const held = this.held.get(lower);
         if (held !== undefined) {
           out[n] = held;
@@ -110,7 +119,7 @@ export class CaseTwins {
    */
   find(key: string): string | undefined {
     if (this.closed) throw new LockstepError(ErrorCode.Connection, 'checking the external ids of a batch: the destination is closed');
-    const lower = key.toLowerCase();
+    const lower = this.fold(key);
     const held = this.held.get(lower);
     if (held !== undefined || this.select === null) return held;
     const found = this.select.all(Buffer.from(lower, 'utf16le'))[0] as [Buffer] | undefined;
@@ -120,11 +129,12 @@ export class CaseTwins {
   /**
    * Records each of `texts` as sent, unless a key that differs from it only in case was sent
    * before (in this run, or earlier in `texts`): those are answered, by their place in `texts`,
-   * with the text sent first. Texts without a letter have no twin and are not kept.
+   * with the text sent first. Texts without a letter have no twin in case, and are not kept when
+   * only case makes twins.
    */
   claim(texts: readonly string[]): Map<number, string> {
     const twins = new Map<number, string>();
-    const cased = texts.flatMap((text, i) => (text.toLowerCase() === text.toUpperCase() ? [] : [i]));
+    const cased = texts.flatMap((text, i) => (this.fold === lowerCase && text.toLowerCase() === text.toUpperCase() ? [] : [i]));
     if (cased.length === 0) return twins;
     const firsts = this.firsts(cased.map((i) => texts[i] as string));
     cased.forEach((i, n) => {

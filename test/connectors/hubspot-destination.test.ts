@@ -609,6 +609,27 @@ ${extra}`).replace('destinations:\n', 'destinations:\n  crm: { type: salesforce,
       expect(hub.find('contacts', 'email', 'ann@x.com')?.properties).toMatchObject({ email: 'ann@x.com', firstname: 'Ann' });
     });
 
+    it('of two emails that differ only in the spaces around them, in one batch or in two, writes the first and rejects the other saying what differs', async () => {
+      const writer = await destination.prepare(contactsTarget({ keyColumns: ['email'], columns: ['email', 'firstname'], settings: { idProperty: 'email' } }));
+      const first = await writer.write([
+        { kind: 'upsert', key: ['ann@x.com'], values: ['ann@x.com', 'Ann'], change: 'added' },
+        { kind: 'upsert', key: [' ann@x.com'], values: [' ann@x.com', 'Spaced'], change: 'added' },
+      ]);
+      const second = await writer.write([
+        { kind: 'upsert', key: ['ann@x.com '], values: ['ann@x.com ', 'Trailing'], change: 'added' },
+        { kind: 'upsert', key: [' Ann@x.com'], values: [' Ann@x.com', 'Both'], change: 'added' },
+      ]);
+      expect(first[0]?.ok).toBe(true);
+      const spaces = (id: string) =>
+        `email "${id}" is the same contacts record to HubSpot as "ann@x.com", another row of this run, sent instead of this one: the two differ only in the spaces around them, which are no part of an address, so the two would write one record — give the model one row per address (e.g. trim(email) in its query, keeping one row for each)`;
+      expect(reason(first[1])).toBe(spaces(' ann@x.com'));
+      expect(reason(second[0])).toBe(spaces('ann@x.com '));
+      expect(reason(second[1])).toBe(
+        'email " Ann@x.com" is the same contacts record to HubSpot as "ann@x.com", another row of this run, sent instead of this one: the two differ only in case and the spaces around them, which are no part of an address, and HubSpot matches emails without regard to case, so the two would write one record — give the model one row per address (e.g. lower(trim(email)) in its query, keeping one row for each)',
+      );
+      expect(hub.find('contacts', 'email', 'ann@x.com')?.properties).toMatchObject({ email: 'ann@x.com', firstname: 'Ann' });
+    });
+
     it('rejects a new email whose twin in case this sync delivered in an earlier run, and writes one whose twin another tool made', async () => {
       const ours = hub.seed('contacts', { email: 'ann@x.com', firstname: 'Ann' });
       const theirs = hub.seed('contacts', { email: 'cy@x.com', firstname: 'Cy' });

@@ -9,10 +9,11 @@
  *    property cannot take (hubspot-values.ts: a date that is not at midnight UTC; text, the
  *    idProperty's value included, longer than HubSpot's 65,536 characters; a contact's email
  *    that is no address HubSpot takes), are refused;
- *    so are contacts whose email differs only in case from one sent before in the run (the first
- *    sent wins; case-twins.ts keeps them off the heap), or from the key this sync delivered to the
- *    record HubSpot finds for a new email — HubSpot matches emails without regard to case, and
- *    would write both to one record (other unique-value properties are matched as written);
+ *    so are contacts whose email differs only in case or the spaces around it from one sent before
+ *    in the run (the first sent wins; case-twins.ts keeps them off the heap), or from the key this
+ *    sync delivered to the record HubSpot finds for a new email — HubSpot matches emails without
+ *    regard to case, spaces around an address are no part of it, and both would write one record
+ *    (other unique-value properties are matched as written);
  * 2. associations: each row's parent ids are looked up in the ids the parent syncs recorded; a row
  *    whose parent has not been delivered yet is refused without being sent, and sent again on the
  *    next run (it stays out of the snapshot), so a record never reaches HubSpot without its parents;
@@ -44,7 +45,7 @@ import { splitHint } from '../../core/hints.js';
 import { encodeKey, lookupKeys } from '../../core/keys.js';
 import type { ApiUsage } from '../../core/runs.js';
 import type { Clock, Destination, DestinationWriter, RowOutcome, Value, WriteOperation, WriteTarget } from '../../core/ports.js';
-import { CaseTwins } from '../case-twins.js';
+import { CASE_TWIN_BYTES, CaseTwins } from '../case-twins.js';
 import { EMAIL_FORM, hubspotValue, isHubSpotEmail, TEXT_LIMIT } from './hubspot-values.js';
 import { HubSpotClient, type HubSpotBatchAnswer, type HubSpotError, type HubSpotObject, type HubSpotProperty } from './hubspot-client.js';
 import {
@@ -145,8 +146,8 @@ export class HubSpotDestination implements Destination {
       uniqueColumns: propertyColumns.filter(({ property }) => property.hasUniqueValue === true || (standardObject(target.object) === 'contacts' && property.name === 'email')),
       associations,
       concurrentWrites: this.options.concurrency,
-      caseTwins: this.track(new CaseTwins()),
-      writtenTwins: this.track(new CaseTwins()),
+      caseTwins: this.track(new CaseTwins(CASE_TWIN_BYTES, emailKey)),
+      writtenTwins: this.track(new CaseTwins(CASE_TWIN_BYTES, emailKey)),
     });
   }
 
@@ -416,8 +417,11 @@ class HubSpotWriter implements DestinationWriter {
     const { idProperty, idColumn, target } = this.options;
     const writes: PendingRow[] = [];
     const deletes: PendingDelete[] = [];
-    /** The batch's idProperty values, as HubSpot matches them → as the first row wrote them. */
-    const seen = new Map<string, string>();
+    /**
+     * The batch's idProperty values as written; two emails that differ only in case or spaces
+     * around them are told apart by the run's case twins, which know the first sent in the run.
+     */
+    const seen = new Set<string>();
     batch.forEach((op, index) => {
       switch (op.kind) {
         case 'delete':
@@ -432,12 +436,8 @@ class HubSpotWriter implements DestinationWriter {
             return;
           }
           const id = String(value);
-          const first = seen.get(this.normalise(id));
-          if (first !== undefined) {
-            refuse(
-              index,
-              first === id ? `${idProperty} ${id} is written by two rows of one batch: HubSpot would match both to one record` : this.twinReason(id, first, 'another row of this run, sent instead of this one'),
-            );
+          if (seen.has(id)) {
+            refuse(index, `${idProperty} ${id} is written by two rows of one batch: HubSpot would match both to one record`);
             return;
           }
           const properties = this.properties(op.values);
@@ -445,7 +445,7 @@ class HubSpotWriter implements DestinationWriter {
             refuse(index, properties);
             return;
           }
-          seen.set(this.normalise(id), id);
+          seen.add(id);
           writes.push({ index, op, id, properties, parents: [] });
           return;
         }
@@ -526,11 +526,18 @@ class HubSpotWriter implements DestinationWriter {
     return twinned.size === 0 ? rows : rows.filter((row) => !twinned.has(row));
   }
 
+  /** Why a row is refused for an email that is another's but for case or the spaces around it, saying which. */
   private twinReason(id: string, other: string, which: string): string {
     const { idProperty, target } = this.options;
+    const spaced = id.trim() !== id || other.trim() !== other;
+    const cased = id.trim() !== other.trim();
+    const differ = spaced
+      ? `the two differ only in ${cased ? 'case and ' : ''}the spaces around them, which are no part of an address${cased ? ', and HubSpot matches emails without regard to case' : ''}`
+      : 'HubSpot matches emails without regard to case';
+    const fix = spaced ? (cased ? `lower(trim(${idProperty}))` : `trim(${idProperty})`) : `lower(${idProperty})`;
     return (
-      `${idProperty} "${id}" is the same ${target.object} record to HubSpot as "${other}", ${which}: HubSpot matches emails without regard to case, ` +
-      `so the two would write one record — give the model one row per address (e.g. lower(${idProperty}) in its query, keeping one row for each)`
+      `${idProperty} "${id}" is the same ${target.object} record to HubSpot as "${other}", ${which}: ${differ}, ` +
+      `so the two would write one record — give the model one row per address (e.g. ${fix} in its query, keeping one row for each)`
     );
   }
 
@@ -893,8 +900,16 @@ class HubSpotWriter implements DestinationWriter {
   }
 
   private normalise(id: string): string {
-    return this.caseless ? id.trim().toLowerCase() : id;
+    return this.caseless ? emailKey(id) : id;
   }
+}
+
+/**
+ * An email as HubSpot tells contacts apart: without regard to case, and without the spaces around
+ * it, which RFC 2822 (by which HubSpot checks emails) puts outside the address.
+ */
+function emailKey(email: string): string {
+  return email.trim().toLowerCase();
 }
 
 /** The properties a 400 says do not exist (PROPERTY_DOESNT_EXIST), from its errors or its packed message. */
