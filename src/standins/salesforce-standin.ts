@@ -39,7 +39,10 @@
  *   value's place, "at [line:1, column:N]", which the stand-in leaves out. In a Bulk API CSV such a value
  *   fails only its row (INVALID_TYPE_ON_FIELD_IN_RECORD, unverified wording).
  * - sObject Collections delete (`DELETE composite/sobjects?ids=..&allOrNone=..`): up to 200 ids of any
- *   object; per-id ENTITY_IS_DELETED "entity is deleted", MALFORMED_ID, INVALID_CROSS_REFERENCE_KEY.
+ *   object; per-id ENTITY_IS_DELETED "entity is deleted", MALFORMED_ID, INVALID_CROSS_REFERENCE_KEY. A
+ *   delete takes along the records whose reference to it cascades: the details of a master-detail (REST
+ *   API guide, deleting records through sObject relationships), and an Account's Contacts and
+ *   Opportunities (Salesforce Help on deleting accounts); a later delete of one says ENTITY_IS_DELETED.
  * - Query (`GET query?q=`): a SOQL subset (SELECT fields | COUNT() FROM X [WHERE = != < > IN NOT IN LIKE AND
  *   OR] [ORDER BY] [LIMIT] [OFFSET], parent fields as `Account.Name`), answers `{totalSize, done, records,
  *   nextRecordsUrl?}` with 2,000 records a page; MALFORMED_QUERY, INVALID_TYPE, INVALID_FIELD errors.
@@ -113,6 +116,11 @@ export interface SalesforceFieldSpec {
   updateable?: boolean;
   referenceTo?: string;
   relationshipName?: string;
+  /**
+   * A reference whose parent's delete deletes this record too (its child relationship's
+   * `cascadeDelete`): a master-detail, and Contact's and Opportunity's AccountId.
+   */
+  cascadeDelete?: boolean;
   length?: number;
 }
 
@@ -147,7 +155,7 @@ export const DEFAULT_SALESFORCE_SCHEMA: SalesforceSchema = {
       Email: { type: 'email', idLookup: true },
       Phone: { type: 'phone' },
       External_Id__c: { type: 'string', externalId: true, unique: true, label: 'External Id', length: 255 },
-      AccountId: { type: 'reference', referenceTo: 'Account', relationshipName: 'Account', label: 'Account ID' },
+      AccountId: { type: 'reference', referenceTo: 'Account', relationshipName: 'Account', label: 'Account ID', cascadeDelete: true },
     },
   },
   Opportunity: {
@@ -157,7 +165,7 @@ export const DEFAULT_SALESFORCE_SCHEMA: SalesforceSchema = {
       CloseDate: { type: 'date', required: true, label: 'Close Date' },
       Amount: { type: 'currency' },
       External_Id__c: { type: 'string', externalId: true, unique: true, label: 'External Id', length: 255 },
-      AccountId: { type: 'reference', referenceTo: 'Account', relationshipName: 'Account', label: 'Account ID' },
+      AccountId: { type: 'reference', referenceTo: 'Account', relationshipName: 'Account', label: 'Account ID', cascadeDelete: true },
     },
   },
 };
@@ -190,6 +198,7 @@ interface FieldDef {
   nillable: boolean;
   referenceTo: string | undefined;
   relationshipName: string | undefined;
+  cascadeDelete: boolean;
   length: number;
   custom: boolean;
   /** Kept in an index: Id lookups and external/idLookup fields are answered without a scan. */
@@ -237,6 +246,7 @@ function buildFieldDef(name: string, spec: SalesforceFieldSpec): FieldDef {
     nillable: !required && !system && spec.type !== 'boolean',
     referenceTo: spec.referenceTo,
     relationshipName: spec.type === 'reference' ? (spec.relationshipName ?? defaultRelationshipName(name)) : undefined,
+    cascadeDelete: spec.type === 'reference' && (spec.cascadeDelete ?? false),
     length: spec.length ?? (spec.type === 'id' || spec.type === 'reference' ? 18 : 255),
     custom: name.endsWith('__c'),
     indexed: name !== 'Id' && ((spec.externalId ?? false) || (spec.idLookup ?? false)),
@@ -389,7 +399,8 @@ class SObjectTable {
   private readonly indexes = new Map<string, Map<string, Set<string>>>();
 
   constructor(readonly def: ObjectDef) {
-    for (const field of def.fields) if (field.indexed) this.indexes.set(field.name, new Map());
+    // A cascading reference is kept in an index too, so a parent's delete finds its children without a scan.
+    for (const field of def.fields) if (field.indexed || field.cascadeDelete) this.indexes.set(field.name, new Map());
   }
 
   /** Ids of the records whose field holds the value (index for indexed fields, a scan otherwise). */
@@ -537,14 +548,30 @@ class Org {
     const id = canonicalId(rawId);
     if (!id) return { ok: false, errors: [saveError('MALFORMED_ID', `malformed id ${rawId}`)] };
     const table = this.tableOfId(id);
-    const row = table?.remove(id);
-    if (!table || !row) return { ok: false, errors: [this.missingIdError(id)] };
+    if (!table?.rows.has(id)) return { ok: false, errors: [this.missingIdError(id)] };
+    this.cascade(table, id, undo);
+    return { ok: true, id, created: false };
+  }
+
+  /**
+   * Deletes a record and, as Salesforce does, the records whose cascading reference names it
+   * (a master-detail's details; an Account's Contacts and Opportunities), theirs in turn: a
+   * later delete of one of them says ENTITY_IS_DELETED.
+   */
+  private cascade(table: SObjectTable, id: string, undo: UndoLog): void {
+    const row = table.remove(id);
+    if (!row) return;
     this.deleted.set(id, table);
     undo.push(() => {
       this.deleted.delete(id);
       table.put(row);
     });
-    return { ok: true, id, created: false };
+    for (const child of this.tables.values()) {
+      for (const field of child.def.fields) {
+        if (!field.cascadeDelete || field.referenceTo?.toLowerCase() !== table.def.name.toLowerCase()) continue;
+        for (const childId of child.findBy(field, id)) this.cascade(child, childId, undo);
+      }
+    }
   }
 
   private missingIdError(id: string): SaveError {

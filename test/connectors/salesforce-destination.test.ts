@@ -1177,6 +1177,24 @@ describe('Salesforce destination through the engine', () => {
     expect(sf.stats().requests).toMatchObject({ delete: 1, query: 0 });
   });
 
+  it("counts the delete of a contact Salesforce deleted with its account as done, and makes again a contact still in the model when it changes", async () => {
+    const { sf, runSync, h, warehouse } = await engine({ syncs: { 'accounts-to-sf': { mode: 'mirror' }, 'contacts-to-sf': { mode: 'mirror' } } });
+    await using _ = h;
+    expect((await runSync('accounts-to-sf')).status).toBe('success');
+    expect((await runSync('contacts-to-sf')).status).toBe('success');
+    // A-2's contacts are C-2, C-5, C-8 and C-11; C-5 moves to A-1 in the warehouse after Salesforce deleted it with A-2.
+    warehouse("delete from accounts where id = 'A-2'; delete from contacts where id in ('C-2', 'C-8', 'C-11'); update contacts set account_id = 'A-1' where id = 'C-5'");
+    expect((await runSync('accounts-to-sf')).successfulRows.removedCount).toBe(1);
+    expect(sf.records('Contact').map((c) => c.External_Id__c).sort()).toEqual(['C-1', 'C-10', 'C-12', 'C-3', 'C-4', 'C-6', 'C-7', 'C-9']);
+    const contacts = await runSync('contacts-to-sf');
+    expect(contacts.status).toBe('success');
+    expect(contacts.successfulRows).toMatchObject({ removedCount: 3, changedCount: 1 });
+    expect(contacts.failedRows.removedCount).toBe(0);
+    const c5 = sf.get('Contact', 'External_Id__c', 'C-5');
+    expect(c5?.AccountId).toBe(sf.get('Account', 'External_Id__c', 'A-1')?.Id);
+    expect(sf.records('Contact')).toHaveLength(9);
+  });
+
   it('rides out a storm of 5xx answers, and a token that expires mid-run', async () => {
     const { sf, runSync, h } = await engine({ syncs: { 'contacts-to-sf': { batchSize: 4 } } });
     await using _ = h;

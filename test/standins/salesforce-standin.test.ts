@@ -503,6 +503,28 @@ describe('sObject Collections delete', () => {
     expect(all.json[0]).toEqual({ success: false, errors: [expect.objectContaining({ statusCode: 'ALL_OR_NONE_OPERATION_ROLLED_BACK' })] });
     expect(sf.records('Account')).toHaveLength(201);
   });
+
+  it("deletes an account's contacts and opportunities with it, unless allOrNone rolls the call back", async () => {
+    const sf = await start();
+    const token = await login(sf);
+    const [a, b] = sf.seed('Account', [
+      { Name: 'A', External_Id__c: 'A' },
+      { Name: 'B', External_Id__c: 'B' },
+    ]) as [string, string];
+    const [c1] = sf.seed('Contact', [
+      { LastName: 'One', External_Id__c: 'C-1', AccountId: a },
+      { LastName: 'Two', External_Id__c: 'C-2', AccountId: b },
+    ]) as [string, string];
+    sf.seed('Opportunity', [{ Name: 'Deal', StageName: 'Prospecting', CloseDate: '2024-01-01', External_Id__c: 'O-1', AccountId: a }]);
+    const rolledBack = await call(sf, token, 'DELETE', `${V}/composite/sobjects?ids=${a},bogus&allOrNone=true`);
+    expect(rolledBack.json[0].success).toBe(false);
+    expect([sf.records('Contact').length, sf.records('Opportunity').length]).toEqual([2, 1]);
+    await call(sf, token, 'DELETE', `${V}/composite/sobjects?ids=${a}`);
+    expect(sf.records('Contact').map((c) => c.External_Id__c)).toEqual(['C-2']);
+    expect(sf.records('Opportunity')).toHaveLength(0);
+    const again = await call(sf, token, 'DELETE', `${V}/composite/sobjects?ids=${c1}`);
+    expect(again.json).toEqual([{ success: false, errors: [{ statusCode: 'ENTITY_IS_DELETED', message: 'entity is deleted', fields: [] }] }]);
+  });
 });
 
 describe('query', () => {
