@@ -1420,6 +1420,51 @@ describe('Salesforce destination through the engine: external ids that differ on
     expect(sf.stats().requests.query).toBe(0);
   });
 
+  it('looks up a parent made outside Lockstep once a run, and asks again in a later batch for one it did not find', async () => {
+    const sf = await start();
+    sf.seed('Account', [
+      { External_Id__c: 'A-1', Name: 'Acme' },
+      { External_Id__c: 'A-2', Name: 'Globex' },
+    ]);
+    const { destination } = await open(sf);
+    const writer = await destination.prepare(contactsTarget());
+    sf.resetStats();
+    for (let n = 1; n <= 3; n++) {
+      const outcomes = await writer.write([upsert([`C-${n}`, `Person ${n}`, 'A-1']), upsert([`D-${n}`, `Other ${n}`, 'A-2'])]);
+      expect(outcomes.every((o) => o.ok)).toBe(true);
+    }
+    expect(sf.stats().requests.query).toBe(1);
+    // A-3 is not in Salesforce yet: the contact is refused, and A-3 is looked up again in the next batch, once made.
+    expect(reason((await writer.write([upsert(['C-9', 'Early', 'A-3'])]))[0])).toMatch(/^INVALID_FIELD: Foreign key external ID: A-3 not found/);
+    sf.seed('Account', [{ External_Id__c: 'A-3', Name: 'Initech' }]);
+    expect(await writer.write([upsert(['C-9', 'Early', 'A-3']), upsert(['C-4', 'Person 4', 'A-1'])])).toEqual([
+      { ok: true, id: expect.any(String) },
+      { ok: true, id: expect.any(String) },
+    ]);
+    expect(sf.stats().requests.query).toBe(3);
+    expect(sf.get('Contact', 'External_Id__c', 'C-9')?.AccountId).toBe(sf.get('Account', 'External_Id__c', 'A-3')?.Id);
+  });
+
+  it('holds the parents it found within a memory bound, looking up again those it let go', async () => {
+    const sf = await start();
+    sf.seed('Account', Array.from({ length: 400 }, (_, n) => ({ External_Id__c: `A-${n}`, Name: `Account ${n}` })));
+    const { destination } = await open(sf, {}, { parentIdBytes: 48 * 1024 });
+    const writer = await destination.prepare(contactsTarget());
+    const write = async (from: number) => {
+      const outcomes = await writer.write(Array.from({ length: 200 }, (_, n) => upsert([`C-${from + n}`, 'Person', `A-${from + n}`])));
+      expect(outcomes.every((o) => o.ok)).toBe(true);
+    };
+    sf.resetStats();
+    await write(0);
+    await write(200);
+    expect(sf.stats().requests.query).toBe(2);
+    // The latest parents found are held; the first ones went past the bound and are looked up again.
+    await write(200);
+    expect(sf.stats().requests.query).toBe(2);
+    await write(0);
+    expect(sf.stats().requests.query).toBe(3);
+  });
+
   it('rejects a contact whose account was rejected as the twin of another key, instead of linking it to that key\'s record', async () => {
     const { sf, runSync, h, warehouse } = await engine();
     await using _ = h;

@@ -66,6 +66,10 @@ const GONE_CODES = new Set(['ENTITY_IS_DELETED', 'INVALID_CROSS_REFERENCE_KEY'])
 const API_NAME = /^[A-Za-z][A-Za-z0-9_]*$/;
 /** Salesforce's record error for a parent named by a value no record holds: the value, the field, the object. */
 const MISSING_PARENT = /^INVALID_FIELD: Foreign key external ID: ([\s\S]*) not found for field (\w+) in entity (\w+)(?: — |$)/;
+/** Bytes of the parents a run found by SOQL that its writer holds (default of `parentIdBytes`). */
+export const PARENT_ID_BYTES = 4 * 1024 * 1024;
+/** Estimated bytes of a Map entry besides its strings' characters. */
+const ENTRY_BYTES = 64;
 
 /** How the destination works, besides its settings. */
 export interface SalesforceDestinationOptions {
@@ -74,6 +78,11 @@ export interface SalesforceDestinationOptions {
    * only in case); past it they go to a temporary file (default: CASE_TWIN_BYTES, 16 MiB).
    */
   caseTwinBytes?: number;
+  /**
+   * Memory a writer's record of the parents its run found in Salesforce by SOQL may take; past it,
+   * those found longest ago are looked up again when named (default: PARENT_ID_BYTES, 4 MiB).
+   */
+  parentIdBytes?: number;
 }
 
 export class SalesforceDestination implements Destination {
@@ -160,6 +169,7 @@ export class SalesforceDestination implements Destination {
       plan,
       settings: parsed.data,
       concurrency: this.settings.concurrency,
+      parentIdBytes: this.options.parentIdBytes ?? PARENT_ID_BYTES,
     });
   }
 
@@ -235,6 +245,8 @@ interface WriterOptions {
   plan: TargetPlan;
   settings: SalesforceSyncSettings;
   concurrency: number;
+  /** Memory the parents the run found by SOQL may take. */
+  parentIdBytes: number;
 }
 
 /** A part of a batch written by one call (or one bulk upsert): its rows' outcomes, by row of the batch. */
@@ -257,8 +269,11 @@ class SalesforceWriter implements DestinationWriter {
   private readonly createOnly: boolean[];
   /** Per parent object and field (`account.external_id__c`): the syncs writing that object by that external id field. */
   private readonly parentSyncs = new Map<string, Promise<string[]>>();
+  /** The parents this run found in Salesforce by SOQL, so later batches naming them need no query. */
+  private readonly foundParents: FoundParents;
 
   constructor(private readonly options: WriterOptions) {
+    this.foundParents = new FoundParents(options.parentIdBytes);
     const threshold = options.settings.bulkThreshold;
     // A threshold of 0 means every run goes through Bulk API 2.0; there is nothing to wait for.
     this.planAhead = threshold > 0 ? threshold : undefined;
@@ -485,11 +500,18 @@ class SalesforceWriter implements DestinationWriter {
       const delivered = await this.deliveredParents(column.parentObject, column.parentField, [...naming.keys()]);
       const unknown = [...naming.keys()].filter((text) => !delivered.has(text));
       if (unknown.length === 0) continue;
-      const found = await this.findByField(column.parentObject, column.parentField, unknown);
+      // Parents found by an earlier batch of the run are not asked again; those not found are, as
+      // they may have been delivered since.
+      const asking = unknown.filter((text) => !this.foundParents.has(parentKey(column, text)));
+      const found = asking.length > 0 ? await this.findByField(column.parentObject, column.parentField, asking) : [];
       const held = new Map<string, { id: string; value: string }>();
-      for (const { id, value } of found) if (id !== undefined) held.set(String(value).toLowerCase(), { id, value: String(value) });
+      for (const { id, value } of found) {
+        if (id === undefined) continue;
+        held.set(String(value).toLowerCase(), { id, value: String(value) });
+        this.foundParents.set(parentKey(column, String(value)), { id, value: String(value) });
+      }
       for (const text of unknown) {
-        const record = held.get(text.toLowerCase());
+        const record = held.get(text.toLowerCase()) ?? this.foundParents.get(parentKey(column, text));
         if (!record || record.value === text) continue;
         const name = `${column.relationship}.${column.parentField.name}`;
         const field = column.parentField.name;
@@ -521,6 +543,8 @@ class SalesforceWriter implements DestinationWriter {
         (c): c is Extract<ColumnPlan, { kind: 'parent' }> => c.kind === 'parent' && c.parentObject.toLowerCase() === entity.toLowerCase() && c.parentField.name.toLowerCase() === field.toLowerCase(),
       );
       if (!column) return;
+      // Salesforce does not have it (any longer): a later batch naming it looks it up again.
+      this.foundParents.delete(parentKey(column, text));
       const texts = missing.get(column) ?? new Map<string, number[]>();
       missing.set(column, texts);
       texts.set(text, [...(texts.get(text) ?? []), i]);
@@ -875,6 +899,56 @@ function requestError(client: SalesforceClient, request: SalesforceRequest, answ
     default:
       return new LockstepError(ErrorCode.Internal, what);
   }
+}
+
+/**
+ * The parents a run found in Salesforce by SOQL, by object, field and external id as Salesforce
+ * matches it (without regard to case), with the id and the text the record holds. Held in memory up
+ * to a bound: past it, those used longest ago make room, and a batch naming one looks it up again.
+ * A parent not found is not held (it may be delivered while the run goes on).
+ */
+class FoundParents {
+  private readonly held = new Map<string, { id: string; value: string; bytes: number }>();
+  private heldBytes = 0;
+
+  constructor(private readonly budgetBytes: number) {}
+
+  has(key: string): boolean {
+    return this.held.has(key);
+  }
+
+  /** The parent held for `key`, which becomes the last to make room. */
+  get(key: string): { id: string; value: string } | undefined {
+    const entry = this.held.get(key);
+    if (!entry) return undefined;
+    this.held.delete(key);
+    this.held.set(key, entry);
+    return { id: entry.id, value: entry.value };
+  }
+
+  set(key: string, record: { id: string; value: string }): void {
+    this.delete(key);
+    const bytes = ENTRY_BYTES + 2 * (key.length + record.id.length + record.value.length);
+    if (bytes > this.budgetBytes) return;
+    for (const [oldest] of this.held) {
+      if (this.heldBytes + bytes <= this.budgetBytes) break;
+      this.delete(oldest);
+    }
+    this.held.set(key, { ...record, bytes });
+    this.heldBytes += bytes;
+  }
+
+  delete(key: string): void {
+    const entry = this.held.get(key);
+    if (!entry) return;
+    this.held.delete(key);
+    this.heldBytes -= entry.bytes;
+  }
+}
+
+/** A parent's place in FoundParents: its object, the field naming it, and its text as Salesforce matches it. */
+function parentKey(column: Extract<ColumnPlan, { kind: 'parent' }>, text: string): string {
+  return `${column.parentObject}.${column.parentField.name}\u0000${text.toLowerCase()}`;
 }
 
 /** Whether a row's record is known to exist: this sync delivered it before, or update mode found it. */
