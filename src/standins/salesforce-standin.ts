@@ -35,7 +35,8 @@
  *   for one record's value its field's type cannot be read from ("Cannot deserialize instance of date from
  *   VALUE_STRING value 2024-01-02T03:04:05.000Z or request may be missing a required field"): a date takes
  *   only yyyy-MM-dd, a dateTime yyyy-MM-ddTHH:mm:ss[.SSS] with Z or an offset (Valid Date and DateTime
- *   Formats), a number a number or its text, a checkbox true or false. The real message ends with the
+ *   Formats), a number a number or its text, a checkbox true or false (a null checkbox, not nillable, fails
+ *   only its record: INVALID_TYPE_ON_FIELD_IN_RECORD "Label: value not of required type: "). The real message ends with the
  *   value's place, "at [line:1, column:N]", which the stand-in leaves out. In a Bulk API CSV such a value
  *   fails only its row (INVALID_TYPE_ON_FIELD_IN_RECORD, unverified wording).
  * - sObject Collections delete (`DELETE composite/sobjects?ids=..&allOrNone=..`): up to 200 ids of any
@@ -586,7 +587,7 @@ class Org {
     for (const [field, raw] of input.values) {
       const coerced = coerceValue(field, raw);
       if (coerced instanceof Error) {
-        return { errors: [saveError('INVALID_TYPE_ON_FIELD_IN_RECORD', `${field.label}: value not of required type: ${String(raw)}`, [field.name])] };
+        return { errors: [saveError('INVALID_TYPE_ON_FIELD_IN_RECORD', `${field.label}: value not of required type: ${String(raw ?? '')}`, [field.name])] };
       }
       const refused = valueError(field, coerced);
       if (refused) return { errors: [refused] };
@@ -664,7 +665,8 @@ class Org {
 
 /** JSON and CSV values become the field's type; an Error says the value cannot be one. */
 function coerceValue(field: FieldDef, raw: unknown): unknown {
-  if (raw === null || raw === undefined) return null;
+  // A checkbox is not nillable: a null (JSON null, `#N/A` in a CSV) refuses its record (reported wording).
+  if (raw === null || raw === undefined) return field.type === 'boolean' ? new Error('a checkbox is never null') : null;
   switch (field.type) {
     case 'boolean':
       if (typeof raw === 'boolean') return raw;

@@ -338,6 +338,11 @@ describe('sObject Collections upsert', () => {
     const checkbox = await send('2024-01-02T03:04:05Z', 'yes');
     expect(checkbox.status).toBe(400);
     expect(checkbox.json[0]).toMatchObject({ errorCode: 'JSON_PARSER_ERROR', message: expect.stringContaining('instance of boolean from VALUE_STRING value yes') });
+    // A checkbox is never null: the record is refused, not the request.
+    const unchecked = await send('2024-01-02T03:04:05Z', null);
+    expect(unchecked.json).toEqual([
+      { success: false, created: false, errors: [{ statusCode: 'INVALID_TYPE_ON_FIELD_IN_RECORD', message: 'Done: value not of required type: ', fields: ['Done__c'] }] },
+    ]);
   });
 
   it('takes a multi-select picklist as values separated by semicolons, and refuses a JSON array for it', async () => {

@@ -36,6 +36,9 @@ const TIMESTAMP_TEXT = /^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(\.\d+)?\s*(Z
 
 /** `value` as Salesforce reads it for `field`; `column`, the model's column it comes from, for messages. */
 export function fieldValue(field: FieldDescribe, value: Value, column = 'column'): FieldValue {
+  // A checkbox is never null in Salesforce (not nillable; a null, or `#N/A` in a Bulk API CSV, refuses
+  // the record): none is unchecked.
+  if (field.type === 'boolean' && (value === null || value === '')) return { ok: true, value: false };
   if (value === null) return { ok: true, value: null };
   if (field.type === 'reference') return reference(field, value);
   if (field.type === 'multipicklist' && typeof value === 'string') return withinLength(field, picklistValues(value), column);
