@@ -53,7 +53,8 @@
  *   `PATCH` to UploadComplete or Aborted, job info with Open → UploadComplete → InProgress → JobComplete |
  *   Failed | Aborted and `numberRecordsProcessed/Failed`, `successfulResults` (`"sf__Id","sf__Created",...`),
  *   `failedResults` (`"sf__Id","sf__Error",...` with `CODE:message:fields --`), `unprocessedrecords`;
- *   relationship columns `Account.External_Id__c`; `#N/A` clears a field and an empty cell leaves it alone;
+ *   relationship columns `Account.External_Id__c` (whose `#N/A` is a parent's value, as no rule gives it another
+ *   meaning there); `#N/A` clears a field and an empty cell leaves it alone;
  *   a line ending that does not match the job's `lineEnding` fails the job; job not found is 404. Records
  *   processed in 24 hours are limited (150,000,000): a job that reaches the limit ends Failed, what it
  *   processed before stays written and the rest is in its unprocessed records ("If the limit is exceeded
@@ -1319,15 +1320,18 @@ function parseCsvColumn(org: Org, table: SObjectTable, cell: string): CsvColumn 
   return parent && parentField ? { kind: 'lookup', reference, parent, parentField } : undefined;
 }
 
-/** An empty cell leaves the field alone; `#N/A` sets it to null (Bulk API 2.0 CSV rules). */
+/**
+ * An empty cell leaves the field alone; `#N/A` sets a field to null (Bulk API 2.0 CSV rules). A
+ * relationship column's cell is the value its parent is looked up by, `#N/A` too: the guide gives no
+ * other meaning to it there (a lookup is cleared by `#N/A` in the lookup field's own column).
+ */
 function csvRowInput(columns: CsvColumn[], row: string[]): RecordInput {
   const input: RecordInput = { values: new Map(), lookups: [] };
   columns.forEach((column, i) => {
     const cell = row[i] ?? '';
     if (cell === '') return;
-    const value = cell === '#N/A' ? null : cell;
-    if (column.kind === 'field') input.values.set(column.field, value);
-    else input.lookups.push({ reference: column.reference, parent: column.parent, parentField: column.parentField, value });
+    if (column.kind === 'field') input.values.set(column.field, cell === '#N/A' ? null : cell);
+    else input.lookups.push({ reference: column.reference, parent: column.parent, parentField: column.parentField, value: cell });
   });
   return input;
 }

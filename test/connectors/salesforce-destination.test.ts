@@ -777,6 +777,25 @@ describe('Salesforce destination: Bulk API 2.0', () => {
     expect(clock.slept).toBeGreaterThanOrEqual(500 + 1000 + 2000);
   });
 
+  it("clears a contact's account through its lookup field's own column (AccountId #N/A), not by #N/A in Account.External_Id__c", async () => {
+    const sf = await start();
+    const [a1] = sf.seed('Account', [{ External_Id__c: 'A-1', Name: 'Acme' }]) as [string];
+    sf.seed('Contact', [
+      { External_Id__c: 'C-1', LastName: 'One', AccountId: a1 },
+      { External_Id__c: 'C-2', LastName: 'Two', AccountId: a1 },
+    ]);
+    const { destination } = await open(sf);
+    const writer = await destination.prepare(contactsTarget({ settings: { externalIdField: 'External_Id__c', bulkThreshold: 0 } }));
+    expect(await writer.write([upsert(['C-1', 'One', null]), upsert(['C-2', 'Two', 'A-1']), upsert(['C-3', 'Three', ''])])).toEqual([
+      { ok: true, id: expect.any(String) },
+      { ok: true, id: expect.any(String) },
+      { ok: true, id: expect.any(String) },
+    ]);
+    expect(sf.get('Contact', 'External_Id__c', 'C-1')?.AccountId).toBeUndefined();
+    expect(sf.get('Contact', 'External_Id__c', 'C-2')?.AccountId).toBe(a1);
+    expect(sf.get('Contact', 'External_Id__c', 'C-3')?.AccountId).toBeUndefined();
+  });
+
   it('reads only successfulResults when no row failed', async () => {
     const sf = await start({ bulkPolls: 0 });
     const { destination } = await open(sf);

@@ -11,7 +11,8 @@
  *   ingest job per batch (salesforce-bulk.ts).
  * - A parent named by its external id (`to: Account.External_Id__c`) goes nested,
  *   `{"Account": {"External_Id__c": "A-1"}}` (CSV header `Account.External_Id__c`): Salesforce
- *   resolves it or rejects the child with its own error, and the row is tried again next run.
+ *   resolves it or rejects the child with its own error, and the row is tried again next run. No
+ *   parent clears the lookup field itself (`"AccountId": null`; in CSV, `#N/A` in an `AccountId` column).
  * - Modes: `upsert` and `mirror` upsert; `insert` upserts the rows never delivered (what the engine
  *   sends as inserts), so a record that already has the external id is updated, not duplicated, and
  *   a batch re-sent after a crash is harmless; `update` writes only rows whose record exists — found
@@ -715,19 +716,26 @@ class SalesforceWriter implements DestinationWriter {
   private async bulkUpsert(batch: WriteOperation[], values: Map<number, Value[]>, rows: number[], existing: ReadonlySet<number>): Promise<Array<[number, RowOutcome]>> {
     const { plan } = this.options;
     const keyColumn = plan.keyColumn;
+    // A parent named by external id is cleared by #N/A in its lookup field's own column (AccountId):
+    // #N/A clears a field, while a relationship column's cell is the value a parent is looked up by.
+    const parents = plan.columns.flatMap((column, i) => (column.kind === 'parent' ? [{ i, field: column.reference.name }] : []));
     const lines: string[] = new Array(rows.length);
     const keys: string[] = new Array(rows.length);
     rows.forEach((row, n) => {
       const cells = values.get(row) as Value[];
       // An empty cell leaves a field as it is: a record that exists keeps its create-only fields.
       const exists = existing.has(row);
-      lines[n] = csvLine(plan.columns.map((_, i) => (exists && this.createOnly[i] ? '' : csvText(cells[i] ?? null))));
+      const none = (i: number) => cells[i] === null || cells[i] === undefined || cells[i] === '';
+      lines[n] = csvLine([
+        ...plan.columns.map((column, i) => (exists && this.createOnly[i] ? '' : column.kind === 'parent' && none(i) ? '' : csvText(cells[i] ?? null))),
+        ...parents.map(({ i }) => (!(exists && this.createOnly[i]) && none(i) ? '#N/A' : '')),
+      ]);
       keys[n] = csvText(keyColumn >= 0 ? (cells[keyColumn] ?? null) : ((batch[row] as WriteOperation).key[0] ?? null));
     });
     const outcomes = await this.options.bulk.upsert({
       object: this.object,
       externalIdField: this.externalId.name,
-      header: plan.columns.map(csvHeader),
+      header: [...plan.columns.map(csvHeader), ...parents.map(({ field }) => field)],
       lines,
       keys,
       signal: this.options.target.signal,
