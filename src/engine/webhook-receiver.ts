@@ -12,7 +12,7 @@
  * Anything else verified is recorded as ignored, with why.
  */
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
-import { NotFoundError, toError } from '../core/errors.js';
+import { ErrorCode, LockstepError, NotFoundError, toError } from '../core/errors.js';
 import type { Clock, Logger, Store } from '../core/ports.js';
 import type { Trigger } from '../core/runs.js';
 import type { TriggeredRun, WebhookEvent, WebhookOutcome, WebhookRetention, WebhookSource } from '../core/webhooks.js';
@@ -231,10 +231,13 @@ export class WebhookReceiver {
   private async receive(source: WebhookSource, incoming: IncomingWebhook, decide: () => Promise<Decision>): Promise<WebhookAnswer> {
     const { store, clock, logger } = this.options;
     let decision: Decision;
+    // An error's text goes to the server log only, under the delivery's id (see errorSummary).
+    let failure: Error | null = null;
     try {
       decision = await decide();
     } catch (thrown) {
-      decision = reject(500, `the delivery could not be processed: ${toError(thrown).message}`);
+      failure = toError(thrown);
+      decision = reject(500, `the delivery could not be processed: ${errorSummary(failure)}`);
     }
     let targets: Array<{ kind: 'sync' | 'sequence'; slug: string }> = [];
     let skipped: string[] = [];
@@ -261,10 +264,10 @@ export class WebhookReceiver {
       // run, so the redelivery starts what this one could not, once. Answered 503: dbt Cloud and
       // Fivetran deliver again after a 5xx or no answer at all (a 4xx is final), and a 200 here
       // would lose the runs for good.
-      const reason = `${decision.reason}, but its runs could not be queued (${queued.failed}): answered 503 so that the sender delivers it again`;
+      const reason = `${decision.reason}, but its runs could not be queued (${errorSummary(queued.failed)}): answered 503 so that the sender delivers it again`;
       const { event } = await store.webhooks.record({ ...delivery, outcome: 'rejected', reason, httpStatus: 503, triggered: queued.started }, this.options.retention);
       // The store's error (its host, its database) is for the operator: the answer names the delivery to look up.
-      logger.error('webhook delivery could not queue its runs; the sender will deliver it again', { source, deliveryId: event.id, eventId: decision.eventId, error: queued.failed });
+      logger.error('webhook delivery could not queue its runs; the sender will deliver it again', { source, deliveryId: event.id, eventId: decision.eventId, error: queued.failed.message });
       return answer(event, queued.started);
     }
     const started = queued?.started ?? [];
@@ -283,7 +286,7 @@ export class WebhookReceiver {
     // A delivery that passed the signature check (a 500 may not have reached it) closes the refusals' lines with their counts.
     if (event.httpStatus < 500) for (const [key, refusals] of this.refusalLogs) if (key.startsWith(`${source}:`)) refusals.success();
     const log = event.httpStatus >= 500 ? logger.warn.bind(logger) : logger.info.bind(logger);
-    log('webhook received', { source, deliveryId: event.id, outcome: event.outcome, reason: event.reason });
+    log('webhook received', { source, deliveryId: event.id, outcome: event.outcome, reason: event.reason, ...(failure ? { error: failure.message } : {}) });
     return answer(event, started);
   }
 
@@ -298,7 +301,7 @@ export class WebhookReceiver {
     incoming: IncomingWebhook,
     decision: Decision,
     targets: Array<{ kind: 'sync' | 'sequence'; slug: string }>,
-  ): Promise<{ started: TriggeredRun[]; skipped: string[] } | { started: TriggeredRun[]; failed: string }> {
+  ): Promise<{ started: TriggeredRun[]; skipped: string[] } | { started: TriggeredRun[]; failed: Error }> {
     const eventKey = decision.eventId ?? createHash('sha256').update(incoming.rawBody).digest('hex').slice(0, 32);
     const trigger: Trigger = { type: 'webhook', detail: `${source} event ${decision.eventId ?? eventKey}` };
     const started: TriggeredRun[] = [];
@@ -311,12 +314,21 @@ export class WebhookReceiver {
       } catch (thrown) {
         // Only a target gone since it matched is passed over; anything else (the store failing) may
         // pass, and the delivery is to come again.
-        if (!(thrown instanceof NotFoundError)) return { started, failed: toError(thrown).message };
+        if (!(thrown instanceof NotFoundError)) return { started, failed: toError(thrown) };
         skipped.push(`${target.kind} "${target.slug}" could not start: ${thrown.message}`);
       }
     }
     return { started, skipped };
   }
+}
+
+/**
+ * What the delivery log, which every API token reads, says of an error: never its text, which for a
+ * store names the store's host, database and user. The server log has it in full, under the delivery's id.
+ */
+function errorSummary(error: Error): string {
+  if (error instanceof LockstepError && error.code === ErrorCode.Store) return 'the store could not be read or written — the server log has the error, under this delivery id';
+  return 'an unexpected error — the server log has it, under this delivery id';
 }
 
 function reject(status: number, reason: string): Decision {

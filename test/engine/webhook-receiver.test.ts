@@ -1,6 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCode, LockstepError } from '../../src/core/errors.js';
-import { WebhookReceiver, hmacHex, type WebhookSecrets } from '../../src/engine/webhook-receiver.js';
+import { WebhookReceiver, hmacHex, type RunStarter, type WebhookSecrets } from '../../src/engine/webhook-receiver.js';
+import { systemClock } from '../../src/core/clock.js';
+import { PostgresStore } from '../../src/store/postgres/postgres-store.js';
+import pg from 'pg';
+import { createTestDatabase } from '../helpers/postgres.js';
 import { member, model, sequence, source, sync, workspace } from '../helpers/definitions.js';
 import { createHierarchyFixture, startHarness, tempDir } from '../helpers/harness.js';
 
@@ -283,12 +287,13 @@ describe('webhook triggers', () => {
       `its runs could not be queued, so it does not count as received: deliver it again — the server log has why, under delivery ${first.body.deliveryId}`,
     );
     expect(first.body.runs).toEqual([]);
-    // The server's log and the delivery log keep the detail for the operator.
+    // The server's log keeps the detail for the operator; the delivery log, which any API token reads, a summary.
     expect(logged).toEqual([
       expect.objectContaining({ fields: expect.objectContaining({ deliveryId: first.body.deliveryId, error: expect.stringContaining('db:5432/lockstep cannot be reached') }) }),
     ]);
     const [recorded] = await store.webhooks.list({ limit: 1, offset: 0 });
-    expect(recorded!.reason).toContain('its runs could not be queued (store PostgreSQL at db:5432/lockstep cannot be reached');
+    expect(recorded!.reason).toContain('its runs could not be queued (the store could not be read or written — the server log has the error, under this delivery id)');
+    expect(recorded!.reason).not.toMatch(/db:5432|ECONNREFUSED|PostgreSQL/);
     expect(await store.listSequenceRuns({ limit: 10, offset: 0, order: 'asc' })).toEqual([]);
 
     const again = await dbt(dbtCompleted());
@@ -297,5 +302,80 @@ describe('webhook triggers', () => {
     expect(again.body.runs).toEqual([{ kind: 'sequence', slug: 'after-dbt', runId: expect.any(String) }]);
     expect((await dbt(dbtCompleted())).body.outcome).toBe('duplicate');
     expect(await store.listSequenceRuns({ limit: 10, offset: 0, order: 'asc' })).toHaveLength(1);
+  });
+  it("a delivery whose runs a PostgreSQL store could not queue keeps no store error in the delivery log: a summary, the error in the server log", async () => {
+    const url = await createTestDatabase('lockstep_webhook_log');
+    const store = await PostgresStore.open({ url, poolSize: 2, statementTimeoutMs: 300 });
+    const locker = new pg.Client({ connectionString: url });
+    try {
+      await store.applyWorkspace(
+        workspace({
+          sources: [source('warehouse', { path: 'warehouse.db' })],
+          destinations: [source('crm', { path: 'crm.db' })],
+          models: [model('accounts', 'warehouse', 'select id, name from accounts')],
+          syncs: [sync('accounts', { model: 'accounts', destination: 'crm', object: 'accounts' })],
+          sequences: [sequence('after-dbt', [member('accounts')], { schedule: { type: 'dbt_cloud', accountId: '1', jobId: '123' } })],
+        }),
+        Date.now(),
+      );
+      const runs: RunStarter = {
+        async queueFiredRun(key, target, trigger) {
+          const stored = await store.getSequence(target.slug);
+          return store.enqueueFiredRun(key, { kind: 'sequence', sequence: stored!, trigger }, Date.now());
+        },
+      };
+      const logged: string[] = [];
+      const log = (message: string, fields?: Record<string, unknown>) => void logged.push(`${message} ${JSON.stringify(fields ?? {})}`);
+      const receiver = new WebhookReceiver({
+        store,
+        runs,
+        clock: systemClock,
+        logger: { debug: () => {}, info: () => {}, warn: log, error: log },
+        secrets: async () => ({ dbtCloud: { secret: DBT_SECRET }, fivetran: null }),
+      });
+      const deliver = () => receiver.receiveDbtCloud({ rawBody: Buffer.from(dbtCompleted()), headers: { authorization: hmacHex(DBT_SECRET, dbtCompleted()) } });
+      // Maintenance on the store holds the table of fired runs' keys past the store's statement timeout.
+      await locker.connect();
+      await locker.query('BEGIN');
+      await locker.query('LOCK TABLE lockstep.schedule_firings IN ACCESS EXCLUSIVE MODE');
+      const first = await deliver();
+      expect(first.status).toBe(503);
+      const [recorded] = await store.webhooks.list({ limit: 1, offset: 0 });
+      expect(recorded!.id).toBe(first.body.deliveryId);
+      expect(recorded!.reason).toBe(
+        'dbt Cloud job 123 (account 1) completed successfully, but its runs could not be queued (the store could not be read or written — the server log has the error, under this delivery id): answered 503 so that the sender delivers it again',
+      );
+      // The server log keeps the store's own words, under the delivery's id.
+      expect(logged.join('\n')).toMatch(new RegExp(`"deliveryId":${first.body.deliveryId}.*statement timeout`));
+      await locker.query('ROLLBACK');
+      const again = await deliver();
+      expect(again.status).toBe(200);
+      expect(again.body.runs).toEqual([{ kind: 'sequence', slug: 'after-dbt', runId: expect.any(String) }]);
+    } finally {
+      await locker.end();
+      await store.close();
+    }
+  });
+  it('a delivery the store could not be read for is answered 500, which the sender delivers again, and logged with a summary', async () => {
+    const { h } = await setup();
+    await using _ = h;
+    const logged: Array<{ message: string; fields: Record<string, unknown> }> = [];
+    const log = (message: string, fields?: Record<string, unknown>) => void logged.push({ message, fields: fields ?? {} });
+    const receiver = new WebhookReceiver({
+      store: h.app.store,
+      runs: h.app.runs,
+      clock: h.app.clock,
+      logger: { debug: () => {}, info: log, warn: log, error: log },
+      secrets: async () => {
+        throw new LockstepError(ErrorCode.Store, 'store PostgreSQL at db:5432/lockstep as admin cannot be reached: connect ECONNREFUSED', { retryable: true });
+      },
+    });
+    const answer = await receiver.receiveDbtCloud({ rawBody: Buffer.from(dbtCompleted()), headers: { authorization: hmacHex(DBT_SECRET, dbtCompleted()) } });
+    expect(answer.status).toBe(500);
+    const [recorded] = await h.app.store.webhooks.list({ limit: 1, offset: 0 });
+    expect(recorded!.reason).toBe('the delivery could not be processed: the store could not be read or written — the server log has the error, under this delivery id');
+    expect(logged).toEqual([
+      expect.objectContaining({ fields: expect.objectContaining({ deliveryId: answer.body.deliveryId, error: expect.stringContaining('db:5432/lockstep as admin cannot be reached') }) }),
+    ]);
   });
 });
