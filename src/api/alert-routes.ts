@@ -19,7 +19,7 @@ import { defineRoute } from './route.js';
 import { errors, intText, page } from './schemas.js';
 import { REDACTED, isTemplateOnly, redactSecret, redactUrl, redactValue } from '../core/connections.js';
 import { ALERT_CHANNEL_SECRETS } from '../core/secrets.js';
-import { refuseUnlistedTemplates } from './template-access.js';
+import { refuseUnlistedBodyTemplates } from './template-access.js';
 
 /** What the API calls a delivery's state; the store's `failed` (no attempts left) is `given_up` here. */
 export const DeliveryState = {
@@ -153,9 +153,9 @@ export function registerAlertRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     },
     async (c, { body }) => {
       const state = await store.loadWorkspace();
+      refuseUnlistedBodyTemplates(body, null, env);
       const result = validateAlertChannel(body, null, state, env);
       if (!result.ok) throw validationFailed(result.details);
-      refuseUnlistedTemplates(channelSettings(result.definition), null, env);
       const channel: AlertChannelDef = { ...result.definition, origin: 'api' };
       const stored = await store.updateAlerts((current) => {
         if (current.channels.some((x) => x.name === channel.name)) {
@@ -180,9 +180,10 @@ export function registerAlertRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     async (c, { params, body }) => {
       const state = await store.loadWorkspace();
       const previous = findChannel(state, params.name);
-      const result = validateAlertChannel(keepRedactedSecrets(body, previous), params.name, state, env);
+      const sent = keepRedactedSecrets(body, previous);
+      refuseUnlistedBodyTemplates(sent, body.type === undefined || body.type === previous.type ? channelSettings(previous) : null, env);
+      const result = validateAlertChannel(sent, params.name, state, env);
       if (!result.ok) throw validationFailed(result.details);
-      refuseUnlistedTemplates(channelSettings(result.definition), previous.type === result.definition.type ? channelSettings(previous) : null, env);
       const channel: AlertChannelDef = { ...result.definition, origin: previous.origin ?? 'file' };
       const stored = await store.updateAlerts((current) => {
         if (!current.channels.some((x) => x.name === channel.name)) throw new NotFoundError(`no alert channel "${channel.name}"`);

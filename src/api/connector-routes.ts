@@ -17,7 +17,7 @@ import { ENTITY_SECTIONS, type ConnectionDef, type EntityOrigin, type Stored } f
 import { SLUG_PATTERN, validateEntity } from '../workspace/index.js';
 import type { ApiDeps } from './context.js';
 import { validationFailed } from './http-errors.js';
-import { refuseUnlistedTemplates } from './template-access.js';
+import { refuseUnlistedBodyTemplates } from './template-access.js';
 import { defineRoute } from './route.js';
 import { errors } from './schemas.js';
 
@@ -219,10 +219,10 @@ export function registerConnectorRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     const slug = typeof body.slug === 'string' && SLUG_PATTERN.test(body.slug) ? body.slug : `new-${role}`;
     const stored = (state[ENTITY_SECTIONS[kind]] as Array<ConnectionDef & Stored>).find((e) => e.slug === slug) ?? null;
     const withSecrets = stored ? connectors.keepRedacted(body, stored) : body;
+    refuseUnlistedBodyTemplates(withSecrets, stored && stored.type === withSecrets.type ? stored.settings : null, env);
     const checked = validateEntity(kind, { ...withSecrets, slug }, null, state, env, connectors);
     if (!checked.ok) throw validationFailed(Object.fromEntries(Object.entries(checked.details).filter(([field]) => field !== 'slug')));
     const definition = checked.definition as ConnectionDef;
-    refuseUnlistedTemplates(definition.settings, stored?.type === definition.type ? stored.settings : null, env);
     try {
       // Read as what it would be saved as: a connection of the API, unless it is a stored one kept as it was.
       return resolved({ ...definition, origin: stored?.origin ?? 'api' }, role);

@@ -15,7 +15,7 @@ import type { ConnectorRegistry } from '../core/connector-registry.js';
 import { sequenceRunDetails, syncRunDetails } from '../engine/run-details.js';
 import { validateEntity } from '../workspace/index.js';
 import type { ApiDeps } from './context.js';
-import { refuseUnlistedTemplates } from './template-access.js';
+import { refuseUnlistedBodyTemplates } from './template-access.js';
 import { registerConnectorRoutes } from './connector-routes.js';
 import { HttpError, validationFailed } from './http-errors.js';
 import { defineRoute } from './route.js';
@@ -134,12 +134,13 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       return { state, found };
     };
     const validate = (body: unknown, slug: string | null, state: WorkspaceState, previous: (Stored & { slug: string }) | null) => {
-      const result = validateEntity(kind, keepRedactedSecret(kind, body, previous, connectors), slug, state, env, connectors);
-      if (!result.ok) throw validationFailed(result.details);
+      const sent = keepRedactedSecret(kind, body, previous, connectors);
       if (kind === 'source' || kind === 'destination') {
         const stored = previous as (ConnectionDef & Stored) | null;
-        refuseUnlistedTemplates((result.definition as ConnectionDef).settings, stored?.type === (result.definition as ConnectionDef).type ? stored.settings : null, env);
+        refuseUnlistedBodyTemplates(sent, stored && stored.type === sentType(sent) ? stored.settings : null, env);
       }
+      const result = validateEntity(kind, sent, slug, state, env, connectors);
+      if (!result.ok) throw validationFailed(result.details);
       return result.definition;
     };
     const answer = (record: Stored & { slug: string }) => {
@@ -475,6 +476,11 @@ function lastOfEach<R extends { status: SyncRunStatus | SequenceRunStatus }>(new
  * A body sent back as it was read carries the hidden secrets (`user:***@`, `***`); the stored ones are
  * kept then, so reading an entity and writing it back never loses its password or token.
  */
+/** The `type` a body gives, if any. */
+function sentType(body: unknown): unknown {
+  return body !== null && typeof body === 'object' ? (body as Record<string, unknown>).type : undefined;
+}
+
 function keepRedactedSecret(kind: EntityKind, body: unknown, previous: (Stored & { slug: string }) | null, connectors: ConnectorRegistry): unknown {
   if ((kind !== 'source' && kind !== 'destination') || previous === null || body === null || typeof body !== 'object') return body;
   return connectors.keepRedacted(body as Record<string, unknown>, previous as unknown as ConnectionDef);

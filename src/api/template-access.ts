@@ -6,6 +6,7 @@
  * again when the entity's templates are resolved (core/connections.ts `interpolate`).
  */
 import { envAllowListOf, notAllowedText, unlistedTemplates, type TemplateEnv } from '../core/connections.js';
+import { fileForm } from '../workspace/index.js';
 import { validationFailed } from './http-errors.js';
 
 /**
@@ -18,4 +19,20 @@ export function refuseUnlistedTemplates(settings: unknown, previous: unknown, en
   const fields = Object.entries(unlisted);
   if (fields.length === 0) return;
   throw validationFailed(Object.fromEntries(fields.map(([path, name]) => [`${prefix}${path}` || 'body', notAllowedText(name)])));
+}
+
+/** Fields of a body that name, type or date what it creates: not settings. */
+const NOT_SETTINGS: ReadonlySet<string> = new Set(['slug', 'name', 'type', 'id', 'createdAt', 'updatedAt', 'origin', 'warning']);
+
+/**
+ * refuseUnlistedTemplates on a body as it was sent, before it is validated: validation reads the
+ * variables the templates name (to say one is not set, or set empty), and so would tell a caller
+ * which of the variables it may not read the server has. A body in the stored shape (its settings
+ * under `settings`) is read as a file writes it.
+ * @param previous the stored entity's settings when the body keeps its type, else null
+ */
+export function refuseUnlistedBodyTemplates(body: unknown, previous: unknown, env: TemplateEnv): void {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) return;
+  const settings = Object.fromEntries(Object.entries(fileForm(body as Record<string, unknown>)).filter(([field]) => !NOT_SETTINGS.has(field)));
+  refuseUnlistedTemplates(settings, previous, env);
 }

@@ -31,6 +31,7 @@ beforeAll(async () => {
       API_DB_NAME: 'missing-folder-x9/allowed-db-name.db',
       API_WH_URL: 'http://wh-host-k2.example.com/warehouse',
       FILE_DB_PATH: '/no-such-folder-q7/file-db-secret-name.db',
+      EXPORTED_EMPTY: '',
     },
   });
 });
@@ -75,6 +76,40 @@ describe('${ENV} in entities created through the API', () => {
     expect(channel.status).toBe(422);
     expect(channel.body.details.url).toContain('SERVER_SECRET');
     expect((await api.app.store.alerts.getDefinition()).channels).toEqual([]);
+  });
+
+  it('answers a variable it may not read the same whether the server sets it, sets it empty or not at all', async () => {
+    const bodies = (name: string): Array<[string, string, Record<string, unknown>]> => [
+      ['POST', '/api/sources', { slug: 'peek', type: 'sqlite', path: `\${${name}}` }],
+      ['POST', '/api/sources/test', { type: 'postgres', url: `\${${name}}` }],
+      ['POST', '/api/destinations', { slug: 'peek', type: 'http', url: 'https://example.com', headers: { 'X-Key': `\${${name}}` } }],
+      ['POST', '/api/alerts/channels', { name: 'peek', type: 'webhook', url: `\${${name}}` }],
+      ['POST', '/api/alerts/channels', { name: 'peek', type: 'webhook', url: 'https://example.com/hook', secret: `\${${name}}` }],
+      ['POST', '/api/alerts/channels', { name: 'peek', type: 'pagerduty', routingKey: `\${${name}}` }],
+      ['POST', '/api/alerts/channels', { name: 'peek', type: 'email', smtp: 'smtp://localhost:25', from: 'a@example.com', to: [`\${${name}}`] }],
+    ];
+    const answers = async (name: string) => {
+      const out: string[] = [];
+      for (const [method, path, body] of bodies(name)) {
+        const answer = await api.call(method, path, body);
+        expect(answer.status).toBe(422);
+        out.push(answer.text.split(name).join('VAR'));
+      }
+      return out;
+    };
+    const unset = await answers('NEVER_EXPORTED');
+    expect(unset[0]).toContain('LOCKSTEP_ENV_ALLOW');
+    expect(await answers('SERVER_SECRET')).toEqual(unset);
+    expect(await answers('EXPORTED_EMPTY')).toEqual(unset);
+    // A stored entity changed through the API is answered the same.
+    await api.app.store.upsertEntity('source', { slug: 'kept', type: 'sqlite', settings: { path: 'kept.db' } }, 'file', api.app.clock.now());
+    const put = async (name: string) => (await api.call('PUT', '/api/sources/kept', { type: 'sqlite', path: `\${${name}}` })).text.split(name).join('VAR');
+    expect(await put('SERVER_SECRET')).toEqual(await put('NEVER_EXPORTED'));
+    expect((await api.call('DELETE', '/api/sources/kept')).status).toBe(204);
+    await api.app.store.updateAlerts((current) => ({ ...current, channels: [...current.channels, { name: 'kept', type: 'webhook', url: 'https://example.com/kept', headers: {}, secret: null }] }), api.app.clock.now());
+    const putChannel = async (name: string) => (await api.call('PUT', '/api/alerts/channels/kept', { type: 'webhook', url: `\${${name}}` })).text.split(name).join('VAR');
+    expect(await putChannel('SERVER_SECRET')).toEqual(await putChannel('NEVER_EXPORTED'));
+    expect((await api.call('DELETE', '/api/alerts/channels/kept')).status).toBe(204);
   });
 
   it('checks a URL as a listed variable gives it, naming the variable and never its value', async () => {
