@@ -51,11 +51,14 @@ function text(what: string, description: string) {
   return z.string().min(1, { error: hinted(`${what} is empty`, `write the ${what}`) }).meta({ description });
 }
 
-/** A signing secret: spaces alone are refused too, as an HMAC keyed with them is one anybody can make. */
+/**
+ * A signing secret: spaces alone are refused too, as an HMAC keyed with them is one anybody can make.
+ * An empty one is said so once (abort: the blank check would say it again).
+ */
 function secretText(what: string, description: string) {
   return z
     .string()
-    .min(1, { error: hinted(`${what} is empty`, `write the ${what}`) })
+    .min(1, { error: hinted(`${what} is empty`, `write the ${what}, or a \${ENV} template`), abort: true })
     .refine((value) => value.trim() !== '', { error: hinted(`${what} is blank`, `a blank ${what} signs nothing anybody could not sign: write the ${what}, or a \${ENV} template`) })
     .meta({ description });
 }

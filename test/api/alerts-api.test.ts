@@ -176,6 +176,15 @@ describe('alert channels and rules through the API', () => {
     expect((await call('GET', '/api/alerts')).body.rules).toEqual([]);
   });
 
+  it('answers an empty or blank webhook secret with one message each', async () => {
+    const empty = await call('POST', '/api/alerts/channels', { name: 'hooks-empty', type: 'webhook', url: `${receiver.url}/ok`, secret: '' });
+    expect(empty.status).toBe(422);
+    expect(empty.body.details).toEqual({ secret: 'secret is empty — write the secret, or a ${ENV} template' });
+    const blank = await call('POST', '/api/alerts/channels', { name: 'hooks-blank', type: 'webhook', url: `${receiver.url}/ok`, secret: '  ' });
+    expect(blank.status).toBe(422);
+    expect(blank.body.details).toEqual({ secret: 'secret is blank — a blank secret signs nothing anybody could not sign: write the secret, or a ${ENV} template' });
+  });
+
   it('redacts every secret of every kind of channel', async () => {
     const channels = [
       { name: 'slack', type: 'slack', url: `https://hooks.slack.com/services/${SLACK_PATH}` },
