@@ -241,7 +241,10 @@ export class RunRecord {
       return (await store.getSyncRun(claimed.id).catch(() => null)) ?? claimed;
     }
     logger.error('sync run failed', { ...runLog, error: error.message });
-    return await this.update({ ...progressPatch(progress), status: 'failed', error: error.message, apiUsage, phaseMs: phases.times() });
+    // The run's error is read by every API token (and sent in alerts): a store's error, which names
+    // the store's host, database and user, is said in a summary; the line above has it in full.
+    const recorded = storeFailure(thrown) ? `the store could not be read or written — the server log has the error, under sync run ${claimed.id}` : error.message;
+    return await this.update({ ...progressPatch(progress), status: 'failed', error: recorded, apiUsage, phaseMs: phases.times() });
   }
 }
 
@@ -424,6 +427,14 @@ export class RunBookkeeping {
     if (!planner) delete patch.successfulRows;
     await this.options.record.update({ ...patch, status: first ? 'processing' : undefined });
   }
+}
+
+/** Whether `thrown`, or an error it was caused by, is the store's. */
+function storeFailure(thrown: unknown): boolean {
+  for (let error: unknown = thrown; error instanceof Error; error = error.cause) {
+    if (error instanceof LockstepError && error.code === ErrorCode.Store) return true;
+  }
+  return false;
 }
 
 /** Whether `thrown`, or an error it was caused by (a retry that gave up), is the store's server out of reach for now. */
