@@ -38,12 +38,19 @@ export interface LockstepErrorOptions {
   cause?: unknown;
   /** Seconds the remote side asked us to wait before retrying (HTTP Retry-After). */
   retryAfterSeconds?: number;
+  /**
+   * The words of the message that say where the store is (`store PostgreSQL at host:5432/db as
+   * user`, `store /var/lib/lockstep.db`): left out where the message is shown to any API token.
+   */
+  location?: string;
 }
 
 export class LockstepError extends Error {
   readonly code: ErrorCode;
   readonly retryable: boolean;
   readonly retryAfterSeconds: number | undefined;
+  /** See LockstepErrorOptions.location. */
+  readonly location: string | undefined;
 
   constructor(code: ErrorCode, message: string, options: LockstepErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -51,7 +58,22 @@ export class LockstepError extends Error {
     this.code = code;
     this.retryable = options.retryable ?? code === ErrorCode.Transient;
     this.retryAfterSeconds = options.retryAfterSeconds;
+    this.location = options.location;
   }
+}
+
+/**
+ * A store's error as any API token may read it: its message with the store's location (host,
+ * database, user, file) said as "the store", so the cause and its fix stay (a full disk, a lock held
+ * past the statement timeout). Null when `thrown` is not the store's error.
+ */
+export function storeErrorForReaders(thrown: unknown): string | null {
+  for (let error: unknown = thrown; error instanceof Error; error = error.cause) {
+    if (!(error instanceof LockstepError) || error.code !== ErrorCode.Store) continue;
+    const { message, location } = error;
+    return location !== undefined && message.includes(location) ? message.split(location).join('the store') : 'the store could not be read or written';
+  }
+  return null;
 }
 
 export class NotFoundError extends LockstepError {

@@ -5,7 +5,7 @@
  * rejected, the model's cursor once everything is delivered). Delivery (delivery.ts) hands it each
  * written batch's rows; the sync runner's pipeline decides when the run ends.
  */
-import { ErrorCode, LockstepError, toError } from '../core/errors.js';
+import { ErrorCode, LockstepError, storeErrorForReaders, toError } from '../core/errors.js';
 import type { Clock, Logger, RunFence, SnapshotCursor, SnapshotRows, Store, SyncRunPatch, WarehousePlanner } from '../core/ports.js';
 import type { ApiUsage, OperationCounts, RejectedRow, SyncRun } from '../core/runs.js';
 import type { PhaseClock } from '../core/run-phases.js';
@@ -241,9 +241,10 @@ export class RunRecord {
       return (await store.getSyncRun(claimed.id).catch(() => null)) ?? claimed;
     }
     logger.error('sync run failed', { ...runLog, error: error.message });
-    // The run's error is read by every API token (and sent in alerts): a store's error, which names
-    // the store's host, database and user, is said in a summary; the line above has it in full.
-    const recorded = storeFailure(thrown) ? `the store could not be read or written — the server log has the error, under sync run ${claimed.id}` : error.message;
+    // The run's error is read by every API token (and sent in alerts): a store's error is said
+    // without the store's host, database, user or file; the line above has it in full.
+    const forReaders = storeErrorForReaders(thrown);
+    const recorded = forReaders === null ? error.message : `${forReaders} — the server log names the store, under sync run ${claimed.id}`;
     return await this.update({ ...progressPatch(progress), status: 'failed', error: recorded, apiUsage, phaseMs: phases.times() });
   }
 }
@@ -427,14 +428,6 @@ export class RunBookkeeping {
     if (!planner) delete patch.successfulRows;
     await this.options.record.update({ ...patch, status: first ? 'processing' : undefined });
   }
-}
-
-/** Whether `thrown`, or an error it was caused by, is the store's. */
-function storeFailure(thrown: unknown): boolean {
-  for (let error: unknown = thrown; error instanceof Error; error = error.cause) {
-    if (error instanceof LockstepError && error.code === ErrorCode.Store) return true;
-  }
-  return false;
 }
 
 /** Whether `thrown`, or an error it was caused by (a retry that gave up), is the store's server out of reach for now. */

@@ -401,15 +401,16 @@ export class PostgresDatabase {
     // The unique indexes are the last guard of the run rules (one active run per sync, ...):
     // hitting one is a conflict with the current state, not a broken store.
     if (code === '23505') {
-      return new LockstepError(ErrorCode.Conflict, `store ${this.where}: the change conflicts with the current state (${message})`, { cause: error });
+      return new LockstepError(ErrorCode.Conflict, `the change conflicts with the current state of the store (${message})`, { cause: error });
     }
-    if (code === '23503') return new NotFoundError(`store ${this.where}: the change refers to a run or entity that does not exist`);
+    if (code === '23503') return new NotFoundError('the change refers to a run or entity that does not exist in the store');
     if (this.closed || /Cannot use a pool after calling end/i.test(message)) {
-      return new LockstepError(ErrorCode.Store, `store ${this.where} is closed`, { cause: error });
+      return new LockstepError(ErrorCode.Store, `store ${this.where} is closed`, { cause: error, location: `store ${this.where}` });
     }
     if (connecting || isUnreachable(error)) {
       return new LockstepError(ErrorCode.Store, `store ${this.where} cannot be reached: ${message} — ${connectionHint(code, message)}`, {
         cause: error,
+        location: `store ${this.where}`,
         retryable: !(code.startsWith('28') || code === '3D000'),
       });
     }
@@ -418,7 +419,7 @@ export class PostgresDatabase {
         ErrorCode.Store,
         `store ${this.where}: ${message} (SQLSTATE ${code}) — the store's statements may run for ${describeMs(this.options.statementTimeoutMs)} (its statement_timeout, whatever the database or role sets): ` +
           'look for a session holding locks on the store\'s tables for long (pg_stat_activity, pg_locks), or a server too busy to answer',
-        { cause: error },
+        { cause: error, location: `store ${this.where}` },
       );
     }
     if (code === '42501' || code === '25006') {
@@ -428,13 +429,14 @@ export class PostgresDatabase {
         ErrorCode.Store,
         `store ${this.where}: ${what} (SQLSTATE ${code}) — the store needs a user that may create and write the tables of its schema: ` +
           'connect to the primary as the schema\'s owner, or grant that user CREATE on the database and ALL on the schema',
-        { cause: error },
+        { cause: error, location: `store ${this.where}` },
       );
     }
     const transient = isConflict(error) || DROPPED_CODES.has(code) || code.startsWith('08') || code.startsWith('53') || code.startsWith('57P') ||
       /Connection terminated/i.test(message);
     return new LockstepError(ErrorCode.Store, `store ${this.where}: ${message}${code ? ` (SQLSTATE ${code})` : ''}`, {
       cause: error,
+      location: `store ${this.where}`,
       retryable: transient,
     });
   }

@@ -361,21 +361,22 @@ function storeError(path: string, busyTimeoutMs: number, error: unknown): unknow
     // The unique indexes are the last guard of the run rules (one active run per sync, ...):
     // hitting one is a conflict with the current state, not a broken store.
     if (code === 'SQLITE_CONSTRAINT_FOREIGNKEY') {
-      return new NotFoundError(`store ${path}: the change refers to a run or entity that does not exist`);
+      return new NotFoundError('the change refers to a run or entity that does not exist in the store');
     }
     if (code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
-      return new LockstepError(ErrorCode.Conflict, `store ${path}: the change conflicts with the current state (${error.message})`, {
+      return new LockstepError(ErrorCode.Conflict, `the change conflicts with the current state of the store (${error.message})`, {
         cause: error,
       });
     }
     const busy = code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED');
     return new LockstepError(ErrorCode.Store, `store ${path}: ${describeSqliteCode(code, busyTimeoutMs)} (${error.message})`, {
       cause: error,
+      location: `store ${path}`,
       retryable: busy,
     });
   }
   if (error instanceof TypeError && /database connection is not open/i.test(error.message)) {
-    return new LockstepError(ErrorCode.Store, `store ${path} is closed`, { cause: error });
+    return new LockstepError(ErrorCode.Store, `store ${path} is closed`, { cause: error, location: `store ${path}` });
   }
   return error;
 }
