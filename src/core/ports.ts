@@ -870,12 +870,12 @@ export interface FinishedRunOutbox {
 }
 
 /** Change notifications a store can push (PostgreSQL LISTEN/NOTIFY); polling finds the same work later. */
-export type StoreTopic = 'work' | 'finished' | 'schema';
+export type StoreTopic = 'work' | 'finished' | 'schema' | 'cancel';
 
 export interface StoreWatch {
   /**
-   * Calls `listener` soon after work was queued, a run finished or the store was migrated, in any
-   * process; returns an unsubscribe.
+   * Calls `listener` soon after work was queued, a run finished, a running sync run was asked to
+   * cancel or the store was migrated, in any process; returns an unsubscribe.
    */
   watch(listener: (topic: StoreTopic) => void): () => void;
 }

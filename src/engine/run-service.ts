@@ -154,8 +154,8 @@ export class RunService {
   async cancelSyncRun(id: number): Promise<SyncRun> {
     const { store, events, worker, finishedRuns, clock } = this.options;
     const run = await store.requestSyncRunCancel(id, clock.now());
-    // A run executing here stops at once; one executing in another process sees the request in
-    // the store at its next batch.
+    // A run executing here stops at once; one executing in another process too, once its worker
+    // reads the request in the store (Worker.watchCancels).
     worker.cancelExecution(id);
     // A queued or interrupted run ends at once: its end is in the outbox (the audit log keeps it too), and it is
     // a finished run to this process's metrics and to whoever waits for it.

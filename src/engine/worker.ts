@@ -11,7 +11,9 @@
  * crash never needs a restart to recover. A heartbeat that finds a lease lost stops that run at
  * once (its late writes are refused by the store anyway). Pending sequence runs are claimed when
  * their sequence is idle; a finished member hands off to the next one directly. Other processes'
- * work is found by a poll, or sooner through the store's notifications when it has them.
+ * work is found by a poll, or sooner through the store's notifications when it has them. A cancel
+ * asked by another process is in the store only: the runs executing here look for it there (see
+ * watchCancels) and stop at once, their query or write interrupted, as a cancel in this process does.
  * stopping: running syncs stop at their next batch boundary and their leases are released, so
  * another worker (or the next start) takes them over at once.
  */
@@ -27,6 +29,12 @@ import type { FinishedRunRelay } from './finished-run-relay.js';
 import type { SequenceRunner } from './sequence-runner.js';
 import type { StopReason } from './run-bookkeeping.js';
 import type { SyncRunner } from './sync-runner.js';
+
+/**
+ * How often, ms, the runs executing here look in the store for a cancel asked by another process
+ * when the store does not say so by itself (see watchCancels): a few times a second, one read per run.
+ */
+const CANCEL_CHECK_MS = 250;
 
 export interface WorkerOptions {
   store: Store;
@@ -100,6 +108,9 @@ export class Worker {
   private readonly pumpFailures: RepeatedFailureLog;
   private readonly pollFailures: RepeatedFailureLog;
   private readonly heartbeatFailures: RepeatedFailureLog;
+  /** Whether the runs executing here are being checked for a cancel, and whether to check again then. */
+  private checkingCancels = false;
+  private checkCancelsAgain = false;
 
   constructor(private readonly options: WorkerOptions) {
     this.lease = { workerId: options.workerId, leaseMs: options.leaseMs };
@@ -156,11 +167,12 @@ export class Worker {
     this.options.finishedRuns.start();
     this.loopsController = new AbortController();
     const signal = this.loopsController.signal;
-    this.loops = [this.poll(signal), this.heartbeat(signal)];
+    this.loops = [this.poll(signal), this.heartbeat(signal), this.watchCancels(signal)];
     this.unwatch = store.watch?.((topic) => {
       // During a hand-off here (often the echo of the run's own end), the hand-off pumps when it
       // is done: a pump now would compete with the next member's start.
       if (topic === 'work' && this.handingOff === 0) void this.pump();
+      if (topic === 'cancel') void this.checkCancels();
     }) ?? null;
   }
 
@@ -552,6 +564,50 @@ export class Worker {
         this.heartbeatFailures.failure(toError(thrown).message);
         this.logLapsedLeases(beating);
       }
+    }
+  }
+
+  /**
+   * Stops the runs executing here that another process asked to cancel (`lockstep sync cancel`, a
+   * sequence run's cancel): the request is in the store only, and a run waiting on a slow query or
+   * a write that does not answer would otherwise see it only at its next batch. A store with
+   * notifications says when a run is asked to cancel, and is read here at each poll in case a
+   * notification was lost; another is read every CANCEL_CHECK_MS while runs execute.
+   */
+  private async watchCancels(signal: AbortSignal): Promise<void> {
+    const { store, clock } = this.options;
+    const every = store.watch ? Math.max(CANCEL_CHECK_MS, this.options.pollIntervalMs) : CANCEL_CHECK_MS;
+    while (!signal.aborted) {
+      try {
+        await clock.sleep(every, signal);
+      } catch {
+        return;
+      }
+      await this.checkCancels();
+    }
+  }
+
+  /** Reads the cancel flag of each run executing here and stops those asked to cancel. Calls coalesce. */
+  private async checkCancels(): Promise<void> {
+    if (this.checkingCancels) {
+      this.checkCancelsAgain = true;
+      return;
+    }
+    this.checkingCancels = true;
+    try {
+      do {
+        this.checkCancelsAgain = false;
+        for (const [id, execution] of [...this.executions]) {
+          if (execution.controller.signal.aborted || execution.handingOff) continue;
+          const latest = await this.options.store.getSyncRun(id);
+          if (!latest?.cancelRequested || latest.attempt !== execution.run.attempt || this.executions.get(id) !== execution) continue;
+          execution.controller.abort('cancel' satisfies StopReason);
+        }
+      } while (this.checkCancelsAgain && this.state === 'running');
+    } catch {
+      // The store is out of reach (the heartbeat says so): the runs look again at their next batch, and here at the next check.
+    } finally {
+      this.checkingCancels = false;
     }
   }
 

@@ -21,7 +21,7 @@ import type { Logger, StoreTopic } from '../../core/ports.js';
 import { quoteIdent } from './postgres-database.js';
 import { closeWithin, destroySocket } from './postgres-answer-watch.js';
 
-export const STORE_TOPICS: readonly StoreTopic[] = ['work', 'finished', 'schema'];
+export const STORE_TOPICS: readonly StoreTopic[] = ['work', 'finished', 'schema', 'cancel'];
 
 export interface PostgresNotificationsOptions {
   /** A new, unconnected client with the store's settings. */

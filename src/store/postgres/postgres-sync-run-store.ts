@@ -321,8 +321,8 @@ export class PostgresSyncRunStore implements SyncRunStore {
 
   /**
    * A cancel request: a queued run ends at once, and so does an active one whose lease has ended
-   * (the worker that held it finds its writes refused); an active one held by a worker is flagged
-   * and stops at its next batch boundary.
+   * (the worker that held it finds its writes refused); an active one held by a worker is flagged,
+   * and that worker is told (topic `cancel`) so it stops the run at once.
    */
   async cancel(q: Queryable, id: number, now: number): Promise<SyncRun> {
     const current = await this.statements.syncRunRow(q, id, 'FOR UPDATE');
@@ -336,6 +336,7 @@ export class PostgresSyncRunStore implements SyncRunStore {
     const leaseEnd = current.lease_expires_at == null ? null : Number(current.lease_expires_at);
     if (leaseEnd === null || leaseEnd <= now) return this.endCancelled(q, current.id, now, CANCELLED_INTERRUPTED_RUN_ERROR);
     const { rows } = await q.query<SyncRunRow>(`UPDATE ${this.tables.syncRuns} SET cancel_requested = true WHERE id = $1 RETURNING *`, [current.id]);
+    await this.statements.notify(q, 'cancel');
     return syncRun(rows[0] as SyncRunRow);
   }
 
