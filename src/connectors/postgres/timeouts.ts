@@ -4,7 +4,7 @@
  * same time plus a grace the connection's socket is destroyed and the operation fails with a
  * message naming the host and port and what was waited for, never the URL.
  */
-import type pg from 'pg';
+import pg from 'pg';
 import { ErrorCode, LockstepError } from '../../core/errors.js';
 
 export interface PostgresTimeouts {
@@ -16,6 +16,8 @@ export interface PostgresTimeouts {
 
 /** What the client waits for a server past its own statement timeout before giving up on it. */
 const GRACE_MS = 5_000;
+/** How long a cancel request's own connection may take before it is given up on. */
+const CANCEL_REQUEST_MS = 5_000;
 /** TCP keepalive probes start after this long without traffic, so a vanished peer is noticed. */
 const KEEPALIVE_MS = 30_000;
 
@@ -78,7 +80,8 @@ export function isConnectTimeout(error: unknown): boolean {
 /**
  * Waits for `work` on `client` at most `ms` plus a grace: past it, and at once when `signal` aborts,
  * the client's socket is destroyed (pg then fails whatever it was doing) and the wait ends with
- * `timedOut()`'s error (or the signal's reason).
+ * `timedOut()`'s error (or the signal's reason). On an abort the server is first asked to cancel the
+ * statement (cancelStatement): one that sends nothing for a while would not notice the closed socket.
  */
 export async function withDeadline<T>(
   client: pg.Client | pg.PoolClient,
@@ -96,7 +99,10 @@ export async function withDeadline<T>(
     };
     timer = setTimeout(() => destroy(timedOut()), ms + GRACE_MS);
     if (signal) {
-      onAbort = () => destroy(signal.reason);
+      onAbort = () => {
+        cancelStatement(client);
+        destroy(signal.reason);
+      };
       if (signal.aborted) onAbort();
       else signal.addEventListener('abort', onAbort, { once: true });
     }
@@ -107,6 +113,29 @@ export async function withDeadline<T>(
   } finally {
     clearTimeout(timer);
     if (onAbort) signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+/**
+ * Asks the server to cancel the statement `client` is running, with the protocol's cancel request on
+ * a connection of its own (as psql's Ctrl-C does; a connection pooler passes it on): a slow query or
+ * a lock wait would otherwise go on on the server, closed socket or not, until it ends or its
+ * statement timeout. Best effort: the request's own failure is ignored, and it is given up on after
+ * CANCEL_REQUEST_MS.
+ */
+function cancelStatement(client: pg.Client | pg.PoolClient): void {
+  const target = client as unknown as { activeQuery?: unknown; processID?: number; host?: string; port?: number };
+  if (!target.activeQuery || target.processID === undefined || socketDestroyed(client)) return;
+  try {
+    const canceller = new pg.Client({ host: target.host, port: target.port }) as unknown as {
+      connection: { on(event: 'error', listener: () => void): void; stream?: { destroy(): void } };
+      cancel(client: unknown, query: unknown): void;
+    };
+    canceller.connection.on('error', () => undefined);
+    canceller.cancel(client, target.activeQuery);
+    setTimeout(() => canceller.connection.stream?.destroy(), CANCEL_REQUEST_MS).unref();
+  } catch {
+    // Closing the socket still ends the wait; the server stops the statement by its own timeout.
   }
 }
 
