@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { model, source, sync, workspace } from '../helpers/definitions.js';
 import { createHierarchyFixture, startHarness, tempDir } from '../helpers/harness.js';
+import { createTestMysqlDatabase, mysqlSql } from '../helpers/mysql.js';
 import { createTestDatabase, sql } from '../helpers/postgres.js';
 
 async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
@@ -34,6 +35,31 @@ describe('cancel during a source read', () => {
           "select count(*)::int as n from pg_stat_activity where datname = current_database() and query like '%pg_sleep(60)%' and pid <> pg_backend_pid()",
         )
       )[0]!.n > 0;
+    await using h = await startHarness({ dir, definition });
+    const { run } = await h.app.runs.triggerSync('slow-out');
+    await waitFor('the query did not start', sleeping, 20_000);
+    await h.app.runs.cancelSyncRun(run.id);
+    expect((await h.app.runs.waitForSyncRun(run.id)).status).toBe('cancelled');
+    await waitFor('the query still runs on the server', async () => !(await sleeping()), 3_000);
+  });
+
+  it('MySQL: a query that has sent nothing yet is stopped on the server', async () => {
+    const url = await createTestMysqlDatabase('cancel_read');
+    const dir = tempDir();
+    createHierarchyFixture(dir);
+    const definition = workspace({
+      sources: [source('warehouse', { type: 'mysql', url })],
+      destinations: [source('crm', { path: 'crm.db' })],
+      models: [model('slow', 'warehouse', 'select 1 as id, sleep(60) as name')],
+      syncs: [sync('slow-out', { model: 'slow', destination: 'crm', object: 'accounts' })],
+    });
+    const sleeping = async () =>
+      (
+        await mysqlSql<{ n: string }>(
+          url,
+          "select count(*) as n from information_schema.processlist where db = database() and info like '%sleep(60)%' and id <> connection_id()",
+        )
+      )[0]!.n !== '0';
     await using h = await startHarness({ dir, definition });
     const { run } = await h.app.runs.triggerSync('slow-out');
     await waitFor('the query did not start', sleeping, 20_000);

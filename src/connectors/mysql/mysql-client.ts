@@ -140,7 +140,7 @@ export function createMysqlPool(url: string, connectionLimit: number, connectTim
 }
 
 function openPool(url: string, connectionLimit: number, connectTimeoutMs: number): MysqlPool {
-  return driver.createPool({
+  const pool = driver.createPool({
     uri: url,
     connectionLimit,
     maxIdle: connectionLimit,
@@ -155,7 +155,20 @@ function openPool(url: string, connectionLimit: number, connectTimeoutMs: number
     enableKeepAlive: true,
     keepAliveInitialDelay: 30_000,
   });
+  // The pool's end waits for the `KILL QUERY`s sent for its abandoned connections (see abandon):
+  // a run cancelled while its query runs closes its source at once, and the pool's end would drop
+  // the connection a kill is still opening, leaving the statement running on the server.
+  const end = pool.end.bind(pool);
+  const core = (pool as unknown as { pool?: object }).pool;
+  pool.end = async () => {
+    if (core) await Promise.all(killsInFlight.get(core) ?? []);
+    return end();
+  };
+  return pool;
 }
+
+/** The `KILL QUERY`s being sent through each (core) pool, until they are answered or fail. */
+const killsInFlight = new WeakMap<object, Set<Promise<void>>>();
 
 // ---------------------------------------------------------------------------------------------
 // Identifiers and messages
@@ -384,7 +397,12 @@ function abandon(connection: MysqlPoolConnection): void {
   connection.destroy();
   core.stream?.destroy();
   // Best effort: a server that cannot be reached now ends the statement when it notices the closed socket.
-  if (pool && !pool._closed && Number.isInteger(threadId)) pool.query(`KILL QUERY ${threadId}`, () => undefined);
+  if (!pool || pool._closed || !Number.isInteger(threadId)) return;
+  const sent = new Promise<void>((resolve) => pool.query(`KILL QUERY ${threadId}`, () => resolve()));
+  let pending = killsInFlight.get(pool);
+  if (!pending) killsInFlight.set(pool, (pending = new Set()));
+  pending.add(sent);
+  void sent.then(() => pending.delete(sent));
 }
 
 /**
