@@ -1,8 +1,9 @@
 /**
  * A cancel asked by one process (`lockstep sync cancel`, `lockstep sequence cancel`) of a run that
  * a `lockstep worker` executes while its model's query has not returned a row yet (a slow query on
- * PostgreSQL or MySQL): the worker hears of it within a few seconds and stops the run, which ends
- * `cancelled` — on the embedded store and on PostgreSQL.
+ * PostgreSQL or MySQL) or its write is not answered (an HTTP API): the worker hears of it within a
+ * few seconds and stops the run, which ends `cancelled`, its query stopped on the server too — on the
+ * embedded store and on PostgreSQL.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,6 +13,7 @@ import { createApp, type App } from '../../src/app.js';
 import { resolveConfig } from '../../src/config.js';
 import { silentLogger } from '../../src/core/logger.js';
 import { CliProcess, killChildren, runCli, sleep } from '../cli/cli-helpers.js';
+import { createHeldSync } from './held-sync.js';
 import { tempDir } from '../helpers/harness.js';
 import { createTestMysqlDatabase, mysqlSql } from '../helpers/mysql.js';
 import { createTestDatabase, sql } from '../helpers/postgres.js';
@@ -102,6 +104,8 @@ describe.each(['embedded', 'postgres'] as const)('a cancel from another process,
       expect(cancelled.code, cancelled.stderr).toBe(0);
       await waitFor('the run did not end', async () => (await app.store.getSyncRun(runId))?.status === 'cancelled', 5_000, worker);
       expect(Date.now() - asked).toBeLessThan(5_000);
+      // The query was stopped on the server, not left running there.
+      await waitFor('the query still runs', async () => !(await sleeping()), 5_000, worker);
       const run = await app.store.getSyncRun(runId);
       expect(run).toMatchObject({ status: 'cancelled', error: 'cancelled by a user' });
       expect(run!.successfulRows).toMatchObject({ addedCount: 0 });
@@ -133,8 +137,29 @@ describe.each(['embedded', 'postgres'] as const)('a cancel from another process,
       );
       expect(Date.now() - asked).toBeLessThan(5_000);
       expect(members.map((m) => m.status)).toEqual(['cancelled', 'skipped']);
+      await waitFor('the query still runs', async () => !(await pgSleeping(setup.pgUrl)), 5_000, worker);
     } finally {
       await app.close();
+    }
+  }, 90_000);
+});
+
+describe('a cancel from another process, an HTTP API that does not answer', () => {
+  it('stops the run waiting for the answer within seconds, long before the request timeout', async () => {
+    const held = await createHeldSync('lockstep_cancel_http', { destination: 'timeoutMs: 120000' });
+    try {
+      const worker = new CliProcess(['--workspace', held.dir, '--store', held.storeUrl, 'worker'], { cwd: held.dir, env: { LOCKSTEP_POLL_MS: '1000' } });
+      await worker.waitForStderr(/lockstep worker: running on/, 20_000);
+      const runId = await held.trigger();
+      await held.waitUntilHeld(worker, runId);
+      const asked = Date.now();
+      const cancelled = await runCli(['--workspace', held.dir, '--store', held.storeUrl, 'sync', 'cancel', String(runId)], { cwd: held.dir });
+      expect(cancelled.code, cancelled.stderr).toBe(0);
+      expect(await held.ended(runId)).toMatchObject({ status: 'cancelled' });
+      expect(Date.now() - asked).toBeLessThan(5_000);
+    } finally {
+      held.release();
+      await held.close();
     }
   }, 90_000);
 });
