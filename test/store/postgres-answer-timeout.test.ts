@@ -155,7 +155,7 @@ describe('PostgreSQL store statements the network stops answering', () => {
     await new Promise((resolve) => setTimeout(resolve, 1500));
     expect(heard).toEqual([]);
     proxy.heal();
-    await expect.poll(() => [...heard].sort(), { timeout: 10_000 }).toEqual(['finished', 'schema', 'work']);
+    await expect.poll(() => [...heard].sort(), { timeout: 10_000 }).toEqual(['cancel', 'finished', 'schema', 'work']);
     await expect.poll(listening, { timeout: 5000 }).toBe(1);
     heard.length = 0;
     await notify('finished');

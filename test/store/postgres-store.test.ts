@@ -529,13 +529,17 @@ describe('PostgresStore leases and notifications with several processes', () => 
     await eventually(() => expect(heard).toEqual(['work']));
     heard.length = 0;
     await b.claimSyncRun(run.id, T0, LEASE);
+    // A cancel of a run a worker holds is heard by that worker, which stops the run at once.
+    await b.requestSyncRunCancel(run.id, T0);
+    await eventually(() => expect(heard).toEqual(['cancel']));
+    heard.length = 0;
     await b.updateSyncRun(run.id, { status: 'success' }, T0 + 1, 1);
     await eventually(() => expect([...heard].sort()).toEqual(['finished', 'work']));
 
     // The server drops the connection: it comes back, and every topic is heard once for what was missed.
     heard.length = 0;
     await sql(url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'lockstep notifications'");
-    await eventually(() => expect([...heard].sort()).toEqual(['finished', 'schema', 'work']));
+    await eventually(() => expect([...heard].sort()).toEqual(['cancel', 'finished', 'schema', 'work']));
     await eventually(async () => expect(await listening()).toBe(1));
     heard.length = 0;
     await b.enqueueSequenceRun((await b.getSequence('crm-hierarchy'))!, MANUAL, T0 + 2);
