@@ -397,7 +397,7 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
   );
   defineRoute(
     app,
-    { method: 'post', path: '/api/sync-runs/{id}/cancel', summary: 'Cancel a sync run (a running one stops at its next batch)', tag: 'Sync runs', params: RunIdParam, responses: { 200: { description: 'The run', schema: SyncRunView }, 401: errors[401], 404: errors[404], 409: { description: 'Already finished', schema: errors[404].schema } } },
+    { method: 'post', path: '/api/sync-runs/{id}/cancel', summary: 'Cancel a sync run (a running one stops at once, its query or write interrupted)', tag: 'Sync runs', params: RunIdParam, responses: { 200: { description: 'The run', schema: SyncRunView }, 401: errors[401], 404: errors[404], 409: { description: 'Already finished', schema: errors[404].schema } } },
     async (c, { params }) => c.json((await syncSlugs([await runs.cancelSyncRun(params.id)]))[0]),
   );
   // Before `/api/sequence-runs/{id}`: "latest" is not a run id.

@@ -23,7 +23,7 @@ import type { SequenceRunner } from './sequence-runner.js';
 export interface LocalWorker {
   /** Claims what is queued now, so a run queued in this process starts here at once. */
   pump(): Promise<void>;
-  /** Stops sync run `id` at its next batch boundary when it executes here (its cancel is recorded). */
+  /** Stops sync run `id` at once when it executes here (its cancel is recorded). */
   cancelExecution(id: number): void;
 }
 
@@ -149,7 +149,7 @@ export class RunService {
 
   /**
    * Cancels a sync run: a queued one at once, and an interrupted one (its lease ended, no worker
-   * took it over) too; a running one at its next batch boundary.
+   * took it over) too; a running one at once, in whichever process executes it.
    */
   async cancelSyncRun(id: number): Promise<SyncRun> {
     const { store, events, worker, finishedRuns, clock } = this.options;

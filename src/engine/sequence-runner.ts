@@ -34,7 +34,7 @@ export interface SequenceRunnerOptions {
    * by the advance (`querying`) run at once, the others are claimed when their sync is free.
    */
   startSyncRuns: (runs: SyncRun[], sequenceRun: SequenceRun) => void;
-  /** Asks running member sync runs to stop at their next batch boundary. */
+  /** Asks running member sync runs to stop (at once, their query or write interrupted). */
   cancelSyncRun: (syncRunId: number) => Promise<void>;
   /** Told whenever a sequence run changed. */
   onUpdate: (run: SequenceRun) => void;

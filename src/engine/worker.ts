@@ -247,7 +247,7 @@ export class Worker {
     return this.executions.size === 0 && this.pumping === null;
   }
 
-  /** Stops sync run `id` at its next batch boundary when it executes here: its cancel is recorded in the store. */
+  /** Stops sync run `id` at once when it executes here, its query or write interrupted: its cancel is recorded in the store. */
   cancelExecution(id: number): void {
     this.executions.get(id)?.controller.abort('cancel' satisfies StopReason);
   }

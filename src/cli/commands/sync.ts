@@ -1,6 +1,6 @@
 /**
  * `lockstep sync run <slug>` runs a sync now and waits for it; `lockstep sync cancel <runId>`
- * cancels a run (a running one stops at its next batch).
+ * cancels a run (a running one stops at once, in whichever process runs it).
  */
 import type { Command } from 'commander';
 import { ErrorCode, LockstepError } from '../../core/errors.js';
@@ -80,7 +80,7 @@ export function registerSyncCommands(program: Command, deps: CommandDeps): void 
     });
   syncCommand
     .command('cancel <runId>')
-    .description('cancel a sync run (a running one stops at its next batch)')
+    .description('cancel a sync run (a running one stops at once, its query or write interrupted)')
     .action(async (runId: string) => {
       const { app, close } = await open.app({ lookingFor: `no sync run ${runShown('sync', runId)}` });
       try {
