@@ -115,6 +115,26 @@ describe.each(['embedded', 'postgres'] as const)('a cancel from another process,
     }
   }, 90_000);
 
+  it('stops a member run cancelled on its own, and its sequence goes on as the member\'s policy says', async () => {
+    const setup = await workspace(store);
+    const worker = new CliProcess(['--workspace', setup.dir, 'worker'], { cwd: setup.dir, env: { ...setup.env, LOCKSTEP_POLL_MS: '1000' } });
+    await worker.waitForStderr(/lockstep worker: running on/, 20_000);
+    const app = await openApp(setup);
+    try {
+      const sequenceRunId = (await app.runs.triggerSequence('slow')).run.id;
+      await waitFor('the model query did not start', () => pgSleeping(setup.pgUrl), 20_000, worker);
+      const memberRunId = (await app.store.getSequenceRun(sequenceRunId))!.members[0]!.syncRunId!;
+
+      const cancelled = await runCli(['--workspace', setup.dir, 'sync', 'cancel', String(memberRunId)], { cwd: setup.dir, env: setup.env });
+      expect(cancelled.code, cancelled.stderr).toBe(0);
+      // `terminate: never`: the next member runs, and the sequence run ends done.
+      await waitFor('the sequence run did not end', async () => (await app.store.getSequenceRun(sequenceRunId))?.status === 'done', 10_000, worker);
+      expect((await app.store.getSequenceRun(sequenceRunId))!.members.map((m) => m.status)).toEqual(['cancelled', 'success']);
+    } finally {
+      await app.close();
+    }
+  }, 90_000);
+
   it('stops the running member of a cancelled sequence run, and the run ends cancelled', async () => {
     const setup = await workspace(store);
     const worker = new CliProcess(['--workspace', setup.dir, 'worker'], { cwd: setup.dir, env: { ...setup.env, LOCKSTEP_POLL_MS: '1000' } });
