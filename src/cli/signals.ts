@@ -4,8 +4,8 @@ import { toError, type LockstepError } from '../core/errors.js';
 import type { Terminal } from './output.js';
 
 /**
- * While a run the command started is under way, Ctrl-C (or SIGTERM) cancels it: it stops at its
- * next batch, is recorded as cancelled, and the command reports it as for any end. A second signal
+ * While a run the command started is under way, Ctrl-C (or SIGTERM) cancels it: it stops at once,
+ * is recorded as cancelled, and the command reports it as for any end. A second signal
  * quits at once; a worker then takes the run over once its lease has run out. Returns what removes
  * the handlers.
  */
@@ -17,7 +17,7 @@ export function cancelOnSignal(term: Terminal, what: string, cancel: () => Promi
       process.exit(signal === 'SIGINT' ? 130 : 143);
     }
     asked = true;
-    term.err(`${signal === 'SIGINT' ? 'Ctrl-C' : signal}: cancelling ${what}, which stops at its next batch (again to quit at once)`);
+    term.err(`${signal === 'SIGINT' ? 'Ctrl-C' : signal}: cancelling ${what}, which stops at once (again to quit at once)`);
     cancel().catch((error: unknown) => term.err(`could not cancel ${what}: ${toError(error).message}`));
   };
   process.on('SIGINT', onSignal);

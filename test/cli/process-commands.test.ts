@@ -307,7 +307,7 @@ describe('Ctrl-C on a run the command started', () => {
     await withHungApi(['sync', 'run', 'accounts-to-api'], async (dir, proc) => {
       proc.child.kill('SIGINT');
       const ended = await proc.exited;
-      expect(ended.stderr).toMatch(/Ctrl-C: cancelling sync run \d+, which stops at its next batch/);
+      expect(ended.stderr).toMatch(/Ctrl-C: cancelling sync run \d+, which stops at once/);
       expect(ended.code, ended.stderr).toBe(1);
       expect(ended.stdout).toMatch(/CANCELLED/);
       const runs = await listRuns(dir);

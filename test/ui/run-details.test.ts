@@ -265,7 +265,7 @@ describe('run details', () => {
       });
       await page.getByRole('button', { name: 'Cancel run' }).click();
       await page.waitForTimeout(300);
-      expect(asked).toEqual([`Cancel run #${started.body.id} of accounts-to-slow-api? It stops at the end of the batch under way; the batches delivered stay delivered.`]);
+      expect(asked).toEqual([`Cancel run #${started.body.id} of accounts-to-slow-api? It stops at once, a batch being written cut off (the next run sends it again); the batches delivered stay delivered.`]);
       expect(cancels).toEqual([]);
       expect(await page.getByRole('button', { name: 'Cancel run' }).isEnabled()).toBe(true);
       const accept = (dialog: Dialog) => void dialog.accept();
@@ -296,7 +296,7 @@ describe('run details', () => {
       await page.getByRole('button', { name: 'Cancel run' }).click();
       await page.waitForTimeout(300);
       expect(asked[1]).toBe(
-        `Cancel run ${sequenceRun.body.id.slice(0, 8)} of to-slow-api? Its members under way stop at the end of the batch under way (the batches delivered stay delivered); the members not started are skipped.`,
+        `Cancel run ${sequenceRun.body.id.slice(0, 8)} of to-slow-api? Its members under way stop at once (the batches delivered stay delivered); the members not started are skipped.`,
       );
       expect(cancels).toHaveLength(1);
       page.once('dialog', (dialog) => void dialog.accept());

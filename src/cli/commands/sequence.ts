@@ -106,7 +106,7 @@ export function registerSequenceCommands(program: Command, deps: CommandDeps): v
         const run = await app.runs.cancelSequenceRun(runId);
         const outcome =
           run.status !== 'cancelled'
-            ? 'cancel requested: its members under way stop at the end of the batch under way; the members not started are skipped'
+            ? 'cancel requested: its members under way stop at once (the batches delivered stay delivered); the members not started are skipped'
             : run.startedAt === null
               ? 'cancelled: it left the queue without running'
               : 'cancelled';

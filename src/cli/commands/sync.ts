@@ -90,7 +90,7 @@ export function registerSyncCommands(program: Command, deps: CommandDeps): void 
         const run = await app.runs.cancelSyncRun(id);
         const outcome =
           run.status !== 'cancelled'
-            ? 'cancel requested: it stops at the end of the batch under way; the batches delivered stay delivered'
+            ? 'cancel requested: it stops at once, a batch being written cut off (the next run sends it again); the batches delivered stay delivered'
             : run.startedAt === null
               ? 'cancelled: it left the queue without running'
               : 'cancelled: the process running it had stopped; the batches it delivered stay delivered';

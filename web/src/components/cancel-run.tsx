@@ -6,7 +6,7 @@ import { href, navigate } from '../router.js';
 
 /**
  * POSTs to `path` on `cancel()` and calls `reload` after; a failure is kept in `error` for a banner.
- * One cancel at a time, and none once it was accepted: the run stops at its next batch boundary,
+ * One cancel at a time, and none once it was accepted: the run stops at once,
  * and a second request would only be told the run is already cancelled.
  */
 export function useCancelRun(path: string, reload: () => void): { error: unknown; state: CancelState; cancel: () => Promise<void> } {
@@ -32,7 +32,7 @@ export function useCancelRun(path: string, reload: () => void): { error: unknown
   return { error, state, cancel };
 }
 
-/** Where a cancel stands: not asked, on its way, or accepted (the run stops at its next batch boundary). */
+/** Where a cancel stands: not asked, on its way, or accepted (the run stops at once). */
 export type CancelState = 'idle' | 'sending' | 'requested';
 
 /** What Cancel asks of sync run `run` (of sync `slug`, when it is known) before cancelling it, saying what the cancel does. */
@@ -42,7 +42,7 @@ export function syncRunCancelQuestion(run: { id: number; status: string }, slug:
       ? 'It leaves the queue without running.'
       : run.status === 'interrupted'
         ? 'The process running it stopped: it ends now, and the batches delivered stay delivered.'
-        : 'It stops at the end of the batch under way; the batches delivered stay delivered.';
+        : 'It stops at once, a batch being written cut off (the next run sends it again); the batches delivered stay delivered.';
   return `Cancel run #${run.id}${slug ? ` of ${slug}` : ''}? ${effect}`;
 }
 
@@ -51,7 +51,7 @@ export function sequenceRunCancelQuestion(run: { id: string; status: string }, n
   const effect =
     run.status === 'pending'
       ? 'It leaves the queue without running.'
-      : 'Its members under way stop at the end of the batch under way (the batches delivered stay delivered); the members not started are skipped.';
+      : 'Its members under way stop at once (the batches delivered stay delivered); the members not started are skipped.';
   return `Cancel run ${run.id.slice(0, 8)}${name ? ` of ${name}` : ''}? ${effect}`;
 }
 
@@ -61,7 +61,7 @@ export function CancelRunButton({ onCancel, state, question }: { onCancel: () =>
     <div className="dialog-actions">
       {state === 'requested' && (
         <span className="hint" role="status">
-          Cancelling: the run stops at the end of the batch under way.
+          Cancelling: the run stops at once.
         </span>
       )}
       <button type="button" className="button danger" disabled={state !== 'idle'} onClick={() => window.confirm(question) && void onCancel()}>

@@ -190,7 +190,7 @@ export function SyncPage({ slug, runId }: { slug: string; runId?: number }) {
         ? `Run #${target.id} cancelled: it left the queue without running.`
         : target.status === 'interrupted'
           ? `Run #${target.id} cancelled: the process running it had stopped.`
-          : `Cancelling run #${target.id}: it stops at the end of the batch under way.`,
+          : `Cancelling run #${target.id}: it stops at once.`,
     );
   };
 
