@@ -623,14 +623,20 @@ describe('http destination: answers', () => {
     expect(receiver.requests).toHaveLength(4);
   });
 
-  it('answers only the rows whose own request failed transiently as retryable when others went through', async () => {
-    const receiver = await startReceiver((req, res) => (req.path === '/contacts/2' ? json(res, 503, { error: 'busy' }, { 'retry-after': '2' }) : json(res, 200, {})));
+  it('fails the batch as retryable when one row\'s request fails transiently, and sends only that row again', async () => {
+    let busy = true;
+    const receiver = await startReceiver((req, res) => (req.path === '/contacts/2' && busy ? json(res, 503, { error: 'busy' }, { 'retry-after': '2' }) : json(res, 200, {})));
     const destination = await openHttp(receiver.url);
     const writer = await destination.prepare(target('/contacts/{{ row.id }}'));
-    const outcomes = await writer.write([upsert(1), upsert(2), upsert(3)]);
-    expect(outcomes[0]).toEqual(ok);
-    expect(outcomes[1]).toEqual({ ok: false, retryable: true, retryAfterSeconds: 2, reason: 'http destination "api": POST /contacts/2 answered 503 (Retry-After: 2 s): {"error":"busy"}' });
-    expect(outcomes[2]).toEqual(ok);
+    const batch = [upsert(1), upsert(2), upsert(3)];
+    const error = await failure(writer.write(batch));
+    expect(error.retryable).toBe(true);
+    expect(error.retryAfterSeconds).toBe(2);
+    expect(error.message).toBe('http destination "api": POST /contacts/2 answered 503 (Retry-After: 2 s): {"error":"busy"}');
+    busy = false;
+    receiver.requests.length = 0;
+    expect(await writer.write(batch)).toEqual([ok, ok, ok]);
+    expect(receiver.requests.map((r) => r.path)).toEqual(['/contacts/2']);
   });
 
   it('treats a request the API takes and never answers as a retryable timeout', async () => {
@@ -886,6 +892,26 @@ describe('http destination through the engine', () => {
     expect((await h.app.store.listRejectedRows(run.id, 10, 0)).map((r) => [r.key, r.reason])).toEqual([['[3]', 'HTTP 409: {"message":"conflict on 3"}']]);
     expect(receiver.requests.filter((r) => r.path === '/v1/contacts/2')).toHaveLength(3);
     expect(JSON.parse(receiver.requests.find((r) => r.path === '/v1/contacts/5')!.body)).toEqual({ email: 'e@example.com', name: 'Ed' });
+  });
+
+  it('fails the run when one row\'s request keeps getting 503 while the others of its batch go through; it goes again on the next run', async () => {
+    let down = true;
+    const receiver = await startReceiver((req, res) => (req.path === '/v1/contacts/2' && down ? json(res, 503, { error: 'busy' }, { 'retry-after': '0' }) : json(res, 200, {})));
+    const { h, runSync } = await setup(receiver, [{ model: 'contacts', destination: 'api', object: '/contacts/{{ row.id }}', settings: { method: 'PUT' } }]);
+    await using _ = h;
+    const failed = await runSync('contacts-0');
+    expect(failed.status).toBe('failed');
+    expect(failed.error).toBe('http destination "api": PUT /v1/contacts/2 answered 503 (Retry-After: 0 s): {"error":"busy"} (gave up after 5 attempts)');
+    expect(failed.failedRows.addedCount).toBe(0);
+    expect(await h.app.store.listRejectedRows(failed.id, 10, 0)).toEqual([]);
+    expect(receiver.requests.filter((r) => r.path === '/v1/contacts/2')).toHaveLength(5);
+
+    down = false;
+    receiver.requests.length = 0;
+    const next = await runSync('contacts-0');
+    expect(next.status).toBe('success');
+    expect(receiver.requests.map((r) => r.path)).toContain('/v1/contacts/2');
+    expect(failed.successfulRows.addedCount + next.successfulRows.addedCount).toBe(5);
   });
 
   it('fails the run with the last answer when the API stays down, and when a mirror sync has no delete request', async () => {

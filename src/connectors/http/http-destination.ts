@@ -9,10 +9,10 @@
  * Upserts, inserts and updates go with the sync's `method` to its `object` (the path under the
  * connection's url); deletes with the sync's `delete` request (a sync that deletes without one
  * fails at its first delete). Each row's outcome is its request's: delivered on a 2xx (or per
- * record, from the answer's `results` array), refused on a 4xx. Transient failures (timeouts, 429,
- * 5xx, broken connections) are thrown as retryable when no request of the batch got through, so
- * the engine retries the batch and then fails the run; rows whose own request failed so while
- * others went through are answered `retryable`, and the engine sends only them again.
+ * record, from the answer's `results` array), refused on a 4xx. A transient failure of any request
+ * of a batch (a timeout, 429, 5xx, a broken connection) is thrown as retryable, so the engine
+ * retries the batch and then fails the run; the rows other requests of it answered are kept and
+ * not sent again when the engine retries it.
  */
 import { connect } from 'node:net';
 import { distance } from 'fastest-levenshtein';
@@ -133,6 +133,11 @@ class HttpWriter implements DestinationWriter {
   /** Records of the written fields and of the key fields, made once the fields are known. */
   private valueRecord: RecordMaker | null = null;
   private keyRecord: RecordMaker | null = null;
+  /**
+   * Rows of a batch already answered (delivered or refused) when another request of it failed for
+   * now: the engine retries the batch, and they are not sent again.
+   */
+  private readonly answered = new WeakMap<WriteOperation, RowOutcome>();
 
   constructor(
     private readonly client: HttpClient,
@@ -198,7 +203,7 @@ class HttpWriter implements DestinationWriter {
     const deletes: number[] = [];
     // Loops over rows stay in small callbacks: a loop in this function would have the optimising
     // compiler compile all of it (and what it calls) in a process's first run.
-    batch.forEach((op, i) => (op.kind === 'delete' ? deletes : upserts).push(i));
+    batch.forEach((op, i) => this.answered.has(op) || (op.kind === 'delete' ? deletes : upserts).push(i));
     if (deletes.length > 0 && this.remove === null) {
       throw new LockstepError(
         ErrorCode.Schema,
@@ -211,11 +216,11 @@ class HttpWriter implements DestinationWriter {
       this.fieldsChecked = true;
     }
     const planned = [...this.planRequests(this.upsert, upserts, batch, false), ...(this.remove ? this.planRequests(this.remove, deletes, batch, true) : [])];
-    return this.send(planned, batch.length);
+    return this.send(planned, batch);
   }
 
   /** Sends the planned requests at once (the rate limiter paces them) and answers per row. */
-  private async send(planned: PlannedRequest[], size: number): Promise<RowOutcome[]> {
+  private async send(planned: PlannedRequest[], batch: WriteOperation[]): Promise<RowOutcome[]> {
     const abandon = { abandoned: false };
     const answers = await Promise.allSettled(
       planned.map(async (p) => {
@@ -234,17 +239,7 @@ class HttpWriter implements DestinationWriter {
     const settled = answers.map((a) => (a.status === 'fulfilled' ? a.value : null));
     const sent = settled.filter((a): a is HttpAnswer => a !== null);
     const transient = sent.filter((a): a is Extract<HttpAnswer, { kind: 'transient' }> => a.kind === 'transient');
-    if (transient.length > 0 && transient.length === sent.length) {
-      // Nothing got through: the batch fails as a whole, and the engine retries it with backoff.
-      const first = transient[0] as (typeof transient)[number];
-      const retryAfterSeconds = Math.max(...transient.map((t) => t.error.retryAfterSeconds ?? 0));
-      throw new LockstepError(ErrorCode.Transient, first.error.message, {
-        retryable: true,
-        retryAfterSeconds: retryAfterSeconds > 0 ? retryAfterSeconds : undefined,
-        cause: first.error.cause,
-      });
-    }
-    const outcomes: RowOutcome[] = new Array(size);
+    const outcomes: RowOutcome[] = batch.map((op) => this.answered.get(op) as RowOutcome);
     // Rows of a request that share an outcome share its object: outcomes are read, never changed.
     const all = (rows: number[], outcome: RowOutcome) => {
       for (const row of rows) outcomes[row] = outcome;
@@ -262,9 +257,22 @@ class HttpWriter implements DestinationWriter {
           if (p.shape.goneMeansDeleted && (answer.status === 404 || answer.status === 410)) return all(p.rows, DELIVERED);
           return all(p.rows, { ok: false, reason: answer.reason });
         case 'transient':
-          return all(p.rows, { ok: false, reason: answer.error.message, retryable: true, retryAfterSeconds: answer.error.retryAfterSeconds });
+          return;
       }
     });
+    if (transient.length > 0) {
+      // The batch fails as a whole, and the engine retries it with backoff (then fails the run);
+      // its rows answered meanwhile are kept, so that only the failed requests go again.
+      batch.forEach((op, i) => outcomes[i] !== undefined && this.answered.set(op, outcomes[i]));
+      const first = transient[0] as (typeof transient)[number];
+      const retryAfterSeconds = Math.max(...transient.map((t) => t.error.retryAfterSeconds ?? 0));
+      const more = transient.length > 1 ? ` (and ${transient.length - 1} more request${transient.length > 2 ? 's' : ''} of the batch)` : '';
+      throw new LockstepError(ErrorCode.Transient, `${first.error.message}${more}`, {
+        retryable: true,
+        retryAfterSeconds: retryAfterSeconds > 0 ? retryAfterSeconds : undefined,
+        cause: first.error.cause,
+      });
+    }
     return outcomes;
   }
 
