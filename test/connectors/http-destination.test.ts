@@ -749,6 +749,27 @@ describe('http destination: answers', () => {
     expect((await failure(write('/no-flag', '/results'))).message).toMatch(/answered with result 0 at "\/results" without a boolean "ok" or "success"/);
   });
 
+  it('reads a record\'s reason from its errors array, and a one-row request\'s result as a single object', async () => {
+    const receiver = await startReceiver((req, res) => {
+      if (req.path === '/batch') {
+        return json(res, 200, {
+          results: [{ ok: false, errors: [{ message: 'email is invalid', field: 'email' }, { code: 'REQUIRED', field: 'name' }] }, { ok: false, errors: ['taken', 'locked'] }, { ok: false, errors: [] }],
+        });
+      }
+      const id = Number(req.path.split('/').pop());
+      return json(res, 200, { result: id === 2 ? { success: false, errors: [{ message: 'no such owner' }] } : { success: true } });
+    });
+    const destination = await openHttp(receiver.url);
+    const batch = await (await destination.prepare(target('/batch', { results: '/results' }))).write([upsert(1), upsert(2), upsert(3)]);
+    expect(batch).toEqual([
+      { ok: false, reason: 'email is invalid; {"code":"REQUIRED","field":"name"}' },
+      { ok: false, reason: 'taken; locked' },
+      { ok: false, reason: 'refused by the API (its result gives no error or message)' },
+    ]);
+    const rows = await (await destination.prepare(target('/contacts/{{ row.id }}', { results: '/result' }))).write([upsert(1), upsert(2)]);
+    expect(rows).toEqual([ok, { ok: false, reason: 'no such owner' }]);
+  });
+
   it('delivers a batch of 5,000 rows in one request, rejecting exactly the records the API refused', async () => {
     const bad = new Set([1000, 4000]);
     const receiver = await startReceiver((req, res) => {

@@ -283,7 +283,9 @@ class HttpWriter implements DestinationWriter {
     const request = p.request as HttpRequest;
     const garbage = (what: string) =>
       new LockstepError(ErrorCode.Internal, `${this.client.describe(request)} answered with ${what} — check the sync's ${p.shape.resultsSetting} setting ("${pointer}") against what the API answers`);
-    const results = resolveJsonPointer(json, pointer);
+    const found = resolveJsonPointer(json, pointer);
+    // A request of one row may be answered with its one result as an object, not in an array.
+    const results = p.rows.length === 1 && found !== null && typeof found === 'object' && !Array.isArray(found) ? [found] : found;
     if (!Array.isArray(results)) {
       const found = results === undefined ? 'nothing there' : results === null ? 'null' : typeof results === 'object' ? 'an object' : `a ${typeof results}`;
       throw garbage(`no array at "${pointer}" (${found})`);
@@ -296,7 +298,7 @@ class HttpWriter implements DestinationWriter {
       if (ok) return DELIVERED;
       // An empty error says no more than none: the reason must say something.
       const said = (value: unknown) => (typeof value === 'string' ? value.trim() !== '' : value !== undefined && value !== null);
-      const message = [record.error, record.message].find(said);
+      const message = [record.error, record.message, errorsText(record.errors, said)].find(said);
       const text = message === undefined ? 'refused by the API (its result gives no error or message)' : typeof message === 'string' ? message.trim() : JSON.stringify(message);
       return { ok: false, reason: this.client.scrub(text).slice(0, REASON_CHARS) };
     });
@@ -452,6 +454,20 @@ function checkedSegments(rendered: string, template: string, setting: string): s
     throw new Error(`${setting} rendered a path with an empty segment (${JSON.stringify(path.slice(0, 200))}) — a value it reads is empty or null`);
   }
   return rendered;
+}
+
+/**
+ * A result's `errors` array, as many APIs answer (`[{"message": ...}, ...]` or `["...", ...]`), as
+ * one text: each error's message, or the error itself as JSON; undefined when it says nothing.
+ */
+function errorsText(errors: unknown, said: (value: unknown) => boolean): string | undefined {
+  if (!Array.isArray(errors)) return undefined;
+  const texts = errors.filter(said).map((error: unknown) => {
+    const message = error !== null && typeof error === 'object' ? (error as Record<string, unknown>).message : undefined;
+    const shown = said(message) ? message : error;
+    return typeof shown === 'string' ? shown.trim() : JSON.stringify(shown);
+  });
+  return texts.length > 0 ? texts.join('; ') : undefined;
 }
 
 /** Makes a record of values by field name. */
