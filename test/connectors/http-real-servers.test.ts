@@ -291,5 +291,19 @@ describe('http destination: TLS', () => {
       'http destination "api": POST /people: TLS failed (DEPTH_ZERO_SELF_SIGNED_CERT: self-signed certificate) — check the url\'s host and its certificate; if a private CA signed it, start Lockstep with NODE_EXTRA_CA_CERTS=/path/to/that-ca.pem',
     );
   });
+
+  it('says to use https:// when an http:// url names a port that speaks TLS', async () => {
+    const dir = tempDir();
+    const [key, cert] = [join(dir, 'key.pem'), join(dir, 'cert.pem')];
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1'], { stdio: 'ignore' });
+    const server = createHttpsServer({ key: readFileSync(key), cert: readFileSync(cert) }, (_req, res) => answer(res, 200, '{}'));
+    const url = (await listen(server)).replace('https://', 'http://');
+    const error = await failure(write(await openHttp(`${url}/v1`), '/people', [upsert(1)]));
+    expect(error.retryable).toBe(false);
+    const host = new URL(url).host;
+    expect(error.message).toBe(
+      `http destination "api": POST /v1/people: ${host} speaks TLS, but the connection's url is http:// — use https://${host}/v1`,
+    );
+  });
 });
 

@@ -7,6 +7,8 @@
  * - 408, 429, 5xx, a reset or refused connection, a timeout → transient (retryable, with
  *   `Retry-After`; a 429 or 503 that says when to come back pauses every caller of the limiter);
  * - 401, 407 → thrown: the connection's credentials are wrong, no row can go;
+ * - a connection of an http:// url closed unanswered by a port that speaks TLS → thrown, saying
+ *   to use https://;
  * - any other 4xx → refused, with `HTTP <status>: <the answer's first 500 characters>` (a 413 also
  *   saying to lower the sync's batchSize);
  * - a 2xx HTML page, a body that is not the JSON it should be, a redirect → thrown: the API
@@ -16,6 +18,8 @@
  * No message names a header's value: they hold secrets, and answers that echo them are scrubbed.
  */
 import { EventEmitter } from 'node:events';
+import { isIP } from 'node:net';
+import { connect as connectTls } from 'node:tls';
 import { pipeline, type Readable, type Transform } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import { Pool, ProxyAgent } from 'undici';
@@ -90,6 +94,8 @@ export class HttpClient {
    */
   private readonly secrets: string[];
   private closed = false;
+  /** Whether the API's port (of an http:// url) completes a TLS handshake, asked once, at the first connection it closes unanswered. */
+  private speaksTls: Promise<boolean> | null = null;
   private lastContentType = { type: '', kind: { html: false, json: false } };
 
   constructor(private readonly options: HttpClientOptions) {
@@ -173,7 +179,7 @@ export class HttpClient {
       return await this.answer(request, response);
     } catch (thrown) {
       if (thrown instanceof LockstepError) throw thrown;
-      return this.failure(request, thrown, timedOut);
+      return await this.failure(request, thrown, timedOut);
     } finally {
       clearTimeout(timeout);
     }
@@ -292,7 +298,7 @@ export class HttpClient {
   }
 
   /** A request that got no answer: transient when the peer may come back, else thrown. */
-  private failure(request: HttpRequest, thrown: unknown, timedOut: boolean): HttpAnswer {
+  private async failure(request: HttpRequest, thrown: unknown, timedOut: boolean): Promise<HttpAnswer> {
     const error = toError(thrown);
     const code = errorCode(error);
     const what = this.describe(request);
@@ -308,6 +314,14 @@ export class HttpClient {
       };
     }
     if (code !== undefined && TRANSIENT_NETWORK_CODES.has(code)) {
+      if (await this.plainToTls(error, code)) {
+        const { host, pathname } = this.options.url;
+        throw new LockstepError(
+          ErrorCode.Connection,
+          `${what}: ${host} speaks TLS, but the connection's url is http:// — use ${this.scrub(`https://${host}${pathname.replace(/\/$/, '')}`)}`,
+          { cause: error },
+        );
+      }
       const why =
         code === 'ECONNREFUSED'
           ? `connection refused by ${this.options.url.host} — is the API up at this url?`
@@ -356,6 +370,19 @@ export class HttpClient {
     throw new LockstepError(ErrorCode.Connection, `${what}: ${code ? `${code}: ` : ''}${this.scrub(error.message)}`, { cause: error });
   }
 
+  /**
+   * Whether a connection closed before any byte of an answer came back because the url says
+   * http:// to a port that speaks TLS (which closes on a request in plain text): asked by a TLS
+   * handshake with the port, once (not through a proxy).
+   */
+  private async plainToTls(error: Error, code: string): Promise<boolean> {
+    const { url, proxy, timeoutMs } = this.options;
+    if (url.protocol !== 'http:' || proxy || !['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE'].includes(code)) return false;
+    const read = (error as { socket?: { bytesRead?: unknown } }).socket?.bytesRead;
+    if (typeof read === 'number' && read > 0) return false;
+    return (this.speaksTls ??= handshakes(url, Math.min(timeoutMs, 5_000)));
+  }
+
   private garbage(message: string): LockstepError {
     return new LockstepError(ErrorCode.Internal, message);
   }
@@ -371,6 +398,21 @@ export class HttpClient {
     // Not half of a character outside the BMP (an emoji).
     return /[\ud800-\udbff]$/.test(cut) ? cut.slice(0, -1) : cut;
   }
+}
+
+/** Whether the url's host and port complete a TLS handshake (any certificate) within `timeoutMs`. */
+function handshakes(url: URL, timeoutMs: number): Promise<boolean> {
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  return new Promise((resolve) => {
+    const socket = connectTls({ host, port: Number(url.port) || 80, servername: isIP(host) ? undefined : host, rejectUnauthorized: false });
+    const done = (tls: boolean) => {
+      socket.destroy();
+      resolve(tls);
+    };
+    socket.setTimeout(timeoutMs, () => done(false));
+    socket.once('secureConnect', () => done(true));
+    socket.once('error', () => done(false));
+  });
 }
 
 function header(headers: Dispatcher.ResponseData['headers'], name: string): string | undefined {
