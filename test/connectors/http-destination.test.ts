@@ -14,9 +14,10 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createConnectorRegistry } from '../../src/app.js';
 import { httpConnector } from '../../src/connectors/http/index.js';
+import { CompiledTemplate, createTemplateEngine } from '../../src/connectors/http/http-templates.js';
 import { withBackoff } from '../../src/core/backoff.js';
 import { systemClock } from '../../src/core/clock.js';
 import { resolveConnection, type ConnectorRegistry } from '../../src/core/connector-registry.js';
@@ -467,6 +468,30 @@ describe('http destination: requests and bodies', () => {
       'sync "contacts-to-api" deletes rows (mode mirror or deleteBehavior delete), but has no delete request for http destination "api" — add one to the sync, e.g. delete: { method: DELETE, path: "/contacts/{{ row.id }}" }, or use mode upsert with deleteBehavior ignore',
     );
     expect(receiver.requests).toHaveLength(0);
+  });
+});
+
+describe('http destination: render time', () => {
+  // Liquid reads the time from performance.now() at every node it renders: a clock moving 0.05 ms a
+  // read stands for a loaded machine, the same on every run of the test.
+  function onSlowClock<T>(render: () => T): T {
+    let reads = 0;
+    const spy = vi.spyOn(performance, 'now').mockImplementation(() => ++reads * 0.05);
+    try {
+      return render();
+    } finally {
+      spy.mockRestore();
+    }
+  }
+
+  it('gives a batch time by its rows, so a large batch is not refused for its size, while a template that never ends still stops', () => {
+    const body = CompiledTemplate.compile(createTemplateEngine, '[{% for r in rows %}{"id": {{ r.id | json }}, "email": {{ r.email | json }}}{% unless forloop.last %},{% endunless %}{% endfor %}]');
+    const rows = Array.from({ length: 30_000 }, (_, i) => ({ id: i, email: `u${i}@example.com` }));
+    const rendered = onSlowClock(() => body.render({ rows }));
+    expect((JSON.parse(rendered) as unknown[]).length).toBe(30_000);
+
+    const endless = CompiledTemplate.compile(createTemplateEngine, '{% for i in (1..100000) %}{% for j in (1..100000) %}x{% endfor %}{% endfor %}{{ row.id }}');
+    expect(() => onSlowClock(() => endless.render({ row: { id: 1 } }))).toThrow(/template render limit exceeded/);
   });
 });
 
