@@ -66,6 +66,11 @@ export interface RowBatch {
   columns: string[];
   rows: Value[][];
   encoded?: EncodedRows;
+  /**
+   * The columns whose values are JSON text of a JSON value the source holds as one (PostgreSQL
+   * json and jsonb, MySQL JSON, DuckDB JSON, STRUCT, LIST and MAP); absent when none or not known.
+   */
+  jsonColumns?: readonly string[];
 }
 
 /**
@@ -255,6 +260,8 @@ export interface WriteTarget {
   modelColumns?: string[];
   /** Rows per batch the engine sends (the sync's `batchSize` within the destination's `maxBatchSize`). */
   batchSize?: number;
+  /** Those of `columns` whose values are JSON text of a JSON value in the source (RowBatch.jsonColumns). */
+  jsonColumns?: readonly string[];
   /** The format and source types of the rows when the source reads them encoded (see EncodedRows). */
   encoding?: { format: string; types: readonly number[] };
   /**

@@ -429,6 +429,7 @@ export class SyncRunner {
         });
         const encoding = rows.encoded ? { format: rows.encoded.format, types: rows.encoded.types } : undefined;
         const target = this.writeTarget(p, { keyColumns, columns: rows.columns.map((c) => mapColumn(sync, c)), encoding, modelColumns: rows.columns });
+        target.jsonColumns = rows.jsonColumns?.map((c) => mapColumn(sync, c));
         // Past a cursor or after resetCDC the snapshot was not counted: whether the sync delivered before is not known.
         if (!resetCDC && !byCursor) target.delivered = progress.expectedRows > 0;
         assertUniqueColumns(sync, target.columns);
@@ -625,9 +626,10 @@ export class SyncRunner {
 
     // As planAndDeliver's: rows wait for a writer's planAhead, batches go out full, or early to an idle destination.
     const batches = new PlannedBatches(progress, p.delivery);
-    const prepare = async (columns: string[], encoded: EncodedRows | undefined) => {
+    const prepare = async (columns: string[], encoded: EncodedRows | undefined, jsonColumns?: readonly string[]) => {
       const encoding = encoded ? { format: encoded.format, types: encoded.types } : undefined;
       const target = this.writeTarget(p, { keyColumns, columns: columns.map((c) => mapColumn(sync, c)), encoding, modelColumns: columns });
+      target.jsonColumns = jsonColumns?.map((c) => mapColumn(sync, c));
       target.delivered = plan.plannerRows > 0 || totalCount(plan.delivered) > 0;
       assertUniqueColumns(sync, target.columns);
       p.target = target;
@@ -653,7 +655,7 @@ export class SyncRunner {
         await p.delivery.checkStop();
         await new Promise((resolve) => setImmediate(resolve));
         keyIndexes ??= model.primaryKey.map((column) => rows.columns.indexOf(column));
-        if (p.target === null) lines = part.op === 'removed' ? await prepare(model.primaryKey, undefined) : await prepare(rows.columns, rows.encoded);
+        if (p.target === null) lines = part.op === 'removed' ? await prepare(model.primaryKey, undefined) : await prepare(rows.columns, rows.encoded, rows.jsonColumns);
         const view = rows.encoded ? new EncodedBatch(rows.encoded, keyIndexes, lines) : new DecodedBatch(rows.rows, keyIndexes);
         progress.querySize += view.count;
         read += view.count;

@@ -144,6 +144,8 @@ export class DuckDbSource implements Source {
       }
       const columns = result.columnNames();
       const converters = columnConverters(duck, result);
+      const json = columns.filter((_, i) => holdsJson(duck, result.columnTypes()[i] as DuckDBType));
+      const jsonColumns = json.length > 0 ? json : undefined;
       const batcher = new RowBatcher(batchSize);
       let yielded = false;
       let read = 0;
@@ -165,14 +167,14 @@ export class DuckDbSource implements Source {
         chunk.reset();
         for (const full of batcher.push(rows)) {
           yielded = true;
-          yield { columns, rows: full };
+          yield { columns, rows: full, jsonColumns };
           signal?.throwIfAborted();
         }
       }
       await this.checkComplete(connection, query, read, lease);
       const rest = batcher.flush();
       // An empty result still tells the caller its columns.
-      if (rest || !yielded) yield { columns, rows: rest ?? [] };
+      if (rest || !yielded) yield { columns, rows: rest ?? [], jsonColumns };
     } finally {
       this.active.delete(connection);
       connection.closeSync();
@@ -363,6 +365,12 @@ type ColumnConverter = (vector: DuckDBVector, row: number) => Value;
 type DecimalVector = DuckDBDecimal16Vector | DuckDBDecimal32Vector | DuckDBDecimal64Vector | DuckDBDecimal128Vector;
 
 /** One converter per result column. */
+/** Whether a column's values are JSON text of a JSON value: JSON, or a list, array, struct or map (read as JSON). */
+function holdsJson(duck: DuckDbModule, type: DuckDBType): boolean {
+  const Id = duck.DuckDBTypeId;
+  return type.alias === 'JSON' || [Id.LIST, Id.ARRAY, Id.STRUCT, Id.MAP].includes(type.typeId);
+}
+
 function columnConverters(duck: DuckDbModule, result: DuckDBResult): ColumnConverter[] {
   return result.columnTypes().map((type) => columnConverter(duck, type));
 }

@@ -118,11 +118,11 @@ export class MysqlSource implements Source {
         signal?.throwIfAborted();
         if (rows === null) break;
         yielded = true;
-        yield { columns: result.columns, rows };
+        yield { columns: result.columns, rows, jsonColumns: result.jsonColumns };
         signal?.throwIfAborted();
       }
       // An empty result still tells the caller its columns.
-      if (!yielded) yield { columns: result.columns, rows: [] };
+      if (!yielded) yield { columns: result.columns, rows: [], jsonColumns: result.jsonColumns };
     } catch (thrown) {
       if (signal?.aborted || thrown instanceof LockstepError) throw thrown;
       throw this.queryError(thrown);
@@ -234,6 +234,8 @@ function bitsToNumber(value: unknown): Value {
  */
 class StreamedResult {
   columns: string[] = [];
+  /** The columns of JSON values (MariaDB marks them only in its extended metadata). */
+  jsonColumns: string[] | undefined;
   /** The result was read to its end (or failed): the connection can go back to the pool, unless `lostConnection`. */
   finished = false;
   /** The connection ended under the result: it is never used again. */
@@ -254,6 +256,8 @@ class StreamedResult {
       .query({ sql: query, rowsAsArray: true })
       .on('fields', (fields) => {
         this.columns = (fields ?? []).map((f) => f.name);
+        const json = (fields ?? []).filter((f) => f.extendedFormat === 'json' || f.columnType === MysqlType.Json).map((f) => f.name);
+        this.jsonColumns = json.length > 0 ? json : undefined;
         this.converters = (fields ?? []).map(converterFor);
       })
       .on('result', (row) => {

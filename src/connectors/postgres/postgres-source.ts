@@ -228,6 +228,7 @@ export class PostgresSource implements Source {
     signal: AbortSignal | undefined,
   ): AsyncGenerator<RowBatch> {
     const columns = fields.map((f) => f.name);
+    const jsonColumns = jsonFields(fields);
     const batcher = new RowBatcher(batchSize);
     let yielded = false;
     for await (const batch of this.readCopyLines(client, query, fields, batchSize, signal)) {
@@ -236,12 +237,12 @@ export class PostgresSource implements Source {
       for (let r = 0; r + 1 < encoded.starts.length; r++) rows.push(encoded.decode(r));
       for (const full of batcher.push(rows)) {
         yielded = true;
-        yield { columns, rows: full };
+        yield { columns, rows: full, jsonColumns };
       }
     }
     const rest = batcher.flush();
     // An empty result still tells the caller its columns.
-    if (rest || !yielded) yield { columns, rows: rest ?? [] };
+    if (rest || !yielded) yield { columns, rows: rest ?? [], jsonColumns };
   }
 
   /**
@@ -258,6 +259,7 @@ export class PostgresSource implements Source {
   ): AsyncGenerator<RowBatch> {
     const columns = fields.map((f) => f.name);
     const types = fields.map((f) => f.dataTypeID);
+    const jsonColumns = jsonFields(fields);
     const parsers = fields.map((f) => postgresTypes.getTypeParser(f.dataTypeID, 'text') as TextParser);
     const copy = client.query(new CopyOut(`copy (\n${stripTerminator(query)}\n) to stdout`, batchSize));
     let yielded = false;
@@ -269,14 +271,14 @@ export class PostgresSource implements Source {
         const { data, starts } = next.value;
         signal?.throwIfAborted();
         yielded = true;
-        yield { columns, rows: [], encoded: new CopyTextRows(data, starts, types, parsers) };
+        yield { columns, rows: [], encoded: new CopyTextRows(data, starts, types, parsers), jsonColumns };
       }
     } catch (error) {
       if (signal?.aborted) throw error;
       throw error instanceof LockstepError ? error : this.queryError(error);
     }
     // An empty result still tells the caller its columns.
-    if (!yielded) yield { columns, rows: [], encoded: new CopyTextRows(Buffer.alloc(0), new Int32Array(1), types, parsers) };
+    if (!yielded) yield { columns, rows: [], encoded: new CopyTextRows(Buffer.alloc(0), new Int32Array(1), types, parsers), jsonColumns };
   }
 
   private async *readCursor(client: pg.Client, query: string, batchSize: number, signal: AbortSignal | undefined): AsyncGenerator<RowBatch> {
@@ -284,19 +286,21 @@ export class PostgresSource implements Source {
     try {
       cursor = client.query(new Cursor<unknown[]>(query, [], { rowMode: 'array', types: postgresTypes }));
       let columns: string[] | null = null;
+      let jsonColumns: string[] | undefined;
       for (;;) {
         signal?.throwIfAborted();
         const { rows, fields } = await this.deadline(client, readCursor(cursor, batchSize), signal).catch((error: unknown) => {
           throw error instanceof LockstepError || signal?.aborted ? error : this.queryError(error);
         });
         const first = columns === null;
-        columns ??= fields;
+        if (first) jsonColumns = jsonFields(fields);
+        columns ??= fields.map((f) => f.name);
         if (rows.length === 0) {
           // An empty result still tells the caller its columns.
-          if (first) yield { columns, rows: [] };
+          if (first) yield { columns, rows: [], jsonColumns };
           return;
         }
-        yield { columns, rows: rows.map((row) => row.map(normalizeValue) as Value[]) };
+        yield { columns, rows: rows.map((row) => row.map(normalizeValue) as Value[]), jsonColumns };
         if (rows.length < batchSize) return;
       }
     } finally {
@@ -400,13 +404,19 @@ const PRINTING_SESSION = PRINTING.map((setting) => `SET ${setting}`).join('; ');
 /** For a read's transaction only: behind a connection pooler, a session's settings would outlive the read. */
 const PRINTING_HERE = PRINTING.map((setting) => `SET LOCAL ${setting}`).join('; ');
 
-function readCursor(cursor: Cursor<unknown[]>, count: number): Promise<{ rows: unknown[][]; fields: string[] }> {
+function readCursor(cursor: Cursor<unknown[]>, count: number): Promise<{ rows: unknown[][]; fields: pg.FieldDef[] }> {
   return new Promise((resolve, reject) => {
     cursor.read(count, (error, rows, result) => {
       if (error) reject(error);
-      else resolve({ rows, fields: (result?.fields ?? []).map((f) => f.name) });
+      else resolve({ rows, fields: result?.fields ?? [] });
     });
   });
+}
+
+/** The columns of json and jsonb values, or undefined when none are. */
+function jsonFields(fields: readonly pg.FieldDef[]): string[] | undefined {
+  const json = fields.filter((f) => f.dataTypeID === Oid.Json || f.dataTypeID === Oid.Jsonb).map((f) => f.name);
+  return json.length > 0 ? json : undefined;
 }
 
 /** The query without a trailing `;`, so it can be wrapped. */
