@@ -676,6 +676,18 @@ ${extra}`).replace('destinations:\n', 'destinations:\n  crm: { type: salesforce,
       expect(byProperty.id).not.toBe(kept.id);
     });
 
+    it('a 400 for the whole archive request (the object type deleted) fails the run at once naming the cause and fix, instead of rejecting each row with it', async () => {
+      const one = hub.seed('contacts', { external_id: 'r', email: 'r@example.com' });
+      const two = hub.seed('contacts', { external_id: 's', email: 's@example.com' });
+      const writer = await destination.prepare(contactsTarget({}, { 'contacts-to-hubspot': { [encodeKey(['r'])]: one.id, [encodeKey(['s'])]: two.id } }));
+      hub.failNext(1, { endpoint: 'objects.batchArchive', status: 400, body: { status: 'error', message: 'Unable to infer object type from: contacts', correlationId: 'c-3' } });
+      const error = await failure(writer.write([op('delete', 'r'), op('delete', 's')]));
+      expect(error.code).toBe(ErrorCode.Schema);
+      expect(error.message).toBe(
+        'sync "contacts-to-hubspot": HubSpot no longer has object type "contacts" (400 ERROR: Unable to infer object type from: contacts) — set object to an object type HubSpot has (GET /crm/v3/schemas lists the custom ones), or create it again in HubSpot',
+      );
+    });
+
     it('keeps a contact whose email this run wrote in another case, archiving it for neither key, and remembers emails past a memory bound', async () => {
       const ann = hub.seed('contacts', { email: 'ann@x.com', firstname: 'Ann' });
       const writer = await destination.prepare(

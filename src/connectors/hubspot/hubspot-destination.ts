@@ -35,7 +35,8 @@
  * 6. deletes: `batch/archive` of the ids this sync recorded, or of the records found by idProperty
  *    when none is recorded; a record already gone counts as deleted, and for a contact's email
  *    whose case changed, one this run wrote for the email in its new case, or that its twin rejected
- *    in this run waits for, is left to that key.
+ *    in this run waits for, is left to that key; a 400 no input is to blame for (the object type
+ *    gone) fails the run at once.
  */
 import { distance } from 'fastest-levenshtein';
 import { withBackoff, type BackoffPolicy } from '../../core/backoff.js';
@@ -833,6 +834,8 @@ class HubSpotWriter implements DestinationWriter {
       const chunk = archived.slice(start, start + BATCH_LIMIT);
       const what = `archiving ${target.object}`;
       const answer = await client.request('POST', `${this.objectPath}/batch/archive`, { inputs: chunk.map((row) => ({ id: row.recordId })) }, what);
+      const whole = wholeRequestError(answer.status, answer.body, this.options.sync, target.object, this.options.idProperty);
+      if (whole) throw whole;
       for (const row of chunk) outcomes[row.index] = answer.status < 400 ? { ok: true } : { ok: false, reason: errorText(answer.body) };
     }
   }
