@@ -353,6 +353,25 @@ ${extra}`).replace('destinations:\n', 'destinations:\n  crm: { type: salesforce,
       expect(hub.stats().calls['objects.batchUpsert']).toBe(1);
     });
 
+    it('a 400 reading records by idProperty (for updates) fails the run naming the cause HubSpot gave and the fix', async () => {
+      const writer = await destination.prepare(contactsTarget());
+      const rows = [op('update', 'a', ['a@example.com', 'A'])];
+      hub.failNext(1, { endpoint: 'objects.batchRead', status: 400, body: { status: 'error', message: 'Unable to infer object type from: contacts', correlationId: 'c-4' } });
+      const gone = await failure(writer.write(rows));
+      expect(gone.code).toBe(ErrorCode.Schema);
+      expect(gone.message).toBe(
+        'sync "contacts-to-hubspot": HubSpot no longer has object type "contacts" (400 ERROR: Unable to infer object type from: contacts) — set object to an object type HubSpot has (GET /crm/v3/schemas lists the custom ones), or create it again in HubSpot',
+      );
+
+      const other = { status: 'error', message: 'Invalid input JSON on line 1', correlationId: 'c-5', category: 'VALIDATION_ERROR' };
+      hub.failNext(1, { endpoint: 'objects.batchRead', status: 400, body: other });
+      const refused = await failure(writer.write(rows));
+      expect(refused.code).toBe(ErrorCode.Schema);
+      expect(refused.message).toBe(
+        'sync "contacts-to-hubspot": HubSpot refused reading contacts by external_id (400 VALIDATION_ERROR: Invalid input JSON on line 1) — check that HubSpot still has object type "contacts" with the unique-value property "external_id", or set object and idProperty to ones it has',
+      );
+    });
+
     it('matches results by idProperty value when HubSpot answers out of order without trace ids', async () => {
       const writer = await destination.prepare(contactsTarget());
       hub.failNext(1, {
@@ -770,6 +789,23 @@ ${extra}`).replace('destinations:\n', 'destinations:\n  crm: { type: salesforce,
       expect(hub.associations('deals', hub.find('deals', 'external_id', 'd1')!.id).map((a) => a.toObjectId)).toEqual([ann.id]);
       // A contact the sync did not deliver (made by hand) is not taken for the one it names.
       expect(reason(outcomes[1])).toMatch(/^contact CY@x.com has not been delivered by contacts-to-hubspot yet/);
+    });
+
+    it('a 400 reading contacts by email for an association fails the run naming the association and the fix', async () => {
+      const writer = await destination.prepare({
+        object: 'deals',
+        keyColumns: ['external_id'],
+        columns: ['external_id', 'dealname', 'contact_email'],
+        settings: { idProperty: 'external_id', associations: [{ object: 'contacts', from: 'contact_email', lookup: { sync: 'contacts-to-hubspot' } }] },
+        sync: 'deals-to-hubspot',
+        recordIds: async () => new Map(),
+      });
+      hub.failNext(1, { endpoint: 'objects.batchRead', status: 400, body: { status: 'error', message: 'Unable to infer object type from: contacts', correlationId: 'c-6' } });
+      const error = await failure(writer.write([op('upsert', 'd1', ['Big deal', 'Ann@X.com'])]));
+      expect(error.code).toBe(ErrorCode.Schema);
+      expect(error.message).toBe(
+        'sync "deals-to-hubspot": HubSpot refused reading contacts by email for the association to contacts (400 ERROR: Unable to infer object type from: contacts) — check that HubSpot still has object type "contacts", or take the association to it out of associations',
+      );
     });
 
     it('a changed parent replaces the association with the old one, an emptied key removes it; other objects stay', async () => {

@@ -19,7 +19,7 @@
  *    next run (it stays out of the snapshot), so a record never reaches HubSpot without its parents;
  *    a contact named by its email in another case than its sync delivered it is the one HubSpot finds;
  * 3. updates: `batch/read` by idProperty; rows with no record are refused ("no contacts record
- *    with email = x");
+ *    with email = x"); a 400 for the read fails the run naming HubSpot's cause and the fix;
  * 4. inserts, upserts and updates: `batch/upsert` by idProperty, every input with its own
  *    `objectWriteTraceId` so HubSpot answers per record (207); results are matched back by trace
  *    id, else by idProperty value (HubSpot does not promise their order). Where HubSpot fails the
@@ -855,7 +855,7 @@ class HubSpotWriter implements DestinationWriter {
       const inputs = values.slice(start, start + BATCH_LIMIT).map((id) => ({ id }));
       const what = `reading ${object} by ${idProperty}`;
       const answer = await client.request('POST', `/crm/v3/objects/${encodeURIComponent(object)}/batch/read`, { idProperty, inputs, properties: [idProperty] }, what);
-      if (answer.status >= 400) throw refusedRequest(what, answer.status, answer.body);
+      if (answer.status >= 400) throw this.readRefused(what, answer.status, answer.body, object, idProperty);
       const body = answer.body as HubSpotBatchAnswer<HubSpotObject> | undefined;
       if (!Array.isArray(body?.results)) throw unexpected(what, answer.body);
       for (const result of body.results) {
@@ -864,6 +864,29 @@ class HubSpotWriter implements DestinationWriter {
       }
     }
     return found;
+  }
+
+  /**
+   * Why HubSpot refused a `batch/read` of `object` by `property`, with the fix: of the sync's own
+   * object, as for its upserts (the object type gone, idProperty no longer unique) or else naming
+   * both settings; of an association's object (contacts by email), naming the association.
+   */
+  private readRefused(what: string, status: number, body: unknown, object: string, property: string): LockstepError {
+    if (status !== 400) return refusedRequest(what, status, body);
+    const { sync, target } = this.options;
+    if (object !== target.object) {
+      return new LockstepError(
+        ErrorCode.Schema,
+        `sync "${sync}": HubSpot refused ${what} for the association to ${object} (${status} ${errorText(body)}) — check that HubSpot still has object type "${object}", or take the association to it out of associations`,
+      );
+    }
+    return (
+      wholeRequestError(status, body, sync, object, property) ??
+      new LockstepError(
+        ErrorCode.Schema,
+        `sync "${sync}": HubSpot refused ${what} (${status} ${errorText(body)}) — check that HubSpot still has object type "${object}" with the unique-value property "${property}", or set object and idProperty to ones it has`,
+      )
+    );
   }
 
   /**
