@@ -65,6 +65,7 @@ export const SyncRunView = z
         description:
           "While the run is at work: the worker holding it (its id, as that process's log, /readyz and lockstep_worker_leases name it) and when its lease ends unless renewed; a time past means that worker stopped renewing it, and another takes the run over. Null while queued and once ended.",
       }),
+    cancelRequested: z.boolean().openapi({ description: 'A user asked to cancel it and it has not ended yet: it is stopping (an interrupted run ends when cancelled again).' }),
     apiUsage: z
       .object({ used: z.number().int(), limit: z.number().int(), calls: z.number().int() })
       .optional()
@@ -142,6 +143,7 @@ export const SequenceRunView = z
       .nullable()
       .openapi({ description: 'Members of a graph running at once, as the run was queued with it (an edit while it runs applies to the next run); null for runs queued before it was kept.' }),
     deadlineMinutes: z.number().nullable().openapi({ description: 'Minutes from its start after which the run fails, as it was queued with it; null: none.' }),
+    cancelRequested: z.boolean().openapi({ description: 'A user asked to cancel it and it has not ended yet: its members are stopping.' }),
   })
   .openapi('SequenceRunView');
 

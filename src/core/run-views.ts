@@ -4,7 +4,7 @@
  */
 import type { EntitySlug } from './ports.js';
 import type { PhaseTimes } from './run-phases.js';
-import { ACTIVE_SYNC_RUN_STATUSES, INTERRUPTED_CANCELLED_RUN_NOTE, INTERRUPTED_RUN_NOTE, syncRunStatusAt, type ApiUsage, type MemberRun, type MemberRunStatus, type OperationCounts, type RejectedRow, type RunComparison, type SequenceRun, type SyncRun } from './runs.js';
+import { ACTIVE_SYNC_RUN_STATUSES, INTERRUPTED_CANCELLED_RUN_NOTE, INTERRUPTED_RUN_NOTE, TERMINAL_SEQUENCE_RUN_STATUSES, isTerminalSyncRunStatus, syncRunStatusAt, type ApiUsage, type MemberRun, type MemberRunStatus, type OperationCounts, type RejectedRow, type RunComparison, type SequenceRun, type SyncRun } from './runs.js';
 
 export interface SyncRunView {
   id: number;
@@ -31,6 +31,8 @@ export interface SyncRunView {
    * that worker stopped renewing it, and another takes the run over. Null while queued and once ended.
    */
   lease: { workerId: string; expiresAt: string } | null;
+  /** A user asked to cancel it and it has not ended yet: it is stopping (an `interrupted` one ends when cancelled again). */
+  cancelRequested: boolean;
   /** The destination's API budget as last reported in the run, and the calls the run made (SaaS destinations). */
   apiUsage?: ApiUsage;
   /** Where the run's time went, in milliseconds per phase (once it ended). */
@@ -109,6 +111,8 @@ export interface SequenceRunView {
   concurrency: number | null;
   /** Minutes from its start after which the run fails, as it was queued with it; null: none. */
   deadlineMinutes: number | null;
+  /** A user asked to cancel it and it has not ended yet: its members are stopping. */
+  cancelRequested: boolean;
 }
 
 export const iso = (t: number | null): string | null => (t === null ? null : new Date(t).toISOString());
@@ -137,6 +141,7 @@ export function syncRunView(run: SyncRun, now: number): SyncRunView {
       ACTIVE_SYNC_RUN_STATUSES.includes(run.status) && run.workerId !== null && run.leaseExpiresAt !== null
         ? { workerId: run.workerId, expiresAt: new Date(run.leaseExpiresAt).toISOString() }
         : null,
+    cancelRequested: run.cancelRequested && !isTerminalSyncRunStatus(status),
     ...(run.apiUsage ? { apiUsage: run.apiUsage } : {}),
     ...(run.phaseMs ? { phaseMs: run.phaseMs } : {}),
     ...(run.comparison ? { comparison: run.comparison } : {}),
@@ -211,6 +216,7 @@ export function sequenceRunView(
     resumedBy,
     concurrency: run.concurrency,
     deadlineMinutes: run.deadlineMinutes,
+    cancelRequested: run.cancelRequested && !TERMINAL_SEQUENCE_RUN_STATUSES.includes(run.status),
   };
 }
 

@@ -443,6 +443,27 @@ describe('lockstep runs', () => {
     expect(await line()).toMatch(new RegExp(`#${syncRunId} {2}contacts-to-crm {2}cancelled {2}not started$`));
   });
 
+  it('marks a run whose cancel was asked but has not ended yet as cancelling, in the list and in --json', async () => {
+    const idle = await appliedWorkspace();
+    const { sequenceRunId, syncRunId } = await enqueueWork(idle, 'crm', 'contacts-to-crm');
+    // Both at work in a worker on another machine, whose lease holds: a cancel is asked of it and waits for it.
+    const now = Date.now();
+    const store = join(idle, 'lockstep.db');
+    sqlite(store, `UPDATE sync_runs SET status = 'processing', started_at = ${now}, attempt = 1, worker_id = 'elsewhere/4242/0a1b2c', lease_expires_at = ${now + 600_000} WHERE id = ${syncRunId}`);
+    sqlite(store, `UPDATE sequence_runs SET status = 'running', started_at = ${now}, cancel_requested = 1 WHERE id = '${sequenceRunId}'`);
+    const cancel = await runMain(['--workspace', idle, 'sync', 'cancel', String(syncRunId)]);
+    expect(cancel.code, cancel.stderr).toBe(0);
+    const listed = (await runMain(['--workspace', idle, 'runs'])).stdout.split('\n');
+    expect(listed.find((l) => l.includes(`#${syncRunId} `))).toMatch(new RegExp(`#${syncRunId} {2}contacts-to-crm {2}processing \\(cancelling\\) {2}read 0`));
+    expect(listed.find((l) => l.includes(sequenceRunId))).toMatch(new RegExp(` {2}crm {2}running \\(cancelling\\) {2}${sequenceRunId}`));
+    const json = JSON.parse((await runMain(['--workspace', idle, 'runs', '--json'])).stdout) as {
+      sequenceRuns: Array<{ id: string; cancelRequested: boolean }>;
+      syncRuns: Array<{ id: number; cancelRequested: boolean }>;
+    };
+    expect(json.syncRuns.find((r) => r.id === syncRunId)).toMatchObject({ status: 'processing', cancelRequested: true });
+    expect(json.sequenceRuns.find((r) => r.id === sequenceRunId)).toMatchObject({ status: 'running', cancelRequested: true });
+  });
+
   it('says how to start when there are no runs', async () => {
     const result = await runMain(['--workspace', await appliedWorkspace(), 'runs']);
     expect(result.code).toBe(0);

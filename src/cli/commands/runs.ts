@@ -62,18 +62,23 @@ async function printRuns(app: App, term: Terminal, opts: { sequence?: string; sy
   if (out.sequenceRuns.length > 0) {
     term.out('Sequence runs');
     for (const v of out.sequenceRuns as Awaited<ReturnType<typeof sequenceRunDetails>>[]) {
-      term.out(`  ${mark(v.status)} ${v.createdAt}  ${deletedOrNot(v.sequence, v.sequenceSlug, `sequence ${v.sequenceId}`)}  ${v.status}  ${v.id}${v.resumedFrom ? `  (resumes ${v.resumedFrom})` : ''}${afterUpstream(v)}${v.reason ? `  — ${v.reason}` : ''}`);
+      term.out(`  ${mark(v.status)} ${v.createdAt}  ${deletedOrNot(v.sequence, v.sequenceSlug, `sequence ${v.sequenceId}`)}  ${v.status}${cancelling(v)}  ${v.id}${v.resumedFrom ? `  (resumes ${v.resumedFrom})` : ''}${afterUpstream(v)}${v.reason ? `  — ${v.reason}` : ''}`);
     }
   }
   if (out.syncRuns.length > 0) {
     term.out('Sync runs');
     for (const v of out.syncRuns as NamedSyncRunView[]) {
       term.out(
-        `  ${mark(v.status)} ${v.createdAt}  #${v.id}  ${deletedOrNot(v.sync, v.syncSlug, `sync ${v.syncId}`)}  ${v.status}  ${rowCounts(v)}${heldBy(v, now)}${afterUpstream(v)}${v.lease ? '' : takenOver(v)}${v.error ? `  — ${v.error}` : ''}`,
+        `  ${mark(v.status)} ${v.createdAt}  #${v.id}  ${deletedOrNot(v.sync, v.syncSlug, `sync ${v.syncId}`)}  ${v.status}${cancelling(v)}  ${rowCounts(v)}${heldBy(v, now)}${afterUpstream(v)}${v.lease ? '' : takenOver(v)}${v.error ? `  — ${v.error}` : ''}`,
       );
     }
   }
   if (out.sequenceRuns.length === 0 && out.syncRuns.length === 0) term.out('No runs yet. Start one with `lockstep sequence run <slug>` or `lockstep sync run <slug>`.');
+}
+
+/** Marks a run a user asked to cancel that has not ended yet: it is stopping. */
+function cancelling(v: { cancelRequested: boolean }): string {
+  return v.cancelRequested ? ' (cancelling)' : '';
 }
 
 /** What a run read, delivered and rejected; a run that never started (queued, or cancelled in the queue) has no counts yet. */

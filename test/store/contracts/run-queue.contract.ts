@@ -12,7 +12,9 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCode, NotFoundError } from '../../../src/core/errors.js';
 import type { LeaseRequest, Store } from '../../../src/core/ports.js';
+import { syncRunView } from '../../../src/core/run-views.js';
 import type { SyncRun, SyncRunStatus } from '../../../src/core/runs.js';
+import { sequenceRunDetails } from '../../../src/engine/run-details.js';
 import { LEASE, MANUAL, NO_OPTIONS, T0, expectError, useFreshStore, type OpenStore } from './fixtures.js';
 
 export function describeRunQueueContract(name: string, open: OpenStore): void {
@@ -243,6 +245,32 @@ export function describeRunQueueContract(name: string, open: OpenStore): void {
         expect(conflict.message).toContain(String(active.id));
         const missing = await expectError(store.requestSyncRunCancel(9999), ErrorCode.NotFound);
         expect(missing).toBeInstanceOf(NotFoundError);
+      });
+
+      it('shows a pending cancel in the run views read back, until the run ends', async () => {
+        await applyCrm();
+        const active = await runningRun('accounts-to-crm');
+        const shown = async () => {
+          const listed = await store.listSyncRuns({ limit: 10, offset: 0, order: 'desc' });
+          return [syncRunView((await store.getSyncRun(active.id))!, T0 + 3).cancelRequested, syncRunView(listed.find((r) => r.id === active.id)!, T0 + 3).cancelRequested];
+        };
+        expect(await shown()).toEqual([false, false]);
+        await store.requestSyncRunCancel(active.id, T0 + 2);
+        expect(await shown()).toEqual([true, true]);
+        await store.updateSyncRun(active.id, { status: 'cancelled' }, T0 + 3);
+        expect(await shown()).toEqual([false, false]);
+
+        const { run } = await store.enqueueSequenceRun(await sequence('crm-hierarchy'), MANUAL, T0);
+        await store.claimSequenceRun(run.id, T0 + 1);
+        const sequenceShown = async () => {
+          const [listed] = await store.listSequenceRuns({ limit: 10, offset: 0, order: 'desc' });
+          return [(await sequenceRunDetails(store, (await store.getSequenceRun(run.id))!, T0 + 3)).cancelRequested, (await sequenceRunDetails(store, listed!, T0 + 3)).cancelRequested];
+        };
+        expect(await sequenceShown()).toEqual([false, false]);
+        expect(await store.requestSequenceRunCancel(run.id)).toMatchObject({ status: 'running' });
+        expect(await sequenceShown()).toEqual([true, true]);
+        await store.finishSequenceRun(run.id, 'cancelled', T0 + 3);
+        expect(await sequenceShown()).toEqual([false, false]);
       });
 
       it('lists queued runs oldest first', async () => {
