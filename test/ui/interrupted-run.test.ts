@@ -2,7 +2,8 @@
  * A sync run whose process stopped, as a user watching it sees it before a worker takes it over
  * (SPEC §3.3): interrupted, which is no fatal error, and cancellable, as the API and `lockstep
  * sync cancel` allow. The server runs one run at a time, held by an API that never answers, so
- * no worker takes the interrupted run over during the test.
+ * no worker takes the interrupted run over during the test. A run at work in another process, whose
+ * cancel waits for that process, reads Cancelling… however the page is opened.
  */
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -85,6 +86,31 @@ describe('a sync run whose process stopped, in the web UI', () => {
     await page.locator('dl.facts [data-status="cancelled"]').waitFor();
     expect(asked).toEqual([`Cancel run #${run.id} of workspaces-to-crm? The process running it stopped: it ends now, and the batches delivered stay delivered.`]);
     expect(await note.textContent()).toMatch(/^Cancelled: cancelled by a user after the process running it stopped/);
+  });
+
+  it('a run at work in another process whose cancel waits for it reads Cancelling… after a reload, with no second Cancel', async () => {
+    const queued = await server.api<SyncRunJson>('POST', '/api/syncs/workspaces-to-crm/runs');
+    const now = Date.now();
+    sqlite(
+      join(dir, 'lockstep.db'),
+      `UPDATE sync_runs SET status = 'processing', started_at = ${now}, attempt = 1, worker_id = 'elsewhere/4242/0a1b2c', lease_expires_at = ${now + 600_000} WHERE id = ${queued.body.id}`,
+    );
+    const cancelled = await server.api<SyncRunJson & { cancelRequested: boolean }>('POST', `/api/sync-runs/${queued.body.id}/cancel`);
+    expect(cancelled.body).toMatchObject({ status: 'processing', cancelRequested: true });
+
+    await page.goto(`${server.baseUrl}/runs/sync/${queued.body.id}`);
+    const button = page.getByRole('button', { name: 'Cancelling…' });
+    await button.waitFor();
+    expect(await button.isDisabled()).toBe(true);
+    expect(await page.getByRole('status').filter({ hasText: 'Cancelling: the run stops at once.' }).count()).toBe(1);
+    expect(await page.getByRole('button', { name: 'Cancel run' }).count()).toBe(0);
+
+    await page.goto(`${server.baseUrl}/syncs/workspaces-to-crm`);
+    const row = page.getByRole('table', { name: 'Sync runs' }).locator(`tr[data-run="${queued.body.id}"]`);
+    const rowButton = row.getByRole('button', { name: `Cancel run #${queued.body.id}` });
+    await rowButton.waitFor();
+    expect(await rowButton.textContent()).toBe('Cancelling…');
+    expect(await rowButton.getAttribute('aria-disabled')).toBe('true');
   });
 
   it('the pages showed no script errors', () => {

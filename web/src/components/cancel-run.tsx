@@ -35,6 +35,15 @@ export function useCancelRun(path: string, reload: () => void): { error: unknown
 /** Where a cancel stands: not asked, on its way, or accepted (the run stops at once). */
 export type CancelState = 'idle' | 'sending' | 'requested';
 
+/**
+ * Whether `run` waits on a cancel asked before (from this page before a reload, another tab, the
+ * command line or the API): it is stopping, and a second Cancel would do nothing. An `interrupted`
+ * run is not: no process is at work on it, and Cancel ends it at once.
+ */
+export function cancelPending(run: { status: string; cancelRequested: boolean }): boolean {
+  return run.cancelRequested && run.status !== 'interrupted';
+}
+
 /** What Cancel asks of sync run `run` (of sync `slug`, when it is known) before cancelling it, saying what the cancel does. */
 export function syncRunCancelQuestion(run: { id: number; status: string }, slug: string | null): string {
   const effect =

@@ -10,7 +10,7 @@ import { seg } from '../api.js';
 import { formatCount, formatMinutes, formatTime, membersInWords, runDuration, terminateInWords } from '../format.js';
 import { useApi, useTicker, type Resource } from '../hooks.js';
 import { href } from '../router.js';
-import { CancelRunButton, ResumeRunButton, sequenceRunCancelQuestion, syncRunCancelQuestion, useCancelRun, useResumeRun } from './cancel-run.js';
+import { CancelRunButton, ResumeRunButton, cancelPending, sequenceRunCancelQuestion, syncRunCancelQuestion, useCancelRun, useResumeRun } from './cancel-run.js';
 import { RunFacts } from './run-facts.js';
 import { ErrorBanner, Loading, Pager, StatusBadge } from './ui.js';
 
@@ -185,7 +185,7 @@ export function SyncRunDetails({ id, run }: { id: number; run: Resource<SyncRunV
               )}
             </>
           )}
-          {cancellable && <CancelRunButton onCancel={cancel.cancel} state={cancel.state} question={syncRunCancelQuestion(data, data.sync)} />}
+          {cancellable && <CancelRunButton onCancel={cancel.cancel} state={cancelPending(data) ? 'requested' : cancel.state} question={syncRunCancelQuestion(data, data.sync)} />}
         </>
       )}
     </>
@@ -361,7 +361,7 @@ export function SequenceRunDetails({ id, run }: { id: string; run: Resource<Sequ
               ))}
             </tbody>
           </table>
-          {active && <CancelRunButton onCancel={cancel.cancel} state={cancel.state} question={sequenceRunCancelQuestion(data, data.sequence)} />}
+          {active && <CancelRunButton onCancel={cancel.cancel} state={cancelPending(data) ? 'requested' : cancel.state} question={sequenceRunCancelQuestion(data, data.sequence)} />}
           {/* A failed or cancelled run is resumed once: after that, its page links to the run that resumed it. */}
           {(data.status === 'failed' || data.status === 'cancelled') && !data.resumedBy && <ResumeRunButton onResume={resume.resume} busy={resume.busy} />}
         </>

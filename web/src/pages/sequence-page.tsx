@@ -6,7 +6,7 @@
 import { useEffect, useState } from 'react';
 import type { Page, Sequence, SequenceRunView, Workspace } from '../api-types.js';
 import { api, seg } from '../api.js';
-import { RowCancelButton, sequenceRunCancelQuestion } from '../components/cancel-run.js';
+import { RowCancelButton, cancelPending, sequenceRunCancelQuestion } from '../components/cancel-run.js';
 import { ACTIVE_SEQUENCE, SequenceRunDetails, useSequenceRun } from '../components/run-details.js';
 import { RunTimeCells } from '../components/run-facts.js';
 import { RunHistory, StatusFilter } from '../components/run-history.js';
@@ -301,7 +301,7 @@ function SequenceRunsTable({ runs, runHref, cancel }: { runs: SequenceRunView[];
               <td>
                 <StatusBadge status={run.status} />
                 {ACTIVE_SEQUENCE.includes(run.status) && (
-                  <RowCancelButton label={`Cancel run ${run.id}`} busy={cancel.busy} requested={cancel.requested.has(run.id)} onCancel={() => cancel.run(run)} />
+                  <RowCancelButton label={`Cancel run ${run.id}`} busy={cancel.busy} requested={cancel.requested.has(run.id) || cancelPending(run)} onCancel={() => cancel.run(run)} />
                 )}
               </td>
               <RunTimeCells run={run} now={now} openLabel={`Open run ${run.id}`} to={runHref(run.id)} />

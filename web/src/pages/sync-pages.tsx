@@ -6,7 +6,7 @@
 import { Fragment, useEffect, useRef, useState } from 'react';
 import type { Page, Sync, SyncRunView, Workspace } from '../api-types.js';
 import { api, seg } from '../api.js';
-import { RowCancelButton, syncRunCancelQuestion } from '../components/cancel-run.js';
+import { RowCancelButton, cancelPending, syncRunCancelQuestion } from '../components/cancel-run.js';
 import { EnabledBadge, LastRun, useLastRuns, type LastRunRead } from '../components/last-run.js';
 import { ACTIVE_SYNC, CANCELLABLE_SYNC, OPS, SyncRunDetails, useSyncRun } from '../components/run-details.js';
 import { RunTimeCells } from '../components/run-facts.js';
@@ -347,7 +347,7 @@ function SyncRunsTable({ runs, runHref, cancel }: { runs: SyncRunView[]; runHref
                 <progress max={1} value={run.completionRatio} aria-label={`Progress of run ${run.id}`} />
               )}
               {CANCELLABLE_SYNC.includes(run.status) && (
-                <RowCancelButton label={`Cancel run #${run.id}`} busy={cancel.busy} requested={cancel.requested.has(run.id)} onCancel={() => cancel.run(run)} />
+                <RowCancelButton label={`Cancel run #${run.id}`} busy={cancel.busy} requested={cancel.requested.has(run.id) || cancelPending(run)} onCancel={() => cancel.run(run)} />
               )}
             </td>
             <RunTimeCells run={run} now={now} openLabel={`Open sync run ${run.id}`} to={runHref(run.id)} />
