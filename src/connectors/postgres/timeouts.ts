@@ -124,16 +124,25 @@ export async function withDeadline<T>(
  * CANCEL_REQUEST_MS.
  */
 function cancelStatement(client: pg.Client | pg.PoolClient): void {
-  const target = client as unknown as { activeQuery?: unknown; processID?: number; host?: string; port?: number };
-  if (!target.activeQuery || target.processID === undefined || socketDestroyed(client)) return;
+  // pg's own Client#cancel reads the deprecated `activeQuery`, which prints a warning on every
+  // cancel: the request is sent here the way it sends it, on a new client's connection.
+  const target = client as unknown as { _activeQuery?: unknown; processID?: number; secretKey?: number; host?: string; port?: number };
+  if (!target._activeQuery || target.processID === undefined || target.secretKey === undefined || socketDestroyed(client)) return;
+  const { processID, secretKey, host = 'localhost', port = 5432 } = target;
   try {
-    const canceller = new pg.Client({ host: target.host, port: target.port }) as unknown as {
-      connection: { on(event: 'error', listener: () => void): void; stream?: { destroy(): void } };
-      cancel(client: unknown, query: unknown): void;
+    const { connection } = new pg.Client({ host, port }) as unknown as {
+      connection: {
+        connect(port: number | string, host?: string): void;
+        cancel(processID: number, secretKey: number): void;
+        on(event: 'connect' | 'error', listener: () => void): void;
+        stream?: { destroy(): void };
+      };
     };
-    canceller.connection.on('error', () => undefined);
-    canceller.cancel(client, target.activeQuery);
-    setTimeout(() => canceller.connection.stream?.destroy(), CANCEL_REQUEST_MS).unref();
+    connection.on('error', () => undefined);
+    connection.on('connect', () => connection.cancel(processID, secretKey));
+    if (host.startsWith('/')) connection.connect(`${host}/.s.PGSQL.${port}`);
+    else connection.connect(port, host);
+    setTimeout(() => connection.stream?.destroy(), CANCEL_REQUEST_MS).unref();
   } catch {
     // Closing the socket still ends the wait; the server stops the statement by its own timeout.
   }
