@@ -140,7 +140,7 @@ describe('sequence plan', () => {
     const [accounts, workspaces] = plan.members;
     expect(accounts!.added + accounts!.changed).toBe(2);
     expect(accounts!.warnings).toEqual([
-      `sync "accounts" has run ${run.id} under way (querying): this plan counts the rows it has still to deliver, which that run sends; a run queued now waits for it and sends what is left then`,
+      `sync "accounts" has run ${run.id} under way (processing): this plan counts the rows it has still to deliver, which that run sends; a run queued now waits for it and sends what is left then`,
     ]);
     expect(workspaces!.warnings).toEqual([]);
     expect((await h.app.runs.waitForSyncRun(run.id)).status).toBe('success');
