@@ -75,15 +75,22 @@ describe('http destination: JSON columns of database sources', () => {
       definition: workspace({
         sources,
         destinations: [source('api', { type: 'http', settings: { url: api.url } })],
-        models: ['pg', 'pgw', 'my', 'duck'].map((s) => model(s, s, 'select id, payload, tags from docs')),
-        syncs: ['pg', 'pgw', 'my', 'duck'].flatMap((s) => [
-          sync(`${s}-template`, { model: s, destination: 'api', object: `/${s}-template/{{ row.id }}`, settings: { body: TEMPLATE } }),
-          sync(`${s}-default`, { model: s, destination: 'api', object: `/${s}-default`, batchSize: 10 }),
-        ]),
+        models: [
+          ...['pg', 'pgw', 'my', 'duck'].map((s) => model(s, s, 'select id, payload, tags from docs')),
+          model('pg-one', 'pg', 'select id, payload, tags from docs where id = 1'),
+        ],
+        syncs: [
+          ...['pg', 'pgw', 'my', 'duck'].flatMap((s) => [
+            sync(`${s}-template`, { model: s, destination: 'api', object: `/${s}-template/{{ row.id }}`, settings: { body: TEMPLATE } }),
+            sync(`${s}-default`, { model: s, destination: 'api', object: `/${s}-default`, batchSize: 10 }),
+          ]),
+          // A template that writes the value bare, as it wrote the JSON text before: it still writes JSON.
+          sync('pg-bare', { model: 'pg-one', destination: 'api', object: '/pg-bare/{{ row.id }}', settings: { body: '{"id": {{ row.id }}, "payload": {{ row.payload }}, "tags": {{ row.tags }}}' } }),
+        ],
       }),
     });
     await using _ = h;
-    for (const slug of ['pg-template', 'pg-default', 'pgw-template', 'pgw-default', 'my-template', 'my-default', 'duck-template', 'duck-default']) {
+    for (const slug of ['pg-template', 'pg-default', 'pgw-template', 'pgw-default', 'my-template', 'my-default', 'duck-template', 'duck-default', 'pg-bare']) {
       const { run } = await h.app.runs.triggerSync(slug);
       const done = await h.app.runs.waitForSyncRun(run.id);
       expect({ slug, status: done.status, error: done.error }).toEqual({ slug, status: 'success', error: null });
@@ -95,6 +102,7 @@ describe('http destination: JSON columns of database sources', () => {
     expect(sorted(api.bodies.get('pgw-template')).slice(0, 2)).toEqual([one, two]);
     expect(sorted(api.bodies.get('my-template'))).toEqual([one, two]);
     expect(sorted(api.bodies.get('duck-template'))).toEqual([one]);
+    expect(sorted(api.bodies.get('pg-bare'))).toEqual([{ id: 1, payload: { id: 7, name: 'é' }, tags: ['a', 'b'] }]);
     const records = (s: string) => (JSON.parse(api.bodies.get(`${s}-default`)?.[0] ?? '{}') as { records: Array<{ id: number }> }).records.sort((a, b) => a.id - b.id);
     const rows = [
       { id: 1, payload: { id: 7, name: 'é' }, tags: ['a', 'b'] },

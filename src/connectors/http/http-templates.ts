@@ -55,6 +55,9 @@ export function createTemplateEngine(): Liquid {
     parseLimit: 1024 * 1024,
     // Times in UTC, as Lockstep reads them: in the process's time zone, a DATE west of UTC came out a day early.
     timezoneOffset: 'UTC',
+    // An object or a list written bare (`{{ row.payload }}`) is written as its JSON, where Liquid
+    // writes "[object Object]": a JSON column's value, once its JSON text, goes on as it went.
+    outputEscape: bareJson,
   });
   for (const tag of ['include', 'render', 'layout', 'block']) delete engine.tags[tag];
   // A time without an offset (`2024-03-30 23:30:00`, as SQLite files hold them) is UTC too, as the
@@ -70,6 +73,14 @@ export function createTemplateEngine(): Liquid {
   // reads as a space in a query string as well.
   engine.registerFilter('url_encode', (value: unknown) => encodeURIComponent(value === null || value === undefined ? '' : String(value)));
   return engine;
+}
+
+/**
+ * An output's value as Liquid writes it, but objects and lists as their JSON. Other values go back
+ * as they came (typed as Liquid's option wants): Liquid writes them as it would without this.
+ */
+function bareJson(value: unknown): string {
+  return value !== null && typeof value === 'object' && !(value instanceof Date) ? JSON.stringify(value) : (value as string);
 }
 
 let checker: Liquid | null = null;
