@@ -45,6 +45,8 @@ describe('serve --drain and worker --drain', () => {
     const result = await runCli([command, '--drain'], { cwd: dir, timeoutMs: 20_000 });
     expect(result.code, result.stderr).toBe(0);
     expect(result.stderr).toContain(`lockstep ${command}: running on ${join(dir, 'lockstep.db')}`);
+    // It says it exits by itself, where one without --drain says to press Ctrl-C.
+    expect(result.stderr).toMatch(/\(exits once the queue is empty; Ctrl-C to stop sooner\)\n/);
 
     const after = await listRuns(dir);
     expect(after.sequenceRuns).toEqual([expect.objectContaining({ id: sequenceRunId, status: 'done' })]);

@@ -40,7 +40,8 @@ export function registerProcessCommands(program: Command, deps: CommandDeps): vo
         if (withScheduler) await app.startScheduler();
         if (withWorker) app.alerts.start();
         const as = withWorker ? ` as worker ${app.worker.workerId}` : '';
-        term.err(`lockstep ${name}: running on ${storeName(app.config)}${as} (Ctrl-C to stop)`);
+        const stops = opts.drain ? 'exits once the queue is empty; Ctrl-C to stop sooner' : 'Ctrl-C to stop';
+        term.err(`lockstep ${name}: running on ${storeName(app.config)}${as} (${stops})`);
         if (serving) await printServing(app, serving, term);
         if (metricsUrl) term.err(`lockstep ${name}: /metrics, /healthz and /readyz at ${metricsUrl}`);
       } catch (thrown) {
