@@ -305,5 +305,20 @@ describe('http destination: TLS', () => {
       `http destination "api": POST /v1/people: ${host} speaks TLS, but the connection's url is http:// — use https://${host}/v1`,
     );
   });
+
+  it("says to use https:// when the server answers nginx's 400 for a plain request to its HTTPS port", async () => {
+    // What nginx answers on a port it serves TLS on when a request comes in plain text.
+    const page =
+      '<html>\r\n<head><title>400 The plain HTTP request was sent to HTTPS port</title></head>\r\n<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n' +
+      '<center>The plain HTTP request was sent to HTTPS port</center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n';
+    const server = createServer((_req, res) => answer(res, 400, page, { 'content-type': 'text/html' }));
+    const url = await listen(server);
+    const error = await failure(write(await openHttp(`${url}/v1`), '/people', [upsert(1)]));
+    expect(error.retryable).toBe(false);
+    const host = new URL(url).host;
+    expect(error.message).toBe(
+      `http destination "api": POST /v1/people: ${host} speaks TLS (it answered "The plain HTTP request was sent to HTTPS port"), but the connection's url is http:// — use https://${host}/v1`,
+    );
+  });
 });
 

@@ -7,8 +7,8 @@
  * - 408, 429, 5xx, a reset or refused connection, a timeout → transient (retryable, with
  *   `Retry-After`; a 429 or 503 that says when to come back pauses every caller of the limiter);
  * - 401, 407 → thrown: the connection's credentials are wrong, no row can go;
- * - a connection of an http:// url closed unanswered by a port that speaks TLS → thrown, saying
- *   to use https://;
+ * - a connection of an http:// url closed unanswered by a port that speaks TLS, or nginx's 400 for
+ *   a plain request to its HTTPS port → thrown, saying to use https://;
  * - any other 4xx → refused, with `HTTP <status>: <the answer's first 500 characters>` (a 413 also
  *   saying to lower the sync's batchSize);
  * - a 2xx HTML page, a body that is not the JSON it should be, a redirect → thrown: the API
@@ -67,6 +67,8 @@ export interface HttpClientOptions {
   proxy?: URL | null;
 }
 
+/** What nginx answers (400) to a request in plain text on a port it serves TLS on. */
+const PLAIN_TO_TLS_PORT = /The plain HTTP request was sent to HTTPS port/i;
 /** Characters of an answer kept in a refusal or an error. */
 const SNIPPET_CHARS = 500;
 /** Bytes of a non-2xx answer read for its message; the rest is dropped. */
@@ -235,6 +237,14 @@ export class HttpClient {
       throw new LockstepError(
         ErrorCode.Connection,
         `${where()} (not authenticated): ${snippet || '(empty body)'} — check the connection's headers (e.g. Authorization) and the variables they read`,
+      );
+    }
+    if (status === 400 && this.options.url.protocol === 'http:' && PLAIN_TO_TLS_PORT.test(snippet)) {
+      // nginx's answer to a request in plain text on a port it serves TLS on: no row can go this way.
+      const { host, pathname } = this.options.url;
+      throw new LockstepError(
+        ErrorCode.Connection,
+        `${this.describe(request)}: ${host} speaks TLS (it answered "The plain HTTP request was sent to HTTPS port"), but the connection's url is http:// — use ${this.scrub(`https://${host}${pathname.replace(/\/$/, '')}`)}`,
       );
     }
     if (status >= 400 && status < 500) {
