@@ -33,6 +33,7 @@
  *
  * Every delivered row reports its record's Salesforce Id, which the engine records for lookups.
  */
+import { LRUCache } from 'lru-cache';
 import type { ConnectorContext } from '../../core/connector-kind.js';
 import { ErrorCode, LockstepError } from '../../core/errors.js';
 import { encodeKey } from '../../core/keys.js';
@@ -274,7 +275,7 @@ class SalesforceWriter implements DestinationWriter {
   private readonly foundParents: FoundParents;
 
   constructor(private readonly options: WriterOptions) {
-    this.foundParents = new FoundParents(options.parentIdBytes);
+    this.foundParents = foundParents(options.parentIdBytes);
     const threshold = options.settings.bulkThreshold;
     // A threshold of 0 means every run goes through Bulk API 2.0; there is nothing to wait for.
     this.planAhead = threshold > 0 ? threshold : undefined;
@@ -915,43 +916,13 @@ function requestError(client: SalesforceClient, request: SalesforceRequest, answ
  * to a bound: past it, those used longest ago make room, and a batch naming one looks it up again.
  * A parent not found is not held (it may be delivered while the run goes on).
  */
-class FoundParents {
-  private readonly held = new Map<string, { id: string; value: string; bytes: number }>();
-  private heldBytes = 0;
+type FoundParents = LRUCache<string, { id: string; value: string }>;
 
-  constructor(private readonly budgetBytes: number) {}
-
-  has(key: string): boolean {
-    return this.held.has(key);
-  }
-
-  /** The parent held for `key`, which becomes the last to make room. */
-  get(key: string): { id: string; value: string } | undefined {
-    const entry = this.held.get(key);
-    if (!entry) return undefined;
-    this.held.delete(key);
-    this.held.set(key, entry);
-    return { id: entry.id, value: entry.value };
-  }
-
-  set(key: string, record: { id: string; value: string }): void {
-    this.delete(key);
-    const bytes = ENTRY_BYTES + 2 * (key.length + record.id.length + record.value.length);
-    if (bytes > this.budgetBytes) return;
-    for (const [oldest] of this.held) {
-      if (this.heldBytes + bytes <= this.budgetBytes) break;
-      this.delete(oldest);
-    }
-    this.held.set(key, { ...record, bytes });
-    this.heldBytes += bytes;
-  }
-
-  delete(key: string): void {
-    const entry = this.held.get(key);
-    if (!entry) return;
-    this.held.delete(key);
-    this.heldBytes -= entry.bytes;
-  }
+function foundParents(budgetBytes: number): FoundParents {
+  return new LRUCache({
+    maxSize: budgetBytes,
+    sizeCalculation: (record, key) => ENTRY_BYTES + 2 * (key.length + record.id.length + record.value.length),
+  });
 }
 
 /** A parent's place in FoundParents: its object, the field naming it, and its text as Salesforce matches it. */
