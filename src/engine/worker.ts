@@ -342,7 +342,7 @@ export class Worker {
   private async pumpForCommand(): Promise<void> {
     const { store, clock } = this.options;
     const awaited = this.awaited as AwaitedRun;
-    if ('sequenceRunId' in awaited && (await store.listSequenceRunsByStatus(['pending'])).some((r) => r.id === awaited.sequenceRunId)) {
+    if ('sequenceRunId' in awaited && (await store.getSequenceRun(awaited.sequenceRunId))?.status === 'pending') {
       await this.startSequenceRun(awaited.sequenceRunId);
     }
     const now = clock.now();
