@@ -102,6 +102,9 @@ const Model = z
 
 const TriggerOutput = z.object({ id: z.string() }).openapi('TriggerRunOutput');
 
+/** A trigger's fullResync or resetCDC contradicts the follow-up run waiting in the queue, which it would join. */
+const queuedRunConflict = { description: 'The follow-up run waiting in the queue was asked for the contrary (fullResync, resetCDC); the message names it', schema: errors[404].schema };
+
 // A field given as null is taken as absent, as Hightouch takes it (`{"syncId": 3, "syncSlug": null}`).
 const runOptions = {
   fullResync: v1Flag('fullResync').nullish().openapi({ description: 'Resync every row, ignoring what was delivered before.' }),
@@ -329,7 +332,7 @@ export function registerHightouchRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       tag: TAG,
       params: z.object({ syncId: v1WholeText('syncId', 1) }),
       body: z.strictObject(runOptions).optional(),
-      responses: { 200: { description: 'The id of the sync run, as a string', schema: TriggerOutput }, 401: errors[401], 404: errors[404], 422: errors[422] },
+      responses: { 200: { description: 'The id of the sync run, as a string', schema: TriggerOutput }, 401: errors[401], 404: errors[404], 409: queuedRunConflict, 422: errors[422] },
     },
     async (c, { params, body }) => c.json(await trigger(await syncById(params.syncId), body)),
   );
@@ -346,7 +349,7 @@ export function registerHightouchRoutes(app: OpenAPIHono, deps: ApiDeps): void {
         syncSlug: z.string({ error: 'syncSlug must be a string, e.g. "accounts-to-crm"' }).min(1, 'syncSlug is empty').nullish(),
         ...runOptions,
       }),
-      responses: { 200: { description: 'The id of the sync run, as a string', schema: TriggerOutput }, 401: errors[401], 404: errors[404], 422: errors[422] },
+      responses: { 200: { description: 'The id of the sync run, as a string', schema: TriggerOutput }, 401: errors[401], 404: errors[404], 409: queuedRunConflict, 422: errors[422] },
     },
     async (c, { body }) => {
       const syncId = body.syncId ?? undefined;

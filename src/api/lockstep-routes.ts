@@ -260,7 +260,13 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       tag: 'Sync runs',
       params: SlugParam,
       body: SyncTriggerBody,
-      responses: { 202: { description: 'The queued run (or the queued run it joined)', schema: SyncRunView }, 401: errors[401], 404: errors[404], 422: errors[422] },
+      responses: {
+        202: { description: 'The queued run (or the queued run it joined)', schema: SyncRunView },
+        401: errors[401],
+        404: errors[404],
+        409: { description: 'The run waiting in the queue was asked for the contrary (fullResync, resetCDC); the message names it', schema: errors[404].schema },
+        422: errors[422],
+      },
     },
     async (c, { params, body }) => {
       const sync = await requireSync(params.slug);

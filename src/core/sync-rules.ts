@@ -2,6 +2,7 @@
  * Rules of a single sync's run that are not about moving rows (SPEC §2): pure functions, shared by
  * the engine and its tests.
  */
+import type { SyncRun, SyncRunOptions } from './runs.js';
 import type { SyncDef } from './workspace.js';
 
 /**
@@ -21,5 +22,21 @@ export function massDeleteRefusal(sync: Pick<SyncDef, 'slug' | 'maxDeletePercent
     'nothing was deleted; check the model (did it lose rows?), then run it once with `lockstep sync run ' +
     // Removals are seen only by a full comparison: a model with a cursor needs one asked for.
     `${sync.slug} --allow-mass-delete${options.cursor ? ' --full-compare' : ''}\`, or raise maxDeletePercent (null turns the guard off)`
+  );
+}
+
+/**
+ * Why a trigger asking for `asked` may not join `queued`, the sync's follow-up run waiting in the
+ * queue that repeated triggers share, or null when it may. One run cannot both send every row
+ * (fullResync) and send none (resetCDC), and doing either alone would drop what the other trigger
+ * asked for without a word: a full resync never sent, or rows sent that were to be only recorded.
+ */
+export function queuedRunJoinRefusal(queued: Pick<SyncRun, 'id' | 'options'>, asked: SyncRunOptions): string | null {
+  const waiting = queued.options.fullResync ? 'fullResync' : queued.options.resetCDC ? 'resetCDC' : null;
+  const wanted = asked.fullResync ? 'fullResync' : asked.resetCDC ? 'resetCDC' : null;
+  if (waiting === null || wanted === null || waiting === wanted) return null;
+  return (
+    `sync run ${queued.id} waits in the queue with ${waiting}, which this trigger's ${wanted} contradicts ` +
+    '(fullResync sends every row, resetCDC sends none) — trigger again once that run has started, or cancel it first'
   );
 }

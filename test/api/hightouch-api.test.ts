@@ -161,6 +161,25 @@ describe('Hightouch-compatible API v1', () => {
     ]);
   });
 
+  it('a trigger whose fullResync or resetCDC contradicts the follow-up waiting in the queue is a 409, and the follow-up keeps its options', async () => {
+    await using own = await startApi();
+    await own.app.worker.stop();
+    const { store, clock } = own.app;
+    const { run: first } = await store.enqueueSyncRun({ syncId: 1, trigger: { type: 'api', detail: 'api v1' }, options: { fullResync: false, resetCDC: false } }, clock.now());
+    await store.claimSyncRun(first.id, clock.now(), { workerId: 'worker-a', leaseMs: 60_000 });
+    const full = await own.call('POST', '/api/v1/syncs/1/trigger', { fullResync: true });
+    expect(full.status).toBe(200);
+
+    const reset = await own.call('POST', '/api/v1/syncs/trigger', { syncId: 1, resetCDC: true });
+    expect(reset.status).toBe(409);
+    expect(reset.body).toEqual({
+      message: `sync run ${full.body.id} waits in the queue with fullResync, which this trigger's resetCDC contradicts (fullResync sends every row, resetCDC sends none) — trigger again once that run has started, or cancel it first`,
+    });
+    // The full resync asked for is still what the follow-up does; a trigger asking for the same joins it.
+    expect((await store.getSyncRun(Number(full.body.id)))?.options).toEqual({ fullResync: true, resetCDC: false });
+    expect((await own.call('POST', '/api/v1/syncs/1/trigger', { fullResync: 'true' })).body).toEqual({ id: full.body.id });
+  });
+
   it('a sync or sync sequence deleted since is named in the 404, by id or slug, with where its runs are', async () => {
     expect((await api.call('POST', '/api/syncs', { slug: 'short-lived', model: 'accounts', destination: 'crm', object: 'accounts', mode: 'upsert' })).status).toBe(201);
     expect((await api.call('POST', '/api/sequences', { slug: 'short-lived-line', name: 'Short lived', members: [{ sync: 'short-lived' }] })).status).toBe(201);

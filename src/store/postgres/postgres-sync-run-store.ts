@@ -7,9 +7,10 @@
  * statement or transaction that ends it. The sequence-run role and workspace deletes use its
  * helpers inside their own transactions.
  */
-import { NotFoundError } from '../../core/errors.js';
+import { ErrorCode, LockstepError, NotFoundError } from '../../core/errors.js';
 import type { Clock, LeaseRequest, NewSyncRun, RunFence, RunLease, SyncRunListQuery, SyncRunPatch, SyncRunStore } from '../../core/ports.js';
 import { CANCELLED_INTERRUPTED_RUN_ERROR, isTerminalSyncRunStatus, type RejectedRow, type SyncRun, type SyncRunStatus } from '../../core/runs.js';
+import { queuedRunJoinRefusal } from '../../core/sync-rules.js';
 import { memberTransition, type MemberTransition } from '../member-state.js';
 import { toLease, toRejectedRow, type LeaseRow, type RejectedRowRow, type SyncRunRow } from '../rows.js';
 import { nothingToCancelError, statusFilterAt, syncRunFinishedError } from '../run-rules.js';
@@ -295,7 +296,8 @@ export class PostgresSyncRunStore implements SyncRunStore {
     // queued standalone runs is the arbiter, so two processes triggering at once share one run),
     // and the shared follow-up honours every trigger's options: a full resync asked for is never
     // lost. The sync row is share-locked, so a concurrent delete of the sync either comes first
-    // (nothing is queued) or waits until the run is queued (and then cancels it).
+    // (nothing is queued) or waits until the run is queued (and then cancels it). A trigger whose
+    // options contradict the queued run's joins nothing (queuedRunJoinRefusal says why).
     const p = new Params();
     const { rows } = await q.query<SyncRunResult>(
       `WITH sync AS (SELECT id FROM ${this.tables.syncs} WHERE id = ${p.add(safeId(input.syncId) ?? -1, 'bigint')} AND deleted_at IS NULL FOR SHARE),
@@ -309,14 +311,22 @@ export class PostgresSyncRunStore implements SyncRunStore {
          DO UPDATE SET full_resync = r.full_resync OR excluded.full_resync, reset_cdc = r.reset_cdc OR excluded.reset_cdc,
                        allow_mass_delete = r.allow_mass_delete OR excluded.allow_mass_delete,
                        full_compare = r.full_compare OR excluded.full_compare
+         WHERE NOT ((r.full_resync AND excluded.reset_cdc) OR (r.reset_cdc AND excluded.full_resync))
          RETURNING r.*, (r.xmax = 0) AS created
        )
        SELECT queued.*, ${this.statements.notifySql('work', p)} AS notified FROM queued`,
       p.values,
     );
     const row = rows[0];
-    if (!row) throw new NotFoundError(`sync ${input.syncId} does not exist`);
-    return { run: syncRun(row), created: row.created === true };
+    if (row) return { run: syncRun(row), created: row.created === true };
+    const id = safeId(input.syncId) ?? -1;
+    const [queued] = (await q.query<SyncRunRow>(`SELECT * FROM ${this.tables.syncRuns} WHERE sync_id = $1 AND status = 'queued' AND sequence_run_id IS NULL`, [id])).rows;
+    const refusal = queued ? queuedRunJoinRefusal(syncRun(queued), input.options) : null;
+    if (refusal !== null) throw new LockstepError(ErrorCode.Conflict, refusal);
+    const live = await q.query(`SELECT 1 FROM ${this.tables.syncs} WHERE id = $1 AND deleted_at IS NULL`, [id]);
+    if (live.rows.length === 0) throw new NotFoundError(`sync ${input.syncId} does not exist`);
+    // The queued run that refused the trigger started meanwhile: the trigger queues the next one.
+    return this.queue(q, input, now);
   }
 
   /**

@@ -6,8 +6,9 @@
  * transactions; the sequence-run role and workspace deletes use its in-transaction helpers.
  */
 import type { Clock, LeaseRequest, NewSyncRun, RunFence, RunLease, SyncRunListQuery, SyncRunPatch, SyncRunStore } from '../../core/ports.js';
-import { NotFoundError } from '../../core/errors.js';
+import { ErrorCode, LockstepError, NotFoundError } from '../../core/errors.js';
 import { ACTIVE_SYNC_RUN_STATUSES, CANCELLED_INTERRUPTED_RUN_ERROR, isTerminalSyncRunStatus, type RejectedRow, type SyncRun, type SyncRunOptions, type SyncRunStatus, type Trigger } from '../../core/runs.js';
+import { queuedRunJoinRefusal } from '../../core/sync-rules.js';
 import { memberTransition } from '../member-state.js';
 import { toLease, toRejectedRow, toSyncRun, type LeaseRow, type RejectedRowRow, type SyncRunRow } from '../rows.js';
 import { nothingToCancelError, statusFilterAt, syncRunFinishedError } from '../run-rules.js';
@@ -216,6 +217,8 @@ export class SqliteSyncRunStore implements SyncRunStore {
     if (!this.statements.liveSync.get(input.syncId)) throw new NotFoundError(`sync ${input.syncId} does not exist`);
     const queued = this.statements.queuedStandaloneRun.get(input.syncId) as SyncRunRow | undefined;
     if (queued) {
+      const refusal = queuedRunJoinRefusal(toSyncRun(queued), input.options);
+      if (refusal) throw new LockstepError(ErrorCode.Conflict, refusal);
       // The shared follow-up must honour every trigger's options: a full resync asked for is never lost.
       const merged = this.statements.mergeRunOptions.get({
         id: queued.id,

@@ -82,6 +82,25 @@ export function describeRunQueueContract(name: string, open: OpenStore): void {
         expect((await store.getSyncRun(run.id))?.options).toEqual({ fullResync: true, resetCDC: false });
       });
 
+      it('refuses a trigger whose fullResync or resetCDC contradicts the queued run it would join, changing nothing', async () => {
+        const id = await (applyCrm().then(() => syncId('accounts-to-crm')));
+        const { run } = await store.enqueueSyncRun({ syncId: id, trigger: MANUAL, options: { fullResync: true, resetCDC: false } }, T0);
+        const refused = await expectError(store.enqueueSyncRun({ syncId: id, trigger: MANUAL, options: { fullResync: false, resetCDC: true } }, T0 + 1), ErrorCode.Conflict);
+        expect(refused.message).toBe(
+          `sync run ${run.id} waits in the queue with fullResync, which this trigger's resetCDC contradicts (fullResync sends every row, resetCDC sends none) — trigger again once that run has started, or cancel it first`,
+        );
+        expect((await store.getSyncRun(run.id))?.options).toEqual({ fullResync: true, resetCDC: false });
+        // A trigger asking for neither, or for the same, still joins it.
+        expect((await store.enqueueSyncRun({ syncId: id, trigger: MANUAL, options: NO_OPTIONS }, T0 + 2)).run.id).toBe(run.id);
+        expect((await store.enqueueSyncRun({ syncId: id, trigger: MANUAL, options: { fullResync: true, resetCDC: false } }, T0 + 3)).run.id).toBe(run.id);
+
+        const other = await syncId('contacts-to-crm');
+        const reset = await store.enqueueSyncRun({ syncId: other, trigger: MANUAL, options: { fullResync: false, resetCDC: true } }, T0);
+        await expectError(store.enqueueSyncRun({ syncId: other, trigger: MANUAL, options: { fullResync: true, resetCDC: false } }, T0 + 1), ErrorCode.Conflict);
+        expect((await store.getSyncRun(reset.run.id))?.options).toEqual({ fullResync: false, resetCDC: true });
+        expect(await store.listSyncRuns({ syncId: other, limit: 10, offset: 0, order: 'desc' })).toHaveLength(1);
+      });
+
       it('keeps a full comparison asked for by a trigger that joined a queued run', async () => {
         const id = await (applyCrm().then(() => syncId('accounts-to-crm')));
         const { run } = await store.enqueueSyncRun({ syncId: id, trigger: MANUAL, options: NO_OPTIONS }, T0);
