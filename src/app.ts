@@ -594,11 +594,11 @@ function reachableUrl(url: string, host: string, port: number): string {
 export function scheduleEntries(workspace: WorkspaceState): ScheduleEntry[] {
   const entries: ScheduleEntry[] = [];
   for (const sync of workspace.syncs) {
-    if (isTimedSchedule(sync.schedule)) entries.push({ id: `sync:${sync.slug}`, schedule: sync.schedule, enabled: sync.enabled });
+    if (isTimedSchedule(sync.schedule)) entries.push({ id: `sync:${sync.slug}`, schedule: sync.schedule, enabled: sync.enabled, changedAt: sync.updatedAt });
   }
   for (const sequence of workspace.sequences) {
     if (isTimedSchedule(sequence.schedule)) {
-      entries.push({ id: `sequence:${sequence.slug}`, schedule: sequence.schedule, enabled: sequence.enabled });
+      entries.push({ id: `sequence:${sequence.slug}`, schedule: sequence.schedule, enabled: sequence.enabled, changedAt: sequence.updatedAt });
     }
   }
   return entries;

@@ -42,6 +42,13 @@ export interface ScheduleEntry {
   schedule: TimedSchedule;
   /** Disabled entries never fire. */
   enabled: boolean;
+  /**
+   * When the sync or sequence was last created or changed (its `updatedAt`). A saved cursor older
+   * than this was left by what the entry was before (another schedule, disabled, a deleted namesake):
+   * the entry is taken up from this time instead, so it does not catch up on due times from before
+   * (default: the saved cursor is used as it is).
+   */
+  changedAt?: number;
 }
 
 /**
@@ -315,7 +322,7 @@ export class Scheduler implements AsyncDisposable {
     }
     try {
       let cursor: number | null = null;
-      if (mode === 'restore') cursor = await this.store.getScheduleCursor(id);
+      if (mode === 'restore') cursor = keptSince(await this.store.getScheduleCursor(id), state.entry.changedAt, now);
       else if (state.cursor !== null) cursor = Math.max(state.cursor, now);
       if (cursor === null || mode === 'from-now') {
         cursor ??= now;
@@ -465,6 +472,16 @@ export class Scheduler implements AsyncDisposable {
       this.logger.error(`could not save the cursors of ${cursors.length} schedule(s)`, { error: toError(thrown).message, firstScheduleId: cursors[0]?.scheduleId });
     }
   }
+}
+
+/**
+ * A saved cursor, moved up to the entry's last change (never past now): due times from before the
+ * change were due to something else — a schedule since replaced, an entry disabled or deleted — and
+ * are neither fired nor reported as skipped.
+ */
+function keptSince(saved: number | null, changedAt: number | undefined, now: number): number | null {
+  if (saved === null || changedAt === undefined) return saved;
+  return Math.max(saved, Math.min(changedAt, now));
 }
 
 /** What one due entry calls for in a tick. */

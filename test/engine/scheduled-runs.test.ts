@@ -117,3 +117,53 @@ describe('scheduled runs', () => {
     expect(await served.app.store.listSyncRuns({ limit: 10, offset: 0, order: 'asc' })).toEqual([]);
   });
 });
+
+describe('a schedule given again', () => {
+  it('does not catch up on due times from before it was given back: a sequence set to manual and back, or changed while no scheduler ran', async () => {
+    const dir = tempDir();
+    createHierarchyFixture(dir);
+    const clock = new FakeClock('2026-03-01T10:05:00Z');
+    const env = { LOCKSTEP_POLL_MS: '3600000' };
+    const withCrm = (schedule: ReturnType<typeof cron> | { type: 'manual' }) => {
+      const changed = definition();
+      changed.sequences = changed.sequences.map((s) => (s.slug === 'crm' ? { ...s, schedule } : s));
+      return changed;
+    };
+    {
+      await using served = await startHarness({ dir, definition: definition(), clock, env });
+      await served.app.startScheduler(3_600_000);
+      await settle();
+      // In the UI: crm made manual at 10:05, then back on its 15 minutes at 10:40.
+      await served.app.store.applyWorkspace(withCrm({ type: 'manual' }), clock.now());
+      await served.app.scheduler.reload();
+      await clock.set('2026-03-01T10:40:00Z');
+      await served.app.store.applyWorkspace(definition(), clock.now());
+      await served.app.scheduler.reload();
+      await settle();
+      // 10:30 came while crm was manual: it is not due; 10:45 is.
+      expect(await served.app.store.listSequenceRuns({ limit: 10, offset: 0, order: 'asc' })).toEqual([]);
+      await clock.set('2026-03-01T10:45:00Z');
+      await settle();
+      const runs = await served.app.store.listSequenceRuns({ limit: 10, offset: 0, order: 'asc' });
+      expect(runs.map((r) => r.trigger.detail)).toEqual(['sequence:crm@2026-03-01T10:45:00.000Z']);
+      await served.app.runs.waitForSequenceRun(runs[0]!.id);
+    }
+    // Stopped at 10:50; at 11:10 `lockstep apply` makes crm hourly; started again at 11:20. Hourly,
+    // 11:00 came before the change: nothing to catch up on.
+    await clock.set('2026-03-01T11:10:00Z');
+    {
+      await using _apply = await startHarness({ dir, definition: withCrm(cron('0 * * * *')), clock, env, startWorker: false });
+    }
+    await clock.set('2026-03-01T11:20:00Z');
+    await using restarted = await startHarness({ dir, definition: withCrm(cron('0 * * * *')), clock, env });
+    await restarted.app.startScheduler(3_600_000);
+    await settle();
+    const runs = await restarted.app.store.listSequenceRuns({ limit: 10, offset: 0, order: 'asc' });
+    expect(runs.map((r) => r.trigger.detail)).toEqual(['sequence:crm@2026-03-01T10:45:00.000Z']);
+    await clock.set('2026-03-01T12:00:00Z');
+    await settle();
+    const later = await restarted.app.store.listSequenceRuns({ limit: 10, offset: 0, order: 'asc' });
+    expect(later.map((r) => r.trigger.detail)).toEqual(['sequence:crm@2026-03-01T10:45:00.000Z', 'sequence:crm@2026-03-01T12:00:00.000Z']);
+    for (const run of later) await restarted.app.runs.waitForSequenceRun(run.id);
+  });
+});
