@@ -49,6 +49,14 @@ const Entity = z
     origin: z.enum(['file', 'api']),
     createdAt: z.number().int().openapi({ description: 'When it was created, in epoch milliseconds.' }),
     updatedAt: z.number().int().openapi({ description: 'When it last changed, in epoch milliseconds.' }),
+    nextDueAt: z
+      .string()
+      .nullable()
+      .optional()
+      .openapi({
+        description:
+          "A sync's or sequence's next due time on its schedule (ISO), which a running scheduler fires; null when only a person, a webhook or an upstream run starts it, or it is disabled.",
+      }),
   })
   .catchall(z.unknown())
   .openapi('Entity', { description: 'A stored entity: its resolved definition (every default filled in) plus id, slug and origin. Connection urls are redacted.' });
@@ -120,7 +128,7 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
         401: errors[401],
       },
     },
-    async (c) => c.json(workspaceView(await store.loadWorkspace(), connectors)),
+    async (c) => c.json(workspaceView(await store.loadWorkspace(), connectors, clock.now())),
   );
 
   // Before the entities' routes: `/api/sources/test` is not the source "test".
@@ -145,7 +153,7 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     };
     const answer = (record: Stored & { slug: string }) => {
       const warning = fileManagedWarning(kind, record);
-      return { ...entityView(kind, record, connectors), ...(warning ? { warning } : {}) };
+      return { ...entityView(kind, record, connectors, clock.now()), ...(warning ? { warning } : {}) };
     };
 
     defineRoute(
@@ -153,7 +161,7 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       { method: 'get', path: `/api/${plural}`, summary: `List ${plural}`, tag, responses: { 200: { description: `The ${plural}`, schema: z.array(Entity) }, 401: errors[401] } },
       async (c) => {
         const state = await store.loadWorkspace();
-        return c.json((state[ENTITY_SECTIONS[kind]] as object[]).map((e) => entityView(kind, e, connectors)));
+        return c.json((state[ENTITY_SECTIONS[kind]] as object[]).map((e) => entityView(kind, e, connectors, clock.now())));
       },
     );
     defineRoute(
@@ -179,7 +187,7 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     defineRoute(
       app,
       { method: 'get', path: `/api/${plural}/{slug}`, summary: `Get a ${kind}`, tag, params: SlugParam, responses: { 200: { description: `The ${kind}`, schema: Entity }, 401: errors[401], 404: errors[404] } },
-      async (c, { params }) => c.json(entityView(kind, (await find(params.slug)).found, connectors)),
+      async (c, { params }) => c.json(entityView(kind, (await find(params.slug)).found, connectors, clock.now())),
     );
     defineRoute(
       app,

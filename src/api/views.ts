@@ -9,6 +9,8 @@ import type { ConnectorRegistry } from '../core/connector-registry.js';
 import { redactUrl, redactValue } from '../core/connections.js';
 import { assertNever } from '../core/errors.js';
 import { fileForm } from '../workspace/index.js';
+import { isTimedSchedule } from '../core/workspace.js';
+import { nextDueTime } from '../engine/schedule-times.js';
 
 /**
  * A sync or a connection as the API answers it: as a workspace file writes it, the settings of its
@@ -16,8 +18,19 @@ import { fileForm } from '../workspace/index.js';
  */
 export type FileFormView<T extends { settings: Record<string, unknown> }> = Omit<T, 'settings'> & { [setting: string]: unknown };
 
+/**
+ * When a sync's or sequence's schedule next fires: an enabled timed schedule's next due time after
+ * now (ISO), null for one that only a person, a webhook or an upstream run starts, and for a disabled one.
+ */
+export interface NextDue {
+  nextDueAt: string | null;
+}
+
 /** A sync as the API answers it: a destination kind's own settings (an HTTP destination's `method`) sit next to its fields. */
-export type SyncView = FileFormView<SyncRecord>;
+export type SyncView = FileFormView<SyncRecord> & NextDue;
+
+/** A sequence as the API answers it. */
+export type SequenceView = SequenceRecord & NextDue;
 
 /** A source or destination as the API answers it: its `type` and its kind's settings, the kind's secrets hidden (`***`, or a URL's password). */
 export type ConnectionView = FileFormView<ConnectionRecord>;
@@ -28,43 +41,59 @@ export interface WorkspaceView {
   destinations: ConnectionView[];
   models: ModelRecord[];
   syncs: SyncView[];
-  sequences: SequenceRecord[];
+  sequences: SequenceView[];
 }
 
-/** A stored entity of `kind` as the API answers it (see WorkspaceView). */
-export function entityView(kind: EntityKind, record: object, connectors: ConnectorRegistry): ConnectionView | ModelRecord | SyncView | SequenceRecord {
+/** A stored entity of `kind` as the API answers it at `now` (see WorkspaceView). */
+export function entityView(kind: EntityKind, record: object, connectors: ConnectorRegistry, now: number): ConnectionView | ModelRecord | SyncView | SequenceView {
   switch (kind) {
     case 'source':
     case 'destination':
       return connectionView(record as ConnectionRecord, connectors);
     case 'sync':
-      return syncView(record as SyncRecord);
+      return syncView(record as SyncRecord, now);
     case 'model':
       return wholeMilliseconds(record as ModelRecord);
     case 'sequence':
-      return wholeMilliseconds(record as SequenceRecord);
+      return sequenceView(record as SequenceRecord, now);
     default:
       return assertNever(kind);
   }
 }
 
-/** The stored workspace as `GET /api/workspace` answers it. */
-export function workspaceView(state: WorkspaceState, connectors: ConnectorRegistry): WorkspaceView {
+/** The stored workspace as `GET /api/workspace` answers it at `now`. */
+export function workspaceView(state: WorkspaceState, connectors: ConnectorRegistry, now: number): WorkspaceView {
   return {
     sources: state.sources.map((source) => connectionView(source, connectors)),
     destinations: state.destinations.map((destination) => connectionView(destination, connectors)),
     models: state.models.map(wholeMilliseconds),
-    syncs: state.syncs.map(syncView),
-    sequences: state.sequences.map(wholeMilliseconds),
+    syncs: state.syncs.map((sync) => syncView(sync, now)),
+    sequences: state.sequences.map((sequence) => sequenceView(sequence, now)),
   };
+}
+
+/** See NextDue. A schedule that cannot be evaluated (it never fires) has no next due time. */
+export function nextDue(entity: { schedule: Schedule; enabled: boolean }, now: number): NextDue {
+  if (!entity.enabled || !isTimedSchedule(entity.schedule)) return { nextDueAt: null };
+  let next: number | null;
+  try {
+    next = nextDueTime(entity.schedule, now);
+  } catch {
+    next = null;
+  }
+  return { nextDueAt: next === null ? null : new Date(next).toISOString() };
 }
 
 function connectionView(connection: ConnectionRecord, connectors: ConnectorRegistry): ConnectionView {
   return wholeMilliseconds(fileForm(connectors.redact(connection) as unknown as Record<string, unknown>) as ConnectionView);
 }
 
-function syncView(sync: SyncRecord): SyncView {
-  return wholeMilliseconds(fileForm(sync as unknown as Record<string, unknown>) as SyncView);
+function syncView(sync: SyncRecord, now: number): SyncView {
+  return wholeMilliseconds({ ...(fileForm(sync as unknown as Record<string, unknown>) as FileFormView<SyncRecord>), ...nextDue(sync, now) });
+}
+
+function sequenceView(sequence: SequenceRecord, now: number): SequenceView {
+  return wholeMilliseconds({ ...sequence, ...nextDue(sequence, now) });
 }
 
 /** `createdAt` and `updatedAt` as whole epoch milliseconds: the store keeps the clock's fractions of one, which tell a reader nothing. */

@@ -31,7 +31,7 @@ const BODY = 'request body';
 const STORED = 'stored workspace';
 
 /** Stored fields the API returns; a body sent back as it was read may carry them, and they are ignored. */
-const READ_ONLY_FIELDS = ['id', 'createdAt', 'updatedAt', 'origin', 'warning'];
+const READ_ONLY_FIELDS = ['id', 'createdAt', 'updatedAt', 'origin', 'warning', 'nextDueAt'];
 
 /**
  * @param slug the slug from the URL (PUT), or null when the body names it (POST)

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { rmSync } from 'node:fs';
 import type { App } from '../../src/app.js';
 import { generateToken, hashToken } from '../../src/core/tokens.js';
-import type { Logger } from '../../src/core/ports.js';
+import type { Clock, Logger } from '../../src/core/ports.js';
 import type { WorkspaceDefinition } from '../../src/core/workspace.js';
 import { member, model, sequence, source, sync, workspace } from '../helpers/definitions.js';
 import { createHierarchyFixture, startHarness, tempDir } from '../helpers/harness.js';
@@ -54,7 +54,7 @@ export interface ApiHarness extends AsyncDisposable {
 }
 
 export async function startApi(
-  options: { authRequired?: boolean; sizes?: { accounts: number; workspaces: number; contacts: number }; env?: Record<string, string> } = {},
+  options: { authRequired?: boolean; sizes?: { accounts: number; workspaces: number; contacts: number }; env?: Record<string, string>; clock?: Clock } = {},
 ): Promise<ApiHarness> {
   const dir = tempDir('lockstep-api-');
   createHierarchyFixture(dir, options.sizes);
@@ -65,7 +65,7 @@ export async function startApi(
     warn: (m, f) => logs.push(JSON.stringify({ level: 'warn', m, ...f })),
     error: (m, f) => logs.push(JSON.stringify({ level: 'error', m, ...f })),
   };
-  const harness = await startHarness({ dir, definition: hierarchyWorkspace(dir), logger, env: options.env });
+  const harness = await startHarness({ dir, definition: hierarchyWorkspace(dir), logger, env: options.env, clock: options.clock });
   const { app } = harness;
   const token = generateToken();
   await app.store.tokens.create('test', hashToken(token), app.clock.now());

@@ -12,6 +12,7 @@ import { createApiServer } from '../../src/api/server.js';
 import { silentLogger } from '../../src/core/logger.js';
 import { runMain } from '../cli/cli-helpers.js';
 import { createTestDatabase } from '../helpers/postgres.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 import { eventually, hierarchyWorkspace, PG_PASSWORD, startApi, type ApiHarness } from './api-helpers.js';
 
 let api: ApiHarness;
@@ -207,6 +208,35 @@ describe('CRUD', () => {
     expect(status).toBe(409);
     expect(body.message).toContain('sequence "crm-hierarchy"');
     expect(await api.app.store.getSync('contacts-to-crm')).not.toBeNull();
+  });
+});
+
+describe('next due times', () => {
+  it("says when a sync's or sequence's schedule next fires, in its timezone; null when manual, triggered or disabled", async () => {
+    // The day before Europe/Berlin moves its clocks forward at 02:00.
+    await using berlin = await startApi({ clock: new FakeClock('2026-03-28T12:00:00Z') });
+    const put = async (plural: string, slug: string, schedule: unknown, enabled = true) => {
+      const { body: current } = await berlin.call('GET', `/api/${plural}/${slug}`);
+      const written = await berlin.call('PUT', `/api/${plural}/${slug}`, { ...current, schedule, enabled });
+      expect(written.status, written.text).toBe(200);
+      return written.body;
+    };
+    // 02:30 does not happen on the 29th: it fires at the jump, 03:00 CEST.
+    expect((await put('sequences', 'crm-hierarchy', { type: 'cron', expression: '30 2 * * *', timezone: 'Europe/Berlin' })).nextDueAt).toBe('2026-03-29T01:00:00.000Z');
+    expect((await put('syncs', 'accounts-to-crm', { type: 'recurrence', days: ['sunday'], times: ['09:00'], timezone: 'Europe/Berlin' })).nextDueAt).toBe(
+      '2026-03-29T07:00:00.000Z',
+    );
+    expect((await put('syncs', 'workspaces-to-crm', { type: 'interval', unit: 'hour', quantity: 6 })).nextDueAt).toBe('2026-03-28T18:00:00.000Z');
+    expect((await put('syncs', 'contacts-to-crm', { type: 'after', sync: 'accounts-to-crm' })).nextDueAt).toBeNull();
+    const { body: workspace } = await berlin.call('GET', '/api/workspace');
+    expect(Object.fromEntries(workspace.syncs.map((s: { slug: string; nextDueAt: string | null }) => [s.slug, s.nextDueAt]))).toEqual({
+      'accounts-to-crm': '2026-03-29T07:00:00.000Z',
+      'workspaces-to-crm': '2026-03-28T18:00:00.000Z',
+      'contacts-to-crm': null,
+    });
+    expect((await berlin.call('GET', '/api/sequences')).body[0].nextDueAt).toBe('2026-03-29T01:00:00.000Z');
+    expect((await put('syncs', 'workspaces-to-crm', { type: 'interval', unit: 'hour', quantity: 6 }, false)).nextDueAt).toBeNull();
+    expect((await put('syncs', 'workspaces-to-crm', { type: 'manual' })).nextDueAt).toBeNull();
   });
 });
 

@@ -373,6 +373,22 @@ describe('web UI', () => {
     expect(await page.locator('.subtitle').textContent()).toContain(`Every 6 hours from ${shown}`);
   });
 
+  it('a timed schedule says when it next runs; a disabled one does not', async () => {
+    const startAt = '2099-01-01T06:00:00.000Z';
+    const schedule = { type: 'interval', unit: 'hour', quantity: 6, startAt };
+    expect((await server.api('POST', '/api/sequences', { slug: 'far-off', name: 'Far off', schedule, members: [{ sync: 'accounts-to-crm' }] })).status).toBe(201);
+    await go('sequences');
+    const row = page.getByRole('row', { name: /Far off/ });
+    await row.waitFor();
+    const shown = await page.evaluate((iso) => new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'long' }).format(Date.parse(iso)), startAt);
+    expect(await row.textContent()).toContain(`next run ${shown}`);
+    await go('sequences/far-off');
+    expect(await page.locator('.subtitle').textContent()).toContain(`next run ${shown}`);
+    // six-hourly is disabled: its schedule names no next run.
+    await go('sequences/six-hourly');
+    expect(await page.locator('.subtitle').textContent()).not.toContain('next run');
+  });
+
   it('the page showed no script errors', () => {
     // Failed fetches the tests provoked on purpose (422) are logged by Chromium as resource errors.
     expect(browser.errors.filter((e) => !/status of 4\d\d/.test(e))).toEqual([]);

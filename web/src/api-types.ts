@@ -48,7 +48,6 @@ export type {
   RejectedThreshold,
   Schedule,
   ScheduleType,
-  SequenceRecord as Sequence,
   TerminatePolicy,
   Weekday,
 } from '../../src/core/workspace.js';
@@ -71,7 +70,7 @@ export type SequenceInput = SequenceFileInput & { slug: string };
  * settings of their kind next to their own fields (a connection's secrets hidden), with id, origin
  * and times; and the whole workspace by section.
  */
-export type { ConnectionView as Connection, SyncView as Sync, WorkspaceView as Workspace } from '../../src/api/views.js';
+export type { ConnectionView as Connection, SequenceView as Sequence, SyncView as Sync, WorkspaceView as Workspace } from '../../src/api/views.js';
 
 /** The fields of a sync's answer that are not settings of its destination's kind. */
 export type SyncField = Exclude<keyof SyncRecord, 'settings'> | 'warning';

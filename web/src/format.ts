@@ -52,6 +52,11 @@ export function scheduleInWords(schedule: Schedule | ScheduleInput): string {
   }
 }
 
+/** " · next run 29 Mar, 03:00" for a schedule the scheduler fires; nothing for one that only a person, a webhook or an upstream run starts, or a disabled one. */
+export function nextRunInWords(entity: { nextDueAt?: string | null }): string {
+  return entity.nextDueAt ? ` · next run ${formatTime(entity.nextDueAt)}` : '';
+}
+
 /**
  * Where a sync writes, after its model's arrow: the destination's name and its object as other kinds
  * read them ("crm.accounts", "salesforce.Account", "crm.public.accounts"); an HTTP destination's

@@ -13,7 +13,7 @@ import { RunHistory, StatusFilter } from '../components/run-history.js';
 import { SequenceGraph, dependencies, isGraph } from '../components/sequence-graph.js';
 import { SequencePlanDialog } from '../components/sequence-plan.js';
 import { ActionButton, Dialog, EmptyState, ErrorBanner, Loading, StatusBadge, Switch } from '../components/ui.js';
-import { formatMinutes, membersInWords, scheduleInWords, terminateInWords } from '../format.js';
+import { formatMinutes, membersInWords, nextRunInWords, scheduleInWords, terminateInWords } from '../format.js';
 import { useApi, useClock, usePageAction } from '../hooks.js';
 import { closeTo, href, navigate } from '../router.js';
 
@@ -123,6 +123,7 @@ export function SequencePage({ slug, runId }: { slug: string; runId?: string }) 
           <h1>{sequence.name}</h1>
           <p className="subtitle">
             {scheduleInWords(sequence.schedule)}
+            {nextRunInWords(sequence)}
             {!sequence.enabled && sequence.schedule.type !== 'manual' && ' · paused while disabled'}
             {sequence.origin && sequence.origin !== 'api' && <span className="tag">declared in {sequence.origin === 'file' ? 'workspace files' : sequence.origin}</span>}
           </p>

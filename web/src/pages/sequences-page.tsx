@@ -2,7 +2,7 @@ import { useEffect } from 'react';
 import type { Sequence, Workspace } from '../api-types.js';
 import { EnabledBadge, LastRun, useLastRuns, type LastRunRead } from '../components/last-run.js';
 import { EmptyState, ErrorBanner, Loading } from '../components/ui.js';
-import { scheduleInWords } from '../format.js';
+import { nextRunInWords, scheduleInWords } from '../format.js';
 import { useApi } from '../hooks.js';
 import { href, navigate } from '../router.js';
 
@@ -73,7 +73,10 @@ function SequenceRow({ sequence, lastRun, generation }: { sequence: Sequence; la
         {sequence.name !== sequence.slug && <div className="muted mono small">{sequence.slug}</div>}
       </td>
       <td>{sequence.members.length}</td>
-      <td>{scheduleInWords(sequence.schedule)}</td>
+      <td>
+        {scheduleInWords(sequence.schedule)}
+        {nextRunInWords(sequence)}
+      </td>
       <td>
         <EnabledBadge enabled={sequence.enabled} />
       </td>

@@ -12,7 +12,7 @@ import { ACTIVE_SYNC, CANCELLABLE_SYNC, OPS, SyncRunDetails, useSyncRun } from '
 import { RunTimeCells } from '../components/run-facts.js';
 import { RunHistory, StatusFilter } from '../components/run-history.js';
 import { ActionButton, Dialog, EmptyState, ErrorBanner, Loading, StatusBadge, Switch } from '../components/ui.js';
-import { formatCount, scheduleInWords, syncTargetInWords } from '../format.js';
+import { formatCount, nextRunInWords, scheduleInWords, syncTargetInWords } from '../format.js';
 import { useApi, useClock, usePageAction } from '../hooks.js';
 import { closeTo, href, navigate } from '../router.js';
 
@@ -98,7 +98,10 @@ function SyncRow({ sync, target, sequences, lastRun, generation }: { sync: Sync;
         {sync.model} → {target}
       </td>
       <td>{sync.mode}</td>
-      <td>{scheduleInWords(sync.schedule)}</td>
+      <td>
+        {scheduleInWords(sync.schedule)}
+        {nextRunInWords(sync)}
+      </td>
       <td>{sequences.length > 0 ? sequences.join(', ') : <span className="muted">—</span>}</td>
       <td>
         <EnabledBadge enabled={sync.enabled} />
@@ -205,6 +208,7 @@ export function SyncPage({ slug, runId }: { slug: string; runId?: number }) {
           <p className="subtitle">
             {sync.model} → {syncTargetInWords(sync, workspace.data.destinations)} · {sync.mode}
             {sync.mode !== 'mirror' && sync.deleteBehavior === 'delete' && ', deletes removed rows'} · {scheduleInWords(sync.schedule)}
+            {nextRunInWords(sync)}
           </p>
         </div>
         <div className="header-actions">
