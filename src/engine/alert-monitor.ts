@@ -14,7 +14,7 @@
  * `cancelled` and `interrupted` runs change nothing.
  *
  * Evaluations run one at a time, in the order runs ended, off the hand-off path; a failure is
- * logged and never reaches a run.
+ * logged, never reaches a run, and leaves the run's end with the relay to be evaluated again.
  */
 import type {
   AlertChange,
@@ -93,13 +93,20 @@ export class AlertMonitor implements AsyncDisposable {
     } while (seen !== this.chain);
   }
 
+  /**
+   * Runs `work` after the evaluations before it. Its failure (a store that could not be read or
+   * written) goes to the relay, which keeps the run's end and hands it over again: an outcome
+   * recorded twice changes nothing, one never recorded would lose its notice.
+   */
   private enqueue(work: () => Promise<void>): Promise<void> {
-    this.chain = this.chain
+    const evaluation = this.chain
       // setImmediate: after the hand-off to the next member, which runs on promise continuations.
       .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
-      .then(work)
-      .catch((thrown: unknown) => this.options.logger.error('could not evaluate alert rules', { error: toError(thrown).message }));
-    return this.chain;
+      .then(work);
+    this.chain = evaluation.catch((thrown: unknown) =>
+      this.options.logger.error('could not evaluate alert rules; the run is evaluated again later', { error: toError(thrown).message }),
+    );
+    return evaluation;
   }
 
   private async syncRunFinished(run: SyncRun): Promise<void> {

@@ -5,13 +5,15 @@ import { PagerDutyChannel } from '../../src/connectors/alert-channels/pagerduty-
 import { SlackChannel } from '../../src/connectors/alert-channels/slack-channel.js';
 import { WebhookChannel } from '../../src/connectors/alert-channels/webhook-channel.js';
 import type { AlertNotice, AlertsDefinition } from '../../src/core/alerts.js';
-import { NotFoundError, type LockstepError } from '../../src/core/errors.js';
+import { ErrorCode, LockstepError, NotFoundError } from '../../src/core/errors.js';
 import { member, model, sequence, source, sync, workspace } from '../helpers/definitions.js';
 import { createHierarchyFixture, sqlite, startHarness, tempDir } from '../helpers/harness.js';
 import { createTestDatabase } from '../helpers/postgres.js';
 import pg from 'pg';
 import { AlertDispatcher } from '../../src/engine/alert-dispatcher.js';
-import { openAlertChannel } from '../../src/app.js';
+import { createApp, openAlertChannel, openStore } from '../../src/app.js';
+import { resolveConfig } from '../../src/config.js';
+import type { Store } from '../../src/core/ports.js';
 import { systemClock } from '../../src/core/clock.js';
 import { silentLogger } from '../../src/core/logger.js';
 import { PostgresStore } from '../../src/store/postgres/postgres-store.js';
@@ -183,6 +185,64 @@ describe('alerts', () => {
     expect(sequenceNotice?.run.url).toBe(`http://127.0.0.1:3000/runs/sequence/${run.id}`);
     // The member's own sync failure is a sync alert of its own.
     expect(http.at('/hook').map((r) => (r.json as { title: string }).title)).toContain('Sync "workspaces" failed');
+  });
+
+  it('evaluates a run again when the store failed while its alert rules were checked: the notice is not lost', async () => {
+    await using http = await HttpReceiver.start();
+    const dir = tempDir();
+    createHierarchyFixture(dir);
+    const config = resolveConfig({ workspaceDir: dir, env: { LOCKSTEP_POLL_MS: '50', LOCKSTEP_LEASE_SECONDS: '1' } });
+    const real = await openStore(config);
+    // The store is busy for a moment, right when the failed run's outcome is recorded.
+    let refused = 0;
+    const alerts = new Proxy(real.alerts, {
+      get(target, name, receiver) {
+        if (name === 'recordOutcome' && refused === 0) {
+          return async () => {
+            refused++;
+            throw new LockstepError(ErrorCode.Store, 'the store could not be read (test)', { retryable: true });
+          };
+        }
+        const value: unknown = Reflect.get(target, name, receiver);
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const store = new Proxy(real, {
+      get(target, name, receiver) {
+        if (name === 'alerts') return alerts;
+        const value: unknown = Reflect.get(target, name, receiver);
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    }) as Store;
+    const app = await createApp(config, { store, logger: silentLogger });
+    try {
+      await app.store.applyWorkspace(
+        {
+          ...workspace({
+            sources: [source('warehouse', { path: 'warehouse.db' })],
+            destinations: [source('crm', { path: 'crm.db' })],
+            models: [model('accounts', 'warehouse', 'select id, name from accounts')],
+            syncs: [sync('accounts', { model: 'accounts', destination: 'crm', object: 'accounts' })],
+          }),
+          alerts: {
+            channels: [{ name: 'hooks', type: 'webhook', url: `${http.url}/hook`, headers: {}, secret: null }],
+            rules: [{ name: 'default', on: ['sync_failed', 'recovered'], syncs: [], sequences: [], rejectedPercent: 0, slowerThanMinutes: null, channels: ['hooks'] }],
+          },
+        },
+        app.clock.now(),
+      );
+      await app.worker.start();
+      sqlite(join(dir, 'crm.db'), 'drop table accounts');
+      expect((await runSync(app, 'accounts')).status).toBe('failed');
+      await until(async () => {
+        await settle(app);
+        return http.at('/hook').length === 1;
+      }, 'the notice of the failed run');
+      expect(refused).toBe(1);
+      expect(http.at('/hook')[0]!.json).toMatchObject({ kind: 'triggered', event: 'sync_failed', subject: { kind: 'sync', slug: 'accounts' } });
+    } finally {
+      await app.close();
+    }
   });
 
   it('retries a failing channel in the background: a receiver answering 500 then 200 gets the notice; the run is not delayed', async () => {
