@@ -281,6 +281,34 @@ describe('alerts', () => {
     expect(delivery!.lastError).toMatch(/slack channel "ops-slack": http:\/\/127\.0\.0\.1:\d+ answered 404/);
   });
 
+  it('gives up at once on a channel URL that answers with a redirect, naming where it points, and sends nothing on as a GET', async () => {
+    // An http:// URL for a server that moves every request to https:// (here: to another path).
+    await using http = await HttpReceiver.start((path) => {
+      if (path === '/h00k-s3cret') return { status: 301, location: '/moved' };
+      if (path === '/to-https/h00k-s3cret') return { status: 308, location: 'https://alerts.example.test/to-https/h00k-s3cret' };
+      return { status: 200 };
+    });
+    const notice: AlertNotice = { kind: 'test', event: 'test', condition: null, rule: 'test', subject: null, run: null, title: 'Test', text: 'test', fields: [], severity: 'info', dedupKey: 'test', occurredAt: 0 };
+    const channel = new WebhookChannel({ name: 'hooks', url: `${http.url}/h00k-s3cret`, headers: {}, secret: null });
+    const error = await channel.send(notice, { id: 1 }).then(
+      () => null,
+      (e: unknown) => e as LockstepError,
+    );
+    expect(error?.retryable).toBe(false);
+    expect(error?.message).toBe(
+      `webhook channel "hooks": ${http.url} answered 301, a redirect to ${http.url}/moved — notices are not sent on to another address: set the channel's url to the one it redirects to`,
+    );
+    expect(http.attempts('/moved')).toBe(0);
+    // Where it points keeps the secrets of the channel's url hidden.
+    const https = new WebhookChannel({ name: 'hooks', url: `${http.url}/to-https/h00k-s3cret`, headers: {}, secret: null });
+    const moved = await https.send(notice, { id: 2 }).then(
+      () => null,
+      (e: unknown) => e as LockstepError,
+    );
+    expect(moved?.message).toMatch(/^webhook channel "hooks": http:\/\/127\.0\.0\.1:\d+ answered 308, a redirect to https:\/\/alerts\.example\.test\S* — /);
+    expect(moved?.message).not.toMatch(/s3cret/);
+  });
+
   it('gives up at once on a channel URL its variable made something else than an http(s) URL, without showing it', async () => {
     const notice: AlertNotice = { kind: 'test', event: 'test', condition: null, rule: 'test', subject: null, run: null, title: 'Test', text: 'test', fields: [], severity: 'info', dedupKey: 'test', occurredAt: 0 };
     const channels = [

@@ -7,6 +7,7 @@ import { SMTPServer } from 'smtp-server';
 import { tempDir } from '../helpers/harness.js';
 
 export interface ReceivedRequest {
+  method: string;
   path: string;
   headers: IncomingHttpHeaders;
   /** The raw body, as sent (signatures are over these bytes). */
@@ -15,12 +16,12 @@ export interface ReceivedRequest {
   at: number;
 }
 
-/** What the receiver answers for a request: a status, after an optional delay. */
-export type Answer = { status: number; delayMs?: number };
+/** What the receiver answers for a request: a status, after an optional delay, with a `Location` for a redirect. */
+export type Answer = { status: number; delayMs?: number; location?: string };
 
 /**
  * An HTTP server on 127.0.0.1 standing in for Slack, a webhook endpoint and PagerDuty: it records
- * every POST and answers 200, or what `answer(path, n)` says for the n-th request (0-based) to a path.
+ * every request it accepts and answers 200, or what `answer(path, n)` says for the n-th request (0-based) to a path.
  */
 export class HttpReceiver implements AsyncDisposable {
   readonly requests: ReceivedRequest[] = [];
@@ -40,11 +41,12 @@ export class HttpReceiver implements AsyncDisposable {
         const path = req.url ?? '/';
         const n = receiver.counts.get(path) ?? 0;
         receiver.counts.set(path, n + 1);
-        const { status, delayMs } = answer(path, n);
+        const { status, delayMs, location } = answer(path, n);
         setTimeout(() => {
           const raw = Buffer.concat(chunks).toString('utf8');
-          if (status < 300) receiver.requests.push({ path, headers: req.headers, raw, json: JSON.parse(raw), at: Date.now() });
-          res.writeHead(status, { 'content-type': 'text/plain' }).end(status < 300 ? 'ok' : 'try later');
+          const json: unknown = raw ? JSON.parse(raw) : null;
+          if (status < 300) receiver.requests.push({ method: req.method ?? 'GET', path, headers: req.headers, raw, json, at: Date.now() });
+          res.writeHead(status, { 'content-type': 'text/plain', ...(location ? { location } : {}) }).end(status < 300 ? 'ok' : 'try later');
         }, delayMs ?? 0);
       });
     });

@@ -1,7 +1,8 @@
 /**
  * One HTTP POST for the HTTP-based alert channels, with Lockstep's error rules: a network failure,
  * a timeout, 408, 429 and 5xx are retryable (honouring `Retry-After`); any other non-2xx answer is
- * not (the channel is misconfigured: a wrong URL or key), nor is a certificate Lockstep does not trust.
+ * not (the channel is misconfigured: a wrong URL or key), nor is a redirect (never followed) or a
+ * certificate Lockstep does not trust.
  */
 import { secretTexts, withoutValues } from '../../core/connections.js';
 import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
@@ -43,6 +44,8 @@ export async function postBody(url: string, body: string, options: PostOptions):
       method: 'POST',
       headers,
       body,
+      // Followed, a 301 or 302 would become a GET without the notice, and its answer read as delivery.
+      redirect: 'manual',
       signal: AbortSignal.timeout(options.timeoutMs ?? 10_000),
     });
   } catch (thrown) {
@@ -66,6 +69,14 @@ export async function postBody(url: string, body: string, options: PostOptions):
   const text = await response.text().catch(() => '');
   if (response.ok) return text;
   const status = response.status;
+  const location = response.headers.get('location');
+  if (status >= 300 && status < 400 && location !== null) {
+    throw new LockstepError(
+      ErrorCode.Connection,
+      `${options.what}: ${safeOrigin(url)} answered ${status}, a redirect to ${withoutValues(resolvedLocation(location, url), hiddenTexts(url, options))} — notices are not sent on to another address: set the channel's url to the one it redirects to`,
+      { retryable: false },
+    );
+  }
   const retryable = status === 408 || status === 429 || status >= 500;
   const retryAfter = Number(response.headers.get('retry-after'));
   const answered = withoutValues(text.slice(0, 4000), hiddenTexts(url, options));
@@ -102,6 +113,15 @@ function decoded(text: string): string {
     return decodeURIComponent(text);
   } catch {
     return text;
+  }
+}
+
+/** A redirect's `Location`, relative to the URL that answered it. */
+function resolvedLocation(location: string, url: string): string {
+  try {
+    return new URL(location, url).href;
+  } catch {
+    return location;
   }
 }
 
