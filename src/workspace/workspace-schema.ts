@@ -534,6 +534,9 @@ const slugList = (what: string) =>
     .array(text(what, `Slug of a ${what}.`))
     .min(1, { error: hinted(`${what}s is an empty list`, `list at least one ${what}, or remove ${what}s to make the rule a workspace default`) });
 
+/** Events only a sync run raises. */
+const SYNC_RUN_EVENTS: readonly AlertEvent[] = ['sync_failed', 'rejected_rows'];
+
 const alertRuleSchema = z
   .strictObject({
     name: slug('alert rule name').optional().meta({ description: 'Names the rule; alert state is kept under it (default: rule-<position>).' }),
@@ -561,6 +564,38 @@ const alertRuleSchema = z
     }
     if (rule.on !== undefined && rule.rejectedPercent !== undefined && !on.includes('rejected_rows')) {
       ctx.addIssue({ code: 'custom', path: ['rejectedPercent'], input: rule.rejectedPercent, message: hinted('rejectedPercent has no effect: on does not list rejected_rows', 'add rejected_rows to on, or remove rejectedPercent') });
+    }
+    // A rule watches a sync through syncs and a sequence through sequences: one whose `on` lists only
+    // events of the other kind (besides recovered, which follows a raise) never notifies.
+    const onlySequences = rule.sequences !== undefined && rule.syncs === undefined;
+    const onlySyncs = rule.syncs !== undefined && rule.sequences === undefined;
+    const raising = on.filter((e) => e !== 'recovered');
+    if (onlySequences && raising.length > 0 && raising.every((e) => SYNC_RUN_EVENTS.includes(e))) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['on'],
+        input: rule.on,
+        message: hinted(
+          `on lists ${raising.join(' and ')}, ${raising.length > 1 ? 'events' : 'an event'} of sync runs, but the rule watches only sequences: it never notifies`,
+          `list the syncs under syncs (a sequence's members are syncs of their own), or list sequence_failed in on`,
+        ),
+      });
+    }
+    if (onlySyncs && raising.length > 0 && raising.every((e) => e === 'sequence_failed')) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['on'],
+        input: rule.on,
+        message: hinted('on lists sequence_failed, an event of sequence runs, but the rule watches only syncs: it never notifies', 'list the sequences under sequences, or list sync_failed in on'),
+      });
+    }
+    if (onlySequences && rule.on === undefined && rule.rejectedPercent !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['rejectedPercent'],
+        input: rule.rejectedPercent,
+        message: hinted('rejectedPercent has no effect: rejected rows are counted per sync run, and the rule watches only sequences', 'list the syncs under syncs, or remove rejectedPercent'),
+      });
     }
   })
   .meta({ id: 'AlertRule', description: 'Which events of which syncs and sequences go to which channels.' });

@@ -271,6 +271,31 @@ describe('alerts in the workspace', () => {
     for (const secret of ['sl4ck-s3cret', 's3cret-pw', 'g00d-s3cret']) expect(diagnostics.map(brief).join('\n')).not.toContain(secret);
   });
 
+  it('refuses a rule whose events its syncs or sequences never have, and a rejectedPercent of a rule that watches only sequences', async () => {
+    const { diagnostics, definition } = await load(
+      {
+        'lockstep.yaml': yaml(
+          ...BASE,
+          'alerts:',
+          '  channels:',
+          '    hooks: { type: webhook, url: "https://example.test" }',
+          '  rules:',
+          '    - { sequences: [crm], on: [sync_failed, rejected_rows, recovered], rejectedPercent: 5, channels: [hooks] }',
+          '    - { syncs: [accounts-to-crm], on: [sequence_failed], channels: [hooks] }',
+          '    - { sequences: [crm], rejectedPercent: 5, channels: [hooks] }',
+          '    - { syncs: [accounts-to-crm], sequences: [crm], on: [sync_failed, rejected_rows, sequence_failed], channels: [hooks] }',
+        ),
+      },
+      {},
+    );
+    expect(definition).toBeNull();
+    expect(diagnostics.map(brief)).toEqual([
+      'lockstep.yaml:15: on lists sync_failed and rejected_rows, events of sync runs, but the rule watches only sequences: it never notifies — list the syncs under syncs (a sequence\'s members are syncs of their own), or list sequence_failed in on',
+      'lockstep.yaml:16: on lists sequence_failed, an event of sequence runs, but the rule watches only syncs: it never notifies — list the sequences under sequences, or list sync_failed in on',
+      'lockstep.yaml:17: rejectedPercent has no effect: rejected rows are counted per sync run, and the rule watches only sequences — list the syncs under syncs, or remove rejectedPercent',
+    ]);
+  });
+
   it('merges alerts from several files and refuses a channel declared twice', async () => {
     const { diagnostics } = await load(
       {
