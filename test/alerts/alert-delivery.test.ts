@@ -270,6 +270,24 @@ describe('alerts', () => {
     expect(await h.app.store.getSyncRun(run.id)).toEqual(run);
   });
 
+  it("waits out a channel's Retry-After, given in seconds or as an HTTP date", async () => {
+    const inTwoMinutes = new Date(Date.now() + 120_000).toUTCString();
+    await using http = await HttpReceiver.start((path) => ({ status: 503, retryAfter: path === '/date' ? inTwoMinutes : '90' }));
+    const notice: AlertNotice = { kind: 'test', event: 'test', condition: null, rule: 'test', subject: null, run: null, title: 'Test', text: 'test', fields: [], severity: 'info', dedupKey: 'test', occurredAt: 0 };
+    const waits: Array<number | undefined> = [];
+    for (const path of ['/seconds', '/date']) {
+      const error = await new WebhookChannel({ name: 'hooks', url: `${http.url}${path}`, headers: {}, secret: null }).send(notice, { id: 1 }).then(
+        () => null,
+        (e: unknown) => e as LockstepError,
+      );
+      expect(error?.retryable).toBe(true);
+      waits.push(error?.retryAfterSeconds);
+    }
+    expect(waits[0]).toBe(90);
+    expect(waits[1]).toBeGreaterThan(100);
+    expect(waits[1]).toBeLessThanOrEqual(120);
+  });
+
   it('gives up at once on an error retrying cannot fix, and records it', async () => {
     await using t = await setup((path) => (path === '/slack' ? { status: 404 } : { status: 200 }));
     const { h } = t;

@@ -16,8 +16,8 @@ export interface ReceivedRequest {
   at: number;
 }
 
-/** What the receiver answers for a request: a status, after an optional delay, with a `Location` for a redirect. */
-export type Answer = { status: number; delayMs?: number; location?: string };
+/** What the receiver answers for a request: a status, after an optional delay, with a `Location` for a redirect and a `Retry-After`. */
+export type Answer = { status: number; delayMs?: number; location?: string; retryAfter?: string };
 
 /**
  * An HTTP server on 127.0.0.1 standing in for Slack, a webhook endpoint and PagerDuty: it records
@@ -41,12 +41,12 @@ export class HttpReceiver implements AsyncDisposable {
         const path = req.url ?? '/';
         const n = receiver.counts.get(path) ?? 0;
         receiver.counts.set(path, n + 1);
-        const { status, delayMs, location } = answer(path, n);
+        const { status, delayMs, location, retryAfter } = answer(path, n);
         setTimeout(() => {
           const raw = Buffer.concat(chunks).toString('utf8');
           const json: unknown = raw ? JSON.parse(raw) : null;
           if (status < 300) receiver.requests.push({ method: req.method ?? 'GET', path, headers: req.headers, raw, json, at: Date.now() });
-          res.writeHead(status, { 'content-type': 'text/plain', ...(location ? { location } : {}) }).end(status < 300 ? 'ok' : 'try later');
+          res.writeHead(status, { 'content-type': 'text/plain', ...(location ? { location } : {}), ...(retryAfter ? { 'retry-after': retryAfter } : {}) }).end(status < 300 ? 'ok' : 'try later');
         }, delayMs ?? 0);
       });
     });

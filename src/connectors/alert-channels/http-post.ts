@@ -5,6 +5,7 @@
  * certificate Lockstep does not trust.
  */
 import { secretTexts, withoutValues } from '../../core/connections.js';
+import { parseRetryAfter } from '../../core/backoff.js';
 import { ErrorCode, LockstepError, toError } from '../../core/errors.js';
 
 export interface PostOptions {
@@ -78,13 +79,14 @@ export async function postBody(url: string, body: string, options: PostOptions):
     );
   }
   const retryable = status === 408 || status === 429 || status >= 500;
-  const retryAfter = Number(response.headers.get('retry-after'));
+  // Delay-seconds or an HTTP date (a gateway in front of a webhook receiver may send either).
+  const retryAfter = parseRetryAfter(response.headers.get('retry-after'), Date.now());
   const answered = withoutValues(text.slice(0, 4000), hiddenTexts(url, options));
   const explained = options.explain?.(status, answered.trim());
   throw new LockstepError(
     retryable ? ErrorCode.Transient : ErrorCode.Connection,
     `${options.what}: ${explained ?? `${safeOrigin(url)} answered ${status}${answered ? `: ${answered.slice(0, 200)}` : ''}`}`,
-    { retryable, retryAfterSeconds: Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : undefined },
+    { retryable, retryAfterSeconds: retryAfter !== undefined && retryAfter > 0 ? retryAfter : undefined },
   );
 }
 
