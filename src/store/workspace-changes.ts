@@ -5,7 +5,7 @@
  * the decisions are made here, so every store decides alike.
  */
 import { NO_ALERTS, type AlertsDefinition } from '../core/alerts.js';
-import { ErrorCode, LockstepError, ValidationError, formatDiagnostics } from '../core/errors.js';
+import { ErrorCode, LockstepError, ValidationError, formatDiagnostics, type Diagnostic } from '../core/errors.js';
 import { NO_WEBHOOKS, type WebhookSettings } from '../core/webhooks.js';
 import { alertsAfterApply, diffWorkspace } from '../core/workspace-diff.js';
 import {
@@ -93,7 +93,7 @@ export interface ApplyPlan {
  * when a reference would not resolve (entities created through the API stay, so they count).
  */
 export function planApply(current: WorkspaceState, definition: WorkspaceDefinition): ApplyPlan {
-  const problems = checkWorkspaceReferences(withApiEntities(definition, current));
+  const problems = checkWorkspaceReferences(withApiEntities(definition, current)).map((problem) => ofApiEntity(problem, definition, current));
   if (problems.length > 0) {
     throw new ValidationError(problems, `the workspace cannot be applied:\n${formatDiagnostics(problems)}`);
   }
@@ -152,6 +152,23 @@ export function checkAlerts(current: WorkspaceState, alerts: AlertsDefinition): 
 }
 
 /** `definition` plus the stored entities created through the API that it does not declare (apply keeps them). */
+/**
+ * A problem of an entity the API created, which the files do not declare: the files cannot fix it
+ * by naming it, so it says whose it is and the two ways out.
+ */
+function ofApiEntity(problem: Diagnostic, definition: WorkspaceDefinition, current: WorkspaceState): Diagnostic {
+  for (const [kind, section] of Object.entries(ENTITY_SECTIONS) as Array<[EntityKind, EntitySection]>) {
+    const entity = (current[section] as Array<Stored & { slug: string }>).find((e) => problem.path.startsWith(`${section}.${e.slug}.`));
+    if (!entity || entity.origin !== 'api' || definition[section].some((e) => e.slug === entity.slug)) continue;
+    return {
+      ...problem,
+      message: `${problem.message}, which ${kind} "${entity.slug}" (created through the API) uses`,
+      hint: `keep it declared in the workspace files, or change or delete ${kind} "${entity.slug}" through the API or the UI first`,
+    };
+  }
+  return problem;
+}
+
 function withApiEntities(definition: WorkspaceDefinition, current: WorkspaceState): WorkspaceDefinition {
   const merged = { ...definition, alerts: alertsAfterApply(current.alerts, definition.alerts ?? NO_ALERTS) };
   for (const section of Object.values(ENTITY_SECTIONS)) {

@@ -10,7 +10,6 @@ import type { AlertsDefinition } from '../../core/alerts.js';
 import { ErrorCode, LockstepError, NotFoundError } from '../../core/errors.js';
 import type { Clock, EntitySlug, SyncAsRun, WorkspaceStore } from '../../core/ports.js';
 import { SEALED_PREFIX, countSealed, type SecretCodec, type SecretResealer } from '../../core/secrets.js';
-import { diffWorkspace } from '../../core/workspace-diff.js';
 import type {
   ConnectionRecord,
   EntityDefs,
@@ -79,7 +78,8 @@ export class PostgresWorkspaceStore implements WorkspaceStore, SecretResealer {
   }
 
   async planWorkspace(definition: WorkspaceDefinition): Promise<WorkspaceChange[]> {
-    return diffWorkspace(await this.loadWorkspace(), definition);
+    // What apply would refuse is refused here too, rather than planned.
+    return planApply(await this.loadWorkspace(), definition).changes;
   }
 
   async applyWorkspace(definition: WorkspaceDefinition, now: number): Promise<WorkspaceChange[]> {

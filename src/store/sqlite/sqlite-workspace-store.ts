@@ -10,7 +10,6 @@ import { NotFoundError } from '../../core/errors.js';
 import type { AlertsDefinition } from '../../core/alerts.js';
 import type { Clock, EntitySlug, SyncAsRun, WorkspaceStore } from '../../core/ports.js';
 import { SEALED_PREFIX, countSealed, type SecretCodec, type SecretResealer } from '../../core/secrets.js';
-import { diffWorkspace } from '../../core/workspace-diff.js';
 import type {
   ConnectionRecord,
   EntityDefs,
@@ -76,7 +75,8 @@ export class SqliteWorkspaceStore implements WorkspaceStore, SecretResealer {
   }
 
   async planWorkspace(definition: WorkspaceDefinition): Promise<WorkspaceChange[]> {
-    return diffWorkspace(await this.loadWorkspace(), definition);
+    // What apply would refuse is refused here too, rather than planned.
+    return planApply(await this.loadWorkspace(), definition).changes;
   }
 
   async applyWorkspace(definition: WorkspaceDefinition, now: number): Promise<WorkspaceChange[]> {

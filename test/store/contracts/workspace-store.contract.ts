@@ -355,7 +355,12 @@ export function describeWorkspaceStoreContract(name: string, open: OpenStore): v
       without.models = without.models.filter((m) => m.slug !== 'deals');
       const error = await expectError(store.applyWorkspace(without, T0 + 2), ErrorCode.Validation);
       expect(error.message).toContain('unknown model "deals"');
+      expect(error.message).toContain('unknown model "deals", which sync "extra-to-crm" (created through the API) uses');
+      expect(error.message).toContain('or change or delete sync "extra-to-crm" through the API or the UI first');
       expect(await store.getModel('deals')).not.toBeNull();
+      // plan refuses what apply refuses, instead of listing changes apply will not make
+      const planned = await expectError(store.planWorkspace(without), ErrorCode.Validation);
+      expect(planned.message).toBe(error.message);
     });
   });
 }
