@@ -32,6 +32,16 @@ const KIND: Record<SectionName, string> = {
   sequences: 'sequence',
 };
 
+/**
+ * What a model or sync says that a `${VAR}` template is not read in, though a user might expect it to
+ * be (a schema name in a query, a table per environment): such text would go to the source or
+ * destination literally and fail there, or write to an object of that name.
+ */
+const UNTEMPLATED_FIELDS: ReadonlyArray<readonly ['models' | 'syncs', readonly string[]]> = [
+  ['models', ['query', 'primaryKey']],
+  ['syncs', ['object', 'mappings']],
+];
+
 function asRecord(value: unknown): Record<string, unknown> | null {
   return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
 }
@@ -80,6 +90,25 @@ export function checkWorkspace(catalog: Catalog, env: Env, registry: ConnectorRe
   }
 
   out.push(...checkTriggerLoops(catalog));
+
+  for (const [section, fields] of UNTEMPLATED_FIELDS) {
+    for (const entity of catalog[section].values()) {
+      const data = asRecord(entity.data) ?? {};
+      for (const field of fields) {
+        for (const { path, value } of settingStrings(data[field], [section, entity.slug, field])) {
+          const [template] = value.match(/\$\{[A-Za-z_][A-Za-z0-9_]*\}/) ?? [];
+          if (template === undefined) continue;
+          out.push(
+            entity.file.diagnostic(
+              path,
+              `${template} is not replaced in the ${field} of ${KIND[section]} "${entity.slug}": it would reach the ${section === 'models' ? 'source' : 'destination'} as written`,
+              '${ENV} templates are read only in the settings of sources, destinations, the store, webhooks and alert channels: write the value itself here',
+            ),
+          );
+        }
+      }
+    }
+  }
 
   for (const section of ['sources', 'destinations'] as const) {
     for (const connection of catalog[section].values()) {

@@ -379,6 +379,28 @@ describe('loadWorkspace: errors', () => {
     ]);
   });
 
+  it('refuses a ${VAR} template in a query, an object or a mapping, which no run replaces', async () => {
+    const files = {
+      'lockstep.yaml': yaml(
+        'sources:',
+        '  wh: { type: sqlite, path: wh.db }',
+        'destinations:',
+        '  crm: { type: sqlite, path: crm.db }',
+        'models:',
+        '  accounts: { source: wh, primaryKey: id, query: "select id, name from ${SCHEMA}.accounts" }',
+        'syncs:',
+        '  accounts-to-crm: { model: accounts, destination: crm, object: "${CRM_TABLE}", mode: upsert, mappings: [ { from: name, to: "${NAME_FIELD}" } ] }',
+      ),
+    };
+    const result = await load(files, { SCHEMA: 'main', CRM_TABLE: 'accounts', NAME_FIELD: 'name' });
+    expect(result.definition).toBeNull();
+    expect(result.diagnostics.map((d) => `${d.line}: ${d.path}: ${d.message} — ${d.hint}`)).toEqual([
+      '6: models.accounts.query: ${SCHEMA} is not replaced in the query of model "accounts": it would reach the source as written — ${ENV} templates are read only in the settings of sources, destinations, the store, webhooks and alert channels: write the value itself here',
+      '8: syncs.accounts-to-crm.object: ${CRM_TABLE} is not replaced in the object of sync "accounts-to-crm": it would reach the destination as written — ${ENV} templates are read only in the settings of sources, destinations, the store, webhooks and alert channels: write the value itself here',
+      '8: syncs.accounts-to-crm.mappings[0].to: ${NAME_FIELD} is not replaced in the mappings of sync "accounts-to-crm": it would reach the destination as written — ${ENV} templates are read only in the settings of sources, destinations, the store, webhooks and alert channels: write the value itself here',
+    ]);
+  });
+
   it("checks the store's URL as its variables give it, naming them and never the value", async () => {
     const files = { 'lockstep.yaml': yaml('store: { type: postgres, url: "postgres://lockstep:${STORE_PASSWORD}@${STORE_HOST}/lockstep" }') };
     const split = await load(files, { STORE_PASSWORD: '12#st0re-s3cret', STORE_HOST: 'db.example.com' });
