@@ -2,7 +2,7 @@
  * One parsed workspace file: its YAML document, kept so every diagnostic can point at the line and
  * column of the value (or key) it is about.
  */
-import { isAlias, isCollection, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument } from 'yaml';
+import { isAlias, isCollection, isMap, isScalar, isSeq, LineCounter, parseDocument } from 'yaml';
 import type { Document, Node, Pair, ParsedNode, YAMLMap } from 'yaml';
 import type { Diagnostic } from '../core/errors.js';
 import { splitHint } from './suggestions.js';
@@ -37,9 +37,18 @@ export class WorkspaceFile {
     this.syntaxDiagnostics = doc.errors.map((error) => {
       const { line, col } = lines.linePos(error.pos[0]);
       if (error.code === 'DUPLICATE_KEY') {
-        const node = this.nodeAtOffset(error.pos[0]);
-        const key = node && isScalar(node) ? String(node.value) : '?';
-        return { file, line, column: col, path: '', message: `key "${key}" appears twice in the same mapping`, hint: 'each slug and setting may be declared once; rename or remove one' };
+        const found = this.keyAtOffset(error.pos[0]);
+        const key = found?.key ?? '?';
+        const where = found === null ? 'in the same mapping' : found.path.length === 0 ? 'at the top level' : `in ${formatPath(found.path)}`;
+        const first = found?.first === undefined ? '' : ` (first at line ${lines.linePos(found.first).line})`;
+        return {
+          file,
+          line,
+          column: col,
+          path: found === null ? '' : formatPath([...found.path, key]),
+          message: `key "${key}" appears twice ${where}${first}`,
+          hint: 'each slug and setting may be declared once; rename or remove one',
+        };
       }
       if (error.code === 'MULTIPLE_DOCS') {
         return {
@@ -130,18 +139,31 @@ export class WorkspaceFile {
     return undefined;
   }
 
-  private nodeAtOffset(offset: number): ParsedNode | null {
-    let found: ParsedNode | null = null;
-    const visit = (node: unknown): void => {
-      if (isPair(node)) {
-        visit(node.key);
-        visit(node.value);
-        return;
+  /**
+   * The key written at `offset` (a repeated one, as the parser reports it): its text, the path of the
+   * mapping holding it, and the offset of the same key's first occurrence there.
+   */
+  private keyAtOffset(offset: number): { key: string; path: PathSegment[]; first: number | undefined } | null {
+    const visit = (node: unknown, path: PathSegment[]): { key: string; path: PathSegment[]; first: number | undefined } | null => {
+      if (isMap(node)) {
+        for (const pair of node.items) {
+          if (isScalar(pair.key) && pair.key.range?.[0] === offset) {
+            const key = String(pair.key.value);
+            const first = node.items.find((p) => isScalar(p.key) && String(p.key.value) === key)?.key as ParsedNode | undefined;
+            return { key, path, first: first?.range?.[0] };
+          }
+          const found = visit(pair.value, [...path, isScalar(pair.key) ? String(pair.key.value) : '?']);
+          if (found) return found;
+        }
       }
-      if (isScalar(node) && node.range?.[0] === offset) found = node as ParsedNode;
-      if (isCollection(node)) for (const item of node.items) visit(item);
+      if (isSeq(node)) {
+        for (const [index, item] of node.items.entries()) {
+          const found = visit(item, [...path, index]);
+          if (found) return found;
+        }
+      }
+      return null;
     };
-    visit(this.doc.contents);
-    return found;
+    return visit(this.doc.contents, []);
   }
 }

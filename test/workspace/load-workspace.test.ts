@@ -328,7 +328,9 @@ describe('loadWorkspace: errors', () => {
     const result = await load({
       'lockstep.yaml': yaml('sources:', '  wh: { type: sqlite, path: a.db }', '  wh: { type: sqlite, path: b.db }'),
     });
-    expect(result.diagnostics.map(brief)).toEqual(['lockstep.yaml:3: : key "wh" appears twice in the same mapping']);
+    expect(result.diagnostics.map(brief)).toEqual(['lockstep.yaml:3: sources.wh: key "wh" appears twice in sources (first at line 2)']);
+    const top = await load({ 'lockstep.yaml': yaml('sources: {}', 'destinations: {}', 'sources: {}') });
+    expect(top.diagnostics.map(brief)).toEqual(['lockstep.yaml:3: sources: key "sources" appears twice at the top level (first at line 1)']);
   });
 
   it('reports malformed YAML at the parser position and checks the other files', async () => {

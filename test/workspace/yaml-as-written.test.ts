@@ -103,7 +103,7 @@ describe('workspace files as people write them', () => {
 
   it('refuses a key written twice in the same mapping, at the second one', async () => {
     const { diagnostics } = await load({ 'lockstep.yaml': yaml(...BASE, 'syncs:', '  s1:', '    model: acc', '    mode: upsert', '    mode: mirror') });
-    expect(diagnostics.map(at)).toContain('lockstep.yaml:11:5 : key "mode" appears twice in the same mapping');
+    expect(diagnostics.map(at)).toContain('lockstep.yaml:11:5 syncs.s1.mode: key "mode" appears twice in syncs.s1 (first at line 10)');
   });
 
   it('keeps a block scalar query whole, "#" in SQL included, and leaves out the comment after it', async () => {
