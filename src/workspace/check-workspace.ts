@@ -200,11 +200,20 @@ export function checkWorkspace(catalog: Catalog, env: Env, registry: ConnectorRe
     };
     for (const cycle of findCycles(known, dependsOn)) {
       const start = keys.get(cycle[0] as string) ?? 0;
+      // The edges no `after` entry states: a member without `after` waiting for the one listed before it.
+      const unstated = cycle
+        .slice(0, -1)
+        .flatMap((key, i) => (parsed[keys.get(key) ?? -1]?.hasAfter === false ? [{ key, waitsFor: cycle[i + 1] as string }] : []));
+      const why =
+        unstated.length === 0
+          ? ''
+          : ` (a member without after waits for the member listed before it: ${unstated.map((e) => `${e.key} waits for ${e.waitsFor}`).join(', ')})`;
+      const orGive = unstated.length === 0 ? '' : `, or give ${unstated.map((e) => e.key).join(' and ')} an after of its own (after: [] starts a member at once)`;
       found.push(
         sequence.file.diagnostic(
           [...base, start, 'after'],
-          `sequence "${sequence.slug}" has a cycle: ${cycle.join(' -> ')}`,
-          'members in a cycle would wait for each other forever; remove one of these after entries',
+          `sequence "${sequence.slug}" has a cycle: ${cycle.join(' -> ')}${why}`,
+          `members in a cycle would wait for each other forever; remove one of these after entries${orGive}`,
         ),
       );
     }

@@ -453,9 +453,14 @@ describe('loadWorkspace: errors', () => {
       'lockstep.yaml:16: sequences.self.members[0].after: sequence "self" has a cycle: accounts-to-crm -> accounts-to-crm',
       'lockstep.yaml:20: sequences.dup-keys.members[1].key: member key "first" is used twice in sequence "dup-keys" (members[0] and members[1])',
       // A member without `after` waits for the one before it, which closes this loop.
-      'lockstep.yaml:23: sequences.implicit.members[0].after: sequence "implicit" has a cycle: accounts-to-crm -> contacts-to-crm -> accounts-to-crm',
+      'lockstep.yaml:23: sequences.implicit.members[0].after: sequence "implicit" has a cycle: accounts-to-crm -> contacts-to-crm -> accounts-to-crm' +
+        ' (a member without after waits for the member listed before it: contacts-to-crm waits for accounts-to-crm)',
     ]);
     expect(result.diagnostics[0]?.hint).toBe('members in a cycle would wait for each other forever; remove one of these after entries');
+    // contacts-to-crm states no after entry, so removing one cannot be the only fix.
+    expect(result.diagnostics[3]?.hint).toBe(
+      'members in a cycle would wait for each other forever; remove one of these after entries, or give contacts-to-crm an after of its own (after: [] starts a member at once)',
+    );
   });
 
   it('shows a loop of after schedules between syncs and sequences', async () => {
