@@ -614,6 +614,53 @@ describe('MysqlDestination', () => {
     }
   });
 
+  it('never overwrites or deletes a row whose key a case-insensitive collation takes as another (a, A, a with a trailing space): the later twin is rejected naming both', async () => {
+    const url = await createTestMysqlDatabase('destination_key_twins');
+    await mysqlSql(
+      url,
+      `create table codes (code varchar(20) collate utf8mb4_general_ci primary key, n int);
+       create table tagged (code varchar(20) collate utf8mb4_general_ci primary key, n int, tag varchar(20) unique)`,
+    );
+    const destination = await MysqlDestination.connect({ url });
+    try {
+      const twin = (key: string, stored: string) => ({
+        ok: false,
+        reason: expect.stringContaining(
+          `the row's key (code = ${JSON.stringify(key)}) is the key of the row code = ${JSON.stringify(stored)} already in "codes" to MySQL, whose column "code" (varchar(20), collation utf8mb4_general_ci)`,
+        ) as string,
+      });
+      const upsert = (code: string, n: number): WriteOperation => ({ kind: 'upsert', key: [code], values: [code, n] });
+      const writer = await destination.prepare({ object: 'codes', keyColumns: ['code'], columns: ['code', 'n'] });
+      // Loaded into the empty table, then by statement: the first of the twins is written.
+      expect(await writer.write([upsert('abc', 1), upsert('ABC', 2), upsert('abc ', 3), upsert('def', 4)])).toEqual([
+        { ok: true },
+        twin('ABC', 'abc'),
+        twin('abc ', 'abc'),
+        { ok: true },
+      ]);
+      // Merged into the rows that exist, on the next run.
+      expect(await writer.write([upsert('ABC', 20), upsert('abc', 10), upsert('Def', 40)])).toEqual([twin('ABC', 'abc'), { ok: true }, twin('Def', 'def')]);
+      const stored = () => mysqlSql(url, 'select code, n from codes order by code');
+      expect(await stored()).toEqual([
+        { code: 'abc', n: 10 },
+        { code: 'def', n: 4 },
+      ]);
+      // A twin's delete leaves the row of the other key.
+      expect(await writer.write([{ kind: 'delete', key: ['ABC'], values: [] }, { kind: 'delete', key: ['def'], values: [] }])).toEqual([{ ok: true }, { ok: true }]);
+      expect(await stored()).toEqual([{ code: 'abc', n: 10 }]);
+
+      // With another unique index, rows that exist are updated by key: a twin is not one of them.
+      const tagged = await destination.prepare({ object: 'tagged', keyColumns: ['code'], columns: ['code', 'n', 'tag'] });
+      expect(await tagged.write([{ kind: 'upsert', key: ['abc'], values: ['abc', 1, 'one'] }])).toEqual([{ ok: true }]);
+      expect(await tagged.write([{ kind: 'upsert', key: ['ABC'], values: ['ABC', 2, 'two'] }])).toEqual([
+        { ok: false, reason: expect.stringMatching(/^Duplicate entry 'ABC' for key 'PRIMARY'/) },
+      ]);
+      expect(await mysqlSql(url, 'select code, n, tag from tagged')).toEqual([{ code: 'abc', n: 1, tag: 'one' }]);
+    } finally {
+      await destination.close();
+    }
+  });
+
   it('refuses text longer than its VARCHAR(n) or CHAR(n) column on every write path, loaded or by statement, and never cuts it', async () => {
     const url = await createTestMysqlDatabase('destination_lengths');
     await mysqlSql(url, 'create table codes (id char(5) primary key, code varchar(5), grade char(5))');

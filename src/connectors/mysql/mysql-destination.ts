@@ -55,6 +55,8 @@ interface ColumnInfo {
   scale: number | null;
   /** A generated column's expression (MySQL computes its values and refuses any written to it), else null. */
   generatedAs: string | null;
+  /** The column takes NULL. */
+  nullable: boolean;
 }
 
 /** A destination table as information_schema describes it. */
@@ -270,11 +272,12 @@ export class MysqlDestination implements Destination {
           numScale: unknown;
           extra: string | null;
           expression: string | null;
+          nullable: string;
         }>
       >(
         `select column_name as name, data_type as dataType, column_type as columnType, character_set_name as charset,
                 collation_name as collation, numeric_precision as numPrecision, numeric_scale as numScale,
-                extra, generation_expression as expression
+                extra, generation_expression as expression, is_nullable as nullable
            from information_schema.columns where table_schema = ? and table_name = ? order by ordinal_position`,
         [table.db, table.name],
       );
@@ -316,6 +319,7 @@ export class MysqlDestination implements Destination {
               scale: c.numScale == null ? null : Number(c.numScale),
               // MySQL says VIRTUAL or STORED GENERATED (and DEFAULT_GENERATED of a default expression, which takes writes); MariaDB also PERSISTENT.
               generatedAs: GENERATED_EXTRA.test(c.extra ?? '') ? String(c.expression ?? '').trim() || 'an expression' : null,
+              nullable: c.nullable === 'YES',
             },
           ]),
         ),
@@ -365,6 +369,8 @@ function accountOf(user: string | null | undefined): string {
 /** ER_TABLEACCESS_DENIED_ERROR and ER_COLUMNACCESS_DENIED_ERROR: the user lacks a privilege on the table (or a column). */
 const TABLE_ACCESS_DENIED = 1142;
 const COLUMN_ACCESS_DENIED = 1143;
+/** `Column 'x' cannot be null` (ER_BAD_NULL_ERROR). */
+const NULL_REFUSED = 1048;
 /** The privileges each kind of write needs besides SELECT, which every write needs (prepare reads the table). */
 const PRIVILEGES_OF: Record<WriteOperation['kind'], string[]> = {
   insert: ['INSERT'],
@@ -522,6 +528,15 @@ class MysqlWriter implements DestinationWriter {
   private readonly keyParameters: Array<(value: Value) => unknown>;
   /** Per key column, the joined row's value as the table's column compares it (type and collation). */
   private readonly keyExpressions: Array<(ref: string) => string>;
+  /**
+   * The key columns holding text, with their character sets. Their collation may take two keys
+   * that differ (`a`, `A`, `a `: case, accents, trailing spaces) as one, so an upsert or a delete
+   * meets a row by its key only when the key's bytes are the same too: a key's twin is never
+   * overwritten or deleted in its place. (Mode update finds its row as `where key = ?` does.)
+   */
+  private readonly textKeys: Array<{ name: string; charset: string }>;
+  /** Every text key column is NOT NULL: an upsert meeting a twin sets it to NULL, which fails (see `statement`). */
+  private readonly twinsFail: boolean;
   /** A unique index covers exactly the key columns: an upsert can tell an existing row. */
   private readonly keyIsUnique: boolean;
   /** It is the table's only unique index: ON DUPLICATE KEY UPDATE can only ever meet the row with that key. */
@@ -597,6 +612,11 @@ class MysqlWriter implements DestinationWriter {
       return position >= 0 ? (this.valueParameters[position] as (value: Value) => unknown) : (v) => v;
     });
     this.keyExpressions = keyColumns.map((name) => keyExpression(column(name)));
+    this.textKeys = keyColumns.flatMap((name) => {
+      const { dataType, charset, name: columnName } = column(name);
+      return PLAIN_TEXT_TYPES.has(dataType) && charset && PLAIN_NAME.test(charset) ? [{ name: columnName, charset }] : [];
+    });
+    this.twinsFail = this.textKeys.every((k) => !column(k.name).nullable);
     const key = keyColumns.map((k) => k.toLowerCase()).sort().join('\u0000');
     const matches = info.uniqueKeys.filter((u) => [...u].sort().join('\u0000') === key);
     this.keyIsUnique = matches.length > 0;
@@ -885,6 +905,33 @@ class MysqlWriter implements DestinationWriter {
     return `${message}: the value is not ${what} the column's members (${column.columnType}) — add it to the column's type, or change it to a member in the model's query`;
   }
 
+  /**
+   * Why an upsert met its key's twin (see `textKeys`): the row already in the table whose key the
+   * column's collation takes as this one, and what to do; null when `thrown` is another error.
+   */
+  private async twinMessage(connection: MysqlPoolConnection, thrown: unknown, op: WriteOperation): Promise<string | null> {
+    const named = mysqlErrno(thrown) === NULL_REFUSED ? /^Column '(.+)' cannot be null$/.exec(toError(thrown).message)?.[1] : undefined;
+    const text = named === undefined ? undefined : this.textKeys.find((k) => k.name.toLowerCase() === named.toLowerCase());
+    if (!text) return null;
+    const { keyColumns } = this.target;
+    const where = keyColumns.map((k, i) => `${quoteMysqlIdent(k)} = ${(this.keyExpressions[i] as (ref: string) => string)('?')}`).join(' and ');
+    const params = keyColumns.map((_, k) => (this.keyParameters[k] as (v: Value) => unknown)(op.key[k] ?? null));
+    const [found] = await connection.execute<Array<Record<string, unknown>>>(
+      `select ${keyColumns.map((k, i) => `${quoteMysqlIdent(k)} as k${i}`).join(', ')} from ${this.table} where ${where} limit 1`,
+      params,
+    );
+    const stored = found[0];
+    if (!stored) return null;
+    const column = this.info.columns.get(text.name.toLowerCase()) as ColumnInfo;
+    const theirs = describeKey(keyColumns, keyColumns.map((_, i) => normalizeValue(stored[`k${i}`]) as string | number | boolean | null));
+    return (
+      `the row's key (${describeKey(keyColumns, op.key)}) is the key of the row ${theirs} already in "${this.target.object}" to MySQL, ` +
+      `whose column "${column.name}" (${column.columnType}, collation ${column.collation}) compares text without regard to case, accents or trailing spaces — ` +
+      `the row is not written, so as not to overwrite that one: make such keys one in the model's query (e.g. lower(${column.name}) or trim(${column.name})), ` +
+      `or give the column a collation that tells them apart (utf8mb4_0900_bin on MySQL 8, utf8mb4_nopad_bin on MariaDB)`
+    );
+  }
+
   /** Why a text column refused a character (MySQL names only its bytes), and how to widen the column's character set. */
   private charsetHint(column: ColumnInfo, bytes: string): string {
     // A UTF-8 character of 4 bytes starts with F0 to F4: an emoji, or a rarer CJK character.
@@ -908,7 +955,9 @@ class MysqlWriter implements DestinationWriter {
       if (classifyMysqlError(thrown) !== MysqlFailure.Data) throw thrown;
       await connection.query('rollback to savepoint lockstep_part');
       if (part.length === 1) {
-        outcomes[(part[0] as Indexed).index] = { ok: false, reason: this.rowMessage(thrown) };
+        const item = part[0] as Indexed;
+        const twin = kind === 'upsert' ? await this.twinMessage(connection, thrown, item.op) : null;
+        outcomes[item.index] = { ok: false, reason: twin ?? this.rowMessage(thrown) };
         return;
       }
     }
@@ -935,7 +984,7 @@ class MysqlWriter implements DestinationWriter {
         const existing = await this.existing(connection, part, true);
         const updates = part.filter((_, i) => existing.has(i));
         const inserts = part.filter((_, i) => !existing.has(i));
-        if (updates.length > 0) await connection.execute(this.statement('update', updates.length), this.joinedValues(updates, true));
+        if (updates.length > 0) await connection.execute(this.statement('merge', updates.length), this.joinedValues(updates, true));
         if (inserts.length > 0) await connection.execute(this.statement('insert', inserts.length), this.rowValues(inserts));
         return ok;
       }
@@ -954,7 +1003,7 @@ class MysqlWriter implements DestinationWriter {
     }
   }
 
-  /** Positions in `part` of the operations whose key is in the table (locked until commit when `lock`). */
+  /** Positions in `part` of the operations whose key is in the table (for an upsert, `lock`: locked until commit, its very bytes). */
   private async existing(connection: MysqlPoolConnection, part: Indexed[], lock: boolean): Promise<Set<number>> {
     const [rows] = await connection.execute<Array<{ ord: unknown }>>(this.statement(lock ? 'exists-locked' : 'exists', part.length), this.joinedValues(part, false));
     return new Set(rows.map((r) => Number(r.ord)));
@@ -1000,7 +1049,7 @@ class MysqlWriter implements DestinationWriter {
    * parameter. Updates and existence checks join the table to the part's rows, selected as
    * `lockstep_rows` with columns `lockstep_ord` (the position), `k1..` (key) and `v1..` (other columns).
    */
-  private statement(kind: Kind | 'exists' | 'exists-locked', rows: number): string {
+  private statement(kind: Kind | 'merge' | 'exists' | 'exists-locked', rows: number): string {
     const cacheKey = `${kind}:${rows}`;
     const cached = this.statements.get(cacheKey);
     if (cached) return cached;
@@ -1010,7 +1059,8 @@ class MysqlWriter implements DestinationWriter {
       const row = `(${columns.map(() => '?').join(', ')})`;
       return Array.from({ length: rows }, () => row).join(', ');
     };
-    const joined = (withValues: boolean) => {
+    // `exact`: a text key meets only the row whose key has its bytes (see `textKeys`); otherwise as the column compares.
+    const joined = (withValues: boolean, exact: boolean) => {
       const select = (ord: number, named: boolean) => {
         const keys = keyColumns.map((_, k) => (named ? `? as k${k + 1}` : '?'));
         const values = withValues ? this.nonKeyPositions.map((_, v) => (named ? `? as v${v + 1}` : '?')) : [];
@@ -1018,7 +1068,11 @@ class MysqlWriter implements DestinationWriter {
       };
       const selects = Array.from({ length: rows }, (_, i) => select(i, i === 0));
       const on = keyColumns
-        .map((k, i) => `lockstep_t.${quote(k)} = ${(this.keyExpressions[i] as (ref: string) => string)(`lockstep_rows.k${i + 1}`)}`)
+        .map((k, i) => {
+          const equal = `lockstep_t.${quote(k)} = ${(this.keyExpressions[i] as (ref: string) => string)(`lockstep_rows.k${i + 1}`)}`;
+          const text = this.textKeys.find((t) => t.name.toLowerCase() === k.toLowerCase());
+          return text && exact ? `${equal} and binary lockstep_t.${quote(k)} = binary convert(lockstep_rows.k${i + 1} using ${text.charset})` : equal;
+        })
         .join(' and ');
       return { from: `(${selects.join(' union all ')}) as lockstep_rows`, on };
     };
@@ -1029,12 +1083,18 @@ class MysqlWriter implements DestinationWriter {
         text = `insert into ${this.table} (${columns.map(quote).join(', ')}) values ${valuesList()}`;
         break;
       case 'upsert': {
-        const assignments = nonKey.length > 0 ? nonKey.map((c) => `${quote(c)} = values(${quote(c)})`) : [`${quote(keyColumns[0] as string)} = ${quote(keyColumns[0] as string)}`];
+        // A row met by its key's twin (`A` for `a`) is refused: its key set to NULL fails (see rowMessage).
+        const guards = this.twinsFail ? this.textKeys.map(({ name }) => `${quote(name)} = if(binary ${quote(name)} = binary values(${quote(name)}), ${quote(name)}, null)`) : [];
+        const values = nonKey.map((c) => `${quote(c)} = values(${quote(c)})`);
+        const assignments = guards.length + values.length > 0 ? [...guards, ...values] : [`${quote(keyColumns[0] as string)} = ${quote(keyColumns[0] as string)}`];
         text = `insert into ${this.table} (${columns.map(quote).join(', ')}) values ${valuesList()} on duplicate key update ${assignments.join(', ')}`;
         break;
       }
-      case 'update': {
-        const { from, on } = joined(true);
+      case 'update':
+      case 'merge': {
+        // An update finds its row as `where key = ?` would (`ABC` is the row `abc` in a case-insensitive
+        // column); an upsert's update of the rows it found exists (`merge`) only the row of its very key.
+        const { from, on } = joined(true, kind === 'merge');
         const assignments =
           nonKey.length > 0
             ? nonKey.map((c, v) => `lockstep_t.${quote(c)} = lockstep_rows.v${v + 1}`)
@@ -1044,11 +1104,16 @@ class MysqlWriter implements DestinationWriter {
       }
       case 'exists':
       case 'exists-locked': {
-        const { from, on } = joined(false);
+        const { from, on } = joined(false, kind === 'exists-locked');
         text = `select lockstep_rows.lockstep_ord as ord from ${from} join ${this.table} as lockstep_t on ${on}${kind === 'exists-locked' ? ' for update' : ''}`;
         break;
       }
       case 'delete': {
+        if (this.textKeys.length > 0) {
+          const { from, on } = joined(false, true);
+          text = `delete lockstep_t from ${this.table} as lockstep_t join ${from} on ${on}`;
+          break;
+        }
         const tuple = keyColumns.length === 1 ? '?' : `(${keyColumns.map(() => '?').join(', ')})`;
         const target = keyColumns.length === 1 ? quote(keyColumns[0] as string) : `(${keyColumns.map(quote).join(', ')})`;
         text = `delete from ${this.table} where ${target} in (${Array.from({ length: rows }, () => tuple).join(', ')})`;
