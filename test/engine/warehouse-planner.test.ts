@@ -1281,6 +1281,42 @@ describe('planner in the warehouse (MySQL / MariaDB)', () => {
     expect(idle.comparison).toEqual({ planner: 'warehouse', kind: 'full' });
   });
 
+  it('takes a text key whose case or trailing spaces changed as a new key and removes the old one, though the key column`s collation takes them as one', async () => {
+    const { h, run, my } = await mysqlSetup({
+      models: [model('people', 'warehouse', 'select id, v from handles')],
+      sync: { object: 'crm_handles', maxDeletePercent: null },
+    });
+    await using _ = h;
+    const [server] = await my<{ maria: number | string }>("select version() like '%MariaDB%' as maria");
+    // The destination tells the keys apart (as PostgreSQL would): a binary collation without padding.
+    const exact = Number(server?.maria) === 1 ? 'utf8mb4_nopad_bin' : 'utf8mb4_0900_bin';
+    await my(
+      `create table handles (id varchar(20) collate utf8mb4_general_ci primary key, v int);
+       insert into handles values ('ann', 1), ('bob', 2), ('cy', 3);
+       create table crm_handles (id varchar(20) collate ${exact} primary key, v int)`,
+    );
+    const delivered = () => my(`select concat('[', id, ']') as id, v from crm_handles order by id`);
+    expect((await run()).status).toBe('success');
+
+    await my(`update handles set id = 'Ann' where id = 'ann'; update handles set id = 'bob ' where id = 'bob'`);
+    const renamed = await run();
+    expect(renamed.status).toBe('success');
+    expect(renamed.plannedRows).toEqual({ addedCount: 2, changedCount: 0, removedCount: 2 });
+    expect(await delivered()).toEqual([
+      { id: '[Ann]', v: 1 },
+      { id: '[bob ]', v: 2 },
+      { id: '[cy]', v: 3 },
+    ]);
+    await my('update handles set v = v + 10');
+    expect((await run()).plannedRows).toEqual({ addedCount: 0, changedCount: 3, removedCount: 0 });
+    expect(await delivered()).toEqual([
+      { id: '[Ann]', v: 11 },
+      { id: '[bob ]', v: 12 },
+      { id: '[cy]', v: 13 },
+    ]);
+    expect((await run()).plannedRows).toEqual(NONE);
+  });
+
   it('counts the rows an attempt delivered before it stopped once, when the next attempt takes them in by its watermark', async () => {
     const stop = plannerStop();
     const { h, run, my, digest } = await mysqlSetup({ connectors: stop.connectors, env: stop.env });

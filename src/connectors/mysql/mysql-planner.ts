@@ -412,12 +412,13 @@ export class MysqlPlanner implements WarehousePlanner {
         const nulls = await this.arrays(`SELECT ${keyList} FROM ${this.table(staging)} WHERE lockstep_op <> 'r' AND (${anyNull})`);
         refuseNulls(nulls.rows, nulls.fields);
         if (nulls.rows.length > 0) await this.run(`DELETE FROM ${this.table(staging)} WHERE lockstep_op <> 'r' AND (${anyNull})`);
-        const dups = await this.arrays(`SELECT ${keyList}, COUNT(*) - 1 FROM ${this.table(staging)} GROUP BY ${keyList} HAVING COUNT(*) > 1 ORDER BY ${keyList}`);
+        // Among the model's rows: a removed key is in the model under no text of the same bytes (see sameKey).
+        const dups = await this.arrays(`SELECT ${keyList}, COUNT(*) - 1 FROM ${this.table(staging)} WHERE lockstep_op <> 'r' GROUP BY ${keyList} HAVING COUNT(*) > 1 ORDER BY ${keyList}`);
         refuseDuplicates(dups.rows, dups.fields);
         if (dups.rows.length > 0) {
           await this.run(
-            `DELETE s FROM ${this.table(staging)} AS s JOIN (SELECT ${keyList}, MIN(lockstep_n) AS lockstep_first FROM ${this.table(staging)} GROUP BY ${keyList} HAVING COUNT(*) > 1) AS d
-               ON ${keys.map((k) => `s.${q(k)} = d.${q(k)}`).join(' AND ')} WHERE s.lockstep_n > d.lockstep_first`,
+            `DELETE s FROM ${this.table(staging)} AS s JOIN (SELECT ${keyList}, MIN(lockstep_n) AS lockstep_first FROM ${this.table(staging)} WHERE lockstep_op <> 'r' GROUP BY ${keyList} HAVING COUNT(*) > 1) AS d
+               ON ${keys.map((k) => `s.${q(k)} = d.${q(k)}`).join(' AND ')} WHERE s.lockstep_n > d.lockstep_first AND s.lockstep_op <> 'r'`,
           );
         }
         staged -= refused.length;
@@ -539,7 +540,7 @@ export class MysqlPlanner implements WarehousePlanner {
     const wanted = request.sends.changed ? `(${absent} OR ${differs})` : absent;
     return (
       `SELECT CASE WHEN ${absent} THEN 'a' ELSE 'c' END AS lockstep_op, ${columns}\n` +
-      `FROM (\n${query}\n) AS m LEFT JOIN ${this.table(plannerTable)} AS p ON ${keys.map((k) => `m.${q(k)} = p.${q(k)}`).join(' AND ')}\n` +
+      `FROM (\n${query}\n) AS m LEFT JOIN ${this.table(plannerTable)} AS p ON ${sameKey(shape, 'm', 'p')}\n` +
       `WHERE ${wanted}${past}`
     );
   }
@@ -551,7 +552,7 @@ export class MysqlPlanner implements WarehousePlanner {
     const q = quote;
     return (
       `SELECT 'r' AS lockstep_op, ${keys.map((k) => `p.${q(k)}`).join(', ')} FROM ${this.table(plannerTable)} AS p\n` +
-      `WHERE NOT EXISTS (SELECT 1 FROM (\n${query}\n) AS m WHERE ${keys.map((k) => `m.${q(k)} = p.${q(k)}`).join(' AND ')})`
+      `WHERE NOT EXISTS (SELECT 1 FROM (\n${query}\n) AS m WHERE ${sameKey(shape, 'm', 'p')})`
     );
   }
 
@@ -584,7 +585,7 @@ export class MysqlPlanner implements WarehousePlanner {
     );
     const { counts, repeated: duplicates } = tallyParts(grouped.map((row) => [row.op, row.n, row.extra] as const));
     if (duplicates) {
-      const dups = await this.arrays(`SELECT ${keyList}, COUNT(*) - 1 FROM (${keyed}) AS d WHERE NOT (${anyNull}) GROUP BY ${keyList} HAVING COUNT(*) > 1 ORDER BY ${keyList}`);
+      const dups = await this.arrays(`SELECT ${keyList}, COUNT(*) - 1 FROM (${keyed}) AS d WHERE NOT (${anyNull}) AND lockstep_op <> 'r' GROUP BY ${keyList} HAVING COUNT(*) > 1 ORDER BY ${keyList}`);
       for (const row of keyRows(dups)) refused.push(...repeatedKeyRefusals(shape.keys, row));
     }
     const { plannerRows, modelRows } = plannedRows({ kind: shape.kind, comparison: shape.comparison, counts, tableRows: meta.row_count, refused: refused.length }, counts.added + refused.length);
@@ -905,6 +906,24 @@ function typeName(field: Field): string {
  */
 function modelValue(shape: Shape, name: string): string {
   return zeroDateAsNull(shape.fields[shape.names.indexOf(name)] as Field, `m.${quote(name)}`);
+}
+
+/**
+ * The join of the model (`left`) and the planner table (`right`) along the key. A text key column
+ * matches under its collation, which takes `ann`, `Ann` and `ann ` as one, and by its bytes too:
+ * a key whose case or trailing spaces changed is a new key, and the old one is removed, as the
+ * store's planner has it and as a destination that tells them apart (PostgreSQL) holds them.
+ * (The collation's match keeps the planner table's key index in use.)
+ */
+function sameKey(shape: Shape, left: string, right: string): string {
+  return shape.keys
+    .map((k) => {
+      const field = shape.fields[shape.names.indexOf(k)] as Field;
+      const equal = `${left}.${quote(k)} = ${right}.${quote(k)}`;
+      const text = STRING_TYPES.has(field.columnType) && field.characterSet !== BINARY_CHARSET;
+      return text ? `${equal} AND CAST(${left}.${quote(k)} AS BINARY) = CAST(${right}.${quote(k)} AS BINARY)` : equal;
+    })
+    .join(' AND ');
 }
 
 function zeroDateAsNull(field: Field, column: string): string {
