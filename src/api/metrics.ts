@@ -80,14 +80,26 @@ export function createMetrics(deps: Pick<ApiDeps, 'events' | 'store' | 'logger' 
   // Read from the store, so the same in every process: exported by serve alone (`worker` and
   // `scheduler` count only what they do). Several serve processes on one PostgreSQL store each
   // export them: a sum over processes would count them as many times.
+  // A store that does not answer leaves its gauges without a sample (a stale value or 0 would read
+  // as the store's) rather than failing the scrape, which would lose this process's own metrics too.
+  const readFromStore = async (gauge: Gauge, read: () => Promise<number>) => {
+    try {
+      gauge.set(await read());
+    } catch (thrown) {
+      gauge.remove();
+      deps.logger.debug('a metric read from the store is left out: the store does not answer', { error: toError(thrown).message });
+    }
+  };
   if (options.storeGauges) {
     new Gauge({
       name: 'lockstep_queue_depth',
       help: `Queued sync runs plus pending sequence runs, read from the store: every serve process on the store exports the same value, so ${AGGREGATE_WITH_MAX}`,
       registers: [registry],
       async collect() {
-        const [queued, pending] = await Promise.all([store.listQueuedSyncRuns(), store.listSequenceRunsByStatus(['pending'])]);
-        this.set(queued.length + pending.length);
+        await readFromStore(this, async () => {
+          const [queued, pending] = await Promise.all([store.listQueuedSyncRuns(), store.listSequenceRunsByStatus(['pending'])]);
+          return queued.length + pending.length;
+        });
       },
     });
     new Gauge({
@@ -95,7 +107,7 @@ export function createMetrics(deps: Pick<ApiDeps, 'events' | 'store' | 'logger' 
       help: `Sync runs held by any worker sharing the store, read from the store: every serve process on the store exports the same value, so ${AGGREGATE_WITH_MAX}`,
       registers: [registry],
       async collect() {
-        this.set((await store.listLeases()).length);
+        await readFromStore(this, async () => (await store.listLeases()).length);
       },
     });
   }
