@@ -44,6 +44,7 @@ import {
   SECRET_KEY_ENV,
   StoreSecretKeys,
   keyFileFor,
+  previousKeyFile,
   rotateSecretKey,
   type KeyText,
   type SecretRotation,
@@ -131,6 +132,17 @@ function storeKeyFile(config: LockstepConfig): string | null {
 }
 
 /**
+ * The embedded store's files, which no connection may read (a DuckDB model's query reaches files in
+ * the workspace folder, where they are): the store with its journals, and its key files.
+ */
+function storeFiles(config: LockstepConfig): string[] {
+  const keyFile = storeKeyFile(config);
+  if (config.store.type !== 'sqlite' || keyFile === null) return [];
+  const path = resolve(config.store.path);
+  return [path, `${path}-wal`, `${path}-shm`, `${path}-journal`, keyFile, previousKeyFile(keyFile)];
+}
+
+/**
  * Whether the configured store was created: an embedded store's file exists, a PostgreSQL store's
  * schema holds its tables. Opening a store creates it.
  */
@@ -180,11 +192,12 @@ export type { CopyProgress, CopySummary, CopyToPostgresOptions } from './store/c
  * `src/connectors/` (its `kind.ts` declares it) and its line here. A kind's declaration is light;
  * its driver or client loads when a connection of the kind is first opened.
  */
-export function createConnectorRegistry(options: { clock?: Clock; logger?: Logger; backoff?: BackoffPolicy } = {}): ConnectorRegistry {
+export function createConnectorRegistry(options: { clock?: Clock; logger?: Logger; backoff?: BackoffPolicy; protectedFiles?: readonly string[] } = {}): ConnectorRegistry {
   return new ConnectorRegistry({
     clock: options.clock ?? systemClock,
     logger: options.logger ?? silentLogger,
     backoff: options.backoff,
+    protectedFiles: options.protectedFiles,
     createRateLimiter,
   })
     .register(postgresConnector)
@@ -293,7 +306,7 @@ export async function createApp(config: LockstepConfig, overrides: AppOverrides 
   const storeClock = overrides.clock ? null : await keepToStoreTime(store, config, logger);
   const clock = overrides.clock ?? storeClock?.clock ?? systemClock;
   const events = new EngineEventEmitter(logger);
-  const registry = createConnectorRegistry({ clock, logger, backoff: config.retry });
+  const registry = createConnectorRegistry({ clock, logger, backoff: config.retry, protectedFiles: storeFiles(config) });
   // The drivers of the kinds the workspace uses load while the process starts, not in its first
   // run; a worker waits for them (those of a workspace applied since too) before it takes work.
   // A worker also readies the store's snapshot writes (the SQLite store's write thread, which starts

@@ -25,6 +25,11 @@ export interface ConnectorContext {
    */
   secretValues: readonly string[];
   /**
+   * Lockstep's own files (absolute) that no connection may read, though they lie in a folder it
+   * reads: the embedded store's file and its key file (default: none).
+   */
+  protectedFiles?: readonly string[];
+  /**
    * The rate limiter shared by every run writing through this connection in this process, made
    * on first use with these limits (later calls share its budget). Opened for a run, the limiter
    * reports the time its requests wait for their turn to that run's phase clock.

@@ -22,6 +22,8 @@ export interface ConnectorRegistryOptions {
   backoff?: BackoffPolicy;
   /** Makes a rate limiter; the registry keeps one per destination connection. */
   createRateLimiter: (limits: RateLimits) => RateLimiter;
+  /** Lockstep's own files no connection may read (ConnectorContext.protectedFiles; default: none). */
+  protectedFiles?: readonly string[];
 }
 
 export class ConnectorRegistry implements Connectors {
@@ -230,6 +232,7 @@ export class ConnectorRegistry implements Connectors {
       logger: this.options.logger,
       backoff: this.backoff,
       secretValues: connection.templateValues ?? [],
+      protectedFiles: this.options.protectedFiles ?? [],
       rateLimiter: (limits) => {
         const shared = this.rateLimiter(connection.slug, limits);
         if (!run) return shared;

@@ -5,7 +5,7 @@
  * entities read any; a run's error never holds a value read from the environment; secret URLs are
  * answered with their user information and query values hidden, whatever the parameters are called.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -240,6 +240,32 @@ describe('files a DuckDB model may reach, through the API', () => {
     expect(peek.status).toBe(422);
     expect(JSON.stringify(peek.body)).not.toContain('server-only');
     expect(peek.body.details.query).toContain('outside the folders a DuckDB model may use');
+  });
+
+  it("never reads the store's key file or the store itself, which lie in the workspace folder, while the folder's other files stay readable", async () => {
+    // Keyed by its key file (no LOCKSTEP_SECRET_KEY): once a secret is written, the file sits beside the store, in the workspace folder.
+    await using api = await startApi();
+    expect((await api.call('POST', '/api/alerts/channels', { name: 'signed', type: 'webhook', url: 'https://hooks.example.com/x', secret: 'whsec-kept-sealed' })).status).toBe(201);
+    const keyFile = join(api.dir, 'lockstep.db.key');
+    const key = readFileSync(keyFile, 'utf8').trim();
+    writeFileSync(join(api.dir, 'orders.csv'), 'id,total\n1,10\n');
+    await duckdb(join(api.dir, 'reach.duckdb'), 'create table items as select 1 as id');
+    expect((await api.call('POST', '/api/sources', { slug: 'reach', type: 'duckdb', path: 'reach.duckdb' })).status).toBe(201);
+    for (const query of [
+      "select content from read_text('lockstep.db.key')",
+      `select content from read_text('${keyFile}')`,
+      `select content from read_text('${keyFile}.old')`,
+      `select content from read_blob('${join(api.dir, 'lockstep.db')}')`,
+      `select filename, content from read_blob('${join(api.dir, '*')}')`,
+    ]) {
+      const peek = await api.call('POST', '/api/models/preview', { source: 'reach', query });
+      expect(peek.status, query).toBe(422);
+      expect(peek.text).not.toContain(key);
+    }
+    const orders = await api.call('POST', '/api/models/preview', { source: 'reach', query: `select * from read_csv('${join(api.dir, 'orders.csv')}')`, primaryKey: 'id' });
+    expect(orders.status, orders.text).toBe(200);
+    expect(orders.body.rows).toEqual([[1, 10]]);
+    expect((await api.call('DELETE', '/api/alerts/channels/signed')).status).toBe(204);
   });
 });
 

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, type Dirent } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, isAbsolute, sep } from 'node:path';
 import type * as DuckDbApi from '@duckdb/node-api';
@@ -53,6 +53,11 @@ export interface DuckDbSourceOptions {
    * its extensions reach whatever the process may, and the API's model preview runs any query.
    */
   allowedDirectories?: readonly string[] | 'any';
+  /**
+   * Files (absolute) a model's query never reaches, even inside those folders: Lockstep's own, as the
+   * embedded store's file and its key file beside it (default: none).
+   */
+  protectedFiles?: readonly string[];
 }
 
 type DuckDbModule = typeof DuckDbApi;
@@ -67,6 +72,7 @@ export class DuckDbSource implements Source {
   private readonly path: string;
   private readonly workspaceDir: string | undefined;
   private readonly allowedDirectories: readonly string[] | 'any';
+  private readonly protectedFiles: ReadonlySet<string>;
   /** The file's instance, shared with the other sources on it in this process (see duckdb-files.ts). */
   private opening: Promise<{ duck: DuckDbModule; lease: DuckDbLease }> | null = null;
   private readonly active = new Set<DuckDBConnection>();
@@ -79,6 +85,7 @@ export class DuckDbSource implements Source {
     this.path = options.path;
     this.workspaceDir = options.workspaceDir;
     this.allowedDirectories = options.allowedDirectories ?? [];
+    this.protectedFiles = new Set(options.protectedFiles ?? []);
     const planner = options.planner;
     if (planner && planner.mode !== 'store') {
       const { mode, schema } = planner;
@@ -306,11 +313,18 @@ export class DuckDbSource implements Source {
       const path = relative(folder, cwd);
       return path === '' || (!path.startsWith('..') && !isAbsolute(path));
     });
-    const allowed = [...folders, ...internal.map((folder) => `${folder}${sep}`), ...(inside ? [`.${sep}`] : [])];
+    // A folder holding one of Lockstep's own files (the store's key file, in the workspace folder) is
+    // allowed entry by entry without it: DuckDB allows whole folders or single files, nothing less.
+    const reached = [...folders, ...(inside ? [`${cwd}${sep}`] : [])].map((folder) => reachable(folder, this.protectedFiles));
+    const whole = reached.flatMap((r) => r.directories);
+    const allowed = [...whole, ...internal.map((folder) => `${folder}${sep}`), ...(inside && whole.includes(`${cwd}${sep}`) ? [`.${sep}`] : [])];
+    const files = reached.flatMap((r) => r.files);
+    const list = (paths: string[]) => paths.map((path) => `'${path.replace(/'/g, "''")}'`).join(', ');
     try {
       const connection = await instance.connect();
       try {
-        await connection.run(`SET allowed_directories = [${allowed.map((folder) => `'${folder.replace(/'/g, "''")}'`).join(', ')}]`);
+        if (files.length > 0) await connection.run(`SET allowed_paths = [${list(files)}]`);
+        await connection.run(`SET allowed_directories = [${list(allowed)}]`);
         await connection.run('SET enable_external_access = false');
       } finally {
         connection.closeSync();
@@ -509,4 +523,31 @@ function plainDuckValue(duck: DuckDbModule, value: unknown, type: DuckDBType | n
   }
   // Dates, times, UUIDs, intervals, bits, unions: DuckDB's own text form.
   return String(value);
+}
+
+/**
+ * What DuckDB may be allowed of `folder` (ending in the separator) so that none of `hidden` is
+ * reached: the whole folder when it holds none of them, else its files and folders one by one.
+ */
+function reachable(folder: string, hidden: ReadonlySet<string>): { directories: string[]; files: string[] } {
+  if (![...hidden].some((file) => file.startsWith(folder))) return { directories: [folder], files: [] };
+  const reached: { directories: string[]; files: string[] } = { directories: [], files: [] };
+  let entries: Dirent[];
+  try {
+    entries = readdirSync(folder, { withFileTypes: true });
+  } catch {
+    return reached;
+  }
+  for (const entry of entries) {
+    const path = join(folder, entry.name);
+    if (hidden.has(path)) continue;
+    if (!entry.isDirectory()) {
+      reached.files.push(path);
+      continue;
+    }
+    const inner = reachable(`${path}${sep}`, hidden);
+    reached.directories.push(...inner.directories);
+    reached.files.push(...inner.files);
+  }
+  return reached;
 }

@@ -38,6 +38,7 @@ export const duckdbConnector: ConnectorKind<z.output<typeof settings>> = {
           planner: { mode: s.planner, schema: s.plannerSchema },
           workspaceDir: context.baseDir,
           allowedDirectories: allowedDirectories(s.allowedDirectories, context.baseDir),
+          protectedFiles: context.protectedFiles,
         },
         context,
       ),
