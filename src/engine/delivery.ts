@@ -371,6 +371,7 @@ export class Delivery implements BatchDelivery {
         return store.snapshots.recordIdsGet(lookup.syncId, [...keys]);
       }),
     );
+    const unrecorded = await this.deliveredWithoutIds(batch, ids);
     const ops: WriteOperation[] = [];
     const places: number[] = [];
     batch.forEach((op, i) => {
@@ -389,10 +390,13 @@ export class Delivery implements BatchDelivery {
         }
         const id = lookupKeys(value).map((k) => ids[n]?.get(k)).find((found) => found !== undefined);
         if (id === undefined) {
-          outcomes[i] = {
-            ok: false,
-            reason: `${lookup.from} ${String(value)} has not been delivered by ${lookup.sync} yet (no id recorded for it); this row is sent again on the next run`,
-          };
+          // A parent in the parent sync's snapshot without an id is never sent again by that sync, so
+          // waiting for it would keep this row out for good.
+          const reason = lookupKeys(value).some((k) => unrecorded[n]?.has(k))
+            ? `${lookup.from} ${String(value)}: ${lookup.sync} counts it as delivered but recorded no id for it (its snapshot was rebuilt by a resetCDC run, which sends nothing and so gets no ids)` +
+              ` — run ${lookup.sync} once with fullResync to record its ids; this row is sent again on every run until then`
+            : `${lookup.from} ${String(value)} has not been delivered by ${lookup.sync} yet (no id recorded for it); this row is sent again on the next run`;
+          outcomes[i] = { ok: false, reason };
           return;
         }
         values[lookup.column] = id;
@@ -401,5 +405,22 @@ export class Delivery implements BatchDelivery {
       places.push(i);
     });
     return { ops, places };
+  }
+
+  /** Per lookup, the parent keys of the batch with no recorded id that the parent sync's snapshot holds (one read per lookup with such keys). */
+  private async deliveredWithoutIds(batch: PlannedOp[], ids: Array<Map<string, string>>): Promise<Array<Set<string>>> {
+    const { store } = this.options;
+    return Promise.all(
+      this.lookups.map(async (lookup, n) => {
+        const missing = new Set<string>();
+        for (const op of batch) {
+          if (op.change === 'removed') continue;
+          const keys = lookupKeys(op.values[lookup.column] ?? null);
+          if (keys.length > 0 && !keys.some((k) => ids[n]?.has(k))) for (const k of keys) missing.add(k);
+        }
+        if (missing.size === 0) return new Set<string>();
+        return new Set((await store.snapshots.get(lookup.syncId, [...missing])).keys());
+      }),
+    );
   }
 }

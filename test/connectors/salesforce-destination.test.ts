@@ -1157,6 +1157,28 @@ describe('Salesforce destination through the engine', () => {
     expect(sf.get('Contact', 'External_Id__c', 'C-1')?.AccountId).toBe(sf.get('Account', 'External_Id__c', 'A-1')?.Id);
   });
 
+  it('says a lookup\'s parent that the parent sync counts as delivered after a resetCDC run has no id until that sync runs with fullResync', async () => {
+    const { sf, h, runSync } = await engine();
+    await using _ = h;
+    // The accounts are in Salesforce already (loaded by another tool), so their sync's first run only records them as delivered.
+    const { destination } = await open(sf);
+    const writer = await destination.prepare(accountsTarget());
+    expect(await writer.write([upsert(['A-1', 'Account 1', null]), upsert(['A-2', 'Account 2', null]), upsert(['A-3', 'Account 3', null])])).toHaveLength(3);
+    const { run: reset } = await h.app.runs.triggerSync('accounts-to-sf', { resetCDC: true });
+    expect((await h.app.runs.waitForSyncRun(reset.id)).status).toBe('success');
+    const run = await runSync('contacts-lookup-to-sf');
+    expect(run.status).toBe('warning');
+    expect((await h.app.store.listRejectedRows(run.id, 1, 0))[0]?.reason).toBe(
+      'account_id A-1: accounts-to-sf counts it as delivered but recorded no id for it (its snapshot was rebuilt by a resetCDC run, which sends nothing and so gets no ids)' +
+        ' — run accounts-to-sf once with fullResync to record its ids; this row is sent again on every run until then',
+    );
+    const { run: resync } = await h.app.runs.triggerSync('accounts-to-sf', { fullResync: true });
+    expect((await h.app.runs.waitForSyncRun(resync.id)).status).toBe('success');
+    expect((await runSync('contacts-lookup-to-sf')).status).toBe('success');
+    expect(sf.records('Account')).toHaveLength(3);
+    expect(sf.get('Contact', 'External_Id__c', 'C-1')?.AccountId).toBe(sf.get('Account', 'External_Id__c', 'A-1')?.Id);
+  });
+
   it('keeps the org\'s API usage and the run\'s calls in the run record', async () => {
     const { sf, runSync, h } = await engine({ standIn: { apiLimit: 15_000 } });
     await using _ = h;
