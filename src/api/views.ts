@@ -9,8 +9,7 @@ import type { ConnectorRegistry } from '../core/connector-registry.js';
 import { redactUrl, redactValue } from '../core/connections.js';
 import { assertNever } from '../core/errors.js';
 import { fileForm } from '../workspace/index.js';
-import { isTimedSchedule } from '../core/workspace.js';
-import { nextDueTime } from '../engine/schedule-times.js';
+import { nextFiring } from '../engine/schedule-times.js';
 
 /**
  * A sync or a connection as the API answers it: as a workspace file writes it, the settings of its
@@ -72,15 +71,8 @@ export function workspaceView(state: WorkspaceState, connectors: ConnectorRegist
   };
 }
 
-/** See NextDue. A schedule that cannot be evaluated (it never fires) has no next due time. */
-export function nextDue(entity: { schedule: Schedule; enabled: boolean }, now: number): NextDue {
-  if (!entity.enabled || !isTimedSchedule(entity.schedule)) return { nextDueAt: null };
-  let next: number | null;
-  try {
-    next = nextDueTime(entity.schedule, now);
-  } catch {
-    next = null;
-  }
+function nextDue(entity: { schedule: Schedule; enabled: boolean }, now: number): NextDue {
+  const next = nextFiring(entity, now);
   return { nextDueAt: next === null ? null : new Date(next).toISOString() };
 }
 

@@ -30,7 +30,7 @@
 import { Cron } from 'croner';
 import type { Diagnostic } from '../core/errors.js';
 import { ErrorCode, LockstepError, ValidationError, assertNever } from '../core/errors.js';
-import type { IntervalUnit, TimedSchedule, Weekday } from '../core/workspace.js';
+import { isTimedSchedule, type IntervalUnit, type Schedule, type TimedSchedule, type Weekday } from '../core/workspace.js';
 
 /** Most due times `dueTimesBetween` returns unless told otherwise, so a huge gap stays cheap. */
 export const DEFAULT_DUE_TIMES_LIMIT = 1000;
@@ -87,6 +87,20 @@ export function dueTimesBetween(
 /** The first due time strictly after `afterExclusive`, or null when the schedule has no more. */
 export function nextDueTime(schedule: TimedSchedule, afterExclusive: number): number | null {
   return compile(schedule).next(afterExclusive);
+}
+
+/**
+ * When a sync or sequence is next fired by the scheduler: its timed schedule's first due time after
+ * `now`; null when it is disabled, when only a person, a webhook or an upstream run starts it, or
+ * when its schedule cannot be evaluated (the scheduler does not fire it either).
+ */
+export function nextFiring(entity: { schedule: Schedule; enabled: boolean }, now: number): number | null {
+  if (!entity.enabled || !isTimedSchedule(entity.schedule)) return null;
+  try {
+    return nextDueTime(entity.schedule, now);
+  } catch {
+    return null;
+  }
 }
 
 /**

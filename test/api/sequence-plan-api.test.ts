@@ -79,7 +79,7 @@ describe('lockstep sequence plan', () => {
     expect(result.stdout).toContain('+ 1  id: 1, name: "Account 1"  (not in the destination yet)');
     expect(result.stdout).toContain('(1 of 12 planned rows shown)');
     const runs = await runMain(['--workspace', dir, 'runs', '--json']);
-    expect(JSON.parse(runs.stdout)).toEqual({ sequenceRuns: [], syncRuns: [] });
+    expect(JSON.parse(runs.stdout)).toEqual({ nextScheduled: [], sequenceRuns: [], syncRuns: [] });
   });
 
   it('shows a removal with what the destination holds now, not as a change to nulls', async () => {

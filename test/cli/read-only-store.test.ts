@@ -113,7 +113,7 @@ describe('a workspace without a store yet', () => {
       return result;
     };
     expect((await read(['runs'])).stdout).toContain('No runs yet.');
-    expect(JSON.parse((await read(['runs', '--json'])).stdout)).toEqual({ sequenceRuns: [], syncRuns: [] });
+    expect(JSON.parse((await read(['runs', '--json'])).stdout)).toEqual({ nextScheduled: [], sequenceRuns: [], syncRuns: [] });
     expect((await read(['plan'])).stdout).toContain('+ create sequence crm');
     expect((await read(['token', 'list'])).stdout).toContain('No tokens.');
     expect(JSON.parse((await read(['token', 'list', '--json'])).stdout)).toEqual([]);

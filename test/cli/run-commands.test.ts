@@ -326,6 +326,33 @@ describe('lockstep runs', () => {
     expect(text.stdout).not.toContain('contacts-to-crm');
   });
 
+  it('lists first when each scheduled sync and sequence runs next, the soonest first; --json as nextScheduled', async () => {
+    const scheduled = hierarchyWorkspace();
+    const yaml = hierarchyWorkspaceYaml()
+      .replace('mode: upsert }', 'mode: upsert, schedule: { type: interval, unit: day, quantity: 1, startAt: "2099-01-01T06:00:00+01:00" } }')
+      .replace('    mode: upsert\n', '    mode: upsert\n    schedule: { type: after, sync: accounts-to-crm }\n')
+      .replace('  crm:\n', '  crm:\n    schedule: { type: cron, expression: "30 2 * * *", timezone: Europe/Berlin }\n')
+      .concat('  paused:\n    enabled: false\n    schedule: { type: interval, unit: hour, quantity: 1 }\n    members: [ { sync: accounts-to-crm } ]\n');
+    writeFileSync(join(scheduled, 'lockstep.yaml'), yaml);
+    expect((await runMain(['--workspace', scheduled, 'apply'])).code).toBe(0);
+
+    const text = await runMain(['--workspace', scheduled, 'runs']);
+    expect(text.code, text.stderr).toBe(0);
+    const lines = text.stdout.trim().split('\n');
+    expect(lines[0]).toBe('Next on schedule');
+    // crm fires at 02:30 Berlin time within a day; the sync in 2099; neither the after-scheduled nor the disabled one.
+    expect(lines[1]).toMatch(/^ {2}⏱ \S+:30:00\.000Z {2}sequence crm$/);
+    expect(lines[2]).toBe('  ⏱ 2099-01-01T05:00:00.000Z  sync accounts-to-crm');
+    expect(lines[3]).toContain('No runs yet.');
+
+    const json = JSON.parse((await runMain(['--workspace', scheduled, 'runs', '--json'])).stdout) as { nextScheduled: Array<{ kind: string; slug: string; nextDueAt: string }> };
+    expect(json.nextScheduled.map((n) => `${n.kind} ${n.slug}`)).toEqual(['sequence crm', 'sync accounts-to-crm']);
+    expect(Date.parse(json.nextScheduled[0]!.nextDueAt) - Date.now()).toBeLessThanOrEqual(86_400_000);
+    const bySync = JSON.parse((await runMain(['--workspace', scheduled, 'runs', '--sync', 'accounts-to-crm', '--json'])).stdout) as typeof json;
+    expect(bySync.nextScheduled).toEqual([{ kind: 'sync', slug: 'accounts-to-crm', nextDueAt: '2099-01-01T05:00:00.000Z' }]);
+    expect((JSON.parse((await runMain(['--workspace', scheduled, 'runs', '--sequence', 'paused', '--json'])).stdout) as typeof json).nextScheduled).toEqual([]);
+  });
+
   it('an unknown slug exits 2', async () => {
     const sequence = await runCli(['runs', '--sequence', 'nope'], { cwd: dir });
     expect(sequence.code).toBe(2);

@@ -33,7 +33,7 @@ describe('a misspelt slug', () => {
     expect(result.code).toBe(2);
     expect(result.stderr).toBe('error: no sequence "cmr" in the workspace (did you mean "crm"?) — check the slug, or run `lockstep apply` after adding it\n');
     expect(result.stdout).toBe('');
-    expect(JSON.parse((await runMain(['--workspace', dir, 'runs', '--json'])).stdout)).toEqual({ sequenceRuns: [], syncRuns: [] });
+    expect(JSON.parse((await runMain(['--workspace', dir, 'runs', '--json'])).stdout)).toEqual({ nextScheduled: [], sequenceRuns: [], syncRuns: [] });
   });
 
   it('sync run and runs --sync / --sequence suggest the slug meant', async () => {
@@ -84,7 +84,7 @@ describe('a slug whose sync or sequence was deleted', () => {
       expect(sequence.code, command).toBe(2);
       expect(sequence.stderr, command).toBe(deletedSequence);
     }
-    expect(JSON.parse((await runMain(['--workspace', dir, 'runs', '--json'])).stdout)).toEqual({ sequenceRuns: [], syncRuns: [] });
+    expect(JSON.parse((await runMain(['--workspace', dir, 'runs', '--json'])).stdout)).toEqual({ nextScheduled: [], sequenceRuns: [], syncRuns: [] });
 
     // A slug nothing ever had is still met with the one meant.
     const misspelt = await runMain(['--workspace', dir, 'sequence', 'plan', 'crm-al']);

@@ -3,6 +3,7 @@ import { Option, type Command } from 'commander';
 import type { App } from '../../app.js';
 import type { NamedSyncRunView } from '../../core/run-views.js';
 import { sequenceRunDetails, syncRunDetails } from '../../engine/run-details.js';
+import { nextFiring } from '../../engine/schedule-times.js';
 import type { SyncRunStatus } from '../../core/runs.js';
 import { MAX_LIMIT, limitFlag, syncRunStatusFlag } from '../flags.js';
 import { unknownSlug } from '../lookups.js';
@@ -37,12 +38,13 @@ export function registerRunsCommand(program: Command, deps: CommandDeps): void {
 
 async function printRuns(app: App, term: Terminal, opts: { sequence?: string; sync?: string; limit: number; statuses?: SyncRunStatus[] | undefined; json?: boolean }) {
   const page = { limit: opts.limit, offset: 0, order: 'desc' as const };
-  const out: { sequenceRuns: unknown[]; syncRuns: unknown[] } = { sequenceRuns: [], syncRuns: [] };
+  const out: { nextScheduled: NextScheduled[]; sequenceRuns: unknown[]; syncRuns: unknown[] } = { nextScheduled: [], sequenceRuns: [], syncRuns: [] };
   // A run started by another one's end names it, as its view says: `sequence "crm" run 5f0c… ended done`.
   const afterUpstream = (v: { trigger: string; triggerDetail: string | null }) => (v.trigger === 'upstream' && v.triggerDetail ? `  (after ${v.triggerDetail})` : '');
   // A run taken over after its process stopped went on under its id: say so, as its earlier attempts left no run of their own.
   const takenOver = (v: { attempt: number }) => (v.attempt > 1 ? `  (attempt ${v.attempt}: resumed after the process running it stopped)` : '');
   const now = app.clock.now();
+  if (!opts.statuses) out.nextScheduled = await nextScheduled(app, now, opts);
   if (!opts.sync && !opts.statuses) {
     const sequenceIds = opts.sequence ? await idsWithRuns(app, term, 'sequence', opts.sequence) : undefined;
     const runs = await app.store.listSequenceRuns({ ...page, sequenceIds });
@@ -59,6 +61,10 @@ async function printRuns(app: App, term: Terminal, opts: { sequence?: string; sy
     term.out(JSON.stringify(out, null, 2));
     return;
   }
+  if (out.nextScheduled.length > 0) {
+    term.out('Next on schedule');
+    for (const next of out.nextScheduled) term.out(`  ⏱ ${next.nextDueAt}  ${next.kind} ${next.slug}`);
+  }
   if (out.sequenceRuns.length > 0) {
     term.out('Sequence runs');
     for (const v of out.sequenceRuns as Awaited<ReturnType<typeof sequenceRunDetails>>[]) {
@@ -74,6 +80,28 @@ async function printRuns(app: App, term: Terminal, opts: { sequence?: string; sy
     }
   }
   if (out.sequenceRuns.length === 0 && out.syncRuns.length === 0) term.out('No runs yet. Start one with `lockstep sequence run <slug>` or `lockstep sync run <slug>`.');
+}
+
+/** A sync's or sequence's next due time on its schedule, as `runs` lists it. */
+interface NextScheduled {
+  kind: 'sync' | 'sequence';
+  slug: string;
+  nextDueAt: string;
+}
+
+/** The enabled syncs and sequences (the one asked about, or all) that a scheduler fires on their schedules, the soonest first. */
+async function nextScheduled(app: App, now: number, opts: { sequence?: string; sync?: string }): Promise<NextScheduled[]> {
+  const workspace = await app.store.loadWorkspace();
+  const entities = [
+    ...(opts.sequence ? [] : workspace.syncs.filter((s) => opts.sync === undefined || s.slug === opts.sync).map((s) => ({ kind: 'sync' as const, entity: s }))),
+    ...(opts.sync ? [] : workspace.sequences.filter((s) => opts.sequence === undefined || s.slug === opts.sequence).map((s) => ({ kind: 'sequence' as const, entity: s }))),
+  ];
+  const next: Array<NextScheduled & { at: number }> = [];
+  for (const { kind, entity } of entities) {
+    const at = nextFiring(entity, now);
+    if (at !== null) next.push({ kind, slug: entity.slug, nextDueAt: new Date(at).toISOString(), at });
+  }
+  return next.sort((a, b) => a.at - b.at).map(({ at: _at, ...rest }) => rest);
 }
 
 /** Marks a run a user asked to cancel that has not ended yet: it is stopping. */
