@@ -268,6 +268,27 @@ describe('PostgresDestination', () => {
     }
   });
 
+  it('rejects alone text holding a NUL character (which MySQL, SQLite and DuckDB keep), naming the column and how to remove it, by copy and by statement', async () => {
+    const url = await createTestDatabase('destination');
+    await sql(url, 'create table notes (id integer primary key, title text, body text)');
+    const destination = await PostgresDestination.connect({ url });
+    try {
+      const writer = await destination.prepare({ object: 'notes', keyColumns: ['id'], columns: ['id', 'title', 'body'] });
+      const nul = expect.stringMatching(/^column "body": .* — PostgreSQL text cannot hold the NUL character \(\\0\) in the value: remove it in the model's query/);
+      for (const kind of ['insert', 'upsert', 'update'] as const) {
+        expect(
+          await writer.write([
+            { kind, key: [1], values: [1, 'ok', 'plain'] },
+            { kind, key: [2], values: [2, 'ok', 'a\u0000b'] },
+          ]),
+        ).toEqual([{ ok: true }, { ok: false, reason: nul }]);
+      }
+      expect(await sql(url, 'select id, body from notes')).toEqual([{ id: 1, body: 'plain' }]);
+    } finally {
+      await destination.close();
+    }
+  });
+
   it('writes comma-separated text (a MySQL SET) into array columns as its items, and leaves array literals as they are', async () => {
     const url = await createTestDatabase('destination');
     await sql(url, 'create table sets (id integer primary key, tags text[], ns integer[])');

@@ -642,6 +642,7 @@ function itemType(type: string): string {
 const STRING_TOO_LONG = '22001';
 const NOT_NULL_VIOLATION = '23502';
 const CHECK_VIOLATION = '23514';
+const CHARACTER_NOT_IN_REPERTOIRE = '22021';
 
 /** Whether `message` names the type `type` (format_type's name) as a whole, not as the start of a longer one. */
 function namesType(message: string, type: string): boolean {
@@ -1057,6 +1058,13 @@ class PostgresWriter implements DestinationWriter {
           return values.length === 0 || ((values[c] ?? null) === null) === refusedNull;
         }),
       );
+    }
+    // Text with a NUL character, which MySQL, SQLite and DuckDB hold and PostgreSQL's text does not.
+    if (code === CHARACTER_NOT_IN_REPERTOIRE) {
+      const nul = columns.filter((_, c) => typeof values[c] === 'string' && (values[c] as string).includes('\u0000'));
+      if (nul.length > 0) {
+        return `${named(nul)} — PostgreSQL text cannot hold the NUL character (\\0) in the value: remove it in the model's query (replace(column, char(0), '') on MySQL and SQLite, replace(column, chr(0), '') on DuckDB)`;
+      }
     }
     // A value PostgreSQL could not read, which its message quotes last: `"abc"` in English, `»abc«`
     // in German, `« abc »` in French.
