@@ -235,7 +235,8 @@ describe('DuckDbSource values', () => {
     );
     expect(column('tz')).toEqual(column('ts'));
     expect(column('bi')).toEqual(expect.arrayContaining([9007199254740991, '9007199254740992', '-9223372036854775808']));
-    expect(column('dt')).toEqual(expect.arrayContaining(['0001-01-01', '9999-12-31', '10000-01-01']));
+    // Infinite dates as PostgreSQL prints them (and reads them back), not as the days past DuckDB's last date.
+    expect(column('dt')).toEqual(expect.arrayContaining(['0001-01-01', '9999-12-31', '10000-01-01', 'infinity', '-infinity']));
   });
 
   it('writes FLOATs inside lists, arrays, structs and maps as a FLOAT column holds them: 0.1, not 0.10000000149011612', async () => {

@@ -508,6 +508,9 @@ function plainDuckValue(duck: DuckDbModule, value: unknown, type: DuckDBType | n
     return timestampTextToIso(value.toString());
   }
   if (value instanceof duck.DuckDBBlobValue) return Buffer.from(value.bytes).toString('base64');
+  // DuckDB's infinite dates are the days past its last and before its first, which its own text form
+  // would print as such dates (5881580-07-11): as PostgreSQL prints them, `infinity` and `-infinity`.
+  if (value instanceof duck.DuckDBDateValue && Math.abs(value.days) === duck.DuckDBDateValue.PosInf.days) return value.days > 0 ? 'infinity' : '-infinity';
   if (value instanceof duck.DuckDBListValue || value instanceof duck.DuckDBArrayValue) {
     const itemType = type?.typeId === Id.LIST || type?.typeId === Id.ARRAY ? type.valueType : null;
     return value.items.map((item) => plainDuckValue(duck, item, itemType));
