@@ -1317,6 +1317,33 @@ describe('planner in the warehouse (MySQL / MariaDB)', () => {
     expect((await run()).plannedRows).toEqual(NONE);
   });
 
+  it('starts its table again when a text key column`s collation changed, which MySQL would refuse to compare with the old one', async () => {
+    const { h, run, my } = await mysqlSetup({
+      models: [model('people', 'warehouse', 'select id, v from codes')],
+      sync: { object: 'crm_codes' },
+    });
+    await using _ = h;
+    const [server] = await my<{ maria: number | string }>("select version() like '%MariaDB%' as maria");
+    const exact = Number(server?.maria) === 1 ? 'utf8mb4_nopad_bin' : 'utf8mb4_0900_bin';
+    await my(
+      `create table codes (id varchar(20) collate utf8mb4_general_ci primary key, v int);
+       insert into codes values ('ann', 1), ('bob', 2);
+       create table crm_codes (id varchar(20) collate ${exact} primary key, v int)`,
+    );
+    expect((await run()).status).toBe('success');
+    // Now the key tells case apart, and the model holds a key only its case tells from another.
+    await my(`alter table codes modify id varchar(20) collate ${exact}; insert into codes values ('ANN', 3)`);
+    const altered = await run();
+    expect(altered.status).toBe('success');
+    expect(altered.comparison?.notes?.join(' ')).toContain(`collate ${exact}`);
+    expect(await my('select id, v from crm_codes order by v')).toEqual([
+      { id: 'ann', v: 1 },
+      { id: 'bob', v: 2 },
+      { id: 'ANN', v: 3 },
+    ]);
+    expect((await run()).plannedRows).toEqual(NONE);
+  });
+
   it('counts the rows an attempt delivered before it stopped once, when the next attempt takes them in by its watermark', async () => {
     const stop = plannerStop();
     const { h, run, my, digest } = await mysqlSetup({ connectors: stop.connectors, env: stop.env });

@@ -489,7 +489,8 @@ export class MysqlPlanner implements WarehousePlanner {
       const emptied = meta.guarded ? meta.row_count > 0 && !(await this.hasRows(plannerTable)) : count !== meta.row_count;
       tampered = meta.tampered || (meta.guarded && !existing.guarded) || emptied;
     }
-    const { kind, comparison, note } = decideComparison(request, { keys, columns: modelColumns }, {
+    const compared = existing === null ? modelColumns : await this.collationsChanged(query, fields, keys, plannerTable, modelColumns);
+    const { kind, comparison, note } = decideComparison(request, { keys, columns: compared }, {
       name: `${this.schema}.${plannerTable}`,
       columns: existing?.columns ?? null,
       recorded: meta.planned_columns,
@@ -509,6 +510,35 @@ export class MysqlPlanner implements WarehousePlanner {
       pendingCursor = high?.high ?? null;
     }
     return { query, names, fields, modelColumns, keys, values, kind, comparison, pendingCursor, plannerTable };
+  }
+
+  /**
+   * `modelColumns`, with the collation named in the type of each text key column whose collation is
+   * no longer its copy's in the planner table (a column altered to `utf8mb4_bin`, say): the key then
+   * changed type and the table starts again, as the two could not be compared (MySQL refuses to
+   * compare text of two collations) and the table's key may hold as one what the model now tells apart.
+   */
+  private async collationsChanged(query: string, fields: Field[], keys: readonly string[], plannerTable: string, modelColumns: ColumnType[]): Promise<ColumnType[]> {
+    const texts = keys.filter((k) => {
+      const field = fields.find((f) => f.name === k) as Field;
+      return STRING_TYPES.has(field.columnType) && field.characterSet !== BINARY_CHARSET;
+    });
+    if (texts.length === 0) return modelColumns;
+    const copies = await this.rows<{ name: string; collation: string | null }>(
+      `SELECT COLUMN_NAME AS name, COLLATION_NAME AS collation FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?`,
+      [this.schema, plannerTable],
+    );
+    // COLLATION() names a column's collation whatever its value, a NULL of the outer join included: the model's query is not run.
+    const [model] = await this.rows<Record<string, string | null>>(
+      `SELECT ${texts.map((k, i) => `COLLATION(m.${quote(k)}) AS c${i}`).join(', ')} FROM (SELECT 1) AS lockstep_one LEFT JOIN (SELECT * FROM (\n${query}\n) AS lockstep_q LIMIT 0) AS m ON TRUE`,
+    );
+    const changed = new Map<string, string>();
+    texts.forEach((k, i) => {
+      const now = model?.[`c${i}`] ?? null;
+      const before = copies.find((c) => c.name.toLowerCase() === k.toLowerCase())?.collation ?? null;
+      if (now !== null && before !== null && now !== before) changed.set(k, now);
+    });
+    return changed.size === 0 ? modelColumns : modelColumns.map((c) => (changed.has(c.name) ? { ...c, type: `${c.type} collate ${changed.get(c.name)}` } : c));
   }
 
   /** The cursor's last delivered value as SQL (null unless the run compares past the cursor). */
