@@ -7,6 +7,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { extname, join, resolve, sep } from 'node:path';
 import { OpenAPIHono } from '@hono/zod-openapi';
 import type { Context, Next } from 'hono';
+import { getPath } from 'hono/utils/url';
 import { bodyLimit } from 'hono/body-limit';
 import { API_BODY_LIMIT_BYTES } from './route.js';
 import { ErrorCode, LockstepError, toError } from '../core/errors.js';
@@ -76,9 +77,7 @@ export function createApiServer(serverOptions: ApiServerOptions): ApiServer {
   const closing = new AbortController();
   const metrics = createMetrics(options, { storeGauges: true });
   const runWatch = new StoreRunWatch({ store, logger, pollIntervalMs: options.eventPollMs ?? 1000 });
-  // Not strict: a path with a trailing slash is routed, and seen by every middleware, as the path
-  // without it (`/api/v1/syncs/?slug=x` is `/api/v1/syncs?slug=x`), so clients that add one work.
-  const app = new OpenAPIHono({ strict: false });
+  const app = new OpenAPIHono({ getPath: (request) => routedPath(getPath(request)) });
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', { type: 'http', scheme: 'bearer', description: 'A token from `lockstep token create`.' });
 
   app.onError((thrown, c) => errorResponse(c, thrown, logger));
@@ -208,6 +207,17 @@ export function createApiServer(serverOptions: ApiServerOptions): ApiServer {
       await running?.close();
     },
   };
+}
+
+/**
+ * The path a request is routed by, and every middleware sees: without a trailing slash
+ * (`/api/v1/syncs/?slug=x` is `/api/v1/syncs?slug=x`) and with each run of slashes made one
+ * (`//api/v1/syncs`, as a script asks that adds `/api/v1/...` to a base URL given with its last
+ * slash, is `/api/v1/syncs`), so clients that write either work.
+ */
+function routedPath(path: string): string {
+  const single = path.replace(/\/{2,}/g, '/');
+  return single.length > 1 && single.endsWith('/') ? single.slice(0, -1) : single;
 }
 
 async function isFile(path: string): Promise<boolean> {

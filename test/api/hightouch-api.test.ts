@@ -326,6 +326,18 @@ describe('Hightouch-compatible API v1', () => {
     expect((await api.call('GET', '/api/v1/syncs/', undefined, { auth: false })).status).toBe(401);
   });
 
+  it('takes a doubled slash as one, as a script asks that adds /api/v1/... to a base URL with its last slash, before the token check', async () => {
+    // `curl "$LOCKSTEP_URL/api/v1/syncs/trigger"` with LOCKSTEP_URL=http://lockstep.internal:3000/
+    const trigger = await api.call('POST', '//api/v1/syncs/trigger', { syncSlug: 'accounts-to-crm' });
+    expect(trigger.status).toBe(200);
+    const run = await finishedRun(1, trigger.body.id);
+    expect((await api.call('GET', `//api/v1/syncs/1/runs?runId=${run.id}`)).body.data[0]).toMatchObject({ id: run.id, status: run.status });
+    // A base URL of .../api/v1/ with `/syncs` added to it.
+    expect((await api.call('GET', '/api/v1//syncs//1')).body).toMatchObject({ id: 1, slug: 'accounts-to-crm' });
+    expect((await api.call('GET', '//api//syncs/')).status).toBe(200);
+    expect(await api.call('GET', '//api/v1/syncs', undefined, { auth: false })).toMatchObject({ status: 401, body: { message: 'Unauthorized' } });
+  });
+
   it('takes flags as true/false or their text, ids as 3 or 3.0, and nothing looser', async () => {
     const text = await api.call('POST', '/api/v1/syncs/trigger', { syncId: '1.0', fullResync: 'TRUE', resetCDC: 'false' });
     expect(text.status).toBe(200);
