@@ -363,7 +363,7 @@ export function registerHightouchRoutes(app: OpenAPIHono, deps: ApiDeps): void {
         sync = await store.getSync(syncSlug as string);
         if (sync && sync.slug !== syncSlug) sync = null;
       }
-      if (!sync) throw syncId !== undefined ? await unknownIdError(store, 'sync', syncId) : await unknownSlugError(store, 'sync', syncSlug as string);
+      if (!sync) throw syncId !== undefined ? await unknownIdError(store, 'sync', syncId) : await unknownSlugError(store, 'sync', syncSlug as string, { suggest: true });
       return c.json(await trigger(sync, body));
     },
   );
@@ -511,7 +511,7 @@ export function registerHightouchRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       const ref = sequenceRef(params.syncSequenceId);
       // Hightouch's path holds an id; a slug of digits that is no sequence's id still names its own.
       const sequence = (await store.getSequence(ref)) ?? (typeof ref === 'number' ? await store.getSequence(params.syncSequenceId) : null);
-      if (!sequence) throw typeof ref === 'number' ? await unknownIdError(store, 'sequence', ref, 'sync sequence') : await unknownSlugError(store, 'sequence', ref);
+      if (!sequence) throw typeof ref === 'number' ? await unknownIdError(store, 'sequence', ref, 'sync sequence') : await unknownSlugError(store, 'sequence', ref, { suggest: true });
       const { run } = await runs.triggerSequence(sequence.id, { type: 'api', detail: 'api v1' });
       return c.json({ id: run.id });
     },

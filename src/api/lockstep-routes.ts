@@ -5,6 +5,7 @@
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import { z } from '@hono/zod-openapi';
 import { ErrorCode, LockstepError, NotFoundError } from '../core/errors.js';
+import { didYouMean } from '../core/hints.js';
 import { DEFAULT_PLAN_SAMPLES, MAX_PLAN_SAMPLES } from '../core/sequence-plans.js';
 import { unknownSlugError } from '../core/unknown-slug.js';
 import { rejectedRowView } from '../core/run-views.js';
@@ -137,8 +138,13 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
   for (const { kind, plural, tag } of KINDS) {
     const find = async (slug: string) => {
       const state = await store.loadWorkspace();
-      const found = (state[ENTITY_SECTIONS[kind]] as Array<Stored & { slug: string }>).find((e) => e.slug === slug);
-      if (!found) throw kind === 'sync' || kind === 'sequence' ? await unknownSlugError(store, kind, slug) : new NotFoundError(`no ${kind} "${slug}" in the workspace`);
+      const section = state[ENTITY_SECTIONS[kind]] as Array<Stored & { slug: string }>;
+      const found = section.find((e) => e.slug === slug);
+      if (!found) {
+        throw kind === 'sync' || kind === 'sequence'
+          ? await unknownSlugError(store, kind, slug, { suggest: true })
+          : new NotFoundError(`no ${kind} "${slug}" in the workspace${didYouMean(slug, section.map((e) => e.slug))}`);
+      }
       return { state, found };
     };
     const validate = (body: unknown, slug: string | null, state: WorkspaceState, previous: (Stored & { slug: string }) | null) => {
@@ -219,6 +225,7 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
         responses: { 204: { description: 'Deleted' }, 401: errors[401], 404: errors[404], 409: { description: 'Other entities use it; the message names them', schema: errors[404].schema } },
       },
       async (c, { params }) => {
+        await find(params.slug);
         await store.deleteEntity(kind, params.slug, clock.now());
         await deps.onWorkspaceChanged();
         return c.body(null, 204);
@@ -250,12 +257,12 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
   const syncSlugs = (list: SyncRun[], now: number = clock.now()) => syncRunDetails(store, list, now);
   const requireSync = async (slug: string) => {
     const sync = await store.getSync(slug);
-    if (!sync || sync.slug !== slug) throw await unknownSlugError(store, 'sync', slug);
+    if (!sync || sync.slug !== slug) throw await unknownSlugError(store, 'sync', slug, { suggest: true });
     return sync;
   };
   const requireSequence = async (slug: string) => {
     const sequence = await store.getSequence(slug);
-    if (!sequence || sequence.slug !== slug) throw await unknownSlugError(store, 'sequence', slug);
+    if (!sequence || sequence.slug !== slug) throw await unknownSlugError(store, 'sequence', slug, { suggest: true });
     return sequence;
   };
 

@@ -381,6 +381,25 @@ describe('runs', () => {
     expect((await api.call('GET', '/api/syncs/never-declared/runs')).body.message).toBe('no sync "never-declared" in the workspace');
   });
 
+  it('a misspelt slug gets the closest one suggested, on every route that takes one', async () => {
+    for (const [method, path, body, message] of [
+      ['GET', '/api/syncs/acounts-to-crm', undefined, 'no sync "acounts-to-crm" in the workspace (did you mean "accounts-to-crm"?)'],
+      ['POST', '/api/syncs/acounts-to-crm/runs', undefined, 'no sync "acounts-to-crm" in the workspace (did you mean "accounts-to-crm"?)'],
+      ['GET', '/api/syncs/acounts-to-crm/runs', undefined, 'no sync "acounts-to-crm" in the workspace (did you mean "accounts-to-crm"?)'],
+      ['POST', '/api/sequences/crm-hierachy/runs', undefined, 'no sequence "crm-hierachy" in the workspace (did you mean "crm-hierarchy"?)'],
+      ['GET', '/api/sources/warehuose', undefined, 'no source "warehuose" in the workspace (did you mean "warehouse"?)'],
+      ['DELETE', '/api/destinations/crmm', undefined, 'no destination "crmm" in the workspace (did you mean "crm"?)'],
+      ['GET', '/api/models/acounts', undefined, 'no model "acounts" in the workspace (did you mean "accounts"?)'],
+      // The Hightouch-compatible triggers by slug, as curl users of Hightouch's docs send them.
+      ['POST', '/api/v1/syncs/trigger', { syncSlug: 'acounts-to-crm' }, 'no sync "acounts-to-crm" in the workspace (did you mean "accounts-to-crm"?)'],
+      ['POST', '/api/v1/sync-sequences/crm-hierachy/trigger', undefined, 'no sequence "crm-hierachy" in the workspace (did you mean "crm-hierarchy"?)'],
+    ] as const) {
+      const answer = await api.call(method, path, body);
+      expect(answer.status, `${method} ${path}`).toBe(404);
+      expect(answer.body, `${method} ${path}`).toEqual({ message });
+    }
+  });
+
   it('cancels a queued sync run and a pending sequence run, counted in /metrics; cancelling again is a 409', async () => {
     const counted = async (name: string) => {
       const line = new RegExp(`^${name}\\{status="cancelled"\\} (\\d+)$`, 'm').exec(await (await fetch(`${api.url}/metrics`)).text());
