@@ -152,7 +152,16 @@ export function createApiServer(serverOptions: ApiServerOptions): ApiServer {
     { method: 'get', path: '/api/openapi.json', summary: 'This document', tag: 'Session', responses: { 200: { description: 'The OpenAPI 3.1 document', schema: z.record(z.string(), z.unknown()) } } },
     (c) => c.json(document()),
   );
-  app.all('/api/*', (c) => c.json({ message: `no route ${c.req.method} ${c.req.path} — ${misplacedV1Hint(c.req.method, c.req.path) ?? 'see /api/openapi.json'}` }, 404));
+  const routes = documentedRoutes(app);
+  app.all('/api/*', (c) => {
+    const allowed = [...new Set(routes.filter((r) => r.pattern.test(c.req.path)).map((r) => r.method))];
+    if (allowed.length > 0 && !allowed.includes(c.req.method)) {
+      // A curl without -X POST, or a trigger URL opened in a browser: the path is right, the method is not.
+      const message = `${c.req.path} takes ${allowed.join(' or ')}, not ${c.req.method} — send it as ${allowed.join(' or ')}`;
+      return c.json({ message }, 405, { allow: allowed.join(', ') });
+    }
+    return c.json({ message: `no route ${c.req.method} ${c.req.path} — ${misplacedV1Hint(c.req.method, c.req.path) ?? 'see /api/openapi.json'}` }, 404);
+  });
 
   registerHealthRoutes(app, options, metrics);
 
@@ -218,6 +227,17 @@ export function createApiServer(serverOptions: ApiServerOptions): ApiServer {
 function routedPath(path: string): string {
   const single = path.replace(/\/{2,}/g, '/');
   return single.length > 1 && single.endsWith('/') ? single.slice(0, -1) : single;
+}
+
+/** Each documented route's method and a pattern of its path (`{syncId}` matching one segment). */
+function documentedRoutes(app: OpenAPIHono): Array<{ method: string; pattern: RegExp }> {
+  const routes: Array<{ method: string; pattern: RegExp }> = [];
+  for (const definition of app.openAPIRegistry.definitions) {
+    if (definition.type !== 'route') continue;
+    const segments = definition.route.path.split('/').map((part) => (/^\{[^}]+\}$/.test(part) ? '[^/]+' : part.replace(/[.*+?^$()|[\]\\]/g, '\\$&')));
+    routes.push({ method: definition.route.method.toUpperCase(), pattern: new RegExp(`^${segments.join('/')}$`) });
+  }
+  return routes;
 }
 
 async function isFile(path: string): Promise<boolean> {

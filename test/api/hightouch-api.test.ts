@@ -338,6 +338,20 @@ describe('Hightouch-compatible API v1', () => {
     expect(await api.call('GET', '//api/v1/syncs', undefined, { auth: false })).toMatchObject({ status: 401, body: { message: 'Unauthorized' } });
   });
 
+  it('a route asked with the wrong method is a 405 naming the one it takes, with Allow', async () => {
+    // `curl -H "Authorization: Bearer ..." .../api/v1/syncs/1/trigger`, without -X POST.
+    const get = await fetch(`${api.url}/api/v1/syncs/1/trigger`, { headers: { authorization: `Bearer ${api.token}` } });
+    expect(get.status).toBe(405);
+    expect(get.headers.get('allow')).toBe('POST');
+    expect(await get.json()).toEqual({ message: '/api/v1/syncs/1/trigger takes POST, not GET — send it as POST' });
+    expect((await api.call('GET', '/api/v1/sync-sequences/crm-hierarchy/trigger/')).status).toBe(405);
+    expect((await api.call('DELETE', '/api/v1/syncs/1')).body).toEqual({ message: '/api/v1/syncs/1 takes GET, not DELETE — send it as GET' });
+    expect((await api.call('PATCH', '/api/syncs/accounts-to-crm/runs')).body).toEqual({ message: '/api/syncs/accounts-to-crm/runs takes POST or GET, not PATCH — send it as POST or GET' });
+    // A path no route has is still a 404, and the token is checked first.
+    expect((await api.call('GET', '/api/v1/syncs/1/trigger/now')).status).toBe(404);
+    expect((await api.call('GET', '/api/v1/syncs/1/trigger', undefined, { auth: false })).status).toBe(401);
+  });
+
   it('takes flags as true/false or their text, ids as 3 or 3.0, and nothing looser', async () => {
     const text = await api.call('POST', '/api/v1/syncs/trigger', { syncId: '1.0', fullResync: 'TRUE', resetCDC: 'false' });
     expect(text.status).toBe(200);
