@@ -16,7 +16,7 @@ import { sequenceRunDetails } from '../engine/run-details.js';
 import type { ApiDeps } from './context.js';
 import { validationFailed } from './http-errors.js';
 import { defineRoute } from './route.js';
-import { Counts, SequenceRunView, errors, isoText, v1Flag, v1Id, v1WholeText } from './schemas.js';
+import { Counts, SequenceRunView, errors, isoText, sequenceRunId, v1Flag, v1Id, v1WholeText } from './schemas.js';
 import { hightouchDestination, hightouchLastRun, hightouchModel, hightouchSource, hightouchSync, hightouchSyncRun } from './views.js';
 import { isWebhookPath } from './webhook-routes.js';
 
@@ -524,7 +524,7 @@ export function registerHightouchRoutes(app: OpenAPIHono, deps: ApiDeps): void {
       path: '/api/v1/sync-sequences/runs/{syncSequenceRunId}',
       summary: 'Status of a sync sequence run',
       tag: TAG,
-      params: z.object({ syncSequenceRunId: z.string().uuid('syncSequenceRunId must be a sequence run id (a UUID)') }),
+      params: z.object({ syncSequenceRunId: sequenceRunId('syncSequenceRunId') }),
       responses: {
         200: {
           description: "Hightouch's fields (syncRuns lists members that have a sync run) plus every member's state and the termination",

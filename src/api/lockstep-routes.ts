@@ -30,6 +30,7 @@ import {
   intText,
   isoText,
   page,
+  sequenceRunId,
   sequenceRunStatuses,
   syncRunStatuses,
 } from './schemas.js';
@@ -75,7 +76,7 @@ export const Session = z.object({ authRequired: z.boolean() }).openapi('Session'
 
 const SlugParam = z.object({ slug: z.string().min(1) });
 const RunIdParam = z.object({ id: intText('id', 1) });
-const SequenceRunIdParam = z.object({ id: z.string().uuid('id must be a sequence run id (a UUID)') });
+const SequenceRunIdParam = z.object({ id: sequenceRunId('id') });
 
 const paging = {
   limit: intText('limit', 1, 100).optional().openapi({ description: 'Items per page, 1..100 (default: 20).' }),

@@ -178,6 +178,13 @@ export const isoText = (what: string) =>
 
 export const flag = z.boolean();
 
+/** A sequence run's id in a path: a UUID, in any case (RFC 9562 reads its hex digits so), as stored: lower case. */
+export const sequenceRunId = (what: string) =>
+  z
+    .string()
+    .uuid(`${what} must be a sequence run id (a UUID)`)
+    .transform((id) => id.toLowerCase());
+
 // ---------------------------------------------------------------------------------------------
 // Hightouch-compatible v1: liberal in what it accepts. Clients hold ids as floats (`3.0`) and send
 // flags as strings (`"false"`), and form bodies carry only strings.

@@ -278,6 +278,16 @@ describe('Hightouch-compatible API v1', () => {
     expect(bad.body).toEqual({ message: 'Validation failed', details: { syncSequenceRunId: expect.any(String) } });
   });
 
+  it('reads a sequence run id in any case, as a UUID is read', async () => {
+    const { id } = (await api.call('POST', '/api/v1/sync-sequences/crm-hierarchy/trigger')).body as { id: string };
+    const upper = id.toUpperCase();
+    const v1 = await api.call('GET', `/api/v1/sync-sequences/runs/${upper}`);
+    expect(v1.status).toBe(200);
+    expect(v1.body.id).toBe(id);
+    expect((await api.call('GET', `/api/sequence-runs/${upper}`)).body).toMatchObject({ id, sequence: 'crm-hierarchy' });
+    await eventually(async () => ['done', 'failed'].includes((await api.call('GET', `/api/v1/sync-sequences/runs/${id}`)).body.status));
+  });
+
   it("a sequence run's syncRuns show a member's sync run whose process stopped as its runs show it, not interrupted", async () => {
     await using own = await startApi();
     await own.app.worker.stop();
