@@ -80,7 +80,7 @@ export function terminationReason(member: MemberDef, run: SyncRun): string | nul
       }
       const percent = planned === 0 ? 0 : (rejected / planned) * 100;
       if (percent <= threshold.percent) return null;
-      return `member "${member.key}" rejected ${rejected} of ${planned} rows (${formatPercent(percent)}), over its threshold of ${threshold.percent}%`;
+      return `member "${member.key}" rejected ${rejected} of ${planned} rows (${formatPercent(percent, threshold.percent)}), over its threshold of ${threshold.percent}%`;
     }
     default:
       return assertNever(member.terminate);
@@ -92,8 +92,11 @@ function failureText(member: MemberDef, run: SyncRun): string {
   return `member "${member.key}" failed: ${run.error ?? 'unknown error'}`;
 }
 
-function formatPercent(p: number): string {
-  return `${p.toFixed(p < 10 ? 1 : 0)}%`;
+/** `p` as a percentage, with the decimals it takes to read above `threshold` (5.04%, not 5.0%, over 5%). */
+function formatPercent(p: number, threshold: number): string {
+  let digits = p < 10 ? 1 : 0;
+  while (digits < 6 && Number(p.toFixed(digits)) <= threshold) digits++;
+  return `${p.toFixed(digits)}%`;
 }
 
 /**
