@@ -6,6 +6,7 @@
  */
 import { NO_ALERTS, type AlertsDefinition } from '../core/alerts.js';
 import { ErrorCode, LockstepError, ValidationError, formatDiagnostics, type Diagnostic } from '../core/errors.js';
+import type { TriggerType } from '../core/runs.js';
 import { NO_WEBHOOKS, type WebhookSettings } from '../core/webhooks.js';
 import { alertsAfterApply, diffWorkspace } from '../core/workspace-diff.js';
 import {
@@ -39,7 +40,12 @@ export const CANCEL_REASONS = {
   SequenceDeleted: 'the sequence was deleted',
   /** A pending sequence run a user cancelled. */
   CancelledBeforeStart: 'cancelled by a user before it started',
+  /** A pending run a schedule, webhook or upstream run queued, of a sequence disabled since. */
+  SequenceDisabled: 'the sequence was disabled before this run started; a disabled sequence runs only when started by hand or through the API',
 } as const;
+
+/** What queues a run on its own; a disabled sync or sequence is not run by these (SPEC §3.2). */
+export const FIRED_TRIGGER_TYPES: readonly TriggerType[] = ['schedule', 'webhook', 'upstream'];
 
 /**
  * Why a sequence run ends when a sync one of its members would still run is deleted: the run keeps

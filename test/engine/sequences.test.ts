@@ -193,6 +193,32 @@ describe('sequences', () => {
     expect(final.members[0]!.startedAt!).toBeGreaterThanOrEqual(alone!.finishedAt!);
   });
 
+  it('a run its schedule queued behind a running one does not start once the sequence is disabled', async () => {
+    const gate = new Gate();
+    const reached = new Gate();
+    let hold = true;
+    const { h } = await setup(SYNCS.map((s) => member(s)), {}, async ({ object }) => {
+      if (object === 'accounts' && hold) {
+        hold = false;
+        reached.open();
+        await gate.wait();
+      }
+    });
+    await using _ = h;
+    const { run } = await h.app.runs.triggerSequence('crm');
+    await reached.wait();
+    const fired = await h.app.runs.queueFiredRun('sequence:1@1', { kind: 'sequence', slug: 'crm' }, { type: 'schedule', detail: 'sequence:1@1' });
+    await h.app.store.applyWorkspace(hierarchy(SYNCS.map((s) => member(s)), { enabled: false }), h.app.clock.now());
+    gate.open();
+    expect((await h.app.runs.waitForSequenceRun(run.id)).status).toBe('done');
+    const followUp = await h.app.runs.waitForSequenceRun(fired!.runId);
+    expect(followUp.status).toBe('cancelled');
+    expect(followUp.reason).toMatch(/^the sequence was disabled before this run started/);
+    expect(followUp.members.every((m) => m.status === 'skipped' && m.syncRunId === null)).toBe(true);
+    // Run by hand, the disabled sequence still runs.
+    expect((await h.app.runs.waitForSequenceRun((await h.app.runs.triggerSequence('crm')).run.id)).status).toBe('done');
+  });
+
   it('a running run keeps the order it was queued with when apply changes the dependencies', async () => {
     const gate = new Gate();
     const reached = new Gate();

@@ -41,7 +41,7 @@ import {
   sequenceRunFinishedError,
   type MemberWithRun,
 } from '../run-rules.js';
-import { CANCEL_REASONS, endOfRunWaitingOnDeletedSync } from '../workspace-changes.js';
+import { CANCEL_REASONS, FIRED_TRIGGER_TYPES, endOfRunWaitingOnDeletedSync } from '../workspace-changes.js';
 import {
   BEGIN,
   errorCode,
@@ -535,6 +535,15 @@ export class PostgresSequenceRunStore implements SequenceRunStore {
     for (const { id } of pending.rows) {
       await this.cancelPending(q, id, CANCEL_REASONS.SequenceDeleted, now);
     }
+  }
+
+  /** Cancels the pending run of the disabled sequence `sequenceId` that a schedule, webhook or upstream run queued. */
+  async cancelFiredPendingOfDisabledSequence(q: Queryable, sequenceId: number, now: number): Promise<void> {
+    const pending = await q.query<{ id: string }>(
+      `SELECT id FROM ${this.tables.sequenceRuns} WHERE sequence_id = $1 AND status = 'pending' AND trigger_type = ANY($2::text[]) FOR UPDATE`,
+      [sequenceId, FIRED_TRIGGER_TYPES],
+    );
+    for (const { id } of pending.rows) await this.cancelPending(q, id, CANCEL_REASONS.SequenceDisabled, now);
   }
 
   // -------------------------------------------------------------------------------------------

@@ -166,6 +166,7 @@ export class PostgresStore extends StoreRoles implements Store, SecretResealer, 
       alerts: this.alerts,
       webhooks: this.webhooks,
       afterDelete: (q, kind, id, slug, now) => this.afterDelete(q, kind, id, slug, now),
+      afterDisable: (q, kind, id, now) => this.afterDisable(q, kind, id, now),
     });
     this.syncRuns = new PostgresSyncRunStore({
       db,
@@ -279,6 +280,11 @@ export class PostgresStore extends StoreRoles implements Store, SecretResealer, 
     } else if (kind === 'sequence') {
       await this.sequenceRuns.cancelPendingOfDeletedSequence(q, id, now);
     }
+  }
+
+  /** A disabled sequence does not run on schedules, webhooks or upstream runs: a run they queued before goes with it, in `q`'s transaction. */
+  private async afterDisable(q: Queryable, kind: 'sync' | 'sequence', id: number, now: number): Promise<void> {
+    if (kind === 'sequence') await this.sequenceRuns.cancelFiredPendingOfDisabledSequence(q, id, now);
   }
 
   async newerSchema(): Promise<LockstepError | null> {

@@ -52,6 +52,8 @@ export interface PostgresWorkspaceStoreOptions {
   webhooks: PostgresWebhookStore;
   /** Cancels the work a deleted sync or sequence leaves behind, in the delete's transaction `q`. */
   afterDelete: (q: Queryable, kind: EntityKind, id: number, slug: string, now: number) => Promise<void>;
+  /** Cancels the work a disabled sync or sequence no longer takes, in the transaction `q` that left it disabled. */
+  afterDisable: (q: Queryable, kind: 'sync' | 'sequence', id: number, now: number) => Promise<void>;
 }
 
 export class PostgresWorkspaceStore implements WorkspaceStore, SecretResealer {
@@ -62,6 +64,7 @@ export class PostgresWorkspaceStore implements WorkspaceStore, SecretResealer {
   private readonly alerts: PostgresAlertStore;
   private readonly webhooks: PostgresWebhookStore;
   private readonly afterDelete: (q: Queryable, kind: EntityKind, id: number, slug: string, now: number) => Promise<void>;
+  private readonly afterDisable: (q: Queryable, kind: 'sync' | 'sequence', id: number, now: number) => Promise<void>;
 
   constructor(options: PostgresWorkspaceStoreOptions) {
     this.db = options.db;
@@ -71,6 +74,7 @@ export class PostgresWorkspaceStore implements WorkspaceStore, SecretResealer {
     this.alerts = options.alerts;
     this.webhooks = options.webhooks;
     this.afterDelete = options.afterDelete;
+    this.afterDisable = options.afterDisable;
   }
 
   async loadWorkspace(): Promise<WorkspaceState> {
@@ -180,12 +184,15 @@ export class PostgresWorkspaceStore implements WorkspaceStore, SecretResealer {
 
   async setEnabled(kind: 'sync' | 'sequence', id: number, enabled: boolean, now: number): Promise<void> {
     const table = this.entityTable(kind);
-    const rows = await this.db.query(`UPDATE ${table} SET enabled = $1, updated_at = $2 WHERE id = $3 AND deleted_at IS NULL RETURNING id`, [
-      enabled,
-      now,
-      safeId(id) ?? -1,
-    ]);
-    if (rows.length === 0) throw new NotFoundError(`${kind} ${id} does not exist`);
+    await this.workspaceTransaction(async (q) => {
+      const { rows } = await q.query(`UPDATE ${table} SET enabled = $1, updated_at = $2 WHERE id = $3 AND deleted_at IS NULL RETURNING id`, [
+        enabled,
+        now,
+        safeId(id) ?? -1,
+      ]);
+      if (rows.length === 0) throw new NotFoundError(`${kind} ${id} does not exist`);
+      if (!enabled) await this.afterDisable(q, kind, id, now);
+    });
   }
 
   async resealSecrets(): Promise<{ secrets: number }> {
@@ -272,20 +279,19 @@ export class PostgresWorkspaceStore implements WorkspaceStore, SecretResealer {
     const enabled = enabledOf(kind, entity);
     const params: unknown[] = [entity.slug, definitionJson(entity, kind, this.secrets), now, origin];
     if (enabled !== null) params.push(enabled);
-    if (create) {
-      await q.query(
-        enabled !== null
-          ? `INSERT INTO ${table} (slug, definition, created_at, updated_at, origin, enabled) VALUES ($1, $2, $3, $3, $4, $5)`
-          : `INSERT INTO ${table} (slug, definition, created_at, updated_at, origin) VALUES ($1, $2, $3, $3, $4)`,
-        params,
-      );
-    } else {
-      await q.query(
-        `UPDATE ${table} SET definition = $2, updated_at = $3, origin = $4${enabled !== null ? ', enabled = $5' : ''}
-         WHERE slug = $1 AND deleted_at IS NULL`,
-        params,
-      );
-    }
+    const { rows } = create
+      ? await q.query<{ id: number }>(
+          enabled !== null
+            ? `INSERT INTO ${table} (slug, definition, created_at, updated_at, origin, enabled) VALUES ($1, $2, $3, $3, $4, $5) RETURNING id`
+            : `INSERT INTO ${table} (slug, definition, created_at, updated_at, origin) VALUES ($1, $2, $3, $3, $4) RETURNING id`,
+          params,
+        )
+      : await q.query<{ id: number }>(
+          `UPDATE ${table} SET definition = $2, updated_at = $3, origin = $4${enabled !== null ? ', enabled = $5' : ''}
+           WHERE slug = $1 AND deleted_at IS NULL RETURNING id`,
+          params,
+        );
+    if (enabled === false && rows[0]) await this.afterDisable(q, kind as 'sync' | 'sequence', Number(rows[0].id), now);
   }
 
   private async applyChange(q: Queryable, change: EntityChange, definition: WorkspaceDefinition, now: number): Promise<void> {

@@ -16,6 +16,7 @@ import {
   type SyncRun,
   type SyncRunStatus,
   type Trigger,
+  type TriggerType,
 } from '../../core/runs.js';
 import type { SecretCodec } from '../../core/secrets.js';
 import {
@@ -30,7 +31,7 @@ import {
 import type { SequenceRecord } from '../../core/workspace.js';
 import { memberLimitColumns, toRecord, toSequenceRun, toSyncRun, type EntityRow, type MemberRunRow, type SequenceRunRow, type SyncRunRow } from '../rows.js';
 import { isTerminalSequenceRunStatus, memberNeedsRun, nothingToCancelError, resumeRefused, sequenceRunFinishedError } from '../run-rules.js';
-import { CANCEL_REASONS, endOfRunWaitingOnDeletedSync } from '../workspace-changes.js';
+import { CANCEL_REASONS, FIRED_TRIGGER_TYPES, endOfRunWaitingOnDeletedSync } from '../workspace-changes.js';
 import type { SqliteStatement, SqliteTransactions, SqliteValue } from './sqlite-database.js';
 import { timeFilters, type Statements } from './sqlite-statements.js';
 import type { SqliteSyncRunStore } from './sqlite-sync-run-store.js';
@@ -347,6 +348,13 @@ export class SqliteSequenceRunStore implements SequenceRunStore {
   cancelPendingOfDeletedSequence(sequenceId: number, now: number): void {
     for (const { id } of this.statements.pendingRunsOfSequence.all(sequenceId) as Array<{ id: string }>) {
       this.cancelPending(id, CANCEL_REASONS.SequenceDeleted, now);
+    }
+  }
+
+  /** Cancels the pending run of the disabled sequence `sequenceId` that a schedule, webhook or upstream run queued. */
+  cancelFiredPendingOfDisabledSequence(sequenceId: number, now: number): void {
+    for (const run of this.statements.pendingRunsOfSequence.all(sequenceId) as Array<{ id: string; trigger_type: TriggerType }>) {
+      if (FIRED_TRIGGER_TYPES.includes(run.trigger_type)) this.cancelPending(run.id, CANCEL_REASONS.SequenceDisabled, now);
     }
   }
 

@@ -177,7 +177,7 @@ export function prepareStatements(db: SqliteDatabase) {
       `SELECT r.id, r.status, m.key FROM member_runs AS m JOIN sequence_runs AS r ON r.id = m.sequence_run_id
        WHERE m.sync_id = ? AND m.status = 'pending' AND r.status IN ('pending', 'running')`,
     ),
-    pendingRunsOfSequence: db.prepare("SELECT id FROM sequence_runs WHERE sequence_id = ? AND status = 'pending'"),
+    pendingRunsOfSequence: db.prepare("SELECT id, trigger_type FROM sequence_runs WHERE sequence_id = ? AND status = 'pending'"),
     insertSequenceRun: db.prepare(
       `INSERT INTO sequence_runs (id, sequence_id, status, trigger_type, trigger_detail, created_at, deadline_minutes, resumed_from, concurrency)
        VALUES (@id, @sequenceId, 'pending', @triggerType, @triggerDetail, @now, @deadlineMinutes, @resumedFrom, @concurrency)

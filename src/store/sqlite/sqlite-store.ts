@@ -166,6 +166,7 @@ export class SqliteStore extends StoreRoles implements Store, SecretResealer, As
       alerts: this.alerts,
       webhooks: this.webhooks,
       afterDelete: (kind, id, slug, now) => this.afterDelete(kind, id, slug, now),
+      afterDisable: (kind, id, now) => this.afterDisable(kind, id, now),
     });
     this.syncRuns = new SqliteSyncRunStore({ statements: this.statements, transactions, fence: this.fence, statement, clock });
     this.sequenceRuns = new SqliteSequenceRunStore({ statements: this.statements, transactions, statement, secrets, clock, syncRuns: this.syncRuns });
@@ -243,6 +244,11 @@ export class SqliteStore extends StoreRoles implements Store, SecretResealer, As
     } else if (kind === 'sequence') {
       this.sequenceRuns.cancelPendingOfDeletedSequence(id, now);
     }
+  }
+
+  /** A disabled sequence does not run on schedules, webhooks or upstream runs: a run they queued before goes with it. */
+  private afterDisable(kind: 'sync' | 'sequence', id: number, now: number): void {
+    if (kind === 'sequence') this.sequenceRuns.cancelFiredPendingOfDisabledSequence(id, now);
   }
 
   // -------------------------------------------------------------------------------------------

@@ -45,6 +45,8 @@ export interface SqliteWorkspaceStoreOptions {
   webhooks: SqliteWebhookStore;
   /** Cancels the work a deleted sync or sequence leaves behind, in the delete's write transaction. */
   afterDelete: (kind: EntityKind, id: number, slug: string, now: number) => void;
+  /** Cancels the work a disabled sync or sequence no longer takes, in the write transaction that left it disabled. */
+  afterDisable: (kind: 'sync' | 'sequence', id: number, now: number) => void;
 }
 
 export class SqliteWorkspaceStore implements WorkspaceStore, SecretResealer {
@@ -57,6 +59,7 @@ export class SqliteWorkspaceStore implements WorkspaceStore, SecretResealer {
   private readonly alerts: SqliteAlertStore;
   private readonly webhooks: SqliteWebhookStore;
   private readonly afterDelete: (kind: EntityKind, id: number, slug: string, now: number) => void;
+  private readonly afterDisable: (kind: 'sync' | 'sequence', id: number, now: number) => void;
 
   constructor(options: SqliteWorkspaceStoreOptions) {
     this.db = options.db;
@@ -68,6 +71,7 @@ export class SqliteWorkspaceStore implements WorkspaceStore, SecretResealer {
     this.alerts = options.alerts;
     this.webhooks = options.webhooks;
     this.afterDelete = options.afterDelete;
+    this.afterDisable = options.afterDisable;
   }
 
   async loadWorkspace(): Promise<WorkspaceState> {
@@ -151,6 +155,7 @@ export class SqliteWorkspaceStore implements WorkspaceStore, SecretResealer {
       if (TABLES[kind].enabled) params.enabled = (definition as { enabled?: boolean }).enabled === false ? 0 : 1;
       (created ? statements.insert : statements.update).run(params);
       const record = toRecord(statements.bySlug.get(definition.slug) as EntityRow, kind, this.secrets) as EntityDefs[K] & Stored;
+      if (params.enabled === 0) this.afterDisable(kind as 'sync' | 'sequence', record.id, now);
       return { record, created };
     });
   }
@@ -168,6 +173,7 @@ export class SqliteWorkspaceStore implements WorkspaceStore, SecretResealer {
     this.transactions.write(() => {
       const statement = kind === 'sync' ? this.statements.setSyncEnabled : this.statements.setSequenceEnabled;
       if (statement.run(enabled ? 1 : 0, now, id).changes === 0) throw new NotFoundError(`${kind} ${id} does not exist`);
+      if (!enabled) this.afterDisable(kind, id, now);
     });
   }
 
@@ -229,6 +235,7 @@ export class SqliteWorkspaceStore implements WorkspaceStore, SecretResealer {
     const params: Record<string, SqliteValue> = { slug: entity.slug, definition: definitionJson(entity, change.kind, this.secrets), now, origin: 'file' };
     if (TABLES[change.kind].enabled) params.enabled = entity.enabled === false ? 0 : 1;
     (change.action === 'create' ? statements.insert : statements.update).run(params);
+    if (params.enabled === 0) this.afterDisable(change.kind as 'sync' | 'sequence', Number((statements.bySlug.get(entity.slug) as EntityRow).id), now);
   }
 
   /** A number is an id; text is a slug, or, when no slug is that text, an id written in digits (see WorkspaceStore.getSync). */

@@ -12,7 +12,7 @@ import type { Store } from '../../../src/core/ports.js';
 import type { SyncRun, SyncRunStatus, Trigger } from '../../../src/core/runs.js';
 import { decideSequenceAdvance, type SequenceAdvanceState } from '../../../src/core/sequence-rules.js';
 import type { SequenceDef } from '../../../src/core/workspace.js';
-import { LEASE, MANUAL, NO_OPTIONS, T0, expectError, member, useFreshStore, type OpenStore } from './fixtures.js';
+import { LEASE, MANUAL, NO_OPTIONS, T0, crmWorkspace, expectError, member, useFreshStore, type OpenStore } from './fixtures.js';
 
 export function describeSequenceRunStoreContract(name: string, open: OpenStore): void {
   describe(`SequenceRunStore contract: ${name}`, () => {
@@ -63,6 +63,33 @@ export function describeSequenceRunStoreContract(name: string, open: OpenStore):
         expect(other.created).toBe(true);
         expect(other.run.members.map((m) => m.key)).toEqual(['accounts', 'contacts', 'deals']);
         expect(await store.getSequenceRun('00000000-0000-4000-8000-000000000000')).toBeNull();
+      });
+
+      it('cancels a run a schedule, webhook or upstream run queued once its sequence is disabled (apply, API or switch); a manual one still starts', async () => {
+        await applyCrm();
+        const linear = await sequence('crm-hierarchy');
+        const declared = crmWorkspace().sequences.find((s) => s.slug === 'crm-hierarchy') as SequenceDef;
+        const disabled = { ...crmWorkspace(), sequences: crmWorkspace().sequences.map((s) => (s.slug === 'crm-hierarchy' ? { ...s, enabled: false } : s)) };
+        const ways = [
+          () => store.applyWorkspace(disabled, T0 + 2),
+          () => store.upsertEntity('sequence', { ...declared, enabled: false }, 'api', T0 + 2),
+          () => store.setEnabled('sequence', linear.id, false, T0 + 2),
+        ];
+        for (const [i, type] of (['schedule', 'webhook', 'upstream'] as const).entries()) {
+          await store.setEnabled('sequence', linear.id, true, T0 + 1);
+          const { run } = await store.enqueueSequenceRun(linear, { type, detail: `fired ${type}` }, T0 + 1);
+          await ways[i]!();
+          const after = await store.getSequenceRun(run.id);
+          expect(after, type).toMatchObject({ status: 'cancelled', finishedAt: T0 + 2, startedAt: null });
+          expect(after?.reason).toBe('the sequence was disabled before this run started; a disabled sequence runs only when started by hand or through the API');
+          expect(after?.members.map((m) => m.status)).toEqual(['skipped', 'skipped', 'skipped']);
+        }
+        // Run by hand (or through the API), a disabled sequence runs: its queued run stays.
+        await store.setEnabled('sequence', linear.id, true, T0 + 3);
+        const { run: manual } = await store.enqueueSequenceRun(linear, MANUAL, T0 + 3);
+        await store.setEnabled('sequence', linear.id, false, T0 + 4);
+        expect((await store.getSequenceRun(manual.id))?.status).toBe('pending');
+        expect(await store.claimSequenceRun(manual.id, T0 + 5)).toMatchObject({ status: 'running' });
       });
 
       it('claims a pending run only while no other run of its sequence is running', async () => {
