@@ -34,7 +34,7 @@ import type { FinishedRunRelay } from './finished-run-relay.js';
 import { FinishedRunSubscription } from './finished-run-subscription.js';
 
 export interface AlertMonitorOptions {
-  store: Pick<Store, 'alerts' | 'getSync' | 'getSequence' | 'listRejectedRows'>;
+  store: Pick<Store, 'alerts' | 'getSync' | 'getSequence'>;
   /** The ends of runs, from the store's outbox. */
   finishedRuns: FinishedRunRelay;
   clock: Clock;
@@ -120,7 +120,6 @@ export class AlertMonitor implements AsyncDisposable {
     const planned = totalCount(run.plannedRows);
     const rejected = totalCount(run.failedRows);
     const percent = planned > 0 ? (rejected / planned) * 100 : 0;
-    const samples = rejected > 0 ? await this.options.store.listRejectedRows(run.id, 3, 0) : [];
     const base = this.syncFields(run, planned, rejected);
     for (const rule of rules) {
       const findings: Finding[] = [];
@@ -140,9 +139,9 @@ export class AlertMonitor implements AsyncDisposable {
           raised: rejected > 0 && percent > rule.rejectedPercent,
           raise: () => ({
             title: `Sync "${sync.slug}" rejected ${rejected} of ${planned} rows (${formatPercent(percent)})`,
-            text:
-              `more than ${rule.rejectedPercent}% of the planned rows were rejected; they stay out of the snapshot and are retried on the next run` +
-              (samples.length > 0 ? `. First reasons: ${samples.map((r) => `${r.key}: ${r.reason}`).join('; ')}` : ''),
+            // Neither keys nor reasons: a destination's reason may quote the row's values, which go no
+            // further than the run's page.
+            text: `more than ${rule.rejectedPercent}% of the planned rows were rejected; they stay out of the snapshot and are retried on the next run — the run's page lists each with its reason`,
             fields: base,
             severity: 'warning',
           }),

@@ -18,6 +18,7 @@ import { systemClock } from '../../src/core/clock.js';
 import { silentLogger } from '../../src/core/logger.js';
 import { PostgresStore } from '../../src/store/postgres/postgres-store.js';
 import { runSync, settle } from './app-steps.js';
+import type { Connectors } from '../../src/core/ports.js';
 import { HttpReceiver, SmtpReceiver, subjectOf, until, type Answer } from './receivers.js';
 
 const SECRET = 'hook-secret';
@@ -169,7 +170,7 @@ describe('alerts', () => {
     expect(rejected).toHaveLength(1);
     expect(rejected[0]!.event).toBe('rejected_rows');
     expect(rejected[0]!.title).toBe('Sync "contacts" rejected 12 of 12 rows (100%)');
-    expect(rejected[0]!.text).toMatch(/FOREIGN KEY/i);
+    expect(rejected[0]!.text).toMatch(/the run's page lists each with its reason$/);
 
     sqlite(join(h.dir, 'crm.db'), 'drop table workspaces');
     const { run } = await h.app.runs.triggerSequence('crm');
@@ -242,6 +243,58 @@ describe('alerts', () => {
       expect(http.at('/hook')[0]!.json).toMatchObject({ kind: 'triggered', event: 'sync_failed', subject: { kind: 'sync', slug: 'accounts' } });
     } finally {
       await app.close();
+    }
+  });
+
+  it("never sends a rejected row's values to a channel: a destination's reason may quote them, the run's page shows them", async () => {
+    const http = await HttpReceiver.start();
+    const smtp = await SmtpReceiver.start();
+    const dir = tempDir();
+    createHierarchyFixture(dir);
+    // An API that refuses each row quoting what it was sent, as many do.
+    const quoting = (real: Connectors): Connectors => ({
+      openSource: (c) => real.openSource(c),
+      async openDestination(c, run) {
+        const destination = await real.openDestination(c, run);
+        return {
+          ...destination,
+          close: () => destination.close(),
+          async prepare() {
+            return { write: async (batch) => batch.map((op) => ({ ok: false as const, reason: `HTTP 422: {"error":"name ${String(op.values[1])} is taken"}` })) };
+          },
+        };
+      },
+    });
+    const h = await startHarness({
+      dir,
+      env: { HOOK_SECRET: SECRET, PD_KEY: 'routing-key-1', TEAM: 'data' },
+      connectors: quoting,
+      definition: {
+        ...workspace({
+          sources: [source('warehouse', { path: 'warehouse.db' })],
+          destinations: [source('crm', { path: 'crm.db' })],
+          models: [model('accounts', 'warehouse', 'select id, name from accounts')],
+          syncs: [sync('accounts', { model: 'accounts', destination: 'crm', object: 'accounts' })],
+        }),
+        alerts: alertsFor(http.url, smtp.url),
+      },
+    });
+    try {
+      const run = await runSync(h.app, 'accounts');
+      expect(run.status).toBe('warning');
+      expect((await h.app.store.listRejectedRows(run.id, 1, 0))[0]!.reason).toContain('Account 1');
+      await settle(h.app);
+      await until(() => smtp.messages.length === 1, 'the email');
+      const sent = [...['/slack', '/hook', '/pd'].map((path) => http.at(path)[0]!.raw), smtp.messages[0]!.raw];
+      for (const body of sent) {
+        expect(body).toContain('rejected 3 of 3 rows');
+        expect(body).toContain(`/runs/sync/${run.id}`);
+        expect(body).not.toContain('Account');
+      }
+    } finally {
+      await h.app.close();
+      await http[Symbol.asyncDispose]();
+      await smtp[Symbol.asyncDispose]();
     }
   });
 
