@@ -61,7 +61,7 @@ export const AlertRuleView = z
     slowerThanMinutes: z.number().nullable(),
     channels: z.array(z.string()),
     origin: Origin,
-    workspaceDefault: z.boolean().openapi({ description: 'It names no sync and no sequence: it watches every one no other rule names.' }),
+    workspaceDefault: z.boolean().openapi({ description: 'It names no sync and no sequence: it watches every one, for the events no rule naming it lists.' }),
   })
   .openapi('AlertRule');
 

@@ -114,7 +114,7 @@ export interface AlertRuleDef extends AlertOrigin {
   on: AlertEvent[];
   /**
    * Slugs of the syncs and sequences it watches. Both empty: a workspace default rule, which watches
-   * every sync and sequence that no other rule names.
+   * every sync and sequence for the events no rule naming it lists (see rulesFor).
    */
   syncs: string[];
   sequences: string[];
@@ -150,12 +150,19 @@ export function subjectKey(subject: AlertSubject): string {
 }
 
 /**
- * The rules watching a subject: the rules naming it, or, when none does, the workspace default
- * rules. A rule watches a sync through `syncs` and a sequence through `sequences`.
+ * The rules watching a subject: the rules naming it, and the workspace default rules for the events
+ * none of those lists (a default rule comes with its `on` narrowed to them, `recovered` kept). So a
+ * rule for a sync's rejected rows leaves its failures to the defaults. A rule watches a sync through
+ * `syncs` and a sequence through `sequences`.
  */
 export function rulesFor(rules: readonly AlertRuleDef[], subject: AlertSubject): AlertRuleDef[] {
   const named = rules.filter((r) => (subject.kind === 'sync' ? r.syncs : r.sequences).includes(subject.slug));
-  return named.length > 0 ? named : rules.filter(isDefaultRule);
+  const taken = new Set(named.flatMap((r) => r.on.filter((e) => e !== AlertEvent.Recovered)));
+  const defaults = rules
+    .filter(isDefaultRule)
+    .map((rule) => ({ ...rule, on: rule.on.filter((e) => e === AlertEvent.Recovered || !taken.has(e)) }))
+    .filter((rule) => rule.on.some((e) => e !== AlertEvent.Recovered));
+  return [...named, ...defaults];
 }
 
 /** What a change of a condition's state calls for. */

@@ -46,7 +46,7 @@ function alertsFor(http: string, smtp: string, over: Partial<AlertsDefinition['r
   };
 }
 
-async function setup(answer?: (path: string, n: number) => Answer, env: Record<string, string> = {}) {
+async function setup(answer?: (path: string, n: number) => Answer, env: Record<string, string> = {}, moreRules: AlertsDefinition['rules'] = []) {
   const http = await HttpReceiver.start(answer);
   const smtp = await SmtpReceiver.start();
   const dir = tempDir();
@@ -70,7 +70,7 @@ async function setup(answer?: (path: string, n: number) => Answer, env: Record<s
         ],
         sequences: [sequence('crm', [member('accounts'), member('workspaces'), member('contacts')])],
       }),
-      alerts: alertsFor(http.url, smtp.url),
+      alerts: { ...alertsFor(http.url, smtp.url), rules: [...alertsFor(http.url, smtp.url).rules, ...moreRules] },
     },
   });
   return {
@@ -296,6 +296,27 @@ describe('alerts', () => {
       await http[Symbol.asyncDispose]();
       await smtp[Symbol.asyncDispose]();
     }
+  });
+
+  it('leaves to the workspace default the events a rule naming a sync does not list: its failures still notify', async () => {
+    // As in the README: failures go to every channel by default; contacts' rejected rows to the webhook alone.
+    const rejectedOnly: AlertsDefinition['rules'][number] = { name: 'contacts-rejected', on: ['rejected_rows', 'recovered'], syncs: ['contacts'], sequences: [], rejectedPercent: 5, slowerThanMinutes: null, channels: ['hooks'] };
+    await using t = await setup(undefined, {}, [rejectedOnly]);
+    const { h, http } = t;
+    // Every contact rejected (no workspaces yet): one notice, from the rule naming the sync.
+    expect((await runSync(h.app, 'contacts')).status).toBe('warning');
+    await settle(h.app);
+    expect(http.at('/hook').map((r) => [(r.json as { rule: string }).rule, (r.json as { event: string }).event])).toEqual([['contacts-rejected', 'rejected_rows']]);
+    expect(http.at('/slack')).toHaveLength(0);
+    // The sync fails: the default rule, which lists sync_failed, tells every channel.
+    sqlite(join(h.dir, 'crm.db'), 'drop table contacts');
+    expect((await runSync(h.app, 'contacts')).status).toBe('failed');
+    await settle(h.app);
+    expect(http.at('/hook').map((r) => [(r.json as { rule: string }).rule, (r.json as { event: string }).event])).toEqual([
+      ['contacts-rejected', 'rejected_rows'],
+      ['default', 'sync_failed'],
+    ]);
+    expect(http.at('/slack')).toHaveLength(1);
   });
 
   it('retries a failing channel in the background: a receiver answering 500 then 200 gets the notice; the run is not delayed', async () => {

@@ -510,7 +510,7 @@ function RuleDialog(props: { rule: AlertRule | null; channels: AlertChannel[]; o
         </div>
         <fieldset>
           <legend>Watches</legend>
-          <p className="hint">Choose syncs and sequences, or none to make this the workspace default: it then watches every sync and sequence no other rule names.</p>
+          <p className="hint">Choose syncs and sequences, or none to make this the workspace default: it then watches every sync and sequence, for the events no rule naming it lists.</p>
           {workspace.loading && !workspace.data && <Loading />}
           <SlugChecks label="Syncs" slugs={syncs} checked={form.syncs} onToggle={(s) => toggle('syncs', s)} />
           <FieldError message={listError('syncs')} />
