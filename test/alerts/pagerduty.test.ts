@@ -5,7 +5,8 @@
  */
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { AlertsDefinition } from '../../src/core/alerts.js';
+import type { AlertNotice, AlertsDefinition } from '../../src/core/alerts.js';
+import { pagerDutyEvent } from '../../src/connectors/alert-channels/pagerduty-channel.js';
 import { model, source, sync, workspace } from '../helpers/definitions.js';
 import { createHierarchyFixture, sqlite, startHarness, tempDir } from '../helpers/harness.js';
 import { PagerDutyStandin } from '../standins/pagerduty-standin.js';
@@ -92,6 +93,29 @@ describe('PagerDuty channel', () => {
     }, 'both notices sent', 15_000);
     expect(pd.events.map((e) => e.action)).toEqual(['trigger', 'resolve']);
     expect(pd.open()).toEqual([]);
+  });
+
+  it('cuts a long summary to the 1024 characters PagerDuty takes, never inside a character', () => {
+    const notice: AlertNotice = {
+      kind: 'triggered',
+      event: 'sync_failed',
+      condition: 'failed',
+      rule: 'default',
+      subject: { kind: 'sync', slug: 'accounts' },
+      run: null,
+      title: 'Sync "accounts" failed',
+      // The API's error puts an emoji (two UTF-16 units) right where the summary is cut.
+      text: `${'x'.repeat(1024 - 'Sync "accounts" failed: '.length - 1)}🚫 and more`,
+      fields: [],
+      severity: 'error',
+      dedupKey: 'lockstep:default:sync:accounts:failed',
+      occurredAt: 0,
+    };
+    const { summary } = (pagerDutyEvent(notice, ROUTING_KEY) as { payload: { summary: string } }).payload;
+    expect([...summary].length).toBeLessThanOrEqual(1024);
+    // No half of a surrogate pair: it survives a round trip through UTF-8.
+    expect(Buffer.from(summary, 'utf8').toString('utf8')).toBe(summary);
+    expect(summary.endsWith('x')).toBe(true);
   });
 
   it('keeps the dedup key within the 255 characters PagerDuty takes, one key per rule, sync and condition', async () => {

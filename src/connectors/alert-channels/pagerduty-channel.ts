@@ -61,7 +61,7 @@ export function pagerDutyEvent(notice: AlertNotice, routingKey: string): Record<
     event_action: 'trigger',
     dedup_key: notice.dedupKey,
     payload: {
-      summary: `${notice.title}: ${notice.text}`.slice(0, 1024),
+      summary: withinUnits(`${notice.title}: ${notice.text}`, MAX_SUMMARY_CHARS),
       source: 'lockstep',
       severity: notice.severity,
       timestamp: new Date(notice.occurredAt).toISOString(),
@@ -71,4 +71,16 @@ export function pagerDutyEvent(notice: AlertNotice, routingKey: string): Record<
     },
     links: notice.run ? [{ href: notice.run.url, text: 'Open the run in Lockstep' }] : [],
   };
+}
+
+/** The longest `payload.summary` PagerDuty takes ("Send an Alert Event"). */
+const MAX_SUMMARY_CHARS = 1024;
+
+/**
+ * At most `max` UTF-16 units of `text`, cut before a character that would not fit whole: half of a
+ * surrogate pair is not text, and a JSON parser may refuse the event for it.
+ */
+function withinUnits(text: string, max: number): string {
+  const cut = text.slice(0, max);
+  return /[\uD800-\uDBFF]$/.test(cut) ? cut.slice(0, -1) : cut;
 }
