@@ -56,6 +56,11 @@ interface Finding {
   raised: boolean;
   /** The notice when it is raised. */
   raise: () => Omit<AlertNotice, 'kind' | 'event' | 'condition' | 'rule' | 'subject' | 'run' | 'dedupKey' | 'occurredAt'>;
+  /**
+   * The recovery notice's title: `recovered` only when the subject runs well again; a clear of
+   * another condition says which (a fast run may clear `slow` while it fails).
+   */
+  recoveredTitle: string;
   /** What the recovery notice says. */
   recovery: string;
 }
@@ -129,6 +134,7 @@ export class AlertMonitor implements AsyncDisposable {
           event: 'sync_failed',
           raised: run.status === 'failed',
           raise: () => ({ title: `Sync "${sync.slug}" failed`, text: run.error ?? 'the run failed', fields: base, severity: 'error' }),
+          recoveredTitle: `Sync "${sync.slug}" recovered`,
           recovery: `the sync ran well again (${run.status})`,
         });
       }
@@ -145,6 +151,7 @@ export class AlertMonitor implements AsyncDisposable {
             fields: base,
             severity: 'warning',
           }),
+          recoveredTitle: `Sync "${sync.slug}" rejects no more than ${rule.rejectedPercent}% of its rows again`,
           recovery: `rejected rows are back at or under ${rule.rejectedPercent}% (${rejected} of ${planned})`,
         });
       }
@@ -185,6 +192,7 @@ export class AlertMonitor implements AsyncDisposable {
             fields,
             severity: 'error',
           }),
+          recoveredTitle: `Sequence "${sequence.slug}" recovered`,
           recovery: 'the sequence ran to the end again (done)',
         });
       }
@@ -207,6 +215,7 @@ export class AlertMonitor implements AsyncDisposable {
         fields,
         severity: 'warning',
       }),
+      recoveredTitle: `${what} is no longer slow`,
       recovery: `the run took ${formatMinutes(minutes)}, within the limit of ${rule.slowerThanMinutes} min`,
     };
   }
@@ -240,12 +249,11 @@ export class AlertMonitor implements AsyncDisposable {
     const common = { condition: finding.condition, rule: rule.name, subject, run, dedupKey: dedupKey(rule.name, subject, finding.condition), occurredAt };
     if (change === 'raise') return { ...common, ...finding.raise(), kind: 'triggered', event: finding.event };
     if (change === 'clear' && rule.on.includes('recovered')) {
-      const what = subject.kind === 'sync' ? 'Sync' : 'Sequence';
       return {
         ...common,
         kind: 'resolved',
         event: 'recovered',
-        title: `${what} "${subject.slug}" recovered`,
+        title: finding.recoveredTitle,
         text: finding.recovery,
         fields: [{ label: 'Cleared', value: finding.condition }, { label: 'Run', value: run.id }],
         severity: 'info',

@@ -19,6 +19,7 @@ import { silentLogger } from '../../src/core/logger.js';
 import { PostgresStore } from '../../src/store/postgres/postgres-store.js';
 import { runSync, settle } from './app-steps.js';
 import type { Connectors } from '../../src/core/ports.js';
+import { withWriteHook } from '../helpers/fault-connectors.js';
 import { HttpReceiver, SmtpReceiver, subjectOf, until, type Answer } from './receivers.js';
 
 const SECRET = 'hook-secret';
@@ -317,6 +318,48 @@ describe('alerts', () => {
       ['default', 'sync_failed'],
     ]);
     expect(http.at('/slack')).toHaveLength(1);
+  });
+
+  it('says which condition cleared: a fast run that fails ends "slow" without calling the sync recovered', async () => {
+    const http = await HttpReceiver.start();
+    const dir = tempDir();
+    createHierarchyFixture(dir);
+    let slowWrites = true;
+    const h = await startHarness({
+      dir,
+      connectors: (real) => withWriteHook(real, () => (slowWrites ? new Promise((r) => setTimeout(r, 700)) : undefined)),
+      definition: {
+        ...workspace({
+          sources: [source('warehouse', { path: 'warehouse.db' })],
+          destinations: [source('crm', { path: 'crm.db' })],
+          models: [model('accounts', 'warehouse', 'select id, name from accounts')],
+          syncs: [sync('accounts', { model: 'accounts', destination: 'crm', object: 'accounts' })],
+        }),
+        alerts: {
+          channels: [{ name: 'hooks', type: 'webhook', url: `${http.url}/hook`, headers: {}, secret: null }],
+          // 0.005 min: 300 ms.
+          rules: [{ name: 'default', on: ['sync_failed', 'slow_run', 'recovered'], syncs: [], sequences: [], rejectedPercent: 0, slowerThanMinutes: 0.005, channels: ['hooks'] }],
+        },
+      },
+    });
+    try {
+      expect((await runSync(h.app, 'accounts')).status).toBe('success');
+      await settle(h.app);
+      slowWrites = false;
+      sqlite(join(dir, 'crm.db'), 'drop table accounts');
+      expect((await runSync(h.app, 'accounts')).status).toBe('failed');
+      await settle(h.app);
+      const notices = http.at('/hook').map((r) => r.json as { event: string; condition: string; title: string });
+      expect(notices.map((n) => [n.event, n.condition])).toEqual([
+        ['slow_run', 'slow'],
+        ['sync_failed', 'failed'],
+        ['recovered', 'slow'],
+      ]);
+      expect(notices[2]!.title).toBe('Sync "accounts" is no longer slow');
+    } finally {
+      await h.app.close();
+      await http[Symbol.asyncDispose]();
+    }
   });
 
   it('retries a failing channel in the background: a receiver answering 500 then 200 gets the notice; the run is not delayed', async () => {
