@@ -42,6 +42,8 @@ export const CANCEL_REASONS = {
   CancelledBeforeStart: 'cancelled by a user before it started',
   /** A pending run a schedule, webhook or upstream run queued, of a sequence disabled since. */
   SequenceDisabled: 'the sequence was disabled before this run started; a disabled sequence runs only when started by hand or through the API',
+  /** A queued run a schedule, webhook or upstream run queued, of a sync disabled since. */
+  SyncDisabled: 'the sync was disabled before this run started; a disabled sync runs only when started by hand or through the API',
 } as const;
 
 /** What queues a run on its own; a disabled sync or sequence is not run by these (SPEC §3.2). */

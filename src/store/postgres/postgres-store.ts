@@ -285,6 +285,7 @@ export class PostgresStore extends StoreRoles implements Store, SecretResealer, 
   /** A disabled sequence does not run on schedules, webhooks or upstream runs: a run they queued before goes with it, in `q`'s transaction. */
   private async afterDisable(q: Queryable, kind: 'sync' | 'sequence', id: number, now: number): Promise<void> {
     if (kind === 'sequence') await this.sequenceRuns.cancelFiredPendingOfDisabledSequence(q, id, now);
+    else await this.syncRuns.cancelFiredQueuedOfDisabledSync(q, id, now);
   }
 
   async newerSchema(): Promise<LockstepError | null> {

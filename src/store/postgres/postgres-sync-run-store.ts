@@ -14,7 +14,7 @@ import { queuedRunJoinRefusal } from '../../core/sync-rules.js';
 import { memberTransition, type MemberTransition } from '../member-state.js';
 import { toLease, toRejectedRow, type LeaseRow, type RejectedRowRow, type SyncRunRow } from '../rows.js';
 import { nothingToCancelError, statusFilterAt, syncRunFinishedError } from '../run-rules.js';
-import { CANCEL_REASONS } from '../workspace-changes.js';
+import { CANCEL_REASONS, FIRED_TRIGGER_TYPES } from '../workspace-changes.js';
 import { readText, storedText, type PostgresDatabase, type Queryable } from './postgres-database.js';
 import { fenceHolds, runLeaseLost, type PostgresRunFence } from './postgres-run-fence.js';
 import {
@@ -368,6 +368,17 @@ export class PostgresSyncRunStore implements SyncRunStore {
   }
 
   /** Cancels the standalone runs queued for the deleted sync `syncId`, recorded as finished runs: they can never run. */
+  /** Cancels the queued standalone run of the disabled sync `syncId` that a schedule, webhook or upstream run queued. */
+  async cancelFiredQueuedOfDisabledSync(q: Queryable, syncId: number, now: number): Promise<void> {
+    const cancelled = await q.query<{ id: string }>(
+      `UPDATE ${this.tables.syncRuns} SET status = 'cancelled', finished_at = $1, error = $2
+       WHERE sync_id = $3 AND status = 'queued' AND sequence_run_id IS NULL AND trigger_type = ANY($4::text[])
+       RETURNING id::text`,
+      [now, CANCEL_REASONS.SyncDisabled, syncId, FIRED_TRIGGER_TYPES],
+    );
+    await this.statements.recordFinishedRuns(q, 'sync', cancelled.rows.map((r) => r.id), now);
+  }
+
   async cancelQueuedOfDeletedSync(q: Queryable, syncId: number, now: number): Promise<void> {
     const cancelled = await q.query<{ id: string }>(
       `UPDATE ${this.tables.syncRuns} SET status = 'cancelled', finished_at = $1, error = $2

@@ -249,6 +249,7 @@ export class SqliteStore extends StoreRoles implements Store, SecretResealer, As
   /** A disabled sequence does not run on schedules, webhooks or upstream runs: a run they queued before goes with it. */
   private afterDisable(kind: 'sync' | 'sequence', id: number, now: number): void {
     if (kind === 'sequence') this.sequenceRuns.cancelFiredPendingOfDisabledSequence(id, now);
+    else this.syncRuns.cancelFiredQueuedOfDisabledSync(id, now);
   }
 
   // -------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import { queuedRunJoinRefusal } from '../../core/sync-rules.js';
 import { memberTransition } from '../member-state.js';
 import { toLease, toRejectedRow, toSyncRun, type LeaseRow, type RejectedRowRow, type SyncRunRow } from '../rows.js';
 import { nothingToCancelError, statusFilterAt, syncRunFinishedError } from '../run-rules.js';
-import { CANCEL_REASONS } from '../workspace-changes.js';
+import { CANCEL_REASONS, FIRED_TRIGGER_TYPES } from '../workspace-changes.js';
 import type { SqliteStatement, SqliteTransactions, SqliteValue } from './sqlite-database.js';
 import type { SqliteRunFence } from './sqlite-run-fence.js';
 import { timeFilters, type Statements } from './sqlite-statements.js';
@@ -305,6 +305,12 @@ export class SqliteSyncRunStore implements SyncRunStore {
   }
 
   /** Cancels the standalone runs queued for the deleted sync `syncId`, recorded as finished runs: they can never run. */
+  /** Cancels the queued standalone run of the disabled sync `syncId` that a schedule, webhook or upstream run queued. */
+  cancelFiredQueuedOfDisabledSync(syncId: number, now: number): void {
+    const cancelled = this.statements.cancelFiredQueuedRunsOfSync.all(now, CANCEL_REASONS.SyncDisabled, syncId, JSON.stringify(FIRED_TRIGGER_TYPES)) as Array<{ id: number }>;
+    for (const run of cancelled) this.statements.recordFinishedRun.run('sync', String(run.id), now);
+  }
+
   cancelQueuedOfDeletedSync(syncId: number, now: number): void {
     for (const run of this.statements.cancelQueuedRunsOfSync.all(now, CANCEL_REASONS.SyncDeleted, syncId) as Array<{ id: number }>) {
       this.statements.recordFinishedRun.run('sync', String(run.id), now);

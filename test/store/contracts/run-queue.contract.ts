@@ -15,7 +15,8 @@ import type { LeaseRequest, Store } from '../../../src/core/ports.js';
 import { syncRunView } from '../../../src/core/run-views.js';
 import type { SyncRun, SyncRunStatus } from '../../../src/core/runs.js';
 import { sequenceRunDetails } from '../../../src/engine/run-details.js';
-import { LEASE, MANUAL, NO_OPTIONS, T0, expectError, useFreshStore, type OpenStore } from './fixtures.js';
+import type { SyncDef } from '../../../src/core/workspace.js';
+import { LEASE, MANUAL, NO_OPTIONS, T0, crmWorkspace, expectError, useFreshStore, type OpenStore } from './fixtures.js';
 
 export function describeRunQueueContract(name: string, open: OpenStore): void {
   describe(`SyncRunStore contract: ${name}`, () => {
@@ -113,6 +114,31 @@ export function describeRunQueueContract(name: string, open: OpenStore): void {
       it('refuses to queue a run of an unknown sync', async () => {
         await applyCrm();
         await expectError(store.enqueueSyncRun({ syncId: 9999, trigger: MANUAL, options: NO_OPTIONS }, T0), ErrorCode.NotFound);
+      });
+
+      it('cancels a run a schedule, webhook or upstream run queued once its sync is disabled (apply, API or switch); a manual one still starts', async () => {
+        const { syncs } = await applyCrm();
+        const declared = crmWorkspace().syncs.find((s) => s.slug === 'accounts-to-crm') as SyncDef;
+        const id = syncs['accounts-to-crm']!.id;
+        const disabled = { ...crmWorkspace(), syncs: crmWorkspace().syncs.map((s) => (s.slug === 'accounts-to-crm' ? { ...s, enabled: false } : s)) };
+        const ways = [
+          () => store.applyWorkspace(disabled, T0 + 2),
+          () => store.upsertEntity('sync', { ...declared, enabled: false }, 'api', T0 + 2),
+          () => store.setEnabled('sync', id, false, T0 + 2),
+        ];
+        for (const [i, type] of (['schedule', 'webhook', 'upstream'] as const).entries()) {
+          await store.setEnabled('sync', id, true, T0 + 1);
+          const { run } = await store.enqueueSyncRun({ syncId: id, trigger: { type, detail: `fired ${type}` }, options: NO_OPTIONS }, T0 + 1);
+          await ways[i]!();
+          const after = await store.getSyncRun(run.id);
+          expect(after, type).toMatchObject({ status: 'cancelled', finishedAt: T0 + 2, startedAt: null });
+          expect(after?.error).toBe('the sync was disabled before this run started; a disabled sync runs only when started by hand or through the API');
+        }
+        // Run by hand (or through the API), a disabled sync runs: its queued run stays.
+        await store.setEnabled('sync', id, true, T0 + 3);
+        const { run: manual } = await store.enqueueSyncRun({ syncId: id, trigger: MANUAL, options: NO_OPTIONS }, T0 + 3);
+        await store.setEnabled('sync', id, false, T0 + 4);
+        expect((await store.getSyncRun(manual.id))?.status).toBe('queued');
       });
 
       it('records a firing key and queues its run together: once per key, and neither when the sync or sequence is gone', async () => {
