@@ -43,6 +43,12 @@ export interface RunProgress {
   reading: boolean;
   /** Rows in the snapshot at the start: how many rows the model is expected to return. */
   expectedRows: number;
+  /**
+   * With no snapshot to go by (a first run, a run past a cursor, resetCDC): the rows the sync's
+   * last finished run read, the best guess of the model's size for the run's completion; 0 when
+   * no run finished before.
+   */
+  estimatedRows: number;
   /** The run has moved to `processing`. */
   processing: boolean;
 }
@@ -83,15 +89,18 @@ export function addCounts(counts: OperationCounts, more: OperationCounts): void 
 
 /**
  * How far a run is. While the model is still read, the share of it read so far (against the
- * snapshot's size, the best guess of the model's) times the share of planned rows settled, kept
- * below 1; afterwards, the share of planned rows settled.
+ * snapshot's size, or the last run's, the best guesses of the model's) times the share of planned
+ * rows settled, kept below 1; afterwards, the share of planned rows settled. While a model of no
+ * known size is read, 0: how much is left is not known (the share of the rows read so far that
+ * were settled would read 0.99 for most of a first run).
  */
-function completionRatio(progress: RunProgress): number {
+export function completionRatio(progress: RunProgress): number {
   const planned = totalCount(progress.planned);
   const settled = planned === 0 ? 1 : Math.min(1, progress.settled / planned);
   if (!progress.reading) return settled;
-  const read = progress.expectedRows > 0 ? Math.min(1, progress.querySize / progress.expectedRows) : 1;
-  return Math.min(0.99, read * settled);
+  const expected = progress.expectedRows > 0 ? progress.expectedRows : progress.estimatedRows;
+  if (!(expected > 0)) return 0;
+  return Math.min(0.99, Math.min(1, progress.querySize / expected) * settled);
 }
 
 /** The counts of a run's record from its progress (nothing before it has one). */

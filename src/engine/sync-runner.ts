@@ -204,6 +204,7 @@ export class SyncRunner {
         settled: 0,
         reading: true,
         expectedRows: 0,
+        estimatedRows: 0,
         processing: false,
       };
       started = progress;
@@ -364,6 +365,7 @@ export class SyncRunner {
       // An empty snapshot (a first run, or after resetCDC) needs no lookups: every row is new.
       // Rows past a cursor are looked up in the store: a few rows need no whole snapshot (nor its count).
       progress.expectedRows = resetCDC || byCursor ? 0 : await store.snapshots.count(sync.id);
+      if (progress.expectedRows === 0) progress.estimatedRows = await this.lastRunRows(run);
       // The snapshot in memory when it fits the budget; otherwise looked up batch by batch.
       index = progress.expectedRows > 0 ? await this.loadSnapshot(p, progress.expectedRows) : null;
     } catch (error) {
@@ -540,6 +542,12 @@ export class SyncRunner {
    * resync or resetCDC. `highest`: the cursor's value before the rows are read, recorded when the
    * run ends clean.
    */
+  /** The rows the sync's last finished run before `run` read (0 when none did): the size of the model as last seen. */
+  private async lastRunRows(run: SyncRun): Promise<number> {
+    const finished = await this.options.store.listSyncRuns({ syncId: run.syncId, statuses: ['success', 'warning'], limit: 2, offset: 0, order: 'desc' });
+    return finished.find((r) => r.id < run.id)?.querySize ?? 0;
+  }
+
   private async storeCursor(p: Pipeline): Promise<{ kind: 'full' | 'cursor'; query: string; highest: string | number | null; runs: number; note: string | null }> {
     const { model, run, source, sync, signal } = p;
     const request = cursorRequest(model, run.options.fullResync || run.options.fullCompare === true);
