@@ -94,6 +94,8 @@ export interface ApplyPlan {
   alerts: AlertsDefinition | null;
   /** The webhook settings to store, or null when they did not change. */
   webhooks: WebhookSettings | null;
+  /** The syncs whose rows the change keys otherwise (see syncsWithNewKeys): their snapshots are dropped. */
+  rekeyedSyncs: number[];
 }
 
 /**
@@ -113,7 +115,31 @@ export function planApply(current: WorkspaceState, definition: WorkspaceDefiniti
       ? alertsAfterApply(current.alerts, definition.alerts ?? NO_ALERTS)
       : null,
     webhooks: changes.some((c) => c.kind === 'webhook') ? (definition.webhooks ?? NO_WEBHOOKS) : null,
+    rekeyedSyncs: syncsWithNewKeys(current, withApiEntities(definition, current)),
   };
+}
+
+/**
+ * The live syncs whose rows `next` keys otherwise than `current`: their model's primary key changed,
+ * or they read another model with another key. Their snapshot holds keys no row has any more, so a
+ * run would plan every row added and every key it holds removed: a mirror would delete in the
+ * destination the rows it had just written under their new keys. Dropping that snapshot in the
+ * same transaction makes the next run send every row once and remove nothing.
+ */
+export function syncsWithNewKeys(current: WorkspaceState, next: Pick<WorkspaceDefinition, 'models' | 'syncs'>): number[] {
+  const keyOf = (models: ReadonlyArray<{ slug: string; primaryKey: string[] }>, slug: string) => {
+    const model = models.find((m) => m.slug === slug);
+    return model ? JSON.stringify(model.primaryKey) : null;
+  };
+  const ids: number[] = [];
+  for (const sync of current.syncs) {
+    const after = next.syncs.find((s) => s.slug === sync.slug);
+    if (!after) continue;
+    const before = keyOf(current.models, sync.model);
+    const now = keyOf(next.models, after.model);
+    if (before !== null && now !== null && before !== now) ids.push(sync.id);
+  }
+  return ids;
 }
 
 /** The entity `definition` declares for a create or update change (undefined when it declares none). */
@@ -130,8 +156,11 @@ export function enabledOf(kind: EntityKind, entity: object): boolean | null {
   return (entity as { enabled?: boolean }).enabled !== false;
 }
 
-/** Throws a ValidationError when storing `definition` (by slug) would leave a reference unresolved. */
-export function checkUpsert<K extends EntityKind>(current: WorkspaceState, kind: K, definition: EntityDefs[K]): void {
+/**
+ * Throws a ValidationError when storing `definition` (by slug) would leave a reference unresolved;
+ * otherwise returns the syncs whose rows it keys otherwise (see syncsWithNewKeys).
+ */
+export function checkUpsert<K extends EntityKind>(current: WorkspaceState, kind: K, definition: EntityDefs[K]): number[] {
   const section = ENTITY_SECTIONS[kind];
   const next: WorkspaceDefinition = { ...current };
   const others = (current[section] as Array<{ slug: string }>).filter((e) => e.slug !== definition.slug);
@@ -140,6 +169,7 @@ export function checkUpsert<K extends EntityKind>(current: WorkspaceState, kind:
   if (problems.length > 0) {
     throw new ValidationError(problems, `${kind} "${definition.slug}" cannot be stored:\n${formatDiagnostics(problems)}`);
   }
+  return syncsWithNewKeys(current, next);
 }
 
 /** Throws a Conflict, naming them, when other entities refer to the `kind` entity `slug`. */

@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 import { createConnectorRegistry, type App } from '../../app.js';
 import { formatDiagnostic } from '../../core/errors.js';
 import { ACTIVE_SYNC_RUN_STATUSES } from '../../core/runs.js';
-import { ENTITY_SECTIONS, type EntityKind, type Stored, type WorkspaceDefinition, type WorkspaceState } from '../../core/workspace.js';
+import { ENTITY_SECTIONS, type EntityKind, type Stored, type WorkspaceChange, type WorkspaceDefinition, type WorkspaceState } from '../../core/workspace.js';
 import type { CommandDeps } from './command-deps.js';
 
 export interface WorkspaceCommandDeps extends CommandDeps {
@@ -59,7 +59,7 @@ export function registerWorkspaceCommands(program: Command, deps: WorkspaceComma
           const sign = c.action === 'create' ? '+' : c.action === 'delete' ? '-' : '~';
           const takeover = c.fields.includes('origin') ? ' — created through the API; the file takes it over' : '';
           const dropped = c.action === 'delete' && c.kind === 'sync' ? await syncDeletionNote(app, c.slug) : '';
-          term.out(`${sign} ${c.action} ${c.kind} ${c.slug}${c.fields.length ? ` (${c.fields.join(', ')})` : ''}${takeover}${dropped}`);
+          term.out(`${sign} ${c.action} ${c.kind} ${c.slug}${c.fields.length ? ` (${c.fields.join(', ')})` : ''}${takeover}${dropped}${rekeyNote(c)}`);
         }
         for (const kept of apiOnlyEntities(await app.store.loadWorkspace(), definition)) {
           term.out(`= keep ${kept} (created through the API; apply leaves it alone)`);
@@ -82,7 +82,7 @@ export function registerWorkspaceCommands(program: Command, deps: WorkspaceComma
         }
         const changes = await app.store.applyWorkspace(definition, app.clock.now());
         term.out(changes.length === 0 ? 'Nothing to apply: the store already matches.' : `Applied ${changes.length} change(s):`);
-        for (const c of changes) term.out(`  ${c.action} ${c.kind} ${c.slug}${c.action === 'delete' && c.kind === 'sync' ? (notes.get(c.slug) ?? '') : ''}`);
+        for (const c of changes) term.out(`  ${c.action} ${c.kind} ${c.slug}${c.action === 'delete' && c.kind === 'sync' ? (notes.get(c.slug) ?? '') : ''}${rekeyNote(c)}`);
       } finally {
         await close();
       }
@@ -101,6 +101,14 @@ async function syncDeletionNote(app: App, slug: string): Promise<string> {
   const running = last && (ACTIVE_SYNC_RUN_STATUSES as readonly string[]).includes(last.status) ? `; its run #${last.id} in progress is not stopped` : '';
   const what = rows > 0 ? `its record of ${rows} delivered row(s)` : 'its record of what it delivered';
   return ` — ${what} goes with it: a sync declared again (a rename is a delete and a create) sends every row again${running}`;
+}
+
+/** What a change of a model's primary key, or of a sync's model, does to the record of what was delivered. */
+function rekeyNote(change: WorkspaceChange): string {
+  const rekeys = change.action === 'update' && ((change.kind === 'model' && change.fields.includes('primaryKey')) || (change.kind === 'sync' && change.fields.includes('model')));
+  if (!rekeys) return '';
+  const whose = change.kind === 'model' ? 'the syncs of this model' : 'this sync';
+  return ` — when the primary key changes, ${whose} start over: every row is sent again, and rows that left the model before are not removed from the destination`;
 }
 
 /** Entities created through the API that the files do not declare (apply keeps them), as `kind slug`. */

@@ -167,6 +167,7 @@ export class PostgresStore extends StoreRoles implements Store, SecretResealer, 
       webhooks: this.webhooks,
       afterDelete: (q, kind, id, slug, now) => this.afterDelete(q, kind, id, slug, now),
       afterDisable: (q, kind, id, now) => this.afterDisable(q, kind, id, now),
+      dropSnapshot: (q, id) => this.snapshots.dropSync(q, id),
     });
     this.syncRuns = new PostgresSyncRunStore({
       db,

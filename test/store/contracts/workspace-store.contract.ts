@@ -346,6 +346,31 @@ export function describeWorkspaceStoreContract(name: string, open: OpenStore): v
       expect(await store.planWorkspace(crmWorkspace())).toEqual([{ action: 'update', kind: 'model', slug: 'accounts', fields: ['origin'] }]);
     });
 
+    it("drops a sync's snapshot when its rows are keyed otherwise, so a mirror does not delete what it sent under the new keys", async () => {
+      const { syncs } = await applyCrm();
+      const id = (slug: string) => syncs[slug]!.id;
+      for (const slug of ['accounts-to-crm', 'contacts-to-crm', 'deals-to-crm']) await store.snapshots.write(id(slug), [['["eu",1]', 'aaaaaaaaaaaaaaaa']], []);
+      const counts = async () => Promise.all(['accounts-to-crm', 'contacts-to-crm', 'deals-to-crm'].map((slug) => store.snapshots.count(id(slug))));
+
+      // The model's primary key changes in the files: only its sync starts over.
+      const rekeyed = crmWorkspace();
+      rekeyed.models[2] = { ...rekeyed.models[2]!, primaryKey: ['id'] };
+      await store.applyWorkspace(rekeyed, T0 + 1);
+      expect(await counts()).toEqual([1, 1, 0]);
+      // A change of anything else keeps what was delivered.
+      await store.snapshots.write(id('deals-to-crm'), [['[1]', 'aaaaaaaaaaaaaaaa']], []);
+      const requeried = crmWorkspace();
+      requeried.models[2] = { ...rekeyed.models[2]!, query: 'select id, region, name from deals' };
+      await store.applyWorkspace(requeried, T0 + 2);
+      expect(await counts()).toEqual([1, 1, 1]);
+
+      // Through the API: a model's key changed, and a sync moved to a model keyed otherwise.
+      await store.upsertEntity('model', { ...crmWorkspace().models[1]!, primaryKey: ['email'] }, 'api', T0 + 3);
+      expect(await counts()).toEqual([1, 0, 1]);
+      await store.upsertEntity('sync', { ...crmWorkspace().syncs[0]!, model: 'contacts' }, 'api', T0 + 4);
+      expect(await counts()).toEqual([0, 0, 1]);
+    });
+
     it('refuses to apply files that drop an entity an API-created one refers to', async () => {
       await applyCrm();
       await store.upsertEntity('sync', syncDef('extra-to-crm', 'deals'), 'api', T0 + 1);
