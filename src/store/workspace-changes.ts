@@ -94,8 +94,8 @@ export interface ApplyPlan {
   alerts: AlertsDefinition | null;
   /** The webhook settings to store, or null when they did not change. */
   webhooks: WebhookSettings | null;
-  /** The syncs whose rows the change keys otherwise (see syncsWithNewKeys): their snapshots are dropped. */
-  rekeyedSyncs: number[];
+  /** The syncs whose snapshots no longer describe what they deliver (see syncsStartingOver): dropped. */
+  syncsStartingOver: number[];
 }
 
 /**
@@ -115,18 +115,20 @@ export function planApply(current: WorkspaceState, definition: WorkspaceDefiniti
       ? alertsAfterApply(current.alerts, definition.alerts ?? NO_ALERTS)
       : null,
     webhooks: changes.some((c) => c.kind === 'webhook') ? (definition.webhooks ?? NO_WEBHOOKS) : null,
-    rekeyedSyncs: syncsWithNewKeys(current, withApiEntities(definition, current)),
+    syncsStartingOver: syncsStartingOver(current, withApiEntities(definition, current)),
   };
 }
 
 /**
- * The live syncs whose rows `next` keys otherwise than `current`: their model's primary key changed,
- * or they read another model with another key. Their snapshot holds keys no row has any more, so a
- * run would plan every row added and every key it holds removed: a mirror would delete in the
- * destination the rows it had just written under their new keys. Dropping that snapshot in the
- * same transaction makes the next run send every row once and remove nothing.
+ * The live syncs whose snapshot no longer describes what `next` has them deliver, so it is dropped
+ * in the change's transaction and their next run sends every row once and removes nothing:
+ * - their rows are keyed otherwise (their model's primary key changed, or they read another model
+ *   with another key): the snapshot holds keys no row has any more, so a run would plan every row
+ *   added and every key removed, and a mirror would delete the rows it had just written;
+ * - they write to another object or destination: the snapshot says what the old one received, so
+ *   the new one would get only the rows that change from now on.
  */
-export function syncsWithNewKeys(current: WorkspaceState, next: Pick<WorkspaceDefinition, 'models' | 'syncs'>): number[] {
+export function syncsStartingOver(current: WorkspaceState, next: Pick<WorkspaceDefinition, 'models' | 'syncs'>): number[] {
   const keyOf = (models: ReadonlyArray<{ slug: string; primaryKey: string[] }>, slug: string) => {
     const model = models.find((m) => m.slug === slug);
     return model ? JSON.stringify(model.primaryKey) : null;
@@ -137,7 +139,8 @@ export function syncsWithNewKeys(current: WorkspaceState, next: Pick<WorkspaceDe
     if (!after) continue;
     const before = keyOf(current.models, sync.model);
     const now = keyOf(next.models, after.model);
-    if (before !== null && now !== null && before !== now) ids.push(sync.id);
+    const rekeyed = before !== null && now !== null && before !== now;
+    if (rekeyed || after.destination !== sync.destination || after.object !== sync.object) ids.push(sync.id);
   }
   return ids;
 }
@@ -158,7 +161,7 @@ export function enabledOf(kind: EntityKind, entity: object): boolean | null {
 
 /**
  * Throws a ValidationError when storing `definition` (by slug) would leave a reference unresolved;
- * otherwise returns the syncs whose rows it keys otherwise (see syncsWithNewKeys).
+ * otherwise returns the syncs whose snapshots it makes obsolete (see syncsStartingOver).
  */
 export function checkUpsert<K extends EntityKind>(current: WorkspaceState, kind: K, definition: EntityDefs[K]): number[] {
   const section = ENTITY_SECTIONS[kind];
@@ -169,7 +172,7 @@ export function checkUpsert<K extends EntityKind>(current: WorkspaceState, kind:
   if (problems.length > 0) {
     throw new ValidationError(problems, `${kind} "${definition.slug}" cannot be stored:\n${formatDiagnostics(problems)}`);
   }
-  return syncsWithNewKeys(current, next);
+  return syncsStartingOver(current, next);
 }
 
 /** Throws a Conflict, naming them, when other entities refer to the `kind` entity `slug`. */

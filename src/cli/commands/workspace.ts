@@ -59,7 +59,7 @@ export function registerWorkspaceCommands(program: Command, deps: WorkspaceComma
           const sign = c.action === 'create' ? '+' : c.action === 'delete' ? '-' : '~';
           const takeover = c.fields.includes('origin') ? ' — created through the API; the file takes it over' : '';
           const dropped = c.action === 'delete' && c.kind === 'sync' ? await syncDeletionNote(app, c.slug) : '';
-          term.out(`${sign} ${c.action} ${c.kind} ${c.slug}${c.fields.length ? ` (${c.fields.join(', ')})` : ''}${takeover}${dropped}${rekeyNote(c)}`);
+          term.out(`${sign} ${c.action} ${c.kind} ${c.slug}${c.fields.length ? ` (${c.fields.join(', ')})` : ''}${takeover}${dropped}${startOverNote(c)}`);
         }
         for (const kept of apiOnlyEntities(await app.store.loadWorkspace(), definition)) {
           term.out(`= keep ${kept} (created through the API; apply leaves it alone)`);
@@ -82,7 +82,7 @@ export function registerWorkspaceCommands(program: Command, deps: WorkspaceComma
         }
         const changes = await app.store.applyWorkspace(definition, app.clock.now());
         term.out(changes.length === 0 ? 'Nothing to apply: the store already matches.' : `Applied ${changes.length} change(s):`);
-        for (const c of changes) term.out(`  ${c.action} ${c.kind} ${c.slug}${c.action === 'delete' && c.kind === 'sync' ? (notes.get(c.slug) ?? '') : ''}${rekeyNote(c)}`);
+        for (const c of changes) term.out(`  ${c.action} ${c.kind} ${c.slug}${c.action === 'delete' && c.kind === 'sync' ? (notes.get(c.slug) ?? '') : ''}${startOverNote(c)}`);
       } finally {
         await close();
       }
@@ -103,12 +103,20 @@ async function syncDeletionNote(app: App, slug: string): Promise<string> {
   return ` — ${what} goes with it: a sync declared again (a rename is a delete and a create) sends every row again${running}`;
 }
 
-/** What a change of a model's primary key, or of a sync's model, does to the record of what was delivered. */
-function rekeyNote(change: WorkspaceChange): string {
-  const rekeys = change.action === 'update' && ((change.kind === 'model' && change.fields.includes('primaryKey')) || (change.kind === 'sync' && change.fields.includes('model')));
-  if (!rekeys) return '';
-  const whose = change.kind === 'model' ? 'the syncs of this model' : 'this sync';
-  return ` — when the primary key changes, ${whose} start over: every row is sent again, and rows that left the model before are not removed from the destination`;
+/** What a change of a model's primary key, or of a sync's model or target, does to the record of what was delivered. */
+function startOverNote(change: WorkspaceChange): string {
+  if (change.action !== 'update') return '';
+  if (change.kind === 'model' && change.fields.includes('primaryKey')) {
+    return ' — the syncs of this model start over: every row is sent again, and rows that left the model before are not removed from the destination';
+  }
+  if (change.kind !== 'sync') return '';
+  if (change.fields.includes('destination') || change.fields.includes('object')) {
+    return ' — this sync starts over: every row is sent to its new object; the old one keeps what it received';
+  }
+  if (change.fields.includes('model')) {
+    return ' — if the new model has another primary key, this sync starts over: every row is sent again, and rows that left the model before are not removed';
+  }
+  return '';
 }
 
 /** Entities created through the API that the files do not declare (apply keeps them), as `kind slug`. */

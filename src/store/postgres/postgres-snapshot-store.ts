@@ -31,7 +31,7 @@ export class PostgresSnapshotStore implements SnapshotStore {
 
   // --- used by PostgresStore inside its own transactions
 
-  /** Drops what is kept for a sync that was deleted or whose rows are keyed otherwise now, in the caller's transaction `q`. */
+  /** Drops what is kept for a sync that was deleted, or that delivers elsewhere or keys its rows otherwise now, in the caller's transaction `q`. */
   async dropSync(q: Queryable, syncId: number): Promise<void> {
     // A deleted sync's id is never used again, so its snapshot can never be read.
     await q.query(`DELETE FROM ${this.snapshots} WHERE sync_id = $1`, [syncId]);

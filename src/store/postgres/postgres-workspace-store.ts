@@ -54,7 +54,7 @@ export interface PostgresWorkspaceStoreOptions {
   afterDelete: (q: Queryable, kind: EntityKind, id: number, slug: string, now: number) => Promise<void>;
   /** Cancels the work a disabled sync or sequence no longer takes, in the transaction `q` that left it disabled. */
   afterDisable: (q: Queryable, kind: 'sync' | 'sequence', id: number, now: number) => Promise<void>;
-  /** Drops what sync `id` recorded as delivered, in the caller's transaction `q`: its rows are keyed otherwise now. */
+  /** Drops what sync `id` recorded as delivered, in the caller's transaction `q`: it delivers elsewhere or keys its rows otherwise now. */
   dropSnapshot: (q: Queryable, id: number) => Promise<void>;
 }
 
@@ -94,7 +94,7 @@ export class PostgresWorkspaceStore implements WorkspaceStore, SecretResealer {
     return this.workspaceTransaction(async (q) => {
       const plan = planApply(await this.workspaceState(q), definition);
       for (const change of plan.entities) await this.applyChange(q, change, definition, now);
-      for (const id of plan.rekeyedSyncs) await this.dropSnapshot(q, id);
+      for (const id of plan.syncsStartingOver) await this.dropSnapshot(q, id);
       if (plan.alerts) await this.alerts.writeDefinition(q, plan.alerts, now);
       if (plan.webhooks) await this.webhooks.writeSettings(q, plan.webhooks, now);
       return plan.changes;
@@ -169,10 +169,10 @@ export class PostgresWorkspaceStore implements WorkspaceStore, SecretResealer {
     now: number,
   ): Promise<{ record: EntityDefs[K] & Stored; created: boolean }> {
     return this.workspaceTransaction(async (q) => {
-      const rekeyed = checkUpsert(await this.workspaceState(q), kind, definition);
+      const startingOver = checkUpsert(await this.workspaceState(q), kind, definition);
       const created = (await this.entityBySlug(q, kind, definition.slug)) === null;
       await this.writeEntity(q, kind, created, definition, origin, now);
-      for (const id of rekeyed) await this.dropSnapshot(q, id);
+      for (const id of startingOver) await this.dropSnapshot(q, id);
       const record = (await this.entityBySlug(q, kind, definition.slug)) as (EntityDefs[K] & Stored) | null;
       if (!record) throw new LockstepError(ErrorCode.Internal, `${kind} "${definition.slug}" was written but cannot be read back`);
       return { record, created };

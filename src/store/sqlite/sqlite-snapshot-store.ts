@@ -246,7 +246,7 @@ export class SqliteSnapshotStore implements SnapshotStore {
 
   // --- used by SqliteStore inside its own transactions
 
-  /** Drops what is kept for a sync that was deleted or whose rows are keyed otherwise now (synchronous; the caller holds the write transaction). */
+  /** Drops what is kept for a sync that was deleted, or that delivers elsewhere or keys its rows otherwise now (synchronous; the caller holds the write transaction). */
   dropSync(syncId: number): void {
     // A deleted sync's id is never used again, so its snapshot can never be read.
     this.clearAll.run(syncId);

@@ -47,7 +47,7 @@ export interface SqliteWorkspaceStoreOptions {
   afterDelete: (kind: EntityKind, id: number, slug: string, now: number) => void;
   /** Cancels the work a disabled sync or sequence no longer takes, in the write transaction that left it disabled. */
   afterDisable: (kind: 'sync' | 'sequence', id: number, now: number) => void;
-  /** Drops what sync `id` recorded as delivered, in the caller's write transaction: its rows are keyed otherwise now. */
+  /** Drops what sync `id` recorded as delivered, in the caller's write transaction: it delivers elsewhere or keys its rows otherwise now. */
   dropSnapshot: (id: number) => void;
 }
 
@@ -91,7 +91,7 @@ export class SqliteWorkspaceStore implements WorkspaceStore, SecretResealer {
     return this.transactions.write(() => {
       const plan = planApply(this.workspaceState(), definition);
       for (const change of plan.entities) this.applyChange(change, definition, now);
-      for (const id of plan.rekeyedSyncs) this.dropSnapshot(id);
+      for (const id of plan.syncsStartingOver) this.dropSnapshot(id);
       if (plan.alerts) this.alerts.writeDefinition(plan.alerts, now);
       if (plan.webhooks) this.webhooks.writeSettings(plan.webhooks, now);
       return plan.changes;
@@ -153,13 +153,13 @@ export class SqliteWorkspaceStore implements WorkspaceStore, SecretResealer {
     now: number,
   ): Promise<{ record: EntityDefs[K] & Stored; created: boolean }> {
     return this.transactions.write(() => {
-      const rekeyed = checkUpsert(this.workspaceState(), kind, definition);
+      const startingOver = checkUpsert(this.workspaceState(), kind, definition);
       const statements = this.statements.entities[kind];
       const created = !statements.bySlug.get(definition.slug);
       const params: Record<string, SqliteValue> = { slug: definition.slug, definition: definitionJson(definition, kind, this.secrets), now, origin };
       if (TABLES[kind].enabled) params.enabled = (definition as { enabled?: boolean }).enabled === false ? 0 : 1;
       (created ? statements.insert : statements.update).run(params);
-      for (const id of rekeyed) this.dropSnapshot(id);
+      for (const id of startingOver) this.dropSnapshot(id);
       const record = toRecord(statements.bySlug.get(definition.slug) as EntityRow, kind, this.secrets) as EntityDefs[K] & Stored;
       if (params.enabled === 0) this.afterDisable(kind as 'sync' | 'sequence', record.id, now);
       return { record, created };

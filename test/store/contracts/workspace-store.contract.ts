@@ -371,6 +371,25 @@ export function describeWorkspaceStoreContract(name: string, open: OpenStore): v
       expect(await counts()).toEqual([0, 0, 1]);
     });
 
+    it("drops a sync's snapshot when it writes to another object or destination, which would otherwise get only changed rows", async () => {
+      const { syncs } = await applyCrm();
+      const id = (slug: string) => syncs[slug]!.id;
+      for (const slug of ['accounts-to-crm', 'contacts-to-crm', 'deals-to-crm']) await store.snapshots.write(id(slug), [['[1]', 'aaaaaaaaaaaaaaaa']], []);
+      const counts = async () => Promise.all(['accounts-to-crm', 'contacts-to-crm', 'deals-to-crm'].map((slug) => store.snapshots.count(id(slug))));
+
+      const moved = crmWorkspace();
+      moved.syncs[0] = { ...moved.syncs[0]!, object: 'accounts_v2' };
+      await store.applyWorkspace(moved, T0 + 1);
+      expect(await counts()).toEqual([0, 1, 1]);
+
+      await store.upsertEntity('destination', { slug: 'crm2', type: 'sqlite', settings: { path: 'crm2.db' } }, 'api', T0 + 2);
+      await store.upsertEntity('sync', { ...crmWorkspace().syncs[1]!, destination: 'crm2' }, 'api', T0 + 3);
+      expect(await counts()).toEqual([0, 0, 1]);
+      // A change of its mode or batch size keeps what it delivered.
+      await store.upsertEntity('sync', { ...crmWorkspace().syncs[2]!, mode: 'upsert', batchSize: 10 }, 'api', T0 + 4);
+      expect(await counts()).toEqual([0, 0, 1]);
+    });
+
     it('refuses to apply files that drop an entity an API-created one refers to', async () => {
       await applyCrm();
       await store.upsertEntity('sync', syncDef('extra-to-crm', 'deals'), 'api', T0 + 1);
