@@ -254,6 +254,26 @@ describe('lockstep plan and apply', () => {
     expect((await runMain([...ws, 'plan'])).stdout).toContain('No changes');
   });
 
+  it('plan --json and apply --json print the changes as JSON; a sync moved to another object says it starts over', async () => {
+    const dir = hierarchyWorkspace();
+    const ws = ['--workspace', dir];
+    const planned = await runMain([...ws, 'plan', '--json']);
+    expect(planned.code, planned.stderr).toBe(0);
+    const plan = JSON.parse(planned.stdout) as { changes: Array<{ action: string; kind: string; slug: string; fields: string[] }>; kept: string[] };
+    expect(plan.changes).toHaveLength(9);
+    expect(plan.changes).toContainEqual({ action: 'create', kind: 'sequence', slug: 'crm', fields: [] });
+    expect(plan.kept).toEqual([]);
+    const applied = await runMain([...ws, 'apply', '--json']);
+    expect(applied.code, applied.stderr).toBe(0);
+    expect((JSON.parse(applied.stdout) as { changes: unknown[] }).changes).toEqual(plan.changes);
+    expect(JSON.parse((await runMain([...ws, 'apply', '--json'])).stdout)).toEqual({ changes: [] });
+
+    writeFileSync(join(dir, 'lockstep.yaml'), hierarchyWorkspaceYaml().replace('object: accounts,', 'object: accounts_v2,'));
+    expect(JSON.parse((await runMain([...ws, 'plan', '--json'])).stdout)).toEqual({ changes: [{ action: 'update', kind: 'sync', slug: 'accounts-to-crm', fields: ['object'] }], kept: [] });
+    const text = await runMain([...ws, 'plan']);
+    expect(text.stdout.trim()).toBe('~ update sync accounts-to-crm (object) — this sync starts over: every row is sent to its new object; the old one keeps what it received');
+  });
+
   it('plan and apply exit 2 with the report on an invalid workspace', async () => {
     const dir = tempDir('lockstep-cli-invalid-');
     writeFileSync(join(dir, 'lockstep.yaml'), 'syncs:\n  a: { model: nothing, destination: nowhere, object: t, mode: upsert }\n');

@@ -50,10 +50,15 @@ export function registerWorkspaceCommands(program: Command, deps: WorkspaceComma
   program
     .command('plan')
     .description('show what `apply` would create, change or delete in the store')
-    .action(async () => {
+    .option('--json', 'print the changes as JSON: {changes: [{action, kind, slug, fields}], kept: ["kind slug"]}')
+    .action(async (opts: { json?: boolean }) => {
       const { app, close, definition } = await open.validated({ readOnly: true });
       try {
         const changes = await app.store.planWorkspace(definition);
+        if (opts.json) {
+          term.out(JSON.stringify({ changes, kept: apiOnlyEntities(await app.store.loadWorkspace(), definition) }, null, 2));
+          return;
+        }
         if (changes.length === 0) term.out('No changes: the store matches the workspace files.');
         for (const c of changes) {
           const sign = c.action === 'create' ? '+' : c.action === 'delete' ? '-' : '~';
@@ -72,7 +77,8 @@ export function registerWorkspaceCommands(program: Command, deps: WorkspaceComma
   program
     .command('apply')
     .description('make the store match the workspace files')
-    .action(async () => {
+    .option('--json', 'print the changes made as JSON: {changes: [{action, kind, slug, fields}]}')
+    .action(async (opts: { json?: boolean }) => {
       const { app, close, definition } = await open.validated();
       try {
         // What a deleted sync leaves behind, read before it goes.
@@ -81,6 +87,10 @@ export function registerWorkspaceCommands(program: Command, deps: WorkspaceComma
           if (c.action === 'delete' && c.kind === 'sync') notes.set(c.slug, await syncDeletionNote(app, c.slug));
         }
         const changes = await app.store.applyWorkspace(definition, app.clock.now());
+        if (opts.json) {
+          term.out(JSON.stringify({ changes }, null, 2));
+          return;
+        }
         term.out(changes.length === 0 ? 'Nothing to apply: the store already matches.' : `Applied ${changes.length} change(s):`);
         for (const c of changes) term.out(`  ${c.action} ${c.kind} ${c.slug}${c.action === 'delete' && c.kind === 'sync' ? (notes.get(c.slug) ?? '') : ''}${startOverNote(c)}`);
       } finally {
