@@ -277,6 +277,12 @@ export interface WriteTarget {
    */
   recordIds?: (sync: string, keys: string[]) => Promise<Map<string, string>>;
   /**
+   * Which of `keys` another sync counts as delivered (its snapshot holds them), for a destination
+   * explaining a parent with no recorded id: one a resetCDC run recorded is never sent again, so no
+   * id comes for it (default: none known).
+   */
+  deliveredKeys?: (sync: string, keys: string[]) => Promise<Set<string>>;
+  /**
    * The syncs writing to `object` (its name compared without regard to case) through this sync's
    * destination connection, this sync among them, with their kind settings as written: for a
    * destination whose rows name another object's records by their key (Salesforce's parents by

@@ -752,6 +752,10 @@ export class SyncRunner {
         const parent = await store.getSync(slug);
         return parent ? store.snapshots.recordIdsGet(parent.id, keys) : new Map();
       },
+      deliveredKeys: async (slug, keys) => {
+        const parent = await store.getSync(slug);
+        return new Set(parent ? (await store.snapshots.get(parent.id, keys)).keys() : []);
+      },
       syncsWriting: async (object) => {
         const { syncs } = await store.loadWorkspace();
         return syncs

@@ -1389,6 +1389,28 @@ describe('HubSpot destination in the engine', () => {
     expect(hub.stats().calls['objects.batchUpsert']).toBe(0);
   });
 
+  it('a contact whose company companies-to-hubspot counts as delivered after a resetCDC run, with no id recorded, is rejected saying to run that sync with fullResync', async () => {
+    await using env = await setup();
+    const { hub, h, runSync } = env;
+    // The companies are in HubSpot already (made by another tool), so their sync's first run only records them as delivered.
+    hub.seed('companies', { external_id: '1', name: 'Company 1' });
+    hub.seed('companies', { external_id: '2', name: 'Company 2' });
+    const { run: reset } = await h.app.runs.triggerSync('companies-to-hubspot', { resetCDC: true });
+    expect((await h.app.runs.waitForSyncRun(reset.id)).status).toBe('success');
+    const stuck = await runSync('contacts-to-hubspot');
+    expect(stuck.status).toBe('warning');
+    expect((await h.app.store.listRejectedRows(stuck.id, 1, 0))[0]?.reason).toBe(
+      'company 1: companies-to-hubspot counts it as delivered but recorded no id for it (its snapshot was rebuilt by a resetCDC run, which sends nothing and so gets no ids)' +
+        ' — run companies-to-hubspot once with fullResync to record its ids; this row is sent again on every run until then',
+    );
+    const { run: resync } = await h.app.runs.triggerSync('companies-to-hubspot', { fullResync: true });
+    expect((await h.app.runs.waitForSyncRun(resync.id)).status).toBe('success');
+    expect((await runSync('contacts-to-hubspot')).status).toBe('success');
+    expect(hub.records('companies')).toHaveLength(2);
+    const person1 = hub.find('contacts', 'email', 'p1@example.com')!;
+    expect(hub.associations('contacts', person1.id)[0]?.toObjectId).toBe(hub.find('companies', 'external_id', '1')!.id);
+  });
+
   it('sends more than 100 rows in batches of at most 100, and a mirror archives rows that left the model by recorded id', async () => {
     await using env = await setup({ contacts: 250, companies: 3, contactSync: { mode: 'mirror' } });
     const { hub, runSync, warehouse } = env;

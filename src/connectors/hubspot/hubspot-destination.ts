@@ -562,6 +562,7 @@ class HubSpotWriter implements DestinationWriter {
       const found = (value: Value) => lookupKeys(value).map((key) => ids.get(key)).find((id) => id !== undefined);
       const missing = rows.map((row) => row.op.values[column] ?? null).filter((value) => value !== null && value !== '' && found(value) === undefined);
       const byEmail = standardObject(association.object) === 'contacts' ? await this.parentsByEmail(missing, association) : new Map<string, string>();
+      const unrecorded = await this.deliveredWithoutIds(missing.filter((value) => !byEmail.has(String(value))), association.parentSync);
       for (const row of rows) {
         const value = row.op.values[column] ?? null;
         if (value === null || value === '') {
@@ -574,12 +575,23 @@ class HubSpotWriter implements DestinationWriter {
           refused.add(row);
           refuse(
             row.index,
-            `${association.noun} ${String(value)} has not been delivered by ${association.parentSync} yet: it has no id recorded there (that sync has not run since the ${association.noun} was added, rejected it, or its model no longer has it); this row is sent again on the next run`,
+            lookupKeys(value).some((key) => unrecorded.has(key))
+              ? `${association.noun} ${String(value)}: ${association.parentSync} counts it as delivered but recorded no id for it (its snapshot was rebuilt by a resetCDC run, which sends nothing and so gets no ids)` +
+                  ` — run ${association.parentSync} once with fullResync to record its ids; this row is sent again on every run until then`
+              : `${association.noun} ${String(value)} has not been delivered by ${association.parentSync} yet: it has no id recorded there (that sync has not run since the ${association.noun} was added, rejected it, or its model no longer has it); this row is sent again on the next run`,
           );
         }
       }
     }
     return rows.filter((row) => !refused.has(row));
+  }
+
+  /** The keys of `values` with no recorded id that `parentSync` counts as delivered, which no later run of it sends again (one read, none without such values). */
+  private async deliveredWithoutIds(values: Value[], parentSync: string): Promise<Set<string>> {
+    const { deliveredKeys } = this.options.target;
+    const keys = [...new Set(values.flatMap((value) => lookupKeys(value)))];
+    if (keys.length === 0 || !deliveredKeys) return new Set();
+    return deliveredKeys(parentSync, keys);
   }
 
   /**
