@@ -40,3 +40,19 @@ export function queuedRunJoinRefusal(queued: Pick<SyncRun, 'id' | 'options'>, as
     '(fullResync sends every row, resetCDC sends none) — trigger again once that run has started, or cancel it first'
   );
 }
+
+/**
+ * Every `lookup: { sync }` in a sync's definition (mappings, and kind settings such as HubSpot
+ * associations), with its path inside `value`: the parent syncs whose recorded ids the sync reads.
+ */
+export function lookupsOf(value: unknown, path: Array<string | number> = []): Array<{ path: Array<string | number>; sync: string }> {
+  if (Array.isArray(value)) return value.flatMap((v, i) => lookupsOf(v, [...path, i]));
+  if (value === null || typeof value !== 'object') return [];
+  const found: Array<{ path: Array<string | number>; sync: string }> = [];
+  for (const [key, inner] of Object.entries(value as Record<string, unknown>)) {
+    const parent = key === 'lookup' && inner !== null && typeof inner === 'object' ? (inner as Record<string, unknown>).sync : undefined;
+    if (typeof parent === 'string' && parent !== '') found.push({ path: [...path, 'lookup', 'sync'], sync: parent });
+    else found.push(...lookupsOf(inner, [...path, key]));
+  }
+  return found;
+}

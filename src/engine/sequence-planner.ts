@@ -48,7 +48,7 @@ import {
   type PlannedRejection,
   type SequencePlan,
 } from '../core/sequence-plans.js';
-import { massDeleteRefusal } from '../core/sync-rules.js';
+import { lookupsOf, massDeleteRefusal } from '../core/sync-rules.js';
 import type { MemberDef, SequenceRecord, SyncRecord } from '../core/workspace.js';
 import { resolveConnection } from '../core/connector-registry.js';
 import { SyncRunner, type SyncRunnerOptions } from './sync-runner.js';
@@ -88,8 +88,9 @@ export class SequencePlanner {
       if (!sync) throw new NotFoundError(`sequence "${sequence.slug}" runs sync "${member.sync}", which does not exist`);
       syncs.set(member.key, sync);
     }
-    // Syncs whose planned keys a later member looks up: their keys are kept while planning.
-    const lookedUp = new Set([...syncs.values()].flatMap((s) => s.mappings.flatMap((m) => (m.lookup ? [m.lookup.sync] : []))));
+    // Syncs whose planned keys a later member looks up (a mapping's lookup, or one in its kind
+    // settings, e.g. HubSpot associations): their keys are kept while planning.
+    const lookedUp = new Set([...syncs.values()].flatMap((s) => lookupsOf({ mappings: s.mappings, settings: s.settings }).map((l) => l.sync)));
     const delivering = new Map<number, { slug: string; keys: Set<string> }>();
     const plans: MemberPlan[] = [];
     // What a run would do after each member's outcome: the members whose outcome would terminate

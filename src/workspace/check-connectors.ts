@@ -9,6 +9,7 @@ import type { ConnectorKind, ConnectorRole } from '../core/connector-kind.js';
 import type { ConnectorRegistry } from '../core/connector-registry.js';
 import type { Diagnostic } from '../core/errors.js';
 import { splitHint } from '../core/hints.js';
+import { lookupsOf } from '../core/sync-rules.js';
 import type { Catalog, Declaration } from './check-workspace.js';
 import { ALLOWED_KEYS, issueDiagnostics, workspaceErrorMap, type IssueOptions } from './issue-diagnostics.js';
 import { didYouMean, listNames } from './suggestions.js';
@@ -138,23 +139,6 @@ function checkSync(sync: Declaration, catalog: Catalog, registry: ConnectorRegis
   }
   out.push(...checkLookups(sync, data, catalog, registry));
   return out;
-}
-
-/**
- * Every `lookup: { sync }` in a sync's definition (mappings, and kind settings such as HubSpot
- * associations), with its path inside the sync.
- */
-function lookupsOf(value: unknown, path: PathSegment[] = []): Array<{ path: PathSegment[]; sync: string }> {
-  if (Array.isArray(value)) return value.flatMap((v, i) => lookupsOf(v, [...path, i]));
-  const record = asRecord(value);
-  if (record === null) return [];
-  const found: Array<{ path: PathSegment[]; sync: string }> = [];
-  for (const [key, inner] of Object.entries(record)) {
-    const parent = key === 'lookup' ? asRecord(inner)?.sync : undefined;
-    if (typeof parent === 'string' && parent !== '') found.push({ path: [...path, 'lookup', 'sync'], sync: parent });
-    else found.push(...lookupsOf(inner, [...path, key]));
-  }
-  return found;
 }
 
 /** Lookups: the parent sync exists, and its destination records ids. */

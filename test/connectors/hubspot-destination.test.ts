@@ -1518,6 +1518,31 @@ describe('HubSpot destination in the engine', () => {
     expect(hub.records('contacts')).toHaveLength(0);
   });
 
+  it('sequence plan shows a contact whose company neither was delivered nor is planned by companies-to-hubspot as rejected, as its run would, and one the plan delivers first as planned', async () => {
+    await using env = await setup();
+    const { hub, h, warehouse } = env;
+    warehouse("insert into people values ('p9@example.com', 'Person 9', 9)");
+    const plan = await h.app.planner.plan('crm', { samples: 5 });
+    expect(plan.members.map((m) => [m.sync, m.status, m.added, m.rejected])).toEqual([
+      ['companies-to-hubspot', 'planned', 2, 0],
+      ['contacts-to-hubspot', 'planned', 4, 1],
+    ]);
+    const member = plan.members.find((m) => m.sync === 'contacts-to-hubspot')!;
+    expect(member.samples.rejected).toEqual([
+      {
+        key: encodeKey(['p9@example.com']),
+        op: 'added',
+        reason:
+          'company 9 has not been delivered by companies-to-hubspot yet: it has no id recorded there (that sync has not run since the company was added, rejected it, or its model no longer has it); this row is sent again on the next run',
+      },
+    ]);
+    expect(hub.records('companies')).toHaveLength(0);
+    expect(hub.records('contacts')).toHaveLength(0);
+    // The run rejects the same row.
+    const run = await env.runSequence();
+    expect(run.members.map((m) => m.status)).toEqual(['success', 'warning']);
+  });
+
   it('a 5xx is retried by the engine and the run succeeds; a 401 fails the run without the token', async () => {
     await using env = await setup();
     const { hub, runSync } = env;

@@ -491,6 +491,23 @@ class HubSpotWriter implements DestinationWriter {
   }
 
   /**
+   * As `check`, and a row whose parent has no recorded id is refused as its run would refuse it
+   * (step 2): a dry run's recorded ids include the parents an earlier member of its plan delivers.
+   * It may read (a contact parent by email), and never writes.
+   */
+  async checkBatch(batch: WriteOperation[]): Promise<Array<string | null>> {
+    const reasons = batch.map((op) => this.check(op));
+    if (this.options.associations.length === 0) return reasons;
+    const rows: PendingRow[] = [];
+    batch.forEach((op, index) => {
+      if (op.kind === 'delete' || reasons[index] !== null) return;
+      rows.push({ index, op, id: String(op.values[this.options.idColumn]), properties: {}, parents: [] });
+    });
+    if (rows.length > 0) await this.resolveParents(rows, (index, reason) => (reasons[index] = reason));
+    return reasons;
+  }
+
+  /**
    * The rows whose email is not another key's in all but case; the others are refused, as HubSpot
    * would write both to one record. The other key was sent earlier in this run (the first sent
    * wins), or was delivered by this sync in an earlier run to the record HubSpot finds for a new
