@@ -136,7 +136,10 @@ export interface SalesforceObjectSpec {
 /** The org's sObjects by API name. Id, CreatedDate, LastModifiedDate and SystemModstamp are added to each. */
 export type SalesforceSchema = Record<string, SalesforceObjectSpec>;
 
-/** Account, Contact and Opportunity, each with a unique `External_Id__c`, Contact and Opportunity under Account. */
+/**
+ * Account, Contact and Opportunity, each with a unique `External_Id__c`, Contact and Opportunity under
+ * Account; text fields hold as many characters as Salesforce's object reference gives them.
+ */
 export const DEFAULT_SALESFORCE_SCHEMA: SalesforceSchema = {
   Account: {
     fields: {
@@ -144,25 +147,25 @@ export const DEFAULT_SALESFORCE_SCHEMA: SalesforceSchema = {
       External_Id__c: { type: 'string', externalId: true, unique: true, label: 'External Id', length: 255 },
       Industry: { type: 'picklist' },
       Website: { type: 'url' },
-      Phone: { type: 'phone' },
-      BillingCity: { type: 'string' },
+      Phone: { type: 'phone', length: 40 },
+      BillingCity: { type: 'string', length: 40 },
       NumberOfEmployees: { type: 'int' },
       AnnualRevenue: { type: 'currency' },
     },
   },
   Contact: {
     fields: {
-      FirstName: { type: 'string' },
-      LastName: { type: 'string', required: true },
-      Email: { type: 'email', idLookup: true },
-      Phone: { type: 'phone' },
+      FirstName: { type: 'string', length: 40 },
+      LastName: { type: 'string', required: true, length: 80 },
+      Email: { type: 'email', idLookup: true, length: 80 },
+      Phone: { type: 'phone', length: 40 },
       External_Id__c: { type: 'string', externalId: true, unique: true, label: 'External Id', length: 255 },
       AccountId: { type: 'reference', referenceTo: 'Account', relationshipName: 'Account', label: 'Account ID', cascadeDelete: true },
     },
   },
   Opportunity: {
     fields: {
-      Name: { type: 'string', required: true },
+      Name: { type: 'string', required: true, length: 120 },
       StageName: { type: 'picklist', required: true, label: 'Stage' },
       CloseDate: { type: 'date', required: true, label: 'Close Date' },
       Amount: { type: 'currency' },

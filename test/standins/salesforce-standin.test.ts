@@ -204,7 +204,14 @@ describe('describe', () => {
     const byName = Object.fromEntries((res.json.fields as Array<{ name: string }>).map((f) => [f.name, f]));
     expect(byName['Id']).toMatchObject({ type: 'id', idLookup: true, createable: false, updateable: false });
     expect(byName['External_Id__c']).toMatchObject({ type: 'string', externalId: true, idLookup: true, nillable: true, createable: true });
-    expect(byName['LastName']).toMatchObject({ nillable: false });
+    expect(byName['LastName']).toMatchObject({ nillable: false, length: 80 });
+    // Text lengths as Salesforce's object reference gives them.
+    expect([byName['FirstName'], byName['Email'], byName['Phone']].map((f) => (f as { length?: number } | undefined)?.length)).toEqual([40, 80, 40]);
+    const opportunity = await call(sf, token, 'GET', `${V}/sobjects/Opportunity/describe`);
+    expect((opportunity.json.fields as Array<{ name: string; length: number }>).find((f) => f.name === 'Name')?.length).toBe(120);
+    const account = await call(sf, token, 'GET', `${V}/sobjects/Account/describe`);
+    const accountLengths = Object.fromEntries((account.json.fields as Array<{ name: string; length: number }>).map((f) => [f.name, f.length]));
+    expect([accountLengths['Name'], accountLengths['Phone'], accountLengths['BillingCity']]).toEqual([255, 40, 40]);
     expect(byName['AccountId']).toMatchObject({ type: 'reference', referenceTo: ['Account'], relationshipName: 'Account' });
     const global = await call(sf, token, 'GET', `${V}/sobjects`);
     expect(global.status).toBe(200);
@@ -457,14 +464,15 @@ describe('sObject Collections upsert', () => {
   it('fails a record whose text is longer than its field or whose email is no address', async () => {
     const sf = await start();
     const token = await login(sf);
-    const long = 'x'.repeat(256);
+    // Contact's LastName holds 80 characters in Salesforce, its FirstName 40.
+    const long = 'x'.repeat(81);
     const res = await upsert(sf, token, 'Contact', [
       { LastName: long, External_Id__c: 'C-1' },
       { LastName: 'Ada', External_Id__c: 'C-2', Email: 'not-an-email' },
-      { LastName: 'y'.repeat(255), External_Id__c: 'C-3', Email: 'ada@example.com' },
+      { LastName: 'y'.repeat(80), FirstName: 'z'.repeat(40), External_Id__c: 'C-3', Email: 'ada@example.com' },
     ]);
     expect(res.json).toEqual([
-      { success: false, created: false, errors: [{ statusCode: 'STRING_TOO_LONG', message: `LastName: data value too large: ${long} (max length=255)`, fields: ['LastName'] }] },
+      { success: false, created: false, errors: [{ statusCode: 'STRING_TOO_LONG', message: `LastName: data value too large: ${long} (max length=80)`, fields: ['LastName'] }] },
       { success: false, created: false, errors: [{ statusCode: 'INVALID_EMAIL_ADDRESS', message: 'Email: invalid email address: not-an-email', fields: ['Email'] }] },
       { id: expect.stringMatching(/^003/), success: true, errors: [], created: true },
     ]);
