@@ -15,7 +15,8 @@
  * for those its writer refuses before sending (`check`: a value a field cannot take), which the
  * plan shows rejected with the writer's reason. A
  * child's lookup of a parent key counts as found when the parent has an id recorded, or when the
- * parent member planned to deliver that key earlier in this plan.
+ * parent member planned to deliver that key earlier in this plan (its keys are kept when a later
+ * member looks them up, or writes through the same destination and may name them by key).
  */
 import { ErrorCode, LockstepError, NotFoundError, toError } from '../core/errors.js';
 import { encodeKey } from '../core/keys.js';
@@ -91,6 +92,11 @@ export class SequencePlanner {
     // Syncs whose planned keys a later member looks up (a mapping's lookup, or one in its kind
     // settings, e.g. HubSpot associations): their keys are kept while planning.
     const lookedUp = new Set([...syncs.values()].flatMap((s) => lookupsOf({ mappings: s.mappings, settings: s.settings }).map((l) => l.sync)));
+    // A member may also name, by key, records another member writes through the same destination
+    // (Salesforce's parents by external id): those members' keys are kept too.
+    const writers = new Map<string, number>();
+    for (const s of syncs.values()) writers.set(s.destination, (writers.get(s.destination) ?? 0) + 1);
+    for (const s of syncs.values()) if ((writers.get(s.destination) ?? 0) > 1) lookedUp.add(s.slug);
     const delivering = new Map<number, { slug: string; keys: Set<string> }>();
     const plans: MemberPlan[] = [];
     // What a run would do after each member's outcome: the members whose outcome would terminate

@@ -1097,6 +1097,32 @@ describe('Salesforce destination through the engine', () => {
     expect(sf.records('Account')).toHaveLength(0);
   });
 
+  it('sequence plan shows a contact naming by external id an account neither in Salesforce nor delivered by the plan as rejected, as its run would, and one made elsewhere as planned', async () => {
+    const { sf, h, warehouse } = await engine();
+    await using _ = h;
+    // A-98 was made in Salesforce by another tool; A-99 is nowhere.
+    const { destination } = await open(sf);
+    const writer = await destination.prepare(accountsTarget());
+    expect((await writer.write([upsert(['A-98', 'Made elsewhere', null])]))[0]?.ok).toBe(true);
+    warehouse("insert into contacts values ('C-98', 'A-98', 'Elsewhere', 'c98@example.com'), ('C-99', 'A-99', 'Nowhere', 'c99@example.com')");
+    const plan = await h.app.planner.plan('sf-hierarchy', { samples: 5 });
+    expect(plan.members.map((m) => [m.sync, m.status, m.added, m.rejected])).toEqual([
+      ['accounts-to-sf', 'planned', 3, 0],
+      ['contacts-to-sf', 'planned', 14, 1],
+    ]);
+    const reason =
+      'INVALID_FIELD: Foreign key external ID: A-99 not found for field External_Id__c in entity Account' +
+      ' — no Account has External_Id__c A-99 yet: deliver that Account before this row (run the sync writing Account first, e.g. ahead of this one in a sequence, and fix its row there if it was rejected); this row is sent again on every run until then';
+    expect(plan.members[1]?.samples.rejected).toEqual([{ key: '["C-99"]', op: 'added', reason }]);
+    expect(sf.records('Contact')).toHaveLength(0);
+    // The run rejects that row alone, with the same reason.
+    const { run } = await h.app.runs.triggerSequence('sf-hierarchy');
+    const done = await h.app.runs.waitForSequenceRun(run.id);
+    const contacts = done.members[1]!;
+    expect(contacts.status).toBe('warning');
+    expect((await h.app.store.listRejectedRows(contacts.syncRunId!, 5, 0)).map((r) => [r.key, r.reason])).toEqual([['["C-99"]', reason]]);
+  });
+
   it('sends a contact whose account_id is empty or null with lookup without an account, instead of waiting for a parent', async () => {
     const { sf, h, runSync, warehouse } = await engine();
     await using _ = h;

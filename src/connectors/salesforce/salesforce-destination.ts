@@ -346,7 +346,10 @@ class SalesforceWriter implements DestinationWriter {
    */
   async checkBatch(batch: WriteOperation[]): Promise<Array<string | null>> {
     const outcomes: Array<RowOutcome | undefined> = new Array(batch.length);
-    if (batch.length > 0) await this.screen(batch, outcomes);
+    if (batch.length > 0) {
+      const { ready, values } = await this.screen(batch, outcomes);
+      for (const [i, reason] of await this.missingParents(batch, values, ready)) outcomes[i] = { ok: false, reason };
+    }
     return batch.map((_, i) => {
       const outcome = outcomes[i];
       return outcome && !outcome.ok ? outcome.reason : null;
@@ -521,6 +524,38 @@ class SalesforceWriter implements DestinationWriter {
           `${name} "${text}" names the ${column.parentObject} whose ${field} is "${record.value}" (${record.id}): Salesforce matches ${field} without regard to case, ` +
           `so this row would be linked to that record — deliver the ${column.parentObject} "${text}" first (a sync writing ${column.parentObject} rejects it while "${record.value}" is there: ` +
           `give the ${column.parentObject} keys that differ by more than case, or make ${field} case-sensitive), or name "${record.value}" if that is the parent meant; this row is sent again on every run until then`;
+        for (const i of naming.get(text) ?? []) refused.set(i, reason);
+      }
+    }
+    return refused;
+  }
+
+  /**
+   * For a dry run: the rows of `ready` naming a parent by external id that no sync writing the
+   * parent's object delivered (or, in a plan, delivers earlier) and that SOQL does not find, with the
+   * reason Salesforce's refusal of them gets in a run.
+   */
+  private async missingParents(batch: WriteOperation[], values: Map<number, Value[]>, ready: number[]): Promise<Map<number, string>> {
+    const refused = new Map<number, string>();
+    for (const [c, column] of this.options.plan.columns.entries()) {
+      if (column.kind !== 'parent') continue;
+      const naming = new Map<string, number[]>();
+      for (const i of ready) {
+        if (refused.has(i) || (this.createOnly[c] && recordExists(batch[i] as WriteOperation))) continue;
+        const value = (values.get(i) as Value[])[c] ?? null;
+        if (value === null || value === '') continue;
+        const text = String(value);
+        naming.set(text, [...(naming.get(text) ?? []), i]);
+      }
+      if (naming.size === 0) continue;
+      const delivered = await this.deliveredParents(column.parentObject, column.parentField, [...naming.keys()]);
+      const unknown = [...naming.keys()].filter((text) => !delivered.has(text) && !this.foundParents.has(parentKey(column, text)));
+      if (unknown.length === 0) continue;
+      const caseless = matchesWithoutCase(column.parentField);
+      const found = new Set((await this.findByField(column.parentObject, column.parentField, unknown)).map(({ value }) => (caseless ? String(value).toLowerCase() : String(value))));
+      for (const text of unknown) {
+        if (found.has(caseless ? text.toLowerCase() : text)) continue;
+        const reason = recordErrorReason('INVALID_FIELD', `Foreign key external ID: ${text} not found for field ${column.parentField.name} in entity ${column.parentObject}`);
         for (const i of naming.get(text) ?? []) refused.set(i, reason);
       }
     }
