@@ -78,9 +78,17 @@ export const SyncRunView = z
           "Where the run's time went once it ended, in milliseconds per phase; the phases add up to the run's time: connect, query (waiting for the source), plan (the run's own work), deliver (waiting for the destination), commit (waiting for the snapshot), rateLimit, retry, finish.",
       }),
     comparison: z
-      .object({ planner: z.enum(['store', 'warehouse']), kind: z.enum(['full', 'cursor']), notes: z.array(z.string()).optional() })
+      .object({
+        planner: z.enum(['store', 'warehouse']),
+        kind: z.enum(['full', 'cursor']),
+        notes: z.array(z.string()).optional(),
+        target: z.object({ destination: z.string(), object: z.string() }).optional(),
+      })
       .optional()
-      .openapi({ description: "How the run compared the model: where the snapshot lives (planner) and whether the whole model or only rows past its cursor were compared, with notes (a fallback, a rebuilt planner table, changed column types)." }),
+      .openapi({
+        description:
+          "How the run compared the model: where the snapshot lives (planner) and whether the whole model or only rows past its cursor were compared, with notes (a fallback, a rebuilt planner table, changed column types), and where it delivered (target: the destination's slug and the object).",
+      }),
   })
   .openapi('SyncRunView');
 

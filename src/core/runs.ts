@@ -205,6 +205,14 @@ export interface RunComparison {
   kind: 'full' | 'cursor';
   /** What else happened: a fallback, a rebuilt planner table, changed column types, ... */
   notes?: string[];
+  /** Where the run delivered: the sync's destination and object (absent from runs recorded before it was kept). */
+  target?: RunTarget;
+}
+
+/** A sync's destination (its slug) and object, as a run delivered to them. */
+export interface RunTarget {
+  destination: string;
+  object: string;
 }
 
 /** An API budget a destination reports (e.g. Salesforce's `Sforce-Limit-Info`), and the calls this run made. */

@@ -22,7 +22,7 @@ import { ErrorCode, LockstepError } from '../core/errors.js';
 import { didYouMean } from '../core/hints.js';
 import { encodeKey } from '../core/keys.js';
 import type { Clock, Connectors, Destination, EncodedRows, Logger, Source, Store, Value, WarehousePlan, WarehousePlanner, WriteOperation, WriteTarget } from '../core/ports.js';
-import type { ApiUsage, OperationCounts, SyncRun } from '../core/runs.js';
+import type { ApiUsage, OperationCounts, RunTarget, SyncRun } from '../core/runs.js';
 import { PhaseClock } from '../core/run-phases.js';
 import { massDeleteRefusal } from '../core/sync-rules.js';
 import type { ModelRecord, SyncRecord } from '../core/workspace.js';
@@ -235,7 +235,7 @@ export class SyncRunner {
       // The source's planner changed since the sync last compared (planner: store ↔ warehouse, or
       // auto falling back): the other planner's record of what was delivered is stale, so this run
       // sends every row once, as a full resync does.
-      const switched = await this.plannerSwitch(claimed, planner === null ? 'store' : 'warehouse');
+      const switched = await this.plannerSwitch(claimed, planner === null ? 'store' : 'warehouse', runTarget(sync));
       const pipeline: Pipeline = {
         run: switched ? { ...claimed, options: { ...claimed.options, fullResync: true } } : claimed,
         sync,
@@ -326,15 +326,31 @@ export class SyncRunner {
   }
 
   /**
-   * Why this run must send every row because the sync's planner is not the one its last comparing
-   * run used (null when it is the same, or no run compared before).
+   * Why this run must send every row, or null when it need not (or no run finished before): the
+   * planner's record of what was delivered is not about what the sync delivers now, because
+   * - the source's planner is not the one the sync's last finished run used (the other one's
+   *   record went stale meanwhile);
+   * - the sync writes to another destination or object than that run did: the store drops its
+   *   snapshot with such a change (see workspace-changes.ts), but a planner table in the source is
+   *   out of the store's reach.
+   * Gone by a finished run: one that failed after such a change may have sent only part of the rows.
    */
-  private async plannerSwitch(run: SyncRun, now: 'store' | 'warehouse'): Promise<string | null> {
+  private async plannerSwitch(run: SyncRun, now: 'store' | 'warehouse', target: RunTarget): Promise<string | null> {
     if (run.options.fullResync || run.options.resetCDC) return null;
-    const earlier = await this.options.store.listSyncRuns({ syncId: run.syncId, limit: 20, offset: 0, order: 'desc' });
-    const last = earlier.find((r) => r.id !== run.id && r.comparison !== undefined)?.comparison?.planner;
-    if (last === undefined || last === now) return null;
-    return `the source's planner changed from ${last === 'store' ? "Lockstep's store" : 'the warehouse'} to ${now === 'store' ? "Lockstep's store" : 'the warehouse'} since the sync's last run: its record there is out of date, so every row is sent once`;
+    const earlier = await this.options.store.listSyncRuns({ syncId: run.syncId, statuses: ['success', 'warning'], limit: 20, offset: 0, order: 'desc' });
+    const last = earlier.find((r) => r.id !== run.id && r.comparison !== undefined)?.comparison;
+    if (!last) return null;
+    if (last.planner !== now) {
+      return `the source's planner changed from ${last.planner === 'store' ? "Lockstep's store" : 'the warehouse'} to ${now === 'store' ? "Lockstep's store" : 'the warehouse'} since the sync's last run: its record there is out of date, so every row is sent once`;
+    }
+    const before = last.target;
+    if (now === 'warehouse' && before && (before.destination !== target.destination || before.object !== target.object)) {
+      return (
+        `the sync writes to another destination or object since its last run (${before.destination} "${before.object}" then, ${target.destination} "${target.object}" now): ` +
+        "the planner table in the source says only what the old one received, so every row is sent once"
+      );
+    }
+    return null;
   }
 
   private async planAndDeliver(p: Pipeline): Promise<void> {
@@ -350,7 +366,7 @@ export class SyncRunner {
     const cursor = await this.storeCursor(p);
     const byCursor = cursor.kind === 'cursor';
     const notes = [...p.plannerNotes, ...(cursor.note ? [cursor.note] : [])];
-    await p.record.update({ comparison: { planner: 'store', kind: cursor.kind, ...(notes.length > 0 ? { notes } : {}) } });
+    await p.record.update({ comparison: { planner: 'store', kind: cursor.kind, ...(notes.length > 0 ? { notes } : {}), target: runTarget(sync) } });
     // Phases' times for the debug log (wall time: it paces nothing).
     const { logger } = this.options;
     const started = performance.now();
@@ -615,7 +631,7 @@ export class SyncRunner {
     progress.settled = totalCount(carried);
     p.bookkeeping.carryOn(carried);
     const notes = [...p.plannerNotes, ...plan.notes];
-    await p.record.update({ comparison: { planner: 'warehouse', kind: plan.comparison, ...(notes.length > 0 ? { notes } : {}) } });
+    await p.record.update({ comparison: { planner: 'warehouse', kind: plan.comparison, ...(notes.length > 0 ? { notes } : {}), target: runTarget(p.sync) } });
     progress.expectedRows = plan.parts.reduce((n, part) => n + part.rows, 0);
     const refuse = async (refused: WarehousePlan['refused']) => {
       if (refused.length === 0) return;
@@ -839,4 +855,9 @@ function writeKind(sync: SyncRecord, op: 'added' | 'changed'): WriteOperation['k
     case 'update':
       return 'update';
   }
+}
+
+/** Where a run of `sync` delivers, as its comparison records it. */
+function runTarget(sync: SyncRecord): RunTarget {
+  return { destination: sync.destination, object: sync.object };
 }

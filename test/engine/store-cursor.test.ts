@@ -96,14 +96,14 @@ describe.each(['postgres', 'sqlite'])('change cursor with the store planner (%s 
     const { h, run, warehouse, delivered } = await setup();
     await using _ = h;
     const first = await run();
-    expect(first.comparison).toEqual({ planner: 'store', kind: 'full' });
+    expect(first.comparison).toEqual({ planner: 'store', kind: 'full', target: expect.any(Object) });
     expect(first.plannedRows).toEqual({ addedCount: ROWS, changedCount: 0, removedCount: 0 });
 
     // A change that moves the cursor and a new row are seen; a delete is not.
     await warehouse.exec(`update people set name = 'moved', seen_at = '2030-01-01' where id = 10; delete from people where id = 11;
                           insert into people values (9001, 'new', 1, '2030-01-01')`);
     const second = await run();
-    expect(second.comparison).toEqual({ planner: 'store', kind: 'cursor' });
+    expect(second.comparison).toEqual({ planner: 'store', kind: 'cursor', target: expect.any(Object) });
     expect(second.plannedRows).toEqual({ addedCount: 1, changedCount: 1, removedCount: 0 });
     // A late write (cursor not moved) waits too; rows at the last value are read again but unchanged.
     await warehouse.exec(`update people set name = 'late' where id = 12`);
@@ -113,7 +113,7 @@ describe.each(['postgres', 'sqlite'])('change cursor with the store planner (%s 
 
     // The third run after the full one compares in full.
     const fourth = await run();
-    expect(fourth.comparison).toEqual({ planner: 'store', kind: 'full' });
+    expect(fourth.comparison).toEqual({ planner: 'store', kind: 'full', target: expect.any(Object) });
     expect(fourth.plannedRows).toEqual({ addedCount: 0, changedCount: 1, removedCount: 1 });
     expect(await delivered()).toEqual(await warehouse.rows());
 

@@ -160,7 +160,7 @@ describe('planner in the warehouse (PostgreSQL)', () => {
     expect(first.status).toBe('warning');
     expect(first.plannedRows).toEqual({ addedCount: ROWS, changedCount: 0, removedCount: 0 });
     expect(first.failedRows).toEqual({ addedCount: 2, changedCount: 0, removedCount: 0 });
-    expect(first.comparison).toEqual({ planner: 'warehouse', kind: 'full' });
+    expect(first.comparison).toEqual({ planner: 'warehouse', kind: 'full', target: expect.any(Object) });
     // Where the time went: the comparison in the warehouse is the plan, the planner table's take-in a commit.
     const phases = first.phaseMs as Record<string, number>;
     expect(phases.plan).toBeGreaterThan(0);
@@ -215,6 +215,22 @@ describe('planner in the warehouse (PostgreSQL)', () => {
     expect(back.plannedRows.addedCount + back.plannedRows.changedCount).toBe(ROWS);
     expect(back.comparison?.notes?.join(' ')).toContain("the source's planner changed from Lockstep's store to the warehouse since the sync's last run");
     expect(await digest('select * from crm_people')).toEqual(await digest('select * from people'));
+    expect((await run()).plannedRows).toEqual(NONE);
+  });
+
+  it('sends every row once to the object a sync was pointed at since its last run, which its planner table says nothing of', async () => {
+    const { url, h, run, digest } = await setup();
+    await using _ = h;
+    expect((await run()).plannedRows.addedCount).toBe(ROWS);
+    await sql(url, 'create table crm_people_next (id bigint primary key, name text, score integer, seen_at timestamptz)');
+    const state = await h.app.store.loadWorkspace();
+    const syncs = state.syncs.map((s) => (s.slug === 'people-to-crm' ? { ...s, object: 'crm_people_next' } : s));
+    await h.app.store.applyWorkspace({ ...state, syncs }, h.app.clock.now());
+    const moved = await run();
+    expect(moved.status, moved.error ?? '').toBe('success');
+    expect(moved.plannedRows.addedCount + moved.plannedRows.changedCount).toBe(ROWS);
+    expect(moved.comparison?.notes?.join(' ')).toContain('the sync writes to another destination or object since its last run');
+    expect(await digest('select * from crm_people_next')).toEqual(await digest('select * from people'));
     expect((await run()).plannedRows).toEqual(NONE);
   });
 
@@ -820,7 +836,7 @@ describe('planner in the warehouse (PostgreSQL)', () => {
     expect(retyped.plannedRows).toEqual({ addedCount: 0, changedCount: ROWS, removedCount: 0 });
     const idle = await run();
     expect(idle.plannedRows).toEqual(NONE);
-    expect(idle.comparison).toEqual({ planner: 'warehouse', kind: 'full' });
+    expect(idle.comparison).toEqual({ planner: 'warehouse', kind: 'full', target: expect.any(Object) });
   });
 
   it.each([
@@ -832,13 +848,13 @@ describe('planner in the warehouse (PostgreSQL)', () => {
     const { url, h, run, digest } = await setup({ models: [people] });
     await using _ = h;
     const first = await run();
-    expect(first.comparison).toEqual({ planner: 'warehouse', kind: 'full' });
+    expect(first.comparison).toEqual({ planner: 'warehouse', kind: 'full', target: expect.any(Object) });
     expect(first.plannedRows.addedCount).toBe(ROWS);
 
     // A change that moves the cursor is seen; a delete is not (no full comparison yet).
     await sql(url, `update people set name = 'moved', seen_at = '2030-01-01' where id = 10; delete from people where id = 11`);
     const second = await run();
-    expect(second.comparison).toEqual({ planner: 'warehouse', kind: 'cursor' });
+    expect(second.comparison).toEqual({ planner: 'warehouse', kind: 'cursor', target: expect.any(Object) });
     expect(second.plannedRows).toEqual({ addedCount: 0, changedCount: 1, removedCount: 0 });
     // A late write (cursor not moved) waits for the full comparison too.
     await sql(url, `update people set name = 'late' where id = 12`);
@@ -848,7 +864,7 @@ describe('planner in the warehouse (PostgreSQL)', () => {
 
     // The third run after the full one compares in full: the delete and the late write go.
     const fourth = await run();
-    expect(fourth.comparison).toEqual({ planner: 'warehouse', kind: 'full' });
+    expect(fourth.comparison).toEqual({ planner: 'warehouse', kind: 'full', target: expect.any(Object) });
     expect(fourth.plannedRows).toEqual({ addedCount: 0, changedCount: 1, removedCount: 1 });
     expect(await digest('select * from crm_people')).toEqual(await digest('select * from people'));
 
@@ -1137,7 +1153,7 @@ describe('planner in the warehouse (DuckDB)', () => {
     await using _ = h;
     const first = await run();
     expect(first.status).toBe('success');
-    expect(first.comparison).toEqual({ planner: 'warehouse', kind: 'full' });
+    expect(first.comparison).toEqual({ planner: 'warehouse', kind: 'full', target: expect.any(Object) });
     expect(first.plannedRows).toEqual({ addedCount: ROWS, changedCount: 0, removedCount: 0 });
     expect(await h.app.store.snapshots.count(first.syncId)).toBe(0);
 
@@ -1250,7 +1266,7 @@ describe('planner in the warehouse (MySQL / MariaDB)', () => {
     expect(first.status).toBe('warning');
     expect(first.plannedRows).toEqual({ addedCount: ROWS, changedCount: 0, removedCount: 0 });
     expect(first.failedRows).toEqual({ addedCount: 2, changedCount: 0, removedCount: 0 });
-    expect(first.comparison).toEqual({ planner: 'warehouse', kind: 'full' });
+    expect(first.comparison).toEqual({ planner: 'warehouse', kind: 'full', target: expect.any(Object) });
     expect(await count(planned())).toBe(ROWS - 2);
     expect(await h.app.store.snapshots.count(first.syncId)).toBe(0);
 
@@ -1278,7 +1294,7 @@ describe('planner in the warehouse (MySQL / MariaDB)', () => {
     expect(await digest('crm_people')).toEqual(await digest('people'));
     const idle = await run();
     expect(idle.plannedRows).toEqual(NONE);
-    expect(idle.comparison).toEqual({ planner: 'warehouse', kind: 'full' });
+    expect(idle.comparison).toEqual({ planner: 'warehouse', kind: 'full', target: expect.any(Object) });
   });
 
   it('takes a text key whose case or trailing spaces changed as a new key and removes the old one, though the key column`s collation takes them as one', async () => {
@@ -1385,7 +1401,7 @@ describe('planner in the warehouse (MySQL / MariaDB)', () => {
     expect((await run()).plannedRows).toEqual({ addedCount: 3, changedCount: 0, removedCount: 0 });
     const idle = await run();
     expect(idle.plannedRows).toEqual(NONE);
-    expect(idle.comparison).toEqual({ planner: 'warehouse', kind: 'full' });
+    expect(idle.comparison).toEqual({ planner: 'warehouse', kind: 'full', target: expect.any(Object) });
     await my(`update docs set meta = '{"a": 2}' where id = 1`);
     expect((await run()).plannedRows).toEqual({ addedCount: 0, changedCount: 1, removedCount: 0 });
     expect(await my(`select meta from ${planned()} where id = 1`)).toEqual([{ meta: '{"a": 2}' }]);
@@ -1415,7 +1431,7 @@ describe('planner in the warehouse (MySQL / MariaDB)', () => {
     await using _ = h;
     expect((await run()).plannedRows).toEqual({ addedCount: 2, changedCount: 0, removedCount: 0 });
     const idle = await run();
-    expect(idle.comparison).toEqual({ planner: 'warehouse', kind: 'full' });
+    expect(idle.comparison).toEqual({ planner: 'warehouse', kind: 'full', target: expect.any(Object) });
     expect(idle.plannedRows).toEqual(NONE);
   });
 
@@ -1424,7 +1440,7 @@ describe('planner in the warehouse (MySQL / MariaDB)', () => {
     await using _ = h;
     expect((await run()).plannedRows).toEqual({ addedCount: ROWS, changedCount: 0, removedCount: 0 });
     const idle = await run();
-    expect(idle.comparison).toEqual({ planner: 'warehouse', kind: 'full' });
+    expect(idle.comparison).toEqual({ planner: 'warehouse', kind: 'full', target: expect.any(Object) });
     expect(idle.plannedRows).toEqual(NONE);
   });
 
@@ -1502,7 +1518,7 @@ describe('planner in the warehouse (MySQL / MariaDB)', () => {
     expect(retyped.plannedRows).toEqual({ addedCount: 0, changedCount: ROWS, removedCount: 0 });
     const idle = await run();
     expect(idle.plannedRows).toEqual(NONE);
-    expect(idle.comparison).toEqual({ planner: 'warehouse', kind: 'full' });
+    expect(idle.comparison).toEqual({ planner: 'warehouse', kind: 'full', target: expect.any(Object) });
   });
 
   it('reads only rows past the cursor, and sees deletes at a full comparison (every fullCompareEvery runs or asked for)', async () => {
@@ -1510,12 +1526,12 @@ describe('planner in the warehouse (MySQL / MariaDB)', () => {
     const { h, run, my, digest } = await mysqlSetup({ models: [people] });
     await using _ = h;
     const first = await run();
-    expect(first.comparison).toEqual({ planner: 'warehouse', kind: 'full' });
+    expect(first.comparison).toEqual({ planner: 'warehouse', kind: 'full', target: expect.any(Object) });
     expect(first.plannedRows.addedCount).toBe(ROWS);
 
     await my(`update people set name = 'moved', seen_at = '2030-01-01' where id = 10; delete from people where id = 11`);
     const second = await run();
-    expect(second.comparison).toEqual({ planner: 'warehouse', kind: 'cursor' });
+    expect(second.comparison).toEqual({ planner: 'warehouse', kind: 'cursor', target: expect.any(Object) });
     expect(second.plannedRows).toEqual({ addedCount: 0, changedCount: 1, removedCount: 0 });
     await my(`update people set name = 'late' where id = 12`);
     const third = await run();
@@ -1523,7 +1539,7 @@ describe('planner in the warehouse (MySQL / MariaDB)', () => {
     expect(third.plannedRows).toEqual(NONE);
 
     const fourth = await run();
-    expect(fourth.comparison).toEqual({ planner: 'warehouse', kind: 'full' });
+    expect(fourth.comparison).toEqual({ planner: 'warehouse', kind: 'full', target: expect.any(Object) });
     expect(fourth.plannedRows).toEqual({ addedCount: 0, changedCount: 1, removedCount: 1 });
     expect(await digest('crm_people')).toEqual(await digest('people'));
 
