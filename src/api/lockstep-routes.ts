@@ -286,7 +286,8 @@ export function registerLockstepRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     },
     async (c, { params, body }) => {
       const sync = await requireSync(params.slug);
-      const { run } = await runs.triggerSync(sync.id, { fullResync: body?.fullResync ?? false, resetCDC: body?.resetCDC ?? false, fullCompare: body?.fullCompare ?? false }, triggerOf(c));
+      const options = { fullResync: body?.fullResync ?? false, resetCDC: body?.resetCDC ?? false, fullCompare: body?.fullCompare ?? false, allowMassDelete: body?.allowMassDelete ?? false };
+      const { run } = await runs.triggerSync(sync.id, options, triggerOf(c));
       return c.json((await syncSlugs([run]))[0], 202);
     },
   );

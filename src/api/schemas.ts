@@ -222,6 +222,9 @@ export const SyncTriggerBody = z
     fullResync: flag.optional().openapi({ description: 'Send every row, ignoring the snapshot.' }),
     resetCDC: flag.optional().openapi({ description: 'Rebuild the snapshot from the model without sending anything.' }),
     fullCompare: flag.optional().openapi({ description: "Compare the whole model even though it declares a cursor (catches deletes and late writes)." }),
+    allowMassDelete: flag
+      .optional()
+      .openapi({ description: "Let this run delete more than the sync's maxDeletePercent of its rows, once (as `lockstep sync run --allow-mass-delete`)." }),
   })
   .optional();
 

@@ -58,6 +58,23 @@ describe('mass-delete guard', () => {
     expect(count()).toBe(0);
   });
 
+  it('a run through the API is let through once with allowMassDelete, as the command line does', async () => {
+    const { h, run, count, keep } = await setup({});
+    await using _ = h;
+    const { url } = await h.app.startServer({ port: 0, host: '127.0.0.1', authRequired: false, uiDir: null });
+    const trigger = async (body: unknown) => {
+      const answer = await fetch(`${url}/api/syncs/items/runs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      expect(answer.status).toBe(202);
+      return h.app.runs.waitForSyncRun(((await answer.json()) as { id: number }).id);
+    };
+    expect((await run()).status).toBe('success');
+    keep(0);
+    expect((await trigger({})).status).toBe('failed');
+    expect(count()).toBe(10);
+    expect(await trigger({ allowMassDelete: true })).toMatchObject({ status: 'success', successfulRows: { removedCount: 10 } });
+    expect(count()).toBe(0);
+  });
+
   it('names --full-compare in the way through when the model has a cursor (only a full comparison sees removals)', async () => {
     const { h, run, count, keep } = await setup({}, undefined, 'id');
     await using _ = h;
