@@ -27,9 +27,13 @@ export function cursorSql(dialect: CursorDialect): CursorSql {
 const doubleQuoted = (name: string) => `"${name.replace(/"/g, '""')}"`;
 const singleQuoted = (value: string) => `'${value.replace(/'/g, "''")}'`;
 
-/** PostgreSQL: the text form, compared with the column after PostgreSQL casts the literal to its type. */
-export const postgresCursor = cursorSql({ quote: doubleQuoted, asText: (e) => `(${e})::text`, literal: singleQuoted });
-/** DuckDB: as PostgreSQL. */
+/**
+ * PostgreSQL: the text form, compared with the column after PostgreSQL casts the literal to its type.
+ * An escape string (E'...'), whose backslashes escape whatever the server's standard_conforming_strings:
+ * in a plain literal they escape only where it is off, and a value's `\'` would end the string there.
+ */
+export const postgresCursor = cursorSql({ quote: doubleQuoted, asText: (e) => `(${e})::text`, literal: (value) => `E'${value.replace(/\\/g, '\\\\').replace(/'/g, "''")}'` });
+/** DuckDB: as PostgreSQL, in a plain literal (DuckDB's backslashes never escape). */
 export const duckDbCursor = cursorSql({ quote: doubleQuoted, asText: (e) => `CAST(${e} AS VARCHAR)`, literal: singleQuoted });
 /** SQLite: values kept as they are (an integer cursor compares as a number, a text one as text). */
 export const sqliteCursor = cursorSql({ quote: doubleQuoted, asText: (e) => e, literal: singleQuoted });

@@ -98,6 +98,29 @@ describeSourceContract('postgres', {
 });
 
 describe('PostgresSource', () => {
+  it("reads past a text cursor holding backslashes and quotes as that value, whatever the server's standard_conforming_strings", async () => {
+    const url = await createTestDatabase('source');
+    const db = new URL(url).pathname.slice(1);
+    // Off, as a server or role kept from before PostgreSQL 9.1 may still have it: a backslash in a plain literal escapes.
+    await sql(url, `alter database ${q(db)} set standard_conforming_strings to off`);
+    await sql(url, "create table marks (id int primary key, mark text); insert into marks values (1, 'a'), (2, E'b\\\\'), (3, 'c'), (4, 'z')");
+    const source = await PostgresSource.connect({ url });
+    try {
+      const cursor = source.cursorSql!;
+      const query = 'select id, mark from marks';
+      for (const [value, past] of [
+        ['b\\', [2, 3, 4]],
+        ["b\\' or true --", [3, 4]],
+        ["y' or mark < 'b", [4]],
+      ] as const) {
+        const batch = await readAll(source, cursor.after(query, 'mark', value));
+        expect(batch.rows.map((r) => r[0]).sort(), value).toEqual(past);
+      }
+    } finally {
+      await source.close();
+    }
+  });
+
   it('gives UTC timestamps whatever the session time zone, and normalises arrays, int8 and float4', async () => {
     const url = await createTestDatabase('source');
     const db = new URL(url).pathname.slice(1);
