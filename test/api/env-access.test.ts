@@ -265,6 +265,10 @@ describe('files a DuckDB model may reach, through the API', () => {
     const orders = await api.call('POST', '/api/models/preview', { source: 'reach', query: `select * from read_csv('${join(api.dir, 'orders.csv')}')`, primaryKey: 'id' });
     expect(orders.status, orders.text).toBe(200);
     expect(orders.body.rows).toEqual([[1, 10]]);
+    // A pattern in the store's folder would list the key file: refused, saying how to read the others.
+    const pattern = await api.call('POST', '/api/models/preview', { source: 'reach', query: `select * from read_csv('${join(api.dir, '*.csv')}')` });
+    expect(pattern.status).toBe(422);
+    expect(pattern.body.details.query).toContain(`${api.dir}/ holds Lockstep's store and key file: there a model reads the other files by name, and patterns only in subfolders`);
     expect((await api.call('DELETE', '/api/alerts/channels/signed')).status).toBe(204);
   });
 });

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, type Dirent } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, relative, isAbsolute, sep } from 'node:path';
+import { dirname, join, relative, isAbsolute, resolve, sep } from 'node:path';
 import type * as DuckDbApi from '@duckdb/node-api';
 import type {
   DuckDBConnection,
@@ -336,13 +336,26 @@ export class DuckDbSource implements Source {
     return instance;
   }
 
+  /**
+   * For a file refused in a folder holding Lockstep's own files (a pattern there, or the key file):
+   * that such a folder is read by name only.
+   */
+  private storeFolderNote(message: string): string {
+    const refused = /Cannot access file "([^"]*)"/.exec(message)?.[1];
+    if (refused === undefined) return '';
+    const path = resolve(this.workspaceDir ?? process.cwd(), refused);
+    const folder = (this.folders() ?? []).find((f) => dirname(path) === f.slice(0, -1) && [...this.protectedFiles].some((file) => file.startsWith(f)));
+    return folder === undefined ? '' : `; ${folder} holds Lockstep's store and key file: there a model reads the other files by name, and patterns only in subfolders`;
+  }
+
   private queryError(thrown: unknown, lease: DuckDbLease): LockstepError {
     const error = toError(thrown);
     if (CONFINED.test(error.message)) {
       return new LockstepError(
         ErrorCode.Query,
         `the model's query on DuckDB source ${this.path} reaches a file or an extension outside the folders a DuckDB model may use (${(this.folders() ?? []).join(', ')}): ${error.message} — ` +
-          "put the file in one of them, or list its folder in the source's allowedDirectories (\"*\" lets a model reach any file and load extensions, as DuckDB does; the API's model preview then can too); a relative path is read from the workspace folder only when Lockstep runs in it",
+          "put the file in one of them, or list its folder in the source's allowedDirectories (\"*\" lets a model reach any file and load extensions, as DuckDB does; the API's model preview then can too); a relative path is read from the workspace folder only when Lockstep runs in it" +
+          this.storeFolderNote(error.message),
         { cause: error },
       );
     }
