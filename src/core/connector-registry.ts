@@ -3,6 +3,7 @@
  * everything done with a connection by its kind: checking and resolving its settings, hiding its
  * secrets, opening it, and the rate limiters shared by every run that writes through it.
  */
+import { realpathSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import type { z } from 'zod';
 import type { AuditLogWriter } from './audit-log.js';
@@ -219,8 +220,29 @@ export class ConnectorRegistry implements Connectors {
     for (const name of kind.paths ?? []) {
       const value = settings[name];
       if (typeof value === 'string' && value !== ':memory:' && !isAbsolute(value)) settings[name] = resolve(connection.baseDir, value);
+      const path = settings[name];
+      // Written or read as a connection, the store would take rows past every check of the API
+      // (an API token written to it, a source marked as declared in the files).
+      if (typeof path === 'string' && this.isProtected(path)) {
+        throw new LockstepError(ErrorCode.Validation, `${kind.type} connection "${connection.slug}": setting ${name} names a file of Lockstep's own store (${resolve(path)}) — point it at another file`);
+      }
     }
     return settings;
+  }
+
+  /** Whether `path` is one of ConnectorRegistryOptions.protectedFiles, however it is spelled (links followed). */
+  private isProtected(path: string): boolean {
+    const files = this.options.protectedFiles ?? [];
+    if (files.length === 0) return false;
+    const real = (file: string) => {
+      try {
+        return realpathSync(file);
+      } catch {
+        return resolve(file);
+      }
+    };
+    const target = real(path);
+    return files.some((file) => resolve(file) === resolve(path) || real(file) === target);
   }
 
   /** `run`: the run a destination is opened for, whose rate-limit waits its limiter reports and its stop ends. */

@@ -273,3 +273,28 @@ describe('files a DuckDB model may reach, through the API', () => {
   });
 });
 
+describe("the store's own file, named as a connection through the API", () => {
+  it('is never opened: reading or writing the store would skip every check of the API', async () => {
+    await using api = await startApi();
+    const store = join(api.dir, 'lockstep.db');
+    expect((await api.call('POST', '/api/destinations', { slug: 'self', type: 'sqlite', path: 'lockstep.db' })).status).toBe(201);
+    expect((await api.call('POST', '/api/sources', { slug: 'self-read', type: 'sqlite', path: `${api.dir}/./lockstep.db` })).status).toBe(201);
+    const refusal = `setting path names a file of Lockstep's own store (${store}) — point it at another file`;
+    const objects = await api.call('GET', '/api/destinations/self/objects');
+    expect(objects.status).toBe(422);
+    expect(objects.body.details.destination).toContain(refusal);
+    const preview = await api.call('POST', '/api/models/preview', { source: 'self-read', query: 'select id, hash from api_tokens', primaryKey: 'id' });
+    expect(preview.status).toBe(422);
+    expect(preview.body.details.source).toContain(refusal);
+    // A sync writing rows into the store's tokens: fails before it writes any.
+    const tokens = await api.app.store.tokens.list();
+    const created = await api.call('POST', '/api/syncs', { slug: 'plant-token', model: 'accounts', destination: 'self', object: 'api_tokens', mode: 'upsert' });
+    expect(created.status, created.text).toBe(201);
+    const queued = await api.call('POST', '/api/syncs/plant-token/runs', {});
+    const run = await api.app.runs.waitForSyncRun(queued.body.id);
+    expect(run.status).toBe('failed');
+    expect(run.error).toContain(refusal);
+    expect(await api.app.store.tokens.list()).toEqual(tokens);
+  });
+});
+
