@@ -9,8 +9,8 @@ import type { z } from 'zod';
 import type { AuditLogWriter } from './audit-log.js';
 import { DEFAULT_BACKOFF, type BackoffPolicy } from './backoff.js';
 import type { ConnectorContext, ConnectorKind, ConnectorRole, RateLimits } from './connector-kind.js';
-import { blankTemplateNames, environmentTexts, interpolateDeep, keepRedactedUrl, redactValue, settingStrings, templateValues, withoutValues, type TemplateEnv } from './connections.js';
-import { ErrorCode, LockstepError } from './errors.js';
+import { REDACTED, blankTemplateNames, environmentTexts, interpolateDeep, keepRedactedUrl, redactValue, settingStrings, templateValues, withoutValues, type TemplateEnv } from './connections.js';
+import { ErrorCode, LockstepError, ValidationError } from './errors.js';
 import { splitHint } from './hints.js';
 import type { Clock, Connectors, Destination, DestinationWriter, Logger, RateLimiter, Source, WriteTarget } from './ports.js';
 import type { RunWaits } from './run-phases.js';
@@ -103,6 +103,7 @@ export class ConnectorRegistry implements Connectors {
     if (previous === null || previous.type !== settings.type) return settings;
     const kind = this.byType.get(previous.type);
     const kept = { ...settings };
+    const restored: string[] = [];
     for (const name of kind?.secrets ?? []) {
       const stored = previous.settings[name];
       const sent = kept[name];
@@ -110,15 +111,32 @@ export class ConnectorRegistry implements Connectors {
       if (isRecord(stored) && isRecord(sent)) {
         const merged = { ...sent };
         for (const [key, value] of Object.entries(sent)) {
-          if (value === redactValue(stored[key]) && stored[key] !== undefined) merged[key] = stored[key];
+          if (value === redactValue(stored[key]) && stored[key] !== undefined) {
+            merged[key] = stored[key];
+            if (value !== stored[key] || holdsTemplate(value)) restored.push(`${name}.${key}`);
+          }
         }
         kept[name] = merged;
       } else if (JSON.stringify(sent) === JSON.stringify(redactValue(stored))) {
+        if (JSON.stringify(sent) !== JSON.stringify(stored) || holdsTemplate(sent)) restored.push(name);
         kept[name] = stored;
       } else if (typeof sent === 'string' && typeof stored === 'string') {
-        // A URL read, then edited (another host): what it still has hidden is the stored value.
+        // A URL read, then edited (another path, say): what it still has hidden is the stored value.
         kept[name] = keepRedactedUrl(sent, stored);
+        if (kept[name] !== sent) restored.push(name);
       }
+    }
+    // A stored secret goes only where it went before: sent back hidden to another host, it would be
+    // handed to that host (a password, a header) by whoever may edit the connection but not read it.
+    const moved = restored.length === 0 ? null : movedAddress(settings, previous.settings);
+    if (moved !== null) {
+      throw new ValidationError(
+        restored.map((path) => ({
+          path,
+          message: `is sent hidden (${REDACTED}) or as a \${VAR} the server reads, while ${moved.setting} now points at ${moved.now} instead of ${moved.was}: a stored secret is not sent to another host`,
+          hint: 'type the secret again',
+        })),
+      );
     }
     return kept;
   }
@@ -316,3 +334,25 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
 
+const holdsTemplate = (value: unknown): boolean => typeof value === 'string' && value.includes('${');
+
+/**
+ * Where a setting points: `scheme://host:port` of a URL in lower case (never its user information);
+ * a URL setting written as a template (`${CRM_URL}`) is its text. Null for other settings.
+ */
+function urlAddress(setting: string, text: string): string | null {
+  const match = /^([a-z][a-z0-9+.-]*):\/\/(?:[^/?#]*@)?([^/?#]*)/i.exec(text);
+  if (match) return `${match[1]!.toLowerCase()}://${match[2]!.toLowerCase()}`;
+  return /url$/i.test(setting) && holdsTemplate(text) ? text : null;
+}
+
+/** The first setting whose address (urlAddress) differs between `sent` and `stored`, or null. */
+function movedAddress(sent: Record<string, unknown>, stored: Record<string, unknown>): { setting: string; was: string; now: string } | null {
+  for (const [setting, value] of Object.entries(stored)) {
+    const was = typeof value === 'string' ? urlAddress(setting, value) : null;
+    const now = typeof sent[setting] === 'string' ? urlAddress(setting, sent[setting] as string) : null;
+    if (was !== null && now !== null && was !== now) return { setting, was, now };
+    if (was !== null && typeof sent[setting] === 'string' && now === null && sent[setting] !== value) return { setting, was, now: 'another value' };
+  }
+  return null;
+}

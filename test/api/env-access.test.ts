@@ -15,7 +15,7 @@ import { EnvAllowList, redactUrl } from '../../src/core/connections.js';
 import { resolveConnection } from '../../src/core/connector-registry.js';
 import { createTestDatabase } from '../helpers/postgres.js';
 import { model, sync } from '../helpers/definitions.js';
-import { startApi, type ApiHarness } from './api-helpers.js';
+import { PG_PASSWORD, startApi, type ApiHarness } from './api-helpers.js';
 
 const SERVER_SECRET = 'server-only-s3cret-value';
 const ACCESS_TOKEN = 'tok-4ccess-9f8e7d6c';
@@ -295,6 +295,34 @@ describe("the store's own file, named as a connection through the API", () => {
     expect(run.status).toBe('failed');
     expect(run.error).toContain(refusal);
     expect(await api.app.store.tokens.list()).toEqual(tokens);
+  });
+});
+
+describe('a stored secret sent back hidden, with the connection pointed elsewhere', () => {
+  it('is refused, so that whoever may edit a connection cannot send its password or token to a host of theirs', async () => {
+    await using api = await startApi();
+    const stored = async (slug: string) => (await api.app.store.loadWorkspace()).destinations.find((d) => d.slug === slug)!.settings;
+    const before = await stored('pg');
+    const moved = await api.call('PUT', '/api/destinations/pg', { type: 'postgres', url: 'postgres://lockstep:***@evil.example.net:5432/crm' });
+    expect(moved.status).toBe(422);
+    expect(moved.body.details.url).toContain('now points at postgres://evil.example.net:5432 instead of postgres://db.example.com:5432: a stored secret is not sent to another host');
+    const tested = await api.call('POST', '/api/destinations/test', { slug: 'pg', type: 'postgres', url: 'postgres://lockstep:***@evil.example.net:5432/crm' });
+    expect(tested.status).toBe(422);
+    expect(await stored('pg')).toEqual(before);
+    // The same host, another database: the stored password is kept, as before.
+    const sameHost = await api.call('PUT', '/api/destinations/pg', { type: 'postgres', url: 'postgres://lockstep:***@db.example.com:5432/crm2' });
+    expect(sameHost.status, sameHost.text).toBeLessThan(300);
+    expect((await stored('pg')).url).toBe(`postgres://lockstep:${PG_PASSWORD}@db.example.com:5432/crm2`);
+
+    const headers = { Authorization: 'Bearer tok-kept-secret-123' };
+    expect((await api.call('POST', '/api/destinations', { slug: 'api', type: 'http', url: 'https://api.example.com/v1', headers })).status).toBe(201);
+    const elsewhere = await api.call('PUT', '/api/destinations/api', { type: 'http', url: 'https://collector.example.net/v1', headers: { Authorization: '***' } });
+    expect(elsewhere.status).toBe(422);
+    expect(elsewhere.body.details['headers.Authorization']).toContain('a stored secret is not sent to another host');
+    expect((await stored('api')).headers).toEqual(headers);
+    // Typed again, the secret goes with the new address.
+    const retyped = await api.call('PUT', '/api/destinations/api', { type: 'http', url: 'https://collector.example.net/v1', headers: { Authorization: 'Bearer other-token' } });
+    expect(retyped.status, retyped.text).toBeLessThan(300);
   });
 });
 

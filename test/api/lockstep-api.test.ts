@@ -161,13 +161,17 @@ describe('CRUD', () => {
     const back = await api.call('PUT', '/api/sources/other-warehouse', { ...source.body });
     expect(back.status).toBe(200);
     expect((await api.app.store.getSource('other-warehouse'))?.settings.url).toBe('postgres://me:hunter22@wh.example.com/db');
-    // Read, another host written in, sent back: the password still hidden is the stored one, not `***`.
+    // Read, edited around its hidden parts, sent back: the password still hidden is the stored one, not `***`.
+    const edited = await api.call('PUT', '/api/sources/other-warehouse', { ...source.body, url: 'postgres://me:***@wh.example.com/db2' });
+    expect(edited.status).toBe(200);
+    expect((await api.app.store.getSource('other-warehouse'))?.settings.url).toBe('postgres://me:hunter22@wh.example.com/db2');
+    await api.call('PUT', '/api/sources/other-warehouse', { ...source.body, url: 'postgres://me:***@wh.example.com/db?password=s3cond&sslmode=require' });
+    await api.call('PUT', '/api/sources/other-warehouse', { ...source.body, url: 'postgres://me:***@wh.example.com/db?sslmode=verify-full&password=***' });
+    expect((await api.app.store.getSource('other-warehouse'))?.settings.url).toBe('postgres://me:hunter22@wh.example.com/db?sslmode=verify-full&password=s3cond');
+    // Another host: the stored password does not go there; it is typed again.
     const moved = await api.call('PUT', '/api/sources/other-warehouse', { ...source.body, url: 'postgres://me:***@wh2.example.com/db' });
-    expect(moved.status).toBe(200);
-    expect((await api.app.store.getSource('other-warehouse'))?.settings.url).toBe('postgres://me:hunter22@wh2.example.com/db');
-    await api.call('PUT', '/api/sources/other-warehouse', { ...source.body, url: 'postgres://me:***@wh2.example.com/db?password=s3cond&sslmode=require' });
-    await api.call('PUT', '/api/sources/other-warehouse', { ...source.body, url: 'postgres://me:***@wh3.example.com/db?sslmode=verify-full&password=***' });
-    expect((await api.app.store.getSource('other-warehouse'))?.settings.url).toBe('postgres://me:hunter22@wh3.example.com/db?sslmode=verify-full&password=s3cond');
+    expect(moved.status).toBe(422);
+    expect((await api.call('PUT', '/api/sources/other-warehouse', { ...source.body, url: 'postgres://me:hunter22@wh2.example.com/db' })).status).toBe(200);
     await api.call('POST', '/api/models', { slug: 'leads', source: 'other-warehouse', query: 'select id from leads', primaryKey: 'id' });
     const sync = await api.call('POST', '/api/syncs', { slug: 'leads-to-crm', model: 'leads', destination: 'crm', object: 'leads', mode: 'insert' });
     expect(sync.body).toMatchObject({ model: 'leads', mode: 'insert', deleteBehavior: 'ignore', batchSize: 1000, mappings: [], schedule: { type: 'manual' } });
