@@ -15,6 +15,7 @@ import type { WorkspaceState } from '../core/workspace.js';
 import { validateAlertChannel, validateAlertRule } from '../workspace/index.js';
 import type { ApiDeps } from './context.js';
 import { HttpError, validationFailed } from './http-errors.js';
+import { movedAddress } from '../core/connector-registry.js';
 import { defineRoute } from './route.js';
 import { errors, intText, page } from './schemas.js';
 import { REDACTED, isTemplateOnly, redactSecret, redactUrl, redactValue } from '../core/connections.js';
@@ -397,16 +398,31 @@ function keepRedactedSecrets(body: unknown, previous: AlertChannelDef): unknown 
   if (sent.type !== undefined && sent.type !== previous.type) return body;
   const shown = redactedSettings(previous);
   const stored = previous as unknown as Record<string, unknown>;
+  const restored: string[] = [];
   for (const [field, redacted] of Object.entries(shown)) {
     if (field === 'headers') continue;
-    if (sent[field] === redacted && redacted !== stored[field]) sent[field] = stored[field];
+    if (sent[field] === redacted && redacted !== stored[field]) {
+      sent[field] = stored[field];
+      restored.push(field);
+    }
   }
   if (previous.type === 'webhook' && sent.headers !== null && typeof sent.headers === 'object' && !Array.isArray(sent.headers)) {
     const headers = { ...(sent.headers as Record<string, unknown>) };
     for (const [name, value] of Object.entries(previous.headers)) {
-      if (headers[name] === redactSecret(value) && redactSecret(value) !== value) headers[name] = value;
+      if (headers[name] === redactSecret(value) && redactSecret(value) !== value) {
+        headers[name] = value;
+        restored.push(`headers.${name}`);
+      }
     }
     sent.headers = headers;
+  }
+  // As for connections: a stored secret goes only where it went before (a routing key or a header
+  // sent back hidden with the channel's URL pointed at a host of the sender's own).
+  const moved = restored.length === 0 ? null : movedAddress(sent, stored);
+  if (moved !== null) {
+    throw validationFailed(
+      Object.fromEntries(restored.map((field) => [field, `is sent hidden (***) while ${moved.setting} now points at ${moved.now} instead of ${moved.was}: a stored secret is not sent to another host — type it again`])),
+    );
   }
   return sent;
 }

@@ -347,7 +347,7 @@ function urlAddress(setting: string, text: string): string | null {
 }
 
 /** The first setting whose address (urlAddress) differs between `sent` and `stored`, or null. */
-function movedAddress(sent: Record<string, unknown>, stored: Record<string, unknown>): { setting: string; was: string; now: string } | null {
+export function movedAddress(sent: Record<string, unknown>, stored: Record<string, unknown>): { setting: string; was: string; now: string } | null {
   for (const [setting, value] of Object.entries(stored)) {
     const was = typeof value === 'string' ? urlAddress(setting, value) : null;
     const now = typeof sent[setting] === 'string' ? urlAddress(setting, sent[setting] as string) : null;

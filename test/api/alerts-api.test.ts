@@ -176,6 +176,22 @@ describe('alert channels and rules through the API', () => {
     expect((await call('GET', '/api/alerts')).body.rules).toEqual([]);
   });
 
+  it('refuses a hidden header or routing key sent back with the channel pointed at another host', async () => {
+    const hook = await call('POST', '/api/alerts/channels', { name: 'moved-hook', type: 'webhook', url: 'https://hooks.example.com/lockstep', headers: { Authorization: `Bearer ${HEADER_TOKEN}` } });
+    expect(hook.status).toBe(201);
+    const elsewhere = await call('PUT', '/api/alerts/channels/moved-hook', { ...hook.body, url: 'https://collector.example.net/lockstep' });
+    expect(elsewhere.status).toBe(422);
+    expect(elsewhere.body.details['headers.Authorization']).toContain('a stored secret is not sent to another host');
+    // Another path on the same host keeps it, as before.
+    expect((await call('PUT', '/api/alerts/channels/moved-hook', { ...hook.body, url: 'https://hooks.example.com/lockstep/v2' })).status).toBe(200);
+    const pager = await call('POST', '/api/alerts/channels', { name: 'moved-pager', type: 'pagerduty', routingKey: 'R0UTINGKEY0123456789abcdef012345' });
+    expect(pager.status, pager.text).toBe(201);
+    const pagerElsewhere = await call('PUT', '/api/alerts/channels/moved-pager', { ...pager.body, url: 'https://collector.example.net/v2/enqueue' });
+    expect(pagerElsewhere.status).toBe(422);
+    expect(pagerElsewhere.body.details.routingKey).toContain('a stored secret is not sent to another host');
+    for (const name of ['moved-hook', 'moved-pager']) expect((await call('DELETE', `/api/alerts/channels/${name}`)).status).toBe(204);
+  });
+
   it('answers an empty or blank webhook secret with one message each', async () => {
     const empty = await call('POST', '/api/alerts/channels', { name: 'hooks-empty', type: 'webhook', url: `${receiver.url}/ok`, secret: '' });
     expect(empty.status).toBe(422);
