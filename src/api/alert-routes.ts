@@ -418,7 +418,8 @@ function keepRedactedSecrets(body: unknown, previous: AlertChannelDef): unknown 
   }
   // As for connections: a stored secret goes only where it went before (a routing key or a header
   // sent back hidden with the channel's URL pointed at a host of the sender's own).
-  const moved = restored.length === 0 ? null : movedAddress(sent, stored);
+  // `target` is the answer's summary of where the channel sends, not a setting.
+  const moved = restored.length === 0 ? null : movedAddress(Object.fromEntries(Object.entries(sent).filter(([field]) => field !== 'target')), stored);
   if (moved !== null) {
     throw validationFailed(
       Object.fromEntries(restored.map((field) => [field, `is sent hidden (***) while ${moved.setting} now points at ${moved.now} instead of ${moved.was}: a stored secret is not sent to another host — type it again`])),

@@ -348,11 +348,17 @@ function urlAddress(setting: string, text: string): string | null {
 
 /** The first setting whose address (urlAddress) differs between `sent` and `stored`, or null. */
 export function movedAddress(sent: Record<string, unknown>, stored: Record<string, unknown>): { setting: string; was: string; now: string } | null {
-  for (const [setting, value] of Object.entries(stored)) {
-    const was = typeof value === 'string' ? urlAddress(setting, value) : null;
-    const now = typeof sent[setting] === 'string' ? urlAddress(setting, sent[setting] as string) : null;
-    if (was !== null && now !== null && was !== now) return { setting, was, now };
-    if (was !== null && typeof sent[setting] === 'string' && now === null && sent[setting] !== value) return { setting, was, now: 'another value' };
+  const address = (settings: Record<string, unknown>, setting: string) => {
+    const value = settings[setting];
+    return typeof value === 'string' ? urlAddress(setting, value) : null;
+  };
+  // Every setting of either: a URL given where the stored connection had none (its kind's default
+  // host, as HubSpot's baseUrl) points elsewhere too.
+  for (const setting of new Set([...Object.keys(stored), ...Object.keys(sent)])) {
+    const [was, now] = [address(stored, setting), address(sent, setting)];
+    if ((was !== null || now !== null) && was !== now && sent[setting] !== stored[setting]) {
+      return { setting, was: was ?? 'its default', now: now ?? (setting in sent ? 'another value' : 'its default') };
+    }
   }
   return null;
 }

@@ -320,6 +320,11 @@ describe('a stored secret sent back hidden, with the connection pointed elsewher
     expect(elsewhere.status).toBe(422);
     expect(elsewhere.body.details['headers.Authorization']).toContain('a stored secret is not sent to another host');
     expect((await stored('api')).headers).toEqual(headers);
+    // A URL given where the stored connection had none (HubSpot's default host) points elsewhere too.
+    expect((await api.call('POST', '/api/destinations', { slug: 'hub', type: 'hubspot', accessToken: 'pat-na1-kept-token' })).status).toBe(201);
+    const hub = await api.call('PUT', '/api/destinations/hub', { type: 'hubspot', accessToken: '***', baseUrl: 'https://collector.example.net' });
+    expect(hub.status).toBe(422);
+    expect(hub.body.details.accessToken).toContain('now points at https://collector.example.net instead of its default');
     // Typed again, the secret goes with the new address.
     const retyped = await api.call('PUT', '/api/destinations/api', { type: 'http', url: 'https://collector.example.net/v1', headers: { Authorization: 'Bearer other-token' } });
     expect(retyped.status, retyped.text).toBeLessThan(300);
