@@ -113,8 +113,12 @@ describe('workers and schedulers sharing a PostgreSQL store', () => {
     phase('fixture');
     onTestFailed(() => console.error(`store ${f.storeDb.url}, workspace ${f.dir}\n${stderrTails(processes)}`));
     const sequences = await sequenceRecords(f);
-    // Each schedule's cursor a year back: its latest 1 January is due for both schedulers at start.
-    for (const s of sequences) await f.store.schedules.setScheduleCursor(`sequence:${s.slug}`, Date.now() - 400 * DAY_MS);
+    // Each schedule's cursor a year back, the sequences unchanged since (schedulers do not catch up
+    // on due times from before a sequence's last change): its latest 1 January is due for both
+    // schedulers at start.
+    const yearBack = Date.now() - 400 * DAY_MS;
+    for (const s of sequences) await f.store.schedules.setScheduleCursor(`sequence:${s.slug}`, yearBack);
+    await f.storeDb.rows('update lockstep.sequences set created_at = $1, updated_at = $1', [yearBack]);
 
     // The worker to be frozen runs two syncs at a time, so that it has moments when it holds no locks.
     const workers = [start(f, 'worker'), start(f, 'worker', { LOCKSTEP_CONCURRENCY: '2' }), start(f, 'worker')];
