@@ -367,7 +367,6 @@ export class PostgresSyncRunStore implements SyncRunStore {
     return syncRun(rows[0] as SyncRunRow);
   }
 
-  /** Cancels the standalone runs queued for the deleted sync `syncId`, recorded as finished runs: they can never run. */
   /** Cancels the queued standalone run of the disabled sync `syncId` that a schedule, webhook or upstream run queued. */
   async cancelFiredQueuedOfDisabledSync(q: Queryable, syncId: number, now: number): Promise<void> {
     const cancelled = await q.query<{ id: string }>(
@@ -379,6 +378,7 @@ export class PostgresSyncRunStore implements SyncRunStore {
     await this.statements.recordFinishedRuns(q, 'sync', cancelled.rows.map((r) => r.id), now);
   }
 
+  /** Cancels the standalone runs queued for the deleted sync `syncId`, recorded as finished runs: they can never run. */
   async cancelQueuedOfDeletedSync(q: Queryable, syncId: number, now: number): Promise<void> {
     const cancelled = await q.query<{ id: string }>(
       `UPDATE ${this.tables.syncRuns} SET status = 'cancelled', finished_at = $1, error = $2

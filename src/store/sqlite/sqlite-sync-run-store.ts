@@ -304,13 +304,13 @@ export class SqliteSyncRunStore implements SyncRunStore {
     return toSyncRun(this.statements.flagSyncRunCancel.get(id) as SyncRunRow);
   }
 
-  /** Cancels the standalone runs queued for the deleted sync `syncId`, recorded as finished runs: they can never run. */
   /** Cancels the queued standalone run of the disabled sync `syncId` that a schedule, webhook or upstream run queued. */
   cancelFiredQueuedOfDisabledSync(syncId: number, now: number): void {
     const cancelled = this.statements.cancelFiredQueuedRunsOfSync.all(now, CANCEL_REASONS.SyncDisabled, syncId, JSON.stringify(FIRED_TRIGGER_TYPES)) as Array<{ id: number }>;
     for (const run of cancelled) this.statements.recordFinishedRun.run('sync', String(run.id), now);
   }
 
+  /** Cancels the standalone runs queued for the deleted sync `syncId`, recorded as finished runs: they can never run. */
   cancelQueuedOfDeletedSync(syncId: number, now: number): void {
     for (const run of this.statements.cancelQueuedRunsOfSync.all(now, CANCEL_REASONS.SyncDeleted, syncId) as Array<{ id: number }>) {
       this.statements.recordFinishedRun.run('sync', String(run.id), now);
