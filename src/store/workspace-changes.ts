@@ -42,6 +42,9 @@ export const CANCEL_REASONS = {
   CancelledBeforeStart: 'cancelled by a user before it started',
   /** A pending run a schedule, webhook or upstream run queued, of a sequence disabled since. */
   SequenceDisabled: 'the sequence was disabled before this run started; a disabled sequence runs only when started by hand or through the API',
+  /** A run under way of a sync whose snapshot a change dropped (see syncsStartingOver). */
+  SyncStartedOver:
+    "the sync's destination, object or primary key changed while this run went on: what it delivered after the change went where the sync delivered before and is not recorded; the sync's next run sends every row to where it delivers now",
   /** A queued run a schedule, webhook or upstream run queued, of a sync disabled since. */
   SyncDisabled: 'the sync was disabled before this run started; a disabled sync runs only when started by hand or through the API',
 } as const;

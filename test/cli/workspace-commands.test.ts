@@ -271,7 +271,7 @@ describe('lockstep plan and apply', () => {
     writeFileSync(join(dir, 'lockstep.yaml'), hierarchyWorkspaceYaml().replace('object: accounts,', 'object: accounts_v2,'));
     expect(JSON.parse((await runMain([...ws, 'plan', '--json'])).stdout)).toEqual({ changes: [{ action: 'update', kind: 'sync', slug: 'accounts-to-crm', fields: ['object'] }], kept: [] });
     const text = await runMain([...ws, 'plan']);
-    expect(text.stdout.trim()).toBe('~ update sync accounts-to-crm (object) — this sync starts over: every row is sent to its new object; the old one keeps what it received');
+    expect(text.stdout.trim()).toBe('~ update sync accounts-to-crm (object) — this sync starts over: every row is sent to its new object (a run of it in progress is stopped); the old one keeps what it received');
   });
 
   it('plan and apply exit 2 with the report on an invalid workspace', async () => {

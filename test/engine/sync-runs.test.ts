@@ -382,6 +382,38 @@ describe('sync runs', () => {
     expect(final.querySize).toBeLessThan(9);
   });
 
+  it('ends a run under way when apply points its sync at another object, so that its later batches are not recorded as delivered there', async () => {
+    const writing = new Gate();
+    const held = new Gate();
+    let holding = true;
+    const { h, run, crm } = await setup({ batchSize: 1 }, async ({ batchIndex }) => {
+      if (batchIndex === 1 && holding) {
+        holding = false;
+        writing.open();
+        await held.wait();
+      }
+    });
+    await using _ = h;
+    sqlite(join(h.dir, 'crm.db'), 'create table accounts_v2 (id integer primary key, name text not null)');
+    const { run: going } = await h.app.runs.triggerSync('accounts-to-crm');
+    await writing.wait();
+    const state = await h.app.store.loadWorkspace();
+    await h.app.store.applyWorkspace({ ...state, syncs: state.syncs.map((s) => (s.slug === 'accounts-to-crm' ? { ...s, object: 'accounts_v2' } : s)) }, h.app.clock.now());
+    held.open();
+    const ended = await h.app.runs.waitForSyncRun(going.id);
+    expect(ended.status).toBe('cancelled');
+    expect(ended.error).toMatch(/^the sync's destination, object or primary key changed while this run went on/);
+    // The next run sends every row to the new object: none was recorded as delivered after the change.
+    const next = await run();
+    expect(next.status, next.error ?? '').toBe('success');
+    expect(next.plannedRows.addedCount).toBe(3);
+    expect(crm('select id, name from accounts_v2 order by id')).toEqual([
+      { id: 1, name: 'Account 1' },
+      { id: 2, name: 'Account 2' },
+      { id: 3, name: 'Account 3' },
+    ]);
+  });
+
   it('is processing, not querying, while its first batch waits for the destination after the model was read', async () => {
     const writing = new Gate();
     const held = new Gate();

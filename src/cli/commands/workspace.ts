@@ -117,11 +117,11 @@ async function syncDeletionNote(app: App, slug: string): Promise<string> {
 function startOverNote(change: WorkspaceChange): string {
   if (change.action !== 'update') return '';
   if (change.kind === 'model' && change.fields.includes('primaryKey')) {
-    return ' — the syncs of this model start over: every row is sent again, and rows that left the model before are not removed from the destination';
+    return ' — the syncs of this model start over: every row is sent again (a run of them in progress is stopped), and rows that left the model before are not removed from the destination';
   }
   if (change.kind !== 'sync') return '';
   if (change.fields.includes('destination') || change.fields.includes('object')) {
-    return ' — this sync starts over: every row is sent to its new object; the old one keeps what it received';
+    return ' — this sync starts over: every row is sent to its new object (a run of it in progress is stopped); the old one keeps what it received';
   }
   if (change.fields.includes('model')) {
     return ' — if the new model has another primary key, this sync starts over: every row is sent again, and rows that left the model before are not removed';

@@ -167,7 +167,10 @@ export class PostgresStore extends StoreRoles implements Store, SecretResealer, 
       webhooks: this.webhooks,
       afterDelete: (q, kind, id, slug, now) => this.afterDelete(q, kind, id, slug, now),
       afterDisable: (q, kind, id, now) => this.afterDisable(q, kind, id, now),
-      dropSnapshot: (q, id) => this.snapshots.dropSync(q, id),
+      dropSnapshot: async (q, id, now) => {
+        await this.snapshots.dropSync(q, id);
+        await this.syncRuns.endActiveOfSyncStartingOver(q, id, now);
+      },
     });
     this.syncRuns = new PostgresSyncRunStore({
       db,

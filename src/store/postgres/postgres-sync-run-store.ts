@@ -367,6 +367,21 @@ export class PostgresSyncRunStore implements SyncRunStore {
     return syncRun(rows[0] as SyncRunRow);
   }
 
+  /**
+   * Ends the run under way of sync `syncId`, whose snapshot a change drops in transaction `q`:
+   * cancelled, so that the commits its worker still makes (of rows sent where the sync delivered
+   * before) are refused by the fence instead of recorded as delivered where it delivers now. Its
+   * worker is told (topic `cancel`) and stops it at once.
+   */
+  async endActiveOfSyncStartingOver(q: Queryable, syncId: number, now: number): Promise<void> {
+    const active = await q.query<{ id: string }>(
+      `SELECT id::text FROM ${this.tables.syncRuns} WHERE sync_id = $1 AND status IN ${ACTIVE} ORDER BY id FOR UPDATE`,
+      [syncId],
+    );
+    for (const { id } of active.rows) await this.endCancelled(q, id, now, CANCEL_REASONS.SyncStartedOver);
+    if (active.rows.length > 0) await this.statements.notify(q, 'cancel');
+  }
+
   /** Cancels the queued standalone run of the disabled sync `syncId` that a schedule, webhook or upstream run queued. */
   async cancelFiredQueuedOfDisabledSync(q: Queryable, syncId: number, now: number): Promise<void> {
     const cancelled = await q.query<{ id: string }>(

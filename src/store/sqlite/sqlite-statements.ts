@@ -158,6 +158,11 @@ export function prepareStatements(db: SqliteDatabase) {
          finished_at = CASE WHEN @finished THEN @now ELSE NULL END
        WHERE sequence_run_id = @sequenceRunId AND key = @memberKey AND sync_run_id = @syncRunId`,
     ),
+    endActiveRunsOfSync: db.prepare(
+      `UPDATE sync_runs SET status = 'cancelled', cancel_requested = 1, finished_at = @now, lease_expires_at = NULL, error = @error
+       WHERE sync_id = @syncId AND status IN ${ACTIVE}
+       RETURNING *`,
+    ),
     cancelFiredQueuedRunsOfSync: db.prepare(
       `UPDATE sync_runs SET status = 'cancelled', finished_at = ?, error = ?
        WHERE sync_id = ? AND status = 'queued' AND sequence_run_id IS NULL AND trigger_type IN (SELECT value FROM json_each(?))

@@ -167,7 +167,10 @@ export class SqliteStore extends StoreRoles implements Store, SecretResealer, As
       webhooks: this.webhooks,
       afterDelete: (kind, id, slug, now) => this.afterDelete(kind, id, slug, now),
       afterDisable: (kind, id, now) => this.afterDisable(kind, id, now),
-      dropSnapshot: (id) => this.snapshots.dropSync(id),
+      dropSnapshot: (id, now) => {
+        this.snapshots.dropSync(id);
+        this.syncRuns.endActiveOfSyncStartingOver(id, now);
+      },
     });
     this.syncRuns = new SqliteSyncRunStore({ statements: this.statements, transactions, fence: this.fence, statement, clock });
     this.sequenceRuns = new SqliteSequenceRunStore({ statements: this.statements, transactions, statement, secrets, clock, syncRuns: this.syncRuns });

@@ -304,6 +304,18 @@ export class SqliteSyncRunStore implements SyncRunStore {
     return toSyncRun(this.statements.flagSyncRunCancel.get(id) as SyncRunRow);
   }
 
+  /**
+   * Ends the run under way of sync `syncId`, whose snapshot a change drops in the caller's write
+   * transaction: cancelled, so that the commits its worker still makes (of rows sent where the sync
+   * delivered before) are refused by the fence instead of recorded as delivered where it delivers now.
+   */
+  endActiveOfSyncStartingOver(syncId: number, now: number): void {
+    for (const row of this.statements.endActiveRunsOfSync.all({ syncId, now, error: CANCEL_REASONS.SyncStartedOver }) as SyncRunRow[]) {
+      this.follow(row, now);
+      this.statements.recordFinishedRun.run('sync', String(row.id), now);
+    }
+  }
+
   /** Cancels the queued standalone run of the disabled sync `syncId` that a schedule, webhook or upstream run queued. */
   cancelFiredQueuedOfDisabledSync(syncId: number, now: number): void {
     const cancelled = this.statements.cancelFiredQueuedRunsOfSync.all(now, CANCEL_REASONS.SyncDisabled, syncId, JSON.stringify(FIRED_TRIGGER_TYPES)) as Array<{ id: number }>;

@@ -26,7 +26,7 @@ function definitionOf<T extends object>(record: T): object {
 export function describeWorkspaceStoreContract(name: string, open: OpenStore): void {
   describe(`WorkspaceStore contract: ${name}`, () => {
     let store: Store;
-    const { applyCrm, sequence } = useFreshStore(open, (opened) => {
+    const { applyCrm, sequence, runningRun } = useFreshStore(open, (opened) => {
       store = opened;
     });
 
@@ -388,6 +388,23 @@ export function describeWorkspaceStoreContract(name: string, open: OpenStore): v
       // A change of its mode or batch size keeps what it delivered.
       await store.upsertEntity('sync', { ...crmWorkspace().syncs[2]!, mode: 'upsert', batchSize: 10 }, 'api', T0 + 4);
       expect(await counts()).toEqual([0, 0, 1]);
+    });
+
+    it('ends the run under way of a sync that starts over, whose later commits are then refused', async () => {
+      const { syncs } = await applyCrm();
+      const going = await runningRun('accounts-to-crm', T0 + 1);
+      const other = await runningRun('contacts-to-crm', T0 + 1);
+      const moved = crmWorkspace();
+      moved.syncs[0] = { ...moved.syncs[0]!, object: 'accounts_v2' };
+      await store.applyWorkspace(moved, T0 + 3);
+      const ended = await store.getSyncRun(going.id);
+      expect(ended).toMatchObject({ status: 'cancelled', finishedAt: T0 + 3 });
+      expect(ended?.error).toMatch(/^the sync's destination, object or primary key changed while this run went on/);
+      const fence = { runId: going.id, attempt: going.attempt };
+      await expectError(store.snapshots.write(syncs['accounts-to-crm']!.id, [['[2]', 'bbbbbbbbbbbbbbbb']], [], fence), ErrorCode.LeaseLost);
+      expect(await store.snapshots.count(syncs['accounts-to-crm']!.id)).toBe(0);
+      // Another sync's run goes on.
+      expect((await store.getSyncRun(other.id))?.status).toBe(other.status);
     });
 
     it('refuses to apply files that drop an entity an API-created one refers to', async () => {
