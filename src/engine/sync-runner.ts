@@ -333,7 +333,8 @@ export class SyncRunner {
    * - the sync writes to another destination or object than that run did: the store drops its
    *   snapshot with such a change (see workspace-changes.ts), but a planner table in the source is
    *   out of the store's reach.
-   * Gone by a finished run: one that failed after such a change may have sent only part of the rows.
+   * Judged by the last run that went to the end (success or warning): one that failed after such a
+   * change may have sent only part of the rows.
    */
   private async plannerSwitch(run: SyncRun, now: 'store' | 'warehouse', target: RunTarget): Promise<string | null> {
     if (run.options.fullResync || run.options.resetCDC) return null;
