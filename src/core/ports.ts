@@ -711,10 +711,15 @@ export interface SnapshotCursor {
   runs: number;
 }
 
-/** How far a run had got when it wrote a batch: the rows it had read, and planned, by then. */
+/**
+ * How far a run had got when it wrote a batch: the rows it had read, and planned, by then, and its
+ * completion once the batch is settled (counted with the batch's rows, so that the record never
+ * shows every planned row delivered next to an older completion).
+ */
 export interface RunReach {
   querySize: number;
   planned: OperationCounts;
+  completionRatio?: number;
 }
 
 /**

@@ -409,7 +409,11 @@ export class RunBookkeeping {
       try {
         // The run's delivered counts grow in the snapshot's transaction (see the record's update
         // below), its rows read and planned up to where it is now: never fewer than delivered.
-        const reach = { querySize: progress.querySize, planned: { ...progress.planned } };
+        const reach = {
+          querySize: progress.querySize,
+          planned: { ...progress.planned },
+          completionRatio: completionRatio({ ...progress, settled: progress.settled + written.count }),
+        };
         await store.snapshots.write(syncId, written.rows, written.deletes, fence, written.successful, reach);
       } finally {
         this.snapshotWrites--;

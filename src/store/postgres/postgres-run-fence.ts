@@ -52,7 +52,8 @@ export class PostgresRunFence {
       // With the run's reach, its rows read and planned are raised to it: never fewer than delivered.
       const reached = reach
         ? `, query_size = GREATEST(query_size, $6), planned_added = GREATEST(planned_added, $7),
-           planned_changed = GREATEST(planned_changed, $8), planned_removed = GREATEST(planned_removed, $9)`
+           planned_changed = GREATEST(planned_changed, $8), planned_removed = GREATEST(planned_removed, $9),
+           completion_ratio = GREATEST(completion_ratio, $10)`
         : '';
       const counted = await q.query(
         `UPDATE ${this.syncRuns} SET successful_added = successful_added + $3, successful_changed = successful_changed + $4,
@@ -64,7 +65,7 @@ export class PostgresRunFence {
           delivered.addedCount,
           delivered.changedCount,
           delivered.removedCount,
-          ...(reach ? [reach.querySize, reach.planned.addedCount, reach.planned.changedCount, reach.planned.removedCount] : []),
+          ...(reach ? [reach.querySize, reach.planned.addedCount, reach.planned.changedCount, reach.planned.removedCount, reach.completionRatio ?? 0] : []),
         ],
       );
       if (counted.rows.length === 0) {

@@ -104,7 +104,7 @@ const COUNT_DELIVERED = `UPDATE sync_runs SET successful_added = successful_adde
 /** ... and raises its rows read and planned to at least the run's reach at the batch (see RunReach). */
 const COUNT_DELIVERED_REACHED = `UPDATE sync_runs SET successful_added = successful_added + ?, successful_changed = successful_changed + ?,
   successful_removed = successful_removed + ?, query_size = max(query_size, ?), planned_added = max(planned_added, ?),
-  planned_changed = max(planned_changed, ?), planned_removed = max(planned_removed, ?) WHERE id = ?`;
+  planned_changed = max(planned_changed, ?), planned_removed = max(planned_removed, ?), completion_ratio = max(completion_ratio, ?) WHERE id = ?`;
 
 /** The statement that counts a fenced write's delivered rows in its run (none without both). */
 function countStatements(fence: RunFence | undefined, delivered: OperationCounts | undefined, reach: RunReach | undefined): WriteStatement[] {
@@ -112,7 +112,12 @@ function countStatements(fence: RunFence | undefined, delivered: OperationCounts
   const { addedCount, changedCount, removedCount } = delivered;
   if (!reach) return [[COUNT_DELIVERED, [addedCount, changedCount, removedCount, fence.runId]]];
   const { planned } = reach;
-  return [[COUNT_DELIVERED_REACHED, [addedCount, changedCount, removedCount, reach.querySize, planned.addedCount, planned.changedCount, planned.removedCount, fence.runId]]];
+  return [
+    [
+      COUNT_DELIVERED_REACHED,
+      [addedCount, changedCount, removedCount, reach.querySize, planned.addedCount, planned.changedCount, planned.removedCount, reach.completionRatio ?? 0, fence.runId],
+    ],
+  ];
 }
 
 /**

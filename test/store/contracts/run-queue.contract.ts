@@ -566,6 +566,20 @@ export function describeRunQueueContract(name: string, open: OpenStore): void {
         await expectError(store.updateSyncRun(9999, { querySize: 1 }, late, 1), ErrorCode.LeaseLost);
       });
 
+      it("counts a written batch's completion with its delivered rows, in the same transaction: never every row delivered next to an older completion", async () => {
+        const { syncs } = await applyCrm();
+        const id = syncs['accounts-to-crm']!.id;
+        const { run } = await store.enqueueSyncRun({ syncId: id, trigger: MANUAL, options: NO_OPTIONS }, T0);
+        await store.claimSyncRun(run.id, T0 + 1, A);
+        const fence = { runId: run.id, attempt: 1 };
+        const planned = { addedCount: 2, changedCount: 0, removedCount: 0 };
+        const one = { addedCount: 1, changedCount: 0, removedCount: 0 };
+        await store.snapshots.write(id, [['[1]', 'aaaaaaaaaaaaaaaa']], [], fence, one, { querySize: 2, planned, completionRatio: 0.5 });
+        expect(await store.getSyncRun(run.id)).toMatchObject({ successfulRows: one, completionRatio: 0.5 });
+        await store.snapshots.write(id, [['[2]', 'bbbbbbbbbbbbbbbb']], [], fence, one, { querySize: 2, planned, completionRatio: 1 });
+        expect(await store.getSyncRun(run.id)).toMatchObject({ successfulRows: planned, completionRatio: 1 });
+      });
+
       it('ends at once a cancelled run whose lease has ended, and refuses every later write of its attempt', async () => {
         const { syncs } = await applyCrm();
         const id = syncs['accounts-to-crm']!.id;
