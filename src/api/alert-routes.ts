@@ -18,7 +18,7 @@ import { HttpError, validationFailed } from './http-errors.js';
 import { movedAddress } from '../core/connector-registry.js';
 import { defineRoute } from './route.js';
 import { errors, intText, page } from './schemas.js';
-import { REDACTED, isTemplateOnly, redactSecret, redactUrl, redactValue } from '../core/connections.js';
+import { REDACTED, isTemplateOnly, redactSecret, redactValue } from '../core/connections.js';
 import { ALERT_CHANNEL_SECRETS } from '../core/secrets.js';
 import { refuseUnlistedBodyTemplates } from './template-access.js';
 
@@ -49,7 +49,7 @@ export const AlertChannelView = z
   .catchall(z.unknown())
   .openapi('AlertChannel', {
     description:
-      'A channel as stored, its settings redacted: a Slack URL path, a webhook secret and header values, a PagerDuty routing key and an SMTP password show as *** (a value that is only a ${VAR} template is shown). Sending a redacted value back keeps the stored one.',
+      'A channel as stored, its settings redacted: the path and query of a Slack or webhook URL, a webhook secret and header values, a PagerDuty routing key and an SMTP password show as *** (a value that is only a ${VAR} template is shown). Sending a redacted value back keeps the stored one.',
   });
 
 export const AlertRuleView = z
@@ -338,15 +338,17 @@ function redactUrlPath(value: string): string {
 
 /**
  * The secret settings of a channel (those `ALERT_CHANNEL_SECRETS` marks for its type), as shown: a
- * Slack URL with its path hidden (the path is the secret), another URL as `redactUrl` shows it, a
- * header value or key hidden unless it is a bare `${ENV}` template.
+ * Slack or webhook URL with its path hidden (Slack's, Discord's, Teams' or Zapier's path is the
+ * secret), another URL as `redactUrl` shows it, a header value or key hidden unless it is a bare
+ * `${ENV}` template.
  */
 function redactedSettings(channel: AlertChannelDef): Record<string, unknown> {
   const settings = channel as unknown as Record<string, unknown>;
   return Object.fromEntries(
     ALERT_CHANNEL_SECRETS[channel.type].filter((name) => name in settings).map((name) => {
       const value = settings[name];
-      return [name, channel.type === 'slack' && typeof value === 'string' ? redactUrlPath(value) : redactValue(value)];
+      const pathHidden = (channel.type === 'slack' || channel.type === 'webhook') && name === 'url';
+      return [name, pathHidden && typeof value === 'string' ? redactUrlPath(value) : redactValue(value)];
     }),
   );
 }
@@ -362,7 +364,7 @@ function target(channel: AlertChannelDef): string {
     case 'slack':
       return redactUrlPath(channel.url);
     case 'webhook':
-      return redactUrl(channel.url);
+      return redactUrlPath(channel.url);
     case 'email':
       return channel.to.join(', ');
     case 'pagerduty':

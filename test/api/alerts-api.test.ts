@@ -51,11 +51,18 @@ describe('alert channels and rules through the API', () => {
       secret: HOOK_SECRET,
     });
     expect(created.status).toBe(201);
-    expect(created.body).toMatchObject({ name: 'hooks', type: 'webhook', origin: 'api', secret: '***', headers: { Authorization: '***' }, target: `${receiver.url}/ok` });
+    expect(created.body).toMatchObject({ name: 'hooks', type: 'webhook', origin: 'api', secret: '***', headers: { Authorization: '***' }, url: `${receiver.url}/***`, target: `${receiver.url}/***` });
     expect(created.body.warning).toBeUndefined();
     expect((await call('POST', '/api/alerts/channels', { name: 'hooks', type: 'slack', url: 'https://hooks.slack.com/x' })).status).toBe(409);
     const local = await call('POST', '/api/alerts/channels', { name: 'local', type: 'webhook', url: 'file:///etc/passwd' });
     expect(local.status).toBe(422);
+    // A webhook whose path is its token (Discord, Teams, Zapier) shows no part of it.
+    const token = 'T0k3nInThePath-9f8e7d6c5b4a';
+    const discord = await call('POST', '/api/alerts/channels', { name: 'discord', type: 'webhook', url: `https://discord.example.com/api/webhooks/123/${token}` });
+    expect(discord.status).toBe(201);
+    expect(discord.body).toMatchObject({ url: 'https://discord.example.com/***', target: 'https://discord.example.com/***' });
+    expect(JSON.stringify((await call('GET', '/api/alerts')).body)).not.toContain(token);
+    expect((await call('DELETE', '/api/alerts/channels/discord')).status).toBe(204);
     expect(JSON.stringify(local.body)).toContain('url must start with https:// or http://, not file://');
 
     const rule = await call('POST', '/api/alerts/rules', { name: 'crm-watch', sequences: ['crm-hierarchy'], on: ['sequence_failed', 'recovered'], channels: ['hooks'] });
@@ -88,7 +95,7 @@ describe('alert channels and rules through the API', () => {
     const channel = listed.channels[0];
     const moved = await call('PUT', '/api/alerts/channels/hooks', { ...channel, url: `${receiver.url}/moved` });
     expect(moved.status).toBe(200);
-    expect(moved.body).toMatchObject({ url: `${receiver.url}/moved`, secret: '***', origin: 'api' });
+    expect(moved.body).toMatchObject({ url: `${receiver.url}/***`, secret: '***', origin: 'api' });
     const stored = (await api.app.store.alerts.getDefinition()).channels[0];
     expect(stored).toMatchObject({ secret: HOOK_SECRET, headers: { Authorization: `Bearer ${HEADER_TOKEN}` }, url: `${receiver.url}/moved` });
 

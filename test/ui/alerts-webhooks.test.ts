@@ -62,7 +62,8 @@ describe('Alerts page', () => {
     await page.getByText('No alerts sent yet').waitFor();
 
     const channels = page.getByRole('table', { name: 'Alert channels' });
-    expect(await channels.locator('tr[data-channel="ops-hook"]').textContent()).toContain(`${receiver.url}/ok`);
+    // Its path hidden, as a Slack URL's: a webhook's path may be its token.
+    expect(await channels.locator('tr[data-channel="ops-hook"]').textContent()).toContain(`${receiver.url}/***`);
     expect(await page.content()).not.toContain('hook-secret-value');
 
     await page.getByRole('button', { name: 'Send test alert to ops-hook' }).click();
