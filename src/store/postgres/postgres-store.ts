@@ -167,10 +167,7 @@ export class PostgresStore extends StoreRoles implements Store, SecretResealer, 
       webhooks: this.webhooks,
       afterDelete: (q, kind, id, slug, now) => this.afterDelete(q, kind, id, slug, now),
       afterDisable: (q, kind, id, now) => this.afterDisable(q, kind, id, now),
-      dropSnapshot: async (q, id, now) => {
-        await this.snapshots.dropSync(q, id);
-        await this.syncRuns.endActiveOfSyncStartingOver(q, id, now);
-      },
+      startOver: (q, id, now) => this.startOver(q, id, now),
     });
     this.syncRuns = new PostgresSyncRunStore({
       db,
@@ -291,6 +288,12 @@ export class PostgresStore extends StoreRoles implements Store, SecretResealer, 
     if (kind === 'sequence') await this.sequenceRuns.cancelFiredPendingOfDisabledSequence(q, id, now);
     else await this.syncRuns.cancelFiredQueuedOfDisabledSync(q, id, now);
   }
+  /** A sync whose snapshot no longer says what it delivers (see syncsStartingOver): the snapshot goes, and its run under way ends. */
+  private async startOver(q: Queryable, syncId: number, now: number): Promise<void> {
+    await this.snapshots.dropSync(q, syncId);
+    await this.syncRuns.endActiveOfSyncStartingOver(q, syncId, now);
+  }
+
 
   async newerSchema(): Promise<LockstepError | null> {
     return newerSchemaSinceOpened(this.db.direct, `${this.db.schema}.schema_migrations`, this.db.where);

@@ -55,7 +55,7 @@ export interface PostgresWorkspaceStoreOptions {
   /** Cancels the work a disabled sync or sequence no longer takes, in the transaction `q` that left it disabled. */
   afterDisable: (q: Queryable, kind: 'sync' | 'sequence', id: number, now: number) => Promise<void>;
   /** Drops what sync `id` recorded as delivered, and ends its run under way, in the caller's transaction `q`: it delivers elsewhere or keys its rows otherwise now. */
-  dropSnapshot: (q: Queryable, id: number, now: number) => Promise<void>;
+  startOver: (q: Queryable, id: number, now: number) => Promise<void>;
 }
 
 export class PostgresWorkspaceStore implements WorkspaceStore, SecretResealer {
@@ -67,7 +67,7 @@ export class PostgresWorkspaceStore implements WorkspaceStore, SecretResealer {
   private readonly webhooks: PostgresWebhookStore;
   private readonly afterDelete: (q: Queryable, kind: EntityKind, id: number, slug: string, now: number) => Promise<void>;
   private readonly afterDisable: (q: Queryable, kind: 'sync' | 'sequence', id: number, now: number) => Promise<void>;
-  private readonly dropSnapshot: (q: Queryable, id: number, now: number) => Promise<void>;
+  private readonly startOver: (q: Queryable, id: number, now: number) => Promise<void>;
 
   constructor(options: PostgresWorkspaceStoreOptions) {
     this.db = options.db;
@@ -78,7 +78,7 @@ export class PostgresWorkspaceStore implements WorkspaceStore, SecretResealer {
     this.webhooks = options.webhooks;
     this.afterDelete = options.afterDelete;
     this.afterDisable = options.afterDisable;
-    this.dropSnapshot = options.dropSnapshot;
+    this.startOver = options.startOver;
   }
 
   async loadWorkspace(): Promise<WorkspaceState> {
@@ -94,7 +94,7 @@ export class PostgresWorkspaceStore implements WorkspaceStore, SecretResealer {
     return this.workspaceTransaction(async (q) => {
       const plan = planApply(await this.workspaceState(q), definition);
       for (const change of plan.entities) await this.applyChange(q, change, definition, now);
-      for (const id of plan.syncsStartingOver) await this.dropSnapshot(q, id, now);
+      for (const id of plan.syncsStartingOver) await this.startOver(q, id, now);
       if (plan.alerts) await this.alerts.writeDefinition(q, plan.alerts, now);
       if (plan.webhooks) await this.webhooks.writeSettings(q, plan.webhooks, now);
       return plan.changes;
@@ -172,7 +172,7 @@ export class PostgresWorkspaceStore implements WorkspaceStore, SecretResealer {
       const startingOver = checkUpsert(await this.workspaceState(q), kind, definition);
       const created = (await this.entityBySlug(q, kind, definition.slug)) === null;
       await this.writeEntity(q, kind, created, definition, origin, now);
-      for (const id of startingOver) await this.dropSnapshot(q, id, now);
+      for (const id of startingOver) await this.startOver(q, id, now);
       const record = (await this.entityBySlug(q, kind, definition.slug)) as (EntityDefs[K] & Stored) | null;
       if (!record) throw new LockstepError(ErrorCode.Internal, `${kind} "${definition.slug}" was written but cannot be read back`);
       return { record, created };

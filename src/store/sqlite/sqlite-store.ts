@@ -167,10 +167,7 @@ export class SqliteStore extends StoreRoles implements Store, SecretResealer, As
       webhooks: this.webhooks,
       afterDelete: (kind, id, slug, now) => this.afterDelete(kind, id, slug, now),
       afterDisable: (kind, id, now) => this.afterDisable(kind, id, now),
-      dropSnapshot: (id, now) => {
-        this.snapshots.dropSync(id);
-        this.syncRuns.endActiveOfSyncStartingOver(id, now);
-      },
+      startOver: (id, now) => this.startOver(id, now),
     });
     this.syncRuns = new SqliteSyncRunStore({ statements: this.statements, transactions, fence: this.fence, statement, clock });
     this.sequenceRuns = new SqliteSequenceRunStore({ statements: this.statements, transactions, statement, secrets, clock, syncRuns: this.syncRuns });
@@ -255,6 +252,12 @@ export class SqliteStore extends StoreRoles implements Store, SecretResealer, As
     if (kind === 'sequence') this.sequenceRuns.cancelFiredPendingOfDisabledSequence(id, now);
     else this.syncRuns.cancelFiredQueuedOfDisabledSync(id, now);
   }
+  /** A sync whose snapshot no longer says what it delivers (see syncsStartingOver): the snapshot goes, and its run under way ends. */
+  private startOver(syncId: number, now: number): void {
+    this.snapshots.dropSync(syncId);
+    this.syncRuns.endActiveOfSyncStartingOver(syncId, now);
+  }
+
 
   // -------------------------------------------------------------------------------------------
   // Outbox of finished runs

@@ -48,7 +48,7 @@ export interface SqliteWorkspaceStoreOptions {
   /** Cancels the work a disabled sync or sequence no longer takes, in the write transaction that left it disabled. */
   afterDisable: (kind: 'sync' | 'sequence', id: number, now: number) => void;
   /** Drops what sync `id` recorded as delivered, and ends its run under way, in the caller's write transaction: it delivers elsewhere or keys its rows otherwise now. */
-  dropSnapshot: (id: number, now: number) => void;
+  startOver: (id: number, now: number) => void;
 }
 
 export class SqliteWorkspaceStore implements WorkspaceStore, SecretResealer {
@@ -62,7 +62,7 @@ export class SqliteWorkspaceStore implements WorkspaceStore, SecretResealer {
   private readonly webhooks: SqliteWebhookStore;
   private readonly afterDelete: (kind: EntityKind, id: number, slug: string, now: number) => void;
   private readonly afterDisable: (kind: 'sync' | 'sequence', id: number, now: number) => void;
-  private readonly dropSnapshot: (id: number, now: number) => void;
+  private readonly startOver: (id: number, now: number) => void;
 
   constructor(options: SqliteWorkspaceStoreOptions) {
     this.db = options.db;
@@ -75,7 +75,7 @@ export class SqliteWorkspaceStore implements WorkspaceStore, SecretResealer {
     this.webhooks = options.webhooks;
     this.afterDelete = options.afterDelete;
     this.afterDisable = options.afterDisable;
-    this.dropSnapshot = options.dropSnapshot;
+    this.startOver = options.startOver;
   }
 
   async loadWorkspace(): Promise<WorkspaceState> {
@@ -91,7 +91,7 @@ export class SqliteWorkspaceStore implements WorkspaceStore, SecretResealer {
     return this.transactions.write(() => {
       const plan = planApply(this.workspaceState(), definition);
       for (const change of plan.entities) this.applyChange(change, definition, now);
-      for (const id of plan.syncsStartingOver) this.dropSnapshot(id, now);
+      for (const id of plan.syncsStartingOver) this.startOver(id, now);
       if (plan.alerts) this.alerts.writeDefinition(plan.alerts, now);
       if (plan.webhooks) this.webhooks.writeSettings(plan.webhooks, now);
       return plan.changes;
@@ -159,7 +159,7 @@ export class SqliteWorkspaceStore implements WorkspaceStore, SecretResealer {
       const params: Record<string, SqliteValue> = { slug: definition.slug, definition: definitionJson(definition, kind, this.secrets), now, origin };
       if (TABLES[kind].enabled) params.enabled = (definition as { enabled?: boolean }).enabled === false ? 0 : 1;
       (created ? statements.insert : statements.update).run(params);
-      for (const id of startingOver) this.dropSnapshot(id, now);
+      for (const id of startingOver) this.startOver(id, now);
       const record = toRecord(statements.bySlug.get(definition.slug) as EntityRow, kind, this.secrets) as EntityDefs[K] & Stored;
       if (params.enabled === 0) this.afterDisable(kind as 'sync' | 'sequence', record.id, now);
       return { record, created };
